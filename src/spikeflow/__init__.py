@@ -1,0 +1,12 @@
+"""spikeflow: a full-stack spiking deep learning framework on PyTorch.
+
+Spiking tensors are time-major, ``[T, B, ...]``. Start with :mod:`spikeflow.neurons`,
+:mod:`spikeflow.layers`, :mod:`spikeflow.surrogate` and :mod:`spikeflow.functional`.
+"""
+
+from spikeflow import errors, functional, neurons, surrogate
+from spikeflow.errors import SpikeflowError
+
+__version__ = "0.1.0"
+
+__all__ = ["SpikeflowError", "__version__", "errors", "functional", "neurons", "surrogate"]

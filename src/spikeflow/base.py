@@ -1,0 +1,134 @@
+"""Step modes and the carried-state protocol shared by every stateful module.
+
+Tensors that flow between spiking layers are time-major: ``[T, B, ...]`` in multi-step
+mode (the default, one call per sequence) and ``[B, ...]`` in single-step mode (one
+call per time step).
+
+Carried state is explicit (design principle 3): a :class:`MemoryModule` starts every
+multi-step call from its initial state, so running two batches in a row never needs a
+manual reset. State is kept between calls only while the module is *streaming*
+(:func:`spikeflow.functional.streaming` or :func:`spikeflow.functional.set_streaming`),
+which is what chunked multi-step input and single-step calls need. A single-step call
+outside streaming raises :class:`~spikeflow.errors.StateError` instead of silently
+restarting or silently continuing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ShapeError, StateError
+
+__all__ = ["MemoryModule", "StepMode", "StepModule", "check_step_mode", "check_time_major"]
+
+StepMode = Literal["s", "m"]
+_STEP_MODES = ("s", "m")
+
+
+def check_step_mode(mode: str) -> StepMode:
+    """Return ``mode`` if it is ``'s'`` (single-step) or ``'m'`` (multi-step), else raise."""
+    if mode not in _STEP_MODES:
+        raise ShapeError(
+            f"step_mode must be 's' (single-step, input [B, ...]) or 'm' (multi-step, "
+            f"input [T, B, ...]); got {mode!r}"
+        )
+    return mode  # type: ignore[return-value]
+
+
+def check_time_major(x: Tensor, what: str, min_dims: int = 2) -> None:
+    """Raise a :class:`ShapeError` unless ``x`` has at least ``min_dims`` dimensions."""
+    if x.dim() < min_dims:
+        raise ShapeError(
+            f"{what} in multi-step mode expects a time-major tensor [T, B, ...] with at "
+            f"least {min_dims} dimensions; got shape {tuple(x.shape)}. Add the time "
+            f"dimension (x.unsqueeze(0) for one step) or use step_mode='s'."
+        )
+
+
+class StepModule:
+    """Mixin for modules that have a ``step_mode`` (``'s'`` or ``'m'``)."""
+
+    _step_mode: StepMode = "m"
+
+    @property
+    def step_mode(self) -> StepMode:
+        """``'m'``: input is ``[T, B, ...]``; ``'s'``: input is one step ``[B, ...]``."""
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, mode: str) -> None:
+        self._step_mode = check_step_mode(mode)
+
+
+class MemoryModule(StepModule, nn.Module):
+    """A module whose output depends on earlier time steps.
+
+    Subclasses keep their carried state as a ``dict[str, Tensor]`` and use
+    :meth:`_carried_state` at the start of a call and :meth:`_keep_state` at its end.
+    """
+
+    def __init__(self, step_mode: StepMode = "m") -> None:
+        super().__init__()
+        self.step_mode = step_mode
+        self.streaming = False
+        self._state: dict[str, Tensor] | None = None
+
+    @property
+    def state(self) -> dict[str, Tensor] | None:
+        """The carried state (``None`` when not streaming or right after a reset)."""
+        return self._state
+
+    def reset(self) -> None:
+        """Forget the carried state; the next call starts from the initial state."""
+        self._state = None
+
+    def detach(self) -> None:
+        """Cut the autograd graph of the carried state (truncated BPTT)."""
+        if self._state is not None:
+            self._state = {k: v.detach() for k, v in self._state.items()}
+
+    def _carried_state(self, step_shape: torch.Size) -> dict[str, Tensor] | None:
+        """State to start this call from: ``None`` means the initial state.
+
+        ``step_shape`` is the shape of one time step of the input, used to catch a
+        carried state that belongs to a different batch.
+        """
+        if not self.streaming:
+            if self.step_mode == "s":
+                raise StateError(
+                    f"{type(self).__name__} is in single-step mode, which carries state "
+                    "from one call to the next, but streaming is off. Run the steps of "
+                    "one sequence inside `with spikeflow.functional.streaming(net):` "
+                    "(state is reset on entry and exit), or call "
+                    "spikeflow.functional.set_streaming(net, True) and "
+                    "spikeflow.functional.reset_net(net) between sequences."
+                )
+            return None
+        state = self._state
+        if state is not None:
+            for name, value in state.items():
+                # Trailing dims must fit one step (a queue of steps may lead with more).
+                trailing = value.shape[max(0, value.dim() - len(step_shape)) :]
+                if value.dim() > 0 and not _broadcasts_to(trailing, step_shape):
+                    raise StateError(
+                        f"{type(self).__name__}: carried state '{name}' has shape "
+                        f"{tuple(value.shape)} from an earlier call, but this input has "
+                        f"steps of shape {tuple(step_shape)}. A new sequence started: "
+                        "call spikeflow.functional.reset_net(net) between sequences."
+                    )
+        return state
+
+    def _keep_state(self, state: dict[str, Tensor]) -> None:
+        """Store ``state`` for the next call if streaming (otherwise drop it)."""
+        if self.streaming:
+            self._state = state
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False

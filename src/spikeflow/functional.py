@@ -1,0 +1,84 @@
+"""Small verbs that act on every spiking module of a network.
+
+>>> set_step_mode(net, "s")           # single-step mode everywhere
+>>> with streaming(net):              # carry state across calls (reset on entry and exit)
+...     for x_t in x_seq:
+...         y_t = net(x_t)
+>>> detach_net(net)                   # truncated BPTT: cut the carried state's graph
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import nn
+
+from spikeflow.base import MemoryModule, StepModule, check_step_mode
+
+__all__ = [
+    "detach_net",
+    "memory_modules",
+    "reset_net",
+    "set_step_mode",
+    "set_streaming",
+    "streaming",
+]
+
+
+def memory_modules(net: nn.Module) -> Iterator[MemoryModule]:
+    """Yield every module of ``net`` (itself included) that carries state over time."""
+    for module in net.modules():
+        if isinstance(module, MemoryModule):
+            yield module
+
+
+def reset_net(net: nn.Module) -> None:
+    """Forget the carried state of every stateful module in ``net``."""
+    for module in memory_modules(net):
+        module.reset()
+
+
+def detach_net(net: nn.Module) -> None:
+    """Detach the carried state of every stateful module (truncated BPTT)."""
+    for module in memory_modules(net):
+        module.detach()
+
+
+def set_step_mode(net: nn.Module, step_mode: str) -> None:
+    """Set ``step_mode`` (``'s'`` or ``'m'``) on every module of ``net`` that has one."""
+    check_step_mode(step_mode)
+    for module in net.modules():
+        if isinstance(module, StepModule):
+            module.step_mode = step_mode
+
+
+def set_streaming(net: nn.Module, enabled: bool) -> None:
+    """Turn carried state on or off for every stateful module, resetting each one.
+
+    While streaming, each call continues from where the previous one stopped: feed a
+    long sequence chunk by chunk (multi-step) or step by step (single-step), and call
+    :func:`reset_net` between sequences.
+    """
+    for module in memory_modules(net):
+        module.streaming = bool(enabled)
+        module.reset()
+
+
+@contextmanager
+def streaming(net: nn.Module) -> Iterator[nn.Module]:
+    """Context in which ``net`` carries state across calls; reset on entry and exit.
+
+    The previous streaming flags are restored on exit.
+    """
+    modules = list(memory_modules(net))
+    previous = [m.streaming for m in modules]
+    for m in modules:
+        m.streaming = True
+        m.reset()
+    try:
+        yield net
+    finally:
+        for m, flag in zip(modules, previous):
+            m.streaming = flag
+            m.reset()

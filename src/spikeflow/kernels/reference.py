@@ -1,0 +1,80 @@
+"""The reference execution path: a plain loop over time, autograd through it.
+
+Every faster backend must reproduce this loop's spikes and gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.surrogate import Surrogate
+
+__all__ = ["FiringRule", "run_reference"]
+
+
+@dataclass(frozen=True)
+class FiringRule:
+    """The shared fire and reset rules (methods.md 1.1).
+
+    Attributes:
+        surrogate: spike function, Heaviside forward with a surrogate derivative.
+        v_reset: hard-reset value, or ``None`` for soft reset (subtract the threshold).
+        detach_reset: cut the gradient through the reset branch.
+        strict: fire on ``H > θ`` instead of ``H >= θ``.
+    """
+
+    surrogate: Surrogate
+    v_reset: float | None
+    detach_reset: bool
+    strict: bool
+
+
+def _as_tuple(value: object) -> tuple[Tensor, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)  # type: ignore[arg-type]
+
+
+def run_reference(
+    decl: NeuronDeclaration,
+    x_seq: Tensor,
+    state: dict[str, Tensor],
+    params: dict[str, Tensor | float],
+    threshold: Tensor | float,
+    rule: FiringRule,
+    record_v: bool = False,
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """Run ``decl`` over ``x_seq`` (``[T, ...]``) from ``state``.
+
+    Returns the spikes ``[T, ...]``, the final state, and the membrane after reset of
+    every step ``[T, ...]`` if ``record_v`` (else ``None``).
+    """
+    v = state["v"]
+    aux = tuple(state[name] for name in decl.aux_names)
+    charge_kw = {name: params[name] for name in decl.charge_params}
+    update_kw = {name: params[name] for name in decl.update_params}
+    spikes: list[Tensor] = []
+    v_record: list[Tensor] = []
+    for t in range(x_seq.shape[0]):
+        out = decl.charge(x_seq[t], v, *aux, **charge_kw)
+        if decl.charge_returns_aux:
+            h, *rest = _as_tuple(out)
+            aux = tuple(rest)
+        else:
+            h = out
+        s = rule.surrogate(h - threshold, strict=rule.strict)
+        s_reset = s.detach() if rule.detach_reset else s
+        if rule.v_reset is None:
+            v = h - threshold * s_reset
+        else:
+            v = h * (1.0 - s_reset) + rule.v_reset * s_reset
+        if decl.update is not None:
+            aux = _as_tuple(decl.update(h, s, *aux, **update_kw))
+        spikes.append(s)
+        if record_v:
+            v_record.append(v)
+    final = {"v": v, **dict(zip(decl.aux_names, aux))}
+    v_seq = torch.stack(v_record) if record_v else None
+    return torch.stack(spikes), final, v_seq

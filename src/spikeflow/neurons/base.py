@@ -1,0 +1,218 @@
+"""The spiking neuron module: a declaration plus shared fire and reset rules."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.base import MemoryModule, StepMode, check_time_major
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.kernels import FiringRule, check_backend, resolve_backend
+from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.surrogate import Sigmoid, Surrogate
+
+__all__ = ["BaseNode"]
+
+
+def _check_finite(name: str, value: float | Tensor) -> None:
+    bad = not math.isfinite(value) if isinstance(value, float) else not torch.isfinite(value).all()
+    if bad:
+        raise ConfigurationError(f"{name} must be finite, got {value}")
+
+
+class BaseNode(MemoryModule):
+    """Base class of spiking neurons declared by a charge equation.
+
+    A subclass provides the declaration as static methods ``charge`` (and optionally
+    ``update``) and returns their parameter values from :meth:`neuron_params`; see
+    :mod:`spikeflow.neurons.declaration`. Firing and reset follow methods.md 1.1::
+
+        H[t] = charge(X[t], V[t-1], ...)
+        S[t] = Θ(H[t] - θ)                        (Θ(0) = 1, or 0 if strict_firing)
+        V[t] = H[t] (1 - S[t]) + V_r S[t]         (hard reset, v_reset a float)
+        V[t] = H[t] - θ S[t]                      (soft reset, v_reset None)
+
+    Args:
+        v_threshold: θ, a float or a tensor broadcastable to the neuron shape (e.g.
+            ``[C, 1, 1]`` for one threshold per channel of ``[B, C, H, W]``). Default 1.
+        v_reset: V_r for hard reset (default 0.0), or ``None`` for soft reset. The
+            membrane starts at ``v_reset`` (hard) or 0 (soft).
+        surrogate_function: the spike function (default ``Sigmoid(alpha=4)``).
+        detach_reset: if True, no gradient flows through the reset branch.
+        strict_firing: fire on ``H > θ`` instead of ``H >= θ`` (STBP, MS-ResNet, TET).
+        learnable_threshold: make θ a trainable parameter (same shape as given).
+        step_mode: ``'m'`` (input ``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``).
+        backend: ``'auto'`` (fastest available) or ``'torch'`` (the reference loop).
+        store_v_seq: keep the membrane after reset of every step in ``self.v_seq``.
+    """
+
+    charge: ClassVar[staticmethod]
+    update: ClassVar[staticmethod | None] = None
+
+    def __init__(
+        self,
+        v_threshold: float | Tensor = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: Surrogate | None = None,
+        detach_reset: bool = False,
+        strict_firing: bool = False,
+        learnable_threshold: bool = False,
+        step_mode: StepMode = "m",
+        backend: str = "auto",
+        store_v_seq: bool = False,
+    ) -> None:
+        super().__init__(step_mode)
+        self._init_threshold(v_threshold, learnable_threshold)
+        if v_reset is not None:
+            if isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)):
+                raise ConfigurationError(
+                    f"v_reset must be a float (hard reset) or None (soft reset), got {v_reset!r}"
+                )
+            v_reset = float(v_reset)
+            _check_finite("v_reset", v_reset)
+            if bool((torch.as_tensor(self.v_threshold) <= v_reset).any()):
+                raise ConfigurationError(
+                    f"v_threshold ({self.v_threshold}) must be above v_reset ({v_reset}): "
+                    "otherwise a neuron fires again from its reset value"
+                )
+        self.v_reset = v_reset
+        surrogate_function = Sigmoid() if surrogate_function is None else surrogate_function
+        if not isinstance(surrogate_function, Surrogate):
+            raise ConfigurationError(
+                "surrogate_function must be a spikeflow.surrogate.Surrogate instance, got "
+                f"{type(surrogate_function).__name__}"
+            )
+        self.surrogate_function = surrogate_function
+        self.detach_reset = bool(detach_reset)
+        self.strict_firing = bool(strict_firing)
+        self.backend = check_backend(backend)
+        self.store_v_seq = bool(store_v_seq)
+        self.v_seq: Tensor | None = None
+
+    # -- configuration ---------------------------------------------------------------
+
+    def _init_threshold(self, v_threshold: float | Tensor, learnable: bool) -> None:
+        if isinstance(v_threshold, bool) or not isinstance(v_threshold, (int, float, Tensor)):
+            raise ConfigurationError(
+                f"v_threshold must be a float or a tensor, got {type(v_threshold).__name__}"
+            )
+        if isinstance(v_threshold, Tensor):
+            if not v_threshold.is_floating_point():
+                raise DTypeError(
+                    f"v_threshold must be a floating-point tensor, got dtype {v_threshold.dtype}"
+                )
+            _check_finite("v_threshold", v_threshold)
+            value = v_threshold.detach().clone()
+        else:
+            value = float(v_threshold)
+            _check_finite("v_threshold", value)
+        if learnable:
+            self.v_threshold = nn.Parameter(torch.as_tensor(value, dtype=torch.get_default_dtype()))
+        elif isinstance(value, Tensor):
+            self.register_buffer("v_threshold", value)
+        else:
+            self.v_threshold = value
+
+    def declaration(self) -> NeuronDeclaration:
+        """The equations this neuron runs (built once per class and cached)."""
+        cls = type(self)
+        return declare(cls.charge, cls.update, cls.__name__)
+
+    def neuron_params(self) -> dict[str, Tensor | float]:
+        """Values of the declaration's named parameters for this forward pass."""
+        return {}
+
+    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
+        """The state at t = 0 for one step shaped like ``like``.
+
+        The membrane starts at ``v_reset`` (hard reset) or 0 (soft reset); subclasses
+        with auxiliary state override this and add theirs.
+        """
+        v0 = 0.0 if self.v_reset is None else self.v_reset
+        return {"v": torch.full_like(like, v0)}
+
+    @property
+    def firing_rule(self) -> FiringRule:
+        """The shared fire/reset configuration handed to the backend."""
+        return FiringRule(
+            surrogate=self.surrogate_function,
+            v_reset=self.v_reset,
+            detach_reset=self.detach_reset,
+            strict=self.strict_firing,
+        )
+
+    @property
+    def v(self) -> Tensor | None:
+        """Membrane potential carried to the next call (only while streaming)."""
+        return None if self.state is None else self.state["v"]
+
+    # -- execution -------------------------------------------------------------------
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        """Return ``x`` as a ``[T, ...]`` sequence, validating dtype and shape."""
+        if not isinstance(x, Tensor):
+            raise DTypeError(f"{type(self).__name__} expects a tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise DTypeError(
+                f"{type(self).__name__} expects a floating-point input (the synaptic "
+                f"current), got dtype {x.dtype}"
+            )
+        if self.step_mode == "m":
+            check_time_major(x, type(self).__name__)
+            x_seq = x
+        else:
+            x_seq = x.unsqueeze(0)
+        theta = self.v_threshold
+        if isinstance(theta, Tensor) and theta.dim() > 0:
+            step_shape = x_seq.shape[1:]
+            try:
+                ok = torch.broadcast_shapes(theta.shape, step_shape) == step_shape
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise ShapeError(
+                    f"{type(self).__name__}: v_threshold of shape {tuple(theta.shape)} does "
+                    f"not broadcast to the neuron shape {tuple(step_shape)} (one step of "
+                    "the input); per-channel thresholds of [B, C, H, W] need shape [C, 1, 1]"
+                )
+        return x_seq
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Spikes for ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
+        x_seq = self._check_input(x)
+        state = self._carried_state(x_seq.shape[1:])
+        if state is None:
+            state = self.initial_state(x_seq[0])
+        run = resolve_backend(self.backend, x_seq)
+        spikes, state, v_seq = run(
+            self.declaration(),
+            x_seq,
+            state,
+            self.neuron_params(),
+            self.v_threshold,
+            self.firing_rule,
+            self.store_v_seq,
+        )
+        self._keep_state(state)
+        if self.store_v_seq:
+            self.v_seq = v_seq
+        return spikes if self.step_mode == "m" else spikes[0]
+
+    def extra_repr(self) -> str:
+        theta = self.v_threshold
+        theta_repr = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
+        parts = [
+            f"v_threshold={theta_repr}",
+            f"v_reset={self.v_reset}",
+            f"detach_reset={self.detach_reset}",
+            f"step_mode={self.step_mode!r}",
+            f"backend={self.backend!r}",
+        ]
+        if self.strict_firing:
+            parts.append("strict_firing=True")
+        if isinstance(theta, nn.Parameter):
+            parts.append("learnable_threshold=True")
+        return ", ".join(parts)

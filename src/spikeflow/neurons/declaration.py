@@ -1,0 +1,135 @@
+"""The declaration of a neuron model: its equations, written once.
+
+A neuron model is declared by plain Python functions of elementwise ``torch`` code:
+
+``charge(x, v, *aux, **params)``
+    The charge equation. ``x`` is the input of one step, ``v`` the membrane potential
+    after the previous reset, ``aux`` any further state variables (for example an
+    adaptation current). Returns ``H`` (the charged membrane), or ``(H, *aux_new)`` when
+    it also advances the auxiliary state before firing (for example a synaptic current).
+    Parameters are keyword-only arguments, so every one of them has a name.
+
+``update(h, s, *aux, **params)`` (optional)
+    Advances the auxiliary state after firing, given the charged membrane ``h`` and the
+    spikes ``s`` (for example Izhikevich's ``W += b * S``). Returns the new ``aux``
+    (one tensor, or a tuple in the order of ``aux``).
+
+Firing (``S = Θ(H - θ)`` with a surrogate gradient) and reset (hard to ``v_reset`` or
+soft by subtraction) are shared rules configured on the module, not re-declared.
+
+Only elementwise arithmetic and ``torch`` math functions may appear in these functions
+(no in-place ops, no reductions, no data-dependent Python branching), which is what lets
+a code generator trace them symbolically and emit fused CPU/GPU kernels from the same
+source the reference loop runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["NeuronDeclaration", "declare"]
+
+
+@dataclass(frozen=True)
+class NeuronDeclaration:
+    """The equations of one neuron model (see the module docstring).
+
+    Attributes:
+        name: a readable name (used in generated code and error messages).
+        charge: the charge function.
+        update: the post-spike update of auxiliary state, or ``None``.
+        state_names: the state variables, membrane ``v`` first.
+        charge_params: names of the keyword parameters of ``charge``.
+        update_params: names of the keyword parameters of ``update``.
+        charge_returns_aux: whether ``charge`` returns ``(H, *aux)`` instead of ``H``.
+    """
+
+    name: str
+    charge: Callable[..., object]
+    update: Callable[..., object] | None
+    state_names: tuple[str, ...]
+    charge_params: tuple[str, ...]
+    update_params: tuple[str, ...]
+    charge_returns_aux: bool = False
+
+    @property
+    def aux_names(self) -> tuple[str, ...]:
+        """The state variables other than the membrane ``v``."""
+        return self.state_names[1:]
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Every parameter either function takes, in first-use order."""
+        names = list(self.charge_params)
+        names += [p for p in self.update_params if p not in names]
+        return tuple(names)
+
+
+def _split_signature(
+    fn: Callable[..., object], leading: tuple[str, ...], where: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return (positional names after ``leading``, keyword-only names) of ``fn``."""
+    sig = inspect.signature(fn)
+    positional: list[str] = []
+    keyword: list[str] = []
+    for p in sig.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional.append(p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            keyword.append(p.name)
+        else:
+            raise ConfigurationError(
+                f"{where}: *args/**kwargs are not allowed; declare every state variable "
+                f"as a positional argument and every parameter as keyword-only "
+                f"(after a bare *), got signature {sig}"
+            )
+    if tuple(positional[: len(leading)]) != leading:
+        raise ConfigurationError(
+            f"{where} must start with the positional arguments {leading}; got "
+            f"signature {sig}"
+        )
+    return tuple(positional[len(leading) :]), tuple(keyword)
+
+
+@functools.lru_cache(maxsize=None)
+def declare(
+    charge: Callable[..., object],
+    update: Callable[..., object] | None = None,
+    name: str | None = None,
+    charge_returns_aux: bool = False,
+) -> NeuronDeclaration:
+    """Build (and cache) the :class:`NeuronDeclaration` of a charge/update pair.
+
+    The state variables are read from ``charge``'s positional arguments after ``x``
+    (the first must be ``v``); parameters from its keyword-only arguments.
+    """
+    label = name or getattr(charge, "__qualname__", "charge")
+    aux_and_v, charge_params = _split_signature(charge, ("x", "v"), f"{label}: charge")
+    state_names = ("v", *aux_and_v)
+    update_params: tuple[str, ...] = ()
+    if update is not None:
+        upd_aux, update_params = _split_signature(update, ("h", "s"), f"{label}: update")
+        if upd_aux != state_names[1:]:
+            raise ConfigurationError(
+                f"{label}: update must take the auxiliary state {state_names[1:]} after "
+                f"(h, s), in the order charge declares it; got {upd_aux}"
+            )
+    elif len(state_names) > 1 and not charge_returns_aux:
+        raise ConfigurationError(
+            f"{label}: auxiliary state {state_names[1:]} is never advanced: give an "
+            "update function or let charge return (H, *aux)"
+        )
+    return NeuronDeclaration(
+        name=label,
+        charge=charge,
+        update=update,
+        state_names=state_names,
+        charge_params=charge_params,
+        update_params=update_params,
+        charge_returns_aux=charge_returns_aux,
+    )
