@@ -96,7 +96,7 @@ def _split_signature(
     return tuple(positional[len(leading) :]), tuple(keyword)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def declare(
     charge: Callable[..., object],
     update: Callable[..., object] | None = None,

@@ -1,0 +1,171 @@
+"""Argument validation, the declaration mechanism, custom neurons, autocast."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.neurons import BaseNode, IFNode, LIFNode, ParametricLIFNode, declare
+from spikeflow.surrogate import ATan
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5, -2.0, math.inf, math.nan])
+def test_tau_must_exceed_one(tau):
+    with pytest.raises(ConfigurationError, match="tau"):
+        LIFNode(tau=tau)
+    with pytest.raises(ConfigurationError, match="init_tau"):
+        ParametricLIFNode(init_tau=tau)
+
+
+@pytest.mark.parametrize("theta", [math.nan, math.inf, torch.tensor([1.0, math.nan])])
+def test_threshold_must_be_finite(theta):
+    with pytest.raises(ConfigurationError, match="v_threshold"):
+        IFNode(v_threshold=theta)
+
+
+def test_threshold_must_exceed_hard_reset_value():
+    with pytest.raises(ConfigurationError, match="above v_reset"):
+        IFNode(v_threshold=0.5, v_reset=0.5)
+    IFNode(v_threshold=0.5, v_reset=None)  # soft reset: no such constraint
+
+
+def test_bad_threshold_types():
+    with pytest.raises(DTypeError, match="floating-point"):
+        IFNode(v_threshold=torch.tensor([1, 2]))
+    with pytest.raises(ConfigurationError, match="v_threshold"):
+        IFNode(v_threshold="1.0")
+
+
+def test_mismatched_threshold_shape():
+    node = LIFNode(v_threshold=torch.ones(3, 1, 1))
+    with pytest.raises(ShapeError, match=r"v_threshold of shape \(3, 1, 1\)"):
+        node(torch.rand(4, 2, 5, 8, 8))  # 5 channels, not 3
+
+
+def test_integer_input_is_a_dtype_error():
+    with pytest.raises(DTypeError, match=r"torch\.int64"):
+        LIFNode()(torch.ones(4, 3, dtype=torch.long))
+
+
+def test_missing_time_dimension():
+    with pytest.raises(ShapeError, match=r"\[T, B, \.\.\.\]"):
+        LIFNode()(torch.rand(7))
+
+
+def test_bad_step_mode_backend_surrogate():
+    with pytest.raises(ShapeError, match="step_mode"):
+        LIFNode(step_mode="multi")
+    with pytest.raises(ConfigurationError, match="unknown backend 'cuda_magic'"):
+        LIFNode(backend="cuda_magic")
+    with pytest.raises(ConfigurationError, match="surrogate_function"):
+        LIFNode(surrogate_function=torch.sigmoid)
+    with pytest.raises(ConfigurationError, match="v_reset"):
+        LIFNode(v_reset="zero")
+
+
+def test_declaration_reads_states_and_params_from_the_signature():
+    decl = LIFNode().declaration()
+    assert decl.state_names == ("v",)
+    assert decl.charge_params == ("decay", "v_rest")
+    assert IFNode().declaration().charge_params == ()
+    assert LIFNode(decay_input=False).declaration() is not decl
+
+
+def test_declaration_errors():
+    def no_v(x, u):
+        return x + u
+
+    with pytest.raises(ConfigurationError, match=r"\('x', 'v'\)"):
+        declare(no_v)
+
+    def star_args(x, v, *rest):
+        return v
+
+    with pytest.raises(ConfigurationError, match=r"\*args"):
+        declare(star_args)
+
+    def with_aux(x, v, w, *, a):
+        return v + x - w
+
+    with pytest.raises(ConfigurationError, match="never advanced"):
+        declare(with_aux)
+
+    def bad_update(h, s, q):
+        return q
+
+    with pytest.raises(ConfigurationError, match="auxiliary state"):
+        declare(with_aux, bad_update)
+
+
+class QuadraticIF(BaseNode):
+    """A user-written neuron: only the equation is written."""
+
+    def __init__(self, a: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.a = a
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return v + x + a * v * v
+
+    def neuron_params(self):
+        return {"a": self.a}
+
+
+class AdaptiveIF(BaseNode):
+    """A user neuron with an auxiliary state advanced after each spike."""
+
+    @staticmethod
+    def charge(x, v, w, *, k):
+        return v + x - w
+
+    @staticmethod
+    def update(h, s, w, *, k, b):
+        return w * k + b * s
+
+    def neuron_params(self):
+        return {"k": 0.5, "b": 0.3}
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "w": torch.zeros_like(like)}
+
+
+def test_custom_neuron_from_a_charge_equation():
+    node = QuadraticIF(a=0.5, store_v_seq=True)
+    s = node(torch.tensor([[0.5], [0.3], [0.2]], dtype=torch.float64))
+    # H1 = 0.5 ; H2 = 0.5 + 0.3 + 0.125 = 0.925 ; H3 = 0.925 + 0.2 + 0.4278125 -> fire
+    assert s.view(-1).tolist() == [0, 0, 1]
+    torch.testing.assert_close(node.v_seq.view(-1)[:2], torch.tensor([0.5, 0.925]).double())
+
+
+def test_custom_neuron_with_auxiliary_state():
+    node = AdaptiveIF()
+    assert node.declaration().state_names == ("v", "w")
+    x = torch.tensor([[1.2], [0.9], [0.9], [0.9]])
+    # t1: H 1.2 fire, V 0, w = 0 + 0.3 ; t2: H = 0.9 - 0.3 = 0.6, w = 0.15
+    # t3: H = 0.6 + 0.9 - 0.15 = 1.35 fire, w = 0.075 + 0.3 = 0.375 ; t4: H = 0.525
+    assert node(x).view(-1).tolist() == [1, 0, 1, 0]
+
+
+def test_custom_neuron_gradcheck():
+    node = QuadraticIF(a=0.2, surrogate_function=ATan(spiking=False)).double()
+    x = (torch.rand(5, 3, dtype=torch.float64) * 0.8).requires_grad_()
+    assert torch.autograd.gradcheck(node, (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_forward_backward(dtype):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 32), ParametricLIFNode(), nn.Linear(32, 4), LIFNode())
+    x = torch.rand(6, 8, 16)
+    with torch.autocast("cpu", dtype=dtype):
+        out = net(x)
+    assert out.dtype == dtype
+    out.float().mean().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert net[1].w.grad is not None
