@@ -57,7 +57,7 @@ def test_missing_time_dimension():
 
 
 def test_bad_step_mode_backend_surrogate():
-    with pytest.raises(ShapeError, match="step_mode"):
+    with pytest.raises(ConfigurationError, match="step_mode"):
         LIFNode(step_mode="multi")
     with pytest.raises(ConfigurationError, match="unknown backend 'cuda_magic'"):
         LIFNode(backend="cuda_magic")

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from spikeflow.errors import ShapeError, StateError
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
 
 __all__ = ["MemoryModule", "StepMode", "StepModule", "check_step_mode", "check_time_major"]
 
@@ -31,7 +31,7 @@ _STEP_MODES = ("s", "m")
 def check_step_mode(mode: str) -> StepMode:
     """Return ``mode`` if it is ``'s'`` (single-step) or ``'m'`` (multi-step), else raise."""
     if mode not in _STEP_MODES:
-        raise ShapeError(
+        raise ConfigurationError(
             f"step_mode must be 's' (single-step, input [B, ...]) or 'm' (multi-step, "
             f"input [T, B, ...]); got {mode!r}"
         )

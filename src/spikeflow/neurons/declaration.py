@@ -25,7 +25,6 @@ source the reference loop runs.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +95,9 @@ def _split_signature(
     return tuple(positional[len(leading) :]), tuple(keyword)
 
 
-@functools.cache
+_DECLARATIONS: dict[tuple, NeuronDeclaration] = {}
+
+
 def declare(
     charge: Callable[..., object],
     update: Callable[..., object] | None = None,
@@ -108,6 +109,19 @@ def declare(
     The state variables are read from ``charge``'s positional arguments after ``x``
     (the first must be ``v``); parameters from its keyword-only arguments.
     """
+    key = (charge, update, name, charge_returns_aux)
+    cached = _DECLARATIONS.get(key)
+    if cached is None:
+        cached = _DECLARATIONS[key] = _build(charge, update, name, charge_returns_aux)
+    return cached
+
+
+def _build(
+    charge: Callable[..., object],
+    update: Callable[..., object] | None,
+    name: str | None,
+    charge_returns_aux: bool,
+) -> NeuronDeclaration:
     label = name or getattr(charge, "__qualname__", "charge")
     aux_and_v, charge_params = _split_signature(charge, ("x", "v"), f"{label}: charge")
     state_names = ("v", *aux_and_v)
