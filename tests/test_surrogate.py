@@ -472,15 +472,10 @@ def test_spiking_false_without_primitive_raises(spec: Spec):
         spec.cls(spiking=False)
 
 
-def test_squarewave_n1_is_an_empty_sum():
-    x = torch.linspace(-3, 3, 7, dtype=torch.float64, requires_grad=True)
-    SquarewaveFourierSeries(n=1)(x).sum().backward()
-    assert torch.equal(x.grad, torch.zeros_like(x))
-    x.grad = None
-    y = SquarewaveFourierSeries(n=1, spiking=False)(x)
-    assert torch.equal(y.detach(), torch.full_like(x, 0.5))
-    y.sum().backward()
-    assert torch.equal(x.grad, torch.zeros_like(x))
+def test_squarewave_n1_is_rejected():
+    """n = 1 is an empty sum, a zero gradient everywhere: a network could not learn."""
+    with pytest.raises(ConfigurationError, match="SquarewaveFourierSeries.*n"):
+        SquarewaveFourierSeries(n=1)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
@@ -544,7 +539,7 @@ def test_non_finite_or_non_numeric_parameters_raise(spec: Spec):
 
 def test_valid_edge_parameters():
     QPseudoSpike(alpha=1.001)
-    SquarewaveFourierSeries(n=1)
+    SquarewaveFourierSeries(n=2)
     SquarewaveFourierSeries(n=3.0)
     LeakyKReLU(leak=-0.1, k=0.0)
     S2NN(beta=0.0)

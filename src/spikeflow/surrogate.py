@@ -459,12 +459,13 @@ class SquarewaveFourierSeries(Surrogate):
     ``1/2 + (2/pi) sum_{i=1}^{n-1} sin((2i-1) w x) / (2i-1)`` with ``w = 2 pi / T_period``
     (the first n-1 odd harmonics of a 0/1 square wave of period T_period, so periodic, not
     a bounded step), derivative ``(4 / T_period) sum cos((2i-1) w x)`` (n 2, T_period 8;
-    SpikingJelly's ``SquarewaveFourierSeries``). ``n = 1`` is an empty sum.
+    SpikingJelly's ``SquarewaveFourierSeries``). ``n`` must be >= 2 (n = 1 is an empty sum).
     """
 
     def __init__(self, n: int = 2, T_period: float = 8.0, spiking: bool = True) -> None:
         super().__init__(spiking=spiking, n=n, T_period=T_period)
-        _require(self, "n", self.n.is_integer() and self.n >= 1, "an integer >= 1")
+        # n = 1 is an empty sum: a zero gradient everywhere, which cannot train.
+        _require(self, "n", self.n.is_integer() and self.n >= 2, "an integer >= 2")
         _require_positive(self, "T_period")
 
     @staticmethod
