@@ -84,14 +84,15 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 256) -> float:
     return correct / len(x)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> float:
+    """Train and evaluate; returns the test accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--T", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
     x_tr, y_tr, x_te, y_te = load_digits_split(args.seed)
@@ -120,7 +121,9 @@ def main() -> None:
                 f"({time.perf_counter() - start:.0f}s)"
             )
     functional.reset_net(model)
-    print(f"test accuracy: {accuracy(model, x_te, y_te):.4f}")
+    acc = accuracy(model, x_te, y_te)
+    print(f"test accuracy: {acc:.4f}")
+    return acc
 
 
 if __name__ == "__main__":

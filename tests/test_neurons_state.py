@@ -134,3 +134,20 @@ def test_store_v_seq_records_membrane_after_reset():
     node = IFNode(store_v_seq=True)
     node(torch.tensor([[0.6], [0.6], [0.1]]))
     torch.testing.assert_close(node.v_seq.view(-1), torch.tensor([0.6, 0.0, 0.1]))
+
+
+def test_set_step_mode_leaves_container_children_per_step():
+    from spikeflow import layers
+
+    inner = LIFNode(step_mode="s")
+    net = nn.Sequential(
+        layers.SeqToANNContainer(nn.Linear(3, 3)),
+        layers.MultiStepContainer(inner),
+        layers.StepModeContainer(nn.Linear(3, 3), stateless=True),
+        LIFNode(),
+    )
+    F.set_step_mode(net, "s")
+    assert inner.step_mode == "s" and net[3].step_mode == "s" and net[2].step_mode == "s"
+    assert net[0].step_mode == "m" and net[1].step_mode == "m"
+    F.set_step_mode(net, "m")
+    assert inner.step_mode == "s" and net[3].step_mode == "m" and net[2].step_mode == "m"

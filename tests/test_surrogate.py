@@ -474,7 +474,7 @@ def test_spiking_false_without_primitive_raises(spec: Spec):
 
 def test_squarewave_n1_is_rejected():
     """n = 1 is an empty sum, a zero gradient everywhere: a network could not learn."""
-    with pytest.raises(ConfigurationError, match="SquarewaveFourierSeries.*n"):
+    with pytest.raises(ConfigurationError, match=r"SquarewaveFourierSeries.*n"):
         SquarewaveFourierSeries(n=1)
 
 

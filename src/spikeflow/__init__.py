@@ -4,9 +4,18 @@ Spiking tensors are time-major, ``[T, B, ...]``. Start with :mod:`spikeflow.neur
 :mod:`spikeflow.layers`, :mod:`spikeflow.surrogate` and :mod:`spikeflow.functional`.
 """
 
-from spikeflow import errors, functional, neurons, surrogate
+from spikeflow import encoding, errors, functional, layers, neurons, surrogate
 from spikeflow.errors import SpikeflowError
 
 __version__ = "0.1.0"
 
-__all__ = ["SpikeflowError", "__version__", "errors", "functional", "neurons", "surrogate"]
+__all__ = [
+    "SpikeflowError",
+    "__version__",
+    "encoding",
+    "errors",
+    "functional",
+    "layers",
+    "neurons",
+    "surrogate",
+]

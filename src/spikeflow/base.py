@@ -52,6 +52,11 @@ class StepModule:
     """Mixin for modules that have a ``step_mode`` (``'s'`` or ``'m'``)."""
 
     _step_mode: StepMode = "m"
+    #: True for containers that own the time dimension of their children (the children
+    #: are per-step modules); :func:`spikeflow.functional.set_step_mode` stops there.
+    owns_children_time: bool = False
+    #: True for sequence containers whose step mode is always ``'m'``.
+    multi_step_only: bool = False
 
     @property
     def step_mode(self) -> StepMode:

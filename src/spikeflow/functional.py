@@ -46,11 +46,26 @@ def detach_net(net: nn.Module) -> None:
 
 
 def set_step_mode(net: nn.Module, step_mode: str) -> None:
-    """Set ``step_mode`` (``'s'`` or ``'m'``) on every module of ``net`` that has one."""
+    """Set ``step_mode`` (``'s'`` or ``'m'``) on every module of ``net`` that has one.
+
+    Containers that own their children's time dimension (``SeqToANNContainer``,
+    ``MultiStepContainer``, ``StepModeContainer``) keep their per-step children as
+    they are; a ``StepModeContainer`` switches its own mode, the sequence-only
+    containers stay multi-step.
+    """
     check_step_mode(step_mode)
-    for module in net.modules():
-        if isinstance(module, StepModule):
-            module.step_mode = step_mode
+    _set_step_mode(net, step_mode)
+
+
+def _set_step_mode(module: nn.Module, step_mode: str) -> None:
+    if isinstance(module, StepModule):
+        if module.owns_children_time:
+            if not module.multi_step_only:
+                module.step_mode = step_mode
+            return
+        module.step_mode = step_mode
+    for child in module.children():
+        _set_step_mode(child, step_mode)
 
 
 def set_streaming(net: nn.Module, enabled: bool) -> None:

@@ -1,0 +1,92 @@
+"""Layers for time-major spiking networks.
+
+* :mod:`~spikeflow.layers.containers`: run per-step modules over a sequence.
+* :mod:`~spikeflow.layers.sequence`, :mod:`~spikeflow.layers.sequence_norm`: torch
+  layers with a ``step_mode`` (time folded into the batch in multi-step mode).
+* :mod:`~spikeflow.layers.norm`, :mod:`~spikeflow.layers.neunorm`: tdBN, BNTT, TEBN
+  and NeuNorm.
+* :mod:`~spikeflow.layers.dropout`: dropout with one mask per sequence.
+* :mod:`~spikeflow.layers.misc`: output voting and delay.
+
+See ``docs/layers.md``.
+"""
+
+from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
+from spikeflow.layers.dropout import Dropout, Dropout2d
+from spikeflow.layers.misc import Delay, VotingLayer
+from spikeflow.layers.neunorm import NeuNorm
+from spikeflow.layers.norm import (
+    BatchNormThroughTime1d,
+    BatchNormThroughTime2d,
+    TemporalEffectiveBatchNorm1d,
+    TemporalEffectiveBatchNorm2d,
+    ThresholdDependentBatchNorm1d,
+    ThresholdDependentBatchNorm2d,
+    ThresholdDependentBatchNorm3d,
+)
+from spikeflow.layers.sequence import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    ConvTranspose2d,
+    Flatten,
+    Linear,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    SequenceLayerMixin,
+    Upsample,
+)
+from spikeflow.layers.sequence_norm import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    LayerNorm,
+)
+
+__all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "BatchNormThroughTime1d",
+    "BatchNormThroughTime2d",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose2d",
+    "Delay",
+    "Dropout",
+    "Dropout2d",
+    "Flatten",
+    "GroupNorm",
+    "LayerNorm",
+    "Linear",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "MultiStepContainer",
+    "NeuNorm",
+    "SeqToANNContainer",
+    "SequenceLayerMixin",
+    "StepModeContainer",
+    "TemporalEffectiveBatchNorm1d",
+    "TemporalEffectiveBatchNorm2d",
+    "ThresholdDependentBatchNorm1d",
+    "ThresholdDependentBatchNorm2d",
+    "ThresholdDependentBatchNorm3d",
+    "Upsample",
+    "VotingLayer",
+]

@@ -1,0 +1,264 @@
+"""Sequence versions of the stateless torch layers.
+
+Each class here is the torch layer of the same name plus a ``step_mode``:
+
+* ``step_mode='m'`` (default): the input is ``[T, B, ...]``; time is folded into the
+  batch, the torch layer runs once on ``[T*B, ...]`` and the output is unfolded to
+  ``[T, B, ...]``.
+* ``step_mode='s'``: the input is one step ``[B, ...]`` and goes to the torch layer as is.
+
+The constructors take the torch layer's arguments plus the keyword ``step_mode``, and
+the parameters (and ``state_dict`` keys) are the torch layer's, so weights load either
+way. The folding is written once, in :class:`SequenceLayerMixin`; each layer only
+states what one step looks like, which is what catches a forgotten time dimension::
+
+    >>> conv = Conv2d(3, 8, 3)
+    >>> conv(torch.rand(8, 3, 32, 32))
+    ShapeError: Conv2d in multi-step mode expects [T, B, C, H, W] (5 dims); got shape
+    (8, 3, 32, 32) — missing the time dimension? (use step_mode='s' for one step)
+
+Batch norm in training mode normalises over the folded batch, i.e. with statistics
+over ``T*B`` (and the spatial dims) per channel; every other layer here gives exactly
+what it gives when applied to each step separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from spikeflow.base import StepMode, StepModule
+from spikeflow.layers._time import check_step_dims, fold_time
+
+__all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose2d",
+    "Flatten",
+    "Linear",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "SequenceLayerMixin",
+    "Upsample",
+]
+
+_1D = "[B, C, L]"
+_2D = "[B, C, H, W]"
+_3D = "[B, C, D, H, W]"
+
+
+class SequenceLayerMixin(StepModule):
+    """Give a stateless torch layer a ``step_mode`` by folding time into the batch.
+
+    Put it first in the bases of a subclass of the torch layer and say what one step
+    looks like::
+
+        class Conv2d(SequenceLayerMixin, nn.Conv2d):
+            step_layout = "[B, C, H, W]"
+            step_ndim = (4, 4)
+
+    The constructor takes the torch layer's arguments plus the keyword ``step_mode``.
+    ``forward`` checks the number of dims (a :class:`~spikeflow.errors.ShapeError`
+    names the expected layout) and, in multi-step mode, runs the torch layer once on
+    the folded ``[T*B, ...]`` input. Layers whose step layout depends on their
+    arguments override :meth:`_step_dims`; layers for which folding is not the right
+    way to apply them per step override :meth:`_multi_step`.
+    """
+
+    #: One step's layout, used in error messages (``[B`` becomes ``[T, B`` in 'm' mode).
+    step_layout: ClassVar[str] = "[B, ...]"
+    #: ``(min, max)`` dims of one step; ``max`` None means no upper bound.
+    step_ndim: ClassVar[tuple[int, int | None]] = (1, None)
+
+    def __init__(self, *args: Any, step_mode: StepMode = "m", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_mode = step_mode
+
+    def _step_dims(self) -> tuple[str, tuple[int, int | None]]:
+        """``(layout, (min, max))`` of one step for this instance."""
+        return self.step_layout, self.step_ndim
+
+    def _multi_step(
+        self, layer_forward: Callable[..., Any], x: Tensor, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Apply the per-step ``layer_forward`` to the sequence ``x`` (``[T, B, ...]``)."""
+        return fold_time(lambda y: layer_forward(y, *args, **kwargs), x)
+
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """The torch layer on ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single."""
+        layout, dims = self._step_dims()
+        check_step_dims(x, type(self).__name__, layout, dims, self.step_mode)
+        layer_forward = super().forward  # type: ignore[misc]
+        if self.step_mode == "s":
+            return layer_forward(x, *args, **kwargs)
+        return self._multi_step(layer_forward, x, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()  # type: ignore[misc]
+        mode = f"step_mode={self.step_mode}"
+        return f"{base}, {mode}" if base else mode
+
+
+# -- convolution and linear ---------------------------------------------------------------
+
+
+class Conv1d(SequenceLayerMixin, nn.Conv1d):
+    """:class:`torch.nn.Conv1d` over a sequence; one step is ``[B, C, L]``."""
+
+    step_layout, step_ndim = _1D, (3, 3)
+
+
+class Conv2d(SequenceLayerMixin, nn.Conv2d):
+    """:class:`torch.nn.Conv2d` over a sequence; one step is ``[B, C, H, W]``."""
+
+    step_layout, step_ndim = _2D, (4, 4)
+
+
+class Conv3d(SequenceLayerMixin, nn.Conv3d):
+    """:class:`torch.nn.Conv3d` over a sequence; one step is ``[B, C, D, H, W]``."""
+
+    step_layout, step_ndim = _3D, (5, 5)
+
+
+class ConvTranspose2d(SequenceLayerMixin, nn.ConvTranspose2d):
+    """:class:`torch.nn.ConvTranspose2d` over a sequence; one step is ``[B, C, H, W]``.
+
+    ``forward(x, output_size)`` takes ``output_size`` as the spatial size ``(H, W)``.
+    """
+
+    step_layout, step_ndim = _2D, (4, 4)
+
+
+class Linear(SequenceLayerMixin, nn.Linear):
+    """:class:`torch.nn.Linear` over a sequence; one step is ``[B, ..., in_features]``."""
+
+    step_ndim = (2, None)
+
+    def _step_dims(self) -> tuple[str, tuple[int, int | None]]:
+        return f"[B, ..., {self.in_features}]", self.step_ndim
+
+
+# -- pooling -----------------------------------------------------------------------------
+
+
+class MaxPool1d(SequenceLayerMixin, nn.MaxPool1d):
+    """:class:`torch.nn.MaxPool1d` over a sequence; one step is ``[B, C, L]``.
+
+    With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
+    """
+
+    step_layout, step_ndim = _1D, (3, 3)
+
+
+class MaxPool2d(SequenceLayerMixin, nn.MaxPool2d):
+    """:class:`torch.nn.MaxPool2d` over a sequence; one step is ``[B, C, H, W]``.
+
+    With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
+    """
+
+    step_layout, step_ndim = _2D, (4, 4)
+
+
+class MaxPool3d(SequenceLayerMixin, nn.MaxPool3d):
+    """:class:`torch.nn.MaxPool3d` over a sequence; one step is ``[B, C, D, H, W]``.
+
+    With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
+    """
+
+    step_layout, step_ndim = _3D, (5, 5)
+
+
+class AvgPool1d(SequenceLayerMixin, nn.AvgPool1d):
+    """:class:`torch.nn.AvgPool1d` over a sequence; one step is ``[B, C, L]``."""
+
+    step_layout, step_ndim = _1D, (3, 3)
+
+
+class AvgPool2d(SequenceLayerMixin, nn.AvgPool2d):
+    """:class:`torch.nn.AvgPool2d` over a sequence; one step is ``[B, C, H, W]``."""
+
+    step_layout, step_ndim = _2D, (4, 4)
+
+
+class AvgPool3d(SequenceLayerMixin, nn.AvgPool3d):
+    """:class:`torch.nn.AvgPool3d` over a sequence; one step is ``[B, C, D, H, W]``."""
+
+    step_layout, step_ndim = _3D, (5, 5)
+
+
+class AdaptiveAvgPool1d(SequenceLayerMixin, nn.AdaptiveAvgPool1d):
+    """:class:`torch.nn.AdaptiveAvgPool1d` over a sequence; one step is ``[B, C, L]``."""
+
+    step_layout, step_ndim = _1D, (3, 3)
+
+
+class AdaptiveAvgPool2d(SequenceLayerMixin, nn.AdaptiveAvgPool2d):
+    """:class:`torch.nn.AdaptiveAvgPool2d` over a sequence; one step is ``[B, C, H, W]``."""
+
+    step_layout, step_ndim = _2D, (4, 4)
+
+
+class AdaptiveAvgPool3d(SequenceLayerMixin, nn.AdaptiveAvgPool3d):
+    """:class:`torch.nn.AdaptiveAvgPool3d` over a sequence; one step is ``[B, C, D, H, W]``."""
+
+    step_layout, step_ndim = _3D, (5, 5)
+
+
+# -- reshaping and resampling -------------------------------------------------------------
+
+
+def _after_time(dim: int) -> int:
+    """A dim of one step ``[B, ...]`` as a dim of the sequence ``[T, B, ...]``."""
+    return dim + 1 if dim >= 0 else dim
+
+
+class Flatten(SequenceLayerMixin, nn.Flatten):
+    """:class:`torch.nn.Flatten` applied to each step: ``[T, B, C, H, W]`` → ``[T, B, C*H*W]``.
+
+    ``start_dim`` and ``end_dim`` count the dims of one step, as in ``nn.Flatten``: the
+    default ``start_dim=1`` is the dim after the batch. In multi-step mode the sequence
+    is flattened from ``start_dim + 1`` (so ``start_dim=0`` flattens batch and features
+    of each step, ``[T, B*C*H*W]``, as applying ``nn.Flatten(0)`` to each step does).
+    """
+
+    def _step_dims(self) -> tuple[str, tuple[int, int | None]]:
+        need = max(d + 1 if d >= 0 else -d for d in (self.start_dim, self.end_dim))
+        return "[B, ...]", (max(need, 1), None)
+
+    def _multi_step(
+        self, layer_forward: Callable[..., Any], x: Tensor, *args: Any, **kwargs: Any
+    ) -> Any:
+        return x.flatten(_after_time(self.start_dim), _after_time(self.end_dim))
+
+
+_UPSAMPLE_MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+_SPATIAL_LAYOUT = {1: _1D, 2: _2D, 3: _3D}
+
+
+class Upsample(SequenceLayerMixin, nn.Upsample):
+    """:class:`torch.nn.Upsample` over a sequence; one step is ``[B, C, *spatial]``.
+
+    The number of spatial dims (1 to 3) follows from ``mode`` (``'bilinear'``: 2, ...)
+    or from a tuple ``size`` / ``scale_factor``; with ``mode='nearest'`` and a scalar
+    size or scale factor any of 1 to 3 spatial dims is accepted.
+    """
+
+    def _step_dims(self) -> tuple[str, tuple[int, int | None]]:
+        k = _UPSAMPLE_MODE_DIMS.get(self.mode)
+        if k is None:
+            for v in (self.size, self.scale_factor):
+                if isinstance(v, (tuple, list)):
+                    k = len(v)
+        if k is None or k not in _SPATIAL_LAYOUT:
+            return "[B, C, *spatial]", (3, 5)
+        return _SPATIAL_LAYOUT[k], (k + 2, k + 2)
