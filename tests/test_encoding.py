@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -19,24 +18,7 @@ from spikeflow.encoding import (
     WeightedPhaseEncoder,
 )
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
-
-
-@contextlib.contextmanager
-def streaming(module: nn.Module) -> Iterator[None]:
-    """``spikeflow.functional.streaming`` if it exists, else the same by hand."""
-    try:
-        from spikeflow.functional import streaming as sf_streaming
-    except ImportError:
-        module.streaming = True
-        module.reset()
-        try:
-            yield
-        finally:
-            module.reset()
-            module.streaming = False
-    else:
-        with sf_streaming(module):
-            yield
+from spikeflow.functional import streaming
 
 
 def assert_binary(s: torch.Tensor) -> None:

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import torch
 from torch import nn
 
 import spikeflow.layers as L
-from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
-
-
-@contextmanager
-def streaming(net: nn.Module) -> Iterator[None]:
-    """spikeflow.functional.streaming if it exists, else the same by hand."""
-    try:
-        from spikeflow.functional import streaming as sf_streaming
-    except ImportError:
-        sf_streaming = None
-    if sf_streaming is not None:
-        with sf_streaming(net):
-            yield
-        return
-    mems = [m for m in net.modules() if isinstance(m, MemoryModule)]
-    for m in mems:
-        m.streaming = True
-        m.reset()
-    try:
-        yield
-    finally:
-        for m in mems:
-            m.streaming = False
-            m.reset()
+from spikeflow.functional import streaming
 
 
 def normalise(x: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-5) -> torch.Tensor:
