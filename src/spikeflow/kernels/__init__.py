@@ -1,22 +1,28 @@
 """Execution backends for neuron declarations.
 
-``"torch"`` is the reference loop (:mod:`spikeflow.kernels.reference`); ``"auto"``
-picks the fastest backend available for the input's device.
+``"torch"`` is the reference loop (:mod:`spikeflow.kernels.reference`); ``"cpu"`` the
+fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
+``"auto"`` picks the fused kernel for CPU float32/float64 tensors when a C compiler is
+available, and the reference loop otherwise (other devices and dtypes, until their
+fused backends land, and inside ``torch.compile``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
 from spikeflow.kernels.reference import FiringRule, run_reference
 
 __all__ = ["BACKENDS", "FiringRule", "check_backend", "resolve_backend", "run_reference"]
 
 #: Backend name -> runner with the signature of :func:`run_reference`.
-BACKENDS: dict[str, Callable[..., tuple]] = {"torch": run_reference}
+BACKENDS: dict[str, Callable[..., tuple]] = {"torch": run_reference, "cpu": run_cpu}
+_FUSED_CPU_DTYPES = (torch.float32, torch.float64)
 
 
 def check_backend(name: str) -> str:
@@ -31,5 +37,19 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     """The runner for backend ``name`` on ``x``'s device (``"auto"``: the best one)."""
     check_backend(name)
     if name == "auto":
+        # Under torch.compile the reference loop is traced and fused by the compiler;
+        # the ctypes kernel is opaque to it.
+        if torch.compiler.is_compiling():
+            return run_reference
+        if x.device.type == "cpu" and x.dtype in _FUSED_CPU_DTYPES and _has_compiler():
+            return run_cpu
         return run_reference
     return BACKENDS[name]
+
+
+def _has_compiler() -> bool:
+    try:
+        compiler()
+    except CompilerNotFoundError:
+        return False
+    return True

@@ -1,0 +1,266 @@
+"""Print a neuron step graph as a fused C kernel (loop over T inside, OpenMP over neurons).
+
+Layout: every sequence is ``[T, N]`` contiguous, every state/parameter array ``[N]``.
+Neurons are processed in blocks of ``BLOCK`` whose state stays in a local array, so
+the inner loop over the block vectorises (``omp simd``) and each step touches the
+input and output once. Floating-point contraction is off so the forward reproduces the
+reference loop's float32 arithmetic exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spikeflow.kernels.expr import Expr, topological
+from spikeflow.kernels.step import StepGraph
+
+__all__ = ["BLOCK", "KernelSpec", "generate_c"]
+
+BLOCK = 256
+
+_UNARY_C = {
+    "exp": "exp{f}({a})",
+    "log": "log{f}({a})",
+    "log1p": "log1p{f}({a})",
+    "expm1": "expm1{f}({a})",
+    "tanh": "tanh{f}({a})",
+    "atan": "atan{f}({a})",
+    "erf": "erf{f}({a})",
+    "erfc": "erfc{f}({a})",
+    "abs": "fabs{f}({a})",
+    "sin": "sin{f}({a})",
+    "cos": "cos{f}({a})",
+    "sqrt": "sqrt{f}({a})",
+    "rsqrt": "((T)1 / sqrt{f}({a}))",
+    "sigmoid": "((T)1 / ((T)1 + exp{f}(-({a}))))",
+    "neg": "(-({a}))",
+    "sign": "((T)(({a}) > 0) - (T)(({a}) < 0))",
+    "relu": "(({a}) > 0 ? ({a}) : (T)0)",
+    "tofloat": "((T)({a}))",
+    "nograd": "({a})",
+    "spike": "((T)(({a}) >= 0))",
+    "spike_strict": "((T)(({a}) > 0))",
+}
+_BINARY_C = {
+    "add": "({a} + {b})",
+    "sub": "({a} - {b})",
+    "mul": "({a} * {b})",
+    "div": "({a} / {b})",
+    "pow": "pow{f}({a}, {b})",
+    "maximum": "(({a}) > ({b}) ? ({a}) : ({b}))",
+    "minimum": "(({a}) < ({b}) ? ({a}) : ({b}))",
+    "lt": "({a} < {b})",
+    "le": "({a} <= {b})",
+    "gt": "({a} > {b})",
+    "ge": "({a} >= {b})",
+    "eq": "({a} == {b})",
+    "ne": "({a} != {b})",
+}
+
+
+class KernelSpec:
+    """What one generated kernel is specialised for (part of the cache key)."""
+
+    def __init__(
+        self,
+        graph: StepGraph,
+        ctype: str,
+        array_params: Sequence[bool],
+        theta_is_array: bool,
+        save_states: bool,
+        record_v: bool,
+        grad_params: Sequence[bool],
+        grad_theta: bool,
+    ) -> None:
+        self.graph = graph
+        self.ctype = ctype
+        self.array_params = tuple(array_params)
+        self.theta_is_array = theta_is_array
+        self.save_states = save_states
+        self.record_v = record_v
+        self.grad_params = tuple(grad_params)
+        self.grad_theta = grad_theta
+
+
+def _emit(targets: list[tuple[str, Expr]], names: dict[str, str], f: str) -> list[str]:
+    """C statements computing every target (common subexpressions computed once)."""
+    temps: dict[tuple, str] = {}
+    lines: list[str] = []
+
+    def ref(node: Expr) -> str:
+        if node.op == "const":
+            return f"((T){node.value!r})"
+        if node.op == "var":
+            return names[node.name]
+        return temps[node.key]
+
+    for node in topological([e for _, e in targets]):
+        if node.op in ("const", "var") or node.key in temps:
+            continue
+        args = [ref(a) for a in node.args]
+        if node.op == "where":
+            code = f"({args[0]} ? {args[1]} : {args[2]})"
+        elif node.op in _UNARY_C:
+            code = _UNARY_C[node.op].format(a=args[0], f=f)
+        else:
+            code = _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
+        name = f"t{len(temps)}"
+        temps[node.key] = name
+        lines.append(f"const T {name} = {code};")
+    lines += [f"{dst} = {ref(e)};" for dst, e in targets]
+    return lines
+
+
+def _indent(lines: list[str], depth: int) -> str:
+    return "\n".join("    " * depth + line for line in lines)
+
+
+def generate_c(spec: KernelSpec) -> str:
+    """C source with ``spikeflow_forward`` and ``spikeflow_backward``.
+
+    Both take ``(int64 T, int64 N, int threads, void** ptrs, const double* scalars)``;
+    the pointer and scalar order is documented in :mod:`spikeflow.kernels.cpu`.
+    """
+    g = spec.graph
+    decl = g.decl
+    f = "f" if spec.ctype == "float" else ""
+    states = decl.state_names
+    params = decl.param_names
+    n_st = len(states)
+
+    # Names visible inside the inner loop.
+    names = {"x": "x_"}
+    names.update({f"state_{s}": f"st_{s}" for s in states})
+    names.update({f"grad_state_{s}": f"gst_{s}" for s in states})
+    names["grad_spike"] = "gspk_"
+    for k, p in enumerate(params):
+        names[f"param_{p}"] = f"P_{p}[o_n + i]" if spec.array_params[k] else f"p_{p}"
+    names["theta"] = "THETA[o_n + i]" if spec.theta_is_array else "theta_"
+
+    # Pointer table: shared prefix of both kernels.
+    prefix: list[str] = []
+    ptr = 0
+    scal = 0
+    for k, p in enumerate(params):
+        if spec.array_params[k]:
+            prefix.append(f"const T* P_{p} = (const T*)ptrs[{ptr}];")
+            ptr += 1
+        else:
+            prefix.append(f"const T p_{p} = (T)scalars[{scal}];")
+            scal += 1
+    if spec.theta_is_array:
+        prefix.append(f"const T* THETA = (const T*)ptrs[{ptr}];")
+        ptr += 1
+    else:
+        prefix.append(f"const T theta_ = (T)scalars[{scal}];")
+    prefix.append(f"const T* X = (const T*)ptrs[{ptr}];")
+    ptr += 1
+    base = ptr
+
+    # ---------------- forward ----------------
+    fwd_ptrs = [f"const T* S0_{s} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)]
+    q = base + n_st
+    fwd_ptrs.append(f"T* SPK = (T*)ptrs[{q}];")
+    fwd_ptrs += [f"T* OUT_{s} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
+    q += 1 + n_st
+    if spec.save_states:
+        fwd_ptrs += [f"T* SAVE_{s} = (T*)ptrs[{q + k}];" for k, s in enumerate(states)]
+        q += n_st
+    if spec.record_v:
+        fwd_ptrs.append(f"T* VREC = (T*)ptrs[{q}];")
+    targets = [("SPK[o + i]", g.spike)]
+    targets += [(f"new_{s}", e) for s, e in zip(states, g.new_state)]
+    body = ["const T x_ = X[o + i];"]
+    body += [f"const T st_{s} = ST_{s}[i];" for s in states]
+    if spec.save_states:
+        body += [f"SAVE_{s}[o + i] = st_{s};" for s in states]
+    body += [f"T new_{s};" for s in states]
+    body += _emit(targets, names, f)
+    body += [f"ST_{s}[i] = new_{s};" for s in states]
+    if spec.record_v:
+        body.append("VREC[o + i] = new_v;")
+    forward = f"""
+void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
+{_indent(prefix + fwd_ptrs, 1)}
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
+        const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
+{_indent([f"T ST_{s}[{BLOCK}];" for s in states], 2)}
+        for (int64_t i = 0; i < m; ++i) {{
+{_indent([f"ST_{s}[i] = S0_{s}[o_n + i];" for s in states], 3)}
+        }}
+        for (int64_t t = 0; t < T_; ++t) {{
+            const int64_t o = t * N + o_n;
+            #pragma omp simd
+            for (int64_t i = 0; i < m; ++i) {{
+{_indent(body, 4)}
+            }}
+        }}
+        for (int64_t i = 0; i < m; ++i) {{
+{_indent([f"OUT_{s}[o_n + i] = ST_{s}[i];" for s in states], 3)}
+        }}
+    }}
+}}
+"""
+    # ---------------- backward ----------------
+    bwd_ptrs = [f"const T* SAVE_{s} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)]
+    q = base + n_st
+    bwd_ptrs.append(f"const T* GSPK = (const T*)ptrs[{q}];")
+    bwd_ptrs += [f"const T* GOUT_{s} = (const T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
+    q += 1 + n_st
+    bwd_ptrs.append(f"T* GX = (T*)ptrs[{q}];")
+    bwd_ptrs += [f"T* GS0_{s} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
+    q += 1 + n_st
+    grad_p = [p for k, p in enumerate(params) if spec.grad_params[k]]
+    bwd_ptrs += [f"T* GP_{p} = (T*)ptrs[{q + k}];" for k, p in enumerate(grad_p)]
+    q += len(grad_p)
+    if spec.grad_theta:
+        bwd_ptrs.append(f"T* GTHETA = (T*)ptrs[{q}];")
+    targets = [("GX[o + i]", g.grad_x)]
+    targets += [(f"ngs_{s}", e) for s, e in zip(states, g.grad_state)]
+    targets += [
+        (f"dp_{p}", e) for k, (p, e) in enumerate(zip(params, g.grad_params)) if spec.grad_params[k]
+    ]
+    if spec.grad_theta:
+        targets.append(("dtheta_", g.grad_theta))
+    body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[o + i];"]
+    body += [f"const T st_{s} = SAVE_{s}[o + i];" for s in states]
+    body += [f"const T gst_{s} = GST_{s}[i];" for s in states]
+    body += [f"T ngs_{s};" for s in states]
+    body += [f"T dp_{p};" for p in grad_p]
+    if spec.grad_theta:
+        body.append("T dtheta_;")
+    body += _emit(targets, names, f)
+    body += [f"GST_{s}[i] = ngs_{s};" for s in states]
+    body += [f"ACC_{p}[i] += dp_{p};" for p in grad_p]
+    if spec.grad_theta:
+        body.append("ACC_theta_[i] += dtheta_;")
+    accs = [f"ACC_{p}" for p in grad_p] + (["ACC_theta_"] if spec.grad_theta else [])
+    outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
+    store_grads = [f"GS0_{s}[o_n + i] = GST_{s}[i];" for s in states]
+    store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
+    backward = f"""
+void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
+{_indent(prefix + bwd_ptrs, 1)}
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
+        const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
+{_indent([f"T GST_{s}[{BLOCK}];" for s in states] + [f"T {a}[{BLOCK}];" for a in accs], 2)}
+        for (int64_t i = 0; i < m; ++i) {{
+{_indent([f"GST_{s}[i] = GOUT_{s}[o_n + i];" for s in states] + [f"{a}[i] = 0;" for a in accs], 3)}
+        }}
+        for (int64_t t = T_ - 1; t >= 0; --t) {{
+            const int64_t o = t * N + o_n;
+            #pragma omp simd
+            for (int64_t i = 0; i < m; ++i) {{
+{_indent(body, 4)}
+            }}
+        }}
+        for (int64_t i = 0; i < m; ++i) {{
+{_indent(store_grads, 3)}
+        }}
+    }}
+}}
+"""
+    header = f"#include <math.h>\n#include <stdint.h>\ntypedef {spec.ctype} T;\n"
+    return header + forward + backward

@@ -1,0 +1,368 @@
+"""A small symbolic expression language for tracing and differentiating neuron equations.
+
+A neuron's charge/update functions and a surrogate's derivative are ordinary Python
+functions of elementwise ``torch`` code. Called with :class:`Expr` arguments instead of
+tensors (operators are overloaded and ``torch.*`` calls arrive via
+``__torch_function__``) they return an expression graph, which :func:`vjp`
+differentiates and the code generators print as C or Triton.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["Expr", "const", "topological", "var", "vjp"]
+
+#: Elementwise unary functions the generators can print.
+UNARY = (
+    "neg", "exp", "log", "log1p", "expm1", "sigmoid", "tanh", "atan", "erf", "erfc",
+    "abs", "sign", "sin", "cos", "sqrt", "rsqrt", "relu", "tofloat",
+)  # fmt: skip
+BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
+COMPARE = ("lt", "le", "gt", "ge", "eq", "ne")
+#: ``spike(u)``: Heaviside 1[u >= 0] whose derivative is the surrogate's (arg 1);
+#: ``spike_strict``: 1[u > 0]; ``nograd(a)``: a with a zero derivative (detach).
+SPECIAL = ("where", "spike", "spike_strict", "nograd")
+
+
+@dataclass(eq=False)
+class Expr:
+    """A node of an expression graph: a constant, a named variable or an operation."""
+
+    op: str
+    args: tuple[Expr, ...] = ()
+    value: float = 0.0
+    name: str = ""
+    _key: tuple | None = field(default=None, repr=False)
+
+    # -- structure --------------------------------------------------------------
+
+    @property
+    def key(self) -> tuple:
+        """A structural key: equal keys mean equal expressions (used for CSE)."""
+        if self._key is None:
+            if self.op == "const":
+                self._key = ("const", self.value)
+            elif self.op == "var":
+                self._key = ("var", self.name)
+            else:
+                self._key = (self.op, *(a.key for a in self.args))
+        return self._key
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "const"
+
+    def __repr__(self) -> str:
+        if self.op == "const":
+            return repr(self.value)
+        if self.op == "var":
+            return self.name
+        return f"{self.op}({', '.join(map(repr, self.args))})"
+
+    # -- what tracing needs of a tensor -------------------------------------------
+
+    dtype = torch.float32  # so ``x.to(x.dtype)`` traces
+    shape = ()
+
+    def to(self, *args: Any, **kwargs: Any) -> Expr:
+        return apply("tofloat", self)
+
+    float = double = half = bfloat16 = to
+
+    def __bool__(self) -> bool:
+        raise ConfigurationError(
+            "a neuron or surrogate equation branches on a traced value (if/and/or on a "
+            "tensor); use torch.where so that the equation stays elementwise"
+        )
+
+    __add__ = lambda a, b: apply("add", a, b)  # noqa: E731
+    __radd__ = lambda a, b: apply("add", b, a)  # noqa: E731
+    __sub__ = lambda a, b: apply("sub", a, b)  # noqa: E731
+    __rsub__ = lambda a, b: apply("sub", b, a)  # noqa: E731
+    __mul__ = lambda a, b: apply("mul", a, b)  # noqa: E731
+    __rmul__ = lambda a, b: apply("mul", b, a)  # noqa: E731
+    __truediv__ = lambda a, b: apply("div", a, b)  # noqa: E731
+    __rtruediv__ = lambda a, b: apply("div", b, a)  # noqa: E731
+    __pow__ = lambda a, b: apply("pow", a, b)  # noqa: E731
+    __rpow__ = lambda a, b: apply("pow", b, a)  # noqa: E731
+    __neg__ = lambda a: apply("neg", a)  # noqa: E731
+    __pos__ = lambda a: a  # noqa: E731
+    __abs__ = lambda a: apply("abs", a)  # noqa: E731
+    __lt__ = lambda a, b: apply("lt", a, b)  # noqa: E731
+    __le__ = lambda a, b: apply("le", a, b)  # noqa: E731
+    __gt__ = lambda a, b: apply("gt", a, b)  # noqa: E731
+    __ge__ = lambda a, b: apply("ge", a, b)  # noqa: E731
+
+    def __eq__(self, other: object) -> Expr:  # type: ignore[override]
+        return apply("eq", self, other)
+
+    def __ne__(self, other: object) -> Expr:  # type: ignore[override]
+        return apply("ne", self, other)
+
+    __hash__ = object.__hash__
+
+    @classmethod
+    def __torch_function__(
+        cls, func: Callable, types: Iterable[type], args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        return _torch_call(func, args, kwargs or {})
+
+
+def const(value: float) -> Expr:
+    """A constant."""
+    return Expr("const", value=float(value))
+
+
+def var(name: str) -> Expr:
+    """A named input variable."""
+    return Expr("var", name=name)
+
+
+def _lift(a: object) -> Expr:
+    if isinstance(a, Expr):
+        return a
+    if isinstance(a, bool):
+        return const(1.0 if a else 0.0)
+    if isinstance(a, (int, float)):
+        return const(a)
+    if isinstance(a, torch.Tensor) and a.numel() == 1:
+        return const(a.item())
+    raise ConfigurationError(
+        f"a traced equation combines a symbolic value with {type(a).__name__} {a!r}; only "
+        "numbers and the equation's own arguments may appear"
+    )
+
+
+_FOLD: dict[str, Callable[..., float]] = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b if b != 0 else math.copysign(math.inf, a) if a else math.nan,
+    "neg": lambda a: -a,
+    "exp": math.exp,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "lt": lambda a, b: float(a < b),
+    "le": lambda a, b: float(a <= b),
+    "gt": lambda a, b: float(a > b),
+    "ge": lambda a, b: float(a >= b),
+    "maximum": max,
+    "minimum": min,
+    "tofloat": lambda a: a,
+}
+
+
+def apply(op: str, *args: object) -> Expr:
+    """Build ``op(*args)`` with constant folding and the trivial identities."""
+    ea = tuple(_lift(a) for a in args)
+    if op in _FOLD and all(a.is_const for a in ea):
+        try:
+            return const(_FOLD[op](*(a.value for a in ea)))
+        except (OverflowError, ValueError):
+            pass
+    if len(ea) == 2:
+        a, b = ea
+        if op == "add":
+            if a.is_const and a.value == 0:
+                return b
+            if b.is_const and b.value == 0:
+                return a
+        elif op == "sub":
+            if b.is_const and b.value == 0:
+                return a
+            if a.is_const and a.value == 0:
+                return apply("neg", b)
+        elif op == "mul":
+            if (a.is_const and a.value == 0) or (b.is_const and b.value == 0):
+                return const(0.0)
+            if a.is_const and a.value == 1:
+                return b
+            if b.is_const and b.value == 1:
+                return a
+        elif op == "div" and b.is_const and b.value == 1:
+            return a
+        elif op == "pow" and b.is_const and b.value == 1:
+            return a
+    if op == "neg" and ea[0].op == "neg":
+        return ea[0].args[0]
+    if op == "where" and ea[1].key == ea[2].key:
+        return ea[1]
+    if op == "tofloat" and ea[0].op not in COMPARE:
+        return ea[0]
+    return Expr(op, ea)
+
+
+def _clamp(x: object, lo: object = None, hi: object = None) -> Expr:
+    out = _lift(x)
+    if lo is not None:
+        out = apply("maximum", out, lo)
+    if hi is not None:
+        out = apply("minimum", out, hi)
+    return out
+
+
+_TORCH: dict[str, Callable[..., Expr]] = {
+    **{name: (lambda n: lambda a: apply(n, a))(name) for name in UNARY if name != "tofloat"},
+    "negative": lambda a: apply("neg", a),
+    "square": lambda a: apply("mul", a, a),
+    "reciprocal": lambda a: apply("div", 1.0, a),
+    "add": lambda a, b, alpha=1: apply("add", a, apply("mul", b, alpha)),
+    "sub": lambda a, b, alpha=1: apply("sub", a, apply("mul", b, alpha)),
+    "subtract": lambda a, b, alpha=1: apply("sub", a, apply("mul", b, alpha)),
+    "mul": lambda a, b: apply("mul", a, b),
+    "multiply": lambda a, b: apply("mul", a, b),
+    "div": lambda a, b: apply("div", a, b),
+    "true_divide": lambda a, b: apply("div", a, b),
+    "pow": lambda a, b: apply("pow", a, b),
+    "maximum": lambda a, b: apply("maximum", a, b),
+    "minimum": lambda a, b: apply("minimum", a, b),
+    "where": lambda c, a, b: apply("where", c, a, b),
+    "clamp": lambda x, min=None, max=None: _clamp(x, min, max),
+    "clip": lambda x, min=None, max=None: _clamp(x, min, max),
+    "clamp_min": lambda x, min: _clamp(x, min, None),
+    "clamp_max": lambda x, max: _clamp(x, None, max),
+    "zeros_like": lambda a, **kw: const(0.0),
+    "ones_like": lambda a, **kw: const(1.0),
+    "full_like": lambda a, v, **kw: const(v),
+    "detach": lambda a: apply("nograd", a),
+    "lt": lambda a, b: apply("lt", a, b),
+    "le": lambda a, b: apply("le", a, b),
+    "gt": lambda a, b: apply("gt", a, b),
+    "ge": lambda a, b: apply("ge", a, b),
+    "eq": lambda a, b: apply("eq", a, b),
+    "ne": lambda a, b: apply("ne", a, b),
+    "to": lambda a, *args, **kw: apply("tofloat", a),
+    "float": lambda a, *args, **kw: apply("tofloat", a),
+}
+
+
+def _torch_call(func: Callable, args: tuple, kwargs: dict) -> Expr:
+    name = getattr(func, "__name__", str(func)).strip("_")
+    if name.startswith("r") and name[1:] in ("add", "sub", "mul", "truediv", "pow"):
+        args = (args[1], args[0])  # reflected dunder reached via __torch_function__
+        name = name[1:]
+    name = {"truediv": "div", "and": "mul", "invert": "sub"}.get(name, name)
+    handler = _TORCH.get(name)
+    if handler is None:
+        raise ConfigurationError(
+            f"torch.{name} is not supported in neuron/surrogate equations compiled to fused "
+            f"kernels; supported: {', '.join(sorted(_TORCH))} and + - * / ** comparisons"
+        )
+    return handler(*args, **kwargs)
+
+
+def topological(outputs: Iterable[Expr]) -> list[Expr]:
+    """The distinct nodes reachable from ``outputs``, arguments before users."""
+    order: list[Expr] = []
+    seen: set[int] = set()
+    stack: list[tuple[Expr, bool]] = [(o, False) for o in outputs]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((a, False) for a in node.args if id(a) not in seen)
+    return order
+
+
+def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Expr | None]:
+    """d node / d arg for each argument (None: no gradient)."""
+    a = node.args
+    op = node.op
+    if op == "add":
+        return [const(1.0), const(1.0)]
+    if op == "sub":
+        return [const(1.0), const(-1.0)]
+    if op == "mul":
+        return [a[1], a[0]]
+    if op == "div":
+        return [apply("div", 1.0, a[1]), apply("neg", apply("div", node, a[1]))]
+    if op == "neg":
+        return [const(-1.0)]
+    if op == "pow":
+        base, ex = a
+        d_base = apply("mul", ex, apply("pow", base, apply("sub", ex, 1.0)))
+        d_ex = None if ex.is_const else apply("mul", node, apply("log", base))
+        return [d_base, d_ex]
+    if op == "exp":
+        return [node]
+    if op == "expm1":
+        return [apply("add", node, 1.0)]
+    if op == "log":
+        return [apply("div", 1.0, a[0])]
+    if op == "log1p":
+        return [apply("div", 1.0, apply("add", a[0], 1.0))]
+    if op == "sigmoid":
+        return [apply("mul", node, apply("sub", 1.0, node))]
+    if op == "tanh":
+        return [apply("sub", 1.0, apply("mul", node, node))]
+    if op == "atan":
+        return [apply("div", 1.0, apply("add", 1.0, apply("mul", a[0], a[0])))]
+    if op in ("erf", "erfc"):
+        gauss = apply("exp", apply("neg", apply("mul", a[0], a[0])))
+        d = apply("mul", 2 / math.sqrt(math.pi), gauss)
+        return [d if op == "erf" else apply("neg", d)]
+    if op == "abs":
+        return [apply("sign", a[0])]
+    if op == "sqrt":
+        return [apply("div", 0.5, node)]
+    if op == "rsqrt":
+        return [apply("mul", -0.5, apply("div", node, a[0]))]
+    if op == "sin":
+        return [apply("cos", a[0])]
+    if op == "cos":
+        return [apply("neg", apply("sin", a[0]))]
+    if op == "relu":
+        return [apply("tofloat", apply("gt", a[0], 0.0))]
+    if op in ("maximum", "minimum"):
+        wins = apply("tofloat", apply("gt" if op == "maximum" else "lt", a[0], a[1]))
+        tie = apply("mul", 0.5, apply("tofloat", apply("eq", a[0], a[1])))
+        first = apply("add", wins, tie)
+        return [first, apply("sub", apply("sub", 1.0, wins), tie)]
+    if op == "where":
+        return [None, apply("where", a[0], 1.0, 0.0), apply("where", a[0], 0.0, 1.0)]
+    if op in ("spike", "spike_strict"):
+        if surrogate is None:
+            raise ConfigurationError("a spike in the equations needs a surrogate derivative")
+        return [surrogate(a[0])]
+    # sign, comparisons, tofloat (of a comparison), nograd: no gradient
+    return [None] * len(a)
+
+
+def vjp(
+    outputs: list[Expr],
+    cotangents: list[Expr],
+    wrt: list[Expr],
+    surrogate: Callable[[Expr], Expr] | None = None,
+) -> list[Expr]:
+    """Vector-Jacobian product: ``sum_k cotangent_k * d output_k / d w`` for each ``w``.
+
+    ``surrogate(u)`` gives the derivative used for ``spike(u)`` nodes.
+    """
+    order = topological(outputs)
+    adjoint: dict[int, Expr] = {}
+    for out, cot in zip(outputs, cotangents):
+        adjoint[id(out)] = apply("add", adjoint.get(id(out), const(0.0)), cot)
+    for node in reversed(order):
+        g = adjoint.get(id(node))
+        if g is None or (g.is_const and g.value == 0) or not node.args:
+            continue
+        for arg, d in zip(node.args, _partials(node, surrogate)):
+            if d is None or arg.is_const:
+                continue
+            contribution = apply("mul", g, d)
+            prev = adjoint.get(id(arg))
+            adjoint[id(arg)] = contribution if prev is None else apply("add", prev, contribution)
+    return [adjoint.get(id(w), const(0.0)) for w in wrt]

@@ -1,0 +1,93 @@
+"""One time step of a declared neuron as a symbolic graph, and its vector-Jacobian product.
+
+This is what every fused backend generates code from: the declaration's charge and
+update functions, the shared fire/reset rule and the surrogate derivative, traced once
+into expressions (:mod:`spikeflow.kernels.expr`) and differentiated symbolically, so
+nobody writes per-neuron backward code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spikeflow.kernels.expr import Expr, apply, var, vjp
+from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.surrogate import Surrogate
+
+__all__ = ["StepGraph", "build_step"]
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """Inputs and outputs of one step, plus the backward expressions.
+
+    Inputs are variables named ``x``, ``state_<name>``, ``param_<name>`` and ``theta``;
+    cotangents are ``grad_spike`` and ``grad_state_<name>``.
+    """
+
+    decl: NeuronDeclaration
+    spike: Expr
+    new_state: tuple[Expr, ...]
+    v_after_reset: Expr
+    grad_x: Expr
+    grad_state: tuple[Expr, ...]
+    grad_params: tuple[Expr, ...]
+    grad_theta: Expr
+
+
+def build_step(
+    decl: NeuronDeclaration,
+    surrogate: Surrogate,
+    v_reset: float | None,
+    detach_reset: bool,
+    strict: bool,
+) -> StepGraph:
+    """Trace one step of ``decl`` with the given fire/reset rule and differentiate it."""
+    x = var("x")
+    states = [var(f"state_{n}") for n in decl.state_names]
+    params = {p: var(f"param_{p}") for p in decl.param_names}
+    theta = var("theta")
+    out = decl.charge(x, *states, **{k: params[k] for k in decl.charge_params})
+    if decl.charge_returns_aux:
+        h, *aux = out
+    else:
+        h, aux = apply("add", out, 0.0), list(states[1:])
+    u = apply("sub", h, theta)
+    if surrogate.spiking:
+        spike = apply("spike_strict" if strict else "spike", u)
+    else:  # the smooth primitive, as the reference path runs it (spiking=False)
+        spike = apply("tofloat", type(surrogate).primitive(u, **surrogate.params))
+    s_reset = apply("nograd", spike) if detach_reset else spike
+    if v_reset is None:
+        v_new = apply("sub", h, apply("mul", theta, s_reset))
+    else:
+        v_new = apply(
+            "add",
+            apply("mul", h, apply("sub", 1.0, s_reset)),
+            apply("mul", v_reset, s_reset),
+        )
+    if decl.update is not None:
+        upd = decl.update(h, spike, *aux, **{k: params[k] for k in decl.update_params})
+        aux = list(upd) if isinstance(upd, (tuple, list)) else [upd]
+    new_state = (v_new, *(apply("add", a, 0.0) for a in aux))
+
+    sg_params = surrogate.params
+    derivative = type(surrogate).derivative
+
+    def surrogate_grad(u: Expr) -> Expr:
+        return apply("tofloat", derivative(u, **sg_params))
+
+    cotangents = [var("grad_spike"), *(var(f"grad_state_{n}") for n in decl.state_names)]
+    wrt = [x, *states, *params.values(), theta]
+    grads = vjp([spike, *new_state], cotangents, wrt, surrogate_grad)
+    n_states = len(states)
+    return StepGraph(
+        decl=decl,
+        spike=spike,
+        new_state=new_state,
+        v_after_reset=v_new,
+        grad_x=grads[0],
+        grad_state=tuple(grads[1 : 1 + n_states]),
+        grad_params=tuple(grads[1 + n_states : 1 + n_states + len(params)]),
+        grad_theta=grads[-1],
+    )

@@ -1,0 +1,190 @@
+"""The fused CPU kernel equals the reference loop: spikes exactly, gradients closely."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from spikeflow import functional as F
+from spikeflow.kernels import resolve_backend
+from spikeflow.kernels.cpu import cache_dir, run_cpu
+from spikeflow.neurons import BaseNode, IFNode, LIFNode, ParametricLIFNode
+from spikeflow.surrogate import ATan, PiecewiseQuadratic, Sigmoid, Triangle
+
+CONFIGS = list(
+    itertools.product(
+        ["if", "lif", "lif_nodecay", "plif"],
+        [0.0, None],  # v_reset (None: soft)
+        [False, True],  # detach_reset
+    )
+)
+
+
+def make(kind, backend, v_reset, detach_reset, **kw):
+    common = dict(v_reset=v_reset, detach_reset=detach_reset, backend=backend, **kw)
+    if kind == "if":
+        return IFNode(**common)
+    if kind == "lif":
+        return LIFNode(tau=2.0, **common)
+    if kind == "lif_nodecay":
+        return LIFNode(tau=3.0, decay_input=False, **common)
+    return ParametricLIFNode(init_tau=2.5, **common)
+
+
+def compare(ref, fused, x, atol):
+    xr = x.clone().requires_grad_()
+    xf = x.clone().requires_grad_()
+    yr, yf = ref(xr), fused(xf)
+    assert torch.equal(yr, yf), "fused spikes differ from the reference loop"
+    g = torch.randn_like(yr)
+    pr = [p for p in ref.parameters()]
+    pf = [p for p in fused.parameters()]
+    gr = torch.autograd.grad((yr * g).sum(), [xr, *pr])
+    gf = torch.autograd.grad((yf * g).sum(), [xf, *pf])
+    for a, b in zip(gr, gf):
+        torch.testing.assert_close(b, a, atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "v_reset", "detach_reset"), CONFIGS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_equals_reference(kind, v_reset, detach_reset, dtype):
+    x = (torch.rand(13, 3, 37) * 2.5 - 0.3).to(dtype)  # odd sizes, partial block
+    ref = make(kind, "torch", v_reset, detach_reset).to(dtype)
+    fused = make(kind, "cpu", v_reset, detach_reset).to(dtype)
+    compare(ref, fused, x, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_short_sequences_and_many_neurons(T):
+    x = torch.rand(T, 1000) * 2
+    compare(LIFNode(backend="torch"), LIFNode(backend="cpu"), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("surrogate", [Sigmoid(), ATan(), PiecewiseQuadratic(), Triangle()])
+def test_surrogates_and_strict_firing(surrogate):
+    x = torch.rand(9, 4, 21, dtype=torch.float64) * 2
+    for strict in (False, True):
+        kw = dict(surrogate_function=surrogate, strict_firing=strict)
+        compare(LIFNode(backend="torch", **kw), LIFNode(backend="cpu", **kw), x, atol=1e-12)
+
+
+def test_learnable_per_channel_threshold():
+    theta = torch.tensor([0.6, 1.0, 1.4]).view(3, 1, 1)
+    kw = dict(v_threshold=theta, learnable_threshold=True, v_reset=None)
+    x = torch.rand(6, 2, 3, 4, 4, dtype=torch.float64) * 2
+    ref = ParametricLIFNode(backend="torch", **kw).double()
+    fused = ParametricLIFNode(backend="cpu", **kw).double()
+    compare(ref, fused, x, atol=1e-12)
+
+
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_gradcheck_float64_of_the_cpu_kernel(v_reset):
+    """gradcheck of the fused backward (x, PLIF's w, a learnable threshold), smooth surrogate."""
+    node = ParametricLIFNode(
+        init_tau=2.0,
+        backend="cpu",
+        v_reset=v_reset,
+        surrogate_function=ATan(spiking=False),
+        v_threshold=torch.tensor([0.9, 1.1]),
+        learnable_threshold=True,
+    ).double()
+    x = (torch.rand(5, 3, 2, dtype=torch.float64) * 2).requires_grad_()
+    w = node.w.detach().clone().requires_grad_()
+    theta = node.v_threshold.detach().clone().requires_grad_()
+
+    def f(x, w, theta):
+        return torch.func.functional_call(node, {"w": w, "v_threshold": theta}, (x,))
+
+    assert torch.autograd.gradcheck(f, (x, w, theta))
+    node.backend = "torch"
+    ref = f(x, w, theta)
+    node.backend = "cpu"
+    torch.testing.assert_close(f(x, w, theta), ref)
+
+
+class SmoothIF(BaseNode):
+    """A user neuron with a smooth charge (for a true float64 gradcheck)."""
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return v + torch.tanh(x) + a * v * v
+
+    def neuron_params(self):
+        return {"a": 0.1}
+
+
+def test_gradcheck_float64_user_neuron_through_the_final_state():
+    """gradcheck where the output is smooth: the carried membrane after the sequence."""
+    node = SmoothIF(backend="cpu", v_threshold=50.0).double()  # never fires here
+    decl, rule = node.declaration(), node.firing_rule
+
+    def final_v(x):
+        state = node.initial_state(x[0])
+        return run_cpu(decl, x, state, node.neuron_params(), 50.0, rule)[1]["v"]
+
+    x = (torch.rand(6, 5, dtype=torch.float64) * 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(final_v, (x,))
+
+
+class AdaptiveIF(BaseNode):
+    @staticmethod
+    def charge(x, v, w, *, k):
+        return v + x - w
+
+    @staticmethod
+    def update(h, s, w, *, k, b):
+        return w * k + b * s
+
+    def neuron_params(self):
+        return {"k": 0.5, "b": 0.3}
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "w": torch.zeros_like(like)}
+
+
+def test_user_neuron_with_auxiliary_state_end_to_end():
+    x = torch.rand(11, 4, 9, dtype=torch.float64) * 2
+    compare(AdaptiveIF(backend="torch"), AdaptiveIF(backend="cpu"), x, atol=1e-12)
+
+
+def test_streaming_and_recorded_membrane():
+    x = torch.rand(12, 3, 5) * 2
+    ref = LIFNode(backend="torch", store_v_seq=True)
+    fused = LIFNode(backend="cpu", store_v_seq=True)
+    assert torch.equal(ref(x), fused(x))
+    torch.testing.assert_close(fused.v_seq, ref.v_seq)
+    # Chunked streaming: spikes and gradients equal one call (the carried state's
+    # gradient flows back through the kernel's final-state output).
+    xr = x.clone().requires_grad_()
+    xf = x.clone().requires_grad_()
+    ref(xr).sum().backward()
+    with F.streaming(fused):
+        out = torch.cat([fused(c) for c in xf.split([5, 7])])
+    out.sum().backward()
+    torch.testing.assert_close(xf.grad, xr.grad)
+
+
+def test_auto_picks_the_fused_kernel_on_cpu():
+    assert resolve_backend("auto", torch.zeros(1)) is run_cpu
+    assert resolve_backend("auto", torch.zeros(1, dtype=torch.bfloat16)) is not run_cpu
+
+
+def test_kernels_are_cached_on_disk_and_regenerated_for_a_new_declaration(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path))
+    x = torch.rand(3, 10)
+    LIFNode(backend="cpu")(x)
+    built = sorted(p.name for p in cache_dir().glob("*.so"))
+    assert len(built) == 1
+    LIFNode(backend="cpu")(x)  # same declaration: no new build
+    assert sorted(p.name for p in cache_dir().glob("*.so")) == built
+    LIFNode(backend="cpu", decay_input=False)(x)  # another charge equation: a new kernel
+    assert len(list(cache_dir().glob("*.so"))) == 2
+
+
+def test_unsupported_dtype_is_a_clear_error():
+    from spikeflow.errors import DTypeError
+
+    with pytest.raises(DTypeError, match="float32 and float64"):
+        LIFNode(backend="cpu")(torch.rand(3, 4, dtype=torch.bfloat16))
