@@ -180,6 +180,7 @@ def generate_c(spec: KernelSpec) -> str:
     if spec.record_v:
         body.append("VREC[o + i] = new_v;")
     forward = f"""
+#ifndef SPIKEFLOW_BACKWARD_ONLY
 void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
 {_indent(prefix + fwd_ptrs, 1)}
     #pragma omp parallel for schedule(static) num_threads(threads)
@@ -201,6 +202,7 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
         }}
     }}
 }}
+#endif
 """
     # ---------------- backward ----------------
     bwd_ptrs = [f"const T* SAVE_{s} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)]
@@ -240,6 +242,7 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     store_grads = [f"GS0_{s}[o_n + i] = GST_{s}[i];" for s in states]
     store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
     backward = f"""
+#ifdef SPIKEFLOW_BACKWARD_ONLY
 void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
 {_indent(prefix + bwd_ptrs, 1)}
     #pragma omp parallel for schedule(static) num_threads(threads)
@@ -261,6 +264,7 @@ void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const d
         }}
     }}
 }}
+#endif
 """
     header = f"#include <math.h>\n#include <stdint.h>\ntypedef {spec.ctype} T;\n"
     return header + forward + backward
