@@ -21,3 +21,11 @@ def require_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (the ../shared/data checkout is absent)")
     return path
+
+
+# Without a GPU, run Triton kernels through Triton's CPU interpreter. This must be set
+# before anything imports triton.
+if not torch.cuda.is_available():
+    import os
+
+    os.environ.setdefault("TRITON_INTERPRET", "1")

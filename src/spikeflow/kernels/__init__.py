@@ -2,9 +2,10 @@
 
 ``"torch"`` is the reference loop (:mod:`spikeflow.kernels.reference`); ``"cpu"`` the
 fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
-``"auto"`` picks the fused kernel for CPU float32/float64 tensors when a C compiler is
-available, and the reference loop otherwise (other devices and dtypes, until their
-fused backends land, and inside ``torch.compile``).
+``"triton"`` the fused Triton kernel from the same graph
+(:mod:`spikeflow.kernels.triton_backend`). ``"auto"`` picks Triton for CUDA tensors
+when triton is installed, the C kernel for CPU float32/float64 tensors when a C
+compiler is available, and the reference loop otherwise (and inside ``torch.compile``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
 from spikeflow.kernels.reference import FiringRule, run_reference
+from spikeflow.kernels.triton_backend import run_triton, triton_available
 
 __all__ = ["BACKENDS", "FiringRule", "check_backend", "resolve_backend", "run_reference"]
 
 #: Backend name -> runner with the signature of :func:`run_reference`.
-BACKENDS: dict[str, Callable[..., tuple]] = {"torch": run_reference, "cpu": run_cpu}
+BACKENDS: dict[str, Callable[..., tuple]] = {
+    "torch": run_reference,
+    "cpu": run_cpu,
+    "triton": run_triton,
+}
 _FUSED_CPU_DTYPES = (torch.float32, torch.float64)
 
 
@@ -41,6 +47,8 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
         # the ctypes kernel is opaque to it.
         if torch.compiler.is_compiling():
             return run_reference
+        if x.device.type == "cuda" and triton_available():
+            return run_triton
         if x.device.type == "cpu" and x.dtype in _FUSED_CPU_DTYPES and _has_compiler():
             return run_cpu
         return run_reference

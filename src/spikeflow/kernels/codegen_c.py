@@ -9,12 +9,10 @@ reference loop's float32 arithmetic exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from spikeflow.kernels.expr import Expr, topological
-from spikeflow.kernels.step import StepGraph
+from spikeflow.kernels.spec import KernelSpec
 
-__all__ = ["BLOCK", "KernelSpec", "generate_c"]
+__all__ = ["BLOCK", "generate_c"]
 
 BLOCK = 256
 
@@ -56,30 +54,6 @@ _BINARY_C = {
     "eq": "({a} == {b})",
     "ne": "({a} != {b})",
 }
-
-
-class KernelSpec:
-    """What one generated kernel is specialised for (part of the cache key)."""
-
-    def __init__(
-        self,
-        graph: StepGraph,
-        ctype: str,
-        array_params: Sequence[bool],
-        theta_is_array: bool,
-        save_states: bool,
-        record_v: bool,
-        grad_params: Sequence[bool],
-        grad_theta: bool,
-    ) -> None:
-        self.graph = graph
-        self.ctype = ctype
-        self.array_params = tuple(array_params)
-        self.theta_is_array = theta_is_array
-        self.save_states = save_states
-        self.record_v = record_v
-        self.grad_params = tuple(grad_params)
-        self.grad_theta = grad_theta
 
 
 def _emit(targets: list[tuple[str, Expr]], names: dict[str, str], f: str) -> list[str]:

@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,10 @@ import torch
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, DTypeError, SpikeflowError
-from spikeflow.kernels.codegen_c import KernelSpec, generate_c
+from spikeflow.kernels.codegen_c import generate_c
+from spikeflow.kernels.fused import run_fused
 from spikeflow.kernels.reference import FiringRule
-from spikeflow.kernels.step import StepGraph, build_step
+from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
 
 __all__ = ["CompilerNotFoundError", "compiler", "run_cpu"]
@@ -51,7 +51,6 @@ _ARGTYPES = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
              ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_double)]  # fmt: skip
 _LOCK = threading.Lock()
 _LIBS: dict[str, Any] = {}
-_GRAPHS: dict[tuple, StepGraph] = {}
 
 
 class CompilerNotFoundError(SpikeflowError, RuntimeError):
@@ -117,108 +116,29 @@ def _load(source: str) -> Any:
         return lib
 
 
-def _graph(decl: NeuronDeclaration, rule: FiringRule) -> StepGraph:
-    sg = rule.surrogate
-    key = (decl, type(sg), sg.spiking, tuple(sorted(sg.params.items())), rule.v_reset,
-           rule.detach_reset, rule.strict)  # fmt: skip
-    graph = _GRAPHS.get(key)
-    if graph is None:
-        graph = _GRAPHS[key] = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict)
-    return graph
+class _CKernels:
+    """The loaded shared object, called through ctypes with raw data pointers."""
 
-
-@dataclass
-class _Operand:
-    """A parameter or the threshold as the kernel sees it."""
-
-    value: float | None  # scalar (passed by value)
-    array: Tensor | None  # [N] (expanded to the neuron shape)
-    source: Tensor | None  # the original tensor, when a gradient may be needed
-    shape: torch.Size | None  # its shape, to reduce the per-neuron gradient
-
-
-def _operand(value: Tensor | float, step_shape: torch.Size, dtype: torch.dtype) -> _Operand:
-    if not isinstance(value, Tensor):
-        return _Operand(float(value), None, None, None)
-    if value.dim() == 0:
-        return _Operand(float(value.detach()), None, value, value.shape)
-    array = value.detach().to(dtype).expand(step_shape).contiguous().view(-1)
-    return _Operand(None, array, value, value.shape)
-
-
-def _ptrs(tensors: list[Tensor]) -> Any:
-    return (ctypes.c_void_p * max(1, len(tensors)))(*[t.data_ptr() for t in tensors])
-
-
-def _scalars(values: list[float]) -> Any:
-    return (ctypes.c_double * max(1, len(values)))(*values)
-
-
-class _FusedNeuron(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, run: _Run, x: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
-        T = x.shape[0]
-        n = run.n
-        states = [s.detach() for s in tensors[: run.n_states]]
-        xs = x.detach().contiguous().view(T, n)
-        spikes = torch.empty_like(xs)
-        finals = [torch.empty(n, dtype=x.dtype) for _ in states]
-        saved = [torch.empty_like(xs) for _ in states] if run.spec.save_states else []
-        vrec = [torch.empty_like(xs)] if run.spec.record_v else []
-        ptrs = [*run.arrays, xs, *states, spikes, *finals, *saved, *vrec]
-        run.lib.spikeflow_forward(T, n, run.threads, _ptrs(ptrs), _scalars(run.scalars))
-        ctx.run = run
-        ctx.save_for_backward(xs, *saved)
-        shape = x.shape
-        outputs = [spikes.view(shape), *(f.view(shape[1:]) for f in finals)]
-        if vrec:
-            outputs.append(vrec[0].view(shape))
-            ctx.mark_non_differentiable(outputs[-1])
-        return tuple(outputs)
+    def __init__(self, lib: Any) -> None:
+        self.lib = lib
 
     @staticmethod
-    def backward(ctx: Any, grad_spikes: Tensor, *grad_rest: Tensor | None) -> tuple:
-        run: _Run = ctx.run
-        xs, *saved = ctx.saved_tensors
-        T, n = xs.shape
-        g_spk = grad_spikes.contiguous().view(T, n).to(xs.dtype)
-        g_out = [
-            torch.zeros(n, dtype=xs.dtype) if g is None else g.contiguous().view(n).to(xs.dtype)
-            for g in grad_rest[: run.n_states]
-        ]
-        gx = torch.empty_like(xs)
-        g_states = [torch.empty(n, dtype=xs.dtype) for _ in range(run.n_states)]
-        g_params = [torch.empty(n, dtype=xs.dtype) for g in run.spec.grad_params if g]
-        g_theta = [torch.empty(n, dtype=xs.dtype)] if run.spec.grad_theta else []
-        ptrs = [*run.arrays, xs, *saved, g_spk, *g_out, gx, *g_states, *g_params, *g_theta]
-        run.lib.spikeflow_backward(T, n, run.threads, _ptrs(ptrs), _scalars(run.scalars))
-        step_shape = run.step_shape
-        grads: list[Tensor | None] = [gx.view(T, *step_shape)]
-        grads += [g.view(step_shape) for g in g_states]
-        per_neuron = iter([*g_params, *g_theta])
-        for op, wants in zip(run.operands, (*run.spec.grad_params, run.spec.grad_theta)):
-            if op.source is None:
-                continue
-            if wants:
-                g = next(per_neuron).view(step_shape)
-                grads.append(g.sum().view(op.shape) if op.array is None else
-                             g.sum_to_size(op.shape))  # fmt: skip
-            else:
-                grads.append(None)
-        return (None, *grads)
+    def _args(buffers: list[Tensor], scalars: list[float]) -> tuple[Any, Any, int]:
+        ptrs = (ctypes.c_void_p * max(1, len(buffers)))(*[b.data_ptr() for b in buffers])
+        vals = (ctypes.c_double * max(1, len(scalars)))(*scalars)
+        return ptrs, vals, torch.get_num_threads()
+
+    def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+        ptrs, vals, threads = self._args(buffers, scalars)
+        self.lib.spikeflow_forward(T, n, threads, ptrs, vals)
+
+    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+        ptrs, vals, threads = self._args(buffers, scalars)
+        self.lib.spikeflow_backward(T, n, threads, ptrs, vals)
 
 
-@dataclass
-class _Run:
-    lib: Any
-    spec: KernelSpec
-    n: int
-    n_states: int
-    step_shape: torch.Size
-    threads: int
-    arrays: list[Tensor]
-    scalars: list[float]
-    operands: list[_Operand]
+def _c_launcher(spec: KernelSpec) -> _CKernels:
+    return _CKernels(_load(generate_c(spec)))
 
 
 def run_cpu(
@@ -239,37 +159,6 @@ def run_cpu(
             f"backend 'cpu' supports float32 and float64, got {dtype}; use backend='torch' "
             "(or 'auto', which picks it) for other dtypes"
         )
-    step_shape = x_seq.shape[1:]
-    operands = [_operand(params[p], step_shape, dtype) for p in decl.param_names]
-    operands.append(_operand(threshold, step_shape, dtype))
-    needs = [op.source is not None and op.source.requires_grad for op in operands]
-    states = [state[s].to(dtype).expand(step_shape).contiguous() for s in decl.state_names]
-    grad_on = torch.is_grad_enabled() and (
-        x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
+    return run_fused(
+        _c_launcher, _CTYPES[dtype], dtype, decl, x_seq, state, params, threshold, rule, record_v
     )
-    spec = KernelSpec(
-        _graph(decl, rule),
-        _CTYPES[dtype],
-        array_params=[op.array is not None for op in operands[:-1]],
-        theta_is_array=operands[-1].array is not None,
-        save_states=grad_on,
-        record_v=record_v,
-        grad_params=needs[:-1],
-        grad_theta=needs[-1],
-    )
-    run = _Run(
-        lib=_load(generate_c(spec)),
-        spec=spec,
-        n=step_shape.numel(),
-        n_states=len(states),
-        step_shape=step_shape,
-        threads=torch.get_num_threads(),
-        arrays=[op.array for op in operands if op.array is not None],
-        scalars=[op.value for op in operands if op.value is not None],
-        operands=operands,
-    )
-    grad_inputs = [op.source for op in operands if op.source is not None]
-    out = _FusedNeuron.apply(run, x_seq, *states, *grad_inputs)
-    spikes, finals = out[0], out[1 : 1 + len(states)]
-    v_seq = out[-1] if record_v else None
-    return spikes, dict(zip(decl.state_names, finals)), v_seq

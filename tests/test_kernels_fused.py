@@ -1,4 +1,8 @@
-"""The fused CPU kernel equals the reference loop: spikes exactly, gradients closely."""
+"""Every fused backend equals the reference loop: spikes exactly, gradients closely.
+
+The Triton kernels run through Triton's interpreter on CPU tensors (tests/conftest.py
+sets TRITON_INTERPRET=1 when no GPU is present), so CI always checks them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,19 @@ import torch
 from spikeflow import functional as F
 from spikeflow.kernels import resolve_backend
 from spikeflow.kernels.cpu import cache_dir, run_cpu
+from spikeflow.kernels.triton_backend import triton_available
 from spikeflow.neurons import BaseNode, IFNode, LIFNode, ParametricLIFNode
 from spikeflow.surrogate import ATan, PiecewiseQuadratic, Sigmoid, Triangle
+
+BACKENDS = [
+    "cpu",
+    pytest.param(
+        "triton",
+        marks=pytest.mark.skipif(
+            not triton_available(), reason="triton (the 'triton' extra) is not installed"
+        ),
+    ),
+]
 
 CONFIGS = list(
     itertools.product(
@@ -47,44 +62,61 @@ def compare(ref, fused, x, atol):
         torch.testing.assert_close(b, a, atol=atol, rtol=1e-4)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("kind", "v_reset", "detach_reset"), CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_equals_reference(kind, v_reset, detach_reset, dtype):
+def test_fused_equals_reference(backend, kind, v_reset, detach_reset, dtype):
     x = (torch.rand(13, 3, 37) * 2.5 - 0.3).to(dtype)  # odd sizes, partial block
     ref = make(kind, "torch", v_reset, detach_reset).to(dtype)
-    fused = make(kind, "cpu", v_reset, detach_reset).to(dtype)
+    fused = make(kind, backend, v_reset, detach_reset).to(dtype)
     compare(ref, fused, x, atol=1e-5 if dtype == torch.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("T", [1, 2, 7])
-def test_short_sequences_and_many_neurons(T):
+def test_short_sequences_and_many_neurons(backend, T):
     x = torch.rand(T, 1000) * 2
-    compare(LIFNode(backend="torch"), LIFNode(backend="cpu"), x, atol=1e-5)
+    compare(LIFNode(backend="torch"), LIFNode(backend=backend), x, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("surrogate", [Sigmoid(), ATan(), PiecewiseQuadratic(), Triangle()])
-def test_surrogates_and_strict_firing(surrogate):
+def test_surrogates_and_strict_firing(backend, surrogate):
     x = torch.rand(9, 4, 21, dtype=torch.float64) * 2
     for strict in (False, True):
         kw = dict(surrogate_function=surrogate, strict_firing=strict)
-        compare(LIFNode(backend="torch", **kw), LIFNode(backend="cpu", **kw), x, atol=1e-12)
+        compare(LIFNode(backend="torch", **kw), LIFNode(backend=backend, **kw), x, atol=1e-12)
 
 
-def test_learnable_per_channel_threshold():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_learnable_per_channel_threshold(backend):
     theta = torch.tensor([0.6, 1.0, 1.4]).view(3, 1, 1)
     kw = dict(v_threshold=theta, learnable_threshold=True, v_reset=None)
     x = torch.rand(6, 2, 3, 4, 4, dtype=torch.float64) * 2
     ref = ParametricLIFNode(backend="torch", **kw).double()
-    fused = ParametricLIFNode(backend="cpu", **kw).double()
+    fused = ParametricLIFNode(backend=backend, **kw).double()
     compare(ref, fused, x, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_float32(backend, dtype):
+    """Half inputs (autocast on a GPU): the Triton kernel computes in float32."""
+    x = torch.rand(8, 5, 33) * 2
+    ref = LIFNode(backend="torch")(x)
+    out = LIFNode(backend=backend)(x.to(dtype).float().to(dtype))
+    assert out.dtype == dtype
+    assert torch.equal(out.float(), LIFNode(backend="torch")(x.to(dtype).float()))
+    assert ref.shape == out.shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("v_reset", [0.0, None])
-def test_gradcheck_float64_of_the_cpu_kernel(v_reset):
+def test_gradcheck_float64_of_the_fused_kernel(backend, v_reset):
     """gradcheck of the fused backward (x, PLIF's w, a learnable threshold), smooth surrogate."""
     node = ParametricLIFNode(
         init_tau=2.0,
-        backend="cpu",
+        backend=backend,
         v_reset=v_reset,
         surrogate_function=ATan(spiking=False),
         v_threshold=torch.tensor([0.9, 1.1]),
@@ -100,8 +132,10 @@ def test_gradcheck_float64_of_the_cpu_kernel(v_reset):
     assert torch.autograd.gradcheck(f, (x, w, theta))
     node.backend = "torch"
     ref = f(x, w, theta)
-    node.backend = "cpu"
-    torch.testing.assert_close(f(x, w, theta), ref)
+    node.backend = backend
+    # Triton has no libdevice under the interpreter: its atan is a ~1e-7 polynomial.
+    tol = 1e-6 if backend == "triton" else 1e-12
+    torch.testing.assert_close(f(x, w, theta), ref, atol=tol, rtol=tol)
 
 
 class SmoothIF(BaseNode):
@@ -144,15 +178,23 @@ class AdaptiveIF(BaseNode):
         return {**super().initial_state(like), "w": torch.zeros_like(like)}
 
 
-def test_user_neuron_with_auxiliary_state_end_to_end():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_user_neuron_with_auxiliary_state_end_to_end(backend):
     x = torch.rand(11, 4, 9, dtype=torch.float64) * 2
-    compare(AdaptiveIF(backend="torch"), AdaptiveIF(backend="cpu"), x, atol=1e-12)
+    compare(AdaptiveIF(backend="torch"), AdaptiveIF(backend=backend), x, atol=1e-12)
 
 
-def test_streaming_and_recorded_membrane():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_user_neuron_with_transcendental_charge(backend):
+    x = torch.rand(9, 2, 17, dtype=torch.float64) * 0.6
+    compare(SmoothIF(backend="torch"), SmoothIF(backend=backend), x, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_streaming_and_recorded_membrane(backend):
     x = torch.rand(12, 3, 5) * 2
     ref = LIFNode(backend="torch", store_v_seq=True)
-    fused = LIFNode(backend="cpu", store_v_seq=True)
+    fused = LIFNode(backend=backend, store_v_seq=True)
     assert torch.equal(ref(x), fused(x))
     torch.testing.assert_close(fused.v_seq, ref.v_seq)
     # Chunked streaming: spikes and gradients equal one call (the carried state's

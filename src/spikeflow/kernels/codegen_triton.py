@@ -1,0 +1,231 @@
+"""Print a neuron step graph as Triton kernels (one program per block of neurons).
+
+The kernels take the same buffers in the same order as the C kernels (see
+:mod:`spikeflow.kernels.codegen_c`), then a tensor of scalar parameters, then ``T``,
+``N`` (and ``LAST = (T - 1) * N`` for the backward) and ``BLOCK``. Each program keeps
+the state of ``BLOCK`` neurons in registers and loops over T, advancing its pointers by
+``N`` per step, so offsets never overflow 32 bits. Only core ``tl`` math is used (no
+libdevice), so the same source runs compiled on a GPU and under ``TRITON_INTERPRET=1``.
+"""
+
+from __future__ import annotations
+
+from spikeflow.kernels.expr import Expr, topological
+from spikeflow.kernels.spec import KernelSpec
+
+__all__ = ["generate_triton"]
+
+_UNARY = {
+    "exp": "tl.exp({a})",
+    "log": "tl.log({a})",
+    "log1p": "tl.log(1.0 + {a})",
+    "expm1": "(tl.exp({a}) - 1.0)",
+    "tanh": "(2.0 * tl.sigmoid(2.0 * {a}) - 1.0)",
+    "atan": "_atan({a})",
+    "erf": "tl.math.erf({a})",
+    "erfc": "(1.0 - tl.math.erf({a}))",
+    "abs": "tl.abs({a})",
+    "sin": "tl.sin({a})",
+    "cos": "tl.cos({a})",
+    "sqrt": "tl.sqrt({a})",
+    "rsqrt": "tl.rsqrt({a})",
+    "sigmoid": "tl.sigmoid({a})",
+    "neg": "(-{a})",
+    "sign": "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, 0.0))",
+    "relu": "tl.where({a} > 0, {a}, 0.0)",
+    "tofloat": "({a}).to(CT)",
+    "nograd": "{a}",
+    "spike": "({a} >= 0).to(CT)",
+    "spike_strict": "({a} > 0).to(CT)",
+}
+_BINARY = {
+    "add": "({a} + {b})",
+    "sub": "({a} - {b})",
+    "mul": "({a} * {b})",
+    "div": "({a} / {b})",
+    "maximum": "tl.where({a} > {b}, {a}, {b})",
+    "minimum": "tl.where({a} < {b}, {a}, {b})",
+    "lt": "({a} < {b})",
+    "le": "({a} <= {b})",
+    "gt": "({a} > {b})",
+    "ge": "({a} >= {b})",
+    "eq": "({a} == {b})",
+    "ne": "({a} != {b})",
+}
+
+_ATAN = '''
+@triton.jit
+def _atan(x):
+    # atan by range reduction to [0, 1] and a degree-11 odd minimax polynomial
+    # (max error ~1e-7); libdevice is not available under the interpreter.
+    ax = tl.abs(x)
+    inv = ax > 1.0
+    z = tl.where(inv, 1.0 / tl.where(inv, ax, 1.0), ax)
+    z2 = z * z
+    p = -0.0117212 * z2 + 0.05265332
+    p = p * z2 - 0.11643287
+    p = p * z2 + 0.19354346
+    p = p * z2 - 0.33262347
+    p = p * z2 + 0.99997726
+    r = p * z
+    r = tl.where(inv, 1.5707963267948966 - r, r)
+    return tl.where(x < 0, -r, r)
+'''
+
+
+def _pow(a: str, b: Expr, b_code: str) -> str:
+    if b.is_const and b.value == int(b.value) and abs(b.value) <= 4:
+        n = int(abs(b.value))
+        prod = "(" + " * ".join([a] * n) + ")" if n else "1.0"
+        return f"(1.0 / {prod})" if b.value < 0 else prod
+    return f"tl.exp({b_code} * tl.log({a}))"
+
+
+def _emit(targets: list[tuple[str, Expr]], names: dict[str, str]) -> list[str]:
+    temps: dict[tuple, str] = {}
+    lines: list[str] = []
+
+    def ref(node: Expr) -> str:
+        if node.op == "const":
+            return repr(node.value)
+        if node.op == "var":
+            return names[node.name]
+        return temps[node.key]
+
+    for node in topological([e for _, e in targets]):
+        if node.op in ("const", "var") or node.key in temps:
+            continue
+        args = [ref(a) for a in node.args]
+        if node.op == "where":
+            code = f"tl.where({args[0]}, {args[1]}, {args[2]})"
+        elif node.op == "pow":
+            code = _pow(args[0], node.args[1], args[1])
+        elif node.op in _UNARY:
+            code = _UNARY[node.op].format(a=args[0])
+        else:
+            code = _BINARY[node.op].format(a=args[0], b=args[1])
+        name = f"t{len(temps)}"
+        temps[node.key] = name
+        lines.append(f"{name} = {code}")
+    lines += [f"{dst} = {ref(e)}" for dst, e in targets]
+    # A target that is a constant or a plain variable must still be a block tensor.
+    lines += [f"{dst} = {dst} + zero_" for dst, e in targets if e.op in ("const", "var")]
+    return lines
+
+
+def _indent(lines: list[str], depth: int) -> str:
+    return "\n".join("    " * depth + line for line in lines)
+
+
+def generate_triton(spec: KernelSpec) -> str:
+    """Python source defining ``spikeflow_forward`` and ``spikeflow_backward`` (Triton)."""
+    g = spec.graph
+    states = g.decl.state_names
+    params = g.decl.param_names
+    ct = "tl.float32" if spec.ctype == "float" else "tl.float64"
+    names = {"x": "x_", "theta": "theta_", "grad_spike": "gspk_"}
+    names.update({f"state_{s}": f"st_{s}" for s in states})
+    names.update({f"grad_state_{s}": f"gst_{s}" for s in states})
+    names.update({f"param_{p}": f"p_{p}" for p in params})
+
+    # Arguments and loads shared by both kernels.
+    shared_args: list[str] = []
+    loads = [
+        "pid = tl.program_id(0)",
+        "offs = pid * BLOCK + tl.arange(0, BLOCK)",
+        "mask = offs < N",
+        "zero_ = tl.zeros([BLOCK], dtype=CT)",
+    ]
+    k = 0
+    for i, p in enumerate(params):
+        if spec.array_params[i]:
+            shared_args.append(f"P_{p}")
+            loads.append(f"p_{p} = tl.load(P_{p} + offs, mask=mask, other=0.0).to(CT)")
+        else:
+            loads.append(f"p_{p} = tl.load(SCAL + {k}).to(CT)")
+            k += 1
+    if spec.theta_is_array:
+        shared_args.append("THETA")
+        loads.append("theta_ = tl.load(THETA + offs, mask=mask, other=0.0).to(CT)")
+    else:
+        loads.append(f"theta_ = tl.load(SCAL + {k}).to(CT)")
+    shared_args.append("X")
+
+    # ---------------- forward ----------------
+    f_args = [*shared_args, *(f"S0_{s}" for s in states), "SPK", *(f"OUT_{s}" for s in states)]
+    if spec.save_states:
+        f_args += [f"SAVE_{s}" for s in states]
+    if spec.record_v:
+        f_args.append("VREC")
+    streams = ["X", "SPK"] + ([f"SAVE_{s}" for s in states] if spec.save_states else [])
+    streams += ["VREC"] if spec.record_v else []
+    pre = [f"st_{s} = tl.load(S0_{s} + offs, mask=mask, other=0.0).to(CT)" for s in states]
+    pre += [f"{b.lower()}_p = {b} + offs" for b in streams]
+    body = ["x_ = tl.load(x_p, mask=mask, other=0.0).to(CT)"]
+    if spec.save_states:
+        body += [
+            f"tl.store(save_{s.lower()}_p, st_{s}.to(SAVE_{s}.dtype.element_ty), mask=mask)"
+            for s in states
+        ]
+    targets = [("spk_", g.spike), *((f"new_{s}", e) for s, e in zip(states, g.new_state))]
+    body += _emit(targets, names)
+    body.append("tl.store(spk_p, spk_.to(SPK.dtype.element_ty), mask=mask)")
+    if spec.record_v:
+        body.append("tl.store(vrec_p, new_v.to(VREC.dtype.element_ty), mask=mask)")
+    body += [f"st_{s} = new_{s}" for s in states]
+    body += [f"{b.lower()}_p += N" for b in streams]
+    post = [f"tl.store(OUT_{s} + offs, st_{s}.to(OUT_{s}.dtype.element_ty), mask=mask)"
+            for s in states]  # fmt: skip
+    forward = f"""
+@triton.jit
+def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
+    CT: tl.constexpr = {ct}
+{_indent(loads + pre, 1)}
+    for _t in range(T):
+{_indent(body, 2)}
+{_indent(post, 1)}
+"""
+    # ---------------- backward ----------------
+    grad_p = [p for i, p in enumerate(params) if spec.grad_params[i]]
+    b_args = [*shared_args, *(f"SAVE_{s}" for s in states), "GSPK", *(f"GOUT_{s}" for s in states)]
+    b_args += ["GX", *(f"GS0_{s}" for s in states), *(f"GP_{p}" for p in grad_p)]
+    if spec.grad_theta:
+        b_args.append("GTHETA")
+    streams = ["X", "GSPK", "GX", *(f"SAVE_{s}" for s in states)]
+    accs = [f"acc_{p}" for p in grad_p] + (["acc_theta_"] if spec.grad_theta else [])
+    outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
+    pre = [f"gst_{s} = tl.load(GOUT_{s} + offs, mask=mask, other=0.0).to(CT)" for s in states]
+    pre += [f"{a} = tl.zeros([BLOCK], dtype=CT)" for a in accs]
+    pre += [f"{b.lower()}_p = {b} + LAST + offs" for b in streams]
+    body = [
+        "x_ = tl.load(x_p, mask=mask, other=0.0).to(CT)",
+        "gspk_ = tl.load(gspk_p, mask=mask, other=0.0).to(CT)",
+    ]
+    body += [f"st_{s} = tl.load(save_{s.lower()}_p, mask=mask, other=0.0).to(CT)" for s in states]
+    targets = [("gx_", g.grad_x), *((f"ngs_{s}", e) for s, e in zip(states, g.grad_state))]
+    targets += [(f"dp_{p}", e) for i, (p, e) in enumerate(zip(params, g.grad_params))
+                if spec.grad_params[i]]  # fmt: skip
+    if spec.grad_theta:
+        targets.append(("dtheta_", g.grad_theta))
+    body += _emit(targets, names)
+    body.append("tl.store(gx_p, gx_.to(GX.dtype.element_ty), mask=mask)")
+    body += [f"gst_{s} = ngs_{s}" for s in states]
+    body += [f"acc_{p} += dp_{p}" for p in grad_p]
+    if spec.grad_theta:
+        body.append("acc_theta_ += dtheta_")
+    body += [f"{b.lower()}_p -= N" for b in streams]
+    post = [f"tl.store(GS0_{s} + offs, gst_{s}.to(GS0_{s}.dtype.element_ty), mask=mask)"
+            for s in states]  # fmt: skip
+    post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
+             for o, a in zip(outs, accs)]  # fmt: skip
+    backward = f"""
+@triton.jit
+def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, BLOCK: tl.constexpr):
+    CT: tl.constexpr = {ct}
+{_indent(loads + pre, 1)}
+    for _t in range(T):
+{_indent(body, 2)}
+{_indent(post, 1)}
+"""
+    header = "import triton\nimport triton.language as tl\n"
+    return header + _ATAN + forward + backward

@@ -1,0 +1,123 @@
+"""The fused GPU backend: Triton kernels printed from the same step graph as the C ones.
+
+Needs the ``triton`` package (extra ``spikeflow[triton]``). Runs on CUDA tensors; with
+``TRITON_INTERPRET=1`` in the environment (set before triton is imported) Triton's
+interpreter runs the same kernels on CPU tensors, which is how CI checks them.
+Generated modules are written to ``$SPIKEFLOW_CACHE_DIR/kernels/triton`` (atomically)
+and imported from there; Triton caches the compiled binaries itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError
+from spikeflow.kernels.codegen_triton import generate_triton
+from spikeflow.kernels.cpu import cache_dir
+from spikeflow.kernels.fused import run_fused
+from spikeflow.kernels.reference import FiringRule
+from spikeflow.kernels.spec import KernelSpec
+from spikeflow.neurons.declaration import NeuronDeclaration
+
+__all__ = ["interpreting", "run_triton", "triton_available"]
+
+BLOCK = 256
+_LOCK = threading.Lock()
+_MODULES: dict[str, ModuleType] = {}
+#: dtypes the kernels accept; half types are computed in float32 (state kept in float32).
+_SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def triton_available() -> bool:
+    """Whether the ``triton`` package can be imported."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreting() -> bool:
+    """Whether Triton's CPU interpreter is on (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _module(source: str) -> ModuleType:
+    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    module = _MODULES.get(key)
+    if module is not None:
+        return module
+    with _LOCK:
+        module = _MODULES.get(key)
+        if module is not None:
+            return module
+        folder = cache_dir() / "triton"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"neuron_{key}.py"
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(suffix=".py", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(source)
+            os.replace(tmp, path)
+        spec = importlib.util.spec_from_file_location(f"spikeflow_triton_{key}", path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        _MODULES[key] = module
+        return module
+
+
+class _TritonKernels:
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    @staticmethod
+    def _scalars(buffers: list[Tensor], scalars: list[float]) -> Tensor:
+        ref = buffers[0]
+        dtype = torch.float64 if ref.dtype == torch.float64 else torch.float32
+        return torch.tensor(scalars or [0.0], dtype=dtype, device=ref.device)
+
+    def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+        grid = ((n + BLOCK - 1) // BLOCK,)
+        scal = self._scalars(buffers, scalars)
+        self.module.spikeflow_forward[grid](*buffers, scal, T, n, BLOCK=BLOCK)
+
+    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+        grid = ((n + BLOCK - 1) // BLOCK,)
+        scal = self._scalars(buffers, scalars)
+        last = (T - 1) * n
+        self.module.spikeflow_backward[grid](*buffers, scal, T, n, last, BLOCK=BLOCK)
+
+
+def _launcher(spec: KernelSpec) -> _TritonKernels:
+    return _TritonKernels(_module(generate_triton(spec)))
+
+
+def run_triton(
+    decl: NeuronDeclaration,
+    x_seq: Tensor,
+    state: dict[str, Tensor],
+    params: dict[str, Tensor | float],
+    threshold: Tensor | float,
+    rule: FiringRule,
+    record_v: bool = False,
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """Fused Triton equivalent of :func:`spikeflow.kernels.reference.run_reference`."""
+    if not triton_available():
+        raise MissingExtraError("backend 'triton'", "triton", "triton")
+    if x_seq.device.type != "cuda" and not interpreting():
+        raise ConfigurationError(
+            f"backend 'triton' runs on CUDA tensors (got device {x_seq.device}); set "
+            "TRITON_INTERPRET=1 before importing triton to run it on the CPU interpreter"
+        )
+    dtype = x_seq.dtype
+    if dtype not in _SUPPORTED:
+        raise DTypeError(f"backend 'triton' supports {_SUPPORTED}, got {dtype}")
+    wide = dtype == torch.float64
+    state_dtype = torch.float64 if wide else torch.float32
+    args: tuple[Any, ...] = (decl, x_seq, state, params, threshold, rule, record_v)
+    return run_fused(_launcher, "double" if wide else "float", state_dtype, *args)
