@@ -12,9 +12,14 @@ from __future__ import annotations
 from spikeflow.kernels.expr import Expr, topological
 from spikeflow.kernels.spec import KernelSpec
 
-__all__ = ["BLOCK", "generate_c"]
+__all__ = ["BLOCK", "CHECKPOINT", "generate_c"]
 
 BLOCK = 256
+#: The forward saves the state every CHECKPOINT steps; the backward replays each
+#: segment from its checkpoint into a block-local buffer (BLOCK x CHECKPOINT values per
+#: state, cache-resident) and walks it backwards. Global memory traffic for backward
+#: is then the input, the spike gradient and the input gradient only.
+CHECKPOINT = 32
 
 _UNARY_C = {
     "exp": "exp{f}({a})",
@@ -146,13 +151,19 @@ def generate_c(spec: KernelSpec) -> str:
     targets += [(f"new_{s}", e) for s, e in zip(states, g.new_state)]
     body = ["const T x_ = X[o + i];"]
     body += [f"const T st_{s} = ST_{s}[i];" for s in states]
-    if spec.save_states:
-        body += [f"SAVE_{s}[o + i] = st_{s};" for s in states]
     body += [f"T new_{s};" for s in states]
     body += _emit(targets, names, f)
     body += [f"ST_{s}[i] = new_{s};" for s in states]
     if spec.record_v:
         body.append("VREC[o + i] = new_v;")
+    K = spec.checkpoint
+    save_checkpoint = (
+        [f"if (t % {K} == 0) {{", f"    const int64_t c = (t / {K}) * N + o_n;"]
+        + [f"    for (int64_t i = 0; i < m; ++i) SAVE_{s}[c + i] = ST_{s}[i];" for s in states]
+        + ["}"]
+        if spec.save_states
+        else []
+    )
     forward = f"""
 #ifndef SPIKEFLOW_BACKWARD_ONLY
 void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
@@ -166,6 +177,7 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
         }}
         for (int64_t t = 0; t < T_; ++t) {{
             const int64_t o = t * N + o_n;
+{_indent(save_checkpoint, 3)}
             #pragma omp simd
             for (int64_t i = 0; i < m; ++i) {{
 {_indent(body, 4)}
@@ -199,8 +211,14 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     ]
     if spec.grad_theta:
         targets.append(("dtheta_", g.grad_theta))
+    replay = ["const T x_ = X[o + i];"]
+    replay += [f"const T st_{s} = ST_{s}[i];" for s in states]
+    replay += [f"LOC_{s}[j][i] = st_{s};" for s in states]
+    replay += [f"T new_{s};" for s in states]
+    replay += _emit([(f"new_{s}", e) for s, e in zip(states, g.new_state)], names, f)
+    replay += [f"ST_{s}[i] = new_{s};" for s in states]
     body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[o + i];"]
-    body += [f"const T st_{s} = SAVE_{s}[o + i];" for s in states]
+    body += [f"const T st_{s} = LOC_{s}[j][i];" for s in states]
     body += [f"const T gst_{s} = GST_{s}[i];" for s in states]
     body += [f"T ngs_{s};" for s in states]
     body += [f"T dp_{p};" for p in grad_p]
@@ -213,6 +231,9 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
         body.append("ACC_theta_[i] += dtheta_;")
     accs = [f"ACC_{p}" for p in grad_p] + (["ACC_theta_"] if spec.grad_theta else [])
     outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
+    locals_ = [f"T GST_{s}[{BLOCK}];" for s in states] + [f"T {a}[{BLOCK}];" for a in accs]
+    locals_ += [f"T ST_{s}[{BLOCK}];" for s in states]
+    locals_ += [f"T LOC_{s}[{K}][{BLOCK}];" for s in states]
     store_grads = [f"GS0_{s}[o_n + i] = GST_{s}[i];" for s in states]
     store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
     backward = f"""
@@ -222,15 +243,29 @@ void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const d
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
-{_indent([f"T GST_{s}[{BLOCK}];" for s in states] + [f"T {a}[{BLOCK}];" for a in accs], 2)}
+{_indent(locals_, 2)}
         for (int64_t i = 0; i < m; ++i) {{
 {_indent([f"GST_{s}[i] = GOUT_{s}[o_n + i];" for s in states] + [f"{a}[i] = 0;" for a in accs], 3)}
         }}
-        for (int64_t t = T_ - 1; t >= 0; --t) {{
-            const int64_t o = t * N + o_n;
-            #pragma omp simd
+        for (int64_t seg = (T_ - 1) / {K}; seg >= 0; --seg) {{
+            const int64_t t0 = seg * {K};
+            const int64_t len = (T_ - t0 < {K}) ? (T_ - t0) : {K};
             for (int64_t i = 0; i < m; ++i) {{
-{_indent(body, 4)}
+{_indent([f"ST_{s}[i] = SAVE_{s}[seg * N + o_n + i];" for s in states], 4)}
+            }}
+            for (int64_t j = 0; j < len; ++j) {{
+                const int64_t o = (t0 + j) * N + o_n;
+                #pragma omp simd
+                for (int64_t i = 0; i < m; ++i) {{
+{_indent(replay, 5)}
+                }}
+            }}
+            for (int64_t j = len - 1; j >= 0; --j) {{
+                const int64_t o = (t0 + j) * N + o_n;
+                #pragma omp simd
+                for (int64_t i = 0; i < m; ++i) {{
+{_indent(body, 5)}
+                }}
             }}
         }}
         for (int64_t i = 0; i < m; ++i) {{

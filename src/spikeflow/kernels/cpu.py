@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, DTypeError, SpikeflowError
-from spikeflow.kernels.codegen_c import generate_c
+from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
 from spikeflow.kernels.fused import run_fused
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
@@ -42,11 +42,13 @@ __all__ = ["CompilerNotFoundError", "compiler", "run_cpu"]
 
 _CTYPES = {torch.float32: "float", torch.float64: "double"}
 # The forward must reproduce the reference's float arithmetic exactly (no contraction, no
-# reassociation). The backward only needs float tolerance, so it is built with
-# -ffast-math, which lets the compiler vectorise exp/log through glibc's libmvec.
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-fno-math-errno"]
-_FORWARD_FLAGS = ["-ffp-contract=off"]
-_BACKWARD_FLAGS = ["-ffast-math", "-DSPIKEFLOW_BACKWARD_ONLY"]
+# reassociation). The backward is built with -ffast-math, which lets the compiler
+# vectorise exp/log through glibc's libmvec, but keeps arithmetic unreordered so that
+# the states and spikes it recomputes are the forward's, bit for bit.
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
+_FORWARD_FLAGS: list[str] = []
+_BACKWARD_FLAGS = ["-ffast-math", "-fno-associative-math", "-fno-reciprocal-math",
+                   "-ffp-contract=off", "-DSPIKEFLOW_BACKWARD_ONLY"]  # fmt: skip
 _ARGTYPES = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
              ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_double)]  # fmt: skip
 _LOCK = threading.Lock()
@@ -159,6 +161,5 @@ def run_cpu(
             f"backend 'cpu' supports float32 and float64, got {dtype}; use backend='torch' "
             "(or 'auto', which picks it) for other dtypes"
         )
-    return run_fused(
-        _c_launcher, _CTYPES[dtype], dtype, decl, x_seq, state, params, threshold, rule, record_v
-    )
+    args = (decl, x_seq, state, params, threshold, rule, record_v)
+    return run_fused(_c_launcher, _CTYPES[dtype], dtype, CHECKPOINT, *args)

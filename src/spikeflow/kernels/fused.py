@@ -90,8 +90,9 @@ class _FusedNeuron(torch.autograd.Function):
         states = [s.detach().reshape(n) for s in tensors[: run.n_states]]
         spikes = torch.empty_like(xs)
         finals = [torch.empty(n, dtype=run.state_dtype, device=x.device) for _ in states]
+        rows = -(-T // run.spec.checkpoint)  # saved states: one row per checkpoint
         saved = [
-            torch.empty(T, n, dtype=run.state_dtype, device=x.device) for _ in states
+            torch.empty(rows, n, dtype=run.state_dtype, device=x.device) for _ in states
         ] if run.spec.save_states else []  # fmt: skip
         vrec = [torch.empty_like(xs)] if run.spec.record_v else []
         run.kernels.forward(
@@ -147,6 +148,7 @@ def run_fused(
     launcher: Launcher,
     ctype: str,
     state_dtype: torch.dtype,
+    checkpoint: int,
     decl: NeuronDeclaration,
     x_seq: Tensor,
     state: dict[str, Tensor],
@@ -158,7 +160,8 @@ def run_fused(
     """Run ``decl`` over ``x_seq`` with the kernels ``launcher`` builds.
 
     ``ctype`` is the compute type the kernels are specialised for; states, saved
-    states and gradients of states are kept in ``state_dtype``.
+    states and gradients of states are kept in ``state_dtype``; the state is saved for
+    backward every ``checkpoint`` steps.
     """
     step_shape = x_seq.shape[1:]
     operands = [_operand(params[p], step_shape, state_dtype) for p in decl.param_names]
@@ -179,6 +182,7 @@ def run_fused(
         record_v=record_v,
         grad_params=tuple(needs[:-1]),
         grad_theta=needs[-1],
+        checkpoint=checkpoint,
     )
     run = _Run(
         kernels=launcher(spec),

@@ -57,8 +57,10 @@ def run_reference(
     update_kw = {name: params[name] for name in decl.update_params}
     spikes: list[Tensor] = []
     v_record: list[Tensor] = []
-    for t in range(x_seq.shape[0]):
-        out = decl.charge(x_seq[t], v, *aux, **charge_kw)
+    # unbind, not x_seq[t]: indexing makes every step's backward allocate a zero tensor
+    # of the whole sequence (T^2 N work).
+    for x_t in x_seq.unbind(0):
+        out = decl.charge(x_t, v, *aux, **charge_kw)
         if decl.charge_returns_aux:
             h, *rest = _as_tuple(out)
             aux = tuple(rest)

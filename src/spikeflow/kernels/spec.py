@@ -23,6 +23,8 @@ class KernelSpec:
         record_v: whether the forward records the membrane after reset.
         grad_params: per declared parameter, whether the backward computes its gradient.
         grad_theta: whether the backward computes the threshold's gradient.
+        checkpoint: the forward saves the state every ``checkpoint`` steps; the
+            backward recomputes the steps in between (1: every step is saved).
     """
 
     graph: StepGraph
@@ -33,3 +35,4 @@ class KernelSpec:
     record_v: bool
     grad_params: tuple[bool, ...]
     grad_theta: bool
+    checkpoint: int = 1

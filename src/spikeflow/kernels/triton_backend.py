@@ -120,4 +120,4 @@ def run_triton(
     wide = dtype == torch.float64
     state_dtype = torch.float64 if wide else torch.float32
     args: tuple[Any, ...] = (decl, x_seq, state, params, threshold, rule, record_v)
-    return run_fused(_launcher, "double" if wide else "float", state_dtype, *args)
+    return run_fused(_launcher, "double" if wide else "float", state_dtype, 1, *args)
