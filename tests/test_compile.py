@@ -33,3 +33,26 @@ def test_conv_snn_compiles_fullgraph_and_matches_eager():
     out.sum().backward()
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(x.grad, grad_eager)
+
+
+def test_explicit_fused_backend_runs_under_compile():
+    """The fused kernels are custom operators: correct under torch.compile.
+
+    Building a kernel is never traced (one graph break per neuron), which is why
+    backend="auto" keeps the reference loop inside compiled code.
+    """
+    torch._dynamo.reset()
+    net = nn.Sequential(
+        nn.Linear(16, 32),
+        ParametricLIFNode(backend="cpu"),
+        nn.Linear(32, 4),
+        LIFNode(backend="cpu"),
+    )
+    x = torch.rand(6, 8, 16, requires_grad=True)
+    eager = net(x)
+    eager.sum().backward()
+    grad_eager, x.grad = x.grad.clone(), None
+    out = torch.compile(net, backend="aot_eager")(x)
+    out.sum().backward()
+    assert torch.equal(out, eager)
+    torch.testing.assert_close(x.grad, grad_eager)

@@ -1,10 +1,14 @@
-"""The autograd glue shared by every fused backend.
+"""The autograd glue shared by every fused backend, as PyTorch custom operators.
 
 A backend supplies a :class:`Launcher`: given a :class:`KernelSpec` it builds (or loads
 from cache) a forward and a backward kernel that read and write flat ``[T, N]`` /
 ``[N]`` buffers in one fixed order (see :mod:`spikeflow.kernels.codegen_c`). This
-module prepares those buffers, runs the kernels inside a ``torch.autograd.Function``
-and maps the gradients back to the inputs, parameters and threshold.
+module registers two custom operators, ``spikeflow::neuron_forward`` and
+``spikeflow::neuron_backward``, with fake (meta) implementations and an autograd
+formula, so the fused kernels run in eager mode and stay opaque, graph-break-free
+nodes inside ``torch.compile``. Parameters and the threshold are passed as tensors
+(0-dim ones are read as scalars by the kernels; others are expanded to the neuron
+shape); Python floats are baked into the kernel entry.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step
 from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.surrogate import Surrogate
 
 __all__ = ["Kernels", "Launcher", "run_fused", "step_graph"]
 
@@ -50,98 +55,205 @@ class Launcher(Protocol):
     def __call__(self, spec: KernelSpec) -> Kernels: ...
 
 
-@dataclass
-class _Operand:
-    """A parameter or the threshold as the kernels see it."""
+@dataclass(frozen=True)
+class _Entry:
+    """Everything the operators need besides tensors, looked up by a string key."""
 
-    value: float | None  # scalar, passed by value
-    array: Tensor | None  # [N], expanded to the neuron shape
-    source: Tensor | None  # the original tensor, when a gradient may be needed
-    shape: torch.Size | None  # its shape, to reduce the per-neuron gradient
-
-
-def _operand(value: Tensor | float, step_shape: torch.Size, dtype: torch.dtype) -> _Operand:
-    if not isinstance(value, Tensor):
-        return _Operand(float(value), None, None, None)
-    if value.dim() == 0:
-        return _Operand(float(value.detach()), None, value, value.shape)
-    array = value.detach().to(dtype).expand(step_shape).contiguous().view(-1)
-    return _Operand(None, array, value, value.shape)
-
-
-@dataclass
-class _Run:
     kernels: Kernels
     spec: KernelSpec
-    n: int
-    n_states: int
-    step_shape: torch.Size
     state_dtype: torch.dtype
-    arrays: list[Tensor]
-    scalars: list[float]
-    operands: list[_Operand]
+    #: Per operand (declared parameters, then the threshold): its Python float value,
+    #: or None when it is passed as a tensor.
+    floats: tuple[float | None, ...]
 
 
-class _FusedNeuron(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, run: _Run, x: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
-        T, n = x.shape[0], run.n
-        xs = x.detach().contiguous().view(T, n)
-        states = [s.detach().reshape(n) for s in tensors[: run.n_states]]
-        spikes = torch.empty_like(xs)
-        finals = [torch.empty(n, dtype=run.state_dtype, device=x.device) for _ in states]
-        rows = -(-T // run.spec.checkpoint)  # saved states: one row per checkpoint
-        saved = [
-            torch.empty(rows, n, dtype=run.state_dtype, device=x.device) for _ in states
-        ] if run.spec.save_states else []  # fmt: skip
-        vrec = [torch.empty_like(xs)] if run.spec.record_v else []
-        run.kernels.forward(
-            T, n, [*run.arrays, xs, *states, spikes, *finals, *saved, *vrec], run.scalars
+_ENTRIES: dict[str, _Entry] = {}
+
+
+def _layout(
+    entry: _Entry, operands: list[Tensor], step_shape: torch.Size
+) -> tuple[list[Tensor], list[float]]:
+    """Kernel arrays (``[N]``) and scalars, in declaration order."""
+    arrays: list[Tensor] = []
+    scalars: list[float] = []
+    tensors = iter(operands)
+    for value in entry.floats:
+        if value is not None:
+            scalars.append(value)
+            continue
+        t = next(tensors)
+        if t.dim() == 0:
+            scalars.append(float(t))
+        else:
+            arrays.append(t.detach().to(entry.state_dtype).expand(step_shape).contiguous().view(-1))
+    return arrays, scalars
+
+
+def _forward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    T, step = x.shape[0], tuple(x.shape[1:])
+    n_st = len(entry.spec.graph.decl.state_names)
+    n = 1
+    for d in step:
+        n *= d
+    shapes = [(tuple(x.shape), x.dtype)] + [(step, entry.state_dtype)] * n_st
+    if entry.spec.save_states:
+        shapes += [((-(-T // entry.spec.checkpoint), n), entry.state_dtype)] * n_st
+    if entry.spec.record_v:
+        shapes.append((tuple(x.shape), x.dtype))
+    return shapes
+
+
+@torch.library.custom_op("spikeflow::neuron_forward", mutates_args=())
+def _neuron_forward(
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]
+) -> list[Tensor]:
+    entry = _ENTRIES[key]
+    outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _forward_shapes(entry, x)]
+    T = x.shape[0]
+    n = x[0].numel()
+    arrays, scalars = _layout(entry, operands, x.shape[1:])
+    xs = x.contiguous().view(T, n)
+    flat = [s.contiguous().view(n) for s in states]
+    buffers = [*arrays, xs, *flat, outs[0].view(T, n), *(o.view(-1) for o in outs[1:])]
+    # outs after the spikes: finals ([N] views), saved ([rows, N]), recorded v ([T, N]).
+    entry.kernels.forward(T, n, buffers, scalars)
+    return outs
+
+
+@_neuron_forward.register_fake
+def _(key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]) -> list[Tensor]:
+    return [x.new_empty(s, dtype=d) for s, d in _forward_shapes(_ENTRIES[key], x)]
+
+
+def _backward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    step = tuple(x.shape[1:])
+    n_st = len(entry.spec.graph.decl.state_names)
+    n_grads = sum(entry.spec.grad_params) + int(entry.spec.grad_theta)
+    shapes = [(tuple(x.shape), x.dtype)] + [(step, entry.state_dtype)] * n_st
+    return shapes + [(step, entry.state_dtype)] * n_grads
+
+
+@torch.library.custom_op("spikeflow::neuron_backward", mutates_args=())
+def _neuron_backward(
+    key: str,
+    x: Tensor,
+    saved: list[Tensor],
+    operands: list[Tensor],
+    grad_spikes: Tensor,
+    grad_finals: list[Tensor],
+) -> list[Tensor]:
+    entry = _ENTRIES[key]
+    outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
+    T = x.shape[0]
+    n = x[0].numel()
+    arrays, scalars = _layout(entry, operands, x.shape[1:])
+    sd = entry.state_dtype
+    buffers = [
+        *arrays,
+        x.contiguous().view(T, n),
+        *(s.contiguous() for s in saved),
+        grad_spikes.to(x.dtype).contiguous().view(T, n),
+        *(g.to(sd).contiguous().view(n) for g in grad_finals),
+        outs[0].view(T, n),
+        *(o.view(n) for o in outs[1:]),
+    ]
+    entry.kernels.backward(T, n, buffers, scalars)
+    return outs
+
+
+@_neuron_backward.register_fake
+def _(
+    key: str,
+    x: Tensor,
+    saved: list[Tensor],
+    operands: list[Tensor],
+    grad_spikes: Tensor,
+    grad_finals: list[Tensor],
+) -> list[Tensor]:
+    return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_ENTRIES[key], x)]
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
+    key, x, states, operands = inputs
+    entry = _ENTRIES[key]
+    n_st = len(states)
+    saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
+    ctx.key = key
+    ctx.n_saved = len(saved)
+    ctx.n_states = n_st
+    ctx.save_for_backward(x, *saved, *operands)
+
+
+def _backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
+    entry = _ENTRIES[ctx.key]
+    x, *rest = ctx.saved_tensors
+    saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
+    step = x.shape[1:]
+    g_spikes = grads[0] if grads[0] is not None else torch.zeros_like(x)
+    g_finals = [
+        g if g is not None else x.new_zeros(step, dtype=entry.state_dtype)
+        for g in grads[1 : 1 + ctx.n_states]
+    ]
+    outs = _neuron_backward(ctx.key, x, list(saved), list(operands), g_spikes, g_finals)
+    gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
+    wants = [w for w, v in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.floats)
+             if v is None]  # fmt: skip
+    g_ops: list[Tensor | None] = []
+    for op, want in zip(operands, wants):
+        if not want:
+            g_ops.append(None)
+            continue
+        g = next(per_neuron)
+        g = g.sum() if op.dim() == 0 else g.sum_to_size(op.shape)
+        g_ops.append(g.reshape(op.shape).to(op.dtype))
+    return None, gx, list(g_states), g_ops
+
+
+torch.library.register_autograd(
+    "spikeflow::neuron_forward", _backward, setup_context=_setup_context
+)
+
+
+@torch.compiler.disable
+def _entry_key(
+    launcher: Launcher,
+    ctype: str,
+    state_dtype: torch.dtype,
+    checkpoint: int,
+    decl: NeuronDeclaration,
+    surrogate: Surrogate,
+    v_reset: float | None,
+    detach_reset: bool,
+    strict: bool,
+    is_array: tuple[bool, ...],
+    save_states: bool,
+    record_v: bool,
+    needs: tuple[bool, ...],
+    floats: tuple[float | None, ...],
+) -> str:
+    """Build (once) the kernels for this configuration; return their registry key.
+
+    Never traced by ``torch.compile`` (code generation and compilation are Python and
+    subprocess work): an explicit fused backend inside a compiled model costs one graph
+    break per neuron, which is why ``backend="auto"`` uses the reference loop there.
+    """
+    graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict))
+    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, floats, state_dtype)
+    key = f"{getattr(launcher, '__name__', type(launcher).__name__)}|{id(graph)}|{flags}"
+    if key not in _ENTRIES:
+        spec = KernelSpec(
+            graph,
+            ctype,
+            array_params=is_array[:-1],
+            theta_is_array=is_array[-1],
+            save_states=save_states,
+            record_v=record_v,
+            grad_params=needs[:-1],
+            grad_theta=needs[-1],
+            checkpoint=checkpoint,
         )
-        ctx.run = run
-        ctx.save_for_backward(xs, *saved)
-        shape = x.shape
-        outputs = [spikes.view(shape), *(f.view(shape[1:]) for f in finals)]
-        if vrec:
-            outputs.append(vrec[0].view(shape))
-            ctx.mark_non_differentiable(outputs[-1])
-        return tuple(outputs)
-
-    @staticmethod
-    def backward(ctx: Any, grad_spikes: Tensor, *grad_rest: Tensor | None) -> tuple:
-        run: _Run = ctx.run
-        xs, *saved = ctx.saved_tensors
-        T, n = xs.shape
-        sd, dev = run.state_dtype, xs.device
-        g_spk = grad_spikes.contiguous().view(T, n).to(xs.dtype)
-        g_out = [
-            torch.zeros(n, dtype=sd, device=dev) if g is None else g.reshape(n).to(sd).contiguous()
-            for g in grad_rest[: run.n_states]
-        ]
-        gx = torch.empty_like(xs)
-        g_states = [torch.empty(n, dtype=sd, device=dev) for _ in range(run.n_states)]
-        g_params = [torch.empty(n, dtype=sd, device=dev) for g in run.spec.grad_params if g]
-        g_theta = [torch.empty(n, dtype=sd, device=dev)] if run.spec.grad_theta else []
-        run.kernels.backward(
-            T,
-            n,
-            [*run.arrays, xs, *saved, g_spk, *g_out, gx, *g_states, *g_params, *g_theta],
-            run.scalars,
-        )
-        step_shape = run.step_shape
-        grads: list[Tensor | None] = [gx.view(T, *step_shape)]
-        grads += [g.view(step_shape) for g in g_states]
-        per_neuron = iter([*g_params, *g_theta])
-        for op, wants in zip(run.operands, (*run.spec.grad_params, run.spec.grad_theta)):
-            if op.source is None:
-                continue
-            if not wants:
-                grads.append(None)
-                continue
-            g = next(per_neuron).view(step_shape)
-            g = g.sum() if op.array is None else g.sum_to_size(op.shape)
-            grads.append(g.reshape(op.shape).to(op.source.dtype))
-        return (None, *grads)
+        _ENTRIES[key] = _Entry(launcher(spec), spec, state_dtype, floats)
+    return key
 
 
 def run_fused(
@@ -164,39 +276,23 @@ def run_fused(
     backward every ``checkpoint`` steps.
     """
     step_shape = x_seq.shape[1:]
-    operands = [_operand(params[p], step_shape, state_dtype) for p in decl.param_names]
-    operands.append(_operand(threshold, step_shape, state_dtype))
-    needs = [op.source is not None and op.source.requires_grad for op in operands]
+    values = [params[p] for p in decl.param_names] + [threshold]
+    floats = tuple(None if isinstance(v, Tensor) else float(v) for v in values)
+    operands = [v for v in values if isinstance(v, Tensor)]
+    needs = [isinstance(v, Tensor) and v.requires_grad for v in values]
     states = [
         state[s].to(state_dtype).expand(step_shape).contiguous() for s in decl.state_names
     ]
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
-    spec = KernelSpec(
-        step_graph(decl, rule),
-        ctype,
-        array_params=tuple(op.array is not None for op in operands[:-1]),
-        theta_is_array=operands[-1].array is not None,
-        save_states=grad_on,
-        record_v=record_v,
-        grad_params=tuple(needs[:-1]),
-        grad_theta=needs[-1],
-        checkpoint=checkpoint,
-    )
-    run = _Run(
-        kernels=launcher(spec),
-        spec=spec,
-        n=step_shape.numel(),
-        n_states=len(states),
-        step_shape=step_shape,
-        state_dtype=state_dtype,
-        arrays=[op.array for op in operands if op.array is not None],
-        scalars=[op.value for op in operands if op.value is not None],
-        operands=operands,
-    )
-    grad_inputs = [op.source for op in operands if op.source is not None]
-    out = _FusedNeuron.apply(run, x_seq, *states, *grad_inputs)
-    spikes, finals = out[0], out[1 : 1 + len(states)]
-    v_seq = out[-1] if record_v else None
+    is_array = tuple(isinstance(v, Tensor) and v.dim() > 0 for v in values)
+    key = _entry_key(
+        launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, rule.v_reset,
+        rule.detach_reset, rule.strict, is_array, grad_on, record_v, tuple(needs), floats,
+    )  # fmt: skip
+    out = _neuron_forward(key, x_seq, states, operands)
+    n_st = len(states)
+    spikes, finals = out[0], out[1 : 1 + n_st]
+    v_seq = out[-1].detach() if record_v else None
     return spikes, dict(zip(decl.state_names, finals)), v_seq
