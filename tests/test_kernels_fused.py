@@ -261,3 +261,22 @@ def test_fused_kernel_keeps_less_for_backward(cls):
     # The CPU kernel keeps the input and the state every CHECKPOINT steps.
     assert fused == pytest.approx(4.0 + 4.0 / CHECKPOINT, abs=0.01)
     assert fused < ref
+
+
+def test_explicit_backend_with_missing_extra_names_the_extra(monkeypatch):
+    from spikeflow.errors import MissingExtraError
+    from spikeflow.kernels import triton_backend
+
+    monkeypatch.setattr(triton_backend, "triton_available", lambda: False)
+    with pytest.raises(MissingExtraError, match=r"spikeflow\[triton\]"):
+        LIFNode(backend="triton")(torch.rand(3, 4))
+
+
+def test_triton_backend_refuses_cpu_tensors_without_the_interpreter(monkeypatch):
+    from spikeflow.errors import ConfigurationError
+
+    if not triton_available():
+        pytest.skip("triton (the 'triton' extra) is not installed")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ConfigurationError, match="CUDA tensors"):
+        LIFNode(backend="triton")(torch.rand(3, 4))
