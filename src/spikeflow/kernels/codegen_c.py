@@ -9,7 +9,8 @@ reference loop's float32 arithmetic exactly.
 
 from __future__ import annotations
 
-from spikeflow.kernels.expr import Expr, topological
+from spikeflow.kernels.expr import Expr
+from spikeflow.kernels.printing import emit, indent
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["BLOCK", "CHECKPOINT", "generate_c"]
@@ -63,35 +64,20 @@ _BINARY_C = {
 
 def _emit(targets: list[tuple[str, Expr]], names: dict[str, str], f: str) -> list[str]:
     """C statements computing every target (common subexpressions computed once)."""
-    temps: dict[tuple, str] = {}
-    lines: list[str] = []
 
-    def ref(node: Expr) -> str:
-        if node.op == "const":
-            return f"((T){node.value!r})"
-        if node.op == "var":
-            return names[node.name]
-        return temps[node.key]
-
-    for node in topological([e for _, e in targets]):
-        if node.op in ("const", "var") or node.key in temps:
-            continue
-        args = [ref(a) for a in node.args]
+    def operation(node: Expr, args: list[str]) -> str:
         if node.op == "where":
-            code = f"({args[0]} ? {args[1]} : {args[2]})"
-        elif node.op in _UNARY_C:
-            code = _UNARY_C[node.op].format(a=args[0], f=f)
-        else:
-            code = _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
-        name = f"t{len(temps)}"
-        temps[node.key] = name
-        lines.append(f"const T {name} = {code};")
-    lines += [f"{dst} = {ref(e)};" for dst, e in targets]
-    return lines
+            return f"({args[0]} ? {args[1]} : {args[2]})"
+        if node.op in _UNARY_C:
+            return _UNARY_C[node.op].format(a=args[0], f=f)
+        return _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
+
+    return emit(
+        targets, names, lambda v: f"((T){v!r})", operation, "const T {name} = {code};",
+        "{name} = {code};",
+    )  # fmt: skip
 
 
-def _indent(lines: list[str], depth: int) -> str:
-    return "\n".join("    " * depth + line for line in lines)
 
 
 def generate_c(spec: KernelSpec) -> str:
@@ -167,24 +153,24 @@ def generate_c(spec: KernelSpec) -> str:
     forward = f"""
 #ifndef SPIKEFLOW_BACKWARD_ONLY
 void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
-{_indent(prefix + fwd_ptrs, 1)}
+{indent(prefix + fwd_ptrs, 1)}
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
-{_indent([f"T ST_{s}[{BLOCK}];" for s in states], 2)}
+{indent([f"T ST_{s}[{BLOCK}];" for s in states], 2)}
         for (int64_t i = 0; i < m; ++i) {{
-{_indent([f"ST_{s}[i] = S0_{s}[o_n + i];" for s in states], 3)}
+{indent([f"ST_{s}[i] = S0_{s}[o_n + i];" for s in states], 3)}
         }}
         for (int64_t t = 0; t < T_; ++t) {{
             const int64_t o = t * N + o_n;
-{_indent(save_checkpoint, 3)}
+{indent(save_checkpoint, 3)}
             #pragma omp simd
             for (int64_t i = 0; i < m; ++i) {{
-{_indent(body, 4)}
+{indent(body, 4)}
             }}
         }}
         for (int64_t i = 0; i < m; ++i) {{
-{_indent([f"OUT_{s}[o_n + i] = ST_{s}[i];" for s in states], 3)}
+{indent([f"OUT_{s}[o_n + i] = ST_{s}[i];" for s in states], 3)}
         }}
     }}
 }}
@@ -239,37 +225,37 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     backward = f"""
 #ifdef SPIKEFLOW_BACKWARD_ONLY
 void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
-{_indent(prefix + bwd_ptrs, 1)}
+{indent(prefix + bwd_ptrs, 1)}
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
-{_indent(locals_, 2)}
+{indent(locals_, 2)}
         for (int64_t i = 0; i < m; ++i) {{
-{_indent([f"GST_{s}[i] = GOUT_{s}[o_n + i];" for s in states] + [f"{a}[i] = 0;" for a in accs], 3)}
+{indent([f"GST_{s}[i] = GOUT_{s}[o_n + i];" for s in states] + [f"{a}[i] = 0;" for a in accs], 3)}
         }}
         for (int64_t seg = (T_ - 1) / {K}; seg >= 0; --seg) {{
             const int64_t t0 = seg * {K};
             const int64_t len = (T_ - t0 < {K}) ? (T_ - t0) : {K};
             for (int64_t i = 0; i < m; ++i) {{
-{_indent([f"ST_{s}[i] = SAVE_{s}[seg * N + o_n + i];" for s in states], 4)}
+{indent([f"ST_{s}[i] = SAVE_{s}[seg * N + o_n + i];" for s in states], 4)}
             }}
             for (int64_t j = 0; j < len; ++j) {{
                 const int64_t o = (t0 + j) * N + o_n;
                 #pragma omp simd
                 for (int64_t i = 0; i < m; ++i) {{
-{_indent(replay, 5)}
+{indent(replay, 5)}
                 }}
             }}
             for (int64_t j = len - 1; j >= 0; --j) {{
                 const int64_t o = (t0 + j) * N + o_n;
                 #pragma omp simd
                 for (int64_t i = 0; i < m; ++i) {{
-{_indent(body, 5)}
+{indent(body, 5)}
                 }}
             }}
         }}
         for (int64_t i = 0; i < m; ++i) {{
-{_indent(store_grads, 3)}
+{indent(store_grads, 3)}
         }}
     }}
 }}

@@ -10,7 +10,8 @@ libdevice), so the same source runs compiled on a GPU and under ``TRITON_INTERPR
 
 from __future__ import annotations
 
-from spikeflow.kernels.expr import Expr, topological
+from spikeflow.kernels.expr import Expr
+from spikeflow.kernels.printing import emit, indent
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["generate_triton"]
@@ -82,39 +83,23 @@ def _pow(a: str, b: Expr, b_code: str) -> str:
 
 
 def _emit(targets: list[tuple[str, Expr]], names: dict[str, str]) -> list[str]:
-    temps: dict[tuple, str] = {}
-    lines: list[str] = []
+    """Triton statements computing every target (common subexpressions computed once)."""
 
-    def ref(node: Expr) -> str:
-        if node.op == "const":
-            return repr(node.value)
-        if node.op == "var":
-            return names[node.name]
-        return temps[node.key]
-
-    for node in topological([e for _, e in targets]):
-        if node.op in ("const", "var") or node.key in temps:
-            continue
-        args = [ref(a) for a in node.args]
+    def operation(node: Expr, args: list[str]) -> str:
         if node.op == "where":
-            code = f"tl.where({args[0]}, {args[1]}, {args[2]})"
-        elif node.op == "pow":
-            code = _pow(args[0], node.args[1], args[1])
-        elif node.op in _UNARY:
-            code = _UNARY[node.op].format(a=args[0])
-        else:
-            code = _BINARY[node.op].format(a=args[0], b=args[1])
-        name = f"t{len(temps)}"
-        temps[node.key] = name
-        lines.append(f"{name} = {code}")
-    lines += [f"{dst} = {ref(e)}" for dst, e in targets]
+            return f"tl.where({args[0]}, {args[1]}, {args[2]})"
+        if node.op == "pow":
+            return _pow(args[0], node.args[1], args[1])
+        if node.op in _UNARY:
+            return _UNARY[node.op].format(a=args[0])
+        return _BINARY[node.op].format(a=args[0], b=args[1])
+
+    lines = emit(targets, names, repr, operation, "{name} = {code}", "{name} = {code}")
     # A target that is a constant or a plain variable must still be a block tensor.
     lines += [f"{dst} = {dst} + zero_" for dst, e in targets if e.op in ("const", "var")]
     return lines
 
 
-def _indent(lines: list[str], depth: int) -> str:
-    return "\n".join("    " * depth + line for line in lines)
 
 
 def generate_triton(spec: KernelSpec) -> str:
@@ -180,10 +165,10 @@ def generate_triton(spec: KernelSpec) -> str:
 @triton.jit
 def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     CT: tl.constexpr = {ct}
-{_indent(loads + pre, 1)}
+{indent(loads + pre, 1)}
     for _t in range(T):
-{_indent(body, 2)}
-{_indent(post, 1)}
+{indent(body, 2)}
+{indent(post, 1)}
 """
     # ---------------- backward ----------------
     grad_p = [p for i, p in enumerate(params) if spec.grad_params[i]]
@@ -222,10 +207,10 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
 @triton.jit
 def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, BLOCK: tl.constexpr):
     CT: tl.constexpr = {ct}
-{_indent(loads + pre, 1)}
+{indent(loads + pre, 1)}
     for _t in range(T):
-{_indent(body, 2)}
-{_indent(post, 1)}
+{indent(body, 2)}
+{indent(post, 1)}
 """
     header = "import triton\nimport triton.language as tl\n"
     return header + _ATAN + forward + backward

@@ -55,6 +55,7 @@ def run_reference(
     aux = tuple(state[name] for name in decl.aux_names)
     charge_kw = {name: params[name] for name in decl.charge_params}
     update_kw = {name: params[name] for name in decl.update_params}
+    threshold_kw = {name: params[name] for name in decl.threshold_params}
     spikes: list[Tensor] = []
     v_record: list[Tensor] = []
     # unbind, not x_seq[t]: indexing makes every step's backward allocate a zero tensor
@@ -66,10 +67,13 @@ def run_reference(
             aux = tuple(rest)
         else:
             h = out
-        s = rule.surrogate(h - threshold, strict=rule.strict)
+        theta = threshold
+        if decl.threshold is not None:  # a state-dependent threshold (fire and soft reset)
+            theta = decl.threshold(threshold, *aux, **threshold_kw)
+        s = rule.surrogate(h - theta, strict=rule.strict)
         s_reset = s.detach() if rule.detach_reset else s
         if rule.v_reset is None:
-            v = h - threshold * s_reset
+            v = h - theta * s_reset
         else:
             v = h * (1.0 - s_reset) + rule.v_reset * s_reset
         if decl.update is not None:

@@ -52,14 +52,18 @@ def build_step(
         h, *aux = out
     else:
         h, aux = apply("add", out, 0.0), list(states[1:])
-    u = apply("sub", h, theta)
+    theta_eff = theta
+    if decl.threshold is not None:  # a state-dependent threshold (fire and soft reset)
+        thr_kw = {k: params[k] for k in decl.threshold_params}
+        theta_eff = apply("add", decl.threshold(theta, *aux, **thr_kw), 0.0)
+    u = apply("sub", h, theta_eff)
     if surrogate.spiking:
         spike = apply("spike_strict" if strict else "spike", u)
     else:  # the smooth primitive, as the reference path runs it (spiking=False)
         spike = apply("tofloat", type(surrogate).primitive(u, **surrogate.params))
     s_reset = apply("nograd", spike) if detach_reset else spike
     if v_reset is None:
-        v_new = apply("sub", h, apply("mul", theta, s_reset))
+        v_new = apply("sub", h, apply("mul", theta_eff, s_reset))
     else:
         v_new = apply(
             "add",
