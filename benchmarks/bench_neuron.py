@@ -161,14 +161,20 @@ def main(argv: list[str] | None = None) -> dict:
                         f"T={T} N={fmt_n(N)} {mode}",
                         C.fmt_ms(best[1]),
                         C.fmt_ratio(best[1], floor),
+                        C.fmt_ratio(best[1], k * clone_t),
                         *[C.fmt_ratio(times[n], best[1]) for n in peer_names],
                     ]
                 )
             del x
 
-    print("\nsummary: spikeflow's best backend (ms, vs floor), every runner relative to it")
+    print(
+        "\nsummary: spikeflow's best backend (ms, vs the copy_ floor and the allocating "
+        "x.clone() floor), every runner relative to it"
+    )
     C.print_table(
-        ["size / mode", "sf best ms", "sf vs floor", *peer_names], summary_rows, indent="  "
+        ["size / mode", "sf best ms", "sf vs floor", "sf vs clone", *peer_names],
+        summary_rows,
+        indent="  ",
     )
     report = {
         "machine": C.describe_machine(device),
