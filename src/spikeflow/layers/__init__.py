@@ -7,6 +7,7 @@
   and NeuNorm.
 * :mod:`~spikeflow.layers.dropout`: dropout with one mask per sequence.
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
+* :mod:`~spikeflow.layers.recurrent`: element-wise and linear recurrent containers.
 
 See ``docs/layers.md``.
 """
@@ -24,6 +25,7 @@ from spikeflow.layers.norm import (
     ThresholdDependentBatchNorm2d,
     ThresholdDependentBatchNorm3d,
 )
+from spikeflow.layers.recurrent import ElementWiseRecurrentContainer, LinearRecurrentContainer
 from spikeflow.layers.sequence import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -70,10 +72,12 @@ __all__ = [
     "Delay",
     "Dropout",
     "Dropout2d",
+    "ElementWiseRecurrentContainer",
     "Flatten",
     "GroupNorm",
     "LayerNorm",
     "Linear",
+    "LinearRecurrentContainer",
     "MaxPool1d",
     "MaxPool2d",
     "MaxPool3d",

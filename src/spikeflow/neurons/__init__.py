@@ -1,15 +1,56 @@
-"""Spiking neurons, each declared once by its charge equation."""
+"""Spiking neurons, each declared once by its charge equation, and parallel neurons.
 
+* :mod:`~spikeflow.neurons.lif`: IF, LIF, parametric LIF.
+* :mod:`~spikeflow.neurons.nonlinear`: QIF, EIF, Izhikevich.
+* :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope).
+* :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
+* :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
+  sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
+  in parallel over time.
+
+See ``docs/neurons.md`` and ``docs/neuron_zoo.md``.
+"""
+
+from spikeflow.neurons.adaptive import AdaptiveLIFNode, ALIFNode, KLIFNode
 from spikeflow.neurons.base import BaseNode
+from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
+from spikeflow.neurons.nonlinear import EIFNode, IzhikevichNode, QIFNode
+from spikeflow.neurons.parallel import (
+    PSN,
+    MaskedPSN,
+    SlidingPSN,
+    band_mask,
+    mask_lambda,
+    set_mask_lambda,
+    sliding_toeplitz,
+)
+from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
 
 __all__ = [
+    "PSN",
+    "ALIFNode",
+    "AdaptiveLIFNode",
     "BaseNode",
+    "CubaLIFNode",
+    "EIFNode",
     "IFNode",
+    "IzhikevichNode",
+    "KLIFNode",
     "LIFNode",
+    "MaskedPSN",
     "NeuronDeclaration",
+    "NoResetLIFNode",
     "PLIFNode",
     "ParametricLIFNode",
+    "QIFNode",
+    "SlidingPSN",
+    "band_mask",
     "declare",
+    "lif_no_reset_matrix",
+    "linear_scan",
+    "mask_lambda",
+    "set_mask_lambda",
+    "sliding_toeplitz",
 ]

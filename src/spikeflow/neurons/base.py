@@ -51,6 +51,11 @@ class BaseNode(MemoryModule):
 
     charge: ClassVar[staticmethod]
     update: ClassVar[staticmethod | None] = None
+    #: Optional ``threshold(theta, *aux, **params)``: a state-dependent effective
+    #: threshold, used by the fire rule and the soft reset.
+    threshold: ClassVar[staticmethod | None] = None
+    #: Whether ``charge`` returns ``(H, *aux)`` (auxiliary state advanced before firing).
+    charge_returns_aux: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -119,7 +124,9 @@ class BaseNode(MemoryModule):
     def declaration(self) -> NeuronDeclaration:
         """The equations this neuron runs (built once per class and cached)."""
         cls = type(self)
-        return declare(cls.charge, cls.update, cls.__name__)
+        return declare(
+            cls.charge, cls.update, cls.__name__, cls.charge_returns_aux, cls.threshold
+        )
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         """Values of the declaration's named parameters for this forward pass."""

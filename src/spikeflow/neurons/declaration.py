@@ -14,6 +14,13 @@ A neuron model is declared by plain Python functions of elementwise ``torch`` co
     spikes ``s`` (for example Izhikevich's ``W += b * S``). Returns the new ``aux``
     (one tensor, or a tuple in the order of ``aux``).
 
+``threshold(theta, *aux, **params)`` (optional)
+    The effective threshold of this step, for neurons whose threshold depends on their
+    auxiliary state (for example an adaptive LIF's ``theta + beta * a``). ``theta`` is
+    the module's ``v_threshold`` and ``aux`` the auxiliary state as the fire rule sees
+    it (after ``charge``, before ``update``). The result replaces ``θ`` in the fire rule
+    *and* in the soft reset (``V = H - θ_eff S``).
+
 Firing (``S = Θ(H - θ)`` with a surrogate gradient) and reset (hard to ``v_reset`` or
 soft by subtraction) are shared rules configured on the module, not re-declared.
 
@@ -46,6 +53,9 @@ class NeuronDeclaration:
         charge_params: names of the keyword parameters of ``charge``.
         update_params: names of the keyword parameters of ``update``.
         charge_returns_aux: whether ``charge`` returns ``(H, *aux)`` instead of ``H``.
+        threshold: the effective-threshold function, or ``None`` (the threshold is
+            ``v_threshold`` itself).
+        threshold_params: names of the keyword parameters of ``threshold``.
     """
 
     name: str
@@ -55,6 +65,8 @@ class NeuronDeclaration:
     charge_params: tuple[str, ...]
     update_params: tuple[str, ...]
     charge_returns_aux: bool = False
+    threshold: Callable[..., object] | None = None
+    threshold_params: tuple[str, ...] = ()
 
     @property
     def aux_names(self) -> tuple[str, ...]:
@@ -63,9 +75,10 @@ class NeuronDeclaration:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """Every parameter either function takes, in first-use order."""
+        """Every parameter the functions take (charge, update, threshold), first-use order."""
         names = list(self.charge_params)
-        names += [p for p in self.update_params if p not in names]
+        for group in (self.update_params, self.threshold_params):
+            names += [p for p in group if p not in names]
         return tuple(names)
 
 
@@ -103,16 +116,19 @@ def declare(
     update: Callable[..., object] | None = None,
     name: str | None = None,
     charge_returns_aux: bool = False,
+    threshold: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     """Build (and cache) the :class:`NeuronDeclaration` of a charge/update pair.
 
     The state variables are read from ``charge``'s positional arguments after ``x``
-    (the first must be ``v``); parameters from its keyword-only arguments.
+    (the first must be ``v``); parameters from its keyword-only arguments. ``threshold``
+    (optional) gives the effective threshold from ``theta`` and the auxiliary state.
     """
-    key = (charge, update, name, charge_returns_aux)
+    key = (charge, update, name, charge_returns_aux, threshold)
     cached = _DECLARATIONS.get(key)
     if cached is None:
-        cached = _DECLARATIONS[key] = _build(charge, update, name, charge_returns_aux)
+        cached = _build(charge, update, name, charge_returns_aux, threshold)
+        _DECLARATIONS[key] = cached
     return cached
 
 
@@ -121,6 +137,7 @@ def _build(
     update: Callable[..., object] | None,
     name: str | None,
     charge_returns_aux: bool,
+    threshold: Callable[..., object] | None,
 ) -> NeuronDeclaration:
     label = name or getattr(charge, "__qualname__", "charge")
     aux_and_v, charge_params = _split_signature(charge, ("x", "v"), f"{label}: charge")
@@ -138,6 +155,16 @@ def _build(
             f"{label}: auxiliary state {state_names[1:]} is never advanced: give an "
             "update function or let charge return (H, *aux)"
         )
+    threshold_params: tuple[str, ...] = ()
+    if threshold is not None:
+        thr_aux, threshold_params = _split_signature(
+            threshold, ("theta",), f"{label}: threshold"
+        )
+        if thr_aux != state_names[1:]:
+            raise ConfigurationError(
+                f"{label}: threshold must take the auxiliary state {state_names[1:]} after "
+                f"theta, in the order charge declares it; got {thr_aux}"
+            )
     return NeuronDeclaration(
         name=label,
         charge=charge,
@@ -146,4 +173,6 @@ def _build(
         charge_params=charge_params,
         update_params=update_params,
         charge_returns_aux=charge_returns_aux,
+        threshold=threshold,
+        threshold_params=threshold_params,
     )
