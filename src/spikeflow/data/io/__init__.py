@@ -1,0 +1,1 @@
+"""One reader per event file format, each returning :class:`~spikeflow.data.EventRecording`."""
