@@ -1,0 +1,95 @@
+"""The 40-bit ATIS ``.bin`` format of N-MNIST and N-Caltech101 (Orchard et al., 2015).
+
+Each event is 5 bytes: ``x`` (byte 0), ``y`` (byte 1), polarity (bit 7 of byte 2) and a
+23-bit microsecond timestamp (bits 6-0 of byte 2, then bytes 3 and 4, big-endian). An
+event with ``y == 240`` is a timestamp-overflow marker: every later timestamp is offset
+by ``2**13`` per marker seen, and the marker itself is not an event.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording, format_error, make_events
+
+__all__ = ["decode_atis_bin", "read_atis_bin"]
+
+_OVERFLOW_Y = 240
+
+
+def decode_atis_bin(
+    raw: bytes | np.ndarray,
+    sensor_size: tuple[int, int] | None = (34, 34),
+    path: str | PathLike | None = None,
+) -> EventRecording:
+    """Decode the bytes of an ATIS ``.bin`` file.
+
+    Args:
+        raw: the file's bytes.
+        sensor_size: ``(width, height)`` to validate coordinates against (N-MNIST
+            34x34); ``None`` infers it from the largest coordinates (N-Caltech101,
+            whose samples vary in size).
+        path: the file name, for error messages.
+
+    Raises:
+        DataFormatError: a length that is not a multiple of 5 (truncated file),
+            coordinates outside the sensor, or timestamps that go backwards.
+    """
+    data = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+    if data.size % 5:
+        whole = data.size - data.size % 5
+        raise format_error(
+            path, whole, f"truncated: {data.size % 5} trailing byte(s) after {whole // 5} "
+            "complete 5-byte events"
+        )  # fmt: skip
+    ev = data.reshape(-1, 5)
+    x = ev[:, 0].astype(np.uint16)
+    y = ev[:, 1].astype(np.uint16)
+    p = (ev[:, 2] >> 7).astype(np.int8)
+    t = (
+        (ev[:, 2].astype(np.int64) & 0x7F) << 16
+        | ev[:, 3].astype(np.int64) << 8
+        | ev[:, 4].astype(np.int64)
+    )
+    overflow = y == _OVERFLOW_Y
+    if overflow.any():
+        t = t + (np.cumsum(overflow) << 13)
+        keep = ~overflow
+        idx = np.flatnonzero(keep)
+        x, y, p, t = x[keep], y[keep], p[keep], t[keep]
+    else:
+        idx = None
+    if t.size > 1:
+        back = np.flatnonzero(np.diff(t) < 0)
+        if back.size:
+            i = int(back[0] + 1)
+            event = int(idx[i]) if idx is not None else i
+            raise format_error(
+                path, event * 5, f"timestamp goes backwards at event {event} "
+                f"({int(t[i - 1])} us -> {int(t[i])} us)"
+            )  # fmt: skip
+    if sensor_size is None:
+        width = int(x.max()) + 1 if x.size else 0
+        height = int(y.max()) + 1 if y.size else 0
+    else:
+        width, height = sensor_size
+        bad = np.flatnonzero((x >= width) | (y >= height))
+        if bad.size:
+            i = int(bad[0])
+            event = int(idx[i]) if idx is not None else i
+            raise format_error(
+                path, event * 5, f"event {event} at (x={int(x[i])}, y={int(y[i])}) is outside "
+                f"the {width}x{height} sensor"
+            )  # fmt: skip
+    return EventRecording(make_events(t, x, y, p), (width, height, 2), str(path) if path else None)
+
+
+def read_atis_bin(
+    path: str | PathLike, sensor_size: tuple[int, int] | None = (34, 34)
+) -> EventRecording:
+    """Read an N-MNIST (``sensor_size=(34, 34)``) or N-Caltech101 (``None``) file."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    return decode_atis_bin(raw, sensor_size, path)
