@@ -1,5 +1,54 @@
-"""Neuromorphic data: readers for sensor files, datasets, representations, transforms."""
+"""Neuromorphic data: readers for sensor files, datasets, representations, transforms.
 
+Datasets yield one sample as ``[T, C, H, W]`` frames (or an EventRecording) plus a
+label; a DataLoader batches to ``[B, T, C, H, W]``; spikeflow's layers are time-major,
+so make a batch ``[T, B, C, H, W]`` with ``x = x.transpose(0, 1)``.
+"""
+
+from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
+from spikeflow.data.datasets import NMNIST, DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
+from spikeflow.data.frames import pad_collate, segment_index, to_frames, to_frames_by_duration
+from spikeflow.data.representations import (
+    CustomRepresentation,
+    Representation,
+    ToFrame,
+    ToFrameByDuration,
+    ToTimeSurface,
+    ToVoxelGrid,
+    to_time_surfaces,
+    to_voxel_grid,
+)
+from spikeflow.data.transforms import Compose
 
-__all__ = ["EVENT_DTYPE", "EventRecording", "format_error", "make_events"]
+__all__ = [
+    "EVENT_DTYPE",
+    "NMNIST",
+    "ArrayCache",
+    "Compose",
+    "CustomRepresentation",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "EventRecording",
+    "NeuromorphicDataset",
+    "Representation",
+    "ToFrame",
+    "ToFrameByDuration",
+    "ToTimeSurface",
+    "ToVoxelGrid",
+    "UnsafeArchiveError",
+    "default_cache_dir",
+    "download_url",
+    "extract_archive",
+    "file_identity",
+    "format_error",
+    "make_events",
+    "pad_collate",
+    "parallel_map",
+    "segment_index",
+    "to_frames",
+    "to_frames_by_duration",
+    "to_time_surfaces",
+    "to_voxel_grid",
+]

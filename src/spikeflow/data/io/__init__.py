@@ -1,1 +1,148 @@
-"""One reader per event file format, each returning :class:`~spikeflow.data.EventRecording`."""
+"""One reader per event file format, each returning :class:`~spikeflow.data.EventRecording`.
+
+Every ``read_<format>(path, ...)`` has a ``decode_<format>(raw_bytes, ...)`` twin where
+the format is a plain byte stream; :func:`read_events` picks the reader from the file's
+magic bytes and extension. The formats, what each reader validates and which extras it
+needs are listed in ``docs/data_formats.md``.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+from spikeflow.data.events import EventRecording
+from spikeflow.data.io.aedat2 import (
+    AEDAT2_LAYOUTS,
+    Aedat2Header,
+    decode_aedat2,
+    parse_aedat2_header,
+    read_aedat2,
+    read_aedat2_header,
+)
+from spikeflow.data.io.aedat4 import (
+    AEDAT4_IMU_DTYPE,
+    AEDAT4_TRIGGER_DTYPE,
+    Aedat4Info,
+    Aedat4Stream,
+    decode_aedat4,
+    parse_aedat4,
+    read_aedat4,
+    read_aedat4_imu,
+    read_aedat4_info,
+    read_aedat4_triggers,
+)
+from spikeflow.data.io.aedat31 import (
+    GESTURE_LABEL_DTYPE,
+    decode_aedat31,
+    read_aedat31,
+    read_gesture_labels,
+    split_by_labels,
+)
+from spikeflow.data.io.atis_bin import decode_atis_bin, read_atis_bin
+from spikeflow.data.io.hdf5_audio import SpikingAudioFile, read_spiking_audio
+from spikeflow.data.io.matlab import load_mat_variables, read_asl_dvs, read_stmnist
+from spikeflow.data.io.numpy_layouts import (
+    load_npy,
+    read_dvs_lip,
+    read_es_imagenet,
+    read_hardvs,
+    read_numpy_events,
+)
+from spikeflow.data.io.prophesee import (
+    PROPHESEE_PLUGIN_SENSORS,
+    decode_dat,
+    decode_evt2,
+    decode_evt3,
+    parse_prophesee_header,
+    read_dat,
+    read_evt2,
+    read_evt3,
+    read_prophesee_raw,
+)
+from spikeflow.data.io.slayer_bs1 import decode_bs1, read_bs1
+
+__all__ = [
+    "AEDAT2_LAYOUTS",
+    "AEDAT4_IMU_DTYPE",
+    "AEDAT4_TRIGGER_DTYPE",
+    "GESTURE_LABEL_DTYPE",
+    "PROPHESEE_PLUGIN_SENSORS",
+    "Aedat2Header",
+    "Aedat4Info",
+    "Aedat4Stream",
+    "SpikingAudioFile",
+    "decode_aedat2",
+    "decode_aedat4",
+    "decode_aedat31",
+    "decode_atis_bin",
+    "decode_bs1",
+    "decode_dat",
+    "decode_evt2",
+    "decode_evt3",
+    "load_mat_variables",
+    "load_npy",
+    "parse_aedat2_header",
+    "parse_aedat4",
+    "parse_prophesee_header",
+    "read_aedat2",
+    "read_aedat2_header",
+    "read_aedat4",
+    "read_aedat4_imu",
+    "read_aedat4_info",
+    "read_aedat4_triggers",
+    "read_aedat31",
+    "read_asl_dvs",
+    "read_atis_bin",
+    "read_bs1",
+    "read_dat",
+    "read_dvs_lip",
+    "read_es_imagenet",
+    "read_events",
+    "read_evt2",
+    "read_evt3",
+    "read_gesture_labels",
+    "read_hardvs",
+    "read_numpy_events",
+    "read_prophesee_raw",
+    "read_spiking_audio",
+    "read_stmnist",
+    "split_by_labels",
+]
+
+
+def read_events(path: str | PathLike) -> EventRecording:
+    """Read a self-describing event file, choosing the reader from its content.
+
+    Handles jAER/cAER/DV ``.aedat``/``.aedat4`` (by the ``#!AER-DAT`` version line),
+    Prophesee ``.raw`` (EVT 2.0/3.0 from the header) and ``.dat``, ATIS ``.bin``
+    (N-MNIST 34x34; N-Caltech101 needs ``read_atis_bin(path, None)``) and SLAYER
+    ``.bs1``, each with its default arguments.
+
+    Raises:
+        ValueError: a format this function cannot tell apart on its own (``.mat``,
+            ``.npy``/``.npz``, ``.h5``): call its reader directly.
+        DataFormatError: whatever the chosen reader rejects.
+    """
+    suffix = Path(path).suffix.lower()
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"#!AER-DAT4"):
+        return read_aedat4(path)
+    if head.startswith(b"#!AER-DAT3"):
+        return read_aedat31(path)
+    if head.startswith(b"#") or suffix == ".aedat":
+        return read_aedat2(path)
+    if suffix == ".raw":
+        return read_prophesee_raw(path)
+    if suffix == ".dat":
+        return read_dat(path)
+    if suffix == ".bin":
+        return read_atis_bin(path)
+    if suffix == ".bs1":
+        return read_bs1(path)
+    raise ValueError(
+        f"{path}: cannot choose a reader for {suffix!r} files from the content alone; call "
+        "the format's reader (read_stmnist, read_asl_dvs, read_dvs_lip, read_hardvs, "
+        "read_es_imagenet, SpikingAudioFile, ...)"
+    )

@@ -1,0 +1,337 @@
+"""An on-disk cache of computed arrays (frames, voxel grids, ...), safe against crashes.
+
+**Keys.** An entry is keyed by a JSON-able mapping that must list everything its value
+depends on; datasets use ``{dataset, split, representation name and parameters, event
+transform parameters, CACHE_VERSION}`` for the *namespace* and the source file's
+identity (:func:`file_identity`: resolved path, size and mtime, or a content hash) for
+the entry. The key is serialised canonically (sorted JSON) and hashed (SHA-256), so a
+change to any parameter is a miss, never a stale hit.
+
+**Layout.** ``<root>/<namespace name>-<16 hex of the namespace hash>/``
+holds ``namespace.json`` (the readable namespace) and ``<2 hex>/<64 hex>.sfc`` entries.
+
+**Entry format** (``.sfc``): ``b"SFCACHE1"``, a little-endian uint32 header length,
+a JSON header (the full key, dtype, shape, stored dtype), the raw C-order payload, and
+a 32-byte SHA-256 of everything before it. Integer arrays with non-negative values are
+stored in the smallest unsigned type that holds them and restored on read.
+
+**Guarantees.** Writes are atomic: a temporary file in the same directory, ``fsync``,
+then ``os.replace``; a crash leaves at most a ``.tmp`` file, which is never read (and
+:meth:`ArrayCache.clear_temporaries` removes). On read, a wrong magic, size, digest or
+key (a truncated, bit-flipped or colliding entry) is detected, reported with a
+:class:`CacheCorruptionWarning`, deleted, and the value is recomputed and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+__all__ = [
+    "CACHE_VERSION",
+    "ArrayCache",
+    "CacheCorruptionWarning",
+    "atomic_write_bytes",
+    "canonical_key",
+    "decode_entry",
+    "default_cache_dir",
+    "encode_entry",
+    "file_identity",
+    "parallel_map",
+]
+
+#: Bump when a representation's numbers change, so old entries miss.
+CACHE_VERSION = 1
+_MAGIC = b"SFCACHE1"
+_DIGEST = 32
+_SUFFIX = ".sfc"
+
+
+class CacheCorruptionWarning(RuntimeWarning):
+    """A cache entry failed its checks; it was deleted and will be rebuilt."""
+
+
+def default_cache_dir() -> Path:
+    """``$SPIKEFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/spikeflow``, else ``~/.cache/spikeflow``."""
+    env = os.environ.get("SPIKEFLOW_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "spikeflow"
+
+
+def canonical_key(key: Mapping[str, Any]) -> str:
+    """The canonical JSON of a key (sorted keys, no spaces, tuples as lists)."""
+    try:
+        return json.dumps(key, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"cache key is not JSON-serialisable ({exc}): {key!r}") from None
+
+
+def file_identity(path: str | os.PathLike, content_hash: bool = False) -> dict[str, Any]:
+    """What identifies a source file: resolved path, size and mtime (ns), or its SHA-256.
+
+    ``content_hash=True`` keys by content only (robust to moving the data or to tools
+    that keep mtimes; reads the whole file once).
+    """
+    p = Path(path).resolve()
+    st = p.stat()
+    if content_hash:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return {"size": st.st_size, "sha256": h.hexdigest()}
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        try:
+            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+
+def _compact_dtype(array: np.ndarray) -> np.dtype:
+    if array.dtype.kind in "iu" and array.size and array.min() >= 0:
+        top = int(array.max())
+        for dt in (np.uint8, np.uint16, np.uint32):
+            if top <= np.iinfo(dt).max:
+                return np.dtype(dt) if np.dtype(dt).itemsize < array.dtype.itemsize else array.dtype
+    return array.dtype
+
+
+def encode_entry(array: np.ndarray, key: Mapping[str, Any]) -> bytes:
+    """The bytes of a cache entry holding ``array`` under ``key`` (format in the module doc)."""
+    array = np.asarray(array)
+    if array.dtype.hasobject or array.dtype.names is not None:
+        raise ConfigurationError(f"only plain numeric arrays can be cached; got {array.dtype}")
+    stored = _compact_dtype(array)
+    header = {
+        "key": canonical_key(key),
+        "dtype": array.dtype.str,
+        "stored_dtype": stored.str,
+        "shape": list(array.shape),
+    }
+    head = json.dumps(header, sort_keys=True).encode()
+    body = _MAGIC + struct.pack("<I", len(head)) + head
+    body += np.ascontiguousarray(array, dtype=stored).tobytes()
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_entry(raw: bytes, key: Mapping[str, Any] | None = None, path: Any = None) -> np.ndarray:
+    """Check and decode an entry; ``key`` (if given) must match the stored one.
+
+    Raises:
+        DataFormatError: naming ``path`` and what is wrong (magic, length, digest, key).
+    """
+    where = path or "<cache entry>"
+    if len(raw) < len(_MAGIC) + 4 + _DIGEST or raw[: len(_MAGIC)] != _MAGIC:
+        raise DataFormatError(f"{where}: not a spikeflow cache entry (bad magic or too short)")
+    if hashlib.sha256(raw[:-_DIGEST]).digest() != raw[-_DIGEST:]:
+        raise DataFormatError(f"{where}: checksum mismatch (truncated or corrupted entry)")
+    (hlen,) = struct.unpack_from("<I", raw, len(_MAGIC))
+    start = len(_MAGIC) + 4
+    try:
+        header = json.loads(raw[start : start + hlen])
+        dtype, stored = np.dtype(header["dtype"]), np.dtype(header["stored_dtype"])
+        shape = tuple(int(s) for s in header["shape"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataFormatError(f"{where}: unreadable header ({exc})") from None
+    if key is not None and header["key"] != canonical_key(key):
+        raise DataFormatError(f"{where}: entry belongs to another key")
+    payload = raw[start + hlen : -_DIGEST]
+    if len(payload) != stored.itemsize * int(np.prod(shape, dtype=np.int64)):
+        raise DataFormatError(
+            f"{where}: payload has {len(payload)} bytes, header says {shape} {stored}"
+        )
+    return np.frombuffer(payload, dtype=stored).reshape(shape).astype(dtype)
+
+
+class ArrayCache:
+    """Arrays on disk under ``root``, grouped in one namespace (see the module docstring).
+
+    Args:
+        root: the cache directory (created on first write).
+        namespace: a JSON-able mapping shared by all entries (e.g. dataset and
+            representation parameters); its ``"name"`` item, if any, names the folder.
+    """
+
+    def __init__(self, root: str | os.PathLike, namespace: Mapping[str, Any]) -> None:
+        self.namespace = dict(namespace)
+        text = canonical_key(self.namespace)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(
+            self.namespace.get("name", "cache")))[:40]  # fmt: skip
+        self.directory = Path(root) / f"{name}-{digest}"
+
+    def full_key(self, key: Mapping[str, Any]) -> dict[str, Any]:
+        """The key stored in an entry: the namespace plus the entry's own key."""
+        return {"namespace": self.namespace, "entry": dict(key)}
+
+    def path_for(self, key: Mapping[str, Any]) -> Path:
+        """Where the entry for ``key`` lives (it may not exist)."""
+        digest = hashlib.sha256(canonical_key(self.full_key(key)).encode()).hexdigest()
+        return self.directory / digest[:2] / (digest + _SUFFIX)
+
+    def load(self, key: Mapping[str, Any]) -> np.ndarray | None:
+        """The cached array, or ``None`` on a miss or a corrupt entry (deleted, warned)."""
+        path = self.path_for(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return decode_entry(raw, self.full_key(key), path)
+        except DataFormatError as exc:
+            warnings.warn(f"{exc}; deleting it and rebuilding", CacheCorruptionWarning,
+                          stacklevel=2)  # fmt: skip
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            return None
+
+    def store(self, key: Mapping[str, Any], array: np.ndarray) -> Path:
+        """Write ``array`` under ``key`` atomically; returns the entry's path."""
+        manifest = self.directory / "namespace.json"
+        if not manifest.exists():
+            text = json.dumps(self.namespace, sort_keys=True, indent=1)
+            atomic_write_bytes(manifest, text.encode())
+        path = self.path_for(key)
+        atomic_write_bytes(path, encode_entry(array, self.full_key(key)))
+        return path
+
+    def get_or_compute(
+        self, key: Mapping[str, Any], compute: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """Load the entry, or compute, store and return it.
+
+        A failed write (e.g. a full disk) warns and returns the computed array.
+        """
+        hit = self.load(key)
+        if hit is not None:
+            return hit
+        value = np.asarray(compute())
+        try:
+            self.store(key, value)
+        except OSError as exc:
+            warnings.warn(f"could not write cache entry {self.path_for(key)}: {exc}",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+        return value
+
+    def clear_temporaries(self, older_than_s: float = 3600.0) -> int:
+        """Delete temporary files left by crashed writers; returns how many."""
+        if not self.directory.exists():
+            return 0
+        now, removed = time.time(), 0
+        for tmp in self.directory.rglob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime >= older_than_s:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item")
+
+
+def _run_chunk(fn: Callable[[Any], Any], chunk: Sequence[Any]) -> list[Any]:
+    return [fn(item) for item in chunk]
+
+
+def parallel_map(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    workers: int | None = None,
+    executor: str = "process",
+    progress: bool = True,
+    desc: str = "preprocessing",
+    chunksize: int | None = None,
+) -> list[Any]:
+    """``[fn(item) for item in items]`` in parallel, in order, with a progress bar.
+
+    Args:
+        workers: parallel workers (default: the CPU count); ``0`` or ``1`` runs serially.
+        executor: ``"process"`` (a pool started with ``spawn``, so it is safe with
+            threads and CUDA; ``fn`` and the items must be picklable) or ``"thread"``.
+        progress: show tqdm's bar when tqdm is installed, else a plain counter on stderr.
+        chunksize: items per task (default: about 4 tasks per worker).
+    """
+    items = list(items)
+    if executor not in ("process", "thread"):
+        raise ConfigurationError(f"executor must be 'process' or 'thread'; got {executor!r}")
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    bar = _progress(len(items), desc, progress)
+    try:
+        if workers <= 1 or len(items) <= 1:
+            out = []
+            for item in items:
+                out.append(fn(item))
+                if bar is not None:
+                    bar.update(1)
+            return out
+        size = chunksize or max(1, -(-len(items) // (4 * workers)))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        pool: Executor
+        if executor == "thread":
+            pool = ThreadPoolExecutor(workers)
+        else:
+            import multiprocessing
+
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results: list[Any] = [None] * len(chunks)
+        with pool:
+            futures = {pool.submit(_run_chunk, fn, c): i for i, c in enumerate(chunks)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                if bar is not None:
+                    bar.update(len(chunks[i]))
+        return [r for chunk in results for r in chunk]
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,235 @@
+"""The base class of spikeflow's neuromorphic datasets.
+
+A dataset yields ``(sample, label)`` with ``sample`` either the decoded
+:class:`~spikeflow.data.EventRecording` (``data_type="event"``) or a float32 tensor of
+frames ``[T, C, H, W]`` (``data_type="frame"``; ``C = 2`` polarity channels for the DVS
+datasets). A ``DataLoader`` batches frames to ``[B, T, C, H, W]``; spikeflow's
+multi-step layers are time-major, so make the batch ``[T, B, C, H, W]`` with::
+
+    x = x.transpose(0, 1)   # [B, T, ...] -> [T, B, ...]
+
+Frame arguments follow SpikingJelly: ``frames_number`` with ``split_by`` (``"number"``
+or ``"time"``), or ``duration`` (µs per frame, a variable number of frames: batch with
+``collate_fn=spikeflow.data.pad_collate``), or ``custom_integrate_function``
+(``f(recording) -> array``, or a :class:`~spikeflow.data.representations.Representation`
+such as ``ToVoxelGrid(5)``). Frames are cached on disk when ``cache_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from spikeflow.data.cache import (
+    CACHE_VERSION,
+    ArrayCache,
+    default_cache_dir,
+    file_identity,
+    parallel_map,
+)
+from spikeflow.data.events import EventRecording
+from spikeflow.data.frames import SplitFunction
+from spikeflow.data.representations import Representation, callable_key, frame_representation
+from spikeflow.errors import ConfigurationError, SpikeflowError
+
+__all__ = ["DatasetNotFoundError", "NeuromorphicDataset"]
+
+
+class DatasetNotFoundError(SpikeflowError, FileNotFoundError):
+    """A dataset's files are not where they should be; the message says how to get them."""
+
+
+def _prepare(dataset: NeuromorphicDataset, index: int) -> bool:
+    return dataset._representation(index)[1]
+
+
+class NeuromorphicDataset(torch.utils.data.Dataset):
+    """Base class: a list of ``(file, label)`` samples read by a format reader.
+
+    Subclasses set ``sensor_size`` and implement ``_find_samples()`` (the sorted list of
+    ``(path, label)`` of the split) and ``_read(path)`` (an EventRecording).
+
+    Args:
+        root: the dataset directory.
+        train: the training split (True) or the test split.
+        data_type: ``"event"`` (yield EventRecordings) or ``"frame"`` (yield frames).
+        frames_number: ``T``, frames per sample (with ``split_by``).
+        split_by: ``"number"`` (default) or ``"time"``, or a function; the exact bin
+            edges are in :mod:`spikeflow.data.frames`.
+        duration: µs per frame instead of ``frames_number`` (variable ``T``).
+        custom_integrate_function: ``f(recording) -> array`` or a Representation,
+            instead of the two above.
+        event_transform: applied to the events before the representation (and cached
+            with it, so it must be deterministic when ``cache_dir`` is set).
+        transform: applied to each sample as yielded (frames tensor or recording); may be
+            random (it is never cached), e.g. the frame augmentations.
+        target_transform: applied to the label.
+        cache_dir: ``None`` (no disk cache), ``"auto"``
+            (:func:`~spikeflow.data.cache.default_cache_dir`) or a directory.
+        cache_identity: how a source file is identified in cache keys: ``"stat"``
+            (path, size, mtime) or ``"content"`` (SHA-256 of the bytes).
+    """
+
+    sensor_size: ClassVar[tuple[int, int, int]]
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | SplitFunction | None = None,
+        duration: int | None = None,
+        custom_integrate_function: Callable[[EventRecording], Any] | None = None,
+        event_transform: Callable[[EventRecording], EventRecording] | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        cache_identity: str = "stat",
+    ) -> None:
+        if data_type not in ("event", "frame"):
+            raise ConfigurationError(f"data_type must be 'event' or 'frame'; got {data_type!r}")
+        if cache_identity not in ("stat", "content"):
+            raise ConfigurationError(
+                f"cache_identity must be 'stat' or 'content'; got {cache_identity!r}"
+            )
+        frame_args = (frames_number, split_by, duration, custom_integrate_function)
+        if data_type == "event" and any(a is not None for a in frame_args):
+            raise ConfigurationError(
+                "frames_number, split_by, duration and custom_integrate_function need "
+                "data_type='frame'"
+            )
+        self.root = Path(root)
+        self.train = bool(train)
+        self.data_type = data_type
+        self.event_transform = event_transform
+        self.transform = transform
+        self.target_transform = target_transform
+        self.cache_identity = cache_identity
+        self.representation: Representation | None = None
+        self.cache: ArrayCache | None = None
+        if data_type == "frame":
+            self.representation = frame_representation(*frame_args)
+            if cache_dir is not None:
+                if getattr(event_transform, "random", False):
+                    raise ConfigurationError(
+                        f"event_transform {event_transform!r} is random and cannot be cached "
+                        "(every epoch would see the same draw): pass cache_dir=None, or move "
+                        "it to `transform` as a frame augmentation"
+                    )
+                root_dir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
+                self.cache = ArrayCache(root_dir, self.cache_namespace())
+        self.samples: list[tuple[Path, int]] = self._find_samples()
+
+    # -- to implement -------------------------------------------------------------------
+    def _find_samples(self) -> list[tuple[Path, int]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _read(self, path: Path) -> EventRecording:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def split(self) -> str:
+        """``"train"`` or ``"test"``."""
+        return "train" if self.train else "test"
+
+    @property
+    def targets(self) -> list[int]:
+        """The label of every sample, in order."""
+        return [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def cache_namespace(self) -> dict[str, Any]:
+        """Everything besides the file that a cached representation depends on."""
+        assert self.representation is not None
+        et = self.event_transform
+        return {
+            "name": f"{type(self).__name__}-{self.split}",
+            "dataset": f"{type(self).__module__}.{type(self).__qualname__}",
+            "split": self.split,
+            "sensor_size": list(self.sensor_size),
+            "representation": self.representation.cache_key(),
+            "event_transform": None if et is None else callable_key(et),
+            "cache_version": CACHE_VERSION,
+        }
+
+    def cache_entry_key(self, index: int) -> dict[str, Any]:
+        """The cache key of sample ``index`` within :meth:`cache_namespace`: its file."""
+        path = self.samples[index][0]
+        return {"file": file_identity(path, self.cache_identity == "content")}
+
+    def events(self, index: int) -> EventRecording:
+        """Sample ``index``'s events, after ``event_transform``."""
+        path, _ = self.samples[index]
+        rec = self._read(path)
+        return rec if self.event_transform is None else self.event_transform(rec)
+
+    def _representation(self, index: int) -> tuple[np.ndarray, bool]:
+        assert self.representation is not None
+        rep = self.representation
+
+        def compute() -> np.ndarray:
+            return np.asarray(rep(self.events(index)))
+
+        if self.cache is None:
+            return compute(), True
+        key = self.cache_entry_key(index)
+        computed = []
+
+        def compute_and_note() -> np.ndarray:
+            computed.append(True)
+            return compute()
+
+        value = self.cache.get_or_compute(key, compute_and_note)
+        return value, bool(computed)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index %= len(self)
+        label: Any = self.samples[index][1]
+        if self.data_type == "event":
+            sample: Any = self.events(index)
+        else:
+            array = self._representation(index)[0]
+            sample = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if self.transform is not None:
+            sample = self.transform(sample)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return sample, label
+
+    def preprocess(
+        self, workers: int | None = None, executor: str = "process", progress: bool = True
+    ) -> int:
+        """Compute and cache every sample's representation in parallel; returns how many
+        were computed (the rest were already cached). Needs ``cache_dir``.
+
+        See :func:`spikeflow.data.cache.parallel_map` for ``workers`` and ``executor``.
+        """
+        if self.cache is None:
+            raise ConfigurationError(
+                "preprocess() fills the disk cache: construct the dataset with "
+                "data_type='frame' and a cache_dir"
+            )
+        done = parallel_map(
+            functools.partial(_prepare, self), range(len(self)), workers=workers,
+            executor=executor, progress=progress, desc=f"{type(self).__name__} {self.split}",
+        )  # fmt: skip
+        return int(sum(done))
+
+    def __repr__(self) -> str:
+        rep = f", representation={self.representation!r}" if self.representation else ""
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"samples={len(self)}, data_type={self.data_type!r}{rep})"
+        )

@@ -1,0 +1,341 @@
+"""Downloads with checksums and resume, and archive extraction that cannot escape its root.
+
+:func:`download_url` fetches over HTTP(S) with ``urllib`` into ``<file>.part``, resumes
+an interrupted transfer with an HTTP ``Range`` request (restarting cleanly when the
+server ignores it), verifies the MD5/SHA-256 when given, and only then renames the file
+into place, so a file at the final path is always complete and verified.
+
+:func:`extract_archive` unpacks zip and tar (gz/bz2/xz) archives, refusing any member
+that would land outside the destination: absolute names, ``..`` components, symbolic
+or hard links whose target resolves outside, links written through earlier links, and
+device files, FIFOs or sockets. Every member is checked before anything is written,
+and each write is checked again against the real (symlink-resolved) destination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from http.client import HTTPException
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
+from urllib.request import Request, urlopen
+
+from spikeflow.errors import ConfigurationError, SpikeflowError
+
+__all__ = [
+    "DownloadError",
+    "UnsafeArchiveError",
+    "check_integrity",
+    "download_url",
+    "extract_archive",
+    "file_hash",
+]
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(SpikeflowError, OSError):
+    """A download failed, or the file's checksum is not the expected one."""
+
+
+class UnsafeArchiveError(SpikeflowError, ValueError):
+    """An archive member would be written outside the destination, or is a device file."""
+
+
+def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file (``algorithm``: any ``hashlib`` name, e.g. md5, sha256)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_integrity(
+    path: str | os.PathLike, md5: str | None = None, sha256: str | None = None
+) -> bool:
+    """True when ``path`` exists and matches every checksum given."""
+    if not os.path.isfile(path):
+        return False
+    if md5 is not None and file_hash(path, "md5") != md5.lower():
+        return False
+    return sha256 is None or file_hash(path, "sha256") == sha256.lower()
+
+
+def _progress(total: int | None, initial: int, name: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name)
+
+
+def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
+    """One attempt; returns True when the whole body arrived (False: try again)."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "spikeflow"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        resp = urlopen(Request(url, headers=headers), timeout=timeout)
+    except HTTPError as exc:
+        if exc.code == 416 and offset:  # nothing left to send: the .part is complete
+            return True
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    with resp:
+        mode = "wb"
+        if offset and resp.status == 206:
+            content_range = resp.headers.get("Content-Range", "")
+            start = content_range.split()[1].split("-")[0] if " " in content_range else ""
+            if start == str(offset):
+                mode = "ab"
+            else:
+                offset = 0  # a range we did not ask for: start again
+                resp.close()
+                part.unlink()
+                return False
+        elif resp.status != 200 and resp.status != 206:
+            raise DownloadError(f"{url}: unexpected HTTP status {resp.status}")
+        else:
+            offset = 0 if resp.status == 200 else offset
+        length = resp.headers.get("Content-Length")
+        expected = int(length) if length is not None else None
+        bar = _progress(None if expected is None else expected + offset, offset, part.stem,
+                        progress)  # fmt: skip
+        got = 0
+        try:
+            with open(part, mode) as fh:
+                while True:
+                    try:
+                        block = resp.read(_CHUNK)
+                    except (HTTPException, OSError):
+                        return False
+                    if not block:
+                        break
+                    fh.write(block)
+                    got += len(block)
+                    if bar is not None:
+                        bar.update(len(block))
+        finally:
+            if bar is not None:
+                bar.close()
+        return expected is None or got >= expected
+
+
+def download_url(
+    url: str,
+    path: str | os.PathLike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``path``, resuming and verifying; returns ``path``.
+
+    An existing ``path`` that matches the checksums (or any existing file, when none is
+    given) is kept. Partial data goes to ``<path>.part``; each of the ``retries`` extra
+    attempts resumes it with ``Range: bytes=<size>-``.
+
+    Raises:
+        DownloadError: every attempt failed, the server answered with an error, or the
+            finished file's checksum differs (the bad file is deleted).
+    """
+    scheme = urlparse(url).scheme
+    if scheme not in ("http", "https"):
+        raise ConfigurationError(f"only http(s) URLs can be downloaded; got {url!r}")
+    path = Path(path)
+    if path.exists() and (
+        (md5 is None and sha256 is None) or check_integrity(path, md5, sha256)
+    ):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    for _ in range(retries + 1):
+        try:
+            done = _transfer(url, part, timeout, progress)
+        except (URLError, HTTPException, TimeoutError, ConnectionError) as exc:
+            last, done = exc, False
+        else:
+            last = None
+        if done:
+            break
+    else:
+        raise DownloadError(
+            f"{url}: download incomplete after {retries + 1} attempts"
+            + (f" ({last})" if last else "") + f"; partial data kept in {part} for resuming"
+        )  # fmt: skip
+    for name, want in (("md5", md5), ("sha256", sha256)):
+        if want is not None:
+            found = file_hash(part, name)
+            if found != want.lower():
+                part.unlink()
+                raise DownloadError(
+                    f"{url}: {name} of the downloaded file is {found}, expected {want} "
+                    "(the file was deleted; try again, or check the URL)"
+                )
+    os.replace(part, path)
+    return path
+
+
+def _member_parts(name: str, archive: Path) -> tuple[str, ...]:
+    if "\x00" in name or not name.strip("/"):
+        raise UnsafeArchiveError(f"{archive}: member with an empty or invalid name {name!r}")
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    parts = PurePosixPath(posix).parts
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'")
+    return tuple(p for p in parts if p != ".")
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+def _link_escapes(member_parts: tuple[str, ...], target: str) -> bool:
+    """True when a symlink at ``member_parts`` to ``target`` leaves the root (lexically)."""
+    if target.startswith("/") or (len(target) > 1 and target[1] == ":"):
+        return True
+    depth = len(member_parts) - 1
+    for part in target.replace("\\", "/").split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+class _Entry:
+    def __init__(self, parts: tuple[str, ...], kind: str, link: str = "", mode: int = 0o644):
+        self.parts, self.kind, self.link, self.mode = parts, kind, link, mode
+
+
+def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
+    for m in tf.getmembers():
+        parts = _member_parts(m.name, archive)
+        if m.ischr() or m.isblk() or m.isfifo() or not (m.isfile() or m.isdir() or
+                                                         m.issym() or m.islnk()):  # fmt: skip
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device file or FIFO")
+        if m.issym():
+            if _link_escapes(parts, m.linkname):
+                raise UnsafeArchiveError(
+                    f"{archive}: symlink {m.name!r} -> {m.linkname!r} points outside the root"
+                )
+            yield _Entry(parts, "symlink", m.linkname), m
+        elif m.islnk():
+            if _link_escapes(("",), m.linkname):
+                raise UnsafeArchiveError(
+                    f"{archive}: hard link {m.name!r} -> {m.linkname!r} points outside the root"
+                )
+            yield _Entry(parts, "hardlink", m.linkname), m
+        elif m.isdir():
+            yield _Entry(parts, "dir"), m
+        else:
+            yield _Entry(parts, "file", mode=m.mode), m
+
+
+def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
+    for info in zf.infolist():
+        parts = _member_parts(info.filename, archive)
+        mode = info.external_attr >> 16
+        kind = stat.S_IFMT(mode)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device file")
+        if kind == stat.S_IFLNK:
+            target = zf.read(info).decode("utf-8", "surrogateescape")
+            if _link_escapes(parts, target):
+                raise UnsafeArchiveError(
+                    f"{archive}: symlink {info.filename!r} -> {target!r} points outside the root"
+                )
+            yield _Entry(parts, "symlink", target), info
+        elif info.is_dir():
+            yield _Entry(parts, "dir"), info
+        else:
+            yield _Entry(parts, "file", mode=mode & 0o777 or 0o644), info
+
+
+def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) -> None:
+    if not entry.parts:
+        if entry.kind == "dir":
+            return  # the root itself ("./")
+        raise UnsafeArchiveError(f"{archive}: a {entry.kind} member names the root itself")
+    target = os.path.join(root, *entry.parts)
+    parent = os.path.realpath(os.path.dirname(target))
+    if not _inside(root, parent):
+        raise UnsafeArchiveError(
+            f"{archive}: member {'/'.join(entry.parts)!r} would be written through a link "
+            "to outside the root"
+        )
+    target = os.path.join(parent, entry.parts[-1])
+    if entry.kind == "dir":
+        if os.path.islink(target):
+            raise UnsafeArchiveError(f"{archive}: directory {target!r} is an existing link")
+        os.makedirs(target, exist_ok=True)
+        return
+    os.makedirs(parent, exist_ok=True)
+    if os.path.lexists(target) and not os.path.isdir(target):
+        os.unlink(target)  # replace, never write through an existing link
+    if entry.kind == "symlink":
+        resolved = os.path.realpath(os.path.join(parent, entry.link))
+        if not _inside(root, resolved):
+            raise UnsafeArchiveError(
+                f"{archive}: symlink {'/'.join(entry.parts)!r} -> {entry.link!r} resolves "
+                "outside the root"
+            )
+        os.symlink(entry.link, target)
+    elif entry.kind == "hardlink":
+        src = os.path.realpath(os.path.join(root, *_member_parts(entry.link, archive)))
+        if not _inside(root, src) or not os.path.isfile(src):
+            raise UnsafeArchiveError(
+                f"{archive}: hard link {'/'.join(entry.parts)!r} -> {entry.link!r} does not "
+                "name an extracted file inside the root"
+            )
+        shutil.copyfile(src, target)
+    else:
+        assert source is not None
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     (entry.mode & 0o755) | 0o600)  # fmt: skip
+        with os.fdopen(fd, "wb") as out, source:
+            shutil.copyfileobj(source, out, _CHUNK)
+
+
+def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` safely; returns ``dest``.
+
+    Raises:
+        UnsafeArchiveError: a member would escape ``dest`` or is a device file, FIFO or
+            socket (checked for all members before anything is written).
+        DataFormatError: the file is neither a zip nor a tar archive.
+    """
+    from spikeflow.errors import DataFormatError
+
+    archive = Path(archive)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(dest)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            entries = list(_zip_entries(zf, archive))
+            for entry, info in entries:
+                _write(root, entry, zf.open(info) if entry.kind == "file" else None, archive)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive, "r:*") as tf:
+            entries = list(_tar_entries(tf, archive))
+            for entry, m in entries:
+                _write(root, entry, tf.extractfile(m) if entry.kind == "file" else None, archive)
+    else:
+        raise DataFormatError(f"{archive}: not a zip or tar archive")
+    return dest

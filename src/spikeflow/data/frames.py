@@ -1,0 +1,293 @@
+"""Frames from events: the ``[T, P, H, W]`` views of an event stream (methods.md 11.1).
+
+Events are the data; frames are a view computed from them (design principle 5). Every
+function here takes an :class:`~spikeflow.data.EventRecording` (or a structured array of
+:data:`~spikeflow.data.EVENT_DTYPE` plus ``sensor_size=(W, H, P)``), is vectorised numpy
+(one ``np.bincount`` per call, no per-event Python loop) and returns a numpy array.
+
+**Channels.** With ``P == 2`` (DVS polarities) channel 0 counts events with ``p == 0``
+and channel 1 events with ``p != 0``. With ``P == 1`` (polarities merged) every event
+goes to channel 0. Any other ``P`` treats ``p`` as a channel index in ``[0, P)``.
+
+**Splitting into ``T = frames_number`` segments** (events sorted by ``t``; ``N`` events,
+``t_first``/``t_last`` the first and last timestamps):
+
+- ``split_by="number"``: ``Δ = ⌊N/T⌋``; segment ``j`` holds event indices
+  ``[jΔ, (j+1)Δ)`` for ``j < T-1``; the last segment ``T-1`` holds ``[(T-1)Δ, N)``, so
+  it also takes the ``N mod T`` left-over events, and the last event always lands in it.
+- ``split_by="time"``: ``Δt = ⌊(t_last − t_first)/T⌋`` µs; segment ``j < T-1`` holds
+  events with ``t_first + jΔt ≤ t < t_first + (j+1)Δt``; the last segment holds every
+  event with ``t ≥ t_first + (T-1)Δt``, the final event (``t = t_last``) included.
+
+Ragged cases follow from these rules and are the same as SpikingJelly's: with ``N < T``
+(or ``t_last − t_first < T`` for ``"time"``) ``Δ = 0``, every segment but the last is
+empty and all events land in frame ``T-1``. ``T = 1`` gives one frame with every event.
+An empty recording gives ``T`` all-zero frames.
+
+**Fixed duration** (:func:`to_frames_by_duration`): frame ``k`` holds events with
+``t_first + k·d ≤ t < t_first + (k+1)·d``; there are ``K = ⌊(t_last − t_first)/d⌋ + 1``
+frames, so the last event always lands in the (possibly partial) last frame. An empty
+recording gives ``K = 0`` frames. Batch such variable-length samples with
+:func:`pad_collate`, which pads with all-zero frames and returns a mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikeflow.data.events import EventRecording, format_error
+from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
+
+__all__ = [
+    "SPLIT_BY",
+    "event_channels",
+    "integrate_segments",
+    "pad_collate",
+    "segment_index",
+    "to_frames",
+    "to_frames_by_duration",
+    "unpack_events",
+]
+
+SPLIT_BY = ("number", "time")
+SplitFunction = Callable[[np.ndarray, int], np.ndarray]
+
+
+def unpack_events(
+    events: EventRecording | np.ndarray,
+    sensor_size: Sequence[int] | None = None,
+    *,
+    need_sorted: bool = True,
+) -> tuple[np.ndarray, tuple[int, int, int], str | None]:
+    """Validate events and return ``(array, (W, H, P), source)``.
+
+    Raises:
+        ConfigurationError: no sensor size (a plain array without ``sensor_size``) or a
+            non-positive one.
+        DataFormatError: not a structured event array, timestamps that go backwards
+            (``need_sorted``) or coordinates outside the sensor; the message names the
+            source file and the first offending event.
+    """
+    source = None
+    if isinstance(events, EventRecording):
+        source = events.source
+        if sensor_size is None:
+            sensor_size = events.sensor_size
+        events = events.events
+    if sensor_size is None:
+        raise ConfigurationError(
+            "sensor_size=(width, height, polarities) is needed with a plain event array "
+            "(or pass an EventRecording, which carries it)"
+        )
+    size = tuple(int(s) for s in sensor_size)
+    if len(size) != 3 or min(size) < 1:
+        raise ConfigurationError(
+            f"sensor_size must be (width, height, polarities), all >= 1; got {tuple(sensor_size)}"
+        )
+    if not isinstance(events, np.ndarray) or events.dtype.names is None or not {
+        "t", "x", "y", "p"
+    }.issubset(events.dtype.names):
+        raise DataFormatError(
+            f"{source or '<events>'}: expected a structured array with fields t, x, y, p "
+            f"(spikeflow.data.EVENT_DTYPE); got {getattr(events, 'dtype', type(events))}"
+        )
+    if events.ndim != 1:
+        raise ShapeError(f"events must be a 1-D structured array; got shape {events.shape}")
+    if events.size:
+        t = events["t"]
+        if need_sorted and t.size > 1:
+            back = np.flatnonzero(t[1:] < t[:-1])
+            if back.size:
+                i = int(back[0]) + 1
+                raise format_error(
+                    source, None, f"events are not sorted by time: event {i} at "
+                    f"t={int(t[i])} us comes after t={int(t[i - 1])} us (sort them with "
+                    "spikeflow.data.transforms.SortEvents)"
+                )  # fmt: skip
+        width, height, _ = size
+        bad = np.flatnonzero((events["x"] >= width) | (events["y"] >= height))
+        if bad.size:
+            i = int(bad[0])
+            raise format_error(
+                source, None, f"event {i} at (x={int(events['x'][i])}, "
+                f"y={int(events['y'][i])}) is outside the {width}x{height} sensor"
+            )  # fmt: skip
+    return events, size, source
+
+
+def event_channels(p: np.ndarray, polarities: int, source: str | None = None) -> np.ndarray:
+    """The frame channel of every event (see the module docstring for the rule)."""
+    if polarities == 2:
+        return (p != 0).astype(np.int64)
+    if polarities == 1:
+        return np.zeros(p.shape, dtype=np.int64)
+    c = p.astype(np.int64)
+    bad = np.flatnonzero((c < 0) | (c >= polarities))
+    if bad.size:
+        i = int(bad[0])
+        raise format_error(
+            source, None, f"event {i} has polarity/channel {int(c[i])}, outside the "
+            f"sensor's {polarities} channels"
+        )  # fmt: skip
+    return c
+
+
+def _check_frames_number(frames_number: Any) -> int:
+    if isinstance(frames_number, bool) or not isinstance(frames_number, (int, np.integer)):
+        raise ConfigurationError(f"frames_number must be an int >= 1; got {frames_number!r}")
+    if frames_number < 1:
+        raise ConfigurationError(f"frames_number must be >= 1; got {frames_number}")
+    return int(frames_number)
+
+
+def segment_index(
+    events: np.ndarray, frames_number: int, split_by: str | SplitFunction = "number"
+) -> np.ndarray:
+    """The segment (frame) index in ``[0, frames_number)`` of every event.
+
+    ``split_by`` is ``"number"``, ``"time"`` (rules in the module docstring) or a user
+    function ``f(events, frames_number) -> int array`` of one index per event, each in
+    ``[0, frames_number)``. ``events`` must be sorted by time for the built-in rules.
+    """
+    T = _check_frames_number(frames_number)
+    n = len(events)
+    if callable(split_by):
+        idx = np.asarray(split_by(events, T))
+        if idx.shape != (n,) or (n and not np.issubdtype(idx.dtype, np.integer)):
+            raise ShapeError(
+                f"split_by function must return one integer index per event (shape ({n},)); "
+                f"got dtype {idx.dtype}, shape {idx.shape}"
+            )
+        if n and (idx.min() < 0 or idx.max() >= T):
+            raise ConfigurationError(
+                f"split_by function returned indices in [{idx.min()}, {idx.max()}], "
+                f"outside [0, {T})"
+            )
+        return idx.astype(np.int64)
+    if split_by == "number":
+        step = n // T
+        if step == 0:
+            return np.full(n, T - 1, dtype=np.int64)
+        return np.minimum(np.arange(n, dtype=np.int64) // step, T - 1)
+    if split_by == "time":
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        t = events["t"].astype(np.int64)
+        dt = (int(t[-1]) - int(t[0])) // T
+        if dt == 0:
+            return np.full(n, T - 1, dtype=np.int64)
+        return np.minimum((t - t[0]) // dt, T - 1)
+    raise ConfigurationError(
+        f"split_by must be 'number', 'time' or a function; got {split_by!r}"
+    )
+
+
+def integrate_segments(
+    events: np.ndarray,
+    index: np.ndarray,
+    frames_number: int,
+    sensor_size: tuple[int, int, int],
+    source: str | None = None,
+) -> np.ndarray:
+    """Count events into ``[frames_number, P, H, W]`` int32 frames by segment ``index``."""
+    width, height, polarities = sensor_size
+    size = frames_number * polarities * height * width
+    if len(events) == 0:
+        return np.zeros((frames_number, polarities, height, width), dtype=np.int32)
+    c = event_channels(events["p"], polarities, source)
+    flat = ((index * polarities + c) * height + events["y"].astype(np.int64)) * width
+    flat += events["x"].astype(np.int64)
+    counts = np.bincount(flat, minlength=size)
+    return counts.astype(np.int32).reshape(frames_number, polarities, height, width)
+
+
+def to_frames(
+    events: EventRecording | np.ndarray,
+    frames_number: int,
+    split_by: str | SplitFunction = "number",
+    *,
+    sensor_size: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Integrate events into ``frames_number`` frames of raw counts, ``[T, P, H, W]`` int32.
+
+    Args:
+        events: an EventRecording, or a structured array plus ``sensor_size``.
+        frames_number: ``T >= 1``.
+        split_by: ``"number"`` (equal event counts), ``"time"`` (equal time spans) or a
+            function ``f(events, T) -> segment index per event``. Exact bin edges, where
+            the last event goes and the ragged cases are in the module docstring.
+        sensor_size: ``(W, H, P)``; taken from the recording when omitted.
+
+    Raises:
+        ConfigurationError: bad ``frames_number`` or ``split_by``.
+        DataFormatError: unsorted events or coordinates outside the sensor.
+    """
+    arr, size, source = unpack_events(events, sensor_size, need_sorted=not callable(split_by))
+    T = _check_frames_number(frames_number)
+    index = segment_index(arr, T, split_by)
+    return integrate_segments(arr, index, T, size, source)
+
+
+def to_frames_by_duration(
+    events: EventRecording | np.ndarray,
+    duration: int,
+    *,
+    sensor_size: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Integrate events into frames of ``duration`` µs each, ``[K, P, H, W]`` int32.
+
+    Frame ``k`` holds events with ``t_first + k·duration ≤ t < t_first + (k+1)·duration``
+    and ``K = ⌊(t_last − t_first)/duration⌋ + 1`` (``K = 0`` for an empty recording),
+    so the last frame may cover less than ``duration`` and always holds the last event.
+    """
+    if isinstance(duration, bool) or not isinstance(duration, (int, np.integer)) or duration < 1:
+        raise ConfigurationError(f"duration must be an int >= 1 (microseconds); got {duration!r}")
+    arr, size, source = unpack_events(events, sensor_size)
+    if len(arr) == 0:
+        return np.zeros((0, size[2], size[1], size[0]), dtype=np.int32)
+    t = arr["t"].astype(np.int64)
+    index = (t - t[0]) // int(duration)
+    return integrate_segments(arr, index, int(index[-1]) + 1, size, source)
+
+
+def pad_collate(
+    batch: Sequence[Any], time_major: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """Collate variable-length samples (e.g. fixed-``duration`` frames) into a padded batch.
+
+    Each sample is a tensor ``[T_i, ...]`` or a tuple whose first element is one (the
+    rest, e.g. the label, are collated with PyTorch's ``default_collate``). Returns
+    ``(frames, *rest, mask)``: ``frames`` is ``[B, T_max, ...]`` with all-zero frames
+    after each sample's end, and ``mask`` is a bool ``[B, T_max]``, True on real frames.
+    With ``time_major=True`` both come time-major (``[T_max, B, ...]``, ``[T_max, B]``),
+    which is what spikeflow's multi-step layers take.
+
+    Use it as ``DataLoader(dataset, batch_size=..., collate_fn=pad_collate)``.
+    """
+    if len(batch) == 0:
+        raise ConfigurationError("pad_collate got an empty batch")
+    is_tuple = isinstance(batch[0], (tuple, list))
+    seqs = [torch.as_tensor(s[0] if is_tuple else s) for s in batch]
+    tail = seqs[0].shape[1:]
+    for i, s in enumerate(seqs):
+        if s.dim() < 1 or s.shape[1:] != tail:
+            raise ShapeError(
+                f"pad_collate: sample {i} has shape {tuple(s.shape)}; every sample must be "
+                f"[T_i, {', '.join(map(str, tail))}]"
+            )
+    lengths = torch.tensor([s.shape[0] for s in seqs])
+    t_max = int(lengths.max())
+    out = seqs[0].new_zeros((len(seqs), t_max, *tail))
+    for i, s in enumerate(seqs):
+        out[i, : s.shape[0]] = s
+    mask = torch.arange(t_max)[None, :] < lengths[:, None]
+    if time_major:
+        out, mask = out.transpose(0, 1), mask.transpose(0, 1)
+    if not is_tuple:
+        return out, mask
+    rest = torch.utils.data.default_collate([tuple(s[1:]) for s in batch])
+    return (out, *rest, mask)

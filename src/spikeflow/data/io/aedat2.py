@@ -1,0 +1,231 @@
+"""jAER AEDAT 1.0 / 2.0 files (DVS128, DAVIS240, DAVIS346; the CIFAR10-DVS container).
+
+Layout: ASCII header lines starting with ``#`` (the first one ``#!AER-DAT2.0``; a file
+without a version line is AEDAT 1.0), then big-endian ``(address, timestamp)`` records:
+``uint32`` + ``int32`` (8 bytes) in 2.0, ``uint16`` + ``int32`` (6 bytes) in 1.0.
+Timestamps tick in microseconds.
+
+Address layouts (``layout=``):
+
+* ``"dvs128"`` (128x128): ``x = 127 - ((addr >> 1) & 0x7F)``, ``y = (addr >> 8) & 0x7F``,
+  ``p = addr & 1``; bit 15 (external input) or bit 31 marks a special event, skipped.
+* ``"davis240"`` (240x180) and ``"davis346"`` (346x260), jAER's DAVIS layout: a
+  polarity event has bit 31 = 0 and bit 10 = 0; ``y`` is bits 30-22, ``x`` bits 21-12,
+  polarity bit 11. Bit 31 = 1 words are APS samples and IMU words (``0x80000C00`` set);
+  bit 31 = 0 with bit 10 = 1 are external-input events. All of those are skipped. As in
+  jAER, ``x`` is mirrored (``width - 1 - x``) and ``y`` is kept (origin bottom-left).
+
+The layout is detected from the ``# AEChip:`` and ``# HardwareInterface:`` header lines
+when ``layout`` is not given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.io._common import (
+    PathArg,
+    RawBytes,
+    as_bytes,
+    check_in_sensor,
+    check_monotonic,
+    decode_line,
+    read_bytes,
+    source_name,
+    split_header_lines,
+)
+
+__all__ = [
+    "AEDAT2_LAYOUTS",
+    "Aedat2Header",
+    "decode_aedat2",
+    "parse_aedat2_header",
+    "read_aedat2",
+    "read_aedat2_header",
+]
+
+#: Sensor ``(width, height)`` of each address layout.
+AEDAT2_LAYOUTS: dict[str, tuple[int, int]] = {
+    "dvs128": (128, 128),
+    "davis240": (240, 180),
+    "davis346": (346, 260),
+}
+
+_REC_V2 = np.dtype([("addr", ">u4"), ("t", ">u4")])
+_REC_V1 = np.dtype([("addr", ">u2"), ("t", ">u4")])
+
+
+@dataclass(frozen=True)
+class Aedat2Header:
+    """What the text header of a jAER file says.
+
+    Attributes:
+        version: ``"1.0"`` or ``"2.0"``.
+        data_start: byte offset of the first event record.
+        hardware_interface: the ``# HardwareInterface:`` value, if any.
+        chip: the ``# AEChip:`` value (a jAER class name), if any.
+        layout: the address layout detected from those lines, or ``None``.
+        lines: every header line, without the end-of-line characters.
+    """
+
+    version: str
+    data_start: int
+    hardware_interface: str | None
+    chip: str | None
+    layout: str | None
+    lines: tuple[str, ...]
+
+
+def _detect_layout(chip: str | None, hardware: str | None) -> str | None:
+    if hardware and len(hardware.split()) > 1:
+        hardware = hardware.rsplit(None, 1)[0]  # drop the serial number
+    for text in (chip, hardware):
+        if not text:
+            continue
+        low = text.lower().replace(" ", "")
+        if "dvs128" in low:
+            return "dvs128"
+        if "346" in low:
+            return "davis346"
+        if "240" in low:
+            return "davis240"
+    return None
+
+
+def parse_aedat2_header(raw: RawBytes, path: PathArg = None) -> Aedat2Header:
+    """Parse the ``#`` header of a jAER AEDAT 1.0/2.0 file.
+
+    Raises:
+        DataFormatError: an unsupported ``#!AER-DAT`` version, a header line cut off
+            by the end of the file, or a preferences block (``#Start of Preferences``)
+            that is never closed before the data (a truncated header).
+    """
+    data = as_bytes(raw)
+    found, data_start = split_header_lines(data, b"#", path)
+    lines = [(off, decode_line(line)) for off, line in found]
+    version = "1.0"
+    hardware = chip = None
+    prefs_open: int | None = None
+    for off, line in lines:
+        if line.startswith("#!AER-DAT"):
+            version = line[len("#!AER-DAT") :].strip()
+            if version not in ("1.0", "2.0"):
+                raise format_error(
+                    path, off, f"unsupported AEDAT version {version!r} in {line!r} (this reader "
+                    "handles 1.0 and 2.0; use read_aedat31 or read_aedat4)"
+                )  # fmt: skip
+        body = line[1:].strip()
+        if body.startswith("HardwareInterface:"):
+            hardware = body.split(":", 1)[1].strip()
+        elif body.startswith("AEChip:"):
+            chip = body.split(":", 1)[1].strip()
+        elif body.startswith("Start of Preferences"):
+            prefs_open = off
+        elif body.startswith("End of Preferences"):
+            prefs_open = None
+    if prefs_open is not None:
+        raise format_error(
+            path, data_start, f"truncated header: the preferences block opened at byte "
+            f"{prefs_open} is never closed ('#End of Preferences' missing) before the "
+            f"{'end of the file' if data_start == len(data) else 'binary data'}"
+        )  # fmt: skip
+    return Aedat2Header(
+        version, data_start, hardware, chip, _detect_layout(chip, hardware),
+        tuple(line for _, line in lines),
+    )  # fmt: skip
+
+
+def read_aedat2_header(path: str | PathLike) -> Aedat2Header:
+    """Read and parse only the header of a jAER AEDAT 1.0/2.0 file."""
+    return parse_aedat2_header(read_bytes(path), path)
+
+
+def _unwrap_u32(t: np.ndarray) -> np.ndarray:
+    """uint32 microsecond timestamps to int64, undoing wrap-arounds at 2**32."""
+    t = t.astype(np.int64)
+    if t.size > 1:
+        wraps = np.diff(t) < -(1 << 31)
+        if wraps.any():
+            t[1:] += np.cumsum(wraps).astype(np.int64) << 32
+    return t
+
+
+def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None) -> EventRecording:
+    """Decode the bytes of a jAER AEDAT 1.0/2.0 file into polarity events.
+
+    Args:
+        raw: the whole file's bytes (header included).
+        layout: ``"dvs128"``, ``"davis240"`` or ``"davis346"``; ``None`` detects it
+            from the header.
+        path: the file name, for error messages.
+
+    Raises:
+        DataFormatError: a bad header (see :func:`parse_aedat2_header`), an unknown
+            layout, a data length that is not a whole number of records (truncated),
+            a DVS128 address with bits 16-30 set, coordinates outside the sensor, or
+            timestamps that go backwards.
+    """
+    header = parse_aedat2_header(raw, path)
+    if layout is None:
+        layout = header.layout
+        if layout is None:
+            raise format_error(
+                path, 0, "cannot tell the address layout from the header (no recognised "
+                "'# AEChip:' or '# HardwareInterface:' line); pass layout= one of "
+                f"{sorted(AEDAT2_LAYOUTS)}"
+            )  # fmt: skip
+    if layout not in AEDAT2_LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(AEDAT2_LAYOUTS)}, got {layout!r}")
+    rec = _REC_V2 if header.version == "2.0" else _REC_V1
+    data = as_bytes(raw)
+    start = header.data_start
+    nbytes = len(data) - start
+    if nbytes % rec.itemsize:
+        whole = nbytes - nbytes % rec.itemsize
+        raise format_error(
+            path, start + whole, f"truncated: the {nbytes} byte(s) after the header are not a "
+            f"whole number of {rec.itemsize}-byte records ({nbytes % rec.itemsize} trailing "
+            f"byte(s) after {whole // rec.itemsize} records; the data starts with "
+            f"{data[start:start + 16]!r})"
+        )  # fmt: skip
+    records = np.frombuffer(data, dtype=rec, offset=start)
+    addr = records["addr"].astype(np.uint32)
+    width, height = AEDAT2_LAYOUTS[layout]
+    if layout == "dvs128":
+        odd = np.flatnonzero(addr & np.uint32(0x7FFF0000))
+        if odd.size:
+            i = int(odd[0])
+            raise format_error(
+                path, start + rec.itemsize * i, f"record {i}: address 0x{int(addr[i]):08x} has "
+                "bits 16-30 set, which no DVS128 address has (wrong layout?)"
+            )  # fmt: skip
+        keep = np.flatnonzero((addr & np.uint32(0x80008000)) == 0)
+        a = addr[keep]
+        xr = (a >> 1) & 0x7F
+        y = (a >> 8) & 0x7F
+        p = a & 1
+    else:
+        keep = np.flatnonzero((addr & np.uint32(0x80000400)) == 0)
+        a = addr[keep]
+        xr = (a >> 12) & 0x3FF
+        y = (a >> 22) & 0x1FF
+        p = (a >> 11) & 1
+
+    def offset_of(i: int) -> int:
+        return start + rec.itemsize * int(keep[i])
+
+    check_in_sensor(xr, y, width, height, path, offset_of)
+    t = _unwrap_u32(records["t"][keep])
+    check_monotonic(t, path, offset_of)
+    x = (width - 1) - xr.astype(np.int64)
+    events = make_events(t, x, y, p.astype(np.int8))
+    return EventRecording(events, (width, height, 2), source_name(path))
+
+
+def read_aedat2(path: str | PathLike, layout: str | None = None) -> EventRecording:
+    """Read the polarity events of a jAER AEDAT 1.0/2.0 file (see :func:`decode_aedat2`)."""
+    return decode_aedat2(read_bytes(path), layout, path)

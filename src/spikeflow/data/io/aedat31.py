@@ -1,0 +1,236 @@
+"""AEDAT 3.x polarity packets (cAER / DVS128 Gesture) and the Gesture label files.
+
+Layout (little-endian): text header lines starting with ``#`` (the first one
+``#!AER-DAT3.1``, the last one ``#!END-HEADER``), then packets. Each packet is a 28-byte
+header -- ``eventType`` int16, ``eventSource`` int16, ``eventSize`` int32,
+``eventTSOffset`` int32, ``eventTSOverflow`` int32, ``eventCapacity`` int32,
+``eventNumber`` int32, ``eventValid`` int32 -- followed by ``eventCapacity * eventSize``
+bytes of events. Polarity events (type 1) are 8 bytes: a uint32 whose bit 0 is the
+valid mark, bit 1 the polarity, bits 2-16 ``y`` and bits 17-31 ``x``, then an int32
+timestamp (31 bits used) which ``eventTSOverflow << 31`` extends. Other event types
+(special, frames, IMU, ...) are skipped; events whose valid bit is 0 are dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+from os import PathLike
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.io._common import (
+    PathArg,
+    RawBytes,
+    as_bytes,
+    check_in_sensor,
+    check_monotonic,
+    decode_line,
+    infer_size,
+    read_bytes,
+    source_name,
+    split_header_lines,
+)
+
+__all__ = [
+    "GESTURE_LABEL_DTYPE",
+    "decode_aedat31",
+    "read_aedat31",
+    "read_gesture_labels",
+    "split_by_labels",
+]
+
+_PACKET = struct.Struct("<hhiiiiii")
+_POLARITY = 1
+_SENSORS = {"dvs128": (128, 128), "davis240": (240, 180), "davis346": (346, 260)}
+
+#: One row of a DVS128 Gesture ``*_labels.csv`` file.
+GESTURE_LABEL_DTYPE = np.dtype([("label", "<i8"), ("start", "<i8"), ("end", "<i8")])
+
+
+def _sensor_from_sources(lines: list[str]) -> tuple[int, int] | None:
+    for line in lines:
+        if line.startswith("#Source"):
+            name = line.split(":", 1)[-1].strip().lower()
+            for key, size in _SENSORS.items():
+                if key in name:
+                    return size
+    return None
+
+
+def _parse_header(data: bytes, path: PathArg) -> tuple[int, list[str]]:
+    found, start = split_header_lines(data, b"#", path)
+    if not found or not found[0][1].startswith(b"#!AER-DAT3"):
+        got = found[0][1][:40] if found else data[:16]
+        raise format_error(
+            path, 0, f"not an AEDAT 3.x file: expected '#!AER-DAT3.1', found {got!r}"
+        )
+    version = decode_line(found[0][1])[len("#!AER-DAT") :].strip()
+    if version not in ("3.0", "3.1"):
+        raise format_error(path, 0, f"unsupported AEDAT version {version!r}")
+    if found[-1][1].strip() != b"#!END-HEADER":
+        raise format_error(
+            path, start, "truncated header: no '#!END-HEADER' line before the binary data"
+        )
+    return start, [decode_line(line) for _, line in found]
+
+
+def decode_aedat31(
+    raw: RawBytes, sensor_size: tuple[int, int] | None = None, path: PathArg = None
+) -> EventRecording:
+    """Decode the polarity events of an AEDAT 3.0/3.1 file.
+
+    Args:
+        raw: the whole file's bytes.
+        sensor_size: ``(width, height)``; ``None`` takes it from the ``#Source`` header
+            line (DVS128, DAVIS240, DAVIS346) or, failing that, from the largest
+            coordinates.
+        path: the file name, for error messages.
+
+    Raises:
+        DataFormatError: a wrong magic line or a missing ``#!END-HEADER``, a packet
+            header with impossible sizes, a packet running past the end of the file
+            (truncated), polarity events not 8 bytes long, negative timestamps,
+            coordinates outside the sensor, or timestamps that go backwards.
+    """
+    data = as_bytes(raw)
+    pos, lines = _parse_header(data, path)
+    if sensor_size is None:
+        sensor_size = _sensor_from_sources(lines)
+    bodies: list[int] = []  # byte offset of each polarity packet's first event
+    counts: list[int] = []
+    overflows: list[int] = []
+    end = len(data)
+    while pos < end:
+        if end - pos < _PACKET.size:
+            raise format_error(
+                path, pos, f"truncated: {end - pos} byte(s) left, less than a 28-byte packet header"
+            )
+        etype, _src, size, ts_off, ovf, cap, number, valid = _PACKET.unpack_from(data, pos)
+        problem = None
+        if size <= 0 or cap < 0 or number < 0 or valid < 0 or ovf < 0:
+            problem = "negative or zero size/count fields"
+        elif number > cap or valid > number:
+            problem = f"eventNumber {number} > eventCapacity {cap} or eventValid > eventNumber"
+        elif not 0 <= ts_off <= size - 4:
+            problem = f"eventTSOffset {ts_off} does not fit in a {size}-byte event"
+        elif etype == _POLARITY and (size != 8 or ts_off != 4):
+            problem = (
+                f"polarity events must be 8 bytes with the timestamp at 4, got {size}/{ts_off}"
+            )
+        if problem:
+            raise format_error(path, pos, f"bad packet header (type {etype}): {problem}")
+        body = pos + _PACKET.size
+        stop = body + cap * size
+        if stop > end:
+            raise format_error(
+                path, pos, f"truncated: the type-{etype} packet here needs {cap * size} bytes of "
+                f"events but only {end - body} remain"
+            )  # fmt: skip
+        if etype == _POLARITY and number:
+            bodies.append(body)
+            counts.append(number)
+            overflows.append(ovf)
+        pos = stop
+    n = int(sum(counts))
+    words = np.empty(2 * n, dtype=np.uint32)
+    offsets_start = np.cumsum([0, *counts])
+    buf = np.frombuffer(data, dtype=np.uint8)
+    for k, (body, cnt) in enumerate(zip(bodies, counts)):
+        lo = 2 * int(offsets_start[k])
+        words[lo : lo + 2 * cnt] = buf[body : body + 8 * cnt].view("<u4")
+    addr = words[0::2]
+    ts = words[1::2]
+    counts_a = np.asarray(counts, dtype=np.int64)
+    ev_off = np.repeat(np.asarray(bodies, dtype=np.int64), counts_a) + 8 * (
+        np.arange(n, dtype=np.int64) - np.repeat(offsets_start[:-1], counts_a)
+    )
+    neg = np.flatnonzero(ts >> 31)
+    if neg.size:
+        i = int(neg[0])
+        raise format_error(
+            path, int(ev_off[i]) + 4,
+            f"polarity event has a negative timestamp ({int(ts[i]) - (1 << 32)})",
+        )  # fmt: skip
+    keep = np.flatnonzero(addr & 1)
+    addr, ev_off = addr[keep], ev_off[keep]
+    t = (np.repeat(np.asarray(overflows, dtype=np.int64), counts_a)[keep] << 31) | ts[keep]
+    x = (addr >> 17) & 0x7FFF
+    y = (addr >> 2) & 0x7FFF
+    p = ((addr >> 1) & 1).astype(np.int8)
+
+    def offset_of(i: int) -> int:
+        return int(ev_off[i])
+
+    if sensor_size is None:
+        width, height = infer_size(x, y)
+    else:
+        width, height = sensor_size
+        check_in_sensor(x, y, width, height, path, offset_of)
+    check_monotonic(t, path, offset_of)
+    return EventRecording(make_events(t, x, y, p), (width, height, 2), source_name(path))
+
+
+def read_aedat31(
+    path: str | PathLike, sensor_size: tuple[int, int] | None = None
+) -> EventRecording:
+    """Read the polarity events of an AEDAT 3.x file (see :func:`decode_aedat31`)."""
+    return decode_aedat31(read_bytes(path), sensor_size, path)
+
+
+def read_gesture_labels(path: str | PathLike) -> np.ndarray:
+    """Read a DVS128 Gesture ``*_labels.csv`` (``class,startTime_usec,endTime_usec``).
+
+    Returns:
+        A :data:`GESTURE_LABEL_DTYPE` array with the class as written (1-11) and the
+        ``[start, end)`` window in microseconds.
+
+    Raises:
+        DataFormatError: a wrong header line, a row that is not three integers, or a
+            window that does not end after it starts.
+    """
+    data = read_bytes(path)
+    rows: list[tuple[int, int, int]] = []
+    offset = 0
+    for lineno, line in enumerate(data.split(b"\n")):
+        text = line.decode("latin-1").strip()
+        here, offset = offset, offset + len(line) + 1
+        if lineno == 0:
+            if text.replace(" ", "") != "class,startTime_usec,endTime_usec":
+                raise format_error(
+                    path,
+                    0,
+                    f"expected the header 'class,startTime_usec,endTime_usec', found {text!r}",
+                )
+            continue
+        if not text:
+            continue
+        parts = text.split(",")
+        try:
+            label, start, stop = (int(v) for v in parts)
+        except ValueError:
+            raise format_error(
+                path, here, f"line {lineno + 1}: expected three integers, found {text!r}"
+            ) from None
+        if stop <= start or start < 0:
+            raise format_error(path, here, f"line {lineno + 1}: window [{start}, {stop}) is empty")
+        rows.append((label, start, stop))
+    return np.array(rows, dtype=GESTURE_LABEL_DTYPE)
+
+
+def split_by_labels(
+    recording: EventRecording, labels: np.ndarray
+) -> list[tuple[EventRecording, int]]:
+    """Cut a recording into one ``(sample, label)`` per label row.
+
+    Each sample holds the events with ``start <= t < end`` (the windows of
+    :func:`read_gesture_labels`); the recording must be sorted by time, as every
+    reader here returns it.
+    """
+    t = recording.events["t"]
+    lo = np.searchsorted(t, labels["start"], side="left")
+    hi = np.searchsorted(t, labels["end"], side="left")
+    return [
+        (EventRecording(recording.events[a:b], recording.sensor_size, recording.source), int(c))
+        for a, b, c in zip(lo, hi, labels["label"])
+    ]

@@ -1,0 +1,161 @@
+"""Spiking audio in HDF5 (SHD and SSC, Cramer et al. 2020), through h5py (extra ``data``).
+
+Layout: ``spikes/times`` (one float array of spike times in seconds per sample, stored
+as variable-length rows), ``spikes/units`` (the matching channel of each spike, 0-699),
+``labels`` (one integer class per sample); the optional ``extra/`` group is ignored. A
+sample becomes an :class:`EventRecording` with ``x`` = unit, ``y`` = 0, ``p`` = 0 and
+``t`` in microseconds (rounded to the nearest), sensor ``(700, 1, 1)``.
+
+HDF5 has no byte offsets that mean anything to a user for variable-length data, so
+errors here name the dataset and the element instead (``spikes/units[3][17]``); a file
+that is not HDF5 at all is reported at byte offset 0.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from types import TracebackType
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.io._common import import_optional, seconds_to_us, sort_by_time
+
+__all__ = ["SpikingAudioFile", "read_spiking_audio"]
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _has_signature(path: str | PathLike) -> bool:
+    # The superblock sits at 0 or, after a user block, at 512, 1024, 2048, ...
+    with open(path, "rb") as fh:
+        for where in (0, 512, 1024, 2048, 4096, 8192):
+            fh.seek(where)
+            if fh.read(8) == HDF5_SIGNATURE:
+                return True
+    return False
+
+
+class SpikingAudioFile:
+    """Random access to the samples of an SHD/SSC HDF5 file.
+
+    Use as a context manager (``with SpikingAudioFile(path) as f: rec, label = f[0]``)
+    or call :meth:`close`.
+
+    Args:
+        path: the ``.h5`` file.
+        channels: number of input channels (700 for SHD and SSC).
+
+    Raises:
+        DataFormatError: not an HDF5 file, a missing ``spikes/times``,
+            ``spikes/units`` or ``labels`` dataset, or datasets of different lengths.
+        MissingExtraError: h5py is not installed.
+    """
+
+    def __init__(self, path: str | PathLike, channels: int = 700) -> None:
+        h5py = import_optional("h5py", "SHD/SSC HDF5 files", "h5py")
+        self.path = str(path)
+        self.channels = channels
+        if not _has_signature(path):
+            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as exc:
+            raise format_error(path, None, f"h5py cannot open the file: {exc}") from None
+        try:
+            self._times, self._units, self._labels = (
+                self._dataset(name) for name in ("spikes/times", "spikes/units", "labels")
+            )
+            lengths = {len(self._times), len(self._units), len(self._labels)}
+        except BaseException:
+            self._file.close()
+            raise
+        if len(lengths) != 1:
+            self._file.close()
+            raise format_error(
+                path, None, f"spikes/times, spikes/units and labels have different lengths "
+                f"({len(self._times)}, {len(self._units)}, {len(self._labels)})"
+            )  # fmt: skip
+
+    def _dataset(self, name: str):
+        try:
+            obj = self._file[name]
+            len(obj)
+        except (KeyError, TypeError, OSError, ValueError) as exc:
+            raise format_error(
+                self.path, None, f"missing or unreadable dataset {name!r}: {exc}"
+            ) from None
+        return obj
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Every sample's label (int64)."""
+        return self._read(self._labels, "labels", slice(None)).astype(np.int64)
+
+    def _read(self, dset, name: str, index):
+        try:
+            return np.asarray(dset[index])
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            raise format_error(self.path, None, f"cannot read {name}[{index}]: {exc}") from None
+
+    def __getitem__(self, index: int) -> tuple[EventRecording, int]:
+        """Sample ``index`` as ``(recording, label)``; the events are sorted by time.
+
+        Raises:
+            IndexError: ``index`` out of range.
+            DataFormatError: times and units of different lengths, a time that is not
+                a finite non-negative number, or a unit outside ``[0, channels)``.
+        """
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"sample {index} out of range for {n} samples")
+        index %= n
+        times = self._read(self._times, "spikes/times", index).reshape(-1)
+        units = self._read(self._units, "spikes/units", index).reshape(-1)
+        label = self._read(self._labels, "labels", index).reshape(-1)
+        if label.size != 1 or not np.issubdtype(label.dtype, np.integer):
+            raise format_error(self.path, None, f"labels[{index}] is not one integer: {label!r}")
+        if times.shape != units.shape:
+            raise format_error(
+                self.path, None, f"sample {index}: {times.size} spike times but {units.size} units"
+            )
+        if not np.issubdtype(units.dtype, np.integer):
+            raise format_error(self.path, None, f"spikes/units[{index}] has dtype {units.dtype}")
+        bad = np.flatnonzero((units < 0) | (units >= self.channels))
+        if bad.size:
+            i = int(bad[0])
+            raise format_error(
+                self.path, None, f"spikes/units[{index}][{i}] = {int(units[i])} is outside the "
+                f"{self.channels} channels"
+            )  # fmt: skip
+        t = seconds_to_us(times, self.path, f"spikes/times[{index}]")
+        zeros = np.zeros(t.size, dtype=np.int8)
+        events = sort_by_time(make_events(t, units, None, zeros))
+        return EventRecording(events, (self.channels, 1, 1), self.path), int(label[0])
+
+    def close(self) -> None:
+        """Close the underlying HDF5 file."""
+        self._file.close()
+
+    def __enter__(self) -> SpikingAudioFile:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+
+def read_spiking_audio(
+    path: str | PathLike, index: int, channels: int = 700
+) -> tuple[EventRecording, int]:
+    """Read sample ``index`` of an SHD/SSC file as ``(recording, label)``.
+
+    Opens the file for this one sample; use :class:`SpikingAudioFile` to read many.
+    """
+    with SpikingAudioFile(path, channels) as f:
+        return f[index]

@@ -1,0 +1,211 @@
+"""Events stored as NumPy ``.npy`` / ``.npz`` files: DVS-Lip, HARDVS, ES-ImageNet.
+
+* **Fields layout** (:func:`read_numpy_events`): a ``.npy`` structured array with
+  fields ``t``, ``x``, ``y``, ``p`` -- DVS-Lip ships ``[('t', '<i4'), ('x', 'i1'),
+  ('y', 'i1'), ('p', 'i1')]``, sensor 128x128 -- or a ``.npz`` holding four arrays
+  ``t``, ``x``, ``y``, ``p`` -- the layout SpikingJelly's loader reads for HARDVS
+  (DAVIS346, 346x260). ``p`` may be 0/1 or -1/+1 (-1 becomes 0).
+* **ES-ImageNet** (:func:`read_es_imagenet`): ``.npz`` with ``pos`` and ``neg`` arrays
+  of ``(row, column, step)`` triples, or (release 1.0) a ``.npy`` ``(N, 4)`` array of
+  ``(row, column, step, polarity)`` with polarity 1 or 255 (-1 as uint8). ``step`` is
+  the time step 1-8 of the synthetic "event" conversion, not microseconds, and is
+  stored in ``t`` as is. Coordinates are the sample's own (the label files' width and
+  height centre them in 256x256, as the official loader does).
+
+Files are opened with ``allow_pickle=False``; ``.npy`` headers are parsed here so a
+truncated file is reported with its byte offset. Events are returned sorted by time
+(stable) since these layouts do not promise an order.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+import zlib
+from os import PathLike
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.io._common import sort_by_time
+
+__all__ = ["load_npy", "read_dvs_lip", "read_es_imagenet", "read_hardvs", "read_numpy_events"]
+
+
+def load_npy(path: str | PathLike) -> tuple[np.ndarray, int]:
+    """Load a ``.npy`` file without pickles; returns ``(array, data_offset)``.
+
+    Raises:
+        DataFormatError: a wrong magic or header, an object dtype, or data shorter
+            than the header's shape (truncated).
+    """
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        try:
+            major, _minor = fmt.read_magic(fh)
+            if major == 1:
+                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        except Exception as exc:  # numpy raises ValueError/SyntaxError/... on bad headers
+            raise format_error(path, 0, f"not a valid .npy header: {exc}") from None
+        start = fh.tell()
+        raw = fh.read()
+    if dtype.hasobject:
+        raise format_error(path, 0, f"object dtype {dtype} is not allowed (it needs pickle)")
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    if len(raw) < need:
+        whole = len(raw) // max(dtype.itemsize, 1)
+        raise format_error(
+            path, start + whole * dtype.itemsize, f"truncated: the header promises {count} "
+            f"elements of {dtype.itemsize} bytes, the file holds {whole}"
+        )  # fmt: skip
+    arr = np.frombuffer(raw, dtype=dtype, count=count)
+    order = "F" if fortran else "C"
+    return arr.reshape(shape, order=order), start
+
+
+def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            files = list(npz.files)
+            arrays = {n: np.asarray(npz[n]) for n in names if n in files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, MemoryError) as exc:
+        raise format_error(
+            path, 0, f"not a readable .npz archive: {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise format_error(path, None, f"missing array(s) {missing} (found {files})")
+    return arrays
+
+
+def _ints(v: np.ndarray, name: str, path: str | PathLike) -> np.ndarray:
+    v = np.asarray(v).reshape(-1)
+    if v.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
+        if bad.size:
+            raise format_error(
+                path, None, f"{name}[{int(bad[0])}] = {v[bad[0]]!r} is not an integer"
+            )
+    elif v.dtype.kind not in "iub":
+        raise format_error(path, None, f"{name} has non-integer dtype {v.dtype}")
+    return v.astype(np.int64)
+
+
+def _build(
+    t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
+    sensor_size: tuple[int, int], path: str | PathLike, offset_of=None,
+) -> EventRecording:  # fmt: skip
+    if not t.size == x.size == y.size == p.size:
+        raise format_error(
+            path,
+            None,
+            f"t, x, y, p have different lengths ({t.size}, {x.size}, {y.size}, {p.size})",
+        )
+    width, height = sensor_size
+    bad = np.flatnonzero((x < 0) | (y < 0) | (x >= width) | (y >= height))
+    if bad.size:
+        i = int(bad[0])
+        raise format_error(
+            path, offset_of(i) if offset_of else None, f"event {i} at (x={x[i]}, y={y[i]}) is "
+            f"outside the {width}x{height} sensor"
+        )  # fmt: skip
+    events = sort_by_time(make_events(t, x, y, p.astype(np.int8)))
+    return EventRecording(events, (width, height, 2), str(path))
+
+
+def _polarity(p: np.ndarray, path: str | PathLike, offset_of=None) -> np.ndarray:
+    bad = np.flatnonzero((p != 0) & (p != 1) & (p != -1))
+    if bad.size:
+        i = int(bad[0])
+        raise format_error(
+            path, offset_of(i) if offset_of else None, f"event {i} has polarity {p[i]}"
+        )
+    return np.where(p > 0, 1, 0)
+
+
+def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int]) -> EventRecording:
+    """Read a fields-layout ``.npy`` (structured) or ``.npz`` (four arrays) file.
+
+    Raises:
+        DataFormatError: not a readable .npy/.npz, missing fields, non-integer values,
+            a polarity outside {-1, 0, 1}, or coordinates outside ``sensor_size``.
+    """
+    names = ("t", "x", "y", "p")
+    with open(path, "rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if zipped:
+        cols = _load_npz(path, names)
+        offset_of = None
+    else:
+        arr, start = load_npy(path)
+        if arr.dtype.names is None or any(n not in arr.dtype.names for n in names):
+            raise format_error(
+                path, 0, f"expected a structured array with fields {names}, got {arr.dtype}"
+            )
+        arr = arr.reshape(-1)
+        cols = {n: arr[n] for n in names}
+
+        def offset_of(i: int) -> int:
+            return start + i * arr.dtype.itemsize
+
+    t, x, y, p = (_ints(cols[n], n, path) for n in names)
+    return _build(t, x, y, _polarity(p, path, offset_of), sensor_size, path, offset_of)
+
+
+def read_dvs_lip(path: str | PathLike) -> EventRecording:
+    """Read a DVS-Lip sample (structured ``.npy``, sensor 128x128)."""
+    return read_numpy_events(path, (128, 128))
+
+
+def read_hardvs(path: str | PathLike) -> EventRecording:
+    """Read a HARDVS sample in SpikingJelly's ``.npz`` layout (sensor 346x260)."""
+    return read_numpy_events(path, (346, 260))
+
+
+def read_es_imagenet(
+    path: str | PathLike, sensor_size: tuple[int, int] = (256, 256)
+) -> EventRecording:
+    """Read an ES-ImageNet sample (``.npz`` ``pos``/``neg`` or release-1.0 ``.npy``).
+
+    ``x`` is the column and ``y`` the row; ``t`` is the time step (1-8).
+
+    Raises:
+        DataFormatError: a wrong layout (not ``(N, 3)`` / ``(N, 4)``), a polarity other
+            than 1/255, non-integer values, or coordinates outside ``sensor_size``.
+    """
+    with open(path, "rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if zipped:
+        arrays = _load_npz(path, ("pos", "neg"))
+        parts = []
+        for pol, name in ((1, "pos"), (0, "neg")):
+            a = arrays[name]
+            if a.ndim != 2 or a.shape[1] != 3:
+                raise format_error(path, None, f"{name} has shape {a.shape}, expected (N, 3)")
+            parts.append((a, np.full(a.shape[0], pol)))
+        rows = np.concatenate([a for a, _ in parts])
+        p = np.concatenate([q for _, q in parts])
+        offset_of = None
+    else:
+        rows, start = load_npy(path)
+        if rows.ndim != 2 or rows.shape[1] != 4 or rows.dtype.names is not None:
+            raise format_error(path, 0, f"expected an (N, 4) array, got {rows.dtype} {rows.shape}")
+        raw_p = _ints(rows[:, 3], "polarity", path)
+        width_bytes = 4 * rows.dtype.itemsize
+
+        def offset_of(i: int) -> int:
+            return start + i * width_bytes
+
+        bad = np.flatnonzero((raw_p != 1) & (raw_p != 255) & (raw_p != -1))
+        if bad.size:
+            i = int(bad[0])
+            raise format_error(
+                path, offset_of(i), f"event {i} has polarity {raw_p[i]}, not 1 or 255"
+            )
+        p = (raw_p == 1).astype(np.int64)
+        rows = rows[:, :3]
+    y, x, t = (_ints(rows[:, k], name, path) for k, name in enumerate(("row", "column", "step")))
+    return _build(t, x, y, p, sensor_size, path, offset_of)

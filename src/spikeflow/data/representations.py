@@ -1,0 +1,315 @@
+"""Representations: objects that turn an event recording into an array, with a cache key.
+
+A representation is a callable ``rep(recording) -> np.ndarray`` with a ``cache_key()``
+that lists every parameter its output depends on; datasets and
+:class:`~spikeflow.data.cache.ArrayCache` use that key, so changing any parameter
+computes a new entry instead of reading a stale one.
+
+- :class:`ToFrame`: ``frames_number`` frames by ``split_by`` (:func:`.frames.to_frames`).
+- :class:`ToFrameByDuration`: frames of ``duration`` µs (:func:`.frames.to_frames_by_duration`).
+- :class:`ToVoxelGrid`: ``bins`` time bins, polarity-signed, bilinear in time.
+- :class:`ToTimeSurface`: exponentially decaying time surfaces sampled ``frames_number`` times.
+- :class:`CustomRepresentation`: a user function, keyed by a name and its parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording
+from spikeflow.data.frames import (
+    SplitFunction,
+    event_channels,
+    segment_index,
+    to_frames,
+    to_frames_by_duration,
+    unpack_events,
+)
+from spikeflow.errors import ConfigurationError
+
+__all__ = [
+    "CustomRepresentation",
+    "Representation",
+    "ToFrame",
+    "ToFrameByDuration",
+    "ToTimeSurface",
+    "ToVoxelGrid",
+    "callable_key",
+    "frame_representation",
+    "to_time_surfaces",
+    "to_voxel_grid",
+]
+
+
+def callable_key(fn: Any) -> Any:
+    """A JSON-able identity of a callable, for cache keys.
+
+    Objects with a ``cache_key()`` method give that; ``functools.partial`` gives its
+    function's key plus the repr of its arguments; plain functions give their module,
+    qualified name and a hash of their bytecode and constants (so editing the function
+    changes the key). Values a function reads from globals or closures are *not* part
+    of the key: give such parameters to :class:`CustomRepresentation` as ``params``.
+    """
+    import functools
+    import hashlib
+
+    if hasattr(fn, "cache_key"):
+        return fn.cache_key()
+    if isinstance(fn, functools.partial):
+        kw = {k: repr(v) for k, v in sorted(fn.keywords.items())}
+        return {"partial": callable_key(fn.func), "args": [repr(a) for a in fn.args], "kw": kw}
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        raise ConfigurationError(
+            f"cannot build a cache key for {fn!r}: give it a cache_key() method returning its "
+            "parameters, or disable the cache (cache_dir=None)"
+        )
+
+    def digest(c: Any, h: Any) -> None:
+        h.update(c.co_code)
+        for const in c.co_consts:
+            if hasattr(const, "co_code"):
+                digest(const, h)
+            else:
+                h.update(repr(const).encode())
+
+    h = hashlib.sha256()
+    digest(code, h)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+    return {"function": name, "code_sha256": h.hexdigest()[:16]}
+
+
+class Representation:
+    """Base class: ``__call__(recording) -> np.ndarray`` and ``cache_key() -> dict``."""
+
+    name: str = "representation"
+
+    def __call__(self, events: EventRecording) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The parameters the output depends on (JSON-able)."""
+        return {}
+
+    def cache_key(self) -> dict[str, Any]:
+        """``{"name": ..., **params}``: what a cache entry of this output is keyed by."""
+        return {"name": self.name, **self.params()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ToFrame(Representation):
+    """``[T, P, H, W]`` int32 counts in ``frames_number`` segments split by ``split_by``."""
+
+    name = "frames"
+
+    def __init__(self, frames_number: int, split_by: str | SplitFunction = "number") -> None:
+        if not callable(split_by) and split_by not in ("number", "time"):
+            raise ConfigurationError(
+                f"split_by must be 'number', 'time' or a function; got {split_by!r}"
+            )
+        if isinstance(frames_number, bool) or not isinstance(frames_number, int):
+            raise ConfigurationError(f"frames_number must be an int >= 1; got {frames_number!r}")
+        if frames_number < 1:
+            raise ConfigurationError(f"frames_number must be >= 1; got {frames_number}")
+        self.frames_number = frames_number
+        self.split_by = split_by
+
+    def params(self) -> dict[str, Any]:
+        split = callable_key(self.split_by) if callable(self.split_by) else self.split_by
+        return {"frames_number": self.frames_number, "split_by": split}
+
+    def __call__(self, events: EventRecording) -> np.ndarray:
+        return to_frames(events, self.frames_number, self.split_by)
+
+
+class ToFrameByDuration(Representation):
+    """``[K, P, H, W]`` int32 counts in frames of ``duration`` µs (variable ``K``)."""
+
+    name = "frames_by_duration"
+
+    def __init__(self, duration: int) -> None:
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+            raise ConfigurationError(
+                f"duration must be an int >= 1 (microseconds); got {duration!r}"
+            )
+        self.duration = duration
+
+    def params(self) -> dict[str, Any]:
+        return {"duration": self.duration}
+
+    def __call__(self, events: EventRecording) -> np.ndarray:
+        return to_frames_by_duration(events, self.duration)
+
+
+def to_voxel_grid(
+    events: EventRecording | np.ndarray, bins: int, *, sensor_size: Sequence[int] | None = None
+) -> np.ndarray:
+    """A voxel grid ``[bins, 1, H, W]`` float32 (Zhu et al., 2019), bilinear in time.
+
+    Each event is spread over the two time bins nearest its normalised time
+    ``τ = (bins − 1)(t − t_first)/(t_last − t_first)`` (``τ = 0`` when all events share
+    one timestamp), with weight ``1 − |k − τ|`` in bin ``k``, signed by polarity: ``+1``
+    for ``p != 0`` and ``−1`` for ``p == 0``. An empty recording gives zeros.
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ConfigurationError(f"bins must be an int >= 1; got {bins!r}")
+    arr, (width, height, _), _ = unpack_events(events, sensor_size)
+    out = np.zeros(bins * height * width, dtype=np.float64)
+    if len(arr):
+        t = arr["t"].astype(np.float64)
+        span = t[-1] - t[0]
+        tau = (bins - 1) * (t - t[0]) / span if span > 0 else np.zeros_like(t)
+        lower = np.minimum(np.floor(tau).astype(np.int64), bins - 1)
+        frac = tau - lower
+        sign = np.where(arr["p"] != 0, 1.0, -1.0)
+        pix = arr["y"].astype(np.int64) * width + arr["x"].astype(np.int64)
+        size = bins * height * width
+        out += np.bincount(lower * height * width + pix, sign * (1 - frac), minlength=size)
+        upper = lower + 1
+        ok = upper < bins
+        out += np.bincount(
+            upper[ok] * height * width + pix[ok], (sign * frac)[ok], minlength=size
+        )
+    return out.astype(np.float32).reshape(bins, 1, height, width)
+
+
+def to_time_surfaces(
+    events: EventRecording | np.ndarray,
+    frames_number: int,
+    tau: float,
+    *,
+    sensor_size: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Time surfaces ``[T, P, H, W]`` float32 with exponential decay ``tau`` (µs).
+
+    The stream is split into ``T`` segments by the ``split_by="time"`` rule; surface
+    ``k`` is sampled at the end of segment ``k`` (``s_k = t_first + (k+1)Δt`` for
+    ``k < T−1`` and ``s_{T−1} = t_last``) and holds ``exp(−(s_k − t_last_event)/tau)``
+    for every pixel and channel whose latest event up to and including segment ``k``
+    happened at ``t_last_event``, and 0 where no event has happened yet.
+    """
+    if not tau > 0:
+        raise ConfigurationError(f"tau must be > 0 (microseconds); got {tau!r}")
+    arr, (width, height, polarities), source = unpack_events(events, sensor_size)
+    idx = segment_index(arr, frames_number, "time")
+    T = int(frames_number)
+    plane = polarities * height * width
+    latest = np.full(T * plane, -np.inf)
+    if len(arr):
+        c = event_channels(arr["p"], polarities, source)
+        flat = idx * plane + (c * height + arr["y"].astype(np.int64)) * width + arr["x"]
+        np.maximum.at(latest, flat, arr["t"].astype(np.float64))
+    latest = np.maximum.accumulate(latest.reshape(T, plane), axis=0)
+    if len(arr):
+        t0, t1 = int(arr["t"][0]), int(arr["t"][-1])
+        dt = (t1 - t0) // T
+        sample = t0 + (np.arange(T, dtype=np.float64) + 1) * dt
+        sample[-1] = t1
+    else:
+        sample = np.zeros(T)
+    surf = np.exp(-(sample[:, None] - latest) / float(tau))
+    return surf.astype(np.float32).reshape(T, polarities, height, width)
+
+
+class ToVoxelGrid(Representation):
+    """:func:`to_voxel_grid` with ``bins`` time bins."""
+
+    name = "voxel_grid"
+
+    def __init__(self, bins: int) -> None:
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ConfigurationError(f"bins must be an int >= 1; got {bins!r}")
+        self.bins = bins
+
+    def params(self) -> dict[str, Any]:
+        return {"bins": self.bins}
+
+    def __call__(self, events: EventRecording) -> np.ndarray:
+        return to_voxel_grid(events, self.bins)
+
+
+class ToTimeSurface(Representation):
+    """:func:`to_time_surfaces` with ``frames_number`` samples and decay ``tau`` µs."""
+
+    name = "time_surface"
+
+    def __init__(self, frames_number: int, tau: float) -> None:
+        if not tau > 0:
+            raise ConfigurationError(f"tau must be > 0 (microseconds); got {tau!r}")
+        self.frames_number = int(frames_number)
+        self.tau = float(tau)
+
+    def params(self) -> dict[str, Any]:
+        return {"frames_number": self.frames_number, "tau": self.tau}
+
+    def __call__(self, events: EventRecording) -> np.ndarray:
+        return to_time_surfaces(events, self.frames_number, self.tau)
+
+
+class CustomRepresentation(Representation):
+    """A user function ``fn(recording) -> array``, keyed by ``name`` and ``params``.
+
+    ``fn``'s code is part of the key (see :func:`callable_key`); values it reads from
+    outside (globals, closures) are not, so list them in ``params``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[EventRecording], Any],
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigurationError(f"CustomRepresentation needs a callable; got {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", type(fn).__name__)
+        self._params = dict(params or {})
+
+    def params(self) -> dict[str, Any]:
+        return {"function": callable_key(self.fn), **self._params}
+
+    def __call__(self, events: EventRecording) -> np.ndarray:
+        return np.asarray(self.fn(events))
+
+
+def frame_representation(
+    frames_number: int | None = None,
+    split_by: str | SplitFunction | None = None,
+    duration: int | None = None,
+    custom_integrate_function: Callable[[EventRecording], Any] | None = None,
+) -> Representation:
+    """Pick the representation from SpikingJelly-style dataset arguments.
+
+    Exactly one of ``frames_number`` (with ``split_by``, default ``"number"``),
+    ``duration`` or ``custom_integrate_function`` must be given; a
+    :class:`Representation` may also be passed as ``custom_integrate_function``.
+    """
+    given = [
+        n
+        for n, v in (
+            ("frames_number", frames_number),
+            ("duration", duration),
+            ("custom_integrate_function", custom_integrate_function),
+        )
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise ConfigurationError(
+            "data_type='frame' needs exactly one of frames_number (with split_by), duration "
+            f"or custom_integrate_function; got {given or 'none'}"
+        )
+    if split_by is not None and frames_number is None:
+        raise ConfigurationError("split_by only applies with frames_number")
+    if frames_number is not None:
+        return ToFrame(frames_number, "number" if split_by is None else split_by)
+    if duration is not None:
+        return ToFrameByDuration(duration)
+    if isinstance(custom_integrate_function, Representation):
+        return custom_integrate_function
+    return CustomRepresentation(custom_integrate_function)  # type: ignore[arg-type]

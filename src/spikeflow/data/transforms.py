@@ -1,0 +1,566 @@
+"""Event transforms, and a torchvision-style :class:`Compose`.
+
+Every event transform takes an :class:`~spikeflow.data.EventRecording` (or a plain
+structured array, for the transforms that need no sensor size) and returns a new one;
+the input is never modified. All are vectorised numpy. Transforms that need the sensor
+size (flips, crops, downsampling) raise :class:`~spikeflow.errors.ConfigurationError`
+on a plain array.
+
+Random transforms take ``seed``: an int or a ``numpy.random.Generator`` gives one
+reproducible stream held by the transform (the same in every DataLoader worker, since
+workers copy it); ``None`` (default) draws each call's seed from PyTorch's global
+generator, so ``torch.manual_seed`` makes runs reproducible and each DataLoader worker
+(seeded differently by PyTorch) gets different augmentations.
+
+Transforms applied by a dataset before a cached representation must be deterministic
+(``transform.random`` is False): a cached random draw would be the same every epoch.
+
+Frame augmentations (``[T, C, H, W]`` tensors, the same random parameters for every
+time step) live in :mod:`spikeflow.data.frame_transforms` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikeflow.data.events import EventRecording
+from spikeflow.data.frame_transforms import (
+    CenterCropFrames,
+    RandomCropFrames,
+    RandomHorizontalFlipFrames,
+    RandomRot90Frames,
+    RandomVerticalFlipFrames,
+)
+from spikeflow.data.frames import unpack_events
+from spikeflow.errors import ConfigurationError
+
+__all__ = [
+    "CenterCrop",
+    "CenterCropFrames",
+    "Compose",
+    "Denoise",
+    "Downsample",
+    "DropEvent",
+    "DropPixel",
+    "DropTimeWindow",
+    "EventTransform",
+    "FlipLR",
+    "FlipPolarity",
+    "FlipUD",
+    "MergePolarities",
+    "RandomCrop",
+    "RandomCropFrames",
+    "RandomFlipLR",
+    "RandomFlipUD",
+    "RandomHorizontalFlipFrames",
+    "RandomRot90Frames",
+    "RandomVerticalFlipFrames",
+    "RefractoryPeriod",
+    "SortEvents",
+    "TimeJitter",
+    "TimeSkew",
+]
+
+Size = tuple[int, int, int]
+
+
+class Compose:
+    """Apply callables in order, like ``torchvision.transforms.Compose``."""
+
+    def __init__(self, transforms: Iterable[Callable[[Any], Any]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, data: Any) -> Any:
+        for t in self.transforms:
+            data = t(data)
+        return data
+
+    @property
+    def random(self) -> bool:
+        """True when any member is random."""
+        return any(getattr(t, "random", False) for t in self.transforms)
+
+    def cache_key(self) -> dict[str, Any]:
+        """The members' keys, in order (see :func:`spikeflow.data.representations.callable_key`)."""
+        from spikeflow.data.representations import callable_key
+
+        return {"name": "Compose", "transforms": [callable_key(t) for t in self.transforms]}
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n    {t!r}," for t in self.transforms)
+        return f"Compose([{inner}\n])"
+
+
+class EventTransform:
+    """Base class: subclasses implement ``apply(events, sensor_size)``.
+
+    ``apply`` gets the structured array and ``(W, H, P)`` (``None`` for a plain array)
+    and returns ``(events, sensor_size)``.
+    """
+
+    needs_sensor: bool = False
+    needs_sorted: bool = False
+
+    def __init__(self, seed: int | np.random.Generator | None = None, **params: Any) -> None:
+        self._params = params
+        self._seed = seed
+        if isinstance(seed, np.random.Generator):
+            self._rng: np.random.Generator | None = seed
+        elif seed is None:
+            self._rng = None
+        else:
+            self._rng = np.random.default_rng(seed)
+
+    @property
+    def random(self) -> bool:
+        """Whether the output depends on random draws."""
+        return False
+
+    def rng(self) -> np.random.Generator:
+        """The generator for this call (see the module docstring)."""
+        if self._rng is not None:
+            return self._rng
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError  # pragma: no cover
+
+    def __call__(self, data: EventRecording | np.ndarray) -> EventRecording | np.ndarray:
+        if isinstance(data, EventRecording):
+            arr, size, _ = unpack_events(data, need_sorted=self.needs_sorted)
+            out, new_size = self.apply(arr, size)
+            return EventRecording(out, tuple(new_size), data.source)
+        if self.needs_sensor:
+            raise ConfigurationError(
+                f"{type(self).__name__} needs the sensor size: pass an EventRecording, "
+                "not a plain event array"
+            )
+        if self.needs_sorted:
+            unpack_events(data, (1 << 16, 1 << 16, 1 << 8))
+        out, _ = self.apply(data, None)
+        return out
+
+    def cache_key(self) -> dict[str, Any]:
+        """``{"name": class name, **parameters}`` (random transforms are never cached)."""
+        return {"name": type(self).__name__, **self._params}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _pair(size: int | Sequence[int], what: str) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ConfigurationError(f"{what} must be an int or (width, height) >= 1; got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class SortEvents(EventTransform):
+    """Sort events by time (stable: equal timestamps keep their order)."""
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        return events[np.argsort(events["t"], kind="stable")], sensor_size
+
+
+class FlipLR(EventTransform):
+    """Mirror left-right: ``x -> W - 1 - x``."""
+
+    needs_sensor = True
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        out["x"] = sensor_size[0] - 1 - events["x"].astype(np.int64)
+        return out, sensor_size
+
+
+class FlipUD(EventTransform):
+    """Mirror up-down: ``y -> H - 1 - y``."""
+
+    needs_sensor = True
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        out["y"] = sensor_size[1] - 1 - events["y"].astype(np.int64)
+        return out, sensor_size
+
+
+class FlipPolarity(EventTransform):
+    """Swap the two polarities: ``p -> 1`` where ``p == 0``, else ``0``."""
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        out["p"] = (events["p"] == 0).astype(np.int8)
+        return out, sensor_size
+
+
+class _RandomApply(EventTransform):
+    def __init__(self, p: float, seed: int | np.random.Generator | None) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ConfigurationError(f"probability p must be in [0, 1]; got {p!r}")
+        super().__init__(seed, p=p)
+        self.p = p
+
+    @property
+    def random(self) -> bool:
+        return 0.0 < self.p < 1.0
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        if self.rng().random() < self.p:
+            return self.inner.apply(events, sensor_size)
+        return events.copy(), sensor_size
+
+
+class RandomFlipLR(_RandomApply):
+    """:class:`FlipLR` with probability ``p``."""
+
+    needs_sensor = True
+    inner = FlipLR()
+
+    def __init__(self, p: float = 0.5, seed: int | np.random.Generator | None = None) -> None:
+        super().__init__(p, seed)
+
+
+class RandomFlipUD(_RandomApply):
+    """:class:`FlipUD` with probability ``p``."""
+
+    needs_sensor = True
+    inner = FlipUD()
+
+    def __init__(self, p: float = 0.5, seed: int | np.random.Generator | None = None) -> None:
+        super().__init__(p, seed)
+
+
+class MergePolarities(EventTransform):
+    """Set every polarity to 0; the sensor gets ``P = 1`` (frames then have one channel)."""
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        out["p"] = 0
+        return out, None if sensor_size is None else (*sensor_size[:2], 1)
+
+
+class Downsample(EventTransform):
+    """Scale coordinates: ``x -> ⌊x·f⌋``, ``y -> ⌊y·f⌋``, sensor ``⌈W·f⌉ x ⌈H·f⌉``.
+
+    ``spatial_factor`` ``f`` is in ``(0, 1]``; events keep their times (several events
+    may now share a pixel and a timestamp).
+    """
+
+    needs_sensor = True
+
+    def __init__(self, spatial_factor: float) -> None:
+        if not 0.0 < spatial_factor <= 1.0:
+            raise ConfigurationError(f"spatial_factor must be in (0, 1]; got {spatial_factor!r}")
+        super().__init__(None, spatial_factor=float(spatial_factor))
+        self.factor = float(spatial_factor)
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        out["x"] = np.floor(events["x"] * self.factor).astype(np.uint16)
+        out["y"] = np.floor(events["y"] * self.factor).astype(np.uint16)
+        w, h, p = sensor_size
+        return out, (math.ceil(w * self.factor), math.ceil(h * self.factor), p)
+
+
+def _crop(events: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    keep = (x >= x0) & (x < x0 + w) & (y >= y0) & (y < y0 + h)
+    out = events[keep].copy()
+    out["x"] -= x0
+    out["y"] -= y0
+    return out
+
+
+class CenterCrop(EventTransform):
+    """Keep the centred ``size = (w, h)`` window (origin ``((W−w)//2, (H−h)//2))``)."""
+
+    needs_sensor = True
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.size = _pair(size, "size")
+        super().__init__(None, size=self.size)
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        w, h = self.size
+        W, H, P = sensor_size
+        if w > W or h > H:
+            raise ConfigurationError(f"crop size {w}x{h} is larger than the {W}x{H} sensor")
+        return _crop(events, (W - w) // 2, (H - h) // 2, w, h), (w, h, P)
+
+
+class RandomCrop(CenterCrop):
+    """Keep a ``size = (w, h)`` window at a uniformly random origin."""
+
+    def __init__(
+        self, size: int | Sequence[int], seed: int | np.random.Generator | None = None
+    ) -> None:
+        self.size = _pair(size, "size")
+        EventTransform.__init__(self, seed, size=self.size)
+
+    @property
+    def random(self) -> bool:
+        return True
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        w, h = self.size
+        W, H, P = sensor_size
+        if w > W or h > H:
+            raise ConfigurationError(f"crop size {w}x{h} is larger than the {W}x{H} sensor")
+        rng = self.rng()
+        x0, y0 = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+        return _crop(events, x0, y0, w, h), (w, h, P)
+
+
+class Denoise(EventTransform):
+    """Drop events with no recent neighbour: a background-activity filter.
+
+    Event ``i`` is kept when some earlier event ``j`` (``j < i`` in the time-sorted
+    stream, any polarity) at one of the 8 neighbouring pixels (not the event's own pixel)
+    has ``t_i − t_j < filter_time`` µs. The first event of a recording is always dropped.
+    Tonic's ``Denoise`` checks only the 4-neighbourhood.
+    """
+
+    needs_sorted = True
+
+    def __init__(self, filter_time: int) -> None:
+        if not filter_time > 0:
+            raise ConfigurationError(f"filter_time must be > 0 (microseconds); got {filter_time!r}")
+        super().__init__(None, filter_time=filter_time)
+        self.filter_time = filter_time
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        n = len(events)
+        if n == 0:
+            return events.copy(), sensor_size
+        x = events["x"].astype(np.int64)
+        y = events["y"].astype(np.int64)
+        t = events["t"].astype(np.int64)
+        stride = (int(x.max()) if sensor_size is None else sensor_size[0]) + 2
+        pix = (y + 1) * stride + (x + 1)
+        order = np.lexsort((np.arange(n), pix))
+        key = pix[order] * n + order
+        idx = np.arange(n, dtype=np.int64)
+        keep = np.zeros(n, dtype=bool)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if dx == 0 and dy == 0:
+                    continue
+                q = pix + dy * stride + dx
+                pos = np.searchsorted(key, q * n + idx, side="left") - 1
+                ok = pos >= 0
+                pos = np.maximum(pos, 0)
+                ok &= key[pos] // n == q
+                j = order[pos]
+                keep |= ok & (t - t[j] < self.filter_time)
+        return events[keep], sensor_size
+
+
+class RefractoryPeriod(EventTransform):
+    """Per pixel, drop events less than ``refractory_period`` µs after the last *kept* one.
+
+    Scanning each pixel's events in time order: the first is kept; an event is kept when
+    ``t − t_kept ≥ refractory_period``, with ``t_kept`` the time of the pixel's last kept
+    event. Dropped events do not restart the period (as in a sensor pixel, which emits
+    nothing while refractory). Tonic compares with the previous event instead, kept or
+    not. ``per_polarity=True`` runs the rule per (pixel, polarity).
+    """
+
+    needs_sorted = True
+
+    def __init__(self, refractory_period: int, per_polarity: bool = False) -> None:
+        if not refractory_period >= 0:
+            raise ConfigurationError(
+                f"refractory_period must be >= 0 (microseconds); got {refractory_period!r}"
+            )
+        super().__init__(None, refractory_period=refractory_period, per_polarity=per_polarity)
+        self.period = int(refractory_period)
+        self.per_polarity = per_polarity
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        n = len(events)
+        if n == 0 or self.period == 0:
+            return events.copy(), sensor_size
+        x = events["x"].astype(np.int64)
+        y = events["y"].astype(np.int64)
+        group = y * (int(x.max()) + 1) + x
+        if self.per_polarity:
+            group = group * 2 + (events["p"] != 0)
+        t = events["t"].astype(np.int64)
+        t = t - t.min()
+        big = int(t.max()) + self.period + 1
+        if (int(group.max()) + 1) * big >= 2**62:
+            raise ConfigurationError(
+                "RefractoryPeriod: recording too long for the int64 keys "
+                f"({int(group.max()) + 1} pixels x {big} us)"
+            )
+        order = np.lexsort((np.arange(n), group))
+        sgroup = group[order]
+        skey = sgroup * big + t[order]
+        cur = np.flatnonzero(np.r_[True, sgroup[1:] != sgroup[:-1]])
+        kept = np.zeros(n, dtype=bool)
+        while cur.size:  # one round per kept event of the busiest pixel, vectorised over pixels
+            kept[cur] = True
+            nxt = np.searchsorted(skey, skey[cur] + self.period, side="left")
+            ok = nxt < n
+            ok[ok] = sgroup[nxt[ok]] == sgroup[cur[ok]]
+            cur = nxt[ok]
+        keep = np.zeros(n, dtype=bool)
+        keep[order[kept]] = True
+        return events[keep], sensor_size
+
+
+class TimeJitter(EventTransform):
+    """Add Gaussian noise of ``std`` µs to every timestamp (rounded), then re-sort stably.
+
+    ``clip_negative=True`` clamps jittered times at 0.
+    """
+
+    def __init__(
+        self, std: float, clip_negative: bool = False,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:  # fmt: skip
+        if not std >= 0:
+            raise ConfigurationError(f"std must be >= 0 (microseconds); got {std!r}")
+        super().__init__(seed, std=std, clip_negative=clip_negative)
+        self.std, self.clip_negative = float(std), clip_negative
+
+    @property
+    def random(self) -> bool:
+        return self.std > 0
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        noise = np.rint(self.rng().normal(0.0, self.std, len(events))).astype(np.int64)
+        out["t"] = events["t"] + noise
+        if self.clip_negative:
+            out["t"] = np.maximum(out["t"], 0)
+        return out[np.argsort(out["t"], kind="stable")], sensor_size
+
+
+class TimeSkew(EventTransform):
+    """``t -> round(coefficient·t + offset)``.
+
+    ``coefficient`` (and ``offset``) may be a ``(low, high)`` range: each call then draws
+    it uniformly, which makes the transform random.
+    """
+
+    def __init__(
+        self, coefficient: float | tuple[float, float],
+        offset: float | tuple[float, float] = 0.0,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:  # fmt: skip
+        for name, v in (("coefficient", coefficient), ("offset", offset)):
+            if isinstance(v, (tuple, list)) and (len(v) != 2 or v[0] > v[1]):
+                raise ConfigurationError(f"{name} range must be (low, high); got {v!r}")
+        lo = coefficient[0] if isinstance(coefficient, (tuple, list)) else coefficient
+        if not lo > 0:
+            raise ConfigurationError(f"coefficient must be > 0; got {coefficient!r}")
+        super().__init__(seed, coefficient=coefficient, offset=offset)
+        self.coefficient, self.offset = coefficient, offset
+
+    @property
+    def random(self) -> bool:
+        return isinstance(self.coefficient, (tuple, list)) or isinstance(
+            self.offset, (tuple, list)
+        )
+
+    def _draw(self, v: float | tuple[float, float]) -> float:
+        return float(self.rng().uniform(*v)) if isinstance(v, (tuple, list)) else float(v)
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        out = events.copy()
+        a, b = self._draw(self.coefficient), self._draw(self.offset)
+        out["t"] = np.rint(events["t"] * a + b).astype(np.int64)
+        return out, sensor_size
+
+
+class DropEvent(EventTransform):
+    """Drop exactly ``round(fraction·N)`` events chosen uniformly; order is kept."""
+
+    def __init__(self, fraction: float, seed: int | np.random.Generator | None = None) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigurationError(f"fraction must be in [0, 1]; got {fraction!r}")
+        super().__init__(seed, fraction=fraction)
+        self.fraction = fraction
+
+    @property
+    def random(self) -> bool:
+        return 0.0 < self.fraction < 1.0
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        n = len(events)
+        drop = self.rng().choice(n, size=round(self.fraction * n), replace=False)
+        keep = np.ones(n, dtype=bool)
+        keep[drop] = False
+        return events[keep], sensor_size
+
+
+class DropPixel(EventTransform):
+    """Drop every event at some pixels: the listed ``coordinates`` ``[(x, y), ...]``, or
+    (random) ``round(fraction·W·H)`` pixels drawn uniformly from the sensor per call."""
+
+    def __init__(
+        self, coordinates: Sequence[tuple[int, int]] | None = None,
+        fraction: float | None = None, seed: int | np.random.Generator | None = None,
+    ) -> None:  # fmt: skip
+        if (coordinates is None) == (fraction is None):
+            raise ConfigurationError("DropPixel needs exactly one of coordinates or fraction")
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise ConfigurationError(f"fraction must be in [0, 1]; got {fraction!r}")
+        coords = None if coordinates is None else [tuple(map(int, c)) for c in coordinates]
+        super().__init__(seed, coordinates=coords, fraction=fraction)
+        self.coordinates, self.fraction = coords, fraction
+        self.needs_sensor = fraction is not None
+
+    @property
+    def random(self) -> bool:
+        return self.fraction is not None and 0.0 < self.fraction < 1.0
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        x = events["x"].astype(np.int64)
+        y = events["y"].astype(np.int64)
+        if self.coordinates is not None:
+            width = max([int(x.max()) + 1 if x.size else 1] + [c[0] + 1 for c in self.coordinates])
+            bad = np.array([c[1] * width + c[0] for c in self.coordinates], dtype=np.int64)
+        else:
+            width, height = sensor_size[0], sensor_size[1]
+            count = round(self.fraction * width * height)
+            bad = self.rng().choice(width * height, size=count, replace=False)
+        return events[~np.isin(y * width + x, bad)], sensor_size
+
+
+class DropTimeWindow(EventTransform):
+    """Random temporal delete: drop the events of one random window of the recording.
+
+    The window lasts ``duration_ratio·(t_last − t_first)`` µs and starts uniformly in
+    ``[t_first, t_last − length]``; events with ``start ≤ t < start + length`` go.
+    """
+
+    def __init__(
+        self, duration_ratio: float, seed: int | np.random.Generator | None = None
+    ) -> None:
+        if not 0.0 <= duration_ratio <= 1.0:
+            raise ConfigurationError(f"duration_ratio must be in [0, 1]; got {duration_ratio!r}")
+        super().__init__(seed, duration_ratio=duration_ratio)
+        self.ratio = duration_ratio
+
+    @property
+    def random(self) -> bool:
+        return self.ratio > 0
+
+    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        if len(events) == 0:
+            return events.copy(), sensor_size
+        t = events["t"]
+        t0, t1 = int(t.min()), int(t.max())
+        length = self.ratio * (t1 - t0)
+        start = self.rng().uniform(t0, t1 - length) if t1 - length > t0 else float(t0)
+        keep = (t < start) | (t >= start + length)
+        return events[keep], sensor_size

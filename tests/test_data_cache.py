@@ -1,0 +1,190 @@
+"""The on-disk cache: round trips, keying, crash atomicity, corruption, parallel fill."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikeflow.data import NMNIST, ArrayCache, parallel_map
+from spikeflow.data.cache import CacheCorruptionWarning, decode_entry, encode_entry
+from spikeflow.data.transforms import Denoise, DropEvent, RefractoryPeriod
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+
+def write_atis(path: Path, t, x, y, p) -> None:
+    """Encode events in N-MNIST's 40-bit format (t < 2**23 µs)."""
+    t = np.asarray(t, dtype=np.int64)
+    raw = np.zeros((len(t), 5), dtype=np.uint8)
+    raw[:, 0], raw[:, 1] = x, y
+    raw[:, 2] = (np.asarray(p) << 7) | ((t >> 16) & 0x7F)
+    raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw.tobytes())
+
+
+def fake_nmnist(root: Path, per_label: int = 3, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split in ("Train", "Test"):
+        for label in range(10):
+            for k in range(per_label):
+                n = int(rng.integers(50, 400))
+                write_atis(root / split / str(label) / f"{k:05d}.bin",
+                           np.sort(rng.integers(0, 300_000, n)), rng.integers(0, 34, n),
+                           rng.integers(0, 34, n), rng.integers(0, 2, n))  # fmt: skip
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return ArrayCache(tmp_path / "cache", {"name": "unit", "rep": "frames", "T": 4})
+
+
+def test_entry_round_trip_restores_dtype_and_compacts(tmp_path):
+    for arr in (np.arange(24, dtype=np.int32).reshape(2, 3, 4),
+                np.random.default_rng(0).random((3, 2)).astype(np.float32),
+                np.array([-5, 7], dtype=np.int64), np.zeros((0, 2, 3, 3), dtype=np.int32),
+                np.array([70000], dtype=np.int64)):  # fmt: skip
+        raw = encode_entry(arr, {"k": 1})
+        back = decode_entry(raw, {"k": 1})
+        assert back.dtype == arr.dtype and back.shape == arr.shape
+        np.testing.assert_array_equal(back, arr)
+    small = encode_entry(np.ones((10, 2, 34, 34), dtype=np.int32), {"k": 1})
+    assert len(small) < 10 * 2 * 34 * 34 + 400  # stored as uint8
+    with pytest.raises(ConfigurationError, match="JSON"):
+        encode_entry(np.ones(2), {"k": object()})
+
+
+def test_hit_miss_and_keying(cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.full((2, 3), len(calls), dtype=np.int32)
+
+    key = {"file": {"path": "/a.bin", "size": 10, "mtime_ns": 1}}
+    first = cache.get_or_compute(key, compute)
+    again = cache.get_or_compute(key, compute)
+    assert len(calls) == 1 and np.array_equal(first, again)
+    for other in ({"file": {"path": "/a.bin", "size": 11, "mtime_ns": 1}},
+                  {"file": {"path": "/a.bin", "size": 10, "mtime_ns": 2}},
+                  {"file": {"path": "/b.bin", "size": 10, "mtime_ns": 1}}):  # fmt: skip
+        cache.get_or_compute(other, compute)
+    assert len(calls) == 4
+    other_ns = ArrayCache(cache.directory.parent, {"name": "unit", "rep": "frames", "T": 5})
+    assert other_ns.load(key) is None and other_ns.directory != cache.directory
+    assert (cache.directory / "namespace.json").is_file()
+
+
+def test_crash_mid_write_leaves_only_a_temporary_that_is_never_read(cache, tmp_path):
+    key = {"file": "crash"}
+    cache.store({"file": "earlier"}, np.zeros(2))  # the namespace folder is set up
+    script = textwrap.dedent(f"""
+        import os, numpy as np
+        from spikeflow.data.cache import ArrayCache
+        c = ArrayCache({str(cache.directory.parent)!r}, {cache.namespace!r})
+        os.fsync = lambda fd: os._exit(3)   # die after writing, before the rename
+        c.store({key!r}, np.arange(1000, dtype=np.int32))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    temps = list(cache.directory.rglob(".*.tmp"))
+    assert len(temps) == 1 and temps[0].stat().st_size > 1000
+    assert not cache.path_for(key).exists()
+    assert cache.load(key) is None
+    got = cache.get_or_compute(key, lambda: np.arange(5, dtype=np.int32))
+    assert got.tolist() == [0, 1, 2, 3, 4]
+    assert cache.clear_temporaries(older_than_s=0) == 1
+    assert not list(cache.directory.rglob(".*.tmp"))
+
+
+def test_failed_write_cleans_up_and_does_not_publish(cache, monkeypatch):
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        cache.store({"k": 1}, np.ones(3))
+    with pytest.warns(RuntimeWarning, match="could not write"):
+        assert cache.get_or_compute({"k": 1}, lambda: np.ones(3)).tolist() == [1, 1, 1]
+    monkeypatch.undo()
+    assert not list(cache.directory.rglob(".*.tmp")) and cache.load({"k": 1}) is None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_header", "flip_payload", "flip_digest",
+                                    "empty", "other_key"])  # fmt: skip
+def test_corrupt_entry_is_detected_and_rebuilt(cache, damage):
+    key = {"file": "x"}
+    value = np.arange(300, dtype=np.int32).reshape(3, 100)
+    path = cache.store(key, value)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "empty":
+        raw = bytearray()
+    elif damage == "other_key":
+        raw = bytearray(cache.store({"file": "y"}, value).read_bytes())
+        # a valid entry of another key, placed at this key's path
+    else:
+        pos = {"flip_header": 20, "flip_payload": len(raw) - 100, "flip_digest": len(raw) - 1}
+        raw[pos[damage]] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataFormatError):
+        decode_entry(bytes(raw), cache.full_key(key), path)
+    calls = []
+    with pytest.warns(CacheCorruptionWarning, match="rebuilding"):
+        got = cache.get_or_compute(key, lambda: calls.append(1) or value)
+    assert calls == [1] and np.array_equal(got, value)
+    np.testing.assert_array_equal(cache.load(key), value)  # rebuilt entry is valid
+
+
+def test_dataset_cache_keys_every_parameter(tmp_path):
+    root = fake_nmnist(tmp_path / "nmnist", per_label=1)
+    cdir = tmp_path / "cache"
+
+    def make(**kw):
+        args = {"data_type": "frame", "frames_number": 4, "cache_dir": cdir, **kw}
+        return NMNIST(root, **args)
+
+    base = make()
+    assert base.preprocess(workers=1, progress=False) == 10
+    assert make().preprocess(workers=1, progress=False) == 0  # re-run: all hits
+    for variant in ({"frames_number": 5}, {"split_by": "time"}, {"train": False},
+                    {"event_transform": Denoise(1000)}, {"event_transform": Denoise(2000)},
+                    {"duration": 50_000, "frames_number": None}):  # fmt: skip
+        assert make(**variant).preprocess(workers=1, progress=False) == 10, variant
+    sample = base.samples[0][0]
+    os.utime(sample, ns=(1, 1))  # touched file -> its entry misses, the others hit
+    assert make().preprocess(workers=1, progress=False) == 1
+    with pytest.raises(ConfigurationError, match="random"):
+        make(event_transform=DropEvent(0.1))
+    hashed = make(cache_identity="content")
+    assert hashed.preprocess(workers=1, progress=False) == 10
+    assert hashed[0][0].shape == (4, 2, 34, 34)
+
+
+def test_parallel_preprocessing_equals_serial(tmp_path):
+    root = fake_nmnist(tmp_path / "nmnist", per_label=4)
+    et = RefractoryPeriod(2000)
+    serial = NMNIST(root, data_type="frame", frames_number=6, event_transform=et,
+                    cache_dir=tmp_path / "serial")  # fmt: skip
+    threads = NMNIST(root, data_type="frame", frames_number=6, event_transform=et,
+                     cache_dir=tmp_path / "threads")  # fmt: skip
+    procs = NMNIST(root, data_type="frame", frames_number=6, event_transform=et,
+                   cache_dir=tmp_path / "procs")  # fmt: skip
+    assert serial.preprocess(workers=1, progress=False) == 40
+    assert threads.preprocess(workers=2, executor="thread", progress=False) == 40
+    assert procs.preprocess(workers=2, executor="process", progress=False) == 40
+    for i in range(len(serial)):
+        a = serial.cache.load(serial.cache_entry_key(i))
+        for other in (threads, procs):
+            b = other.cache.load(other.cache_entry_key(i))
+            np.testing.assert_array_equal(a, b)
+    assert parallel_map(abs, [-3, 1, -2], workers=2, executor="thread", progress=True) == [3, 1, 2]
+    with pytest.raises(ConfigurationError, match="executor"):
+        parallel_map(abs, [1], executor="gpu")

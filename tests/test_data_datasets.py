@@ -1,0 +1,124 @@
+"""NMNIST on the real 1,100-sample subset (../shared/data/nmnist-small), and the
+dataset base class's arguments, errors and archive handling."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from collections import Counter
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import require_shared_data
+from spikeflow.data import NMNIST, DatasetNotFoundError, EventRecording, pad_collate
+from spikeflow.data.download import file_hash
+from spikeflow.data.transforms import Compose, Denoise, RandomFlipLR, RandomHorizontalFlipFrames
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+
+@pytest.fixture(scope="module")
+def nmnist_root():
+    return require_shared_data("nmnist-small")
+
+
+@pytest.mark.parametrize("train,split,count", [(True, "Train", 1000), (False, "Test", 100)])
+def test_real_subset_sizes_labels_and_frames(nmnist_root, train, split, count):
+    ds = NMNIST(nmnist_root, train=train, data_type="frame", frames_number=10, split_by="number")
+    assert len(ds) == count
+    on_disk = {int(d.name): len(list(d.glob("*.bin"))) for d in (nmnist_root / split).iterdir()}
+    assert Counter(ds.targets) == on_disk and set(on_disk) == set(range(10))
+    events = NMNIST(nmnist_root, train=train)  # data_type="event" by default
+    for i in range(len(ds)):
+        frames, label = ds[i]
+        rec, label2 = events[i]
+        assert isinstance(rec, EventRecording) and rec.sensor_size == (34, 34, 2)
+        assert label == label2 == ds.samples[i][1]
+        assert frames.shape == (10, 2, 34, 34) and frames.dtype == torch.float32
+        assert frames.sum().item() == len(rec) > 0  # every event counted once
+    assert ds.samples[0][0].parent.name == "0"  # sorted by label, then file name
+
+
+def test_time_split_and_duration_batches(nmnist_root):
+    ds = NMNIST(nmnist_root, train=False, data_type="frame", frames_number=4, split_by="time")
+    x, y = next(iter(DataLoader(ds, batch_size=8)))
+    assert x.shape == (8, 4, 2, 34, 34) and y.shape == (8,)
+    assert x.transpose(0, 1).shape == (4, 8, 2, 34, 34)  # the time-major one-liner
+    dur = NMNIST(nmnist_root, train=False, data_type="frame", duration=50_000)
+    lengths = [dur[i][0].shape[0] for i in range(8)]
+    for i, k in enumerate(lengths):
+        t = dur.events(i).events["t"]
+        assert k == (t[-1] - t[0]) // 50_000 + 1 >= 5  # ~300 ms recordings
+    frames, labels, mask = next(iter(DataLoader(dur, batch_size=8, collate_fn=pad_collate)))
+    assert frames.shape == (8, max(lengths), 2, 34, 34)
+    assert mask.sum(1).tolist() == lengths and labels.tolist() == dur.targets[:8]
+    for i in range(8):
+        assert frames[i].sum().item() == len(dur.events(i))
+
+
+def test_transforms_and_cache_on_real_files(nmnist_root, tmp_path):
+    et = Compose([Denoise(5000)])
+    cached = NMNIST(
+        nmnist_root,
+        train=False,
+        data_type="frame",
+        frames_number=5,
+        event_transform=et,
+        cache_dir=tmp_path,
+        transform=RandomHorizontalFlipFrames(1.0),
+    )
+    plain = NMNIST(nmnist_root, train=False, data_type="frame", frames_number=5, event_transform=et)
+    assert cached.preprocess(workers=2, executor="thread", progress=False) == 100
+    for i in (0, 50, 99):
+        assert torch.equal(cached[i][0], plain[i][0].flip(-1))
+        assert plain[i][0].sum().item() == len(et(plain._read(plain.samples[i][0])))
+    assert not any(nmnist_root.rglob(".*.tmp"))  # nothing written into the data folder
+    events = NMNIST(nmnist_root, train=False, transform=RandomFlipLR(1.0))
+    assert isinstance(events[0][0], EventRecording)
+
+
+def test_argument_errors(nmnist_root):
+    with pytest.raises(ConfigurationError, match="data_type='frame'"):
+        NMNIST(nmnist_root, frames_number=10)
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        NMNIST(nmnist_root, data_type="frame")
+    with pytest.raises(ConfigurationError, match="data_type"):
+        NMNIST(nmnist_root, data_type="voxels")
+    with pytest.raises(ConfigurationError, match="preprocess"):
+        NMNIST(nmnist_root, data_type="frame", frames_number=2).preprocess()
+    with pytest.raises(IndexError):
+        NMNIST(nmnist_root, train=False)[100]
+
+
+def test_missing_dataset_says_where_to_get_it(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        NMNIST(tmp_path / "nowhere")
+    msg = str(info.value)
+    assert NMNIST.homepage in msg and "Train.zip" in msg and str(tmp_path / "nowhere") in msg
+    assert isinstance(info.value, FileNotFoundError)
+    (tmp_path / "empty" / "Test").mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError, match="no samples"):
+        NMNIST(tmp_path / "empty", train=False)
+
+
+def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkeypatch):
+    root = tmp_path / "nmnist"
+    root.mkdir()
+    archive = root / "Test.zip"
+    files = sorted((nmnist_root / "Test").glob("*/*.bin"))[:12]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, f"Test/{f.parent.name}/{f.name}")
+    with pytest.raises(DataFormatError, match="MD5"):
+        NMNIST(root, train=False)  # not the official archive's checksum
+    monkeypatch.setitem(NMNIST.archives, "Test", ("Test.zip", file_hash(archive, "md5")))
+    ds = NMNIST(root, train=False, data_type="frame", frames_number=3)
+    assert len(ds) == 12 and (root / "Test").is_dir()
+    first = ds.samples[0][0]
+    assert (
+        first.read_bytes() == (nmnist_root / "Test" / first.parent.name / first.name).read_bytes()
+    )
+    shutil.rmtree(root / "Test")
+    with pytest.raises(FileNotFoundError):
+        ds[0]

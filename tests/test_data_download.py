@@ -1,0 +1,211 @@
+"""Downloads against a local HTTP server on 127.0.0.1 (no network), and archive extraction
+safety against archives crafted here."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from spikeflow.data.download import (
+    DownloadError,
+    UnsafeArchiveError,
+    download_url,
+    extract_archive,
+)
+from spikeflow.errors import ConfigurationError
+
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "test"
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        srv = self.server
+        srv.requests.append(dict(self.headers))
+        if self.path != "/file.bin":
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and not srv.ignore_range:
+            start = int(rng.split("=")[1].split("-")[0])
+            if start >= len(PAYLOAD):
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            self.send_response(200)
+        body = PAYLOAD[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.drops:
+            srv.drops -= 1
+            self.wfile.write(body[: len(body) // 2])  # the connection then closes early
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.requests, srv.drops, srv.ignore_range = [], 0, False
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)  # fmt: skip
+    thread.start()
+    guard = threading.Timer(30.0, srv.shutdown)  # bounded: stops itself whatever happens
+    guard.start()
+    yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
+    guard.cancel()
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def test_download_verifies_checksums(server, tmp_path):
+    srv, base = server
+    out = download_url(f"{base}/file.bin", tmp_path / "f.bin", sha256=SHA, md5=MD5,
+                       progress=False)  # fmt: skip
+    assert out.read_bytes() == PAYLOAD and not (tmp_path / "f.bin.part").exists()
+    download_url(f"{base}/file.bin", out, sha256=SHA, progress=False)
+    assert len(srv.requests) == 1  # verified file kept, no second request
+
+
+def test_resume_after_dropped_connection(server, tmp_path):
+    srv, base = server
+    srv.drops = 1
+    out = download_url(f"{base}/file.bin", tmp_path / "f.bin", sha256=SHA, progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert len(srv.requests) == 2 and "Range" not in srv.requests[0]
+    assert srv.requests[1]["Range"] == f"bytes={len(PAYLOAD) // 2}-"
+
+
+def test_resume_across_calls_and_server_ignoring_range(server, tmp_path):
+    srv, base = server
+    srv.drops = 1
+    with pytest.raises(DownloadError, match=r"kept in .*part"):
+        download_url(f"{base}/file.bin", tmp_path / "f.bin", retries=0, progress=False)
+    part = tmp_path / "f.bin.part"
+    assert part.stat().st_size == len(PAYLOAD) // 2
+    srv.ignore_range = True  # answers 200 with the whole body: start over, not append
+    out = download_url(f"{base}/file.bin", tmp_path / "f.bin", sha256=SHA, progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert srv.requests[-1]["Range"] == f"bytes={len(PAYLOAD) // 2}-"
+
+
+def test_complete_part_file_gets_416_and_is_verified(server, tmp_path):
+    srv, base = server
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD)
+    out = download_url(f"{base}/file.bin", tmp_path / "f.bin", md5=MD5, progress=False)
+    assert out.read_bytes() == PAYLOAD and len(srv.requests) == 1
+
+
+def test_bad_checksum_and_http_errors(server, tmp_path):
+    _, base = server
+    with pytest.raises(DownloadError, match=r"sha256 .* expected 00"):
+        download_url(f"{base}/file.bin", tmp_path / "f.bin", sha256="00" * 32, progress=False)
+    assert not (tmp_path / "f.bin").exists() and not (tmp_path / "f.bin.part").exists()
+    with pytest.raises(DownloadError, match="404"):
+        download_url(f"{base}/missing", tmp_path / "g.bin", progress=False)
+    with pytest.raises(ConfigurationError, match="http"):
+        download_url("file:///etc/passwd", tmp_path / "h", progress=False)
+
+
+# -- archives ---------------------------------------------------------------------------
+def make_tar(path, members, mode="w"):
+    with tarfile.open(path, mode) as tf:
+        for m in members:
+            info = tarfile.TarInfo(m["name"])
+            info.type = m.get("type", tarfile.REGTYPE)
+            info.linkname = m.get("link", "")
+            data = m.get("data", b"")
+            info.size = len(data) if info.type == tarfile.REGTYPE else 0
+            tf.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+    return path
+
+
+def test_safe_archives_extract(tmp_path):
+    tgz = make_tar(tmp_path / "ok.tar.gz", [
+        {"name": "Train", "type": tarfile.DIRTYPE},
+        {"name": "Train/0/a.bin", "data": b"abc"},
+        {"name": "./Train/1/b.bin", "data": b"xyz"},
+        {"name": "Train/link", "type": tarfile.SYMTYPE, "link": "0/a.bin"},
+        {"name": "Train/hard", "type": tarfile.LNKTYPE, "link": "Train/1/b.bin"},
+    ], "w:gz")  # fmt: skip
+    dest = extract_archive(tgz, tmp_path / "out")
+    assert (dest / "Train/0/a.bin").read_bytes() == b"abc"
+    assert os.readlink(dest / "Train/link") == "0/a.bin"
+    assert (dest / "Train/link").read_bytes() == b"abc"
+    assert (dest / "Train/hard").read_bytes() == b"xyz"
+    zpath = tmp_path / "ok.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("Test/0/c.bin", b"123")
+        zf.writestr("Test/1/", b"")
+    extract_archive(zpath, tmp_path / "zout")
+    assert (tmp_path / "zout/Test/0/c.bin").read_bytes() == b"123"
+    assert (tmp_path / "zout/Test/1").is_dir()
+
+
+@pytest.mark.parametrize("member,match", [
+    ({"name": "/tmp/evil.txt", "data": b"x"}, "absolute"),
+    ({"name": "../evil.txt", "data": b"x"}, r"'\.\.'"),
+    ({"name": "a/../../evil.txt", "data": b"x"}, r"'\.\.'"),
+    ({"name": "ln", "type": tarfile.SYMTYPE, "link": "/etc/passwd"}, "outside"),
+    ({"name": "a/ln", "type": tarfile.SYMTYPE, "link": "../../etc"}, "outside"),
+    ({"name": "hl", "type": tarfile.LNKTYPE, "link": "../evil.txt"}, "outside"),
+    ({"name": "dev", "type": tarfile.CHRTYPE}, "device"),
+    ({"name": "fifo", "type": tarfile.FIFOTYPE}, "device"),
+])  # fmt: skip
+def test_unsafe_tar_members_rejected_before_writing(tmp_path, member, match):
+    tar = make_tar(tmp_path / "bad.tar", [{"name": "fine.txt", "data": b"ok"}, member])
+    with pytest.raises(UnsafeArchiveError, match=match):
+        extract_archive(tar, tmp_path / "out")
+    assert not (tmp_path / "out" / "fine.txt").exists()  # nothing written at all
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_chained_symlink_escape_rejected(tmp_path):
+    # "d" -> "." is harmless alone, and "d/e" -> "../x" looks like "x" lexically, but on
+    # disk "d/e" is "e" in the root, so its target is outside: caught when writing.
+    tar = make_tar(tmp_path / "chain.tar", [
+        {"name": "d", "type": tarfile.SYMTYPE, "link": "."},
+        {"name": "d/e", "type": tarfile.SYMTYPE, "link": "../x"},
+        {"name": "d/e/pwned", "data": b"x"},
+    ])  # fmt: skip
+    with pytest.raises(UnsafeArchiveError, match="outside"):
+        extract_archive(tar, tmp_path / "root")
+    assert not (tmp_path / "x").exists()
+
+
+def test_unsafe_zip_members_rejected(tmp_path):
+    for name, data, attr, match in (
+        ("../evil.txt", b"x", None, r"'\.\.'"),
+        ("/abs.txt", b"x", None, "absolute"),
+        ("ln", b"../../etc", stat.S_IFLNK | 0o777, "outside"),
+        ("dev", b"", stat.S_IFCHR | 0o644, "device"),
+    ):
+        zpath = tmp_path / "bad.zip"
+        with zipfile.ZipFile(zpath, "w") as zf:
+            info = zipfile.ZipInfo(name)
+            if attr is not None:
+                info.external_attr = attr << 16
+            zf.writestr(info, data)
+        with pytest.raises(UnsafeArchiveError, match=match):
+            extract_archive(zpath, tmp_path / "zout")
+    assert not (tmp_path / "evil.txt").exists()

@@ -1,0 +1,284 @@
+"""Frames, voxel grids, time surfaces and pad_collate, against hand-computed values and
+independent loop implementations of the rules in methods.md 11.1."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spikeflow.data import (
+    EventRecording,
+    ToFrame,
+    ToFrameByDuration,
+    ToTimeSurface,
+    ToVoxelGrid,
+    make_events,
+    pad_collate,
+    to_frames,
+    to_frames_by_duration,
+    to_time_surfaces,
+    to_voxel_grid,
+)
+from spikeflow.data.representations import CustomRepresentation, frame_representation
+from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
+
+SENSOR = (3, 2, 2)  # W, H, P
+
+
+def rec(t, x, y, p, sensor=SENSOR, source="mem.bin"):
+    return EventRecording(make_events(np.array(t), np.array(x), np.array(y), np.array(p)),
+                          sensor, source)  # fmt: skip
+
+
+def expected(T, placed, sensor=SENSOR):
+    """Frames from a hand list of (frame, channel, y, x)."""
+    W, H, P = sensor
+    out = np.zeros((T, P, H, W), dtype=np.int32)
+    for j, c, y, x in placed:
+        out[j, c, y, x] += 1
+    return out
+
+
+# -- split_by="number" ------------------------------------------------------------------
+def test_number_split_by_hand_last_segment_takes_remainder():
+    # N = 7, T = 3: Δ = 2, segments [0, 2), [2, 4), [4, 7): the last takes 3 events.
+    r = rec([0, 10, 20, 30, 40, 50, 60], [0, 1, 2, 0, 1, 2, 0], [0, 0, 1, 1, 0, 1, 1],
+            [0, 1, 1, 0, 0, 1, 1])  # fmt: skip
+    want = expected(3, [(0, 0, 0, 0), (0, 1, 0, 1), (1, 1, 1, 2), (1, 0, 1, 0),
+                        (2, 0, 0, 1), (2, 1, 1, 2), (2, 1, 1, 0)])  # fmt: skip
+    got = to_frames(r, 3, "number")
+    assert got.dtype == np.int32 and got.shape == (3, 2, 2, 3)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_number_split_fewer_events_than_frames_all_in_last():
+    r = rec([5, 7], [0, 1], [0, 1], [0, 1])
+    got = to_frames(r, 5, "number")
+    np.testing.assert_array_equal(got, expected(5, [(4, 0, 0, 0), (4, 1, 1, 1)]))
+
+
+@pytest.mark.parametrize("split_by", ["number", "time"])
+def test_empty_recording_gives_zero_frames(split_by):
+    r = rec([], [], [], [])
+    got = to_frames(r, 4, split_by)
+    assert got.shape == (4, 2, 2, 3) and not got.any()
+
+
+@pytest.mark.parametrize("split_by", ["number", "time"])
+def test_single_frame_holds_everything(split_by):
+    r = rec([0, 3, 9], [0, 1, 2], [0, 1, 0], [1, 1, 0])
+    np.testing.assert_array_equal(
+        to_frames(r, 1, split_by), expected(1, [(0, 1, 0, 0), (0, 1, 1, 1), (0, 0, 0, 2)])
+    )
+
+
+# -- split_by="time" --------------------------------------------------------------------
+def test_time_split_by_hand_edges_and_last_event():
+    # t_first = 100, t_last = 121, T = 3: Δt = ⌊21/3⌋ = 7; edges 100, 107, 114.
+    # 106 -> 0; 107 -> 1 (left edge included); 113 -> 1; 114 -> 2; 121 (= t_first + 3Δt,
+    # the final event) -> 2.
+    t = [100, 106, 107, 113, 114, 121]
+    r = rec(t, [0, 1, 2, 0, 1, 2], [0] * 6, [1] * 6)
+    want = expected(3, [(0, 1, 0, 0), (0, 1, 0, 1), (1, 1, 0, 2), (1, 1, 0, 0),
+                        (2, 1, 0, 1), (2, 1, 0, 2)])  # fmt: skip
+    np.testing.assert_array_equal(to_frames(r, 3, "time"), want)
+
+
+def test_time_split_last_segment_extends_past_uneven_span():
+    # span 23, T = 3: Δt = 7; segments [0, 7), [7, 14) and [14, 23] (10 µs, not 7).
+    r = rec([0, 6, 13, 14, 22, 23], [0, 0, 0, 1, 1, 1], [0] * 6, [0] * 6)
+    got = to_frames(r, 3, "time")
+    assert got.sum(axis=(1, 2, 3)).tolist() == [2, 1, 3]
+
+
+def test_time_split_span_shorter_than_T_goes_to_last_frame():
+    r = rec([50, 51, 52], [0, 1, 2], [0, 0, 0], [0, 0, 0])  # span 2 < T = 4 -> Δt = 0
+    assert to_frames(r, 4, "time").sum(axis=(1, 2, 3)).tolist() == [0, 0, 0, 3]
+
+
+# -- independent loop implementations ---------------------------------------------------
+def loop_number(t, x, y, p, T, W, H):
+    n = len(t)
+    out = np.zeros((T, 2, H, W), dtype=np.int32)
+    step = n // T
+    for j in range(T):
+        lo, hi = j * step, (j + 1) * step if j < T - 1 else n
+        for i in range(lo, hi):
+            out[j, 1 if p[i] != 0 else 0, y[i], x[i]] += 1
+    return out
+
+
+def loop_time(t, x, y, p, T, W, H):
+    out = np.zeros((T, 2, H, W), dtype=np.int32)
+    if not len(t):
+        return out
+    dt = (t[-1] - t[0]) // T
+    for i in range(len(t)):
+        for j in range(T):
+            lo = t[0] + j * dt
+            if (j == T - 1 and t[i] >= lo) or lo <= t[i] < lo + dt:
+                out[j, 1 if p[i] != 0 else 0, y[i], x[i]] += 1
+                break
+    return out
+
+
+events_strategy = st.integers(0, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 500), min_size=n, max_size=n).map(sorted),
+        st.lists(st.integers(0, 4), min_size=n, max_size=n),
+        st.lists(st.integers(0, 2), min_size=n, max_size=n),
+        st.lists(st.sampled_from([0, 1, -1]), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ev=events_strategy, T=st.integers(1, 12))
+def test_rules_equal_independent_loops(ev, T):
+    t, x, y, p = (np.array(a, dtype=np.int64) for a in ev)
+    r = rec(t, x, y, p, sensor=(5, 3, 2))
+    np.testing.assert_array_equal(to_frames(r, T, "number"), loop_number(t, x, y, p, T, 5, 3))
+    np.testing.assert_array_equal(to_frames(r, T, "time"), loop_time(t, x, y, p, T, 5, 3))
+    assert to_frames(r, T, "number").sum() == len(t) == to_frames(r, T, "time").sum()
+
+
+# -- channels, sensors, user functions, errors -------------------------------------------
+def test_channel_rule_and_one_d_sensor():
+    r = rec([0, 1, 2, 3], [0, 5, 63, 5], [0, 0, 0, 0], [0, 1, -1, 0], sensor=(64, 1, 2))
+    got = to_frames(r, 1)
+    assert got.shape == (1, 2, 1, 64)
+    assert got[0, 0, 0, 0] == 1 and got[0, 1, 0, 5] == 1 and got[0, 1, 0, 63] == 1
+    assert got[0, 0, 0, 5] == 1
+    merged = to_frames(EventRecording(r.events, (64, 1, 1)), 1)
+    np.testing.assert_array_equal(merged[:, 0], got.sum(axis=1))
+    channels = to_frames(
+        EventRecording(
+            make_events(np.arange(3), np.zeros(3), None, np.array([0, 3, 3])), (1, 1, 4)
+        ),
+        1,
+    )
+    assert channels[0, :, 0, 0].tolist() == [1, 0, 0, 2]
+
+
+def test_user_split_function():
+    r = rec([0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1], [0, 1, 1, 0])
+    got = to_frames(r, 2, split_by=lambda ev, T: (ev["x"] % T).astype(np.int64))
+    np.testing.assert_array_equal(got, expected(2, [(0, 0, 0, 0), (1, 1, 1, 1), (0, 1, 0, 2),
+                                                    (0, 0, 1, 0)]))  # fmt: skip
+    with pytest.raises(ConfigurationError, match="outside"):
+        to_frames(r, 2, split_by=lambda ev, T: np.full(len(ev), T))
+    with pytest.raises(ShapeError):
+        to_frames(r, 2, split_by=lambda ev, T: np.zeros(1, dtype=np.int64))
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(DataFormatError, match=r"mem\.bin.*not sorted.*event 2"):
+        to_frames(rec([0, 5, 4], [0, 0, 0], [0, 0, 0], [0, 0, 0]), 2)
+    with pytest.raises(DataFormatError, match=r"event 1 at \(x=3, y=0\) is outside the 3x2"):
+        to_frames(rec([0, 1], [0, 3], [0, 0], [0, 0]), 2)
+    with pytest.raises(ConfigurationError, match="frames_number"):
+        to_frames(rec([0], [0], [0], [0]), 0)
+    with pytest.raises(ConfigurationError, match="split_by"):
+        to_frames(rec([0], [0], [0], [0]), 2, "bogus")
+    with pytest.raises(ConfigurationError, match="sensor_size"):
+        to_frames(make_events(np.zeros(1), np.zeros(1), None, np.zeros(1)), 2)
+    with pytest.raises(DataFormatError, match="structured"):
+        to_frames(np.zeros(3), 2, sensor_size=SENSOR)
+    with pytest.raises(ConfigurationError, match="duration"):
+        to_frames_by_duration(rec([0], [0], [0], [0]), 0)
+
+
+# -- fixed duration + pad_collate -------------------------------------------------------
+def test_duration_frames_by_hand():
+    # t_first = 3, d = 10: frames [3, 13), [13, 23), [23, 33); 33 = t_first + 3d is the
+    # last event and opens a 4th frame: K = ⌊30/10⌋ + 1 = 4.
+    r = rec([3, 12, 13, 22, 33], [0, 1, 2, 0, 1], [0, 0, 1, 1, 0], [1, 0, 1, 0, 0])
+    got = to_frames_by_duration(r, 10)
+    want = expected(4, [(0, 1, 0, 0), (0, 0, 0, 1), (1, 1, 1, 2), (1, 0, 1, 0), (3, 0, 0, 1)])
+    np.testing.assert_array_equal(got, want)
+    assert to_frames_by_duration(rec([], [], [], []), 10).shape == (0, 2, 2, 3)
+    assert to_frames_by_duration(rec([7], [0], [0], [0]), 10).shape == (1, 2, 2, 3)
+
+
+def test_pad_collate_pads_and_masks():
+    a = torch.ones(3, 2, 2, 3)
+    b = torch.full((1, 2, 2, 3), 2.0)
+    c = torch.zeros(0, 2, 2, 3)
+    frames, labels, mask = pad_collate([(a, 1), (b, 7), (c, 0)])
+    assert frames.shape == (3, 3, 2, 2, 3) and labels.tolist() == [1, 7, 0]
+    assert mask.tolist() == [[True] * 3, [True, False, False], [False] * 3]
+    assert torch.equal(frames[0], a) and torch.equal(frames[1, 0], b[0])
+    assert not frames[1, 1:].any() and not frames[2].any()
+    tm, _, tmask = pad_collate([(a, 1), (b, 7)], time_major=True)
+    assert tm.shape == (3, 2, 2, 2, 3) and tmask.shape == (3, 2)
+    assert torch.equal(tm[:, 1], frames[1]) and tmask[:, 1].tolist() == [True, False, False]
+    only, m = pad_collate([a, b])
+    assert only.shape == (2, 3, 2, 2, 3) and m.sum().item() == 4
+    with pytest.raises(ShapeError, match="sample 1"):
+        pad_collate([a, torch.ones(2, 2, 2, 2)])
+
+
+# -- voxel grid and time surfaces -------------------------------------------------------
+def test_voxel_grid_by_hand():
+    # bins = 3, t_first = 0, t_last = 10: τ = 2t/10. t=0 -> bin 0; t=2.5 -> half in bins 0
+    # and 1; t=5 -> bin 1; t=10 -> bin 2. Sign: +1 for p != 0, -1 for p == 0.
+    r = EventRecording(make_events(np.array([0, 2, 5, 10]), np.array([0, 1, 2, 0]),
+                                   np.array([0, 0, 1, 1]), np.array([1, 1, 0, 1])),
+                       SENSOR)  # fmt: skip
+    # t=2 -> τ = 0.4: 0.6 in bin 0, 0.4 in bin 1
+    got = to_voxel_grid(r, 3)
+    assert got.shape == (3, 1, 2, 3) and got.dtype == np.float32
+    want = np.zeros((3, 1, 2, 3), dtype=np.float32)
+    want[0, 0, 0, 0] = 1
+    want[0, 0, 0, 1], want[1, 0, 0, 1] = 0.6, 0.4
+    want[1, 0, 1, 2] = -1
+    want[2, 0, 1, 0] = 1
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not to_voxel_grid(rec([], [], [], []), 2).any()
+    np.testing.assert_allclose(to_voxel_grid(rec([4, 4], [0, 1], [0, 0], [1, 0]), 3)[0, 0, 0],
+                               [1, -1, 0])  # fmt: skip
+
+
+def test_time_surfaces_by_hand():
+    # T = 2, span 20 -> Δt = 10; surface 0 sampled at 10, surface 1 at t_last = 20.
+    r = rec([0, 10, 20], [0, 0, 1], [0, 0, 0], [1, 1, 1])
+    got = to_time_surfaces(r, 2, tau=10.0)
+    assert got.shape == (2, 2, 2, 3)
+    assert got[0, 1, 0, 0] == pytest.approx(math.exp(-1)) and got[0, 1, 0, 1] == 0
+    assert got[1, 1, 0, 0] == pytest.approx(math.exp(-1)) and got[1, 1, 0, 1] == 1
+    assert got[:, 0].sum() == 0
+    with pytest.raises(ConfigurationError, match="tau"):
+        to_time_surfaces(r, 2, tau=0)
+
+
+# -- representation objects -------------------------------------------------------------
+def test_representation_objects_and_keys():
+    r = rec([0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1], [0, 1, 1, 0])
+    np.testing.assert_array_equal(ToFrame(2, "time")(r), to_frames(r, 2, "time"))
+    np.testing.assert_array_equal(ToFrameByDuration(2)(r), to_frames_by_duration(r, 2))
+    np.testing.assert_array_equal(ToVoxelGrid(2)(r), to_voxel_grid(r, 2))
+    np.testing.assert_array_equal(ToTimeSurface(2, 5.0)(r), to_time_surfaces(r, 2, 5.0))
+    keys = [ToFrame(2).cache_key(), ToFrame(3).cache_key(), ToFrame(2, "time").cache_key(),
+            ToFrameByDuration(2).cache_key(), ToVoxelGrid(2).cache_key()]  # fmt: skip
+    assert len({repr(k) for k in keys}) == len(keys)
+
+    def f1(ev, T):
+        return np.zeros(len(ev), dtype=np.int64)
+
+    def f2(ev, T):
+        return np.full(len(ev), T - 1, dtype=np.int64)
+
+    assert ToFrame(2, f1).cache_key() != ToFrame(2, f2).cache_key()
+    custom = CustomRepresentation(lambda rr: np.array([len(rr)]), "count", {"scale": 1})
+    assert custom(r).tolist() == [4] and custom.cache_key()["scale"] == 1
+    assert isinstance(frame_representation(frames_number=4), ToFrame)
+    assert isinstance(frame_representation(duration=100), ToFrameByDuration)
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        frame_representation(frames_number=4, duration=100)
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        frame_representation()
