@@ -1,9 +1,44 @@
 """The model zoo: the architectures of the field, built from spikeflow's neurons.
 
 Every model takes time-major input ``[T, B, C, H, W]`` (or ``[T, B, C, L]`` for 1-d
-models) and returns ``[T, B, num_classes]``; :func:`create_model` builds one by name.
+models) and returns ``[T, B, num_classes]``; :func:`create_model` builds one by name,
+:func:`list_models` lists the names. See ``docs/models.md``.
+
+* :mod:`~spikeflow.models.resnet`: Spiking ResNet 18/34/50/101/152.
+* :mod:`~spikeflow.models.sew_resnet`: SEW ResNet 18/34/50/101/152 (ADD, AND, IAND).
+* :mod:`~spikeflow.models.ms_resnet`: MS-ResNet 18/34/104.
+* :mod:`~spikeflow.models.vgg`: Spiking VGG 11/13/16/19, with and without BN.
+* :mod:`~spikeflow.models.plif_nets`: the PLIF paper's networks.
+* :mod:`~spikeflow.models.sew_dvs`: the SEW networks for DVS128 Gesture and CIFAR10-DVS.
+* :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
+* :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
+from spikeflow.models import (
+    ms_resnet,
+    plif_nets,
+    psn_seqcifar,
+    resnet,
+    sew_dvs,
+    sew_resnet,
+    vgg,
+)
+from spikeflow.models.common import NEURONS, NeuronFactory, list_neurons, resolve_neuron
 from spikeflow.models.registry import create_model, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = [
+    "NEURONS",
+    "NeuronFactory",
+    "create_model",
+    "list_models",
+    "list_neurons",
+    "ms_resnet",
+    "plif_nets",
+    "psn_seqcifar",
+    "register_model",
+    "resnet",
+    "resolve_neuron",
+    "sew_dvs",
+    "sew_resnet",
+    "vgg",
+]

@@ -1,0 +1,275 @@
+"""Shared pieces of the model zoo: neuron construction by name, conv-BN units, checks.
+
+Every model takes ``neuron`` (a neuron class, a factory, or a name from
+:data:`NEURONS`) and ``neuron_kwargs``; :class:`NeuronFactory` turns them into fresh
+multi-step neuron modules, one per layer. Each model also has *default* neuron
+arguments (the paper's settings, e.g. ``detach_reset=True`` and ``ATan`` for the PLIF
+nets); the defaults the chosen neuron does not accept are dropped, and
+``neuron_kwargs`` override the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow import layers
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.neurons import (
+    PSN,
+    ALIFNode,
+    CubaLIFNode,
+    EIFNode,
+    IFNode,
+    IzhikevichNode,
+    KLIFNode,
+    LIFNode,
+    MaskedPSN,
+    NoResetLIFNode,
+    ParametricLIFNode,
+    QIFNode,
+    SlidingPSN,
+)
+from spikeflow.surrogate import Surrogate, get_surrogate
+
+__all__ = [
+    "NEURONS",
+    "NeuronFactory",
+    "NeuronSpec",
+    "check_input",
+    "check_positive_int",
+    "conv_bn",
+    "init_conv_linear",
+    "list_neurons",
+    "resolve_neuron",
+]
+
+#: Neuron names accepted by every model (``neuron="plif"``).
+NEURONS: dict[str, type[nn.Module]] = {
+    "if": IFNode,
+    "lif": LIFNode,
+    "plif": ParametricLIFNode,
+    "klif": KLIFNode,
+    "alif": ALIFNode,
+    "qif": QIFNode,
+    "eif": EIFNode,
+    "izhikevich": IzhikevichNode,
+    "cuba_lif": CubaLIFNode,
+    "noreset_lif": NoResetLIFNode,
+    "psn": PSN,
+    "masked_psn": MaskedPSN,
+    "sliding_psn": SlidingPSN,
+}
+
+NeuronSpec = str | type[nn.Module] | Callable[..., nn.Module]
+
+
+def list_neurons() -> list[str]:
+    """The neuron names models accept, sorted."""
+    return sorted(NEURONS)
+
+
+def resolve_neuron(neuron: NeuronSpec) -> Callable[..., nn.Module]:
+    """A neuron class/factory from a name (``"if"``, ``"lif"``, ``"plif"``, ...) or itself.
+
+    Names are case-insensitive; ``-`` and ``_`` are the same.
+
+    Raises:
+        ConfigurationError: an unknown name (the message lists the names) or an object
+            that is neither a name nor callable.
+    """
+    if isinstance(neuron, str):
+        key = neuron.strip().lower().replace("-", "_")
+        if key not in NEURONS:
+            raise ConfigurationError(
+                f"unknown neuron {neuron!r}; available: {', '.join(list_neurons())}"
+            )
+        return NEURONS[key]
+    if callable(neuron):
+        return neuron
+    raise ConfigurationError(
+        f"neuron must be a name ({', '.join(list_neurons())}), a neuron class or a factory, "
+        f"got {type(neuron).__name__}"
+    )
+
+
+def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword names ``factory`` accepts (following ``**kwargs`` up the MRO); None: any."""
+    targets: list[Callable[..., Any]]
+    if isinstance(factory, functools.partial) and isinstance(factory.func, type):
+        factory = factory.func  # a partial of a neuron class takes that class's arguments
+    if isinstance(factory, type):
+        targets = [
+            klass.__dict__["__init__"]
+            for klass in factory.__mro__
+            if "__init__" in klass.__dict__ and klass not in (nn.Module, object)
+        ]
+    else:
+        targets = [factory]
+    names: set[str] = set()
+    for target in targets:
+        try:
+            params = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    else:
+        return None
+    names.discard("self")
+    if "init_tau" in names:  # ParametricLIFNode sets LIFNode's ``tau`` itself
+        names.discard("tau")
+    return names
+
+
+def _build_surrogate(value: Any) -> Surrogate:
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        if "name" not in spec:
+            raise ConfigurationError(
+                f"a surrogate given as a dict needs a 'name' key, got {sorted(spec)}"
+            )
+        return get_surrogate(spec.pop("name"), **spec)
+    return get_surrogate(value)
+
+
+class NeuronFactory:
+    """Builds a fresh neuron module per call: ``factory()`` → ``neuron(**kwargs)``.
+
+    Args:
+        neuron: a name from :data:`NEURONS`, a neuron class or a factory.
+        neuron_kwargs: arguments for every neuron; they override ``defaults``. A
+            ``surrogate_function`` may be a name (``"atan"``) or a dict
+            (``{"name": "atan", "alpha": 2.0}``).
+        defaults: the model's default arguments; those the neuron does not accept are
+            dropped silently (so ``neuron="if"`` on a PLIF net drops ``init_tau``). A
+            factory whose accepted arguments cannot be read (``**kwargs``) gets none.
+
+    Raises:
+        ConfigurationError: unknown neuron name, or a ``neuron_kwargs`` key the neuron
+            does not accept (the message lists the accepted ones).
+    """
+
+    def __init__(
+        self,
+        neuron: NeuronSpec,
+        neuron_kwargs: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.neuron = resolve_neuron(neuron)
+        if neuron_kwargs is not None and not isinstance(neuron_kwargs, Mapping):
+            raise ConfigurationError(
+                f"neuron_kwargs must be a dict, got {type(neuron_kwargs).__name__}"
+            )
+        accepted = _accepted_kwargs(self.neuron)
+        user = dict(neuron_kwargs or {})
+        if accepted is not None:
+            unknown = sorted(set(user) - accepted)
+            if unknown:
+                name = getattr(self.neuron, "__name__", repr(self.neuron))
+                raise ConfigurationError(
+                    f"neuron {name} does not accept {unknown}; it accepts {sorted(accepted)}"
+                )
+        # Defaults go only where they are known to be accepted: a factory taking
+        # ``**kwargs`` of unknown use gets ``neuron_kwargs`` alone.
+        kwargs = {
+            key: value
+            for key, value in (defaults or {}).items()
+            if accepted is not None and key in accepted
+        }
+        kwargs.update(user)
+        if kwargs.get("step_mode", "m") != "m":
+            raise ConfigurationError(
+                "the models run their neurons in multi-step mode; drop step_mode from "
+                f"neuron_kwargs (got {kwargs['step_mode']!r})"
+            )
+        if "surrogate_function" in kwargs and not isinstance(
+            kwargs["surrogate_function"], Surrogate
+        ):
+            kwargs["surrogate_function"] = _build_surrogate(kwargs["surrogate_function"])
+        self.kwargs = kwargs
+
+    def __call__(self) -> nn.Module:
+        """A new neuron (each layer gets its own; surrogates are copied, not shared)."""
+        kwargs = {
+            key: _copy_module(value) if isinstance(value, nn.Module) else value
+            for key, value in self.kwargs.items()
+        }
+        return self.neuron(**kwargs)
+
+    def __repr__(self) -> str:
+        name = getattr(self.neuron, "__name__", repr(self.neuron))
+        return f"NeuronFactory({name}, {self.kwargs})"
+
+
+def _copy_module(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int ≥ 1, or a ConfigurationError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_input(x: Tensor, owner: str, layout: str, ndim: int, channels: int) -> None:
+    """Raise unless ``x`` is a float ``[T, B, C, ...]`` of ``ndim`` dims with ``C = channels``."""
+    if not isinstance(x, Tensor):
+        raise DTypeError(f"{owner} expects a tensor, got {type(x).__name__}")
+    if x.dim() != ndim:
+        hint = " (missing the time dimension?)" if x.dim() == ndim - 1 else ""
+        raise ShapeError(f"{owner} expects {layout}; got shape {tuple(x.shape)}{hint}")
+    if x.shape[2] != channels:
+        raise ShapeError(
+            f"{owner} was built for {channels} input channels (layout {layout}), "
+            f"got {x.shape[2]} in shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise DTypeError(f"{owner} expects a floating-point input, got {x.dtype}")
+
+
+def conv_bn(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int | None = None,
+    bn: bool = True,
+) -> list[nn.Module]:
+    """``[layers.Conv2d(bias=not bn), layers.BatchNorm2d]`` (multi-step, time folded)."""
+    pad = kernel_size // 2 if padding is None else padding
+    mods: list[nn.Module] = [
+        layers.Conv2d(in_channels, out_channels, kernel_size, stride, pad, bias=not bn)
+    ]
+    if bn:
+        mods.append(layers.BatchNorm2d(out_channels))
+    return mods
+
+
+def init_conv_linear(model: nn.Module) -> None:
+    """Kaiming-normal (fan-out) conv weights, BN γ=1/β=0 (torchvision's ResNet init)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def zero_init_bn(bn: nn.Module, bias: float = 0.0) -> None:
+    """Set a batch norm's γ to 0 and β to ``bias`` (output ``bias`` at init)."""
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or not bn.affine:
+        raise ConfigurationError(f"zero-init needs an affine batch norm, got {type(bn).__name__}")
+    bn.weight.zero_()
+    bn.bias.fill_(bias)

@@ -1,0 +1,437 @@
+"""The model zoo: shapes for every model, SEW connections, zero-init, parameter counts."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.losses import ce_mean_loss, rate_mse_loss
+from spikeflow.models import create_model, list_models, list_neurons
+from spikeflow.models.common import NeuronFactory
+from spikeflow.models.ms_resnet import MSBasicBlock
+from spikeflow.models.psn_seqcifar import image_to_columns
+from spikeflow.models.resnet import SpikingBasicBlock, SpikingBottleneck
+from spikeflow.models.sew_dvs import SEWDVSBlock
+from spikeflow.models.sew_resnet import SEWBasicBlock, SEWBottleneck, sew_connect
+from spikeflow.neurons import PSN, IFNode, LIFNode, ParametricLIFNode
+from spikeflow.surrogate import ATan, Rect, Sigmoid
+
+RESNETS = [f"{kind}_resnet{d}" for kind in ("spiking", "sew") for d in (18, 34, 50, 101, 152)]
+VGGS = [f"spiking_vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
+MS = ["ms_resnet18", "ms_resnet34", "ms_resnet104"]
+PLIF = [
+    "plif_mnist",
+    "plif_fashion_mnist",
+    "plif_cifar10",
+    "plif_nmnist",
+    "plif_cifar10dvs",
+    "plif_dvsgesture",
+]
+OTHERS = ["sew_dvsgesture", "sew_cifar10dvs", "psn_seqcifar"]
+ALL = RESNETS + VGGS + MS + PLIF + OTHERS
+T, B, K = 2, 1, 5
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _small(name: str) -> tuple[dict, torch.Tensor]:
+    """Keyword arguments and an input making ``name`` cheap to run."""
+    kwargs: dict = {"num_classes": K}
+    if name in RESNETS or name in MS:
+        kwargs.update(base_width=8)
+        return kwargs, torch.rand(T, B, 3, 16, 16)
+    if name in VGGS:
+        kwargs.update(pool_size=1, hidden_features=16)
+        return kwargs, torch.rand(T, B, 3, 32, 32)
+    if name == "psn_seqcifar":
+        kwargs.update(channels=8)
+        return kwargs, torch.rand(32, B, 3, 32)
+    sizes = {"plif_mnist": (1, 28), "plif_fashion_mnist": (1, 28), "plif_cifar10": (3, 32)}
+    channels, size = sizes.get(name, (2, 34 if name == "plif_nmnist" else 128))
+    if name.startswith("plif_"):
+        kwargs.update(channels=8)
+    return kwargs, torch.rand(T, B, channels, size, size)
+
+
+# -- registry, neurons ---------------------------------------------------------------------
+
+
+def test_registry_lists_all_models():
+    assert set(ALL) <= set(list_models())
+    assert len(set(ALL)) == len(ALL) == 30
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_output_shape(name):
+    kwargs, x = _small(name)
+    model = create_model(name, **kwargs)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (x.shape[0], B, K)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", ["spiking_resnet18", "sew_resnet50", "ms_resnet18"])
+def test_cifar_stem_keeps_resolution(name):
+    model = create_model(name, num_classes=K, stem="cifar", base_width=8)
+    with torch.no_grad():
+        feats = model.forward_features(torch.rand(T, B, 3, 16, 16))
+        out = model(torch.rand(T, B, 3, 16, 16))
+    assert feats.shape[-2:] == (2, 2)  # 16 -> 16, 8, 4, 2 (the imagenet stem ends at 1x1)
+    assert out.shape == (T, B, K)
+
+
+def test_unknown_neuron_lists_names():
+    with pytest.raises(ConfigurationError, match="unknown neuron 'relu'") as info:
+        create_model("sew_resnet18", neuron="relu")
+    for name in list_neurons():
+        assert name in str(info.value)
+    assert {"if", "lif", "plif", "psn"} <= set(list_neurons())
+
+
+def test_unknown_neuron_kwarg_and_model_raise():
+    with pytest.raises(ConfigurationError, match="does not accept \\['taux'\\]"):
+        create_model("plif_nmnist", neuron_kwargs={"taux": 3.0})
+    with pytest.raises(ConfigurationError, match="unknown model"):
+        create_model("resnet9000")
+    with pytest.raises(ConfigurationError, match="connect function"):
+        create_model("sew_resnet18", cnf="OR")
+
+
+def _neurons(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (IFNode, LIFNode, PSN))]
+
+
+def test_neuron_choice_and_defaults():
+    plif = _neurons(create_model("plif_nmnist", channels=4))
+    assert len(plif) == 4 and all(type(n) is ParametricLIFNode for n in plif)
+    assert all(n.detach_reset and isinstance(n.surrogate_function, ATan) for n in plif)
+    assert plif[0].surrogate_function is not plif[1].surrogate_function
+    # another neuron keeps the defaults it accepts (detach_reset, ATan), drops init_tau
+    lif = _neurons(create_model("plif_nmnist", channels=4, neuron="lif"))
+    assert all(type(n) is LIFNode and n.detach_reset and n.tau == 2.0 for n in lif)
+    custom = _neurons(
+        create_model(
+            "sew_resnet18",
+            neuron=LIFNode,
+            neuron_kwargs={"tau": 3.0, "surrogate_function": {"name": "sigmoid", "alpha": 2}},
+        )
+    )
+    assert all(n.tau == 3.0 and isinstance(n.surrogate_function, Sigmoid) for n in custom)
+    assert custom[0].surrogate_function.alpha == 2
+    factory = functools.partial(LIFNode, tau=5.0)
+    partial_made = _neurons(create_model("plif_nmnist", channels=4, neuron=factory))
+    assert all(n.tau == 5.0 and n.detach_reset for n in partial_made)
+    psn = _neurons(create_model("psn_seqcifar", channels=4))
+    assert len(psn) == 7 and all(isinstance(n, PSN) and n.T == 32 for n in psn)
+
+
+@pytest.mark.parametrize("neuron", list_neurons())
+def test_every_neuron_name_builds_and_runs(neuron):
+    extra = {"psn": {"T": T}, "masked_psn": {"T": T, "k": 1}, "sliding_psn": {"k": 2}}
+    model = create_model("plif_nmnist", channels=4, neuron=neuron, neuron_kwargs=extra.get(neuron))
+    with torch.no_grad():
+        assert model(torch.rand(T, B, 2, 34, 34)).shape == (T, B, 10)
+
+
+def test_neuron_factory_rejects_non_dict():
+    with pytest.raises(ConfigurationError, match="neuron_kwargs must be a dict"):
+        NeuronFactory("if", neuron_kwargs=[("tau", 2.0)])  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="multi-step"):
+        NeuronFactory("lif", neuron_kwargs={"step_mode": "s"})
+
+
+def test_ms_resnet_neuron_matches_authors_lif():
+    """u[t] = 0.25 u[t-1] (1 - o[t-1]) + x[t], o = u > 0.5 (the MS-ResNet code)."""
+    model = create_model("ms_resnet18", num_classes=K)
+    sn = model.layer1[0].sn1
+    assert isinstance(sn.surrogate_function, Rect) and sn.strict_firing
+    x = torch.randn(6, 3, 50) * 0.6
+    x[2, 0, :5] = 0.5  # exactly at threshold from rest: strict firing must stay silent
+    u = torch.zeros(3, 50)
+    o = torch.zeros(3, 50)
+    expected = []
+    for t in range(6):
+        u = 0.25 * u * (1 - o) + x[t]
+        o = (u > 0.5).float()
+        expected.append(o)
+    torch.testing.assert_close(sn(x), torch.stack(expected))
+
+
+def test_input_checks():
+    model = create_model("sew_resnet18", num_classes=K)
+    with pytest.raises(ShapeError, match="missing the time dimension"):
+        model(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ShapeError, match="3 input channels"):
+        model(torch.rand(T, B, 2, 16, 16))
+    net = create_model("psn_seqcifar", channels=4)
+    with pytest.raises(ShapeError, match="length 32"):
+        net(torch.rand(32, B, 3, 16))
+    assert image_to_columns(torch.rand(4, 3, 32, 30)).shape == (30, 4, 3, 32)
+    with pytest.raises(ConfigurationError, match="no residual"):
+        create_model("spiking_vgg11", zero_init_residual=True)
+
+
+# -- SEW connections -----------------------------------------------------------------------
+
+
+def test_sew_connect_elementwise_on_binary():
+    s = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    a = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    torch.testing.assert_close(sew_connect(s, a, "ADD"), torch.tensor([0.0, 1.0, 1.0, 2.0]))
+    torch.testing.assert_close(sew_connect(s, a, "and"), torch.tensor([0.0, 0.0, 0.0, 1.0]))
+    torch.testing.assert_close(sew_connect(s, a, "IAND"), torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    with pytest.raises(ShapeError):
+        sew_connect(s, a[:2], "ADD")
+
+
+@pytest.mark.parametrize("block_cls", [SEWBasicBlock, SEWBottleneck])
+@pytest.mark.parametrize("cnf", ["ADD", "AND", "IAND"])
+def test_sew_blocks_connect_identity_and_branch(block_cls, cnf):
+    """Both block types compute g(A, S) with S the input spikes: IAND = S * (1 - A)."""
+    channels = 8 * block_cls.expansion
+    block = block_cls(channels, 8, 1, False, NeuronFactory("if", {"v_threshold": 0.5}), cnf=cnf)
+    s = (torch.rand(T, 2, channels, 6, 6) < 0.5).float()
+    a = block.branch_spikes(s)
+    assert set(a.unique().tolist()) == {0.0, 1.0}  # a non-trivial branch
+    expected = {"ADD": a + s, "AND": a * s, "IAND": s * (1 - a)}[cnf]
+    torch.testing.assert_close(block(s), expected)
+
+
+# -- zero-init of the residual BN -----------------------------------------------------------
+
+
+def _block_inputs(model: nn.Module, x: torch.Tensor, block_types: tuple) -> list:
+    seen: list = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: seen.append((mod, args[0])))
+        for m in model.modules()
+        if isinstance(m, block_types)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "block_types"),
+    [
+        ("spiking_resnet18", {}, (SpikingBasicBlock,)),
+        ("spiking_resnet50", {}, (SpikingBottleneck,)),
+        ("sew_resnet18", {"cnf": "ADD"}, (SEWBasicBlock,)),
+        ("sew_resnet18", {"cnf": "AND"}, (SEWBasicBlock,)),
+        ("sew_resnet18", {"cnf": "IAND"}, (SEWBasicBlock,)),
+        ("sew_resnet50", {"cnf": "ADD"}, (SEWBottleneck,)),
+        ("sew_resnet50", {"cnf": "AND"}, (SEWBottleneck,)),
+        ("ms_resnet18", {}, (MSBasicBlock,)),
+        ("ms_resnet34", {"avgpool_shortcut": True}, (MSBasicBlock,)),
+        ("sew_dvsgesture", {"input_size": 128}, (SEWDVSBlock,)),
+    ],
+)
+def test_zero_init_residual_makes_blocks_identity(name, kwargs, block_types):
+    if name == "sew_dvsgesture":
+        model = create_model(
+            name, zero_init_residual=True, neuron="if", neuron_kwargs={"v_threshold": 1.0}, **kwargs
+        )
+        x = (torch.rand(T, B, 2, 128, 128) < 0.3).float()
+    else:
+        model = create_model(name, num_classes=K, zero_init_residual=True, base_width=8, **kwargs)
+        x = torch.rand(T, B, 3, 16, 16)
+    inputs = _block_inputs(model, x, block_types)
+    assert len(inputs) >= 4
+    identities = 0
+    with torch.no_grad():
+        for block, inp in inputs:
+            branch = block.residual(inp)
+            target = 1.0 if getattr(block, "cnf", None) == "AND" else 0.0
+            assert torch.equal(branch, torch.full_like(branch, target))
+            if getattr(block, "downsample", None) is None:
+                identities += 1
+                binary = bool(((inp == 0) | (inp == 1)).all())
+                if binary or not isinstance(block, (SpikingBasicBlock, SpikingBottleneck)):
+                    torch.testing.assert_close(block(inp), inp)
+    assert identities >= 2
+
+
+def test_without_zero_init_the_branch_is_not_zero():
+    model = create_model("sew_resnet18", num_classes=K, base_width=8)
+    (block, inp), *_ = _block_inputs(model, torch.rand(T, B, 3, 16, 16), (SEWBasicBlock,))
+    assert block.residual(inp).abs().sum() > 0
+    ms = create_model("ms_resnet18", num_classes=K, zero_init_residual=False)
+    assert torch.all(ms.layer1[0].bn2.weight == 0.5)
+    assert torch.all(create_model("ms_resnet18").layer1[0].bn1.weight == 0.5)  # tdBN: θ
+
+
+# -- parameter counts ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spikingjelly_models(monkeypatch):
+    """SpikingJelly 2.0's model zoo, importable without torchvision (only its download helper
+    imports torchvision, and nothing here downloads)."""
+    pytest.importorskip("spikingjelly")
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        fake = types.ModuleType("torchvision")
+        fake_models = types.ModuleType("torchvision.models")
+        fake_utils = types.ModuleType("torchvision.models.utils")
+
+        def _no_download(*args, **kwargs):
+            raise RuntimeError("no downloads in tests")
+
+        fake_utils.load_state_dict_from_url = _no_download
+        fake.models, fake_models.utils = fake_models, fake_utils
+        monkeypatch.setitem(sys.modules, "torchvision", fake)
+        monkeypatch.setitem(sys.modules, "torchvision.models", fake_models)
+        monkeypatch.setitem(sys.modules, "torchvision.models.utils", fake_utils)
+    try:
+        from spikingjelly.activation_based import neuron
+        from spikingjelly.activation_based.model import sew_resnet, spiking_resnet
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        pytest.skip(f"spikingjelly's model zoo cannot be imported: {exc}")
+    return neuron, sew_resnet, spiking_resnet
+
+
+def test_parameter_counts_match_spikingjelly(spikingjelly_models):
+    """Same layers and one PLIF weight per neuron layer, so the same number of parameters."""
+    sj_neuron, sj_sew, sj_spiking = spikingjelly_models
+    plif = sj_neuron.ParametricLIFNode
+    for depth in (18, 50):
+        ours = create_model(f"sew_resnet{depth}", neuron="plif", cnf="IAND")
+        theirs = getattr(sj_sew, f"sew_resnet{depth}")(spiking_neuron=plif, cnf="IAND")
+        assert _n_params(ours) == _n_params(theirs)
+    ours = create_model("spiking_resnet34", neuron="plif", num_classes=10)
+    theirs = sj_spiking.spiking_resnet34(spiking_neuron=plif, num_classes=10)
+    assert _n_params(ours) == _n_params(theirs)
+    assert _n_params(create_model("sew_resnet18")) == 11_689_512  # torchvision resnet18
+
+
+def _copy_weights_in_order(source: nn.Module, target: nn.Module) -> None:
+    src, dst = list(source.state_dict().values()), target.state_dict()
+    assert len(src) == len(dst)
+    for (key, value), theirs in zip(dst.items(), src):
+        assert value.shape == theirs.shape, key
+        value.copy_(theirs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "depth", "cnf"),
+    [
+        ("sew", 18, "ADD"),
+        ("sew", 18, "AND"),
+        ("sew", 18, "IAND"),
+        ("sew", 50, "ADD"),
+        ("spiking", 18, None),
+        ("spiking", 50, None),
+    ],
+)
+def test_outputs_match_spikingjelly(spikingjelly_models, kind, depth, cnf):
+    """Same weights, same input → same output as SpikingJelly's multi-step model.
+
+    (The IAND bottleneck is left out on purpose: SpikingJelly computes A * (1 - S) there,
+    spikeflow the paper's S * (1 - A), see methods.md 3.1.)
+    """
+    from spikingjelly.activation_based import functional
+
+    sj_neuron, sj_sew, sj_spiking = spikingjelly_models
+    torch.manual_seed(1)
+    options = {"num_classes": K}
+    if kind == "sew":
+        ours = create_model(f"sew_resnet{depth}", cnf=cnf, **options)
+        theirs = getattr(sj_sew, f"sew_resnet{depth}")(
+            spiking_neuron=sj_neuron.IFNode, cnf=cnf, detach_reset=True, **options
+        )
+    else:
+        ours = create_model(f"spiking_resnet{depth}", **options)
+        theirs = getattr(sj_spiking, f"spiking_resnet{depth}")(
+            spiking_neuron=sj_neuron.IFNode, detach_reset=True, **options
+        )
+    functional.set_step_mode(theirs, "m")
+    with torch.no_grad():
+        for bn in (m for m in theirs.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            # AND needs branches that fire a lot, or no spike reaches the head
+            bn.bias.uniform_(*((0.6, 1.2) if cnf == "AND" else (-0.2, 0.4)))
+        theirs.fc.bias.zero_()  # a non-zero output then needs spikes out of the last stage
+        _copy_weights_in_order(theirs, ours)
+        x = torch.rand(T, 2, 3, 24, 24)
+        expected = theirs(x)
+        functional.reset_net(theirs)
+        got = ours(x)
+    torch.testing.assert_close(got, expected)
+    assert expected.abs().sum() > 0
+
+
+def test_parameter_counts_by_hand():
+    # PLIF N-MNIST: conv(2->128)+BN, conv(128->128)+BN, FC 8192->2048, FC 2048->100 (no
+    # biases), one PLIF weight in each of the 4 neuron layers.
+    c = 128
+    expected = (2 * c * 9 + 2 * c) + (c * c * 9 + 2 * c) + (c * 64 * 2048) + 2048 * 100 + 4
+    assert _n_params(create_model("plif_nmnist")) == expected
+    # Spiking VGG-11 with BN, 1x1 pool, 64 hidden units, 7 classes; IF has no parameters.
+    widths = [64, 128, 256, 256, 512, 512, 512, 512]
+    convs = sum(ci * co * 9 + co + 2 * co for ci, co in zip([3, *widths[:-1]], widths))
+    fcs = (512 * 64 + 64) + (64 * 64 + 64) + (64 * 7 + 7)
+    model = create_model("spiking_vgg11_bn", num_classes=7, pool_size=1, hidden_features=64)
+    assert _n_params(model) == convs + fcs
+    # SEW Gesture net: conv1x1(2->32)+BN, 7 blocks of 2x (conv3x3 32->32 + BN), FC 32->11;
+    # 1 + 14 PLIF weights.
+    expected = (2 * 32 + 64) + 7 * 2 * (32 * 32 * 9 + 64) + (32 * 11 + 11) + 15
+    assert _n_params(create_model("sew_dvsgesture")) == expected
+
+
+# -- gradients --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "shape", "loss"),
+    [
+        ("plif_nmnist", {"channels": 8}, (4, 2, 2, 34, 34), rate_mse_loss),
+        ("sew_resnet18", {"stem": "cifar", "zero_init_residual": True}, (2, 2, 3, 8, 8), None),
+        ("spiking_resnet50", {"base_width": 8}, (2, 2, 3, 16, 16), None),
+        ("ms_resnet18", {"base_width": 8}, (2, 2, 3, 16, 16), None),
+        ("psn_seqcifar", {"channels": 8}, (32, 2, 3, 32), None),
+    ],
+)
+def test_backward_gives_finite_gradients(name, kwargs, shape, loss):
+    model = create_model(name, num_classes=10, **kwargs)
+    x = torch.rand(shape) * 2
+    target = torch.tensor([3, 7])
+    out = model(x)
+    (loss or ce_mean_loss)(out, target).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    first_conv = next(m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d)))
+    assert first_conv.weight.grad.abs().sum() > 0
+
+
+def test_models_use_multi_step_spikeflow_layers():
+    """Convs/BNs are spikeflow's time-folding layers and neurons run multi-step (fused)."""
+    model = create_model("sew_resnet18")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(isinstance(m, layers.Conv2d) and m.step_mode == "m" for m in convs)
+    assert all(n.step_mode == "m" and n.backend == "auto" for n in _neurons(model))
+
+
+def test_docs_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/models.md", "exec"), namespace)
+    assert namespace["out"].shape == (4, 2, 10)
+    assert namespace["loss"].ndim == 0 and namespace["prediction"].shape == (2,)
