@@ -4,7 +4,7 @@ Spiking tensors are time-major, ``[T, B, ...]``. Start with :mod:`spikeflow.neur
 :mod:`spikeflow.layers`, :mod:`spikeflow.surrogate` and :mod:`spikeflow.functional`.
 """
 
-from spikeflow import encoding, errors, functional, layers, neurons, surrogate
+from spikeflow import encoding, errors, functional, layers, losses, models, neurons, surrogate
 from spikeflow.errors import SpikeflowError
 
 __version__ = "0.1.0"
@@ -16,6 +16,8 @@ __all__ = [
     "errors",
     "functional",
     "layers",
+    "losses",
+    "models",
     "neurons",
     "surrogate",
 ]
