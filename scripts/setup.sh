@@ -22,3 +22,9 @@ then
   fi
 fi
 "$python" -m pip install -q -e ".[${extras}]"
+# Peers whose pip metadata pulls torchvision (hence a CUDA torch): installed without
+# their dependencies for the tests and benchmarks that compare against them.
+case ",${extras}," in
+  *,test,*|*,bench,*)
+    "$python" -m pip install -q --no-deps "spikingjelly==2.0.0" "norse==1.1.0" ;;
+esac

@@ -4,6 +4,7 @@
 * :mod:`~spikeflow.neurons.nonlinear`: QIF, EIF, Izhikevich.
 * :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
+* :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
   in parallel over time.
@@ -15,6 +16,7 @@ from spikeflow.neurons.adaptive import AdaptiveLIFNode, ALIFNode, KLIFNode
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
 from spikeflow.neurons.nonlinear import EIFNode, IzhikevichNode, QIFNode
 from spikeflow.neurons.parallel import (
@@ -39,6 +41,8 @@ __all__ = [
     "IzhikevichNode",
     "KLIFNode",
     "LIFNode",
+    "LINode",
+    "LeakyIntegrator",
     "MaskedPSN",
     "NeuronDeclaration",
     "NoResetLIFNode",

@@ -1,0 +1,433 @@
+"""Export a spikeflow network to a NIR graph (``nir.NIRGraph``) and write it to a file.
+
+The network is traced with ``nirtorch`` (``torch.fx`` underneath): every supported
+module becomes one NIR node, additions of branches become edges into the same node
+(NIR sums the inputs of a node), and spikeflow's sequence containers
+(``SeqToANNContainer``, ``MultiStepContainer``, ``StepModeContainer``) are read as the
+per-step chains they are. Recurrent containers become cycles: the output of the loop
+feeds back into its first node. Shapes come from one run on ``sample_input``.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikeflow.base import StepModule
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.interop._nir_deps import require_nir, require_nirtorch
+from spikeflow.interop.nir_graph import inline_subgraphs
+from spikeflow.interop.nir_mapping import check_dt
+from spikeflow.interop.nir_modules import Scale, Threshold
+from spikeflow.interop.nir_neurons import NEURON_TYPES, neuron_to_nir
+from spikeflow.layers import (
+    Delay,
+    ElementWiseRecurrentContainer,
+    LinearRecurrentContainer,
+    MultiStepContainer,
+    SeqToANNContainer,
+    StepModeContainer,
+)
+
+__all__ = ["export_to_nir", "write_nir"]
+
+_FEATURE = "NIR export"
+_SEQUENCES = (SeqToANNContainer, MultiStepContainer, StepModeContainer)
+# Probe sizes: a per-step tensor leads with B (3) or T*B (6), a sequence with T (2).
+_PROBE_T, _PROBE_B = 2, 3
+
+
+@dataclass
+class _Context:
+    nir: Any
+    dt: float
+    soft_reset: str
+    shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]]
+    names: dict[int, str] = field(default_factory=dict)
+
+    def shape_in(self, module: nn.Module) -> tuple[int, ...]:
+        if id(module) not in self.shapes:
+            raise ConfigurationError(
+                f"'{self.names.get(id(module), type(module).__name__)}' "
+                f"({type(module).__name__}) did not run on the sample input, so its shape "
+                "is unknown; NIR export needs every exported module to be used"
+            )
+        return self.shapes[id(module)][0]
+
+    def shape_out(self, module: nn.Module) -> tuple[int, ...]:
+        self.shape_in(module)
+        return self.shapes[id(module)][1]
+
+
+def _step_shape(x: Any) -> tuple[int, ...] | None:
+    if not isinstance(x, Tensor) or x.dim() < 1:
+        return None
+    if x.shape[0] == _PROBE_T and x.dim() >= 2:
+        return tuple(x.shape[2:])
+    if x.shape[0] in (_PROBE_B, _PROBE_T * _PROBE_B):
+        return tuple(x.shape[1:])
+    return None
+
+
+def _record_shapes(net: nn.Module, sample_input: Tensor) -> dict[int, Any]:
+    """Per-sample input and output shapes of every module, from one probe run."""
+    shapes: dict[int, Any] = {}
+
+    def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if id(module) in shapes or not args:
+            return
+        shape_in, shape_out = _step_shape(args[0]), _step_shape(output)
+        if shape_in is not None and shape_out is not None:
+            shapes[id(module)] = (shape_in, shape_out)
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()]
+    probe = sample_input.new_zeros((_PROBE_T, _PROBE_B, *sample_input.shape[2:]))
+    try:
+        with torch.no_grad():
+            net(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+# -- stateless layers -------------------------------------------------------------------
+
+
+def _linear(module: nn.Linear, ctx: _Context) -> Any:
+    weight = module.weight.detach().cpu().numpy()
+    if module.bias is None:
+        return ctx.nir.Linear(weight=weight)
+    return ctx.nir.Affine(weight=weight, bias=module.bias.detach().cpu().numpy())
+
+
+def _conv(module: nn.Conv1d | nn.Conv2d, ctx: _Context) -> Any:
+    name = ctx.names.get(id(module), "")
+    if module.padding_mode != "zeros":
+        raise ConfigurationError(
+            f"'{name}' ({type(module).__name__}): NIR convolutions pad with zeros, got "
+            f"padding_mode={module.padding_mode!r}"
+        )
+    weight = module.weight.detach().cpu().numpy()
+    bias = (
+        module.bias.detach().cpu().numpy()
+        if module.bias is not None
+        else np.zeros(weight.shape[0], dtype=weight.dtype)
+    )
+    spatial = ctx.shape_in(module)[1:]
+    padding = module.padding
+    if isinstance(module, nn.Conv1d):
+        node = ctx.nir.Conv1d(
+            input_shape=int(spatial[0]),
+            weight=weight,
+            stride=int(module.stride[0]),
+            padding=padding if isinstance(padding, str) else int(padding[0]),
+            dilation=int(module.dilation[0]),
+            groups=int(module.groups),
+            bias=bias,
+        )
+    else:
+        node = ctx.nir.Conv2d(
+            input_shape=tuple(int(s) for s in spatial),
+            weight=weight,
+            stride=tuple(module.stride),
+            padding=padding if isinstance(padding, str) else tuple(padding),
+            dilation=tuple(module.dilation),
+            groups=int(module.groups),
+            bias=bias,
+        )
+    node.metadata = {"spikeflow_bias": module.bias is not None}
+    return node
+
+
+def _pair(value: int | tuple[int, ...]) -> np.ndarray:
+    return np.array([value, value] if isinstance(value, int) else list(value), dtype=np.int64)
+
+
+def _avg_pool(module: nn.AvgPool2d, ctx: _Context) -> Any:
+    name = ctx.names.get(id(module), "")
+    if module.ceil_mode:
+        raise ConfigurationError(f"'{name}' (AvgPool2d): NIR pooling has no ceil_mode=True")
+    padded = bool(np.any(_pair(module.padding)))
+    args = {
+        "kernel_size": _pair(module.kernel_size),
+        "stride": _pair(module.stride if module.stride is not None else module.kernel_size),
+        "padding": _pair(module.padding),
+    }
+    if module.divisor_override == 1:
+        return ctx.nir.SumPool2d(**args)
+    if module.divisor_override is not None or (padded and not module.count_include_pad):
+        raise ConfigurationError(
+            f"'{name}' (AvgPool2d): NIR's AvgPool2d divides by the kernel size; "
+            f"divisor_override={module.divisor_override} and count_include_pad=False with "
+            "padding cannot be expressed (divisor_override=1 exports as SumPool2d)"
+        )
+    return ctx.nir.AvgPool2d(**args)
+
+
+def _flatten(module: nn.Flatten, ctx: _Context) -> Any:
+    start, end = module.start_dim, module.end_dim
+    if start == 0 or end == 0:
+        raise ConfigurationError(
+            f"'{ctx.names.get(id(module), '')}' (Flatten): NIR flattens within one sample; "
+            f"start_dim={start}, end_dim={end} would flatten the batch dimension"
+        )
+    return ctx.nir.Flatten(
+        input_type={"input": np.array(ctx.shape_in(module))},
+        start_dim=start - 1 if start > 0 else start,
+        end_dim=end - 1 if end > 0 else end,
+    )
+
+
+def _full_like(value: Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    return np.array(np.broadcast_to(value.detach().cpu().numpy(), shape))
+
+
+def _scale(module: Scale, ctx: _Context) -> Any:
+    return ctx.nir.Scale(scale=_full_like(module.scale, ctx.shape_in(module)))
+
+
+def _threshold(module: Threshold, ctx: _Context) -> Any:
+    node = ctx.nir.Threshold(threshold=_full_like(module.threshold, ctx.shape_in(module)))
+    node.metadata = {"spikeflow_strict_firing": module.strict}
+    return node
+
+
+def _delay(module: Delay, ctx: _Context) -> Any:
+    shape = ctx.shape_in(module)
+    return ctx.nir.Delay(delay=np.full(shape, module.delay_steps * ctx.dt))
+
+
+def _neuron(module: nn.Module, ctx: _Context) -> Any:
+    name = ctx.names.get(id(module), type(module).__name__)
+    return neuron_to_nir(ctx.nir, module, ctx.shape_in(module), ctx.dt, ctx.soft_reset, name)
+
+
+# -- recurrent containers: cycles -------------------------------------------------------
+
+
+def _linear_recurrent(module: LinearRecurrentContainer, ctx: _Context) -> Any:
+    nir = ctx.nir
+    n_in = module.in_features
+    weight = module.rc.weight.detach().cpu().numpy()
+    w_x, w_y = weight[:, :n_in].copy(), weight[:, n_in:].copy()
+    if module.rc.bias is None:
+        input_weight = nir.Linear(weight=w_x)
+    else:
+        input_weight = nir.Affine(weight=w_x, bias=module.rc.bias.detach().cpu().numpy())
+    shape_in, shape_out = ctx.shape_in(module), ctx.shape_out(module)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array(shape_in)}),
+        "input_weight": input_weight,
+        "cell": _trace(module.sub_module, ctx),
+        "recurrent_weight": nir.Linear(weight=w_y),
+        "output": nir.Output(output_type={"output": np.array(shape_out)}),
+    }
+    edges = [
+        ("input", "input_weight"),
+        ("input_weight", "cell"),
+        ("cell", "recurrent_weight"),
+        ("recurrent_weight", "cell"),
+        ("cell", "output"),
+    ]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _elementwise_recurrent(module: ElementWiseRecurrentContainer, ctx: _Context) -> Any:
+    nir = ctx.nir
+    if module.element_wise_function not in (torch.add, operator.add, Tensor.add):
+        fn = getattr(module.element_wise_function, "__name__", repr(module.element_wise_function))
+        raise ConfigurationError(
+            f"'{ctx.names.get(id(module), '')}' (ElementWiseRecurrentContainer): NIR sums "
+            f"the inputs of a node, so only element_wise_function=torch.add exports; got {fn}"
+        )
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array(ctx.shape_in(module))}),
+        "cell": _trace(module.sub_module, ctx),
+        "output": nir.Output(output_type={"output": np.array(ctx.shape_out(module))}),
+    }
+    edges = [("input", "cell"), ("cell", "cell"), ("cell", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+_HANDLERS: dict[type, Callable[[Any, _Context], Any]] = {
+    **dict.fromkeys(NEURON_TYPES, _neuron),
+    LinearRecurrentContainer: _linear_recurrent,
+    ElementWiseRecurrentContainer: _elementwise_recurrent,
+    Scale: _scale,
+    Threshold: _threshold,
+    Delay: _delay,
+}
+# Torch layers and their spikeflow sequence versions (subclasses with a step_mode).
+_LAYER_BASES: dict[type, Callable[[Any, _Context], Any]] = {
+    nn.Linear: _linear,
+    nn.Conv1d: _conv,
+    nn.Conv2d: _conv,
+    nn.AvgPool2d: _avg_pool,
+    nn.Flatten: _flatten,
+}
+
+
+def _handler(module: nn.Module) -> Callable[[Any, _Context], Any] | None:
+    cls = type(module)
+    if cls in _HANDLERS:
+        return _HANDLERS[cls]
+    for base, handler in _LAYER_BASES.items():
+        # The torch layer itself, or spikeflow's sequence version of it.
+        if cls is base or (issubclass(cls, base) and cls.__module__.startswith("spikeflow.")):
+            return handler
+    return None
+
+
+def _sequential_view(module: nn.Module) -> nn.Module:
+    """``module`` with spikeflow's sequence containers replaced by ``nn.Sequential``.
+
+    They run per-step modules in order, which is what ``nn.Sequential`` means to the
+    tracer (NIR nodes are per-step operators).
+    """
+    if isinstance(module, _SEQUENCES):
+        module = nn.Sequential(OrderedDict(module.named_children()))  # same children, names
+    for name, child in list(module.named_children()):
+        if _handler(child) is None:
+            setattr(module, name, _sequential_view(child))
+    return module
+
+
+def _check_supported(module: nn.Module, prefix: str, ctx: _Context, bad: list[str]) -> None:
+    for name, child in module.named_children():
+        qualified = f"{prefix}.{name}" if prefix else name
+        ctx.names[id(child)] = qualified
+        if _handler(child) is not None:
+            if isinstance(child, LinearRecurrentContainer | ElementWiseRecurrentContainer):
+                inner, inner_name = child.sub_module, f"{qualified}.sub_module"
+                ctx.names[id(inner)] = inner_name
+                if _handler(inner) is None:
+                    _check_supported(inner, inner_name, ctx, bad)
+            continue
+        container = isinstance(child, nn.Sequential | nn.ModuleList | nn.ModuleDict)
+        library = type(child).__module__.startswith(("torch.", "spikeflow."))
+        if not container and (library or isinstance(child, StepModule)):
+            bad.append(f"'{qualified}' ({type(child).__name__})")
+            continue
+        _check_supported(child, qualified, ctx, bad)
+
+
+def _trace(module: nn.Module, ctx: _Context) -> Any:
+    """The NIR graph of ``module`` (a nested graph for each recurrent container)."""
+    nirtorch = require_nirtorch(_FEATURE)
+    handler = _handler(module)
+    root = nn.Sequential(module) if handler is not None else _sequential_view(module)
+    if handler is not None:
+        ctx.names.setdefault(id(module), type(module).__name__)
+    module_map = {}
+    for m in root.modules():
+        h = _handler(m)
+        if h is not None:
+            module_map[type(m)] = lambda mod, h=h: h(mod, ctx)
+    try:
+        graph = nirtorch.torch_to_nir(root, module_map, default_dict={}, type_check=False)
+    except (ConfigurationError, ShapeError):
+        raise
+    except Exception as error:
+        raise ConfigurationError(
+            f"NIR export could not trace {type(module).__name__}: {error}. NIR graphs are "
+            "chains and branches of modules joined by additions (x + y); other operations "
+            "in forward() (concatenation, products, indexing, control flow) do not export"
+        ) from error
+    shape_in, shape_out = ctx.shape_in(module), ctx.shape_out(module)
+    for node in graph.nodes.values():
+        if isinstance(node, ctx.nir.Input):
+            node.input_type = {"input": np.array(shape_in)}
+            node.output_type = {"output": np.array(shape_in)}
+        elif isinstance(node, ctx.nir.Output):
+            node.input_type = {"input": np.array(shape_out)}
+            node.output_type = {"output": np.array(shape_out)}
+    return graph
+
+
+def export_to_nir(
+    net: nn.Module,
+    sample_input: Tensor,
+    *,
+    dt: float = 1.0,
+    soft_reset: str = "error",
+) -> Any:
+    """The NIR graph (``nir.NIRGraph``) of a spikeflow network.
+
+    Args:
+        net: the network; its modules must be among those of ``docs/nir.md`` (neurons
+            IF/LIF/PLIF/CubaLIF/LI, Linear, Conv1d/2d, AvgPool2d, Flatten, Delay,
+            Scale, Threshold, sequence and recurrent containers), joined by calls and
+            additions.
+        sample_input: a time-major input ``[T, B, ...]``; only its per-sample shape
+            ``[...]`` is used (the network runs once on zeros to record shapes).
+        dt: the time step in NIR's time unit: time constants are written as
+            ``tau_steps * dt``. ``1.0`` (default) counts time in steps; use ``1e-4`` for
+            snnTorch and ``1e-3`` for Norse, whose importers assume those steps.
+        soft_reset: ``'error'`` (default): a neuron with soft reset (``v_reset=None``)
+            raises, since NIR resets to ``v_reset``; ``'metadata'``: export it with
+            ``v_reset = 0`` and mark the soft reset in the node's metadata (only
+            spikeflow reads it back).
+
+    Returns:
+        A flat ``nir.NIRGraph`` (recurrent containers are inlined as cycles) whose nodes
+        carry the spikeflow arguments in ``metadata`` for an exact round trip.
+
+    Raises:
+        MissingExtraError: ``nir`` or ``nirtorch`` is not installed (extra ``nir``).
+        ConfigurationError: a module NIR cannot express (named in the message), or an
+            operation the tracer does not support.
+        ShapeError: ``sample_input`` is not ``[T, B, ...]``.
+    """
+    nir = require_nir(_FEATURE)
+    require_nirtorch(_FEATURE)
+    dt = check_dt(dt)
+    if soft_reset not in ("error", "metadata"):
+        raise ConfigurationError(f"soft_reset must be 'error' or 'metadata', got {soft_reset!r}")
+    if not isinstance(net, nn.Module):
+        raise ConfigurationError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    if not isinstance(sample_input, Tensor) or sample_input.dim() < 2:
+        shape = tuple(sample_input.shape) if isinstance(sample_input, Tensor) else None
+        raise ShapeError(
+            f"sample_input must be a time-major tensor [T, B, ...], got {shape or sample_input!r}"
+        )
+    view = copy.deepcopy(net)
+    ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes=_record_shapes(view, sample_input))
+    ctx.names[id(view)] = type(view).__name__
+    bad: list[str] = []
+    if _handler(view) is None and isinstance(view, StepModule) and not isinstance(view, _SEQUENCES):
+        bad.append(f"the network itself ({type(view).__name__})")
+    elif _handler(view) is None:
+        _check_supported(view, "", ctx, bad)
+    else:  # one supported module, e.g. a recurrent container: check what it holds
+        _check_supported(nn.Sequential(OrderedDict(net=view)), "", ctx, bad)
+    if bad:
+        raise ConfigurationError(
+            "NIR export does not support these modules: " + ", ".join(bad) + ". See "
+            "docs/nir.md for the modules NIR can express."
+        )
+    graph = _trace(view, ctx)
+    nodes, edges = inline_subgraphs(graph.nodes, graph.edges)
+    # NIR's own type check (every edge joins equal shapes) validates the export.
+    flat = nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
+    flat.metadata = {"spikeflow_dt": dt, "source": "spikeflow"}
+    return flat
+
+
+def write_nir(graph: Any, path: str | Path) -> None:
+    """Write a NIR graph to ``path`` (HDF5, ``nir.write``)."""
+    nir = require_nir("NIR export")
+    if not isinstance(graph, nir.NIRNode):
+        raise ConfigurationError(
+            f"write_nir expects a nir.NIRGraph (from export_to_nir), got {type(graph).__name__}"
+        )
+    nir.write(str(path), graph)

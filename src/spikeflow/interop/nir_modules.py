@@ -1,0 +1,85 @@
+"""Stateless elementwise layers that NIR has and torch does not: Scale and Threshold.
+
+Both work on any leading dims (``[T, B, ...]`` or ``[B, ...]``): their parameter
+broadcasts against the trailing (per-sample) dims.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.surrogate import Sigmoid, Surrogate
+
+__all__ = ["Scale", "Threshold"]
+
+
+def _as_parameter_tensor(name: str, value: float | Tensor) -> Tensor:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise ConfigurationError(f"{name} must be a float or a tensor, got {value!r}")
+    tensor = (
+        torch.as_tensor(value, dtype=torch.get_default_dtype())
+        if not isinstance(value, Tensor)
+        else value.detach().clone()
+    )
+    if not tensor.is_floating_point():
+        raise DTypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ConfigurationError(f"{name} must be finite, got {value}")
+    return tensor
+
+
+class Scale(nn.Module):
+    """Elementwise product ``y = x * scale`` (NIR ``Scale``).
+
+    Args:
+        scale: a float or a tensor broadcastable to one sample (e.g. ``[N]``).
+    """
+
+    def __init__(self, scale: float | Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", _as_parameter_tensor("scale", scale))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x * scale``."""
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale=tensor{tuple(self.scale.shape)}"
+
+
+class Threshold(nn.Module):
+    """Stateless spike function ``y = Θ(x - threshold)`` (NIR ``Threshold``).
+
+    NIR fires on ``x > threshold`` (``strict=True``, the default here); the backward
+    pass uses the surrogate gradient.
+
+    Args:
+        threshold: a float or a tensor broadcastable to one sample.
+        strict: fire on ``x > threshold`` (default) or on ``x >= threshold``.
+        surrogate_function: the spike function (default ``Sigmoid(alpha=4)``).
+    """
+
+    def __init__(
+        self,
+        threshold: float | Tensor,
+        strict: bool = True,
+        surrogate_function: Surrogate | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("threshold", _as_parameter_tensor("threshold", threshold))
+        self.strict = bool(strict)
+        self.surrogate_function = Sigmoid() if surrogate_function is None else surrogate_function
+        if not isinstance(self.surrogate_function, Surrogate):
+            raise ConfigurationError(
+                "surrogate_function must be a spikeflow.surrogate.Surrogate, got "
+                f"{type(self.surrogate_function).__name__}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Spikes ``1[x > threshold]`` (``>=`` unless strict)."""
+        return self.surrogate_function(x - self.threshold, strict=self.strict)
+
+    def extra_repr(self) -> str:
+        return f"threshold=tensor{tuple(self.threshold.shape)}, strict={self.strict}"

@@ -1,0 +1,299 @@
+"""NIR neuron nodes (IF, LIF, CubaLIF, LI) to and from spikeflow neurons.
+
+Export writes the NIR fields by the discretisation of :mod:`.nir_mapping` and keeps the
+spikeflow constructor arguments in the node's metadata (``spikeflow_class``,
+``spikeflow_kwargs``). Import rebuilds the exact spikeflow neuron from that metadata
+when the metadata still agrees with the NIR fields (the graph was not edited since);
+otherwise, and for graphs made by other tools, it reads the NIR fields.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.interop.nir_mapping import (
+    close,
+    delay_steps,
+    if_gain,
+    if_to_nir,
+    leaky_from_nir,
+    leaky_to_nir,
+    uniform_value,
+)
+from spikeflow.interop.nir_modules import Scale
+from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode, LINode, ParametricLIFNode
+from spikeflow.neurons.base import BaseNode
+
+__all__ = ["NEURON_TYPES", "neuron_from_metadata", "neuron_from_nir", "neuron_to_nir"]
+
+#: The spikeflow neuron classes NIR can express (exact types: a subclass may change the
+#: charge equation, so it is not exported as its parent).
+NEURON_TYPES: dict[type, str] = {
+    IFNode: "IF",
+    LIFNode: "LIF",
+    ParametricLIFNode: "LIF",
+    CubaLIFNode: "CubaLIF",
+    LINode: "LI",
+}
+_BY_NAME = {cls.__name__: cls for cls in NEURON_TYPES}
+_MATCH_RTOL = 1e-6
+
+
+def _numpy(value: float | Tensor) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _full(value: float | Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` broadcast to the neuron shape, as a new array."""
+    return np.array(np.broadcast_to(_numpy(value), shape))
+
+
+def _meta_value(value: float | Tensor | bool) -> Any:
+    """A value for the metadata (HDF5 cannot store 0-d arrays with compression)."""
+    if isinstance(value, Tensor):
+        return float(value.detach()) if value.dim() == 0 else value.detach().cpu().numpy()
+    return value
+
+
+def _base_kwargs(module: BaseNode) -> dict[str, Any]:
+    theta = module.v_threshold
+    return {
+        "v_threshold": _meta_value(theta),
+        "learnable_threshold": isinstance(theta, nn.Parameter),
+        "soft_reset": module.v_reset is None,
+        "v_reset": 0.0 if module.v_reset is None else module.v_reset,
+        "strict_firing": module.strict_firing,
+        "detach_reset": module.detach_reset,
+    }
+
+
+def neuron_to_nir(
+    nir: ModuleType,
+    module: nn.Module,
+    shape: tuple[int, ...],
+    dt: float,
+    soft_reset: str,
+    name: str,
+) -> Any:
+    """The NIR node of a spikeflow neuron whose per-sample shape is ``shape``."""
+    cls = type(module)
+    if isinstance(module, BaseNode) and module.v_reset is None and soft_reset != "metadata":
+        raise ConfigurationError(
+            f"{cls.__name__} at '{name}' uses soft reset (v_reset=None), which NIR cannot "
+            "express: NIR neurons reset to v_reset. Use a hard reset, or pass "
+            "soft_reset='metadata' to keep it as spikeflow metadata (read back only by "
+            "spikeflow; other tools will reset to 0)"
+        )
+    kwargs: dict[str, Any] = _base_kwargs(module) if isinstance(module, BaseNode) else {}
+    if isinstance(module, BaseNode):
+        theta = _full(module.v_threshold, shape)
+        v_reset = np.full(shape, kwargs["v_reset"], dtype=np.float64)
+    if cls is IFNode:
+        node = nir.IF(r=np.full(shape, if_to_nir(dt)), v_threshold=theta, v_reset=v_reset)
+    elif cls in (LIFNode, ParametricLIFNode):
+        tau = module.current_tau if cls is ParametricLIFNode else module.tau
+        if cls is ParametricLIFNode:
+            kwargs.update(init_tau=tau, w=float(module.w.detach()))
+        else:
+            kwargs["tau"] = tau
+        kwargs["decay_input"] = module.decay_input
+        tau_c, r = leaky_to_nir(tau, module.decay_input, dt)
+        node = nir.LIF(
+            tau=np.full(shape, tau_c),
+            r=np.full(shape, r),
+            v_leak=v_reset.copy(),
+            v_threshold=theta,
+            v_reset=v_reset,
+        )
+    elif cls is CubaLIFNode:
+        scale = dt / module.dt
+        kwargs.update(
+            {k: _meta_value(getattr(module, k)) for k in ("tau_syn", "tau_mem", "r", "v_leak")},
+            dt=module.dt,
+        )
+        node = nir.CubaLIF(
+            tau_syn=_full(module.tau_syn, shape) * scale,
+            tau_mem=_full(module.tau_mem, shape) * scale,
+            r=_full(module.r, shape),
+            v_leak=_full(module.v_leak, shape),
+            v_threshold=theta,
+            v_reset=v_reset,
+        )
+    elif cls is LINode:
+        kwargs.update(
+            tau=_meta_value(module.tau),
+            decay_input=module.decay_input,
+            v_leak=_meta_value(module.v_leak),
+        )
+        tau = _full(module.tau, shape)
+        node = nir.LI(
+            tau=tau * dt,
+            r=np.ones(shape) if module.decay_input else tau.copy(),
+            v_leak=_full(module.v_leak, shape),
+        )
+    else:
+        raise ConfigurationError(f"'{name}': {cls.__name__} is not a neuron NIR can express")
+    node.metadata = {"spikeflow_class": cls.__name__, "spikeflow_kwargs": kwargs}
+    return node
+
+
+def _decode(value: Any) -> Any:
+    """A metadata value read back from NIR (numpy scalars, arrays, bytes) as Python/torch."""
+    if isinstance(value, bytes):
+        return value.decode("utf8")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return _decode(value[()])
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, (np.floating, np.integer, int, float)):
+        return float(value)
+    return value
+
+
+def neuron_from_metadata(
+    nir: ModuleType, node: Any, shape: tuple[int, ...], dt: float, name: str
+) -> nn.Module | None:
+    """The exact spikeflow neuron stored in ``node.metadata``, if it matches the node."""
+    meta = getattr(node, "metadata", None) or {}
+    cls = _BY_NAME.get(str(_decode(meta.get("spikeflow_class", ""))))
+    raw = meta.get("spikeflow_kwargs")
+    if cls is None or not isinstance(raw, dict) or NEURON_TYPES[cls] != type(node).__name__:
+        return None
+    kwargs = {key: _decode(value) for key, value in raw.items()}
+    soft = bool(kwargs.pop("soft_reset", False))
+    w = kwargs.pop("w", None)
+    if soft:
+        kwargs["v_reset"] = None
+    if cls is LINode:
+        kwargs.pop("v_reset", None)
+    try:
+        module = cls(**kwargs)
+    except (TypeError, ValueError):
+        return None
+    if w is not None:
+        with torch.no_grad():
+            module.w.fill_(w)
+    again = neuron_to_nir(nir, module, shape, dt, "metadata", name)
+    for field in ("tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset"):
+        if hasattr(node, field) and getattr(node, field) is not None:
+            ours = np.asarray(getattr(again, field), dtype=np.float64)
+            theirs = np.asarray(getattr(node, field), dtype=np.float64)
+            if ours.shape != theirs.shape or not np.allclose(
+                ours, theirs, rtol=_MATCH_RTOL, atol=1e-12
+            ):
+                return None
+    return module
+
+
+def _value(values: Any, name: str, field: str, dtype: torch.dtype) -> float | Tensor:
+    """A uniform parameter as a float, a per-neuron one as a tensor."""
+    single = uniform_value(field, name, values)
+    if single is not None:
+        return single
+    return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=dtype)
+
+
+def _time(values: Any, dt: float, convention: str) -> np.ndarray:
+    """NIR time constants in seconds. Norse's exporter writes ``dt / tau_inv = tau dt``."""
+    array = np.asarray(values, dtype=np.float64)
+    return array / dt if convention == "norse" else array
+
+
+def _gain(gain: float | Tensor) -> list[nn.Module]:
+    if isinstance(gain, float) and close(gain, 1.0):
+        return []
+    return [Scale(gain)]
+
+
+def _sequence(modules: list[nn.Module]) -> nn.Module:
+    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+
+
+def neuron_from_nir(
+    node: Any, name: str, dt: float, convention: str, dtype: torch.dtype
+) -> nn.Module:
+    """A spikeflow module that runs the NIR neuron ``node`` with step ``dt``.
+
+    Firing is strict (``v > v_threshold``), as NIR specifies. A gain on the input
+    (``r`` that is neither 1 nor ``tau/dt``, CubaLIF's ``w_in``) becomes a
+    :class:`~spikeflow.interop.nir_modules.Scale` in front of the neuron.
+    """
+    kind = type(node).__name__
+    firing: dict[str, Any] = {}
+    if kind in ("IF", "LIF", "CubaLIF"):
+        v_reset = uniform_value("v_reset", name, node.v_reset)
+        if v_reset is None:
+            raise ConfigurationError(
+                f"NIR node '{name}' ({kind}): per-neuron v_reset values are not supported "
+                "(spikeflow neurons share one reset value)"
+            )
+        firing = {
+            "v_threshold": _value(node.v_threshold, name, "v_threshold", dtype),
+            "v_reset": v_reset,
+            "strict_firing": True,
+        }
+    if kind == "IF":
+        r = _value(node.r, name, "r", dtype)
+        gain = if_gain(r, dt, convention) if isinstance(r, float) else r * dt
+        if convention == "norse":
+            gain = 1.0
+        return _sequence([*_gain(gain), IFNode(**firing)])
+    if kind == "CubaLIF":
+        w_in = _value(node.w_in, name, "w_in", dtype)
+        tau_syn = _value(_time(node.tau_syn, dt, convention), name, "tau_syn", dtype)
+        gain = w_in * (tau_syn / dt) if convention == "norse" else w_in
+        neuron = CubaLIFNode(
+            tau_syn=tau_syn,
+            tau_mem=_value(_time(node.tau_mem, dt, convention), name, "tau_mem", dtype),
+            r=_value(node.r, name, "r", dtype),
+            v_leak=_value(node.v_leak, name, "v_leak", dtype),
+            dt=dt,
+            **firing,
+        )
+        return _sequence([*_gain(gain), neuron])
+    if kind in ("LIF", "LI"):
+        tau = uniform_value("tau", name, _time(node.tau, dt, convention))
+        r = uniform_value("r", name, node.r)
+        v_leak = uniform_value("v_leak", name, node.v_leak)
+        if convention == "norse":
+            r = 1.0
+        leak_matches = kind == "LI" or (v_leak is not None and v_leak == firing["v_reset"])
+        if tau is not None and r is not None and v_leak is not None and leak_matches:
+            mapping = leaky_from_nir(tau, r, dt, convention, name)
+            if kind == "LI":
+                neuron: nn.Module = LINode(mapping.tau, mapping.decay_input, v_leak)
+                return _sequence([*_gain(mapping.gain), neuron])
+            if mapping.tau > 1.0:
+                neuron = LIFNode(mapping.tau, mapping.decay_input, **firing)
+                return _sequence([*_gain(mapping.gain), neuron])
+        # Per-neuron values, or a leak target other than the reset value: the Euler step
+        # v + (dt/tau)(v_leak - v + r I) is CubaLIFNode's membrane with an instantaneous
+        # synapse (tau_syn = dt), or LINode with per-neuron tensors.
+        tau_t = _value(_time(node.tau, dt, convention), name, "tau", dtype)
+        r_t = 1.0 if convention == "norse" else _value(node.r, name, "r", dtype)
+        leak_t = _value(node.v_leak, name, "v_leak", dtype)
+        if kind == "LI":
+            return _sequence([*_gain(r_t), LINode(tau_t / dt, True, leak_t)])
+        return CubaLIFNode(tau_syn=dt, tau_mem=tau_t, r=r_t, v_leak=leak_t, dt=dt, **firing)
+    raise ConfigurationError(f"NIR node '{name}': {kind} is not a neuron spikeflow can import")
+
+
+def delay_from_nir(node: Any, name: str, dt: float) -> int:
+    """Whole steps of a NIR ``Delay`` node (one delay shared by all neurons)."""
+    value = uniform_value("delay", name, node.delay)
+    if value is None:
+        raise ConfigurationError(
+            f"NIR node '{name}' (Delay): per-neuron delays are not supported "
+            "(spikeflow.layers.Delay delays all neurons by the same number of steps)"
+        )
+    return delay_steps(value, dt, name)

@@ -1,0 +1,143 @@
+"""Leaky integrator (LI): a non-spiking neuron whose output is its membrane potential.
+
+The discrete model is the LIF charge of methods.md 1.2 with no fire and no reset::
+
+    V[t] = V[t-1] + (X[t] - (V[t-1] - v_leak)) / tau      (decay_input=True, default)
+    V[t] = V[t-1] - (V[t-1] - v_leak) / tau + X[t]        (decay_input=False)
+
+with ``V[-1] = v_leak``. It is the read-out layer of many spiking networks (the
+membrane of the last layer is the logit) and NIR's ``LI`` node
+(``tau dV/dt = v_leak - V + r I``, forward Euler with ``dt/tau_NIR = 1/tau``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from spikeflow.base import MemoryModule, StepMode, check_time_major
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+
+__all__ = ["LINode", "LeakyIntegrator"]
+
+
+def _check_param(name: str, value: object, low: float | None) -> float | Tensor:
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise DTypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+        ok = bool(torch.isfinite(value).all()) and (low is None or bool((value >= low).all()))
+        checked: float | Tensor = value.detach().clone()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a float or a tensor, got {value!r}")
+    else:
+        checked = float(value)
+        ok = math.isfinite(checked) and (low is None or checked >= low)
+    if not ok:
+        bound = "" if low is None else f" and >= {low:g}"
+        raise ConfigurationError(f"{name} must be finite{bound}, got {value}")
+    return checked
+
+
+class LINode(MemoryModule):
+    """Leaky integrator without spikes: returns the membrane ``V[t]`` (module docstring).
+
+    Args:
+        tau: membrane time constant in steps, ``>= 1`` (``tau = 1`` has no memory);
+            a float or a tensor broadcastable to one step (one value per neuron).
+            Default 2.
+        decay_input: whether the input is divided by ``tau`` as well (default True).
+        v_leak: the resting value the membrane decays to, and its initial value
+            (float or tensor, default 0).
+        step_mode: ``'m'`` (input ``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``).
+
+    Raises:
+        ConfigurationError: ``tau < 1`` or a non-finite parameter.
+        ShapeError: a tensor parameter does not broadcast to one step of the input.
+
+    Example::
+
+        >>> LINode(tau=2.0)(torch.ones(3, 1, 1)).view(-1)
+        tensor([0.5000, 0.7500, 0.8750])
+    """
+
+    def __init__(
+        self,
+        tau: float | Tensor = 2.0,
+        decay_input: bool = True,
+        v_leak: float | Tensor = 0.0,
+        step_mode: StepMode = "m",
+    ) -> None:
+        super().__init__(step_mode)
+        values = {
+            "tau": _check_param("tau", tau, 1.0),
+            "v_leak": _check_param("v_leak", v_leak, None),
+        }
+        for name, value in values.items():
+            if isinstance(value, Tensor):
+                self.register_buffer(name, value)
+            else:
+                setattr(self, name, value)
+        self.decay_input = bool(decay_input)
+
+    @property
+    def v(self) -> Tensor | None:
+        """Membrane potential carried to the next call (only while streaming)."""
+        return None if self.state is None else self.state["v"]
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            what = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise DTypeError(f"LINode expects a floating-point tensor, got {what}")
+        if self.step_mode == "m":
+            check_time_major(x, "LINode")
+            x_seq = x
+        else:
+            x_seq = x.unsqueeze(0)
+        step_shape = x_seq.shape[1:]
+        for name in ("tau", "v_leak"):
+            value = getattr(self, name)
+            if isinstance(value, Tensor) and value.dim() > 0:
+                try:
+                    ok = torch.broadcast_shapes(value.shape, step_shape) == step_shape
+                except RuntimeError:
+                    ok = False
+                if not ok:
+                    raise ShapeError(
+                        f"LINode: {name} of shape {tuple(value.shape)} does not broadcast to "
+                        f"the neuron shape {tuple(step_shape)} (one step of the input)"
+                    )
+        return x_seq
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Membrane potentials for ``x``: ``[T, B, ...]`` (multi-step) or ``[B, ...]``."""
+        x_seq = self._check_input(x)
+        state = self._carried_state(x_seq.shape[1:])
+        if state is None:
+            v = torch.zeros_like(x_seq[0]) + self.v_leak
+        else:
+            v = state["v"]
+        decay = 1.0 / self.tau
+        outputs = []
+        for x_t in x_seq.unbind(0):
+            if self.decay_input:
+                v = v + (x_t - (v - self.v_leak)) * decay
+            else:
+                v = v - (v - self.v_leak) * decay + x_t
+            outputs.append(v)
+        self._keep_state({"v": v})
+        return torch.stack(outputs) if self.step_mode == "m" else outputs[0]
+
+    def extra_repr(self) -> str:
+        def show(value: float | Tensor) -> str:
+            return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
+
+        return (
+            f"tau={show(self.tau)}, decay_input={self.decay_input}, "
+            f"v_leak={show(self.v_leak)}, step_mode={self.step_mode!r}"
+        )
+
+
+#: Long name.
+LeakyIntegrator = LINode

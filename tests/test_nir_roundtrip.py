@@ -1,0 +1,383 @@
+"""NIR export then import gives the same modules, parameters and spikes (spikeflow only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers, neurons
+from spikeflow.errors import ConfigurationError
+from spikeflow.interop import (
+    NIRGraphNetwork,
+    Scale,
+    Threshold,
+    export_to_nir,
+    import_from_nir,
+    read_nir,
+    write_nir,
+)
+
+nir = pytest.importorskip("nir", reason="the nir extra is not installed")
+pytest.importorskip("nirtorch", reason="the nir extra is not installed")
+
+
+def _drive(*shape: int) -> torch.Tensor:
+    """Random non-negative input strong enough to make neurons fire."""
+    return torch.rand(*shape) * 1.5
+
+
+def _positive_weights(net: nn.Module, low: float = -0.1, high: float = 0.6) -> None:
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d):
+                m.weight.uniform_(low, high)
+
+
+def _modules_of(net: nn.Module, kinds: tuple[type, ...]) -> list[nn.Module]:
+    return [m for m in net.modules() if type(m) in kinds]
+
+
+def _roundtrip(net: nn.Module, x: torch.Tensor, tmp_path=None, **export_kwargs):
+    graph = export_to_nir(net, x, **export_kwargs)
+    if tmp_path is not None:
+        path = tmp_path / "net.nir"
+        write_nir(graph, path)
+        graph = read_nir(path)
+    imported = import_from_nir(graph)
+    assert isinstance(imported, NIRGraphNetwork)
+    expected, got = net(x), imported(x)
+    assert torch.equal(expected, got)
+    return graph, imported, expected
+
+
+_NEURON_ATTRS = ("tau", "decay_input", "v_threshold", "v_reset", "strict_firing", "detach_reset")
+
+
+def _same_neurons(a: nn.Module, b: nn.Module, kinds: tuple[type, ...]) -> None:
+    left, right = _modules_of(a, kinds), _modules_of(b, kinds)
+    assert [type(m) for m in left] == [type(m) for m in right]
+    for m, n in zip(left, right):
+        for attr in (*_NEURON_ATTRS, "tau_syn", "tau_mem", "r", "v_leak", "dt"):
+            if hasattr(m, attr):
+                x, y = getattr(m, attr), getattr(n, attr)
+                if isinstance(x, torch.Tensor):
+                    assert torch.equal(x, y), attr
+                else:
+                    assert x == y, attr
+
+
+NEURONS = (
+    neurons.IFNode,
+    neurons.LIFNode,
+    neurons.ParametricLIFNode,
+    neurons.CubaLIFNode,
+    neurons.LINode,
+)
+
+
+@pytest.mark.parametrize(
+    "neuron",
+    [
+        neurons.IFNode(),
+        neurons.IFNode(v_threshold=0.8, v_reset=-0.2, strict_firing=True),
+        neurons.LIFNode(tau=3.0),
+        neurons.LIFNode(tau=1.7, decay_input=False, v_reset=0.1),
+        neurons.ParametricLIFNode(init_tau=2.5),
+        neurons.CubaLIFNode(tau_syn=3.0, tau_mem=5.0, r=2.0, v_leak=0.1),
+        neurons.LINode(tau=4.0, decay_input=False, v_leak=0.2),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+@pytest.mark.parametrize("dt", [1.0, 1e-3])
+def test_neuron_roundtrip_exact(neuron, dt, tmp_path):
+    net = nn.Sequential(layers.Linear(5, 7), neuron)
+    _positive_weights(net)
+    x = _drive(30, 3, 5)
+    _, imported, out = _roundtrip(net, x, tmp_path, dt=dt)
+    _same_neurons(net, imported, NEURONS)
+    if not isinstance(neuron, neurons.LINode):
+        assert 0 < out.sum() < out.numel()  # the comparison saw spikes and silences
+
+
+def test_plif_weight_and_learnable_threshold_roundtrip(tmp_path):
+    plif = neurons.ParametricLIFNode(init_tau=3.0, learnable_threshold=True)
+    with torch.no_grad():
+        plif.w.fill_(0.123456789)
+        plif.v_threshold.fill_(0.7)
+    net = nn.Sequential(layers.Linear(4, 6), plif)
+    _positive_weights(net)
+    _, imported, _ = _roundtrip(net, _drive(20, 2, 4), tmp_path)
+    (plif2,) = _modules_of(imported, (neurons.ParametricLIFNode,))
+    assert torch.equal(plif2.w, plif.w)
+    assert isinstance(plif2.v_threshold, nn.Parameter)
+    assert torch.equal(plif2.v_threshold, plif.v_threshold)
+
+
+def test_conv_pool_flatten_delay_scale_threshold_roundtrip(tmp_path):
+    channel_threshold = torch.tensor([0.6, 0.8, 1.0, 1.2]).view(4, 1, 1)
+    net = nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1, bias=False),
+        neurons.LIFNode(tau=2.0, v_threshold=channel_threshold),
+        layers.AvgPool2d(2),
+        layers.SeqToANNContainer(nn.Conv2d(4, 4, 3, stride=2), nn.AvgPool2d(2, divisor_override=1)),
+        neurons.IFNode(),
+        layers.Flatten(),
+        layers.Linear(16, 6),
+        Scale(torch.linspace(0.5, 2.0, 6)),
+        layers.Delay(2),
+        neurons.CubaLIFNode(tau_syn=2.0, tau_mem=3.0, r=3.0),
+        layers.Linear(6, 3, bias=False),
+        Threshold(torch.tensor([0.1, 0.2, 0.3])),
+    )
+    _positive_weights(net, -0.05, 0.4)
+    x = (torch.rand(12, 2, 2, 18, 18) < 0.6).float()
+    graph, imported, out = _roundtrip(net, x, tmp_path)
+    kinds = [type(v).__name__ for v in graph.nodes.values()]
+    for kind in ("Conv2d", "AvgPool2d", "SumPool2d", "Flatten", "Delay", "Scale", "Threshold"):
+        assert kind in kinds
+    assert 0 < out.sum() < out.numel()
+    conv = _modules_of(imported, (layers.Conv2d,))[0]
+    assert conv.bias is None and torch.equal(conv.weight, net[0].weight)
+    _same_neurons(net, imported, NEURONS)
+
+
+def test_conv1d_roundtrip():
+    net = nn.Sequential(layers.Conv1d(3, 5, 3, padding=1), neurons.LIFNode(), layers.Flatten())
+    _positive_weights(net)
+    graph, _, out = _roundtrip(net, _drive(10, 2, 3, 9))
+    assert any(type(v).__name__ == "Conv1d" for v in graph.nodes.values())
+    assert out.sum() > 0
+
+
+class _Residual(nn.Module):
+    """A branch joined by an addition: NIR sums the inputs of the node after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = layers.Linear(6, 6)
+        self.lif = neurons.LIFNode(tau=2.0)
+        self.skip = layers.Linear(6, 6, bias=False)
+        self.out = neurons.IFNode()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.lif(self.lin(x)) + self.skip(x))
+
+
+def test_branches_roundtrip():
+    net = _Residual()
+    _positive_weights(net)
+    graph, _, out = _roundtrip(net, _drive(16, 3, 6))
+    into_out = [a for a, b in graph.edges if b == "out"]
+    assert sorted(into_out) == ["lif", "skip"]
+    assert 0 < out.sum() < out.numel()
+
+
+def test_recurrent_containers_roundtrip(tmp_path):
+    net = nn.Sequential(
+        layers.Linear(3, 6),
+        layers.LinearRecurrentContainer(neurons.LIFNode(step_mode="s"), 6, 6),
+        layers.ElementWiseRecurrentContainer(
+            nn.Sequential(layers.Linear(6, 6, step_mode="s"), neurons.IFNode(step_mode="s")),
+            torch.add,
+        ),
+    )
+    _positive_weights(net, -0.3, 1.0)
+    x = _drive(25, 2, 3)
+    _, imported, out = _roundtrip(net, x, tmp_path)
+    cycles = [plan for plan in imported.plan if len(plan) > 1]
+    assert len(cycles) == 2
+    assert 0 < out.sum() < out.numel()
+    # The feedback matters (so the equality above checked it): without it, spikes change.
+    recurrent_spikes = net[:2](x)
+    assert 0 < recurrent_spikes.sum() < recurrent_spikes.numel()
+    with torch.no_grad():
+        net[1].rc.weight[:, 6:].zero_()
+    assert not torch.equal(net[:2](x), recurrent_spikes)
+
+
+def test_recurrence_matches_reference_loop():
+    """A hand-made NIR graph LIF <-> W_rec runs as s[t] = LIF(W x[t] + W_rec s[t-1])."""
+    w_in = np.array([[0.9, 0.3], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
+    w_rec = np.array([[0.0, 0.6, -0.4], [0.5, 0.0, 0.3], [-0.2, 0.7, 0.0]], dtype=np.float32)
+    tau, thr = 4.0, 1.0
+    ones = np.ones(3)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([2])),
+            "w_in": nir.Linear(weight=w_in),
+            "lif": nir.LIF(tau=tau * ones, r=ones, v_leak=0 * ones, v_threshold=thr * ones),
+            "w_rec": nir.Linear(weight=w_rec),
+            "output": nir.Output(output_type=np.array([3])),
+        },
+        edges=[
+            ("input", "w_in"),
+            ("w_in", "lif"),
+            ("lif", "w_rec"),
+            ("w_rec", "lif"),
+            ("lif", "output"),
+        ],
+    )
+    x = torch.rand(30, 2, 2) * 2
+    got = import_from_nir(graph)(x)
+    v = torch.zeros(2, 3)
+    s = torch.zeros(2, 3)
+    expected = []
+    for t in range(x.shape[0]):
+        current = x[t] @ torch.from_numpy(w_in).T + s @ torch.from_numpy(w_rec).T
+        v = v + (current - v) / tau
+        s = (v > thr).float()
+        v = torch.where(s > 0, torch.zeros_like(v), v)
+        expected.append(s)
+    assert torch.equal(got, torch.stack(expected))
+    assert got.sum() > 0
+
+
+def test_soft_reset_needs_metadata_opt_in(tmp_path):
+    net = nn.Sequential(layers.Linear(4, 5), neurons.IFNode(v_reset=None))
+    _positive_weights(net)
+    x = _drive(20, 2, 4)
+    with pytest.raises(ConfigurationError, match="IFNode at '1' uses soft reset"):
+        export_to_nir(net, x)
+    graph, imported, _ = _roundtrip(net, x, tmp_path, soft_reset="metadata")
+    assert _modules_of(imported, (neurons.IFNode,))[0].v_reset is None
+    assert np.all(graph.nodes["_1"].v_reset == 0)
+
+
+def test_edited_graph_is_read_from_the_nir_fields():
+    net = nn.Sequential(layers.Linear(4, 5), neurons.LIFNode(tau=2.0))
+    graph = export_to_nir(net, _drive(5, 1, 4))
+    graph.nodes["_1"].tau = graph.nodes["_1"].tau * 4  # stale metadata now
+    (lif,) = _modules_of(import_from_nir(graph), (neurons.LIFNode,))
+    assert lif.tau == pytest.approx(8.0) and lif.strict_firing  # NIR fires on v > v_th
+
+
+def test_export_writes_nir_equations():
+    """The NIR fields follow the documented discretisation (docs/nir.md)."""
+    net = nn.Sequential(
+        layers.Linear(2, 3),
+        neurons.LIFNode(tau=4.0, decay_input=False, v_reset=-0.5, v_threshold=0.5),
+        layers.Linear(3, 3),
+        neurons.IFNode(),
+        layers.Linear(3, 3),
+        neurons.CubaLIFNode(tau_syn=2.0, tau_mem=8.0, r=1.5, dt=0.5),
+        layers.Linear(3, 3),
+        neurons.LINode(tau=3.0),
+    )
+    graph = export_to_nir(net, torch.zeros(1, 1, 2), dt=1e-3)
+    lif, if_, cuba, li = (graph.nodes[k] for k in ("_1", "_3", "_5", "_7"))
+    np.testing.assert_allclose(lif.tau, 4e-3)
+    np.testing.assert_allclose(lif.r, 4.0)
+    np.testing.assert_allclose(lif.v_leak, -0.5)
+    np.testing.assert_allclose(lif.v_reset, -0.5)
+    np.testing.assert_allclose(lif.v_threshold, 0.5)
+    np.testing.assert_allclose(if_.r, 1e3)
+    np.testing.assert_allclose(cuba.tau_syn, 2.0 / 0.5 * 1e-3)
+    np.testing.assert_allclose(cuba.tau_mem, 8.0 / 0.5 * 1e-3)
+    np.testing.assert_allclose(cuba.r, 1.5)
+    np.testing.assert_allclose(li.tau, 3e-3)
+    np.testing.assert_allclose(li.r, 1.0)
+    assert lif.tau.shape == (3,) and graph.metadata["spikeflow_dt"] == 1e-3
+
+
+class _Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = layers.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.lin(x), x], dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("net", "named"),
+    [
+        (nn.Sequential(layers.Linear(4, 4), nn.ReLU()), r"'1' \(ReLU\)"),
+        (nn.Sequential(layers.Linear(4, 4), neurons.ALIFNode()), r"'1' \(ALIFNode\)"),
+        (
+            nn.Sequential(layers.SeqToANNContainer(nn.Linear(4, 4), nn.BatchNorm1d(4))),
+            r"'0.1' \(BatchNorm1d\)",
+        ),
+        (neurons.QIFNode(), r"QIFNode"),
+        (
+            layers.LinearRecurrentContainer(
+                nn.Sequential(layers.Linear(4, 4, step_mode="s"), nn.ReLU()), 4, 4
+            ),
+            r"'net.sub_module.1' \(ReLU\)",
+        ),
+        (_Concat(), r"could not trace _Concat"),
+    ],
+    ids=["relu", "alif", "batchnorm-in-container", "qif-alone", "relu-in-recurrence", "concat"],
+)
+def test_unsupported_modules_are_named(net, named):
+    with pytest.raises(ConfigurationError, match=named):
+        export_to_nir(net, torch.rand(3, 2, 4))
+
+
+def test_unsupported_nir_node_is_named():
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([3])),
+            "integrator": nir.I(r=np.ones(3)),
+            "output": nir.Output(output_type=np.array([3])),
+        },
+        edges=[("input", "integrator"), ("integrator", "output")],
+    )
+    with pytest.raises(ConfigurationError, match="'integrator' has type I"):
+        import_from_nir(graph)
+
+
+def test_bad_arguments():
+    net = nn.Sequential(layers.Linear(4, 4), neurons.LIFNode())
+    with pytest.raises(ConfigurationError, match="dt"):
+        export_to_nir(net, torch.rand(3, 2, 4), dt=0.0)
+    with pytest.raises(ConfigurationError, match="convention"):
+        import_from_nir(export_to_nir(net, torch.rand(3, 2, 4)), convention="lava")
+    graph = export_to_nir(net, torch.rand(3, 2, 4))
+    with pytest.raises(ConfigurationError, match="shorter than one step"):
+        import_from_nir(graph, dt=10.0)
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        import_from_nir("/nonexistent/graph.nir")
+
+
+def test_delay_must_be_whole_steps():
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([2])),
+            "delay": nir.Delay(delay=np.array([1.5, 1.5])),
+            "output": nir.Output(output_type=np.array([2])),
+        },
+        edges=[("input", "delay"), ("delay", "output")],
+    )
+    with pytest.raises(ConfigurationError, match="whole number of steps"):
+        import_from_nir(graph)
+    x = torch.rand(6, 1, 2)
+    assert torch.equal(import_from_nir(graph, dt=0.5)(x), layers.Delay(3)(x))
+
+
+def test_missing_extra(monkeypatch):
+    import sys
+
+    from spikeflow.errors import MissingExtraError
+
+    net = nn.Sequential(layers.Linear(4, 4), neurons.LIFNode())
+    monkeypatch.setitem(sys.modules, "nirtorch", None)
+    with pytest.raises(MissingExtraError, match=r"spikeflow\[nir\]") as info:
+        export_to_nir(net, torch.rand(3, 2, 4))
+    assert info.value.package == "nirtorch" and info.value.extra == "nir"
+    monkeypatch.setitem(sys.modules, "nir", None)
+    with pytest.raises(MissingExtraError, match="'nir'"):
+        import_from_nir("graph.nir")
+
+
+def test_imported_network_trains():
+    """Imported modules are ordinary spikeflow modules: surrogate gradients flow."""
+    net = nn.Sequential(
+        layers.Linear(4, 6), neurons.LIFNode(), layers.Linear(6, 2), neurons.LINode()
+    )
+    _positive_weights(net)
+    imported = import_from_nir(export_to_nir(net, _drive(3, 1, 4)))
+    imported(_drive(10, 3, 4)).sum().backward()
+    grads = [p.grad for p in imported.parameters()]
+    assert len(grads) == 4 and all(g is not None and g.abs().sum() > 0 for g in grads)
