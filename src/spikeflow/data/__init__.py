@@ -6,7 +6,23 @@ so make a batch ``[T, B, C, H, W]`` with ``x = x.transpose(0, 1)``.
 """
 
 from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
-from spikeflow.data.datasets import NMNIST, DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets import (
+    ASLDVS,
+    CIFAR10DVS,
+    HARDVS,
+    NCARS,
+    NMNIST,
+    POKERDVS,
+    SHD,
+    SSC,
+    DatasetNotFoundError,
+    DVS128Gesture,
+    DVSLip,
+    ESImageNet,
+    NAVGesture,
+    NCaltech101,
+    NeuromorphicDataset,
+)
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
 from spikeflow.data.frames import pad_collate, segment_index, to_frames, to_frames_by_duration
@@ -23,14 +39,26 @@ from spikeflow.data.representations import (
 from spikeflow.data.transforms import Compose
 
 __all__ = [
+    "ASLDVS",
+    "CIFAR10DVS",
     "EVENT_DTYPE",
+    "HARDVS",
+    "NCARS",
     "NMNIST",
+    "POKERDVS",
+    "SHD",
+    "SSC",
     "ArrayCache",
     "Compose",
     "CustomRepresentation",
+    "DVS128Gesture",
+    "DVSLip",
     "DatasetNotFoundError",
     "DownloadError",
+    "ESImageNet",
     "EventRecording",
+    "NAVGesture",
+    "NCaltech101",
     "NeuromorphicDataset",
     "Representation",
     "ToFrame",

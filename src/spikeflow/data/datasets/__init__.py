@@ -1,6 +1,30 @@
-"""Neuromorphic datasets: a base class and the datasets built on it."""
+"""Neuromorphic datasets: a base class and the datasets built on it (docs/datasets.md)."""
 
+from spikeflow.data.datasets.audio import SHD, SSC
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
+from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
 from spikeflow.data.datasets.nmnist import NMNIST
+from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
+from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
 
-__all__ = ["NMNIST", "DatasetNotFoundError", "NeuromorphicDataset"]
+__all__ = [
+    "ASLDVS",
+    "CIFAR10DVS",
+    "CIFAR10DVS_CLASSES",
+    "HARDVS",
+    "NCARS",
+    "NMNIST",
+    "POKERDVS",
+    "SHD",
+    "SSC",
+    "DVS128Gesture",
+    "DVSLip",
+    "DatasetNotFoundError",
+    "ESImageNet",
+    "NAVGesture",
+    "NCaltech101",
+    "NeuromorphicDataset",
+    "read_navgesture_dat",
+    "read_pokerdvs",
+]

@@ -1,0 +1,165 @@
+"""What the datasets share: official archives (checked, downloaded, extracted), messages
+that say where to get the files, and class-folder listings."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from spikeflow.data.datasets.base import DatasetNotFoundError
+from spikeflow.data.download import check_integrity, download_url, extract_archive
+from spikeflow.errors import DataFormatError
+
+__all__ = ["Archive", "class_folder_samples", "prepare_root", "subset_by_ratio"]
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One official archive of a dataset.
+
+    Attributes:
+        name: its file name, looked for (or downloaded to) directly under ``root``.
+        md5: its MD5, checked before extraction (``None``: the host repacks the file,
+            so it has no stable checksum).
+        url: where a program may download it from; ``None`` when the host needs a
+            manual download.
+        nested: the archive holds further archives (e.g. one zip per class) that are
+            extracted into ``root`` in turn.
+    """
+
+    name: str
+    md5: str | None
+    url: str | None = None
+    nested: bool = False
+
+
+def how_to_get(
+    title: str, root: Path, archives: Sequence[Archive], homepage: str, layout: str
+) -> str:
+    """The part of an error message that says where to get the files and where to put them."""
+    names = ", ".join(a.name for a in archives)
+    if archives and all(a.url for a in archives):
+        urls = " ".join(str(a.url) for a in archives)
+        return (
+            f"Pass download=True to download {names} (MD5-checked, resumable) from {urls} "
+            f"into {root}, or download them yourself (see {homepage}) and put them in {root}; "
+            f"spikeflow checks and extracts them there on first use. Expected layout: {layout}"
+        )
+    return (
+        f"{title} cannot be downloaded automatically: its host needs a manual download. "
+        f"Open {homepage}, download {names or 'the files'} and put them in {root}; "
+        f"spikeflow checks (MD5) and extracts them there on first use. Or extract them "
+        f"yourself. Expected layout: {layout}"
+    )
+
+
+def _extract(archive: Path, root: Path, nested: bool) -> None:
+    if not nested:
+        extract_archive(archive, root)
+        return
+    staging = root / f".{archive.name}.inner"
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        extract_archive(archive, staging)
+        inner = sorted(p for p in staging.rglob("*") if p.is_file() and p.suffix == ".zip")
+        if not inner:
+            raise DataFormatError(f"{archive}: expected archives inside it, found none")
+        for sub in inner:
+            extract_archive(sub, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare_root(
+    title: str,
+    root: Path,
+    target: Path,
+    archives: Sequence[Archive],
+    *,
+    download: bool,
+    homepage: str,
+    layout: str,
+    check: Callable[[], bool] | None = None,
+) -> None:
+    """Make ``target`` exist under ``root`` from the official archives.
+
+    Nothing happens when ``target`` exists (or ``check()`` is true, when given; then
+    ``target`` only names the expected place in messages). Otherwise each archive must
+    be in ``root`` (downloaded there first when ``download`` and it has a URL), match its
+    MD5, and is extracted into ``root`` with :func:`~spikeflow.data.download.extract_archive`.
+
+    Raises:
+        DatasetNotFoundError: an archive is missing (and cannot or may not be
+            downloaded); the message names ``target``, the URLs and where to put files.
+        DataFormatError: an archive's MD5 differs, or ``target`` is still missing
+            after extraction.
+    """
+    exists = check if check is not None else target.exists
+    if exists():
+        return
+    advice = how_to_get(title, root, archives, homepage, layout)
+    missing = [a for a in archives if not (root / a.name).is_file()]
+    if missing or not archives:
+        if not (download and all(a.url for a in missing)):
+            raise DatasetNotFoundError(f"{title} not found: {target} does not exist. {advice}")
+        for a in missing:
+            assert a.url is not None
+            download_url(a.url, root / a.name, md5=a.md5)
+    for a in archives:
+        path = root / a.name
+        if a.md5 is not None and not check_integrity(path, md5=a.md5):
+            raise DataFormatError(
+                f"{path}: MD5 differs from the official archive's ({a.md5}); it is incomplete "
+                f"or not the official file. Download it again (see {homepage})"
+            )
+    for a in archives:
+        _extract(root / a.name, root, a.nested)
+    if not exists():
+        raise DataFormatError(
+            f"{title}: extracted {', '.join(a.name for a in archives)} into {root} but {target} "
+            f"did not appear. Expected layout: {layout}"
+        )
+
+
+def class_folder_samples(
+    folder: Path, classes: Sequence[str], pattern: str, required: bool = True
+) -> list[tuple[Path, int]]:
+    """``(file, label)`` for ``folder/<class>/<pattern>``, label = index in ``classes``,
+    sorted by label then file name; a missing class folder raises when ``required``."""
+    samples: list[tuple[Path, int]] = []
+    absent = []
+    for label, name in enumerate(classes):
+        sub = folder / name
+        if not sub.is_dir():
+            absent.append(name)
+            continue
+        samples += [(p, label) for p in sorted(sub.glob(pattern)) if p.is_file()]
+    if required and absent and len(absent) < len(classes):
+        raise DataFormatError(
+            f"{folder}: class folder(s) {absent[:5]}{'...' if len(absent) > 5 else ''} are "
+            f"missing ({len(absent)} of {len(classes)}); the extraction is incomplete"
+        )
+    return samples
+
+
+def subset_by_ratio(
+    samples: list[tuple[Path, int]], train: bool | None, train_ratio: float
+) -> list[tuple[Path, int]]:
+    """The deterministic per-class split of SpikingJelly's ``split_to_train_test_set``
+    (``random_split=False``): in each class, in the given order, the first
+    ``ceil(n * train_ratio)`` samples are the training split and the rest the test
+    split; ``train=None`` keeps every sample."""
+    if train is None:
+        return samples
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for s in samples:
+        by_class.setdefault(s[1], []).append(s)
+    out: list[tuple[Path, int]] = []
+    for label in sorted(by_class):
+        items = by_class[label]
+        cut = -(-len(items) * round(train_ratio * 10**6) // 10**6)
+        out += items[:cut] if train else items[cut:]
+    return out

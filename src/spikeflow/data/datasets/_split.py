@@ -1,0 +1,53 @@
+"""A base for datasets without an official train/test split: all samples, or a fixed
+per-class ratio split."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from spikeflow.data.datasets._common import subset_by_ratio
+from spikeflow.data.datasets.base import NeuromorphicDataset
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["RatioSplitDataset"]
+
+
+class RatioSplitDataset(NeuromorphicDataset):
+    """``train=None`` yields every sample (split ``"all"``); ``train=True``/``False`` the
+    per-class split of :func:`~spikeflow.data.datasets._common.subset_by_ratio`: the first
+    ``ceil(n * train_ratio)`` files of each class in sorted order are the training
+    split. Subclasses implement ``_all_samples()`` instead of ``_find_samples()``."""
+
+    default_train_ratio = 0.9
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool | None = None,
+        train_ratio: float | None = None,
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        ratio = self.default_train_ratio if train_ratio is None else float(train_ratio)
+        if not 0.0 < ratio < 1.0:
+            raise ConfigurationError(f"train_ratio must be in (0, 1); got {train_ratio!r}")
+        if train is not None and not isinstance(train, bool):
+            raise ConfigurationError(f"train must be True, False or None; got {train!r}")
+        self.train_ratio = ratio
+        self.download = bool(download)
+        self._split_name = "all" if train is None else ("train" if train else "test")
+        self._subset = train
+        super().__init__(root, train=bool(train), **kwargs)
+
+    @property
+    def split(self) -> str:
+        """``"train"``, ``"test"`` or ``"all"``."""
+        return self._split_name
+
+    def _all_samples(self) -> list[tuple[Path, int]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        return subset_by_ratio(self._all_samples(), self._subset, self.train_ratio)

@@ -1,0 +1,181 @@
+"""The Spiking Heidelberg Datasets (Cramer et al., 2020): SHD (spoken digits) and SSC
+(speech commands), spikes of 700 cochlea channels in HDF5 files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from spikeflow.data.datasets._common import Archive, prepare_root
+from spikeflow.data.datasets.base import NeuromorphicDataset
+from spikeflow.data.events import EventRecording
+from spikeflow.data.io.hdf5_audio import SpikingAudioFile
+from spikeflow.data.representations import ToFrame, ToFrameByDuration
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+__all__ = ["SHD", "SSC"]
+
+_ZENKE = "https://zenkelab.org/datasets/"
+
+
+class _SpikingAudio(NeuromorphicDataset):
+    """A split file ``root/<prefix>_<split>.h5``; one sample per row, read lazily."""
+
+    sensor_size = (700, 1, 1)
+    channels = 700
+    prefix: ClassVar[str]
+    title: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]]
+    #: archive name -> MD5, as listed by Tonic's SHD / SSC (zips on zenkelab.org).
+    md5s: ClassVar[dict[str, str]]
+    homepage = "https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/"
+
+    def __init__(
+        self, root: str | os.PathLike, split: str, download: bool = False, **kwargs: Any
+    ) -> None:
+        if split not in self.splits:
+            raise ConfigurationError(f"split must be one of {self.splits}; got {split!r}")
+        self._split = split
+        self.download = bool(download)
+        self._file: SpikingAudioFile | None = None
+        super().__init__(root, train=split == "train", **kwargs)
+
+    @property
+    def split(self) -> str:
+        """One of :attr:`splits`."""
+        return self._split
+
+    @property
+    def h5_path(self) -> Path:
+        """The split's HDF5 file."""
+        return self.root / f"{self.prefix}_{self._split}.h5"
+
+    def archive(self) -> Archive:
+        """The split's official zip (holding the ``.h5``)."""
+        name = f"{self.prefix}_{self._split}.h5.zip"
+        return Archive(name, self.md5s[name], _ZENKE + name)
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        layout = f"<root>/{self.prefix}_{{{','.join(self.splits)}}}.h5"
+        prepare_root(
+            self.title,
+            self.root,
+            self.h5_path,
+            [self.archive()],
+            download=self.download,
+            homepage=self.homepage,
+            layout=layout,
+        )
+        with SpikingAudioFile(self.h5_path, self.channels) as f:
+            labels = f.labels
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise DataFormatError(
+                f"{self.h5_path}: labels outside 0-{self.num_classes - 1} "
+                f"(found {int(labels.min())}..{int(labels.max())})"
+            )
+        return [(self.h5_path, int(label)) for label in labels]
+
+    def _audio(self) -> SpikingAudioFile:
+        if self._file is None:
+            self._file = SpikingAudioFile(self.h5_path, self.channels)
+        return self._file
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # h5py handles do not cross processes; reopen there
+        return state
+
+    def close(self) -> None:
+        """Close the HDF5 file (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def cache_entry_key(self, index: int) -> dict[str, Any]:
+        """The cache key of sample ``index``: the file and the row."""
+        return {**super().cache_entry_key(index), "row": index % len(self)}
+
+    def events(self, index: int) -> EventRecording:
+        """Sample ``index``'s spikes: ``x`` = channel, ``t`` in µs, after ``event_transform``."""
+        rec, _ = self._audio()[index]
+        return rec if self.event_transform is None else self.event_transform(rec)
+
+    def _representation(self, index: int) -> tuple[np.ndarray, bool]:
+        array, computed = super()._representation(index)
+        if isinstance(self.representation, (ToFrame, ToFrameByDuration)):
+            array = array.reshape(array.shape[0], self.channels)  # [T, 1, 1, 700] -> [T, 700]
+        return array, computed
+
+
+class SHD(_SpikingAudio):
+    """Spiking Heidelberg Digits: spoken digits 0-9 in English and German (20 classes),
+    8,156 training and 2,264 test samples, 700 channels.
+
+    Layout: ``root/shd_train.h5`` and ``root/shd_test.h5`` (``shd_<split>.h5.zip``
+    extracted in ``root``); ``download=True`` fetches the zips from zenkelab.org (URL
+    and MD5 of Tonic's ``SHD``). ``split`` is ``"train"`` or ``"test"``
+    (``train=`` is also accepted).
+
+    With ``data_type="event"`` a sample is an EventRecording with ``x`` = channel
+    (0-699), ``y = p = 0`` and ``t`` in µs, ``sensor_size = (700, 1, 1)``. With
+    ``data_type="frame"`` and ``frames_number``/``duration`` it is a float32 spike-count
+    tensor ``[T, 700]`` (binned as :mod:`spikeflow.data.frames` states, e.g.
+    ``duration=10_000`` for the usual 10 ms bins: variable ``T``, batch with
+    ``pad_collate``); a DataLoader makes ``[B, T, 700]``, ``x.transpose(0, 1)`` makes
+    it time-major. Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    """
+
+    prefix = "shd"
+    title = "SHD"
+    num_classes = 20
+    splits = ("train", "test")
+    md5s: ClassVar[dict[str, str]] = {
+        "shd_train.h5.zip": "f3252aeb598ac776c1b526422d90eecb",
+        "shd_test.h5.zip": "1503a5064faa34311c398fb0a1ed0a6f",
+    }
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        train: bool | None = None,
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if split is None:
+            split = "test" if train is False else "train"
+        elif train is not None and (split == "train") != bool(train):
+            raise ConfigurationError(f"split={split!r} contradicts train={train!r}")
+        super().__init__(root, split, download, **kwargs)
+
+
+class SSC(_SpikingAudio):
+    """Spiking Speech Commands: 35 words of Google Speech Commands, 75,466 training,
+    9,981 validation and 20,382 test samples, 700 channels.
+
+    Layout: ``root/ssc_train.h5``, ``root/ssc_valid.h5``, ``root/ssc_test.h5``;
+    ``split`` is ``"train"``, ``"valid"`` or ``"test"``; ``download=True`` fetches the
+    zips from zenkelab.org (URL and MD5 of Tonic's ``SSC``). Samples as in :class:`SHD`.
+    """
+
+    prefix = "ssc"
+    title = "SSC"
+    num_classes = 35
+    splits = ("train", "valid", "test")
+    md5s: ClassVar[dict[str, str]] = {
+        "ssc_train.h5.zip": "d102be95e7144fcc0553d1f45ba94170",
+        "ssc_valid.h5.zip": "b4eee3516a4a90dd0c71a6ac23a8ae43",
+        "ssc_test.h5.zip": "a35ff1e9cffdd02a20eb850c17c37748",
+    }
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, split, download, **kwargs)

@@ -1,0 +1,220 @@
+"""Datasets released as NumPy files: DVS-Lip (.npy), ES-ImageNet (.npz), HARDVS (.npz)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root
+from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.events import EventRecording
+from spikeflow.data.io.numpy_layouts import read_dvs_lip, read_es_imagenet, read_hardvs
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+__all__ = ["HARDVS", "DVSLip", "ESImageNet"]
+
+
+class DVSLip(NeuromorphicDataset):
+    """DVS-Lip (Tan et al., 2022): 100 spoken words, lips recorded by a DAVIS346 and
+    cropped to 128x128, 2 polarities; 14,896 training and 4,975 test samples; structured
+    ``.npy`` files read by :func:`~spikeflow.data.io.read_dvs_lip`.
+
+    Layout: ``root/DVS-Lip/{train,test}/<word>/<n>.npy`` (the official ``DVS-Lip.zip``
+    extracted in ``root``; it is on Google Drive, which needs a manual download; MD5 of
+    Tonic's ``DVSLip``). Labels are the indices of the 100 word folders in sorted order
+    (:attr:`classes` after construction), as SpikingJelly's folder dataset numbers them.
+    Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    """
+
+    sensor_size = (128, 128, 2)
+    num_classes = 100
+    homepage = "https://sites.google.com/view/event-based-lipreading"
+    archive = Archive("DVS-Lip.zip", "2dcb959255122d4cdeb6094ca282494b")
+    layout = "<root>/DVS-Lip/{train,test}/<word>/<n>.npy (100 word folders)"
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        folder = self.root / "DVS-Lip" / self.split
+        prepare_root(
+            "DVS-Lip",
+            self.root,
+            folder,
+            [self.archive],
+            download=False,
+            homepage=self.homepage,
+            layout=self.layout,
+        )
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        if len(classes) != self.num_classes:
+            raise DataFormatError(
+                f"{folder}: expected {self.num_classes} word folders, found {len(classes)}"
+            )
+        self.classes = tuple(classes)
+        samples = [
+            (p, k) for k, c in enumerate(classes) for p in sorted((folder / c).glob("*.npy"))
+        ]
+        if not samples:
+            raise DatasetNotFoundError(
+                f"DVS-Lip: no .npy files in {folder}. "
+                + how_to_get("DVS-Lip", self.root, [self.archive], self.homepage, self.layout)
+            )
+        return samples
+
+    def _read(self, path: Path) -> EventRecording:
+        return read_dvs_lip(path)
+
+
+_ES_CLASS = re.compile(r"class(\d+)")
+
+
+class ESImageNet(NeuromorphicDataset):
+    """ES-ImageNet (Lin et al., 2021): ImageNet (1,000 classes) converted to 8 steps of
+    synthetic events in a 256x256 frame, 2 polarities (coordinates as stored, as
+    SpikingJelly reads them; the official loader also centres each sample); about 1.26
+    million training and 50,000 validation samples; ``.npz`` files read by
+    :func:`~spikeflow.data.io.read_es_imagenet` (``t`` is the step 1-8, so
+    use ``frames_number=8, split_by="time"`` or a custom function for frames).
+
+    Layout: ``root/ES-imagenet-0.18/train/class<k>/<name>.npz`` (label ``k``),
+    ``root/ES-imagenet-0.18/val/<name>.npz`` and ``root/ES-imagenet-0.18/vallabel.txt``
+    (lines ``<name> <k> ...``). ``train=False`` is the validation set. The release is a
+    multi-part RAR archive on Tsinghua Cloud (the parts and MD5s SpikingJelly lists),
+    which spikeflow cannot extract: download and extract it yourself (unrar or 7-Zip).
+    Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    """
+
+    sensor_size = (256, 256, 2)
+    num_classes = 1000
+    homepage = "https://cloud.tsinghua.edu.cn/d/94873ab4ec2a4eb497b3/"
+    layout = (
+        "<root>/ES-imagenet-0.18/{train/class<k>/<name>.npz, val/<name>.npz, vallabel.txt} "
+        "(extract ES-imagenet-0.18.part01.rar ... with unrar or 7-Zip)"
+    )
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        base = self.root / "ES-imagenet-0.18"
+        folder = base / ("train" if self.train else "val")
+        prepare_root(
+            "ES-ImageNet",
+            self.root,
+            folder,
+            [],
+            download=False,
+            homepage=self.homepage,
+            layout=self.layout,
+        )
+        samples: list[tuple[Path, int]] = []
+        if self.train:
+            for d in folder.iterdir():
+                m = _ES_CLASS.fullmatch(d.name)
+                if d.is_dir() and m is not None:
+                    samples += [(p, int(m.group(1))) for p in d.glob("*.npz")]
+            samples.sort(key=lambda s: (s[1], s[0].name))
+        else:
+            labels = base / "vallabel.txt"
+            if not labels.is_file():
+                raise DatasetNotFoundError(
+                    f"ES-ImageNet: {labels} is missing. Expected layout: "
+                    f"{self.layout}; see {self.homepage}"
+                )
+            for lineno, line in enumerate(labels.read_text().splitlines(), 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) < 2 or not parts[1].isdigit():
+                    raise DataFormatError(
+                        f"{labels}: line {lineno}: expected '<name> <label>', found {line!r}"
+                    )
+                samples.append((folder / parts[0], int(parts[1])))
+        if not samples:
+            raise DatasetNotFoundError(
+                f"ES-ImageNet: no samples in {folder}. "
+                + how_to_get("ES-ImageNet", self.root, [], self.homepage, self.layout)
+            )
+        return samples
+
+    def _read(self, path: Path) -> EventRecording:
+        return read_es_imagenet(path, self.sensor_size[:2])
+
+
+class HARDVS(NeuromorphicDataset):
+    """HARDVS (Wang et al., 2024): 300 human actions recorded by a DAVIS346 (346x260, 2
+    polarities); ``.npz`` files of ``t, x, y, p`` (the layout SpikingJelly reads) read by
+    :func:`~spikeflow.data.io.read_hardvs`; the official train/val/test lists.
+
+    Layout: ``root/action_<nnn>/<sample>.npz`` (``MINI_HARDVS_files.zip`` extracted in
+    ``root``) and ``root/{train,val,test}_label.txt`` whose lines start with
+    ``action_<nnn>/<sample>``; label ``nnn - 1`` (0-299). ``split`` is ``"train"``,
+    ``"val"`` or ``"test"`` (``train=`` also accepted). The files are shared through
+    cloud drives linked from the project page, so the download is manual; the archive is
+    MD5-checked (SpikingJelly's checksum). Other arguments:
+    :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    """
+
+    sensor_size = (346, 260, 2)
+    num_classes = 300
+    homepage = "https://github.com/Event-AHU/HARDVS"
+    archive = Archive("MINI_HARDVS_files.zip", "9c4cc0d9ba043faa17f6f1a9e9aff982")
+    layout = "<root>/{action_<nnn>/<sample>.npz, train_label.txt, val_label.txt, test_label.txt}"
+    _line = re.compile(r"action_(\d{3})/(\S+)")
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        train: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if split is None:
+            split = "test" if train is False else "train"
+        if split not in ("train", "val", "test"):
+            raise ConfigurationError(f"split must be 'train', 'val' or 'test'; got {split!r}")
+        if train is not None and (split == "train") != bool(train):
+            raise ConfigurationError(f"split={split!r} contradicts train={train!r}")
+        self._split = split
+        super().__init__(root, train=split == "train", **kwargs)
+
+    @property
+    def split(self) -> str:
+        """``"train"``, ``"val"`` or ``"test"``."""
+        return self._split
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        def extracted() -> bool:
+            return self.root.is_dir() and any(self.root.glob("action_*"))
+
+        prepare_root(
+            "HARDVS",
+            self.root,
+            self.root / "action_<nnn>",
+            [self.archive],
+            download=False,
+            homepage=self.homepage,
+            layout=self.layout,
+            check=extracted,
+        )
+        listing = self.root / f"{self._split}_label.txt"
+        if not listing.is_file():
+            raise DatasetNotFoundError(
+                f"HARDVS: {listing} is missing (the split lists come with the release). "
+                + how_to_get("HARDVS", self.root, [self.archive], self.homepage, self.layout)
+            )
+        samples = []
+        for lineno, line in enumerate(listing.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            m = self._line.match(line.split()[0])
+            if m is None or not 1 <= int(m.group(1)) <= self.num_classes:
+                raise DataFormatError(
+                    f"{listing}: line {lineno}: expected "
+                    f"'action_<001-300>/<sample>', found {line!r}"
+                )
+            path = self.root / f"action_{m.group(1)}" / f"{m.group(2)}.npz"
+            samples.append((path, int(m.group(1)) - 1))
+        if not samples:
+            raise DatasetNotFoundError(f"HARDVS: {listing} lists no sample")
+        return samples
+
+    def _read(self, path: Path) -> EventRecording:
+        return read_hardvs(path)
