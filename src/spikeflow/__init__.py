@@ -4,7 +4,18 @@ Spiking tensors are time-major, ``[T, B, ...]``. Start with :mod:`spikeflow.neur
 :mod:`spikeflow.layers`, :mod:`spikeflow.surrogate` and :mod:`spikeflow.functional`.
 """
 
-from spikeflow import encoding, errors, functional, layers, losses, models, neurons, surrogate
+from spikeflow import (
+    conversion,
+    encoding,
+    errors,
+    functional,
+    interop,
+    layers,
+    losses,
+    models,
+    neurons,
+    surrogate,
+)
 from spikeflow.errors import SpikeflowError
 
 __version__ = "0.1.0"
@@ -12,9 +23,11 @@ __version__ = "0.1.0"
 __all__ = [
     "SpikeflowError",
     "__version__",
+    "conversion",
     "encoding",
     "errors",
     "functional",
+    "interop",
     "layers",
     "losses",
     "models",

@@ -1,0 +1,42 @@
+"""ANN-to-SNN conversion (methods.md 7): classic rate coding, QCFS and group neurons.
+
+* :func:`convert`: trace a trained ReLU/QCFS network, fold batch norm, calibrate the
+  scales (max-norm or percentile, per layer or per channel), replace activations by IF
+  neurons with soft reset (or group neurons) and return ``(snn, report)``.
+* :class:`QCFS`: the quantisation-clip-floor-shift activation for training the ANN.
+* :func:`constant_input`: the analog input repeated over T steps.
+
+See ``docs/conversion.md``.
+"""
+
+from spikeflow.conversion.calibrate import ActivationObserver, quantile
+from spikeflow.conversion.convert import Conversion, convert
+from spikeflow.conversion.fold import fold_batchnorm, fold_batchnorm_in_graph, folded_weights
+from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.neuron import ConversionIFNode
+from spikeflow.conversion.pooling import GatedMaxPool
+from spikeflow.conversion.qcfs import QCFS, floor_ste, qcfs
+from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
+from spikeflow.conversion.snn import ConvertedSNN, TimeFolded, constant_input
+
+__all__ = [
+    "QCFS",
+    "ActivationObserver",
+    "Conversion",
+    "ConversionError",
+    "ConversionIFNode",
+    "ConversionReport",
+    "ConvertedSNN",
+    "GatedMaxPool",
+    "GroupNeuron",
+    "ReportEntry",
+    "TimeFolded",
+    "constant_input",
+    "convert",
+    "floor_ste",
+    "fold_batchnorm",
+    "fold_batchnorm_in_graph",
+    "folded_weights",
+    "qcfs",
+    "quantile",
+]

@@ -1,0 +1,160 @@
+"""Activation statistics for the scale of each converted ReLU (methods.md 7.1).
+
+The scale ``s`` of a ReLU becomes the threshold of the IF neuron that replaces it (and
+the value one spike carries), so the neuron's firing rate ``rate·s`` covers the ReLU's
+output range ``[0, s]``:
+
+* **max-norm** (Diehl et al. 2015): ``s`` is the largest activation seen on the
+  calibration data (the running maximum over all batches, exact);
+* **robust norm** (Rueckauer et al. 2017): ``s`` is the p-th percentile (99.9 or 99.99)
+  of the *positive* activations, as the authors' SNN toolbox takes it (zeros are the
+  silent neurons; counting them would push the percentile down in sparse layers). It is
+  computed per batch with linear interpolation (numpy's default) and averaged over the
+  batches, each batch with weight 1 (SpikingJelly keeps an EMA with momentum 0.1
+  instead; with one calibration batch both are the exact percentile).
+  ``include_zeros=True`` counts the zeros too, as SpikingJelly does.
+
+Either statistic is taken per layer (one scalar) or per channel (dim 1 of ``[B, C, ...]``;
+for ``[B, F]`` every feature is a channel). A channel with no positive activation in the
+calibration data never fires there; it gets the largest scale of its layer (or 1 when
+the whole layer was silent), and :attr:`ActivationObserver.silent_channels` counts them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
+
+__all__ = ["ActivationObserver", "Norm", "check_norm", "quantile"]
+
+Norm = Literal["max", "percentile"]
+
+
+def check_norm(norm: str, percentile: float) -> tuple[Norm, float]:
+    """Validate the normalisation name and the percentile (in (0, 100])."""
+    if norm not in ("max", "percentile"):
+        raise ConfigurationError(
+            f"norm must be 'max' (max-norm) or 'percentile' (robust norm), got {norm!r}"
+        )
+    percentile = float(percentile)
+    if not (math.isfinite(percentile) and 0.0 < percentile <= 100.0):
+        raise ConfigurationError(f"percentile must be in (0, 100], got {percentile}")
+    return norm, percentile  # type: ignore[return-value]
+
+
+def quantile(values: Tensor, q: float) -> Tensor:
+    """The ``q``-quantile of each row of ``values`` (last dim), ignoring NaNs.
+
+    Linear interpolation between order statistics, as ``numpy.quantile``'s default;
+    unlike ``torch.quantile`` it has no input-size limit. Rows with no finite entry
+    give NaN.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ConfigurationError(f"quantile q must be in [0, 1], got {q}")
+    ordered, _ = torch.sort(values, dim=-1)  # NaNs sort last
+    count = (~torch.isnan(values)).sum(dim=-1, keepdim=True)
+    position = q * (count - 1).clamp_min(0).to(values.dtype)
+    low = position.floor().long()
+    high = position.ceil().long()
+    frac = position - low.to(values.dtype)
+    v_low = ordered.gather(-1, low)
+    v_high = ordered.gather(-1, high)
+    result = (v_low + (v_high - v_low) * frac).squeeze(-1)
+    return torch.where(count.squeeze(-1) > 0, result, torch.full_like(result, math.nan))
+
+
+class ActivationObserver(nn.Module):
+    """Records the statistic of the activations passing through it (identity forward).
+
+    Args:
+        norm: ``'max'`` (max-norm) or ``'percentile'`` (robust norm).
+        percentile: p for the robust norm, in (0, 100] (default 99.9).
+        per_channel: one scale per channel (dim 1) instead of one per layer.
+        include_zeros: take the percentile over all activations, zeros included (as
+            SpikingJelly), instead of over the positive ones (as the SNN toolbox).
+    """
+
+    def __init__(
+        self,
+        norm: Norm = "max",
+        percentile: float = 99.9,
+        per_channel: bool = False,
+        include_zeros: bool = False,
+    ) -> None:
+        super().__init__()
+        self.norm, self.percentile = check_norm(norm, percentile)
+        self.per_channel = bool(per_channel)
+        self.include_zeros = bool(include_zeros)
+        self.batches = 0
+        self.sample_ndim: int | None = None
+        self.silent_channels = 0
+        self._max: Tensor | None = None
+        self._sum: Tensor | None = None
+        self._count: Tensor | None = None
+
+    def _rows(self, y: Tensor) -> Tensor:
+        """``y`` as ``[rows, values]``: one row per channel, or a single row."""
+        if not self.per_channel:
+            return y.reshape(1, -1)
+        if y.dim() < 2:
+            raise ShapeError(
+                f"per-channel calibration needs activations [B, C, ...], got shape {tuple(y.shape)}"
+            )
+        return y.transpose(0, 1).reshape(y.shape[1], -1)
+
+    @torch.no_grad()
+    def forward(self, y: Tensor) -> Tensor:
+        """Update the statistics with ``y`` (the activation's output) and return ``y``."""
+        if self.sample_ndim is None:
+            self.sample_ndim = y.dim()
+        rows = self._rows(y.detach())
+        if self.norm == "max":
+            batch_max = rows.amax(dim=1)
+            self._max = batch_max if self._max is None else torch.maximum(self._max, batch_max)
+        else:
+            if not self.include_zeros:
+                rows = torch.where(rows > 0, rows, torch.full_like(rows, math.nan))
+            value = quantile(rows, self.percentile / 100.0)
+            valid = ~torch.isnan(value)
+            value = torch.where(valid, value, torch.zeros_like(value))
+            if self._sum is None or self._count is None:
+                self._sum, self._count = value, valid.to(value.dtype)
+            else:
+                self._sum = self._sum + value
+                self._count = self._count + valid.to(value.dtype)
+        self.batches += 1
+        return y
+
+    def scale(self) -> Tensor:
+        """The scale: shape ``[]`` per layer, ``[C, 1, ..., 1]`` per channel."""
+        if self.batches == 0 or self.sample_ndim is None:
+            raise StateError(
+                "no calibration data reached this activation: run calibration batches "
+                "through the model before asking for its scale"
+            )
+        if self.norm == "max":
+            assert self._max is not None
+            values = self._max
+            alive = values > 0
+        else:
+            assert self._sum is not None and self._count is not None
+            alive = self._count > 0
+            values = torch.where(alive, self._sum / self._count.clamp_min(1), self._sum)
+            alive = alive & (values > 0)
+        self.silent_channels = int((~alive).sum())
+        fallback = values[alive].max() if bool(alive.any()) else torch.ones((), dtype=values.dtype)
+        values = torch.where(alive, values, fallback)
+        if not self.per_channel:
+            return values.reshape(())
+        return values.reshape((-1,) + (1,) * max(self.sample_ndim - 2, 0))
+
+    def extra_repr(self) -> str:
+        what = "max" if self.norm == "max" else f"percentile={self.percentile:g}"
+        if self.norm == "percentile" and self.include_zeros:
+            what += ", include_zeros=True"
+        return f"{what}, per_channel={self.per_channel}, batches={self.batches}"

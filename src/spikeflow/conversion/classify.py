@@ -1,0 +1,146 @@
+"""Which modules and calls a conversion turns into neurons, keeps, or cannot handle.
+
+A converted network runs its non-spiking parts on every time step, and the mean output
+over time equals the ANN's only if those parts are affine per sample (convolution,
+linear, average pooling, eval-mode batch norm, flatten, additions, views, ...). ReLU and
+QCFS become IF neurons, max pooling becomes spike-gated max pooling, and any other
+nonlinearity (GELU, sigmoid, softmax, a product of two signals, layer norm, ...) has no
+rate-coded equivalent here and is reported as unconverted.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from spikeflow.conversion.qcfs import QCFS
+
+__all__ = ["Kind", "call_name", "classify_call", "classify_module"]
+
+#: ``activation``: becomes a neuron; ``maxpool``: becomes a gated max pool; ``affine``:
+#: runs unchanged per step (exact); ``unsupported``: a nonlinearity with no spiking
+#: version; ``unknown``: kept, not known to be affine; ``container``: recurse into it.
+Kind = Literal["activation", "maxpool", "affine", "unsupported", "unknown", "container"]
+
+ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, QCFS)
+MAXPOOL_MODULES: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+AFFINE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.Linear, nn.Identity, nn.Flatten, nn.Unflatten,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+    nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.Upsample,
+)
+CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+RELU_CALLS: frozenset[Any] = frozenset(
+    {F.relu, F.relu_, torch.relu, torch.relu_, "relu", "relu_"}
+)
+MAXPOOL_CALLS: dict[Any, int] = {F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3}
+AFFINE_CALLS: frozenset[Any] = frozenset({
+    operator.add, operator.sub, operator.neg, operator.pos, operator.getitem, getattr, len,
+    torch.add, torch.sub, torch.cat, torch.concat, torch.flatten, torch.reshape,
+    torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose, torch.chunk, torch.split,
+    F.linear, F.conv1d, F.conv2d, F.conv3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.pad, torch.mean, torch.sum,
+    "add", "add_", "sub", "sub_", "neg", "view", "reshape", "flatten", "size", "dim", "mean",
+    "sum", "permute", "transpose", "contiguous", "unsqueeze", "squeeze", "chunk", "split",
+    "view_as", "reshape_as", "expand", "expand_as", "unflatten", "to", "type_as", "float",
+})
+#: Affine only when at most one operand is a signal (the others numbers, parameters or
+#: shapes): ``2 * x`` and ``x @ W`` are, ``x * y`` is not.
+SCALING_CALLS: frozenset[Any] = frozenset({
+    operator.mul, operator.truediv, torch.mul, torch.div, "mul", "mul_", "div", "div_",
+    operator.matmul, torch.matmul, torch.bmm, torch.einsum, "matmul", "bmm",
+})
+
+
+def _callable_name(target: Any) -> str:
+    if isinstance(target, str):
+        return f"Tensor.{target}"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", repr(target))
+    if module in ("torch._C._VariableFunctions", "torch._VariableFunctions") or not module:
+        module = "torch"
+    if module == "_operator":
+        module = "operator"
+    return f"{module}.{name}"
+
+
+def call_name(node: fx.Node) -> str:
+    """A readable name for a call node's target (``torch.nn.functional.relu``)."""
+    return _callable_name(node.target)
+
+
+def classify_module(module: nn.Module) -> Kind:
+    """The conversion kind of a module (leaf torch modules, QCFS, or containers)."""
+    if isinstance(module, ACTIVATION_MODULES):
+        return "activation"
+    if isinstance(module, MAXPOOL_MODULES):
+        return "unsupported" if module.return_indices else "maxpool"
+    if isinstance(module, _BatchNorm):
+        # Eval mode with running statistics is a per-channel affine map.
+        return "affine" if module.running_mean is not None else "unsupported"
+    if isinstance(module, AFFINE_MODULES):
+        return "affine"
+    if isinstance(module, CONTAINERS):
+        return "container"
+    if type(module).__module__.startswith("torch.nn"):
+        return "unsupported"  # a torch leaf that is not affine (GELU, LayerNorm, LSTM, ...)
+    return "container"
+
+
+def classify_call(node: fx.Node) -> Kind:
+    """The conversion kind of a ``call_function`` or ``call_method`` node."""
+    target = node.target
+    if target in RELU_CALLS:
+        return "activation"
+    if target in MAXPOOL_CALLS:
+        return "maxpool"
+    if target in AFFINE_CALLS:
+        return "affine"
+    if target in SCALING_CALLS:
+        signals = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
+        if len(signals) <= 1:
+            return "affine"
+        # x * y of two signals: affine only when one of them is a shape/attribute value.
+        tensors = [a for a in signals if a.op not in ("get_attr",) and not _is_shape(a)]
+        return "affine" if len(tensors) <= 1 else "unsupported"
+    if node.op == "call_function" and _is_nonlinear_name(call_name(node)):
+        return "unsupported"
+    if node.op == "call_method" and str(target) in _NONLINEAR_METHODS:
+        return "unsupported"
+    return "unknown"
+
+
+def _is_shape(node: fx.Node) -> bool:
+    return (node.op == "call_method" and node.target in ("size", "dim")) or (
+        node.op == "call_function" and node.target in (getattr, len)
+    )
+
+
+_NONLINEAR_METHODS = frozenset({
+    "sigmoid", "tanh", "exp", "log", "abs", "clamp", "clamp_min", "clamp_max", "clip", "pow",
+    "softmax", "log_softmax", "max", "min", "maximum", "minimum", "sqrt", "rsqrt", "sin",
+    "cos", "relu6", "square", "amax", "amin", "norm",
+})
+_NONLINEAR_WORDS = (
+    "gelu", "silu", "sigmoid", "tanh", "softmax", "softmin", "elu", "selu", "celu", "relu6",
+    "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid", "mish",
+    "softplus", "softsign", "logsigmoid", "glu", "threshold", "layer_norm", "group_norm",
+    "instance_norm", "normalize", "exp", "log", "abs", "clamp", "clip", "maximum", "minimum",
+    "max", "min", "pow", "sqrt", "scaled_dot_product_attention",
+)
+
+
+def _is_nonlinear_name(name: str) -> bool:
+    short = name.rsplit(".", 1)[-1].rstrip("_")
+    return short in _NONLINEAR_WORDS

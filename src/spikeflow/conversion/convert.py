@@ -1,0 +1,450 @@
+"""ANN-to-SNN conversion (methods.md 7): trace, fold, calibrate, replace, report.
+
+>>> snn, report = convert(ann, calibration_images, norm="percentile", percentile=99.9)
+>>> print(report)                                  # what happened to every module and call
+>>> rate = snn(constant_input(images, 32)).mean(0) # [T, B, ...] in, mean over T out
+
+Steps:
+
+1. **Trace** the ANN with ``torch.fx``. A (sub)module that does not trace is converted
+   module by module instead: its children are converted (each traced if it can be), its
+   own ``forward`` is kept, and relu calls made directly in that ``forward`` are caught
+   during calibration and reported as unconverted.
+2. **Fold** every batch norm that follows a convolution or linear layer into it
+   (:mod:`~spikeflow.conversion.fold`); other eval-mode batch norms run as the
+   per-channel affine maps they are.
+3. **Calibrate**: run the calibration data through the ANN and record, at each ReLU,
+   the max or a percentile, per layer or per channel
+   (:mod:`~spikeflow.conversion.calibrate`). QCFS layers need no data: λ is the scale.
+4. **Replace** each ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu()``) and each
+   QCFS by an IF neuron with soft reset whose threshold is the scale and whose spikes
+   carry it (:class:`~spikeflow.conversion.neuron.ConversionIFNode`), or by a group
+   neuron (:class:`~spikeflow.conversion.group.GroupNeuron`, ``group_size=m``); the
+   membrane starts at ``initial_membrane·θ`` (default 0 for ReLU, ``φ·λ = λ/2`` for
+   QCFS). Max pooling becomes spike-count-gated max pooling
+   (:class:`~spikeflow.conversion.pooling.GatedMaxPool`); average pooling, flatten,
+   residual additions and the other affine operations run unchanged on every step.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.overrides import TorchFunctionMode
+
+from spikeflow.conversion.calibrate import ActivationObserver, check_norm
+from spikeflow.conversion.classify import (
+    _NONLINEAR_WORDS,
+    MAXPOOL_CALLS,
+    call_name,
+    classify_call,
+    classify_module,
+)
+from spikeflow.conversion.fold import fold_batchnorm_in_graph
+from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.neuron import ConversionIFNode, check_initial_membrane
+from spikeflow.conversion.pooling import GatedMaxPool
+from spikeflow.conversion.qcfs import QCFS
+from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
+from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
+from spikeflow.errors import ConfigurationError, DTypeError
+
+__all__ = ["Conversion", "convert"]
+
+MaxPoolMode = Literal["gated", "keep"]
+TraceMode = Literal["auto", "fx", "modules"]
+_MAXPOOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_RELU_FUNCS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
+
+
+class Conversion(NamedTuple):
+    """The result of :func:`convert`: the spiking network and what was done."""
+
+    snn: ConvertedSNN
+    report: ConversionReport
+
+
+class _Site(nn.Module):
+    """Placeholder for a part that changes in the SNN; runs the ANN part meanwhile."""
+
+    def __init__(self, kind: str, name: str, source: str, ann: nn.Module,
+                 observer: ActivationObserver | None) -> None:
+        super().__init__()
+        self.kind, self.site_name, self.source = kind, name, source
+        self.report_index = -1
+        self.ann = ann
+        self.observer = observer
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
+        return self.observer(y) if self.observer is not None else y
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (QCFS, _Site, TimeFolded)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _trace(module: nn.Module) -> fx.GraphModule:
+    tracer = _Tracer()
+    graph = tracer.trace(module)
+    return fx.GraphModule(tracer.root, graph, type(module).__name__)
+
+
+def _set_path(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_name, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, name, module)
+
+
+class _CallWatcher(TorchFunctionMode):
+    """Catches relu and other nonlinear calls made directly in untraced forwards."""
+
+    def __init__(self, stack: list[nn.Module], untraced: dict[int, str],
+                 found: dict[tuple[str, str], bool]) -> None:
+        super().__init__()
+        self.stack, self.untraced, self.found = stack, untraced, found
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        if self.stack and id(self.stack[-1]) in self.untraced:
+            name = getattr(func, "__name__", "")
+            is_relu = func in _RELU_FUNCS
+            if is_relu or func in MAXPOOL_CALLS or name.rstrip("_") in _NONLINEAR_WORDS:
+                where = self.untraced[id(self.stack[-1])]
+                module = getattr(func, "__module__", None) or "Tensor"
+                self.found[(where, f"{module}.{name}")] = is_relu
+        return func(*args, **kwargs)
+
+
+class _Converter:
+    def __init__(self, *, norm: str, percentile: float, per_channel: bool, include_zeros: bool,
+                 initial_membrane: float | None, group_size: int | None,
+                 max_pool: MaxPoolMode, trace: TraceMode) -> None:
+        self.norm, self.percentile = check_norm(norm, percentile)
+        self.per_channel = bool(per_channel)
+        self.include_zeros = bool(include_zeros)
+        self.initial_membrane = (
+            None if initial_membrane is None else check_initial_membrane(initial_membrane)
+        )
+        if group_size is not None and (
+            isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1
+        ):
+            raise ConfigurationError(
+                f"group_size must be None or an integer >= 1, got {group_size!r}"
+            )
+        self.group_size = group_size
+        if max_pool not in ("gated", "keep"):
+            raise ConfigurationError(f"max_pool must be 'gated' or 'keep', got {max_pool!r}")
+        self.max_pool = max_pool
+        if trace not in ("auto", "fx", "modules"):
+            raise ConfigurationError(f"trace must be 'auto', 'fx' or 'modules', got {trace!r}")
+        self.trace = trace
+        self.report = ConversionReport()
+        self.untraced: dict[int, str] = {}
+
+    # -- building the ANN with placeholders ---------------------------------------------
+
+    def site(self, kind: str, name: str, source: str, ann: nn.Module) -> _Site:
+        observer = None
+        if kind == "activation" and not isinstance(ann, QCFS):
+            observer = ActivationObserver(self.norm, self.percentile, self.per_channel,
+                                          self.include_zeros)
+        site = _Site(kind, name, source, ann, observer)
+        site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
+        self.report.add(name, source, "unconverted", "pending")
+        return site
+
+    def leaf(self, module: nn.Module, name: str) -> nn.Module | None:
+        """The replacement of a leaf module (itself if kept), or None for a container."""
+        kind = classify_module(module)
+        source = type(module).__name__
+        source = f"QCFS(L={module.levels})" if isinstance(module, QCFS) else f"nn.{source}" \
+            if type(module).__module__.startswith("torch.nn") else source
+        if kind in ("activation", "maxpool"):
+            return self.site(kind, name, source, module)
+        if kind == "affine":
+            detail = "eval-mode affine (not after a foldable layer)" if "BatchNorm" in source \
+                else "runs on every step"
+            self.report.add(name, source, "kept", detail)
+            return module
+        if kind == "unsupported":
+            self.report.add(name, source, "unconverted",
+                            "not affine and has no spiking equivalent (only ReLU and QCFS "
+                            "become neurons)")
+            return module
+        return None
+
+    def convert_tree(self, module: nn.Module, name: str) -> nn.Module:
+        replaced = self.leaf(module, name or "<root>")
+        if replaced is not None:
+            return replaced
+        has_forward = type(module).forward is not nn.Module.forward
+        if self.trace != "modules" and has_forward:
+            try:
+                gm = _trace(module)
+            except Exception as err:
+                if self.trace == "fx":
+                    raise ConversionError(
+                        f"torch.fx could not trace {name or '<root>'} ({type(module).__name__}): "
+                        f"{err}"
+                    ) from err
+                reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                self.report.add(name or "<root>", type(module).__name__, "untraced",
+                                f"converted module by module ({reason[:120]})")
+            else:
+                self.rewrite_graph(gm, name)
+                return gm
+        if has_forward:
+            self.untraced[id(module)] = name or "<root>"
+        for child_name, child in list(module.named_children()):
+            path = f"{name}.{child_name}" if name else child_name
+            new = self.convert_tree(child, path)
+            if new is not child:
+                setattr(module, child_name, new)
+        return module
+
+    def rewrite_graph(self, gm: fx.GraphModule, prefix: str) -> None:
+        def qualified(target: str) -> str:
+            return f"{prefix}.{target}" if prefix else target
+
+        for bn_name, layer_name in fold_batchnorm_in_graph(gm):
+            self.report.add(qualified(bn_name), "BatchNorm", "folded",
+                            f"into {qualified(layer_name)}")
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        seen: dict[str, int] = {}
+        for node in list(gm.graph.nodes):
+            if node.op == "call_module":
+                module = gm.get_submodule(node.target)
+                if isinstance(module, (_Site, TimeFolded)):
+                    continue
+                new = self.leaf(module, qualified(node.target))
+                if new is None:  # a non-torch leaf module: run as is
+                    self.report.add(qualified(node.target), type(module).__name__, "unverified",
+                                    "kept; not known to be affine")
+                elif new is not module:
+                    if calls[node.target] == 1:
+                        _set_path(gm, node.target, new)
+                    else:  # a module called more than once gets one stateful site per call
+                        k = seen.get(node.target, 0)
+                        seen[node.target] = k + 1
+                        target = f"{node.target.replace('.', '_')}_call{k}"
+                        new.site_name = qualified(target)  # type: ignore[union-attr]
+                        gm.add_submodule(target, new)
+                        node.target = target
+            elif node.op in ("call_function", "call_method"):
+                self.rewrite_call(gm, node, qualified(node.name))
+        gm.delete_all_unused_submodules()
+        gm.recompile()
+
+    def rewrite_call(self, gm: fx.GraphModule, node: fx.Node, name: str) -> None:
+        kind = classify_call(node)
+        source = call_name(node)
+        if kind == "affine":
+            return  # additions, views, ...: run on every step (not listed one by one)
+        if kind == "unsupported":
+            self.report.add(name, source, "unconverted", "not affine, no spiking equivalent")
+            return
+        if kind == "unknown":
+            self.report.add(name, source, "unverified", "kept; not known to be affine")
+            return
+        x = node.args[0] if node.args else node.kwargs.get("input")
+        if kind == "activation":
+            ann: nn.Module = nn.ReLU()
+        else:
+            options = dict(zip(_MAXPOOL_ARGS, node.args[1:]))
+            options.update({k: v for k, v in node.kwargs.items() if k != "input"})
+            traced_args = any(isinstance(v, fx.Node) for v in options.values())
+            if options.get("return_indices") or traced_args:
+                self.report.add(name, source, "unconverted",
+                                "max pool with indices or traced arguments")
+                return
+            options.pop("return_indices", None)
+            dims = MAXPOOL_CALLS[node.target]
+            ann = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](**options)
+        target = f"{node.name}_site"
+        gm.add_submodule(target, self.site(kind, name, source, ann))
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_module(target, (x,))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+
+    # -- calibration ------------------------------------------------------------------
+
+    def calibrate(self, body: nn.Module, data: Tensor | Iterable[Any]) -> None:
+        batches = [data] if isinstance(data, Tensor) else data
+        stack: list[nn.Module] = []
+        found: dict[tuple[str, str], bool] = {}
+        handles = []
+        def push(module: nn.Module, _args: Any) -> None:
+            stack.append(module)
+
+        def pop(_module: nn.Module, _args: Any, _out: Any) -> None:
+            stack.pop()
+
+        if self.untraced:
+            for module in body.modules():
+                handles.append(module.register_forward_pre_hook(push))
+                handles.append(module.register_forward_hook(pop, always_call=True))
+        count = 0
+        try:
+            with torch.no_grad(), _CallWatcher(stack, self.untraced, found):
+                for batch in batches:
+                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    if not isinstance(x, Tensor) or not x.is_floating_point():
+                        raise DTypeError(
+                            "calibration data must be floating-point tensors (or (input, "
+                            f"label) pairs), got {type(x).__name__}"
+                        )
+                    body(x)
+                    count += 1
+        finally:
+            for handle in handles:
+                handle.remove()
+        if count == 0:
+            raise ConfigurationError("calibration_data gave no batches")
+        for (where, func), is_relu in found.items():
+            detail = ("relu called directly in an untraced forward: not converted" if is_relu
+                      else "nonlinear call in an untraced forward: not converted")
+            self.report.add(f"{where} (forward)", func, "unconverted", detail)
+
+    # -- the spiking network ----------------------------------------------------------
+
+    def neuron(self, site: _Site) -> nn.Module:
+        if site.kind == "maxpool":
+            if self.max_pool == "keep":
+                self.settle(site, "kept", "max of each step's values (overestimates the max rate)")
+                return site.ann  # stateless: runs on the folded [T*B, ...] like the convs
+            self.settle(site, "replaced", "GatedMaxPool (spike counts)")
+            return TimeFolded(GatedMaxPool.from_max_pool(site.ann))
+        if isinstance(site.ann, QCFS):
+            theta: float | Tensor = float(site.ann.threshold.detach())
+            init = site.ann.shift if self.initial_membrane is None else self.initial_membrane
+            what = f"λ={theta:.4g}"
+        else:
+            assert site.observer is not None
+            scale = site.observer.scale()
+            init = 0.0 if self.initial_membrane is None else self.initial_membrane
+            if scale.dim() == 0:
+                theta = float(scale)
+                what = f"{self.norm_name()} θ={theta:.4g}"
+            else:
+                theta = scale
+                what = (f"{self.norm_name()} per-channel θ[{scale.numel()}] in "
+                        f"[{float(scale.min()):.3g}, {float(scale.max()):.3g}]")
+            if site.observer.silent_channels:
+                what += f", {site.observer.silent_channels} silent in calibration"
+        if self.group_size is not None:
+            neuron: nn.Module = GroupNeuron(theta, self.group_size, init)
+            kind = f"GroupNeuron(m={self.group_size})"
+        else:
+            neuron = ConversionIFNode(theta, init)
+            kind = "IF soft reset"
+        per = f"/{self.group_size}" if self.group_size else ""
+        self.settle(site, "converted", f"{kind}, {what}, V0={init:g}·θ{per}")
+        return TimeFolded(neuron)
+
+    def settle(self, site: _Site, action: Action, detail: str) -> None:
+        """Fill in the report entry reserved for ``site``."""
+        self.report.entries[site.report_index] = ReportEntry(
+            site.site_name, site.source, action, detail)
+
+    def norm_name(self) -> str:
+        return "max" if self.norm == "max" else f"p{self.percentile:g}"
+
+    def finalize(self, body: nn.Module) -> nn.Module:
+        built: dict[int, nn.Module] = {}
+        if isinstance(body, _Site):
+            return self.neuron(body)
+        for path, module in list(body.named_modules(remove_duplicate=False)):
+            if isinstance(module, _Site):
+                if id(module) not in built:
+                    built[id(module)] = self.neuron(module)
+                _set_path(body, path, built[id(module)])
+        return body
+
+
+def convert(
+    model: nn.Module,
+    calibration_data: Tensor | Iterable[Any] | None = None,
+    *,
+    norm: str = "max",
+    percentile: float = 99.9,
+    per_channel: bool = False,
+    include_zeros: bool = False,
+    initial_membrane: float | None = None,
+    group_size: int | None = None,
+    max_pool: MaxPoolMode = "gated",
+    strict: bool = True,
+    trace: TraceMode = "auto",
+) -> Conversion:
+    """Convert a trained ReLU (or QCFS) network into a spiking network of IF neurons.
+
+    Args:
+        model: the trained ANN (not modified; a copy is converted in eval mode).
+        calibration_data: a tensor batch, or an iterable of batches or of
+            ``(input, label)`` pairs (a DataLoader); needed unless every activation is QCFS.
+        norm: ``'max'`` (max-norm, Diehl 2015) or ``'percentile'`` (robust norm,
+            Rueckauer 2017) for the ReLU scales.
+        percentile: p of the robust norm (99.9 or 99.99 typically).
+        per_channel: one scale per channel instead of one per layer.
+        include_zeros: robust norm over all activations, zeros included (SpikingJelly),
+            instead of over the positive ones (Rueckauer's SNN toolbox, the default).
+        initial_membrane: the membrane at t = 0 in units of the threshold; default 0 for
+            ReLU sites and ``φ`` (1/2) for QCFS sites.
+        group_size: replace every neuron by a group neuron of this many members
+            (methods.md 7.3; the paper uses 4); None for plain IF neurons.
+        max_pool: ``'gated'`` (spike-count gated max pool, default) or ``'keep'`` (max of
+            each step's values, which overestimates).
+        strict: raise :class:`~spikeflow.conversion.report.ConversionError` naming
+            everything that could not be converted (otherwise only report it).
+        trace: ``'auto'`` (torch.fx, module by module where tracing fails), ``'fx'``
+            (tracing must succeed) or ``'modules'`` (module by module only).
+
+    Returns:
+        ``(snn, report)``: the :class:`~spikeflow.conversion.snn.ConvertedSNN` (input
+        ``[T, B, ...]``, output ``[T, B, ...]``; average it over T) and the report.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigurationError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
+    converter = _Converter(norm=norm, percentile=percentile, per_channel=per_channel,
+                           include_zeros=include_zeros, initial_membrane=initial_membrane,
+                           group_size=group_size, max_pool=max_pool, trace=trace)
+    ann = copy.deepcopy(model).eval()
+    body = converter.convert_tree(ann, "")
+    sites = [m for m in body.modules() if isinstance(m, _Site)]
+    needs_data = any(s.observer is not None for s in sites)
+    if calibration_data is None:
+        if needs_data:
+            names = ", ".join(s.site_name for s in sites if s.observer is not None)
+            raise ConfigurationError(
+                f"calibration_data is needed to scale the ReLUs ({names}); only QCFS "
+                "activations convert without it"
+            )
+        if converter.untraced:
+            converter.report.add(", ".join(converter.untraced.values()), "forward", "unverified",
+                                 "untraced forward not inspected for relu calls (no data)")
+    else:
+        converter.calibrate(body, calibration_data)
+    if not sites:
+        converter.report.add("<model>", type(model).__name__, "unconverted",
+                             "no ReLU or QCFS activation found")
+    body = converter.finalize(body)
+    report = converter.report
+    if strict and report.unconverted:
+        listed = "; ".join(f"{e.name} ({e.source}): {e.detail}" for e in report.unconverted)
+        raise ConversionError(
+            f"cannot convert {len(report.unconverted)} part(s) of {type(model).__name__} to "
+            f"spiking form: {listed}. Replace them (ReLU/QCFS activations, affine layers) or "
+            "pass strict=False to get the partial conversion and its report."
+        )
+    return Conversion(ConvertedSNN(body, report), report)

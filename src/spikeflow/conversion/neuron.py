@@ -1,0 +1,74 @@
+"""The IF neuron of converted networks: soft reset, spikes worth the threshold.
+
+The classic recipe (methods.md 7.1) replaces a ReLU of scale ``s`` by ``x·θ/s -> IF(θ)
+-> ·s``; with ``θ = s`` this is one IF neuron with threshold ``s`` and soft reset whose
+spikes carry the value ``s``, which is what :class:`ConversionIFNode` computes. For QCFS
+(methods.md 7.2) ``θ = λ`` and the membrane starts at ``λ/2``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons.lif import IFNode
+
+__all__ = ["ConversionIFNode", "check_initial_membrane"]
+
+
+def check_initial_membrane(value: float) -> float:
+    """Validate an initial membrane given in units of the threshold (``[0, 1)``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"initial_membrane must be a number, got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigurationError(
+            f"initial_membrane is a fraction of the threshold and must be in [0, 1), got {value}"
+        )
+    return value
+
+
+class ConversionIFNode(IFNode):
+    """IF neuron with soft reset whose output is ``spike · θ`` (the ReLU's scale).
+
+    ``H[t] = V[t-1] + X[t]``, ``S[t] = Θ(H[t] - θ)``, ``V[t] = H[t] - θ S[t]``, output
+    ``θ S[t]``; the membrane starts at ``initial_membrane · θ``.
+
+    Args:
+        v_threshold: θ, a float or a tensor broadcastable to one step of the input
+            (``[C, 1, 1]`` for per-channel thresholds of ``[B, C, H, W]``).
+        initial_membrane: ``V[0] / θ``, in [0, 1) (0: the classic conversion; 0.5: QCFS).
+        **kwargs: other arguments of :class:`~spikeflow.neurons.IFNode` (``step_mode``,
+            ``backend``, ...); ``v_reset`` is always ``None`` (soft reset).
+    """
+
+    def __init__(
+        self,
+        v_threshold: float | Tensor = 1.0,
+        initial_membrane: float = 0.0,
+        **kwargs: object,
+    ) -> None:
+        if kwargs.get("v_reset", None) is not None:
+            raise ConfigurationError("ConversionIFNode always resets by subtraction (v_reset=None)")
+        kwargs.pop("v_reset", None)
+        if isinstance(v_threshold, Tensor) and bool((v_threshold <= 0).any()):
+            raise ConfigurationError("ConversionIFNode thresholds must be > 0")
+        if not isinstance(v_threshold, Tensor) and not float(v_threshold) > 0:
+            raise ConfigurationError(f"ConversionIFNode threshold must be > 0, got {v_threshold}")
+        super().__init__(v_threshold=v_threshold, v_reset=None, **kwargs)  # type: ignore[arg-type]
+        self.initial_membrane = check_initial_membrane(initial_membrane)
+
+    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
+        """Membrane ``initial_membrane · θ`` everywhere."""
+        v = torch.zeros_like(like)
+        if self.initial_membrane:
+            v = (v + self.initial_membrane * self.v_threshold).to(like.dtype).contiguous()
+        return {"v": v}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``θ · spikes``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
+        return super().forward(x) * self.v_threshold
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", initial_membrane={self.initial_membrane:g}"

@@ -1,0 +1,103 @@
+"""The converted network: the ANN's graph run on time folded into the batch.
+
+Every non-spiking operation of a converted ANN (convolution, linear, average pooling,
+flatten, residual additions, views) treats the samples of a batch independently, so the
+converted network runs the ANN's own graph once on ``[T*B, ...]``: the input sequence
+``[T, B, ...]`` is folded into the batch, and only the stateful parts (the neurons and
+the gated max pools, wrapped in :class:`TimeFolded`) unfold it back to ``[T, B, ...]``
+to run over time. Operations that mix samples along dim 0 (a ``cat`` or ``mean`` over
+the batch) are not supported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.base import check_time_major
+from spikeflow.conversion.report import ConversionReport
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
+
+__all__ = ["ConvertedSNN", "TimeFolded", "constant_input"]
+
+
+class TimeFolded(nn.Module):
+    """Run a multi-step module (``[T, B, ...]``) on a folded ``[T*B, ...]`` tensor.
+
+    :class:`ConvertedSNN` sets :attr:`steps` for the duration of each call.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.steps: int | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``module`` over time, input and output folded ``[T*B, ...]``."""
+        if self.steps is None:
+            raise StateError(
+                "a TimeFolded module runs inside a ConvertedSNN call, which tells it the "
+                "number of time steps; call the converted network, not its parts"
+            )
+        if x.dim() == 0 or x.shape[0] % self.steps:
+            raise ShapeError(
+                f"folded input of shape {tuple(x.shape)} is not [T*B, ...] for T={self.steps}"
+            )
+        return self.module(x.unflatten(0, (self.steps, -1))).flatten(0, 1)
+
+
+def constant_input(x: Tensor, steps: int) -> Tensor:
+    """The analog input ``[B, ...]`` repeated as a constant current ``[T, B, ...]``."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigurationError(f"steps (T) must be an integer >= 1, got {steps!r}")
+    return x.unsqueeze(0).expand(steps, *x.shape)
+
+
+class ConvertedSNN(nn.Module):
+    """A spiking network made by :func:`spikeflow.conversion.convert`.
+
+    ``forward`` takes a time-major input ``[T, B, ...]`` and returns the output of the
+    last layer at every step, ``[T, B, ...]``; its mean over time is the SNN's answer.
+    Each call starts from the neurons' initial state (use
+    :func:`spikeflow.functional.streaming` to feed a sequence in chunks).
+
+    Attributes:
+        body: the converted graph (a ``torch.fx.GraphModule`` or the ANN's own modules).
+        report: the :class:`ConversionReport`.
+    """
+
+    def __init__(self, body: nn.Module, report: ConversionReport) -> None:
+        super().__init__()
+        self.body = body
+        self.report = report
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        """Last layer's output at each step ``[T, B, ...]`` for the input ``[T, B, ...]``."""
+        check_time_major(x_seq, "ConvertedSNN")
+        steps, batch = x_seq.shape[0], x_seq.shape[1]
+        folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
+        for module in folded:
+            module.steps = steps
+        try:
+            out = self.body(x_seq.flatten(0, 1))
+        finally:
+            for module in folded:
+                module.steps = None
+        if not isinstance(out, Tensor):
+            raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
+        return out.unflatten(0, (steps, batch))
+
+    def rate(self, x: Tensor, steps: int) -> Tensor:
+        """Mean output over ``steps`` steps for the constant analog input ``x`` ``[B, ...]``."""
+        return self(constant_input(x, steps)).mean(0)
+
+    @torch.no_grad()
+    def running_rate(self, x: Tensor, steps: int) -> Tensor:
+        """Mean output after each of ``1..steps`` steps, ``[steps, B, ...]``, in one run.
+
+        Entry ``t-1`` equals ``rate(x, t)``: each call starts from the initial state and
+        the network is causal, so one run of ``steps`` steps answers every shorter T.
+        """
+        out = self(constant_input(x, steps))
+        counts = torch.arange(1, steps + 1, dtype=out.dtype, device=out.device)
+        return out.cumsum(0) / counts.reshape((-1,) + (1,) * (out.dim() - 1))

@@ -1,0 +1,340 @@
+"""The converter: tracing, fallback, residuals, pooling, reports, accuracy (methods.md 7)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeflow.conversion import (
+    QCFS,
+    ConversionError,
+    ConversionIFNode,
+    GroupNeuron,
+    TimeFolded,
+    constant_input,
+    convert,
+    qcfs,
+)
+from spikeflow.errors import ConfigurationError
+from spikeflow.functional import streaming
+
+
+def _randomize_bn(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(0.0, 0.3)
+    return model.eval()
+
+
+class ResidualCNN(nn.Module):
+    """conv-BN-F.relu, a residual block ending in nn.ReLU, avg pool, flatten, linear."""
+
+    def __init__(self, pool: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.act = nn.ReLU()
+        self.pool = pool if pool is not None else nn.AvgPool2d(2)
+        self.fc = nn.Linear(6 * 3 * 3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.act(self.bn2(self.conv2(y)) + y)
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+def test_mlp_rates_converge_layer_by_layer_as_one_over_t():
+    """Layer 1 (constant input) is within θ/T of clip(ReLU, 0, θ); deeper layers O(θ/T)."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(20, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(),
+                        nn.Linear(48, 24), nn.ReLU(), nn.Linear(24, 5))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.bias.add_(0.1)
+    x = torch.rand(128, 20)
+    snn, report = convert(net, x)
+    assert len(report.converted) == 3
+    ann_acts, h = [], x
+    with torch.no_grad():
+        for m in net:
+            h = m(h)
+            if isinstance(m, nn.ReLU):
+                ann_acts.append(h)
+    sites = [m for m in snn.modules() if isinstance(m, TimeFolded)]
+    outs: list[torch.Tensor] = []
+    for site in sites:
+        site.register_forward_hook(lambda _m, _a, o: outs.append(o))
+    for steps in (64, 256, 1024):
+        outs.clear()
+        with torch.no_grad():
+            final = snn(constant_input(x, steps)).mean(0)
+            ann_out = net(x)
+        for layer, (out, ann, site) in enumerate(zip(outs, ann_acts, sites)):
+            theta = site.module.v_threshold
+            rate = out.unflatten(0, (steps, -1)).mean(0)
+            err = float((rate - ann.clamp(max=theta)).abs().max())
+            bound = 1.0 if layer == 0 else 4.0
+            assert err <= bound * theta / steps + 1e-6, (steps, layer, err * steps / theta)
+        assert float((final - ann_out).abs().max()) < 40.0 / steps
+
+
+def test_residual_cnn_with_functional_relu_and_bn():
+    torch.manual_seed(2)
+    net = _randomize_bn(ResidualCNN())
+    x = torch.rand(32, 1, 6, 6)
+    snn, report = convert(net, x)
+    names = {(e.name, e.action) for e in report.entries}
+    assert ("bn1", "folded") in names and ("bn2", "folded") in names
+    sources = {e.source for e in report.converted}
+    assert sources == {"torch.nn.functional.relu", "nn.ReLU"}, report
+    assert not [m for m in snn.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        ann = net(x)
+        rate = snn.running_rate(x, 512)
+    err_64 = float((rate[63] - ann).abs().max())
+    err_512 = float((rate[511] - ann).abs().max())
+    assert err_512 < 0.02 * float(ann.abs().max()) and err_512 < err_64 / 3
+    # running_rate's entry T-1 is the rate of a run of T steps
+    torch.testing.assert_close(rate[9], snn.rate(x, 10))
+
+
+def test_torch_relu_and_tensor_relu_calls_are_converted_and_sites_not_shared():
+    class Calls(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+            self.shared = nn.ReLU()  # called twice: one neuron per call
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.shared(self.a(x))
+            y = torch.relu(self.b(y)) + self.shared(x)
+            return y.relu() * 2.0
+
+    x = torch.rand(16, 4)
+    snn, report = convert(Calls(), x)
+    assert sorted(e.source for e in report.converted) == [
+        "Tensor.relu", "nn.ReLU", "nn.ReLU", "torch.relu"]
+    neurons = [m for m in snn.modules() if isinstance(m, ConversionIFNode)]
+    assert len({id(n) for n in neurons}) == 4
+
+
+def test_qcfs_network_equals_ann_at_t_equal_l():
+    """One QCFS layer behind a linear readout: the SNN at T = L is the ANN (float64)."""
+    torch.manual_seed(3)
+    levels = 8
+    net = nn.Sequential(nn.Linear(10, 32), QCFS(levels, threshold=1.5), nn.Linear(32, 3)).double()
+    x = torch.randn(200, 10, dtype=torch.float64)
+    snn, report = convert(net)  # no calibration data needed for QCFS
+    assert report.converted[0].source == "QCFS(L=8)" and "V0=0.5" in report.converted[0].detail
+    with torch.no_grad():
+        torch.testing.assert_close(snn.rate(x, levels), net(x), rtol=0, atol=1e-10)
+        # group neurons with m members at T steps resolve T·m levels: T = 2, m = 4 is L = 8
+        gsnn, _ = convert(net, group_size=4)
+        assert any(isinstance(m, GroupNeuron) for m in gsnn.modules())
+        torch.testing.assert_close(gsnn.rate(x, 2), net(x), rtol=0, atol=1e-10)
+        # and at T = 4 with m = 4 they give the QCFS of 16 levels
+        hidden = qcfs(net[0](x), net[1].threshold, 16)
+        torch.testing.assert_close(gsnn.rate(x, 4), net[2](hidden), rtol=0, atol=1e-10)
+
+
+def test_qcfs_network_accuracy_matches_at_t_equal_l_on_digits():
+    sklearn = pytest.importorskip("sklearn.datasets", reason="scikit-learn (extra 'examples')")
+    torch.manual_seed(0)
+    data = sklearn.load_digits()
+    x = torch.tensor(data.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(data.target)
+    x_tr, y_tr, x_te, y_te = x[:1400], y[:1400], x[1400:], y[1400:]
+    levels = 4
+    net = nn.Sequential(nn.Linear(64, 96), QCFS(levels, 2.0), nn.Linear(96, 64),
+                        QCFS(levels, 2.0), nn.Linear(64, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest on a loaded machine
+    try:
+        for _ in range(25):
+            for i in range(0, 1400, 200):
+                loss = F.cross_entropy(net(x_tr[i:i + 200]), y_tr[i:i + 200])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        ann_acc = float((net(x_te).argmax(1) == y_te).float().mean())
+        snn, _ = convert(net)
+        rate = snn.running_rate(x_te, 64)
+    accs = {t: float((rate[t - 1].argmax(1) == y_te).float().mean()) for t in (1, levels, 64)}
+    assert ann_acc > 0.85
+    # T = L: the first layer is exact, the second carries the unevenness error only
+    assert abs(accs[levels] - ann_acc) <= 0.02, (ann_acc, accs)
+    assert accs[64] >= ann_acc - 0.02
+
+
+def test_max_pool_gated_beats_per_step_max():
+    torch.manual_seed(4)
+    net = _randomize_bn(ResidualCNN(pool=nn.MaxPool2d(2)))
+    x = torch.rand(32, 1, 6, 6)
+    gated, report = convert(net, x)
+    assert [e.detail for e in report.by_action("replaced")] == ["GatedMaxPool (spike counts)"]
+    kept, report_keep = convert(net, x, max_pool="keep")
+    (pool_entry,) = [e for e in report_keep.entries if e.source == "nn.MaxPool2d"]
+    assert pool_entry.action == "kept" and "overestimates" in pool_entry.detail
+    with torch.no_grad():
+        ann = net(x)
+        err_gated = float((gated.rate(x, 256) - ann).abs().mean())
+        err_kept = float((kept.rate(x, 256) - ann).abs().mean())
+    assert err_gated < 0.5 * err_kept, (err_gated, err_kept)
+
+
+def test_functional_max_pool_is_converted():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU())
+
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.max_pool2d(self.body(x), 2).flatten(1)
+
+    x = torch.rand(8, 1, 4, 4)
+    snn, report = convert(Wrap(), x)
+    assert [(e.name, e.source) for e in report.by_action("replaced")] == [
+        ("max_pool2d", "torch.nn.functional.max_pool2d")]
+    assert snn(constant_input(x, 3)).shape == (3, 8, 12)
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace this forward."""
+
+    def __init__(self, direct_relu: bool = False) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4),
+                                      nn.ReLU(), nn.AvgPool2d(2))
+        self.head = nn.Sequential(nn.Linear(4 * 3 * 3, 8), nn.ReLU(), nn.Linear(8, 3))
+        self.direct_relu = direct_relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x).flatten(1)
+        if y.sum() > -1e9:  # data-dependent branch (always taken)
+            y = F.relu(y) if self.direct_relu else y
+        return self.head(y)
+
+
+def test_untraceable_model_is_converted_module_by_module():
+    torch.manual_seed(5)
+    net = _randomize_bn(Untraceable())
+    x = torch.rand(16, 1, 6, 6)
+    snn, report = convert(net, x)
+    assert [e.name for e in report.by_action("untraced")] == ["<root>"]
+    assert [e.name for e in report.by_action("folded")] == ["features.1"]
+    assert len(report.converted) == 2 and report.ok
+    with torch.no_grad():
+        ann = net(x)
+        err = float((snn.rate(x, 512) - ann).abs().max())
+    assert err < 0.05 * float(ann.abs().max())
+    with pytest.raises(ConversionError, match="could not trace"):
+        convert(net, x, trace="fx")
+    # module by module everywhere gives the same network (BN kept, not folded)
+    snn_modules, report_modules = convert(net, x, trace="modules")
+    assert not report_modules.by_action("folded")
+    with torch.no_grad():
+        torch.testing.assert_close(snn_modules.rate(x, 16), snn.rate(x, 16), atol=1e-5, rtol=0)
+
+
+def test_relu_call_in_untraced_forward_is_reported():
+    net = Untraceable(direct_relu=True).eval()
+    x = torch.rand(4, 1, 6, 6)
+    with pytest.raises(ConversionError, match="relu called directly"):
+        convert(net, x)
+    _, report = convert(net, x, strict=False)
+    (entry,) = report.unconverted
+    assert entry.name == "<root> (forward)" and "relu" in entry.source
+    assert not report.ok and "unconverted" in str(report)
+
+
+def test_unsupported_activation_error_names_it():
+    net = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 4), nn.ReLU())
+    with pytest.raises(ConversionError, match=r"1 \(nn.GELU\)"):
+        convert(net, torch.rand(4, 4))
+
+    class FunctionalSigmoid(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(x) + F.relu(x)
+
+    with pytest.raises(ConversionError, match="sigmoid"):
+        convert(FunctionalSigmoid(), torch.rand(4, 4))
+    _, report = convert(net, torch.rand(4, 4), strict=False)
+    assert [e.source for e in report.unconverted] == ["nn.GELU"]
+
+
+def test_product_of_two_signals_is_unsupported_but_scaling_is_not():
+    class Gate(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.relu(x) * F.relu(2.0 * x) + x.size(1) * x
+
+    with pytest.raises(ConversionError, match=r"operator\.mul"):
+        convert(Gate(), torch.rand(4, 3))
+
+
+def test_per_channel_percentile_conversion_and_options():
+    torch.manual_seed(6)
+    net = _randomize_bn(ResidualCNN())
+    x = torch.rand(32, 1, 6, 6)
+    snn, report = convert(net, x, norm="percentile", percentile=99.9, per_channel=True)
+    thresholds = [m.v_threshold for m in snn.modules() if isinstance(m, ConversionIFNode)]
+    assert all(t.shape == (6, 1, 1) for t in thresholds)
+    assert "p99.9 per-channel" in report.converted[0].detail
+    snn_half, _ = convert(net, x, initial_membrane=0.5)
+    assert all(m.initial_membrane == 0.5 for m in snn_half.modules()
+               if isinstance(m, ConversionIFNode))
+    with pytest.raises(ConfigurationError, match="calibration_data"):
+        convert(net)
+    with pytest.raises(ConfigurationError, match="group_size"):
+        convert(net, x, group_size=0)
+    with pytest.raises(ConfigurationError, match="norm"):
+        convert(net, x, norm="l2")
+    calib = [(x[:16], None), (x[16:], None)]  # (input, label) pairs as from a DataLoader
+    assert convert(net, calib).report.ok
+
+
+def test_streaming_in_chunks_equals_one_call():
+    torch.manual_seed(7)
+    net = _randomize_bn(ResidualCNN(pool=nn.MaxPool2d(2)))
+    x = torch.rand(8, 1, 6, 6)
+    snn, _ = convert(net, x, group_size=2)
+    seq = constant_input(x, 12)
+    with torch.no_grad():
+        whole = snn(seq)
+        with streaming(snn):
+            chunks = torch.cat([snn(seq[:5]), snn(seq[5:])])
+    torch.testing.assert_close(chunks, whole)
+
+
+def test_max_pool_call_in_untraced_forward_is_reported():
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.act(self.conv(x))
+            if y.sum() > -1.0:
+                y = F.max_pool2d(y, 2)
+            return y.flatten(1)
+
+    _, report = convert(Branchy(), torch.rand(3, 1, 4, 4), strict=False)
+    assert [(e.name, e.source) for e in report.unconverted] == [
+        ("<root> (forward)", "torch.nn.functional.max_pool2d")]
+    assert [e.name for e in report.converted] == ["act"]
