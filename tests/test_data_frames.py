@@ -4,6 +4,8 @@ independent loop implementations of the rules in methods.md 11.1."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import require_shared_data
 from spikeflow.data import (
     EventRecording,
     ToFrame,
@@ -282,3 +285,24 @@ def test_representation_objects_and_keys():
         frame_representation(frames_number=4, duration=100)
     with pytest.raises(ConfigurationError, match="exactly one"):
         frame_representation()
+
+
+# -- docs/data.md runs as printed -------------------------------------------------------
+def test_docs_data_examples_run(monkeypatch):
+    """Every python block of docs/data.md, in order, in one namespace, from the repo root
+    (the examples read ../shared/data/nmnist-small)."""
+    require_shared_data("nmnist-small")
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    text = (root / "docs" / "data.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 6
+    ns: dict = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/data.md python block {i}", "exec"), ns)
+    # the values the text states
+    frames = to_frames(ns["rec"], 10, "number")
+    assert frames.sum(axis=(1, 2, 3)).tolist() == [502] * 9 + [510]
+    t = ns["rec"].events["t"]
+    assert (int(t[0]), int(t[-1])) == (937, 305341)
+    assert ns["x"].shape == (10, 2, 16, 16) and ns["mask"].dtype == torch.bool

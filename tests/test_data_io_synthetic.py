@@ -320,3 +320,76 @@ def test_dvs_lip_hardvs_es_imagenet_numpy_layouts(tmp_path):
     np.save(tmp_path / "bad.npy", np.array([[4, 5, 2, 3]], np.uint8))
     with pytest.raises(DataFormatError, match="byte offset 128: event 0 has polarity 3"):
         read_es_imagenet(tmp_path / "bad.npy")
+
+
+# ------------------------------------------- chunked fast path == whole-array checked path
+def _without_fast_path(monkeypatch, module, decode, *args):
+    """``decode(*args)`` once as is and once with the chunked fast path switched off
+    (every reader then takes its whole-array path, which also names errors)."""
+    fast = decode(*args)
+    with monkeypatch.context() as m:
+        m.setattr(module, "decode_in_chunks", lambda *a, **k: None)
+        checked = decode(*args)
+    return fast, checked
+
+
+def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
+    """Random streams with every case the chunked decoders handle at chunk borders:
+    invalid AEDAT 3.1 events, timestamp overflow packets, other packet types, DAVIS
+    APS/IMU words, EVT 2.0 time-high wrap-around, and chunks of 997 items."""
+    import spikeflow.data.io._common as common
+    from spikeflow.data.io import aedat2, aedat31, prophesee
+
+    monkeypatch.setattr(common, "CHUNK", 997)
+    rng = np.random.default_rng(0)
+    # AEDAT 3.1: packets of 1-2999 events, 10% invalid, overflow bumps, special packets.
+    body, ovf, t = bytearray(AEDAT31_HEADER), 0, 0
+    for _ in range(12):
+        k = int(rng.integers(1, 3000))
+        if rng.random() < 0.3:
+            body += aedat31_packet(0, [(1, 5)])
+        if rng.random() < 0.3:
+            ovf, t = ovf + 1, 0
+        ts = t + np.cumsum(rng.integers(0, 20, k))
+        t = int(ts[-1])
+        evs = [(polarity(int(x), int(y), int(p), int(v)), int(s)) for x, y, p, v, s in zip(
+            rng.integers(0, 128, k), rng.integers(0, 128, k), rng.integers(0, 2, k),
+            rng.random(k) < 0.9, ts)]  # fmt: skip
+        body += aedat31_packet(1, evs, overflow=ovf)
+    for sensor in [None, (128, 128)]:
+        fast, checked = _without_fast_path(
+            monkeypatch, aedat31, decode_aedat31, bytes(body), sensor, None
+        )
+        assert fast.sensor_size == checked.sensor_size and len(fast) > 10000
+        np.testing.assert_array_equal(fast.events, checked.events)
+    # AEDAT 2.0 DAVIS346: polarity words mixed with APS (bit 31) and IMU words.
+    n = 5000
+    addr = (rng.integers(0, 260, n).astype(np.uint32) << 22) | (
+        rng.integers(0, 346, n).astype(np.uint32) << 12
+    ) | (rng.integers(0, 2, n).astype(np.uint32) << 11)
+    addr[rng.random(n) < 0.2] |= np.uint32(0x80000000)
+    recs = np.empty(n, dtype=[("a", ">u4"), ("t", ">u4")])
+    recs["a"], recs["t"] = addr, np.cumsum(rng.integers(0, 9, n))
+    raw = b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.Davis346B\r\n" + recs.tobytes()
+    fast, checked = _without_fast_path(monkeypatch, aedat2, decode_aedat2, raw, None, None)
+    assert len(fast) > 3000
+    np.testing.assert_array_equal(fast.events, checked.events)
+    # EVT 2.0: a TIME_HIGH every 100 CD words, wrapping around 2**28, CD words before
+    # the first TIME_HIGH (dropped), and EXT_TRIGGER words.
+    words = [0x1000_0000 | 5 << 11 | 7]
+    high = (1 << 28) - 20
+    for i in range(6000):
+        if i % 100 == 0:
+            high = (high + 1) % (1 << 28)
+            words.append(0x8000_0000 | high)
+        if i % 777 == 0:
+            words.append(0xA000_0000)
+        low = (i % 100) * 64 // 100
+        x, y = int(rng.integers(0, 640)), int(rng.integers(0, 480))
+        words.append(int(rng.integers(0, 2)) << 28 | low << 22 | x << 11 | y)
+    raw = b"% evt 2.0\n% format EVT2;height=480;width=640\n% end\n" + np.array(
+        words, dtype="<u4"
+    ).tobytes()
+    fast, checked = _without_fast_path(monkeypatch, prophesee, decode_evt2, raw, None, None)
+    assert len(fast) == 6000 and int(fast.events["t"][-1]) > 1 << 34
+    np.testing.assert_array_equal(fast.events, checked.events)

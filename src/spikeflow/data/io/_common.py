@@ -8,13 +8,16 @@ offset and the problem.
 from __future__ import annotations
 
 import importlib
+import itertools
+import os
+import re
 from collections.abc import Callable
 from os import PathLike
 from types import ModuleType
 
 import numpy as np
 
-from spikeflow.data.events import format_error
+from spikeflow.data.events import EVENT_DTYPE, format_error
 from spikeflow.errors import MissingExtraError
 
 PathArg = str | PathLike | None
@@ -25,9 +28,20 @@ MAX_PACKET_BYTES = 1 << 28
 
 
 def read_bytes(path: str | PathLike) -> bytes:
-    """The whole file as bytes."""
-    with open(path, "rb") as fh:
-        return fh.read()
+    """The whole file as bytes (``os.read`` calls: a few µs less than ``open().read()``,
+    which counts for datasets of many small files such as N-MNIST)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size) if size else b""
+        if len(data) < size or not size:  # a short read, or a file that reports no size
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 24):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
 
 
 def as_bytes(raw: RawBytes) -> bytes:
@@ -53,6 +67,30 @@ def source_name(path: PathArg) -> str | None:
     return str(path) if path is not None else None
 
 
+_HEADER_PATTERNS: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def header_end(data: bytes, marker: bytes, path: PathArg, *, limit: int | None = None) -> int:
+    """Offset of the first byte after the leading lines that start with ``marker``.
+
+    Raises:
+        DataFormatError: a header line that runs to the end of the file without a
+            newline (the file is truncated).
+    """
+    pattern = _HEADER_PATTERNS.get(marker)
+    if pattern is None:  # whole lines that start with the marker, in one regex scan
+        pattern = re.compile(b"(?:" + re.escape(marker) + b"[^\n]*\n)*")
+        _HEADER_PATTERNS[marker] = pattern
+    end = len(data) if limit is None else min(len(data), limit)
+    pos = pattern.match(data, 0, end).end() if end else 0
+    if pos < end and data.startswith(marker, pos):
+        raise format_error(
+            path, pos, f"truncated header: the line starting here has no end of line "
+            f"({len(data) - pos} byte(s) to the end of the file)"
+        )  # fmt: skip
+    return pos
+
+
 def split_header_lines(
     data: bytes, marker: bytes, path: PathArg, *, limit: int | None = None
 ) -> tuple[list[tuple[int, bytes]], int]:
@@ -62,19 +100,10 @@ def split_header_lines(
     the header (the first line that does not start with ``marker``). A header line that
     runs to the end of the file without a newline means the file is truncated.
     """
-    lines: list[tuple[int, bytes]] = []
-    pos = 0
-    end = len(data) if limit is None else min(len(data), limit)
-    while pos < end and data.startswith(marker, pos):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            raise format_error(
-                path, pos, f"truncated header: the line starting here has no end of line "
-                f"({len(data) - pos} byte(s) to the end of the file)"
-            )  # fmt: skip
-        lines.append((pos, data[pos:nl].rstrip(b"\r")))
-        pos = nl + 1
-    return lines, pos
+    pos = header_end(data, marker, path, limit=limit)
+    raw_lines = data[:pos].split(b"\n")[:-1]
+    offsets = itertools.accumulate((len(line) + 1 for line in raw_lines[:-1]), initial=0)
+    return [(off, line.rstrip(b"\r")) for off, line in zip(offsets, raw_lines)], pos
 
 
 def decode_line(line: bytes) -> str:
@@ -86,7 +115,10 @@ def first_decrease(t: np.ndarray) -> int:
     """Index ``i`` of the first ``t[i] < t[i - 1]``, or -1 when ``t`` never decreases."""
     if t.size < 2:
         return -1
-    back = np.flatnonzero(t[1:] < t[:-1])
+    down = t[1:] < t[:-1]
+    if not down.any():
+        return -1
+    back = np.flatnonzero(down)
     return int(back[0]) + 1 if back.size else -1
 
 
@@ -113,6 +145,8 @@ def check_in_sensor(
     what: str = "event",
 ) -> None:
     """Raise when a coordinate falls outside a ``width`` x ``height`` sensor."""
+    if x.size == 0 or (int(x.max()) < width and int(y.max()) < height):
+        return
     bad = np.flatnonzero((x >= width) | (y >= height))
     if bad.size:
         i = int(bad[0])
@@ -162,3 +196,53 @@ def seconds_to_us(seconds: np.ndarray, path: PathArg, what: str) -> np.ndarray:
         i = int(bad[0])
         raise format_error(path, None, f"{what}[{i}] = {s[i]!r} is not a valid time in seconds")
     return np.rint(s * 1e6).astype(np.int64)
+
+
+#: Items decoded per pass of :func:`decode_in_chunks`: small enough that every temporary
+#: of a chunk stays in the CPU cache and is reused, instead of page-faulting fresh
+#: full-size arrays (which costs more than the decoding itself on large files).
+CHUNK = 1 << 16
+
+ChunkDecoder = Callable[[int, int], "tuple[np.ndarray, ...] | None"]
+
+
+def decode_in_chunks(
+    n: int, decode: ChunkDecoder, sensor: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Decode ``n`` source items chunk by chunk straight into an :data:`EVENT_DTYPE` array.
+
+    ``decode(lo, hi)`` returns ``(t, x, y, p)`` of the events held by items
+    ``[lo, hi)`` (it may drop items, e.g. non-event words), or ``None`` when it meets
+    something invalid. Checks run per chunk on the
+    cached values: coordinates inside ``sensor = (width, height)`` (or, with ``None``,
+    the size is inferred) and time never decreasing, across chunk borders too.
+
+    Returns:
+        ``(events, (width, height))``, or ``None`` when a check fails: the caller then
+        runs its whole-array path, which locates and names the first bad event.
+    """
+    out = np.empty(n, dtype=EVENT_DTYPE)
+    pos = 0
+    last_t: int | None = None
+    xmax = ymax = -1
+    for lo in range(0, n, CHUNK):
+        fields = decode(lo, min(lo + CHUNK, n))
+        if fields is None:
+            return None
+        t, x, y, p = fields
+        k = len(t)
+        if k == 0:
+            continue
+        xmax, ymax = max(xmax, int(x.max())), max(ymax, int(y.max()))
+        if sensor is not None and (xmax >= sensor[0] or ymax >= sensor[1]):
+            return None
+        if (last_t is not None and t[0] < last_t) or (k > 1 and (t[1:] < t[:-1]).any()):
+            return None
+        last_t = int(t[-1])
+        o = out[pos : pos + k]
+        o["t"], o["x"], o["y"], o["p"] = t, x, y, p
+        pos += k
+    size = sensor if sensor is not None else (xmax + 1, ymax + 1)
+    if pos < n:  # copy the bytes (numpy copies a packed structured array field by field)
+        out = out[:pos].view(np.uint8).copy().view(EVENT_DTYPE)
+    return out, size

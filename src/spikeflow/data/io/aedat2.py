@@ -28,12 +28,15 @@ import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
+    ChunkDecoder,
     PathArg,
     RawBytes,
     as_bytes,
     check_in_sensor,
     check_monotonic,
+    decode_in_chunks,
     decode_line,
+    header_end,
     read_bytes,
     source_name,
     split_header_lines,
@@ -96,6 +99,29 @@ def _detect_layout(chip: str | None, hardware: str | None) -> str | None:
     return None
 
 
+_KEYS = (b"!AER-DAT", b"HardwareInterface:", b"AEChip:", b"Start of Pref", b"End of Pref")
+
+
+def _key_lines(data: bytes, end: int) -> list[tuple[int, str]]:
+    """``(offset, line)`` of the header lines the parser reads, found with ``bytes.find``
+    (a jAER header runs to thousands of lines; only a handful matter)."""
+    found = []
+    for key in _KEYS:
+        pos = data.find(key, 0, end)
+        while pos >= 0:
+            start = data.rfind(b"\n", 0, pos) + 1
+            prefix = data[start:pos]
+            at_line_start = prefix == b"#" or (
+                key != _KEYS[0] and prefix[:1] == b"#" and not prefix[1:].strip()
+            )
+            if at_line_start:
+                stop = data.find(b"\n", pos, end)
+                line = data[start : end if stop < 0 else stop].rstrip(b"\r")
+                found.append((start, decode_line(line)))
+            pos = data.find(key, pos + 1, end)
+    return sorted(found)
+
+
 def parse_aedat2_header(raw: RawBytes, path: PathArg = None) -> Aedat2Header:
     """Parse the ``#`` header of a jAER AEDAT 1.0/2.0 file.
 
@@ -104,9 +130,17 @@ def parse_aedat2_header(raw: RawBytes, path: PathArg = None) -> Aedat2Header:
             by the end of the file, or a preferences block (``#Start of Preferences``)
             that is never closed before the data (a truncated header).
     """
-    data = as_bytes(raw)
-    found, data_start = split_header_lines(data, b"#", path)
-    lines = [(off, decode_line(line)) for off, line in found]
+    return _parse_header(as_bytes(raw), path, keep_lines=True)
+
+
+def _parse_header(data: bytes, path: PathArg, keep_lines: bool) -> Aedat2Header:
+    """The header; ``keep_lines=False`` leaves ``lines`` empty (jAER headers run to
+    thousands of lines, and decoding needs only the few that one regex scan finds)."""
+    if keep_lines:
+        found, data_start = split_header_lines(data, b"#", path)
+    else:
+        found, data_start = [], header_end(data, b"#", path)
+    lines = _key_lines(data, data_start)
     version = "1.0"
     hardware = chip = None
     prefs_open: int | None = None
@@ -135,7 +169,7 @@ def parse_aedat2_header(raw: RawBytes, path: PathArg = None) -> Aedat2Header:
         )  # fmt: skip
     return Aedat2Header(
         version, data_start, hardware, chip, _detect_layout(chip, hardware),
-        tuple(line for _, line in lines),
+        tuple(decode_line(line) for _, line in found),
     )  # fmt: skip
 
 
@@ -154,6 +188,31 @@ def _unwrap_u32(t: np.ndarray) -> np.ndarray:
     return t
 
 
+def _chunk_decoder(records: np.ndarray, layout: str, width: int) -> ChunkDecoder:
+    """Decode records ``[lo, hi)`` (for :func:`decode_in_chunks`); ``None`` on a DVS128
+    address with bits 16-30 set (the whole-array path reports it)."""
+
+    def decode(lo: int, hi: int) -> tuple[np.ndarray, ...] | None:
+        chunk = records[lo:hi]
+        addr = chunk["addr"].astype(np.uint32)
+        if layout == "dvs128":
+            if (addr & np.uint32(0x7FFF0000)).any():
+                return None
+            keep = (addr & np.uint32(0x80008000)) == 0
+            a = addr[keep]
+            xr, y, p = (a >> 1) & 0x7F, (a >> 8) & 0x7F, a & 1
+        else:
+            keep = (addr & np.uint32(0x80000400)) == 0
+            a = addr[keep]
+            xr, y, p = (a >> 12) & 0x3FF, (a >> 22) & 0x1FF, (a >> 11) & 1
+        # uint32 arithmetic: an x beyond the sensor wraps to a huge value, and a timestamp
+        # wrap-around reads as time going backwards; decode_in_chunks then gives up and
+        # the whole-array path names the bad event or unwraps the timestamps.
+        return chunk["t"][keep].astype(np.uint32), (width - 1) - xr, y, p
+
+    return decode
+
+
 def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None) -> EventRecording:
     """Decode the bytes of a jAER AEDAT 1.0/2.0 file into polarity events.
 
@@ -169,7 +228,7 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
             a DVS128 address with bits 16-30 set, coordinates outside the sensor, or
             timestamps that go backwards.
     """
-    header = parse_aedat2_header(raw, path)
+    header = _parse_header(as_bytes(raw), path, keep_lines=False)
     if layout is None:
         layout = header.layout
         if layout is None:
@@ -193,8 +252,12 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
             f"{data[start:start + 16]!r})"
         )  # fmt: skip
     records = np.frombuffer(data, dtype=rec, offset=start)
-    addr = records["addr"].astype(np.uint32)
     width, height = AEDAT2_LAYOUTS[layout]
+    fast = decode_in_chunks(len(records), _chunk_decoder(records, layout, width), (width, height))
+    if fast is not None:
+        return EventRecording(fast[0], (width, height, 2), source_name(path))
+    # A check failed: whole arrays, to locate and name the first problem.
+    addr = records["addr"].astype(np.uint32)
     if layout == "dvs128":
         odd = np.flatnonzero(addr & np.uint32(0x7FFF0000))
         if odd.size:

@@ -25,6 +25,7 @@ from spikeflow.data.io._common import (
     as_bytes,
     check_in_sensor,
     check_monotonic,
+    decode_in_chunks,
     decode_line,
     infer_size,
     read_bytes,
@@ -133,34 +134,75 @@ def decode_aedat31(
             overflows.append(ovf)
         pos = stop
     n = int(sum(counts))
-    words = np.empty(2 * n, dtype=np.uint32)
-    offsets_start = np.cumsum([0, *counts])
+    first = np.cumsum([0, *counts])  # index of each packet's first event
     buf = np.frombuffer(data, dtype=np.uint8)
-    for k, (body, cnt) in enumerate(zip(bodies, counts)):
-        lo = 2 * int(offsets_start[k])
-        words[lo : lo + 2 * cnt] = buf[body : body + 8 * cnt].view("<u4")
-    addr = words[0::2]
-    ts = words[1::2]
-    counts_a = np.asarray(counts, dtype=np.int64)
-    ev_off = np.repeat(np.asarray(bodies, dtype=np.int64), counts_a) + 8 * (
-        np.arange(n, dtype=np.int64) - np.repeat(offsets_start[:-1], counts_a)
+    ovf_of_event = (
+        np.repeat(np.asarray(overflows, dtype=np.int64) << 31, counts) if any(overflows) else None
     )
-    neg = np.flatnonzero(ts >> 31)
-    if neg.size:
-        i = int(neg[0])
+
+    def words_of(lo: int, hi: int) -> np.ndarray:
+        """The (address, timestamp) words of polarity events ``[lo, hi)``, shape [k, 2]:
+        a view into the file when they lie in one packet, else a small concatenation."""
+        k0 = int(np.searchsorted(first, lo, side="right")) - 1
+        pieces = []
+        while lo < hi:
+            stop = min(hi, int(first[k0 + 1]))
+            at = bodies[k0] + 8 * (lo - int(first[k0]))
+            pieces.append(buf[at : at + 8 * (stop - lo)])
+            lo, k0 = stop, k0 + 1
+        raw = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return raw.view("<u4").reshape(-1, 2)
+
+    def chunk(lo: int, hi: int) -> tuple[np.ndarray, ...] | None:
+        w = words_of(lo, hi)
+        # Contiguous copies first: every later pass then runs at full speed.
+        a, tc = np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1])
+        if int(tc.max()) >> 31:  # a negative timestamp: reported by the checked path
+            return None
+        every = bool(np.bitwise_and.reduce(a) & 1)  # every valid bit set
+        if not every:
+            ok = (a & 1).astype(bool)
+            a, tc = a[ok], tc[ok]
+        if ovf_of_event is not None:
+            o = ovf_of_event[lo:hi]
+            tc = (o if every else o[ok]) | tc
+        return tc, a >> 17, (a >> 2) & 0x7FFF, (a >> 1) & 1
+
+    fast = decode_in_chunks(n, chunk, sensor_size)
+    if fast is not None:
+        return EventRecording(fast[0], (*fast[1], 2), source_name(path))
+    # A check failed: decode again as whole arrays, to locate and name the first problem.
+    words = words_of(0, n) if n else np.zeros((0, 2), dtype=np.uint32)
+    addr = words[:, 0]
+    ts = words[:, 1]
+
+    def word_offset(i: int) -> int:
+        """Byte offset of polarity event ``i`` (before dropping invalid ones)."""
+        k = int(np.searchsorted(first, i, side="right")) - 1
+        return bodies[k] + 8 * (i - int(first[k]))
+
+    if n and int(ts.max()) >> 31:
+        i = int(np.flatnonzero(ts >> 31)[0])
         raise format_error(
-            path, int(ev_off[i]) + 4,
+            path, word_offset(i) + 4,
             f"polarity event has a negative timestamp ({int(ts[i]) - (1 << 32)})",
         )  # fmt: skip
-    keep = np.flatnonzero(addr & 1)
-    addr, ev_off = addr[keep], ev_off[keep]
-    t = (np.repeat(np.asarray(overflows, dtype=np.int64), counts_a)[keep] << 31) | ts[keep]
+    valid = addr & 1
+    keep: np.ndarray | None = None
+    if not valid.all():  # events whose valid mark is 0 are dropped
+        keep = valid.astype(bool)
+        addr, ts = addr[keep], ts[keep]
+    if any(overflows):
+        ovf = np.repeat(np.asarray(overflows, dtype=np.int64) << 31, counts)
+        t = (ovf if keep is None else ovf[keep]) | ts
+    else:
+        t = ts
     x = (addr >> 17) & 0x7FFF
     y = (addr >> 2) & 0x7FFF
     p = ((addr >> 1) & 1).astype(np.int8)
 
-    def offset_of(i: int) -> int:
-        return int(ev_off[i])
+    def offset_of(i: int) -> int:  # only on an error
+        return word_offset(i if keep is None else int(np.flatnonzero(keep)[i]))
 
     if sensor_size is None:
         width, height = infer_size(x, y)

@@ -31,6 +31,7 @@ from spikeflow.data.io._common import (
     as_bytes,
     check_in_sensor,
     check_monotonic,
+    decode_in_chunks,
     import_optional,
     infer_size,
     read_bytes,
@@ -280,10 +281,24 @@ def decode_aedat4(raw: RawBytes, stream: int | None = None, path: PathArg = None
     parts, where, counts = [], [], []
     for pos, fb, root in _packets(data, info, target, b"EVTS", path):
         start, n = fb.vector(root, 0, _EVENT.itemsize)
-        parts.append(np.frombuffer(fb.data, dtype=_EVENT, count=n, offset=start) if n else None)
+        parts.append(memoryview(fb.data)[start : start + n * _EVENT.itemsize])
         where.append(pos)
         counts.append(n)
-    ev = np.concatenate([p for p in parts if p is not None]) if any(counts) else np.zeros(0, _EVENT)
+    # One byte copy of every packet's events (numpy would copy structured rows field by field).
+    ev = np.frombuffer(b"".join(parts), dtype=_EVENT)
+    size = target.size
+
+    def chunk(lo: int, hi: int) -> tuple[np.ndarray, ...] | None:
+        c = ev[lo:hi]  # contiguous copies of the fields: later passes run at full speed
+        x, y, on = (np.ascontiguousarray(c[k]) for k in ("x", "y", "on"))
+        if int(x.min()) < 0 or int(y.min()) < 0 or int(on.max()) > 1:
+            return None
+        return np.ascontiguousarray(c["t"]), x, y, on
+
+    fast = decode_in_chunks(len(ev), chunk, size)
+    if fast is not None:
+        return EventRecording(fast[0], (*fast[1], 2), source_name(path))
+    # A check failed: whole arrays, to locate and name the first problem.
     offsets = np.repeat(np.asarray(where, dtype=np.int64), np.asarray(counts, dtype=np.int64))
 
     def offset_of(i: int) -> int:

@@ -43,6 +43,7 @@ from spikeflow.data.io._common import (
     as_bytes,
     check_in_sensor,
     check_monotonic,
+    decode_in_chunks,
     decode_line,
     infer_size,
     read_bytes,
@@ -126,6 +127,12 @@ def _words(data: bytes, start: int, dtype: str, path: PathArg) -> np.ndarray:
 
 
 def _check_types(typ: np.ndarray, allowed: tuple[int, ...], start: int, size: int, path: PathArg):
+    allowed_bits = sum(1 << k for k in allowed)
+    if allowed_bits == 0xFFFF:
+        return
+    # One shift per word: bit ``typ`` of the allowed-set mask (typ is 4 bits wide).
+    if (np.right_shift(typ.dtype.type(allowed_bits), typ) & 1).all():
+        return
     ok = np.zeros(16, dtype=bool)
     ok[list(allowed)] = True
     bad = np.flatnonzero(~ok[typ])
@@ -172,6 +179,43 @@ def _check_encoding(fields: dict[str, str], want: str, path: PathArg) -> None:
         raise format_error(path, 0, f"the header says the encoding is {enc!r}, not {want!r}")
 
 
+_EVT2_ALLOWED = np.uint32(sum(1 << k for k in _EVT2_TYPES))
+
+
+class _Evt2Chunks:
+    """EVT 2.0 words decoded chunk by chunk (for :func:`decode_in_chunks`), carrying the
+    TIME_HIGH in force and the wrap count from one chunk to the next."""
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.words = words
+        self.high = -1  # the unwrapped TIME_HIGH in force, << 6; -1: none seen yet
+        self.raw_high = -1  # its 28-bit value as written, to detect wraps
+
+    def __call__(self, lo: int, hi: int) -> tuple[np.ndarray, ...] | None:
+        w = self.words[lo:hi]
+        typ = w >> 28
+        if not (np.right_shift(_EVT2_ALLOWED, typ) & 1).all():
+            return None  # an unknown word type
+        th_at = np.flatnonzero(typ == 8)
+        highs = np.empty(th_at.size + 1, dtype=np.int64)
+        highs[0] = self.high
+        if th_at.size:
+            raw = (w[th_at] & 0x0FFFFFFF).astype(np.int64)
+            prev = np.concatenate(([self.raw_high], raw[:-1]))
+            wraps = np.cumsum(raw < prev) + (self.high >> 34 if self.high >= 0 else 0)
+            highs[1:] = (raw + (wraps << 28)) << 6
+            self.raw_high, self.high = int(raw[-1]), int(highs[-1])
+        # The TIME_HIGH in force at every word: one run per TIME_HIGH word.
+        high = np.repeat(highs, np.diff(th_at, prepend=0, append=w.size))
+        is_cd = typ <= 1
+        if highs[0] < 0:  # CD words before the first TIME_HIGH carry no time: dropped
+            is_cd &= high >= 0
+        e = w[is_cd]
+        t = high[is_cd]
+        t |= (e >> 22) & 0x3F
+        return t, (e >> 11) & 0x7FF, e & 0x7FF, e >> 28
+
+
 def decode_evt2(
     raw: RawBytes, sensor_size: tuple[int, int] | None = None, path: PathArg = None
 ) -> EventRecording:
@@ -193,23 +237,32 @@ def decode_evt2(
     fields, start = parse_prophesee_header(data, path)
     _check_encoding(fields, "evt2", path)
     w = _words(data, start, "<u4", path)
+    fast = decode_in_chunks(w.size, _Evt2Chunks(w), sensor_size or _sensor_from_header(fields))
+    if fast is not None:
+        return EventRecording(fast[0], (*fast[1], 2), source_name(path))
+    # A check failed: whole arrays, to locate and name the first problem.
     typ = w >> 28
     _check_types(typ, _EVT2_TYPES, start, 4, path)
-    is_th = typ == 8
-    th_full = _unwrapped(w[is_th] & 0x0FFFFFFF, 1 << 28)
-    # rank of the last TIME_HIGH at or before each word (-1: none yet)
-    th_rank = np.cumsum(is_th, dtype=_count_dtype(w.size)) - 1
-    cd = np.flatnonzero(typ <= 1)
-    rank = th_rank[cd]
-    if rank.size and rank[0] < 0:  # CD words before the first TIME_HIGH: dropped
-        keep = rank >= 0
-        cd, rank = cd[keep], rank[keep]
-    wc = w[cd]
-    t = (th_full[rank] << 6) | ((wc >> 22) & 0x3F)
+    th_at = np.flatnonzero(typ == 8)
+    if th_at.size == 0:  # no TIME_HIGH: no complete timestamp, no event
+        return _finish(*(np.zeros(0, np.int64),) * 4, sensor_size, fields, path, lambda i: start)
+    # Every word from the first TIME_HIGH on gets the (unwrapped) TIME_HIGH in force,
+    # one np.repeat over the runs between TIME_HIGH words; CD words before it are dropped.
+    first = int(th_at[0])
+    th_full = _unwrapped(w[th_at] & 0x0FFFFFFF, 1 << 28) << 6
+    high = np.repeat(th_full, np.diff(th_at, append=w.size))
+    is_cd = typ[first:] <= 1
+    wc = w[first:][is_cd]
+    t = high[is_cd]
+    t |= (wc >> 22) & 0x3F
     x = (wc >> 11) & 0x7FF
     y = wc & 0x7FF
-    p = (wc >> 28).astype(np.int8)
-    return _finish(t, x, y, p, sensor_size, fields, path, lambda i: start + 4 * int(cd[i]))
+    p = wc >> 28
+
+    def offset_of(i: int) -> int:  # only on an error: the CD word index of event i
+        return start + 4 * (first + int(np.flatnonzero(is_cd)[i]))
+
+    return _finish(t, x, y, p, sensor_size, fields, path, offset_of)
 
 
 _POP = np.array([bin(v).count("1") for v in range(4096)], dtype=np.int64)
