@@ -1,0 +1,39 @@
+"""Training spiking networks: the machinery behind ``spikeflow train`` and ``spikeflow eval``.
+
+* :mod:`~spikeflow.training.config`: :class:`TrainConfig`, config files (TOML/YAML/JSON).
+* :mod:`~spikeflow.training.data`: the datasets the command line knows.
+* :mod:`~spikeflow.training.trainer`: :class:`Trainer` (one process or ``torchrun``).
+* :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.
+* :mod:`~spikeflow.training.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
+* :mod:`~spikeflow.training.plots`: learning curves, firing rates, spike rasters (matplotlib).
+
+See ``docs/training.md``.
+"""
+
+from spikeflow.training.checkpoint import load_checkpoint, save_checkpoint
+from spikeflow.training.config import TrainConfig, load_config_file, resolve, save_config
+from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
+from spikeflow.training.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    TrainResult,
+    build_model,
+    config_for_resume,
+)
+
+__all__ = [
+    "LayerStats",
+    "NonFiniteLossError",
+    "SpikeMonitor",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "build_model",
+    "config_for_resume",
+    "load_checkpoint",
+    "load_config_file",
+    "record_spikes",
+    "resolve",
+    "save_checkpoint",
+    "save_config",
+]

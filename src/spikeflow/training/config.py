@@ -1,0 +1,295 @@
+"""The configuration of a training run: one dataclass, read from and written to files.
+
+A run is described by a :class:`TrainConfig`. Values come, in increasing priority, from
+the defaults here, a config file (``.toml``, ``.yaml``/``.yml`` or ``.json``) and the
+command line. :func:`resolve` fills the values left to the dataset (model, T, batch
+size); every run writes the resolved config as ``config.toml`` next to its results, so
+``spikeflow train --config runs/<run>/config.toml`` repeats it (into a new directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spikeflow.errors import ConfigurationError, MissingExtraError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "RUNTIME_FIELDS",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_toml",
+    "load_config_file",
+    "resolve",
+    "save_config",
+]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "none")
+AMP_MODES = ("off", "bf16", "fp16")
+PLOT_MODES = ("auto", "on", "off")
+
+#: Fields that say how a run is executed, not what it computes: these may differ
+#: between a run and its ``--resume`` (everything else comes from the checkpoint).
+RUNTIME_FIELDS = (
+    "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
+    "data_dir", "cache_dir",
+)  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (``spikeflow train --help`` lists them).
+
+    ``None`` means "the dataset's default" for ``model``, ``T`` and ``batch_size``
+    (filled in by :func:`resolve`), "the model's default" for ``neuron``, and "none"
+    or "automatic" elsewhere.
+    """
+
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None
+    T: int | None = None
+    split_by: str = "number"
+    cache_dir: str | None = None
+    train_samples: int | None = None
+    test_samples: int | None = None
+    # model
+    model: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    neuron: str | None = None
+    neuron_kwargs: dict[str, Any] = field(default_factory=dict)
+    # objective and optimisation
+    loss: str = "mse"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    step_size: int = 30
+    gamma: float = 0.1
+    epochs: int = 40
+    batch_size: int | None = None
+    amp: str = "off"
+    seed: int = 0
+    # execution
+    device: str = "auto"
+    workers: int = 0
+    output_dir: str | None = None
+    progress: bool = True
+    tensorboard: bool = False
+    plots: str = "auto"
+    stop_after: int | None = None
+
+    def validate(self) -> TrainConfig:
+        """Raise a ConfigurationError naming the first invalid value; return ``self``."""
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp", self.amp, AMP_MODES)
+        _choice("plots", self.plots, PLOT_MODES)
+        _choice("split_by", self.split_by, ("number", "time"))
+        for name in ("epochs", "step_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigurationError(f"seed must be an integer, got {self.seed!r}")
+        for name in ("lr", "weight_decay", "momentum", "gamma"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise ConfigurationError(f"lr must be > 0, got {self.lr}")
+        for name in ("model_kwargs", "neuron_kwargs", "loss_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                value = getattr(self, name)
+                raise ConfigurationError(f"{name} must be a table (dict), got {value!r}")
+        return self
+
+
+#: What each dataset trains with by default: model, T, batch size.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"model": "plif_digits", "T": 4, "batch_size": 32},
+    "nmnist": {"model": "plif_nmnist", "T": 10, "batch_size": 16},
+}
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """A copy of ``config`` with the dataset's defaults filled in and validated."""
+    from spikeflow.training.data import list_datasets
+
+    values = dataclasses.replace(config)
+    if not isinstance(values.dataset, str) or values.dataset.lower() not in list_datasets():
+        raise ConfigurationError(
+            f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"
+        )
+    defaults = DATASET_DEFAULTS.get(values.dataset.lower(), {"T": 10, "batch_size": 16})
+    for name, value in defaults.items():
+        if getattr(values, name) is None:
+            setattr(values, name, value)
+    if values.model is None:
+        raise ConfigurationError(
+            f"dataset {values.dataset!r} has no default model: pass --model "
+            "(spikeflow.models.list_models() lists them)"
+        )
+    return values.validate()
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+
+
+# -- dict and file conversion ----------------------------------------------------------
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_FLOAT_FIELDS = {"lr", "weight_decay", "momentum", "gamma"}
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as a plain dict (``None`` values included)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (default: the defaults) updated with ``values``.
+
+    Raises:
+        ConfigurationError: a key that is no config field (the message lists them).
+    """
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(_FIELDS))}"
+        )
+    updates = dict(values)
+    for name in _FLOAT_FIELDS & set(updates):
+        if isinstance(updates[name], int) and not isinstance(updates[name], bool):
+            updates[name] = float(updates[name])
+    return dataclasses.replace(base or TrainConfig(), **updates)
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` config file into a dict.
+
+    Raises:
+        ConfigurationError: unreadable file, unknown suffix, or not a table at the top.
+        MissingExtraError: a YAML file without PyYAML installed (extra ``yaml``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    text = path.read_text()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError as exc:
+                raise MissingExtraError("YAML config files", "pyyaml", "yaml") from exc
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigurationError(
+                f"config file {path}: unknown suffix {suffix!r}; use .toml, .yaml, .yml or .json"
+            )
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(f"config file {path} is not valid {suffix[1:]}: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError has no common base with the above
+        if isinstance(exc, (ConfigurationError, MissingExtraError)):
+            raise
+        raise ConfigurationError(f"config file {path} is not valid {suffix[1:]}: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"config file {path} must hold a table of keys at the top")
+    return data
+
+
+def _toml_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = [
+            f"{_toml_key(k)} = {_toml_value(v, where)}" for k, v in value.items() if v is not None
+        ]
+        return "{" + ", ".join(items) + "}"
+    raise ConfigurationError(f"{where}: cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
+
+
+def dump_toml(values: Mapping[str, Any], header: str = "") -> str:
+    """``values`` as TOML: one ``key = value`` line each, dicts as inline tables.
+
+    ``None`` values are left out (TOML has no null; every field whose default is None
+    reads back as None).
+    """
+    lines = [f"# {line}" for line in header.splitlines()]
+    for key, value in values.items():
+        if value is not None:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
+    return "\n".join(lines) + "\n"
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
+    """Write ``config`` to ``path`` (``.toml`` or ``.json``), without ``output_dir`` (a
+    rerun from the file writes into a new directory)."""
+    path = Path(path)
+    values = config_to_dict(config)
+    out_dir = values.pop("output_dir")
+    if path.suffix == ".json":
+        text = json.dumps(values, indent=2) + "\n"
+    else:
+        header = (
+            "The resolved configuration of a spikeflow training run"
+            + (f" (written into {out_dir})" if out_dir else "")
+            + ".\nRepeat it with:  spikeflow train --config <this file>"
+        )
+        text = dump_toml(values, header)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,129 @@
+"""The datasets ``spikeflow train`` knows: scikit-learn's digits and spikeflow's
+neuromorphic datasets, with what a model needs to know about them.
+
+Static images (the digits) yield ``[C, H, W]`` and are repeated over T by
+:func:`to_time_major`; neuromorphic datasets yield frames ``[T, C, H, W]`` that a
+DataLoader batches to ``[B, T, C, H, W]`` and :func:`to_time_major` makes
+``[T, B, C, H, W]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from spikeflow.errors import ConfigurationError, MissingExtraError, ShapeError
+from spikeflow.training.config import TrainConfig
+
+__all__ = ["DataInfo", "build_datasets", "even_subset", "list_datasets", "to_time_major"]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the model builder and the training loop need to know about a dataset."""
+
+    num_classes: int
+    in_channels: int
+    input_size: tuple[int, int]
+    #: True: samples are static ``[C, H, W]`` images to repeat over T.
+    static: bool
+
+
+def list_datasets() -> list[str]:
+    """The ``--dataset`` names: ``digits`` and every spikeflow.data dataset class."""
+    return sorted(["digits", *_neuromorphic_classes()])
+
+
+def _neuromorphic_classes() -> dict[str, type]:
+    from spikeflow.data import datasets
+
+    return {
+        name.lower(): obj
+        for name, obj in vars(datasets).items()
+        if isinstance(obj, type)
+        and issubclass(obj, datasets.NeuromorphicDataset)
+        and obj is not datasets.NeuromorphicDataset
+    }
+
+
+def even_subset(dataset: Dataset, count: int | None) -> Dataset:
+    """The first of every ``len/count`` samples (all classes of a label-sorted set)."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if count is None or count >= size:
+        return dataset
+    indices = np.linspace(0, size, num=count, endpoint=False).astype(np.int64)
+    return Subset(dataset, indices.tolist())
+
+
+def _digits(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as exc:
+        raise MissingExtraError("the 8x8 digits dataset", "scikit-learn", "examples") from exc
+    data = load_digits()
+    images = (data.images / 16.0).astype(np.float32)[:, None]
+    # A fixed split (random_state 0) so that every run, whatever its seed, tests on the
+    # same 360 images: 80/20, stratified by class.
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        images, data.target, test_size=0.2, random_state=0, stratify=data.target
+    )
+    train = TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr).long())
+    test = TensorDataset(torch.from_numpy(x_te), torch.from_numpy(y_te).long())
+    return train, test, DataInfo(10, 1, (8, 8), static=True)
+
+
+def _neuromorphic(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+    classes = _neuromorphic_classes()
+    cls = classes[config.dataset.lower()]
+    if config.data_dir is None:
+        raise ConfigurationError(
+            f"dataset {config.dataset!r} needs --data-dir (the folder that holds it)"
+        )
+    kwargs = {
+        "data_type": "frame",
+        "frames_number": config.T,
+        "split_by": config.split_by,
+        "cache_dir": config.cache_dir,
+    }
+    train = cls(config.data_dir, train=True, **kwargs)
+    test = cls(config.data_dir, train=False, **kwargs)
+    width, height, channels = cls.sensor_size
+    num_classes = len(cls.classes) if hasattr(cls, "classes") else 1 + max(train.targets)
+    return train, test, DataInfo(num_classes, channels, (height, width), static=False)
+
+
+def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+    """The train and test splits of ``config.dataset`` (subsets when
+    ``train_samples``/``test_samples`` are set) and their :class:`DataInfo`.
+
+    Raises:
+        ConfigurationError: an unknown dataset name (the message lists them).
+    """
+    name = config.dataset.lower()
+    if name == "digits":
+        train, test, info = _digits(config)
+    elif name in _neuromorphic_classes():
+        train, test, info = _neuromorphic(config)
+    else:
+        raise ConfigurationError(
+            f"unknown dataset {config.dataset!r}; available: {', '.join(list_datasets())}"
+        )
+    return even_subset(train, config.train_samples), even_subset(test, config.test_samples), info
+
+
+def to_time_major(x: Tensor, T: int, static: bool) -> Tensor:
+    """A batch as the time-major ``[T, B, ...]`` sequence a model takes.
+
+    Static images ``[B, C, H, W]`` are repeated over ``T`` steps (a view, no copy);
+    frames ``[B, T, C, H, W]`` are transposed.
+    """
+    if static:
+        return x.unsqueeze(0).expand(T, *x.shape)
+    if x.dim() < 3:
+        raise ShapeError(f"expected frames [B, T, ...], got shape {tuple(x.shape)}")
+    return x.transpose(0, 1)

@@ -1,0 +1,121 @@
+"""One pass over a dataset: the training epoch and the evaluation, with their running sums.
+
+Both work on time-major batches (see :func:`spikeflow.training.data.to_time_major`) and
+take the prediction as the class with the largest time-mean output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from spikeflow.training.data import to_time_major
+from spikeflow.training.distributed import DistContext
+from spikeflow.training.monitors import LayerStats, SpikeMonitor
+
+__all__ = ["EpochSums", "autocast_context", "count_correct", "evaluate", "reduce_monitor"]
+
+
+@dataclass
+class EpochSums:
+    """Running sums of one pass: loss x samples, correct predictions, samples."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    count: float = 0.0
+
+    def add(self, loss: float, correct: float, count: float) -> None:
+        self.loss += loss
+        self.correct += correct
+        self.count += count
+
+    def reduced(self, ctx: DistContext) -> EpochSums:
+        """The sums over all processes."""
+        return EpochSums(*ctx.all_reduce_sum([self.loss, self.correct, self.count]))
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / self.count if self.count else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count if self.count else float("nan")
+
+    def state_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``amp`` = ``"bf16"``/``"fp16"``, a no-op for ``"off"``."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def count_correct(out_seq: Tensor, target: Tensor) -> float:
+    """Samples whose time-mean output is largest at the label."""
+    return float((out_seq.float().mean(0).argmax(-1) == target).sum())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    *,
+    T: int,
+    static: bool,
+    batch_size: int,
+    ctx: DistContext,
+    amp: str = "off",
+    workers: int = 0,
+    membrane: bool = True,
+) -> tuple[EpochSums, float, list[LayerStats]]:
+    """Loss and accuracy of ``model`` (in eval mode) on ``dataset``, its mean firing rate
+    and per-layer statistics; each process takes every ``world_size``-th sample and the
+    sums are reduced over the processes (no sample is counted twice)."""
+    was_training = model.training
+    model.eval()
+    indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
+        generator=torch.Generator().manual_seed(0), pin_memory=ctx.device.type == "cuda",
+    )  # fmt: skip
+    sums = EpochSums()
+    monitor = SpikeMonitor(model, membrane=membrane)
+    try:
+        for x, y in loader:
+            x = to_time_major(x.to(ctx.device, non_blocking=True), T, static)
+            y = y.to(ctx.device, non_blocking=True)
+            with autocast_context(ctx.device, amp):
+                out = model(x)
+            loss = loss_fn(out.float(), y)
+            sums.add(float(loss) * len(y), count_correct(out, y), len(y))
+        reduce_monitor(monitor, ctx)
+        layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
+    finally:
+        monitor.remove()
+        model.train(was_training)
+    total = sums.reduced(ctx)
+    return total, rate, layer_stats
+
+
+def reduce_monitor(monitor: SpikeMonitor, ctx: DistContext) -> None:
+    """Replace the monitor's running sums by their sums over all processes."""
+    if not ctx.distributed:
+        return
+    states: list[dict[str, Any]] = ctx.all_gather_object(monitor.state_dict())
+    merged: dict[str, dict[str, float]] = {}
+    for state in states:
+        for name, values in state.items():
+            into = merged.setdefault(name, dict.fromkeys(values, 0.0))
+            for key, value in values.items():
+                into[key] = value if key == "neurons" else into[key] + value
+    monitor.load_state_dict(merged)  # type: ignore[arg-type]

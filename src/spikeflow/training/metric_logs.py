@@ -1,0 +1,130 @@
+"""Where a run's numbers go: ``metrics.csv`` (one row per epoch), ``layers.csv`` (one row
+per epoch, split and spiking layer) and, optionally, TensorBoard event files."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from spikeflow.errors import MissingExtraError
+from spikeflow.training.monitors import LayerStats
+
+__all__ = [
+    "EPOCH_COLUMNS",
+    "LAYER_COLUMNS",
+    "CSVLogger",
+    "TensorBoardLogger",
+    "check_tensorboard",
+    "read_csv",
+]
+
+EPOCH_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc", "train_rate", "test_loss", "test_acc",
+    "test_rate", "epoch_time_s",
+)  # fmt: skip
+LAYER_COLUMNS = (
+    "epoch", "split", "layer", "firing_rate", "spikes_per_sample", "neurons", "v_mean", "v_std",
+)  # fmt: skip
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    return value
+
+
+def _append(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _fmt(row[key]) for key in columns})
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file written here (values as strings)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class CSVLogger:
+    """Appends per-epoch rows to ``metrics.csv`` and ``layers.csv`` in ``directory``.
+
+    On a resume, rows of epochs after the checkpoint (written by the interrupted run
+    after its last checkpoint) are dropped first, so the files end up as an uninterrupted
+    run's.
+    """
+
+    def __init__(self, directory: str | os.PathLike, resume_epoch: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.metrics_path = self.directory / "metrics.csv"
+        self.layers_path = self.directory / "layers.csv"
+        if resume_epoch is None:
+            for path in (self.metrics_path, self.layers_path):
+                path.unlink(missing_ok=True)
+        else:
+            for path, columns in ((self.metrics_path, EPOCH_COLUMNS),
+                                  (self.layers_path, LAYER_COLUMNS)):  # fmt: skip
+                if path.exists():
+                    kept = [r for r in read_csv(path) if int(r["epoch"]) <= resume_epoch]
+                    path.unlink()
+                    _append(path, columns, kept)
+
+    def log_epoch(self, row: Mapping[str, Any], layers: Mapping[str, list[LayerStats]]) -> None:
+        """Append the epoch's row and its per-layer statistics (``{split: stats}``)."""
+        _append(self.metrics_path, EPOCH_COLUMNS, [row])
+        layer_rows = [
+            {
+                "epoch": row["epoch"], "split": split, "layer": s.name,
+                "firing_rate": s.firing_rate, "spikes_per_sample": s.spikes_per_sample,
+                "neurons": s.neurons, "v_mean": s.v_mean, "v_std": s.v_std,
+            }
+            for split, stats in layers.items()
+            for s in stats
+        ]  # fmt: skip
+        _append(self.layers_path, LAYER_COLUMNS, layer_rows)
+
+
+def check_tensorboard() -> None:
+    """Raise :class:`MissingExtraError` unless TensorBoard logging can work."""
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError("TensorBoard logging (--tensorboard)", "tensorboard",
+                                "tensorboard") from exc  # fmt: skip
+
+
+class TensorBoardLogger:
+    """Writes the per-epoch numbers as TensorBoard scalars under ``directory/tensorboard``."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        check_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(Path(directory) / "tensorboard"))
+
+    def log_epoch(self, row: Mapping[str, Any], layers: Mapping[str, list[LayerStats]]) -> None:
+        """Scalars ``loss/train``, ``accuracy/test``, ``firing_rate/<layer>``, ... at the epoch."""
+        epoch = int(row["epoch"])
+        for split in ("train", "test"):
+            self.writer.add_scalar(f"loss/{split}", row[f"{split}_loss"], epoch)
+            self.writer.add_scalar(f"accuracy/{split}", row[f"{split}_acc"], epoch)
+            self.writer.add_scalar(f"firing_rate/{split}", row[f"{split}_rate"], epoch)
+        self.writer.add_scalar("lr", row["lr"], epoch)
+        for split, stats in layers.items():
+            for s in stats:
+                self.writer.add_scalar(f"layer_rate_{split}/{s.name}", s.firing_rate, epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()

@@ -1,0 +1,234 @@
+"""Monitors: forward hooks that record what the spiking layers of a network do.
+
+:class:`SpikeMonitor` hooks every spiking layer (spikeflow's neurons and parallel
+neurons) and accumulates, per layer, the number of spikes, the number of neuron-steps
+(so the firing rate is ``spikes / neuron-steps``) and, with ``membrane=True``, the sum
+and sum of squares of the membrane potential after reset of every step (for neurons
+that can record it, :class:`~spikeflow.neurons.BaseNode`). It keeps running sums as
+detached 0-dim tensors, never the layers' outputs, so its memory does not grow with the
+number of batches and it holds no reference to any activation or autograd graph.
+
+Example::
+
+    with SpikeMonitor(net) as monitor:
+        for x, y in loader:
+            net(x)
+        for stats in monitor.summary():
+            print(stats.name, stats.firing_rate)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
+
+__all__ = ["SPIKING_LAYER_TYPES", "LayerStats", "SpikeMonitor", "record_spikes", "spiking_layers"]
+
+#: The module types a monitor hooks by default.
+SPIKING_LAYER_TYPES: tuple[type[nn.Module], ...] = (
+    BaseNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode,
+)  # fmt: skip
+
+
+def spiking_layers(
+    model: nn.Module, types: tuple[type[nn.Module], ...] = SPIKING_LAYER_TYPES
+) -> dict[str, nn.Module]:
+    """The named submodules of ``model`` that are spiking layers, in module order."""
+    return {name or "(root)": m for name, m in model.named_modules() if isinstance(m, types)}
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """What one spiking layer did since the last reset of the monitor."""
+
+    name: str
+    #: spikes / neuron-steps.
+    firing_rate: float
+    #: total spikes.
+    spikes: float
+    #: total spikes / samples seen (per sample and whole sequence).
+    spikes_per_sample: float
+    #: neurons of the layer (per sample and step).
+    neurons: int
+    #: mean and standard deviation of the membrane after reset (NaN if not recorded).
+    v_mean: float
+    v_std: float
+
+
+class _Accumulator:
+    """Running sums of one layer (0-dim float64 tensors, created on first use)."""
+
+    __slots__ = ("elements", "neurons", "samples", "spikes", "v_count", "v_sum", "v_sumsq")
+
+    def __init__(self) -> None:
+        self.spikes: Tensor | float = 0.0
+        self.v_sum: Tensor | float = 0.0
+        self.v_sumsq: Tensor | float = 0.0
+        self.elements = 0
+        self.samples = 0
+        self.neurons = 0
+        self.v_count = 0
+
+
+class SpikeMonitor:
+    """Records firing rates, spike counts and membrane statistics of spiking layers.
+
+    Args:
+        model: the network (hooks go on its spiking submodules; for a DDP-wrapped model,
+            pass the wrapped module or the wrapper, both work).
+        layers: names of the layers to watch (default: every spiking layer, see
+            :data:`SPIKING_LAYER_TYPES`).
+        membrane: also record the membrane statistics; this turns on ``store_v_seq`` of
+            the watched :class:`~spikeflow.neurons.BaseNode` layers while attached (each
+            forward then also returns the membrane, which the hook reads and drops).
+
+    The monitor is attached on construction; :meth:`remove` (or leaving a ``with``
+    block) detaches the hooks and restores ``store_v_seq``. ``enabled = False`` pauses
+    recording without removing the hooks.
+    """
+
+    def __init__(
+        self, model: nn.Module, layers: Iterable[str] | None = None, membrane: bool = False
+    ) -> None:
+        found = spiking_layers(model)
+        if layers is not None:
+            wanted = list(layers)
+            missing = [name for name in wanted if name not in found]
+            if missing:
+                raise ConfigurationError(
+                    f"no spiking layer named {missing}; the model has {list(found)}"
+                )
+            found = {name: found[name] for name in wanted}
+        self.layers: dict[str, nn.Module] = found
+        self.membrane = bool(membrane)
+        self.enabled = True
+        self._acc = {name: _Accumulator() for name in found}
+        self._handles: list[Any] = []
+        self._saved_store_v: dict[str, bool] = {}
+        for name, module in found.items():
+            self._handles.append(module.register_forward_hook(self._make_hook(name)))
+            if self.membrane and isinstance(module, BaseNode):
+                self._saved_store_v[name] = module.store_v_seq
+                module.store_v_seq = True
+
+    # -- recording ----------------------------------------------------------------------
+
+    def _make_hook(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if not self.enabled or not isinstance(output, Tensor):
+                return
+            acc = self._acc[name]
+            spikes = output.detach()
+            multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
+            batch = spikes.shape[1] if multi else spikes.shape[0]
+            acc.spikes = acc.spikes + spikes.sum(dtype=torch.float64)
+            acc.elements += spikes.numel()
+            acc.samples += batch
+            acc.neurons = spikes[0, 0].numel() if multi else spikes[0].numel()
+            if self.membrane and isinstance(module, BaseNode) and module.v_seq is not None:
+                v = module.v_seq.detach()
+                acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
+                acc.v_sumsq = acc.v_sumsq + v.double().square().sum()
+                acc.v_count += v.numel()
+                module.v_seq = None  # drop the layer's reference right away
+
+        return hook
+
+    # -- results ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything recorded so far (the hooks stay)."""
+        self._acc = {name: _Accumulator() for name in self.layers}
+
+    def summary(self) -> list[LayerStats]:
+        """One :class:`LayerStats` per watched layer, in module order."""
+        out = []
+        for name, acc in self._acc.items():
+            spikes = float(acc.spikes)
+            rate = spikes / acc.elements if acc.elements else math.nan
+            if acc.v_count:
+                mean = float(acc.v_sum) / acc.v_count
+                var = max(float(acc.v_sumsq) / acc.v_count - mean * mean, 0.0)
+                v_mean, v_std = mean, math.sqrt(var)
+            else:
+                v_mean = v_std = math.nan
+            per_sample = spikes / acc.samples if acc.samples else math.nan
+            out.append(LayerStats(name, rate, spikes, per_sample, acc.neurons, v_mean, v_std))
+        return out
+
+    def mean_firing_rate(self) -> float:
+        """Spikes of all watched layers / their neuron-steps (NaN before any forward)."""
+        elements = sum(acc.elements for acc in self._acc.values())
+        if not elements:
+            return math.nan
+        return float(sum(float(acc.spikes) for acc in self._acc.values())) / elements
+
+    def state_dict(self) -> dict[str, dict[str, float | int]]:
+        """The running sums as plain numbers (to resume an epoch exactly)."""
+        return {
+            name: {
+                "spikes": float(acc.spikes), "v_sum": float(acc.v_sum),
+                "v_sumsq": float(acc.v_sumsq), "elements": acc.elements,
+                "samples": acc.samples, "neurons": acc.neurons, "v_count": acc.v_count,
+            }
+            for name, acc in self._acc.items()
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, dict[str, float | int]]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.reset()
+        for name, values in state.items():
+            if name in self._acc:
+                acc = self._acc[name]
+                for key, value in values.items():
+                    setattr(acc, key, value)
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def remove(self) -> None:
+        """Remove the hooks and restore the layers' ``store_v_seq``."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for name, previous in self._saved_store_v.items():
+            module = self.layers[name]
+            module.store_v_seq = previous
+            if not previous:
+                module.v_seq = None
+        self._saved_store_v.clear()
+
+    def __enter__(self) -> SpikeMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+@torch.no_grad()
+def record_spikes(model: nn.Module, x: Tensor, max_neurons: int = 256) -> dict[str, Tensor]:
+    """The spikes of every spiking layer for the first sample of ``x`` (``[T, B, ...]``):
+    ``{layer: [T, N]}`` on the CPU, at most ``max_neurons`` neurons (the first ones) per
+    layer. For a spike raster; the model runs in its current train/eval mode."""
+    recorded: dict[str, Tensor] = {}
+    handles = []
+    for name, module in spiking_layers(model).items():
+
+        def hook(module: nn.Module, inputs: Any, output: Any, name: str = name) -> None:
+            if isinstance(output, Tensor) and output.dim() >= 2:
+                recorded[name] = output.detach()[:, 0].flatten(1)[:, :max_neurons].float().cpu()
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        model(x[:, :1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recorded

@@ -1,0 +1,529 @@
+"""The training run behind ``spikeflow train``: data, model, optimisation, checkpoints,
+monitors, logs and plots, in one process or many (``torchrun``).
+
+Exact resume: the data order of an epoch is a function of ``(seed, epoch)`` (a
+:class:`~torch.utils.data.distributed.DistributedSampler`, in one process too), the
+global generators (dropout masks) are saved per process in every checkpoint, and a run
+interrupted within an epoch saves how many batches of it were done and the epoch's
+running sums. So a run stopped anywhere and resumed computes the same numbers as one
+that was never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from spikeflow.errors import ConfigurationError, SpikeflowError
+from spikeflow.training import checkpoint as ckpt
+from spikeflow.training.config import (
+    RUNTIME_FIELDS,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    resolve,
+    save_config,
+)
+from spikeflow.training.data import DataInfo, build_datasets, to_time_major
+from spikeflow.training.distributed import setup_distributed
+from spikeflow.training.loop import (
+    EpochSums,
+    autocast_context,
+    count_correct,
+    evaluate,
+    reduce_monitor,
+)
+from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard, read_csv
+from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
+
+__all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "build_model", "config_for_resume"]
+
+
+class NonFiniteLossError(SpikeflowError, FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+class _StopRequested(Exception):
+    """Ctrl-C was pressed: stop at the end of the current step."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    output_dir: Path
+    epochs_completed: int
+    history: list[dict[str, Any]]
+    best_test_acc: float
+    best_epoch: int
+    interrupted: bool = False
+    plots: list[Path] = field(default_factory=list)
+
+    @property
+    def final_test_acc(self) -> float:
+        return float(self.history[-1]["test_acc"]) if self.history else math.nan
+
+
+def build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
+    """The zoo model of ``config`` for a dataset described by ``info``."""
+    from spikeflow.models import create_model, digits  # noqa: F401 - registers plif_digits
+
+    kwargs = dict(config.model_kwargs)
+    kwargs.setdefault("num_classes", info.num_classes)
+    kwargs.setdefault("in_channels", info.in_channels)
+    if config.neuron is not None:
+        kwargs.setdefault("neuron", config.neuron)
+    if config.neuron_kwargs:
+        kwargs.setdefault("neuron_kwargs", dict(config.neuron_kwargs))
+    assert config.model is not None
+    return create_model(config.model, **kwargs)
+
+
+def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's config with ``overrides`` of the runtime fields only.
+
+    Raises:
+        ConfigurationError: an override changes what the run computes (not a runtime
+            field) to a value other than the checkpoint's.
+    """
+    saved = config_from_dict(payload["config"])
+    changed = sorted(
+        key for key, value in overrides.items()
+        if key not in RUNTIME_FIELDS and getattr(saved, key) != value
+    )  # fmt: skip
+    if changed:
+        raise ConfigurationError(
+            f"--resume continues the checkpoint's run, which fixed {changed}; only "
+            f"{', '.join(RUNTIME_FIELDS)} may change (start a new run to change the others)"
+        )
+    return config_from_dict({k: v for k, v in overrides.items() if k in RUNTIME_FIELDS}, saved)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global state user code draws from
+    random.seed(seed)
+
+
+def _default_output_dir(dataset: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{dataset.lower()}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return str(candidate)
+
+
+class Trainer:
+    """Trains ``config``'s model on its dataset; :meth:`fit` runs it.
+
+    Args:
+        config: the run (unresolved fields are filled by
+            :func:`~spikeflow.training.config.resolve`).
+        resume: a checkpoint payload (:func:`~spikeflow.training.checkpoint.load_checkpoint`)
+            to continue; ``config`` must then come from :func:`config_for_resume`.
+        callbacks: objects with optional methods ``on_step_end(trainer, epoch, step,
+            loss)`` and ``on_epoch_end(trainer, epoch, row)`` (0-based ``epoch``).
+        log: where progress lines go (default ``print`` on rank 0; ``None`` = silent).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        resume: dict[str, Any] | None = None,
+        callbacks: Sequence[Any] = (),
+        log: Any = print,
+    ) -> None:
+        self.config = resolve(config)
+        self.resume_payload = resume
+        self.callbacks = list(callbacks)
+        self._log = log
+        self._stop_requested = False
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_test_acc = -math.inf
+        self.best_epoch = 0
+        self._phase = "idle"
+        self._stop_all = False
+        self._step_start_rng: dict[str, Any] | None = None
+
+    # -- setup ------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        """Print ``message`` on rank 0 (through tqdm, so bars stay intact)."""
+        if self._log is not None and self.ctx.is_main:
+            if self._log is print:
+                tqdm.write(message)
+            else:
+                self._log(message)
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.plots == "on":
+            from spikeflow.training.plots import check_matplotlib
+
+            check_matplotlib()
+        if cfg.tensorboard:
+            check_tensorboard()
+        self.ctx = ctx = setup_distributed(cfg.device)
+        if cfg.amp == "fp16" and ctx.device.type != "cuda":
+            raise ConfigurationError(
+                "amp='fp16' needs a CUDA GPU (gradient scaling); on the CPU use amp='bf16' or 'off'"
+            )
+        if cfg.batch_size % ctx.world_size:  # type: ignore[operator]
+            raise ConfigurationError(
+                f"batch_size {cfg.batch_size} (the global batch) must be a multiple of the "
+                f"number of processes ({ctx.world_size})"
+            )
+        self.per_rank_batch = cfg.batch_size // ctx.world_size  # type: ignore[operator]
+        out = cfg.output_dir or _default_output_dir(cfg.dataset)
+        self.output_dir = Path(ctx.all_gather_object(out)[0])
+        cfg.output_dir = str(self.output_dir)
+        if ctx.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+
+        self.train_set, self.test_set, self.info = build_datasets(cfg)
+        _seed_everything(cfg.seed)
+        self.raw_model = build_model(cfg, self.info).to(ctx.device)
+        # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
+        _seed_everything(cfg.seed + ctx.rank)
+        self.model: nn.Module = self.raw_model
+        if ctx.distributed:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=device_ids)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = self._make_scheduler()
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
+        from spikeflow.losses import get_loss
+
+        self.loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
+        self.train_monitor = SpikeMonitor(self.raw_model)
+        self.epoch_sums = EpochSums()
+        resume_epoch = None
+        if self.resume_payload is not None:
+            resume_epoch = self._restore(self.resume_payload)
+        self.csv = self.tensorboard = None
+        if ctx.is_main:
+            self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch)
+            if cfg.tensorboard:
+                self.tensorboard = TensorBoardLogger(self.output_dir)
+            save_config(cfg, self.output_dir / "config.toml")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg, params = self.config, self.model.parameters()
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)  # fmt: skip
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        cfg = self.config
+        if cfg.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
+        if cfg.schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.step_size, cfg.gamma)
+        return None
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _payload(self, rng_states: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        return {
+            "format": ckpt.CHECKPOINT_FORMAT,
+            "config": {k: v for k, v in config_to_dict(self.config).items() if v is not None},
+            "epoch": self.epoch + (1 if complete else 0),
+            "step": 0 if complete else self.step_in_epoch,
+            "global_step": self.global_step,
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states,
+            "world_size": self.ctx.world_size,
+            "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
+            "monitor": {} if complete else self.train_monitor.state_dict(),
+            "history": self.history,
+            "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
+        }
+
+    def save(self, complete: bool, best: bool = False, rng: dict[str, Any] | None = None) -> None:
+        """Write ``last.pt`` (and ``best.pt``) on rank 0; every rank contributes its RNG."""
+        states = self.ctx.all_gather_object(rng if rng is not None else ckpt.capture_rng_state())
+        if self.ctx.is_main:
+            payload = self._payload(states, complete)
+            last = ckpt.save_checkpoint(payload, self.output_dir / "last.pt")
+            if best:
+                tmp = self.output_dir / ".best.pt.link"
+                tmp.unlink(missing_ok=True)
+                os.link(last, tmp)  # same bytes; last.pt is later replaced, not rewritten
+                os.replace(tmp, self.output_dir / "best.pt")
+        self.ctx.barrier()
+
+    def _restore(self, payload: dict[str, Any]) -> int:
+        self.raw_model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
+        self.global_step = int(payload["global_step"])
+        self.history = list(payload["history"])
+        self.best_test_acc = float(payload["best"]["test_acc"])
+        self.best_epoch = int(payload["best"]["epoch"])
+        if payload["epoch_sums"]:
+            self.epoch_sums = EpochSums(**payload["epoch_sums"])
+            self.train_monitor.load_state_dict(payload["monitor"])
+        states = payload["rng"]
+        if len(states) == self.ctx.world_size:
+            ckpt.restore_rng_state(states[self.ctx.rank])
+        else:
+            self.log(
+                f"note: the checkpoint was written by {len(states)} processes, this run has "
+                f"{self.ctx.world_size}: the random streams restart from the seed"
+            )
+            _seed_everything(self.config.seed + self.ctx.rank + self.epoch)
+        return self.epoch
+
+    # -- the run ----------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Train until ``epochs`` (or ``stop_after``) epochs are complete, or Ctrl-C."""
+        try:
+            self._setup()
+        except BaseException:
+            if hasattr(self, "ctx"):
+                self.ctx.close()
+            raise
+        cfg = self.config
+        interrupted = False
+        previous_handler = self._install_sigint()
+        try:
+            info = f"{len(self.train_set)} train / {len(self.test_set)} test"  # type: ignore[arg-type]
+            self.log(f"spikeflow train: {cfg.dataset} ({info}), model {cfg.model}, T={cfg.T}, "
+                     f"{self.ctx.world_size} process(es) on {self.ctx.device}; "
+                     f"writing to {self.output_dir}")  # fmt: skip
+            last_epoch = min(cfg.epochs, cfg.stop_after or cfg.epochs)
+            while self.epoch < last_epoch:
+                self._train_epoch()
+                self._end_epoch()
+                self.epoch += 1
+                self.step_in_epoch = 0
+        except (_StopRequested, KeyboardInterrupt):
+            interrupted = True
+            self._save_interrupted()
+        finally:
+            self._restore_sigint(previous_handler)
+            self.train_monitor.remove()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            self.ctx.close()
+        plots = [] if interrupted else self._plots()
+        return TrainResult(self.output_dir, self.epoch, self.history, self.best_test_acc,
+                           self.best_epoch, interrupted, plots)  # fmt: skip
+
+    def _install_sigint(self) -> dict[int, Any] | None:
+        """Ctrl-C (SIGINT) and SIGTERM (torchrun, batch schedulers) stop the run at the
+        end of the current step; a second Ctrl-C raises KeyboardInterrupt at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            self._stop_requested = True
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            self.log(f"\n{name}: stopping after this step and saving a checkpoint "
+                     "(Ctrl-C again aborts without saving)")  # fmt: skip
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_sigint(previous: dict[int, Any] | None) -> None:
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
+
+    def _save_interrupted(self) -> None:
+        if self._phase == "update":
+            self.log(f"interrupted while updating the weights: nothing saved; the last "
+                     f"checkpoint is {self.output_dir / 'last.pt'}")  # fmt: skip
+            return
+        # Mid-step: the weights are those before the step; the RNG as it was then.
+        rng = self._step_start_rng if self._phase == "forward" else None
+        self.save(complete=False, rng=rng)
+        self.log(f"interrupted in epoch {self.epoch + 1} after {self.step_in_epoch} steps: "
+                 f"saved {self.output_dir / 'last.pt'}; continue with  spikeflow train "
+                 f"--resume {self.output_dir / 'last.pt'}")  # fmt: skip
+
+    def _train_epoch(self) -> None:
+        cfg, ctx = self.config, self.ctx
+        sampler = DistributedSampler(self.train_set, num_replicas=ctx.world_size, rank=ctx.rank,
+                                     shuffle=True, seed=cfg.seed)  # fmt: skip
+        sampler.set_epoch(self.epoch)
+        start = self.step_in_epoch
+        self._epoch_start = time.perf_counter()
+        if start == 0:
+            self.epoch_sums = EpochSums()
+            self.train_monitor.reset()
+        indices = list(sampler)
+        steps = math.ceil(len(indices) / self.per_rank_batch)
+        loader = DataLoader(
+            self.train_set, batch_size=self.per_rank_batch,
+            sampler=indices[start * self.per_rank_batch:], num_workers=cfg.workers,
+            generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch),
+            pin_memory=ctx.device.type == "cuda",
+        )  # fmt: skip
+        self.model.train()
+        bar = tqdm(
+            total=steps, initial=start, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            disable=not (cfg.progress and ctx.is_main), leave=False, dynamic_ncols=True,
+        )  # fmt: skip
+        try:
+            for step, (x, y) in enumerate(loader, start=start):
+                loss = self._train_step(x, y, step, steps)
+                bar.update(1)
+                if step % 10 == 0 or step == steps - 1:
+                    bar.set_postfix(loss=f"{self.epoch_sums.mean_loss:.4f}",
+                                    acc=f"{self.epoch_sums.accuracy:.3f}",
+                                    rate=f"{self.train_monitor.mean_firing_rate():.3f}",
+                                    refresh=False)  # fmt: skip
+                for callback in self.callbacks:
+                    if hasattr(callback, "on_step_end"):
+                        callback.on_step_end(self, self.epoch, step, loss)
+                if self._stop_all or (self._stop_requested and not ctx.distributed):
+                    raise _StopRequested
+        finally:
+            bar.close()
+
+    def _train_step(self, x: Tensor, y: Tensor, step: int, steps: int) -> float:
+        cfg, ctx = self.config, self.ctx
+        self._step_start_rng = ckpt.capture_rng_state()
+        self._phase = "forward"
+        x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.info.static)
+        y = y.to(ctx.device, non_blocking=True)
+        with autocast_context(ctx.device, cfg.amp):
+            out = self.model(x)
+        loss = self.loss_fn(out.float(), y)
+        value = float(loss.detach())
+        # One reduction tells every process whether any has a bad loss or was asked to
+        # stop, so all of them stop at the same step.
+        bad, stop = ctx.all_reduce_sum(
+            [0.0 if math.isfinite(value) else 1.0, float(self._stop_requested)]
+        )
+        self._stop_all = stop > 0
+        if bad:
+            self._phase = "idle"
+            self._raise_non_finite(value, step, steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self._phase = "update"
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self._phase = "done"
+        self.epoch_sums.add(value * len(y), count_correct(out.detach(), y), len(y))
+        self.step_in_epoch = step + 1
+        self.global_step += 1
+        return value
+
+    def _raise_non_finite(self, value: float, step: int, steps: int) -> None:
+        last = self.output_dir / "last.pt"
+        kept = (
+            f"the last good checkpoint is {last} (after epoch {self.epoch})"
+            if self.epoch > 0
+            else "no checkpoint was saved (it failed in the first epoch)"
+        )
+        raise NonFiniteLossError(
+            f"the loss became non-finite ({'nan' if math.isnan(value) else value} on at least "
+            f"one process) at epoch {self.epoch + 1}, step {step + 1} of {steps} (global step "
+            f"{self.global_step + 1}); training stopped. {kept}. Lower the learning rate "
+            f"(now {self.optimizer.param_groups[0]['lr']:g}) or check the data"
+        )
+
+    def _end_epoch(self) -> None:
+        cfg, ctx = self.config, self.ctx
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        train = self.epoch_sums.reduced(ctx)
+        reduce_monitor(self.train_monitor, ctx)
+        train_layers = self.train_monitor.summary()
+        train_rate = self.train_monitor.mean_firing_rate()
+        ctx.broadcast_buffers(self.raw_model)  # evaluate (and save) rank 0's BN statistics
+        test, test_rate, test_layers = evaluate(
+            self.raw_model, self.test_set, self.loss_fn, T=cfg.T,  # type: ignore[arg-type]
+            static=self.info.static,
+            batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
+        )  # fmt: skip
+        row = {
+            "epoch": self.epoch + 1, "lr": lr,
+            "train_loss": train.mean_loss, "train_acc": train.accuracy, "train_rate": train_rate,
+            "test_loss": test.mean_loss, "test_acc": test.accuracy, "test_rate": test_rate,
+            "epoch_time_s": None,
+        }  # fmt: skip
+        row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
+        self.history.append(row)
+        best = test.accuracy > self.best_test_acc
+        if best:
+            self.best_test_acc, self.best_epoch = test.accuracy, self.epoch + 1
+        layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
+        if self.csv is not None:
+            self.csv.log_epoch(row, layers)
+        if self.tensorboard is not None:
+            self.tensorboard.log_epoch(row, layers)
+        self.save(complete=True, best=best)
+        self.log(
+            f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
+            f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f} | test loss "
+            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}"
+        )
+        for callback in self.callbacks:
+            if hasattr(callback, "on_epoch_end"):
+                callback.on_epoch_end(self, self.epoch, row)
+
+    # -- after the run ----------------------------------------------------------------
+
+    def _plots(self) -> list[Path]:
+        cfg = self.config
+        if not self.ctx.is_main or cfg.plots == "off" or not self.history:
+            return []
+        from spikeflow.training import plots
+
+        try:
+            plots.check_matplotlib()
+        except ImportError:
+            if cfg.plots == "on":
+                raise
+            self.log("no plots: matplotlib is not installed (pip install 'spikeflow[plot]')")
+            return []
+        out = self.output_dir
+        written = [
+            plots.plot_learning_curves(self.history, out / "learning_curves.png"),
+            plots.plot_firing_rates(read_csv(out / "layers.csv"), out / "firing_rates.png"),
+        ]
+        x, y = self.test_set[0]
+        x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
+                          self.info.static)  # fmt: skip
+        self.raw_model.eval()
+        spikes = record_spikes(self.raw_model, x)
+        written.append(plots.plot_raster(spikes, out / "raster.png",
+                                         title=f"test sample 0 (label {int(y)})"))  # fmt: skip
+        self.log("plots: " + ", ".join(str(p) for p in written))
+        return written

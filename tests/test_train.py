@@ -1,0 +1,233 @@
+"""`spikeflow train` / `spikeflow eval`: the default run, config files, exact resume,
+Ctrl-C, NaN stop, checkpoints that load with weights_only=True."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikeflow.cli import main, parse_kwargs
+from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.training import (
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    config_for_resume,
+    load_checkpoint,
+    load_config_file,
+)
+from spikeflow.training.config import config_from_dict, dump_toml
+from spikeflow.training.metric_logs import read_csv
+
+pytest.importorskip("sklearn", reason="the digits need scikit-learn (the 'examples' extra)")
+
+#: A tiny digits run: ~0.1 s per epoch.
+TINY = {
+    "train_samples": 192, "test_samples": 96, "batch_size": 32, "T": 2, "epochs": 3,
+    "model_kwargs": {"channels": 8, "hidden": 32}, "progress": False, "plots": "off",
+    "device": "cpu",
+}  # fmt: skip
+
+
+def tiny(tmp_path: Path, name: str, **changes: object) -> TrainConfig:
+    values = {**TINY, "output_dir": str(tmp_path / name), **changes}
+    return config_from_dict(values)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def metrics(run_dir: Path) -> list[dict[str, str]]:
+    rows = read_csv(run_dir / "metrics.csv")
+    for row in rows:
+        row.pop("epoch_time_s")
+    return rows
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def test_default_command_learns_the_digits(tmp_path, capsys):
+    # The no-argument run (40 epochs) reaches ~99%; 3 epochs of it must already learn.
+    code = main(["train", "--epochs", "3", "--output-dir", str(tmp_path / "run"),
+                 "--no-progress", "--plots", "off"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test accuracy:" in out
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["test_acc"]) > 0.8
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert 0.0 < float(rows[-1]["test_rate"]) < 1.0
+    config = load_config_file(tmp_path / "run" / "config.toml")
+    assert config["model"] == "plif_digits" and config["T"] == 4 and config["epochs"] == 3
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["step"] == 0
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "config"} <= set(ckpt)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["best"]["test_acc"] == max(float(r["test_acc"]) for r in rows)
+
+    # eval on the best checkpoint gives the accuracy logged for its epoch
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "best.pt"),
+                 "--json", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    result = json.loads((tmp_path / "eval.json").read_text())
+    logged = float(rows[best["epoch"] - 1]["test_acc"])
+    assert result["test_acc"] == pytest.approx(logged, abs=1e-12)
+    assert result["samples"] == 360 and len(result["layers"]) == 4
+    assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_resume_continues_exactly(tmp_path):
+    Trainer(tiny(tmp_path, "full"), log=None).fit()
+    first = Trainer(tiny(tmp_path, "split", stop_after=1), log=None).fit()
+    assert first.epochs_completed == 1
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    # a resume may change runtime options only
+    with pytest.raises(ConfigurationError, match="lr"):
+        config_for_resume(payload, {"lr": 0.5})
+    config = config_for_resume(payload, {"stop_after": None})
+    result = Trainer(config, resume=payload, log=None).fit()
+    assert result.epochs_completed == 3
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "split"))
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "split")
+
+
+class _Interrupt:
+    """Raises KeyboardInterrupt (as Ctrl-C would) after step ``step`` of epoch ``epoch``."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (self.epoch, self.step):
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_saves_and_resume_mid_epoch_is_exact(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "full"), log=None).fit()
+    result = Trainer(tiny(tmp_path, "cut"), callbacks=[_Interrupt(1, 2)], log=None).fit()
+    assert result.interrupted and result.epochs_completed == 1
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 3)
+    # continue through the command line
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "cut"))
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+class _SendSigint:
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (0, 1):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_real_sigint_stops_at_the_end_of_the_step(tmp_path):
+    previous = signal.getsignal(signal.SIGINT)
+    result = Trainer(tiny(tmp_path, "sig", epochs=1), callbacks=[_SendSigint()], log=None).fit()
+    assert result.interrupted and result.history == []
+    payload = load_checkpoint(tmp_path / "sig" / "last.pt")
+    assert (payload["epoch"], payload["step"], payload["global_step"]) == (0, 2, 2)
+    assert signal.getsignal(signal.SIGINT) is previous  # the handler is restored
+
+
+class _InjectNaN:
+    """From epoch 2 on, the loss is NaN (as when weights or a logit readout blow up)."""
+
+    def on_epoch_end(self, trainer, epoch, row):
+        if epoch == 0:
+            loss_fn = trainer.loss_fn
+            trainer.loss_fn = lambda out, y: loss_fn(out, y) * math.nan
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    trainer = Trainer(tiny(tmp_path, "nan"), callbacks=[_InjectNaN()], log=None)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1 of 6") as info:
+        trainer.fit()
+    assert "last.pt (after epoch 1)" in str(info.value)
+    payload = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 0)
+    assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
+
+
+def test_config_file_round_trip_reproduces_the_run(tmp_path):
+    source = tmp_path / "run.toml"
+    values = {**TINY, "epochs": 2, "neuron": "lif", "neuron_kwargs": {"tau": 3.0},
+              "optimizer": "sgd", "lr": 0.05, "schedule": "step", "step_size": 1}  # fmt: skip
+    source.write_text(dump_toml(values))
+    out1, out2 = tmp_path / "one", tmp_path / "two"
+    assert main(["train", "--config", str(source), "--output-dir", str(out1)]) == 0
+    written = load_config_file(out1 / "config.toml")
+    assert {k: written[k] for k in values} == values
+    assert main(["train", "--config", str(out1 / "config.toml"), "--output-dir", str(out2)]) == 0
+    assert load_config_file(out2 / "config.toml") == written
+    assert_same_weights(weights(out1), weights(out2))
+
+
+def test_config_formats_and_errors(tmp_path, monkeypatch):
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 2, "neuron_kwargs": {"tau": 2.5}}))
+    (tmp_path / "c.yaml").write_text("epochs: 2\nneuron_kwargs:\n  tau: 2.5\n")
+    (tmp_path / "bad.toml").write_text("epochz = 2\n")
+    assert load_config_file(tmp_path / "c.json") == {"epochs": 2, "neuron_kwargs": {"tau": 2.5}}
+    if _has_yaml():
+        assert load_config_file(tmp_path / "c.yaml") == load_config_file(tmp_path / "c.json")
+    with pytest.raises(ConfigurationError, match="epochz"):
+        config_from_dict(load_config_file(tmp_path / "bad.toml"))
+    with pytest.raises(ConfigurationError, match="optimizer"):
+        config_from_dict({"optimizer": "rmsprop"}).validate()
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)
+    with pytest.raises(MissingExtraError, match=r"spikeflow\[yaml\]"):
+        load_config_file(tmp_path / "c.yaml")
+
+
+def _has_yaml() -> bool:
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_kwargs_options_parse_toml_values():
+    parsed = parse_kwargs(["tau=2.0", "detach_reset=true", "surrogate_function=atan",
+                           'sg={name = "sigmoid", alpha = 4}'], "--neuron-kwargs")  # fmt: skip
+    assert parsed == {"tau": 2.0, "detach_reset": True, "surrogate_function": "atan",
+                      "sg": {"name": "sigmoid", "alpha": 4}}  # fmt: skip
+    assert parse_kwargs(['{"channels": 16}'], "--model-kwargs") == {"channels": 16}
+    with pytest.raises(ConfigurationError, match="KEY=VALUE"):
+        parse_kwargs(["tau"], "--neuron-kwargs")
+
+
+def test_bad_options_exit_with_status_2(tmp_path, capsys):
+    assert main(["train", "--dataset", "mnist-ish", "--output-dir", str(tmp_path)]) == 2
+    assert "unknown dataset 'mnist-ish'" in capsys.readouterr().err
+    assert main(["train", "--amp", "fp16", "--device", "cpu", "--output-dir", str(tmp_path)]) == 2
+    assert "fp16" in capsys.readouterr().err
+
+
+def test_nmnist_subset_trains_through_the_command_line(tmp_path, capsys):
+    from conftest import require_shared_data
+
+    root = require_shared_data("nmnist-small")
+    out = tmp_path / "nmnist"
+    code = main([
+        "train", "--dataset", "nmnist", "--data-dir", str(root), "--train-samples", "40",
+        "--test-samples", "20", "--epochs", "1", "-T", "4", "--model-kwargs", "channels=4",
+        "--output-dir", str(out), "--no-progress", "--plots", "off",
+    ])  # fmt: skip
+    assert code == 0
+    config = load_config_file(out / "config.toml")
+    assert (config["model"], config["T"], config["batch_size"]) == ("plif_nmnist", 4, 16)
+    row = read_csv(out / "metrics.csv")[0]
+    assert 0.0 <= float(row["test_acc"]) <= 1.0 and float(row["train_rate"]) > 0.0
+    assert main(["eval", "--checkpoint", str(out / "last.pt")]) == 0
+    assert f"test accuracy: {float(row['test_acc']):.4f}" in capsys.readouterr().out

@@ -1,0 +1,180 @@
+"""Monitors (firing rates, spike counts, membrane statistics) and the plots of a run."""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import warnings
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers, neurons
+from spikeflow.errors import MissingExtraError
+from spikeflow.training import SpikeMonitor, Trainer, record_spikes
+from spikeflow.training.config import config_from_dict
+from spikeflow.training.metric_logs import read_csv
+
+
+def if_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IF neuron by hand (threshold 1, hard reset to 0): spikes and v after reset."""
+    v = torch.zeros_like(x[0])
+    spikes, vs = [], []
+    for xt in x:
+        h = v + xt
+        s = (h >= 1.0).to(x.dtype)
+        v = h * (1 - s)
+        spikes.append(s)
+        vs.append(v)
+    return torch.stack(spikes), torch.stack(vs)
+
+
+def test_monitor_matches_hand_computed_statistics():
+    net = nn.Sequential(layers.Linear(5, 6), neurons.IFNode(), layers.Linear(6, 3),
+                        neurons.IFNode())  # fmt: skip
+    batches = [torch.rand(7, 4, 5) * 2 for _ in range(3)]  # T=7, B=4
+    ref_spikes = {"1": 0.0, "3": 0.0}
+    ref_v: dict[str, list[torch.Tensor]] = {"1": [], "3": []}
+    with SpikeMonitor(net, membrane=True) as monitor, torch.no_grad():
+        for x in batches:
+            net(x)
+            h1 = net[0](x)
+            s1, v1 = if_reference(h1)
+            s3, v3 = if_reference(net[2](s1))
+            for name, s, v in (("1", s1, v1), ("3", s3, v3)):
+                ref_spikes[name] += float(s.sum())
+                ref_v[name].append(v.flatten())
+        stats = {s.name: s for s in monitor.summary()}
+    assert set(stats) == {"1", "3"}
+    for name, neurons_per_step in (("1", 6), ("3", 3)):
+        s = stats[name]
+        steps = 3 * 7 * 4 * neurons_per_step
+        assert s.spikes == ref_spikes[name]
+        assert s.firing_rate == pytest.approx(ref_spikes[name] / steps, abs=1e-12)
+        assert s.spikes_per_sample == pytest.approx(ref_spikes[name] / 12, abs=1e-12)
+        assert s.neurons == neurons_per_step
+        v = torch.cat(ref_v[name]).double()
+        assert s.v_mean == pytest.approx(float(v.mean()), abs=1e-6)
+        assert s.v_std == pytest.approx(float(v.std(unbiased=False)), abs=1e-6)
+    total = sum(ref_spikes.values()) / (3 * 7 * 4 * 9)
+    assert monitor.mean_firing_rate() == pytest.approx(total, abs=1e-12)
+    # removed: no hooks, store_v_seq restored, v_seq dropped
+    assert not net[1]._forward_hooks and not net[1].store_v_seq and net[1].v_seq is None
+
+
+def test_monitor_keeps_no_tensors_alive_and_does_not_grow():
+    net = nn.Sequential(layers.Linear(8, 16), neurons.LIFNode(), layers.Linear(16, 4),
+                        neurons.ParametricLIFNode())  # fmt: skip
+    monitor = SpikeMonitor(net, membrane=True)
+    refs = []
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            out = net(torch.rand(5, 3, 8))
+            out.sum().backward()
+            refs.append(weakref.ref(out))
+            del out
+
+    def live_tensors() -> int:
+        gc.collect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecated module attributes
+            return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+    run(3)
+    tensors_before = live_tensors()
+    run(50)
+    tensors_after = live_tensors()
+    assert all(r() is None for r in refs), "the monitor keeps layer outputs alive"
+    assert tensors_after <= tensors_before, (tensors_before, tensors_after)
+    for acc in monitor._acc.values():
+        for value in (acc.spikes, acc.v_sum, acc.v_sumsq):
+            assert not torch.is_tensor(value) or (value.dim() == 0 and value.grad_fn is None)
+    assert all(m.v_seq is None for m in (net[1], net[3]))
+    monitor.remove()
+    assert all(not m._forward_hooks for m in net)
+
+
+def test_monitor_state_round_trip_and_layer_selection():
+    net = nn.Sequential(layers.Linear(4, 4), neurons.LIFNode(), neurons.IFNode())
+    monitor = SpikeMonitor(net, layers=["2"])
+    net(torch.rand(3, 2, 4) * 3)
+    state = monitor.state_dict()
+    other = SpikeMonitor(net, layers=["2"])
+    other.load_state_dict(state)
+    assert other.summary() == monitor.summary()
+    with pytest.raises(ValueError, match="no spiking layer named"):
+        SpikeMonitor(net, layers=["0"])
+
+
+def test_record_spikes_gives_one_sample():
+    net = nn.Sequential(layers.Linear(4, 300), neurons.IFNode())
+    x = torch.rand(6, 5, 4)
+    recorded = record_spikes(net, x, max_neurons=100)
+    full = net(x[:, :1])[:, 0]
+    assert recorded["1"].shape == (6, 100)
+    assert torch.equal(recorded["1"], full[:, :100])
+    assert not net[1]._forward_hooks
+
+
+def _tiny(tmp_path, **changes):
+    values = {"train_samples": 96, "test_samples": 48, "T": 2, "epochs": 2, "progress": False,
+              "model_kwargs": {"channels": 4, "hidden": 16}, "device": "cpu",
+              "output_dir": str(tmp_path / "run"), **changes}  # fmt: skip
+    return config_from_dict(values)
+
+
+def test_plots_are_written_after_a_run(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the 'plot' extra)")
+    pytest.importorskip("sklearn")
+    result = Trainer(_tiny(tmp_path, plots="on"), log=None).fit()
+    names = sorted(p.name for p in result.plots)
+    assert names == ["firing_rates.png", "learning_curves.png", "raster.png"]
+    for path in result.plots:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_plots_without_matplotlib(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    # asked for: an error naming the extra, before any training
+    with pytest.raises(MissingExtraError, match=r"spikeflow\[plot\]"):
+        Trainer(_tiny(tmp_path, plots="on"), log=None).fit()
+    assert not (tmp_path / "run" / "last.pt").exists()
+    # not asked for ("auto"): the run finishes without plots and says so
+    lines: list[str] = []
+    result = Trainer(_tiny(tmp_path, plots="auto", epochs=1), log=lines.append).fit()
+    assert result.plots == [] and result.epochs_completed == 1
+    assert any("matplotlib is not installed" in line for line in lines)
+
+
+def test_tensorboard_needs_its_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(MissingExtraError, match=r"spikeflow\[tensorboard\]"):
+        Trainer(_tiny(tmp_path, tensorboard=True), log=None).fit()
+
+
+def test_firing_rate_of_the_epoch_is_logged(tmp_path):
+    pytest.importorskip("sklearn")
+    result = Trainer(_tiny(tmp_path, plots="off", epochs=1), log=None).fit()
+    row = result.history[0]
+    assert 0.0 < row["train_rate"] < 1.0 and 0.0 <= row["test_rate"] < 1.0
+    assert not math.isnan(row["test_loss"])
+    # the epoch's rate is all spikes / all neuron-steps of the per-layer rows
+    layer_rows = read_csv(tmp_path / "run" / "layers.csv")
+    for split in ("train", "test"):
+        rows = [r for r in layer_rows if r["split"] == split]
+        assert len(rows) == 4
+        spikes = sum(float(r["spikes_per_sample"]) for r in rows)
+        neuron_steps = 2 * sum(int(r["neurons"]) for r in rows)  # T = 2
+        assert row[f"{split}_rate"] == pytest.approx(spikes / neuron_steps, rel=1e-9, abs=1e-12)
+
+
+def test_tensorboard_scalars_are_written(tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging needs the 'tensorboard' extra")
+    pytest.importorskip("sklearn")
+    Trainer(_tiny(tmp_path, tensorboard=True, plots="off", epochs=1), log=None).fit()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
