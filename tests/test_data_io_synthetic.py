@@ -364,9 +364,11 @@ def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
         np.testing.assert_array_equal(fast.events, checked.events)
     # AEDAT 2.0 DAVIS346: polarity words mixed with APS (bit 31) and IMU words.
     n = 5000
-    addr = (rng.integers(0, 260, n).astype(np.uint32) << 22) | (
-        rng.integers(0, 346, n).astype(np.uint32) << 12
-    ) | (rng.integers(0, 2, n).astype(np.uint32) << 11)
+    addr = (
+        (rng.integers(0, 260, n).astype(np.uint32) << 22)
+        | (rng.integers(0, 346, n).astype(np.uint32) << 12)
+        | (rng.integers(0, 2, n).astype(np.uint32) << 11)
+    )
     addr[rng.random(n) < 0.2] |= np.uint32(0x80000000)
     recs = np.empty(n, dtype=[("a", ">u4"), ("t", ">u4")])
     recs["a"], recs["t"] = addr, np.cumsum(rng.integers(0, 9, n))
@@ -387,9 +389,10 @@ def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
         low = (i % 100) * 64 // 100
         x, y = int(rng.integers(0, 640)), int(rng.integers(0, 480))
         words.append(int(rng.integers(0, 2)) << 28 | low << 22 | x << 11 | y)
-    raw = b"% evt 2.0\n% format EVT2;height=480;width=640\n% end\n" + np.array(
-        words, dtype="<u4"
-    ).tobytes()
+    raw = (
+        b"% evt 2.0\n% format EVT2;height=480;width=640\n% end\n"
+        + np.array(words, dtype="<u4").tobytes()
+    )
     fast, checked = _without_fast_path(monkeypatch, prophesee, decode_evt2, raw, None, None)
     assert len(fast) == 6000 and int(fast.events["t"][-1]) > 1 << 34
     np.testing.assert_array_equal(fast.events, checked.events)

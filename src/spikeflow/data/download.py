@@ -154,9 +154,7 @@ def download_url(
     if scheme not in ("http", "https"):
         raise ConfigurationError(f"only http(s) URLs can be downloaded; got {url!r}")
     path = Path(path)
-    if path.exists() and (
-        (md5 is None and sha256 is None) or check_integrity(path, md5, sha256)
-    ):
+    if path.exists() and ((md5 is None and sha256 is None) or check_integrity(path, md5, sha256)):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")

@@ -45,9 +45,7 @@ def format_error(path: str | PathLike | None, offset: int | None, problem: str) 
     return DataFormatError(f"{where}{at}: {problem}")
 
 
-def make_events(
-    t: np.ndarray, x: np.ndarray, y: np.ndarray | None, p: np.ndarray
-) -> np.ndarray:
+def make_events(t: np.ndarray, x: np.ndarray, y: np.ndarray | None, p: np.ndarray) -> np.ndarray:
     """Pack field arrays into an :data:`EVENT_DTYPE` array (``y=None``: all zero)."""
     out = np.empty(len(t), dtype=EVENT_DTYPE)
     out["t"] = t

@@ -91,9 +91,11 @@ def unpack_events(
         raise ConfigurationError(
             f"sensor_size must be (width, height, polarities), all >= 1; got {tuple(sensor_size)}"
         )
-    if not isinstance(events, np.ndarray) or events.dtype.names is None or not {
-        "t", "x", "y", "p"
-    }.issubset(events.dtype.names):
+    if (
+        not isinstance(events, np.ndarray)
+        or events.dtype.names is None
+        or not {"t", "x", "y", "p"}.issubset(events.dtype.names)
+    ):
         raise DataFormatError(
             f"{source or '<events>'}: expected a structured array with fields t, x, y, p "
             f"(spikeflow.data.EVENT_DTYPE); got {getattr(events, 'dtype', type(events))}"
@@ -187,9 +189,7 @@ def segment_index(
         if dt == 0:
             return np.full(n, T - 1, dtype=np.int64)
         return np.minimum((t - t[0]) // dt, T - 1)
-    raise ConfigurationError(
-        f"split_by must be 'number', 'time' or a function; got {split_by!r}"
-    )
+    raise ConfigurationError(f"split_by must be 'number', 'time' or a function; got {split_by!r}")
 
 
 def _pixel_index(
@@ -300,9 +300,7 @@ def to_frames_by_duration(
     return integrate_segments(arr, index, int(index[-1]) + 1, size, source)
 
 
-def pad_collate(
-    batch: Sequence[Any], time_major: bool = False
-) -> tuple[torch.Tensor, ...]:
+def pad_collate(batch: Sequence[Any], time_major: bool = False) -> tuple[torch.Tensor, ...]:
     """Collate variable-length samples (e.g. fixed-``duration`` frames) into a padded batch.
 
     Each sample is a tensor ``[T_i, ...]`` or a tuple whose first element is one (the

@@ -173,9 +173,7 @@ def to_voxel_grid(
         out += np.bincount(lower * height * width + pix, sign * (1 - frac), minlength=size)
         upper = lower + 1
         ok = upper < bins
-        out += np.bincount(
-            upper[ok] * height * width + pix[ok], (sign * frac)[ok], minlength=size
-        )
+        out += np.bincount(upper[ok] * height * width + pix[ok], (sign * frac)[ok], minlength=size)
     return out.astype(np.float32).reshape(bins, 1, height, width)
 
 

@@ -467,9 +467,7 @@ class TimeSkew(EventTransform):
 
     @property
     def random(self) -> bool:
-        return isinstance(self.coefficient, (tuple, list)) or isinstance(
-            self.offset, (tuple, list)
-        )
+        return isinstance(self.coefficient, (tuple, list)) or isinstance(self.offset, (tuple, list))
 
     def _draw(self, v: float | tuple[float, float]) -> float:
         return float(self.rng().uniform(*v)) if isinstance(v, (tuple, list)) else float(v)
