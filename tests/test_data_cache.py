@@ -188,3 +188,15 @@ def test_parallel_preprocessing_equals_serial(tmp_path):
     assert parallel_map(abs, [-3, 1, -2], workers=2, executor="thread", progress=True) == [3, 1, 2]
     with pytest.raises(ConfigurationError, match="executor"):
         parallel_map(abs, [1], executor="gpu")
+
+
+def test_parallel_map_progress_is_tqdm_or_nothing(capsys):
+    """tqdm is a required dependency: progress=True draws its bar (there is no other
+    fallback to document), progress=False prints nothing."""
+    assert parallel_map(abs, [-1, 2], workers=1, progress=True, desc="counting") == [1, 2]
+    err = capsys.readouterr().err
+    assert "counting" in err and "2/2" in err and "item" in err  # tqdm's "n/total [unit]"
+    assert parallel_map(abs, [-1, 2], workers=1, progress=False) == [1, 2]
+    assert capsys.readouterr().err == ""
+    doc = parallel_map.__doc__ or ""
+    assert "tqdm" in doc and "stderr" not in doc and "counter" not in doc

@@ -298,7 +298,8 @@ def parallel_map(
         workers: parallel workers (default: the CPU count); ``0`` or ``1`` runs serially.
         executor: ``"process"`` (a pool started with ``spawn``, so it is safe with
             threads and CUDA; ``fn`` and the items must be picklable) or ``"thread"``.
-        progress: show tqdm's bar when tqdm is installed, else a plain counter on stderr.
+        progress: show a tqdm progress bar (tqdm is a required dependency); ``False``
+            shows nothing.
         chunksize: items per task (default: about 4 tasks per worker).
     """
     items = list(items)
