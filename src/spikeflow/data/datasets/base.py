@@ -77,6 +77,13 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
     """
 
     sensor_size: ClassVar[tuple[int, int, int]]
+    #: Names of the attributes (constructor options such as CIFAR10-DVS's
+    #: ``orientation``, or versions of derived data such as DVS128 Gesture's cut) that
+    #: change a sample's events; :meth:`cache_namespace` includes their values. Every
+    #: other constructor argument either only selects files (``root``, the split
+    #: arguments; entries are keyed by each file's identity), is keyed on its own (the
+    #: representation, ``event_transform``) or is never cached (``transform``).
+    sample_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -149,7 +156,9 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def cache_namespace(self) -> dict[str, Any]:
-        """Everything besides the file that a cached representation depends on."""
+        """Everything besides the file that a cached representation depends on: the
+        dataset class, split, sensor size, :attr:`sample_options`, representation,
+        event transform and cache version."""
         assert self.representation is not None
         et = self.event_transform
         return {
@@ -157,6 +166,7 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
             "dataset": f"{type(self).__module__}.{type(self).__qualname__}",
             "split": self.split,
             "sensor_size": list(self.sensor_size),
+            "sample_options": {name: getattr(self, name) for name in self.sample_options},
             "representation": self.representation.cache_key(),
             "event_transform": None if et is None else callable_key(et),
             "cache_version": CACHE_VERSION,

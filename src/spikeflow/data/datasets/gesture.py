@@ -74,6 +74,9 @@ class DVS128Gesture(NeuromorphicDataset):
         "<root>/DvsGesture/{userNN_<lighting>.aedat, userNN_<lighting>_labels.csv, "
         "trials_to_train.txt, trials_to_test.txt}"
     )
+    #: The version of the cut (:data:`CUT_VERSION`): part of both caches' keys.
+    cut_version: ClassVar[int] = CUT_VERSION
+    sample_options: ClassVar[tuple[str, ...]] = ("cut_version",)
 
     def __init__(
         self,
@@ -90,7 +93,7 @@ class DVS128Gesture(NeuromorphicDataset):
             {
                 "name": "DVS128Gesture-cut",
                 "columns": ["t", "x", "y", "p"],
-                "cut_version": CUT_VERSION,
+                "cut_version": self.cut_version,
             },
         )
         self.workers = workers

@@ -145,6 +145,7 @@ class CIFAR10DVS(NeuromorphicDataset):
         for name, (fid, md5) in _CIFAR10DVS_FILES.items()
     }
     layout = "<root>/<class>/cifar10_<class>_<i>.aedat (10 classes, i = 0-999)"
+    sample_options: ClassVar[tuple[str, ...]] = ("orientation",)
 
     def __init__(
         self,
