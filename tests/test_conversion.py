@@ -259,3 +259,77 @@ def test_gated_max_pool_passes_the_highest_count():
     pooled = GatedMaxPool(4, spatial_dims=1)(spikes).mean(0).item()
     assert abs(pooled - 0.6) < 0.03
     assert spikes.amax(-1).mean().item() > 0.75
+
+
+# -- one check per kind of argument, shared by every class ------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: ConversionIFNode(t),
+        lambda t: GroupNeuron(t, 4),
+        lambda t: QCFS(threshold=t),
+    ],
+    ids=["ConversionIFNode", "GroupNeuron", "QCFS"],
+)
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan"), "1", True])
+def test_thresholds_are_checked_alike(make, bad):
+    """Every class rejects the same thresholds with the same message (infinite ones too)."""
+    with pytest.raises(ConfigurationError, match="threshold"):
+        make(bad)
+
+
+@pytest.mark.parametrize("make", [lambda t: ConversionIFNode(t), lambda t: GroupNeuron(t, 2)])
+def test_tensor_thresholds_are_checked_alike(make):
+    make(torch.tensor([[1.0], [2.0]]))
+    for bad in (torch.tensor([1.0, 0.0]), torch.tensor([1.0, float("inf")])):
+        with pytest.raises(ConfigurationError, match="thresholds must be finite and > 0"):
+            make(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "3"])
+def test_counts_are_checked_alike(bad):
+    from spikeflow.conversion import constant_input, convert
+
+    checks = [
+        (lambda: GroupNeuron(1.0, bad), "members \\(m\\) must be an integer >= 1"),
+        (lambda: QCFS(levels=bad), "levels \\(L\\) must be an integer >= 1"),
+        (lambda: constant_input(torch.ones(2), bad), "steps \\(T\\) must be an integer >= 1"),
+        (lambda: convert(nn.Sequential(QCFS()), group_size=bad),
+         "group_size must be None or an integer >= 1"),
+    ]
+    for make, message in checks:
+        with pytest.raises(ConfigurationError, match=message):
+            make()
+
+
+def test_graph_helpers_are_public_and_shared():
+    import importlib
+
+    from torch import fx
+
+    from spikeflow.conversion import classify, fold
+
+    convert_module = importlib.import_module("spikeflow.conversion.convert")
+
+    assert classify.is_nonlinear_name("torch.nn.functional.gelu")
+    assert classify.is_nonlinear_name("tanh_") and not classify.is_nonlinear_name("relu")
+    assert "sigmoid" in classify.NONLINEAR_WORDS
+    # convert.py uses the public names (no private import across modules, no copies)
+    for private in ("_NONLINEAR_WORDS", "_set_path"):
+        assert not hasattr(convert_module, private)
+    assert not hasattr(fold, "_set_submodule")
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+
+        def forward(self, x):
+            return self.block(self.block(x))
+
+    gm = fx.symbolic_trace(Twice())
+    assert fold.module_call_counts(gm) == {"block.0": 2, "block.1": 2}
+    fold.set_submodule(gm, "block.1", nn.Identity())
+    assert isinstance(gm.get_submodule("block.1"), nn.Identity)

@@ -190,3 +190,17 @@ def test_single_node_and_streaming_through_cycles():
     net(x)
     with pytest.raises(StateError, match="cycl"), streaming(net):
         net(x)
+
+
+def test_one_broadcast_helper_for_export_and_neurons():
+    import importlib
+
+    from spikeflow.interop.nir_neurons import full_array
+
+    export = importlib.import_module("spikeflow.interop.nir_export")
+    assert export.full_array is full_array and not hasattr(export, "_full_like")
+    from_float = full_array(0.5, (2, 3))
+    from_tensor = full_array(torch.tensor([[1.0], [2.0]]), (2, 3))
+    assert from_float.shape == from_tensor.shape == (2, 3)
+    assert from_tensor[1].tolist() == [2.0, 2.0, 2.0]
+    from_tensor[0, 0] = 9.0  # a new array, not a read-only broadcast view

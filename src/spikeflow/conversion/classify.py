@@ -20,7 +20,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from spikeflow.conversion.qcfs import QCFS
 
-__all__ = ["Kind", "call_name", "classify_call", "classify_module"]
+__all__ = [
+    "NONLINEAR_WORDS",
+    "Kind",
+    "call_name",
+    "classify_call",
+    "classify_module",
+    "is_nonlinear_name",
+]
 
 #: ``activation``: becomes a neuron; ``maxpool``: becomes a gated max pool; ``affine``:
 #: runs unchanged per step (exact); ``unsupported``: a nonlinearity with no spiking
@@ -114,7 +121,7 @@ def classify_call(node: fx.Node) -> Kind:
         # x * y of two signals: affine only when one of them is a shape/attribute value.
         tensors = [a for a in signals if a.op not in ("get_attr",) and not _is_shape(a)]
         return "affine" if len(tensors) <= 1 else "unsupported"
-    if node.op == "call_function" and _is_nonlinear_name(call_name(node)):
+    if node.op == "call_function" and is_nonlinear_name(call_name(node)):
         return "unsupported"
     if node.op == "call_method" and str(target) in _NONLINEAR_METHODS:
         return "unsupported"
@@ -132,7 +139,8 @@ _NONLINEAR_METHODS = frozenset({
     "softmax", "log_softmax", "max", "min", "maximum", "minimum", "sqrt", "rsqrt", "sin",
     "cos", "relu6", "square", "amax", "amin", "norm",
 })
-_NONLINEAR_WORDS = (
+#: Short names of nonlinear functions (``torch.sigmoid``, ``F.gelu``, ``x.tanh_()``...).
+NONLINEAR_WORDS = (
     "gelu", "silu", "sigmoid", "tanh", "softmax", "softmin", "elu", "selu", "celu", "relu6",
     "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid", "mish",
     "softplus", "softsign", "logsigmoid", "glu", "threshold", "layer_norm", "group_norm",
@@ -141,6 +149,7 @@ _NONLINEAR_WORDS = (
 )
 
 
-def _is_nonlinear_name(name: str) -> bool:
+def is_nonlinear_name(name: str) -> bool:
+    """Whether a function name (``torch.sigmoid``, ``gelu``, ``tanh_``) is a known nonlinearity."""
     short = name.rsplit(".", 1)[-1].rstrip("_")
-    return short in _NONLINEAR_WORDS
+    return short in NONLINEAR_WORDS

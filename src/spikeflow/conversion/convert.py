@@ -37,17 +37,18 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.overrides import TorchFunctionMode
 
+from spikeflow.conversion._checks import check_initial_membrane, check_positive_int
 from spikeflow.conversion.calibrate import ActivationObserver, check_norm
 from spikeflow.conversion.classify import (
-    _NONLINEAR_WORDS,
     MAXPOOL_CALLS,
     call_name,
     classify_call,
     classify_module,
+    is_nonlinear_name,
 )
-from spikeflow.conversion.fold import fold_batchnorm_in_graph
+from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_counts, set_submodule
 from spikeflow.conversion.group import GroupNeuron
-from spikeflow.conversion.neuron import ConversionIFNode, check_initial_membrane
+from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
@@ -98,11 +99,6 @@ def _trace(module: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
 
 
-def _set_path(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_name, _, name = path.rpartition(".")
-    setattr(root.get_submodule(parent_name) if parent_name else root, name, module)
-
-
 class _CallWatcher(TorchFunctionMode):
     """Catches relu and other nonlinear calls made directly in untraced forwards."""
 
@@ -116,7 +112,7 @@ class _CallWatcher(TorchFunctionMode):
         if self.stack and id(self.stack[-1]) in self.untraced:
             name = getattr(func, "__name__", "")
             is_relu = func in _RELU_FUNCS
-            if is_relu or func in MAXPOOL_CALLS or name.rstrip("_") in _NONLINEAR_WORDS:
+            if is_relu or func in MAXPOOL_CALLS or is_nonlinear_name(name):
                 where = self.untraced[id(self.stack[-1])]
                 module = getattr(func, "__module__", None) or "Tensor"
                 self.found[(where, f"{module}.{name}")] = is_relu
@@ -133,13 +129,7 @@ class _Converter:
         self.initial_membrane = (
             None if initial_membrane is None else check_initial_membrane(initial_membrane)
         )
-        if group_size is not None and (
-            isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1
-        ):
-            raise ConfigurationError(
-                f"group_size must be None or an integer >= 1, got {group_size!r}"
-            )
-        self.group_size = group_size
+        self.group_size = check_positive_int(group_size, "group_size", allow_none=True)
         if max_pool not in ("gated", "keep"):
             raise ConfigurationError(f"max_pool must be 'gated' or 'keep', got {max_pool!r}")
         self.max_pool = max_pool
@@ -217,10 +207,7 @@ class _Converter:
         for bn_name, layer_name in fold_batchnorm_in_graph(gm):
             self.report.add(qualified(bn_name), "BatchNorm", "folded",
                             f"into {qualified(layer_name)}")
-        calls: dict[str, int] = {}
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
+        calls = module_call_counts(gm)
         seen: dict[str, int] = {}
         for node in list(gm.graph.nodes):
             if node.op == "call_module":
@@ -233,7 +220,7 @@ class _Converter:
                                     "kept; not known to be affine")
                 elif new is not module:
                     if calls[node.target] == 1:
-                        _set_path(gm, node.target, new)
+                        set_submodule(gm, node.target, new)
                     else:  # a module called more than once gets one stateful site per call
                         k = seen.get(node.target, 0)
                         seen[node.target] = k + 1
@@ -369,7 +356,7 @@ class _Converter:
             if isinstance(module, _Site):
                 if id(module) not in built:
                     built[id(module)] = self.neuron(module)
-                _set_path(body, path, built[id(module)])
+                set_submodule(body, path, built[id(module)])
         return body
 
 

@@ -23,6 +23,8 @@ __all__ = [
     "fold_batchnorm",
     "fold_batchnorm_in_graph",
     "folded_weights",
+    "module_call_counts",
+    "set_submodule",
 ]
 
 #: Layers whose output channels are dim 0 of the weight (transposed convs are not).
@@ -74,10 +76,20 @@ def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
     return fused
 
 
-def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+def set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted path ``target`` of ``root`` (replacing what is there)."""
     parent_name, _, name = target.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, name, module)
+
+
+def module_call_counts(gm: fx.GraphModule) -> dict[str, int]:
+    """How many ``call_module`` nodes of the graph call each submodule (by target)."""
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    return calls
 
 
 def fold_batchnorm_in_graph(gm: fx.GraphModule) -> list[tuple[str, str]]:
@@ -87,10 +99,7 @@ def fold_batchnorm_in_graph(gm: fx.GraphModule) -> list[tuple[str, str]]:
     output goes nowhere else, and neither module is called elsewhere in the graph.
     Returns the ``(batch_norm_name, layer_name)`` pairs folded.
     """
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = module_call_counts(gm)
     folded: list[tuple[str, str]] = []
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
@@ -104,7 +113,7 @@ def fold_batchnorm_in_graph(gm: fx.GraphModule) -> list[tuple[str, str]]:
         layer = gm.get_submodule(prev.target)
         if not can_fold(layer, bn) or calls[node.target] != 1 or calls[prev.target] != 1:
             continue
-        _set_submodule(gm, prev.target, fold_batchnorm(layer, bn))
+        set_submodule(gm, prev.target, fold_batchnorm(layer, bn))
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)
         folded.append((node.target, prev.target))

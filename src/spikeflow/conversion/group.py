@@ -15,8 +15,12 @@ import torch
 from torch import Tensor
 
 from spikeflow.base import MemoryModule, StepMode, check_time_major
-from spikeflow.conversion.neuron import check_initial_membrane
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.conversion._checks import (
+    check_initial_membrane,
+    check_positive_int,
+    check_threshold,
+)
+from spikeflow.errors import DTypeError
 
 __all__ = ["GroupNeuron"]
 
@@ -40,16 +44,12 @@ class GroupNeuron(MemoryModule):
         step_mode: StepMode = "m",
     ) -> None:
         super().__init__(step_mode)
-        if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-            raise ConfigurationError(f"members (m) must be an integer >= 1, got {members!r}")
+        members = check_positive_int(members, "members (m)")
+        v_threshold = check_threshold(v_threshold, "GroupNeuron")
         if isinstance(v_threshold, Tensor):
-            if bool((v_threshold <= 0).any()):
-                raise ConfigurationError("GroupNeuron thresholds must be > 0")
             self.register_buffer("v_threshold", v_threshold.detach().clone())
         else:
-            if not float(v_threshold) > 0:
-                raise ConfigurationError(f"GroupNeuron threshold must be > 0, got {v_threshold}")
-            self.v_threshold = float(v_threshold)
+            self.v_threshold = v_threshold
         self.members = members
         self.initial_membrane = check_initial_membrane(initial_membrane)
 

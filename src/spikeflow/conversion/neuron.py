@@ -11,22 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from spikeflow.conversion._checks import check_initial_membrane, check_threshold
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.lif import IFNode
 
 __all__ = ["ConversionIFNode", "check_initial_membrane"]
-
-
-def check_initial_membrane(value: float) -> float:
-    """Validate an initial membrane given in units of the threshold (``[0, 1)``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"initial_membrane must be a number, got {value!r}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ConfigurationError(
-            f"initial_membrane is a fraction of the threshold and must be in [0, 1), got {value}"
-        )
-    return value
 
 
 class ConversionIFNode(IFNode):
@@ -52,10 +41,7 @@ class ConversionIFNode(IFNode):
         if kwargs.get("v_reset", None) is not None:
             raise ConfigurationError("ConversionIFNode always resets by subtraction (v_reset=None)")
         kwargs.pop("v_reset", None)
-        if isinstance(v_threshold, Tensor) and bool((v_threshold <= 0).any()):
-            raise ConfigurationError("ConversionIFNode thresholds must be > 0")
-        if not isinstance(v_threshold, Tensor) and not float(v_threshold) > 0:
-            raise ConfigurationError(f"ConversionIFNode threshold must be > 0, got {v_threshold}")
+        v_threshold = check_threshold(v_threshold, "ConversionIFNode")
         super().__init__(v_threshold=v_threshold, v_reset=None, **kwargs)  # type: ignore[arg-type]
         self.initial_membrane = check_initial_membrane(initial_membrane)
 

@@ -13,11 +13,10 @@ equals ``h(z)`` exactly (:func:`spikeflow.conversion.convert`).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from spikeflow.conversion._checks import check_positive_int, check_threshold
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["QCFS", "floor_ste", "qcfs"]
@@ -46,12 +45,6 @@ def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) 
     return torch.clamp(scaled, 0.0, 1.0) * threshold
 
 
-def _check_levels(levels: int) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ConfigurationError(f"levels (L) must be an integer >= 1, got {levels!r}")
-    return levels
-
-
 class QCFS(nn.Module):
     """Quantisation-clip-floor-shift activation with a learnable threshold (methods.md 7.2).
 
@@ -71,10 +64,8 @@ class QCFS(nn.Module):
         learnable: bool = True,
     ) -> None:
         super().__init__()
-        self.levels = _check_levels(levels)
-        threshold = float(threshold)
-        if not (math.isfinite(threshold) and threshold > 0):
-            raise ConfigurationError(f"QCFS threshold (λ) must be finite and > 0, got {threshold}")
+        self.levels = check_positive_int(levels, "levels (L)")
+        threshold = check_threshold(threshold, "QCFS (λ)")
         shift = float(shift)
         if not 0.0 <= shift < 1.0:
             raise ConfigurationError(f"QCFS shift (φ) must be in [0, 1), got {shift}")

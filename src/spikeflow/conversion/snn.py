@@ -15,8 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.base import check_time_major
+from spikeflow.conversion._checks import check_positive_int
 from spikeflow.conversion.report import ConversionReport
-from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.errors import ShapeError, StateError
 
 __all__ = ["ConvertedSNN", "TimeFolded", "constant_input"]
 
@@ -48,8 +49,7 @@ class TimeFolded(nn.Module):
 
 def constant_input(x: Tensor, steps: int) -> Tensor:
     """The analog input ``[B, ...]`` repeated as a constant current ``[T, B, ...]``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigurationError(f"steps (T) must be an integer >= 1, got {steps!r}")
+    check_positive_int(steps, "steps (T)")
     return x.unsqueeze(0).expand(steps, *x.shape)
 
 

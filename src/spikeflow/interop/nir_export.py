@@ -28,7 +28,7 @@ from spikeflow.interop._nir_deps import require_nir, require_nirtorch
 from spikeflow.interop.nir_graph import inline_subgraphs
 from spikeflow.interop.nir_mapping import check_dt
 from spikeflow.interop.nir_modules import Scale, Threshold
-from spikeflow.interop.nir_neurons import NEURON_TYPES, neuron_to_nir
+from spikeflow.interop.nir_neurons import NEURON_TYPES, full_array, neuron_to_nir
 from spikeflow.layers import (
     Delay,
     ElementWiseRecurrentContainer,
@@ -188,16 +188,12 @@ def _flatten(module: nn.Flatten, ctx: _Context) -> Any:
     )
 
 
-def _full_like(value: Tensor, shape: tuple[int, ...]) -> np.ndarray:
-    return np.array(np.broadcast_to(value.detach().cpu().numpy(), shape))
-
-
 def _scale(module: Scale, ctx: _Context) -> Any:
-    return ctx.nir.Scale(scale=_full_like(module.scale, ctx.shape_in(module)))
+    return ctx.nir.Scale(scale=full_array(module.scale, ctx.shape_in(module)))
 
 
 def _threshold(module: Threshold, ctx: _Context) -> Any:
-    node = ctx.nir.Threshold(threshold=_full_like(module.threshold, ctx.shape_in(module)))
+    node = ctx.nir.Threshold(threshold=full_array(module.threshold, ctx.shape_in(module)))
     node.metadata = {"spikeflow_strict_firing": module.strict}
     return node
 

@@ -30,7 +30,13 @@ from spikeflow.interop.nir_modules import Scale
 from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode, LINode, ParametricLIFNode
 from spikeflow.neurons.base import BaseNode
 
-__all__ = ["NEURON_TYPES", "neuron_from_metadata", "neuron_from_nir", "neuron_to_nir"]
+__all__ = [
+    "NEURON_TYPES",
+    "full_array",
+    "neuron_from_metadata",
+    "neuron_from_nir",
+    "neuron_to_nir",
+]
 
 #: The spikeflow neuron classes NIR can express (exact types: a subclass may change the
 #: charge equation, so it is not exported as its parent).
@@ -51,8 +57,8 @@ def _numpy(value: float | Tensor) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _full(value: float | Tensor, shape: tuple[int, ...]) -> np.ndarray:
-    """``value`` broadcast to the neuron shape, as a new array."""
+def full_array(value: float | Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` (a number or a tensor) broadcast to ``shape``, as a new numpy array."""
     return np.array(np.broadcast_to(_numpy(value), shape))
 
 
@@ -94,7 +100,7 @@ def neuron_to_nir(
         )
     kwargs: dict[str, Any] = _base_kwargs(module) if isinstance(module, BaseNode) else {}
     if isinstance(module, BaseNode):
-        theta = _full(module.v_threshold, shape)
+        theta = full_array(module.v_threshold, shape)
         v_reset = np.full(shape, kwargs["v_reset"], dtype=np.float64)
     if cls is IFNode:
         node = nir.IF(r=np.full(shape, if_to_nir(dt)), v_threshold=theta, v_reset=v_reset)
@@ -120,10 +126,10 @@ def neuron_to_nir(
             dt=module.dt,
         )
         node = nir.CubaLIF(
-            tau_syn=_full(module.tau_syn, shape) * scale,
-            tau_mem=_full(module.tau_mem, shape) * scale,
-            r=_full(module.r, shape),
-            v_leak=_full(module.v_leak, shape),
+            tau_syn=full_array(module.tau_syn, shape) * scale,
+            tau_mem=full_array(module.tau_mem, shape) * scale,
+            r=full_array(module.r, shape),
+            v_leak=full_array(module.v_leak, shape),
             v_threshold=theta,
             v_reset=v_reset,
         )
@@ -133,11 +139,11 @@ def neuron_to_nir(
             decay_input=module.decay_input,
             v_leak=_meta_value(module.v_leak),
         )
-        tau = _full(module.tau, shape)
+        tau = full_array(module.tau, shape)
         node = nir.LI(
             tau=tau * dt,
             r=np.ones(shape) if module.decay_input else tau.copy(),
-            v_leak=_full(module.v_leak, shape),
+            v_leak=full_array(module.v_leak, shape),
         )
     else:
         raise ConfigurationError(f"'{name}': {cls.__name__} is not a neuron NIR can express")

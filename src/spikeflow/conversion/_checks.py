@@ -1,0 +1,52 @@
+"""Argument checks shared by the conversion modules (one message format for each)."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["check_initial_membrane", "check_positive_int", "check_threshold"]
+
+
+def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
+    """``value`` if it is an integer >= 1 (``None`` too when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        what = "None or an integer >= 1" if allow_none else "an integer >= 1"
+        raise ConfigurationError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def check_threshold(value: float | Tensor, owner: str) -> float | Tensor:
+    """A threshold that is finite and > 0: a float, or a tensor with every entry so."""
+    if isinstance(value, Tensor):
+        if not bool(((value > 0) & value.isfinite()).all()):
+            raise ConfigurationError(f"{owner} thresholds must be finite and > 0")
+        return value
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{owner} threshold must be a number or a tensor, got {value!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{owner} threshold must be finite and > 0, got {value}")
+    return value
+
+
+def check_initial_membrane(value: float) -> float:
+    """Validate an initial membrane given in units of the threshold (``[0, 1)``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"initial_membrane must be a number, got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigurationError(
+            f"initial_membrane is a fraction of the threshold and must be in [0, 1), got {value}"
+        )
+    return value
