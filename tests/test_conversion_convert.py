@@ -338,3 +338,113 @@ def test_max_pool_call_in_untraced_forward_is_reported():
     assert [(e.name, e.source) for e in report.unconverted] == [
         ("<root> (forward)", "torch.nn.functional.max_pool2d")]
     assert [e.name for e in report.converted] == ["act"]
+
+
+class DeepQCFS(nn.Module):
+    """conv-BN-QCFS, residual conv-BN(+y)-QCFS, pool, conv-BN-QCFS, avg pool, FC-QCFS, FC."""
+
+    def __init__(self, levels: int, pool: nn.Module) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.q1 = nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), \
+            QCFS(levels, 1.5)
+        self.conv2, self.bn2, self.q2 = nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), \
+            QCFS(levels, 2.0)
+        self.pool = pool
+        self.conv3, self.bn3, self.q3 = nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), \
+            QCFS(levels, 1.0)
+        self.fc1, self.q4, self.fc2 = nn.Linear(8 * 2 * 2, 12), QCFS(levels, 1.2), nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.q1(self.bn1(self.conv1(x)))
+        y = self.pool(self.q2(self.bn2(self.conv2(y)) + y))
+        y = F.avg_pool2d(self.q3(self.bn3(self.conv3(y))), 2)
+        return self.fc2(self.q4(self.fc1(torch.flatten(y, 1))))
+
+
+def _deep_qcfs(levels: int, pool: nn.Module) -> nn.Module:
+    """Random weights ±2/sqrt(fan-in): several QCFS levels used, outputs vary by sample."""
+    torch.manual_seed(5)
+    net = _randomize_bn(DeepQCFS(levels, pool)).double()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                m.weight.uniform_(-1.0, 1.0).mul_(2.0 / m.weight[0].numel() ** 0.5)
+    return net
+
+
+@pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.MaxPool2d(2)], ids=["avg", "max"])
+def test_deep_qcfs_network_is_exact_where_spike_timing_cannot_matter(pool):
+    """With one time step no input can arrive unevenly, so a deep QCFS network (BN folded,
+    residual addition, max or average pooling, linear read-out) must equal its ANN exactly:
+    QCFS with L = 1 as IF neurons at T = 1, and QCFS with L levels as group neurons of
+    m = L members at T = 1 (they resolve L levels in one step). A wrong initial membrane
+    (shift), threshold, pooling, residual or read-out breaks these equalities."""
+    x = torch.rand(64, 2, 8, 8, dtype=torch.float64) * 2
+    one_level = _deep_qcfs(1, pool)
+    snn, _ = convert(one_level)
+    with torch.no_grad():
+        torch.testing.assert_close(snn.rate(x, 1), one_level(x), rtol=0, atol=1e-12)
+    net = _deep_qcfs(4, pool)
+    group, _ = convert(net, group_size=4)
+    with torch.no_grad():
+        ann = net(x)
+        assert ann.std(0).mean() > 0.05  # the answer depends on the sample
+        torch.testing.assert_close(group.rate(x, 1), ann, rtol=0, atol=1e-12)
+    from spikeflow.conversion import unevenness
+
+    assert set(unevenness(group, x, 1).values()) == {0.0}  # one step: nothing uneven
+
+
+def test_deep_qcfs_gap_at_t_equal_l_is_unevenness_only():
+    """At T = L a deep QCFS SNN is not its ANN (methods.md 7.2: "apart from unevenness");
+    this pins down that the unevenness is all there is. (1) The SNN's mean output, and the
+    mean input of every neuron layer, equal the ANN evaluated on the neurons' own mean
+    outputs (the affine parts, residual and read-out are exact); (2) the first layer, fed
+    a constant current, is exactly QCFS; (3) every neuron whose spike count equals the
+    count of its input spread evenly outputs exactly QCFS of its mean input."""
+    from spikeflow.conversion import uneven_counts, unevenness
+
+    levels = 4
+    net = _deep_qcfs(levels, nn.AvgPool2d(2))
+    x = torch.rand(64, 2, 8, 8, dtype=torch.float64) * 2
+    snn, _ = convert(net)
+    names = ["q1", "q2", "q3", "q4"]
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen[name] = (args[0].unflatten(0, (levels, -1)), out.unflatten(0, (levels, -1)))
+        return hook
+
+    handles = [snn.body.get_submodule(n).register_forward_hook(record(n)) for n in names]
+    with torch.no_grad():
+        out = snn(constant_input(x, levels)).mean(0)
+    for h in handles:
+        h.remove()
+    pre: dict[str, torch.Tensor] = {}
+
+    def force(name):
+        def hook(module, args, output):
+            pre[name] = args[0]
+            return seen[name][1].mean(0)  # the SNN's rate instead of the ANN's QCFS
+        return hook
+
+    handles = [net.get_submodule(n).register_forward_hook(force(n)) for n in names]
+    with torch.no_grad():
+        forced = net(x)
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(out, forced, rtol=0, atol=1e-10)  # (1)
+    for name in names:
+        x_seq, out_seq = seen[name]
+        torch.testing.assert_close(x_seq.mean(0), pre[name], rtol=0, atol=1e-10)  # (1)
+        neuron = net.get_submodule(name)
+        want = qcfs(x_seq.mean(0), neuron.threshold, levels)
+        off = uneven_counts(snn.body.get_submodule(name).module, x_seq, out_seq)
+        torch.testing.assert_close(out_seq.mean(0)[~off], want[~off], rtol=0, atol=1e-10)  # (3)
+    fractions = unevenness(snn, x, levels)
+    assert list(fractions) == names
+    assert fractions["q1"] == 0.0  # (2)
+    assert max(fractions.values()) > 0.01  # the deeper layers do see uneven input...
+    with torch.no_grad():
+        assert (out - net(x)).abs().max() > 1e-3  # ...so the SNN is not the ANN at T = L

@@ -5,12 +5,15 @@
   neurons with soft reset (or group neurons) and return ``(snn, report)``.
 * :class:`QCFS`: the quantisation-clip-floor-shift activation for training the ANN.
 * :func:`constant_input`: the analog input repeated over T steps.
+* :func:`unevenness`: per neuron layer, the share of neurons whose spike count is off
+  because their input arrived unevenly (the error left at T = L for QCFS).
 
 See ``docs/conversion.md``.
 """
 
 from spikeflow.conversion.calibrate import ActivationObserver, quantile
 from spikeflow.conversion.convert import Conversion, convert
+from spikeflow.conversion.diagnose import uneven_counts, unevenness
 from spikeflow.conversion.fold import fold_batchnorm, fold_batchnorm_in_graph, folded_weights
 from spikeflow.conversion.group import GroupNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
@@ -39,4 +42,6 @@ __all__ = [
     "folded_weights",
     "qcfs",
     "quantile",
+    "uneven_counts",
+    "unevenness",
 ]
