@@ -28,10 +28,11 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--output-dir", default="runs/example-digits")
     args = parser.parse_args(argv)
 
+    # Everything else is TrainConfig's default, the same as `spikeflow train`'s: the
+    # plif_digits net, Adam, cosine schedule, rate MSE against one-hot.
     config = TrainConfig(
-        dataset="digits", model="plif_digits", neuron="plif", T=args.T, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, optimizer="adam", schedule="cosine",
-        loss="mse", seed=args.seed, output_dir=args.output_dir, progress=False, plots="off",
+        T=args.T, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        output_dir=args.output_dir, progress=False, plots="off",
     )  # fmt: skip
     result = Trainer(config).fit()
     print(f"test accuracy: {result.final_test_acc:.4f}")

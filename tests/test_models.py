@@ -68,6 +68,7 @@ def _small(name: str) -> tuple[dict, torch.Tensor]:
 def test_registry_lists_all_models():
     assert set(ALL) <= set(list_models())
     assert len(set(ALL)) == len(ALL) == 30
+    assert "plif_digits" in list_models()  # the default of `spikeflow train`, public too
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -234,7 +235,12 @@ def _block_inputs(model: nn.Module, x: torch.Tensor, block_types: tuple) -> list
         ("sew_resnet18", {"cnf": "IAND"}, (SEWBasicBlock,)),
         ("sew_resnet50", {"cnf": "ADD"}, (SEWBottleneck,)),
         ("sew_resnet50", {"cnf": "AND"}, (SEWBottleneck,)),
+        ("sew_resnet50", {"cnf": "IAND"}, (SEWBottleneck,)),
+        ("spiking_resnet34", {}, (SpikingBasicBlock,)),
+        ("spiking_resnet101", {}, (SpikingBottleneck,)),
+        ("sew_resnet152", {"cnf": "ADD"}, (SEWBottleneck,)),
         ("ms_resnet18", {}, (MSBasicBlock,)),
+        ("ms_resnet104", {}, (MSBasicBlock,)),
         ("ms_resnet34", {"avgpool_shortcut": True}, (MSBasicBlock,)),
         ("sew_dvsgesture", {"input_size": 128}, (SEWDVSBlock,)),
     ],

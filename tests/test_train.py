@@ -103,14 +103,17 @@ def test_resume_continues_exactly(tmp_path):
 
 
 class _Interrupt:
-    """Raises KeyboardInterrupt (as Ctrl-C would) after step ``step`` of epoch ``epoch``."""
+    """Sends the process a real SIGINT (Ctrl-C) during step ``step`` of epoch ``epoch``;
+    with ``second=True`` a second Ctrl-C follows at once (KeyboardInterrupt)."""
 
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step = epoch, step
+    def __init__(self, epoch: int, step: int, second: bool = False) -> None:
+        self.epoch, self.step, self.second = epoch, step, second
 
     def on_step_end(self, trainer, epoch, step, loss):
         if (epoch, step) == (self.epoch, self.step):
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            if self.second:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_ctrl_c_saves_and_resume_mid_epoch_is_exact(tmp_path, capsys):
@@ -123,6 +126,40 @@ def test_ctrl_c_saves_and_resume_mid_epoch_is_exact(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "cut"))
     assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+def test_ctrl_c_during_the_evaluation_stops_after_the_epoch_and_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    import spikeflow.training.trainer as trainer_module
+
+    Trainer(tiny(tmp_path, "full"), log=None).fit()
+    real_evaluate, calls = trainer_module.evaluate, []
+
+    def evaluate_with_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the evaluation after epoch 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate", evaluate_with_ctrl_c)
+    result = Trainer(tiny(tmp_path, "cut"), log=None).fit()
+    monkeypatch.undo()
+    assert result.interrupted and result.epochs_completed == 2
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (2, 0)  # a complete epoch: nothing redone
+    assert payload["scheduler"]["last_epoch"] == 2  # stepped once per finished epoch
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "cut"))
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+def test_a_second_ctrl_c_aborts_without_saving(tmp_path):
+    result = Trainer(tiny(tmp_path, "abort"), callbacks=[_Interrupt(1, 2, second=True)],
+                     log=None).fit()  # fmt: skip
+    assert result.interrupted
+    payload = load_checkpoint(tmp_path / "abort" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 0)  # epoch 1's checkpoint stands
 
 
 class _SendSigint:
@@ -155,6 +192,25 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
         trainer.fit()
     assert "last.pt (after epoch 1)" in str(info.value)
     payload = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 0)
+    assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
+
+
+class _BreakBatchNorm:
+    """During epoch 2 a BN running variance becomes Inf while every loss stays finite."""
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (1, 0):
+            bn = next(m for m in trainer.raw_model.modules() if hasattr(m, "running_var"))
+            bn.running_var[0] = math.inf
+
+
+def test_non_finite_weights_stop_before_the_epoch_is_saved(tmp_path):
+    trainer = Trainer(tiny(tmp_path, "inf"), callbacks=[_BreakBatchNorm()], log=None)
+    with pytest.raises(NonFiniteLossError, match=r"after epoch 2 .*running_var") as info:
+        trainer.fit()
+    assert "last.pt (after epoch 1)" in str(info.value)
+    payload = load_checkpoint(tmp_path / "inf" / "last.pt")
     assert (payload["epoch"], payload["step"]) == (1, 0)
     assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
 
@@ -205,6 +261,8 @@ def test_kwargs_options_parse_toml_values():
     assert parse_kwargs(['{"channels": 16}'], "--model-kwargs") == {"channels": 16}
     with pytest.raises(ConfigurationError, match="KEY=VALUE"):
         parse_kwargs(["tau"], "--neuron-kwargs")
+    with pytest.raises(ConfigurationError, match=r"tau=2\.O"):  # a typo is not a string
+        parse_kwargs(["tau=2.O"], "--neuron-kwargs")
 
 
 def test_bad_options_exit_with_status_2(tmp_path, capsys):

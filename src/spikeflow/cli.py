@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +26,9 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
     """``["tau=2.0", "detach_reset=true", "surrogate_function=atan"]`` -> a dict.
 
     Each value is read as a TOML value (numbers, ``true``/``false``, ``"strings"``,
-    ``[lists]``, ``{inline = "tables"}``) and taken as a plain string otherwise. A single
-    item that is a JSON object is also accepted.
+    ``[lists]``, ``{inline = "tables"}``); a bare name such as ``atan`` or
+    ``torch.float16`` is taken as a string, and anything else (``2.O``) is an error. A
+    single item that is a JSON object is also accepted.
     """
     from spikeflow.training.config import tomllib
 
@@ -44,9 +47,17 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
             raise ConfigurationError(f"{option}: expected KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = text
+        except tomllib.TOMLDecodeError as exc:
+            if not _BARE_NAME.fullmatch(text.strip()):
+                raise ConfigurationError(
+                    f"{option}: {item!r} is neither a TOML value (number, true/false, "
+                    f'"string", [list], {{table}}) nor a bare name: {exc}'
+                ) from exc
+            out[key.strip()] = text.strip()
     return out
+
+
+_BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -115,7 +126,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``spikeflow`` command."""
-    parser = argparse.ArgumentParser(prog="spikeflow", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="spikeflow", description="Train and evaluate spiking networks (docs/training.md)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a spiking network (default: 8x8 digits)",
                            description="Train a spiking network; see docs/training.md.")
@@ -161,7 +174,7 @@ def _train(args: argparse.Namespace) -> int:
     result = Trainer(config, resume=payload).fit()
     if result.interrupted:
         return 130
-    if result.history:
+    if result.history and int(os.environ.get("RANK", "0")) == 0:
         last = result.history[-1]
         print(f"test accuracy: {last['test_acc']:.4f} (epoch {last['epoch']}; best "
               f"{result.best_test_acc:.4f} at epoch {result.best_epoch}); results in "

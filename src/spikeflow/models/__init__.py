@@ -10,11 +10,13 @@ models) and returns ``[T, B, num_classes]``; :func:`create_model` builds one by 
 * :mod:`~spikeflow.models.vgg`: Spiking VGG 11/13/16/19, with and without BN.
 * :mod:`~spikeflow.models.plif_nets`: the PLIF paper's networks.
 * :mod:`~spikeflow.models.sew_dvs`: the SEW networks for DVS128 Gesture and CIFAR10-DVS.
+* :mod:`~spikeflow.models.digits`: the small PLIF net ``spikeflow train`` trains on 8x8 digits.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
 from spikeflow.models import (
+    digits,
     ms_resnet,
     plif_nets,
     psn_seqcifar,
@@ -30,6 +32,7 @@ __all__ = [
     "NEURONS",
     "NeuronFactory",
     "create_model",
+    "digits",
     "list_models",
     "list_neurons",
     "ms_resnet",

@@ -56,7 +56,8 @@ __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "build_model", "confi
 
 
 class NonFiniteLossError(SpikeflowError, FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch and step."""
+    """The loss, or a weight or buffer of the model, became NaN or infinite; the message
+    names where and when."""
 
 
 class _StopRequested(Exception):
@@ -82,7 +83,7 @@ class TrainResult:
 
 def build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     """The zoo model of ``config`` for a dataset described by ``info``."""
-    from spikeflow.models import create_model, digits  # noqa: F401 - registers plif_digits
+    from spikeflow.models import create_model
 
     kwargs = dict(config.model_kwargs)
     kwargs.setdefault("num_classes", info.num_classes)
@@ -275,8 +276,11 @@ class Trainer:
             if best:
                 tmp = self.output_dir / ".best.pt.link"
                 tmp.unlink(missing_ok=True)
-                os.link(last, tmp)  # same bytes; last.pt is later replaced, not rewritten
-                os.replace(tmp, self.output_dir / "best.pt")
+                try:
+                    os.link(last, tmp)  # same bytes; last.pt is later replaced, not rewritten
+                    os.replace(tmp, self.output_dir / "best.pt")
+                except OSError:  # a file system without hard links: write it again
+                    ckpt.save_checkpoint(payload, self.output_dir / "best.pt")
         self.ctx.barrier()
 
     def _restore(self, payload: dict[str, Any]) -> int:
@@ -328,9 +332,18 @@ class Trainer:
                 self._end_epoch()
                 self.epoch += 1
                 self.step_in_epoch = 0
-        except (_StopRequested, KeyboardInterrupt):
+                if self._stop_requested and not self.ctx.distributed and self.epoch < last_epoch:
+                    # Ctrl-C during the evaluation: the epoch's checkpoint is complete.
+                    interrupted = True
+                    self.log(f"stopped after epoch {self.epoch}: saved {self._last}; continue "
+                             f"with  spikeflow train --resume {self._last}")  # fmt: skip
+                    break
+        except _StopRequested:
             interrupted = True
             self._save_interrupted()
+        except KeyboardInterrupt:  # a second Ctrl-C: out at once, the last checkpoint stands
+            interrupted = True
+            self.log(f"aborted: nothing saved; the last checkpoint is {self._last}")
         finally:
             self._restore_sigint(previous_handler)
             self.train_monitor.remove()
@@ -341,13 +354,20 @@ class Trainer:
         return TrainResult(self.output_dir, self.epoch, self.history, self.best_test_acc,
                            self.best_epoch, interrupted, plots)  # fmt: skip
 
+    @property
+    def _last(self) -> Path:
+        return self.output_dir / "last.pt"
+
     def _install_sigint(self) -> dict[int, Any] | None:
         """Ctrl-C (SIGINT) and SIGTERM (torchrun, batch schedulers) stop the run at the
         end of the current step; a second Ctrl-C raises KeyboardInterrupt at once."""
         if threading.current_thread() is not threading.main_thread():
             return None
+        owner = os.getpid()
 
         def handler(signum: int, frame: Any) -> None:
+            if os.getpid() != owner:  # a forked DataLoader worker: the main process decides
+                return
             self._stop_requested = True
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             self.log(f"\n{name}: stopping after this step and saving a checkpoint "
@@ -460,8 +480,6 @@ class Trainer:
     def _end_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.scheduler is not None:
-            self.scheduler.step()
         train = self.epoch_sums.reduced(ctx)
         reduce_monitor(self.train_monitor, ctx)
         train_layers = self.train_monitor.summary()
@@ -483,6 +501,9 @@ class Trainer:
         best = test.accuracy > self.best_test_acc
         if best:
             self.best_test_acc, self.best_epoch = test.accuracy, self.epoch + 1
+        self._check_finite_model()
+        if self.scheduler is not None:  # after the evaluation, just before the checkpoint
+            self.scheduler.step()
         layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
         if self.csv is not None:
             self.csv.log_epoch(row, layers)
@@ -497,6 +518,22 @@ class Trainer:
         for callback in self.callbacks:
             if hasattr(callback, "on_epoch_end"):
                 callback.on_epoch_end(self, self.epoch, row)
+
+    def _check_finite_model(self) -> None:
+        """Raise before saving when a weight or buffer (e.g. a BN running variance) is
+        NaN or Inf although every loss was finite: the last checkpoint stays good."""
+        tensors = [*self.raw_model.named_parameters(), *self.raw_model.named_buffers()]
+        bad = [name for name, t in tensors
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
+        if bad:
+            kept = (f"the last good checkpoint is {self._last} (after epoch {self.epoch})"
+                    if self.epoch > 0 else "no checkpoint was saved")  # fmt: skip
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise NonFiniteLossError(
+                f"after epoch {self.epoch + 1} the model holds NaN/Inf values in {shown}; "
+                f"training stopped and this epoch was not saved. {kept}. Lower the learning "
+                f"rate (now {self.optimizer.param_groups[0]['lr']:g}) or check the data"
+            )
 
     # -- after the run ----------------------------------------------------------------
 
