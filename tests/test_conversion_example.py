@@ -1,4 +1,4 @@
-"""examples/convert_digits.py converts real trained networks (short run)."""
+"""examples/convert_digits.py converts real trained networks (short runs)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,71 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import require_shared_data
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "convert_digits.py"
 
 
-def test_convert_digits_example_short_run(capsys):
-    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+def _run_example(argv: list[str]):
     spec = importlib.util.spec_from_file_location("convert_digits", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     try:
-        rows = module.main(["--epochs", "5"])
+        return module.main(argv)
     finally:
         torch.set_num_threads(threads)
-    steps = module.STEPS
-    at = {t: i for i, t in enumerate(steps)}
+
+
+def test_convert_digits_example_short_run(capsys):
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    # 20 epochs as the documented run (after 5, λ is still near its initial 8 and the QCFS
+    # gap at T = L is -14 points), but only T = 1, 8, 16.
+    result = _run_example(["--epochs", "20", "--steps", "1,8,16"])
+    rows, at = result.rows, {t: i for i, t in enumerate(result.steps)}
+    assert result.steps == (1, 8, 16)
     max_ann, max_snn = rows["ReLU, max-norm"]
     assert max_ann > 0.9
-    assert max_snn[at[64]] >= max_ann - 0.03  # rate coding converges at large T
+    assert max_snn[at[16]] >= max_ann - 0.03  # rate coding converges at large T
     robust = rows["ReLU, robust 99.9%"][1]
     assert robust[at[8]] >= max_snn[at[8]]  # the robust norm fires more at small T
-    qcfs_ann, qcfs_snn = rows["QCFS L=8 (θ=λ, V0=λ/2)"]
-    # after only 5 epochs the QCFS gap at T = L is large (unevenness, docs/conversion.md);
-    # the T = L match is tested on a network in test_conversion_convert.py
-    assert qcfs_snn[at[64]] >= qcfs_ann - 0.03
+    qcfs_ann, qcfs_snn = rows[result.qcfs_row]
+    assert qcfs_ann > 0.95
+    # QCFS at T = L = 8. The first neuron layer gets a constant current and is exactly the
+    # ANN's QCFS; what is left is unevenness in the deeper layers (tested to be the whole
+    # gap in test_conversion_convert.py::test_deep_qcfs_gap_at_t_equal_l_is_unevenness_only),
+    # which here leaves about 4-13 % of their neurons one spike off. Measured gaps at 20
+    # epochs: -1.39, +0.56, 0.00 points for seeds 0, 1, 2, so the margin is 2 points
+    # (7 of the 360 test images).
+    assert abs(qcfs_snn[at[8]] - qcfs_ann) <= 0.02, (qcfs_ann, qcfs_snn)
+    shares = list(result.unevenness.values())
+    assert shares[0] == 0.0 and len(shares) == 4
+    assert 0.0 < max(shares) < 0.2
+    assert qcfs_snn[at[16]] >= qcfs_ann - 0.02
     group = rows["QCFS L=8, group neurons m=4"][1]
     assert group[at[1]] > 0.8 and group[at[1]] > qcfs_snn[at[1]] + 0.3  # m levels per step
-    assert "T=64" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "T=16" in out and "QCFS at T = L = 8: SNN - ANN =" in out
+
+
+def test_convert_nmnist_example_on_a_slice(capsys):
+    """The N-MNIST report path of the example on 200 train / 100 test recordings."""
+    root = require_shared_data("nmnist-small")
+    result = _run_example([
+        "--dataset", "nmnist", "--nmnist-root", str(root), "--train-samples", "200",
+        "--test-samples", "100", "--epochs", "8", "--batch-size", "16", "--steps", "1,8",
+    ])
+    rows, at = result.rows, {t: i for i, t in enumerate(result.steps)}
+    out = capsys.readouterr().out
+    assert "N-MNIST subset as event-count images: 200 train / 100 test" in out
+    assert "QCFS at T = L = 8" in out
+    assert len(rows) == 6
+    relu_ann, _ = rows["ReLU, max-norm"]
+    qcfs_ann, qcfs_snn = rows[result.qcfs_row]
+    assert relu_ann > 0.6 and qcfs_ann > 0.6  # chance is 0.1 (measured 0.83 and 0.76)
+    per_channel = rows["ReLU, 99.9% per channel, V0=θ/2"][1]
+    assert per_channel[at[8]] >= relu_ann - 0.1  # measured: 0.82
+    assert abs(qcfs_snn[at[8]] - qcfs_ann) <= 0.05  # T = L (measured: equal)
+    group = rows["QCFS L=8, group neurons m=4"][1]
+    assert group[at[1]] > qcfs_snn[at[1]] + 0.3  # measured 0.71 vs 0.02
+    assert result.unevenness and next(iter(result.unevenness.values())) == 0.0
