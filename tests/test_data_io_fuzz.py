@@ -10,7 +10,11 @@ milliseconds. Seeds are the synthetic files of test_data_io_synthetic.py and, wh
 from __future__ import annotations
 
 import os
+import select
 import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +35,6 @@ from spikeflow.data.io import (
     decode_evt3,
     read_es_imagenet,
     read_numpy_events,
-    read_stmnist,
 )
 from spikeflow.errors import DataFormatError, MissingExtraError
 from test_data_io_synthetic import (
@@ -208,10 +211,7 @@ def _npy_seeds(tmp: Path) -> list[tuple[object, bytes]]:
         (lambda p: read_numpy_events(p, (128, 128)), (tmp / "lip.npy").read_bytes()),
         (read_es_imagenet, (tmp / "es.npz").read_bytes()),
     ]
-    mat = EF / "stmnist-mat" / "sample_stmnist.mat"
-    if mat.exists():
-        seeds.append((read_stmnist, mat.read_bytes()))
-    return seeds
+    return seeds  # .mat files: test_mat_files_mutated_in_a_subprocess (scipy can crash)
 
 
 @settings(
@@ -219,7 +219,7 @@ def _npy_seeds(tmp: Path) -> list[tuple[object, bytes]]:
 )
 @given(data=st.data())
 def test_container_files_mutated(tmp_path, data):
-    """.npy / .npz / .mat go through numpy's and scipy's parsers: still only our error."""
+    """.npy / .npz go through numpy's parsers: still only our error."""
     seeds = _npy_seeds(tmp_path)
     reader, seed = data.draw(st.sampled_from(seeds))
     path = tmp_path / "fuzzed.bin"
@@ -228,3 +228,214 @@ def test_container_files_mutated(tmp_path, data):
         reader(path)
     except ALLOWED:
         pass
+
+
+# -- readers that hand the file to a C library: one subprocess, so a crash fails a test --
+WORKER = """
+import faulthandler, sys
+faulthandler.enable()
+from spikeflow.data.io import SpikingAudioFile, read_asl_dvs, read_stmnist
+from spikeflow.errors import DataFormatError, MissingExtraError
+
+def spiking_audio(path):
+    with SpikingAudioFile(path) as f:
+        f.labels
+        for i in range(len(f)):
+            f[i]
+
+READERS = {"asl": read_asl_dvs, "stmnist": read_stmnist, "h5": spiking_audio}
+for line in sys.stdin:
+    name, path = line.rstrip("\\n").split("\\t", 1)
+    try:
+        READERS[name](path)
+        out = "ok\\t"
+    except (DataFormatError, MissingExtraError) as exc:
+        out = "rejected\\t" + str(exc)
+    except BaseException as exc:
+        out = "other\\t" + type(exc).__name__ + ": " + str(exc)
+    sys.stdout.write(out.replace("\\n", " ") + "\\n")
+    sys.stdout.flush()
+"""
+
+
+class ReaderCrashed(AssertionError):
+    """The reader killed the worker process (e.g. a segmentation fault in C code)."""
+
+
+class IsolatedReaders:
+    """Runs readers in one long-lived worker process: a reader that crashes the
+    interpreter (SIGSEGV in scipy, libhdf5, ...) fails the test instead of killing
+    pytest; a reader that does not answer within ``timeout`` s is reported as hung.
+    Returns ``(status, message)`` with status ``ok``, ``rejected`` (DataFormatError or
+    MissingExtraError), ``other`` (any other exception) or ``hung``."""
+
+    def __init__(self, stderr_path: Path, timeout: float = 20.0) -> None:
+        self.stderr_path, self.timeout, self.proc = stderr_path, timeout, None
+
+    def _start(self) -> subprocess.Popen:
+        self._err = open(self.stderr_path, "wb")  # closed in _stop()
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._err,
+        )  # fmt: skip
+
+    def _stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            self._err.close()
+
+    def read(self, reader: str, path: Path) -> tuple[str, str]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{reader}\t{path}\n".encode())
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not ready:
+            self._stop()
+            return "hung", f"no answer within {self.timeout} s"
+        line = self.proc.stdout.readline().decode()
+        if not line:
+            code = self.proc.wait()
+            self._stop()
+            tail = self.stderr_path.read_bytes()[-1500:].decode(errors="replace")
+            raise ReaderCrashed(
+                f"reader {reader!r} crashed the process (exit code {code}) on {path} "
+                f"({path.stat().st_size} bytes); its stderr ends with:\n{tail}"
+            )
+        status, _, message = line.rstrip("\n").partition("\t")
+        return status, message
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self._stop()
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory):
+    readers = IsolatedReaders(tmp_path_factory.mktemp("worker") / "stderr.txt")
+    yield readers
+    readers.close()
+
+
+def asl_mat_seeds(tmp: Path) -> list[bytes]:
+    """ASL-DVS-layout MAT v5 files written by scipy, uncompressed and compressed."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(5)
+    n = 12
+    arrays = {
+        "x": rng.integers(0, 240, (n, 1)),
+        "y": rng.integers(0, 180, (n, 1)),
+        "ts": np.sort(rng.integers(0, 10**5, (n, 1)), 0),
+        "pol": rng.integers(0, 2, (n, 1)),
+    }
+    seeds = []
+    for compress in (False, True):
+        savemat(tmp / "seed.mat", arrays, do_compression=compress)
+        seeds.append((tmp / "seed.mat").read_bytes())
+    return seeds
+
+
+def check_isolated(isolated, reader: str, path: Path, hang_ok: bool = False) -> str:
+    status, message = isolated.read(reader, path)
+    assert status != "other", f"{reader} raised a non-spikeflow error on {path}: {message}"
+    if status == "hung":
+        assert hang_ok, f"{reader} hung on {path}"
+    elif status == "rejected":
+        assert str(path) in message, message
+    return status
+
+
+def mat_elements(raw: bytes) -> list[bytes]:
+    """The top-level elements of a valid little-endian MAT v5 file, each as an
+    uncompressed miMATRIX element (tag included)."""
+    out, pos = [], 128
+    while pos < len(raw):
+        kind, size = struct.unpack_from("<II", raw, pos)
+        body = raw[pos + 8 : pos + 8 + size]
+        out.append(zlib.decompress(body) if kind == 15 else raw[pos : pos + 8 + size])
+        pos += 8 + size
+    return out
+
+
+def mat_file(header: bytes, elements: list[bytes], compress: bool) -> bytes:
+    """A MAT v5 file of these miMATRIX elements, each wrapped in miCOMPRESSED or not."""
+    if not compress:
+        return header + b"".join(elements)
+    packed = [zlib.compress(e) for e in elements]
+    return header + b"".join(struct.pack("<II", 15, len(z)) + z for z in packed)
+
+
+#: Values written over tag words: every type code up to 20 (scipy has no dtype for
+#: 0, 8, 10, 11, 14, 15, 19, 20 and reads out of bounds for them), and odd sizes.
+MAT_WORDS = [*range(21), 31, 32, 76, 255, 65535, 0x10004, 0x7FFFFFFF, 0xFFFFFFFF]
+
+
+@st.composite
+def mat_mutated(draw, seeds: list[bytes]) -> bytes:
+    """A structure-aware mutation: tag words (8-byte aligned inside a matrix) of one
+    variable overwritten, the variables then stored compressed or not; or byte-level
+    mutations of the whole file (the container, the zlib streams)."""
+    raw = draw(st.sampled_from(seeds))
+    if draw(st.booleans()):
+        return draw(mutated([raw]))
+    elements = mat_elements(raw)
+    k = draw(st.integers(0, len(elements) - 1))
+    element = bytearray(elements[k])
+    for _ in range(draw(st.integers(1, 2))):
+        at = 8 * draw(st.integers(1, len(element) // 8 - 1)) + draw(st.sampled_from([0, 4]))
+        element[at : at + 4] = struct.pack("<I", draw(st.sampled_from(MAT_WORDS)))
+    elements[k] = bytes(element)
+    return mat_file(raw[:128], elements, draw(st.booleans()))
+
+
+@settings(
+    max_examples=EXAMPLES, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(data=st.data())
+def test_mat_files_mutated_in_a_subprocess(isolated, tmp_path, data):
+    """ASL-DVS and ST-MNIST .mat files (scipy's C parser): events or DataFormatError,
+    never a crash (a data element's type code without a dtype made scipy segfault) or
+    another error."""
+    pytest.importorskip("scipy")
+    corpus = [("asl", seed) for seed in asl_mat_seeds(tmp_path)]
+    corpus += [("stmnist", seed) for seed in real("stmnist-mat/sample_stmnist.mat")]
+    reader = data.draw(st.sampled_from(sorted({r for r, _ in corpus})))
+    path = tmp_path / "fuzzed.mat"
+    path.write_bytes(data.draw(mat_mutated([s for r, s in corpus if r == reader])))
+    check_isolated(isolated, reader, path)
+
+
+def shd_seed(tmp: Path) -> bytes:
+    h5py = pytest.importorskip("h5py")
+    path = tmp / "seed.h5"
+    rng = np.random.default_rng(6)
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (3,), dtype=h5py.vlen_dtype(np.float32))
+        units = f.create_dataset("spikes/units", (3,), dtype=h5py.vlen_dtype(np.uint16))
+        for i in range(3):
+            times[i] = np.sort(rng.uniform(0, 1, 8)).astype(np.float32)
+            units[i] = rng.integers(0, 700, 8)
+        f.create_dataset("labels", data=np.array([1, 2, 3], dtype=np.uint16))
+    return path.read_bytes()
+
+
+@settings(
+    max_examples=EXAMPLES, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(data=st.data())
+def test_hdf5_audio_mutated_in_a_subprocess(isolated, tmp_path, data):
+    """SHD/SSC HDF5 files (libhdf5 through h5py): events or DataFormatError, never a
+    crash or another error. A hang is tolerated: a wrong object size in a global heap
+    sends libhdf5 itself into an endless loop (HDFGroup/hdf5 #1707), which no check in
+    Python can interrupt; the worker is then killed and restarted."""
+    path = tmp_path / "fuzzed.h5"
+    path.write_bytes(data.draw(mutated([shd_seed(tmp_path)])))
+    check_isolated(isolated, "h5", path, hang_ok=True)

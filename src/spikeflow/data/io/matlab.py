@@ -10,19 +10,24 @@
   stored (Tonic flips it to ``179 - y``).
 
 MAT v5 files are read with :func:`scipy.io.loadmat`; v7.3 files (HDF5 inside) with
-h5py. Both are optional (extra ``data``). The container is parsed by those libraries,
-so errors about the content name the variable and element rather than a byte offset;
-a file that is not a MAT-file is reported at byte offset 0.
+h5py. Both are optional (extra ``data``). scipy's parser trusts the file (a bad data
+type code makes it read out of bounds and crash the process), so the MAT v5 container
+is checked first by :func:`~spikeflow.data.io._matv5.checked_mat5_stream` (header,
+element tags, sizes, compressed elements, the requested variables' structure) and
+errors there name the byte offset; errors about the values name the variable and
+element. A file that is not a MAT-file is reported at byte offset 0.
 """
 
 from __future__ import annotations
 
+import io
 from os import PathLike
 
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import import_optional, seconds_to_us, sort_by_time
+from spikeflow.data.io._common import import_optional, read_bytes, seconds_to_us, sort_by_time
+from spikeflow.data.io._matv5 import checked_mat5_stream
 
 __all__ = ["load_mat_variables", "read_asl_dvs", "read_stmnist"]
 
@@ -31,7 +36,8 @@ def load_mat_variables(path: str | PathLike, names: tuple[str, ...]) -> dict[str
     """Load the numeric variables ``names`` from a MAT v5 or v7.3 file.
 
     Raises:
-        DataFormatError: no MAT-file text header, a file the MAT reader rejects, or a
+        DataFormatError: no MAT-file text header, a malformed MAT v5 container (see
+            :mod:`spikeflow.data.io._matv5`), a file the MAT reader rejects, or a
             missing or non-numeric variable.
         MissingExtraError: scipy (v5) or h5py (v7.3) is not installed.
     """
@@ -50,8 +56,9 @@ def load_mat_variables(path: str | PathLike, names: tuple[str, ...]) -> dict[str
             raise format_error(path, None, f"cannot read the MAT v7.3 (HDF5) file: {exc}") from None
     else:
         sio = import_optional("scipy.io", "MAT files", "scipy")
+        stream = checked_mat5_stream(read_bytes(path), names, path)
         try:
-            mat = sio.loadmat(path, variable_names=list(names))
+            mat = sio.loadmat(io.BytesIO(stream), variable_names=list(names))
         except Exception as exc:  # scipy raises many types on corrupt files
             raise format_error(
                 path, None, f"scipy cannot parse the MAT-file: {type(exc).__name__}: {exc}"
