@@ -25,6 +25,7 @@ from spikeflow.data.io import (
     decode_evt3,
     load_npy,
     read_es_imagenet,
+    read_hardvs,
     read_stmnist,
 )
 from spikeflow.errors import DataFormatError, MissingExtraError
@@ -239,6 +240,53 @@ def test_container_formats_reject_foreign_files(tmp_path):
             SpikingAudioFile(junk)
     except MissingExtraError:
         pass  # h5py absent: the extra is named instead (tested below)
+
+
+def zip_field(raw: bytes, signature: bytes, offset: int, value: int, size: int = 2) -> bytes:
+    """``raw`` with a field of every ZIP header of ``signature`` (local PK\\3\\4, central
+    PK\\1\\2) set to ``value``."""
+    out, pos = bytearray(raw), raw.find(signature)
+    while pos >= 0:
+        out[pos + offset : pos + offset + size] = value.to_bytes(size, "little")
+        pos = raw.find(signature, pos + 4)
+    return bytes(out)
+
+
+LOCAL, CENTRAL = b"PK\x03\x04", b"PK\x01\x02"
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["savez", "savez_compressed"])
+def test_malformed_npz_archives_name_the_file_and_member(tmp_path, compressed):
+    """Each archive failure (zipfile raises NotImplementedError, RuntimeError, zlib.error,
+    BadZipFile, EOFError, ...) is a DataFormatError naming the file and the member."""
+    save = np.savez_compressed if compressed else np.savez
+    path = tmp_path / "sample.npz"
+    n = 40
+    save(path, t=np.arange(n), x=np.arange(n) % 300, y=np.arange(n) % 200, p=np.arange(n) % 2)
+    valid = path.read_bytes()
+    assert len(read_hardvs(path)) == n
+
+    def rejects(raw: bytes, *patterns: str) -> None:
+        path.write_bytes(raw)
+        with pytest.raises(DataFormatError) as info:
+            read_hardvs(path)
+        message = str(info.value)
+        assert message.startswith(str(path)), message
+        for pattern in patterns:
+            assert re.search(pattern, message), (pattern, message)
+
+    # the audit's case: a compression method zipfile cannot read (NotImplementedError)
+    bad_method = zip_field(zip_field(valid, LOCAL, 8, 99), CENTRAL, 10, 99)
+    rejects(bad_method, r"member 't\.npy' \(at byte offset 0\)", "compression method 99")
+    rejects(zip_field(valid, CENTRAL, 8, 1), "member 't.npy'", "RuntimeError|encrypted")
+    rejects(zip_field(valid, CENTRAL, 16, 0x12345678, 4), "member 't.npy'", "CRC|Bad")
+    rejects(valid[: len(valid) // 2], "byte offset 0: not a readable .npz")
+    first_data = (
+        30 + int.from_bytes(valid[26:28], "little") + int.from_bytes(valid[28:30], "little")
+    )
+    corrupt = bytearray(valid)
+    corrupt[first_data : first_data + 8] = b"\xff" * 8  # the deflate stream or the .npy magic
+    rejects(bytes(corrupt), "member 't.npy'")
 
 
 def test_truncated_npy_names_the_offset(tmp_path):

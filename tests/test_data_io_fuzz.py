@@ -34,6 +34,7 @@ from spikeflow.data.io import (
     decode_evt2,
     decode_evt3,
     read_es_imagenet,
+    read_hardvs,
     read_numpy_events,
 )
 from spikeflow.errors import DataFormatError, MissingExtraError
@@ -230,6 +231,61 @@ def test_container_files_mutated(tmp_path, data):
         pass
 
 
+#: (signature, offsets of its fields): version needed, flags, method, CRC-32, sizes,
+#: name and extra lengths (and, central, the local header's offset).
+ZIP_HEADERS = {
+    b"PK\x03\x04": [(4, 2), (6, 2), (8, 2), (14, 4), (18, 4), (22, 4), (26, 2), (28, 2)],
+    b"PK\x01\x02": [(6, 2), (8, 2), (10, 2), (16, 4), (20, 4), (24, 4), (28, 2), (42, 4)],
+    b"PK\x05\x06": [(8, 2), (10, 2), (12, 4), (16, 4)],
+}
+ZIP_VALUES = [0, 1, 8, 9, 12, 14, 99, 0xFFFF, 0xFFFFFFFF, 2**31, 7, 30]
+
+
+@st.composite
+def zip_mutated(draw, seeds: list[bytes]) -> bytes:
+    """ZIP header fields (method, flags, CRC, sizes, offsets) of a local, central or
+    end-of-directory record overwritten, or byte-level mutations."""
+    raw = bytearray(draw(st.sampled_from(seeds)))
+    if draw(st.integers(0, 3)) == 0:
+        return draw(mutated([bytes(raw)]))
+    for _ in range(draw(st.integers(1, 2))):  # zipfile trusts the central directory most
+        signature = draw(st.sampled_from([b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06"]))
+        starts = [i for i in range(len(raw) - 3) if raw[i : i + 4] == signature]
+        at = draw(st.sampled_from(starts))
+        offset, size = draw(st.sampled_from(ZIP_HEADERS[signature]))
+        value = draw(st.sampled_from(ZIP_VALUES)) & (256**size - 1)
+        raw[at + offset : at + offset + size] = value.to_bytes(size, "little")
+    return bytes(raw)
+
+
+def npz_seeds(tmp: Path) -> list[tuple[object, bytes]]:
+    seeds = []
+    for save in (np.savez, np.savez_compressed):
+        save(tmp / "h.npz", t=np.arange(9), x=np.arange(9), y=np.arange(9), p=np.arange(9) % 2)
+        seeds.append((read_hardvs, (tmp / "h.npz").read_bytes()))
+        save(tmp / "es.npz", pos=np.array([[1, 2, 3]]), neg=np.array([[4, 5, 6], [7, 8, 1]]))
+        seeds.append((read_es_imagenet, (tmp / "es.npz").read_bytes()))
+    return seeds
+
+
+@settings(
+    max_examples=EXAMPLES, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(data=st.data())
+def test_npz_archives_mutated(tmp_path, data):
+    """HARDVS / ES-ImageNet .npz (zipfile, zlib, numpy; in-process: Python-level parsers):
+    events or a DataFormatError naming the file -- never NotImplementedError ("That
+    compression method is not supported"), RuntimeError (encrypted), zlib.error, ..."""
+    reader, seed = data.draw(st.sampled_from(npz_seeds(tmp_path)))
+    path = tmp_path / "fuzzed.npz"
+    path.write_bytes(data.draw(zip_mutated([seed])))
+    try:
+        reader(path)
+    except DataFormatError as exc:
+        assert str(exc).startswith(str(path)), exc
+
+
 # -- readers that hand the file to a C library: one subprocess, so a crash fails a test --
 WORKER = """
 import faulthandler, sys
@@ -284,6 +340,9 @@ class IsolatedReaders:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    pipe.close()
             self.proc = None
             self._err.close()
 
@@ -310,8 +369,6 @@ class IsolatedReaders:
         return status, message
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            self.proc.stdin.close()
         self._stop()
 
 

@@ -12,16 +12,18 @@
   stored in ``t`` as is. Coordinates are the sample's own (the label files' width and
   height centre them in 256x256, as the official loader does).
 
-Files are opened with ``allow_pickle=False``; ``.npy`` headers are parsed here so a
-truncated file is reported with its byte offset. Events are returned sorted by time
-(stable) since these layouts do not promise an order.
+Pickles are never loaded (object dtypes are rejected); ``.npy`` headers are parsed here
+so a truncated file is reported with its byte offset, and ``.npz`` archives are read
+member by member with :mod:`zipfile`, every archive failure becoming a DataFormatError
+that names the file and the member. Events are returned sorted by time (stable) since
+these layouts do not promise an order.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
-import zlib
 from os import PathLike
 
 import numpy as np
@@ -39,45 +41,86 @@ def load_npy(path: str | PathLike) -> tuple[np.ndarray, int]:
         DataFormatError: a wrong magic or header, an object dtype, or data shorter
             than the header's shape (truncated).
     """
-    fmt = np.lib.format
     with open(path, "rb") as fh:
-        try:
-            major, _minor = fmt.read_magic(fh)
-            if major == 1:
-                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-            else:
-                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-        except Exception as exc:  # numpy raises ValueError/SyntaxError/... on bad headers
-            raise format_error(path, 0, f"not a valid .npy header: {exc}") from None
-        start = fh.tell()
         raw = fh.read()
+    return _parse_npy(raw, path, None)
+
+
+def _parse_npy(raw: bytes, path: str | PathLike, member: str | None) -> tuple[np.ndarray, int]:
+    """The array in the bytes of a ``.npy`` file (or of ``member`` of an ``.npz``)."""
+
+    def error(offset: int, problem: str) -> Exception:
+        if member is None:
+            return format_error(path, offset, problem)
+        return format_error(path, None, f"member {member!r}, at offset {offset} of its data: "
+                            + problem)  # fmt: skip
+
+    fmt = np.lib.format
+    fh = io.BytesIO(raw)
+    try:
+        major, _minor = fmt.read_magic(fh)
+        if major == 1:
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+    except Exception as exc:  # numpy raises ValueError/SyntaxError/... on bad headers
+        raise error(0, f"not a valid .npy header: {exc}") from None
+    start = fh.tell()
     if dtype.hasobject:
-        raise format_error(path, 0, f"object dtype {dtype} is not allowed (it needs pickle)")
+        raise error(0, f"object dtype {dtype} is not allowed (it needs pickle)")
     count = math.prod(shape)
     need = count * dtype.itemsize
-    if len(raw) < need:
-        whole = len(raw) // max(dtype.itemsize, 1)
-        raise format_error(
-            path, start + whole * dtype.itemsize, f"truncated: the header promises {count} "
-            f"elements of {dtype.itemsize} bytes, the file holds {whole}"
+    if len(raw) - start < need:
+        whole = (len(raw) - start) // max(dtype.itemsize, 1)
+        raise error(
+            start + whole * dtype.itemsize, f"truncated: the header promises {count} "
+            f"elements of {dtype.itemsize} bytes, the data holds {whole}"
         )  # fmt: skip
-    arr = np.frombuffer(raw, dtype=dtype, count=count)
+    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=start)
     order = "F" if fortran else "C"
     return arr.reshape(shape, order=order), start
 
 
+#: The ZIP compression methods Python's zipfile can read (others raise NotImplementedError).
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
 def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of an ``.npz`` (a ZIP of ``<name>.npy`` members), read
+    member by member with zipfile (CRC-checked) and parsed by :func:`_parse_npy`.
+
+    Every failure of the archive -- a damaged directory, an unsupported compression
+    method or encryption, a corrupt compressed stream, a CRC mismatch -- is a
+    DataFormatError naming the file (and the member).
+    """
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            files = list(npz.files)
-            arrays = {n: np.asarray(npz[n]) for n in names if n in files}
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, MemoryError) as exc:
+        archive = zipfile.ZipFile(path)
+    except Exception as exc:  # BadZipFile, and OSError/ValueError/... on damaged directories
         raise format_error(
-            path, 0, f"not a readable .npz archive: {type(exc).__name__}: {exc}"
+            path, 0, f"not a readable .npz (ZIP) archive: {type(exc).__name__}: {exc}"
         ) from None
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise format_error(path, None, f"missing array(s) {missing} (found {files})")
+    with archive:
+        members = {}
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            members.setdefault(key, info)
+        missing = [n for n in names if n not in members]
+        if missing:
+            raise format_error(path, None, f"missing array(s) {missing} (found {list(members)})")
+        arrays = {}
+        for n in names:
+            info = members[n]
+            where = f"member {info.filename!r} (at byte offset {info.header_offset})"
+            if info.compress_type not in _ZIP_METHODS:
+                raise format_error(path, None, f"{where} uses ZIP compression method "
+                                   f"{info.compress_type}, which cannot be read")  # fmt: skip
+            try:
+                raw = archive.read(info)
+            except Exception as exc:  # zlib/lzma/bz2 errors, bad CRC, encryption, EOF, ...
+                raise format_error(
+                    path, None, f"cannot read {where}: {type(exc).__name__}: {exc}"
+                ) from None
+            arrays[n] = _parse_npy(raw, path, info.filename)[0]
     return arrays
 
 
