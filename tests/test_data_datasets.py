@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader
 
 from conftest import require_shared_data
 from spikeflow.data import NMNIST, DatasetNotFoundError, EventRecording, pad_collate
-from spikeflow.data.download import file_hash
+from spikeflow.data.datasets._common import Archive
+from spikeflow.data.download import DownloadError, file_hash
 from spikeflow.data.transforms import Compose, Denoise, RandomFlipLR, RandomHorizontalFlipFrames
 from spikeflow.errors import ConfigurationError, DataFormatError
+from test_data_datasets_helpers import http_server
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,7 @@ def test_missing_dataset_says_where_to_get_it(tmp_path):
         NMNIST(tmp_path / "nowhere")
     msg = str(info.value)
     assert NMNIST.homepage in msg and "Train.zip" in msg and str(tmp_path / "nowhere") in msg
+    assert "download=True" in msg and NMNIST.archives["Train"].url in msg
     assert isinstance(info.value, FileNotFoundError)
     (tmp_path / "empty" / "Test").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError, match="no samples"):
@@ -112,7 +115,7 @@ def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkey
             zf.write(f, f"Test/{f.parent.name}/{f.name}")
     with pytest.raises(DataFormatError, match="MD5"):
         NMNIST(root, train=False)  # not the official archive's checksum
-    monkeypatch.setitem(NMNIST.archives, "Test", ("Test.zip", file_hash(archive, "md5")))
+    monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
     ds = NMNIST(root, train=False, data_type="frame", frames_number=3)
     assert len(ds) == 12 and (root / "Test").is_dir()
     first = ds.samples[0][0]
@@ -122,3 +125,34 @@ def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkey
     shutil.rmtree(root / "Test")
     with pytest.raises(FileNotFoundError):
         ds[0]
+
+
+def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_path, monkeypatch):
+    """download=True fetches the split's official archive (a local server stands in for
+    Mendeley Data), checks its MD5 and extracts it; an interrupted download resumes."""
+    assert NMNIST.archives["Train"].url.startswith("https://data.mendeley.com/public-files/")
+    assert NMNIST.archives["Test"].md5 == "69ca8762b2fe404d9b9bad1103e97832"  # Tonic's
+    archive = tmp_path / "served.zip"
+    files = sorted((nmnist_root / "Test").glob("*/*.bin"))[::10]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, f"Test/{f.parent.name}/{f.name}")
+    body = archive.read_bytes()
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / "Test.zip.part").write_bytes(body[:1000])  # an earlier, interrupted download
+    with http_server({"/test.zip": body}) as (base, log):
+        served = Archive("Test.zip", file_hash(archive, "md5"), f"{base}/test.zip")
+        monkeypatch.setitem(NMNIST.archives, "Test", served)
+        ds = NMNIST(root, train=False, download=True)
+        assert log == ["/test.zip"] and (root / "Test.zip").read_bytes() == body
+        assert len(ds) == len(files) and ds.targets == sorted(ds.targets)
+        assert NMNIST(root, train=False, download=True).samples == ds.samples  # no request
+        assert log == ["/test.zip"]
+        with pytest.raises(DatasetNotFoundError, match="download=True"):
+            NMNIST(tmp_path / "other", train=False)  # no download without the flag
+        assert log == ["/test.zip"]
+        monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", "0" * 32, served.url))
+        with pytest.raises(DownloadError, match="md5 of the downloaded file"):
+            NMNIST(tmp_path / "bad", train=False, download=True)
+        assert not (tmp_path / "bad" / "Test.zip").exists()

@@ -487,7 +487,7 @@ def test_asldvs_from_nested_official_archive(tmp_path):
 @pytest.mark.parametrize(
     "cls,kwargs,where,source",
     [
-        (NMNIST, {}, "Train", "garrickorchard.com/datasets/n-mnist"),
+        (NMNIST, {}, "Train", "data.mendeley.com/public-files/datasets/468j46mzdv"),
         (NCaltech101, {}, "Caltech101", "data.mendeley.com/public-files/datasets/cy6cvx3ryv"),
         (CIFAR10DVS, {}, "airplane", "ndownloader.figshare.com/files/7712788"),
         (DVS128Gesture, {}, "DvsGesture", "research.ibm.com/interactive/dvsgesture"),

@@ -4,35 +4,44 @@ platform (three saccades, about 300 ms), 34x34 pixels, 2 polarities, 10 classes,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from spikeflow.data.datasets._common import (
+    Archive,
+    class_folder_samples,
+    how_to_get,
+    prepare_root,
+)
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.atis_bin import read_atis_bin
-from spikeflow.errors import DataFormatError
 
 __all__ = ["NMNIST"]
+
+_MENDELEY = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files/"
 
 
 class NMNIST(NeuromorphicDataset):
     """N-MNIST from the official extracted layout ``root/Train/<label>/<id>.bin`` and
     ``root/Test/<label>/<id>.bin`` (labels 0-9).
 
-    The official archives ``Train.zip`` and ``Test.zip`` cannot be downloaded by a
-    program: their host asks for a manual download through a web page
-    (:attr:`homepage`). Put them in ``root`` and they are checked (MD5) and extracted
-    there on first use, or extract them yourself. Samples are sorted by label, then by
-    file name. Each yields ``(frames [T, 2, 34, 34] float32, label)`` with
-    ``data_type="frame"``, or ``(EventRecording, label)`` with ``data_type="event"``; a
-    DataLoader makes ``[B, T, 2, 34, 34]``, and ``x.transpose(0, 1)`` makes it
-    time-major ``[T, B, 2, 34, 34]``. Arguments are those of
+    The official archives are ``Train.zip`` and ``Test.zip``. ``download=True`` fetches
+    the split's archive from Mendeley Data (the URLs and MD5s of Tonic's ``NMNIST``; the
+    same files as on :attr:`homepage`), MD5-checked and resumable; or put the archives in
+    ``root`` yourself. Either way they are checked (MD5) and extracted there on first
+    use; or extract them yourself. Samples are sorted by label, then by file name. Each
+    yields ``(frames [T, 2, 34, 34] float32, label)`` with ``data_type="frame"``, or
+    ``(EventRecording, label)`` with ``data_type="event"``; a DataLoader makes
+    ``[B, T, 2, 34, 34]``, and ``x.transpose(0, 1)`` makes it time-major
+    ``[T, B, 2, 34, 34]``. Other arguments: those of
     :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
 
     Example::
 
         train = NMNIST("data/nmnist", train=True, data_type="frame", frames_number=10,
-                       split_by="number", cache_dir="auto")
+                       split_by="number", cache_dir="auto", download=True)
         loader = DataLoader(train, batch_size=64, shuffle=True)
         for x, y in loader:          # x: [B, T, 2, 34, 34]
             x = x.transpose(0, 1)    # [T, B, 2, 34, 34], time-major
@@ -41,60 +50,55 @@ class NMNIST(NeuromorphicDataset):
     sensor_size = (34, 34, 2)
     classes: ClassVar[tuple[int, ...]] = tuple(range(10))
     homepage = "https://www.garrickorchard.com/datasets/n-mnist"
-    #: archive name and MD5 of the official archives, per split folder.
-    archives: ClassVar[dict[str, tuple[str, str]]] = {
-        "Train": ("Train.zip", "20959b8e626244a1b502305a9e6e2031"),
-        "Test": ("Test.zip", "69ca8762b2fe404d9b9bad1103e97832"),
+    #: The official archive of each split folder (URLs and MD5s as Tonic lists them).
+    archives: ClassVar[dict[str, Archive]] = {
+        "Train": Archive(
+            "Train.zip",
+            "20959b8e626244a1b502305a9e6e2031",
+            _MENDELEY + "39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded",
+        ),
+        "Test": Archive(
+            "Test.zip",
+            "69ca8762b2fe404d9b9bad1103e97832",
+            _MENDELEY + "05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded",
+        ),
     }
+    layout = "<root>/{Train,Test}/<label>/<id>.bin (labels 0-9)"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.download = bool(download)
+        super().__init__(root, train=train, **kwargs)
 
     def _folder(self) -> Path:
         return self.root / ("Train" if self.train else "Test")
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self._folder()
-        if not folder.is_dir():
-            self._extract_official(folder)
-        samples = []
-        for label in self.classes:
-            sub = folder / str(label)
-            if sub.is_dir():
-                samples += [(p, label) for p in sorted(sub.glob("*.bin")) if p.is_file()]
+        archive = self.archives[folder.name]
+        prepare_root(
+            "N-MNIST",
+            self.root,
+            folder,
+            [archive],
+            download=self.download,
+            homepage=self.homepage,
+            layout=self.layout,
+        )
+        names = tuple(str(label) for label in self.classes)
+        samples = class_folder_samples(folder, names, "*.bin", required=False)
         if not samples:
             raise DatasetNotFoundError(
                 f"N-MNIST: no samples in {folder}; expected {folder}/<label>/<id>.bin with "
-                f"labels 0-9. {self._how_to_get()}"
+                "labels 0-9. "
+                + how_to_get("N-MNIST", self.root, [archive], self.homepage, self.layout)
             )
         return samples
-
-    def _how_to_get(self) -> str:
-        name = self._folder().name
-        archive = self.archives[name][0]
-        return (
-            f"N-MNIST cannot be downloaded automatically: its host needs a manual download. "
-            f"Open {self.homepage}, download {archive} (and the other split's archive), and "
-            f"put it at {self.root / archive}; spikeflow checks and extracts it there on first "
-            f"use. Or extract it yourself so that {self.root / name}/0/ holds .bin files."
-        )
-
-    def _extract_official(self, folder: Path) -> None:
-        from spikeflow.data.download import check_integrity, extract_archive
-
-        name, md5 = self.archives[folder.name]
-        archive = self.root / name
-        if not archive.is_file():
-            raise DatasetNotFoundError(f"N-MNIST not found: {folder} does not exist. "
-                                       + self._how_to_get())  # fmt: skip
-        if not check_integrity(archive, md5=md5):
-            raise DataFormatError(
-                f"{archive}: MD5 differs from the official archive's ({md5}); it is "
-                f"incomplete or not the official file. Download it again from {self.homepage}"
-            )
-        extract_archive(archive, self.root)
-        if not folder.is_dir():
-            raise DataFormatError(
-                f"{archive}: extracted into {self.root} but {folder} did not appear; "
-                f"extract it yourself so that {folder}/<label>/<id>.bin exist"
-            )
 
     def _read(self, path: Path) -> EventRecording:
         return read_atis_bin(path, self.sensor_size[:2])
