@@ -28,6 +28,8 @@ class ConversionIFNode(IFNode):
         v_threshold: θ, a float or a tensor broadcastable to one step of the input
             (``[C, 1, 1]`` for per-channel thresholds of ``[B, C, H, W]``).
         initial_membrane: ``V[0] / θ``, in [0, 1) (0: the classic conversion; 0.5: QCFS).
+        weighted: output ``θ·S`` (default) or the plain spikes ``S`` (when the next
+            layer's weights carry θ, as in a converted network exported to NIR).
         **kwargs: other arguments of :class:`~spikeflow.neurons.IFNode` (``step_mode``,
             ``backend``, ...); ``v_reset`` is always ``None`` (soft reset).
     """
@@ -36,6 +38,7 @@ class ConversionIFNode(IFNode):
         self,
         v_threshold: float | Tensor = 1.0,
         initial_membrane: float = 0.0,
+        weighted: bool = True,
         **kwargs: object,
     ) -> None:
         if kwargs.get("v_reset", None) is not None:
@@ -44,6 +47,7 @@ class ConversionIFNode(IFNode):
         v_threshold = check_threshold(v_threshold, "ConversionIFNode")
         super().__init__(v_threshold=v_threshold, v_reset=None, **kwargs)  # type: ignore[arg-type]
         self.initial_membrane = check_initial_membrane(initial_membrane)
+        self.weighted = bool(weighted)
 
     def initial_state(self, like: Tensor) -> dict[str, Tensor]:
         """Membrane ``initial_membrane · θ`` everywhere."""
@@ -53,8 +57,11 @@ class ConversionIFNode(IFNode):
         return {"v": v}
 
     def forward(self, x: Tensor) -> Tensor:
-        """``θ · spikes``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
-        return super().forward(x) * self.v_threshold
+        """``θ · spikes`` (or the spikes, unweighted): ``[T, B, ...]`` in multi-step mode,
+        ``[B, ...]`` in single-step."""
+        spikes = super().forward(x)
+        return spikes * self.v_threshold if self.weighted else spikes
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", initial_membrane={self.initial_membrane:g}"
+        extra = f", initial_membrane={self.initial_membrane:g}"
+        return super().extra_repr() + extra + ("" if self.weighted else ", weighted=False")

@@ -23,8 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.base import StepModule
+from spikeflow.conversion.snn import ConvertedSNN
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.interop._nir_deps import require_nir, require_nirtorch
+from spikeflow.interop.nir_converted import converted_to_nir
 from spikeflow.interop.nir_graph import inline_subgraphs
 from spikeflow.interop.nir_mapping import check_dt
 from spikeflow.interop.nir_modules import Scale, Threshold
@@ -378,6 +380,12 @@ def export_to_nir(
         A flat ``nir.NIRGraph`` (recurrent containers are inlined as cycles) whose nodes
         carry the spikeflow arguments in ``metadata`` for an exact round trip.
 
+    A :class:`~spikeflow.conversion.ConvertedSNN` (the output of ANN-to-SNN conversion)
+    is exported from its traced graph: IF neurons with spikes 0/1, each threshold θ folded
+    into the next convolution or linear layer (a NIR ``Scale`` where it cannot be), and
+    the soft reset and initial membrane in the metadata, so it needs
+    ``soft_reset='metadata'``. Gated max pooling and group neurons do not export.
+
     Raises:
         MissingExtraError: ``nir`` or ``nirtorch`` is not installed (extra ``nir``).
         ConfigurationError: a module NIR cannot express (named in the message), or an
@@ -396,6 +404,8 @@ def export_to_nir(
         raise ShapeError(
             f"sample_input must be a time-major tensor [T, B, ...], got {shape or sample_input!r}"
         )
+    if isinstance(net, ConvertedSNN):
+        return _export_converted(net, sample_input, nir, dt, soft_reset)
     view = copy.deepcopy(net)
     ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes=_record_shapes(view, sample_input))
     ctx.names[id(view)] = type(view).__name__
@@ -417,6 +427,26 @@ def export_to_nir(
     flat = nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
     flat.metadata = {"spikeflow_dt": dt, "source": "spikeflow"}
     return flat
+
+
+def _export_converted(net: ConvertedSNN, sample_input: Tensor, nir: Any, dt: float,
+                      soft_reset: str) -> Any:
+    """A converted SNN: its traced graph walked node by node (:mod:`.nir_converted`)."""
+    if soft_reset != "metadata":
+        raise ConfigurationError(
+            "a converted network's IF neurons reset by subtraction (soft reset) and start "
+            "at V0 = initial_membrane·θ, and NIR neurons reset to v_reset and start at 0: "
+            "pass soft_reset='metadata' to export them as NIR IF nodes with v_reset = 0 and "
+            "the soft reset and V0 in the node metadata (spikeflow reads them back and runs "
+            "the same network; other tools would run IF neurons with reset to 0)"
+        )
+    ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes={})
+    handlers = {"linear": _linear, "conv": _conv, "pool": _avg_pool, "flatten": _flatten,
+                "neuron": _neuron}
+    nodes, edges = converted_to_nir(net, tuple(sample_input.shape[2:]), nir, ctx, handlers)
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
+    graph.metadata = {"spikeflow_dt": dt, "source": "spikeflow", "spikeflow_converted": True}
+    return graph
 
 
 def write_nir(graph: Any, path: str | Path) -> None:

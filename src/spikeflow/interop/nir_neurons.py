@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.errors import ConfigurationError
 from spikeflow.interop.nir_mapping import (
     close,
@@ -42,6 +43,9 @@ __all__ = [
 #: charge equation, so it is not exported as its parent).
 NEURON_TYPES: dict[type, str] = {
     IFNode: "IF",
+    # IF with soft reset and an initial membrane (conversion): soft_reset='metadata' only,
+    # and unweighted (spikes 0/1; the next layer's weights carry θ).
+    ConversionIFNode: "IF",
     LIFNode: "LIF",
     ParametricLIFNode: "LIF",
     CubaLIFNode: "CubaLIF",
@@ -102,7 +106,16 @@ def neuron_to_nir(
     if isinstance(module, BaseNode):
         theta = full_array(module.v_threshold, shape)
         v_reset = np.full(shape, kwargs["v_reset"], dtype=np.float64)
-    if cls is IFNode:
+    if cls is ConversionIFNode and module.weighted:
+        raise ConfigurationError(
+            f"ConversionIFNode at '{name}' outputs spikes worth θ, NIR neurons output 0/1: "
+            "export the whole ConvertedSNN (export_to_nir folds θ into the next layer), or "
+            "use weighted=False with θ in the next layer's weights"
+        )
+    if cls is ConversionIFNode:
+        kwargs.pop("v_reset")
+        kwargs.update(initial_membrane=module.initial_membrane, weighted=False)
+    if cls in (IFNode, ConversionIFNode):
         node = nir.IF(r=np.full(shape, if_to_nir(dt)), v_threshold=theta, v_reset=v_reset)
     elif cls in (LIFNode, ParametricLIFNode):
         tau = module.current_tau if cls is ParametricLIFNode else module.tau
