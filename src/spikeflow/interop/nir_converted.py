@@ -190,11 +190,9 @@ class _Walker:
 
     def walk(self) -> None:
         for node in self.gm.graph.nodes:
-            try:
-                self.visit(node)
-            except KeyError:
-                # An input of this node was refused already; it is named in self.bad.
-                continue
+            if any(a not in self.values for a in node.all_input_nodes):
+                continue  # an input was refused already (named in self.bad)
+            self.visit(node)
 
     def visit(self, node: fx.Node) -> None:
         if node.op == "placeholder":
