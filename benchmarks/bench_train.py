@@ -8,9 +8,9 @@ architecture from ``spikingjelly.activation_based`` (``layer.*`` and
 One training step is forward, the rate MSE loss, backward and an Adam step on a batch
 of N-MNIST-shaped frames ``[T=10, B=16, 2, 34, 34]`` (counts of a sparse random event
 stream: every layer is dense, so the values do not change the time). Before timing,
-both networks are checked to give the same output on the same input (eval mode).
+both conv stacks are checked to give identical spikes on the same input (training mode).
 
-    python benchmarks/bench_train.py                 # ~1-3 min on 2 cores
+    python benchmarks/bench_train.py                 # ~20 s on 2 idle cores
     python benchmarks/bench_train.py --steps 10 --batch 16 --T 10 --threads 2
 """
 
