@@ -63,6 +63,21 @@ CASES = [
     ("atis-truncated", decode_atis_bin, atis(1, 1, 0, 5) + b"\x01\x02", 5, "truncated"),
     ("atis-outside", decode_atis_bin, atis(1, 1, 0, 5) + atis(34, 0, 0, 6), 5, "outside"),
     ("atis-backwards", decode_atis_bin, atis(1, 1, 0, 9) + atis(1, 1, 0, 8), 5, "backwards"),
+    # after an overflow marker (y = 240, not an event) events keep their number in the file
+    (
+        "atis-marker-outside",
+        decode_atis_bin,
+        atis(1, 1, 0, 5) + atis(0, 240, 0, 0) + atis(34, 0, 0, 6),
+        10,
+        r"event 2 at \(x=34, y=0\) is outside the 34x34",
+    ),
+    (
+        "atis-marker-backwards",
+        decode_atis_bin,
+        atis(1, 1, 0, 5) + atis(0, 240, 0, 0) + atis(1, 1, 0, 9000) + atis(1, 1, 0, 10),
+        15,
+        "backwards at event 3 .17192 us -> 8202",
+    ),
     ("bs1-truncated", decode_bs1, bs1(1, 0, 5)[:4], 0, "truncated"),
     ("bs1-outside", decode_bs1, bs1(1, 0, 5) + bs1(64, 1, 6), 5, "outside"),
     ("bs1-backwards", decode_bs1, bs1(1, 0, 9) + bs1(2, 0, 3), 5, "backwards"),
@@ -287,6 +302,24 @@ def test_malformed_npz_archives_name_the_file_and_member(tmp_path, compressed):
     corrupt = bytearray(valid)
     corrupt[first_data : first_data + 8] = b"\xff" * 8  # the deflate stream or the .npy magic
     rejects(bytes(corrupt), "member 't.npy'")
+
+
+def test_integer_columns_share_one_check(tmp_path):
+    """NumPy and MAT containers go through one integer check (io._common.as_int64): whole
+    floats pass, fractions, non-numeric dtypes and values that int64 cannot hold do not
+    (a uint64 time of 2**63 used to wrap to a negative int64 silently)."""
+    path = tmp_path / "h.npz"
+    base = {"x": np.arange(3), "y": np.arange(3), "p": np.array([0, 1, 1])}
+    np.savez(path, t=np.array([1.0, 2.0, 3.0]), **base)
+    assert read_hardvs(path).events["t"].tolist() == [1, 2, 3]
+    for t, problem in [
+        (np.array([1.0, 2.5, 3.0]), r"t\[1\] = 2.5 is not an integer"),
+        (np.array(["a", "b", "c"]), "t has non-integer dtype <U1"),
+        (np.array([1, 2, 2**63], dtype=np.uint64), r"t\[2\] = 9223372036854775808 is out of range"),
+    ]:
+        np.savez(path, t=t, **base)
+        with pytest.raises(DataFormatError, match=problem):
+            read_hardvs(path)
 
 
 def test_truncated_npy_names_the_offset(tmp_path):

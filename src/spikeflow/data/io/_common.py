@@ -26,6 +26,14 @@ RawBytes = bytes | bytearray | memoryview | np.ndarray
 #: Upper bound on the decoded size of one compressed packet (AEDAT 4), against bombs.
 MAX_PACKET_BYTES = 1 << 28
 
+#: ``(width, height)`` of the iniVation sensors, by the names their file headers use
+#: (jAER AEDAT 2.0 address layouts, AEDAT 3.1 ``#Source`` lines).
+DVS_SENSOR_SIZES: dict[str, tuple[int, int]] = {
+    "dvs128": (128, 128),
+    "davis240": (240, 180),
+    "davis346": (346, 260),
+}
+
 
 def read_bytes(path: str | PathLike) -> bytes:
     """The whole file as bytes (``os.read`` calls: a few µs less than ``open().read()``,
@@ -125,12 +133,21 @@ def first_decrease(t: np.ndarray) -> int:
 OffsetOf = Callable[[int], int]
 
 
-def check_monotonic(t: np.ndarray, path: PathArg, offset_of: OffsetOf, what: str = "event") -> None:
-    """Raise when the timestamps go backwards; ``offset_of(i)`` is event ``i``'s byte offset."""
+def check_monotonic(
+    t: np.ndarray,
+    path: PathArg,
+    offset_of: OffsetOf,
+    what: str = "event",
+    index_of: OffsetOf | None = None,
+) -> None:
+    """Raise when the timestamps go backwards; ``offset_of(i)`` is event ``i``'s byte
+    offset and ``index_of(i)`` its number in the file (default ``i``; differs when the
+    file holds records that are not events)."""
     i = first_decrease(t)
     if i >= 0:
+        number = i if index_of is None else index_of(i)
         raise format_error(
-            path, offset_of(i), f"timestamp goes backwards at {what} {i} "
+            path, offset_of(i), f"timestamp goes backwards at {what} {number} "
             f"({int(t[i - 1])} us -> {int(t[i])} us)"
         )  # fmt: skip
 
@@ -143,17 +160,45 @@ def check_in_sensor(
     path: PathArg,
     offset_of: OffsetOf,
     what: str = "event",
+    index_of: OffsetOf | None = None,
 ) -> None:
-    """Raise when a coordinate falls outside a ``width`` x ``height`` sensor."""
+    """Raise when a coordinate falls outside a ``width`` x ``height`` sensor
+    (``offset_of`` and ``index_of`` as in :func:`check_monotonic`)."""
     if x.size == 0 or (int(x.max()) < width and int(y.max()) < height):
         return
     bad = np.flatnonzero((x >= width) | (y >= height))
     if bad.size:
         i = int(bad[0])
+        number = i if index_of is None else index_of(i)
         raise format_error(
-            path, offset_of(i), f"{what} {i} at (x={int(x[i])}, y={int(y[i])}) is outside the "
-            f"{width}x{height} sensor"
+            path, offset_of(i), f"{what} {number} at (x={int(x[i])}, y={int(y[i])}) is outside "
+            f"the {width}x{height} sensor"
         )  # fmt: skip
+
+
+def as_int64(
+    values: np.ndarray, name: str, path: PathArg, *, non_negative: bool = False
+) -> np.ndarray:
+    """Integer values stored as any integer or bool dtype, or as whole floats (MATLAB and
+    NumPy containers), flattened to int64.
+
+    Raises:
+        DataFormatError: a non-numeric dtype, a float that is not a whole number, or a
+            value outside ``[-2**62, 2**62]`` (``[0, 2**62]`` with ``non_negative``).
+    """
+    v = np.asarray(values).reshape(-1)
+    if v.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
+        if bad.size:
+            i = int(bad[0])
+            raise format_error(path, None, f"{name}[{i}] = {v[i].item()!r} is not an integer")
+    elif v.dtype.kind not in "iub":
+        raise format_error(path, None, f"{name} has non-integer dtype {v.dtype}")
+    low = 0 if non_negative else -(2**62)
+    if v.size and (v.min() < low or v.max() > 2**62):
+        i = int(np.flatnonzero((v < low) | (v > 2**62))[0])
+        raise format_error(path, None, f"{name}[{i}] = {v[i].item()!r} is out of range")
+    return v.astype(np.int64)
 
 
 def infer_size(x: np.ndarray, y: np.ndarray) -> tuple[int, int]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
+    DVS_SENSOR_SIZES,
     ChunkDecoder,
     PathArg,
     RawBytes,
@@ -51,12 +52,8 @@ __all__ = [
     "read_aedat2_header",
 ]
 
-#: Sensor ``(width, height)`` of each address layout.
-AEDAT2_LAYOUTS: dict[str, tuple[int, int]] = {
-    "dvs128": (128, 128),
-    "davis240": (240, 180),
-    "davis346": (346, 260),
-}
+#: Sensor ``(width, height)`` of each address layout (one per iniVation sensor).
+AEDAT2_LAYOUTS: dict[str, tuple[int, int]] = DVS_SENSOR_SIZES
 
 _REC_V2 = np.dtype([("addr", ">u4"), ("t", ">u4")])
 _REC_V1 = np.dtype([("addr", ">u2"), ("t", ">u4")])

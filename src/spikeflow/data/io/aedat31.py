@@ -20,6 +20,7 @@ import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
+    DVS_SENSOR_SIZES,
     PathArg,
     RawBytes,
     as_bytes,
@@ -43,7 +44,6 @@ __all__ = [
 
 _PACKET = struct.Struct("<hhiiiiii")
 _POLARITY = 1
-_SENSORS = {"dvs128": (128, 128), "davis240": (240, 180), "davis346": (346, 260)}
 
 #: One row of a DVS128 Gesture ``*_labels.csv`` file.
 GESTURE_LABEL_DTYPE = np.dtype([("label", "<i8"), ("start", "<i8"), ("end", "<i8")])
@@ -53,7 +53,7 @@ def _sensor_from_sources(lines: list[str]) -> tuple[int, int] | None:
     for line in lines:
         if line.startswith("#Source"):
             name = line.split(":", 1)[-1].strip().lower()
-            for key, size in _SENSORS.items():
+            for key, size in DVS_SENSOR_SIZES.items():
                 if key in name:
                     return size
     return None

@@ -13,7 +13,13 @@ from os import PathLike
 import numpy as np
 
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
-from spikeflow.data.io._common import read_bytes
+from spikeflow.data.io._common import (
+    check_in_sensor,
+    check_monotonic,
+    infer_size,
+    read_bytes,
+    strided,
+)
 
 __all__ = ["decode_atis_bin", "read_atis_bin"]
 
@@ -39,55 +45,58 @@ def decode_atis_bin(
             coordinates outside the sensor, or timestamps that go backwards.
     """
     data = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
-    if data.size % 5:
-        whole = data.size - data.size % 5
-        raise format_error(
-            path, whole, f"truncated: {data.size % 5} trailing byte(s) after {whole // 5} "
-            "complete 5-byte events"
-        )  # fmt: skip
+    check_whole_events(data, path)
     fast = _decode_fast(data, sensor_size)
     if fast is not None:
         return EventRecording(fast[0], fast[1], str(path) if path else None)
     ev = data.reshape(-1, 5)
     x = ev[:, 0].astype(np.uint16)
     y = ev[:, 1].astype(np.uint16)
+    p, t = polarity_and_time(ev)
+    overflow = y == _OVERFLOW_Y
+    offset_of, index_of = strided(0, 5), None
+    if overflow.any():  # markers are not events: name events by their number in the file
+        t = t + (np.cumsum(overflow) << 13)
+        keep = ~overflow
+        idx = np.flatnonzero(keep)
+        x, y, p, t = x[keep], y[keep], p[keep], t[keep]
+
+        def index_of(i: int) -> int:
+            return int(idx[i])
+
+        def offset_of(i: int) -> int:
+            return 5 * int(idx[i])
+
+    check_monotonic(t, path, offset_of, index_of=index_of)
+    if sensor_size is None:
+        width, height = infer_size(x, y)
+    else:
+        width, height = sensor_size
+        check_in_sensor(x, y, width, height, path, offset_of, index_of=index_of)
+    return EventRecording(make_events(t, x, y, p), (width, height, 2), str(path) if path else None)
+
+
+def check_whole_events(data: np.ndarray, path: str | PathLike | None) -> None:
+    """Raise when the bytes are not a whole number of 5-byte events (a truncated file);
+    the 40-bit formats (ATIS ``.bin``, SLAYER ``.bs1``) share this layout."""
+    if data.size % 5:
+        whole = data.size - data.size % 5
+        raise format_error(
+            path, whole, f"truncated: {data.size % 5} trailing byte(s) after {whole // 5} "
+            "complete 5-byte events"
+        )  # fmt: skip
+
+
+def polarity_and_time(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polarity (bit 7 of byte 2, int8) and 23-bit timestamp (int64) of ``(n, 5)`` events:
+    the layout ATIS ``.bin`` and SLAYER ``.bs1`` share after their 2 address bytes."""
     p = (ev[:, 2] >> 7).astype(np.int8)
     t = (
         (ev[:, 2].astype(np.int64) & 0x7F) << 16
         | ev[:, 3].astype(np.int64) << 8
         | ev[:, 4].astype(np.int64)
     )
-    overflow = y == _OVERFLOW_Y
-    if overflow.any():
-        t = t + (np.cumsum(overflow) << 13)
-        keep = ~overflow
-        idx = np.flatnonzero(keep)
-        x, y, p, t = x[keep], y[keep], p[keep], t[keep]
-    else:
-        idx = None
-    if t.size > 1:
-        back = np.flatnonzero(np.diff(t) < 0)
-        if back.size:
-            i = int(back[0] + 1)
-            event = int(idx[i]) if idx is not None else i
-            raise format_error(
-                path, event * 5, f"timestamp goes backwards at event {event} "
-                f"({int(t[i - 1])} us -> {int(t[i])} us)"
-            )  # fmt: skip
-    if sensor_size is None:
-        width = int(x.max()) + 1 if x.size else 0
-        height = int(y.max()) + 1 if y.size else 0
-    else:
-        width, height = sensor_size
-        bad = np.flatnonzero((x >= width) | (y >= height))
-        if bad.size:
-            i = int(bad[0])
-            event = int(idx[i]) if idx is not None else i
-            raise format_error(
-                path, event * 5, f"event {event} at (x={int(x[i])}, y={int(y[i])}) is outside "
-                f"the {width}x{height} sensor"
-            )  # fmt: skip
-    return EventRecording(make_events(t, x, y, p), (width, height, 2), str(path) if path else None)
+    return p, t
 
 
 def _decode_fast(

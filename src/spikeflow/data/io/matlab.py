@@ -26,7 +26,13 @@ from os import PathLike
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import import_optional, read_bytes, seconds_to_us, sort_by_time
+from spikeflow.data.io._common import (
+    as_int64,
+    import_optional,
+    read_bytes,
+    seconds_to_us,
+    sort_by_time,
+)
 from spikeflow.data.io._matv5 import checked_mat5_stream
 
 __all__ = ["load_mat_variables", "read_asl_dvs", "read_stmnist"]
@@ -97,22 +103,6 @@ def read_stmnist(path: str | PathLike) -> EventRecording:
     return EventRecording(sort_by_time(events), (10, 10, 2), str(path))
 
 
-def _as_int(values: np.ndarray, name: str, path: str | PathLike) -> np.ndarray:
-    v = np.asarray(values).reshape(-1)
-    if v.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
-        if bad.size:
-            raise format_error(
-                path, None, f"{name}[{int(bad[0])}] = {v[bad[0]]!r} is not an integer"
-            )
-    elif v.dtype.kind not in "iub":
-        raise format_error(path, None, f"{name} has dtype {v.dtype}")
-    bad = np.flatnonzero((v < 0) | (v > 2**62))
-    if bad.size:
-        raise format_error(path, None, f"{name}[{int(bad[0])}] = {v[bad[0]]!r} is out of range")
-    return v.astype(np.int64)
-
-
 def read_asl_dvs(path: str | PathLike, sensor_size: tuple[int, int] = (240, 180)) -> EventRecording:
     """Read an ASL-DVS sample (variables ``x``, ``y``, ``ts``, ``pol``).
 
@@ -122,7 +112,7 @@ def read_asl_dvs(path: str | PathLike, sensor_size: tuple[int, int] = (240, 180)
             outside ``sensor_size``.
     """
     v = load_mat_variables(path, ("x", "y", "ts", "pol"))
-    x, y, t, p = (_as_int(v[k], k, path) for k in ("x", "y", "ts", "pol"))
+    x, y, t, p = (as_int64(v[k], k, path, non_negative=True) for k in ("x", "y", "ts", "pol"))
     if not x.size == y.size == t.size == p.size:
         raise format_error(
             path,

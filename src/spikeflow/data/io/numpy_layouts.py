@@ -29,7 +29,7 @@ from os import PathLike
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import sort_by_time
+from spikeflow.data.io._common import as_int64, sort_by_time
 
 __all__ = ["load_npy", "read_dvs_lip", "read_es_imagenet", "read_hardvs", "read_numpy_events"]
 
@@ -124,19 +124,6 @@ def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndar
     return arrays
 
 
-def _ints(v: np.ndarray, name: str, path: str | PathLike) -> np.ndarray:
-    v = np.asarray(v).reshape(-1)
-    if v.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
-        if bad.size:
-            raise format_error(
-                path, None, f"{name}[{int(bad[0])}] = {v[bad[0]]!r} is not an integer"
-            )
-    elif v.dtype.kind not in "iub":
-        raise format_error(path, None, f"{name} has non-integer dtype {v.dtype}")
-    return v.astype(np.int64)
-
-
 def _build(
     t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
     sensor_size: tuple[int, int], path: str | PathLike, offset_of=None,
@@ -194,7 +181,7 @@ def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int]) -> Eve
         def offset_of(i: int) -> int:
             return start + i * arr.dtype.itemsize
 
-    t, x, y, p = (_ints(cols[n], n, path) for n in names)
+    t, x, y, p = (as_int64(cols[n], n, path) for n in names)
     return _build(t, x, y, _polarity(p, path, offset_of), sensor_size, path, offset_of)
 
 
@@ -236,7 +223,7 @@ def read_es_imagenet(
         rows, start = load_npy(path)
         if rows.ndim != 2 or rows.shape[1] != 4 or rows.dtype.names is not None:
             raise format_error(path, 0, f"expected an (N, 4) array, got {rows.dtype} {rows.shape}")
-        raw_p = _ints(rows[:, 3], "polarity", path)
+        raw_p = as_int64(rows[:, 3], "polarity", path)
         width_bytes = 4 * rows.dtype.itemsize
 
         def offset_of(i: int) -> int:
@@ -250,5 +237,5 @@ def read_es_imagenet(
             )
         p = (raw_p == 1).astype(np.int64)
         rows = rows[:, :3]
-    y, x, t = (_ints(rows[:, k], name, path) for k, name in enumerate(("row", "column", "step")))
+    y, x, t = (as_int64(rows[:, k], name, path) for k, name in enumerate(("row", "column", "step")))
     return _build(t, x, y, p, sensor_size, path, offset_of)

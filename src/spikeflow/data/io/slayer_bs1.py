@@ -1,7 +1,8 @@
 """SLAYER's 1-D binary spike format ``.bs1`` (N-TIDIGITS, cochlea recordings).
 
 Each event is 5 bytes, big-endian: a 16-bit channel (bytes 0-1), the polarity in bit 7
-of byte 2, and a 23-bit microsecond timestamp (bits 6-0 of byte 2, then bytes 3 and 4).
+of byte 2, and a 23-bit microsecond timestamp (bits 6-0 of byte 2, then bytes 3 and 4):
+after the address, the layout of the ATIS ``.bin`` format, whose helpers decode it.
 The channel becomes ``x``; ``y`` is 0 (a 1-D sensor of height 1).
 """
 
@@ -11,7 +12,7 @@ from os import PathLike
 
 import numpy as np
 
-from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.events import EventRecording, make_events
 from spikeflow.data.io._common import (
     PathArg,
     RawBytes,
@@ -22,6 +23,7 @@ from spikeflow.data.io._common import (
     source_name,
     strided,
 )
+from spikeflow.data.io.atis_bin import check_whole_events, polarity_and_time
 
 __all__ = ["decode_bs1", "read_bs1"]
 
@@ -40,20 +42,10 @@ def decode_bs1(raw: RawBytes, channels: int | None = 64, path: PathArg = None) -
             out of range, or timestamps that go backwards.
     """
     data = as_u8(raw)
-    if data.size % 5:
-        whole = data.size - data.size % 5
-        raise format_error(
-            path, whole, f"truncated: {data.size % 5} trailing byte(s) after {whole // 5} "
-            "complete 5-byte events"
-        )  # fmt: skip
+    check_whole_events(data, path)
     ev = data.reshape(-1, 5)
     ch = ev[:, 0].astype(np.uint16) << 8 | ev[:, 1]
-    p = (ev[:, 2] >> 7).astype(np.int8)
-    t = (
-        (ev[:, 2].astype(np.int64) & 0x7F) << 16
-        | ev[:, 3].astype(np.int64) << 8
-        | ev[:, 4].astype(np.int64)
-    )
+    p, t = polarity_and_time(ev)
     offset_of = strided(0, 5)
     if channels is None:
         channels = int(ch.max()) + 1 if ch.size else 0
