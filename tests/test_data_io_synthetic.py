@@ -19,6 +19,7 @@ from spikeflow.data.io import (
     decode_aedat2,
     decode_aedat4,
     decode_aedat31,
+    decode_atis_bin,
     decode_dat,
     decode_evt2,
     decode_evt3,
@@ -396,3 +397,28 @@ def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
     fast, checked = _without_fast_path(monkeypatch, prophesee, decode_evt2, raw, None, None)
     assert len(fast) == 6000 and int(fast.events["t"][-1]) > 1 << 34
     np.testing.assert_array_equal(fast.events, checked.events)
+
+
+def test_atis_fast_path_equals_checked_path(monkeypatch):
+    """The ATIS fast path (one big-endian word per event: y from its top byte, t, p)
+    gives the events and sensor size of the checked path, at the edges of every field
+    (x, y = 0 and 33, p = 0/1, t up to 2**23 - 1), with a given or an inferred size."""
+    from spikeflow.data.io import atis_bin
+
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 5, 4000):
+        x, y, p = rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n)
+        x[0], y[-1] = 33, 33
+        t = np.sort(rng.integers(0, 2**23, n))
+        t[-1] = 2**23 - 1
+        rows = np.stack([x, y, p << 7 | t >> 16, t >> 8 & 0xFF, t & 0xFF], 1)
+        raw = rows.astype(np.uint8).tobytes()
+        for size in ((34, 34), None):
+            fast = decode_atis_bin(raw, size)
+            with monkeypatch.context() as m:
+                m.setattr(atis_bin, "_decode_fast", lambda *a: None)
+                checked = decode_atis_bin(raw, size)
+            np.testing.assert_array_equal(fast.events, checked.events)
+            assert fast.sensor_size == checked.sensor_size == (34, 34, 2)
+            assert fast.events["t"].tolist() == t.tolist()
+            assert fast.events["p"].tolist() == p.tolist()

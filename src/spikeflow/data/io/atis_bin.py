@@ -24,6 +24,7 @@ from spikeflow.data.io._common import (
 __all__ = ["decode_atis_bin", "read_atis_bin"]
 
 _OVERFLOW_Y = 240
+_T_MASK, _P_SHIFT, _ONE = np.uint32(0x7FFFFF), np.uint32(23), np.uint32(1)
 
 
 def decode_atis_bin(
@@ -112,11 +113,13 @@ def _decode_fast(
     if n == 0:
         return None
     data = np.ascontiguousarray(data)
-    ev = data.reshape(n, 5)
-    out = np.empty(n, dtype=EVENT_DTYPE)
-    out["x"] = ev[:, 0]
-    out["y"] = ev[:, 1]
-    xmax, ymax = int(ev[:, 0].max()), int(ev[:, 1].max())
+    # Bytes 1-4 of every event read as one big-endian word: y in the top byte, then the
+    # polarity bit and the 23-bit timestamp. Its maximum gives the largest y (no
+    # separate pass over the strided y bytes).
+    word = np.ndarray((n,), dtype=">u4", buffer=data, offset=1, strides=(5,)).astype(np.uint32)
+    ymax = int(word.max()) >> 24
+    x = data[0::5]
+    xmax = int(x.max())
     if ymax >= _OVERFLOW_Y:
         return None
     if sensor_size is None:
@@ -125,16 +128,15 @@ def _decode_fast(
         width, height = sensor_size
         if xmax >= width or ymax >= height:
             return None
-    # Bytes 1-4 of every event read as one big-endian word: y, then the polarity bit
-    # and the 23-bit timestamp.
-    word = np.ndarray((n,), dtype=">u4", buffer=data, offset=1, strides=(5,))
-    word = word.astype(np.uint32)
-    t = word & np.uint32(0x7FFFFF)
+    t = word & _T_MASK
     if n > 1 and (t[1:] < t[:-1]).any():
         return None
+    out = np.empty(n, dtype=EVENT_DTYPE)
     out["t"] = t
-    np.right_shift(word, 23, out=word)
-    word &= np.uint32(1)
+    out["x"] = x
+    out["y"] = data[1::5]
+    np.right_shift(word, _P_SHIFT, out=word)
+    word &= _ONE
     out["p"] = word
     return out, (width, height, 2)
 
