@@ -5,7 +5,8 @@ compiler (``$CC``, else ``cc``/``gcc``/``clang``) with OpenMP, loaded through ct
 It needs no PyTorch headers, so a kernel compiles in a fraction of a second (a C++
 torch extension takes tens of seconds); the shared object is cached on disk under a
 hash of the source and compiler flags (``$SPIKEFLOW_CACHE_DIR``, default
-``~/.cache/spikeflow/kernels``), so later runs load it in milliseconds.
+``~/.cache/spikeflow/kernels``; see :mod:`spikeflow._cbuild`, shared with the event-file
+decoders), so later runs load it in milliseconds.
 
 Pointer order of the generated functions: array parameters (declaration order),
 threshold array, ``x``, then for the forward: initial states, spikes, final states,
@@ -18,20 +19,14 @@ per-neuron grads of the parameters that need one, of the threshold. Scalar param
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError, DTypeError, SpikeflowError
+from spikeflow._cbuild import CompilerNotFoundError, build_library, cache_root, find_compiler
+from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
 from spikeflow.kernels.fused import run_fused
 from spikeflow.kernels.reference import FiringRule
@@ -51,71 +46,33 @@ _BACKWARD_FLAGS = ["-ffast-math", "-fno-associative-math", "-fno-reciprocal-math
                    "-ffp-contract=off", "-DSPIKEFLOW_BACKWARD_ONLY"]  # fmt: skip
 _ARGTYPES = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
              ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_double)]  # fmt: skip
-_LOCK = threading.Lock()
-_LIBS: dict[str, Any] = {}
-
-
-class CompilerNotFoundError(SpikeflowError, RuntimeError):
-    """No C compiler for the fused CPU backend."""
 
 
 def compiler() -> str:
     """The C compiler used for CPU kernels (``$CC`` or the first of cc, gcc, clang)."""
-    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if candidate and shutil.which(candidate):
-            return candidate
-    raise CompilerNotFoundError(
-        "the fused CPU backend compiles C kernels but found no C compiler (tried $CC, cc, "
-        "gcc, clang): install one (e.g. apt-get install gcc) or use backend='torch'"
-    )
+    return find_compiler("the fused CPU backend compiles C kernels", "use backend='torch'")
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("SPIKEFLOW_CACHE_DIR") or Path.home() / ".cache" / "spikeflow"
-    path = Path(root) / "kernels"
+    path = cache_root() / "kernels"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _load(source: str) -> Any:
     """Compile ``source`` (or reuse the cached build) and return the loaded library."""
-    cc = compiler()
-    key = hashlib.sha256(
-        "\n".join([source, cc, *_FLAGS, *_FORWARD_FLAGS, *_BACKWARD_FLAGS, platform.machine(),
-                   platform.processor()]).encode()
-    ).hexdigest()[:24]
-    lib = _LIBS.get(key)
-    if lib is not None:
-        return lib
-    with _LOCK:
-        lib = _LIBS.get(key)
-        if lib is not None:
-            return lib
-        folder = cache_dir()
-        so = folder / f"neuron_{key}.so"
-        if not so.exists():
-            src = folder / f"neuron_{key}.c"
-            src.write_text(source)
-            with tempfile.TemporaryDirectory(dir=folder) as work:
-                fwd, bwd, lib_tmp = (str(Path(work) / n) for n in ("f.o", "b.o", "k.so"))
-                for cmd in (
-                    [cc, *_FLAGS, *_FORWARD_FLAGS, "-c", str(src), "-o", fwd],
-                    [cc, *_FLAGS, *_BACKWARD_FLAGS, "-c", str(src), "-o", bwd],
-                    [cc, "-shared", "-fopenmp", fwd, bwd, "-o", lib_tmp, "-lm"],
-                ):
-                    result = subprocess.run(cmd, capture_output=True, text=True)
-                    if result.returncode != 0:
-                        raise SpikeflowError(
-                            f"compiling the generated kernel {src} failed ({' '.join(cmd)}):\n"
-                            f"{result.stderr[-4000:]}"
-                        )
-                os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
-        lib = ctypes.CDLL(str(so))
-        for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
-            fn.restype = None
-            fn.argtypes = _ARGTYPES
-        _LIBS[key] = lib
-        return lib
+    lib = build_library(
+        source,
+        cc=compiler(),
+        subdir="kernels",
+        prefix="neuron",
+        units=[[*_FLAGS, *_FORWARD_FLAGS], [*_FLAGS, *_BACKWARD_FLAGS]],
+        link_flags=["-fopenmp", "-lm"],
+    )
+    for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
+        fn.restype = None
+        fn.argtypes = _ARGTYPES
+    return lib
 
 
 class _CKernels:

@@ -9,6 +9,7 @@ by ``2**13`` per marker seen, and the marker itself is not an event.
 from __future__ import annotations
 
 from os import PathLike
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from spikeflow.data.io._common import (
     read_bytes,
     strided,
 )
+from spikeflow.data.io._native import address, compiled, new_events, trimmed
 
 __all__ = ["decode_atis_bin", "read_atis_bin"]
 
@@ -45,6 +47,11 @@ def decode_atis_bin(
         DataFormatError: a length that is not a multiple of 5 (truncated file),
             coordinates outside the sensor, or timestamps that go backwards.
     """
+    lib = compiled()
+    if lib is not None:
+        c = _decode_c(lib, raw, sensor_size)
+        if c is not None:
+            return EventRecording(c[0], c[1], str(path) if path else None)
     data = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
     check_whole_events(data, path)
     fast = _decode_fast(data, sensor_size)
@@ -98,6 +105,30 @@ def polarity_and_time(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         | ev[:, 4].astype(np.int64)
     )
     return p, t
+
+
+def _decode_c(
+    lib: Any, raw: bytes | np.ndarray, sensor_size: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+    """The compiled decoder (``_decoders.c``), or ``None`` to take the numpy paths."""
+    if not isinstance(raw, bytes):
+        raw = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            return None  # the numpy path decides what such input means
+        raw = np.ascontiguousarray(raw)
+    if sensor_size is not None and min(sensor_size) < 0:
+        return None
+    if len(raw) % 5:
+        return None  # truncated: the numpy path names it
+    n = len(raw) // 5
+    out, ptr, meta = new_events(n)
+    width, height = sensor_size if sensor_size is not None else (-1, -1)
+    k = lib.sf_atis_bin(address(raw), len(raw), width, height, ptr, n, meta)
+    if k < 0:
+        return None
+    if sensor_size is None:
+        width, height = meta[0] + 1, meta[1] + 1
+    return trimmed(out, k), (width, height, 2)
 
 
 def _decode_fast(

@@ -1,0 +1,153 @@
+/* Compiled fast paths of spikeflow's event-file decoders (see _native.py).
+ *
+ * Every function reads only inside [buf, buf + len) and writes at most `cap` events
+ * into `out`, an array of spikeflow's packed EVENT_DTYPE (13 bytes: int64 t, uint16 x,
+ * uint16 y, int8 p, little-endian). It validates as it goes and returns the number of
+ * events written, or a negative code on anything it does not accept (truncation,
+ * coordinates outside the sensor, time going backwards, unknown words, ...); the
+ * Python caller then runs the numpy decoder, which locates and names the problem.
+ * meta[0] and meta[1] receive the largest x and y written (-1 without events).
+ * width < 0 means "no sensor given": coordinates are not checked against one.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define EV_SIZE 13
+#define FAIL_TRUNCATED -1
+#define FAIL_SENSOR -2
+#define FAIL_TIME -3
+#define FAIL_WORD -4
+#define FAIL_CAPACITY -5
+#define FAIL_ARGS -6
+
+static inline void put_event(uint8_t *o, int64_t t, uint16_t x, uint16_t y, int8_t p) {
+    memcpy(o, &t, 8);
+    memcpy(o + 8, &x, 2);
+    memcpy(o + 10, &y, 2);
+    memcpy(o + 12, &p, 1);
+}
+
+static inline uint32_t le32(const uint8_t *b) {
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static inline uint32_t be32(const uint8_t *b) {
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+}
+
+/* ATIS / N-MNIST 40-bit .bin: x, y, p|t[22:16], t[15:8], t[7:0]; y == 240 is a
+ * timestamp-overflow marker (+2**13 us for every later event), not an event. */
+int64_t sf_atis_bin(const uint8_t *buf, int64_t len, int64_t width, int64_t height,
+                    uint8_t *out, int64_t cap, int64_t *meta) {
+    if (len < 0 || len % 5 || cap < len / 5) return FAIL_ARGS;
+    int64_t n = len / 5, k = 0, offset = 0, last = INT64_MIN;
+    int32_t xmax = -1, ymax = -1;
+    const int check = width >= 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *e = buf + 5 * i;
+        uint32_t x = e[0], y = e[1];
+        if (y == 240) {
+            offset += 1 << 13;
+            continue;
+        }
+        if (check && (x >= (uint64_t)width || y >= (uint64_t)height)) return FAIL_SENSOR;
+        int64_t t = ((int64_t)(e[2] & 0x7F) << 16 | (int64_t)e[3] << 8 | e[4]) + offset;
+        if (t < last) return FAIL_TIME;
+        last = t;
+        if ((int32_t)x > xmax) xmax = x;
+        if ((int32_t)y > ymax) ymax = y;
+        put_event(out + EV_SIZE * k, t, (uint16_t)x, (uint16_t)y, (int8_t)(e[2] >> 7));
+        k++;
+    }
+    meta[0] = xmax;
+    meta[1] = ymax;
+    return k;
+}
+
+/* AEDAT 3.x polarity packets: the caller walked the packet headers and passes, per
+ * polarity packet, the byte offset of its first event, its event count and its
+ * timestamp overflow. Events: uint32 address (bit 0 valid, bit 1 polarity, y bits
+ * 2-16, x bits 17-31), int32 timestamp (negative: rejected). */
+int64_t sf_aedat31(const uint8_t *buf, int64_t len, const int64_t *bodies,
+                   const int64_t *counts, const int64_t *overflows, int64_t npackets,
+                   int64_t width, int64_t height, uint8_t *out, int64_t cap, int64_t *meta) {
+    int64_t k = 0, last = INT64_MIN;
+    int32_t xmax = -1, ymax = -1;
+    const int check = width >= 0;
+    for (int64_t j = 0; j < npackets; j++) {
+        int64_t body = bodies[j], count = counts[j], ovf = overflows[j];
+        if (body < 0 || count < 0 || body > len || count > (len - body) / 8) return FAIL_TRUNCATED;
+        if (ovf < 0 || ovf > ((int64_t)1 << 31)) return FAIL_ARGS;
+        if (count > cap - k) return FAIL_CAPACITY;
+        const int64_t high = ovf << 31;
+        const uint8_t *e = buf + body;
+        for (int64_t i = 0; i < count; i++, e += 8) {
+            uint32_t a = le32(e), ts = le32(e + 4);
+            if (ts >> 31) return FAIL_TIME;
+            if (!(a & 1)) continue;
+            uint32_t x = a >> 17, y = (a >> 2) & 0x7FFF;
+            if (check && (x >= (uint64_t)width || y >= (uint64_t)height)) return FAIL_SENSOR;
+            int64_t t = high | ts;
+            if (t < last) return FAIL_TIME;
+            last = t;
+            if ((int32_t)x > xmax) xmax = x;
+            if ((int32_t)y > ymax) ymax = y;
+            put_event(out + EV_SIZE * k, t, (uint16_t)x, (uint16_t)y, (int8_t)((a >> 1) & 1));
+            k++;
+        }
+    }
+    meta[0] = xmax;
+    meta[1] = ymax;
+    return k;
+}
+
+/* jAER AEDAT 1.0/2.0: big-endian records from `start`, `rec` = 6 (uint16 address) or
+ * 8 (uint32 address) bytes, then a uint32 timestamp. layout 0 = DVS128, 1 = DAVIS.
+ * A timestamp that decreases (also a wrap-around at 2**32) is left to the numpy path. */
+int64_t sf_aedat2(const uint8_t *buf, int64_t len, int64_t start, int64_t rec,
+                  int64_t layout, int64_t width, int64_t height, uint8_t *out, int64_t cap,
+                  int64_t *meta) {
+    if (start < 0 || start > len || (rec != 6 && rec != 8) || width <= 0 || height <= 0 ||
+        width > 65536)
+        return FAIL_ARGS;
+    if ((len - start) % rec) return FAIL_TRUNCATED;
+    int64_t n = (len - start) / rec, k = 0;
+    if (cap < n) return FAIL_CAPACITY;
+    int64_t last = -1;
+    int32_t xmax = -1, ymax = -1;
+    const uint8_t *e = buf + start;
+    for (int64_t i = 0; i < n; i++, e += rec) {
+        uint32_t a, t;
+        if (rec == 8) {
+            a = be32(e);
+            t = be32(e + 4);
+        } else {
+            a = (uint32_t)e[0] << 8 | e[1];
+            t = be32(e + 2);
+        }
+        uint32_t xr, y, p;
+        if (layout == 0) {
+            if (a & 0x7FFF0000u) return FAIL_WORD;
+            if (a & 0x80008000u) continue;
+            xr = (a >> 1) & 0x7F;
+            y = (a >> 8) & 0x7F;
+            p = a & 1;
+        } else {
+            if (a & 0x80000400u) continue;
+            xr = (a >> 12) & 0x3FF;
+            y = (a >> 22) & 0x1FF;
+            p = (a >> 11) & 1;
+        }
+        if (xr >= (uint64_t)width || y >= (uint64_t)height) return FAIL_SENSOR;
+        if ((int64_t)t < last) return FAIL_TIME;
+        last = t;
+        uint32_t x = (uint32_t)(width - 1) - xr;
+        if ((int32_t)x > xmax) xmax = x;
+        if ((int32_t)y > ymax) ymax = y;
+        put_event(out + EV_SIZE * k, (int64_t)t, (uint16_t)x, (uint16_t)y, (int8_t)p);
+        k++;
+    }
+    meta[0] = xmax;
+    meta[1] = ymax;
+    return k;
+}
