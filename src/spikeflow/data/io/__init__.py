@@ -3,7 +3,9 @@
 Every ``read_<format>(path, ...)`` has a ``decode_<format>(raw_bytes, ...)`` twin where
 the format is a plain byte stream; :func:`read_events` picks the reader from the file's
 magic bytes and extension. The formats, what each reader validates and which extras it
-needs are listed in ``docs/data_formats.md``.
+needs are listed in ``docs/data_formats.md``. The hot decoders (ATIS ``.bin``, AEDAT
+3.x, AEDAT 1.0/2.0) also have a compiled C fast path: :func:`set_decoder` /
+:func:`use_decoder` (or ``SPIKEFLOW_DECODER``) choose ``"auto"``, ``"numpy"`` or ``"c"``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from os import PathLike
 from pathlib import Path
 
 from spikeflow.data.events import EventRecording
+from spikeflow.data.io._native import DECODERS, get_decoder, set_decoder, use_decoder
 from spikeflow.data.io.aedat2 import (
     AEDAT2_LAYOUTS,
     Aedat2Header,
@@ -66,6 +69,7 @@ __all__ = [
     "AEDAT2_LAYOUTS",
     "AEDAT4_IMU_DTYPE",
     "AEDAT4_TRIGGER_DTYPE",
+    "DECODERS",
     "GESTURE_LABEL_DTYPE",
     "PROPHESEE_PLUGIN_SENSORS",
     "Aedat2Header",
@@ -80,6 +84,7 @@ __all__ = [
     "decode_dat",
     "decode_evt2",
     "decode_evt3",
+    "get_decoder",
     "load_mat_variables",
     "load_npy",
     "parse_aedat2_header",
@@ -107,7 +112,9 @@ __all__ = [
     "read_prophesee_raw",
     "read_spiking_audio",
     "read_stmnist",
+    "set_decoder",
     "split_by_labels",
+    "use_decoder",
 ]
 
 

@@ -22,8 +22,8 @@
 
 static inline void put_event(uint8_t *o, int64_t t, uint16_t x, uint16_t y, int8_t p) {
     memcpy(o, &t, 8);
-    memcpy(o + 8, &x, 2);
-    memcpy(o + 10, &y, 2);
+    uint32_t xy = (uint32_t)x | (uint32_t)y << 16;
+    memcpy(o + 8, &xy, 4);
     memcpy(o + 12, &p, 1);
 }
 

@@ -32,7 +32,7 @@ from spikeflow.data.events import EVENT_DTYPE
 __all__ = ["DECODERS", "CompilerNotFoundError", "get_decoder", "set_decoder", "use_decoder"]
 
 DECODERS = ("auto", "numpy", "c")
-_FLAGS = ["-O2", "-fPIC", "-fno-strict-aliasing"]
+_FLAGS = ["-O3", "-fPIC", "-fno-strict-aliasing"]
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
     "sf_atis_bin": [_P, _I, _I, _I, _P, _I, _P],

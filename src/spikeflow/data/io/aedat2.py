@@ -42,6 +42,7 @@ from spikeflow.data.io._common import (
     source_name,
     split_header_lines,
 )
+from spikeflow.data.io._native import compiled, new_events, trimmed
 
 __all__ = [
     "AEDAT2_LAYOUTS",
@@ -248,8 +249,16 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
             f"byte(s) after {whole // rec.itemsize} records; the data starts with "
             f"{data[start:start + 16]!r})"
         )  # fmt: skip
-    records = np.frombuffer(data, dtype=rec, offset=start)
     width, height = AEDAT2_LAYOUTS[layout]
+    lib = compiled()
+    if lib is not None:
+        n = nbytes // rec.itemsize
+        out, ptr, meta = new_events(n)
+        code = 0 if layout == "dvs128" else 1
+        k = lib.sf_aedat2(data, len(data), start, rec.itemsize, code, width, height, ptr, n, meta)
+        if k >= 0:
+            return EventRecording(trimmed(out, k), (width, height, 2), source_name(path))
+    records = np.frombuffer(data, dtype=rec, offset=start)
     fast = decode_in_chunks(len(records), _chunk_decoder(records, layout, width), (width, height))
     if fast is not None:
         return EventRecording(fast[0], (width, height, 2), source_name(path))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from os import PathLike
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from spikeflow.data.io._common import (
     source_name,
     split_header_lines,
 )
+from spikeflow.data.io._native import compiled, new_events, trimmed
 
 __all__ = [
     "GESTURE_LABEL_DTYPE",
@@ -134,6 +136,11 @@ def decode_aedat31(
             overflows.append(ovf)
         pos = stop
     n = int(sum(counts))
+    lib = compiled()
+    if lib is not None and (sensor_size is None or min(sensor_size) >= 0):
+        c = _decode_c(lib, data, bodies, counts, overflows, n, sensor_size)
+        if c is not None:
+            return EventRecording(c[0], (*c[1], 2), source_name(path))
     first = np.cumsum([0, *counts])  # index of each packet's first event
     buf = np.frombuffer(data, dtype=np.uint8)
     ovf_of_event = (
@@ -211,6 +218,30 @@ def decode_aedat31(
         check_in_sensor(x, y, width, height, path, offset_of)
     check_monotonic(t, path, offset_of)
     return EventRecording(make_events(t, x, y, p), (width, height, 2), source_name(path))
+
+
+def _decode_c(
+    lib: Any,
+    data: bytes,
+    bodies: list[int],
+    counts: list[int],
+    overflows: list[int],
+    n: int,
+    sensor_size: tuple[int, int] | None,
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The compiled decoder (``_decoders.c``), or ``None`` to take the numpy paths."""
+    table = np.array([bodies, counts, overflows], dtype=np.int64).reshape(3, -1)
+    out, ptr, meta = new_events(n)
+    width, height = sensor_size if sensor_size is not None else (-1, -1)
+    k = lib.sf_aedat31(
+        data, len(data), table[0].ctypes.data, table[1].ctypes.data, table[2].ctypes.data,
+        table.shape[1], width, height, ptr, n, meta,
+    )  # fmt: skip
+    if k < 0:
+        return None
+    if sensor_size is None:
+        width, height = meta[0] + 1, meta[1] + 1
+    return trimmed(out, k), (width, height)
 
 
 def read_aedat31(
