@@ -15,6 +15,32 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module", params=["numpy", "c"])
+def decoder(request):
+    """Run a module's tests once with each event-file decoder (numpy, compiled C); the
+    environment variable carries the choice into worker processes too."""
+    import os
+
+    from spikeflow._cbuild import CompilerNotFoundError
+    from spikeflow.data.io import use_decoder
+
+    old = os.environ.get("SPIKEFLOW_DECODER")
+    os.environ["SPIKEFLOW_DECODER"] = request.param
+    try:
+        try:
+            ctx = use_decoder(request.param)
+            ctx.__enter__()
+        except CompilerNotFoundError as exc:
+            pytest.skip(f"compiled decoders unavailable: {exc}")
+        yield request.param
+        ctx.__exit__(None, None, None)
+    finally:
+        if old is None:
+            os.environ.pop("SPIKEFLOW_DECODER", None)
+        else:
+            os.environ["SPIKEFLOW_DECODER"] = old
+
+
 def require_shared_data(*parts: str) -> Path:
     """Path under ../shared/data, or skip the test with the reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -38,6 +38,9 @@ from test_data_io_synthetic import (
     polarity,
 )
 
+#: Every test here runs with the numpy and the compiled decoders (conftest.py).
+pytestmark = pytest.mark.usefixtures("decoder")
+
 H2 = len(aedat2_file("DVS128", []))  # where the AEDAT 2.0 records start
 H31 = len(AEDAT31_HEADER)
 EVT2 = b"% evt 2.0\n"

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from conftest import SHARED_DATA
 from spikeflow.data import EVENT_DTYPE
+from spikeflow.data.io import _native as compiled_decoders
 from spikeflow.data.io import (
     decode_aedat2,
     decode_aedat4,
@@ -46,6 +47,9 @@ from test_data_io_synthetic import (
     fb_event_packet,
     polarity,
 )
+
+#: Every test here runs with the numpy and the compiled decoders (conftest.py).
+pytestmark = pytest.mark.usefixtures("decoder")
 
 ALLOWED = (DataFormatError, MissingExtraError)
 #: More examples for a long local run: SPIKEFLOW_FUZZ_EXAMPLES=5000 (pytest this file)
@@ -300,6 +304,32 @@ def spiking_audio(path):
             f[i]
 
 READERS = {"asl": read_asl_dvs, "stmnist": read_stmnist, "h5": spiking_audio}
+
+# The compiled decoders (C: an out-of-bounds access could kill the process), each run
+# against the numpy decoder: same events and sensor size, or the same error message.
+from spikeflow.data.io import read_aedat2, read_aedat31, read_atis_bin, use_decoder
+
+def both(read):
+    def one(name, path):
+        with use_decoder(name):
+            try:
+                rec = read(path)
+                return ("ok", rec.events.tobytes(), rec.sensor_size)
+            except (DataFormatError, MissingExtraError) as exc:
+                return ("rejected", str(exc))
+
+    def run(path):
+        a, b = one("numpy", path), one("c", path)
+        if a != b:
+            raise AssertionError(f"numpy and C decoders differ: {str(a)[:300]} / {str(b)[:300]}")
+        if a[0] == "rejected":
+            raise DataFormatError(a[1])
+    return run
+
+READERS.update({
+    "c:atis": both(read_atis_bin), "c:atis-any": both(lambda p: read_atis_bin(p, None)),
+    "c:aedat2": both(read_aedat2), "c:aedat31": both(read_aedat31),
+})
 for line in sys.stdin:
     name, path = line.rstrip("\\n").split("\\t", 1)
     try:
@@ -496,3 +526,43 @@ def test_hdf5_audio_mutated_in_a_subprocess(isolated, tmp_path, data):
     path = tmp_path / "fuzzed.h5"
     path.write_bytes(data.draw(mutated([shd_seed(tmp_path)])))
     check_isolated(isolated, "h5", path, hang_ok=True)
+
+
+# -- the compiled decoders (_decoders.c), in the worker: a crash fails the test ---------
+COMPILED = {"atis": ["c:atis", "c:atis-any"], "aedat2": ["c:aedat2"], "aedat31": ["c:aedat31"]}
+
+
+def _compiled_available() -> bool:
+    try:
+        compiled_decoders.set_decoder("c")
+    except compiled_decoders.CompilerNotFoundError:
+        return False
+    finally:
+        compiled_decoders.set_decoder("auto")
+    return True
+
+
+@pytest.mark.skipif(not _compiled_available(), reason="no C compiler for the compiled decoders")
+@pytest.mark.parametrize("fmt", sorted(COMPILED))
+@settings(
+    max_examples=EXAMPLES, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(data=st.data())
+def test_compiled_decoders_on_random_and_mutated_bytes(isolated, tmp_path, fmt, data):
+    """Random bytes, mutations of valid files and random bodies behind a valid header,
+    through the C decoders in a worker process: no crash, and the same events or the
+    same error as the numpy decoder."""
+    seeds = SEEDS[fmt][1]
+    kind = data.draw(st.sampled_from(["mutated", "random", "body"]))
+    if kind == "mutated":
+        raw = data.draw(mutated(seeds))
+    elif kind == "random":
+        raw = data.draw(st.binary(max_size=512))
+    else:
+        head = {"atis": b"", "aedat2": aedat2_file("DVS128", []), "aedat31": AEDAT31_HEADER}
+        raw = head[fmt] + data.draw(st.binary(max_size=256))
+    path = tmp_path / f"sample.{fmt}"
+    path.write_bytes(raw)
+    for reader in COMPILED[fmt]:
+        check_isolated(isolated, reader, path)

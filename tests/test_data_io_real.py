@@ -33,6 +33,9 @@ from spikeflow.data.io import (
 )
 from spikeflow.errors import DataFormatError
 
+#: Every test here runs with the numpy and the compiled decoders (conftest.py).
+pytestmark = pytest.mark.usefixtures("decoder")
+
 
 def ef(*parts: str):
     return require_shared_data("event-files", *parts)

@@ -35,6 +35,9 @@ from spikeflow.data.io import (
 )
 from spikeflow.errors import DataFormatError
 
+#: Every test here runs with the numpy and the compiled decoders (conftest.py).
+pytestmark = pytest.mark.usefixtures("decoder")
+
 
 def tuples(rec) -> list[tuple[int, int, int, int]]:
     return [tuple(int(v) for v in e) for e in rec.events]

@@ -1,0 +1,240 @@
+"""The compiled event-file decoders (``_decoders.c``) against the numpy decoders.
+
+Exact equality (every field, sensor size, or the same error message) on every real
+sample file and on all 1,100 N-MNIST files of ``../shared/data/nmnist-small`` (skipped
+when absent), on synthetic edge cases, and the decoder setting itself. Random and
+mutated bytes go through the compiled path in a worker process in
+``test_data_io_fuzz.py``; the synthetic, error and fuzz tests run with both decoders
+(the ``decoder`` fixture of ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import require_shared_data
+from spikeflow._cbuild import CompilerNotFoundError, cache_root
+from spikeflow.data.io import (
+    _native,
+    decode_aedat2,
+    decode_aedat31,
+    decode_atis_bin,
+    get_decoder,
+    read_aedat2,
+    read_aedat31,
+    read_atis_bin,
+    read_events,
+    set_decoder,
+    use_decoder,
+)
+from spikeflow.errors import DataFormatError
+from test_data_io_synthetic import AEDAT31_HEADER, aedat2_file, aedat31_packet, polarity
+
+
+def _have_c() -> bool:
+    try:
+        with use_decoder("c"):
+            return True
+    except CompilerNotFoundError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _have_c(), reason="no C compiler for the compiled decoders")
+
+
+def outcome(name: str, fn, *args):
+    with use_decoder(name):
+        try:
+            rec = fn(*args)
+        except DataFormatError as exc:
+            return ("error", str(exc))
+    assert rec.events.flags.c_contiguous
+    return ("ok", rec.events.tobytes(), rec.events.dtype, rec.sensor_size, rec.source)
+
+
+def assert_same(fn, *args) -> tuple:
+    a, b = outcome("numpy", fn, *args), outcome("c", fn, *args)
+    assert a == b, f"{fn.__name__}{args!r}: numpy {str(a)[:200]} != C {str(b)[:200]}"
+    return a
+
+
+REAL = [
+    (read_atis_bin, "nmnist-bin/sample_nmnist.bin"),
+    (lambda p: read_atis_bin(p, None), "nmnist-bin/sample_nmnist.bin"),
+    *[(read_aedat2, f"aedat2/{f}") for f in ("IMU_translBoxes.aedat", "sample_aedat_header.aedat",
+                                             "header_test_128.aedat_test",
+                                             "header_test_240.aedat_test")],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("reader, relative", REAL)
+def test_real_sample_files_equal(reader, relative):
+    assert_same(reader, require_shared_data("event-files", relative))
+
+
+def test_every_real_event_file_equal():
+    """read_events on every sample file (formats without a C path included)."""
+    root = require_shared_data("event-files")
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in (".aedat", ".aedat4", ".raw", ".dat", ".bin", ".bs1"):
+            assert_same(read_events, path)
+
+
+def test_all_nmnist_small_files_equal():
+    root = require_shared_data("nmnist-small")
+    files = sorted(root.glob("*/*/*.bin"))
+    assert len(files) == 1100
+    for f in files:
+        assert assert_same(read_atis_bin, f)[0] == "ok"
+        assert_same(read_atis_bin, f, None)
+
+
+def atis(events: list[tuple[int, int, int, int]]) -> bytes:
+    return b"".join(bytes([x, y, p << 7 | t >> 16 & 0x7F, t >> 8 & 0xFF, t & 0xFF])
+                    for x, y, p, t in events)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw, size",
+    [
+        (b"", (34, 34)),
+        (b"", None),
+        (atis([(1, 2, 1, 5), (0, 240, 0, 0), (33, 33, 0, 1)]), (34, 34)),  # overflow marker
+        (atis([(0, 240, 0, 0)] * 3), None),  # markers only: no events
+        (atis([(34, 0, 0, 1)]), (34, 34)),  # outside the sensor
+        (atis([(3, 3, 0, 9), (3, 3, 0, 8)]), (34, 34)),  # time goes backwards
+        (atis([(255, 239, 1, 0x7FFFFF)]), None),  # field edges
+        (atis([(1, 1, 0, 1)]) + b"\x00", (34, 34)),  # truncated
+        (atis([(1, 1, 0, 1)]), (-1, -1)),  # a meaningless sensor: numpy decides
+    ],
+)
+def test_atis_edge_cases_equal(raw, size):
+    assert_same(decode_atis_bin, raw, size)
+    assert_same(decode_atis_bin, np.frombuffer(raw, np.uint8), size)
+    assert_same(decode_atis_bin, bytearray(raw), size)
+
+
+def test_aedat31_edge_cases_equal():
+    events = [(polarity(i % 128, (3 * i) % 128, i % 2), 10 * i) for i in range(50)]
+    invalid = [(a & ~1, t) for a, t in events[:5]]  # valid bit cleared: dropped
+    cases = [
+        AEDAT31_HEADER,
+        AEDAT31_HEADER + aedat31_packet(1, events) + aedat31_packet(0, [(3, 1)]),
+        AEDAT31_HEADER + aedat31_packet(1, invalid + events[5:]),
+        AEDAT31_HEADER + aedat31_packet(1, events) + aedat31_packet(1, events[:3], overflow=2),
+        AEDAT31_HEADER + aedat31_packet(1, events[::-1]),  # backwards
+        AEDAT31_HEADER + aedat31_packet(1, [(polarity(200, 1, 0), 1)]),  # outside DVS128
+        AEDAT31_HEADER + aedat31_packet(1, [(polarity(1, 1, 0), -5)]),  # negative t
+        (AEDAT31_HEADER + aedat31_packet(1, events))[:-3],  # truncated
+    ]
+    for raw in cases:
+        for size in (None, (128, 128), (346, 260)):
+            assert_same(decode_aedat31, raw, size)
+
+
+def test_aedat2_edge_cases_equal():
+    dvs = [(i << 1 | i % 2 | (i % 64) << 8, 3 * i) for i in range(40)]
+    davis = [((i % 240) << 12 | (i % 180) << 22 | (i % 2) << 11, i) for i in range(40)]
+    cases = [
+        aedat2_file("DVS128", dvs),
+        aedat2_file("DVS128", [*dvs[:3], (1 << 15, 7), (1 << 31, 2), *dvs[3:]]),  # specials
+        aedat2_file("DVS128", [(1 << 16, 1)]),  # bits 16-30: wrong layout
+        aedat2_file("DVS128", dvs[::-1]),  # backwards
+        aedat2_file("DVS128", [(0, 0xFFFFFFF0), (0, 5)]),  # a 2**32 wrap-around
+        aedat2_file("Davis240", davis),
+        aedat2_file("Davis240", [(1 << 31 | 5, 3), (1 << 10, 4), *davis]),  # APS/IMU/ext
+        aedat2_file("Davis240", [(300 << 12, 1)]),  # outside the 240x180 sensor
+        aedat2_file("Davis346red", davis),
+        aedat2_file("DVS128", dvs)[:-3],  # truncated
+    ]
+    for raw in cases:
+        assert_same(decode_aedat2, raw)
+    v1 = b"#!AER-DAT1.0\r\n" + b"".join(struct.pack(">HI", a & 0xFFFF, t) for a, t in dvs)
+    assert_same(decode_aedat2, v1, "dvs128")
+
+
+def test_decoder_setting(monkeypatch):
+    assert get_decoder() in ("auto", "numpy", "c")
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        set_decoder("fast")
+    with use_decoder("numpy"):
+        assert get_decoder() == "numpy" and _native.compiled() is None
+        with use_decoder("c"):
+            assert _native.compiled() is not None
+        assert get_decoder() == "numpy"
+    monkeypatch.setenv("SPIKEFLOW_DECODER", "numpy")
+    old, _native._choice = _native._choice, None
+    try:
+        assert get_decoder() == "numpy" and _native.compiled() is None
+        monkeypatch.setenv("SPIKEFLOW_DECODER", "c")
+        assert _native.compiled() is not None
+    finally:
+        _native._choice = old
+
+
+def test_missing_compiler(monkeypatch, tmp_path):
+    """'c' without a compiler names what is missing; 'auto' falls back to numpy."""
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path))  # nothing cached there
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setattr("spikeflow._cbuild._LIBS", {})
+    with pytest.raises(CompilerNotFoundError, match=r"C compiler.*set_decoder\('numpy'\)"):
+        set_decoder("c")
+    with use_decoder("auto"):
+        assert _native.compiled() is None
+        raw = atis([(1, 2, 1, 5)])
+        assert decode_atis_bin(raw).events["x"].tolist() == [1]
+
+
+def test_library_cached_under_cache_dir():
+    with use_decoder("c"):
+        _native.compiled()
+    assert list((cache_root() / "decoders").glob("decoders_*.so"))
+
+
+def test_package_ships_the_c_source():
+    source = Path(_native.__file__).with_name("_decoders.c")
+    assert source.is_file()
+    assert "_decoders.c" in (Path(__file__).parents[1] / "pyproject.toml").read_text()
+
+
+def test_large_synthetic_aedat31_equal(tmp_path):
+    """Many packets (the bench's Gesture-like generator, smaller)."""
+    rng = np.random.default_rng(1)
+    parts, t0 = [AEDAT31_HEADER], 0
+    for _ in range(30):
+        k = int(rng.integers(1, 400))
+        t = t0 + np.cumsum(rng.integers(0, 5, k))
+        t0 = int(t[-1])
+        valid = rng.random(k) < 0.9
+        ev = [(polarity(int(x), int(y), int(p)) & ~(0 if v else 1), int(tt))
+              for x, y, p, v, tt in zip(rng.integers(0, 128, k), rng.integers(0, 128, k),
+                                        rng.integers(0, 2, k), valid, t)]  # fmt: skip
+        parts.append(aedat31_packet(1, ev))
+    path = tmp_path / "g.aedat"
+    path.write_bytes(b"".join(parts))
+    assert assert_same(read_aedat31, path)[0] == "ok"
+
+
+def test_valid_files_take_the_compiled_path(monkeypatch):
+    """With decoder 'c', valid input never reaches the numpy code (it would raise)."""
+    from spikeflow.data.io import aedat2, aedat31, atis_bin
+
+    def boom(*args, **kwargs):
+        raise AssertionError("numpy path taken")
+
+    monkeypatch.setattr(atis_bin, "_decode_fast", boom)
+    monkeypatch.setattr(aedat31, "decode_in_chunks", boom)
+    monkeypatch.setattr(aedat2, "decode_in_chunks", boom)
+    events = [(polarity(i, i, i % 2), i) for i in range(20)]
+    with use_decoder("c"):
+        assert len(decode_atis_bin(atis([(1, 2, 1, 5), (0, 240, 0, 0), (3, 3, 0, 1)]))) == 2
+        assert len(decode_atis_bin(atis([(1, 2, 1, 5)]), None)) == 1
+        assert len(decode_aedat31(AEDAT31_HEADER + aedat31_packet(1, events))) == 20
+        assert len(decode_aedat2(aedat2_file("DVS128", [(i << 1, i) for i in range(9)]))) == 9
+        assert len(decode_aedat2(aedat2_file("Davis346red", [(5 << 12, 1)]))) == 1
