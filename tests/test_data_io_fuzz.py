@@ -307,7 +307,9 @@ READERS = {"asl": read_asl_dvs, "stmnist": read_stmnist, "h5": spiking_audio}
 
 # The compiled decoders (C: an out-of-bounds access could kill the process), each run
 # against the numpy decoder: same events and sensor size, or the same error message.
-from spikeflow.data.io import read_aedat2, read_aedat31, read_atis_bin, use_decoder
+from spikeflow.data.io import (
+    read_aedat2, read_aedat31, read_atis_bin, read_evt2, read_evt3, use_decoder,
+)
 
 def both(read):
     def one(name, path):
@@ -329,6 +331,8 @@ def both(read):
 READERS.update({
     "c:atis": both(read_atis_bin), "c:atis-any": both(lambda p: read_atis_bin(p, None)),
     "c:aedat2": both(read_aedat2), "c:aedat31": both(read_aedat31),
+    "c:evt2": both(read_evt2), "c:evt3": both(read_evt3),
+    "c:evt3-sized": both(lambda p: read_evt3(p, (640, 480))),
 })
 for line in sys.stdin:
     name, path = line.rstrip("\\n").split("\\t", 1)
@@ -529,7 +533,10 @@ def test_hdf5_audio_mutated_in_a_subprocess(isolated, tmp_path, data):
 
 
 # -- the compiled decoders (_decoders.c), in the worker: a crash fails the test ---------
-COMPILED = {"atis": ["c:atis", "c:atis-any"], "aedat2": ["c:aedat2"], "aedat31": ["c:aedat31"]}
+COMPILED = {
+    "atis": ["c:atis", "c:atis-any"], "aedat2": ["c:aedat2"], "aedat31": ["c:aedat31"],
+    "evt2": ["c:evt2"], "evt3": ["c:evt3", "c:evt3-sized"],
+}  # fmt: skip
 
 
 def _compiled_available() -> bool:
@@ -560,7 +567,10 @@ def test_compiled_decoders_on_random_and_mutated_bytes(isolated, tmp_path, fmt, 
     elif kind == "random":
         raw = data.draw(st.binary(max_size=512))
     else:
-        head = {"atis": b"", "aedat2": aedat2_file("DVS128", []), "aedat31": AEDAT31_HEADER}
+        head = {
+            "atis": b"", "aedat2": aedat2_file("DVS128", []), "aedat31": AEDAT31_HEADER,
+            "evt2": b"% evt 2.0\n", "evt3": b"% evt 3.0\n",
+        }  # fmt: skip
         raw = head[fmt] + data.draw(st.binary(max_size=256))
     path = tmp_path / f"sample.{fmt}"
     path.write_bytes(raw)

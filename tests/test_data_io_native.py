@@ -23,11 +23,15 @@ from spikeflow.data.io import (
     decode_aedat2,
     decode_aedat31,
     decode_atis_bin,
+    decode_evt2,
+    decode_evt3,
     get_decoder,
     read_aedat2,
     read_aedat31,
     read_atis_bin,
     read_events,
+    read_evt2,
+    read_evt3,
     set_decoder,
     use_decoder,
 )
@@ -68,6 +72,12 @@ REAL = [
     *[(read_aedat2, f"aedat2/{f}") for f in ("IMU_translBoxes.aedat", "sample_aedat_header.aedat",
                                              "header_test_128.aedat_test",
                                              "header_test_240.aedat_test")],
+    (read_evt2, "prophesee-evt2/evt2.raw"),
+    (read_evt2, "prophesee-evt2/evt2_sample.raw"),
+    (lambda p: read_evt2(p, (1280, 720)), "prophesee-evt2/evt2.raw"),
+    (read_evt3, "prophesee-evt3/evt3_sample.raw"),
+    (read_evt3, "prophesee-evt3/evt3_test_pedestrians.raw"),
+    (lambda p: read_evt3(p, (1280, 720)), "prophesee-evt3/evt3_sample.raw"),
 ]  # fmt: skip
 
 
@@ -157,6 +167,51 @@ def test_aedat2_edge_cases_equal():
     assert_same(decode_aedat2, v1, "dvs128")
 
 
+EVT2, EVT3 = b"% evt 2.0\n", b"% evt 3.0\n"
+
+
+def evt2(*words: int) -> bytes:
+    return EVT2 + struct.pack(f"<{len(words)}I", *words)
+
+
+def evt3(*words: int) -> bytes:
+    return EVT3 + struct.pack(f"<{len(words)}H", *words)
+
+
+def cd(typ: int, t6: int, x: int, y: int) -> int:
+    return typ << 28 | t6 << 22 | x << 11 | y
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        EVT2,
+        evt2(cd(1, 1, 2, 3), 8 << 28 | 5, cd(1, 1, 2, 3), cd(0, 63, 2047, 2047)),  # CD before TH
+        evt2(8 << 28 | 9, cd(1, 0, 2, 3), 8 << 28 | 2, cd(0, 1, 4, 4)),  # a TIME_HIGH wrap
+        evt2(8 << 28 | 9, 10 << 28, 14 << 28, 15 << 28, cd(1, 5, 1, 1)),  # skipped types
+        evt2(8 << 28 | 9, cd(1, 5, 1, 1), cd(1, 4, 1, 1)),  # backwards
+        evt2(8 << 28 | 9, 3 << 28),  # unknown type
+        evt2(8 << 28 | 9, cd(1, 5, 700, 1)),  # outside 640x480 (with the size below)
+        evt2(8 << 28 | 9, cd(1, 5, 1, 1))[:-1],  # truncated
+        EVT3,
+        evt3(0x2005, 0x0003, 0x8001, 0x2805, 0x6002, 0x2006),  # ADDR_X before y/high dropped
+        evt3(0x8001, 0x0003, 0x3010, 0x4FFF, 0x50FF, 0x5000, 0x3810, 0x4001),  # vectors
+        evt3(0x8001, 0x0003, 0x4FFF, 0x3010, 0x7123, 0xA000, 0xE000, 0xF000, 0x4003),
+        evt3(0x8005, 0x0003, 0x2001, 0x8002, 0x2001, 0x6FFF, 0x2002),  # a TIME_HIGH wrap
+        evt3(0x8005, 0x6009, 0x0003, 0x2001, 0x6001, 0x2001),  # backwards
+        evt3(0x8005, 0x0003, 0x1000),  # unknown type
+        evt3(0x8001, 0x0003, 0x37FF, *[0x4FFF] * 3),  # vector x past 2047
+        evt3(0x8001, 0x0003, 0x3000, *[0x4FFF] * 40),  # 12 events per word: a second try
+        evt3(0x8001, 0x0003, 0x2001)[:-1],  # truncated
+        b"% evt 3.0\n% format EVT3;height=720;width=1280\n" + struct.pack("<2H", 0x8001, 0),
+    ],
+)
+def test_evt_edge_cases_equal(raw):
+    fn = decode_evt2 if raw.startswith(EVT2) else decode_evt3
+    for size in (None, (640, 480), (2048, 2048)):
+        assert_same(fn, raw, size)
+
+
 def test_decoder_setting(monkeypatch):
     assert get_decoder() in ("auto", "numpy", "c")
     with pytest.raises(ValueError, match="decoder must be one of"):
@@ -223,7 +278,7 @@ def test_large_synthetic_aedat31_equal(tmp_path):
 
 def test_valid_files_take_the_compiled_path(monkeypatch):
     """With decoder 'c', valid input never reaches the numpy code (it would raise)."""
-    from spikeflow.data.io import aedat2, aedat31, atis_bin
+    from spikeflow.data.io import aedat2, aedat31, atis_bin, prophesee
 
     def boom(*args, **kwargs):
         raise AssertionError("numpy path taken")
@@ -231,6 +286,8 @@ def test_valid_files_take_the_compiled_path(monkeypatch):
     monkeypatch.setattr(atis_bin, "_decode_fast", boom)
     monkeypatch.setattr(aedat31, "decode_in_chunks", boom)
     monkeypatch.setattr(aedat2, "decode_in_chunks", boom)
+    monkeypatch.setattr(prophesee, "decode_in_chunks", boom)
+    monkeypatch.setattr(prophesee, "_check_types", boom)
     events = [(polarity(i, i, i % 2), i) for i in range(20)]
     with use_decoder("c"):
         assert len(decode_atis_bin(atis([(1, 2, 1, 5), (0, 240, 0, 0), (3, 3, 0, 1)]))) == 2
@@ -238,3 +295,5 @@ def test_valid_files_take_the_compiled_path(monkeypatch):
         assert len(decode_aedat31(AEDAT31_HEADER + aedat31_packet(1, events))) == 20
         assert len(decode_aedat2(aedat2_file("DVS128", [(i << 1, i) for i in range(9)]))) == 9
         assert len(decode_aedat2(aedat2_file("Davis346red", [(5 << 12, 1)]))) == 1
+        assert len(decode_evt2(evt2(8 << 28 | 9, cd(1, 5, 1, 1), cd(0, 6, 2, 1)))) == 2
+        assert len(decode_evt3(evt3(0x8001, 0x0003, 0x3010, 0x4FFF, 0x2001))) == 13

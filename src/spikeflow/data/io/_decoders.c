@@ -151,3 +151,134 @@ int64_t sf_aedat2(const uint8_t *buf, int64_t len, int64_t start, int64_t rec,
     meta[1] = ymax;
     return k;
 }
+
+/* Prophesee EVT 2.0: little-endian 32-bit words from `start`, type in bits 31-28.
+ * CD_OFF/CD_ON (0/1) need a TIME_HIGH (8) before them (else dropped); a decrease of
+ * the 28-bit TIME_HIGH counts one wrap. 10, 14, 15 are skipped; other types fail. */
+int64_t sf_evt2(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
+                int64_t height, uint8_t *out, int64_t cap, int64_t *meta) {
+    if (start < 0 || start > len) return FAIL_ARGS;
+    if ((len - start) % 4) return FAIL_TRUNCATED;
+    int64_t n = (len - start) / 4, k = 0, last = INT64_MIN, high = -1, wraps = 0;
+    if (cap < n) return FAIL_CAPACITY;
+    uint32_t raw_high = 0;
+    int32_t xmax = -1, ymax = -1;
+    const int check = width >= 0;
+    const uint8_t *e = buf + start;
+    for (int64_t i = 0; i < n; i++, e += 4) {
+        uint32_t w = le32(e), typ = w >> 28;
+        if (typ <= 1) {
+            if (high < 0) continue;
+            uint32_t x = (w >> 11) & 0x7FF, y = w & 0x7FF;
+            if (check && (x >= (uint64_t)width || y >= (uint64_t)height)) return FAIL_SENSOR;
+            int64_t t = high | ((w >> 22) & 0x3F);
+            if (t < last) return FAIL_TIME;
+            last = t;
+            if ((int32_t)x > xmax) xmax = x;
+            if ((int32_t)y > ymax) ymax = y;
+            put_event(out + EV_SIZE * k, t, (uint16_t)x, (uint16_t)y, (int8_t)typ);
+            k++;
+        } else if (typ == 8) {
+            uint32_t raw = w & 0x0FFFFFFF;
+            if (high >= 0 && raw < raw_high) wraps++;
+            raw_high = raw;
+            high = ((int64_t)raw + (wraps << 28)) << 6;
+        } else if (typ != 10 && typ != 14 && typ != 15) {
+            return FAIL_WORD;
+        }
+    }
+    meta[0] = xmax;
+    meta[1] = ymax;
+    return k;
+}
+
+/* Prophesee EVT 3.0: little-endian 16-bit words from `start`, type in bits 15-12, a
+ * state machine: ADDR_Y (0) sets y; ADDR_X (2) emits one event; VECT_BASE_X (3) sets
+ * the vector base x and polarity; VECT_12 (4) / VECT_8 (5) emit one event per set mask
+ * bit at base + bit and advance the base by 12 / 8; TIME_LOW (6) / TIME_HIGH (8) set
+ * the 12-bit halves of the time base (a TIME_HIGH decrease counts one wrap); 7, 10, 14,
+ * 15 are skipped; other types fail. Events before the first y / TIME_HIGH (and, for
+ * vectors, base) are dropped. `cap` bounds the events written (12 per word at most). */
+int64_t sf_evt3(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
+                int64_t height, uint8_t *out, int64_t cap, int64_t *meta) {
+    if (start < 0 || start > len) return FAIL_ARGS;
+    if ((len - start) % 2) return FAIL_TRUNCATED;
+    int64_t n = (len - start) / 2, k = 0, last = INT64_MIN, wraps = 0, low = 0;
+    int64_t base = 0;
+    int has_y = 0, has_high = 0, has_base = 0;
+    uint32_t y = 0, vpol = 0, high_raw = 0;
+    int64_t tbase = 0; /* (unwrapped high) << 12 */
+    int64_t xmax = -1, ymax = -1;
+    const int64_t w_lim = width >= 0 ? width : 65536, h_lim = height >= 0 ? height : 65536;
+    const uint8_t *e = buf + start;
+    for (int64_t i = 0; i < n; i++, e += 2) {
+        uint32_t word = (uint32_t)e[0] | (uint32_t)e[1] << 8, typ = word >> 12,
+                 val = word & 0xFFF;
+        switch (typ) {
+        case 0:
+            y = val & 0x7FF;
+            has_y = 1;
+            break;
+        case 2:
+            if (has_y && has_high) {
+                int64_t x = val & 0x7FF, t = tbase | low;
+                if (x >= w_lim || (int64_t)y >= h_lim) return FAIL_SENSOR;
+                if (t < last) return FAIL_TIME;
+                if (k >= cap) return FAIL_CAPACITY;
+                last = t;
+                if (x > xmax) xmax = x;
+                if ((int64_t)y > ymax) ymax = y;
+                put_event(out + EV_SIZE * k, t, (uint16_t)x, (uint16_t)y, (int8_t)(val >> 11));
+                k++;
+            }
+            break;
+        case 3:
+            base = val & 0x7FF;
+            vpol = val >> 11;
+            has_base = 1;
+            break;
+        case 4:
+        case 5: {
+            uint32_t mask = typ == 4 ? val : (val & 0xFF);
+            if (has_y && has_high && has_base && mask) {
+                int64_t t = tbase | low;
+                if (t < last) return FAIL_TIME;
+                if ((int64_t)y >= h_lim) return FAIL_SENSOR;
+                last = t;
+                for (int b = 0; b < 12; b++) {
+                    if (!(mask >> b & 1)) continue;
+                    int64_t x = base + b;
+                    if (x >= w_lim) return FAIL_SENSOR;
+                    if (k >= cap) return FAIL_CAPACITY;
+                    if (x > xmax) xmax = x;
+                    put_event(out + EV_SIZE * k, t, (uint16_t)x, (uint16_t)y, (int8_t)vpol);
+                    k++;
+                }
+                if ((int64_t)y > ymax) ymax = y;
+            }
+            base += typ == 4 ? 12 : 8;
+            if (base > ((int64_t)1 << 40)) base = (int64_t)1 << 40; /* any x past it fails */
+            break;
+        }
+        case 6:
+            low = val;
+            break;
+        case 8:
+            if (has_high && val < high_raw) wraps++;
+            high_raw = val;
+            has_high = 1;
+            tbase = ((int64_t)val + (wraps << 12)) << 12;
+            break;
+        case 7:
+        case 10:
+        case 14:
+        case 15:
+            break;
+        default:
+            return FAIL_WORD;
+        }
+    }
+    meta[0] = xmax;
+    meta[1] = ymax;
+    return k;
+}

@@ -1,6 +1,7 @@
 """The decoder choice: compiled C fast paths (``_decoders.c``) or the numpy readers.
 
-The hot loops of the ATIS ``.bin`` (N-MNIST), AEDAT 3.x and AEDAT 1.0/2.0 decoders
+The hot loops of the ATIS ``.bin`` (N-MNIST), AEDAT 3.x, AEDAT 1.0/2.0 and Prophesee
+EVT 2.0/3.0 decoders
 exist twice: as whole-array numpy code (the reference, which also locates and names
 every problem in a bad file) and as one hand-written C file compiled at first use with
 the system C compiler and cached like the fused neuron kernels
@@ -38,6 +39,8 @@ _SIGNATURES = {
     "sf_atis_bin": [_P, _I, _I, _I, _P, _I, _P],
     "sf_aedat31": [_P, _I, _P, _P, _P, _I, _I, _I, _P, _I, _P],
     "sf_aedat2": [_P, _I, _I, _I, _I, _I, _I, _P, _I, _P],
+    "sf_evt2": [_P, _I, _I, _I, _I, _P, _I, _P],
+    "sf_evt3": [_P, _I, _I, _I, _I, _P, _I, _P],
 }
 
 _choice: str | None = None  # None: SPIKEFLOW_DECODER, else "auto"
@@ -146,10 +149,11 @@ def new_events(n: int) -> tuple[np.ndarray, int, Any]:
 
 
 def trimmed(out: np.ndarray, k: int) -> np.ndarray:
-    """The first ``k`` events of ``out`` as their own array (a byte copy: numpy copies a
-    packed structured array field by field)."""
-    if k == len(out):
-        return out
+    """The first ``k`` events of ``out``: a view when that keeps at least a third of it
+    (copying megabytes costs more than the unused tail, whose pages were never touched),
+    else a byte copy (numpy copies a packed structured array field by field)."""
+    if 3 * k >= len(out):
+        return out[:k]
     return out[:k].view(np.uint8).copy().view(EVENT_DTYPE)
 
 

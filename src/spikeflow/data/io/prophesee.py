@@ -50,6 +50,7 @@ from spikeflow.data.io._common import (
     source_name,
     split_header_lines,
 )
+from spikeflow.data.io._native import compiled, new_events, trimmed
 
 __all__ = [
     "PROPHESEE_PLUGIN_SENSORS",
@@ -179,6 +180,29 @@ def _check_encoding(fields: dict[str, str], want: str, path: PathArg) -> None:
         raise format_error(path, 0, f"the header says the encoding is {enc!r}, not {want!r}")
 
 
+def _decode_c(
+    name: str, data: bytes, start: int, size: int, guess: int, sensor: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The compiled EVT decoder ``name`` (``_decoders.c``), or ``None`` to take the numpy
+    path. Room for ``guess`` events per word first (EVT 3.0 vectors hold up to 12: on
+    running out, once more with room for 12)."""
+    lib = compiled()
+    if lib is None or (len(data) - start) % size or (sensor is not None and min(sensor) < 0):
+        return None
+    n = (len(data) - start) // size
+    width, height = sensor if sensor is not None else (-1, -1)
+    for per_word in (guess, 12):
+        out, ptr, meta = new_events(per_word * n)
+        k = getattr(lib, name)(data, len(data), start, width, height, ptr, per_word * n, meta)
+        if k != -5:  # FAIL_CAPACITY
+            break
+    if k < 0:
+        return None
+    if sensor is None:
+        width, height = meta[0] + 1, meta[1] + 1
+    return trimmed(out, k), (width, height)
+
+
 _EVT2_ALLOWED = np.uint32(sum(1 << k for k in _EVT2_TYPES))
 
 
@@ -236,6 +260,9 @@ def decode_evt2(
     data = as_bytes(raw)
     fields, start = parse_prophesee_header(data, path)
     _check_encoding(fields, "evt2", path)
+    c = _decode_c("sf_evt2", data, start, 4, 1, sensor_size or _sensor_from_header(fields))
+    if c is not None:
+        return EventRecording(c[0], (*c[1], 2), source_name(path))
     w = _words(data, start, "<u4", path)
     fast = decode_in_chunks(w.size, _Evt2Chunks(w), sensor_size or _sensor_from_header(fields))
     if fast is not None:
@@ -293,6 +320,9 @@ def decode_evt3(
     data = as_bytes(raw)
     fields, start = parse_prophesee_header(data, path)
     _check_encoding(fields, "evt3", path)
+    c = _decode_c("sf_evt3", data, start, 2, 2, sensor_size or _sensor_from_header(fields))
+    if c is not None:
+        return EventRecording(c[0], (*c[1], 2), source_name(path))
     w = _words(data, start, "<u2", path)
     typ = w >> 12
     _check_types(typ, _EVT3_TYPES, start, 2, path)
