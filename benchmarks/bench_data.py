@@ -24,6 +24,10 @@ Two parts, in one process, single-threaded numpy everywhere (``torch.set_num_thr
    so its body is run as written; Tonic's DAVIS reader is run with the DAVIS240 sizes
    and a filter that drops the APS/IMU words it would otherwise return as events.
 
+spikeflow runs with its default decoder setting (``"auto"``: the compiled C decoders of
+``spikeflow/data/io/_decoders.c`` when a C compiler is available); the same readers with
+``set_decoder("numpy")`` are timed alongside (column ``numpy-decoder ms``).
+
 Every timing is the best of ``--repeats`` runs after one warm-up, spikeflow and its peers
 timed in turn within each repeat so that load from other processes hits them alike (files
 stay in the page cache: this measures decoding, not the disk). Each spikeflow/peer pair
@@ -59,6 +63,7 @@ from _common import _version, describe_machine, fmt_ratio, print_table
 
 from spikeflow.data.frames import to_frames
 from spikeflow.data.io import (
+    get_decoder,
     read_aedat2,
     read_aedat4,
     read_aedat31,
@@ -67,7 +72,9 @@ from spikeflow.data.io import (
     read_dat,
     read_evt2,
     read_evt3,
+    use_decoder,
 )
+from spikeflow.data.io._native import compiled
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 T = 10
@@ -200,6 +207,16 @@ def check_sj_nmnist(files: list[Path], sj) -> str:
     )
 
 
+def with_numpy_decoder(fn: Callable) -> Callable:
+    """``fn`` run with the numpy decoders (the rows' "numpy ms" column)."""
+
+    def run(*args):
+        with use_decoder("numpy"):
+            return fn(*args)
+
+    return run
+
+
 def nmnist(files: list[Path], tonic, sj, repeats: int) -> list[dict]:
     n_events = sum(len(read_atis_bin(f)) for f in files)
     tasks: list[tuple[str, Callable[[Path], object], dict[str, Callable[[Path], object]]]] = []
@@ -226,15 +243,16 @@ def nmnist(files: list[Path], tonic, sj, repeats: int) -> list[dict]:
     rows = []
     for name, ours, peers in tasks:
         what = f"N-MNIST {len(files)} files: {name}"
-        t_ours, *t_peers = best_interleaved(
-            [each(files, ours), *(each(files, fn) for fn in peers.values())], repeats
-        )
+        t_ours, t_np, *t_peers = best_interleaved(
+            [each(files, ours), each(files, with_numpy_decoder(ours)),
+             *(each(files, fn) for fn in peers.values())], repeats,
+        )  # fmt: skip
         if not peers:
             rows.append({"what": what, "events": n_events, "spikeflow_s": t_ours,
-                         "peer": None, "peer_s": None})  # fmt: skip
+                         "numpy_s": t_np, "peer": None, "peer_s": None})  # fmt: skip
         for peer, t_peer in zip(peers, t_peers):
             rows.append({"what": what, "events": n_events, "spikeflow_s": t_ours,
-                         "peer": peer, "peer_s": t_peer})  # fmt: skip
+                         "numpy_s": t_np, "peer": peer, "peer_s": t_peer})  # fmt: skip
     return rows
 
 
@@ -359,18 +377,22 @@ def large_files(tonic, tmp: Path, repeats: int) -> list[dict]:
             continue
         n = len(ours(path))
         t_peer, check = None, note or "peer unavailable"
+        slow = with_numpy_decoder(ours)
         if peer is None:
-            (t_ours,) = best_interleaved([lambda f=ours, p=path: f(p)], repeats)
-        else:
-            t_ours, t_peer = best_interleaved(
-                [lambda f=ours, p=path: f(p), lambda f=peer, p=path: f(p)], repeats
+            t_ours, t_np = best_interleaved(
+                [lambda f=ours, p=path: f(p), lambda f=slow, p=path: f(p)], repeats
             )
+        else:
+            t_ours, t_np, t_peer = best_interleaved(
+                [lambda f=ours, p=path: f(p), lambda f=slow, p=path: f(p),
+                 lambda f=peer, p=path: f(p)], repeats,
+            )  # fmt: skip
             check = compare(ours(path).events, peer(path), mapping)
             if note and check != "same events":
                 check = f"{check}: {note}"
             elif note:
                 check = note
-        rows.append({"what": name, "events": n, "spikeflow_s": t_ours,
+        rows.append({"what": name, "events": n, "spikeflow_s": t_ours, "numpy_s": t_np,
                      "peer": peer_name if peer else None, "peer_s": t_peer,
                      "check": check})  # fmt: skip
     return rows
@@ -386,11 +408,23 @@ def report(rows: list[dict]) -> None:
         peer = r["events"] / r["peer_s"] / 1e6 if r["peer_s"] else None
         table.append([
             r["what"], f"{r['events']:,}", f"{r['spikeflow_s'] * 1e3:.2f}", f"{ours:.1f}",
-            r["peer"] or "-", f"{r['peer_s'] * 1e3:.2f}" if r["peer_s"] else "-",
+            f"{r['numpy_s'] * 1e3:.2f}", r["peer"] or "-",
+            f"{r['peer_s'] * 1e3:.2f}" if r["peer_s"] else "-",
             f"{peer:.1f}" if peer else "-", fmt_ratio(r["peer_s"], r["spikeflow_s"]),
         ])  # fmt: skip
     print_table(
-        ["what", "events", "spikeflow ms", "Mev/s", "peer", "peer ms", "Mev/s", "speed-up"], table
+        [
+            "what",
+            "events",
+            "spikeflow ms",
+            "Mev/s",
+            "numpy-decoder ms",
+            "peer",
+            "peer ms",
+            "Mev/s",
+            "speed-up",
+        ],
+        table,
     )
     for r in rows:
         if r.get("check"):
@@ -415,6 +449,11 @@ def main() -> None:
     print(f"peers: tonic {_version('tonic')}, spikingjelly {_version('spikingjelly')}, "
           f"expelliarmus {_version('expelliarmus')}, aedat {_version('aedat')}; "
           f"numpy {np.__version__}")  # fmt: skip
+    active = "compiled C" if compiled() is not None else "numpy"
+    print(
+        f"spikeflow decoder: {get_decoder()!r} -> {active} (the 'numpy-decoder ms' column: "
+        "the same readers with set_decoder('numpy'))"
+    )
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}\n")
     tonic, sj = load_tonic(), load_spikingjelly()
     files = sorted((args.data / "nmnist-small").glob("*/*/*.bin"))
