@@ -18,7 +18,8 @@ def _seed() -> None:
 @pytest.fixture(scope="module", params=["numpy", "c"])
 def decoder(request):
     """Run a module's tests once with each event-file decoder (numpy, compiled C); the
-    environment variable carries the choice into worker processes too."""
+    environment variable carries the choice into worker processes too (read there at
+    their first decode)."""
     import os
 
     from spikeflow._cbuild import CompilerNotFoundError

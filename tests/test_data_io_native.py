@@ -221,14 +221,18 @@ def test_decoder_setting(monkeypatch):
         with use_decoder("c"):
             assert _native.compiled() is not None
         assert get_decoder() == "numpy"
+    monkeypatch.setattr(_native, "_choice", None)
+    for value, want in (("numpy", "numpy"), (" C ", "c"), ("", "auto")):
+        monkeypatch.setenv("SPIKEFLOW_DECODER", value)
+        monkeypatch.delitem(_native._state, "env", raising=False)  # read once per process
+        assert get_decoder() == want
+        assert (_native.compiled() is None) == (want == "numpy")
     monkeypatch.setenv("SPIKEFLOW_DECODER", "numpy")
-    old, _native._choice = _native._choice, None
-    try:
-        assert get_decoder() == "numpy" and _native.compiled() is None
-        monkeypatch.setenv("SPIKEFLOW_DECODER", "c")
-        assert _native.compiled() is not None
-    finally:
-        _native._choice = old
+    assert get_decoder() == "auto"  # already read
+    monkeypatch.setenv("SPIKEFLOW_DECODER", "fast")
+    monkeypatch.delitem(_native._state, "env")
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        get_decoder()
 
 
 def test_missing_compiler(monkeypatch, tmp_path):
