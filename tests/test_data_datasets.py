@@ -19,6 +19,41 @@ from spikeflow.data.transforms import Compose, Denoise, RandomFlipLR, RandomHori
 from spikeflow.errors import ConfigurationError, DataFormatError
 from test_data_datasets_helpers import http_server
 
+# Number of classes of each dataset, as its publication states it.
+PUBLISHED_CLASS_COUNTS = {
+    "ASLDVS": 24, "CIFAR10DVS": 10, "DVS128Gesture": 11, "DVSLip": 100, "ESImageNet": 1000,
+    "HARDVS": 300, "NAVGesture": 6, "NCARS": 2, "NCaltech101": 101, "NMNIST": 10,
+    "POKERDVS": 4, "SHD": 20, "SSC": 35,
+}  # fmt: skip
+
+
+def test_every_dataset_class_names_its_classes_before_reading_files():
+    """``cls.classes`` (index = label) exists on the class itself, so the number of
+    classes is known without a root (the trainer reads ``len(cls.classes)``)."""
+    import spikeflow.data.datasets as module
+    from spikeflow.data.datasets import NeuromorphicDataset
+
+    found = {
+        name: cls
+        for name in module.__all__
+        if isinstance(cls := getattr(module, name), type)
+        and issubclass(cls, NeuromorphicDataset)
+        and cls is not NeuromorphicDataset
+    }
+    assert set(found) == set(PUBLISHED_CLASS_COUNTS)
+    for name, cls in found.items():
+        names = vars(cls).get("classes", getattr(cls, "classes", None))
+        assert isinstance(names, tuple), name
+        assert all(isinstance(c, str) and c for c in names), name
+        assert len(set(names)) == len(names) == PUBLISHED_CLASS_COUNTS[name], name
+        assert getattr(cls, "num_classes", len(names)) == len(names), name
+
+
+def test_nmnist_class_names_are_the_folder_names(nmnist_root):
+    ds = NMNIST(nmnist_root, train=False)
+    assert NMNIST.classes == tuple("0123456789")
+    assert all(ds.classes[label] == path.parent.name for path, label in ds.samples)
+
 
 @pytest.fixture(scope="module")
 def nmnist_root():

@@ -28,15 +28,17 @@ from test_data_datasets_helpers import http_server
 h5py = pytest.importorskip("h5py")
 
 
-def write_spiking_audio(path, samples, labels, keys=()):
-    """The SHD/SSC HDF5 layout: ragged float times (s) and uint16 units per sample."""
+def write_spiking_audio(path, samples, labels, keys):
+    """The SHD/SSC HDF5 layout: ragged float times (s) and uint16 units per sample, the
+    label names in ``extra/keys`` (fixed-length byte strings, as h5py stores them)."""
     with h5py.File(path, "w") as f:
         times = f.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype("f4"))
         units = f.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype("u2"))
         for i, (t, u) in enumerate(samples):
             times[i], units[i] = t, u
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
-        f.create_dataset("extra/keys", data=np.array(keys or [b"k"], dtype="S8"))
+        if keys is not None:
+            f.create_dataset("extra/keys", data=np.array([k.encode() for k in keys], dtype="S"))
         f.create_dataset("extra/speaker", data=np.zeros(len(samples), dtype=np.uint16))
 
 
@@ -57,7 +59,7 @@ def shd_root(tmp_path):
     data = {}
     for split, n in (("train", 7), ("test", 4)):
         samples, labels = audio_samples(rng, n, 20)
-        write_spiking_audio(root / f"shd_{split}.h5", samples, labels)
+        write_spiking_audio(root / f"shd_{split}.h5", samples, labels, SHD.classes)
         data[split] = (samples, labels)
     return root, data
 
@@ -131,7 +133,7 @@ def test_shd_ssc_download_missing_and_bad_archive(shd_root, tmp_path, monkeypatc
     ssc = tmp_path / "ssc"
     ssc.mkdir()
     for split, n in (("train", 3), ("valid", 2), ("test", 5)):
-        write_spiking_audio(ssc / f"ssc_{split}.h5", *audio_samples(rng, n, 35))
+        write_spiking_audio(ssc / f"ssc_{split}.h5", *audio_samples(rng, n, 35), SSC.classes)
     assert [len(SSC(ssc, split=s)) for s in ("train", "valid", "test")] == [3, 2, 5]
     valid = SSC(ssc, split="valid")
     with SpikingAudioFile(ssc / "ssc_valid.h5") as f:
@@ -139,9 +141,41 @@ def test_shd_ssc_download_missing_and_bad_archive(shd_root, tmp_path, monkeypatc
     with pytest.raises(ConfigurationError, match="split"):
         SSC(ssc, split="val")
     bad_labels = np.array([0, 35])
-    write_spiking_audio(ssc / "ssc_test.h5", audio_samples(rng, 2, 35)[0], bad_labels)
+    write_spiking_audio(ssc / "ssc_test.h5", audio_samples(rng, 2, 35)[0], bad_labels, None)
     with pytest.raises(DataFormatError, match="labels outside 0-34"):
         SSC(ssc, split="test")
+
+
+def test_shd_ssc_class_names_from_extra_keys(tmp_path):
+    rng = np.random.default_rng(5)
+    assert SHD.classes[:3] == ("zero", "one", "two") and SHD.classes[10] == "null"
+    assert SHD.classes[19] == "neun" and len(SHD.classes) == SHD.num_classes == 20
+    assert SSC.classes[0] == "backward" and SSC.classes[-1] == "zero"
+    assert list(SSC.classes) == sorted(SSC.classes) and len(set(SSC.classes)) == 35
+    # An instance takes the names from its file's extra/keys (here: other spellings).
+    keys = [f"digit-{k}" for k in range(20)]
+    root = tmp_path / "keys"
+    root.mkdir()
+    write_spiking_audio(root / "shd_train.h5", *audio_samples(rng, 3, 20), keys)
+    ds = SHD(root)
+    assert ds.classes == tuple(keys) and SHD.classes[0] == "zero"
+    assert ds.classes[ds.targets[0]] == f"digit-{ds.targets[0]}"
+    with SpikingAudioFile(root / "shd_train.h5") as f:
+        assert f.label_names == tuple(keys)
+    # No extra/keys: the documented names.
+    write_spiking_audio(root / "shd_test.h5", *audio_samples(rng, 3, 20), None)
+    assert SHD(root, split="test").classes == SHD.classes
+    # A file whose extra/keys does not name the classes is refused, naming the file.
+    write_spiking_audio(root / "shd_train.h5", *audio_samples(rng, 3, 20), keys[:19])
+    with pytest.raises(DataFormatError, match=r"shd_train\.h5: extra/keys holds 19 label names"):
+        SHD(root)
+    write_spiking_audio(root / "shd_train.h5", *audio_samples(rng, 3, 20), ["a"] * 20)
+    with pytest.raises(DataFormatError, match="1 distinct"):
+        SHD(root)
+    with h5py.File(root / "shd_test.h5", "a") as f:
+        f.create_dataset("extra/keys", data=np.zeros((2, 20)))
+    with pytest.raises(DataFormatError, match="extra/keys is not a 1-D array of strings"):
+        SHD(root, split="test")
 
 
 # -- DVS-Lip, ES-ImageNet, HARDVS --------------------------------------------------------
@@ -162,20 +196,22 @@ def lip_events(rng, n):
 def test_dvslip(tmp_path):
     rng = np.random.default_rng(2)
     root = tmp_path / "lip"
-    words = sorted(f"word{k:02d}" for k in range(100))
+    words = list(DVSLip.classes)
     for split in ("train", "test"):
         for w in words:
             (root / "DVS-Lip" / split / w).mkdir(parents=True)
-    for w, n in (("word00", 2), ("word42", 1), ("word99", 3)):
+    for w, n in ((words[0], 2), (words[42], 1), (words[99], 3)):
         for i in range(n):
             np.save(root / "DVS-Lip" / "train" / w / f"{i}.npy", lip_events(rng, 50))
-    np.save(root / "DVS-Lip" / "test" / "word07" / "0.npy", lip_events(rng, 20))
+    np.save(root / "DVS-Lip" / "test" / words[7] / "0.npy", lip_events(rng, 20))
     train, test = DVSLip(root), DVSLip(root, train=False)
     assert train.targets == [0, 0, 42, 99, 99, 99] and test.targets == [7]
     for i, (path, _) in enumerate(train.samples):
         np.testing.assert_array_equal(train[i][0].events, read_dvs_lip(path).events)
         raw = np.load(path)
         np.testing.assert_array_equal(train[i][0].events["x"], raw["x"])
+    assert train.classes[42] == "heavy" and len(DVSLip.classes) == DVSLip.num_classes
+    assert [train.classes[k] for k in train.targets[:3]] == ["accused", "accused", words[42]]
     frames, _ = DVSLip(root, data_type="frame", frames_number=4)[5]
     assert frames.shape == (4, 2, 128, 128) and frames.sum().item() == 50
     with pytest.raises(DatasetNotFoundError) as info:
@@ -187,6 +223,9 @@ def test_dvslip(tmp_path):
     (tmp_path / "bad" / "DVS-Lip.zip").write_bytes(b"PK")
     with pytest.raises(DataFormatError, match="MD5"):
         DVSLip(tmp_path / "bad")
+    (root / "DVS-Lip" / "test" / "syria").rename(root / "DVS-Lip" / "test" / "Syria")
+    with pytest.raises(DataFormatError, match=r"missing \['syria'\], unexpected \['Syria'\]"):
+        DVSLip(root, train=False)
 
 
 def es_sample(path, rng, n=30):
@@ -209,6 +248,8 @@ def test_es_imagenet(tmp_path):
     (base / "vallabel.txt").write_text("v1.npz 7 100 120\nv2.npz 10 90 80\n")
     train, val = ESImageNet(tmp_path / "es"), ESImageNet(tmp_path / "es", train=False)
     assert train.targets == [0, 0, 7, 7, 10, 10] and val.targets == [7, 10]
+    assert [train.classes[k] for k in (0, 7, 10)] == ["class0", "class7", "class10"]
+    assert len(ESImageNet.classes) == ESImageNet.num_classes == 1000
     rec = val[1][0]
     np.testing.assert_array_equal(rec.events, read_es_imagenet(base / "val" / "v2.npz").events)
     raw = np.load(base / "val" / "v2.npz")
@@ -216,6 +257,12 @@ def test_es_imagenet(tmp_path):
     frames, _ = ESImageNet(tmp_path / "es", data_type="frame", frames_number=8,
                            split_by="time")[0]  # fmt: skip
     assert frames.shape == (8, 2, 256, 256) and frames.sum().item() == 60
+    (base / "vallabel.txt").write_text("v1.npz 7 100 120\nv2.npz 1000 90 80\n")
+    with pytest.raises(DataFormatError, match=r"vallabel\.txt: line 2: label 1000 is outside"):
+        ESImageNet(tmp_path / "es", train=False)
+    (base / "train" / "class1000").mkdir()
+    with pytest.raises(DataFormatError, match="class1000: class folder number 1000"):
+        ESImageNet(tmp_path / "es")
     (base / "vallabel.txt").write_text("v1.npz seven\n")
     with pytest.raises(DataFormatError, match="line 1"):
         ESImageNet(tmp_path / "es", train=False)
@@ -240,6 +287,8 @@ def test_hardvs(tmp_path):
     train, val = HARDVS(root), HARDVS(root, split="val")
     test = HARDVS(root, train=False)
     assert train.targets == [0, 0, 299] and val.targets == [1] and test.targets == [149, 0]
+    assert [test.classes[k] for k in test.targets] == ["action_150", "action_001"]
+    assert len(HARDVS.classes) == HARDVS.num_classes == 300
     np.testing.assert_array_equal(
         test[0][0].events, read_hardvs(root / "action_150" / "e.npz").events
     )

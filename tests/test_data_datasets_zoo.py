@@ -70,10 +70,9 @@ def assert_same_events(rec, t, x, y, p):
 def caltech_root(tmp_path):
     src = require_shared_data("event-files", "nmnist-bin", "sample_nmnist.bin")
     folder = tmp_path / "nc" / "Caltech101"
-    names = ["BACKGROUND_Google", "Faces_easy"] + [f"class_{k:03d}" for k in range(99)]
-    for name in names:
+    for name in NCaltech101.classes:
         (folder / name).mkdir(parents=True)
-    for name, count in (("Faces_easy", 3), ("class_005", 2), ("class_098", 1)):
+    for name, count in (("Faces_easy", 3), ("accordion", 2), ("yin_yang", 1)):
         for i in range(count):
             shutil.copyfile(src, folder / name / f"image_{i + 1:04d}.bin")
     return tmp_path / "nc", src
@@ -83,15 +82,16 @@ def test_ncaltech101_layout_labels_events_and_split(caltech_root):
     root, src = caltech_root
     ds = NCaltech101(root)
     assert ds.split == "all" and len(ds) == 6
-    assert ds.targets == [1, 1, 1, 7, 7, 100]  # sorted folder names, case-sensitive
-    assert ds.classes[0] == "BACKGROUND_Google" and len(ds.classes) == 101
+    assert ds.targets == [1, 1, 1, 4, 4, 100]  # sorted folder names, case-sensitive
+    assert ds.classes[0] == "BACKGROUND_Google" and len(NCaltech101.classes) == 101
+    assert [ds.classes[k] for k in (1, 4, 100)] == ["Faces_easy", "accordion", "yin_yang"]
     rec, label = ds[3]
     ref = read_atis_bin(src, (240, 180))
-    assert label == 7 and rec.sensor_size == (240, 180, 2)
+    assert label == 4 and rec.sensor_size == (240, 180, 2)
     np.testing.assert_array_equal(rec.events, ref.events)
     train = NCaltech101(root, train=True, train_ratio=0.5)
     test = NCaltech101(root, train=False, train_ratio=0.5)
-    assert train.targets == [1, 1, 7, 100] and test.targets == [1, 7]  # ceil(n / 2) train
+    assert train.targets == [1, 1, 4, 100] and test.targets == [1, 4]  # ceil(n / 2) train
     assert {p for p, _ in train.samples} | {p for p, _ in test.samples} == {
         p for p, _ in ds.samples
     }
@@ -106,10 +106,16 @@ def test_ncaltech101_missing_incomplete_and_download(caltech_root, tmp_path, mon
     assert str(tmp_path / "none" / "Caltech101") in msg and "data.mendeley.com" in msg
     assert "download=True" in msg
     root, _ = caltech_root
-    shutil.rmtree(root / "Caltech101" / "class_050")
-    with pytest.raises(DataFormatError, match="expected 101 class folders, found 100"):
+    shutil.rmtree(root / "Caltech101" / "pizza")
+    with pytest.raises(
+        DataFormatError,
+        match=r"101 official N-Caltech101 class folders, found 100; missing \['pizza'\]",
+    ):
         NCaltech101(root)
-    (root / "Caltech101" / "class_050").mkdir()
+    (root / "Caltech101" / "Pizza").mkdir()  # a renamed folder would shift every label
+    with pytest.raises(DataFormatError, match=r"unexpected \['Pizza'\]"):
+        NCaltech101(root)
+    (root / "Caltech101" / "Pizza").rename(root / "Caltech101" / "pizza")
     archive = zip_tree(tmp_path / "Caltech101.zip", root, sorted(root.rglob("*")))
     body = archive.read_bytes()
     with http_server({"/nc.zip": body}) as (base, log):

@@ -12,7 +12,13 @@ from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.download import check_integrity, download_url, extract_archive
 from spikeflow.errors import DataFormatError
 
-__all__ = ["Archive", "class_folder_samples", "prepare_root", "subset_by_ratio"]
+__all__ = [
+    "Archive",
+    "check_class_folders",
+    "class_folder_samples",
+    "prepare_root",
+    "subset_by_ratio",
+]
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,27 @@ def prepare_root(
             f"{title}: extracted {', '.join(a.name for a in archives)} into {root} but {target} "
             f"did not appear. Expected layout: {layout}"
         )
+
+
+def check_class_folders(folder: Path, official: Sequence[str], what: str) -> tuple[str, ...]:
+    """The sorted names of the sub-folders of ``folder``, checked against ``official``
+    (the dataset's class names; labels are indices in sorted order).
+
+    Raises:
+        DataFormatError: the folder names differ from ``official``; the message names
+            ``folder`` and the missing and unexpected names.
+    """
+    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    if found != tuple(sorted(official)):
+        missing = sorted(set(official) - set(found))
+        extra = sorted(set(found) - set(official))
+        raise DataFormatError(
+            f"{folder}: expected the {len(official)} official {what} folders, found "
+            f"{len(found)}; missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}. The extraction is "
+            "incomplete or this is not the official release"
+        )
+    return found
 
 
 def class_folder_samples(

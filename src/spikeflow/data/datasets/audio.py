@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow.data.datasets._common import Archive, prepare_root
+from spikeflow.data.datasets._names import SHD_CLASSES, SSC_CLASSES
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.hdf5_audio import SpikingAudioFile
@@ -28,6 +29,10 @@ class _SpikingAudio(NeuromorphicDataset):
     channels = 700
     prefix: ClassVar[str]
     title: ClassVar[str]
+    num_classes: ClassVar[int]
+    # ``classes`` (index = label): the class attribute is the documented list; an
+    # instance takes the names from its file's ``extra/keys`` (which must hold
+    # ``num_classes`` distinct names) when the file has them.
     splits: ClassVar[tuple[str, ...]]
     #: archive name -> MD5, as listed by Tonic's SHD / SSC (zips on zenkelab.org).
     md5s: ClassVar[dict[str, str]]
@@ -71,6 +76,15 @@ class _SpikingAudio(NeuromorphicDataset):
         )
         with SpikingAudioFile(self.h5_path, self.channels) as f:
             labels = f.labels
+            names = f.label_names
+        if names is not None:
+            if len(names) != self.num_classes or len(set(names)) != len(names):
+                raise DataFormatError(
+                    f"{self.h5_path}: extra/keys holds {len(names)} label names "
+                    f"({len(set(names))} distinct); {self.title} has {self.num_classes} "
+                    f"classes: {names[:5]}{'...' if len(names) > 5 else ''}"
+                )
+            self.classes = names
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise DataFormatError(
                 f"{self.h5_path}: labels outside 0-{self.num_classes - 1} "
@@ -117,7 +131,9 @@ class SHD(_SpikingAudio):
     Layout: ``root/shd_train.h5`` and ``root/shd_test.h5`` (``shd_<split>.h5.zip``
     extracted in ``root``); ``download=True`` fetches the zips from zenkelab.org (URL
     and MD5 of Tonic's ``SHD``). ``split`` is ``"train"`` or ``"test"``
-    (``train=`` is also accepted).
+    (``train=`` is also accepted). Labels: :attr:`classes`, 0-9 the English digits
+    ``"zero"``-``"nine"``, 10-19 the German ``"null"``-``"neun"``; an instance reads the
+    names from its file's ``extra/keys``.
 
     With ``data_type="event"`` a sample is an EventRecording with ``x`` = channel
     (0-699), ``y = p = 0`` and ``t`` in µs, ``sensor_size = (700, 1, 1)``. With
@@ -131,6 +147,7 @@ class SHD(_SpikingAudio):
     prefix = "shd"
     title = "SHD"
     num_classes = 20
+    classes = SHD_CLASSES
     splits = ("train", "test")
     md5s: ClassVar[dict[str, str]] = {
         "shd_train.h5.zip": "f3252aeb598ac776c1b526422d90eecb",
@@ -158,12 +175,15 @@ class SSC(_SpikingAudio):
 
     Layout: ``root/ssc_train.h5``, ``root/ssc_valid.h5``, ``root/ssc_test.h5``;
     ``split`` is ``"train"``, ``"valid"`` or ``"test"``; ``download=True`` fetches the
-    zips from zenkelab.org (URL and MD5 of Tonic's ``SSC``). Samples as in :class:`SHD`.
+    zips from zenkelab.org (URL and MD5 of Tonic's ``SSC``). Labels: :attr:`classes`, the
+    35 Speech Commands words in alphabetical order (an instance reads the names from its
+    file's ``extra/keys``). Samples as in :class:`SHD`.
     """
 
     prefix = "ssc"
     title = "SSC"
     num_classes = 35
+    classes = SSC_CLASSES
     splits = ("train", "valid", "test")
     md5s: ClassVar[dict[str, str]] = {
         "ssc_train.h5.zip": "d102be95e7144fcc0553d1f45ba94170",

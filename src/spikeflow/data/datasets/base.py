@@ -52,8 +52,9 @@ def _prepare(dataset: NeuromorphicDataset, index: int) -> bool:
 class NeuromorphicDataset(torch.utils.data.Dataset):
     """Base class: a list of ``(file, label)`` samples read by a format reader.
 
-    Subclasses set ``sensor_size`` and implement ``_find_samples()`` (the sorted list of
-    ``(path, label)`` of the split) and ``_read(path)`` (an EventRecording).
+    Subclasses set ``sensor_size`` and ``classes`` and implement ``_find_samples()``
+    (the sorted list of ``(path, label)`` of the split) and ``_read(path)`` (an
+    EventRecording).
 
     Args:
         root: the dataset directory.
@@ -77,6 +78,11 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
     """
 
     sensor_size: ClassVar[tuple[int, int, int]]
+    #: The class names, index = label. Every dataset defines the official list as a
+    #: class attribute (so ``len(cls.classes)`` is the number of classes before any
+    #: file is read); datasets that derive the names from the files (folder names, an
+    #: HDF5 ``extra/keys``) check them and set the instance attribute to what they read.
+    classes: ClassVar[tuple[str, ...]]
     #: Names of the attributes (constructor options such as CIFAR10-DVS's
     #: ``orientation``, or versions of derived data such as DVS128 Gesture's cut) that
     #: change a sample's events; :meth:`cache_namespace` includes their values. Every

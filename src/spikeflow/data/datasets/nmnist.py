@@ -48,7 +48,8 @@ class NMNIST(NeuromorphicDataset):
     """
 
     sensor_size = (34, 34, 2)
-    classes: ClassVar[tuple[int, ...]] = tuple(range(10))
+    #: The digit names ``"0"`` ... ``"9"`` (index = label), the official class folders.
+    classes: ClassVar[tuple[str, ...]] = tuple(str(d) for d in range(10))
     homepage = "https://www.garrickorchard.com/datasets/n-mnist"
     #: The official archive of each split folder (URLs and MD5s as Tonic lists them).
     archives: ClassVar[dict[str, Archive]] = {
@@ -90,8 +91,7 @@ class NMNIST(NeuromorphicDataset):
             homepage=self.homepage,
             layout=self.layout,
         )
-        names = tuple(str(label) for label in self.classes)
-        samples = class_folder_samples(folder, names, "*.bin", required=False)
+        samples = class_folder_samples(folder, self.classes, "*.bin", required=False)
         if not samples:
             raise DatasetNotFoundError(
                 f"N-MNIST: no samples in {folder}; expected {folder}/<label>/<id>.bin with "

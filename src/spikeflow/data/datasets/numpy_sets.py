@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root
+from spikeflow.data.datasets._common import (
+    Archive,
+    check_class_folders,
+    how_to_get,
+    prepare_root,
+)
+from spikeflow.data.datasets._names import DVSLIP_CLASSES, ES_IMAGENET_CLASSES, HARDVS_CLASSES
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.numpy_layouts import read_dvs_lip, read_es_imagenet, read_hardvs
@@ -23,13 +29,16 @@ class DVSLip(NeuromorphicDataset):
 
     Layout: ``root/DVS-Lip/{train,test}/<word>/<n>.npy`` (the official ``DVS-Lip.zip``
     extracted in ``root``; it is on Google Drive, which needs a manual download; MD5 of
-    Tonic's ``DVSLip``). Labels are the indices of the 100 word folders in sorted order
-    (:attr:`classes` after construction), as SpikingJelly's folder dataset numbers them.
+    Tonic's ``DVSLip``). Labels are the indices of the 100 word folders in sorted order,
+    as SpikingJelly's folder dataset numbers them: :attr:`classes` (``"accused"`` is label
+    0); other folder names are refused.
     Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
     """
 
     sensor_size = (128, 128, 2)
     num_classes = 100
+    #: The 100 words in sorted order (index = label), the release's folder names.
+    classes: ClassVar[tuple[str, ...]] = DVSLIP_CLASSES
     homepage = "https://sites.google.com/view/event-based-lipreading"
     archive = Archive("DVS-Lip.zip", "2dcb959255122d4cdeb6094ca282494b")
     layout = "<root>/DVS-Lip/{train,test}/<word>/<n>.npy (100 word folders)"
@@ -45,12 +54,7 @@ class DVSLip(NeuromorphicDataset):
             homepage=self.homepage,
             layout=self.layout,
         )
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        if len(classes) != self.num_classes:
-            raise DataFormatError(
-                f"{folder}: expected {self.num_classes} word folders, found {len(classes)}"
-            )
-        self.classes = tuple(classes)
+        classes = check_class_folders(folder, self.classes, "DVS-Lip word")
         samples = [
             (p, k) for k, c in enumerate(classes) for p in sorted((folder / c).glob("*.npy"))
         ]
@@ -78,7 +82,8 @@ class ESImageNet(NeuromorphicDataset):
 
     Layout: ``root/ES-imagenet-0.18/train/class<k>/<name>.npz`` (label ``k``),
     ``root/ES-imagenet-0.18/val/<name>.npz`` and ``root/ES-imagenet-0.18/vallabel.txt``
-    (lines ``<name> <k> ...``). ``train=False`` is the validation set. The release is a
+    (lines ``<name> <k> ...``), ``k`` in 0-999 (:attr:`classes` names them ``class<k>``;
+    ES-ImageNet publishes no other names). ``train=False`` is the validation set. The release is a
     multi-part RAR archive on Tsinghua Cloud (the parts and MD5s SpikingJelly lists),
     which spikeflow cannot extract: download and extract it yourself (unrar or 7-Zip).
     Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
@@ -86,6 +91,9 @@ class ESImageNet(NeuromorphicDataset):
 
     sensor_size = (256, 256, 2)
     num_classes = 1000
+    #: ``"class0"`` ... ``"class999"`` (index = label), the release's training folders;
+    #: ES-ImageNet publishes class numbers, not names.
+    classes: ClassVar[tuple[str, ...]] = ES_IMAGENET_CLASSES
     homepage = "https://cloud.tsinghua.edu.cn/d/94873ab4ec2a4eb497b3/"
     layout = (
         "<root>/ES-imagenet-0.18/{train/class<k>/<name>.npz, val/<name>.npz, vallabel.txt} "
@@ -109,6 +117,11 @@ class ESImageNet(NeuromorphicDataset):
             for d in folder.iterdir():
                 m = _ES_CLASS.fullmatch(d.name)
                 if d.is_dir() and m is not None:
+                    if int(m.group(1)) >= self.num_classes:
+                        raise DataFormatError(
+                            f"{d}: class folder number {m.group(1)} is outside 0-"
+                            f"{self.num_classes - 1} (expected class0 ... class999)"
+                        )
                     samples += [(p, int(m.group(1))) for p in d.glob("*.npz")]
             samples.sort(key=lambda s: (s[1], s[0].name))
         else:
@@ -125,6 +138,11 @@ class ESImageNet(NeuromorphicDataset):
                 if len(parts) < 2 or not parts[1].isdigit():
                     raise DataFormatError(
                         f"{labels}: line {lineno}: expected '<name> <label>', found {line!r}"
+                    )
+                if int(parts[1]) >= self.num_classes:
+                    raise DataFormatError(
+                        f"{labels}: line {lineno}: label {parts[1]} is outside 0-"
+                        f"{self.num_classes - 1}"
                     )
                 samples.append((folder / parts[0], int(parts[1])))
         if not samples:
@@ -154,6 +172,9 @@ class HARDVS(NeuromorphicDataset):
 
     sensor_size = (346, 260, 2)
     num_classes = 300
+    #: ``"action_001"`` ... ``"action_300"`` (index = label = ``nnn - 1``), the
+    #: release's class folders; HARDVS publishes class numbers, not names.
+    classes: ClassVar[tuple[str, ...]] = HARDVS_CLASSES
     homepage = "https://github.com/Event-AHU/HARDVS"
     archive = Archive("MINI_HARDVS_files.zip", "9c4cc0d9ba043faa17f6f1a9e9aff982")
     layout = "<root>/{action_<nnn>/<sample>.npz, train_label.txt, val_label.txt, test_label.txt}"

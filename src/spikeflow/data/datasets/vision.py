@@ -9,7 +9,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root, subset_by_ratio
+from spikeflow.data.datasets._common import (
+    Archive,
+    check_class_folders,
+    how_to_get,
+    prepare_root,
+    subset_by_ratio,
+)
+from spikeflow.data.datasets._names import NCALTECH101_CLASSES
 from spikeflow.data.datasets._split import RatioSplitDataset
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording, make_events
@@ -27,7 +34,8 @@ class NCaltech101(RatioSplitDataset):
 
     Layout: ``root/Caltech101/<class>/image_<nnnn>.bin`` (the official ``Caltech101.zip``
     extracted in ``root``). Labels are the indices of the class folders in sorted
-    (case-sensitive) order, as SpikingJelly's folder dataset numbers them. There is no
+    (case-sensitive) order, as SpikingJelly's folder dataset numbers them: :attr:`classes`
+    (``"BACKGROUND_Google"`` is label 0); other folder names are refused. There is no
     official split: ``train=None`` (default) yields all samples, ``train=True``/``False``
     the first ``ceil(0.9 n)`` / the rest of each class's sorted files (``train_ratio``).
     ``download=True`` fetches ``Caltech101.zip`` from Mendeley Data (the URL and MD5 of
@@ -38,6 +46,9 @@ class NCaltech101(RatioSplitDataset):
 
     sensor_size = (240, 180, 2)
     num_classes = 101
+    #: The 101 class folder names in sorted order (index = label); the folders found
+    #: under ``root`` must be exactly these.
+    classes: ClassVar[tuple[str, ...]] = NCALTECH101_CLASSES
     homepage = "https://www.garrickorchard.com/datasets/n-caltech101"
     archive = Archive(
         "Caltech101.zip",
@@ -58,13 +69,7 @@ class NCaltech101(RatioSplitDataset):
             homepage=self.homepage,
             layout=self.layout,
         )
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        if len(classes) != self.num_classes:
-            raise DataFormatError(
-                f"{folder}: expected {self.num_classes} class folders, found {len(classes)}; "
-                "the extraction is incomplete or this is not N-Caltech101"
-            )
-        self.classes = tuple(classes)
+        classes = check_class_folders(folder, self.classes, "N-Caltech101 class")
         samples = [
             (p, label)
             for label, name in enumerate(classes)

@@ -2,7 +2,8 @@
 
 Layout: ``spikes/times`` (one float array of spike times in seconds per sample, stored
 as variable-length rows), ``spikes/units`` (the matching channel of each spike, 0-699),
-``labels`` (one integer class per sample); the optional ``extra/`` group is ignored. A
+``labels`` (one integer class per sample); of the optional ``extra/`` group only
+``extra/keys`` (the label names, :attr:`SpikingAudioFile.label_names`) is read. A
 sample becomes an :class:`EventRecording` with ``x`` = unit, ``y`` = 0, ``p`` = 0 and
 ``t`` in microseconds (rounded to the nearest), sensor ``(700, 1, 1)``.
 
@@ -94,6 +95,36 @@ class SpikingAudioFile:
     def labels(self) -> np.ndarray:
         """Every sample's label (int64)."""
         return self._read(self._labels, "labels", slice(None)).astype(np.int64)
+
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """The label names of ``extra/keys`` (index = label), decoded as UTF-8; ``None``
+        when the file has no such dataset.
+
+        Raises:
+            DataFormatError: ``extra/keys`` exists but is not a 1-D array of strings.
+        """
+        if "extra/keys" not in self._file:
+            return None
+        raw = self._read(self._file["extra/keys"], "extra/keys", slice(None))
+        if raw.ndim != 1 or raw.dtype.kind not in "SUO":
+            raise format_error(
+                self.path, None, f"extra/keys is not a 1-D array of strings "
+                f"(shape {raw.shape}, dtype {raw.dtype})"
+            )  # fmt: skip
+        names = []
+        for i, key in enumerate(raw.tolist()):
+            if isinstance(key, bytes):
+                try:
+                    key = key.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise format_error(
+                        self.path, None, f"extra/keys[{i}] is not UTF-8: {key!r}"
+                    ) from None
+            if not isinstance(key, str):
+                raise format_error(self.path, None, f"extra/keys[{i}] is not a string: {key!r}")
+            names.append(key)
+        return tuple(names)
 
     def _read(self, dset, name: str, index):
         try:
