@@ -167,6 +167,84 @@ def test_aedat2_edge_cases_equal():
     assert_same(decode_aedat2, v1, "dvs128")
 
 
+JAER_HEADER_LINES = [
+    b"#!AER-DAT2.0\r\n",
+    b"# !AER-DAT2.0\r\n",  # not a version line: '!' must follow '#' directly
+    b"#!AER-DAT3.1\n",
+    b"# HardwareInterface: DAVIS FX2 84010032\r\n",
+    b"#HardwareInterface:x\n",
+    b"# \t\x0b\x0cAEChip: eu.seebetter.ini.chips.davis.DAVIS240C\r\n",
+    b"#\r AEChip:DVS128\n",
+    b"# the AEChip: is named later\n",  # not at the start of the line
+    b"## AEChip: Davis346\n",  # two '#': not a key line
+    b"#Start of Preferences for this AEChip\r\n",
+    b"#End of Preferences for this AEChip\r\n",
+    b"#End of Pref\n",
+    b"#AEChip:\n",
+    b"#\n",
+    b"#" + b"x" * 3000 + b"\n",
+    b"# <entry key='HardwareInterface:' value='AEChip:'/>\r\n",
+]
+
+
+def _python_header_scan(data: bytes):
+    from spikeflow.data.io import aedat2
+    from spikeflow.data.io._common import header_end
+
+    end = header_end(data, b"#", None)
+    return aedat2._key_lines(data, end), end
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_jaer_header_scan_equal(seed):
+    """The compiled scan of jAER's '#' header finds the same end and key lines as the
+    Python scan (regex + bytes.find); a truncated header or too many key lines make it
+    refuse, and then the Python scan reports."""
+    from spikeflow.data.io import aedat2
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(JAER_HEADER_LINES), int(rng.integers(0, 90)))
+    header = b"".join(JAER_HEADER_LINES[i] for i in picks)
+    tails = [b"", b"\x00\x01#AEChip: x\n", b"#AEChip: cut", b"#", b"x#AEChip:\n"]
+    for tail in tails:
+        data = header + tail
+        with use_decoder("c"):
+            fast = aedat2._key_lines_compiled(data)
+        try:
+            reference = _python_header_scan(data)
+        except DataFormatError:
+            assert fast is None  # truncated: the C scan refuses, Python names it
+            continue
+        n_keys = len(reference[0])
+        if n_keys > aedat2._MAX_KEY_LINES:
+            assert fast is None
+        else:
+            assert fast == reference, (seed, tail)
+        assert_same(decode_aedat2, data, "dvs128")
+
+
+def test_jaer_header_scan_real_headers_equal():
+    from spikeflow.data.io import aedat2
+
+    def parsed(decoder: str, data: bytes, name: str):
+        with use_decoder(decoder):
+            try:
+                return aedat2._parse_header(data, name, keep_lines=False)
+            except DataFormatError as exc:
+                return str(exc)
+
+    names = ("IMU_translBoxes.aedat", "header_test_128.aedat_test",
+             "header_test_240.aedat_test", "sample_aedat_header.aedat")  # fmt: skip
+    for name in names:
+        data = require_shared_data("event-files", "aedat2", name).read_bytes()
+        with use_decoder("c"):
+            fast = aedat2._key_lines_compiled(data)
+        assert fast == _python_header_scan(data) and len(fast[0]) >= 3, name
+        assert parsed("c", data, name) == parsed("numpy", data, name)
+    # sample_aedat_header.aedat is a header cut inside the preferences: same error
+    assert "never closed" in parsed("c", data, name)
+
+
 EVT2, EVT3 = b"% evt 2.0\n", b"% evt 3.0\n"
 
 
@@ -290,6 +368,8 @@ def test_valid_files_take_the_compiled_path(monkeypatch):
     monkeypatch.setattr(atis_bin, "_decode_fast", boom)
     monkeypatch.setattr(aedat31, "decode_in_chunks", boom)
     monkeypatch.setattr(aedat2, "decode_in_chunks", boom)
+    monkeypatch.setattr(aedat2, "header_end", boom)
+    monkeypatch.setattr(aedat2, "_key_lines", boom)
     monkeypatch.setattr(prophesee, "decode_in_chunks", boom)
     monkeypatch.setattr(prophesee, "_check_types", boom)
     events = [(polarity(i, i, i % 2), i) for i in range(20)]

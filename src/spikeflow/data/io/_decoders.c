@@ -101,6 +101,50 @@ int64_t sf_aedat31(const uint8_t *buf, int64_t len, const int64_t *bodies,
     return k;
 }
 
+/* jAER '#' text header (AEDAT 1.0/2.0): returns the offset of the first byte after the
+ * leading lines that start with '#' (each ends with '\n'), or FAIL_TRUNCATED when such a
+ * line runs to the end of the buffer. For the lines that name one of the keys below
+ * (the ones aedat2._KEYS lists, in that order: "!AER-DAT" right after the '#', the
+ * others after '#' and optional ASCII whitespace), found[2i] = the line's offset and
+ * found[2i + 1] = the key's index; *nfound = their number (FAIL_CAPACITY beyond cap). */
+static const char *const JAER_KEYS[] = {"!AER-DAT", "HardwareInterface:", "AEChip:",
+                                        "Start of Pref", "End of Pref"};
+
+static inline int is_space(uint8_t c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+int64_t sf_jaer_header(const uint8_t *buf, int64_t len, int64_t *found, int64_t cap,
+                       int64_t *nfound) {
+    int64_t pos = 0, k = 0;
+    *nfound = 0;
+    while (pos < len && buf[pos] == '#') {
+        const uint8_t *nl = memchr(buf + pos, '\n', (size_t)(len - pos));
+        if (nl == NULL) return FAIL_TRUNCATED;
+        int64_t stop = nl - buf; /* the line is [pos, stop) */
+        int64_t key = -1;
+        if (stop - pos - 1 >= 8 && memcmp(buf + pos + 1, JAER_KEYS[0], 8) == 0) {
+            key = 0;
+        } else {
+            int64_t q = pos + 1;
+            while (q < stop && is_space(buf[q])) q++;
+            for (int64_t j = 1; j < 5 && key < 0; j++) {
+                int64_t n = (int64_t)strlen(JAER_KEYS[j]);
+                if (stop - q >= n && memcmp(buf + q, JAER_KEYS[j], (size_t)n) == 0) key = j;
+            }
+        }
+        if (key >= 0) {
+            if (k >= cap) return FAIL_CAPACITY;
+            found[2 * k] = pos;
+            found[2 * k + 1] = key;
+            k++;
+        }
+        pos = stop + 1;
+    }
+    *nfound = k;
+    return pos;
+}
+
 /* jAER AEDAT 1.0/2.0: big-endian records from `start`, `rec` = 6 (uint16 address) or
  * 8 (uint32 address) bytes, then a uint32 timestamp. layout 0 = DVS128, 1 = DAVIS.
  * A timestamp that decreases (also a wrap-around at 2**32) is left to the numpy path. */
