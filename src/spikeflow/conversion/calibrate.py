@@ -23,6 +23,8 @@ the whole layer was silent), and :attr:`ActivationObserver.silent_channels` coun
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import Literal
 
 import torch
@@ -30,21 +32,64 @@ from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 
-__all__ = ["ActivationObserver", "Norm", "check_norm", "quantile"]
+__all__ = [
+    "DEFAULT_PERCENTILE",
+    "ActivationObserver",
+    "Norm",
+    "check_include_zeros",
+    "check_norm",
+    "quantile",
+]
 
 Norm = Literal["max", "percentile"]
+#: The robust norm's percentile when none is given (Rueckauer et al. 2017).
+DEFAULT_PERCENTILE = 99.9
 
 
-def check_norm(norm: str, percentile: float) -> tuple[Norm, float]:
-    """Validate the normalisation name and the percentile (in (0, 100])."""
+def check_norm(norm: str, percentile: float | None = None) -> tuple[Norm, float]:
+    """Validate the normalisation name and the percentile (a number in (0, 100]).
+
+    ``percentile=None`` means the default, 99.9. A percentile given with ``norm='max'``
+    would be ignored, so it is an error (the usual slip is forgetting
+    ``norm='percentile'``).
+    """
     if norm not in ("max", "percentile"):
         raise ConfigurationError(
             f"norm must be 'max' (max-norm) or 'percentile' (robust norm), got {norm!r}"
         )
-    percentile = float(percentile)
-    if not (math.isfinite(percentile) and 0.0 < percentile <= 100.0):
-        raise ConfigurationError(f"percentile must be in (0, 100], got {percentile}")
-    return norm, percentile  # type: ignore[return-value]
+    if percentile is None:
+        return norm, DEFAULT_PERCENTILE  # type: ignore[return-value]
+    if norm == "max":
+        raise ConfigurationError(
+            f"percentile={percentile!r} is only used by the robust norm: pass "
+            "norm='percentile' with it, or leave it out for max-norm"
+        )
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
+        raise ConfigurationError(
+            f"percentile must be a number in (0, 100] such as 99.9 or 99.99, got {percentile!r}"
+        )
+    value = float(percentile)
+    if not (math.isfinite(value) and 0.0 < value <= 100.0):
+        raise ConfigurationError(
+            f"percentile must be in (0, 100] (a percentage: 99.9, not 0.999), got {percentile!r}"
+        )
+    if value <= 1.0:
+        warnings.warn(
+            f"percentile={percentile!r} is a percentage: the scale will be the {value:g}th "
+            "percentile of the activations (did you mean 99.9, not 0.999?)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return norm, value  # type: ignore[return-value]
+
+
+def check_include_zeros(norm: str, include_zeros: bool) -> None:
+    """``include_zeros=True`` changes only the robust norm: an error with max-norm."""
+    if include_zeros and norm != "percentile":
+        raise ConfigurationError(
+            "include_zeros=True only changes the robust norm's percentile: pass "
+            f"norm='percentile' with it (got norm={norm!r})"
+        )
 
 
 def quantile(values: Tensor, q: float) -> Tensor:
@@ -73,7 +118,8 @@ class ActivationObserver(nn.Module):
 
     Args:
         norm: ``'max'`` (max-norm) or ``'percentile'`` (robust norm).
-        percentile: p for the robust norm, in (0, 100] (default 99.9).
+        percentile: p for the robust norm, in (0, 100] (default 99.9); only with
+            ``norm='percentile'``.
         per_channel: one scale per channel (dim 1) instead of one per layer.
         include_zeros: take the percentile over all activations, zeros included (as
             SpikingJelly), instead of over the positive ones (as the SNN toolbox).
@@ -82,12 +128,13 @@ class ActivationObserver(nn.Module):
     def __init__(
         self,
         norm: Norm = "max",
-        percentile: float = 99.9,
+        percentile: float | None = None,
         per_channel: bool = False,
         include_zeros: bool = False,
     ) -> None:
         super().__init__()
         self.norm, self.percentile = check_norm(norm, percentile)
+        check_include_zeros(self.norm, include_zeros)
         self.per_channel = bool(per_channel)
         self.include_zeros = bool(include_zeros)
         self.batches = 0

@@ -35,12 +35,14 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
 from spikeflow.conversion._checks import check_initial_membrane, check_positive_int
-from spikeflow.conversion.calibrate import ActivationObserver, check_norm
+from spikeflow.conversion.calibrate import ActivationObserver, check_include_zeros, check_norm
 from spikeflow.conversion.classify import (
     MAXPOOL_CALLS,
+    MAXPOOL_MODULES,
     call_name,
     classify_call,
     classify_module,
@@ -53,7 +55,7 @@ from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["Conversion", "convert"]
 
@@ -73,8 +75,9 @@ class Conversion(NamedTuple):
 class _Site(nn.Module):
     """Placeholder for a part that changes in the SNN; runs the ANN part meanwhile."""
 
-    def __init__(self, kind: str, name: str, source: str, ann: nn.Module,
-                 observer: ActivationObserver | None) -> None:
+    def __init__(
+        self, kind: str, name: str, source: str, ann: nn.Module, observer: ActivationObserver | None
+    ) -> None:
         super().__init__()
         self.kind, self.site_name, self.source = kind, name, source
         self.report_index = -1
@@ -102,8 +105,9 @@ def _trace(module: nn.Module) -> fx.GraphModule:
 class _CallWatcher(TorchFunctionMode):
     """Catches relu and other nonlinear calls made directly in untraced forwards."""
 
-    def __init__(self, stack: list[nn.Module], untraced: dict[int, str],
-                 found: dict[tuple[str, str], bool]) -> None:
+    def __init__(
+        self, stack: list[nn.Module], untraced: dict[int, str], found: dict[tuple[str, str], bool]
+    ) -> None:
         super().__init__()
         self.stack, self.untraced, self.found = stack, untraced, found
 
@@ -120,10 +124,20 @@ class _CallWatcher(TorchFunctionMode):
 
 
 class _Converter:
-    def __init__(self, *, norm: str, percentile: float, per_channel: bool, include_zeros: bool,
-                 initial_membrane: float | None, group_size: int | None,
-                 max_pool: MaxPoolMode, trace: TraceMode) -> None:
+    def __init__(
+        self,
+        *,
+        norm: str,
+        percentile: float | None,
+        per_channel: bool,
+        include_zeros: bool,
+        initial_membrane: float | None,
+        group_size: int | None,
+        max_pool: MaxPoolMode,
+        trace: TraceMode,
+    ) -> None:
         self.norm, self.percentile = check_norm(norm, percentile)
+        check_include_zeros(self.norm, include_zeros)
         self.per_channel = bool(per_channel)
         self.include_zeros = bool(include_zeros)
         self.initial_membrane = (
@@ -138,14 +152,17 @@ class _Converter:
         self.trace = trace
         self.report = ConversionReport()
         self.untraced: dict[int, str] = {}
+        self.input_dim: int | None = None  # dims of a calibration batch [B, ...]
 
     # -- building the ANN with placeholders ---------------------------------------------
 
     def site(self, kind: str, name: str, source: str, ann: nn.Module) -> _Site:
         observer = None
         if kind == "activation" and not isinstance(ann, QCFS):
-            observer = ActivationObserver(self.norm, self.percentile, self.per_channel,
-                                          self.include_zeros)
+            percentile = self.percentile if self.norm == "percentile" else None
+            observer = ActivationObserver(
+                self.norm, percentile, self.per_channel, self.include_zeros
+            )
         site = _Site(kind, name, source, ann, observer)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
         self.report.add(name, source, "unconverted", "pending")
@@ -155,19 +172,36 @@ class _Converter:
         """The replacement of a leaf module (itself if kept), or None for a container."""
         kind = classify_module(module)
         source = type(module).__name__
-        source = f"QCFS(L={module.levels})" if isinstance(module, QCFS) else f"nn.{source}" \
-            if type(module).__module__.startswith("torch.nn") else source
+        source = (
+            f"QCFS(L={module.levels})"
+            if isinstance(module, QCFS)
+            else f"nn.{source}"
+            if type(module).__module__.startswith("torch.nn")
+            else source
+        )
         if kind in ("activation", "maxpool"):
             return self.site(kind, name, source, module)
         if kind == "affine":
-            detail = "eval-mode affine (not after a foldable layer)" if "BatchNorm" in source \
+            detail = (
+                "eval-mode affine (not after a foldable layer)"
+                if "BatchNorm" in source
                 else "runs on every step"
+            )
             self.report.add(name, source, "kept", detail)
             return module
         if kind == "unsupported":
-            self.report.add(name, source, "unconverted",
-                            "not affine and has no spiking equivalent (only ReLU and QCFS "
-                            "become neurons)")
+            if isinstance(module, _BatchNorm):
+                detail = (
+                    "no running statistics (track_running_stats=False): it normalises with "
+                    "batch statistics, not a fixed affine map"
+                )
+            elif isinstance(module, MAXPOOL_MODULES):
+                detail = "max pool with return_indices=True"
+            else:
+                detail = (
+                    "not affine and has no spiking equivalent (only ReLU and QCFS become neurons)"
+                )
+            self.report.add(name, source, "unconverted", detail)
             return module
         return None
 
@@ -186,8 +220,12 @@ class _Converter:
                         f"{err}"
                     ) from err
                 reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                self.report.add(name or "<root>", type(module).__name__, "untraced",
-                                f"converted module by module ({reason[:120]})")
+                self.report.add(
+                    name or "<root>",
+                    type(module).__name__,
+                    "untraced",
+                    f"converted module by module ({reason[:120]})",
+                )
             else:
                 self.rewrite_graph(gm, name)
                 return gm
@@ -205,8 +243,9 @@ class _Converter:
             return f"{prefix}.{target}" if prefix else target
 
         for bn_name, layer_name in fold_batchnorm_in_graph(gm):
-            self.report.add(qualified(bn_name), "BatchNorm", "folded",
-                            f"into {qualified(layer_name)}")
+            self.report.add(
+                qualified(bn_name), "BatchNorm", "folded", f"into {qualified(layer_name)}"
+            )
         calls = module_call_counts(gm)
         seen: dict[str, int] = {}
         for node in list(gm.graph.nodes):
@@ -216,8 +255,12 @@ class _Converter:
                     continue
                 new = self.leaf(module, qualified(node.target))
                 if new is None:  # a non-torch leaf module: run as is
-                    self.report.add(qualified(node.target), type(module).__name__, "unverified",
-                                    "kept; not known to be affine")
+                    self.report.add(
+                        qualified(node.target),
+                        type(module).__name__,
+                        "unverified",
+                        "kept; not known to be affine",
+                    )
                 elif new is not module:
                     if calls[node.target] == 1:
                         set_submodule(gm, node.target, new)
@@ -252,8 +295,9 @@ class _Converter:
             options.update({k: v for k, v in node.kwargs.items() if k != "input"})
             traced_args = any(isinstance(v, fx.Node) for v in options.values())
             if options.get("return_indices") or traced_args:
-                self.report.add(name, source, "unconverted",
-                                "max pool with indices or traced arguments")
+                self.report.add(
+                    name, source, "unconverted", "max pool with indices or traced arguments"
+                )
                 return
             options.pop("return_indices", None)
             dims = MAXPOOL_CALLS[node.target]
@@ -272,6 +316,7 @@ class _Converter:
         stack: list[nn.Module] = []
         found: dict[tuple[str, str], bool] = {}
         handles = []
+
         def push(module: nn.Module, _args: Any) -> None:
             stack.append(module)
 
@@ -292,6 +337,14 @@ class _Converter:
                             "calibration data must be floating-point tensors (or (input, "
                             f"label) pairs), got {type(x).__name__}"
                         )
+                    if self.input_dim is None:
+                        self.input_dim = x.dim()
+                    elif x.dim() != self.input_dim:
+                        raise ShapeError(
+                            f"calibration batch {count} has {x.dim()} dimensions "
+                            f"{tuple(x.shape)}, the first had {self.input_dim}: every batch "
+                            "must be [B, ...] of the same per-sample shape"
+                        )
                     body(x)
                     count += 1
         finally:
@@ -300,8 +353,11 @@ class _Converter:
         if count == 0:
             raise ConfigurationError("calibration_data gave no batches")
         for (where, func), is_relu in found.items():
-            detail = ("relu called directly in an untraced forward: not converted" if is_relu
-                      else "nonlinear call in an untraced forward: not converted")
+            detail = (
+                "relu called directly in an untraced forward: not converted"
+                if is_relu
+                else "nonlinear call in an untraced forward: not converted"
+            )
             self.report.add(f"{where} (forward)", func, "unconverted", detail)
 
     # -- the spiking network ----------------------------------------------------------
@@ -326,8 +382,10 @@ class _Converter:
                 what = f"{self.norm_name()} θ={theta:.4g}"
             else:
                 theta = scale
-                what = (f"{self.norm_name()} per-channel θ[{scale.numel()}] in "
-                        f"[{float(scale.min()):.3g}, {float(scale.max()):.3g}]")
+                what = (
+                    f"{self.norm_name()} per-channel θ[{scale.numel()}] in "
+                    f"[{float(scale.min()):.3g}, {float(scale.max()):.3g}]"
+                )
             if site.observer.silent_channels:
                 what += f", {site.observer.silent_channels} silent in calibration"
         if self.group_size is not None:
@@ -343,7 +401,8 @@ class _Converter:
     def settle(self, site: _Site, action: Action, detail: str) -> None:
         """Fill in the report entry reserved for ``site``."""
         self.report.entries[site.report_index] = ReportEntry(
-            site.site_name, site.source, action, detail)
+            site.site_name, site.source, action, detail
+        )
 
     def norm_name(self) -> str:
         return "max" if self.norm == "max" else f"p{self.percentile:g}"
@@ -365,7 +424,7 @@ def convert(
     calibration_data: Tensor | Iterable[Any] | None = None,
     *,
     norm: str = "max",
-    percentile: float = 99.9,
+    percentile: float | None = None,
     per_channel: bool = False,
     include_zeros: bool = False,
     initial_membrane: float | None = None,
@@ -382,10 +441,13 @@ def convert(
             ``(input, label)`` pairs (a DataLoader); needed unless every activation is QCFS.
         norm: ``'max'`` (max-norm, Diehl 2015) or ``'percentile'`` (robust norm,
             Rueckauer 2017) for the ReLU scales.
-        percentile: p of the robust norm (99.9 or 99.99 typically).
+        percentile: p of the robust norm, a percentage in (0, 100] (99.9 or 99.99
+            typically; default 99.9). Only with ``norm='percentile'``: given with
+            ``norm='max'`` it raises instead of being ignored.
         per_channel: one scale per channel instead of one per layer.
         include_zeros: robust norm over all activations, zeros included (SpikingJelly),
             instead of over the positive ones (Rueckauer's SNN toolbox, the default).
+            Only with ``norm='percentile'``.
         initial_membrane: the membrane at t = 0 in units of the threshold; default 0 for
             ReLU sites and ``φ`` (1/2) for QCFS sites.
         group_size: replace every neuron by a group neuron of this many members
@@ -403,9 +465,16 @@ def convert(
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
-    converter = _Converter(norm=norm, percentile=percentile, per_channel=per_channel,
-                           include_zeros=include_zeros, initial_membrane=initial_membrane,
-                           group_size=group_size, max_pool=max_pool, trace=trace)
+    converter = _Converter(
+        norm=norm,
+        percentile=percentile,
+        per_channel=per_channel,
+        include_zeros=include_zeros,
+        initial_membrane=initial_membrane,
+        group_size=group_size,
+        max_pool=max_pool,
+        trace=trace,
+    )
     ann = copy.deepcopy(model).eval()
     body = converter.convert_tree(ann, "")
     sites = [m for m in body.modules() if isinstance(m, _Site)]
@@ -418,13 +487,18 @@ def convert(
                 "activations convert without it"
             )
         if converter.untraced:
-            converter.report.add(", ".join(converter.untraced.values()), "forward", "unverified",
-                                 "untraced forward not inspected for relu calls (no data)")
+            converter.report.add(
+                ", ".join(converter.untraced.values()),
+                "forward",
+                "unverified",
+                "untraced forward not inspected for relu calls (no data)",
+            )
     else:
         converter.calibrate(body, calibration_data)
     if not sites:
-        converter.report.add("<model>", type(model).__name__, "unconverted",
-                             "no ReLU or QCFS activation found")
+        converter.report.add(
+            "<model>", type(model).__name__, "unconverted", "no ReLU or QCFS activation found"
+        )
     body = converter.finalize(body)
     report = converter.report
     if strict and report.unconverted:
@@ -434,4 +508,4 @@ def convert(
             f"spiking form: {listed}. Replace them (ReLU/QCFS activations, affine layers) or "
             "pass strict=False to get the partial conversion and its report."
         )
-    return Conversion(ConvertedSNN(body, report), report)
+    return Conversion(ConvertedSNN(body, report, converter.input_dim), report)

@@ -64,17 +64,35 @@ class ConvertedSNN(nn.Module):
     Attributes:
         body: the converted graph (a ``torch.fx.GraphModule`` or the ANN's own modules).
         report: the :class:`ConversionReport`.
+        input_dim: the number of dimensions of one ANN batch ``[B, ...]`` seen during
+            calibration (``None`` when converted without data); the SNN then checks
+            that its input has one more, the time dimension.
     """
 
-    def __init__(self, body: nn.Module, report: ConversionReport) -> None:
+    def __init__(
+        self, body: nn.Module, report: ConversionReport, input_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.body = body
         self.report = report
+        self.input_dim = input_dim
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Last layer's output at each step ``[T, B, ...]`` for the input ``[T, B, ...]``."""
         check_time_major(x_seq, "ConvertedSNN")
+        if self.input_dim is not None and x_seq.dim() != self.input_dim + 1:
+            raise ShapeError(
+                f"ConvertedSNN expects [T, B, ...] with {self.input_dim + 1} dimensions (the "
+                f"ANN's calibration batches had {self.input_dim}, plus time); got shape "
+                f"{tuple(x_seq.shape)}. For an image batch use constant_input(x, T) or "
+                "snn.rate(x, T)."
+            )
         steps, batch = x_seq.shape[0], x_seq.shape[1]
+        if steps == 0:
+            raise ShapeError(
+                f"ConvertedSNN needs at least one time step (T >= 1); got shape "
+                f"{tuple(x_seq.shape)} with T = 0"
+            )
         folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
         for module in folded:
             module.steps = steps

@@ -1,0 +1,164 @@
+"""Bad input to the conversion: every error names what was wrong (and nothing is ignored)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeflow.conversion import (
+    ActivationObserver,
+    ConversionError,
+    GatedMaxPool,
+    constant_input,
+    convert,
+    unevenness,
+)
+from spikeflow.errors import ConfigurationError, ShapeError
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    ).eval()
+
+
+X = torch.rand(16, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"norm": "robust"}, r"norm must be 'max' .* got 'robust'"),
+        ({"norm": "percentile", "percentile": 0}, r"percentile must be in \(0, 100\].* got 0"),
+        ({"norm": "percentile", "percentile": 100.5}, r"percentile .* got 100.5"),
+        ({"norm": "percentile", "percentile": float("nan")}, r"percentile .* got nan"),
+        ({"norm": "percentile", "percentile": "99.9%"}, r"percentile must be a number .*'99.9%'"),
+        ({"norm": "percentile", "percentile": True}, r"percentile must be a number .*True"),
+        # A percentile without norm='percentile' used to be ignored silently (max-norm).
+        ({"percentile": 99.99}, r"percentile=99.99 is only used by the robust norm"),
+        ({"norm": "max", "include_zeros": True}, r"include_zeros=True .* norm='max'"),
+        ({"group_size": 0}, r"group_size must be None or an integer >= 1, got 0"),
+        ({"group_size": 2.0}, r"group_size .* got 2.0"),
+        ({"initial_membrane": 1.0}, r"initial_membrane .* \[0, 1\), got 1.0"),
+        ({"initial_membrane": -0.1}, r"initial_membrane .* got -0.1"),
+        ({"max_pool": "avg"}, r"max_pool must be 'gated' or 'keep', got 'avg'"),
+        ({"trace": "jit"}, r"trace must be 'auto', 'fx' or 'modules', got 'jit'"),
+    ],
+)
+def test_bad_convert_options_are_named(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        convert(_cnn(), X, **options)
+
+
+def test_default_percentile_is_99_9_and_a_fraction_warns():
+    default = ActivationObserver("percentile")
+    explicit = ActivationObserver("percentile", percentile=99.9)
+    y = torch.rand(4, 1000)
+    default(y)
+    explicit(y)
+    assert default.percentile == 99.9
+    assert torch.equal(default.scale(), explicit.scale())
+    # 0.999 is a valid percentage, but almost certainly meant 99.9: warn, and use it.
+    with pytest.warns(UserWarning, match=r"percentile=0.999 is a percentage.*99.9"):
+        snn, _ = convert(_cnn(), X, norm="percentile", percentile=0.999)
+    assert snn.body is not None
+    with pytest.raises(ConfigurationError, match=r"include_zeros=True .* norm='max'"):
+        ActivationObserver("max", include_zeros=True)
+
+
+def test_converted_snn_needs_the_time_dimension_and_one_step():
+    snn, _ = convert(_cnn(), X)
+    assert snn.input_dim == 4
+    with pytest.raises(
+        ShapeError, match=r"5 dimensions .* got shape \(16, 1, 8, 8\).*constant_inp"
+    ):
+        snn(X)  # the image batch itself, without [T, ...]
+    with pytest.raises(ShapeError, match=r"at least one time step .* T = 0"):
+        snn(torch.zeros(0, 16, 1, 8, 8))
+    with pytest.raises(ConfigurationError, match=r"steps \(T\) must be an integer >= 1, got 0"):
+        constant_input(X, 0)
+    with pytest.raises(ConfigurationError, match=r"steps \(T\) .* got -3"):
+        snn.running_rate(X, -3)
+    with pytest.raises(ConfigurationError, match=r"steps \(T\) .* got 2.5"):
+        unevenness(snn, X, 2.5)
+    assert snn(constant_input(X, 3)).shape == (3, 16, 3)
+
+
+def test_calibration_batches_must_agree_in_dimensions():
+    batches = [X[:8], X[8:].flatten(1)]
+    with pytest.raises(ShapeError, match=r"calibration batch 1 has 2 dimensions .* first had 4"):
+        convert(_cnn(), batches)
+
+
+class _TorchMaxPool(nn.Module):
+    """The same network written with ``F.max_pool2d`` or with ``torch.max_pool2d``."""
+
+    def __init__(self, pool) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 4 * 4, 2)
+        self.pool = pool
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(F.relu(self.conv(x)), 2), 1))
+
+
+def test_torch_max_pool_is_gated_like_functional_max_pool():
+    """``torch.max_pool2d`` used to be kept as an unverified call (a per-step max)."""
+    x = torch.rand(6, 1, 8, 8)
+    functional, _ = convert(_TorchMaxPool(F.max_pool2d), x)
+    direct, report = convert(_TorchMaxPool(torch.max_pool2d), x)
+    pools = [e for e in report.entries if e.source == "torch.max_pool2d"]
+    assert [e.action for e in pools] == ["replaced"]
+    assert any(isinstance(m, GatedMaxPool) for m in direct.modules())
+    seq = constant_input(x, 16)
+    torch.testing.assert_close(direct(seq), functional(seq), rtol=0, atol=0)
+    per_step, _ = convert(_TorchMaxPool(torch.max_pool2d), x, max_pool="keep")
+    assert not torch.equal(per_step(seq), direct(seq))  # the gating matters on this input
+
+
+class _Calls(nn.Module):
+    def __init__(self, call) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.call = call
+
+    def forward(self, x):
+        return self.call(F.relu(self.conv(x)))
+
+
+class _Untraced(_Calls):
+    def forward(self, x):
+        y = F.relu(self.conv(x))
+        if bool(y.sum() > -1):  # data-dependent control flow: torch.fx cannot trace this
+            y = self.call(y)
+        return y
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda y: F.adaptive_max_pool2d(y, 1), "adaptive_max_pool2d"),
+        (lambda y: F.lp_pool2d(y, 2, 2), "lp_pool2d"),
+        (lambda y: torch.floor(y), "floor"),
+        (lambda y: torch.round(y), "round"),
+        (lambda y: torch.sign(y), "sign"),
+    ],
+)
+@pytest.mark.parametrize("module", [_Calls, _Untraced])
+def test_nonlinear_calls_are_named_not_kept(call, name, module):
+    """These used to be 'unverified' (kept, no error) when traced and missed when not."""
+    with pytest.raises(ConversionError, match=rf"\({name}|{name} \(|\.{name}\)"):
+        convert(module(call), X)
+    _, report = convert(module(call), X, strict=False)
+    assert any(name in e.source and e.action == "unconverted" for e in report.entries)
+
+
+def test_batch_norm_without_running_statistics_says_why():
+    net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.ReLU())
+    with pytest.raises(ConversionError, match=r"'?1'? \(nn.BatchNorm1d\): no running statistics"):
+        convert(net, torch.rand(8, 4))
