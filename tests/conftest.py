@@ -42,6 +42,14 @@ def decoder(request):
             os.environ["SPIKEFLOW_DECODER"] = old
 
 
+def kernel_device(backend: str) -> torch.device:
+    """Where a backend's kernels run in the tests: Triton on the GPU when there is one
+    (else through its CPU interpreter, see below), every other backend on the CPU."""
+    if backend == "triton" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def require_shared_data(*parts: str) -> Path:
     """Path under ../shared/data, or skip the test with the reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -11,6 +11,7 @@ import itertools
 import pytest
 import torch
 
+from conftest import kernel_device
 from spikeflow import functional as F
 from spikeflow.kernels import resolve_backend
 from spikeflow.kernels.codegen_c import CHECKPOINT
@@ -50,6 +51,9 @@ def make(kind, backend, v_reset, detach_reset, **kw):
 
 
 def compare(ref, fused, x, atol):
+    """Spikes equal and gradients close, on the device of ``fused``'s backend."""
+    device = kernel_device(fused.backend)
+    ref, fused, x = ref.to(device), fused.to(device), x.to(device)
     xr = x.clone().requires_grad_()
     xf = x.clone().requires_grad_()
     yr, yf = ref(xr), fused(xf)
@@ -110,7 +114,7 @@ def test_learnable_per_channel_threshold(backend):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_compute_in_float32(backend, dtype):
     """Half inputs (autocast on a GPU): the Triton kernel computes in float32."""
-    x = torch.rand(8, 5, 33) * 2
+    x = torch.rand(8, 5, 33, device=kernel_device(backend)) * 2
     ref = LIFNode(backend="torch")(x)
     out = LIFNode(backend=backend)(x.to(dtype).float().to(dtype))
     assert out.dtype == dtype
@@ -130,7 +134,9 @@ def test_gradcheck_float64_of_the_fused_kernel(backend, v_reset):
         v_threshold=torch.tensor([0.9, 1.1]),
         learnable_threshold=True,
     ).double()
-    x = (torch.rand(5, 3, 2, dtype=torch.float64) * 2).requires_grad_()
+    device = kernel_device(backend)
+    node = node.to(device)
+    x = (torch.rand(5, 3, 2, dtype=torch.float64, device=device) * 2).requires_grad_()
     w = node.w.detach().clone().requires_grad_()
     theta = node.v_threshold.detach().clone().requires_grad_()
 
@@ -200,7 +206,7 @@ def test_user_neuron_with_transcendental_charge(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_streaming_and_recorded_membrane(backend):
-    x = torch.rand(12, 3, 5) * 2
+    x = torch.rand(12, 3, 5, device=kernel_device(backend)) * 2
     ref = LIFNode(backend="torch", store_v_seq=True)
     fused = LIFNode(backend=backend, store_v_seq=True)
     assert torch.equal(ref(x), fused(x))

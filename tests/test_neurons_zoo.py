@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 
+from conftest import kernel_device
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.cpu import run_cpu
@@ -43,8 +44,9 @@ BACKENDS = [
 def run(node, xs):
     """Spikes and membrane after reset of a one-neuron float64 run of ``xs``."""
     node.store_v_seq = True
-    node.double()
-    s = node(torch.tensor(xs, dtype=torch.float64).view(-1, 1))
+    device = kernel_device(node.backend)
+    node.double().to(device)
+    s = node(torch.tensor(xs, dtype=torch.float64, device=device).view(-1, 1))
     return s.view(-1).tolist(), node.v_seq.view(-1).tolist()
 
 
@@ -282,9 +284,10 @@ RESETS = {"qif": -0.1, "eif": -0.1, "klif_scaled": -0.2}
 @pytest.mark.parametrize("kind", KINDS)
 def test_fused_kernels_equal_the_reference(kind, hard, detach_reset, backend):
     v_reset = RESETS.get(kind, 0.0) if hard else None
-    ref = make(kind, "torch", v_reset, detach_reset)
-    fused = make(kind, backend, v_reset, detach_reset)
-    x = torch.rand(8, 2, 3, dtype=torch.float64) * 2.2 - 0.2
+    device = kernel_device(backend)
+    ref = make(kind, "torch", v_reset, detach_reset).to(device)
+    fused = make(kind, backend, v_reset, detach_reset).to(device)
+    x = torch.rand(8, 2, 3, dtype=torch.float64, device=device) * 2.2 - 0.2
     xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
     yr, yf = ref(xr), fused(xf)
     assert torch.equal(yr, yf), "fused spikes differ from the reference loop"

@@ -4,11 +4,21 @@ The kernels take the same buffers in the same order as the C kernels (see
 :mod:`spikeflow.kernels.codegen_c`), then a tensor of scalar parameters, then ``T``,
 ``N`` (and ``LAST = (T - 1) * N`` for the backward) and ``BLOCK``. Each program keeps
 the state of ``BLOCK`` neurons in registers and loops over T, advancing its pointers by
-``N`` per step, so offsets never overflow 32 bits. Only core ``tl`` math is used (no
-libdevice), so the same source runs compiled on a GPU and under ``TRITON_INTERPRET=1``.
+``N`` per step, so offsets never overflow 32 bits.
+
+Two flavours of the same kernels are printed. For a GPU (``exact=True``) every
+operation rounds as PyTorch's CUDA kernels do, so the fused forward reproduces the
+reference loop's spikes bit for bit: transcendental functions call libdevice (the
+library PyTorch's CUDA kernels are built against), float32 division and square root
+are IEEE round-to-nearest (``tl.div_rn``, ``tl.sqrt_rn``; Triton's plain ``/`` is
+approximate), and the forward is launched without floating-point contraction (see
+:mod:`spikeflow.kernels.triton_backend`). For Triton's CPU interpreter (``exact=False``),
+which has no libdevice, only core ``tl`` math is used; numpy computes it there.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from spikeflow.kernels.expr import Expr
 from spikeflow.kernels.printing import emit, indent
@@ -74,24 +84,51 @@ def _atan(x):
 '''
 
 
-def _pow(a: str, b: Expr, b_code: str) -> str:
+# The GPU flavour: functions PyTorch's CUDA kernels compute with libdevice, called
+# from libdevice too (same results). Sigmoid is printed as 1 / (1 + exp(-a)), as
+# PyTorch computes it.
+_UNARY_GPU = {
+    **_UNARY,
+    **{f: f"libdevice.{f}({{a}})" for f in
+       ("exp", "log", "log1p", "expm1", "tanh", "atan", "erf", "erfc", "sin", "cos")},
+    "sqrt": "libdevice.sqrt_rn({a})",
+}  # fmt: skip
+
+
+def _pow(a: str, b: Expr, b_code: str, exact: bool, div: Callable[..., str]) -> str:
     if b.is_const and b.value == int(b.value) and abs(b.value) <= 4:
         n = int(abs(b.value))
         prod = "(" + " * ".join([a] * n) + ")" if n else "1.0"
-        return f"(1.0 / {prod})" if b.value < 0 else prod
+        return div("1.0", prod, True) if b.value < 0 else prod
+    if exact:
+        return f"libdevice.pow({a}, {b_code} + zero_)"
     return f"tl.exp({b_code} * tl.log({a}))"
 
 
-def _emit(targets: list[tuple[str, Expr]], names: dict[str, str]) -> list[str]:
+def _emit(
+    targets: list[tuple[str, Expr]], names: dict[str, str], exact: bool, ctype: str
+) -> list[str]:
     """Triton statements computing every target (common subexpressions computed once)."""
+    # float32 division rounds exactly only through div_rn; float64 ``/`` already does.
+    precise = exact and ctype == "float"
+    unary = _UNARY_GPU if exact else _UNARY
+
+    def div(a: str, b: str, a_is_const: bool = False) -> str:
+        if not precise:
+            return f"({a} / {b})"
+        return f"tl.div_rn({a} + zero_, {b})" if a_is_const else f"tl.div_rn({a}, {b})"
 
     def operation(node: Expr, args: list[str]) -> str:
         if node.op == "where":
             return f"tl.where({args[0]}, {args[1]}, {args[2]})"
         if node.op == "pow":
-            return _pow(args[0], node.args[1], args[1])
-        if node.op in _UNARY:
-            return _UNARY[node.op].format(a=args[0])
+            return _pow(args[0], node.args[1], args[1], exact, div)
+        if node.op == "div":
+            return div(args[0], args[1], node.args[0].is_const)
+        if node.op == "sigmoid" and exact:
+            return div("1.0", f"(1.0 + libdevice.exp(-{args[0]}))", True)
+        if node.op in unary:
+            return unary[node.op].format(a=args[0])
         return _BINARY[node.op].format(a=args[0], b=args[1])
 
     lines = emit(targets, names, repr, operation, "{name} = {code}", "{name} = {code}")
@@ -102,8 +139,12 @@ def _emit(targets: list[tuple[str, Expr]], names: dict[str, str]) -> list[str]:
 
 
 
-def generate_triton(spec: KernelSpec) -> str:
-    """Python source defining ``spikeflow_forward`` and ``spikeflow_backward`` (Triton)."""
+def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
+    """Python source defining ``spikeflow_forward`` and ``spikeflow_backward`` (Triton).
+
+    ``exact``: print the GPU flavour (libdevice, IEEE division; see the module
+    docstring); else the interpreter's (core ``tl`` math only).
+    """
     g = spec.graph
     states = g.decl.state_names
     params = g.decl.param_names
@@ -153,7 +194,7 @@ def generate_triton(spec: KernelSpec) -> str:
             for s in states
         ]
     targets = [("spk_", g.spike), *((f"new_{s}", e) for s, e in zip(states, g.new_state))]
-    body += _emit(targets, names)
+    body += _emit(targets, names, exact, spec.ctype)
     body.append("tl.store(spk_p, spk_.to(SPK.dtype.element_ty), mask=mask)")
     if spec.record_v:
         body.append("tl.store(vrec_p, new_v.to(VREC.dtype.element_ty), mask=mask)")
@@ -192,7 +233,7 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
                 if spec.grad_params[i]]  # fmt: skip
     if spec.grad_theta:
         targets.append(("dtheta_", g.grad_theta))
-    body += _emit(targets, names)
+    body += _emit(targets, names, exact, spec.ctype)
     body.append("tl.store(gx_p, gx_.to(GX.dtype.element_ty), mask=mask)")
     body += [f"gst_{s} = ngs_{s}" for s in states]
     body += [f"acc_{p} += dp_{p}" for p in grad_p]
@@ -213,4 +254,6 @@ def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, BLOCK: tl.constexp
 {indent(post, 1)}
 """
     header = "import triton\nimport triton.language as tl\n"
+    if exact:
+        header += "from triton.language.extra import libdevice\n"
     return header + _ATAN + forward + backward

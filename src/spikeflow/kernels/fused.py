@@ -77,12 +77,13 @@ def _layout(
     arrays: list[Tensor] = []
     scalars: list[float] = []
     tensors = iter(operands)
-    for value in entry.floats:
+    is_array = (*entry.spec.array_params, entry.spec.theta_is_array)
+    for value, array in zip(entry.floats, is_array):
         if value is not None:
             scalars.append(value)
             continue
         t = next(tensors)
-        if t.dim() == 0:
+        if not array:
             scalars.append(float(t))
         else:
             arrays.append(t.detach().to(entry.state_dtype).expand(step_shape).contiguous().view(-1))
@@ -268,12 +269,15 @@ def run_fused(
     threshold: Tensor | float,
     rule: FiringRule,
     record_v: bool,
+    tensors_as_arrays: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
     """Run ``decl`` over ``x_seq`` with the kernels ``launcher`` builds.
 
     ``ctype`` is the compute type the kernels are specialised for; states, saved
     states and gradients of states are kept in ``state_dtype``; the state is saved for
-    backward every ``checkpoint`` steps.
+    backward every ``checkpoint`` steps. 0-dim tensor parameters are passed to the
+    kernels by value, unless ``tensors_as_arrays`` (then every tensor parameter is
+    expanded to an ``[N]`` array, which avoids reading a device scalar on the host).
     """
     step_shape = x_seq.shape[1:]
     values = [params[p] for p in decl.param_names] + [threshold]
@@ -286,7 +290,7 @@ def run_fused(
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
-    is_array = tuple(isinstance(v, Tensor) and v.dim() > 0 for v in values)
+    is_array = tuple(isinstance(v, Tensor) and (tensors_as_arrays or v.dim() > 0) for v in values)
     key = _entry_key(
         launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, rule.v_reset,
         rule.detach_reset, rule.strict, is_array, grad_on, record_v, tuple(needs), floats,

@@ -74,17 +74,28 @@ def _module(source: str) -> ModuleType:
 class _TritonKernels:
     def __init__(self, module: ModuleType) -> None:
         self.module = module
+        # Scalar parameters are Python floats fixed per kernel entry: keep their device
+        # copy (a fresh torch.tensor(..., device="cuda") per call would synchronise).
+        self._scal: dict[tuple, Tensor] = {}
 
-    @staticmethod
-    def _scalars(buffers: list[Tensor], scalars: list[float]) -> Tensor:
+    def _scalars(self, buffers: list[Tensor], scalars: list[float]) -> Tensor:
         ref = buffers[0]
         dtype = torch.float64 if ref.dtype == torch.float64 else torch.float32
-        return torch.tensor(scalars or [0.0], dtype=dtype, device=ref.device)
+        key = (tuple(scalars), dtype, ref.device)
+        scal = self._scal.get(key)
+        if scal is None:
+            scal = torch.tensor(scalars or [0.0], dtype=dtype, device=ref.device)
+            self._scal[key] = scal
+        return scal
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
         grid = ((n + BLOCK - 1) // BLOCK,)
         scal = self._scalars(buffers, scalars)
-        self.module.spikeflow_forward[grid](*buffers, scal, T, n, BLOCK=BLOCK)
+        # No contraction of a * b + c into one FMA: the forward rounds every operation
+        # as the reference loop's separate PyTorch kernels do (identical spikes).
+        self.module.spikeflow_forward[grid](
+            *buffers, scal, T, n, BLOCK=BLOCK, enable_fp_fusion=False
+        )
 
     def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
         grid = ((n + BLOCK - 1) // BLOCK,)
@@ -94,7 +105,8 @@ class _TritonKernels:
 
 
 def _launcher(spec: KernelSpec) -> _TritonKernels:
-    return _TritonKernels(_module(generate_triton(spec)))
+    # Compiled for a GPU: the exact flavour (libdevice); the interpreter has no libdevice.
+    return _TritonKernels(_module(generate_triton(spec, exact=not interpreting())))
 
 
 def run_triton(
@@ -120,4 +132,8 @@ def run_triton(
     wide = dtype == torch.float64
     state_dtype = torch.float64 if wide else torch.float32
     args: tuple[Any, ...] = (decl, x_seq, state, params, threshold, rule, record_v)
-    return run_fused(_launcher, "double" if wide else "float", state_dtype, 1, *args)
+    # Tensor parameters (0-dim ones too) are read by the kernel from device memory:
+    # reading a CUDA scalar on the host would synchronise every call.
+    return run_fused(
+        _launcher, "double" if wide else "float", state_dtype, 1, *args, tensors_as_arrays=True
+    )

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# GPU validation of the fused Triton kernels, in one run on a machine with an NVIDIA GPU
+# (CI has none). Runs the kernel tests on the GPU, then the neuron and layer benchmarks
+# against the peers with --device cuda, writing every log under $OUT (default ./gpu-out).
+#
+#   bash scripts/device_check.sh            # ~6-8 minutes on an H100/H200
+#
+# The GPU machine needs torch (CUDA), triton, pytest and numpy; peers it lacks can be
+# carried as wheels in .whl/ (scripts/fetch_device_wheels.sh fetches them): they are
+# installed into /tmp/site first. spikeflow itself runs from src/ (no install).
+# Each stage has its own time limit so that one hang does not cost the others.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+python=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+else
+  export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  "$python" - <<'PY'
+import platform
+import torch
+import triton
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
+      "triton", triton.__version__, "gpu", torch.cuda.get_device_name())
+for name in ("spikingjelly", "snntorch", "norse"):
+    try:
+        mod = __import__(name)
+        print(name, getattr(mod, "__version__", "installed"))
+    except Exception as exc:  # noqa: BLE001
+        print(name, "unavailable:", exc)
+PY
+} 2>&1 | tee "$OUT/machine.txt"
+
+# 1. Correctness on the GPU: the Triton cases of the kernel tests run on CUDA tensors.
+workers=""
+if "$python" -c "import xdist" 2>/dev/null; then workers="-n 8"; fi
+timeout 120 "$python" -m pytest -q -p no:cacheprovider $workers \
+  tests/test_kernels_cuda.py tests/test_kernels_triton_aot.py 2>&1 | tee "$OUT/tests.txt"
+echo "tests (GPU modules) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
+timeout 180 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
+  tests/test_kernels_fused.py tests/test_neurons_zoo.py 2>&1 | tee -a "$OUT/tests.txt"
+echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
+
+# 2. Neuron-only benchmark (issue 3: at least as fast as SpikingJelly for T in 4, 16, 64).
+timeout 150 "$python" benchmarks/bench_neuron.py --device cuda --T 4 16 64 --N 1e5 1e6 1e7 \
+  --max-elems 0 --repeats 20 --budget 1.5 --libs spikeflow spikingjelly snntorch \
+  --json "$OUT/neuron.json" 2>&1 | tee "$OUT/neuron.txt"
+echo "bench_neuron exit: ${PIPESTATUS[0]}" | tee -a "$OUT/neuron.txt"
+
+# 3. The Open Neuromorphic layer benchmark, CPU sizes plus 4096-16384 on the GPU.
+timeout 150 "$python" benchmarks/bench_onm_layer.py --device cuda --n 512 2048 4096 16384 \
+  --repeats 10 --libs spikeflow spikingjelly snntorch --json "$OUT/layer.json" \
+  2>&1 | tee "$OUT/layer.txt"
+echo "bench_onm_layer exit: ${PIPESTATUS[0]}" | tee -a "$OUT/layer.txt"

@@ -1,0 +1,161 @@
+"""Compile a neuron's Triton kernels for a GPU architecture without a GPU.
+
+:func:`compile_for_gpu` prints the GPU flavour of a neuron's kernels, exactly as
+:func:`spikeflow.kernels.triton_backend.run_triton` would on a CUDA tensor, and has
+Triton compile them ahead of time for a chosen architecture (``sm_90`` by default) with
+the ``ptxas`` that ships with Triton. No GPU and no CUDA driver are needed. It checks
+that a user-defined neuron compiles for a GPU, and lets tests read the generated PTX
+(for example that the forward has no fused multiply-add). Triton's interpreter must be
+off (``TRITON_INTERPRET`` unset or ``0`` before triton is imported).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.kernels import fused
+from spikeflow.kernels.codegen_triton import generate_triton
+from spikeflow.kernels.spec import KernelSpec
+from spikeflow.kernels.triton_backend import BLOCK, _module, interpreting, triton_available
+
+__all__ = ["CompiledNeuronKernels", "compile_for_gpu"]
+
+_TRITON_TYPES = {
+    torch.float32: "fp32",
+    torch.float64: "fp64",
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.uint8: "u8",
+    torch.bool: "i1",
+}
+_COUNTER = itertools.count()
+
+
+@dataclass
+class CompiledNeuronKernels:
+    """The compiled forward and backward of one neuron configuration.
+
+    Attributes:
+        source: the generated Triton source (GPU flavour).
+        forward: Triton's compiled forward kernel (``.asm["ptx"]``, ``.asm["cubin"]``).
+        backward: the compiled backward kernel, or ``None`` when no gradient was needed.
+    """
+
+    source: str
+    forward: Any = None
+    backward: Any = None
+
+
+@dataclass
+class _Recorder:
+    """Stands in for the launched kernels: compiles them with the real argument types."""
+
+    module: Any
+    arch: int
+    result: CompiledNeuronKernels
+    __name__: str = field(default_factory=lambda: f"triton_aot_{next(_COUNTER)}")
+
+    def _compile(self, fn: Any, args: list[Any], fp_fusion: bool) -> Any:
+        import triton
+        from triton.backends.compiler import GPUTarget
+
+        signature: dict[str, str] = {}
+        for name, arg in zip(fn.arg_names, args):
+            if isinstance(arg, Tensor):
+                signature[name] = "*" + _TRITON_TYPES[arg.dtype]
+            else:
+                signature[name] = "i32"
+        signature["BLOCK"] = "constexpr"
+        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": BLOCK})
+        target = GPUTarget("cuda", self.arch, 32)
+        return triton.compile(source, target=target, options={"enable_fp_fusion": fp_fusion})
+
+    def __call__(self, spec: KernelSpec) -> _Recorder:
+        return self
+
+    @staticmethod
+    def _scal(buffers: list[Tensor]) -> Tensor:
+        return torch.zeros(
+            1, dtype=torch.float64 if buffers[0].dtype == torch.float64 else torch.float32
+        )
+
+    def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+        args = [*buffers, self._scal(buffers), T, n]
+        # As launched by run_triton: no floating-point contraction in the forward.
+        self.result.forward = self._compile(self.module.spikeflow_forward, args, False)
+
+    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+        args = [*buffers, self._scal(buffers), T, n, (T - 1) * n]
+        self.result.backward = self._compile(self.module.spikeflow_backward, args, True)
+
+
+def compile_for_gpu(
+    node: torch.nn.Module, x: Tensor, arch: int = 90, backward: bool = True
+) -> CompiledNeuronKernels:
+    """Compile ``node``'s fused Triton kernels for ``sm_{arch}``, on any machine.
+
+    Args:
+        node: a spikeflow neuron (any :class:`~spikeflow.neurons.BaseNode`).
+        x: an input like the ones it will see on the GPU (``[T, ...]``, on the CPU; its
+            dtype selects the kernels: float32/float64, or float16/bfloat16 computed in
+            float32). Only its shape and dtype matter: nothing runs.
+        arch: the CUDA compute capability times ten (90: H100/H200, 80: A100).
+        backward: also compile the backward kernel (gradients of ``x`` and of every
+            parameter that requires one).
+
+    Returns:
+        The generated source and Triton's compiled kernels.
+    """
+    if not triton_available():
+        raise MissingExtraError("compile_for_gpu", "triton", "triton")
+    if interpreting():
+        raise ConfigurationError(
+            "compile_for_gpu needs Triton's compiler: unset TRITON_INTERPRET (or set it to 0) "
+            "before triton is imported"
+        )
+    from spikeflow.kernels.triton_backend import _SUPPORTED
+
+    if x.dtype not in _SUPPORTED:
+        raise ConfigurationError(f"x has dtype {x.dtype}; the Triton kernels take {_SUPPORTED}")
+    x_seq = node._check_input(x.detach().cpu())
+    wide = x_seq.dtype == torch.float64
+    result = CompiledNeuronKernels(source="")
+    recorder: _Recorder | None = None
+
+    def launcher(spec: KernelSpec) -> _Recorder:
+        nonlocal recorder
+        result.source = generate_triton(spec, exact=True)
+        recorder = _Recorder(_module(result.source), arch, result)
+        return recorder
+
+    launcher.__name__ = f"triton_aot_{next(_COUNTER)}"
+    x_in = x_seq.clone().requires_grad_(backward)
+    try:
+        with torch.set_grad_enabled(backward):
+            spikes, _, _ = fused.run_fused(
+                launcher,
+                "double" if wide else "float",
+                torch.float64 if wide else torch.float32,
+                1,
+                node.declaration(),
+                x_in,
+                node.initial_state(x_in[0]),
+                node.neuron_params(),
+                node.v_threshold,
+                node.firing_rule,
+                False,
+                tensors_as_arrays=True,
+            )
+            if backward:
+                spikes.sum().backward()
+    finally:
+        # The entries hold this one-off launcher: drop them.
+        for key in [k for k in fused._ENTRIES if k.startswith(launcher.__name__ + "|")]:
+            del fused._ENTRIES[key]
+    return result

@@ -1,0 +1,114 @@
+"""The GPU flavour of the Triton kernels compiles for a real GPU (sm_90), without one.
+
+The interpreter (tests/conftest.py) runs the kernels' numerics on the CPU but never sees
+what only the GPU compiler sees: libdevice calls, IEEE division, dtypes of pointers,
+the forward's launch without floating-point contraction. Here Triton compiles them
+ahead of time with its bundled ptxas, in a child process with the interpreter off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from spikeflow.kernels.triton_backend import triton_available
+
+pytestmark = pytest.mark.skipif(
+    not triton_available(), reason="triton (the 'triton' extra) is not installed"
+)
+
+CHILD = textwrap.dedent(
+    """
+    import json, re, torch
+    from spikeflow.kernels.triton_aot import compile_for_gpu
+    from spikeflow.neurons import (ALIFNode, BaseNode, EIFNode, IFNode, IzhikevichNode,
+                                   LIFNode, ParametricLIFNode)
+    from spikeflow.surrogate import ATan
+
+    class SmoothIF(BaseNode):
+        @staticmethod
+        def charge(x, v, *, a):
+            return v + torch.tanh(x) / a + torch.sigmoid(v) * 0.1
+
+        def neuron_params(self):
+            return {"a": 3.0}
+
+    cases = {
+        "lif_f32": (LIFNode(tau=3.0), torch.float32),
+        "lif_hard_f64": (LIFNode(tau=2.0, v_reset=0.0, decay_input=False), torch.float64),
+        "plif_bf16": (ParametricLIFNode(surrogate_function=ATan()), torch.bfloat16),
+        "if_theta_f16": (IFNode(v_threshold=torch.tensor([0.5, 1.0, 1.5, 2.0]),
+                                learnable_threshold=True), torch.float16),
+        "izhikevich_f32": (IzhikevichNode(), torch.float32),
+        "eif_f32": (EIFNode(), torch.float32),
+        "alif_f32": (ALIFNode(), torch.float32),
+        "user_f32": (SmoothIF(), torch.float32),
+    }
+    out = {}
+    for name, (node, dtype) in cases.items():
+        k = compile_for_gpu(node, torch.rand(6, 3, 4).to(dtype))
+        fwd, bwd = k.forward.asm["ptx"], k.backward.asm["ptx"]
+        out[name] = {
+            "cubin": [len(k.forward.asm["cubin"]), len(k.backward.asm["cubin"])],
+            "fwd_fma": len(re.findall(r"\\bfma\\.rn\\.f32\\b", fwd)),
+            "bwd_fma": len(re.findall(r"\\bfma\\.rn\\.f32\\b", bwd)),
+            "fwd_div_approx": len(re.findall(r"\\bdiv\\.(full|approx)\\.f32\\b", fwd)),
+            "fwd_div_rn": len(re.findall(r"\\bdiv\\.rn\\.f32\\b", fwd)),
+            "libdevice": "libdevice." in k.source,
+            "target": k.forward.metadata.target.arch,
+        }
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def compiled() -> dict:
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_kernel_compiles_to_sm90_machine_code(compiled):
+    assert len(compiled) == 8
+    for name, info in compiled.items():
+        assert info["target"] == 90, name
+        assert min(info["cubin"]) > 1000, name
+
+
+def test_forward_rounds_every_operation_like_the_reference(compiled):
+    """No contraction into FMA and no approximate division in forwards whose charge is
+    plain arithmetic; the backward keeps contraction (the test sees FMAs there)."""
+    for name in ("lif_f32", "plif_bf16", "if_theta_f16", "izhikevich_f32", "alif_f32"):
+        assert compiled[name]["fwd_fma"] == 0, name
+        assert compiled[name]["fwd_div_approx"] == 0, name
+    assert compiled["lif_f32"]["bwd_fma"] > 0  # the pattern does find FMAs in this PTX
+
+
+def test_transcendental_charges_call_libdevice_with_ieee_division(compiled):
+    for name in ("eif_f32", "user_f32"):
+        assert compiled[name]["libdevice"], name
+        assert compiled[name]["fwd_div_approx"] == 0, name
+    assert compiled["user_f32"]["fwd_div_rn"] > 0  # tanh(x) / a: IEEE division
+
+
+def test_interpreter_must_be_off():
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.kernels.triton_aot import compile_for_gpu
+    from spikeflow.kernels.triton_backend import interpreting
+    from spikeflow.neurons import LIFNode
+
+    if not interpreting():
+        pytest.skip("this process runs Triton compiled (a GPU is present)")
+    import torch
+
+    with pytest.raises(ConfigurationError, match="unset TRITON_INTERPRET"):
+        compile_for_gpu(LIFNode(), torch.rand(2, 3))
