@@ -28,14 +28,18 @@ spikeflow runs with its default decoder setting (``"auto"``: the compiled C deco
 ``spikeflow/data/io/_decoders.c`` when a C compiler is available); the same readers with
 ``set_decoder("numpy")`` are timed alongside (column ``numpy-decoder ms``).
 
-Every timing is the best of ``--repeats`` runs after one warm-up, spikeflow and its peers
-timed in turn within each repeat so that load from other processes hits them alike (files
-stay in the page cache: this measures decoding, not the disk). Each spikeflow/peer pair
+Every timing is the best of ``--repeats`` rounds after one warm-up, spikeflow and its
+peers timed in turn within each round (in an order rotated every round) so that load
+from other processes hits them alike; each timed call follows an untimed call of the
+same reader, so it runs in the memory state of its own steady loop rather than the one
+the previous reader left (``--schedule interleaved`` drops that untimed call; see
+``best_interleaved``). Files stay in the page cache: this measures decoding, not the
+disk. Each spikeflow/peer pair
 is checked once to decode the same events and, for frames, the same frames; convention
 differences (Tonic drops the ``N mod T`` left-over events, Tonic flips DAVIS ``y``) are
 stated and the mapping between the two outputs is verified file by file. Run::
 
-    python benchmarks/bench_data.py              # ~20 s on 2 cores
+    python benchmarks/bench_data.py              # ~40 s on 2 cores
     python benchmarks/bench_data.py --repeats 15 --json data.json
 """
 
@@ -82,9 +86,24 @@ T = 10
 TONIC_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 
 
+SCHEDULES = ("steady", "interleaved")
+#: How ``best_interleaved`` orders the calls; set from ``--schedule``.
+SCHEDULE = "steady"
+
+
 def best_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Best time of each function, timed in turn within every repeat (one warm-up call
-    each), so that a load change on the shared machine hits all of them alike."""
+    """Best time of each function over ``repeats`` rounds (after one warm-up call each).
+
+    Within a round every function runs in turn, so a load change on the shared machine
+    hits all of them alike, and the order is rotated by one position every round (each
+    function is first, second, ... equally often). With ``SCHEDULE == "steady"`` (the
+    default) each timed call directly follows an untimed call of the same function:
+    it then finds the process's memory as a loop over that reader leaves it (what a
+    Dataset loop sees), not as the previous runner left it. Without that, whichever
+    reader runs right after one that frees large blocks (glibc then returns them to the
+    kernel) pays for page faults on fresh memory, which its own loop never does
+    (``"interleaved"``, the older schedule, shows the effect).
+    """
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
@@ -94,10 +113,13 @@ def best_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[floa
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
-            for k, fn in enumerate(fns):
+        for r in range(repeats):
+            for i in range(len(fns)):
+                k = (r + i) % len(fns)
+                if SCHEDULE == "steady":
+                    fns[k]()
                 start = time.perf_counter()
-                fn()
+                fns[k]()
                 times[k].append(time.perf_counter() - start)
     finally:
         if enabled:
@@ -441,8 +463,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9, help="timed runs after one warm-up")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     ap.add_argument("--json", type=Path, help="also write the measured rows here")
+    ap.add_argument(
+        "--schedule", choices=SCHEDULES, default="steady",
+        help="steady: each timed call follows an untimed call of the same reader (the "
+        "state of a Dataset loop); interleaved: readers alternate call by call",
+    )  # fmt: skip
     args = ap.parse_args()
     globals()["DATA"] = args.data
+    globals()["SCHEDULE"] = args.schedule
     torch.set_num_threads(1)
     for line in describe_machine(torch.device("cpu")):
         print(line)
