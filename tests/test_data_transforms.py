@@ -224,6 +224,17 @@ def test_time_jitter_and_skew():
     assert T.TimeSkew((1.0, 2.0)).random and not T.TimeSkew(1.5).random
 
 
+def test_sort_events_is_stable_by_hand():
+    r = rec([5, 1, 5, 0, 1], [0, 1, 2, 3, 4], [0, 0, 1, 2, 2], [1, 0, 0, 1, 1])
+    out = T.SortEvents()(r)
+    # equal timestamps keep their input order: (1, x=1) before (1, x=4), (5, x=0) first
+    assert fields(out) == [(0, 3, 2, 1), (1, 1, 0, 0), (1, 4, 2, 1), (5, 0, 0, 1), (5, 2, 1, 0)]
+    assert out.sensor_size == r.sensor_size and fields(r)[0] == (5, 0, 0, 1)  # input kept
+    assert not T.SortEvents().random
+    jittered = T.TimeJitter(std=50.0, seed=3)(r)
+    assert fields(T.SortEvents()(jittered)) == fields(jittered)  # already sorted: unchanged
+
+
 def test_drop_event_pixel_and_time_window():
     r = rec(np.arange(200), np.arange(200) % 5, np.arange(200) % 3)
     d = T.DropEvent(0.25, seed=3)(r)
