@@ -104,8 +104,7 @@ def _forward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], tor
     return shapes
 
 
-@torch.library.custom_op("spikeflow::neuron_forward", mutates_args=())
-def _neuron_forward(
+def _forward_impl(
     key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]
 ) -> list[Tensor]:
     entry = _ENTRIES[key]
@@ -121,6 +120,13 @@ def _neuron_forward(
     return outs
 
 
+@torch.library.custom_op("spikeflow::neuron_forward", mutates_args=())
+def _neuron_forward(
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]
+) -> list[Tensor]:
+    return _forward_impl(key, x, states, operands)
+
+
 @_neuron_forward.register_fake
 def _(key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]) -> list[Tensor]:
     return [x.new_empty(s, dtype=d) for s, d in _forward_shapes(_ENTRIES[key], x)]
@@ -134,8 +140,7 @@ def _backward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], to
     return shapes + [(step, entry.state_dtype)] * n_grads
 
 
-@torch.library.custom_op("spikeflow::neuron_backward", mutates_args=())
-def _neuron_backward(
+def _backward_impl(
     key: str,
     x: Tensor,
     saved: list[Tensor],
@@ -162,6 +167,18 @@ def _neuron_backward(
     return outs
 
 
+@torch.library.custom_op("spikeflow::neuron_backward", mutates_args=())
+def _neuron_backward(
+    key: str,
+    x: Tensor,
+    saved: list[Tensor],
+    operands: list[Tensor],
+    grad_spikes: Tensor,
+    grad_finals: list[Tensor],
+) -> list[Tensor]:
+    return _backward_impl(key, x, saved, operands, grad_spikes, grad_finals)
+
+
 @_neuron_backward.register_fake
 def _(
     key: str,
@@ -185,7 +202,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
     ctx.save_for_backward(x, *saved, *operands)
 
 
-def _backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
+def _backward(ctx: Any, grads: list[Tensor | None], run: Any = None) -> tuple:
     entry = _ENTRIES[ctx.key]
     x, *rest = ctx.saved_tensors
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
@@ -195,7 +212,8 @@ def _backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
         g if g is not None else x.new_zeros(step, dtype=entry.state_dtype)
         for g in grads[1 : 1 + ctx.n_states]
     ]
-    outs = _neuron_backward(ctx.key, x, list(saved), list(operands), g_spikes, g_finals)
+    run = _neuron_backward if run is None else run
+    outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
     wants = [w for w, v in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.floats)
              if v is None]  # fmt: skip
@@ -215,7 +233,25 @@ torch.library.register_autograd(
 )
 
 
-@torch.compiler.disable
+class _EagerNeuron(torch.autograd.Function):
+    """The same forward, backward and saved tensors as the custom operators, without
+    their dispatch (tens of microseconds a call): used outside ``torch.compile``."""
+
+    @staticmethod
+    def forward(ctx: Any, key: str, x: Tensor, n_states: int, *tensors: Tensor) -> tuple:
+        states, operands = list(tensors[:n_states]), list(tensors[n_states:])
+        outs = _forward_impl(key, x, states, operands)
+        _setup_context(ctx, (key, x, states, operands), outs)
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(*outs[1 + n_states :])
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple:
+        _, gx, g_states, g_ops = _backward(ctx, list(grads), _backward_impl)
+        return (None, gx, None, *g_states, *g_ops)
+
+
 def _entry_key(
     launcher: Launcher,
     ctype: str,
@@ -234,9 +270,7 @@ def _entry_key(
 ) -> str:
     """Build (once) the kernels for this configuration; return their registry key.
 
-    Never traced by ``torch.compile`` (code generation and compilation are Python and
-    subprocess work): an explicit fused backend inside a compiled model costs one graph
-    break per neuron, which is why ``backend="auto"`` uses the reference loop there.
+    Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
     """
     graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict))
     flags = (ctype, is_array, save_states, record_v, needs, checkpoint, floats, state_dtype)
@@ -255,6 +289,12 @@ def _entry_key(
         )
         _ENTRIES[key] = _Entry(launcher(spec), spec, state_dtype, floats)
     return key
+
+
+# Code generation and compilation are Python and subprocess work: an explicit fused
+# backend inside a compiled model costs one graph break per neuron, which is why
+# ``backend="auto"`` uses the reference loop there.
+_entry_key_compiled = torch.compiler.disable(_entry_key)
 
 
 def run_fused(
@@ -291,11 +331,15 @@ def run_fused(
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
     is_array = tuple(isinstance(v, Tensor) and (tensors_as_arrays or v.dim() > 0) for v in values)
-    key = _entry_key(
+    compiling = torch.compiler.is_compiling()
+    key = (_entry_key_compiled if compiling else _entry_key)(
         launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, rule.v_reset,
         rule.detach_reset, rule.strict, is_array, grad_on, record_v, tuple(needs), floats,
     )  # fmt: skip
-    out = _neuron_forward(key, x_seq, states, operands)
+    if compiling:
+        out = _neuron_forward(key, x_seq, states, operands)
+    else:
+        out = _EagerNeuron.apply(key, x_seq, len(states), *states, *operands)
     n_st = len(states)
     spikes, finals = out[0], out[1 : 1 + n_st]
     v_seq = out[-1].detach() if record_v else None
