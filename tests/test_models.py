@@ -13,7 +13,7 @@ from torch import nn
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.losses import ce_mean_loss, rate_mse_loss
-from spikeflow.models import create_model, list_models, list_neurons
+from spikeflow.models import create_model, list_models, list_neurons, model_arguments
 from spikeflow.models.common import NeuronFactory
 from spikeflow.models.ms_resnet import MSBasicBlock
 from spikeflow.models.psn_seqcifar import image_to_columns
@@ -441,3 +441,170 @@ def test_docs_example_runs():
     exec(compile(code, "docs/models.md", "exec"), namespace)
     assert namespace["out"].shape == (4, 2, 10)
     assert namespace["loss"].ndim == 0 and namespace["prediction"].shape == (2,)
+
+
+# -- architectures against methods.md (3.2, 4.5, 6, 11.2) --------------------------------------
+
+
+def _layout(model: nn.Module) -> list[str]:
+    """The leaf layers of ``model`` in registration (= forward) order, as short tokens."""
+    tokens = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s = m.kernel_size[0], m.stride[0]
+            tokens.append(f"conv{m.in_channels}-{m.out_channels}k{k}" + (f"s{s}" if s > 1 else ""))
+        elif isinstance(m, nn.Conv1d):
+            tokens.append(f"conv1d{m.in_channels}-{m.out_channels}k{m.kernel_size[0]}")
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            tokens.append("bn")
+        elif isinstance(m, nn.MaxPool2d):
+            tokens.append(f"mp{m.kernel_size}")
+        elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
+            size = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            tokens.append(f"ap{size}")
+        elif isinstance(m, nn.Linear):
+            tokens.append(f"fc{m.in_features}-{m.out_features}")
+        elif isinstance(m, layers.Dropout):
+            tokens.append("drop")
+        elif isinstance(m, layers.VotingLayer):
+            tokens.append("vote")
+        elif isinstance(m, (IFNode, LIFNode, PSN)):
+            tokens.append("sn")
+    return tokens
+
+
+def _plif_head(flat: int, hidden: int, classes: int, second_dropout: bool = True) -> list[str]:
+    return ["drop", f"fc{flat}-{hidden}", "sn", *(["drop"] if second_dropout else []),
+            f"fc{hidden}-{10 * classes}", "sn", "vote"]  # fmt: skip
+
+
+def _unit(c_in: int, c_out: int, k: int = 3) -> list[str]:
+    return [f"conv{c_in}-{c_out}k{k}", "bn", "sn"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # {conv3x3(128)-BN-PLIF-MaxPool2} x2 on 28x28, FC 128*7*7 -> 128*4*4 -> 10*10, voting
+        ("plif_mnist", [*_unit(1, 128), "mp2", *_unit(128, 128), "mp2",
+                        *_plif_head(128 * 7 * 7, 128 * 4 * 4, 10)]),
+        ("plif_fashion_mnist", [*_unit(1, 128), "mp2", *_unit(128, 128), "mp2",
+                                *_plif_head(128 * 7 * 7, 128 * 4 * 4, 10)]),
+        # {conv3x3(256)-BN-PLIF x3 -> MaxPool2} x2 on 32x32, one dropout in the head
+        ("plif_cifar10", [*_unit(3, 256), *_unit(256, 256), *_unit(256, 256), "mp2",
+                          *_unit(256, 256), *_unit(256, 256), *_unit(256, 256), "mp2",
+                          *_plif_head(256 * 8 * 8, 128 * 4 * 4, 10, second_dropout=False)]),
+        # n = 2, 4, 5 blocks; FC C*h*w -> C*h*w/4
+        ("plif_nmnist", [*_unit(2, 128), "mp2", *_unit(128, 128), "mp2",
+                         *_plif_head(128 * 8 * 8, 128 * 8 * 8 // 4, 10)]),
+        ("plif_cifar10dvs", [*_unit(2, 128), "mp2", *[*_unit(128, 128), "mp2"] * 3,
+                             *_plif_head(128 * 8 * 8, 128 * 8 * 8 // 4, 10)]),
+        ("plif_dvsgesture", [*_unit(2, 128), "mp2", *[*_unit(128, 128), "mp2"] * 4,
+                             *_plif_head(128 * 4 * 4, 128 * 4 * 4 // 4, 11)]),
+        # c32k1-BN-PLIF -> {SEW(32) -> MaxPool2} x7 -> FC(32 -> 11)
+        ("sew_dvsgesture", [*_unit(2, 32, 1), *(_unit(32, 32) * 2 + ["mp2"]) * 7, "fc32-11"]),
+        # c64k1 -> {SEW(64)-MP2} x4 -> c128k1 -> {SEW(128)-MP2} x3 -> FC(128 -> 10)
+        ("sew_cifar10dvs", [*_unit(2, 64, 1), *(_unit(64, 64) * 2 + ["mp2"]) * 4,
+                            *_unit(64, 128, 1), *(_unit(128, 128) * 2 + ["mp2"]) * 3,
+                            "fc128-10"]),
+        # {Conv1d k3 (128)-BN-SN x3 -> AvgPool1d 2} x2 -> FC(1024 -> 256) -> SN -> FC(-> 10)
+        ("psn_seqcifar", [*["conv1d3-128k3", "bn", "sn"], *["conv1d128-128k3", "bn", "sn"] * 2,
+                          "ap2", *["conv1d128-128k3", "bn", "sn"] * 3, "ap2",
+                          "fc1024-256", "sn", "fc256-10"]),
+    ],
+)  # fmt: skip
+def test_paper_networks_have_the_methods_md_layers(name, expected):
+    assert _layout(create_model(name)) == expected
+
+
+@pytest.mark.parametrize("depth", [11, 13, 16, 19])
+@pytest.mark.parametrize("bn", [False, True])
+def test_vgg_layers_per_depth(depth, bn):
+    convs = {11: 8, 13: 10, 16: 13, 19: 16}[depth]
+    model = create_model(f"spiking_vgg{depth}{'_bn' if bn else ''}", num_classes=K, pool_size=1,
+                         hidden_features=16)  # fmt: skip
+    tokens = _layout(model)
+    assert sum(t.startswith("conv") for t in tokens) == convs
+    assert tokens.count("mp2") == 5 and tokens.count("bn") == (convs if bn else 0)
+    widths = [int(t.split("-")[1].split("k")[0]) for t in tokens if t.startswith("conv")]
+    assert widths[0] == 64 and widths[-1] == 512 and sorted(set(widths)) == [64, 128, 256, 512]
+    assert tokens[-7:] == ["fc512-16", "sn", "drop", "fc16-16", "sn", "drop", f"fc16-{K}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "stages", "block"),
+    [
+        ("spiking_resnet18", [2, 2, 2, 2], SpikingBasicBlock),
+        ("spiking_resnet34", [3, 4, 6, 3], SpikingBasicBlock),
+        ("spiking_resnet50", [3, 4, 6, 3], SpikingBottleneck),
+        ("spiking_resnet101", [3, 4, 23, 3], SpikingBottleneck),
+        ("spiking_resnet152", [3, 8, 36, 3], SpikingBottleneck),
+        ("sew_resnet18", [2, 2, 2, 2], SEWBasicBlock),
+        ("sew_resnet34", [3, 4, 6, 3], SEWBasicBlock),
+        ("sew_resnet50", [3, 4, 6, 3], SEWBottleneck),
+        ("sew_resnet101", [3, 4, 23, 3], SEWBottleneck),
+        ("sew_resnet152", [3, 8, 36, 3], SEWBottleneck),
+        ("ms_resnet18", [2, 2, 2, 2], MSBasicBlock),
+        ("ms_resnet34", [3, 4, 6, 3], MSBasicBlock),
+        ("ms_resnet104", [3, 8, 32, 8], MSBasicBlock),
+    ],
+)
+def test_resnet_depths_and_stems(name, stages, block):
+    model = create_model(name, num_classes=K, base_width=8)
+    got = [len(stage) for stage in (model.layer1, model.layer2, model.layer3, model.layer4)]
+    assert got == stages
+    assert all(type(b) is block for b in model.blocks())
+    stem = _layout(model.stem)
+    if name == "ms_resnet104":  # three 3x3 convs (the first with stride 2), then tdBN
+        assert stem == ["conv3-8k3s2", "conv8-8k3", "conv8-8k3", "bn"]
+        shortcut = _layout(model.layer2[0].downsample)
+        assert shortcut == ["ap2", "conv8-16k1", "bn"]  # avgpool2 + conv1x1 + tdBN
+    elif name.startswith("ms_"):  # conv7x7/2 + tdBN, no neuron (the branches start with one)
+        assert stem == ["conv3-8k7s2", "bn"]
+        assert _layout(model.layer2[0].downsample) == ["conv8-16k1s2", "bn"]
+    else:  # conv7x7/2-BN-SN-maxpool3x3/2
+        assert stem == ["conv3-8k7s2", "bn", "sn", "mp3"]
+        shortcut = _layout(model.layer2[0].downsample)
+        spiking_shortcut = name.startswith("sew_")  # SEW: conv1x1-BN-SN emits spikes
+        width = 16 * block.expansion
+        assert shortcut == [f"conv{8 * block.expansion}-{width}k1s2", "bn",
+                            *(["sn"] if spiking_shortcut else [])]  # fmt: skip
+
+
+def test_bottleneck_depths_have_torchvisions_parameter_counts():
+    """IF neurons have no parameters, so the counts are torchvision's ResNet-101/152."""
+    assert _n_params(create_model("spiking_resnet101")) == 44_549_160
+    assert _n_params(create_model("sew_resnet152", cnf="IAND")) == 60_192_808
+
+
+@pytest.mark.parametrize("name", [*ALL, "plif_digits"])
+def test_every_model_takes_the_neuron_and_its_arguments(name):
+    kwargs, _ = _small(name) if name != "plif_digits" else ({"num_classes": K}, None)
+    model = create_model(name, neuron="lif", neuron_kwargs={"tau": 3.5, "v_threshold": 0.75},
+                         **kwargs)  # fmt: skip
+    spiking = [m for m in model.modules() if isinstance(m, (IFNode, LIFNode, PSN))]
+    assert spiking and all(type(m) is LIFNode for m in spiking)
+    assert all(m.tau == 3.5 and m.v_threshold == 0.75 for m in spiking)
+    accepted = model_arguments(name)
+    common = {"num_classes", "in_channels", "neuron", "neuron_kwargs", "zero_init_residual"}
+    assert accepted is not None and common <= set(accepted)
+
+
+def test_unknown_model_arguments_are_named_with_the_accepted_ones():
+    with pytest.raises(ConfigurationError, match=r"'plif_digits' does not accept .*'channelz'"):
+        create_model("plif_digits", channelz=3)
+    with pytest.raises(ConfigurationError, match=r"\['depths'\]; it accepts base_width, cnf"):
+        create_model("sew_resnet18", depths=[1, 1, 1, 1])  # the builder fixes the depths
+    assert "batch_norm" not in model_arguments("spiking_vgg11")
+    assert create_model("plif_digits", input_size=6).classifier[2].in_features == 32 * 3 * 3
+    with pytest.raises(ConfigurationError, match="no residual"):
+        create_model("plif_digits", zero_init_residual=True)
+
+
+def test_neurons_without_defaults_name_the_missing_arguments():
+    with pytest.raises(ConfigurationError, match=r"PSN needs the argument\(s\) \['T'\]"):
+        create_model("plif_nmnist", channels=4, neuron="psn")
+    with pytest.raises(ConfigurationError, match=r"--neuron-kwargs T=\.\.\. k=\.\.\."):
+        create_model("plif_nmnist", channels=4, neuron="masked_psn")
+    model = create_model("plif_nmnist", channels=4, neuron="psn", neuron_kwargs={"T": 3})
+    assert all(m.T == 3 for m in model.modules() if isinstance(m, PSN))

@@ -2,7 +2,8 @@
 
 Every model takes time-major input ``[T, B, C, H, W]`` (or ``[T, B, C, L]`` for 1-d
 models) and returns ``[T, B, num_classes]``; :func:`create_model` builds one by name,
-:func:`list_models` lists the names. See ``docs/models.md``.
+:func:`list_models` lists the names and :func:`model_arguments` a model's arguments.
+See ``docs/models.md``.
 
 * :mod:`~spikeflow.models.resnet`: Spiking ResNet 18/34/50/101/152.
 * :mod:`~spikeflow.models.sew_resnet`: SEW ResNet 18/34/50/101/152 (ADD, AND, IAND).
@@ -26,7 +27,7 @@ from spikeflow.models import (
     vgg,
 )
 from spikeflow.models.common import NEURONS, NeuronFactory, list_neurons, resolve_neuron
-from spikeflow.models.registry import create_model, list_models, register_model
+from spikeflow.models.registry import create_model, list_models, model_arguments, register_model
 
 __all__ = [
     "NEURONS",
@@ -35,6 +36,7 @@ __all__ = [
     "digits",
     "list_models",
     "list_neurons",
+    "model_arguments",
     "ms_resnet",
     "plif_nets",
     "psn_seqcifar",

@@ -47,6 +47,7 @@ __all__ = [
     "conv_bn",
     "init_conv_linear",
     "list_neurons",
+    "required_kwargs",
     "resolve_neuron",
 ]
 
@@ -129,6 +130,20 @@ def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
     return names
 
 
+def required_kwargs(factory: Callable[..., Any]) -> list[str]:
+    """The arguments ``factory`` (a neuron class or factory) cannot be called without,
+    in signature order (``[]`` when its signature cannot be read)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
 def _build_surrogate(value: Any) -> Surrogate:
     if isinstance(value, Mapping):
         spec = dict(value)
@@ -194,6 +209,14 @@ class NeuronFactory:
             kwargs["surrogate_function"], Surrogate
         ):
             kwargs["surrogate_function"] = _build_surrogate(kwargs["surrogate_function"])
+        missing = sorted(set(required_kwargs(self.neuron)) - set(kwargs))
+        if missing:
+            name = getattr(self.neuron, "__name__", repr(self.neuron))
+            example = " ".join(f"{key}=..." for key in missing)
+            raise ConfigurationError(
+                f"neuron {name} needs the argument(s) {missing}, which have no default: pass "
+                f"them in neuron_kwargs (on the command line: --neuron-kwargs {example})"
+            )
         self.kwargs = kwargs
 
     def __call__(self) -> nn.Module:

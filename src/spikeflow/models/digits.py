@@ -41,7 +41,8 @@ class DigitsPLIFNet(nn.Module):
     Args:
         num_classes: output classes.
         in_channels: input channels (1 for grey images, 2 for DVS polarities).
-        input_size: ``(H, W)`` of the input (needed for the first FC layer); H and W even.
+        input_size: ``(H, W)`` of the input, or one side of a square input (needed for the
+            first FC layer); H and W even.
         channels: conv channels.
         hidden: neurons of the hidden FC layer.
         dropout: dropout probability (masks shared over T); 0 disables it.
@@ -51,13 +52,15 @@ class DigitsPLIFNet(nn.Module):
         neuron_kwargs: its arguments, over the defaults ``init_tau=2``,
             ``detach_reset=True``, ATan surrogate (the PLIF paper; a neuron that does not
             take one of them gets the rest).
+        zero_init_residual: accepted for the zoo's common interface; the network has no
+            residual blocks, so it must be False.
     """
 
     def __init__(
         self,
         num_classes: int = 10,
         in_channels: int = 1,
-        input_size: tuple[int, int] | list[int] = (8, 8),
+        input_size: int | tuple[int, int] | list[int] = (8, 8),
         channels: int = 32,
         hidden: int = 128,
         dropout: float = 0.5,
@@ -65,8 +68,17 @@ class DigitsPLIFNet(nn.Module):
         voting_size: int = 10,
         neuron: NeuronSpec = "plif",
         neuron_kwargs: Mapping[str, Any] | None = None,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
+        if zero_init_residual:
+            raise ConfigurationError("DigitsPLIFNet has no residual blocks to zero-init")
+        if isinstance(input_size, int) and not isinstance(input_size, bool):
+            input_size = (input_size, input_size)
+        if not isinstance(input_size, (tuple, list)) or len(input_size) != 2:
+            raise ConfigurationError(
+                f"input_size must be (H, W) or one int (a square input); got {input_size!r}"
+            )
         height, width = (int(s) for s in input_size)
         if height % 2 or width % 2:
             raise ConfigurationError(f"input_size must be even (a 2x2 max-pool); got {input_size}")

@@ -24,7 +24,7 @@ the residual branch so every convolution receives spikes::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -138,6 +138,9 @@ class MSResNet(nn.Module):
         base_width: channels of the stem and the first stage (64); the stages have
             ``base_width * (1, 2, 4, 8)`` planes.
     """
+
+    #: Arguments the registered builders set themselves (not user arguments).
+    builder_fixed_arguments: ClassVar[tuple[str, ...]] = ("depths",)
 
     def __init__(
         self,

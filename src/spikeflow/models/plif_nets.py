@@ -21,7 +21,7 @@ same numbers. Default neuron: PLIF, τ₀ = 2, θ = 1, V_r = 0, detach_reset, AT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -71,6 +71,9 @@ class PLIFNet(nn.Module):
         voting_size: output neurons per class (10).
         zero_init_residual: must be False (no residual blocks).
     """
+
+    #: Arguments the registered builders set themselves (not user arguments).
+    builder_fixed_arguments: ClassVar[tuple[str, ...]] = ("conv_plan",)
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ conv3x3/1-BN-SN without max pool, the usual choice for 32x32 images (feature map
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -167,6 +167,9 @@ class ResNetSkeleton(nn.Module):
             ``base_width * (1, 2, 4, 8)`` planes.
         neuron_defaults: the model's default neuron arguments.
     """
+
+    #: Arguments the registered builders set themselves (not user arguments).
+    builder_fixed_arguments: ClassVar[tuple[str, ...]] = ("block", "depths")
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ time-mean is the same). Default neuron: PLIF, τ₀ = 2, detach_reset, ATan(α=2
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -78,6 +78,9 @@ class SEWDVSNet(nn.Module):
         zero_init_residual: zero-init each block's last BN (β = 1 for AND).
         input_size: side of the square input (128), used to size the FC.
     """
+
+    #: Arguments the registered builders set themselves (not user arguments).
+    builder_fixed_arguments: ClassVar[tuple[str, ...]] = ("stage_channels",)
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ with ``hidden_features`` (4096) units; dropout masks are shared over T. Output
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -51,6 +51,9 @@ class SpikingVGG(nn.Module):
         zero_init_residual: accepted for a uniform interface; VGG has no residual
             blocks, so it must be False.
     """
+
+    #: Arguments the registered builders set themselves (not user arguments).
+    builder_fixed_arguments: ClassVar[tuple[str, ...]] = ("config", "batch_norm")
 
     def __init__(
         self,
