@@ -300,6 +300,7 @@ from spikeflow.errors import DataFormatError, MissingExtraError
 def spiking_audio(path):
     with SpikingAudioFile(path) as f:
         f.labels
+        f.label_names
         for i in range(len(f)):
             f[i]
 
@@ -514,6 +515,7 @@ def shd_seed(tmp: Path) -> bytes:
             times[i] = np.sort(rng.uniform(0, 1, 8)).astype(np.float32)
             units[i] = rng.integers(0, 700, 8)
         f.create_dataset("labels", data=np.array([1, 2, 3], dtype=np.uint16))
+        f.create_dataset("extra/keys", data=np.array([b"zero", b"one", b"two", b"three"]))
     return path.read_bytes()
 
 

@@ -102,11 +102,16 @@ class SpikingAudioFile:
         when the file has no such dataset.
 
         Raises:
-            DataFormatError: ``extra/keys`` exists but is not a 1-D array of strings.
+            DataFormatError: ``extra/keys`` exists but cannot be read or is not a 1-D
+                array of UTF-8 strings.
         """
-        if "extra/keys" not in self._file:
-            return None
-        raw = self._read(self._file["extra/keys"], "extra/keys", slice(None))
+        try:
+            if "extra/keys" not in self._file:
+                return None
+            keys = self._file["extra/keys"]
+        except (KeyError, TypeError, OSError, ValueError, RuntimeError) as exc:
+            raise format_error(self.path, None, f"unreadable dataset 'extra/keys': {exc}") from None
+        raw = self._read(keys, "extra/keys", slice(None))
         if raw.ndim != 1 or raw.dtype.kind not in "SUO":
             raise format_error(
                 self.path, None, f"extra/keys is not a 1-D array of strings "
