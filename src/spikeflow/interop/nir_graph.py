@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule, check_time_major
-from spikeflow.errors import ConfigurationError, StateError
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.functional import set_step_mode
 from spikeflow.layers._time import stepping_memory
 from spikeflow.layers.containers import _MultiStepOnly
@@ -150,6 +150,8 @@ class NIRGraphNetwork(_MultiStepOnly, nn.Module):
         edges: ``(source, target)`` pairs between node names, the input and the outputs.
         input_name: the name of the graph's input.
         output_names: the names of the graph's outputs.
+        input_shape: the per-sample input shape ``[...]`` the graph was made for, if
+            known (spikeflow's exports record it); inputs of another shape raise.
 
     Attributes:
         nodes: the modules (``nn.ModuleDict``; keys are the node names made valid).
@@ -162,8 +164,10 @@ class NIRGraphNetwork(_MultiStepOnly, nn.Module):
         edges: Iterable[Edge],
         input_name: str,
         output_names: Sequence[str],
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        self.input_shape = None if input_shape is None else tuple(int(n) for n in input_shape)
         taken: set[str] = set()
         self.node_names = {name: _safe_key(name, taken) for name in modules}
         self.nodes = nn.ModuleDict({self.node_names[n]: m for n, m in modules.items()})
@@ -233,30 +237,86 @@ class NIRGraphNetwork(_MultiStepOnly, nn.Module):
                         "NIRGraphNetwork does not stream through recurrent (cyclic) parts of "
                         "a graph: call it on whole sequences, outside streaming()"
                     )
-        steps = next(values[p] for n in ordered for p in self.preds[n] if p not in members)
+        sources = [p for n in ordered for p in self.preds[n] if p not in members]
         outputs: dict[str, list[Tensor]] = {n: [] for n in ordered}
-        previous: dict[str, Tensor] = {}
+        previous = self._before_start(ordered, modules, values)
         with stepping_memory(modules):
-            for t in range(steps.shape[0]):
-                current: dict[str, Tensor] = {}
-                for n, module in zip(ordered, modules):
-                    terms = []
-                    for p in self.preds[n]:
-                        if p not in members:
-                            terms.append(values[p][t])
-                        elif p in current:
-                            terms.append(current[p])
-                        elif p in previous:
-                            terms.append(previous[p])
-                    current[n] = module(self._sum(terms))
+            for t in range(values[sources[0]].shape[0]):
+                outside = {p: values[p][t] for p in sources}
+                _, current = self._step(ordered, modules, outside, previous)
+                for n in ordered:
                     outputs[n].append(current[n])
                 previous = current
         for n in ordered:
             values[n] = torch.stack(outputs[n])
 
+    def _step(
+        self,
+        ordered: list[str],
+        modules: list[nn.Module],
+        outside: dict[str, Tensor],
+        previous: dict[str, Tensor],
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """One step of a cycle: ``(inputs, outputs)`` of its nodes."""
+        members = set(ordered)
+        inputs: dict[str, Tensor] = {}
+        current: dict[str, Tensor] = {}
+        for n, module in zip(ordered, modules):
+            terms = []
+            for p in self.preds[n]:
+                if p not in members:
+                    terms.append(outside[p])
+                elif p in current:
+                    terms.append(current[p])
+                elif p in previous:
+                    terms.append(previous[p])
+            inputs[n] = self._sum(terms)
+            current[n] = module(inputs[n])
+        return inputs, current
+
+    def _before_start(
+        self, ordered: list[str], modules: list[nn.Module], values: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The outputs of a cycle's nodes one step before ``t = 0``, read by its back edges.
+
+        Neurons have not fired (0). A stateless node (a recurrent ``Affine`` weight) is
+        applied to its inputs then, all 0, so it gives its bias: ``W_rec s[-1] + b = b``,
+        as snnTorch's ``RLeaky``/``RSynaptic`` (whose recurrent ``nn.Linear`` has a bias)
+        compute it at the first step. Without biases in the cycle this is all zeros.
+        """
+        stateless = [
+            not any(isinstance(m, MemoryModule) for m in module.modules()) for module in modules
+        ]
+        if not any(stateless):
+            return {}
+        members = set(ordered)
+        outside = {p: values[p][0] for n in ordered for p in self.preds[n] if p not in members}
+        # One probe step (state discarded) gives the shape of every node's input and output.
+        with torch.no_grad(), stepping_memory(modules):
+            inputs, outputs = self._step(ordered, modules, outside, {})
+        before: dict[str, Tensor] = {}
+        for n, module, pure in zip(ordered, modules, stateless):
+            if not pure:
+                before[n] = torch.zeros_like(outputs[n])
+                continue
+            terms = [torch.zeros_like(inputs[n])]
+            terms += [before[p] for p in self.preds[n] if p in before]
+            before[n] = module(self._sum(terms))
+        return before
+
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         """Run the graph on ``x`` (``[T, B, ...]``)."""
         check_time_major(x, type(self).__name__)
+        if x.shape[0] == 0:
+            raise ShapeError(
+                f"{type(self).__name__} needs at least one time step; got shape "
+                f"{tuple(x.shape)} with T = 0"
+            )
+        if self.input_shape is not None and tuple(x.shape[2:]) != self.input_shape:
+            raise ShapeError(
+                f"the NIR graph takes samples of shape {self.input_shape} (input "
+                f"[T, B, {', '.join(map(str, self.input_shape))}]); got shape {tuple(x.shape)}"
+            )
         values: dict[str, Tensor] = {self.input_name: x}
         for component, cyclic in zip(self.plan, self._cyclic):
             if cyclic:

@@ -213,4 +213,27 @@ def import_from_nir(
         for name, node in nodes.items()
         if name not in inputs and name not in outputs
     }
-    return NIRGraphNetwork(modules, edges, inputs[0], outputs)
+    # spikeflow's exporter writes the per-sample input shape; other tools may include the
+    # batch (Norse) or leave it out, so only spikeflow's graphs are checked against it.
+    shape = None
+    if isinstance(metadata, dict) and str(_decode_text(metadata.get("source", ""))) == "spikeflow":
+        shape = _input_shape(nodes[inputs[0]])
+    return NIRGraphNetwork(modules, edges, inputs[0], outputs, input_shape=shape)
+
+
+def _decode_text(value: Any) -> Any:
+    return value.decode("utf8") if isinstance(value, bytes) else value
+
+
+def _input_shape(node: Any) -> tuple[int, ...] | None:
+    """The shape in a NIR ``Input`` node's ``input_type``, if it has one."""
+    types = getattr(node, "input_type", None)
+    if not isinstance(types, dict) or len(types) != 1:
+        return None
+    (value,) = types.values()
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        return None
+    return tuple(int(n) for n in array)
