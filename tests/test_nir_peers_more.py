@@ -269,3 +269,31 @@ def test_imported_spikeflow_graph_checks_the_input_shape(tmp_path):
         imported(torch.rand(5, 2, 3))
     with pytest.raises(ShapeError, match=r"at least one time step.*T = 0"):
         imported(torch.rand(0, 2, 4))
+
+
+@pytest.mark.parametrize(("delay", "same"), [(False, True), (True, False)])
+def test_snntorch_synaptic_reset_delay_changes_its_spikes(delay, same):
+    """Unlike Leaky's (tests/test_nir_peers.py), Synaptic's delayed "zero" reset changes the
+    spikes: the graph means reset in the step that fires (reset_delay=False)."""
+    snn = _snntorch()
+    from snntorch.export_nir import export_to_nir as snn_export
+
+    torch.manual_seed(7)
+    net = nn.Sequential(
+        nn.Linear(4, 6),
+        snn.Synaptic(
+            alpha=torch.full((6,), 0.6),
+            beta=torch.full((6,), 0.8),
+            threshold=torch.ones(6),
+            init_hidden=True,
+            reset_mechanism="zero",
+            reset_delay=delay,
+        ),
+    )
+    _weights(net)
+    x = torch.rand(30, 2, 4)
+    with _quiet():
+        graph = snn_export(net, x[0], ignore_dims=[0])
+    expected = _snntorch_run(net, x)
+    _active(expected)
+    assert torch.equal(import_from_nir(graph, convention="snntorch")(x), expected) is same
