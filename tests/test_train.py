@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -83,8 +84,17 @@ def test_default_command_learns_the_digits(tmp_path, capsys):
     result = json.loads((tmp_path / "eval.json").read_text())
     logged = float(rows[best["epoch"] - 1]["test_acc"])
     assert result["test_acc"] == pytest.approx(logged, abs=1e-12)
-    assert result["samples"] == 360 and len(result["layers"]) == 4
-    assert "test accuracy:" in capsys.readouterr().out
+    assert result["samples"] == result["split_samples"] == 360 and len(result["layers"]) == 4
+    assert (result["model"], result["dataset"], result["T"]) == ("plif_digits", "digits", 4)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"best.pt: plif_digits (T=4) after epoch {best['epoch']} of 3, "
+                             "digits test split")  # fmt: skip
+    assert lines[1].strip() == "all 360 test samples"
+    assert f"accuracy {100 * logged:.2f}%" in lines[2] and "mean firing rate" in lines[2]
+    assert lines[4].split() == ["spiking", "layer", "rate", "spikes/sample", "neurons", "v",
+                                "mean", "v", "std"]  # fmt: skip
+    assert [line.split()[0] for line in lines[5:9]] == [s["name"] for s in result["layers"]]
+    assert lines[-1] == f"test accuracy: {logged:.4f}"
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -227,6 +237,19 @@ def test_config_file_round_trip_reproduces_the_run(tmp_path):
     assert main(["train", "--config", str(out1 / "config.toml"), "--output-dir", str(out2)]) == 0
     assert load_config_file(out2 / "config.toml") == written
     assert_same_weights(weights(out1), weights(out2))
+    # the same numbers, epoch by epoch and layer by layer
+    assert metrics(out1) == metrics(out2) and len(metrics(out1)) == 2
+    assert read_csv(out1 / "layers.csv") == read_csv(out2 / "layers.csv")
+    if _has_yaml():  # the same run from a YAML file
+        import yaml
+
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+        out3 = tmp_path / "three"
+        assert (
+            main(["train", "--config", str(tmp_path / "run.yaml"), "--output-dir", str(out3)]) == 0
+        )
+        assert load_config_file(out3 / "config.toml") == written
+        assert metrics(out3) == metrics(out1)
 
 
 def test_config_formats_and_errors(tmp_path, monkeypatch):
@@ -267,9 +290,43 @@ def test_kwargs_options_parse_toml_values():
 
 def test_bad_options_exit_with_status_2(tmp_path, capsys):
     assert main(["train", "--dataset", "mnist-ish", "--output-dir", str(tmp_path)]) == 2
-    assert "unknown dataset 'mnist-ish'" in capsys.readouterr().err
+    assert "unknown dataset 'mnist-ish'; available: " in capsys.readouterr().err
     assert main(["train", "--amp", "fp16", "--device", "cpu", "--output-dir", str(tmp_path)]) == 2
     assert "fp16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "mnist-ish"], r"unknown dataset 'mnist-ish'; available: .*digits.*nmnist"),
+        (["--model", "resnet9000"], r"unknown model 'resnet9000'; available: .*plif_digits.*"
+                                    r"sew_resnet18.*spiking_vgg19_bn"),
+        (["--neuron", "relu"], r"unknown neuron 'relu'; available: .*lif.*plif.*psn"),
+        (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, count, mse, tet"),
+        (["--model-kwargs", "channelz=8"], r"'plif_digits' does not accept the argument\(s\) "
+                                           r"\['channelz'\]; it accepts .*channels"),
+        (["--neuron-kwargs", "taux=2"], r"does not accept \['taux'\]; it accepts .*init_tau"),
+        (["--neuron", "masked_psn"], r"MaskedPSN needs the argument\(s\) \['k'\].*"
+                                     r"--neuron-kwargs k=\.\.\."),
+        (["--epochs", "0"], r"epochs must be a positive integer, got 0"),
+        (["--dataset", "nmnist"], r"dataset 'nmnist' needs --data-dir"),
+        (["--data-dir", "{tmp}"], r"--data-dir .* was given, but the 'digits' dataset ships with "
+                                  r"scikit-learn"),
+        (["--dataset", "nmnist", "--data-dir", "{tmp}"],
+         r"--data-dir .*: N-MNIST not found: .*Train does not exist.*Expected layout: "
+         r"<root>/\{Train,Test\}/<label>/<id>\.bin"),
+        (["--config", "{tmp}/missing.toml"], r"config file .*missing\.toml does not exist"),
+        (["--resume", "{tmp}/nothing.pt"], r"checkpoint .*nothing\.pt does not exist"),
+    ],
+)  # fmt: skip
+def test_bad_command_line_input_names_the_argument_and_the_choices(tmp_path, capsys, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = main(["train", *args, "--output-dir", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("spikeflow train: error: ")
+    assert re.search(message, err), err
+    assert not (tmp_path / "out" / "last.pt").exists()
 
 
 def test_nmnist_subset_trains_through_the_command_line(tmp_path, capsys):
@@ -287,5 +344,151 @@ def test_nmnist_subset_trains_through_the_command_line(tmp_path, capsys):
     assert (config["model"], config["T"], config["batch_size"]) == ("plif_nmnist", 4, 16)
     row = read_csv(out / "metrics.csv")[0]
     assert 0.0 <= float(row["test_acc"]) <= 1.0 and float(row["train_rate"]) > 0.0
-    assert main(["eval", "--checkpoint", str(out / "last.pt")]) == 0
-    assert f"test accuracy: {float(row['test_acc']):.4f}" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert f"test accuracy: {float(row['test_acc']):.4f}" in text
+    assert "20 of the 100 test samples, as the run tested" in text
+    # the whole test split of the subset (100 samples) on request
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--test-samples", "all",
+                 "--json", str(tmp_path / "all.json"), "--no-progress"]) == 0  # fmt: skip
+    result = json.loads((tmp_path / "all.json").read_text())
+    assert result["samples"] == result["split_samples"] == 100
+    assert "all 100 test samples" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--data-dir", str(tmp_path)]) == 2
+    assert f"--data-dir {tmp_path}: N-MNIST not found" in capsys.readouterr().err
+
+
+def test_progress_bars_show_loss_accuracy_and_firing_rate(tmp_path, monkeypatch):
+    import tqdm as tqdm_module
+
+    import spikeflow.training.loop as loop_module
+    import spikeflow.training.trainer as trainer_module
+
+    shown: list[tuple[str, dict[str, str]]] = []
+
+    class RecordingBar(tqdm_module.tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            shown.append((self.desc, dict(kwargs)))
+            super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "tqdm", RecordingBar)
+    monkeypatch.setattr(loop_module, "tqdm", RecordingBar)
+    Trainer(tiny(tmp_path, "bars", epochs=1, progress=True), log=None).fit()
+    row = read_csv(tmp_path / "bars" / "metrics.csv")[0]
+    train = [values for desc, values in shown if desc == "epoch 1/1"]
+    test = [values for desc, values in shown if desc == "test"]
+    assert train and set(train[-1]) == {"loss", "acc", "rate"}
+    assert test and set(test[-1]) == {"loss", "acc"}
+    # the last values shown are the epoch's logged numbers
+    assert float(train[-1]["loss"]) == pytest.approx(float(row["train_loss"]), abs=1e-4)
+    assert float(train[-1]["acc"]) == pytest.approx(float(row["train_acc"]), abs=1e-3)
+    assert float(train[-1]["rate"]) == pytest.approx(float(row["train_rate"]), abs=1e-3)
+    assert float(train[-1]["rate"]) > 0
+    assert float(test[-1]["acc"]) == pytest.approx(float(row["test_acc"]), abs=1e-3)
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """The write goes to a temporary file moved into place: a crash while writing epoch 2's
+    checkpoint leaves epoch 1's intact and no temporary file behind."""
+    real_save, calls = torch.save, []
+
+    def save_then_crash(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_crash)
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(tiny(tmp_path, "crash"), log=None).fit()
+    monkeypatch.undo()
+    run = tmp_path / "crash"
+    payload = load_checkpoint(run / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 0)
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_amp_bf16_runs_the_forward_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
+    import spikeflow.training.trainer as trainer_module
+
+    dtypes: list[torch.dtype] = []
+    real_build = trainer_module.build_model
+
+    def build_and_watch(config, info):
+        model = real_build(config, info)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+        return model
+
+    monkeypatch.setattr(trainer_module, "build_model", build_and_watch)
+    result = Trainer(tiny(tmp_path, "bf16", amp="bf16", epochs=1), log=None).fit()
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert math.isfinite(result.history[0]["train_loss"])
+    model = load_checkpoint(tmp_path / "bf16" / "last.pt")["model"]
+    assert {t.dtype for t in model.values() if t.is_floating_point()} == {torch.float32}
+
+
+def test_a_neuron_chosen_by_name_gets_T_when_it_needs_it(tmp_path):
+    result = Trainer(tiny(tmp_path, "psn", neuron="psn", epochs=1), log=None).fit()
+    assert result.epochs_completed == 1
+    model = load_checkpoint(tmp_path / "psn" / "last.pt")["model"]
+    # a PSN layer holds a T x T weight: T = 2, the run's T
+    psn_weights = [t for k, t in model.items() if k.endswith(".weight") and t.shape == (2, 2)]
+    assert len(psn_weights) == 4
+
+
+def test_num_classes_prefers_classes_then_num_classes_then_labels():
+    from spikeflow.training.data import dataset_num_classes
+
+    class Named:
+        classes = ("a", "b", "c")
+        num_classes = 7
+        targets = (0, 1)
+
+    class Counted:
+        num_classes = 5
+        targets = (0, 1)
+
+    class Labelled:
+        targets = (0, 3, 1)
+
+    class Unknown:
+        pass
+
+    named_on_instance = Counted()
+    named_on_instance.classes = ["x", "y", "z", "w"]  # set by the constructor (DVS-Lip)
+    assert dataset_num_classes(Named()) == 3
+    assert dataset_num_classes(named_on_instance) == 4
+    assert dataset_num_classes(Counted()) == 5
+    assert dataset_num_classes(Labelled()) == 4
+    with pytest.raises(ConfigurationError, match="cannot tell how many classes Unknown has"):
+        dataset_num_classes(Unknown(), "Unknown")
+
+
+def test_a_dataset_with_num_classes_only_sizes_the_model(tmp_path, monkeypatch):
+    """A spikeflow.data dataset without ``classes``: ``num_classes`` (3) decides the output
+    size, not the labels seen (0 and 1); the PLIF net is sized for its 6x6 frames."""
+    from spikeflow.data import datasets as datasets_module
+
+    class TinyFrames(datasets_module.NeuromorphicDataset):
+        sensor_size = (6, 6, 2)
+        num_classes = 3
+
+        def _find_samples(self):
+            return [(self.root / f"{i}.bin", i % 2) for i in range(8 if self.train else 4)]
+
+        def __getitem__(self, index):
+            generator = torch.Generator().manual_seed(index + 100 * self.train)
+            frames = (torch.rand(2, 2, 6, 6, generator=generator) < 0.3).float()
+            return frames, self.samples[index][1]
+
+    monkeypatch.setattr(datasets_module, "TinyFrames", TinyFrames, raising=False)
+    config = tiny(tmp_path, "tinyframes", dataset="tinyframes", data_dir=str(tmp_path),
+                  model="plif_nmnist", model_kwargs={"channels": 4}, batch_size=4, epochs=1,
+                  train_samples=None, test_samples=None)  # fmt: skip
+    Trainer(config, log=None).fit()
+    model = load_checkpoint(tmp_path / "tinyframes" / "last.pt")["model"]
+    linear = [t for k, t in model.items() if k.endswith("weight") and t.dim() == 2]
+    assert linear[0].shape[1] == 4 * 1 * 1  # 6x6 -> 3x3 -> 1x1 after the two pools
+    assert linear[-1].shape[0] == 3 * 10  # 3 classes, 10 voting neurons each

@@ -62,66 +62,144 @@ _BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS  # options not given stay out of the namespace
-    p.add_argument("--config", default=s, metavar="FILE",
-                   help="read options from a .toml, .yaml/.yml or .json file (the options "
-                        "given here override it)")
-    p.add_argument("--resume", default=s, metavar="CHECKPOINT",
-                   help="continue a run from its last.pt (or the run directory); only "
-                        "runtime options (device, workers, output, logging) may change")
+    p.add_argument(
+        "--config",
+        default=s,
+        metavar="FILE",
+        help="read options from a .toml, .yaml/.yml or .json file (the options "
+        "given here override it)",
+    )
+    p.add_argument(
+        "--resume",
+        default=s,
+        metavar="CHECKPOINT",
+        help="continue a run from its last.pt (or the run directory); only "
+        "runtime options (device, workers, output, logging) may change",
+    )
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default=s, help="digits (default, no download), nmnist, or "
-                   "any spikeflow.data dataset class name")
+    d.add_argument(
+        "--dataset",
+        default=s,
+        help="digits (default, no download), nmnist, or any spikeflow.data dataset class name",
+    )
     d.add_argument("--data-dir", default=s, help="folder of a neuromorphic dataset")
-    d.add_argument("-T", "--T", dest="T", type=int, default=s,
-                   help="time steps (frames per sample); default 4 for digits, 10 otherwise")
-    d.add_argument("--split-by", default=s, choices=["number", "time"],
-                   help="how events are split into T frames (default number)")
-    d.add_argument("--cache-dir", default=s, help="cache frames on disk here ('auto' for the "
-                   "user cache folder)")
-    d.add_argument("--train-samples", type=int, default=s, help="use only this many "
-                   "training samples (spread over the set)")
+    d.add_argument(
+        "-T",
+        "--T",
+        dest="T",
+        type=int,
+        default=s,
+        help="time steps (frames per sample); default 4 for digits, 10 otherwise",
+    )
+    d.add_argument(
+        "--split-by",
+        default=s,
+        choices=["number", "time"],
+        help="how events are split into T frames (default number)",
+    )
+    d.add_argument(
+        "--cache-dir",
+        default=s,
+        help="cache frames on disk here ('auto' for the user cache folder)",
+    )
+    d.add_argument(
+        "--train-samples",
+        type=int,
+        default=s,
+        help="use only this many training samples (spread over the set)",
+    )
     d.add_argument("--test-samples", type=int, default=s, help="same for the test split")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=s, help="a spikeflow.models name (default: the "
-                   "dataset's, plif_digits / plif_nmnist)")
-    m.add_argument("--model-kwargs", nargs="+", default=s, metavar="KEY=VALUE",
-                   help="model arguments, e.g. channels=64 dropout=0.3")
-    m.add_argument("--neuron", default=s, help="neuron name (default: the model's, plif "
-                   "for the PLIF nets): if, lif, plif, klif, alif, psn, ...")
-    m.add_argument("--neuron-kwargs", nargs="+", default=s, metavar="KEY=VALUE",
-                   help="neuron arguments, e.g. init_tau=2.0 surrogate_function=atan")
+    m.add_argument(
+        "--model",
+        default=s,
+        help="a spikeflow.models name (default: the dataset's, plif_digits / plif_nmnist)",
+    )
+    m.add_argument(
+        "--model-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="model arguments, e.g. channels=64 dropout=0.3",
+    )
+    m.add_argument(
+        "--neuron",
+        default=s,
+        help="neuron name (default: the model's, plif "
+        "for the PLIF nets): if, lif, plif, klif, alif, psn, ...",
+    )
+    m.add_argument(
+        "--neuron-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="neuron arguments, e.g. init_tau=2.0 surrogate_function=atan",
+    )
     o = p.add_argument_group("optimisation")
     o.add_argument("--loss", default=s, help="mse (default: rate vs one-hot), ce, tet, count")
-    o.add_argument("--loss-kwargs", nargs="+", default=s, metavar="KEY=VALUE",
-                   help="loss arguments, e.g. lamb=0.05 for tet")
+    o.add_argument(
+        "--loss-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="loss arguments, e.g. lamb=0.05 for tet",
+    )
     o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"])
     o.add_argument("--lr", type=float, default=s, help="learning rate (default 1e-3)")
     o.add_argument("--weight-decay", type=float, default=s)
     o.add_argument("--momentum", type=float, default=s, help="for sgd (default 0.9)")
-    o.add_argument("--schedule", default=s, choices=["cosine", "step", "none"],
-                   help="learning-rate schedule per epoch (default cosine over --epochs)")
+    o.add_argument(
+        "--schedule",
+        default=s,
+        choices=["cosine", "step", "none"],
+        help="learning-rate schedule per epoch (default cosine over --epochs)",
+    )
     o.add_argument("--step-size", type=int, default=s, help="epochs per step of 'step'")
     o.add_argument("--gamma", type=float, default=s, help="factor of each 'step'")
     o.add_argument("--epochs", type=int, default=s, help="default 40")
-    o.add_argument("--batch-size", type=int, default=s,
-                   help="global batch (split over the processes); default 32 digits, 16 else")
-    o.add_argument("--amp", default=s, choices=["off", "bf16", "fp16"],
-                   help="autocast: bf16 (CPU or GPU) or fp16 (GPU, with gradient scaling)")
+    o.add_argument(
+        "--batch-size",
+        type=int,
+        default=s,
+        help="global batch (split over the processes); default 32 digits, 16 else",
+    )
+    o.add_argument(
+        "--amp",
+        default=s,
+        choices=["off", "bf16", "fp16"],
+        help="autocast: bf16 (CPU or GPU) or fp16 (GPU, with gradient scaling)",
+    )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")
     r.add_argument("--workers", type=int, default=s, help="DataLoader worker processes")
     r.add_argument("--output-dir", default=s, help="default runs/<dataset>-<date-time>")
-    r.add_argument("--no-progress", dest="progress", action="store_false", default=s,
-                   help="no progress bars")
-    r.add_argument("--tensorboard", action="store_true", default=s,
-                   help="also write TensorBoard logs (needs the 'tensorboard' extra)")
-    r.add_argument("--plots", nargs="?", const="on", default=s, choices=["auto", "on", "off"],
-                   help="PNG plots after the run: auto (default: if matplotlib is installed), "
-                        "on (--plots; error without matplotlib) or off")
-    r.add_argument("--stop-after", type=int, default=s, metavar="N",
-                   help="stop once N epochs are done (the schedule still spans --epochs); "
-                        "continue later with --resume")
+    r.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=s, help="no progress bars"
+    )
+    r.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=s,
+        help="also write TensorBoard logs (needs the 'tensorboard' extra)",
+    )
+    r.add_argument(
+        "--plots",
+        nargs="?",
+        const="on",
+        default=s,
+        choices=["auto", "on", "off"],
+        help="PNG plots after the run: auto (default: if matplotlib is installed), "
+        "on (--plots; error without matplotlib) or off",
+    )
+    r.add_argument(
+        "--stop-after",
+        type=int,
+        default=s,
+        metavar="N",
+        help="stop once N epochs are done (the schedule still spans --epochs); "
+        "continue later with --resume",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,17 +208,46 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spikeflow", description="Train and evaluate spiking networks (docs/training.md)."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a spiking network (default: 8x8 digits)",
-                           description="Train a spiking network; see docs/training.md.")
+    train = sub.add_parser(
+        "train",
+        help="train a spiking network (default: 8x8 digits)",
+        description="Train a spiking network; see docs/training.md.",
+    )
     _add_train_options(train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's test split")
     ev.add_argument("--checkpoint", required=True, help="a last.pt or best.pt of a run")
-    ev.add_argument("--data-dir", default=None, help="where the dataset is now")
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--batch-size", type=int, default=None)
-    ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the run's dataset is now (default: the run's --data-dir)",
+    )
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    ev.add_argument("--batch-size", type=int, default=None, help="default: the run's")
+    ev.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ev.add_argument(
+        "--test-samples",
+        default=None,
+        type=_samples,
+        metavar="N|all",
+        help="test on N samples spread over the split, or 'all' (default: the "
+        "samples the run tested on)",
+    )
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     ev.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     return parser
+
+
+def _samples(text: str) -> int | str:
+    """``--test-samples`` of ``spikeflow eval``: a positive integer or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
 
 
 _KWARG_OPTIONS = ("model_kwargs", "neuron_kwargs", "loss_kwargs")
@@ -168,38 +275,34 @@ def _train(args: argparse.Namespace) -> int:
         overrides.setdefault("output_dir", str(path.parent))
         config = config_for_resume(payload, overrides)
     else:
-        config = config_from_dict(load_config_file(args.config)) if hasattr(args, "config") \
-            else None
+        config = (
+            config_from_dict(load_config_file(args.config)) if hasattr(args, "config") else None
+        )
         config = config_from_dict(overrides, config)
     result = Trainer(config, resume=payload).fit()
     if result.interrupted:
         return 130
     if result.history and int(os.environ.get("RANK", "0")) == 0:
         last = result.history[-1]
-        print(f"test accuracy: {last['test_acc']:.4f} (epoch {last['epoch']}; best "
-              f"{result.best_test_acc:.4f} at epoch {result.best_epoch}); results in "
-              f"{result.output_dir}")
+        print(
+            f"test accuracy: {last['test_acc']:.4f} (epoch {last['epoch']}; best "
+            f"{result.best_test_acc:.4f} at epoch {result.best_epoch}); results in "
+            f"{result.output_dir}"
+        )
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from spikeflow.training.evaluation import evaluate_checkpoint
+    from spikeflow.training.evaluation import evaluate_checkpoint, format_evaluation
 
     result = evaluate_checkpoint(
         args.checkpoint, data_dir=args.data_dir, device=args.device,
-        batch_size=args.batch_size, workers=args.workers,
+        batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
+        progress=args.progress,
     )  # fmt: skip
-    print(f"{result['checkpoint']} (after epoch {result['epoch']}), {result['samples']} test "
-          f"samples:")
-    print(f"  test loss {result['test_loss']:.4f}  test accuracy {result['test_acc']:.4f}  "
-          f"mean firing rate {result['test_rate']:.4f}")
-    for layer in result["layers"]:
-        print(f"  {layer['name']:<24} rate {layer['firing_rate']:.4f}  spikes/sample "
-              f"{layer['spikes_per_sample']:10.1f}  v mean {layer['v_mean']:+.3f} "
-              f"std {layer['v_std']:.3f}")
+    print(format_evaluation(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"test accuracy: {result['test_acc']:.4f}")
     return 0
 
 

@@ -19,7 +19,14 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from spikeflow.errors import ConfigurationError, MissingExtraError, ShapeError
 from spikeflow.training.config import TrainConfig
 
-__all__ = ["DataInfo", "build_datasets", "even_subset", "list_datasets", "to_time_major"]
+__all__ = [
+    "DataInfo",
+    "build_datasets",
+    "dataset_num_classes",
+    "even_subset",
+    "list_datasets",
+    "to_time_major",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,12 @@ def even_subset(dataset: Dataset, count: int | None) -> Dataset:
 
 
 def _digits(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+    if config.data_dir is not None:
+        raise ConfigurationError(
+            f"--data-dir {config.data_dir} was given, but the 'digits' dataset ships with "
+            "scikit-learn and reads no folder; for a neuromorphic dataset also pass "
+            "--dataset (e.g. --dataset nmnist)"
+        )
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -77,7 +90,32 @@ def _digits(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
     return train, test, DataInfo(10, 1, (8, 8), static=True)
 
 
+def dataset_num_classes(dataset: Dataset, name: str = "the dataset") -> int:
+    """The number of classes of ``dataset``: ``len(dataset.classes)`` when it has a
+    ``classes`` list (the instance's, else its class's), else its ``num_classes``, else
+    one more than the largest label in ``dataset.targets``.
+
+    Raises:
+        ConfigurationError: none of the three is available (or they say 0 classes).
+    """
+    classes = getattr(dataset, "classes", None)
+    if classes is not None and len(classes) > 0:
+        return len(classes)
+    count = getattr(dataset, "num_classes", None)
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+        return count
+    targets = getattr(dataset, "targets", None)
+    if targets is not None and len(targets) > 0:
+        return 1 + int(max(int(t) for t in targets))
+    raise ConfigurationError(
+        f"cannot tell how many classes {name} has: it has no `classes`, no `num_classes` and "
+        "no labels (`targets`); pass num_classes in --model-kwargs"
+    )
+
+
 def _neuromorphic(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+    from spikeflow.data.datasets import DatasetNotFoundError
+
     classes = _neuromorphic_classes()
     cls = classes[config.dataset.lower()]
     if config.data_dir is None:
@@ -90,10 +128,13 @@ def _neuromorphic(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
         "split_by": config.split_by,
         "cache_dir": config.cache_dir,
     }
-    train = cls(config.data_dir, train=True, **kwargs)
-    test = cls(config.data_dir, train=False, **kwargs)
+    try:
+        train = cls(config.data_dir, train=True, **kwargs)
+        test = cls(config.data_dir, train=False, **kwargs)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}") from exc
     width, height, channels = cls.sensor_size
-    num_classes = len(cls.classes) if hasattr(cls, "classes") else 1 + max(train.targets)
+    num_classes = dataset_num_classes(train, cls.__name__)
     return train, test, DataInfo(num_classes, channels, (height, width), static=False)
 
 

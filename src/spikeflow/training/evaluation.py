@@ -6,14 +6,15 @@ import os
 from dataclasses import asdict, replace
 from typing import Any
 
+from spikeflow.errors import ConfigurationError
 from spikeflow.training.checkpoint import load_checkpoint
 from spikeflow.training.config import config_from_dict, resolve
-from spikeflow.training.data import build_datasets
+from spikeflow.training.data import build_datasets, even_subset
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.loop import evaluate
 from spikeflow.training.trainer import build_model
 
-__all__ = ["evaluate_checkpoint"]
+__all__ = ["evaluate_checkpoint", "format_evaluation"]
 
 
 def evaluate_checkpoint(
@@ -23,36 +24,101 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int | None = None,
     workers: int = 0,
+    test_samples: int | str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, mean firing rate and per-layer statistics of the model saved in the
     checkpoint ``path``, on the test split of the dataset it was trained on.
 
-    ``data_dir`` overrides where that dataset is now; ``batch_size`` the evaluation batch.
-    Returns a dict with ``test_loss``, ``test_acc``, ``test_rate``, ``samples``,
-    ``epoch`` and ``layers`` (a list of dicts, one per spiking layer).
+    Args:
+        path: a ``last.pt`` or ``best.pt`` written by ``spikeflow train``.
+        data_dir: where the run's dataset is now (default: the run's ``data_dir``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        batch_size: the evaluation batch (default: the run's batch size).
+        workers: DataLoader worker processes.
+        test_samples: ``None``: the samples the run tested on (its ``test_samples``);
+            ``"all"``: the whole test split; an int: that many, spread over the split.
+        progress: show a progress bar.
+
+    Returns:
+        A dict with ``checkpoint``, ``dataset``, ``model``, ``T``, ``epoch`` (epochs
+        done), ``epochs`` (the run's total), ``samples``, ``split_samples`` (the whole
+        split's size), ``test_loss``, ``test_acc``, ``test_rate`` and ``layers`` (one
+        dict per spiking layer: ``name``, ``firing_rate``, ``spikes``,
+        ``spikes_per_sample``, ``neurons``, ``v_mean``, ``v_std``).
+
+    Raises:
+        ConfigurationError: a bad ``test_samples``, a missing or foreign checkpoint, or a
+            dataset that cannot be found.
     """
     payload = load_checkpoint(path)
     config = config_from_dict(payload["config"])
     if data_dir is not None:
         config = replace(config, data_dir=data_dir)
-    config = resolve(config)
-    _, test_set, info = build_datasets(config)
+    if test_samples is None:
+        count = config.test_samples
+    elif test_samples == "all":
+        count = None
+    elif isinstance(test_samples, int) and not isinstance(test_samples, bool) and test_samples > 0:
+        count = test_samples
+    else:
+        raise ConfigurationError(
+            f"test_samples must be a positive integer or 'all', got {test_samples!r}"
+        )
+    config = resolve(replace(config, test_samples=None))
+    _, full_test_set, info = build_datasets(config)
+    test_set = even_subset(full_test_set, count)
     ctx = DistContext(device=pick_device(device))
     model = build_model(config, info).to(ctx.device)
     model.load_state_dict(payload["model"])
     sums, rate, layers = evaluate(
         model, test_set, _loss(config), T=config.T, static=info.static,  # type: ignore[arg-type]
         batch_size=batch_size or config.batch_size, ctx=ctx, amp=config.amp, workers=workers,
+        progress=progress,
     )  # fmt: skip
     return {
         "checkpoint": str(path),
+        "dataset": config.dataset,
+        "model": config.model,
+        "T": config.T,
         "epoch": int(payload["epoch"]),
+        "epochs": config.epochs,
         "samples": int(sums.count),
+        "split_samples": len(full_test_set),  # type: ignore[arg-type]
         "test_loss": sums.mean_loss,
         "test_acc": sums.accuracy,
         "test_rate": rate,
         "layers": [asdict(s) for s in layers],
     }
+
+
+def format_evaluation(result: dict[str, Any]) -> str:
+    """The report ``spikeflow eval`` prints for a result of :func:`evaluate_checkpoint`."""
+    samples, split = result["samples"], result["split_samples"]
+    which = (
+        f"all {split} test samples"
+        if samples == split
+        else f"{samples} of the {split} test samples, as the run tested (--test-samples all: "
+        "the whole split)"
+    )
+    lines = [
+        f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
+        f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
+        f"  {which}",
+        f"  loss {result['test_loss']:.4f}   accuracy {100 * result['test_acc']:.2f}%   "
+        f"mean firing rate {result['test_rate']:.4f} spikes/neuron/step",
+        "",
+        f"  {'spiking layer':<24} {'rate':>7} {'spikes/sample':>14} {'neurons':>8} "
+        f"{'v mean':>8} {'v std':>7}",
+    ]
+    for layer in result["layers"]:
+        lines.append(
+            f"  {layer['name']:<24} {layer['firing_rate']:7.4f} "
+            f"{layer['spikes_per_sample']:14.1f} {layer['neurons']:8d} "
+            f"{layer['v_mean']:+8.3f} {layer['v_std']:7.3f}"
+        )
+    lines.append(f"test accuracy: {result['test_acc']:.4f}")
+    return "\n".join(lines)
 
 
 def _loss(config: Any) -> Any:

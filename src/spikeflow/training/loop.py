@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from spikeflow.training.data import to_time_major
 from spikeflow.training.distributed import DistContext
@@ -77,10 +78,12 @@ def evaluate(
     amp: str = "off",
     workers: int = 0,
     membrane: bool = True,
+    progress: bool = False,
 ) -> tuple[EpochSums, float, list[LayerStats]]:
     """Loss and accuracy of ``model`` (in eval mode) on ``dataset``, its mean firing rate
     and per-layer statistics; each process takes every ``world_size``-th sample and the
-    sums are reduced over the processes (no sample is counted twice)."""
+    sums are reduced over the processes (no sample is counted twice). ``progress``
+    shows a progress bar (on rank 0) with the running loss and accuracy."""
     was_training = model.training
     model.eval()
     indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
@@ -90,6 +93,8 @@ def evaluate(
     )  # fmt: skip
     sums = EpochSums()
     monitor = SpikeMonitor(model, membrane=membrane)
+    bar = tqdm(total=len(loader), desc="test", disable=not (progress and ctx.is_main),
+               leave=False, dynamic_ncols=True)  # fmt: skip
     try:
         for x, y in loader:
             x = to_time_major(x.to(ctx.device, non_blocking=True), T, static)
@@ -98,9 +103,13 @@ def evaluate(
                 out = model(x)
             loss = loss_fn(out.float(), y)
             sums.add(float(loss) * len(y), count_correct(out, y), len(y))
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
+                            refresh=False)  # fmt: skip
         reduce_monitor(monitor, ctx)
         layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
     finally:
+        bar.close()
         monitor.remove()
         model.train(was_training)
     total = sums.reduced(ctx)

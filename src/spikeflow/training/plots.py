@@ -51,6 +51,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        _integer_ticks(ax.xaxis)
     return _save(fig, plt, path)
 
 
@@ -67,6 +68,7 @@ def plot_firing_rates(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike
     ax.set(xlabel="epoch", ylabel="firing rate (spikes / neuron / step)",
            title="firing rate per spiking layer (test split)")  # fmt: skip
     ax.grid(alpha=0.3)
+    _integer_ticks(ax.xaxis)
     if by_layer:
         ax.legend(fontsize="small")
     return _save(fig, plt, path)
@@ -76,8 +78,6 @@ def plot_raster(spikes: Mapping[str, Tensor], path: str | os.PathLike, title: st
     """One raster per spiking layer: a dot at (step, neuron) for each spike of a sample
     (``spikes`` as returned by :func:`~spikeflow.training.monitors.record_spikes`)."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     n = max(len(spikes), 1)
     fig, axes = plt.subplots(n, 1, figsize=(7, 1.8 * n + 0.6), squeeze=False)
     for ax, (layer, s) in zip(axes[:, 0], spikes.items()):
@@ -86,11 +86,18 @@ def plot_raster(spikes: Mapping[str, Tensor], path: str | os.PathLike, title: st
         ax.set_xlim(-0.5, s.shape[0] - 0.5)
         ax.set_ylim(-0.5, s.shape[1] - 0.5)
         ax.set_ylabel(f"{layer}\nneuron", fontsize="small")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
     axes[-1, 0].set_xlabel("time step")
     if title:
         fig.suptitle(title)
     return _save(fig, plt, path)
+
+
+def _integer_ticks(axis: Any) -> None:
+    """Ticks at whole numbers only (epochs, time steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig: Any, plt: Any, path: str | os.PathLike) -> Path:

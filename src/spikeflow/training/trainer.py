@@ -82,17 +82,33 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
-    """The zoo model of ``config`` for a dataset described by ``info``."""
-    from spikeflow.models import create_model
+    """The zoo model of ``config`` for a dataset described by ``info``.
 
+    ``num_classes``, ``in_channels`` and, for models that take it, ``input_size`` come
+    from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name whose
+    ``T`` has no default (PSN, masked PSN) gets ``T = config.T`` unless
+    ``neuron_kwargs`` sets it.
+    """
+    from spikeflow.models import create_model, model_arguments, resolve_neuron
+    from spikeflow.models.common import required_kwargs
+
+    assert config.model is not None
     kwargs = dict(config.model_kwargs)
     kwargs.setdefault("num_classes", info.num_classes)
     kwargs.setdefault("in_channels", info.in_channels)
+    accepted = model_arguments(config.model) or []
+    if "input_size" in accepted and "input_size" not in kwargs:
+        height, width = info.input_size
+        kwargs["input_size"] = height if height == width else (height, width)
     if config.neuron is not None:
         kwargs.setdefault("neuron", config.neuron)
-    if config.neuron_kwargs:
-        kwargs.setdefault("neuron_kwargs", dict(config.neuron_kwargs))
-    assert config.model is not None
+    neuron_kwargs = dict(config.neuron_kwargs)
+    neuron = kwargs.get("neuron")
+    if neuron is not None and "T" not in neuron_kwargs:
+        if "T" in required_kwargs(resolve_neuron(neuron)):
+            neuron_kwargs["T"] = config.T
+    if neuron_kwargs:
+        kwargs.setdefault("neuron_kwargs", neuron_kwargs)
     return create_model(config.model, **kwargs)
 
 
@@ -489,6 +505,7 @@ class Trainer:
             self.raw_model, self.test_set, self.loss_fn, T=cfg.T,  # type: ignore[arg-type]
             static=self.info.static,
             batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
+            progress=cfg.progress,
         )  # fmt: skip
         row = {
             "epoch": self.epoch + 1, "lr": lr,
