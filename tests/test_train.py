@@ -492,3 +492,37 @@ def test_a_dataset_with_num_classes_only_sizes_the_model(tmp_path, monkeypatch):
     linear = [t for k, t in model.items() if k.endswith("weight") and t.dim() == 2]
     assert linear[0].shape[1] == 4 * 1 * 1  # 6x6 -> 3x3 -> 1x1 after the two pools
     assert linear[-1].shape[0] == 3 * 10  # 3 classes, 10 voting neurons each
+
+
+def test_ctrl_c_on_the_command_line_saves_and_exits_with_130(tmp_path):
+    """A real ``python -m spikeflow train`` process gets SIGINT mid-run: it finishes the
+    step, saves ``last.pt`` with its position, says how to resume, exits with 130."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "spikeflow", "train", "--epochs", "1000", "-T", "2",
+           "--train-samples", "192", "--test-samples", "32", "--model-kwargs", "channels=4",
+           "hidden=16", "--output-dir", str(out), "--no-progress", "--plots", "off",
+           "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.csv").exists():  # written after the first epoch
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch finished in 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Ctrl-C: stopping after this step and saving a checkpoint" in stdout
+    assert f"spikeflow train --resume {out / 'last.pt'}" in stdout
+    assert "Traceback" not in stderr
+    payload = load_checkpoint(out / "last.pt")
+    assert 1 <= payload["epoch"] < 1000 and payload["global_step"] >= 6

@@ -176,5 +176,25 @@ def test_firing_rate_of_the_epoch_is_logged(tmp_path):
 def test_tensorboard_scalars_are_written(tmp_path):
     pytest.importorskip("tensorboard", reason="TensorBoard logging needs the 'tensorboard' extra")
     pytest.importorskip("sklearn")
-    Trainer(_tiny(tmp_path, tensorboard=True, plots="off", epochs=1), log=None).fit()
-    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(_tiny(tmp_path, tensorboard=True, plots="off", epochs=2), log=None).fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    layers = [r for r in read_csv(tmp_path / "run" / "layers.csv") if r["split"] == "test"]
+    expected = {
+        "loss/train": "train_loss", "accuracy/train": "train_acc",
+        "firing_rate/train": "train_rate", "loss/test": "test_loss",
+        "accuracy/test": "test_acc", "firing_rate/test": "test_rate", "lr": "lr",
+    }  # fmt: skip
+    for tag, column in expected.items():
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert logged == [(int(r["epoch"]), pytest.approx(float(r[column]))) for r in rows], tag
+    names = {r["layer"] for r in layers}
+    assert len(names) == 4
+    for name in names:
+        logged = [(e.step, e.value) for e in events.Scalars(f"layer_rate_test/{name}")]
+        want = [(int(r["epoch"]), pytest.approx(float(r["firing_rate"])))
+                for r in layers if r["layer"] == name]  # fmt: skip
+        assert logged == want, name
