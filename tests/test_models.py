@@ -608,3 +608,22 @@ def test_neurons_without_defaults_name_the_missing_arguments():
         create_model("plif_nmnist", channels=4, neuron="masked_psn")
     model = create_model("plif_nmnist", channels=4, neuron="psn", neuron_kwargs={"T": 3})
     assert all(m.T == 3 for m in model.modules() if isinstance(m, PSN))
+
+
+def test_a_builder_with_unreadable_arguments_still_names_a_bad_one(monkeypatch):
+    from spikeflow.models import registry
+
+    def opaque(**kwargs):  # no return annotation: its arguments cannot be listed
+        return _OpaqueNet(**kwargs)
+
+    monkeypatch.setitem(registry._REGISTRY, "opaque_test_net", opaque)
+    assert model_arguments("opaque_test_net") is None
+    assert create_model("opaque_test_net", width=3).width == 3
+    with pytest.raises(ConfigurationError, match=r"model 'opaque_test_net': .*'widht'"):
+        create_model("opaque_test_net", widht=3)
+
+
+class _OpaqueNet(nn.Module):
+    def __init__(self, width: int = 2) -> None:
+        super().__init__()
+        self.width = width

@@ -105,4 +105,11 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
                 f"model {name!r} does not accept the argument(s) {unknown}; it accepts "
                 f"{', '.join(accepted)}"
             )
-    return builder(**kwargs)
+    try:
+        return builder(**kwargs)
+    except TypeError as exc:
+        # A builder whose arguments cannot be read beforehand (``**kwargs`` passed on to
+        # an unannotated callee): its own complaint, as a ConfigurationError naming it.
+        if accepted is None and "unexpected keyword argument" in str(exc):
+            raise ConfigurationError(f"model {name!r}: {exc}") from exc
+        raise
