@@ -483,7 +483,15 @@ def test_a_dataset_with_num_classes_only_sizes_the_model(tmp_path, monkeypatch):
             frames = (torch.rand(2, 2, 6, 6, generator=generator) < 0.3).float()
             return frames, self.samples[index][1]
 
+    class WideFrames(TinyFrames):
+        sensor_size = (8, 6, 2)  # W x H x C: not square
+
     monkeypatch.setattr(datasets_module, "TinyFrames", TinyFrames, raising=False)
+    monkeypatch.setattr(datasets_module, "WideFrames", WideFrames, raising=False)
+    wide = tiny(tmp_path, "wide", dataset="wideframes", data_dir=str(tmp_path),
+                model="plif_nmnist", train_samples=None, test_samples=None)  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"frames are 6x8 \(H x W\).*square inputs"):
+        Trainer(wide, log=None).fit()
     config = tiny(tmp_path, "tinyframes", dataset="tinyframes", data_dir=str(tmp_path),
                   model="plif_nmnist", model_kwargs={"channels": 4}, batch_size=4, epochs=1,
                   train_samples=None, test_samples=None)  # fmt: skip

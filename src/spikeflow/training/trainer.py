@@ -109,7 +109,20 @@ def build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             neuron_kwargs["T"] = config.T
     if neuron_kwargs:
         kwargs.setdefault("neuron_kwargs", neuron_kwargs)
-    return create_model(config.model, **kwargs)
+    try:
+        return create_model(config.model, **kwargs)
+    except ConfigurationError as exc:
+        size = kwargs.get("input_size")
+        if (
+            isinstance(size, tuple)
+            and "input_size" in str(exc)
+            and "input_size" not in config.model_kwargs
+        ):
+            raise ConfigurationError(
+                f"{exc}: the {config.dataset} frames are {size[0]}x{size[1]} (H x W), and "
+                f"model {config.model!r} is built for square inputs only"
+            ) from exc
+        raise
 
 
 def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
