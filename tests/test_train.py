@@ -314,7 +314,10 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
                                   r"scikit-learn"),
         (["--dataset", "nmnist", "--data-dir", "{tmp}"],
          r"--data-dir .*: N-MNIST not found: .*Train does not exist.*Expected layout: "
-         r"<root>/\{Train,Test\}/<label>/<id>\.bin"),
+         r"<root>/\{Train,Test\}/<label>/<id>\.bin.*\(from the command line: --download\)"),
+        (["--dataset", "dvs128gesture", "--model", "plif_dvsgesture", "--data-dir", "{tmp}",
+          "--download"],
+         r"--download: DVS128Gesture cannot be downloaded automatically"),
         (["--config", "{tmp}/missing.toml"], r"config file .*missing\.toml does not exist"),
         (["--resume", "{tmp}/nothing.pt"], r"checkpoint .*nothing\.pt does not exist"),
     ],
@@ -534,3 +537,23 @@ def test_ctrl_c_on_the_command_line_saves_and_exits_with_130(tmp_path):
     assert "Traceback" not in stderr
     payload = load_checkpoint(out / "last.pt")
     assert 1 <= payload["epoch"] < 1000 and payload["global_step"] >= 6
+
+
+def test_download_option_reaches_the_dataset(tmp_path, monkeypatch):
+    """`--download` is passed on as download=True (the dataset then fetches and checks)."""
+    from spikeflow.data.datasets import DatasetNotFoundError
+    from spikeflow.training import data as training_data
+
+    seen = []
+
+    class Fetchable:
+        def __init__(self, root, train=True, download=False, **kwargs):
+            seen.append(download)
+            raise DatasetNotFoundError("no network in this test")
+
+    monkeypatch.setattr(training_data, "_neuromorphic_classes", lambda: {"fetchable": Fetchable})
+    for flag, expected in (([], False), (["--download"], True)):
+        args = ["--dataset", "fetchable", "--model", "plif_nmnist", "--data-dir", str(tmp_path)]
+        code = main(["train", *args, "--no-progress", "--output-dir", str(tmp_path / "o"), *flag])
+        assert code == 2
+        assert seen[-1] is expected

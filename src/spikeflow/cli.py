@@ -103,6 +103,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="cache frames on disk here ('auto' for the user cache folder)",
     )
     d.add_argument(
+        "--download",
+        action="store_true",
+        default=s,
+        help="download a missing dataset into --data-dir (MD5-checked, resumable) where its "
+        "host allows it",
+    )
+    d.add_argument(
         "--train-samples",
         type=int,
         default=s,

@@ -46,7 +46,7 @@ PLOT_MODES = ("auto", "on", "off")
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
-    "data_dir", "cache_dir",
+    "data_dir", "cache_dir", "download",
 )  # fmt: skip
 
 
@@ -65,6 +65,7 @@ class TrainConfig:
     T: int | None = None
     split_by: str = "number"
     cache_dir: str | None = None
+    download: bool = False
     train_samples: int | None = None
     test_samples: int | None = None
     # model

@@ -9,7 +9,9 @@ DataLoader batches to ``[B, T, C, H, W]`` and :func:`to_time_major` makes
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,17 +124,26 @@ def _neuromorphic(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
         raise ConfigurationError(
             f"dataset {config.dataset!r} needs --data-dir (the folder that holds it)"
         )
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "data_type": "frame",
         "frames_number": config.T,
         "split_by": config.split_by,
         "cache_dir": config.cache_dir,
     }
+    can_download = "download" in inspect.signature(cls).parameters
+    if config.download:
+        if not can_download:
+            raise ConfigurationError(
+                f"--download: {cls.__name__} cannot be downloaded automatically (its host needs "
+                f"a manual download); see `help(spikeflow.data.{cls.__name__})`"
+            )
+        kwargs["download"] = True
     try:
         train = cls(config.data_dir, train=True, **kwargs)
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
-        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}") from exc
+        hint = " (from the command line: --download)" if can_download else ""
+        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
     width, height, channels = cls.sensor_size
     num_classes = dataset_num_classes(train, cls.__name__)
     return train, test, DataInfo(num_classes, channels, (height, width), static=False)
