@@ -110,6 +110,17 @@ def test_learnable_per_channel_threshold(backend):
     compare(ref, fused, x, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_dim_learnable_threshold_and_tau(backend):
+    """0-dim tensor parameters: passed by value to the C kernel, read from memory by the
+    Triton one (expanded per neuron, gradients summed back)."""
+    kw = dict(init_tau=2.0, v_threshold=torch.tensor(1.0), learnable_threshold=True)
+    ref = ParametricLIFNode(backend="torch", **kw).double()
+    fused = ParametricLIFNode(backend=backend, **kw).double()
+    x = torch.rand(7, 3, 11, dtype=torch.float64) * 2
+    compare(ref, fused, x, atol=1e-12)
+
+
 @pytest.mark.parametrize("backend", BACKENDS[1:])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_compute_in_float32(backend, dtype):
