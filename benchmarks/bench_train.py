@@ -59,8 +59,9 @@ def copy_weights(source: nn.Module, target: nn.Module) -> None:
     target.load_state_dict({key: value.clone() for key, value in zip(dst, src)})
 
 
-def make_step(net: nn.Module, reset: Callable[[], None] | None) -> Callable[[torch.Tensor,
-                                                                              torch.Tensor], None]:
+def make_step(
+    net: nn.Module, reset: Callable[[], None] | None
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -139,8 +140,10 @@ def main() -> None:
         print(f"{name:>13}: median step {1e3 * med:8.1f} ms (min {1e3 * min(times):.1f}, max "
               f"{1e3 * max(times):.1f})  ->  {results[name]:7.1f} samples/s")  # fmt: skip
     if len(results) == 2:
-        print(f"ratio spikeflow / spikingjelly throughput: "
-              f"{results['spikeflow'] / results['spikingjelly']:.2f}x")
+        print(
+            f"ratio spikeflow / spikingjelly throughput: "
+            f"{results['spikeflow'] / results['spikingjelly']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ class Results(NamedTuple):
     """What :func:`main` measured."""
 
     rows: dict[str, tuple[float, list[float]]]  # row -> (ANN accuracy, SNN accuracy per T)
-    steps: tuple[int, ...]                      # the T of each SNN accuracy
-    qcfs_row: str                               # the name of the QCFS row
-    unevenness: dict[str, float]                # QCFS at T = L: share of neurons off, per layer
+    steps: tuple[int, ...]  # the T of each SNN accuracy
+    qcfs_row: str  # the name of the QCFS row
+    unevenness: dict[str, float]  # QCFS at T = L: share of neurons off, per layer
 
 
 class DigitsCNN(nn.Module):
@@ -52,19 +52,33 @@ class DigitsCNN(nn.Module):
     For inputs larger than 16x16 (N-MNIST's 34x34) an average pool halves the input first.
     """
 
-    def __init__(self, activation: Callable[[], nn.Module], in_channels: int = 1,
-                 size: int = 8, channels: int = 16) -> None:
+    def __init__(
+        self,
+        activation: Callable[[], nn.Module],
+        in_channels: int = 1,
+        size: int = 8,
+        channels: int = 16,
+    ) -> None:
         super().__init__()
         c = channels
         self.pool0 = nn.AvgPool2d(2) if size > 16 else nn.Identity()
         size = size // 2 if size > 16 else size
-        self.conv1, self.bn1, self.act1 = nn.Conv2d(in_channels, c, 3, padding=1, bias=False), \
-            nn.BatchNorm2d(c), activation()
-        self.conv2, self.bn2, self.act2 = nn.Conv2d(c, c, 3, padding=1, bias=False), \
-            nn.BatchNorm2d(c), activation()
+        self.conv1, self.bn1, self.act1 = (
+            nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            activation(),
+        )
+        self.conv2, self.bn2, self.act2 = (
+            nn.Conv2d(c, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            activation(),
+        )
         self.pool1 = nn.AvgPool2d(2)  # 8x8 -> 4x4
-        self.conv3, self.bn3, self.act3 = nn.Conv2d(c, 2 * c, 3, padding=1, bias=False), \
-            nn.BatchNorm2d(2 * c), activation()
+        self.conv3, self.bn3, self.act3 = (
+            nn.Conv2d(c, 2 * c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * c),
+            activation(),
+        )
         self.pool2 = nn.AvgPool2d(2)  # 4x4 -> 2x2
         self.fc1, self.act4 = nn.Linear(2 * c * (size // 4) ** 2, 64), activation()
         self.fc2 = nn.Linear(64, 10)
@@ -87,8 +101,12 @@ def load_digits_split(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, data.target, test_size=0.2, random_state=seed, stratify=data.target
     )
-    return (torch.from_numpy(x_tr), torch.from_numpy(y_tr),
-            torch.from_numpy(x_te), torch.from_numpy(y_te))
+    return (
+        torch.from_numpy(x_tr),
+        torch.from_numpy(y_tr),
+        torch.from_numpy(x_te),
+        torch.from_numpy(y_te),
+    )
 
 
 def spread(count: int, limit: int) -> list[int]:
@@ -98,8 +116,9 @@ def spread(count: int, limit: int) -> list[int]:
     return [i * count // limit for i in range(limit)]
 
 
-def load_nmnist_counts(root: str, train_samples: int = 0,
-                       test_samples: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def load_nmnist_counts(
+    root: str, train_samples: int = 0, test_samples: int = 0
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """N-MNIST as images: each recording's events summed into one frame [2, 34, 34] / 16.
 
     ``train_samples`` / ``test_samples`` > 0 take that many recordings spread evenly over
@@ -116,8 +135,9 @@ def load_nmnist_counts(root: str, train_samples: int = 0,
     return (*load(True), *load(False))
 
 
-def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float,
-          batch_size: int = 64) -> None:
+def train(
+    model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float, batch_size: int = 64
+) -> None:
     """SGD with momentum 0.9, weight decay 5e-4 (λ included), cosine schedule (methods.md 7.2)."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
@@ -140,8 +160,9 @@ def ann_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 @torch.no_grad()
-def snn_accuracies(snn: nn.Module, x: Tensor, y: Tensor,
-                   steps: tuple[int, ...] = STEPS) -> list[float]:
+def snn_accuracies(
+    snn: nn.Module, x: Tensor, y: Tensor, steps: tuple[int, ...] = STEPS
+) -> list[float]:
     """Accuracy at each T of ``steps``, from one run of max(steps) steps."""
     rate = snn.running_rate(x, max(steps))  # [T, B, classes]: mean output after t steps
     return [float((rate[t - 1].argmax(1) == y).float().mean()) for t in steps]
@@ -153,7 +174,8 @@ def parse_steps(text: str) -> tuple[int, ...]:
         steps = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--steps takes integers like 1,8,32, got {text!r}") from None
+            f"--steps takes integers like 1,8,32, got {text!r}"
+        ) from None
     if not steps or steps[0] < 1:
         raise argparse.ArgumentTypeError(f"--steps needs integers >= 1, got {text!r}")
     return steps
@@ -169,16 +191,35 @@ def main(argv: list[str] | None = None) -> Results:
     parser.add_argument("--group-size", type=int, default=4, help="group neuron members m")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", choices=("digits", "nmnist"), default="digits")
-    parser.add_argument("--nmnist-root", default="../shared/data/nmnist-small",
-                        help="N-MNIST in its official layout (Train/<label>/*.bin, Test/...)")
-    parser.add_argument("--steps", type=parse_steps, default=STEPS,
-                        help="comma-separated T values of the table (one run of the largest)")
-    parser.add_argument("--train-samples", type=int, default=0,
-                        help="train on this many samples spread over the split (0: all)")
-    parser.add_argument("--test-samples", type=int, default=0,
-                        help="test on this many samples spread over the split (0: all)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (tensors this small run fastest on one)")
+    parser.add_argument(
+        "--nmnist-root",
+        default="../shared/data/nmnist-small",
+        help="N-MNIST in its official layout (Train/<label>/*.bin, Test/...)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=parse_steps,
+        default=STEPS,
+        help="comma-separated T values of the table (one run of the largest)",
+    )
+    parser.add_argument(
+        "--train-samples",
+        type=int,
+        default=0,
+        help="train on this many samples spread over the split (0: all)",
+    )
+    parser.add_argument(
+        "--test-samples",
+        type=int,
+        default=0,
+        help="test on this many samples spread over the split (0: all)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (tensors this small run fastest on one)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps: tuple[int, ...] = args.steps
@@ -191,8 +232,9 @@ def main(argv: list[str] | None = None) -> Results:
         x_tr, y_tr, x_te, y_te = x_tr[keep_tr], y_tr[keep_tr], x_te[keep_te], y_te[keep_te]
         title = "8x8 digits"
     else:
-        x_tr, y_tr, x_te, y_te = load_nmnist_counts(args.nmnist_root, args.train_samples,
-                                                    args.test_samples)
+        x_tr, y_tr, x_te, y_te = load_nmnist_counts(
+            args.nmnist_root, args.train_samples, args.test_samples
+        )
         title = "N-MNIST subset as event-count images"
     shape = {"in_channels": x_tr.shape[1], "size": x_tr.shape[-1]}
     torch.manual_seed(args.seed)
@@ -209,21 +251,34 @@ def main(argv: list[str] | None = None) -> Results:
     variants = [
         ("ReLU, max-norm", relu_net, relu_acc, {"norm": "max"}),
         ("ReLU, robust 99.9%", relu_net, relu_acc, {"norm": "percentile", "percentile": 99.9}),
-        ("ReLU, robust 99.99%", relu_net, relu_acc,
-         {"norm": "percentile", "percentile": 99.99}),
-        ("ReLU, 99.9% per channel, V0=θ/2", relu_net, relu_acc,
-         {"norm": "percentile", "percentile": 99.9, "per_channel": True,
-          "initial_membrane": 0.5}),
+        ("ReLU, robust 99.99%", relu_net, relu_acc, {"norm": "percentile", "percentile": 99.99}),
+        (
+            "ReLU, 99.9% per channel, V0=θ/2",
+            relu_net,
+            relu_acc,
+            {
+                "norm": "percentile",
+                "percentile": 99.9,
+                "per_channel": True,
+                "initial_membrane": 0.5,
+            },
+        ),
         (f"QCFS L={args.levels} (θ=λ, V0=λ/2)", qcfs_net, qcfs_acc, {}),
-        (f"QCFS L={args.levels}, group neurons m={args.group_size}", qcfs_net, qcfs_acc,
-         {"group_size": args.group_size}),
+        (
+            f"QCFS L={args.levels}, group neurons m={args.group_size}",
+            qcfs_net,
+            qcfs_acc,
+            {"group_size": args.group_size},
+        ),
     ]
     for name, net, acc, options in variants:
         snn, _ = convert(net, calibration, **options)
         rows[name] = (acc, snn_accuracies(snn, x_te, y_te, steps))
 
-    print(f"{title}: {len(x_tr)} train / {len(x_te)} test; {args.epochs} epochs per ANN "
-          f"({trained:.0f}s); test accuracy (%)")
+    print(
+        f"{title}: {len(x_tr)} train / {len(x_te)} test; {args.epochs} epochs per ANN "
+        f"({trained:.0f}s); test accuracy (%)"
+    )
     width = max(len(name) for name in rows)
     print(f"{'conversion':<{width}}  {'ANN':>6}  " + "  ".join(f"{f'T={t}':>6}" for t in steps))
     for name, (acc, accs) in rows.items():
@@ -237,8 +292,10 @@ def main(argv: list[str] | None = None) -> Results:
         snn64, _ = convert(copy.deepcopy(qcfs_net).double())
         uneven = unevenness(snn64, x_te.double(), args.levels)
         shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in uneven.items())
-        print(f"QCFS at T = L = {args.levels}: SNN - ANN = {gap:+.2f} points; neurons whose "
-              f"spike count is off by uneven input: {shares} (the first layer is exact)")
+        print(
+            f"QCFS at T = L = {args.levels}: SNN - ANN = {gap:+.2f} points; neurons whose "
+            f"spike count is off by uneven input: {shares} (the first layer is exact)"
+        )
     print(f"total {time.perf_counter() - start:.0f}s")
     return Results(rows, steps, qcfs_name, uneven)
 

@@ -37,8 +37,11 @@ def _random_bn(bn: nn.modules.batchnorm._BatchNorm) -> None:
     ("layer", "bn", "shape"),
     [
         (lambda: nn.Conv2d(3, 5, 3, padding=1), lambda: nn.BatchNorm2d(5), (4, 3, 6, 6)),
-        (lambda: nn.Conv2d(3, 5, 3, bias=False), lambda: nn.BatchNorm2d(5, affine=False),
-         (4, 3, 6, 6)),
+        (
+            lambda: nn.Conv2d(3, 5, 3, bias=False),
+            lambda: nn.BatchNorm2d(5, affine=False),
+            (4, 3, 6, 6),
+        ),
         (lambda: nn.Conv1d(2, 4, 3), lambda: nn.BatchNorm1d(4), (4, 2, 9)),
         (lambda: nn.Conv3d(2, 3, 2), lambda: nn.BatchNorm3d(3, eps=1e-3), (2, 2, 4, 4, 4)),
         (lambda: nn.Linear(7, 6), lambda: nn.BatchNorm1d(6), (5, 7)),
@@ -66,8 +69,11 @@ def test_quantile_matches_numpy_linear_interpolation():
     values[1, 50:] = float("nan")  # ignored
     for q in (0.0, 0.5, 0.999, 0.9999, 1.0):
         got = quantile(values, q).numpy()
-        want = [np.quantile(values[0].numpy(), q), np.quantile(values[1, :50].numpy(), q),
-                np.quantile(values[2].numpy(), q)]
+        want = [
+            np.quantile(values[0].numpy(), q),
+            np.quantile(values[1, :50].numpy(), q),
+            np.quantile(values[2].numpy(), q),
+        ]
         np.testing.assert_allclose(got, want, rtol=1e-12)
     assert torch.isnan(quantile(torch.full((1, 4), float("nan")), 0.5)).all()
 
@@ -138,8 +144,9 @@ def test_qcfs_forward_equals_the_formula():
     for levels, lam, shift in ((8, 8.0, 0.5), (4, 2.5, 0.5), (16, 1.0, 0.0)):
         layer = QCFS(levels, lam, shift).double()
         got = layer(z)
-        want = torch.tensor([_qcfs_by_hand(float(v), lam, levels, shift) for v in z],
-                            dtype=torch.float64)
+        want = torch.tensor(
+            [_qcfs_by_hand(float(v), lam, levels, shift) for v in z], dtype=torch.float64
+        )
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
         # L+1 output values 0, λ/L, ..., λ
         assert set(torch.round(got * levels / lam).tolist()) <= set(range(levels + 1))
@@ -148,15 +155,17 @@ def test_qcfs_forward_equals_the_formula():
 def test_qcfs_gradient_wrt_lambda_and_input():
     levels = 4
     lam = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    z = torch.tensor([-1.0, 0.05, 0.3, 0.9, 1.6, 2.6, 5.0], dtype=torch.float64,
-                     requires_grad=True)
+    z = torch.tensor([-1.0, 0.05, 0.3, 0.9, 1.6, 2.6, 5.0], dtype=torch.float64, requires_grad=True)
     out = qcfs(z, lam, levels)
     grad_z, grad_lam = torch.autograd.grad(out.sum(), (z, lam))
     level = torch.floor(z.detach() * levels / lam.detach() + 0.5)
     inside = (level >= 0) & (level <= levels)  # torch.clamp passes gradient at its bounds
     h = out.detach()
-    want_lam = torch.where(inside, h / lam.detach() - z.detach() / lam.detach(),
-                           torch.where(level > levels, 1.0, 0.0).double())
+    want_lam = torch.where(
+        inside,
+        h / lam.detach() - z.detach() / lam.detach(),
+        torch.where(level > levels, 1.0, 0.0).double(),
+    )
     # methods.md 7.2: h/λ - z/λ inside, 1 above the range, 0 below it
     torch.testing.assert_close(grad_lam, want_lam.sum())
     torch.testing.assert_close(grad_z, inside.double())
@@ -216,8 +225,9 @@ def test_group_neuron_hand_computed_example():
     # t3: v = 0.175 -> c=0, out 0
     neuron = GroupNeuron(1.0, members=4)
     x = torch.tensor([0.6, 0.6, 0.1], dtype=torch.float64).reshape(3, 1)
-    torch.testing.assert_close(neuron(x).flatten(),
-                               torch.tensor([0.5, 0.75, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        neuron(x).flatten(), torch.tensor([0.5, 0.75, 0.0], dtype=torch.float64)
+    )
     # at most m spikes per step: a huge input gives c = m every step
     assert neuron(torch.full((3, 1), 10.0)).flatten().tolist() == [1.0, 1.0, 1.0]
 
@@ -296,8 +306,10 @@ def test_counts_are_checked_alike(bad):
         (lambda: GroupNeuron(1.0, bad), "members \\(m\\) must be an integer >= 1"),
         (lambda: QCFS(levels=bad), "levels \\(L\\) must be an integer >= 1"),
         (lambda: constant_input(torch.ones(2), bad), "steps \\(T\\) must be an integer >= 1"),
-        (lambda: convert(nn.Sequential(QCFS()), group_size=bad),
-         "group_size must be None or an integer >= 1"),
+        (
+            lambda: convert(nn.Sequential(QCFS()), group_size=bad),
+            "group_size must be None or an integer >= 1",
+        ),
     ]
     for make, message in checks:
         with pytest.raises(ConfigurationError, match=message):

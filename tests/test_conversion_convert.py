@@ -54,8 +54,15 @@ class ResidualCNN(nn.Module):
 def test_mlp_rates_converge_layer_by_layer_as_one_over_t():
     """Layer 1 (constant input) is within θ/T of clip(ReLU, 0, θ); deeper layers O(θ/T)."""
     torch.manual_seed(1)
-    net = nn.Sequential(nn.Linear(20, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(),
-                        nn.Linear(48, 24), nn.ReLU(), nn.Linear(24, 5))
+    net = nn.Sequential(
+        nn.Linear(20, 48),
+        nn.ReLU(),
+        nn.Linear(48, 48),
+        nn.ReLU(),
+        nn.Linear(48, 24),
+        nn.ReLU(),
+        nn.Linear(24, 5),
+    )
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.Linear):
@@ -123,7 +130,11 @@ def test_torch_relu_and_tensor_relu_calls_are_converted_and_sites_not_shared():
     x = torch.rand(16, 4)
     snn, report = convert(Calls(), x)
     assert sorted(e.source for e in report.converted) == [
-        "Tensor.relu", "nn.ReLU", "nn.ReLU", "torch.relu"]
+        "Tensor.relu",
+        "nn.ReLU",
+        "nn.ReLU",
+        "torch.relu",
+    ]
     neurons = [m for m in snn.modules() if isinstance(m, ConversionIFNode)]
     assert len({id(n) for n in neurons}) == 4
 
@@ -155,15 +166,20 @@ def test_qcfs_network_accuracy_matches_at_t_equal_l_on_digits():
     y = torch.tensor(data.target)
     x_tr, y_tr, x_te, y_te = x[:1400], y[:1400], x[1400:], y[1400:]
     levels = 4
-    net = nn.Sequential(nn.Linear(64, 96), QCFS(levels, 2.0), nn.Linear(96, 64),
-                        QCFS(levels, 2.0), nn.Linear(64, 10))
+    net = nn.Sequential(
+        nn.Linear(64, 96),
+        QCFS(levels, 2.0),
+        nn.Linear(96, 64),
+        QCFS(levels, 2.0),
+        nn.Linear(64, 10),
+    )
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest on a loaded machine
     try:
         for _ in range(25):
             for i in range(0, 1400, 200):
-                loss = F.cross_entropy(net(x_tr[i:i + 200]), y_tr[i:i + 200])
+                loss = F.cross_entropy(net(x_tr[i : i + 200]), y_tr[i : i + 200])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -210,7 +226,8 @@ def test_functional_max_pool_is_converted():
     x = torch.rand(8, 1, 4, 4)
     snn, report = convert(Wrap(), x)
     assert [(e.name, e.source) for e in report.by_action("replaced")] == [
-        ("max_pool2d", "torch.nn.functional.max_pool2d")]
+        ("max_pool2d", "torch.nn.functional.max_pool2d")
+    ]
     assert snn(constant_input(x, 3)).shape == (3, 8, 12)
 
 
@@ -219,8 +236,9 @@ class Untraceable(nn.Module):
 
     def __init__(self, direct_relu: bool = False) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4),
-                                      nn.ReLU(), nn.AvgPool2d(2))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(2)
+        )
         self.head = nn.Sequential(nn.Linear(4 * 3 * 3, 8), nn.ReLU(), nn.Linear(8, 3))
         self.direct_relu = direct_relu
 
@@ -296,8 +314,9 @@ def test_per_channel_percentile_conversion_and_options():
     assert all(t.shape == (6, 1, 1) for t in thresholds)
     assert "p99.9 per-channel" in report.converted[0].detail
     snn_half, _ = convert(net, x, initial_membrane=0.5)
-    assert all(m.initial_membrane == 0.5 for m in snn_half.modules()
-               if isinstance(m, ConversionIFNode))
+    assert all(
+        m.initial_membrane == 0.5 for m in snn_half.modules() if isinstance(m, ConversionIFNode)
+    )
     with pytest.raises(ConfigurationError, match="calibration_data"):
         convert(net)
     with pytest.raises(ConfigurationError, match="group_size"):
@@ -336,7 +355,8 @@ def test_max_pool_call_in_untraced_forward_is_reported():
 
     _, report = convert(Branchy(), torch.rand(3, 1, 4, 4), strict=False)
     assert [(e.name, e.source) for e in report.unconverted] == [
-        ("<root> (forward)", "torch.nn.functional.max_pool2d")]
+        ("<root> (forward)", "torch.nn.functional.max_pool2d")
+    ]
     assert [e.name for e in report.converted] == ["act"]
 
 
@@ -345,13 +365,22 @@ class DeepQCFS(nn.Module):
 
     def __init__(self, levels: int, pool: nn.Module) -> None:
         super().__init__()
-        self.conv1, self.bn1, self.q1 = nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), \
-            QCFS(levels, 1.5)
-        self.conv2, self.bn2, self.q2 = nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), \
-            QCFS(levels, 2.0)
+        self.conv1, self.bn1, self.q1 = (
+            nn.Conv2d(2, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            QCFS(levels, 1.5),
+        )
+        self.conv2, self.bn2, self.q2 = (
+            nn.Conv2d(6, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            QCFS(levels, 2.0),
+        )
         self.pool = pool
-        self.conv3, self.bn3, self.q3 = nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), \
-            QCFS(levels, 1.0)
+        self.conv3, self.bn3, self.q3 = (
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            QCFS(levels, 1.0),
+        )
         self.fc1, self.q4, self.fc2 = nn.Linear(8 * 2 * 2, 12), QCFS(levels, 1.2), nn.Linear(12, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -414,6 +443,7 @@ def test_deep_qcfs_gap_at_t_equal_l_is_unevenness_only():
     def record(name):
         def hook(module, args, out):
             seen[name] = (args[0].unflatten(0, (levels, -1)), out.unflatten(0, (levels, -1)))
+
         return hook
 
     handles = [snn.body.get_submodule(n).register_forward_hook(record(n)) for n in names]
@@ -427,6 +457,7 @@ def test_deep_qcfs_gap_at_t_equal_l_is_unevenness_only():
         def hook(module, args, output):
             pre[name] = args[0]
             return seen[name][1].mean(0)  # the SNN's rate instead of the ANN's QCFS
+
         return hook
 
     handles = [net.get_submodule(n).register_forward_hook(force(n)) for n in names]

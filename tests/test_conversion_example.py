@@ -58,10 +58,24 @@ def test_convert_digits_example_short_run(capsys):
 def test_convert_nmnist_example_on_a_slice(capsys):
     """The N-MNIST report path of the example on 200 train / 100 test recordings."""
     root = require_shared_data("nmnist-small")
-    result = _run_example([
-        "--dataset", "nmnist", "--nmnist-root", str(root), "--train-samples", "200",
-        "--test-samples", "100", "--epochs", "8", "--batch-size", "16", "--steps", "1,8",
-    ])
+    result = _run_example(
+        [
+            "--dataset",
+            "nmnist",
+            "--nmnist-root",
+            str(root),
+            "--train-samples",
+            "200",
+            "--test-samples",
+            "100",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "16",
+            "--steps",
+            "1,8",
+        ]
+    )
     rows, at = result.rows, {t: i for i, t in enumerate(result.steps)}
     out = capsys.readouterr().out
     assert "N-MNIST subset as event-count images: 200 train / 100 test" in out

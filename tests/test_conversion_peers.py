@@ -11,8 +11,14 @@ from spikeflow.conversion import constant_input, convert
 
 def _net() -> nn.Module:
     net = nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 5),
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 3 * 3, 5),
     )
     with torch.no_grad():
         bn = net[1]
@@ -25,12 +31,15 @@ def _net() -> nn.Module:
 
 @pytest.mark.parametrize(
     ("sj_mode", "options"),
-    [("max", {"norm": "max"}),
-     ("99.9%", {"norm": "percentile", "percentile": 99.9, "include_zeros": True})],
+    [
+        ("max", {"norm": "max"}),
+        ("99.9%", {"norm": "percentile", "percentile": 99.9, "include_zeros": True}),
+    ],
 )
 def test_matches_spikingjelly_rate_coding_recipe(sj_mode, options):
-    ann2snn = pytest.importorskip("spikingjelly.activation_based.ann2snn",
-                                  reason="spikingjelly is a test-only peer")
+    ann2snn = pytest.importorskip(
+        "spikingjelly.activation_based.ann2snn", reason="spikingjelly is a test-only peer"
+    )
     from spikingjelly.activation_based import functional as sj_functional
 
     net = _net()

@@ -22,8 +22,11 @@ class ResidualNet(nn.Module):
     def __init__(self, act=nn.ReLU, pool: nn.Module | None = None) -> None:
         super().__init__()
         self.conv1, self.bn1, self.act1 = nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), act()
-        self.conv2, self.bn2, self.act2 = nn.Conv2d(6, 6, 3, padding=1, bias=False), \
-            nn.BatchNorm2d(6), act()
+        self.conv2, self.bn2, self.act2 = (
+            nn.Conv2d(6, 6, 3, padding=1, bias=False),
+            nn.BatchNorm2d(6),
+            act(),
+        )
         self.pool = pool if pool is not None else nn.AvgPool2d(2)
         self.conv3, self.act3 = nn.Conv2d(6, 8, 3, padding=1), act()
         self.drop = nn.Dropout(0.2)
@@ -53,8 +56,10 @@ def _net(act=nn.ReLU, pool=None) -> nn.Module:
 
 @pytest.mark.parametrize(
     ("act", "options"),
-    [(nn.ReLU, {"norm": "percentile", "per_channel": True, "initial_membrane": 0.5}),
-     (lambda: QCFS(4, 1.5), {})],
+    [
+        (nn.ReLU, {"norm": "percentile", "per_channel": True, "initial_membrane": 0.5}),
+        (lambda: QCFS(4, 1.5), {}),
+    ],
     ids=["relu-per-channel", "qcfs"],
 )
 def test_converted_snn_exports_to_nir_and_back(tmp_path, act, options):
@@ -72,8 +77,11 @@ def test_converted_snn_exports_to_nir_and_back(tmp_path, act, options):
     assert {"Flatten", "AvgPool2d", "Conv2d", "Affine"} <= set(kinds.values())
     # Plain NIR fields: IF r = 1/dt, threshold θ, spikes 0/1 with θ in the next weights.
     if1 = snn.body.act1.module
-    theta1 = if1.v_threshold if isinstance(if1.v_threshold, torch.Tensor) \
+    theta1 = (
+        if1.v_threshold
+        if isinstance(if1.v_threshold, torch.Tensor)
         else torch.tensor(if1.v_threshold)
+    )
     node = graph.nodes["act1"]
     assert np.allclose(node.r, 1.0) and np.allclose(node.v_reset, 0.0)
     assert np.allclose(node.v_threshold, np.broadcast_to(theta1.numpy(), (6, 8, 8)))
@@ -106,10 +114,12 @@ def test_converted_export_needs_soft_reset_metadata():
 
 @pytest.mark.parametrize(
     ("net", "options", "named"),
-    [(lambda: _net(pool=nn.MaxPool2d(2)), {}, "'pool' (GatedMaxPool"),
-     (lambda: _net(pool=nn.MaxPool2d(2)), {"max_pool": "keep"}, "'pool' (MaxPool2d"),
-     (lambda: _net(lambda: QCFS(4, 1.5)), {"group_size": 4}, "(GroupNeuron: it fires up to m"),
-     (_net, {"trace": "modules"}, "converted module by module")],
+    [
+        (lambda: _net(pool=nn.MaxPool2d(2)), {}, "'pool' (GatedMaxPool"),
+        (lambda: _net(pool=nn.MaxPool2d(2)), {"max_pool": "keep"}, "'pool' (MaxPool2d"),
+        (lambda: _net(lambda: QCFS(4, 1.5)), {"group_size": 4}, "(GroupNeuron: it fires up to m"),
+        (_net, {"trace": "modules"}, "converted module by module"),
+    ],
     ids=["gated-max-pool", "kept-max-pool", "group-neurons", "untraced"],
 )
 def test_converted_export_names_what_nir_cannot_express(net, options, named):

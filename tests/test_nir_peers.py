@@ -256,13 +256,22 @@ def test_snntorch_conv_to_spikeflow():
     def leaky(beta, *shape):
         # Per-neuron β and threshold of the layer's full shape: with scalars snnTorch's
         # exporter writes 0-d parameters and fails NIR's type inference on conv layers.
-        return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.ones(shape),
-                         init_hidden=True, reset_mechanism="zero")
+        return snn.Leaky(
+            beta=torch.full(shape, beta),
+            threshold=torch.ones(shape),
+            init_hidden=True,
+            reset_mechanism="zero",
+        )
 
     net = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), leaky(0.8, 4, 10, 10), nn.AvgPool2d(2),
-        nn.Conv2d(4, 3, 3), leaky(0.9, 3, 3, 3), nn.Flatten(),
-        nn.Linear(3 * 3 * 3, 5), leaky(0.85, 5),
+        nn.Conv2d(2, 4, 3, padding=1),
+        leaky(0.8, 4, 10, 10),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 3, 3),
+        leaky(0.9, 3, 3, 3),
+        nn.Flatten(),
+        nn.Linear(3 * 3 * 3, 5),
+        leaky(0.85, 5),
     )
     _weights(net)
     x = (torch.rand(12, 2, 2, 10, 10) < 0.5).float()
@@ -338,8 +347,12 @@ def test_spikeflow_recurrent_to_snntorch_feeds_the_input_through_the_recurrent_w
 
 @pytest.mark.parametrize(
     ("mechanism", "delay", "same"),
-    [("zero", False, True), ("zero", True, True), ("subtract", True, False),
-     ("subtract", False, False)],
+    [
+        ("zero", False, True),
+        ("zero", True, True),
+        ("subtract", True, False),
+        ("subtract", False, False),
+    ],
 )
 def test_snntorch_reset_conventions(mechanism, delay, same):
     """snnTorch exports v_reset = 0 whatever the reset: only reset_mechanism='zero' gives the
@@ -352,8 +365,10 @@ def test_snntorch_reset_conventions(mechanism, delay, same):
 
     kw = {"init_hidden": True, "reset_mechanism": mechanism, "reset_delay": delay}
     net = nn.Sequential(
-        nn.Linear(4, 16), snn.Leaky(beta=torch.full((16,), 0.8), threshold=torch.ones(16), **kw),
-        nn.Linear(16, 3), snn.Leaky(beta=torch.full((3,), 0.9), threshold=torch.ones(3), **kw),
+        nn.Linear(4, 16),
+        snn.Leaky(beta=torch.full((16,), 0.8), threshold=torch.ones(16), **kw),
+        nn.Linear(16, 3),
+        snn.Leaky(beta=torch.full((3,), 0.9), threshold=torch.ones(3), **kw),
     )
     _weights(net)
     x = torch.rand(30, 2, 4)
@@ -365,8 +380,9 @@ def test_snntorch_reset_conventions(mechanism, delay, same):
     assert torch.equal(import_from_nir(graph, convention="snntorch")(x), expected) is same
 
 
-@pytest.mark.parametrize(("cell", "survives"),
-                         [("LIFBoxCell", False), ("LIFCell", False), ("IAFCell", True)])
+@pytest.mark.parametrize(
+    ("cell", "survives"), [("LIFBoxCell", False), ("LIFCell", False), ("IAFCell", True)]
+)
 def test_norse_own_round_trip_breaks_its_leaky_cells(cell, survives):
     """Norse's exporter writes tau = dt / tau_inv (tau·dt), its importer reads tau as NIR
     defines it: Norse -> NIR -> Norse changes the spikes of every leaky cell (the IAF cell
@@ -397,8 +413,7 @@ def test_peer_importer_limits():
         snn_import(export_to_nir(if_net, x, dt=1e-4))
     # Norse has no AvgPool2d and no LI: with ignore_warnings it drops those nodes.
     images = torch.rand(6, 3, 2, 6, 6)
-    pooled = nn.Sequential(layers.Conv2d(2, 3, 3, padding=1), neurons.IFNode(),
-                           layers.AvgPool2d(2))
+    pooled = nn.Sequential(layers.Conv2d(2, 3, 3, padding=1), neurons.IFNode(), layers.AvgPool2d(2))
     readout = nn.Sequential(layers.Linear(4, 3), neurons.LINode(tau=2.0))
     with _quiet():
         peer_pool = norse.from_nir(export_to_nir(pooled, images, dt=1e-3), ignore_warnings=True)
@@ -406,8 +421,9 @@ def test_peer_importer_limits():
         assert _step_through(peer_pool, images).shape == (6, 3, 3, 6, 6)  # not pooled
         torch.testing.assert_close(_step_through(peer_li, x), readout[0](x))  # no integrator
     # Norse ignores r: LIFNode(decay_input=False) (r = tau) does not survive it.
-    undecayed = nn.Sequential(layers.Linear(4, 6),
-                              neurons.LIFNode(tau=2.0, decay_input=False, strict_firing=True))
+    undecayed = nn.Sequential(
+        layers.Linear(4, 6), neurons.LIFNode(tau=2.0, decay_input=False, strict_firing=True)
+    )
     _weights(undecayed)
     spikes = undecayed(x * 1.5)
     _active(spikes)
@@ -416,12 +432,16 @@ def test_peer_importer_limits():
         assert not torch.equal(_step_through(peer, x * 1.5), spikes)
     # Both flatten with NIR's per-sample dims on batched tensors: batch > 1 breaks.
     flat = nn.Sequential(
-        layers.Conv2d(2, 3, 3), neurons.LIFNode(tau=2.0, decay_input=False),
-        layers.Flatten(), layers.Linear(3 * 4 * 4, 5),
+        layers.Conv2d(2, 3, 3),
+        neurons.LIFNode(tau=2.0, decay_input=False),
+        layers.Flatten(),
+        layers.Linear(3 * 4 * 4, 5),
     )
     with _quiet():
-        peers = (snn_import(export_to_nir(flat, images, dt=1e-4)),
-                 norse.from_nir(export_to_nir(flat, images, dt=1e-3), ignore_warnings=True))
+        peers = (
+            snn_import(export_to_nir(flat, images, dt=1e-4)),
+            norse.from_nir(export_to_nir(flat, images, dt=1e-3), ignore_warnings=True),
+        )
     for peer in peers:
         with _quiet(), pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
             _step_through(peer, images)

@@ -218,7 +218,13 @@ SPECS = [
     Spec(Sigmoid, {"alpha": 4.0}, {"alpha": 1.5}, sigmoid_d, sigmoid_p, True, True),
     Spec(ATan, {"alpha": 2.0}, {"alpha": 0.7}, atan_d, atan_p, True, True),
     Spec(
-        PiecewiseQuadratic, {"alpha": 1.0}, {"alpha": 2.0}, pq_d, pq_p, True, True,
+        PiecewiseQuadratic,
+        {"alpha": 1.0},
+        {"alpha": 2.0},
+        pq_d,
+        pq_p,
+        True,
+        True,
         kinks=lambda q: [-1 / q["alpha"], 1 / q["alpha"]],
     ),
     Spec(PiecewiseExp, {"alpha": 1.0}, {"alpha": 3.0}, pe_d, pe_p, True, True),
@@ -227,25 +233,51 @@ SPECS = [
     Spec(SuperSpike, {"alpha": 1.0}, {"alpha": 2.5}, superspike_d),
     Spec(NonzeroSignLogAbs, {"alpha": 1.0}, {"alpha": 4.0}, nsla_d, nsla_p),
     Spec(
-        PiecewiseLeakyReLU, {"w": 1.0, "c": 0.01}, {"w": 0.5, "c": 0.1}, plr_d, plr_p,
-        half_at_zero=True, kinks=lambda q: [-q["w"], q["w"]],
+        PiecewiseLeakyReLU,
+        {"w": 1.0, "c": 0.01},
+        {"w": 0.5, "c": 0.1},
+        plr_d,
+        plr_p,
+        half_at_zero=True,
+        kinks=lambda q: [-q["w"], q["w"]],
     ),
     Spec(LeakyKReLU, {"leak": 0.0, "k": 1.0}, {"leak": 0.2, "k": 1.5}, lkr_d),
     Spec(QPseudoSpike, {"alpha": 2.0}, {"alpha": 3.5}, qps_d, qps_p, True, True),
     Spec(
-        S2NN, {"alpha": 4.0, "beta": 1.0}, {"alpha": 2.0, "beta": 0.5}, s2nn_d, s2nn_p,
-        half_at_zero=True, kinks=lambda q: [0.0],
+        S2NN,
+        {"alpha": 4.0, "beta": 1.0},
+        {"alpha": 2.0, "beta": 0.5},
+        s2nn_d,
+        s2nn_p,
+        half_at_zero=True,
+        kinks=lambda q: [0.0],
     ),
     Spec(
-        SquarewaveFourierSeries, {"n": 2, "T_period": 8.0}, {"n": 5, "T_period": 3.0},
-        sfs_d, sfs_p, half_at_zero=True,
+        SquarewaveFourierSeries,
+        {"n": 2, "T_period": 8.0},
+        {"n": 5, "T_period": 3.0},
+        sfs_d,
+        sfs_p,
+        half_at_zero=True,
     ),
     Spec(
-        Rect, {"alpha": 1.0}, {"alpha": 2.0}, rect_d, rect_p, True, True,
+        Rect,
+        {"alpha": 1.0},
+        {"alpha": 2.0},
+        rect_d,
+        rect_p,
+        True,
+        True,
         kinks=lambda q: [-1 / (2 * q["alpha"]), 1 / (2 * q["alpha"])],
     ),
     Spec(
-        Triangle, {"gamma": 1.0}, {"gamma": 0.5}, tri_d, tri_p, True, True,
+        Triangle,
+        {"gamma": 1.0},
+        {"gamma": 0.5},
+        tri_d,
+        tri_p,
+        True,
+        True,
         kinks=lambda q: [-q["gamma"], 0.0, q["gamma"]],
     ),
     Spec(FakeNumericalGradient, {"alpha": 0.3}, {"alpha": 2.0}, fng_d),
@@ -266,12 +298,16 @@ def spec_params(primitive_only: bool = False):
 
 
 # A float64 grid with exact 0, the dyadic breakpoints (±1/4, ±1/2, ±1, ±2) and far points.
-GRID = torch.cat(
-    [
-        torch.arange(-400, 401, dtype=torch.float64) / 100,
-        torch.tensor([-1e3, -37.0, -10.0, -6.5, 6.5, 10.0, 37.0, 1e3], dtype=torch.float64),
-    ]
-).sort().values
+GRID = (
+    torch.cat(
+        [
+            torch.arange(-400, 401, dtype=torch.float64) / 100,
+            torch.tensor([-1e3, -37.0, -10.0, -6.5, 6.5, 10.0, 37.0, 1e3], dtype=torch.float64),
+        ]
+    )
+    .sort()
+    .values
+)
 
 
 def reference(fn: Callable[..., float], x: torch.Tensor, params: dict) -> torch.Tensor:
@@ -395,9 +431,7 @@ def test_fake_numerical_gradient_at_zero():
 # Primitives.
 
 
-@pytest.mark.parametrize(
-    ("spec", "params"), spec_params(primitive_only=True)
-)
+@pytest.mark.parametrize(("spec", "params"), spec_params(primitive_only=True))
 def test_spiking_false_returns_primitive(spec: Spec, params: dict):
     sg = spec.cls(**params, spiking=False)
     assert not sg.spiking
@@ -406,9 +440,7 @@ def test_spiking_false_returns_primitive(spec: Spec, params: dict):
     torch.testing.assert_close(y, reference(spec.p, GRID, params), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("spec", "params"), spec_params(primitive_only=True)
-)
+@pytest.mark.parametrize(("spec", "params"), spec_params(primitive_only=True))
 def test_primitive_autograd_equals_derivative(spec: Spec, params: dict):
     x = away_from_kinks(spec, params, GRID).clone().requires_grad_(True)
     spec.cls(**params, spiking=False)(x).sum().backward()
@@ -417,9 +449,7 @@ def test_primitive_autograd_equals_derivative(spec: Spec, params: dict):
     torch.testing.assert_close(x.grad, reference(spec.d, x.detach(), params))
 
 
-@pytest.mark.parametrize(
-    ("spec", "params"), spec_params(primitive_only=True)
-)
+@pytest.mark.parametrize(("spec", "params"), spec_params(primitive_only=True))
 def test_primitive_gradcheck(spec: Spec, params: dict):
     x = torch.tensor([-3.3, -1.7, -0.71, -0.33, -0.13, 0.11, 0.37, 0.77, 1.3, 2.9])
     x = away_from_kinks(spec, params, x.double(), gap=1e-2).requires_grad_(True)
@@ -513,9 +543,7 @@ BAD = [
     (Triangle, {"gamma": -1.0}),
     (PiecewiseLeakyReLU, {"w": 0.0}),
     (PiecewiseLeakyReLU, {"w": -1.0}),
-] + [
-    (s.cls, {"alpha": bad}) for s in SPECS if "alpha" in s.defaults for bad in (-1.0, 0.0)
-]
+] + [(s.cls, {"alpha": bad}) for s in SPECS if "alpha" in s.defaults for bad in (-1.0, 0.0)]
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), BAD, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -601,6 +629,7 @@ def test_custom_surrogate_end_to_end():
     x.grad = None
     Logistic(k=2.0, spiking=False)(x).sum().backward()
     torch.testing.assert_close(x.grad, Logistic.derivative(GRID, k=2.0))
+
     # has_primitive follows whether primitive is overridden, also through subclasses
     class SteeperSigmoid(Sigmoid):
         def __init__(self, alpha: float = 8.0, spiking: bool = True) -> None:

@@ -127,8 +127,7 @@ class Surrogate(nn.Module):
         for name, value in params.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigurationError(
-                    f"{type(self).__name__}: parameter {name} must be a number, got "
-                    f"{value!r}"
+                    f"{type(self).__name__}: parameter {name} must be a number, got {value!r}"
                 )
             if not math.isfinite(value):
                 raise ConfigurationError(

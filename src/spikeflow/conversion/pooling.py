@@ -19,8 +19,11 @@ from spikeflow.base import MemoryModule, StepMode, check_time_major
 
 __all__ = ["GatedMaxPool"]
 
-_POOLS = {nn.MaxPool1d: (1, F.max_pool1d), nn.MaxPool2d: (2, F.max_pool2d),
-          nn.MaxPool3d: (3, F.max_pool3d)}
+_POOLS = {
+    nn.MaxPool1d: (1, F.max_pool1d),
+    nn.MaxPool2d: (2, F.max_pool2d),
+    nn.MaxPool3d: (3, F.max_pool3d),
+}
 
 
 class GatedMaxPool(MemoryModule):
@@ -55,8 +58,14 @@ class GatedMaxPool(MemoryModule):
     def from_max_pool(cls, pool: nn.Module) -> GatedMaxPool:
         """The gated version of a ``torch.nn.MaxPool{1,2,3}d``."""
         dims, _ = _POOLS[type(pool)]
-        return cls(pool.kernel_size, pool.stride, pool.padding, pool.dilation,  # type: ignore[arg-type]
-                   pool.ceil_mode, dims)  # type: ignore[arg-type]
+        return cls(
+            pool.kernel_size,
+            pool.stride,
+            pool.padding,
+            pool.dilation,  # type: ignore[arg-type]
+            pool.ceil_mode,
+            dims,
+        )  # type: ignore[arg-type]
 
     def forward(self, x: Tensor) -> Tensor:
         """Pooled ``[T, B, C, *spatial']`` (or one step ``[B, C, *spatial']``)."""
@@ -76,13 +85,22 @@ class GatedMaxPool(MemoryModule):
             sums.append(running)
         counts = torch.stack(sums)
         self._keep_state({"count": counts[-1]})
-        _, index = self._pool(counts.flatten(0, 1), self.kernel_size, self.stride, self.padding,
-                              self.dilation, self.ceil_mode, True)
+        _, index = self._pool(
+            counts.flatten(0, 1),
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            True,
+        )
         values = x_seq.flatten(0, 1).flatten(2).gather(2, index.flatten(2)).view_as(index)
         out = values.unflatten(0, (steps, batch))
         return out if self.step_mode == "m" else out[0]
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, "
-                f"spatial_dims={self.spatial_dims}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, "
+            f"spatial_dims={self.spatial_dims}"
+        )

@@ -42,13 +42,18 @@ __all__ = ["converted_to_nir"]
 #: A value of the graph: the sum of NIR node outputs, each times a pending scale (None: 1).
 Sources = list[tuple[str, "np.ndarray | None"]]
 
-_PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-                 nn.AlphaDropout)
+_PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _ADD = (operator.add, torch.add, "add")
 _FLATTEN = (torch.flatten, "flatten")
 _AVG_POOL = (F.avg_pool2d,)
-_POOL_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-              "divisor_override")
+_POOL_ARGS = (
+    "kernel_size",
+    "stride",
+    "padding",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+)
 
 
 class _ShapeRecorder(fx.Interpreter):
@@ -65,8 +70,9 @@ class _ShapeRecorder(fx.Interpreter):
         return result
 
 
-def _record_shapes(snn: ConvertedSNN, gm: fx.GraphModule,
-                   sample_shape: tuple[int, ...]) -> dict[fx.Node, tuple[int, ...]]:
+def _record_shapes(
+    snn: ConvertedSNN, gm: fx.GraphModule, sample_shape: tuple[int, ...]
+) -> dict[fx.Node, tuple[int, ...]]:
     folded = [m for m in gm.modules() if isinstance(m, TimeFolded)]
     param = next(iter(snn.parameters()), None)
     dtype = param.dtype if param is not None else torch.get_default_dtype()
@@ -91,8 +97,14 @@ def _uniform_per_channel(scale: np.ndarray) -> np.ndarray | None:
 
 
 class _Walker:
-    def __init__(self, nir: Any, ctx: Any, gm: fx.GraphModule,
-                 shapes: dict[fx.Node, tuple[int, ...]], handlers: dict[str, Callable]) -> None:
+    def __init__(
+        self,
+        nir: Any,
+        ctx: Any,
+        gm: fx.GraphModule,
+        shapes: dict[fx.Node, tuple[int, ...]],
+        handlers: dict[str, Callable],
+    ) -> None:
         self.nir, self.ctx, self.gm, self.shapes = nir, ctx, gm, shapes
         self.handlers = handlers
         self.nodes: dict[str, Any] = {}
@@ -115,10 +127,14 @@ class _Walker:
                 continue
             key = (name, np.ascontiguousarray(scale).tobytes())
             if key not in self.scaled:
-                scale_name = f"{name}_scale" if f"{name}_scale" not in self.nodes \
+                scale_name = (
+                    f"{name}_scale"
+                    if f"{name}_scale" not in self.nodes
                     else f"{name}_scale{len(self.scaled)}"
+                )
                 self.nodes[scale_name] = self.nir.Scale(
-                    scale=np.broadcast_to(scale, shape).astype(np.float32))
+                    scale=np.broadcast_to(scale, shape).astype(np.float32)
+                )
                 self.edges.append((name, scale_name))
                 self.scaled[key] = scale_name
             names.append(self.scaled[key])
@@ -157,8 +173,14 @@ class _Walker:
         self.add_node(node.name, handler(module, self.ctx), inputs)
         self.values[node] = [(node.name, out_scale)]
 
-    def fold(self, module: nn.Module, kind: str, scale: np.ndarray, shape_in: tuple[int, ...],
-             shape_out: tuple[int, ...]) -> tuple[nn.Module, np.ndarray | None] | None:
+    def fold(
+        self,
+        module: nn.Module,
+        kind: str,
+        scale: np.ndarray,
+        shape_in: tuple[int, ...],
+        shape_out: tuple[int, ...],
+    ) -> tuple[nn.Module, np.ndarray | None] | None:
         """``module`` with the input scale folded in (and the scale left on its output)."""
         full = np.broadcast_to(scale, shape_in).copy()
         if kind == "linear":
@@ -217,8 +239,9 @@ class _Walker:
     def call_module(self, node: fx.Node, module: nn.Module) -> None:
         source = node.args[0] if node.args else None
         if len(node.args) != 1 or node.kwargs or not isinstance(source, fx.Node):
-            self.bad.append(f"'{node.target}' ({type(module).__name__} called with "
-                            "several arguments)")
+            self.bad.append(
+                f"'{node.target}' ({type(module).__name__} called with several arguments)"
+            )
             return
         if isinstance(module, _PASS_MODULES):
             self.values[node] = self.values[source]
@@ -233,19 +256,25 @@ class _Walker:
         elif type(module) is nn.Flatten:
             self.layer(node, module, "flatten", source)
         elif isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-            self.bad.append(f"'{node.target}' ({type(module).__name__}: NIR has no max "
-                            "pooling; train the ANN with average pooling)")
+            self.bad.append(
+                f"'{node.target}' ({type(module).__name__}: NIR has no max "
+                "pooling; train the ANN with average pooling)"
+            )
         else:
             self.bad.append(f"'{node.target}' ({type(module).__name__})")
 
     def neuron(self, node: fx.Node, neuron: nn.Module, source: fx.Node) -> None:
         if isinstance(neuron, GatedMaxPool):
-            self.bad.append(f"'{node.target}' (GatedMaxPool: NIR has no max pooling; train "
-                            "the ANN with average pooling)")
+            self.bad.append(
+                f"'{node.target}' (GatedMaxPool: NIR has no max pooling; train "
+                "the ANN with average pooling)"
+            )
             return
         if isinstance(neuron, GroupNeuron):
-            self.bad.append(f"'{node.target}' (GroupNeuron: it fires up to m spikes per step, "
-                            "which no NIR neuron does)")
+            self.bad.append(
+                f"'{node.target}' (GroupNeuron: it fires up to m spikes per step, "
+                "which no NIR neuron does)"
+            )
             return
         if not isinstance(neuron, ConversionIFNode):
             self.bad.append(f"'{node.target}' ({type(neuron).__name__})")
@@ -279,8 +308,13 @@ class _Walker:
             self.bad.append(f"'{node.name}' (call of {what})")
 
 
-def converted_to_nir(snn: ConvertedSNN, sample_shape: tuple[int, ...], nir: Any, ctx: Any,
-                     handlers: dict[str, Callable]) -> tuple[dict[str, Any], list[Any]]:
+def converted_to_nir(
+    snn: ConvertedSNN,
+    sample_shape: tuple[int, ...],
+    nir: Any,
+    ctx: Any,
+    handlers: dict[str, Callable],
+) -> tuple[dict[str, Any], list[Any]]:
     """The NIR nodes and edges of a converted SNN (see the module docstring).
 
     ``ctx`` and ``handlers`` are :mod:`.nir_export`'s context and its node builders for
@@ -294,8 +328,7 @@ def converted_to_nir(snn: ConvertedSNN, sample_shape: tuple[int, ...], nir: Any,
             "GraphModule); make the ANN traceable by torch.fx (convert(..., trace='fx') "
             "tells why it is not)"
         )
-    nested = [name for name, m in body.named_modules()
-              if name and isinstance(m, fx.GraphModule)]
+    nested = [name for name, m in body.named_modules() if name and isinstance(m, fx.GraphModule)]
     if nested:
         raise ConfigurationError(
             "NIR export of a converted network walks one traced graph; these parts were "
@@ -305,7 +338,8 @@ def converted_to_nir(snn: ConvertedSNN, sample_shape: tuple[int, ...], nir: Any,
     walker.walk()
     if walker.bad:
         raise ConfigurationError(
-            "NIR export of the converted network does not support: " + ", ".join(walker.bad)
+            "NIR export of the converted network does not support: "
+            + ", ".join(walker.bad)
             + ". NIR expresses IF neurons, convolutions, linear layers, average pooling, "
             "flatten and additions (see docs/nir.md)"
         )

@@ -429,8 +429,9 @@ def export_to_nir(
     return flat
 
 
-def _export_converted(net: ConvertedSNN, sample_input: Tensor, nir: Any, dt: float,
-                      soft_reset: str) -> Any:
+def _export_converted(
+    net: ConvertedSNN, sample_input: Tensor, nir: Any, dt: float, soft_reset: str
+) -> Any:
     """A converted SNN: its traced graph walked node by node (:mod:`.nir_converted`)."""
     if soft_reset != "metadata":
         raise ConfigurationError(
@@ -441,8 +442,13 @@ def _export_converted(net: ConvertedSNN, sample_input: Tensor, nir: Any, dt: flo
             "the same network; other tools would run IF neurons with reset to 0)"
         )
     ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes={})
-    handlers = {"linear": _linear, "conv": _conv, "pool": _avg_pool, "flatten": _flatten,
-                "neuron": _neuron}
+    handlers = {
+        "linear": _linear,
+        "conv": _conv,
+        "pool": _avg_pool,
+        "flatten": _flatten,
+        "neuron": _neuron,
+    }
     nodes, edges = converted_to_nir(net, tuple(sample_input.shape[2:]), nir, ctx, handlers)
     graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
     graph.metadata = {"spikeflow_dt": dt, "source": "spikeflow", "spikeflow_converted": True}

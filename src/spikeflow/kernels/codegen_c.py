@@ -78,8 +78,6 @@ def _emit(targets: list[tuple[str, Expr]], names: dict[str, str], f: str) -> lis
     )  # fmt: skip
 
 
-
-
 def generate_c(spec: KernelSpec) -> str:
     """C source with ``spikeflow_forward`` and ``spikeflow_backward``.
 

@@ -64,7 +64,7 @@ _BINARY = {
     "ne": "({a} != {b})",
 }
 
-_ATAN = '''
+_ATAN = """
 @triton.jit
 def _atan(x):
     # atan by range reduction to [0, 1] and a degree-11 odd minimax polynomial
@@ -81,7 +81,7 @@ def _atan(x):
     r = p * z
     r = tl.where(inv, 1.5707963267948966 - r, r)
     return tl.where(x < 0, -r, r)
-'''
+"""
 
 
 # The GPU flavour: functions PyTorch's CUDA kernels compute with libdevice, called
@@ -135,8 +135,6 @@ def _emit(
     # A target that is a constant or a plain variable must still be a block tensor.
     lines += [f"{dst} = {dst} + zero_" for dst, e in targets if e.op in ("const", "var")]
     return lines
-
-
 
 
 def generate_triton(spec: KernelSpec, exact: bool = False) -> str:

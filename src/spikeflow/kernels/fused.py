@@ -324,9 +324,7 @@ def run_fused(
     floats = tuple(None if isinstance(v, Tensor) else float(v) for v in values)
     operands = [v for v in values if isinstance(v, Tensor)]
     needs = [isinstance(v, Tensor) and v.requires_grad for v in values]
-    states = [
-        state[s].to(state_dtype).expand(step_shape).contiguous() for s in decl.state_names
-    ]
+    states = [state[s].to(state_dtype).expand(step_shape).contiguous() for s in decl.state_names]
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )

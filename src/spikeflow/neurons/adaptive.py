@@ -214,8 +214,7 @@ class KLIFNode(BaseNode):
 
     def declaration(self) -> NeuronDeclaration:
         name = (
-            f"{type(self).__name__}(decay_input={self.decay_input}, "
-            f"scale_reset={self.scale_reset})"
+            f"{type(self).__name__}(decay_input={self.decay_input}, scale_reset={self.scale_reset})"
         )
         if not self.scale_reset:
             plain = _klif_charge_decay_input if self.decay_input else _klif_charge_no_decay_input

@@ -124,9 +124,7 @@ class BaseNode(MemoryModule):
     def declaration(self) -> NeuronDeclaration:
         """The equations this neuron runs (built once per class and cached)."""
         cls = type(self)
-        return declare(
-            cls.charge, cls.update, cls.__name__, cls.charge_returns_aux, cls.threshold
-        )
+        return declare(cls.charge, cls.update, cls.__name__, cls.charge_returns_aux, cls.threshold)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         """Values of the declaration's named parameters for this forward pass."""

@@ -96,8 +96,10 @@ class CubaLIFNode(BaseNode):
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (
-            math.isfinite(dt) and dt > 0
+        if (
+            isinstance(dt, bool)
+            or not isinstance(dt, (int, float))
+            or not (math.isfinite(dt) and dt > 0)
         ):
             raise ConfigurationError(f"dt must be a finite number > 0, got {dt!r}")
         self.dt = float(dt)

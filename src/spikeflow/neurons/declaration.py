@@ -102,8 +102,7 @@ def _split_signature(
             )
     if tuple(positional[: len(leading)]) != leading:
         raise ConfigurationError(
-            f"{where} must start with the positional arguments {leading}; got "
-            f"signature {sig}"
+            f"{where} must start with the positional arguments {leading}; got signature {sig}"
         )
     return tuple(positional[len(leading) :]), tuple(keyword)
 
@@ -157,9 +156,7 @@ def _build(
         )
     threshold_params: tuple[str, ...] = ()
     if threshold is not None:
-        thr_aux, threshold_params = _split_signature(
-            threshold, ("theta",), f"{label}: threshold"
-        )
+        thr_aux, threshold_params = _split_signature(threshold, ("theta",), f"{label}: threshold")
         if thr_aux != state_names[1:]:
             raise ConfigurationError(
                 f"{label}: threshold must take the auxiliary state {state_names[1:]} after "

@@ -96,7 +96,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ConfigurationError(f"checkpoint {path} cannot be loaded: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ConfigurationError(
-            f"{path} is not a spikeflow training checkpoint (expected format "
-            f"{CHECKPOINT_FORMAT!r})"
+            f"{path} is not a spikeflow training checkpoint (expected format {CHECKPOINT_FORMAT!r})"
         )
     return payload
