@@ -3,7 +3,10 @@
 # (CI has none). Runs the kernel tests on the GPU, then the neuron and layer benchmarks
 # against the peers with --device cuda, writing every log under $OUT (default ./gpu-out).
 #
-#   bash scripts/device_check.sh            # ~6-8 minutes on an H100/H200
+#   bash scripts/device_check.sh            # at most 8.5 minutes (stage time limits)
+#
+# Through the device tool: one `run` with carry [".whl"] and timeout_s 600, command
+#   OUT=$OUT bash scripts/device_check.sh
 #
 # The GPU machine needs torch (CUDA), triton, pytest and numpy; peers it lacks can be
 # carried as wheels in .whl/ (scripts/fetch_device_wheels.sh fetches them): they are
@@ -44,21 +47,26 @@ PY
 # 1. Correctness on the GPU: the Triton cases of the kernel tests run on CUDA tensors.
 workers=""
 if "$python" -c "import xdist" 2>/dev/null; then workers="-n 8"; fi
-timeout 120 "$python" -m pytest -q -p no:cacheprovider $workers \
+timeout 60 "$python" -m pytest -q -p no:cacheprovider $workers \
   tests/test_kernels_cuda.py tests/test_kernels_triton_aot.py 2>&1 | tee "$OUT/tests.txt"
 echo "tests (GPU modules) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
-timeout 180 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
+timeout 150 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
   tests/test_kernels_fused.py tests/test_neurons_zoo.py 2>&1 | tee -a "$OUT/tests.txt"
 echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 
-# 2. Neuron-only benchmark (issue 3: at least as fast as SpikingJelly for T in 4, 16, 64).
-timeout 150 "$python" benchmarks/bench_neuron.py --device cuda --T 4 16 64 --N 1e5 1e6 1e7 \
+# 2. Launch configuration sweep (neurons per program x warps), next to SpikingJelly.
+timeout 60 "$python" benchmarks/bench_triton_tune.py --T 4 16 64 --N 1e5 1e6 \
+  --json "$OUT/tune.json" 2>&1 | tee "$OUT/tune.txt"
+echo "bench_triton_tune exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tune.txt"
+
+# 3. Neuron-only benchmark (issue 3: at least as fast as SpikingJelly for T in 4, 16, 64).
+timeout 120 "$python" benchmarks/bench_neuron.py --device cuda --T 4 16 64 --N 1e5 1e6 1e7 \
   --max-elems 0 --repeats 20 --budget 1.5 --libs spikeflow spikingjelly snntorch \
   --json "$OUT/neuron.json" 2>&1 | tee "$OUT/neuron.txt"
 echo "bench_neuron exit: ${PIPESTATUS[0]}" | tee -a "$OUT/neuron.txt"
 
-# 3. The Open Neuromorphic layer benchmark, CPU sizes plus 4096-16384 on the GPU.
-timeout 150 "$python" benchmarks/bench_onm_layer.py --device cuda --n 512 2048 4096 16384 \
+# 4. The Open Neuromorphic layer benchmark, CPU sizes plus 4096-16384 on the GPU.
+timeout 120 "$python" benchmarks/bench_onm_layer.py --device cuda --n 512 2048 4096 16384 \
   --repeats 10 --libs spikeflow spikingjelly snntorch --json "$OUT/layer.json" \
   2>&1 | tee "$OUT/layer.txt"
 echo "bench_onm_layer exit: ${PIPESTATUS[0]}" | tee -a "$OUT/layer.txt"

@@ -297,3 +297,27 @@ def test_triton_backend_refuses_cpu_tensors_without_the_interpreter(monkeypatch)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ConfigurationError, match="CUDA tensors"):
         LIFNode(backend="triton")(torch.rand(3, 4))
+
+
+@pytest.mark.parametrize("block", [32, 1024])
+def test_triton_launch_config_changes_nothing_but_speed(block):
+    from spikeflow.kernels import triton_backend
+
+    if not triton_available():
+        pytest.skip("triton (the 'triton' extra) is not installed")
+    x = torch.rand(9, 300, dtype=torch.float64) * 2
+    old = triton_backend.launch_config()
+    triton_backend.set_launch_config(block, 2)
+    try:
+        compare(ParametricLIFNode(backend="torch"), ParametricLIFNode(backend="triton"), x, 1e-12)
+    finally:
+        triton_backend.set_launch_config(*old)
+
+
+@pytest.mark.parametrize(("block", "warps"), [(48, 4), (8192, 4), (256, 3), (True, 4)])
+def test_triton_launch_config_is_checked(block, warps):
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.kernels import triton_backend
+
+    with pytest.raises(ConfigurationError, match=r"block must be|num_warps must be"):
+        triton_backend.set_launch_config(block, warps)

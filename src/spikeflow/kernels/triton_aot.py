@@ -22,7 +22,12 @@ from spikeflow.errors import ConfigurationError, MissingExtraError
 from spikeflow.kernels import fused
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.spec import KernelSpec
-from spikeflow.kernels.triton_backend import BLOCK, _module, interpreting, triton_available
+from spikeflow.kernels.triton_backend import (
+    _module,
+    interpreting,
+    launch_config,
+    triton_available,
+)
 
 __all__ = ["CompiledNeuronKernels", "compile_for_gpu"]
 
@@ -72,9 +77,11 @@ class _Recorder:
             else:
                 signature[name] = "i32"
         signature["BLOCK"] = "constexpr"
-        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": BLOCK})
+        block, warps = launch_config()
+        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": block})
         target = GPUTarget("cuda", self.arch, 32)
-        return triton.compile(source, target=target, options={"enable_fp_fusion": fp_fusion})
+        options = {"enable_fp_fusion": fp_fusion, "num_warps": warps}
+        return triton.compile(source, target=target, options=options)
 
     def __call__(self, spec: KernelSpec) -> _Recorder:
         return self

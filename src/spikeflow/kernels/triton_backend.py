@@ -28,13 +28,38 @@ from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
 
-__all__ = ["interpreting", "run_triton", "triton_available"]
+__all__ = ["interpreting", "launch_config", "run_triton", "set_launch_config", "triton_available"]
 
+#: Neurons per Triton program (a power of two) and warps per program.
 BLOCK = 256
+NUM_WARPS = 4
 _LOCK = threading.Lock()
 _MODULES: dict[str, ModuleType] = {}
 #: dtypes the kernels accept; half types are computed in float32 (state kept in float32).
 _SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def set_launch_config(block: int = 256, num_warps: int = 4) -> None:
+    """Set how the Triton kernels are launched: ``block`` neurons per program (a power of
+    two from 32 to 4096) on ``num_warps`` warps (1, 2, 4, 8 or 16). For tuning on a GPU
+    (``benchmarks/bench_triton_tune.py``); the results do not depend on it."""
+    global BLOCK, NUM_WARPS
+    if (
+        isinstance(block, bool)
+        or not isinstance(block, int)
+        or block < 32
+        or block > 4096
+        or (block & (block - 1))
+    ):
+        raise ConfigurationError(f"block must be a power of two from 32 to 4096, got {block!r}")
+    if num_warps not in (1, 2, 4, 8, 16) or isinstance(num_warps, bool):
+        raise ConfigurationError(f"num_warps must be 1, 2, 4, 8 or 16, got {num_warps!r}")
+    BLOCK, NUM_WARPS = block, num_warps
+
+
+def launch_config() -> tuple[int, int]:
+    """The current ``(block, num_warps)`` of the Triton kernels."""
+    return BLOCK, NUM_WARPS
 
 
 def triton_available() -> bool:
@@ -89,19 +114,23 @@ class _TritonKernels:
         return scal
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
-        grid = ((n + BLOCK - 1) // BLOCK,)
+        block, warps = BLOCK, NUM_WARPS
+        grid = ((n + block - 1) // block,)
         scal = self._scalars(buffers, scalars)
         # No contraction of a * b + c into one FMA: the forward rounds every operation
         # as the reference loop's separate PyTorch kernels do (identical spikes).
         self.module.spikeflow_forward[grid](
-            *buffers, scal, T, n, BLOCK=BLOCK, enable_fp_fusion=False
+            *buffers, scal, T, n, BLOCK=block, num_warps=warps, enable_fp_fusion=False
         )
 
     def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
-        grid = ((n + BLOCK - 1) // BLOCK,)
+        block, warps = BLOCK, NUM_WARPS
+        grid = ((n + block - 1) // block,)
         scal = self._scalars(buffers, scalars)
         last = (T - 1) * n
-        self.module.spikeflow_backward[grid](*buffers, scal, T, n, last, BLOCK=BLOCK)
+        self.module.spikeflow_backward[grid](
+            *buffers, scal, T, n, last, BLOCK=block, num_warps=warps
+        )
 
 
 def _launcher(spec: KernelSpec) -> _TritonKernels:
