@@ -321,3 +321,24 @@ def test_triton_launch_config_is_checked(block, warps):
 
     with pytest.raises(ConfigurationError, match=r"block must be|num_warps must be"):
         triton_backend.set_launch_config(block, warps)
+
+
+def test_torch_func_transforms_run_the_reference_loop():
+    """torch.func.grad/vmap: backend='auto' runs the reference loop (the kernels read raw
+    memory, which functorch's wrapped tensors do not have); an explicit fused backend is
+    refused by name."""
+    from spikeflow.errors import ConfigurationError
+
+    x = torch.rand(6, 3, 5, dtype=torch.float64) * 2
+    weights = torch.rand_like(x)
+    auto = ParametricLIFNode().double()
+    ref = ParametricLIFNode(backend="torch").double()
+    xr = x.clone().requires_grad_()
+    (ref(xr) * weights).sum().backward()
+    got = torch.func.grad(lambda x: (auto(x) * weights).sum())(x)
+    torch.testing.assert_close(got, xr.grad)
+    # per-sample gradients: vmap over the batch of a grad
+    per_sample = torch.func.vmap(torch.func.grad(lambda xs: auto(xs[:, None]).sum()), 1, 1)(x)
+    assert per_sample.shape == x.shape
+    with pytest.raises(ConfigurationError, match=r"cannot run inside torch\.func"):
+        torch.func.grad(lambda x: LIFNode(backend="cpu")(x).sum())(x)

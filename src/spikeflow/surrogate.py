@@ -81,17 +81,24 @@ def heaviside(x: Tensor, strict: bool = False) -> Tensor:
 
 
 class _SurrogateSpike(torch.autograd.Function):
-    """Heaviside forward; ``grad * derivative(x)`` backward."""
+    """Heaviside forward; ``grad * derivative(x)`` backward.
+
+    Written with a separate ``setup_context`` and plain tensor ops so that the
+    ``torch.func`` transforms (grad, vmap, jacrev, ...) work through it.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, derivative: Callable[..., Tensor], params: dict, strict: bool
-    ) -> Tensor:
-        if x.requires_grad:
-            ctx.save_for_backward(x)
+    def forward(x: Tensor, derivative: Callable[..., Tensor], params: dict, strict: bool) -> Tensor:
+        return heaviside(x, strict)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        x, derivative, params, _ = inputs
+        ctx.save_for_backward(x)
         ctx.derivative = derivative
         ctx.params = params
-        return heaviside(x, strict)
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None]:

@@ -5,7 +5,8 @@ fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
 ``"triton"`` the fused Triton kernel from the same graph
 (:mod:`spikeflow.kernels.triton_backend`). ``"auto"`` picks Triton for CUDA tensors
 when triton is installed, the C kernel for CPU float32/float64 tensors when a C
-compiler is available, and the reference loop otherwise (and inside ``torch.compile``).
+compiler is available, and the reference loop otherwise (and inside ``torch.compile``
+and ``torch.func`` transforms).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
+from spikeflow.kernels.fused import functorch_active
 from spikeflow.kernels.reference import FiringRule, run_reference
 from spikeflow.kernels.triton_backend import run_triton, triton_available
 
@@ -45,7 +47,7 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     if name == "auto":
         # Under torch.compile the reference loop is traced and fused by the compiler;
         # the ctypes kernel is opaque to it.
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or functorch_active():
             return run_reference
         if x.device.type == "cuda" and triton_available():
             return run_triton

@@ -19,13 +19,14 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
-__all__ = ["Kernels", "Launcher", "run_fused", "step_graph"]
+__all__ = ["Kernels", "Launcher", "functorch_active", "run_fused", "step_graph"]
 
 _GRAPHS: dict[tuple, StepGraph] = {}
 
@@ -233,18 +234,28 @@ torch.library.register_autograd(
 )
 
 
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active and active())
+
+
 class _EagerNeuron(torch.autograd.Function):
     """The same forward, backward and saved tensors as the custom operators, without
     their dispatch (tens of microseconds a call): used outside ``torch.compile``."""
 
     @staticmethod
-    def forward(ctx: Any, key: str, x: Tensor, n_states: int, *tensors: Tensor) -> tuple:
+    def forward(key: str, x: Tensor, n_states: int, *tensors: Tensor) -> tuple:
         states, operands = list(tensors[:n_states]), list(tensors[n_states:])
-        outs = _forward_impl(key, x, states, operands)
-        _setup_context(ctx, (key, x, states, operands), outs)
+        return tuple(_forward_impl(key, x, states, operands))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        key, x, n_states, *tensors = inputs
+        states, operands = list(tensors[:n_states]), list(tensors[n_states:])
+        _setup_context(ctx, (key, x, states, operands), list(output))
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(*outs[1 + n_states :])
-        return tuple(outs)
+        ctx.mark_non_differentiable(*output[1 + n_states :])
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
@@ -319,6 +330,12 @@ def run_fused(
     kernels by value, unless ``tensors_as_arrays`` (then every tensor parameter is
     expanded to an ``[N]`` array, which avoids reading a device scalar on the host).
     """
+    if functorch_active():
+        raise ConfigurationError(
+            "the fused backends cannot run inside torch.func transforms (grad, vmap, jacrev, "
+            "...): their kernels read raw memory; use backend='auto' (which picks the "
+            "reference loop there) or backend='torch'"
+        )
     step_shape = x_seq.shape[1:]
     values = [params[p] for p in decl.param_names] + [threshold]
     floats = tuple(None if isinstance(v, Tensor) else float(v) for v in values)
