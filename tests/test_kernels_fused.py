@@ -342,3 +342,16 @@ def test_torch_func_transforms_run_the_reference_loop():
     assert per_sample.shape == x.shape
     with pytest.raises(ConfigurationError, match=r"cannot run inside torch\.func"):
         torch.func.grad(lambda x: LIFNode(backend="cpu")(x).sum())(x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_backward_fails_by_name_instead_of_dropping_terms(backend):
+    """The kernels' gradients have no graph of their own: a gradient of a gradient
+    (create_graph=True) must fail, not silently leave out the neuron's second-order
+    terms (as it did on the eager autograd.Function path)."""
+    x = torch.rand(6, 3, 5, dtype=torch.float64, device=kernel_device(backend)) * 2
+    x.requires_grad_()
+    node = LIFNode(backend=backend).double().to(x.device)
+    (g,) = torch.autograd.grad(node(x).sum() + (x**3).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        torch.autograd.grad(g.pow(2).sum(), x)

@@ -259,7 +259,11 @@ class _EagerNeuron(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
-        _, gx, g_states, g_ops = _backward(ctx, list(grads), _backward_impl)
+        # Under create_graph the backward goes through the custom operator, which has no
+        # autograd formula: a double backward then fails by name, as on the compiled
+        # path, instead of silently dropping the neuron's second-order terms.
+        run = _neuron_backward if torch.is_grad_enabled() else _backward_impl
+        _, gx, g_states, g_ops = _backward(ctx, list(grads), run)
         return (None, gx, None, *g_states, *g_ops)
 
 
