@@ -357,6 +357,10 @@ def test_nmnist_subset_trains_through_the_command_line(tmp_path, capsys):
     result = json.loads((tmp_path / "all.json").read_text())
     assert result["samples"] == result["split_samples"] == 100
     assert "all 100 test samples" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--test-samples", "10",
+                 "--no-progress"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "10 of the 100 test samples (--test-samples)" in text and "as the run" not in text
     assert main(["eval", "--checkpoint", str(out / "last.pt"), "--data-dir", str(tmp_path)]) == 2
     assert f"--data-dir {tmp_path}: N-MNIST not found" in capsys.readouterr().err
 

@@ -43,8 +43,9 @@ def evaluate_checkpoint(
     Returns:
         A dict with ``checkpoint``, ``dataset``, ``model``, ``T``, ``epoch`` (epochs
         done), ``epochs`` (the run's total), ``samples``, ``split_samples`` (the whole
-        split's size), ``test_loss``, ``test_acc``, ``test_rate`` and ``layers`` (one
-        dict per spiking layer: ``name``, ``firing_rate``, ``spikes``,
+        split's size), ``samples_chosen_by`` (``"run"``: the run's own ``test_samples``;
+        ``"argument"``: ``test_samples`` given here), ``test_loss``, ``test_acc``,
+        ``test_rate`` and ``layers`` (one dict per spiking layer: ``name``, ``firing_rate``, ``spikes``,
         ``spikes_per_sample``, ``neurons``, ``v_mean``, ``v_std``).
 
     Raises:
@@ -85,6 +86,7 @@ def evaluate_checkpoint(
         "epochs": config.epochs,
         "samples": int(sums.count),
         "split_samples": len(full_test_set),  # type: ignore[arg-type]
+        "samples_chosen_by": "run" if test_samples is None else "argument",
         "test_loss": sums.mean_loss,
         "test_acc": sums.accuracy,
         "test_rate": rate,
@@ -95,12 +97,15 @@ def evaluate_checkpoint(
 def format_evaluation(result: dict[str, Any]) -> str:
     """The report ``spikeflow eval`` prints for a result of :func:`evaluate_checkpoint`."""
     samples, split = result["samples"], result["split_samples"]
-    which = (
-        f"all {split} test samples"
-        if samples == split
-        else f"{samples} of the {split} test samples, as the run tested (--test-samples all: "
-        "the whole split)"
-    )
+    if samples == split:
+        which = f"all {split} test samples"
+    elif result.get("samples_chosen_by", "run") == "run":
+        which = (
+            f"{samples} of the {split} test samples, as the run tested (--test-samples all: "
+            "the whole split)"
+        )
+    else:
+        which = f"{samples} of the {split} test samples (--test-samples)"
     lines = [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
         f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
