@@ -45,8 +45,9 @@ def evaluate_checkpoint(
         done), ``epochs`` (the run's total), ``samples``, ``split_samples`` (the whole
         split's size), ``samples_chosen_by`` (``"run"``: the run's own ``test_samples``;
         ``"argument"``: ``test_samples`` given here), ``test_loss``, ``test_acc``,
-        ``test_rate`` and ``layers`` (one dict per spiking layer: ``name``, ``firing_rate``, ``spikes``,
-        ``spikes_per_sample``, ``neurons``, ``v_mean``, ``v_std``).
+        ``test_rate`` and ``layers`` (one dict per spiking layer: ``name``,
+        ``firing_rate``, ``spikes``, ``spikes_per_sample``, ``neurons``, ``v_mean``,
+        ``v_std``).
 
     Raises:
         ConfigurationError: a bad ``test_samples``, a missing or foreign checkpoint, or a
