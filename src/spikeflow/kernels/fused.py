@@ -234,6 +234,23 @@ torch.library.register_autograd(
 )
 
 
+def _no_double_backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
+    raise ConfigurationError(
+        "second-order gradients (a backward through a gradient, create_graph=True) are not "
+        "available through the fused neuron kernels: their backward has no graph of its "
+        "own; build this neuron with backend='torch' (the reference loop) for them"
+    )
+
+
+def _nothing_to_save(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
+    return None
+
+
+torch.library.register_autograd(
+    "spikeflow::neuron_backward", _no_double_backward, setup_context=_nothing_to_save
+)
+
+
 def functorch_active() -> bool:
     """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running."""
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
@@ -259,9 +276,9 @@ class _EagerNeuron(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
-        # Under create_graph the backward goes through the custom operator, which has no
-        # autograd formula: a double backward then fails by name, as on the compiled
-        # path, instead of silently dropping the neuron's second-order terms.
+        # Under create_graph the backward goes through the custom operator, whose
+        # autograd formula refuses a double backward by name (as on the compiled path)
+        # instead of silently dropping the neuron's second-order terms.
         run = _neuron_backward if torch.is_grad_enabled() else _backward_impl
         _, gx, g_states, g_ops = _backward(ctx, list(grads), run)
         return (None, gx, None, *g_states, *g_ops)
