@@ -92,6 +92,7 @@ _UNARY_GPU = {
     **{f: f"libdevice.{f}({{a}})" for f in
        ("exp", "log", "log1p", "expm1", "tanh", "atan", "erf", "erfc", "sin", "cos")},
     "sqrt": "libdevice.sqrt_rn({a})",
+    "rsqrt": "libdevice.rsqrt({a})",
 }  # fmt: skip
 
 
