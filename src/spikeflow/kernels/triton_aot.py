@@ -12,7 +12,7 @@ off (``TRITON_INTERPRET`` unset or ``0`` before triton is imported).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,9 +23,12 @@ from spikeflow.kernels import fused
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.triton_backend import (
+    _SUPPORTED,
     _module,
     interpreting,
     launch_config,
+    run_with_launcher,
+    scalar_dtype,
     triton_available,
 )
 
@@ -64,7 +67,6 @@ class _Recorder:
     module: Any
     arch: int
     result: CompiledNeuronKernels
-    __name__: str = field(default_factory=lambda: f"triton_aot_{next(_COUNTER)}")
 
     def _compile(self, fn: Any, args: list[Any], fp_fusion: bool) -> Any:
         import triton
@@ -83,14 +85,9 @@ class _Recorder:
         options = {"enable_fp_fusion": fp_fusion, "num_warps": warps}
         return triton.compile(source, target=target, options=options)
 
-    def __call__(self, spec: KernelSpec) -> _Recorder:
-        return self
-
     @staticmethod
     def _scal(buffers: list[Tensor]) -> Tensor:
-        return torch.zeros(
-            1, dtype=torch.float64 if buffers[0].dtype == torch.float64 else torch.float32
-        )
+        return torch.zeros(1, dtype=scalar_dtype(buffers))
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
         args = [*buffers, self._scal(buffers), T, n]
@@ -126,38 +123,27 @@ def compile_for_gpu(
             "compile_for_gpu needs Triton's compiler: unset TRITON_INTERPRET (or set it to 0) "
             "before triton is imported"
         )
-    from spikeflow.kernels.triton_backend import _SUPPORTED
-
     if x.dtype not in _SUPPORTED:
         raise ConfigurationError(f"x has dtype {x.dtype}; the Triton kernels take {_SUPPORTED}")
     x_seq = node._check_input(x.detach().cpu())
-    wide = x_seq.dtype == torch.float64
     result = CompiledNeuronKernels(source="")
-    recorder: _Recorder | None = None
 
     def launcher(spec: KernelSpec) -> _Recorder:
-        nonlocal recorder
         result.source = generate_triton(spec, exact=True)
-        recorder = _Recorder(_module(result.source), arch, result)
-        return recorder
+        return _Recorder(_module(result.source), arch, result)
 
     launcher.__name__ = f"triton_aot_{next(_COUNTER)}"
     x_in = x_seq.clone().requires_grad_(backward)
     try:
         with torch.set_grad_enabled(backward):
-            spikes, _, _ = fused.run_fused(
+            spikes, _, _ = run_with_launcher(
                 launcher,
-                "double" if wide else "float",
-                torch.float64 if wide else torch.float32,
-                1,
                 node.declaration(),
                 x_in,
                 node.initial_state(x_in[0]),
                 node.neuron_params(),
                 node.v_threshold,
                 node.firing_rule,
-                False,
-                tensors_as_arrays=True,
             )
             if backward:
                 spikes.sum().backward()

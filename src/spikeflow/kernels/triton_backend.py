@@ -23,12 +23,20 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.cpu import cache_dir
-from spikeflow.kernels.fused import run_fused
+from spikeflow.kernels.fused import Launcher, run_fused
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
 
-__all__ = ["interpreting", "launch_config", "run_triton", "set_launch_config", "triton_available"]
+__all__ = [
+    "interpreting",
+    "launch_config",
+    "run_triton",
+    "run_with_launcher",
+    "scalar_dtype",
+    "set_launch_config",
+    "triton_available",
+]
 
 #: Neurons per Triton program (a power of two) and warps per program.
 BLOCK = 256
@@ -96,6 +104,11 @@ def _module(source: str) -> ModuleType:
         return module
 
 
+def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
+    """The dtype of the kernels' tensor of scalar parameters (their compute type)."""
+    return torch.float64 if buffers[0].dtype == torch.float64 else torch.float32
+
+
 class _TritonKernels:
     def __init__(self, module: ModuleType) -> None:
         self.module = module
@@ -105,7 +118,7 @@ class _TritonKernels:
 
     def _scalars(self, buffers: list[Tensor], scalars: list[float]) -> Tensor:
         ref = buffers[0]
-        dtype = torch.float64 if ref.dtype == torch.float64 else torch.float32
+        dtype = scalar_dtype(buffers)
         key = (tuple(scalars), dtype, ref.device)
         scal = self._scal.get(key)
         if scal is None:
@@ -155,6 +168,23 @@ def run_triton(
             f"backend 'triton' runs on CUDA tensors (got device {x_seq.device}); set "
             "TRITON_INTERPRET=1 before importing triton to run it on the CPU interpreter"
         )
+    return run_with_launcher(_launcher, decl, x_seq, state, params, threshold, rule, record_v)
+
+
+def run_with_launcher(
+    launcher: Launcher,
+    decl: NeuronDeclaration,
+    x_seq: Tensor,
+    state: dict[str, Tensor],
+    params: dict[str, Tensor | float],
+    threshold: Tensor | float,
+    rule: FiringRule,
+    record_v: bool = False,
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """:func:`run_fused` specialised as the Triton kernels are (compute type, state dtype,
+    no checkpointing, parameters on the device), with kernels from ``launcher``: shared
+    by :func:`run_triton` and :func:`spikeflow.kernels.triton_aot.compile_for_gpu`, so
+    that what is compiled ahead of time is what runs."""
     dtype = x_seq.dtype
     if dtype not in _SUPPORTED:
         raise DTypeError(f"backend 'triton' supports {_SUPPORTED}, got {dtype}")
@@ -164,5 +194,5 @@ def run_triton(
     # Tensor parameters (0-dim ones too) are read by the kernel from device memory:
     # reading a CUDA scalar on the host would synchronise every call.
     return run_fused(
-        _launcher, "double" if wide else "float", state_dtype, 1, *args, tensors_as_arrays=True
+        launcher, "double" if wide else "float", state_dtype, 1, *args, tensors_as_arrays=True
     )
