@@ -13,6 +13,7 @@ shape); Python floats are baked into the kernel entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -203,7 +204,9 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
     ctx.save_for_backward(x, *saved, *operands)
 
 
-def _backward(ctx: Any, grads: list[Tensor | None], run: Any = None) -> tuple:
+def _backward(
+    ctx: Any, grads: list[Tensor | None], run: Callable[..., list[Tensor]] = _neuron_backward
+) -> tuple:
     entry = _ENTRIES[ctx.key]
     x, *rest = ctx.saved_tensors
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
@@ -213,7 +216,6 @@ def _backward(ctx: Any, grads: list[Tensor | None], run: Any = None) -> tuple:
         g if g is not None else x.new_zeros(step, dtype=entry.state_dtype)
         for g in grads[1 : 1 + ctx.n_states]
     ]
-    run = _neuron_backward if run is None else run
     outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
     wants = [w for w, v in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.floats)
