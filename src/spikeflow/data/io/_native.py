@@ -146,6 +146,8 @@ def compiled() -> _Lib | None:
 
 
 _META = ctypes.c_int64 * 2
+#: The C decoders' return code for "the output buffer is too small" (``_decoders.c``).
+FAIL_CAPACITY = -5
 
 
 def new_events(n: int) -> tuple[np.ndarray, int, Any]:

@@ -50,7 +50,7 @@ from spikeflow.data.io._common import (
     source_name,
     split_header_lines,
 )
-from spikeflow.data.io._native import compiled, new_events, trimmed
+from spikeflow.data.io._native import FAIL_CAPACITY, compiled, new_events, trimmed
 
 __all__ = [
     "PROPHESEE_PLUGIN_SENSORS",
@@ -194,7 +194,7 @@ def _decode_c(
     for per_word in (guess, 12):
         out, ptr, meta = new_events(per_word * n)
         k = getattr(lib, name)(data, len(data), start, width, height, ptr, per_word * n, meta)
-        if k != -5:  # FAIL_CAPACITY
+        if k != FAIL_CAPACITY:
             break
     if k < 0:
         return None
@@ -260,11 +260,12 @@ def decode_evt2(
     data = as_bytes(raw)
     fields, start = parse_prophesee_header(data, path)
     _check_encoding(fields, "evt2", path)
-    c = _decode_c("sf_evt2", data, start, 4, 1, sensor_size or _sensor_from_header(fields))
+    sensor = sensor_size or _sensor_from_header(fields)
+    c = _decode_c("sf_evt2", data, start, 4, 1, sensor)
     if c is not None:
         return EventRecording(c[0], (*c[1], 2), source_name(path))
     w = _words(data, start, "<u4", path)
-    fast = decode_in_chunks(w.size, _Evt2Chunks(w), sensor_size or _sensor_from_header(fields))
+    fast = decode_in_chunks(w.size, _Evt2Chunks(w), sensor)
     if fast is not None:
         return EventRecording(fast[0], (*fast[1], 2), source_name(path))
     # A check failed: whole arrays, to locate and name the first problem.
