@@ -261,20 +261,21 @@ def functorch_active() -> bool:
 
 class _EagerNeuron(torch.autograd.Function):
     """The same forward, backward and saved tensors as the custom operators, without
-    their dispatch (tens of microseconds a call): used outside ``torch.compile``."""
+    their dispatch (tens of microseconds a call): used outside ``torch.compile``.
+
+    The forward takes ``ctx`` (no ``setup_context``): ``Function.apply`` then skips
+    binding the arguments through ``inspect.signature`` (~25 µs a call). ``torch.func``
+    never reaches it (:func:`run_fused` refuses fused kernels there).
+    """
 
     @staticmethod
-    def forward(key: str, x: Tensor, n_states: int, *tensors: Tensor) -> tuple:
+    def forward(ctx: Any, key: str, x: Tensor, n_states: int, *tensors: Tensor) -> tuple:
         states, operands = list(tensors[:n_states]), list(tensors[n_states:])
-        return tuple(_forward_impl(key, x, states, operands))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        key, x, n_states, *tensors = inputs
-        states, operands = list(tensors[:n_states]), list(tensors[n_states:])
-        _setup_context(ctx, (key, x, states, operands), list(output))
+        output = _forward_impl(key, x, states, operands)
+        _setup_context(ctx, (key, x, states, operands), output)
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(*output[1 + n_states :])
+        return tuple(output)
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
