@@ -233,6 +233,45 @@ def test_streaming_and_recorded_membrane(backend):
     torch.testing.assert_close(xf.grad, xr.grad)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loss", ["sum", "mean_over_time", "weighted_per_neuron"])
+def test_spike_gradient_shared_by_every_step(backend, dtype, loss):
+    # These losses hand the backward a spike gradient with stride 0 over time, which
+    # the kernels read as one [N] row: gradients must equal the reference loop's.
+    device = kernel_device(backend)
+    x = (torch.rand(CHECKPOINT + 9, 3, 17, dtype=dtype) * 2.5).to(device)
+    w = torch.randn(3, 17, dtype=dtype, device=device)
+    grads = []
+    for b in ("torch", backend):
+        node = ParametricLIFNode(init_tau=2.5, backend=b).to(device=device, dtype=dtype)
+        xi = x.clone().requires_grad_()
+        y = node(xi)
+        out = {"sum": y.sum(), "mean_over_time": (y.mean(0) * w).sum(),
+               "weighted_per_neuron": (y * w).sum()}[loss]  # fmt: skip
+        grads.append(torch.autograd.grad(out, [xi, node.w]))
+    for ref, fused in zip(*grads):
+        torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_through_the_final_state_only(backend):
+    # No gradient reaches the spikes (the kernels get a zero broadcast over time) and
+    # the final state's is the only one: the input still gets the right gradient.
+    device = kernel_device(backend)
+    x = (torch.rand(CHECKPOINT + 5, 4, 6) * 2.5).to(device)
+    grads = []
+    for b in ("torch", backend):
+        node = LIFNode(tau=2.0, backend=b)
+        xi = x.clone().requires_grad_()
+        with F.streaming(node):
+            node(xi)
+            (grad,) = torch.autograd.grad((node.v * torch.arange(6.0, device=device)).sum(), xi)
+        grads.append(grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
+
+
 def test_auto_picks_the_fused_kernel_on_cpu():
     assert resolve_backend("auto", torch.zeros(1)) is run_cpu
     assert resolve_backend("auto", torch.zeros(1, dtype=torch.bfloat16)) is not run_cpu

@@ -82,7 +82,10 @@ def generate_c(spec: KernelSpec) -> str:
     """C source with ``spikeflow_forward`` and ``spikeflow_backward``.
 
     Both take ``(int64 T, int64 N, int threads, void** ptrs, const double* scalars)``;
-    the pointer and scalar order is documented in :mod:`spikeflow.kernels.cpu`.
+    the pointer and scalar order is documented in :mod:`spikeflow.kernels.cpu`. The
+    backward also takes ``int64 gspk_step``: the elements between two steps of the
+    spike gradient (``N``, or 0 when every step has the same gradient, as after
+    ``spikes.sum()`` or ``spikes.mean(0)``, which is then passed as one ``[N]`` row).
     """
     g = spec.graph
     decl = g.decl
@@ -201,7 +204,7 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     replay += [f"T new_{s};" for s in states]
     replay += _emit([(f"new_{s}", e) for s, e in zip(states, g.new_state)], names, f)
     replay += [f"ST_{s}[i] = new_{s};" for s in states]
-    body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[o + i];"]
+    body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
     body += [f"const T st_{s} = LOC_{s}[j][i];" for s in states]
     body += [f"const T gst_{s} = GST_{s}[i];" for s in states]
     body += [f"T ngs_{s};" for s in states]
@@ -218,19 +221,28 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     locals_ = [f"T GST_{s}[{BLOCK}];" for s in states] + [f"T {a}[{BLOCK}];" for a in accs]
     locals_ += [f"T ST_{s}[{BLOCK}];" for s in states]
     locals_ += [f"T LOC_{s}[{K}][{BLOCK}];" for s in states]
+    # A final state whose gradient is absent comes as a NULL pointer: it starts at 0.
+    init_grads = [
+        line
+        for s in states
+        for line in (
+            f"if (GOUT_{s}) {{ for (int64_t i = 0; i < m; ++i) GST_{s}[i] = GOUT_{s}[o_n + i]; }}",
+            f"else {{ for (int64_t i = 0; i < m; ++i) GST_{s}[i] = 0; }}",
+        )
+    ]
+    init_grads += [f"for (int64_t i = 0; i < m; ++i) {a}[i] = 0;" for a in accs]
     store_grads = [f"GS0_{s}[o_n + i] = GST_{s}[i];" for s in states]
     store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
     backward = f"""
 #ifdef SPIKEFLOW_BACKWARD_ONLY
-void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
+void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars,
+                        int64_t gspk_step) {{
 {indent(prefix + bwd_ptrs, 1)}
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
 {indent(locals_, 2)}
-        for (int64_t i = 0; i < m; ++i) {{
-{indent([f"GST_{s}[i] = GOUT_{s}[o_n + i];" for s in states] + [f"{a}[i] = 0;" for a in accs], 3)}
-        }}
+{indent(init_grads, 2)}
         for (int64_t seg = (T_ - 1) / {K}; seg >= 0; --seg) {{
             const int64_t t0 = seg * {K};
             const int64_t len = (T_ - t0 < {K}) ? (T_ - t0) : {K};
@@ -246,6 +258,7 @@ void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const d
             }}
             for (int64_t j = len - 1; j >= 0; --j) {{
                 const int64_t o = (t0 + j) * N + o_n;
+                const int64_t og = (t0 + j) * gspk_step + o_n;
                 #pragma omp simd
                 for (int64_t i = 0; i < m; ++i) {{
 {indent(body, 5)}

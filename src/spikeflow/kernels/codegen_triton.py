@@ -2,9 +2,10 @@
 
 The kernels take the same buffers in the same order as the C kernels (see
 :mod:`spikeflow.kernels.codegen_c`), then a tensor of scalar parameters, then ``T``,
-``N`` (and ``LAST = (T - 1) * N`` for the backward) and ``BLOCK``. Each program keeps
-the state of ``BLOCK`` neurons in registers and loops over T, advancing its pointers by
-``N`` per step, so offsets never overflow 32 bits.
+``N`` (and for the backward ``LAST = (T - 1) * N``, ``GSTEP``, the elements between two
+steps of the spike gradient, ``N`` or 0, and ``GLAST = (T - 1) * GSTEP``) and
+``BLOCK``. Each program keeps the state of ``BLOCK`` neurons in registers and loops over
+T, advancing its pointers by ``N`` per step, so offsets never overflow 32 bits.
 
 Two flavours of the same kernels are printed. For a GPU (``exact=True``) every
 operation rounds as PyTorch's CUDA kernels do, so the fused forward reproduces the
@@ -216,12 +217,13 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     b_args += ["GX", *(f"GS0_{s}" for s in states), *(f"GP_{p}" for p in grad_p)]
     if spec.grad_theta:
         b_args.append("GTHETA")
-    streams = ["X", "GSPK", "GX", *(f"SAVE_{s}" for s in states)]
+    streams = ["X", "GX", *(f"SAVE_{s}" for s in states)]
     accs = [f"acc_{p}" for p in grad_p] + (["acc_theta_"] if spec.grad_theta else [])
     outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
     pre = [f"gst_{s} = tl.load(GOUT_{s} + offs, mask=mask, other=0.0).to(CT)" for s in states]
     pre += [f"{a} = tl.zeros([BLOCK], dtype=CT)" for a in accs]
     pre += [f"{b.lower()}_p = {b} + LAST + offs" for b in streams]
+    pre.append("gspk_p = GSPK + GLAST + offs")
     body = [
         "x_ = tl.load(x_p, mask=mask, other=0.0).to(CT)",
         "gspk_ = tl.load(gspk_p, mask=mask, other=0.0).to(CT)",
@@ -239,13 +241,14 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     if spec.grad_theta:
         body.append("acc_theta_ += dtheta_")
     body += [f"{b.lower()}_p -= N" for b in streams]
+    body.append("gspk_p -= GSTEP")
     post = [f"tl.store(GS0_{s} + offs, gst_{s}.to(GS0_{s}.dtype.element_ty), mask=mask)"
             for s in states]  # fmt: skip
     post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
              for o, a in zip(outs, accs)]  # fmt: skip
     backward = f"""
 @triton.jit
-def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, BLOCK: tl.constexpr):
+def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, GSTEP, GLAST, BLOCK: tl.constexpr):
     CT: tl.constexpr = {ct}
 {indent(loads + pre, 1)}
     for _t in range(T):

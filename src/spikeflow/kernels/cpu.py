@@ -11,8 +11,9 @@ decoders), so later runs load it in milliseconds.
 Pointer order of the generated functions: array parameters (declaration order),
 threshold array, ``x``, then for the forward: initial states, spikes, final states,
 saved states (if saving), recorded membrane (if recording); for the backward: saved
-states, grad of spikes, grads of final states, grad of ``x``, grads of initial states,
-per-neuron grads of the parameters that need one, of the threshold. Scalar parameters
+states, grad of spikes, grads of final states (NULL for an absent one), grad of ``x``,
+grads of initial states, per-neuron grads of the parameters that need one, of the
+threshold. Scalar parameters
 (and a scalar threshold) go in the ``scalars`` array in declaration order.
 """
 
@@ -71,7 +72,8 @@ def _load(source: str) -> Any:
     )
     for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
         fn.restype = None
-        fn.argtypes = _ARGTYPES
+    lib.spikeflow_forward.argtypes = _ARGTYPES
+    lib.spikeflow_backward.argtypes = [*_ARGTYPES, ctypes.c_int64]
     return lib
 
 
@@ -82,8 +84,11 @@ class _CKernels:
         self.lib = lib
 
     @staticmethod
-    def _args(buffers: list[Tensor], scalars: list[float]) -> tuple[Any, Any, int]:
-        ptrs = (ctypes.c_void_p * max(1, len(buffers)))(*[b.data_ptr() for b in buffers])
+    def _args(buffers: list[Tensor | None], scalars: list[float]) -> tuple[Any, Any, int]:
+        # None (an absent gradient) is passed as a NULL pointer.
+        ptrs = (ctypes.c_void_p * max(1, len(buffers)))(
+            *[None if b is None else b.data_ptr() for b in buffers]
+        )
         vals = (ctypes.c_double * max(1, len(scalars)))(*scalars)
         return ptrs, vals, torch.get_num_threads()
 
@@ -91,9 +96,11 @@ class _CKernels:
         ptrs, vals, threads = self._args(buffers, scalars)
         self.lib.spikeflow_forward(T, n, threads, ptrs, vals)
 
-    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+    def backward(
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+    ) -> None:
         ptrs, vals, threads = self._args(buffers, scalars)
-        self.lib.spikeflow_backward(T, n, threads, ptrs, vals)
+        self.lib.spikeflow_backward(T, n, threads, ptrs, vals, gspk_step)
 
 
 def _c_launcher(spec: KernelSpec) -> _CKernels:

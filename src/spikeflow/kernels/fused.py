@@ -48,7 +48,12 @@ class Kernels(Protocol):
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None: ...
 
-    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None: ...
+    def backward(
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+    ) -> None:
+        """``buffers`` holds ``None`` for an absent final-state gradient (zero);
+        ``gspk_step`` is the elements between two steps of the spike gradient (``n``, or
+        0 when it is one ``[N]`` row shared by every step)."""
 
 
 class Launcher(Protocol):
@@ -148,7 +153,7 @@ def _backward_impl(
     saved: list[Tensor],
     operands: list[Tensor],
     grad_spikes: Tensor,
-    grad_finals: list[Tensor],
+    grad_finals: list[Tensor | None],
 ) -> list[Tensor]:
     entry = _ENTRIES[key]
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
@@ -156,16 +161,22 @@ def _backward_impl(
     n = x[0].numel()
     arrays, scalars = _layout(entry, operands, x.shape[1:])
     sd = entry.state_dtype
-    buffers = [
+    if T > 1 and grad_spikes.stride(0) == 0:
+        # The same gradient at every step (spikes.sum(), spikes.mean(0), ...): pass one
+        # row instead of materialising T copies of it.
+        gspk, gspk_step = grad_spikes[0].to(x.dtype).contiguous().view(n), 0
+    else:
+        gspk, gspk_step = grad_spikes.to(x.dtype).contiguous().view(T, n), n
+    buffers: list[Tensor | None] = [
         *arrays,
         x.contiguous().view(T, n),
         *(s.contiguous() for s in saved),
-        grad_spikes.to(x.dtype).contiguous().view(T, n),
-        *(g.to(sd).contiguous().view(n) for g in grad_finals),
+        gspk,
+        *(None if g is None else g.to(sd).contiguous().view(n) for g in grad_finals),
         outs[0].view(T, n),
         *(o.view(n) for o in outs[1:]),
     ]
-    entry.kernels.backward(T, n, buffers, scalars)
+    entry.kernels.backward(T, n, buffers, scalars, gspk_step)
     return outs
 
 
@@ -176,7 +187,7 @@ def _neuron_backward(
     saved: list[Tensor],
     operands: list[Tensor],
     grad_spikes: Tensor,
-    grad_finals: list[Tensor],
+    grad_finals: list[Tensor | None],
 ) -> list[Tensor]:
     return _backward_impl(key, x, saved, operands, grad_spikes, grad_finals)
 
@@ -188,7 +199,7 @@ def _(
     saved: list[Tensor],
     operands: list[Tensor],
     grad_spikes: Tensor,
-    grad_finals: list[Tensor],
+    grad_finals: list[Tensor | None],
 ) -> list[Tensor]:
     return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_ENTRIES[key], x)]
 
@@ -210,12 +221,10 @@ def _backward(
     entry = _ENTRIES[ctx.key]
     x, *rest = ctx.saved_tensors
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
-    step = x.shape[1:]
-    g_spikes = grads[0] if grads[0] is not None else torch.zeros_like(x)
-    g_finals = [
-        g if g is not None else x.new_zeros(step, dtype=entry.state_dtype)
-        for g in grads[1 : 1 + ctx.n_states]
-    ]
+    # An absent spike gradient is a zero broadcast over time (no [T, N] buffer);
+    # absent final-state gradients go to the kernels as None (zero).
+    g_spikes = grads[0] if grads[0] is not None else x.new_zeros(()).expand(x.shape)
+    g_finals = list(grads[1 : 1 + ctx.n_states])
     outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
     wants = [w for w, v in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.floats)

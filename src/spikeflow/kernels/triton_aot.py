@@ -30,6 +30,7 @@ from spikeflow.kernels.triton_backend import (
     run_with_launcher,
     scalar_dtype,
     triton_available,
+    zero_absent,
 )
 
 __all__ = ["CompiledNeuronKernels", "compile_for_gpu"]
@@ -94,8 +95,11 @@ class _Recorder:
         # As launched by run_triton: no floating-point contraction in the forward.
         self.result.forward = self._compile(self.module.spikeflow_forward, args, False)
 
-    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
-        args = [*buffers, self._scal(buffers), T, n, (T - 1) * n]
+    def backward(
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+    ) -> None:
+        full = zero_absent(buffers, n)
+        args = [*full, self._scal(full), T, n, (T - 1) * n, gspk_step, (T - 1) * gspk_step]
         self.result.backward = self._compile(self.module.spikeflow_backward, args, True)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "scalar_dtype",
     "set_launch_config",
     "triton_available",
+    "zero_absent",
 ]
 
 #: Neurons per Triton program (a power of two) and warps per program.
@@ -104,6 +105,14 @@ def _module(source: str) -> ModuleType:
         return module
 
 
+def zero_absent(buffers: list[Tensor | None], n: int) -> list[Tensor]:
+    """``buffers`` with each absent final-state gradient (``None``) as an ``[n]`` zero
+    array in the state dtype (the kernels read every pointer they are given)."""
+    ref = next(b for b in buffers if b is not None)
+    sd = scalar_dtype([ref])
+    return [torch.zeros(n, dtype=sd, device=ref.device) if b is None else b for b in buffers]
+
+
 def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
     """The dtype of the kernels' tensor of scalar parameters (their compute type)."""
     return torch.float64 if buffers[0].dtype == torch.float64 else torch.float32
@@ -136,13 +145,16 @@ class _TritonKernels:
             *buffers, scal, T, n, BLOCK=block, num_warps=warps, enable_fp_fusion=False
         )
 
-    def backward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
+    def backward(
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+    ) -> None:
         block, warps = BLOCK, NUM_WARPS
         grid = ((n + block - 1) // block,)
-        scal = self._scalars(buffers, scalars)
+        full = zero_absent(buffers, n)
+        scal = self._scalars(full, scalars)
         last = (T - 1) * n
         self.module.spikeflow_backward[grid](
-            *buffers, scal, T, n, last, BLOCK=block, num_warps=warps
+            *full, scal, T, n, last, gspk_step, (T - 1) * gspk_step, BLOCK=block, num_warps=warps
         )
 
 
