@@ -7,6 +7,7 @@ sets TRITON_INTERPRET=1 when no GPU is present), so CI always checks them.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -287,6 +288,24 @@ def test_kernels_are_cached_on_disk_and_regenerated_for_a_new_declaration(tmp_pa
     assert sorted(p.name for p in cache_dir().glob("*.so")) == built
     LIFNode(backend="cpu", decay_input=False)(x)  # another charge equation: a new kernel
     assert len(list(cache_dir().glob("*.so"))) == 2
+
+
+def test_a_cached_build_is_never_handed_to_another_cpu(tmp_path, monkeypatch):
+    # Kernels are compiled with -march=native: the cache key holds the CPU's model and
+    # flags, so a cache shared by two machines keeps one build per CPU.
+    from spikeflow import _cbuild
+
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_cbuild, "_LIBS", {})
+    assert "flags" in _cbuild._cpu_identity() or not Path("/proc/cpuinfo").exists()
+    source = "int spikeflow_probe(void) { return 7; }\n"
+    args = dict(
+        cc=_cbuild.find_compiler("test", "-"), subdir="probe", prefix="p", units=[["-fPIC"]]
+    )
+    assert _cbuild.build_library(source, **args).spikeflow_probe() == 7
+    monkeypatch.setattr(_cbuild, "_cpu_identity", lambda: "model name : another CPU")
+    assert _cbuild.build_library(source, **args).spikeflow_probe() == 7
+    assert len(list((tmp_path / "probe").glob("*.so"))) == 2
 
 
 def test_unsupported_dtype_is_a_clear_error():

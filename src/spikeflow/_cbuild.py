@@ -13,6 +13,7 @@ half-written file. Loading needs no compiler once the library is cached.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -56,6 +57,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("SPIKEFLOW_CACHE_DIR") or Path.home() / ".cache" / "spikeflow")
 
 
+@functools.cache
+def _cpu_identity() -> str:
+    """The CPU's model and feature flags (Linux), part of the cache key: the kernels are
+    built with ``-march=native``, so a cache shared between machines (a network home)
+    must not hand one CPU's build to another that lacks its instructions."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+    wanted = ("model name", "flags", "Features", "CPU part")
+    lines = [ln for ln in text.splitlines() if ln.split(":")[0].strip() in wanted]
+    return "\n".join(dict.fromkeys(lines))  # each distinct line once
+
+
 def build_library(
     source: str,
     *,
@@ -80,7 +95,7 @@ def build_library(
     """
     key = hashlib.sha256(
         "\n".join([source, cc, *("\0".join(u) for u in units), *link_flags,
-                   platform.machine(), platform.processor()]).encode()
+                   platform.machine(), platform.processor(), _cpu_identity()]).encode()
     ).hexdigest()[:24]  # fmt: skip
     lib = _LIBS.get(key)
     if lib is not None:
