@@ -30,6 +30,7 @@ __all__ = ["CompilerNotFoundError", "build_library", "cache_root", "find_compile
 
 _LOCK = threading.Lock()
 _LIBS: dict[str, ctypes.CDLL] = {}
+_COMPILERS: dict[tuple[str | None, str | None], str | None] = {}
 
 
 class CompilerNotFoundError(SpikeflowError, RuntimeError):
@@ -39,17 +40,24 @@ class CompilerNotFoundError(SpikeflowError, RuntimeError):
 def find_compiler(purpose: str, alternative: str) -> str:
     """The C compiler (``$CC`` or the first of cc, gcc, clang on ``PATH``).
 
+    Looked up once per value of ``$CC`` and ``$PATH`` (``backend="auto"`` asks on every
+    call, and a ``PATH`` search costs tens of microseconds).
+
     Raises:
         CompilerNotFoundError: none found; the message says that ``purpose`` needs one
             and suggests ``alternative``.
     """
-    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if candidate and shutil.which(candidate):
-            return candidate
-    raise CompilerNotFoundError(
-        f"{purpose} but found no C compiler (tried $CC, cc, gcc, clang): install one "
-        f"(e.g. apt-get install gcc) or {alternative}"
-    )
+    key = (os.environ.get("CC"), os.environ.get("PATH"))
+    if key not in _COMPILERS:
+        candidates = (key[0], "cc", "gcc", "clang")
+        _COMPILERS[key] = next((c for c in candidates if c and shutil.which(c)), None)
+    found = _COMPILERS[key]
+    if found is None:
+        raise CompilerNotFoundError(
+            f"{purpose} but found no C compiler (tried $CC, cc, gcc, clang): install one "
+            f"(e.g. apt-get install gcc) or {alternative}"
+        )
+    return found
 
 
 def cache_root() -> Path:
