@@ -27,7 +27,7 @@ from spikeflow.kernels.step import StepGraph, build_step
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
-__all__ = ["Kernels", "Launcher", "functorch_active", "run_fused", "step_graph"]
+__all__ = ["Kernels", "Launcher", "forget", "functorch_active", "run_fused", "step_graph"]
 
 _GRAPHS: dict[tuple, StepGraph] = {}
 
@@ -75,6 +75,9 @@ class _Entry:
 
 
 _ENTRIES: dict[str, _Entry] = {}
+#: Every configuration seen -> its key in _ENTRIES (a dict lookup instead of rebuilding
+#: the key string on each call).
+_KEYS: dict[tuple, str] = {}
 
 
 def _layout(
@@ -316,6 +319,13 @@ def _entry_key(
 
     Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
     """
+    sg = surrogate
+    config = (launcher, ctype, state_dtype, checkpoint, decl, type(sg), sg.spiking,
+              tuple(sg.params.items()), v_reset, detach_reset, strict, is_array, save_states,
+              record_v, needs, floats)  # fmt: skip
+    key = _KEYS.get(config)
+    if key is not None:
+        return key
     graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict))
     flags = (ctype, is_array, save_states, record_v, needs, checkpoint, floats, state_dtype)
     key = f"{getattr(launcher, '__name__', type(launcher).__name__)}|{id(graph)}|{flags}"
@@ -332,7 +342,17 @@ def _entry_key(
             checkpoint=checkpoint,
         )
         _ENTRIES[key] = _Entry(launcher(spec), spec, state_dtype, floats)
+    _KEYS[config] = key
     return key
+
+
+def forget(launcher: Launcher) -> None:
+    """Drop every kernel entry built by ``launcher`` (a one-off launcher's, say)."""
+    prefix = f"{getattr(launcher, '__name__', type(launcher).__name__)}|"
+    for config in [c for c, k in _KEYS.items() if k.startswith(prefix)]:
+        del _KEYS[config]
+    for key in [k for k in _ENTRIES if k.startswith(prefix)]:
+        del _ENTRIES[key]
 
 
 # Code generation and compilation are Python and subprocess work: an explicit fused

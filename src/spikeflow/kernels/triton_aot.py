@@ -152,7 +152,5 @@ def compile_for_gpu(
             if backward:
                 spikes.sum().backward()
     finally:
-        # The entries hold this one-off launcher: drop them.
-        for key in [k for k in fused._ENTRIES if k.startswith(launcher.__name__ + "|")]:
-            del fused._ENTRIES[key]
+        fused.forget(launcher)  # its entries hold this one-off launcher
     return result
