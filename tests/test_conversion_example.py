@@ -33,7 +33,9 @@ def test_convert_digits_example_short_run(capsys):
     assert result.steps == (1, 8, 16)
     max_ann, max_snn = rows["ReLU, max-norm"]
     assert max_ann > 0.9
-    assert max_snn[at[16]] >= max_ann - 0.03  # rate coding converges at large T
+    # Rate coding converges with T (seed 0: -0.56 points at T = 16 on an AMD EPYC, -1.6 on
+    # an Intel Xeon; the float rounding of training moves it between CPUs).
+    assert max_snn[at[16]] >= max_ann - 0.05
     robust = rows["ReLU, robust 99.9%"][1]
     assert robust[at[8]] >= max_snn[at[8]]  # the robust norm fires more at small T
     qcfs_ann, qcfs_snn = rows[result.qcfs_row]
@@ -42,9 +44,10 @@ def test_convert_digits_example_short_run(capsys):
     # ANN's QCFS; what is left is unevenness in the deeper layers (tested to be the whole
     # gap in test_conversion_convert.py::test_deep_qcfs_gap_at_t_equal_l_is_unevenness_only),
     # which here leaves about 4-13 % of their neurons one spike off. Measured gaps at 20
-    # epochs: -1.39, +0.56, 0.00 points for seeds 0, 1, 2, so the margin is 2 points
-    # (7 of the 360 test images).
-    assert abs(qcfs_snn[at[8]] - qcfs_ann) <= 0.02, (qcfs_ann, qcfs_snn)
+    # epochs for seeds 0, 1, 2 (3): -1.39, +0.56, 0.00 points on an AMD EPYC and -1.67,
+    # +0.28, -0.28 (0.00) on an Intel Xeon, so the margin is 3 points (11 of the 360 test
+    # images): CI's CPU is not known in advance.
+    assert abs(qcfs_snn[at[8]] - qcfs_ann) <= 0.03, (qcfs_ann, qcfs_snn)
     shares = list(result.unevenness.values())
     assert shares[0] == 0.0 and len(shares) == 4
     assert 0.0 < max(shares) < 0.2
