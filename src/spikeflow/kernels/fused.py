@@ -13,6 +13,7 @@ shape); Python floats are baked into the kernel entry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,6 +74,11 @@ class _Entry:
     #: or None when it is passed as a tensor.
     floats: tuple[float | None, ...]
 
+    @property
+    def scalars(self) -> list[float]:
+        """The kernels' scalars when no parameter is a tensor (every float, in order)."""
+        return [v for v in self.floats if v is not None]
+
 
 _ENTRIES: dict[str, _Entry] = {}
 #: Every configuration seen -> its key in _ENTRIES (a dict lookup instead of rebuilding
@@ -84,6 +90,8 @@ def _layout(
     entry: _Entry, operands: list[Tensor], step_shape: torch.Size
 ) -> tuple[list[Tensor], list[float]]:
     """Kernel arrays (``[N]``) and scalars, in declaration order."""
+    if not operands:  # every parameter a Python float: the entry's own values
+        return [], entry.scalars
     arrays: list[Tensor] = []
     scalars: list[float] = []
     tensors = iter(operands)
@@ -120,7 +128,7 @@ def _forward_impl(
     entry = _ENTRIES[key]
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _forward_shapes(entry, x)]
     T = x.shape[0]
-    n = x[0].numel()
+    n = math.prod(x.shape[1:])
     arrays, scalars = _layout(entry, operands, x.shape[1:])
     xs = x.contiguous().view(T, n)
     flat = [s.contiguous().view(n) for s in states]
@@ -161,7 +169,7 @@ def _backward_impl(
     entry = _ENTRIES[key]
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
     T = x.shape[0]
-    n = x[0].numel()
+    n = math.prod(x.shape[1:])
     arrays, scalars = _layout(entry, operands, x.shape[1:])
     sd = entry.state_dtype
     if T > 1 and grad_spikes.stride(0) == 0:
@@ -390,19 +398,34 @@ def run_fused(
             "reference loop there) or backend='torch'"
         )
     step_shape = x_seq.shape[1:]
-    values = [params[p] for p in decl.param_names] + [threshold]
-    floats = tuple(None if isinstance(v, Tensor) else float(v) for v in values)
-    operands = [v for v in values if isinstance(v, Tensor)]
-    needs = [isinstance(v, Tensor) and v.requires_grad for v in values]
-    states = [state[s].to(state_dtype).expand(step_shape).contiguous() for s in decl.state_names]
+    # One pass over the parameters and the threshold (this runs on every call).
+    floats: list[float | None] = []
+    operands: list[Tensor] = []
+    needs: list[bool] = []
+    is_array: list[bool] = []
+    for v in [*(params[p] for p in decl.param_names), threshold]:
+        if isinstance(v, Tensor):
+            floats.append(None)
+            operands.append(v)
+            needs.append(v.requires_grad)
+            is_array.append(tensors_as_arrays or v.dim() > 0)
+        else:
+            floats.append(float(v))
+            needs.append(False)
+            is_array.append(False)
+    states = []
+    for name in decl.state_names:
+        s = state[name]
+        s = s if s.dtype == state_dtype else s.to(state_dtype)
+        states.append((s if s.shape == step_shape else s.expand(step_shape)).contiguous())
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
-    is_array = tuple(isinstance(v, Tensor) and (tensors_as_arrays or v.dim() > 0) for v in values)
     compiling = torch.compiler.is_compiling()
     key = (_entry_key_compiled if compiling else _entry_key)(
         launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, rule.v_reset,
-        rule.detach_reset, rule.strict, is_array, grad_on, record_v, tuple(needs), floats,
+        rule.detach_reset, rule.strict, tuple(is_array), grad_on, record_v, tuple(needs),
+        tuple(floats),
     )  # fmt: skip
     if compiling:
         out = _neuron_forward(key, x_seq, states, operands)
