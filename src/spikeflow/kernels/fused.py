@@ -429,6 +429,8 @@ def run_fused(
     )  # fmt: skip
     if compiling:
         out = _neuron_forward(key, x_seq, states, operands)
+    elif not grad_on:  # nothing to differentiate: no autograd node (inference)
+        out = _forward_impl(key, x_seq, states, operands)
     else:
         out = _EagerNeuron.apply(key, x_seq, len(states), *states, *operands)
     n_st = len(states)
