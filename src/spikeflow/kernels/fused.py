@@ -130,10 +130,9 @@ def _forward_impl(
     T = x.shape[0]
     n = math.prod(x.shape[1:])
     arrays, scalars = _layout(entry, operands, x.shape[1:])
-    xs = x.contiguous().view(T, n)
-    flat = [s.contiguous().view(n) for s in states]
-    buffers = [*arrays, xs, *flat, outs[0].view(T, n), *(o.view(-1) for o in outs[1:])]
-    # outs after the spikes: finals ([N] views), saved ([rows, N]), recorded v ([T, N]).
+    # The kernels read only data pointers and dtypes: contiguous buffers, in any shape.
+    # outs: spikes, finals, saved states ([rows, N]), recorded membrane.
+    buffers = [*arrays, x.contiguous(), *(s.contiguous() for s in states), *outs]
     entry.kernels.forward(T, n, buffers, scalars)
     return outs
 
@@ -175,17 +174,16 @@ def _backward_impl(
     if T > 1 and grad_spikes.stride(0) == 0:
         # The same gradient at every step (spikes.sum(), spikes.mean(0), ...): pass one
         # row instead of materialising T copies of it.
-        gspk, gspk_step = grad_spikes[0].to(x.dtype).contiguous().view(n), 0
+        gspk, gspk_step = grad_spikes[0].to(x.dtype).contiguous(), 0
     else:
-        gspk, gspk_step = grad_spikes.to(x.dtype).contiguous().view(T, n), n
+        gspk, gspk_step = grad_spikes.to(x.dtype).contiguous(), n
     buffers: list[Tensor | None] = [
         *arrays,
-        x.contiguous().view(T, n),
+        x.contiguous(),
         *(s.contiguous() for s in saved),
         gspk,
-        *(None if g is None else g.to(sd).contiguous().view(n) for g in grad_finals),
-        outs[0].view(T, n),
-        *(o.view(n) for o in outs[1:]),
+        *(None if g is None else g.to(sd).contiguous() for g in grad_finals),
+        *outs,
     ]
     entry.kernels.backward(T, n, buffers, scalars, gspk_step)
     return outs
