@@ -251,8 +251,9 @@ def test_spike_gradient_shared_by_every_step(backend, dtype, loss):
         out = {"sum": y.sum(), "mean_over_time": (y.mean(0) * w).sum(),
                "weighted_per_neuron": (y * w).sum()}[loss]  # fmt: skip
         grads.append(torch.autograd.grad(out, [xi, node.w]))
+    tol = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-11, rtol=1e-9)
     for ref, fused in zip(*grads):
-        torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(fused, ref, **tol)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
