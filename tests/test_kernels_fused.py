@@ -134,6 +134,31 @@ def test_half_inputs_compute_in_float32(backend, dtype):
     assert ref.shape == out.shape
 
 
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("loss", ["dense", "sum"])
+def test_half_inputs_gradients_computed_in_float32(backend, dtype, loss):
+    """Half inputs: the Triton backward computes in float32 and rounds once to ``dtype``
+    (the reference loop on the same values in float32, rounded, within one rounding)."""
+    device = kernel_device(backend)
+    x = (torch.rand(CHECKPOINT + 3, 4, 33, device=device) * 2.5).to(dtype)
+    # Weights exact in dtype: the spike gradient reaching the half kernel (rounded to
+    # dtype by autograd) is then the reference's.
+    w = torch.randn(x.shape, device=device).to(dtype).float()
+    grads = []
+    for b, xi in (("torch", x.float()), (backend, x)):
+        node = ParametricLIFNode(init_tau=2.5, backend=b).to(device)
+        xi = xi.clone().requires_grad_()
+        y = node(xi).float()
+        out = (y * w).sum() if loss == "dense" else y.sum()
+        grads.append(torch.autograd.grad(out, [xi, node.w]))
+    (gx_ref, gw_ref), (gx, gw) = grads
+    assert gx.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(gx.float(), gx_ref.to(dtype).float(), atol=eps, rtol=2 * eps)
+    torch.testing.assert_close(gw, gw_ref, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("v_reset", [0.0, None])
 def test_gradcheck_float64_of_the_fused_kernel(backend, v_reset):
