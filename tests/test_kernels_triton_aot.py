@@ -38,6 +38,21 @@ CHILD = textwrap.dedent(
         def neuron_params(self):
             return {"a": 3.0}
 
+    class AllOps(BaseNode):
+        # Every function the tracer accepts, so that each one's GPU spelling compiles.
+        @staticmethod
+        def charge(x, v, *, a):
+            u = torch.tanh(x) + torch.sigmoid(v) + torch.atan(x) + torch.sin(v) + torch.cos(x)
+            u = u + torch.erf(x) + torch.erfc(v) + torch.log(1.0 + x * x) + torch.log1p(v * v)
+            u = u + torch.exp(-torch.abs(x)) + torch.expm1(-v * v) + torch.sqrt(1.0 + v * v)
+            u = u + torch.rsqrt(1.0 + x * x) + torch.relu(x - 0.5) + torch.sign(v) * 0.1
+            u = u + torch.maximum(x, v) - torch.minimum(x, v) + torch.where(x > v, x, v * 0.5)
+            u = u + torch.pow(1.0 + x * x, a) + (x * x) ** 2 + torch.clamp(v, -1.0, 1.0)
+            return 0.6 * v + x + 0.05 * u / a
+
+        def neuron_params(self):
+            return {"a": 1.5}
+
     cases = {
         "lif_f32": (LIFNode(tau=3.0), torch.float32),
         "lif_hard_f64": (LIFNode(tau=2.0, v_reset=0.0, decay_input=False), torch.float64),
@@ -48,6 +63,8 @@ CHILD = textwrap.dedent(
         "eif_f32": (EIFNode(), torch.float32),
         "alif_f32": (ALIFNode(), torch.float32),
         "user_f32": (SmoothIF(), torch.float32),
+        "all_ops_f32": (AllOps(), torch.float32),
+        "all_ops_f64": (AllOps(), torch.float64),
     }
     out = {}
     for name, (node, dtype) in cases.items():
@@ -78,7 +95,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 8
+    assert len(compiled) == 10
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -94,7 +111,7 @@ def test_forward_rounds_every_operation_like_the_reference(compiled):
 
 
 def test_transcendental_charges_call_libdevice_with_ieee_division(compiled):
-    for name in ("eif_f32", "user_f32"):
+    for name in ("eif_f32", "user_f32", "all_ops_f32", "all_ops_f64"):
         assert compiled[name]["libdevice"], name
         assert compiled[name]["fwd_div_approx"] == 0, name
     assert compiled["user_f32"]["fwd_div_rn"] > 0  # tanh(x) / a: IEEE division
