@@ -1,9 +1,11 @@
 """Randomly generated user neurons: the generated kernels equal the reference loop.
 
-Each case builds a neuron class whose charge (and, for two-state neurons, post-spike
-update) contains a random elementwise expression tree over the input, the state and the
-parameters (arithmetic, division, tanh, sigmoid, atan, sin, cos, erf, log1p, exp, sqrt,
-abs, relu, maximum, minimum, where), bounded so that the dynamics stay finite. In
+Each case builds a neuron class whose equations contain random elementwise expression
+trees over the input, the state and the parameters: a one-state charge, or a second
+state advanced after the spike (``update``), before it (``charge_returns_aux``), or
+feeding a state-dependent ``threshold``. The trees use arithmetic, division, tanh,
+sigmoid, atan, sin, cos, erf, log1p, exp, sqrt, abs, relu, maximum, minimum and where,
+bounded so that the dynamics stay finite. In
 float64 the fused kernels must give the reference loop's spikes exactly and its
 gradients of the input and of a learnable parameter to 1e-9 (1e-5 under Triton's
 interpreter), across surrogates, hard and soft reset and detach_reset: the "any
@@ -74,14 +76,37 @@ def _as_tensor(value, like):
     return like * 0.0 + value if isinstance(value, float) else value
 
 
-def _random_neuron(seed: int, two_states: bool, learnable: bool) -> type[BaseNode]:
+def _random_neuron(seed: int, kind: str, learnable: bool) -> type[BaseNode]:
+    """A neuron with random equations. ``kind``: ``"one"`` state; ``"update"``, an
+    auxiliary state advanced after the spike; ``"aux_first"``, advanced by the charge
+    before firing; ``"threshold"``, an update plus a threshold that depends on it."""
     rng = random.Random(seed)
-    f = _random_expr(rng, 5 if two_states else 4, 4)
+    f = _random_expr(rng, 4 if kind == "one" else 5, 4)
     g = _random_expr(rng, 4, 3)
+    h = _random_expr(rng, 3, 2)
 
-    if two_states:
+    if kind == "one":
 
         class RandomNeuron(BaseNode):
+            @staticmethod
+            def charge(x, v, *, a, b):
+                a, b = _as_tensor(a, x), _as_tensor(b, x)
+                return 0.6 * v + x + 0.4 * torch.tanh(f([x, v, a, b]))
+
+    elif kind == "aux_first":
+
+        class RandomNeuron(BaseNode):  # type: ignore[no-redef]
+            charge_returns_aux = True
+
+            @staticmethod
+            def charge(x, v, w, *, a, b):
+                a, b = _as_tensor(a, x), _as_tensor(b, x)
+                w_new = 0.7 * w + 0.3 * x + 0.1 * torch.tanh(g([x, w, a, b]))
+                return 0.6 * v + w_new + 0.4 * torch.tanh(f([x, v, a, b, w_new])), w_new
+
+    else:
+
+        class RandomNeuron(BaseNode):  # type: ignore[no-redef]
             @staticmethod
             def charge(x, v, w, *, a, b):
                 a, b = _as_tensor(a, x), _as_tensor(b, x)
@@ -92,16 +117,19 @@ def _random_neuron(seed: int, two_states: bool, learnable: bool) -> type[BaseNod
                 a, b = _as_tensor(a, h), _as_tensor(b, h)
                 return 0.8 * w + 0.2 * s + 0.1 * torch.tanh(g([h, w, a, b]))
 
-            def initial_state(self, like):
-                return {**super().initial_state(like), "w": torch.zeros_like(like)}
+        if kind == "threshold":
 
-    else:
+            def threshold(theta, w, *, a, b):
+                a = _as_tensor(a, w)
+                return theta + 0.3 * torch.sigmoid(h([w, a, theta + w * 0.0]))
 
-        class RandomNeuron(BaseNode):  # type: ignore[no-redef]
-            @staticmethod
-            def charge(x, v, *, a, b):
-                a, b = _as_tensor(a, x), _as_tensor(b, x)
-                return 0.6 * v + x + 0.4 * torch.tanh(f([x, v, a, b]))
+            RandomNeuron.threshold = staticmethod(threshold)
+
+    if kind != "one":
+        RandomNeuron.initial_state = lambda self, like: {
+            **BaseNode.initial_state(self, like),
+            "w": torch.zeros_like(like),
+        }
 
     def __init__(self, **kwargs):
         BaseNode.__init__(self, **kwargs)
@@ -114,20 +142,21 @@ def _random_neuron(seed: int, two_states: bool, learnable: bool) -> type[BaseNod
 
 
 SURROGATES = [Sigmoid(), ATan(), PiecewiseQuadratic(), Triangle()]
-CASES = [(seed, seed % 2 == 1, seed % 3 != 0) for seed in range(24)]
+KINDS = ("one", "update", "aux_first", "threshold")
+CASES = [(seed, KINDS[seed % 4], seed % 3 != 0) for seed in range(24)]
 
 
 _TRITON = pytest.mark.skipif(not triton_available(), reason="triton is not installed")
 
 
 @pytest.mark.parametrize(
-    ("backend", "seed", "two_states", "learnable"),
+    ("backend", "seed", "kind", "learnable"),
     [("cpu", *case) for case in CASES]
     # Triton's interpreter is slow: the first 6 random neurons cover it.
     + [pytest.param("triton", *case, marks=_TRITON) for case in CASES[:6]],
 )
-def test_random_neuron_equals_the_reference(backend, seed, two_states, learnable):
-    cls = _random_neuron(seed, two_states, learnable)
+def test_random_neuron_equals_the_reference(backend, seed, kind, learnable):
+    cls = _random_neuron(seed, kind, learnable)
     device = kernel_device(backend)
     rng = random.Random(1000 + seed)
     kwargs = dict(
