@@ -26,8 +26,8 @@ CHILD = textwrap.dedent(
     """
     import json, re, torch
     from spikeflow.kernels.triton_aot import compile_for_gpu
-    from spikeflow.neurons import (ALIFNode, BaseNode, EIFNode, IFNode, IzhikevichNode,
-                                   LIFNode, ParametricLIFNode)
+    from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
+                                   IzhikevichNode, LIFNode, ParametricLIFNode)
     from spikeflow.surrogate import ATan
 
     class SmoothIF(BaseNode):
@@ -62,6 +62,7 @@ CHILD = textwrap.dedent(
         "izhikevich_f32": (IzhikevichNode(), torch.float32),
         "eif_f32": (EIFNode(), torch.float32),
         "alif_f32": (ALIFNode(), torch.float32),
+        "cuba_lif_f32": (CubaLIFNode(), torch.float32),
         "user_f32": (SmoothIF(), torch.float32),
         "all_ops_f32": (AllOps(), torch.float32),
         "all_ops_f64": (AllOps(), torch.float64),
@@ -95,7 +96,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 10
+    assert len(compiled) == 11
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -104,7 +105,8 @@ def test_every_kernel_compiles_to_sm90_machine_code(compiled):
 def test_forward_rounds_every_operation_like_the_reference(compiled):
     """No contraction into FMA and no approximate division in forwards whose charge is
     plain arithmetic; the backward keeps contraction (the test sees FMAs there)."""
-    for name in ("lif_f32", "plif_bf16", "if_theta_f16", "izhikevich_f32", "alif_f32"):
+    for name in ("lif_f32", "plif_bf16", "if_theta_f16", "izhikevich_f32", "alif_f32",
+                 "cuba_lif_f32"):  # fmt: skip
         assert compiled[name]["fwd_fma"] == 0, name
         assert compiled[name]["fwd_div_approx"] == 0, name
     assert compiled["lif_f32"]["bwd_fma"] > 0  # the pattern does find FMAs in this PTX
