@@ -56,6 +56,13 @@ def test_missing_time_dimension():
         LIFNode()(torch.rand(7))
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_empty_sequence_is_named(backend):
+    with pytest.raises(ShapeError, match=r"0 time steps \(input shape \(0, 4\)\)"):
+        LIFNode(backend=backend)(torch.rand(0, 4))
+    assert LIFNode(backend=backend)(torch.rand(5, 0)).shape == (5, 0)  # no neurons: fine
+
+
 def test_bad_step_mode_backend_surrogate():
     with pytest.raises(ConfigurationError, match="step_mode"):
         LIFNode(step_mode="multi")

@@ -167,6 +167,11 @@ class BaseNode(MemoryModule):
             )
         if self.step_mode == "m":
             check_time_major(x, type(self).__name__)
+            if x.shape[0] == 0:
+                raise ShapeError(
+                    f"{type(self).__name__} got a sequence of 0 time steps (input shape "
+                    f"{tuple(x.shape)}); a neuron needs at least one step [T >= 1, B, ...]"
+                )
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)
