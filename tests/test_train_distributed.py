@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -53,7 +54,13 @@ def _free_port() -> int:
 def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     Trainer(config_from_dict(_config(str(one))), log=None).fit()
-    mp.spawn(_worker, args=(2, _free_port(), str(two)), nprocs=2, join=True)
+    procs = mp.spawn(_worker, args=(2, _free_port(), str(two)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300
+    while not procs.join(timeout=5):  # raises if a process failed
+        if time.monotonic() > deadline:  # a hang must fail the test, not stall the suite
+            for proc in procs.processes:
+                proc.kill()
+            pytest.fail("the two gloo processes did not finish within 300 s")
     a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert b["world_size"] == 2 and len(b["rng"]) == 2 and b["global_step"] == 1
     for key, value in a["model"].items():

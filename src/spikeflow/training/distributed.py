@@ -86,9 +86,12 @@ class DistContext:
     def _comm_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
-    def close(self) -> None:
-        """Leave the process group if this context joined it."""
+    def close(self, sync: bool = False) -> None:
+        """Leave the process group if this context joined it; ``sync``: first wait until
+        every process is leaving (only where all of them are known to get here)."""
         if self.initialized and dist.is_initialized():
+            if sync:
+                dist.barrier()
             dist.destroy_process_group()
             self.initialized = False
 

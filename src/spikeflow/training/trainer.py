@@ -348,7 +348,7 @@ class Trainer:
                 self.ctx.close()
             raise
         cfg = self.config
-        interrupted = False
+        interrupted = finished = False
         previous_handler = self._install_sigint()
         try:
             info = f"{len(self.train_set)} train / {len(self.test_set)} test"  # type: ignore[arg-type]
@@ -367,6 +367,7 @@ class Trainer:
                     self.log(f"stopped after epoch {self.epoch}: saved {self._last}; continue "
                              f"with  spikeflow train --resume {self._last}")  # fmt: skip
                     break
+            finished = True
         except _StopRequested:
             interrupted = True
             self._save_interrupted()
@@ -378,7 +379,10 @@ class Trainer:
             self.train_monitor.remove()
             if self.tensorboard is not None:
                 self.tensorboard.close()
-            self.ctx.close()
+            # After a complete run every process leaves the group together (no process
+            # exits while another still tears down its connections); after an error a
+            # barrier could wait forever, so there is none.
+            self.ctx.close(sync=finished)
         plots = [] if interrupted else self._plots()
         return TrainResult(self.output_dir, self.epoch, self.history, self.best_test_acc,
                            self.best_epoch, interrupted, plots)  # fmt: skip
