@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import kernel_device
+from sample_neurons import AllOpsIF
 from spikeflow import functional as F
 from spikeflow.kernels import resolve_backend
 from spikeflow.kernels.codegen_c import CHECKPOINT
@@ -239,27 +240,6 @@ def test_user_neuron_with_auxiliary_state_end_to_end(backend):
 def test_user_neuron_with_transcendental_charge(backend):
     x = torch.rand(9, 2, 17, dtype=torch.float64) * 0.6
     compare(SmoothIF(backend="torch"), SmoothIF(backend=backend), x, atol=1e-12)
-
-
-class AllOpsIF(BaseNode):
-    """Every function the equation tracer accepts, in one charge."""
-
-    @staticmethod
-    def charge(x, v, *, a):
-        u = torch.tanh(x) + torch.sigmoid(v) + torch.atan(x) + torch.sin(v) + torch.cos(x)
-        u = u + torch.erf(x) + torch.erfc(v) + torch.log(1.0 + x * x) + torch.log1p(v * v)
-        u = u + torch.exp(-torch.abs(x)) + torch.expm1(-v * v) + torch.sqrt(1.0 + v * v)
-        u = u + torch.rsqrt(1.0 + x * x) + torch.relu(x - 0.5) + torch.sign(v) * 0.1
-        u = u + torch.maximum(x, v) - torch.minimum(x, v) + torch.where(x > v, x, v * 0.5)
-        u = u + torch.pow(1.0 + x * x, a) + (x * x) ** 2 + torch.clamp(v, -1.0, 1.0)
-        return 0.6 * v + x + 0.05 * u / a
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.a = torch.nn.Parameter(torch.tensor(1.5))
-
-    def neuron_params(self):
-        return {"a": self.a}
 
 
 # Under the interpreter the masked-off lanes of the last block read a = 0 and divide by

@@ -55,19 +55,29 @@ _BINARY: list[Fn] = [
 ]
 
 
-def _random_expr(rng: random.Random, leaves: int, depth: int) -> Callable[[list], torch.Tensor]:
-    """A random expression over ``leaves`` inputs, as a function of their list."""
+def _random_expr(
+    rng: random.Random,
+    leaves: int,
+    depth: int,
+    unary: list[Fn] = _UNARY,
+    constants: bool = True,
+    p_unary: float = 0.45,
+) -> Callable[[list], torch.Tensor]:
+    """A random expression over ``leaves`` inputs, as a function of their list: unary
+    functions from ``unary``, binary ones from ``_BINARY``, and (``constants``) some
+    constant leaves."""
     if depth == 0 or rng.random() < 0.2:
-        if rng.random() < 0.2:
+        if constants and rng.random() < 0.2:
             c = rng.choice([0.5, -1.3, 2.0, 0.25])
             return lambda args: args[0] * 0.0 + c
         k = rng.randrange(leaves)
         return lambda args: args[k]
-    if rng.random() < 0.45:
-        op, a = rng.choice(_UNARY), _random_expr(rng, leaves, depth - 1)
+    sub = lambda: _random_expr(rng, leaves, depth - 1, unary, constants, p_unary)  # noqa: E731
+    if rng.random() < p_unary:
+        op, a = rng.choice(unary), sub()
         return lambda args: op(a(args))
     op = rng.choice(_BINARY)
-    a, b = _random_expr(rng, leaves, depth - 1), _random_expr(rng, leaves, depth - 1)
+    a, b = sub(), sub()
     return lambda args: op(a(args), b(args))
 
 
@@ -203,26 +213,13 @@ _ARITH_UNARY: list[Fn] = [
 ]
 
 
-def _random_arith(rng: random.Random, leaves: int, depth: int) -> Callable[[list], torch.Tensor]:
-    """Like ``_random_expr`` with arithmetic, comparisons and selections only."""
-    if depth == 0 or rng.random() < 0.2:
-        k = rng.randrange(leaves)
-        return lambda args: args[k]
-    if rng.random() < 0.4:
-        op, a = rng.choice(_ARITH_UNARY), _random_arith(rng, leaves, depth - 1)
-        return lambda args: op(a(args))
-    op = rng.choice(_BINARY)
-    a, b = _random_arith(rng, leaves, depth - 1), _random_arith(rng, leaves, depth - 1)
-    return lambda args: op(a(args), b(args))
-
-
 @pytest.mark.parametrize("seed", range(12))
 def test_random_arithmetic_neuron_is_bit_exact_in_float32(seed):
     # The forward rounds every operation as the reference loop's PyTorch kernels do (no
     # contraction, no reassociation): with arithmetic only, the float32 membrane is
     # identical bit for bit, not just the spikes. (sqrt and transcendental functions are
     # left out: PyTorch's vectorised float32 versions are not correctly rounded.)
-    f = _random_arith(random.Random(seed), 2, 5)
+    f = _random_expr(random.Random(seed), 2, 5, _ARITH_UNARY, constants=False, p_unary=0.4)
 
     class ArithmeticNeuron(BaseNode):
         @staticmethod

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,9 @@ pytestmark = pytest.mark.skipif(
 
 CHILD = textwrap.dedent(
     """
-    import json, re, torch
+    import json, re, sys, torch
+    sys.path.insert(0, TESTS)
+    from sample_neurons import AllOpsIF
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
                                    IzhikevichNode, LIFNode, ParametricLIFNode)
@@ -38,21 +41,6 @@ CHILD = textwrap.dedent(
         def neuron_params(self):
             return {"a": 3.0}
 
-    class AllOps(BaseNode):
-        # Every function the tracer accepts, so that each one's GPU spelling compiles.
-        @staticmethod
-        def charge(x, v, *, a):
-            u = torch.tanh(x) + torch.sigmoid(v) + torch.atan(x) + torch.sin(v) + torch.cos(x)
-            u = u + torch.erf(x) + torch.erfc(v) + torch.log(1.0 + x * x) + torch.log1p(v * v)
-            u = u + torch.exp(-torch.abs(x)) + torch.expm1(-v * v) + torch.sqrt(1.0 + v * v)
-            u = u + torch.rsqrt(1.0 + x * x) + torch.relu(x - 0.5) + torch.sign(v) * 0.1
-            u = u + torch.maximum(x, v) - torch.minimum(x, v) + torch.where(x > v, x, v * 0.5)
-            u = u + torch.pow(1.0 + x * x, a) + (x * x) ** 2 + torch.clamp(v, -1.0, 1.0)
-            return 0.6 * v + x + 0.05 * u / a
-
-        def neuron_params(self):
-            return {"a": 1.5}
-
     cases = {
         "lif_f32": (LIFNode(tau=3.0), torch.float32),
         "lif_hard_f64": (LIFNode(tau=2.0, v_reset=0.0, decay_input=False), torch.float64),
@@ -64,8 +52,8 @@ CHILD = textwrap.dedent(
         "alif_f32": (ALIFNode(), torch.float32),
         "cuba_lif_f32": (CubaLIFNode(), torch.float32),
         "user_f32": (SmoothIF(), torch.float32),
-        "all_ops_f32": (AllOps(), torch.float32),
-        "all_ops_f64": (AllOps(), torch.float64),
+        "all_ops_f32": (AllOpsIF(), torch.float32),
+        "all_ops_f64": (AllOpsIF(), torch.float64),
     }
     out = {}
     for name, (node, dtype) in cases.items():
@@ -89,7 +77,11 @@ CHILD = textwrap.dedent(
 def compiled() -> dict:
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", f"TESTS = {str(Path(__file__).parent)!r}\n{CHILD}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
