@@ -350,6 +350,32 @@ def test_a_cached_build_is_never_handed_to_another_cpu(tmp_path, monkeypatch):
     assert len(list((tmp_path / "probe").glob("*.so"))) == 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float_parameter_changed_every_call_reuses_one_kernel_entry(backend):
+    # An annealed Python-float threshold: its value travels with each call, so the
+    # registry holds one entry for the configuration, and each call uses its own value.
+    from spikeflow.kernels import fused
+
+    device = kernel_device(backend)
+    x = (torch.rand(6, 2, 9, device=device) * 2).requires_grad_()
+    node = LIFNode(tau=2.0, backend=backend)
+    ref = LIFNode(tau=2.0, backend="torch")
+    node(x).sum().backward()  # builds the entry
+    before = len(fused._ENTRIES), len(fused._KEYS)
+    for theta in (0.4, 0.7, 1.3, 1.9):
+        node.v_threshold = ref.v_threshold = theta
+        x.grad = None
+        y = node(x)
+        y.sum().backward()
+        g = x.grad.clone()
+        x.grad = None
+        y_ref = ref(x)
+        y_ref.sum().backward()
+        assert torch.equal(y, y_ref), theta
+        torch.testing.assert_close(g, x.grad, atol=1e-6, rtol=1e-5)
+    assert (len(fused._ENTRIES), len(fused._KEYS)) == before
+
+
 def test_unsupported_dtype_is_a_clear_error():
     from spikeflow.errors import DTypeError
 

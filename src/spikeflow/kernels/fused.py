@@ -8,7 +8,8 @@ module registers two custom operators, ``spikeflow::neuron_forward`` and
 formula, so the fused kernels run in eager mode and stay opaque, graph-break-free
 nodes inside ``torch.compile``. Parameters and the threshold are passed as tensors
 (0-dim ones are read as scalars by the kernels; others are expanded to the neuron
-shape); Python floats are baked into the kernel entry.
+shape); Python floats travel with each call (the operators' ``values`` list), so the
+kernels and their registry entry do not depend on them.
 """
 
 from __future__ import annotations
@@ -70,14 +71,9 @@ class _Entry:
     kernels: Kernels
     spec: KernelSpec
     state_dtype: torch.dtype
-    #: Per operand (declared parameters, then the threshold): its Python float value,
-    #: or None when it is passed as a tensor.
-    floats: tuple[float | None, ...]
-
-    @property
-    def scalars(self) -> list[float]:
-        """The kernels' scalars when no parameter is a tensor (every float, in order)."""
-        return [v for v in self.floats if v is not None]
+    #: Per operand (declared parameters, then the threshold): whether it is a tensor
+    #: (else a Python float, whose value comes with each call).
+    is_tensor: tuple[bool, ...]
 
 
 _ENTRIES: dict[str, _Entry] = {}
@@ -87,18 +83,19 @@ _KEYS: dict[tuple, str] = {}
 
 
 def _layout(
-    entry: _Entry, operands: list[Tensor], step_shape: torch.Size
+    entry: _Entry, operands: list[Tensor], values: list[float], step_shape: torch.Size
 ) -> tuple[list[Tensor], list[float]]:
-    """Kernel arrays (``[N]``) and scalars, in declaration order."""
-    if not operands:  # every parameter a Python float: the entry's own values
-        return [], entry.scalars
+    """Kernel arrays (``[N]``) and scalars, in declaration order; ``values`` are the
+    Python-float operands, in order."""
+    if not operands:  # every parameter a Python float
+        return [], values
     arrays: list[Tensor] = []
     scalars: list[float] = []
-    tensors = iter(operands)
+    tensors, floats = iter(operands), iter(values)
     is_array = (*entry.spec.array_params, entry.spec.theta_is_array)
-    for value, array in zip(entry.floats, is_array):
-        if value is not None:
-            scalars.append(value)
+    for is_tensor, array in zip(entry.is_tensor, is_array):
+        if not is_tensor:
+            scalars.append(next(floats))
             continue
         t = next(tensors)
         if not array:
@@ -123,13 +120,13 @@ def _forward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], tor
 
 
 def _forward_impl(
-    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
 ) -> list[Tensor]:
     entry = _ENTRIES[key]
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _forward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
-    arrays, scalars = _layout(entry, operands, x.shape[1:])
+    arrays, scalars = _layout(entry, operands, values, x.shape[1:])
     # The kernels read only data pointers and dtypes: contiguous buffers, in any shape.
     # outs: spikes, finals, saved states ([rows, N]), recorded membrane.
     buffers = [*arrays, x.contiguous(), *(s.contiguous() for s in states), *outs]
@@ -139,13 +136,15 @@ def _forward_impl(
 
 @torch.library.custom_op("spikeflow::neuron_forward", mutates_args=())
 def _neuron_forward(
-    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
 ) -> list[Tensor]:
-    return _forward_impl(key, x, states, operands)
+    return _forward_impl(key, x, states, operands, values)
 
 
 @_neuron_forward.register_fake
-def _(key: str, x: Tensor, states: list[Tensor], operands: list[Tensor]) -> list[Tensor]:
+def _(
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
+) -> list[Tensor]:
     return [x.new_empty(s, dtype=d) for s, d in _forward_shapes(_ENTRIES[key], x)]
 
 
@@ -164,12 +163,13 @@ def _backward_impl(
     operands: list[Tensor],
     grad_spikes: Tensor,
     grad_finals: list[Tensor | None],
+    values: list[float],
 ) -> list[Tensor]:
     entry = _ENTRIES[key]
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
-    arrays, scalars = _layout(entry, operands, x.shape[1:])
+    arrays, scalars = _layout(entry, operands, values, x.shape[1:])
     sd = entry.state_dtype
     if T > 1 and grad_spikes.stride(0) == 0:
         # The same gradient at every step (spikes.sum(), spikes.mean(0), ...): pass one
@@ -197,8 +197,9 @@ def _neuron_backward(
     operands: list[Tensor],
     grad_spikes: Tensor,
     grad_finals: list[Tensor | None],
+    values: list[float],
 ) -> list[Tensor]:
-    return _backward_impl(key, x, saved, operands, grad_spikes, grad_finals)
+    return _backward_impl(key, x, saved, operands, grad_spikes, grad_finals, values)
 
 
 @_neuron_backward.register_fake
@@ -209,16 +210,18 @@ def _(
     operands: list[Tensor],
     grad_spikes: Tensor,
     grad_finals: list[Tensor | None],
+    values: list[float],
 ) -> list[Tensor]:
     return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_ENTRIES[key], x)]
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
-    key, x, states, operands = inputs
+    key, x, states, operands, values = inputs
     entry = _ENTRIES[key]
     n_st = len(states)
     saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
     ctx.key = key
+    ctx.values = values
     ctx.n_saved = len(saved)
     ctx.n_states = n_st
     ctx.save_for_backward(x, *saved, *operands)
@@ -234,10 +237,10 @@ def _backward(
     # absent final-state gradients go to the kernels as None (zero).
     g_spikes = grads[0] if grads[0] is not None else x.new_zeros(()).expand(x.shape)
     g_finals = list(grads[1 : 1 + ctx.n_states])
-    outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals)
+    outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals, ctx.values)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
-    wants = [w for w, v in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.floats)
-             if v is None]  # fmt: skip
+    wants = [w for w, t in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.is_tensor)
+             if t]  # fmt: skip
     g_ops: list[Tensor | None] = []
     for op, want in zip(operands, wants):
         if not want:
@@ -246,7 +249,7 @@ def _backward(
         g = next(per_neuron)
         g = g.sum() if op.dim() == 0 else g.sum_to_size(op.shape)
         g_ops.append(g.reshape(op.shape).to(op.dtype))
-    return None, gx, list(g_states), g_ops
+    return None, gx, list(g_states), g_ops, None
 
 
 torch.library.register_autograd(
@@ -287,10 +290,12 @@ class _EagerNeuron(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, key: str, x: Tensor, n_states: int, *tensors: Tensor) -> tuple:
+    def forward(
+        ctx: Any, key: str, values: list[float], x: Tensor, n_states: int, *tensors: Tensor
+    ) -> tuple:
         states, operands = list(tensors[:n_states]), list(tensors[n_states:])
-        output = _forward_impl(key, x, states, operands)
-        _setup_context(ctx, (key, x, states, operands), output)
+        output = _forward_impl(key, x, states, operands, values)
+        _setup_context(ctx, (key, x, states, operands, values), output)
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(*output[1 + n_states :])
         return tuple(output)
@@ -301,8 +306,8 @@ class _EagerNeuron(torch.autograd.Function):
         # autograd formula refuses a double backward by name (as on the compiled path)
         # instead of silently dropping the neuron's second-order terms.
         run = _neuron_backward if torch.is_grad_enabled() else _backward_impl
-        _, gx, g_states, g_ops = _backward(ctx, list(grads), run)
-        return (None, gx, None, *g_states, *g_ops)
+        _, gx, g_states, g_ops, _ = _backward(ctx, list(grads), run)
+        return (None, None, gx, None, *g_states, *g_ops)
 
 
 def _entry_key(
@@ -319,21 +324,23 @@ def _entry_key(
     save_states: bool,
     record_v: bool,
     needs: tuple[bool, ...],
-    floats: tuple[float | None, ...],
+    is_tensor: tuple[bool, ...],
 ) -> str:
     """Build (once) the kernels for this configuration; return their registry key.
 
+    The values of Python-float parameters are not part of it (they travel with each
+    call), so a parameter annealed as a float does not grow the registry.
     Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
     """
     sg = surrogate
     config = (launcher, ctype, state_dtype, checkpoint, decl, type(sg), sg.spiking,
               tuple(sg.params.items()), v_reset, detach_reset, strict, is_array, save_states,
-              record_v, needs, floats)  # fmt: skip
+              record_v, needs, is_tensor)  # fmt: skip
     key = _KEYS.get(config)
     if key is not None:
         return key
     graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict))
-    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, floats, state_dtype)
+    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
     key = f"{getattr(launcher, '__name__', type(launcher).__name__)}|{id(graph)}|{flags}"
     if key not in _ENTRIES:
         spec = KernelSpec(
@@ -347,7 +354,7 @@ def _entry_key(
             grad_theta=needs[-1],
             checkpoint=checkpoint,
         )
-        _ENTRIES[key] = _Entry(launcher(spec), spec, state_dtype, floats)
+        _ENTRIES[key] = _Entry(launcher(spec), spec, state_dtype, is_tensor)
     _KEYS[config] = key
     return key
 
@@ -397,18 +404,20 @@ def run_fused(
         )
     step_shape = x_seq.shape[1:]
     # One pass over the parameters and the threshold (this runs on every call).
-    floats: list[float | None] = []
+    values: list[float] = []
     operands: list[Tensor] = []
     needs: list[bool] = []
     is_array: list[bool] = []
+    is_tensor: list[bool] = []
     for v in [*(params[p] for p in decl.param_names), threshold]:
-        if isinstance(v, Tensor):
-            floats.append(None)
+        tensor = isinstance(v, Tensor)
+        is_tensor.append(tensor)
+        if tensor:
             operands.append(v)
             needs.append(v.requires_grad)
             is_array.append(tensors_as_arrays or v.dim() > 0)
         else:
-            floats.append(float(v))
+            values.append(float(v))
             needs.append(False)
             is_array.append(False)
     states = []
@@ -423,14 +432,14 @@ def run_fused(
     key = (_entry_key_compiled if compiling else _entry_key)(
         launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, rule.v_reset,
         rule.detach_reset, rule.strict, tuple(is_array), grad_on, record_v, tuple(needs),
-        tuple(floats),
+        tuple(is_tensor),
     )  # fmt: skip
     if compiling:
-        out = _neuron_forward(key, x_seq, states, operands)
+        out = _neuron_forward(key, x_seq, states, operands, values)
     elif not grad_on:  # nothing to differentiate: no autograd node (inference)
-        out = _forward_impl(key, x_seq, states, operands)
+        out = _forward_impl(key, x_seq, states, operands, values)
     else:
-        out = _EagerNeuron.apply(key, x_seq, len(states), *states, *operands)
+        out = _EagerNeuron.apply(key, values, x_seq, len(states), *states, *operands)
     n_st = len(states)
     spikes, finals = out[0], out[1 : 1 + n_st]
     v_seq = out[-1].detach() if record_v else None

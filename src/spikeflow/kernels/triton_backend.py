@@ -44,6 +44,8 @@ BLOCK = 256
 NUM_WARPS = 4
 _LOCK = threading.Lock()
 _MODULES: dict[str, ModuleType] = {}
+#: How many sets of scalar parameters each Triton kernel pair keeps on the device.
+_MAX_SCALAR_SETS = 64
 #: dtypes the kernels accept; half types are computed in float32 (state kept in float32).
 _SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -121,8 +123,9 @@ def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
 class _TritonKernels:
     def __init__(self, module: ModuleType) -> None:
         self.module = module
-        # Scalar parameters are Python floats fixed per kernel entry: keep their device
-        # copy (a fresh torch.tensor(..., device="cuda") per call would synchronise).
+        # The device copy of each set of Python-float parameters (a fresh
+        # torch.tensor(..., device="cuda") per call would synchronise); the most recent
+        # _MAX_SCALAR_SETS are kept, so a float annealed every step does not grow it.
         self._scal: dict[tuple, Tensor] = {}
 
     def _scalars(self, buffers: list[Tensor], scalars: list[float]) -> Tensor:
@@ -131,6 +134,8 @@ class _TritonKernels:
         key = (tuple(scalars), dtype, ref.device)
         scal = self._scal.get(key)
         if scal is None:
+            if len(self._scal) >= _MAX_SCALAR_SETS:
+                self._scal.pop(next(iter(self._scal)))  # the oldest
             scal = torch.tensor(scalars or [0.0], dtype=dtype, device=ref.device)
             self._scal[key] = scal
         return scal
