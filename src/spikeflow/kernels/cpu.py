@@ -13,8 +13,8 @@ threshold array, ``x``, then for the forward: initial states, spikes, final stat
 saved states (if saving), recorded membrane (if recording); for the backward: saved
 states, grad of spikes, grads of final states (NULL for an absent one), grad of ``x``,
 grads of initial states, per-neuron grads of the parameters that need one, of the
-threshold. Scalar parameters
-(and a scalar threshold) go in the ``scalars`` array in declaration order.
+threshold. Scalar parameters (and a scalar threshold) go in the ``scalars`` array in
+declaration order.
 """
 
 from __future__ import annotations

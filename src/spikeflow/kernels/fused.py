@@ -310,6 +310,11 @@ class _EagerNeuron(torch.autograd.Function):
         return (None, None, gx, None, *g_states, *g_ops)
 
 
+def _launcher_name(launcher: Launcher) -> str:
+    """The first field of a registry key: entries built by one launcher share it."""
+    return getattr(launcher, "__name__", type(launcher).__name__)
+
+
 def _entry_key(
     launcher: Launcher,
     ctype: str,
@@ -341,7 +346,7 @@ def _entry_key(
         return key
     graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict))
     flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
-    key = f"{getattr(launcher, '__name__', type(launcher).__name__)}|{id(graph)}|{flags}"
+    key = f"{_launcher_name(launcher)}|{id(graph)}|{flags}"
     if key not in _ENTRIES:
         spec = KernelSpec(
             graph,
@@ -361,7 +366,7 @@ def _entry_key(
 
 def forget(launcher: Launcher) -> None:
     """Drop every kernel entry built by ``launcher`` (a one-off launcher's, say)."""
-    prefix = f"{getattr(launcher, '__name__', type(launcher).__name__)}|"
+    prefix = f"{_launcher_name(launcher)}|"
     for config in [c for c, k in _KEYS.items() if k.startswith(prefix)]:
         del _KEYS[config]
     for key in [k for k in _ENTRIES if k.startswith(prefix)]:

@@ -124,8 +124,9 @@ class _TritonKernels:
     def __init__(self, module: ModuleType) -> None:
         self.module = module
         # The device copy of each set of Python-float parameters (a fresh
-        # torch.tensor(..., device="cuda") per call would synchronise); the most recent
-        # _MAX_SCALAR_SETS are kept, so a float annealed every step does not grow it.
+        # torch.tensor(..., device="cuda") per call would synchronise); the last
+        # _MAX_SCALAR_SETS created are kept, so a float annealed every step does not
+        # grow it.
         self._scal: dict[tuple, Tensor] = {}
 
     def _scalars(self, buffers: list[Tensor], scalars: list[float]) -> Tensor:

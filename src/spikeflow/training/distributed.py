@@ -91,7 +91,7 @@ class DistContext:
         every process is leaving (only where all of them are known to get here)."""
         if self.initialized and dist.is_initialized():
             if sync:
-                dist.barrier()
+                self.barrier()
             dist.destroy_process_group()
             self.initialized = False
 
