@@ -545,3 +545,56 @@ def best_spikeflow(
     if not timed:
         return ("spikeflow", None)
     return min(timed, key=lambda item: item[1])
+
+
+# -- the fused kernels alone ----------------------------------------------------------
+
+
+class _Recorder:
+    """Stands in for an entry's kernels: runs them and keeps each call's arguments."""
+
+    def __init__(self, kernels: object) -> None:
+        self.kernels = kernels
+        self.calls: list[tuple[str, tuple]] = []
+
+    def forward(self, *args: object) -> None:
+        self.calls.append(("forward", args))
+        self.kernels.forward(*args)
+
+    def backward(self, *args: object) -> None:
+        self.calls.append(("backward", args))
+        self.kernels.backward(*args)
+
+
+def kernel_time(
+    call: Callable[[], object], device: torch.device, repeats: int, budget_s: float
+) -> float | None:
+    """Median seconds of the fused kernel calls that one ``call()`` makes, replayed on
+    the buffers that call used: already allocated and touched, so without autograd,
+    Python glue and first-touch page faults. None when ``call`` ran no fused kernel.
+
+    It swaps every registered kernel pair for a recorder around one ``call()`` (the
+    registry is spikeflow's internal ``spikeflow.kernels.fused._ENTRIES``).
+    """
+    import dataclasses
+
+    from spikeflow.kernels import fused
+
+    saved = dict(fused._ENTRIES)
+    recorders: list[_Recorder] = []
+    for key, entry in saved.items():
+        recorders.append(_Recorder(entry.kernels))
+        fused._ENTRIES[key] = dataclasses.replace(entry, kernels=recorders[-1])
+    try:
+        call()
+    finally:
+        fused._ENTRIES.update(saved)
+    replay = [(getattr(r.kernels, name), args) for r in recorders for name, args in r.calls]
+    if not replay:
+        return None
+
+    def run() -> None:
+        for fn, args in replay:
+            fn(*args)
+
+    return median(measure(run, device, warmup=2, repeats=repeats, budget_s=budget_s))

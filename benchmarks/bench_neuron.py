@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 import _common as C
 import torch
@@ -53,10 +54,8 @@ def copy_time(x: torch.Tensor, device: torch.device, repeats: int) -> tuple[floa
     return copy, clone
 
 
-def time_runner(
-    r: C.Runner, x: torch.Tensor, mode: str, device: torch.device, args: argparse.Namespace
-) -> float:
-    """Median seconds of one forward (no_grad) or forward+backward of ``r`` on ``x``."""
+def make_call(r: C.Runner, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    """One forward (no_grad) or forward+backward of ``r`` on ``x``."""
     if mode == "fwd":
 
         def call() -> None:
@@ -70,6 +69,14 @@ def time_runner(
             xg.grad = None
             r.fn(xg).sum().backward()
 
+    return call
+
+
+def time_runner(
+    r: C.Runner, x: torch.Tensor, mode: str, device: torch.device, args: argparse.Namespace
+) -> float:
+    """Median seconds of one forward (no_grad) or forward+backward of ``r`` on ``x``."""
+    call = make_call(r, x, mode)
     times = C.measure(call, device, warmup=args.warmup, repeats=args.repeats, budget_s=args.budget)
     return C.median(times)
 
@@ -120,6 +127,11 @@ def main(argv: list[str] | None = None) -> dict:
                         errors[r.name] = f"{type(error).__name__}: {error}".splitlines()[0][:120]
                 best = C.best_spikeflow(runners, times)
                 floor = floors[mode]
+                kernels = None
+                fastest = next((r for r in runners if r.name == best[0]), None)
+                if fastest is not None and best[1] is not None:
+                    call = make_call(fastest, x, mode)
+                    kernels = C.kernel_time(call, device, max(args.repeats, 5), args.budget)
                 label = "forward (no_grad)" if mode == "fwd" else "forward+backward"
                 k = 1 if mode == "fwd" else 2
                 print(
@@ -144,6 +156,12 @@ def main(argv: list[str] | None = None) -> dict:
                     rows,
                     indent="  ",
                 )
+                if kernels is not None:
+                    print(
+                        f"  {best[0]}'s kernels alone (on the buffers of a call, no autograd, "
+                        f"no fresh allocations): {C.fmt_ms(kernels)} ms, "
+                        f"{C.fmt_ratio(kernels, floor)} the floor"
+                    )
                 results.append(
                     {
                         "T": T,
@@ -154,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "times_s": times,
                         "errors": errors,
                         "spikeflow_best": best[0],
+                        "spikeflow_kernels_s": kernels,
                     }
                 )
                 summary_rows.append(
@@ -162,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
                         C.fmt_ms(best[1]),
                         C.fmt_ratio(best[1], floor),
                         C.fmt_ratio(best[1], k * clone_t),
+                        C.fmt_ratio(kernels, floor) if kernels is not None else "-",
                         *[C.fmt_ratio(times[n], best[1]) for n in peer_names],
                     ]
                 )
@@ -169,10 +189,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(
         "\nsummary: spikeflow's best backend (ms, vs the copy_ floor and the allocating "
-        "x.clone() floor), every runner relative to it"
+        "x.clone() floor; its kernels alone vs the copy_ floor), every runner relative to it"
     )
     C.print_table(
-        ["size / mode", "sf best ms", "sf vs floor", "sf vs clone", *peer_names],
+        ["size / mode", "sf best ms", "sf vs floor", "sf vs clone", "kernels vs floor",
+         *peer_names],  # fmt: skip
         summary_rows,
         indent="  ",
     )
