@@ -9,7 +9,9 @@ reference loop's float32 arithmetic exactly.
 
 from __future__ import annotations
 
-from spikeflow.kernels.expr import Expr
+import math
+
+from spikeflow.kernels.expr import Expr, topological
 from spikeflow.kernels.printing import emit, indent
 from spikeflow.kernels.spec import KernelSpec
 
@@ -21,6 +23,17 @@ BLOCK = 256
 #: state, cache-resident) and walks it backwards. Global memory traffic for backward
 #: is then the input, the spike gradient and the input gradient only.
 CHECKPOINT = 32
+
+# The backward unit asks glibc's <math.h> for its vector-variant declarations (libmvec),
+# which it gives only under __FAST_MATH__, without -ffast-math itself: its
+# finite-math-only turned an exp overflowing to inf (a membrane far below threshold)
+# into NaN gradients.
+_HEADER = """#include <stdint.h>
+#if defined(SPIKEFLOW_BACKWARD_ONLY) && defined(__GLIBC__) && !defined(__FAST_MATH__)
+#define __FAST_MATH__ 1
+#endif
+#include <math.h>
+"""
 
 _UNARY_C = {
     "exp": "exp{f}({a})",
@@ -62,20 +75,58 @@ _BINARY_C = {
 }
 
 
-def _emit(targets: list[tuple[str, Expr]], names: dict[str, str], f: str) -> list[str]:
-    """C statements computing every target (common subexpressions computed once)."""
+#: libm calls; in the backward unit these vectorise through glibc's libmvec.
+_LIBM = ("exp", "log", "log1p", "expm1", "tanh", "atan", "erf", "erfc", "sin", "cos", "pow")
+_LIBM_OPS = {*_LIBM, "sigmoid"}
+
+
+def _emit(
+    targets: list[tuple[str, Expr]],
+    names: dict[str, str],
+    f: str,
+    exact: frozenset[tuple] = frozenset(),
+) -> list[str]:
+    """C statements computing every target (common subexpressions computed once).
+
+    Nodes whose key is in ``exact`` (the forward's values, recomputed by the backward)
+    call libm through the ``sfx_`` wrappers: scalar, as the forward calls it, so the
+    backward sees the forward's states and spikes bit for bit.
+    """
 
     def operation(node: Expr, args: list[str]) -> str:
         if node.op == "where":
             return f"({args[0]} ? {args[1]} : {args[2]})"
         if node.op in _UNARY_C:
-            return _UNARY_C[node.op].format(a=args[0], f=f)
-        return _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
+            code = _UNARY_C[node.op].format(a=args[0], f=f)
+        else:
+            code = _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
+        if node.op in _LIBM_OPS and node.key in exact:
+            fn = "exp" if node.op == "sigmoid" else node.op
+            code = code.replace(f"{fn}{f}(", f"sfx_{fn}{f}(")
+        return code
 
     return emit(
-        targets, names, lambda v: f"((T){v!r})", operation, "const T {name} = {code};",
-        "{name} = {code};",
-    )  # fmt: skip
+        targets, names, _literal, operation, "const T {name} = {code};", "{name} = {code};"
+    )
+
+
+def _literal(v: float) -> str:
+    if math.isnan(v):
+        return "((T)NAN)"
+    if math.isinf(v):
+        return "((T)INFINITY)" if v > 0 else "(-(T)INFINITY)"
+    return f"((T){v!r})"
+
+
+def _exact_wrappers(f: str) -> list[str]:
+    """Scalar libm behind a call the vectoriser cannot look through (see :func:`_emit`)."""
+    lines = []
+    for fn in _LIBM:
+        args, call = ("T a, T b", f"pow{f}(a, b)") if fn == "pow" else ("T a", f"{fn}{f}(a)")
+        lines.append(
+            f"__attribute__((noinline, unused)) static T sfx_{fn}{f}({args}) {{ return {call}; }}"
+        )
+    return lines
 
 
 def generate_c(spec: KernelSpec) -> str:
@@ -202,7 +253,8 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     replay += [f"const T st_{s} = ST_{s}[i];" for s in states]
     replay += [f"LOC_{s}[j][i] = st_{s};" for s in states]
     replay += [f"T new_{s};" for s in states]
-    replay += _emit([(f"new_{s}", e) for s, e in zip(states, g.new_state)], names, f)
+    fwd = frozenset(n.key for n in topological([g.spike, *g.new_state]))
+    replay += _emit([(f"new_{s}", e) for s, e in zip(states, g.new_state)], names, f, fwd)
     replay += [f"ST_{s}[i] = new_{s};" for s in states]
     body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
     body += [f"const T st_{s} = LOC_{s}[j][i];" for s in states]
@@ -211,7 +263,7 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     body += [f"T dp_{p};" for p in grad_p]
     if spec.grad_theta:
         body.append("T dtheta_;")
-    body += _emit(targets, names, f)
+    body += _emit(targets, names, f, fwd)
     body += [f"GST_{s}[i] = ngs_{s};" for s in states]
     body += [f"ACC_{p}[i] += dp_{p};" for p in grad_p]
     if spec.grad_theta:
@@ -235,6 +287,8 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
     store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
     backward = f"""
 #ifdef SPIKEFLOW_BACKWARD_ONLY
+{chr(10).join(_exact_wrappers(f))}
+
 void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars,
                         int64_t gspk_step) {{
 {indent(prefix + bwd_ptrs, 1)}
@@ -272,5 +326,5 @@ void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const d
 }}
 #endif
 """
-    header = f"#include <math.h>\n#include <stdint.h>\ntypedef {spec.ctype} T;\n"
+    header = f"{_HEADER}typedef {spec.ctype} T;\n"
     return header + forward + backward

