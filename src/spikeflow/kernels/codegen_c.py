@@ -105,9 +105,7 @@ def _emit(
             code = code.replace(f"{fn}{f}(", f"sfx_{fn}{f}(")
         return code
 
-    return emit(
-        targets, names, _literal, operation, "const T {name} = {code};", "{name} = {code};"
-    )
+    return emit(targets, names, _literal, operation, "const T {name} = {code};", "{name} = {code};")
 
 
 def _literal(v: float) -> str:
