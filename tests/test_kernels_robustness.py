@@ -71,3 +71,41 @@ def test_backward_replays_the_forward_bit_for_bit_through_libm():
     s_below, g_below = grads(ExpCharge(backend="cpu", v_threshold=below), x)
     assert s_at[0].all() and torch.equal(s_at, s_below)
     torch.testing.assert_close(g_at, g_below, rtol=1e-4, atol=1e-6)
+
+
+class Capped(BaseNode):
+    """An infinite constant in an equation (an open bound, a where branch)."""
+
+    @staticmethod
+    def charge(x, v):
+        h = torch.clamp(v + x, -math.inf, 3.0)
+        return torch.where(h > 2.5, h * 0.5, torch.maximum(h, torch.full_like(h, -math.inf)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infinite_constants_compile_and_match_the_reference(backend):
+    x = torch.randn(9, 2, 40, dtype=torch.float64, device=kernel_device(backend)) * 2
+    s_ref, g_ref = grads(Capped(backend="torch").double(), x)
+    s, g = grads(Capped(backend=backend).double(), x)
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)
+
+
+class FlooredIF(BaseNode):
+    """An IF neuron whose membrane cannot fall below -1."""
+
+    @staticmethod
+    def charge(x, v):
+        return torch.clamp(v + x, min=-1.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clamp_passes_the_gradient_on_its_bound_as_torch_does(backend):
+    # The membrane sits exactly on the floor during the silent steps: torch.clamp's
+    # derivative there is 1 (a maximum would split it 0.5/0.5 at the tie).
+    x = torch.tensor([[-2.0], [0.0], [0.0], [1.5]], dtype=torch.float64)
+    x = x.expand(4, 8).contiguous().to(kernel_device(backend))
+    _, g_ref = grads(FlooredIF(backend="torch", v_reset=None), x)
+    _, g = grads(FlooredIF(backend=backend, v_reset=None), x)
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+    assert g[1:3].min() > 0.4

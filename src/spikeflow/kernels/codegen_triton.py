@@ -19,6 +19,7 @@ which has no libdevice, only core ``tl`` math is used; numpy computes it there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from spikeflow.kernels.expr import Expr
@@ -133,7 +134,7 @@ def _emit(
             return unary[node.op].format(a=args[0])
         return _BINARY[node.op].format(a=args[0], b=args[1])
 
-    lines = emit(targets, names, repr, operation, "{name} = {code}", "{name} = {code}")
+    lines = emit(targets, names, _literal, operation, "{name} = {code}", "{name} = {code}")
     # A target that is a constant or a plain variable must still be a block tensor.
     lines += [f"{dst} = {dst} + zero_" for dst, e in targets if e.op in ("const", "var")]
     return lines
@@ -259,3 +260,12 @@ def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, GSTEP, GLAST, BLOC
     if exact:
         header += "from triton.language.extra import libdevice\n"
     return header + _ATAN + forward + backward
+
+
+def _literal(v: float) -> str:
+    """A constant as Triton source: the literal 1e999 parses to infinity."""
+    if math.isnan(v):
+        return "(1e999 * 0.0)"
+    if math.isinf(v):
+        return "1e999" if v > 0 else "(-1e999)"
+    return repr(v)

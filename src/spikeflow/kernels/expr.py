@@ -201,11 +201,13 @@ def apply(op: str, *args: object) -> Expr:
 
 
 def _clamp(x: object, lo: object = None, hi: object = None) -> Expr:
+    # As selections, not maximum/minimum: torch.clamp passes the gradient to x on the
+    # bounds too (maximum/minimum split it in halves at a tie), and gives hi when lo > hi.
     out = _lift(x)
     if lo is not None:
-        out = apply("maximum", out, lo)
+        out = apply("where", apply("lt", out, lo), lo, out)
     if hi is not None:
-        out = apply("minimum", out, hi)
+        out = apply("where", apply("gt", out, hi), hi, out)
     return out
 
 
