@@ -7,7 +7,8 @@ system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) builds the library; i
 cached under ``$SPIKEFLOW_CACHE_DIR`` (default ``~/.cache/spikeflow``) in the caller's
 subfolder, named by a hash of the source, the compiler, the flags and the machine, and
 written with an atomic ``os.replace`` so that concurrent processes never load a
-half-written file. Loading needs no compiler once the library is cached.
+half-written file. Loading a cached library runs no compiler, but one must be installed:
+the compiler is part of the cache key.
 """
 
 from __future__ import annotations
@@ -17,20 +18,23 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from spikeflow.errors import SpikeflowError
 
-__all__ = ["CompilerNotFoundError", "build_library", "cache_root", "find_compiler"]
+__all__ = ["CompilerNotFoundError", "build_library", "cache_folder", "cache_root", "find_compiler"]
 
 _LOCK = threading.Lock()
 _LIBS: dict[str, ctypes.CDLL] = {}
 _COMPILERS: dict[tuple[str | None, str | None], str | None] = {}
+_WARNED: set[Path] = set()
 
 
 class CompilerNotFoundError(SpikeflowError, RuntimeError):
@@ -38,7 +42,8 @@ class CompilerNotFoundError(SpikeflowError, RuntimeError):
 
 
 def find_compiler(purpose: str, alternative: str) -> str:
-    """The C compiler (``$CC`` or the first of cc, gcc, clang on ``PATH``).
+    """The C compiler (``$CC``, which may carry arguments such as ``ccache gcc``, or the
+    first of cc, gcc, clang on ``PATH``).
 
     Looked up once per value of ``$CC`` and ``$PATH`` (``backend="auto"`` asks on every
     call, and a ``PATH`` search costs tens of microseconds).
@@ -49,8 +54,15 @@ def find_compiler(purpose: str, alternative: str) -> str:
     """
     key = (os.environ.get("CC"), os.environ.get("PATH"))
     if key not in _COMPILERS:
-        candidates = (key[0], "cc", "gcc", "clang")
-        _COMPILERS[key] = next((c for c in candidates if c and shutil.which(c)), None)
+        cc = key[0]
+        if cc and not _runnable(cc):
+            warnings.warn(
+                f"$CC={cc!r} is not an executable on PATH; trying cc, gcc, clang",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        candidates = (cc, "cc", "gcc", "clang")
+        _COMPILERS[key] = next((c for c in candidates if c and _runnable(c)), None)
     found = _COMPILERS[key]
     if found is None:
         raise CompilerNotFoundError(
@@ -58,6 +70,12 @@ def find_compiler(purpose: str, alternative: str) -> str:
             f"(e.g. apt-get install gcc) or {alternative}"
         )
     return found
+
+
+def _runnable(command: str) -> bool:
+    """Whether the program of ``command`` (``$CC`` may carry arguments) is on PATH."""
+    words = shlex.split(command)
+    return bool(words) and shutil.which(words[0]) is not None
 
 
 def cache_root() -> Path:
@@ -92,14 +110,16 @@ def build_library(
 
     Args:
         source: the C source text.
-        cc: the compiler (see :func:`find_compiler`).
+        cc: the compiler (see :func:`find_compiler`), possibly with arguments
+            (``"ccache gcc"``).
         subdir: the cache subfolder (``kernels``, ``decoders``).
         prefix: the start of the cached file names.
         units: the compile flags of each object file built from ``source`` (one entry
             per object; several when parts of the source need different flags).
         link_flags: flags of the final ``-shared`` link.
 
-    The library is loaded once per process (later calls return the same object).
+    The library is loaded once per process (later calls return the same object). A
+    cached file that cannot be loaded (truncated, say) is rebuilt once.
     """
     key = hashlib.sha256(
         "\n".join([source, cc, *("\0".join(u) for u in units), *link_flags,
@@ -112,26 +132,75 @@ def build_library(
         lib = _LIBS.get(key)
         if lib is not None:
             return lib
-        folder = cache_root() / subdir
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = cache_folder(subdir)
         so = folder / f"{prefix}_{key}.so"
         if not so.exists():
-            src = folder / f"{prefix}_{key}.c"
-            src.write_text(source)
-            with tempfile.TemporaryDirectory(dir=folder) as work:
-                objects = [str(Path(work) / f"u{i}.o") for i in range(len(units))]
-                lib_tmp = str(Path(work) / "lib.so")
-                cmds = [
-                    [cc, *flags, "-c", str(src), "-o", obj] for flags, obj in zip(units, objects)
-                ]
-                cmds.append([cc, "-shared", *objects, "-o", lib_tmp, *link_flags])
-                for cmd in cmds:
-                    result = subprocess.run(cmd, capture_output=True, text=True)
-                    if result.returncode != 0:
-                        raise SpikeflowError(
-                            f"compiling {src} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}"
-                        )
-                os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
-        lib = ctypes.CDLL(str(so))
+            _compile(source, cc, units, link_flags, folder, so)
+        try:
+            lib = ctypes.CDLL(str(so))
+        except OSError as error:  # a damaged cache entry: build it again
+            _compile(source, cc, units, link_flags, folder, so)
+            try:
+                lib = ctypes.CDLL(str(so))
+            except OSError:
+                raise SpikeflowError(f"cannot load the freshly built {so}: {error}") from error
         _LIBS[key] = lib
         return lib
+
+
+def _compile(
+    source: str,
+    cc: str,
+    units: Sequence[Sequence[str]],
+    link_flags: Sequence[str],
+    folder: Path,
+    so: Path,
+) -> None:
+    """Build ``so`` from ``source`` in a private folder and move it (and its source, for
+    reading) into place atomically: concurrent builders never see each other's files."""
+    compiler = shlex.split(cc)
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        src = Path(work) / so.with_suffix(".c").name
+        src.write_text(source)
+        objects = [str(Path(work) / f"u{i}.o") for i in range(len(units))]
+        lib_tmp = str(Path(work) / "lib.so")
+        cmds = [
+            [*compiler, *flags, "-c", str(src), "-o", obj] for flags, obj in zip(units, objects)
+        ]
+        cmds.append([*compiler, "-shared", *objects, "-o", lib_tmp, *link_flags])
+        for cmd in cmds:
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                kept = so.with_suffix(".failed.c")
+                os.replace(src, kept)
+                raise SpikeflowError(
+                    f"compiling {kept} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}"
+                )
+        os.replace(src, so.with_suffix(".c"))
+        os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
+
+
+def cache_folder(subdir: str) -> Path:
+    """``cache_root() / subdir``, created; where that cannot be written (a read-only
+    home), a per-user folder in the temporary directory, with a warning once."""
+    folder = cache_root() / subdir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+        reason = "not writable"
+    except OSError as error:
+        reason = str(error)
+    user = getattr(os, "getuid", lambda: "user")()
+    fallback = Path(tempfile.gettempdir()) / f"spikeflow-cache-{user}" / subdir
+    fallback.mkdir(parents=True, exist_ok=True)
+    if folder not in _WARNED:
+        _WARNED.add(folder)
+        warnings.warn(
+            f"the compiled-code cache {folder} cannot be used ({reason}); building in "
+            f"{fallback} instead: set SPIKEFLOW_CACHE_DIR to a writable folder to keep "
+            "builds across runs",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return fallback

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spikeflow._cbuild import CompilerNotFoundError, build_library, cache_root, find_compiler
+from spikeflow._cbuild import CompilerNotFoundError, build_library, cache_folder, find_compiler
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
 from spikeflow.kernels.fused import run_fused
@@ -62,9 +62,8 @@ def compiler() -> str:
 
 
 def cache_dir() -> Path:
-    path = cache_root() / "kernels"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where the compiled kernels are cached (see :func:`spikeflow._cbuild.cache_folder`)."""
+    return cache_folder("kernels")
 
 
 def _load(source: str) -> Any:

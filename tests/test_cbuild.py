@@ -1,0 +1,98 @@
+"""The compiled-C cache shared by the CPU kernels and the event decoders: private build
+folders, damaged entries, an unusable cache folder, ``$CC`` with arguments."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from spikeflow import _cbuild
+
+pytestmark = pytest.mark.skipif(
+    not any(_cbuild._runnable(c) for c in ("cc", "gcc", "clang")), reason="no C compiler"
+)
+
+
+def _source(tag: str) -> str:
+    return f"/* {tag} */\nint answer(void) {{ return 42; }}\n"
+
+
+def _build(source: str, cc: str | None = None):
+    cc = cc or _cbuild.find_compiler("the test compiles C", "install gcc")
+    return _cbuild.build_library(source, cc=cc, subdir="t", prefix="t", units=[["-O1", "-fPIC"]])
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "t"
+
+
+def test_sources_are_compiled_in_a_private_folder(cache, monkeypatch):
+    # A builder must never compile a file another process may be rewriting: the source
+    # it compiles lives in its own temporary folder, and lands in the cache only whole.
+    compiled: list[Path] = []
+    real_run = subprocess.run
+
+    def spy(cmd, **kw):
+        compiled.extend(Path(a) for a in cmd if a.endswith(".c"))
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(_cbuild.subprocess, "run", spy)
+    assert _build(_source(uuid.uuid4().hex)).answer() == 42
+    assert compiled and all(p.parent != cache for p in compiled)
+    assert len(list(cache.glob("*.c"))) == 1 and len(list(cache.glob("*.so"))) == 1
+
+
+def _build_in_child(args: tuple[str, str]) -> int:
+    import os
+
+    os.environ["SPIKEFLOW_CACHE_DIR"] = args[0]
+    return _build(args[1]).answer()
+
+
+def test_concurrent_first_builds_all_load(cache):
+    source = _source(uuid.uuid4().hex)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        assert pool.map(_build_in_child, [(str(cache.parent), source)] * 4) == [42] * 4
+
+
+def test_a_damaged_cached_library_is_rebuilt(cache):
+    source = _source(uuid.uuid4().hex)
+    assert _build(source).answer() == 42
+    (so,) = cache.glob("*.so")
+    # Truncated, as by a full disk (a new file: this process still maps the old one).
+    damaged = so.with_suffix(".tmp")
+    damaged.write_bytes(so.read_bytes()[:100])
+    damaged.replace(so)
+    _cbuild._LIBS.clear()  # a new process
+    assert _build(source).answer() == 42
+
+
+def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    with pytest.warns(RuntimeWarning, match="SPIKEFLOW_CACHE_DIR"):
+        folder = _cbuild.cache_folder("t")
+    assert folder.is_dir() and str(blocker) not in str(folder)
+    assert _build(_source(uuid.uuid4().hex)).answer() == 42
+
+
+def test_cc_may_carry_arguments(cache, monkeypatch):
+    cc = next(c for c in ("cc", "gcc", "clang") if _cbuild._runnable(c))
+    monkeypatch.setenv("CC", f"env {cc}")  # a wrapper, as ccache is
+    assert _cbuild.find_compiler("the test compiles C", "install gcc") == f"env {cc}"
+    assert _build(_source(uuid.uuid4().hex), cc=f"env {cc}").answer() == 42
+
+
+def test_a_cc_that_does_not_exist_is_reported(monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler-" + uuid.uuid4().hex)
+    with pytest.warns(RuntimeWarning, match="is not an executable"):
+        found = _cbuild.find_compiler("the test compiles C", "install gcc")
+    assert found in ("cc", "gcc", "clang")
