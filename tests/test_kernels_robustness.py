@@ -109,3 +109,46 @@ def test_clamp_passes_the_gradient_on_its_bound_as_torch_does(backend):
     _, g = grads(FlooredIF(backend=backend, v_reset=None), x)
     torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
     assert g[1:3].min() > 0.4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wider_threshold_promotes_the_computation_as_the_reference_does(backend):
+    # float32 input 0.7 (0.69999999) against a float64 per-neuron threshold 0.7: the
+    # reference computes in float64 (PyTorch's promotion) and does not fire; a kernel
+    # that cast the threshold to float32 (0.69999999) would.
+    device = kernel_device(backend)
+    x = torch.full((1, 3), 0.7, device=device)
+    theta = torch.full((3,), 0.7, dtype=torch.float64, device=device)
+    s_ref = IFNode(backend="torch", v_threshold=theta)(x)
+    s = IFNode(backend=backend, v_threshold=theta)(x)
+    assert s.dtype == s_ref.dtype == torch.float64
+    assert torch.equal(s, s_ref) and not s.any()
+
+
+def test_jit_trace_records_the_reference_loop_and_refuses_an_explicit_kernel():
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.neurons import LIFNode
+
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(4, 2, 8) * 3, torch.randn(4, 2, 8) * 3
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), LIFNode(backend="auto")).eval()
+    model.requires_grad_(False)
+    traced = torch.jit.trace(model, x1)
+    assert torch.equal(traced(x2), model(x2))
+    model[1].backend = "cpu"
+    with pytest.raises(ConfigurationError, match=r"torch\.jit\.trace"):
+        torch.jit.trace(model, x1)
+
+
+def test_zero_time_steps_are_refused_by_the_low_level_runner():
+    from spikeflow.errors import ShapeError
+    from spikeflow.kernels.cpu import run_cpu
+    from spikeflow.kernels.reference import FiringRule
+    from spikeflow.neurons import LIFNode
+    from spikeflow.surrogate import Sigmoid
+
+    node = LIFNode()
+    x = torch.zeros(0, 100, requires_grad=True)
+    rule = FiringRule(Sigmoid(), 0.0, False, False)
+    with pytest.raises(ShapeError, match="at least one time step"):
+        run_cpu(node.declaration(), x, {"v": torch.zeros(100)}, node.neuron_params(), 1.0, rule)

@@ -46,8 +46,8 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     check_backend(name)
     if name == "auto":
         # Under torch.compile the reference loop is traced and fused by the compiler;
-        # the ctypes kernel is opaque to it.
-        if torch.compiler.is_compiling() or functorch_active():
+        # the ctypes kernel is opaque to it (and to torch.func and torch.jit.trace).
+        if torch.compiler.is_compiling() or functorch_active() or torch.jit.is_tracing():
             return run_reference
         if x.device.type == "cuda" and triton_available():
             return run_triton

@@ -30,7 +30,7 @@ from torch import Tensor
 from spikeflow._cbuild import CompilerNotFoundError, build_library, cache_folder, find_compiler
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
-from spikeflow.kernels.fused import run_fused
+from spikeflow.kernels.fused import promoted_input, run_fused
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -125,6 +125,7 @@ def run_cpu(
     """Fused CPU equivalent of :func:`spikeflow.kernels.reference.run_reference`."""
     if x_seq.device.type != "cpu":
         raise ConfigurationError(f"backend 'cpu' needs a CPU tensor, got device {x_seq.device}")
+    x_seq = promoted_input(x_seq, params, threshold)
     dtype = x_seq.dtype
     if dtype not in _CTYPES:
         raise DTypeError(

@@ -22,14 +22,22 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
-__all__ = ["Kernels", "Launcher", "forget", "functorch_active", "run_fused", "step_graph"]
+__all__ = [
+    "Kernels",
+    "Launcher",
+    "forget",
+    "functorch_active",
+    "promoted_input",
+    "run_fused",
+    "step_graph",
+]
 
 _GRAPHS: dict[tuple, StepGraph] = {}
 
@@ -379,6 +387,19 @@ def forget(launcher: Launcher) -> None:
 _entry_key_compiled = torch.compiler.disable(_entry_key)
 
 
+def promoted_input(
+    x_seq: Tensor, params: dict[str, Tensor | float], threshold: Tensor | float
+) -> Tensor:
+    """``x_seq`` in the dtype the reference loop computes in under PyTorch's type
+    promotion: a float64 threshold or parameter of one or more dimensions with a float32
+    input gives float64 (0-dim tensors and Python floats do not promote)."""
+    dtype = x_seq.dtype
+    for v in (*params.values(), threshold):
+        if isinstance(v, Tensor) and v.dim() > 0 and v.is_floating_point():
+            dtype = torch.promote_types(dtype, v.dtype)
+    return x_seq if dtype == x_seq.dtype else x_seq.to(dtype)
+
+
 def run_fused(
     launcher: Launcher,
     ctype: str,
@@ -406,6 +427,16 @@ def run_fused(
             "the fused backends cannot run inside torch.func transforms (grad, vmap, jacrev, "
             "...): their kernels read raw memory; use backend='auto' (which picks the "
             "reference loop there) or backend='torch'"
+        )
+    if torch.jit.is_tracing():
+        raise ConfigurationError(
+            "the fused backends cannot be recorded by torch.jit.trace (their kernels are "
+            "invisible to it, so the trace would replay stale memory); use backend='auto' "
+            "(which picks the reference loop there), backend='torch', or torch.compile"
+        )
+    if x_seq.shape[0] == 0:
+        raise ShapeError(
+            f"a neuron needs at least one time step; got input of shape {tuple(x_seq.shape)}"
         )
     step_shape = x_seq.shape[1:]
     # One pass over the parameters and the threshold (this runs on every call).

@@ -23,7 +23,7 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.cpu import cache_dir
-from spikeflow.kernels.fused import Launcher, run_fused
+from spikeflow.kernels.fused import Launcher, promoted_input, run_fused
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -203,6 +203,7 @@ def run_with_launcher(
     no checkpointing, parameters on the device), with kernels from ``launcher``: shared
     by :func:`run_triton` and :func:`spikeflow.kernels.triton_aot.compile_for_gpu`, so
     that what is compiled ahead of time is what runs."""
+    x_seq = promoted_input(x_seq, params, threshold)
     dtype = x_seq.dtype
     if dtype not in _SUPPORTED:
         raise DTypeError(f"backend 'triton' supports {_SUPPORTED}, got {dtype}")
