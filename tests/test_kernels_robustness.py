@@ -5,6 +5,9 @@ damaged or shared kernel cache."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -152,3 +155,34 @@ def test_zero_time_steps_are_refused_by_the_low_level_runner():
     rule = FiringRule(Sigmoid(), 0.0, False, False)
     with pytest.raises(ShapeError, match="at least one time step"):
         run_cpu(node.declaration(), x, {"v": torch.zeros(100)}, node.neuron_params(), 1.0, rule)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_the_cpu_kernels_without_hanging():
+    # GNU OpenMP's thread pool does not survive fork(): a child entering a parallel
+    # region that its parent had used waits for ever. The kernels run serially there.
+    # (PyTorch's own parallel operators hang the same way in such a child.)
+    from spikeflow.neurons import LIFNode
+
+    x = torch.rand(16, 4096) * 2.5
+    with torch.no_grad():
+        expected = LIFNode(backend="cpu")(x).numpy().tobytes()  # on every thread
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest, no exceptions escaping
+        try:
+            with torch.no_grad():
+                os.write(write, LIFNode(backend="cpu")(x).numpy().tobytes()[:64])
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 120
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in the CPU kernel")
+        time.sleep(0.05)
+    got = os.read(read, 64)
+    os.close(read)
+    assert got == expected[:64]

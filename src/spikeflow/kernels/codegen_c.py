@@ -127,6 +127,23 @@ def _exact_wrappers(f: str) -> list[str]:
     return lines
 
 
+def _driver(kind: str, extra_params: str = "", extra_args: str = "") -> str:
+    """The exported entry: the blocks of neurons on OpenMP threads, or in a plain loop
+    on one thread, which never enters the OpenMP runtime (GNU OpenMP's thread pool does
+    not survive a fork(); a forked child runs on one thread, see cpu.kernel_threads)."""
+    call = f"{kind}_block(o_n, T_, N, ptrs, scalars{extra_args});"
+    params = f"int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars{extra_params}"
+    return f"""
+void spikeflow_{kind}({params}) {{
+    if (threads > 1) {{
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {call}
+    }} else {{
+        for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {call}
+    }}
+}}"""
+
+
 def generate_c(spec: KernelSpec) -> str:
     """C source with ``spikeflow_forward`` and ``spikeflow_backward``.
 
@@ -202,10 +219,10 @@ def generate_c(spec: KernelSpec) -> str:
     )
     forward = f"""
 #ifndef SPIKEFLOW_BACKWARD_ONLY
-void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars) {{
+static inline void forward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs,
+                                 const double* scalars) {{
 {indent(prefix + fwd_ptrs, 1)}
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
+    {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
 {indent([f"T ST_{s}[{BLOCK}];" for s in states], 2)}
         for (int64_t i = 0; i < m; ++i) {{
@@ -224,6 +241,7 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
         }}
     }}
 }}
+{_driver("forward")}
 #endif
 """
     # ---------------- backward ----------------
@@ -287,11 +305,10 @@ void spikeflow_forward(int64_t T_, int64_t N, int threads, void** ptrs, const do
 #ifdef SPIKEFLOW_BACKWARD_ONLY
 {chr(10).join(_exact_wrappers(f))}
 
-void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars,
-                        int64_t gspk_step) {{
+static inline void backward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs,
+                                  const double* scalars, int64_t gspk_step) {{
 {indent(prefix + bwd_ptrs, 1)}
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
+    {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
 {indent(locals_, 2)}
 {indent(init_grads, 2)}
@@ -322,6 +339,7 @@ void spikeflow_backward(int64_t T_, int64_t N, int threads, void** ptrs, const d
         }}
     }}
 }}
+{_driver("backward", ", int64_t gspk_step", ", gspk_step")}
 #endif
 """
     header = f"{_HEADER}typedef {spec.ctype} T;\n"

@@ -20,6 +20,7 @@ declaration order.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,26 @@ def _load(source: str) -> Any:
     return lib
 
 
+_FORKED_CHILD = False
+
+
+def _after_fork_in_child() -> None:
+    # GNU OpenMP's thread pool does not survive fork(): a parallel region in the child
+    # of a process that ran one waits for ever on the parent's threads. A forked child
+    # (multiprocessing's "fork", a pre-fork server) runs the kernels on one thread.
+    global _FORKED_CHILD
+    _FORKED_CHILD = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def kernel_threads() -> int:
+    """Threads the kernels run on: ``torch.get_num_threads()``, 1 in a forked child."""
+    return 1 if _FORKED_CHILD else torch.get_num_threads()
+
+
 class _CKernels:
     """The loaded shared object, called through ctypes with raw data pointers."""
 
@@ -96,7 +117,7 @@ class _CKernels:
             *[None if b is None else b.data_ptr() for b in buffers]
         )
         vals = (ctypes.c_double * max(1, len(scalars)))(*scalars)
-        return ptrs, vals, torch.get_num_threads()
+        return ptrs, vals, kernel_threads()
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
         ptrs, vals, threads = self._args(buffers, scalars)
