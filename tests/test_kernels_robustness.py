@@ -186,3 +186,33 @@ def test_a_forked_child_runs_the_cpu_kernels_without_hanging():
     got = os.read(read, 64)
     os.close(read)
     assert got == expected[:64]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loss", ["membrane_only", "spikes_and_membrane", "membrane_sum"])
+def test_the_recorded_membrane_is_differentiable_as_in_the_reference(backend, loss):
+    # store_v_seq's v_seq carries gradients on every backend (a membrane loss trains).
+    from spikeflow.neurons import ParametricLIFNode
+
+    device = kernel_device(backend)
+    torch.manual_seed(1)
+    x = torch.rand(37, 3, 11, dtype=torch.float64, device=device) * 2
+    w = torch.randn(37, 3, 11, dtype=torch.float64, device=device)
+    results = []
+    for b in ("torch", backend):
+        node = ParametricLIFNode(backend=b, store_v_seq=True).double().to(device)
+        xr = x.clone().requires_grad_(True)
+        spikes = node(xr)
+        v = node.v_seq
+        assert v.requires_grad
+        if loss == "membrane_only":
+            total = (v * w).sum()
+        elif loss == "spikes_and_membrane":
+            total = (spikes * w).sum() + v.pow(2).mean()
+        else:
+            total = v.sum()
+        total.backward()
+        results.append((xr.grad, node.w.grad))
+    (gx_ref, gw_ref), (gx, gw) = results
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-9, atol=1e-12)

@@ -144,6 +144,11 @@ void spikeflow_{kind}({params}) {{
 }}"""
 
 
+def _recorded(spec: KernelSpec, state: str) -> bool:
+    """Whether ``state`` is the membrane recorded every step (``record_v``)."""
+    return spec.record_v and state == "v"
+
+
 def generate_c(spec: KernelSpec) -> str:
     """C source with ``spikeflow_forward`` and ``spikeflow_backward``.
 
@@ -151,7 +156,9 @@ def generate_c(spec: KernelSpec) -> str:
     the pointer and scalar order is documented in :mod:`spikeflow.kernels.cpu`. The
     backward also takes ``int64 gspk_step``: the elements between two steps of the
     spike gradient (``N``, or 0 when every step has the same gradient, as after
-    ``spikes.sum()`` or ``spikes.mean(0)``, which is then passed as one ``[N]`` row).
+    ``spikes.sum()`` or ``spikes.mean(0)``, which is then passed as one ``[N]`` row),
+    and ``int64 gvrec_step``, the same for the gradient of the recorded membrane (read
+    only by a ``record_v`` kernel).
     """
     g = spec.graph
     decl = g.decl
@@ -250,6 +257,9 @@ static inline void forward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs
     bwd_ptrs.append(f"const T* GSPK = (const T*)ptrs[{q}];")
     bwd_ptrs += [f"const T* GOUT_{s} = (const T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
     q += 1 + n_st
+    if spec.record_v:
+        bwd_ptrs.append(f"const T* GVREC = (const T*)ptrs[{q}];")
+        q += 1
     bwd_ptrs.append(f"T* GX = (T*)ptrs[{q}];")
     bwd_ptrs += [f"T* GS0_{s} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
     q += 1 + n_st
@@ -274,7 +284,9 @@ static inline void forward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs
     replay += [f"ST_{s}[i] = new_{s};" for s in states]
     body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
     body += [f"const T st_{s} = LOC_{s}[j][i];" for s in states]
-    body += [f"const T gst_{s} = GST_{s}[i];" for s in states]
+    body += [f"const T gst_{s} = GST_{s}[i];" for s in states if not _recorded(spec, s)]
+    if spec.record_v:  # the recorded membrane's gradient joins the carried one
+        body.append("const T gst_v = GST_v[i] + GVREC[(t0 + j) * gvrec_step + o_n + i];")
     body += [f"T ngs_{s};" for s in states]
     body += [f"T dp_{p};" for p in grad_p]
     if spec.grad_theta:
@@ -306,7 +318,8 @@ static inline void forward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs
 {chr(10).join(_exact_wrappers(f))}
 
 static inline void backward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs,
-                                  const double* scalars, int64_t gspk_step) {{
+                                  const double* scalars, int64_t gspk_step,
+                                  int64_t gvrec_step) {{
 {indent(prefix + bwd_ptrs, 1)}
     {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
@@ -339,7 +352,7 @@ static inline void backward_block(int64_t o_n, int64_t T_, int64_t N, void** ptr
         }}
     }}
 }}
-{_driver("backward", ", int64_t gspk_step", ", gspk_step")}
+{_driver("backward", ", int64_t gspk_step, int64_t gvrec_step", ", gspk_step, gvrec_step")}
 #endif
 """
     header = f"{_HEADER}typedef {spec.ctype} T;\n"

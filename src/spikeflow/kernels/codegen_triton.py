@@ -215,6 +215,7 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     # ---------------- backward ----------------
     grad_p = [p for i, p in enumerate(params) if spec.grad_params[i]]
     b_args = [*shared_args, *(f"SAVE_{s}" for s in states), "GSPK", *(f"GOUT_{s}" for s in states)]
+    b_args += ["GVREC"] if spec.record_v else []
     b_args += ["GX", *(f"GS0_{s}" for s in states), *(f"GP_{p}" for p in grad_p)]
     if spec.grad_theta:
         b_args.append("GTHETA")
@@ -225,11 +226,15 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     pre += [f"{a} = tl.zeros([BLOCK], dtype=CT)" for a in accs]
     pre += [f"{b.lower()}_p = {b} + LAST + offs" for b in streams]
     pre.append("gspk_p = GSPK + GLAST + offs")
+    if spec.record_v:
+        pre.append("gvrec_p = GVREC + GVLAST + offs")
     body = [
         "x_ = tl.load(x_p, mask=mask, other=0.0).to(CT)",
         "gspk_ = tl.load(gspk_p, mask=mask, other=0.0).to(CT)",
     ]
     body += [f"st_{s} = tl.load(save_{s.lower()}_p, mask=mask, other=0.0).to(CT)" for s in states]
+    if spec.record_v:  # the recorded membrane's gradient joins the carried one
+        body.append("gst_v = gst_v + tl.load(gvrec_p, mask=mask, other=0.0).to(CT)")
     targets = [("gx_", g.grad_x), *((f"ngs_{s}", e) for s, e in zip(states, g.grad_state))]
     targets += [(f"dp_{p}", e) for i, (p, e) in enumerate(zip(params, g.grad_params))
                 if spec.grad_params[i]]  # fmt: skip
@@ -243,13 +248,17 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
         body.append("acc_theta_ += dtheta_")
     body += [f"{b.lower()}_p -= N" for b in streams]
     body.append("gspk_p -= GSTEP")
+    if spec.record_v:
+        body.append("gvrec_p -= GVSTEP")
     post = [f"tl.store(GS0_{s} + offs, gst_{s}.to(GS0_{s}.dtype.element_ty), mask=mask)"
             for s in states]  # fmt: skip
     post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
              for o, a in zip(outs, accs)]  # fmt: skip
+    steps = ["LAST", "GSTEP", "GLAST", *(["GVSTEP", "GVLAST"] if spec.record_v else [])]
+    b_sig = ", ".join([*b_args, "SCAL", "T", "N", *steps, "BLOCK: tl.constexpr"])
     backward = f"""
 @triton.jit
-def spikeflow_backward({", ".join(b_args)}, SCAL, T, N, LAST, GSTEP, GLAST, BLOCK: tl.constexpr):
+def spikeflow_backward({b_sig}):
     CT: tl.constexpr = {ct}
 {indent(loads + pre, 1)}
     for _t in range(T):

@@ -11,7 +11,8 @@ decoders), so later runs load it in milliseconds.
 Pointer order of the generated functions: array parameters (declaration order),
 threshold array, ``x``, then for the forward: initial states, spikes, final states,
 saved states (if saving), recorded membrane (if recording); for the backward: saved
-states, grad of spikes, grads of final states (NULL for an absent one), grad of ``x``,
+states, grad of spikes, grads of final states (NULL for an absent one), grad of the
+recorded membrane (if recording), grad of ``x``,
 grads of initial states, per-neuron grads of the parameters that need one, of the
 threshold. Scalar parameters (and a scalar threshold) go in the ``scalars`` array in
 declaration order.
@@ -80,7 +81,7 @@ def _load(source: str) -> Any:
     for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
         fn.restype = None
     lib.spikeflow_forward.argtypes = _ARGTYPES
-    lib.spikeflow_backward.argtypes = [*_ARGTYPES, ctypes.c_int64]
+    lib.spikeflow_backward.argtypes = [*_ARGTYPES, ctypes.c_int64, ctypes.c_int64]
     return lib
 
 
@@ -124,10 +125,16 @@ class _CKernels:
         self.lib.spikeflow_forward(T, n, threads, ptrs, vals)
 
     def backward(
-        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+        self,
+        T: int,
+        n: int,
+        buffers: list[Tensor | None],
+        scalars: list[float],
+        gspk_step: int,
+        gvrec_step: int = 0,
     ) -> None:
         ptrs, vals, threads = self._args(buffers, scalars)
-        self.lib.spikeflow_backward(T, n, threads, ptrs, vals, gspk_step)
+        self.lib.spikeflow_backward(T, n, threads, ptrs, vals, gspk_step, gvrec_step)
 
 
 def _c_launcher(spec: KernelSpec) -> _CKernels:

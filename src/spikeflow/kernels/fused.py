@@ -59,11 +59,18 @@ class Kernels(Protocol):
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None: ...
 
     def backward(
-        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+        self,
+        T: int,
+        n: int,
+        buffers: list[Tensor | None],
+        scalars: list[float],
+        gspk_step: int,
+        gvrec_step: int = 0,
     ) -> None:
         """``buffers`` holds ``None`` for an absent final-state gradient (zero);
         ``gspk_step`` is the elements between two steps of the spike gradient (``n``, or
-        0 when it is one ``[N]`` row shared by every step)."""
+        0 when it is one ``[N]`` row shared by every step); ``gvrec_step`` the same for
+        the recorded membrane's gradient (a ``record_v`` kernel's)."""
 
 
 class Launcher(Protocol):
@@ -179,22 +186,34 @@ def _backward_impl(
     n = math.prod(x.shape[1:])
     arrays, scalars = _layout(entry, operands, values, x.shape[1:])
     sd = entry.state_dtype
-    if T > 1 and grad_spikes.stride(0) == 0:
-        # The same gradient at every step (spikes.sum(), spikes.mean(0), ...): pass one
-        # row instead of materialising T copies of it.
-        gspk, gspk_step = grad_spikes[0].to(x.dtype).contiguous(), 0
-    else:
-        gspk, gspk_step = grad_spikes.to(x.dtype).contiguous(), n
+    gspk, gspk_step = _per_step(grad_spikes, x, n)
+    n_st = len(entry.spec.graph.decl.state_names)
     buffers: list[Tensor | None] = [
         *arrays,
         x.contiguous(),
         *(s.contiguous() for s in saved),
         gspk,
-        *(None if g is None else g.to(sd).contiguous() for g in grad_finals),
-        *outs,
+        *(None if g is None else g.to(sd).contiguous() for g in grad_finals[:n_st]),
     ]
-    entry.kernels.backward(T, n, buffers, scalars, gspk_step)
+    gvrec_step = 0
+    if entry.spec.record_v:  # the recorded membrane's gradient: a zero row when absent
+        g_vrec = grad_finals[n_st]
+        if g_vrec is None:
+            g_vrec = x.new_zeros(()).expand(x.shape)
+        g_row, gvrec_step = _per_step(g_vrec, x, n)
+        buffers.append(g_row)
+    buffers += outs
+    entry.kernels.backward(T, n, buffers, scalars, gspk_step, gvrec_step)
     return outs
+
+
+def _per_step(grad: Tensor, x: Tensor, n: int) -> tuple[Tensor, int]:
+    """A ``[T, ...]`` gradient as a kernel buffer and its step: one ``[N]`` row (step 0)
+    when it is the same at every step (``spikes.sum()``, ``spikes.mean(0)``, an absent
+    gradient: stride 0 over time), else ``[T, N]`` (step ``n``)."""
+    if grad.shape[0] == 1 or grad.stride(0) == 0:
+        return grad[0].to(x.dtype).contiguous(), 0
+    return grad.to(x.dtype).contiguous(), n
 
 
 @torch.library.custom_op("spikeflow::neuron_backward", mutates_args=())
@@ -228,6 +247,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
     entry = _ENTRIES[key]
     n_st = len(states)
     saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
+    ctx.record_v = entry.spec.record_v
     ctx.key = key
     ctx.values = values
     ctx.n_saved = len(saved)
@@ -245,6 +265,8 @@ def _backward(
     # absent final-state gradients go to the kernels as None (zero).
     g_spikes = grads[0] if grads[0] is not None else x.new_zeros(()).expand(x.shape)
     g_finals = list(grads[1 : 1 + ctx.n_states])
+    if ctx.record_v:  # the recorded membrane, the last output
+        g_finals.append(grads[-1])
     outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals, ctx.values)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
     wants = [w for w, t in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.is_tensor)
@@ -305,7 +327,8 @@ class _EagerNeuron(torch.autograd.Function):
         output = _forward_impl(key, x, states, operands, values)
         _setup_context(ctx, (key, x, states, operands, values), output)
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(*output[1 + n_states :])
+        saved = output[1 + n_states : len(output) - int(ctx.record_v)]
+        ctx.mark_non_differentiable(*saved)
         return tuple(output)
 
     @staticmethod
@@ -478,5 +501,5 @@ def run_fused(
         out = _EagerNeuron.apply(key, values, x_seq, len(states), *states, *operands)
     n_st = len(states)
     spikes, finals = out[0], out[1 : 1 + n_st]
-    v_seq = out[-1].detach() if record_v else None
+    v_seq = out[-1] if record_v else None
     return spikes, dict(zip(decl.state_names, finals)), v_seq

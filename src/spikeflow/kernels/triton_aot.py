@@ -68,6 +68,7 @@ class _Recorder:
     module: Any
     arch: int
     result: CompiledNeuronKernels
+    record_v: bool = False
 
     def _compile(self, fn: Any, args: list[Any], fp_fusion: bool) -> Any:
         import triton
@@ -96,10 +97,18 @@ class _Recorder:
         self.result.forward = self._compile(self.module.spikeflow_forward, args, False)
 
     def backward(
-        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+        self,
+        T: int,
+        n: int,
+        buffers: list[Tensor | None],
+        scalars: list[float],
+        gspk_step: int,
+        gvrec_step: int = 0,
     ) -> None:
         full = zero_absent(buffers, n)
         args = [*full, self._scal(full), T, n, (T - 1) * n, gspk_step, (T - 1) * gspk_step]
+        if self.record_v:
+            args += [gvrec_step, (T - 1) * gvrec_step]
         self.result.backward = self._compile(self.module.spikeflow_backward, args, True)
 
 
@@ -134,7 +143,7 @@ def compile_for_gpu(
 
     def launcher(spec: KernelSpec) -> _Recorder:
         result.source = generate_triton(spec, exact=True)
-        return _Recorder(_module(result.source), arch, result)
+        return _Recorder(_module(result.source), arch, result, spec.record_v)
 
     launcher.__name__ = f"triton_aot_{next(_COUNTER)}"
     x_in = x_seq.clone().requires_grad_(backward)

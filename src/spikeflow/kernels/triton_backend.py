@@ -121,8 +121,9 @@ def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
 
 
 class _TritonKernels:
-    def __init__(self, module: ModuleType) -> None:
+    def __init__(self, module: ModuleType, record_v: bool = False) -> None:
         self.module = module
+        self.record_v = record_v  # the backward takes the recorded membrane's gradient
         # The device copy of each set of Python-float parameters (a fresh
         # torch.tensor(..., device="cuda") per call would synchronise); the last
         # _MAX_SCALAR_SETS created are kept, so a float annealed every step does not
@@ -152,21 +153,30 @@ class _TritonKernels:
         )
 
     def backward(
-        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], gspk_step: int
+        self,
+        T: int,
+        n: int,
+        buffers: list[Tensor | None],
+        scalars: list[float],
+        gspk_step: int,
+        gvrec_step: int = 0,
     ) -> None:
         block, warps = BLOCK, NUM_WARPS
         grid = ((n + block - 1) // block,)
         full = zero_absent(buffers, n)
         scal = self._scalars(full, scalars)
         last = (T - 1) * n
+        steps = [gspk_step, (T - 1) * gspk_step]
+        if self.record_v:
+            steps += [gvrec_step, (T - 1) * gvrec_step]
         self.module.spikeflow_backward[grid](
-            *full, scal, T, n, last, gspk_step, (T - 1) * gspk_step, BLOCK=block, num_warps=warps
+            *full, scal, T, n, last, *steps, BLOCK=block, num_warps=warps
         )
 
 
 def _launcher(spec: KernelSpec) -> _TritonKernels:
     # Compiled for a GPU: the exact flavour (libdevice); the interpreter has no libdevice.
-    return _TritonKernels(_module(generate_triton(spec, exact=not interpreting())))
+    return _TritonKernels(_module(generate_triton(spec, exact=not interpreting())), spec.record_v)
 
 
 def run_triton(
