@@ -51,7 +51,8 @@ timeout 60 "$python" -m pytest -q -p no:cacheprovider $workers \
   tests/test_kernels_cuda.py tests/test_kernels_triton_aot.py 2>&1 | tee "$OUT/tests.txt"
 echo "tests (GPU modules) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 timeout 150 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
-  tests/test_kernels_fused.py tests/test_neurons_zoo.py 2>&1 | tee -a "$OUT/tests.txt"
+  tests/test_kernels_fused.py tests/test_kernels_robustness.py tests/test_neurons_zoo.py \
+  2>&1 | tee -a "$OUT/tests.txt"
 echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 
 # 2. Launch configuration sweep (neurons per program x warps), next to SpikingJelly.
