@@ -170,16 +170,23 @@ def apply(op: str, *args: object) -> Expr:
             pass
     if len(ea) == 2:
         a, b = ea
+        # Negations fold into the sum (exact in IEEE arithmetic: a + (-b) is a - b).
         if op == "add":
             if a.is_const and a.value == 0:
                 return b
             if b.is_const and b.value == 0:
                 return a
+            if b.op == "neg":
+                return apply("sub", a, b.args[0])
+            if a.op == "neg":
+                return apply("sub", b, a.args[0])
         elif op == "sub":
             if b.is_const and b.value == 0:
                 return a
             if a.is_const and a.value == 0:
                 return apply("neg", b)
+            if b.op == "neg":
+                return apply("add", a, b.args[0])
         elif op == "mul":
             if (a.is_const and a.value == 0) or (b.is_const and b.value == 0):
                 return const(0.0)
@@ -187,6 +194,10 @@ def apply(op: str, *args: object) -> Expr:
                 return b
             if b.is_const and b.value == 1:
                 return a
+            if a.is_const and a.value == -1:
+                return apply("neg", b)
+            if b.is_const and b.value == -1:
+                return apply("neg", a)
         elif op == "div" and b.is_const and b.value == 1:
             return a
         elif op == "pow" and b.is_const and b.value == 1:
