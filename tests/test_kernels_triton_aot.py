@@ -41,6 +41,13 @@ CHILD = textwrap.dedent(
         def neuron_params(self):
             return {"a": 3.0}
 
+    class Capped(BaseNode):  # infinite constants
+        @staticmethod
+        def charge(x, v):
+            h = torch.clamp(v + x, -float("inf"), 3.0)
+            floor = torch.full_like(h, -float("inf"))
+            return torch.where(h > 2.5, h * 0.5, torch.maximum(h, floor))
+
     cases = {
         "lif_f32": (LIFNode(tau=3.0), torch.float32),
         "lif_hard_f64": (LIFNode(tau=2.0, v_reset=0.0, decay_input=False), torch.float64),
@@ -54,6 +61,8 @@ CHILD = textwrap.dedent(
         "user_f32": (SmoothIF(), torch.float32),
         "all_ops_f32": (AllOpsIF(), torch.float32),
         "all_ops_f64": (AllOpsIF(), torch.float64),
+        "lif_v_seq_f32": (LIFNode(store_v_seq=True), torch.float32),
+        "capped_inf_f32": (Capped(), torch.float32),
     }
     out = {}
     for name, (node, dtype) in cases.items():
@@ -66,6 +75,7 @@ CHILD = textwrap.dedent(
             "fwd_div_approx": len(re.findall(r"\\bdiv\\.(full|approx)\\.f32\\b", fwd)),
             "fwd_div_rn": len(re.findall(r"\\bdiv\\.rn\\.f32\\b", fwd)),
             "libdevice": "libdevice." in k.source,
+            "gvrec": "GVREC" in k.source,
             "target": k.forward.metadata.target.arch,
         }
     print(json.dumps(out))
@@ -88,10 +98,12 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 11
+    assert len(compiled) == 13
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
+    # The backward that takes the recorded membrane's gradient is among them.
+    assert compiled["lif_v_seq_f32"]["gvrec"] and not compiled["lif_f32"]["gvrec"]
 
 
 def test_forward_rounds_every_operation_like_the_reference(compiled):

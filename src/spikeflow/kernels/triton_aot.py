@@ -149,7 +149,7 @@ def compile_for_gpu(
     x_in = x_seq.clone().requires_grad_(backward)
     try:
         with torch.set_grad_enabled(backward):
-            spikes, _, _ = run_with_launcher(
+            spikes, _, v_seq = run_with_launcher(
                 launcher,
                 node.declaration(),
                 x_in,
@@ -157,9 +157,11 @@ def compile_for_gpu(
                 node.neuron_params(),
                 node.v_threshold,
                 node.firing_rule,
+                record_v=bool(getattr(node, "store_v_seq", False)),
             )
             if backward:
-                spikes.sum().backward()
+                loss = spikes.sum() if v_seq is None else spikes.sum() + v_seq.sum()
+                loss.backward()
     finally:
         fused.forget(launcher)  # its entries hold this one-off launcher
     return result
