@@ -88,6 +88,16 @@ def test_streaming_with_a_new_batch_shape_asks_for_reset():
     assert node.state is None
 
 
+def test_streaming_state_of_batch_one_is_not_broadcast_to_a_larger_batch():
+    # A carried [1, N] state would broadcast over [3, N]: it belongs to an earlier
+    # sequence and must be refused, not spread over the new samples.
+    node = LIFNode(step_mode="s")
+    with F.streaming(node):
+        node(torch.rand(1, 5))
+        with pytest.raises(StateError, match="reset_net"):
+            node(torch.rand(3, 5))
+
+
 def test_reset_net_restarts_the_stream():
     x = torch.rand(5, 2, 3) * 2
     node = IFNode(v_reset=None)

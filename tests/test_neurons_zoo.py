@@ -419,3 +419,32 @@ def test_defaults_are_the_fields():
     assert KLIFNode().k.item() == 1.0 and KLIFNode().k.requires_grad
     assert QIFNode(v_reset=None).initial_state(torch.zeros(2))["v"].tolist() == [0.0, 0.0]
     assert QIFNode().initial_state(torch.zeros(1))["v"].item() == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_klif_scaled_reset_membrane_loss_differentiates_k(backend):
+    # v_seq of a scale_reset KLIF is F/k (1 - S): a membrane loss reaches k through the
+    # division too. Reference: the docstring's equations written out with autograd.
+    from spikeflow.neurons import KLIFNode
+    from spikeflow.surrogate import ATan
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 2, 5, dtype=torch.float64) * 2.0
+    sg = ATan()
+    k = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    v, vs = torch.zeros_like(x[0]), []
+    for xt in x:
+        h = v + (xt - v) / 2.0
+        f = torch.relu(k * h)
+        s = sg(f - 1.0)
+        v = (f / k) * (1 - s)
+        vs.append(v)
+    torch.stack(vs).pow(2).sum().backward()
+    node = KLIFNode(scale_reset=True, store_v_seq=True, surrogate_function=ATan(), backend=backend)
+    node = node.double()
+    with torch.no_grad():
+        node.k.fill_(1.3)
+    node(x)
+    node.v_seq.pow(2).sum().backward()
+    torch.testing.assert_close(node.v_seq.detach(), torch.stack(vs).detach())
+    torch.testing.assert_close(node.k.grad, k.grad, rtol=1e-9, atol=1e-12)

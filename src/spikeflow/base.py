@@ -117,7 +117,11 @@ class MemoryModule(StepModule, nn.Module):
             for name, value in state.items():
                 # Trailing dims must fit one step (a queue of steps may lead with more).
                 trailing = value.shape[max(0, value.dim() - len(step_shape)) :]
-                if value.dim() > 0 and not _broadcasts_to(trailing, step_shape):
+                # The batch dim must match exactly: a state of batch 1 broadcasting over a
+                # larger batch is an earlier sequence's, not this one's (other dims may
+                # broadcast: Dropout2d's [B, C, 1, 1] mask).
+                other_batch = len(trailing) == len(step_shape) > 0 and trailing[0] != step_shape[0]
+                if value.dim() > 0 and (other_batch or not _broadcasts_to(trailing, step_shape)):
                     raise StateError(
                         f"{type(self).__name__}: carried state '{name}' has shape "
                         f"{tuple(value.shape)} from an earlier call, but this input has "

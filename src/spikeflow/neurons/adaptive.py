@@ -247,7 +247,7 @@ class KLIFNode(BaseNode):
         out = super().forward(x)
         if self.scale_reset and self.store_v_seq and self.v_seq is not None:
             c = self._c()
-            self.v_seq = (self.v_seq - c) / self.k.detach() + c
+            self.v_seq = (self.v_seq - c) / self.k + c  # differentiable in k too
         return out
 
     def extra_repr(self) -> str:
