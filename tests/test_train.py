@@ -105,7 +105,11 @@ def test_resume_continues_exactly(tmp_path):
     # a resume may change runtime options only
     with pytest.raises(ConfigurationError, match="lr"):
         config_for_resume(payload, {"lr": 0.5})
-    config = config_for_resume(payload, {"stop_after": None})
+    # stop_after belonged to the first invocation: a plain resume (what `--resume DIR`
+    # passes) runs to the end; one that gives its own stops there.
+    assert config_for_resume(payload, {"stop_after": 2}).stop_after == 2
+    config = config_for_resume(payload, {})
+    assert config.stop_after is None
     result = Trainer(config, resume=payload, log=None).fit()
     assert result.epochs_completed == 3
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "split"))

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,9 @@ def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> Tra
             f"--resume continues the checkpoint's run, which fixed {changed}; only "
             f"{', '.join(RUNTIME_FIELDS)} may change (start a new run to change the others)"
         )
+    # stop_after belongs to the invocation that gave it: a resume runs to the end unless
+    # it gives its own.
+    saved = replace(saved, stop_after=None)
     return config_from_dict({k: v for k, v in overrides.items() if k in RUNTIME_FIELDS}, saved)
 
 
