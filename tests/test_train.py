@@ -565,3 +565,32 @@ def test_download_option_reaches_the_dataset(tmp_path, monkeypatch):
         code = main(["train", *args, "--no-progress", "--output-dir", str(tmp_path / "o"), *flag])
         assert code == 2
         assert seen[-1] is expected
+
+
+class _MaskLambdas:
+    """Records the masked PSNs' λ at the first step of every epoch."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if step == 0:
+            values = {float(m.mask_lambda) for m in trainer.model.modules()
+                      if hasattr(m, "mask_lambda")}  # fmt: skip
+            assert len(values) == 1
+            self.seen.append(values.pop())
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("paper", [0.0, 1.0, 1.0]), ("linear", [1 / 3, 2 / 3, 1.0]), ("none", [0.0, 0.0, 0.0])],
+)
+def test_masked_psn_mask_follows_the_schedule(tmp_path, schedule, expected):
+    # methods.md 4.3: the progressive mask lambda = min(1, 8 epoch / (epochs - 1)).
+    record = _MaskLambdas()
+    config = tiny(tmp_path, schedule, neuron="masked_psn", neuron_kwargs={"k": 2},
+                  mask_schedule=schedule)  # fmt: skip
+    Trainer(config, log=None, callbacks=[record]).fit()
+    assert record.seen == pytest.approx(expected)
+    saved = [float(v) for k, v in weights(tmp_path / schedule).items() if k.endswith("mask_lambda")]
+    assert saved and all(v == pytest.approx(expected[-1]) for v in saved)

@@ -176,6 +176,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         choices=["off", "bf16", "fp16"],
         help="autocast: bf16 (CPU or GPU) or fp16 (GPU, with gradient scaling)",
     )
+    o.add_argument(
+        "--mask-schedule",
+        default=s,
+        choices=["paper", "linear", "none"],
+        help="masked PSN's progressive mask per epoch: paper (default; fully on after "
+        "1/8 of the epochs), linear, none (keep lambda_init)",
+    )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")

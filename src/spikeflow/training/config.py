@@ -41,6 +41,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 PLOT_MODES = ("auto", "on", "off")
+MASK_SCHEDULES = ("paper", "linear", "none")
 
 #: Fields that say how a run is executed, not what it computes: these may differ
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
@@ -86,6 +87,9 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int | None = None
     amp: str = "off"
+    #: The masked PSN's progressive mask λ per epoch (models with MaskedPSN neurons):
+    #: "paper" min(1, 8 epoch / (epochs - 1)), "linear" (epoch + 1) / epochs, "none".
+    mask_schedule: str = "paper"
     seed: int = 0
     # execution
     device: str = "auto"
@@ -102,6 +106,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
         _choice("plots", self.plots, PLOT_MODES)
+        _choice("mask_schedule", self.mask_schedule, MASK_SCHEDULES)
         _choice("split_by", self.split_by, ("number", "time"))
         for name in ("epochs", "step_size"):
             _positive_int(name, getattr(self, name))

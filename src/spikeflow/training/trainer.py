@@ -31,6 +31,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
+from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import (
     RUNTIME_FIELDS,
@@ -429,6 +430,15 @@ class Trainer:
                  f"saved {self.output_dir / 'last.pt'}; continue with  spikeflow train "
                  f"--resume {self.output_dir / 'last.pt'}")  # fmt: skip
 
+    def _set_mask_lambda(self) -> None:
+        """The masked PSNs' progressive mask for this epoch (methods: PSN paper, 4.3);
+        a buffer of the model, so checkpoints and resumed runs carry it."""
+        cfg = self.config
+        if cfg.mask_schedule != "none":
+            value = mask_lambda(self.epoch, cfg.epochs, cfg.mask_schedule)
+            if set_mask_lambda(self.model, value) and self.step_in_epoch == 0:
+                self.log(f"masked PSN: mask lambda {value:.3f} for epoch {self.epoch + 1}")
+
     def _train_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
         sampler = DistributedSampler(self.train_set, num_replicas=ctx.world_size, rank=ctx.rank,
@@ -447,6 +457,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch),
             pin_memory=ctx.device.type == "cuda",
         )  # fmt: skip
+        self._set_mask_lambda()
         self.model.train()
         bar = tqdm(
             total=steps, initial=start, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
