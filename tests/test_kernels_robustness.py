@@ -216,3 +216,42 @@ def test_the_recorded_membrane_is_differentiable_as_in_the_reference(backend, lo
     (gx_ref, gw_ref), (gx, gw) = results
     torch.testing.assert_close(gx, gx_ref, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(gw, gw_ref, rtol=1e-9, atol=1e-12)
+
+
+def _surrogate_classes():
+    import inspect
+
+    from spikeflow import surrogate as S
+
+    return [c for _, c in inspect.getmembers(S, inspect.isclass)
+            if issubclass(c, S.Surrogate) and c is not S.Surrogate]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cls", _surrogate_classes(), ids=lambda c: c.__name__)
+def test_an_annealed_surrogate_parameter_reuses_one_kernel(backend, cls):
+    # Surrogate parameters that the derivative uses arithmetically travel with each call:
+    # annealing alpha needs no new kernel, and every value gives the reference's
+    # gradient. (SquarewaveFourierSeries loops over n: its parameters stay constants.)
+    from spikeflow.kernels import fused
+    from spikeflow.neurons import LIFNode
+
+    device = kernel_device(backend)
+    torch.manual_seed(0)
+    x = torch.rand(7, 2, 13, dtype=torch.float64, device=device) * 2.5
+    base = cls().params
+    name = "T_period" if "T_period" in base else next(iter(base))  # n must stay an int
+    entries = None
+    for scale in (1.0, 1.5, 0.6):
+        params = {**base, name: base[name] * scale}
+        results = []
+        for b in ("torch", backend):
+            node = LIFNode(tau=2.0, backend=b, surrogate_function=cls(**params)).double()
+            results.append(grads(node.to(device), x))
+        (s_ref, g_ref), (s, g) = results
+        assert torch.equal(s, s_ref)
+        torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)
+        if entries is None:
+            entries = len(fused._ENTRIES)
+    grows = cls.__name__ == "SquarewaveFourierSeries"
+    assert (len(fused._ENTRIES) > entries) == grows

@@ -192,6 +192,11 @@ def generate_c(spec: KernelSpec) -> str:
         ptr += 1
     else:
         prefix.append(f"const T theta_ = (T)scalars[{scal}];")
+        scal += 1
+    for name in g.surrogate_scalars:  # the surrogate's run-time parameters
+        names[f"sg_{name}"] = f"sg_{name}"
+        prefix.append(f"const T sg_{name} = (T)scalars[{scal}];")
+        scal += 1
     prefix.append(f"const T* X = (const T*)ptrs[{ptr}];")
     ptr += 1
     base = ptr

@@ -176,6 +176,11 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
         loads.append("theta_ = tl.load(THETA + offs, mask=mask, other=0.0).to(CT)")
     else:
         loads.append(f"theta_ = tl.load(SCAL + {k}).to(CT)")
+        k += 1
+    for name in g.surrogate_scalars:  # the surrogate's run-time parameters
+        names[f"sg_{name}"] = f"sg_{name}"
+        loads.append(f"sg_{name} = tl.load(SCAL + {k}).to(CT)")
+        k += 1
     shared_args.append("X")
 
     # ---------------- forward ----------------

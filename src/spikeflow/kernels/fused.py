@@ -25,7 +25,7 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
-from spikeflow.kernels.step import StepGraph, build_step
+from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
@@ -42,14 +42,31 @@ __all__ = [
 _GRAPHS: dict[tuple, StepGraph] = {}
 
 
+_SYMBOLIC: dict[tuple, tuple[str, ...]] = {}
+
+
+def _surrogate_key(sg: Surrogate) -> tuple[tuple, tuple[str, ...]]:
+    """(what of ``sg`` the generated code depends on, its run-time parameters): the
+    parameters the kernels take at run time count by name, the others by value."""
+    names = tuple(sg.params)
+    probe = (type(sg), sg.spiking, names)
+    symbolic = _SYMBOLIC.get(probe)
+    if symbolic is None:
+        symbolic = _SYMBOLIC[probe] = symbolic_surrogate_params(sg)
+    fixed = tuple((n, v) for n, v in sg.params.items() if n not in symbolic)
+    return (type(sg), sg.spiking, names, fixed), symbolic
+
+
 def step_graph(decl: NeuronDeclaration, rule: FiringRule) -> StepGraph:
     """The traced and differentiated step of ``decl`` under ``rule`` (cached)."""
     sg = rule.surrogate
-    key = (decl, type(sg), sg.spiking, tuple(sorted(sg.params.items())), rule.v_reset,
-           rule.detach_reset, rule.strict)  # fmt: skip
+    sg_key, symbolic = _surrogate_key(sg)
+    key = (decl, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
     graph = _GRAPHS.get(key)
     if graph is None:
-        graph = _GRAPHS[key] = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict)
+        graph = _GRAPHS[key] = build_step(
+            decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic
+        )
     return graph
 
 
@@ -117,6 +134,7 @@ def _layout(
             scalars.append(float(t))
         else:
             arrays.append(t.detach().to(entry.state_dtype).expand(step_shape).contiguous().view(-1))
+    scalars.extend(floats)  # the surrogate's run-time parameters
     return arrays, scalars
 
 
@@ -364,14 +382,14 @@ def _entry_key(
 ) -> str:
     """Build (once) the kernels for this configuration; return their registry key.
 
-    The values of Python-float parameters are not part of it (they travel with each
-    call), so a parameter annealed as a float does not grow the registry.
+    The values of Python-float parameters and of the surrogate's run-time parameters
+    are not part of it (they travel with each call), so a parameter or a surrogate
+    ``alpha`` annealed as a float does not grow the registry.
     Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
     """
-    sg = surrogate
-    config = (launcher, ctype, state_dtype, checkpoint, decl, type(sg), sg.spiking,
-              tuple(sg.params.items()), v_reset, detach_reset, strict, is_array, save_states,
-              record_v, needs, is_tensor)  # fmt: skip
+    config = (launcher, ctype, state_dtype, checkpoint, decl, _surrogate_key(surrogate)[0],
+              v_reset, detach_reset, strict, is_array, save_states, record_v, needs,
+              is_tensor)  # fmt: skip
     key = _KEYS.get(config)
     if key is not None:
         return key
@@ -479,6 +497,9 @@ def run_fused(
             values.append(float(v))
             needs.append(False)
             is_array.append(False)
+    # The surrogate's run-time parameters follow, in the graph's order.
+    sg_params = rule.surrogate.params
+    values += [float(sg_params[n]) for n in _surrogate_key(rule.surrogate)[1]]
     states = []
     for name in decl.state_names:
         s = state[name]

@@ -14,7 +14,7 @@ from spikeflow.kernels.expr import Expr, apply, var, vjp
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
-__all__ = ["StepGraph", "build_step"]
+__all__ = ["StepGraph", "build_step", "symbolic_surrogate_params"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,27 @@ class StepGraph:
     grad_state: tuple[Expr, ...]
     grad_params: tuple[Expr, ...]
     grad_theta: Expr
+    #: Surrogate parameters that are variables ``sg_<name>`` of the backward (their
+    #: values travel with each call, after the threshold, in this order); the others
+    #: are constants of the generated code.
+    surrogate_scalars: tuple[str, ...] = ()
+
+
+def symbolic_surrogate_params(surrogate: Surrogate) -> tuple[str, ...]:
+    """The parameters of ``surrogate`` that its derivative uses as plain arithmetic, so
+    that a kernel can take them at run time (an annealed ``alpha`` then needs no new
+    kernel). Empty when the surrogate is not spiking (its primitive is the forward,
+    whose constants must round as the reference's do) or when the derivative uses a
+    parameter in a way tracing cannot follow (a loop count, ``math.sqrt``)."""
+    if not surrogate.spiking or not surrogate.params:
+        return ()
+    names = tuple(surrogate.params)
+    try:
+        out = type(surrogate).derivative(var("u"), **{n: var(f"sg_{n}") for n in names})
+        _ = apply("tofloat", out)
+    except Exception:  # any failure to trace: keep them constants
+        return ()
+    return names
 
 
 def build_step(
@@ -41,8 +62,13 @@ def build_step(
     v_reset: float | None,
     detach_reset: bool,
     strict: bool,
+    surrogate_scalars: tuple[str, ...] = (),
 ) -> StepGraph:
-    """Trace one step of ``decl`` with the given fire/reset rule and differentiate it."""
+    """Trace one step of ``decl`` with the given fire/reset rule and differentiate it.
+
+    ``surrogate_scalars``: surrogate parameters traced as variables ``sg_<name>``
+    (see :func:`symbolic_surrogate_params`); the others are constants.
+    """
     x = var("x")
     states = [var(f"state_{n}") for n in decl.state_names]
     params = {p: var(f"param_{p}") for p in decl.param_names}
@@ -75,7 +101,9 @@ def build_step(
         aux = list(upd) if isinstance(upd, (tuple, list)) else [upd]
     new_state = (v_new, *(apply("add", a, 0.0) for a in aux))
 
-    sg_params = surrogate.params
+    sg_params = {
+        n: var(f"sg_{n}") if n in surrogate_scalars else v for n, v in surrogate.params.items()
+    }
     derivative = type(surrogate).derivative
 
     def surrogate_grad(u: Expr) -> Expr:
@@ -94,4 +122,5 @@ def build_step(
         grad_state=tuple(grads[1 : 1 + n_states]),
         grad_params=tuple(grads[1 + n_states : 1 + n_states + len(params)]),
         grad_theta=grads[-1],
+        surrogate_scalars=tuple(surrogate_scalars),
     )
