@@ -64,3 +64,15 @@ if not torch.cuda.is_available():
     import os
 
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def fused_backends(*extra: str) -> list:
+    """The fused backends to parametrise kernel tests over (``extra`` first, e.g.
+    ``"torch"``): the C kernels, and Triton when installed (on the GPU when there is
+    one, else through its interpreter)."""
+    from spikeflow.kernels.triton_backend import triton_available
+
+    skip = pytest.mark.skipif(
+        not triton_available(), reason="triton (the 'triton' extra) is not installed"
+    )
+    return [*extra, "cpu", pytest.param("triton", marks=skip)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import kernel_device
+from conftest import fused_backends, kernel_device
 from sample_neurons import AllOpsIF
 from spikeflow import functional as F
 from spikeflow.kernels import resolve_backend
@@ -22,15 +22,7 @@ from spikeflow.kernels.triton_backend import triton_available
 from spikeflow.neurons import BaseNode, IFNode, LIFNode, ParametricLIFNode
 from spikeflow.surrogate import ATan, PiecewiseQuadratic, Sigmoid, Triangle
 
-BACKENDS = [
-    "cpu",
-    pytest.param(
-        "triton",
-        marks=pytest.mark.skipif(
-            not triton_available(), reason="triton (the 'triton' extra) is not installed"
-        ),
-    ),
-]
+BACKENDS = fused_backends()
 
 CONFIGS = list(
     itertools.product(

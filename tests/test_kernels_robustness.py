@@ -12,19 +12,10 @@ import time
 import pytest
 import torch
 
-from conftest import kernel_device
-from spikeflow.kernels.triton_backend import triton_available
+from conftest import fused_backends, kernel_device
 from spikeflow.neurons import BaseNode, IFNode
 
-BACKENDS = [
-    "cpu",
-    pytest.param(
-        "triton",
-        marks=pytest.mark.skipif(
-            not triton_available(), reason="triton (the 'triton' extra) is not installed"
-        ),
-    ),
-]
+BACKENDS = fused_backends()
 
 
 def grads(node: BaseNode, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,11 +14,10 @@ import itertools
 import pytest
 import torch
 
-from conftest import kernel_device
+from conftest import fused_backends, kernel_device
 from spikeflow import neurons as sf
 from spikeflow import surrogate as sf_surrogate
 from spikeflow.kernels.codegen_c import CHECKPOINT
-from spikeflow.kernels.triton_backend import triton_available
 
 sj_neuron = pytest.importorskip(
     "spikingjelly.activation_based.neuron",
@@ -26,14 +25,7 @@ sj_neuron = pytest.importorskip(
 )
 sj_surrogate = pytest.importorskip("spikingjelly.activation_based.surrogate")
 
-BACKENDS = [
-    "torch",
-    "cpu",
-    pytest.param(
-        "triton",
-        marks=pytest.mark.skipif(not triton_available(), reason="triton is not installed"),
-    ),
-]
+BACKENDS = fused_backends("torch")
 SURROGATES = {
     "sigmoid": (lambda: sf_surrogate.Sigmoid(alpha=4.0), lambda: sj_surrogate.Sigmoid(alpha=4.0)),
     "atan": (lambda: sf_surrogate.ATan(alpha=2.0), lambda: sj_surrogate.ATan(alpha=2.0)),

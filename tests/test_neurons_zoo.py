@@ -14,11 +14,10 @@ import math
 import pytest
 import torch
 
-from conftest import kernel_device
+from conftest import fused_backends, kernel_device
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.cpu import run_cpu
-from spikeflow.kernels.triton_backend import triton_available
 from spikeflow.neurons import (
     ALIFNode,
     BaseNode,
@@ -32,13 +31,7 @@ from spikeflow.neurons import (
 )
 from spikeflow.surrogate import Sigmoid
 
-BACKENDS = [
-    "cpu",
-    pytest.param(
-        "triton",
-        marks=pytest.mark.skipif(not triton_available(), reason="triton is not installed"),
-    ),
-]
+BACKENDS = fused_backends()
 
 
 def run(node, xs):

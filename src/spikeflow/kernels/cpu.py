@@ -32,7 +32,7 @@ from torch import Tensor
 from spikeflow._cbuild import CompilerNotFoundError, build_library, cache_folder, find_compiler
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
-from spikeflow.kernels.fused import promoted_input, run_fused
+from spikeflow.kernels.fused import Steps, promoted_input, run_fused
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -125,16 +125,10 @@ class _CKernels:
         self.lib.spikeflow_forward(T, n, threads, ptrs, vals)
 
     def backward(
-        self,
-        T: int,
-        n: int,
-        buffers: list[Tensor | None],
-        scalars: list[float],
-        gspk_step: int,
-        gvrec_step: int = 0,
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
         ptrs, vals, threads = self._args(buffers, scalars)
-        self.lib.spikeflow_backward(T, n, threads, ptrs, vals, gspk_step, gvrec_step)
+        self.lib.spikeflow_backward(T, n, threads, ptrs, vals, *steps)
 
 
 def _c_launcher(spec: KernelSpec) -> _CKernels:

@@ -32,6 +32,7 @@ from spikeflow.surrogate import Surrogate
 __all__ = [
     "Kernels",
     "Launcher",
+    "Steps",
     "forget",
     "functorch_active",
     "promoted_input",
@@ -70,23 +71,21 @@ def step_graph(decl: NeuronDeclaration, rule: FiringRule) -> StepGraph:
     return graph
 
 
+#: The backward's (spike-gradient step, recorded-membrane-gradient step), see Kernels.
+Steps = tuple[int, int]
+
+
 class Kernels(Protocol):
     """A compiled forward/backward pair."""
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None: ...
 
     def backward(
-        self,
-        T: int,
-        n: int,
-        buffers: list[Tensor | None],
-        scalars: list[float],
-        gspk_step: int,
-        gvrec_step: int = 0,
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
         """``buffers`` holds ``None`` for an absent final-state gradient (zero);
-        ``gspk_step`` is the elements between two steps of the spike gradient (``n``, or
-        0 when it is one ``[N]`` row shared by every step); ``gvrec_step`` the same for
+        ``steps``: the elements between two steps of the spike gradient (``n``, or
+        0 when it is one ``[N]`` row shared by every step), and the same for
         the recorded membrane's gradient (a ``record_v`` kernel's)."""
 
 
@@ -221,7 +220,7 @@ def _backward_impl(
         g_row, gvrec_step = _per_step(g_vrec, x, n)
         buffers.append(g_row)
     buffers += outs
-    entry.kernels.backward(T, n, buffers, scalars, gspk_step, gvrec_step)
+    entry.kernels.backward(T, n, buffers, scalars, (gspk_step, gvrec_step))
     return outs
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError, MissingExtraError
 from spikeflow.kernels import fused
 from spikeflow.kernels.codegen_triton import generate_triton
+from spikeflow.kernels.fused import Steps
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.triton_backend import (
     _SUPPORTED,
@@ -29,6 +30,7 @@ from spikeflow.kernels.triton_backend import (
     launch_config,
     run_with_launcher,
     scalar_dtype,
+    step_args,
     triton_available,
     zero_absent,
 )
@@ -97,18 +99,10 @@ class _Recorder:
         self.result.forward = self._compile(self.module.spikeflow_forward, args, False)
 
     def backward(
-        self,
-        T: int,
-        n: int,
-        buffers: list[Tensor | None],
-        scalars: list[float],
-        gspk_step: int,
-        gvrec_step: int = 0,
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
         full = zero_absent(buffers, n)
-        args = [*full, self._scal(full), T, n, (T - 1) * n, gspk_step, (T - 1) * gspk_step]
-        if self.record_v:
-            args += [gvrec_step, (T - 1) * gvrec_step]
+        args = [*full, self._scal(full), T, n, (T - 1) * n, *step_args(steps, T, self.record_v)]
         self.result.backward = self._compile(self.module.spikeflow_backward, args, True)
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.cpu import cache_dir
-from spikeflow.kernels.fused import Launcher, promoted_input, run_fused
+from spikeflow.kernels.fused import Launcher, Steps, promoted_input, run_fused
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -115,6 +115,13 @@ def zero_absent(buffers: list[Tensor | None], n: int) -> list[Tensor]:
     return [torch.zeros(n, dtype=sd, device=ref.device) if b is None else b for b in buffers]
 
 
+def step_args(steps: Steps, T: int, record_v: bool) -> list[int]:
+    """The backward kernel's step arguments: per gradient read by steps (the spikes',
+    then the recorded membrane's when recording), its step and its last row's offset."""
+    used = steps if record_v else steps[:1]
+    return [v for step in used for v in (step, (T - 1) * step)]
+
+
 def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
     """The dtype of the kernels' tensor of scalar parameters (their compute type)."""
     return torch.float64 if buffers[0].dtype == torch.float64 else torch.float32
@@ -153,24 +160,16 @@ class _TritonKernels:
         )
 
     def backward(
-        self,
-        T: int,
-        n: int,
-        buffers: list[Tensor | None],
-        scalars: list[float],
-        gspk_step: int,
-        gvrec_step: int = 0,
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
         block, warps = BLOCK, NUM_WARPS
         grid = ((n + block - 1) // block,)
         full = zero_absent(buffers, n)
         scal = self._scalars(full, scalars)
         last = (T - 1) * n
-        steps = [gspk_step, (T - 1) * gspk_step]
-        if self.record_v:
-            steps += [gvrec_step, (T - 1) * gvrec_step]
+        args = step_args(steps, T, self.record_v)
         self.module.spikeflow_backward[grid](
-            *full, scal, T, n, last, *steps, BLOCK=block, num_warps=warps
+            *full, scal, T, n, last, *args, BLOCK=block, num_warps=warps
         )
 
 
