@@ -370,6 +370,7 @@ def _entry_key(
     checkpoint: int,
     decl: NeuronDeclaration,
     surrogate: Surrogate,
+    sg_key: tuple,
     v_reset: float | None,
     detach_reset: bool,
     strict: bool,
@@ -386,9 +387,8 @@ def _entry_key(
     ``alpha`` annealed as a float does not grow the registry.
     Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
     """
-    config = (launcher, ctype, state_dtype, checkpoint, decl, _surrogate_key(surrogate)[0],
-              v_reset, detach_reset, strict, is_array, save_states, record_v, needs,
-              is_tensor)  # fmt: skip
+    config = (launcher, ctype, state_dtype, checkpoint, decl, sg_key, v_reset, detach_reset,
+              strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
     key = _KEYS.get(config)
     if key is not None:
         return key
@@ -497,8 +497,9 @@ def run_fused(
             needs.append(False)
             is_array.append(False)
     # The surrogate's run-time parameters follow, in the graph's order.
+    sg_key, symbolic = _surrogate_key(rule.surrogate)
     sg_params = rule.surrogate.params
-    values += [float(sg_params[n]) for n in _surrogate_key(rule.surrogate)[1]]
+    values += [float(sg_params[n]) for n in symbolic]
     states = []
     for name in decl.state_names:
         s = state[name]
@@ -509,7 +510,7 @@ def run_fused(
     )
     compiling = torch.compiler.is_compiling()
     key = (_entry_key_compiled if compiling else _entry_key)(
-        launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, rule.v_reset,
+        launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, sg_key, rule.v_reset,
         rule.detach_reset, rule.strict, tuple(is_array), grad_on, record_v, tuple(needs),
         tuple(is_tensor),
     )  # fmt: skip
