@@ -105,13 +105,13 @@ def aedat2_file(chip: str, records: list[tuple[int, int]]) -> bytes:
 
 def test_aedat2_dvs128_layout():
     raw = aedat2_file("ch.unizh.ini.jaer.chip.retina.DVS128", [
-        (5 << 8 | 9 << 1 | 1, 10),  # y 5, raw x 9, ON
+        (5 << 8 | 9 << 1 | 1, 10),  # y 5, raw x 9, bit 0 set: OFF (jAER's DVS128 extractor)
         (0x8000, 11),  # external-input (special) event: skipped
-        (127 << 8 | 0 << 1, 12),  # y 127, raw x 0, OFF
+        (127 << 8 | 0 << 1, 12),  # y 127, raw x 0, bit 0 clear: ON
     ])  # fmt: skip
     rec = decode_aedat2(raw)
     assert rec.sensor_size == (128, 128, 2)
-    assert tuples(rec) == [(10, 127 - 9, 5, 1), (12, 127, 127, 0)]
+    assert tuples(rec) == [(10, 127 - 9, 5, 0), (12, 127, 127, 1)]
 
 
 def test_aedat2_davis346_skips_aps_imu_and_external_words():

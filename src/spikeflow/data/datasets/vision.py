@@ -137,8 +137,9 @@ class CIFAR10DVS(NeuromorphicDataset):
 
     ``train=None`` yields all 10,000. ``orientation="spikingjelly"`` (default) maps the
     decoded events as SpikingJelly does, giving upright images: ``x' = 127 - y``,
-    ``y' = x``, ``p' = 1 - p`` (from :func:`~spikeflow.data.io.read_aedat2`'s ``x, y,
-    p``); ``"sensor"`` keeps the reader's events. Other arguments:
+    ``y' = x`` (from :func:`~spikeflow.data.io.read_aedat2`'s ``x, y``; its ``p``, 1 for
+    ON, is SpikingJelly's ``1 - (addr & 1)`` already); ``"sensor"`` keeps the reader's
+    events. Other arguments:
     :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
     """
 
@@ -150,7 +151,10 @@ class CIFAR10DVS(NeuromorphicDataset):
         for name, (fid, md5) in _CIFAR10DVS_FILES.items()
     }
     layout = "<root>/<class>/cifar10_<class>_<i>.aedat (10 classes, i = 0-999)"
-    sample_options: ClassVar[tuple[str, ...]] = ("orientation",)
+    #: 2: the reader's DVS128 polarity is jAER's (address bit 0 set is OFF); version 1
+    #: had it inverted, so "sensor" samples cached then differ.
+    decoder_version: ClassVar[int] = 2
+    sample_options: ClassVar[tuple[str, ...]] = ("orientation", "decoder_version")
 
     def __init__(
         self,
@@ -232,5 +236,5 @@ class CIFAR10DVS(NeuromorphicDataset):
             return rec
         ev = rec.events
         x = 127 - ev["y"].astype(np.int64)
-        events = make_events(ev["t"], x, ev["x"], 1 - ev["p"])
+        events = make_events(ev["t"], x, ev["x"], ev["p"])
         return EventRecording(events, rec.sensor_size, rec.source)

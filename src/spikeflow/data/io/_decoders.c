@@ -175,7 +175,7 @@ int64_t sf_aedat2(const uint8_t *buf, int64_t len, int64_t start, int64_t rec,
             if (a & 0x80008000u) continue;
             xr = (a >> 1) & 0x7F;
             y = (a >> 8) & 0x7F;
-            p = a & 1;
+            p = 1 - (a & 1); /* bit 0 set: OFF (jAER's DVS128 extractor) */
         } else {
             if (a & 0x80000400u) continue;
             xr = (a >> 12) & 0x3FF;

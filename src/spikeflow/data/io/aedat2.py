@@ -8,7 +8,8 @@ Timestamps tick in microseconds.
 Address layouts (``layout=``):
 
 * ``"dvs128"`` (128x128): ``x = 127 - ((addr >> 1) & 0x7F)``, ``y = (addr >> 8) & 0x7F``,
-  ``p = addr & 1``; bit 15 (external input) or bit 31 marks a special event, skipped.
+  ``p = 1 - (addr & 1)`` (jAER's DVS128 extractor: address bit 0 set is an OFF event);
+  bit 15 (external input) or bit 31 marks a special event, skipped.
 * ``"davis240"`` (240x180) and ``"davis346"`` (346x260), jAER's DAVIS layout: a
   polarity event has bit 31 = 0 and bit 10 = 0; ``y`` is bits 30-22, ``x`` bits 21-12,
   polarity bit 11. Bit 31 = 1 words are APS samples and IMU words (``0x80000C00`` set);
@@ -229,7 +230,7 @@ def _chunk_decoder(records: np.ndarray, layout: str, width: int) -> ChunkDecoder
                 return None
             keep = (addr & np.uint32(0x80008000)) == 0
             a = addr[keep]
-            xr, y, p = (a >> 1) & 0x7F, (a >> 8) & 0x7F, a & 1
+            xr, y, p = (a >> 1) & 0x7F, (a >> 8) & 0x7F, 1 - (a & 1)
         else:
             keep = (addr & np.uint32(0x80000400)) == 0
             a = addr[keep]
@@ -307,7 +308,7 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
         a = addr[keep]
         xr = (a >> 1) & 0x7F
         y = (a >> 8) & 0x7F
-        p = a & 1
+        p = 1 - (a & 1)  # bit 0 set: OFF (jAER)
     else:
         keep = np.flatnonzero((addr & np.uint32(0x80000400)) == 0)
         a = addr[keep]
