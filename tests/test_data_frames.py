@@ -184,6 +184,15 @@ def test_errors_name_the_problem():
         to_frames(rec([0, 5, 4], [0, 0, 0], [0, 0, 0], [0, 0, 0]), 2)
     with pytest.raises(DataFormatError, match=r"event 1 at \(x=3, y=0\) is outside the 3x2"):
         to_frames(rec([0, 1], [0, 3], [0, 0], [0, 0]), 2)
+    # Signed coordinates (Tonic's int16 layout): a negative one is outside too.
+    signed = np.zeros(2, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
+    signed["x"], signed["y"] = [1, -1], [0, 1]
+    for field_ in ("x", "y"):
+        ev = signed.copy()
+        if field_ == "y":
+            ev["x"], ev["y"] = [1, 0], [0, -1]
+        with pytest.raises(DataFormatError, match=r"event 1 at \(x=-?\d, y=-?\d\) is outside"):
+            to_frames(ev, 1, sensor_size=(3, 2, 2))
     with pytest.raises(ConfigurationError, match="frames_number"):
         to_frames(rec([0], [0], [0], [0]), 0)
     with pytest.raises(ConfigurationError, match="split_by"):

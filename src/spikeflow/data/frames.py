@@ -117,7 +117,13 @@ def unpack_events(
         x, y = events["x"], events["y"]
         # Two reductions in the common case; the first bad event is located only on failure.
         inside = int(x.max()) < width and int(y.max()) < height
-        bad = np.empty(0) if inside else np.flatnonzero((x >= width) | (y >= height))
+        # Signed coordinates (Tonic's int16 layout) may also be negative.
+        if inside and (x.dtype.kind == "i" or y.dtype.kind == "i"):
+            inside = int(x.min()) >= 0 and int(y.min()) >= 0
+        bad = (
+            np.empty(0) if inside
+            else np.flatnonzero((x >= width) | (y >= height) | (x < 0) | (y < 0))
+        )  # fmt: skip
         if bad.size:
             i = int(bad[0])
             raise format_error(
