@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from spikeflow.data import HARDVS, SHD, SSC, DatasetNotFoundError, DVSLip, ESImageNet, pad_collate
 from spikeflow.data.io import SpikingAudioFile, read_dvs_lip, read_es_imagenet, read_hardvs
+from spikeflow.data.transforms import Downsample
 from spikeflow.errors import ConfigurationError, DataFormatError
 from test_data_datasets_helpers import http_server
 
@@ -100,6 +101,9 @@ def test_shd_events_frames_and_tonic(shd_root, tmp_path):
     assert batch.transpose(0, 1).shape == (batch.shape[1], 3, 700)  # time-major
     fixed = SHD(root, data_type="frame", frames_number=5, split_by="time")
     assert fixed[0][0].shape == (5, 700) and fixed[0][0].sum().item() == len(train[0][0])
+    # An event transform that changes the channel count changes the frames' width.
+    half = SHD(root, data_type="frame", frames_number=5, event_transform=Downsample(0.5))
+    assert half[0][0].shape == (5, 350) and half[0][0].sum().item() == len(train[0][0])
     clone = pickle.loads(pickle.dumps(train))  # what DataLoader workers receive
     np.testing.assert_array_equal(clone[3][0].events, train[3][0].events)
     train.close()
@@ -254,9 +258,11 @@ def test_es_imagenet(tmp_path):
     np.testing.assert_array_equal(rec.events, read_es_imagenet(base / "val" / "v2.npz").events)
     raw = np.load(base / "val" / "v2.npz")
     assert len(rec) == len(raw["pos"]) + len(raw["neg"]) and rec.sensor_size == (256, 256, 2)
-    frames, _ = ESImageNet(tmp_path / "es", data_type="frame", frames_number=8,
-                           split_by="time")[0]  # fmt: skip
-    assert frames.shape == (8, 2, 256, 256) and frames.sum().item() == 60
+    # t is the step 1-8: duration=1 gives one frame per step (the docstring's advice).
+    frames, _ = ESImageNet(tmp_path / "es", data_type="frame", duration=1)[0]
+    t = read_es_imagenet(base / "train" / "class0" / "n000_0.npz").events["t"]
+    per_step = [int((t == k).sum()) for k in range(1, 9)]
+    assert frames.shape == (8, 2, 256, 256) and frames.sum(dim=(1, 2, 3)).tolist() == per_step
     (base / "vallabel.txt").write_text("v1.npz 7 100 120\nv2.npz 1000 90 80\n")
     with pytest.raises(DataFormatError, match=r"vallabel\.txt: line 2: label 1000 is outside"):
         ESImageNet(tmp_path / "es", train=False)

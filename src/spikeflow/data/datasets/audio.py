@@ -120,7 +120,8 @@ class _SpikingAudio(NeuromorphicDataset):
     def _representation(self, index: int) -> tuple[np.ndarray, bool]:
         array, computed = super()._representation(index)
         if isinstance(self.representation, (ToFrame, ToFrameByDuration)):
-            array = array.reshape(array.shape[0], self.channels)  # [T, 1, 1, 700] -> [T, 700]
+            # [T, 1, 1, C] -> [T, C]: C is 700, or what an event transform made of it.
+            array = array.reshape(array.shape[0], -1)
         return array, computed
 
 

@@ -78,7 +78,8 @@ class ESImageNet(NeuromorphicDataset):
     SpikingJelly reads them; the official loader also centres each sample); about 1.26
     million training and 50,000 validation samples; ``.npz`` files read by
     :func:`~spikeflow.data.io.read_es_imagenet` (``t`` is the step 1-8, so
-    use ``frames_number=8, split_by="time"`` or a custom function for frames).
+    ``duration=1`` gives one frame per step, ``[8, 2, 256, 256]``; ``frames_number=8,
+    split_by="time"`` would not: its bins are ``floor((8 - 1) / 8) = 0`` steps wide).
 
     Layout: ``root/ES-imagenet-0.18/train/class<k>/<name>.npz`` (label ``k``),
     ``root/ES-imagenet-0.18/val/<name>.npz`` and ``root/ES-imagenet-0.18/vallabel.txt``
