@@ -106,6 +106,8 @@ def test_unknown_neuron_kwarg_and_model_raise():
         create_model("resnet9000")
     with pytest.raises(ConfigurationError, match="connect function"):
         create_model("sew_resnet18", cnf="OR")
+    with pytest.raises(ConfigurationError, match=r"\[0, 1\), got -0.5"):
+        create_model("ms_resnet18", dropout=-0.5)  # not silently "no dropout"
 
 
 def _neurons(model: nn.Module) -> list[nn.Module]:

@@ -205,7 +205,8 @@ class MSResNet(nn.Module):
         self.sn = factory()
         self.avgpool = layers.AdaptiveAvgPool2d(1)
         self.flatten = layers.Flatten()
-        self.dropout = layers.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # Dropout validates p (a negative one is an error, not "no dropout").
+        self.dropout = layers.Dropout(dropout) if dropout != 0 else nn.Identity()
         self.fc = layers.Linear(in_planes, num_classes)
         init_conv_linear(self)
         for m in self.modules():
