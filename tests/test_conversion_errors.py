@@ -147,6 +147,12 @@ class _Untraced(_Calls):
         (lambda y: torch.floor(y), "floor"),
         (lambda y: torch.round(y), "round"),
         (lambda y: torch.sign(y), "sign"),
+        (lambda y: torch.sin(y), "sin"),
+        (lambda y: torch.square(y), "square"),
+        (lambda y: torch.rsqrt(y + 1), "rsqrt"),
+        (lambda y: torch.reciprocal(y + 1), "reciprocal"),
+        (lambda y: torch.erf(y), "erf"),
+        (lambda y: torch.amax(y, 1, keepdim=True).expand_as(y), "amax"),
     ],
 )
 @pytest.mark.parametrize("module", [_Calls, _Untraced])
@@ -156,6 +162,13 @@ def test_nonlinear_calls_are_named_not_kept(call, name, module):
         convert(module(call), X)
     _, report = convert(module(call), X, strict=False)
     assert any(name in e.source and e.action == "unconverted" for e in report.entries)
+
+
+def test_a_signal_in_the_divisor_is_not_affine():
+    # 1 / (x + 1) is a reciprocal of the signal; x / 2 stays affine.
+    with pytest.raises(ConversionError, match="truediv"):
+        convert(_Calls(lambda y: 1 / (y + 1)), X)
+    convert(_Calls(lambda y: y / 2), X)
 
 
 def test_batch_norm_without_running_statistics_says_why():

@@ -212,6 +212,8 @@ def classify_call(node: fx.Node) -> Kind:
     if target in AFFINE_CALLS:
         return "affine"
     if target in SCALING_CALLS:
+        if target in _DIVISIONS and _is_signal(node.args[1] if len(node.args) > 1 else None):
+            return "unsupported"  # c / x: a reciprocal of the signal
         signals = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
         if len(signals) <= 1:
             return "affine"
@@ -223,6 +225,15 @@ def classify_call(node: fx.Node) -> Kind:
     if node.op == "call_method" and str(target) in _NONLINEAR_METHODS:
         return "unsupported"
     return "unknown"
+
+
+_DIVISIONS = frozenset({operator.truediv, torch.div, "div", "div_"})
+
+
+def _is_signal(arg: object) -> bool:
+    """Whether a call argument is a tensor computed from the input (not a constant, an
+    attribute or a shape)."""
+    return isinstance(arg, fx.Node) and arg.op != "get_attr" and not _is_shape(arg)
 
 
 def _is_shape(node: fx.Node) -> bool:
@@ -336,7 +347,34 @@ NONLINEAR_WORDS = (
     "sort",
     "topk",
     "logsumexp",
+    # Elementwise functions (the method forms are refused too).
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "square",
+    "rsqrt",
+    "reciprocal",
+    "erf",
+    "erfc",
+    "erfinv",
+    "expm1",
+    "exp2",
+    "log1p",
+    "log2",
+    "log10",
+    "amax",
+    "amin",
+    "norm",
 )
+_NONLINEAR_METHODS = _NONLINEAR_METHODS | frozenset(NONLINEAR_WORDS)
 
 
 def is_nonlinear_name(name: str) -> bool:
