@@ -151,6 +151,20 @@ def test_conv1d_roundtrip():
     assert out.sum() > 0
 
 
+@pytest.mark.parametrize("dims", [1, 2])
+def test_grouped_and_depthwise_convs_roundtrip_through_a_file(dims, tmp_path):
+    # nir infers a conv's input channels as weight.shape[1] (in_channels / groups).
+    conv = layers.Conv1d if dims == 1 else layers.Conv2d
+    x = _drive(6, 2, 4, *([9] * dims))
+    for groups in (2, 4):
+        net = nn.Sequential(conv(4, 8, 3, padding=1, groups=groups), neurons.IFNode())
+        _positive_weights(net)
+        path = tmp_path / f"g{groups}.nir"
+        write_nir(export_to_nir(net, x), path)
+        out = import_from_nir(path)(x)
+        assert torch.equal(out, net(x)) and out.sum() > 0
+
+
 class _Residual(nn.Module):
     """A branch joined by an addition: NIR sums the inputs of the node after it."""
 

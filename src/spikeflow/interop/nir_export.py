@@ -147,6 +147,10 @@ def _conv(module: nn.Conv1d | nn.Conv2d, ctx: _Context) -> Any:
             groups=int(module.groups),
             bias=bias,
         )
+    if module.groups > 1:
+        # nir infers the input channels as weight.shape[1], which is in_channels / groups
+        # for a grouped convolution; the node's input is all in_channels.
+        node.input_type = {"input": np.array([module.in_channels, *(int(s) for s in spatial)])}
     node.metadata = {"spikeflow_bias": module.bias is not None}
     return node
 

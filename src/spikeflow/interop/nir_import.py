@@ -144,7 +144,26 @@ def read_nir(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"NIR file {str(path)!r} does not exist")
-    return nir.read(str(path))
+    # nir's reader rebuilds each node and infers a grouped convolution's input channels
+    # as weight.shape[1] (in_channels / groups): read without its type check, correct
+    # those input types, then check.
+    graph = nir.read(str(path), type_check=False)
+    _fix_grouped_convs(graph, nir)
+    if isinstance(graph, nir.NIRGraph):
+        graph.infer_types()
+    return graph
+
+
+def _fix_grouped_convs(node: Any, nir: Any) -> None:
+    """Set the input type of every grouped Conv1d/Conv2d under ``node`` to all its
+    input channels (``weight.shape[1] * groups``)."""
+    for child in getattr(node, "nodes", {}).values():
+        _fix_grouped_convs(child, nir)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)) and int(node.groups) > 1:
+        shape = node.input_type.get("input")
+        if shape is not None:
+            channels = int(node.weight.shape[1]) * int(node.groups)
+            node.input_type = {"input": np.array([channels, *np.asarray(shape)[1:]])}
 
 
 def import_from_nir(
