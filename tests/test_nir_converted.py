@@ -136,3 +136,26 @@ def test_weighted_conversion_neuron_alone_does_not_export():
     x = torch.rand(10, 3, 3) * 2
     imported = import_from_nir(export_to_nir(plain, x, soft_reset="metadata"))
     assert torch.equal(imported(x), plain(x))
+
+
+class _Doubled(nn.Module):
+    """h + dropout(h): both summands are the same NIR node after conversion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.fc2, self.drop = nn.Linear(4, 6), nn.Linear(6, 3), nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc(x))
+        return self.fc2(h + self.drop(h))
+
+
+def test_a_value_added_to_itself_exports_as_one_scaled_edge():
+    # NIR allows one edge per pair of nodes: h + h must become 2 h, not a duplicate edge.
+    torch.manual_seed(0)
+    x = torch.rand(8, 4)
+    snn, _ = convert(_Doubled().eval(), x)
+    xs = constant_input(x, 16)
+    graph = export_to_nir(snn, xs, soft_reset="metadata")
+    assert len(set(graph.edges)) == len(graph.edges)
+    torch.testing.assert_close(import_from_nir(graph)(xs), snn(xs), atol=1e-5, rtol=1e-5)

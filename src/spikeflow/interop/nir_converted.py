@@ -294,7 +294,7 @@ class _Walker:
         target = node.target
         tensors = [a for a in node.args if isinstance(a, fx.Node)]
         if target in _ADD and len(tensors) == 2 == len(node.args) and not node.kwargs:
-            self.values[node] = self.values[tensors[0]] + self.values[tensors[1]]
+            self.values[node] = _merge(self.values[tensors[0]] + self.values[tensors[1]])
         elif target in _FLATTEN and tensors and tensors[0] is node.args[0]:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -306,6 +306,21 @@ class _Walker:
         else:
             what = target if isinstance(target, str) else getattr(target, "__name__", target)
             self.bad.append(f"'{node.name}' (call of {what})")
+
+
+def _merge(sources: Sources) -> Sources:
+    """``sources`` with each NIR node once, its scales summed (``h + dropout(h)`` is
+    ``2 h``: NIR allows one edge per pair of nodes)."""
+    merged: dict[str, np.ndarray | None] = {}
+    for name, scale in sources:
+        if name not in merged:
+            merged[name] = scale
+            continue
+        previous = merged[name]
+        merged[name] = (1.0 if previous is None else previous) + (1.0 if scale is None else scale)
+    return [
+        (name, None if s is None else np.asarray(s, dtype=np.float64)) for name, s in merged.items()
+    ]
 
 
 def converted_to_nir(
