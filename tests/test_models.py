@@ -272,6 +272,33 @@ def test_zero_init_residual_makes_blocks_identity(name, kwargs, block_types):
     assert identities >= 2
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("sew_dvsgesture", {"input_size": 128, "cnf": "AND"}),  # its default neuron: PLIF
+        ("sew_resnet18", {"cnf": "AND", "neuron": "plif", "base_width": 8}),
+        ("sew_resnet50", {"cnf": "AND", "neuron": "lif", "base_width": 8}),
+    ],
+)
+def test_zero_init_and_blocks_are_identities_with_leaky_neurons(name, kwargs):
+    # A PLIF/LIF with tau = 2 charges to beta / 2 from rest: beta = 1 never fired, so
+    # every AND block output 0. beta is now what makes the branch neuron fire each step.
+    model = create_model(name, zero_init_residual=True, **kwargs)
+    if name == "sew_dvsgesture":
+        x = (torch.rand(T, B, 2, 128, 128) < 0.3).float()
+        types: tuple[type, ...] = (SEWDVSBlock,)
+    else:
+        x = torch.rand(T, B, 3, 16, 16)
+        types = (SEWBasicBlock, SEWBottleneck)
+    checked = 0
+    with torch.no_grad():
+        for block, inp in _block_inputs(model, x, types):
+            if getattr(block, "downsample", None) is None:
+                torch.testing.assert_close(block(inp), inp)
+                checked += 1
+    assert checked >= 2
+
+
 def test_without_zero_init_the_branch_is_not_zero():
     model = create_model("sew_resnet18", num_classes=K, base_width=8)
     (block, inp), *_ = _block_inputs(model, torch.rand(T, B, 3, 16, 16), (SEWBasicBlock,))

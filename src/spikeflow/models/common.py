@@ -289,6 +289,35 @@ def init_conv_linear(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def always_firing_input(neuron: nn.Module, steps: int = 8) -> float:
+    """The smallest of 1, 2, 4, ..., 1024 that, as a constant input, makes ``neuron``
+    fire at every one of ``steps`` steps from rest: the β of a zero-initialised BN
+    before a SEW ``AND`` branch's neuron (1 for IF with θ = 1; 2 for a LIF or PLIF
+    with τ = 2 and ``decay_input``, which charges to ``β / τ`` from rest).
+
+    Raises:
+        ConfigurationError: no such input up to 1024.
+    """
+    probe = copy.deepcopy(neuron)
+    if hasattr(probe, "step_mode"):
+        probe.step_mode = "m"
+    if hasattr(probe, "streaming"):
+        probe.streaming = False
+    dtype = next((p.dtype for p in probe.parameters()), torch.float32)
+    with torch.no_grad():
+        for k in range(11):
+            value = float(2**k)
+            if hasattr(probe, "reset"):
+                probe.reset()
+            spikes = probe(torch.full((steps, 1), value, dtype=dtype))
+            if bool((spikes > 0).all()):
+                return value
+    raise ConfigurationError(
+        f"{type(neuron).__name__} does not fire at every step for any constant input up "
+        "to 1024: a SEW AND block cannot start as its identity with it"
+    )
+
+
 @torch.no_grad()
 def zero_init_bn(bn: nn.Module, bias: float = 0.0) -> None:
     """Set a batch norm's γ to 0 and β to ``bias`` (output ``bias`` at init)."""

@@ -27,6 +27,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
+    always_firing_input,
     check_input,
     check_positive_int,
     conv_bn,
@@ -59,8 +60,8 @@ class SEWDVSBlock(nn.Module):
         return sew_connect(x, self.sn2(self.residual(x)), self.cnf)
 
     def zero_init_residual(self) -> None:
-        """γ = 0 (β = 1 for AND) in the last BN."""
-        zero_init_bn(self.bn2, 1.0 if self.cnf == "AND" else 0.0)
+        """γ = 0 in the last BN; for AND, β makes the branch neuron fire every step."""
+        zero_init_bn(self.bn2, always_firing_input(self.sn2) if self.cnf == "AND" else 0.0)
 
     def extra_repr(self) -> str:
         return f"cnf={self.cnf}"

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.models.common import NeuronFactory, zero_init_bn
+from spikeflow.models.common import NeuronFactory, always_firing_input, zero_init_bn
 from spikeflow.models.registry import register_model
 from spikeflow.models.resnet import ResNetSkeleton, conv1x1, conv3x3
 
@@ -127,8 +127,8 @@ class SEWBasicBlock(_SEWBlockMixin):
         return self.sn2(self.residual(x))
 
     def zero_init_residual(self) -> None:
-        """γ = 0 (β = 1 for AND) in the last BN of the branch."""
-        zero_init_bn(self.bn2, 1.0 if self.cnf == "AND" else 0.0)
+        """γ = 0 in the last BN of the branch; for AND, β makes its neuron fire every step."""
+        zero_init_bn(self.bn2, always_firing_input(self.sn2) if self.cnf == "AND" else 0.0)
 
 
 class SEWBottleneck(_SEWBlockMixin):
@@ -170,8 +170,8 @@ class SEWBottleneck(_SEWBlockMixin):
         return self.sn3(self.residual(x))
 
     def zero_init_residual(self) -> None:
-        """γ = 0 (β = 1 for AND) in the last BN of the branch."""
-        zero_init_bn(self.bn3, 1.0 if self.cnf == "AND" else 0.0)
+        """γ = 0 in the last BN of the branch; for AND, β makes its neuron fire every step."""
+        zero_init_bn(self.bn3, always_firing_input(self.sn3) if self.cnf == "AND" else 0.0)
 
 
 _DEPTHS: dict[int, tuple[type[_SEWBlockMixin], tuple[int, int, int, int]]] = {
