@@ -140,3 +140,50 @@ def test_gesture_cut_version_is_in_both_cache_keys(tmp_path, monkeypatch):
     assert first.cache.directory != second.cache.directory
     assert first.cut_cache.directory != second.cut_cache.directory
     assert torch.equal(first[1][0], second[1][0])
+
+
+def _log_frames(r, T=10):
+    return np.log1p(r)
+
+
+def _sqrt_frames(r, T=10):
+    return np.sqrt(r)
+
+
+def _log_frames_20(r, T=20):
+    return np.log1p(r)
+
+
+class _Scaled:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def frames(self, r):
+        return r * self.k
+
+
+def test_callable_keys_see_edits_defaults_instances_and_array_contents():
+    import functools
+
+    from spikeflow.data.representations import callable_key
+
+    def key(fn):
+        return callable_key(fn)
+
+    # Same bytecode shape, another function called: np.log1p vs np.sqrt.
+    assert key(_log_frames)["code_sha256"] != key(_sqrt_frames)["code_sha256"]
+    # Another default argument.
+    assert key(_log_frames)["code_sha256"] != key(_log_frames_20)["code_sha256"]
+    # The same method on two instances with different settings.
+    assert key(_Scaled(10).frames) != key(_Scaled(20).frames)
+    assert key(_Scaled(10).frames) == key(_Scaled(10).frames)
+    # Large arrays in a partial differ by content (their repr elides the middle).
+    a, b = np.zeros(2000), np.zeros(2000)
+    b[1000] = 1
+    assert key(functools.partial(_log_frames, T=a)) != key(functools.partial(_log_frames, T=b))
+
+    # A closure's value.
+    def make(scale):
+        return lambda r: r * scale
+
+    assert key(make(2)) != key(make(3))

@@ -14,10 +14,12 @@ computes a new entry instead of reading a stale one.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frames import (
@@ -48,38 +50,69 @@ def callable_key(fn: Any) -> Any:
     """A JSON-able identity of a callable, for cache keys.
 
     Objects with a ``cache_key()`` method give that; ``functools.partial`` gives its
-    function's key plus the repr of its arguments; plain functions give their module,
-    qualified name and a hash of their bytecode and constants (so editing the function
-    changes the key). Values a function reads from globals or closures are *not* part
-    of the key: give such parameters to :class:`CustomRepresentation` as ``params``.
+    function's key plus its arguments; a bound method gives its function's key plus its
+    instance's attributes; plain functions give their module, qualified name and a hash
+    of their bytecode, constants, the names they use (``np.log1p`` vs ``np.sqrt``),
+    their default arguments and the values their closures hold (so editing the function
+    changes the key). Arrays count by content. Values a function reads from globals
+    are *not* part of the key: give such parameters to :class:`CustomRepresentation` as
+    ``params``.
     """
     import functools
-    import hashlib
 
     if hasattr(fn, "cache_key"):
         return fn.cache_key()
     if isinstance(fn, functools.partial):
-        kw = {k: repr(v) for k, v in sorted(fn.keywords.items())}
-        return {"partial": callable_key(fn.func), "args": [repr(a) for a in fn.args], "kw": kw}
+        kw = {k: _value_key(v) for k, v in sorted(fn.keywords.items())}
+        return {"partial": callable_key(fn.func), "args": [_value_key(a) for a in fn.args],
+                "kw": kw}  # fmt: skip
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and hasattr(fn, "__func__") and not isinstance(owner, type):
+        state = {k: _value_key(v) for k, v in sorted(getattr(owner, "__dict__", {}).items())}
+        return {"method": callable_key(fn.__func__), "instance": state}
     code = getattr(fn, "__code__", None)
     if code is None:
         raise ConfigurationError(
             f"cannot build a cache key for {fn!r}: give it a cache_key() method returning its "
             "parameters, or disable the cache (cache_dir=None)"
         )
-
-    def digest(c: Any, h: Any) -> None:
-        h.update(c.co_code)
-        for const in c.co_consts:
-            if hasattr(const, "co_code"):
-                digest(const, h)
-            else:
-                h.update(repr(const).encode())
-
     h = hashlib.sha256()
-    digest(code, h)
+    _digest_code(code, h)
+    for value in (fn.__defaults__ or (), fn.__kwdefaults__ or {}):
+        h.update(repr(_value_key(value)).encode())
+    for cell in fn.__closure__ or ():
+        try:
+            content = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        h.update(repr(callable_key(content) if callable(content) else _value_key(content)).encode())
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
     return {"function": name, "code_sha256": h.hexdigest()[:16]}
+
+
+def _digest_code(code: Any, h: Any) -> None:
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            _digest_code(const, h)
+        else:
+            h.update(repr(const).encode())
+
+
+def _value_key(value: Any) -> Any:
+    """A value as cache-key material: arrays and tensors by content (their repr elides
+    the middle), containers element by element, anything else by repr."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]
+        return {"array": digest, "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, (list, tuple)):
+        return [_value_key(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _value_key(v) for k, v in value.items()}
+    return repr(value)
 
 
 class Representation:
