@@ -311,3 +311,63 @@ def test_frame_augmentations_draw_anew_each_call_and_check_input():
         T.RandomCropFrames(5)(x)
     with pytest.raises(ShapeError, match="tensor"):
         T.RandomHorizontalFlipFrames()(np.zeros((2, 4, 4)))
+
+
+class _SameSample(torch.utils.data.Dataset):
+    """One recording eight times, through a seeded random crop: differences are draws."""
+
+    def __init__(self, transform) -> None:
+        rng = np.random.default_rng(0)
+        n = 2000
+        self.recording = EventRecording(
+            make_events(np.arange(n), rng.integers(0, 34, n), rng.integers(0, 34, n),
+                        rng.integers(0, 2, n)),
+            (34, 34, 2),
+        )  # fmt: skip
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        out = self.transform(self.recording)
+        return torch.as_tensor(to_frames(out, 1) if isinstance(out, EventRecording) else out)
+
+
+def _epochs(transform, workers: int) -> list[torch.Tensor]:
+    loader = torch.utils.data.DataLoader(_SameSample(transform), batch_size=1,
+                                         num_workers=workers)  # fmt: skip
+    return [torch.cat(list(loader)) for _ in range(2)]
+
+
+@pytest.mark.parametrize("make", [lambda: T.RandomCrop(20, seed=0),
+                                  lambda: T.Compose([T.RandomCrop(20, seed=0)])])  # fmt: skip
+def test_a_seeded_transform_draws_anew_in_every_worker_and_epoch(make):
+    # Workers copy the transform: with its stream copied as is, every epoch (and every
+    # worker) repeated the same crops.
+    torch.manual_seed(0)
+    first, second = _epochs(make(), workers=2)
+    assert not torch.equal(first, second)
+    assert len({x.numpy().tobytes() for x in first}) == 8
+    torch.manual_seed(0)
+    again = _epochs(make(), workers=2)
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)  # reproducible
+
+
+def test_a_seeded_frame_transform_draws_anew_in_every_worker_and_epoch():
+    class Frames(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            self.x = torch.rand(2, 2, 34, 34)
+            self.crop = T.RandomCropFrames(24, generator=0)
+
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return self.crop(self.x)
+
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(Frames(), batch_size=1, num_workers=2)
+    first, second = torch.cat(list(loader)), torch.cat(list(loader))
+    assert not torch.equal(first, second)
+    assert len({x.numpy().tobytes() for x in first}) == 8

@@ -55,12 +55,25 @@ class _RandomFrames:
             self.generator: torch.Generator | None = torch.Generator().manual_seed(generator)
         else:
             self.generator = generator
+        self._worker_seed: int | None = None
+
+    def _stream(self) -> torch.Generator | None:
+        """The generator for this draw: in a DataLoader worker, one derived from the
+        transform's (as copied into the worker) and the worker's seed, so that workers
+        and epochs differ (see :mod:`spikeflow.data.transforms`)."""
+        if self.generator is not None:
+            info = torch.utils.data.get_worker_info()
+            if info is not None and info.seed != self._worker_seed:
+                base = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
+                self.generator = torch.Generator().manual_seed((base ^ info.seed) % 2**63)
+                self._worker_seed = info.seed
+        return self.generator
 
     def _randint(self, high: int) -> int:
-        return int(torch.randint(0, high, (1,), generator=self.generator).item())
+        return int(torch.randint(0, high, (1,), generator=self._stream()).item())
 
     def _rand(self) -> float:
-        return float(torch.rand((1,), generator=self.generator).item())
+        return float(torch.rand((1,), generator=self._stream()).item())
 
     def cache_key(self) -> dict[str, Any]:
         return {"name": type(self).__name__, **self._params}

@@ -7,10 +7,13 @@ size (flips, crops, downsampling) raise :class:`~spikeflow.errors.ConfigurationE
 on a plain array.
 
 Random transforms take ``seed``: an int or a ``numpy.random.Generator`` gives one
-reproducible stream held by the transform (the same in every DataLoader worker, since
-workers copy it); ``None`` (default) draws each call's seed from PyTorch's global
-generator, so ``torch.manual_seed`` makes runs reproducible and each DataLoader worker
-(seeded differently by PyTorch) gets different augmentations.
+reproducible stream held by the transform; inside a DataLoader worker the stream is
+derived from that seed and the worker's seed (which PyTorch draws for every worker of
+every epoch from its global generator), so workers and epochs get different draws and
+``torch.manual_seed`` still makes the run reproducible (a copied stream would repeat
+the same draws in every worker and every epoch). ``None`` (default) draws each call's
+seed from PyTorch's global generator, so ``torch.manual_seed`` makes runs reproducible
+and each DataLoader worker (seeded differently by PyTorch) gets different augmentations.
 
 Transforms applied by a dataset before a cached representation must be deterministic
 (``transform.random`` is False): a cached random draw would be the same every epoch.
@@ -115,6 +118,7 @@ class EventTransform:
             self._rng = None
         else:
             self._rng = np.random.default_rng(seed)
+        self._worker_seed: int | None = None  # the DataLoader worker seed _rng is for
 
     @property
     def random(self) -> bool:
@@ -124,6 +128,13 @@ class EventTransform:
     def rng(self) -> np.random.Generator:
         """The generator for this call (see the module docstring)."""
         if self._rng is not None:
+            info = torch.utils.data.get_worker_info()
+            if info is not None and info.seed != self._worker_seed:
+                # This worker's stream: from the transform's (as copied into the worker)
+                # and the worker's seed, new for every worker of every epoch.
+                base = int(self._rng.integers(2**62))
+                self._rng = np.random.default_rng([base, info.seed])
+                self._worker_seed = info.seed
             return self._rng
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
