@@ -175,3 +175,39 @@ def test_batch_norm_without_running_statistics_says_why():
     net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.ReLU())
     with pytest.raises(ConversionError, match=r"'?1'? \(nn.BatchNorm1d\): no running statistics"):
         convert(net, torch.rand(8, 4))
+
+
+class _UntracedWithSpareRelu(nn.Module):
+    """Untraceable (data-dependent branch); owns a ReLU its forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.act, self.spare = nn.Linear(4, 4), nn.ReLU(), nn.ReLU()
+
+    def forward(self, x):
+        y = self.act(self.fc(x))
+        if bool(y.sum() > -1):
+            y = y * 2
+        return y
+
+
+class _UntracedReusedRelu(_UntracedWithSpareRelu):
+    def forward(self, x):
+        y = self.act(self.fc(x))
+        if bool(y.sum() > -1):
+            y = self.act(self.fc(y))  # the same ReLU module, a second call site
+        return y
+
+
+def test_an_unused_relu_is_kept_and_reported_not_an_error():
+    snn, report = convert(_UntracedWithSpareRelu(), torch.rand(8, 4))
+    assert snn(torch.rand(5, 8, 4)).shape == (5, 8, 4)  # [T, B, ...]
+    entry = next(e for e in report.entries if e.name.endswith("spare"))
+    assert entry.action == "kept" and "never called" in entry.detail
+    assert any(e.name.endswith("act") and e.action == "converted" for e in report.entries)
+
+
+def test_a_relu_called_twice_in_an_untraced_forward_is_refused_by_name():
+    # One neuron would carry its state from one call site to the other.
+    with pytest.raises(ConversionError, match=r"'act' \(nn\.ReLU\) ran 2 times"):
+        convert(_UntracedReusedRelu(), torch.rand(8, 4))

@@ -83,8 +83,10 @@ class _Site(nn.Module):
         self.report_index = -1
         self.ann = ann
         self.observer = observer
+        self.calls = 0  # during calibration
 
     def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
         y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
         return self.observer(y) if self.observer is not None else y
 
@@ -153,6 +155,7 @@ class _Converter:
         self.report = ConversionReport()
         self.untraced: dict[int, str] = {}
         self.input_dim: int | None = None  # dims of a calibration batch [B, ...]
+        self.calibration_batches = 0  # how many ran (0: no calibration)
 
     # -- building the ANN with placeholders ---------------------------------------------
 
@@ -352,6 +355,17 @@ class _Converter:
                 handle.remove()
         if count == 0:
             raise ConfigurationError("calibration_data gave no batches")
+        self.calibration_batches = count
+        sites = {id(m): m for m in body.modules() if isinstance(m, _Site)}
+        for site in sites.values():
+            if site.calls > count:
+                raise ConversionError(
+                    f"'{site.site_name}' ({site.source}) ran {site.calls // count} times in "
+                    "each forward pass: one spiking neuron cannot stand for several calls (its "
+                    "state would carry from one call to the next). Give each call its own "
+                    "module, or make the enclosing module traceable by torch.fx (which gives "
+                    "every call its own neuron)"
+                )
         for (where, func), is_relu in found.items():
             detail = (
                 "relu called directly in an untraced forward: not converted"
@@ -363,6 +377,9 @@ class _Converter:
     # -- the spiking network ----------------------------------------------------------
 
     def neuron(self, site: _Site) -> nn.Module:
+        if self.calibration_batches and site.calls == 0 and site.observer is not None:
+            self.settle(site, "kept", "never called by the calibration forward passes")
+            return site.ann
         if site.kind == "maxpool":
             if self.max_pool == "keep":
                 self.settle(site, "kept", "max of each step's values (overestimates the max rate)")
