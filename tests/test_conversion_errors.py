@@ -211,3 +211,30 @@ def test_a_relu_called_twice_in_an_untraced_forward_is_refused_by_name():
     # One neuron would carry its state from one call site to the other.
     with pytest.raises(ConversionError, match=r"'act' \(nn\.ReLU\) ran 2 times"):
         convert(_UntracedReusedRelu(), torch.rand(8, 4))
+
+
+class _Reshuffled(nn.Module):
+    def __init__(self, call) -> None:
+        super().__init__()
+        self.fc, self.call = nn.Linear(6, 6), call
+
+    def forward(self, x):  # x: [B, L, 6]
+        return F.relu(self.fc(self.call(x))).sum(-1)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda x: x.transpose(0, 1), lambda x: x.permute(1, 0, 2), lambda x: torch.movedim(x, 0, 1),
+     lambda x: torch.swapaxes(x, 1, 0)],  # fmt: skip
+)
+def test_moving_the_batch_dimension_is_refused(call):
+    # The SNN folds time into dim 0; a layer that moves it would make later neurons
+    # split another dimension as if it were time (silently wrong before).
+    with pytest.raises(ConversionError, match="moves the batch dimension"):
+        convert(_Reshuffled(call), torch.rand(16, 8, 6))
+
+
+@pytest.mark.parametrize("call", [lambda x: x.transpose(1, 2).transpose(1, 2),
+                                  lambda x: x.permute(0, 2, 1).permute(0, 2, 1)])  # fmt: skip
+def test_moving_other_dimensions_is_affine(call):
+    convert(_Reshuffled(call), torch.rand(16, 8, 6))

@@ -27,6 +27,7 @@ __all__ = [
     "classify_call",
     "classify_module",
     "is_nonlinear_name",
+    "moves_batch_dim",
 ]
 
 #: ``activation``: becomes a neuron; ``maxpool``: becomes a gated max pool; ``affine``:
@@ -202,9 +203,33 @@ def classify_module(module: nn.Module) -> Kind:
     return "container"
 
 
+def moves_batch_dim(node: fx.Node) -> bool:
+    """Whether a call moves dimension 0 (the batch, which the SNN folds time into):
+    ``transpose``/``swapaxes`` with 0, ``permute`` not starting with 0, ``movedim`` of
+    0, ``t``. Later layers would then split another dimension as if it were time."""
+    name = str(node.target) if node.op == "call_method" else call_name(node).rsplit(".", 1)[-1]
+    args = list(node.args[1:])
+    if name in ("t", "t_"):
+        return True
+    if name in ("transpose", "transpose_", "swapaxes", "swapdims"):
+        dims = args[:2] or [node.kwargs.get("dim0"), node.kwargs.get("dim1")]
+        return 0 in dims
+    if name == "permute":
+        dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+        dims = dims or node.kwargs.get("dims", ())
+        return bool(dims) and dims[0] != 0
+    if name in ("movedim", "moveaxis"):
+        ends = [*args[:2], node.kwargs.get("source"), node.kwargs.get("destination")]
+        flat = [d for e in ends for d in (e if isinstance(e, (tuple, list)) else (e,))]
+        return 0 in flat
+    return False
+
+
 def classify_call(node: fx.Node) -> Kind:
     """The conversion kind of a ``call_function`` or ``call_method`` node."""
     target = node.target
+    if moves_batch_dim(node):
+        return "unsupported"
     if target in RELU_CALLS:
         return "activation"
     if target in MAXPOOL_CALLS:

@@ -47,6 +47,7 @@ from spikeflow.conversion.classify import (
     classify_call,
     classify_module,
     is_nonlinear_name,
+    moves_batch_dim,
 )
 from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_counts, set_submodule
 from spikeflow.conversion.group import GroupNeuron
@@ -285,7 +286,12 @@ class _Converter:
         if kind == "affine":
             return  # additions, views, ...: run on every step (not listed one by one)
         if kind == "unsupported":
-            self.report.add(name, source, "unconverted", "not affine, no spiking equivalent")
+            detail = (
+                "moves the batch dimension (dim 0), into which the SNN folds time"
+                if moves_batch_dim(node)
+                else "not affine, no spiking equivalent"
+            )
+            self.report.add(name, source, "unconverted", detail)
             return
         if kind == "unknown":
             self.report.add(name, source, "unverified", "kept; not known to be affine")
