@@ -224,8 +224,12 @@ class _Reshuffled(nn.Module):
 
 @pytest.mark.parametrize(
     "call",
-    [lambda x: x.transpose(0, 1), lambda x: x.permute(1, 0, 2), lambda x: torch.movedim(x, 0, 1),
-     lambda x: torch.swapaxes(x, 1, 0)],  # fmt: skip
+    [
+        lambda x: x.transpose(0, 1),
+        lambda x: x.permute(1, 0, 2),
+        lambda x: torch.movedim(x, 0, 1),
+        lambda x: torch.swapaxes(x, 1, 0),
+    ],
 )
 def test_moving_the_batch_dimension_is_refused(call):
     # The SNN folds time into dim 0; a layer that moves it would make later neurons
@@ -234,7 +238,9 @@ def test_moving_the_batch_dimension_is_refused(call):
         convert(_Reshuffled(call), torch.rand(16, 8, 6))
 
 
-@pytest.mark.parametrize("call", [lambda x: x.transpose(1, 2).transpose(1, 2),
-                                  lambda x: x.permute(0, 2, 1).permute(0, 2, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    "call",
+    [lambda x: x.transpose(1, 2).transpose(1, 2), lambda x: x.permute(0, 2, 1).permute(0, 2, 1)],
+)
 def test_moving_other_dimensions_is_affine(call):
     convert(_Reshuffled(call), torch.rand(16, 8, 6))
