@@ -187,3 +187,50 @@ def test_callable_keys_see_edits_defaults_instances_and_array_contents():
         return lambda r: r * scale
 
     assert key(make(2)) != key(make(3))
+
+
+def test_callable_keys_are_built_for_awkward_values_and_stable_across_processes():
+    import subprocess
+    import sys
+
+    from spikeflow.data.representations import callable_key
+
+    def make_recursive():
+        def walk(r, depth=0):
+            return r if depth > 2 else walk(r, depth + 1)
+
+        return walk
+
+    def over(value):
+        return lambda r: (value, r)
+
+    bf16 = torch.ones(3, dtype=torch.bfloat16)
+
+    def f_bf16(r, w=bf16):
+        return r
+
+    class Slotted:
+        __slots__ = ("k",)
+
+        def __init__(self, k):
+            self.k = k
+
+        def rep(self, r):
+            return r * self.k
+
+    for fn in (make_recursive(), over(np.log1p), over(abs), over(np.float32),
+               over(torch.nn.ReLU()), f_bf16):  # fmt: skip
+        callable_key(fn)  # no RecursionError, TypeError or ConfigurationError
+    assert callable_key(Slotted(10).rep) != callable_key(Slotted(20).rep)
+    # Reprs with addresses and set order must not make keys differ between processes.
+    script = (
+        "import numpy as np\n"
+        "from spikeflow.data.representations import callable_key\n"
+        "class R:\n"
+        "    def __init__(self): self.rng = np.random.default_rng(0); self.s = {'a', 'b', 'c'}\n"
+        "    def rep(self, r): return r\n"
+        "print(callable_key(R().rep))\n"
+    )
+    keys = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout for _ in range(3)}  # fmt: skip
+    assert len(keys) == 1

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-def callable_key(fn: Any) -> Any:
+def callable_key(fn: Any, _seen: frozenset[int] = frozenset()) -> Any:
     """A JSON-able identity of a callable, for cache keys.
 
     Objects with a ``cache_key()`` method give that; ``functools.partial`` gives its
@@ -54,22 +54,25 @@ def callable_key(fn: Any) -> Any:
     instance's attributes; plain functions give their module, qualified name and a hash
     of their bytecode, constants, the names they use (``np.log1p`` vs ``np.sqrt``),
     their default arguments and the values their closures hold (so editing the function
-    changes the key). Arrays count by content. Values a function reads from globals
-    are *not* part of the key: give such parameters to :class:`CustomRepresentation` as
-    ``params``.
+    changes the key). Arrays and tensors count by content; values whose repr is not
+    stable across processes (``<... at 0x...>``) by their type only. Values a function
+    reads from globals are *not* part of the key: give such parameters to
+    :class:`CustomRepresentation` as ``params``.
     """
     import functools
 
     if hasattr(fn, "cache_key"):
         return fn.cache_key()
+    seen = _seen | {id(fn)}
     if isinstance(fn, functools.partial):
-        kw = {k: _value_key(v) for k, v in sorted(fn.keywords.items())}
-        return {"partial": callable_key(fn.func), "args": [_value_key(a) for a in fn.args],
-                "kw": kw}  # fmt: skip
+        kw = {k: _value_key(v, seen) for k, v in sorted(fn.keywords.items())}
+        return {"partial": callable_key(fn.func, seen),
+                "args": [_value_key(a, seen) for a in fn.args], "kw": kw}  # fmt: skip
     owner = getattr(fn, "__self__", None)
     if owner is not None and hasattr(fn, "__func__") and not isinstance(owner, type):
-        state = {k: _value_key(v) for k, v in sorted(getattr(owner, "__dict__", {}).items())}
-        return {"method": callable_key(fn.__func__), "instance": state}
+        attributes = sorted(_attributes(owner).items())
+        state = {k: _value_key(v, seen) for k, v in attributes}
+        return {"method": callable_key(fn.__func__, seen), "instance": state}
     code = getattr(fn, "__code__", None)
     if code is None:
         raise ConfigurationError(
@@ -79,15 +82,26 @@ def callable_key(fn: Any) -> Any:
     h = hashlib.sha256()
     _digest_code(code, h)
     for value in (fn.__defaults__ or (), fn.__kwdefaults__ or {}):
-        h.update(repr(_value_key(value)).encode())
+        h.update(repr(_value_key(value, seen)).encode())
     for cell in fn.__closure__ or ():
         try:
             content = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        h.update(repr(callable_key(content) if callable(content) else _value_key(content)).encode())
+        h.update(repr(_value_key(content, seen)).encode())
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
     return {"function": name, "code_sha256": h.hexdigest()[:16]}
+
+
+def _attributes(owner: Any) -> dict[str, Any]:
+    """An instance's attributes: its ``__dict__`` and its ``__slots__``."""
+    found = dict(getattr(owner, "__dict__", {}))
+    for cls in type(owner).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(owner, name):
+                found[name] = getattr(owner, name)
+    return found
 
 
 def _digest_code(code: Any, h: Any) -> None:
@@ -100,19 +114,38 @@ def _digest_code(code: Any, h: Any) -> None:
             h.update(repr(const).encode())
 
 
-def _value_key(value: Any) -> Any:
-    """A value as cache-key material: arrays and tensors by content (their repr elides
-    the middle), containers element by element, anything else by repr."""
+def _value_key(value: Any, seen: frozenset[int] = frozenset()) -> Any:
+    """A value as cache-key material, the same in every process: arrays and tensors by
+    content (their repr elides the middle), containers element by element (sets
+    sorted), callables by :func:`callable_key` (once: a function whose closure holds
+    itself), anything else by repr, or by type when the repr holds an address."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        t = value.detach().cpu()
+        array = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        return {"tensor": _digest(array), "dtype": str(t.dtype), "shape": list(t.shape)}
     if isinstance(value, np.ndarray):
-        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]
-        return {"array": digest, "dtype": str(value.dtype), "shape": list(value.shape)}
+        return {"array": _digest(value), "dtype": str(value.dtype), "shape": list(value.shape)}
     if isinstance(value, (list, tuple)):
-        return [_value_key(v) for v in value]
+        return [_value_key(v, seen) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(repr(_value_key(v, seen)) for v in value)
     if isinstance(value, dict):
-        return {str(k): _value_key(v) for k, v in value.items()}
-    return repr(value)
+        return {repr(k): _value_key(v, seen) for k, v in sorted(value.items(), key=repr)}
+    if callable(value) and not isinstance(value, type):
+        if id(value) in seen:
+            return f"<recursive {getattr(value, '__qualname__', type(value).__qualname__)}>"
+        try:
+            return callable_key(value, seen)
+        except ConfigurationError:  # a builtin, a ufunc, a module instance: by repr below
+            pass
+    text = repr(value)
+    if " at 0x" in text:  # an address: differs in every process
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"
+    return text
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
 class Representation:
