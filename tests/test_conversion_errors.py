@@ -207,10 +207,14 @@ def test_an_unused_relu_is_kept_and_reported_not_an_error():
     assert any(e.name.endswith("act") and e.action == "converted" for e in report.entries)
 
 
-def test_a_relu_called_twice_in_an_untraced_forward_is_refused_by_name():
-    # One neuron would carry its state from one call site to the other.
-    with pytest.raises(ConversionError, match=r"'act' \(nn\.ReLU\) ran 2 times"):
-        convert(_UntracedReusedRelu(), torch.rand(8, 4))
+def test_a_relu_called_twice_in_an_untraced_forward_is_named():
+    # Its calls share one neuron (one threshold; streaming would carry its state from
+    # one call to the other): a warning and the report say so.
+    with pytest.warns(RuntimeWarning, match=r"'act' \(nn\.ReLU\) ran 2 times"):
+        snn, report = convert(_UntracedReusedRelu(), torch.rand(8, 4))
+    entry = next(e for e in report.entries if e.name.endswith("act"))
+    assert entry.action == "converted" and "shared by 2 calls" in entry.detail
+    assert snn(torch.rand(5, 8, 4)).shape == (5, 8, 4)
 
 
 class _Reshuffled(nn.Module):
@@ -244,3 +248,21 @@ def test_moving_the_batch_dimension_is_refused(call):
 )
 def test_moving_other_dimensions_is_affine(call):
     convert(_Reshuffled(call), torch.rand(16, 8, 6))
+
+
+class _TiedDecoder(nn.Module):
+    """A decoder using the encoder's transposed weight: no batch dimension moves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(6, 4)
+        self.bias = nn.Parameter(torch.zeros(6))
+
+    def forward(self, x):
+        return F.linear(F.relu(self.enc(x)), self.enc.weight.t(), self.bias)
+
+
+def test_transposing_a_weight_is_affine():
+    snn, report = convert(_TiedDecoder(), torch.rand(16, 6))
+    assert not [e for e in report.entries if e.action == "unconverted"]
+    assert snn(torch.rand(5, 16, 6)).shape == (5, 16, 6)

@@ -204,9 +204,15 @@ def classify_module(module: nn.Module) -> Kind:
 
 
 def moves_batch_dim(node: fx.Node) -> bool:
-    """Whether a call moves dimension 0 (the batch, which the SNN folds time into):
-    ``transpose``/``swapaxes`` with 0, ``permute`` not starting with 0, ``movedim`` of
-    0, ``t``. Later layers would then split another dimension as if it were time."""
+    """Whether a call moves dimension 0 of a signal (the batch, which the SNN folds time
+    into): ``transpose``/``swapaxes`` with 0, ``permute`` not starting with 0,
+    ``movedim`` of 0, ``t``, ``.T``. Later layers would then split another dimension as
+    if it were time. (Negative dims are not resolved: the graph carries no ranks.)"""
+    moved = node.args[0] if node.args else node.kwargs.get("input")
+    if not _is_signal(moved):  # a weight's transpose (F.linear(h, w.t())) moves no batch
+        return False
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] == "T"  # x.T reverses every dim
     name = str(node.target) if node.op == "call_method" else call_name(node).rsplit(".", 1)[-1]
     args = list(node.args[1:])
     if name in ("t", "t_"):

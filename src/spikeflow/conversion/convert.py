@@ -29,6 +29,7 @@ Steps:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
@@ -85,6 +86,7 @@ class _Site(nn.Module):
         self.ann = ann
         self.observer = observer
         self.calls = 0  # during calibration
+        self.shared = 1  # calls per forward pass (more than 1: a module called twice)
 
     def forward(self, x: Tensor) -> Tensor:
         self.calls += 1
@@ -365,12 +367,15 @@ class _Converter:
         sites = {id(m): m for m in body.modules() if isinstance(m, _Site)}
         for site in sites.values():
             if site.calls > count:
-                raise ConversionError(
-                    f"'{site.site_name}' ({site.source}) ran {site.calls // count} times in "
-                    "each forward pass: one spiking neuron cannot stand for several calls (its "
-                    "state would carry from one call to the next). Give each call its own "
-                    "module, or make the enclosing module traceable by torch.fx (which gives "
-                    "every call its own neuron)"
+                site.shared = site.calls // count
+                warnings.warn(
+                    f"'{site.site_name}' ({site.source}) ran {site.shared} times in each "
+                    "forward pass of an untraced module: its calls share one spiking neuron "
+                    "(one threshold; while streaming, its state would carry from one call to "
+                    "the next). Give each call its own module, or make the module traceable "
+                    "by torch.fx (which gives every call its own neuron)",
+                    RuntimeWarning,
+                    stacklevel=4,
                 )
         for (where, func), is_relu in found.items():
             detail = (
@@ -418,6 +423,8 @@ class _Converter:
             neuron = ConversionIFNode(theta, init)
             kind = "IF soft reset"
         per = f"/{self.group_size}" if self.group_size else ""
+        if site.shared > 1:
+            what += f", shared by {site.shared} calls per forward (do not stream)"
         self.settle(site, "converted", f"{kind}, {what}, V0={init:g}·θ{per}")
         return TimeFolded(neuron)
 
