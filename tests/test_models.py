@@ -656,3 +656,15 @@ class _OpaqueNet(nn.Module):
     def __init__(self, width: int = 2) -> None:
         super().__init__()
         self.width = width
+
+
+def test_and_zero_init_probes_any_neuron_or_says_why_it_cannot():
+    # The probe runs the reference loop on the CPU (a Triton neuron builds on a CPU
+    # machine) with the neuron's own T (a parallel spiking neuron built for T steps).
+    create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
+                 neuron="lif", neuron_kwargs={"backend": "triton"})  # fmt: skip
+    create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
+                 neuron="sliding_psn", neuron_kwargs={"k": 2})  # fmt: skip
+    with pytest.raises(ConfigurationError, match="cannot start as its identity"):
+        create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
+                     neuron="psn", neuron_kwargs={"T": 4})  # fmt: skip

@@ -298,11 +298,16 @@ def always_firing_input(neuron: nn.Module, steps: int = 8) -> float:
     Raises:
         ConfigurationError: no such input up to 1024.
     """
-    probe = copy.deepcopy(neuron)
-    if hasattr(probe, "step_mode"):
+    probe = copy.deepcopy(neuron).cpu()
+    if hasattr(probe, "step_mode") and not isinstance(type(probe).step_mode, property):
         probe.step_mode = "m"
     if hasattr(probe, "streaming"):
         probe.streaming = False
+    if hasattr(probe, "backend"):
+        probe.backend = "torch"  # the reference loop: runs anywhere
+    fixed_steps = getattr(probe, "T", None)  # a parallel spiking neuron built for T steps
+    if isinstance(fixed_steps, int) and fixed_steps > 0:
+        steps = fixed_steps
     dtype = next((p.dtype for p in probe.parameters()), torch.float32)
     with torch.no_grad():
         for k in range(11):
@@ -314,7 +319,8 @@ def always_firing_input(neuron: nn.Module, steps: int = 8) -> float:
                 return value
     raise ConfigurationError(
         f"{type(neuron).__name__} does not fire at every step for any constant input up "
-        "to 1024: a SEW AND block cannot start as its identity with it"
+        "to 1024: a SEW AND block cannot start as its identity with it (zero_init_residual "
+        "with cnf='ADD' or 'IAND' needs A = 0, which any neuron gives)"
     )
 
 
