@@ -96,3 +96,27 @@ def test_a_cc_that_does_not_exist_is_reported(monkeypatch):
     with pytest.warns(RuntimeWarning, match="is not an executable"):
         found = _cbuild.find_compiler("the test compiles C", "install gcc")
     assert found in ("cc", "gcc", "clang")
+
+
+def test_the_fallback_folder_is_private(tmp_path, monkeypatch):
+    # A predictable folder in a shared temporary directory that someone else could
+    # write must not be used: a library planted there would be loaded.
+    import os
+    import stat
+    import tempfile
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setattr(_cbuild, "_PRIVATE_ROOT", [])
+    planted = shared / f"spikeflow-cache-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)  # writable by anyone, as an attacker would leave it
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(RuntimeWarning):
+        folder = _cbuild.cache_folder("t")
+    assert planted not in folder.parents
+    root = folder.parent
+    assert stat.S_IMODE(root.stat().st_mode) & 0o077 == 0 and root.stat().st_uid == os.getuid()

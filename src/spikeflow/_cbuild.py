@@ -180,9 +180,34 @@ def _compile(
         os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
 
 
+_PRIVATE_ROOT: list[Path] = []
+
+
+def _private_temp_root() -> Path:
+    """``$TMPDIR/spikeflow-cache-<uid>`` if it is ours and writable by us alone (mode
+    0700), else a fresh private temporary folder: libraries loaded from a folder that
+    another user can write would run their code."""
+    if _PRIVATE_ROOT:
+        return _PRIVATE_ROOT[0]
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    root = Path(tempfile.gettempdir()) / f"spikeflow-cache-{uid if uid is not None else 'user'}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        info = root.lstat()
+        private = (
+            uid is None or (info.st_uid == uid and not info.st_mode & 0o077)
+        ) and not root.is_symlink()
+    except OSError:
+        private = False
+    if not private:
+        root = Path(tempfile.mkdtemp(prefix="spikeflow-cache-"))
+    _PRIVATE_ROOT.append(root)
+    return root
+
+
 def cache_folder(subdir: str) -> Path:
     """``cache_root() / subdir``, created; where that cannot be written (a read-only
-    home), a per-user folder in the temporary directory, with a warning once."""
+    home), a private per-user folder in the temporary directory, with a warning once."""
     folder = cache_root() / subdir
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -191,9 +216,8 @@ def cache_folder(subdir: str) -> Path:
         reason = "not writable"
     except OSError as error:
         reason = str(error)
-    user = getattr(os, "getuid", lambda: "user")()
-    fallback = Path(tempfile.gettempdir()) / f"spikeflow-cache-{user}" / subdir
-    fallback.mkdir(parents=True, exist_ok=True)
+    fallback = _private_temp_root() / subdir
+    fallback.mkdir(exist_ok=True)
     if folder not in _WARNED:
         _WARNED.add(folder)
         warnings.warn(
