@@ -46,6 +46,10 @@ class _RecurrentContainer(MemoryModule):
     def _initial_output(self, x_t: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _output_shape(self, step_shape: torch.Size) -> torch.Size:
+        """The shape of one step of the output (the fed-back state), for an input step."""
+        return step_shape
+
     def _step(self, drive: Tensor, y: Tensor) -> Tensor:
         """The sub-module's input for one step, from its drive and the previous output."""
         raise NotImplementedError
@@ -69,7 +73,7 @@ class _RecurrentContainer(MemoryModule):
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)
-        state = self._carried_state(x_seq.shape[1:])
+        state = self._carried_state(self._output_shape(x_seq.shape[1:]))
         y = self._initial_output(x_seq[0]) if state is None else state["y"]
         drive = self._drive(x_seq)
         # Multi-step: the inner memory modules run the T steps of this call (fresh unless
@@ -189,6 +193,9 @@ class LinearRecurrentContainer(_RecurrentContainer):
 
     def _initial_output(self, x_t: Tensor) -> Tensor:
         return x_t.new_zeros((*x_t.shape[:-1], self.out_features))
+
+    def _output_shape(self, step_shape: torch.Size) -> torch.Size:
+        return torch.Size((*step_shape[:-1], self.out_features))
 
     def _step(self, drive: Tensor, y: Tensor) -> Tensor:
         return drive + F.linear(y, self.rc.weight[:, self.in_features :])
