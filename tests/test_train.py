@@ -594,3 +594,16 @@ def test_masked_psn_mask_follows_the_schedule(tmp_path, schedule, expected):
     assert record.seen == pytest.approx(expected)
     saved = [float(v) for k, v in weights(tmp_path / schedule).items() if k.endswith("mask_lambda")]
     assert saved and all(v == pytest.approx(expected[-1]) for v in saved)
+
+
+def test_config_files_hold_any_unicode_and_resume_checks_a_config_file(tmp_path, capsys):
+    # An emoji in a path: JSON's surrogate-pair escapes are not valid TOML.
+    values = {"data_dir": str(tmp_path / "data 😀"), "epochs": 2}
+    (tmp_path / "u.toml").write_text(dump_toml(values), encoding="utf-8")
+    assert load_config_file(tmp_path / "u.toml") == values
+    # --resume with --config: the file's values are checked like flags (not ignored).
+    Trainer(tiny(tmp_path, "cut", stop_after=1), log=None).fit()
+    (tmp_path / "other.toml").write_text(dump_toml({"lr": 0.5}))
+    code = main(["train", "--resume", str(tmp_path / "cut"), "--config",
+                 str(tmp_path / "other.toml"), "--no-progress"])  # fmt: skip
+    assert code == 2 and "lr" in capsys.readouterr().err

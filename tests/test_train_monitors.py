@@ -198,3 +198,26 @@ def test_tensorboard_scalars_are_written(tmp_path):
         want = [(int(r["epoch"]), pytest.approx(float(r["firing_rate"])))
                 for r in layers if r["layer"] == name]  # fmt: skip
         assert logged == want, name
+
+
+def test_merging_over_processes_keeps_the_layer_size_when_a_process_saw_nothing():
+    # With 2 processes and 1 test sample, one process's monitor saw no sample
+    # (neurons = 0): the merged size is the layer's, not the last process's.
+    from spikeflow.training.loop import reduce_monitor
+
+    net = nn.Sequential(layers.Linear(6, 4), neurons.LIFNode())
+    seen = SpikeMonitor(net)
+    with seen, torch.no_grad():
+        net(torch.rand(4, 2, 6))
+    idle = SpikeMonitor(net)
+
+    class TwoProcesses:
+        distributed = True
+
+        def all_gather_object(self, obj):
+            return [seen.state_dict(), idle.state_dict()]
+
+    merged = SpikeMonitor(net)
+    reduce_monitor(merged, TwoProcesses())
+    assert merged.state_dict() == seen.state_dict()
+    assert all(v["neurons"] > 0 for v in merged.state_dict().values())

@@ -286,6 +286,8 @@ def _train(args: argparse.Namespace) -> int:
         path = Path(args.resume)
         path = path / "last.pt" if path.is_dir() else path
         payload = ckpt.load_checkpoint(path)
+        if hasattr(args, "config"):  # its values are checked like the flags' (CLI first)
+            overrides = {**load_config_file(args.config), **overrides}
         overrides.setdefault("output_dir", str(path.parent))
         config = config_for_resume(payload, overrides)
     else:

@@ -208,7 +208,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigurationError(f"config file {path} does not exist")
     suffix = path.suffix.lower()
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
@@ -251,7 +251,9 @@ def _toml_value(value: Any, where: str) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
+        # A JSON string is a valid TOML basic string, except for surrogate-pair escapes
+        # of non-BMP characters (an emoji): write those as UTF-8.
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
     if isinstance(value, Mapping):
@@ -264,7 +266,7 @@ def _toml_value(value: Any, where: str) -> str:
 
 def _toml_key(key: str) -> str:
     bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
-    return key if bare else json.dumps(key)
+    return key if bare else json.dumps(key, ensure_ascii=False)
 
 
 def dump_toml(values: Mapping[str, Any], header: str = "") -> str:
@@ -296,6 +298,6 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
         )
         text = dump_toml(values, header)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -126,5 +126,6 @@ def reduce_monitor(monitor: SpikeMonitor, ctx: DistContext) -> None:
         for name, values in state.items():
             into = merged.setdefault(name, dict.fromkeys(values, 0.0))
             for key, value in values.items():
-                into[key] = value if key == "neurons" else into[key] + value
+                # neurons: the layer's size, 0 on a process that saw no sample.
+                into[key] = max(into[key], value) if key == "neurons" else into[key] + value
     monitor.load_state_dict(merged)  # type: ignore[arg-type]
