@@ -607,3 +607,19 @@ def test_config_files_hold_any_unicode_and_resume_checks_a_config_file(tmp_path,
     code = main(["train", "--resume", str(tmp_path / "cut"), "--config",
                  str(tmp_path / "other.toml"), "--no-progress"])  # fmt: skip
     assert code == 2 and "lr" in capsys.readouterr().err
+
+
+def test_bad_eval_and_run_options_are_named(tmp_path, capsys):
+    from spikeflow.training.distributed import pick_device
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    with pytest.raises(ConfigurationError, match="workers must be"):
+        evaluate_checkpoint(tmp_path / "none.pt", workers=-1)
+    with pytest.raises(ConfigurationError, match="batch_size must be"):
+        evaluate_checkpoint(tmp_path / "none.pt", batch_size=-3)
+    with pytest.raises(ConfigurationError, match="'cpu' or 'cuda'"):
+        pick_device("meta")
+    (tmp_path / "a-file").write_text("")
+    code = main(["train", "--output-dir", str(tmp_path / "a-file"), "--epochs", "1",
+                 "--no-progress"])  # fmt: skip
+    assert code == 2 and "not a folder" in capsys.readouterr().err

@@ -32,6 +32,11 @@ def pick_device(device: str, local_rank: int = 0) -> torch.device:
         raise ConfigurationError(f"unknown device {device!r}: {exc}") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError(f"device {device!r} asked for, but no CUDA GPU is available")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigurationError(
+            f"device {device!r}: training runs on 'cpu' or 'cuda' (or 'auto'), got a "
+            f"{resolved.type!r} device"
+        )
     return resolved
 
 

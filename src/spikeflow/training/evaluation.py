@@ -50,9 +50,15 @@ def evaluate_checkpoint(
         ``v_std``).
 
     Raises:
-        ConfigurationError: a bad ``test_samples``, a missing or foreign checkpoint, or a
-            dataset that cannot be found.
+        ConfigurationError: a bad ``test_samples``, ``workers`` or ``batch_size``, a
+            missing or foreign checkpoint, or a dataset that cannot be found.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigurationError(f"workers must be an integer >= 0, got {workers!r}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     payload = load_checkpoint(path)
     config = config_from_dict(payload["config"])
     if data_dir is not None:

@@ -232,6 +232,8 @@ class Trainer:
         out = cfg.output_dir or _default_output_dir(cfg.dataset)
         self.output_dir = Path(ctx.all_gather_object(out)[0])
         cfg.output_dir = str(self.output_dir)
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ConfigurationError(f"output_dir {self.output_dir} exists and is not a folder")
         if ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
 
