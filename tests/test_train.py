@@ -623,3 +623,7 @@ def test_bad_eval_and_run_options_are_named(tmp_path, capsys):
     code = main(["train", "--output-dir", str(tmp_path / "a-file"), "--epochs", "1",
                  "--no-progress"])  # fmt: skip
     assert code == 2 and "not a folder" in capsys.readouterr().err
+    # A refused run leaves no empty output folder behind.
+    code = main(["train", "--model", "resnet9000", "--output-dir", str(tmp_path / "refused"),
+                 "--no-progress"])  # fmt: skip
+    assert code == 2 and not (tmp_path / "refused").exists()

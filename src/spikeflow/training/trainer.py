@@ -234,8 +234,6 @@ class Trainer:
         cfg.output_dir = str(self.output_dir)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigurationError(f"output_dir {self.output_dir} exists and is not a folder")
-        if ctx.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
 
         self.train_set, self.test_set, self.info = build_datasets(cfg)
         _seed_everything(cfg.seed)
@@ -259,6 +257,8 @@ class Trainer:
             resume_epoch = self._restore(self.resume_payload)
         self.csv = self.tensorboard = None
         if ctx.is_main:
+            # Only now: a run refused above (unknown model, bad kwargs) leaves no folder.
+            self.output_dir.mkdir(parents=True, exist_ok=True)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch)
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
