@@ -627,3 +627,18 @@ def test_bad_eval_and_run_options_are_named(tmp_path, capsys):
     code = main(["train", "--model", "resnet9000", "--output-dir", str(tmp_path / "refused"),
                  "--no-progress"])  # fmt: skip
     assert code == 2 and not (tmp_path / "refused").exists()
+
+
+def test_a_null_in_kwargs_survives_the_config_file(tmp_path):
+    # TOML has no null: v_reset = None (soft reset) used to be dropped, so a rerun from
+    # config.toml trained another network (hard reset).
+    source = tmp_path / "run.json"
+    values = {**TINY, "epochs": 1, "neuron": "lif", "neuron_kwargs": {"v_reset": None, "tau": 2.0}}
+    source.write_text(json.dumps(values))
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["train", "--config", str(source), "--output-dir", str(one)]) == 0
+    written = config_from_dict(load_config_file(one / "config.toml"))
+    assert written.neuron_kwargs == {"v_reset": None, "tau": 2.0}
+    assert main(["train", "--config", str(one / "config.toml"), "--output-dir", str(two)]) == 0
+    assert metrics(one) == metrics(two)
+    assert_same_weights(weights(one), weights(two))

@@ -191,6 +191,13 @@ def config_from_dict(values: Mapping[str, Any], base: TrainConfig | None = None)
             f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(_FIELDS))}"
         )
     updates = dict(values)
+    for name in ("model_kwargs", "neuron_kwargs", "loss_kwargs"):
+        text = updates.get(name)
+        if isinstance(text, str):  # a JSON object (how TOML files hold a table with nulls)
+            try:
+                updates[name] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"{name}: not a table or a JSON object: {exc}") from exc
     for name in _FLOAT_FIELDS & set(updates):
         if isinstance(updates[name], int) and not isinstance(updates[name], bool):
             updates[name] = float(updates[name])
@@ -257,11 +264,23 @@ def _toml_value(value: Any, where: str) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
     if isinstance(value, Mapping):
-        items = [
-            f"{_toml_key(k)} = {_toml_value(v, where)}" for k, v in value.items() if v is not None
-        ]
+        if _holds_none(value):
+            # TOML has no null: the table as a JSON object in a string, which
+            # config_from_dict reads back (v_reset = None means a soft reset).
+            return json.dumps(json.dumps(value, ensure_ascii=False), ensure_ascii=False)
+        items = [f"{_toml_key(k)} = {_toml_value(v, where)}" for k, v in value.items()]
         return "{" + ", ".join(items) + "}"
     raise ConfigurationError(f"{where}: cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def _holds_none(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_none(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_none(v) for v in value)
+    return False
 
 
 def _toml_key(key: str) -> str:
@@ -273,7 +292,9 @@ def dump_toml(values: Mapping[str, Any], header: str = "") -> str:
     """``values`` as TOML: one ``key = value`` line each, dicts as inline tables.
 
     ``None`` values are left out (TOML has no null; every field whose default is None
-    reads back as None).
+    reads back as None); a table holding a ``None`` (``neuron_kwargs = {v_reset =
+    None}``) is written as a JSON object in a string, which :func:`config_from_dict`
+    reads back.
     """
     lines = [f"# {line}" for line in header.splitlines()]
     for key, value in values.items():
