@@ -642,3 +642,19 @@ def test_a_null_in_kwargs_survives_the_config_file(tmp_path):
     assert main(["train", "--config", str(one / "config.toml"), "--output-dir", str(two)]) == 0
     assert metrics(one) == metrics(two)
     assert_same_weights(weights(one), weights(two))
+
+
+def test_evaluation_opens_only_the_test_split(tmp_path):
+    # `spikeflow eval` on a machine that holds only the test split of N-MNIST.
+    from conftest import require_shared_data
+    from spikeflow.data.datasets import DatasetNotFoundError
+    from spikeflow.training.data import build_datasets
+
+    shared = require_shared_data("nmnist-small")
+    (tmp_path / "Test").symlink_to(shared / "Test")
+    config = config_from_dict({"dataset": "nmnist", "data_dir": str(tmp_path), "T": 4,
+                               "test_samples": 10})  # fmt: skip
+    train, test, info = build_datasets(config, with_train=False)
+    assert train is None and len(test) == 10 and info.num_classes == 10
+    with pytest.raises(DatasetNotFoundError, match="Train"):
+        build_datasets(config)

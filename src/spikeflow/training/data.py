@@ -115,7 +115,9 @@ def dataset_num_classes(dataset: Dataset, name: str = "the dataset") -> int:
     )
 
 
-def _neuromorphic(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+def _neuromorphic(
+    config: TrainConfig, with_train: bool
+) -> tuple[Dataset | None, Dataset, DataInfo]:
     from spikeflow.data.datasets import DatasetNotFoundError
 
     classes = _neuromorphic_classes()
@@ -139,19 +141,23 @@ def _neuromorphic(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
             )
         kwargs["download"] = True
     try:
-        train = cls(config.data_dir, train=True, **kwargs)
+        train = cls(config.data_dir, train=True, **kwargs) if with_train else None
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
         hint = " (from the command line: --download)" if can_download else ""
         raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
     width, height, channels = cls.sensor_size
-    num_classes = dataset_num_classes(train, cls.__name__)
+    num_classes = dataset_num_classes(train if train is not None else test, cls.__name__)
     return train, test, DataInfo(num_classes, channels, (height, width), static=False)
 
 
-def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
+def build_datasets(
+    config: TrainConfig, with_train: bool = True
+) -> tuple[Dataset | None, Dataset, DataInfo]:
     """The train and test splits of ``config.dataset`` (subsets when
-    ``train_samples``/``test_samples`` are set) and their :class:`DataInfo`.
+    ``train_samples``/``test_samples`` are set) and their :class:`DataInfo`;
+    ``with_train=False`` (evaluation) does not open the training split (``None``), so
+    it need not be on disk.
 
     Raises:
         ConfigurationError: an unknown dataset name (the message lists them).
@@ -160,12 +166,13 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
     if name == "digits":
         train, test, info = _digits(config)
     elif name in _neuromorphic_classes():
-        train, test, info = _neuromorphic(config)
+        train, test, info = _neuromorphic(config, with_train)
     else:
         raise ConfigurationError(
             f"unknown dataset {config.dataset!r}; available: {', '.join(list_datasets())}"
         )
-    return even_subset(train, config.train_samples), even_subset(test, config.test_samples), info
+    train = even_subset(train, config.train_samples) if train is not None else None
+    return train, even_subset(test, config.test_samples), info
 
 
 def to_time_major(x: Tensor, T: int, static: bool) -> Tensor:

@@ -74,7 +74,7 @@ def evaluate_checkpoint(
             f"test_samples must be a positive integer or 'all', got {test_samples!r}"
         )
     config = resolve(replace(config, test_samples=None))
-    _, full_test_set, info = build_datasets(config)
+    _, full_test_set, info = build_datasets(config, with_train=False)
     test_set = even_subset(full_test_set, count)
     ctx = DistContext(device=pick_device(device))
     model = build_model(config, info).to(ctx.device)
