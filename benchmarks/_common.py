@@ -67,6 +67,17 @@ def setup_torch(threads: int | None, seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def start(threads: int | None, device: str) -> tuple[torch.device, list[str]]:
+    """A benchmark's first step: apply ``--threads``, seed, print the machine's
+    description and return the device and that description (for the JSON report)."""
+    setup_torch(threads)
+    where = torch.device(device)
+    machine = describe_machine(where)
+    for line in machine:
+        print(line)
+    return where, machine
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -67,10 +67,7 @@ def time_network(
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    C.setup_torch(args.threads)
-    device = torch.device(args.device)
-    for line in C.describe_machine(device):
-        print(line)
+    device, machine = C.start(args.threads, args.device)
 
     params = C.LIFParams()
     runners, unavailable = C.build_runners(params, device, args.libs, args.peer_loop)
@@ -174,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         indent="  ",
     )
     report = {
-        "machine": C.describe_machine(device),
+        "machine": machine,
         "check": check,
         "unavailable": unavailable,
         "results": results,

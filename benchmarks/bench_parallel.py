@@ -84,10 +84,7 @@ def fmt_n(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    C.setup_torch(args.threads)
-    device = torch.device("cpu")
-    for line in C.describe_machine(device):
-        print(line)
+    device, machine = C.start(args.threads, "cpu")
     print(f"forward+backward, float32, input uniform [0, 2.5), k={args.k}, λ=1 (masked)\n")
     names: list[str] = []
     results: list[dict] = []
@@ -132,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     short = [n.replace(f" k={min(args.k, max(args.T))}", "") for n in names[1:]]
     C.print_table(["size", "LIF[cpu] ms", *short], rows, indent="  ")
-    report = {"machine": C.describe_machine(device), "k": args.k, "results": results}
+    report = {"machine": machine, "k": args.k, "results": results}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

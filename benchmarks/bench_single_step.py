@@ -81,10 +81,7 @@ def _snntorch() -> Callable[[list[torch.Tensor]], None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    C.setup_torch(args.threads)
-    cpu = torch.device("cpu")
-    for line in C.describe_machine(cpu):
-        print(line)
+    cpu, _ = C.start(args.threads, "cpu")
     builders: dict[str, Callable[[], Callable[[list[torch.Tensor]], None]]] = {
         "spikeflow[auto]": lambda: _spikeflow("auto"),
         "spikeflow[cpu]": lambda: _spikeflow("cpu"),

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from _common import describe_machine, setup_torch
+from _common import start as start_benchmark
 from torch import nn
 
 from spikeflow.losses import rate_mse_loss
@@ -85,10 +85,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    setup_torch(args.threads)
-    device = torch.device(args.device)
-    for line in describe_machine(device):
-        print(line)
+    device, _ = start_benchmark(args.threads, args.device)
     print(f"PLIF N-MNIST network, T={args.T}, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup} warm-up steps")  # fmt: skip
 
