@@ -98,7 +98,7 @@ def test_a_cc_that_does_not_exist_is_reported(monkeypatch):
     assert found in ("cc", "gcc", "clang")
 
 
-def test_the_fallback_folder_is_private(tmp_path, monkeypatch):
+def test_the_fallback_folder_is_private(tmp_path, monkeypatch, request):
     # A predictable folder in a shared temporary directory that someone else could
     # write must not be used: a library planted there would be loaded.
     import os
@@ -108,7 +108,8 @@ def test_the_fallback_folder_is_private(tmp_path, monkeypatch):
     shared = tmp_path / "tmp"
     shared.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(shared))
-    monkeypatch.setattr(_cbuild, "_PRIVATE_ROOT", [])
+    _cbuild._private_temp_root.cache_clear()  # chosen afresh here, and again after
+    request.addfinalizer(_cbuild._private_temp_root.cache_clear)
     planted = shared / f"spikeflow-cache-{os.getuid()}"
     planted.mkdir()
     planted.chmod(0o777)  # writable by anyone, as an attacker would leave it

@@ -20,6 +20,7 @@ import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -180,29 +181,22 @@ def _compile(
         os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
 
 
-_PRIVATE_ROOT: list[Path] = []
-
-
+@functools.cache
 def _private_temp_root() -> Path:
-    """``$TMPDIR/spikeflow-cache-<uid>`` if it is ours and writable by us alone (mode
-    0700), else a fresh private temporary folder: libraries loaded from a folder that
-    another user can write would run their code."""
-    if _PRIVATE_ROOT:
-        return _PRIVATE_ROOT[0]
+    """``$TMPDIR/spikeflow-cache-<uid>`` if it is a real folder of ours, writable by us
+    alone (mode 0700), else a fresh private temporary folder: libraries loaded from a
+    folder that another user can write would run their code."""
     uid = os.getuid() if hasattr(os, "getuid") else None
     root = Path(tempfile.gettempdir()) / f"spikeflow-cache-{uid if uid is not None else 'user'}"
     try:
         root.mkdir(mode=0o700, exist_ok=True)
-        info = root.lstat()
-        private = (
+        info = root.lstat()  # a symlink is not a directory here
+        private = stat.S_ISDIR(info.st_mode) and (
             uid is None or (info.st_uid == uid and not info.st_mode & 0o077)
-        ) and not root.is_symlink()
+        )
     except OSError:
         private = False
-    if not private:
-        root = Path(tempfile.mkdtemp(prefix="spikeflow-cache-"))
-    _PRIVATE_ROOT.append(root)
-    return root
+    return root if private else Path(tempfile.mkdtemp(prefix="spikeflow-cache-"))
 
 
 def cache_folder(subdir: str) -> Path:
