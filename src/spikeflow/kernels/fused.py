@@ -213,11 +213,8 @@ def _backward_impl(
         *(None if g is None else g.to(sd).contiguous() for g in grad_finals[:n_st]),
     ]
     gvrec_step = 0
-    if entry.spec.record_v:  # the recorded membrane's gradient: a zero row when absent
-        g_vrec = grad_finals[n_st]
-        if g_vrec is None:
-            g_vrec = x.new_zeros(()).expand(x.shape)
-        g_row, gvrec_step = _per_step(g_vrec, x, n)
+    if entry.spec.record_v:  # the recorded membrane's gradient (see _backward)
+        g_row, gvrec_step = _per_step(grad_finals[n_st], x, n)  # type: ignore[arg-type]
         buffers.append(g_row)
     buffers += outs
     entry.kernels.backward(T, n, buffers, scalars, (gspk_step, gvrec_step))
@@ -278,12 +275,17 @@ def _backward(
     entry = _ENTRIES[ctx.key]
     x, *rest = ctx.saved_tensors
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
-    # An absent spike gradient is a zero broadcast over time (no [T, N] buffer);
-    # absent final-state gradients go to the kernels as None (zero).
-    g_spikes = grads[0] if grads[0] is not None else x.new_zeros(()).expand(x.shape)
+
+    # An absent gradient of a [T, ...] output (the spikes, the recorded membrane) is a
+    # zero broadcast over time (read as one row, no [T, N] buffer); absent final-state
+    # gradients go to the kernels as None (zero).
+    def per_step(g: Tensor | None) -> Tensor:
+        return g if g is not None else x.new_zeros(()).expand(x.shape)
+
+    g_spikes = per_step(grads[0])
     g_finals = list(grads[1 : 1 + ctx.n_states])
     if ctx.record_v:  # the recorded membrane, the last output
-        g_finals.append(grads[-1])
+        g_finals.append(per_step(grads[-1]))
     outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals, ctx.values)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
     wants = [w for w, t in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.is_tensor)
