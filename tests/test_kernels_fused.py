@@ -313,7 +313,14 @@ def test_auto_picks_the_fused_kernel_on_cpu():
 
 
 def test_kernels_are_cached_on_disk_and_regenerated_for_a_new_declaration(tmp_path, monkeypatch):
+    from spikeflow import _cbuild
+    from spikeflow.kernels import fused
+
     monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path))
+    # As in a fresh process: kernels an earlier test built and loaded (the registry, the
+    # loaded libraries) would not be built again here.
+    for module, name in ((_cbuild, "_LIBS"), (fused, "_ENTRIES"), (fused, "_KEYS")):
+        monkeypatch.setattr(module, name, {})
     x = torch.rand(3, 10)
     LIFNode(backend="cpu")(x)
     built = sorted(p.name for p in cache_dir().glob("*.so"))
