@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                     [size, f"{bb}/{bw}", f"{best[i] * 1e3:.4f}", f"{default * 1e3:.4f}",
                      f"{sj_ms:.4f}", f"{sj_ms / (best[i] * 1e3):.2f}x"]
                 )  # fmt: skip
+                # Each size as it finishes, so a run stopped early keeps what it measured.
+                print("  ".join(rows[-1]), flush=True)
             results.append(
                 {"T": T, "N": n, "sj": sj,
                  "timings": {f"{b}/{w}": t for (b, w), t in timings.items()}}
