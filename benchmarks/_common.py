@@ -284,6 +284,8 @@ def _spikeflow_runners(p: LIFParams, device: torch.device) -> list[Runner]:
     for backend in BACKENDS:
         if backend == "triton" and device.type != "cuda":
             continue  # a GPU backend (its CPU interpreter is for tests, not timing)
+        if backend == "cpu" and device.type != "cpu":
+            continue  # the C kernels take CPU tensors only
         node = LIFNode(**p.spikeflow_kwargs(), backend=backend).to(device)
         runners.append(
             Runner(

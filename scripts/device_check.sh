@@ -3,7 +3,7 @@
 # (CI has none). Runs the kernel tests on the GPU, then the neuron and layer benchmarks
 # against the peers with --device cuda, writing every log under $OUT (default ./gpu-out).
 #
-#   bash scripts/device_check.sh            # at most 8.5 minutes (stage time limits)
+#   bash scripts/device_check.sh            # at most 9.75 minutes (stage time limits)
 #
 # Through the device tool: one `run` with carry [".whl"] and timeout_s 600, command
 #   OUT=$OUT bash scripts/device_check.sh
@@ -50,18 +50,23 @@ if "$python" -c "import xdist" 2>/dev/null; then workers="-n 8"; fi
 timeout 60 "$python" -m pytest -q -p no:cacheprovider $workers \
   tests/test_kernels_cuda.py tests/test_kernels_triton_aot.py 2>&1 | tee "$OUT/tests.txt"
 echo "tests (GPU modules) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
-timeout 150 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
+timeout 90 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
   tests/test_kernels_fused.py tests/test_kernels_robustness.py tests/test_neurons_zoo.py \
   2>&1 | tee -a "$OUT/tests.txt"
 echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 
 # 2. Launch configuration sweep (neurons per program x warps), next to SpikingJelly.
-timeout 60 "$python" benchmarks/bench_triton_tune.py --T 4 16 64 --N 1e5 1e6 \
+timeout 100 "$python" benchmarks/bench_triton_tune.py --T 4 16 64 --N 1e6 1e7 \
   --json "$OUT/tune.json" 2>&1 | tee "$OUT/tune.txt"
 echo "bench_triton_tune exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tune.txt"
 
+# 2b. Where a small call's time goes (host overhead vs kernels), profiled.
+timeout 45 "$python" benchmarks/profile_call.py --device cuda --T 16 --N 1e5 \
+  --libs spikeflow spikingjelly 2>&1 | tee "$OUT/profile.txt"
+echo "profile_call exit: ${PIPESTATUS[0]}" | tee -a "$OUT/profile.txt"
+
 # 3. Neuron-only benchmark (issue 3: at least as fast as SpikingJelly for T in 4, 16, 64).
-timeout 120 "$python" benchmarks/bench_neuron.py --device cuda --T 4 16 64 --N 1e5 1e6 1e7 \
+timeout 170 "$python" benchmarks/bench_neuron.py --device cuda --T 4 16 64 --N 1e5 1e6 1e7 \
   --max-elems 0 --repeats 20 --budget 1.5 --libs spikeflow spikingjelly snntorch \
   --json "$OUT/neuron.json" 2>&1 | tee "$OUT/neuron.txt"
 echo "bench_neuron exit: ${PIPESTATUS[0]}" | tee -a "$OUT/neuron.txt"

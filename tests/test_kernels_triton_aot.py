@@ -28,10 +28,11 @@ CHILD = textwrap.dedent(
     import json, re, sys, torch
     sys.path.insert(0, TESTS)
     from sample_neurons import AllOpsIF
+    from spikeflow.kernels import triton_backend
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
                                    IzhikevichNode, LIFNode, ParametricLIFNode)
-    from spikeflow.surrogate import ATan
+    from spikeflow.surrogate import ATan, PiecewiseQuadratic
 
     class SmoothIF(BaseNode):
         @staticmethod
@@ -51,6 +52,8 @@ CHILD = textwrap.dedent(
     cases = {
         "lif_f32": (LIFNode(tau=3.0), torch.float32),
         "lif_hard_f64": (LIFNode(tau=2.0, v_reset=0.0, decay_input=False), torch.float64),
+        # No libdevice call (whose float64 code has FMAs of its own) in either kernel.
+        "lif_pq_f64": (LIFNode(surrogate_function=PiecewiseQuadratic()), torch.float64),
         "plif_bf16": (ParametricLIFNode(surrogate_function=ATan()), torch.bfloat16),
         "if_theta_f16": (IFNode(v_threshold=torch.tensor([0.5, 1.0, 1.5, 2.0]),
                                 learnable_threshold=True), torch.float16),
@@ -63,15 +66,19 @@ CHILD = textwrap.dedent(
         "all_ops_f64": (AllOpsIF(), torch.float64),
         "lif_v_seq_f32": (LIFNode(store_v_seq=True), torch.float32),
         "capped_inf_f32": (Capped(), torch.float32),
+        # The control: compiled as if launched with contraction on.
+        "plif_f32_fused": (ParametricLIFNode(), torch.float32),
+        "izhikevich_f64_fused": (IzhikevichNode(), torch.float64),
     }
     out = {}
     for name, (node, dtype) in cases.items():
+        triton_backend.FP_FUSION = name.endswith("_fused")
         k = compile_for_gpu(node, torch.rand(6, 3, 4).to(dtype))
         fwd, bwd = k.forward.asm["ptx"], k.backward.asm["ptx"]
         out[name] = {
             "cubin": [len(k.forward.asm["cubin"]), len(k.backward.asm["cubin"])],
-            "fwd_fma": len(re.findall(r"\\bfma\\.rn\\.f32\\b", fwd)),
-            "bwd_fma": len(re.findall(r"\\bfma\\.rn\\.f32\\b", bwd)),
+            "fwd_fma": len(re.findall(r"\\bfma\\.rn\\.f(32|64)\\b", fwd)),
+            "bwd_fma": len(re.findall(r"\\bfma\\.rn\\.f(32|64)\\b", bwd)),
             "fwd_div_approx": len(re.findall(r"\\bdiv\\.(full|approx)\\.f32\\b", fwd)),
             "fwd_div_rn": len(re.findall(r"\\bdiv\\.rn\\.f32\\b", fwd)),
             "libdevice": "libdevice." in k.source,
@@ -98,7 +105,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 13
+    assert len(compiled) == 16
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -106,14 +113,18 @@ def test_every_kernel_compiles_to_sm90_machine_code(compiled):
     assert compiled["lif_v_seq_f32"]["gvrec"] and not compiled["lif_f32"]["gvrec"]
 
 
-def test_forward_rounds_every_operation_like_the_reference(compiled):
-    """No contraction into FMA and no approximate division in forwards whose charge is
-    plain arithmetic; the backward keeps contraction (the test sees FMAs there)."""
-    for name in ("lif_f32", "plif_bf16", "if_theta_f16", "izhikevich_f32", "alif_f32",
-                 "cuba_lif_f32"):  # fmt: skip
+def test_kernels_round_every_operation_like_the_reference(compiled):
+    """No contraction into FMA in either kernel (the backward recomputes the forward's
+    spikes from the saved state), and no approximate division in forwards whose charge
+    is plain arithmetic."""
+    for name in ("lif_f32", "lif_pq_f64", "plif_bf16", "if_theta_f16", "izhikevich_f32",
+                 "alif_f32", "cuba_lif_f32"):  # fmt: skip
         assert compiled[name]["fwd_fma"] == 0, name
+        assert compiled[name]["bwd_fma"] == 0, name
         assert compiled[name]["fwd_div_approx"] == 0, name
-    assert compiled["lif_f32"]["bwd_fma"] > 0  # the pattern does find FMAs in this PTX
+    # The pattern does find the FMAs that contraction makes, in float32 and float64.
+    for name in ("plif_f32_fused", "izhikevich_f64_fused"):
+        assert compiled[name]["fwd_fma"] > 0 and compiled[name]["bwd_fma"] > 0, name
 
 
 def test_transcendental_charges_call_libdevice_with_ieee_division(compiled):

@@ -12,9 +12,10 @@ operation rounds as PyTorch's CUDA kernels do, so the fused forward reproduces t
 reference loop's spikes bit for bit: transcendental functions call libdevice (the
 library PyTorch's CUDA kernels are built against), float32 division and square root
 are IEEE round-to-nearest (``tl.div_rn``, ``tl.sqrt_rn``; Triton's plain ``/`` is
-approximate), and the forward is launched without floating-point contraction (see
-:mod:`spikeflow.kernels.triton_backend`). For Triton's CPU interpreter (``exact=False``),
-which has no libdevice, only core ``tl`` math is used; numpy computes it there.
+approximate), and both kernels are launched without floating-point contraction (see
+:mod:`spikeflow.kernels.triton_backend`; the backward recomputes the forward's spikes).
+For Triton's CPU interpreter (``exact=False``), which has no libdevice, only core ``tl``
+math is used; numpy computes it there.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, MissingExtraError
-from spikeflow.kernels import fused
+from spikeflow.kernels import fused, triton_backend
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.fused import Steps
 from spikeflow.kernels.spec import KernelSpec
@@ -72,7 +72,7 @@ class _Recorder:
     result: CompiledNeuronKernels
     record_v: bool = False
 
-    def _compile(self, fn: Any, args: list[Any], fp_fusion: bool) -> Any:
+    def _compile(self, fn: Any, args: list[Any]) -> Any:
         import triton
         from triton.backends.compiler import GPUTarget
 
@@ -86,7 +86,8 @@ class _Recorder:
         block, warps = launch_config()
         source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": block})
         target = GPUTarget("cuda", self.arch, 32)
-        options = {"enable_fp_fusion": fp_fusion, "num_warps": warps}
+        # The options run_triton launches with (read at each call, as it does).
+        options = {"enable_fp_fusion": triton_backend.FP_FUSION, "num_warps": warps}
         return triton.compile(source, target=target, options=options)
 
     @staticmethod
@@ -95,15 +96,14 @@ class _Recorder:
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
         args = [*buffers, self._scal(buffers), T, n]
-        # As launched by run_triton: no floating-point contraction in the forward.
-        self.result.forward = self._compile(self.module.spikeflow_forward, args, False)
+        self.result.forward = self._compile(self.module.spikeflow_forward, args)
 
     def backward(
         self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
         full = zero_absent(buffers, n)
         args = [*full, self._scal(full), T, n, (T - 1) * n, *step_args(steps, T, self.record_v)]
-        self.result.backward = self._compile(self.module.spikeflow_backward, args, True)
+        self.result.backward = self._compile(self.module.spikeflow_backward, args)
 
 
 def compile_for_gpu(

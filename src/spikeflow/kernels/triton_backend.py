@@ -48,6 +48,12 @@ _MODULES: dict[str, ModuleType] = {}
 _MAX_SCALAR_SETS = 64
 #: dtypes the kernels accept; half types are computed in float32 (state kept in float32).
 _SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+#: No contraction of ``a * b + c`` into one FMA, in both kernels: the forward rounds
+#: every operation as the reference loop's separate PyTorch kernels do (identical
+#: spikes), and the backward, which recomputes each step from the saved state, must
+#: recompute the forward's spikes bit for bit (a contracted ``h`` one ulp across the
+#: threshold flips a spike and its reset's gradient: seen on an H200).
+FP_FUSION = False
 
 
 def set_launch_config(block: int = 256, num_warps: int = 4) -> None:
@@ -153,10 +159,8 @@ class _TritonKernels:
         block, warps = BLOCK, NUM_WARPS
         grid = ((n + block - 1) // block,)
         scal = self._scalars(buffers, scalars)
-        # No contraction of a * b + c into one FMA: the forward rounds every operation
-        # as the reference loop's separate PyTorch kernels do (identical spikes).
         self.module.spikeflow_forward[grid](
-            *buffers, scal, T, n, BLOCK=block, num_warps=warps, enable_fp_fusion=False
+            *buffers, scal, T, n, BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION
         )
 
     def backward(
@@ -169,8 +173,9 @@ class _TritonKernels:
         last = (T - 1) * n
         args = step_args(steps, T, self.record_v)
         self.module.spikeflow_backward[grid](
-            *full, scal, T, n, last, *args, BLOCK=block, num_warps=warps
-        )
+            *full, scal, T, n, last, *args,
+            BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION,
+        )  # fmt: skip
 
 
 def _launcher(spec: KernelSpec) -> _TritonKernels:
