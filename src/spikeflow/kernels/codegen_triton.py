@@ -228,7 +228,18 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     streams = ["X", "GX", *(f"SAVE_{s}" for s in states)]
     accs = [f"acc_{p}" for p in grad_p] + (["acc_theta_"] if spec.grad_theta else [])
     outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
-    pre = [f"gst_{s} = tl.load(GOUT_{s} + offs, mask=mask, other=0.0).to(CT)" for s in states]
+    # An absent final-state gradient is passed as None (a compile-time constant): zero,
+    # without a zero-filled buffer.
+    pre = [
+        line
+        for s in states
+        for line in (
+            f"if GOUT_{s} is not None:",
+            f"    gst_{s} = tl.load(GOUT_{s} + offs, mask=mask, other=0.0).to(CT)",
+            "else:",
+            f"    gst_{s} = zero_",
+        )
+    ]
     pre += [f"{a} = tl.zeros([BLOCK], dtype=CT)" for a in accs]
     pre += [f"{b.lower()}_p = {b} + LAST + offs" for b in streams]
     pre.append("gspk_p = GSPK + GLAST + offs")

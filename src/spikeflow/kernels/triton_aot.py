@@ -32,7 +32,6 @@ from spikeflow.kernels.triton_backend import (
     scalar_dtype,
     step_args,
     triton_available,
-    zero_absent,
 )
 
 __all__ = ["CompiledNeuronKernels", "compile_for_gpu"]
@@ -77,14 +76,18 @@ class _Recorder:
         from triton.backends.compiler import GPUTarget
 
         signature: dict[str, str] = {}
+        block, warps = launch_config()
+        constexprs: dict[str, Any] = {"BLOCK": block}
         for name, arg in zip(fn.arg_names, args):
             if isinstance(arg, Tensor):
                 signature[name] = "*" + _TRITON_TYPES[arg.dtype]
+            elif arg is None:  # an absent gradient: a compile-time None, as launched
+                signature[name] = "constexpr"
+                constexprs[name] = None
             else:
                 signature[name] = "i32"
         signature["BLOCK"] = "constexpr"
-        block, warps = launch_config()
-        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": block})
+        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs)
         target = GPUTarget("cuda", self.arch, 32)
         # The options run_triton launches with (read at each call, as it does).
         options = {"enable_fp_fusion": triton_backend.FP_FUSION, "num_warps": warps}
@@ -101,8 +104,8 @@ class _Recorder:
     def backward(
         self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
-        full = zero_absent(buffers, n)
-        args = [*full, self._scal(full), T, n, (T - 1) * n, *step_args(steps, T, self.record_v)]
+        args = [*buffers, self._scal(buffers), T, n, (T - 1) * n,  # type: ignore[arg-type]
+                *step_args(steps, T, self.record_v)]  # fmt: skip
         self.result.backward = self._compile(self.module.spikeflow_backward, args)
 
 

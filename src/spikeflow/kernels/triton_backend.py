@@ -36,7 +36,6 @@ __all__ = [
     "scalar_dtype",
     "set_launch_config",
     "triton_available",
-    "zero_absent",
 ]
 
 #: Neurons per Triton program (a power of two) and warps per program.
@@ -113,14 +112,6 @@ def _module(source: str) -> ModuleType:
         return module
 
 
-def zero_absent(buffers: list[Tensor | None], n: int) -> list[Tensor]:
-    """``buffers`` with each absent final-state gradient (``None``) as an ``[n]`` zero
-    array in the state dtype (the kernels read every pointer they are given)."""
-    ref = next(b for b in buffers if b is not None)
-    sd = scalar_dtype([ref])
-    return [torch.zeros(n, dtype=sd, device=ref.device) if b is None else b for b in buffers]
-
-
 def step_args(steps: Steps, T: int, record_v: bool) -> list[int]:
     """The backward kernel's step arguments: per gradient read by steps (the spikes',
     then the recorded membrane's when recording), its step and its last row's offset."""
@@ -168,12 +159,12 @@ class _TritonKernels:
     ) -> None:
         block, warps = BLOCK, NUM_WARPS
         grid = ((n + block - 1) // block,)
-        full = zero_absent(buffers, n)
-        scal = self._scalars(full, scalars)
+        # None (an absent final-state gradient) is a compile-time constant to Triton.
+        scal = self._scalars(buffers, scalars)  # type: ignore[arg-type]
         last = (T - 1) * n
         args = step_args(steps, T, self.record_v)
         self.module.spikeflow_backward[grid](
-            *full, scal, T, n, last, *args,
+            *buffers, scal, T, n, last, *args,
             BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION,
         )  # fmt: skip
 
