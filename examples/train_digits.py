@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default="runs/example-digits")
+    parser.add_argument(
+        "--output-dir", default=None, help="default runs/digits-<date-time>, new each run"
+    )
     args = parser.parse_args(argv)
 
     # Everything else is TrainConfig's default, the same as `spikeflow train`'s: the

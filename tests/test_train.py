@@ -97,6 +97,24 @@ def test_default_command_learns_the_digits(tmp_path, capsys):
     assert lines[-1] == f"test accuracy: {logged:.4f}"
 
 
+def test_a_new_run_refuses_a_folder_holding_an_earlier_run(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "run", epochs=1), log=None).fit()
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ConfigurationError, match=r"earlier run \(last\.pt, best\.pt"):
+        Trainer(tiny(tmp_path, "run", epochs=1, seed=1), log=None).fit()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # the command line says how to go on; --overwrite replaces the run
+    args = ["train", "--epochs", "1", "--output-dir", str(run), "--no-progress",
+            "--train-samples", "64", "--test-samples", "32", "--plots", "off"]  # fmt: skip
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    assert load_checkpoint(run / "last.pt")["config"]["seed"] == 1
+    # overwrite belongs to the invocation that gave it, as stop_after does
+    assert config_for_resume(load_checkpoint(run / "last.pt"), {}).overwrite is False
+
+
 def test_resume_continues_exactly(tmp_path):
     Trainer(tiny(tmp_path, "full"), log=None).fit()
     first = Trainer(tiny(tmp_path, "split", stop_after=1), log=None).fit()

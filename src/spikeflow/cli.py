@@ -189,6 +189,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--workers", type=int, default=s, help="DataLoader worker processes")
     r.add_argument("--output-dir", default=s, help="default runs/<dataset>-<date-time>")
     r.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=s,
+        help="let this run replace an earlier run's files in --output-dir (else an error)",
+    )
+    r.add_argument(
         "--no-progress", dest="progress", action="store_false", default=s, help="no progress bars"
     )
     r.add_argument(

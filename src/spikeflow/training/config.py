@@ -47,7 +47,7 @@ MASK_SCHEDULES = ("paper", "linear", "none")
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
-    "data_dir", "cache_dir", "download",
+    "overwrite", "data_dir", "cache_dir", "download",
 )  # fmt: skip
 
 
@@ -95,6 +95,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     output_dir: str | None = None
+    #: Let a new run replace the files of an earlier run in ``output_dir`` (else an error).
+    overwrite: bool = False
     progress: bool = True
     tensorboard: bool = False
     plots: str = "auto"

@@ -145,7 +145,7 @@ def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> Tra
         )
     # stop_after belongs to the invocation that gave it: a resume runs to the end unless
     # it gives its own.
-    saved = replace(saved, stop_after=None)
+    saved = replace(saved, stop_after=None, overwrite=False)
     return config_from_dict({k: v for k, v in overrides.items() if k in RUNTIME_FIELDS}, saved)
 
 
@@ -153,6 +153,15 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - the global state user code draws from
     random.seed(seed)
+
+
+#: What a run writes into its output_dir; any of them there means an earlier run.
+_RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "layers.csv", "config.toml")
+
+
+def _earlier_run_files(folder: Path) -> list[str]:
+    """The files of an earlier run in ``folder`` (none when it does not exist)."""
+    return [name for name in _RUN_FILES if (folder / name).exists()]
 
 
 def _default_output_dir(dataset: str) -> str:
@@ -234,6 +243,16 @@ class Trainer:
         cfg.output_dir = str(self.output_dir)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigurationError(f"output_dir {self.output_dir} exists and is not a folder")
+        if self.resume_payload is None and not cfg.overwrite:
+            # Rank 0's view decides for every process, so all refuse together.
+            found = _earlier_run_files(self.output_dir) if ctx.is_main else []
+            found = ctx.all_gather_object(found)[0]
+            if found:
+                raise ConfigurationError(
+                    f"output_dir {self.output_dir} holds an earlier run ({', '.join(found)}); "
+                    "choose another --output-dir, continue that run with --resume "
+                    f"{self.output_dir}, or pass --overwrite (overwrite=true) to replace it"
+                )
 
         self.train_set, self.test_set, self.info = build_datasets(cfg)
         _seed_everything(cfg.seed)
