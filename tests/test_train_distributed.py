@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +46,20 @@ def _worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     Trainer(config_from_dict(_config(output_dir)), log=None).fit()
 
 
+def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    """A run on 23 samples (not a multiple of 2) whose messages go to messages.txt."""
+    os.environ.update({
+        "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+    })  # fmt: skip
+    torch.set_num_threads(1)
+    messages: list[str] = []
+    Trainer(config_from_dict({**_config(output_dir), "train_samples": 23}),
+            log=messages.append).fit()  # fmt: skip
+    if rank == 0:
+        Path(output_dir, "messages.txt").write_text("\n".join(messages))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,3 +89,17 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     # the evaluation splits the test set without counting any sample twice
     assert a["history"][0]["test_acc"] == pytest.approx(b["history"][0]["test_acc"], abs=1e-12)
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
+
+
+def test_an_uneven_training_set_is_noted(tmp_path):
+    procs = mp.spawn(_logging_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+                     join=False)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not procs.join(timeout=5):
+        if time.monotonic() > deadline:
+            for proc in procs.processes:
+                proc.kill()
+            pytest.fail("the two gloo processes did not finish within 300 s")
+    text = (tmp_path / "messages.txt").read_text()
+    assert "23 training samples do not split evenly over 2 processes" in text
+    assert "repeats 1 of them" in text

@@ -255,6 +255,14 @@ class Trainer:
                 )
 
         self.train_set, self.test_set, self.info = build_datasets(cfg)
+        extra = -len(self.train_set) % ctx.world_size  # type: ignore[arg-type]
+        if extra:
+            self.log(
+                f"note: {len(self.train_set)} training samples do not split evenly over "  # type: ignore[arg-type]
+                f"{ctx.world_size} processes: each epoch repeats {extra} of them to even "
+                "the shards (DistributedSampler), so its last step differs from a "
+                "one-process run's"
+            )
         _seed_everything(cfg.seed)
         self.raw_model = build_model(cfg, self.info).to(ctx.device)
         # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
