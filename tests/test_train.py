@@ -247,6 +247,18 @@ def test_non_finite_weights_stop_before_the_epoch_is_saved(tmp_path):
     assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
 
 
+def test_command_line_kwargs_add_to_the_config_files_table(tmp_path):
+    source = tmp_path / "run.toml"
+    values = {**TINY, "epochs": 1, "neuron": "lif",
+              "neuron_kwargs": {"tau": 3.0, "v_threshold": 0.5}}  # fmt: skip
+    source.write_text(dump_toml(values))
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(source), "--output-dir", str(out), "--no-progress",
+                 "--neuron-kwargs", "tau=4.0", "detach_reset=true"]) == 0  # fmt: skip
+    written = load_config_file(out / "config.toml")["neuron_kwargs"]
+    assert written == {"tau": 4.0, "v_threshold": 0.5, "detach_reset": True}
+
+
 def test_config_file_round_trip_reproduces_the_run(tmp_path):
     source = tmp_path / "run.toml"
     values = {**TINY, "epochs": 2, "neuron": "lif", "neuron_kwargs": {"tau": 3.0},

@@ -300,6 +300,10 @@ def _train(args: argparse.Namespace) -> int:
         config = (
             config_from_dict(load_config_file(args.config)) if hasattr(args, "config") else None
         )
+        if config is not None:  # K=V options add to the file's tables, key by key
+            for key in _KWARG_OPTIONS:
+                if key in overrides:
+                    overrides[key] = {**getattr(config, key), **overrides[key]}
         config = config_from_dict(overrides, config)
     result = Trainer(config, resume=payload).fit()
     if result.interrupted:
