@@ -111,8 +111,60 @@ def test_a_new_run_refuses_a_folder_holding_an_earlier_run(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--seed", "1", "--overwrite"]) == 0
     assert load_checkpoint(run / "last.pt")["config"]["seed"] == 1
-    # overwrite belongs to the invocation that gave it, as stop_after does
+    # overwrite belongs to the invocation that gave it, as stop_after does: neither a
+    # resume nor a rerun of the written config.toml inherits it
     assert config_for_resume(load_checkpoint(run / "last.pt"), {}).overwrite is False
+    assert "overwrite" not in load_config_file(run / "config.toml")
+
+
+def test_overwrite_removes_the_earlier_runs_outputs_first(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tensorboard")
+    Trainer(tiny(tmp_path, "run", epochs=1, plots="on", tensorboard=True), log=None).fit()
+    run = tmp_path / "run"
+    assert {"raster.png", "tensorboard", "best.pt"} <= {p.name for p in run.iterdir()}
+    (run / "notes.txt").write_text("mine")  # not the run's: stays
+    Trainer(tiny(tmp_path, "run", epochs=1, seed=1, overwrite=True), log=None).fit()
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.pt", "config.toml", "last.pt", "layers.csv", "metrics.csv", "notes.txt"]  # fmt: skip
+    assert [row["epoch"] for row in read_csv(run / "metrics.csv")] == ["1"]
+
+
+def test_a_folder_left_by_a_run_that_failed_early_is_not_an_earlier_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text("# what a run that diverged in epoch 1 leaves\n")
+    assert Trainer(tiny(tmp_path, "run", epochs=1), log=None).fit().epochs_completed == 1
+
+
+def test_a_resume_into_another_runs_folder_is_refused(tmp_path):
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    Trainer(tiny(tmp_path, "b", epochs=1, seed=9), log=None).fit()
+    b_metrics = (tmp_path / "b" / "metrics.csv").read_bytes()
+    resume = ["train", "--resume", str(tmp_path / "a"), "--output-dir", str(tmp_path / "b"),
+              "--no-progress"]  # fmt: skip
+    assert main(resume) == 2
+    assert (tmp_path / "b" / "metrics.csv").read_bytes() == b_metrics
+    assert main([*resume, "--overwrite"]) == 0
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["config"]["seed"] == 0
+    # resuming into its own folder needs no --overwrite
+    Trainer(tiny(tmp_path, "c", stop_after=1), log=None).fit()
+    assert main(["train", "--resume", str(tmp_path / "c"), "--no-progress"]) == 0
+
+
+def test_resume_with_the_same_config_and_kwargs_options(tmp_path):
+    # The file's tables merge with --neuron-kwargs on the resume as on the first run,
+    # and a table the file holds as a JSON string (a null in it) reads as a table.
+    source = tmp_path / "run.toml"
+    source.write_text(dump_toml({**TINY, "epochs": 2, "neuron": "lif",
+                                 "neuron_kwargs": {"tau": 3.0, "v_reset": None}}))  # fmt: skip
+    assert 'neuron_kwargs = "{' in source.read_text()
+    first = ["train", "--config", str(source), "--neuron-kwargs", "detach_reset=true",
+             "--no-progress"]  # fmt: skip
+    assert main([*first, "--output-dir", str(tmp_path / "r"), "--stop-after", "1"]) == 0
+    assert main([*first, "--resume", str(tmp_path / "r")]) == 0
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["config"]["neuron_kwargs"] == {
+        "tau": 3.0, "v_reset": None, "detach_reset": True}  # fmt: skip
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
+from spikeflow.training.config import TABLE_FIELDS
 
 __all__ = ["build_parser", "main", "parse_kwargs"]
 
@@ -270,7 +271,7 @@ def _samples(text: str) -> int | str:
     return value
 
 
-_KWARG_OPTIONS = ("model_kwargs", "neuron_kwargs", "loss_kwargs")
+_KWARG_OPTIONS = TABLE_FIELDS
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -283,29 +284,27 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from spikeflow.training import checkpoint as ckpt
-    from spikeflow.training.config import config_from_dict, load_config_file
+    from spikeflow.training.config import config_from_dict, decode_tables, load_config_file
     from spikeflow.training.trainer import Trainer, config_for_resume
 
     overrides = _overrides(args)
-    payload = None
+    from_file = decode_tables(load_config_file(args.config)) if hasattr(args, "config") else {}
+    for key in _KWARG_OPTIONS:  # K=V options add to the file's tables, key by key
+        if key in overrides and isinstance(from_file.get(key), dict):
+            overrides[key] = {**from_file[key], **overrides[key]}
+    payload, resume_dir = None, None
     if hasattr(args, "resume"):
         path = Path(args.resume)
         path = path / "last.pt" if path.is_dir() else path
         payload = ckpt.load_checkpoint(path)
-        if hasattr(args, "config"):  # its values are checked like the flags' (CLI first)
-            overrides = {**load_config_file(args.config), **overrides}
-        overrides.setdefault("output_dir", str(path.parent))
+        resume_dir = path.parent
+        # The file's values are checked like the flags' (the command line first).
+        overrides = {**from_file, **overrides}
+        overrides.setdefault("output_dir", str(resume_dir))
         config = config_for_resume(payload, overrides)
     else:
-        config = (
-            config_from_dict(load_config_file(args.config)) if hasattr(args, "config") else None
-        )
-        if config is not None:  # K=V options add to the file's tables, key by key
-            for key in _KWARG_OPTIONS:
-                if key in overrides:
-                    overrides[key] = {**getattr(config, key), **overrides[key]}
-        config = config_from_dict(overrides, config)
-    result = Trainer(config, resume=payload).fit()
+        config = config_from_dict(overrides, config_from_dict(from_file) if from_file else None)
+    result = Trainer(config, resume=payload, resume_dir=resume_dir).fit()
     if result.interrupted:
         return 130
     if result.history and int(os.environ.get("RANK", "0")) == 0:

@@ -125,7 +125,7 @@ class TrainConfig:
                 raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
-        for name in ("model_kwargs", "neuron_kwargs", "loss_kwargs"):
+        for name in TABLE_FIELDS:
             if not isinstance(getattr(self, name), dict):
                 value = getattr(self, name)
                 raise ConfigurationError(f"{name} must be a table (dict), got {value!r}")
@@ -181,6 +181,28 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+#: The fields that are tables (dicts) of keyword arguments.
+TABLE_FIELDS = ("model_kwargs", "neuron_kwargs", "loss_kwargs")
+
+
+def decode_tables(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with each table given as a JSON object in a string (how TOML files
+    hold a table with nulls) read into a dict.
+
+    Raises:
+        ConfigurationError: such a string is not JSON.
+    """
+    updates = dict(values)
+    for name in TABLE_FIELDS:
+        text = updates.get(name)
+        if isinstance(text, str):
+            try:
+                updates[name] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"{name}: not a table or a JSON object: {exc}") from exc
+    return updates
+
+
 def config_from_dict(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """``base`` (default: the defaults) updated with ``values``.
 
@@ -192,14 +214,7 @@ def config_from_dict(values: Mapping[str, Any], base: TrainConfig | None = None)
         raise ConfigurationError(
             f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(_FIELDS))}"
         )
-    updates = dict(values)
-    for name in ("model_kwargs", "neuron_kwargs", "loss_kwargs"):
-        text = updates.get(name)
-        if isinstance(text, str):  # a JSON object (how TOML files hold a table with nulls)
-            try:
-                updates[name] = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{name}: not a table or a JSON object: {exc}") from exc
+    updates = decode_tables(values)
     for name in _FLOAT_FIELDS & set(updates):
         if isinstance(updates[name], int) and not isinstance(updates[name], bool):
             updates[name] = float(updates[name])
@@ -307,10 +322,12 @@ def dump_toml(values: Mapping[str, Any], header: str = "") -> str:
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
     """Write ``config`` to ``path`` (``.toml`` or ``.json``), without ``output_dir`` (a
-    rerun from the file writes into a new directory)."""
+    rerun from the file writes into a new directory) and ``overwrite`` (it belongs to
+    the invocation that gave it)."""
     path = Path(path)
     values = config_to_dict(config)
     out_dir = values.pop("output_dir")
+    values.pop("overwrite")
     if path.suffix == ".json":
         text = json.dumps(values, indent=2) + "\n"
     else:

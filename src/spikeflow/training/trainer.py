@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -155,13 +156,27 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-#: What a run writes into its output_dir; any of them there means an earlier run.
-_RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "layers.csv", "config.toml")
+#: The results of a run in its output_dir: any of them there means an earlier run (a
+#: folder holding only the config.toml of a run that failed in its first epoch does not).
+_RESULT_FILES = ("last.pt", "best.pt", "metrics.csv", "layers.csv")
+#: Everything a run writes there, which --overwrite removes first.
+_RUN_OUTPUTS = (*_RESULT_FILES, "config.toml", "learning_curves.png", "firing_rates.png",
+                "raster.png", "tensorboard")  # fmt: skip
 
 
 def _earlier_run_files(folder: Path) -> list[str]:
-    """The files of an earlier run in ``folder`` (none when it does not exist)."""
-    return [name for name in _RUN_FILES if (folder / name).exists()]
+    """The result files of an earlier run in ``folder`` (none when it does not exist)."""
+    return [name for name in _RESULT_FILES if (folder / name).exists()]
+
+
+def _remove_run_outputs(folder: Path) -> None:
+    """Delete what an earlier run wrote into ``folder`` (its other files stay)."""
+    for name in _RUN_OUTPUTS:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _default_output_dir(dataset: str) -> str:
@@ -185,6 +200,9 @@ class Trainer:
         callbacks: objects with optional methods ``on_step_end(trainer, epoch, step,
             loss)`` and ``on_epoch_end(trainer, epoch, row)`` (0-based ``epoch``).
         log: where progress lines go (default ``print`` on rank 0; ``None`` = silent).
+        resume_dir: the folder the ``resume`` checkpoint was read from: a resume that
+            writes into another folder is refused there if it holds an earlier run
+            (unless ``overwrite``), as a new run is.
     """
 
     def __init__(
@@ -193,9 +211,11 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         callbacks: Sequence[Any] = (),
         log: Any = print,
+        resume_dir: str | os.PathLike | None = None,
     ) -> None:
         self.config = resolve(config)
         self.resume_payload = resume
+        self.resume_dir = resume_dir
         self.callbacks = list(callbacks)
         self._log = log
         self._stop_requested = False
@@ -243,16 +263,24 @@ class Trainer:
         cfg.output_dir = str(self.output_dir)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigurationError(f"output_dir {self.output_dir} exists and is not a folder")
-        if self.resume_payload is None and not cfg.overwrite:
-            # Rank 0's view decides for every process, so all refuse together.
+        # A new run, or a resume written into another run's folder, must not mix with
+        # (or silently replace) the results there; rank 0's view decides for every process.
+        self._replaces: list[str] = []
+        if self.resume_payload is None or (
+            self.resume_dir is not None
+            and self.output_dir.resolve() != Path(self.resume_dir).resolve()
+        ):
             found = _earlier_run_files(self.output_dir) if ctx.is_main else []
             found = ctx.all_gather_object(found)[0]
-            if found:
+            if found and not cfg.overwrite:
+                how = (f"continue that run with --resume {self.output_dir}, "
+                       if "last.pt" in found else "")  # fmt: skip
                 raise ConfigurationError(
                     f"output_dir {self.output_dir} holds an earlier run ({', '.join(found)}); "
-                    "choose another --output-dir, continue that run with --resume "
-                    f"{self.output_dir}, or pass --overwrite (overwrite=true) to replace it"
+                    f"choose another --output-dir, {how}or pass --overwrite (overwrite=true) "
+                    "to replace it"
                 )
+            self._replaces = found
 
         self.train_set, self.test_set, self.info = build_datasets(cfg)
         extra = -len(self.train_set) % ctx.world_size  # type: ignore[arg-type]
@@ -284,7 +312,11 @@ class Trainer:
             resume_epoch = self._restore(self.resume_payload)
         self.csv = self.tensorboard = None
         if ctx.is_main:
-            # Only now: a run refused above (unknown model, bad kwargs) leaves no folder.
+            # Only now: a run refused above (unknown model, bad kwargs) leaves no folder,
+            # and one with --overwrite keeps the earlier run until it is about to write.
+            if self._replaces:
+                _remove_run_outputs(self.output_dir)
+                self.log(f"--overwrite: removed the earlier run in {self.output_dir}")
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch)
             if cfg.tensorboard:
