@@ -307,6 +307,28 @@ def test_gradient_through_the_final_state_only(backend):
     torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("which", ["v", "w"])
+def test_gradient_through_one_of_two_final_states(backend, which):
+    # A two-state neuron whose loss reads one final state: the other's final gradient
+    # is absent (None to the kernels: a NULL pointer in C, a compile-time None in Triton).
+    from spikeflow.neurons import IzhikevichNode
+
+    device = kernel_device(backend)
+    x = (torch.rand(CHECKPOINT + 3, 2, 5) * 3).to(device)
+    grads = []
+    for b in ("torch", backend):
+        node = IzhikevichNode(a=0.3, b=0.2, backend=b)
+        xi = x.clone().requires_grad_()
+        with F.streaming(node):
+            spikes = node(xi)
+            final = node.state[which]
+            (grad,) = torch.autograd.grad((final * 2.0).sum() + spikes[-1].sum(), xi)
+        grads.append(grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
+
+
 def test_auto_picks_the_fused_kernel_on_cpu():
     assert resolve_backend("auto", torch.zeros(1)) is run_cpu
     assert resolve_backend("auto", torch.zeros(1, dtype=torch.bfloat16)) is not run_cpu
