@@ -162,6 +162,32 @@ def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkey
         ds[0]
 
 
+def test_an_interrupted_extraction_leaves_no_partial_dataset(nmnist_root, tmp_path, monkeypatch):
+    root = tmp_path / "nmnist"
+    root.mkdir()
+    archive = root / "Test.zip"
+    files = sorted((nmnist_root / "Test").glob("*/*.bin"))[:12]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, f"Test/{f.parent.name}/{f.name}")
+    monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
+    real_copy, calls = shutil.copyfileobj, [0]
+
+    def interrupted(src, dst, *args):  # Ctrl-C while the 6th file is written
+        calls[0] += 1
+        if calls[0] == 6:
+            raise KeyboardInterrupt
+        return real_copy(src, dst, *args)
+
+    monkeypatch.setattr(shutil, "copyfileobj", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        NMNIST(root, train=False)
+    assert sorted(p.name for p in root.iterdir()) == ["Test.zip"]  # no half-filled Test/
+    monkeypatch.setattr(shutil, "copyfileobj", real_copy)
+    ds = NMNIST(root, train=False)
+    assert len(ds) == 12 and sorted(p.name for p in root.iterdir()) == ["Test", "Test.zip"]
+
+
 def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_path, monkeypatch):
     """download=True fetches the split's official archive (a local server stands in for
     Mendeley Data), checks its MD5 and extracts it; an interrupted download resumes."""

@@ -3,6 +3,7 @@ that say where to get the files, and class-folder listings."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,39 @@ def _extract(archive: Path, root: Path, nested: bool) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+#: Where the archives are extracted before their contents move into the root.
+_STAGING = ".spikeflow-extracting"
+
+
+def _move_into(source: Path, dest: Path) -> None:
+    """Move every entry of ``source`` into ``dest`` by renaming, merging folders that
+    exist on both sides (a file there is replaced)."""
+    for entry in sorted(source.iterdir()):
+        target = dest / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            _move_into(entry, target)
+        else:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+
+
+def _extract_all(archives: Sequence[Archive], root: Path) -> None:
+    """Extract every archive into a staging folder under ``root``, then rename its
+    contents into ``root``: an extraction interrupted part way (Ctrl-C, a full disk)
+    leaves only the staging folder, removed by the next attempt, never a half-filled
+    dataset folder that would later pass for a complete one."""
+    staging = root / _STAGING
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        for a in archives:
+            _extract(root / a.name, staging, a.nested)
+        _move_into(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def prepare_root(
     title: str,
     root: Path,
@@ -95,7 +129,8 @@ def prepare_root(
     Nothing happens when ``target`` exists (or ``check()`` is true, when given; then
     ``target`` only names the expected place in messages). Otherwise each archive must
     be in ``root`` (downloaded there first when ``download`` and it has a URL), match its
-    MD5, and is extracted into ``root`` with :func:`~spikeflow.data.download.extract_archive`.
+    MD5, and is extracted into ``root`` with :func:`~spikeflow.data.download.extract_archive`
+    (through a staging folder: an interrupted extraction leaves no partial dataset).
 
     Raises:
         DatasetNotFoundError: an archive is missing (and cannot or may not be
@@ -121,8 +156,7 @@ def prepare_root(
                 f"{path}: MD5 differs from the official archive's ({a.md5}); it is incomplete "
                 f"or not the official file. Download it again (see {homepage})"
             )
-    for a in archives:
-        _extract(root / a.name, root, a.nested)
+    _extract_all(archives, root)
     if not exists():
         raise DataFormatError(
             f"{title}: extracted {', '.join(a.name for a in archives)} into {root} but {target} "
