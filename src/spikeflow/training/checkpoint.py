@@ -23,6 +23,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "capture_rng_state",
     "load_checkpoint",
+    "load_weights",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -93,9 +94,37 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ConfigurationError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+        raise ConfigurationError(
+            f"checkpoint {path} cannot be loaded (truncated or damaged?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ConfigurationError(
             f"{path} is not a spikeflow training checkpoint (expected format {CHECKPOINT_FORMAT!r})"
         )
+    missing = [key for key in _KEYS if key not in payload]
+    if missing:
+        raise ConfigurationError(f"checkpoint {path} lacks {missing}: it is damaged or edited")
     return payload
+
+
+#: What every checkpoint written by the trainer holds.
+_KEYS = ("config", "epoch", "step", "global_step", "model", "optimizer", "scheduler", "scaler",
+         "rng", "world_size", "epoch_sums", "monitor", "history", "best")  # fmt: skip
+
+
+def load_weights(model: torch.nn.Module, payload: dict[str, Any], source: object) -> None:
+    """Load ``payload``'s weights into ``model`` (built from the payload's config).
+
+    Raises:
+        ConfigurationError: they do not fit (a checkpoint of another model or spikeflow
+            version); the message names ``source`` (the checkpoint file or folder).
+    """
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:400]
+        raise ConfigurationError(
+            f"{source}: the checkpoint's weights do not fit the {type(model).__name__} built "
+            f"from its config: {detail}"
+        ) from exc

@@ -55,15 +55,55 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _rows_up_to(path: Path, epoch: int) -> list[dict[str, str]]:
+    """The rows of ``path`` for epochs <= ``epoch``, in order. Reading stops at the
+    first row that is not a whole row of an epoch (the torn tail of a write cut off by
+    a crash or a power loss: half a row, or NUL bytes), since rows are appended in
+    epoch order."""
+    kept: list[dict[str, str]] = []
+    with open(path, newline="", errors="replace") as handle:
+        reader = csv.DictReader(line.replace("\0", "") for line in handle)
+        try:
+            for row in reader:
+                if None in row.values() or None in row:  # too few or too many fields
+                    break
+                try:
+                    row_epoch = int(row["epoch"])
+                except (KeyError, TypeError, ValueError):
+                    break
+                if row_epoch <= epoch:
+                    kept.append(row)
+        except csv.Error:
+            pass
+    return kept
+
+
+def _rewrite(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace ``path`` by ``rows`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        _append(tmp, columns, rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class CSVLogger:
     """Appends per-epoch rows to ``metrics.csv`` and ``layers.csv`` in ``directory``.
 
     On a resume, rows of epochs after the checkpoint (written by the interrupted run
-    after its last checkpoint) are dropped first, so the files end up as an uninterrupted
-    run's.
+    after its last checkpoint) and a torn last row are dropped first, rewriting each file
+    atomically, so the files end up as an uninterrupted run's; without a ``metrics.csv``
+    it starts from ``history`` (the checkpoint's rows).
     """
 
-    def __init__(self, directory: str | os.PathLike, resume_epoch: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        resume_epoch: int | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         self.directory = Path(directory)
         self.metrics_path = self.directory / "metrics.csv"
         self.layers_path = self.directory / "layers.csv"
@@ -71,12 +111,14 @@ class CSVLogger:
             for path in (self.metrics_path, self.layers_path):
                 path.unlink(missing_ok=True)
         else:
+            if not self.metrics_path.exists() and history:
+                # A resume into a folder without the run's log: the checkpoint's rows.
+                _rewrite(self.metrics_path, EPOCH_COLUMNS,
+                         [r for r in history if int(r["epoch"]) <= resume_epoch])  # fmt: skip
             for path, columns in ((self.metrics_path, EPOCH_COLUMNS),
                                   (self.layers_path, LAYER_COLUMNS)):  # fmt: skip
                 if path.exists():
-                    kept = [r for r in read_csv(path) if int(r["epoch"]) <= resume_epoch]
-                    path.unlink()
-                    _append(path, columns, kept)
+                    _rewrite(path, columns, _rows_up_to(path, resume_epoch))
 
     def log_epoch(self, row: Mapping[str, Any], layers: Mapping[str, list[LayerStats]]) -> None:
         """Append the epoch's row and its per-layer statistics (``{split: stats}``)."""

@@ -101,8 +101,15 @@ def _integer_ticks(axis: Any) -> None:
 
 
 def _save(fig: Any, plt: Any, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` atomically (a temporary file, then a rename), so a
+    failed write leaves no truncated image."""
     path = Path(path)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path

@@ -11,6 +11,7 @@ that was never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -179,14 +180,50 @@ def _remove_run_outputs(folder: Path) -> None:
             path.unlink()
 
 
-def _default_output_dir(dataset: str) -> str:
+def _carry_history(source: Path, dest: Path) -> None:
+    """A resume written into another folder starts from the source run's logs and best
+    checkpoint (the logs are then cut back to the resumed epoch)."""
+    if source.resolve() == dest.resolve():
+        return
+    for name in ("metrics.csv", "layers.csv", "best.pt"):
+        if (source / name).is_file() and not (dest / name).exists():
+            tmp = dest / f".{name}.copy"
+            shutil.copyfile(source / name, tmp)
+            os.replace(tmp, dest / name)
+
+
+def _reserve_default_output_dir(dataset: str) -> str:
+    """Create ``runs/<dataset>-<date-time>`` (``-2``, ``-3``, ... when taken) atomically,
+    so two runs started in the same second never share a folder."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / f"{dataset.lower()}-{stamp}"
+    _check_output_dir(base)
     candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return str(candidate)
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return str(candidate)
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the output folder {candidate}: {exc}") from exc
+
+
+def _check_output_dir(folder: Path) -> None:
+    """Raise unless ``folder`` is (or can be made) a folder this process can write to:
+    said before any data is read or any model built."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigurationError(f"output_dir {folder} exists and is not a folder")
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigurationError(f"output_dir {folder}: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"output_dir {folder}: {probe} is not writable")
 
 
 class Trainer:
@@ -258,11 +295,21 @@ class Trainer:
                 f"number of processes ({ctx.world_size})"
             )
         self.per_rank_batch = cfg.batch_size // ctx.world_size  # type: ignore[operator]
-        out = cfg.output_dir or _default_output_dir(cfg.dataset)
-        self.output_dir = Path(ctx.all_gather_object(out)[0])
+        # Rank 0 decides (and, for the default, reserves) the folder for every process;
+        # all of them then refuse together instead of some waiting forever.
+        out, problem = None, None
+        if ctx.is_main:
+            try:
+                out = cfg.output_dir or _reserve_default_output_dir(cfg.dataset)
+                self._reserved = None if cfg.output_dir else Path(out)
+                _check_output_dir(Path(out))
+            except ConfigurationError as exc:
+                problem = str(exc)
+        out, problem = ctx.all_gather_object((out, problem))[0]
+        if problem:
+            raise ConfigurationError(problem)
+        self.output_dir = Path(out)
         cfg.output_dir = str(self.output_dir)
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise ConfigurationError(f"output_dir {self.output_dir} exists and is not a folder")
         # A new run, or a resume written into another run's folder, must not mix with
         # (or silently replace) the results there; rank 0's view decides for every process.
         self._replaces: list[str] = []
@@ -318,7 +365,10 @@ class Trainer:
                 _remove_run_outputs(self.output_dir)
                 self.log(f"--overwrite: removed the earlier run in {self.output_dir}")
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch)
+            if resume_epoch is not None and self.resume_dir is not None:
+                _carry_history(Path(self.resume_dir), self.output_dir)
+            self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch,
+                                 history=self.history)  # fmt: skip
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
@@ -378,7 +428,7 @@ class Trainer:
         self.ctx.barrier()
 
     def _restore(self, payload: dict[str, Any]) -> int:
-        self.raw_model.load_state_dict(payload["model"])
+        ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
@@ -409,6 +459,10 @@ class Trainer:
         try:
             self._setup()
         except BaseException:
+            reserved = getattr(self, "_reserved", None)
+            if reserved is not None:  # a refused run leaves no folder of its own
+                with contextlib.suppress(OSError):
+                    reserved.rmdir()  # only if still empty
             if hasattr(self, "ctx"):
                 self.ctx.close()
             raise
@@ -660,16 +714,20 @@ class Trainer:
             self.log("no plots: matplotlib is not installed (pip install 'spikeflow[plot]')")
             return []
         out = self.output_dir
-        written = [
-            plots.plot_learning_curves(self.history, out / "learning_curves.png"),
-            plots.plot_firing_rates(read_csv(out / "layers.csv"), out / "firing_rates.png"),
-        ]
-        x, y = self.test_set[0]
-        x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
-                          self.info.static)  # fmt: skip
-        self.raw_model.eval()
-        spikes = record_spikes(self.raw_model, x)
-        written.append(plots.plot_raster(spikes, out / "raster.png",
-                                         title=f"test sample 0 (label {int(y)})"))  # fmt: skip
-        self.log("plots: " + ", ".join(str(p) for p in written))
+        written: list[Path] = []
+        try:
+            written.append(plots.plot_learning_curves(self.history, out / "learning_curves.png"))
+            written.append(plots.plot_firing_rates(read_csv(out / "layers.csv"),
+                                                   out / "firing_rates.png"))  # fmt: skip
+            x, y = self.test_set[0]
+            x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
+                              self.info.static)  # fmt: skip
+            self.raw_model.eval()
+            spikes = record_spikes(self.raw_model, x)
+            written.append(plots.plot_raster(spikes, out / "raster.png",
+                                             title=f"test sample 0 (label {int(y)})"))  # fmt: skip
+        except OSError as exc:  # the run is complete and saved: a plot is not worth failing it
+            self.log(f"warning: plots not written ({exc}); the run's results are saved in {out}")
+        if written:
+            self.log("plots: " + ", ".join(str(p) for p in written))
         return written
