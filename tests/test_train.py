@@ -740,3 +740,187 @@ def test_evaluation_opens_only_the_test_split(tmp_path):
     assert train is None and len(test) == 10 and info.num_classes == 10
     with pytest.raises(DatasetNotFoundError, match="Train"):
         build_datasets(config)
+
+
+# -- config value checks, eval's --json and run folders (review 2) ----------------------
+
+
+def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
+    # A config file's overwrite = "false" (a string) used to act as true.
+    import dataclasses
+
+    bools = {f.name for f in dataclasses.fields(TrainConfig) if f.type == "bool"}
+    assert bools == {"overwrite", "progress", "tensorboard", "download"}
+    for name in sorted(bools):
+        for value in ("false", "no", 0, 1, None):
+            with pytest.raises(ConfigurationError, match=rf"{name} must be true or false, got "
+                                                         rf"{re.escape(repr(value))}"):  # fmt: skip
+                config_from_dict({name: value}).validate()
+        config_from_dict({name: True}).validate()
+    Trainer(tiny(tmp_path, "precious", epochs=1, seed=7), log=None).fit()
+    (tmp_path / "c.json").write_text(json.dumps({**TINY, "epochs": 1, "overwrite": "false"}))
+    code = main(["train", "--config", str(tmp_path / "c.json"),
+                 "--output-dir", str(tmp_path / "precious")])  # fmt: skip
+    assert code == 2
+    assert "overwrite must be true or false, got 'false'" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "precious" / "last.pt")["config"]["seed"] == 7
+
+
+def test_resume_with_a_config_file_holding_an_unknown_key_names_it(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "run", epochs=2, stop_after=1), log=None).fit()
+    (tmp_path / "typo.toml").write_text("epochz = 2\n")
+    code = main(["train", "--resume", str(tmp_path / "run"), "--config",
+                 str(tmp_path / "typo.toml"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("spikeflow train: error: unknown config key(s) ['epochz']; valid keys")
+    assert len(read_csv(tmp_path / "run" / "metrics.csv")) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seed": 99999999999999999999}, r"seed must be an integer from 0 to 2\*\*32 - 1 "
+                                         r"\(4294967295\), got 99999999999999999999"),
+        ({"seed": 2**32}, r"seed must be an integer .*got 4294967296"),
+        ({"seed": -1}, r"seed must be an integer .*got -1"),
+        ({"seed": 1.5}, r"seed must be an integer .*got 1\.5"),
+        ({"output_dir": 5}, r"output_dir must be a string, got 5"),
+        ({"loss": ["mse"]}, r"loss must be a string, got \['mse'\]"),
+        ({"data_dir": 5}, r"data_dir must be a string, got 5"),
+        ({"cache_dir": True}, r"cache_dir must be a string, got True"),
+        ({"model": 5}, r"model must be a string, got 5"),
+        ({"neuron": ["lif"]}, r"neuron must be a string, got \['lif'\]"),
+        ({"device": 0}, r"device must be a string, got 0"),
+        ({"optimizer": ["sgd"]}, r"optimizer must be a string, got \['sgd'\]"),
+        ({"schedule": 1}, r"schedule must be a string, got 1"),
+        ({"plots": False}, r"plots must be a string, got False"),
+        ({"lr": True}, r"lr must be a finite number >= 0, got True"),
+        ({"weight_decay": False}, r"weight_decay must be a finite number >= 0, got False"),
+        ({"momentum": 5}, r"momentum must be >= 0 and < 1, got 5"),
+        ({"momentum": 1.0}, r"momentum must be >= 0 and < 1, got 1\.0"),
+    ],
+)  # fmt: skip
+def test_bad_config_values_exit_with_status_2_naming_the_key(tmp_path, capsys, change, message):
+    (tmp_path / "c.json").write_text(json.dumps({**TINY, "epochs": 1, **change}))
+    args = ["train", "--config", str(tmp_path / "c.json")]
+    if "output_dir" not in change:
+        args += ["--output-dir", str(tmp_path / "out")]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("spikeflow train: error: ")
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_seed_on_the_command_line_is_range_checked_and_the_largest_seed_trains(tmp_path, capsys):
+    args = ["train", "--epochs", "1", "--no-progress", "--plots", "off",
+            "--train-samples", "64", "--test-samples", "32", "--model-kwargs", "channels=8",
+            "hidden=32", "-T", "2", "--device", "cpu"]  # fmt: skip
+    code = main([*args, "--seed", "99999999999999999999", "--output-dir", str(tmp_path / "a")])
+    assert code == 2 and "seed must be an integer" in capsys.readouterr().err
+    # every seed the check lets through trains (the trainer derives larger seeds from it)
+    assert main([*args, "--seed", str(2**32 - 1), "--output-dir", str(tmp_path / "b")]) == 0
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["config"]["seed"] == 2**32 - 1
+
+
+def test_path_options_take_a_pathlib_path_in_the_python_api(tmp_path):
+    from spikeflow.training.config import resolve
+
+    config = resolve(TrainConfig(output_dir=tmp_path / "run", cache_dir=tmp_path / "cache"))
+    assert config.output_dir == str(tmp_path / "run")
+    assert config.cache_dir == str(tmp_path / "cache")
+
+
+def test_eval_checks_the_json_destination_before_evaluating(tmp_path, capsys, monkeypatch):
+    import spikeflow.training.evaluation as evaluation
+
+    Trainer(tiny(tmp_path, "run", epochs=1), log=None).fit()
+    calls = []
+    real = evaluation.evaluate_checkpoint
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
+    checkpoint = str(tmp_path / "run" / "last.pt")
+    missing = tmp_path / "no-such-dir" / "r.json"
+    assert main(["eval", "--checkpoint", checkpoint, "--no-progress", "--json", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"spikeflow eval: error: --json {missing}: the folder ")
+    assert "does not exist" in err and not calls
+    assert main(["eval", "--checkpoint", checkpoint, "--no-progress", "--json",
+                 str(tmp_path)]) == 2  # fmt: skip
+    assert "is a folder" in capsys.readouterr().err and not calls
+    # a good destination: written, and no temporary file left beside it
+    (tmp_path / "out").mkdir()
+    assert main(["eval", "--checkpoint", checkpoint, "--no-progress", "--json",
+                 str(tmp_path / "out" / "r.json")]) == 0  # fmt: skip
+    assert calls and json.loads((tmp_path / "out" / "r.json").read_text())["samples"] == 96
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.json"]
+
+
+def test_eval_json_is_written_atomically(tmp_path, monkeypatch):
+    from spikeflow.training import evaluation
+
+    target = tmp_path / "r.json"
+    evaluation.write_json_atomic({"a": 1}, target)
+    assert json.loads(target.read_text()) == {"a": 1}
+
+    def fail(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluation.os, "replace", fail)
+    with pytest.raises(ConfigurationError, match=r"--json .*r\.json: cannot write it: .*space"):
+        evaluation.write_json_atomic({"a": 2}, target)
+    assert json.loads(target.read_text()) == {"a": 1}  # the earlier file stays whole
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # and no temporary
+
+
+def test_eval_takes_a_run_folder(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "run", epochs=1), log=None).fit()
+    run = tmp_path / "run"
+    assert main(["eval", "--checkpoint", str(run), "--no-progress", "--json",
+                 str(tmp_path / "r.json")]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{run} is a run folder: evaluating its best.pt")
+    assert lines[1].startswith(f"{run / 'best.pt'}: plif_digits (T=2) after epoch 1 of 1")
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["checkpoint"] == str(run / "best.pt") and result["run_folder"] == str(run)
+    (run / "best.pt").unlink()  # without best.pt: its last.pt
+    assert main(["eval", "--checkpoint", str(run), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith(f"{run} is a run folder: evaluating its last.pt")
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "--checkpoint", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert "is a folder without best.pt or last.pt" in capsys.readouterr().err
+
+
+def test_a_failed_config_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from spikeflow.training.config import save_config
+
+    target = tmp_path / "config.toml"
+    save_config(tiny(tmp_path, "x"), target)
+    before = target.read_text()
+    real = Path.write_text
+
+    def half_then_fail(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if self.name.endswith(".tmp"):
+            real(self, data[: len(data) // 2], *args, **kwargs)  # type: ignore[arg-type]
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        save_config(tiny(tmp_path, "x", seed=3), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+    assert target.read_text() == before
+
+
+def test_config_toml_leaves_out_stop_after(tmp_path):
+    # A rerun of a --stop-after run's config.toml trains every epoch of it.
+    Trainer(tiny(tmp_path, "a", epochs=2, stop_after=1), log=None).fit()
+    written = load_config_file(tmp_path / "a" / "config.toml")
+    assert "stop_after" not in written and written["epochs"] == 2
+    assert main(["train", "--config", str(tmp_path / "a" / "config.toml"),
+                 "--output-dir", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert [int(r["epoch"]) for r in metrics(tmp_path / "b")] == [1, 2]

@@ -168,3 +168,22 @@ def test_a_plot_that_cannot_be_written_does_not_fail_the_run(tmp_path, monkeypat
     run = tmp_path / "a"
     assert not [p.name for p in run.iterdir() if p.suffix == ".png" or ".tmp" in p.name]
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("value", [8.5, "eight", -8])
+def test_a_model_argument_the_constructor_rejects_names_it(tmp_path, value):
+    config = tiny(tmp_path, "a", model_kwargs={"channels": value, "hidden": 32})
+    with pytest.raises(ConfigurationError, match=r"model 'plif_digits' cannot be built with"):
+        Trainer(config, log=None).fit()
+    assert not (tmp_path / "a").exists()
+
+
+def test_eval_of_weights_that_do_not_fit_names_the_checkpoint(tmp_path):
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    Trainer(tiny(tmp_path, "a", epochs=1), log=None).fit()
+    payload = load_checkpoint(tmp_path / "a" / "last.pt")
+    payload["config"]["model_kwargs"] = {"channels": 4, "hidden": 32}
+    save_checkpoint(payload, tmp_path / "edited.pt")
+    with pytest.raises(ConfigurationError, match=r"edited\.pt: the checkpoint's weights do not"):
+        evaluate_checkpoint(tmp_path / "edited.pt", progress=False)

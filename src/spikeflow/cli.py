@@ -236,7 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_options(train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's test split")
-    ev.add_argument("--checkpoint", required=True, help="a last.pt or best.pt of a run")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a last.pt or best.pt of a run, or its run folder (then its best.pt if there "
+        "is one, else its last.pt)",
+    )
     ev.add_argument(
         "--data-dir",
         default=None,
@@ -254,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
         "samples the run tested on)",
     )
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    ev.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
+    ev.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the results here (its folder must exist; written atomically)",
+    )
     return parser
 
 
@@ -289,6 +299,8 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     from_file = decode_tables(load_config_file(args.config)) if hasattr(args, "config") else {}
+    # The file's keys are checked first, for a resume too ("unknown config key(s) ...").
+    file_config = config_from_dict(from_file) if from_file else None
     for key in _KWARG_OPTIONS:  # K=V options add to the file's tables, key by key
         if key in overrides and isinstance(from_file.get(key), dict):
             overrides[key] = {**from_file[key], **overrides[key]}
@@ -303,7 +315,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.setdefault("output_dir", str(resume_dir))
         config = config_for_resume(payload, overrides)
     else:
-        config = config_from_dict(overrides, config_from_dict(from_file) if from_file else None)
+        config = config_from_dict(overrides, file_config)
     result = Trainer(config, resume=payload, resume_dir=resume_dir).fit()
     if result.interrupted:
         return 130
@@ -318,8 +330,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from spikeflow.training.evaluation import evaluate_checkpoint, format_evaluation
+    from spikeflow.training.evaluation import (
+        check_json_destination,
+        evaluate_checkpoint,
+        format_evaluation,
+        write_json_atomic,
+    )
 
+    if args.json:  # before the evaluation, which may take long
+        check_json_destination(args.json, "--json")
     result = evaluate_checkpoint(
         args.checkpoint, data_dir=args.data_dir, device=args.device,
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
@@ -327,7 +346,7 @@ def _eval(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(format_evaluation(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json_atomic(result, args.json, "--json")
     return 0
 
 

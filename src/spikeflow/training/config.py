@@ -9,6 +9,7 @@ size); every run writes the resolved config as ``config.toml`` next to its resul
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -28,6 +29,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "RUNTIME_FIELDS",
+    "UNSAVED_FIELDS",
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
@@ -103,7 +105,24 @@ class TrainConfig:
     stop_after: int | None = None
 
     def validate(self) -> TrainConfig:
-        """Raise a ConfigurationError naming the first invalid value; return ``self``."""
+        """Raise a ConfigurationError naming the first invalid value; return ``self``.
+
+        Every field is type-checked (a config file's ``overwrite = "false"`` is an
+        error, not true; ``lr = true`` is not a number), then its range: ``seed`` in
+        ``[0, 2**32)``, ``momentum`` in ``[0, 1)``, ``lr > 0``, ...
+        """
+        for name in BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+        for name in STR_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_FIELDS:
+                continue
+            if name in PATH_FIELDS and isinstance(value, os.PathLike):
+                continue
+            if not isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a string, got {value!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
@@ -117,14 +136,27 @@ class TrainConfig:
                 _positive_int(name, getattr(self, name))
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigurationError(f"seed must be an integer, got {self.seed!r}")
-        for name in ("lr", "weight_decay", "momentum", "gamma"):
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < SEED_LIMIT
+        ):
+            raise ConfigurationError(
+                f"seed must be an integer from 0 to 2**32 - 1 ({SEED_LIMIT - 1}), got {self.seed!r}"
+            )
+        for name in sorted(_FLOAT_FIELDS):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
+        if self.momentum >= 1:
+            raise ConfigurationError(f"momentum must be >= 0 and < 1, got {self.momentum}")
         for name in TABLE_FIELDS:
             if not isinstance(getattr(self, name), dict):
                 value = getattr(self, name)
@@ -144,6 +176,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     from spikeflow.training.data import list_datasets
 
     values = dataclasses.replace(config)
+    for name in PATH_FIELDS:  # a pathlib.Path from the Python API: written as a string
+        if isinstance(getattr(values, name), os.PathLike):
+            setattr(values, name, os.fspath(getattr(values, name)))
     if not isinstance(values.dataset, str) or values.dataset.lower() not in list_datasets():
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"
@@ -174,6 +209,15 @@ def _positive_int(name: str, value: Any) -> None:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _FLOAT_FIELDS = {"lr", "weight_decay", "momentum", "gamma"}
+#: The fields whose value is True or False (read from the annotations).
+BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")
+#: The fields whose value is a string (``None`` allowed where the annotation says so).
+STR_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type in ("str", "str | None"))
+_OPTIONAL_FIELDS = frozenset(name for name, f in _FIELDS.items() if "None" in str(f.type))
+#: The string fields that are paths: the Python API also takes ``os.PathLike`` there.
+PATH_FIELDS = ("data_dir", "cache_dir", "output_dir")
+#: Seeds are below 2**32 (numpy's range; the trainer's derived seeds stay below 2**64).
+SEED_LIMIT = 2**32
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -320,14 +364,29 @@ def dump_toml(values: Mapping[str, Any], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The fields :func:`save_config` leaves out: a rerun from the file writes into a new
+#: directory, and ``overwrite`` and ``stop_after`` belong to the invocation that gave them.
+UNSAVED_FIELDS = ("output_dir", "overwrite", "stop_after")
+
+
 def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
-    """Write ``config`` to ``path`` (``.toml`` or ``.json``), without ``output_dir`` (a
-    rerun from the file writes into a new directory) and ``overwrite`` (it belongs to
-    the invocation that gave it)."""
+    """Write ``config`` to ``path`` (``.toml`` or ``.json``) without the
+    :data:`UNSAVED_FIELDS`: ``output_dir`` (a rerun from the file writes into a new
+    directory), ``overwrite`` and ``stop_after`` (they belong to the invocation that
+    gave them, so a rerun from the file trains every epoch).
+
+    The text goes to ``<path>.tmp`` first and is moved into place with ``os.replace``;
+    a write that fails removes the temporary file and raises.
+
+    Raises:
+        ConfigurationError: a value TOML cannot hold.
+        OSError: the file cannot be written.
+    """
     path = Path(path)
     values = config_to_dict(config)
-    out_dir = values.pop("output_dir")
-    values.pop("overwrite")
+    out_dir = values.get("output_dir")
+    for name in UNSAVED_FIELDS:
+        values.pop(name)
     if path.suffix == ".json":
         text = json.dumps(values, indent=2) + "\n"
     else:
@@ -338,6 +397,11 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
         )
         text = dump_toml(values, header)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.training.checkpoint import load_checkpoint
+from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import config_from_dict, resolve
 from spikeflow.training.data import build_datasets, even_subset
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.loop import evaluate
 from spikeflow.training.trainer import build_model
 
-__all__ = ["evaluate_checkpoint", "format_evaluation"]
+__all__ = [
+    "check_json_destination",
+    "evaluate_checkpoint",
+    "find_checkpoint",
+    "format_evaluation",
+    "write_json_atomic",
+]
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint file ``path`` names: ``path`` itself, or for a run folder its
+    ``best.pt`` if there is one, else its ``last.pt``.
+
+    Raises:
+        ConfigurationError: a folder that holds neither (a missing file is left to
+            :func:`~spikeflow.training.checkpoint.load_checkpoint`, which names it).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("best.pt", "last.pt"):
+        if (path / name).is_file():
+            return path / name
+    raise ConfigurationError(
+        f"checkpoint {path} is a folder without best.pt or last.pt: pass a run folder "
+        "written by spikeflow train, or a checkpoint file"
+    )
 
 
 def evaluate_checkpoint(
@@ -31,7 +60,9 @@ def evaluate_checkpoint(
     checkpoint ``path``, on the test split of the dataset it was trained on.
 
     Args:
-        path: a ``last.pt`` or ``best.pt`` written by ``spikeflow train``.
+        path: a ``last.pt`` or ``best.pt`` written by ``spikeflow train``, or its run
+            folder: then its ``best.pt`` if there is one, else its ``last.pt``
+            (:func:`find_checkpoint`).
         data_dir: where the run's dataset is now (default: the run's ``data_dir``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         batch_size: the evaluation batch (default: the run's batch size).
@@ -41,7 +72,8 @@ def evaluate_checkpoint(
         progress: show a progress bar.
 
     Returns:
-        A dict with ``checkpoint``, ``dataset``, ``model``, ``T``, ``epoch`` (epochs
+        A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when
+        it is a run folder, else ``None``), ``dataset``, ``model``, ``T``, ``epoch`` (epochs
         done), ``epochs`` (the run's total), ``samples``, ``split_samples`` (the whole
         split's size), ``samples_chosen_by`` (``"run"``: the run's own ``test_samples``;
         ``"argument"``: ``test_samples`` given here), ``test_loss``, ``test_acc``,
@@ -59,6 +91,8 @@ def evaluate_checkpoint(
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    run_folder = Path(path) if Path(path).is_dir() else None
+    path = find_checkpoint(path)
     payload = load_checkpoint(path)
     config = config_from_dict(payload["config"])
     if data_dir is not None:
@@ -78,7 +112,7 @@ def evaluate_checkpoint(
     test_set = even_subset(full_test_set, count)
     ctx = DistContext(device=pick_device(device))
     model = build_model(config, info).to(ctx.device)
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload, path)
     sums, rate, layers = evaluate(
         model, test_set, _loss(config), T=config.T, static=info.static,  # type: ignore[arg-type]
         batch_size=batch_size or config.batch_size, ctx=ctx, amp=config.amp, workers=workers,
@@ -86,6 +120,7 @@ def evaluate_checkpoint(
     )  # fmt: skip
     return {
         "checkpoint": str(path),
+        "run_folder": None if run_folder is None else str(run_folder),
         "dataset": config.dataset,
         "model": config.model,
         "T": config.T,
@@ -113,7 +148,16 @@ def format_evaluation(result: dict[str, Any]) -> str:
         )
     else:
         which = f"{samples} of the {split} test samples (--test-samples)"
-    lines = [
+    lines = []
+    if result.get("run_folder"):
+        name = Path(result["checkpoint"]).name
+        why = (
+            "the epoch with the highest test accuracy; pass its last.pt for the last epoch"
+            if name == "best.pt"
+            else "it holds no best.pt"
+        )
+        lines.append(f"{result['run_folder']} is a run folder: evaluating its {name} ({why})")
+    lines += [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
         f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
         f"  {which}",
@@ -137,3 +181,46 @@ def _loss(config: Any) -> Any:
     from spikeflow.losses import get_loss
 
     return get_loss(config.loss, **config.loss_kwargs)
+
+
+def check_json_destination(path: str | os.PathLike, option: str = "--json") -> Path:
+    """Check that a JSON file can be written to ``path`` (its folder exists and is
+    writable, and ``path`` is not a folder), before the work that produces it.
+
+    Raises:
+        ConfigurationError: naming ``option``, ``path`` and what is wrong.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigurationError(f"{option} {path}: the folder {folder} {what}")
+    if path.is_dir():
+        raise ConfigurationError(f"{option} {path} is a folder; give a file name")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"{option} {path}: the folder {folder} is not writable")
+    return path
+
+
+def write_json_atomic(data: Any, path: str | os.PathLike, option: str = "--json") -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically: to a temporary file in
+    the same folder, then moved into place with ``os.replace`` (a failed write leaves
+    any earlier ``path`` as it was and removes the temporary file).
+
+    Raises:
+        ConfigurationError: the file cannot be written (naming ``option`` and ``path``).
+    """
+    path = Path(path)
+    text = json.dumps(data, indent=2) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ConfigurationError(f"{option} {path}: cannot write it: {exc}") from exc
+        raise
+    return path

@@ -126,6 +126,12 @@ def build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
                 f"model {config.model!r} is built for square inputs only"
             ) from exc
         raise
+    except (TypeError, ValueError, RuntimeError) as exc:  # a bad value for the constructor
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigurationError(
+            f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
+            f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
+        ) from exc
 
 
 def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
