@@ -187,3 +187,21 @@ def test_eval_of_weights_that_do_not_fit_names_the_checkpoint(tmp_path):
     save_checkpoint(payload, tmp_path / "edited.pt")
     with pytest.raises(ConfigurationError, match=r"edited\.pt: the checkpoint's weights do not"):
         evaluate_checkpoint(tmp_path / "edited.pt", progress=False)
+
+
+def test_resume_from_an_older_checkpoint_into_its_own_folder_is_refused(tmp_path):
+    from spikeflow.cli import main
+
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    run = tmp_path / "a"
+    (run / "early.pt").write_bytes((run / "last.pt").read_bytes())  # like a best.pt
+    resume(run).fit()
+    last = (run / "last.pt").read_bytes()
+    args = ["train", "--resume", str(run / "early.pt"), "--no-progress"]
+    assert main(args) == 2
+    assert (run / "last.pt").read_bytes() == last and epochs_logged(run) == ["1", "2", "3"]
+    assert main([*args, "--output-dir", str(tmp_path / "branch")]) == 0
+    assert epochs_logged(tmp_path / "branch") == ["1", "2", "3"]
+    # repeating a model argument with its own value is no change on a resume
+    assert main(["train", "--resume", str(run), "--no-progress",
+                 "--model-kwargs", "channels=8"]) == 0  # fmt: skip

@@ -310,10 +310,16 @@ def _train(args: argparse.Namespace) -> int:
         path = path / "last.pt" if path.is_dir() else path
         payload = ckpt.load_checkpoint(path)
         resume_dir = path.parent
-        # The file's values are checked like the flags' (the command line first).
+        # The file's values are checked like the flags' (the command line first); K=V
+        # tables add to the checkpoint's, so repeating a key with its value is no change.
         overrides = {**from_file, **overrides}
+        saved = decode_tables(payload["config"])
+        for key in _KWARG_OPTIONS:
+            if isinstance(overrides.get(key), dict) and isinstance(saved.get(key), dict):
+                overrides[key] = {**saved[key], **overrides[key]}
         overrides.setdefault("output_dir", str(resume_dir))
         config = config_for_resume(payload, overrides)
+        _refuse_rewind(path, Path(config.output_dir), config.overwrite)
     else:
         config = config_from_dict(overrides, file_config)
     result = Trainer(config, resume=payload, resume_dir=resume_dir).fit()
@@ -327,6 +333,21 @@ def _train(args: argparse.Namespace) -> int:
             f"{result.output_dir}"
         )
     return 0
+
+
+def _refuse_rewind(checkpoint: Path, output_dir: Path, overwrite: bool) -> None:
+    """A resume from an older checkpoint of a run (its ``best.pt``) into that run's own
+    folder would replace its newer ``last.pt`` and cut its logs back: refused unless
+    ``--overwrite``."""
+    if checkpoint.name == "last.pt" or overwrite:
+        return
+    last = output_dir / "last.pt"
+    if last.is_file() and last.resolve() != checkpoint.resolve():
+        raise ConfigurationError(
+            f"--resume {checkpoint} would continue in {output_dir}, replacing its newer "
+            f"{last} and cutting its logs back to {checkpoint.name}'s epoch; pass another "
+            "--output-dir to branch off, or --overwrite to rewind the run"
+        )
 
 
 def _eval(args: argparse.Namespace) -> int:
