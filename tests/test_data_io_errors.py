@@ -57,6 +57,10 @@ def bs1(ch: int, p: int, t: int) -> bytes:
     return struct.pack(">HBBB", ch, p << 7 | t >> 16, t >> 8 & 0xFF, t & 0xFF)
 
 
+def decode_atis_bin_any(raw: bytes, path: str):
+    return decode_atis_bin(raw, None, path)
+
+
 def dat_event(t: int, x: int, y: int, p: int) -> bytes:
     return struct.pack("<II", t, p << 28 | y << 14 | x)
 
@@ -195,6 +199,78 @@ CASES = [
         19 + 6,
         "outside the 640x480",
     ),
+    # A TIME_HIGH that decreases without wrapping around (from the top of its counter to
+    # near 0) is a corrupted time word, named at its offset (not counted as a wrap).
+    (
+        "evt2-time-high-back",
+        decode_evt2,
+        EVT2 + struct.pack("<4I", 8 << 28 | 20, 1 << 28 | 5 << 22, 8 << 28 | 19, 1 << 28),
+        len(EVT2) + 8,
+        r"EVT_TIME_HIGH goes back from 20 to 19 in word 2, which is no wrap-around",
+    ),
+    (
+        "evt2-time-high-not-near-top",
+        decode_evt2,
+        EVT2 + struct.pack("<3I", 8 << 28 | (1 << 28) - 12, 1 << 28, 8 << 28 | 0),
+        len(EVT2) + 8,
+        r"goes back from 268435444 to 0 .*within 10 of 268435455",
+    ),
+    (
+        "evt3-time-high-back",
+        decode_evt3,
+        EVT3 + struct.pack("<5H", 0x8000 | 2862, 0x0001, 0x2001, 0x8000 | 2860, 0x2002),
+        len(EVT3) + 6,
+        r"EVT_TIME_HIGH goes back from 2862 to 2860 in word 3, which is no wrap-around of its "
+        r"12-bit counter",
+    ),
+    (
+        "evt3-time-high-not-near-top",
+        decode_evt3,
+        EVT3 + struct.pack("<2H", 0x8000 | 4084, 0x8000),
+        len(EVT3) + 2,
+        "goes back from 4084 to 0",
+    ),
+    (
+        "aedat2-not-a-wrap",
+        decode_aedat2,
+        aedat2_file("DVS128", [(0, 0x11000005), (2, 0xFF000009), (4, 0x11000010)]),
+        H2 + 16,
+        r"backwards at event 2 \(4278190089 us -> 285212688 us\), and is no 32-bit wrap-around",
+    ),
+    # EVT 3.0 vectors past x = 65535 (no sensor size): not wrapped into uint16
+    (
+        "evt3-x-past-65535",
+        decode_evt3,
+        EVT3 + struct.pack("<5505H", 0x8000, 0x6000, 0x0005, 0x3000, *[0x4000] * 5500, 0x4001),
+        len(EVT3) + 2 * 5504,
+        r"event 0 at \(x=66000, y=5\) is past x = 65535",
+    ),
+    # EVT 2.1 (64-bit vectorised words) is refused, not decoded as EVT 2.0
+    (
+        "evt21-evt-line",
+        decode_evt2,
+        b"% evt 2.1\n" + struct.pack("<2Q", 8 << 60 | 100 << 32, 1 << 60 | 64 << 43 | 0b1011),
+        0,
+        "EVT 2.1 is not supported",
+    ),
+    (
+        "evt21-format-line",
+        decode_evt2,
+        b"% format EVT21;height=320;width=320\n" + struct.pack("<Q", 8 << 60),
+        0,
+        "EVT 2.1 is not supported",
+    ),
+    # no events and no sensor size anywhere: not a 0x0 sensor
+    ("evt3-header-only", decode_evt3, EVT3, 0, "no events and no sensor size.*sensor_size="),
+    ("evt2-header-only", decode_evt2, EVT2, 0, "the sensor size is unknown"),
+    ("evt3-no-event", decode_evt3, EVT3 + struct.pack("<2H", 0x8001, 1), 0, "size is unknown"),
+    ("atis-no-event", decode_atis_bin_any, atis(0, 240, 0, 0), 0, "the sensor size is unknown"),
+    ("dat-no-event", decode_dat, DAT + bytes([0, 8]), 0, "the sensor size is unknown"),
+    # empty files
+    ("atis-empty", decode_atis_bin, b"", 0, r"empty file \(0 bytes\)"),
+    ("bs1-empty", decode_bs1, b"", 0, "empty file"),
+    ("evt2-empty", decode_evt2, b"", 0, "empty file"),
+    ("evt3-empty", decode_evt3, b"", 0, "empty file"),
     ("dat-no-type", decode_dat, DAT, len(DAT), "truncated"),
     ("dat-type", decode_dat, DAT + bytes([2, 8]), len(DAT), "unsupported event type 2"),
     (
@@ -230,6 +306,73 @@ def test_bad_bytes_name_file_offset_and_problem(decoder, raw, offset, problem):
     message = str(info.value)
     assert message.startswith(f"recording.bin at byte offset {offset}: "), message
     assert re.search(problem, message), message
+
+
+def test_empty_files_are_rejected(tmp_path):
+    """A 0-byte file is an interrupted copy or extraction, not a recording without
+    events: every reader (and read_events) names it; a file holding only a header is a
+    recording when the header gives the sensor size, else its size is unknown."""
+    from spikeflow.data.datasets.gesture import read_navgesture_dat
+    from spikeflow.data.io import (
+        read_aedat2,
+        read_aedat4,
+        read_aedat31,
+        read_atis_bin,
+        read_bs1,
+        read_dat,
+        read_events,
+        read_evt2,
+        read_evt3,
+        read_prophesee_raw,
+    )
+
+    readers = [
+        ("sample.bin", read_atis_bin), ("sample.bin", lambda p: read_atis_bin(p, None)),
+        ("sample.bs1", read_bs1), ("rec.raw", read_evt2), ("rec.raw", read_evt3),
+        ("rec.raw", read_prophesee_raw), ("rec.dat", read_dat), ("rec.aedat", read_aedat2),
+        ("rec.aedat", read_aedat31), ("rec.aedat4", read_aedat4),
+        ("rec_td.dat", read_navgesture_dat),
+        *[(name, read_events) for name in
+          ("sample.bin", "sample.bs1", "rec.raw", "rec.dat", "rec.aedat", "rec.aedat4")],
+    ]  # fmt: skip
+    for name, read in readers:
+        path = tmp_path / name
+        path.write_bytes(b"")
+        with pytest.raises(DataFormatError, match=r"at byte offset 0: empty file") as info:
+            read(path)
+        assert str(info.value).startswith(str(path)), (name, read)
+    path = tmp_path / "header_only.raw"
+    path.write_bytes(EVT3)
+    with pytest.raises(DataFormatError, match=r"header_only.raw at byte offset 0: no events "
+                       r"and no sensor size in the file: the sensor size is unknown"):  # fmt: skip
+        read_evt3(path)
+    assert read_evt3(path, (640, 480)).sensor_size == (640, 480, 2)
+    path.write_bytes(EVT3 + b"% geometry 1280x720\n")
+    rec = read_events(path)
+    assert len(rec) == 0 and rec.sensor_size == (1280, 720, 2)
+
+
+def test_make_events_refuses_values_its_fields_cannot_hold():
+    """x = 66000 used to wrap to 464 in the uint16 field, p = 200 to -56, x = 1.5 to 1."""
+    from spikeflow.data import make_events
+    from spikeflow.errors import ConfigurationError
+
+    t, z = np.arange(3), np.zeros(3, dtype=np.int64)
+    ok = make_events(t, np.array([0, 65535, 7], dtype=np.int64), np.array([1.0, 2, 3]), z)
+    assert ok["x"].tolist() == [0, 65535, 7] and ok["y"].tolist() == [1, 2, 3]
+    for kwargs, problem in [
+        ({"x": np.array([1, 66000, 3])}, r"x\[1\] = 66000 does not fit the event field 'x' "
+                                         r"\(uint16: whole numbers 0..65535\)"),
+        ({"x": np.array([-1, 0, 0])}, r"x\[0\] = -1"),
+        ({"y": np.array([0, 0, 70000], dtype=np.uint32)}, r"y\[2\] = 70000"),
+        ({"p": np.array([0, 200, 1])}, r"p\[1\] = 200 .*int8: whole numbers -128..127"),
+        ({"x": np.array([0, 1.5, 2])}, r"x\[1\] = 1.5"),
+        ({"x": np.array([0, np.nan, 2])}, r"x\[1\] = nan"),
+        ({"t": np.array([0, 1, 2**63], dtype=np.uint64)}, r"t\[2\] = 9223372036854775808"),
+    ]:  # fmt: skip
+        args = {"t": t, "x": z, "y": z, "p": z, **kwargs}
+        with pytest.raises(ConfigurationError, match=problem):
+            make_events(**args)
 
 
 def test_every_byte_prefix_of_a_valid_file_is_decoded_or_rejected():

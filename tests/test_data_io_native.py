@@ -86,6 +86,22 @@ def test_real_sample_files_equal(reader, relative):
     assert_same(reader, require_shared_data("event-files", relative))
 
 
+@pytest.mark.parametrize("chunk", [61, 997, 4096])
+def test_real_evt_files_equal_at_any_chunk_size(monkeypatch, chunk):
+    """The numpy EVT decoders work chunk by chunk with their state carried over (bounded
+    memory): any chunk size gives the compiled decoder's events on every real file."""
+    import spikeflow.data.io._common as common
+
+    monkeypatch.setattr(common, "CHUNK", chunk)
+    root = require_shared_data("event-files")
+    files = sorted(root.glob("prophesee-evt*/*.raw"))
+    assert len(files) == 4
+    for path in files:
+        read = read_evt2 if "evt2" in path.parent.name else read_evt3
+        for size in (None, (1280, 720)):
+            assert assert_same(read, path, size)[0] == "ok"
+
+
 def test_every_real_event_file_equal():
     """read_events on every sample file (formats without a C path included)."""
     root = require_shared_data("event-files")
@@ -184,14 +200,19 @@ JAER_HEADER_LINES = [
     b"#\n",
     b"#" + b"x" * 3000 + b"\n",
     b"# <entry key='HardwareInterface:' value='AEChip:'/>\r\n",
+    b"#End Of ASCII Header\r\n",  # the end of the header (jAER since 2017)
+    b"#End Of ASCII Header \t\n",
+    b"#End Of ASCII Headers\n",  # not the end line
+    b"# End Of ASCII Header\n",  # not the end line either (a space before it)
+    b"#\xc0\x00\x11\x94\n",  # not text: a binary record after the preferences
+    b"#FH\x00\x11\x94\xfc\xf3\n",
 ]
 
 
 def _python_header_scan(data: bytes):
     from spikeflow.data.io import aedat2
-    from spikeflow.data.io._common import header_end
 
-    end = header_end(data, b"#", None)
+    end = aedat2._jaer_header_end(data, None)
     return aedat2._key_lines(data, end), end
 
 
@@ -205,7 +226,7 @@ def test_jaer_header_scan_equal(seed):
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(JAER_HEADER_LINES), int(rng.integers(0, 90)))
     header = b"".join(JAER_HEADER_LINES[i] for i in picks)
-    tails = [b"", b"\x00\x01#AEChip: x\n", b"#AEChip: cut", b"#", b"x#AEChip:\n"]
+    tails = [b"", b"\x00\x01#AEChip: x\n", b"#AEChip: cut", b"#", b"x#AEChip:\n", b"#\x00\x01"]
     for tail in tails:
         data = header + tail
         with use_decoder("c"):
@@ -265,7 +286,11 @@ def cd(typ: int, t6: int, x: int, y: int) -> int:
     [
         EVT2,
         evt2(cd(1, 1, 2, 3), 8 << 28 | 5, cd(1, 1, 2, 3), cd(0, 63, 2047, 2047)),  # CD before TH
-        evt2(8 << 28 | 9, cd(1, 0, 2, 3), 8 << 28 | 2, cd(0, 1, 4, 4)),  # a TIME_HIGH wrap
+        evt2(8 << 28 | (1 << 28) - 2, cd(1, 0, 2, 3), 8 << 28 | 2, cd(0, 1, 4, 4)),  # a wrap
+        evt2(8 << 28 | (1 << 28) - 11, cd(1, 0, 2, 3), 8 << 28 | 0, cd(0, 1, 4, 4)),  # the limit
+        evt2(8 << 28 | (1 << 28) - 12, cd(1, 0, 2, 3), 8 << 28 | 0, cd(0, 1, 4, 4)),  # no wrap
+        evt2(8 << 28 | 9, cd(1, 0, 2, 3), 8 << 28 | 2, cd(0, 1, 4, 4)),  # back: corrupted
+        evt2(8 << 28 | 9, 8 << 28 | 8),  # back, no event after it: still corrupted
         evt2(8 << 28 | 9, 10 << 28, 14 << 28, 15 << 28, cd(1, 5, 1, 1)),  # skipped types
         evt2(8 << 28 | 9, cd(1, 5, 1, 1), cd(1, 4, 1, 1)),  # backwards
         evt2(8 << 28 | 9, 3 << 28),  # unknown type
@@ -275,11 +300,17 @@ def cd(typ: int, t6: int, x: int, y: int) -> int:
         evt3(0x2005, 0x0003, 0x8001, 0x2805, 0x6002, 0x2006),  # ADDR_X before y/high dropped
         evt3(0x8001, 0x0003, 0x3010, 0x4FFF, 0x50FF, 0x5000, 0x3810, 0x4001),  # vectors
         evt3(0x8001, 0x0003, 0x4FFF, 0x3010, 0x7123, 0xA000, 0xE000, 0xF000, 0x4003),
-        evt3(0x8005, 0x0003, 0x2001, 0x8002, 0x2001, 0x6FFF, 0x2002),  # a TIME_HIGH wrap
+        evt3(0x8FFD, 0x0003, 0x2001, 0x8002, 0x2001, 0x6FFF, 0x2002),  # a TIME_HIGH wrap
+        evt3(0x8FF5, 0x0003, 0x2001, 0x8000, 0x2001),  # the largest wrap (4085 -> 0)
+        evt3(0x8FF4, 0x0003, 0x2001, 0x8000, 0x2001),  # 4084 -> 0: no wrap, corrupted
+        evt3(0x8005, 0x0003, 0x2001, 0x8002, 0x2001, 0x6FFF, 0x2002),  # back: corrupted
+        evt3(0x8005, 0x8004),  # back, no event after it: still corrupted
         evt3(0x8005, 0x6009, 0x0003, 0x2001, 0x6001, 0x2001),  # backwards
         evt3(0x8005, 0x0003, 0x1000),  # unknown type
         evt3(0x8001, 0x0003, 0x37FF, *[0x4FFF] * 3),  # vector x past 2047
         evt3(0x8001, 0x0003, 0x3000, *[0x4FFF] * 40),  # 12 events per word: a second try
+        evt3(0x8001, 0x0003, 0x3000, *[0x4000] * 5500, 0x4001),  # x = 66000: past uint16
+        evt3(0x8001, 0x0003, 0x3000, *[0x4000] * 5461, 0x4008),  # x = 65535: the last x
         evt3(0x8001, 0x0003, 0x2001)[:-1],  # truncated
         b"% evt 3.0\n% format EVT3;height=720;width=1280\n" + struct.pack("<2H", 0x8001, 0),
     ],
@@ -370,8 +401,8 @@ def test_valid_files_take_the_compiled_path(monkeypatch):
     monkeypatch.setattr(aedat2, "decode_in_chunks", boom)
     monkeypatch.setattr(aedat2, "header_end", boom)
     monkeypatch.setattr(aedat2, "_key_lines", boom)
-    monkeypatch.setattr(prophesee, "decode_in_chunks", boom)
-    monkeypatch.setattr(prophesee, "_check_types", boom)
+    monkeypatch.setattr(prophesee, "decode_evt2_words", boom)
+    monkeypatch.setattr(prophesee, "decode_evt3_words", boom)
     events = [(polarity(i, i, i % 2), i) for i in range(20)]
     with use_decoder("c"):
         assert len(decode_atis_bin(atis([(1, 2, 1, 5), (0, 240, 0, 0), (3, 3, 0, 1)]))) == 2

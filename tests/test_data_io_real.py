@@ -16,6 +16,7 @@ from conftest import require_shared_data
 from spikeflow.data import EVENT_DTYPE, EventRecording
 from spikeflow.data.io import (
     decode_evt2,
+    decode_evt3,
     read_aedat2,
     read_aedat2_header,
     read_aedat4,
@@ -32,6 +33,7 @@ from spikeflow.data.io import (
     read_stmnist,
 )
 from spikeflow.errors import DataFormatError
+from test_data_io_synthetic import evt2_reference, evt3_reference
 
 #: Every test here runs with the numpy and the compiled decoders (conftest.py).
 pytestmark = pytest.mark.usefixtures("decoder")
@@ -188,46 +190,6 @@ def test_aedat4_matches_the_aedat_package(name):
         np.testing.assert_array_equal(triggers["type"].astype(np.int64), ref["source"])
 
 
-def evt2_reference(words: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """A plain state machine over EVT 2.0 words (the spec, one word at a time)."""
-    out, high, loops, last = [], None, 0, None
-    for w in words.tolist():
-        typ = w >> 28
-        if typ == 8:
-            value = w & 0x0FFFFFFF
-            loops += last is not None and value < last
-            high, last = value + (loops << 28), value
-        elif typ <= 1 and high is not None:
-            out.append(((high << 6) | (w >> 22 & 0x3F), w >> 11 & 0x7FF, w & 0x7FF, typ))
-    return out
-
-
-def evt3_reference(words: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """A plain state machine over EVT 3.0 words (the spec, one word at a time)."""
-    out = []
-    y = base = pol = high = None
-    low, loops, last = 0, 0, None
-    for w in words.tolist():
-        typ, v = w >> 12, w & 0xFFF
-        if typ == 0:
-            y = v & 0x7FF
-        elif typ == 6:
-            low = v
-        elif typ == 8:
-            loops += last is not None and v < last
-            high, last = v + (loops << 12), v
-        elif typ == 3:
-            base, pol = v & 0x7FF, v >> 11
-        elif typ == 2 and None not in (y, high):
-            out.append(((high << 12) | low, v & 0x7FF, y, v >> 11))
-        elif typ in (4, 5) and base is not None:
-            n = 12 if typ == 4 else 8
-            if None not in (y, high):
-                out += [((high << 12) | low, base + k, y, pol) for k in range(n) if v >> k & 1]
-            base += n
-    return out
-
-
 def as_tuples(rec: EventRecording, n: int) -> list[tuple[int, ...]]:
     return [tuple(int(v) for v in e) for e in rec.events[:n]]
 
@@ -303,3 +265,173 @@ def test_gesture_labels_csv():
     assert tuple(int(v) for v in labels[0]) == (1, 53_036_986, 59_508_469)
     assert sorted(set(labels["label"].tolist())) == list(range(1, 12))
     assert np.all(labels["end"] > labels["start"])
+
+
+# ------------------------------------------ corrupted copies of the real files (tmp_path)
+@pytest.mark.parametrize(
+    ("relative", "marker", "size", "bits"),
+    [
+        ("prophesee-evt2/evt2_sample.raw", b"% evt 2.0\n", 4, 28),
+        ("prophesee-evt3/evt3_sample.raw", b"% system_ID 48\n", 2, 12),
+    ],
+)
+def test_evt_one_corrupted_time_high_is_an_error(tmp_path, relative, marker, size, bits):
+    """One TIME_HIGH word of a real recording set 2 periods back (a flipped bit): it is
+    no wrap-around (real files step TIME_HIGH by 0 or 1; a wrap goes from the top of the
+    counter to near 0), so the reader names that word instead of moving every later
+    event 2**34 / 2**24 us into the future."""
+    src = ef(*relative.split("/"))
+    raw = bytearray(src.read_bytes())
+    start = raw.index(marker) + len(marker)
+    words = np.frombuffer(bytes(raw), dtype=f"<u{size}", offset=start)
+    shift = 8 * size - 4
+    high = (words >> shift) == 8
+    values = (words[high] & ((1 << bits) - 1)).astype(np.int64)
+    assert set(np.diff(values).tolist()) == {0, 1}  # consecutive in the real file
+    k = int(np.flatnonzero(high)[len(values) // 2])
+    old = int(words[k]) & ((1 << bits) - 1)
+    off = start + size * k
+    raw[off : off + size] = (8 << shift | (old - 2)).to_bytes(size, "little")
+    path = tmp_path / src.name
+    path.write_bytes(raw)
+    with pytest.raises(DataFormatError) as info:
+        read_evt2(path) if size == 4 else read_evt3(path)
+    assert str(info.value).startswith(
+        f"{path} at byte offset {off}: EVT_TIME_HIGH goes back from {old} to {old - 2} in "
+        f"word {k}, which is no wrap-around of its {bits}-bit counter"
+    ), str(info.value)
+
+
+def test_aedat2_one_corrupted_timestamp_byte_is_an_error(tmp_path):
+    """The top byte of one polarity event's timestamp set to 0xFF: the drop after it is
+    no 32-bit wrap-around (which goes from near 2**32 to near 0), so the reader names it
+    instead of moving every later event 2**32 us (71.6 minutes) into the future."""
+    src = ef("aedat2", "IMU_translBoxes.aedat")
+    raw = bytearray(src.read_bytes())
+    start = read_aedat2_header(src).data_start
+    records = np.frombuffer(bytes(raw), dtype=">u4", offset=start).reshape(-1, 2)
+    polarity = np.flatnonzero((records[:, 0] >> 31 == 0) & (records[:, 0] & 0x400 == 0))
+    i, j = (int(v) for v in polarity[50_000:50_002])  # an event and the next one
+    raw[start + 8 * i + 4] = 0xFF
+    path = tmp_path / "davis240_ts_byte.aedat"
+    path.write_bytes(raw)
+    bad = (0xFF << 24) | int(records[i, 1]) & 0xFFFFFF
+    with pytest.raises(DataFormatError) as info:
+        read_aedat2(path)
+    assert str(info.value).startswith(
+        f"{path} at byte offset {start + 8 * j}: timestamp goes backwards at event 50001 "
+        f"({bad} us -> {int(records[j, 1])} us), and is no 32-bit wrap-around"
+    ), str(info.value)
+
+
+def _davis_event(x: int, y: int, p: int) -> int:
+    return y << 22 | x << 12 | p << 11
+
+
+@pytest.mark.parametrize("end_of_header", [True, False], ids=["jaer-2017", "older-jaer"])
+def test_aedat2_first_record_starting_with_hash(tmp_path, end_of_header):
+    """A DAVIS240 polarity event in rows 140-143 has 0x23 ('#') as its first byte. As the
+    first record it is data, not one more header line: jAER's '#End Of ASCII Header' line
+    ends the header (a real jAER 2019 header); in an older file without it, a '#' line
+    after '#End of Preferences' that is not text (a polarity address has a 0x00 low
+    byte) is the first record."""
+    events_src = ef("aedat2", "IMU_translBoxes.aedat")
+    records = bytearray(events_src.read_bytes()[read_aedat2_header(events_src).data_start :])
+    if end_of_header:
+        header_src = ef("aedat2", "header_test_240.aedat_test")
+        header = header_src.read_bytes()[: read_aedat2_header(header_src).data_start]
+        assert header.endswith(b"#End Of ASCII Header\r\n")
+    else:
+        header = events_src.read_bytes()[: read_aedat2_header(events_src).data_start]
+        assert b"#End Of ASCII Header" not in header
+        assert header.endswith(b"#End of Preferences for this AEChip\r\n")
+    t0 = struct.unpack_from(">I", records, 4)[0]
+    struct.pack_into(">I", records, 0, _davis_event(100, 141, 1))
+    assert records[:1] == b"#"
+    path = tmp_path / "davis240_y141.aedat"
+    path.write_bytes(header + records)
+    assert read_aedat2_header(path).data_start == len(header)
+    ev = read_aedat2(path).events
+    assert len(ev) == 162_771 and tuple(int(v) for v in ev[0]) == (t0, 239 - 100, 141, 1)
+
+
+@pytest.mark.parametrize(("name", "kind", "ident"), [
+    ("sample.aedat4", "imu", b"IMUS"), ("davis.aedat4", "triggers", b"TRIG"),
+])  # fmt: skip
+def test_aedat4_imu_and_triggers_going_back_name_their_packet(tmp_path, name, kind, ident):
+    """One IMU sample / trigger of a real file moved 10 s back: the error names the byte
+    offset of the packet that holds it (as for events), not byte offset 0."""
+    lz4 = pytest.importorskip("lz4.frame")
+    from spikeflow.data.io._flatbuffers import FlatBuffer
+
+    src = ef("aedat4", name)
+    raw = src.read_bytes()
+    info = read_aedat4_info(src)
+    sid = info.stream(kind).id
+    target = [k for k, (s, _, _) in enumerate(info.packets) if s == sid][2]
+    out, bad_at = bytearray(raw[: info.packets[0][1]]), None
+    for k, (s, pos, size) in enumerate(info.packets):
+        payload = raw[pos + 8 : pos + 8 + size]
+        if k == target:
+            buf = bytearray(lz4.decompress(payload))
+            fb = FlatBuffer(bytes(buf), src, pos, kind)
+            t_at = fb.field(int(fb.table_vector(fb.root(True, ident), 0)[0]), 0)
+            (t,) = struct.unpack_from("<q", buf, t_at)
+            struct.pack_into("<q", buf, t_at, t - 10_000_000)
+            payload, bad_at = lz4.compress(bytes(buf)), len(out)
+        out += struct.pack("<ii", s, len(payload)) + payload
+    # the IOHeader's data-table position (field 1): the new end of the packets
+    (hsize,) = struct.unpack_from("<I", out, 14)
+    fb = FlatBuffer(bytes(out[18 : 18 + hsize]), src, 18, "IOHeader")
+    struct.pack_into("<q", out, 18 + fb.field(fb.root(False, b"IOHE"), 1), len(out))
+    path = tmp_path / name
+    path.write_bytes(out)
+    read = read_aedat4_imu if kind == "imu" else read_aedat4_triggers
+    with pytest.raises(DataFormatError) as info_:
+        read(path)
+    assert str(info_.value).startswith(
+        f"{path} at byte offset {bad_at}: timestamp goes backwards at {kind} sample"
+    ), str(info_.value)
+
+
+def big_evt3(repeats: int) -> bytes:
+    """The real EVT 3.0 sample's words repeated, each repeat's TIME_HIGH moved on so the
+    time base keeps counting (and wraps around 4096 periods as a camera's does)."""
+    raw = ef("prophesee-evt3", "evt3_sample.raw").read_bytes()
+    start = raw.index(b"% system_ID 48\n") + len(b"% system_ID 48\n")
+    body = np.frombuffer(raw, dtype="<u2", offset=start)
+    high = (body >> 12) == 8
+    parts = []
+    for r in range(repeats):
+        part = body.copy()
+        part[high] = 0x8000 | ((part[high] & 0xFFF) + 3 * r) % 4096
+        parts.append(part)
+    return raw[:start] + np.concatenate(parts).tobytes()
+
+
+def test_evt3_large_file_in_bounded_memory():
+    """The numpy EVT 3.0 decoder works chunk by chunk (and so does its error path, which
+    the compiled decoder falls back to): ~8 MB of real words decode in a few times the
+    file's size (the events alone are ~4.6x), where whole-array decoding took ~65x."""
+    import tracemalloc
+
+    data = big_evt3(14)
+    bad = data + struct.pack("<H", 0x2000 | 2000)  # one last event at x = 2000
+    for raw, want in ((data, None), (bad, f"at byte offset {len(data)}: event ")):
+        tracemalloc.start()
+        try:
+            try:
+                rec = decode_evt3(raw, path="big.raw")
+                n = len(rec)
+                del rec
+                error = None
+            except DataFormatError as exc:
+                error = str(exc)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 12 * len(raw), f"peak {peak / len(raw):.1f}x the file"
+        if want is None:
+            assert error is None and n == 14 * 219_596
+        else:
+            assert error is not None and want in error and "outside the 1280x720" in error

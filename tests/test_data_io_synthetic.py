@@ -23,6 +23,7 @@ from spikeflow.data.io import (
     decode_dat,
     decode_evt2,
     decode_evt3,
+    parse_aedat2_header,
     parse_aedat4,
     read_aedat31,
     read_asl_dvs,
@@ -135,6 +136,48 @@ def test_aedat2_davis346_skips_aps_imu_and_external_words():
 def test_aedat2_timestamp_wraparound_is_unwrapped():
     raw = aedat2_file("DVS128", [(0, 2**32 - 10), (2, 5)])
     assert decode_aedat2(raw).events["t"].tolist() == [2**32 - 10, 2**32 + 5]
+    # a wrap goes from near 2**32 to near 0: at most 2**24 us across it
+    raw = aedat2_file("DVS128", [(0, 2**32 - 2**24 + 5), (2, 5)])
+    assert decode_aedat2(raw).events["t"].tolist() == [2**32 - 2**24 + 5, 2**32 + 5]
+    for before, after in ((2**32 - 2**24 + 4, 5), (0xFF000009, 0x11000010), (2**31, 0)):
+        raw = aedat2_file("DVS128", [(0, before), (2, after)])
+        with pytest.raises(DataFormatError, match=r"backwards at event 1 .*no 32-bit wrap"):
+            decode_aedat2(raw)
+
+
+def _davis(x: int, y: int, p: int) -> int:
+    return y << 22 | x << 12 | p << 11
+
+
+JAER_2019_HEADER = (
+    b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n"
+    b"# AEChip: eu.seebetter.ini.chips.davis.DAVIS240C\r\n"
+    b"#Start of Preferences for this AEChip\r\n#<preferences/>\r\n"
+    b"#End of Preferences for this AEChip\r\n"
+    b"# DataStartTime: System.currentTimeMillis() 1550780654891\r\n"
+    b"#End Of ASCII Header\r\n"
+)
+
+
+def test_aedat2_header_ends_at_end_of_ascii_header():
+    """jAER ends its header with '#End Of ASCII Header': a first record whose first byte
+    is '#' (a DAVIS240 polarity event in rows 140-143) is data, not a header line."""
+    records = [(_davis(100, 141, 1), 7), (_davis(3, 4, 0), 9), (_davis(5, 143, 1), 11)]
+    body = b"".join(struct.pack(">II", a, t) for a, t in records)
+    assert body[:1] == b"#" and body[16:17] == b"#"
+    want = [(7, 139, 141, 1), (9, 236, 4, 0), (11, 234, 143, 1)]
+    header = parse_aedat2_header(JAER_2019_HEADER + body)
+    assert header.data_start == len(JAER_2019_HEADER)
+    assert header.lines[-1] == "#End Of ASCII Header"
+    assert tuples(decode_aedat2(JAER_2019_HEADER + body)) == want
+    # Older jAER (no end line): after '#End of Preferences', a '#' line that is not
+    # printable text is the first record (text lines there still belong to the header).
+    old = JAER_2019_HEADER.replace(b"#End Of ASCII Header\r\n", b"")
+    assert parse_aedat2_header(old + body).data_start == len(old)
+    assert tuples(decode_aedat2(old + body)) == want
+    # a text record after the end line is data too (here: truncated, named at its offset)
+    with pytest.raises(DataFormatError, match=rf"byte offset {len(JAER_2019_HEADER)}: trunc"):
+        decode_aedat2(JAER_2019_HEADER + b"# text\n")
 
 
 # ---------------------------------------------------------------- AEDAT 4.0 (DV)
@@ -197,6 +240,57 @@ def test_aedat4_compressed_packets(code, module):
 
 
 # ---------------------------------------------------------------- Prophesee
+def _time_high(value: int, last: int | None, loops: int, bits: int) -> int:
+    """The loop count after a TIME_HIGH ``value`` (Prophesee's sample decoders: a loop
+    when the time base drops by at least the counter's top minus 10 periods); any other
+    decrease is refused, as the readers refuse it."""
+    if last is not None and value < last:
+        if last - value < (1 << bits) - 1 - 10:
+            raise ValueError(f"TIME_HIGH {last} -> {value} is no wrap-around")
+        loops += 1
+    return loops
+
+
+def evt2_reference(words: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """A plain state machine over EVT 2.0 words (the spec, one word at a time)."""
+    out, high, loops, last = [], None, 0, None
+    for w in words.tolist():
+        typ = w >> 28
+        if typ == 8:
+            value = w & 0x0FFFFFFF
+            loops = _time_high(value, last, loops, 28)
+            high, last = value + (loops << 28), value
+        elif typ <= 1 and high is not None:
+            out.append(((high << 6) | (w >> 22 & 0x3F), w >> 11 & 0x7FF, w & 0x7FF, typ))
+    return out
+
+
+def evt3_reference(words: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """A plain state machine over EVT 3.0 words (the spec, one word at a time)."""
+    out = []
+    y = base = pol = high = None
+    low, loops, last = 0, 0, None
+    for w in words.tolist():
+        typ, v = w >> 12, w & 0xFFF
+        if typ == 0:
+            y = v & 0x7FF
+        elif typ == 6:
+            low = v
+        elif typ == 8:
+            loops = _time_high(v, last, loops, 12)
+            high, last = v + (loops << 12), v
+        elif typ == 3:
+            base, pol = v & 0x7FF, v >> 11
+        elif typ == 2 and None not in (y, high):
+            out.append(((high << 12) | low, v & 0x7FF, y, v >> 11))
+        elif typ in (4, 5) and base is not None:
+            n = 12 if typ == 4 else 8
+            if None not in (y, high):
+                out += [((high << 12) | low, base + k, y, pol) for k in range(n) if v >> k & 1]
+            base += n
+    return out
+
+
 def test_evt2_words_byte_for_byte():
     def cd(p: int, ts: int, x: int, y: int) -> int:
         return p << 28 | ts << 22 | x << 11 | y
@@ -340,9 +434,9 @@ def _without_fast_path(monkeypatch, module, decode, *args):
 def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
     """Random streams with every case the chunked decoders handle at chunk borders:
     invalid AEDAT 3.1 events, timestamp overflow packets, other packet types, DAVIS
-    APS/IMU words, EVT 2.0 time-high wrap-around, and chunks of 997 items."""
+    APS/IMU words, and chunks of 997 items."""
     import spikeflow.data.io._common as common
-    from spikeflow.data.io import aedat2, aedat31, prophesee
+    from spikeflow.data.io import aedat2, aedat31
 
     monkeypatch.setattr(common, "CHUNK", 997)
     rng = np.random.default_rng(0)
@@ -380,8 +474,13 @@ def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
     fast, checked = _without_fast_path(monkeypatch, aedat2, decode_aedat2, raw, None, None)
     assert len(fast) > 3000
     np.testing.assert_array_equal(fast.events, checked.events)
-    # EVT 2.0: a TIME_HIGH every 100 CD words, wrapping around 2**28, CD words before
-    # the first TIME_HIGH (dropped), and EXT_TRIGGER words.
+
+    # EVT 2.0 / 3.0 have no whole-array path: see test_evt_chunk_borders_equal_the_spec.
+
+
+def evt2_stream(rng: np.random.Generator) -> bytes:
+    """EVT 2.0: a TIME_HIGH every 100 CD words, wrapping around 2**28, CD words before
+    the first TIME_HIGH (dropped), and EXT_TRIGGER words."""
     words = [0x1000_0000 | 5 << 11 | 7]
     high = (1 << 28) - 20
     for i in range(6000):
@@ -393,13 +492,59 @@ def test_chunked_fast_paths_equal_whole_array_paths(monkeypatch):
         low = (i % 100) * 64 // 100
         x, y = int(rng.integers(0, 640)), int(rng.integers(0, 480))
         words.append(int(rng.integers(0, 2)) << 28 | low << 22 | x << 11 | y)
-    raw = (
+    return (
         b"% evt 2.0\n% format EVT2;height=480;width=640\n% end\n"
         + np.array(words, dtype="<u4").tobytes()
     )
-    fast, checked = _without_fast_path(monkeypatch, prophesee, decode_evt2, raw, None, None)
-    assert len(fast) == 6000 and int(fast.events["t"][-1]) > 1 << 34
-    np.testing.assert_array_equal(fast.events, checked.events)
+
+
+def evt3_stream(rng: np.random.Generator, n: int = 6000) -> bytes:
+    """EVT 3.0 with every word type in random order: vector runs (empty masks too),
+    TIME_LOW / TIME_HIGH steps and a TIME_HIGH wrap-around, y / base x changes, skipped
+    words, and events before the state is complete (dropped)."""
+    words, high, low = [0x2000 | 7, 0x4FFF], 4090, 0  # no y / TIME_HIGH / base yet
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.05:
+            high, low = (high + 1) % 4096, 0
+            words += [0x8000 | high, 0x6000]
+        elif r < 0.15:
+            low = min(low + int(rng.integers(0, 40)), 4095)
+            words.append(0x6000 | low)
+        elif r < 0.25:
+            words.append(int(rng.integers(0, 480)) | int(rng.integers(0, 2)) << 11)
+        elif r < 0.35:
+            words.append(0x3000 | int(rng.integers(0, 600)) | int(rng.integers(0, 2)) << 11)
+        elif r < 0.75:
+            words.append(0x4000 | int(rng.integers(0, 4096)))
+        elif r < 0.85:
+            words.append(0x5000 | int(rng.integers(0, 4096)))
+        elif r < 0.95:
+            words.append(0x2000 | int(rng.integers(0, 640)) | int(rng.integers(0, 2)) << 11)
+        else:
+            words.append(int(rng.choice([0x7, 0xA, 0xE, 0xF])) << 12 | int(rng.integers(0, 4096)))
+    return b"% evt 3.0\n% end\n" + np.array(words, dtype="<u2").tobytes()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 997, 1 << 16])
+def test_evt_chunk_borders_equal_the_spec(monkeypatch, chunk):
+    """The chunked EVT 2.0 / 3.0 decoders carry their state (TIME_HIGH and its wraps,
+    TIME_LOW, y, the vector base x and polarity) across chunk borders anywhere: the
+    events equal a plain state machine over the words, for any chunk size."""
+    import spikeflow.data.io._common as common
+
+    monkeypatch.setattr(common, "CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    for raw, decode, reference, size in (
+        (evt2_stream(rng), decode_evt2, evt2_reference, 4),
+        (evt3_stream(rng), decode_evt3, evt3_reference, 2),
+    ):
+        start = raw.index(b"% end\n") + 6
+        words = np.frombuffer(raw, dtype=f"<u{size}", offset=start)
+        want = reference(words)
+        rec = decode(raw, (1 << 16, 2048))
+        assert len(want) > 3000 and tuples(rec) == want
+        assert int(rec.events["t"][-1]) > (1 << 34 if size == 4 else 1 << 24)  # wrapped
 
 
 def test_atis_fast_path_equals_checked_path(monkeypatch):

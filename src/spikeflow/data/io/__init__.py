@@ -14,6 +14,7 @@ from os import PathLike
 from pathlib import Path
 
 from spikeflow.data.events import EventRecording
+from spikeflow.data.io._common import empty_file_error
 from spikeflow.data.io._native import DECODERS, get_decoder, set_decoder, use_decoder
 from spikeflow.data.io.aedat2 import (
     AEDAT2_LAYOUTS,
@@ -129,11 +130,14 @@ def read_events(path: str | PathLike) -> EventRecording:
     Raises:
         ValueError: a format this function cannot tell apart on its own (``.mat``,
             ``.npy``/``.npz``, ``.h5``): call its reader directly.
-        DataFormatError: whatever the chosen reader rejects.
+        DataFormatError: an empty file (whatever its extension), or whatever the chosen
+            reader rejects.
     """
     suffix = Path(path).suffix.lower()
     with open(path, "rb") as fh:
         head = fh.read(16)
+    if not head:
+        raise empty_file_error(path)
     if head.startswith(b"#!AER-DAT4"):
         return read_aedat4(path)
     if head.startswith(b"#!AER-DAT3"):

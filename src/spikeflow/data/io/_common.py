@@ -37,7 +37,13 @@ DVS_SENSOR_SIZES: dict[str, tuple[int, int]] = {
 
 def read_bytes(path: str | PathLike) -> bytes:
     """The whole file as bytes (``os.read`` calls: a few µs less than ``open().read()``,
-    which counts for datasets of many small files such as N-MNIST)."""
+    which counts for datasets of many small files such as N-MNIST).
+
+    Raises:
+        DataFormatError: the file is empty. No format read here has a valid 0-byte file
+            (even a recording without events has a header, or is not written at all); an
+            empty file is an interrupted copy or extraction, not a recording.
+    """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         size = os.fstat(fd).st_size
@@ -47,9 +53,25 @@ def read_bytes(path: str | PathLike) -> bytes:
             while chunk := os.read(fd, 1 << 24):
                 chunks.append(chunk)
             data = b"".join(chunks)
+        if not data:
+            raise empty_file_error(path)
         return data
     finally:
         os.close(fd)
+
+
+def empty_file_error(path: PathArg) -> Exception:
+    """The :class:`DataFormatError` for a file (or buffer) of 0 bytes."""
+    return format_error(path, 0, "empty file (0 bytes): not a recording")
+
+
+def unknown_size_error(path: PathArg, argument: str = "sensor_size") -> Exception:
+    """The :class:`DataFormatError` for a file without events whose sensor size must be
+    inferred from its events (a ``(0, 0)`` sensor would only fail later, far from here)."""
+    return format_error(
+        path, 0, f"no events and no sensor size in the file: the sensor size is unknown "
+        f"(pass {argument}=)"
+    )  # fmt: skip
 
 
 def as_bytes(raw: RawBytes) -> bytes:
@@ -139,16 +161,17 @@ def check_monotonic(
     offset_of: OffsetOf,
     what: str = "event",
     index_of: OffsetOf | None = None,
+    note: str = "",
 ) -> None:
     """Raise when the timestamps go backwards; ``offset_of(i)`` is event ``i``'s byte
     offset and ``index_of(i)`` its number in the file (default ``i``; differs when the
-    file holds records that are not events)."""
+    file holds records that are not events); ``note`` ends the message."""
     i = first_decrease(t)
     if i >= 0:
         number = i if index_of is None else index_of(i)
         raise format_error(
             path, offset_of(i), f"timestamp goes backwards at {what} {number} "
-            f"({int(t[i - 1])} us -> {int(t[i])} us)"
+            f"({int(t[i - 1])} us -> {int(t[i])} us){note}"
         )  # fmt: skip
 
 

@@ -20,6 +20,11 @@
 #define FAIL_CAPACITY -5
 #define FAIL_ARGS -6
 
+/* A TIME_HIGH decrease is a wrap-around of its counter only from within LOOP_THRESHOLD
+ * periods of the top to near 0 (Prophesee's LoopThreshold); any other decrease fails
+ * (a corrupted time word: see _evt.py). */
+#define LOOP_THRESHOLD 10
+
 static inline void put_event(uint8_t *o, int64_t t, uint16_t x, uint16_t y, int8_t p) {
     memcpy(o, &t, 8);
     uint32_t xy = (uint32_t)x | (uint32_t)y << 16;
@@ -103,25 +108,46 @@ int64_t sf_aedat31(const uint8_t *buf, int64_t len, const int64_t *bodies,
 
 /* jAER '#' text header (AEDAT 1.0/2.0): returns the offset of the first byte after the
  * leading lines that start with '#' (each ends with '\n'), or FAIL_TRUNCATED when such a
- * line runs to the end of the buffer. For the lines that name one of the keys below
+ * line runs to the end of the buffer. The header also ends right after a line
+ * "#End Of ASCII Header" (then optional spaces, tabs, '\r'), and, once a "#End of Pref"
+ * key line was seen, before a '#' line that holds anything but printable ASCII, tab or
+ * '\r' (a binary record whose first byte is 0x23; also when it has no '\n'): as
+ * aedat2._jaer_header_end. For the lines that name one of the keys below
  * (the ones aedat2._KEYS lists, in that order: "!AER-DAT" right after the '#', the
  * others after '#' and optional ASCII whitespace), found[2i] = the line's offset and
  * found[2i + 1] = the key's index; *nfound = their number (FAIL_CAPACITY beyond cap). */
 static const char *const JAER_KEYS[] = {"!AER-DAT", "HardwareInterface:", "AEChip:",
                                         "Start of Pref", "End of Pref"};
+static const char JAER_END_OF_HEADER[] = "#End Of ASCII Header";
 
 static inline int is_space(uint8_t c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
+static int is_text(const uint8_t *p, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!(p[i] == '\t' || p[i] == '\r' || (p[i] >= 0x20 && p[i] <= 0x7E))) return 0;
+    return 1;
+}
+
+static int is_end_of_header(const uint8_t *line, int64_t n) {
+    const int64_t m = (int64_t)sizeof(JAER_END_OF_HEADER) - 1;
+    if (n < m || memcmp(line, JAER_END_OF_HEADER, (size_t)m) != 0) return 0;
+    for (int64_t i = m; i < n; i++)
+        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') return 0;
+    return 1;
+}
+
 int64_t sf_jaer_header(const uint8_t *buf, int64_t len, int64_t *found, int64_t cap,
                        int64_t *nfound) {
     int64_t pos = 0, k = 0;
+    int after_prefs = 0;
     *nfound = 0;
     while (pos < len && buf[pos] == '#') {
         const uint8_t *nl = memchr(buf + pos, '\n', (size_t)(len - pos));
+        int64_t stop = nl == NULL ? len : nl - buf; /* the line is [pos, stop) */
+        if (after_prefs && !is_text(buf + pos, stop - pos)) break; /* a binary record */
         if (nl == NULL) return FAIL_TRUNCATED;
-        int64_t stop = nl - buf; /* the line is [pos, stop) */
         int64_t key = -1;
         if (stop - pos - 1 >= 8 && memcmp(buf + pos + 1, JAER_KEYS[0], 8) == 0) {
             key = 0;
@@ -139,7 +165,10 @@ int64_t sf_jaer_header(const uint8_t *buf, int64_t len, int64_t *found, int64_t 
             found[2 * k + 1] = key;
             k++;
         }
+        int end_of_header = is_end_of_header(buf + pos, stop - pos);
         pos = stop + 1;
+        if (end_of_header) break;
+        if (key == 4) after_prefs = 1;
     }
     *nfound = k;
     return pos;
@@ -147,7 +176,8 @@ int64_t sf_jaer_header(const uint8_t *buf, int64_t len, int64_t *found, int64_t 
 
 /* jAER AEDAT 1.0/2.0: big-endian records from `start`, `rec` = 6 (uint16 address) or
  * 8 (uint32 address) bytes, then a uint32 timestamp. layout 0 = DVS128, 1 = DAVIS.
- * A timestamp that decreases (also a wrap-around at 2**32) is left to the numpy path. */
+ * A timestamp that decreases (a wrap-around at 2**32 or an error) is left to the numpy
+ * path. */
 int64_t sf_aedat2(const uint8_t *buf, int64_t len, int64_t start, int64_t rec,
                   int64_t layout, int64_t width, int64_t height, uint8_t *out, int64_t cap,
                   int64_t *meta) {
@@ -198,7 +228,8 @@ int64_t sf_aedat2(const uint8_t *buf, int64_t len, int64_t start, int64_t rec,
 
 /* Prophesee EVT 2.0: little-endian 32-bit words from `start`, type in bits 31-28.
  * CD_OFF/CD_ON (0/1) need a TIME_HIGH (8) before them (else dropped); a decrease of
- * the 28-bit TIME_HIGH counts one wrap. 10, 14, 15 are skipped; other types fail. */
+ * the 28-bit TIME_HIGH counts one wrap (see LOOP_THRESHOLD). 10, 14, 15 are skipped;
+ * other types fail. */
 int64_t sf_evt2(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
                 int64_t height, uint8_t *out, int64_t cap, int64_t *meta) {
     if (start < 0 || start > len) return FAIL_ARGS;
@@ -224,7 +255,10 @@ int64_t sf_evt2(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
             k++;
         } else if (typ == 8) {
             uint32_t raw = w & 0x0FFFFFFF;
-            if (high >= 0 && raw < raw_high) wraps++;
+            if (high >= 0 && raw < raw_high) {
+                if (raw_high - raw < ((uint32_t)1 << 28) - 1 - LOOP_THRESHOLD) return FAIL_TIME;
+                wraps++;
+            }
             raw_high = raw;
             high = ((int64_t)raw + (wraps << 28)) << 6;
         } else if (typ != 10 && typ != 14 && typ != 15) {
@@ -236,11 +270,30 @@ int64_t sf_evt2(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
     return k;
 }
 
+/* Prophesee EVT 3.0: an upper bound of the events of the words from `start` (one per
+ * EVT_ADDR_X, one per set mask bit of VECT_12 / VECT_8), to size sf_evt3's output. */
+int64_t sf_evt3_bound(const uint8_t *buf, int64_t len, int64_t start) {
+    if (start < 0 || start > len) return FAIL_ARGS;
+    int64_t n = (len - start) / 2, k = 0;
+    const uint8_t *e = buf + start;
+    for (int64_t i = 0; i < n; i++, e += 2) {
+        uint32_t word = (uint32_t)e[0] | (uint32_t)e[1] << 8, typ = word >> 12;
+        if (typ == 2)
+            k++;
+        else if (typ == 4)
+            k += __builtin_popcount(word & 0xFFF);
+        else if (typ == 5)
+            k += __builtin_popcount(word & 0xFF);
+    }
+    return k;
+}
+
 /* Prophesee EVT 3.0: little-endian 16-bit words from `start`, type in bits 15-12, a
  * state machine: ADDR_Y (0) sets y; ADDR_X (2) emits one event; VECT_BASE_X (3) sets
  * the vector base x and polarity; VECT_12 (4) / VECT_8 (5) emit one event per set mask
  * bit at base + bit and advance the base by 12 / 8; TIME_LOW (6) / TIME_HIGH (8) set
- * the 12-bit halves of the time base (a TIME_HIGH decrease counts one wrap); 7, 10, 14,
+ * the 12-bit halves of the time base (a TIME_HIGH decrease counts one wrap, see
+ * LOOP_THRESHOLD); 7, 10, 14,
  * 15 are skipped; other types fail. Events before the first y / TIME_HIGH (and, for
  * vectors, base) are dropped. `cap` bounds the events written (12 per word at most). */
 int64_t sf_evt3(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
@@ -308,7 +361,10 @@ int64_t sf_evt3(const uint8_t *buf, int64_t len, int64_t start, int64_t width,
             low = val;
             break;
         case 8:
-            if (has_high && val < high_raw) wraps++;
+            if (has_high && val < high_raw) {
+                if (high_raw - val < (1u << 12) - 1 - LOOP_THRESHOLD) return FAIL_TIME;
+                wraps++;
+            }
             high_raw = val;
             has_high = 1;
             tbase = ((int64_t)val + (wraps << 12)) << 12;

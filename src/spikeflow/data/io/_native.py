@@ -2,8 +2,9 @@
 
 The hot loops of the ATIS ``.bin`` (N-MNIST), AEDAT 3.x, AEDAT 1.0/2.0 (the records and
 the scan of jAER's ``#`` text header) and Prophesee EVT 2.0/3.0 decoders exist twice: as
-whole-array numpy code (the reference, which also locates and names every problem in a
-bad file) and as one hand-written C file compiled at first use with
+vectorised numpy code (the reference, which also locates and names every problem in a
+bad file; chunked, for EVT 2.0/3.0 also on that error path, see ``_evt.py``) and as one
+hand-written C file compiled at first use with
 the system C compiler and cached like the fused neuron kernels
 (:mod:`spikeflow._cbuild`, subfolder ``decoders``). A C function validates as it
 decodes and returns a failure code on anything it does not accept; the reader then runs
@@ -41,6 +42,7 @@ _SIGNATURES = {
     "sf_aedat2": [_P, _I, _I, _I, _I, _I, _I, _P, _I, _P],
     "sf_evt2": [_P, _I, _I, _I, _I, _P, _I, _P],
     "sf_evt3": [_P, _I, _I, _I, _I, _P, _I, _P],
+    "sf_evt3_bound": [_P, _I, _I],
     "sf_jaer_header": [_P, _I, _P, _I, _P],
 }
 

@@ -18,11 +18,25 @@ Address layouts (``layout=``):
 
 The layout is detected from the ``# AEChip:`` and ``# HardwareInterface:`` header lines
 when ``layout`` is not given.
+
+Where the header ends: jAER (since 2017) closes it with the line ``#End Of ASCII
+Header`` (``AEDataFile.END_OF_HEADER_STRING``); the data starts right after it, even
+when the first record's first byte is ``#`` (0x23: a DAVIS event in rows 140-143).
+Older files end with the ``#End of Preferences for this AEChip`` line; after that line
+a ``#`` line holding anything but printable ASCII text (a DAVIS polarity address always
+has a 0x00 low byte) is taken for the first record, not for a header line.
+
+A 32-bit timestamp wrap-around goes from near ``2**32`` to near 0: a decrease counts as
+one only when the time across it, ``2**32 - before + after``, is at most ``2**24`` µs
+(16.8 s without a polarity event); any other decrease is an error (a corrupted
+timestamp, not a wrap: counting it as one would move every later event 71.6 minutes
+into the future).
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 from dataclasses import dataclass
 from os import PathLike
 
@@ -124,6 +138,35 @@ def _key_lines(data: bytes, end: int) -> list[tuple[int, str]]:
 
 _MAX_KEY_LINES = 64  # more key lines than this: the Python scan handles the header
 
+_HASH_LINES = re.compile(rb"(?:#[^\n]*\n)*")  # every leading line that starts with '#'
+_TEXT_LINES = re.compile(rb"(?:#[\t\r\x20-\x7e]*\n)*")  # ... and holds printable ASCII only
+_TEXT_TAIL = re.compile(rb"#[\t\r\x20-\x7e]*")
+_END_OF_HEADER = re.compile(rb"(?m)^#End Of ASCII Header[ \t\r]*\n")
+_END_OF_PREFS = re.compile(rb"(?m)^#[ \t\r\x0b\x0c]*End of Pref[^\n]*\n")
+
+
+def _jaer_header_end(data: bytes, path: PathArg) -> int:
+    """Offset of the first record: after the ``#End Of ASCII Header`` line when there is
+    one; else after the leading ``#`` lines, stopping after ``#End of Preferences`` at the
+    first ``#`` line that is not printable text (a binary record that starts with 0x23).
+
+    Raises:
+        DataFormatError: a header line cut off by the end of the file.
+    """
+    end = _HASH_LINES.match(data).end()
+    eoh = _END_OF_HEADER.search(data, 0, end)
+    cut = eoh.end() if eoh else end
+    prefs = _END_OF_PREFS.search(data, 0, cut)
+    if prefs:
+        text_end = _TEXT_LINES.match(data, prefs.end()).end()
+        if text_end < cut:
+            return text_end
+        if eoh is None and end < len(data) and not _TEXT_TAIL.fullmatch(data, end):
+            return end  # a last '#' "line" without an end of line that is not text: data
+    if eoh:
+        return cut
+    return header_end(data, b"#", path)  # names a header line cut off by the end of file
+
 
 def _key_lines_compiled(data: bytes) -> tuple[list[tuple[int, str]], int] | None:
     """``(_key_lines(data, end), end)`` from the compiled scan of the ``#`` lines (one
@@ -166,10 +209,8 @@ def _parse_header(data: bytes, path: PathArg, keep_lines: bool) -> Aedat2Header:
         found: list[tuple[int, bytes]] = []
         lines, data_start = fast
     else:
-        if keep_lines:
-            found, data_start = split_header_lines(data, b"#", path)
-        else:
-            found, data_start = [], header_end(data, b"#", path)
+        data_start = _jaer_header_end(data, path)
+        found = split_header_lines(data, b"#", path, limit=data_start)[0] if keep_lines else []
         lines = _key_lines(data, data_start)
     version = "1.0"
     hardware = chip = None
@@ -208,11 +249,21 @@ def read_aedat2_header(path: str | PathLike) -> Aedat2Header:
     return parse_aedat2_header(read_bytes(path), path)
 
 
+#: Most microseconds across a 32-bit timestamp wrap-around (``2**32 - before + after``).
+WRAP_WINDOW = 1 << 24
+_NOT_A_WRAP = (
+    f", and is no 32-bit wrap-around (one goes from within {WRAP_WINDOW} us of 2**32 to "
+    "near 0): a corrupted timestamp"
+)
+
+
 def _unwrap_u32(t: np.ndarray) -> np.ndarray:
-    """uint32 microsecond timestamps to int64, undoing wrap-arounds at 2**32."""
+    """uint32 microsecond timestamps to int64, undoing wrap-arounds at 2**32: decreases
+    across which at most :data:`WRAP_WINDOW` µs pass (any other decrease is left in, for
+    :func:`check_monotonic` to report)."""
     t = t.astype(np.int64)
     if t.size > 1:
-        wraps = np.diff(t) < -(1 << 31)
+        wraps = np.diff(t) <= WRAP_WINDOW - (1 << 32)
         if wraps.any():
             t[1:] += np.cumsum(wraps).astype(np.int64) << 32
     return t
@@ -256,7 +307,8 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
         DataFormatError: a bad header (see :func:`parse_aedat2_header`), an unknown
             layout, a data length that is not a whole number of records (truncated),
             a DVS128 address with bits 16-30 set, coordinates outside the sensor, or
-            timestamps that go backwards.
+            timestamps that go backwards (other than a wrap-around at 2**32, see the
+            module docstring).
     """
     header = _parse_header(as_bytes(raw), path, keep_lines=False)
     if layout is None:
@@ -321,7 +373,7 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
 
     check_in_sensor(xr, y, width, height, path, offset_of)
     t = _unwrap_u32(records["t"][keep])
-    check_monotonic(t, path, offset_of)
+    check_monotonic(t, path, offset_of, note=_NOT_A_WRAP)
     x = (width - 1) - xr.astype(np.int64)
     events = make_events(t, x, y, p.astype(np.int8))
     return EventRecording(events, (width, height, 2), source_name(path))

@@ -33,6 +33,7 @@ from spikeflow.data.io._common import (
     check_monotonic,
     decode_in_chunks,
     import_optional,
+    indexed,
     infer_size,
     read_bytes,
     source_name,
@@ -338,23 +339,36 @@ def _table_stream(
     data = read_bytes(path)
     info = parse_aedat4(data, path)
     target = _select(info, kind, stream, path)
-    parts = []
-    for _pos, fb, root in _packets(data, info, target, ident, path):
+    parts, where = [], []
+    for pos, fb, root in _packets(data, info, target, ident, path):
         tables = fb.table_vector(root, 0)
         part = np.empty(tables.size, dtype=dtype)
         for k, name in enumerate(dtype.names):
             part[name] = fb.table_fields(tables, k, dtype[name].str)
         parts.append(part)
+        where.append(pos)
     out = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-    check_monotonic(out["t"], path, lambda i: 0, what=kind + " sample")
+    # The byte offset of a sample is its packet's (compressed packets have no finer one),
+    # as for events.
+    offsets = np.repeat(np.asarray(where, dtype=np.int64), [len(part) for part in parts])
+    check_monotonic(out["t"], path, indexed(offsets), what=kind + " sample")
     return out
 
 
 def read_aedat4_imu(path: str | PathLike, stream: int | None = None) -> np.ndarray:
-    """The IMU samples of an AEDAT 4 file as an :data:`AEDAT4_IMU_DTYPE` array."""
+    """The IMU samples of an AEDAT 4 file as an :data:`AEDAT4_IMU_DTYPE` array.
+
+    Raises:
+        DataFormatError: anything :func:`parse_aedat4` rejects, a bad packet, or samples
+            whose time goes backwards (named at the byte offset of their packet).
+    """
     return _table_stream(path, "imu", b"IMUS", AEDAT4_IMU_DTYPE, stream)
 
 
 def read_aedat4_triggers(path: str | PathLike, stream: int | None = None) -> np.ndarray:
-    """The trigger events of an AEDAT 4 file as an :data:`AEDAT4_TRIGGER_DTYPE` array."""
+    """The trigger events of an AEDAT 4 file as an :data:`AEDAT4_TRIGGER_DTYPE` array.
+
+    Raises:
+        DataFormatError: as :func:`read_aedat4_imu`.
+    """
     return _table_stream(path, "triggers", b"TRIG", AEDAT4_TRIGGER_DTYPE, stream)

@@ -17,9 +17,11 @@ from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, mak
 from spikeflow.data.io._common import (
     check_in_sensor,
     check_monotonic,
+    empty_file_error,
     infer_size,
     read_bytes,
     strided,
+    unknown_size_error,
 )
 from spikeflow.data.io._native import address, compiled, new_events, trimmed
 
@@ -44,19 +46,22 @@ def decode_atis_bin(
         path: the file name, for error messages.
 
     Raises:
-        DataFormatError: a length that is not a multiple of 5 (truncated file),
-            coordinates outside the sensor, or timestamps that go backwards.
+        DataFormatError: an empty file, a length that is not a multiple of 5 (truncated
+            file), coordinates outside the sensor, timestamps that go backwards, or (with
+            ``sensor_size=None``) no events to infer the size from.
     """
+    if len(raw) == 0:
+        raise empty_file_error(path)
     lib = compiled()
     if lib is not None:
         c = _decode_c(lib, raw, sensor_size)
         if c is not None:
-            return EventRecording(c[0], c[1], str(path) if path else None)
+            return _recording(c[0], c[1], sensor_size, path)
     data = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
     check_whole_events(data, path)
     fast = _decode_fast(data, sensor_size)
     if fast is not None:
-        return EventRecording(fast[0], fast[1], str(path) if path else None)
+        return _recording(fast[0], fast[1], sensor_size, path)
     ev = data.reshape(-1, 5)
     x = ev[:, 0].astype(np.uint16)
     y = ev[:, 1].astype(np.uint16)
@@ -81,7 +86,19 @@ def decode_atis_bin(
     else:
         width, height = sensor_size
         check_in_sensor(x, y, width, height, path, offset_of, index_of=index_of)
-    return EventRecording(make_events(t, x, y, p), (width, height, 2), str(path) if path else None)
+    return _recording(make_events(t, x, y, p), (width, height, 2), sensor_size, path)
+
+
+def _recording(
+    events: np.ndarray,
+    size: tuple[int, int, int],
+    sensor_size: tuple[int, int] | None,
+    path: str | PathLike | None,
+) -> EventRecording:
+    """The recording; without events an inferred size is unknown (not ``(0, 0)``)."""
+    if sensor_size is None and len(events) == 0:
+        raise unknown_size_error(path)
+    return EventRecording(events, size, str(path) if path else None)
 
 
 def check_whole_events(data: np.ndarray, path: str | PathLike | None) -> None:

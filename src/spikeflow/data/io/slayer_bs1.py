@@ -19,6 +19,7 @@ from spikeflow.data.io._common import (
     as_u8,
     check_in_sensor,
     check_monotonic,
+    empty_file_error,
     read_bytes,
     source_name,
     strided,
@@ -38,17 +39,19 @@ def decode_bs1(raw: RawBytes, channels: int | None = 64, path: PathArg = None) -
         path: the file name, for error messages.
 
     Raises:
-        DataFormatError: a length that is not a multiple of 5 (truncated), a channel
-            out of range, or timestamps that go backwards.
+        DataFormatError: an empty file, a length that is not a multiple of 5
+            (truncated), a channel out of range, or timestamps that go backwards.
     """
     data = as_u8(raw)
+    if data.size == 0:
+        raise empty_file_error(path)
     check_whole_events(data, path)
     ev = data.reshape(-1, 5)
     ch = ev[:, 0].astype(np.uint16) << 8 | ev[:, 1]
     p, t = polarity_and_time(ev)
     offset_of = strided(0, 5)
     if channels is None:
-        channels = int(ch.max()) + 1 if ch.size else 0
+        channels = int(ch.max()) + 1
     else:
         check_in_sensor(ch, np.zeros_like(ch), channels, 1, path, offset_of)
     check_monotonic(t, path, offset_of)
