@@ -304,6 +304,7 @@ def spikeflow_auto_backend(x: Tensor) -> str:
     from spikeflow.kernels import BACKENDS, resolve_backend
 
     run = resolve_backend("auto", x)
+    run = getattr(run, "fused", run)  # auto's wrapper around a fused backend
     for name, fn in BACKENDS.items():
         if fn is run:
             return name

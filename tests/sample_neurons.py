@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from spikeflow.neurons import BaseNode
 
@@ -27,3 +28,28 @@ class AllOpsIF(BaseNode):
 
     def neuron_params(self) -> dict[str, torch.Tensor]:
         return {"a": self.a}
+
+
+class TorchStyleIF(BaseNode):
+    """Equations written in everyday PyTorch style: tensor methods, ``F.relu``, the
+    exponents PyTorch's pow special-cases, a learnable exponent on a base that is often
+    0, NaN-propagating maximum/minimum, ``& | ~ ^`` between comparisons and
+    ``torch.add`` with ``alpha=1``."""
+
+    @staticmethod
+    def charge(x, v, *, p):
+        r = F.relu(x - 0.2)
+        u = r**3 - 0.5 * v**2 + 0.1 * (1.0 + r) ** -2 + 0.2 * (1.0 + r) ** -0.5
+        u = u + 0.3 * (1.0 + x * x) ** 0.5 + 0.05 * r**p + 0.01 * (1.5 + v.sin()) ** -1
+        u = u + 0.1 * (x * 0.5).exp() - v.detach().clamp(min=-1.0, max=2.0) * 0.1
+        u = torch.add(u, torch.maximum(x, v).sigmoid() - torch.minimum(x, v) * 0.2, alpha=1)
+        hot = ((v > 0.3) & (x > 0.4)) | ~(x > -0.5)
+        u = torch.where(hot, u + 0.2, u) + ((v > 0.5) ^ (x > 0.5)).float() * 0.05
+        return 0.7 * v + x * 0.5 + 0.3 * u.where(u.abs() < 5.0, u.tanh())
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.p = torch.nn.Parameter(torch.tensor(1.5))
+
+    def neuron_params(self) -> dict[str, torch.Tensor]:
+        return {"p": self.p}

@@ -246,3 +246,131 @@ def test_an_annealed_surrogate_parameter_reuses_one_kernel(backend, cls):
             entries = len(fused._ENTRIES)
     grows = cls.__name__ == "SquarewaveFourierSeries"
     assert (len(fused._ENTRIES) > entries) == grows
+
+
+class PowerOfRelu(BaseNode):
+    """A learnable exponent on a base that is 0 wherever the input is negative."""
+
+    @staticmethod
+    def charge(x, v, *, p):
+        return v + torch.relu(x) ** p
+
+    def __init__(self, p: float = 1.5, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.p = torch.nn.Parameter(torch.tensor(p, dtype=torch.float64))
+
+    def neuron_params(self) -> dict[str, torch.Tensor]:
+        return {"p": self.p}
+
+
+# Triton's interpreter (numpy) warns about log(0) and 0 * inf in the lanes that the
+# gradient's where() then discards.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", [1.5, 0.0])
+def test_a_learnable_exponent_has_torchs_gradient_where_the_base_is_zero(backend, p):
+    # d(b ** p)/dp = b ** p * log(b) is 0 * -inf = NaN at b = 0; PyTorch gives 0 there
+    # (when p >= 0), and no gradient to b where p == 0 (0 * b ** -1 = NaN at b = 0).
+    device = kernel_device(backend)
+    torch.manual_seed(0)
+    x = (torch.rand(8, 16, dtype=torch.float64) - 0.3).to(device)
+    results = []
+    for b in ("torch", backend):
+        node = PowerOfRelu(p, backend=b).to(device)
+        xi = x.clone().requires_grad_()
+        spikes = node(xi)
+        (spikes * torch.linspace(0.5, 1.5, 16, dtype=torch.float64, device=device)).sum().backward()
+        results.append((spikes, xi.grad, node.p.grad))
+    (s_ref, gx_ref, gp_ref), (s, gx, gp) = results
+    assert torch.equal(s, s_ref)
+    assert torch.isfinite(gx).all() and torch.isfinite(gp).all()
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gp, gp_ref, rtol=1e-9, atol=1e-12)
+
+
+class MaxIF(BaseNode):
+    @staticmethod
+    def charge(x, v):
+        return torch.maximum(v, x) * 0.5 + torch.minimum(v, x - 1.0) * 0.25 + x
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN arithmetic under the interpreter
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cls", ["KLIFNode", "MaxIF"])
+def test_nan_propagates_through_relu_maximum_and_minimum_as_in_torch(backend, cls):
+    # torch.relu/maximum/minimum propagate NaN; the kernels' `a > 0 ? a : 0` turned a
+    # NaN membrane into a number, which then fired where the reference never does.
+    from spikeflow.neurons import KLIFNode
+
+    device = kernel_device(backend)
+    make = KLIFNode if cls == "KLIFNode" else MaxIF
+    x = torch.tensor([[float("nan"), 0.5], [1.5, float("nan")], [1.5, 1.5], [1.5, 0.2]])
+    x = x.repeat(1, 8).to(device)
+    results = []
+    for b in ("torch", backend):
+        node = make(backend=b, store_v_seq=True).to(device)
+        xi = x.clone().requires_grad_()
+        spikes = node(xi)
+        (spikes.sum() + node.v_seq.nan_to_num().sum()).backward()
+        results.append((spikes, node.v_seq, xi.grad))
+    (s_ref, v_ref, g_ref), (s, v, g) = results
+    assert v_ref.isnan().any()
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(v, v_ref, equal_nan=True)
+    torch.testing.assert_close(g, g_ref, equal_nan=True)
+
+
+class FromFloat64State(IFNode):
+    """An initial membrane in float64 (loaded from numpy, say) under a float32 input."""
+
+    def initial_state(self, like):
+        return {"v": torch.full(like.shape, 0.1, dtype=torch.float64, device=like.device)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wider_state_promotes_the_computation_as_the_reference_does(backend):
+    # float32 0.9 (0.89999998) + float64 0.1 is below 1 in float64 (the reference, by
+    # PyTorch's promotion) but reaches 1 in float32, where a kernel that cast the state
+    # down to the input's dtype fired.
+    device = kernel_device(backend)
+    x = torch.full((2, 4), 0.9, device=device, requires_grad=True)
+    s_ref = FromFloat64State(backend="torch")(x)
+    node = FromFloat64State(backend=backend)
+    s = node(x)
+    assert s.dtype == s_ref.dtype == torch.float64
+    assert torch.equal(s, s_ref) and not s[0].any()
+    (g,) = torch.autograd.grad(s.sum(), x)
+    (g_ref,) = torch.autograd.grad(s_ref.sum(), x)
+    assert g.dtype == torch.float32
+    torch.testing.assert_close(g, g_ref)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forward_ad_runs_the_reference_loop_on_auto_and_is_refused_by_a_fused_backend(backend):
+    # The kernels read raw memory: a dual tensor's tangent was silently dropped.
+    import torch.autograd.forward_ad as fwAD
+
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.neurons import LIFNode
+    from spikeflow.surrogate import Sigmoid
+
+    device = kernel_device(backend)
+    x = torch.rand(5, 3, device=device) * 2
+    tangents = []
+    for b in ("torch", "auto"):
+        node = LIFNode(backend=b, surrogate_function=Sigmoid(spiking=False), store_v_seq=True)
+        with fwAD.dual_level():
+            spikes = node(fwAD.make_dual(x, torch.ones_like(x)))
+            v_seq = node.v_seq
+            tangents.append((fwAD.unpack_dual(spikes).tangent, fwAD.unpack_dual(v_seq).tangent))
+    (ts_ref, tv_ref), (ts, tv) = tangents
+    assert ts is not None and tv is not None
+    torch.testing.assert_close(ts, ts_ref)
+    torch.testing.assert_close(tv, tv_ref)
+    node = LIFNode(backend=backend, surrogate_function=Sigmoid(spiking=False))
+    with fwAD.dual_level(), pytest.raises(ConfigurationError, match="forward-mode AD"):
+        node(fwAD.make_dual(x, torch.ones_like(x)))
+    # A dual parameter too (the threshold), with a plain input.
+    with fwAD.dual_level(), pytest.raises(ConfigurationError, match="forward-mode AD"):
+        node.v_threshold = fwAD.make_dual(torch.tensor(1.0, device=device), torch.tensor(1.0))
+        node(x)

@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     """
     import json, re, sys, torch
     sys.path.insert(0, TESTS)
-    from sample_neurons import AllOpsIF
+    from sample_neurons import AllOpsIF, TorchStyleIF
     from spikeflow.kernels import triton_backend
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
@@ -64,6 +64,9 @@ CHILD = textwrap.dedent(
         "user_f32": (SmoothIF(), torch.float32),
         "all_ops_f32": (AllOpsIF(), torch.float32),
         "all_ops_f64": (AllOpsIF(), torch.float64),
+        # Special-cased exponents, & | ~ ^, tensor methods, NaN-propagating max/min.
+        "torch_style_f32": (TorchStyleIF(), torch.float32),
+        "torch_style_f64": (TorchStyleIF(), torch.float64),
         "lif_v_seq_f32": (LIFNode(store_v_seq=True), torch.float32),
         "capped_inf_f32": (Capped(), torch.float32),
         # The control: compiled as if launched with contraction on.
@@ -105,7 +108,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 16
+    assert len(compiled) == 18
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -128,7 +131,8 @@ def test_kernels_round_every_operation_like_the_reference(compiled):
 
 
 def test_transcendental_charges_call_libdevice_with_ieee_division(compiled):
-    for name in ("eif_f32", "user_f32", "all_ops_f32", "all_ops_f64"):
+    for name in ("eif_f32", "user_f32", "all_ops_f32", "all_ops_f64", "torch_style_f32",
+                 "torch_style_f64"):  # fmt: skip
         assert compiled[name]["libdevice"], name
         assert compiled[name]["fwd_div_approx"] == 0, name
     assert compiled["user_f32"]["fwd_div_rn"] > 0  # tanh(x) / a: IEEE division

@@ -5,12 +5,14 @@ fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
 ``"triton"`` the fused Triton kernel from the same graph
 (:mod:`spikeflow.kernels.triton_backend`). ``"auto"`` picks Triton for CUDA tensors
 when triton is installed, the C kernel for CPU float32/float64 tensors when a C
-compiler is available, and the reference loop otherwise (and inside ``torch.compile``
-and ``torch.func`` transforms).
+compiler is available, and the reference loop otherwise (inside ``torch.compile`` and
+``torch.func`` transforms, under forward-mode AD, and for equations the tracer cannot
+compile, with a warning that names the reason).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -18,11 +20,20 @@ from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
-from spikeflow.kernels.fused import functorch_active
+from spikeflow.kernels.expr import TraceError
+from spikeflow.kernels.fused import dual_tensors, functorch_active
 from spikeflow.kernels.reference import FiringRule, run_reference
 from spikeflow.kernels.triton_backend import run_triton, triton_available
+from spikeflow.neurons.declaration import NeuronDeclaration
 
-__all__ = ["BACKENDS", "FiringRule", "check_backend", "resolve_backend", "run_reference"]
+__all__ = [
+    "BACKENDS",
+    "FiringRule",
+    "TraceError",
+    "check_backend",
+    "resolve_backend",
+    "run_reference",
+]
 
 #: Backend name -> runner with the signature of :func:`run_reference`.
 BACKENDS: dict[str, Callable[..., tuple]] = {
@@ -50,11 +61,55 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
         if torch.compiler.is_compiling() or functorch_active() or torch.jit.is_tracing():
             return run_reference
         if x.device.type == "cuda" and triton_available():
-            return run_triton
+            return run_triton_or_reference
         if x.device.type == "cpu" and x.dtype in _FUSED_CPU_DTYPES and _has_compiler():
-            return run_cpu
+            return run_cpu_or_reference
         return run_reference
     return BACKENDS[name]
+
+
+_WARNED: set[tuple[NeuronDeclaration, str]] = set()
+
+
+def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
+    """``backend="auto"``'s runner: ``fused``, or the reference loop where the fused
+    kernels cannot give the reference's results: forward-mode AD dual tensors (the
+    kernels would drop the tangent) and equations the tracer refuses (an unsupported
+    call, a captured tensor, ...: warned once per neuron and reason)."""
+
+    def run(
+        decl: NeuronDeclaration,
+        x_seq: Tensor,
+        state: dict[str, Tensor],
+        params: dict[str, Tensor | float],
+        threshold: Tensor | float,
+        rule: FiringRule,
+        record_v: bool = False,
+    ) -> tuple:
+        args = (decl, x_seq, state, params, threshold, rule, record_v)
+        if dual_tensors(x_seq, state, params, threshold):
+            return run_reference(*args)
+        try:
+            return fused(*args)
+        except TraceError as exc:  # raised while tracing, before any kernel ran
+            reason = str(exc)
+            if (decl, reason) not in _WARNED:
+                _WARNED.add((decl, reason))
+                warnings.warn(
+                    f"{decl.name} runs on the reference loop (backend='auto'): its equations "
+                    f"cannot be compiled to a fused kernel: {reason}",
+                    stacklevel=2,
+                )
+            return run_reference(*args)
+
+    run.__name__ = run.__qualname__ = f"{fused.__name__}_or_reference"
+    run.fused = fused  # type: ignore[attr-defined]
+    return run
+
+
+#: What ``backend="auto"`` runs on CPU and CUDA tensors (see :func:`_or_reference`).
+run_cpu_or_reference = _or_reference(run_cpu)
+run_triton_or_reference = _or_reference(run_triton)
 
 
 def _has_compiler() -> bool:

@@ -1,10 +1,11 @@
 """Print a neuron step graph as a fused C kernel (loop over T inside, OpenMP over neurons).
 
 Layout: every sequence is ``[T, N]`` contiguous, every state/parameter array ``[N]``.
-Neurons are processed in blocks of ``BLOCK`` whose state stays in a local array, so
-the inner loop over the block vectorises (``omp simd``) and each step touches the
-input and output once. Floating-point contraction is off so the forward reproduces the
-reference loop's float32 arithmetic exactly.
+Neurons are processed in blocks of ``BLOCK`` whose state stays in a block-local array
+(in a per-thread buffer on the heap), so the inner loop over the block vectorises
+(``omp simd``) and each step touches the input and output once. Floating-point
+contraction is off so the forward reproduces the reference loop's float32 arithmetic
+exactly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 
 from spikeflow.kernels.expr import Expr, topological
-from spikeflow.kernels.printing import emit, indent
+from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["BLOCK", "CHECKPOINT", "generate_c"]
@@ -21,7 +22,9 @@ BLOCK = 256
 #: The forward saves the state every CHECKPOINT steps; the backward replays each
 #: segment from its checkpoint into a block-local buffer (BLOCK x CHECKPOINT values per
 #: state, cache-resident) and walks it backwards. Global memory traffic for backward
-#: is then the input, the spike gradient and the input gradient only.
+#: is then the input, the spike gradient and the input gradient only. The block-local
+#: arrays live in one buffer per thread on the heap, allocated once per call (a neuron
+#: with many states overflowed a thread's stack with them).
 CHECKPOINT = 32
 
 # The backward unit asks glibc's <math.h> for its vector-variant declarations (libmvec),
@@ -29,6 +32,7 @@ CHECKPOINT = 32
 # finite-math-only turned an exp overflowing to inf (a membrane far below threshold)
 # into NaN gradients.
 _HEADER = """#include <stdint.h>
+#include <stdlib.h>
 #if defined(SPIKEFLOW_BACKWARD_ONLY) && defined(__GLIBC__) && !defined(__FAST_MATH__)
 #define __FAST_MATH__ 1
 #endif
@@ -52,8 +56,10 @@ _UNARY_C = {
     "sigmoid": "((T)1 / ((T)1 + exp{f}(-({a}))))",
     "neg": "(-({a}))",
     "sign": "((T)(({a}) > 0) - (T)(({a}) < 0))",
-    "relu": "(({a}) > 0 ? ({a}) : (T)0)",
+    # NaN propagates through relu, maximum and minimum, as in PyTorch.
+    "relu": "(({a}) < 0 ? (T)0 : ({a}))",
     "tofloat": "((T)({a}))",
+    "lnot": "(({a}) == 0)",
     "nograd": "({a})",
     "spike": "((T)(({a}) >= 0))",
     "spike_strict": "((T)(({a}) > 0))",
@@ -64,20 +70,41 @@ _BINARY_C = {
     "mul": "({a} * {b})",
     "div": "({a} / {b})",
     "pow": "pow{f}({a}, {b})",
-    "maximum": "(({a}) > ({b}) ? ({a}) : ({b}))",
-    "minimum": "(({a}) < ({b}) ? ({a}) : ({b}))",
+    "maximum": "((({a}) > ({b}) || ({a}) != ({a})) ? ({a}) : ({b}))",
+    "minimum": "((({a}) < ({b}) || ({a}) != ({a})) ? ({a}) : ({b}))",
     "lt": "({a} < {b})",
     "le": "({a} <= {b})",
     "gt": "({a} > {b})",
     "ge": "({a} >= {b})",
     "eq": "({a} == {b})",
     "ne": "({a} != {b})",
+    # Comparisons are held in T temporaries (0 or 1): the logical operations test them.
+    "land": "((({a}) != 0) & (({b}) != 0))",
+    "lor": "((({a}) != 0) | (({b}) != 0))",
 }
 
 
 #: libm calls; in the backward unit these vectorise through glibc's libmvec.
 _LIBM = ("exp", "log", "log1p", "expm1", "tanh", "atan", "erf", "erfc", "sin", "cos", "pow")
 _LIBM_OPS = {*_LIBM, "sigmoid"}
+
+
+def _pow(a: str, exponent: Expr, b: str, f: str) -> str:
+    """``a ** exponent`` computed as PyTorch's pow kernels compute it (see POW_SPECIAL)."""
+    special = POW_SPECIAL.get(exponent.value) if exponent.is_const else None
+    if special == "square":
+        return f"({a} * {a})"
+    if special == "cube":
+        return f"({a} * {a} * {a})"
+    if special == "reciprocal":
+        return f"((T)1 / {a})"
+    if special == "inverse_square":
+        return f"((T)1 / ({a} * {a}))"
+    if special == "sqrt":
+        return f"sqrt{f}({a})"
+    if special == "rsqrt":
+        return f"((T)1 / sqrt{f}({a}))"
+    return f"pow{f}({a}, {b})"
 
 
 def _emit(
@@ -96,7 +123,9 @@ def _emit(
     def operation(node: Expr, args: list[str]) -> str:
         if node.op == "where":
             return f"({args[0]} ? {args[1]} : {args[2]})"
-        if node.op in _UNARY_C:
+        if node.op == "pow":
+            code = _pow(args[0], node.args[1], args[1], f)
+        elif node.op in _UNARY_C:
             code = _UNARY_C[node.op].format(a=args[0], f=f)
         else:
             code = _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
@@ -127,21 +156,41 @@ def _exact_wrappers(f: str) -> list[str]:
     return lines
 
 
-def _driver(kind: str, extra_params: str = "", extra_args: str = "") -> str:
+def _driver(kind: str, work: int, extra_params: str = "", extra_args: str = "") -> str:
     """The exported entry: the blocks of neurons on OpenMP threads, or in a plain loop
     on one thread, which never enters the OpenMP runtime (GNU OpenMP's thread pool does
-    not survive a fork(); a forked child runs on one thread, see cpu.kernel_threads)."""
-    call = f"{kind}_block(o_n, T_, N, ptrs, scalars{extra_args});"
+    not survive a fork(); a forked child runs on one thread, see cpu.kernel_threads).
+
+    Each thread allocates the ``work`` values of its blocks' local arrays once, on the
+    heap (64-byte aligned). Returns 0, or 1 when that allocation failed."""
+    call = f"{kind}_block(o_n, T_, N, ptrs, scalars, work{extra_args});"
     params = f"int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars{extra_params}"
     return f"""
-void spikeflow_{kind}({params}) {{
+int spikeflow_{kind}({params}) {{
+    const size_t bytes = (size_t){work} * sizeof(T);
     if (threads > 1) {{
-        #pragma omp parallel for schedule(static) num_threads(threads)
-        for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {call}
-    }} else {{
-        for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {call}
+        int failed = 0;
+        #pragma omp parallel num_threads(threads) reduction(|: failed)
+        {{
+            T* work = (T*)aligned_alloc(64, bytes);
+            failed |= (work == NULL);
+            #pragma omp for schedule(static)
+            for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
+                if (work) {call}
+            }}
+            free(work);
+        }}
+        return failed;
     }}
+    T* work = (T*)aligned_alloc(64, bytes);
+    if (work == NULL) return 1;
+    for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {call}
+    free(work);
+    return 0;
 }}"""
+
+
+_BWD_STEP_PARAMS = ", int64_t gspk_step, int64_t gvrec_step"
 
 
 def _recorded(spec: KernelSpec, state: str) -> bool:
@@ -152,13 +201,18 @@ def _recorded(spec: KernelSpec, state: str) -> bool:
 def generate_c(spec: KernelSpec) -> str:
     """C source with ``spikeflow_forward`` and ``spikeflow_backward``.
 
-    Both take ``(int64 T, int64 N, int threads, void** ptrs, const double* scalars)``;
-    the pointer and scalar order is documented in :mod:`spikeflow.kernels.cpu`. The
+    Both take ``(int64 T, int64 N, int threads, void** ptrs, const double* scalars)``
+    and return 0 (1: the per-thread work buffer could not be allocated); the pointer
+    and scalar order is documented in :mod:`spikeflow.kernels.cpu`. The
     backward also takes ``int64 gspk_step``: the elements between two steps of the
     spike gradient (``N``, or 0 when every step has the same gradient, as after
     ``spikes.sum()`` or ``spikes.mean(0)``, which is then passed as one ``[N]`` row),
     and ``int64 gvrec_step``, the same for the gradient of the recorded membrane (read
     only by a ``record_v`` kernel).
+
+    User-named states and parameters appear as ``<family>__<name>`` (see
+    :func:`spikeflow.kernels.printing.user_name`); the generator's own identifiers
+    never contain a double underscore.
     """
     g = spec.graph
     decl = g.decl
@@ -166,14 +220,18 @@ def generate_c(spec: KernelSpec) -> str:
     states = decl.state_names
     params = decl.param_names
     n_st = len(states)
+    K = spec.checkpoint
+
+    def S(family: str, s: str) -> str:  # a user-named state's or parameter's identifier
+        return user_name(family, s)
 
     # Names visible inside the inner loop.
     names = {"x": "x_"}
-    names.update({f"state_{s}": f"st_{s}" for s in states})
-    names.update({f"grad_state_{s}": f"gst_{s}" for s in states})
+    names.update({f"state_{s}": S("st", s) for s in states})
+    names.update({f"grad_state_{s}": S("gst", s) for s in states})
     names["grad_spike"] = "gspk_"
     for k, p in enumerate(params):
-        names[f"param_{p}"] = f"P_{p}[o_n + i]" if spec.array_params[k] else f"p_{p}"
+        names[f"param_{p}"] = f"{S('P', p)}[o_n + i]" if spec.array_params[k] else S("p", p)
     names["theta"] = "THETA[o_n + i]" if spec.theta_is_array else "theta_"
 
     # Pointer table: shared prefix of both kernels.
@@ -182,10 +240,10 @@ def generate_c(spec: KernelSpec) -> str:
     scal = 0
     for k, p in enumerate(params):
         if spec.array_params[k]:
-            prefix.append(f"const T* P_{p} = (const T*)ptrs[{ptr}];")
+            prefix.append(f"const T* {S('P', p)} = (const T*)ptrs[{ptr}];")
             ptr += 1
         else:
-            prefix.append(f"const T p_{p} = (T)scalars[{scal}];")
+            prefix.append(f"const T {S('p', p)} = (T)scalars[{scal}];")
             scal += 1
     if spec.theta_is_array:
         prefix.append(f"const T* THETA = (const T*)ptrs[{ptr}];")
@@ -194,51 +252,61 @@ def generate_c(spec: KernelSpec) -> str:
         prefix.append(f"const T theta_ = (T)scalars[{scal}];")
         scal += 1
     for name in g.surrogate_scalars:  # the surrogate's run-time parameters
-        names[f"sg_{name}"] = f"sg_{name}"
-        prefix.append(f"const T sg_{name} = (T)scalars[{scal}];")
+        names[f"sg_{name}"] = S("sg", name)
+        prefix.append(f"const T {S('sg', name)} = (T)scalars[{scal}];")
         scal += 1
     prefix.append(f"const T* X = (const T*)ptrs[{ptr}];")
     ptr += 1
     base = ptr
 
     # ---------------- forward ----------------
-    fwd_ptrs = [f"const T* S0_{s} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)]
+    fwd_ptrs = [
+        f"const T* {S('S0', s)} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)
+    ]
     q = base + n_st
     fwd_ptrs.append(f"T* SPK = (T*)ptrs[{q}];")
-    fwd_ptrs += [f"T* OUT_{s} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
+    fwd_ptrs += [f"T* {S('OUT', s)} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
     q += 1 + n_st
     if spec.save_states:
-        fwd_ptrs += [f"T* SAVE_{s} = (T*)ptrs[{q + k}];" for k, s in enumerate(states)]
+        fwd_ptrs += [f"T* {S('SAVE', s)} = (T*)ptrs[{q + k}];" for k, s in enumerate(states)]
         q += n_st
     if spec.record_v:
         fwd_ptrs.append(f"T* VREC = (T*)ptrs[{q}];")
     targets = [("SPK[o + i]", g.spike)]
-    targets += [(f"new_{s}", e) for s, e in zip(states, g.new_state)]
+    targets += [(S("new", s), e) for s, e in zip(states, g.new_state)]
     body = ["const T x_ = X[o + i];"]
-    body += [f"const T st_{s} = ST_{s}[i];" for s in states]
-    body += [f"T new_{s};" for s in states]
+    body += [f"const T {S('st', s)} = {S('ST', s)}[i];" for s in states]
+    body += [f"T {S('new', s)};" for s in states]
     body += _emit(targets, names, f)
-    body += [f"ST_{s}[i] = new_{s};" for s in states]
+    body += [f"{S('ST', s)}[i] = {S('new', s)};" for s in states]
     if spec.record_v:
-        body.append("VREC[o + i] = new_v;")
-    K = spec.checkpoint
+        body.append(f"VREC[o + i] = {S('new', 'v')};")
     save_checkpoint = (
         [f"if (t % {K} == 0) {{", f"    const int64_t c = (t / {K}) * N + o_n;"]
-        + [f"    for (int64_t i = 0; i < m; ++i) SAVE_{s}[c + i] = ST_{s}[i];" for s in states]
+        + [
+            f"    for (int64_t i = 0; i < m; ++i) {S('SAVE', s)}[c + i] = {S('ST', s)}[i];"
+            for s in states
+        ]
         + ["}"]
         if spec.save_states
         else []
     )
+    # Block-local arrays, carved out of the thread's work buffer.
+    fwd_locals = [f"T* restrict {S('ST', s)} = work + {k * BLOCK};" for k, s in enumerate(states)]
+    fwd_work = n_st * BLOCK
     forward = f"""
 #ifndef SPIKEFLOW_BACKWARD_ONLY
-static inline void forward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs,
-                                 const double* scalars) {{
+// Not inlined into the drivers: inlined (twice, the threaded and the serial loop) the
+// backward ran ~5% slower (LIF, T=64, N=1e5), as the arrays became pointers to the heap.
+__attribute__((noinline)) static void forward_block(int64_t o_n, int64_t T_, int64_t N,
+                                                    void** ptrs, const double* scalars,
+                                                    T* restrict work) {{
 {indent(prefix + fwd_ptrs, 1)}
     {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
-{indent([f"T ST_{s}[{BLOCK}];" for s in states], 2)}
+{indent(fwd_locals, 2)}
         for (int64_t i = 0; i < m; ++i) {{
-{indent([f"ST_{s}[i] = S0_{s}[o_n + i];" for s in states], 3)}
+{indent([f"{S('ST', s)}[i] = {S('S0', s)}[o_n + i];" for s in states], 3)}
         }}
         for (int64_t t = 0; t < T_; ++t) {{
             const int64_t o = t * N + o_n;
@@ -249,82 +317,106 @@ static inline void forward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs
             }}
         }}
         for (int64_t i = 0; i < m; ++i) {{
-{indent([f"OUT_{s}[o_n + i] = ST_{s}[i];" for s in states], 3)}
+{indent([f"{S('OUT', s)}[o_n + i] = {S('ST', s)}[i];" for s in states], 3)}
         }}
     }}
 }}
-{_driver("forward")}
+{_driver("forward", fwd_work)}
 #endif
 """
     # ---------------- backward ----------------
-    bwd_ptrs = [f"const T* SAVE_{s} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)]
+    bwd_ptrs = [
+        f"const T* {S('SAVE', s)} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)
+    ]
     q = base + n_st
     bwd_ptrs.append(f"const T* GSPK = (const T*)ptrs[{q}];")
-    bwd_ptrs += [f"const T* GOUT_{s} = (const T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
+    bwd_ptrs += [
+        f"const T* {S('GOUT', s)} = (const T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)
+    ]
     q += 1 + n_st
     if spec.record_v:
         bwd_ptrs.append(f"const T* GVREC = (const T*)ptrs[{q}];")
         q += 1
     bwd_ptrs.append(f"T* GX = (T*)ptrs[{q}];")
-    bwd_ptrs += [f"T* GS0_{s} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
+    bwd_ptrs += [f"T* {S('GS0', s)} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
     q += 1 + n_st
     grad_p = [p for k, p in enumerate(params) if spec.grad_params[k]]
-    bwd_ptrs += [f"T* GP_{p} = (T*)ptrs[{q + k}];" for k, p in enumerate(grad_p)]
+    bwd_ptrs += [f"T* {S('GP', p)} = (T*)ptrs[{q + k}];" for k, p in enumerate(grad_p)]
     q += len(grad_p)
     if spec.grad_theta:
         bwd_ptrs.append(f"T* GTHETA = (T*)ptrs[{q}];")
     targets = [("GX[o + i]", g.grad_x)]
-    targets += [(f"ngs_{s}", e) for s, e in zip(states, g.grad_state)]
+    targets += [(S("ngs", s), e) for s, e in zip(states, g.grad_state)]
     targets += [
-        (f"dp_{p}", e) for k, (p, e) in enumerate(zip(params, g.grad_params)) if spec.grad_params[k]
+        (S("dp", p), e)
+        for k, (p, e) in enumerate(zip(params, g.grad_params))
+        if spec.grad_params[k]
     ]
     if spec.grad_theta:
         targets.append(("dtheta_", g.grad_theta))
     replay = ["const T x_ = X[o + i];"]
-    replay += [f"const T st_{s} = ST_{s}[i];" for s in states]
-    replay += [f"LOC_{s}[j][i] = st_{s};" for s in states]
-    replay += [f"T new_{s};" for s in states]
+    replay += [f"const T {S('st', s)} = {S('ST', s)}[i];" for s in states]
+    replay += [f"{S('LOC', s)}[j][i] = {S('st', s)};" for s in states]
+    replay += [f"T {S('new', s)};" for s in states]
     fwd = frozenset(n.key for n in topological([g.spike, *g.new_state]))
-    replay += _emit([(f"new_{s}", e) for s, e in zip(states, g.new_state)], names, f, fwd)
-    replay += [f"ST_{s}[i] = new_{s};" for s in states]
+    replay += _emit([(S("new", s), e) for s, e in zip(states, g.new_state)], names, f, fwd)
+    replay += [f"{S('ST', s)}[i] = {S('new', s)};" for s in states]
     body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
-    body += [f"const T st_{s} = LOC_{s}[j][i];" for s in states]
-    body += [f"const T gst_{s} = GST_{s}[i];" for s in states if not _recorded(spec, s)]
+    body += [f"const T {S('st', s)} = {S('LOC', s)}[j][i];" for s in states]
+    body += [f"const T {S('gst', s)} = {S('GST', s)}[i];" for s in states
+             if not _recorded(spec, s)]  # fmt: skip
     if spec.record_v:  # the recorded membrane's gradient joins the carried one
-        body.append("const T gst_v = GST_v[i] + GVREC[(t0 + j) * gvrec_step + o_n + i];")
-    body += [f"T ngs_{s};" for s in states]
-    body += [f"T dp_{p};" for p in grad_p]
+        body.append(
+            f"const T {S('gst', 'v')} = {S('GST', 'v')}[i]"
+            " + GVREC[(t0 + j) * gvrec_step + o_n + i];"
+        )
+    body += [f"T {S('ngs', s)};" for s in states]
+    body += [f"T {S('dp', p)};" for p in grad_p]
     if spec.grad_theta:
         body.append("T dtheta_;")
     body += _emit(targets, names, f, fwd)
-    body += [f"GST_{s}[i] = ngs_{s};" for s in states]
-    body += [f"ACC_{p}[i] += dp_{p};" for p in grad_p]
+    body += [f"{S('GST', s)}[i] = {S('ngs', s)};" for s in states]
+    body += [f"{S('ACC', p)}[i] += {S('dp', p)};" for p in grad_p]
     if spec.grad_theta:
-        body.append("ACC_theta_[i] += dtheta_;")
-    accs = [f"ACC_{p}" for p in grad_p] + (["ACC_theta_"] if spec.grad_theta else [])
-    outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
-    locals_ = [f"T GST_{s}[{BLOCK}];" for s in states] + [f"T {a}[{BLOCK}];" for a in accs]
-    locals_ += [f"T ST_{s}[{BLOCK}];" for s in states]
-    locals_ += [f"T LOC_{s}[{K}][{BLOCK}];" for s in states]
+        body.append("ACC_THETA[i] += dtheta_;")
+    accs = [S("ACC", p) for p in grad_p] + (["ACC_THETA"] if spec.grad_theta else [])
+    outs = [S("GP", p) for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
+    # Block-local arrays, carved out of the thread's work buffer: per state the carried
+    # gradient, the replayed state and the segment's states; per accumulated gradient one.
+    locals_: list[str] = []
+    off = 0
+    for s in states:
+        locals_.append(f"T* restrict {S('GST', s)} = work + {off};")
+        locals_.append(f"T* restrict {S('ST', s)} = work + {off + BLOCK};")
+        locals_.append(
+            f"T (*restrict {S('LOC', s)})[{BLOCK}] = (T (*)[{BLOCK}])(work + {off + 2 * BLOCK});"
+        )
+        off += (2 + K) * BLOCK
+    for a in accs:
+        locals_.append(f"T* restrict {a} = work + {off};")
+        off += BLOCK
+    bwd_work = off
     # A final state whose gradient is absent comes as a NULL pointer: it starts at 0.
     init_grads = [
         line
         for s in states
         for line in (
-            f"if (GOUT_{s}) {{ for (int64_t i = 0; i < m; ++i) GST_{s}[i] = GOUT_{s}[o_n + i]; }}",
-            f"else {{ for (int64_t i = 0; i < m; ++i) GST_{s}[i] = 0; }}",
+            f"if ({S('GOUT', s)}) {{ for (int64_t i = 0; i < m; ++i) "
+            f"{S('GST', s)}[i] = {S('GOUT', s)}[o_n + i]; }}",
+            f"else {{ for (int64_t i = 0; i < m; ++i) {S('GST', s)}[i] = 0; }}",
         )
     ]
     init_grads += [f"for (int64_t i = 0; i < m; ++i) {a}[i] = 0;" for a in accs]
-    store_grads = [f"GS0_{s}[o_n + i] = GST_{s}[i];" for s in states]
+    store_grads = [f"{S('GS0', s)}[o_n + i] = {S('GST', s)}[i];" for s in states]
     store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
     backward = f"""
 #ifdef SPIKEFLOW_BACKWARD_ONLY
 {chr(10).join(_exact_wrappers(f))}
 
-static inline void backward_block(int64_t o_n, int64_t T_, int64_t N, void** ptrs,
-                                  const double* scalars, int64_t gspk_step,
-                                  int64_t gvrec_step) {{
+__attribute__((noinline)) static void backward_block(int64_t o_n, int64_t T_, int64_t N,
+                                                     void** ptrs, const double* scalars,
+                                                     T* restrict work, int64_t gspk_step,
+                                                     int64_t gvrec_step) {{
 {indent(prefix + bwd_ptrs, 1)}
     {{
         const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
@@ -334,7 +426,7 @@ static inline void backward_block(int64_t o_n, int64_t T_, int64_t N, void** ptr
             const int64_t t0 = seg * {K};
             const int64_t len = (T_ - t0 < {K}) ? (T_ - t0) : {K};
             for (int64_t i = 0; i < m; ++i) {{
-{indent([f"ST_{s}[i] = SAVE_{s}[seg * N + o_n + i];" for s in states], 4)}
+{indent([f"{S('ST', s)}[i] = {S('SAVE', s)}[seg * N + o_n + i];" for s in states], 4)}
             }}
             for (int64_t j = 0; j < len; ++j) {{
                 const int64_t o = (t0 + j) * N + o_n;
@@ -357,7 +449,7 @@ static inline void backward_block(int64_t o_n, int64_t T_, int64_t N, void** ptr
         }}
     }}
 }}
-{_driver("backward", ", int64_t gspk_step, int64_t gvrec_step", ", gspk_step, gvrec_step")}
+{_driver("backward", bwd_work, _BWD_STEP_PARAMS, ", gspk_step, gvrec_step")}
 #endif
 """
     header = f"{_HEADER}typedef {spec.ctype} T;\n"

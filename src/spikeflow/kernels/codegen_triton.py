@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 
 from spikeflow.kernels.expr import Expr
-from spikeflow.kernels.printing import emit, indent
+from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["generate_triton"]
@@ -46,8 +46,10 @@ _UNARY = {
     "sigmoid": "tl.sigmoid({a})",
     "neg": "(-{a})",
     "sign": "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, 0.0))",
-    "relu": "tl.where({a} > 0, {a}, 0.0)",
+    # NaN propagates through relu, maximum and minimum, as in PyTorch.
+    "relu": "tl.where({a} < 0, 0.0, {a})",
     "tofloat": "({a}).to(CT)",
+    "lnot": "({a} == 0)",
     "nograd": "{a}",
     "spike": "({a} >= 0).to(CT)",
     "spike_strict": "({a} > 0).to(CT)",
@@ -57,14 +59,17 @@ _BINARY = {
     "sub": "({a} - {b})",
     "mul": "({a} * {b})",
     "div": "({a} / {b})",
-    "maximum": "tl.where({a} > {b}, {a}, {b})",
-    "minimum": "tl.where({a} < {b}, {a}, {b})",
+    "maximum": "tl.where({a} != {a}, {a}, tl.where({a} > {b}, {a}, {b}))",
+    "minimum": "tl.where({a} != {a}, {a}, tl.where({a} < {b}, {a}, {b}))",
     "lt": "({a} < {b})",
     "le": "({a} <= {b})",
     "gt": "({a} > {b})",
     "ge": "({a} >= {b})",
     "eq": "({a} == {b})",
     "ne": "({a} != {b})",
+    # As 0/1 arithmetic: the interpreter cannot & or | a scalar boolean with a tensor one.
+    "land": "(({a}).to(CT) * ({b}).to(CT) != 0)",
+    "lor": "(({a}).to(CT) + ({b}).to(CT) != 0)",
 }
 
 _ATAN = """
@@ -100,13 +105,32 @@ _UNARY_GPU = {
 
 
 def _pow(a: str, b: Expr, b_code: str, exact: bool, div: Callable[..., str]) -> str:
-    if b.is_const and b.value == int(b.value) and abs(b.value) <= 4:
-        n = int(abs(b.value))
-        prod = "(" + " * ".join([a] * n) + ")" if n else "1.0"
-        return div("1.0", prod, True) if b.value < 0 else prod
+    """``a ** b`` as PyTorch computes it (see POW_SPECIAL): its CUDA kernels call powf
+    for every other exponent, and so does the GPU flavour (libdevice)."""
+    special = POW_SPECIAL.get(b.value) if b.is_const else None
+    if special == "square":
+        return f"({a} * {a})"
+    if special == "cube":
+        return f"({a} * {a} * {a})"
+    if special == "reciprocal":
+        return div("1.0", a, True)
+    if special == "inverse_square":
+        return div("1.0", f"({a} * {a})", True)
+    if special == "sqrt":
+        return f"libdevice.sqrt_rn({a})" if exact else f"tl.sqrt({a})"
+    if special == "rsqrt":  # CUDA's torch.rsqrt: libdevice's (approximate in float32)
+        return f"libdevice.rsqrt({a})" if exact else div("1.0", f"tl.sqrt({a})", True)
     if exact:
         return f"libdevice.pow({a}, {b_code} + zero_)"
-    return f"tl.exp({b_code} * tl.log({a}))"
+    if b.is_const and b.value == int(b.value) and abs(b.value) <= 4:
+        # The interpreter has no pow: small integer powers as products (exp/log would
+        # give NaN for a negative base).
+        prod = "(" + " * ".join([a] * int(abs(b.value))) + ")"
+        return div("1.0", prod, True) if b.value < 0 else prod
+    if b.is_const:
+        return f"tl.exp({b_code} * tl.log({a}))"
+    # x ** 0 is 1, also for x = 0 (where exp(0 * log(0)) would be NaN).
+    return f"tl.where({b_code} == 0, 1.0, tl.exp({b_code} * tl.log({a})))"
 
 
 def _emit(
@@ -129,6 +153,11 @@ def _emit(
             return _pow(args[0], node.args[1], args[1], exact, div)
         if node.op == "div":
             return div(args[0], args[1], node.args[0].is_const)
+        if node.op in ("maximum", "minimum") and node.args[0].is_const:
+            # A constant first operand is not NaN (no NaN test on a Python literal): a NaN
+            # second one is chosen anyway.
+            cmp = ">" if node.op == "maximum" else "<"
+            return f"tl.where({args[0]} {cmp} {args[1]}, {args[0]}, {args[1]})"
         if node.op == "sigmoid" and exact:
             return div("1.0", f"(1.0 + libdevice.exp(-{args[0]}))", True)
         if node.op in unary:
@@ -146,15 +175,20 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
 
     ``exact``: print the GPU flavour (libdevice, IEEE division; see the module
     docstring); else the interpreter's (core ``tl`` math only).
+
+    User-named states and parameters appear as ``<family>__<name>`` (see
+    :func:`spikeflow.kernels.printing.user_name`), pointers as ``p<buffer>``; the
+    generator's own identifiers never contain a double underscore.
     """
+    S = user_name
     g = spec.graph
     states = g.decl.state_names
     params = g.decl.param_names
     ct = "tl.float32" if spec.ctype == "float" else "tl.float64"
     names = {"x": "x_", "theta": "theta_", "grad_spike": "gspk_"}
-    names.update({f"state_{s}": f"st_{s}" for s in states})
-    names.update({f"grad_state_{s}": f"gst_{s}" for s in states})
-    names.update({f"param_{p}": f"p_{p}" for p in params})
+    names.update({f"state_{s}": S("st", s) for s in states})
+    names.update({f"grad_state_{s}": S("gst", s) for s in states})
+    names.update({f"param_{p}": S("p", p) for p in params})
 
     # Arguments and loads shared by both kernels.
     shared_args: list[str] = []
@@ -167,10 +201,10 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
     k = 0
     for i, p in enumerate(params):
         if spec.array_params[i]:
-            shared_args.append(f"P_{p}")
-            loads.append(f"p_{p} = tl.load(P_{p} + offs, mask=mask, other=0.0).to(CT)")
+            shared_args.append(S("P", p))
+            loads.append(f"{S('p', p)} = tl.load({S('P', p)} + offs, mask=mask, other=0.0).to(CT)")
         else:
-            loads.append(f"p_{p} = tl.load(SCAL + {k}).to(CT)")
+            loads.append(f"{S('p', p)} = tl.load(SCAL + {k}).to(CT)")
             k += 1
     if spec.theta_is_array:
         shared_args.append("THETA")
@@ -179,36 +213,38 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
         loads.append(f"theta_ = tl.load(SCAL + {k}).to(CT)")
         k += 1
     for name in g.surrogate_scalars:  # the surrogate's run-time parameters
-        names[f"sg_{name}"] = f"sg_{name}"
-        loads.append(f"sg_{name} = tl.load(SCAL + {k}).to(CT)")
+        names[f"sg_{name}"] = S("sg", name)
+        loads.append(f"{S('sg', name)} = tl.load(SCAL + {k}).to(CT)")
         k += 1
     shared_args.append("X")
 
     # ---------------- forward ----------------
-    f_args = [*shared_args, *(f"S0_{s}" for s in states), "SPK", *(f"OUT_{s}" for s in states)]
+    f_args = [*shared_args, *(S("S0", s) for s in states), "SPK", *(S("OUT", s) for s in states)]
     if spec.save_states:
-        f_args += [f"SAVE_{s}" for s in states]
+        f_args += [S("SAVE", s) for s in states]
     if spec.record_v:
         f_args.append("VREC")
-    streams = ["X", "SPK"] + ([f"SAVE_{s}" for s in states] if spec.save_states else [])
+    streams = ["X", "SPK"] + ([S("SAVE", s) for s in states] if spec.save_states else [])
     streams += ["VREC"] if spec.record_v else []
-    pre = [f"st_{s} = tl.load(S0_{s} + offs, mask=mask, other=0.0).to(CT)" for s in states]
-    pre += [f"{b.lower()}_p = {b} + offs" for b in streams]
-    body = ["x_ = tl.load(x_p, mask=mask, other=0.0).to(CT)"]
+    pre = [f"{S('st', s)} = tl.load({S('S0', s)} + offs, mask=mask, other=0.0).to(CT)"
+           for s in states]  # fmt: skip
+    pre += [f"p{b} = {b} + offs" for b in streams]
+    body = ["x_ = tl.load(pX, mask=mask, other=0.0).to(CT)"]
     if spec.save_states:
         body += [
-            f"tl.store(save_{s.lower()}_p, st_{s}.to(SAVE_{s}.dtype.element_ty), mask=mask)"
+            f"tl.store(p{S('SAVE', s)}, {S('st', s)}.to({S('SAVE', s)}.dtype.element_ty), "
+            "mask=mask)"
             for s in states
         ]
-    targets = [("spk_", g.spike), *((f"new_{s}", e) for s, e in zip(states, g.new_state))]
+    targets = [("spk_", g.spike), *((S("new", s), e) for s, e in zip(states, g.new_state))]
     body += _emit(targets, names, exact, spec.ctype)
-    body.append("tl.store(spk_p, spk_.to(SPK.dtype.element_ty), mask=mask)")
+    body.append("tl.store(pSPK, spk_.to(SPK.dtype.element_ty), mask=mask)")
     if spec.record_v:
-        body.append("tl.store(vrec_p, new_v.to(VREC.dtype.element_ty), mask=mask)")
-    body += [f"st_{s} = new_{s}" for s in states]
-    body += [f"{b.lower()}_p += N" for b in streams]
-    post = [f"tl.store(OUT_{s} + offs, st_{s}.to(OUT_{s}.dtype.element_ty), mask=mask)"
-            for s in states]  # fmt: skip
+        body.append(f"tl.store(pVREC, {S('new', 'v')}.to(VREC.dtype.element_ty), mask=mask)")
+    body += [f"{S('st', s)} = {S('new', s)}" for s in states]
+    body += [f"p{b} += N" for b in streams]
+    post = [f"tl.store({S('OUT', s)} + offs, {S('st', s)}.to({S('OUT', s)}.dtype.element_ty), "
+            "mask=mask)" for s in states]  # fmt: skip
     forward = f"""
 @triton.jit
 def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
@@ -220,55 +256,58 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
 """
     # ---------------- backward ----------------
     grad_p = [p for i, p in enumerate(params) if spec.grad_params[i]]
-    b_args = [*shared_args, *(f"SAVE_{s}" for s in states), "GSPK", *(f"GOUT_{s}" for s in states)]
+    b_args = [*shared_args, *(S("SAVE", s) for s in states), "GSPK",
+              *(S("GOUT", s) for s in states)]  # fmt: skip
     b_args += ["GVREC"] if spec.record_v else []
-    b_args += ["GX", *(f"GS0_{s}" for s in states), *(f"GP_{p}" for p in grad_p)]
+    b_args += ["GX", *(S("GS0", s) for s in states), *(S("GP", p) for p in grad_p)]
     if spec.grad_theta:
         b_args.append("GTHETA")
-    streams = ["X", "GX", *(f"SAVE_{s}" for s in states)]
-    accs = [f"acc_{p}" for p in grad_p] + (["acc_theta_"] if spec.grad_theta else [])
-    outs = [f"GP_{p}" for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
+    streams = ["X", "GX", *(S("SAVE", s) for s in states)]
+    accs = [S("acc", p) for p in grad_p] + (["acc_theta"] if spec.grad_theta else [])
+    outs = [S("GP", p) for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
     # An absent final-state gradient is passed as None (a compile-time constant): zero,
     # without a zero-filled buffer.
     pre = [
         line
         for s in states
         for line in (
-            f"if GOUT_{s} is not None:",
-            f"    gst_{s} = tl.load(GOUT_{s} + offs, mask=mask, other=0.0).to(CT)",
+            f"if {S('GOUT', s)} is not None:",
+            f"    {S('gst', s)} = tl.load({S('GOUT', s)} + offs, mask=mask, other=0.0).to(CT)",
             "else:",
-            f"    gst_{s} = zero_",
+            f"    {S('gst', s)} = zero_",
         )
     ]
     pre += [f"{a} = tl.zeros([BLOCK], dtype=CT)" for a in accs]
-    pre += [f"{b.lower()}_p = {b} + LAST + offs" for b in streams]
-    pre.append("gspk_p = GSPK + GLAST + offs")
+    pre += [f"p{b} = {b} + LAST + offs" for b in streams]
+    pre.append("pGSPK = GSPK + GLAST + offs")
     if spec.record_v:
-        pre.append("gvrec_p = GVREC + GVLAST + offs")
+        pre.append("pGVREC = GVREC + GVLAST + offs")
     body = [
-        "x_ = tl.load(x_p, mask=mask, other=0.0).to(CT)",
-        "gspk_ = tl.load(gspk_p, mask=mask, other=0.0).to(CT)",
+        "x_ = tl.load(pX, mask=mask, other=0.0).to(CT)",
+        "gspk_ = tl.load(pGSPK, mask=mask, other=0.0).to(CT)",
     ]
-    body += [f"st_{s} = tl.load(save_{s.lower()}_p, mask=mask, other=0.0).to(CT)" for s in states]
+    body += [f"{S('st', s)} = tl.load(p{S('SAVE', s)}, mask=mask, other=0.0).to(CT)"
+             for s in states]  # fmt: skip
     if spec.record_v:  # the recorded membrane's gradient joins the carried one
-        body.append("gst_v = gst_v + tl.load(gvrec_p, mask=mask, other=0.0).to(CT)")
-    targets = [("gx_", g.grad_x), *((f"ngs_{s}", e) for s, e in zip(states, g.grad_state))]
-    targets += [(f"dp_{p}", e) for i, (p, e) in enumerate(zip(params, g.grad_params))
+        gv = S("gst", "v")
+        body.append(f"{gv} = {gv} + tl.load(pGVREC, mask=mask, other=0.0).to(CT)")
+    targets = [("gx_", g.grad_x), *((S("ngs", s), e) for s, e in zip(states, g.grad_state))]
+    targets += [(S("dp", p), e) for i, (p, e) in enumerate(zip(params, g.grad_params))
                 if spec.grad_params[i]]  # fmt: skip
     if spec.grad_theta:
         targets.append(("dtheta_", g.grad_theta))
     body += _emit(targets, names, exact, spec.ctype)
-    body.append("tl.store(gx_p, gx_.to(GX.dtype.element_ty), mask=mask)")
-    body += [f"gst_{s} = ngs_{s}" for s in states]
-    body += [f"acc_{p} += dp_{p}" for p in grad_p]
+    body.append("tl.store(pGX, gx_.to(GX.dtype.element_ty), mask=mask)")
+    body += [f"{S('gst', s)} = {S('ngs', s)}" for s in states]
+    body += [f"{S('acc', p)} += {S('dp', p)}" for p in grad_p]
     if spec.grad_theta:
-        body.append("acc_theta_ += dtheta_")
-    body += [f"{b.lower()}_p -= N" for b in streams]
-    body.append("gspk_p -= GSTEP")
+        body.append("acc_theta += dtheta_")
+    body += [f"p{b} -= N" for b in streams]
+    body.append("pGSPK -= GSTEP")
     if spec.record_v:
-        body.append("gvrec_p -= GVSTEP")
-    post = [f"tl.store(GS0_{s} + offs, gst_{s}.to(GS0_{s}.dtype.element_ty), mask=mask)"
-            for s in states]  # fmt: skip
+        body.append("pGVREC -= GVSTEP")
+    post = [f"tl.store({S('GS0', s)} + offs, {S('gst', s)}.to({S('GS0', s)}.dtype.element_ty), "
+            "mask=mask)" for s in states]  # fmt: skip
     post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
              for o, a in zip(outs, accs)]  # fmt: skip
     steps = ["LAST", "GSTEP", "GLAST", *(["GVSTEP", "GVLAST"] if spec.record_v else [])]

@@ -79,7 +79,7 @@ def _load(source: str) -> Any:
         link_flags=["-fopenmp", "-lm"],
     )
     for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
-        fn.restype = None
+        fn.restype = ctypes.c_int  # 0, or 1: a thread's work buffer could not be allocated
     lib.spikeflow_forward.argtypes = _ARGTYPES
     lib.spikeflow_backward.argtypes = [*_ARGTYPES, ctypes.c_int64, ctypes.c_int64]
     return lib
@@ -122,13 +122,15 @@ class _CKernels:
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
         ptrs, vals, threads = self._args(buffers, scalars)
-        self.lib.spikeflow_forward(T, n, threads, ptrs, vals)
+        if self.lib.spikeflow_forward(T, n, threads, ptrs, vals):
+            raise MemoryError("the fused CPU forward could not allocate its work buffer")
 
     def backward(
         self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
         ptrs, vals, threads = self._args(buffers, scalars)
-        self.lib.spikeflow_backward(T, n, threads, ptrs, vals, *steps)
+        if self.lib.spikeflow_backward(T, n, threads, ptrs, vals, *steps):
+            raise MemoryError("the fused CPU backward could not allocate its work buffer")
 
 
 def _c_launcher(spec: KernelSpec) -> _CKernels:
@@ -147,7 +149,7 @@ def run_cpu(
     """Fused CPU equivalent of :func:`spikeflow.kernels.reference.run_reference`."""
     if x_seq.device.type != "cpu":
         raise ConfigurationError(f"backend 'cpu' needs a CPU tensor, got device {x_seq.device}")
-    x_seq = promoted_input(x_seq, params, threshold)
+    x_seq = promoted_input(x_seq, params, threshold, state)
     dtype = x_seq.dtype
     if dtype not in _CTYPES:
         raise DTypeError(

@@ -9,7 +9,9 @@ differentiates and the code generators print as C or Triton.
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +20,7 @@ import torch
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["Expr", "const", "topological", "var", "vjp"]
+__all__ = ["Expr", "TraceError", "const", "topological", "var", "vjp"]
 
 #: Elementwise unary functions the generators can print.
 UNARY = (
@@ -27,9 +29,26 @@ UNARY = (
 )  # fmt: skip
 BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
 COMPARE = ("lt", "le", "gt", "ge", "eq", "ne")
+#: Logical operations on comparisons (``&``, ``|``, ``~`` of boolean tensors).
+LOGICAL = ("land", "lor", "lnot")
+#: Operations whose value is a boolean (a comparison or a logical combination of them).
+BOOLEAN = COMPARE + LOGICAL
 #: ``spike(u)``: Heaviside 1[u >= 0] whose derivative is the surrogate's (arg 1);
 #: ``spike_strict``: 1[u > 0]; ``nograd(a)``: a with a zero derivative (detach).
 SPECIAL = ("where", "spike", "spike_strict", "nograd")
+
+_SUPPORTED_HINT = "see docs/kernels.md for what the fused kernels can compile"
+
+
+class TraceError(ConfigurationError):
+    """An equation the fused kernels cannot compile (an unsupported call or operator, a
+    branch on a traced value, a captured tensor, ...). The message names it. An explicit
+    fused backend raises it; ``backend="auto"`` runs the reference loop instead."""
+
+
+class _UnsupportedAttribute(TraceError, AttributeError):
+    """A tensor attribute or method the tracer does not know (also an AttributeError, so
+    that ``hasattr`` keeps working)."""
 
 
 @dataclass(eq=False)
@@ -78,9 +97,10 @@ class Expr:
     float = double = half = bfloat16 = to
 
     def __bool__(self) -> bool:
-        raise ConfigurationError(
+        raise TraceError(
             "a neuron or surrogate equation branches on a traced value (if/and/or on a "
-            "tensor); use torch.where so that the equation stays elementwise"
+            "tensor, or a Python comparison chain a < b < c); use torch.where, and & | ~ "
+            "between comparisons, so that the equation stays elementwise"
         )
 
     __add__ = lambda a, b: apply("add", a, b)  # noqa: E731
@@ -100,6 +120,52 @@ class Expr:
     __le__ = lambda a, b: apply("le", a, b)  # noqa: E731
     __gt__ = lambda a, b: apply("gt", a, b)  # noqa: E731
     __ge__ = lambda a, b: apply("ge", a, b)  # noqa: E731
+    __and__ = lambda a, b: _logical("land", "&", a, b)  # noqa: E731
+    __rand__ = lambda a, b: _logical("land", "&", b, a)  # noqa: E731
+    __or__ = lambda a, b: _logical("lor", "|", a, b)  # noqa: E731
+    __ror__ = lambda a, b: _logical("lor", "|", b, a)  # noqa: E731
+    __xor__ = lambda a, b: _logical("ne", "^", a, b)  # noqa: E731
+    __rxor__ = lambda a, b: _logical("ne", "^", b, a)  # noqa: E731
+    __invert__ = lambda a: _logical("lnot", "~", a)  # noqa: E731
+
+    def __mod__(self, other: object) -> Expr:
+        return _refuse("the operator % (torch.remainder)")
+
+    def __floordiv__(self, other: object) -> Expr:
+        return _refuse("the operator // (torch.floor_divide)")
+
+    def __matmul__(self, other: object) -> Expr:
+        return _refuse("the operator @ (a matrix product)")
+
+    __rmod__, __rfloordiv__, __rmatmul__ = __mod__, __floordiv__, __matmul__
+
+    def __getitem__(self, index: object) -> Expr:
+        return _refuse("indexing a traced value (x[...])")
+
+    def __setitem__(self, index: object, value: object) -> None:
+        _refuse("assigning into a traced value (x[...] = ...)")
+
+    def __float__(self) -> float:
+        return _refuse("converting a traced value to a Python number (float(x), math.* functions)")
+
+    __int__ = __index__ = __float__  # type: ignore[assignment]
+
+    def __getattr__(self, name: str) -> Any:
+        # Tensor methods: x.exp(), v.clamp(min=-1), v.detach(), ... map onto the
+        # torch functions the tracer knows; anything else is refused by name.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name == "where":  # x.where(condition, y) is torch.where(condition, x, y)
+            return lambda condition, other: apply("where", condition, self, other)
+        if name in _METHODS:
+            return functools.partial(_call, name, f"Tensor.{name}", self)
+        inplace = name.endswith("_") and name[:-1] in _METHODS
+        raise _UnsupportedAttribute(
+            f"Tensor.{name} is not supported in neuron/surrogate equations compiled to fused "
+            "kernels"
+            + (" (an in-place operation; use the out-of-place form)" if inplace else "")
+            + f"; supported tensor methods: {', '.join(sorted(_METHODS))}; {_SUPPORTED_HINT}"
+        )
 
     def __eq__(self, other: object) -> Expr:  # type: ignore[override]
         return apply("eq", self, other)
@@ -126,19 +192,55 @@ def var(name: str) -> Expr:
     return Expr("var", name=name)
 
 
+def _refuse(what: str) -> Any:
+    raise TraceError(
+        f"{what} is not supported in neuron/surrogate equations compiled to fused kernels; "
+        f"{_SUPPORTED_HINT}"
+    )
+
+
 def _lift(a: object) -> Expr:
     if isinstance(a, Expr):
         return a
     if isinstance(a, bool):
         return const(1.0 if a else 0.0)
-    if isinstance(a, (int, float)):
-        return const(a)
-    if isinstance(a, torch.Tensor) and a.numel() == 1:
-        return const(a.item())
-    raise ConfigurationError(
+    if isinstance(a, numbers.Real):
+        return const(float(a))
+    if isinstance(a, torch.Tensor):
+        # A tensor captured by the equation (a global or closure nn.Parameter, a buffer)
+        # or created inside it: inlining its value would freeze it into the kernel (no
+        # gradient, later in-place updates ignored), so it is refused.
+        shape = tuple(a.shape)
+        if a.requires_grad:
+            raise TraceError(
+                f"a neuron equation uses a tensor that requires grad (shape {shape}) which is "
+                "not one of its arguments (captured from a global, a closure or an "
+                "attribute): the fused kernels would freeze its value and drop its gradient. "
+                "Pass it as a neuron parameter: a keyword-only argument of charge/update/"
+                "threshold whose value neuron_params() returns"
+            )
+        raise TraceError(
+            f"a neuron equation uses a tensor (shape {shape}) which is not one of its "
+            "arguments (captured from a global, a closure or an attribute, or created inside "
+            "the equation): the fused kernels would freeze its value at the first call. "
+            "Pass it as a neuron parameter (a keyword-only argument whose value "
+            "neuron_params() returns) or write the number as a Python float"
+        )
+    raise TraceError(
         f"a traced equation combines a symbolic value with {type(a).__name__} {a!r}; only "
         "numbers and the equation's own arguments may appear"
     )
+
+
+def _logical(op: str, symbol: str, *args: object) -> Expr:
+    """``&``, ``|``, ``^``, ``~`` between comparisons (boolean tensors)."""
+    if not all(isinstance(a, Expr) and a.op in BOOLEAN for a in args):
+        raise TraceError(
+            f"the operator {symbol} is supported in fused-kernel equations only between "
+            "comparisons (boolean tensors such as (v > 0) & (x < 1)); use arithmetic or "
+            "torch.where for numbers"
+        )
+    return apply(op, *args)
 
 
 _FOLD: dict[str, Callable[..., float]] = {
@@ -202,11 +304,13 @@ def apply(op: str, *args: object) -> Expr:
             return a
         elif op == "pow" and b.is_const and b.value == 1:
             return a
+        elif op == "pow" and b.is_const and b.value == 0:
+            return const(1.0)  # as torch.pow: x ** 0 is 1, also for NaN (and no gradient)
     if op == "neg" and ea[0].op == "neg":
         return ea[0].args[0]
     if op == "where" and ea[1].key == ea[2].key:
         return ea[1]
-    if op == "tofloat" and ea[0].op not in COMPARE:
+    if op == "tofloat" and ea[0].op not in BOOLEAN:
         return ea[0]
     return Expr(op, ea)
 
@@ -227,9 +331,9 @@ _TORCH: dict[str, Callable[..., Expr]] = {
     "negative": lambda a: apply("neg", a),
     "square": lambda a: apply("mul", a, a),
     "reciprocal": lambda a: apply("div", 1.0, a),
-    "add": lambda a, b, alpha=1: apply("add", a, apply("mul", b, alpha)),
-    "sub": lambda a, b, alpha=1: apply("sub", a, apply("mul", b, alpha)),
-    "subtract": lambda a, b, alpha=1: apply("sub", a, apply("mul", b, alpha)),
+    "add": lambda a, b, alpha=1: apply("add", a, _no_alpha("add", b, alpha)),
+    "sub": lambda a, b, alpha=1: apply("sub", a, _no_alpha("sub", b, alpha)),
+    "subtract": lambda a, b, alpha=1: apply("sub", a, _no_alpha("subtract", b, alpha)),
     "mul": lambda a, b: apply("mul", a, b),
     "multiply": lambda a, b: apply("mul", a, b),
     "div": lambda a, b: apply("div", a, b),
@@ -252,24 +356,83 @@ _TORCH: dict[str, Callable[..., Expr]] = {
     "ge": lambda a, b: apply("ge", a, b),
     "eq": lambda a, b: apply("eq", a, b),
     "ne": lambda a, b: apply("ne", a, b),
+    "logical_and": lambda a, b: _logical("land", "logical_and", a, b),
+    "logical_or": lambda a, b: _logical("lor", "logical_or", a, b),
+    "logical_xor": lambda a, b: _logical("ne", "logical_xor", a, b),
+    "logical_not": lambda a: _logical("lnot", "logical_not", a),
     "to": lambda a, *args, **kw: apply("tofloat", a),
     "float": lambda a, *args, **kw: apply("tofloat", a),
 }
+#: The tensor methods the tracer maps onto ``_TORCH`` (``x.exp()``, ``v.clamp(...)``).
+_METHODS = frozenset(_TORCH) - {"zeros_like", "ones_like", "full_like", "where", "to", "float"}
+#: Names under which operators and aliases reach ``__torch_function__``.
+_ALIASES = {
+    "truediv": "div",
+    "and": "logical_and",
+    "or": "logical_or",
+    "xor": "logical_xor",
+    "invert": "logical_not",
+    "bitwise_and": "logical_and",
+    "bitwise_or": "logical_or",
+    "bitwise_xor": "logical_xor",
+    "bitwise_not": "logical_not",
+    "absolute": "abs",
+    "arctan": "atan",
+}
+
+
+def _no_alpha(name: str, b: object, alpha: object) -> object:
+    """``b`` of ``torch.add(a, b, alpha=1)``. Another ``alpha`` is refused: PyTorch
+    computes ``a + alpha * b`` with one rounding (a fused multiply-add) in its AVX2/AVX-512
+    CPU kernels and twice in its default one (chosen at run time, ATEN_CPU_CAPABILITY), so
+    no kernel can promise the reference's bits; written out, it rounds as the kernels do."""
+    if isinstance(alpha, numbers.Real) and alpha == 1:
+        return b
+    raise TraceError(
+        f"torch.{name}(..., alpha={alpha!r}) is not supported in equations compiled to fused "
+        "kernels: PyTorch rounds a + alpha * b once (a fused multiply-add) or twice "
+        "depending on the CPU kernel it picks at run time, so the fused kernels cannot "
+        f"reproduce its spikes; write it out as a {'-' if name != 'add' else '+'} alpha * b"
+    )
+
+
+def _call(name: str, label: str, *args: object, **kwargs: object) -> Expr:
+    """Apply the handler of ``name``; ``label`` names the call in errors."""
+    inplace = kwargs.pop("inplace", False)
+    if inplace is not False:
+        raise TraceError(
+            f"{label}(..., inplace={inplace!r}) is not supported in neuron/surrogate equations "
+            "compiled to fused kernels: equations must not modify tensors in place; use "
+            "inplace=False"
+        )
+    if kwargs.get("out", None) is None:
+        kwargs.pop("out", None)
+    handler = _TORCH.get(name)
+    if handler is None:
+        raise TraceError(
+            f"{label} is not supported in neuron/surrogate equations compiled to fused "
+            f"kernels; supported: {', '.join(sorted(_TORCH))}, the tensor methods of the same "
+            "names, + - * / ** and comparisons, & | ~ between comparisons"
+        )
+    try:
+        return handler(*args, **kwargs)
+    except TypeError as exc:
+        raise TraceError(
+            f"{label} is called with arguments the fused-kernel tracer does not support "
+            f"({exc}); {_SUPPORTED_HINT}"
+        ) from exc
 
 
 def _torch_call(func: Callable, args: tuple, kwargs: dict) -> Expr:
     name = getattr(func, "__name__", str(func)).strip("_")
-    if name.startswith("r") and name[1:] in ("add", "sub", "mul", "truediv", "pow"):
-        args = (args[1], args[0])  # reflected dunder reached via __torch_function__
+    if name.startswith("r") and name[1:] in ("add", "sub", "mul", "truediv", "pow", "and", "or",
+                                             "xor", "mod", "floordiv", "matmul"):  # fmt: skip
+        args = (args[1], args[0], *args[2:])  # reflected dunder reached via __torch_function__
         name = name[1:]
-    name = {"truediv": "div", "and": "mul", "invert": "sub"}.get(name, name)
-    handler = _TORCH.get(name)
-    if handler is None:
-        raise ConfigurationError(
-            f"torch.{name} is not supported in neuron/surrogate equations compiled to fused "
-            f"kernels; supported: {', '.join(sorted(_TORCH))} and + - * / ** comparisons"
-        )
-    return handler(*args, **kwargs)
+    name = _ALIASES.get(name, name)
+    module = getattr(func, "__module__", None) or ""
+    label = f"{'torch.nn.functional' if 'functional' in module else 'torch'}.{name}"
+    return _call(name, label, *args, **kwargs)
 
 
 def topological(outputs: Iterable[Expr]) -> list[Expr]:
@@ -305,9 +468,18 @@ def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Expr
     if op == "neg":
         return [const(-1.0)]
     if op == "pow":
+        # As PyTorch's pow_backward_self / pow_backward_exponent: no gradient to the base
+        # where the exponent is 0, none to the exponent where the base is 0 and the
+        # exponent >= 0 (0 * log(0) would be NaN there).
         base, ex = a
         d_base = apply("mul", ex, apply("pow", base, apply("sub", ex, 1.0)))
-        d_ex = None if ex.is_const else apply("mul", node, apply("log", base))
+        if ex.is_const:
+            return [d_base, None]
+        d_base = apply("where", apply("eq", ex, 0.0), 0.0, d_base)
+        d_ex = apply("mul", node, apply("log", base))
+        if not base.is_const or base.value == 0:
+            zero_base = apply("land", apply("eq", base, 0.0), apply("ge", ex, 0.0))
+            d_ex = apply("where", zero_base, 0.0, d_ex)
         return [d_base, d_ex]
     if op == "exp":
         return [node]
@@ -337,13 +509,16 @@ def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Expr
         return [apply("cos", a[0])]
     if op == "cos":
         return [apply("neg", apply("sin", a[0]))]
-    if op == "relu":
-        return [apply("tofloat", apply("gt", a[0], 0.0))]
+    if op == "relu":  # threshold_backward: 0 where the result <= 0 (NaN passes the gradient)
+        return [apply("sub", 1.0, apply("tofloat", apply("le", a[0], 0.0)))]
     if op in ("maximum", "minimum"):
-        wins = apply("tofloat", apply("gt" if op == "maximum" else "lt", a[0], a[1]))
+        # As PyTorch: the gradient is halved on a tie and zero for the loser; a NaN
+        # (neither wins) passes it to both.
+        first_loses, second_loses = ("lt", "gt") if op == "maximum" else ("gt", "lt")
         tie = apply("mul", 0.5, apply("tofloat", apply("eq", a[0], a[1])))
-        first = apply("add", wins, tie)
-        return [first, apply("sub", apply("sub", 1.0, wins), tie)]
+        d_first = apply("sub", apply("sub", 1.0, apply("tofloat", apply(first_loses, *a))), tie)
+        d_second = apply("sub", apply("sub", 1.0, apply("tofloat", apply(second_loses, *a))), tie)
+        return [d_first, d_second]
     if op == "where":
         return [None, apply("where", a[0], 1.0, 0.0), apply("where", a[0], 0.0, 1.0)]
     if op in ("spike", "spike_strict"):

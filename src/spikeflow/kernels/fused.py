@@ -21,8 +21,10 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
@@ -33,6 +35,7 @@ __all__ = [
     "Kernels",
     "Launcher",
     "Steps",
+    "dual_tensors",
     "forget",
     "functorch_active",
     "promoted_input",
@@ -40,7 +43,9 @@ __all__ = [
     "step_graph",
 ]
 
-_GRAPHS: dict[tuple, StepGraph] = {}
+#: Traced step graphs, or the message of the TraceError their tracing raised (so that a
+#: neuron the tracer refuses is not traced again at every call of backend="auto").
+_GRAPHS: dict[tuple, StepGraph | str] = {}
 
 
 _SYMBOLIC: dict[tuple, tuple[str, ...]] = {}
@@ -65,9 +70,14 @@ def step_graph(decl: NeuronDeclaration, rule: FiringRule) -> StepGraph:
     key = (decl, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
     graph = _GRAPHS.get(key)
     if graph is None:
-        graph = _GRAPHS[key] = build_step(
-            decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic
-        )
+        try:
+            graph = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic)
+        except TraceError as exc:
+            _GRAPHS[key] = str(exc)
+            raise
+        _GRAPHS[key] = graph
+    if isinstance(graph, str):
+        raise TraceError(graph)
     return graph
 
 
@@ -329,6 +339,26 @@ def functorch_active() -> bool:
     return bool(active and active())
 
 
+def dual_tensors(*values: object) -> bool:
+    """Whether any tensor among ``values`` (tensors, dicts and lists of them, other
+    values ignored) is a forward-mode AD dual tensor (``torch.autograd.forward_ad``)
+    carrying a tangent. Outside a ``dual_level`` context no tensor can carry one, which
+    is checked first (no per-tensor work on the usual path)."""
+    if getattr(forward_ad, "_current_level", 0) < 0:
+        return False
+    stack = list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Tensor):
+            if forward_ad.unpack_dual(v).tangent is not None:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return False
+
+
 class _EagerNeuron(torch.autograd.Function):
     """The same forward, backward and saved tensors as the custom operators, without
     their dispatch (tens of microseconds a call): used outside ``torch.compile``.
@@ -430,13 +460,17 @@ _entry_key_compiled = torch.compiler.disable(_entry_key)
 
 
 def promoted_input(
-    x_seq: Tensor, params: dict[str, Tensor | float], threshold: Tensor | float
+    x_seq: Tensor,
+    params: dict[str, Tensor | float],
+    threshold: Tensor | float,
+    state: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """``x_seq`` in the dtype the reference loop computes in under PyTorch's type
-    promotion: a float64 threshold or parameter of one or more dimensions with a float32
-    input gives float64 (0-dim tensors and Python floats do not promote)."""
+    promotion: a float64 state, threshold or parameter of one or more dimensions with a
+    float32 input gives float64 (0-dim tensors and Python floats do not promote). The
+    states are kept in that dtype too, so they come back in the reference's dtype."""
     dtype = x_seq.dtype
-    for v in (*params.values(), threshold):
+    for v in (*params.values(), threshold, *(state or {}).values()):
         if isinstance(v, Tensor) and v.dim() > 0 and v.is_floating_point():
             dtype = torch.promote_types(dtype, v.dtype)
     return x_seq if dtype == x_seq.dtype else x_seq.to(dtype)
@@ -475,6 +509,12 @@ def run_fused(
             "the fused backends cannot be recorded by torch.jit.trace (their kernels are "
             "invisible to it, so the trace would replay stale memory); use backend='auto' "
             "(which picks the reference loop there), backend='torch', or torch.compile"
+        )
+    if dual_tensors(x_seq, state, params, threshold):
+        raise ConfigurationError(
+            "the fused backends do not support forward-mode AD (torch.autograd.forward_ad "
+            "dual tensors): their kernels read raw memory and would drop the tangent; use "
+            "backend='auto' (which picks the reference loop there) or backend='torch'"
         )
     if x_seq.shape[0] == 0:
         raise ShapeError(

@@ -8,9 +8,12 @@ nobody writes per-neuron backward code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from spikeflow.kernels.expr import Expr, apply, var, vjp
+from spikeflow.errors import ConfigurationError
+from spikeflow.kernels.expr import Expr, TraceError, apply, var, vjp
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
@@ -56,6 +59,20 @@ def symbolic_surrogate_params(surrogate: Surrogate) -> tuple[str, ...]:
     return names
 
 
+def _trace(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` on symbolic values; any failure becomes a TraceError that
+    names ``what`` (an error of the tracer itself, or a TypeError/AttributeError of an
+    operation it does not model)."""
+    try:
+        return fn(*args, **kwargs)
+    except TraceError as exc:
+        raise TraceError(f"{what}: {exc}") from exc
+    except (ConfigurationError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise TraceError(
+            f"{what} cannot be traced into a fused kernel ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 def build_step(
     decl: NeuronDeclaration,
     surrogate: Surrogate,
@@ -73,20 +90,27 @@ def build_step(
     states = [var(f"state_{n}") for n in decl.state_names]
     params = {p: var(f"param_{p}") for p in decl.param_names}
     theta = var("theta")
-    out = decl.charge(x, *states, **{k: params[k] for k in decl.charge_params})
+    name = decl.name
+    out = _trace(f"{name}.charge", decl.charge, x, *states,
+                 **{k: params[k] for k in decl.charge_params})  # fmt: skip
     if decl.charge_returns_aux:
+        if not isinstance(out, (tuple, list)):
+            raise TraceError(f"{name}.charge must return (H, *aux) (charge_returns_aux)")
         h, *aux = out
     else:
         h, aux = apply("add", out, 0.0), list(states[1:])
     theta_eff = theta
     if decl.threshold is not None:  # a state-dependent threshold (fire and soft reset)
         thr_kw = {k: params[k] for k in decl.threshold_params}
-        theta_eff = apply("add", decl.threshold(theta, *aux, **thr_kw), 0.0)
+        theta_eff = apply("add", _trace(f"{name}.threshold", decl.threshold, theta, *aux,
+                                        **thr_kw), 0.0)  # fmt: skip
     u = apply("sub", h, theta_eff)
     if surrogate.spiking:
         spike = apply("spike_strict" if strict else "spike", u)
     else:  # the smooth primitive, as the reference path runs it (spiking=False)
-        spike = apply("tofloat", type(surrogate).primitive(u, **surrogate.params))
+        primitive = type(surrogate).primitive
+        spike = apply("tofloat", _trace(f"{type(surrogate).__name__}.primitive", primitive, u,
+                                        **surrogate.params))  # fmt: skip
     s_reset = apply("nograd", spike) if detach_reset else spike
     if v_reset is None:
         v_new = apply("sub", h, apply("mul", theta_eff, s_reset))
@@ -97,7 +121,8 @@ def build_step(
             apply("mul", v_reset, s_reset),
         )
     if decl.update is not None:
-        upd = decl.update(h, spike, *aux, **{k: params[k] for k in decl.update_params})
+        upd = _trace(f"{name}.update", decl.update, h, spike, *aux,
+                     **{k: params[k] for k in decl.update_params})  # fmt: skip
         aux = list(upd) if isinstance(upd, (tuple, list)) else [upd]
     new_state = (v_new, *(apply("add", a, 0.0) for a in aux))
 
@@ -107,7 +132,8 @@ def build_step(
     derivative = type(surrogate).derivative
 
     def surrogate_grad(u: Expr) -> Expr:
-        return apply("tofloat", derivative(u, **sg_params))
+        d = _trace(f"{type(surrogate).__name__}.derivative", derivative, u, **sg_params)
+        return apply("tofloat", d)
 
     cotangents = [var("grad_spike"), *(var(f"grad_state_{n}") for n in decl.state_names)]
     wrt = [x, *states, *params.values(), theta]

@@ -208,7 +208,7 @@ def run_with_launcher(
     no checkpointing, parameters on the device), with kernels from ``launcher``: shared
     by :func:`run_triton` and :func:`spikeflow.kernels.triton_aot.compile_for_gpu`, so
     that what is compiled ahead of time is what runs."""
-    x_seq = promoted_input(x_seq, params, threshold)
+    x_seq = promoted_input(x_seq, params, threshold, state)
     dtype = x_seq.dtype
     if dtype not in _SUPPORTED:
         raise DTypeError(f"backend 'triton' supports {_SUPPORTED}, got {dtype}")

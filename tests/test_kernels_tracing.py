@@ -1,0 +1,195 @@
+"""What the equation tracer accepts, and how it refuses the rest: a ConfigurationError
+that names the call from an explicit fused backend, the reference loop (with a warning)
+from backend="auto"."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import fused_backends, kernel_device
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons import BaseNode
+
+BACKENDS = fused_backends()
+
+
+@pytest.fixture(autouse=True)
+def _warn_afresh(monkeypatch):
+    """backend="auto" warns once per neuron and reason: each test sees its warning."""
+    from spikeflow import kernels
+
+    monkeypatch.setattr(kernels, "_WARNED", set(), raising=False)
+
+
+def neuron(charge) -> type[BaseNode]:
+    return type("UserNeuron", (BaseNode,), {"charge": staticmethod(charge)})
+
+
+def spikes_and_grad(node: BaseNode, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    xi = x.clone().requires_grad_()
+    spikes = node(xi)
+    weights = torch.linspace(0.5, 1.5, x.shape[-1], dtype=x.dtype, device=x.device)
+    (spikes * weights).sum().backward()
+    return spikes.detach(), xi.grad
+
+
+# Torch-style spellings that map onto what the kernels compute.
+TRACEABLE = {
+    "F.relu(x)": lambda x, v: v + F.relu(x - 0.5),
+    "F.relu(x, inplace=False)": lambda x, v: v + F.relu(x - 0.5, inplace=False),
+    "v.clamp(min=-1)": lambda x, v: v.clamp(min=-1.0) * 0.9 + x,
+    "v.clamp_min/clamp_max": lambda x, v: v.clamp_min(-1.0).clamp_max(2.0) * 0.9 + x,
+    "x.exp()": lambda x, v: v + 0.1 * x.exp(),
+    "x.sigmoid().pow(2)": lambda x, v: v * 0.8 + x.sigmoid().pow(2),
+    "v.detach()": lambda x, v: v.detach() * 0.5 + x,
+    "x.where(cond, y)": lambda x, v: v * 0.9 + x.where(x > 0.5, -x),
+    "(v > 0) & (x > 0)": lambda x, v: torch.where((v > 0.3) & (x > 0.4), v + x, x),
+    "(v > 0) | (x > 0)": lambda x, v: torch.where((v > 0.6) | (x < 0.2), v + x, x),
+    "~(v > 0)": lambda x, v: torch.where(~(v > 0.3), v + x, x),
+    "(v > 0) ^ (x > 0)": lambda x, v: torch.where((v > 0.3) ^ (x > 0.4), v + x, x),
+    "torch.logical_and/not": lambda x, v: (
+        v * 0.5 + torch.logical_and(v > 0.2, torch.logical_not(x > 0.8)).float() * x
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("label", list(TRACEABLE))
+def test_torch_style_calls_trace_and_equal_the_reference(backend, label):
+    # These failed with the tracer's own TypeError/AttributeError ('Expr' object has no
+    # attribute 'clamp', unexpected keyword argument 'inplace', unsupported operand &).
+    cls = neuron(TRACEABLE[label])
+    x = (torch.rand(7, 3, 11, dtype=torch.float64) * 1.5).to(kernel_device(backend))
+    s_ref, g_ref = spikes_and_grad(cls(backend="torch"), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to the reference loop
+        s, g = spikes_and_grad(cls(backend=backend), x)
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)
+
+
+GAIN = torch.nn.Parameter(torch.tensor(0.5))  # a learnable gain captured as a global
+THRESHOLDS = torch.tensor([0.3])  # a buffer captured as a global
+
+
+def _captured_gain(x, v):
+    return v + GAIN * x
+
+
+def _captured_buffer(x, v):
+    return torch.maximum(v + x, THRESHOLDS)
+
+
+# Each: the charge, and (a regular expression of) what the error names.
+REFUSED = {
+    "v % 2": (lambda x, v: v % 2 + x, r"operator %"),
+    "v // 2": (lambda x, v: v // 2 + x, r"operator //"),
+    "F.relu(inplace=True)": (lambda x, v: v + F.relu(x, inplace=True), r"relu.*inplace=True"),
+    "x.exp_()": (lambda x, v: v + x.exp_(), r"Tensor\.exp_ .*in-place"),
+    "v.cumsum()": (lambda x, v: v + x.cumsum(0), r"Tensor\.cumsum"),
+    "torch.floor": (lambda x, v: v + torch.floor(x), r"torch\.floor"),
+    "F.leaky_relu": (lambda x, v: v + F.leaky_relu(x), r"leaky_relu"),
+    "v[0]": (lambda x, v: v + x[0], r"indexing"),
+    "math.exp(x)": (lambda x, v: v + __import__("math").exp(x), r"Python number"),
+    "if v > 0": (lambda x, v: v + x if v > 0 else x, r"branches on a traced value"),
+    "min(v, x)": (lambda x, v: min(v, x), r"branches on a traced value"),
+    "(v > 0) & 1.0": (lambda x, v: torch.where((v > 0) & 1.0, v, x), r"operator &"),
+    "torch.add(alpha=0.37)": (lambda x, v: torch.add(v + x, x, alpha=0.37), r"alpha=0\.37"),
+    "torch.sub(alpha=2)": (lambda x, v: torch.sub(v + x, x, alpha=2), r"alpha=2"),
+    "a captured nn.Parameter": (_captured_gain, r"requires grad.*neuron_params"),
+    "a captured tensor": (_captured_buffer, r"tensor \(shape \(1,\)\).*neuron_params"),
+    "a tensor made inside": (lambda x, v: v + x * torch.tensor(0.5), r"created inside"),
+}
+
+
+#: Python on tensors of more than one element that PyTorch refuses too.
+NOT_TORCH = {"math.exp(x)", "if v > 0", "min(v, x)", "(v > 0) & 1.0"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("label", list(REFUSED))
+def test_untraceable_equations_are_refused_by_name_and_auto_runs_the_reference(backend, label):
+    charge, names = REFUSED[label]
+    cls = neuron(charge)
+    device = kernel_device(backend)
+    x = (torch.rand(5, 2, 7) * 1.5).to(device)
+    with pytest.raises(ConfigurationError, match=names):
+        cls(backend=backend)(x)
+    if label in NOT_TORCH:  # not valid PyTorch either: auto raises the reference's error
+        with pytest.raises((TypeError, ValueError, RuntimeError)), pytest.warns(UserWarning):
+            cls(backend="auto")(x)
+    elif device.type == "cpu":  # auto on CPU tensors picks the C kernel
+        with torch.no_grad():
+            expected = cls(backend="torch")(x)
+        with pytest.warns(UserWarning, match="runs on the reference loop") as record:
+            with torch.no_grad():
+                got = cls(backend="auto")(x)
+        assert torch.equal(got, expected)
+        assert any(__import__("re").search(names, str(w.message)) for w in record)
+
+
+def test_add_with_alpha_is_refused_because_torch_rounds_it_either_way():
+    # PyTorch's CPU add with alpha rounds once (an FMA) in its AVX2/AVX-512 kernels and
+    # twice in its default one, picked at run time (ATEN_CPU_CAPABILITY): no kernel can
+    # promise its spikes, so the fused backends refuse it and auto runs the reference.
+    torch.manual_seed(0)
+    x0 = torch.rand(4096) + 0.5
+    theta = torch.add(x0, x0, alpha=0.37)  # each threshold = the reference's H
+    cls = neuron(lambda x, v: torch.add(v + x, x, alpha=0.37))
+    with torch.no_grad():
+        assert cls(backend="torch", v_threshold=theta)(x0[None]).all()
+        with pytest.warns(UserWarning, match="alpha"):
+            assert cls(backend="auto", v_threshold=theta)(x0[None]).all()
+    # Written out, a + alpha * b rounds twice in every backend: the fused kernel runs it,
+    # and so it does alpha=1 (a + b).
+    for charge in (lambda x, v: v + x + 0.37 * x, lambda x, v: torch.sub(v + x, x, alpha=1)):
+        spelled = neuron(charge)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to the reference loop
+            ref = spelled(backend="torch", store_v_seq=True, v_threshold=1e9)
+            fused = spelled(backend="cpu", store_v_seq=True, v_threshold=1e9)
+            ref(x0[None]), fused(x0[None])
+        assert torch.equal(fused.v_seq, ref.v_seq)
+
+
+class GainAsParameter(BaseNode):
+    """The supported way: the gain is a neuron parameter."""
+
+    @staticmethod
+    def charge(x, v, *, gain):
+        return v + gain * x
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.gain = torch.nn.Parameter(torch.tensor(0.5))
+
+    def neuron_params(self) -> dict[str, torch.Tensor]:
+        return {"gain": self.gain}
+
+
+def test_a_captured_tensor_on_auto_trains_and_sees_later_updates():
+    # The fused kernel froze a captured tensor's value at the first call (no gradient,
+    # later optimizer steps ignored); auto now runs the reference loop for it.
+    cls = neuron(_captured_gain)
+    x = torch.full((4, 2), 0.6)
+    node = cls(backend="auto")
+    GAIN.grad = None
+    with torch.no_grad():
+        GAIN.fill_(0.5)
+    with pytest.warns(UserWarning, match="neuron_params"):
+        node(x).sum().backward()
+    assert GAIN.grad is not None and GAIN.grad != 0
+    with torch.no_grad():
+        GAIN.fill_(2.0)
+        assert node(x).sum() == cls(backend="torch")(x).sum() == 8
+    # The supported way, on the fused kernel: the gain as a neuron parameter.
+    node = GainAsParameter(backend="cpu")
+    node(x).sum().backward()
+    assert node.gain.grad is not None and node.gain.grad != 0
+    with torch.no_grad():
+        node.gain.fill_(2.0)
+        assert node(x).sum() == 8
