@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import zipfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,14 +141,19 @@ def test_missing_dataset_says_where_to_get_it(tmp_path):
         NMNIST(tmp_path / "empty", train=False)
 
 
-def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkeypatch):
-    root = tmp_path / "nmnist"
+def _test_archive(nmnist_root: Path, root: Path, count: int = 12) -> Path:
+    """``root/Test.zip`` holding the first ``count`` real test files, official layout."""
     root.mkdir()
     archive = root / "Test.zip"
-    files = sorted((nmnist_root / "Test").glob("*/*.bin"))[:12]
     with zipfile.ZipFile(archive, "w") as zf:
-        for f in files:
+        for f in sorted((nmnist_root / "Test").glob("*/*.bin"))[:count]:
             zf.write(f, f"Test/{f.parent.name}/{f.name}")
+    return archive
+
+
+def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkeypatch):
+    root = tmp_path / "nmnist"
+    archive = _test_archive(nmnist_root, root)
     with pytest.raises(DataFormatError, match="MD5"):
         NMNIST(root, train=False)  # not the official archive's checksum
     monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
@@ -164,12 +170,7 @@ def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkey
 
 def test_an_interrupted_extraction_leaves_no_partial_dataset(nmnist_root, tmp_path, monkeypatch):
     root = tmp_path / "nmnist"
-    root.mkdir()
-    archive = root / "Test.zip"
-    files = sorted((nmnist_root / "Test").glob("*/*.bin"))[:12]
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in files:
-            zf.write(f, f"Test/{f.parent.name}/{f.name}")
+    archive = _test_archive(nmnist_root, root)
     monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
     real_copy, calls = shutil.copyfileobj, [0]
 

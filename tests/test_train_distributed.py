@@ -37,22 +37,23 @@ def _config(output_dir: str) -> dict:
     }  # fmt: skip
 
 
-def _worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+def _join(rank: int, world_size: int, port: int) -> None:
+    """What torchrun gives each process: its place in the group, one thread."""
     os.environ.update({
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
     })  # fmt: skip
     torch.set_num_threads(1)
+
+
+def _worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    _join(rank, world_size, port)
     Trainer(config_from_dict(_config(output_dir)), log=None).fit()
 
 
 def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     """A run on 23 samples (not a multiple of 2) whose messages go to messages.txt."""
-    os.environ.update({
-        "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-    })  # fmt: skip
-    torch.set_num_threads(1)
+    _join(rank, world_size, port)
     messages: list[str] = []
     Trainer(config_from_dict({**_config(output_dir), "train_samples": 23}),
             log=messages.append).fit()  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -77,16 +78,8 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
     kernels would drop the tangent) and equations the tracer refuses (an unsupported
     call, a captured tensor, ...: warned once per neuron and reason)."""
 
-    def run(
-        decl: NeuronDeclaration,
-        x_seq: Tensor,
-        state: dict[str, Tensor],
-        params: dict[str, Tensor | float],
-        threshold: Tensor | float,
-        rule: FiringRule,
-        record_v: bool = False,
-    ) -> tuple:
-        args = (decl, x_seq, state, params, threshold, rule, record_v)
+    def run(*args: Any) -> tuple:  # the arguments of run_reference
+        decl, x_seq, state, params, threshold = args[:5]
         if dual_tensors(x_seq, state, params, threshold):
             return run_reference(*args)
         try:

@@ -89,22 +89,21 @@ _LIBM = ("exp", "log", "log1p", "expm1", "tanh", "atan", "erf", "erfc", "sin", "
 _LIBM_OPS = {*_LIBM, "sigmoid"}
 
 
+#: C for each exponent PyTorch's pow kernels special-case (see POW_SPECIAL).
+_POW_C = {
+    "square": "({a} * {a})",
+    "cube": "({a} * {a} * {a})",
+    "reciprocal": "((T)1 / {a})",
+    "inverse_square": "((T)1 / ({a} * {a}))",
+    "sqrt": "sqrt{f}({a})",
+    "rsqrt": "((T)1 / sqrt{f}({a}))",
+}
+
+
 def _pow(a: str, exponent: Expr, b: str, f: str) -> str:
     """``a ** exponent`` computed as PyTorch's pow kernels compute it (see POW_SPECIAL)."""
     special = POW_SPECIAL.get(exponent.value) if exponent.is_const else None
-    if special == "square":
-        return f"({a} * {a})"
-    if special == "cube":
-        return f"({a} * {a} * {a})"
-    if special == "reciprocal":
-        return f"((T)1 / {a})"
-    if special == "inverse_square":
-        return f"((T)1 / ({a} * {a}))"
-    if special == "sqrt":
-        return f"sqrt{f}({a})"
-    if special == "rsqrt":
-        return f"((T)1 / sqrt{f}({a}))"
-    return f"pow{f}({a}, {b})"
+    return _POW_C.get(special, "pow{f}({a}, {b})").format(a=a, b=b, f=f)
 
 
 def _emit(
