@@ -691,3 +691,26 @@ def test_registry_entries_are_the_classes():
     assert SURROGATES["Rect"] is Rect
     assert SURROGATES["SoftSign"] is SoftSign
     assert SURROGATES["NonzeroSignLogAbs"] is NonzeroSignLogAbs
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_forward_mode_tangent_equals_the_backward_pseudo_derivative(name):
+    # torch.autograd.forward_ad through the spike: tangent * derivative(x), the same
+    # pseudo-derivative the backward uses (and through a whole LIF on backend 'auto').
+    import torch.autograd.forward_ad as fwAD
+
+    from spikeflow.neurons import LIFNode
+
+    sg = SURROGATES[name]()
+    x = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    t = torch.randn_like(x)
+    with fwAD.dual_level():
+        tangent = fwAD.unpack_dual(sg(fwAD.make_dual(x, t))).tangent
+    torch.testing.assert_close(tangent, t * type(sg).derivative(x, **sg.params))
+    seq = torch.rand(6, 2, 7) * 2.5
+    seq_t, g = torch.randn_like(seq), torch.randn_like(seq)
+    with fwAD.dual_level():
+        out_t = fwAD.unpack_dual(LIFNode(surrogate_function=sg)(fwAD.make_dual(seq, seq_t)))
+    xr = seq.clone().requires_grad_()
+    (LIFNode(surrogate_function=sg, backend="torch")(xr) * g).sum().backward()
+    torch.testing.assert_close((out_t.tangent * g).sum(), (xr.grad * seq_t).sum())

@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError
 
@@ -81,7 +82,7 @@ def heaviside(x: Tensor, strict: bool = False) -> Tensor:
 
 
 class _SurrogateSpike(torch.autograd.Function):
-    """Heaviside forward; ``grad * derivative(x)`` backward.
+    """Heaviside forward; ``grad * derivative(x)`` backward (and forward-mode tangent).
 
     Written with a separate ``setup_context`` and plain tensor ops so that the
     ``torch.func`` transforms (grad, vmap, jacrev, ...) work through it.
@@ -106,6 +107,29 @@ class _SurrogateSpike(torch.autograd.Function):
             return None, None, None, None
         (x,) = ctx.saved_tensors
         return grad_output * ctx.derivative(x, **ctx.params), None, None, None
+
+
+def _forward_ad_active() -> bool:
+    """Whether a ``torch.autograd.forward_ad.dual_level`` is open."""
+    return getattr(forward_ad, "_current_level", -1) >= 0
+
+
+class _SurrogateSpikeWithTangent(_SurrogateSpike):
+    """:class:`_SurrogateSpike` with forward-mode AD (``torch.autograd.forward_ad``):
+    the tangent times the same pseudo-derivative the backward uses. A separate class,
+    used only inside a ``dual_level``: ``torch.compile`` cannot trace a custom ``jvp``."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        _SurrogateSpike.setup_context(ctx, inputs, output)
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: Tensor | None, *_: Any) -> Tensor | None:
+        if x_tangent is None:
+            return None
+        (x,) = ctx.saved_tensors
+        return x_tangent * ctx.derivative(x, **ctx.params)
 
 
 class Surrogate(nn.Module):
@@ -168,7 +192,8 @@ class Surrogate(nn.Module):
         """Spikes ``1[x >= 0]`` (``1[x > 0]`` if ``strict``), or the primitive."""
         if not self.spiking:
             return type(self).primitive(x, **self.params)
-        return _SurrogateSpike.apply(x, type(self).derivative, self.params, strict)
+        spike = _SurrogateSpikeWithTangent if _forward_ad_active() else _SurrogateSpike
+        return spike.apply(x, type(self).derivative, self.params, strict)
 
     def extra_repr(self) -> str:
         parts = [f"{k}={v:g}" for k, v in self.params.items()]
