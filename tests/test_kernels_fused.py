@@ -649,3 +649,21 @@ def test_double_backward_fails_by_name_instead_of_dropping_terms(backend):
     ref = LIFNode(backend="torch").double().to(x.device)  # the reference loop has them
     (g,) = torch.autograd.grad(ref(x).sum() + (x**3).sum(), x, create_graph=True)
     assert torch.autograd.grad(g.pow(2).sum(), x)[0].shape == x.shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_initial_state_given_as_a_number(backend):
+    class FloatInit(LIFNode):
+        def initial_state(self, like):
+            return {"v": 0.25}
+
+    device = kernel_device(backend)
+    x = (torch.rand(5, 3, 4) * 2).to(device)
+    results = []
+    for b in ("torch", backend):
+        xi = x.clone().requires_grad_()
+        y = FloatInit(backend=b)(xi)
+        y.sum().backward()
+        results.append((y, xi.grad))
+    assert torch.equal(results[1][0], results[0][0])
+    torch.testing.assert_close(results[1][1], results[0][1])

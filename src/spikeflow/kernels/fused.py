@@ -545,6 +545,8 @@ def run_fused(
     states = []
     for name in decl.state_names:
         s = state[name]
+        if not isinstance(s, Tensor):  # a number from initial_state: the same everywhere
+            s = torch.full(step_shape, float(s), dtype=state_dtype, device=x_seq.device)
         s = s if s.dtype == state_dtype else s.to(state_dtype)
         states.append((s if s.shape == step_shape else s.expand(step_shape)).contiguous())
     grad_on = torch.is_grad_enabled() and (
