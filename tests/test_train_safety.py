@@ -205,3 +205,17 @@ def test_resume_from_an_older_checkpoint_into_its_own_folder_is_refused(tmp_path
     # repeating a model argument with its own value is no change on a resume
     assert main(["train", "--resume", str(run), "--no-progress",
                  "--model-kwargs", "channels=8"]) == 0  # fmt: skip
+
+
+def test_a_torchrun_restart_continues_the_run_from_its_folder(tmp_path, monkeypatch):
+    from spikeflow.cli import main
+
+    args = ["train", "--output-dir", str(tmp_path / "run"), "--no-progress", "--epochs", "3",
+            "--train-samples", "96", "--test-samples", "64", "-T", "2",
+            "--model-kwargs", "channels=8", "hidden=32", "--plots", "off"]  # fmt: skip
+    assert main([*args, "--stop-after", "1"]) == 0  # the first attempt, stopped
+    assert main(args) == 2  # an ordinary rerun is refused: the folder holds a run
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert main(args) == 0  # torchrun's restart of the same command continues it
+    assert epochs_logged(tmp_path / "run") == ["1", "2", "3"]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3

@@ -305,6 +305,9 @@ def _train(args: argparse.Namespace) -> int:
         if key in overrides and isinstance(from_file.get(key), dict):
             overrides[key] = {**from_file[key], **overrides[key]}
     payload, resume_dir = None, None
+    restarted = _elastic_restart_checkpoint(args, overrides, file_config)
+    if restarted is not None:
+        args.resume = str(restarted)
     if hasattr(args, "resume"):
         path = Path(args.resume)
         path = path / "last.pt" if path.is_dir() else path
@@ -333,6 +336,22 @@ def _train(args: argparse.Namespace) -> int:
             f"{result.output_dir}"
         )
     return 0
+
+
+def _elastic_restart_checkpoint(
+    args: argparse.Namespace, overrides: dict[str, Any], file_config: Any
+) -> Path | None:
+    """On a torchrun restart (``TORCHELASTIC_RESTART_COUNT > 0``, e.g. after a node
+    failure with ``--max-restarts``) of a command without ``--resume``, the ``last.pt``
+    its first attempt wrote into ``--output-dir``, so the group continues the run."""
+    if hasattr(args, "resume") or int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
+        return None
+    out = overrides.get("output_dir") or getattr(file_config, "output_dir", None)
+    if out is None or not (Path(out) / "last.pt").is_file():
+        return None
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"torchrun restart: continuing from {Path(out) / 'last.pt'}", file=sys.stderr)
+    return Path(out)
 
 
 def _refuse_rewind(checkpoint: Path, output_dir: Path, overwrite: bool) -> None:
