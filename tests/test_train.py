@@ -901,15 +901,11 @@ def test_a_failed_config_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     target = tmp_path / "config.toml"
     save_config(tiny(tmp_path, "x"), target)
     before = target.read_text()
-    real = Path.write_text
 
-    def half_then_fail(self: Path, data: str, *args: object, **kwargs: object) -> int:
-        if self.name.endswith(".tmp"):
-            real(self, data[: len(data) // 2], *args, **kwargs)  # type: ignore[arg-type]
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
+    def disk_full(fd: int) -> None:  # once the temporary file is written
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
         save_config(tiny(tmp_path, "x", seed=3), target)
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]

@@ -29,7 +29,7 @@ from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
 from spikeflow.neurons.declaration import NeuronDeclaration
-from spikeflow.surrogate import Surrogate
+from spikeflow.surrogate import Surrogate, forward_ad_active
 
 __all__ = [
     "Kernels",
@@ -344,7 +344,7 @@ def dual_tensors(*values: object) -> bool:
     values ignored) is a forward-mode AD dual tensor (``torch.autograd.forward_ad``)
     carrying a tangent. Outside a ``dual_level`` context no tensor can carry one, which
     is checked first (no per-tensor work on the usual path)."""
-    if getattr(forward_ad, "_current_level", 0) < 0:
+    if not forward_ad_active():
         return False
     stack = list(values)
     while stack:

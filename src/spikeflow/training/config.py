@@ -9,7 +9,6 @@ size); every run writes the resolved config as ``config.toml`` next to its resul
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, MissingExtraError
 
 if sys.version_info >= (3, 11):
@@ -375,8 +375,8 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
     directory), ``overwrite`` and ``stop_after`` (they belong to the invocation that
     gave them, so a rerun from the file trains every epoch).
 
-    The text goes to ``<path>.tmp`` first and is moved into place with ``os.replace``;
-    a write that fails removes the temporary file and raises.
+    The text is written atomically (:func:`~spikeflow.data.cache.atomic_write_bytes`:
+    a temporary file moved into place); a write that fails removes it and raises.
 
     Raises:
         ConfigurationError: a value TOML cannot hold.
@@ -396,12 +396,5 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
             + ".\nRepeat it with:  spikeflow train --config <this file>"
         )
         text = dump_toml(values, header)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import config_from_dict, resolve
@@ -211,16 +211,8 @@ def write_json_atomic(data: Any, path: str | os.PathLike, option: str = "--json"
         ConfigurationError: the file cannot be written (naming ``option`` and ``path``).
     """
     path = Path(path)
-    text = json.dumps(data, indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ConfigurationError(f"{option} {path}: cannot write it: {exc}") from exc
-        raise
+        atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{option} {path}: cannot write it: {exc}") from exc
     return path

@@ -4,12 +4,14 @@ per epoch, split and spiking layer) and, optionally, TensorBoard event files."""
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import MissingExtraError
 from spikeflow.training.monitors import LayerStats
 
@@ -37,14 +39,21 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], header: bool) -> str:
+    """``rows`` as CSV lines (after a header line when ``header``)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns))
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _fmt(row[key]) for key in columns})
+    return text.getvalue()
+
+
 def _append(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
     new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _fmt(row[key]) for key in columns})
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        handle.write(_csv_text(columns, rows, header=new))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -80,13 +89,7 @@ def _rows_up_to(path: Path, epoch: int) -> list[dict[str, str]]:
 
 def _rewrite(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """Replace ``path`` by ``rows`` atomically (a temporary file, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-        _append(tmp, columns, rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, _csv_text(columns, rows, header=True).encode("utf-8"))
 
 
 class CSVLogger:

@@ -306,9 +306,12 @@ class Trainer:
         out, problem = None, None
         if ctx.is_main:
             try:
-                out = cfg.output_dir or _reserve_default_output_dir(cfg.dataset)
-                self._reserved = None if cfg.output_dir else Path(out)
-                _check_output_dir(Path(out))
+                if cfg.output_dir:
+                    out = cfg.output_dir
+                    _check_output_dir(Path(out))
+                else:  # checked there, before it is created
+                    out = _reserve_default_output_dir(cfg.dataset)
+                    self._reserved = Path(out)
             except ConfigurationError as exc:
                 problem = str(exc)
         out, problem = ctx.all_gather_object((out, problem))[0]
