@@ -342,7 +342,7 @@ _MANY_STATES = """
 import torch
 from spikeflow.neurons import BaseNode
 
-K = 128  # a delay line: 129 float64 states, 129 x 256 x 32 x 8 bytes = 8.5 MiB of buffers
+K = 128  # a delay line: 129 float64 states (8.5 MiB of block buffers when they were on the stack)
 names = [f"d{i}" for i in range(K)]
 args = ", ".join(names)
 ns = {}
@@ -376,7 +376,7 @@ print("ok")
 
 
 def test_a_neuron_with_many_states_runs_the_cpu_backward():
-    # The C backward kept a 256 x 32 block of every state on the stack: 128 float64
+    # The C backward kept a 256 x 32 block of every state on the stack: 129 float64
     # states overflowed the 8 MiB thread stack (a segfault). The block-local arrays live
     # on the heap now. In a child process, so that a crash fails this test only.
     import os

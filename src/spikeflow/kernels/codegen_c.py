@@ -1,9 +1,9 @@
 """Print a neuron step graph as a fused C kernel (loop over T inside, OpenMP over neurons).
 
 Layout: every sequence is ``[T, N]`` contiguous, every state/parameter array ``[N]``.
-Neurons are processed in blocks of ``BLOCK`` whose state stays in a block-local array
-(in a per-thread buffer on the heap), so the inner loop over the block vectorises
-(``omp simd``) and each step touches the input and output once. Floating-point
+Neurons are processed in blocks (at most ``BLOCK`` wide) whose state stays in a
+block-local array (in a per-thread buffer on the heap), so the inner loop over the block
+vectorises (``omp simd``) and each step touches the input and output once. Floating-point
 contraction is off so the forward reproduces the reference loop's float32 arithmetic
 exactly.
 """
@@ -16,16 +16,24 @@ from spikeflow.kernels.expr import Expr, topological
 from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
-__all__ = ["BLOCK", "CHECKPOINT", "generate_c"]
+__all__ = ["BLOCK", "CHECKPOINT", "SEGMENT_BYTES", "backward_width", "generate_c"]
 
-BLOCK = 256
+#: The widest block of neurons. A block walks T rows of every [T, N] sequence, a short
+#: run of each row per step: runs of 4 KiB (1024 float32 values) keep the hardware
+#: prefetchers streaming, where 1 KiB runs (256) left the backward latency-bound at
+#: T >= 64 (LIF T=64, N=1e5 backward 6.8 -> 4.2 ms on 2 cores). The drivers cut N into
+#: equal blocks, as many for each thread, so narrower ones are used where N is small.
+BLOCK = 1024
 #: The forward saves the state every CHECKPOINT steps; the backward replays each
-#: segment from its checkpoint into a block-local buffer (BLOCK x CHECKPOINT values per
-#: state, cache-resident) and walks it backwards. Global memory traffic for backward
-#: is then the input, the spike gradient and the input gradient only. The block-local
+#: segment from its checkpoint into a block-local buffer (block width x CHECKPOINT
+#: values per state) and walks it backwards. Global memory traffic for backward is
+#: then the input, the spike gradient and the input gradient only. The block-local
 #: arrays live in one buffer per thread on the heap, allocated once per call (a neuron
 #: with many states overflowed a thread's stack with them).
-CHECKPOINT = 32
+CHECKPOINT = 16
+#: The backward's blocks are narrowed so that a segment's replayed states stay within
+#: this many bytes (cache-resident): a neuron with more states gets narrower blocks.
+SEGMENT_BYTES = 64 * 1024
 
 # The backward unit asks glibc's <math.h> for its vector-variant declarations (libmvec),
 # which it gives only under __FAST_MATH__, without -ffast-math itself: its
@@ -37,6 +45,16 @@ _HEADER = """#include <stdint.h>
 #define __FAST_MATH__ 1
 #endif
 #include <math.h>
+
+// The width of the blocks N is cut into: equal blocks, as many for each thread, each
+// at most cap wide and a multiple of 16 (whole cache lines).
+static int64_t block_width(int64_t N, int threads, int64_t cap) {
+    const int64_t per = (N + threads - 1) / threads;
+    if (per <= 0) return cap;
+    const int64_t blocks = (per + cap - 1) / cap;
+    const int64_t w = ((per + blocks - 1) / blocks + 15) / 16 * 16;
+    return w < cap ? w : cap;
+}
 """
 
 _UNARY_C = {
@@ -155,18 +173,20 @@ def _exact_wrappers(f: str) -> list[str]:
     return lines
 
 
-def _driver(kind: str, work: int, extra_params: str = "", extra_args: str = "") -> str:
+def _driver(kind: str, work: int, width: int, extra_params: str = "", extra_args: str = "") -> str:
     """The exported entry: the blocks of neurons on OpenMP threads, or in a plain loop
     on one thread, which never enters the OpenMP runtime (GNU OpenMP's thread pool does
     not survive a fork(); a forked child runs on one thread, see cpu.kernel_threads).
 
-    Each thread allocates the ``work`` values of its blocks' local arrays once, on the
-    heap (64-byte aligned). Returns 0, or 1 when that allocation failed."""
-    call = f"{kind}_block(o_n, T_, N, ptrs, scalars, work{extra_args});"
+    Blocks are at most ``width`` neurons wide (see ``block_width`` in ``_HEADER``). Each
+    thread allocates the ``work`` values of its blocks' local arrays once, on the heap
+    (64-byte aligned). Returns 0, or 1 when that allocation failed."""
+    call = f"{kind}_block(o_n, w, T_, N, ptrs, scalars, work{extra_args});"
     params = f"int64_t T_, int64_t N, int threads, void** ptrs, const double* scalars{extra_params}"
     return f"""
 int spikeflow_{kind}({params}) {{
     const size_t bytes = (size_t){work} * sizeof(T);
+    const int64_t w = block_width(N, threads, {width});
     if (threads > 1) {{
         int failed = 0;
         #pragma omp parallel num_threads(threads) reduction(|: failed)
@@ -174,7 +194,7 @@ int spikeflow_{kind}({params}) {{
             T* work = (T*)aligned_alloc(64, bytes);
             failed |= (work == NULL);
             #pragma omp for schedule(static)
-            for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {{
+            for (int64_t o_n = 0; o_n < N; o_n += w) {{
                 if (work) {call}
             }}
             free(work);
@@ -183,13 +203,20 @@ int spikeflow_{kind}({params}) {{
     }}
     T* work = (T*)aligned_alloc(64, bytes);
     if (work == NULL) return 1;
-    for (int64_t o_n = 0; o_n < N; o_n += {BLOCK}) {call}
+    for (int64_t o_n = 0; o_n < N; o_n += w) {call}
     free(work);
     return 0;
 }}"""
 
 
 _BWD_STEP_PARAMS = ", int64_t gspk_step, int64_t gvrec_step"
+
+
+def backward_width(n_states: int, checkpoint: int, itemsize: int) -> int:
+    """The backward's widest block: ``BLOCK``, narrowed (to a multiple of 16, at least
+    16) so that a segment's replayed states fit in ``SEGMENT_BYTES``."""
+    fits = SEGMENT_BYTES // (max(1, n_states) * checkpoint * itemsize) // 16 * 16
+    return max(16, min(BLOCK, fits))
 
 
 def _recorded(spec: KernelSpec, state: str) -> bool:
@@ -297,12 +324,13 @@ def generate_c(spec: KernelSpec) -> str:
 #ifndef SPIKEFLOW_BACKWARD_ONLY
 // Not inlined into the drivers: inlined (twice, the threaded and the serial loop) the
 // backward ran ~5% slower (LIF, T=64, N=1e5), as the arrays became pointers to the heap.
-__attribute__((noinline)) static void forward_block(int64_t o_n, int64_t T_, int64_t N,
-                                                    void** ptrs, const double* scalars,
+__attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int64_t T_,
+                                                    int64_t N, void** ptrs,
+                                                    const double* scalars,
                                                     T* restrict work) {{
 {indent(prefix + fwd_ptrs, 1)}
     {{
-        const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
+        const int64_t m = (N - o_n < w) ? (N - o_n) : w;
 {indent(fwd_locals, 2)}
         for (int64_t i = 0; i < m; ++i) {{
 {indent([f"{S('ST', s)}[i] = {S('S0', s)}[o_n + i];" for s in states], 3)}
@@ -320,7 +348,7 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t T_, int
         }}
     }}
 }}
-{_driver("forward", fwd_work)}
+{_driver("forward", fwd_work, BLOCK)}
 #endif
 """
     # ---------------- backward ----------------
@@ -382,18 +410,17 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t T_, int
     outs = [S("GP", p) for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
     # Block-local arrays, carved out of the thread's work buffer: per state the carried
     # gradient, the replayed state and the segment's states; per accumulated gradient one.
+    W = backward_width(n_st, K, 4 if spec.ctype == "float" else 8)
     locals_: list[str] = []
     off = 0
     for s in states:
         locals_.append(f"T* restrict {S('GST', s)} = work + {off};")
-        locals_.append(f"T* restrict {S('ST', s)} = work + {off + BLOCK};")
-        locals_.append(
-            f"T (*restrict {S('LOC', s)})[{BLOCK}] = (T (*)[{BLOCK}])(work + {off + 2 * BLOCK});"
-        )
-        off += (2 + K) * BLOCK
+        locals_.append(f"T* restrict {S('ST', s)} = work + {off + W};")
+        locals_.append(f"T (*restrict {S('LOC', s)})[{W}] = (T (*)[{W}])(work + {off + 2 * W});")
+        off += (2 + K) * W
     for a in accs:
         locals_.append(f"T* restrict {a} = work + {off};")
-        off += BLOCK
+        off += W
     bwd_work = off
     # A final state whose gradient is absent comes as a NULL pointer: it starts at 0.
     init_grads = [
@@ -412,13 +439,14 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t T_, int
 #ifdef SPIKEFLOW_BACKWARD_ONLY
 {chr(10).join(_exact_wrappers(f))}
 
-__attribute__((noinline)) static void backward_block(int64_t o_n, int64_t T_, int64_t N,
-                                                     void** ptrs, const double* scalars,
+__attribute__((noinline)) static void backward_block(int64_t o_n, int64_t w, int64_t T_,
+                                                     int64_t N, void** ptrs,
+                                                     const double* scalars,
                                                      T* restrict work, int64_t gspk_step,
                                                      int64_t gvrec_step) {{
 {indent(prefix + bwd_ptrs, 1)}
     {{
-        const int64_t m = (N - o_n < {BLOCK}) ? (N - o_n) : {BLOCK};
+        const int64_t m = (N - o_n < w) ? (N - o_n) : w;
 {indent(locals_, 2)}
 {indent(init_grads, 2)}
         for (int64_t seg = (T_ - 1) / {K}; seg >= 0; --seg) {{
@@ -448,7 +476,7 @@ __attribute__((noinline)) static void backward_block(int64_t o_n, int64_t T_, in
         }}
     }}
 }}
-{_driver("backward", bwd_work, _BWD_STEP_PARAMS, ", gspk_step, gvrec_step")}
+{_driver("backward", bwd_work, W, _BWD_STEP_PARAMS, ", gspk_step, gvrec_step")}
 #endif
 """
     header = f"{_HEADER}typedef {spec.ctype} T;\n"
