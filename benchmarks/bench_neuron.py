@@ -6,6 +6,9 @@ from the same parameters (``_common.LIFParams``), and a memory floor: the time t
 the input and write the output once (``out.copy_(x)`` on ``[T, N]``) for the forward,
 twice that for forward+backward (the backward reads the output's gradient and writes
 the input's). Ratios: each runner vs spikeflow's fastest backend, and vs the floor.
+The summary also compares spikeflow with the same call of an identity "neuron"
+(``x * 1.0``): the harness's own costs (fresh outputs, the ``.sum()``, the autograd
+engine) with nothing of a neuron.
 
     python benchmarks/bench_neuron.py                      # default sizes, a few minutes
     python benchmarks/bench_neuron.py --T 4 16 --N 1e4 1e5
@@ -52,6 +55,15 @@ def copy_time(x: torch.Tensor, device: torch.device, repeats: int) -> tuple[floa
     out = None  # free it before timing the fresh allocations
     clone = C.median(C.measure(lambda: x.clone(), device, warmup=2, repeats=repeats))
     return copy, clone
+
+
+def _copy_neuron(x: torch.Tensor) -> torch.Tensor:
+    return x * 1.0
+
+
+#: A "neuron" that only copies its input: timed with the same harness (fresh output,
+#: ``.sum()``, autograd engine, fresh input gradient), it is the floor of a whole call.
+IDENTITY = C.Runner("identity (x * 1.0)", _copy_neuron, "floor")
 
 
 def make_call(r: C.Runner, x: torch.Tensor, mode: str) -> Callable[[], None]:
@@ -124,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
                         errors[r.name] = f"{type(error).__name__}: {error}".splitlines()[0][:120]
                 best = C.best_spikeflow(runners, times)
                 floor = floors[mode]
+                identity = time_runner(IDENTITY, x, mode, device, args)
                 kernels = None
                 fastest = next((r for r in runners if r.name == best[0]), None)
                 if fastest is not None and best[1] is not None:
@@ -134,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(
                     f"T={T} N={fmt_n(N)} {label}: floor {C.fmt_ms(floor)} ms "
                     f"({'' if k == 1 else '2x '}out.copy_(x) on [T, N] float32; "
-                    f"{'' if k == 1 else '2x '}x.clone() {C.fmt_ms(k * clone_t)} ms)"
+                    f"{'' if k == 1 else '2x '}x.clone() {C.fmt_ms(k * clone_t)} ms); "
+                    f"the same call of an identity neuron (x * 1.0) {C.fmt_ms(identity)} ms"
                 )
                 rows = []
                 for r in runners:
@@ -166,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "mode": mode,
                         "floor_s": floor,
                         "clone_floor_s": (1 if mode == "fwd" else 2) * clone_t,
+                        "identity_call_s": identity,
                         "times_s": times,
                         "errors": errors,
                         "spikeflow_best": best[0],
@@ -178,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
                         C.fmt_ms(best[1]),
                         C.fmt_ratio(best[1], floor),
                         C.fmt_ratio(best[1], k * clone_t),
+                        C.fmt_ratio(best[1], identity),
                         C.fmt_ratio(kernels, floor) if kernels is not None else "-",
                         *[C.fmt_ratio(times[n], best[1]) for n in peer_names],
                     ]
@@ -185,10 +201,12 @@ def main(argv: list[str] | None = None) -> dict:
             del x
 
     print(
-        "\nsummary: spikeflow's best backend (ms, vs the copy_ floor and the allocating "
-        "x.clone() floor; its kernels alone vs the copy_ floor), every runner relative to it"
+        "\nsummary: spikeflow's best backend (ms, vs the copy_ floor, the allocating x.clone() "
+        "floor and the same call of an identity neuron; its kernels alone vs the copy_ floor), "
+        "every runner relative to it"
     )
-    headers = ["size / mode", "sf best ms", "sf vs floor", "sf vs clone", "kernels vs floor"]
+    headers = ["size / mode", "sf best ms", "sf vs floor", "sf vs clone", "sf vs identity",
+               "kernels vs floor"]  # fmt: skip
     C.print_table(
         [*headers, *peer_names],
         summary_rows,
