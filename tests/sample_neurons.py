@@ -53,3 +53,39 @@ class TorchStyleIF(BaseNode):
 
     def neuron_params(self) -> dict[str, torch.Tensor]:
         return {"p": self.p}
+
+
+class ConstantBase(BaseNode):
+    """A constant base to a traced exponent (its derivative holds log(2.0)) and
+    functions of constants: computed in the kernel's type, not in float32."""
+
+    @staticmethod
+    def charge(x, v):
+        three = torch.full_like(v, 3.0)
+        return 0.5 * v + 0.1 * 2.0**x + x * torch.log(three) + torch.tanh(three * 0.2)
+
+
+class ScalarTrace(BaseNode):
+    """An auxiliary state whose new value depends on a Python-float parameter alone."""
+
+    @staticmethod
+    def charge(x, v, a):
+        return 0.5 * v + x + 0.1 * a
+
+    @staticmethod
+    def update(h, s, a, *, rho):
+        return rho * 0.5
+
+    def neuron_params(self):
+        return {"rho": 0.6}
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "a": torch.zeros_like(like)}
+
+
+class BooleanArithmetic(BaseNode):
+    """Comparisons used as numbers without a cast."""
+
+    @staticmethod
+    def charge(x, v):
+        return 0.5 * v + x + (x > 0.5) / 4.0 + 0.1 * torch.sigmoid(v > 0.2)

@@ -27,7 +27,8 @@ CHILD = textwrap.dedent(
     """
     import json, re, sys, torch
     sys.path.insert(0, TESTS)
-    from sample_neurons import AllOpsIF, TorchStyleIF
+    from sample_neurons import (AllOpsIF, BooleanArithmetic, ConstantBase, ScalarTrace,
+                                TorchStyleIF)
     from spikeflow.kernels import triton_backend
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
@@ -69,6 +70,13 @@ CHILD = textwrap.dedent(
         "torch_style_f64": (TorchStyleIF(), torch.float64),
         "lif_v_seq_f32": (LIFNode(store_v_seq=True), torch.float32),
         "capped_inf_f32": (Capped(), torch.float32),
+        # Once printed with float32 literals or scalars that Triton could not compile:
+        # a constant base (libdevice.pow), a state from scalars alone, a boolean divided.
+        "const_base_f64": (ConstantBase(), torch.float64),
+        "scalar_trace_f32": (ScalarTrace(), torch.float32),
+        "scalar_trace_f64": (ScalarTrace(), torch.float64),
+        "boolean_f32": (BooleanArithmetic(), torch.float32),
+        "boolean_f16": (BooleanArithmetic(), torch.float16),
         # The control: compiled as if launched with contraction on.
         "plif_f32_fused": (ParametricLIFNode(), torch.float32),
         "izhikevich_f64_fused": (IzhikevichNode(), torch.float64),
@@ -108,7 +116,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 18
+    assert len(compiled) == 23
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name

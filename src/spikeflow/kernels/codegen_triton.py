@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from spikeflow.kernels.expr import Expr
+from spikeflow.kernels.expr import BOOLEAN, Expr
 from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
@@ -45,7 +45,8 @@ _UNARY = {
     "rsqrt": "tl.rsqrt({a})",
     "sigmoid": "tl.sigmoid({a})",
     "neg": "(-{a})",
-    "sign": "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, 0.0))",
+    # .to(CT): a where between literals alone is float32, also in a float64 kernel.
+    "sign": "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, 0.0)).to(CT)",
     # NaN propagates through relu, maximum and minimum, as in PyTorch.
     "relu": "tl.where({a} < 0, 0.0, {a})",
     "tofloat": "({a}).to(CT)",
@@ -91,6 +92,20 @@ def _atan(x):
     return tl.where(x < 0, -r, r)
 """
 
+_POW_INTERPRETED = """
+@triton.jit
+def _pow(a, b):
+    # a ** b without libdevice: |a| ** b through exp and log, negated for a negative
+    # base and an odd integer exponent, NaN for a negative base and a non-integer one
+    # (as powf); x ** 0 is 1, also for x = 0.
+    r = tl.exp(b * tl.log(tl.abs(a)))
+    whole = tl.floor(b) == b
+    half = b * 0.5
+    odd = whole & (tl.floor(half) != half)
+    r = tl.where(a < 0, tl.where(whole, tl.where(odd, -r, r), r * 0.0 + (1e999 * 0.0)), r)
+    return tl.where(b == 0, 1.0, r)
+"""
+
 
 # The GPU flavour: functions PyTorch's CUDA kernels compute with libdevice, called
 # from libdevice too (same results). Sigmoid is printed as 1 / (1 + exp(-a)), as
@@ -123,20 +138,44 @@ def _pow(a: str, b: Expr, b_code: str, exact: bool, div: Callable[..., str]) -> 
     if exact:
         return f"libdevice.pow({a}, {b_code} + zero_)"
     if b.is_const and b.value == int(b.value) and abs(b.value) <= 4:
-        # The interpreter has no pow: small integer powers as products (exp/log would
-        # give NaN for a negative base).
+        # The interpreter has no pow: small integer powers as products.
         prod = "(" + " * ".join([a] * int(abs(b.value))) + ")"
         return div("1.0", prod, True) if b.value < 0 else prod
-    if b.is_const:
-        return f"tl.exp({b_code} * tl.log({a}))"
-    # x ** 0 is 1, also for x = 0 (where exp(0 * log(0)) would be NaN).
-    return f"tl.where({b_code} == 0, 1.0, tl.exp({b_code} * tl.log({a})))"
+    return f"_pow({a}, {b_code} + zero_)"
+
+
+def _per_neuron(e: Expr, block_vars: frozenset[str], memo: dict[int, bool]) -> bool:
+    """Whether ``e`` depends on a per-neuron value (a ``[BLOCK]`` tensor in the kernel),
+    rather than on scalars and constants only."""
+    hit = memo.get(id(e))
+    if hit is None:
+        if e.op == "var":
+            hit = e.name in block_vars
+        else:
+            hit = any(_per_neuron(a, block_vars, memo) for a in e.args)
+        memo[id(e)] = hit
+    return hit
+
+
+#: Operations on numbers: a boolean operand (a comparison used as 0/1) is cast first.
+_ARITHMETIC = frozenset(
+    ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "log1p",
+     "expm1", "sigmoid", "tanh", "atan", "erf", "erfc", "abs", "sign", "sin", "cos", "sqrt",
+     "rsqrt", "relu")
+)  # fmt: skip
 
 
 def _emit(
-    targets: list[tuple[str, Expr]], names: dict[str, str], exact: bool, ctype: str
+    targets: list[tuple[str, Expr]],
+    names: dict[str, str],
+    exact: bool,
+    ctype: str,
+    block_vars: frozenset[str],
 ) -> list[str]:
-    """Triton statements computing every target (common subexpressions computed once)."""
+    """Triton statements computing every target (common subexpressions computed once).
+
+    ``block_vars``: the variables that are ``[BLOCK]`` tensors in the kernel (the others
+    are scalars); a target computed from scalars alone is broadcast to a block."""
     # float32 division rounds exactly only through div_rn; float64 ``/`` already does.
     precise = exact and ctype == "float"
     unary = _UNARY_GPU if exact else _UNARY
@@ -147,6 +186,17 @@ def _emit(
         return f"tl.div_rn({a} + zero_, {b})" if a_is_const else f"tl.div_rn({a}, {b})"
 
     def operation(node: Expr, args: list[str]) -> str:
+        if node.op in _ARITHMETIC:
+            args = [
+                f"({code}).to(CT)" if arg.op in BOOLEAN else code
+                for arg, code in zip(node.args, args)
+            ]
+            if all(arg.is_const for arg in node.args) or (
+                node.op == "pow" and node.args[0].is_const
+            ):
+                # A literal is float32 to Triton: f(literal) would be computed (and
+                # folded) in float32 inside a float64 kernel; a block of CT is not.
+                args = [f"tl.full([BLOCK], {args[0]}, CT)", *args[1:]]
         if node.op == "where":
             return f"tl.where({args[0]}, {args[1]}, {args[2]})"
         if node.op == "pow":
@@ -165,8 +215,14 @@ def _emit(
         return _BINARY[node.op].format(a=args[0], b=args[1])
 
     lines = emit(targets, names, _literal, operation, "{name} = {code}", "{name} = {code}")
-    # A target that is a constant or a plain variable must still be a block tensor.
-    lines += [f"{dst} = {dst} + zero_" for dst, e in targets if e.op in ("const", "var")]
+    # A target computed from scalars alone must still be a block tensor of CT (a
+    # loop-carried state keeps its type).
+    memo: dict[int, bool] = {}
+    lines += [
+        f"{dst} = tl.where(mask, {dst}, zero_)"
+        for dst, e in targets
+        if not _per_neuron(e, block_vars, memo)
+    ]
     return lines
 
 
@@ -189,6 +245,12 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
     names.update({f"state_{s}": S("st", s) for s in states})
     names.update({f"grad_state_{s}": S("gst", s) for s in states})
     names.update({f"param_{p}": S("p", p) for p in params})
+    # The variables loaded per neuron ([BLOCK] tensors); the others are scalars.
+    block_vars = frozenset(
+        ["x", "grad_spike", *(f"state_{s}" for s in states), *(f"grad_state_{s}" for s in states)]
+        + [f"param_{p}" for i, p in enumerate(params) if spec.array_params[i]]
+        + (["theta"] if spec.theta_is_array else [])
+    )
 
     # Arguments and loads shared by both kernels.
     shared_args: list[str] = []
@@ -237,7 +299,7 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
             for s in states
         ]
     targets = [("spk_", g.spike), *((S("new", s), e) for s, e in zip(states, g.new_state))]
-    body += _emit(targets, names, exact, spec.ctype)
+    body += _emit(targets, names, exact, spec.ctype, block_vars)
     body.append("tl.store(pSPK, spk_.to(SPK.dtype.element_ty), mask=mask)")
     if spec.record_v:
         body.append(f"tl.store(pVREC, {S('new', 'v')}.to(VREC.dtype.element_ty), mask=mask)")
@@ -296,7 +358,7 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
                 if spec.grad_params[i]]  # fmt: skip
     if spec.grad_theta:
         targets.append(("dtheta_", g.grad_theta))
-    body += _emit(targets, names, exact, spec.ctype)
+    body += _emit(targets, names, exact, spec.ctype, block_vars)
     body.append("tl.store(pGX, gx_.to(GX.dtype.element_ty), mask=mask)")
     body += [f"{S('gst', s)} = {S('ngs', s)}" for s in states]
     body += [f"{S('acc', p)} += {S('dp', p)}" for p in grad_p]
@@ -324,6 +386,8 @@ def spikeflow_backward({b_sig}):
     header = "import triton\nimport triton.language as tl\n"
     if exact:
         header += "from triton.language.extra import libdevice\n"
+    else:
+        header += _POW_INTERPRETED
     return header + _ATAN + forward + backward
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import struct
 import tempfile
 import threading
 from types import ModuleType
@@ -137,7 +138,9 @@ class _TritonKernels:
     def _scalars(self, buffers: list[Tensor], scalars: list[float]) -> Tensor:
         ref = buffers[0]
         dtype = scalar_dtype(buffers)
-        key = (tuple(scalars), dtype, ref.device)
+        # By bit pattern: 0.0 and -0.0 compare equal (x / 0.0 and x / -0.0 do not), and
+        # a NaN never equals itself.
+        key = (struct.pack(f"{len(scalars)}d", *scalars), dtype, ref.device)
         scal = self._scal.get(key)
         if scal is None:
             if len(self._scal) >= _MAX_SCALAR_SETS:
@@ -217,6 +220,12 @@ def run_with_launcher(
     args: tuple[Any, ...] = (decl, x_seq, state, params, threshold, rule, record_v)
     # Tensor parameters (0-dim ones too) are read by the kernel from device memory:
     # reading a CUDA scalar on the host would synchronise every call.
-    return run_fused(
+    spikes, finals, v_seq = run_fused(
         launcher, "double" if wide else "float", state_dtype, 1, *args, tensors_as_arrays=True
     )
+    if dtype in (torch.float16, torch.bfloat16):
+        # A half input's state is computed in float32 but handed back in the input's
+        # dtype, as the reference loop keeps it: carried into the next call (streaming),
+        # a float32 state would promote that call's input and output to float32.
+        finals = {name: s.to(dtype) for name, s in finals.items()}
+    return spikes, finals, v_seq

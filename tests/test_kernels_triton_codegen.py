@@ -1,0 +1,103 @@
+"""Equations whose Triton printing once went wrong: every fused backend must equal the
+reference loop on them (Triton through its interpreter without a GPU). Their GPU
+compilation is checked in tests/test_kernels_triton_aot.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import fused_backends, kernel_device
+from sample_neurons import BooleanArithmetic, ConstantBase, ScalarTrace
+from spikeflow.neurons import BaseNode, LIFNode
+
+BACKENDS = fused_backends()
+
+
+class OddPower(BaseNode):
+    """Integer powers of a negative base: x ** 5 and x ** -5 (no special case in
+    PyTorch's pow) and x ** p with an integer-valued parameter p."""
+
+    @staticmethod
+    def charge(x, v, *, p):
+        return 0.5 * v + 0.05 * x**5 + 0.01 * (x + 2.0) ** -5 + 0.02 * x**p + x
+
+    def neuron_params(self):
+        return {"p": 3.0}
+
+
+class Signed(BaseNode):
+    @staticmethod
+    def charge(x, v):
+        return 0.6 * v + x + 0.1 * torch.sign(x - 0.5)
+
+
+class DividedByParameter(BaseNode):
+    @staticmethod
+    def charge(x, v, *, c):
+        return 0.5 * v + x + torch.clamp(x / c, -1.0, 1.0)
+
+    def __init__(self, c: float = 0.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.c = c
+
+    def neuron_params(self):
+        return {"c": self.c}
+
+
+def _check(make, x: torch.Tensor, backend: str, rtol: float, grads: bool = True) -> None:
+    device = kernel_device(backend)
+    x = x.to(device)
+    outs = []
+    for b in ("torch", backend):
+        node = make(b).to(device)
+        xi = x.clone().requires_grad_()
+        spikes = node(xi)
+        g = torch.randn(spikes.shape, generator=torch.Generator().manual_seed(1))
+        (spikes * g.to(device, spikes.dtype)).sum().backward()
+        outs.append((spikes, xi.grad, node.v_seq))
+    (sr, gr, vr), (sf, gf, vf) = outs
+    assert torch.equal(sr, sf), f"{int((sr != sf).sum())} spikes differ"
+    torch.testing.assert_close(vf, vr, rtol=rtol, atol=rtol)
+    if grads:
+        torch.testing.assert_close(gf, gr, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cls", [OddPower, ConstantBase, Signed, ScalarTrace])
+def test_float64_equations_match_the_reference(backend, cls):
+    x = torch.rand(9, 2, 150, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    _check(lambda b: cls(backend=b, store_v_seq=True).double(), x * 3.0 - 1.5, backend, 1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_comparisons_used_as_numbers(backend):
+    x = torch.rand(9, 2, 150, generator=torch.Generator().manual_seed(0)) * 2
+    _check(lambda b: BooleanArithmetic(backend=b, store_v_seq=True), x, backend, 1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_negative_zero_parameter_is_not_its_positive_twin(backend):
+    # x / 0.0 and x / -0.0 clamp to +1 and -1: the Triton backend once reused the device
+    # copy of the Python floats of the first call (0.0 == -0.0) for the second.
+    x = torch.rand(5, 40, generator=torch.Generator().manual_seed(0)) * 2 + 0.1
+    for c in (0.0, -0.0):  # (the gradient of x / 0 is NaN)
+        make = lambda b, c=c: DividedByParameter(c, backend=b, store_v_seq=True)  # noqa: E731
+        _check(make, x, backend, 1e-5, grads=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_streaming_half_inputs_keep_their_dtype(backend, dtype):
+    # Triton computes a half input's state in float32; handed back as float32, the carried
+    # state promoted the next chunk's input and output to float32.
+    from spikeflow import functional as F
+
+    device = kernel_device(backend)
+    x = (torch.rand(6, 2, 40, device=device) * 2).to(dtype)
+    node = LIFNode(backend=backend)
+    with F.streaming(node):
+        outs = [node(chunk) for chunk in x.split([2, 4])]
+        carried = dict(node._state)
+    assert [o.dtype for o in outs] == [dtype, dtype]
+    assert {s.dtype for s in carried.values()} == {dtype}
