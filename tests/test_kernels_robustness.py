@@ -1,5 +1,5 @@
 """The fused kernels on inputs at the edges: overflowing functions, values on the
-threshold, infinite constants, clamp ties, promoted dtypes, tracing, forks and a
+threshold, infinite constants, clamp ties, mixed dtypes, tracing, forks and a
 damaged or shared kernel cache."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ import math
 import os
 import signal
 import time
+import warnings
 
 import pytest
 import torch
 
 from conftest import fused_backends, kernel_device
+from spikeflow.kernels.triton_backend import triton_available
 from spikeflow.neurons import BaseNode, IFNode
 
 BACKENDS = fused_backends()
@@ -105,18 +107,53 @@ def test_clamp_passes_the_gradient_on_its_bound_as_torch_does(backend):
     assert g[1:3].min() > 0.4
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_wider_threshold_promotes_the_computation_as_the_reference_does(backend):
+@pytest.fixture
+def warn_afresh(monkeypatch):
+    """backend="auto" warns once per neuron and reason: each test sees its warning."""
+    from spikeflow import kernels
+
+    monkeypatch.setattr(kernels, "_WARNED", set())
+
+
+def refused_then_reference_on_auto(
+    cls: type[BaseNode], x: torch.Tensor, match: str, **kwargs: object
+) -> torch.Tensor:
+    """Check that ``cls(**kwargs)`` on ``x`` is refused as mixed precision by every fused
+    backend and gives the reference's spikes (and dtype) under backend="auto", with a
+    warning; return those spikes."""
+    from spikeflow.kernels import MixedPrecisionError
+
+    s_ref = cls(backend="torch", **kwargs)(x)
+    for backend in BACKENDS:
+        backend = getattr(backend, "values", (backend,))[0]  # a pytest.param's value
+        if backend == "triton" and not triton_available():
+            continue
+        device = kernel_device(backend)
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        with pytest.raises(MixedPrecisionError, match=match):
+            cls(backend=backend, **moved)(x.detach().to(device))
+    with pytest.warns(UserWarning, match="runs on the reference loop.*mixes precisions"):
+        s = cls(backend="auto", **kwargs)(x)
+    assert s.dtype == s_ref.dtype
+    assert torch.equal(s, s_ref)
+    return s
+
+
+def test_a_wider_threshold_is_refused_and_auto_runs_the_reference(warn_afresh):
     # float32 input 0.7 (0.69999999) against a float64 per-neuron threshold 0.7: the
-    # reference computes in float64 (PyTorch's promotion) and does not fire; a kernel
-    # that cast the threshold to float32 (0.69999999) would.
-    device = kernel_device(backend)
-    x = torch.full((1, 3), 0.7, device=device)
-    theta = torch.full((3,), 0.7, dtype=torch.float64, device=device)
-    s_ref = IFNode(backend="torch", v_threshold=theta)(x)
-    s = IFNode(backend=backend, v_threshold=theta)(x)
-    assert s.dtype == s_ref.dtype == torch.float64
-    assert torch.equal(s, s_ref) and not s.any()
+    # reference computes the comparison in float64 (PyTorch's promotion) and does not
+    # fire; a kernel that cast the threshold to float32 (0.69999999) would.
+    x = torch.full((1, 3), 0.7)
+    theta = torch.full((3,), 0.7, dtype=torch.float64)
+    match = (
+        r"the threshold is a torch\.float64 tensor of shape \(3,\) but the input is "
+        r"torch\.float32.*mixed precision.*one dtype.*backend='torch'"
+    )
+    s = refused_then_reference_on_auto(IFNode, x, match, v_threshold=theta)
+    assert s.dtype == torch.float64 and not s.any()
+    # One dtype runs fused: the neuron's, or the input's.
+    for xx, th in ((x.double(), theta), (x, theta.float())):
+        assert torch.equal(IFNode(backend="cpu", v_threshold=th)(xx), IFNode(v_threshold=th)(xx))
 
 
 def test_jit_trace_records_the_reference_loop_and_refuses_an_explicit_kernel():
@@ -327,22 +364,122 @@ class FromFloat64State(IFNode):
         return {"v": torch.full(like.shape, 0.1, dtype=torch.float64, device=like.device)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_wider_state_promotes_the_computation_as_the_reference_does(backend):
+def test_a_wider_state_is_refused_and_auto_runs_the_reference(warn_afresh):
     # float32 0.9 (0.89999998) + float64 0.1 is below 1 in float64 (the reference, by
     # PyTorch's promotion) but reaches 1 in float32, where a kernel that cast the state
     # down to the input's dtype fired.
-    device = kernel_device(backend)
-    x = torch.full((2, 4), 0.9, device=device, requires_grad=True)
-    s_ref = FromFloat64State(backend="torch")(x)
-    node = FromFloat64State(backend=backend)
-    s = node(x)
-    assert s.dtype == s_ref.dtype == torch.float64
-    assert torch.equal(s, s_ref) and not s[0].any()
+    x = torch.full((2, 4), 0.9, requires_grad=True)
+    match = r"state 'v' is a torch\.float64 tensor of shape \(4,\) but the input is"
+    s = refused_then_reference_on_auto(FromFloat64State, x, match)
+    assert s.dtype == torch.float64 and not s[0].any()
     (g,) = torch.autograd.grad(s.sum(), x)
-    (g_ref,) = torch.autograd.grad(s_ref.sum(), x)
     assert g.dtype == torch.float32
-    torch.testing.assert_close(g, g_ref)
+
+
+class TracedLIF(BaseNode):
+    """LIF with a spike trace ``a`` (for a learning rule) that never feeds back."""
+
+    def __init__(self, rho: torch.Tensor, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.rho = rho
+
+    @staticmethod
+    def charge(x, v, a):
+        return v + (x - v) * 0.3
+
+    @staticmethod
+    def update(h, s, a, *, rho):
+        return a * rho + s
+
+    def neuron_params(self) -> dict[str, torch.Tensor]:
+        return {"rho": self.rho}
+
+    def initial_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**super().initial_state(like), "a": torch.zeros_like(like)}
+
+
+class AdaptIF(BaseNode):
+    """An adaptation current ``w`` that a parameter ``b`` feeds after each spike."""
+
+    def __init__(self, b: torch.Tensor, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.b = b
+
+    @staticmethod
+    def charge(x, v, w):
+        return v + x * 0.3 - w
+
+    @staticmethod
+    def update(h, s, w, *, b):
+        return w * 0.5 + b * s
+
+    def neuron_params(self) -> dict[str, torch.Tensor]:
+        return {"b": self.b}
+
+    def initial_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**super().initial_state(like), "w": torch.zeros_like(like)}
+
+
+def test_a_wider_parameter_is_refused_where_the_reference_mixes_precisions(warn_afresh):
+    # The reference keeps the membrane and the spikes float32 when a float64 per-neuron
+    # parameter feeds only a trace, and computes step 0 in float32 and the later ones in
+    # float64 when it enters through an adaptation current. The kernels promoted the whole
+    # computation to float64: other spikes (x*0.3 rounds to 1 in float32 only), another
+    # dtype. They now refuse, and auto runs the reference.
+    x = torch.rand(6, 40) * 2.2
+    x[0, :10] = 10.0 / 3.0
+    rho = torch.full((40,), 0.9, dtype=torch.float64)
+    s = refused_then_reference_on_auto(
+        TracedLIF, x, r"parameter 'rho' is a torch\.float64", rho=rho
+    )
+    assert s.dtype == torch.float32 and s[0, :10].all()
+    x = torch.full((2, 4), 10.0 / 3.0)
+    b = torch.full((4,), 0.1, dtype=torch.float64)
+    s = refused_then_reference_on_auto(AdaptIF, x, r"parameter 'b' is a torch\.float64", b=b)
+    assert s.dtype == torch.float64 and s[0].all()
+    # 0-dim tensors and Python floats never promote (PyTorch's rule): accepted, fused.
+    for b in (torch.tensor(0.1, dtype=torch.float64), 0.1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert torch.equal(AdaptIF(b, backend="auto")(x), AdaptIF(b, backend="torch")(x))
+
+
+@pytest.mark.skipif(not triton_available(), reason="triton is not installed")
+def test_a_half_input_still_computes_in_a_wider_parameters_dtype_on_triton():
+    # Half inputs compute in float32 on Triton: a float32 per-neuron threshold is fine.
+    device = kernel_device("triton")
+    x = (torch.rand(3, 64, device=device) * 2).half()
+    theta = torch.full((64,), 0.7, device=device)
+    s = IFNode(backend="triton", v_threshold=theta)(x)
+    s_ref = IFNode(backend="torch", v_threshold=theta)(x)
+    assert s.dtype == s_ref.dtype == torch.float32
+    assert torch.equal(s, s_ref)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "auto"])
+def test_batched_gradients_through_a_fused_neuron_are_refused_by_name(backend):
+    # is_grads_batched (and jacobian(vectorize=True)) vmap the backward; the fused
+    # backward read the data pointers of storage-less batched tensors and failed with
+    # "Cannot access data pointer of Tensor that doesn't have storage".
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.neurons import LIFNode
+
+    xs = torch.rand(4, 1, 3, dtype=torch.float64) * 2
+    x = xs.clone().requires_grad_()
+    s = LIFNode(backend=backend).double()(x)
+    eye = torch.eye(s.numel(), dtype=torch.float64).reshape(-1, *s.shape)
+    match = r"batched gradients.*is_grads_batched.*backend='torch'"
+    with pytest.raises(ConfigurationError, match=match):
+        torch.autograd.grad(s, x, eye, is_grads_batched=True, retain_graph=True)
+    node = LIFNode(backend=backend).double()
+    with pytest.raises(ConfigurationError, match=match):
+        torch.autograd.functional.jacobian(node, xs, vectorize=True)
+    # The remedies: the reference loop, or an unbatched Jacobian.
+    (j_ref,) = torch.autograd.grad(
+        LIFNode(backend="torch").double()(x), x, eye, is_grads_batched=True
+    )
+    j = torch.autograd.functional.jacobian(LIFNode(backend=backend).double(), xs)
+    torch.testing.assert_close(j.reshape(j_ref.shape), j_ref)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

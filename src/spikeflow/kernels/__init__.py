@@ -6,8 +6,9 @@ fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
 (:mod:`spikeflow.kernels.triton_backend`). ``"auto"`` picks Triton for CUDA tensors
 when triton is installed, the C kernel for CPU float32/float64 tensors when a C
 compiler is available, and the reference loop otherwise (inside ``torch.compile`` and
-``torch.func`` transforms, under forward-mode AD, and for equations the tracer cannot
-compile, with a warning that names the reason).
+``torch.func`` transforms, under forward-mode AD, and, with a warning that names the
+reason, for equations the tracer cannot compile and for parameters, thresholds or
+states wider than the input, which the reference computes in mixed precision).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
 from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.fused import dual_tensors, functorch_active
+from spikeflow.kernels.precision import MixedPrecisionError
 from spikeflow.kernels.reference import FiringRule, run_reference
 from spikeflow.kernels.triton_backend import run_triton, triton_available
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -30,6 +32,7 @@ from spikeflow.neurons.declaration import NeuronDeclaration
 __all__ = [
     "BACKENDS",
     "FiringRule",
+    "MixedPrecisionError",
     "TraceError",
     "check_backend",
     "resolve_backend",
@@ -69,14 +72,15 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     return BACKENDS[name]
 
 
-_WARNED: set[tuple[NeuronDeclaration, str]] = set()
+_WARNED: set[tuple[NeuronDeclaration, object]] = set()
 
 
 def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
     """``backend="auto"``'s runner: ``fused``, or the reference loop where the fused
     kernels cannot give the reference's results: forward-mode AD dual tensors (the
-    kernels would drop the tangent) and equations the tracer refuses (an unsupported
-    call, a captured tensor, ...: warned once per neuron and reason)."""
+    kernels would drop the tangent), equations the tracer refuses (an unsupported
+    call, a captured tensor, ...) and mixed precision (a parameter, threshold or state
+    wider than the input); the last two warned once per neuron and reason."""
 
     def run(*args: Any) -> tuple:  # the arguments of run_reference
         decl, x_seq, state, params, threshold = args[:5]
@@ -91,6 +95,16 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
                 warnings.warn(
                     f"{decl.name} runs on the reference loop (backend='auto'): its equations "
                     f"cannot be compiled to a fused kernel: {reason}",
+                    stacklevel=2,
+                )
+            return run_reference(*args)
+        except MixedPrecisionError as exc:  # raised before tracing, before any kernel ran
+            key = (exc.value, exc.dtype, exc.input_dtype)  # not the shape (a batch size)
+            if (decl, key) not in _WARNED:
+                _WARNED.add((decl, key))
+                warnings.warn(
+                    f"{decl.name} runs on the reference loop (backend='auto'): it mixes "
+                    f"precisions, which a fused kernel cannot: {exc.reason}",
                     stacklevel=2,
                 )
             return run_reference(*args)

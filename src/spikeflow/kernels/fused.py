@@ -24,7 +24,9 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.kernels.captures import captured_numbers
 from spikeflow.kernels.expr import TraceError
+from spikeflow.kernels.precision import promoted_input
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
@@ -35,6 +37,7 @@ __all__ = [
     "Kernels",
     "Launcher",
     "Steps",
+    "batched_gradients",
     "dual_tensors",
     "forget",
     "functorch_active",
@@ -44,7 +47,9 @@ __all__ = [
 ]
 
 #: Traced step graphs, or the message of the TraceError their tracing raised (so that a
-#: neuron the tracer refuses is not traced again at every call of backend="auto").
+#: neuron the tracer refuses is not traced again at every call of backend="auto"). Keyed
+#: by the declaration and the current values of the Python numbers its functions read
+#: from globals and closures (folded into the graph as constants; see captures.py).
 _GRAPHS: dict[tuple, StepGraph | str] = {}
 
 
@@ -63,11 +68,17 @@ def _surrogate_key(sg: Surrogate) -> tuple[tuple, tuple[str, ...]]:
     return (type(sg), sg.spiking, names, fixed), symbolic
 
 
-def step_graph(decl: NeuronDeclaration, rule: FiringRule) -> StepGraph:
-    """The traced and differentiated step of ``decl`` under ``rule`` (cached)."""
+def step_graph(
+    decl: NeuronDeclaration, rule: FiringRule, captured: tuple[str, ...] | None = None
+) -> StepGraph:
+    """The traced and differentiated step of ``decl`` under ``rule`` (cached, also by
+    ``captured``: :func:`~spikeflow.kernels.captures.captured_numbers` of ``decl``, read
+    here when not given)."""
     sg = rule.surrogate
     sg_key, symbolic = _surrogate_key(sg)
-    key = (decl, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
+    if captured is None:
+        captured = captured_numbers(decl)
+    key = (decl, captured, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
     graph = _GRAPHS.get(key)
     if graph is None:
         try:
@@ -359,6 +370,19 @@ def dual_tensors(*values: object) -> bool:
     return False
 
 
+def batched_gradients(grads: tuple[Tensor | None, ...]) -> bool:
+    """Whether a backward runs batched: under a ``torch.func`` transform (a vmap over the
+    backward), or on the legacy batched tensors of ``torch.autograd.grad(...,
+    is_grads_batched=True)``, which have no storage for the kernels to read."""
+    if functorch_active():
+        return True
+    ft = torch._C._functorch
+    for g in grads:
+        if g is not None and (ft.is_legacy_batchedtensor(g) or ft.is_batchedtensor(g)):
+            return True
+    return False
+
+
 class _EagerNeuron(torch.autograd.Function):
     """The same forward, backward and saved tensors as the custom operators, without
     their dispatch (tens of microseconds a call): used outside ``torch.compile``.
@@ -382,6 +406,15 @@ class _EagerNeuron(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
+        if batched_gradients(grads):
+            raise ConfigurationError(
+                "the fused neuron kernels cannot compute batched gradients "
+                "(torch.autograd.grad(..., is_grads_batched=True), "
+                "torch.autograd.functional.jacobian(vectorize=True), or a vmap over the "
+                "backward): their backward reads raw memory, which the batched gradient "
+                "tensors lack; build this neuron with backend='torch' (the reference loop) "
+                "for such Jacobians, or compute them without batching (vectorize=False)"
+            )
         # Under create_graph the backward goes through the custom operator, whose
         # autograd formula refuses a double backward by name (as on the compiled path)
         # instead of silently dropping the neuron's second-order terms.
@@ -416,15 +449,18 @@ def _entry_key(
 
     The values of Python-float parameters and of the surrogate's run-time parameters
     are not part of it (they travel with each call), so a parameter or a surrogate
-    ``alpha`` annealed as a float does not grow the registry.
+    ``alpha`` annealed as a float does not grow the registry. The values of the Python
+    numbers ``decl``'s functions read from globals and closures are (the tracer folds
+    them into the code): a changed one builds its own kernels.
     Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
     """
-    config = (launcher, ctype, state_dtype, checkpoint, decl, sg_key, v_reset, detach_reset,
-              strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
+    captured = captured_numbers(decl)
+    config = (launcher, ctype, state_dtype, checkpoint, decl, captured, sg_key, v_reset,
+              detach_reset, strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
     key = _KEYS.get(config)
     if key is not None:
         return key
-    graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict))
+    graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict), captured)
     flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
     key = f"{_launcher_name(launcher)}|{id(graph)}|{flags}"
     if key not in _ENTRIES:
@@ -457,23 +493,6 @@ def forget(launcher: Launcher) -> None:
 # backend inside a compiled model costs one graph break per neuron, which is why
 # ``backend="auto"`` uses the reference loop there.
 _entry_key_compiled = torch.compiler.disable(_entry_key)
-
-
-def promoted_input(
-    x_seq: Tensor,
-    params: dict[str, Tensor | float],
-    threshold: Tensor | float,
-    state: dict[str, Tensor] | None = None,
-) -> Tensor:
-    """``x_seq`` in the dtype the reference loop computes in under PyTorch's type
-    promotion: a float64 state, threshold or parameter of one or more dimensions with a
-    float32 input gives float64 (0-dim tensors and Python floats do not promote). The
-    states are kept in that dtype too, so they come back in the reference's dtype."""
-    dtype = x_seq.dtype
-    for v in (*params.values(), threshold, *(state or {}).values()):
-        if isinstance(v, Tensor) and v.dim() > 0 and v.is_floating_point():
-            dtype = torch.promote_types(dtype, v.dtype)
-    return x_seq if dtype == x_seq.dtype else x_seq.to(dtype)
 
 
 def run_fused(

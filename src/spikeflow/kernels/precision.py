@@ -1,0 +1,97 @@
+"""The compute dtype of a fused neuron call, and the mixed precision the kernels refuse.
+
+The reference loop computes every operation of every step in the dtype PyTorch promotes
+its operands to. A neuron whose parameters, threshold or states are wider than its
+float32 input (a float64 per-neuron parameter, an initial membrane loaded from numpy)
+therefore runs in *mixed* precision there: an auxiliary trace fed by a float64 parameter
+becomes float64 while the membrane and the spikes stay float32, and a float64 parameter
+entering through an adaptation state leaves step 0 in float32 and makes the later steps
+float64. One fused kernel computes in one type and cannot reproduce that, so the fused
+backends refuse such a call (:class:`MixedPrecisionError`); ``backend="auto"`` runs the
+reference loop instead, with a warning.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["MixedPrecisionError", "promoted_input"]
+
+#: Input dtypes the kernels compute in as they are (never promoted).
+_EXACT = (torch.float32, torch.float64)
+
+
+class MixedPrecisionError(ConfigurationError):
+    """A parameter, the threshold or a state is a tensor (of one or more dimensions) of a
+    wider floating dtype than the float32/float64 input, which the reference loop would
+    compute in mixed precision, step by step, and one fused kernel cannot. An explicit
+    fused backend raises it; ``backend="auto"`` runs the reference loop instead.
+
+    Attributes:
+        value: what is wider: ``"parameter 'name'"``, ``"the threshold"`` or
+            ``"state 'name'"``.
+        dtype: its dtype.
+        shape: its shape.
+        input_dtype: the input's dtype.
+    """
+
+    def __init__(
+        self, value: str, dtype: torch.dtype, shape: tuple[int, ...], input_dtype: torch.dtype
+    ) -> None:
+        self.value = value
+        self.dtype = dtype
+        self.shape = shape
+        self.input_dtype = input_dtype
+        super().__init__(f"the fused backends cannot run this neuron: {self.reason}")
+
+    @property
+    def reason(self) -> str:
+        """What is wrong, why, and what to do (the message without its prefix)."""
+        return (
+            f"{self.value} is a {self.dtype} tensor of shape {self.shape} but the input is "
+            f"{self.input_dtype}; the reference loop computes such a neuron in mixed precision "
+            f"(each operation of each step in the dtype PyTorch promotes its operands to, so "
+            f"some values and steps are {self.input_dtype} and others {self.dtype}), which one "
+            f"fused kernel cannot reproduce. Give the neuron (its parameters, threshold and "
+            f"initial state) and its input one dtype, e.g. neuron.to(x.dtype) or "
+            f"x.to({self.dtype}), or use backend='torch'"
+        )
+
+
+def promoted_input(
+    x_seq: Tensor,
+    params: dict[str, Tensor | float],
+    threshold: Tensor | float,
+    state: dict[str, Tensor] | None = None,
+) -> Tensor:
+    """``x_seq`` in the dtype the fused kernels compute in.
+
+    A float32 or float64 input is returned as it is; a floating parameter, threshold or
+    state tensor of one or more dimensions with a wider dtype raises
+    :class:`MixedPrecisionError` (0-dim tensors and Python floats never promote, by
+    PyTorch's rule, and are accepted). A half input (float16/bfloat16, which the Triton
+    kernels compute in float32) is promoted to the widest such tensor's dtype, as PyTorch
+    would promote it. Runs on every call: one pass over the values, no allocation.
+    """
+    dtype = x_seq.dtype
+    exact = dtype in _EXACT
+    for group, values in (("parameter", params), ("state", state or {})):
+        for name, v in values.items():
+            if isinstance(v, Tensor) and v.dim() > 0 and v.is_floating_point():
+                dtype = _wider(dtype, v, exact, x_seq.dtype, f"{group} {name!r}")
+    if isinstance(threshold, Tensor) and threshold.dim() > 0 and threshold.is_floating_point():
+        dtype = _wider(dtype, threshold, exact, x_seq.dtype, "the threshold")
+    return x_seq if dtype == x_seq.dtype else x_seq.to(dtype)
+
+
+def _wider(
+    dtype: torch.dtype, v: Tensor, exact: bool, input_dtype: torch.dtype, what: str
+) -> torch.dtype:
+    """``dtype`` promoted with ``v``'s; for an ``exact`` input, a refusal instead."""
+    promoted = torch.promote_types(dtype, v.dtype)
+    if exact and promoted != dtype:
+        raise MixedPrecisionError(what, v.dtype, tuple(v.shape), input_dtype)
+    return promoted
