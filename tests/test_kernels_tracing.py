@@ -244,15 +244,10 @@ def test_a_captured_python_number_is_read_at_every_call(backend, where, monkeypa
     assert sizes[2:] == [sizes[1]] * 2  # one kernel per value, reused when it returns
 
 
-def test_reading_captured_numbers_costs_about_a_microsecond():
-    # It runs on every call: which globals and cells to read is worked out once.
-    import timeit
-
+def test_captured_numbers_are_the_globals_an_equation_reads():
     from spikeflow.kernels.captures import captured_numbers
     from spikeflow.neurons.declaration import declare
 
     decl = declare(_global_gain)
     assert captured_numbers(decl) == (repr(GLOBAL_GAIN),)
     assert captured_numbers(declare(TRACEABLE["x.exp()"])) == ()
-    per_call = min(timeit.repeat(lambda: captured_numbers(decl), number=2000, repeat=5)) / 2000
-    assert per_call < 10e-6  # ~0.5 µs here; generous for a loaded CI machine
