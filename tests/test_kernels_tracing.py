@@ -51,6 +51,7 @@ TRACEABLE = {
     "(v > 0) | (x > 0)": lambda x, v: torch.where((v > 0.6) | (x < 0.2), v + x, x),
     "~(v > 0)": lambda x, v: torch.where(~(v > 0.3), v + x, x),
     "(v > 0) ^ (x > 0)": lambda x, v: torch.where((v > 0.3) ^ (x > 0.4), v + x, x),
+    "x.to(x.dtype), v.double()": lambda x, v: v.double() * 0.5 + x.to(x.dtype),
     "torch.logical_and/not": lambda x, v: (
         v * 0.5 + torch.logical_and(v > 0.2, torch.logical_not(x > 0.8)).float() * x
     ),
@@ -103,6 +104,12 @@ REFUSED = {
     "a captured nn.Parameter": (_captured_gain, r"requires grad.*neuron_params"),
     "a captured tensor": (_captured_buffer, r"tensor \(shape \(1,\)\).*neuron_params"),
     "a tensor made inside": (lambda x, v: v + x * torch.tensor(0.5), r"created inside"),
+    # Rounding to another dtype inside the equation (once silently computed in the
+    # neuron's own type).
+    "v.half()": (lambda x, v: v.half() * 0.9 + x, r"cast to torch\.float16"),
+    "x.bfloat16()": (lambda x, v: v * 0.9 + x.bfloat16(), r"cast to torch\.bfloat16"),
+    "x.to(torch.float16)": (lambda x, v: v * 0.9 + x.to(torch.float16), r"cast to torch\.float16"),
+    "v.to(dtype=torch.int32)": (lambda x, v: v.to(dtype=torch.int32) + x, r"cast to torch\.int32"),
 }
 
 

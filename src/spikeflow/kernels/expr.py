@@ -92,9 +92,19 @@ class Expr:
     shape = ()
 
     def to(self, *args: Any, **kwargs: Any) -> Expr:
-        return apply("tofloat", self)
+        return _cast(self, *args, **kwargs)
 
-    float = double = half = bfloat16 = to
+    def float(self, *args: Any, **kwargs: Any) -> Expr:
+        return _cast(self, torch.float32)
+
+    def double(self, *args: Any, **kwargs: Any) -> Expr:
+        return _cast(self, torch.float64)
+
+    def half(self, *args: Any, **kwargs: Any) -> Expr:
+        return _cast(self, torch.float16)
+
+    def bfloat16(self, *args: Any, **kwargs: Any) -> Expr:
+        return _cast(self, torch.bfloat16)
 
     def __bool__(self) -> bool:
         raise TraceError(
@@ -262,6 +272,27 @@ _FOLD: dict[str, Callable[..., float]] = {
 }
 
 
+def _cast(a: Expr, *args: Any, **kwargs: Any) -> Expr:
+    """``a.to(...)``: a comparison becomes a number (0 or 1); a cast to float32 or
+    float64 computes on in the kernel's own type (no rounding to the named one); a cast
+    to a half or non-floating type, whose rounding or truncation the kernels do not
+    reproduce, is refused."""
+    dtype = kwargs.get("dtype")
+    for arg in args:
+        if isinstance(arg, torch.dtype):
+            dtype = arg
+        elif isinstance(arg, torch.Tensor):
+            dtype = arg.dtype
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise TraceError(
+            f"a cast to {dtype} inside a neuron equation (.to({dtype}), .half(), "
+            ".bfloat16(), ...): the fused kernels compute every value in the neuron's "
+            "float32 or float64 type and would not round or truncate it as the reference "
+            "loop does; drop the cast, or use backend='torch'"
+        )
+    return apply("tofloat", a)
+
+
 def apply(op: str, *args: object) -> Expr:
     """Build ``op(*args)`` with constant folding and the trivial identities."""
     ea = tuple(_lift(a) for a in args)
@@ -360,8 +391,8 @@ _TORCH: dict[str, Callable[..., Expr]] = {
     "logical_or": lambda a, b: _logical("lor", "logical_or", a, b),
     "logical_xor": lambda a, b: _logical("ne", "logical_xor", a, b),
     "logical_not": lambda a: _logical("lnot", "logical_not", a),
-    "to": lambda a, *args, **kw: apply("tofloat", a),
-    "float": lambda a, *args, **kw: apply("tofloat", a),
+    "to": _cast,
+    "float": lambda a, *args, **kw: _cast(a, torch.float32),
 }
 #: The tensor methods the tracer maps onto ``_TORCH`` (``x.exp()``, ``v.clamp(...)``).
 _METHODS = frozenset(_TORCH) - {"zeros_like", "ones_like", "full_like", "where", "to", "float"}
