@@ -75,6 +75,15 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
 _WARNED: set[tuple[NeuronDeclaration, object]] = set()
 
 
+def _warn_once(decl: NeuronDeclaration, key: object, why: str) -> None:
+    """Warn that ``decl`` falls back to the reference loop, once per neuron and ``key``."""
+    if (decl, key) not in _WARNED:
+        _WARNED.add((decl, key))
+        warnings.warn(
+            f"{decl.name} runs on the reference loop (backend='auto'): {why}", stacklevel=3
+        )
+
+
 def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
     """``backend="auto"``'s runner: ``fused``, or the reference loop where the fused
     kernels cannot give the reference's results: forward-mode AD dual tensors (the
@@ -90,24 +99,13 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
             return fused(*args)
         except TraceError as exc:  # raised while tracing, before any kernel ran
             reason = str(exc)
-            if (decl, reason) not in _WARNED:
-                _WARNED.add((decl, reason))
-                warnings.warn(
-                    f"{decl.name} runs on the reference loop (backend='auto'): its equations "
-                    f"cannot be compiled to a fused kernel: {reason}",
-                    stacklevel=2,
-                )
-            return run_reference(*args)
+            _warn_once(
+                decl, reason, f"its equations cannot be compiled to a fused kernel: {reason}"
+            )
         except MixedPrecisionError as exc:  # raised before tracing, before any kernel ran
             key = (exc.value, exc.dtype, exc.input_dtype)  # not the shape (a batch size)
-            if (decl, key) not in _WARNED:
-                _WARNED.add((decl, key))
-                warnings.warn(
-                    f"{decl.name} runs on the reference loop (backend='auto'): it mixes "
-                    f"precisions, which a fused kernel cannot: {exc.reason}",
-                    stacklevel=2,
-                )
-            return run_reference(*args)
+            _warn_once(decl, key, f"it mixes precisions, which a fused kernel cannot: {exc.reason}")
+        return run_reference(*args)
 
     run.__name__ = run.__qualname__ = f"{fused.__name__}_or_reference"
     run.fused = fused  # type: ignore[attr-defined]
