@@ -121,3 +121,40 @@ def test_the_fallback_folder_is_private(tmp_path, monkeypatch, request):
     assert planted not in folder.parents
     root = folder.parent
     assert stat.S_IMODE(root.stat().st_mode) & 0o077 == 0 and root.stat().st_uid == os.getuid()
+
+
+def test_our_read_only_fallback_folder_is_made_private_and_reused(tmp_path, monkeypatch, request):
+    # Left mode 0755 by an older run, the per-user folder was passed over for a fresh
+    # temporary folder in every process (never reused, never removed).
+    import os
+    import stat
+    import tempfile
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    _cbuild._private_temp_root.cache_clear()
+    request.addfinalizer(_cbuild._private_temp_root.cache_clear)
+    ours = shared / f"spikeflow-cache-{os.getuid()}"
+    ours.mkdir()
+    ours.chmod(0o755)
+    assert _cbuild._private_temp_root() == ours
+    assert stat.S_IMODE(ours.stat().st_mode) == 0o700
+
+
+def test_a_fresh_fallback_folder_is_removed_at_exit(tmp_path):
+    # A folder others can write is not used; the fresh one that replaces it is not kept.
+    import os
+    import subprocess
+    import sys
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    (shared / f"spikeflow-cache-{os.getuid()}").mkdir(mode=0o777)
+    (shared / f"spikeflow-cache-{os.getuid()}").chmod(0o777)
+    code = "from spikeflow import _cbuild; print(_cbuild._private_temp_root())"
+    env = {**os.environ, "TMPDIR": str(shared)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    fresh = out.stdout.strip()
+    assert out.returncode == 0 and fresh.startswith(str(shared / "spikeflow-cache-")), out.stderr
+    assert not os.path.exists(fresh)

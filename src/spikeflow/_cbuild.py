@@ -13,6 +13,7 @@ the compiler is part of the cache key.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -183,20 +184,27 @@ def _compile(
 
 @functools.cache
 def _private_temp_root() -> Path:
-    """``$TMPDIR/spikeflow-cache-<uid>`` if it is a real folder of ours, writable by us
-    alone (mode 0700), else a fresh private temporary folder: libraries loaded from a
+    """``$TMPDIR/spikeflow-cache-<uid>`` if it is a real folder of ours that no one else
+    can write (made private, mode 0700, if it was only readable by others), else a fresh
+    private temporary folder for this process, removed at exit: libraries loaded from a
     folder that another user can write would run their code."""
     uid = os.getuid() if hasattr(os, "getuid") else None
     root = Path(tempfile.gettempdir()) / f"spikeflow-cache-{uid if uid is not None else 'user'}"
     try:
         root.mkdir(mode=0o700, exist_ok=True)
         info = root.lstat()  # a symlink is not a directory here
-        private = stat.S_ISDIR(info.st_mode) and (
-            uid is None or (info.st_uid == uid and not info.st_mode & 0o077)
-        )
+        ours = stat.S_ISDIR(info.st_mode) and (uid is None or info.st_uid == uid)
+        private = ours and (uid is None or not info.st_mode & 0o077)
+        if ours and not private and not info.st_mode & 0o022:  # nothing planted by others
+            root.chmod(0o700)
+            private = True
     except OSError:
         private = False
-    return root if private else Path(tempfile.mkdtemp(prefix="spikeflow-cache-"))
+    if private:
+        return root
+    fresh = Path(tempfile.mkdtemp(prefix="spikeflow-cache-"))
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)  # never reused: not kept
+    return fresh
 
 
 def cache_folder(subdir: str) -> Path:
