@@ -89,6 +89,8 @@ def time_runner(
 ) -> float:
     """Median seconds of one forward (no_grad) or forward+backward of ``r`` on ``x``."""
     call = make_call(r, x, mode)
+    if r.compiled:
+        print(f"  {r.name}: first call (compiles) {C.first_call_s(call, device):.1f} s")
     times = C.measure(call, device, warmup=args.warmup, repeats=args.repeats, budget_s=args.budget)
     return C.median(times)
 
@@ -98,7 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     device, machine = C.start(args.threads, args.device)
 
     params = C.LIFParams()
-    runners, unavailable = C.build_runners(params, device, args.libs, args.peer_loop)
+    runners, unavailable = C.build_runners(
+        params, device, args.libs, args.peer_loop, compile_runners=args.compile
+    )
     print(f"LIF: {params}")
     for r in runners:
         print(f"  {r.name}: {r.note}" if r.note else f"  {r.name}")

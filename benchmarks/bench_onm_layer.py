@@ -47,6 +47,7 @@ def time_network(
     mode: str,
     device: torch.device,
     args: argparse.Namespace,
+    compiled: str = "",
 ) -> float:
     """Median seconds of ``neuron(linear(x))``: forward (no_grad) or forward+backward."""
     if mode == "fwd":
@@ -61,6 +62,8 @@ def time_network(
             linear.zero_grad(set_to_none=True)
             neuron(linear(x)).sum().backward()
 
+    if compiled:  # the name of a compiled runner: its first call compiles
+        print(f"  {compiled}: first call (compiles) {C.first_call_s(call, device):.1f} s")
     times = C.measure(call, device, warmup=args.warmup, repeats=args.repeats, budget_s=args.budget)
     return C.median(times)
 
@@ -70,7 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     device, machine = C.start(args.threads, args.device)
 
     params = C.LIFParams()
-    runners, unavailable = C.build_runners(params, device, args.libs, args.peer_loop)
+    runners, unavailable = C.build_runners(
+        params, device, args.libs, args.peer_loop, compile_runners=args.compile
+    )
     print(
         f"network: Linear(n, n) -> LIF {params}; input {args.input}, T={args.T}, batch={args.batch}"
     )
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
             errors: dict[str, str] = {}
             for r in runners:
                 try:
-                    times[r.name] = time_network(linear, r.fn, x, mode, device, args)
+                    compiled = r.name if r.compiled else ""
+                    times[r.name] = time_network(linear, r.fn, x, mode, device, args, compiled)
                 except Exception as error:  # report and go on
                     times[r.name] = None
                     errors[r.name] = f"{type(error).__name__}: {error}".splitlines()[0][:120]
