@@ -427,8 +427,7 @@ def _norse_runner(p: LIFParams, device: torch.device, loop: str) -> Runner:
         v_leak=torch.as_tensor(v_rest, device=device),
         v_th=torch.as_tensor(p.v_threshold, device=device),
         v_reset=torch.as_tensor(v_rest, device=device),
-        method="super",  # g / (|x| + 1)^2: norse's SuperSpike backward ignores alpha
-        alpha=torch.as_tensor(100.0, device=device),
+        method="super",  # g / (|x| + 1)^2: norse's SuperSpike backward has no alpha
         reset_method=reset_value if p.v_reset is not None else reset_subtract,
     )
     cell = LIFBoxCell(params, dt=1.0).to(device)
