@@ -101,3 +101,20 @@ def test_streaming_half_inputs_keep_their_dtype(backend, dtype):
         carried = dict(node._state)
     assert [o.dtype for o in outs] == [dtype, dtype]
     assert {s.dtype for s in carried.values()} == {dtype}
+
+
+class TinyArguments(BaseNode):
+    """log1p, expm1 and tanh of arguments near 1e-12, scaled up: the interpreter once
+    built them from log/exp/sigmoid, losing most digits to cancellation there."""
+
+    @staticmethod
+    def charge(x, v):
+        e = x * 1e-12
+        u = torch.log1p(e) + torch.expm1(e) + torch.tanh(e) + torch.tanh(x * 30.0) * 1e-12
+        return 0.5 * v + x + 1e11 * u
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functions_of_tiny_arguments_keep_their_digits(backend):
+    x = torch.rand(6, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    _check(lambda b: TinyArguments(backend=b, store_v_seq=True).double(), x - 0.5, backend, 1e-12)

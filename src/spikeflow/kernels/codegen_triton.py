@@ -32,9 +32,9 @@ __all__ = ["generate_triton"]
 _UNARY = {
     "exp": "tl.exp({a})",
     "log": "tl.log({a})",
-    "log1p": "tl.log(1.0 + {a})",
-    "expm1": "(tl.exp({a}) - 1.0)",
-    "tanh": "(2.0 * tl.sigmoid(2.0 * {a}) - 1.0)",
+    "log1p": "_log1p({a})",
+    "expm1": "_expm1({a})",
+    "tanh": "_tanh({a})",
     "atan": "_atan({a})",
     "erf": "tl.math.erf({a})",
     "erfc": "(1.0 - tl.math.erf({a}))",
@@ -92,7 +92,33 @@ def _atan(x):
     return tl.where(x < 0, -r, r)
 """
 
-_POW_INTERPRETED = """
+#: Helpers of the interpreter's flavour, which has no libdevice (the GPU's calls it).
+_INTERPRETER_HELPERS = """
+@triton.jit
+def _log1p(a):
+    # log(1 + a) without the cancellation of 1 + a for a tiny a (Goldberg).
+    u = 1.0 + a
+    r = tl.log(u) * (a / tl.where(u == 1.0, 1.0, u - 1.0))
+    return tl.where(u == 1.0, a, tl.where(u == 1e999, u, r))
+
+
+@triton.jit
+def _expm1(a):
+    # exp(a) - 1 without the cancellation for a tiny a (Kahan).
+    u = tl.exp(a)
+    d = u - 1.0
+    r = d * (a / tl.log(tl.where(u == 1.0, 2.0, u)))
+    return tl.where(u == 1.0, a, tl.where((u == 1e999) | (d == -1.0), d, r))
+
+
+@triton.jit
+def _tanh(a):
+    # tanh through expm1 of -2|a| (no cancellation near 0, no overflow for a large |a|).
+    t = _expm1(-2.0 * tl.abs(a))
+    r = -t / (t + 2.0)
+    return tl.where(a < 0, -r, r)
+
+
 @triton.jit
 def _pow(a, b):
     # a ** b without libdevice: |a| ** b through exp and log, negated for a negative
@@ -387,7 +413,7 @@ def spikeflow_backward({b_sig}):
     if exact:
         header += "from triton.language.extra import libdevice\n"
     else:
-        header += _POW_INTERPRETED
+        header += _INTERPRETER_HELPERS
     return header + _ATAN + forward + backward
 
 
