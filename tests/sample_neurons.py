@@ -89,3 +89,19 @@ class BooleanArithmetic(BaseNode):
     @staticmethod
     def charge(x, v):
         return 0.5 * v + x + (x > 0.5) / 4.0 + 0.1 * torch.sigmoid(v > 0.2)
+
+
+class RefractoryFlag(BaseNode):
+    """An auxiliary state that is a where between two literals (float32 to Triton
+    unless printed in the kernel's type: a float64 kernel did not compile)."""
+
+    @staticmethod
+    def charge(x, v, r):
+        return 0.5 * v + x * (1.0 - r)
+
+    @staticmethod
+    def update(h, s, r):
+        return torch.where(h > 1.0, 1.0, 0.0)
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "r": torch.zeros_like(like)}

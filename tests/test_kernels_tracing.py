@@ -4,8 +4,10 @@ from backend="auto"."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -258,3 +260,53 @@ def test_captured_numbers_are_the_globals_an_equation_reads():
     decl = declare(_global_gain)
     assert captured_numbers(decl) == (repr(GLOBAL_GAIN),)
     assert captured_numbers(declare(TRACEABLE["x.exp()"])) == ()
+
+
+def _decorated(fn):
+    @functools.wraps(fn)
+    def wrapper(x, v):
+        return fn(x, v)
+
+    return wrapper
+
+
+GLOBAL_SCALE = None  # None, a Python number or a numpy scalar (changed by a test)
+
+
+def _optional_scale(x, v):
+    return v + (0.2 if GLOBAL_SCALE is None else GLOBAL_SCALE) * x
+
+
+@pytest.mark.parametrize(
+    ("label", "charge", "name", "values"),
+    [
+        # A charge behind functools.partial or a functools.wraps decorator: the wrapped
+        # function's globals were not read.
+        ("partial", functools.partial(_global_gain), "GLOBAL_GAIN", [0.5, 2.0, 0.5]),
+        ("decorated", _decorated(_global_gain), "GLOBAL_GAIN", [0.5, 2.0, 0.5]),
+        # Not a number at the first call (so never read again), or not a numbers.Number.
+        ("None, then a number", _optional_scale, "GLOBAL_SCALE", [None, 2.0, None]),
+        ("numpy scalars", _optional_scale, "GLOBAL_SCALE", [np.float64(0.3), np.float64(2.0)]),
+    ],
+)
+def test_captured_numbers_behind_wrappers_and_late_numbers(
+    label, charge, name, values, monkeypatch
+):
+    cls = neuron(charge)
+    x = torch.full((3, 1, 4), 0.6)
+    for value in values:
+        monkeypatch.setitem(globals(), name, value)
+        with torch.no_grad():
+            assert torch.equal(cls(backend="cpu")(x), cls(backend="torch")(x)), (label, value)
+
+
+def test_a_numpy_bool_global_is_read_at_every_call(monkeypatch):
+    def charge(x, v):
+        return v + torch.where(x > 0.0, 2.0, 0.1) * x if GLOBAL_SCALE else v + 0.1 * x
+
+    cls = neuron(charge)
+    x = torch.full((3, 1, 4), 0.6)
+    for flag in (np.bool_(True), np.bool_(False), np.bool_(True)):
+        monkeypatch.setitem(globals(), "GLOBAL_SCALE", flag)
+        with torch.no_grad():
+            assert torch.equal(cls(backend="cpu")(x), cls(backend="torch")(x)), flag

@@ -27,8 +27,8 @@ CHILD = textwrap.dedent(
     """
     import json, re, sys, torch
     sys.path.insert(0, TESTS)
-    from sample_neurons import (AllOpsIF, BooleanArithmetic, ConstantBase, ScalarTrace,
-                                TorchStyleIF)
+    from sample_neurons import (AllOpsIF, BooleanArithmetic, ConstantBase, RefractoryFlag,
+                                ScalarTrace, TorchStyleIF)
     from spikeflow.kernels import triton_backend
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
@@ -77,6 +77,7 @@ CHILD = textwrap.dedent(
         "scalar_trace_f64": (ScalarTrace(), torch.float64),
         "boolean_f32": (BooleanArithmetic(), torch.float32),
         "boolean_f16": (BooleanArithmetic(), torch.float16),
+        "refractory_where_f64": (RefractoryFlag(), torch.float64),
         # The control: compiled as if launched with contraction on.
         "plif_f32_fused": (ParametricLIFNode(), torch.float32),
         "izhikevich_f64_fused": (IzhikevichNode(), torch.float64),
@@ -116,7 +117,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 23
+    assert len(compiled) == 24
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name

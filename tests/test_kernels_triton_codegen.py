@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import fused_backends, kernel_device
-from sample_neurons import BooleanArithmetic, ConstantBase, ScalarTrace
+from sample_neurons import BooleanArithmetic, ConstantBase, RefractoryFlag, ScalarTrace
 from spikeflow.neurons import BaseNode, LIFNode
 
 BACKENDS = fused_backends()
@@ -64,7 +64,7 @@ def _check(make, x: torch.Tensor, backend: str, rtol: float, grads: bool = True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cls", [OddPower, ConstantBase, Signed, ScalarTrace])
+@pytest.mark.parametrize("cls", [OddPower, ConstantBase, Signed, ScalarTrace, RefractoryFlag])
 def test_float64_equations_match_the_reference(backend, cls):
     x = torch.rand(9, 2, 150, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     _check(lambda b: cls(backend=b, store_v_seq=True).double(), x * 3.0 - 1.5, backend, 1e-12)

@@ -8,13 +8,16 @@ step and the kernels (:func:`spikeflow.kernels.fused.step_graph`, ``_entry_key``
 a changed value is traced and compiled again (once per value; the build caches key on
 the generated source, so a value seen before reloads its kernel).
 
-Which globals and closure cells to read is worked out once per declaration; each call
-then reads only those (:func:`captured_numbers`, well under a microsecond for the usual
-zero to two numbers, and one dict lookup when there are none).
+Which globals and closure cells to read is worked out once per declaration (every
+global name and closure cell the functions use, behind ``functools.partial``, bound
+methods and ``functools.wraps`` decorators too, whatever their value at that moment:
+``None`` or a tensor may become a number later); each call then reads only those
+(:func:`captured_numbers`, about a microsecond).
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
 import operator
 import types
@@ -54,50 +57,88 @@ def _code_names(code: types.CodeType) -> Iterator[str]:
             yield from _code_names(const)
 
 
+def _value_key(value: object) -> str:
+    """A number's ``repr``; for anything else its type's name (a module, a function, a
+    tensor: their identity is not what the tracer folds into the code)."""
+    if value is None or isinstance(value, numbers.Number) or _numpy_scalar(value):
+        return repr(value)
+    return f"<{type(value).__name__}>"
+
+
+def _numpy_scalar(value: object) -> bool:
+    """A numpy scalar (``np.bool_`` is not a ``numbers.Number``)."""
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0
+
+
+def _functions(fn: object) -> Iterator[types.FunctionType]:
+    """The Python functions behind ``fn``: a bound method's, a ``functools.partial``'s
+    and a decorated function's (``__wrapped__``) too."""
+    seen: set[int] = set()
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        if isinstance(f, types.FunctionType):
+            yield f
+        stack += [getattr(f, "__func__", None), getattr(f, "__wrapped__", None)]
+        if isinstance(f, functools.partial):
+            stack.append(f.func)
+
+
+def _partial_values(fn: object) -> list[object]:
+    """The arguments a ``functools.partial`` (possibly nested) binds."""
+    values: list[object] = []
+    while isinstance(fn, functools.partial):
+        values += [*fn.args, *fn.keywords.values()]
+        fn = fn.func
+    return values
+
+
 def _reader(decl: NeuronDeclaration) -> Reader:
-    """A function returning the current values of ``decl``'s captured numbers."""
+    """A function returning the current values of ``decl``'s captured numbers.
+
+    Every global name and closure cell the functions use is read, whatever its value
+    now: one that is ``None`` or a tensor at the first call may be a number later."""
     globs: list[tuple[dict[str, object], str]] = []
     cells: list[types.CellType] = []
+    bound: list[str] = []  # a partial's bound numbers: fixed, but part of the key
     seen: set[tuple[int, str]] = set()  # (id of a namespace or cell, name): read once
-    for fn in (decl.charge, decl.update, decl.threshold):
-        fn = getattr(fn, "__func__", fn)  # a bound method's function
-        code = getattr(fn, "__code__", None)
-        if code is None:  # None, or a callable without Python code (a partial, ...)
-            continue
-        namespace = fn.__globals__
-        for name in dict.fromkeys(_code_names(code)):
-            value = namespace.get(name)
-            if isinstance(value, numbers.Number) and (id(namespace), name) not in seen:
-                seen.add((id(namespace), name))
-                globs.append((namespace, name))
-        for cell in fn.__closure__ or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell (a name not yet bound)
-                continue
-            if isinstance(value, numbers.Number) and (id(cell), "") not in seen:
-                seen.add((id(cell), ""))
-                cells.append(cell)
-    if not globs and not cells:
+    for top in (decl.charge, decl.update, decl.threshold):
+        bound += [_value_key(v) for v in _partial_values(top)]
+        for fn in _functions(top):
+            namespace = fn.__globals__
+            for name in dict.fromkeys(_code_names(fn.__code__)):
+                if name in namespace and (id(namespace), name) not in seen:
+                    seen.add((id(namespace), name))
+                    globs.append((namespace, name))
+            for cell in fn.__closure__ or ():
+                if (id(cell), "") not in seen:
+                    seen.add((id(cell), ""))
+                    cells.append(cell)
+    if not globs and not cells and not bound:
         return _nothing
+    fixed = tuple(bound)
 
     def read() -> tuple[str, ...]:
-        return (*[repr(ns.get(n)) for ns, n in globs], *[_cell_repr(c) for c in cells])
+        values = [_value_key(ns.get(n)) for ns, n in globs]
+        return (*fixed, *values, *[_cell_repr(c) for c in cells])
 
     namespaces = {id(ns): ns for ns, _ in globs}
-    if cells or len(namespaces) != 1:
+    if cells or fixed or len(namespaces) != 1:
         return read
     # The usual case, globals of one module only: read them in one C call.
     (namespace,) = namespaces.values()
     names = [n for _, n in globs]
     if len(names) == 1:
         name = names[0]
-        return lambda: (repr(namespace.get(name)),)
+        return lambda: (_value_key(namespace.get(name)),)
     get = operator.itemgetter(*names)
 
     def read_module() -> tuple[str, ...]:
         try:
-            return tuple(map(repr, get(namespace)))
+            return tuple(map(_value_key, get(namespace)))
         except KeyError:  # a global deleted since (the reference loop would fail too)
             return read()
 
@@ -106,6 +147,6 @@ def _reader(decl: NeuronDeclaration) -> Reader:
 
 def _cell_repr(cell: types.CellType) -> str:
     try:
-        return repr(cell.cell_contents)
-    except ValueError:  # deleted since (the reference loop would fail on it too)
+        return _value_key(cell.cell_contents)
+    except ValueError:  # not bound yet, or deleted since
         return "<empty>"

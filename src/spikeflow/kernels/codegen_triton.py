@@ -224,6 +224,8 @@ def _emit(
                 # folded) in float32 inside a float64 kernel; a block of CT is not.
                 args = [f"tl.full([BLOCK], {args[0]}, CT)", *args[1:]]
         if node.op == "where":
+            if node.args[1].is_const and node.args[2].is_const:  # else float32
+                args = [args[0], f"tl.full([BLOCK], {args[1]}, CT)", args[2]]
             return f"tl.where({args[0]}, {args[1]}, {args[2]})"
         if node.op == "pow":
             return _pow(args[0], node.args[1], args[1], exact, div)
