@@ -109,6 +109,7 @@ def test_the_fallback_folder_is_private(tmp_path, monkeypatch, request):
     shared.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(shared))
     _cbuild._private_temp_root.cache_clear()  # chosen afresh here, and again after
+    _cbuild._fresh_temp_root.cache_clear()
     request.addfinalizer(_cbuild._private_temp_root.cache_clear)
     planted = shared / f"spikeflow-cache-{os.getuid()}"
     planted.mkdir()
@@ -158,3 +159,28 @@ def test_a_fresh_fallback_folder_is_removed_at_exit(tmp_path):
     fresh = out.stdout.strip()
     assert out.returncode == 0 and fresh.startswith(str(shared / "spikeflow-cache-")), out.stderr
     assert not os.path.exists(fresh)
+
+
+def test_a_subfolder_others_can_write_is_not_trusted(tmp_path, monkeypatch, request):
+    # Our per-user folder is private, but its subfolder was left writable by all (a
+    # umask of 0): a library planted there would be loaded.
+    import os
+    import tempfile
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    for cached in (_cbuild._private_temp_root, _cbuild._fresh_temp_root):
+        cached.cache_clear()
+        request.addfinalizer(cached.cache_clear)
+    ours = shared / f"spikeflow-cache-{os.getuid()}"
+    (ours / "t").mkdir(parents=True)
+    ours.chmod(0o700)
+    (ours / "t").chmod(0o777)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(RuntimeWarning):
+        folder = _cbuild.cache_folder("t")
+    assert ours not in folder.parents and folder.name == "t"
+    assert folder.stat().st_mode & 0o077 == 0

@@ -182,6 +182,21 @@ def _compile(
         os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
 
 
+def _safe_folder(path: Path, uid: int | None) -> bool:
+    """Whether ``path`` is a real folder of ours that no one else can write; one only
+    readable by others is made private (mode 0700) on the way."""
+    try:
+        info = path.lstat()  # a symlink is not a directory here
+        ours = stat.S_ISDIR(info.st_mode) and (uid is None or info.st_uid == uid)
+        if not ours or (uid is not None and info.st_mode & 0o022):  # others could write
+            return False
+        if uid is not None and info.st_mode & 0o077:
+            path.chmod(0o700)
+        return True
+    except OSError:
+        return False
+
+
 @functools.cache
 def _private_temp_root() -> Path:
     """``$TMPDIR/spikeflow-cache-<uid>`` if it is a real folder of ours that no one else
@@ -192,18 +207,16 @@ def _private_temp_root() -> Path:
     root = Path(tempfile.gettempdir()) / f"spikeflow-cache-{uid if uid is not None else 'user'}"
     try:
         root.mkdir(mode=0o700, exist_ok=True)
-        info = root.lstat()  # a symlink is not a directory here
-        ours = stat.S_ISDIR(info.st_mode) and (uid is None or info.st_uid == uid)
-        private = ours and (uid is None or not info.st_mode & 0o077)
-        if ours and not private and not info.st_mode & 0o022:  # nothing planted by others
-            root.chmod(0o700)
-            private = True
     except OSError:
-        private = False
-    if private:
-        return root
+        pass
+    return root if _safe_folder(root, uid) else _fresh_temp_root()
+
+
+@functools.cache
+def _fresh_temp_root() -> Path:
+    """A private temporary folder for this process, removed at exit (never reused)."""
     fresh = Path(tempfile.mkdtemp(prefix="spikeflow-cache-"))
-    atexit.register(shutil.rmtree, fresh, ignore_errors=True)  # never reused: not kept
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)
     return fresh
 
 
@@ -219,7 +232,14 @@ def cache_folder(subdir: str) -> Path:
     except OSError as error:
         reason = str(error)
     fallback = _private_temp_root() / subdir
-    fallback.mkdir(exist_ok=True)
+    try:
+        fallback.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if not _safe_folder(fallback, uid):  # e.g. made writable by all (umask 0) before
+        fallback = _fresh_temp_root() / subdir
+        fallback.mkdir(mode=0o700, exist_ok=True)
     if folder not in _WARNED:
         _WARNED.add(folder)
         warnings.warn(
