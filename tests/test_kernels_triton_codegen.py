@@ -103,6 +103,21 @@ def test_streaming_half_inputs_keep_their_dtype(backend, dtype):
     assert {s.dtype for s in carried.values()} == {dtype}
 
 
+class ArcTangent(BaseNode):
+    """atan over small, moderate and large arguments: the interpreter's own atan was a
+    polynomial good to ~1e-7, short of float64."""
+
+    @staticmethod
+    def charge(x, v):
+        return 0.5 * v + x + 0.3 * torch.atan(x * 0.1) + 0.2 * torch.atan(x * 7.0 - 2.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_arctangent_to_float64_precision(backend):
+    x = torch.rand(7, 300, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    _check(lambda b: ArcTangent(backend=b, store_v_seq=True).double(), x * 4 - 2, backend, 1e-12)
+
+
 class TinyArguments(BaseNode):
     """log1p, expm1 and tanh of arguments near 1e-12, scaled up: the interpreter once
     built them from log/exp/sigmoid, losing most digits to cancellation there."""
