@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from spikeflow.kernels.expr import BOOLEAN, Expr
+from spikeflow.kernels.expr import BINARY, BOOLEAN, UNARY, Expr
 from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
@@ -191,11 +191,7 @@ def _per_neuron(e: Expr, block_vars: frozenset[str], memo: dict[int, bool]) -> b
 
 
 #: Operations on numbers: a boolean operand (a comparison used as 0/1) is cast first.
-_ARITHMETIC = frozenset(
-    ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "log1p",
-     "expm1", "sigmoid", "tanh", "atan", "erf", "erfc", "abs", "sign", "sin", "cos", "sqrt",
-     "rsqrt", "relu")
-)  # fmt: skip
+_ARITHMETIC = frozenset(UNARY + BINARY) - {"tofloat"}
 
 
 def _emit(
