@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import numbers
-import operator
 import types
 from collections.abc import Callable, Iterator
 
@@ -125,24 +124,7 @@ def _reader(decl: NeuronDeclaration) -> Reader:
         values = [_value_key(ns.get(n)) for ns, n in globs]
         return (*fixed, *values, *[_cell_repr(c) for c in cells])
 
-    namespaces = {id(ns): ns for ns, _ in globs}
-    if cells or fixed or len(namespaces) != 1:
-        return read
-    # The usual case, globals of one module only: read them in one C call.
-    (namespace,) = namespaces.values()
-    names = [n for _, n in globs]
-    if len(names) == 1:
-        name = names[0]
-        return lambda: (_value_key(namespace.get(name)),)
-    get = operator.itemgetter(*names)
-
-    def read_module() -> tuple[str, ...]:
-        try:
-            return tuple(map(_value_key, get(namespace)))
-        except KeyError:  # a global deleted since (the reference loop would fail too)
-            return read()
-
-    return read_module
+    return read
 
 
 def _cell_repr(cell: types.CellType) -> str:
