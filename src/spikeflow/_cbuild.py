@@ -182,9 +182,15 @@ def _compile(
         os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded
 
 
-def _safe_folder(path: Path, uid: int | None) -> bool:
+def _uid() -> int | None:
+    """This process's user id (None where the platform has none)."""
+    return os.getuid() if hasattr(os, "getuid") else None
+
+
+def _safe_folder(path: Path) -> bool:
     """Whether ``path`` is a real folder of ours that no one else can write; one only
     readable by others is made private (mode 0700) on the way."""
+    uid = _uid()
     try:
         info = path.lstat()  # a symlink is not a directory here
         ours = stat.S_ISDIR(info.st_mode) and (uid is None or info.st_uid == uid)
@@ -203,13 +209,13 @@ def _private_temp_root() -> Path:
     can write (made private, mode 0700, if it was only readable by others), else a fresh
     private temporary folder for this process, removed at exit: libraries loaded from a
     folder that another user can write would run their code."""
-    uid = os.getuid() if hasattr(os, "getuid") else None
+    uid = _uid()
     root = Path(tempfile.gettempdir()) / f"spikeflow-cache-{uid if uid is not None else 'user'}"
     try:
         root.mkdir(mode=0o700, exist_ok=True)
     except OSError:
         pass
-    return root if _safe_folder(root, uid) else _fresh_temp_root()
+    return root if _safe_folder(root) else _fresh_temp_root()
 
 
 @functools.cache
@@ -236,8 +242,7 @@ def cache_folder(subdir: str) -> Path:
         fallback.mkdir(mode=0o700, exist_ok=True)
     except OSError:
         pass
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    if not _safe_folder(fallback, uid):  # e.g. made writable by all (umask 0) before
+    if not _safe_folder(fallback):  # e.g. made writable by all (umask 0) before
         fallback = _fresh_temp_root() / subdir
         fallback.mkdir(mode=0o700, exist_ok=True)
     if folder not in _WARNED:
