@@ -25,20 +25,9 @@ from spikeflow.training import (
 )
 from spikeflow.training.config import config_from_dict, dump_toml
 from spikeflow.training.metric_logs import read_csv
+from train_runs import TINY, tiny
 
 pytest.importorskip("sklearn", reason="the digits need scikit-learn (the 'examples' extra)")
-
-#: A tiny digits run: ~0.1 s per epoch.
-TINY = {
-    "train_samples": 192, "test_samples": 96, "batch_size": 32, "T": 2, "epochs": 3,
-    "model_kwargs": {"channels": 8, "hidden": 32}, "progress": False, "plots": "off",
-    "device": "cpu",
-}  # fmt: skip
-
-
-def tiny(tmp_path: Path, name: str, **changes: object) -> TrainConfig:
-    values = {**TINY, "output_dir": str(tmp_path / name), **changes}
-    return config_from_dict(values)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

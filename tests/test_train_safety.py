@@ -4,15 +4,16 @@ that do not fit, and plots that cannot be written."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
+import train_runs
 from spikeflow.errors import ConfigurationError
 from spikeflow.training import (
-    TrainConfig,
     Trainer,
     config_for_resume,
     load_checkpoint,
@@ -24,15 +25,9 @@ from spikeflow.training.metric_logs import read_csv
 
 pytest.importorskip("sklearn", reason="the digits need scikit-learn")
 
-TINY = {
-    "train_samples": 96, "test_samples": 64, "batch_size": 32, "T": 2, "epochs": 3,
-    "model_kwargs": {"channels": 8, "hidden": 32}, "progress": False, "plots": "off",
-    "device": "cpu",
-}  # fmt: skip
-
-
-def tiny(tmp_path: Path, name: str, **changes: object) -> TrainConfig:
-    return config_from_dict({**TINY, "output_dir": str(tmp_path / name), **changes})
+#: The shared tiny run, on fewer samples.
+TINY = {**train_runs.TINY, "train_samples": 96, "test_samples": 64}
+tiny = functools.partial(train_runs.tiny, base=TINY)
 
 
 def epochs_logged(run: Path) -> list[str]:
