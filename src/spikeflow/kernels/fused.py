@@ -16,22 +16,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.kernels.captures import captured_numbers
-from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.precision import promoted_input
 from spikeflow.kernels.reference import FiringRule
-from spikeflow.kernels.spec import KernelSpec
-from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
+from spikeflow.kernels.registry import (
+    Entry,
+    Kernels,
+    Launcher,
+    Steps,
+    compiled_entry_key,
+    entry_key,
+    forget,
+    step_graph,
+    surrogate_key,
+)
+from spikeflow.kernels.registry import entry as _lookup
 from spikeflow.neurons.declaration import NeuronDeclaration
-from spikeflow.surrogate import Surrogate, forward_ad_active
+from spikeflow.surrogate import forward_ad_active
 
 __all__ = [
     "Kernels",
@@ -46,96 +53,8 @@ __all__ = [
     "step_graph",
 ]
 
-#: Traced step graphs, or the message of the TraceError their tracing raised (so that a
-#: neuron the tracer refuses is not traced again at every call of backend="auto"). Keyed
-#: by the declaration and the current values of the Python numbers its functions read
-#: from globals and closures (folded into the graph as constants; see captures.py).
-_GRAPHS: dict[tuple, StepGraph | str] = {}
-
-
-_SYMBOLIC: dict[tuple, tuple[str, ...]] = {}
-
-
-def _surrogate_key(sg: Surrogate) -> tuple[tuple, tuple[str, ...]]:
-    """(what of ``sg`` the generated code depends on, its run-time parameters): the
-    parameters the kernels take at run time count by name, the others by value."""
-    names = tuple(sg.params)
-    probe = (type(sg), sg.spiking, names)
-    symbolic = _SYMBOLIC.get(probe)
-    if symbolic is None:
-        symbolic = _SYMBOLIC[probe] = symbolic_surrogate_params(sg)
-    fixed = tuple((n, v) for n, v in sg.params.items() if n not in symbolic)
-    return (type(sg), sg.spiking, names, fixed), symbolic
-
-
-def step_graph(
-    decl: NeuronDeclaration, rule: FiringRule, captured: tuple[str, ...] | None = None
-) -> StepGraph:
-    """The traced and differentiated step of ``decl`` under ``rule`` (cached, also by
-    ``captured``: :func:`~spikeflow.kernels.captures.captured_numbers` of ``decl``, read
-    here when not given)."""
-    sg = rule.surrogate
-    sg_key, symbolic = _surrogate_key(sg)
-    if captured is None:
-        captured = captured_numbers(decl)
-    key = (decl, captured, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
-    graph = _GRAPHS.get(key)
-    if graph is None:
-        try:
-            graph = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic)
-        except TraceError as exc:
-            _GRAPHS[key] = str(exc)
-            raise
-        _GRAPHS[key] = graph
-    if isinstance(graph, str):
-        raise TraceError(graph)
-    return graph
-
-
-#: The backward's (spike-gradient step, recorded-membrane-gradient step), see Kernels.
-Steps = tuple[int, int]
-
-
-class Kernels(Protocol):
-    """A compiled forward/backward pair."""
-
-    def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None: ...
-
-    def backward(
-        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
-    ) -> None:
-        """``buffers`` holds ``None`` for an absent final-state gradient (zero);
-        ``steps``: the elements between two steps of the spike gradient (``n``, or
-        0 when it is one ``[N]`` row shared by every step), and the same for
-        the recorded membrane's gradient (a ``record_v`` kernel's)."""
-
-
-class Launcher(Protocol):
-    """Builds the kernels of a spec for one backend."""
-
-    def __call__(self, spec: KernelSpec) -> Kernels: ...
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """Everything the operators need besides tensors, looked up by a string key."""
-
-    kernels: Kernels
-    spec: KernelSpec
-    state_dtype: torch.dtype
-    #: Per operand (declared parameters, then the threshold): whether it is a tensor
-    #: (else a Python float, whose value comes with each call).
-    is_tensor: tuple[bool, ...]
-
-
-_ENTRIES: dict[str, _Entry] = {}
-#: Every configuration seen -> its key in _ENTRIES (a dict lookup instead of rebuilding
-#: the key string on each call).
-_KEYS: dict[tuple, str] = {}
-
-
 def _layout(
-    entry: _Entry, operands: list[Tensor], values: list[float], step_shape: torch.Size
+    entry: Entry, operands: list[Tensor], values: list[float], step_shape: torch.Size
 ) -> tuple[list[Tensor], list[float]]:
     """Kernel arrays (``[N]``) and scalars, in declaration order; ``values`` are the
     Python-float operands, in order."""
@@ -158,7 +77,7 @@ def _layout(
     return arrays, scalars
 
 
-def _forward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], torch.dtype]]:
+def _forward_shapes(entry: Entry, x: Tensor) -> list[tuple[tuple[int, ...], torch.dtype]]:
     T, step = x.shape[0], tuple(x.shape[1:])
     n_st = len(entry.spec.graph.decl.state_names)
     n = 1
@@ -175,7 +94,7 @@ def _forward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], tor
 def _forward_impl(
     key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
 ) -> list[Tensor]:
-    entry = _ENTRIES[key]
+    entry = _lookup(key)
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _forward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
@@ -198,10 +117,10 @@ def _neuron_forward(
 def _(
     key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
 ) -> list[Tensor]:
-    return [x.new_empty(s, dtype=d) for s, d in _forward_shapes(_ENTRIES[key], x)]
+    return [x.new_empty(s, dtype=d) for s, d in _forward_shapes(_lookup(key), x)]
 
 
-def _backward_shapes(entry: _Entry, x: Tensor) -> list[tuple[tuple[int, ...], torch.dtype]]:
+def _backward_shapes(entry: Entry, x: Tensor) -> list[tuple[tuple[int, ...], torch.dtype]]:
     step = tuple(x.shape[1:])
     n_st = len(entry.spec.graph.decl.state_names)
     n_grads = sum(entry.spec.grad_params) + int(entry.spec.grad_theta)
@@ -218,7 +137,7 @@ def _backward_impl(
     grad_finals: list[Tensor | None],
     values: list[float],
 ) -> list[Tensor]:
-    entry = _ENTRIES[key]
+    entry = _lookup(key)
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
@@ -274,12 +193,12 @@ def _(
     grad_finals: list[Tensor | None],
     values: list[float],
 ) -> list[Tensor]:
-    return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_ENTRIES[key], x)]
+    return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_lookup(key), x)]
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
     key, x, states, operands, values = inputs
-    entry = _ENTRIES[key]
+    entry = _lookup(key)
     n_st = len(states)
     saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
     ctx.record_v = entry.spec.record_v
@@ -293,7 +212,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
 def _backward(
     ctx: Any, grads: list[Tensor | None], run: Callable[..., list[Tensor]] = _neuron_backward
 ) -> tuple:
-    entry = _ENTRIES[ctx.key]
+    entry = _lookup(ctx.key)
     x, *rest = ctx.saved_tensors
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
 
@@ -423,78 +342,6 @@ class _EagerNeuron(torch.autograd.Function):
         return (None, None, gx, None, *g_states, *g_ops)
 
 
-def _launcher_name(launcher: Launcher) -> str:
-    """The first field of a registry key: entries built by one launcher share it."""
-    return getattr(launcher, "__name__", type(launcher).__name__)
-
-
-def _entry_key(
-    launcher: Launcher,
-    ctype: str,
-    state_dtype: torch.dtype,
-    checkpoint: int,
-    decl: NeuronDeclaration,
-    surrogate: Surrogate,
-    sg_key: tuple,
-    v_reset: float | None,
-    detach_reset: bool,
-    strict: bool,
-    is_array: tuple[bool, ...],
-    save_states: bool,
-    record_v: bool,
-    needs: tuple[bool, ...],
-    is_tensor: tuple[bool, ...],
-) -> str:
-    """Build (once) the kernels for this configuration; return their registry key.
-
-    The values of Python-float parameters and of the surrogate's run-time parameters
-    are not part of it (they travel with each call), so a parameter or a surrogate
-    ``alpha`` annealed as a float does not grow the registry. The values of the Python
-    numbers ``decl``'s functions read from globals and closures are (the tracer folds
-    them into the code): a changed one builds its own kernels.
-    Never traced by ``torch.compile`` (see ``_entry_key_compiled``).
-    """
-    captured = captured_numbers(decl)
-    config = (launcher, ctype, state_dtype, checkpoint, decl, captured, sg_key, v_reset,
-              detach_reset, strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
-    key = _KEYS.get(config)
-    if key is not None:
-        return key
-    graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict), captured)
-    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
-    key = f"{_launcher_name(launcher)}|{id(graph)}|{flags}"
-    if key not in _ENTRIES:
-        spec = KernelSpec(
-            graph,
-            ctype,
-            array_params=is_array[:-1],
-            theta_is_array=is_array[-1],
-            save_states=save_states,
-            record_v=record_v,
-            grad_params=needs[:-1],
-            grad_theta=needs[-1],
-            checkpoint=checkpoint,
-        )
-        _ENTRIES[key] = _Entry(launcher(spec), spec, state_dtype, is_tensor)
-    _KEYS[config] = key
-    return key
-
-
-def forget(launcher: Launcher) -> None:
-    """Drop every kernel entry built by ``launcher`` (a one-off launcher's, say)."""
-    prefix = f"{_launcher_name(launcher)}|"
-    for config in [c for c, k in _KEYS.items() if k.startswith(prefix)]:
-        del _KEYS[config]
-    for key in [k for k in _ENTRIES if k.startswith(prefix)]:
-        del _ENTRIES[key]
-
-
-# Code generation and compilation are Python and subprocess work: an explicit fused
-# backend inside a compiled model costs one graph break per neuron, which is why
-# ``backend="auto"`` uses the reference loop there.
-_entry_key_compiled = torch.compiler.disable(_entry_key)
-
-
 def run_fused(
     launcher: Launcher,
     ctype: str,
@@ -557,10 +404,6 @@ def run_fused(
             values.append(float(v))
             needs.append(False)
             is_array.append(False)
-    # The surrogate's run-time parameters follow, in the graph's order.
-    sg_key, symbolic = _surrogate_key(rule.surrogate)
-    sg_params = rule.surrogate.params
-    values += [float(sg_params[n]) for n in symbolic]
     states = []
     for name in decl.state_names:
         s = state[name]
@@ -571,12 +414,19 @@ def run_fused(
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
+    flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor))
     compiling = torch.compiler.is_compiling()
-    key = (_entry_key_compiled if compiling else _entry_key)(
-        launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, sg_key, rule.v_reset,
-        rule.detach_reset, rule.strict, tuple(is_array), grad_on, record_v, tuple(needs),
-        tuple(is_tensor),
-    )  # fmt: skip
+    if compiling:  # a constant of the graph (no graph break), see registry.py
+        key, symbolic = compiled_entry_key(
+            launcher, ctype, state_dtype, checkpoint, decl, rule, *flags
+        )
+    else:
+        sg_key, symbolic = surrogate_key(rule.surrogate)
+        key = entry_key(launcher, ctype, state_dtype, checkpoint, decl, rule.surrogate, sg_key,
+                        rule.v_reset, rule.detach_reset, rule.strict, *flags)  # fmt: skip
+    # The surrogate's run-time parameters follow the operands' values, in the graph's order.
+    sg_params = rule.surrogate.params
+    values += [float(sg_params[n]) for n in symbolic]
     if compiling:
         out = _neuron_forward(key, x_seq, states, operands, values)
     elif not grad_on:  # nothing to differentiate: no autograd node (inference)

@@ -1,0 +1,283 @@
+"""The registry of fused kernels: each neuron configuration's kernels, built once.
+
+A fused call looks its kernels up by a string key (the custom operators of
+:mod:`spikeflow.kernels.fused` take it as an argument): :func:`entry_key` maps a
+configuration (backend, compute type, declaration, surrogate, fire/reset rule, which
+operands are tensors, arrays or learnable, ...) to that key, tracing the step and
+building the kernels the first time. Under ``torch.compile`` the same lookup runs as a
+constant of the graph (:func:`compiled_entry_key`), so a fused neuron breaks no graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from spikeflow.kernels.captures import captured_numbers
+from spikeflow.kernels.expr import TraceError
+from spikeflow.kernels.reference import FiringRule
+from spikeflow.kernels.spec import KernelSpec
+from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
+from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.surrogate import Surrogate
+
+__all__ = [
+    "Kernels",
+    "Launcher",
+    "Steps",
+    "compiled_entry_key",
+    "entry",
+    "entry_key",
+    "forget",
+    "step_graph",
+    "surrogate_key",
+]
+
+#: Traced step graphs, or the message of the TraceError their tracing raised (so that a
+#: neuron the tracer refuses is not traced again at every call of backend="auto"). Keyed
+#: by the declaration and the current values of the Python numbers its functions read
+#: from globals and closures (folded into the graph as constants; see captures.py).
+_GRAPHS: dict[tuple, StepGraph | str] = {}
+
+
+_SYMBOLIC: dict[tuple, tuple[str, ...]] = {}
+
+
+def surrogate_key(sg: Surrogate) -> tuple[tuple, tuple[str, ...]]:
+    """(what of ``sg`` the generated code depends on, its run-time parameters): the
+    parameters the kernels take at run time count by name, the others by value."""
+    names = tuple(sg.params)
+    probe = (type(sg), sg.spiking, names)
+    symbolic = _SYMBOLIC.get(probe)
+    if symbolic is None:
+        symbolic = _SYMBOLIC[probe] = symbolic_surrogate_params(sg)
+    fixed = tuple((n, v) for n, v in sg.params.items() if n not in symbolic)
+    return (type(sg), sg.spiking, names, fixed), symbolic
+
+
+def step_graph(
+    decl: NeuronDeclaration, rule: FiringRule, captured: tuple[str, ...] | None = None
+) -> StepGraph:
+    """The traced and differentiated step of ``decl`` under ``rule`` (cached, also by
+    ``captured``: :func:`~spikeflow.kernels.captures.captured_numbers` of ``decl``, read
+    here when not given)."""
+    sg = rule.surrogate
+    sg_key, symbolic = surrogate_key(sg)
+    if captured is None:
+        captured = captured_numbers(decl)
+    key = (decl, captured, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
+    graph = _GRAPHS.get(key)
+    if graph is None:
+        try:
+            graph = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic)
+        except TraceError as exc:
+            _GRAPHS[key] = str(exc)
+            raise
+        _GRAPHS[key] = graph
+    if isinstance(graph, str):
+        raise TraceError(graph)
+    return graph
+
+
+#: The backward's (spike-gradient step, recorded-membrane-gradient step), see Kernels.
+Steps = tuple[int, int]
+
+
+class Kernels(Protocol):
+    """A compiled forward/backward pair."""
+
+    def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None: ...
+
+    def backward(
+        self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
+    ) -> None:
+        """``buffers`` holds ``None`` for an absent final-state gradient (zero);
+        ``steps``: the elements between two steps of the spike gradient (``n``, or
+        0 when it is one ``[N]`` row shared by every step), and the same for
+        the recorded membrane's gradient (a ``record_v`` kernel's)."""
+
+
+class Launcher(Protocol):
+    """Builds the kernels of a spec for one backend."""
+
+    def __call__(self, spec: KernelSpec) -> Kernels: ...
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Everything the operators need besides tensors, looked up by a string key."""
+
+    kernels: Kernels
+    spec: KernelSpec
+    state_dtype: torch.dtype
+    #: Per operand (declared parameters, then the threshold): whether it is a tensor
+    #: (else a Python float, whose value comes with each call).
+    is_tensor: tuple[bool, ...]
+
+
+_ENTRIES: dict[str, Entry] = {}
+#: Every configuration seen -> its key in _ENTRIES (a dict lookup instead of rebuilding
+#: the key string on each call).
+_KEYS: dict[tuple, str] = {}
+
+
+def _launcher_name(launcher: Launcher) -> str:
+    """The first field of a registry key: entries built by one launcher share it."""
+    return getattr(launcher, "__name__", type(launcher).__name__)
+
+
+def entry_key(
+    launcher: Launcher,
+    ctype: str,
+    state_dtype: torch.dtype,
+    checkpoint: int,
+    decl: NeuronDeclaration,
+    surrogate: Surrogate,
+    sg_key: tuple,
+    v_reset: float | None,
+    detach_reset: bool,
+    strict: bool,
+    is_array: tuple[bool, ...],
+    save_states: bool,
+    record_v: bool,
+    needs: tuple[bool, ...],
+    is_tensor: tuple[bool, ...],
+) -> str:
+    """Build (once) the kernels for this configuration; return their registry key.
+
+    The values of Python-float parameters and of the surrogate's run-time parameters
+    are not part of it (they travel with each call), so a parameter or a surrogate
+    ``alpha`` annealed as a float does not grow the registry. The values of the Python
+    numbers ``decl``'s functions read from globals and closures are (the tracer folds
+    them into the code): a changed one builds its own kernels.
+    Never traced by ``torch.compile`` (see :func:`compiled_entry_key`).
+    """
+    captured = captured_numbers(decl)
+    config = (launcher, ctype, state_dtype, checkpoint, decl, captured, sg_key, v_reset,
+              detach_reset, strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
+    key = _KEYS.get(config)
+    if key is not None:
+        return key
+    graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict), captured)
+    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
+    key = f"{_launcher_name(launcher)}|{id(graph)}|{flags}"
+    if key not in _ENTRIES:
+        spec = KernelSpec(
+            graph,
+            ctype,
+            array_params=is_array[:-1],
+            theta_is_array=is_array[-1],
+            save_states=save_states,
+            record_v=record_v,
+            grad_params=needs[:-1],
+            grad_theta=needs[-1],
+            checkpoint=checkpoint,
+        )
+        _ENTRIES[key] = Entry(launcher(spec), spec, state_dtype, is_tensor)
+    _KEYS[config] = key
+    return key
+
+
+def forget(launcher: Launcher) -> None:
+    """Drop every kernel entry built by ``launcher`` (a one-off launcher's, say)."""
+    prefix = f"{_launcher_name(launcher)}|"
+    for config in [c for c, k in _KEYS.items() if k.startswith(prefix)]:
+        del _KEYS[config]
+    for key in [k for k in _ENTRIES if k.startswith(prefix)]:
+        del _ENTRIES[key]
+
+
+
+
+def entry(key: str) -> Entry:
+    """The kernels registered under ``key`` (by :func:`entry_key`)."""
+    found = _ENTRIES.get(key)
+    if found is None:
+        raise KeyError(
+            f"no fused kernels are registered under {key!r} in this process: the key comes "
+            "from a graph compiled elsewhere (or from before spikeflow.kernels.registry."
+            "forget); compile the model again in this process"
+        )
+    return found
+
+
+# -- under torch.compile --------------------------------------------------------------
+# Code generation and compilation are Python and subprocess work that Dynamo cannot
+# trace. The lookup runs instead as a constant of the graph
+# (torch.compiler.assume_constant_result): Dynamo calls it once while tracing, with the
+# real objects, and guards on its arguments. Every argument is therefore something whose
+# change must give other kernels: plain values (a float by its bit pattern, whose
+# .hex() makes Dynamo specialise on it), the declaration's functions, and the
+# surrogate (guarded on its identity; its kernel-relevant values are passed besides).
+
+
+@torch.compiler.assume_constant_result
+def _compiled_preparation(
+    charge: object,
+    update: object,
+    name: str,
+    returns_aux: bool,
+    threshold: object,
+    surrogate: Surrogate,
+    spiking: bool,
+    names: tuple[str, ...],
+) -> tuple[str, ...]:
+    """Readies the declaration's captured-number reader (so that the traced read that
+    follows finds it) and returns the surrogate's run-time parameters."""
+    captured_numbers(declare(charge, update, name, returns_aux, threshold))  # type: ignore[arg-type]
+    return surrogate_key(surrogate)[1]
+
+
+@torch.compiler.assume_constant_result
+def _compiled_key(
+    launcher: Launcher,
+    ctype: str,
+    state_dtype: torch.dtype,
+    checkpoint: int,
+    functions: tuple,
+    captured: tuple[str, ...],
+    surrogate: Surrogate,
+    surrogate_values: tuple,
+    rule: tuple,
+    flags: tuple,
+) -> str:
+    charge, update, name, returns_aux, threshold = functions
+    decl = declare(charge, update, name, returns_aux, threshold)
+    v_reset_hex, detach_reset, strict = rule
+    v_reset = None if v_reset_hex is None else float.fromhex(v_reset_hex)
+    sg_key = surrogate_key(surrogate)[0]
+    return entry_key(launcher, ctype, state_dtype, checkpoint, decl, surrogate, sg_key,
+                     v_reset, detach_reset, strict, *flags)  # fmt: skip
+
+
+def compiled_entry_key(
+    launcher: Launcher,
+    ctype: str,
+    state_dtype: torch.dtype,
+    checkpoint: int,
+    decl: NeuronDeclaration,
+    rule: FiringRule,
+    is_array: tuple[bool, ...],
+    save_states: bool,
+    record_v: bool,
+    needs: tuple[bool, ...],
+    is_tensor: tuple[bool, ...],
+) -> tuple[str, tuple[str, ...]]:
+    """:func:`entry_key` as Dynamo traces it, without a graph break: (the key, the
+    surrogate's run-time parameters). Dynamo guards on every value the kernels depend
+    on: the declaration's functions and captured numbers, the surrogate's type, its
+    ``spiking`` and the values of its parameters the kernels fold in, the reset."""
+    sg = rule.surrogate
+    params = sg.params
+    functions = (decl.charge, decl.update, decl.name, decl.charge_returns_aux, decl.threshold)
+    symbolic = _compiled_preparation(*functions, sg, sg.spiking, tuple(params))
+    captured = captured_numbers(decl)
+    folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
+    v_reset = None if rule.v_reset is None else float(rule.v_reset).hex()
+    flags = (is_array, save_states, record_v, needs, is_tensor)
+    key = _compiled_key(launcher, ctype, state_dtype, checkpoint, functions, captured, sg,
+                        folded, (v_reset, rule.detach_reset, rule.strict), flags)  # fmt: skip
+    return key, symbolic
