@@ -645,21 +645,21 @@ def kernel_time(
     Python glue and first-touch page faults. None when ``call`` ran no fused kernel.
 
     It swaps every registered kernel pair for a recorder around one ``call()`` (the
-    registry is spikeflow's internal ``spikeflow.kernels.fused._ENTRIES``).
+    registry is spikeflow's internal ``spikeflow.kernels.registry._ENTRIES``).
     """
     import dataclasses
 
-    from spikeflow.kernels import fused
+    from spikeflow.kernels import registry
 
-    saved = dict(fused._ENTRIES)
+    saved = dict(registry._ENTRIES)
     recorders: list[_Recorder] = []
     for key, entry in saved.items():
         recorders.append(_Recorder(entry.kernels))
-        fused._ENTRIES[key] = dataclasses.replace(entry, kernels=recorders[-1])
+        registry._ENTRIES[key] = dataclasses.replace(entry, kernels=recorders[-1])
     try:
         call()
     finally:
-        fused._ENTRIES.update(saved)
+        registry._ENTRIES.update(saved)
     replay = [(getattr(r.kernels, name), args) for r in recorders for name, args in r.calls]
     if not replay:
         return None

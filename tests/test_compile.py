@@ -36,11 +36,8 @@ def test_conv_snn_compiles_fullgraph_and_matches_eager():
 
 
 def test_explicit_fused_backend_runs_under_compile():
-    """The fused kernels are custom operators: correct under torch.compile.
-
-    Building a kernel is never traced (one graph break per neuron), which is why
-    backend="auto" keeps the reference loop inside compiled code.
-    """
+    """The fused kernels are custom operators: correct under torch.compile (one graph:
+    tests/test_compile_fused.py)."""
     torch._dynamo.reset()
     net = nn.Sequential(
         nn.Linear(16, 32),

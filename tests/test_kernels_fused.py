@@ -478,12 +478,12 @@ def test_auto_picks_the_fused_kernel_on_cpu():
 
 def test_kernels_are_cached_on_disk_and_regenerated_for_a_new_declaration(tmp_path, monkeypatch):
     from spikeflow import _cbuild
-    from spikeflow.kernels import fused
+    from spikeflow.kernels import registry
 
     monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path))
     # As in a fresh process: kernels an earlier test built and loaded (the registry, the
     # loaded libraries) would not be built again here.
-    for module, name in ((_cbuild, "_LIBS"), (fused, "_ENTRIES"), (fused, "_KEYS")):
+    for module, name in ((_cbuild, "_LIBS"), (registry, "_ENTRIES"), (registry, "_KEYS")):
         monkeypatch.setattr(module, name, {})
     x = torch.rand(3, 10)
     LIFNode(backend="cpu")(x)
@@ -517,14 +517,14 @@ def test_a_cached_build_is_never_handed_to_another_cpu(tmp_path, monkeypatch):
 def test_a_float_parameter_changed_every_call_reuses_one_kernel_entry(backend):
     # An annealed Python-float threshold: its value travels with each call, so the
     # registry holds one entry for the configuration, and each call uses its own value.
-    from spikeflow.kernels import fused
+    from spikeflow.kernels import registry
 
     device = kernel_device(backend)
     x = (torch.rand(6, 2, 9, device=device) * 2).requires_grad_()
     node = LIFNode(tau=2.0, backend=backend)
     ref = LIFNode(tau=2.0, backend="torch")
     node(x).sum().backward()  # builds the entry
-    before = len(fused._ENTRIES), len(fused._KEYS)
+    before = len(registry._ENTRIES), len(registry._KEYS)
     for theta in (0.4, 0.7, 1.3, 1.9):
         node.v_threshold = ref.v_threshold = theta
         x.grad = None
@@ -536,7 +536,7 @@ def test_a_float_parameter_changed_every_call_reuses_one_kernel_entry(backend):
         y_ref.sum().backward()
         assert torch.equal(y, y_ref), theta
         torch.testing.assert_close(g, x.grad, atol=1e-6, rtol=1e-5)
-    assert (len(fused._ENTRIES), len(fused._KEYS)) == before
+    assert (len(registry._ENTRIES), len(registry._KEYS)) == before
 
 
 def test_unsupported_dtype_is_a_clear_error():

@@ -261,7 +261,7 @@ def test_an_annealed_surrogate_parameter_reuses_one_kernel(backend, cls):
     # Surrogate parameters that the derivative uses arithmetically travel with each call:
     # annealing alpha needs no new kernel, and every value gives the reference's
     # gradient. (SquarewaveFourierSeries loops over n: its parameters stay constants.)
-    from spikeflow.kernels import fused
+    from spikeflow.kernels import registry
     from spikeflow.neurons import LIFNode
 
     device = kernel_device(backend)
@@ -280,9 +280,9 @@ def test_an_annealed_surrogate_parameter_reuses_one_kernel(backend, cls):
         assert torch.equal(s, s_ref)
         torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)
         if entries is None:
-            entries = len(fused._ENTRIES)
+            entries = len(registry._ENTRIES)
     grows = cls.__name__ == "SquarewaveFourierSeries"
-    assert (len(fused._ENTRIES) > entries) == grows
+    assert (len(registry._ENTRIES) > entries) == grows
 
 
 class PowerOfRelu(BaseNode):

@@ -230,7 +230,7 @@ def _closure_gain() -> tuple[type[BaseNode], object]:
 def test_a_captured_python_number_is_read_at_every_call(backend, where, monkeypatch):
     # The tracer folds a number into the kernel; the kernels were cached by the
     # declaration alone, so a changed global or closure number kept its first value.
-    from spikeflow.kernels import fused
+    from spikeflow.kernels import registry
 
     if where == "global":
         cls = neuron(_global_gain)
@@ -249,7 +249,7 @@ def test_a_captured_python_number_is_read_at_every_call(backend, where, monkeypa
             got = cls(backend=backend)(x)
         assert torch.equal(got, expected)
         assert got.sum() == (12 if gain == 2.0 else 0)
-        sizes.append(len(fused._KEYS))
+        sizes.append(len(registry._KEYS))
     assert sizes[2:] == [sizes[1]] * 2  # one kernel per value, reused when it returns
 
 

@@ -4,9 +4,10 @@
 fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
 ``"triton"`` the fused Triton kernel from the same graph
 (:mod:`spikeflow.kernels.triton_backend`). ``"auto"`` picks Triton for CUDA tensors
-when triton is installed, the C kernel for CPU float32/float64 tensors when a C
-compiler is available, and the reference loop otherwise (inside ``torch.compile`` and
-``torch.func`` transforms, under forward-mode AD, and, with a warning that names the
+when triton is installed (the reference loop for CUDA inside ``torch.compile``), the C
+kernel for CPU float32/float64 tensors when a C compiler is available (in eager mode
+and inside ``torch.compile``), and the reference loop otherwise (inside ``torch.func``
+transforms and ``torch.jit.trace``, under forward-mode AD, and, with a warning that names the
 reason, for equations the tracer cannot compile and for parameters, thresholds or
 states wider than the input, which the reference computes in mixed precision).
 """
@@ -60,9 +61,15 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     """The runner for backend ``name`` on ``x``'s device (``"auto"``: the best one)."""
     check_backend(name)
     if name == "auto":
-        # Under torch.compile the reference loop is traced and fused by the compiler;
-        # the ctypes kernel is opaque to it (and to torch.func and torch.jit.trace).
-        if torch.compiler.is_compiling() or functorch_active() or torch.jit.is_tracing():
+        # The fused kernels read raw memory: not under torch.func transforms nor
+        # torch.jit.trace. Under torch.compile the C kernels are custom operators in the
+        # graph; on CUDA the compiler fuses the reference loop (the Triton kernels as
+        # operators inside compiled graphs are not yet validated on a GPU).
+        if functorch_active() or torch.jit.is_tracing():
+            return run_reference
+        if torch.compiler.is_compiling():
+            if x.device.type == "cpu" and x.dtype in _FUSED_CPU_DTYPES and _compiler_found():
+                return run_cpu_or_reference
             return run_reference
         if x.device.type == "cuda" and triton_available():
             return run_triton_or_reference
@@ -72,16 +79,26 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     return BACKENDS[name]
 
 
-_WARNED: set[tuple[NeuronDeclaration, object]] = set()
+_WARNED: set[tuple[str, object]] = set()
 
 
-def _warn_once(decl: NeuronDeclaration, key: object, why: str) -> None:
-    """Warn that ``decl`` falls back to the reference loop, once per neuron and ``key``."""
-    if (decl, key) not in _WARNED:
-        _WARNED.add((decl, key))
-        warnings.warn(
-            f"{decl.name} runs on the reference loop (backend='auto'): {why}", stacklevel=3
-        )
+def _warn_once(name: str, key: object, why: str) -> None:
+    """Warn that neuron ``name`` falls back to the reference loop, once per neuron and
+    ``key``."""
+    if (name, key) not in _WARNED:
+        _WARNED.add((name, key))
+        warnings.warn(f"{name} runs on the reference loop (backend='auto'): {why}", stacklevel=4)
+
+
+# Under torch.compile: run while Dynamo traces (which would drop a traced warning).
+_warn_once_compiled = torch.compiler.assume_constant_result(_warn_once)
+
+
+def _fallback_warning(decl: NeuronDeclaration, key: object, why: str) -> None:
+    if torch.compiler.is_compiling():
+        _warn_once_compiled(decl.name, key, why)
+    else:
+        _warn_once(decl.name, key, why)
 
 
 def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
@@ -99,12 +116,13 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
             return fused(*args)
         except TraceError as exc:  # raised while tracing, before any kernel ran
             reason = str(exc)
-            _warn_once(
+            _fallback_warning(
                 decl, reason, f"its equations cannot be compiled to a fused kernel: {reason}"
             )
         except MixedPrecisionError as exc:  # raised before tracing, before any kernel ran
             key = (exc.value, exc.dtype, exc.input_dtype)  # not the shape (a batch size)
-            _warn_once(decl, key, f"it mixes precisions, which a fused kernel cannot: {exc.reason}")
+            why = f"it mixes precisions, which a fused kernel cannot: {exc.reason}"
+            _fallback_warning(decl, key, why)
         return run_reference(*args)
 
     run.__name__ = run.__qualname__ = f"{fused.__name__}_or_reference"
@@ -123,3 +141,7 @@ def _has_compiler() -> bool:
     except CompilerNotFoundError:
         return False
     return True
+
+
+#: The same, as a constant of a compiled graph (Dynamo cannot trace the search).
+_compiler_found = torch.compiler.assume_constant_result(_has_compiler)

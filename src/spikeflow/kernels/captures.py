@@ -4,7 +4,7 @@ The tracer folds a number into a constant of the generated code, so a charge, up
 threshold function that reads a module-level number (``GAIN = 0.5``) or a closure's
 would otherwise keep the value it had at the first call for ever. The current values
 of those numbers are part of the keys under which the fused backends cache the traced
-step and the kernels (:func:`spikeflow.kernels.fused.step_graph`, ``_entry_key``), so
+step and the kernels (:func:`spikeflow.kernels.registry.step_graph` and ``entry_key``), so
 a changed value is traced and compiled again (once per value; the build caches key on
 the generated source, so a value seen before reloads its kernel).
 
@@ -21,6 +21,8 @@ import functools
 import numbers
 import types
 from collections.abc import Callable, Iterator
+
+import torch
 
 from spikeflow.neurons.declaration import NeuronDeclaration
 
@@ -42,6 +44,10 @@ def captured_numbers(decl: NeuronDeclaration) -> tuple[str, ...]:
     charge, update and threshold functions read from their module's globals or their
     closures, as a cache key: each value's ``repr``, so that ``1``, ``1.0`` and ``True``,
     ``0.0`` and ``-0.0`` differ and a NaN equals itself. Empty when there are none."""
+    if torch.compiler.is_compiling():
+        # Dynamo traces the reading (so it guards on every value read), not the cache: a
+        # dict filled while tracing would differ between its analysis passes.
+        return _reader(decl)()
     reader = _READERS.get(decl)
     if reader is None:
         reader = _READERS[decl] = _reader(decl)
@@ -60,6 +66,10 @@ def _value_key(value: object) -> str:
     """A number's ``repr``; for anything else its type's name (a module, a function, a
     tensor: their identity is not what the tracer folds into the code)."""
     if value is None or isinstance(value, numbers.Number) or _numpy_scalar(value):
+        if torch.compiler.is_compiling() and isinstance(value, (int, float)):
+            # What Dynamo traces here makes its guards: .hex() specialises the graph on
+            # the value (repr cannot read a number Dynamo made an input).
+            return float(value).hex()
         return repr(value)
     return f"<{type(value).__name__}>"
 

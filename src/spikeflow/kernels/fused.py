@@ -53,6 +53,7 @@ __all__ = [
     "step_graph",
 ]
 
+
 def _layout(
     entry: Entry, operands: list[Tensor], values: list[float], step_shape: torch.Size
 ) -> tuple[list[Tensor], list[float]]:
@@ -106,16 +107,19 @@ def _forward_impl(
     return outs
 
 
+# The operators take the Python-float values as a float64 CPU tensor: a float argument
+# would make torch.compile specialise the graph on each value (one recompilation per
+# annealed threshold or surrogate alpha), a tensor computed from them does not.
 @torch.library.custom_op("spikeflow::neuron_forward", mutates_args=())
 def _neuron_forward(
-    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: Tensor
 ) -> list[Tensor]:
-    return _forward_impl(key, x, states, operands, values)
+    return _forward_impl(key, x, states, operands, values.tolist())
 
 
 @_neuron_forward.register_fake
 def _(
-    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: list[float]
+    key: str, x: Tensor, states: list[Tensor], operands: list[Tensor], values: Tensor
 ) -> list[Tensor]:
     return [x.new_empty(s, dtype=d) for s, d in _forward_shapes(_lookup(key), x)]
 
@@ -178,9 +182,9 @@ def _neuron_backward(
     operands: list[Tensor],
     grad_spikes: Tensor,
     grad_finals: list[Tensor | None],
-    values: list[float],
+    values: Tensor,
 ) -> list[Tensor]:
-    return _backward_impl(key, x, saved, operands, grad_spikes, grad_finals, values)
+    return _backward_impl(key, x, saved, operands, grad_spikes, grad_finals, values.tolist())
 
 
 @_neuron_backward.register_fake
@@ -191,7 +195,7 @@ def _(
     operands: list[Tensor],
     grad_spikes: Tensor,
     grad_finals: list[Tensor | None],
-    values: list[float],
+    values: Tensor,
 ) -> list[Tensor]:
     return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_lookup(key), x)]
 
@@ -203,10 +207,11 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
     saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
     ctx.record_v = entry.spec.record_v
     ctx.key = key
-    ctx.values = values
     ctx.n_saved = len(saved)
     ctx.n_states = n_st
-    ctx.save_for_backward(x, *saved, *operands)
+    # The operator's values tensor is saved as a tensor; the eager path's list as is.
+    ctx.values = None if isinstance(values, Tensor) else values
+    ctx.save_for_backward(x, *saved, *operands, *([values] if ctx.values is None else []))
 
 
 def _backward(
@@ -214,6 +219,9 @@ def _backward(
 ) -> tuple:
     entry = _lookup(ctx.key)
     x, *rest = ctx.saved_tensors
+    values = rest.pop() if ctx.values is None else ctx.values
+    if run is _neuron_backward and not isinstance(values, Tensor):
+        values = torch.tensor(values, dtype=torch.float64)
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
 
     # An absent gradient of a [T, ...] output (the spikes, the recorded membrane) is a
@@ -226,7 +234,7 @@ def _backward(
     g_finals = list(grads[1 : 1 + ctx.n_states])
     if ctx.record_v:  # the recorded membrane, the last output
         g_finals.append(per_step(grads[-1]))
-    outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals, ctx.values)
+    outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals, values)
     gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
     wants = [w for w, t in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.is_tensor)
              if t]  # fmt: skip
@@ -342,6 +350,15 @@ class _EagerNeuron(torch.autograd.Function):
         return (None, None, gx, None, *g_states, *g_ops)
 
 
+def _values_tensor(values: list[float]) -> Tensor:
+    """``values`` as the operators take them: a float64 CPU tensor, computed from the
+    numbers (under torch.compile, each a graph input, not a constant)."""
+    if not values:
+        return torch.empty(0, dtype=torch.float64)
+    one = torch.ones((), dtype=torch.float64)
+    return torch.stack([one * v for v in values])
+
+
 def run_fused(
     launcher: Launcher,
     ctype: str,
@@ -428,7 +445,7 @@ def run_fused(
     sg_params = rule.surrogate.params
     values += [float(sg_params[n]) for n in symbolic]
     if compiling:
-        out = _neuron_forward(key, x_seq, states, operands, values)
+        out = _neuron_forward(key, x_seq, states, operands, _values_tensor(values))
     elif not grad_on:  # nothing to differentiate: no autograd node (inference)
         out = _forward_impl(key, x_seq, states, operands, values)
     else:

@@ -190,8 +190,6 @@ def forget(launcher: Launcher) -> None:
         del _ENTRIES[key]
 
 
-
-
 def entry(key: str) -> Entry:
     """The kernels registered under ``key`` (by :func:`entry_key`)."""
     found = _ENTRIES.get(key)
@@ -215,19 +213,9 @@ def entry(key: str) -> Entry:
 
 
 @torch.compiler.assume_constant_result
-def _compiled_preparation(
-    charge: object,
-    update: object,
-    name: str,
-    returns_aux: bool,
-    threshold: object,
-    surrogate: Surrogate,
-    spiking: bool,
-    names: tuple[str, ...],
-) -> tuple[str, ...]:
-    """Readies the declaration's captured-number reader (so that the traced read that
-    follows finds it) and returns the surrogate's run-time parameters."""
-    captured_numbers(declare(charge, update, name, returns_aux, threshold))  # type: ignore[arg-type]
+def _run_time_parameters(surrogate: Surrogate, spiking: bool, names: tuple[str, ...]) -> tuple:
+    """The surrogate's parameters that the kernels take at run time (see
+    :func:`surrogate_key`)."""
     return surrogate_key(surrogate)[1]
 
 
@@ -243,14 +231,18 @@ def _compiled_key(
     surrogate_values: tuple,
     rule: tuple,
     flags: tuple,
-) -> str:
+) -> tuple[str | None, str | None]:
+    """(the key, None), or (None, the message of the TraceError the tracer raised)."""
     charge, update, name, returns_aux, threshold = functions
     decl = declare(charge, update, name, returns_aux, threshold)
     v_reset_hex, detach_reset, strict = rule
     v_reset = None if v_reset_hex is None else float.fromhex(v_reset_hex)
     sg_key = surrogate_key(surrogate)[0]
-    return entry_key(launcher, ctype, state_dtype, checkpoint, decl, surrogate, sg_key,
-                     v_reset, detach_reset, strict, *flags)  # fmt: skip
+    try:
+        return entry_key(launcher, ctype, state_dtype, checkpoint, decl, surrogate, sg_key,
+                         v_reset, detach_reset, strict, *flags), None  # fmt: skip
+    except TraceError as exc:  # raised again in traced code (Dynamo cannot pass it on)
+        return None, str(exc)
 
 
 def compiled_entry_key(
@@ -267,17 +259,22 @@ def compiled_entry_key(
     is_tensor: tuple[bool, ...],
 ) -> tuple[str, tuple[str, ...]]:
     """:func:`entry_key` as Dynamo traces it, without a graph break: (the key, the
-    surrogate's run-time parameters). Dynamo guards on every value the kernels depend
-    on: the declaration's functions and captured numbers, the surrogate's type, its
-    ``spiking`` and the values of its parameters the kernels fold in, the reset."""
+    surrogate's run-time parameters); a TraceError if the tracer refuses the equations.
+
+    Dynamo guards on every value the kernels depend on: the declaration's functions and
+    captured numbers, the surrogate's type, its ``spiking`` and the values of its
+    parameters that the kernels fold in, the reset rule."""
     sg = rule.surrogate
     params = sg.params
     functions = (decl.charge, decl.update, decl.name, decl.charge_returns_aux, decl.threshold)
-    symbolic = _compiled_preparation(*functions, sg, sg.spiking, tuple(params))
+    symbolic = _run_time_parameters(sg, sg.spiking, tuple(params))
     captured = captured_numbers(decl)
     folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
     v_reset = None if rule.v_reset is None else float(rule.v_reset).hex()
     flags = (is_array, save_states, record_v, needs, is_tensor)
-    key = _compiled_key(launcher, ctype, state_dtype, checkpoint, functions, captured, sg,
-                        folded, (v_reset, rule.detach_reset, rule.strict), flags)  # fmt: skip
+    key, refused = _compiled_key(launcher, ctype, state_dtype, checkpoint, functions,
+                                 captured, sg, folded, (v_reset, rule.detach_reset,
+                                 rule.strict), flags)  # fmt: skip
+    if refused is not None:
+        raise TraceError(refused)
     return key, symbolic

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import torch
 
 from spikeflow.errors import ConfigurationError
 
@@ -56,6 +58,9 @@ class NeuronDeclaration:
         threshold: the effective-threshold function, or ``None`` (the threshold is
             ``v_threshold`` itself).
         threshold_params: names of the keyword parameters of ``threshold``.
+        aux_names: the state variables other than the membrane ``v`` (derived).
+        param_names: every parameter the functions take (charge, update, threshold),
+            in first-use order (derived).
     """
 
     name: str
@@ -67,19 +72,17 @@ class NeuronDeclaration:
     charge_returns_aux: bool = False
     threshold: Callable[..., object] | None = None
     threshold_params: tuple[str, ...] = ()
+    # Derived fields, not properties: under torch.compile a declaration is a constant
+    # of the graph, whose plain attributes Dynamo reads but whose properties it cannot.
+    aux_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    param_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def aux_names(self) -> tuple[str, ...]:
-        """The state variables other than the membrane ``v``."""
-        return self.state_names[1:]
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        """Every parameter the functions take (charge, update, threshold), first-use order."""
+    def __post_init__(self) -> None:
         names = list(self.charge_params)
         for group in (self.update_params, self.threshold_params):
             names += [p for p in group if p not in names]
-        return tuple(names)
+        object.__setattr__(self, "aux_names", self.state_names[1:])
+        object.__setattr__(self, "param_names", tuple(names))
 
 
 def _split_signature(
@@ -124,10 +127,13 @@ def declare(
     (optional) gives the effective threshold from ``theta`` and the auxiliary state.
     """
     key = (charge, update, name, charge_returns_aux, threshold)
+    if torch.compiler.is_compiling():
+        # Dynamo traces the build (reading signatures), not the cache: a dict filled
+        # while tracing would differ between its analysis passes.
+        return _build(*key)
     cached = _DECLARATIONS.get(key)
     if cached is None:
-        cached = _build(charge, update, name, charge_returns_aux, threshold)
-        _DECLARATIONS[key] = cached
+        cached = _DECLARATIONS[key] = _build(*key)
     return cached
 
 

@@ -1,0 +1,218 @@
+"""The fused CPU kernels inside torch.compile: one graph, the reference's results, and
+recompilation exactly when the kernels depend on what changed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.kernels import TraceError, registry
+from spikeflow.neurons import BaseNode, LIFNode, ParametricLIFNode
+from spikeflow.surrogate import Sigmoid
+
+GAIN = 0.5  # read by _gained_charge: a captured number
+
+
+def _gained_charge(x, v, *, tau):
+    return v + (x * GAIN - v) / tau
+
+
+def _cumsum_charge(x, v, *, tau):
+    return v + (x - v) / tau + torch.cumsum(x, 0) * 0.0  # not elementwise: refused
+
+
+def _node_class(charge, name: str) -> type[BaseNode]:
+    def init(self, **kwargs):
+        BaseNode.__init__(self, **kwargs)
+        self.tau = 2.0
+
+    return type(
+        name,
+        (BaseNode,),
+        {
+            "__init__": init,
+            "charge": staticmethod(charge),
+            "neuron_params": lambda self: {"tau": self.tau},
+        },
+    )
+
+
+GainedNode = _node_class(_gained_charge, "GainedNode")
+CumsumNode = _node_class(_cumsum_charge, "CumsumNode")
+
+
+class Counter:
+    """A torch.compile backend (aot_eager) that counts the graphs it compiles."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        from torch._dynamo.backends.debugging import aot_eager
+
+        self.graphs += 1
+        return aot_eager(gm, example_inputs)
+
+
+def spikes_and_grad(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    xi = x.detach().clone().requires_grad_()
+    out = module(xi)
+    (out * torch.linspace(0.5, 1.5, out.shape[-1])).sum().backward()
+    return out.detach(), xi.grad
+
+
+def set_backend(module: nn.Module, backend: str) -> None:
+    for m in module.modules():
+        if isinstance(m, BaseNode):
+            m.backend = backend
+
+
+def assert_matches_reference(module: nn.Module, out: torch.Tensor, grad: torch.Tensor,
+                             x: torch.Tensor) -> None:  # fmt: skip
+    backend = next(m.backend for m in module.modules() if isinstance(m, BaseNode))
+    set_backend(module, "torch")
+    try:
+        ref_out, ref_grad = spikes_and_grad(module, x)
+    finally:
+        set_backend(module, backend)
+    assert torch.equal(out, ref_out)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "auto"])
+def test_fused_neurons_compile_into_one_graph(backend, monkeypatch):
+    # Before, the kernel lookup broke the graph at every neuron.
+    built = []
+    monkeypatch.setattr(registry, "entry_key", _recording(registry.entry_key, built))
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(16, 32),
+        ParametricLIFNode(backend=backend),
+        nn.Linear(32, 8),
+        LIFNode(v_reset=None, backend=backend),
+    )
+    x = torch.rand(6, 4, 16) * 2
+    out, grad = spikes_and_grad(torch.compile(net, backend="aot_eager", fullgraph=True), x)
+    assert_matches_reference(net, out, grad, x)
+    assert built, "auto under torch.compile ran the reference loop, not the fused kernels"
+
+
+def _recording(fn, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def test_a_cold_start_survives_dynamic_shapes_and_a_graph_break():
+    # Declarations and kernels built while Dynamo traces: its analysis restarts (on a
+    # graph break, on dynamic shapes) must see the same code path again.
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Linear(8, 8), GainedNode(backend="cpu"))
+            self.b = nn.Sequential(nn.Linear(8, 8), LIFNode(tau=3.0, backend="cpu"))
+
+        def forward(self, x):
+            y = self.a(x)
+            torch._dynamo.graph_break()
+            return self.b(y)
+
+    torch.manual_seed(1)
+    net = Net()
+    compiled = torch.compile(net, backend="aot_eager", dynamic=True)
+    for T, B in ((4, 3), (7, 5), (2, 9)):
+        x = torch.rand(T, B, 8) * 3
+        out, grad = spikes_and_grad(compiled, x)
+        assert_matches_reference(net, out, grad, x)
+
+
+def test_annealed_float_threshold_and_surrogate_alpha_compile_once_more():
+    # Their values travel to the kernels as a tensor computed from them: after the first
+    # change (Dynamo then treats the number as an input) no value recompiles.
+    counter = Counter()
+    node = LIFNode(tau=2.0, backend="cpu", surrogate_function=Sigmoid(alpha=4.0))
+    compiled = torch.compile(node, backend=counter, fullgraph=True)
+    x = torch.rand(5, 3, 11) * 2.5
+    graphs = []
+    for theta, alpha in ((1.0, 4.0), (0.8, 4.0), (0.6, 3.0), (0.5, 2.0), (0.9, 5.0)):
+        node.v_threshold = theta
+        node.surrogate_function.alpha = alpha
+        out, grad = spikes_and_grad(compiled, x)
+        assert_matches_reference(node, out, grad, x)
+        graphs.append(counter.graphs)
+    assert graphs[-1] <= graphs[0] + 2, graphs  # the threshold, then alpha, go dynamic
+    assert graphs[-2] == graphs[-1]
+
+
+def test_a_changed_reset_value_recompiles_and_builds_its_kernels():
+    # v_reset is folded into the generated code: each value is a guard and a kernel.
+    node = LIFNode(tau=2.0, backend="cpu")
+    compiled = torch.compile(node, backend="aot_eager", fullgraph=True)
+    x = torch.rand(6, 2, 9) * 2.5
+    for v_reset in (0.0, -0.3, None, 0.2):
+        node.v_reset = v_reset
+        out, grad = spikes_and_grad(compiled, x)
+        assert_matches_reference(node, out, grad, x)
+
+
+def test_a_captured_global_number_changed_between_calls_is_read_again(monkeypatch):
+    node = GainedNode(backend="cpu")
+    compiled = torch.compile(node, backend="aot_eager", fullgraph=True)
+    x = torch.full((3, 1, 4), 0.6)
+    for gain in (0.5, 2.0, 0.5):
+        monkeypatch.setitem(globals(), "GAIN", gain)
+        out, grad = spikes_and_grad(compiled, x)
+        assert out.sum() == (4 if gain == 2.0 else 0)  # fires at the third step
+        assert_matches_reference(node, out, grad, x)
+
+
+def test_equations_the_tracer_refuses_under_compile():
+    x = torch.rand(4, 2, 5) * 2
+    with pytest.warns(UserWarning, match="cannot be compiled to a fused kernel"):
+        out, grad = spikes_and_grad(torch.compile(CumsumNode(), backend="aot_eager"), x)
+    assert_matches_reference(CumsumNode(), out, grad, x)
+    with pytest.raises(TraceError, match=r"torch\.cumsum is not supported"):
+        torch.compile(CumsumNode(backend="cpu"), backend="aot_eager")(x)
+
+
+def test_mixed_precision_under_compile_falls_back_to_the_reference(monkeypatch):
+    from spikeflow import kernels
+
+    monkeypatch.setattr(kernels, "_WARNED", set())
+    theta = torch.linspace(0.8, 1.2, 6, dtype=torch.float64)  # wider than the input
+    x = torch.rand(5, 2, 6) * 2
+    with pytest.warns(UserWarning, match="runs on the reference loop.*mixes precisions"):
+        out = torch.compile(LIFNode(v_threshold=theta), backend="aot_eager")(x)
+    assert torch.equal(out, LIFNode(v_threshold=theta, backend="torch")(x))
+
+
+def test_the_plif_nmnist_network_compiles_with_inductor():
+    # With explicit fused backends this failed in inductor ("cannot determine truth
+    # value of Relational"): one graph break per neuron made Dynamo recompile the
+    # shared Sequential frames per layer shape and switch to dynamic shapes.
+    from spikeflow.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("plif_nmnist").eval()  # no dropout, fixed batch-norm statistics
+    set_backend(net, "cpu")
+    x = (torch.rand(3, 2, 2, 34, 34) > 0.8).float()
+    compiled = torch.compile(net)
+    out = compiled(x)
+    out.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    eager = net(x)
+    eager.sum().backward()
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-5)
+    for g, p in zip(grads, net.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-3, atol=1e-4)
