@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import fused_backends, kernel_device
 from spikeflow.kernels import TraceError, registry
 from spikeflow.neurons import BaseNode, LIFNode, ParametricLIFNode
 from spikeflow.surrogate import Sigmoid
@@ -58,7 +59,7 @@ class Counter:
 def spikes_and_grad(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xi = x.detach().clone().requires_grad_()
     out = module(xi)
-    (out * torch.linspace(0.5, 1.5, out.shape[-1])).sum().backward()
+    (out * torch.linspace(0.5, 1.5, out.shape[-1], device=out.device)).sum().backward()
     return out.detach(), xi.grad
 
 
@@ -87,8 +88,9 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("backend", ["cpu", "auto"])
+@pytest.mark.parametrize("backend", fused_backends("auto"))
 def test_fused_neurons_compile_into_one_graph(backend, monkeypatch):
+    # Triton: on the GPU when there is one, else through its interpreter.
     # Before, the kernel lookup broke the graph at every neuron.
     built = []
     monkeypatch.setattr(registry, "entry_key", _recording(registry.entry_key, built))
@@ -99,7 +101,8 @@ def test_fused_neurons_compile_into_one_graph(backend, monkeypatch):
         nn.Linear(32, 8),
         LIFNode(v_reset=None, backend=backend),
     )
-    x = torch.rand(6, 4, 16) * 2
+    device = kernel_device(backend)
+    net, x = net.to(device), torch.rand(6, 4, 16, device=device) * 2
     out, grad = spikes_and_grad(torch.compile(net, backend="aot_eager", fullgraph=True), x)
     assert_matches_reference(net, out, grad, x)
     assert built, "auto under torch.compile ran the reference loop, not the fused kernels"
