@@ -5,11 +5,13 @@ from cache) a forward and a backward kernel that read and write flat ``[T, N]`` 
 ``[N]`` buffers in one fixed order (see :mod:`spikeflow.kernels.codegen_c`). This
 module registers two custom operators, ``spikeflow::neuron_forward`` and
 ``spikeflow::neuron_backward``, with fake (meta) implementations and an autograd
-formula, so the fused kernels run in eager mode and stay opaque, graph-break-free
-nodes inside ``torch.compile``. Parameters and the threshold are passed as tensors
-(0-dim ones are read as scalars by the kernels; others are expanded to the neuron
-shape); Python floats travel with each call (the operators' ``values`` list), so the
-kernels and their registry entry do not depend on them.
+formula: inside ``torch.compile`` the fused kernels are opaque nodes of one graph (the
+kernel lookup is a constant of the graph, see :mod:`spikeflow.kernels.registry`);
+in eager mode an ``autograd.Function`` runs the same code without the operators'
+dispatch. Parameters and the threshold are passed as tensors (0-dim ones are read as
+scalars by the kernels; others are expanded to the neuron shape); Python floats travel
+with each call (a list in eager mode, the operators' float64 ``values`` tensor under
+``torch.compile``), so the kernels and their registry entry do not depend on them.
 """
 
 from __future__ import annotations
