@@ -219,3 +219,116 @@ def test_the_plif_nmnist_network_compiles_with_inductor():
     torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-5)
     for g, p in zip(grads, net.parameters()):
         torch.testing.assert_close(g, p.grad, rtol=1e-3, atol=1e-4)
+
+
+class _Gain:
+    """A callable object as the charge equation."""
+
+    def __init__(self, gain: float) -> None:
+        self.gain = gain
+
+    def __call__(self, x, v):
+        return v + (x * self.gain - v) / 2.0
+
+
+class _MethodCharge(BaseNode):
+    """A bound method as the charge equation."""
+
+    def declaration(self):
+        from spikeflow.neurons.declaration import declare
+
+        return declare(self.method_charge, None, "MethodCharge")
+
+    def method_charge(self, x, v):
+        return v + (x * 1.5 - v) / 2.0
+
+
+class _ObjectCharge(BaseNode):
+    charge = _Gain(1.5)
+
+
+@pytest.mark.parametrize("cls", [_MethodCharge, _ObjectCharge])
+@pytest.mark.parametrize("backend", ["cpu", "auto"])
+def test_bound_method_and_callable_object_charges_compile(cls, backend, monkeypatch):
+    # Dynamo cannot hand a bound method (or a tuple holding a callable object) to a
+    # constant function: they go as (function, instance) and as themselves.
+    built = []
+    monkeypatch.setattr(registry, "entry_key", _recording(registry.entry_key, built))
+    node = cls(backend=backend)
+    x = torch.rand(5, 2, 6) * 2
+    out, grad = spikes_and_grad(torch.compile(node, backend="aot_eager", fullgraph=True), x)
+    assert_matches_reference(node, out, grad, x)
+    assert built
+
+
+NP_GAIN = None  # set to a numpy scalar by the test
+
+
+def _numpy_gained_charge(x, v, *, tau):
+    return v + (x * NP_GAIN - v) / tau
+
+
+NumpyGainedNode = _node_class(_numpy_gained_charge, "NumpyGainedNode")
+
+
+def test_a_captured_numpy_scalar_under_compile(monkeypatch):
+    # Dynamo makes a numpy scalar a tensor: no guard can follow its value, so the fused
+    # path refuses it (auto runs the reference loop, which Dynamo guards itself).
+    np = pytest.importorskip("numpy")
+    from spikeflow import kernels
+
+    monkeypatch.setattr(kernels, "_WARNED", set())
+    x = torch.rand(4, 2, 5) * 2
+    compiled = torch.compile(NumpyGainedNode(), backend="aot_eager")
+    monkeypatch.setitem(globals(), "NP_GAIN", np.float64(0.5))
+    with pytest.warns(UserWarning, match="numpy scalars"):  # while compiling
+        out, grad = spikes_and_grad(compiled, x)
+    assert_matches_reference(NumpyGainedNode(), out, grad, x)
+    monkeypatch.setitem(globals(), "NP_GAIN", np.float64(2.0))  # an input to the graph
+    out, grad = spikes_and_grad(compiled, x)
+    assert out.sum() > 0
+    assert_matches_reference(NumpyGainedNode(), out, grad, x)
+    # An explicit fused backend: Dynamo leaves the frame to eager mode, or with
+    # fullgraph=True raises the refusal.
+    node = NumpyGainedNode(backend="cpu")
+    out, grad = spikes_and_grad(torch.compile(node, backend="aot_eager"), x)
+    assert_matches_reference(node, out, grad, x)
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="numpy scalars"):
+        torch.compile(node, backend="aot_eager", fullgraph=True)(x)
+
+
+BIG = 2**53
+
+
+def _big_charge(x, v, *, tau):
+    return v + (x * (BIG - 2**53 + 0.5) - v) / tau
+
+
+BigNode = _node_class(_big_charge, "BigNode")
+
+
+def test_a_captured_int_beyond_float_precision_recompiles(monkeypatch):
+    node = BigNode(backend="cpu")
+    compiled = torch.compile(node, backend="aot_eager", fullgraph=True)
+    x = torch.full((3, 1, 4), 0.9)
+    for big in (2**53, 2**53 + 1, 2**53):  # equal as floats
+        monkeypatch.setitem(globals(), "BIG", big)
+        out, grad = spikes_and_grad(compiled, x)
+        assert_matches_reference(node, out, grad, x)
+        assert (out.sum() > 0) == (big == 2**53 + 1)
+
+
+def test_identical_neurons_share_one_compiled_graph():
+    # The surrogate instance is not a guard: layer-by-layer compilation (one
+    # torch.compile per block, as for large models) compiles the neuron's code once.
+    counter = Counter()
+    layers = [LIFNode(tau=2.0, backend="cpu") for _ in range(10)]
+    x = torch.rand(4, 2, 8) * 2
+    expected = spikes_and_grad(LIFNode(tau=2.0, backend="torch"), x)
+    for layer in layers:
+        layer.compile(backend=counter, fullgraph=True)
+        out, grad = spikes_and_grad(layer, x)
+        assert torch.equal(out, expected[0])
+        torch.testing.assert_close(grad, expected[1])
+    assert counter.graphs == 1

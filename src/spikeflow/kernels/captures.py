@@ -28,10 +28,10 @@ from spikeflow.neurons.declaration import NeuronDeclaration
 
 __all__ = ["captured_numbers"]
 
-Reader = Callable[[], tuple[str, ...]]
+Reader = Callable[..., tuple]
 
 
-def _nothing() -> tuple[str, ...]:
+def _nothing(raw: bool = False) -> tuple:
     return ()
 
 
@@ -43,15 +43,42 @@ def captured_numbers(decl: NeuronDeclaration) -> tuple[str, ...]:
     """The current values of the Python numbers (int, float, bool, ...) that ``decl``'s
     charge, update and threshold functions read from their module's globals or their
     closures, as a cache key: each value's ``repr``, so that ``1``, ``1.0`` and ``True``,
-    ``0.0`` and ``-0.0`` differ and a NaN equals itself. Empty when there are none."""
+    ``0.0`` and ``-0.0`` differ and a NaN equals itself. Empty when there are none.
+
+    Under ``torch.compile`` Dynamo traces the reading instead, so that it guards on
+    every value read (and the result is only for those guards, see :func:`_traced_key`)."""
     if torch.compiler.is_compiling():
-        # Dynamo traces the reading (so it guards on every value read), not the cache: a
-        # dict filled while tracing would differ between its analysis passes.
-        return _reader(decl)()
+        # Traced, not cached: a dict filled while tracing would differ between
+        # Dynamo's analysis passes.
+        return tuple(_traced_key(v) for v in _reader(decl)(raw=True))
+    return cached_captured_numbers(decl)
+
+
+def cached_captured_numbers(decl: NeuronDeclaration) -> tuple[str, ...]:
+    """:func:`captured_numbers` through the per-declaration reader cache, also for code
+    that runs while Dynamo traces."""
     reader = _READERS.get(decl)
     if reader is None:
         reader = _READERS[decl] = _reader(decl)
     return reader()
+
+
+def numpy_captures(decl: NeuronDeclaration) -> list[str]:
+    """The captured values of ``decl`` that are numpy scalars (their ``repr``), which
+    Dynamo turns into tensors: torch.compile cannot guard on their values."""
+    return [repr(v) for v in _reader(decl)(raw=True) if _numpy_scalar(v)]
+
+
+def _traced_key(value: object) -> str:
+    """What Dynamo traces to guard on a captured value: a float by its bit pattern
+    (``repr`` cannot read a float Dynamo made an input; ``.hex()`` specialises on it),
+    an int or bool by ``repr`` (Dynamo keeps them constants), anything else by its type
+    alone (a numpy scalar is a tensor to Dynamo: see :func:`numpy_captures`)."""
+    if isinstance(value, float) and not _numpy_scalar(value):
+        return value.hex()
+    if value is None or (isinstance(value, int) and not _numpy_scalar(value)):
+        return repr(value)
+    return f"<{type(value).__name__}>"
 
 
 def _code_names(code: types.CodeType) -> Iterator[str]:
@@ -66,10 +93,6 @@ def _value_key(value: object) -> str:
     """A number's ``repr``; for anything else its type's name (a module, a function, a
     tensor: their identity is not what the tracer folds into the code)."""
     if value is None or isinstance(value, numbers.Number) or _numpy_scalar(value):
-        if torch.compiler.is_compiling() and isinstance(value, (int, float)):
-            # What Dynamo traces here makes its guards: .hex() specialises the graph on
-            # the value (repr cannot read a number Dynamo made an input).
-            return float(value).hex()
         return repr(value)
     return f"<{type(value).__name__}>"
 
@@ -79,17 +102,28 @@ def _numpy_scalar(value: object) -> bool:
     return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0
 
 
+#: At most this many objects are unwrapped per function (a cycle of ``__wrapped__``
+#: attributes ends there).
+_MAX_WRAPPERS = 256
+
+
 def _functions(fn: object) -> Iterator[types.FunctionType]:
     """The Python functions behind ``fn``: a bound method's, a ``functools.partial``'s
     and a decorated function's (``__wrapped__``) too."""
+    # Functions are deduplicated by id; a bound method is not (it is a new object at
+    # each attribute read, which Dynamo, guarding on its id, would never match again).
     seen: set[int] = set()
     stack = [fn]
-    while stack:
+    for _ in range(_MAX_WRAPPERS):
+        if not stack:
+            return
         f = stack.pop()
-        if f is None or id(f) in seen:
+        if f is None:
             continue
-        seen.add(id(f))
         if isinstance(f, types.FunctionType):
+            if id(f) in seen:
+                continue
+            seen.add(id(f))
             yield f
         stack += [getattr(f, "__func__", None), getattr(f, "__wrapped__", None)]
         if isinstance(f, functools.partial):
@@ -112,10 +146,10 @@ def _reader(decl: NeuronDeclaration) -> Reader:
     now: one that is ``None`` or a tensor at the first call may be a number later."""
     globs: list[tuple[dict[str, object], str]] = []
     cells: list[types.CellType] = []
-    bound: list[str] = []  # a partial's bound numbers: fixed, but part of the key
+    partials: list[object] = []  # a partial's bound numbers: fixed, but part of the key
     seen: set[tuple[int, str]] = set()  # (id of a namespace or cell, name): read once
     for top in (decl.charge, decl.update, decl.threshold):
-        bound += [_value_key(v) for v in _partial_values(top)]
+        partials += _partial_values(top)
         for fn in _functions(top):
             namespace = fn.__globals__
             for name in dict.fromkeys(_code_names(fn.__code__)):
@@ -126,19 +160,26 @@ def _reader(decl: NeuronDeclaration) -> Reader:
                 if (id(cell), "") not in seen:
                     seen.add((id(cell), ""))
                     cells.append(cell)
-    if not globs and not cells and not bound:
+    if not globs and not cells and not partials:
         return _nothing
-    fixed = tuple(bound)
 
-    def read() -> tuple[str, ...]:
-        values = [_value_key(ns.get(n)) for ns, n in globs]
-        return (*fixed, *values, *[_cell_repr(c) for c in cells])
+    def read(raw: bool = False) -> tuple:
+        """The keys of the values (their raw values if ``raw``)."""
+        values = (*partials, *[ns.get(n) for ns, n in globs], *[_cell_value(c) for c in cells])
+        return values if raw else tuple(_value_key(v) for v in values)
 
     return read
 
 
-def _cell_repr(cell: types.CellType) -> str:
+class _Empty:
+    """An unbound closure cell's value (keyed ``<_Empty>``)."""
+
+
+_EMPTY = _Empty()
+
+
+def _cell_value(cell: types.CellType) -> object:
     try:
-        return _value_key(cell.cell_contents)
+        return cell.cell_contents
     except ValueError:  # not bound yet, or deleted since
-        return "<empty>"
+        return _EMPTY

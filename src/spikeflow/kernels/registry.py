@@ -10,18 +10,23 @@ constant of the graph (:func:`compiled_entry_key`), so a fused neuron breaks no 
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from spikeflow.kernels.captures import captured_numbers
+from spikeflow.kernels.captures import (
+    cached_captured_numbers,
+    captured_numbers,
+    numpy_captures,
+)
 from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.kernels.step import StepGraph, build_step, symbolic_surrogate_params
-from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.declaration import NeuronDeclaration, cached_declaration
 from spikeflow.surrogate import Surrogate
 
 __all__ = [
@@ -67,7 +72,7 @@ def step_graph(
     sg = rule.surrogate
     sg_key, symbolic = surrogate_key(sg)
     if captured is None:
-        captured = captured_numbers(decl)
+        captured = cached_captured_numbers(decl)
     key = (decl, captured, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
     graph = _GRAPHS.get(key)
     if graph is None:
@@ -155,7 +160,7 @@ def entry_key(
     them into the code): a changed one builds its own kernels.
     Never traced by ``torch.compile`` (see :func:`compiled_entry_key`).
     """
-    captured = captured_numbers(decl)
+    captured = cached_captured_numbers(decl)
     config = (launcher, ctype, state_dtype, checkpoint, decl, captured, sg_key, v_reset,
               detach_reset, strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
     key = _KEYS.get(config)
@@ -212,11 +217,31 @@ def entry(key: str) -> Entry:
 # surrogate (guarded on its identity; its kernel-relevant values are passed besides).
 
 
+def _surrogate_of(cls: type[Surrogate], spiking: bool, params: dict[str, float]) -> Surrogate:
+    """A surrogate of type ``cls`` with these parameters: all the kernels depend on (its
+    ``derivative`` and ``primitive`` are static functions of the parameters)."""
+    sg = cls.__new__(cls)
+    Surrogate.__init__(sg, spiking, **params)
+    return sg
+
+
 @torch.compiler.assume_constant_result
-def _run_time_parameters(surrogate: Surrogate, spiking: bool, names: tuple[str, ...]) -> tuple:
-    """The surrogate's parameters that the kernels take at run time (see
-    :func:`surrogate_key`)."""
-    return surrogate_key(surrogate)[1]
+def _run_time_parameters(cls: type[Surrogate], spiking: bool, names: tuple[str, ...]) -> tuple:
+    """The surrogate parameters that the kernels take at run time (see
+    :func:`surrogate_key`; their values do not matter here)."""
+    return surrogate_key(_surrogate_of(cls, spiking, dict.fromkeys(names, 1.0)))[1]
+
+
+def _function_parts(fn: object) -> tuple[object, object]:
+    """A bound method as (function, instance); anything else as (itself, None): each a
+    value Dynamo can hand to a constant function (a bound method is not)."""
+    if isinstance(fn, types.MethodType):
+        return fn.__func__, fn.__self__
+    return fn, None
+
+
+def _function_of(fn: object, instance: object) -> object:
+    return fn if instance is None else types.MethodType(fn, instance)  # type: ignore[arg-type]
 
 
 @torch.compiler.assume_constant_result
@@ -225,22 +250,51 @@ def _compiled_key(
     ctype: str,
     state_dtype: torch.dtype,
     checkpoint: int,
-    functions: tuple,
+    charge: object,
+    charge_self: object,
+    update: object,
+    update_self: object,
+    threshold: object,
+    threshold_self: object,
+    declared: tuple,
     captured: tuple[str, ...],
-    surrogate: Surrogate,
-    surrogate_values: tuple,
+    surrogate: tuple,
     rule: tuple,
     flags: tuple,
 ) -> tuple[str | None, str | None]:
-    """(the key, None), or (None, the message of the TraceError the tracer raised)."""
-    charge, update, name, returns_aux, threshold = functions
-    decl = declare(charge, update, name, returns_aux, threshold)
+    """(the key, None), or (None, why the fused kernels cannot run: the message of the
+    TraceError the tracer raised, or numpy scalars among the captured values).
+
+    It runs while Dynamo traces, outside the graph, so it reads the caches directly
+    (``torch.compiler.is_compiling()`` is true here too). ``captured`` is what Dynamo
+    traced to guard on; the key itself is built from the current values, as in eager
+    mode, so that both modes share kernels."""
+    name, returns_aux = declared
+    decl = cached_declaration(
+        _function_of(charge, charge_self),  # type: ignore[arg-type]
+        _function_of(update, update_self),  # type: ignore[arg-type]
+        name,
+        returns_aux,
+        _function_of(threshold, threshold_self),  # type: ignore[arg-type]
+    )
+    numpy_values = numpy_captures(decl)
+    if numpy_values:
+        return None, (
+            f"{decl.name}'s equations read numpy scalars from globals or closures "
+            f"({', '.join(numpy_values)}), whose values torch.compile cannot guard on; "
+            "make them Python numbers"
+        )
+    cls, spiking, names, folded = surrogate
+    symbolic = _run_time_parameters(cls, spiking, names)
+    values = iter(folded)
+    params = {n: 1.0 if n in symbolic else float.fromhex(next(values)) for n in names}
+    sg = _surrogate_of(cls, spiking, params)
     v_reset_hex, detach_reset, strict = rule
     v_reset = None if v_reset_hex is None else float.fromhex(v_reset_hex)
-    sg_key = surrogate_key(surrogate)[0]
     try:
-        return entry_key(launcher, ctype, state_dtype, checkpoint, decl, surrogate, sg_key,
-                         v_reset, detach_reset, strict, *flags), None  # fmt: skip
+        return entry_key(launcher, ctype, state_dtype, checkpoint, decl, sg,
+                         surrogate_key(sg)[0], v_reset, detach_reset, strict,
+                         *flags), None  # fmt: skip
     except TraceError as exc:  # raised again in traced code (Dynamo cannot pass it on)
         return None, str(exc)
 
@@ -259,22 +313,26 @@ def compiled_entry_key(
     is_tensor: tuple[bool, ...],
 ) -> tuple[str, tuple[str, ...]]:
     """:func:`entry_key` as Dynamo traces it, without a graph break: (the key, the
-    surrogate's run-time parameters); a TraceError if the tracer refuses the equations.
+    surrogate's run-time parameters); a TraceError if the fused kernels cannot run.
 
     Dynamo guards on every value the kernels depend on: the declaration's functions and
     captured numbers, the surrogate's type, its ``spiking`` and the values of its
-    parameters that the kernels fold in, the reset rule."""
+    parameters that the kernels fold in, the reset rule. Not on the surrogate instance
+    or the neuron: identical neurons share one compiled graph."""
     sg = rule.surrogate
-    params = sg.params
-    functions = (decl.charge, decl.update, decl.name, decl.charge_returns_aux, decl.threshold)
-    symbolic = _run_time_parameters(sg, sg.spiking, tuple(params))
-    captured = captured_numbers(decl)
+    cls, params = type(sg), sg.params
+    names = tuple(params)
+    symbolic = _run_time_parameters(cls, sg.spiking, names)
     folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
     v_reset = None if rule.v_reset is None else float(rule.v_reset).hex()
-    flags = (is_array, save_states, record_v, needs, is_tensor)
-    key, refused = _compiled_key(launcher, ctype, state_dtype, checkpoint, functions,
-                                 captured, sg, folded, (v_reset, rule.detach_reset,
-                                 rule.strict), flags)  # fmt: skip
+    key, refused = _compiled_key(
+        launcher, ctype, state_dtype, checkpoint,
+        *_function_parts(decl.charge), *_function_parts(decl.update),
+        *_function_parts(decl.threshold), (decl.name, decl.charge_returns_aux),
+        captured_numbers(decl), (cls, sg.spiking, names, folded),
+        (v_reset, rule.detach_reset, rule.strict),
+        (is_array, save_states, record_v, needs, is_tensor),
+    )  # fmt: skip
     if refused is not None:
         raise TraceError(refused)
     return key, symbolic

@@ -126,11 +126,22 @@ def declare(
     (the first must be ``v``); parameters from its keyword-only arguments. ``threshold``
     (optional) gives the effective threshold from ``theta`` and the auxiliary state.
     """
-    key = (charge, update, name, charge_returns_aux, threshold)
     if torch.compiler.is_compiling():
         # Dynamo traces the build (reading signatures), not the cache: a dict filled
         # while tracing would differ between its analysis passes.
-        return _build(*key)
+        return _build(charge, update, name, charge_returns_aux, threshold)
+    return cached_declaration(charge, update, name, charge_returns_aux, threshold)
+
+
+def cached_declaration(
+    charge: Callable[..., object],
+    update: Callable[..., object] | None = None,
+    name: str | None = None,
+    charge_returns_aux: bool = False,
+    threshold: Callable[..., object] | None = None,
+) -> NeuronDeclaration:
+    """:func:`declare`'s cache itself, also for code that runs while Dynamo traces."""
+    key = (charge, update, name, charge_returns_aux, threshold)
     cached = _DECLARATIONS.get(key)
     if cached is None:
         cached = _DECLARATIONS[key] = _build(*key)
