@@ -1,7 +1,8 @@
 """Neuron-only benchmark: multi-step LIF on ``[T, N]``, spikeflow's backends vs the peers.
 
 For every (T, N) it times the forward (under ``no_grad``) and the forward+backward
-(``spikes.sum().backward()`` into the input's gradient) of each library's LIF, all built
+(``spikes.sum().backward()`` into the input's gradient; ``--upstream full``: the backward
+of a fixed random ``[T, N]`` gradient, as a following layer sends) of each library's LIF, all built
 from the same parameters (``_common.LIFParams``), and a memory floor: the time to read
 the input and write the output once (``out.copy_(x)`` on ``[T, N]``) for the forward,
 twice that for forward+backward (the backward reads the output's gradient and writes
@@ -13,6 +14,7 @@ engine) with nothing of a neuron.
     python benchmarks/bench_neuron.py                      # default sizes, a few minutes
     python benchmarks/bench_neuron.py --T 4 16 --N 1e4 1e5
     python benchmarks/bench_neuron.py --N 1e7 --T 4 --max-elems 0   # big, opt-in
+    python benchmarks/bench_neuron.py --compile --upstream full       # + torch.compile
 
 Sizes with ``T * N`` above ``--max-elems`` (default 6.4e7) are skipped unless the cap is
 raised (0 = no cap): the reference loops keep several ``[T, N]`` tensors for backward.
@@ -36,6 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--max-elems", type=float, default=6.4e7, help="skip T*N above this (0: no cap)"
+    )
+    ap.add_argument(
+        "--upstream",
+        choices=["sum", "full"],
+        default="sum",
+        help="forward+backward loss: spikes.sum() (default), or a fixed random [T, N]\n"
+        "upstream gradient, as a following layer sends (spikes.backward(g))",
     )
     C.add_common_args(ap, repeats=7, budget=2.0)
     return ap.parse_args(argv)
@@ -66,13 +75,22 @@ def _copy_neuron(x: torch.Tensor) -> torch.Tensor:
 IDENTITY = C.Runner("identity (x * 1.0)", _copy_neuron, "floor")
 
 
-def make_call(r: C.Runner, x: torch.Tensor, mode: str) -> Callable[[], None]:
-    """One forward (no_grad) or forward+backward of ``r`` on ``x``."""
+def make_call(r: C.Runner, x: torch.Tensor, mode: str, upstream: str = "sum") -> Callable[[], None]:
+    """One forward (no_grad) or forward+backward of ``r`` on ``x``; the backward from
+    ``spikes.sum()`` or (``upstream="full"``) from a fixed random ``[T, N]`` gradient."""
     if mode == "fwd":
 
         def call() -> None:
             with torch.no_grad():
                 r.fn(x)
+
+    elif upstream == "full":
+        xg = x.clone().requires_grad_(True)
+        g = torch.rand(x.shape, generator=torch.Generator().manual_seed(2)).to(x.device)
+
+        def call() -> None:
+            xg.grad = None
+            r.fn(xg).backward(g)
 
     else:
         xg = x.clone().requires_grad_(True)
@@ -88,7 +106,7 @@ def time_runner(
     r: C.Runner, x: torch.Tensor, mode: str, device: torch.device, args: argparse.Namespace
 ) -> float:
     """Median seconds of one forward (no_grad) or forward+backward of ``r`` on ``x``."""
-    call = make_call(r, x, mode)
+    call = make_call(r, x, mode, args.upstream)
     if r.compiled:
         print(f"  {r.name}: first call (compiles) {C.first_call_s(call, device):.1f} s")
     times = C.measure(call, device, warmup=args.warmup, repeats=args.repeats, budget_s=args.budget)
@@ -144,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
                 kernels = None
                 fastest = next((r for r in runners if r.name == best[0]), None)
                 if fastest is not None and best[1] is not None:
-                    call = make_call(fastest, x, mode)
+                    call = make_call(fastest, x, mode, args.upstream)
                     kernels = C.kernel_time(call, device, max(args.repeats, 5), args.budget)
                 label = "forward (no_grad)" if mode == "fwd" else "forward+backward"
                 k = 1 if mode == "fwd" else 2

@@ -15,9 +15,9 @@ both conv stacks are checked to give identical spikes on the same input (trainin
     python benchmarks/bench_train.py --compile       # + each network under torch.compile
 
 With ``--compile`` the networks also run compiled (``torch.compile(net)``; loss, backward
-and optimizer step as before): spikeflow with ``backend="auto"`` (which runs the
-reference loop under torch.compile, fused by inductor) and with ``backend="cpu"`` (its
-C kernels as custom operators inside the compiled graph), and SpikingJelly. The
+and optimizer step as before): spikeflow with ``backend="auto"`` (on CPU its C kernels,
+as custom operators inside the compiled graph; on CUDA the reference loop) and with
+``backend="torch"`` (the reference loop, fused by inductor), and SpikingJelly. The
 warm-up steps, which compile, are timed and printed apart.
 """
 
@@ -129,7 +129,7 @@ def main() -> None:
     if args.compile:
         from spikeflow.neurons import BaseNode
 
-        for backend in ("auto", "cpu"):
+        for backend in ("auto", "torch"):
             net = create_model("plif_nmnist").to(device)
             net.load_state_dict(sf_net.state_dict())
             for m in net.modules():
