@@ -332,3 +332,44 @@ def test_identical_neurons_share_one_compiled_graph():
         assert torch.equal(out, expected[0])
         torch.testing.assert_close(grad, expected[1])
     assert counter.graphs == 1
+
+
+def _partial_charge(gain, x, v, *, tau):
+    return v + (x * gain - v) / tau
+
+
+def test_a_partial_bound_float_changed_between_compiles():
+    # Dynamo makes the float a partial binds an input once it changes; the partial goes
+    # to the constant lookup as its parts, the float by its bit pattern (a guard).
+    import functools
+
+    counter = Counter()
+    x = torch.full((3, 1, 4), 0.6)
+    for gain in (0.5, 2.0, 0.5, 2.0):
+        cls = _node_class(functools.partial(_partial_charge, gain), "PartialNode")
+        node = cls(backend="cpu")
+        out, grad = spikes_and_grad(torch.compile(node, backend=counter, fullgraph=True), x)
+        assert out.sum() == (4 if gain == 2.0 else 0)
+        assert_matches_reference(node, out, grad, x)
+
+
+def _unassigned_closure():
+    def charge(x, v, *, tau):
+        if tau is None:
+            return later  # never reached: the cell stays empty
+        return v + (x - v) / tau
+
+    return charge
+    later = 1.0  # assigned after the return: an empty closure cell
+
+
+def test_an_empty_closure_cell_falls_back_under_compile(monkeypatch):
+    # Dynamo cannot trace reading an empty cell: auto runs the reference loop.
+    from spikeflow import kernels
+
+    monkeypatch.setattr(kernels, "_WARNED", set())
+    node = _node_class(_unassigned_closure(), "EmptyCellNode")()
+    x = torch.rand(5, 2, 6) * 2
+    with pytest.warns(UserWarning, match="closure variables not yet assigned"):
+        out, grad = spikes_and_grad(torch.compile(node, backend="aot_eager", fullgraph=True), x)
+    assert_matches_reference(node, out, grad, x)

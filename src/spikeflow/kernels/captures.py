@@ -69,6 +69,12 @@ def numpy_captures(decl: NeuronDeclaration) -> list[str]:
     return [repr(v) for v in _reader(decl)(raw=True) if _numpy_scalar(v)]
 
 
+def unbound_cells(decl: NeuronDeclaration) -> bool:
+    """Whether a closure variable ``decl``'s functions use is not assigned yet (Dynamo
+    cannot trace reading such a cell)."""
+    return any(v is _EMPTY for v in _reader(decl)(raw=True))
+
+
 def _traced_key(value: object) -> str:
     """What Dynamo traces to guard on a captured value: a float by its bit pattern
     (``repr`` cannot read a float Dynamo made an input; ``.hex()`` specialises on it),

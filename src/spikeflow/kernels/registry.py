@@ -10,6 +10,7 @@ constant of the graph (:func:`compiled_entry_key`), so a fused neuron breaks no 
 
 from __future__ import annotations
 
+import functools
 import types
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +22,7 @@ from spikeflow.kernels.captures import (
     cached_captured_numbers,
     captured_numbers,
     numpy_captures,
+    unbound_cells,
 )
 from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.reference import FiringRule
@@ -232,16 +234,93 @@ def _run_time_parameters(cls: type[Surrogate], spiking: bool, names: tuple[str, 
     return surrogate_key(_surrogate_of(cls, spiking, dict.fromkeys(names, 1.0)))[1]
 
 
-def _function_parts(fn: object) -> tuple[object, object]:
-    """A bound method as (function, instance); anything else as (itself, None): each a
-    value Dynamo can hand to a constant function (a bound method is not)."""
+def _function_parts(fn: object) -> tuple[object, object, tuple | None]:
+    """A declaration's function as values Dynamo can hand to a constant function, each a
+    separate argument (it cannot convert a bound method, nor a ``functools.partial``
+    whose bound float it has made an input): (the function or callable object, the
+    instance of a bound method or None, a partial's bound arguments or None). A float
+    is passed by its bit pattern, which makes Dynamo guard on its value."""
+    bound = None
+    if isinstance(fn, functools.partial):
+        bound = (
+            tuple(_constant(v) for v in fn.args),
+            tuple((k, _constant(v)) for k, v in fn.keywords.items()),
+        )
+        fn = fn.func
     if isinstance(fn, types.MethodType):
-        return fn.__func__, fn.__self__
-    return fn, None
+        return fn.__func__, fn.__self__, bound
+    return fn, None, bound
 
 
-def _function_of(fn: object, instance: object) -> object:
-    return fn if instance is None else types.MethodType(fn, instance)  # type: ignore[arg-type]
+def _constant(value: object) -> tuple:
+    return ("float", value.hex()) if isinstance(value, float) else ("value", value)
+
+
+def _value(constant: tuple) -> object:
+    kind, value = constant
+    return float.fromhex(value) if kind == "float" else value
+
+
+#: Partials rebuilt from their parts, one per distinct (function, bound values): the
+#: same declaration (and kernels) for every trace of an unchanged partial.
+_PARTIALS: dict[tuple, functools.partial] = {}
+
+
+def _function_of(fn: object, instance: object, bound: tuple | None) -> object:
+    """The function :func:`_function_parts` took apart."""
+    f = fn if instance is None else types.MethodType(fn, instance)  # type: ignore[arg-type]
+    if bound is None:
+        return f
+    key = (f, bound)
+    rebuilt = _PARTIALS.get(key)
+    if rebuilt is None:
+        args, keywords = bound
+        rebuilt = _PARTIALS[key] = functools.partial(
+            f,  # type: ignore[arg-type]
+            *(_value(v) for v in args),
+            **{k: _value(v) for k, v in keywords},
+        )
+    return rebuilt
+
+
+def _declaration_of(parts: tuple, declared: tuple) -> NeuronDeclaration:
+    """The declaration from the parts of its three functions and (name, returns_aux)."""
+    charge, update, threshold = (_function_of(*parts[i : i + 3]) for i in (0, 3, 6))
+    name, returns_aux = declared
+    return cached_declaration(charge, update, name, returns_aux, threshold)  # type: ignore[arg-type]
+
+
+@torch.compiler.assume_constant_result
+def _compiled_refusal(
+    charge: object,
+    charge_self: object,
+    charge_bound: tuple | None,
+    update: object,
+    update_self: object,
+    update_bound: tuple | None,
+    threshold: object,
+    threshold_self: object,
+    threshold_bound: tuple | None,
+    declared: tuple,
+) -> str | None:
+    """Why the fused kernels cannot run this declaration under torch.compile (None if
+    they can), checked before Dynamo traces the reading of its captured values."""
+    parts = (charge, charge_self, charge_bound, update, update_self, update_bound,
+             threshold, threshold_self, threshold_bound)  # fmt: skip
+    decl = _declaration_of(parts, declared)
+    numpy_values = numpy_captures(decl)
+    if numpy_values:
+        return (
+            f"{decl.name}'s equations read numpy scalars from globals or closures "
+            f"({', '.join(numpy_values)}), whose values torch.compile cannot guard on; "
+            "make them Python numbers"
+        )
+    if unbound_cells(decl):
+        return (
+            f"{decl.name}'s equations use closure variables not yet assigned, which "
+            "torch.compile cannot read"
+        )
+    return None
 
 
 @torch.compiler.assume_constant_result
@@ -252,38 +331,28 @@ def _compiled_key(
     checkpoint: int,
     charge: object,
     charge_self: object,
+    charge_bound: tuple | None,
     update: object,
     update_self: object,
+    update_bound: tuple | None,
     threshold: object,
     threshold_self: object,
+    threshold_bound: tuple | None,
     declared: tuple,
     captured: tuple[str, ...],
     surrogate: tuple,
     rule: tuple,
     flags: tuple,
 ) -> tuple[str | None, str | None]:
-    """(the key, None), or (None, why the fused kernels cannot run: the message of the
-    TraceError the tracer raised, or numpy scalars among the captured values).
+    """(the key, None), or (None, the message of the TraceError the tracer raised).
 
     It runs while Dynamo traces, outside the graph, so it reads the caches directly
     (``torch.compiler.is_compiling()`` is true here too). ``captured`` is what Dynamo
     traced to guard on; the key itself is built from the current values, as in eager
     mode, so that both modes share kernels."""
-    name, returns_aux = declared
-    decl = cached_declaration(
-        _function_of(charge, charge_self),  # type: ignore[arg-type]
-        _function_of(update, update_self),  # type: ignore[arg-type]
-        name,
-        returns_aux,
-        _function_of(threshold, threshold_self),  # type: ignore[arg-type]
-    )
-    numpy_values = numpy_captures(decl)
-    if numpy_values:
-        return None, (
-            f"{decl.name}'s equations read numpy scalars from globals or closures "
-            f"({', '.join(numpy_values)}), whose values torch.compile cannot guard on; "
-            "make them Python numbers"
-        )
+    parts = (charge, charge_self, charge_bound, update, update_self, update_bound,
+             threshold, threshold_self, threshold_bound)  # fmt: skip
+    decl = _declaration_of(parts, declared)
     cls, spiking, names, folded = surrogate
     symbolic = _run_time_parameters(cls, spiking, names)
     values = iter(folded)
@@ -319,6 +388,12 @@ def compiled_entry_key(
     captured numbers, the surrogate's type, its ``spiking`` and the values of its
     parameters that the kernels fold in, the reset rule. Not on the surrogate instance
     or the neuron: identical neurons share one compiled graph."""
+    parts = (*_function_parts(decl.charge), *_function_parts(decl.update),
+             *_function_parts(decl.threshold))  # fmt: skip
+    declared = (decl.name, decl.charge_returns_aux)
+    refused = _compiled_refusal(*parts, declared)
+    if refused is not None:
+        raise TraceError(refused)
     sg = rule.surrogate
     cls, params = type(sg), sg.params
     names = tuple(params)
@@ -326,11 +401,8 @@ def compiled_entry_key(
     folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
     v_reset = None if rule.v_reset is None else float(rule.v_reset).hex()
     key, refused = _compiled_key(
-        launcher, ctype, state_dtype, checkpoint,
-        *_function_parts(decl.charge), *_function_parts(decl.update),
-        *_function_parts(decl.threshold), (decl.name, decl.charge_returns_aux),
-        captured_numbers(decl), (cls, sg.spiking, names, folded),
-        (v_reset, rule.detach_reset, rule.strict),
+        launcher, ctype, state_dtype, checkpoint, *parts, declared, captured_numbers(decl),
+        (cls, sg.spiking, names, folded), (v_reset, rule.detach_reset, rule.strict),
         (is_array, save_states, record_v, needs, is_tensor),
     )  # fmt: skip
     if refused is not None:
