@@ -373,3 +373,18 @@ def test_an_empty_closure_cell_falls_back_under_compile(monkeypatch):
     with pytest.warns(UserWarning, match="closure variables not yet assigned"):
         out, grad = spikes_and_grad(torch.compile(node, backend="aot_eager", fullgraph=True), x)
     assert_matches_reference(node, out, grad, x)
+
+
+def test_torch_export_gets_the_reference_loop():
+    # An exported program must not name kernels registered in this process only: auto
+    # exports the reference loop (plain aten operators); a fused backend is refused.
+    from spikeflow.errors import ConfigurationError
+
+    net = nn.Sequential(nn.Linear(8, 8), LIFNode())
+    x = torch.rand(4, 2, 8)
+    program = torch.export.export(net, (x,))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not any("spikeflow" in t for t in targets), targets
+    assert torch.equal(program.module()(x), net(x))
+    with pytest.raises(ConfigurationError, match=r"cannot be exported by torch\.export"):
+        torch.export.export(nn.Sequential(nn.Linear(8, 8), LIFNode(backend="cpu")), (x,))

@@ -7,9 +7,10 @@ fused C kernel generated from the declaration (:mod:`spikeflow.kernels.cpu`);
 when triton is installed (the reference loop for CUDA inside ``torch.compile``), the C
 kernel for CPU float32/float64 tensors when a C compiler is available (in eager mode
 and inside ``torch.compile``), and the reference loop otherwise (inside ``torch.func``
-transforms and ``torch.jit.trace``, under forward-mode AD, and, with a warning that names the
-reason, for equations the tracer cannot compile and for parameters, thresholds or
-states wider than the input, which the reference computes in mixed precision).
+transforms, ``torch.jit.trace`` and ``torch.export``, under forward-mode AD, and,
+with a warning that names the reason, for equations the tracer cannot compile and for
+parameters, thresholds or states wider than the input, which the reference computes
+in mixed precision).
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
     check_backend(name)
     if name == "auto":
         # The fused kernels read raw memory: not under torch.func transforms nor
-        # torch.jit.trace. Under torch.compile the C kernels are custom operators in the
+        # torch.jit.trace; an exported program must not name this process's kernels
+        # (torch.export). Under torch.compile the C kernels are custom operators in the
         # graph; on CUDA the compiler fuses the reference loop (the Triton kernels as
         # operators inside compiled graphs are not yet validated on a GPU).
-        if functorch_active() or torch.jit.is_tracing():
+        if functorch_active() or torch.jit.is_tracing() or torch.compiler.is_exporting():
             return run_reference
         if torch.compiler.is_compiling():
             if x.device.type == "cpu" and x.dtype in _FUSED_CPU_DTYPES and _compiler_found():

@@ -389,6 +389,12 @@ def run_fused(
             "...): their kernels read raw memory; use backend='auto' (which picks the "
             "reference loop there) or backend='torch'"
         )
+    if torch.compiler.is_exporting():
+        raise ConfigurationError(
+            "the fused backends cannot be exported by torch.export: the exported program "
+            "would name kernels registered in this process only; use backend='auto' "
+            "(which picks the reference loop there) or backend='torch'"
+        )
     if torch.jit.is_tracing():
         raise ConfigurationError(
             "the fused backends cannot be recorded by torch.jit.trace (their kernels are "
