@@ -170,9 +170,15 @@ def _reader(decl: NeuronDeclaration) -> Reader:
         return _nothing
 
     def read(raw: bool = False) -> tuple:
-        """The keys of the values (their raw values if ``raw``)."""
-        values = (*partials, *[ns.get(n) for ns, n in globs], *[_cell_value(c) for c in cells])
-        return values if raw else tuple(_value_key(v) for v in values)
+        """The keys of the values (their raw values if ``raw``: what Dynamo traces, once
+        empty cells were refused, see registry._compiled_refusal)."""
+        if raw:
+            return (*partials, *[ns.get(n) for ns, n in globs], *[_cell_value(c) for c in cells])
+        # Eager calls; Dynamo may still trace this frame when it runs inside a compiled
+        # call's eager fallback, and it cannot trace reading an empty cell: checked first.
+        values = (*partials, *[ns.get(n) for ns, n in globs],
+                  *[_EMPTY if _empty(c) else c.cell_contents for c in cells])  # fmt: skip
+        return tuple(_value_key(v) for v in values)
 
     return read
 
@@ -182,6 +188,10 @@ class _Empty:
 
 
 _EMPTY = _Empty()
+
+
+def _empty(cell: types.CellType) -> bool:
+    return repr(cell).endswith(": empty>")
 
 
 def _cell_value(cell: types.CellType) -> object:
