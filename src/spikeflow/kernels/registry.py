@@ -291,22 +291,10 @@ def _declaration_of(parts: tuple, declared: tuple) -> NeuronDeclaration:
 
 
 @torch.compiler.assume_constant_result
-def _compiled_refusal(
-    charge: object,
-    charge_self: object,
-    charge_bound: tuple | None,
-    update: object,
-    update_self: object,
-    update_bound: tuple | None,
-    threshold: object,
-    threshold_self: object,
-    threshold_bound: tuple | None,
-    declared: tuple,
-) -> str | None:
+def _compiled_refusal(declared: tuple, *parts: object) -> str | None:
     """Why the fused kernels cannot run this declaration under torch.compile (None if
-    they can), checked before Dynamo traces the reading of its captured values."""
-    parts = (charge, charge_self, charge_bound, update, update_self, update_bound,
-             threshold, threshold_self, threshold_bound)  # fmt: skip
+    they can), checked before Dynamo traces the reading of its captured values.
+    ``parts``: its three functions' :func:`_function_parts`, each one an argument."""
     decl = _declaration_of(parts, declared)
     numpy_values = numpy_captures(decl)
     if numpy_values:
@@ -329,29 +317,19 @@ def _compiled_key(
     ctype: str,
     state_dtype: torch.dtype,
     checkpoint: int,
-    charge: object,
-    charge_self: object,
-    charge_bound: tuple | None,
-    update: object,
-    update_self: object,
-    update_bound: tuple | None,
-    threshold: object,
-    threshold_self: object,
-    threshold_bound: tuple | None,
     declared: tuple,
     captured: tuple[str, ...],
     surrogate: tuple,
     rule: tuple,
     flags: tuple,
+    *parts: object,
 ) -> tuple[str | None, str | None]:
     """(the key, None), or (None, the message of the TraceError the tracer raised).
 
     It runs while Dynamo traces, outside the graph, so it reads the caches directly
     (``torch.compiler.is_compiling()`` is true here too). ``captured`` is what Dynamo
     traced to guard on; the key itself is built from the current values, as in eager
-    mode, so that both modes share kernels."""
-    parts = (charge, charge_self, charge_bound, update, update_self, update_bound,
-             threshold, threshold_self, threshold_bound)  # fmt: skip
+    mode, so that both modes share kernels. ``parts``: as for :func:`_compiled_refusal`."""
     decl = _declaration_of(parts, declared)
     cls, spiking, names, folded = surrogate
     symbolic = _run_time_parameters(cls, spiking, names)
@@ -391,7 +369,7 @@ def compiled_entry_key(
     parts = (*_function_parts(decl.charge), *_function_parts(decl.update),
              *_function_parts(decl.threshold))  # fmt: skip
     declared = (decl.name, decl.charge_returns_aux)
-    refused = _compiled_refusal(*parts, declared)
+    refused = _compiled_refusal(declared, *parts)
     if refused is not None:
         raise TraceError(refused)
     sg = rule.surrogate
@@ -401,9 +379,9 @@ def compiled_entry_key(
     folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
     v_reset = None if rule.v_reset is None else float(rule.v_reset).hex()
     key, refused = _compiled_key(
-        launcher, ctype, state_dtype, checkpoint, *parts, declared, captured_numbers(decl),
+        launcher, ctype, state_dtype, checkpoint, declared, captured_numbers(decl),
         (cls, sg.spiking, names, folded), (v_reset, rule.detach_reset, rule.strict),
-        (is_array, save_states, record_v, needs, is_tensor),
+        (is_array, save_states, record_v, needs, is_tensor), *parts,
     )  # fmt: skip
     if refused is not None:
         raise TraceError(refused)
