@@ -173,12 +173,13 @@ def _reader(decl: NeuronDeclaration) -> Reader:
         """The keys of the values (their raw values if ``raw``: what Dynamo traces, once
         empty cells were refused, see registry._compiled_refusal)."""
         if raw:
-            return (*partials, *[ns.get(n) for ns, n in globs], *[_cell_value(c) for c in cells])
-        # Eager calls; Dynamo may still trace this frame when it runs inside a compiled
-        # call's eager fallback, and it cannot trace reading an empty cell: checked first.
-        values = (*partials, *[ns.get(n) for ns, n in globs],
-                  *[_EMPTY if _empty(c) else c.cell_contents for c in cells])  # fmt: skip
-        return tuple(_value_key(v) for v in values)
+            cell_values = [_cell_value(c) for c in cells]
+        else:
+            # Eager calls; Dynamo may still trace this frame inside a compiled call's
+            # eager fallback, and it cannot trace reading an empty cell: checked first.
+            cell_values = [_EMPTY if _empty(c) else c.cell_contents for c in cells]
+        values = (*partials, *[ns.get(n) for ns, n in globs], *cell_values)
+        return values if raw else tuple(_value_key(v) for v in values)
 
     return read
 

@@ -223,7 +223,7 @@ def _backward(
     x, *rest = ctx.saved_tensors
     values = rest.pop() if ctx.values is None else ctx.values
     if run is _neuron_backward and not isinstance(values, Tensor):
-        values = torch.tensor(values, dtype=torch.float64)
+        values = _values_tensor(values)
     saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
 
     # An absent gradient of a [T, ...] output (the spikes, the recorded membrane) is a

@@ -215,8 +215,9 @@ def entry(key: str) -> Entry:
 # (torch.compiler.assume_constant_result): Dynamo calls it once while tracing, with the
 # real objects, and guards on its arguments. Every argument is therefore something whose
 # change must give other kernels: plain values (a float by its bit pattern, whose
-# .hex() makes Dynamo specialise on it), the declaration's functions, and the
-# surrogate (guarded on its identity; its kernel-relevant values are passed besides).
+# .hex() makes Dynamo specialise on it), the declaration's functions (as their parts,
+# see _function_parts) and the surrogate's type; never an instance Dynamo would guard on
+# by identity (identical neurons share one graph).
 
 
 def _surrogate_of(cls: type[Surrogate], spiking: bool, params: dict[str, float]) -> Surrogate:
