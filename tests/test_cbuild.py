@@ -184,3 +184,55 @@ def test_a_subfolder_others_can_write_is_not_trusted(tmp_path, monkeypatch, requ
         folder = _cbuild.cache_folder("t")
     assert ours not in folder.parents and folder.name == "t"
     assert folder.stat().st_mode & 0o077 == 0
+
+
+def _compiler_without_openmp(tmp_path: Path) -> str:
+    """A compiler that rejects -fopenmp, as Apple clang without libomp does."""
+    cc = next(c for c in ("cc", "gcc", "clang") if _cbuild._runnable(c))
+    script = tmp_path / "cc-noomp"
+    script.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do if [ "$a" = "-fopenmp" ]; then '
+        "echo \"error: unsupported option '-fopenmp'\" >&2; exit 1; fi; done\n"
+        f'exec {cc} "$@"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_failed_build_names_the_compiler_output_and_is_not_retried(cache, tmp_path):
+    cc = _compiler_without_openmp(tmp_path)
+    source = _source(uuid.uuid4().hex)
+
+    def build():
+        return _cbuild.build_library(source, cc=cc, subdir="t", prefix="t", units=[["-fopenmp"]])
+
+    with pytest.raises(_cbuild.BuildError, match="unsupported option '-fopenmp'") as first:
+        build()
+    assert first.value.detail == "error: unsupported option '-fopenmp'"
+    with pytest.raises(_cbuild.BuildError) as second:
+        build()
+    assert second.value is first.value
+    assert not list(cache.glob("*.so"))  # nothing half-built was left to load
+
+
+def test_auto_falls_back_to_the_reference_when_the_compiler_fails(cache, tmp_path, monkeypatch):
+    import torch
+
+    from spikeflow import kernels
+    from spikeflow.neurons import BaseNode
+
+    class FreshIF(BaseNode):  # a new declaration: its kernels are not built yet
+        @staticmethod
+        def charge(x, v):
+            return v + 0.5 * x
+
+    monkeypatch.setenv("CC", _compiler_without_openmp(tmp_path))
+    monkeypatch.setattr(kernels, "_WARNED", set())
+    x = torch.rand(5, 3, 7) * 2
+    with pytest.warns(UserWarning, match="C compiler could not build.*unsupported option"):
+        out = FreshIF()(x)  # backend="auto"
+    assert torch.equal(out, FreshIF(backend="torch")(x))
+    assert out.sum() > 0
+    with pytest.raises(_cbuild.BuildError, match="unsupported option"):
+        FreshIF(backend="cpu")(x)

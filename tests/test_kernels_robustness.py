@@ -331,16 +331,24 @@ class MaxIF(BaseNode):
         return torch.maximum(v, x) * 0.5 + torch.minimum(v, x - 1.0) * 0.25 + x
 
 
+class ClampWhereIF(BaseNode):
+    @staticmethod
+    def charge(x, v):
+        return v * 0.5 + torch.clamp(x, -1.0, 1.0) + torch.where(v > 0.2, v, x).clamp(min=0.0)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN arithmetic under the interpreter
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cls", ["KLIFNode", "MaxIF"])
+@pytest.mark.parametrize("cls", ["KLIFNode", "MaxIF", "ClampWhereIF"])
 def test_nan_propagates_through_relu_maximum_and_minimum_as_in_torch(backend, cls):
     # torch.relu/maximum/minimum propagate NaN; the kernels' `a > 0 ? a : 0` turned a
-    # NaN membrane into a number, which then fired where the reference never does.
+    # NaN membrane into a number, which then fired where the reference never does. Their
+    # gradients (and where's and clamp's) select rather than multiply by a 0/1 mask, so
+    # a NaN gradient is dropped where PyTorch drops it (clamp's at a NaN input).
     from spikeflow.neurons import KLIFNode
 
     device = kernel_device(backend)
-    make = KLIFNode if cls == "KLIFNode" else MaxIF
+    make = {"KLIFNode": KLIFNode, "MaxIF": MaxIF, "ClampWhereIF": ClampWhereIF}[cls]
     x = torch.tensor([[float("nan"), 0.5], [1.5, float("nan")], [1.5, 1.5], [1.5, 0.2]])
     x = x.repeat(1, 8).to(device)
     results = []

@@ -46,6 +46,37 @@ def test_mismatched_threshold_shape():
         node(torch.rand(4, 2, 5, 8, 8))  # 5 channels, not 3
 
 
+class _ScaledIF(BaseNode):
+    def __init__(self, a, **kwargs):
+        super().__init__(**kwargs)
+        self.register_buffer("a", a)
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return v + a * x
+
+    def neuron_params(self):
+        return {"a": self.a}
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+def test_mismatched_parameter_shape_is_named(backend):
+    node = _ScaledIF(torch.full((3, 1, 1), 0.5), backend=backend)
+    with pytest.raises(ShapeError, match=r"_ScaledIF: parameter 'a' of shape \(3, 1, 1\)"):
+        node(torch.rand(6, 2, 3))  # the neuron shape is (2, 3): the reference broadcast up
+    out = _ScaledIF(torch.full((3,), 0.5), backend=backend)(torch.rand(6, 2, 3) * 3)
+    assert out.shape == (6, 2, 3)
+
+
+def test_a_learnable_threshold_keeps_the_tensor_dtype():
+    theta = torch.tensor([0.1, 1 / 3], dtype=torch.float64)
+    node = LIFNode(v_threshold=theta, learnable_threshold=True)
+    assert isinstance(node.v_threshold, nn.Parameter)
+    assert node.v_threshold.dtype == torch.float64
+    assert torch.equal(node.v_threshold.detach(), theta)
+    assert LIFNode(v_threshold=0.1, learnable_threshold=True).v_threshold.dtype == torch.float32
+
+
 def test_integer_input_is_a_dtype_error():
     with pytest.raises(DTypeError, match=r"torch\.int64"):
         LIFNode()(torch.ones(4, 3, dtype=torch.long))
@@ -68,6 +99,8 @@ def test_bad_step_mode_backend_surrogate():
         LIFNode(step_mode="multi")
     with pytest.raises(ConfigurationError, match="unknown backend 'cuda_magic'"):
         LIFNode(backend="cuda_magic")
+    with pytest.raises(ConfigurationError, match=r"unknown backend \['cpu'\]"):
+        LIFNode(backend=["cpu"])  # unhashable: still the library's error
     with pytest.raises(ConfigurationError, match="surrogate_function"):
         LIFNode(surrogate_function=torch.sigmoid)
     with pytest.raises(ConfigurationError, match="v_reset"):
@@ -139,6 +172,42 @@ class AdaptiveIF(BaseNode):
 
     def initial_state(self, like):
         return {**super().initial_state(like), "w": torch.zeros_like(like)}
+
+
+class _TwoTraces(BaseNode):
+    @staticmethod
+    def charge(x, v, a, b):
+        return v + x - 0.1 * a - 0.1 * b
+
+    @staticmethod
+    def update(h, s, a, b):
+        return 0.9 * a + s  # b forgotten: one value for two auxiliary states
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "a": torch.zeros_like(like),
+                "b": torch.zeros_like(like)}  # fmt: skip
+
+
+class _ShortCharge(BaseNode):
+    charge_returns_aux = True
+
+    @staticmethod
+    def charge(x, v, i1, i2):
+        return v + x, 0.8 * i1 + x  # i2 forgotten
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "i1": torch.zeros_like(like),
+                "i2": torch.zeros_like(like)}  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+def test_equations_returning_the_wrong_number_of_states_are_refused(backend):
+    # The fused kernels once ran these, storing a state never computed.
+    x = torch.rand(4, 3, 5)
+    with pytest.raises(ConfigurationError, match=r"_TwoTraces\.update must return .*\(a, b\)"):
+        _TwoTraces(backend=backend)(x)
+    with pytest.raises(ConfigurationError, match=r"must return 3 values \(H, i1, i2\)"):
+        _ShortCharge(backend=backend)(x)
 
 
 def test_custom_neuron_from_a_charge_equation():

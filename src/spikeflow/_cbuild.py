@@ -31,16 +31,39 @@ from pathlib import Path
 
 from spikeflow.errors import SpikeflowError
 
-__all__ = ["CompilerNotFoundError", "build_library", "cache_folder", "cache_root", "find_compiler"]
+__all__ = [
+    "BuildError",
+    "CompilerNotFoundError",
+    "build_library",
+    "cache_folder",
+    "cache_root",
+    "find_compiler",
+]
 
 _LOCK = threading.Lock()
 _LIBS: dict[str, ctypes.CDLL] = {}
 _COMPILERS: dict[tuple[str | None, str | None], str | None] = {}
 _WARNED: set[Path] = set()
+#: Builds that failed in this process, by key: raised again without running the
+#: compiler (backend="auto", which then runs the reference loop, asks on every call).
+_FAILED: dict[str, BuildError] = {}
 
 
 class CompilerNotFoundError(SpikeflowError, RuntimeError):
     """No C compiler for a part of spikeflow that compiles C at run time."""
+
+
+class BuildError(SpikeflowError, RuntimeError):
+    """The C compiler failed on a source (its message has the command and the
+    compiler's last output), or the library it built could not be loaded.
+
+    Attributes:
+        detail: the compiler's last line of output (or the loader's error).
+    """
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def find_compiler(purpose: str, alternative: str) -> str:
@@ -134,20 +157,38 @@ def build_library(
         lib = _LIBS.get(key)
         if lib is not None:
             return lib
-        folder = cache_folder(subdir)
-        so = folder / f"{prefix}_{key}.so"
-        if not so.exists():
-            _compile(source, cc, units, link_flags, folder, so)
+        if key in _FAILED:
+            raise _FAILED[key]
         try:
-            lib = ctypes.CDLL(str(so))
-        except OSError as error:  # a damaged cache entry: build it again
-            _compile(source, cc, units, link_flags, folder, so)
-            try:
-                lib = ctypes.CDLL(str(so))
-            except OSError:
-                raise SpikeflowError(f"cannot load the freshly built {so}: {error}") from error
+            lib = _build_and_load(source, cc, units, link_flags, cache_folder(subdir),
+                                  f"{prefix}_{key}.so")  # fmt: skip
+        except BuildError as error:
+            _FAILED[key] = error
+            raise
         _LIBS[key] = lib
         return lib
+
+
+def _build_and_load(
+    source: str,
+    cc: str,
+    units: Sequence[Sequence[str]],
+    link_flags: Sequence[str],
+    folder: Path,
+    name: str,
+) -> ctypes.CDLL:
+    """Load ``folder/name``, building it first if it is absent or cannot be loaded."""
+    so = folder / name
+    if not so.exists():
+        _compile(source, cc, units, link_flags, folder, so)
+    try:
+        return ctypes.CDLL(str(so))
+    except OSError as error:  # a damaged cache entry: build it again
+        _compile(source, cc, units, link_flags, folder, so)
+        try:
+            return ctypes.CDLL(str(so))
+        except OSError:
+            raise BuildError(f"cannot load the freshly built {so}: {error}", str(error)) from error
 
 
 def _compile(
@@ -175,8 +216,10 @@ def _compile(
             if result.returncode != 0:
                 kept = so.with_suffix(".failed.c")
                 os.replace(src, kept)
-                raise SpikeflowError(
-                    f"compiling {kept} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}"
+                output = result.stderr.strip() or result.stdout.strip()
+                raise BuildError(
+                    f"compiling {kept} failed ({' '.join(cmd)}):\n{output[-4000:]}",
+                    output.splitlines()[-1] if output else f"exit status {result.returncode}",
                 )
         os.replace(src, so.with_suffix(".c"))
         os.replace(lib_tmp, so)  # atomic: a half-written .so is never loaded

@@ -8,9 +8,9 @@ when triton is installed (the reference loop for CUDA inside ``torch.compile``),
 kernel for CPU float32/float64 tensors when a C compiler is available (in eager mode
 and inside ``torch.compile``), and the reference loop otherwise (inside ``torch.func``
 transforms, ``torch.jit.trace`` and ``torch.export``, under forward-mode AD, and,
-with a warning that names the reason, for equations the tracer cannot compile and for
+with a warning that names the reason, for equations the tracer cannot compile, for
 parameters, thresholds or states wider than the input, which the reference computes
-in mixed precision).
+in mixed precision, and when the C compiler fails on the kernels).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeflow._cbuild import BuildError
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
 from spikeflow.kernels.expr import TraceError
@@ -52,7 +53,7 @@ _FUSED_CPU_DTYPES = (torch.float32, torch.float64)
 
 def check_backend(name: str) -> str:
     """Return ``name`` if it is ``"auto"`` or a known backend, else raise."""
-    if name != "auto" and name not in BACKENDS:
+    if not isinstance(name, str) or (name != "auto" and name not in BACKENDS):
         valid = ", ".join(repr(n) for n in ("auto", *BACKENDS))
         raise ConfigurationError(f"unknown backend {name!r}; choose one of {valid}")
     return name
@@ -105,10 +106,11 @@ def _fallback_warning(decl: NeuronDeclaration, key: object, why: str) -> None:
 
 def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
     """``backend="auto"``'s runner: ``fused``, or the reference loop where the fused
-    kernels cannot give the reference's results: forward-mode AD dual tensors (the
-    kernels would drop the tangent), equations the tracer refuses (an unsupported
-    call, a captured tensor, ...) and mixed precision (a parameter, threshold or state
-    wider than the input); the last two warned once per neuron and reason."""
+    kernels cannot give the reference's results or cannot be built: forward-mode AD
+    dual tensors (the kernels would drop the tangent), equations the tracer refuses (an
+    unsupported call, a captured tensor, ...), mixed precision (a parameter, threshold
+    or state wider than the input) and a C compiler that fails on the kernels (a
+    compiler without OpenMP, say); the last three warned once per neuron and reason."""
 
     def run(*args: Any) -> tuple:  # the arguments of run_reference
         decl, x_seq, state, params, threshold = args[:5]
@@ -125,6 +127,13 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
             key = (exc.value, exc.dtype, exc.input_dtype)  # not the shape (a batch size)
             why = f"it mixes precisions, which a fused kernel cannot: {exc.reason}"
             _fallback_warning(decl, key, why)
+        except BuildError as exc:  # the C compiler is there but failed (no OpenMP, ...)
+            why = (
+                f"the C compiler could not build its fused kernel ({exc.detail}); fix the "
+                "compiler set-up ($CC) or choose backend='torch'. The compiler's command "
+                f"and output: {exc}"
+            )
+            _fallback_warning(decl, ("build", exc.detail), why)
         return run_reference(*args)
 
     run.__name__ = run.__qualname__ = f"{fused.__name__}_or_reference"

@@ -349,7 +349,15 @@ def apply(op: str, *args: object) -> Expr:
 def _clamp(x: object, lo: object = None, hi: object = None) -> Expr:
     # As selections, not maximum/minimum: torch.clamp passes the gradient to x on the
     # bounds too (maximum/minimum split it in halves at a tie), and gives hi when lo > hi.
+    # Its gradient is masked by lo <= x <= hi, so a NaN x (which passes through the
+    # selections) gets none: x where the mask holds, else the same x without gradient.
     out = _lift(x)
+    if not out.is_const and (lo is not None or hi is not None):
+        bounds = [apply("ge", out, lo)] if lo is not None else []
+        bounds += [apply("le", out, hi)] if hi is not None else []
+        if all(b.op in BOOLEAN for b in bounds):  # not folded to a constant
+            mask = bounds[0] if len(bounds) == 1 else apply("land", *bounds)
+            out = apply("where", mask, out, apply("nograd", out))
     if lo is not None:
         out = apply("where", apply("lt", out, lo), lo, out)
     if hi is not None:
@@ -484,8 +492,21 @@ def topological(outputs: Iterable[Expr]) -> list[Expr]:
     return order
 
 
-def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Expr | None]:
-    """d node / d arg for each argument (None: no gradient)."""
+#: A partial derivative, or how the gradient ``g`` reaches an argument when PyTorch
+#: selects it rather than multiplying by a 0/1 mask (a NaN or inf ``g`` is then dropped,
+#: not turned into NaN by ``g * 0``).
+Partial = Expr | Callable[[Expr], Expr] | None
+
+
+def _selected(condition: Expr, when_true: bool) -> Callable[[Expr], Expr]:
+    """The gradient where ``condition`` is ``when_true``, else 0 (PyTorch's ``where``)."""
+    if when_true:
+        return lambda g: apply("where", condition, g, 0.0)
+    return lambda g: apply("where", condition, 0.0, g)
+
+
+def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Partial]:
+    """d node / d arg for each argument (None: no gradient), see :data:`Partial`."""
     a = node.args
     op = node.op
     if op == "add":
@@ -540,18 +561,21 @@ def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Expr
         return [apply("cos", a[0])]
     if op == "cos":
         return [apply("neg", apply("sin", a[0]))]
-    if op == "relu":  # threshold_backward: 0 where the result <= 0 (NaN passes the gradient)
-        return [apply("sub", 1.0, apply("tofloat", apply("le", a[0], 0.0)))]
+    if op == "relu":  # threshold_backward: 0 where the input <= 0 (NaN passes the gradient)
+        return [_selected(apply("le", a[0], 0.0), False)]
     if op in ("maximum", "minimum"):
         # As PyTorch: the gradient is halved on a tie and zero for the loser; a NaN
         # (neither wins) passes it to both.
         first_loses, second_loses = ("lt", "gt") if op == "maximum" else ("gt", "lt")
-        tie = apply("mul", 0.5, apply("tofloat", apply("eq", a[0], a[1])))
-        d_first = apply("sub", apply("sub", 1.0, apply("tofloat", apply(first_loses, *a))), tie)
-        d_second = apply("sub", apply("sub", 1.0, apply("tofloat", apply(second_loses, *a))), tie)
-        return [d_first, d_second]
+        tie = apply("eq", a[0], a[1])
+
+        def share(loses: str) -> Callable[[Expr], Expr]:
+            halved = apply("where", tie, 0.5, 1.0)
+            return lambda g: apply("where", apply(loses, *a), 0.0, apply("mul", g, halved))
+
+        return [share(first_loses), share(second_loses)]
     if op == "where":
-        return [None, apply("where", a[0], 1.0, 0.0), apply("where", a[0], 0.0, 1.0)]
+        return [None, _selected(a[0], True), _selected(a[0], False)]
     if op in ("spike", "spike_strict"):
         if surrogate is None:
             raise ConfigurationError("a spike in the equations needs a surrogate derivative")
@@ -581,7 +605,7 @@ def vjp(
         for arg, d in zip(node.args, _partials(node, surrogate)):
             if d is None or arg.is_const:
                 continue
-            contribution = apply("mul", g, d)
+            contribution = d(g) if callable(d) else apply("mul", g, d)
             prev = adjoint.get(id(arg))
             adjoint[id(arg)] = contribution if prev is None else apply("add", prev, contribution)
     return [adjoint.get(id(w), const(0.0)) for w in wrt]

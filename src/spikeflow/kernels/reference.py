@@ -33,10 +33,6 @@ class FiringRule:
     strict: bool
 
 
-def _as_tuple(value: object) -> tuple[Tensor, ...]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,)  # type: ignore[arg-type]
-
-
 def run_reference(
     decl: NeuronDeclaration,
     x_seq: Tensor,
@@ -61,12 +57,9 @@ def run_reference(
     # unbind, not x_seq[t]: indexing makes every step's backward allocate a zero tensor
     # of the whole sequence (T^2 N work).
     for x_t in x_seq.unbind(0):
-        out = decl.charge(x_t, v, *aux, **charge_kw)
-        if decl.charge_returns_aux:
-            h, *rest = _as_tuple(out)
-            aux = tuple(rest)
-        else:
-            h = out
+        h, new_aux = decl.charged(decl.charge(x_t, v, *aux, **charge_kw))
+        if new_aux is not None:
+            aux = new_aux
         theta = threshold
         if decl.threshold is not None:  # a state-dependent threshold (fire and soft reset)
             theta = decl.threshold(threshold, *aux, **threshold_kw)
@@ -77,7 +70,7 @@ def run_reference(
         else:
             v = h * (1.0 - s_reset) + rule.v_reset * s_reset
         if decl.update is not None:
-            aux = _as_tuple(decl.update(h, s, *aux, **update_kw))
+            aux = decl.updated(decl.update(h, s, *aux, **update_kw))
         spikes.append(s)
         if record_v:
             v_record.append(v)

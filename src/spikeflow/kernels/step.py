@@ -93,12 +93,11 @@ def build_step(
     name = decl.name
     out = _trace(f"{name}.charge", decl.charge, x, *states,
                  **{k: params[k] for k in decl.charge_params})  # fmt: skip
-    if decl.charge_returns_aux:
-        if not isinstance(out, (tuple, list)):
-            raise TraceError(f"{name}.charge must return (H, *aux) (charge_returns_aux)")
-        h, *aux = out
+    h, new_aux = decl.charged(out)  # a wrong count raises, as in the reference loop
+    if new_aux is None:
+        h, aux = apply("add", h, 0.0), list(states[1:])
     else:
-        h, aux = apply("add", out, 0.0), list(states[1:])
+        aux = list(new_aux)
     theta_eff = theta
     if decl.threshold is not None:  # a state-dependent threshold (fire and soft reset)
         thr_kw = {k: params[k] for k in decl.threshold_params}
@@ -123,7 +122,7 @@ def build_step(
     if decl.update is not None:
         upd = _trace(f"{name}.update", decl.update, h, spike, *aux,
                      **{k: params[k] for k in decl.update_params})  # fmt: skip
-        aux = list(upd) if isinstance(upd, (tuple, list)) else [upd]
+        aux = list(decl.updated(upd))
     new_state = (v_new, *(apply("add", a, 0.0) for a in aux))
 
     sg_params = {

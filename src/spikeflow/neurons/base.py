@@ -14,13 +14,31 @@ from spikeflow.kernels import FiringRule, check_backend, resolve_backend
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.surrogate import Sigmoid, Surrogate
 
-__all__ = ["BaseNode"]
+__all__ = ["BaseNode", "check_step_shape"]
 
 
 def _check_finite(name: str, value: float | Tensor) -> None:
     bad = not math.isfinite(value) if isinstance(value, float) else not torch.isfinite(value).all()
     if bad:
         raise ConfigurationError(f"{name} must be finite, got {value}")
+
+
+def check_step_shape(
+    owner: str, what: str, value: object, step_shape: torch.Size, hint: str = ""
+) -> None:
+    """Raise a ShapeError naming ``what`` of ``owner`` if ``value`` is a tensor that does
+    not broadcast to ``step_shape`` (one step of the input: the neuron shape)."""
+    if not isinstance(value, Tensor) or value.dim() == 0 or value.shape == step_shape:
+        return
+    try:
+        ok = torch.broadcast_shapes(value.shape, step_shape) == step_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ShapeError(
+            f"{owner}: {what} of shape {tuple(value.shape)} does not broadcast to the neuron "
+            f"shape {tuple(step_shape)} (one step of the input){hint}"
+        )
 
 
 class BaseNode(MemoryModule):
@@ -115,7 +133,10 @@ class BaseNode(MemoryModule):
             value = float(v_threshold)
             _check_finite("v_threshold", value)
         if learnable:
-            self.v_threshold = nn.Parameter(torch.as_tensor(value, dtype=torch.get_default_dtype()))
+            # A tensor keeps its dtype (a float64 threshold is not rounded); a float
+            # becomes a tensor of the default dtype.
+            tensor = value if isinstance(value, Tensor) else torch.tensor(value)
+            self.v_threshold = nn.Parameter(tensor)
         elif isinstance(value, Tensor):
             self.register_buffer("v_threshold", value)
         else:
@@ -175,19 +196,10 @@ class BaseNode(MemoryModule):
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)
-        theta = self.v_threshold
-        if isinstance(theta, Tensor) and theta.dim() > 0:
-            step_shape = x_seq.shape[1:]
-            try:
-                ok = torch.broadcast_shapes(theta.shape, step_shape) == step_shape
-            except RuntimeError:
-                ok = False
-            if not ok:
-                raise ShapeError(
-                    f"{type(self).__name__}: v_threshold of shape {tuple(theta.shape)} does "
-                    f"not broadcast to the neuron shape {tuple(step_shape)} (one step of "
-                    "the input); per-channel thresholds of [B, C, H, W] need shape [C, 1, 1]"
-                )
+        check_step_shape(
+            type(self).__name__, "v_threshold", self.v_threshold, x_seq.shape[1:],
+            "; per-channel thresholds of [B, C, H, W] need shape [C, 1, 1]",
+        )  # fmt: skip
         return x_seq
 
     def forward(self, x: Tensor) -> Tensor:
@@ -197,11 +209,14 @@ class BaseNode(MemoryModule):
         if state is None:
             state = self.initial_state(x_seq[0])
         run = resolve_backend(self.backend, x_seq)
+        params = self.neuron_params()
+        for name, value in params.items():
+            check_step_shape(type(self).__name__, f"parameter {name!r}", value, x_seq.shape[1:])
         spikes, state, v_seq = run(
             self.declaration(),
             x_seq,
             state,
-            self.neuron_params(),
+            params,
             self.v_threshold,
             self.firing_rule,
             self.store_v_seq,

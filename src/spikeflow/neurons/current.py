@@ -26,8 +26,8 @@ import math
 import torch
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons.base import BaseNode
+from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.neurons.base import BaseNode, check_step_shape
 
 __all__ = ["CubaLIFNode"]
 
@@ -150,18 +150,7 @@ class CubaLIFNode(BaseNode):
         x_seq = super()._check_input(x)
         step_shape = x_seq.shape[1:]
         for name in ("tau_syn", "tau_mem", "r", "v_leak"):
-            value = getattr(self, name)
-            if isinstance(value, Tensor) and value.dim() > 0:
-                try:
-                    ok = torch.broadcast_shapes(value.shape, step_shape) == step_shape
-                except RuntimeError:
-                    ok = False
-                if not ok:
-                    raise ShapeError(
-                        f"CubaLIFNode: {name} of shape {tuple(value.shape)} does not "
-                        f"broadcast to the neuron shape {tuple(step_shape)} (one step of the "
-                        "input)"
-                    )
+            check_step_shape("CubaLIFNode", name, getattr(self, name), step_shape)
         return x_seq
 
     def extra_repr(self) -> str:

@@ -84,6 +84,32 @@ class NeuronDeclaration:
         object.__setattr__(self, "aux_names", self.state_names[1:])
         object.__setattr__(self, "param_names", tuple(names))
 
+    def charged(self, out: object) -> tuple[object, tuple | None]:
+        """``charge``'s result as ``(H, aux)``: ``aux`` the new auxiliary state when
+        ``charge_returns_aux`` (checked: one value per auxiliary state), else ``None``."""
+        if not self.charge_returns_aux:
+            return out, None
+        values = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        if len(values) != 1 + len(self.aux_names):
+            raise ConfigurationError(
+                f"{self.name}.charge returns (H, *aux) (charge_returns_aux) and must return "
+                f"{1 + len(self.aux_names)} values (H, {', '.join(self.aux_names)}); it "
+                f"returned {len(values)}"
+            )
+        return values[0], values[1:]
+
+    def updated(self, out: object) -> tuple:
+        """``update``'s result as the new auxiliary state (checked: one value per
+        auxiliary state; a single one may be returned bare)."""
+        values = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        if len(values) != len(self.aux_names):
+            raise ConfigurationError(
+                f"{self.name}.update must return the new auxiliary state "
+                f"({', '.join(self.aux_names)}): {len(self.aux_names)} value(s); it "
+                f"returned {len(values)}"
+            )
+        return values
+
 
 def _split_signature(
     fn: Callable[..., object], leading: tuple[str, ...], where: str
