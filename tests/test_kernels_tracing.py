@@ -112,6 +112,7 @@ REFUSED = {
     "x.bfloat16()": (lambda x, v: v * 0.9 + x.bfloat16(), r"cast to torch\.bfloat16"),
     "x.to(torch.float16)": (lambda x, v: v * 0.9 + x.to(torch.float16), r"cast to torch\.float16"),
     "v.to(dtype=torch.int32)": (lambda x, v: v.to(dtype=torch.int32) + x, r"cast to torch\.int32"),
+    "x.shape[-1]": (lambda x, v: v + x / x.shape[-1], r"the shape of a traced value"),
 }
 
 

@@ -68,6 +68,21 @@ def test_mismatched_parameter_shape_is_named(backend):
     assert out.shape == (6, 2, 3)
 
 
+class _ForgetsTau(BaseNode):
+    @staticmethod
+    def charge(x, v, *, tau, gain):
+        return v + (x - v) / tau * gain
+
+    def neuron_params(self):
+        return {"gain": 1.0, "tua": 2.0}  # a typo: tau is missing
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_parameter_missing_from_neuron_params_is_named(backend):
+    with pytest.raises(ConfigurationError, match=r"missing \['tau'\]"):
+        _ForgetsTau(backend=backend)(torch.rand(3, 4))
+
+
 def test_a_learnable_threshold_keeps_the_tensor_dtype():
     theta = torch.tensor([0.1, 1 / 3], dtype=torch.float64)
     node = LIFNode(v_threshold=theta, learnable_threshold=True)

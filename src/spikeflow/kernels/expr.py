@@ -9,10 +9,12 @@ differentiates and the code generators print as C or Triton.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["Expr", "TraceError", "const", "topological", "var", "vjp"]
+__all__ = ["Expr", "TraceError", "const", "topological", "tracing_dtype", "var", "vjp"]
 
 #: Elementwise unary functions the generators can print.
 UNARY = (
@@ -88,8 +90,16 @@ class Expr:
 
     # -- what tracing needs of a tensor -------------------------------------------
 
-    dtype = torch.float32  # so ``x.to(x.dtype)`` traces
-    shape = ()
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype being traced for (:func:`tracing_dtype`): ``torch.finfo(x.dtype)``
+        and ``x.to(x.dtype)`` mean in the kernel what they mean in the reference."""
+        return _TRACE_DTYPE.get()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return _refuse("the shape of a traced value (x.shape, x.size(); the kernels work "
+                       "on one neuron at a time)")  # fmt: skip
 
     def to(self, *args: Any, **kwargs: Any) -> Expr:
         return _cast(self, *args, **kwargs)
@@ -192,6 +202,21 @@ class Expr:
         return _torch_call(func, args, kwargs or {})
 
 
+_TRACE_DTYPE: contextvars.ContextVar[torch.dtype] = contextvars.ContextVar(
+    "spikeflow_trace_dtype", default=torch.float32
+)
+
+
+@contextlib.contextmanager
+def tracing_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Trace for inputs of ``dtype``: what a traced value's ``.dtype`` reports."""
+    token = _TRACE_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _TRACE_DTYPE.reset(token)
+
+
 def const(value: float) -> Expr:
     """A constant."""
     return Expr("const", value=float(value))
@@ -272,18 +297,23 @@ _FOLD: dict[str, Callable[..., float]] = {
 }
 
 
+#: The dtypes the kernels compute in (a cast to one of them is computed in the kernel's).
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
 def _cast(a: Expr, *args: Any, **kwargs: Any) -> Expr:
     """``a.to(...)``: a comparison becomes a number (0 or 1); a cast to float32 or
-    float64 computes on in the kernel's own type (no rounding to the named one); a cast
-    to a half or non-floating type, whose rounding or truncation the kernels do not
-    reproduce, is refused."""
+    float64, or to the traced input's own dtype (``x.to(x.dtype)``), computes on in the
+    kernel's own type (no rounding to the named one); a cast to another half or
+    non-floating type, whose rounding or truncation the kernels do not reproduce, is
+    refused."""
     dtype = kwargs.get("dtype")
     for arg in args:
         if isinstance(arg, torch.dtype):
             dtype = arg
         elif isinstance(arg, torch.Tensor):
             dtype = arg.dtype
-    if dtype is not None and dtype not in (torch.float32, torch.float64):
+    if dtype is not None and dtype != _TRACE_DTYPE.get() and dtype not in _KERNEL_DTYPES:
         raise TraceError(
             f"a cast to {dtype} inside a neuron equation (.to({dtype}), .half(), "
             ".bfloat16(), ...): the fused kernels compute every value in the neuron's "

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from spikeflow.errors import ConfigurationError
-from spikeflow.kernels.expr import Expr, TraceError, apply, var, vjp
+from spikeflow.kernels.expr import Expr, TraceError, apply, tracing_dtype, var, vjp
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
@@ -80,12 +82,26 @@ def build_step(
     detach_reset: bool,
     strict: bool,
     surrogate_scalars: tuple[str, ...] = (),
+    dtype: torch.dtype = torch.float32,
 ) -> StepGraph:
     """Trace one step of ``decl`` with the given fire/reset rule and differentiate it.
 
     ``surrogate_scalars``: surrogate parameters traced as variables ``sg_<name>``
-    (see :func:`symbolic_surrogate_params`); the others are constants.
+    (see :func:`symbolic_surrogate_params`); the others are constants. ``dtype``: the
+    input's dtype, which a traced value's ``.dtype`` reports.
     """
+    with tracing_dtype(dtype):
+        return _build_step(decl, surrogate, v_reset, detach_reset, strict, surrogate_scalars)
+
+
+def _build_step(
+    decl: NeuronDeclaration,
+    surrogate: Surrogate,
+    v_reset: float | None,
+    detach_reset: bool,
+    strict: bool,
+    surrogate_scalars: tuple[str, ...],
+) -> StepGraph:
     x = var("x")
     states = [var(f"state_{n}") for n in decl.state_names]
     params = {p: var(f"param_{p}") for p in decl.param_names}

@@ -209,11 +209,18 @@ class BaseNode(MemoryModule):
         if state is None:
             state = self.initial_state(x_seq[0])
         run = resolve_backend(self.backend, x_seq)
+        decl = self.declaration()
         params = self.neuron_params()
         for name, value in params.items():
             check_step_shape(type(self).__name__, f"parameter {name!r}", value, x_seq.shape[1:])
+        missing = [n for n in decl.param_names if n not in params]
+        if missing:
+            raise ConfigurationError(
+                f"{type(self).__name__}.neuron_params() must return a value for every "
+                f"parameter its equations declare {decl.param_names}; missing {missing}"
+            )
         spikes, state, v_seq = run(
-            self.declaration(),
+            decl,
             x_seq,
             state,
             params,
