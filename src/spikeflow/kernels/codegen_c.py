@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from spikeflow.kernels.expr import Expr, topological
-from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
+from spikeflow.kernels.printing import POW_SPECIAL, Typing, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["BLOCK", "CHECKPOINT", "SEGMENT_BYTES", "backward_width", "generate_c"]
@@ -70,17 +72,17 @@ _UNARY_C = {
     "sin": "sin{f}({a})",
     "cos": "cos{f}({a})",
     "sqrt": "sqrt{f}({a})",
-    "rsqrt": "((T)1 / sqrt{f}({a}))",
-    "sigmoid": "((T)1 / ((T)1 + exp{f}(-({a}))))",
+    "rsqrt": "(({T})1 / sqrt{f}({a}))",
+    "sigmoid": "(({T})1 / (({T})1 + exp{f}(-({a}))))",
     "neg": "(-({a}))",
-    "sign": "((T)(({a}) > 0) - (T)(({a}) < 0))",
+    "sign": "(({T})(({a}) > 0) - ({T})(({a}) < 0))",
     # NaN propagates through relu, maximum and minimum, as in PyTorch.
-    "relu": "(({a}) < 0 ? (T)0 : ({a}))",
-    "tofloat": "((T)({a}))",
+    "relu": "(({a}) < 0 ? ({T})0 : ({a}))",
+    "tofloat": "(({T})({a}))",
     "lnot": "(({a}) == 0)",
     "nograd": "({a})",
-    "spike": "((T)(({a}) >= 0))",
-    "spike_strict": "((T)(({a}) > 0))",
+    "spike": "(({T})(({a}) >= 0))",
+    "spike_strict": "(({T})(({a}) > 0))",
 }
 _BINARY_C = {
     "add": "({a} + {b})",
@@ -111,17 +113,21 @@ _LIBM_OPS = {*_LIBM, "sigmoid"}
 _POW_C = {
     "square": "({a} * {a})",
     "cube": "({a} * {a} * {a})",
-    "reciprocal": "((T)1 / {a})",
-    "inverse_square": "((T)1 / ({a} * {a}))",
+    "reciprocal": "(({T})1 / {a})",
+    "inverse_square": "(({T})1 / ({a} * {a}))",
     "sqrt": "sqrt{f}({a})",
-    "rsqrt": "((T)1 / sqrt{f}({a}))",
+    "rsqrt": "(({T})1 / sqrt{f}({a}))",
 }
 
 
-def _pow(a: str, exponent: Expr, b: str, f: str) -> str:
+def _pow(a: str, exponent: Expr, b: str, f: str, t: str = "T") -> str:
     """``a ** exponent`` computed as PyTorch's pow kernels compute it (see POW_SPECIAL)."""
     special = POW_SPECIAL.get(exponent.value) if exponent.is_const else None
-    return _POW_C.get(special, "pow{f}({a}, {b})").format(a=a, b=b, f=f)
+    return _POW_C.get(special, "pow{f}({a}, {b})").format(a=a, b=b, f=f, T=t)
+
+
+#: C types of the dtypes a scalar-only sub-expression computes in (see Typing).
+_C_TYPES = {torch.float32: "float", torch.float64: "double"}
 
 
 def _emit(
@@ -129,46 +135,88 @@ def _emit(
     names: dict[str, str],
     f: str,
     exact: frozenset[tuple] = frozenset(),
+    typing: Typing | None = None,
+    raw: dict[str, str] | None = None,
 ) -> list[str]:
     """C statements computing every target (common subexpressions computed once).
 
     Nodes whose key is in ``exact`` (the forward's values, recomputed by the backward)
     call libm through the ``sfx_`` wrappers: scalar, as the forward calls it, so the
     backward sees the forward's states and spikes bit for bit.
+
+    ``typing``: the dtypes of the scalar-only sub-expressions, each computed in its own
+    (``float``/``double``, from operands cast to it) and cast to ``T`` where a per-neuron
+    value uses it; ``raw``: the variables that hold the double value of a float64
+    parameter in a float kernel (whose ``T`` copy is rounded).
     """
+    typing = typing or Typing(torch.float32 if f else torch.float64)
+    raw = raw or {}
+    T = typing.T
+
+    def tname(d: torch.dtype) -> str:
+        return "T" if d == T else _C_TYPES[d]
+
+    def cast(code: str, frm: torch.dtype, to: torch.dtype) -> str:
+        return code if frm == to else f"(({tname(to)})({code}))"
+
+    def operand(arg: Expr, code: str, d: torch.dtype) -> str:
+        """``arg`` (printed ``code``) as an operand of an operation computing in ``d``."""
+        if arg.op == "const":
+            return _literal(arg.value, tname(d))
+        if arg.op == "var":
+            if d == T:
+                return code
+            if arg.name in raw and typing.leaves.get(arg.name) == d:
+                return raw[arg.name]
+            return f"(({tname(d)}){code})"
+        return cast(code, typing.stored(arg), d)
 
     def operation(node: Expr, args: list[str]) -> str:
+        d = typing.compute.get(node.key, T)
+        t, fd = tname(d), ("f" if d == torch.float32 else "")
         if node.op == "where":
-            return f"({args[0]} ? {args[1]} : {args[2]})"
-        if node.op == "pow":
-            code = _pow(args[0], node.args[1], args[1], f)
+            branches = [operand(a, c, d) for a, c in zip(node.args[1:], args[1:])]
+            return f"({args[0]} ? {branches[0]} : {branches[1]})"
+        args = [operand(a, c, d) for a, c in zip(node.args, args)]
+        if node.op == "pow" and node.key in typing.weak:  # Python's a ** b: libm's pow
+            code = f"pow({args[0]}, {args[1]})"
+        elif node.op == "pow":
+            code = _pow(args[0], node.args[1], args[1], fd, t)
         elif node.op in _UNARY_C:
-            code = _UNARY_C[node.op].format(a=args[0], f=f)
+            code = _UNARY_C[node.op].format(a=args[0], f=fd, T=t)
         else:
-            code = _BINARY_C[node.op].format(a=args[0], b=args[1], f=f)
+            code = _BINARY_C[node.op].format(a=args[0], b=args[1], f=fd, T=t)
         if node.op in _LIBM_OPS and node.key in exact:
             fn = "exp" if node.op == "sigmoid" else node.op
-            code = code.replace(f"{fn}{f}(", f"sfx_{fn}{f}(")
+            code = code.replace(f"{fn}{fd}(", f"sfx_{fn}{fd}(")
         return code
 
-    return emit(targets, names, _literal, operation, "const T {name} = {code};", "{name} = {code};")
+    def define(node: Expr, name: str, code: str) -> str:
+        return f"const {tname(typing.stored(node))} {name} = {code};"
+
+    def result(node: Expr, code: str) -> str:
+        return code if node.op in ("const", "var") else cast(code, typing.stored(node), T)
+
+    return emit(targets, names, _literal, operation, define, "{name} = {code};", result)
 
 
-def _literal(v: float) -> str:
+def _literal(v: float, t: str = "T") -> str:
     if math.isnan(v):
-        return "((T)NAN)"
+        return f"(({t})NAN)"
     if math.isinf(v):
-        return "((T)INFINITY)" if v > 0 else "(-(T)INFINITY)"
-    return f"((T){v!r})"
+        return f"(({t})INFINITY)" if v > 0 else f"(-({t})INFINITY)"
+    return f"(({t}){v!r})"
 
 
-def _exact_wrappers(f: str) -> list[str]:
+def _exact_wrappers(f: str, t: str = "T") -> list[str]:
     """Scalar libm behind a call the vectoriser cannot look through (see :func:`_emit`)."""
     lines = []
     for fn in _LIBM:
-        args, call = ("T a, T b", f"pow{f}(a, b)") if fn == "pow" else ("T a", f"{fn}{f}(a)")
+        args, call = (
+            (f"{t} a, {t} b", f"pow{f}(a, b)") if fn == "pow" else (f"{t} a", f"{fn}{f}(a)")
+        )
         lines.append(
-            f"__attribute__((noinline, unused)) static T sfx_{fn}{f}({args}) {{ return {call}; }}"
+            f"__attribute__((noinline, unused)) static {t} sfx_{fn}{f}({args}) {{ return {call}; }}"
         )
     return lines
 
@@ -261,6 +309,8 @@ def generate_c(spec: KernelSpec) -> str:
     names["theta"] = "THETA[o_n + i]" if spec.theta_is_array else "theta_"
 
     # Pointer table: shared prefix of both kernels.
+    typing = spec.typing
+    raw: dict[str, str] = {}  # a float64 scalar's double value, in a float kernel
     prefix: list[str] = []
     ptr = 0
     scal = 0
@@ -270,12 +320,18 @@ def generate_c(spec: KernelSpec) -> str:
             ptr += 1
         else:
             prefix.append(f"const T {S('p', p)} = (T)scalars[{scal}];")
+            if f"param_{p}" in typing.raw:
+                raw[f"param_{p}"] = S("d", p)
+                prefix.append(f"const double {S('d', p)} = scalars[{scal}];")
             scal += 1
     if spec.theta_is_array:
         prefix.append(f"const T* THETA = (const T*)ptrs[{ptr}];")
         ptr += 1
     else:
         prefix.append(f"const T theta_ = (T)scalars[{scal}];")
+        if "theta" in typing.raw:
+            raw["theta"] = "thetad_"
+            prefix.append(f"const double thetad_ = scalars[{scal}];")
         scal += 1
     for name in g.surrogate_scalars:  # the surrogate's run-time parameters
         names[f"sg_{name}"] = S("sg", name)
@@ -303,7 +359,7 @@ def generate_c(spec: KernelSpec) -> str:
     body = ["const T x_ = X[o + i];"]
     body += [f"const T {S('st', s)} = {S('ST', s)}[i];" for s in states]
     body += [f"T {S('new', s)};" for s in states]
-    body += _emit(targets, names, f)
+    body += _emit(targets, names, f, typing=typing, raw=raw)
     body += [f"{S('ST', s)}[i] = {S('new', s)};" for s in states]
     if spec.record_v:
         body.append(f"VREC[o + i] = {S('new', 'v')};")
@@ -386,7 +442,8 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
     replay += [f"{S('LOC', s)}[j][i] = {S('st', s)};" for s in states]
     replay += [f"T {S('new', s)};" for s in states]
     fwd = frozenset(n.key for n in topological([g.spike, *g.new_state]))
-    replay += _emit([(S("new", s), e) for s, e in zip(states, g.new_state)], names, f, fwd)
+    replay += _emit([(S("new", s), e) for s, e in zip(states, g.new_state)], names, f, fwd,
+                    typing, raw)  # fmt: skip
     replay += [f"{S('ST', s)}[i] = {S('new', s)};" for s in states]
     body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
     body += [f"const T {S('st', s)} = {S('LOC', s)}[j][i];" for s in states]
@@ -401,7 +458,7 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
     body += [f"T {S('dp', p)};" for p in grad_p]
     if spec.grad_theta:
         body.append("T dtheta_;")
-    body += _emit(targets, names, f, fwd)
+    body += _emit(targets, names, f, fwd, typing, raw)
     body += [f"{S('GST', s)}[i] = {S('ngs', s)};" for s in states]
     body += [f"{S('ACC', p)}[i] += {S('dp', p)};" for p in grad_p]
     if spec.grad_theta:
@@ -435,9 +492,13 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
     init_grads += [f"for (int64_t i = 0; i < m; ++i) {a}[i] = 0;" for a in accs]
     store_grads = [f"{S('GS0', s)}[o_n + i] = {S('GST', s)}[i];" for s in states]
     store_grads += [f"{o}[o_n + i] = {a}[i];" for o, a in zip(outs, accs)]
+    # Sub-expressions computed in the other floating type call libm in that type too.
+    wrappers = _exact_wrappers(f)
+    for d in sorted({d for d in typing.compute.values() if d != typing.T}, key=str):
+        wrappers += _exact_wrappers("f" if d == torch.float32 else "", _C_TYPES[d])
     backward = f"""
 #ifdef SPIKEFLOW_BACKWARD_ONLY
-{chr(10).join(_exact_wrappers(f))}
+{chr(10).join(wrappers)}
 
 __attribute__((noinline)) static void backward_block(int64_t o_n, int64_t w, int64_t T_,
                                                      int64_t N, void** ptrs,

@@ -12,8 +12,10 @@ operation rounds as PyTorch's CUDA kernels do, so the fused forward reproduces t
 reference loop's spikes bit for bit: transcendental functions call libdevice (the
 library PyTorch's CUDA kernels are built against), float32 division and square root
 are IEEE round-to-nearest (``tl.div_rn``, ``tl.sqrt_rn``; Triton's plain ``/`` is
-approximate), and both kernels are launched without floating-point contraction (see
-:mod:`spikeflow.kernels.triton_backend`; the backward recomputes the forward's spikes).
+approximate), a tensor divided by a Python number is multiplied by its reciprocal (as
+PyTorch's CUDA division computes it), and both kernels are launched without
+floating-point contraction (see :mod:`spikeflow.kernels.triton_backend`; the backward
+recomputes the forward's spikes).
 For Triton's CPU interpreter (``exact=False``), which has no libdevice, only core ``tl``
 math is used; numpy computes it there.
 """
@@ -23,8 +25,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+import torch
+
 from spikeflow.kernels.expr import BINARY, BOOLEAN, UNARY, Expr
-from spikeflow.kernels.printing import POW_SPECIAL, emit, indent, user_name
+from spikeflow.kernels.printing import POW_SPECIAL, Typing, emit, indent, user_name
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["generate_triton"]
@@ -46,14 +51,14 @@ _UNARY = {
     "sigmoid": "tl.sigmoid({a})",
     "neg": "(-{a})",
     # .to(CT): a where between literals alone is float32, also in a float64 kernel.
-    "sign": "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, 0.0)).to(CT)",
+    "sign": "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, 0.0)).to({CT})",
     # NaN propagates through relu, maximum and minimum, as in PyTorch.
     "relu": "tl.where({a} < 0, 0.0, {a})",
-    "tofloat": "({a}).to(CT)",
+    "tofloat": "({a}).to({CT})",
     "lnot": "({a} == 0)",
     "nograd": "{a}",
-    "spike": "({a} >= 0).to(CT)",
-    "spike_strict": "({a} > 0).to(CT)",
+    "spike": "({a} >= 0).to({CT})",
+    "spike_strict": "({a} > 0).to({CT})",
 }
 _BINARY = {
     "add": "({a} + {b})",
@@ -152,29 +157,46 @@ _UNARY_GPU = {
 }  # fmt: skip
 
 
-def _pow(a: str, b: Expr, b_code: str, exact: bool, div: Callable[..., str]) -> str:
+def _pow(
+    a: str,
+    b: Expr,
+    b_code: str,
+    exact: bool,
+    div: Callable[..., str],
+    one: str = "1.0",
+    widen: str = " + zero_",
+) -> str:
     """``a ** b`` as PyTorch computes it (see POW_SPECIAL): its CUDA kernels call powf
-    for every other exponent, and so does the GPU flavour (libdevice)."""
+    for every other exponent, and so does the GPU flavour (libdevice). ``one``: 1 in
+    the operation's type; ``widen``: what makes the exponent a tensor of that type."""
     special = POW_SPECIAL.get(b.value) if b.is_const else None
     if special == "square":
         return f"({a} * {a})"
     if special == "cube":
         return f"({a} * {a} * {a})"
     if special == "reciprocal":
-        return div("1.0", a, True)
+        return div(one, a, True)
     if special == "inverse_square":
-        return div("1.0", f"({a} * {a})", True)
+        return div(one, f"({a} * {a})", True)
     if special == "sqrt":
         return f"libdevice.sqrt_rn({a})" if exact else f"tl.sqrt({a})"
     if special == "rsqrt":  # CUDA's torch.rsqrt: libdevice's (approximate in float32)
-        return f"libdevice.rsqrt({a})" if exact else div("1.0", f"tl.sqrt({a})", True)
+        return f"libdevice.rsqrt({a})" if exact else div(one, f"tl.sqrt({a})", True)
     if exact:
-        return f"libdevice.pow({a}, {b_code} + zero_)"
+        return f"libdevice.pow({a}, {b_code}{widen})"
     if b.is_const and b.value == int(b.value) and abs(b.value) <= 4:
         # The interpreter has no pow: small integer powers as products.
         prod = "(" + " * ".join([a] * int(abs(b.value))) + ")"
-        return div("1.0", prod, True) if b.value < 0 else prod
-    return f"_pow({a}, {b_code} + zero_)"
+        return div(one, prod, True) if b.value < 0 else prod
+    return f"_pow({a}, {b_code}{widen})"
+
+
+def _reciprocal(b: float, dtype: torch.dtype) -> float:
+    """``1 / b`` rounded as CUDA computes it for ``x / b`` (``b`` a Python number): in
+    the operation's type, from ``b`` rounded to that type."""
+    np_type = np.float32 if dtype == torch.float32 else np.float64
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np_type(1.0) / np_type(b))
 
 
 def _per_neuron(e: Expr, block_vars: frozenset[str], memo: dict[int, bool]) -> bool:
@@ -194,58 +216,127 @@ def _per_neuron(e: Expr, block_vars: frozenset[str], memo: dict[int, bool]) -> b
 _ARITHMETIC = frozenset(UNARY + BINARY) - {"tofloat"}
 
 
+#: Triton types of the dtypes a scalar-only sub-expression computes in (see Typing).
+_TL_TYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64"}
+
+
 def _emit(
     targets: list[tuple[str, Expr]],
     names: dict[str, str],
     exact: bool,
     ctype: str,
     block_vars: frozenset[str],
+    typing: Typing | None = None,
+    raw: dict[str, str] | None = None,
 ) -> list[str]:
     """Triton statements computing every target (common subexpressions computed once).
 
     ``block_vars``: the variables that are ``[BLOCK]`` tensors in the kernel (the others
-    are scalars); a target computed from scalars alone is broadcast to a block."""
-    # float32 division rounds exactly only through div_rn; float64 ``/`` already does.
-    precise = exact and ctype == "float"
+    are scalars); a target computed from scalars alone is broadcast to a block.
+    ``typing``: the dtypes of the scalar-only sub-expressions, each computed in its own
+    (from operands cast to it) and cast to CT where a per-neuron value uses it; ``raw``:
+    the variables holding the unrounded value of a float64 parameter (a float kernel).
+
+    In the GPU flavour a tensor divided by a Python number (a literal, a Python-float
+    parameter, an expression of them) is multiplied by its reciprocal, computed in the
+    operation's type from the number rounded to it, as PyTorch's CUDA division does
+    (BinaryDivTrueKernel.cu; its CPU kernels, and the interpreter's flavour, divide).
+    """
+    T = torch.float32 if ctype == "float" else torch.float64
+    typing = typing or Typing(T)
+    raw = raw or {}
     unary = _UNARY_GPU if exact else _UNARY
 
-    def div(a: str, b: str, a_is_const: bool = False) -> str:
-        if not precise:
+    def tl_type(d: torch.dtype) -> str:
+        return "CT" if d == T else _TL_TYPES[d]
+
+    def one(d: torch.dtype) -> str:
+        return "1.0" if d == T else f"tl.full([], 1.0, {tl_type(d)})"
+
+    def div(a: str, b: str, a_is_const: bool = False, d: torch.dtype = T) -> str:
+        # float32 division rounds exactly only through div_rn; float64 ``/`` already does.
+        if not (exact and d == torch.float32):
             return f"({a} / {b})"
-        return f"tl.div_rn({a} + zero_, {b})" if a_is_const else f"tl.div_rn({a}, {b})"
+        # A literal dividend is made a block of CT (a typed one is a tensor already).
+        return f"tl.div_rn({a} + zero_, {b})" if a_is_const and d == T else f"tl.div_rn({a}, {b})"
+
+    def operand(node: Expr, arg: Expr, code: str, d: torch.dtype) -> str:
+        """``arg`` (printed ``code``) as an operand of ``node``, which computes in ``d``."""
+        if arg.op in BOOLEAN:
+            return f"({code}).to({tl_type(d)})" if node.op in _ARITHMETIC else code
+        if d == T:
+            if arg.op in ("const", "var") or typing.stored(arg) == T:
+                return code
+            return f"({code}).to(CT)"
+        if arg.op == "const":
+            return f"tl.full([], {code}, {tl_type(d)})"
+        if arg.op == "var":
+            if arg.name in raw and typing.leaves.get(arg.name) == d:
+                return f"{raw[arg.name]}.to({tl_type(d)})"
+            return f"{code}.to({tl_type(d)})"
+        return code if typing.stored(arg) == d else f"({code}).to({tl_type(d)})"
 
     def operation(node: Expr, args: list[str]) -> str:
-        if node.op in _ARITHMETIC:
-            args = [
-                f"({code}).to(CT)" if arg.op in BOOLEAN else code
-                for arg, code in zip(node.args, args)
-            ]
-            if all(arg.is_const for arg in node.args) or (
-                node.op == "pow" and node.args[0].is_const
-            ):
-                # A literal is float32 to Triton: f(literal) would be computed (and
-                # folded) in float32 inside a float64 kernel; a block of CT is not.
-                args = [f"tl.full([BLOCK], {args[0]}, CT)", *args[1:]]
+        d = typing.compute.get(node.key, T)
+        ct = tl_type(d)
         if node.op == "where":
-            if node.args[1].is_const and node.args[2].is_const:  # else float32
+            args = [args[0], *(operand(node, a, c, d) for a, c in zip(node.args[1:], args[1:]))]
+        else:
+            args = [operand(node, a, c, d) for a, c in zip(node.args, args)]
+        if (
+            d == T
+            and node.op in _ARITHMETIC
+            and (
+                all(arg.is_const for arg in node.args)
+                or (node.op == "pow" and node.args[0].is_const)
+            )
+        ):
+            # A literal is float32 to Triton: f(literal) would be computed (and folded)
+            # in float32 inside a float64 kernel; a block of CT is not.
+            args = [f"tl.full([BLOCK], {args[0]}, CT)", *args[1:]]
+        if node.op == "where":
+            if d == T and node.args[1].is_const and node.args[2].is_const:  # else float32
                 args = [args[0], f"tl.full([BLOCK], {args[1]}, CT)", args[2]]
             return f"tl.where({args[0]}, {args[1]}, {args[2]})"
         if node.op == "pow":
-            return _pow(args[0], node.args[1], args[1], exact, div)
+            weak = node.key in typing.weak  # Python's a ** b: pow, no special exponents
+            if weak and node.args[1].is_const and node.args[1].value == 2.0:
+                return f"({args[0]} * {args[0]})"  # pow(a, 2) is a * a correctly rounded
+            if weak:  # (a literal as a tensor: libdevice takes no Python number)
+                base, ex = (f"tl.full([], {c}, {ct})" if e.is_const and d == T else c
+                            for e, c in zip(node.args, args))  # fmt: skip
+                return f"libdevice.pow({base}, {ex})" if exact else f"_pow({base}, {ex})"
+            widen = " + zero_" if d == T else ""
+            return _pow(args[0], node.args[1], args[1], exact,
+                        lambda a, b, c=False: div(a, b, c, d), one(d), widen)  # fmt: skip
         if node.op == "div":
-            return div(args[0], args[1], node.args[0].is_const)
+            dividend, divisor = node.args
+            if exact and typing.is_weak(divisor) and not typing.is_weak(dividend):
+                # CUDA: a tensor divided by a CPU scalar is a * (1 / b) (see above).
+                if divisor.is_const:
+                    inv = _literal(_reciprocal(divisor.value, d))
+                    inv = inv if d == T else f"tl.full([], {inv}, {ct})"
+                else:
+                    inv = div(one(d), args[1], True, d)
+                return f"({args[0]} * {inv})"
+            return div(args[0], args[1], dividend.is_const, d)
         if node.op in ("maximum", "minimum") and node.args[0].is_const:
             # A constant first operand is not NaN (no NaN test on a Python literal): a NaN
             # second one is chosen anyway.
             cmp = ">" if node.op == "maximum" else "<"
             return f"tl.where({args[0]} {cmp} {args[1]}, {args[0]}, {args[1]})"
         if node.op == "sigmoid" and exact:
-            return div("1.0", f"(1.0 + libdevice.exp(-{args[0]}))", True)
+            return div(one(d), f"(1.0 + libdevice.exp(-{args[0]}))", True, d)
         if node.op in unary:
-            return unary[node.op].format(a=args[0])
+            return unary[node.op].format(a=args[0], CT=ct)
         return _BINARY[node.op].format(a=args[0], b=args[1])
 
-    lines = emit(targets, names, _literal, operation, "{name} = {code}", "{name} = {code}")
+    def result(node: Expr, code: str) -> str:
+        if node.op in ("const", "var") or node.op in BOOLEAN or typing.stored(node) == T:
+            return code
+        return f"({code}).to(CT)"
+
+    lines = emit(targets, names, _literal, operation, "{name} = {code}", "{name} = {code}", result)
     # A target computed from scalars alone must still be a block tensor of CT (a
     # loop-carried state keeps its type).
     memo: dict[int, bool] = {}
@@ -291,20 +382,32 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
         "mask = offs < N",
         "zero_ = tl.zeros([BLOCK], dtype=CT)",
     ]
+    # A value wider than CT that a sub-expression computes with (see Typing.raw) is
+    # also read unrounded: SCAL is float64, and so is a float64 0-dim tensor's array.
+    typing = spec.typing
+    raw: dict[str, str] = {}
     k = 0
     for i, p in enumerate(params):
         if spec.array_params[i]:
             shared_args.append(S("P", p))
-            loads.append(f"{S('p', p)} = tl.load({S('P', p)} + offs, mask=mask, other=0.0).to(CT)")
+            load = f"tl.load({S('P', p)} + offs, mask=mask, other=0.0)"
         else:
-            loads.append(f"{S('p', p)} = tl.load(SCAL + {k}).to(CT)")
+            load = f"tl.load(SCAL + {k})"
             k += 1
+        loads.append(f"{S('p', p)} = {load}.to(CT)")
+        if f"param_{p}" in typing.raw:
+            raw[f"param_{p}"] = S("d", p)
+            loads.append(f"{S('d', p)} = {load}")
     if spec.theta_is_array:
         shared_args.append("THETA")
-        loads.append("theta_ = tl.load(THETA + offs, mask=mask, other=0.0).to(CT)")
+        load = "tl.load(THETA + offs, mask=mask, other=0.0)"
     else:
-        loads.append(f"theta_ = tl.load(SCAL + {k}).to(CT)")
+        load = f"tl.load(SCAL + {k})"
         k += 1
+    loads.append(f"theta_ = {load}.to(CT)")
+    if "theta" in typing.raw:
+        raw["theta"] = "thetad_"
+        loads.append(f"thetad_ = {load}")
     for name in g.surrogate_scalars:  # the surrogate's run-time parameters
         names[f"sg_{name}"] = S("sg", name)
         loads.append(f"{S('sg', name)} = tl.load(SCAL + {k}).to(CT)")
@@ -330,7 +433,7 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
             for s in states
         ]
     targets = [("spk_", g.spike), *((S("new", s), e) for s, e in zip(states, g.new_state))]
-    body += _emit(targets, names, exact, spec.ctype, block_vars)
+    body += _emit(targets, names, exact, spec.ctype, block_vars, typing, raw)
     body.append("tl.store(pSPK, spk_.to(SPK.dtype.element_ty), mask=mask)")
     if spec.record_v:
         body.append(f"tl.store(pVREC, {S('new', 'v')}.to(VREC.dtype.element_ty), mask=mask)")
@@ -389,7 +492,7 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
                 if spec.grad_params[i]]  # fmt: skip
     if spec.grad_theta:
         targets.append(("dtheta_", g.grad_theta))
-    body += _emit(targets, names, exact, spec.ctype, block_vars)
+    body += _emit(targets, names, exact, spec.ctype, block_vars, typing, raw)
     body.append("tl.store(pGX, gx_.to(GX.dtype.element_ty), mask=mask)")
     body += [f"{S('gst', s)} = {S('ngs', s)}" for s in states]
     body += [f"{S('acc', p)} += {S('dp', p)}" for p in grad_p]

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.kernels.precision import promoted_input
+from spikeflow.kernels.precision import operand_tag, promoted_input
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.registry import (
     Entry,
@@ -75,7 +75,10 @@ def _layout(
         if not array:
             scalars.append(float(t))
         else:
-            arrays.append(t.detach().to(entry.state_dtype).expand(step_shape).contiguous().view(-1))
+            # A float64 0-dim tensor keeps its dtype (the kernels compute the scalar-only
+            # sub-expressions it enters in float64, see KernelSpec.operands).
+            sd = torch.float64 if t.dtype == torch.float64 and t.dim() == 0 else entry.state_dtype
+            arrays.append(t.detach().to(sd).expand(step_shape).contiguous().view(-1))
     scalars.extend(floats)  # the surrogate's run-time parameters
     return arrays, scalars
 
@@ -417,10 +420,11 @@ def run_fused(
     operands: list[Tensor] = []
     needs: list[bool] = []
     is_array: list[bool] = []
-    is_tensor: list[bool] = []
+    is_tensor: list[tuple[torch.dtype, bool] | bool] = []
     for v in [*(params[p] for p in decl.param_names), threshold]:
         tensor = isinstance(v, Tensor)
-        is_tensor.append(tensor)
+        # A tensor's (dtype, 0-dim): the types of the scalar-only sub-expressions.
+        is_tensor.append(operand_tag(v, x_seq.dtype) if tensor else False)
         if tensor:
             operands.append(v)
             needs.append(v.requires_grad)

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.kernels.expr import TraceError
 
-__all__ = ["MixedPrecisionError", "promoted_input"]
+__all__ = ["MixedPrecisionError", "ScalarPrecisionError", "operand_tag", "promoted_input"]
 
 #: Input dtypes the kernels compute in as they are (never promoted).
 _EXACT = (torch.float32, torch.float64)
@@ -59,6 +60,67 @@ class MixedPrecisionError(ConfigurationError):
             f"initial state) and its input one dtype, e.g. neuron.to(x.dtype) or "
             f"x.to({self.dtype}), or use backend='torch'"
         )
+
+
+class ScalarPrecisionError(MixedPrecisionError, TraceError):
+    """A sub-expression of parameters and constants alone (no input or state), such as
+    ``a * a``, which the reference loop computes in a dtype the kernels do not compute
+    in: float16/bfloat16 (a 0-dim half parameter, a per-neuron half array with a
+    float32 input) or an integer one. Raised when the kernels are specialised (the
+    equations' types are known then); also a :class:`~spikeflow.kernels.expr.TraceError`
+    so that ``torch.compile`` reports it as it reports equations it cannot compile.
+    ``backend="auto"`` runs the reference loop instead, with a warning.
+
+    Attributes: as :class:`MixedPrecisionError` (``shape`` is ``()`` for a 0-dim
+    tensor, ``(-1,)`` for a per-neuron one; ``input_dtype`` is the kernels' compute
+    dtype), and ``expression``: the sub-expression, as the tracer prints it.
+    """
+
+    def __init__(
+        self,
+        value: str,
+        dtype: torch.dtype,
+        shape: tuple[int, ...],
+        input_dtype: torch.dtype,
+        expression: str,
+        computed: torch.dtype,
+    ) -> None:
+        self.expression = expression
+        self.computed = computed
+        self.value = value
+        self.dtype = dtype
+        self.shape = shape
+        self.input_dtype = input_dtype
+        ConfigurationError.__init__(
+            self, f"the fused backends cannot run this neuron: {self.reason}"
+        )
+
+    @property
+    def reason(self) -> str:
+        kind = "0-dim" if self.shape == () else "per-neuron"
+        return (
+            f"{self.value} is a {kind} {self.dtype} tensor that enters {self.expression}, a "
+            f"sub-expression of parameters and constants alone, which the reference loop "
+            f"computes in {self.computed} (PyTorch's promotion rules), while the fused "
+            f"kernels compute in float32 or float64 ({self.input_dtype} here) and cannot "
+            f"round each operation as {self.computed} does. Give the parameter the input's "
+            f"dtype (e.g. neuron.to(x.dtype)), or use backend='torch'"
+        )
+
+
+#: The floating dtypes in which the fused kernels can compute a value exactly.
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def operand_tag(v: Tensor, input_dtype: torch.dtype) -> tuple[torch.dtype, bool]:
+    """What the kernels' types depend on of a tensor parameter or threshold ``v``: its
+    dtype and whether it is 0-dim. For a float16/bfloat16 input (which the Triton kernels
+    compute in float32 throughout, not reproducing half arithmetic) a half tensor counts
+    as float32."""
+    dtype = v.dtype
+    if input_dtype not in _EXACT and dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32
+    return dtype, v.dim() == 0
 
 
 def promoted_input(

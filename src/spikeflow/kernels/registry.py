@@ -22,6 +22,7 @@ from spikeflow.kernels.captures import (
     cached_captured_numbers,
     captured_numbers,
     numpy_captures,
+    surrogate_captured_numbers,
     unbound_cells,
 )
 from spikeflow.kernels.expr import TraceError
@@ -45,7 +46,7 @@ __all__ = [
 
 #: Traced step graphs, or the message of the TraceError their tracing raised (so that a
 #: neuron the tracer refuses is not traced again at every call of backend="auto"). Keyed
-#: by the declaration and the current values of the Python numbers its functions read
+#: by the declaration and the current values its functions (and the surrogate's) read
 #: from globals and closures (folded into the graph as constants; see captures.py).
 _GRAPHS: dict[tuple, StepGraph | str] = {}
 
@@ -55,18 +56,23 @@ _SYMBOLIC: dict[tuple, tuple[str, ...]] = {}
 
 def surrogate_key(sg: Surrogate) -> tuple[tuple, tuple[str, ...]]:
     """(what of ``sg`` the generated code depends on, its run-time parameters): the
-    parameters the kernels take at run time count by name, the others by value."""
+    parameters the kernels take at run time count by name, the others by value, and
+    the values its ``derivative`` (``primitive`` if not spiking) reads from globals and
+    closures by value (:func:`~spikeflow.kernels.captures.surrogate_captured_numbers`;
+    a ``TraceError`` for a container too large to key)."""
+    cls, spiking = type(sg), sg.spiking
+    captured = cached_captured_numbers((cls, spiking))
     names = tuple(sg.params)
-    probe = (type(sg), sg.spiking, names)
+    probe = (cls, spiking, names, captured)
     symbolic = _SYMBOLIC.get(probe)
     if symbolic is None:
         symbolic = _SYMBOLIC[probe] = symbolic_surrogate_params(sg)
     fixed = tuple((n, v) for n, v in sg.params.items() if n not in symbolic)
-    return (type(sg), sg.spiking, names, fixed), symbolic
+    return (cls, spiking, names, fixed, captured), symbolic
 
 
 def step_graph(
-    decl: NeuronDeclaration, rule: FiringRule, captured: tuple[str, ...] | None = None
+    decl: NeuronDeclaration, rule: FiringRule, captured: tuple[object, ...] | None = None
 ) -> StepGraph:
     """The traced and differentiated step of ``decl`` under ``rule`` (cached, also by
     ``captured``: :func:`~spikeflow.kernels.captures.captured_numbers` of ``decl``, read
@@ -157,9 +163,9 @@ def entry_key(
 
     The values of Python-float parameters and of the surrogate's run-time parameters
     are not part of it (they travel with each call), so a parameter or a surrogate
-    ``alpha`` annealed as a float does not grow the registry. The values of the Python
-    numbers ``decl``'s functions read from globals and closures are (the tracer folds
-    them into the code): a changed one builds its own kernels.
+    ``alpha`` annealed as a float does not grow the registry. The values ``decl``'s
+    functions read from globals and closures are (the tracer folds them into the code;
+    the surrogate's are in ``sg_key``): a changed one builds its own kernels.
     Never traced by ``torch.compile`` (see :func:`compiled_entry_key`).
     """
     captured = cached_captured_numbers(decl)
@@ -182,6 +188,7 @@ def entry_key(
             grad_params=needs[:-1],
             grad_theta=needs[-1],
             checkpoint=checkpoint,
+            operands=is_tensor,
         )
         _ENTRIES[key] = Entry(launcher(spec), spec, state_dtype, is_tensor)
     _KEYS[config] = key
@@ -292,23 +299,27 @@ def _declaration_of(parts: tuple, declared: tuple) -> NeuronDeclaration:
 
 
 @torch.compiler.assume_constant_result
-def _compiled_refusal(declared: tuple, *parts: object) -> str | None:
-    """Why the fused kernels cannot run this declaration under torch.compile (None if
-    they can), checked before Dynamo traces the reading of its captured values.
-    ``parts``: its three functions' :func:`_function_parts`, each one an argument."""
+def _compiled_refusal(declared: tuple, surrogate: tuple, *parts: object) -> str | None:
+    """Why the fused kernels cannot run this declaration and surrogate under
+    torch.compile (None if they can), checked before Dynamo traces the reading of their
+    captured values. ``surrogate``: (its class, spiking); ``parts``: the declaration's
+    three functions' :func:`_function_parts`, each one an argument."""
     decl = _declaration_of(parts, declared)
-    numpy_values = numpy_captures(decl)
-    if numpy_values:
-        return (
-            f"{decl.name}'s equations read numpy scalars from globals or closures "
-            f"({', '.join(numpy_values)}), whose values torch.compile cannot guard on; "
-            "make them Python numbers"
-        )
-    if unbound_cells(decl):
-        return (
-            f"{decl.name}'s equations use closure variables not yet assigned, which "
-            "torch.compile cannot read"
-        )
+    for source, who in ((decl, f"{decl.name}'s equations"),
+                        (surrogate, f"{surrogate[0].__name__}'s functions")):  # fmt: skip
+        try:  # a container too large to key (Dynamo would walk it, then refuse)
+            cached_captured_numbers(source)
+        except TraceError as exc:
+            return str(exc)
+        numpy_values = numpy_captures(source)
+        if numpy_values:
+            return (
+                f"{who} read numpy scalars (or containers holding numpy values) from "
+                f"globals or closures ({', '.join(numpy_values)}), whose values "
+                "torch.compile cannot guard on; make them Python numbers"
+            )
+        if unbound_cells(source):
+            return f"{who} use closure variables not yet assigned, which torch.compile cannot read"
     return None
 
 
@@ -319,7 +330,7 @@ def _compiled_key(
     state_dtype: torch.dtype,
     checkpoint: int,
     declared: tuple,
-    captured: tuple[str, ...],
+    captured: tuple,
     surrogate: tuple,
     rule: tuple,
     flags: tuple,
@@ -329,8 +340,9 @@ def _compiled_key(
 
     It runs while Dynamo traces, outside the graph, so it reads the caches directly
     (``torch.compiler.is_compiling()`` is true here too). ``captured`` is what Dynamo
-    traced to guard on; the key itself is built from the current values, as in eager
-    mode, so that both modes share kernels. ``parts``: as for :func:`_compiled_refusal`."""
+    traced to guard on (the declaration's captured values, the surrogate's); the key
+    itself is built from the current values, as in eager mode, so that both modes share
+    kernels. ``parts``: as for :func:`_compiled_refusal`."""
     decl = _declaration_of(parts, declared)
     cls, spiking, names, folded = surrogate
     symbolic = _run_time_parameters(cls, spiking, names)
@@ -364,23 +376,25 @@ def compiled_entry_key(
     surrogate's run-time parameters); a TraceError if the fused kernels cannot run.
 
     Dynamo guards on every value the kernels depend on: the declaration's functions and
-    captured numbers, the surrogate's type, its ``spiking`` and the values of its
-    parameters that the kernels fold in, the reset rule. Not on the surrogate instance
-    or the neuron: identical neurons share one compiled graph."""
+    captured values, the surrogate's type, its ``spiking``, the values of its
+    parameters that the kernels fold in and those its functions read from globals and
+    closures, the reset rule. Not on the surrogate instance or the neuron: identical
+    neurons share one compiled graph."""
     parts = (*_function_parts(decl.charge), *_function_parts(decl.update),
              *_function_parts(decl.threshold))  # fmt: skip
     declared = (decl.name, decl.charge_returns_aux)
-    refused = _compiled_refusal(declared, *parts)
-    if refused is not None:
-        raise TraceError(refused)
     sg = rule.surrogate
     cls, params = type(sg), sg.params
+    refused = _compiled_refusal(declared, (cls, sg.spiking), *parts)
+    if refused is not None:
+        raise TraceError(refused)
     names = tuple(params)
     symbolic = _run_time_parameters(cls, sg.spiking, names)
     folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
     v_reset = None if rule.v_reset is None else float(rule.v_reset).hex()
     key, refused = _compiled_key(
-        launcher, ctype, state_dtype, checkpoint, declared, captured_numbers(decl),
+        launcher, ctype, state_dtype, checkpoint, declared,
+        (captured_numbers(decl), surrogate_captured_numbers(cls, sg.spiking)),
         (cls, sg.spiking, names, folded), (v_reset, rule.detach_reset, rule.strict),
         (is_array, save_states, record_v, needs, is_tensor), *parts,
     )  # fmt: skip

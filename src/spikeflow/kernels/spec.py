@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import torch
+
+from spikeflow.kernels.printing import Typing, scalar_types
 from spikeflow.kernels.step import StepGraph
 
 __all__ = ["KernelSpec"]
@@ -25,6 +29,15 @@ class KernelSpec:
         grad_theta: whether the backward computes the threshold's gradient.
         checkpoint: the forward saves the state every ``checkpoint`` steps; the
             backward recomputes the steps in between (1: every step is saved).
+        operands: per declared parameter, then the threshold, what it is in the
+            reference loop: ``False`` (a Python float) or ``(dtype, zero_dim)`` (a
+            tensor); see :func:`spikeflow.kernels.precision.operand_tag`. The
+            sub-expressions of parameters and constants alone are computed in the types
+            PyTorch gives them (:attr:`typing`). Empty: every value in ``ctype``.
+
+    Raises:
+        ScalarPrecisionError: such a sub-expression is computed by the reference loop
+            in a dtype the kernels cannot reproduce (float16, say).
     """
 
     graph: StepGraph
@@ -36,3 +49,13 @@ class KernelSpec:
     grad_params: tuple[bool, ...]
     grad_theta: bool
     checkpoint: int = 1
+    operands: tuple = ()
+
+    def __post_init__(self) -> None:
+        _ = self.typing  # refuses what cannot be reproduced before any code is printed
+
+    @functools.cached_property
+    def typing(self) -> Typing:
+        """The types of the scalar-only sub-expressions (see :func:`scalar_types`)."""
+        dtype = torch.float32 if self.ctype == "float" else torch.float64
+        return scalar_types(self.graph, self.operands, dtype)

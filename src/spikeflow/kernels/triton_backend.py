@@ -121,8 +121,12 @@ def step_args(steps: Steps, T: int, record_v: bool) -> list[int]:
 
 
 def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
-    """The dtype of the kernels' tensor of scalar parameters (their compute type)."""
-    return torch.float64 if buffers[0].dtype == torch.float64 else torch.float32
+    """The dtype of the kernels' tensor of scalar parameters: float64, whatever their
+    compute type, so that a Python float reaches them unrounded (an expression of
+    Python floats alone is computed in double, as Python computes it; see
+    :class:`spikeflow.kernels.printing.Typing`). A float kernel rounds each value to
+    float32 as it loads it, as ``torch.tensor(value, dtype=torch.float32)`` would."""
+    return torch.float64
 
 
 class _TritonKernels:
