@@ -311,3 +311,23 @@ def test_a_numpy_bool_global_is_read_at_every_call(monkeypatch):
         monkeypatch.setitem(globals(), "GLOBAL_SCALE", flag)
         with torch.no_grad():
             assert torch.equal(cls(backend="cpu")(x), cls(backend="torch")(x)), flag
+
+
+class _EpsGuarded(BaseNode):
+    @staticmethod
+    def charge(x, v):
+        # A division guard from the input's dtype: float64's eps in a float64 neuron.
+        return v * 0.5 + x.to(x.dtype) / (1.0 + 1e6 * torch.finfo(x.dtype).eps)
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_traced_value_reports_the_inputs_dtype(backend, dtype):
+    x = torch.rand(5, 3, 7, dtype=dtype, device=kernel_device(backend))
+    runs = []
+    for b in ("torch", backend):
+        node = _EpsGuarded(backend=b, store_v_seq=True)
+        runs.append((node(x), node.v_seq))
+    (s_ref, v_ref), (s, v) = runs
+    assert torch.equal(s, s_ref)
+    assert torch.equal(v, v_ref)  # float32's eps folded into a float64 kernel differed

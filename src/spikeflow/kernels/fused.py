@@ -443,7 +443,7 @@ def run_fused(
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
-    flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor))
+    flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor), x_seq.dtype)
     compiling = torch.compiler.is_compiling()
     if compiling:  # a constant of the graph (no graph break), see registry.py
         key, symbolic = compiled_entry_key(

@@ -72,20 +72,25 @@ def surrogate_key(sg: Surrogate) -> tuple[tuple, tuple[str, ...]]:
 
 
 def step_graph(
-    decl: NeuronDeclaration, rule: FiringRule, captured: tuple[object, ...] | None = None
+    decl: NeuronDeclaration,
+    rule: FiringRule,
+    captured: tuple[object, ...] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> StepGraph:
-    """The traced and differentiated step of ``decl`` under ``rule`` (cached, also by
-    ``captured``: :func:`~spikeflow.kernels.captures.captured_numbers` of ``decl``, read
-    here when not given)."""
+    """The traced and differentiated step of ``decl`` under ``rule`` for inputs of
+    ``dtype`` (what a traced value's ``.dtype`` reports; cached, also by ``captured``:
+    :func:`~spikeflow.kernels.captures.captured_numbers` of ``decl``, read here when not
+    given)."""
     sg = rule.surrogate
     sg_key, symbolic = surrogate_key(sg)
     if captured is None:
         captured = cached_captured_numbers(decl)
-    key = (decl, captured, sg_key, rule.v_reset, rule.detach_reset, rule.strict)
+    key = (decl, captured, sg_key, rule.v_reset, rule.detach_reset, rule.strict, dtype)
     graph = _GRAPHS.get(key)
     if graph is None:
         try:
-            graph = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic)
+            graph = build_step(decl, sg, rule.v_reset, rule.detach_reset, rule.strict, symbolic,
+                               dtype)  # fmt: skip
         except TraceError as exc:
             _GRAPHS[key] = str(exc)
             raise
@@ -126,9 +131,10 @@ class Entry:
     kernels: Kernels
     spec: KernelSpec
     state_dtype: torch.dtype
-    #: Per operand (declared parameters, then the threshold): whether it is a tensor
-    #: (else a Python float, whose value comes with each call).
-    is_tensor: tuple[bool, ...]
+    #: Per operand (declared parameters, then the threshold): ``False`` for a Python
+    #: float (whose value comes with each call), else the tensor's (dtype, 0-dim) tag
+    #: (:func:`~spikeflow.kernels.precision.operand_tag`), which is truthy.
+    is_tensor: tuple
 
 
 _ENTRIES: dict[str, Entry] = {}
@@ -157,7 +163,8 @@ def entry_key(
     save_states: bool,
     record_v: bool,
     needs: tuple[bool, ...],
-    is_tensor: tuple[bool, ...],
+    is_tensor: tuple,
+    input_dtype: torch.dtype = torch.float32,
 ) -> str:
     """Build (once) the kernels for this configuration; return their registry key.
 
@@ -170,11 +177,13 @@ def entry_key(
     """
     captured = cached_captured_numbers(decl)
     config = (launcher, ctype, state_dtype, checkpoint, decl, captured, sg_key, v_reset,
-              detach_reset, strict, is_array, save_states, record_v, needs, is_tensor)  # fmt: skip
+              detach_reset, strict, is_array, save_states, record_v, needs, is_tensor,
+              input_dtype)  # fmt: skip
     key = _KEYS.get(config)
     if key is not None:
         return key
-    graph = step_graph(decl, FiringRule(surrogate, v_reset, detach_reset, strict), captured)
+    rule = FiringRule(surrogate, v_reset, detach_reset, strict)
+    graph = step_graph(decl, rule, captured, input_dtype)
     flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
     key = f"{_launcher_name(launcher)}|{id(graph)}|{flags}"
     if key not in _ENTRIES:
@@ -370,7 +379,8 @@ def compiled_entry_key(
     save_states: bool,
     record_v: bool,
     needs: tuple[bool, ...],
-    is_tensor: tuple[bool, ...],
+    is_tensor: tuple,
+    input_dtype: torch.dtype = torch.float32,
 ) -> tuple[str, tuple[str, ...]]:
     """:func:`entry_key` as Dynamo traces it, without a graph break: (the key, the
     surrogate's run-time parameters); a TraceError if the fused kernels cannot run.
@@ -396,7 +406,7 @@ def compiled_entry_key(
         launcher, ctype, state_dtype, checkpoint, declared,
         (captured_numbers(decl), surrogate_captured_numbers(cls, sg.spiking)),
         (cls, sg.spiking, names, folded), (v_reset, rule.detach_reset, rule.strict),
-        (is_array, save_states, record_v, needs, is_tensor), *parts,
+        (is_array, save_states, record_v, needs, is_tensor, input_dtype), *parts,
     )  # fmt: skip
     if refused is not None:
         raise TraceError(refused)
