@@ -216,10 +216,15 @@ def test_a_failed_build_names_the_compiler_output_and_is_not_retried(cache, tmp_
     assert not list(cache.glob("*.so"))  # nothing half-built was left to load
 
 
-def test_auto_falls_back_to_the_reference_when_the_compiler_fails(cache, tmp_path, monkeypatch):
-    import torch
+def _broken_compiler(tmp_path: Path) -> str:
+    """A compiler that fails on every source (a broken toolchain)."""
+    script = tmp_path / "cc-broken"
+    script.write_text('#!/bin/sh\necho "error: this toolchain is broken" >&2\nexit 1\n')
+    script.chmod(0o755)
+    return str(script)
 
-    from spikeflow import kernels
+
+def _fresh_neuron():
     from spikeflow.neurons import BaseNode
 
     class FreshIF(BaseNode):  # a new declaration: its kernels are not built yet
@@ -227,12 +232,42 @@ def test_auto_falls_back_to_the_reference_when_the_compiler_fails(cache, tmp_pat
         def charge(x, v):
             return v + 0.5 * x
 
-    monkeypatch.setenv("CC", _compiler_without_openmp(tmp_path))
+    return FreshIF
+
+
+def test_auto_falls_back_to_the_reference_when_the_compiler_fails(cache, tmp_path, monkeypatch):
+    import torch
+
+    from spikeflow import kernels
+
+    fresh = _fresh_neuron()
+    monkeypatch.setenv("CC", _broken_compiler(tmp_path))
     monkeypatch.setattr(kernels, "_WARNED", set())
     x = torch.rand(5, 3, 7) * 2
-    with pytest.warns(UserWarning, match="C compiler could not build.*unsupported option"):
-        out = FreshIF()(x)  # backend="auto"
-    assert torch.equal(out, FreshIF(backend="torch")(x))
+    with pytest.warns(UserWarning, match="C compiler could not build.*toolchain is broken"):
+        out = fresh()(x)  # backend="auto"
+    assert torch.equal(out, fresh(backend="torch")(x))
     assert out.sum() > 0
-    with pytest.raises(_cbuild.BuildError, match="unsupported option"):
-        FreshIF(backend="cpu")(x)
+    with pytest.raises(_cbuild.BuildError, match="toolchain is broken"):
+        fresh(backend="cpu")(x)
+
+
+def test_a_compiler_without_openmp_builds_single_threaded_kernels(cache, tmp_path, monkeypatch):
+    import torch
+
+    from spikeflow.kernels import cpu
+
+    fresh = _fresh_neuron()
+    cc = _compiler_without_openmp(tmp_path)
+    monkeypatch.setenv("CC", cc)
+    monkeypatch.setattr(cpu, "_NO_OPENMP", set())
+    x = (torch.rand(6, 4, 300) * 2).requires_grad_()
+    with pytest.warns(RuntimeWarning, match="cannot build with OpenMP.*one thread"):
+        out = fresh(backend="cpu")(x)
+    assert cc in cpu._NO_OPENMP
+    out.sum().backward()
+    grad, x.grad = x.grad, None
+    ref = fresh(backend="torch")(x)
+    ref.sum().backward()
+    assert torch.equal(out, ref)
+    torch.testing.assert_close(grad, x.grad)

@@ -23,13 +23,20 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from spikeflow._cbuild import CompilerNotFoundError, build_library, cache_folder, find_compiler
+from spikeflow._cbuild import (
+    BuildError,
+    CompilerNotFoundError,
+    build_library,
+    cache_folder,
+    find_compiler,
+)
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
 from spikeflow.kernels.fused import Steps, promoted_input, run_fused
@@ -68,16 +75,47 @@ def cache_dir() -> Path:
     return cache_folder("kernels")
 
 
-def _load(source: str) -> Any:
-    """Compile ``source`` (or reuse the cached build) and return the loaded library."""
-    lib = build_library(
+#: Compilers that refused ``-fopenmp`` (Apple clang without libomp, say): their kernels
+#: are built without it and run on one thread (the OpenMP pragmas are ignored).
+_NO_OPENMP: set[str] = set()
+
+
+def _build(source: str, cc: str, openmp: bool) -> Any:
+    flags = _FLAGS if openmp else [f for f in _FLAGS if f != "-fopenmp"]
+    return build_library(
         source,
-        cc=compiler(),
+        cc=cc,
         subdir="kernels",
         prefix="neuron",
-        units=[[*_FLAGS, *_FORWARD_FLAGS], [*_FLAGS, *_BACKWARD_FLAGS]],
-        link_flags=["-fopenmp", "-lm"],
+        units=[[*flags, *_FORWARD_FLAGS], [*flags, *_BACKWARD_FLAGS]],
+        link_flags=["-fopenmp", "-lm"] if openmp else ["-lm"],
     )
+
+
+def _load(source: str) -> Any:
+    """Compile ``source`` (or reuse the cached build) and return the loaded library.
+
+    A compiler that cannot build with OpenMP (but can without) builds kernels that run
+    on one thread, with a warning, once per compiler."""
+    cc = compiler()
+    if cc in _NO_OPENMP:
+        lib = _build(source, cc, openmp=False)
+    else:
+        try:
+            lib = _build(source, cc, openmp=True)
+        except BuildError as with_openmp:
+            try:
+                lib = _build(source, cc, openmp=False)
+            except BuildError:
+                raise with_openmp from None
+            _NO_OPENMP.add(cc)
+            warnings.warn(
+                f"the C compiler {cc!r} cannot build with OpenMP ({with_openmp.detail}); "
+                "the fused CPU kernels run on one thread. Install OpenMP for it (libomp "
+                "for clang) or set $CC to a compiler with OpenMP (gcc) to use every core",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
         fn.restype = ctypes.c_int  # 0, or 1: a thread's work buffer could not be allocated
     lib.spikeflow_forward.argtypes = _ARGTYPES
