@@ -294,6 +294,23 @@ def test_a_container_too_large_to_check_is_refused(monkeypatch):
         cls(backend="cpu")(x)
 
 
+#: A module global that shares its name with a tensor method the next charge calls.
+exp = list(range(1000))
+
+
+def _method_named_like_a_global(x, v):
+    return v * 0.5 + (x * 0.1).exp() - 1.0
+
+
+def test_attribute_names_are_not_read_as_globals():
+    # co_names holds attribute and method names too: reading the global `exp` (too
+    # large to compare) refused this neuron, which reads no global at all.
+    cls = neuron(_method_named_like_a_global)
+    assert captured_numbers(cls().declaration()) == ()
+    x = _input("cpu")
+    assert torch.equal(cls(backend="cpu")(x), cls(backend="torch")(x))
+
+
 # -- under torch.compile ---------------------------------------------------------------
 
 

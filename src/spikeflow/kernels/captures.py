@@ -34,6 +34,7 @@ types, about 0.1 ms).
 
 from __future__ import annotations
 
+import dis
 import enum
 import functools
 import numbers
@@ -159,12 +160,25 @@ def _traced_key(value: object, nested: bool = False) -> object:
     return f"<{t.__name__}>"
 
 
-def _code_names(code: types.CodeType) -> Iterator[str]:
-    """The global (and attribute) names ``code`` and the code nested in it use."""
-    yield from code.co_names
+#: The instructions that read a global name (LOAD_NAME: code run at module level).
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+
+
+def _global_loads(code: types.CodeType) -> Iterator[str]:
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _GLOBAL_LOADS:
+            yield instruction.argval
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            yield from _code_names(const)
+            yield from _global_loads(const)
+
+
+@torch.compiler.assume_constant_result  # Dynamo cannot trace the disassembly
+def _code_names(code: types.CodeType) -> tuple[str, ...]:
+    """The global names ``code`` and the code nested in it read, each once (not the
+    attribute and method names that ``co_names`` also holds: ``x.exp()`` reads no
+    global ``exp``)."""
+    return tuple(dict.fromkeys(_global_loads(code)))
 
 
 #: Exact types keyed by ``repr``: it is their value, and it tells them apart (``1``,
@@ -352,7 +366,7 @@ def _reader(source: Source) -> Reader:
         partials += _partial_values(top)
         for fn in _functions(top):
             namespace = fn.__globals__
-            for name in dict.fromkeys(_code_names(fn.__code__)):
+            for name in _code_names(fn.__code__):
                 if name in namespace and (id(namespace), name) not in seen:
                     seen.add((id(namespace), name))
                     globs.append((namespace, name))
