@@ -151,6 +151,24 @@ def _input(dtype: torch.dtype, device: torch.device, n: int = 1000) -> torch.Ten
 # -- the scalar-only sub-expressions follow PyTorch's types ---------------------------
 
 
+_DIVIDED = {
+    "by a Python float": lambda b: Leaky(2.7, backend=b, store_v_seq=True),
+    "by a literal": lambda b: ByLiteral(backend=b, store_v_seq=True),
+    "by an expression of Python floats": lambda b: BySquare(1.3, backend=b, store_v_seq=True),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("input_dtype", [F32, F64])
+@pytest.mark.parametrize("case", list(_DIVIDED))
+def test_division_by_python_numbers_matches_the_reference(backend, input_dtype, case):
+    """On the CPU the reference divides; on a GPU PyTorch multiplies by the reciprocal of
+    a Python-number divisor, and so must the GPU flavour (run here on CUDA tensors when
+    there is a GPU: the check of that flavour against CUDA itself)."""
+    x = _input(input_dtype, kernel_device(backend)) * 2
+    _assert_matches(_DIVIDED[case], x, backend)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("input_dtype", [F32, F64])
 @pytest.mark.parametrize("kind", ["float", "f32", "f64"])
