@@ -260,3 +260,10 @@ def test_autocast_forward_backward(dtype):
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert net[1].w.grad is not None
+
+
+def test_leaky_integrator_parameter_shape_is_named():
+    from spikeflow.neurons import LINode
+
+    with pytest.raises(ShapeError, match=r"LINode: tau of shape \(3, 1, 1\)"):
+        LINode(tau=torch.full((3, 1, 1), 2.0))(torch.rand(4, 2, 5))

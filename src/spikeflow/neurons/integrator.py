@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from spikeflow.base import MemoryModule, StepMode, check_time_major
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.neurons.base import check_step_shape
 
 __all__ = ["LINode", "LeakyIntegrator"]
 
@@ -97,17 +98,7 @@ class LINode(MemoryModule):
             x_seq = x.unsqueeze(0)
         step_shape = x_seq.shape[1:]
         for name in ("tau", "v_leak"):
-            value = getattr(self, name)
-            if isinstance(value, Tensor) and value.dim() > 0:
-                try:
-                    ok = torch.broadcast_shapes(value.shape, step_shape) == step_shape
-                except RuntimeError:
-                    ok = False
-                if not ok:
-                    raise ShapeError(
-                        f"LINode: {name} of shape {tuple(value.shape)} does not broadcast to "
-                        f"the neuron shape {tuple(step_shape)} (one step of the input)"
-                    )
+            check_step_shape("LINode", name, getattr(self, name), step_shape)
         return x_seq
 
     def forward(self, x: Tensor) -> Tensor:
