@@ -244,7 +244,7 @@ def test_auto_falls_back_to_the_reference_when_the_compiler_fails(cache, tmp_pat
     monkeypatch.setenv("CC", _broken_compiler(tmp_path))
     monkeypatch.setattr(kernels, "_WARNED", set())
     x = torch.rand(5, 3, 7) * 2
-    with pytest.warns(UserWarning, match="C compiler could not build.*toolchain is broken"):
+    with pytest.warns(UserWarning, match="(?s)C compiler could not build.*toolchain is broken"):
         out = fresh()(x)  # backend="auto"
     assert torch.equal(out, fresh(backend="torch")(x))
     assert out.sum() > 0
@@ -271,3 +271,20 @@ def test_a_compiler_without_openmp_builds_single_threaded_kernels(cache, tmp_pat
     ref.sum().backward()
     assert torch.equal(out, ref)
     torch.testing.assert_close(grad, x.grad)
+
+
+def test_auto_falls_back_inside_torch_compile_when_the_compiler_fails(cache, tmp_path, monkeypatch):
+    import torch
+
+    from spikeflow import kernels
+
+    fresh = _fresh_neuron()
+    monkeypatch.setenv("CC", _broken_compiler(tmp_path))
+    monkeypatch.setattr(kernels, "_WARNED", set())
+    torch._dynamo.reset()
+    x = torch.rand(5, 3, 7) * 2
+    node = fresh()
+    with pytest.warns(UserWarning, match="(?s)C compiler could not build.*toolchain is broken"):
+        out = torch.compile(node, backend="aot_eager", fullgraph=True)(x)
+    assert torch.equal(out, fresh(backend="torch")(x))
+    torch._dynamo.reset()

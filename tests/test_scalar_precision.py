@@ -151,6 +151,76 @@ def _input(dtype: torch.dtype, device: torch.device, n: int = 1000) -> torch.Ten
 # -- the scalar-only sub-expressions follow PyTorch's types ---------------------------
 
 
+class CastSquare(BaseNode):
+    """A cast inside a sub-expression of parameters: PyTorch rounds a float64 ``a`` to
+    float32 before squaring it."""
+
+    def __init__(self, a: object, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.a = a
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return v + x * (a.float() * a.float())
+
+    def neuron_params(self):
+        return {"a": self.a}
+
+
+class CastComparison(BaseNode):
+    """``(a > b).double()``: a float64 0/1, whose products stay float64."""
+
+    def __init__(self, a: object, b: object, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.a, self.b = a, b
+
+    @staticmethod
+    def charge(x, v, *, a, b):
+        return 0.5 * v + x * ((a > b).double() * 0.1 + 0.2)
+
+    def neuron_params(self):
+        return {"a": self.a, "b": self.b}
+
+
+class NumberOverState(BaseNode):
+    """``0.37 / (1 + v)``: PyTorch computes ``(1 + v).reciprocal() * 0.37``."""
+
+    @staticmethod
+    def charge(x, v):
+        return 0.5 * v + x + 0.37 / (1.0 + v)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_casts_and_reversed_division_follow_pytorch(backend):
+    device = kernel_device(backend)
+    a64 = torch.tensor(1.3933763242007426, dtype=F64, device=device)
+    b64 = torch.tensor(0.5, dtype=F64, device=device)
+    x32, x64 = _input(F32, device), _input(F64, device)
+    _assert_matches(lambda b: CastSquare(a64, backend=b, store_v_seq=True), x32, backend, False)
+    _assert_matches(
+        lambda b: CastComparison(a64, b64, backend=b, store_v_seq=True), x64, backend, False
+    )
+    _assert_matches(lambda b: NumberOverState(backend=b, store_v_seq=True), x32, backend)
+
+
+def test_a_refusal_names_the_tensor_not_the_python_float():
+    class Select(BaseNode):
+        def __init__(self, a, b, **kwargs):
+            super().__init__(**kwargs)
+            self.a, self.b = a, b
+
+        @staticmethod
+        def charge(x, v, *, a, b):
+            return v + torch.where(x > 0.5, a, b)
+
+        def neuron_params(self):
+            return {"a": self.a, "b": self.b}
+
+    node = Select(torch.tensor(0.3, dtype=F64), 0.1, backend="cpu")
+    with pytest.raises(MixedPrecisionError, match=r"parameter 'a' is a 0-dim torch\.float64"):
+        node(_input(F32, torch.device("cpu")))
+
+
 _DIVIDED = {
     "by a Python float": lambda b: Leaky(2.7, backend=b, store_v_seq=True),
     "by a literal": lambda b: ByLiteral(backend=b, store_v_seq=True),

@@ -58,12 +58,18 @@ class BuildError(SpikeflowError, RuntimeError):
     compiler's last output), or the library it built could not be loaded.
 
     Attributes:
-        detail: the compiler's last line of output (or the loader's error).
+        detail: the compiler's last line of output (or the loader's error); empty when
+            raised again inside a ``torch.compile`` trace (the message has it).
     """
 
-    def __init__(self, message: str, detail: str) -> None:
-        super().__init__(message)
-        self.detail = detail
+    # No __init__ of its own: Dynamo constructs it in traced code (registry.py).
+    detail: str = ""
+
+
+def _build_error(message: str, detail: str) -> BuildError:
+    error = BuildError(message)
+    error.detail = detail
+    return error
 
 
 def find_compiler(purpose: str, alternative: str) -> str:
@@ -188,7 +194,8 @@ def _build_and_load(
         try:
             return ctypes.CDLL(str(so))
         except OSError:
-            raise BuildError(f"cannot load the freshly built {so}: {error}", str(error)) from error
+            message = f"cannot load the freshly built {so}: {error}"
+            raise _build_error(message, str(error)) from error
 
 
 def _compile(
@@ -217,7 +224,7 @@ def _compile(
                 kept = so.with_suffix(".failed.c")
                 os.replace(src, kept)
                 output = result.stderr.strip() or result.stdout.strip()
-                raise BuildError(
+                raise _build_error(
                     f"compiling {kept} failed ({' '.join(cmd)}):\n{output[-4000:]}",
                     output.splitlines()[-1] if output else f"exit status {result.returncode}",
                 )

@@ -128,12 +128,12 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
             why = f"it mixes precisions, which a fused kernel cannot: {exc.reason}"
             _fallback_warning(decl, key, why)
         except BuildError as exc:  # the C compiler is there but failed (no OpenMP, ...)
+            message = str(exc)
             why = (
-                f"the C compiler could not build its fused kernel ({exc.detail}); fix the "
-                "compiler set-up ($CC) or choose backend='torch'. The compiler's command "
-                f"and output: {exc}"
+                "the C compiler could not build its fused kernel; fix the compiler set-up "
+                f"($CC) or choose backend='torch'. The compiler's command and output: {message}"
             )
-            _fallback_warning(decl, ("build", exc.detail), why)
+            _fallback_warning(decl, ("build", message), why)
         return run_reference(*args)
 
     run.__name__ = run.__qualname__ = f"{fused.__name__}_or_reference"

@@ -73,6 +73,8 @@ class Expr:
                 self._key = ("const", self.value)
             elif self.op == "var":
                 self._key = ("var", self.name)
+            elif self.name:  # a cast's dtype
+                self._key = (self.op, self.name, *(a.key for a in self.args))
             else:
                 self._key = (self.op, *(a.key for a in self.args))
         return self._key
@@ -130,7 +132,7 @@ class Expr:
     __mul__ = lambda a, b: apply("mul", a, b)  # noqa: E731
     __rmul__ = lambda a, b: apply("mul", b, a)  # noqa: E731
     __truediv__ = lambda a, b: apply("div", a, b)  # noqa: E731
-    __rtruediv__ = lambda a, b: apply("div", b, a)  # noqa: E731
+    __rtruediv__ = lambda a, b: _rdiv(b, a)  # noqa: E731
     __pow__ = lambda a, b: apply("pow", a, b)  # noqa: E731
     __rpow__ = lambda a, b: apply("pow", b, a)  # noqa: E731
     __neg__ = lambda a: apply("neg", a)  # noqa: E731
@@ -215,6 +217,15 @@ def tracing_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         _TRACE_DTYPE.reset(token)
+
+
+def _rdiv(number: object, a: Expr) -> Expr:
+    """``number / a`` with a Python number first: PyTorch's ``Tensor.__rtruediv__``
+    computes ``a.reciprocal() * number`` (two roundings). A value of parameters alone may
+    be a Python float in the reference loop, which Python divides: a true division."""
+    if _parameters_only(a):
+        return apply("div", number, a)
+    return apply("mul", apply("div", 1.0, a), number)
 
 
 def const(value: float) -> Expr:
@@ -320,7 +331,27 @@ def _cast(a: Expr, *args: Any, **kwargs: Any) -> Expr:
             "float32 or float64 type and would not round or truncate it as the reference "
             "loop does; drop the cast, or use backend='torch'"
         )
+    a = _lift(a)
+    # Where the cast can matter, the node keeps the dtype asked for (its name): a
+    # comparison's 0/1, and a value of parameters and constants alone, which the kernels
+    # compute in the types PyTorch gives it (printing.scalar_types). A value that depends
+    # on the input or a state is computed in the kernel's type whatever the cast.
+    target = str(dtype).removeprefix("torch.") if dtype in _KERNEL_DTYPES else ""
+    if a.op in BOOLEAN or (target and not a.is_const and _parameters_only(a)):
+        return Expr("tofloat", (a,), name=target)
     return apply("tofloat", a)
+
+
+#: Variables that do not vary from neuron to neuron within a call (scalars or per-neuron
+#: parameters): everything but the input and the states.
+_PARAMETER_PREFIXES = ("param_", "theta", "sg_")
+
+
+def _parameters_only(e: Expr) -> bool:
+    """Whether ``e`` depends on parameters, the threshold and constants alone."""
+    if e.op == "var":
+        return e.name.startswith(_PARAMETER_PREFIXES)
+    return all(_parameters_only(a) for a in e.args)
 
 
 def apply(op: str, *args: object) -> Expr:
@@ -610,6 +641,8 @@ def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Part
         if surrogate is None:
             raise ConfigurationError("a spike in the equations needs a surrogate derivative")
         return [surrogate(a[0])]
+    if op == "tofloat" and a[0].op not in BOOLEAN:  # a cast of a value (see _cast)
+        return [const(1.0)]
     # sign, comparisons, tofloat (of a comparison), nograd: no gradient
     return [None] * len(a)
 

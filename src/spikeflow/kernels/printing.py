@@ -254,7 +254,12 @@ def _typed(
     if op == "nograd":
         return typed[0], T if dtypes[0] == torch.bool else dtypes[0]  # type: ignore[return-value]
     if op == "tofloat":
-        dtype = torch.float64 if kind == WEAK else torch.float32  # .float() of a comparison
+        if node.name:  # .to(dtype) of a value or a comparison (see expr._cast)
+            dtype = getattr(torch, node.name)
+        elif dtypes[0] == torch.bool:  # .float() of a comparison
+            dtype = torch.float64 if kind == WEAK else torch.float32
+        else:
+            dtype = dtypes[0]
         return (kind, dtype), dtype
     if op in UNARY:
         if kind == WEAK:  # -a, abs(a) of a Python float (torch functions refuse those)
@@ -282,9 +287,11 @@ def _check(
     from spikeflow.kernels.precision import ScalarPrecisionError
 
     def culprit(c: tuple[int, torch.dtype]) -> bool:
+        if c[0] == WEAK:  # a Python float never is: it rounds to the tensors' dtype
+            return False
         if wide:
             return torch.promote_types(c[1], T) != T
-        return c[0] != WEAK and c[1] not in _COMPUTABLE
+        return c[1] not in _COMPUTABLE
 
     found = [(s.name, leaf[s.name]) for s in topological([node])
              if s.op == "var" and s.name in leaf and culprit(leaf[s.name])]  # fmt: skip

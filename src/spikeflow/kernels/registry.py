@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from spikeflow._cbuild import BuildError
 from spikeflow.kernels.captures import (
     cached_captured_numbers,
     captured_numbers,
@@ -344,8 +345,9 @@ def _compiled_key(
     rule: tuple,
     flags: tuple,
     *parts: object,
-) -> tuple[str | None, str | None]:
-    """(the key, None), or (None, the message of the TraceError the tracer raised).
+) -> tuple[str | None, tuple[str, str] | None]:
+    """(the key, None), or (None, ("trace" or "build", the message of the TraceError
+    the tracer raised or of the BuildError of a failed compilation)).
 
     It runs while Dynamo traces, outside the graph, so it reads the caches directly
     (``torch.compiler.is_compiling()`` is true here too). ``captured`` is what Dynamo
@@ -365,7 +367,9 @@ def _compiled_key(
                          surrogate_key(sg)[0], v_reset, detach_reset, strict,
                          *flags), None  # fmt: skip
     except TraceError as exc:  # raised again in traced code (Dynamo cannot pass it on)
-        return None, str(exc)
+        return None, ("trace", str(exc))
+    except BuildError as exc:  # the C compiler failed: the same
+        return None, ("build", str(exc))
 
 
 def compiled_entry_key(
@@ -409,5 +413,7 @@ def compiled_entry_key(
         (is_array, save_states, record_v, needs, is_tensor, input_dtype), *parts,
     )  # fmt: skip
     if refused is not None:
-        raise TraceError(refused)
+        if refused[0] == "build":
+            raise BuildError(refused[1])
+        raise TraceError(refused[1])
     return key, symbolic
