@@ -203,6 +203,34 @@ def test_casts_and_reversed_division_follow_pytorch(backend):
     _assert_matches(lambda b: NumberOverState(backend=b, store_v_seq=True), x32, backend)
 
 
+class NumberOverParameter(BaseNode):
+    """``0.37 / (1 + b)``: Python divides a Python float ``b``; PyTorch computes a tensor
+    ``b``'s as ``(1 + b).reciprocal() * 0.37``."""
+
+    def __init__(self, b: object, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.b = b
+
+    @staticmethod
+    def charge(x, v, *, b):
+        return 0.5 * v + x * (0.37 / (1.0 + b))
+
+    def neuron_params(self):
+        return {"b": self.b}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["float", "f32", "f64", "per-neuron"])
+def test_a_number_divided_by_parameters_follows_their_type(backend, kind):
+    device = kernel_device(backend)
+    x = _input(F32, device)
+    if kind == "per-neuron":
+        b = torch.linspace(0.1, 3.0, x.shape[-1], device=device)
+    else:
+        b = _value(kind, 0.7071, device)
+    _assert_matches(lambda be: NumberOverParameter(b, backend=be, store_v_seq=True), x, backend)
+
+
 def test_a_refusal_names_the_tensor_not_the_python_float():
     class Select(BaseNode):
         def __init__(self, a, b, **kwargs):

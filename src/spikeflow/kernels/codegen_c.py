@@ -178,7 +178,10 @@ def _emit(
             branches = [operand(a, c, d) for a, c in zip(node.args[1:], args[1:])]
             return f"({args[0]} ? {branches[0]} : {branches[1]})"
         args = [operand(a, c, d) for a, c in zip(node.args, args)]
-        if node.op == "pow" and node.key in typing.weak:  # Python's a ** b: libm's pow
+        if node.op == "div" and node.name == "rdiv" and node.key not in typing.weak:
+            # number / tensor: PyTorch's Tensor.__rtruediv__, reciprocal times the number.
+            code = f"(({_literal(1.0, t)} / {args[1]}) * {args[0]})"
+        elif node.op == "pow" and node.key in typing.weak:  # Python's a ** b: libm's pow
             code = f"pow({args[0]}, {args[1]})"
         elif node.op == "pow":
             code = _pow(args[0], node.args[1], args[1], fd, t)

@@ -309,6 +309,9 @@ def _emit(
             widen = " + zero_" if d == T else ""
             return _pow(args[0], node.args[1], args[1], exact,
                         lambda a, b, c=False: div(a, b, c, d), one(d), widen)  # fmt: skip
+        if node.op == "div" and node.name == "rdiv" and not typing.is_weak(node):
+            # number / tensor: PyTorch's Tensor.__rtruediv__, reciprocal times the number.
+            return f"({div(one(d), args[1], True, d)} * {args[0]})"
         if node.op == "div":
             dividend, divisor = node.args
             if exact and typing.is_weak(divisor) and not typing.is_weak(dividend):

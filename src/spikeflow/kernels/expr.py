@@ -222,9 +222,11 @@ def tracing_dtype(dtype: torch.dtype) -> Iterator[None]:
 def _rdiv(number: object, a: Expr) -> Expr:
     """``number / a`` with a Python number first: PyTorch's ``Tensor.__rtruediv__``
     computes ``a.reciprocal() * number`` (two roundings). A value of parameters alone may
-    be a Python float in the reference loop, which Python divides: a true division."""
+    be a Python float in the reference loop, which Python divides in one rounding: that
+    division is marked ``rdiv``, and the printers choose once the parameters' types are
+    known (``Typing.weak``)."""
     if _parameters_only(a):
-        return apply("div", number, a)
+        return Expr("div", (_lift(number), a), name="rdiv")
     return apply("mul", apply("div", 1.0, a), number)
 
 
