@@ -231,6 +231,49 @@ def test_a_number_divided_by_parameters_follows_their_type(backend, kind):
     _assert_matches(lambda be: NumberOverParameter(b, backend=be, store_v_seq=True), x, backend)
 
 
+class WidenedInComparison(BaseNode):
+    """``a.double()`` of a per-neuron float32 ``a``, only compared: no mixed precision."""
+
+    def __init__(self, a: object, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.register_buffer("a", a)
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return 0.5 * v + x * torch.where(v > a.double(), 0.5, 1.0)
+
+    def neuron_params(self):
+        return {"a": self.a}
+
+
+class WidenedProduct(WidenedInComparison):
+    """``x * a.double()``: the reference computes the membrane in float64 (refused)."""
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return 0.5 * v + x * a.double()
+
+
+class CastLikeInput(CastSquare):
+    """``a.to(x)``: the input's dtype, as ``a.to(x.dtype)``."""
+
+    @staticmethod
+    def charge(x, v, *, a):
+        return v + x * (a.to(x) * a.to(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_widening_casts_of_per_neuron_parameters(backend):
+    device = kernel_device(backend)
+    x = _input(F32, device)
+    a = torch.linspace(0.1, 0.6, x.shape[-1], device=device)
+    _assert_matches(lambda b: WidenedInComparison(a, backend=b, store_v_seq=True), x, backend)
+    with pytest.raises(MixedPrecisionError, match=r"parameter 'a'"):
+        WidenedProduct(a, backend=backend)(x)
+    a64 = torch.tensor(1.3933763242007426, dtype=F64, device=device)
+    _assert_matches(lambda b: CastLikeInput(a64, backend=b, store_v_seq=True), x, backend, False)
+
+
 def test_a_refusal_names_the_tensor_not_the_python_float():
     class Select(BaseNode):
         def __init__(self, a, b, **kwargs):

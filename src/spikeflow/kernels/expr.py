@@ -326,6 +326,8 @@ def _cast(a: Expr, *args: Any, **kwargs: Any) -> Expr:
             dtype = arg
         elif isinstance(arg, torch.Tensor):
             dtype = arg.dtype
+        elif isinstance(arg, Expr):  # a.to(x): the traced input's dtype
+            dtype = _TRACE_DTYPE.get()
     if dtype is not None and dtype != _TRACE_DTYPE.get() and dtype not in _KERNEL_DTYPES:
         raise TraceError(
             f"a cast to {dtype} inside a neuron equation (.to({dtype}), .half(), "

@@ -196,7 +196,14 @@ def scalar_types(graph: StepGraph, operands: tuple, T: torch.dtype) -> Typing:
     value: dict[tuple, torch.dtype] = {}
     weak: set[tuple] = {("var", n) for n, c in leaf.items() if c[0] == WEAK}
     raw: set[str] = set()
-    for node in topological(outputs):
+    order = topological(outputs)
+    # Nodes used only by comparisons: a per-neuron value wider than T there (v >
+    # a.double()) only decides a boolean, computed in the wider type (exact).
+    compared: dict[int, bool] = {}
+    for node in order:
+        for a in node.args:
+            compared[id(a)] = compared.get(id(a), True) and node.op in COMPARE
+    for node in order:
         if node.op == "const":
             cls[id(node)] = "const"
             continue
@@ -208,7 +215,8 @@ def scalar_types(graph: StepGraph, operands: tuple, T: torch.dtype) -> Typing:
         cls[id(node)] = None if typed is None else typed[0]
         if typed is not None:
             (kind, dtype), computed = typed
-            _check(node, graph, leaf, kind, dtype, computed, T)
+            if not compared.get(id(node), False):
+                _check(node, graph, leaf, kind, dtype, computed, T)
             compute[node.key] = computed
             value[node.key] = dtype
             if kind == WEAK:
@@ -295,6 +303,9 @@ def _check(
 
     found = [(s.name, leaf[s.name]) for s in topological([node])
              if s.op == "var" and s.name in leaf and culprit(leaf[s.name])]  # fmt: skip
+    if not found:  # a cast made it wide (x * a.double()): the tensors it is made of
+        found = [(s.name, leaf[s.name]) for s in topological([node])
+                 if s.op == "var" and s.name in leaf and leaf[s.name][0] != WEAK]  # fmt: skip
     name, (ckind, cdtype) = found[0] if found else ("theta", (ZERO, computed))
     what = "the threshold" if name == "theta" else f"parameter {name[len('param_') :]!r}"
     shape = () if ckind == ZERO else (-1,)
