@@ -23,42 +23,48 @@ BACKENDS = fused_backends()
 F32, F64 = torch.float32, torch.float64
 
 
-class ScaledIF(BaseNode):
+class Parametrised(BaseNode):
+    """A test neuron whose equations' parameters (``PARAMS``) are given positionally:
+    ``ScaledIF(0.7, backend="cpu")``; an ``nn.Parameter`` is registered as one."""
+
+    PARAMS: tuple[str, ...] = ()
+
+    def __init__(self, *values: object, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        for name, value in zip(self.PARAMS, values, strict=True):
+            setattr(self, name, value)
+
+    def neuron_params(self):
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+
+class ScaledIF(Parametrised):
     """``x * (a * a)``: a product of a parameter with itself, then with the input."""
 
-    def __init__(self, a: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.a = a
+    PARAMS = ("a",)
 
     @staticmethod
     def charge(x, v, *, a):
         return v + x * (a * a)
 
-    def neuron_params(self):
-        return {"a": self.a}
 
-
-class SigmoidLeak(BaseNode):
+class SigmoidLeak(Parametrised):
     """A PLIF-like leak with the sigmoid of a 0-dim parameter inside the equation."""
 
+    PARAMS = ("w",)
+
     def __init__(self, w: torch.Tensor, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.w = torch.nn.Parameter(w)
+        super().__init__(torch.nn.Parameter(w), **kwargs)
 
     @staticmethod
     def charge(x, v, *, w):
         return v + (x - v) * torch.sigmoid(w)
 
-    def neuron_params(self):
-        return {"w": self.w}
 
-
-class ScaledThreshold(BaseNode):
+class ScaledThreshold(Parametrised):
     """A threshold that is a product of the (Python float) threshold and a parameter."""
 
-    def __init__(self, scale: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.scale = scale
+    PARAMS = ("scale",)
 
     @staticmethod
     def charge(x, v):
@@ -68,44 +74,31 @@ class ScaledThreshold(BaseNode):
     def threshold(theta, *, scale):
         return theta * scale
 
-    def neuron_params(self):
-        return {"scale": self.scale}
 
-
-class Leaky(BaseNode):
+class Leaky(Parametrised):
     """``(x - v) / tau``: divided by a Python float (or whatever tau is)."""
 
-    def __init__(self, tau: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.tau = tau
+    PARAMS = ("tau",)
 
     @staticmethod
     def charge(x, v, *, tau):
         return v + (x - v) / tau
 
-    def neuron_params(self):
-        return {"tau": self.tau}
 
-
-class ByLiteral(BaseNode):
+class ByLiteral(Parametrised):
     @staticmethod
     def charge(x, v):
         return v + (x - v) / 3.0
 
 
-class BySquare(BaseNode):
+class BySquare(Parametrised):
     """Divided by an expression of Python floats (a Python float in the reference)."""
 
-    def __init__(self, tau: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.tau = tau
+    PARAMS = ("tau",)
 
     @staticmethod
     def charge(x, v, *, tau):
         return v + (x - v) / (tau * tau)
-
-    def neuron_params(self):
-        return {"tau": self.tau}
 
 
 def _value(kind: str, value: float, device: torch.device) -> object:
@@ -151,38 +144,28 @@ def _input(dtype: torch.dtype, device: torch.device, n: int = 1000) -> torch.Ten
 # -- the scalar-only sub-expressions follow PyTorch's types ---------------------------
 
 
-class CastSquare(BaseNode):
+class CastSquare(Parametrised):
     """A cast inside a sub-expression of parameters: PyTorch rounds a float64 ``a`` to
     float32 before squaring it."""
 
-    def __init__(self, a: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.a = a
+    PARAMS = ("a",)
 
     @staticmethod
     def charge(x, v, *, a):
         return v + x * (a.float() * a.float())
 
-    def neuron_params(self):
-        return {"a": self.a}
 
-
-class CastComparison(BaseNode):
+class CastComparison(Parametrised):
     """``(a > b).double()``: a float64 0/1, whose products stay float64."""
 
-    def __init__(self, a: object, b: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.a, self.b = a, b
+    PARAMS = ("a", "b")
 
     @staticmethod
     def charge(x, v, *, a, b):
         return 0.5 * v + x * ((a > b).double() * 0.1 + 0.2)
 
-    def neuron_params(self):
-        return {"a": self.a, "b": self.b}
 
-
-class NumberOverState(BaseNode):
+class NumberOverState(Parametrised):
     """``0.37 / (1 + v)``: PyTorch computes ``(1 + v).reciprocal() * 0.37``."""
 
     @staticmethod
@@ -203,20 +186,15 @@ def test_casts_and_reversed_division_follow_pytorch(backend):
     _assert_matches(lambda b: NumberOverState(backend=b, store_v_seq=True), x32, backend)
 
 
-class NumberOverParameter(BaseNode):
+class NumberOverParameter(Parametrised):
     """``0.37 / (1 + b)``: Python divides a Python float ``b``; PyTorch computes a tensor
     ``b``'s as ``(1 + b).reciprocal() * 0.37``."""
 
-    def __init__(self, b: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.b = b
+    PARAMS = ("b",)
 
     @staticmethod
     def charge(x, v, *, b):
         return 0.5 * v + x * (0.37 / (1.0 + b))
-
-    def neuron_params(self):
-        return {"b": self.b}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -231,19 +209,14 @@ def test_a_number_divided_by_parameters_follows_their_type(backend, kind):
     _assert_matches(lambda be: NumberOverParameter(b, backend=be, store_v_seq=True), x, backend)
 
 
-class WidenedInComparison(BaseNode):
+class WidenedInComparison(Parametrised):
     """``a.double()`` of a per-neuron float32 ``a``, only compared: no mixed precision."""
 
-    def __init__(self, a: object, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.register_buffer("a", a)
+    PARAMS = ("a",)
 
     @staticmethod
     def charge(x, v, *, a):
         return 0.5 * v + x * torch.where(v > a.double(), 0.5, 1.0)
-
-    def neuron_params(self):
-        return {"a": self.a}
 
 
 class WidenedProduct(WidenedInComparison):
@@ -275,17 +248,12 @@ def test_widening_casts_of_per_neuron_parameters(backend):
 
 
 def test_a_refusal_names_the_tensor_not_the_python_float():
-    class Select(BaseNode):
-        def __init__(self, a, b, **kwargs):
-            super().__init__(**kwargs)
-            self.a, self.b = a, b
+    class Select(Parametrised):
+        PARAMS = ("a", "b")
 
         @staticmethod
         def charge(x, v, *, a, b):
             return v + torch.where(x > 0.5, a, b)
-
-        def neuron_params(self):
-            return {"a": self.a, "b": self.b}
 
     node = Select(torch.tensor(0.3, dtype=F64), 0.1, backend="cpu")
     with pytest.raises(MixedPrecisionError, match=r"parameter 'a' is a 0-dim torch\.float64"):
@@ -432,7 +400,7 @@ def test_half_parameter_in_a_scalar_only_expression_is_refused(backend, shape):
 def test_half_parameter_meeting_the_input_directly_is_accepted(backend):
     """``x * a`` with a 0-dim float16 ``a``: PyTorch converts ``a`` to float32, exactly."""
 
-    class Direct(BaseNode):
+    class Direct(Parametrised):
         @staticmethod
         def charge(x, v, *, a):
             return v + x * a
