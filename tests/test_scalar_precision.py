@@ -416,25 +416,35 @@ def test_half_parameter_meeting_the_input_directly_is_accepted(backend):
 # -- division by a Python number on a GPU ---------------------------------------------
 
 
+class _NoKernels:
+    """Kernels that do nothing (the tests read the specs or the sources only)."""
+
+    def forward(self, *args: object) -> None:
+        pass
+
+    def backward(self, *args: object) -> None:
+        pass
+
+
+def _recording_launcher(record):
+    """A launcher that hands each spec to ``record`` and builds no kernels (its own
+    registry entries: forget them after use)."""
+
+    def launcher(spec):
+        record(spec)
+        return _NoKernels()
+
+    launcher.__name__ = f"recording_{id(launcher)}"
+    return launcher
+
+
 def _exact_source(node: BaseNode, x: torch.Tensor, exact: bool = True) -> str:
     """The Triton source (GPU flavour) the node's call would compile, without running it."""
     from spikeflow.kernels import fused
     from spikeflow.kernels.triton_backend import run_with_launcher
 
-    sources = []
-
-    class Nothing:
-        def forward(self, *args):
-            pass
-
-        def backward(self, *args):
-            pass
-
-    def launcher(spec):
-        sources.append(generate_triton(spec, exact=exact))
-        return Nothing()
-
-    launcher.__name__ = f"source_only_{id(launcher)}"
+    sources: list[str] = []
+    launcher = _recording_launcher(lambda spec: sources.append(generate_triton(spec, exact)))
     try:
         with torch.no_grad():
             run_with_launcher(launcher, node.declaration(), x, node.initial_state(x[0]),
@@ -542,20 +552,8 @@ def test_builtin_neurons_have_no_scalar_only_subexpressions():
         QIFNode,
     )
 
-    specs = []
-
-    class Nothing:
-        def forward(self, *args):
-            pass
-
-        def backward(self, *args):
-            pass
-
-    def launcher(spec):
-        specs.append(spec)
-        return Nothing()
-
-    launcher.__name__ = "typing_only"
+    specs: list = []
+    launcher = _recording_launcher(specs.append)
     nodes = [LIFNode(), PLIFNode(), IFNode(), IzhikevichNode(), ALIFNode(), KLIFNode(),
              KLIFNode(scale_reset=True), CubaLIFNode(), EIFNode(), QIFNode()]  # fmt: skip
     try:
