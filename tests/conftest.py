@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,19 @@ def fused_backends(*extra: str) -> list:
         not triton_available(), reason="triton (the 'triton' extra) is not installed"
     )
     return [*extra, "cpu", pytest.param("triton", marks=skip)]
+
+
+def run_compiler_child(child: str) -> dict:
+    """Run ``child`` (Python source; ``TESTS`` is this folder) in a fresh interpreter
+    with Triton's interpreter off (so that Triton compiles for a GPU, which needs none),
+    and return the JSON object it prints last."""
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", f"TESTS = {str(Path(__file__).parent)!r}\n{child}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

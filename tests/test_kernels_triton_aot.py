@@ -8,15 +8,11 @@ ahead of time with its bundled ptxas, in a child process with the interpreter of
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from conftest import run_compiler_child
 from spikeflow.kernels.triton_backend import triton_available
 
 pytestmark = pytest.mark.skipif(
@@ -104,16 +100,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def compiled() -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", f"TESTS = {str(Path(__file__).parent)!r}\n{CHILD}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_compiler_child(CHILD)
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import fused_backends, kernel_device
+from conftest import fused_backends, kernel_device, run_compiler_child
 from spikeflow.kernels import MixedPrecisionError
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.precision import ScalarPrecisionError
@@ -579,12 +579,7 @@ def test_builtin_neurons_have_no_scalar_only_subexpressions():
 def test_gpu_flavour_of_typed_subexpressions_compiles_for_sm90():
     """Float64 arithmetic inside a float32 kernel (and float32 inside a float64 one)
     compiles for a GPU: Triton's compiler, with the interpreter off, in a child."""
-    import json
-    import os
-    import subprocess
-    import sys
     import textwrap
-    from pathlib import Path
 
     child = textwrap.dedent(
         """
@@ -616,17 +611,7 @@ def test_gpu_flavour_of_typed_subexpressions_compiles_for_sm90():
         print(json.dumps(out))
         """
     )
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    tests = str(Path(__file__).parent)
-    proc = subprocess.run(
-        [sys.executable, "-c", f"TESTS = {tests!r}\n{child}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_compiler_child(child)
     assert all(info["cubin"] > 1000 for info in out.values()), out
     assert out["python_float"]["f64"] >= 1 and out["f64_in_f32"]["f64"] >= 1  # a * a
     assert out["leaky"]["div_rn"] >= 1  # 1 / tau, IEEE, then a multiply
