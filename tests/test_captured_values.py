@@ -366,3 +366,27 @@ def test_a_container_too_large_under_compile_falls_back(monkeypatch):
     torch._dynamo.reset()
     with pytest.raises(Exception, match="more than 256 entries"):
         torch.compile(cls(backend="cpu"), backend="aot_eager", fullgraph=True)(x)
+
+
+def _gain_half(x, v):
+    return v * 0.5 + x * 0.5
+
+
+def _gain_double(x, v):
+    return v * 0.5 + x * 2.0
+
+
+def test_a_charge_whose_code_is_replaced_in_place_rebuilds_the_kernels(monkeypatch):
+    # IPython's autoreload swaps a function's __code__, keeping the function object.
+    def charge(x, v):
+        return v * 0.5 + x * 0.5
+
+    monkeypatch.setattr(charge, "__code__", _gain_half.__code__)
+    cls = neuron(charge)
+    x = _input("cpu")
+    first = cls(backend="cpu")(x)
+    assert torch.equal(first, cls(backend="torch")(x))
+    monkeypatch.setattr(charge, "__code__", _gain_double.__code__)
+    second = cls(backend="cpu")(x)
+    assert not torch.equal(first, second), "the new code must matter"
+    assert torch.equal(second, cls(backend="torch")(x))

@@ -67,7 +67,7 @@ def _nothing(raw: bool = False) -> tuple:
 
 #: Per declaration or surrogate (class, spiking), the function that reads its captured
 #: values' current keys.
-_READERS: dict[object, Reader] = {}
+_READERS: dict[object, tuple[Reader, tuple, int]] = {}
 
 
 def captured_numbers(decl: NeuronDeclaration) -> tuple[object, ...]:
@@ -98,10 +98,16 @@ def cached_captured_numbers(source: Source) -> tuple[object, ...]:
     """:func:`captured_numbers` (or :func:`surrogate_captured_numbers` of a (class,
     spiking) pair) through the per-source reader cache, also for code that runs while
     Dynamo traces."""
-    reader = _READERS.get(source)
-    if reader is None:
-        reader = _READERS[source] = _reader(source)
-    return reader()
+    entry = _READERS.get(source)
+    if entry is None or not all(fn.__code__ is code for fn, code in entry[1]):
+        # New, or a function's code was replaced in place (IPython's autoreload does
+        # that): read again what the new code reads, and key it apart.
+        version = 0 if entry is None else entry[2] + 1
+        codes = tuple((fn, fn.__code__) for top in _functions_of(source)[1]
+                      for fn in _functions(top))  # fmt: skip
+        entry = _READERS[source] = (_reader(source), codes, version)
+    keys = entry[0]()
+    return keys if entry[2] == 0 else (*keys, ("code version", entry[2]))
 
 
 def numpy_captures(source: Source) -> list[str]:
