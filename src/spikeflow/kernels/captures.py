@@ -70,9 +70,11 @@ def _nothing(raw: bool = False) -> tuple:
 _READERS: dict[object, tuple[Reader, tuple, int]] = {}
 
 
-def captured_numbers(decl: NeuronDeclaration) -> tuple[object, ...]:
-    """Keys of the current values that ``decl``'s charge, update and threshold functions
-    read from their module's globals or their closures (see the module docstring): a
+def captured_numbers(source: Source) -> tuple[object, ...]:
+    """Keys of the current values that a declaration's charge, update and threshold
+    functions (or :func:`surrogate_captured_numbers`' surrogate functions, for a (class,
+    spiking) ``source``) read from their module's globals or their closures (see the
+    module docstring): a
     number by its ``repr``, so that ``1``, ``1.0`` and ``True``, ``0.0`` and ``-0.0``
     differ and a NaN equals itself. Empty when there are none. A ``TraceError`` for a
     container too large to key at every call.
@@ -82,16 +84,14 @@ def captured_numbers(decl: NeuronDeclaration) -> tuple[object, ...]:
     if torch.compiler.is_compiling():
         # Traced, not cached: a dict filled while tracing would differ between
         # Dynamo's analysis passes.
-        return tuple(_traced_key(v) for v in _reader(decl)(raw=True))
-    return cached_captured_numbers(decl)
+        return tuple(_traced_key(v) for v in _reader(source)(raw=True))
+    return cached_captured_numbers(source)
 
 
 def surrogate_captured_numbers(cls: type, spiking: bool) -> tuple[object, ...]:
     """:func:`captured_numbers` of the surrogate class ``cls``'s ``derivative`` (if
     ``spiking``: the backward's) or ``primitive`` (else: the forward's)."""
-    if torch.compiler.is_compiling():
-        return tuple(_traced_key(v) for v in _reader((cls, spiking))(raw=True))
-    return cached_captured_numbers((cls, spiking))
+    return captured_numbers((cls, spiking))
 
 
 def cached_captured_numbers(source: Source) -> tuple[object, ...]:

@@ -89,7 +89,7 @@ class NeuronDeclaration:
         ``charge_returns_aux`` (checked: one value per auxiliary state), else ``None``."""
         if not self.charge_returns_aux:
             return out, None
-        values = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        values = _as_values(out)
         if len(values) != 1 + len(self.aux_names):
             raise ConfigurationError(
                 f"{self.name}.charge returns (H, *aux) (charge_returns_aux) and must return "
@@ -101,7 +101,7 @@ class NeuronDeclaration:
     def updated(self, out: object) -> tuple:
         """``update``'s result as the new auxiliary state (checked: one value per
         auxiliary state; a single one may be returned bare)."""
-        values = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        values = _as_values(out)
         if len(values) != len(self.aux_names):
             raise ConfigurationError(
                 f"{self.name}.update must return the new auxiliary state "
@@ -109,6 +109,11 @@ class NeuronDeclaration:
                 f"returned {len(values)}"
             )
         return values
+
+
+def _as_values(out: object) -> tuple:
+    """An equation's result as a tuple of values (a single value may be returned bare)."""
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
 def _split_signature(
