@@ -133,3 +133,60 @@ class TinyArguments(BaseNode):
 def test_functions_of_tiny_arguments_keep_their_digits(backend):
     x = torch.rand(6, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     _check(lambda b: TinyArguments(backend=b, store_v_seq=True).double(), x - 0.5, backend, 1e-12)
+
+
+@pytest.mark.parametrize("backend", fused_backends()[-1:])
+def test_zero_dim_tensors_reach_the_triton_kernels_as_one_element_buffers(backend):
+    """PLIF's 0-dim ``w`` and a learnable 0-dim threshold are read on the device from
+    their own 1-element buffers (no expanded ``[N]`` copy: one launch fewer each way),
+    with the reference loop's spikes and gradients."""
+    from spikeflow.kernels import fused, triton_backend
+    from spikeflow.neurons import ParametricLIFNode
+
+    shapes: list[list[tuple[int, ...]]] = []
+
+    class Spy:
+        device_scalars = True
+
+        def __init__(self, kernels):
+            self.kernels = kernels
+
+        def forward(self, T, n, buffers, scalars):
+            shapes.append([tuple(b.shape) for b in buffers])
+            self.kernels.forward(T, n, buffers, scalars)
+
+        def backward(self, T, n, buffers, scalars, steps):
+            shapes.append([tuple(b.shape) for b in buffers if b is not None])
+            self.kernels.backward(T, n, buffers, scalars, steps)
+
+    def spy(spec):
+        return Spy(triton_backend._launcher(spec))
+
+    device = kernel_device(backend)
+    x = (torch.rand(5, 3, 7) * 2.5).to(device)
+    grads = []
+    for run in ("torch", spy):
+        node = ParametricLIFNode(init_tau=1.7, learnable_threshold=True, backend="torch")
+        node = node.to(device)
+        xi = x.clone().requires_grad_()
+        if run == "torch":
+            spikes = node(xi)
+            spikes.sum().backward()
+        else:
+            try:
+                spikes, _, _ = triton_backend.run_with_launcher(
+                    run, node.declaration(), xi, node.initial_state(xi[0]),
+                    node.neuron_params(), node.v_threshold, node.firing_rule,
+                )  # fmt: skip
+                spikes.sum().backward()
+            finally:
+                fused.forget(run)
+        grads.append((spikes, xi.grad, node.w.grad, node.v_threshold.grad))
+    (s0, *g0), (s1, *g1) = grads
+    assert torch.equal(s0, s1)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    forward, backward = shapes
+    # w, the threshold, then x: two 1-element buffers before the [T, 3, 7] input.
+    assert forward[:3] == [(1,), (1,), (5, 3, 7)]
+    assert backward[:3] == [(1,), (1,), (5, 3, 7)]

@@ -386,14 +386,18 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
         "zero_ = tl.zeros([BLOCK], dtype=CT)",
     ]
     # A value wider than CT that a sub-expression computes with (see Typing.raw) is
-    # also read unrounded: SCAL is float64, and so is a float64 0-dim tensor's array.
+    # also read unrounded: SCAL is float64, and so is a float64 0-dim tensor's buffer.
     typing = spec.typing
     raw: dict[str, str] = {}
     k = 0
+    tensors = spec.operands or (False,) * (len(params) + 1)
     for i, p in enumerate(params):
         if spec.array_params[i]:
             shared_args.append(S("P", p))
             load = f"tl.load({S('P', p)} + offs, mask=mask, other=0.0)"
+        elif tensors[i]:  # a 0-dim tensor: a 1-element buffer on the device
+            shared_args.append(S("P", p))
+            load = f"tl.load({S('P', p)})"
         else:
             load = f"tl.load(SCAL + {k})"
             k += 1
@@ -404,6 +408,9 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
     if spec.theta_is_array:
         shared_args.append("THETA")
         load = "tl.load(THETA + offs, mask=mask, other=0.0)"
+    elif tensors[-1]:
+        shared_args.append("THETA")
+        load = "tl.load(THETA)"
     else:
         load = f"tl.load(SCAL + {k})"
         k += 1

@@ -67,18 +67,20 @@ def _layout(
     scalars: list[float] = []
     tensors, floats = iter(operands), iter(values)
     is_array = (*entry.spec.array_params, entry.spec.theta_is_array)
+    on_device = getattr(entry.kernels, "device_scalars", False)
     for is_tensor, array in zip(entry.is_tensor, is_array):
         if not is_tensor:
             scalars.append(next(floats))
             continue
         t = next(tensors)
-        if not array:
+        if not array and not on_device:
             scalars.append(float(t))
-        else:
-            # A float64 0-dim tensor keeps its dtype (the kernels compute the scalar-only
-            # sub-expressions it enters in float64, see KernelSpec.operands).
-            sd = torch.float64 if t.dtype == torch.float64 and t.dim() == 0 else entry.state_dtype
-            arrays.append(t.detach().to(sd).expand(step_shape).contiguous().view(-1))
+            continue
+        # A float64 0-dim tensor keeps its dtype (the kernels compute the scalar-only
+        # sub-expressions it enters in float64, see KernelSpec.operands).
+        sd = torch.float64 if t.dtype == torch.float64 and t.dim() == 0 else entry.state_dtype
+        t = t.detach().to(sd)
+        arrays.append(t.expand(step_shape).contiguous().view(-1) if array else t.reshape(1))
     scalars.extend(floats)  # the surrogate's run-time parameters
     return arrays, scalars
 
@@ -376,15 +378,15 @@ def run_fused(
     threshold: Tensor | float,
     rule: FiringRule,
     record_v: bool,
-    tensors_as_arrays: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
     """Run ``decl`` over ``x_seq`` with the kernels ``launcher`` builds.
 
     ``ctype`` is the compute type the kernels are specialised for; states, saved
     states and gradients of states are kept in ``state_dtype``; the state is saved for
-    backward every ``checkpoint`` steps. 0-dim tensor parameters are passed to the
-    kernels by value, unless ``tensors_as_arrays`` (then every tensor parameter is
-    expanded to an ``[N]`` array, which avoids reading a device scalar on the host).
+    backward every ``checkpoint`` steps. Tensor parameters of more than 0 dimensions
+    are expanded to ``[N]`` arrays; 0-dim ones are passed by value, or, to kernels with
+    ``device_scalars`` (the Triton ones: reading a GPU scalar on the host would
+    synchronise), as 1-element buffers the kernels read on the device.
     """
     if functorch_active():
         raise ConfigurationError(
@@ -428,7 +430,7 @@ def run_fused(
         if tensor:
             operands.append(v)
             needs.append(v.requires_grad)
-            is_array.append(tensors_as_arrays or v.dim() > 0)
+            is_array.append(v.dim() > 0)
         else:
             values.append(float(v))
             needs.append(False)

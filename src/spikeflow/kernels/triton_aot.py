@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -70,6 +70,7 @@ class _Recorder:
     arch: int
     result: CompiledNeuronKernels
     record_v: bool = False
+    device_scalars: ClassVar[bool] = True  # as _TritonKernels
 
     def _compile(self, fn: Any, args: list[Any]) -> Any:
         import triton

@@ -130,6 +130,11 @@ def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
 
 
 class _TritonKernels:
+    #: 0-dim tensor parameters go to the kernels as 1-element device buffers, which the
+    #: generated code reads with ``tl.load(P)`` (reading a CUDA scalar on the host would
+    #: synchronise every call; an expanded ``[N]`` copy would cost a launch).
+    device_scalars = True
+
     def __init__(self, module: ModuleType, record_v: bool = False) -> None:
         self.module = module
         self.record_v = record_v  # the backward takes the recorded membrane's gradient
@@ -222,11 +227,9 @@ def run_with_launcher(
     wide = dtype == torch.float64
     state_dtype = torch.float64 if wide else torch.float32
     args: tuple[Any, ...] = (decl, x_seq, state, params, threshold, rule, record_v)
-    # Tensor parameters (0-dim ones too) are read by the kernel from device memory:
-    # reading a CUDA scalar on the host would synchronise every call.
-    spikes, finals, v_seq = run_fused(
-        launcher, "double" if wide else "float", state_dtype, 1, *args, tensors_as_arrays=True
-    )
+    # Tensor parameters (0-dim ones too, see _TritonKernels.device_scalars) are read by
+    # the kernels from device memory.
+    spikes, finals, v_seq = run_fused(launcher, "double" if wide else "float", state_dtype, 1, *args)
     if dtype in (torch.float16, torch.bfloat16):
         # A half input's state is computed in float32 but handed back in the input's
         # dtype, as the reference loop keeps it: carried into the next call (streaming),
