@@ -229,7 +229,9 @@ def run_with_launcher(
     args: tuple[Any, ...] = (decl, x_seq, state, params, threshold, rule, record_v)
     # Tensor parameters (0-dim ones too, see _TritonKernels.device_scalars) are read by
     # the kernels from device memory.
-    spikes, finals, v_seq = run_fused(launcher, "double" if wide else "float", state_dtype, 1, *args)
+    spikes, finals, v_seq = run_fused(
+        launcher, "double" if wide else "float", state_dtype, 1, *args
+    )
     if dtype in (torch.float16, torch.bfloat16):
         # A half input's state is computed in float32 but handed back in the input's
         # dtype, as the reference loop keeps it: carried into the next call (streaming),
