@@ -116,3 +116,22 @@ def test_triton_kernels_inside_torch_compile_match_eager():
     assert torch.equal(compiled, eager)
     for a, b in zip(g_eager, g_compiled):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+def test_a_zero_dim_cpu_tensor_beside_a_gpu_input_runs_and_a_gpu_array_is_refused():
+    """PyTorch's rule: a 0-dim CPU tensor combines with tensors on any device (the Triton
+    kernels get it copied to the GPU); a GPU tensor beside a CPU input is refused by
+    name (the C kernels would read its pointer on the host)."""
+    from spikeflow.errors import ConfigurationError
+
+    x = torch.rand(8, 1000, device=CUDA) * 2.5
+    outs = []
+    for b in ("torch", "triton"):
+        node = LIFNode(v_threshold=torch.tensor(0.9), backend=b)  # stays on the CPU
+        outs.append(spikes_and_grads(node, x))
+    (y_ref, g_ref), (y, g) = outs
+    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(g[0], g_ref[0])
+    node = LIFNode(v_threshold=torch.ones(1000, device=CUDA), backend="cpu")
+    with pytest.raises(ConfigurationError, match="the threshold is on device cuda"):
+        node(torch.rand(8, 1000))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import fused_backends, kernel_device
+from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.triton_backend import triton_available
 from spikeflow.neurons import BaseNode, IFNode
 
@@ -519,3 +520,25 @@ def test_forward_ad_runs_the_reference_loop_on_auto_and_is_refused_by_a_fused_ba
     with fwAD.dual_level(), pytest.raises(ConfigurationError, match="forward-mode AD"):
         node.v_threshold = fwAD.make_dual(torch.tensor(1.0, device=device), torch.tensor(1.0))
         node(x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("where", ["threshold", "parameter", "state"])
+def test_a_tensor_on_another_device_than_the_input_is_refused_by_name(backend, where):
+    """The kernels would read its pointer on the wrong device (the C kernels crashed the
+    interpreter); a "meta" tensor stands in for a GPU one beside a CPU input."""
+    from spikeflow.kernels import BACKENDS as RUNNERS
+    from spikeflow.neurons import LIFNode, ParametricLIFNode
+
+    meta = torch.device("meta")
+    x = torch.rand(4, 3, device=kernel_device(backend))
+    node = ParametricLIFNode() if where == "parameter" else LIFNode()
+    if where == "parameter":  # PLIF's decay = sigmoid(w): a 0-dim tensor not on the CPU
+        node.w = torch.nn.Parameter(torch.tensor(0.0, device=meta))
+    threshold = torch.ones(3, device=meta) if where == "threshold" else 1.0
+    state = {"v": torch.zeros(3, device=meta)} if where == "state" else node.initial_state(x[0])
+    names = {"threshold": "the threshold", "parameter": "parameter 'decay'", "state": "state 'v'"}
+    with pytest.raises(ConfigurationError, match=f"{names[where]} is on device meta"):
+        RUNNERS[backend](
+            node.declaration(), x, state, node.neuron_params(), threshold, node.firing_rule
+        )

@@ -57,12 +57,13 @@ __all__ = [
 
 
 def _layout(
-    entry: Entry, operands: list[Tensor], values: list[float], step_shape: torch.Size
+    entry: Entry, operands: list[Tensor], values: list[float], x: Tensor
 ) -> tuple[list[Tensor], list[float]]:
-    """Kernel arrays (``[N]``) and scalars, in declaration order; ``values`` are the
-    Python-float operands, in order."""
+    """Kernel arrays (``[N]``) and scalars, in declaration order, for input ``x``;
+    ``values`` are the Python-float operands, in order."""
     if not operands:  # every parameter a Python float
         return [], values
+    step_shape, device = x.shape[1:], x.device
     arrays: list[Tensor] = []
     scalars: list[float] = []
     tensors, floats = iter(operands), iter(values)
@@ -79,7 +80,7 @@ def _layout(
         # A float64 0-dim tensor keeps its dtype (the kernels compute the scalar-only
         # sub-expressions it enters in float64, see KernelSpec.operands).
         sd = torch.float64 if t.dtype == torch.float64 and t.dim() == 0 else entry.state_dtype
-        t = t.detach().to(sd)
+        t = t.detach().to(device, sd)  # a 0-dim CPU tensor beside a GPU input: copied there
         arrays.append(t.expand(step_shape).contiguous().view(-1) if array else t.reshape(1))
     scalars.extend(floats)  # the surrogate's run-time parameters
     return arrays, scalars
@@ -106,7 +107,7 @@ def _forward_impl(
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _forward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
-    arrays, scalars = _layout(entry, operands, values, x.shape[1:])
+    arrays, scalars = _layout(entry, operands, values, x)
     # The kernels read only data pointers and dtypes: contiguous buffers, in any shape.
     # outs: spikes, finals, saved states ([rows, N]), recorded membrane.
     buffers = [*arrays, x.contiguous(), *(s.contiguous() for s in states), *outs]
@@ -152,7 +153,7 @@ def _backward_impl(
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
-    arrays, scalars = _layout(entry, operands, values, x.shape[1:])
+    arrays, scalars = _layout(entry, operands, values, x)
     sd = entry.state_dtype
     gspk, gspk_step = _per_step(grad_spikes, x, n)
     n_st = len(entry.spec.graph.decl.state_names)
@@ -366,6 +367,19 @@ def _values_tensor(values: list[float]) -> Tensor:
     return torch.stack([one * v for v in values])
 
 
+def _check_device(decl: NeuronDeclaration, what: str, value: Tensor, x: Tensor) -> None:
+    """Refuse a tensor on another device than the input ``x`` (the kernels would read
+    its raw pointer on the wrong device: a crash), except a 0-dim CPU tensor, which
+    PyTorch's kernels accept beside any device (and the kernels receive by value or
+    copied to ``x``'s device)."""
+    if value.device == x.device or (value.dim() == 0 and value.device.type == "cpu"):
+        return
+    raise ConfigurationError(
+        f"{decl.name}: {what} is on device {value.device} but the input is on {x.device}; "
+        "move the neuron and its input to the same device (neuron.to(x.device))"
+    )
+
+
 def run_fused(
     launcher: Launcher,
     ctype: str,
@@ -423,11 +437,13 @@ def run_fused(
     needs: list[bool] = []
     is_array: list[bool] = []
     is_tensor: list[tuple[torch.dtype, bool] | bool] = []
-    for v in [*(params[p] for p in decl.param_names), threshold]:
+    names = [*(f"parameter {p!r}" for p in decl.param_names), "the threshold"]
+    for what, v in zip(names, [*(params[p] for p in decl.param_names), threshold]):
         tensor = isinstance(v, Tensor)
         # A tensor's (dtype, 0-dim): the types of the scalar-only sub-expressions.
         is_tensor.append(operand_tag(v, x_seq.dtype) if tensor else False)
         if tensor:
+            _check_device(decl, what, v, x_seq)
             operands.append(v)
             needs.append(v.requires_grad)
             is_array.append(v.dim() > 0)
@@ -440,7 +456,12 @@ def run_fused(
         s = state[name]
         if not isinstance(s, Tensor):  # a number from initial_state: the same everywhere
             s = torch.full(step_shape, float(s), dtype=state_dtype, device=x_seq.device)
-        s = s if s.dtype == state_dtype else s.to(state_dtype)
+        _check_device(decl, f"state {name!r}", s, x_seq)
+        s = (
+            s
+            if s.dtype == state_dtype and s.device == x_seq.device
+            else s.to(x_seq.device, state_dtype)
+        )
         states.append((s if s.shape == step_shape else s.expand(step_shape)).contiguous())
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
