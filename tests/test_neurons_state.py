@@ -161,3 +161,25 @@ def test_set_step_mode_leaves_container_children_per_step():
     assert net[0].step_mode == "m" and net[1].step_mode == "m"
     F.set_step_mode(net, "m")
     assert inner.step_mode == "s" and net[3].step_mode == "m" and net[2].step_mode == "m"
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_model_copied_after_a_training_step_keeps_values_without_the_graph(backend):
+    """copy.deepcopy (an EMA, the NIR export) of a net whose neuron recorded a
+    differentiable v_seq and carries a differentiable streaming state: PyTorch cannot
+    deep-copy non-leaf tensors, so the copy takes their values, detached."""
+    import copy
+
+    net = nn.Sequential(nn.Linear(4, 3), LIFNode(store_v_seq=True, backend=backend))
+    x = torch.rand(5, 2, 4) * 2
+    with F.streaming(net):
+        out = net(x)
+        (out.sum() + net[1].v_seq.pow(2).sum()).backward()
+        twin = copy.deepcopy(net)
+        assert net[1].v_seq.grad_fn is not None  # the original is untouched
+        assert net[1].state["v"].grad_fn is not None
+        assert twin[1].v_seq.grad_fn is None and torch.equal(twin[1].v_seq, net[1].v_seq)
+        assert torch.equal(twin[1].state["v"], net[1].state["v"])
+        # The copy streams on from the same state as the original.
+        with torch.no_grad():
+            assert torch.equal(twin(x), net(x))

@@ -15,7 +15,7 @@ restarting or silently continuing.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -75,11 +75,28 @@ class MemoryModule(StepModule, nn.Module):
     :meth:`_carried_state` at the start of a call and :meth:`_keep_state` at its end.
     """
 
+    #: Attributes that may hold tensors of the last call's autograd graph, besides the
+    #: carried state (a neuron's recorded ``v_seq``); see :meth:`__getstate__`.
+    _graph_attributes: tuple[str, ...] = ()
+
     def __init__(self, step_mode: StepMode = "m") -> None:
         super().__init__()
         self.step_mode = step_mode
         self.streaming = False
         self._state: dict[str, Tensor] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and pickle copy: the carried state and the tensors of
+        :attr:`_graph_attributes` as values, detached from the last call's autograd
+        graph (PyTorch cannot deep-copy a tensor that is not a graph leaf, so a model
+        copied after a training step, for an EMA or by the NIR export, failed)."""
+        state = super().__getstate__()
+        if state.get("_state") is not None:
+            state["_state"] = {k: v.detach() for k, v in state["_state"].items()}
+        for name in self._graph_attributes:
+            if isinstance(state.get(name), Tensor):
+                state[name] = state[name].detach()
+        return state
 
     @property
     def state(self) -> dict[str, Tensor] | None:

@@ -69,6 +69,7 @@ class BaseNode(MemoryModule):
 
     charge: ClassVar[staticmethod]
     update: ClassVar[staticmethod | None] = None
+    _graph_attributes = ("v_seq",)  # copies keep the recorded membrane's values
     #: Optional ``threshold(theta, *aux, **params)``: a state-dependent effective
     #: threshold, used by the fire rule and the soft reset.
     threshold: ClassVar[staticmethod | None] = None
