@@ -3,6 +3,7 @@ dataset base class's arguments, errors and archive handling."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import zipfile
 from collections import Counter
@@ -141,24 +142,45 @@ def test_missing_dataset_says_where_to_get_it(tmp_path):
         NMNIST(tmp_path / "empty", train=False)
 
 
-def _test_archive(nmnist_root: Path, root: Path, count: int = 12) -> Path:
-    """``root/Test.zip`` holding the first ``count`` real test files, official layout."""
-    root.mkdir()
-    archive = root / "Test.zip"
+#: Samples in the archive of :func:`_test_archive`: the first 2 files of each class.
+ARCHIVE_SAMPLES = 2 * len(NMNIST.classes)
+
+
+def _test_archive(nmnist_root: Path, archive: Path) -> Path:
+    """``archive``, a zip holding the first 2 real test files of every class in the
+    official layout (every class folder present, as in the official archive)."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive, "w") as zf:
-        for f in sorted((nmnist_root / "Test").glob("*/*.bin"))[:count]:
-            zf.write(f, f"Test/{f.parent.name}/{f.name}")
+        for label in NMNIST.classes:
+            for f in sorted((nmnist_root / "Test" / label).glob("*.bin"))[:2]:
+                zf.write(f, f"Test/{label}/{f.name}")
     return archive
+
+
+def test_missing_class_folders_are_an_incomplete_extraction(nmnist_root, tmp_path):
+    """A split folder without some class folders is refused with their names, not
+    loaded as a dataset short of those classes (the labels, taken from the folder
+    names, would still look right)."""
+    split = tmp_path / "nmnist" / "Test"
+    for label in NMNIST.classes:
+        if label not in ("3", "7"):
+            shutil.copytree(nmnist_root / "Test" / label, split / label)
+    message = f"{split}: class folder(s) ['3', '7'] are missing (2 of 10); the extraction is"
+    with pytest.raises(DataFormatError, match=re.escape(message)):
+        NMNIST(tmp_path / "nmnist", train=False)
+    for label in ("3", "7"):
+        shutil.copytree(nmnist_root / "Test" / label, split / label)
+    assert len(NMNIST(tmp_path / "nmnist", train=False)) == 100
 
 
 def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkeypatch):
     root = tmp_path / "nmnist"
-    archive = _test_archive(nmnist_root, root)
+    archive = _test_archive(nmnist_root, root / "Test.zip")
     with pytest.raises(DataFormatError, match="MD5"):
         NMNIST(root, train=False)  # not the official archive's checksum
     monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
     ds = NMNIST(root, train=False, data_type="frame", frames_number=3)
-    assert len(ds) == 12 and (root / "Test").is_dir()
+    assert len(ds) == ARCHIVE_SAMPLES and (root / "Test").is_dir()
     first = ds.samples[0][0]
     assert (
         first.read_bytes() == (nmnist_root / "Test" / first.parent.name / first.name).read_bytes()
@@ -170,7 +192,7 @@ def test_official_archive_is_checked_and_extracted(nmnist_root, tmp_path, monkey
 
 def test_an_interrupted_extraction_leaves_no_partial_dataset(nmnist_root, tmp_path, monkeypatch):
     root = tmp_path / "nmnist"
-    archive = _test_archive(nmnist_root, root)
+    archive = _test_archive(nmnist_root, root / "Test.zip")
     monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
     real_copy, calls = shutil.copyfileobj, [0]
 
@@ -186,7 +208,8 @@ def test_an_interrupted_extraction_leaves_no_partial_dataset(nmnist_root, tmp_pa
     assert sorted(p.name for p in root.iterdir()) == ["Test.zip"]  # no half-filled Test/
     monkeypatch.setattr(shutil, "copyfileobj", real_copy)
     ds = NMNIST(root, train=False)
-    assert len(ds) == 12 and sorted(p.name for p in root.iterdir()) == ["Test", "Test.zip"]
+    assert len(ds) == ARCHIVE_SAMPLES
+    assert sorted(p.name for p in root.iterdir()) == ["Test", "Test.zip"]
 
 
 def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_path, monkeypatch):
@@ -194,11 +217,7 @@ def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_pa
     Mendeley Data), checks its MD5 and extracts it; an interrupted download resumes."""
     assert NMNIST.archives["Train"].url.startswith("https://data.mendeley.com/public-files/")
     assert NMNIST.archives["Test"].md5 == "69ca8762b2fe404d9b9bad1103e97832"  # Tonic's
-    archive = tmp_path / "served.zip"
-    files = sorted((nmnist_root / "Test").glob("*/*.bin"))[::10]
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in files:
-            zf.write(f, f"Test/{f.parent.name}/{f.name}")
+    archive = _test_archive(nmnist_root, tmp_path / "served.zip")
     body = archive.read_bytes()
     root = tmp_path / "fresh"
     root.mkdir()
@@ -208,7 +227,7 @@ def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_pa
         monkeypatch.setitem(NMNIST.archives, "Test", served)
         ds = NMNIST(root, train=False, download=True)
         assert log == ["/test.zip"] and (root / "Test.zip").read_bytes() == body
-        assert len(ds) == len(files) and ds.targets == sorted(ds.targets)
+        assert len(ds) == ARCHIVE_SAMPLES and ds.targets == sorted(ds.targets)
         assert NMNIST(root, train=False, download=True).samples == ds.samples  # no request
         assert log == ["/test.zip"]
         with pytest.raises(DatasetNotFoundError, match="download=True"):

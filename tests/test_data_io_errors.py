@@ -7,8 +7,10 @@ test_data_io_synthetic.py), so the expected offsets can be worked out by hand.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import struct
+from functools import partial
 
 import numpy as np
 import pytest
@@ -24,12 +26,18 @@ from spikeflow.data.io import (
     decode_evt2,
     decode_evt3,
     load_npy,
+    read_asl_dvs,
+    read_dvs_lip,
     read_es_imagenet,
+    read_events,
     read_hardvs,
+    read_numpy_events,
+    read_spiking_audio,
     read_stmnist,
 )
 from spikeflow.errors import DataFormatError, MissingExtraError
 from test_data_io_synthetic import (
+    AEDAT4_XML_NO_SIZE,
     AEDAT31_HEADER,
     aedat2_file,
     aedat4_file,
@@ -46,6 +54,8 @@ H31 = len(AEDAT31_HEADER)
 EVT2 = b"% evt 2.0\n"
 EVT3 = b"% evt 3.0\n"
 DAT = b"% Version 2\n"
+#: An AEDAT 3.1 header without a ``#Source`` line: the sensor size comes from the events.
+AEDAT31_NO_SOURCE = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#!END-HEADER\r\n"
 A4 = len(aedat4_file([]))  # where the first AEDAT 4 packet starts
 
 
@@ -66,7 +76,7 @@ def dat_event(t: int, x: int, y: int, p: int) -> bytes:
 
 
 CASES = [
-    # (id, decoder, bytes, byte offset, problem regex)
+    # (id, decode function, bytes, byte offset, problem regex)
     ("atis-truncated", decode_atis_bin, atis(1, 1, 0, 5) + b"\x01\x02", 5, "truncated"),
     ("atis-outside", decode_atis_bin, atis(1, 1, 0, 5) + atis(34, 0, 0, 6), 5, "outside"),
     ("atis-backwards", decode_atis_bin, atis(1, 1, 0, 9) + atis(1, 1, 0, 8), 5, "backwards"),
@@ -266,11 +276,30 @@ CASES = [
     ("evt3-no-event", decode_evt3, EVT3 + struct.pack("<2H", 0x8001, 1), 0, "size is unknown"),
     ("atis-no-event", decode_atis_bin_any, atis(0, 240, 0, 0), 0, "the sensor size is unknown"),
     ("dat-no-event", decode_dat, DAT + bytes([0, 8]), 0, "the sensor size is unknown"),
+    ("aedat31-no-packet", decode_aedat31, AEDAT31_NO_SOURCE, 0, "no events and no sensor size"),
+    (  # a polarity packet whose only event is invalidated (valid bit 0): dropped
+        "aedat31-no-valid-event",
+        decode_aedat31,
+        AEDAT31_NO_SOURCE + aedat31_packet(1, [(polarity(5, 7, 1, valid=0), 100)]),
+        0,
+        r"the sensor size is unknown \(pass sensor_size=\)",
+    ),
+    (
+        "aedat4-no-size-no-event",
+        decode_aedat4,
+        aedat4_file([fb_event_packet([])], xml=AEDAT4_XML_NO_SIZE),
+        0,
+        r"the sensor size is unknown \(the event stream declares no sizeX/sizeY\)",
+    ),
     # empty files
     ("atis-empty", decode_atis_bin, b"", 0, r"empty file \(0 bytes\)"),
     ("bs1-empty", decode_bs1, b"", 0, "empty file"),
     ("evt2-empty", decode_evt2, b"", 0, "empty file"),
     ("evt3-empty", decode_evt3, b"", 0, "empty file"),
+    ("aedat2-empty", partial(decode_aedat2, layout="dvs128"), b"", 0, "empty file"),
+    ("aedat31-empty", decode_aedat31, b"", 0, "empty file"),
+    ("aedat4-empty", decode_aedat4, b"", 0, "empty file"),
+    ("dat-empty", decode_dat, b"", 0, "empty file"),
     ("dat-no-type", decode_dat, DAT, len(DAT), "truncated"),
     ("dat-type", decode_dat, DAT + bytes([2, 8]), len(DAT), "unsupported event type 2"),
     (
@@ -297,12 +326,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("decoder", "raw", "offset", "problem"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+@pytest.mark.parametrize(  # "decode", not "decoder": that would replace the decoder fixture
+    ("decode", "raw", "offset", "problem"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
-def test_bad_bytes_name_file_offset_and_problem(decoder, raw, offset, problem):
+def test_bad_bytes_name_file_offset_and_problem(decode, raw, offset, problem):
     with pytest.raises(DataFormatError) as info:
-        decoder(raw, path="recording.bin")
+        decode(raw, path="recording.bin")
     message = str(info.value)
     assert message.startswith(f"recording.bin at byte offset {offset}: "), message
     assert re.search(problem, message), message
@@ -310,8 +339,10 @@ def test_bad_bytes_name_file_offset_and_problem(decoder, raw, offset, problem):
 
 def test_empty_files_are_rejected(tmp_path):
     """A 0-byte file is an interrupted copy or extraction, not a recording without
-    events: every reader (and read_events) names it; a file holding only a header is a
-    recording when the header gives the sensor size, else its size is unknown."""
+    events: every reader and container loader (and read_events, whatever the extension)
+    names it; a file holding only a header is a recording when the header gives the
+    sensor size, else its size is unknown."""
+    from spikeflow.data.datasets.dvs_misc import read_pokerdvs
     from spikeflow.data.datasets.gesture import read_navgesture_dat
     from spikeflow.data.io import (
         read_aedat2,
@@ -320,7 +351,6 @@ def test_empty_files_are_rejected(tmp_path):
         read_atis_bin,
         read_bs1,
         read_dat,
-        read_events,
         read_evt2,
         read_evt3,
         read_prophesee_raw,
@@ -332,9 +362,17 @@ def test_empty_files_are_rejected(tmp_path):
         ("rec.raw", read_prophesee_raw), ("rec.dat", read_dat), ("rec.aedat", read_aedat2),
         ("rec.aedat", read_aedat31), ("rec.aedat4", read_aedat4),
         ("rec_td.dat", read_navgesture_dat),
+        # containers: numpy, scipy and h5py would report a bad header instead
+        ("rec.npy", load_npy), ("rec.npy", read_dvs_lip), ("rec.npz", read_hardvs),
+        ("rec.npz", partial(read_numpy_events, sensor_size=(8, 8))),
+        ("rec.npy", read_es_imagenet), ("rec.npz", read_es_imagenet), ("rec.npy", read_pokerdvs),
+        ("rec.mat", read_stmnist), ("rec.mat", read_asl_dvs),
         *[(name, read_events) for name in
-          ("sample.bin", "sample.bs1", "rec.raw", "rec.dat", "rec.aedat", "rec.aedat4")],
+          ("sample.bin", "sample.bs1", "rec.raw", "rec.dat", "rec.aedat", "rec.aedat4",
+           "rec.mat", "rec.npy", "rec.npz", "rec.h5")],
     ]  # fmt: skip
+    if importlib.util.find_spec("h5py") is not None:  # else the extra is named first
+        readers += [("rec.h5", SpikingAudioFile), ("rec.h5", partial(read_spiking_audio, index=0))]
     for name, read in readers:
         path = tmp_path / name
         path.write_bytes(b"")
@@ -350,6 +388,47 @@ def test_empty_files_are_rejected(tmp_path):
     path.write_bytes(EVT3 + b"% geometry 1280x720\n")
     rec = read_events(path)
     assert len(rec) == 0 and rec.sensor_size == (1280, 720, 2)
+
+
+def test_inferred_sensor_size_comes_from_the_events():
+    """AEDAT 3.1 without a #Source line and AEDAT 4 without sizeX/sizeY take the size
+    from the largest coordinates (without events it is unknown: CASES above); a given
+    size makes a file without valid events an empty recording."""
+    invalid_only = AEDAT31_NO_SOURCE + aedat31_packet(1, [(polarity(5, 7, 1, valid=0), 100)])
+    rec = decode_aedat31(invalid_only, (128, 128))
+    assert len(rec) == 0 and rec.sensor_size == (128, 128, 2)
+    one = AEDAT31_NO_SOURCE + aedat31_packet(1, [(polarity(5, 7, 1), 100)])
+    assert decode_aedat31(one).sensor_size == (6, 8, 2)
+    rec = decode_aedat4(aedat4_file([fb_event_packet([(1, 5, 6, True)])], xml=AEDAT4_XML_NO_SIZE))
+    assert len(rec) == 1 and rec.sensor_size == (6, 7, 2)
+
+
+def test_read_events_falls_back_to_the_extension(tmp_path):
+    """When the first bytes name no format (a damaged magic or version line), the
+    extension's reader is used and names the bad bytes; containers, whose content does
+    not say which dataset layout they hold, still need their reader called directly."""
+    good = aedat4_file([fb_event_packet([(1, 2, 3, True)])])
+    path = tmp_path / "rec.aedat4"
+    path.write_bytes(good)
+    assert len(read_events(path)) == 1
+    for damaged in (b"X" + good[1:], good.replace(b"AER-DAT", b"AER-DXT", 1)):
+        path.write_bytes(damaged)
+        message = f"{path} at byte offset 0: not an AEDAT 4.0 file: expected "
+        with pytest.raises(DataFormatError, match=re.escape(message)):
+            read_events(path)
+    path = tmp_path / "rec.aedat"  # a damaged AEDAT 3.1 version line: read as jAER AEDAT
+    path.write_bytes(b"X" + AEDAT31_HEADER[1:])
+    with pytest.raises(DataFormatError, match=re.escape(f"{path} at byte offset 0: ")):
+        read_events(path)
+    path = tmp_path / "rec.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match="call the format's reader"):
+        read_events(path)
+    # A headerless .bin whose first event is at x = 35 starts with "#": still ATIS.
+    path = tmp_path / "rec.bin"
+    path.write_bytes(bytes([35, 1, 0x80, 0, 100]))
+    with pytest.raises(DataFormatError, match=r"event 0 at \(x=35, y=1\) is outside the 34x34"):
+        read_events(path)
 
 
 def test_make_events_refuses_values_its_fields_cannot_hold():

@@ -208,8 +208,14 @@ AEDAT4_XML = (
 )
 
 
-def aedat4_file(packets: list[bytes], compression: int = 0) -> bytes:
-    header = fb_ioheader(compression, AEDAT4_XML)
+#: The same stream without ``sizeX``/``sizeY``: the reader infers the size from the events.
+AEDAT4_XML_NO_SIZE = AEDAT4_XML.replace(
+    '<attr key="sizeX" type="int">64</attr><attr key="sizeY" type="int">48</attr>', ""
+)
+
+
+def aedat4_file(packets: list[bytes], compression: int = 0, xml: str = AEDAT4_XML) -> bytes:
+    header = fb_ioheader(compression, xml)
     out = b"#!AER-DAT4.0\r\n" + struct.pack("<I", len(header)) + header
     return out + b"".join(struct.pack("<ii", 0, len(p)) + p for p in packets)
 

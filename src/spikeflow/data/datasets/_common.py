@@ -186,10 +186,17 @@ def check_class_folders(folder: Path, official: Sequence[str], what: str) -> tup
 
 
 def class_folder_samples(
-    folder: Path, classes: Sequence[str], pattern: str, required: bool = True
+    folder: Path, classes: Sequence[str], pattern: str
 ) -> list[tuple[Path, int]]:
     """``(file, label)`` for ``folder/<class>/<pattern>``, label = index in ``classes``,
-    sorted by label then file name; a missing class folder raises when ``required``."""
+    sorted by label then file name.
+
+    Returns ``[]`` when no class folder exists (the caller says where to get the data).
+
+    Raises:
+        DataFormatError: some class folders, not all, are missing: an incomplete
+            extraction, which would otherwise train on fewer classes without a word.
+    """
     samples: list[tuple[Path, int]] = []
     absent = []
     for label, name in enumerate(classes):
@@ -198,7 +205,7 @@ def class_folder_samples(
             absent.append(name)
             continue
         samples += [(p, label) for p in sorted(sub.glob(pattern)) if p.is_file()]
-    if required and absent and len(absent) < len(classes):
+    if absent and len(absent) < len(classes):
         raise DataFormatError(
             f"{folder}: class folder(s) {absent[:5]}{'...' if len(absent) > 5 else ''} are "
             f"missing ({len(absent)} of {len(classes)}); the extraction is incomplete"

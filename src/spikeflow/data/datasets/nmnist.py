@@ -31,12 +31,13 @@ class NMNIST(NeuromorphicDataset):
     the split's archive from Mendeley Data (the URLs and MD5s of Tonic's ``NMNIST``; the
     same files as on :attr:`homepage`), MD5-checked and resumable; or put the archives in
     ``root`` yourself. Either way they are checked (MD5) and extracted there on first
-    use; or extract them yourself. Samples are sorted by label, then by file name. Each
-    yields ``(frames [T, 2, 34, 34] float32, label)`` with ``data_type="frame"``, or
-    ``(EventRecording, label)`` with ``data_type="event"``; a DataLoader makes
-    ``[B, T, 2, 34, 34]``, and ``x.transpose(0, 1)`` makes it time-major
-    ``[T, B, 2, 34, 34]``. Other arguments: those of
-    :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    use; or extract them yourself. A split folder without some of the class folders
+    ``0``-``9`` (an extraction that stopped part way) raises ``DataFormatError``.
+    Samples are sorted by label, then by file name. Each yields ``(frames [T, 2, 34,
+    34] float32, label)`` with ``data_type="frame"``, or ``(EventRecording, label)``
+    with ``data_type="event"``; a DataLoader makes ``[B, T, 2, 34, 34]``, and
+    ``x.transpose(0, 1)`` makes it time-major ``[T, B, 2, 34, 34]``. Other arguments:
+    those of :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
 
     Example::
 
@@ -91,7 +92,7 @@ class NMNIST(NeuromorphicDataset):
             homepage=self.homepage,
             layout=self.layout,
         )
-        samples = class_folder_samples(folder, self.classes, "*.bin", required=False)
+        samples = class_folder_samples(folder, self.classes, "*.bin")
         if not samples:
             raise DatasetNotFoundError(
                 f"N-MNIST: no samples in {folder}; expected {folder}/<label>/<id>.bin with "

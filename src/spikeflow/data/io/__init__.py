@@ -14,7 +14,7 @@ from os import PathLike
 from pathlib import Path
 
 from spikeflow.data.events import EventRecording
-from spikeflow.data.io._common import empty_file_error
+from spikeflow.data.io._common import read_head
 from spikeflow.data.io._native import DECODERS, get_decoder, set_decoder, use_decoder
 from spikeflow.data.io.aedat2 import (
     AEDAT2_LAYOUTS,
@@ -120,12 +120,16 @@ __all__ = [
 
 
 def read_events(path: str | PathLike) -> EventRecording:
-    """Read a self-describing event file, choosing the reader from its content.
+    """Read a self-describing event file, choosing the reader from its content and
+    extension.
 
-    Handles jAER/cAER/DV ``.aedat``/``.aedat4`` (by the ``#!AER-DAT`` version line),
-    Prophesee ``.raw`` (EVT 2.0/3.0 from the header) and ``.dat``, ATIS ``.bin``
-    (N-MNIST 34x34; N-Caltech101 needs ``read_atis_bin(path, None)``) and SLAYER
-    ``.bs1``, each with its default arguments.
+    An AEDAT version line (``#!AER-DAT4``, ``#!AER-DAT3``, ``#!AER-DAT2``/``1``) names the
+    reader whatever the extension. Otherwise the extension does: ``.aedat4`` (AEDAT
+    4), ATIS ``.bin`` (N-MNIST 34x34; N-Caltech101 needs ``read_atis_bin(path, None)``),
+    SLAYER ``.bs1``, Prophesee ``.raw`` (EVT 2.0/3.0 from the header), ``.aedat`` (jAER
+    AEDAT 1.0/2.0, as is any other file whose first byte is ``#``) and Prophesee
+    ``.dat``, each reader with its default arguments. A file whose version line is
+    damaged thus reaches its extension's reader, which names the bad bytes.
 
     Raises:
         ValueError: a format this function cannot tell apart on its own (``.mat``,
@@ -134,26 +138,32 @@ def read_events(path: str | PathLike) -> EventRecording:
             reader rejects.
     """
     suffix = Path(path).suffix.lower()
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if not head:
-        raise empty_file_error(path)
+    head = read_head(path, 16)
+    # The content, where it names the format ...
     if head.startswith(b"#!AER-DAT4"):
         return read_aedat4(path)
     if head.startswith(b"#!AER-DAT3"):
         return read_aedat31(path)
-    if head.startswith(b"#") or suffix == ".aedat":
+    if head.startswith(b"#!AER-DAT"):  # 1.0/2.0, or a version read_aedat2 names as unsupported
         return read_aedat2(path)
-    if suffix == ".raw":
-        return read_prophesee_raw(path)
-    if suffix == ".dat":
-        return read_dat(path)
+    # ... else the extension (a damaged magic is then reported by the format's reader).
+    # Headerless binary formats first: their first byte is data (an N-Caltech101 event
+    # at x = 35 starts with "#").
+    if suffix == ".aedat4":
+        return read_aedat4(path)
     if suffix == ".bin":
         return read_atis_bin(path)
     if suffix == ".bs1":
         return read_bs1(path)
+    if suffix == ".raw":
+        return read_prophesee_raw(path)
+    if head.startswith(b"#") or suffix == ".aedat":  # AEDAT 1.0 may have no version line
+        return read_aedat2(path)
+    if suffix == ".dat":
+        return read_dat(path)
     raise ValueError(
-        f"{path}: cannot choose a reader for {suffix!r} files from the content alone; call "
-        "the format's reader (read_stmnist, read_asl_dvs, read_dvs_lip, read_hardvs, "
-        "read_es_imagenet, SpikingAudioFile, ...)"
+        f"{path}: cannot choose a reader for {suffix!r} files (neither the first bytes nor "
+        "the extension name a format read_events reads); call the format's reader "
+        "(read_stmnist, read_asl_dvs, read_dvs_lip, read_hardvs, read_es_imagenet, "
+        "SpikingAudioFile, ...)"
     )

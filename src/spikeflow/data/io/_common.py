@@ -17,7 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from spikeflow.data.events import EVENT_DTYPE, format_error
+from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error
 from spikeflow.errors import MissingExtraError
 
 PathArg = str | PathLike | None
@@ -65,13 +65,48 @@ def empty_file_error(path: PathArg) -> Exception:
     return format_error(path, 0, "empty file (0 bytes): not a recording")
 
 
-def unknown_size_error(path: PathArg, argument: str = "sensor_size") -> Exception:
+def unknown_size_error(path: PathArg, note: str = "pass sensor_size=") -> Exception:
     """The :class:`DataFormatError` for a file without events whose sensor size must be
-    inferred from its events (a ``(0, 0)`` sensor would only fail later, far from here)."""
+    inferred from its events (a ``(0, 0)`` sensor would only fail later, far from here);
+    ``note`` ends the message (what to do, or why the size is missing)."""
     return format_error(
         path, 0, f"no events and no sensor size in the file: the sensor size is unknown "
-        f"(pass {argument}=)"
+        f"({note})"
     )  # fmt: skip
+
+
+def read_head(path: str | PathLike, size: int) -> bytes:
+    """The first ``size`` bytes of a file (all of it when shorter), for choosing how to
+    read it.
+
+    Raises:
+        DataFormatError: the file is empty (as :func:`read_bytes`).
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(size)
+    if not head:
+        raise empty_file_error(path)
+    return head
+
+
+def sensor_recording(
+    events: np.ndarray,
+    size: tuple[int, int],
+    path: PathArg,
+    *,
+    inferred: bool,
+    note: str = "pass sensor_size=",
+) -> EventRecording:
+    """The 2-polarity :class:`EventRecording` of a ``size = (width, height)`` sensor.
+
+    Raises:
+        DataFormatError: ``inferred`` (``size`` was taken from the largest coordinates,
+            not from an argument or the file) and there are no events: the size is
+            unknown (:func:`unknown_size_error`, ending with ``note``), not ``(0, 0)``.
+    """
+    if inferred and len(events) == 0:
+        raise unknown_size_error(path, note)
+    return EventRecording(events, (*size, 2), source_name(path))
 
 
 def as_bytes(raw: RawBytes) -> bytes:

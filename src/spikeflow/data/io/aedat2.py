@@ -53,6 +53,7 @@ from spikeflow.data.io._common import (
     check_monotonic,
     decode_in_chunks,
     decode_line,
+    empty_file_error,
     header_end,
     read_bytes,
     source_name,
@@ -194,9 +195,9 @@ def parse_aedat2_header(raw: RawBytes, path: PathArg = None) -> Aedat2Header:
     """Parse the ``#`` header of a jAER AEDAT 1.0/2.0 file.
 
     Raises:
-        DataFormatError: an unsupported ``#!AER-DAT`` version, a header line cut off
-            by the end of the file, or a preferences block (``#Start of Preferences``)
-            that is never closed before the data (a truncated header).
+        DataFormatError: an empty file, an unsupported ``#!AER-DAT`` version, a header
+            line cut off by the end of the file, or a preferences block (``#Start of
+            Preferences``) that is never closed before the data (a truncated header).
     """
     return _parse_header(as_bytes(raw), path, keep_lines=True)
 
@@ -204,6 +205,8 @@ def parse_aedat2_header(raw: RawBytes, path: PathArg = None) -> Aedat2Header:
 def _parse_header(data: bytes, path: PathArg, keep_lines: bool) -> Aedat2Header:
     """The header; ``keep_lines=False`` leaves ``lines`` empty (jAER headers run to
     thousands of lines, and decoding needs only the few that one regex scan finds)."""
+    if not data:  # an AEDAT 1.0 file need not have a header, but is never 0 bytes
+        raise empty_file_error(path)
     fast = None if keep_lines else _key_lines_compiled(data)
     if fast is not None:
         found: list[tuple[int, bytes]] = []
@@ -304,13 +307,14 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
         path: the file name, for error messages.
 
     Raises:
-        DataFormatError: a bad header (see :func:`parse_aedat2_header`), an unknown
-            layout, a data length that is not a whole number of records (truncated),
-            a DVS128 address with bits 16-30 set, coordinates outside the sensor, or
-            timestamps that go backwards (other than a wrap-around at 2**32, see the
-            module docstring).
+        DataFormatError: an empty file or a bad header (see
+            :func:`parse_aedat2_header`), an unknown layout, a data length that is not
+            a whole number of records (truncated), a DVS128 address with bits 16-30 set,
+            coordinates outside the sensor, or timestamps that go backwards (other than
+            a wrap-around at 2**32, see the module docstring).
     """
-    header = _parse_header(as_bytes(raw), path, keep_lines=False)
+    data = as_bytes(raw)
+    header = _parse_header(data, path, keep_lines=False)
     if layout is None:
         layout = header.layout
         if layout is None:
@@ -322,7 +326,6 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
     if layout not in AEDAT2_LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(AEDAT2_LAYOUTS)}, got {layout!r}")
     rec = _REC_V2 if header.version == "2.0" else _REC_V1
-    data = as_bytes(raw)
     start = header.data_start
     nbytes = len(data) - start
     if nbytes % rec.itemsize:

@@ -29,9 +29,10 @@ from spikeflow.data.io._common import (
     check_monotonic,
     decode_in_chunks,
     decode_line,
+    empty_file_error,
     infer_size,
     read_bytes,
-    source_name,
+    sensor_recording,
     split_header_lines,
 )
 from spikeflow.data.io._native import compiled, new_events, trimmed
@@ -91,15 +92,19 @@ def decode_aedat31(
         path: the file name, for error messages.
 
     Raises:
-        DataFormatError: a wrong magic line or a missing ``#!END-HEADER``, a packet
-            header with impossible sizes, a packet running past the end of the file
-            (truncated), polarity events not 8 bytes long, negative timestamps,
-            coordinates outside the sensor, or timestamps that go backwards.
+        DataFormatError: an empty file, a wrong magic line or a missing
+            ``#!END-HEADER``, a packet header with impossible sizes, a packet running
+            past the end of the file (truncated), polarity events not 8 bytes long,
+            negative timestamps, coordinates outside the sensor, timestamps that go
+            backwards, or no valid polarity event when the size must be inferred.
     """
     data = as_bytes(raw)
+    if not data:
+        raise empty_file_error(path)
     pos, lines = _parse_header(data, path)
     if sensor_size is None:
         sensor_size = _sensor_from_sources(lines)
+    inferred = sensor_size is None  # from the largest coordinates: unknown without events
     bodies: list[int] = []  # byte offset of each polarity packet's first event
     counts: list[int] = []
     overflows: list[int] = []
@@ -140,7 +145,7 @@ def decode_aedat31(
     if lib is not None and (sensor_size is None or min(sensor_size) >= 0):
         c = _decode_c(lib, data, bodies, counts, overflows, n, sensor_size)
         if c is not None:
-            return EventRecording(c[0], (*c[1], 2), source_name(path))
+            return sensor_recording(c[0], c[1], path, inferred=inferred)
     first = np.cumsum([0, *counts])  # index of each packet's first event
     buf = np.frombuffer(data, dtype=np.uint8)
     ovf_of_event = (
@@ -177,7 +182,7 @@ def decode_aedat31(
 
     fast = decode_in_chunks(n, chunk, sensor_size)
     if fast is not None:
-        return EventRecording(fast[0], (*fast[1], 2), source_name(path))
+        return sensor_recording(fast[0], fast[1], path, inferred=inferred)
     # A check failed: decode again as whole arrays, to locate and name the first problem.
     words = words_of(0, n) if n else np.zeros((0, 2), dtype=np.uint32)
     addr = words[:, 0]
@@ -217,7 +222,7 @@ def decode_aedat31(
         width, height = sensor_size
         check_in_sensor(x, y, width, height, path, offset_of)
     check_monotonic(t, path, offset_of)
-    return EventRecording(make_events(t, x, y, p), (width, height, 2), source_name(path))
+    return sensor_recording(make_events(t, x, y, p), (width, height), path, inferred=inferred)
 
 
 def _decode_c(

@@ -32,11 +32,12 @@ from spikeflow.data.io._common import (
     check_in_sensor,
     check_monotonic,
     decode_in_chunks,
+    empty_file_error,
     import_optional,
     indexed,
     infer_size,
     read_bytes,
-    source_name,
+    sensor_recording,
 )
 from spikeflow.data.io._flatbuffers import FlatBuffer
 
@@ -56,6 +57,8 @@ __all__ = [
 MAGIC = b"#!AER-DAT4.0\r\n"
 _COMPRESSION = ("none", "lz4", "lz4_high", "zstd", "zstd_high")
 _KINDS = {"EVTS": "events", "FRME": "frames", "IMUS": "imu", "TRIG": "triggers"}
+#: Why a stream's size can be unknown (there is no argument to pass it).
+_NO_SIZE = "the event stream declares no sizeX/sizeY"
 _EVENT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("_", "V3")])
 
 #: IMU samples (table fields 0-10 of dv's ``IMU``): time, temperature, accelerometer
@@ -152,11 +155,13 @@ def parse_aedat4(raw: RawBytes, path: PathArg = None) -> Aedat4Info:
     """Parse the header and walk the packets of an AEDAT 4 file (nothing decompressed).
 
     Raises:
-        DataFormatError: a wrong magic, a bad IOHeader FlatBuffer or XML, an unknown
-            compression, a packet of an undeclared stream, a packet size that runs past
-            the end of the file (truncated) or past the data table.
+        DataFormatError: an empty file, a wrong magic, a bad IOHeader FlatBuffer or XML,
+            an unknown compression, a packet of an undeclared stream, a packet size that
+            runs past the end of the file (truncated) or past the data table.
     """
     data = as_bytes(raw)
+    if not data:
+        raise empty_file_error(path)
     if not data.startswith(MAGIC):
         raise format_error(
             path, 0, f"not an AEDAT 4.0 file: expected {MAGIC!r}, found {data[:14]!r}"
@@ -273,7 +278,8 @@ def decode_aedat4(raw: RawBytes, stream: int | None = None, path: PathArg = None
     Raises:
         DataFormatError: anything :func:`parse_aedat4` rejects, a corrupt compressed
             packet, a bad FlatBuffer, a polarity byte other than 0/1, coordinates
-            outside the stream's ``sizeX`` x ``sizeY``, or timestamps that go backwards.
+            outside the stream's ``sizeX`` x ``sizeY``, timestamps that go backwards, or
+            (a stream without ``sizeX``/``sizeY``) no events to infer the size from.
         LookupError: ``stream`` is given but is not an event stream of this file.
     """
     data = as_bytes(raw)
@@ -298,7 +304,7 @@ def decode_aedat4(raw: RawBytes, stream: int | None = None, path: PathArg = None
 
     fast = decode_in_chunks(len(ev), chunk, size)
     if fast is not None:
-        return EventRecording(fast[0], (*fast[1], 2), source_name(path))
+        return sensor_recording(fast[0], fast[1], path, inferred=size is None, note=_NO_SIZE)
     # A check failed: whole arrays, to locate and name the first problem.
     offsets = np.repeat(np.asarray(where, dtype=np.int64), np.asarray(counts, dtype=np.int64))
 
@@ -320,7 +326,7 @@ def decode_aedat4(raw: RawBytes, stream: int | None = None, path: PathArg = None
         check_in_sensor(x, y, width, height, path, offset_of)
     check_monotonic(ev["t"], path, offset_of)
     events = make_events(ev["t"], x, y, ev["on"].astype(np.int8))
-    return EventRecording(events, (width, height, 2), source_name(path))
+    return sensor_recording(events, (width, height), path, inferred=size is None, note=_NO_SIZE)
 
 
 def read_aedat4(path: str | PathLike, stream: int | None = None) -> EventRecording:

@@ -20,8 +20,8 @@ from spikeflow.data.io._common import (
     empty_file_error,
     infer_size,
     read_bytes,
+    sensor_recording,
     strided,
-    unknown_size_error,
 )
 from spikeflow.data.io._native import address, compiled, new_events, trimmed
 
@@ -56,12 +56,12 @@ def decode_atis_bin(
     if lib is not None:
         c = _decode_c(lib, raw, sensor_size)
         if c is not None:
-            return _recording(c[0], c[1], sensor_size, path)
+            return sensor_recording(c[0], c[1], path, inferred=sensor_size is None)
     data = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
     check_whole_events(data, path)
     fast = _decode_fast(data, sensor_size)
     if fast is not None:
-        return _recording(fast[0], fast[1], sensor_size, path)
+        return sensor_recording(fast[0], fast[1], path, inferred=sensor_size is None)
     ev = data.reshape(-1, 5)
     x = ev[:, 0].astype(np.uint16)
     y = ev[:, 1].astype(np.uint16)
@@ -86,19 +86,8 @@ def decode_atis_bin(
     else:
         width, height = sensor_size
         check_in_sensor(x, y, width, height, path, offset_of, index_of=index_of)
-    return _recording(make_events(t, x, y, p), (width, height, 2), sensor_size, path)
-
-
-def _recording(
-    events: np.ndarray,
-    size: tuple[int, int, int],
-    sensor_size: tuple[int, int] | None,
-    path: str | PathLike | None,
-) -> EventRecording:
-    """The recording; without events an inferred size is unknown (not ``(0, 0)``)."""
-    if sensor_size is None and len(events) == 0:
-        raise unknown_size_error(path)
-    return EventRecording(events, size, str(path) if path else None)
+    events = make_events(t, x, y, p)
+    return sensor_recording(events, (width, height), path, inferred=sensor_size is None)
 
 
 def check_whole_events(data: np.ndarray, path: str | PathLike | None) -> None:
@@ -126,7 +115,7 @@ def polarity_and_time(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _decode_c(
     lib: Any, raw: bytes | np.ndarray, sensor_size: tuple[int, int] | None
-) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+) -> tuple[np.ndarray, tuple[int, int]] | None:
     """The compiled decoder (``_decoders.c``), or ``None`` to take the numpy paths."""
     if not isinstance(raw, bytes):
         raw = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
@@ -145,12 +134,12 @@ def _decode_c(
         return None
     if sensor_size is None:
         width, height = meta[0] + 1, meta[1] + 1
-    return trimmed(out, k), (width, height, 2)
+    return trimmed(out, k), (width, height)
 
 
 def _decode_fast(
     data: np.ndarray, sensor_size: tuple[int, int] | None
-) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+) -> tuple[np.ndarray, tuple[int, int]] | None:
     """The common case in a few whole-array passes, or ``None`` to take the checked path.
 
     Valid when there is no overflow marker (every ``y < 240``), every coordinate is
@@ -186,7 +175,7 @@ def _decode_fast(
     np.right_shift(word, _P_SHIFT, out=word)
     word &= _ONE
     out["p"] = word
-    return out, (width, height, 2)
+    return out, (width, height)
 
 
 def read_atis_bin(

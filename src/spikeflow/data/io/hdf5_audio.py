@@ -20,21 +20,25 @@ from types import TracebackType
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import import_optional, seconds_to_us, sort_by_time
+from spikeflow.data.io._common import import_optional, read_head, seconds_to_us, sort_by_time
 
 __all__ = ["SpikingAudioFile", "read_spiking_audio"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Where the superblock may sit: at 0 or, after a user block, at 512, 1024, 2048, ...
+_SIGNATURE_OFFSETS = (0, 512, 1024, 2048, 4096, 8192)
 
 
 def _has_signature(path: str | PathLike) -> bool:
-    # The superblock sits at 0 or, after a user block, at 512, 1024, 2048, ...
-    with open(path, "rb") as fh:
-        for where in (0, 512, 1024, 2048, 4096, 8192):
-            fh.seek(where)
-            if fh.read(8) == HDF5_SIGNATURE:
-                return True
-    return False
+    """Whether the file holds the HDF5 signature where a superblock may start.
+
+    Raises:
+        DataFormatError: the file is empty.
+    """
+    head = read_head(path, _SIGNATURE_OFFSETS[-1] + len(HDF5_SIGNATURE))
+    return any(
+        head[where : where + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for where in _SIGNATURE_OFFSETS
+    )
 
 
 class SpikingAudioFile:
@@ -48,7 +52,7 @@ class SpikingAudioFile:
         channels: number of input channels (700 for SHD and SSC).
 
     Raises:
-        DataFormatError: not an HDF5 file, a missing ``spikes/times``,
+        DataFormatError: an empty file, not an HDF5 file, a missing ``spikes/times``,
             ``spikes/units`` or ``labels`` dataset, or datasets of different lengths.
         MissingExtraError: h5py is not installed.
     """

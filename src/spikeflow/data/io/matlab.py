@@ -30,6 +30,7 @@ from spikeflow.data.io._common import (
     as_int64,
     import_optional,
     read_bytes,
+    read_head,
     seconds_to_us,
     sort_by_time,
 )
@@ -42,13 +43,12 @@ def load_mat_variables(path: str | PathLike, names: tuple[str, ...]) -> dict[str
     """Load the numeric variables ``names`` from a MAT v5 or v7.3 file.
 
     Raises:
-        DataFormatError: no MAT-file text header, a malformed MAT v5 container (see
-            :mod:`spikeflow.data.io._matv5`), a file the MAT reader rejects, or a
-            missing or non-numeric variable.
+        DataFormatError: an empty file, no MAT-file text header, a malformed MAT v5
+            container (see :mod:`spikeflow.data.io._matv5`), a file the MAT reader
+            rejects, or a missing or non-numeric variable.
         MissingExtraError: scipy (v5) or h5py (v7.3) is not installed.
     """
-    with open(path, "rb") as fh:
-        head = fh.read(128)
+    head = read_head(path, 128)
     if not head.startswith(b"MATLAB"):
         raise format_error(
             path, 0, f"not a MAT-file: expected the 'MATLAB' text header, found {head[:16]!r}"

@@ -29,7 +29,7 @@ from os import PathLike
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, sort_by_time
+from spikeflow.data.io._common import as_int64, read_bytes, read_head, sort_by_time
 
 __all__ = ["load_npy", "read_dvs_lip", "read_es_imagenet", "read_hardvs", "read_numpy_events"]
 
@@ -38,12 +38,10 @@ def load_npy(path: str | PathLike) -> tuple[np.ndarray, int]:
     """Load a ``.npy`` file without pickles; returns ``(array, data_offset)``.
 
     Raises:
-        DataFormatError: a wrong magic or header, an object dtype, or data shorter
-            than the header's shape (truncated).
+        DataFormatError: an empty file, a wrong magic or header, an object dtype, or
+            data shorter than the header's shape (truncated).
     """
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    return _parse_npy(raw, path, None)
+    return _parse_npy(read_bytes(path), path, None)
 
 
 def _parse_npy(raw: bytes, path: str | PathLike, member: str | None) -> tuple[np.ndarray, int]:
@@ -80,6 +78,9 @@ def _parse_npy(raw: bytes, path: str | PathLike, member: str | None) -> tuple[np
     order = "F" if fortran else "C"
     return arr.reshape(shape, order=order), start
 
+
+#: The first bytes of a ZIP archive (an ``.npz``), as opposed to a ``.npy``'s ``\x93NUMPY``.
+_ZIP_MAGIC = b"PK\x03\x04"
 
 #: The ZIP compression methods Python's zipfile can read (others raise NotImplementedError).
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -160,13 +161,12 @@ def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int]) -> Eve
     """Read a fields-layout ``.npy`` (structured) or ``.npz`` (four arrays) file.
 
     Raises:
-        DataFormatError: not a readable .npy/.npz, missing fields, non-integer values,
-            a polarity outside {-1, 0, 1}, or coordinates outside ``sensor_size``.
+        DataFormatError: an empty file, not a readable .npy/.npz, missing fields,
+            non-integer values, a polarity outside {-1, 0, 1}, or coordinates outside
+            ``sensor_size``.
     """
     names = ("t", "x", "y", "p")
-    with open(path, "rb") as fh:
-        zipped = fh.read(4) == b"PK\x03\x04"
-    if zipped:
+    if read_head(path, len(_ZIP_MAGIC)) == _ZIP_MAGIC:
         cols = _load_npz(path, names)
         offset_of = None
     else:
@@ -206,9 +206,7 @@ def read_es_imagenet(
         DataFormatError: a wrong layout (not ``(N, 3)`` / ``(N, 4)``), a polarity other
             than 1/255, non-integer values, or coordinates outside ``sensor_size``.
     """
-    with open(path, "rb") as fh:
-        zipped = fh.read(4) == b"PK\x03\x04"
-    if zipped:
+    if read_head(path, len(_ZIP_MAGIC)) == _ZIP_MAGIC:
         arrays = _load_npz(path, ("pos", "neg"))
         parts = []
         for pol, name in ((1, "pos"), (0, "neg")):

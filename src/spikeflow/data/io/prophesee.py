@@ -49,9 +49,8 @@ from spikeflow.data.io._common import (
     empty_file_error,
     infer_size,
     read_bytes,
-    source_name,
+    sensor_recording,
     split_header_lines,
-    unknown_size_error,
 )
 from spikeflow.data.io._evt import decode_evt2_words, decode_evt3_words
 from spikeflow.data.io._native import compiled, new_events, trimmed
@@ -142,16 +141,13 @@ def _finish(
 ) -> EventRecording:  # fmt: skip
     size = sensor_size or _sensor_from_header(fields)
     if size is None:
-        if x.size == 0:
-            raise unknown_size_error(path)
         width, height = infer_size(x, y)
     else:
         width, height = size
         check_in_sensor(x, y, width, height, path, offset_of)
     check_monotonic(t, path, offset_of)
-    return EventRecording(
-        make_events(t, x, y, p.astype(np.int8)), (width, height, 2), source_name(path)
-    )
+    events = make_events(t, x, y, p.astype(np.int8))
+    return sensor_recording(events, (width, height), path, inferred=size is None)
 
 
 def _check_encoding(fields: dict[str, str], want: str | None, path: PathArg) -> str | None:
@@ -181,9 +177,7 @@ def _evt_recording(
         words = _words(data, start, "<u4" if name == "evt2" else "<u2", path)
         decode = decode_evt2_words if name == "evt2" else decode_evt3_words
         c = decode(words, start, sensor, path)
-    if sensor is None and len(c[0]) == 0:
-        raise unknown_size_error(path)
-    return EventRecording(c[0], (*c[1], 2), source_name(path))
+    return sensor_recording(c[0], c[1], path, inferred=sensor is None)
 
 
 def _decode_c(
@@ -300,12 +294,14 @@ def decode_dat(
         path: the file name, for error messages.
 
     Raises:
-        DataFormatError: a missing type/size header, an event type other than CD or a
-            size other than 8, a truncated last event, a polarity other than 0/1,
-            coordinates outside the sensor, timestamps that go backwards, or no events
-            and no sensor size to be had.
+        DataFormatError: an empty file, a missing type/size header, an event type other
+            than CD or a size other than 8, a truncated last event, a polarity other than
+            0/1, coordinates outside the sensor, timestamps that go backwards, or no
+            events and no sensor size to be had.
     """
     data = as_bytes(raw)
+    if not data:
+        raise empty_file_error(path)
     fields, start = parse_prophesee_header(data, path)
     if len(data) - start < 2:
         raise format_error(path, start, "truncated: no event type/size bytes after the header")
