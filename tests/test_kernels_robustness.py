@@ -542,3 +542,28 @@ def test_a_tensor_on_another_device_than_the_input_is_refused_by_name(backend, w
         RUNNERS[backend](
             node.declaration(), x, state, node.neuron_params(), threshold, node.firing_rule
         )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf arithmetic under the interpreter
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("v_reset", [0.0, None])
+@pytest.mark.parametrize("last", [-math.inf, math.inf])
+def test_an_infinite_membrane_at_the_last_step_keeps_the_reference_gradients(
+    backend, v_reset, last
+):
+    """Without a gradient of the final state the last step's backward is the spike's
+    alone: the absent state gradient used to enter as 0 and make 0 * inf = NaN, which
+    then ran back through every step of that neuron (the reference stays finite)."""
+    from spikeflow.neurons import LIFNode
+
+    x = torch.tensor([[0.6, 0.6], [0.6, 0.6], [0.6, last]]).unsqueeze(1)  # [T, 1, 2]
+    x = x.to(kernel_device(backend))
+    got = []
+    for b in ("torch", backend):
+        for node in (IFNode(v_reset=v_reset, backend=b), LIFNode(v_reset=v_reset, backend=b)):
+            spikes, gx = grads(node, x)
+            got.append((spikes, gx))
+    for (s_ref, g_ref), (s, g) in zip(got[:2], got[2:]):
+        assert torch.equal(s, s_ref)
+        assert torch.isfinite(g_ref).all()
+        torch.testing.assert_close(g, g_ref)

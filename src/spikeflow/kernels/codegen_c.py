@@ -15,7 +15,14 @@ import math
 import torch
 
 from spikeflow.kernels.expr import Expr, topological
-from spikeflow.kernels.printing import POW_SPECIAL, Typing, emit, indent, user_name
+from spikeflow.kernels.printing import (
+    POW_SPECIAL,
+    Typing,
+    emit,
+    gradient_targets,
+    indent,
+    user_name,
+)
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["BLOCK", "CHECKPOINT", "SEGMENT_BYTES", "backward_width", "generate_c"]
@@ -431,15 +438,6 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
     q += len(grad_p)
     if spec.grad_theta:
         bwd_ptrs.append(f"T* GTHETA = (T*)ptrs[{q}];")
-    targets = [("GX[o + i]", g.grad_x)]
-    targets += [(S("ngs", s), e) for s, e in zip(states, g.grad_state)]
-    targets += [
-        (S("dp", p), e)
-        for k, (p, e) in enumerate(zip(params, g.grad_params))
-        if spec.grad_params[k]
-    ]
-    if spec.grad_theta:
-        targets.append(("dtheta_", g.grad_theta))
     replay = ["const T x_ = X[o + i];"]
     replay += [f"const T {S('st', s)} = {S('ST', s)}[i];" for s in states]
     replay += [f"{S('LOC', s)}[j][i] = {S('st', s)};" for s in states]
@@ -448,24 +446,38 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
     replay += _emit([(S("new", s), e) for s, e in zip(states, g.new_state)], names, f, fwd,
                     typing, raw)  # fmt: skip
     replay += [f"{S('ST', s)}[i] = {S('new', s)};" for s in states]
-    body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
-    body += [f"const T {S('st', s)} = {S('LOC', s)}[j][i];" for s in states]
-    body += [f"const T {S('gst', s)} = {S('GST', s)}[i];" for s in states
-             if not _recorded(spec, s)]  # fmt: skip
-    if spec.record_v:  # the recorded membrane's gradient joins the carried one
-        body.append(
-            f"const T {S('gst', 'v')} = {S('GST', 'v')}[i]"
-            " + GVREC[(t0 + j) * gvrec_step + o_n + i];"
-        )
-    body += [f"T {S('ngs', s)};" for s in states]
-    body += [f"T {S('dp', p)};" for p in grad_p]
-    if spec.grad_theta:
-        body.append("T dtheta_;")
-    body += _emit(targets, names, f, fwd, typing, raw)
-    body += [f"{S('GST', s)}[i] = {S('ngs', s)};" for s in states]
-    body += [f"{S('ACC', p)}[i] += {S('dp', p)};" for p in grad_p]
-    if spec.grad_theta:
-        body.append("ACC_THETA[i] += dtheta_;")
+
+    def step_body(grads: tuple[Expr, ...], carried: bool) -> list[str]:
+        """One backward step (the body of the loop over a block's neurons) computing
+        ``grads`` (:attr:`StepGraph.gradients`' layout); ``carried``: it reads the
+        state gradients carried from the step after it."""
+        body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
+        body += [f"const T {S('st', s)} = {S('LOC', s)}[j][i];" for s in states]
+        if carried:
+            body += [f"const T {S('gst', s)} = {S('GST', s)}[i];" for s in states
+                     if not _recorded(spec, s)]  # fmt: skip
+        if carried and spec.record_v:  # the recorded membrane's gradient joins the carried one
+            body.append(
+                f"const T {S('gst', 'v')} = {S('GST', 'v')}[i]"
+                " + GVREC[(t0 + j) * gvrec_step + o_n + i];"
+            )
+        body += [f"T {S('ngs', s)};" for s in states]
+        body += [f"T {S('dp', p)};" for p in grad_p]
+        if spec.grad_theta:
+            body.append("T dtheta_;")
+        body += _emit(gradient_targets(spec, grads, "GX[o + i]"), names, f, fwd, typing, raw)
+        body += [f"{S('GST', s)}[i] = {S('ngs', s)};" for s in states]
+        body += [f"{S('ACC', p)}[i] += {S('dp', p)};" for p in grad_p]
+        if spec.grad_theta:
+            body.append("ACC_THETA[i] += dtheta_;")
+        return body
+
+    body = step_body(g.gradients, carried=True)
+    # The last step, when no final state is differentiated (every GOUT NULL) and no
+    # membrane recorded: the spike's gradient alone (see StepGraph.spike_only).
+    peel = not spec.record_v
+    last_body = step_body(g.spike_only, carried=False) if peel else []
+    absent = " && ".join(f"!{S('GOUT', s)}" for s in states) if peel and states else "0"
     accs = [S("ACC", p) for p in grad_p] + (["ACC_THETA"] if spec.grad_theta else [])
     outs = [S("GP", p) for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
     # Block-local arrays, carved out of the thread's work buffer: per state the carried
@@ -513,6 +525,7 @@ __attribute__((noinline)) static void backward_block(int64_t o_n, int64_t w, int
         const int64_t m = (N - o_n < w) ? (N - o_n) : w;
 {indent(locals_, 2)}
 {indent(init_grads, 2)}
+        const int spike_only = {absent};
         for (int64_t seg = (T_ - 1) / {K}; seg >= 0; --seg) {{
             const int64_t t0 = seg * {K};
             const int64_t len = (T_ - t0 < {K}) ? (T_ - t0) : {K};
@@ -526,7 +539,17 @@ __attribute__((noinline)) static void backward_block(int64_t o_n, int64_t w, int
 {indent(replay, 5)}
                 }}
             }}
-            for (int64_t j = len - 1; j >= 0; --j) {{
+            int64_t top = len - 1;
+            if (spike_only && t0 + top == T_ - 1) {{
+                const int64_t j = top--;
+                const int64_t o = (t0 + j) * N + o_n;
+                const int64_t og = (t0 + j) * gspk_step + o_n;
+                #pragma omp simd
+                for (int64_t i = 0; i < m; ++i) {{
+{indent(last_body, 5)}
+                }}
+            }}
+            for (int64_t j = top; j >= 0; --j) {{
                 const int64_t o = (t0 + j) * N + o_n;
                 const int64_t og = (t0 + j) * gspk_step + o_n;
                 #pragma omp simd

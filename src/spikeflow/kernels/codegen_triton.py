@@ -29,7 +29,14 @@ import numpy as np
 import torch
 
 from spikeflow.kernels.expr import BINARY, BOOLEAN, UNARY, Expr
-from spikeflow.kernels.printing import POW_SPECIAL, Typing, emit, indent, user_name
+from spikeflow.kernels.printing import (
+    POW_SPECIAL,
+    Typing,
+    emit,
+    gradient_targets,
+    indent,
+    user_name,
+)
 from spikeflow.kernels.spec import KernelSpec
 
 __all__ = ["generate_triton"]
@@ -228,8 +235,10 @@ def _emit(
     block_vars: frozenset[str],
     typing: Typing | None = None,
     raw: dict[str, str] | None = None,
+    prefix: str = "tmp",
 ) -> list[str]:
-    """Triton statements computing every target (common subexpressions computed once).
+    """Triton statements computing every target (common subexpressions computed once),
+    in temporaries named ``<prefix><k>``.
 
     ``block_vars``: the variables that are ``[BLOCK]`` tensors in the kernel (the others
     are scalars); a target computed from scalars alone is broadcast to a block.
@@ -339,7 +348,9 @@ def _emit(
             return code
         return f"({code}).to(CT)"
 
-    lines = emit(targets, names, _literal, operation, "{name} = {code}", "{name} = {code}", result)
+    lines = emit(
+        targets, names, _literal, operation, "{name} = {code}", "{name} = {code}", result, prefix
+    )
     # A target computed from scalars alone must still be a block tensor of CT (a
     # loop-carried state keeps its type).
     memo: dict[int, bool] = {}
@@ -488,30 +499,44 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     pre.append("pGSPK = GSPK + GLAST + offs")
     if spec.record_v:
         pre.append("pGVREC = GVREC + GVLAST + offs")
-    body = [
-        "x_ = tl.load(pX, mask=mask, other=0.0).to(CT)",
-        "gspk_ = tl.load(pGSPK, mask=mask, other=0.0).to(CT)",
-    ]
-    body += [f"{S('st', s)} = tl.load(p{S('SAVE', s)}, mask=mask, other=0.0).to(CT)"
-             for s in states]  # fmt: skip
-    if spec.record_v:  # the recorded membrane's gradient joins the carried one
-        gv = S("gst", "v")
-        body.append(f"{gv} = {gv} + tl.load(pGVREC, mask=mask, other=0.0).to(CT)")
-    targets = [("gx_", g.grad_x), *((S("ngs", s), e) for s, e in zip(states, g.grad_state))]
-    targets += [(S("dp", p), e) for i, (p, e) in enumerate(zip(params, g.grad_params))
-                if spec.grad_params[i]]  # fmt: skip
-    if spec.grad_theta:
-        targets.append(("dtheta_", g.grad_theta))
-    body += _emit(targets, names, exact, spec.ctype, block_vars, typing, raw)
-    body.append("tl.store(pGX, gx_.to(GX.dtype.element_ty), mask=mask)")
-    body += [f"{S('gst', s)} = {S('ngs', s)}" for s in states]
-    body += [f"{S('acc', p)} += {S('dp', p)}" for p in grad_p]
-    if spec.grad_theta:
-        body.append("acc_theta += dtheta_")
-    body += [f"p{b} -= N" for b in streams]
-    body.append("pGSPK -= GSTEP")
-    if spec.record_v:
-        body.append("pGVREC -= GVSTEP")
+
+    def step_body(grads: tuple[Expr, ...], carried: bool) -> list[str]:
+        """One backward step computing ``grads`` (:attr:`StepGraph.gradients`' layout);
+        ``carried``: it reads the state gradients carried from the step after it (else
+        it is the step before the loop, whose temporaries must not share the loop's
+        names: Triton would take them for loop-carried values)."""
+        body = [
+            "x_ = tl.load(pX, mask=mask, other=0.0).to(CT)",
+            "gspk_ = tl.load(pGSPK, mask=mask, other=0.0).to(CT)",
+        ]
+        body += [f"{S('st', s)} = tl.load(p{S('SAVE', s)}, mask=mask, other=0.0).to(CT)"
+                 for s in states]  # fmt: skip
+        if carried and spec.record_v:  # the recorded membrane's gradient joins the carried one
+            gv = S("gst", "v")
+            body.append(f"{gv} = {gv} + tl.load(pGVREC, mask=mask, other=0.0).to(CT)")
+        targets = gradient_targets(spec, grads, "gx_")
+        prefix = "tmp" if carried else "last"
+        body += _emit(targets, names, exact, spec.ctype, block_vars, typing, raw, prefix)
+        body.append("tl.store(pGX, gx_.to(GX.dtype.element_ty), mask=mask)")
+        body += [f"{S('gst', s)} = {S('ngs', s)}" for s in states]
+        body += [f"{S('acc', p)} += {S('dp', p)}" for p in grad_p]
+        if spec.grad_theta:
+            body.append("acc_theta += dtheta_")
+        body += [f"p{b} -= N" for b in streams]
+        body.append("pGSPK -= GSTEP")
+        if spec.record_v:
+            body.append("pGVREC -= GVSTEP")
+        return body
+
+    body = step_body(g.gradients, carried=True)
+    # The last step, when no final state is differentiated (every GOUT None, decided at
+    # compile time) and no membrane recorded: the spike's gradient alone (see
+    # StepGraph.spike_only), then the loop over the others.
+    pre.append("t_start = 0")
+    if not spec.record_v:
+        last = [*step_body(g.spike_only, carried=False), "t_start = 1"]
+        pre += ["    " * depth + f"if {S('GOUT', s)} is None:" for depth, s in enumerate(states)]
+        pre += ["    " * len(states) + line for line in last]
     post = [f"tl.store({S('GS0', s)} + offs, {S('gst', s)}.to({S('GS0', s)}.dtype.element_ty), "
             "mask=mask)" for s in states]  # fmt: skip
     post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
@@ -523,7 +548,7 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
 def spikeflow_backward({b_sig}):
     CT: tl.constexpr = {ct}
 {indent(loads + pre, 1)}
-    for _t in range(T):
+    for _t in range(t_start, T):
 {indent(body, 2)}
 {indent(post, 1)}
 """

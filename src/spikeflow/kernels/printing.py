@@ -12,9 +12,18 @@ import torch
 from spikeflow.kernels.expr import COMPARE, LOGICAL, UNARY, Expr, topological
 
 if TYPE_CHECKING:
+    from spikeflow.kernels.spec import KernelSpec
     from spikeflow.kernels.step import StepGraph
 
-__all__ = ["POW_SPECIAL", "Typing", "emit", "indent", "scalar_types", "user_name"]
+__all__ = [
+    "POW_SPECIAL",
+    "Typing",
+    "emit",
+    "gradient_targets",
+    "indent",
+    "scalar_types",
+    "user_name",
+]
 
 #: The constant exponents PyTorch's pow kernels (CPU and CUDA) compute without calling
 #: pow, and how: ``x ** 2`` is ``x * x``, ``x ** 3`` is ``x * x * x`` (two roundings),
@@ -44,6 +53,27 @@ def user_name(family: str, name: str) -> str:
     return f"{family}__{name}"
 
 
+def gradient_targets(spec: KernelSpec, grads: tuple[Expr, ...], gx: str) -> list[tuple[str, Expr]]:
+    """The backward's ``(destination, expression)`` pairs for ``grads`` (in
+    :attr:`StepGraph.gradients`' layout): the input's gradient into ``gx``, each state's
+    into ``ngs__<state>``, and those of the parameters (and threshold) the spec
+    differentiates into ``dp__<param>`` (``dtheta_``)."""
+    decl = spec.graph.decl
+    n_st, n_p = len(decl.state_names), len(decl.param_names)
+    targets = [(gx, grads[0])]
+    targets += [(user_name("ngs", s), e) for s, e in zip(decl.state_names, grads[1 : 1 + n_st])]
+    targets += [
+        (user_name("dp", p), e)
+        for p, e, wanted in zip(
+            decl.param_names, grads[1 + n_st : 1 + n_st + n_p], spec.grad_params
+        )
+        if wanted
+    ]
+    if spec.grad_theta:
+        targets.append(("dtheta_", grads[-1]))
+    return targets
+
+
 def emit(
     targets: list[tuple[str, Expr]],
     names: dict[str, str],
@@ -52,6 +82,7 @@ def emit(
     define: str | Callable[[Expr, str, str], str],
     assign: str,
     result: Callable[[Expr, str], str] | None = None,
+    prefix: str = "tmp",
 ) -> list[str]:
     """Statements computing every target, each common subexpression once.
 
@@ -60,6 +91,7 @@ def emit(
     definition and ``assign`` a target's assignment (both with ``{name}`` and
     ``{code}``); ``define`` may also be a function of (node, name, code). ``result``
     (node, code) prints a target's value as assigned (a cast to the kernel's type).
+    Temporaries are named ``<prefix><k>``.
     """
     temps: dict[tuple, str] = {}
     lines: list[str] = []
@@ -75,7 +107,7 @@ def emit(
         if node.op in ("const", "var") or node.key in temps:
             continue
         code = operation(node, [ref(a) for a in node.args])
-        name = f"tmp{len(temps)}"
+        name = f"{prefix}{len(temps)}"
         temps[node.key] = name
         if isinstance(define, str):
             lines.append(define.format(name=name, code=code))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.kernels.expr import Expr, TraceError, apply, tracing_dtype, var, vjp
+from spikeflow.kernels.expr import Expr, TraceError, apply, const, tracing_dtype, var, vjp
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate import Surrogate
 
@@ -38,10 +38,21 @@ class StepGraph:
     grad_state: tuple[Expr, ...]
     grad_params: tuple[Expr, ...]
     grad_theta: Expr
+    #: The gradients of (x, the states, the parameters, the threshold) of a step whose
+    #: new state has no gradient at all (the last step, when no final state is
+    #: differentiated): the spike's alone. ``0 * inf`` terms of the absent state
+    #: gradient are not there, as the reference loop never computes them.
+    spike_only: tuple[Expr, ...] = ()
     #: Surrogate parameters that are variables ``sg_<name>`` of the backward (their
     #: values travel with each call, after the threshold, in this order); the others
     #: are constants of the generated code.
     surrogate_scalars: tuple[str, ...] = ()
+
+    @property
+    def gradients(self) -> tuple[Expr, ...]:
+        """The gradients of (x, the states, the parameters, the threshold), in
+        :attr:`spike_only`'s layout."""
+        return (self.grad_x, *self.grad_state, *self.grad_params, self.grad_theta)
 
 
 def symbolic_surrogate_params(surrogate: Surrogate) -> tuple[str, ...]:
@@ -153,6 +164,8 @@ def _build_step(
     cotangents = [var("grad_spike"), *(var(f"grad_state_{n}") for n in decl.state_names)]
     wrt = [x, *states, *params.values(), theta]
     grads = vjp([spike, *new_state], cotangents, wrt, surrogate_grad)
+    absent = [var("grad_spike"), *(const(0.0) for _ in decl.state_names)]
+    spike_only = vjp([spike, *new_state], absent, wrt, surrogate_grad)
     n_states = len(states)
     return StepGraph(
         decl=decl,
@@ -163,5 +176,6 @@ def _build_step(
         grad_state=tuple(grads[1 : 1 + n_states]),
         grad_params=tuple(grads[1 + n_states : 1 + n_states + len(params)]),
         grad_theta=grads[-1],
+        spike_only=tuple(spike_only),
         surrogate_scalars=tuple(surrogate_scalars),
     )
