@@ -479,3 +479,61 @@ def test_deep_qcfs_gap_at_t_equal_l_is_unevenness_only():
     assert max(fractions.values()) > 0.01  # the deeper layers do see uneven input...
     with torch.no_grad():
         assert (out - net(x)).abs().max() > 1e-3  # ...so the SNN is not the ANN at T = L
+
+
+# -- batch-norm folding checks which dim the batch norm normalises (review 3) ------------
+
+
+def _linear_bn_mlp(positions: int) -> nn.Module:
+    """Linear(4, 4) -> BatchNorm1d(4) -> ReLU -> Flatten -> Linear, in float64: on a
+    [B, positions, 4] input the batch norm normalises the positions (dim 1), not the
+    Linear's outputs, although both are 4 when positions == 4."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * positions, 3)
+    )
+    return _randomize_bn(net).double()
+
+
+def test_a_linear_on_a_sequence_input_keeps_its_batch_norm():
+    from spikeflow.conversion import fold_batchnorm_in_graph, layer_output_shapes
+    from spikeflow.conversion.convert import _trace
+
+    net = _linear_bn_mlp(positions=4)
+    x = torch.rand(5, 4, 4, dtype=torch.float64)  # [B, L = 4, F = 4]
+    gm = _trace(net)
+    not_folded: dict[str, str] = {}
+    assert fold_batchnorm_in_graph(gm, layer_output_shapes(net, x), not_folded) == []
+    assert "normalises dim 1 of its input [5, 4, 4]" in not_folded["1"]
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x), rtol=0, atol=0)
+    # without a forward pass nothing shows the Linear's output shape: not folded either
+    assert fold_batchnorm_in_graph(_trace(net)) == []
+    snn, report = convert(net, x)
+    (entry,) = [e for e in report.entries if e.name == "1"]
+    assert entry.action == "kept" and "not folded" in entry.detail and "[5, 4, 4]" in entry.detail
+    assert not report.by_action("folded")
+    with torch.no_grad():
+        ann = net(x)
+        err = float((snn.rate(x, 4000) - ann).abs().max())
+    assert err < 0.01 * float(ann.abs().max())  # a wrong fold was off by 40% of the range
+
+
+@pytest.mark.parametrize("as_generator", [False, True], ids=["tensor", "generator"])
+def test_a_linear_on_flat_input_still_folds_its_batch_norm(as_generator):
+    from spikeflow.conversion import fold_batchnorm_in_graph, layer_output_shapes
+    from spikeflow.conversion.convert import _trace
+
+    net = _linear_bn_mlp(positions=1)
+    x = torch.rand(6, 4, dtype=torch.float64)  # [B, F]
+    gm = _trace(net)
+    assert fold_batchnorm_in_graph(gm, layer_output_shapes(net, x)) == [("1", "0")]
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x), rtol=1e-12, atol=1e-12)
+    # convert() probes the first calibration batch; a one-shot iterable is still read whole
+    data = (batch for batch in (x[:3], x[3:])) if as_generator else x
+    snn, report = convert(net, data)
+    assert [(e.name, e.detail) for e in report.by_action("folded")] == [("1", "into 0")]
+    reference, _ = convert(net, [x[:3], x[3:]] if as_generator else x)
+    with torch.no_grad():
+        torch.testing.assert_close(snn.rate(x, 16), reference.rate(x, 16), rtol=0, atol=0)

@@ -61,10 +61,12 @@ def test_default_percentile_is_99_9_and_a_fraction_warns():
     explicit(y)
     assert default.percentile == 99.9
     assert torch.equal(default.scale(), explicit.scale())
-    # 0.999 is a valid percentage, but almost certainly meant 99.9: warn, and use it.
-    with pytest.warns(UserWarning, match=r"percentile=0.999 is a percentage.*99.9"):
+    # 0.999 is a valid percentage, but almost certainly meant 99.9: warn (once, not
+    # again for each observer), and use it.
+    with pytest.warns(UserWarning, match=r"percentile=0.999 is a percentage.*99.9") as caught:
         snn, _ = convert(_cnn(), X, norm="percentile", percentile=0.999)
     assert snn.body is not None
+    assert len([w for w in caught if "is a percentage" in str(w.message)]) == 1
     with pytest.raises(ConfigurationError, match=r"include_zeros=True .* norm='max'"):
         ActivationObserver("max", include_zeros=True)
 

@@ -668,3 +668,40 @@ def test_and_zero_init_probes_any_neuron_or_says_why_it_cannot():
     with pytest.raises(ConfigurationError, match="cannot start as its identity"):
         create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
                      neuron="psn", neuron_kwargs={"T": 4})  # fmt: skip
+
+
+def test_bool_arguments_refuse_other_types():
+    # A string such as 'False' (a config file's "False", a command line's False before
+    # it was read as Python's constant) is truthy: it used to keep the batch norms and
+    # make the threshold learnable, the opposite of what was asked.
+    bad_batch_norm = r"'plif_digits': argument batch_norm must be true or false, got 'False'"
+    with pytest.raises(ConfigurationError, match=bad_batch_norm + r" \(str\)"):
+        create_model("plif_digits", batch_norm="False")
+    with pytest.raises(ConfigurationError, match=r"'sew_resnet18': argument zero_init_residual"):
+        create_model("sew_resnet18", zero_init_residual=1)  # an int is no bool either
+    bad_threshold = r"ParametricLIFNode: argument learnable_threshold must be true or false"
+    with pytest.raises(ConfigurationError, match=bad_threshold):
+        create_model("plif_digits", neuron_kwargs={"learnable_threshold": "False"})
+    with pytest.raises(ConfigurationError, match=r"LIFNode: argument decay_input .* got 'no'"):
+        NeuronFactory("lif", {"decay_input": "no"})
+    with pytest.raises(ConfigurationError, match=r"ATan: argument spiking must be true or false"):
+        NeuronFactory("lif", {"surrogate_function": {"name": "atan", "spiking": "False"}})
+    model = create_model("plif_digits", batch_norm=False, neuron_kwargs={"decay_input": False})
+    assert not [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert not any(n.decay_input for n in _neurons(model))
+    soft = NeuronFactory("lif", {"v_reset": None})()  # None where the argument allows it
+    assert soft.v_reset is None
+
+
+def test_bool_check_reads_annotations_and_defaults():
+    import inspect
+
+    from spikeflow.models.common import check_bool_arguments
+
+    def target(a: bool = True, b: bool | None = None, c=False, d: int = 0, e="x") -> None: ...
+
+    parameters = inspect.signature(target).parameters
+    check_bool_arguments(parameters, {"a": False, "b": None, "c": True, "d": "1", "e": 2}, "t")
+    for key, value in (("a", None), ("b", "true"), ("c", 0)):
+        with pytest.raises(ConfigurationError, match=rf"t: argument {key} must be true or false"):
+            check_bool_arguments(parameters, {key: value}, "t")

@@ -329,6 +329,14 @@ def test_unsupported_modules_are_named(net, named):
         export_to_nir(net, torch.rand(3, 2, 4))
 
 
+def test_a_linear_on_non_flat_input_is_named_before_nir_type_checks():
+    # NIR's Linear maps one vector per sample; nir's own type check used to raise a raw
+    # ValueError naming no module ("type mismatch: _0.output: [[2 100]] -> _1.input").
+    net = nn.Sequential(layers.Flatten(2), layers.Linear(100, 5), neurons.IFNode())
+    with pytest.raises(ConfigurationError, match=r"'1' \(Linear\).*flat input \[100\].*\[2, 100\]"):
+        export_to_nir(net, torch.rand(4, 3, 2, 10, 10))
+
+
 def test_unsupported_nir_node_is_named():
     graph = nir.NIRGraph(
         nodes={

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ from spikeflow.training import (
     config_for_resume,
     load_checkpoint,
     load_config_file,
+    save_checkpoint,
 )
-from spikeflow.training.config import config_from_dict, dump_toml
+from spikeflow.training.config import config_from_dict, dump_toml, resolve
 from spikeflow.training.metric_logs import read_csv
 from train_runs import TINY, tiny
 
@@ -387,6 +389,10 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
         (["--dataset", "nmnist"], r"dataset 'nmnist' needs --data-dir"),
         (["--data-dir", "{tmp}"], r"--data-dir .* was given, but the 'digits' dataset ships with "
                                   r"scikit-learn"),
+        # options the digits would ignore are refused like --data-dir
+        (["--cache-dir", "{tmp}"], r"--cache-dir .* was given, but the 'digits' dataset"),
+        (["--split-by", "time", "--download"], r"--split-by time, --download were given, but "
+                                               r"the 'digits' dataset"),
         (["--dataset", "nmnist", "--data-dir", "{tmp}"],
          r"--data-dir .*: N-MNIST not found: .*Train does not exist.*Expected layout: "
          r"<root>/\{Train,Test\}/<label>/<id>\.bin.*\(from the command line: --download\)"),
@@ -909,3 +915,90 @@ def test_config_toml_leaves_out_stop_after(tmp_path):
     assert main(["train", "--config", str(tmp_path / "a" / "config.toml"),
                  "--output-dir", str(tmp_path / "b")]) == 0  # fmt: skip
     assert [int(r["epoch"]) for r in metrics(tmp_path / "b")] == [1, 2]
+
+
+# -- Python's True/False/None in K=V options, quiet resumes, eval's hint (review 3) -----
+
+#: The tiny run's options on the command line.
+TINY_ARGS = ["--train-samples", "192", "--test-samples", "96", "--batch-size", "32", "-T", "2",
+             "--no-progress", "--plots", "off", "--device", "cpu"]  # fmt: skip
+
+
+def test_kwargs_options_read_pythons_constants():
+    # False used to be the string 'False', which is truthy.
+    parsed = parse_kwargs(["batch_norm=False", "detach_reset=True", "v_reset=None", "a=null",
+                           "b=false", "c=none", "d=FALSE"], "--model-kwargs")  # fmt: skip
+    assert parsed == {"batch_norm": False, "detach_reset": True, "v_reset": None, "a": None,
+                      "b": False, "c": "none", "d": "FALSE"}  # fmt: skip
+
+
+def test_a_bool_kwarg_does_what_it_says_or_is_refused(tmp_path, capsys):
+    out = tmp_path / "no-bn"
+    code = main(["train", *TINY_ARGS, "--epochs", "1", "--output-dir", str(out),
+                 "--model-kwargs", "channels=8", "hidden=32", "batch_norm=False"])  # fmt: skip
+    assert code == 0
+    assert not [key for key in weights(out) if "running_mean" in key]  # no batch norm
+    assert load_config_file(out / "config.toml")["model_kwargs"]["batch_norm"] is False
+    # a value that is not a bool is an error naming the argument (it used to count as true)
+    code = main(["train", *TINY_ARGS, "--epochs", "1", "--output-dir", str(tmp_path / "r1"),
+                 "--neuron-kwargs", "learnable_threshold=yes"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "argument learnable_threshold must be true or false, got 'yes'" in err
+    (tmp_path / "c.json").write_text(
+        json.dumps({**TINY, "epochs": 1, "model_kwargs": {"batch_norm": "False"}})
+    )
+    code = main(["train", "--config", str(tmp_path / "c.json"),
+                 "--output-dir", str(tmp_path / "r2")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "argument batch_norm must be true or false, got 'False' (str)" in err
+    assert not (tmp_path / "r1" / "last.pt").exists() and not (tmp_path / "r2").exists()
+
+
+def test_a_soft_reset_given_on_the_command_line_round_trips(tmp_path):
+    # v_reset=None (soft reset) used to be the string 'None', refused by the neuron.
+    from spikeflow.training.data import DataInfo
+    from spikeflow.training.trainer import build_model
+
+    args = ["train", *TINY_ARGS, "--epochs", "2", "--model-kwargs", "channels=8", "hidden=32",
+            "--neuron", "lif", "--neuron-kwargs", "v_reset=None", "tau=2.0"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*args, "--output-dir", str(one), "--stop-after", "1"]) == 0
+    config = config_from_dict(load_config_file(one / "config.toml"))
+    assert config.neuron_kwargs == {"v_reset": None, "tau": 2.0}
+    model = build_model(resolve(config), DataInfo(10, 1, (8, 8), static=True))
+    lifs = [m for m in model.modules() if type(m).__name__ == "LIFNode"]
+    assert lifs and all(m.v_reset is None for m in lifs)
+    # a resume repeating the kwargs is no change; a rerun of config.toml is the same run
+    assert main([*args, "--resume", str(one)]) == 0
+    assert main(["train", "--config", str(one / "config.toml"), "--output-dir", str(two),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert_same_weights(weights(one), weights(two))
+    assert metrics(one) == metrics(two) and len(metrics(one)) == 2
+
+
+def test_a_resume_after_the_last_step_of_the_first_epoch_is_exact_and_quiet(tmp_path):
+    # It used to print torch's warning that the schedule "skips its first value" (the
+    # scheduler stepped before any optimizer step of the resumed process).
+    Trainer(tiny(tmp_path, "full"), log=None).fit()
+    result = Trainer(tiny(tmp_path, "cut"), callbacks=[_Interrupt(0, 5)], log=None).fit()
+    assert result.interrupted
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (0, 6)  # all 6 steps of epoch 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(config_for_resume(payload, {}), resume=payload, log=None,
+                resume_dir=tmp_path / "cut").fit()  # fmt: skip
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "cut"))
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+def test_eval_does_not_suggest_the_download_option_it_lacks(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "a", epochs=1), log=None).fit()
+    payload = load_checkpoint(tmp_path / "a" / "last.pt")
+    payload["config"].update(dataset="nmnist", data_dir=str(tmp_path / "elsewhere"))
+    save_checkpoint(payload, tmp_path / "nmnist.pt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "nmnist.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "N-MNIST not found" in err and "--download)" not in err
+    assert "(spikeflow eval does not download; spikeflow train --download does)" in err

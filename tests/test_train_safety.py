@@ -203,6 +203,29 @@ def test_resume_from_an_older_checkpoint_into_its_own_folder_is_refused(tmp_path
                  "--model-kwargs", "channels=8"]) == 0  # fmt: skip
 
 
+@pytest.mark.parametrize("how", ["hard link", "copy"])
+def test_resume_from_a_best_pt_of_the_last_epoch_is_no_rewind(tmp_path, capsys, how):
+    # best.pt of the last epoch holds what last.pt holds (a hard link, or a copy where the
+    # file system has none): it used to be refused as replacing a "newer" last.pt.
+    from spikeflow.cli import main
+
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    run = tmp_path / "a"
+    assert os.path.samefile(run / "best.pt", run / "last.pt")  # epoch 1 is the best so far
+    if how == "copy":
+        (run / "best.pt").unlink()
+        (run / "best.pt").write_bytes((run / "last.pt").read_bytes())
+    assert main(["train", "--resume", str(run / "best.pt"), "--no-progress"]) == 0
+    assert epochs_logged(run) == ["1", "2", "3"]
+    # an older checkpoint is still refused, and the message says where both stand
+    (run / "early.pt").write_bytes((run / "last.pt").read_bytes())
+    payload = load_checkpoint(run / "early.pt")
+    save_checkpoint({**payload, "epoch": 1, "step": 2}, run / "early.pt")
+    assert main(["train", "--resume", str(run / "early.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "(epoch 2, after step 2)" in err and "newer" in err and "(after epoch 3)" in err
+
+
 def test_a_torchrun_restart_continues_the_run_from_its_folder(tmp_path, monkeypatch):
     from spikeflow.cli import main
 

@@ -24,10 +24,12 @@ __all__ = ["build_parser", "main", "parse_kwargs"]
 
 
 def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
-    """``["tau=2.0", "detach_reset=true", "surrogate_function=atan"]`` -> a dict.
+    """``["tau=2.0", "detach_reset=False", "v_reset=None", "surrogate_function=atan"]`` ->
+    a dict.
 
     Each value is read as a TOML value (numbers, ``true``/``false``, ``"strings"``,
-    ``[lists]``, ``{inline = "tables"}``); a bare name such as ``atan`` or
+    ``[lists]``, ``{inline = "tables"}``); Python's ``True``, ``False`` and ``None`` (and
+    JSON's ``null``) are those constants; a bare name such as ``atan`` or
     ``torch.float16`` is taken as a string, and anything else (``2.O``) is an error. A
     single item that is a JSON object is also accepted.
     """
@@ -46,19 +48,26 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigurationError(f"{option}: expected KEY=VALUE, got {item!r}")
+        text = text.strip()
+        if text in _CONSTANTS:
+            out[key.strip()] = _CONSTANTS[text]
+            continue
         try:
             out[key.strip()] = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError as exc:
-            if not _BARE_NAME.fullmatch(text.strip()):
+            if not _BARE_NAME.fullmatch(text):
                 raise ConfigurationError(
                     f"{option}: {item!r} is neither a TOML value (number, true/false, "
                     f'"string", [list], {{table}}) nor a bare name: {exc}'
                 ) from exc
-            out[key.strip()] = text.strip()
+            out[key.strip()] = text
     return out
 
 
 _BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+#: The constants as Python (and JSON, for null) spell them; TOML's true/false are TOML
+#: values. Without this, ``batch_norm=False`` would be the (truthy) string 'False'.
+_CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "null": None}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -322,7 +331,7 @@ def _train(args: argparse.Namespace) -> int:
                 overrides[key] = {**saved[key], **overrides[key]}
         overrides.setdefault("output_dir", str(resume_dir))
         config = config_for_resume(payload, overrides)
-        _refuse_rewind(path, Path(config.output_dir), config.overwrite)
+        _refuse_rewind(path, payload, Path(config.output_dir), config.overwrite)
     else:
         config = config_from_dict(overrides, file_config)
     result = Trainer(config, resume=payload, resume_dir=resume_dir).fit()
@@ -354,19 +363,45 @@ def _elastic_restart_checkpoint(
     return Path(out)
 
 
-def _refuse_rewind(checkpoint: Path, output_dir: Path, overwrite: bool) -> None:
-    """A resume from an older checkpoint of a run (its ``best.pt``) into that run's own
-    folder would replace its newer ``last.pt`` and cut its logs back: refused unless
-    ``--overwrite``."""
-    if checkpoint.name == "last.pt" or overwrite:
-        return
+def _refuse_rewind(
+    checkpoint: Path, payload: dict[str, Any], output_dir: Path, overwrite: bool
+) -> None:
+    """A resume from an older checkpoint of a run (its ``best.pt`` of an earlier epoch)
+    into that run's own folder would replace its newer ``last.pt`` and cut its logs
+    back: refused unless ``--overwrite``. "Newer" compares the epoch and step the two
+    checkpoints hold (a ``best.pt`` of the last epoch is no rewind); a resume into
+    another folder is checked by the trainer."""
+    from spikeflow.training.checkpoint import load_checkpoint
+
     last = output_dir / "last.pt"
-    if last.is_file() and last.resolve() != checkpoint.resolve():
-        raise ConfigurationError(
-            f"--resume {checkpoint} would continue in {output_dir}, replacing its newer "
-            f"{last} and cutting its logs back to {checkpoint.name}'s epoch; pass another "
-            "--output-dir to branch off, or --overwrite to rewind the run"
-        )
+    if overwrite or not last.is_file() or output_dir.resolve() != checkpoint.parent.resolve():
+        return
+    if os.path.samefile(last, checkpoint):
+        return
+    resumed_at = _position(payload)
+    try:
+        last_at: tuple[int, int] | None = _position(load_checkpoint(last))
+    except ConfigurationError:  # unreadable: it may be newer, so it is kept
+        last_at = None
+    if last_at is not None and last_at <= resumed_at:
+        return
+    newer = f"newer {last}" + ("" if last_at is None else f" ({_describe_position(last_at)})")
+    raise ConfigurationError(
+        f"--resume {checkpoint} ({_describe_position(resumed_at)}) would continue in "
+        f"{output_dir}, replacing its {newer} and cutting its logs back to "
+        f"{checkpoint.name}'s epoch; pass another --output-dir to branch off, or "
+        "--overwrite to rewind the run"
+    )
+
+
+def _position(payload: dict[str, Any]) -> tuple[int, int]:
+    """Where a checkpoint stands: (epochs completed, steps done in the next epoch)."""
+    return int(payload["epoch"]), int(payload["step"])
+
+
+def _describe_position(position: tuple[int, int]) -> str:
+    epoch, step = position
+    return f"after epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, after step {step}"
 
 
 def _eval(args: argparse.Namespace) -> int:

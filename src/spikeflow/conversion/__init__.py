@@ -14,7 +14,12 @@ See ``docs/conversion.md``.
 from spikeflow.conversion.calibrate import ActivationObserver, quantile
 from spikeflow.conversion.convert import Conversion, convert
 from spikeflow.conversion.diagnose import uneven_counts, unevenness
-from spikeflow.conversion.fold import fold_batchnorm, fold_batchnorm_in_graph, folded_weights
+from spikeflow.conversion.fold import (
+    fold_batchnorm,
+    fold_batchnorm_in_graph,
+    folded_weights,
+    layer_output_shapes,
+)
 from spikeflow.conversion.group import GroupNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
@@ -40,6 +45,7 @@ __all__ = [
     "fold_batchnorm",
     "fold_batchnorm_in_graph",
     "folded_weights",
+    "layer_output_shapes",
     "qcfs",
     "quantile",
     "uneven_counts",

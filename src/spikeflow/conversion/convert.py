@@ -11,8 +11,10 @@ Steps:
    own ``forward`` is kept, and relu calls made directly in that ``forward`` are caught
    during calibration and reported as unconverted.
 2. **Fold** every batch norm that follows a convolution or linear layer into it
-   (:mod:`~spikeflow.conversion.fold`); other eval-mode batch norms run as the
-   per-channel affine maps they are.
+   (:mod:`~spikeflow.conversion.fold`), where it normalises that layer's output
+   features (a Linear's only on ``[B, F]``: the shapes come from one forward pass on
+   the first calibration batch); other eval-mode batch norms run as the per-channel
+   affine maps they are, and the report says why each was not folded.
 3. **Calibrate**: run the calibration data through the ANN and record, at each ReLU,
    the max or a percentile, per layer or per channel
    (:mod:`~spikeflow.conversion.calibrate`). QCFS layers need no data: λ is the scale.
@@ -29,6 +31,7 @@ Steps:
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
@@ -50,7 +53,13 @@ from spikeflow.conversion.classify import (
     is_nonlinear_name,
     moves_batch_dim,
 )
-from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_counts, set_submodule
+from spikeflow.conversion.fold import (
+    FOLDABLE_LAYERS,
+    fold_batchnorm_in_graph,
+    layer_output_shapes,
+    module_call_counts,
+    set_submodule,
+)
 from spikeflow.conversion.group import GroupNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
@@ -159,6 +168,8 @@ class _Converter:
         self.untraced: dict[int, str] = {}
         self.input_dim: int | None = None  # dims of a calibration batch [B, ...]
         self.calibration_batches = 0  # how many ran (0: no calibration)
+        #: The foldable layers' output shapes in a forward pass (BN folding checks them).
+        self.output_shapes: dict[nn.Module, tuple[int, ...]] = {}
 
     # -- building the ANN with placeholders ---------------------------------------------
 
@@ -166,16 +177,20 @@ class _Converter:
         observer = None
         if kind == "activation" and not isinstance(ann, QCFS):
             percentile = self.percentile if self.norm == "percentile" else None
-            observer = ActivationObserver(
-                self.norm, percentile, self.per_channel, self.include_zeros
-            )
+            with warnings.catch_warnings():
+                # check_norm warned about a percentile <= 1 once, in __init__.
+                warnings.filterwarnings("ignore", r"percentile=.* is a percentage", UserWarning)
+                observer = ActivationObserver(
+                    self.norm, percentile, self.per_channel, self.include_zeros
+                )
         site = _Site(kind, name, source, ann, observer)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
         self.report.add(name, source, "unconverted", "pending")
         return site
 
-    def leaf(self, module: nn.Module, name: str) -> nn.Module | None:
-        """The replacement of a leaf module (itself if kept), or None for a container."""
+    def leaf(self, module: nn.Module, name: str, not_folded: str | None = None) -> nn.Module | None:
+        """The replacement of a leaf module (itself if kept), or None for a container;
+        ``not_folded`` says why a batch norm after a foldable layer stays."""
         kind = classify_module(module)
         source = type(module).__name__
         source = (
@@ -188,11 +203,12 @@ class _Converter:
         if kind in ("activation", "maxpool"):
             return self.site(kind, name, source, module)
         if kind == "affine":
-            detail = (
-                "eval-mode affine (not after a foldable layer)"
-                if "BatchNorm" in source
-                else "runs on every step"
-            )
+            if not_folded is not None:
+                detail = f"eval-mode affine, not folded: {not_folded}"
+            elif "BatchNorm" in source:
+                detail = "eval-mode affine (not after a foldable layer)"
+            else:
+                detail = "runs on every step"
             self.report.add(name, source, "kept", detail)
             return module
         if kind == "unsupported":
@@ -248,7 +264,8 @@ class _Converter:
         def qualified(target: str) -> str:
             return f"{prefix}.{target}" if prefix else target
 
-        for bn_name, layer_name in fold_batchnorm_in_graph(gm):
+        not_folded: dict[str, str] = {}
+        for bn_name, layer_name in fold_batchnorm_in_graph(gm, self.output_shapes, not_folded):
             self.report.add(
                 qualified(bn_name), "BatchNorm", "folded", f"into {qualified(layer_name)}"
             )
@@ -259,7 +276,7 @@ class _Converter:
                 module = gm.get_submodule(node.target)
                 if isinstance(module, (_Site, TimeFolded)):
                     continue
-                new = self.leaf(module, qualified(node.target))
+                new = self.leaf(module, qualified(node.target), not_folded.get(node.target))
                 if new is None:  # a non-torch leaf module: run as is
                     self.report.add(
                         qualified(node.target),
@@ -342,12 +359,7 @@ class _Converter:
         try:
             with torch.no_grad(), _CallWatcher(stack, self.untraced, found):
                 for batch in batches:
-                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                    if not isinstance(x, Tensor) or not x.is_floating_point():
-                        raise DTypeError(
-                            "calibration data must be floating-point tensors (or (input, "
-                            f"label) pairs), got {type(x).__name__}"
-                        )
+                    x = _batch_input(batch)
                     if self.input_dim is None:
                         self.input_dim = x.dim()
                     elif x.dim() != self.input_dim:
@@ -449,6 +461,38 @@ class _Converter:
         return body
 
 
+def _batch_input(batch: Any) -> Tensor:
+    """The input of a calibration batch: the batch, or the first of an (input, label) pair."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise DTypeError(
+            "calibration data must be floating-point tensors (or (input, label) pairs), got "
+            f"{type(x).__name__}"
+        )
+    return x
+
+
+def _probe_output_shapes(
+    ann: nn.Module, data: Tensor | Iterable[Any]
+) -> tuple[dict[nn.Module, tuple[int, ...]], Tensor | Iterable[Any]]:
+    """The foldable layers' output shapes on the first calibration batch (BN folding
+    checks them), and the calibration data to use from now on: an iterable is read once,
+    so its first batch is put back in front of the rest."""
+    modules = list(ann.modules())
+    has_pair = any(isinstance(m, _BatchNorm) for m in modules) and any(
+        type(m) in FOLDABLE_LAYERS for m in modules
+    )
+    if not has_pair:
+        return {}, data
+    if isinstance(data, Tensor):
+        return layer_output_shapes(ann, _batch_input(data)), data
+    batches = iter(data)
+    first = next(batches, None)
+    if first is None:
+        return {}, []
+    return layer_output_shapes(ann, _batch_input(first)), itertools.chain([first], batches)
+
+
 def convert(
     model: nn.Module,
     calibration_data: Tensor | Iterable[Any] | None = None,
@@ -506,6 +550,8 @@ def convert(
         trace=trace,
     )
     ann = copy.deepcopy(model).eval()
+    if calibration_data is not None and trace != "modules":
+        converter.output_shapes, calibration_data = _probe_output_shapes(ann, calibration_data)
     body = converter.convert_tree(ann, "")
     sites = [m for m in body.modules() if isinstance(m, _Site)]
     needs_data = any(s.observer is not None for s in sites)

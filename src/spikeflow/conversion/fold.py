@@ -5,11 +5,19 @@ one layer with ``W' = W · γ / sqrt(σ² + ε)`` (per output channel) and
 ``b' = (b - μ) · γ / sqrt(σ² + ε) + β``. Only running statistics are folded: a batch norm
 that normalises with batch statistics in eval mode (``track_running_stats=False``) is not
 a fixed affine map.
+
+A batch norm normalises dim 1 of its input; the fold scales the layer's output channels,
+which are dim 1 of a batched convolution's output but the *last* dim of a linear layer's.
+So in a graph a ``Linear -> BatchNorm1d`` pair is folded only where the Linear's output is
+``[B, F]``, which only a forward pass shows (:func:`layer_output_shapes`): on ``[B, L, F]``
+the batch norm normalises the L positions, and the pair is kept.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
@@ -22,7 +30,9 @@ __all__ = [
     "can_fold",
     "fold_batchnorm",
     "fold_batchnorm_in_graph",
+    "fold_problem",
     "folded_weights",
+    "layer_output_shapes",
     "module_call_counts",
     "set_submodule",
 ]
@@ -32,12 +42,86 @@ FOLDABLE_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def can_fold(layer: nn.Module, bn: nn.Module) -> bool:
-    """Whether ``bn`` (with running statistics) can be folded into ``layer``."""
-    if type(layer) not in FOLDABLE_LAYERS or not isinstance(bn, _BatchNorm):
-        return False
+    """Whether ``bn`` (with running statistics, over as many channels as ``layer`` has
+    outputs) can be folded into ``layer``. Whether the fold is right also depends on the
+    input's shape: :func:`fold_problem` checks that too."""
+    return _pairing_problem(layer, bn) is None
+
+
+def _pairing_problem(layer: nn.Module, bn: nn.Module) -> str | None:
+    """Why the modules ``layer -> bn`` are no foldable pair, whatever the input (None: they are)."""
+    if type(layer) not in FOLDABLE_LAYERS:
+        return f"{type(layer).__name__} is not a Conv1d/2d/3d or Linear"
+    if not isinstance(bn, _BatchNorm):
+        return f"{type(bn).__name__} is not a batch norm"
     if bn.running_mean is None or bn.running_var is None:
-        return False
-    return bn.num_features == layer.weight.shape[0]
+        return "no running statistics (track_running_stats=False)"
+    if bn.num_features != layer.weight.shape[0]:
+        return (
+            f"{type(bn).__name__} has {bn.num_features} features, {type(layer).__name__} "
+            f"{layer.weight.shape[0]} outputs"
+        )
+    return None
+
+
+def fold_problem(
+    layer: nn.Module, bn: nn.Module, output_shape: tuple[int, ...] | None = None
+) -> str | None:
+    """Why ``bn`` applied to the output of ``layer`` cannot be folded into it (None: it can).
+
+    ``output_shape`` is the shape of ``layer``'s output seen in a forward pass (None: not
+    seen). A batch norm normalises dim 1 of its input, and the fold scales the layer's
+    output channels: dim 1 of a convolution's output ``[B, C, ...]`` (a convolution's
+    input is taken as batched unless ``output_shape`` shows otherwise), the last dim of a
+    Linear's. So a Linear folds only where its output is seen to be ``[B, F]``.
+    """
+    problem = _pairing_problem(layer, bn)
+    if problem is not None:
+        return problem
+    linear = isinstance(layer, nn.Linear)
+    if output_shape is None:
+        if linear:
+            return (
+                "a batch norm normalises dim 1 and a Linear's outputs are its last dim, the "
+                "same dim only for a [B, F] output; no forward pass showed its shape (give "
+                "calibration data)"
+            )
+        return None
+    ndim = len(output_shape)
+    # The output-feature dim: the last for a Linear; for a convolution, dim 1 when batched
+    # (the output has as many dims as the weight) and dim 0 when not.
+    feature_dim = ndim - 1 if linear else ndim - layer.weight.dim() + 1
+    if feature_dim != 1:
+        return (
+            f"{type(bn).__name__} normalises dim 1 of its input {list(output_shape)}, but "
+            f"the {type(layer).__name__}'s output features are dim {feature_dim}"
+        )
+    return None
+
+
+@torch.no_grad()
+def layer_output_shapes(model: nn.Module, *inputs: Any) -> dict[nn.Module, tuple[int, ...]]:
+    """The output shape of every foldable layer (Conv1d/2d/3d, Linear) of ``model`` in one
+    forward pass on ``inputs`` (its first call, for a layer called more than once): what
+    :func:`fold_batchnorm_in_graph` needs to tell whether a batch norm after a layer
+    normalises its output features."""
+    shapes: dict[nn.Module, tuple[int, ...]] = {}
+
+    def record(module: nn.Module, _args: Any, output: Any) -> None:
+        if isinstance(output, Tensor):
+            shapes.setdefault(module, tuple(output.shape))
+
+    handles = [
+        module.register_forward_hook(record)
+        for module in model.modules()
+        if type(module) in FOLDABLE_LAYERS
+    ]
+    try:
+        model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
 
 
 def folded_weights(weight: Tensor, bias: Tensor | None, bn: _BatchNorm) -> tuple[Tensor, Tensor]:
@@ -92,14 +176,29 @@ def module_call_counts(gm: fx.GraphModule) -> dict[str, int]:
     return calls
 
 
-def fold_batchnorm_in_graph(gm: fx.GraphModule) -> list[tuple[str, str]]:
+def fold_batchnorm_in_graph(
+    gm: fx.GraphModule,
+    output_shapes: Mapping[nn.Module, tuple[int, ...]] | None = None,
+    not_folded: dict[str, str] | None = None,
+) -> list[tuple[str, str]]:
     """Fold every ``layer -> batch norm`` pair of a traced graph in place.
 
     A pair is folded when the batch norm's only input is a call of a foldable layer whose
-    output goes nowhere else, and neither module is called elsewhere in the graph.
+    output goes nowhere else, neither module is called elsewhere in the graph, and the
+    batch norm normalises the layer's output features (:func:`fold_problem`, given the
+    layer's ``output_shapes`` entry from :func:`layer_output_shapes`; without one, a
+    ``Linear -> batch norm`` pair is not folded).
+
+    Args:
+        gm: the traced graph (changed in place).
+        output_shapes: the output shape of the graph's layers in a forward pass.
+        not_folded: if given, filled with ``{batch norm target: why it was not folded}``
+            for each batch norm that follows a Conv1d/2d/3d or Linear call but stays.
+
     Returns the ``(batch_norm_name, layer_name)`` pairs folded.
     """
     calls = module_call_counts(gm)
+    shapes = output_shapes or {}
     folded: list[tuple[str, str]] = []
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
@@ -108,10 +207,20 @@ def fold_batchnorm_in_graph(gm: fx.GraphModule) -> list[tuple[str, str]]:
         prev = node.args[0]
         if not isinstance(bn, _BatchNorm) or not isinstance(prev, fx.Node):
             continue
-        if prev.op != "call_module" or len(prev.users) != 1:
+        if prev.op != "call_module":
             continue
         layer = gm.get_submodule(prev.target)
-        if not can_fold(layer, bn) or calls[node.target] != 1 or calls[prev.target] != 1:
+        if type(layer) not in FOLDABLE_LAYERS:
+            continue
+        if len(prev.users) != 1:
+            problem: str | None = f"the output of {prev.target} is also used elsewhere"
+        elif calls[node.target] != 1 or calls[prev.target] != 1:
+            problem = f"{node.target} or {prev.target} is called more than once"
+        else:
+            problem = fold_problem(layer, bn, shapes.get(layer))
+        if problem is not None:
+            if not_folded is not None:
+                not_folded[node.target] = problem
             continue
         set_submodule(gm, prev.target, fold_batchnorm(layer, bn))
         node.replace_all_uses_with(prev)

@@ -106,6 +106,13 @@ def _record_shapes(net: nn.Module, sample_input: Tensor) -> dict[int, Any]:
 
 
 def _linear(module: nn.Linear, ctx: _Context) -> Any:
+    shape = ctx.shapes[id(module)][0] if id(module) in ctx.shapes else None
+    if shape is not None and len(shape) != 1:  # NIR's Linear/Affine maps one vector per sample
+        raise ConfigurationError(
+            f"'{ctx.names.get(id(module), '')}' ({type(module).__name__}): NIR's Linear and "
+            f"Affine take a flat input [{module.in_features}] per sample, this one gets "
+            f"{list(shape)}; flatten it first (layers.Flatten)"
+        )
     weight = module.weight.detach().cpu().numpy()
     if module.bias is None:
         return ctx.nir.Linear(weight=weight)
@@ -427,10 +434,21 @@ def export_to_nir(
         )
     graph = _trace(view, ctx)
     nodes, edges = inline_subgraphs(graph.nodes, graph.edges)
-    # NIR's own type check (every edge joins equal shapes) validates the export.
-    flat = nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
+    flat = _type_checked_graph(nir, nodes, edges)
     flat.metadata = {"spikeflow_dt": dt, "source": "spikeflow"}
     return flat
+
+
+def _type_checked_graph(nir: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]) -> Any:
+    """``nir.NIRGraph`` with NIR's own type check (every edge joins equal shapes), which
+    validates the export; a mismatch the checks above missed is a ConfigurationError."""
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"NIR export: the graph's shapes do not match ({error}); nodes: "
+            + ", ".join(f"{name} ({type(node).__name__})" for name, node in nodes.items())
+        ) from error
 
 
 def _export_converted(
@@ -454,7 +472,7 @@ def _export_converted(
         "neuron": _neuron,
     }
     nodes, edges = converted_to_nir(net, tuple(sample_input.shape[2:]), nir, ctx, handlers)
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
+    graph = _type_checked_graph(nir, nodes, edges)
     graph.metadata = {"spikeflow_dt": dt, "source": "spikeflow", "spikeflow_converted": True}
     return graph
 

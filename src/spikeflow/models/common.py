@@ -42,6 +42,7 @@ __all__ = [
     "NEURONS",
     "NeuronFactory",
     "NeuronSpec",
+    "check_bool_arguments",
     "check_input",
     "check_positive_int",
     "conv_bn",
@@ -100,8 +101,48 @@ def resolve_neuron(neuron: NeuronSpec) -> Callable[..., nn.Module]:
     )
 
 
-def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
-    """Keyword names ``factory`` accepts (following ``**kwargs`` up the MRO); None: any."""
+def _bool_annotation(parameter: inspect.Parameter) -> str | None:
+    """``"bool"`` or ``"bool | None"`` when ``parameter`` takes True/False (its annotation
+    says so, or it has no annotation and a bool default), else None."""
+    annotation = parameter.annotation
+    if annotation is parameter.empty:
+        return "bool" if isinstance(parameter.default, bool) else None
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    text = text.replace("typing.", "").replace(" ", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional[") : -1] + "|None"
+    parts = set(text.split("|"))
+    if parts == {"bool"}:
+        return "bool"
+    if parts == {"bool", "None"}:
+        return "bool | None"
+    return None
+
+
+def check_bool_arguments(
+    parameters: Mapping[str, inspect.Parameter], values: Mapping[str, Any], owner: str
+) -> None:
+    """Raise unless each of ``values`` whose parameter takes True or False (annotated
+    ``bool``, or unannotated with a bool default) is a bool (or None where the annotation
+    allows it): a string such as ``'False'`` would otherwise count as true.
+
+    Raises:
+        ConfigurationError: naming ``owner``, the argument and the value.
+    """
+    for key, value in values.items():
+        parameter = parameters.get(key)
+        kind = None if parameter is None else _bool_annotation(parameter)
+        if kind is None or isinstance(value, bool) or (value is None and kind == "bool | None"):
+            continue
+        allowed = "true or false" + (" (or None)" if kind == "bool | None" else "")
+        raise ConfigurationError(
+            f"{owner}: argument {key} must be {allowed}, got {value!r} ({type(value).__name__})"
+        )
+
+
+def _accepted_parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters ``factory`` accepts, by name (following ``**kwargs`` up the
+    MRO; a subclass's parameter wins over its base's); None: any."""
     targets: list[Callable[..., Any]]
     if isinstance(factory, functools.partial) and isinstance(factory.func, type):
         factory = factory.func  # a partial of a neuron class takes that class's arguments
@@ -113,21 +154,23 @@ def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
         ]
     else:
         targets = [factory]
-    names: set[str] = set()
+    accepted: dict[str, inspect.Parameter] = {}
     for target in targets:
         try:
             params = inspect.signature(target).parameters.values()
         except (TypeError, ValueError):
             return None
-        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        for p in params:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                accepted.setdefault(p.name, p)
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
     else:
         return None
-    names.discard("self")
-    if "init_tau" in names:  # ParametricLIFNode sets LIFNode's ``tau`` itself
-        names.discard("tau")
-    return names
+    accepted.pop("self", None)
+    if "init_tau" in accepted:  # ParametricLIFNode sets LIFNode's ``tau`` itself
+        accepted.pop("tau", None)
+    return accepted
 
 
 def required_kwargs(factory: Callable[..., Any]) -> list[str]:
@@ -151,7 +194,10 @@ def _build_surrogate(value: Any) -> Surrogate:
             raise ConfigurationError(
                 f"a surrogate given as a dict needs a 'name' key, got {sorted(spec)}"
             )
-        return get_surrogate(spec.pop("name"), **spec)
+        surrogate = get_surrogate(spec.pop("name"), **spec)
+        name = type(surrogate).__name__
+        check_bool_arguments(inspect.signature(type(surrogate)).parameters, spec, name)
+        return surrogate
     return get_surrogate(value)
 
 
@@ -183,12 +229,13 @@ class NeuronFactory:
             raise ConfigurationError(
                 f"neuron_kwargs must be a dict, got {type(neuron_kwargs).__name__}"
             )
-        accepted = _accepted_kwargs(self.neuron)
+        parameters = _accepted_parameters(self.neuron)
+        accepted = None if parameters is None else set(parameters)
         user = dict(neuron_kwargs or {})
+        name = getattr(self.neuron, "__name__", repr(self.neuron))
         if accepted is not None:
             unknown = sorted(set(user) - accepted)
             if unknown:
-                name = getattr(self.neuron, "__name__", repr(self.neuron))
                 raise ConfigurationError(
                     f"neuron {name} does not accept {unknown}; it accepts {sorted(accepted)}"
                 )
@@ -200,6 +247,7 @@ class NeuronFactory:
             if accepted is not None and key in accepted
         }
         kwargs.update(user)
+        check_bool_arguments(parameters or {}, kwargs, f"neuron {name}")
         if kwargs.get("step_mode", "m") != "m":
             raise ConfigurationError(
                 "the models run their neurons in multi-step mode; drop step_mode from "
@@ -211,7 +259,6 @@ class NeuronFactory:
             kwargs["surrogate_function"] = _build_surrogate(kwargs["surrogate_function"])
         missing = sorted(set(required_kwargs(self.neuron)) - set(kwargs))
         if missing:
-            name = getattr(self.neuron, "__name__", repr(self.neuron))
             example = " ".join(f"{key}=..." for key in missing)
             raise ConfigurationError(
                 f"neuron {name} needs the argument(s) {missing}, which have no default: pass "

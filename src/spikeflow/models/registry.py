@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.models.common import check_bool_arguments
 
 __all__ = ["create_model", "list_models", "model_arguments", "register_model"]
 
@@ -46,15 +47,36 @@ def _builder(name: str) -> ModelBuilder:
     return _REGISTRY[key]
 
 
-def _named_parameters(fn: Callable[..., Any], skip: tuple[str, ...] = ()) -> tuple[set[str], bool]:
-    """The keyword-usable parameter names of ``fn`` and whether it takes ``**kwargs``."""
+def _keyword_parameters(
+    fn: Callable[..., Any], skip: tuple[str, ...] = ()
+) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword-usable parameters of ``fn`` by name, and whether it takes ``**kwargs``."""
     params = inspect.signature(fn).parameters.values()
-    names = {
-        p.name
+    named = {
+        p.name: p
         for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip
     }
-    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _model_parameters(name: str) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword parameters :func:`create_model` passes on for the model ``name`` (the
+    builder's, then those of the model class it passes ``**kwargs`` on to), and whether
+    that list is complete."""
+    builder = _builder(name)
+    try:
+        parameters, open_ended = _keyword_parameters(builder)
+        if not open_ended:
+            return parameters, True
+        target = typing.get_type_hints(builder).get("return")
+        if not isinstance(target, type):
+            return parameters, False
+        fixed = tuple(getattr(target, "builder_fixed_arguments", ()))
+        more, still_open = _keyword_parameters(target, skip=("self", *fixed))
+    except (TypeError, ValueError, NameError):
+        return {}, False
+    return {**more, **parameters}, not still_open
 
 
 def model_arguments(name: str) -> list[str] | None:
@@ -68,21 +90,8 @@ def model_arguments(name: str) -> list[str] | None:
     Raises:
         ConfigurationError: no model has that name (the message lists them).
     """
-    builder = _builder(name)
-    try:
-        names, open_ended = _named_parameters(builder)
-        if open_ended:
-            target = typing.get_type_hints(builder).get("return")
-            if not isinstance(target, type):
-                return None
-            fixed = tuple(getattr(target, "builder_fixed_arguments", ()))
-            more, still_open = _named_parameters(target, skip=("self", *fixed))
-            if still_open:
-                return None
-            names |= more
-    except (TypeError, ValueError, NameError):
-        return None
-    return sorted(names)
+    parameters, complete = _model_parameters(name)
+    return sorted(parameters) if complete else None
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -93,11 +102,13 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     ``zero_init_residual``, plus its own arguments (:func:`model_arguments` lists them).
 
     Raises:
-        ConfigurationError: no model has that name, or an argument the model does not
-            take (the messages list the names and the arguments).
+        ConfigurationError: no model has that name, an argument the model does not take
+            (the messages list the names and the arguments), or a value that is not
+            True or False for an argument annotated ``bool`` (``batch_norm="False"``).
     """
     builder = _builder(name)
-    accepted = model_arguments(name)
+    parameters, complete = _model_parameters(name)
+    accepted = sorted(parameters) if complete else None
     if accepted is not None:
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
@@ -105,6 +116,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
                 f"model {name!r} does not accept the argument(s) {unknown}; it accepts "
                 f"{', '.join(accepted)}"
             )
+    check_bool_arguments(parameters, kwargs, f"model {name!r}")
     try:
         return builder(**kwargs)
     except TypeError as exc:

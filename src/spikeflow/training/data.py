@@ -69,11 +69,23 @@ def even_subset(dataset: Dataset, count: int | None) -> Dataset:
 
 
 def _digits(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
-    if config.data_dir is not None:
+    # Options of event datasets would be ignored: an error, as they suggest another dataset.
+    given = [
+        option
+        for option, used in (
+            (f"--data-dir {config.data_dir}", config.data_dir is not None),
+            (f"--cache-dir {config.cache_dir}", config.cache_dir is not None),
+            (f"--split-by {config.split_by}", config.split_by != "number"),
+            ("--download", config.download),
+        )
+        if used
+    ]
+    if given:
         raise ConfigurationError(
-            f"--data-dir {config.data_dir} was given, but the 'digits' dataset ships with "
-            "scikit-learn and reads no folder; for a neuromorphic dataset also pass "
-            "--dataset (e.g. --dataset nmnist)"
+            f"{', '.join(given)} {'was' if len(given) == 1 else 'were'} given, but the "
+            "'digits' dataset ships with scikit-learn: it reads no folder, caches no frames "
+            "and has no events to split; for a neuromorphic dataset also pass --dataset "
+            "(e.g. --dataset nmnist)"
         )
     try:
         from sklearn.datasets import load_digits
@@ -144,7 +156,11 @@ def _neuromorphic(
         train = cls(config.data_dir, train=True, **kwargs) if with_train else None
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
-        hint = " (from the command line: --download)" if can_download else ""
+        hint = ""
+        if can_download and with_train:
+            hint = " (from the command line: --download)"
+        elif can_download:  # spikeflow eval, which has no --download
+            hint = " (spikeflow eval does not download; spikeflow train --download does)"
         raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
     width, height, channels = cls.sensor_size
     num_classes = dataset_num_classes(train if train is not None else test, cls.__name__)
@@ -157,7 +173,8 @@ def build_datasets(
     """The train and test splits of ``config.dataset`` (subsets when
     ``train_samples``/``test_samples`` are set) and their :class:`DataInfo`;
     ``with_train=False`` (evaluation) does not open the training split (``None``), so
-    it need not be on disk.
+    it need not be on disk, and a dataset that is not found is not met with the advice
+    to pass ``--download`` (``spikeflow eval`` has no such option).
 
     Raises:
         ConfigurationError: an unknown dataset name (the message lists them).

@@ -441,6 +441,12 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
+            if int(payload["global_step"]) > 0:
+                # The optimizer stepped before the checkpoint: tell the scheduler, which
+                # otherwise warns that it "skips the first value of the schedule" when a
+                # resume at the end of the first epoch steps it before any optimizer step
+                # (the schedule is right either way: its state comes from the checkpoint).
+                self.optimizer._opt_called = True  # type: ignore[attr-defined]
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
         self.global_step = int(payload["global_step"])
