@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import fused_backends, kernel_device
+from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.triton_backend import triton_available
 from spikeflow.neurons import BaseNode, IFNode
@@ -567,3 +568,56 @@ def test_an_infinite_membrane_at_the_last_step_keeps_the_reference_gradients(
         assert torch.equal(s, s_ref)
         assert torch.isfinite(g_ref).all()
         torch.testing.assert_close(g, g_ref)
+
+
+def _last_step_inf_grads(node: BaseNode, x: torch.Tensor, loss, streaming: bool) -> torch.Tensor:
+    xr = x.clone().requires_grad_(True)
+    if streaming:  # the final states are outputs a loss can use
+        with F.streaming(node):
+            loss(node, node(xr)).backward()
+    else:
+        loss(node, node(xr)).backward()
+    return xr.grad
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        "izhikevich: spikes + final w",
+        "alif: spikes + final a",
+        "lif: v_seq recorded",
+        "lif compiled",
+    ],
+)
+def test_an_infinite_last_membrane_with_other_outputs_differentiated(backend, case):
+    """The last step counts each output only where its gradient is not zero: a final
+    state left out of the loss (beside one in it), a recorded membrane the loss does not
+    use, and torch.compile, which hands the operator zeros for the gradients of unused
+    outputs, all keep the reference's finite gradients."""
+    from spikeflow.neurons import ALIFNode, IzhikevichNode, LIFNode
+
+    x = torch.tensor([[0.6, 0.6], [0.6, 0.6], [0.6, -math.inf]], dtype=torch.float64)
+    x = x.unsqueeze(1).to(kernel_device(backend))
+    spikes_only = lambda node, s: s.sum()  # noqa: E731
+    build, loss = {
+        "izhikevich: spikes + final w": (
+            lambda b: IzhikevichNode(backend=b),
+            lambda node, s: s.sum() + node.state["w"].sum(),
+        ),
+        "alif: spikes + final a": (
+            lambda b: ALIFNode(backend=b),
+            lambda node, s: s.sum() + node.state["a"].sum(),
+        ),
+        "lif: v_seq recorded": (lambda b: LIFNode(store_v_seq=True, backend=b), spikes_only),
+        "lif compiled": (lambda b: LIFNode(backend=b), spikes_only),
+    }[case]
+    grads = []
+    for b in ("torch", backend):
+        node = build(b).to(x.device)
+        if case == "lif compiled":
+            node = torch.compile(node, backend="aot_eager")
+        grads.append(_last_step_inf_grads(node, x, loss, streaming="final" in case))
+    assert torch.isfinite(grads[0]).all()
+    torch.testing.assert_close(grads[1], grads[0])

@@ -447,16 +447,14 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
                     typing, raw)  # fmt: skip
     replay += [f"{S('ST', s)}[i] = {S('new', s)};" for s in states]
 
-    def step_body(grads: tuple[Expr, ...], carried: bool) -> list[str]:
+    def step_body(grads: tuple[Expr, ...]) -> list[str]:
         """One backward step (the body of the loop over a block's neurons) computing
-        ``grads`` (:attr:`StepGraph.gradients`' layout); ``carried``: it reads the
-        state gradients carried from the step after it."""
+        ``grads`` (:attr:`StepGraph.gradients`' layout)."""
         body = ["const T x_ = X[o + i];", "const T gspk_ = GSPK[og + i];"]
         body += [f"const T {S('st', s)} = {S('LOC', s)}[j][i];" for s in states]
-        if carried:
-            body += [f"const T {S('gst', s)} = {S('GST', s)}[i];" for s in states
-                     if not _recorded(spec, s)]  # fmt: skip
-        if carried and spec.record_v:  # the recorded membrane's gradient joins the carried one
+        body += [f"const T {S('gst', s)} = {S('GST', s)}[i];" for s in states
+                 if not _recorded(spec, s)]  # fmt: skip
+        if spec.record_v:  # the recorded membrane's gradient joins the carried one
             body.append(
                 f"const T {S('gst', 'v')} = {S('GST', 'v')}[i]"
                 " + GVREC[(t0 + j) * gvrec_step + o_n + i];"
@@ -472,12 +470,11 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
             body.append("ACC_THETA[i] += dtheta_;")
         return body
 
-    body = step_body(g.gradients, carried=True)
-    # The last step, when no final state is differentiated (every GOUT NULL) and no
-    # membrane recorded: the spike's gradient alone (see StepGraph.spike_only).
-    peel = not spec.record_v
-    last_body = step_body(g.spike_only, carried=False) if peel else []
-    absent = " && ".join(f"!{S('GOUT', s)}" for s in states) if peel and states else "0"
+    body = step_body(g.gradients)
+    # The last step counts each output only where its gradient is not zero (see
+    # StepGraph.last_step): an absent final-state gradient (NULL, read as 0) then
+    # contributes nothing, not 0 * inf.
+    last_body = step_body(g.last_step)
     accs = [S("ACC", p) for p in grad_p] + (["ACC_THETA"] if spec.grad_theta else [])
     outs = [S("GP", p) for p in grad_p] + (["GTHETA"] if spec.grad_theta else [])
     # Block-local arrays, carved out of the thread's work buffer: per state the carried
@@ -525,7 +522,6 @@ __attribute__((noinline)) static void backward_block(int64_t o_n, int64_t w, int
         const int64_t m = (N - o_n < w) ? (N - o_n) : w;
 {indent(locals_, 2)}
 {indent(init_grads, 2)}
-        const int spike_only = {absent};
         for (int64_t seg = (T_ - 1) / {K}; seg >= 0; --seg) {{
             const int64_t t0 = seg * {K};
             const int64_t len = (T_ - t0 < {K}) ? (T_ - t0) : {K};
@@ -540,7 +536,7 @@ __attribute__((noinline)) static void backward_block(int64_t o_n, int64_t w, int
                 }}
             }}
             int64_t top = len - 1;
-            if (spike_only && t0 + top == T_ - 1) {{
+            if (t0 + top == T_ - 1) {{
                 const int64_t j = top--;
                 const int64_t o = (t0 + j) * N + o_n;
                 const int64_t og = (t0 + j) * gspk_step + o_n;

@@ -500,22 +500,20 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     if spec.record_v:
         pre.append("pGVREC = GVREC + GVLAST + offs")
 
-    def step_body(grads: tuple[Expr, ...], carried: bool) -> list[str]:
-        """One backward step computing ``grads`` (:attr:`StepGraph.gradients`' layout);
-        ``carried``: it reads the state gradients carried from the step after it (else
-        it is the step before the loop, whose temporaries must not share the loop's
-        names: Triton would take them for loop-carried values)."""
+    def step_body(grads: tuple[Expr, ...], prefix: str) -> list[str]:
+        """One backward step computing ``grads`` (:attr:`StepGraph.gradients`' layout),
+        its temporaries named ``<prefix><k>`` (the last step's, before the loop, must
+        not share the loop's names: Triton would take them for loop-carried values)."""
         body = [
             "x_ = tl.load(pX, mask=mask, other=0.0).to(CT)",
             "gspk_ = tl.load(pGSPK, mask=mask, other=0.0).to(CT)",
         ]
         body += [f"{S('st', s)} = tl.load(p{S('SAVE', s)}, mask=mask, other=0.0).to(CT)"
                  for s in states]  # fmt: skip
-        if carried and spec.record_v:  # the recorded membrane's gradient joins the carried one
+        if spec.record_v:  # the recorded membrane's gradient joins the carried one
             gv = S("gst", "v")
             body.append(f"{gv} = {gv} + tl.load(pGVREC, mask=mask, other=0.0).to(CT)")
         targets = gradient_targets(spec, grads, "gx_")
-        prefix = "tmp" if carried else "last"
         body += _emit(targets, names, exact, spec.ctype, block_vars, typing, raw, prefix)
         body.append("tl.store(pGX, gx_.to(GX.dtype.element_ty), mask=mask)")
         body += [f"{S('gst', s)} = {S('ngs', s)}" for s in states]
@@ -528,15 +526,11 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
             body.append("pGVREC -= GVSTEP")
         return body
 
-    body = step_body(g.gradients, carried=True)
-    # The last step, when no final state is differentiated (every GOUT None, decided at
-    # compile time) and no membrane recorded: the spike's gradient alone (see
-    # StepGraph.spike_only), then the loop over the others.
-    pre.append("t_start = 0")
-    if not spec.record_v:
-        last = [*step_body(g.spike_only, carried=False), "t_start = 1"]
-        pre += ["    " * depth + f"if {S('GOUT', s)} is None:" for depth, s in enumerate(states)]
-        pre += ["    " * len(states) + line for line in last]
+    body = step_body(g.gradients, "tmp")
+    # The last step, before the loop over the others, counts each output only where its
+    # gradient is not zero (see StepGraph.last_step): an absent final-state gradient
+    # (None, read as 0) then contributes nothing, not 0 * inf.
+    pre += step_body(g.last_step, "last")
     post = [f"tl.store({S('GS0', s)} + offs, {S('gst', s)}.to({S('GS0', s)}.dtype.element_ty), "
             "mask=mask)" for s in states]  # fmt: skip
     post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
@@ -548,7 +542,7 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
 def spikeflow_backward({b_sig}):
     CT: tl.constexpr = {ct}
 {indent(loads + pre, 1)}
-    for _t in range(t_start, T):
+    for _t in range(1, T):
 {indent(body, 2)}
 {indent(post, 1)}
 """

@@ -38,11 +38,12 @@ class StepGraph:
     grad_state: tuple[Expr, ...]
     grad_params: tuple[Expr, ...]
     grad_theta: Expr
-    #: The gradients of (x, the states, the parameters, the threshold) of a step whose
-    #: new state has no gradient at all (the last step, when no final state is
-    #: differentiated): the spike's alone. ``0 * inf`` terms of the absent state
-    #: gradient are not there, as the reference loop never computes them.
-    spike_only: tuple[Expr, ...] = ()
+    #: The gradients of (x, the states, the parameters, the threshold) of the last step:
+    #: each output's contribution only where its cotangent is not zero. The cotangents
+    #: of the final outputs are absent when they are not differentiated (zeros under
+    #: torch.compile), and the reference loop then never multiplies by the Jacobian,
+    #: whose ``0 * inf`` would be NaN where the last membrane is infinite.
+    last_step: tuple[Expr, ...] = ()
     #: Surrogate parameters that are variables ``sg_<name>`` of the backward (their
     #: values travel with each call, after the threshold, in this order); the others
     #: are constants of the generated code.
@@ -51,7 +52,7 @@ class StepGraph:
     @property
     def gradients(self) -> tuple[Expr, ...]:
         """The gradients of (x, the states, the parameters, the threshold), in
-        :attr:`spike_only`'s layout."""
+        :attr:`last_step`'s layout."""
         return (self.grad_x, *self.grad_state, *self.grad_params, self.grad_theta)
 
 
@@ -163,9 +164,9 @@ def _build_step(
 
     cotangents = [var("grad_spike"), *(var(f"grad_state_{n}") for n in decl.state_names)]
     wrt = [x, *states, *params.values(), theta]
-    grads = vjp([spike, *new_state], cotangents, wrt, surrogate_grad)
-    absent = [var("grad_spike"), *(const(0.0) for _ in decl.state_names)]
-    spike_only = vjp([spike, *new_state], absent, wrt, surrogate_grad)
+    outputs = [spike, *new_state]
+    grads = vjp(outputs, cotangents, wrt, surrogate_grad)
+    last_step = _guarded_vjp(outputs, cotangents, wrt, surrogate_grad)
     n_states = len(states)
     return StepGraph(
         decl=decl,
@@ -176,6 +177,26 @@ def _build_step(
         grad_state=tuple(grads[1 : 1 + n_states]),
         grad_params=tuple(grads[1 + n_states : 1 + n_states + len(params)]),
         grad_theta=grads[-1],
-        spike_only=tuple(spike_only),
+        last_step=last_step,
         surrogate_scalars=tuple(surrogate_scalars),
     )
+
+
+def _guarded_vjp(
+    outputs: list[Expr],
+    cotangents: list[Expr],
+    wrt: list[Expr],
+    surrogate_grad: Callable[[Expr], Expr],
+) -> tuple[Expr, ...]:
+    """The vector-Jacobian product as a sum of each output's part, each counted only
+    where its cotangent is not zero (see :attr:`StepGraph.last_step`)."""
+    zero = const(0.0)
+    totals: list[Expr | None] = [None] * len(wrt)
+    for k, cotangent in enumerate(cotangents):
+        alone = [cotangent if i == k else zero for i in range(len(cotangents))]
+        for i, part in enumerate(vjp(outputs, alone, wrt, surrogate_grad)):
+            if part.is_const and part.value == 0:
+                continue
+            guarded = apply("where", apply("ne", cotangent, 0.0), part, 0.0)
+            totals[i] = guarded if totals[i] is None else apply("add", totals[i], guarded)
+    return tuple(zero if t is None else t for t in totals)
