@@ -118,20 +118,23 @@ def test_triton_kernels_inside_torch_compile_match_eager():
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
 
 
-def test_a_zero_dim_cpu_tensor_beside_a_gpu_input_runs_and_a_gpu_array_is_refused():
-    """PyTorch's rule: a 0-dim CPU tensor combines with tensors on any device (the Triton
-    kernels get it copied to the GPU); a GPU tensor beside a CPU input is refused by
-    name (the C kernels would read its pointer on the host)."""
+def test_a_zero_dim_cpu_tensor_beside_a_gpu_input_falls_back_and_a_gpu_array_is_refused():
+    """PyTorch's rule: a 0-dim CPU tensor combines with tensors on any device, read on
+    the host as a scalar (a division by it multiplies by its reciprocal): backend
+    "auto" runs the reference loop for it (the Triton kernels would read it on the
+    device), "triton" refuses it; a GPU tensor beside a CPU input is refused by name
+    (the C kernels would read its pointer on the host)."""
     from spikeflow.errors import ConfigurationError
+    from spikeflow.kernels import HostScalarError
 
     x = torch.rand(8, 1000, device=CUDA) * 2.5
-    outs = []
-    for b in ("torch", "triton"):
-        node = LIFNode(v_threshold=torch.tensor(0.9), backend=b)  # stays on the CPU
-        outs.append(spikes_and_grads(node, x))
-    (y_ref, g_ref), (y, g) = outs
-    assert torch.equal(y, y_ref)
-    torch.testing.assert_close(g[0], g_ref[0])
+    ref = spikes_and_grads(LIFNode(v_threshold=torch.tensor(0.9), backend="torch"), x)
+    with pytest.warns(UserWarning, match="host scalar"):
+        auto = spikes_and_grads(LIFNode(v_threshold=torch.tensor(0.9), backend="auto"), x)
+    assert torch.equal(auto[0], ref[0])
+    torch.testing.assert_close(auto[1][0], ref[1][0])
+    with pytest.raises(HostScalarError):
+        LIFNode(v_threshold=torch.tensor(0.9), backend="triton")(x)
     node = LIFNode(v_threshold=torch.ones(1000, device=CUDA), backend="cpu")
     with pytest.raises(ConfigurationError, match="the threshold is on device cuda"):
         node(torch.rand(8, 1000))

@@ -545,6 +545,26 @@ def test_a_tensor_on_another_device_than_the_input_is_refused_by_name(backend, w
         )
 
 
+@pytest.mark.parametrize("backend", fused_backends()[-1:])
+def test_a_zero_dim_cpu_tensor_beside_an_input_elsewhere_is_a_host_scalar(backend):
+    """PyTorch reads a 0-dim CPU tensor beside a GPU input on the host (a CUDA division
+    by it multiplies by its reciprocal), which the Triton kernels would not reproduce:
+    refused as a HostScalarError, which backend="auto" answers with the reference loop
+    ("meta" stands in for the GPU; tests/test_kernels_cuda.py runs it on one)."""
+    from spikeflow.kernels import HostScalarError
+    from spikeflow.kernels.triton_backend import run_triton
+    from spikeflow.neurons import LIFNode
+
+    device = (
+        torch.device("meta") if kernel_device(backend).type == "cpu" else kernel_device(backend)
+    )
+    x = torch.rand(4, 3, device=device)
+    node = LIFNode()
+    with pytest.raises(HostScalarError, match="the threshold is a 0-dim CPU tensor"):
+        run_triton(node.declaration(), x, node.initial_state(x[0]), node.neuron_params(),
+                   torch.tensor(0.9), node.firing_rule)  # fmt: skip
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf arithmetic under the interpreter
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("v_reset", [0.0, None])

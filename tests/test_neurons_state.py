@@ -183,3 +183,25 @@ def test_a_model_copied_after_a_training_step_keeps_values_without_the_graph(bac
         # The copy streams on from the same state as the original.
         with torch.no_grad():
             assert torch.equal(twin(x), net(x))
+
+
+def test_a_parametrized_neuron_is_deep_copied_after_a_training_step():
+    """torch.nn.utils.parametrize gives a module its own __deepcopy__ unless its class
+    has one, which would bypass MemoryModule.__getstate__: MemoryModule defines it."""
+    import copy
+
+    from torch.nn.utils import parametrize
+
+    class Doubled(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    node = ParametricLIFNode(store_v_seq=True)
+    parametrize.register_parametrization(node, "w", Doubled())
+    x = torch.rand(5, 2, 3) * 2
+    (node(x).sum() + node.v_seq.sum()).backward()
+    twin = copy.deepcopy(node)
+    assert twin.v_seq.grad_fn is None and torch.equal(twin.v_seq, node.v_seq)
+    assert torch.equal(twin.w, node.w) and twin.parametrizations.w is not node.parametrizations.w
+    with torch.no_grad():
+        assert torch.equal(twin(x), node(x))

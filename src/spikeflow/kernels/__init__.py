@@ -27,7 +27,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
 from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.fused import dual_tensors, functorch_active
-from spikeflow.kernels.precision import MixedPrecisionError
+from spikeflow.kernels.precision import HostScalarError, MixedPrecisionError
 from spikeflow.kernels.reference import FiringRule, run_reference
 from spikeflow.kernels.triton_backend import run_triton, triton_available
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -35,6 +35,7 @@ from spikeflow.neurons.declaration import NeuronDeclaration
 __all__ = [
     "BACKENDS",
     "FiringRule",
+    "HostScalarError",
     "MixedPrecisionError",
     "TraceError",
     "check_backend",
@@ -109,8 +110,9 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
     kernels cannot give the reference's results or cannot be built: forward-mode AD
     dual tensors (the kernels would drop the tangent), equations the tracer refuses (an
     unsupported call, a captured tensor, ...), mixed precision (a parameter, threshold
-    or state wider than the input) and a C compiler that fails on the kernels (a
-    compiler without OpenMP, say); the last three warned once per neuron and reason."""
+    or state wider than the input), a 0-dim CPU tensor beside a GPU input (a host
+    scalar to PyTorch) and a C compiler that fails on the kernels (a compiler without
+    OpenMP, say); all but the first warned once per neuron and reason."""
 
     def run(*args: Any) -> tuple:  # the arguments of run_reference
         decl, x_seq, state, params, threshold = args[:5]
@@ -125,7 +127,12 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
             )
         except MixedPrecisionError as exc:  # raised before tracing, before any kernel ran
             key = (exc.value, exc.dtype, exc.input_dtype)  # not the shape (a batch size)
-            why = f"it mixes precisions, which a fused kernel cannot: {exc.reason}"
+            what = (
+                "takes a 0-dim CPU tensor as a host scalar"
+                if isinstance(exc, HostScalarError)
+                else "mixes precisions"
+            )
+            why = f"it {what}, which a fused kernel cannot: {exc.reason}"
             _fallback_warning(decl, key, why)
         except BuildError as exc:  # the C compiler is there but failed (no OpenMP, ...)
             message = str(exc)

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.kernels.precision import operand_tag, promoted_input
+from spikeflow.kernels.precision import HostScalarError, operand_tag, promoted_input
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.registry import (
     Entry,
@@ -63,7 +63,7 @@ def _layout(
     ``values`` are the Python-float operands, in order."""
     if not operands:  # every parameter a Python float
         return [], values
-    step_shape, device = x.shape[1:], x.device
+    step_shape = x.shape[1:]
     arrays: list[Tensor] = []
     scalars: list[float] = []
     tensors, floats = iter(operands), iter(values)
@@ -80,7 +80,7 @@ def _layout(
         # A float64 0-dim tensor keeps its dtype (the kernels compute the scalar-only
         # sub-expressions it enters in float64, see KernelSpec.operands).
         sd = torch.float64 if t.dtype == torch.float64 and t.dim() == 0 else entry.state_dtype
-        t = t.detach().to(device, sd)  # a 0-dim CPU tensor beside a GPU input: copied there
+        t = t.detach().to(sd)
         arrays.append(t.expand(step_shape).contiguous().view(-1) if array else t.reshape(1))
     scalars.extend(floats)  # the surrogate's run-time parameters
     return arrays, scalars
@@ -368,15 +368,22 @@ def _values_tensor(values: list[float]) -> Tensor:
 
 
 def _check_device(decl: NeuronDeclaration, what: str, value: Tensor, x: Tensor) -> None:
-    """Refuse a tensor on another device than the input ``x`` (the kernels would read
-    its raw pointer on the wrong device: a crash), except a 0-dim CPU tensor, which
-    PyTorch's kernels accept beside any device (and the kernels receive by value or
-    copied to ``x``'s device)."""
-    if value.device == x.device or (value.dim() == 0 and value.device.type == "cpu"):
+    """Refuse a tensor on another device than the input ``x``: the kernels would read
+    its raw pointer on the wrong device (a crash). A 0-dim CPU tensor, which PyTorch
+    accepts beside any device as a host scalar, is a :class:`HostScalarError` (``auto``
+    runs the reference loop)."""
+    if value.device == x.device:
         return
+    if value.dim() == 0 and value.device.type == "cpu":
+        raise HostScalarError(what, value.dtype, x.dtype, str(x.device))
+    fix = (
+        "a carried (streaming) state stays on the device it was computed on: reset the "
+        "neuron (spikeflow.functional.reset_net(net)) after moving it"
+        if what.startswith("state")
+        else "move the neuron and its input to the same device (neuron.to(x.device))"
+    )
     raise ConfigurationError(
-        f"{decl.name}: {what} is on device {value.device} but the input is on {x.device}; "
-        "move the neuron and its input to the same device (neuron.to(x.device))"
+        f"{decl.name}: {what} is on device {value.device} but the input is on {x.device}; {fix}"
     )
 
 
@@ -457,11 +464,7 @@ def run_fused(
         if not isinstance(s, Tensor):  # a number from initial_state: the same everywhere
             s = torch.full(step_shape, float(s), dtype=state_dtype, device=x_seq.device)
         _check_device(decl, f"state {name!r}", s, x_seq)
-        s = (
-            s
-            if s.dtype == state_dtype and s.device == x_seq.device
-            else s.to(x_seq.device, state_dtype)
-        )
+        s = s if s.dtype == state_dtype else s.to(state_dtype)
         states.append((s if s.shape == step_shape else s.expand(step_shape)).contiguous())
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)

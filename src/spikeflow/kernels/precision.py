@@ -19,7 +19,13 @@ from torch import Tensor
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.expr import TraceError
 
-__all__ = ["MixedPrecisionError", "ScalarPrecisionError", "operand_tag", "promoted_input"]
+__all__ = [
+    "HostScalarError",
+    "MixedPrecisionError",
+    "ScalarPrecisionError",
+    "operand_tag",
+    "promoted_input",
+]
 
 #: Input dtypes the kernels compute in as they are (never promoted).
 _EXACT = (torch.float32, torch.float64)
@@ -59,6 +65,33 @@ class MixedPrecisionError(ConfigurationError):
             f"fused kernel cannot reproduce. Give the neuron (its parameters, threshold and "
             f"initial state) and its input one dtype, e.g. neuron.to(x.dtype) or "
             f"x.to({self.dtype}), or use backend='torch'"
+        )
+
+
+class HostScalarError(MixedPrecisionError):
+    """A 0-dim CPU tensor (a parameter, the threshold or a state) beside an input on
+    another device. PyTorch's CUDA kernels read such a tensor on the host as a scalar,
+    and divide by it as a multiplication by its reciprocal, which the Triton kernels,
+    reading it on the device, do not reproduce. An explicit fused backend raises it;
+    ``backend="auto"`` runs the reference loop instead, with a warning.
+
+    Attributes: as :class:`MixedPrecisionError` (``shape`` is ``()``), and ``device``:
+    the input's device.
+    """
+
+    def __init__(self, value: str, dtype: torch.dtype, input_dtype: torch.dtype, device: str):
+        self.device = device
+        super().__init__(value, dtype, (), input_dtype)
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"{self.value} is a 0-dim CPU tensor ({self.dtype}) beside an input on "
+            f"{self.device}; PyTorch reads such a tensor on the host as a scalar (and "
+            f"divides by it as a multiplication by its reciprocal), which the fused "
+            f"kernels, reading it on the device, do not reproduce. Move it to the input's "
+            f"device (neuron.to(x.device); keep it as a buffer or parameter so that .to() "
+            f"moves it), or use backend='torch'"
         )
 
 
