@@ -563,6 +563,10 @@ def test_a_zero_dim_cpu_tensor_beside_an_input_elsewhere_is_a_host_scalar(backen
     with pytest.raises(HostScalarError, match="the threshold is a 0-dim CPU tensor"):
         run_triton(node.declaration(), x, node.initial_state(x[0]), node.neuron_params(),
                    torch.tensor(0.9), node.firing_rule)  # fmt: skip
+    # A carried 0-dim state cannot be moved by neuron.to(): the advice is a reset.
+    with pytest.raises(HostScalarError, match=r"state 'v' is a 0-dim CPU.*reset_net"):
+        run_triton(node.declaration(), x, {"v": torch.tensor(0.0)}, node.neuron_params(),
+                   1.0, node.firing_rule)  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf arithmetic under the interpreter
@@ -641,3 +645,28 @@ def test_an_infinite_last_membrane_with_other_outputs_differentiated(backend, ca
         grads.append(_last_step_inf_grads(node, x, loss, streaming="final" in case))
     assert torch.isfinite(grads[0]).all()
     torch.testing.assert_close(grads[1], grads[0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_last_step_keeps_nan_and_negative_zero_gradients_as_the_reference(backend):
+    """Only the new states' parts of the last step are guarded: a NaN input there with a
+    zero spike gradient (a loss on spikes[:-1]) is NaN through every step, as in the
+    reference, and a -0.0 upstream gradient keeps its sign."""
+    from spikeflow.neurons import LIFNode
+
+    device = kernel_device(backend)
+    x = (torch.rand(4, 1, 3, dtype=torch.float64) * 2).to(device)
+    x[-1, 0, 1] = math.nan
+    weights = torch.ones_like(x)
+    weights[-1] = 0.0
+    weights[-1, 0, 2] = -0.0
+    got = []
+    for b in ("torch", backend):
+        xr = x.clone().requires_grad_(True)
+        (LIFNode(backend=b)(xr) * weights).sum().backward()
+        got.append(xr.grad)
+    ref, fused = got
+    assert torch.isnan(ref[:, 0, 1]).all() and torch.isnan(fused[:, 0, 1]).all()
+    torch.testing.assert_close(fused, ref, equal_nan=True)
+    assert torch.equal(torch.signbit(fused[-1]), torch.signbit(ref[-1]))

@@ -205,3 +205,19 @@ def test_a_parametrized_neuron_is_deep_copied_after_a_training_step():
     assert torch.equal(twin.w, node.w) and twin.parametrizations.w is not node.parametrizations.w
     with torch.no_grad():
         assert torch.equal(twin(x), node(x))
+
+
+def test_a_deep_copy_keeps_other_references_to_the_recorded_tensors_shared():
+    """The detached copies of a neuron's v_seq and carried state are registered in
+    deepcopy's memo: a holder of the same tensor (a monitor) shares the one copy."""
+    import copy
+
+    node = LIFNode(store_v_seq=True)
+    holder = nn.Module()
+    x = torch.rand(4, 2, 3, requires_grad=True)
+    with F.streaming(node):
+        node(x).sum().backward()
+        holder.v_seq, holder.v = node.v_seq, node.state["v"]
+        net_copy, holder_copy = copy.deepcopy((node, holder))
+        assert net_copy.v_seq is holder_copy.v_seq and net_copy.state["v"] is holder_copy.v
+        assert net_copy.v_seq.grad_fn is None

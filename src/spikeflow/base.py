@@ -86,32 +86,44 @@ class MemoryModule(StepModule, nn.Module):
         self.streaming = False
         self._state: dict[str, Tensor] | None = None
 
-    def _detached(self, attributes: dict[str, Any]) -> dict[str, Any]:
-        """``attributes`` (the module's ``__dict__`` or a copy of it) with the carried
-        state and the tensors of :attr:`_graph_attributes` detached from the last
-        call's autograd graph (PyTorch cannot deep-copy a tensor that is not a graph
-        leaf, so a model copied after a training step, for an EMA or by the NIR
-        export, failed)."""
-        attributes = dict(attributes)
-        if attributes.get("_state") is not None:
-            attributes["_state"] = {k: v.detach() for k, v in attributes["_state"].items()}
+    def _graph_tensors(self) -> list[Tensor]:
+        """The carried state's tensors and those of :attr:`_graph_attributes`: what may
+        belong to the last call's autograd graph."""
+        found = list((self.__dict__.get("_state") or {}).values())
         for name in self._graph_attributes:
-            if isinstance(attributes.get(name), Tensor):
-                attributes[name] = attributes[name].detach()
-        return attributes
+            value = self.__dict__.get(name)
+            if isinstance(value, Tensor):
+                found.append(value)
+        return found
 
     def __getstate__(self) -> dict[str, Any]:
-        """What pickle (and ``copy.copy``) copies: see :meth:`_detached`."""
-        return self._detached(super().__getstate__())
+        """What pickle (and ``copy.copy``) copies: the carried state and the tensors of
+        :attr:`_graph_attributes` as values, detached from the last call's autograd
+        graph (PyTorch cannot deep-copy a tensor that is not a graph leaf, so a model
+        copied after a training step, for an EMA or by the NIR export, failed)."""
+        state = super().__getstate__()
+        if state.get("_state") is not None:
+            state["_state"] = {k: v.detach() for k, v in state["_state"].items()}
+        for name in self._graph_attributes:
+            if isinstance(state.get(name), Tensor):
+                state[name] = state[name].detach()
+        return state
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MemoryModule:
-        """A deep copy whose carried state and recorded tensors are values (see
-        :meth:`_detached`). Defined here, not left to ``__getstate__``, because
+        """A deep copy whose carried state and recorded tensors are detached values (as
+        :meth:`__getstate__`), each registered in ``memo`` under the original's id, so
+        that other references to it among the copied objects share the one copy.
+        Defined here, not left to ``__getstate__``, because
         ``torch.nn.utils.parametrize`` gives a parametrized module a ``__deepcopy__``
         of its own unless its class has one."""
         replica = type(self).__new__(type(self))
         memo[id(self)] = replica
-        attributes = self._detached(self.__dict__)
+        keep = memo.setdefault(id(memo), [])  # deepcopy's keep-alive list
+        for tensor in self._graph_tensors():
+            if id(tensor) not in memo:
+                memo[id(tensor)] = copy.deepcopy(tensor.detach(), memo)
+                keep.append(tensor)
+        attributes = dict(self.__dict__)
         attributes.pop("_compiled_call_impl", None)  # as nn.Module.__getstate__
         replica.__dict__ = copy.deepcopy(attributes, memo)
         return replica

@@ -70,7 +70,8 @@ class Expr:
         """A structural key: equal keys mean equal expressions (used for CSE)."""
         if self._key is None:
             if self.op == "const":
-                self._key = ("const", self.value)
+                # The sign too: -0.0 == 0.0, but they are different constants.
+                self._key = ("const", self.value, math.copysign(1.0, self.value))
             elif self.op == "var":
                 self._key = ("var", self.name)
             elif self.name:  # a cast's dtype

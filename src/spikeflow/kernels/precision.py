@@ -85,13 +85,19 @@ class HostScalarError(MixedPrecisionError):
 
     @property
     def reason(self) -> str:
+        fix = (
+            "A carried (streaming) state stays on the device it was computed on: reset "
+            "the neuron (spikeflow.functional.reset_net(net)) after moving it"
+            if self.value.startswith("state")
+            else "Move it to the input's device (neuron.to(x.device); keep it as a buffer "
+            "or parameter so that .to() moves it)"
+        )
         return (
             f"{self.value} is a 0-dim CPU tensor ({self.dtype}) beside an input on "
             f"{self.device}; PyTorch reads such a tensor on the host as a scalar (and "
             f"divides by it as a multiplication by its reciprocal), which the fused "
-            f"kernels, reading it on the device, do not reproduce. Move it to the input's "
-            f"device (neuron.to(x.device); keep it as a buffer or parameter so that .to() "
-            f"moves it), or use backend='torch'"
+            f"kernels, reading it on the device, do not reproduce. {fix}, or use "
+            f"backend='torch'"
         )
 
 

@@ -39,10 +39,11 @@ class StepGraph:
     grad_params: tuple[Expr, ...]
     grad_theta: Expr
     #: The gradients of (x, the states, the parameters, the threshold) of the last step:
-    #: each output's contribution only where its cotangent is not zero. The cotangents
-    #: of the final outputs are absent when they are not differentiated (zeros under
-    #: torch.compile), and the reference loop then never multiplies by the Jacobian,
-    #: whose ``0 * inf`` would be NaN where the last membrane is infinite.
+    #: each new state's contribution only where its cotangent (the final state's
+    #: gradient, plus the last recorded membrane's for ``v``) is not zero. Those are
+    #: absent when not differentiated (zeros under torch.compile), and the reference
+    #: loop then never multiplies by the Jacobian, whose ``0 * inf`` would be NaN
+    #: where the last membrane is infinite.
     last_step: tuple[Expr, ...] = ()
     #: Surrogate parameters that are variables ``sg_<name>`` of the backward (their
     #: values travel with each call, after the threshold, in this order); the others
@@ -188,8 +189,12 @@ def _guarded_vjp(
     wrt: list[Expr],
     surrogate_grad: Callable[[Expr], Expr],
 ) -> tuple[Expr, ...]:
-    """The vector-Jacobian product as a sum of each output's part, each counted only
-    where its cotangent is not zero (see :attr:`StepGraph.last_step`)."""
+    """The vector-Jacobian product as a sum of each output's part, the states' counted
+    only where their cotangent is not zero (see :attr:`StepGraph.last_step`). The
+    spike's part is not guarded: the spikes' gradient is always given (a zero in it,
+    from a loss on ``spikes[:-1]``, multiplies a NaN Jacobian into NaN, as in the
+    reference). A guarded part left out adds ``-0.0``, the sum's identity (a ``-0.0``
+    gradient keeps its sign)."""
     zero = const(0.0)
     totals: list[Expr | None] = [None] * len(wrt)
     for k, cotangent in enumerate(cotangents):
@@ -197,6 +202,7 @@ def _guarded_vjp(
         for i, part in enumerate(vjp(outputs, alone, wrt, surrogate_grad)):
             if part.is_const and part.value == 0:
                 continue
-            guarded = apply("where", apply("ne", cotangent, 0.0), part, 0.0)
-            totals[i] = guarded if totals[i] is None else apply("add", totals[i], guarded)
+            if k > 0:
+                part = apply("where", apply("ne", cotangent, 0.0), part, -0.0)
+            totals[i] = part if totals[i] is None else apply("add", totals[i], part)
     return tuple(zero if t is None else t for t in totals)
