@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -537,3 +539,80 @@ def test_a_linear_on_flat_input_still_folds_its_batch_norm(as_generator):
     reference, _ = convert(net, [x[:3], x[3:]] if as_generator else x)
     with torch.no_grad():
         torch.testing.assert_close(snn.rate(x, 16), reference.rate(x, 16), rtol=0, atol=0)
+
+
+# -- layer_output_shapes is a probe without side effects (review 6) ----------------------
+
+
+def test_layer_output_shapes_leaves_a_train_mode_model_as_it_was():
+    """A model still in train mode (just trained): the probe runs in eval mode, so the
+    batch norm's running statistics (and num_batches_tracked) stay as they were and the
+    dropout does not run; every training flag is put back, a mixed one included."""
+    from spikeflow.conversion import fold_batchnorm_in_graph, layer_output_shapes
+    from spikeflow.conversion.convert import _trace
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 2)
+    )
+    _randomize_bn(net).train()
+    net[4].eval()  # a mixed state comes back as it was
+    flags = [m.training for m in net.modules()]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    reference = copy.deepcopy(net).eval()
+    x = torch.randn(8, 4) * 5 + 3
+    shapes = layer_output_shapes(net, x)
+    assert shapes == {net[0]: (8, 6), net[4]: (8, 2)}
+    assert [m.training for m in net.modules()] == flags
+    after = net.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key  # bit-identical, num_batches_tracked too
+    # the documented recipe folds the statistics the model had, not the probe batch's
+    gm = _trace(net.eval())
+    assert fold_batchnorm_in_graph(gm, shapes) == [("1", "0")]
+    test = torch.randn(5, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(test), reference(test), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_output_shapes_leaves_no_spiking_state_behind():
+    """A streaming neuron's carried state and a recorded membrane (a masked PSN's step
+    count) are what they were before the probe, and the probe itself starts from the
+    initial state."""
+    from spikeflow.conversion import layer_output_shapes
+    from spikeflow.functional import set_streaming
+    from spikeflow.neurons import LIFNode
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), LIFNode(store_v_seq=True))
+    set_streaming(net, True)
+    with torch.no_grad():
+        net(torch.rand(2, 5, 3) * 4)  # a carried state of batch 5, a recorded membrane
+    neuron = net[1]
+    state = {k: v.clone() for k, v in neuron.state.items()}
+    v_seq = neuron.v_seq.clone()
+    # batch 2: continuing from the carried batch-5 state would raise a StateError
+    assert layer_output_shapes(net, torch.rand(3, 2, 3)) == {net[0]: (3, 2, 4)}
+    assert neuron.state.keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(neuron.state[key], value), key
+    assert torch.equal(neuron.v_seq, v_seq)
+    set_streaming(net, False)
+    assert layer_output_shapes(net, torch.rand(3, 2, 3)) == {net[0]: (3, 2, 4)}
+    assert neuron.state is None and torch.equal(neuron.v_seq, v_seq)
+    # single-step mode: a masked PSN two steps into its sequence stays there
+    from spikeflow.neurons import MaskedPSN
+
+    psn_net = nn.Sequential(nn.Linear(3, 4), MaskedPSN(k=2, T=4, lambda_init=1.0, step_mode="s"))
+    with streaming(psn_net), torch.no_grad():
+        psn_net(torch.rand(5, 3))
+        psn_net(torch.rand(5, 3))
+        psn = psn_net[1]
+        before = dict(psn.__dict__)
+        assert psn._t == 2
+        assert layer_output_shapes(psn_net, torch.rand(2, 3)) == {psn_net[0]: (2, 4)}
+        assert psn.__dict__.keys() == before.keys()
+        assert all(psn.__dict__[key] is value for key, value in before.items())
+        psn_net(torch.rand(5, 3))  # the sequence goes on: step 3 of 4
+        assert psn._t == 3

@@ -26,6 +26,9 @@ from spikeflow.data.io import (
     decode_evt2,
     decode_evt3,
     load_npy,
+    parse_aedat2_header,
+    parse_aedat4,
+    parse_prophesee_header,
     read_asl_dvs,
     read_dvs_lip,
     read_es_imagenet,
@@ -300,6 +303,13 @@ CASES = [
     ("aedat31-empty", decode_aedat31, b"", 0, "empty file"),
     ("aedat4-empty", decode_aedat4, b"", 0, "empty file"),
     ("dat-empty", decode_dat, b"", 0, "empty file"),
+    # the public header parsers too (the Prophesee one returned an empty header)
+    ("prophesee-header-empty", parse_prophesee_header, b"", 0, r"empty file \(0 bytes\)"),
+    ("prophesee-header-empty-bytearray", parse_prophesee_header, bytearray(), 0, "empty file"),
+    ("prophesee-header-empty-memoryview", parse_prophesee_header, memoryview(b""), 0, "empty"),
+    ("prophesee-header-empty-array", parse_prophesee_header, np.zeros(0, np.uint8), 0, "empty"),
+    ("aedat2-header-empty", parse_aedat2_header, b"", 0, "empty file"),
+    ("aedat4-container-empty", parse_aedat4, b"", 0, "empty file"),
     ("dat-no-type", decode_dat, DAT, len(DAT), "truncated"),
     ("dat-type", decode_dat, DAT + bytes([2, 8]), len(DAT), "unsupported event type 2"),
     (

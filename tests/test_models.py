@@ -705,3 +705,130 @@ def test_bool_check_reads_annotations_and_defaults():
     for key, value in (("a", None), ("b", "true"), ("c", 0)):
         with pytest.raises(ConfigurationError, match=rf"t: argument {key} must be true or false"):
             check_bool_arguments(parameters, {key: value}, "t")
+
+
+# -- every spelling of a bool annotation is checked; saved runs read as they ran (review 6)
+
+_SPELLINGS_SOURCE = """
+from __future__ import annotations
+
+import typing
+import typing as t
+from typing import Optional, Union
+
+from torch import nn
+
+from spikeflow.neurons import LIFNode
+
+
+def plain(x: bool = False): ...
+def optional(x: Optional[bool] = None): ...
+def union(x: Union[bool, None] = None): ...
+def union_none_first(x: Union[None, bool] = None): ...
+def typing_union(x: typing.Union[bool, None] = None): ...
+def typing_optional(x: typing.Optional[bool] = None): ...
+def t_optional(x: t.Optional[bool] = None): ...
+def quoted_inner(x: Optional["bool"] = None): ...
+def quoted_twice(x: "None | bool" = None): ...
+def pipe(x: bool | None = None): ...
+def annotated(x: typing.Annotated[Optional[bool], "flag"] = None): ...
+def unresolvable(x: Union[bool, None] = None, y: NotDefinedHere = None): ...
+
+
+class Net(nn.Module):
+    def __init__(self, flag: Union[bool, None] = None, other: t.Optional[bool] = None):
+        super().__init__()
+        self.flag, self.other = flag, other
+
+
+def builder(**kwargs) -> Net:
+    return Net(**kwargs)
+
+
+class MyLIF(LIFNode):
+    def __init__(self, hard: Union[bool, None] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.hard = hard
+"""
+
+
+@pytest.fixture(scope="module")
+def spellings():
+    module = types.ModuleType("spikeflow_test_bool_spellings")
+    sys.modules[module.__name__] = module
+    exec(compile(_SPELLINGS_SOURCE, "<spellings>", "exec"), module.__dict__)
+    yield module
+    del sys.modules[module.__name__]
+
+
+SPELLINGS = ["plain", "optional", "union", "union_none_first", "typing_union",
+             "typing_optional", "t_optional", "quoted_inner", "quoted_twice", "pipe",
+             "annotated", "unresolvable"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SPELLINGS)
+def test_every_spelling_of_a_bool_annotation_refuses_a_string(spellings, name):
+    # Union[bool, None], t.Optional[bool], Optional['bool'] and a quoted annotation used
+    # to pass 'False' on, which counts as true.
+    import inspect
+
+    from spikeflow.models.common import annotated_signature, check_bool_arguments
+
+    fn = getattr(spellings, name)
+    optional = name != "plain"
+    # the annotations as evaluated (where they can be) and as the strings they are
+    for parameters in (annotated_signature(fn).parameters, inspect.signature(fn).parameters):
+        allowed = "true or false" + (r" \(or None\)" if optional else "")
+        for bad in ("False", 0, "None"):
+            with pytest.raises(ConfigurationError, match=rf"argument x must be {allowed}"):
+                check_bool_arguments(parameters, {"x": bad}, name)
+        assert check_bool_arguments(parameters, {"x": False}, name) == {"x": False}
+        if optional:
+            assert check_bool_arguments(parameters, {"x": None}, name) == {"x": None}
+
+
+def test_registered_models_and_neurons_check_every_bool_spelling(spellings):
+    from spikeflow.models.registry import _REGISTRY, register_model
+
+    register_model("test_bool_spellings_net")(spellings.builder)
+    try:
+        for arg in ("flag", "other"):
+            with pytest.raises(ConfigurationError, match=rf"argument {arg} must be true or"):
+                create_model("test_bool_spellings_net", **{arg: "False"})
+        model = create_model("test_bool_spellings_net", flag=False, other=None)
+        assert model.flag is False and model.other is None
+    finally:
+        del _REGISTRY["test_bool_spellings_net"]
+    with pytest.raises(ConfigurationError, match=r"MyLIF: argument hard must be true or false"):
+        NeuronFactory(spellings.MyLIF, {"hard": "False"})
+    assert NeuronFactory(spellings.MyLIF, {"hard": True})().hard is True
+
+
+def test_a_saved_run_reads_a_string_bool_as_the_run_did():
+    # A run saved before bools were checked holds "False" where it meant False; the run
+    # used it as True (a non-empty string is truthy): reading it back keeps that, with a
+    # warning; new input stays strict.
+    from spikeflow.models.common import SavedRunWarning, reading_saved_run
+
+    with reading_saved_run():
+        with pytest.warns(SavedRunWarning) as caught:
+            factory = NeuronFactory(
+                "lif",
+                {"detach_reset": "False",
+                 "surrogate_function": {"name": "atan", "spiking": "False"}},
+            )  # fmt: skip
+            model = create_model("plif_digits", batch_norm="False")
+    neuron = factory()
+    assert neuron.detach_reset is True and neuron.surrogate_function.spiking is True
+    assert [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    messages = [str(w.message) for w in caught]
+    assert any(
+        "LIFNode: in the saved run, argument detach_reset is the string 'False'" in m
+        and "ambiguous" in m
+        and "using True" in m
+        for m in messages
+    ), messages
+    assert any("ATan" in m and "argument spiking" in m for m in messages), messages
+    assert any("'plif_digits'" in m and "argument batch_norm" in m for m in messages), messages
+    with pytest.raises(ConfigurationError, match="that run used it as True"):
+        NeuronFactory("lif", {"detach_reset": "False"})  # outside: refused, with a hint

@@ -1002,3 +1002,85 @@ def test_eval_does_not_suggest_the_download_option_it_lacks(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "N-MNIST not found" in err and "--download)" not in err
     assert "(spikeflow eval does not download; spikeflow train --download does)" in err
+
+
+# -- a run saved with a string where a bool goes still evaluates and resumes (review 6) --
+
+
+def test_a_run_saved_with_a_string_bool_evaluates_and_resumes_as_it_ran(tmp_path, capsys):
+    # Before K=V options read Python's False, `--neuron-kwargs detach_reset=False` saved
+    # the string 'False' (config.toml and the checkpoint), which the neuron used as True.
+    # eval and --resume of such a run refused it with no way out; they now read it as
+    # the run did, with a warning, while new input (a rerun of config.toml) stays strict.
+    from spikeflow.models.common import SavedRunWarning
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    base = {**TINY, "epochs": 2, "neuron": "lif"}  # LIFNode's detach_reset defaults to False
+    Trainer(tiny(tmp_path, "ran", base=base, neuron_kwargs={"detach_reset": True}), log=None).fit()
+    old = tmp_path / "old"
+    Trainer(tiny(tmp_path, "old", base=base, neuron_kwargs={"detach_reset": True},
+                 stop_after=1), log=None).fit()  # fmt: skip
+    expected = evaluate_checkpoint(old / "last.pt")
+    # what the older spikeflow wrote
+    payload = load_checkpoint(old / "last.pt")
+    payload["config"]["neuron_kwargs"] = {"detach_reset": "False"}
+    for name in ("last.pt", "best.pt"):
+        save_checkpoint(payload, old / name)
+    text = (old / "config.toml").read_text()
+    assert "neuron_kwargs = {detach_reset = true}" in text
+    (old / "config.toml").write_text(
+        text.replace("{detach_reset = true}", '{detach_reset = "False"}')
+    )
+    with pytest.warns(SavedRunWarning, match=r"argument detach_reset is the string 'False'"):
+        result = evaluate_checkpoint(old / "last.pt")
+    assert (result["test_loss"], result["test_acc"]) == (
+        expected["test_loss"], expected["test_acc"]
+    )  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(old), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "spikeflow eval: warning: neuron LIFNode: in the saved run, argument detach_reset "
+        "is the string 'False', which is ambiguous"
+    ), err
+    assert "using True, what the run used" in err
+    # --resume: the value the run used repeats it; False is a change, and says why
+    resume = ["train", "--resume", str(old), "--no-progress"]
+    assert main([*resume, "--neuron-kwargs", "detach_reset=False"]) == 2
+    err = capsys.readouterr().err
+    assert "fixed ['neuron_kwargs']" in err
+    assert (
+        "the checkpoint holds neuron_kwargs: detach_reset = 'False', which the run used as True"
+        in err
+    )
+    assert main([*resume, "--neuron-kwargs", "detach_reset=True"]) == 0
+    assert "warning: neuron LIFNode: in the saved run" in capsys.readouterr().err
+    # it trained on as it had: the same weights as the run that never stopped
+    assert_same_weights(weights(tmp_path / "ran"), weights(old))
+    assert metrics(tmp_path / "ran") == metrics(old)
+    # a rerun of config.toml is a new run: refused, saying what the old run used
+    code = main(["train", "--config", str(old / "config.toml"),
+                 "--output-dir", str(tmp_path / "rerun")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "argument detach_reset must be true or false, got 'False'" in err
+    assert "that run used it as True" in err
+
+
+def test_kwargs_options_read_pythons_constants_inside_lists_and_tables():
+    # True/False/None used to be read only as a whole value: in the table the docs give
+    # for a surrogate they were a TOML error. Quoted strings and keys stay as written.
+    parsed = parse_kwargs(
+        ['surrogate_function={name = "atan", spiking = False}', "channels=[32, None]",
+         'nested={a = [True, {b = null}], "None" = None, True = "False", c = "x None y"}',
+         "s=['None', \"True\", '''False''', \"a\\\"None\"]", "n=[1, 2] # None"],
+        "--neuron-kwargs",
+    )  # fmt: skip
+    assert parsed == {
+        "surrogate_function": {"name": "atan", "spiking": False},
+        "channels": [32, None],
+        "nested": {"a": [True, {"b": None}], "None": None, "True": "False", "c": "x None y"},
+        "s": ["None", "True", "False", 'a"None'],
+        "n": [1, 2],
+    }
+    with pytest.raises(ConfigurationError, match=r"True, False and None are read in lists"):
+        parse_kwargs(["x=[Tru]"], "--neuron-kwargs")

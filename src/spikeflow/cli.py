@@ -9,11 +9,14 @@ results as ``config.toml``. See ``docs/training.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import secrets
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,11 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
 
     Each value is read as a TOML value (numbers, ``true``/``false``, ``"strings"``,
     ``[lists]``, ``{inline = "tables"}``); Python's ``True``, ``False`` and ``None`` (and
-    JSON's ``null``) are those constants; a bare name such as ``atan`` or
-    ``torch.float16`` is taken as a string, and anything else (``2.O``) is an error. A
-    single item that is a JSON object is also accepted.
+    JSON's ``null``) are those constants, as the whole value and as a value inside a list
+    or table (``{name = "atan", spiking = False}``, ``[32, None]``; never inside a quoted
+    string, nor as a key); a bare name such as ``atan`` or ``torch.float16`` is taken as a
+    string, and anything else (``2.O``) is an error. A single item that is a JSON object
+    is also accepted.
     """
     from spikeflow.training.config import tomllib
 
@@ -53,12 +58,13 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
             out[key.strip()] = _CONSTANTS[text]
             continue
         try:
-            out[key.strip()] = tomllib.loads(f"v = {text}")["v"]
+            out[key.strip()] = _toml_value(text)
         except tomllib.TOMLDecodeError as exc:
             if not _BARE_NAME.fullmatch(text):
                 raise ConfigurationError(
                     f"{option}: {item!r} is neither a TOML value (number, true/false, "
-                    f'"string", [list], {{table}}) nor a bare name: {exc}'
+                    f'"string", [list], {{table}}; Python\'s True, False and None are '
+                    f"read in lists and tables too) nor a bare name: {exc}"
                 ) from exc
             out[key.strip()] = text
     return out
@@ -68,6 +74,88 @@ _BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 #: The constants as Python (and JSON, for null) spell them; TOML's true/false are TOML
 #: values. Without this, ``batch_norm=False`` would be the (truthy) string 'False'.
 _CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "null": None}
+#: A run of TOML bare-word characters (keys, numbers, dates, true/false, inf, nan).
+_WORD = re.compile(r"[A-Za-z0-9_+\-.:]+")
+
+
+def _toml_value(text: str) -> Any:
+    """The TOML value ``text``, with Python's True/False/None (and null) read as the
+    constants where a value goes inside a list or an inline table.
+
+    Raises:
+        tomllib.TOMLDecodeError: ``text`` is no TOML value, even so.
+    """
+    from spikeflow.training.config import tomllib
+
+    # None stands in TOML (which has no null) as a string no input holds: it is made anew
+    # for each value, and a command line cannot hold its NUL character.
+    mark = f"\x00spikeflow-none-{secrets.token_hex(8)}"
+    value = tomllib.loads(f"v = {_python_constants_as_toml(text, mark)}")["v"]
+    return _restore_none(value, mark)
+
+
+def _python_constants_as_toml(text: str, mark: str) -> str:
+    """``text`` with each bare ``True``/``False``/``None``/``null`` that stands where a
+    value goes (not inside a quoted string, not before ``=`` or ``.`` as a key) written
+    as TOML: ``true``, ``false``, and None as the string ``mark``. Comments (``#``
+    outside strings) are kept as they are."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char in "\"'":
+            end = _string_end(text, i)
+            out.append(text[i:end])
+            i = end
+        elif char == "#":  # a comment runs to the end of the line
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(text[i:end])
+            i = end
+        else:
+            match = _WORD.match(text, i)
+            if match is None:
+                out.append(char)
+                i += 1
+                continue
+            word, i = match.group(), match.end()
+            rest = text[i:].lstrip(" \t")
+            if word in _CONSTANTS and not rest.startswith(("=", ".")):
+                value = _CONSTANTS[word]
+                word = json.dumps(mark) if value is None else str(value).lower()
+            out.append(word)
+    return "".join(out)
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index just past the TOML string starting at ``start`` (basic ``"..."`` with
+    escapes, literal ``'...'``, or either tripled); the end of ``text`` if unclosed (the
+    TOML parser then names the error)."""
+    quote = text[start]
+    delimiter = quote * 3 if text.startswith(quote * 3, start) else quote
+    i = start + len(delimiter)
+    while i < len(text):
+        if quote == '"' and text[i] == "\\":
+            i += 2
+            continue
+        if text.startswith(delimiter, i):
+            end = i + len(delimiter)
+            while delimiter != quote and text.startswith(quote, end) and end - i < 5:
+                end += 1  # a multi-line string may end with up to two more quotes
+            return end
+        i += 1
+    return len(text)
+
+
+def _restore_none(value: Any, mark: str) -> Any:
+    """``value`` with every string ``mark``, in lists and tables too, None."""
+    if isinstance(value, str):
+        return None if value == mark else value
+    if isinstance(value, list):
+        return [_restore_none(v, mark) for v in value]
+    if isinstance(value, dict):
+        return {k: _restore_none(v, mark) for k, v in value.items()}
+    return value
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -425,6 +513,25 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _saved_run_warnings(command: str) -> Iterator[None]:
+    """Show each :class:`~spikeflow.models.common.SavedRunWarning` (a saved run's value
+    read as the run read it) as ``spikeflow eval: warning: ...``, once, on rank 0."""
+    from spikeflow.models.common import SavedRunWarning
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def shown(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+            if not issubclass(category, SavedRunWarning):
+                show(message, category, *args, **kwargs)
+            elif int(os.environ.get("RANK", "0")) == 0:
+                print(f"spikeflow {command}: warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = shown
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 diverged, 2 bad input,
     130 stopped by Ctrl-C after saving a checkpoint)."""
@@ -432,7 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from spikeflow.training.trainer import NonFiniteLossError
 
     try:
-        return _train(args) if args.command == "train" else _eval(args)
+        with _saved_run_warnings(args.command):
+            return _train(args) if args.command == "train" else _eval(args)
     except NonFiniteLossError as exc:
         print(f"spikeflow {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -99,28 +100,49 @@ def fold_problem(
     return None
 
 
-@torch.no_grad()
 def layer_output_shapes(model: nn.Module, *inputs: Any) -> dict[nn.Module, tuple[int, ...]]:
     """The output shape of every foldable layer (Conv1d/2d/3d, Linear) of ``model`` in one
     forward pass on ``inputs`` (its first call, for a layer called more than once): what
     :func:`fold_batchnorm_in_graph` needs to tell whether a batch norm after a layer
-    normalises its output features."""
+    normalises its output features.
+
+    The probe leaves ``model`` as it found it: it runs in eval mode without gradients (a
+    model in train mode would update its batch norms' running statistics from the probe
+    batch, which the fold then bakes in, and run its dropout), starts every stateful
+    module from its initial state, and afterwards puts back each submodule's ``training``
+    flag and each stateful module's plain attributes: its carried state, recorded
+    membrane (``v_seq``), single-step counter, ..."""
     shapes: dict[nn.Module, tuple[int, ...]] = {}
 
     def record(module: nn.Module, _args: Any, output: Any) -> None:
         if isinstance(output, Tensor):
             shapes.setdefault(module, tuple(output.shape))
 
+    training = [(module, module.training) for module in model.modules()]
+    memories = [module for module in model.modules() if isinstance(module, MemoryModule)]
+    # A stateful module's carried state, recorded membrane, step counter (a masked
+    # PSN's) ...: plain attributes, put back as they were.
+    kept = [dict(module.__dict__) for module in memories]
     handles = [
         module.register_forward_hook(record)
         for module in model.modules()
         if type(module) in FOLDABLE_LAYERS
     ]
     try:
-        model(*inputs)
+        model.eval()
+        for module in memories:
+            module.reset()
+        with torch.no_grad():
+            model(*inputs)
     finally:
         for handle in handles:
             handle.remove()
+        for module, flag in training:
+            module.training = flag
+        for module, attributes in zip(memories, kept):
+            for name in set(module.__dict__) - set(attributes):
+                del module.__dict__[name]
+            module.__dict__.update(attributes)
     return shapes
 
 

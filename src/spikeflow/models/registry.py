@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.models.common import check_bool_arguments
+from spikeflow.models.common import annotated_signature, check_bool_arguments
 
 __all__ = ["create_model", "list_models", "model_arguments", "register_model"]
 
@@ -51,7 +51,7 @@ def _keyword_parameters(
     fn: Callable[..., Any], skip: tuple[str, ...] = ()
 ) -> tuple[dict[str, inspect.Parameter], bool]:
     """The keyword-usable parameters of ``fn`` by name, and whether it takes ``**kwargs``."""
-    params = inspect.signature(fn).parameters.values()
+    params = annotated_signature(fn).parameters.values()
     named = {
         p.name: p
         for p in params
@@ -116,7 +116,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
                 f"model {name!r} does not accept the argument(s) {unknown}; it accepts "
                 f"{', '.join(accepted)}"
             )
-    check_bool_arguments(parameters, kwargs, f"model {name!r}")
+    kwargs = check_bool_arguments(parameters, kwargs, f"model {name!r}")
     try:
         return builder(**kwargs)
     except TypeError as exc:

@@ -81,6 +81,10 @@ def evaluate_checkpoint(
         ``firing_rate``, ``spikes``, ``spikes_per_sample``, ``neurons``, ``v_mean``,
         ``v_std``).
 
+    The model is built as the run built it: a string an older spikeflow saved for a bool
+    argument (``detach_reset = "False"``) is read by its truth value, with a
+    :class:`~spikeflow.models.common.SavedRunWarning` (see :func:`build_model`).
+
     Raises:
         ConfigurationError: a bad ``test_samples``, ``workers`` or ``batch_size``, a
             missing or foreign checkpoint, or a dataset that cannot be found.
@@ -111,7 +115,7 @@ def evaluate_checkpoint(
     _, full_test_set, info = build_datasets(config, with_train=False)
     test_set = even_subset(full_test_set, count)
     ctx = DistContext(device=pick_device(device))
-    model = build_model(config, info).to(ctx.device)
+    model = build_model(config, info, saved=True).to(ctx.device)  # read as the run was
     load_weights(model, payload, path)
     sums, rate, layers = evaluate(
         model, test_set, _loss(config), T=config.T, static=info.static,  # type: ignore[arg-type]

@@ -33,10 +33,12 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
+from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import (
     RUNTIME_FIELDS,
+    TABLE_FIELDS,
     TrainConfig,
     config_from_dict,
     config_to_dict,
@@ -84,14 +86,27 @@ class TrainResult:
         return float(self.history[-1]["test_acc"]) if self.history else math.nan
 
 
-def build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
+def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> nn.Module:
     """The zoo model of ``config`` for a dataset described by ``info``.
 
     ``num_classes``, ``in_channels`` and, for models that take it, ``input_size`` come
     from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name whose
     ``T`` has no default (PSN, masked PSN) gets ``T = config.T`` unless
     ``neuron_kwargs`` sets it.
+
+    ``saved``: ``config`` is read back from an existing run (a checkpoint's, for
+    ``spikeflow eval`` and ``--resume``). A string where a model, neuron or surrogate
+    argument takes True or False (``detach_reset = "False"``, which an older spikeflow
+    saved for ``--neuron-kwargs detach_reset=False``) is then read as that run read it,
+    by its truth value (so ``"False"`` is True), with a
+    :class:`~spikeflow.models.common.SavedRunWarning` naming it; new input
+    (``saved=False``) is refused there.
     """
+    with reading_saved_run() if saved else contextlib.nullcontext():
+        return _build_model(config, info)
+
+
+def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     from spikeflow.models import create_model, model_arguments, resolve_neuron
     from spikeflow.models.common import required_kwargs
 
@@ -144,17 +159,68 @@ def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> Tra
     saved = config_from_dict(payload["config"])
     changed = sorted(
         key for key, value in overrides.items()
-        if key not in RUNTIME_FIELDS and getattr(saved, key) != value
+        if key not in RUNTIME_FIELDS and not _repeats(getattr(saved, key), value, key)
     )  # fmt: skip
     if changed:
+        strings = [
+            f"{name}: {key} = {text!r}, which the run used as {bool(text)}"
+            for name in changed
+            if name in TABLE_FIELDS
+            for key, text in _saved_strings(getattr(saved, name), overrides[name])
+        ]
+        hint = (
+            f" (the checkpoint holds {'; '.join(strings)}: a string an older spikeflow "
+            "saved for a K=V option such as detach_reset=False, used by its truth value, "
+            "a non-empty string being true; leave the option out, or give the value the "
+            "run used)"
+            if strings
+            else ""
+        )
         raise ConfigurationError(
             f"--resume continues the checkpoint's run, which fixed {changed}; only "
-            f"{', '.join(RUNTIME_FIELDS)} may change (start a new run to change the others)"
+            f"{', '.join(RUNTIME_FIELDS)} may change (start a new run to change the "
+            f"others){hint}"
         )
     # stop_after belongs to the invocation that gave it: a resume runs to the end unless
     # it gives its own.
     saved = replace(saved, stop_after=None, overwrite=False)
     return config_from_dict({k: v for k, v in overrides.items() if k in RUNTIME_FIELDS}, saved)
+
+
+def _repeats(saved: Any, given: Any, field_name: str) -> bool:
+    """Whether a resume's ``given`` value of a config field repeats the checkpoint's
+    ``saved`` one. Inside a table (``neuron_kwargs``), a bool repeats a string an older
+    spikeflow saved for it (``detach_reset = "False"``) when it is what the run used:
+    the string's truth value."""
+    if field_name not in TABLE_FIELDS:
+        return bool(saved == given)
+    return _same_entry(saved, given)
+
+
+def _same_entry(saved: Any, given: Any) -> bool:
+    if isinstance(saved, dict) and isinstance(given, dict):
+        return saved.keys() == given.keys() and all(
+            _same_entry(saved[key], given[key]) for key in saved
+        )
+    if isinstance(saved, str) and isinstance(given, bool):
+        return bool(saved) == given
+    return bool(saved == given)
+
+
+def _saved_strings(saved: Any, given: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """The ``(key, string)`` entries of the table ``saved`` that ``given`` gives a bool
+    other than the string's truth value for, with nested keys dotted
+    (``surrogate_function.spiking``)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(saved, dict) and isinstance(given, dict):
+        for key in saved.keys() & given.keys():
+            value, other = saved[key], given[key]
+            if isinstance(value, str) and isinstance(other, bool):
+                if bool(value) != other:
+                    found.append((prefix + str(key), value))
+            else:
+                found += _saved_strings(value, other, f"{prefix}{key}.")
+    return sorted(found)
 
 
 def _seed_everything(seed: int) -> None:
@@ -239,7 +305,9 @@ class Trainer:
         config: the run (unresolved fields are filled by
             :func:`~spikeflow.training.config.resolve`).
         resume: a checkpoint payload (:func:`~spikeflow.training.checkpoint.load_checkpoint`)
-            to continue; ``config`` must then come from :func:`config_for_resume`.
+            to continue; ``config`` must then come from :func:`config_for_resume`. The
+            model is then built as the run built it (see :func:`build_model`'s
+            ``saved``).
         callbacks: objects with optional methods ``on_step_end(trainer, epoch, step,
             loss)`` and ``on_epoch_end(trainer, epoch, row)`` (0-based ``epoch``).
         log: where progress lines go (default ``print`` on rank 0; ``None`` = silent).
@@ -348,7 +416,9 @@ class Trainer:
                 "one-process run's"
             )
         _seed_everything(cfg.seed)
-        self.raw_model = build_model(cfg, self.info).to(ctx.device)
+        # A resume builds the checkpoint's model as its run did (build_model's ``saved``).
+        with reading_saved_run() if self.resume_payload is not None else contextlib.nullcontext():
+            self.raw_model = build_model(cfg, self.info).to(ctx.device)
         # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
         _seed_everything(cfg.seed + ctx.rank)
         self.model: nn.Module = self.raw_model

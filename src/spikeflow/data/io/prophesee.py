@@ -81,8 +81,13 @@ def parse_prophesee_header(raw: RawBytes, path: PathArg = None) -> tuple[dict[st
         ``(fields, data_start)``: ``fields`` maps each header key (lower-cased first
         word, e.g. ``"evt"``, ``"format"``, ``"geometry"``, ``"height"``) to the rest
         of its line; ``data_start`` is the offset of the first binary byte.
+
+    Raises:
+        DataFormatError: an empty input (0 bytes), as every reader gives.
     """
     data = as_bytes(raw)
+    if not data:
+        raise empty_file_error(path)
     lines, start = split_header_lines(data, b"%", path)
     fields: dict[str, str] = {}
     for k, (_, line) in enumerate(lines):
