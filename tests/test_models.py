@@ -832,3 +832,23 @@ def test_a_saved_run_reads_a_string_bool_as_the_run_did():
     assert any("'plif_digits'" in m and "argument batch_norm" in m for m in messages), messages
     with pytest.raises(ConfigurationError, match="that run used it as True"):
         NeuronFactory("lif", {"detach_reset": "False"})  # outside: refused, with a hint
+
+
+def test_a_registered_surrogate_with_a_required_argument_builds_from_a_dict(monkeypatch):
+    """The bool check reads the surrogate's class without building it (a constructor
+    argument without default made that probe fail); 'True' strings are still refused."""
+    from spikeflow import surrogate as sg
+
+    class Needy(sg.Sigmoid):
+        def __init__(self, sigma: float, spiking: bool = True) -> None:
+            super().__init__(alpha=1.0 / sigma, spiking=spiking)
+
+    monkeypatch.setitem(sg.SURROGATES, "needy", Needy)
+    node = NeuronFactory("lif", {"surrogate_function": {"name": "needy", "sigma": 0.25}})()
+    assert isinstance(node.surrogate_function, Needy)
+    with pytest.raises(ConfigurationError, match="argument spiking must be true or false"):
+        NeuronFactory(
+            "lif", {"surrogate_function": {"name": "needy", "sigma": 1, "spiking": "no"}}
+        )()
+    with pytest.raises(ConfigurationError, match=r"got 'yes' \(str\)$"):  # no legacy hint
+        NeuronFactory("plif", {"learnable_threshold": "yes"})()

@@ -1084,3 +1084,20 @@ def test_kwargs_options_read_pythons_constants_inside_lists_and_tables():
     }
     with pytest.raises(ConfigurationError, match=r"True, False and None are read in lists"):
         parse_kwargs(["x=[Tru]"], "--neuron-kwargs")
+
+
+def test_a_resume_takes_a_bool_for_a_saved_string_only_where_an_old_parser_wrote_one():
+    """Saved 'False'/'True' strings (the old K=V parser's) match the bool the run used;
+    any other string (a surrogate name) given a bool on resume is a change, refused."""
+    from spikeflow.training.config import TrainConfig, config_to_dict
+    from spikeflow.training.trainer import config_for_resume
+
+    saved = TrainConfig(neuron_kwargs={"surrogate_function": "atan", "detach_reset": "False"})
+    payload = {"config": config_to_dict(saved)}
+    config_for_resume(
+        payload, {"neuron_kwargs": {"surrogate_function": "atan", "detach_reset": True}}
+    )
+    with pytest.raises(ConfigurationError, match="fixed \\['neuron_kwargs'\\]"):
+        config_for_resume(
+            payload, {"neuron_kwargs": {"surrogate_function": True, "detach_reset": True}}
+        )

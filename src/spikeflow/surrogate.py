@@ -73,6 +73,7 @@ __all__ = [
     "Triangle",
     "get_surrogate",
     "heaviside",
+    "surrogate_class",
 ]
 
 
@@ -613,6 +614,37 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "").replace("-", "")
 
 
+def surrogate_class(name_or_class: str | type[Surrogate]) -> type[Surrogate]:
+    """The :class:`Surrogate` subclass a name in :data:`SURROGATES` (as
+    :func:`get_surrogate` reads it) or a class stands for, without building one.
+
+    Raises:
+        ConfigurationError: an unknown name, the abstract base class, or another object.
+    """
+    if isinstance(name_or_class, type) and issubclass(name_or_class, Surrogate):
+        if name_or_class is Surrogate:
+            raise ConfigurationError(
+                "get_surrogate: Surrogate is the abstract base class; pass one of "
+                + ", ".join(SURROGATES)
+            )
+        cls = name_or_class
+    elif isinstance(name_or_class, str):
+        by_name = {_normalise(key): value for key, value in SURROGATES.items()}
+        found = by_name.get(_normalise(name_or_class))
+        if found is None:
+            raise ConfigurationError(
+                f"get_surrogate: unknown surrogate {name_or_class!r}; valid names "
+                "(case-insensitive): " + ", ".join(SURROGATES)
+            )
+        cls = found
+    else:
+        raise ConfigurationError(
+            "get_surrogate: expected a surrogate name, a Surrogate subclass or instance, got "
+            f"{type(name_or_class).__name__}; valid names: " + ", ".join(SURROGATES)
+        )
+    return cls
+
+
 def get_surrogate(name_or_instance: str | type[Surrogate] | Surrogate, **kwargs: Any) -> Surrogate:
     """Build a surrogate from a name, a class or an instance.
 
@@ -634,27 +666,7 @@ def get_surrogate(name_or_instance: str | type[Surrogate] | Surrogate, **kwargs:
                 f"the arguments {sorted(kwargs)} cannot be applied; pass the class or name"
             )
         return name_or_instance
-    if isinstance(name_or_instance, type) and issubclass(name_or_instance, Surrogate):
-        if name_or_instance is Surrogate:
-            raise ConfigurationError(
-                "get_surrogate: Surrogate is the abstract base class; pass one of "
-                + ", ".join(SURROGATES)
-            )
-        cls = name_or_instance
-    elif isinstance(name_or_instance, str):
-        by_name = {_normalise(key): value for key, value in SURROGATES.items()}
-        found = by_name.get(_normalise(name_or_instance))
-        if found is None:
-            raise ConfigurationError(
-                f"get_surrogate: unknown surrogate {name_or_instance!r}; valid names "
-                "(case-insensitive): " + ", ".join(SURROGATES)
-            )
-        cls = found
-    else:
-        raise ConfigurationError(
-            "get_surrogate: expected a surrogate name, a Surrogate subclass or instance, got "
-            f"{type(name_or_instance).__name__}; valid names: " + ", ".join(SURROGATES)
-        )
+    cls = surrogate_class(name_or_instance)
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as exc:

@@ -111,7 +111,10 @@ def layer_output_shapes(model: nn.Module, *inputs: Any) -> dict[nn.Module, tuple
     batch, which the fold then bakes in, and run its dropout), starts every stateful
     module from its initial state, and afterwards puts back each submodule's ``training``
     flag and each stateful module's plain attributes: its carried state, recorded
-    membrane (``v_seq``), single-step counter, ..."""
+    membrane (``v_seq``), single-step counter, ... It is an ordinary forward pass
+    otherwise: forward hooks already on the model (a spike monitor) see the probe batch,
+    and a buffer a module changes in its own forward keeps the change (no built-in layer
+    does; :func:`spikeflow.conversion.convert` probes a copy)."""
     shapes: dict[nn.Module, tuple[int, ...]] = {}
 
     def record(module: nn.Module, _args: Any, output: Any) -> None:

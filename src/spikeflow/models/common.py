@@ -42,7 +42,7 @@ from spikeflow.neurons import (
     QIFNode,
     SlidingPSN,
 )
-from spikeflow.surrogate import Surrogate, get_surrogate
+from spikeflow.surrogate import Surrogate, get_surrogate, surrogate_class
 
 __all__ = [
     "NEURONS",
@@ -225,6 +225,11 @@ def _node_name(node: ast.expr) -> str | None:
     return None
 
 
+#: The strings an older spikeflow saved for a bool given as K=V on the command line
+#: (``detach_reset=False``): its parser kept the bare words as text.
+LEGACY_BOOL_STRINGS = ("True", "False")
+
+
 class SavedRunWarning(UserWarning):
     """A saved run (a checkpoint's config) holds a value that is read as the run read it
     rather than refused: a string where True or False is expected, which an older
@@ -279,8 +284,8 @@ def check_bool_arguments(
                 what = (
                     f"the string {value!r}, which is ambiguous where true or false is "
                     f"expected (an older spikeflow saved {key}=False given on the command "
-                    f"line as the string 'False'); using {out[key]}, what the run used: a "
-                    "non-empty string counted as true"
+                    f"line as the string 'False'); using {out[key]}, what the run used: "
+                    "the string's truth value (true unless empty)"
                 )
             else:
                 what = (
@@ -298,7 +303,7 @@ def check_bool_arguments(
             f" (a config saved by an older spikeflow may hold such a string, written for "
             f"{key}=False or True: that run used it as {bool(value)}, a non-empty string "
             "being true)"
-            if isinstance(value, str)
+            if value in LEGACY_BOOL_STRINGS
             else ""
         )
         raise ConfigurationError(
@@ -363,9 +368,7 @@ def _build_surrogate(value: Any) -> Surrogate:
                 f"a surrogate given as a dict needs a 'name' key, got {sorted(spec)}"
             )
         name = spec.pop("name")
-        # the class whose arguments ``spec`` holds, checked before it is built
-        is_class = isinstance(name, type) and issubclass(name, Surrogate)
-        cls = name if is_class else type(get_surrogate(name))
+        cls = surrogate_class(name)  # whose arguments ``spec`` holds, checked before it is built
         spec = check_bool_arguments(annotated_signature(cls).parameters, spec, cls.__name__)
         return get_surrogate(name, **spec)
     return get_surrogate(value)

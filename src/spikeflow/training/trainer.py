@@ -33,7 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
-from spikeflow.models.common import reading_saved_run
+from spikeflow.models.common import LEGACY_BOOL_STRINGS, reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import (
@@ -202,7 +202,7 @@ def _same_entry(saved: Any, given: Any) -> bool:
         return saved.keys() == given.keys() and all(
             _same_entry(saved[key], given[key]) for key in saved
         )
-    if isinstance(saved, str) and isinstance(given, bool):
+    if saved in LEGACY_BOOL_STRINGS and isinstance(given, bool):
         return bool(saved) == given
     return bool(saved == given)
 
@@ -215,7 +215,7 @@ def _saved_strings(saved: Any, given: Any, prefix: str = "") -> list[tuple[str, 
     if isinstance(saved, dict) and isinstance(given, dict):
         for key in saved.keys() & given.keys():
             value, other = saved[key], given[key]
-            if isinstance(value, str) and isinstance(other, bool):
+            if value in LEGACY_BOOL_STRINGS and isinstance(other, bool):
                 if bool(value) != other:
                     found.append((prefix + str(key), value))
             else:
