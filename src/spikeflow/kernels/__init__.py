@@ -127,12 +127,7 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
             )
         except MixedPrecisionError as exc:  # raised before tracing, before any kernel ran
             key = (exc.value, exc.dtype, exc.input_dtype)  # not the shape (a batch size)
-            what = (
-                "takes a 0-dim CPU tensor as a host scalar"
-                if isinstance(exc, HostScalarError)
-                else "mixes precisions"
-            )
-            why = f"it {what}, which a fused kernel cannot: {exc.reason}"
+            why = f"it {exc.summary}, which a fused kernel cannot: {exc.reason}"
             _fallback_warning(decl, key, why)
         except BuildError as exc:  # the C compiler is there but failed (no OpenMP, ...)
             message = str(exc)

@@ -25,7 +25,12 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.kernels.precision import HostScalarError, operand_tag, promoted_input
+from spikeflow.kernels.precision import (
+    HostScalarError,
+    device_advice,
+    operand_tag,
+    promoted_input,
+)
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.registry import (
     Entry,
@@ -57,13 +62,13 @@ __all__ = [
 
 
 def _layout(
-    entry: Entry, operands: list[Tensor], values: list[float], x: Tensor
+    entry: Entry, operands: list[Tensor], values: list[float], step_shape: torch.Size
 ) -> tuple[list[Tensor], list[float]]:
-    """Kernel arrays (``[N]``) and scalars, in declaration order, for input ``x``;
-    ``values`` are the Python-float operands, in order."""
+    """Kernel arrays (``[N]``, or 1-element buffers of 0-dim tensors for kernels with
+    ``device_scalars``) and scalars, in declaration order; ``values`` are the
+    Python-float operands, in order."""
     if not operands:  # every parameter a Python float
         return [], values
-    step_shape = x.shape[1:]
     arrays: list[Tensor] = []
     scalars: list[float] = []
     tensors, floats = iter(operands), iter(values)
@@ -107,7 +112,7 @@ def _forward_impl(
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _forward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
-    arrays, scalars = _layout(entry, operands, values, x)
+    arrays, scalars = _layout(entry, operands, values, x.shape[1:])
     # The kernels read only data pointers and dtypes: contiguous buffers, in any shape.
     # outs: spikes, finals, saved states ([rows, N]), recorded membrane.
     buffers = [*arrays, x.contiguous(), *(s.contiguous() for s in states), *outs]
@@ -153,7 +158,7 @@ def _backward_impl(
     outs = [torch.empty(s, dtype=d, device=x.device) for s, d in _backward_shapes(entry, x)]
     T = x.shape[0]
     n = math.prod(x.shape[1:])
-    arrays, scalars = _layout(entry, operands, values, x)
+    arrays, scalars = _layout(entry, operands, values, x.shape[1:])
     sd = entry.state_dtype
     gspk, gspk_step = _per_step(grad_spikes, x, n)
     n_st = len(entry.spec.graph.decl.state_names)
@@ -376,14 +381,9 @@ def _check_device(decl: NeuronDeclaration, what: str, value: Tensor, x: Tensor) 
         return
     if value.dim() == 0 and value.device.type == "cpu":
         raise HostScalarError(what, value.dtype, x.dtype, str(x.device))
-    fix = (
-        "a carried (streaming) state stays on the device it was computed on: reset the "
-        "neuron (spikeflow.functional.reset_net(net)) after moving it"
-        if what.startswith("state")
-        else "move the neuron and its input to the same device (neuron.to(x.device))"
-    )
     raise ConfigurationError(
-        f"{decl.name}: {what} is on device {value.device} but the input is on {x.device}; {fix}"
+        f"{decl.name}: {what} is on device {value.device} but the input is on {x.device}; "
+        f"{device_advice(what)}"
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "HostScalarError",
     "MixedPrecisionError",
     "ScalarPrecisionError",
+    "device_advice",
     "operand_tag",
     "promoted_input",
 ]
@@ -44,6 +45,9 @@ class MixedPrecisionError(ConfigurationError):
         shape: its shape.
         input_dtype: the input's dtype.
     """
+
+    #: What the neuron does that the kernels cannot, as ``auto``'s fallback warning says.
+    summary = "mixes precisions"
 
     def __init__(
         self, value: str, dtype: torch.dtype, shape: tuple[int, ...], input_dtype: torch.dtype
@@ -83,22 +87,31 @@ class HostScalarError(MixedPrecisionError):
         self.device = device
         super().__init__(value, dtype, (), input_dtype)
 
+    summary = "takes a 0-dim CPU tensor as a host scalar"
+
     @property
     def reason(self) -> str:
-        fix = (
-            "A carried (streaming) state stays on the device it was computed on: reset "
-            "the neuron (spikeflow.functional.reset_net(net)) after moving it"
-            if self.value.startswith("state")
-            else "Move it to the input's device (neuron.to(x.device); keep it as a buffer "
-            "or parameter so that .to() moves it)"
-        )
         return (
             f"{self.value} is a 0-dim CPU tensor ({self.dtype}) beside an input on "
             f"{self.device}; PyTorch reads such a tensor on the host as a scalar (and "
             f"divides by it as a multiplication by its reciprocal), which the fused "
-            f"kernels, reading it on the device, do not reproduce. {fix}, or use "
-            f"backend='torch'"
+            f"kernels, reading it on the device, do not reproduce; "
+            f"{device_advice(self.value)}, or use backend='torch'"
         )
+
+
+def device_advice(what: str) -> str:
+    """What to do about ``what`` (``"state 'v'"``, ``"the threshold"``, ...) being on
+    another device than the input."""
+    if what.startswith("state"):
+        return (
+            "a carried (streaming) state stays on the device it was computed on: reset "
+            "the neuron (spikeflow.functional.reset_net(net)) after moving it"
+        )
+    return (
+        "move the neuron and its input to the same device (neuron.to(x.device); keep a "
+        "tensor as a buffer or parameter so that .to() moves it)"
+    )
 
 
 class ScalarPrecisionError(MixedPrecisionError, TraceError):
