@@ -3,6 +3,7 @@
 * :mod:`~spikeflow.training.config`: :class:`TrainConfig`, config files (TOML/YAML/JSON).
 * :mod:`~spikeflow.training.data`: the datasets the command line knows.
 * :mod:`~spikeflow.training.trainer`: :class:`Trainer` (one process or ``torchrun``).
+* :mod:`~spikeflow.training.resume`: the configuration a ``--resume`` continues.
 * :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.
 * :mod:`~spikeflow.training.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
 * :mod:`~spikeflow.training.plots`: learning curves, firing rates, spike rasters (matplotlib).
@@ -13,13 +14,8 @@ See ``docs/training.md``.
 from spikeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from spikeflow.training.config import TrainConfig, load_config_file, resolve, save_config
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
-from spikeflow.training.trainer import (
-    NonFiniteLossError,
-    Trainer,
-    TrainResult,
-    build_model,
-    config_for_resume,
-)
+from spikeflow.training.resume import config_for_resume
+from spikeflow.training.trainer import NonFiniteLossError, Trainer, TrainResult, build_model
 
 __all__ = [
     "LayerStats",
