@@ -670,3 +670,53 @@ def test_the_last_step_keeps_nan_and_negative_zero_gradients_as_the_reference(ba
     assert torch.isnan(ref[:, 0, 1]).all() and torch.isnan(fused[:, 0, 1]).all()
     torch.testing.assert_close(fused, ref, equal_nan=True)
     assert torch.equal(torch.signbit(fused[-1]), torch.signbit(ref[-1]))
+
+
+class ParamFedTrace(BaseNode):
+    """A trace ``a`` whose update reads a parameter alone."""
+
+    def __init__(self, rho: torch.Tensor, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.rho = rho
+
+    @staticmethod
+    def charge(x, v, a):
+        return v + (x - v) * 0.3 + a
+
+    @staticmethod
+    def update(h, s, a, *, rho):
+        return rho * 2.0
+
+    def neuron_params(self) -> dict[str, torch.Tensor]:
+        return {"rho": self.rho}
+
+    def initial_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**super().initial_state(like), "a": torch.zeros_like(like)}
+
+
+class ConstantTrace(ParamFedTrace):
+    """The same trace set to a literal."""
+
+    @staticmethod
+    def update(h, s, a, *, rho):
+        return 0.125
+
+
+@pytest.mark.parametrize("cls", [ParamFedTrace, ConstantTrace])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_state_set_from_parameters_alone_has_the_steps_shape(backend, cls):
+    # The reference used to return such a state 0-dim (or as a Python float), the
+    # kernels [B, N]; a streaming neuron then carried another shape into its next call.
+    x = torch.rand(5, 3, 7, device=kernel_device(backend)) * 0.6
+    finals, outputs = [], []
+    for b in ("torch", backend):
+        node = cls(torch.tensor(0.1), backend=b, step_mode="m")
+        node.to(x.device)
+        with F.streaming(node):
+            outputs.append(torch.cat([node(x), node(x)]))
+            finals.append(node.state)
+    assert torch.equal(outputs[0], outputs[1])
+    for name in ("v", "a"):
+        assert finals[0][name].shape == finals[1][name].shape == x.shape[1:], name
+        assert finals[0][name].dtype == finals[1][name].dtype == x.dtype, name
+        torch.testing.assert_close(finals[0][name], finals[1][name])

@@ -74,6 +74,16 @@ def run_reference(
         spikes.append(s)
         if record_v:
             v_record.append(v)
+    aux = tuple(_step_shaped(a, v, x_seq.shape[1:]) for a in aux)
     final = {"v": v, **dict(zip(decl.aux_names, aux))}
     v_seq = torch.stack(v_record) if record_v else None
     return torch.stack(spikes), final, v_seq
+
+
+def _step_shaped(value: Tensor | float, v: Tensor, shape: torch.Size) -> Tensor:
+    """A final state with the step's shape, as the kernels return it and the next call
+    expects: one computed from parameters alone has theirs (0-dim, ``[C, 1, 1]``) or is
+    a Python number."""
+    if not isinstance(value, Tensor):
+        return torch.full(shape, value, dtype=v.dtype, device=v.device)
+    return value if value.shape == shape else value.expand(shape).contiguous()
