@@ -96,6 +96,7 @@ REFUSED = {
     "v.cumsum()": (lambda x, v: v + x.cumsum(0), r"Tensor\.cumsum"),
     "torch.floor": (lambda x, v: v + torch.floor(x), r"torch\.floor"),
     "F.leaky_relu": (lambda x, v: v + F.leaky_relu(x), r"leaky_relu"),
+    "F.linear": (lambda x, v: v + F.linear(x, torch.eye(7)), r"torch\.nn\.functional\.linear is"),
     "v[0]": (lambda x, v: v + x[0], r"indexing"),
     "math.exp(x)": (lambda x, v: v + __import__("math").exp(x), r"Python number"),
     "if v > 0": (lambda x, v: v + x if v > 0 else x, r"branches on a traced value"),

@@ -536,7 +536,8 @@ def _torch_call(func: Callable, args: tuple, kwargs: dict) -> Expr:
         name = name[1:]
     name = _ALIASES.get(name, name)
     module = getattr(func, "__module__", None) or ""
-    label = f"{'torch.nn.functional' if 'functional' in module else 'torch'}.{name}"
+    functional = "functional" in module or module == "torch._C._nn"  # F.linear's is _nn
+    label = f"{'torch.nn.functional' if functional else 'torch'}.{name}"
     return _call(name, label, *args, **kwargs)
 
 
