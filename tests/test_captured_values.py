@@ -390,3 +390,30 @@ def test_a_charge_whose_code_is_replaced_in_place_rebuilds_the_kernels(monkeypat
     second = cls(backend="cpu")(x)
     assert not torch.equal(first, second), "the new code must matter"
     assert torch.equal(second, cls(backend="torch")(x))
+
+
+def _with_gain(x, v, *, gain):
+    return v * 0.5 + x * gain
+
+
+def test_a_charge_replaced_in_place_with_another_signature_is_declared_again(monkeypatch):
+    # The declaration (state and parameter names) was cached by function object: a
+    # keyword parameter added by a reload was never passed (a TypeError on every call).
+    def charge(x, v):
+        return v * 0.5 + x * 0.5
+
+    cls = type(
+        "GainNeuron",
+        (BaseNode,),
+        {"charge": staticmethod(charge), "neuron_params": lambda self: {"gain": 2.0}},
+    )
+    x = _input("cpu")
+    first = cls(backend="cpu")(x)
+    assert cls(backend="cpu").declaration().charge_params == ()
+    monkeypatch.setattr(charge, "__code__", _with_gain.__code__)
+    monkeypatch.setattr(charge, "__kwdefaults__", None)
+    assert cls(backend="cpu").declaration().charge_params == ("gain",)
+    for backend in ("torch", "cpu"):
+        assert torch.equal(cls(backend=backend)(x), cls(backend="torch")(x))
+    assert torch.equal(cls(backend="cpu")(x), neuron(_gain_double)(backend="torch")(x))
+    assert not torch.equal(first, cls(backend="cpu")(x)), "the new code must matter"

@@ -141,7 +141,10 @@ def _split_signature(
     return tuple(positional[len(leading) :]), tuple(keyword)
 
 
-_DECLARATIONS: dict[tuple, NeuronDeclaration] = {}
+#: Keyed by the functions; each entry keeps the code objects it was built from, so a
+#: function whose ``__code__`` was replaced in place (IPython's autoreload), which may
+#: change its signature, is declared again.
+_DECLARATIONS: dict[tuple, tuple[tuple, NeuronDeclaration]] = {}
 
 
 def declare(
@@ -173,10 +176,11 @@ def cached_declaration(
 ) -> NeuronDeclaration:
     """:func:`declare`'s cache itself, also for code that runs while Dynamo traces."""
     key = (charge, update, name, charge_returns_aux, threshold)
+    codes = tuple(getattr(fn, "__code__", None) for fn in (charge, update, threshold))
     cached = _DECLARATIONS.get(key)
-    if cached is None:
-        cached = _DECLARATIONS[key] = _build(*key)
-    return cached
+    if cached is None or any(a is not b for a, b in zip(cached[0], codes)):
+        cached = _DECLARATIONS[key] = (codes, _build(*key))
+    return cached[1]
 
 
 def _build(
