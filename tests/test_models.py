@@ -146,6 +146,79 @@ def test_every_neuron_name_builds_and_runs(neuron):
         assert model(torch.rand(T, B, 2, 34, 34)).shape == (T, B, 10)
 
 
+def test_what_a_partial_binds_wins_over_the_models_defaults():
+    # The defaults (detach_reset=True, ATan; MS-ResNet's tau and threshold) were passed
+    # as call keywords, which override a partial's own.
+    sew = _neurons(create_model(
+        "sew_resnet18", base_width=8,
+        neuron=functools.partial(IFNode, detach_reset=False, surrogate_function=Sigmoid()),
+    ))  # fmt: skip
+    assert all(not n.detach_reset and isinstance(n.surrogate_function, Sigmoid) for n in sew)
+    ms = _neurons(create_model(
+        "ms_resnet18", base_width=8, neuron=functools.partial(LIFNode, tau=3.0, v_threshold=1.0)
+    ))  # fmt: skip
+    assert all(n.tau == 3.0 and n.v_threshold == 1.0 for n in ms)
+
+
+class _SingleStepDefault(LIFNode):
+    """A neuron class defaulting to single-step mode, as SpikingJelly's do."""
+
+    def __init__(self, step_mode: str = "s", **kwargs) -> None:
+        super().__init__(step_mode=step_mode, **kwargs)
+
+
+class _ForeignIF(nn.Module):
+    """Another library's stateful multi-step IF (theta = 1): it keeps its membrane from
+    one call to the next until ``reset()``, as SpikingJelly's neurons do."""
+
+    def __init__(self, step_mode: str = "s") -> None:
+        super().__init__()
+        self.step_mode = step_mode
+        self.v = 0.0
+
+    def reset(self) -> None:
+        self.v = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spikes = []
+        for x_t in x if self.step_mode == "m" else x.unsqueeze(0):
+            h = self.v + x_t
+            s = (h >= 1.0).to(x.dtype)
+            self.v = h * (1 - s)
+            spikes.append(s)
+        return torch.stack(spikes) if self.step_mode == "m" else spikes[0]
+
+
+def test_a_neuron_class_defaulting_to_single_step_is_built_multi_step():
+    # Built with its own default ('s'), it read [T, B, ...] as one step of a batch.
+    assert _neurons(create_model("plif_digits", neuron=_SingleStepDefault))[0].step_mode == "m"
+    built = NeuronFactory(_ForeignIF)()
+    assert built.step_mode == "m"
+    assert built(torch.full((2, 1), 0.6)).flatten().tolist() == [0.0, 1.0]
+    # each call is a whole sequence: the same input gives the same spikes
+    assert built(torch.full((2, 1), 0.6)).flatten().tolist() == [0.0, 1.0]
+    torch.manual_seed(0)
+    model = create_model("plif_digits", neuron=_ForeignIF).eval()
+    x = torch.rand(4, 2, 1, 8, 8) * 4
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+    with pytest.raises(ConfigurationError, match=r"built in step_mode='s'"):
+        NeuronFactory(functools.partial(_ForeignIF, step_mode="s"))()
+
+
+def test_plif_digits_and_the_plif_builders_check_their_sizes():
+    for bad in ({"num_classes": 0}, {"in_channels": 0}, {"input_size": 0}, {"channels": 0},
+                {"hidden": 0}, {"voting_size": 0}):  # fmt: skip
+        name = next(iter(bad))
+        with pytest.raises(ConfigurationError, match=f"{name} must be a positive integer"):
+            create_model("plif_digits", **bad)
+    assert create_model("plif_digits", num_classes=3).num_classes == 3
+    with pytest.raises(ConfigurationError, match="input_size must be a positive integer"):
+        create_model("plif_mnist", input_size=(28, 28))  # was a bare TypeError from //=
+    with pytest.raises(ConfigurationError, match="input_size must be a positive integer"):
+        create_model("plif_nmnist", input_size="34")
+
+
 def test_neuron_factory_rejects_non_dict():
     with pytest.raises(ConfigurationError, match="neuron_kwargs must be a dict"):
         NeuronFactory("if", neuron_kwargs=[("tau", 2.0)])  # type: ignore[arg-type]
@@ -668,6 +741,20 @@ def test_and_zero_init_probes_any_neuron_or_says_why_it_cannot():
     with pytest.raises(ConfigurationError, match="cannot start as its identity"):
         create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
                      neuron="psn", neuron_kwargs={"T": 4})  # fmt: skip
+
+
+def test_and_zero_init_holds_for_an_adaptive_threshold_over_long_sequences():
+    # ALIF's threshold rises for tens of steps: the 8-step probe picked beta = 8, which
+    # stops firing after step 26, so the blocks were identities only for short inputs.
+    model = create_model("sew_dvsgesture", input_size=128, cnf="AND",
+                         neuron="alif", zero_init_residual=True)  # fmt: skip
+    x = (torch.rand(40, 1, 2, 128, 128) < 0.3).float()
+    checked = 0
+    with torch.no_grad():
+        for block, inp in _block_inputs(model, x, (SEWDVSBlock,)):
+            torch.testing.assert_close(block(inp), inp)
+            checked += 1
+    assert checked >= 2
 
 
 def test_bool_arguments_refuse_other_types():

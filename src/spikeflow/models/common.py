@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow import layers
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons import (
     PSN,
@@ -412,12 +413,14 @@ class NeuronFactory:
                 raise ConfigurationError(
                     f"neuron {name} does not accept {unknown}; it accepts {sorted(accepted)}"
                 )
-        # Defaults go only where they are known to be accepted: a factory taking
-        # ``**kwargs`` of unknown use gets ``neuron_kwargs`` alone.
+        # Defaults go only where they are known to be accepted (a factory taking
+        # ``**kwargs`` of unknown use gets ``neuron_kwargs`` alone), and not over what a
+        # partial binds: the user's choice, as neuron_kwargs are.
+        bound = set(self.neuron.keywords) if isinstance(self.neuron, functools.partial) else set()
         kwargs = {
             key: value
-            for key, value in (defaults or {}).items()
-            if accepted is not None and key in accepted
+            for key, value in {**(defaults or {}), "step_mode": "m"}.items()
+            if accepted is not None and key in accepted and key not in bound
         }
         kwargs.update(user)
         kwargs = check_bool_arguments(parameters or {}, kwargs, f"neuron {name}")
@@ -445,11 +448,29 @@ class NeuronFactory:
             key: _copy_module(value) if isinstance(value, nn.Module) else value
             for key, value in self.kwargs.items()
         }
-        return self.neuron(**kwargs)
+        neuron = self.neuron(**kwargs)
+        mode = getattr(neuron, "step_mode", "m")
+        if mode != "m":  # a class defaulting to 's' (SpikingJelly's) or a partial binding it
+            name = getattr(self.neuron, "__name__", repr(self.neuron))
+            raise ConfigurationError(
+                f"neuron {name} was built in step_mode={mode!r}; the models run their "
+                "neurons in multi-step mode ([T, B, ...] input): build it with "
+                "step_mode='m'"
+            )
+        if not isinstance(neuron, MemoryModule) and callable(getattr(neuron, "reset", None)):
+            # Another library's stateful neuron (SpikingJelly's) keeps its membrane from
+            # one call to the next; here each call is a whole sequence, as for ours.
+            neuron.register_forward_pre_hook(_reset_before_call)
+        return neuron
 
     def __repr__(self) -> str:
         name = getattr(self.neuron, "__name__", repr(self.neuron))
         return f"NeuronFactory({name}, {self.kwargs})"
+
+
+def _reset_before_call(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: start each call (a whole sequence) from the initial state."""
+    module.reset()
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
@@ -509,11 +530,12 @@ def init_conv_linear(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def always_firing_input(neuron: nn.Module, steps: int = 8) -> float:
+def always_firing_input(neuron: nn.Module, steps: int = 512) -> float:
     """The smallest of 1, 2, 4, ..., 1024 that, as a constant input, makes ``neuron``
-    fire at every one of ``steps`` steps from rest: the β of a zero-initialised BN
-    before a SEW ``AND`` branch's neuron (1 for IF with θ = 1; 2 for a LIF or PLIF
-    with τ = 2 and ``decay_input``, which charges to ``β / τ`` from rest).
+    fire at every one of ``steps`` steps from rest (``T`` for a neuron built for T
+    steps): the β of a zero-initialised BN before a SEW ``AND`` branch's neuron (1 for
+    IF with θ = 1; 2 for a LIF or PLIF with τ = 2 and ``decay_input``, which charges to
+    ``β / τ`` from rest; 16 for ALIF, whose threshold rises for tens of steps).
 
     Raises:
         ConfigurationError: no such input up to 1024.
@@ -529,13 +551,18 @@ def always_firing_input(neuron: nn.Module, steps: int = 8) -> float:
     if isinstance(fixed_steps, int) and fixed_steps > 0:
         steps = fixed_steps
     dtype = next((p.dtype for p in probe.parameters()), torch.float32)
+
+    def fires_throughout(value: float, horizon: int) -> bool:
+        if hasattr(probe, "reset"):
+            probe.reset()
+        return bool((probe(torch.full((horizon, 1), value, dtype=dtype)) > 0).all())
+
     with torch.no_grad():
         for k in range(11):
             value = float(2**k)
-            if hasattr(probe, "reset"):
-                probe.reset()
-            spikes = probe(torch.full((steps, 1), value, dtype=dtype))
-            if bool((spikes > 0).all()):
+            # A short probe first; an adaptive neuron's threshold keeps rising for tens
+            # of steps (ALIF fires at every step of 8 with 8, misses steps after 26).
+            if fires_throughout(value, min(steps, 8)) and fires_throughout(value, steps):
                 return value
     raise ConfigurationError(
         f"{type(neuron).__name__} does not fire at every step for any constant input up "

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError
-from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input
+from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
 from spikeflow.models.registry import register_model
 
 __all__ = ["PLIF_DEFAULTS", "DigitsPLIFNet", "plif_digits"]
@@ -79,13 +79,19 @@ class DigitsPLIFNet(nn.Module):
             raise ConfigurationError(
                 f"input_size must be (H, W) or one int (a square input); got {input_size!r}"
             )
-        height, width = (int(s) for s in input_size)
+        height, width = (check_positive_int("input_size", s) for s in input_size)
+        for name, value in (
+            ("num_classes", num_classes), ("in_channels", in_channels),
+            ("channels", channels), ("hidden", hidden), ("voting_size", voting_size),
+        ):  # fmt: skip
+            check_positive_int(name, value)
         if height % 2 or width % 2:
             raise ConfigurationError(f"input_size must be even (a 2x2 max-pool); got {input_size}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=PLIF_DEFAULTS)
         self.in_channels = in_channels
+        self.num_classes = num_classes
 
         def norm() -> nn.Module:
             return layers.BatchNorm2d(channels) if batch_norm else nn.Identity()

@@ -143,7 +143,8 @@ def _static(
         "second_dropout": second_dropout,
     }
     options.update(kwargs)
-    size = options["input_size"]
+    size = check_positive_int("input_size", options["input_size"])
+    check_positive_int("channels", options["channels"])
     for pool in plan:
         size //= 2 if pool else 1
     if hidden is None:
