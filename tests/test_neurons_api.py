@@ -267,3 +267,28 @@ def test_leaky_integrator_parameter_shape_is_named():
 
     with pytest.raises(ShapeError, match=r"LINode: tau of shape \(3, 1, 1\)"):
         LINode(tau=torch.full((3, 1, 1), 2.0))(torch.rand(4, 2, 5))
+
+
+@pytest.mark.parametrize(
+    ("make", "flag"),
+    [
+        (lambda v: LIFNode(decay_input=v), "decay_input"),
+        (lambda v: IFNode(detach_reset=v), "detach_reset"),
+        (lambda v: IFNode(strict_firing=v), "strict_firing"),
+        (lambda v: IFNode(store_v_seq=v), "store_v_seq"),
+        (lambda v: ATan(spiking=v), "spiking"),
+        (lambda v: __import__("spikeflow").neurons.KLIFNode(scale_reset=v), "scale_reset"),
+        (lambda v: __import__("spikeflow").neurons.SlidingPSN(2, exp_init=v), "exp_init"),
+        (lambda v: __import__("spikeflow").neurons.NoResetLIFNode(decay_input=v), "decay_input"),
+        (lambda v: __import__("spikeflow").neurons.LINode(decay_input=v), "decay_input"),
+    ],
+)
+def test_flags_refuse_anything_but_a_bool(make, flag):
+    # bool("False") is True: a string from a config file silently turned the option on.
+    for bad in ("False", 0, 1.0, None):
+        with pytest.raises(ConfigurationError, match=rf"{flag} must be True or False, got"):
+            make(bad)
+    assert getattr(make(False), flag) is False
+    import numpy as np
+
+    assert getattr(make(np.bool_(True)), flag) is True

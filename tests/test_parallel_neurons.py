@@ -18,6 +18,7 @@ from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.neurons import (
     PSN,
+    LINode,
     MaskedPSN,
     NoResetLIFNode,
     SlidingPSN,
@@ -347,3 +348,46 @@ def test_no_reset_lif_errors():
         NoResetLIFNode(method="fft")
     with pytest.raises(DTypeError, match="floating-point"):
         NoResetLIFNode()(torch.ones(3, 2, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("backend", ["gemm", "conv"])
+def test_sliding_psn_runs_an_empty_batch(backend):
+    # The depthwise convolution was built with groups=0, which torch refuses.
+    node = SlidingPSN(2, backend=backend)
+    x = torch.rand(4, 0, 3, requires_grad=True)
+    out = node(x)
+    assert out.shape == (4, 0, 3)
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cls", [PSN, MaskedPSN])
+def test_psn_and_masked_psn_compute_in_the_inputs_dtype(cls, dtype):
+    # Their GEMM raised torch's "self and mat2 must have the same dtype" where SlidingPSN
+    # and single-step MaskedPSN cast the weights to the input's dtype.
+    torch.manual_seed(0)
+    node = cls(T=4) if cls is PSN else cls(T=4, k=2)
+    x = torch.rand(4, 3, 5)
+    out = node(x.to(dtype))
+    assert out.dtype == dtype
+    with torch.no_grad():
+        h = torch.addmm(node.bias.to(dtype), node.weight.to(dtype), x.to(dtype).reshape(4, -1))
+        if cls is MaskedPSN:  # the order-k mask with lambda = 0 keeps the k diagonals
+            mask = torch.tril(torch.ones(4, 4)) - torch.tril(torch.ones(4, 4), -2)
+            h = torch.addmm(node.bias.to(dtype), (node.weight * mask).to(dtype),
+                            x.to(dtype).reshape(4, -1))  # fmt: skip
+    assert torch.equal(out, (h.view(4, 3, 5) >= 0).to(dtype))
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: SlidingPSN(2), lambda: SlidingPSN(2, backend="conv"),
+             lambda: NoResetLIFNode(), lambda: NoResetLIFNode(method="scan"), lambda: LINode()],
+)  # fmt: skip
+def test_zero_time_steps_are_a_shape_error_for_every_sequence_neuron(make):
+    # These failed inside torch (reshape of 0 elements, index -1 of an empty dim).
+    node = make()
+    with pytest.raises(
+        ShapeError, match=r"got a sequence of 0 time steps \(input shape \(0, 2, 3\)\)"
+    ):
+        node(torch.rand(0, 2, 3))

@@ -169,6 +169,17 @@ def test_a_plot_that_cannot_be_written_does_not_fail_the_run(tmp_path, monkeypat
 @pytest.mark.parametrize("value", [8.5, "eight", -8])
 def test_a_model_argument_the_constructor_rejects_names_it(tmp_path, value):
     config = tiny(tmp_path, "a", model_kwargs={"channels": value, "hidden": 32})
+    with pytest.raises(
+        ConfigurationError, match=rf"channels must be a positive integer, got {value!r}"
+    ):
+        Trainer(config, log=None).fit()
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_constructor_error_of_another_type_is_named_with_the_model_arguments(tmp_path):
+    # plif_digits checks its sizes itself; a TypeError of the constructor (a dropout
+    # given as a string, in its range comparison) comes back with the model's arguments.
+    config = tiny(tmp_path, "a", model_kwargs={"hidden": 32, "dropout": "0.5"})
     with pytest.raises(ConfigurationError, match=r"model 'plif_digits' cannot be built with"):
         Trainer(config, log=None).fit()
     assert not (tmp_path / "a").exists()

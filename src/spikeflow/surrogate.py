@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import forward_ad
 
+from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -156,7 +157,7 @@ class Surrogate(nn.Module):
 
     def __init__(self, spiking: bool = True, **params: float) -> None:
         super().__init__()
-        self.spiking = bool(spiking)
+        self.spiking = check_flag(type(self).__name__, "spiking", spiking)
         for name, value in params.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigurationError(

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
@@ -94,7 +95,7 @@ class ALIFNode(BaseNode):
             raise ConfigurationError(
                 f"beta must be >= 0 (a spike raises the threshold), got {self.beta}"
             )
-        self.decay_input = bool(decay_input)
+        self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
 
     def declaration(self) -> NeuronDeclaration:
         charge = _alif_charge_decay_input if self.decay_input else _alif_charge_no_decay_input
@@ -205,8 +206,8 @@ class KLIFNode(BaseNode):
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.tau = _check_tau("tau", tau)
-        self.decay_input = bool(decay_input)
-        self.scale_reset = bool(scale_reset)
+        self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
+        self.scale_reset = check_flag(type(self).__name__, "scale_reset", scale_reset)
         self.k = nn.Parameter(torch.tensor(1.0))
 
     def _c(self) -> float:

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.kernels import FiringRule, check_backend, resolve_backend
@@ -21,6 +22,16 @@ def _check_finite(name: str, value: float | Tensor) -> None:
     bad = not math.isfinite(value) if isinstance(value, float) else not torch.isfinite(value).all()
     if bad:
         raise ConfigurationError(f"{name} must be finite, got {value}")
+
+
+def check_sequence(x: Tensor, owner: str) -> None:
+    """Raise a :class:`ShapeError` unless ``x`` is a time-major ``[T >= 1, B, ...]``."""
+    check_time_major(x, owner)
+    if x.shape[0] == 0:
+        raise ShapeError(
+            f"{owner} got a sequence of 0 time steps (input shape {tuple(x.shape)}); a "
+            "neuron needs at least one step [T >= 1, B, ...]"
+        )
 
 
 def check_step_shape(
@@ -64,7 +75,8 @@ class BaseNode(MemoryModule):
         learnable_threshold: make θ a trainable parameter (same shape as given).
         step_mode: ``'m'`` (input ``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``).
         backend: ``'auto'`` (fastest available) or ``'torch'`` (the reference loop).
-        store_v_seq: keep the membrane after reset of every step in ``self.v_seq``.
+        store_v_seq: keep the membrane after reset of every step of the last call in
+            ``self.v_seq`` (``[1, B, ...]`` in single-step mode).
     """
 
     charge: ClassVar[staticmethod]
@@ -110,10 +122,10 @@ class BaseNode(MemoryModule):
                 f"{type(surrogate_function).__name__}"
             )
         self.surrogate_function = surrogate_function
-        self.detach_reset = bool(detach_reset)
-        self.strict_firing = bool(strict_firing)
+        self.detach_reset = check_flag(type(self).__name__, "detach_reset", detach_reset)
+        self.strict_firing = check_flag(type(self).__name__, "strict_firing", strict_firing)
         self.backend = check_backend(backend)
-        self.store_v_seq = bool(store_v_seq)
+        self.store_v_seq = check_flag(type(self).__name__, "store_v_seq", store_v_seq)
         self.v_seq: Tensor | None = None
 
     # -- configuration ---------------------------------------------------------------
@@ -188,12 +200,7 @@ class BaseNode(MemoryModule):
                 f"current), got dtype {x.dtype}"
             )
         if self.step_mode == "m":
-            check_time_major(x, type(self).__name__)
-            if x.shape[0] == 0:
-                raise ShapeError(
-                    f"{type(self).__name__} got a sequence of 0 time steps (input shape "
-                    f"{tuple(x.shape)}); a neuron needs at least one step [T >= 1, B, ...]"
-                )
+            check_sequence(x, type(self).__name__)
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)

@@ -17,9 +17,10 @@ import math
 import torch
 from torch import Tensor
 
-from spikeflow.base import MemoryModule, StepMode, check_time_major
+from spikeflow._checks import check_flag
+from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.neurons.base import check_step_shape
+from spikeflow.neurons.base import check_sequence, check_step_shape
 
 __all__ = ["LINode", "LeakyIntegrator"]
 
@@ -80,7 +81,7 @@ class LINode(MemoryModule):
                 self.register_buffer(name, value)
             else:
                 setattr(self, name, value)
-        self.decay_input = bool(decay_input)
+        self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
 
     @property
     def v(self) -> Tensor | None:
@@ -92,7 +93,7 @@ class LINode(MemoryModule):
             what = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(f"LINode expects a floating-point tensor, got {what}")
         if self.step_mode == "m":
-            check_time_major(x, "LINode")
+            check_sequence(x, "LINode")
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)

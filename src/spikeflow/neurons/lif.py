@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
@@ -64,7 +65,7 @@ class LIFNode(BaseNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.tau = _check_tau("tau", tau)
-        self.decay_input = bool(decay_input)
+        self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
 
     def declaration(self) -> NeuronDeclaration:
         charge = _lif_decay_input if self.decay_input else _lif_no_decay_input

@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode, StepModule, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
+from spikeflow.neurons.base import check_sequence
 from spikeflow.surrogate import ATan, Surrogate
 
 __all__ = [
@@ -185,7 +187,9 @@ class _TxTPSN(nn.Module):
         nn.init.constant_(self.bias, -1.0)
 
     def _gemm(self, weight: Tensor, x_seq: Tensor) -> Tensor:
-        h = torch.addmm(self.bias, weight, x_seq.reshape(self.T, -1))
+        # In the input's dtype, as SlidingPSN and the neurons compute (autocast aside).
+        dtype = x_seq.dtype
+        h = torch.addmm(self.bias.to(dtype), weight.to(dtype), x_seq.reshape(self.T, -1))
         return h.view(x_seq.shape)
 
 
@@ -354,7 +358,7 @@ class SlidingPSN(MemoryModule):
         if backend not in ("gemm", "conv"):
             raise ConfigurationError(f"backend must be 'gemm' or 'conv', got {backend!r}")
         self.backend = backend
-        self.exp_init = bool(exp_init)
+        self.exp_init = check_flag(type(self).__name__, "exp_init", exp_init)
         self.weight = nn.Parameter(torch.empty(self.k))
         self.bias = nn.Parameter(torch.empty(()))
         self.surrogate_function = _default_surrogate(surrogate_function)
@@ -382,7 +386,7 @@ class SlidingPSN(MemoryModule):
             x_ext, history = x_seq, None
         flat = x_ext.reshape(x_ext.shape[0], -1)
         bias = self.bias.to(x_seq.dtype)
-        if self.backend == "conv":
+        if self.backend == "conv" and flat.shape[1] > 0:  # (conv1d refuses groups=0)
             # Depthwise: every neuron is a channel of one [1, N, time] signal, all sharing
             # the kernel w (on CPU ~8x faster than N one-channel signals).
             n = flat.shape[1]
@@ -404,7 +408,7 @@ class SlidingPSN(MemoryModule):
         name = type(self).__name__
         _check_float_input(name, x)
         if self.step_mode == "m":
-            check_time_major(x, name)
+            check_sequence(x, name)
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)

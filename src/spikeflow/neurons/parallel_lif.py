@@ -20,8 +20,10 @@ import math
 import torch
 from torch import Tensor
 
-from spikeflow.base import MemoryModule, StepMode, check_time_major
+from spikeflow._checks import check_flag
+from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.neurons.base import check_sequence
 from spikeflow.neurons.lif import _check_tau
 from spikeflow.surrogate import Sigmoid, Surrogate
 
@@ -98,7 +100,7 @@ class NoResetLIFNode(MemoryModule):
     ) -> None:
         super().__init__(step_mode)
         self.tau = _check_tau("tau", tau)
-        self.decay_input = bool(decay_input)
+        self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
         if isinstance(v_threshold, bool) or not isinstance(v_threshold, (int, float)):
             raise ConfigurationError(f"v_threshold must be a float, got {v_threshold!r}")
         if not math.isfinite(v_threshold):
@@ -147,7 +149,7 @@ class NoResetLIFNode(MemoryModule):
             what = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(f"{name} expects a floating-point tensor, got {what}")
         if self.step_mode == "m":
-            check_time_major(x, name)
+            check_sequence(x, name)
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)
