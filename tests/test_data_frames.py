@@ -3,6 +3,7 @@ independent loop implementations of the rules in methods.md 11.1."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from spikeflow.data import (
     ToVoxelGrid,
     make_events,
     pad_collate,
+    segment_index,
     to_frames,
     to_frames_by_duration,
     to_time_surfaces,
@@ -205,6 +207,33 @@ def test_errors_name_the_problem():
         to_frames_by_duration(rec([0], [0], [0], [0]), 0)
 
 
+def test_float_timestamps_are_refused_not_truncated():
+    # t in seconds (a float field): cast to int64 every event would land in one frame.
+    ev = np.zeros(4, dtype=[("x", "<i2"), ("y", "<i2"), ("t", "<f8"), ("p", "<i1")])
+    ev["t"] = [0.0, 0.1, 0.2, 0.3]
+    r = EventRecording(ev, SENSOR, "secs.h5")
+    calls = [
+        lambda: to_frames(r, 2), lambda: to_frames(r, 2, "time"),
+        lambda: to_frames(r, 2, lambda e, T: np.zeros(len(e), dtype=np.int64)),
+        lambda: to_frames_by_duration(r, 1000), lambda: to_voxel_grid(r, 2),
+        lambda: to_time_surfaces(r, 2, 10.0), lambda: ToTimeSurface(2, 10.0)(r),
+        lambda: segment_index(ev, 2, "time"), lambda: to_frames(ev[:0], 2, sensor_size=SENSOR),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(DataFormatError, match=r"field 't' must hold integer microseconds.*"
+                                                  r"float64"):  # fmt: skip
+            call()
+    with pytest.raises(DataFormatError, match=r"^secs\.h5: field 't'"):
+        to_frames(r, 2)
+    # Integer timestamps of any width and signedness still work (readers' layouts).
+    for dtype in ("<u4", "<i4", "<u8", "<i8"):
+        ok = ev.astype([("x", "<i2"), ("y", "<i2"), ("t", dtype), ("p", "<i1")])
+        ok["t"] = [0, 100, 200, 300]
+        got = to_frames(ok, 2, "time", sensor_size=SENSOR)
+        assert got.sum(axis=(1, 2, 3)).tolist() == [2, 2], dtype
+        assert to_frames_by_duration(ok, 100, sensor_size=SENSOR).shape[0] == 4
+
+
 # -- fixed duration + pad_collate -------------------------------------------------------
 def test_duration_frames_by_hand():
     # t_first = 3, d = 10: frames [3, 13), [13, 23), [23, 33); 33 = t_first + 3d is the
@@ -268,6 +297,20 @@ def test_time_surfaces_by_hand():
         to_time_surfaces(r, 2, tau=0)
 
 
+def test_time_surfaces_validate_frames_number_and_tau():
+    r = rec([0, 10, 20], [0, 0, 1], [0, 0, 0], [1, 1, 1])
+    for bad in (2.9, True, "3", 0, -1, None):
+        with pytest.raises(ConfigurationError, match=r"frames_number must be an int >= 1; got"):
+            ToTimeSurface(bad, 10.0)
+        with pytest.raises(ConfigurationError, match=r"frames_number must be an int >= 1; got"):
+            to_time_surfaces(r, bad, 10.0)
+    for bad in (0, -1.0, math.inf, math.nan, True, "10", None):
+        with pytest.raises(ConfigurationError, match=r"tau must be a finite number > 0.*got"):
+            ToTimeSurface(2, bad)
+        with pytest.raises(ConfigurationError, match=r"tau must be a finite number > 0.*got"):
+            to_time_surfaces(r, 2, bad)
+
+
 # -- representation objects -------------------------------------------------------------
 def test_representation_objects_and_keys():
     r = rec([0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1], [0, 1, 1, 0])
@@ -294,6 +337,27 @@ def test_representation_objects_and_keys():
         frame_representation(frames_number=4, duration=100)
     with pytest.raises(ConfigurationError, match="exactly one"):
         frame_representation()
+
+
+def test_representations_take_numpy_integers():
+    r = rec([0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1], [0, 1, 1, 0])
+    made = {
+        "frames_number": (ToFrame(np.int64(2)), ToFrame(2)),
+        "duration": (ToFrameByDuration(np.int32(2)), ToFrameByDuration(2)),
+        "bins": (ToVoxelGrid(np.int16(2)), ToVoxelGrid(2)),
+        "time_surface": (ToTimeSurface(np.uint8(2), np.float32(5.0)), ToTimeSurface(2, 5.0)),
+    }
+    for name, (numpy_made, plain) in made.items():
+        assert numpy_made.cache_key() == plain.cache_key(), name
+        json.dumps(numpy_made.cache_key())  # plain ints and floats
+        np.testing.assert_array_equal(numpy_made(r), plain(r))
+    assert type(ToFrame(np.int64(2)).frames_number) is int
+    np.testing.assert_array_equal(to_voxel_grid(r, np.int64(3)), to_voxel_grid(r, 3))
+    assert frame_representation(frames_number=np.int64(4)).cache_key() == ToFrame(4).cache_key()
+    for make in (ToFrame, ToFrameByDuration, ToVoxelGrid, lambda v: to_voxel_grid(r, v)):
+        for bad in (np.float64(2.0), np.bool_(True), True, 0, np.int64(0)):
+            with pytest.raises(ConfigurationError, match=r"must be an int >= 1.*got"):
+                make(bad)
 
 
 # -- docs/data.md runs as printed -------------------------------------------------------

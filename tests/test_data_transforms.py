@@ -64,6 +64,18 @@ def test_center_and_random_crop_by_hand():
         T.CenterCrop(7)(r)
 
 
+def test_crop_sizes_take_numpy_integers_and_refuse_non_integers():
+    r = rec([0, 1], [2, 3], [1, 2], sensor=(6, 4, 2))
+    for size in (np.int64(2), (np.int32(2), np.int64(2)), np.array([2, 2])):
+        crop = T.CenterCrop(size)
+        assert crop.size == (2, 2) and all(type(v) is int for v in crop.size)
+        assert fields(crop(r)) == fields(T.CenterCrop(2)(r))
+        assert type(T.RandomCrop(size, seed=0).size[0]) is int
+    for bad in (2.5, (2.5, 2), True, (True, 2), (2,), (2, 0), "ab", None, np.array(2)):
+        with pytest.raises(ConfigurationError, match=r"size must be an int or \(width, height\)"):
+            T.CenterCrop(bad)
+
+
 def test_downsample_and_merge_polarities():
     r = rec([0, 1, 2, 3], [0, 1, 2, 33], [0, 33, 3, 17], [0, 1, 1, 0], sensor=(34, 34, 2))
     d = T.Downsample(0.5)(r)
@@ -207,6 +219,18 @@ def test_refractory_by_hand():
     assert T.RefractoryPeriod(100, per_polarity=True)(pol).events["t"].tolist() == [0, 10]
     with pytest.raises(DataFormatError, match="not sorted"):
         T.RefractoryPeriod(10)(rec([5, 1], [0, 0], [0, 0]))
+
+
+def test_refractory_fractional_period_follows_the_documented_rule():
+    # One pixel at t = 0, 0, 1, 2, 3: kept when t - t_kept >= period, i.e. ceil(period).
+    r = rec([0, 0, 1, 2, 3], [0] * 5, [0] * 5)
+    for period, kept in ((0.5, [0, 1, 2, 3]), (1.5, [0, 2]), (2.5, [0, 3]), (2.0, [0, 2])):
+        assert T.RefractoryPeriod(period)(r).events["t"].tolist() == kept, period
+        assert T.RefractoryPeriod(np.float32(period))(r).events["t"].tolist() == kept, period
+    assert T.RefractoryPeriod(np.int64(2)).cache_key()["refractory_period"] == 2
+    for bad in (-1, -0.5, float("inf"), float("nan"), True, "3", None):
+        with pytest.raises(ConfigurationError, match=r"refractory_period must be .*got"):
+            T.RefractoryPeriod(bad)
 
 
 # -- time and drop transforms ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -383,6 +384,27 @@ def test_reset_restarts_the_counter(name):
     enc.reset()
     assert torch.equal(enc(x), multi[0])
     assert torch.equal(enc(x), multi[1])
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_streaming_with_a_new_batch_shape_raises(name, mode):
+    enc = STATEFUL[name]()
+    enc.step_mode = mode
+    x = _input()
+    with streaming(enc):
+        enc(x)
+        for other in (x[:1], torch.rand(2, 1, 3) * 0.9):  # another batch, another shape
+            with pytest.raises(StateError, match=r"carried state 'input'.*reset_net"):
+                enc(other)
+        enc.reset()  # a new sequence after a reset is fine
+        multi = STATEFUL[name]()(x[:1])
+        assert torch.equal(enc(x[:1]), multi[0] if mode == "s" else multi)
+    # copies carry the counter on (the shape marker is a one-element view)
+    enc.streaming = True
+    enc(x)
+    twin = copy.deepcopy(enc)
+    assert torch.equal(twin(x), enc(x))
 
 
 def test_multi_step_calls_start_fresh_and_streaming_continues():

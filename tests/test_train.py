@@ -870,6 +870,23 @@ def test_eval_json_is_written_atomically(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # and no temporary
 
 
+def test_eval_json_writes_non_finite_numbers_as_null(tmp_path):
+    from spikeflow.training import evaluation
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    nan, inf = float("nan"), float("inf")
+    data = {"test_rate": nan, "layers": [{"v_mean": nan, "v_std": -inf, "spikes": 2.5}],
+            "pair": (1, inf), "name": "x", "n": 3}  # fmt: skip
+    target = evaluation.write_json_atomic(data, tmp_path / "r.json")
+    assert json.loads(target.read_text(), parse_constant=refuse) == {
+        "test_rate": None, "layers": [{"v_mean": None, "v_std": None, "spikes": 2.5}],
+        "pair": [1, None], "name": "x", "n": 3,
+    }  # fmt: skip
+    assert math.isnan(data["test_rate"])  # the caller's data is left as it was
+
+
 def test_eval_takes_a_run_folder(tmp_path, capsys):
     Trainer(tiny(tmp_path, "run", epochs=1), log=None).fit()
     run = tmp_path / "run"

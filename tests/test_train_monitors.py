@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from spikeflow import functional as F
 from spikeflow import layers, neurons
 from spikeflow.errors import MissingExtraError
 from spikeflow.training import SpikeMonitor, Trainer, record_spikes
@@ -96,6 +97,83 @@ def test_monitor_keeps_no_tensors_alive_and_does_not_grow():
     assert all(m.v_seq is None for m in (net[1], net[3]))
     monitor.remove()
     assert all(not m._forward_hooks for m in net)
+
+
+def test_spikes_per_sample_counts_a_streamed_sequence_once():
+    # The same sequences (T=4, B=3, twice) run whole, step by step and in chunks of 2.
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 6)  # per step or per sequence alike
+    xs = [torch.rand(4, 3, 5) * 3 for _ in range(2)]
+    results = {}
+    for how in ("whole", "steps", "chunks"):
+        node = neurons.LIFNode(step_mode="s" if how == "steps" else "m")
+        net = nn.Sequential(lin, node)
+        with SpikeMonitor(net) as monitor, torch.no_grad():
+            total = 0.0
+            for x in xs:
+                if how == "whole":
+                    total += float(net(x).sum())
+                    continue
+                with F.streaming(net):
+                    parts = x.unbind(0) if how == "steps" else x.split(2)
+                    total += sum(float(net(part).sum()) for part in parts)
+            results[how] = monitor.summary()[0]
+        assert results[how].spikes == total
+        assert results[how].spikes_per_sample == pytest.approx(total / 6, abs=1e-12), how
+    assert results["steps"] == results["whole"] == results["chunks"]
+    # A monitor reset in the middle of a sequence counts that sequence from its next step.
+    net = nn.Sequential(lin, neurons.LIFNode(step_mode="s"))
+    with SpikeMonitor(net) as monitor, F.streaming(net), torch.no_grad():
+        net(xs[0][0])
+        monitor.reset()
+        spikes = sum(float(net(x).sum()) for x in xs[0][1:])
+        assert monitor.summary()[0].spikes_per_sample == pytest.approx(spikes / 3, abs=1e-12)
+
+
+def test_membrane_monitor_keeps_a_v_seq_the_model_asked_for():
+    class MembraneReadout(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = layers.Linear(5, 3)
+            self.lif = neurons.LIFNode(store_v_seq=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.lif(self.fc(x))
+            return self.lif.v_seq
+
+    net = MembraneReadout()
+    x = torch.rand(4, 2, 5)
+    with torch.no_grad():
+        expected = net(x)
+        with SpikeMonitor(net, membrane=True) as monitor:
+            out = net(x)
+            assert out is not None and torch.equal(out, expected)
+            assert net.lif.v_seq is out
+        assert monitor.summary()[0].v_mean == pytest.approx(float(expected.double().mean()))
+    assert net.lif.store_v_seq and net.lif.v_seq is out  # the model's setting stays
+
+
+def test_several_membrane_monitors_share_a_layer():
+    net = nn.Sequential(layers.Linear(5, 3), neurons.LIFNode())
+    x = torch.rand(4, 2, 5)
+    a, b = SpikeMonitor(net, membrane=True), SpikeMonitor(net, membrane=True)
+    with torch.no_grad():
+        net(x)
+        v_mean = a.summary()[0].v_mean
+        assert not math.isnan(v_mean) and b.summary()[0].v_mean == v_mean
+        assert net[1].v_seq is None  # dropped once both have read it
+        a.remove()
+        assert net[1].store_v_seq  # b still needs it
+        c = SpikeMonitor(net, membrane=True)  # attached after b: both still read it
+        net(x)
+        assert c.summary()[0].v_mean == pytest.approx(v_mean, abs=1e-12)
+        assert b.state_dict()["1"]["v_count"] == 48 and net[1].v_seq is None
+        b.remove()
+        a.remove()  # a second remove changes nothing
+        assert net[1].store_v_seq
+        c.remove()
+    assert not net[1].store_v_seq and net[1].v_seq is None and not net[1]._forward_hooks
+    assert not net[1]._forward_pre_hooks
 
 
 def test_monitor_state_round_trip_and_layer_selection():

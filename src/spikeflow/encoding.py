@@ -17,7 +17,9 @@ single-step mode without streaming. The other encoders emit step ``t`` of a code
 depends on ``t`` (latency, periodic pattern, phase), so they are
 :class:`~spikeflow.base.MemoryModule` s that carry a step counter: single-step calls
 need streaming (:func:`spikeflow.functional.streaming`), ``reset()`` sets the counter
-back to step 0, and multi-step calls outside streaming always start at step 0. The code
+back to step 0, a streaming call whose input shape differs from the previous call's
+raises :class:`~spikeflow.errors.StateError` (a new batch: reset between sequences),
+and multi-step calls outside streaming always start at step 0. The code
 of a counter-based encoder is periodic (period ``T``, or ``P`` / ``K`` for the periodic
 and phase encoders): a streaming run longer than one period starts the code again.
 
@@ -182,9 +184,14 @@ class PoissonEncoder(StepModule, nn.Module):
 class _CountingEncoder(MemoryModule):
     """Base of encoders whose output at step ``t`` depends on ``t``.
 
-    The carried state is ``{'t': counter}`` (a 0-dim int64 CPU tensor), the index of the
-    next step to emit, kept modulo :attr:`period`. Subclasses implement
-    :meth:`_encode`, which returns the spikes of the given steps ``[S]`` as ``[S, ...]``.
+    The carried state is ``{'t': counter, 'input': marker}``: the counter (a 0-dim
+    int64 CPU tensor) is the index of the next step to emit, kept modulo
+    :attr:`period`; the marker is a CPU bool tensor of the input's shape with stride 0
+    (one element of memory), so that the carried-state check raises a
+    :class:`~spikeflow.errors.StateError` when a streaming call gets another batch
+    shape, as a neuron does (a 0-dim counter alone has no shape to compare).
+    Subclasses implement :meth:`_encode`, which returns the spikes of the given steps
+    ``[S]`` as ``[S, ...]``.
     """
 
     #: Number of steps a multi-step call emits.
@@ -208,7 +215,8 @@ class _CountingEncoder(MemoryModule):
         n = self.T if self.step_mode == "m" else 1
         steps = (torch.arange(n, device=x.device) + start) % self.period
         out = self._encode(x, steps)
-        self._keep_state({"t": torch.tensor((start + n) % self.period)})
+        marker = torch.zeros((), dtype=torch.bool).expand(x.shape)
+        self._keep_state({"t": torch.tensor((start + n) % self.period), "input": marker})
         return out if self.step_mode == "m" else out[0]
 
 

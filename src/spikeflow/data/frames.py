@@ -4,6 +4,8 @@ Events are the data; frames are a view computed from them (design principle 5). 
 function here takes an :class:`~spikeflow.data.EventRecording` (or a structured array of
 :data:`~spikeflow.data.EVENT_DTYPE` plus ``sensor_size=(W, H, P)``), is vectorised numpy
 (one ``np.bincount`` per call, no per-event Python loop) and returns a numpy array.
+Timestamps ``t`` must be integers (microseconds); floating-point times are a
+:class:`~spikeflow.errors.DataFormatError`, not cut to whole numbers.
 
 **Channels.** With ``P == 2`` (DVS polarities) channel 0 counts events with ``p == 0``
 and channel 1 events with ``p != 0``. With ``P == 1`` (polarities merged) every event
@@ -71,9 +73,10 @@ def unpack_events(
     Raises:
         ConfigurationError: no sensor size (a plain array without ``sensor_size``) or a
             non-positive one.
-        DataFormatError: not a structured event array, timestamps that go backwards
-            (``need_sorted``) or coordinates outside the sensor; the message names the
-            source file and the first offending event.
+        DataFormatError: not a structured event array, a field ``t`` that does not hold
+            integers (microseconds), timestamps that go backwards (``need_sorted``) or
+            coordinates outside the sensor; the message names the source file and the
+            first offending event.
     """
     source = None
     if isinstance(events, EventRecording):
@@ -102,6 +105,7 @@ def unpack_events(
         )
     if events.ndim != 1:
         raise ShapeError(f"events must be a 1-D structured array; got shape {events.shape}")
+    _check_time_field(events, source)
     if events.size:
         t = events["t"]
         if need_sorted and t.size > 1 and (t[1:] < t[:-1]).any():
@@ -131,6 +135,22 @@ def unpack_events(
                 f"y={int(events['y'][i])}) is outside the {width}x{height} sensor"
             )  # fmt: skip
     return events, size, source
+
+
+def _check_time_field(events: np.ndarray, source: str | None = None) -> None:
+    """Raise a :class:`DataFormatError` unless field ``t`` holds integers (microseconds).
+
+    Floating-point times (seconds, as some HDF5 / Tonic sources store them) would be
+    cut to whole numbers by the int64 casts of the frame functions, silently putting
+    every event in one frame; signed and unsigned integers of any width are accepted.
+    """
+    dtype = events.dtype["t"]
+    if dtype.kind not in "iu":
+        raise DataFormatError(
+            f"{source or '<events>'}: field 't' must hold integer microseconds; got dtype "
+            f"{dtype} (convert seconds with spikeflow.data.make_events(np.rint(t * 1e6), "
+            "x, y, p))"
+        )
 
 
 def event_channels(p: np.ndarray, polarities: int, source: str | None = None) -> np.ndarray:
@@ -188,6 +208,7 @@ def segment_index(
             return np.full(n, T - 1, dtype=np.int64)
         return np.minimum(np.arange(n, dtype=np.int64) // step, T - 1)
     if split_by == "time":
+        _check_time_field(events)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         t = events["t"].astype(np.int64)

@@ -15,6 +15,8 @@ computes a new entry instead of reading a stale one.
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -148,6 +150,25 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
+def _check_count(name: str, value: Any, unit: str = "") -> int:
+    """``value`` as a plain int if it is an integer >= 1 (numpy integers too, not bools)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigurationError(f"{name} must be an int >= 1{unit}; got {value!r}")
+    return int(value)  # a plain int: cache keys must be JSON-able
+
+
+def _check_tau(tau: Any) -> float:
+    """``tau`` as a float if it is a finite number > 0."""
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, numbers.Real)
+        or not math.isfinite(tau)
+        or not tau > 0
+    ):
+        raise ConfigurationError(f"tau must be a finite number > 0 (microseconds); got {tau!r}")
+    return float(tau)
+
+
 class Representation:
     """Base class: ``__call__(recording) -> np.ndarray`` and ``cache_key() -> dict``."""
 
@@ -179,11 +200,7 @@ class ToFrame(Representation):
             raise ConfigurationError(
                 f"split_by must be 'number', 'time' or a function; got {split_by!r}"
             )
-        if isinstance(frames_number, bool) or not isinstance(frames_number, int):
-            raise ConfigurationError(f"frames_number must be an int >= 1; got {frames_number!r}")
-        if frames_number < 1:
-            raise ConfigurationError(f"frames_number must be >= 1; got {frames_number}")
-        self.frames_number = frames_number
+        self.frames_number = _check_count("frames_number", frames_number)
         self.split_by = split_by
 
     def params(self) -> dict[str, Any]:
@@ -200,11 +217,7 @@ class ToFrameByDuration(Representation):
     name = "frames_by_duration"
 
     def __init__(self, duration: int) -> None:
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
-            raise ConfigurationError(
-                f"duration must be an int >= 1 (microseconds); got {duration!r}"
-            )
-        self.duration = duration
+        self.duration = _check_count("duration", duration, " (microseconds)")
 
     def params(self) -> dict[str, Any]:
         return {"duration": self.duration}
@@ -223,8 +236,7 @@ def to_voxel_grid(
     one timestamp), with weight ``1 − |k − τ|`` in bin ``k``, signed by polarity: ``+1``
     for ``p != 0`` and ``−1`` for ``p == 0``. An empty recording gives zeros.
     """
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ConfigurationError(f"bins must be an int >= 1; got {bins!r}")
+    bins = _check_count("bins", bins)
     arr, (width, height, _), _ = unpack_events(events, sensor_size)
     out = np.zeros(bins * height * width, dtype=np.float64)
     if len(arr):
@@ -258,11 +270,10 @@ def to_time_surfaces(
     for every pixel and channel whose latest event up to and including segment ``k``
     happened at ``t_last_event``, and 0 where no event has happened yet.
     """
-    if not tau > 0:
-        raise ConfigurationError(f"tau must be > 0 (microseconds); got {tau!r}")
+    T = _check_count("frames_number", frames_number)
+    tau = _check_tau(tau)
     arr, (width, height, polarities), source = unpack_events(events, sensor_size)
-    idx = segment_index(arr, frames_number, "time")
-    T = int(frames_number)
+    idx = segment_index(arr, T, "time")
     plane = polarities * height * width
     latest = np.full(T * plane, -np.inf)
     if len(arr):
@@ -277,7 +288,7 @@ def to_time_surfaces(
         sample[-1] = t1
     else:
         sample = np.zeros(T)
-    surf = np.exp(-(sample[:, None] - latest) / float(tau))
+    surf = np.exp(-(sample[:, None] - latest) / tau)
     return surf.astype(np.float32).reshape(T, polarities, height, width)
 
 
@@ -287,9 +298,7 @@ class ToVoxelGrid(Representation):
     name = "voxel_grid"
 
     def __init__(self, bins: int) -> None:
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ConfigurationError(f"bins must be an int >= 1; got {bins!r}")
-        self.bins = bins
+        self.bins = _check_count("bins", bins)
 
     def params(self) -> dict[str, Any]:
         return {"bins": self.bins}
@@ -304,10 +313,8 @@ class ToTimeSurface(Representation):
     name = "time_surface"
 
     def __init__(self, frames_number: int, tau: float) -> None:
-        if not tau > 0:
-            raise ConfigurationError(f"tau must be > 0 (microseconds); got {tau!r}")
-        self.frames_number = int(frames_number)
-        self.tau = float(tau)
+        self.frames_number = _check_count("frames_number", frames_number)
+        self.tau = _check_tau(tau)
 
     def params(self) -> dict[str, Any]:
         return {"frames_number": self.frames_number, "tau": self.tau}

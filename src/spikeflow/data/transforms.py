@@ -25,6 +25,7 @@ time step) live in :mod:`spikeflow.data.frame_transforms` and are re-exported he
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -166,8 +167,16 @@ class EventTransform:
 
 
 def _pair(size: int | Sequence[int], what: str) -> tuple[int, int]:
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or min(pair) < 1:
+    """``size`` (an int, numpy ints too, or a pair of them, each >= 1) as two ints."""
+    if isinstance(size, numbers.Integral):
+        pair: tuple[Any, ...] = (size, size)
+    elif isinstance(size, Sequence | np.ndarray) and np.ndim(size) == 1:
+        pair = tuple(size)
+    else:
+        pair = ()
+    if len(pair) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in pair
+    ):
         raise ConfigurationError(f"{what} must be an int or (width, height) >= 1; got {size!r}")
     return int(pair[0]), int(pair[1])
 
@@ -380,10 +389,12 @@ class RefractoryPeriod(EventTransform):
     ``t − t_kept ≥ refractory_period``, with ``t_kept`` the time of the pixel's last kept
     event. Dropped events do not restart the period (as in a sensor pixel, which emits
     nothing while refractory). Tonic compares with the previous event instead, kept or
-    not. ``per_polarity=True`` runs the rule per (pixel, polarity).
+    not. ``per_polarity=True`` runs the rule per (pixel, polarity). The period may be
+    fractional (a finite number ``>= 0``); timestamps being whole µs, the rule then acts
+    as a period of ``⌈refractory_period⌉`` (0.5 drops only events at the same ``t``).
 
     Vectorised over pixels: each pixel's kept events form a chain ``i -> next(i)``, the
-    pixel's first event at or after ``t_i + refractory_period``. The first
+    pixel's first event at or after ``t_i + ⌈refractory_period⌉``. The first
     :attr:`plain_rounds` links of every chain are followed one numpy step per link; the
     chains still running after that (busy pixels) are completed by pointer doubling, in
     about ``2 log2(length)`` numpy steps, so a pixel with 200,000 kept events costs
@@ -394,13 +405,25 @@ class RefractoryPeriod(EventTransform):
     #: Links followed one by one before the remaining chains switch to pointer doubling.
     plain_rounds = 32
 
-    def __init__(self, refractory_period: int, per_polarity: bool = False) -> None:
-        if not refractory_period >= 0:
+    def __init__(self, refractory_period: float, per_polarity: bool = False) -> None:
+        if (
+            isinstance(refractory_period, bool)
+            or not isinstance(refractory_period, numbers.Real)
+            or not math.isfinite(refractory_period)
+            or refractory_period < 0
+        ):
             raise ConfigurationError(
-                f"refractory_period must be >= 0 (microseconds); got {refractory_period!r}"
+                "refractory_period must be a finite number >= 0 (microseconds); got "
+                f"{refractory_period!r}"
             )
-        super().__init__(None, refractory_period=refractory_period, per_polarity=per_polarity)
-        self.period = int(refractory_period)
+        key = (
+            int(refractory_period)
+            if isinstance(refractory_period, numbers.Integral)
+            else float(refractory_period)
+        )  # a plain number in the cache key (numpy scalars are not JSON)
+        super().__init__(None, refractory_period=key, per_polarity=per_polarity)
+        # Timestamps are whole µs: t - t_kept >= p holds exactly when t - t_kept >= ⌈p⌉.
+        self.period = math.ceil(refractory_period)
         self.per_polarity = per_polarity
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:

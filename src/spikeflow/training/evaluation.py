@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -206,17 +207,32 @@ def check_json_destination(path: str | os.PathLike, option: str = "--json") -> P
     return path
 
 
+def _json_safe(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, ±inf) replaced by ``None``, inside
+    dicts, lists and tuples too: JSON (RFC 8259) has no NaN, so strict parsers (jq,
+    JavaScript's ``JSON.parse``) reject Python's bare ``NaN`` token."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json_safe(value) for value in data]
+    return data
+
+
 def write_json_atomic(data: Any, path: str | os.PathLike, option: str = "--json") -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically: to a temporary file in
     the same folder, then moved into place with ``os.replace`` (a failed write leaves
-    any earlier ``path`` as it was and removes the temporary file).
+    any earlier ``path`` as it was and removes the temporary file). Non-finite floats
+    are written as ``null`` (see ``_json_safe``), so the file is strict JSON.
 
     Raises:
         ConfigurationError: the file cannot be written (naming ``option`` and ``path``).
     """
     path = Path(path)
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False)
     try:
-        atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+        atomic_write_bytes(path, (text + "\n").encode("utf-8"))
     except OSError as exc:
         raise ConfigurationError(f"{option} {path}: cannot write it: {exc}") from exc
     return path

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
 
@@ -54,7 +56,9 @@ class LayerStats:
     firing_rate: float
     #: total spikes.
     spikes: float
-    #: total spikes / samples seen (per sample and whole sequence).
+    #: total spikes / samples seen (per sample and whole sequence). A streamed sequence
+    #: (single-step calls, or multi-step chunks) counts its samples once, at its first
+    #: call, or at the first call after the monitor was created or reset.
     spikes_per_sample: float
     #: neurons of the layer (per sample and step).
     neurons: int
@@ -78,6 +82,57 @@ class _Accumulator:
         self.v_count = 0
 
 
+class _MembraneClaim:
+    """The monitors that turned one layer's ``store_v_seq`` on, the layer's own setting
+    before the first of them, and the hook that drops ``v_seq`` after them all."""
+
+    __slots__ = ("drop_handle", "monitors", "own_setting")
+
+    def __init__(self, own_setting: bool) -> None:
+        self.own_setting = own_setting
+        self.monitors = 0
+        self.drop_handle: Any = None
+
+
+#: Layers whose ``store_v_seq`` some monitor holds on (shared by every monitor).
+_CLAIMS: weakref.WeakKeyDictionary[nn.Module, _MembraneClaim] = weakref.WeakKeyDictionary()
+
+
+def _drop_v_seq(module: nn.Module, inputs: Any, output: Any) -> None:
+    """Forward hook after every monitor's: drop the membrane only monitors asked for."""
+    claim = _CLAIMS.get(module)
+    if claim is not None and not claim.own_setting:
+        module.v_seq = None  # type: ignore[assignment]
+
+
+def _claim_membrane(module: BaseNode) -> None:
+    """Turn ``store_v_seq`` on for one more monitor (whose hook is already registered)."""
+    claim = _CLAIMS.get(module)
+    if claim is None:
+        claim = _CLAIMS[module] = _MembraneClaim(module.store_v_seq)
+    else:
+        claim.drop_handle.remove()
+    claim.monitors += 1
+    # Registered again, so it runs after the hooks of every monitor on the layer.
+    claim.drop_handle = module.register_forward_hook(_drop_v_seq)
+    module.store_v_seq = True
+
+
+def _release_membrane(module: BaseNode) -> None:
+    """One monitor less; the last one restores the layer's own ``store_v_seq``."""
+    claim = _CLAIMS.get(module)
+    if claim is None:
+        return
+    claim.monitors -= 1
+    if claim.monitors > 0:
+        return
+    claim.drop_handle.remove()
+    del _CLAIMS[module]
+    module.store_v_seq = claim.own_setting
+    if not claim.own_setting:
+        module.v_seq = None
+
+
 class SpikeMonitor:
     """Records firing rates, spike counts and membrane statistics of spiking layers.
 
@@ -88,10 +143,13 @@ class SpikeMonitor:
             :data:`SPIKING_LAYER_TYPES`).
         membrane: also record the membrane statistics; this turns on ``store_v_seq`` of
             the watched :class:`~spikeflow.neurons.BaseNode` layers while attached (each
-            forward then also returns the membrane, which the hook reads and drops).
+            forward then also records the membrane, which the hooks read and drop, unless
+            the layer's ``store_v_seq`` was already on: then ``v_seq`` stays for the
+            model to use).
 
     The monitor is attached on construction; :meth:`remove` (or leaving a ``with``
-    block) detaches the hooks and restores ``store_v_seq``. ``enabled = False`` pauses
+    block) detaches the hooks and, once no other monitor needs it, restores
+    ``store_v_seq``. Several monitors may watch one model. ``enabled = False`` pauses
     recording without removing the hooks.
     """
 
@@ -112,14 +170,25 @@ class SpikeMonitor:
         self.enabled = True
         self._acc = {name: _Accumulator() for name in found}
         self._handles: list[Any] = []
-        self._saved_store_v: dict[str, bool] = {}
+        self._claimed: list[BaseNode] = []
+        # Per layer: whether its current call starts a sequence (set by the pre-hook).
+        self._new_sequence: dict[str, bool] = {}
         for name, module in found.items():
+            self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
             if self.membrane and isinstance(module, BaseNode):
-                self._saved_store_v[name] = module.store_v_seq
-                module.store_v_seq = True
+                _claim_membrane(module)
+                self._claimed.append(module)
 
     # -- recording ----------------------------------------------------------------------
+
+    def _make_pre_hook(self, name: str) -> Any:
+        def pre_hook(module: nn.Module, inputs: Any) -> None:
+            # A call continues a sequence when the module carries state into it.
+            carried = isinstance(module, MemoryModule) and module.streaming
+            self._new_sequence[name] = not (carried and module.state is not None)
+
+        return pre_hook
 
     def _make_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -131,14 +200,15 @@ class SpikeMonitor:
             batch = spikes.shape[1] if multi else spikes.shape[0]
             acc.spikes = acc.spikes + spikes.sum(dtype=torch.float64)
             acc.elements += spikes.numel()
-            acc.samples += batch
+            if self._new_sequence.pop(name, True) or not acc.samples:
+                acc.samples += batch  # once per sequence, not per step or chunk
             acc.neurons = spikes[0, 0].numel() if multi else spikes[0].numel()
             if self.membrane and isinstance(module, BaseNode) and module.v_seq is not None:
+                # Read only: _drop_v_seq drops it after every monitor has read it.
                 v = module.v_seq.detach()
                 acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
                 acc.v_sumsq = acc.v_sumsq + v.double().square().sum()
                 acc.v_count += v.numel()
-                module.v_seq = None  # drop the layer's reference right away
 
         return hook
 
@@ -194,16 +264,14 @@ class SpikeMonitor:
     # -- lifetime -----------------------------------------------------------------------
 
     def remove(self) -> None:
-        """Remove the hooks and restore the layers' ``store_v_seq``."""
+        """Remove the hooks and, where no other monitor still needs it, restore the
+        layers' ``store_v_seq`` (calling it again does nothing)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for name, previous in self._saved_store_v.items():
-            module = self.layers[name]
-            module.store_v_seq = previous
-            if not previous:
-                module.v_seq = None
-        self._saved_store_v.clear()
+        for module in self._claimed:
+            _release_membrane(module)
+        self._claimed.clear()
 
     def __enter__(self) -> SpikeMonitor:
         return self
