@@ -74,6 +74,13 @@ def test_crop_sizes_take_numpy_integers_and_refuse_non_integers():
     for bad in (2.5, (2.5, 2), True, (True, 2), (2,), (2, 0), "ab", None, np.array(2)):
         with pytest.raises(ConfigurationError, match=r"size must be an int or \(width, height\)"):
             T.CenterCrop(bad)
+        # the frame crops shared the pattern: 2.5 was cut to 2, a numpy int a TypeError
+        with pytest.raises(ConfigurationError, match=r"size must be an int or \(height, width\)"):
+            T.CenterCropFrames(bad)
+        with pytest.raises(ConfigurationError, match=r"size must be an int or \(height, width\)"):
+            T.RandomCropFrames(bad)
+    assert T.CenterCropFrames(np.int64(2)).size == (2, 2)
+    assert T.RandomCropFrames((np.int32(3), 2)).size == (3, 2)
 
 
 def test_downsample_and_merge_polarities():

@@ -226,3 +226,18 @@ def test_tebn_single_step_streaming_eval_equals_multi_step():
     with streaming(m):
         stepped = torch.stack([m(s) for s in x])
     torch.testing.assert_close(stepped, whole)
+
+
+@pytest.mark.parametrize("cls", [L.BatchNormThroughTime2d, L.TemporalEffectiveBatchNorm2d])
+def test_per_step_norms_refuse_a_new_batch_while_streaming(cls):
+    # Their carried state is a 0-dim step counter, which no shape check caught: a new
+    # batch went on from the last sequence's step.
+    m = cls(3, T=4, step_mode="s")
+    x = torch.rand(4, 2, 3, 5, 5)
+    with streaming(m):
+        m(x[0])
+        with pytest.raises(StateError, match=r"from steps of shape \(2, 3, 5, 5\).*\(1, 3, 5, 5\)"):
+            m(x[1, :1])
+        m(x[1])  # the same sequence goes on
+        m.reset()
+        m(x[0, :1])  # a new one after a reset

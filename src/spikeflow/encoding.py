@@ -184,14 +184,11 @@ class PoissonEncoder(StepModule, nn.Module):
 class _CountingEncoder(MemoryModule):
     """Base of encoders whose output at step ``t`` depends on ``t``.
 
-    The carried state is ``{'t': counter, 'input': marker}``: the counter (a 0-dim
-    int64 CPU tensor) is the index of the next step to emit, kept modulo
-    :attr:`period`; the marker is a CPU bool tensor of the input's shape with stride 0
-    (one element of memory), so that the carried-state check raises a
-    :class:`~spikeflow.errors.StateError` when a streaming call gets another batch
-    shape, as a neuron does (a 0-dim counter alone has no shape to compare).
-    Subclasses implement :meth:`_encode`, which returns the spikes of the given steps
-    ``[S]`` as ``[S, ...]``.
+    The carried state is ``{'t': counter}`` (a 0-dim int64 CPU tensor), the index of the
+    next step to emit, kept modulo :attr:`period`; a streaming call with another batch
+    size raises :class:`~spikeflow.errors.StateError` (MemoryModule compares it with
+    the previous call's). Subclasses implement :meth:`_encode`, which returns the spikes
+    of the given steps ``[S]`` as ``[S, ...]``.
     """
 
     #: Number of steps a multi-step call emits.
@@ -215,8 +212,7 @@ class _CountingEncoder(MemoryModule):
         n = self.T if self.step_mode == "m" else 1
         steps = (torch.arange(n, device=x.device) + start) % self.period
         out = self._encode(x, steps)
-        marker = torch.zeros((), dtype=torch.bool).expand(x.shape)
-        self._keep_state({"t": torch.tensor((start + n) % self.period), "input": marker})
+        self._keep_state({"t": torch.tensor((start + n) % self.period)})
         return out if self.step_mode == "m" else out[0]
 
 

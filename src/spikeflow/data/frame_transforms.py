@@ -14,9 +14,11 @@ the transform; ``None`` (default) uses PyTorch's global generator, which
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,11 +33,24 @@ __all__ = [
 ]
 
 
-def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ConfigurationError(f"size must be an int or (height, width) >= 1; got {size!r}")
+def int_pair(size: int | Sequence[int], what: str, names: str) -> tuple[int, int]:
+    """``size`` (an int, numpy ints too, or a pair of them, each >= 1) as two ints;
+    ``names`` says what the pair holds in the error, e.g. ``"(height, width)"``."""
+    if isinstance(size, numbers.Integral):
+        pair: tuple[Any, ...] = (size, size)
+    elif isinstance(size, Sequence | np.ndarray) and np.ndim(size) == 1:
+        pair = tuple(size)
+    else:
+        pair = ()
+    if len(pair) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in pair
+    ):
+        raise ConfigurationError(f"{what} must be an int or {names} >= 1; got {size!r}")
     return int(pair[0]), int(pair[1])
+
+
+def _hw(size: int | Sequence[int]) -> tuple[int, int]:
+    return int_pair(size, "size", "(height, width)")
 
 
 def _check(x: Any, name: str) -> torch.Tensor:

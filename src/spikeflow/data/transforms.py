@@ -39,6 +39,7 @@ from spikeflow.data.frame_transforms import (
     RandomHorizontalFlipFrames,
     RandomRot90Frames,
     RandomVerticalFlipFrames,
+    int_pair,
 )
 from spikeflow.data.frames import unpack_events
 from spikeflow.errors import ConfigurationError
@@ -166,21 +167,6 @@ class EventTransform:
         return f"{type(self).__name__}({args})"
 
 
-def _pair(size: int | Sequence[int], what: str) -> tuple[int, int]:
-    """``size`` (an int, numpy ints too, or a pair of them, each >= 1) as two ints."""
-    if isinstance(size, numbers.Integral):
-        pair: tuple[Any, ...] = (size, size)
-    elif isinstance(size, Sequence | np.ndarray) and np.ndim(size) == 1:
-        pair = tuple(size)
-    else:
-        pair = ()
-    if len(pair) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in pair
-    ):
-        raise ConfigurationError(f"{what} must be an int or (width, height) >= 1; got {size!r}")
-    return int(pair[0]), int(pair[1])
-
-
 class SortEvents(EventTransform):
     """Sort events by time (stable: equal timestamps keep their order)."""
 
@@ -304,7 +290,7 @@ class CenterCrop(EventTransform):
     needs_sensor = True
 
     def __init__(self, size: int | Sequence[int]) -> None:
-        self.size = _pair(size, "size")
+        self.size = int_pair(size, "size", "(width, height)")
         super().__init__(None, size=self.size)
 
     def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
@@ -321,7 +307,7 @@ class RandomCrop(CenterCrop):
     def __init__(
         self, size: int | Sequence[int], seed: int | np.random.Generator | None = None
     ) -> None:
-        self.size = _pair(size, "size")
+        self.size = int_pair(size, "size", "(width, height)")
         EventTransform.__init__(self, seed, size=self.size)
 
     @property
