@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import copy
 import enum
+import functools
 import math
 
 import pytest
@@ -417,3 +418,37 @@ def test_a_charge_replaced_in_place_with_another_signature_is_declared_again(mon
         assert torch.equal(cls(backend=backend)(x), cls(backend="torch")(x))
     assert torch.equal(cls(backend="cpu")(x), neuron(_gain_double)(backend="torch")(x))
     assert not torch.equal(first, cls(backend="cpu")(x)), "the new code must matter"
+
+
+def _charge_behind(kind: str, inner):
+    """``inner`` as a neuron's charge behind a ``functools.wraps`` decorator or a partial."""
+    if kind == "wraps":
+
+        @functools.wraps(inner)
+        def charge(*args, **kwargs):
+            return inner(*args, **kwargs)
+
+        return charge
+    return functools.partial(inner)
+
+
+@pytest.mark.parametrize("kind", ["wraps", "partial"])
+def test_a_wrapped_charge_replaced_in_place_with_another_signature_is_declared_again(
+    monkeypatch, kind
+):
+    # The cache compared the wrapper's own code (or a partial's None): a reload of the
+    # function behind it kept the old signature.
+    def inner(x, v):
+        return v * 0.5 + x * 0.5
+
+    cls = type(
+        "GainNeuron",
+        (BaseNode,),
+        {"charge": staticmethod(_charge_behind(kind, inner)),
+         "neuron_params": lambda self: {"gain": 2.0}},
+    )  # fmt: skip
+    x = _input("cpu")
+    cls(backend="torch")(x)
+    monkeypatch.setattr(inner, "__code__", _with_gain.__code__)
+    assert cls().declaration().charge_params == ("gain",)
+    assert torch.equal(cls(backend="torch")(x), neuron(_gain_double)(backend="torch")(x))

@@ -235,6 +235,9 @@ def test_refractory_fractional_period_follows_the_documented_rule():
         assert T.RefractoryPeriod(period)(r).events["t"].tolist() == kept, period
         assert T.RefractoryPeriod(np.float32(period))(r).events["t"].tolist() == kept, period
     assert T.RefractoryPeriod(np.int64(2)).cache_key()["refractory_period"] == 2
+    # the key holds the period applied: a cache made when 1.5 was cut to 1 is not reused
+    assert T.RefractoryPeriod(1.5).cache_key() == T.RefractoryPeriod(2).cache_key()
+    assert T.RefractoryPeriod(1.5).cache_key()["refractory_period"] == 2
     for bad in (-1, -0.5, float("inf"), float("nan"), True, "3", None):
         with pytest.raises(ConfigurationError, match=r"refractory_period must be .*got"):
             T.RefractoryPeriod(bad)

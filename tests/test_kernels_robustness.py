@@ -702,20 +702,22 @@ class ConstantTrace(ParamFedTrace):
         return 0.125
 
 
+@pytest.mark.parametrize("rho_dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("cls", [ParamFedTrace, ConstantTrace])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_state_set_from_parameters_alone_has_the_steps_shape(backend, cls):
+def test_a_state_set_from_parameters_alone_has_the_steps_shape(backend, cls, rho_dtype):
     # The reference used to return such a state 0-dim (or as a Python float), the
     # kernels [B, N]; a streaming neuron then carried another shape into its next call.
+    # A float64 0-dim one (which does not promote the float32 steps) stays float32.
     x = torch.rand(5, 3, 7, device=kernel_device(backend)) * 0.6
     finals, outputs = [], []
     for b in ("torch", backend):
-        node = cls(torch.tensor(0.1), backend=b, step_mode="m")
+        node = cls(torch.tensor(0.1, dtype=rho_dtype), backend=b, step_mode="m")
         node.to(x.device)
         with F.streaming(node):
             outputs.append(torch.cat([node(x), node(x)]))
             finals.append(node.state)
-    assert torch.equal(outputs[0], outputs[1])
+    assert torch.equal(outputs[0], outputs[1]) and outputs[0].dtype == x.dtype
     for name in ("v", "a"):
         assert finals[0][name].shape == finals[1][name].shape == x.shape[1:], name
         assert finals[0][name].dtype == finals[1][name].dtype == x.dtype, name

@@ -158,6 +158,19 @@ def test_what_a_partial_binds_wins_over_the_models_defaults():
         "ms_resnet18", base_width=8, neuron=functools.partial(LIFNode, tau=3.0, v_threshold=1.0)
     ))  # fmt: skip
     assert all(n.tau == 3.0 and n.v_threshold == 1.0 for n in ms)
+    # bound by position (was a TypeError: multiple values for 'tau')
+    by_position = functools.partial(LIFNode, 3.0)
+    positional = _neurons(create_model("ms_resnet18", base_width=8, neuron=by_position))
+    assert all(n.tau == 3.0 for n in positional)
+    # a Module it binds is copied for each neuron, as those of neuron_kwargs are
+    assert len({id(n.surrogate_function) for n in sew}) == len(sew)
+    # neuron_kwargs override a keyword it binds; one bound by position is refused
+    over = _neurons(create_model("plif_digits", neuron=functools.partial(LIFNode, tau=3.0),
+                                 neuron_kwargs={"tau": 5.0}))  # fmt: skip
+    assert {n.tau for n in over} == {5.0}
+    with pytest.raises(ConfigurationError, match=r"\['tau'\] are bound by position"):
+        create_model("plif_digits", neuron=functools.partial(LIFNode, 3.0),
+                     neuron_kwargs={"tau": 5.0})  # fmt: skip
 
 
 class _SingleStepDefault(LIFNode):
@@ -204,6 +217,16 @@ def test_a_neuron_class_defaulting_to_single_step_is_built_multi_step():
         assert torch.equal(model(x), model(x))
     with pytest.raises(ConfigurationError, match=r"built in step_mode='s'"):
         NeuronFactory(functools.partial(_ForeignIF, step_mode="s"))()
+    # streaming would restart it at every chunk: refused
+    from spikeflow.errors import StateError
+    from spikeflow.functional import set_streaming, streaming
+
+    with pytest.raises(StateError, match=r"another library's neuron, restarted at every call"):
+        with streaming(model):
+            pass
+    with pytest.raises(StateError, match=r"'features\.2' \(_ForeignIF\)"):
+        set_streaming(model, True)
+    set_streaming(model, False)
 
 
 def test_plif_digits_and_the_plif_builders_check_their_sizes():
@@ -741,6 +764,10 @@ def test_and_zero_init_probes_any_neuron_or_says_why_it_cannot():
     with pytest.raises(ConfigurationError, match="cannot start as its identity"):
         create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
                      neuron="psn", neuron_kwargs={"T": 4})  # fmt: skip
+    # a PSN built for more than the short probe's 8 steps is probed with its own T
+    with pytest.raises(ConfigurationError, match="cannot start as its identity"):
+        create_model("sew_resnet18", cnf="AND", zero_init_residual=True, base_width=8,
+                     neuron="psn", neuron_kwargs={"T": 16})  # fmt: skip
 
 
 def test_and_zero_init_holds_for_an_adaptive_threshold_over_long_sequences():

@@ -367,17 +367,18 @@ def test_psn_and_masked_psn_compute_in_the_inputs_dtype(cls, dtype):
     # Their GEMM raised torch's "self and mat2 must have the same dtype" where SlidingPSN
     # and single-step MaskedPSN cast the weights to the input's dtype.
     torch.manual_seed(0)
-    node = cls(T=4) if cls is PSN else cls(T=4, k=2)
-    x = torch.rand(4, 3, 5)
+    node = cls(T=4) if cls is PSN else cls(T=4, k=2, lambda_init=1.0)  # the band mask on
+    with torch.no_grad():
+        node.bias.zero_()  # about half the neurons fire
+    x = torch.randn(4, 3, 5)
     out = node(x.to(dtype))
     assert out.dtype == dtype
+    weight = node.weight if cls is PSN else node.weight * band_mask(4, 2)
     with torch.no_grad():
-        h = torch.addmm(node.bias.to(dtype), node.weight.to(dtype), x.to(dtype).reshape(4, -1))
-        if cls is MaskedPSN:  # the order-k mask with lambda = 0 keeps the k diagonals
-            mask = torch.tril(torch.ones(4, 4)) - torch.tril(torch.ones(4, 4), -2)
-            h = torch.addmm(node.bias.to(dtype), (node.weight * mask).to(dtype),
-                            x.to(dtype).reshape(4, -1))  # fmt: skip
-    assert torch.equal(out, (h.view(4, 3, 5) >= 0).to(dtype))
+        h = torch.addmm(node.bias.to(dtype), weight.to(dtype), x.to(dtype).reshape(4, -1))
+    expected = (h.view(4, 3, 5) >= 0).to(dtype)
+    assert 0 < expected.sum() < expected.numel()
+    assert torch.equal(out, expected)
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,31 @@ def test_spikes_per_sample_counts_a_streamed_sequence_once():
         assert monitor.summary()[0].spikes_per_sample == pytest.approx(spikes / 3, abs=1e-12)
 
 
+def test_a_sequence_begun_while_paused_counts_its_samples_when_recording_resumes():
+    net = nn.Sequential(nn.Linear(5, 6), neurons.LIFNode(step_mode="s"))
+    xs = [torch.rand(4, 2, 5) * 3 for _ in range(2)]
+    with SpikeMonitor(net) as monitor, torch.no_grad():
+        for x in xs:
+            with F.streaming(net):
+                monitor.enabled = False  # the first step of each sequence not recorded
+                net(x[0])
+                monitor.enabled = True
+                for x_t in x[1:]:
+                    net(x_t)
+        assert monitor.state_dict()["1"]["samples"] == 4  # two sequences of batch 2
+
+
+def test_a_copy_of_a_monitored_layer_does_not_keep_its_membrane():
+    import copy
+
+    net = nn.Sequential(layers.Linear(5, 3), neurons.LIFNode())
+    with SpikeMonitor(net, membrane=True):
+        twin = copy.deepcopy(net)  # store_v_seq on, and the dropping hook, copied
+    with torch.no_grad():
+        twin(torch.rand(4, 2, 5))
+    assert twin[1].v_seq is None
+
+
 def test_membrane_monitor_keeps_a_v_seq_the_model_asked_for():
     class MembraneReadout(nn.Module):
         def __init__(self) -> None:

@@ -175,10 +175,10 @@ class MemoryModule(StepModule, nn.Module):
                         f"steps of shape {tuple(step_shape)}. A new sequence started: "
                         "call spikeflow.functional.reset_net(net) between sequences."
                     )
-            # The steps' shape the state was carried from: a state of 0-dim values alone
-            # (a step counter) has no batch dimension of its own to compare.
+            # The steps' shape the state was carried from: one sequence keeps it (a
+            # state of 0-dim values alone, a step counter, has no shape to compare).
             previous = self.__dict__.get("_carried_shape")
-            if previous and step_shape and previous[0] != step_shape[0]:
+            if previous is not None and previous != tuple(step_shape):
                 raise StateError(
                     f"{type(self).__name__}: its carried state is from steps of shape "
                     f"{previous}, but this input has steps of shape {tuple(step_shape)}. A "

@@ -15,15 +15,36 @@ from contextlib import contextmanager
 from torch import nn
 
 from spikeflow.base import MemoryModule, StepModule, check_step_mode
+from spikeflow.errors import StateError
 
 __all__ = [
     "detach_net",
     "memory_modules",
+    "reset_before_call",
     "reset_net",
     "set_step_mode",
     "set_streaming",
     "streaming",
 ]
+
+
+def reset_before_call(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook that restarts ``module`` (a neuron of another library, whose
+    ``reset()`` forgets its membrane) at every call: each call is a whole sequence.
+    The models register it on such neurons; :func:`streaming` refuses them."""
+    module.reset()
+
+
+def _refuse_restarted_modules(net: nn.Module) -> None:
+    """Raise if ``net`` holds a module :func:`reset_before_call` restarts at every call:
+    streaming would silently restart it at every chunk."""
+    for name, module in net.named_modules():
+        if any(hook is reset_before_call for hook in module._forward_pre_hooks.values()):
+            raise StateError(
+                f"module {name or type(net).__name__!r} ({type(module).__name__}) is another "
+                "library's neuron, restarted at every call, so it cannot carry its state "
+                "from one chunk or step to the next: streaming needs spikeflow's neurons"
+            )
 
 
 def memory_modules(net: nn.Module) -> Iterator[MemoryModule]:
@@ -75,6 +96,8 @@ def set_streaming(net: nn.Module, enabled: bool) -> None:
     long sequence chunk by chunk (multi-step) or step by step (single-step), and call
     :func:`reset_net` between sequences.
     """
+    if enabled:
+        _refuse_restarted_modules(net)
     for module in memory_modules(net):
         module.streaming = bool(enabled)
         module.reset()
@@ -86,6 +109,7 @@ def streaming(net: nn.Module) -> Iterator[nn.Module]:
 
     The previous streaming flags are restored on exit.
     """
+    _refuse_restarted_modules(net)
     modules = list(memory_modules(net))
     previous = [m.streaming for m in modules]
     for m in modules:

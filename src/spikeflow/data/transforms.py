@@ -402,14 +402,12 @@ class RefractoryPeriod(EventTransform):
                 "refractory_period must be a finite number >= 0 (microseconds); got "
                 f"{refractory_period!r}"
             )
-        key = (
-            int(refractory_period)
-            if isinstance(refractory_period, numbers.Integral)
-            else float(refractory_period)
-        )  # a plain number in the cache key (numpy scalars are not JSON)
-        super().__init__(None, refractory_period=key, per_polarity=per_polarity)
         # Timestamps are whole µs: t - t_kept >= p holds exactly when t - t_kept >= ⌈p⌉.
+        # The cache key holds that period, a plain int: 1.5 and 2 give the same events,
+        # and a cache written when 1.5 acted as 1 (the period was cut, not rounded up) is
+        # not reused.
         self.period = math.ceil(refractory_period)
+        super().__init__(None, refractory_period=self.period, per_polarity=per_polarity)
         self.per_polarity = per_polarity
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:

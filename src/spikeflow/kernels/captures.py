@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 
 from spikeflow.kernels.expr import TraceError
-from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.neurons.declaration import NeuronDeclaration, functions_behind
 
 __all__ = ["MAX_DEPTH", "MAX_ENTRIES", "captured_numbers", "surrogate_captured_numbers"]
 
@@ -104,7 +104,7 @@ def cached_captured_numbers(source: Source) -> tuple[object, ...]:
         # that): read again what the new code reads, and key it apart.
         version = 0 if entry is None else entry[2] + 1
         codes = tuple((fn, fn.__code__) for top in _functions_of(source)[1]
-                      for fn in _functions(top))  # fmt: skip
+                      for fn in functions_behind(top))  # fmt: skip
         entry = _READERS[source] = (_reader(source), codes, version)
     keys = entry[0]()
     return keys if entry[2] == 0 else (*keys, ("code version", entry[2]))
@@ -309,34 +309,6 @@ def _numpy_scalar(value: object) -> bool:
     return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0
 
 
-#: At most this many objects are unwrapped per function (a cycle of ``__wrapped__``
-#: attributes ends there).
-_MAX_WRAPPERS = 256
-
-
-def _functions(fn: object) -> Iterator[types.FunctionType]:
-    """The Python functions behind ``fn``: a bound method's, a ``functools.partial``'s
-    and a decorated function's (``__wrapped__``) too."""
-    # Functions are deduplicated by id; a bound method is not (it is a new object at
-    # each attribute read, which Dynamo, guarding on its id, would never match again).
-    seen: set[int] = set()
-    stack = [fn]
-    for _ in range(_MAX_WRAPPERS):
-        if not stack:
-            return
-        f = stack.pop()
-        if f is None:
-            continue
-        if isinstance(f, types.FunctionType):
-            if id(f) in seen:
-                continue
-            seen.add(id(f))
-            yield f
-        stack += [getattr(f, "__func__", None), getattr(f, "__wrapped__", None)]
-        if isinstance(f, functools.partial):
-            stack.append(f.func)
-
-
 def _partial_values(fn: object) -> list[object]:
     """The arguments a ``functools.partial`` (possibly nested) binds."""
     values: list[object] = []
@@ -370,7 +342,7 @@ def _reader(source: Source) -> Reader:
     seen: set[tuple[int, str]] = set()  # (id of a namespace or cell, name): read once
     for top in tops:
         partials += _partial_values(top)
-        for fn in _functions(top):
+        for fn in functions_behind(top):
             namespace = fn.__globals__
             for name in _code_names(fn.__code__):
                 if name in namespace and (id(namespace), name) not in seen:

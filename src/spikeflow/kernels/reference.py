@@ -86,4 +86,8 @@ def _step_shaped(value: Tensor | float, v: Tensor, shape: torch.Size) -> Tensor:
     a Python number."""
     if not isinstance(value, Tensor):
         return torch.full(shape, value, dtype=v.dtype, device=v.device)
-    return value if value.shape == shape else value.expand(shape).contiguous()
+    if value.shape == shape:
+        return value
+    if value.dim() == 0:  # a 0-dim value does not promote the steps: nor may its copy
+        value = value.to(v.dtype)
+    return value.expand(shape).contiguous()

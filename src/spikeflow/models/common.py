@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.functional import reset_before_call
 from spikeflow.neurons import (
     PSN,
     ALIFNode,
@@ -416,7 +417,15 @@ class NeuronFactory:
         # Defaults go only where they are known to be accepted (a factory taking
         # ``**kwargs`` of unknown use gets ``neuron_kwargs`` alone), and not over what a
         # partial binds: the user's choice, as neuron_kwargs are.
-        bound = set(self.neuron.keywords) if isinstance(self.neuron, functools.partial) else set()
+        bound = _partial_bound(self.neuron)
+        keywords = self.neuron.keywords if isinstance(self.neuron, functools.partial) else {}
+        rebound = sorted((bound - set(keywords)) & set(user))  # positional: no override
+        if rebound:
+            raise ConfigurationError(
+                f"neuron_kwargs {rebound} are bound by position in the functools.partial "
+                f"given as the neuron ({self.neuron!r}): bind them by keyword there to "
+                "override them, or set them in one place"
+            )
         kwargs = {
             key: value
             for key, value in {**(defaults or {}), "step_mode": "m"}.items()
@@ -443,10 +452,12 @@ class NeuronFactory:
         self.kwargs = kwargs
 
     def __call__(self) -> nn.Module:
-        """A new neuron (each layer gets its own; surrogates are copied, not shared)."""
+        """A new neuron (each layer gets its own; surrogates are copied, not shared, also
+        those a partial binds)."""
+        bound = self.neuron.keywords if isinstance(self.neuron, functools.partial) else {}
         kwargs = {
             key: _copy_module(value) if isinstance(value, nn.Module) else value
-            for key, value in self.kwargs.items()
+            for key, value in {**bound, **self.kwargs}.items()
         }
         neuron = self.neuron(**kwargs)
         mode = getattr(neuron, "step_mode", "m")
@@ -460,7 +471,7 @@ class NeuronFactory:
         if not isinstance(neuron, MemoryModule) and callable(getattr(neuron, "reset", None)):
             # Another library's stateful neuron (SpikingJelly's) keeps its membrane from
             # one call to the next; here each call is a whole sequence, as for ours.
-            neuron.register_forward_pre_hook(_reset_before_call)
+            neuron.register_forward_pre_hook(reset_before_call)
         return neuron
 
     def __repr__(self) -> str:
@@ -468,9 +479,23 @@ class NeuronFactory:
         return f"NeuronFactory({name}, {self.kwargs})"
 
 
-def _reset_before_call(module: nn.Module, args: tuple) -> None:
-    """Forward pre-hook: start each call (a whole sequence) from the initial state."""
-    module.reset()
+def _partial_bound(factory: Callable[..., Any]) -> set[str]:
+    """The argument names a ``functools.partial`` binds, by keyword or by position."""
+    if not isinstance(factory, functools.partial):
+        return set()
+    try:
+        signature = inspect.signature(factory.func)
+        arguments = signature.bind_partial(*factory.args, **factory.keywords).arguments
+    except (TypeError, ValueError):  # no readable signature, or arguments it refuses
+        return set(factory.keywords)
+    names: set[str] = set()
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:  # passed on by **kwargs, by name
+            names.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            names.add(name)
+    return names | set(factory.keywords)
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
@@ -548,7 +573,8 @@ def always_firing_input(neuron: nn.Module, steps: int = 512) -> float:
     if hasattr(probe, "backend"):
         probe.backend = "torch"  # the reference loop: runs anywhere
     fixed_steps = getattr(probe, "T", None)  # a parallel spiking neuron built for T steps
-    if isinstance(fixed_steps, int) and fixed_steps > 0:
+    fixed = isinstance(fixed_steps, int) and fixed_steps > 0
+    if fixed:
         steps = fixed_steps
     dtype = next((p.dtype for p in probe.parameters()), torch.float32)
 
@@ -562,7 +588,8 @@ def always_firing_input(neuron: nn.Module, steps: int = 512) -> float:
             value = float(2**k)
             # A short probe first; an adaptive neuron's threshold keeps rising for tens
             # of steps (ALIF fires at every step of 8 with 8, misses steps after 26).
-            if fires_throughout(value, min(steps, 8)) and fires_throughout(value, steps):
+            short = steps if fixed else min(steps, 8)  # a PSN takes its own T only
+            if fires_throughout(value, short) and fires_throughout(value, steps):
                 return value
     raise ConfigurationError(
         f"{type(neuron).__name__} does not fire at every step for any constant input up "

@@ -32,8 +32,10 @@ source the reference loop runs.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -141,6 +143,34 @@ def _split_signature(
     return tuple(positional[len(leading) :]), tuple(keyword)
 
 
+#: At most this many objects are unwrapped per function (a cycle of ``__wrapped__``
+#: attributes ends there).
+_MAX_WRAPPERS = 256
+
+
+def functions_behind(fn: object) -> Iterator[types.FunctionType]:
+    """The Python functions behind ``fn``: a bound method's, a ``functools.partial``'s
+    and a decorated function's (``__wrapped__``) too."""
+    # Functions are deduplicated by id; a bound method is not (it is a new object at
+    # each attribute read, which Dynamo, guarding on its id, would never match again).
+    seen: set[int] = set()
+    stack = [fn]
+    for _ in range(_MAX_WRAPPERS):
+        if not stack:
+            return
+        f = stack.pop()
+        if f is None:
+            continue
+        if isinstance(f, types.FunctionType):
+            if id(f) in seen:
+                continue
+            seen.add(id(f))
+            yield f
+        stack += [getattr(f, "__func__", None), getattr(f, "__wrapped__", None)]
+        if isinstance(f, functools.partial):
+            stack.append(f.func)
+
+
 #: Keyed by the functions; each entry keeps the code objects it was built from, so a
 #: function whose ``__code__`` was replaced in place (IPython's autoreload), which may
 #: change its signature, is declared again.
@@ -176,11 +206,26 @@ def cached_declaration(
 ) -> NeuronDeclaration:
     """:func:`declare`'s cache itself, also for code that runs while Dynamo traces."""
     key = (charge, update, name, charge_returns_aux, threshold)
-    codes = tuple(getattr(fn, "__code__", None) for fn in (charge, update, threshold))
+    codes = _codes((charge, update, threshold))
     cached = _DECLARATIONS.get(key)
-    if cached is None or any(a is not b for a, b in zip(cached[0], codes)):
+    if (
+        cached is None
+        or len(cached[0]) != len(codes)
+        or any(a is not b for a, b in zip(cached[0], codes))
+    ):
         cached = _DECLARATIONS[key] = (codes, _build(*key))
     return cached[1]
+
+
+def _codes(fns: tuple[Callable[..., object] | None, ...]) -> tuple[types.CodeType, ...]:
+    """The code of every function behind ``fns`` (a partial's, a decorated one's)."""
+    codes: list[types.CodeType] = []
+    for fn in fns:
+        if type(fn) is types.FunctionType and "__wrapped__" not in fn.__dict__:
+            codes.append(fn.__code__)  # the common case, without the walk
+        elif fn is not None:
+            codes.extend(f.__code__ for f in functions_behind(fn))
+    return tuple(codes)
 
 
 def _build(

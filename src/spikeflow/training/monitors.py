@@ -101,7 +101,7 @@ _CLAIMS: weakref.WeakKeyDictionary[nn.Module, _MembraneClaim] = weakref.WeakKeyD
 def _drop_v_seq(module: nn.Module, inputs: Any, output: Any) -> None:
     """Forward hook after every monitor's: drop the membrane only monitors asked for."""
     claim = _CLAIMS.get(module)
-    if claim is not None and not claim.own_setting:
+    if claim is None or not claim.own_setting:  # None: a copy of a monitored layer
         module.v_seq = None  # type: ignore[assignment]
 
 
@@ -171,8 +171,9 @@ class SpikeMonitor:
         self._acc = {name: _Accumulator() for name in found}
         self._handles: list[Any] = []
         self._claimed: list[BaseNode] = []
-        # Per layer: whether its current call starts a sequence (set by the pre-hook).
-        self._new_sequence: dict[str, bool] = {}
+        # Layers whose current sequence's samples are not counted yet (set by the
+        # pre-hook at a sequence's first call; kept through calls made while paused).
+        self._uncounted: dict[str, bool] = {}
         for name, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
@@ -186,7 +187,8 @@ class SpikeMonitor:
         def pre_hook(module: nn.Module, inputs: Any) -> None:
             # A call continues a sequence when the module carries state into it.
             carried = isinstance(module, MemoryModule) and module.streaming
-            self._new_sequence[name] = not (carried and module.state is not None)
+            if not (carried and module.state is not None):
+                self._uncounted[name] = True  # until a recorded call counts its samples
 
         return pre_hook
 
@@ -200,7 +202,7 @@ class SpikeMonitor:
             batch = spikes.shape[1] if multi else spikes.shape[0]
             acc.spikes = acc.spikes + spikes.sum(dtype=torch.float64)
             acc.elements += spikes.numel()
-            if self._new_sequence.pop(name, True) or not acc.samples:
+            if self._uncounted.pop(name, False) or not acc.samples:
                 acc.samples += batch  # once per sequence, not per step or chunk
             acc.neurons = spikes[0, 0].numel() if multi else spikes[0].numel()
             if self.membrane and isinstance(module, BaseNode) and module.v_seq is not None:
