@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spikeflow.conversion import (
+    QCFS,
     ActivationObserver,
     ConversionError,
     GatedMaxPool,
@@ -166,6 +169,71 @@ def test_nonlinear_calls_are_named_not_kept(call, name, module):
     assert any(name in e.source and e.action == "unconverted" for e in report.entries)
 
 
+@pytest.mark.parametrize(
+    ("call", "source"),
+    [
+        (lambda y: F.log_softmax(y, 1), r"log_softmax"),
+        (lambda y: torch.log_softmax(y, 1), r"log_softmax"),
+        (lambda y: torch.clamp_min(y, 0.2), r"clamp_min"),
+        (lambda y: torch.clamp_max(y, 0.2), r"clamp_max"),
+        (F.logsigmoid, r"log_sigmoid"),
+        (torch.special.expit, r"special_expit"),
+        (lambda y: torch.special.erf(y), r"special_erf"),
+        (lambda y: y // 0.3, r"floordiv"),
+        (lambda y: y % 0.3, r"mod|remainder"),
+        (lambda y: torch.remainder(y, 0.3), r"remainder"),
+        (lambda y: torch.fmax(y, torch.full_like(y, 0.3)), r"fmax"),
+        (lambda y: torch.fmin(y, torch.full_like(y, 0.3)), r"fmin"),
+        (lambda y: torch.prod(y, 1, keepdim=True).expand_as(y), r"prod"),
+        (lambda y: torch.cumprod(y, 1), r"cumprod"),
+        (lambda y: 2**y, r"pow"),
+    ],
+)
+@pytest.mark.parametrize("module", [_Calls, _Untraced])
+def test_nonlinear_functions_are_refused_like_their_method_forms(call, source, module):
+    # As functions these used to be kept as 'unverified' under strict=True (their
+    # method forms, x.log_softmax(1), x.clamp_min(0), were refused); the SNN then
+    # applied them to every step's spiky value and its rate missed the ANN's.
+    with pytest.raises(ConversionError, match=source):
+        convert(module(call), X)
+    _, report = convert(module(call), X, strict=False)
+    assert any(re.search(source, e.source) for e in report.unconverted)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda y: torch.where(y > 0.5, y, 0.0), r"gt \(operator.gt\).*where \(torch.where\)"),
+        (lambda y: (y >= 0.5).float(), r"ge \(operator.ge\)"),
+        (lambda y: y.masked_fill(y.lt(0.1), 0.0), r"lt \(Tensor.lt\).*masked_fill"),
+        (lambda y: torch.div(y, 2, rounding_mode="floor"), r"div \(torch.div\)"),
+    ],
+)
+def test_comparisons_selections_and_rounding_divisions_of_a_signal_are_refused(call, named):
+    # Step functions of the signal (torch.where(y > 0.5, y, 0) is a shifted ReLU): these
+    # used to be kept as 'unverified'.
+    with pytest.raises(ConversionError, match=named):
+        convert(_Calls(call), X)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda y: y / 2,
+        lambda y: 3 * y - y,
+        lambda y: torch.cat([y, y], 1),
+        lambda y: y.view(y.shape[0], -1).reshape(y.shape),
+        lambda y: torch.flatten(y, 1).unflatten(1, (3, 8, 8)),
+        lambda y: y.mean((2, 3), keepdim=True).expand_as(y) + y,
+        lambda y: -y + torch.add(y, y),
+    ],
+    ids=["div-constant", "scale-sub", "cat-channels", "views", "flatten", "mean", "add-neg"],
+)
+def test_affine_calls_still_convert(call):
+    _, report = convert(_Calls(call), X)
+    assert not report.unconverted and not report.by_action("unverified")
+
+
 def test_a_signal_in_the_divisor_is_not_affine():
     # 1 / (x + 1) is a reciprocal of the signal; x / 2 stays affine.
     with pytest.raises(ConversionError, match="truediv"):
@@ -268,3 +336,36 @@ def test_transposing_a_weight_is_affine():
     snn, report = convert(_TiedDecoder(), torch.rand(16, 6))
     assert not [e for e in report.entries if e.action == "unconverted"]
     assert snn(torch.rand(5, 16, 6)).shape == (5, 16, 6)
+
+
+def test_bad_qcfs_thresholds_are_named_with_their_values_in_one_error():
+    # λ is a free parameter that training can drive to <= 0; the error used to come from
+    # the IF neuron's constructor and name neither the layer nor λ.
+    ann = nn.Sequential(
+        nn.Linear(4, 8), QCFS(), nn.Linear(8, 8), QCFS(), nn.Linear(8, 8), QCFS(), nn.Linear(8, 2)
+    )
+    with torch.no_grad():
+        ann[3].threshold.fill_(-0.05)
+        ann[5].threshold.fill_(float("nan"))
+    with pytest.raises(ConversionError, match=r"2 part\(s\)") as info:
+        convert(ann)
+    message = str(info.value)
+    assert re.search(r"\b3 \(QCFS\(L=8\)\): λ = -0\.05 is not finite and > 0", message)
+    assert re.search(r"\b5 \(QCFS\(L=8\)\): λ = nan is not finite", message)
+    assert "1 (QCFS" not in message
+    snn, report = convert(ann, strict=False)
+    assert [e.name for e in report.unconverted] == ["3", "5"]
+    assert [e.name for e in report.converted] == ["1"]
+    assert snn(torch.rand(4, 2, 4)).shape == (4, 2, 2)
+
+
+def test_a_non_finite_calibrated_scale_is_named():
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    data = torch.rand(8, 4)
+    data[0, 0] = float("inf")
+    with torch.no_grad():
+        for layer in (net[0], net[2]):
+            layer.weight.fill_(0.5)
+            layer.bias.zero_()
+    with pytest.raises(ConversionError, match=r"\b1 \(nn.ReLU\): calibrated θ = inf is not finite"):
+        convert(net, data)

@@ -159,3 +159,68 @@ def test_a_value_added_to_itself_exports_as_one_scaled_edge():
     graph = export_to_nir(snn, xs, soft_reset="metadata")
     assert len(set(graph.edges)) == len(graph.edges)
     torch.testing.assert_close(import_from_nir(graph)(xs), snn(xs), atol=1e-5, rtol=1e-5)
+
+
+class _ThreeQCFS(nn.Module):
+    """Two neurons of θ = 0.7 summed into a third of θ = 1.4 (float64)."""
+
+    def __init__(self, combine) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(1, 1), nn.Linear(1, 1), nn.Linear(1, 1)
+        self.q1, self.q2 = QCFS(1, 0.7, shift=0.0), QCFS(1, 0.7, shift=0.0)
+        self.q3 = QCFS(1, 1.4, shift=0.0)
+        self.combine = combine
+        with torch.no_grad():
+            for fc in (self.fc1, self.fc2, self.fc3):
+                fc.weight.fill_(1.0)
+                fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.q3(self.combine(self.q1(self.fc1(x)), self.q2(self.fc2(x)))))
+
+
+def _three_qcfs(combine) -> nn.Module:
+    net = _ThreeQCFS(combine).double()
+    with torch.no_grad():  # exact float64 thresholds (QCFS builds λ in the default dtype)
+        for q, theta in ((net.q1, 0.7), (net.q2, 0.7), (net.q3, 1.4)):
+            q.threshold.fill_(theta)
+    return net
+
+
+def test_a_float64_network_exports_its_scale_nodes_in_float64(tmp_path):
+    # The Scale nodes were written in float32: 0.7 became 0.69999998807907, the sum of
+    # two spikes missed the threshold 1.4 and the third neuron fired one step later.
+    net = _three_qcfs(lambda a, b: a + b)
+    xs = constant_input(torch.full((1, 1), 0.7, dtype=torch.float64), 4)
+    snn, _ = convert(net)
+    graph = export_to_nir(snn, xs, soft_reset="metadata")
+    scales = [node.scale for node in graph.nodes.values() if type(node).__name__ == "Scale"]
+    assert len(scales) == 2 and all(s.dtype == np.float64 and s[0] == 0.7 for s in scales)
+    write_nir(graph, tmp_path / "f64.nir")
+    imported = import_from_nir(read_nir(tmp_path / "f64.nir"), dtype=torch.float64)
+    with torch.no_grad():
+        expected = snn(xs)
+        assert torch.equal(imported(xs), expected) and expected.flatten().tolist() == [1.4] * 4
+
+
+@pytest.mark.parametrize(
+    ("combine", "factors"),
+    [
+        (lambda a, b: a * 2 + a, {"q1": 3 * 0.7}),
+        (lambda a, b: 3 * a - b, {"q1": 3 * 0.7, "q2": -0.7}),
+        (lambda a, b: -b + a + a, {"q1": 2 * 0.7, "q2": -0.7}),
+    ],
+    ids=["h*2+h", "3a-b", "-b+a+a"],
+)
+def test_products_with_numbers_and_differences_export_as_scaled_edges(combine, factors):
+    # They used to be refused ('mul' (call of mul)); a factor now adds to θ on the edge.
+    snn, _ = convert(_three_qcfs(combine))
+    xs = constant_input(torch.linspace(0.2, 1.5, 6, dtype=torch.float64).reshape(6, 1), 8)
+    graph = export_to_nir(snn, xs, soft_reset="metadata")
+    into_q3 = {a: float(graph.nodes[a].scale[0]) for a, b in graph.edges if b == "q3"}
+    assert into_q3 == {f"{name}_scale": value for name, value in factors.items()}
+    with torch.no_grad():
+        expected = snn(xs)
+        got = import_from_nir(graph, dtype=torch.float64)(xs)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert expected.abs().sum() > 0

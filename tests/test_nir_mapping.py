@@ -147,6 +147,50 @@ def test_mapping_functions():
         leaky_from_nir(1e-4, 1.0, 1e-3, "nir", "n")
 
 
+_ONES, _ZEROS = np.ones(N), np.zeros(N)
+_SHORT = np.array([5e-3, 6e-3, 7e-3, 8e-3])
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        (
+            nir.LIF(tau=np.full(N, 5e-3), r=_ONES, v_leak=_ZEROS, v_threshold=_ONES),
+            r"tau = 0.005",
+        ),
+        (
+            nir.LIF(tau=_SHORT, r=_ONES, v_leak=_ZEROS, v_threshold=_ONES),
+            r"tau = 0.005 \(the shortest of 4 values\)",
+        ),
+        (nir.LI(tau=_SHORT, r=_ONES, v_leak=_ZEROS), r"tau = 0.005 \(the shortest of 4 values\)"),
+        (
+            nir.CubaLIF(
+                tau_syn=np.full(N, 2e-3),
+                tau_mem=_ONES * 5,
+                r=_ONES,
+                v_leak=_ZEROS,
+                v_threshold=_ONES,
+            ),
+            r"tau_syn = 0.002",
+        ),
+        (
+            nir.CubaLIF(
+                tau_syn=_ONES * 5, tau_mem=_SHORT, r=_ONES, v_leak=_ZEROS, v_threshold=_ONES
+            ),
+            r"tau_mem = 0.005 \(the shortest of 4 values\)",
+        ),
+    ],
+    ids=["lif-uniform", "lif-per-neuron", "li-per-neuron", "cubalif-tau-syn", "cubalif-tau-mem"],
+)
+def test_every_time_constant_shorter_than_dt_names_the_node_and_the_dt(node, message):
+    # Per-neuron LIF/LI and every CubaLIF used to fail in the neuron constructor, naming
+    # neither the node nor the dt to pass (LI even compared the NIR tau in steps).
+    hint = r"is shorter than one step dt = 1; .*import_from_nir\(\.\.\., dt="
+    with pytest.raises(ConfigurationError, match=rf"NIR node 'neuron': {message} {hint}"):
+        import_from_nir(_graph(node))
+    import_from_nir(_graph(node), dt=1e-3)  # the dt the graph was made for
+
+
 def test_li_node_steps_streaming_and_errors():
     from spikeflow.errors import ShapeError
     from spikeflow.functional import streaming

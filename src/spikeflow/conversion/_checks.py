@@ -8,7 +8,12 @@ from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["check_initial_membrane", "check_positive_int", "check_threshold"]
+__all__ = [
+    "check_initial_membrane",
+    "check_positive_int",
+    "check_threshold",
+    "threshold_problem",
+]
 
 
 def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
@@ -21,10 +26,25 @@ def check_positive_int(value: object, name: str, *, allow_none: bool = False) ->
     return value
 
 
+def threshold_problem(value: float | Tensor) -> str | None:
+    """Why ``value`` is not a threshold (finite and > 0 everywhere), or ``None`` if it is:
+    ``'-0.05 is not finite and > 0'``, ``'2 of 8 entries are not finite and > 0 (inf, ...)'``."""
+    if not isinstance(value, Tensor):
+        return None if math.isfinite(value) and value > 0 else f"{value:.6g} is not finite and > 0"
+    bad = ~((value > 0) & value.isfinite())
+    if not bool(bad.any()):
+        return None
+    if value.numel() == 1:
+        return f"{float(value):.6g} is not finite and > 0"
+    shown = ", ".join(f"{float(v):.6g}" for v in value[bad].reshape(-1)[:3])
+    more = ", ..." if int(bad.sum()) > 3 else ""
+    return f"{int(bad.sum())} of {value.numel()} entries are not finite and > 0 ({shown}{more})"
+
+
 def check_threshold(value: float | Tensor, owner: str) -> float | Tensor:
     """A threshold that is finite and > 0: a float, or a tensor with every entry so."""
     if isinstance(value, Tensor):
-        if not bool(((value > 0) & value.isfinite()).all()):
+        if threshold_problem(value) is not None:
             raise ConfigurationError(f"{owner} thresholds must be finite and > 0")
         return value
     try:

@@ -25,17 +25,18 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 
 __all__ = [
     "DEFAULT_PERCENTILE",
     "ActivationObserver",
     "Norm",
+    "batch_input",
     "check_include_zeros",
     "check_norm",
     "quantile",
@@ -81,6 +82,17 @@ def check_norm(norm: str, percentile: float | None = None) -> tuple[Norm, float]
             stacklevel=3,
         )
     return norm, value  # type: ignore[return-value]
+
+
+def batch_input(batch: Any) -> Tensor:
+    """The input of a calibration batch: the batch, or the first of an (input, label) pair."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise DTypeError(
+            "calibration data must be floating-point tensors (or (input, label) pairs), got "
+            f"{type(x).__name__}"
+        )
+    return x
 
 
 def check_include_zeros(norm: str, include_zeros: bool) -> None:

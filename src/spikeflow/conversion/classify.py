@@ -4,8 +4,8 @@ A converted network runs its non-spiking parts on every time step, and the mean 
 over time equals the ANN's only if those parts are affine per sample (convolution,
 linear, average pooling, eval-mode batch norm, flatten, additions, views, ...). ReLU and
 QCFS become IF neurons, max pooling becomes spike-gated max pooling, and any other
-nonlinearity (GELU, sigmoid, softmax, a product of two signals, layer norm, ...) has no
-rate-coded equivalent here and is reported as unconverted.
+nonlinearity (GELU, sigmoid, softmax, a product of two signals, layer norm, a comparison
+of a signal, ...) has no rate-coded equivalent here and is reported as unconverted.
 """
 
 from __future__ import annotations
@@ -245,20 +245,60 @@ def classify_call(node: fx.Node) -> Kind:
     if target in SCALING_CALLS:
         if target in _DIVISIONS and _is_signal(node.args[1] if len(node.args) > 1 else None):
             return "unsupported"  # c / x: a reciprocal of the signal
+        if target in _DIVISIONS and node.kwargs.get("rounding_mode") is not None:
+            return "unsupported"  # x // c: floor or truncation
         signals = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
         if len(signals) <= 1:
             return "affine"
         # x * y of two signals: affine only when one of them is a shape/attribute value.
         tensors = [a for a in signals if a.op not in ("get_attr",) and not _is_shape(a)]
         return "affine" if len(tensors) <= 1 else "unsupported"
-    if node.op == "call_function" and is_nonlinear_name(call_name(node)):
-        return "unsupported"
-    if node.op == "call_method" and str(target) in _NONLINEAR_METHODS:
+    if is_nonlinear_name(call_name(node)) or _selects_by_signal(node):
         return "unsupported"
     return "unknown"
 
 
 _DIVISIONS = frozenset({operator.truediv, torch.div, "div", "div_"})
+_OPERATOR_COMPARISONS = ("gt", "lt", "ge", "le", "eq", "ne")
+_TORCH_COMPARISONS = (
+    *_OPERATOR_COMPARISONS,
+    "greater",
+    "less",
+    "greater_equal",
+    "less_equal",
+    "not_equal",
+    "isclose",
+)
+#: Comparisons (``x > 0``, ``torch.gt``, ``x.gt``): step functions of a signal.
+_COMPARISONS = frozenset(
+    {
+        *_TORCH_COMPARISONS,
+        *(getattr(torch, n) for n in _TORCH_COMPARISONS),
+        *(getattr(operator, n) for n in _OPERATOR_COMPARISONS),
+    }
+)
+#: Calls that pick values by a condition, and where the condition is: torch.where(c, x, y),
+#: x.where(c, y), x.masked_fill(c, v), torch.masked_fill(x, c, v).
+_SELECTIONS: dict[tuple[str, Any], int] = {
+    ("call_function", torch.where): 0,
+    ("call_method", "where"): 1,
+    ("call_function", torch.masked_fill): 1,
+    ("call_method", "masked_fill"): 1,
+    ("call_method", "masked_fill_"): 1,
+}
+
+
+def _selects_by_signal(node: fx.Node) -> bool:
+    """Whether ``node`` compares a signal (``x > 0``) or picks values by a condition
+    computed from one (``torch.where(x > 0, x, 0)`` is a ReLU): not affine."""
+    if node.target in _COMPARISONS:
+        return any(_is_signal(a) for a in (*node.args, *node.kwargs.values()))
+    position = _SELECTIONS.get((node.op, node.target))
+    if position is None:
+        return False
+    condition = node.args[position] if len(node.args) > position else None
+    condition = node.kwargs.get("condition", node.kwargs.get("mask", condition))
+    return _is_signal(condition)
 
 
 def _is_signal(arg: object) -> bool:
@@ -273,43 +313,6 @@ def _is_shape(node: fx.Node) -> bool:
     )
 
 
-_NONLINEAR_METHODS = frozenset(
-    {
-        "sigmoid",
-        "tanh",
-        "exp",
-        "log",
-        "abs",
-        "clamp",
-        "clamp_min",
-        "clamp_max",
-        "clip",
-        "pow",
-        "softmax",
-        "log_softmax",
-        "max",
-        "min",
-        "maximum",
-        "minimum",
-        "sqrt",
-        "rsqrt",
-        "sin",
-        "cos",
-        "relu6",
-        "square",
-        "amax",
-        "amin",
-        "norm",
-        "floor",
-        "ceil",
-        "round",
-        "trunc",
-        "sign",
-        "sort",
-        "topk",
-        "logsumexp",
-    }
-)
 #: Short names of nonlinear functions (``torch.sigmoid``, ``F.gelu``, ``x.tanh_()``...).
 NONLINEAR_WORDS = (
     "gelu",
@@ -404,11 +407,79 @@ NONLINEAR_WORDS = (
     "amax",
     "amin",
     "norm",
+    # Integer division, remainders, elementwise max/min, products of a signal's entries.
+    "floordiv",
+    "floor_divide",
+    "remainder",
+    "mod",
+    "fmod",
+    "fmax",
+    "fmin",
+    "prod",
+    "cumprod",
+    # More elementwise functions, order statistics and distances.
+    "clamp_min",
+    "clamp_max",
+    "log_softmax",
+    "tanhshrink",
+    "softshrink",
+    "hardshrink",
+    "logit",
+    "sinc",
+    "xlogy",
+    "frac",
+    "atan2",
+    "arctan2",
+    "hypot",
+    "logaddexp",
+    "logaddexp2",
+    "lgamma",
+    "digamma",
+    "polygamma",
+    "float_power",
+    "copysign",
+    "sgn",
+    "logcumsumexp",
+    "cummax",
+    "cummin",
+    "median",
+    "nanmedian",
+    "quantile",
+    "nanquantile",
+    "kthvalue",
+    "argmax",
+    "argmin",
+    "argsort",
+    "var",
+    "std",
+    "var_mean",
+    "std_mean",
+    "cosine_similarity",
+    "pairwise_distance",
+    "cdist",
+    "dist",
 )
-_NONLINEAR_METHODS = _NONLINEAR_METHODS | frozenset(NONLINEAR_WORDS)
+_NONLINEAR = frozenset(NONLINEAR_WORDS)
+#: Other spellings of nonlinear functions (the names calls trace to).
+_ALIASES = {"log_sigmoid": "logsigmoid"}
+
+
+def _short_name(name: str) -> str:
+    """The bare function name: ``torch._C._nn.log_sigmoid`` -> ``logsigmoid``,
+    ``tanh_`` -> ``tanh``, ``Tensor.__rpow__`` -> ``pow``."""
+    short = name.rsplit(".", 1)[-1]
+    if short.startswith("__") and short.endswith("__"):  # operators: x ** y, y // x, x %= 2
+        short = short[2:-2]
+        if short[:1] in ("r", "i") and short[1:] in _NONLINEAR:
+            short = short[1:]
+    short = short.rstrip("_")
+    return _ALIASES.get(short, short)
 
 
 def is_nonlinear_name(name: str) -> bool:
-    """Whether a function name (``torch.sigmoid``, ``gelu``, ``tanh_``) is a known nonlinearity."""
-    short = name.rsplit(".", 1)[-1].rstrip("_")
-    return short in NONLINEAR_WORDS
+    """Whether a function name (``torch.sigmoid``, ``gelu``, ``tanh_``, ``x.clamp_min``,
+    ``torch.special.expit``) is a known nonlinearity. Every ``torch.special`` function
+    is (they trace to ``torch._C._special.special_*``)."""
+    if name.startswith(("torch.special.", "torch._C._special.")):
+        return True
+    return _short_name(name) in _NONLINEAR or name.rsplit(".", 1)[-1].startswith("special_")

@@ -31,7 +31,6 @@ Steps:
 from __future__ import annotations
 
 import copy
-import itertools
 import warnings
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
@@ -42,8 +41,17 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
-from spikeflow.conversion._checks import check_initial_membrane, check_positive_int
-from spikeflow.conversion.calibrate import ActivationObserver, check_include_zeros, check_norm
+from spikeflow.conversion._checks import (
+    check_initial_membrane,
+    check_positive_int,
+    threshold_problem,
+)
+from spikeflow.conversion.calibrate import (
+    ActivationObserver,
+    batch_input,
+    check_include_zeros,
+    check_norm,
+)
 from spikeflow.conversion.classify import (
     MAXPOOL_CALLS,
     MAXPOOL_MODULES,
@@ -54,10 +62,9 @@ from spikeflow.conversion.classify import (
     moves_batch_dim,
 )
 from spikeflow.conversion.fold import (
-    FOLDABLE_LAYERS,
     fold_batchnorm_in_graph,
-    layer_output_shapes,
     module_call_counts,
+    probe_output_shapes,
     set_submodule,
 )
 from spikeflow.conversion.group import GroupNeuron
@@ -66,7 +73,7 @@ from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["Conversion", "convert"]
 
@@ -128,12 +135,12 @@ class _CallWatcher(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
         if self.stack and id(self.stack[-1]) in self.untraced:
-            name = getattr(func, "__name__", "")
+            module = getattr(func, "__module__", None) or "Tensor"
+            name = f"{module}.{getattr(func, '__name__', '')}"
             is_relu = func in _RELU_FUNCS
-            if is_relu or func in MAXPOOL_CALLS or is_nonlinear_name(name):
-                where = self.untraced[id(self.stack[-1])]
-                module = getattr(func, "__module__", None) or "Tensor"
-                self.found[(where, f"{module}.{name}")] = is_relu
+            rounds = kwargs.get("rounding_mode") is not None  # torch.div(x, c, rounding_mode=)
+            if is_relu or rounds or func in MAXPOOL_CALLS or is_nonlinear_name(name):
+                self.found[(self.untraced[id(self.stack[-1])], name)] = is_relu
         return func(*args, **kwargs)
 
 
@@ -359,7 +366,7 @@ class _Converter:
         try:
             with torch.no_grad(), _CallWatcher(stack, self.untraced, found):
                 for batch in batches:
-                    x = _batch_input(batch)
+                    x = batch_input(batch)
                     if self.input_dim is None:
                         self.input_dim = x.dim()
                     elif x.dim() != self.input_dim:
@@ -428,6 +435,10 @@ class _Converter:
                 )
             if site.observer.silent_channels:
                 what += f", {site.observer.silent_channels} silent in calibration"
+        problem = threshold_problem(theta)
+        if problem is not None:  # strict conversion lists every such site in one error
+            self.settle(site, "unconverted", self.bad_threshold(site, problem))
+            return site.ann
         if self.group_size is not None:
             neuron: nn.Module = GroupNeuron(theta, self.group_size, init)
             kind = f"GroupNeuron(m={self.group_size})"
@@ -439,6 +450,19 @@ class _Converter:
             what += f", shared by {site.shared} calls per forward (do not stream)"
         self.settle(site, "converted", f"{kind}, {what}, V0={init:g}·θ{per}")
         return TimeFolded(neuron)
+
+    @staticmethod
+    def bad_threshold(site: _Site, problem: str) -> str:
+        """The report detail of a site whose threshold is not finite and > 0."""
+        if isinstance(site.ann, QCFS):
+            return (
+                f"λ = {problem}; it becomes the IF neuron's threshold (train with a "
+                "positive λ, e.g. clamp it after each step, or reset this layer's λ)"
+            )
+        return (
+            f"calibrated θ = {problem}; it becomes the IF neuron's threshold (the "
+            "calibration data gave inf or NaN activations here)"
+        )
 
     def settle(self, site: _Site, action: Action, detail: str) -> None:
         """Fill in the report entry reserved for ``site``."""
@@ -459,38 +483,6 @@ class _Converter:
                     built[id(module)] = self.neuron(module)
                 set_submodule(body, path, built[id(module)])
         return body
-
-
-def _batch_input(batch: Any) -> Tensor:
-    """The input of a calibration batch: the batch, or the first of an (input, label) pair."""
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise DTypeError(
-            "calibration data must be floating-point tensors (or (input, label) pairs), got "
-            f"{type(x).__name__}"
-        )
-    return x
-
-
-def _probe_output_shapes(
-    ann: nn.Module, data: Tensor | Iterable[Any]
-) -> tuple[dict[nn.Module, tuple[int, ...]], Tensor | Iterable[Any]]:
-    """The foldable layers' output shapes on the first calibration batch (BN folding
-    checks them), and the calibration data to use from now on: an iterable is read once,
-    so its first batch is put back in front of the rest."""
-    modules = list(ann.modules())
-    has_pair = any(isinstance(m, _BatchNorm) for m in modules) and any(
-        type(m) in FOLDABLE_LAYERS for m in modules
-    )
-    if not has_pair:
-        return {}, data
-    if isinstance(data, Tensor):
-        return layer_output_shapes(ann, _batch_input(data)), data
-    batches = iter(data)
-    first = next(batches, None)
-    if first is None:
-        return {}, []
-    return layer_output_shapes(ann, _batch_input(first)), itertools.chain([first], batches)
 
 
 def convert(
@@ -551,7 +543,7 @@ def convert(
     )
     ann = copy.deepcopy(model).eval()
     if calibration_data is not None and trace != "modules":
-        converter.output_shapes, calibration_data = _probe_output_shapes(ann, calibration_data)
+        converter.output_shapes, calibration_data = probe_output_shapes(ann, calibration_data)
     body = converter.convert_tree(ann, "")
     sites = [m for m in body.modules() if isinstance(m, _Site)]
     needs_data = any(s.observer is not None for s in sites)

@@ -16,7 +16,8 @@ the batch norm normalises the L positions, and the pair is kept.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from spikeflow.base import MemoryModule
+from spikeflow.conversion.calibrate import batch_input
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "folded_weights",
     "layer_output_shapes",
     "module_call_counts",
+    "probe_output_shapes",
     "set_submodule",
 ]
 
@@ -147,6 +150,27 @@ def layer_output_shapes(model: nn.Module, *inputs: Any) -> dict[nn.Module, tuple
                 del module.__dict__[name]
             module.__dict__.update(attributes)
     return shapes
+
+
+def probe_output_shapes(
+    ann: nn.Module, data: Tensor | Iterable[Any]
+) -> tuple[dict[nn.Module, tuple[int, ...]], Tensor | Iterable[Any]]:
+    """The foldable layers' output shapes on the first calibration batch (BN folding
+    checks them), and the calibration data to use from now on: an iterable is read once,
+    so its first batch is put back in front of the rest."""
+    modules = list(ann.modules())
+    has_pair = any(isinstance(m, _BatchNorm) for m in modules) and any(
+        type(m) in FOLDABLE_LAYERS for m in modules
+    )
+    if not has_pair:
+        return {}, data
+    if isinstance(data, Tensor):
+        return layer_output_shapes(ann, batch_input(data)), data
+    batches = iter(data)
+    first = next(batches, None)
+    if first is None:
+        return {}, []
+    return layer_output_shapes(ann, batch_input(first)), itertools.chain([first], batches)
 
 
 def folded_weights(weight: Tensor, bias: Tensor | None, bn: _BatchNorm) -> tuple[Tensor, Tensor]:

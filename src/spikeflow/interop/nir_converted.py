@@ -6,7 +6,10 @@ folded into the batch, with IF neurons (soft reset, initial membrane ``V0``, spi
 
 * convolutions, linear layers, average pooling and flatten (modules or
   ``torch.flatten`` / ``F.avg_pool2d`` calls) become their NIR nodes; identities and
-  dropouts vanish; an addition ``a + b`` becomes two edges into the next node;
+  dropouts vanish; a sum ``a + b`` becomes two edges into the next node, and a
+  difference, a negation or a product with a number puts a factor on a summand (a
+  summand reached twice, ``h + dropout(h)``, is one edge with the factors summed:
+  :func:`~.nir_sums.merge_sources`);
 * each neuron becomes a NIR ``IF`` node emitting 0/1 spikes. A spike is worth ``θ`` in
   the SNN, so ``θ`` is folded into the next convolution or linear layer (its input
   columns are multiplied by ``θ``), carried through average pooling and flatten, and
@@ -22,7 +25,6 @@ Gated max pooling and group neurons have no NIR equivalent and are refused by na
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,7 @@ from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
 from spikeflow.errors import ConfigurationError
+from spikeflow.interop.nir_sums import linear_role, merge_sources, scaled_sources
 
 __all__ = ["converted_to_nir"]
 
@@ -43,7 +46,6 @@ __all__ = ["converted_to_nir"]
 Sources = list[tuple[str, "np.ndarray | None"]]
 
 _PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-_ADD = (operator.add, torch.add, "add")
 _FLATTEN = (torch.flatten, "flatten")
 _AVG_POOL = (F.avg_pool2d,)
 _POOL_ARGS = (
@@ -70,12 +72,16 @@ class _ShapeRecorder(fx.Interpreter):
         return result
 
 
+def _dtype(snn: ConvertedSNN) -> torch.dtype:
+    """The network's dtype (its parameters'; the default dtype without any)."""
+    param = next(iter(snn.parameters()), None)
+    return param.dtype if param is not None else torch.get_default_dtype()
+
+
 def _record_shapes(
-    snn: ConvertedSNN, gm: fx.GraphModule, sample_shape: tuple[int, ...]
+    gm: fx.GraphModule, sample_shape: tuple[int, ...], dtype: torch.dtype
 ) -> dict[fx.Node, tuple[int, ...]]:
     folded = [m for m in gm.modules() if isinstance(m, TimeFolded)]
-    param = next(iter(snn.parameters()), None)
-    dtype = param.dtype if param is not None else torch.get_default_dtype()
     recorder = _ShapeRecorder(gm)
     for module in folded:
         module.steps = 1
@@ -104,9 +110,12 @@ class _Walker:
         gm: fx.GraphModule,
         shapes: dict[fx.Node, tuple[int, ...]],
         handlers: dict[str, Callable],
+        dtype: torch.dtype,
     ) -> None:
         self.nir, self.ctx, self.gm, self.shapes = nir, ctx, gm, shapes
         self.handlers = handlers
+        # Scale nodes keep the network's precision (a float64 θ must stay exact).
+        self.dtype = np.float64 if dtype == torch.float64 else np.float32
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
         self.values: dict[fx.Node, Sources] = {}
@@ -133,7 +142,7 @@ class _Walker:
                     else f"{name}_scale{len(self.scaled)}"
                 )
                 self.nodes[scale_name] = self.nir.Scale(
-                    scale=np.broadcast_to(scale, shape).astype(np.float32)
+                    scale=np.broadcast_to(scale, shape).astype(self.dtype)
                 )
                 self.edges.append((name, scale_name))
                 self.scaled[key] = scale_name
@@ -293,8 +302,14 @@ class _Walker:
     def call(self, node: fx.Node) -> None:
         target = node.target
         tensors = [a for a in node.args if isinstance(a, fx.Node)]
-        if target in _ADD and len(tensors) == 2 == len(node.args) and not node.kwargs:
-            self.values[node] = _merge(self.values[tensors[0]] + self.values[tensors[1]])
+        role = linear_role(node)
+        if role in ("add", "sub"):  # a sum: each NIR node once, factors summed
+            right = self.values[tensors[1]]
+            right = scaled_sources(right, -1.0) if role == "sub" else right
+            self.values[node] = merge_sources(self.values[tensors[0]] + right)
+        elif role in ("neg", "mul"):  # -h, c * h: a factor pending on h's sources
+            number = next((a for a in node.args if not isinstance(a, fx.Node)), -1.0)
+            self.values[node] = scaled_sources(self.values[tensors[0]], float(number))
         elif target in _FLATTEN and tensors and tensors[0] is node.args[0]:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -306,21 +321,6 @@ class _Walker:
         else:
             what = target if isinstance(target, str) else getattr(target, "__name__", target)
             self.bad.append(f"'{node.name}' (call of {what})")
-
-
-def _merge(sources: Sources) -> Sources:
-    """``sources`` with each NIR node once, its scales summed (``h + dropout(h)`` is
-    ``2 h``: NIR allows one edge per pair of nodes)."""
-    merged: dict[str, np.ndarray | None] = {}
-    for name, scale in sources:
-        if name not in merged:
-            merged[name] = scale
-            continue
-        previous = merged[name]
-        merged[name] = (1.0 if previous is None else previous) + (1.0 if scale is None else scale)
-    return [
-        (name, None if s is None else np.asarray(s, dtype=np.float64)) for name, s in merged.items()
-    ]
 
 
 def converted_to_nir(
@@ -349,13 +349,31 @@ def converted_to_nir(
             "NIR export of a converted network walks one traced graph; these parts were "
             f"traced separately (their parent did not trace): {', '.join(nested)}"
         )
-    walker = _Walker(nir, ctx, body, _record_shapes(snn, body, sample_shape), handlers)
+    dtype = _dtype(snn)
+    shapes = _record_shapes(body, sample_shape, dtype)
+    walker = _Walker(nir, ctx, body, shapes, handlers, dtype)
     walker.walk()
     if walker.bad:
         raise ConfigurationError(
             "NIR export of the converted network does not support: "
             + ", ".join(walker.bad)
             + ". NIR expresses IF neurons, convolutions, linear layers, average pooling, "
-            "flatten and additions (see docs/nir.md)"
+            "flatten, sums and differences, and products with a number (see docs/nir.md)"
         )
-    return walker.nodes, walker.edges
+    return _used(walker.nodes, walker.edges)
+
+
+def _used(
+    nodes: dict[str, Any], edges: list[tuple[str, str]]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The nodes (and their edges) on a path to the output: a branch the network computes
+    but does not use would otherwise become a second output of the NIR graph."""
+    used, stack = {"input", "output"}, ["output"]
+    while stack:
+        target = stack.pop()
+        for a, b in edges:
+            if b == target and a not in used:
+                used.add(a)
+                stack.append(a)
+    kept = [(a, b) for a, b in edges if a in used and b in used]
+    return {name: node for name, node in nodes.items() if name in used}, kept

@@ -1,17 +1,22 @@
 """Export a spikeflow network to a NIR graph (``nir.NIRGraph``) and write it to a file.
 
 The network is traced with ``nirtorch`` (``torch.fx`` underneath): every supported
-module becomes one NIR node, additions of branches become edges into the same node
-(NIR sums the inputs of a node), and spikeflow's sequence containers
-(``SeqToANNContainer``, ``MultiStepContainer``, ``StepModeContainer``) are read as the
-per-step chains they are. Recurrent containers become cycles: the output of the loop
-feeds back into its first node. Shapes come from one run on ``sample_input``.
+module becomes one NIR node, sums of branches become edges into the same node (NIR
+sums the inputs of a node; a branch with a factor other than 1, as in ``h + h``,
+``2 * a - b``, goes through a ``Scale`` node: :mod:`.nir_sums`), and spikeflow's
+sequence containers (``SeqToANNContainer``, ``MultiStepContainer``,
+``StepModeContainer``) are read as the per-step chains they are. Recurrent containers
+become cycles: the output of the loop feeds back into its first node. Shapes come from
+one run on ``sample_input``.
 """
 
 from __future__ import annotations
 
 import copy
 import operator
+import os
+import stat
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,13 +29,14 @@ from torch import Tensor, nn
 
 from spikeflow.base import StepModule
 from spikeflow.conversion.snn import ConvertedSNN
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, ShapeError, SpikeflowError
 from spikeflow.interop._nir_deps import require_nir, require_nirtorch
 from spikeflow.interop.nir_converted import converted_to_nir
 from spikeflow.interop.nir_graph import inline_subgraphs
 from spikeflow.interop.nir_mapping import check_dt
 from spikeflow.interop.nir_modules import Scale, Threshold
 from spikeflow.interop.nir_neurons import NEURON_TYPES, full_array, neuron_to_nir
+from spikeflow.interop.nir_sums import OutputSink, trace_for_nir
 from spikeflow.layers import (
     Delay,
     ElementWiseRecurrentContainer,
@@ -55,6 +61,7 @@ class _Context:
     soft_reset: str
     shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]]
     names: dict[int, str] = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32  # of the network (the Scale nodes export adds)
 
     def shape_in(self, module: nn.Module) -> tuple[int, ...]:
         if id(module) not in self.shapes:
@@ -154,10 +161,6 @@ def _conv(module: nn.Conv1d | nn.Conv2d, ctx: _Context) -> Any:
             groups=int(module.groups),
             bias=bias,
         )
-    if module.groups > 1:
-        # nir infers the input channels as weight.shape[1], which is in_channels / groups
-        # for a grouped convolution; the node's input is all in_channels.
-        node.input_type = {"input": np.array([module.in_channels, *(int(s) for s in spatial)])}
     node.metadata = {"spikeflow_bias": module.bias is not None}
     return node
 
@@ -330,6 +333,17 @@ def _check_supported(module: nn.Module, prefix: str, ctx: _Context, bad: list[st
         _check_supported(child, qualified, ctx, bad)
 
 
+def _typed(node: Any, module: nn.Module, ctx: _Context) -> Any:
+    """``node`` with its input and output types from the traced shapes of ``module``
+    (nirtorch compares the types of the nodes an input feeds; nir leaves some unset,
+    e.g. pooling, and infers a grouped convolution's input channels wrongly)."""
+    if id(module) in ctx.shapes and not isinstance(node, ctx.nir.NIRGraph):
+        shape_in, shape_out = ctx.shapes[id(module)]
+        node.input_type = {"input": np.array(shape_in)}
+        node.output_type = {"output": np.array(shape_out)}
+    return node
+
+
 def _trace(module: nn.Module, ctx: _Context) -> Any:
     """The NIR graph of ``module`` (a nested graph for each recurrent container)."""
     nirtorch = require_nirtorch(_FEATURE)
@@ -337,30 +351,53 @@ def _trace(module: nn.Module, ctx: _Context) -> Any:
     root = nn.Sequential(module) if handler is not None else _sequential_view(module)
     if handler is not None:
         ctx.names.setdefault(id(module), type(module).__name__)
-    module_map = {}
-    for m in root.modules():
-        h = _handler(m)
-        if h is not None:
-            module_map[type(m)] = lambda mod, h=h: h(mod, ctx)
+    handlers = {type(m): _handler(m) for m in root.modules() if _handler(m) is not None}
+    handlers[Scale] = _scale
+    traced = trace_for_nir(
+        root,
+        tuple(handlers),
+        type(module).__name__,
+        lambda k: Scale(torch.tensor(k, dtype=ctx.dtype)),
+    )
+    shape_in, shape_out = ctx.shape_in(module), ctx.shape_out(module)
+    for name, source in traced.scales:  # a Scale has the shape of what it scales
+        shape = (
+            shape_in
+            if source.op == "placeholder"
+            else ctx.shape_out(traced.module.get_submodule(str(source.target)))
+        )
+        scale = traced.module.get_submodule(name)
+        ctx.shapes[id(scale)], ctx.names[id(scale)] = (shape, shape), name
+    module_map: dict[type, Callable[[nn.Module], Any]] = {
+        cls: lambda mod, h=h: _typed(h(mod, ctx), mod, ctx) for cls, h in handlers.items()
+    }
+    module_map[OutputSink] = lambda _: ctx.nir.Output(output_type={"output": np.array(shape_out)})
     try:
-        graph = nirtorch.torch_to_nir(root, module_map, default_dict={}, type_check=False)
+        graph = nirtorch.torch_to_nir(traced.module, module_map, default_dict={}, type_check=False)
     except (ConfigurationError, ShapeError):
         raise
     except Exception as error:
         raise ConfigurationError(
             f"NIR export could not trace {type(module).__name__}: {error}. NIR graphs are "
-            "chains and branches of modules joined by additions (x + y); other operations "
-            "in forward() (concatenation, products, indexing, control flow) do not export"
+            "chains and branches of modules joined by sums (x + y)"
         ) from error
-    shape_in, shape_out = ctx.shape_in(module), ctx.shape_out(module)
-    for node in graph.nodes.values():
+    nodes, edges = _drop_sink(graph.nodes, graph.edges, traced.sink)
+    for node in nodes.values():
         if isinstance(node, ctx.nir.Input):
             node.input_type = {"input": np.array(shape_in)}
             node.output_type = {"output": np.array(shape_in)}
-        elif isinstance(node, ctx.nir.Output):
-            node.input_type = {"input": np.array(shape_out)}
-            node.output_type = {"output": np.array(shape_out)}
-    return graph
+    return ctx.nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _drop_sink(
+    nodes: dict[str, Any], edges: list[tuple[str, str]], sink: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The graph without the :class:`OutputSink` node: what fed it feeds the output, and
+    its typed ``Output`` node replaces nirtorch's untyped one."""
+    (output,) = [b for a, b in edges if a == sink]
+    nodes = dict(nodes)
+    nodes[output] = nodes.pop(sink)
+    return nodes, [(a, output if b == sink else b) for a, b in edges if a != sink]
 
 
 def export_to_nir(
@@ -419,6 +456,9 @@ def export_to_nir(
         return _export_converted(net, sample_input, nir, dt, soft_reset)
     view = copy.deepcopy(net)
     ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes=_record_shapes(view, sample_input))
+    ctx.dtype = next(
+        (p.dtype for p in view.parameters() if p.is_floating_point()), sample_input.dtype
+    )
     ctx.names[id(view)] = type(view).__name__
     bad: list[str] = []
     if _handler(view) is None and isinstance(view, StepModule) and not isinstance(view, _SEQUENCES):
@@ -464,12 +504,16 @@ def _export_converted(
             "the same network; other tools would run IF neurons with reset to 0)"
         )
     ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes={})
-    handlers = {
+    builders: dict[str, Callable[[Any, _Context], Any]] = {
         "linear": _linear,
         "conv": _conv,
         "pool": _avg_pool,
         "flatten": _flatten,
         "neuron": _neuron,
+    }
+    handlers = {
+        kind: lambda m, c, build=build: _typed(build(m, c), m, c)
+        for kind, build in builders.items()
     }
     nodes, edges = converted_to_nir(net, tuple(sample_input.shape[2:]), nir, ctx, handlers)
     graph = _type_checked_graph(nir, nodes, edges)
@@ -478,10 +522,42 @@ def _export_converted(
 
 
 def write_nir(graph: Any, path: str | Path) -> None:
-    """Write a NIR graph to ``path`` (HDF5, ``nir.write``)."""
+    """Write a NIR graph to ``path`` (HDF5, ``nir.write``), atomically.
+
+    The graph is written to a temporary file in the same directory, which then replaces
+    ``path``: a write that fails part way leaves an existing file at ``path`` as it was.
+
+    Raises:
+        ConfigurationError: ``graph`` is not a NIR graph, or holds a value (e.g. a
+            ``None`` in its metadata) that HDF5 cannot store.
+    """
     nir = require_nir("NIR export")
     if not isinstance(graph, nir.NIRNode):
         raise ConfigurationError(
             f"write_nir expects a nir.NIRGraph (from export_to_nir), got {type(graph).__name__}"
         )
-    nir.write(str(path), graph)
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        nir.write(temporary, graph)
+        os.chmod(temporary, _file_mode(path))
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, (TypeError, ValueError)) and not isinstance(error, SpikeflowError):
+            raise ConfigurationError(
+                f"could not write the NIR graph to {str(path)!r} ({type(error).__name__}: "
+                f"{error}); the graph holds a value HDF5 cannot store, e.g. None in its "
+                "metadata. The file was not changed"
+            ) from error
+        raise
+
+
+def _file_mode(path: Path) -> int:
+    """The permissions ``path`` has, or a new file would get (mkstemp's are 0o600)."""
+    if path.exists():
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

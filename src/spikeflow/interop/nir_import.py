@@ -139,7 +139,12 @@ def _node_module(
 
 
 def read_nir(path: str | Path) -> Any:
-    """Read a NIR graph from an HDF5 file written by ``nir.write`` / :func:`write_nir`."""
+    """Read a NIR graph from an HDF5 file written by ``nir.write`` / :func:`write_nir`.
+
+    Raises:
+        ConfigurationError: the file does not exist, or is not a valid NIR file (damaged,
+            truncated, another format); the message names it.
+    """
     nir = require_nir(_FEATURE)
     path = Path(path)
     if not path.is_file():
@@ -147,10 +152,19 @@ def read_nir(path: str | Path) -> Any:
     # nir's reader rebuilds each node and infers a grouped convolution's input channels
     # as weight.shape[1] (in_channels / groups): read without its type check, correct
     # those input types, then check.
-    graph = nir.read(str(path), type_check=False)
-    _fix_grouped_convs(graph, nir)
-    if isinstance(graph, nir.NIRGraph):
-        graph.infer_types()
+    try:
+        graph = nir.read(str(path), type_check=False)
+        _fix_grouped_convs(graph, nir)
+        if isinstance(graph, nir.NIRGraph):
+            graph.infer_types()
+    except PermissionError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        # h5py: not an HDF5 file (OSError); nir: a missing field (KeyError), a bad value.
+        raise ConfigurationError(
+            f"{str(path)!r} is not a valid NIR file ({type(error).__name__}: {error}); it "
+            "may be damaged or truncated, or not have been written by nir.write/write_nir"
+        ) from error
     return graph
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Convention",
     "LeakyMapping",
     "check_dt",
+    "check_time_constant",
     "default_dt",
     "delay_steps",
     "if_gain",
@@ -91,6 +92,24 @@ def uniform_value(name: str, node: str, values: object) -> float | None:
     return first if bool(np.all(array == first)) else None
 
 
+def check_time_constant(name: str, node: str, values: object, dt: float) -> None:
+    """Raise unless every entry of the time constant ``values`` (NIR's ``tau``,
+    ``tau_syn`` or ``tau_mem``, one value or one per neuron) is at least one step ``dt``
+    (the message names the node and suggests the dt)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0 or not np.all(np.isfinite(array)):
+        uniform_value(name, node, array)  # raises: empty, or not finite
+    shortest = float(array.min())
+    if shortest >= dt:
+        return
+    which = "" if np.all(array == shortest) else f" (the shortest of {array.size} values)"
+    raise ConfigurationError(
+        f"NIR node '{node}': {name} = {shortest:g}{which} is shorter than one step "
+        f"dt = {dt:g}; forward Euler would overshoot. Pass the dt the graph was made for "
+        "(import_from_nir(..., dt=...)): snnTorch uses 1e-4, Norse 1e-3."
+    )
+
+
 # -- IF ---------------------------------------------------------------------------------
 
 
@@ -136,13 +155,8 @@ def leaky_from_nir(tau: float, r: float, dt: float, convention: str, node: str) 
     any other ``r`` multiplies the input (``gain = r``) of a ``decay_input=True``
     neuron. Norse's LIF and LI cells ignore ``r`` (they read it as 1).
     """
+    check_time_constant("tau", node, tau, dt)
     steps = tau / dt
-    if not steps >= 1.0:
-        raise ConfigurationError(
-            f"NIR node '{node}': tau = {tau:g} is shorter than one step dt = {dt:g}; "
-            "forward Euler would overshoot. Pass the dt the graph was made for "
-            "(import_from_nir(..., dt=...)): snnTorch uses 1e-4, Norse 1e-3."
-        )
     if convention == "norse" or close(r, 1.0):
         return LeakyMapping(steps, True, 1.0)
     if close(r, steps):

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.errors import ConfigurationError
 from spikeflow.interop.nir_mapping import (
+    check_time_constant,
     close,
     delay_steps,
     if_gain,
@@ -228,6 +229,16 @@ def _time(values: Any, dt: float, convention: str) -> np.ndarray:
     return array / dt if convention == "norse" else array
 
 
+def _tau(
+    values: Any, name: str, field: str, dt: float, convention: str, dtype: torch.dtype
+) -> float | Tensor:
+    """A time constant in seconds (a float, or a per-neuron tensor), each entry >= ``dt``
+    (the error names the node and suggests the dt)."""
+    seconds = _time(values, dt, convention)
+    check_time_constant(field, name, seconds, dt)
+    return _value(seconds, name, field, dtype)
+
+
 def _gain(gain: float | Tensor) -> list[nn.Module]:
     if isinstance(gain, float) and close(gain, 1.0):
         return []
@@ -269,11 +280,11 @@ def neuron_from_nir(
         return _sequence([*_gain(gain), IFNode(**firing)])
     if kind == "CubaLIF":
         w_in = _value(node.w_in, name, "w_in", dtype)
-        tau_syn = _value(_time(node.tau_syn, dt, convention), name, "tau_syn", dtype)
+        tau_syn = _tau(node.tau_syn, name, "tau_syn", dt, convention, dtype)
         gain = w_in * (tau_syn / dt) if convention == "norse" else w_in
         neuron = CubaLIFNode(
             tau_syn=tau_syn,
-            tau_mem=_value(_time(node.tau_mem, dt, convention), name, "tau_mem", dtype),
+            tau_mem=_tau(node.tau_mem, name, "tau_mem", dt, convention, dtype),
             r=_value(node.r, name, "r", dtype),
             v_leak=_value(node.v_leak, name, "v_leak", dtype),
             dt=dt,
@@ -281,7 +292,8 @@ def neuron_from_nir(
         )
         return _sequence([*_gain(gain), neuron])
     if kind in ("LIF", "LI"):
-        tau = uniform_value("tau", name, _time(node.tau, dt, convention))
+        tau_t = _tau(node.tau, name, "tau", dt, convention, dtype)
+        tau = tau_t if isinstance(tau_t, float) else None
         r = uniform_value("r", name, node.r)
         v_leak = uniform_value("v_leak", name, node.v_leak)
         if convention == "norse":
@@ -298,7 +310,6 @@ def neuron_from_nir(
         # Per-neuron values, or a leak target other than the reset value: the Euler step
         # v + (dt/tau)(v_leak - v + r I) is CubaLIFNode's membrane with an instantaneous
         # synapse (tau_syn = dt), or LINode with per-neuron tensors.
-        tau_t = _value(_time(node.tau, dt, convention), name, "tau", dtype)
         r_t = 1.0 if convention == "norse" else _value(node.r, name, "r", dtype)
         leak_t = _value(node.v_leak, name, "v_leak", dtype)
         if kind == "LI":
