@@ -672,12 +672,8 @@ def test_the_last_step_keeps_nan_and_negative_zero_gradients_as_the_reference(ba
     assert torch.equal(torch.signbit(fused[-1]), torch.signbit(ref[-1]))
 
 
-class ParamFedTrace(BaseNode):
-    """A trace ``a`` whose update reads a parameter alone."""
-
-    def __init__(self, rho: torch.Tensor, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.rho = rho
+class ParamFedTrace(TracedLIF):
+    """A trace ``a`` whose update reads a parameter alone, and feeds the charge."""
 
     @staticmethod
     def charge(x, v, a):
@@ -686,12 +682,6 @@ class ParamFedTrace(BaseNode):
     @staticmethod
     def update(h, s, a, *, rho):
         return rho * 2.0
-
-    def neuron_params(self) -> dict[str, torch.Tensor]:
-        return {"rho": self.rho}
-
-    def initial_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {**super().initial_state(like), "a": torch.zeros_like(like)}
 
 
 class ConstantTrace(ParamFedTrace):
