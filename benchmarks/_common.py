@@ -383,14 +383,15 @@ def _snntorch_runner(p: LIFParams, device: torch.device, loop: str) -> Runner:
 
     if p.v_reset not in (0.0, None):
         raise ValueError(f"snnTorch resets to zero or by subtraction, not to {p.v_reset}")
-    if p.v_reset is None and p.decay_input:
-        # snnTorch subtracts theta after the decay, spikeflow before it.
+    if p.v_reset is None:
+        # snnTorch subtracts theta after the decay, spikeflow before it (either decay_input).
         note_reset = "subtract (not decayed: differs from spikeflow's soft reset)"
     else:
-        note_reset = "zero" if p.v_reset == 0.0 else "subtract"
+        note_reset = "zero"
     # U = beta U + I with I = x equals tau * H of spikeflow's decay_input=True equation,
     # so the threshold is scaled by tau instead of scaling the input (no extra op).
     scale = p.tau if p.decay_input else 1.0
+    note_threshold = "theta*tau" if p.decay_input else "theta"
     # init_hidden=True: the idiom of snnTorch's tutorials, and 7-12% faster here than
     # passing the membrane explicitly (same spikes).
     lif = snntorch.Leaky(
@@ -409,7 +410,7 @@ def _snntorch_runner(p: LIFParams, device: torch.device, loop: str) -> Runner:
         f"snntorch[Leaky {loop} loop]",
         run,
         "snntorch",
-        note=f"theta*tau, strict firing, reset {note_reset}, reset detached",
+        note=f"{note_threshold}, strict firing, reset {note_reset}, reset detached",
         ref_kwargs={"strict_firing": True, "detach_reset": True},
         same_grad=True,
     )
@@ -421,6 +422,8 @@ def _norse_runner(p: LIFParams, device: torch.device, loop: str) -> Runner:
 
     if not p.decay_input:
         raise ValueError("norse's LIFBox always divides the input by tau (decay_input=True)")
+    if p.detach_reset:
+        raise ValueError("norse's reset always passes the gradient (no detach_reset=True)")
     v_rest = 0.0 if p.v_reset is None else p.v_reset
     params = LIFBoxParameters(
         tau_mem_inv=torch.as_tensor(1.0 / p.tau, device=device),
