@@ -271,6 +271,38 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
 
 
+class _NaNFromNextStep:
+    """After the first step this process runs, the loss is NaN."""
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        loss_fn = trainer.loss_fn
+        trainer.loss_fn = lambda out, y: loss_fn(out, y) * math.nan
+        trainer.callbacks.remove(self)
+
+
+def test_the_nan_message_names_the_mid_epoch_checkpoint_it_resumed_from(tmp_path):
+    # It said "no checkpoint was saved (it failed in the first epoch)" although last.pt,
+    # inside epoch 1, was there.
+    Trainer(tiny(tmp_path, "cut"), callbacks=[_Interrupt(0, 2)], log=None).fit()
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (0, 3)
+    trainer = Trainer(config_for_resume(payload, {}), resume=payload, log=None,
+                      resume_dir=tmp_path / "cut", callbacks=[_NaNFromNextStep()])  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 5 of 6") as info:
+        trainer.fit()
+    assert (
+        f"the last good checkpoint is the one this run resumed from (epoch 1, after step 3, "
+        f"in {tmp_path / 'cut'})" in str(info.value)
+    )
+    # a run that saved an epoch names that checkpoint
+    trainer = Trainer(tiny(tmp_path, "nan", epochs=2), callbacks=[_InjectNaN()], log=None)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit()
+    assert f"the last good checkpoint is {tmp_path / 'nan' / 'last.pt'} (after epoch 1)" in str(
+        info.value
+    )
+
+
 class _BreakBatchNorm:
     """During epoch 2 a BN running variance becomes Inf while every loss stays finite."""
 
@@ -624,7 +656,7 @@ def test_ctrl_c_on_the_command_line_saves_and_exits_with_130(tmp_path):
     assert 1 <= payload["epoch"] < 1000 and payload["global_step"] >= 6
 
 
-def test_download_option_reaches_the_dataset(tmp_path, monkeypatch):
+def test_download_option_reaches_the_dataset(tmp_path, monkeypatch, capsys):
     """`--download` is passed on as download=True (the dataset then fetches and checks)."""
     from spikeflow.data.datasets import DatasetNotFoundError
     from spikeflow.training import data as training_data
@@ -632,6 +664,8 @@ def test_download_option_reaches_the_dataset(tmp_path, monkeypatch):
     seen = []
 
     class Fetchable:
+        downloadable = True
+
         def __init__(self, root, train=True, download=False, **kwargs):
             seen.append(download)
             raise DatasetNotFoundError("no network in this test")
@@ -642,6 +676,30 @@ def test_download_option_reaches_the_dataset(tmp_path, monkeypatch):
         code = main(["train", *args, "--no-progress", "--output-dir", str(tmp_path / "o"), *flag])
         assert code == 2
         assert seen[-1] is expected
+        # the hint to pass --download only where it was not passed
+        assert ("(from the command line: --download)" in capsys.readouterr().err) is not expected
+
+
+@pytest.mark.parametrize("dataset", ["asldvs", "navgesture", "ncars"])
+def test_download_is_refused_for_a_dataset_that_declares_it_cannot_download(
+    tmp_path, capsys, dataset
+):
+    # ASL-DVS took --download (a `download` argument it inherits and ignores), then
+    # advised --download in its not-found error.
+    args = ["--dataset", dataset, "--model", "plif_nmnist", "--data-dir", str(tmp_path)]
+    assert main(["train", *args, "--download", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--download: " in err and "cannot be downloaded automatically" in err
+    assert "(from the command line: --download)" not in err
+
+
+def test_the_downloadable_datasets_are_those_the_docs_list():
+    from spikeflow.training.data import _neuromorphic_classes
+
+    found = {name for name, cls in _neuromorphic_classes().items() if cls.downloadable}
+    assert found == {"nmnist", "ncaltech101", "cifar10dvs", "shd", "ssc"}
+    docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    assert "where its host allows it (N-MNIST, N-Caltech101, CIFAR10-DVS, SHD, SSC:" in docs
 
 
 class _MaskLambdas:
@@ -1019,6 +1077,16 @@ def test_eval_does_not_suggest_the_download_option_it_lacks(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "N-MNIST not found" in err and "--download)" not in err
     assert "(spikeflow eval does not download; spikeflow train --download does)" in err
+
+
+def test_eval_of_a_digits_run_given_a_data_dir_does_not_advise_dataset(tmp_path, capsys):
+    # It advised "also pass --dataset", an option spikeflow eval does not have.
+    Trainer(tiny(tmp_path, "a", epochs=1), log=None).fit()
+    args = ["eval", "--checkpoint", str(tmp_path / "a"), "--data-dir", str(tmp_path)]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir {tmp_path} was given, but the 'digits' dataset" in err
+    assert "--dataset" not in err and "the run trained on the digits: leave it out" in err
 
 
 # -- a run saved with a string where a bool goes still evaluates and resumes (review 6) --

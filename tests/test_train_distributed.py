@@ -14,9 +14,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from spikeflow.training import Trainer, build_model, load_checkpoint, resolve
+from spikeflow.training import Trainer, build_model, config_for_resume, load_checkpoint, resolve
+from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import config_from_dict
 from spikeflow.training.data import build_datasets
+from spikeflow.training.metric_logs import read_csv
 from spikeflow.training.trainer import _seed_everything
 
 pytest.importorskip("sklearn", reason="the digits need scikit-learn")
@@ -59,6 +61,103 @@ def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> N
             log=messages.append).fit()  # fmt: skip
     if rank == 0:
         Path(output_dir, "messages.txt").write_text("\n".join(messages))
+
+
+class _StopAt:
+    """Process ``rank`` is asked to stop (Ctrl-C, SIGTERM) after step ``step`` of epoch
+    ``epoch``, or, with ``step=None``, during that epoch's evaluation."""
+
+    def __init__(self, rank: int, epoch: int, step: int | None) -> None:
+        self.rank, self.epoch, self.step = rank, epoch, step
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if trainer.ctx.rank == self.rank and (epoch, step) == (self.epoch, self.step):
+            trainer._stop_requested = True
+
+    def on_epoch_end(self, trainer, epoch, row):
+        if trainer.ctx.rank == self.rank and self.step is None and epoch == self.epoch:
+            trainer._stop_requested = True
+
+
+def _stop_worker(rank: int, world_size: int, port: int, root: str, step: int | None) -> None:
+    """In one process group: with ``step`` set, an uninterrupted run (``full``), a run
+    process 1 stops after step ``step`` of epoch 2 (``cut``) and its resume; without,
+    a run process 1 stops during epoch 1's evaluation."""
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        # 3 steps of 4 samples per process and epoch
+        config = {**_config(""), "epochs": 2, "batch_size": 8}
+        if step is not None:
+            Trainer(config_from_dict({**config, "output_dir": f"{root}/full"}), log=None).fit()
+        cut = f"{root}/cut"
+        Trainer(config_from_dict({**config, "output_dir": cut}), log=None,
+                callbacks=[_StopAt(1, 0 if step is None else 1, step)]).fit()  # fmt: skip
+        if step is not None:
+            payload = load_checkpoint(f"{cut}/last.pt")
+            Trainer(config_for_resume(payload, {}), resume=payload, resume_dir=cut,
+                    log=None).fit()  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(worker, *args: object) -> None:
+    """Run ``worker(rank, 2, port, *args)`` in 2 processes; fail on an error or a hang."""
+    procs = mp.spawn(worker, args=(2, _free_port(), *args), nprocs=2, join=False)
+    deadline = time.monotonic() + 300
+    while not procs.join(timeout=2):  # raises if a process failed
+        if time.monotonic() > deadline:
+            for proc in procs.processes:
+                proc.kill()
+            pytest.fail("the two gloo processes did not finish within 300 s")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in read_csv(path)]
+
+
+def test_a_mid_epoch_resume_of_two_processes_keeps_each_processs_running_sums(tmp_path):
+    # Only process 0's sums were saved, and every process loaded them: the resumed
+    # epoch's train metrics counted process 0's steps twice and process 1's never.
+    _spawn(_stop_worker, str(tmp_path), 0)
+    cut = tmp_path / "cut"
+    assert (load_checkpoint(cut / "last.pt")["epoch"], len(_rows(cut / "metrics.csv"))) == (2, 2)
+    assert _rows(cut / "metrics.csv") == _rows(tmp_path / "full" / "metrics.csv")
+    assert _rows(cut / "layers.csv") == _rows(tmp_path / "full" / "layers.csv")
+
+
+def test_a_stop_during_the_evaluation_stops_every_process_after_the_epoch(tmp_path):
+    # Process 1 is asked to stop while epoch 1 (of 2) is evaluated: every process used
+    # to train one more step of epoch 2 before it stopped, as one process does not.
+    _spawn(_stop_worker, str(tmp_path), None)
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 0)
+
+
+def test_a_checkpoints_running_sums_go_to_each_process_or_all_to_process_0():
+    def state(n: float) -> dict:
+        layer = {"spikes": n, "v_sum": n, "v_sumsq": n, "elements": 4, "samples": 2,
+                 "neurons": 2, "v_count": 4}  # fmt: skip
+        return {"epoch_sums": {"loss": n, "correct": n, "count": 2.0}, "monitor": {"l": layer}}
+
+    payload = {"epoch_sums": {}, **ckpt.epoch_state_payload([state(1.0), state(2.0)])}
+    assert payload["epoch_sums"] == {"loss": 3.0, "correct": 3.0, "count": 4.0}
+    assert payload["monitor"]["l"] == {"spikes": 3.0, "v_sum": 3.0, "v_sumsq": 3.0,
+                                       "elements": 8, "samples": 4, "neurons": 2,
+                                       "v_count": 8}  # fmt: skip
+    # as many processes: each its own
+    assert ckpt.epoch_state_for_rank(payload, 1, 2) == (state(2.0)["epoch_sums"],
+                                                        state(2.0)["monitor"])  # fmt: skip
+    # another count: the totals on process 0, zeros elsewhere (the reduction adds them)
+    for world in (1, 3):
+        assert ckpt.epoch_state_for_rank(payload, 0, world) == (payload["epoch_sums"],
+                                                                payload["monitor"])  # fmt: skip
+    assert ckpt.epoch_state_for_rank(payload, 2, 3) == ({}, {})
+    # a checkpoint of an older spikeflow (no per-process entries) loads on process 0
+    old = {"epoch_sums": state(1.0)["epoch_sums"], "monitor": state(1.0)["monitor"]}
+    assert ckpt.epoch_state_for_rank(old, 0, 2) == (old["epoch_sums"], old["monitor"])
+    assert ckpt.epoch_state_for_rank(old, 1, 2) == ({}, {})
+    assert ckpt.epoch_state_for_rank({"epoch_sums": {}}, 0, 2) is None  # a complete epoch
 
 
 def _free_port() -> int:

@@ -1,6 +1,7 @@
 """A training run loses no data and refuses early: atomic log rewrites, torn log tails,
 reserved default folders, resumes into another folder, unwritable folders, checkpoints
-that do not fit, and plots that cannot be written."""
+that do not fit, plots that cannot be written, best.pt written before last.pt, and
+torchrun restarts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from spikeflow.training import (
     Trainer,
     config_for_resume,
     load_checkpoint,
+    run_folder,
     save_checkpoint,
     trainer,
 )
@@ -94,7 +96,7 @@ def test_the_default_folder_is_reserved_atomically(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     names: list[str] = []
     threads = [threading.Thread(target=lambda: names.append(
-        trainer._reserve_default_output_dir("digits"))) for _ in range(6)]  # fmt: skip
+        run_folder.reserve_default_output_dir("digits"))) for _ in range(6)]  # fmt: skip
     for t in threads:
         t.start()
     for t in threads:
@@ -125,6 +127,44 @@ def test_an_unusable_output_folder_is_refused_before_any_work(tmp_path, monkeypa
     monkeypatch.setattr(trainer, "build_datasets", no_data)
     with pytest.raises(ConfigurationError, match=match):
         Trainer(config_from_dict({**TINY, "output_dir": str(out)}), log=None).fit()
+
+
+@pytest.mark.parametrize("where", ["name_too_long", "mkdir_fails"])
+def test_an_output_folder_that_cannot_be_created_is_refused_with_status_2(
+    tmp_path, monkeypatch, capsys, where
+):
+    # It passed the checks of the folders above it, then failed after the data were
+    # read (a traceback, status 1); it is now created in the check.
+    from spikeflow.cli import main
+
+    out = tmp_path / ("a" * 300)
+    if where == "mkdir_fails":  # as under /proc, where root may write but not create
+        out = tmp_path / "proc" / "run"
+        real_mkdir = Path.mkdir
+
+        def refused(self, *args, **kwargs):
+            if self.name in ("proc", "run"):
+                raise FileNotFoundError(2, "No such file or directory", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", refused)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the dataset was read before the folder was checked")
+
+    monkeypatch.setattr(trainer, "build_datasets", no_data)
+    assert main(["train", "--output-dir", str(out), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: output_dir {out} cannot be created" in err and "--output-dir" in err
+    assert "Traceback" not in err
+
+
+def test_a_refused_run_removes_the_output_folders_it_created(tmp_path):
+    out = tmp_path / "new" / "run"
+    config = tiny(tmp_path, "x", output_dir=str(out), model_kwargs={"no_such_argument": 1})
+    with pytest.raises(ConfigurationError, match="no_such_argument"):
+        Trainer(config, log=None).fit()
+    assert list(tmp_path.iterdir()) == []  # run/ and new/ were made for it: both gone
 
 
 def test_checkpoint_weights_that_do_not_fit_name_the_checkpoint(tmp_path):
@@ -249,3 +289,113 @@ def test_a_torchrun_restart_continues_the_run_from_its_folder(tmp_path, monkeypa
     assert main(args) == 0  # torchrun's restart of the same command continues it
     assert epochs_logged(tmp_path / "run") == ["1", "2", "3"]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
+
+
+def test_a_torchrun_restart_of_a_resume_continues_from_what_its_first_attempt_wrote(
+    tmp_path, monkeypatch, capsys
+):
+    # A restart used to go back to the --resume checkpoint: refused in another
+    # --output-dir (it holds the first attempt's run), a rewind in the same folder.
+    from spikeflow.cli import main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    (a / "early.pt").write_bytes((a / "last.pt").read_bytes())
+    common = ["--no-progress", "--plots", "off"]
+    # the first attempt stops after epoch 2, as a failing node would; torchrun restarts
+    # the same command
+    into_b = ["train", "--resume", str(a), "--output-dir", str(b), *common]
+    assert main([*into_b, "--stop-after", "2"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert main(into_b) == 0
+    out, err = capsys.readouterr()
+    assert f"torchrun restart: continuing from {b / 'last.pt'}" in err
+    assert "epoch   2/3" not in out and "epoch   3/3" in out  # epoch 2 is not redone
+    assert epochs_logged(b) == ["1", "2", "3"]
+    # --resume of an older checkpoint with --overwrite: the restart does not rewind again
+    rewind = ["train", "--resume", str(a / "early.pt"), "--overwrite", *common]
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
+    assert main([*rewind, "--stop-after", "2"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert main(rewind) == 0
+    out, err = capsys.readouterr()
+    assert f"continuing from {a / 'last.pt'}" in err and "epoch   2/3" not in out
+    assert epochs_logged(a) == ["1", "2", "3"]
+
+
+def test_a_torchrun_restart_leaves_a_newer_last_pt_of_another_run_alone(tmp_path, monkeypatch):
+    from spikeflow.cli import main
+
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    Trainer(tiny(tmp_path, "other", lr=0.01), log=None).fit()  # 3 epochs, another lr
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    # not continued: the folder holds an earlier run, refused as without the restart
+    args = ["train", "--resume", str(tmp_path / "a"), "--output-dir", str(tmp_path / "other"),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    assert load_checkpoint(tmp_path / "other" / "last.pt")["epoch"] == 3
+
+
+class _Killed(BaseException):
+    """The process is killed (SIGKILL, a power loss): nothing after it runs."""
+
+
+def _rising_accuracy(monkeypatch, run: list[Trainer]) -> None:
+    """Every epoch's test accuracy beats the one before, so each is the best."""
+    real = trainer.evaluate
+
+    def evaluate(*args, **kwargs):
+        total, rate, layers = real(*args, **kwargs)
+        total.correct = total.count * (run[-1].epoch + 1) / 10
+        return total, rate, layers
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+
+
+def test_a_kill_between_the_checkpoint_writes_keeps_the_best_weights(tmp_path, monkeypatch):
+    # last.pt used to be written first: a kill before best.pt kept a stale best.pt that
+    # no resume repaired, and `spikeflow eval` of the run evaluated the wrong epoch.
+    run = tmp_path / "a"
+    runs: list[Trainer] = [Trainer(tiny(tmp_path, "a"), log=None)]
+    _rising_accuracy(monkeypatch, runs)
+    real_replace, placed = os.replace, []
+
+    def replace(src, dst):
+        if str(dst).endswith(".pt"):
+            placed.append(dst)
+            if len(placed) == 4:  # epoch 1 placed two .pt files; epoch 2 one so far
+                raise _Killed
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        runs[0].fit()
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert load_checkpoint(run / "best.pt")["epoch"] == 2  # the best epoch is saved
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1  # and will be redone
+    runs.append(resume(run, stop_after=2))
+    runs[-1].fit()
+    last, best = load_checkpoint(run / "last.pt"), load_checkpoint(run / "best.pt")
+    assert last["best"]["epoch"] == best["epoch"] == 2 and os.path.samefile(
+        run / "best.pt", run / "last.pt"
+    )
+
+
+def test_a_resume_writes_again_a_stale_best_pt_of_the_best_epoch(tmp_path):
+    # What an older spikeflow left when killed between writing last.pt and best.pt.
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    run = tmp_path / "a"
+    epoch_1 = (run / "last.pt").read_bytes()
+    resume(run, stop_after=2).fit()
+    payload = load_checkpoint(run / "last.pt")
+    save_checkpoint({**payload, "best": {"test_acc": 0.9, "epoch": 2}}, run / "last.pt")
+    (run / "best.pt").unlink()
+    (run / "best.pt").write_bytes(epoch_1)
+    messages: list[str] = []
+    payload = load_checkpoint(run / "last.pt")
+    Trainer(config_for_resume(payload, {"stop_after": 2}), resume=payload, resume_dir=run,
+            log=messages.append).fit()  # fmt: skip
+    assert load_checkpoint(run / "best.pt")["epoch"] == 2
+    assert any("did not hold the best epoch (2)" in m for m in messages)

@@ -401,14 +401,15 @@ def _train(args: argparse.Namespace) -> int:
     for key in _KWARG_OPTIONS:  # K=V options add to the file's tables, key by key
         if key in overrides and isinstance(from_file.get(key), dict):
             overrides[key] = {**from_file[key], **overrides[key]}
-    payload, resume_dir = None, None
-    restarted = _elastic_restart_checkpoint(args, overrides, file_config)
-    if restarted is not None:
-        args.resume = str(restarted)
+    payload, path = None, None
     if hasattr(args, "resume"):
         path = Path(args.resume)
         path = path / "last.pt" if path.is_dir() else path
         payload = ckpt.load_checkpoint(path)
+    restarted = _elastic_restart_checkpoint(path, payload, overrides, file_config)
+    if restarted is not None:
+        path, payload = restarted
+    if payload is not None and path is not None:
         resume_dir = path.parent
         # The file's values are checked like the flags' (the command line first); K=V
         # tables add to the checkpoint's, so repeating a key with its value is no change.
@@ -421,6 +422,7 @@ def _train(args: argparse.Namespace) -> int:
         config = config_for_resume(payload, overrides)
         _refuse_rewind(path, payload, Path(config.output_dir), config.overwrite)
     else:
+        resume_dir = None
         config = config_from_dict(overrides, file_config)
     result = Trainer(config, resume=payload, resume_dir=resume_dir).fit()
     if result.interrupted:
@@ -436,19 +438,62 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _elastic_restart_checkpoint(
-    args: argparse.Namespace, overrides: dict[str, Any], file_config: Any
-) -> Path | None:
+    resume: Path | None,
+    payload: dict[str, Any] | None,
+    overrides: dict[str, Any],
+    file_config: Any,
+) -> tuple[Path, dict[str, Any]] | None:
     """On a torchrun restart (``TORCHELASTIC_RESTART_COUNT > 0``, e.g. after a node
-    failure with ``--max-restarts``) of a command without ``--resume``, the ``last.pt``
-    its first attempt wrote into ``--output-dir``, so the group continues the run."""
-    if hasattr(args, "resume") or int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
+    failure with ``--max-restarts``), the ``last.pt`` (path and payload) the first
+    attempt wrote into ``--output-dir``, so the group continues the run instead of
+    starting it again.
+
+    With ``--resume`` (the checkpoint ``resume``, loaded as ``payload``), that
+    ``last.pt`` is taken only where it continues the same run further: a later
+    (epoch, step), the same config up to the runtime options, and the resumed
+    checkpoint's history as the start of its own. Otherwise (no such file, or one of
+    another run) it is ``None``, and the command runs as given.
+    """
+    from spikeflow.training.checkpoint import load_checkpoint
+
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
         return None
     out = overrides.get("output_dir") or getattr(file_config, "output_dir", None)
-    if out is None or not (Path(out) / "last.pt").is_file():
+    if out is None and resume is not None:  # a resume writes into its checkpoint's folder
+        out = resume.parent
+    last = None if out is None else Path(out) / "last.pt"
+    if last is None or not last.is_file():
+        return None
+    if resume is not None and os.path.samefile(resume, last):
+        return None  # the checkpoint given is that last.pt
+    try:
+        written = load_checkpoint(last)
+    except ConfigurationError:
+        if payload is not None:  # the --resume checkpoint stands
+            return None
+        raise
+    if payload is not None and not _continues(written, payload):
         return None
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"torchrun restart: continuing from {Path(out) / 'last.pt'}", file=sys.stderr)
-    return Path(out)
+        print(f"torchrun restart: continuing from {last}", file=sys.stderr)
+    return last, written
+
+
+def _continues(later: dict[str, Any], earlier: dict[str, Any]) -> bool:
+    """Whether checkpoint ``later`` continues the run of checkpoint ``earlier`` further:
+    a later (epoch, step), the same config up to the runtime options, and ``earlier``'s
+    history as the start of its own."""
+    from spikeflow.training.config import RUNTIME_FIELDS
+
+    def run_config(payload: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in payload["config"].items() if k not in RUNTIME_FIELDS}
+
+    rows = list(earlier["history"])
+    return (
+        _position(later) > _position(earlier)
+        and run_config(later) == run_config(earlier)
+        and repr(list(later["history"])[: len(rows)]) == repr(rows)  # repr: NaN == NaN
+    )
 
 
 def _refuse_rewind(
@@ -483,13 +528,17 @@ def _refuse_rewind(
 
 
 def _position(payload: dict[str, Any]) -> tuple[int, int]:
-    """Where a checkpoint stands: (epochs completed, steps done in the next epoch)."""
-    return int(payload["epoch"]), int(payload["step"])
+    """:func:`spikeflow.training.resume.checkpoint_position` (imported when needed)."""
+    from spikeflow.training.resume import checkpoint_position
+
+    return checkpoint_position(payload)
 
 
 def _describe_position(position: tuple[int, int]) -> str:
-    epoch, step = position
-    return f"after epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, after step {step}"
+    """:func:`spikeflow.training.resume.describe_position` (imported when needed)."""
+    from spikeflow.training.resume import describe_position
+
+    return describe_position(position)
 
 
 def _eval(args: argparse.Namespace) -> int:

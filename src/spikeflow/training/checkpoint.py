@@ -4,6 +4,10 @@ A checkpoint holds only tensors and plain containers of numbers and strings, so 
 loads with ``torch.load(path, weights_only=True)`` (no pickled code runs). It is written
 to a temporary file in the same directory and moved into place with ``os.replace``, so
 a crash or Ctrl-C while saving never leaves a truncated ``last.pt``.
+
+A run's ``best.pt`` is written before its ``last.pt`` (:func:`write_run_checkpoint`),
+and a checkpoint inside an epoch holds every process's running sums of that epoch
+(:func:`epoch_state_for_rank`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from spikeflow.errors import ConfigurationError
 __all__ = [
     "CHECKPOINT_FORMAT",
     "capture_rng_state",
+    "epoch_state_for_rank",
+    "epoch_state_payload",
     "load_checkpoint",
     "load_weights",
     "restore_rng_state",
     "save_checkpoint",
+    "write_run_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "spikeflow-train-checkpoint-v1"
@@ -80,6 +87,71 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_run_checkpoint(payload: dict[str, Any], folder: Path, best: bool) -> Path:
+    """Write a run's ``folder/last.pt`` and, when ``best``, first its ``folder/best.pt``.
+
+    ``best.pt`` is written atomically, then ``last.pt`` is put in place atomically as a
+    hard link to it (a second write where the file system has no hard links; each is
+    later replaced, never rewritten). A process killed between the two leaves the new
+    ``best.pt`` and the previous ``last.pt``: the best weights are never lost, and a
+    resume from that ``last.pt`` redoes the epoch and writes the same ``best.pt``. Returns
+    the ``last.pt`` path.
+    """
+    last = folder / "last.pt"
+    if not best:
+        return save_checkpoint(payload, last)
+    written = save_checkpoint(payload, folder / "best.pt")
+    tmp = folder / ".last.pt.link"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(written, tmp)  # the same bytes under a second name
+        os.replace(tmp, last)
+    except OSError:  # a file system without hard links: write it again
+        tmp.unlink(missing_ok=True)
+        save_checkpoint(payload, last)
+    return last
+
+
+def epoch_state_payload(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint entries of an unfinished epoch's running sums, from each process's
+    ``{"epoch_sums": ..., "monitor": ...}`` (rank order): ``epoch_sums`` and ``monitor``
+    hold the sums over the processes, ``rank_epoch_state`` each process's own (which a
+    resume with as many processes gives back to each)."""
+    sums: dict[str, float] = {}
+    monitor: dict[str, dict[str, float | int]] = {}
+    for state in states:
+        for key, value in state["epoch_sums"].items():
+            sums[key] = sums.get(key, 0.0) + value
+        for name, values in state["monitor"].items():
+            into = monitor.setdefault(name, dict.fromkeys(values, 0))
+            for key, value in values.items():
+                # neurons: the layer's size, 0 on a process that saw no sample.
+                into[key] = max(into[key], value) if key == "neurons" else into[key] + value
+    return {"epoch_sums": sums, "monitor": monitor, "rank_epoch_state": list(states)}
+
+
+def epoch_state_for_rank(
+    payload: dict[str, Any], rank: int, world_size: int
+) -> tuple[dict[str, float], dict[str, Any]] | None:
+    """The running sums (``epoch_sums``, ``monitor`` state) process ``rank`` of
+    ``world_size`` continues an unfinished epoch with; ``None`` for a complete epoch.
+
+    A checkpoint written by as many processes gives each its own sums. Otherwise (another
+    process count, or a checkpoint of an older spikeflow, which holds only process 0's
+    sums) process 0 takes the checkpoint's sums over all its processes and the others
+    start from zero, so the sums reduced at the end of the epoch count each step done
+    before the checkpoint once.
+    """
+    if not payload["epoch_sums"]:
+        return None
+    per_rank = payload.get("rank_epoch_state") or []
+    if len(per_rank) == world_size:
+        return dict(per_rank[rank]["epoch_sums"]), dict(per_rank[rank]["monitor"])
+    if rank == 0:
+        return dict(payload["epoch_sums"]), dict(payload["monitor"])
+    return {}, {}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

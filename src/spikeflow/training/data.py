@@ -9,7 +9,6 @@ DataLoader batches to ``[B, T, C, H, W]`` and :func:`to_time_major` makes
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +67,9 @@ def even_subset(dataset: Dataset, count: int | None) -> Dataset:
     return Subset(dataset, indices.tolist())
 
 
-def _digits(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
-    # Options of event datasets would be ignored: an error, as they suggest another dataset.
+def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Dataset, DataInfo]:
+    # Options of event datasets would be ignored: an error, as they suggest another
+    # dataset. ``with_train=False`` (spikeflow eval, which has no --dataset): the run's.
     given = [
         option
         for option, used in (
@@ -81,11 +81,16 @@ def _digits(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
         if used
     ]
     if given:
+        them = "it" if len(given) == 1 else "them"
+        advice = (
+            "; for a neuromorphic dataset also pass --dataset (e.g. --dataset nmnist)"
+            if with_train
+            else f" (the run trained on the digits: leave {them} out)"
+        )
         raise ConfigurationError(
             f"{', '.join(given)} {'was' if len(given) == 1 else 'were'} given, but the "
             "'digits' dataset ships with scikit-learn: it reads no folder, caches no frames "
-            "and has no events to split; for a neuromorphic dataset also pass --dataset "
-            "(e.g. --dataset nmnist)"
+            f"and has no events to split{advice}"
         )
     try:
         from sklearn.datasets import load_digits
@@ -144,7 +149,8 @@ def _neuromorphic(
         "split_by": config.split_by,
         "cache_dir": config.cache_dir,
     }
-    can_download = "download" in inspect.signature(cls).parameters
+    # What the class declares: a class may take a ``download`` argument it cannot use.
+    can_download = bool(getattr(cls, "downloadable", False))
     if config.download:
         if not can_download:
             raise ConfigurationError(
@@ -157,9 +163,9 @@ def _neuromorphic(
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
         hint = ""
-        if can_download and with_train:
+        if can_download and with_train and not config.download:
             hint = " (from the command line: --download)"
-        elif can_download:  # spikeflow eval, which has no --download
+        elif can_download and not with_train:  # spikeflow eval, which has no --download
             hint = " (spikeflow eval does not download; spikeflow train --download does)"
         raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
     width, height, channels = cls.sensor_size
@@ -181,7 +187,7 @@ def build_datasets(
     """
     name = config.dataset.lower()
     if name == "digits":
-        train, test, info = _digits(config)
+        train, test, info = _digits(config, with_train)
     elif name in _neuromorphic_classes():
         train, test, info = _neuromorphic(config, with_train)
     else:

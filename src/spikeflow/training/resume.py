@@ -10,7 +10,18 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import LEGACY_BOOL_STRINGS
 from spikeflow.training.config import RUNTIME_FIELDS, TABLE_FIELDS, TrainConfig, config_from_dict
 
-__all__ = ["config_for_resume"]
+__all__ = ["checkpoint_position", "config_for_resume", "describe_position"]
+
+
+def checkpoint_position(payload: dict[str, Any]) -> tuple[int, int]:
+    """Where a checkpoint stands: (epochs completed, steps done in the next epoch)."""
+    return int(payload["epoch"]), int(payload["step"])
+
+
+def describe_position(position: tuple[int, int]) -> str:
+    """``(2, 0)`` -> ``"after epoch 2"``, ``(2, 3)`` -> ``"epoch 3, after step 3"``."""
+    epoch, step = position
+    return f"after epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, after step {step}"
 
 
 def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:

@@ -15,13 +15,11 @@ import contextlib
 import math
 import os
 import random
-import shutil
 import signal
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +51,15 @@ from spikeflow.training.loop import (
 )
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard, read_csv
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
-from spikeflow.training.resume import config_for_resume
+from spikeflow.training.resume import checkpoint_position, config_for_resume, describe_position
+from spikeflow.training.run_folder import (
+    carry_history,
+    check_output_dir,
+    earlier_run_files,
+    remove_empty_folders,
+    remove_run_outputs,
+    reserve_default_output_dir,
+)
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "build_model", "config_for_resume"]
 
@@ -153,75 +159,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-#: The results of a run in its output_dir: any of them there means an earlier run (a
-#: folder holding only the config.toml of a run that failed in its first epoch does not).
-_RESULT_FILES = ("last.pt", "best.pt", "metrics.csv", "layers.csv")
-#: Everything a run writes there, which --overwrite removes first.
-_RUN_OUTPUTS = (*_RESULT_FILES, "config.toml", "learning_curves.png", "firing_rates.png",
-                "raster.png", "tensorboard")  # fmt: skip
-
-
-def _earlier_run_files(folder: Path) -> list[str]:
-    """The result files of an earlier run in ``folder`` (none when it does not exist)."""
-    return [name for name in _RESULT_FILES if (folder / name).exists()]
-
-
-def _remove_run_outputs(folder: Path) -> None:
-    """Delete what an earlier run wrote into ``folder`` (its other files stay)."""
-    for name in _RUN_OUTPUTS:
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
-def _carry_history(source: Path, dest: Path) -> None:
-    """A resume written into another folder starts from the source run's logs and best
-    checkpoint (the logs are then cut back to the resumed epoch)."""
-    if source.resolve() == dest.resolve():
-        return
-    for name in ("metrics.csv", "layers.csv", "best.pt"):
-        if (source / name).is_file() and not (dest / name).exists():
-            tmp = dest / f".{name}.copy"
-            shutil.copyfile(source / name, tmp)
-            os.replace(tmp, dest / name)
-
-
-def _reserve_default_output_dir(dataset: str) -> str:
-    """Create ``runs/<dataset>-<date-time>`` (``-2``, ``-3``, ... when taken) atomically,
-    so two runs started in the same second never share a folder."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{dataset.lower()}-{stamp}"
-    _check_output_dir(base)
-    candidate, n = base, 1
-    while True:
-        try:
-            candidate.mkdir(parents=True)
-            return str(candidate)
-        except FileExistsError:
-            n += 1
-            candidate = base.with_name(f"{base.name}-{n}")
-        except OSError as exc:
-            raise ConfigurationError(f"cannot create the output folder {candidate}: {exc}") from exc
-
-
-def _check_output_dir(folder: Path) -> None:
-    """Raise unless ``folder`` is (or can be made) a folder this process can write to:
-    said before any data is read or any model built."""
-    if folder.exists() and not folder.is_dir():
-        raise ConfigurationError(f"output_dir {folder} exists and is not a folder")
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ConfigurationError(f"output_dir {folder}: {probe} is a file, not a folder")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigurationError(f"output_dir {folder}: {probe} is not writable")
-
-
 class Trainer:
     """Trains ``config``'s model on its dataset; :meth:`fit` runs it.
 
@@ -263,6 +200,11 @@ class Trainer:
         self._phase = "idle"
         self._stop_all = False
         self._step_start_rng: dict[str, Any] | None = None
+        #: The output folder this run created, and the topmost folder created with it.
+        self._created: tuple[Path, Path] | None = None
+        #: The last checkpoint written or resumed from: its file (None: the resumed
+        #: one) and (epoch, step).
+        self._checkpoint: tuple[Path | None, tuple[int, int]] | None = None
 
     # -- setup ------------------------------------------------------------------------
 
@@ -300,10 +242,11 @@ class Trainer:
             try:
                 if cfg.output_dir:
                     out = cfg.output_dir
-                    _check_output_dir(Path(out))
+                    top = check_output_dir(Path(out))  # created now, or refused
+                    self._created = None if top is None else (Path(out), top)
                 else:  # checked there, before it is created
-                    out = _reserve_default_output_dir(cfg.dataset)
-                    self._reserved = Path(out)
+                    out = reserve_default_output_dir(cfg.dataset)
+                    self._created = (Path(out), Path(out))
             except ConfigurationError as exc:
                 problem = str(exc)
         out, problem = ctx.all_gather_object((out, problem))[0]
@@ -318,7 +261,7 @@ class Trainer:
             self.resume_dir is not None
             and self.output_dir.resolve() != Path(self.resume_dir).resolve()
         ):
-            found = _earlier_run_files(self.output_dir) if ctx.is_main else []
+            found = earlier_run_files(self.output_dir) if ctx.is_main else []
             found = ctx.all_gather_object(found)[0]
             if found and not cfg.overwrite:
                 how = (f"continue that run with --resume {self.output_dir}, "
@@ -365,11 +308,13 @@ class Trainer:
             # Only now: a run refused above (unknown model, bad kwargs) leaves no folder,
             # and one with --overwrite keeps the earlier run until it is about to write.
             if self._replaces:
-                _remove_run_outputs(self.output_dir)
+                remove_run_outputs(self.output_dir)
                 self.log(f"--overwrite: removed the earlier run in {self.output_dir}")
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if resume_epoch is not None and self.resume_dir is not None:
-                _carry_history(Path(self.resume_dir), self.output_dir)
+                carry_history(Path(self.resume_dir), self.output_dir)
+            if self.resume_payload is not None:
+                self._repair_best(self.resume_payload)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch,
                                  history=self.history)  # fmt: skip
             if cfg.tensorboard:
@@ -395,7 +340,14 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------
 
-    def _payload(self, rng_states: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+    def _payload(self, states: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        """The checkpoint, from every process's ``rng`` and (inside an epoch) running
+        sums, in rank order."""
+        running = {"epoch_sums": {}, "monitor": {}, "rank_epoch_state": []}
+        if not complete:  # every process's own sums, and their totals
+            running = ckpt.epoch_state_payload(
+                [{"epoch_sums": s["epoch_sums"], "monitor": s["monitor"]} for s in states]
+            )
         return {
             "format": ckpt.CHECKPOINT_FORMAT,
             "config": {k: v for k, v in config_to_dict(self.config).items() if v is not None},
@@ -406,29 +358,28 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_states,
+            "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
-            "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
-            "monitor": {} if complete else self.train_monitor.state_dict(),
+            **running,
             "history": self.history,
             "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
         }
 
     def save(self, complete: bool, best: bool = False, rng: dict[str, Any] | None = None) -> None:
-        """Write ``last.pt`` (and ``best.pt``) on rank 0; every rank contributes its RNG."""
-        states = self.ctx.all_gather_object(rng if rng is not None else ckpt.capture_rng_state())
+        """Write ``best.pt`` (when ``best``), then ``last.pt``, on rank 0
+        (:func:`~spikeflow.training.checkpoint.write_run_checkpoint`); every rank
+        contributes its RNG states and, inside an epoch, its running sums."""
+        mine = {
+            "rng": rng if rng is not None else ckpt.capture_rng_state(),
+            "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
+            "monitor": {} if complete else self.train_monitor.state_dict(),
+        }
+        states = self.ctx.all_gather_object(mine)
         if self.ctx.is_main:
-            payload = self._payload(states, complete)
-            last = ckpt.save_checkpoint(payload, self.output_dir / "last.pt")
-            if best:
-                tmp = self.output_dir / ".best.pt.link"
-                tmp.unlink(missing_ok=True)
-                try:
-                    os.link(last, tmp)  # same bytes; last.pt is later replaced, not rewritten
-                    os.replace(tmp, self.output_dir / "best.pt")
-                except OSError:  # a file system without hard links: write it again
-                    ckpt.save_checkpoint(payload, self.output_dir / "best.pt")
+            ckpt.write_run_checkpoint(self._payload(states, complete), self.output_dir, best)
         self.ctx.barrier()
+        position = (self.epoch + 1, 0) if complete else (self.epoch, self.step_in_epoch)
+        self._checkpoint = (self._last, position)
 
     def _restore(self, payload: dict[str, Any]) -> int:
         ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
@@ -447,9 +398,15 @@ class Trainer:
         self.history = list(payload["history"])
         self.best_test_acc = float(payload["best"]["test_acc"])
         self.best_epoch = int(payload["best"]["epoch"])
-        if payload["epoch_sums"]:
-            self.epoch_sums = EpochSums(**payload["epoch_sums"])
-            self.train_monitor.load_state_dict(payload["monitor"])
+        self._checkpoint = (None, checkpoint_position(payload))
+        running = ckpt.epoch_state_for_rank(payload, self.ctx.rank, self.ctx.world_size)
+        if running is not None:
+            self.epoch_sums = EpochSums(**running[0])
+            self.train_monitor.load_state_dict(running[1])
+            if "rank_epoch_state" not in payload and int(payload["world_size"]) > 1:
+                self.log(f"note: the checkpoint (of an older spikeflow) holds process 0's "
+                         f"running sums only: epoch {self.epoch + 1}'s train metrics leave "
+                         "out the other processes' steps before it")  # fmt: skip
         states = payload["rng"]
         if len(states) == self.ctx.world_size:
             ckpt.restore_rng_state(states[self.ctx.rank])
@@ -461,6 +418,25 @@ class Trainer:
             _seed_everything(self.config.seed + self.ctx.rank + self.epoch)
         return self.epoch
 
+    def _repair_best(self, payload: dict[str, Any]) -> None:
+        """Write ``best.pt`` again from the resumed checkpoint when that is the best
+        epoch it records but ``best.pt`` is missing, damaged or of an earlier epoch: an
+        older spikeflow wrote ``last.pt`` first, and one killed before ``best.pt`` left
+        a stale one. A ``best.pt`` of a later epoch (a run rewound with ``--overwrite``)
+        is kept: no best weights are lost."""
+        position = checkpoint_position(payload)
+        if position != (int(payload["best"]["epoch"]), 0):
+            return
+        path = self.output_dir / "best.pt"
+        try:
+            held = checkpoint_position(ckpt.load_checkpoint(path)) if path.is_file() else None
+        except ConfigurationError:  # damaged: replaced by the good copy
+            held = None
+        if held is None or held < position:
+            ckpt.save_checkpoint(payload, path)
+            self.log(f"note: {path} did not hold the best epoch ({payload['best']['epoch']}) "
+                     "its run recorded: written again from the resumed checkpoint")  # fmt: skip
+
     # -- the run ----------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
@@ -468,10 +444,8 @@ class Trainer:
         try:
             self._setup()
         except BaseException:
-            reserved = getattr(self, "_reserved", None)
-            if reserved is not None:  # a refused run leaves no folder of its own
-                with contextlib.suppress(OSError):
-                    reserved.rmdir()  # only if still empty
+            if self._created is not None:  # a refused run leaves no folder of its own
+                remove_empty_folders(*self._created)
             if hasattr(self, "ctx"):
                 self.ctx.close()
             raise
@@ -489,7 +463,7 @@ class Trainer:
                 self._end_epoch()
                 self.epoch += 1
                 self.step_in_epoch = 0
-                if self._stop_requested and not self.ctx.distributed and self.epoch < last_epoch:
+                if self._stop_after_evaluation() and self.epoch < last_epoch:
                     # Ctrl-C during the evaluation: the epoch's checkpoint is complete.
                     interrupted = True
                     self.log(f"stopped after epoch {self.epoch}: saved {self._last}; continue "
@@ -514,6 +488,13 @@ class Trainer:
         plots = [] if interrupted else self._plots()
         return TrainResult(self.output_dir, self.epoch, self.history, self.best_test_acc,
                            self.best_epoch, interrupted, plots)  # fmt: skip
+
+    def _stop_after_evaluation(self) -> bool:
+        """Whether any process was asked to stop by the end of the epoch (during its
+        evaluation): one reduction, so that every process stops at the saved epoch."""
+        if not self.ctx.distributed:
+            return self._stop_requested
+        return self.ctx.all_reduce_sum([float(self._stop_requested)])[0] > 0
 
     @property
     def _last(self) -> Path:
@@ -635,18 +616,25 @@ class Trainer:
         return value
 
     def _raise_non_finite(self, value: float, step: int, steps: int) -> None:
-        last = self.output_dir / "last.pt"
-        kept = (
-            f"the last good checkpoint is {last} (after epoch {self.epoch})"
-            if self.epoch > 0
-            else "no checkpoint was saved (it failed in the first epoch)"
-        )
+        kept = self._last_good_checkpoint()
         raise NonFiniteLossError(
             f"the loss became non-finite ({'nan' if math.isnan(value) else value} on at least "
             f"one process) at epoch {self.epoch + 1}, step {step + 1} of {steps} (global step "
             f"{self.global_step + 1}); training stopped. {kept}. Lower the learning rate "
             f"(now {self.optimizer.param_groups[0]['lr']:g}) or check the data"
         )
+
+    def _last_good_checkpoint(self) -> str:
+        """What a message about a diverged run says of the last checkpoint: the one
+        written last, or resumed from, with its (epoch, step)."""
+        if self._checkpoint is None:
+            return "no checkpoint was saved (it failed before the first one)"
+        path, position = self._checkpoint
+        if path is None:
+            where = f", in {self.resume_dir}" if self.resume_dir is not None else ""
+            return (f"the last good checkpoint is the one this run resumed from "
+                    f"({describe_position(position)}{where})")  # fmt: skip
+        return f"the last good checkpoint is {path} ({describe_position(position)})"
 
     def _end_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
@@ -698,8 +686,7 @@ class Trainer:
         bad = [name for name, t in tensors
                if t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
         if bad:
-            kept = (f"the last good checkpoint is {self._last} (after epoch {self.epoch})"
-                    if self.epoch > 0 else "no checkpoint was saved")  # fmt: skip
+            kept = self._last_good_checkpoint()
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise NonFiniteLossError(
                 f"after epoch {self.epoch + 1} the model holds NaN/Inf values in {shown}; "

@@ -37,6 +37,7 @@ class _SpikingAudio(NeuromorphicDataset):
     #: archive name -> MD5, as listed by Tonic's SHD / SSC (zips on zenkelab.org).
     md5s: ClassVar[dict[str, str]]
     homepage = "https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/"
+    downloadable: ClassVar[bool] = True
 
     def __init__(
         self, root: str | os.PathLike, split: str, download: bool = False, **kwargs: Any

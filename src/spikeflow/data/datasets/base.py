@@ -90,6 +90,9 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
     #: arguments; entries are keyed by each file's identity), is keyed on its own (the
     #: representation, ``event_transform``) or is never cached (``transform``).
     sample_options: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``download=True`` fetches the dataset (its host lets a program download
+    #: it); ``spikeflow train --download`` is refused for the others.
+    downloadable: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -52,6 +52,7 @@ class NMNIST(NeuromorphicDataset):
     #: The digit names ``"0"`` ... ``"9"`` (index = label), the official class folders.
     classes: ClassVar[tuple[str, ...]] = tuple(str(d) for d in range(10))
     homepage = "https://www.garrickorchard.com/datasets/n-mnist"
+    downloadable: ClassVar[bool] = True
     #: The official archive of each split folder (URLs and MD5s as Tonic lists them).
     archives: ClassVar[dict[str, Archive]] = {
         "Train": Archive(

@@ -50,6 +50,7 @@ class NCaltech101(RatioSplitDataset):
     #: under ``root`` must be exactly these.
     classes: ClassVar[tuple[str, ...]] = NCALTECH101_CLASSES
     homepage = "https://www.garrickorchard.com/datasets/n-caltech101"
+    downloadable: ClassVar[bool] = True
     archive = Archive(
         "Caltech101.zip",
         "66201824eabb0239c7ab992480b50ba3",
@@ -146,6 +147,7 @@ class CIFAR10DVS(NeuromorphicDataset):
     sensor_size = (128, 128, 2)
     classes: ClassVar[tuple[str, ...]] = CIFAR10DVS_CLASSES
     homepage = "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671"
+    downloadable: ClassVar[bool] = True
     archives: ClassVar[dict[str, Archive]] = {
         name: Archive(f"{name}.zip", md5, f"https://ndownloader.figshare.com/files/{fid}")
         for name, (fid, md5) in _CIFAR10DVS_FILES.items()

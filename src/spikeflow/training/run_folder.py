@@ -1,0 +1,128 @@
+"""A run's output folder: checked (and created) before any work, reserved atomically
+for the default name, told apart from an earlier run's, cleared by ``--overwrite``, and
+seeded with the source run's history by a resume written elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = [
+    "RESULT_FILES",
+    "RUN_OUTPUTS",
+    "carry_history",
+    "check_output_dir",
+    "earlier_run_files",
+    "remove_empty_folders",
+    "remove_run_outputs",
+    "reserve_default_output_dir",
+]
+
+#: The results of a run in its output_dir: any of them there means an earlier run (a
+#: folder holding only the config.toml of a run that failed in its first epoch does not).
+RESULT_FILES = ("last.pt", "best.pt", "metrics.csv", "layers.csv")
+#: Everything a run writes there, which --overwrite removes first.
+RUN_OUTPUTS = (*RESULT_FILES, "config.toml", "learning_curves.png", "firing_rates.png",
+               "raster.png", "tensorboard")  # fmt: skip
+
+
+def earlier_run_files(folder: Path) -> list[str]:
+    """The result files of an earlier run in ``folder`` (none when it does not exist)."""
+    return [name for name in RESULT_FILES if (folder / name).exists()]
+
+
+def remove_run_outputs(folder: Path) -> None:
+    """Delete what an earlier run wrote into ``folder`` (its other files stay)."""
+    for name in RUN_OUTPUTS:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def carry_history(source: Path, dest: Path) -> None:
+    """A resume written into another folder starts from the source run's logs and best
+    checkpoint (the logs are then cut back to the resumed epoch)."""
+    if source.resolve() == dest.resolve():
+        return
+    for name in ("metrics.csv", "layers.csv", "best.pt"):
+        if (source / name).is_file() and not (dest / name).exists():
+            tmp = dest / f".{name}.copy"
+            shutil.copyfile(source / name, tmp)
+            os.replace(tmp, dest / name)
+
+
+def reserve_default_output_dir(dataset: str) -> str:
+    """Create ``runs/<dataset>-<date-time>`` (``-2``, ``-3``, ... when taken) atomically,
+    so two runs started in the same second never share a folder."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{dataset.lower()}-{stamp}"
+    check_output_dir(base, create=False)
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return str(candidate)
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the output folder {candidate}: {exc}") from exc
+
+
+def check_output_dir(folder: Path, create: bool = True) -> Path | None:
+    """Raise unless ``folder`` is (or can be made) a folder this process can write to:
+    said before any data is read or any model built.
+
+    ``create``: make ``folder`` (and its missing parents) now, so that a name the file
+    system refuses (too long, under ``/proc``) is refused here too. Returns the topmost
+    folder it created (``None`` when ``folder`` existed or ``create`` is false), which a
+    run refused later removes again while it is empty (:func:`remove_empty_folders`).
+
+    Raises:
+        ConfigurationError: ``folder`` is a file or lies under one, is not writable, or
+            cannot be created; the message names ``output_dir`` and ``folder``.
+    """
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise ConfigurationError(f"output_dir {folder} exists and is not a folder")
+        probe = folder
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise ConfigurationError(f"output_dir {folder}: {probe} is a file, not a folder")
+        if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"output_dir {folder}: {probe} is not writable")
+        if not create or probe == folder:
+            return None
+        top = folder  # the first missing folder on the way down from ``probe``
+        while top.parent != probe:
+            top = top.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        return top
+    except OSError as exc:  # a name too long, a file system that refuses folders, ...
+        raise ConfigurationError(
+            f"output_dir {folder} cannot be created ({exc.strerror or exc}); choose "
+            "another --output-dir"
+        ) from exc
+
+
+def remove_empty_folders(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (included) while they are empty:
+    what :func:`check_output_dir` created for a run that was then refused."""
+    path = folder
+    while True:
+        try:
+            path.rmdir()  # only if empty
+        except OSError:
+            return
+        if path == top or path.parent == path:
+            return
+        path = path.parent
