@@ -3,8 +3,10 @@ dataset base class's arguments, errors and archive handling."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
+import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -15,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from conftest import require_shared_data
 from spikeflow.data import NMNIST, DatasetNotFoundError, EventRecording, pad_collate
-from spikeflow.data.datasets._common import Archive
+from spikeflow.data.datasets._common import LOCK_FILE, Archive, marker_path, prepare_root
 from spikeflow.data.download import DownloadError, file_hash
 from spikeflow.data.transforms import Compose, Denoise, RandomFlipLR, RandomHorizontalFlipFrames
 from spikeflow.errors import ConfigurationError, DataFormatError
@@ -205,11 +207,94 @@ def test_an_interrupted_extraction_leaves_no_partial_dataset(nmnist_root, tmp_pa
     monkeypatch.setattr(shutil, "copyfileobj", interrupted)
     with pytest.raises(KeyboardInterrupt):
         NMNIST(root, train=False)
-    assert sorted(p.name for p in root.iterdir()) == ["Test.zip"]  # no half-filled Test/
+    assert _visible(root) == ["Test.zip"]  # no half-filled Test/, no staging folder
     monkeypatch.setattr(shutil, "copyfileobj", real_copy)
     ds = NMNIST(root, train=False)
     assert len(ds) == ARCHIVE_SAMPLES
-    assert sorted(p.name for p in root.iterdir()) == ["Test", "Test.zip"]
+    assert _visible(root) == ["Test", "Test.zip"]
+
+
+def _visible(root: Path) -> list[str]:
+    """The entries of ``root`` besides the lock file and completion markers."""
+    hidden = (LOCK_FILE, ".spikeflow-extracted-")
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(hidden))
+
+
+def _small_root(root: Path, n: int = 20) -> Archive:
+    """``root/Train.zip`` holding ``Train/<k % 4>/<k>.bin``; its Archive (no MD5)."""
+    root.mkdir(parents=True)
+    with zipfile.ZipFile(root / "Train.zip", "w") as zf:
+        for k in range(n):
+            zf.writestr(f"Train/{k % 4}/{k:03d}.bin", bytes([k]) * 10)
+    return Archive("Train.zip", None)
+
+
+def _prepare(root: Path, archive: Archive) -> None:
+    prepare_root("X", root, root / "Train", [archive], download=False, homepage="h", layout="l")
+
+
+def test_a_second_process_waits_for_the_lock_then_finds_the_dataset(tmp_path):
+    """Two processes preparing one root: the second waits on root/.spikeflow.lock and,
+    once it gets it, sees the dataset the first extracted instead of extracting over it."""
+    root = tmp_path / "race"
+    archive = _small_root(root)
+    done: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            _prepare(root, archive)
+            done.append(None)
+        except BaseException as exc:  # reported by the assertion below
+            done.append(exc)
+
+    with open(root / LOCK_FILE, "a+b") as held:  # the first process, mid-extraction
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive() and not (root / "Train").exists()  # waiting, not extracting
+        _prepare_by_hand(root)  # the first process finishes: a complete tree and marker
+        (root / "Train.zip").unlink()  # extracting again would now fail
+    thread.join(10)
+    assert done == [None]
+    assert len(list((root / "Train").rglob("*.bin"))) == 20
+
+
+def _prepare_by_hand(root: Path) -> None:
+    with zipfile.ZipFile(root / "Train.zip") as zf:
+        zf.extractall(root)
+    marker_path(root, [Archive("Train.zip", None)]).write_text("complete\n")
+
+
+def test_a_tree_left_part_moved_by_a_killed_extraction_is_extracted_again(tmp_path):
+    root = tmp_path / "killed"
+    archive = _small_root(root)
+    # What a process killed while renaming leaves: its staging folder, part of the tree,
+    # and the marker still saying "extracting".
+    (root / ".spikeflow-extracting-k1ll3d" / "Train" / "3").mkdir(parents=True)
+    (root / "Train" / "0").mkdir(parents=True)
+    (root / "Train" / "0" / "000.bin").write_bytes(b"\0" * 10)
+    marker = marker_path(root, [archive])
+    marker.write_text("extracting\n")
+    _prepare(root, archive)
+    assert len(list((root / "Train").rglob("*.bin"))) == 20
+    assert marker.read_text().strip() == "complete"
+    assert _visible(root) == ["Train", "Train.zip"]  # the stale staging folder is gone
+    # The same leftover without the archives is refused, naming the folder and marker.
+    marker.write_text("extracting\n")
+    (root / "Train.zip").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"Train is incomplete.*spikeflow-extracted"):
+        _prepare(root, archive)
+
+
+def test_a_root_extracted_by_older_spikeflow_without_marker_is_used(tmp_path):
+    root = tmp_path / "old"
+    archive = _small_root(root)
+    _prepare_by_hand(root)
+    marker_path(root, [archive]).unlink()  # older spikeflow wrote no marker
+    (root / "Train.zip").unlink()  # nothing to extract from: it must not try
+    _prepare(root, archive)
+    assert len(list((root / "Train").rglob("*.bin"))) == 20
 
 
 def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_path, monkeypatch):

@@ -11,9 +11,12 @@ per-channel histograms computed here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from spikeflow.data import HARDVS, SHD, SSC, DatasetNotFoundError, DVSLip, ESImageNet, pad_collate
+from spikeflow.data.datasets import base as base_module
 from spikeflow.data.io import SpikingAudioFile, read_dvs_lip, read_es_imagenet, read_hardvs
 from spikeflow.data.transforms import Downsample
 from spikeflow.errors import ConfigurationError, DataFormatError
@@ -148,6 +152,40 @@ def test_shd_ssc_download_missing_and_bad_archive(shd_root, tmp_path, monkeypatc
     write_spiking_audio(ssc / "ssc_test.h5", audio_samples(rng, 2, 35)[0], bad_labels, None)
     with pytest.raises(DataFormatError, match="labels outside 0-34"):
         SSC(ssc, split="test")
+
+
+def test_ssc_accepts_train_like_shd(tmp_path):
+    rng = np.random.default_rng(6)
+    root = tmp_path / "ssc"
+    root.mkdir()
+    for split in ("train", "test"):
+        write_spiking_audio(root / f"ssc_{split}.h5", *audio_samples(rng, 2, 35), SSC.classes)
+    assert SSC(root, train=False).split == "test" and SSC(root, train=True).split == "train"
+    assert SSC(root, split="test", train=False).split == "test"
+    with pytest.raises(ConfigurationError, match=r"split='valid' contradicts train=True"):
+        SSC(root, split="valid", train=True)
+
+
+def test_content_identity_hashes_each_source_file_once_per_dataset(shd_root, tmp_path, monkeypatch):
+    root, _ = shd_root
+    calls = []
+    real = base_module.file_identity
+
+    def counted(path, content_hash=False):
+        calls.append((Path(path).name, content_hash))
+        return real(path, content_hash)
+
+    monkeypatch.setattr(base_module, "file_identity", counted)
+    ds = SHD(root, data_type="frame", frames_number=3, cache_dir=tmp_path / "c",
+             cache_identity="content")  # fmt: skip
+    for _ in range(2):
+        for i in range(len(ds)):
+            ds[i]
+    assert calls == [("shd_train.h5", True)]  # not once per sample and epoch
+    stat = SHD(root, data_type="frame", frames_number=3, cache_dir=tmp_path / "c")
+    calls.clear()
+    stat[0], stat[1]
+    assert calls == [("shd_train.h5", False)] * 2  # stat is looked up each time
 
 
 def test_shd_ssc_class_names_from_extra_keys(tmp_path):
@@ -311,3 +349,33 @@ def test_hardvs(tmp_path):
     zip_path.write_bytes(b"not it")
     with pytest.raises(DataFormatError, match="MD5"):
         HARDVS(tmp_path / "z")
+
+
+def test_hardvs_official_zip_of_action_zips_extracts_into_action_folders(tmp_path, monkeypatch):
+    """MINI_HARDVS_files.zip holds MINI_HARDVS_files/action_<nnn>.zip, each of flat
+    <sample>.npz files (as SpikingJelly reads it): each goes to root/action_<nnn>/."""
+    rng = np.random.default_rng(7)
+    root = tmp_path / "hardvs"
+    root.mkdir()
+    with zipfile.ZipFile(root / "MINI_HARDVS_files.zip", "w") as outer:
+        for a in (1, 2):
+            inner = io.BytesIO()
+            with zipfile.ZipFile(inner, "w") as z:
+                for k in range(2):
+                    b = io.BytesIO()
+                    np.savez(b, t=np.sort(rng.integers(0, 10**6, 9)), x=rng.integers(0, 346, 9),
+                             y=rng.integers(0, 260, 9), p=rng.integers(0, 2, 9))  # fmt: skip
+                    z.writestr(f"s{a}{k}.npz", b.getvalue())
+            outer.writestr(f"MINI_HARDVS_files/action_{a:03d}.zip", inner.getvalue())
+    md5 = hashlib.md5((root / "MINI_HARDVS_files.zip").read_bytes()).hexdigest()
+    monkeypatch.setattr(HARDVS, "archive", dataclasses.replace(HARDVS.archive, md5=md5))
+    # Without the label lists: extracted, then refused naming the separate downloads.
+    with pytest.raises(DatasetNotFoundError, match="separate downloads") as info:
+        HARDVS(root)
+    assert "train_label.txt" in str(info.value) and "github.com/Event-AHU" in str(info.value)
+    assert sorted(p.name for p in (root / "action_002").iterdir()) == ["s20.npz", "s21.npz"]
+    assert not (root / "MINI_HARDVS_files").exists()
+    (root / "train_label.txt").write_text("action_001/s10 0\naction_002/s21 1\n")
+    ds = HARDVS(root)
+    assert ds.targets == [0, 1] and len(ds[1][0]) == 9
+    assert "separate downloads" in HARDVS.layout

@@ -42,6 +42,7 @@ from spikeflow.data import (
     NCaltech101,
 )
 from spikeflow.data.cache import CacheCorruptionWarning
+from spikeflow.data.datasets import base as base_module
 from spikeflow.data.datasets import gesture as gesture_module
 from spikeflow.data.datasets._common import Archive
 from spikeflow.data.io import read_aedat2, read_asl_dvs, read_atis_bin, read_dat
@@ -343,6 +344,25 @@ def test_gesture_getitem_reads_the_cut_cache_not_the_recording(gesture_root, tmp
         np.testing.assert_array_equal(again[1][0].events, reference[1])
     assert any(issubclass(w.category, CacheCorruptionWarning) for w in caught)
     assert not list(cut.rglob("*.tmp"))
+
+
+def test_gesture_content_identity_hashes_recording_and_csv_once(gesture_root, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    root, _ = gesture_root
+    calls = []
+    real = base_module.file_identity
+
+    def counted(path, content_hash=False):
+        calls.append(Path(path).name)
+        return real(path, content_hash)
+
+    monkeypatch.setattr(base_module, "file_identity", counted)
+    ds = DVS128Gesture(root, train=False, cut_cache_dir=tmp_path / "cut", progress=False,
+                       cache_identity="content")  # fmt: skip
+    for _ in range(2):
+        for i in range(len(ds)):
+            ds[i]  # reads one small cut entry; the recording is not hashed again
+    assert sorted(calls) == ["user02_led.aedat", "user02_led_labels.csv"]
 
 
 def test_gesture_missing_and_bad_archive(gesture_root, tmp_path):

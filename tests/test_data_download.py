@@ -193,6 +193,19 @@ def test_chained_symlink_escape_rejected(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_symlink_made_to_escape_by_a_later_member_is_removed_and_refused(tmp_path):
+    # "x" -> "d/../secret.txt" is inside the root when written (no "d" yet); the later
+    # "d" -> "." makes it resolve to the root's parent: caught once all are written.
+    (tmp_path / "secret.txt").write_text("outside")
+    tar = make_tar(tmp_path / "late.tar", [
+        {"name": "x", "type": tarfile.SYMTYPE, "link": "d/../secret.txt"},
+        {"name": "d", "type": tarfile.SYMTYPE, "link": "."},
+    ])  # fmt: skip
+    with pytest.raises(UnsafeArchiveError, match="'x' resolve outside the root"):
+        extract_archive(tar, tmp_path / "root")
+    assert not os.path.lexists(tmp_path / "root" / "x")
+
+
 def test_unsafe_zip_members_rejected(tmp_path):
     for name, data, attr, match in (
         ("../evil.txt", b"x", None, r"'\.\.'"),

@@ -9,7 +9,10 @@ into place, so a file at the final path is always complete and verified.
 that would land outside the destination: absolute names, ``..`` components, symbolic
 or hard links whose target resolves outside, links written through earlier links, and
 device files, FIFOs or sockets. Every member is checked before anything is written,
-and each write is checked again against the real (symlink-resolved) destination.
+each write is checked again against the real (symlink-resolved) destination, and once
+all members are written every symlink created is resolved again (a later member, such
+as ``d -> .``, can change where an earlier link such as ``x -> d/../f`` leads): one that
+now resolves outside is removed and the extraction refused.
 """
 
 from __future__ import annotations
@@ -265,10 +268,11 @@ def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, A
             yield _Entry(parts, "file", mode=mode & 0o777 or 0o644), info
 
 
-def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) -> None:
+def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) -> str | None:
+    """Write one member; returns the path of the symlink it created, if it made one."""
     if not entry.parts:
         if entry.kind == "dir":
-            return  # the root itself ("./")
+            return None  # the root itself ("./")
         raise UnsafeArchiveError(f"{archive}: a {entry.kind} member names the root itself")
     target = os.path.join(root, *entry.parts)
     parent = os.path.realpath(os.path.dirname(target))
@@ -282,7 +286,7 @@ def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) ->
         if os.path.islink(target):
             raise UnsafeArchiveError(f"{archive}: directory {target!r} is an existing link")
         os.makedirs(target, exist_ok=True)
-        return
+        return None
     os.makedirs(parent, exist_ok=True)
     if os.path.lexists(target) and not os.path.isdir(target):
         os.unlink(target)  # replace, never write through an existing link
@@ -294,7 +298,8 @@ def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) ->
                 "outside the root"
             )
         os.symlink(entry.link, target)
-    elif entry.kind == "hardlink":
+        return target
+    if entry.kind == "hardlink":
         src = os.path.realpath(os.path.join(root, *_member_parts(entry.link, archive)))
         if not _inside(root, src) or not os.path.isfile(src):
             raise UnsafeArchiveError(
@@ -308,6 +313,22 @@ def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) ->
                      (entry.mode & 0o755) | 0o600)  # fmt: skip
         with os.fdopen(fd, "wb") as out, source:
             shutil.copyfileobj(source, out, _CHUNK)
+    return None
+
+
+def _check_links(root: str, links: list[str], archive: Path) -> None:
+    """Resolve every created symlink again now that all members exist; remove those
+    that lead outside ``root`` and raise."""
+    escaping = [link for link in links if not _inside(root, os.path.realpath(link))]
+    if escaping:
+        for link in escaping:
+            if os.path.islink(link):
+                os.unlink(link)
+        names = ", ".join(repr(os.path.relpath(link, root)) for link in escaping[:5])
+        raise UnsafeArchiveError(
+            f"{archive}: symlink(s) {names} resolve outside the root {root} through other "
+            "members (e.g. a later link to '.'); they were removed"
+        )
 
 
 def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -315,7 +336,9 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
 
     Raises:
         UnsafeArchiveError: a member would escape ``dest`` or is a device file, FIFO or
-            socket (checked for all members before anything is written).
+            socket (checked for all members before anything is written), or a symlink
+            resolves outside ``dest`` once every member is written (such links are
+            removed).
         DataFormatError: the file is neither a zip nor a tar archive.
     """
     from spikeflow.errors import DataFormatError
@@ -324,16 +347,20 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = os.path.realpath(dest)
+    written: list[str | None] = []
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             entries = list(_zip_entries(zf, archive))
             for entry, info in entries:
-                _write(root, entry, zf.open(info) if entry.kind == "file" else None, archive)
+                source = zf.open(info) if entry.kind == "file" else None
+                written.append(_write(root, entry, source, archive))
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive, "r:*") as tf:
             entries = list(_tar_entries(tf, archive))
             for entry, m in entries:
-                _write(root, entry, tf.extractfile(m) if entry.kind == "file" else None, archive)
+                source = tf.extractfile(m) if entry.kind == "file" else None
+                written.append(_write(root, entry, source, archive))
     else:
         raise DataFormatError(f"{archive}: not a zip or tar archive")
+    _check_links(root, [link for link in written if link is not None], archive)
     return dest

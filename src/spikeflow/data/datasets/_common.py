@@ -3,15 +3,23 @@ that say where to get the files, and class-folder listings."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.download import check_integrity, download_url, extract_archive
 from spikeflow.errors import DataFormatError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, extraction is not guarded
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "Archive",
@@ -34,12 +42,16 @@ class Archive:
             manual download.
         nested: the archive holds further archives (e.g. one zip per class) that are
             extracted into ``root`` in turn.
+        inner_folders: with ``nested``, each inner archive ``<stem>.zip`` is extracted
+            into its own folder ``root/<stem>/`` instead of ``root`` (HARDVS: inner
+            ``action_<nnn>.zip`` files holding flat ``<sample>.npz`` files).
     """
 
     name: str
     md5: str | None
     url: str | None = None
     nested: bool = False
+    inner_folders: bool = False
 
 
 def how_to_get(
@@ -62,8 +74,8 @@ def how_to_get(
     )
 
 
-def _extract(archive: Path, root: Path, nested: bool) -> None:
-    if not nested:
+def _extract(archive: Path, root: Path, spec: Archive) -> None:
+    if not spec.nested:
         extract_archive(archive, root)
         return
     staging = root / f".{archive.name}.inner"
@@ -75,13 +87,48 @@ def _extract(archive: Path, root: Path, nested: bool) -> None:
         if not inner:
             raise DataFormatError(f"{archive}: expected archives inside it, found none")
         for sub in inner:
-            extract_archive(sub, root)
+            extract_archive(sub, root / sub.stem if spec.inner_folders else root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-#: Where the archives are extracted before their contents move into the root.
+#: Prefix of the per-extraction staging folders (``tempfile.mkdtemp`` in the root).
 _STAGING = ".spikeflow-extracting"
+#: The lock file in the root, held (``flock``) while a process checks and extracts.
+LOCK_FILE = ".spikeflow.lock"
+#: What a completion marker holds once the extracted tree is whole.
+_COMPLETE = "complete"
+
+
+def marker_path(root: Path, archives: Sequence[Archive]) -> Path:
+    """The completion marker of extracting ``archives`` into ``root``.
+
+    The rule: a dataset folder with no marker was not extracted by this code (older
+    spikeflow, or by hand) and is trusted as it is; a marker holding ``"complete"``
+    (written last) means the extraction finished; any other content (``"extracting"``,
+    written before the first file moves into ``root``) means it was killed part way,
+    so the folder is incomplete and is extracted again.
+    """
+    return root / f".spikeflow-extracted-{'+'.join(a.name for a in archives)}"
+
+
+def _interrupted(marker: Path) -> bool:
+    """True when ``marker`` exists and does not say the extraction completed."""
+    try:
+        return marker.read_text().strip() != _COMPLETE
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _root_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``root/.spikeflow.lock``; another process (a DDP
+    rank, a second job on a shared root) waits here until the holder is done."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+b") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock (also when the process dies)
 
 
 def _move_into(source: Path, dest: Path) -> None:
@@ -97,20 +144,59 @@ def _move_into(source: Path, dest: Path) -> None:
             os.replace(entry, target)
 
 
-def _extract_all(archives: Sequence[Archive], root: Path) -> None:
-    """Extract every archive into a staging folder under ``root``, then rename its
-    contents into ``root``: an extraction interrupted part way (Ctrl-C, a full disk)
-    leaves only the staging folder, removed by the next attempt, never a half-filled
-    dataset folder that would later pass for a complete one."""
-    staging = root / _STAGING
-    if staging.exists():
-        shutil.rmtree(staging)
+def _extract_all(archives: Sequence[Archive], root: Path, marker: Path) -> None:
+    """Extract every archive into a fresh staging folder under ``root``, then rename
+    its contents into ``root``. Call with the root lock held.
+
+    Staging folders found here were left by a killed process (a live one would hold
+    the lock) and are removed. The marker says ``"extracting"`` before the first rename
+    and ``"complete"`` after the last, so a tree left part-moved is detected later.
+    """
+    for stale in root.glob(f"{_STAGING}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{_STAGING}-"))
     try:
         for a in archives:
-            _extract(root / a.name, staging, a.nested)
+            _extract(root / a.name, staging, a)
+        atomic_write_bytes(marker, b"extracting\n")
         _move_into(staging, root)
+        atomic_write_bytes(marker, _COMPLETE.encode() + b"\n")  # last: the tree is whole
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unfetchable(archives: Sequence[Archive], root: Path, download: bool) -> bool:
+    """True when an archive is missing from ``root`` and cannot or may not be downloaded."""
+    missing = [a for a in archives if not (root / a.name).is_file()]
+    return bool(missing or not archives) and not (download and all(a.url for a in missing))
+
+
+def _not_found(
+    title: str, root: Path, target: Path, archives: Sequence[Archive], advice: str,
+    incomplete: bool,
+) -> DatasetNotFoundError:  # fmt: skip
+    if incomplete:
+        return DatasetNotFoundError(
+            f"{title}: {target} is incomplete (an extraction was interrupted; see "
+            f"{marker_path(root, archives)}) and the archives needed to extract it again "
+            f"are missing. {advice}"
+        )
+    return DatasetNotFoundError(f"{title} not found: {target} does not exist. {advice}")
+
+
+def _fetch_and_check(archives: Sequence[Archive], root: Path, homepage: str) -> None:
+    """Download the missing archives into ``root``, then check every archive's MD5."""
+    for a in archives:
+        if not (root / a.name).is_file():
+            assert a.url is not None
+            download_url(a.url, root / a.name, md5=a.md5)
+    for a in archives:
+        path = root / a.name
+        if a.md5 is not None and not check_integrity(path, md5=a.md5):
+            raise DataFormatError(
+                f"{path}: MD5 differs from the official archive's ({a.md5}); it is incomplete "
+                f"or not the official file. Download it again (see {homepage})"
+            )
 
 
 def prepare_root(
@@ -127,10 +213,13 @@ def prepare_root(
     """Make ``target`` exist under ``root`` from the official archives.
 
     Nothing happens when ``target`` exists (or ``check()`` is true, when given; then
-    ``target`` only names the expected place in messages). Otherwise each archive must
-    be in ``root`` (downloaded there first when ``download`` and it has a URL), match its
-    MD5, and is extracted into ``root`` with :func:`~spikeflow.data.download.extract_archive`
-    (through a staging folder: an interrupted extraction leaves no partial dataset).
+    ``target`` only names the expected place in messages) and no completion marker
+    (:func:`marker_path`) says an earlier extraction was interrupted. Otherwise, with
+    an exclusive lock on ``root/.spikeflow.lock`` held (concurrent processes wait, then
+    find the work done), each archive must be in ``root`` (downloaded there first when
+    ``download`` and it has a URL), match its MD5, and is extracted into ``root`` with
+    :func:`~spikeflow.data.download.extract_archive` through a per-process staging
+    folder, the completion marker written last.
 
     Raises:
         DatasetNotFoundError: an archive is missing (and cannot or may not be
@@ -139,24 +228,23 @@ def prepare_root(
             after extraction.
     """
     exists = check if check is not None else target.exists
-    if exists():
+    marker = marker_path(root, archives)
+
+    def ready() -> bool:
+        return exists() and not _interrupted(marker)
+
+    if ready():
         return
     advice = how_to_get(title, root, archives, homepage, layout)
-    missing = [a for a in archives if not (root / a.name).is_file()]
-    if missing or not archives:
-        if not (download and all(a.url for a in missing)):
-            raise DatasetNotFoundError(f"{title} not found: {target} does not exist. {advice}")
-        for a in missing:
-            assert a.url is not None
-            download_url(a.url, root / a.name, md5=a.md5)
-    for a in archives:
-        path = root / a.name
-        if a.md5 is not None and not check_integrity(path, md5=a.md5):
-            raise DataFormatError(
-                f"{path}: MD5 differs from the official archive's ({a.md5}); it is incomplete "
-                f"or not the official file. Download it again (see {homepage})"
-            )
-    _extract_all(archives, root)
+    if _unfetchable(archives, root, download):  # nothing to lock or extract
+        raise _not_found(title, root, target, archives, advice, exists())
+    with _root_lock(root):
+        if ready():  # another process extracted it while this one waited
+            return
+        if _unfetchable(archives, root, download):
+            raise _not_found(title, root, target, archives, advice, exists())
+        _fetch_and_check(archives, root, homepage)
+        _extract_all(archives, root, marker)
     if not exists():
         raise DataFormatError(
             f"{title}: extracted {', '.join(a.name for a in archives)} into {root} but {target} "

@@ -22,6 +22,23 @@ __all__ = ["SHD", "SSC"]
 _ZENKE = "https://zenkelab.org/datasets/"
 
 
+def _split_from_train(split: str | None, train: bool | None) -> str:
+    """``split``, or the one ``train`` names (``True``: ``"train"``, ``False``: ``"test"``;
+    neither: ``"train"``).
+
+    Raises:
+        ConfigurationError: both are given and disagree.
+    """
+    if split is None:
+        return "test" if train is False else "train"
+    if train is not None and (split == "train") != bool(train):
+        raise ConfigurationError(
+            f"split={split!r} contradicts train={train!r} (train=True means split='train', "
+            "train=False means split='test'); pass only one of them"
+        )
+    return split
+
+
 class _SpikingAudio(NeuromorphicDataset):
     """A split file ``root/<prefix>_<split>.h5``; one sample per row, read lazily."""
 
@@ -164,11 +181,7 @@ class SHD(_SpikingAudio):
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        if split is None:
-            split = "test" if train is False else "train"
-        elif train is not None and (split == "train") != bool(train):
-            raise ConfigurationError(f"split={split!r} contradicts train={train!r}")
-        super().__init__(root, split, download, **kwargs)
+        super().__init__(root, _split_from_train(split, train), download, **kwargs)
 
 
 class SSC(_SpikingAudio):
@@ -176,7 +189,8 @@ class SSC(_SpikingAudio):
     9,981 validation and 20,382 test samples, 700 channels.
 
     Layout: ``root/ssc_train.h5``, ``root/ssc_valid.h5``, ``root/ssc_test.h5``;
-    ``split`` is ``"train"``, ``"valid"`` or ``"test"``; ``download=True`` fetches the
+    ``split`` is ``"train"``, ``"valid"`` or ``"test"`` (``train=True``/``False`` is also
+    accepted, as ``"train"``/``"test"``, as in :class:`SHD`); ``download=True`` fetches the
     zips from zenkelab.org (URL and MD5 of Tonic's ``SSC``). Labels: :attr:`classes`, the
     35 Speech Commands words in alphabetical order (an instance reads the names from its
     file's ``extra/keys``). Samples as in :class:`SHD`.
@@ -196,8 +210,9 @@ class SSC(_SpikingAudio):
     def __init__(
         self,
         root: str | os.PathLike,
-        split: str = "train",
+        split: str | None = None,
         download: bool = False,
+        train: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root, split, download, **kwargs)
+        super().__init__(root, _split_from_train(split, train), download, **kwargs)

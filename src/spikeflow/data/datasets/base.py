@@ -74,7 +74,8 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         cache_dir: ``None`` (no disk cache), ``"auto"``
             (:func:`~spikeflow.data.cache.default_cache_dir`) or a directory.
         cache_identity: how a source file is identified in cache keys: ``"stat"``
-            (path, size, mtime) or ``"content"`` (SHA-256 of the bytes).
+            (path, size, mtime; looked up on each use) or ``"content"`` (SHA-256 of the
+            bytes; hashed once per file and dataset instance, see :meth:`source_identity`).
     """
 
     sensor_size: ClassVar[tuple[int, int, int]]
@@ -128,6 +129,7 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.target_transform = target_transform
         self.cache_identity = cache_identity
+        self._content_ids: dict[Path, dict[str, Any]] = {}  # path -> its SHA-256 identity
         self.representation: Representation | None = None
         self.cache: ArrayCache | None = None
         if data_type == "frame":
@@ -181,10 +183,24 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
             "cache_version": CACHE_VERSION,
         }
 
+    def source_identity(self, path: Path) -> dict[str, Any]:
+        """The cache-key identity of source file ``path`` (:func:`file_identity`).
+
+        With ``cache_identity="content"`` the file is hashed once per dataset instance
+        and the result reused (content mode means the files do not change; hashing a
+        whole HDF5 file or recording per sample would read it again for every sample).
+        ``"stat"`` is cheap and looked up each time, so an edited file is a miss.
+        """
+        if self.cache_identity != "content":
+            return file_identity(path)
+        found = self._content_ids.get(path)
+        if found is None:
+            found = self._content_ids[path] = file_identity(path, True)
+        return found
+
     def cache_entry_key(self, index: int) -> dict[str, Any]:
         """The cache key of sample ``index`` within :meth:`cache_namespace`: its file."""
-        path = self.samples[index][0]
-        return {"file": file_identity(path, self.cache_identity == "content")}
+        return {"file": self.source_identity(self.samples[index][0])}
 
     def events(self, index: int) -> EventRecording:
         """Sample ``index``'s events, after ``event_transform``."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
+from spikeflow.data.cache import ArrayCache, default_cache_dir, parallel_map
 from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root
 from spikeflow.data.datasets._split import RatioSplitDataset
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
@@ -157,10 +157,9 @@ class DVS128Gesture(NeuromorphicDataset):
 
     def _cut_key(self, recording: int, row: int) -> dict[str, Any]:
         aedat, csv, rows = self.recordings[recording]
-        content = self.cache_identity == "content"
         return {
-            "recording": file_identity(aedat, content),
-            "labels": file_identity(csv, content),
+            "recording": self.source_identity(aedat),
+            "labels": self.source_identity(csv),
             "row": row,
             "start": int(rows["start"][row]),
             "end": int(rows["end"][row]),

@@ -162,13 +162,15 @@ class HARDVS(NeuromorphicDataset):
     polarities); ``.npz`` files of ``t, x, y, p`` (the layout SpikingJelly reads) read by
     :func:`~spikeflow.data.io.read_hardvs`; the official train/val/test lists.
 
-    Layout: ``root/action_<nnn>/<sample>.npz`` (``MINI_HARDVS_files.zip`` extracted in
-    ``root``) and ``root/{train,val,test}_label.txt`` whose lines start with
-    ``action_<nnn>/<sample>``; label ``nnn - 1`` (0-299). ``split`` is ``"train"``,
-    ``"val"`` or ``"test"`` (``train=`` also accepted). The files are shared through
-    cloud drives linked from the project page, so the download is manual; the archive is
-    MD5-checked (SpikingJelly's checksum). Other arguments:
-    :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    Layout: ``root/action_<nnn>/<sample>.npz`` and ``root/{train,val,test}_label.txt``
+    whose lines start with ``action_<nnn>/<sample>``; label ``nnn - 1`` (0-299).
+    ``split`` is ``"train"``, ``"val"`` or ``"test"`` (``train=`` also accepted). The
+    files are shared through cloud drives linked from the project page, so the download
+    is manual. ``MINI_HARDVS_files.zip`` put in ``root`` is MD5-checked (SpikingJelly's
+    checksum) and extracted as SpikingJelly does: it holds
+    ``MINI_HARDVS_files/action_<nnn>.zip``, each extracted into ``root/action_<nnn>/``.
+    The three ``*_label.txt`` files are separate downloads (not in the zip). Other
+    arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
     """
 
     sensor_size = (346, 260, 2)
@@ -177,8 +179,16 @@ class HARDVS(NeuromorphicDataset):
     #: release's class folders; HARDVS publishes class numbers, not names.
     classes: ClassVar[tuple[str, ...]] = HARDVS_CLASSES
     homepage = "https://github.com/Event-AHU/HARDVS"
-    archive = Archive("MINI_HARDVS_files.zip", "9c4cc0d9ba043faa17f6f1a9e9aff982")
-    layout = "<root>/{action_<nnn>/<sample>.npz, train_label.txt, val_label.txt, test_label.txt}"
+    #: Holds ``MINI_HARDVS_files/action_<nnn>.zip``, each of flat ``<sample>.npz``.
+    archive = Archive(
+        "MINI_HARDVS_files.zip", "9c4cc0d9ba043faa17f6f1a9e9aff982", nested=True,
+        inner_folders=True,
+    )  # fmt: skip
+    layout = (
+        "<root>/{action_<nnn>/<sample>.npz (from MINI_HARDVS_files.zip), train_label.txt, "
+        "val_label.txt, test_label.txt (the label lists are separate downloads, not in "
+        "the zip)}"
+    )
     _line = re.compile(r"action_(\d{3})/(\S+)")
 
     def __init__(
@@ -219,8 +229,10 @@ class HARDVS(NeuromorphicDataset):
         listing = self.root / f"{self._split}_label.txt"
         if not listing.is_file():
             raise DatasetNotFoundError(
-                f"HARDVS: {listing} is missing (the split lists come with the release). "
-                + how_to_get("HARDVS", self.root, [self.archive], self.homepage, self.layout)
+                f"HARDVS: {listing} is missing. The split lists train_label.txt, "
+                "val_label.txt and test_label.txt are separate downloads (they are not in "
+                f"MINI_HARDVS_files.zip): download them from the links on {self.homepage} "
+                f"and put them in {self.root}. Expected layout: {self.layout}"
             )
         samples = []
         for lineno, line in enumerate(listing.read_text().splitlines(), 1):
