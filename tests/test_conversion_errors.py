@@ -234,6 +234,24 @@ def test_affine_calls_still_convert(call):
     assert not report.unconverted and not report.by_action("unverified")
 
 
+class _ShapeChecked(nn.Module):
+    """torchvision's pattern: ``torch._assert`` on ``x.shape[1]`` before the layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8 * 8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert(x.shape[1] == 1, "one channel")
+        return F.relu(self.fc(torch.flatten(x, 1)))
+
+
+def test_a_comparison_of_a_shape_entry_is_not_a_signal_comparison():
+    # x.shape[1] (a getitem of the shape) counted as a signal: the model was refused.
+    _, report = convert(_ShapeChecked(), X)
+    assert not report.unconverted
+
+
 def test_a_signal_in_the_divisor_is_not_affine():
     # 1 / (x + 1) is a reciprocal of the signal; x / 2 stays affine.
     with pytest.raises(ConversionError, match="truediv"):

@@ -319,6 +319,26 @@ def test_read_nir_names_a_damaged_file(tmp_path):
             read_nir(path)
 
 
+def test_read_nir_tells_mismatched_node_types_from_a_damaged_file(tmp_path):
+    import nir
+
+    path = tmp_path / "mismatch.nir"
+    ones = np.ones(5)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(np.array([4])),
+            "fc": nir.Linear(np.ones((3, 4))),  # 3 outputs into 5 neurons
+            "lif": nir.LIF(tau=ones, r=ones, v_leak=0 * ones, v_threshold=ones),
+            "output": nir.Output(np.array([5])),
+        },
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+        type_check=False,
+    )  # a well-formed file: nir.write does not check the types
+    nir.write(str(path), graph)
+    with pytest.raises(ConfigurationError, match=r"was read, but its node types do not fit"):
+        read_nir(path)
+
+
 def test_recurrent_containers_roundtrip(tmp_path):
     net = nn.Sequential(
         layers.Linear(3, 6),

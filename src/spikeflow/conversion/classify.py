@@ -308,6 +308,9 @@ def _is_signal(arg: object) -> bool:
 
 
 def _is_shape(node: fx.Node) -> bool:
+    """Whether ``node`` is a shape or part of one (``x.size(1)``, ``x.shape[1]``)."""
+    if node.op == "call_function" and node.target is operator.getitem:
+        return isinstance(node.args[0], fx.Node) and _is_shape(node.args[0])
     return (node.op == "call_method" and node.target in ("size", "dim")) or (
         node.op == "call_function" and node.target in (getattr, len)
     )

@@ -154,9 +154,6 @@ def read_nir(path: str | Path) -> Any:
     # those input types, then check.
     try:
         graph = nir.read(str(path), type_check=False)
-        _fix_grouped_convs(graph, nir)
-        if isinstance(graph, nir.NIRGraph):
-            graph.infer_types()
     except PermissionError:
         raise
     except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
@@ -165,6 +162,14 @@ def read_nir(path: str | Path) -> Any:
             f"{str(path)!r} is not a valid NIR file ({type(error).__name__}: {error}); it "
             "may be damaged or truncated, or not have been written by nir.write/write_nir"
         ) from error
+    _fix_grouped_convs(graph, nir)
+    if isinstance(graph, nir.NIRGraph):
+        try:
+            graph.infer_types()
+        except ValueError as error:  # a well-formed file whose node types disagree
+            raise ConfigurationError(
+                f"NIR file {str(path)!r} was read, but its node types do not fit together ({error})"
+            ) from error
     return graph
 
 
