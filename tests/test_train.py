@@ -1186,3 +1186,23 @@ def test_a_resume_takes_a_bool_for_a_saved_string_only_where_an_old_parser_wrote
         config_for_resume(
             payload, {"neuron_kwargs": {"surrogate_function": True, "detach_reset": True}}
         )
+
+
+def test_eval_of_a_run_folder_notes_a_best_pt_the_run_no_longer_records(tmp_path):
+    # After a rewind (--resume early.pt --overwrite) whose epochs never beat the
+    # discarded ones, best.pt still holds a discarded epoch: eval now says so.
+    from spikeflow.training.evaluation import evaluate_checkpoint, format_evaluation
+
+    run = tmp_path / "run"
+    Trainer(tiny(tmp_path, "run", epochs=2), log=None).fit()
+    assert evaluate_checkpoint(run)["recorded_best_epoch"] is None  # consistent
+    payload = load_checkpoint(run / "last.pt")
+    held = load_checkpoint(run / "best.pt")["epoch"]
+    payload["best"] = {"test_acc": 0.0, "epoch": held + 5}  # the rewound run's record
+    save_checkpoint(payload, run / "last.pt")
+    result = evaluate_checkpoint(run)
+    assert result["recorded_best_epoch"] == held + 5
+    assert (
+        f"note: this best.pt holds epoch {held}, but the run's last.pt records epoch "
+        f"{held + 5}" in format_evaluation(result)
+    )

@@ -96,7 +96,7 @@ def test_the_default_folder_is_reserved_atomically(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     names: list[str] = []
     threads = [threading.Thread(target=lambda: names.append(
-        run_folder.reserve_default_output_dir("digits"))) for _ in range(6)]  # fmt: skip
+        run_folder.reserve_default_output_dir("digits")[0])) for _ in range(6)]  # fmt: skip
     for t in threads:
         t.start()
     for t in threads:
@@ -283,6 +283,7 @@ def test_a_torchrun_restart_continues_the_run_from_its_folder(tmp_path, monkeypa
     args = ["train", "--output-dir", str(tmp_path / "run"), "--no-progress", "--epochs", "3",
             "--train-samples", "96", "--test-samples", "64", "-T", "2",
             "--model-kwargs", "channels=8", "hidden=32", "--plots", "off"]  # fmt: skip
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")  # torchrun's first attempt
     assert main([*args, "--stop-after", "1"]) == 0  # the first attempt, stopped
     assert main(args) == 2  # an ordinary rerun is refused: the folder holds a run
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
@@ -305,6 +306,7 @@ def test_a_torchrun_restart_of_a_resume_continues_from_what_its_first_attempt_wr
     # the first attempt stops after epoch 2, as a failing node would; torchrun restarts
     # the same command
     into_b = ["train", "--resume", str(a), "--output-dir", str(b), *common]
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
     assert main([*into_b, "--stop-after", "2"]) == 0
     capsys.readouterr()
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
@@ -315,7 +317,7 @@ def test_a_torchrun_restart_of_a_resume_continues_from_what_its_first_attempt_wr
     assert epochs_logged(b) == ["1", "2", "3"]
     # --resume of an older checkpoint with --overwrite: the restart does not rewind again
     rewind = ["train", "--resume", str(a / "early.pt"), "--overwrite", *common]
-    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
     assert main([*rewind, "--stop-after", "2"]) == 0
     capsys.readouterr()
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
@@ -336,6 +338,41 @@ def test_a_torchrun_restart_leaves_a_newer_last_pt_of_another_run_alone(tmp_path
             "--no-progress"]  # fmt: skip
     assert main(args) == 2
     assert load_checkpoint(tmp_path / "other" / "last.pt")["epoch"] == 3
+
+
+def test_a_torchrun_restart_takes_only_what_its_own_launch_wrote(tmp_path, monkeypatch, capsys):
+    # The first attempt of a rewind (--resume early.pt --overwrite) died in its first
+    # step, before any checkpoint: the run's newer last.pt, of an earlier launch, was
+    # continued, and the rewind silently dropped.
+    from spikeflow.cli import main
+    from spikeflow.training import run_folder
+
+    a = tmp_path / "a"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "first-launch")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    (a / "early.pt").write_bytes((a / "last.pt").read_bytes())
+    resume(a).fit()  # on to epoch 3
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "second-launch")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    rewind = ["train", "--resume", str(a / "early.pt"), "--overwrite", "--no-progress",
+              "--plots", "off"]  # fmt: skip
+    assert main(rewind) == 0
+    out, err = capsys.readouterr()
+    assert "continuing from" not in err and "epoch   2/3" in out  # rewound as asked
+    assert epochs_logged(a) == ["1", "2", "3"]
+    # A first attempt into another folder died before its first checkpoint, after it
+    # had claimed the folder and copied the source run's logs there: its restart goes on.
+    b = tmp_path / "b"
+    b.mkdir()
+    run_folder.claim_for_launch(b)
+    run_folder.carry_history(a, b)
+    into_b = ["train", "--resume", str(a / "early.pt"), "--output-dir", str(b),
+              "--no-progress", "--plots", "off"]  # fmt: skip
+    assert main(into_b) == 0
+    assert epochs_logged(b) == ["1", "2", "3"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "third-launch")  # another launch: refused
+    assert main(into_b) == 2
 
 
 class _Killed(BaseException):

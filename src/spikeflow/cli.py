@@ -448,13 +448,14 @@ def _elastic_restart_checkpoint(
     attempt wrote into ``--output-dir``, so the group continues the run instead of
     starting it again.
 
-    With ``--resume`` (the checkpoint ``resume``, loaded as ``payload``), that
-    ``last.pt`` is taken only where it continues the same run further: a later
-    (epoch, step), the same config up to the runtime options, and the resumed
-    checkpoint's history as the start of its own. Otherwise (no such file, or one of
-    another run) it is ``None``, and the command runs as given.
+    That ``last.pt`` is taken only where this launch's first attempt wrote it (its
+    ``launch``, :func:`~spikeflow.training.run_folder.launch_identity`): one already
+    there (a run ``--overwrite`` replaces, the source of a rewind) is not. Otherwise it
+    is ``None``, and the command runs as given (a folder the first attempt claimed but
+    wrote no checkpoint into is then its own to replace).
     """
     from spikeflow.training.checkpoint import load_checkpoint
+    from spikeflow.training.run_folder import launch_identity
 
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
         return None
@@ -472,28 +473,11 @@ def _elastic_restart_checkpoint(
         if payload is not None:  # the --resume checkpoint stands
             return None
         raise
-    if payload is not None and not _continues(written, payload):
-        return None
+    if written.get("launch") is None or written.get("launch") != launch_identity():
+        return None  # not this launch's: the command runs as given
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"torchrun restart: continuing from {last}", file=sys.stderr)
     return last, written
-
-
-def _continues(later: dict[str, Any], earlier: dict[str, Any]) -> bool:
-    """Whether checkpoint ``later`` continues the run of checkpoint ``earlier`` further:
-    a later (epoch, step), the same config up to the runtime options, and ``earlier``'s
-    history as the start of its own."""
-    from spikeflow.training.config import RUNTIME_FIELDS
-
-    def run_config(payload: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in payload["config"].items() if k not in RUNTIME_FIELDS}
-
-    rows = list(earlier["history"])
-    return (
-        _position(later) > _position(earlier)
-        and run_config(later) == run_config(earlier)
-        and repr(list(later["history"])[: len(rows)]) == repr(rows)  # repr: NaN == NaN
-    )
 
 
 def _refuse_rewind(

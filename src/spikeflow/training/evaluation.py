@@ -126,6 +126,7 @@ def evaluate_checkpoint(
     return {
         "checkpoint": str(path),
         "run_folder": None if run_folder is None else str(run_folder),
+        "recorded_best_epoch": _recorded_best_epoch(run_folder, path, payload),
         "dataset": config.dataset,
         "model": config.model,
         "T": config.T,
@@ -162,6 +163,13 @@ def format_evaluation(result: dict[str, Any]) -> str:
             else "it holds no best.pt"
         )
         lines.append(f"{result['run_folder']} is a run folder: evaluating its {name} ({why})")
+        recorded = result.get("recorded_best_epoch")
+        if recorded is not None:
+            lines.append(
+                f"note: this best.pt holds epoch {result['epoch']}, but the run's last.pt "
+                f"records epoch {recorded} as its best: it is left from epochs a resume "
+                "with --overwrite rewound (pass a checkpoint of this run to evaluate it)"
+            )
     lines += [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
         f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
@@ -180,6 +188,21 @@ def format_evaluation(result: dict[str, Any]) -> str:
         )
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
     return "\n".join(lines)
+
+
+def _recorded_best_epoch(
+    run_folder: Path | None, path: Path, payload: dict[str, Any]
+) -> int | None:
+    """The best epoch the run folder's ``last.pt`` records, where it is not the epoch of
+    the ``best.pt`` evaluated (one kept from epochs a rewind discarded); else ``None``."""
+    last = None if run_folder is None else run_folder / "last.pt"
+    if last is None or path.name != "best.pt" or not last.is_file():
+        return None
+    try:
+        recorded = load_checkpoint(last).get("best", {}).get("epoch")
+    except ConfigurationError:  # a damaged last.pt says nothing about best.pt
+        return None
+    return None if recorded in (None, int(payload["epoch"])) else int(recorded)
 
 
 def _loss(config: Any) -> Any:

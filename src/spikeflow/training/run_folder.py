@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from datetime import datetime
 from pathlib import Path
 
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
+    "LAUNCH_FILE",
     "RESULT_FILES",
     "RUN_OUTPUTS",
     "carry_history",
     "check_output_dir",
+    "claim_for_launch",
+    "claimed_by_this_launch",
     "earlier_run_files",
+    "launch_identity",
     "remove_empty_folders",
     "remove_run_outputs",
     "reserve_default_output_dir",
@@ -25,9 +30,45 @@ __all__ = [
 #: The results of a run in its output_dir: any of them there means an earlier run (a
 #: folder holding only the config.toml of a run that failed in its first epoch does not).
 RESULT_FILES = ("last.pt", "best.pt", "metrics.csv", "layers.csv")
+#: Names the torchrun launch that uses the folder (see :func:`launch_identity`).
+LAUNCH_FILE = ".spikeflow-launch"
 #: Everything a run writes there, which --overwrite removes first.
 RUN_OUTPUTS = (*RESULT_FILES, "config.toml", "learning_curves.png", "firing_rates.png",
-               "raster.png", "tensorboard")  # fmt: skip
+               "raster.png", "tensorboard", LAUNCH_FILE)  # fmt: skip
+
+
+def launch_identity() -> str | None:
+    """Under torchrun, what its restarts of one launch share and another launch does not
+    (``None`` outside torchrun): the rendezvous id when one was given (``--rdzv-id``;
+    ``--standalone`` draws one), else this node and the torchrun agent's process."""
+    if "TORCHELASTIC_RESTART_COUNT" not in os.environ:
+        return None
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if run_id and run_id != "none":
+        return f"rdzv:{run_id}"
+    return f"agent:{socket.gethostname()}:{os.getppid()}"
+
+
+def claim_for_launch(folder: Path) -> None:
+    """Record in ``folder`` the torchrun launch writing into it (nothing outside torchrun),
+    so that a restart of the launch takes what its first attempt wrote for its own."""
+    launch = launch_identity()
+    if launch is not None:
+        tmp = folder / f"{LAUNCH_FILE}.tmp"
+        tmp.write_text(launch)
+        os.replace(tmp, folder / LAUNCH_FILE)
+
+
+def claimed_by_this_launch(folder: Path) -> bool:
+    """Whether this is a torchrun restart and ``folder`` was claimed by an earlier
+    attempt of its launch."""
+    launch = launch_identity()
+    if launch is None or int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
+        return False
+    try:
+        return (folder / LAUNCH_FILE).read_text() == launch
+    except OSError:
+        return False
 
 
 def earlier_run_files(folder: Path) -> list[str]:
@@ -57,17 +98,20 @@ def carry_history(source: Path, dest: Path) -> None:
             os.replace(tmp, dest / name)
 
 
-def reserve_default_output_dir(dataset: str) -> str:
+def reserve_default_output_dir(dataset: str) -> tuple[str, Path]:
     """Create ``runs/<dataset>-<date-time>`` (``-2``, ``-3``, ... when taken) atomically,
-    so two runs started in the same second never share a folder."""
+    so two runs started in the same second never share a folder. Returns it and the
+    topmost folder created (``runs`` itself where it was missing), which a run refused
+    later removes again while empty."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / f"{dataset.lower()}-{stamp}"
     check_output_dir(base, create=False)
+    top = base.parent if not base.parent.exists() else None
     candidate, n = base, 1
     while True:
         try:
             candidate.mkdir(parents=True)
-            return str(candidate)
+            return str(candidate), top or candidate
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}-{n}")

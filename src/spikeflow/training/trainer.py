@@ -55,7 +55,10 @@ from spikeflow.training.resume import checkpoint_position, config_for_resume, de
 from spikeflow.training.run_folder import (
     carry_history,
     check_output_dir,
+    claim_for_launch,
+    claimed_by_this_launch,
     earlier_run_files,
+    launch_identity,
     remove_empty_folders,
     remove_run_outputs,
     reserve_default_output_dir,
@@ -245,8 +248,8 @@ class Trainer:
                     top = check_output_dir(Path(out))  # created now, or refused
                     self._created = None if top is None else (Path(out), top)
                 else:  # checked there, before it is created
-                    out = reserve_default_output_dir(cfg.dataset)
-                    self._created = (Path(out), Path(out))
+                    out, top = reserve_default_output_dir(cfg.dataset)
+                    self._created = (Path(out), top)
             except ConfigurationError as exc:
                 problem = str(exc)
         out, problem = ctx.all_gather_object((out, problem))[0]
@@ -262,8 +265,11 @@ class Trainer:
             and self.output_dir.resolve() != Path(self.resume_dir).resolve()
         ):
             found = earlier_run_files(self.output_dir) if ctx.is_main else []
-            found = ctx.all_gather_object(found)[0]
-            if found and not cfg.overwrite:
+            # A torchrun restart whose first attempt claimed the folder and died before
+            # its first checkpoint: those files are the first attempt's, to replace.
+            own = ctx.is_main and bool(found) and claimed_by_this_launch(self.output_dir)
+            found, own = ctx.all_gather_object((found, own))[0]
+            if found and not cfg.overwrite and not own:
                 how = (f"continue that run with --resume {self.output_dir}, "
                        if "last.pt" in found else "")  # fmt: skip
                 raise ConfigurationError(
@@ -311,6 +317,7 @@ class Trainer:
                 remove_run_outputs(self.output_dir)
                 self.log(f"--overwrite: removed the earlier run in {self.output_dir}")
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            claim_for_launch(self.output_dir)
             if resume_epoch is not None and self.resume_dir is not None:
                 carry_history(Path(self.resume_dir), self.output_dir)
             if self.resume_payload is not None:
@@ -363,6 +370,7 @@ class Trainer:
             **running,
             "history": self.history,
             "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
+            "launch": launch_identity(),  # which torchrun launch wrote it (None: none)
         }
 
     def save(self, complete: bool, best: bool = False, rng: dict[str, Any] | None = None) -> None:
