@@ -159,12 +159,20 @@ def test_an_output_folder_that_cannot_be_created_is_refused_with_status_2(
     assert "Traceback" not in err
 
 
-def test_a_refused_run_removes_the_output_folders_it_created(tmp_path):
+def test_a_refused_run_removes_the_output_folders_it_created(tmp_path, monkeypatch):
     out = tmp_path / "new" / "run"
     config = tiny(tmp_path, "x", output_dir=str(out), model_kwargs={"no_such_argument": 1})
     with pytest.raises(ConfigurationError, match="no_such_argument"):
         Trainer(config, log=None).fit()
     assert list(tmp_path.iterdir()) == []  # run/ and new/ were made for it: both gone
+    # the default folder: runs/ was made for it too (it used to stay, empty)
+    default = tmp_path / "cwd"
+    default.mkdir()
+    monkeypatch.chdir(default)
+    config = tiny(tmp_path, "x", output_dir=None, model_kwargs={"no_such_argument": 1})
+    with pytest.raises(ConfigurationError, match="no_such_argument"):
+        Trainer(config, log=None).fit()
+    assert list(default.iterdir()) == []
 
 
 def test_checkpoint_weights_that_do_not_fit_name_the_checkpoint(tmp_path):
