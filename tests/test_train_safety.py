@@ -300,37 +300,36 @@ def test_a_torchrun_restart_continues_the_run_from_its_folder(tmp_path, monkeypa
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
 
 
+def _stopped_then_restarted(args: list[str], monkeypatch, capsys) -> tuple[str, str]:
+    """Run ``spikeflow args`` as torchrun's first attempt, stopped after epoch 2 (as a
+    failing node would), then as its restart; the restart's (stdout, stderr)."""
+    from spikeflow.cli import main
+
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    assert main([*args, "--stop-after", "2"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert main(args) == 0
+    return capsys.readouterr()
+
+
 def test_a_torchrun_restart_of_a_resume_continues_from_what_its_first_attempt_wrote(
     tmp_path, monkeypatch, capsys
 ):
     # A restart used to go back to the --resume checkpoint: refused in another
     # --output-dir (it holds the first attempt's run), a rewind in the same folder.
-    from spikeflow.cli import main
-
     a, b = tmp_path / "a", tmp_path / "b"
     Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
     (a / "early.pt").write_bytes((a / "last.pt").read_bytes())
     common = ["--no-progress", "--plots", "off"]
-    # the first attempt stops after epoch 2, as a failing node would; torchrun restarts
-    # the same command
     into_b = ["train", "--resume", str(a), "--output-dir", str(b), *common]
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
-    assert main([*into_b, "--stop-after", "2"]) == 0
-    capsys.readouterr()
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert main(into_b) == 0
-    out, err = capsys.readouterr()
+    out, err = _stopped_then_restarted(into_b, monkeypatch, capsys)
     assert f"torchrun restart: continuing from {b / 'last.pt'}" in err
     assert "epoch   2/3" not in out and "epoch   3/3" in out  # epoch 2 is not redone
     assert epochs_logged(b) == ["1", "2", "3"]
     # --resume of an older checkpoint with --overwrite: the restart does not rewind again
     rewind = ["train", "--resume", str(a / "early.pt"), "--overwrite", *common]
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
-    assert main([*rewind, "--stop-after", "2"]) == 0
-    capsys.readouterr()
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert main(rewind) == 0
-    out, err = capsys.readouterr()
+    out, err = _stopped_then_restarted(rewind, monkeypatch, capsys)
     assert f"continuing from {a / 'last.pt'}" in err and "epoch   2/3" not in out
     assert epochs_logged(a) == ["1", "2", "3"]
 
