@@ -373,13 +373,44 @@ def test_a_torchrun_restart_takes_only_what_its_own_launch_wrote(tmp_path, monke
     b = tmp_path / "b"
     b.mkdir()
     run_folder.claim_for_launch(b)
-    run_folder.carry_history(a, b)
+    run_folder.carry_history(a, b, resumed_epoch=1)
     into_b = ["train", "--resume", str(a / "early.pt"), "--output-dir", str(b),
               "--no-progress", "--plots", "off"]  # fmt: skip
+    capsys.readouterr()
     assert main(into_b) == 0
+    assert "torchrun restart: replaced what the first attempt wrote" in capsys.readouterr().out
     assert epochs_logged(b) == ["1", "2", "3"]
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "third-launch")  # another launch: refused
     assert main(into_b) == 2
+
+
+def test_a_static_rendezvous_restart_matches_configs_of_older_checkpoints(tmp_path):
+    # Without a launch identity (--master-port: run id "none") a restart compares the
+    # configs; an older checkpoint lacks keys added since, which blocked every restart.
+    from spikeflow.cli import _continues
+
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    earlier = load_checkpoint(tmp_path / "a" / "last.pt")
+    resume(tmp_path / "a").fit()
+    later = load_checkpoint(tmp_path / "a" / "last.pt")
+    for key in ("mask_schedule", "download"):  # what an older spikeflow did not write
+        earlier["config"].pop(key, None)
+    assert _continues(later, earlier) and not _continues(earlier, later)
+    later["config"]["lr"] = 0.5  # another run's
+    assert not _continues(later, earlier)
+
+
+def test_a_resume_into_another_folder_does_not_carry_a_later_best_pt(tmp_path):
+    from spikeflow.training import run_folder
+
+    a = tmp_path / "a"
+    Trainer(tiny(tmp_path, "a"), log=None).fit()  # 3 epochs
+    held = load_checkpoint(a / "best.pt")["epoch"]
+    for resumed_epoch, carried in ((held - 1, False), (held, True)):
+        b = tmp_path / f"b{resumed_epoch}"
+        b.mkdir()
+        run_folder.carry_history(a, b, resumed_epoch)
+        assert (b / "best.pt").exists() is carried and (b / "metrics.csv").exists()
 
 
 class _Killed(BaseException):

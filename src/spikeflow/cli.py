@@ -448,11 +448,14 @@ def _elastic_restart_checkpoint(
     attempt wrote into ``--output-dir``, so the group continues the run instead of
     starting it again.
 
-    That ``last.pt`` is taken only where this launch's first attempt wrote it (its
-    ``launch``, :func:`~spikeflow.training.run_folder.launch_identity`): one already
-    there (a run ``--overwrite`` replaces, the source of a rewind) is not. Otherwise it
-    is ``None``, and the command runs as given (a folder the first attempt claimed but
-    wrote no checkpoint into is then its own to replace).
+    Where the launch has an identity (its rendezvous id,
+    :func:`~spikeflow.training.run_folder.launch_identity`), that ``last.pt`` is taken
+    only where this launch wrote it: one already there (a run ``--overwrite`` replaces,
+    the source of a rewind) is not. With a static rendezvous (no identity), a command
+    with ``--resume`` takes it where it continues the resumed run further
+    (:func:`_continues`), one without takes it as it is. Otherwise it is ``None``, and
+    the command runs as given (a folder the first attempt of an identified launch
+    claimed but wrote no checkpoint into is then its own to replace).
     """
     from spikeflow.training.checkpoint import load_checkpoint
     from spikeflow.training.run_folder import launch_identity
@@ -473,11 +476,35 @@ def _elastic_restart_checkpoint(
         if payload is not None:  # the --resume checkpoint stands
             return None
         raise
-    if written.get("launch") is None or written.get("launch") != launch_identity():
+    launch = launch_identity()
+    if launch is not None and written.get("launch") != launch:
         return None  # not this launch's: the command runs as given
+    if launch is None and payload is not None and not _continues(written, payload):
+        return None
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"torchrun restart: continuing from {last}", file=sys.stderr)
     return last, written
+
+
+def _continues(later: dict[str, Any], earlier: dict[str, Any]) -> bool:
+    """Whether checkpoint ``later`` continues the run of checkpoint ``earlier`` further:
+    a later (epoch, step), the same config up to the runtime options (both read as
+    configs, so a key a newer spikeflow added with its default matches), and
+    ``earlier``'s history as the start of its own."""
+    from spikeflow.models.common import reading_saved_run
+    from spikeflow.training.config import RUNTIME_FIELDS, config_from_dict, config_to_dict
+
+    def run_config(payload: dict[str, Any]) -> dict[str, Any]:
+        with reading_saved_run():
+            config = config_to_dict(config_from_dict(payload["config"]))
+        return {k: v for k, v in config.items() if k not in RUNTIME_FIELDS}
+
+    rows = list(earlier["history"])
+    return (
+        _position(later) > _position(earlier)
+        and run_config(later) == run_config(earlier)
+        and repr(list(later["history"])[: len(rows)]) == repr(rows)  # repr: NaN == NaN
+    )
 
 
 def _refuse_rewind(

@@ -167,8 +167,9 @@ def format_evaluation(result: dict[str, Any]) -> str:
         if recorded is not None:
             lines.append(
                 f"note: this best.pt holds epoch {result['epoch']}, but the run's last.pt "
-                f"records epoch {recorded} as its best: it is left from epochs a resume "
-                "with --overwrite rewound (pass a checkpoint of this run to evaluate it)"
+                f"records epoch {recorded} as its best (a rewind with --overwrite keeps a "
+                "best.pt of the epochs it discarded; a process stopped between writing "
+                "best.pt and last.pt leaves best.pt ahead)"
             )
     lines += [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -38,15 +37,14 @@ RUN_OUTPUTS = (*RESULT_FILES, "config.toml", "learning_curves.png", "firing_rate
 
 
 def launch_identity() -> str | None:
-    """Under torchrun, what its restarts of one launch share and another launch does not
-    (``None`` outside torchrun): the rendezvous id when one was given (``--rdzv-id``;
-    ``--standalone`` draws one), else this node and the torchrun agent's process."""
+    """Under torchrun, the rendezvous id its restarts of one launch share on every node
+    (torchrun draws a new one per launch unless ``--rdzv-id`` is given); ``None`` outside
+    torchrun and with a static rendezvous (``--master-port``, or nodes given
+    ``--master-addr`` without ``--rdzv-id``), whose id ``"none"`` names no launch."""
     if "TORCHELASTIC_RESTART_COUNT" not in os.environ:
         return None
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
-    if run_id and run_id != "none":
-        return f"rdzv:{run_id}"
-    return f"agent:{socket.gethostname()}:{os.getppid()}"
+    return f"rdzv:{run_id}" if run_id and run_id != "none" else None
 
 
 def claim_for_launch(folder: Path) -> None:
@@ -86,16 +84,26 @@ def remove_run_outputs(folder: Path) -> None:
             path.unlink()
 
 
-def carry_history(source: Path, dest: Path) -> None:
+def carry_history(source: Path, dest: Path, resumed_epoch: int) -> None:
     """A resume written into another folder starts from the source run's logs and best
-    checkpoint (the logs are then cut back to the resumed epoch)."""
+    checkpoint (the logs are then cut back to the resumed epoch). A ``best.pt`` of a
+    later epoch than the resumed one is not the new run's past: not copied."""
+    from spikeflow.training.checkpoint import load_checkpoint
+
     if source.resolve() == dest.resolve():
         return
     for name in ("metrics.csv", "layers.csv", "best.pt"):
-        if (source / name).is_file() and not (dest / name).exists():
-            tmp = dest / f".{name}.copy"
-            shutil.copyfile(source / name, tmp)
-            os.replace(tmp, dest / name)
+        if not (source / name).is_file() or (dest / name).exists():
+            continue
+        if name == "best.pt":
+            try:
+                if int(load_checkpoint(source / name)["epoch"]) > resumed_epoch:
+                    continue
+            except ConfigurationError:  # damaged: not carried (the resume writes its own)
+                continue
+        tmp = dest / f".{name}.copy"
+        shutil.copyfile(source / name, tmp)
+        os.replace(tmp, dest / name)
 
 
 def reserve_default_output_dir(dataset: str) -> tuple[str, Path]:

@@ -260,6 +260,7 @@ class Trainer:
         # A new run, or a resume written into another run's folder, must not mix with
         # (or silently replace) the results there; rank 0's view decides for every process.
         self._replaces: list[str] = []
+        self._first_attempts = False  # what _replaces holds is a first attempt's
         if self.resume_payload is None or (
             self.resume_dir is not None
             and self.output_dir.resolve() != Path(self.resume_dir).resolve()
@@ -269,6 +270,7 @@ class Trainer:
             # its first checkpoint: those files are the first attempt's, to replace.
             own = ctx.is_main and bool(found) and claimed_by_this_launch(self.output_dir)
             found, own = ctx.all_gather_object((found, own))[0]
+            self._first_attempts = own and not cfg.overwrite
             if found and not cfg.overwrite and not own:
                 how = (f"continue that run with --resume {self.output_dir}, "
                        if "last.pt" in found else "")  # fmt: skip
@@ -315,11 +317,15 @@ class Trainer:
             # and one with --overwrite keeps the earlier run until it is about to write.
             if self._replaces:
                 remove_run_outputs(self.output_dir)
-                self.log(f"--overwrite: removed the earlier run in {self.output_dir}")
+                self.log(
+                    f"torchrun restart: replaced what the first attempt wrote in {self.output_dir}"
+                    if self._first_attempts
+                    else f"--overwrite: removed the earlier run in {self.output_dir}"
+                )
             self.output_dir.mkdir(parents=True, exist_ok=True)
             claim_for_launch(self.output_dir)
             if resume_epoch is not None and self.resume_dir is not None:
-                carry_history(Path(self.resume_dir), self.output_dir)
+                carry_history(Path(self.resume_dir), self.output_dir, resume_epoch)
             if self.resume_payload is not None:
                 self._repair_best(self.resume_payload)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch,
@@ -431,7 +437,7 @@ class Trainer:
         epoch it records but ``best.pt`` is missing, damaged or of an earlier epoch: an
         older spikeflow wrote ``last.pt`` first, and one killed before ``best.pt`` left
         a stale one. A ``best.pt`` of a later epoch (a run rewound with ``--overwrite``)
-        is kept: no best weights are lost."""
+        is kept until the rewound run records a best of its own."""
         position = checkpoint_position(payload)
         if position != (int(payload["best"]["epoch"]), 0):
             return
