@@ -373,7 +373,7 @@ def test_a_torchrun_restart_takes_only_what_its_own_launch_wrote(tmp_path, monke
     b = tmp_path / "b"
     b.mkdir()
     run_folder.claim_for_launch(b)
-    run_folder.carry_history(a, b, resumed_epoch=1)
+    run_folder.carry_history(a, b, best_epoch=1)
     into_b = ["train", "--resume", str(a / "early.pt"), "--output-dir", str(b),
               "--no-progress", "--plots", "off"]  # fmt: skip
     capsys.readouterr()
@@ -398,18 +398,42 @@ def test_a_static_rendezvous_restart_matches_configs_of_older_checkpoints(tmp_pa
     assert _continues(later, earlier) and not _continues(earlier, later)
     later["config"]["lr"] = 0.5  # another run's
     assert not _continues(later, earlier)
+    later["config"]["old_option"] = 1  # a config this spikeflow cannot read: not its run
+    assert not _continues(later, earlier)
 
 
-def test_a_resume_into_another_folder_does_not_carry_a_later_best_pt(tmp_path):
+def test_the_launch_identity_of_each_rendezvous(monkeypatch):
+    from spikeflow.training.run_folder import launch_identity
+
+    assert launch_identity() is None  # outside torchrun
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "3f2a")
+    assert launch_identity() == "rdzv:3f2a"
+    # a static rendezvous (--master-port) on one node: the torchrun agent, the workers'
+    # parent (a multi-node static launch had none, a rewind's restart continued the
+    # run it replaced); its start time tells a reused pid apart
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    agent = launch_identity()
+    assert agent is not None and agent.startswith("agent:") and f":{os.getppid()}:" in agent
+    assert not agent.endswith(":?")
+    monkeypatch.setenv("WORLD_SIZE", "4")  # two nodes: their agents share nothing
+    assert launch_identity() is None
+
+
+def test_a_resume_into_another_folder_carries_only_the_best_pt_it_records(tmp_path):
+    # A best.pt of a later epoch than the resumed one, or one a rewind kept from the
+    # epochs it discarded, was copied: the branch then held weights its run never had.
     from spikeflow.training import run_folder
 
     a = tmp_path / "a"
     Trainer(tiny(tmp_path, "a"), log=None).fit()  # 3 epochs
     held = load_checkpoint(a / "best.pt")["epoch"]
-    for resumed_epoch, carried in ((held - 1, False), (held, True)):
-        b = tmp_path / f"b{resumed_epoch}"
+    for recorded, carried in ((held + 1, False), (held - 1, False), (held, True)):
+        b = tmp_path / f"b{recorded}"
         b.mkdir()
-        run_folder.carry_history(a, b, resumed_epoch)
+        run_folder.carry_history(a, b, best_epoch=recorded)
         assert (b / "best.pt").exists() is carried and (b / "metrics.csv").exists()
 
 

@@ -491,18 +491,20 @@ def _continues(later: dict[str, Any], earlier: dict[str, Any]) -> bool:
     a later (epoch, step), the same config up to the runtime options (both read as
     configs, so a key a newer spikeflow added with its default matches), and
     ``earlier``'s history as the start of its own."""
-    from spikeflow.models.common import reading_saved_run
     from spikeflow.training.config import RUNTIME_FIELDS, config_from_dict, config_to_dict
 
     def run_config(payload: dict[str, Any]) -> dict[str, Any]:
-        with reading_saved_run():
-            config = config_to_dict(config_from_dict(payload["config"]))
+        config = config_to_dict(config_from_dict(payload["config"]))  # stored values as they are
         return {k: v for k, v in config.items() if k not in RUNTIME_FIELDS}
 
     rows = list(earlier["history"])
+    try:
+        same_config = run_config(later) == run_config(earlier)
+    except ConfigurationError:  # a config this spikeflow cannot read: another run's
+        return False
     return (
         _position(later) > _position(earlier)
-        and run_config(later) == run_config(earlier)
+        and same_config
         and repr(list(later["history"])[: len(rows)]) == repr(rows)  # repr: NaN == NaN
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -37,14 +38,25 @@ RUN_OUTPUTS = (*RESULT_FILES, "config.toml", "learning_curves.png", "firing_rate
 
 
 def launch_identity() -> str | None:
-    """Under torchrun, the rendezvous id its restarts of one launch share on every node
-    (torchrun draws a new one per launch unless ``--rdzv-id`` is given); ``None`` outside
-    torchrun and with a static rendezvous (``--master-port``, or nodes given
-    ``--master-addr`` without ``--rdzv-id``), whose id ``"none"`` names no launch."""
+    """Under torchrun, what the restarts of one launch share and no other launch has:
+    the rendezvous id, which torchrun draws per launch unless ``--rdzv-id`` is given;
+    with a static rendezvous (id ``"none"``: ``--master-port``) on one node, the
+    torchrun agent's process (node, pid and start time: the workers' parent, which
+    outlives their restarts). ``None`` outside torchrun and for a static rendezvous
+    over several nodes, whose agents share nothing."""
     if "TORCHELASTIC_RESTART_COUNT" not in os.environ:
         return None
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
-    return f"rdzv:{run_id}" if run_id and run_id != "none" else None
+    if run_id and run_id != "none":
+        return f"rdzv:{run_id}"
+    if os.environ.get("WORLD_SIZE", "1") != os.environ.get("LOCAL_WORLD_SIZE", "1"):
+        return None
+    agent = os.getppid()
+    try:  # field 22 of /proc/<pid>/stat: the start time (a reused pid differs there)
+        started = Path(f"/proc/{agent}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "?"
+    return f"agent:{socket.gethostname()}:{agent}:{started}"
 
 
 def claim_for_launch(folder: Path) -> None:
@@ -84,10 +96,11 @@ def remove_run_outputs(folder: Path) -> None:
             path.unlink()
 
 
-def carry_history(source: Path, dest: Path, resumed_epoch: int) -> None:
+def carry_history(source: Path, dest: Path, best_epoch: int) -> None:
     """A resume written into another folder starts from the source run's logs and best
-    checkpoint (the logs are then cut back to the resumed epoch). A ``best.pt`` of a
-    later epoch than the resumed one is not the new run's past: not copied."""
+    checkpoint (the logs are then cut back to the resumed epoch). ``best.pt`` is copied
+    only when it holds ``best_epoch``, the best the resumed checkpoint records: a later
+    one, or one left from epochs a rewind discarded, is not the new run's past."""
     from spikeflow.training.checkpoint import load_checkpoint
 
     if source.resolve() == dest.resolve():
@@ -97,7 +110,7 @@ def carry_history(source: Path, dest: Path, resumed_epoch: int) -> None:
             continue
         if name == "best.pt":
             try:
-                if int(load_checkpoint(source / name)["epoch"]) > resumed_epoch:
+                if int(load_checkpoint(source / name)["epoch"]) != best_epoch:
                     continue
             except ConfigurationError:  # damaged: not carried (the resume writes its own)
                 continue

@@ -270,7 +270,7 @@ class Trainer:
             # its first checkpoint: those files are the first attempt's, to replace.
             own = ctx.is_main and bool(found) and claimed_by_this_launch(self.output_dir)
             found, own = ctx.all_gather_object((found, own))[0]
-            self._first_attempts = own and not cfg.overwrite
+            self._first_attempts = own
             if found and not cfg.overwrite and not own:
                 how = (f"continue that run with --resume {self.output_dir}, "
                        if "last.pt" in found else "")  # fmt: skip
@@ -325,7 +325,8 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             claim_for_launch(self.output_dir)
             if resume_epoch is not None and self.resume_dir is not None:
-                carry_history(Path(self.resume_dir), self.output_dir, resume_epoch)
+                recorded_best = int(self.resume_payload["best"]["epoch"])
+                carry_history(Path(self.resume_dir), self.output_dir, recorded_best)
             if self.resume_payload is not None:
                 self._repair_best(self.resume_payload)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch,
