@@ -146,3 +146,14 @@ def spikingjelly_functions(module: str, names: tuple[str, ...], **env) -> dict:
     if missing:
         pytest.skip(f"SpikingJelly {source_path} has no {missing}")
     return {n: namespace[n] for n in names}
+
+
+def test_the_manual_download_hint_claims_an_md5_check_only_where_there_is_one():
+    # ASL-DVS's archive has no checksum (its host repacks it), yet the text said
+    # "spikeflow checks (MD5)".
+    from spikeflow.data.datasets._common import Archive, how_to_get
+
+    unchecked = how_to_get("X", Path("/r"), [Archive("a.zip", None)], "http://h", "L")
+    checked = how_to_get("X", Path("/r"), [Archive("a.zip", "0" * 32)], "http://h", "L")
+    assert "MD5" not in unchecked and "spikeflow extracts them there" in unchecked
+    assert "spikeflow checks (MD5) and extracts them there" in checked

@@ -66,11 +66,12 @@ def how_to_get(
             f"into {root}, or download them yourself (see {homepage}) and put them in {root}; "
             f"spikeflow checks and extracts them there on first use. Expected layout: {layout}"
         )
+    checked = all(a.md5 for a in archives)  # a host that repacks its files has no MD5
     return (
         f"{title} cannot be downloaded automatically: its host needs a manual download. "
         f"Open {homepage}, download {names or 'the files'} and put them in {root}; "
-        f"spikeflow checks (MD5) and extracts them there on first use. Or extract them "
-        f"yourself. Expected layout: {layout}"
+        f"spikeflow {'checks (MD5) and extracts' if checked else 'extracts'} them there "
+        f"on first use. Or extract them yourself. Expected layout: {layout}"
     )
 
 
