@@ -1,7 +1,8 @@
-"""Argument checks shared by the neurons and surrogates."""
+"""Argument checks shared across the package (neurons, surrogates, data transforms)."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -20,3 +21,8 @@ def check_flag(owner: str, name: str, value: Any) -> bool:
     raise ConfigurationError(
         f"{owner}: {name} must be True or False, got {value!r} ({type(value).__name__})"
     )
+
+
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is an integer >= 1: a Python or numpy integer, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and bool(value >= 1)

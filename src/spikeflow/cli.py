@@ -458,9 +458,9 @@ def _elastic_restart_checkpoint(
     claimed but wrote no checkpoint into is then its own to replace).
     """
     from spikeflow.training.checkpoint import load_checkpoint
-    from spikeflow.training.run_folder import launch_identity
+    from spikeflow.training.run_folder import is_torchrun_restart, launch_identity
 
-    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
+    if not is_torchrun_restart():
         return None
     out = overrides.get("output_dir") or getattr(file_config, "output_dir", None)
     if out is None and resume is not None:  # a resume writes into its checkpoint's folder

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikeflow._checks import is_count
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = [
@@ -42,9 +43,7 @@ def int_pair(size: int | Sequence[int], what: str, names: str) -> tuple[int, int
         pair = tuple(size)
     else:
         pair = ()
-    if len(pair) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in pair
-    ):
+    if len(pair) != 2 or not all(is_count(v) for v in pair):
         raise ConfigurationError(f"{what} must be an int or {names} >= 1; got {size!r}")
     return int(pair[0]), int(pair[1])
 

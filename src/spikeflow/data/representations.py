@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeflow._checks import is_count
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frames import (
     SplitFunction,
@@ -152,7 +153,7 @@ def _digest(array: np.ndarray) -> str:
 
 def _check_count(name: str, value: Any, unit: str = "") -> int:
     """``value`` as a plain int if it is an integer >= 1 (numpy integers too, not bools)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_count(value):
         raise ConfigurationError(f"{name} must be an int >= 1{unit}; got {value!r}")
     return int(value)  # a plain int: cache keys must be JSON-able
 

@@ -21,6 +21,7 @@ __all__ = [
     "claim_for_launch",
     "claimed_by_this_launch",
     "earlier_run_files",
+    "is_torchrun_restart",
     "launch_identity",
     "remove_empty_folders",
     "remove_run_outputs",
@@ -35,6 +36,13 @@ LAUNCH_FILE = ".spikeflow-launch"
 #: Everything a run writes there, which --overwrite removes first.
 RUN_OUTPUTS = (*RESULT_FILES, "config.toml", "learning_curves.png", "firing_rates.png",
                "raster.png", "tensorboard", LAUNCH_FILE)  # fmt: skip
+
+
+def is_torchrun_restart() -> bool:
+    """Whether this process belongs to a restarted attempt of a torchrun launch
+    (``TORCHELASTIC_RESTART_COUNT`` > 0, e.g. after a node failure with
+    ``--max-restarts``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) > 0
 
 
 def launch_identity() -> str | None:
@@ -73,7 +81,7 @@ def claimed_by_this_launch(folder: Path) -> bool:
     """Whether this is a torchrun restart and ``folder`` was claimed by an earlier
     attempt of its launch."""
     launch = launch_identity()
-    if launch is None or int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) < 1:
+    if launch is None or not is_torchrun_restart():
         return False
     try:
         return (folder / LAUNCH_FILE).read_text() == launch
