@@ -22,6 +22,7 @@ from typing import Any
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
 from spikeflow.training.config import TABLE_FIELDS
+from spikeflow.training.resume import checkpoint_position, describe_position
 
 __all__ = ["build_parser", "main", "parse_kwargs"]
 
@@ -503,7 +504,7 @@ def _continues(later: dict[str, Any], earlier: dict[str, Any]) -> bool:
     except ConfigurationError:  # a config this spikeflow cannot read: another run's
         return False
     return (
-        _position(later) > _position(earlier)
+        checkpoint_position(later) > checkpoint_position(earlier)
         and same_config
         and repr(list(later["history"])[: len(rows)]) == repr(rows)  # repr: NaN == NaN
     )
@@ -524,34 +525,20 @@ def _refuse_rewind(
         return
     if os.path.samefile(last, checkpoint):
         return
-    resumed_at = _position(payload)
+    resumed_at = checkpoint_position(payload)
     try:
-        last_at: tuple[int, int] | None = _position(load_checkpoint(last))
+        last_at: tuple[int, int] | None = checkpoint_position(load_checkpoint(last))
     except ConfigurationError:  # unreadable: it may be newer, so it is kept
         last_at = None
     if last_at is not None and last_at <= resumed_at:
         return
-    newer = f"newer {last}" + ("" if last_at is None else f" ({_describe_position(last_at)})")
+    newer = f"newer {last}" + ("" if last_at is None else f" ({describe_position(last_at)})")
     raise ConfigurationError(
-        f"--resume {checkpoint} ({_describe_position(resumed_at)}) would continue in "
+        f"--resume {checkpoint} ({describe_position(resumed_at)}) would continue in "
         f"{output_dir}, replacing its {newer} and cutting its logs back to "
         f"{checkpoint.name}'s epoch; pass another --output-dir to branch off, or "
         "--overwrite to rewind the run"
     )
-
-
-def _position(payload: dict[str, Any]) -> tuple[int, int]:
-    """:func:`spikeflow.training.resume.checkpoint_position` (imported when needed)."""
-    from spikeflow.training.resume import checkpoint_position
-
-    return checkpoint_position(payload)
-
-
-def _describe_position(position: tuple[int, int]) -> str:
-    """:func:`spikeflow.training.resume.describe_position` (imported when needed)."""
-    from spikeflow.training.resume import describe_position
-
-    return describe_position(position)
 
 
 def _eval(args: argparse.Namespace) -> int:
