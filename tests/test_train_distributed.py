@@ -1,11 +1,11 @@
 """Data-parallel training: 2 processes (gloo, CPU) take the same step as 1 process on the
 same global batch. The processes are started the way torchrun starts them: environment
-variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT."""
+variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, with the rendezvous
+store held by the parent (torchrun's agent store: TORCHELASTIC_USE_AGENT_STORE)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -40,10 +40,12 @@ def _config(output_dir: str) -> dict:
 
 
 def _join(rank: int, world_size: int, port: int) -> None:
-    """What torchrun gives each process: its place in the group, one thread."""
+    """What torchrun gives each process: its place in the group, the agent's store (held
+    by the test process, see _spawn), one thread."""
     os.environ.update({
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
     })  # fmt: skip
     torch.set_num_threads(1)
 
@@ -102,14 +104,21 @@ def _stop_worker(rank: int, world_size: int, port: int, root: str, step: int | N
 
 
 def _spawn(worker, *args: object) -> None:
-    """Run ``worker(rank, 2, port, *args)`` in 2 processes; fail on an error or a hang."""
-    procs = mp.spawn(worker, args=(2, _free_port(), *args), nprocs=2, join=False)
+    """Run ``worker(rank, 2, port, *args)`` in 2 processes; fail on an error or a hang.
+
+    The rendezvous store is created here, on a port the system picks, and lives until
+    both processes are done (as torchrun's agent holds it): picking a free port and
+    binding it later in a child raced with other jobs on the machine (once, two runs'
+    processes met in one store and hung)."""
+    store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, wait_for_workers=False)
+    procs = mp.spawn(worker, args=(2, store.port, *args), nprocs=2, join=False)
     deadline = time.monotonic() + 300
     while not procs.join(timeout=2):  # raises if a process failed
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline:  # a hang must fail the test, not stall the suite
             for proc in procs.processes:
                 proc.kill()
             pytest.fail("the two gloo processes did not finish within 300 s")
+    del store
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -160,22 +169,10 @@ def test_a_checkpoints_running_sums_go_to_each_process_or_all_to_process_0():
     assert ckpt.epoch_state_for_rank({"epoch_sums": {}}, 0, 2) is None  # a complete epoch
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     Trainer(config_from_dict(_config(str(one))), log=None).fit()
-    procs = mp.spawn(_worker, args=(2, _free_port(), str(two)), nprocs=2, join=False)
-    deadline = time.monotonic() + 300
-    while not procs.join(timeout=5):  # raises if a process failed
-        if time.monotonic() > deadline:  # a hang must fail the test, not stall the suite
-            for proc in procs.processes:
-                proc.kill()
-            pytest.fail("the two gloo processes did not finish within 300 s")
+    _spawn(_worker, str(two))
     a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert b["world_size"] == 2 and len(b["rng"]) == 2 and b["global_step"] == 1
     for key, value in a["model"].items():
@@ -192,14 +189,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
 
 
 def test_an_uneven_training_set_is_noted(tmp_path):
-    procs = mp.spawn(_logging_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
-                     join=False)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not procs.join(timeout=5):
-        if time.monotonic() > deadline:
-            for proc in procs.processes:
-                proc.kill()
-            pytest.fail("the two gloo processes did not finish within 300 s")
+    _spawn(_logging_worker, str(tmp_path))
     text = (tmp_path / "messages.txt").read_text()
     assert "23 training samples do not split evenly over 2 processes" in text
     assert "repeats 1 of them" in text
