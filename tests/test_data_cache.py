@@ -200,3 +200,133 @@ def test_parallel_map_progress_is_tqdm_or_nothing(capsys):
     assert capsys.readouterr().err == ""
     doc = parallel_map.__doc__ or ""
     assert "tqdm" in doc and "stderr" not in doc and "counter" not in doc
+
+
+# -- user subclasses, unreadable caches, file modes (second review of the cache) --------
+from spikeflow.data import to_frames  # noqa: E402
+from spikeflow.data.representations import Representation, ToFrame  # noqa: E402
+from spikeflow.data.transforms import EventTransform  # noqa: E402
+
+
+class _Counts(Representation):
+    """A user's representation that declares no parameters (the base class asks for
+    ``__call__`` only)."""
+
+    def __init__(self, T: int) -> None:
+        self.T = T
+
+    def __call__(self, rec):
+        return to_frames(rec, self.T, "number")
+
+
+class _OnlyOn(Representation):
+    def __call__(self, rec):
+        return to_frames(rec, 1, "number")[:, 1:]
+
+
+class _Shift(EventTransform):
+    """A user's transform whose parameter is not passed to ``super().__init__``."""
+
+    def __init__(self, dx: int) -> None:
+        super().__init__()
+        self.dx = dx
+
+    def apply(self, events, sensor_size):
+        out = events.copy()
+        out["x"] = np.minimum(out["x"].astype(np.int64) + self.dx, sensor_size[0] - 1)
+        return out, sensor_size
+
+
+def test_user_subclasses_get_keys_of_their_own_and_spikeflows_keep_theirs():
+    # They shared one key ({"name": "representation"} / {"name": "_Shift"}): a cached
+    # dataset served one's frames for the other.
+    keys = [_Counts(4).cache_key(), _Counts(8).cache_key(), _OnlyOn().cache_key()]
+    assert len({repr(k) for k in keys}) == 3
+    assert _Counts(4).cache_key() == _Counts(4).cache_key()  # stable
+    assert _Shift(0).cache_key() != _Shift(5).cache_key()
+    assert _Shift(5).cache_key() == _Shift(5).cache_key()
+    assert ToFrame(4).cache_key() == {"name": "frames", "frames_number": 4, "split_by": "number"}
+    assert Denoise(1000).cache_key() == {"name": "Denoise", "filter_time": 1000}
+
+
+def test_a_cached_dataset_tells_user_representations_and_transforms_apart(tmp_path):
+    root = fake_nmnist(tmp_path / "nmnist", per_label=1)
+    cdir = tmp_path / "cache"
+
+    def first(**kw):
+        return NMNIST(root, train=False, data_type="frame", cache_dir=cdir, **kw)[0][0]
+
+    assert first(custom_integrate_function=_Counts(4)).shape[0] == 4
+    assert first(custom_integrate_function=_Counts(8)).shape[0] == 8
+    assert first(custom_integrate_function=_OnlyOn()).shape[:2] == (1, 1)
+    for dx in (0, 5):
+        cached = first(frames_number=2, event_transform=_Shift(dx))
+        fresh = NMNIST(root, train=False, data_type="frame", frames_number=2,
+                       event_transform=_Shift(dx))[0][0]  # fmt: skip
+        assert np.array_equal(np.asarray(cached), np.asarray(fresh)), dx
+
+
+def test_an_entry_a_read_only_cache_cannot_delete_or_read_is_computed(cache, monkeypatch):
+    key, value = {"file": "x"}, np.arange(10)
+    path = cache.store(key, value)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x40
+    path.write_bytes(bytes(raw))
+    original_unlink = Path.unlink
+
+    def read_only(self, *args, **kwargs):
+        if self == path:
+            raise OSError(30, "Read-only file system", str(self))
+        return original_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    with pytest.warns(CacheCorruptionWarning, match="could not delete it"):
+        assert cache.load(key) is None  # was: OSError from the unlink
+    monkeypatch.undo()
+    path.write_bytes(encode_entry(value, cache.full_key(key)))
+    original_read = Path.read_bytes
+
+    def unreadable(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.warns(RuntimeWarning, match="could not read cache entry"):
+        got = cache.get_or_compute(key, lambda: value + 1)
+    assert np.array_equal(got, value + 1)
+
+
+def test_a_header_without_a_key_is_a_format_error(cache):
+    import hashlib
+    import json
+    import struct
+
+    from spikeflow.data.cache import _MAGIC
+
+    head = json.dumps({"dtype": "<i8", "stored_dtype": "<i8", "shape": [1]}).encode()
+    body = _MAGIC + struct.pack("<I", len(head)) + head + np.int64(7).tobytes()
+    raw = body + hashlib.sha256(body).digest()  # a valid digest, no "key" in the header
+    with pytest.raises(DataFormatError, match=r"unreadable header.*key"):
+        decode_entry(raw, {"k": 1}, "entry.sfc")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_writes_get_the_mode_a_new_file_would_get(cache, tmp_path):
+    import torch
+
+    from spikeflow.training.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        entry = cache.store({"k": 1}, np.arange(3))
+        checkpoint = save_checkpoint({"a": torch.zeros(1)}, tmp_path / "run" / "last.pt")
+    finally:
+        os.umask(old)
+    # mkstemp's 0o600 made a cache shared between users unreadable to the others.
+    assert (entry.stat().st_mode & 0o777, checkpoint.stat().st_mode & 0o777) == (0o644, 0o644)
+    assert (cache.directory / "namespace.json").stat().st_mode & 0o777 == 0o644
+    os.chmod(checkpoint, 0o640)  # a file that exists keeps its permissions
+    save_checkpoint({"a": torch.ones(1)}, checkpoint)
+    assert checkpoint.stat().st_mode & 0o777 == 0o640

@@ -379,3 +379,22 @@ def test_docs_data_examples_run(monkeypatch):
     t = ns["rec"].events["t"]
     assert (int(t[0]), int(t[-1])) == (937, 305341)
     assert ns["x"].shape == (10, 2, 16, 16) and ns["mask"].dtype == torch.bool
+
+
+def test_coordinates_must_be_integers_and_may_be_uint64():
+    from spikeflow.data import to_time_surfaces, to_voxel_grid
+
+    def events(dtype):
+        e = np.zeros(4, np.dtype([("t", "<i8"), ("x", dtype), ("y", dtype), ("p", "u1")]))
+        e["t"], e["x"], e["y"], e["p"] = [0, 5, 9, 12], [0, 1, 2, 1], [1, 0, 1, 1], [1, 0, 1, 0]
+        return e
+
+    size = (3, 2, 2)
+    for build in (lambda e: to_frames(e, 2, "number", sensor_size=size),
+                  lambda e: to_time_surfaces(e, 2, 10.0, sensor_size=size),
+                  lambda e: to_voxel_grid(e, 2, sensor_size=size)):  # fmt: skip
+        want = build(events("<u2"))
+        np.testing.assert_array_equal(build(events("<u8")), want)  # was a numpy casting error
+        np.testing.assert_array_equal(build(events("<i8")), want)
+        with pytest.raises(DataFormatError, match="field 'x' must hold integer"):
+            build(events("<f8"))  # was accepted, or a numpy casting error

@@ -405,3 +405,28 @@ def test_a_seeded_frame_transform_draws_anew_in_every_worker_and_epoch():
     first, second = torch.cat(list(loader)), torch.cat(list(loader))
     assert not torch.equal(first, second)
     assert len({x.numpy().tobytes() for x in first}) == 8
+
+
+def test_numpy_scalar_parameters_make_json_keys_and_seeds():
+    import json
+
+    from spikeflow.data.frame_transforms import RandomCropFrames
+
+    # They were kept as numpy scalars: a cached dataset failed on the key (not JSON).
+    assert json.dumps(T.Denoise(np.int64(1000)).cache_key()) == json.dumps(
+        T.Denoise(1000).cache_key()
+    )
+    key = T.RefractoryPeriod(np.float32(1.5), per_polarity=np.True_).cache_key()
+    assert json.loads(json.dumps(key)) == {"name": "RefractoryPeriod", "refractory_period": 2,
+                                           "per_polarity": True}  # fmt: skip
+    with pytest.raises(ConfigurationError, match="per_polarity"):
+        T.RefractoryPeriod(2, per_polarity="False")
+    for bad in ("1000", float("inf"), 0, True):
+        with pytest.raises(ConfigurationError, match="filter_time"):
+            T.Denoise(bad)
+    frames = torch.arange(2 * 8 * 8.0).reshape(2, 8, 8)
+    a = RandomCropFrames(4, generator=np.int64(3))(frames)
+    assert torch.equal(a, RandomCropFrames(4, generator=3)(frames))
+    for bad in (True, 2.5, "3"):
+        with pytest.raises(ConfigurationError, match="generator"):
+            RandomCropFrames(4, generator=bad)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from spikeflow._files import file_mode
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = [
@@ -108,6 +109,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode(path))  # mkstemp's 0o600 would hide it from other users
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -172,9 +174,10 @@ def decode_entry(raw: bytes, key: Mapping[str, Any] | None = None, path: Any = N
         header = json.loads(raw[start : start + hlen])
         dtype, stored = np.dtype(header["dtype"]), np.dtype(header["stored_dtype"])
         shape = tuple(int(s) for s in header["shape"])
+        stored_key = header["key"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataFormatError(f"{where}: unreadable header ({exc})") from None
-    if key is not None and header["key"] != canonical_key(key):
+        raise DataFormatError(f"{where}: unreadable header ({type(exc).__name__}: {exc})") from None
+    if key is not None and stored_key != canonical_key(key):
         raise DataFormatError(f"{where}: entry belongs to another key")
     payload = raw[start + hlen : -_DIGEST]
     if len(payload) != stored.itemsize * int(np.prod(shape, dtype=np.int64)):
@@ -217,15 +220,23 @@ class ArrayCache:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # e.g. another user's entry that this one may not read
+            warnings.warn(f"could not read cache entry {path}: {exc}; computing it",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+            return None
         try:
             return decode_entry(raw, self.full_key(key), path)
         except DataFormatError as exc:
-            warnings.warn(f"{exc}; deleting it and rebuilding", CacheCorruptionWarning,
-                          stacklevel=2)  # fmt: skip
             try:
                 path.unlink()
             except FileNotFoundError:
                 pass
+            except OSError as why:  # a read-only cache: the entry stays, the value is rebuilt
+                warnings.warn(f"{exc}; rebuilding it (could not delete it: {why})",
+                              CacheCorruptionWarning, stacklevel=2)  # fmt: skip
+                return None
+            warnings.warn(f"{exc}; deleting it and rebuilding", CacheCorruptionWarning,
+                          stacklevel=2)  # fmt: skip
             return None
 
     def store(self, key: Mapping[str, Any], array: np.ndarray) -> Path:

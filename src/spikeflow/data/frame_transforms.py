@@ -65,10 +65,15 @@ class _RandomFrames:
 
     def __init__(self, generator: torch.Generator | int | None, **params: Any) -> None:
         self._params = params
-        if isinstance(generator, int):
-            self.generator: torch.Generator | None = torch.Generator().manual_seed(generator)
-        else:
+        if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+            self.generator: torch.Generator | None = torch.Generator().manual_seed(int(generator))
+        elif generator is None or isinstance(generator, torch.Generator):
             self.generator = generator
+        else:
+            raise ConfigurationError(
+                f"{type(self).__name__}: generator must be a torch.Generator, an integer seed "
+                f"or None; got {generator!r} ({type(generator).__name__})"
+            )
         self._worker_seed: int | None = None
 
     def _stream(self) -> torch.Generator | None:

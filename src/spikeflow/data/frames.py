@@ -138,7 +138,8 @@ def unpack_events(
 
 
 def _check_time_field(events: np.ndarray, source: str | None = None) -> None:
-    """Raise a :class:`DataFormatError` unless field ``t`` holds integers (microseconds).
+    """Raise a :class:`DataFormatError` unless fields ``t`` (microseconds), ``x`` and
+    ``y`` hold integers.
 
     Floating-point times (seconds, as some HDF5 / Tonic sources store them) would be
     cut to whole numbers by the int64 casts of the frame functions, silently putting
@@ -151,6 +152,12 @@ def _check_time_field(events: np.ndarray, source: str | None = None) -> None:
             f"{dtype} (convert seconds with spikeflow.data.make_events(np.rint(t * 1e6), "
             "x, y, p))"
         )
+    for name in ("x", "y"):
+        if events.dtype[name].kind not in "iu":
+            raise DataFormatError(
+                f"{source or '<events>'}: field {name!r} must hold integer pixel "
+                f"coordinates; got dtype {events.dtype[name]}"
+            )
 
 
 def event_channels(p: np.ndarray, polarities: int, source: str | None = None) -> np.ndarray:
@@ -219,13 +226,19 @@ def segment_index(
     raise ConfigurationError(f"split_by must be 'number', 'time' or a function; got {split_by!r}")
 
 
+def _index(a: np.ndarray) -> np.ndarray:
+    """Coordinates as they can enter intp arithmetic: uint64 ones (checked to lie inside
+    the sensor) are converted, which numpy does not do safely by itself."""
+    return a if np.can_cast(a.dtype, np.intp) else a.astype(np.intp)
+
+
 def _pixel_index(
     events: np.ndarray, sensor_size: tuple[int, int, int], source: str | None
 ) -> np.ndarray:
     """``(c·H + y)·W + x`` of every event: its flat position inside one ``[P, H, W]`` frame."""
     width, height, polarities = sensor_size
-    flat = np.multiply(events["y"], width, dtype=np.intp)
-    flat += events["x"]
+    flat = np.multiply(_index(events["y"]), width, dtype=np.intp)
+    flat += _index(events["x"])
     if polarities == 2:
         flat += np.multiply(events["p"] != 0, height * width, dtype=np.intp)
     elif polarities > 2:

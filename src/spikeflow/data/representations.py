@@ -96,6 +96,19 @@ def callable_key(fn: Any, _seen: frozenset[int] = frozenset()) -> Any:
     return {"function": name, "code_sha256": h.hexdigest()[:16]}
 
 
+def user_class_key(obj: Any, method: Callable[..., Any]) -> dict[str, Any]:
+    """For an instance of a class defined outside spikeflow (a user's subclass of a
+    representation or transform): its class's qualified name and :func:`callable_key`
+    of ``method``, the bound method that computes its output (its code and the
+    instance's attributes), so that a subclass whose declared parameters miss what its
+    output depends on still gets a key of its own. Empty for spikeflow's classes, whose
+    parameters are their whole key."""
+    cls = type(obj)
+    if cls.__module__ == "spikeflow" or cls.__module__.startswith("spikeflow."):
+        return {}
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "code": callable_key(method)}
+
+
 def _attributes(owner: Any) -> dict[str, Any]:
     """An instance's attributes: its ``__dict__`` and its ``__slots__``."""
     found = dict(getattr(owner, "__dict__", {}))
@@ -183,8 +196,10 @@ class Representation:
         return {}
 
     def cache_key(self) -> dict[str, Any]:
-        """``{"name": ..., **params}``: what a cache entry of this output is keyed by."""
-        return {"name": self.name, **self.params()}
+        """``{"name": ..., **params}``: what a cache entry of this output is keyed by.
+        A subclass written outside spikeflow is also keyed by its class and by its
+        ``__call__`` (code and instance attributes, see :func:`user_class_key`)."""
+        return {"name": self.name, **self.params(), **user_class_key(self, self.__call__)}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -279,7 +294,8 @@ def to_time_surfaces(
     latest = np.full(T * plane, -np.inf)
     if len(arr):
         c = event_channels(arr["p"], polarities, source)
-        flat = idx * plane + (c * height + arr["y"].astype(np.int64)) * width + arr["x"]
+        y, x = arr["y"].astype(np.int64), arr["x"].astype(np.int64)
+        flat = idx * plane + (c * height + y) * width + x
         np.maximum.at(latest, flat, arr["t"].astype(np.float64))
     latest = np.maximum.accumulate(latest.reshape(T, plane), axis=0)
     if len(arr):

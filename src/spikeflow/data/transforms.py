@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeflow._checks import check_flag
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frame_transforms import (
     CenterCropFrames,
@@ -42,6 +43,7 @@ from spikeflow.data.frame_transforms import (
     int_pair,
 )
 from spikeflow.data.frames import unpack_events
+from spikeflow.data.representations import callable_key, user_class_key
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -92,8 +94,6 @@ class Compose:
 
     def cache_key(self) -> dict[str, Any]:
         """The members' keys, in order (see :func:`spikeflow.data.representations.callable_key`)."""
-        from spikeflow.data.representations import callable_key
-
         return {"name": "Compose", "transforms": [callable_key(t) for t in self.transforms]}
 
     def __repr__(self) -> str:
@@ -112,7 +112,8 @@ class EventTransform:
     needs_sorted: bool = False
 
     def __init__(self, seed: int | np.random.Generator | None = None, **params: Any) -> None:
-        self._params = params
+        # numpy scalars as Python ones: the parameters are the cache key (JSON).
+        self._params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
         self._seed = seed
         if isinstance(seed, np.random.Generator):
             self._rng: np.random.Generator | None = seed
@@ -159,8 +160,11 @@ class EventTransform:
         return out
 
     def cache_key(self) -> dict[str, Any]:
-        """``{"name": class name, **parameters}`` (random transforms are never cached)."""
-        return {"name": type(self).__name__, **self._params}
+        """``{"name": class name, **parameters}`` (random transforms are never cached); a
+        subclass written outside spikeflow also by its class and its ``apply`` (code and
+        instance attributes, see :func:`~spikeflow.data.representations.user_class_key`)."""
+        return {"name": type(self).__name__, **self._params,
+                **user_class_key(self, self.apply)}  # fmt: skip
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
@@ -336,10 +340,17 @@ class Denoise(EventTransform):
     needs_sorted = True
 
     def __init__(self, filter_time: int) -> None:
-        if not filter_time > 0:
-            raise ConfigurationError(f"filter_time must be > 0 (microseconds); got {filter_time!r}")
+        if (
+            isinstance(filter_time, bool)
+            or not isinstance(filter_time, numbers.Real)
+            or not math.isfinite(filter_time)
+            or not filter_time > 0
+        ):
+            raise ConfigurationError(
+                f"filter_time must be a finite number > 0 (microseconds); got {filter_time!r}"
+            )
         super().__init__(None, filter_time=filter_time)
-        self.filter_time = filter_time
+        self.filter_time = self._params["filter_time"]
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
         n = len(events)
@@ -407,8 +418,8 @@ class RefractoryPeriod(EventTransform):
         # and a cache written when 1.5 acted as 1 (the period was cut, not rounded up) is
         # not reused.
         self.period = math.ceil(refractory_period)
-        super().__init__(None, refractory_period=self.period, per_polarity=per_polarity)
-        self.per_polarity = per_polarity
+        self.per_polarity = check_flag("RefractoryPeriod", "per_polarity", per_polarity)
+        super().__init__(None, refractory_period=self.period, per_polarity=self.per_polarity)
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
         n = len(events)

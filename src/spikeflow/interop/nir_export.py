@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import operator
 import os
-import stat
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spikeflow._files import file_mode
 from spikeflow.base import StepModule
 from spikeflow.conversion.snn import ConvertedSNN
 from spikeflow.errors import ConfigurationError, ShapeError, SpikeflowError
@@ -541,7 +541,7 @@ def write_nir(graph: Any, path: str | Path) -> None:
     os.close(handle)
     try:
         nir.write(temporary, graph)
-        os.chmod(temporary, _file_mode(path))
+        os.chmod(temporary, file_mode(path))
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
@@ -552,12 +552,3 @@ def write_nir(graph: Any, path: str | Path) -> None:
                 "metadata. The file was not changed"
             ) from error
         raise
-
-
-def _file_mode(path: Path) -> int:
-    """The permissions ``path`` has, or a new file would get (mkstemp's are 0o600)."""
-    if path.exists():
-        return stat.S_IMODE(path.stat().st_mode)
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask

@@ -1,0 +1,39 @@
+"""File permissions for spikeflow's atomic writes (cache entries, checkpoints, NIR files).
+
+An atomic write goes through a ``tempfile.mkstemp`` file, which is created with mode
+0o600, then renamed over the target: without a ``chmod`` the result would be readable by
+its owner only (a dataset cache shared between users could not be read by the others).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["file_mode"]
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (changing it
+    and back is not thread-safe: another thread's new file would get the wrong mode)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(path: str | os.PathLike) -> int:
+    """The permission bits ``path`` has, or the ones a new file there would get (0o666
+    less the umask): what an atomic write's temporary file is given before it replaces
+    ``path``."""
+    try:
+        return stat.S_IMODE(Path(path).stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
