@@ -605,3 +605,41 @@ def test_truncated_hdf5_is_rejected(tmp_path):
         with pytest.raises(DataFormatError):
             with SpikingAudioFile(cut_path) as f:
                 [f[i] for i in range(len(f))]
+
+
+def test_arrays_of_other_elements_than_bytes_are_refused():
+    # A uint32 view of an N-MNIST file decoded to wrong events and a 4-billion-pixel
+    # sensor; the other decoders cut each element to its low byte (astype).
+    raw = atis(3, 4, 1, 10) + atis(5, 6, 0, 20)
+    assert len(decode_atis_bin(np.frombuffer(raw, np.uint8)).events) == 2
+    words = np.frombuffer(raw, np.uint8)[:8].view("<u4")
+    for decode in (decode_atis_bin, decode_evt2, decode_evt3, decode_dat):
+        with pytest.raises(TypeError, match="uint8"):
+            decode(words)
+
+
+@pytest.mark.parametrize("shape", ["(-1,)", "(-1, -1)", "(2, -3)"])
+def test_a_negative_dimension_in_a_npy_header_is_refused(tmp_path, shape):
+    path = tmp_path / "events.npy"
+    np.save(path, np.arange(6, dtype="<i8"))
+    raw = path.read_bytes()
+    header = raw[10 : 10 + struct.unpack("<H", raw[8:10])[0]]
+    bad = header.replace(b"(6,)", shape.encode()).ljust(len(header) - 1) + b"\n"
+    path.write_bytes(raw[:10] + bad[: len(header)] + raw[10 + len(header) :])
+    with pytest.raises(DataFormatError, match="negative dimension"):
+        load_npy(path)  # (-1,) read the whole buffer; the others raised numpy's ValueError
+
+
+def test_an_explicit_prophesee_end_line_ends_the_header_before_percent_data():
+    # Binary data whose first byte is '%' (0x25) and which holds no newline byte was
+    # read as one more header line without an end: "truncated header".
+    words = [8 << 28 | 0x25, 1 << 28 | 3 << 22 | 3 << 11 | 4, 0 << 28 | 7 << 22 | 7 << 11 | 2]
+    data = struct.pack("<3I", *words)
+    assert data[:1] == b"%" and b"\n" not in data
+    header = b"% evt 2.0\n% format EVT2;height=480;width=640\n% end\n"
+    fields, start = parse_prophesee_header(header + data)
+    assert start == len(header) and fields["evt"] == "2.0"
+    rec = decode_evt2(header + data)
+    assert [int(t) for t in rec.events["t"]] == [0x25 << 6 | 3, 0x25 << 6 | 7]
+    with pytest.raises(DataFormatError, match="truncated header"):
+        decode_evt2(b"% evt 2.0\n% format EVT2;height=480;width=640\n" + data)

@@ -114,7 +114,7 @@ def as_bytes(raw: RawBytes) -> bytes:
     if isinstance(raw, bytes):
         return raw
     if isinstance(raw, np.ndarray):
-        return raw.astype(np.uint8, copy=False).tobytes()
+        return as_u8(raw).tobytes()  # astype would cut wider elements to their low byte
     return bytes(raw)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
+    as_u8,
     check_in_sensor,
     check_monotonic,
     empty_file_error,
@@ -50,6 +51,7 @@ def decode_atis_bin(
             file), coordinates outside the sensor, timestamps that go backwards, or (with
             ``sensor_size=None``) no events to infer the size from.
     """
+    raw = as_u8(raw)  # a TypeError for an array of other elements than bytes
     if len(raw) == 0:
         raise empty_file_error(path)
     lib = compiled()
@@ -57,7 +59,7 @@ def decode_atis_bin(
         c = _decode_c(lib, raw, sensor_size)
         if c is not None:
             return sensor_recording(c[0], c[1], path, inferred=sensor_size is None)
-    data = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+    data = raw
     check_whole_events(data, path)
     fast = _decode_fast(data, sensor_size)
     if fast is not None:
@@ -118,10 +120,7 @@ def _decode_c(
 ) -> tuple[np.ndarray, tuple[int, int]] | None:
     """The compiled decoder (``_decoders.c``), or ``None`` to take the numpy paths."""
     if not isinstance(raw, bytes):
-        raw = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            return None  # the numpy path decides what such input means
-        raw = np.ascontiguousarray(raw)
+        raw = np.ascontiguousarray(raw)  # a 1-D uint8 array (decode_atis_bin checked)
     if sensor_size is not None and min(sensor_size) < 0:
         return None
     if len(raw) % 5:

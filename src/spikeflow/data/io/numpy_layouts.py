@@ -66,6 +66,8 @@ def _parse_npy(raw: bytes, path: str | PathLike, member: str | None) -> tuple[np
     start = fh.tell()
     if dtype.hasobject:
         raise error(0, f"object dtype {dtype} is not allowed (it needs pickle)")
+    if any(d < 0 for d in shape):
+        raise error(0, f"the header's shape {shape} has a negative dimension")
     count = math.prod(shape)
     need = count * dtype.itemsize
     if len(raw) - start < need:

@@ -88,15 +88,21 @@ def parse_prophesee_header(raw: RawBytes, path: PathArg = None) -> tuple[dict[st
     data = as_bytes(raw)
     if not data:
         raise empty_file_error(path)
-    lines, start = split_header_lines(data, b"%", path)
     fields: dict[str, str] = {}
-    for k, (_, line) in enumerate(lines):
-        text = decode_line(line)[1:].strip()
-        if text.lower() == "end":  # explicit end: binary data may itself start with '%'
-            return fields, lines[k + 1][0] if k + 1 < len(lines) else start
+    pos = 0
+    # Line by line: an explicit "% end" ends the header before the binary data, which
+    # may itself start with '%' and hold no newline.
+    while data.startswith(b"%", pos):
+        eol = data.find(b"\n", pos)
+        if eol < 0:  # a header line without an end: the file is truncated
+            split_header_lines(data, b"%", path)  # raises, naming the offset
+        text = decode_line(data[pos:eol].rstrip(b"\r"))[1:].strip()
+        pos = eol + 1
+        if text.lower() == "end":
+            break
         key, _, value = text.partition(" ")
         fields.setdefault(key.lower(), value.strip())
-    return fields, start
+    return fields, pos
 
 
 def _encoding(fields: dict[str, str]) -> str | None:
