@@ -386,6 +386,39 @@ def test_a_wider_state_is_refused_and_auto_runs_the_reference(warn_afresh):
     assert g.dtype == torch.float32
 
 
+class Float32Trace(BaseNode):
+    """An adaptation trace started as float32 (``torch.full(shape, 0.1)``) beside a
+    float64 input."""
+
+    @staticmethod
+    def charge(x, v, w):
+        return v * 0.9 + x - w
+
+    @staticmethod
+    def update(h, s, w):
+        return w * 0.9 + s
+
+    def initial_state(self, like):
+        return {**super().initial_state(like), "w": torch.full(like.shape, 0.1)}
+
+
+class Float64Trace(Float32Trace):
+    def initial_state(self, like):
+        return {**super().initial_state(like), "w": torch.full(like.shape, 0.1).double()}
+
+
+def test_a_narrower_state_is_refused_and_auto_runs_the_reference(warn_afresh):
+    # The reference computes the trace's first step in float32 (0.1f * 0.9 rounded to
+    # float32); the kernels cast the state to float64 first: other membranes.
+    x = torch.rand(5, 6, dtype=torch.float64, requires_grad=True) * 0.8
+    match = r"state 'w' is a torch\.float32 tensor of shape \(6,\) but the input is"
+    refused_then_reference_on_auto(Float32Trace, x, match)
+    v32 = Float32Trace(backend="torch", store_v_seq=True)
+    v64 = Float64Trace(backend="torch", store_v_seq=True)
+    v32(x), v64(x)
+    assert not torch.equal(v32.v_seq, v64.v_seq)  # what casting the state changed
+
+
 class TracedLIF(BaseNode):
     """LIF with a spike trace ``a`` (for a learning rule) that never feeds back."""
 

@@ -183,15 +183,22 @@ def promoted_input(
 ) -> Tensor:
     """``x_seq`` in the dtype the fused kernels compute in.
 
-    A float32 or float64 input is returned as it is; a floating parameter, threshold or
-    state tensor of one or more dimensions with a wider dtype raises
-    :class:`MixedPrecisionError` (0-dim tensors and Python floats never promote, by
-    PyTorch's rule, and are accepted). A half input (float16/bfloat16, which the Triton
+    A float32 or float64 input is returned as it is; a floating parameter or threshold
+    tensor of one or more dimensions with a wider dtype, or a floating state of any other
+    dtype, raises :class:`MixedPrecisionError` (0-dim parameters and Python floats never
+    promote, by PyTorch's rule, and are accepted). A half input (float16/bfloat16, which the Triton
     kernels compute in float32) is promoted to the widest such tensor's dtype, as PyTorch
     would promote it. Runs on every call: one pass over the values, no allocation.
     """
     dtype = x_seq.dtype
     exact = dtype in _EXACT
+    if exact:
+        for name, v in (state or {}).items():
+            # A narrower state (a float32 membrane beside a float64 input) too: the
+            # reference computes its first step, and a state the input never reaches at
+            # every step, in its dtype; the kernels would cast it.
+            if isinstance(v, Tensor) and v.is_floating_point() and v.dtype != dtype:
+                raise MixedPrecisionError(f"state {name!r}", v.dtype, tuple(v.shape), dtype)
     for group, values in (("parameter", params), ("state", state or {})):
         for name, v in values.items():
             if isinstance(v, Tensor) and v.dim() > 0 and v.is_floating_point():
