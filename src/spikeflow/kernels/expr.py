@@ -281,15 +281,33 @@ def _lift(a: object) -> Expr:
     )
 
 
+def _boolean_operand(a: object) -> Expr | None:
+    """``a`` as an operand of ``& | ^ ~``: a comparison or a logical combination of
+    them, a Python bool, or a constant 0/1 (a comparison the tracer folded, such as
+    ``torch.ones_like(v) > 0.5`` or a comparison of captured numbers); else None."""
+    if isinstance(a, bool):
+        return _lift(a)
+    if isinstance(a, Expr) and (a.op in BOOLEAN or (a.is_const and a.value in (0.0, 1.0))):
+        return a
+    return None
+
+
 def _logical(op: str, symbol: str, *args: object) -> Expr:
-    """``&``, ``|``, ``^``, ``~`` between comparisons (boolean tensors)."""
-    if not all(isinstance(a, Expr) and a.op in BOOLEAN for a in args):
+    """``&``, ``|``, ``^``, ``~`` between comparisons (boolean tensors); an operand that
+    is a constant folds away (``c & True`` is ``c``, ``c ^ True`` is ``~c``, ...)."""
+    operands = [_boolean_operand(a) for a in args]
+    if any(a is None for a in operands):
         raise TraceError(
             f"the operator {symbol} is supported in fused-kernel equations only between "
             "comparisons (boolean tensors such as (v > 0) & (x < 1)); use arithmetic or "
             "torch.where for numbers"
         )
-    return apply(op, *args)
+    if op == "ne" and any(a.is_const for a in operands):  # ^: exclusive or
+        a, b = operands if operands[0].is_const else operands[::-1]
+        if b.is_const:
+            return const(float(a.value != b.value))
+        return apply("lnot", b) if a.value else b
+    return apply(op, *operands)
 
 
 _FOLD: dict[str, Callable[..., float]] = {
@@ -405,11 +423,29 @@ def apply(op: str, *args: object) -> Expr:
             return const(1.0)  # as torch.pow: x ** 0 is 1, also for NaN (and no gradient)
     if op == "neg" and ea[0].op == "neg":
         return ea[0].args[0]
+    if op in LOGICAL and any(a.is_const for a in ea):  # a comparison folded to 0/1
+        if op == "lnot":
+            return const(float(not ea[0].value))
+        a, b = ea if ea[0].is_const else ea[::-1]
+        if b.is_const:
+            return const(float(_truth(op, bool(a.value), bool(b.value))))
+        # c & True is c, c & False is 0; c | True is 1, c | False is c.
+        if bool(a.value) == (op == "land"):
+            return b
+        return const(float(op == "lor"))
+    if op == "where" and ea[0].is_const:
+        # A constant condition selects its branch; the other gets no gradient, as
+        # PyTorch's where gives it (Triton would also warn on a float condition).
+        return ea[1] if ea[0].value else ea[2]
     if op == "where" and ea[1].key == ea[2].key:
         return ea[1]
     if op == "tofloat" and ea[0].op not in BOOLEAN:
         return ea[0]
     return Expr(op, ea)
+
+
+def _truth(op: str, a: bool, b: bool) -> bool:
+    return a and b if op == "land" else a or b
 
 
 def _clamp(x: object, lo: object = None, hi: object = None) -> Expr:

@@ -45,6 +45,15 @@ class StepGraph:
     #: loop then never multiplies by the Jacobian, whose ``0 * inf`` would be NaN
     #: where the last membrane is infinite.
     last_step: tuple[Expr, ...] = ()
+    #: The states that reach neither the spike nor ``v`` through any number of steps
+    #: (an auxiliary trace the firing never reads): their cotangent can only come from
+    #: their final state's gradient, so :attr:`gradients` count their parts, at every
+    #: step, only where their cotangent is not zero, as :attr:`last_step` does. The
+    #: reference loop never differentiates such a chain when the loss does not use the
+    #: final state, where ``0 * inf`` (``sqrt`` or ``log`` of 0 in its update) would
+    #: make NaN gradients for the spikes and the input. The others' parts are plain
+    #: products (no cost for a neuron without such a state).
+    final_only: tuple[str, ...] = ()
     #: Surrogate parameters that are variables ``sg_<name>`` of the backward (their
     #: values travel with each call, after the threshold, in this order); the others
     #: are constants of the generated code.
@@ -166,9 +175,24 @@ def _build_step(
     cotangents = [var("grad_spike"), *(var(f"grad_state_{n}") for n in decl.state_names)]
     wrt = [x, *states, *params.values(), theta]
     outputs = [spike, *new_state]
-    grads = vjp(outputs, cotangents, wrt, surrogate_grad)
-    last_step = _guarded_vjp(outputs, cotangents, wrt, surrogate_grad)
     n_states = len(states)
+    # Each output's part of the vector-Jacobian product, alone (cotangent k, the others 0).
+    parts = [
+        vjp(outputs, [c if i == k else const(0.0) for i, c in enumerate(cotangents)], wrt,
+            surrogate_grad)
+        for k in range(len(cotangents))
+    ]  # fmt: skip
+    final_only = _final_only_states(parts, n_states)
+    # The states whose cotangent can only come from their final state's gradient are
+    # guarded at every step; the others as plain products (for a neuron without such a
+    # state, all of them: the vjp of every output at once, as before).
+    if final_only:
+        grads = _guarded_vjp(outputs, cotangents, wrt, surrogate_grad, parts,
+                             frozenset(1 + i for i in final_only))  # fmt: skip
+    else:
+        grads = vjp(outputs, cotangents, wrt, surrogate_grad)
+    last_step = _guarded_vjp(outputs, cotangents, wrt, surrogate_grad, parts,
+                             frozenset(range(1, len(cotangents))))  # fmt: skip
     return StepGraph(
         decl=decl,
         spike=spike,
@@ -179,8 +203,31 @@ def _build_step(
         grad_params=tuple(grads[1 + n_states : 1 + n_states + len(params)]),
         grad_theta=grads[-1],
         last_step=last_step,
+        final_only=tuple(decl.state_names[i] for i in final_only),
         surrogate_scalars=tuple(surrogate_scalars),
     )
+
+
+def _nonzero(e: Expr) -> bool:
+    return not (e.is_const and e.value == 0)
+
+
+def _final_only_states(parts: list[list[Expr]], n_states: int) -> tuple[int, ...]:
+    """The states (indices into the declaration's states) that reach neither the spike nor
+    the membrane ``v`` through any number of steps, along paths that carry a gradient:
+    the complement of the smallest set that holds ``v`` (state 0, whose recorded
+    membrane may have a gradient at every step) and every state that the spike or a
+    state of the set reads with a gradient. ``parts[k][1 + i]``: the gradient of state
+    ``i`` from output ``k`` (the spike, then the new states) alone."""
+    live = {0}
+    readers = [0, 1]  # outputs whose cotangent may be non-zero before the last step
+    while readers:
+        k = readers.pop()
+        for i in range(n_states):
+            if i not in live and _nonzero(parts[k][1 + i]):
+                live.add(i)
+                readers.append(1 + i)
+    return tuple(i for i in range(n_states) if i not in live)
 
 
 def _guarded_vjp(
@@ -188,21 +235,24 @@ def _guarded_vjp(
     cotangents: list[Expr],
     wrt: list[Expr],
     surrogate_grad: Callable[[Expr], Expr],
+    parts: list[list[Expr]],
+    guarded: frozenset[int],
 ) -> tuple[Expr, ...]:
-    """The vector-Jacobian product as a sum of each output's part, the states' counted
-    only where their cotangent is not zero (see :attr:`StepGraph.last_step`). The
-    spike's part is not guarded: the spikes' gradient is always given (a zero in it,
-    from a loss on ``spikes[:-1]``, multiplies a NaN Jacobian into NaN, as in the
-    reference). A guarded part left out adds ``-0.0``, the sum's identity (a ``-0.0``
-    gradient keeps its sign)."""
+    """The vector-Jacobian product with the parts of the outputs in ``guarded`` (indices
+    into ``outputs``) counted only where their cotangent is not zero (see
+    :attr:`StepGraph.last_step` and :attr:`StepGraph.final_only`): the other outputs'
+    parts as one product, then each guarded output's part (``parts[k]``, its product
+    alone), in order. The spike's part is never guarded: the spikes' gradient is always
+    given (a zero in it, from a loss on ``spikes[:-1]``, multiplies a NaN Jacobian into
+    NaN, as in the reference). A guarded part left out adds ``-0.0``, the sum's identity
+    (a ``-0.0`` gradient keeps its sign)."""
     zero = const(0.0)
-    totals: list[Expr | None] = [None] * len(wrt)
-    for k, cotangent in enumerate(cotangents):
-        alone = [cotangent if i == k else zero for i in range(len(cotangents))]
-        for i, part in enumerate(vjp(outputs, alone, wrt, surrogate_grad)):
-            if part.is_const and part.value == 0:
+    free = [zero if k in guarded else c for k, c in enumerate(cotangents)]
+    totals = list(vjp(outputs, free, wrt, surrogate_grad))
+    for k in sorted(guarded):
+        for i, part in enumerate(parts[k]):
+            if not _nonzero(part):
                 continue
-            if k > 0:
-                part = apply("where", apply("ne", cotangent, 0.0), part, -0.0)
-            totals[i] = part if totals[i] is None else apply("add", totals[i], part)
-    return tuple(zero if t is None else t for t in totals)
+            part = apply("where", apply("ne", cotangents[k], 0.0), part, -0.0)
+            totals[i] = apply("add", totals[i], part)
+    return tuple(totals)
