@@ -352,10 +352,20 @@ def generate_c(spec: KernelSpec) -> str:
     base = ptr
 
     # ---------------- forward ----------------
-    fwd_ptrs = [
-        f"const T* {S('S0', s)} = (const T*)ptrs[{base + k}];" for k, s in enumerate(states)
-    ]
-    q = base + n_st
+    # An initial state that is one number (spec.uniform_states) is read from the
+    # scalars, after the surrogate's; the others from [N] buffers.
+    fwd_ptrs: list[str] = []
+    start: dict[str, str] = {}
+    q = base
+    for k, s in enumerate(states):
+        if spec.uniform(k):
+            fwd_ptrs.append(f"const T {S('S0', s)} = (T)scalars[{scal}];")
+            start[s] = S("S0", s)
+            scal += 1
+        else:
+            fwd_ptrs.append(f"const T* {S('S0', s)} = (const T*)ptrs[{q}];")
+            start[s] = f"{S('S0', s)}[o_n + i]"
+            q += 1
     fwd_ptrs.append(f"T* SPK = (T*)ptrs[{q}];")
     fwd_ptrs += [f"T* {S('OUT', s)} = (T*)ptrs[{q + 1 + k}];" for k, s in enumerate(states)]
     q += 1 + n_st
@@ -399,7 +409,7 @@ __attribute__((noinline)) static void forward_block(int64_t o_n, int64_t w, int6
         const int64_t m = (N - o_n < w) ? (N - o_n) : w;
 {indent(fwd_locals, 2)}
         for (int64_t i = 0; i < m; ++i) {{
-{indent([f"{S('ST', s)}[i] = {S('S0', s)}[o_n + i];" for s in states], 3)}
+{indent([f"{S('ST', s)}[i] = {start[s]};" for s in states], 3)}
         }}
         for (int64_t t = 0; t < T_; ++t) {{
             const int64_t o = t * N + o_n;

@@ -436,15 +436,24 @@ def generate_triton(spec: KernelSpec, exact: bool = False) -> str:
     shared_args.append("X")
 
     # ---------------- forward ----------------
-    f_args = [*shared_args, *(S("S0", s) for s in states), "SPK", *(S("OUT", s) for s in states)]
+    # An initial state that is one number (spec.uniform_states) is read from SCAL,
+    # after the surrogate's parameters; the others from [N] buffers.
+    pre = []
+    buffered = []
+    for i, s in enumerate(states):
+        if spec.uniform(i):
+            pre.append(f"{S('st', s)} = zero_ + tl.load(SCAL + {k}).to(CT)")
+            k += 1
+        else:
+            buffered.append(s)
+            pre.append(f"{S('st', s)} = tl.load({S('S0', s)} + offs, mask=mask, other=0.0).to(CT)")
+    f_args = [*shared_args, *(S("S0", s) for s in buffered), "SPK", *(S("OUT", s) for s in states)]
     if spec.save_states:
         f_args += [S("SAVE", s) for s in states]
     if spec.record_v:
         f_args.append("VREC")
     streams = ["X", "SPK"] + ([S("SAVE", s) for s in states] if spec.save_states else [])
     streams += ["VREC"] if spec.record_v else []
-    pre = [f"{S('st', s)} = tl.load({S('S0', s)} + offs, mask=mask, other=0.0).to(CT)"
-           for s in states]  # fmt: skip
     pre += [f"p{b} = {b} + offs" for b in streams]
     body = ["x_ = tl.load(pX, mask=mask, other=0.0).to(CT)"]
     if spec.save_states:

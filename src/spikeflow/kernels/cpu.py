@@ -9,13 +9,15 @@ hash of the source and compiler flags (``$SPIKEFLOW_CACHE_DIR``, default
 decoders), so later runs load it in milliseconds.
 
 Pointer order of the generated functions: array parameters (declaration order),
-threshold array, ``x``, then for the forward: initial states, spikes, final states,
+threshold array, ``x``, then for the forward: initial states (those that are not one
+number, see ``KernelSpec.uniform_states``), spikes, final states,
 saved states (if saving), recorded membrane (if recording); for the backward: saved
 states, grad of spikes, grads of final states (NULL for an absent one), grad of the
 recorded membrane (if recording), grad of ``x``,
 grads of initial states, per-neuron grads of the parameters that need one, of the
 threshold. Scalar parameters (and a scalar threshold) go in the ``scalars`` array in
-declaration order.
+declaration order, then the surrogate's run-time parameters, then the initial states
+that are one number.
 """
 
 from __future__ import annotations
@@ -178,7 +180,7 @@ def _c_launcher(spec: KernelSpec) -> _CKernels:
 def run_cpu(
     decl: NeuronDeclaration,
     x_seq: Tensor,
-    state: dict[str, Tensor],
+    state: dict[str, Tensor | float],
     params: dict[str, Tensor | float],
     threshold: Tensor | float,
     rule: FiringRule,

@@ -214,9 +214,9 @@ def _(
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
-    key, x, states, operands, values = inputs
+    key, x, _, operands, values = inputs  # (the states passed: the non-uniform ones)
     entry = _lookup(key)
-    n_st = len(states)
+    n_st = len(entry.spec.graph.decl.state_names)
     saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
     ctx.record_v = entry.spec.record_v
     ctx.key = key
@@ -248,7 +248,9 @@ def _backward(
     if ctx.record_v:  # the recorded membrane, the last output
         g_finals.append(per_step(grads[-1]))
     outs = run(ctx.key, x, list(saved), list(operands), g_spikes, g_finals, values)
-    gx, g_states, per_neuron = outs[0], outs[1 : 1 + ctx.n_states], iter(outs[1 + ctx.n_states :])
+    gx, per_neuron = outs[0], iter(outs[1 + ctx.n_states :])
+    # The gradients of the initial states passed as tensors (not of the uniform ones).
+    g_states = [g for k, g in enumerate(outs[1 : 1 + ctx.n_states]) if not entry.spec.uniform(k)]
     wants = [w for w, t in zip((*entry.spec.grad_params, entry.spec.grad_theta), entry.is_tensor)
              if t]  # fmt: skip
     g_ops: list[Tensor | None] = []
@@ -340,7 +342,7 @@ class _EagerNeuron(torch.autograd.Function):
         output = _forward_impl(key, x, states, operands, values)
         _setup_context(ctx, (key, x, states, operands, values), output)
         ctx.set_materialize_grads(False)
-        saved = output[1 + n_states : len(output) - int(ctx.record_v)]
+        saved = output[1 + ctx.n_states : len(output) - int(ctx.record_v)]
         ctx.mark_non_differentiable(*saved)
         return tuple(output)
 
@@ -372,6 +374,15 @@ def _values_tensor(values: list[float]) -> Tensor:
     return torch.stack([one * v for v in values])
 
 
+def _in_dtype(value: float, dtype: torch.dtype) -> float:
+    """``value`` as a tensor of ``dtype`` holds it (a half input's state starts from the
+    half value, as the reference loop's ``full_like`` of a step gives it; the kernels
+    round float32/float64 values themselves)."""
+    if dtype in (torch.float16, torch.bfloat16):
+        return float(torch.tensor(value, dtype=dtype))
+    return value
+
+
 def _check_device(decl: NeuronDeclaration, what: str, value: Tensor, x: Tensor) -> None:
     """Refuse a tensor on another device than the input ``x``: the kernels would read
     its raw pointer on the wrong device (a crash). A 0-dim CPU tensor, which PyTorch
@@ -394,7 +405,7 @@ def run_fused(
     checkpoint: int,
     decl: NeuronDeclaration,
     x_seq: Tensor,
-    state: dict[str, Tensor],
+    state: dict[str, Tensor | float],
     params: dict[str, Tensor | float],
     threshold: Tensor | float,
     rule: FiringRule,
@@ -459,17 +470,22 @@ def run_fused(
             needs.append(False)
             is_array.append(False)
     states = []
+    uniform: list[bool] = []
+    initial: list[float] = []  # the uniform initial values, in state order
     for name in decl.state_names:
         s = state[name]
-        if not isinstance(s, Tensor):  # a number from initial_state: the same everywhere
-            s = torch.full(step_shape, float(s), dtype=state_dtype, device=x_seq.device)
+        uniform.append(not isinstance(s, Tensor))
+        if uniform[-1]:  # a number (a fresh neuron's): the kernels read it as a scalar
+            initial.append(_in_dtype(float(s), x_seq.dtype))
+            continue
         _check_device(decl, f"state {name!r}", s, x_seq)
         s = s if s.dtype == state_dtype else s.to(state_dtype)
         states.append((s if s.shape == step_shape else s.expand(step_shape)).contiguous())
     grad_on = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(needs) or any(s.requires_grad for s in states)
     )
-    flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor), x_seq.dtype)
+    flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor), x_seq.dtype,
+             tuple(uniform) if initial else ())  # fmt: skip
     compiling = torch.compiler.is_compiling()
     if compiling:  # a constant of the graph (no graph break), see registry.py
         key, symbolic = compiled_entry_key(
@@ -482,13 +498,14 @@ def run_fused(
     # The surrogate's run-time parameters follow the operands' values, in the graph's order.
     sg_params = rule.surrogate.params
     values += [float(sg_params[n]) for n in symbolic]
+    values += initial  # after the surrogate's (see KernelSpec.uniform_states)
     if compiling:
         out = _neuron_forward(key, x_seq, states, operands, _values_tensor(values))
     elif not grad_on:  # nothing to differentiate: no autograd node (inference)
         out = _forward_impl(key, x_seq, states, operands, values)
     else:
         out = _EagerNeuron.apply(key, values, x_seq, len(states), *states, *operands)
-    n_st = len(states)
+    n_st = len(decl.state_names)
     spikes, finals = out[0], out[1 : 1 + n_st]
     v_seq = out[-1] if record_v else None
     return spikes, dict(zip(decl.state_names, finals)), v_seq

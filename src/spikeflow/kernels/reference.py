@@ -36,17 +36,23 @@ class FiringRule:
 def run_reference(
     decl: NeuronDeclaration,
     x_seq: Tensor,
-    state: dict[str, Tensor],
+    state: dict[str, Tensor | float],
     params: dict[str, Tensor | float],
     threshold: Tensor | float,
     rule: FiringRule,
     record_v: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
-    """Run ``decl`` over ``x_seq`` (``[T, ...]``) from ``state``.
+    """Run ``decl`` over ``x_seq`` (``[T, ...]``) from ``state`` (tensors, or numbers:
+    the same value for every neuron, in the input's dtype).
 
     Returns the spikes ``[T, ...]``, the final state, and the membrane after reset of
     every step ``[T, ...]`` if ``record_v`` (else ``None``).
     """
+    if any(not isinstance(s, Tensor) for s in state.values()):
+        # A number (a fresh neuron's state, the same for every neuron): as full_like.
+        like = x_seq[0]
+        state = {k: s if isinstance(s, Tensor) else torch.full_like(like, s)
+                 for k, s in state.items()}  # fmt: skip
     v = state["v"]
     aux = tuple(state[name] for name in decl.aux_names)
     charge_kw = {name: params[name] for name in decl.charge_params}

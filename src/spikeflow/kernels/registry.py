@@ -166,6 +166,7 @@ def entry_key(
     needs: tuple[bool, ...],
     is_tensor: tuple,
     input_dtype: torch.dtype = torch.float32,
+    uniform_states: tuple[bool, ...] = (),
 ) -> str:
     """Build (once) the kernels for this configuration; return their registry key.
 
@@ -179,13 +180,14 @@ def entry_key(
     captured = cached_captured_numbers(decl)
     config = (launcher, ctype, state_dtype, checkpoint, decl, captured, sg_key, v_reset,
               detach_reset, strict, is_array, save_states, record_v, needs, is_tensor,
-              input_dtype)  # fmt: skip
+              input_dtype, uniform_states)  # fmt: skip
     key = _KEYS.get(config)
     if key is not None:
         return key
     rule = FiringRule(surrogate, v_reset, detach_reset, strict)
     graph = step_graph(decl, rule, captured, input_dtype)
-    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype)
+    flags = (ctype, is_array, save_states, record_v, needs, checkpoint, is_tensor, state_dtype,
+             uniform_states)  # fmt: skip
     key = f"{_launcher_name(launcher)}|{id(graph)}|{flags}"
     if key not in _ENTRIES:
         spec = KernelSpec(
@@ -199,6 +201,7 @@ def entry_key(
             grad_theta=needs[-1],
             checkpoint=checkpoint,
             operands=is_tensor,
+            uniform_states=uniform_states,
         )
         _ENTRIES[key] = Entry(launcher(spec), spec, state_dtype, is_tensor)
     _KEYS[config] = key
@@ -385,6 +388,7 @@ def compiled_entry_key(
     needs: tuple[bool, ...],
     is_tensor: tuple,
     input_dtype: torch.dtype = torch.float32,
+    uniform_states: tuple[bool, ...] = (),
 ) -> tuple[str, tuple[str, ...]]:
     """:func:`entry_key` as Dynamo traces it, without a graph break: (the key, the
     surrogate's run-time parameters); a TraceError if the fused kernels cannot run.
@@ -410,7 +414,8 @@ def compiled_entry_key(
         launcher, ctype, state_dtype, checkpoint, declared,
         (captured_numbers(decl), surrogate_captured_numbers(cls, sg.spiking)),
         (cls, sg.spiking, names, folded), (v_reset, rule.detach_reset, rule.strict),
-        (is_array, save_states, record_v, needs, is_tensor, input_dtype), *parts,
+        (is_array, save_states, record_v, needs, is_tensor, input_dtype, uniform_states),
+        *parts,
     )  # fmt: skip
     if refused is not None:
         if refused[0] == "build":

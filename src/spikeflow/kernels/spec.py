@@ -34,6 +34,10 @@ class KernelSpec:
             tensor); see :func:`spikeflow.kernels.precision.operand_tag`. The
             sub-expressions of parameters and constants alone are computed in the types
             PyTorch gives them (:attr:`typing`). Empty: every value in ``ctype``.
+        uniform_states: per state, whether its initial value is one number for every
+            neuron (a fresh neuron's), which the forward reads from the scalars (after
+            the surrogate's run-time parameters, in state order) instead of an ``[N]``
+            buffer: no tensor to fill before the call. Empty: every state is a buffer.
 
     Raises:
         ScalarPrecisionError: such a sub-expression is computed by the reference loop
@@ -50,6 +54,11 @@ class KernelSpec:
     grad_theta: bool
     checkpoint: int = 1
     operands: tuple = ()
+    uniform_states: tuple[bool, ...] = ()
+
+    def uniform(self, k: int) -> bool:
+        """Whether state ``k``'s initial value is a scalar (see ``uniform_states``)."""
+        return bool(self.uniform_states) and self.uniform_states[k]
 
     def __post_init__(self) -> None:
         _ = self.typing  # refuses what cannot be reproduced before any code is printed

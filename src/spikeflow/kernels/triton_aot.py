@@ -151,7 +151,7 @@ def compile_for_gpu(
                 launcher,
                 node.declaration(),
                 x_in,
-                node.initial_state(x_in[0]),
+                node.start_state(x_in[0]),
                 node.neuron_params(),
                 node.v_threshold,
                 node.firing_rule,

@@ -189,7 +189,7 @@ def _launcher(spec: KernelSpec) -> _TritonKernels:
 def run_triton(
     decl: NeuronDeclaration,
     x_seq: Tensor,
-    state: dict[str, Tensor],
+    state: dict[str, Tensor | float],
     params: dict[str, Tensor | float],
     threshold: Tensor | float,
     rule: FiringRule,
@@ -210,7 +210,7 @@ def run_with_launcher(
     launcher: Launcher,
     decl: NeuronDeclaration,
     x_seq: Tensor,
-    state: dict[str, Tensor],
+    state: dict[str, Tensor | float],
     params: dict[str, Tensor | float],
     threshold: Tensor | float,
     rule: FiringRule,

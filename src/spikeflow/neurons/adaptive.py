@@ -110,8 +110,8 @@ class ALIFNode(BaseNode):
             "beta": self.beta,
         }
 
-    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        return {**super().initial_state(like), "a": torch.zeros_like(like)}
+    def initial_values(self) -> dict[str, float]:
+        return {**super().initial_values(), "a": 0.0}
 
     def extra_repr(self) -> str:
         return (

@@ -164,14 +164,29 @@ class BaseNode(MemoryModule):
         """Values of the declaration's named parameters for this forward pass."""
         return {}
 
-    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        """The state at t = 0 for one step shaped like ``like``.
+    def initial_values(self) -> dict[str, float]:
+        """The state at t = 0 as one number per state variable, the same for every neuron.
 
         The membrane starts at ``v_reset`` (hard reset) or 0 (soft reset); subclasses
-        with auxiliary state override this and add theirs.
+        with auxiliary state that starts at one value override this and add theirs
+        (``{**super().initial_values(), "w": 0.0}``). The fused kernels read these
+        numbers as scalars: a fresh neuron's call fills no state tensor.
         """
-        v0 = 0.0 if self.v_reset is None else self.v_reset
-        return {"v": torch.full_like(like, v0)}
+        return {"v": 0.0 if self.v_reset is None else self.v_reset}
+
+    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
+        """The state at t = 0 for one step shaped like ``like``: :meth:`initial_values`
+        as tensors. Override it (adding to ``super().initial_state(like)``) for a state
+        that is not one number for every neuron."""
+        return {name: torch.full_like(like, v) for name, v in self.initial_values().items()}
+
+    def start_state(self, like: Tensor) -> dict[str, Tensor | float]:
+        """What a fresh call starts from: :meth:`initial_values` (numbers, which the
+        backends read as scalars) unless a subclass overrides :meth:`initial_state`,
+        whose tensors are then used."""
+        if type(self).initial_state is BaseNode.initial_state:
+            return dict(self.initial_values())
+        return self.initial_state(like)
 
     @property
     def firing_rule(self) -> FiringRule:
@@ -215,7 +230,7 @@ class BaseNode(MemoryModule):
         x_seq = self._check_input(x)
         state = self._carried_state(x_seq.shape[1:])
         if state is None:
-            state = self.initial_state(x_seq[0])
+            state = self.start_state(x_seq[0])
         run = resolve_backend(self.backend, x_seq)
         decl = self.declaration()
         params = self.neuron_params()

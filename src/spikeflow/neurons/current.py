@@ -138,8 +138,8 @@ class CubaLIFNode(BaseNode):
             "v_leak": self.v_leak,
         }
 
-    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        return {**super().initial_state(like), "i": torch.zeros_like(like)}
+    def initial_values(self) -> dict[str, float]:
+        return {**super().initial_values(), "i": 0.0}
 
     @property
     def i(self) -> Tensor | None:

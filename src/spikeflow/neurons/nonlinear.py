@@ -239,8 +239,8 @@ class IzhikevichNode(BaseNode):
             "b": self.b,
         }
 
-    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        return {**super().initial_state(like), "w": torch.full_like(like, self.w_rest)}
+    def initial_values(self) -> dict[str, float]:
+        return {**super().initial_values(), "w": self.w_rest}
 
     @property
     def w(self) -> Tensor | None:
