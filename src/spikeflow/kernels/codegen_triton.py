@@ -3,9 +3,11 @@
 The kernels take the same buffers in the same order as the C kernels (see
 :mod:`spikeflow.kernels.codegen_c`), then a tensor of scalar parameters, then ``T``,
 ``N`` (and for the backward ``LAST = (T - 1) * N``, ``GSTEP``, the elements between two
-steps of the spike gradient, ``N`` or 0, and ``GLAST = (T - 1) * GSTEP``) and
-``BLOCK``. Each program keeps the state of ``BLOCK`` neurons in registers and loops over
-T, advancing its pointers by ``N`` per step, so offsets never overflow 32 bits.
+steps of the spike gradient, ``N`` or 0, ``GLAST = (T - 1) * GSTEP``, and the constant
+``GELEM``: 1, or 0 when the spike gradient is one value for every step and neuron, as
+after ``spikes.sum()``, read from a 1-element buffer) and ``BLOCK``. Each program keeps
+the state of ``BLOCK`` neurons in registers and loops over T, advancing its pointers by
+``N`` per step, so offsets never overflow 32 bits.
 
 Two flavours of the same kernels are printed. For a GPU (``exact=True``) every
 operation rounds as PyTorch's CUDA kernels do, so the fused forward reproduces the
@@ -505,9 +507,10 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     ]
     pre += [f"{a} = tl.zeros([BLOCK], dtype=CT)" for a in accs]
     pre += [f"p{b} = {b} + LAST + offs" for b in streams]
-    pre.append("pGSPK = GSPK + GLAST + offs")
+    # GELEM (GVELEM) 0: one value for every neuron, read from a 1-element buffer.
+    pre.append("pGSPK = GSPK + GLAST + offs * GELEM")
     if spec.record_v:
-        pre.append("pGVREC = GVREC + GVLAST + offs")
+        pre.append("pGVREC = GVREC + GVLAST + offs * GVELEM")
 
     def step_body(grads: tuple[Expr, ...], prefix: str) -> list[str]:
         """One backward step computing ``grads`` (:attr:`StepGraph.gradients`' layout),
@@ -545,7 +548,8 @@ def spikeflow_forward({", ".join(f_args)}, SCAL, T, N, BLOCK: tl.constexpr):
     post += [f"tl.store({o} + offs, {a}.to({o}.dtype.element_ty), mask=mask)"
              for o, a in zip(outs, accs)]  # fmt: skip
     steps = ["LAST", "GSTEP", "GLAST", *(["GVSTEP", "GVLAST"] if spec.record_v else [])]
-    b_sig = ", ".join([*b_args, "SCAL", "T", "N", *steps, "BLOCK: tl.constexpr"])
+    elems = ["GELEM: tl.constexpr", *(["GVELEM: tl.constexpr"] if spec.record_v else [])]
+    b_sig = ", ".join([*b_args, "SCAL", "T", "N", *steps, *elems, "BLOCK: tl.constexpr"])
     backward = f"""
 @triton.jit
 def spikeflow_backward({b_sig}):

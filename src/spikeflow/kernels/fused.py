@@ -160,7 +160,8 @@ def _backward_impl(
     n = math.prod(x.shape[1:])
     arrays, scalars = _layout(entry, operands, values, x.shape[1:])
     sd = entry.state_dtype
-    gspk, gspk_step = _per_step(grad_spikes, x, n)
+    one_value = getattr(entry.kernels, "one_value_gradients", False)
+    gspk, gspk_step = _per_step(grad_spikes, x, n, one_value)
     n_st = len(entry.spec.graph.decl.state_names)
     buffers: list[Tensor | None] = [
         *arrays,
@@ -171,17 +172,21 @@ def _backward_impl(
     ]
     gvrec_step = 0
     if entry.spec.record_v:  # the recorded membrane's gradient (see _backward)
-        g_row, gvrec_step = _per_step(grad_finals[n_st], x, n)  # type: ignore[arg-type]
+        g_row, gvrec_step = _per_step(grad_finals[n_st], x, n, one_value)  # type: ignore[arg-type]
         buffers.append(g_row)
     buffers += outs
     entry.kernels.backward(T, n, buffers, scalars, (gspk_step, gvrec_step))
     return outs
 
 
-def _per_step(grad: Tensor, x: Tensor, n: int) -> tuple[Tensor, int]:
+def _per_step(grad: Tensor, x: Tensor, n: int, one_value: bool = False) -> tuple[Tensor, int]:
     """A ``[T, ...]`` gradient as a kernel buffer and its step: one ``[N]`` row (step 0)
     when it is the same at every step (``spikes.sum()``, ``spikes.mean(0)``, an absent
-    gradient: stride 0 over time), else ``[T, N]`` (step ``n``)."""
+    gradient: stride 0 over time), else ``[T, N]`` (step ``n``). To kernels that take
+    ``one_value`` gradients, one that is a single value broadcast everywhere (every
+    stride 0: ``spikes.sum()``'s) goes as that element (step -1), not copied to a row."""
+    if one_value and grad.numel() and all(st == 0 for st in grad.stride()):
+        return grad.as_strided((1,), (1,)).to(x.dtype), -1
     if grad.shape[0] == 1 or grad.stride(0) == 0:
         return grad[0].to(x.dtype).contiguous(), 0
     return grad.to(x.dtype).contiguous(), n

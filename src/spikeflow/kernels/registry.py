@@ -115,8 +115,10 @@ class Kernels(Protocol):
     ) -> None:
         """``buffers`` holds ``None`` for an absent final-state gradient (zero);
         ``steps``: the elements between two steps of the spike gradient (``n``, or
-        0 when it is one ``[N]`` row shared by every step), and the same for
-        the recorded membrane's gradient (a ``record_v`` kernel's)."""
+        0 when it is one ``[N]`` row shared by every step, or -1, only to kernels
+        with a true ``one_value_gradients`` attribute, when it is one element shared by
+        every step and neuron), and the same for the recorded membrane's gradient (a
+        ``record_v`` kernel's)."""
 
 
 class Launcher(Protocol):

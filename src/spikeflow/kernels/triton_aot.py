@@ -71,14 +71,15 @@ class _Recorder:
     result: CompiledNeuronKernels
     record_v: bool = False
     device_scalars: ClassVar[bool] = True  # as _TritonKernels
+    one_value_gradients: ClassVar[bool] = True
 
-    def _compile(self, fn: Any, args: list[Any]) -> Any:
+    def _compile(self, fn: Any, args: list[Any], consts: dict[str, int] | None = None) -> Any:
         import triton
         from triton.backends.compiler import GPUTarget
 
         signature: dict[str, str] = {}
         block, warps = launch_config()
-        constexprs: dict[str, Any] = {"BLOCK": block}
+        constexprs: dict[str, Any] = {"BLOCK": block, **(consts or {})}
         for name, arg in zip(fn.arg_names, args):
             if isinstance(arg, Tensor):
                 signature[name] = "*" + _TRITON_TYPES[arg.dtype]
@@ -87,7 +88,8 @@ class _Recorder:
                 constexprs[name] = None
             else:
                 signature[name] = "i32"
-        signature["BLOCK"] = "constexpr"
+        for name in constexprs:
+            signature[name] = "constexpr"
         source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs)
         target = GPUTarget("cuda", self.arch, 32)
         # The options run_triton launches with (read at each call, as it does).
@@ -105,9 +107,9 @@ class _Recorder:
     def backward(
         self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
-        args = [*buffers, self._scal(buffers), T, n, (T - 1) * n,  # type: ignore[arg-type]
-                *step_args(steps, T, self.record_v)]  # fmt: skip
-        self.result.backward = self._compile(self.module.spikeflow_backward, args)
+        steps_, elems = step_args(steps, T, self.record_v)
+        args = [*buffers, self._scal(buffers), T, n, (T - 1) * n, *steps_]  # type: ignore[arg-type]
+        self.result.backward = self._compile(self.module.spikeflow_backward, args, elems)
 
 
 def compile_for_gpu(

@@ -113,11 +113,14 @@ def _module(source: str) -> ModuleType:
         return module
 
 
-def step_args(steps: Steps, T: int, record_v: bool) -> list[int]:
+def step_args(steps: Steps, T: int, record_v: bool) -> tuple[list[int], dict[str, int]]:
     """The backward kernel's step arguments: per gradient read by steps (the spikes',
-    then the recorded membrane's when recording), its step and its last row's offset."""
+    then the recorded membrane's when recording), its step and its last row's offset;
+    and its ``GELEM``/``GVELEM`` constants (0 for a step of -1: one value for every step
+    and neuron, see :class:`_TritonKernels`)."""
     used = steps if record_v else steps[:1]
-    return [v for step in used for v in (step, (T - 1) * step)]
+    args = [v for step in used for v in (max(step, 0), (T - 1) * max(step, 0))]
+    return args, {name: int(step >= 0) for name, step in zip(("GELEM", "GVELEM"), used)}
 
 
 def scalar_dtype(buffers: list[Tensor]) -> torch.dtype:
@@ -134,6 +137,10 @@ class _TritonKernels:
     #: generated code reads with ``tl.load(P)`` (reading a CUDA scalar on the host would
     #: synchronise every call; an expanded ``[N]`` copy would cost a launch).
     device_scalars = True
+    #: A gradient that is one value for every step and neuron (``spikes.sum()``'s, a
+    #: broadcast 0-dim tensor) comes as a 1-element buffer with step -1, which the
+    #: kernels read for every neuron: no ``[N]`` copy (one launch) before the backward.
+    one_value_gradients = True
 
     def __init__(self, module: ModuleType, record_v: bool = False) -> None:
         self.module = module
@@ -174,9 +181,9 @@ class _TritonKernels:
         # None (an absent final-state gradient) is a compile-time constant to Triton.
         scal = self._scalars(buffers, scalars)  # type: ignore[arg-type]
         last = (T - 1) * n
-        args = step_args(steps, T, self.record_v)
+        args, elems = step_args(steps, T, self.record_v)
         self.module.spikeflow_backward[grid](
-            *buffers, scal, T, n, last, *args,
+            *buffers, scal, T, n, last, *args, **elems,
             BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION,
         )  # fmt: skip
 
