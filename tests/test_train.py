@@ -1171,6 +1171,18 @@ def test_kwargs_options_read_pythons_constants_inside_lists_and_tables():
         parse_kwargs(["x=[Tru]"], "--neuron-kwargs")
 
 
+@pytest.mark.parametrize(
+    ("item", "column"),
+    [("a={x = 2.O}", 7), ("a=[None, 2.O]", 9), ("a=[None, None, 1.2.3]", 17),
+     ("a=[True, 2x]", 9)],
+)  # fmt: skip
+def test_a_toml_error_names_the_column_in_the_value_as_typed(item, column):
+    # The parser's column counted its "v = " prefix and the long marker None becomes
+    # ("column 48" for the 9th character).
+    with pytest.raises(ConfigurationError, match=rf"\(at column {column} of the value\)$"):
+        parse_kwargs([item], "--model-kwargs")
+
+
 def test_a_resume_takes_a_bool_for_a_saved_string_only_where_an_old_parser_wrote_one():
     """Saved 'False'/'True' strings (the old K=V parser's) match the bool the run used;
     any other string (a surrogate name) given a bool on resume is a change, refused."""

@@ -65,7 +65,8 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
                 raise ConfigurationError(
                     f"{option}: {item!r} is neither a TOML value (number, true/false, "
                     f'"string", [list], {{table}}; Python\'s True, False and None are '
-                    f"read in lists and tables too) nor a bare name: {exc}"
+                    f"read in lists and tables too) nor a bare name: "
+                    f"{_located(str(exc), text)}"
                 ) from exc
             out[key.strip()] = text
     return out
@@ -91,16 +92,41 @@ def _toml_value(text: str) -> Any:
     # None stands in TOML (which has no null) as a string no input holds: it is made anew
     # for each value, and a command line cannot hold its NUL character.
     mark = f"\x00spikeflow-none-{secrets.token_hex(8)}"
-    value = tomllib.loads(f"v = {_python_constants_as_toml(text, mark)}")["v"]
+    value = tomllib.loads(_PREFIX + _python_constants_as_toml(text, mark)[0])["v"]
     return _restore_none(value, mark)
 
 
-def _python_constants_as_toml(text: str, mark: str) -> str:
+_PREFIX = "v = "
+_POSITION = re.compile(r"\(at line 1, column (\d+)\)")
+
+
+def _located(message: str, text: str) -> str:
+    """The TOML parser's ``message`` about ``text`` with its first-line column counted
+    in ``text`` as typed: the parser saw it after :data:`_PREFIX` and with Python's
+    constants rewritten (None as a long marker string)."""
+    match = _POSITION.search(message)
+    if match is None:
+        return message
+    _, rewrites = _python_constants_as_toml(text, f"\x00spikeflow-none-{'0' * 16}")
+    at, shift = int(match.group(1)) - 1 - len(_PREFIX), 0
+    for start, old_len, new_len in rewrites:  # in order: map back through each rewrite
+        if at < start + shift:
+            break
+        if at < start + shift + new_len:  # inside a rewritten word: at its start
+            at = start + shift
+            break
+        shift += new_len - old_len
+    return f"{message[: match.start()]}(at column {max(at - shift, 0) + 1} of the value)"
+
+
+def _python_constants_as_toml(text: str, mark: str) -> tuple[str, list[tuple[int, int, int]]]:
     """``text`` with each bare ``True``/``False``/``None``/``null`` that stands where a
     value goes (not inside a quoted string, not before ``=`` or ``.`` as a key) written
-    as TOML: ``true``, ``false``, and None as the string ``mark``. Comments (``#``
-    outside strings) are kept as they are."""
+    as TOML: ``true``, ``false``, and None as the string ``mark``; and each rewrite's
+    (start in ``text``, old length, new length). Comments (``#`` outside strings) are
+    kept as they are."""
     out: list[str] = []
+    rewrites: list[tuple[int, int, int]] = []
     i, n = 0, len(text)
     while i < n:
         char = text[i]
@@ -123,9 +149,11 @@ def _python_constants_as_toml(text: str, mark: str) -> str:
             rest = text[i:].lstrip(" \t")
             if word in _CONSTANTS and not rest.startswith(("=", ".")):
                 value = _CONSTANTS[word]
-                word = json.dumps(mark) if value is None else str(value).lower()
+                new = json.dumps(mark) if value is None else str(value).lower()
+                rewrites.append((match.start(), len(word), len(new)))
+                word = new
             out.append(word)
-    return "".join(out)
+    return "".join(out), rewrites
 
 
 def _string_end(text: str, start: int) -> int:
