@@ -46,6 +46,7 @@ def _join(rank: int, world_size: int, port: int) -> None:
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
         "TORCHELASTIC_USE_AGENT_STORE": "True",
+        "TORCHELASTIC_RESTART_COUNT": "0",  # torch < 2.6 reads it with the agent store
     })  # fmt: skip
     torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["file_mode"]
+__all__ = ["file_mode", "give_mode"]
 
 
 def _umask() -> int:
@@ -37,3 +37,13 @@ def file_mode(path: str | os.PathLike) -> int:
         return stat.S_IMODE(Path(path).stat().st_mode)
     except FileNotFoundError:
         return 0o666 & ~_umask()
+
+
+def give_mode(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give an atomic write's ``temporary`` file the mode ``path`` has or a new file would
+    get (:func:`file_mode`), where the file system allows it: one that refuses ``chmod``
+    (vfat without ``quiet``, some CIFS mounts) keeps what it gives, as before."""
+    try:
+        os.chmod(temporary, file_mode(path))
+    except OSError:
+        pass

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeflow._files import file_mode
+from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = [
@@ -109,7 +109,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode(path))  # mkstemp's 0o600 would hide it from other users
+        give_mode(tmp, path)  # not mkstemp's 0o600, which hides it from other users
         os.replace(tmp, path)
     except BaseException:
         try:

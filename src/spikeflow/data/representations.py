@@ -65,6 +65,8 @@ def callable_key(fn: Any, _seen: frozenset[int] = frozenset()) -> Any:
     import functools
 
     if hasattr(fn, "cache_key"):
+        if id(fn) in _seen:  # an object whose attributes lead back to it
+            return f"<recursive {type(fn).__qualname__}>"
         return fn.cache_key()
     seen = _seen | {id(fn)}
     if isinstance(fn, functools.partial):
@@ -73,6 +75,11 @@ def callable_key(fn: Any, _seen: frozenset[int] = frozenset()) -> Any:
                 "args": [_value_key(a, seen) for a in fn.args], "kw": kw}  # fmt: skip
     owner = getattr(fn, "__self__", None)
     if owner is not None and hasattr(fn, "__func__") and not isinstance(owner, type):
+        # The instance too: a closure among its attributes may hold it (a lambda using
+        # self), whose next bound method would be a new object every time.
+        if id(owner) in _seen:
+            return f"<recursive {type(owner).__qualname__}>"
+        seen = seen | {id(owner)}
         attributes = sorted(_attributes(owner).items())
         state = {k: _value_key(v, seen) for k, v in attributes}
         return {"method": callable_key(fn.__func__, seen), "instance": state}
@@ -126,6 +133,8 @@ def _digest_code(code: Any, h: Any) -> None:
     for const in code.co_consts:
         if hasattr(const, "co_code"):
             _digest_code(const, h)
+        elif isinstance(const, frozenset):  # `x in {"a", "b"}`: its repr's order varies
+            h.update(repr(sorted(map(repr, const))).encode())  # with the hash seed
         else:
             h.update(repr(const).encode())
 
@@ -136,8 +145,12 @@ def _value_key(value: Any, seen: frozenset[int] = frozenset()) -> Any:
     sorted), callables by :func:`callable_key` (once: a function whose closure holds
     itself), anything else by repr, or by type when the repr holds an address."""
     if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        array = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        try:
+            t = value.detach().cpu()
+            t = (t.to_dense() if t.layout != torch.strided else t).resolve_conj().resolve_neg()
+            array = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        except (RuntimeError, TypeError, NotImplementedError):  # a meta tensor, say
+            return f"<tensor {value.dtype} {list(value.shape)} {value.layout} {value.device}>"
         return {"tensor": _digest(array), "dtype": str(t.dtype), "shape": list(t.shape)}
     if isinstance(value, np.ndarray):
         return {"array": _digest(value), "dtype": str(value.dtype), "shape": list(value.shape)}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spikeflow._files import file_mode
+from spikeflow._files import give_mode
 from spikeflow.base import StepModule
 from spikeflow.conversion.snn import ConvertedSNN
 from spikeflow.errors import ConfigurationError, ShapeError, SpikeflowError
@@ -541,7 +541,7 @@ def write_nir(graph: Any, path: str | Path) -> None:
     os.close(handle)
     try:
         nir.write(temporary, graph)
-        os.chmod(temporary, file_mode(path))
+        give_mode(temporary, path)  # not mkstemp's 0o600, which hides it from other users
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)

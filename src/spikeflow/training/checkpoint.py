@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeflow._files import file_mode
+from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -83,7 +83,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, file_mode(path))  # as a new file would get, not mkstemp's 0o600
+        give_mode(tmp_name, path)  # not mkstemp's 0o600, which hides it from other users
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
