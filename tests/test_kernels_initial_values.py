@@ -166,3 +166,58 @@ def test_a_user_neurons_initial_values_reach_the_kernels(backend):
     torch.testing.assert_close(fused.v_seq, ref.v_seq, rtol=1e-12, atol=1e-12)
     h0 = x[0] - 0.1  # v0 = 0, a0 = 0.1
     torch.testing.assert_close(fused.v_seq[0], torch.where(h0 >= 1.0, 0.0, h0))
+
+
+@pytest.mark.parametrize("backend", fused_backends("torch"))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_promoted_half_input_starts_from_the_half_value(backend, dtype):
+    # A float32 per-neuron threshold promotes the kernels' input to float32; the start
+    # (v_reset 0.1) must still be the half value, as full_like of the half input gives.
+    from spikeflow.neurons import IFNode
+
+    device = kernel_device(backend)
+    x = torch.tensor([[0.0] * 4, [0.5] * 4]).to(device, dtype)
+    theta = torch.full((4,), 0.6, device=device)
+    ref = IFNode(v_reset=0.1, backend="torch", v_threshold=theta, store_v_seq=True)
+    node = IFNode(v_reset=0.1, backend=backend, v_threshold=theta, store_v_seq=True)
+    assert torch.equal(node(x), ref(x))  # the fused kernels fired at step 1
+    torch.testing.assert_close(node.v_seq, ref.v_seq.to(node.v_seq.dtype), rtol=0, atol=0)
+
+
+def test_half_rounding_of_start_values_is_full_likes():
+    import random
+
+    from spikeflow.kernels.precision import _round_half
+
+    rng = random.Random(0)
+    for dtype in (torch.float16, torch.bfloat16):
+        for _ in range(3000):
+            v = rng.gauss(0, 1) * 10 ** rng.randint(-9, 4)
+            assert _round_half(v, dtype) == float(torch.full((1,), v, dtype=dtype)[0]), v
+    assert _round_half(-18519.999424002264, torch.float16) == -18528.0  # via float32
+    with pytest.raises(OverflowError):
+        _round_half(65520.0, torch.float16)
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+def test_bad_start_numbers_are_named(backend):
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.kernels import BACKENDS
+
+    node = LIFNode(tau=2.0)
+    decl, params, rule = node.declaration(), node.neuron_params(), node.firing_rule
+    x = torch.rand(3, 4).to(kernel_device(backend))
+    with pytest.raises(ConfigurationError, match=r"state 'v' starts at '0\.5'"):
+        BACKENDS[backend](decl, x, {"v": "0.5"}, params, 1.0, rule)
+    if backend == "triton":
+        with pytest.raises(ConfigurationError, match="cannot hold"):
+            BACKENDS[backend](decl, x.half(), {"v": 1e5}, params, 1.0, rule)
+
+
+@pytest.mark.parametrize("backend", fused_backends("torch"))
+def test_an_initial_state_set_on_the_instance_is_used(backend):
+    x = torch.zeros(2, 3).to(kernel_device(backend))
+    node = LIFNode(backend=backend, store_v_seq=True)
+    node.initial_state = lambda like: {"v": torch.full_like(like, 0.5)}
+    node(x)
+    torch.testing.assert_close(node.v_seq[0], torch.full_like(x[0], 0.25))  # was 0.0

@@ -42,6 +42,7 @@ from spikeflow._cbuild import (
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels.codegen_c import CHECKPOINT, generate_c
 from spikeflow.kernels.fused import Steps, promoted_input, run_fused
+from spikeflow.kernels.precision import rounded_start
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -189,6 +190,7 @@ def run_cpu(
     """Fused CPU equivalent of :func:`spikeflow.kernels.reference.run_reference`."""
     if x_seq.device.type != "cpu":
         raise ConfigurationError(f"backend 'cpu' needs a CPU tensor, got device {x_seq.device}")
+    state = rounded_start(state, x_seq.dtype)  # before a parameter promotes the input
     x_seq = promoted_input(x_seq, params, threshold, state)
     dtype = x_seq.dtype
     if dtype not in _CTYPES:

@@ -379,15 +379,6 @@ def _values_tensor(values: list[float]) -> Tensor:
     return torch.stack([one * v for v in values])
 
 
-def _in_dtype(value: float, dtype: torch.dtype) -> float:
-    """``value`` as a tensor of ``dtype`` holds it (a half input's state starts from the
-    half value, as the reference loop's ``full_like`` of a step gives it; the kernels
-    round float32/float64 values themselves)."""
-    if dtype in (torch.float16, torch.bfloat16):
-        return float(torch.tensor(value, dtype=dtype))
-    return value
-
-
 def _check_device(decl: NeuronDeclaration, what: str, value: Tensor, x: Tensor) -> None:
     """Refuse a tensor on another device than the input ``x``: the kernels would read
     its raw pointer on the wrong device (a crash). A 0-dim CPU tensor, which PyTorch
@@ -481,7 +472,7 @@ def run_fused(
         s = state[name]
         uniform.append(not isinstance(s, Tensor))
         if uniform[-1]:  # a number (a fresh neuron's): the kernels read it as a scalar
-            initial.append(_in_dtype(float(s), x_seq.dtype))
+            initial.append(float(s))  # rounded to a half input (precision.rounded_start)
             continue
         _check_device(decl, f"state {name!r}", s, x_seq)
         s = s if s.dtype == state_dtype else s.to(state_dtype)

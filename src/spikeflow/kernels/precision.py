@@ -13,6 +13,9 @@ reference loop instead, with a warning.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -26,6 +29,7 @@ __all__ = [
     "device_advice",
     "operand_tag",
     "promoted_input",
+    "rounded_start",
 ]
 
 #: Input dtypes the kernels compute in as they are (never promoted).
@@ -216,3 +220,67 @@ def _wider(
     if exact and promoted != dtype:
         raise MixedPrecisionError(what, v.dtype, tuple(v.shape), input_dtype)
     return promoted
+
+
+#: (significand bits, smallest normal exponent, largest finite value) of the half types.
+_HALF_FORMATS = {
+    torch.float16: (11, -14, 65504.0),
+    torch.bfloat16: (8, -126, 3.3895313892515355e38),
+}
+_FLOAT32_FORMAT = (24, -126, 3.4028234663852886e38)
+
+
+def _round_to(value: float, bits: int, min_exp: int, largest: float) -> float:
+    """``value`` rounded to the binary format with ``bits`` significand bits, smallest
+    normal exponent ``min_exp`` and largest finite value ``largest``: to nearest, ties
+    to even, subnormals included; an OverflowError beyond ``largest``."""
+    if value == 0.0 or not math.isfinite(value):
+        return value
+    exponent = math.frexp(value)[1]  # value in [2**(exponent-1), 2**exponent)
+    ulp = max(exponent, min_exp + 1) - bits  # the unit in the last place, as a power of 2
+    rounded = math.ldexp(round(math.ldexp(value, -ulp)), ulp)  # exact scaling; half-even
+    if abs(rounded) > largest:
+        raise OverflowError(f"{value!r} is out of range")
+    return rounded
+
+
+def _round_half(value: float, dtype: torch.dtype) -> float:
+    """``value`` as ``full_like`` of a ``dtype`` (float16/bfloat16) tensor holds it: the
+    number goes to float32 first, then to ``dtype`` (c10's conversion, two roundings).
+    In Python arithmetic: no tensor, so nothing for torch.compile to break its graph on.
+
+    Raises:
+        OverflowError: the value is beyond the type's largest finite value.
+    """
+    return _round_to(_round_to(value, *_FLOAT32_FORMAT), *_HALF_FORMATS[dtype])
+
+
+def rounded_start(
+    state: dict[str, Tensor | float], input_dtype: torch.dtype
+) -> dict[str, Tensor | float]:
+    """``state`` with its numbers (a fresh neuron's initial values, which the kernels read
+    as scalars) checked, and for a float16/bfloat16 input rounded to it: the reference
+    loop starts from ``full_like`` of a step of the input, so from the half value, also
+    where a wider parameter promotes the kernels' input to float32.
+
+    Raises:
+        ConfigurationError: a number state that is not a real number, or one the input's
+            half type cannot hold.
+    """
+    out = dict(state)
+    for name, value in state.items():
+        if isinstance(value, Tensor):
+            continue
+        if not isinstance(value, numbers.Real):
+            raise ConfigurationError(
+                f"state {name!r} starts at {value!r}: an initial value is a tensor or a real number"
+            )
+        if input_dtype in _HALF_FORMATS:
+            try:
+                out[name] = _round_half(float(value), input_dtype)
+            except OverflowError:
+                raise ConfigurationError(
+                    f"state {name!r} starts at {value!r}, which the input's {input_dtype} "
+                    "cannot hold"
+                ) from None
+    return out

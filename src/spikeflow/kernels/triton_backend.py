@@ -25,6 +25,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError
 from spikeflow.kernels.codegen_triton import generate_triton
 from spikeflow.kernels.cpu import cache_dir
 from spikeflow.kernels.fused import Launcher, Steps, promoted_input, run_fused
+from spikeflow.kernels.precision import rounded_start
 from spikeflow.kernels.reference import FiringRule
 from spikeflow.kernels.spec import KernelSpec
 from spikeflow.neurons.declaration import NeuronDeclaration
@@ -227,6 +228,7 @@ def run_with_launcher(
     no checkpointing, parameters on the device), with kernels from ``launcher``: shared
     by :func:`run_triton` and :func:`spikeflow.kernels.triton_aot.compile_for_gpu`, so
     that what is compiled ahead of time is what runs."""
+    state = rounded_start(state, x_seq.dtype)  # before a parameter promotes the input
     x_seq = promoted_input(x_seq, params, threshold, state)
     dtype = x_seq.dtype
     if dtype not in _SUPPORTED:

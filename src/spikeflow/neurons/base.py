@@ -184,7 +184,8 @@ class BaseNode(MemoryModule):
         """What a fresh call starts from: :meth:`initial_values` (numbers, which the
         backends read as scalars) unless a subclass overrides :meth:`initial_state`,
         whose tensors are then used."""
-        if type(self).initial_state is BaseNode.initial_state:
+        # (the bound method: an override set on the instance counts too)
+        if getattr(self.initial_state, "__func__", None) is BaseNode.initial_state:
             return dict(self.initial_values())
         return self.initial_state(like)
 
