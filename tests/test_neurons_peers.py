@@ -128,13 +128,12 @@ def test_lif_equal_to_snntorch_leaky(backend):
 def test_lif_spikes_equal_to_norse_lif_box(backend, v_reset):
     # norse's LIFBoxCell (dt = 1, tau_mem_inv = 1/tau) takes the same Euler step; it
     # fires strictly, and its reset_subtract is spikeflow's soft reset. Its SuperSpike
-    # surrogate is 1 / (alpha |x| + 1)^2, not spikeflow's (SpikingJelly's) alpha /
-    # (|x| + 1)^2, so only the spikes are compared.
+    # backward is g / (|x| + 1)^2 whatever its alpha: spikeflow's SuperSpike(alpha=1),
+    # whose input gradients are then the same.
     pytest.importorskip("norse", reason="norse (installed by scripts/setup.sh test) is needed")
     from norse.torch import LIFBoxCell, LIFBoxParameters
     from norse.torch.functional.reset import reset_subtract, reset_value
 
-    x, _ = _sequence(1)
     f64 = dict(dtype=torch.float64)
     params = LIFBoxParameters(
         tau_mem_inv=torch.tensor(0.5, **f64), v_leak=torch.tensor(0.0, **f64),
@@ -142,10 +141,17 @@ def test_lif_spikes_equal_to_norse_lif_box(backend, v_reset):
         alpha=torch.tensor(100.0, **f64),
         reset_method=reset_value if v_reset is not None else reset_subtract,
     )  # fmt: skip
+    x, g = _sequence(1)
+    x_peer = x.clone().requires_grad_()
     cell, state, out = LIFBoxCell(params, dt=1.0), None, []
-    for xt in x.unbind(0):
+    for xt in x_peer.unbind(0):
         z, state = cell(xt, state)
         out.append(z)
-    ours = sf.LIFNode(tau=2.0, v_reset=v_reset, strict_firing=True, backend=backend)
-    s_sf = ours(x)
-    assert torch.equal(s_sf, torch.stack(out)) and 0.05 < s_sf.mean().item() < 0.95
+    ours = sf.LIFNode(tau=2.0, v_reset=v_reset, strict_firing=True, backend=backend,
+                      surrogate_function=sf_surrogate.SuperSpike(alpha=1.0))  # fmt: skip
+    x_sf = x.clone().requires_grad_()
+    s_sf, s_peer = ours(x_sf), torch.stack(out)
+    assert torch.equal(s_sf, s_peer) and 0.05 < s_sf.mean().item() < 0.95
+    (g_peer,) = torch.autograd.grad((s_peer * g).sum(), x_peer)
+    (g_sf,) = torch.autograd.grad((s_sf * g).sum(), x_sf)
+    torch.testing.assert_close(g_sf, g_peer, atol=1e-12, rtol=1e-12)
