@@ -17,8 +17,23 @@ then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "$python" -m pip install "torch>=2.4"
   else
-    # On this project's machines this resolves to the local CPU wheel of torch 2.13.0.
-    "$python" -m pip install "${SPIKEFLOW_CPU_TORCH:-torch==2.13.0}"
+    spec="${SPIKEFLOW_CPU_TORCH:-torch==2.13.0}"
+    # The build pip would pick from the configured sources: a CPU one where they hold it
+    # (this project's machines: the local torch 2.13.0+cpu wheel), else PyPI's, which
+    # pulls the CUDA libraries on Linux; then PyTorch's CPU index is used instead.
+    picked=$("$python" -m pip install -q --dry-run --no-deps --ignore-installed --report - \
+      "$spec" 2>/dev/null | "$python" -c \
+      'import json, sys; print(json.load(sys.stdin)["install"][0]["metadata"]["version"])' \
+      2>/dev/null || true)
+    if [[ "$picked" == *+cpu* ]]; then
+      "$python" -m pip install "$spec"
+    else
+      "$python" -m pip install "$spec" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple || {
+        echo "setup.sh: PyTorch's CPU index is out of reach; installing $spec as pip finds it" >&2
+        "$python" -m pip install "$spec"
+      }
+    fi
   fi
 fi
 "$python" -m pip install -q -e ".[${extras}]"

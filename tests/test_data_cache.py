@@ -391,3 +391,15 @@ def test_a_file_system_that_refuses_chmod_still_gets_checkpoints_and_entries(
     assert torch_.load(path)["a"].shape == (1,)
     cache.store({"k": 2}, np.arange(3))
     np.testing.assert_array_equal(cache.load({"k": 2}), np.arange(3))
+
+
+def test_kernels_decoders_and_datasets_share_one_cache_folder(monkeypatch, tmp_path):
+    from spikeflow._cbuild import cache_root
+    from spikeflow.data import default_cache_dir
+
+    monkeypatch.delenv("SPIKEFLOW_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # The built kernels went to ~/.cache/spikeflow while the datasets used XDG's folder.
+    assert cache_root() == default_cache_dir() == tmp_path / "spikeflow"
+    monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path / "own"))
+    assert cache_root() == default_cache_dir() == tmp_path / "own"

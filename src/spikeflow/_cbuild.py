@@ -4,11 +4,12 @@ One helper for every piece of run-time compiled C in spikeflow: the fused neuron
 (:mod:`spikeflow.kernels.cpu`, generated C) and the event-file decoders
 (:mod:`spikeflow.data.io._native`, a hand-written C file shipped with the package). The
 system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) builds the library; it is
-cached under ``$SPIKEFLOW_CACHE_DIR`` (default ``~/.cache/spikeflow``) in the caller's
-subfolder, named by a hash of the source, the compiler, the flags and the machine, and
-written with an atomic ``os.replace`` so that concurrent processes never load a
-half-written file. Loading a cached library runs no compiler, but one must be installed:
-the compiler is part of the cache key.
+cached under :func:`cache_root` (``$SPIKEFLOW_CACHE_DIR``, else
+``$XDG_CACHE_HOME/spikeflow``, else ``~/.cache/spikeflow``) in the caller's subfolder,
+named by a hash of the source, the compiler, the flags and the machine, and written with
+an atomic ``os.replace`` so that concurrent processes never load a half-written file.
+Loading a cached library runs no compiler, but one must be installed: the compiler is
+part of the cache key.
 """
 
 from __future__ import annotations
@@ -110,8 +111,14 @@ def _runnable(command: str) -> bool:
 
 
 def cache_root() -> Path:
-    """``$SPIKEFLOW_CACHE_DIR``, default ``~/.cache/spikeflow``."""
-    return Path(os.environ.get("SPIKEFLOW_CACHE_DIR") or Path.home() / ".cache" / "spikeflow")
+    """spikeflow's cache folder (built kernels and decoders, dataset caches):
+    ``$SPIKEFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/spikeflow``, else
+    ``~/.cache/spikeflow``."""
+    env = os.environ.get("SPIKEFLOW_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "spikeflow"
 
 
 @functools.cache

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from spikeflow._cbuild import cache_root
 from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError, DataFormatError
 
@@ -66,12 +67,9 @@ class CacheCorruptionWarning(RuntimeWarning):
 
 
 def default_cache_dir() -> Path:
-    """``$SPIKEFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/spikeflow``, else ``~/.cache/spikeflow``."""
-    env = os.environ.get("SPIKEFLOW_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "spikeflow"
+    """``$SPIKEFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/spikeflow``, else ``~/.cache/spikeflow``
+    (the folder the built kernels and decoders use too)."""
+    return cache_root()
 
 
 def canonical_key(key: Mapping[str, Any]) -> str:
