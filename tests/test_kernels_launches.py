@@ -47,7 +47,7 @@ def _pair(make):
 
 
 @pytest.mark.parametrize("loss", _LOSSES)
-def test_one_value_gradients_reach_the_kernel_as_one_element(handed, loss):
+def test_one_value_gradients_reach_the_triton_kernel_as_one_element(handed, loss):
     device = kernel_device("triton")
     x = (torch.rand(5, 3, 17, dtype=torch.float64) * 2).to(device)
     ref, fused = _pair(lambda b: ParametricLIFNode(backend=b, store_v_seq=True).double())
@@ -69,7 +69,7 @@ def test_one_value_gradients_reach_the_kernel_as_one_element(handed, loss):
     assert sizes.count(1) >= sum(step == -1 for step in steps)
 
 
-def test_a_plain_sum_backward_copies_no_gradient_row(handed):
+def test_a_plain_sum_triton_backward_copies_no_gradient_row(handed):
     x = (torch.rand(4, 64) * 2).to(kernel_device("triton")).requires_grad_()
     ref, fused = _pair(lambda b: LIFNode(tau=2.0, backend=b))
     fused(x).sum().backward()
