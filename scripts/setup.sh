@@ -30,7 +30,15 @@ then
     else
       "$python" -m pip install "$spec" --index-url https://download.pytorch.org/whl/cpu \
         --extra-index-url https://pypi.org/simple || {
-        echo "setup.sh: PyTorch's CPU index is out of reach; installing $spec as pip finds it" >&2
+        # PyPI's build is the CPU one on macOS and Windows; on Linux it is the CUDA one.
+        if [[ "$(uname -s)" == Linux && "${SPIKEFLOW_ALLOW_PYPI_TORCH:-0}" != 1 ]]; then
+          echo "setup.sh: PyTorch's CPU index could not be used, and the $spec that pip" \
+            "finds otherwise pulls the multi-GB CUDA libraries. Install a CPU build of" \
+            "torch >= 2.4 first (then run this again), set SPIKEFLOW_CPU_TORCH to a" \
+            "requirement that resolves to one, or set SPIKEFLOW_ALLOW_PYPI_TORCH=1 to" \
+            "accept PyPI's build." >&2
+          exit 1
+        fi
         "$python" -m pip install "$spec"
       }
     fi

@@ -4,6 +4,8 @@ call fewer), with the same spikes, states and gradients as the reference loop.""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -195,8 +197,12 @@ def test_half_rounding_of_start_values_is_full_likes():
             v = rng.gauss(0, 1) * 10 ** rng.randint(-9, 4)
             assert _round_half(v, dtype) == float(torch.full((1,), v, dtype=dtype)[0]), v
     assert _round_half(-18519.999424002264, torch.float16) == -18528.0  # via float32
-    with pytest.raises(OverflowError):
-        _round_half(65520.0, torch.float16)
+    assert math.copysign(1.0, _round_half(-1e-300, torch.float16)) == -1.0  # -0.0, as torch
+    for v in (65520.0, 65510.0):  # 65510 rounds to 65504, but full_like refuses it
+        with pytest.raises(OverflowError):
+            _round_half(v, torch.float16)
+        with pytest.raises(RuntimeError, match="overflow"):
+            torch.full_like(torch.zeros(2, dtype=torch.float16), v)
 
 
 @pytest.mark.parametrize("backend", fused_backends())

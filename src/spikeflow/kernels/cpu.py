@@ -4,8 +4,9 @@ Technology: plain C printed from the traced step graph and compiled with the sys
 compiler (``$CC``, else ``cc``/``gcc``/``clang``) with OpenMP, loaded through ctypes.
 It needs no PyTorch headers, so a kernel compiles in a fraction of a second (a C++
 torch extension takes tens of seconds); the shared object is cached on disk under a
-hash of the source and compiler flags (``$SPIKEFLOW_CACHE_DIR``, default
-``~/.cache/spikeflow/kernels``; see :mod:`spikeflow._cbuild`, shared with the event-file
+hash of the source and compiler flags (``$SPIKEFLOW_CACHE_DIR``, else
+``$XDG_CACHE_HOME/spikeflow``, else ``~/.cache/spikeflow``, in ``kernels/``; see
+:mod:`spikeflow._cbuild`, shared with the event-file
 decoders), so later runs load it in milliseconds.
 
 Pointer order of the generated functions: array parameters (declaration order),

@@ -241,7 +241,7 @@ def _round_to(value: float, bits: int, min_exp: int, largest: float) -> float:
     rounded = math.ldexp(round(math.ldexp(value, -ulp)), ulp)  # exact scaling; half-even
     if abs(rounded) > largest:
         raise OverflowError(f"{value!r} is out of range")
-    return rounded
+    return math.copysign(rounded, value)  # an underflow to zero keeps its sign
 
 
 def _round_half(value: float, dtype: torch.dtype) -> float:
@@ -252,6 +252,9 @@ def _round_half(value: float, dtype: torch.dtype) -> float:
     Raises:
         OverflowError: the value is beyond the type's largest finite value.
     """
+    if math.isfinite(value) and abs(value) > _HALF_FORMATS[dtype][2]:
+        # c10's checked conversion (full_like's) compares the double with the range
+        raise OverflowError(f"{value!r} is out of the range of {dtype}")
     return _round_to(_round_to(value, *_FLOAT32_FORMAT), *_HALF_FORMATS[dtype])
 
 
