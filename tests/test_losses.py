@@ -142,3 +142,34 @@ def test_bad_inputs_raise():
         tet_loss(out, torch.tensor([0, 1, 2]), lamb=1.5)
     with pytest.raises(DTypeError, match="integer class labels"):
         spike_count_loss(out, torch.rand(3, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [("tet", {"phi": float("nan")}, "phi must be a finite real number"),
+     ("tet", {"phi": None}, "phi must be a finite real number"),
+     ("tet", {"lamb": "0.1"}, r"lamb must be a finite real number in \[0, 1\]"),
+     ("tet", {"lamb": 2}, r"lamb must be a finite real number in \[0, 1\]"),
+     ("ce", {"label_smoothing": "0.1"}, "label_smoothing must be a finite real number"),
+     ("count", {"desired_count": float("nan")}, "desired_count must be a finite real"),
+     ("count", {"desired_count": "10"}, "desired_count must be a finite real"),
+     ("count", {"desired_count": 1, "undesired_count": 2}, "must be >= undesired_count")],
+)  # fmt: skip
+def test_loss_arguments_are_checked_when_bound_and_when_called(name, kwargs, match):
+    # nan gave a NaN loss (blamed on the learning rate), strings a raw TypeError at the
+    # first training step.
+    with pytest.raises(ConfigurationError, match=match):
+        get_loss(name, **kwargs)
+    direct = {"tet": tet_loss, "ce": ce_mean_loss, "count": spike_count_loss}[name]
+    with pytest.raises(ConfigurationError, match=match):
+        direct(torch.rand(3, 2, 4), torch.tensor([0, 1]), **kwargs)
+
+
+def test_a_bad_loss_argument_stops_the_cli_before_any_run_folder(tmp_path, capsys):
+    from spikeflow.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--epochs", "1", "--loss", "tet", "--loss-kwargs", "phi=None",
+                 "--output-dir", str(out), "--no-progress", "--plots", "off"])  # fmt: skip
+    assert code == 2 and not out.exists()
+    assert "tet_loss: phi must be a finite real number" in capsys.readouterr().err

@@ -324,3 +324,14 @@ def test_merging_over_processes_keeps_the_layer_size_when_a_process_saw_nothing(
     reduce_monitor(merged, TwoProcesses())
     assert merged.state_dict() == seen.state_dict()
     assert all(v["neurons"] > 0 for v in merged.state_dict().values())
+
+
+def test_an_empty_batch_is_counted_without_an_error():
+    from spikeflow.neurons import LIFNode
+
+    net = nn.Sequential(nn.Linear(8, 16), LIFNode())
+    with SpikeMonitor(net) as mon:
+        net(torch.zeros(5, 0, 8))  # was an IndexError in the hook
+        net(torch.rand(5, 2, 8) * 3)
+    (layer,) = mon.summary()
+    assert layer.neurons == 16 and 0.0 < layer.firing_rate <= 1.0

@@ -2,7 +2,8 @@
 
 Every loss takes the network output as a time-major sequence ``out_seq`` of shape
 ``[T, B, K]`` (``K`` classes) and a target that is either integer class indices ``[B]``
-or a float class distribution ``[B, K]`` (one-hot, label-smoothed, mixup/cutmix mixtures).
+or (all but ``"count"``) a float class distribution ``[B, K]`` (one-hot, label-smoothed,
+mixup/cutmix mixtures).
 Each returns a scalar averaged over the batch.
 
 ========================  =================================================================
@@ -18,6 +19,8 @@ name (:func:`get_loss`)   loss
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -99,7 +102,7 @@ def ce_mean_loss(out_seq: Tensor, target: Tensor, label_smoothing: float = 0.0) 
     ``label_smoothing`` is passed to :func:`torch.nn.functional.cross_entropy`.
     """
     _check(out_seq, target, "ce_mean_loss")
-    _check_smoothing(label_smoothing, "ce_mean_loss")
+    label_smoothing = _ce_arguments(label_smoothing)
     logits = out_seq.mean(dim=0)
     return F.cross_entropy(
         logits, _ce_target(target, logits.dtype), label_smoothing=label_smoothing
@@ -120,9 +123,7 @@ def tet_loss(
     prediction is the time-mean of ``O``.
     """
     _check(out_seq, target, "tet_loss")
-    _check_smoothing(label_smoothing, "tet_loss")
-    if not 0.0 <= lamb <= 1.0:
-        raise ConfigurationError(f"tet_loss: lamb must lie in [0, 1], got {lamb}")
+    lamb, phi, label_smoothing = _tet_arguments(lamb, phi, label_smoothing)
     steps, batch, classes = out_seq.shape
     ce_target = _ce_target(target, out_seq.dtype)
     if target.is_floating_point():
@@ -135,7 +136,7 @@ def tet_loss(
     )
     if lamb == 0.0:
         return per_step_ce
-    regulariser = F.mse_loss(out_seq, torch.full_like(out_seq, float(phi)))
+    regulariser = F.mse_loss(out_seq, torch.full_like(out_seq, phi))
     return (1.0 - lamb) * per_step_ce + lamb * regulariser
 
 
@@ -156,13 +157,9 @@ def spike_count_loss(
     by ordinary autograd (surrogate gradients), not the paper's spike-time attribution.
     """
     _check(out_seq, target, "spike_count_loss")
+    desired_count, undesired_count = _count_arguments(desired_count, undesired_count)
     if target.is_floating_point():
         raise DTypeError("spike_count_loss: target must be integer class labels [B]")
-    if desired_count < undesired_count:
-        raise ConfigurationError(
-            f"spike_count_loss: desired_count ({desired_count}) must be >= "
-            f"undesired_count ({undesired_count})"
-        )
     steps, _, classes = out_seq.shape
     counts = out_seq.sum(dim=0)
     is_label = F.one_hot(target.long(), classes).to(torch.bool)
@@ -172,11 +169,53 @@ def spike_count_loss(
     return 0.5 * delta.pow(2).sum(dim=1).mean()
 
 
-def _check_smoothing(label_smoothing: float, loss: str) -> None:
-    if not 0.0 <= label_smoothing <= 1.0:
+def _real(loss: str, name: str, value: object, low: float | None = None,
+          high: float | None = None) -> float:  # fmt: skip
+    """``value`` as a float if it is a finite real number (in ``[low, high]``), else a
+    ConfigurationError naming the loss and the argument."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        where = f" in [{low:g}, {high:g}]" if low is not None and high is not None else ""
         raise ConfigurationError(
-            f"{loss}: label_smoothing must lie in [0, 1], got {label_smoothing}"
+            f"{loss}: {name} must be a finite real number{where}, got {value!r}"
         )
+    return float(value)
+
+
+def _ce_arguments(label_smoothing: object) -> float:
+    return _real("ce_mean_loss", "label_smoothing", label_smoothing, 0.0, 1.0)
+
+
+def _tet_arguments(lamb: object, phi: object, label_smoothing: object) -> tuple[float, ...]:
+    return (
+        _real("tet_loss", "lamb", lamb, 0.0, 1.0),
+        _real("tet_loss", "phi", phi),
+        _real("tet_loss", "label_smoothing", label_smoothing, 0.0, 1.0),
+    )
+
+
+def _count_arguments(desired_count: object, undesired_count: object) -> tuple[float, float]:
+    desired = _real("spike_count_loss", "desired_count", desired_count)
+    undesired = _real("spike_count_loss", "undesired_count", undesired_count)
+    if desired < undesired:
+        raise ConfigurationError(
+            f"spike_count_loss: desired_count ({desired_count}) must be >= "
+            f"undesired_count ({undesired_count})"
+        )
+    return desired, undesired
+
+
+#: Each loss's argument check, which get_loss runs on the arguments it binds.
+_ARGUMENTS: dict[Callable[..., Tensor], Callable[..., object]] = {
+    ce_mean_loss: _ce_arguments,
+    tet_loss: _tet_arguments,
+    spike_count_loss: _count_arguments,
+}
 
 
 _LOSSES: dict[str, LossFn] = {
@@ -213,6 +252,9 @@ def get_loss(name: str, **kwargs: Any) -> LossFn:
         raise ConfigurationError(
             f"loss {name!r} takes no argument(s) {unknown}; it accepts {accepted}"
         )
+    # Checked now, not at the first training step (after the run folder was made).
+    params = inspect.signature(fn).parameters
+    _ARGUMENTS[fn](**{**{p: params[p].default for p in accepted}, **kwargs})
 
     def bound(out_seq: Tensor, target: Tensor) -> Tensor:
         return fn(out_seq, target, **kwargs)

@@ -204,7 +204,8 @@ class SpikeMonitor:
             acc.elements += spikes.numel()
             if self._uncounted.pop(name, False) or not acc.samples:
                 acc.samples += batch  # once per sequence, not per step or chunk
-            acc.neurons = spikes[0, 0].numel() if multi else spikes[0].numel()
+            # (from the shape: an empty batch has no element to index)
+            acc.neurons = math.prod(spikes.shape[2:] if multi else spikes.shape[1:])
             if self.membrane and isinstance(module, BaseNode) and module.v_seq is not None:
                 # Read only: _drop_v_seq drops it after every monitor has read it.
                 v = module.v_seq.detach()
