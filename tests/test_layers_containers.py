@@ -179,3 +179,25 @@ def test_step_mode_container_requires_explicit_statelessness():
     part = c[:1]
     assert isinstance(part, L.StepModeContainer) and part.stateless and part.step_mode == "s"
     assert len(part) == 1
+
+
+def test_a_time_folding_container_sees_state_inside_nested_containers():
+    # A neuron inside a StepModeContainer got past SeqToANNContainer's check; streamed,
+    # the T*B folded samples went through it as one step.
+    from spikeflow.neurons import LIFNode
+
+    for stateless in (False, True):
+        with pytest.raises(ConfigurationError, match="LIFNode, which carries state"):
+            inner = L.StepModeContainer(LIFNode(step_mode="s"), stateless=stateless,
+                                        step_mode="s")  # fmt: skip
+            L.SeqToANNContainer(inner)
+
+
+def test_a_sequence_only_container_does_not_suggest_single_step_mode():
+    with pytest.raises(ShapeError) as info:
+        L.SeqToANNContainer(nn.Linear(3, 3))(torch.rand(3))
+    assert "step_mode='s'" not in str(info.value)
+    from spikeflow.neurons import LIFNode
+
+    with pytest.raises(ShapeError, match="or use step_mode='s'"):
+        LIFNode()(torch.tensor(1.0))

@@ -148,8 +148,24 @@ def test_bntt_statistics_per_time_step():
     assert not torch.allclose(y, normalise(x, (0, 1, 3, 4)))
 
 
+def test_bntt_scales_without_a_shift_as_the_paper():
+    # Kim & Panda's BNTT (and SpikingJelly's, snnTorch's) learns a scale per step, no
+    # shift; spikeflow's had a shift too (T*C more parameters, other state dicts).
+    m = L.BatchNormThroughTime2d(3, T=4)
+    assert [n for n, _ in m.named_parameters()] == [f"bn.{t}.weight" for t in range(4)]
+    with torch.no_grad():
+        for t in range(4):
+            m.bn[t].weight.fill_(t + 1.0)
+    x = torch.randn(4, 5, 3, 2, 2)
+    y = m(x)
+    for t in range(4):
+        torch.testing.assert_close(y[t], (t + 1.0) * normalise(x[t], (0, 2, 3)))
+    with pytest.raises(ConfigurationError, match="bias"):
+        L.BatchNormThroughTime1d(2, T=3, bias="no")
+
+
 def test_bntt_separate_affine_parameters():
-    m = L.BatchNormThroughTime1d(2, T=3)
+    m = L.BatchNormThroughTime1d(2, T=3, bias=True)
     with torch.no_grad():
         for t in range(3):
             m.bn[t].weight.fill_(t + 1.0)

@@ -39,13 +39,16 @@ def check_step_mode(mode: str) -> StepMode:
     return mode  # type: ignore[return-value]
 
 
-def check_time_major(x: Tensor, what: str, min_dims: int = 2) -> None:
-    """Raise a :class:`ShapeError` unless ``x`` has at least ``min_dims`` dimensions."""
+def check_time_major(x: Tensor, what: str, min_dims: int = 2, single_step: bool = True) -> None:
+    """Raise a :class:`ShapeError` unless ``x`` has at least ``min_dims`` dimensions
+    (``single_step``: whether ``what`` also runs with ``step_mode='s'``, which the
+    message then suggests)."""
     if x.dim() < min_dims:
+        other = " or use step_mode='s'" if single_step else ""
         raise ShapeError(
             f"{what} in multi-step mode expects a time-major tensor [T, B, ...] with at "
             f"least {min_dims} dimensions; got shape {tuple(x.shape)}. Add the time "
-            f"dimension (x.unsqueeze(0) for one step) or use step_mode='s'."
+            f"dimension (x.unsqueeze(0) for one step){other}."
         )
 
 

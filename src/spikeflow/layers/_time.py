@@ -124,14 +124,17 @@ def check_inner_modules(owner: str, modules: Iterable[nn.Module], stateless: boo
     so spikeflow modules there must be in single-step mode; a container that folds time
     (``stateless``) cannot hold modules with carried state.
     """
+    modules = list(modules)
+    if stateless:  # every module below, also inside a nested container (_walk stops there)
+        for m in (sub for root in modules for sub in root.modules()):
+            if isinstance(m, MemoryModule):
+                raise ConfigurationError(
+                    f"{owner} folds time into the batch, which is only correct for stateless "
+                    f"modules, but it holds {type(m).__name__}, which carries state from one "
+                    "step to the next; use MultiStepContainer (or StepModeContainer with "
+                    "stateless=False) for it"
+                )
     for m in _walk(modules):
-        if stateless and isinstance(m, MemoryModule):
-            raise ConfigurationError(
-                f"{owner} folds time into the batch, which is only correct for stateless "
-                f"modules, but it holds {type(m).__name__}, which carries state from one "
-                "step to the next; use MultiStepContainer (or StepModeContainer with "
-                "stateless=False) for it"
-            )
         if isinstance(m, StepModule) and m.step_mode != "s":
             raise ConfigurationError(
                 f"{owner} feeds its modules one step [B, ...] at a time, but "

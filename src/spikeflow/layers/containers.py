@@ -78,7 +78,7 @@ class SeqToANNContainer(_MultiStepOnly, nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, ...]`` → ``[T, B, ...]``, the modules run once on ``[T*B, ...]``."""
-        check_time_major(x, type(self).__name__)
+        check_time_major(x, type(self).__name__, single_step=not self.multi_step_only)
         check_inner_modules(type(self).__name__, self.children(), stateless=True)
         return fold_time(super().forward, x)
 
@@ -115,7 +115,7 @@ class MultiStepContainer(_MultiStepOnly, nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, ...]`` → ``[T, B, ...]``, the modules called once per step."""
-        check_time_major(x, type(self).__name__)
+        check_time_major(x, type(self).__name__, single_step=not self.multi_step_only)
         check_inner_modules(type(self).__name__, self.children(), stateless=False)
         with stepping_memory(self.children()):
             return run_steps(super().forward, x)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ShapeError
 from spikeflow.layers._checks import check_int, check_real
@@ -103,10 +104,10 @@ _TDBN_DOC = """Threshold-dependent batch norm (tdBN, Zheng et al., AAAI 2021), o
     with α (``alpha``) and θ (``v_threshold``) fixed, λ and β learnable. It is
     implemented as batch norm whose weight ``w = λ·α·θ`` is initialised to ``α·θ``: the
     same function, with ``w`` learnable instead of λ (with the defaults α = θ = 1 the
-    two parameterisations are identical; otherwise an SGD step on ``w`` is ``(α·θ)²``
-    times the step on ``λ·α·θ``). With ``affine=False`` the output is
-    ``α·θ·(x − μ)/sqrt(σ² + ε)``. In single-step mode (``[B, ...]``) it is plain batch
-    norm over the step with that weight.
+    two parameterisations are identical; otherwise an SGD step on ``w`` moves the output
+    scale ``1/(α·θ)²`` times as far as a step on λ moves ``λ·α·θ``). With
+    ``affine=False`` the output is ``α·θ·(x − μ)/sqrt(σ² + ε)``. In single-step mode
+    (``[B, ...]``) it is plain batch norm over the step with that weight.
 
     Args:
         num_features: C, the number of channels.
@@ -191,6 +192,7 @@ class _BatchNormThroughTime(_TimeIndexedNorm):
         step_mode: StepMode = "m",
         device: Any = None,
         dtype: Any = None,
+        bias: bool = False,
     ) -> None:
         super().__init__(T, step_mode)
         bn_args = dict(
@@ -202,6 +204,9 @@ class _BatchNormThroughTime(_TimeIndexedNorm):
             dtype=dtype,
         )
         self.bn = nn.ModuleList(self._bn(num_features, **bn_args) for _ in range(self.T))
+        if affine and not check_flag(type(self).__name__, "bias", bias):
+            for bn in self.bn:  # the paper's BNTT scales only (as SpikingJelly, snnTorch)
+                bn.bias = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Step ``t`` normalised by ``bn[t]``: ``[T, B, C, ...]`` or one step ``[B, C, ...]``."""
@@ -216,9 +221,11 @@ _BNTT_DOC = """Batch norm through time (BNTT, Kim & Panda, 2021), one step {layo
     Every time step ``t`` has its own batch norm ``bn[t]`` (statistics, running
     statistics and affine parameters), applied to step ``t`` only::
 
-        y[t] = γ[t]·(x[t] − μ[t]) / sqrt(σ²[t] + ε) + β[t]
+        y[t] = γ[t]·(x[t] − μ[t]) / sqrt(σ²[t] + ε)      (+ β[t] with bias=True)
 
-    with μ[t], σ²[t] over the batch (and space) of step ``t``. A multi-step input must
+    with μ[t], σ²[t] over the batch (and space) of step ``t``. As in the paper (and
+    SpikingJelly's and snnTorch's BNTT) each step has a learnable scale γ[t] and no shift;
+    ``bias=True`` adds one (spikeflow's layer had it before 2026-12-05). A multi-step input must
     have exactly ``T`` steps. While streaming, single-step (or chunked multi-step)
     calls use the next time index each (a step counter in the carried state); a reset
     starts again at ``t = 0``.
@@ -228,6 +235,7 @@ _BNTT_DOC = """Batch norm through time (BNTT, Kim & Panda, 2021), one step {layo
         T: the number of time steps.
         eps, momentum, affine, track_running_stats, device, dtype: as in torch's
             batch norm, for each of the ``T`` norms.
+        bias: also learn a shift β[t] per step (with ``affine``).
         step_mode: ``'m'`` (default) or ``'s'``.
     """
 
