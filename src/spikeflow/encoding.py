@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -488,11 +489,23 @@ class GaussianPopulationEncoder(_CountingEncoder):
         if not 0.0 <= self.min_response <= 1.0:
             raise ConfigurationError(f"min_response must be in [0, 1]; got {min_response!r}")
         spacing = (self.x_max - self.x_min) / (self.n_neurons - 2)
-        i = torch.arange(1, self.n_neurons + 1, dtype=torch.float64)
-        centers = self.x_min + (2 * i - 3) / 2 * spacing
-        self.register_buffer("centers", centers.to(torch.get_default_dtype()), persistent=False)
+        # float64 whatever the module is converted to (see _apply): a .half() model
+        # rounded them, and moved its neurons' spike times.
+        self.register_buffer("centers", self._centers(), persistent=False)
         #: The receptive-field width σ.
         self.sigma = spacing / self.beta
+
+    def _centers(self, device: torch.device | None = None) -> Tensor:
+        """The receptive-field centres μ_i, float64."""
+        spacing = (self.x_max - self.x_min) / (self.n_neurons - 2)
+        i = torch.arange(1, self.n_neurons + 1, dtype=torch.float64, device=device)
+        return self.x_min + (2 * i - 3) / 2 * spacing
+
+    def _apply(self, fn: Any, recurse: bool = True) -> GaussianPopulationEncoder:
+        super()._apply(fn, recurse)
+        if self.centers.dtype != torch.float64:  # .half(), .to(dtype): keep them exact
+            self.centers = self._centers(self.centers.device)
+        return self
 
     def response(self, x: Tensor) -> Tensor:
         """Receptive-field activations ``r_i(x)`` in ``[0, 1]``, shape ``[*x.shape, n]``.
