@@ -173,3 +173,9 @@ def test_a_bad_loss_argument_stops_the_cli_before_any_run_folder(tmp_path, capsy
                  "--output-dir", str(out), "--no-progress", "--plots", "off"])  # fmt: skip
     assert code == 2 and not out.exists()
     assert "tet_loss: phi must be a finite real number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mse", "ce", "tet", "count"])
+def test_an_empty_batch_is_named_not_a_nan(name):
+    with pytest.raises(ShapeError, match="empty batch"):
+        get_loss(name)(torch.rand(3, 0, 4), torch.zeros(0, dtype=torch.long))

@@ -51,6 +51,8 @@ def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
         raise DTypeError(f"{loss}: out_seq must be floating point, got {out_seq.dtype}")
     if out_seq.shape[0] == 0:
         raise ShapeError(f"{loss}: out_seq has T = 0 time steps")
+    if out_seq.shape[1] == 0:  # the batch mean would be NaN
+        raise ShapeError(f"{loss}: out_seq has an empty batch (shape {tuple(out_seq.shape)})")
     _, batch, classes = out_seq.shape
     if not isinstance(target, Tensor):
         raise DTypeError(f"{loss}: target must be a tensor, got {type(target).__name__}")
