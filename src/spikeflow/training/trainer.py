@@ -12,6 +12,7 @@ that was never stopped.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import random
@@ -496,6 +497,12 @@ class Trainer:
             self.train_monitor.remove()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+            # The DDP wrapper's reducer holds the process group: released first, the group
+            # is torn down by close() below, while every process is in it, not later
+            # when this trainer is collected (a peer gone by then: its gloo threads hung).
+            if self.model is not self.raw_model:
+                self.model = self.raw_model
+                gc.collect()
             # After a complete run every process leaves the group together (no process
             # exits while another still tears down its connections); after an error a
             # barrier could wait forever, so there is none.
