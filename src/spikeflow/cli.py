@@ -91,12 +91,20 @@ def _toml_value(text: str) -> Any:
 
     # None stands in TOML (which has no null) as a string no input holds: it is made anew
     # for each value, and a command line cannot hold its NUL character.
-    mark = f"\x00spikeflow-none-{secrets.token_hex(8)}"
+    mark = _none_mark(secrets.token_hex(8))
     value = tomllib.loads(_PREFIX + _python_constants_as_toml(text, mark)[0])["v"]
     return _restore_none(value, mark)
 
 
 _PREFIX = "v = "
+
+
+def _none_mark(token: str) -> str:
+    """The string that stands for None in the TOML the parser sees (``token``: 16 hex
+    digits, new for each value; :func:`_located` needs only its length)."""
+    return f"\x00spikeflow-none-{token}"
+
+
 _POSITION = re.compile(r"\(at line 1, column (\d+)\)")
 
 
@@ -107,7 +115,7 @@ def _located(message: str, text: str) -> str:
     match = _POSITION.search(message)
     if match is None:
         return message
-    _, rewrites = _python_constants_as_toml(text, f"\x00spikeflow-none-{'0' * 16}")
+    _, rewrites = _python_constants_as_toml(text, _none_mark("0" * 16))  # its length only
     at, shift = int(match.group(1)) - 1 - len(_PREFIX), 0
     for start, old_len, new_len in rewrites:  # in order: map back through each rewrite
         if at < start + shift:
