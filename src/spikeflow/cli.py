@@ -318,6 +318,22 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="masked PSN's progressive mask per epoch: paper (default; fully on after "
         "1/8 of the epochs), linear, none (keep lambda_init)",
     )
+    o.add_argument(
+        "--prune",
+        default=s,
+        choices=["none", "grad_r", "stds", "lats"],
+        help="prune synapses while training (docs/pruning.md): grad_r (Gradient Rewiring, "
+        "Adam), stds (soft threshold, sine/linear/slats schedule), lats (threshold grows "
+        "with the learning rate); default none",
+    )
+    o.add_argument(
+        "--prune-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="pruning arguments: grad_r alpha=1e-3 target_sparsity=0.95; stds "
+        "final_threshold=D shape=sine start_epoch=0; lats l1=LAMBDA",
+    )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")

@@ -92,6 +92,10 @@ class TrainConfig:
     #: The masked PSN's progressive mask λ per epoch (models with MaskedPSN neurons):
     #: "paper" min(1, 8 epoch / (epochs - 1)), "linear" (epoch + 1) / epochs, "none".
     mask_schedule: str = "paper"
+    #: Pruning while training (methods.md 8): "none", "grad_r", "stds" or "lats", with
+    #: its arguments in ``prune_kwargs`` (docs/pruning.md).
+    prune: str = "none"
+    prune_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     # execution
     device: str = "auto"
@@ -161,6 +165,9 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 value = getattr(self, name)
                 raise ConfigurationError(f"{name} must be a table (dict), got {value!r}")
+        from spikeflow.training.pruning import prune_settings
+
+        prune_settings(self.prune, self.prune_kwargs, self.optimizer, self.epochs)
         return self
 
 
@@ -226,7 +233,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 #: The fields that are tables (dicts) of keyword arguments.
-TABLE_FIELDS = ("model_kwargs", "neuron_kwargs", "loss_kwargs")
+TABLE_FIELDS = ("model_kwargs", "neuron_kwargs", "loss_kwargs", "prune_kwargs")
 
 
 def decode_tables(values: Mapping[str, Any]) -> dict[str, Any]:

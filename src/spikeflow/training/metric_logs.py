@@ -18,9 +18,11 @@ from spikeflow.training.monitors import LayerStats
 __all__ = [
     "EPOCH_COLUMNS",
     "LAYER_COLUMNS",
+    "PRUNE_COLUMNS",
     "CSVLogger",
     "TensorBoardLogger",
     "check_tensorboard",
+    "epoch_columns",
     "read_csv",
 ]
 
@@ -28,9 +30,16 @@ EPOCH_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "train_rate", "test_loss", "test_acc",
     "test_rate", "epoch_time_s",
 )  # fmt: skip
+#: The columns a run that prunes adds: the share of zero linear/convolution weights.
+PRUNE_COLUMNS = ("sparsity",)
 LAYER_COLUMNS = (
     "epoch", "split", "layer", "firing_rate", "spikes_per_sample", "neurons", "v_mean", "v_std",
 )  # fmt: skip
+
+
+def epoch_columns(pruning: bool) -> tuple[str, ...]:
+    """The columns of ``metrics.csv`` for a run that prunes or does not."""
+    return EPOCH_COLUMNS + PRUNE_COLUMNS if pruning else EPOCH_COLUMNS
 
 
 def _fmt(value: Any) -> Any:
@@ -106,8 +115,10 @@ class CSVLogger:
         directory: str | os.PathLike,
         resume_epoch: int | None = None,
         history: Sequence[Mapping[str, Any]] = (),
+        columns: Sequence[str] = EPOCH_COLUMNS,
     ) -> None:
         self.directory = Path(directory)
+        self.columns = tuple(columns)
         self.metrics_path = self.directory / "metrics.csv"
         self.layers_path = self.directory / "layers.csv"
         if resume_epoch is None:
@@ -116,16 +127,16 @@ class CSVLogger:
         else:
             if not self.metrics_path.exists() and history:
                 # A resume into a folder without the run's log: the checkpoint's rows.
-                _rewrite(self.metrics_path, EPOCH_COLUMNS,
+                _rewrite(self.metrics_path, self.columns,
                          [r for r in history if int(r["epoch"]) <= resume_epoch])  # fmt: skip
-            for path, columns in ((self.metrics_path, EPOCH_COLUMNS),
-                                  (self.layers_path, LAYER_COLUMNS)):  # fmt: skip
+            for path, kept in ((self.metrics_path, self.columns),
+                               (self.layers_path, LAYER_COLUMNS)):  # fmt: skip
                 if path.exists():
-                    _rewrite(path, columns, _rows_up_to(path, resume_epoch))
+                    _rewrite(path, kept, _rows_up_to(path, resume_epoch))
 
     def log_epoch(self, row: Mapping[str, Any], layers: Mapping[str, list[LayerStats]]) -> None:
         """Append the epoch's row and its per-layer statistics (``{split: stats}``)."""
-        _append(self.metrics_path, EPOCH_COLUMNS, [row])
+        _append(self.metrics_path, self.columns, [row])
         layer_rows = [
             {
                 "epoch": row["epoch"], "split": split, "layer": s.name,
@@ -165,6 +176,8 @@ class TensorBoardLogger:
             self.writer.add_scalar(f"accuracy/{split}", row[f"{split}_acc"], epoch)
             self.writer.add_scalar(f"firing_rate/{split}", row[f"{split}_rate"], epoch)
         self.writer.add_scalar("lr", row["lr"], epoch)
+        if "sparsity" in row:
+            self.writer.add_scalar("sparsity", row["sparsity"], epoch)
         for split, stats in layers.items():
             for s in stats:
                 self.writer.add_scalar(f"layer_rate_{split}/{s.name}", s.firing_rate, epoch)

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from spikeflow.errors import ConfigurationError, SpikeflowError
 from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
+from spikeflow.prune import ThresholdSchedule, sparsity
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import (
     TrainConfig,
@@ -50,8 +51,20 @@ from spikeflow.training.loop import (
     evaluate,
     reduce_monitor,
 )
-from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard, read_csv
+from spikeflow.training.metric_logs import (
+    CSVLogger,
+    TensorBoardLogger,
+    check_tensorboard,
+    epoch_columns,
+    read_csv,
+)
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
+from spikeflow.training.pruning import (
+    apply_pruning,
+    make_grad_rewiring,
+    make_threshold_schedule,
+    prune_settings,
+)
 from spikeflow.training.resume import checkpoint_position, config_for_resume, describe_position
 from spikeflow.training.run_folder import (
     carry_history,
@@ -136,7 +149,7 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     if neuron_kwargs:
         kwargs.setdefault("neuron_kwargs", neuron_kwargs)
     try:
-        return create_model(config.model, **kwargs)
+        model = create_model(config.model, **kwargs)
     except ConfigurationError as exc:
         size = kwargs.get("input_size")
         if (
@@ -155,6 +168,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
+    apply_pruning(model, config.prune)
+    return model
 
 
 def _seed_everything(seed: int) -> None:
@@ -303,6 +318,13 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=device_ids)
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
+        steps_per_epoch = math.ceil(
+            math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]
+        )
+        self.pruning = make_threshold_schedule(
+            cfg.prune, self._prune_settings, self.raw_model, self.optimizer, cfg.epochs,
+            steps_per_epoch,
+        )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         from spikeflow.losses import get_loss
 
@@ -330,14 +352,22 @@ class Trainer:
                 carry_history(Path(self.resume_dir), self.output_dir, recorded_best)
             if self.resume_payload is not None:
                 self._repair_best(self.resume_payload)
-            self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch,
-                                 history=self.history)  # fmt: skip
+            self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch, history=self.history,
+                                 columns=epoch_columns(cfg.prune != "none"))  # fmt: skip
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
 
+    @property
+    def _prune_settings(self) -> dict[str, Any]:
+        cfg = self.config
+        return prune_settings(cfg.prune, cfg.prune_kwargs, cfg.optimizer, cfg.epochs)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.config, self.model.parameters()
+        if cfg.prune == "grad_r":
+            return make_grad_rewiring(self.raw_model, cfg.lr, cfg.weight_decay,
+                                      self._prune_settings)  # fmt: skip
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)  # fmt: skip
@@ -411,6 +441,8 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
         self.global_step = int(payload["global_step"])
+        if isinstance(self.pruning, ThresholdSchedule):  # LATS's thresholds are model buffers
+            self.pruning.load_state_dict({"step_count": self.global_step})
         self.history = list(payload["history"])
         self.best_test_acc = float(payload["best"]["test_acc"])
         self.best_epoch = int(payload["best"]["epoch"])
@@ -631,6 +663,8 @@ class Trainer:
         self._phase = "update"
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.pruning is not None:
+            self.pruning.step()
         self._phase = "done"
         self.epoch_sums.add(value * len(y), count_correct(out.detach(), y), len(y))
         self.step_in_epoch = step + 1
@@ -679,6 +713,10 @@ class Trainer:
             "epoch_time_s": None,
         }  # fmt: skip
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
+        pruned = ""
+        if cfg.prune != "none":
+            row["sparsity"] = sparsity(self.raw_model).sparsity
+            pruned = f"  sparsity {100 * row['sparsity']:.2f}%"
         self.history.append(row)
         best = test.accuracy > self.best_test_acc
         if best:
@@ -695,7 +733,7 @@ class Trainer:
         self.log(
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
             f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f} | test loss "
-            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}"
+            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}{pruned}"
         )
         for callback in self.callbacks:
             if hasattr(callback, "on_epoch_end"):

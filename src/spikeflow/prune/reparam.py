@@ -1,0 +1,231 @@
+"""Weight reparameterisations that prune synapses while training (methods.md 8).
+
+Each prunable layer keeps a hidden parameter θ in place of its weight, and its forward
+uses the weight ``w = f(θ)`` that the method defines. The layers stay the PyTorch
+layers they were (``torch.nn.utils.parametrize``): ``layer.weight`` is the effective,
+sparse weight, ``layer.parametrizations.weight.original`` is θ, and the optimizer trains
+θ. :func:`finalize` replaces θ by the effective weight for good (plain layers again).
+
+* :class:`SignedStrength` (Grad R): ``w = s·max(θ, 0)`` with the sign ``s`` fixed from
+  the weight it was given and the gradient ``∂L/∂θ := s·∂L/∂w`` (no gate), so a pruned
+  synapse (θ ≤ 0) keeps learning and can grow back.
+* :class:`SoftThreshold` (STDS, LATS): ``w = sign(θ)·max(|θ| - d, 0)`` with a
+  straight-through gradient (``∂L/∂θ := ∂L/∂w``); ``d`` is set by a schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils import parametrize
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = [
+    "SignedStrength",
+    "SoftThreshold",
+    "apply_gradient_rewiring",
+    "apply_soft_threshold",
+    "finalize",
+    "prunable_layers",
+    "pruned_layers",
+    "set_threshold",
+]
+
+#: The layers whose weights are synapses: linear and convolution layers (spikeflow's
+#: sequence layers subclass these). Normalisation and neuron parameters are not pruned.
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, _ConvNd)
+
+
+class SignedStrength(nn.Module):
+    """Grad R's weight: ``w = s·max(θ, 0)``, with the straight-through gradient ``s``.
+
+    ``s`` (the buffer ``sign``) is the sign of the weight this parametrization was given
+    (``+1`` where it was exactly zero); θ starts as ``|w|``. Assigning ``layer.weight``
+    later sets θ to the new magnitudes and ``s`` to the new signs where they are
+    nonzero.
+    """
+
+    def __init__(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.register_buffer("sign", torch.ones(shape, dtype=dtype, device=device))
+
+    def forward(self, strength: Tensor) -> Tensor:
+        """The effective weight of the hidden strengths θ."""
+        # θ - min(θ, 0) is max(θ, 0) exactly; detaching the min makes dw/dθ = 1 (times s).
+        return self.sign * (strength - strength.clamp(max=0).detach())
+
+    @torch.no_grad()
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        """θ for the weight ``weight``: its magnitudes (its signs become ``s``)."""
+        self.sign.copy_(torch.where(weight < 0, -1.0, torch.where(weight > 0, 1.0, self.sign)))
+        return weight.abs()
+
+
+class SoftThreshold(nn.Module):
+    """Soft thresholding ``w = sign(θ)·max(|θ| - d, 0)``, with a straight-through gradient.
+
+    ``d`` is the buffer ``threshold`` (a 0-d tensor, saved in the state dict); a
+    schedule changes it in place (:func:`set_threshold`). Assigning ``layer.weight``
+    stores ``θ = w + sign(w)·d``, whose thresholded value is ``w``.
+    """
+
+    def __init__(self, threshold: float, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.tensor(_threshold(threshold), dtype=dtype,
+                                                       device=device))  # fmt: skip
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """The thresholded weight of the hidden weight θ."""
+        d = self.threshold
+        # θ - clamp(θ, -d, d) is S_d(θ) exactly (zero inside the band); detaching the
+        # clamp passes the gradient straight through.
+        return hidden - hidden.clamp(min=-d, max=d).detach()
+
+    @torch.no_grad()
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        """θ whose thresholded value is ``weight``."""
+        return weight + torch.sign(weight) * self.threshold
+
+    def extra_repr(self) -> str:
+        return f"threshold={float(self.threshold):g}"
+
+
+def _threshold(value: object, name: str = "threshold") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a real number >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, layer)`` for every linear or convolution layer of ``model`` with a weight."""
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_TYPES) and isinstance(_weight_of(module), Tensor):
+            yield name, module
+
+
+def _weight_of(module: nn.Module) -> object:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return getattr(module, "weight", None)
+
+
+def _chosen(model: nn.Module, layers: Iterable[nn.Module] | None) -> list[tuple[str, nn.Module]]:
+    found = list(prunable_layers(model))
+    if layers is not None:
+        wanted = list(layers)
+        ids = {id(layer) for _, layer in found}
+        for layer in wanted:
+            if id(layer) not in ids:
+                raise ConfigurationError(
+                    f"{type(layer).__name__} is not a linear or convolution layer of the model"
+                )
+        wanted_ids = {id(layer) for layer in wanted}
+        found = [(name, layer) for name, layer in found if id(layer) in wanted_ids]
+    if not found:
+        raise ConfigurationError("the model has no linear or convolution layer to prune")
+    for name, layer in found:
+        if parametrize.is_parametrized(layer, "weight"):
+            raise ConfigurationError(
+                f"layer {name or type(layer).__name__!r}: its weight is already "
+                "parametrized (pruning applied twice?)"
+            )
+    return found
+
+
+def apply_gradient_rewiring(
+    model: nn.Module, layers: Iterable[nn.Module] | None = None
+) -> list[str]:
+    """Reparameterise the weights of ``model`` for Gradient Rewiring (Grad R).
+
+    Every linear and convolution layer (or those in ``layers``) gets a
+    :class:`SignedStrength`; the model computes what it computed before. Train it with
+    :class:`~spikeflow.prune.GradRewiring`. Returns the names of the layers.
+
+    Raises:
+        ConfigurationError: no such layer, a layer not in the model, or a weight that
+            is already parametrized.
+    """
+    chosen = _chosen(model, layers)
+    for _, layer in chosen:
+        weight = layer.weight
+        parametrize.register_parametrization(
+            layer, "weight", SignedStrength(weight.shape, weight.dtype, weight.device)
+        )
+    return [name for name, _ in chosen]
+
+
+def apply_soft_threshold(
+    model: nn.Module, threshold: float = 0.0, layers: Iterable[nn.Module] | None = None
+) -> list[str]:
+    """Reparameterise the weights of ``model`` by soft thresholding (STDS, LATS).
+
+    Every linear and convolution layer (or those in ``layers``) gets a
+    :class:`SoftThreshold` with threshold ``threshold``; θ starts at ``w + sign(w)·d``,
+    so the model computes what it computed before. Change ``d`` with
+    :class:`~spikeflow.prune.ThresholdSchedule`, :class:`~spikeflow.prune.LATSThreshold`
+    or :func:`set_threshold`. Returns the names of the layers.
+
+    Raises:
+        ConfigurationError: a negative or non-finite threshold, no such layer, a layer
+            not in the model, or a weight that is already parametrized.
+    """
+    d = _threshold(threshold)
+    chosen = _chosen(model, layers)
+    for _, layer in chosen:
+        weight = layer.weight
+        parametrize.register_parametrization(
+            layer, "weight", SoftThreshold(d, weight.dtype, weight.device)
+        )
+    return [name for name, _ in chosen]
+
+
+def pruned_layers(
+    model: nn.Module, kind: type[nn.Module] | None = None
+) -> Iterator[tuple[str, nn.Module, nn.Module]]:
+    """``(name, layer, parametrization)`` for each layer reparameterised by this module
+    (of class ``kind`` if given)."""
+    for name, module in model.named_modules():
+        if not parametrize.is_parametrized(module, "weight"):
+            continue
+        for reparam in module.parametrizations.weight:
+            if isinstance(reparam, kind or (SignedStrength, SoftThreshold)):
+                yield name, module, reparam
+
+
+def set_threshold(model: nn.Module, threshold: float) -> int:
+    """Set the soft threshold ``d`` of every :class:`SoftThreshold` layer of ``model``;
+    return how many layers there are.
+
+    Raises:
+        ConfigurationError: a negative or non-finite threshold, or no such layer.
+    """
+    d = _threshold(threshold)
+    count = 0
+    for _, _, reparam in pruned_layers(model, SoftThreshold):
+        reparam.threshold.fill_(d)
+        count += 1
+    if count == 0:
+        raise ConfigurationError(
+            "the model has no soft-threshold layer: call spikeflow.prune.apply_soft_threshold first"
+        )
+    return count
+
+
+def finalize(model: nn.Module) -> list[str]:
+    """Replace each pruning reparameterisation of ``model`` by its effective weight.
+
+    The layers become plain layers again with the sparse weights as parameters (their
+    state dicts load into a model built without pruning). Returns the layer names.
+    """
+    names = []
+    for name, module, _ in list(pruned_layers(model)):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        names.append(name)
+    return names

@@ -1,0 +1,149 @@
+"""Gradient Rewiring (Chen et al., IJCAI 2021; methods.md 8.1): Adam with a Laplace prior.
+
+The hidden strengths θ of :class:`~spikeflow.prune.SignedStrength` layers are updated
+by Adam on the redefined gradient ``s·∂L/∂w`` (the reparameterisation's backward), plus
+the prior's step ``-η̂·α·sign(θ - μ)`` with ``η̂ = lr / (1 - β₁^k)``, not divided by
+Adam's denominator. The prior's centre ``μ`` puts a share ``target_sparsity`` of its
+mass below zero, where a synapse is pruned. Every other parameter gets plain Adam.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.prune.reparam import SignedStrength, pruned_layers
+
+__all__ = ["GradRewiring", "prior_centre"]
+
+
+def prior_centre(alpha: float, target_sparsity: float) -> float:
+    """The centre μ of the Laplace(μ, 1/α) prior with ``P(θ < 0) = target_sparsity``.
+
+    ``μ = ln(2(1 - s*))/α`` for ``s* >= 0.5`` (the paper's case, μ <= 0) and
+    ``μ = -ln(2 s*)/α`` below it (μ > 0).
+    """
+    if target_sparsity >= 0.5:
+        return math.log(2.0 * (1.0 - target_sparsity)) / alpha
+    return -math.log(2.0 * target_sparsity) / alpha
+
+
+def _real(name: str, value: Any, low: float, high: float, *, closed_high: bool) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok:
+        ok = low <= value <= high if closed_high else low <= value < high
+    if not ok:
+        bound = "]" if closed_high else ")"
+        raise ConfigurationError(f"GradRewiring: {name} must be in [{low:g}, {high:g}{bound}, "
+                                 f"got {value!r}")  # fmt: skip
+    return float(value)
+
+
+class GradRewiring(torch.optim.Adam):
+    """Adam for a model prepared by :func:`~spikeflow.prune.apply_gradient_rewiring`,
+    with Grad R's prior on the synapse strengths.
+
+    Args:
+        params: the model (its strengths get the prior, its other parameters plain
+            Adam), or parameter groups as for ``torch.optim.Adam``, where each group
+            may set its own ``alpha`` (``0`` for groups that are no strengths: batch
+            norm, biases, neuron parameters) and ``target_sparsity``.
+        lr, betas, eps, weight_decay, amsgrad: as ``torch.optim.Adam`` (weight decay
+            acts on θ).
+        alpha: the prior's strength α (``0`` turns it off: Adam on θ alone). The paper's
+            CIFAR-10 default is ``1e-3``.
+        target_sparsity: the prior's share of pruned synapses s*, in ``(0, 1)``.
+        **adam_options: other ``torch.optim.Adam`` options (``foreach``, ``fused``, ...).
+
+    Raises:
+        ConfigurationError: a model with no Grad R layer, ``alpha < 0``, or a target
+            sparsity outside ``(0, 1)``.
+    """
+
+    def __init__(
+        self,
+        params: nn.Module | Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        alpha: float = 1e-3,
+        target_sparsity: float = 0.95,
+        **adam_options: Any,
+    ) -> None:
+        alpha = _real("alpha", alpha, 0.0, math.inf, closed_high=False)
+        target_sparsity = _real("target_sparsity", target_sparsity, 0.0, 1.0, closed_high=False)
+        if target_sparsity == 0.0:
+            raise ConfigurationError("GradRewiring: target_sparsity must be > 0, got 0")
+        if isinstance(params, nn.Module):
+            params = _groups_of(params)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, **adam_options)  # fmt: skip
+        # alpha and target_sparsity are ours: the base class's defaults do not hold
+        # them, so they are filled in here (and by add_param_group from now on).
+        self.defaults["alpha"] = alpha
+        self.defaults["target_sparsity"] = target_sparsity
+        for group in self.param_groups:
+            group.setdefault("alpha", alpha)
+            group.setdefault("target_sparsity", target_sparsity)
+            _real("alpha", group["alpha"], 0.0, math.inf, closed_high=False)
+            s = _real("target_sparsity", group["target_sparsity"], 0.0, 1.0, closed_high=False)
+            if s == 0.0:
+                raise ConfigurationError("GradRewiring: target_sparsity must be > 0, got 0")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """As ``torch.optim.Optimizer.add_param_group``; ``alpha`` and
+        ``target_sparsity`` default to the constructor's."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if "alpha" in self.defaults:
+            group.setdefault("alpha", self.defaults["alpha"])
+            group.setdefault("target_sparsity", self.defaults["target_sparsity"])
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """One Adam step, then the prior's step on the groups with ``alpha > 0``."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # The prior's direction is taken at θ before this step (as the paper's update).
+        pulls: list[tuple[dict[str, Any], Tensor, Tensor]] = []
+        for group in self.param_groups:
+            if group["alpha"] > 0:
+                centre = prior_centre(group["alpha"], group["target_sparsity"])
+                for p in group["params"]:
+                    if p.grad is not None:
+                        pulls.append((group, p, torch.sign(p - centre)))
+        super().step()
+        for group, p, direction in pulls:
+            step = float(self.state[p]["step"])
+            beta1 = group["betas"][0]
+            lr = float(group["lr"])
+            p.add_(direction, alpha=-lr / (1.0 - beta1**step) * group["alpha"])
+        return loss
+
+
+def _groups_of(model: nn.Module) -> list[dict[str, Any]]:
+    strengths = [
+        layer.parametrizations.weight.original
+        for _, layer, _ in pruned_layers(model, SignedStrength)
+    ]
+    if not strengths:
+        raise ConfigurationError(
+            "GradRewiring: the model has no Grad R layer; call "
+            "spikeflow.prune.apply_gradient_rewiring(model) before building the optimizer"
+        )
+    ids = {id(p) for p in strengths}
+    others = [p for p in model.parameters() if id(p) not in ids]
+    groups: list[dict[str, Any]] = [{"params": strengths}]
+    if others:
+        groups.append({"params": others, "alpha": 0.0})
+    return groups

@@ -1,0 +1,137 @@
+"""Pruning in ``spikeflow train`` (``--prune grad_r|stds|lats --prune-kwargs ...``).
+
+The model is reparameterised when it is built (:func:`apply_pruning`, so a resumed or
+evaluated run loads its checkpoint into the same layers); Grad R replaces Adam by
+:class:`~spikeflow.prune.GradRewiring`; STDS and LATS move their threshold after every
+optimizer step (:func:`make_threshold_schedule`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.prune import (
+    SHAPES,
+    GradRewiring,
+    LATSThreshold,
+    ThresholdSchedule,
+    apply_gradient_rewiring,
+    apply_soft_threshold,
+)
+
+__all__ = ["PRUNE_METHODS", "apply_pruning", "make_threshold_schedule", "prune_settings"]
+
+PRUNE_METHODS = ("none", "grad_r", "stds", "lats")
+
+_REQUIRED = object()
+#: Each method's arguments (``--prune-kwargs``) and their defaults.
+_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "grad_r": {"alpha": 1e-3, "target_sparsity": 0.95},
+    "stds": {"final_threshold": _REQUIRED, "shape": "sine", "start_epoch": 0},
+    "lats": {"l1": _REQUIRED},
+}
+
+
+def _number(method: str, name: str, value: Any, *, low: float, high: float = math.inf,
+            open_low: bool = False, open_high: bool = True) -> float:  # fmt: skip
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok:
+        ok = (value > low if open_low else value >= low) and (
+            value < high if open_high else value <= high
+        )
+    if not ok:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        raise ConfigurationError(
+            f"prune {method!r}: {name} must be a number in {left}{low:g}, {high:g}{right}, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
+                   epochs: int) -> dict[str, Any]:  # fmt: skip
+    """``kwargs`` checked for ``method``, with its defaults filled in.
+
+    Raises:
+        ConfigurationError: an unknown method or argument, a missing or invalid value,
+            or Grad R with another optimizer than Adam (its update is Adam's).
+    """
+    if method not in PRUNE_METHODS:
+        raise ConfigurationError(f"prune must be one of {', '.join(PRUNE_METHODS)}; got {method!r}")
+    accepted = _ARGUMENTS[method]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no arguments"
+        raise ConfigurationError(
+            f"prune {method!r}: unknown argument(s) {unknown}; it takes {takes}"
+        )
+    values = {**accepted, **kwargs}
+    missing = [name for name, value in values.items() if value is _REQUIRED]
+    if missing:
+        raise ConfigurationError(
+            f"prune {method!r} needs {', '.join(missing)} (e.g. --prune-kwargs {missing[0]}=...)"
+        )
+    if method == "grad_r":
+        if optimizer != "adam":
+            raise ConfigurationError(
+                f"prune 'grad_r' trains with Adam (Grad R's update is Adam's with a prior); "
+                f"optimizer is {optimizer!r}: set optimizer = 'adam'"
+            )
+        _number(method, "alpha", values["alpha"], low=0.0)
+        _number(method, "target_sparsity", values["target_sparsity"], low=0.0, high=1.0,
+                open_low=True)  # fmt: skip
+    elif method == "stds":
+        _number(method, "final_threshold", values["final_threshold"], low=0.0)
+        if values["shape"] not in SHAPES:
+            raise ConfigurationError(
+                f"prune 'stds': shape must be one of {', '.join(SHAPES)}; got {values['shape']!r}"
+            )
+        start = values["start_epoch"]
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < epochs:
+            raise ConfigurationError(
+                f"prune 'stds': start_epoch must be an integer from 0 to epochs - 1 "
+                f"({epochs - 1}), got {start!r}"
+            )
+    elif method == "lats":
+        _number(method, "l1", values["l1"], low=0.0)
+    return values
+
+
+def apply_pruning(model: nn.Module, method: str) -> None:
+    """Reparameterise ``model``'s linear and convolution weights for ``method``."""
+    if method == "grad_r":
+        apply_gradient_rewiring(model)
+    elif method in ("stds", "lats"):
+        apply_soft_threshold(model, 0.0)
+
+
+def make_grad_rewiring(model: nn.Module, lr: float, weight_decay: float,
+                       settings: dict[str, Any]) -> GradRewiring:  # fmt: skip
+    """Grad R's optimizer for ``model`` (prepared by :func:`apply_pruning`)."""
+    return GradRewiring(model, lr=lr, weight_decay=weight_decay, alpha=settings["alpha"],
+                        target_sparsity=settings["target_sparsity"])  # fmt: skip
+
+
+def make_threshold_schedule(
+    method: str,
+    settings: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+) -> ThresholdSchedule | LATSThreshold | None:
+    """The threshold schedule STDS or LATS steps after each optimizer step (else None)."""
+    if method == "stds":
+        return ThresholdSchedule(
+            model, settings["final_threshold"], total_steps=epochs * steps_per_epoch,
+            shape=settings["shape"], start_step=settings["start_epoch"] * steps_per_epoch,
+        )  # fmt: skip
+    if method == "lats":
+        return LATSThreshold(model, optimizer, settings["l1"])
+    return None
