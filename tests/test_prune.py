@@ -417,3 +417,57 @@ def test_soft_threshold_training_prunes_and_learns():
     # the irrelevant inputs are pruned, the relevant ones kept
     assert torch.equal(layer.weight[0, 3:], torch.zeros(17))
     torch.testing.assert_close(layer.weight[0, :3], true_w[0, :3], atol=0.1, rtol=0)
+
+
+# -- pruned models in the rest of spikeflow -------------------------------------------
+
+
+def test_a_pruned_model_exports_its_sparse_weights_to_nir():
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from spikeflow.interop import export_to_nir
+
+    torch.manual_seed(5)
+    net = nn.Sequential(layers.Linear(20, 10), neurons.LIFNode(), layers.Linear(10, 3),
+                        neurons.LIFNode())  # fmt: skip
+    prune.apply_gradient_rewiring(net)
+    with torch.no_grad():
+        net[0].parametrizations.weight.original[:, :5] = -1.0
+    graph = export_to_nir(net, torch.zeros(2, 1, 20))
+    exported = graph.nodes["_0"].weight
+    assert (exported == 0).sum() == 50  # the effective weight, not θ
+    assert torch.equal(torch.as_tensor(exported), net[0].weight.detach())
+    assert torch.equal(torch.as_tensor(graph.nodes["_2"].weight), net[2].weight.detach())
+
+
+def test_a_pruned_ann_converts_with_its_batch_norm_folded():
+    from spikeflow.conversion import constant_input, convert
+
+    torch.manual_seed(6)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 10))  # fmt: skip
+    prune.apply_soft_threshold(ann)
+    prune.set_threshold(ann, 0.05)
+    x = torch.rand(16, 1, 8, 8)
+    ann.eval()
+    snn, report = convert(ann, x)
+    assert "folded" in str(report)
+    assert parametrize.is_parametrized(ann[0])  # the model given is not modified
+    convs = [m for m in snn.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 and not parametrize.is_parametrized(convs[0])
+    # folding scales each output channel: the pruned synapses stay zero
+    assert torch.equal(convs[0].weight == 0, ann[0].weight == 0)
+    out = snn(constant_input(x, 256)).mean(0)
+    torch.testing.assert_close(out, ann(x).detach(), atol=0.05, rtol=0)
+
+
+def test_finalizing_a_copy_leaves_the_original_pruned_model_working():
+    net = small_net().eval()
+    prune.apply_gradient_rewiring(net)
+    twin = copy.deepcopy(net)
+    prune.finalize(twin)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    assert torch.equal(net(x), twin(x))
+    assert parametrize.is_parametrized(net[0]) and not parametrize.is_parametrized(twin[0])
+    assert type(twin[0]) is nn.Conv2d and type(twin[4]) is nn.Linear
+    net(x).sum().backward()  # still trains
+    assert net[0].parametrizations.weight.original.grad is not None

@@ -74,6 +74,7 @@ from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.prune.reparam import finalize
 
 __all__ = ["Conversion", "convert"]
 
@@ -542,6 +543,7 @@ def convert(
         trace=trace,
     )
     ann = copy.deepcopy(model).eval()
+    finalize(ann)  # pruned layers (spikeflow.prune) as plain layers holding the sparse weights
     if calibration_data is not None and trace != "modules":
         converter.output_shapes, calibration_data = probe_output_shapes(ann, calibration_data)
     body = converter.convert_tree(ann, "")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from spikeflow._files import give_mode
 from spikeflow.base import StepModule
@@ -291,6 +292,9 @@ _LAYER_BASES: dict[type, Callable[[Any, _Context], Any]] = {
 
 def _handler(module: nn.Module) -> Callable[[Any, _Context], Any] | None:
     cls = type(module)
+    if parametrize.is_parametrized(module):
+        # torch's subclass of the layer (a pruned layer): ``.weight`` is the effective one.
+        cls = cls.__bases__[0]
     if cls in _HANDLERS:
         return _HANDLERS[cls]
     for base, handler in _LAYER_BASES.items():

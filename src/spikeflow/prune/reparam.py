@@ -226,6 +226,11 @@ def finalize(model: nn.Module) -> list[str]:
     """
     names = []
     for name, module, _ in list(pruned_layers(model)):
+        # torch removes the ``weight`` property from the layer's class, which a deep copy
+        # shares with its original: give this layer a class of its own first.
+        cls = type(module)
+        own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+        module.__class__ = type(cls.__name__, cls.__bases__, own)
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
         names.append(name)
     return names
