@@ -15,7 +15,6 @@ sparse weight, ``layer.parametrizations.weight.original`` is θ, and the optimiz
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
+from spikeflow._checks import check_number
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -95,12 +95,8 @@ class SoftThreshold(nn.Module):
         return f"threshold={float(self.threshold):g}"
 
 
-def _threshold(value: object, name: str = "threshold") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a real number >= 0, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+def _threshold(value: object, name: str = "threshold", owner: str = "soft threshold") -> float:
+    return check_number(owner, name, value, low=0.0)
 
 
 def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

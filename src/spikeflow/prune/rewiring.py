@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_number
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune.reparam import SignedStrength, pruned_layers
 
@@ -33,15 +34,13 @@ def prior_centre(alpha: float, target_sparsity: float) -> float:
     return -math.log(2.0 * target_sparsity) / alpha
 
 
-def _real(name: str, value: Any, low: float, high: float, *, closed_high: bool) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok:
-        ok = low <= value <= high if closed_high else low <= value < high
-    if not ok:
-        bound = "]" if closed_high else ")"
-        raise ConfigurationError(f"GradRewiring: {name} must be in [{low:g}, {high:g}{bound}, "
-                                 f"got {value!r}")  # fmt: skip
-    return float(value)
+def _alpha(value: Any) -> float:
+    return check_number("GradRewiring", "alpha", value, low=0.0)
+
+
+def _target(value: Any) -> float:
+    return check_number("GradRewiring", "target_sparsity", value, low=0.0, high=1.0,
+                        open_low=True)  # fmt: skip
 
 
 class GradRewiring(torch.optim.Adam):
@@ -78,10 +77,7 @@ class GradRewiring(torch.optim.Adam):
         target_sparsity: float = 0.95,
         **adam_options: Any,
     ) -> None:
-        alpha = _real("alpha", alpha, 0.0, math.inf, closed_high=False)
-        target_sparsity = _real("target_sparsity", target_sparsity, 0.0, 1.0, closed_high=False)
-        if target_sparsity == 0.0:
-            raise ConfigurationError("GradRewiring: target_sparsity must be > 0, got 0")
+        alpha, target_sparsity = _alpha(alpha), _target(target_sparsity)
         if isinstance(params, nn.Module):
             params = _groups_of(params)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
@@ -93,10 +89,8 @@ class GradRewiring(torch.optim.Adam):
         for group in self.param_groups:
             group.setdefault("alpha", alpha)
             group.setdefault("target_sparsity", target_sparsity)
-            _real("alpha", group["alpha"], 0.0, math.inf, closed_high=False)
-            s = _real("target_sparsity", group["target_sparsity"], 0.0, 1.0, closed_high=False)
-            if s == 0.0:
-                raise ConfigurationError("GradRewiring: target_sparsity must be > 0, got 0")
+            _alpha(group["alpha"])
+            _target(group["target_sparsity"])
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.add_param_group``; ``alpha`` and

@@ -77,7 +77,7 @@ class ThresholdSchedule:
         shape: str = "sine",
         start_step: int = 0,
     ) -> None:
-        self.final_threshold = _threshold(final_threshold, "final_threshold")
+        self.final_threshold = _threshold(final_threshold, "final_threshold", "ThresholdSchedule")
         self.total_steps = _count("total_steps", total_steps, 1)
         self.start_step = _count("start_step", start_step, 0)
         if self.start_step >= self.total_steps:
@@ -132,7 +132,7 @@ class LATSThreshold:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, l1: float) -> None:
-        self.l1 = _threshold(l1, "l1")
+        self.l1 = _threshold(l1, "l1", "LATSThreshold")
         self.optimizer = optimizer
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self._targets: list[tuple[torch.Tensor, int]] = []
@@ -166,4 +166,4 @@ class LATSThreshold:
                 f"{len(self._targets)} soft-threshold layers"
             )
         for (threshold, _), value in zip(self._targets, values, strict=True):
-            threshold.fill_(_threshold(value))
+            threshold.fill_(_threshold(value, "threshold", "LATSThreshold state"))

@@ -8,12 +8,12 @@ optimizer step (:func:`make_threshold_schedule`).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from spikeflow._checks import check_number
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune import (
     SHAPES,
@@ -38,22 +38,6 @@ _ARGUMENTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _number(method: str, name: str, value: Any, *, low: float, high: float = math.inf,
-            open_low: bool = False, open_high: bool = True) -> float:  # fmt: skip
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok:
-        ok = (value > low if open_low else value >= low) and (
-            value < high if open_high else value <= high
-        )
-    if not ok:
-        left, right = "(" if open_low else "[", ")" if open_high else "]"
-        raise ConfigurationError(
-            f"prune {method!r}: {name} must be a number in {left}{low:g}, {high:g}{right}, "
-            f"got {value!r}"
-        )
-    return float(value)
-
-
 def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
                    epochs: int) -> dict[str, Any]:  # fmt: skip
     """``kwargs`` checked for ``method``, with its defaults filled in.
@@ -65,6 +49,7 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
     if method not in PRUNE_METHODS:
         raise ConfigurationError(f"prune must be one of {', '.join(PRUNE_METHODS)}; got {method!r}")
     accepted = _ARGUMENTS[method]
+    owner = f"prune {method!r}"
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         takes = ", ".join(accepted) if accepted else "no arguments"
@@ -83,11 +68,11 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
                 f"prune 'grad_r' trains with Adam (Grad R's update is Adam's with a prior); "
                 f"optimizer is {optimizer!r}: set optimizer = 'adam'"
             )
-        _number(method, "alpha", values["alpha"], low=0.0)
-        _number(method, "target_sparsity", values["target_sparsity"], low=0.0, high=1.0,
-                open_low=True)  # fmt: skip
+        check_number(owner, "alpha", values["alpha"], low=0.0)
+        check_number(owner, "target_sparsity", values["target_sparsity"], low=0.0, high=1.0,
+                     open_low=True)  # fmt: skip
     elif method == "stds":
-        _number(method, "final_threshold", values["final_threshold"], low=0.0)
+        check_number(owner, "final_threshold", values["final_threshold"], low=0.0)
         if values["shape"] not in SHAPES:
             raise ConfigurationError(
                 f"prune 'stds': shape must be one of {', '.join(SHAPES)}; got {values['shape']!r}"
@@ -99,7 +84,7 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
                 f"({epochs - 1}), got {start!r}"
             )
     elif method == "lats":
-        _number(method, "l1", values["l1"], low=0.0)
+        check_number(owner, "l1", values["l1"], low=0.0)
     return values
 
 
