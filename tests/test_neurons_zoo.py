@@ -388,7 +388,7 @@ def test_threshold_signature_is_checked():
         (lambda: QIFNode(v_c=-0.5), r"v_c \(-0.5\) must be above v_rest"),
         (lambda: QIFNode(v_reset=0.9, v_threshold=1.5), r"v_reset \(0.9\) must be below v_c"),
         (lambda: EIFNode(delta_T=-1.0), "delta_T must be > 0"),
-        (lambda: EIFNode(theta_rh=float("nan")), "theta_rh must be finite"),
+        (lambda: EIFNode(theta_rh=float("nan")), "theta_rh must be a finite real number"),
         (lambda: IzhikevichNode(tau_w=0.5), "tau_w must be"),
         (lambda: ALIFNode(beta=-0.1), "beta must be >= 0"),
         (lambda: ALIFNode(tau_adapt=0.0), "tau_adapt must be > 0"),

@@ -29,32 +29,35 @@ def is_count(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and bool(value >= 1)
 
 
-def check_number(
-    owner: str,
+def check_real(
     name: str,
     value: Any,
+    low: float | None = None,
+    high: float | None = None,
     *,
-    low: float = -math.inf,
-    high: float = math.inf,
-    open_low: bool = False,
-    open_high: bool = True,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> float:
-    """``value`` as a float if it is a finite real number in the interval, else a
-    ConfigurationError naming ``owner``, ``name``, the interval and the value.
+    """``value`` as a float if it is a finite real number within the bounds (closed
+    unless ``*_open``), else a ConfigurationError naming ``name`` (which may start with
+    its owner, ``"tet_loss: phi"``), the interval and the value.
 
-    Python and numpy reals count; bools and strings do not. The interval is
-    ``[low, high)`` by default (``open_low``/``open_high`` choose its ends).
+    Python and numpy reals count; bools and strings do not.
     """
     ok = (
         not isinstance(value, (bool, np.bool_))
         and isinstance(value, numbers.Real)
         and math.isfinite(value)
-        and (value > low if open_low else value >= low)
-        and (value < high if open_high else value <= high)
+        and (low is None or (value > low if low_open else value >= low))
+        and (high is None or (value < high if high_open else value <= high))
     )
     if not ok:
-        left, right = "(" if open_low else "[", ")" if open_high else "]"
-        raise ConfigurationError(
-            f"{owner}: {name} must be a number in {left}{low:g}, {high:g}{right}, got {value!r}"
-        )
+        where = ""
+        if low is not None or high is not None:
+            left = "(" if low_open or low is None else "["
+            right = ")" if high_open or high is None else "]"
+            lo = "-inf" if low is None else f"{low:g}"
+            hi = "inf" if high is None else f"{high:g}"
+            where = f" in {left}{lo}, {hi}{right}"
+        raise ConfigurationError(f"{name} must be a finite real number{where}, got {value!r}")
     return float(value)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_real
 from spikeflow.base import MemoryModule, StepMode, StepModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
@@ -59,15 +60,6 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
-
-
-def _check_real(name: str, value: object) -> float:
-    """Return ``value`` as a finite ``float``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigurationError(f"{name} must be a finite real number; got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be a finite real number; got {value!r}")
-    return float(value)
 
 
 def _check_float_input(x: object, who: str) -> Tensor:
@@ -475,17 +467,17 @@ class GaussianPopulationEncoder(_CountingEncoder):
     ) -> None:
         super().__init__(step_mode)
         self.n_neurons = _check_int("n_neurons", n_neurons, 3)
-        self.x_min = _check_real("x_min", x_min)
-        self.x_max = _check_real("x_max", x_max)
+        self.x_min = check_real("x_min", x_min)
+        self.x_max = check_real("x_max", x_max)
         if not self.x_max > self.x_min:
             raise ConfigurationError(
                 f"x_max must be greater than x_min; got x_min={x_min!r}, x_max={x_max!r}"
             )
         self.T = _check_int("T", T, 1)
-        self.beta = _check_real("beta", beta)
+        self.beta = check_real("beta", beta)
         if self.beta <= 0:
             raise ConfigurationError(f"beta must be > 0; got {beta!r}")
-        self.min_response = _check_real("min_response", min_response)
+        self.min_response = check_real("min_response", min_response)
         if not 0.0 <= self.min_response <= 1.0:
             raise ConfigurationError(f"min_response must be in [0, 1]; got {min_response!r}")
         spacing = (self.x_max - self.x_min) / (self.n_neurons - 2)

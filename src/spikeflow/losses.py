@@ -19,8 +19,6 @@ name (:func:`get_loss`)   loss
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
@@ -175,18 +174,7 @@ def _real(loss: str, name: str, value: object, low: float | None = None,
           high: float | None = None) -> float:  # fmt: skip
     """``value`` as a float if it is a finite real number (in ``[low, high]``), else a
     ConfigurationError naming the loss and the argument."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or (low is not None and value < low)
-        or (high is not None and value > high)
-    ):
-        where = f" in [{low:g}, {high:g}]" if low is not None and high is not None else ""
-        raise ConfigurationError(
-            f"{loss}: {name} must be a finite real number{where}, got {value!r}"
-        )
-    return float(value)
+    return check_real(f"{loss}: {name}", value, low, high)
 
 
 def _ce_arguments(label_smoothing: object) -> float:

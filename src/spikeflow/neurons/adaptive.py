@@ -12,12 +12,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_flag
+from spikeflow._checks import check_flag, check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import _check_tau
-from spikeflow.neurons.nonlinear import _positive, _real
+from spikeflow.neurons.nonlinear import _positive
 
 __all__ = ["ALIFNode", "AdaptiveLIFNode", "KLIFNode"]
 
@@ -90,7 +90,7 @@ class ALIFNode(BaseNode):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.tau = _check_tau("tau", tau)
         self.tau_adapt = _positive("tau_adapt", tau_adapt)
-        self.beta = _real("beta", beta)
+        self.beta = check_real("beta", beta)
         if self.beta < 0:
             raise ConfigurationError(
                 f"beta must be >= 0 (a spike raises the threshold), got {self.beta}"

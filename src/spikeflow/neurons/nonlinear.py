@@ -8,11 +8,10 @@ reset, ``V[t-1]``; all time constants are in steps.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.lif import _check_tau
@@ -20,17 +19,8 @@ from spikeflow.neurons.lif import _check_tau
 __all__ = ["EIFNode", "IzhikevichNode", "QIFNode"]
 
 
-def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be finite, got {value}")
-    return value
-
-
 def _positive(name: str, value: object) -> float:
-    value = _real(name, value)
+    value = check_real(name, value)
     if not value > 0:
         raise ConfigurationError(f"{name} must be > 0, got {value}")
     return value
@@ -84,8 +74,8 @@ class QIFNode(BaseNode):
         super().__init__(v_reset=v_reset, **kwargs)  # type: ignore[arg-type]
         self.tau = _check_tau("tau", tau)
         self.a0 = _positive("a0", a0)
-        self.v_c = _real("v_c", v_c)
-        self.v_rest = _real("v_rest", v_rest)
+        self.v_c = check_real("v_c", v_c)
+        self.v_rest = check_real("v_rest", v_rest)
         _check_v_c(self.v_c, self.v_rest, self.v_reset)
 
     @staticmethod
@@ -137,8 +127,8 @@ class EIFNode(BaseNode):
         super().__init__(v_reset=v_reset, **kwargs)  # type: ignore[arg-type]
         self.tau = _check_tau("tau", tau)
         self.delta_T = _positive("delta_T", delta_T)
-        self.theta_rh = _real("theta_rh", theta_rh)
-        self.v_rest = _real("v_rest", v_rest)
+        self.theta_rh = check_real("theta_rh", theta_rh)
+        self.v_rest = check_real("v_rest", v_rest)
 
     @staticmethod
     def charge(
@@ -209,11 +199,11 @@ class IzhikevichNode(BaseNode):
         self.tau = _check_tau("tau", tau)
         self.tau_w = _check_tau("tau_w", tau_w)
         self.a0 = _positive("a0", a0)
-        self.v_c = _real("v_c", v_c)
-        self.v_rest = _real("v_rest", v_rest)
-        self.w_rest = _real("w_rest", w_rest)
-        self.a = _real("a", a)
-        self.b = _real("b", b)
+        self.v_c = check_real("v_c", v_c)
+        self.v_rest = check_real("v_rest", v_rest)
+        self.w_rest = check_real("w_rest", w_rest)
+        self.a = check_real("a", a)
+        self.b = check_real("b", b)
         _check_v_c(self.v_c, self.v_rest, self.v_reset)
 
     @staticmethod

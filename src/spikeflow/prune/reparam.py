@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from spikeflow._checks import check_number
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -96,7 +96,7 @@ class SoftThreshold(nn.Module):
 
 
 def _threshold(value: object, name: str = "threshold", owner: str = "soft threshold") -> float:
-    return check_number(owner, name, value, low=0.0)
+    return check_real(f"{owner}: {name}", value, 0.0)
 
 
 def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_number
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune.reparam import SignedStrength, pruned_layers
 
@@ -35,12 +35,12 @@ def prior_centre(alpha: float, target_sparsity: float) -> float:
 
 
 def _alpha(value: Any) -> float:
-    return check_number("GradRewiring", "alpha", value, low=0.0)
+    return check_real("GradRewiring: alpha", value, 0.0)
 
 
 def _target(value: Any) -> float:
-    return check_number("GradRewiring", "target_sparsity", value, low=0.0, high=1.0,
-                        open_low=True)  # fmt: skip
+    return check_real("GradRewiring: target_sparsity", value, 0.0, 1.0, low_open=True,
+                      high_open=True)  # fmt: skip
 
 
 class GradRewiring(torch.optim.Adam):

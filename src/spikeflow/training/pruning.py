@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spikeflow._checks import check_number
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune import (
     SHAPES,
@@ -68,11 +68,11 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
                 f"prune 'grad_r' trains with Adam (Grad R's update is Adam's with a prior); "
                 f"optimizer is {optimizer!r}: set optimizer = 'adam'"
             )
-        check_number(owner, "alpha", values["alpha"], low=0.0)
-        check_number(owner, "target_sparsity", values["target_sparsity"], low=0.0, high=1.0,
-                     open_low=True)  # fmt: skip
+        check_real(f"{owner}: alpha", values["alpha"], 0.0)
+        check_real(f"{owner}: target_sparsity", values["target_sparsity"], 0.0, 1.0,
+                   low_open=True, high_open=True)  # fmt: skip
     elif method == "stds":
-        check_number(owner, "final_threshold", values["final_threshold"], low=0.0)
+        check_real(f"{owner}: final_threshold", values["final_threshold"], 0.0)
         if values["shape"] not in SHAPES:
             raise ConfigurationError(
                 f"prune 'stds': shape must be one of {', '.join(SHAPES)}; got {values['shape']!r}"
@@ -84,7 +84,7 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
                 f"({epochs - 1}), got {start!r}"
             )
     elif method == "lats":
-        check_number(owner, "l1", values["l1"], low=0.0)
+        check_real(f"{owner}: l1", values["l1"], 0.0)
     return values
 
 
