@@ -273,8 +273,10 @@ def test_grad_rewiring_param_groups_and_state():
     assert state["param_groups"][0]["target_sparsity"] == 0.8
     # explicit groups
     strengths = [net[0].parametrizations.weight.original]
-    opt = prune.GradRewiring([{"params": strengths}, {"params": [net[1].weight], "alpha": 0}])
-    assert [g["alpha"] for g in opt.param_groups] == [1e-3, 0]
+    opt = prune.GradRewiring([{"params": strengths, "alpha": 0.1},
+                              {"params": [net[1].weight], "alpha": 0}])  # fmt: skip
+    assert [g["alpha"] for g in opt.param_groups] == [0.1, 0]
+    assert [g["target_sparsity"] for g in opt.param_groups] == [0.95, 0.95]
 
 
 @pytest.mark.parametrize(
@@ -360,12 +362,11 @@ def test_lats_threshold_is_l1_times_the_summed_learning_rate():
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     steps = 200
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    lats = prune.LATSThreshold(net, opt, l1=0.5)
+    prune.LATSThreshold(net, opt, l1=0.5)
     total = 0.0
     for _ in range(steps):
-        opt.step()
         total += opt.param_groups[0]["lr"]
-        lats.step()
+        opt.step()  # moves the threshold, with the rate this step used
         sched.step()
     assert _threshold(net) == pytest.approx(0.5 * total, rel=1e-12)
     # Under the cosine schedule LATS is S-LATS's closed form (to one step's rate).
@@ -384,7 +385,7 @@ def test_lats_threshold_follows_each_layers_group():
     rest = [p for p in net.parameters() if p is not first]
     opt = torch.optim.SGD([{"params": [first], "lr": 0.1}, {"params": rest, "lr": 0.01}])
     lats = prune.LATSThreshold(net, opt, l1=2.0)
-    lats.step()
+    opt.step()
     assert _threshold(net) == pytest.approx(0.2)
     assert float(net[4].parametrizations.weight[0].threshold) == pytest.approx(0.02)
     saved = lats.state_dict()
@@ -471,3 +472,129 @@ def test_finalizing_a_copy_leaves_the_original_pruned_model_working():
     assert type(twin[0]) is nn.Conv2d and type(twin[4]) is nn.Linear
     net(x).sum().backward()  # still trains
     assert net[0].parametrizations.weight.original.grad is not None
+
+
+# -- found in review ------------------------------------------------------------------
+
+
+def test_schedules_follow_the_model_through_a_dtype_change():
+    net = small_net(torch.float32)
+    prune.apply_soft_threshold(net)
+    schedule = prune.ThresholdSchedule(net, 0.5, total_steps=2, shape="linear")
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    lats_net = small_net(torch.float32)
+    prune.apply_soft_threshold(lats_net)
+    lats_opt = torch.optim.SGD(lats_net.parameters(), lr=0.1)
+    prune.LATSThreshold(lats_net, lats_opt, l1=1.0)
+    net.double()  # replaces the buffers
+    lats_net.double()
+    schedule.step()
+    lats_opt.step()
+    assert _threshold(net) == 0.25 and net[0].parametrizations.weight[0].threshold.dtype == (
+        torch.float64)  # fmt: skip
+    assert _threshold(lats_net) == pytest.approx(0.1)
+    del opt
+
+
+def test_lats_sums_in_double_precision_in_a_low_precision_model():
+    layer = nn.Linear(4, 4, bias=False).to(torch.bfloat16)
+    prune.apply_soft_threshold(layer)
+    opt = torch.optim.SGD(layer.parameters(), lr=1e-3)
+    lats = prune.LATSThreshold(layer, opt, l1=1.0)
+    for _ in range(4000):
+        opt.step()
+    assert lats.thresholds[0] == pytest.approx(4.0, rel=1e-12)
+    # bfloat16 holds 4.0 exactly; summed in bfloat16 it would stall near 0.5
+    assert float(layer.parametrizations.weight[0].threshold) == 4.0
+
+
+def test_lats_waits_for_its_start_and_ignores_skipped_steps():
+    layer = nn.Linear(3, 2)
+    prune.apply_soft_threshold(layer)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    lats = prune.LATSThreshold(layer, opt, l1=1.0, start_step=2)
+    for _ in range(3):
+        opt.step()
+    assert lats.thresholds == [pytest.approx(0.1)]
+    scaler = torch.amp.GradScaler("cpu")
+    opt.zero_grad()
+    scaler.scale(layer(torch.ones(1, 3)).sum() * math.inf).backward()  # inf: step skipped
+    scaler.step(opt)
+    scaler.update()
+    assert lats.thresholds == [pytest.approx(0.1)]
+    assert lats.state_dict()["step_count"] == 3
+    lats.remove()
+    opt.step()
+    assert lats.thresholds == [pytest.approx(0.1)]
+
+
+def test_grad_rewiring_refuses_bare_parameters():
+    net = small_net()
+    prune.apply_gradient_rewiring(net)
+    with pytest.raises(ConfigurationError, match="parameter group 0 sets no alpha"):
+        prune.GradRewiring(net.parameters())
+    with pytest.raises(ConfigurationError, match="parameter group 1 sets no alpha"):
+        prune.GradRewiring([{"params": [net[0].bias], "alpha": 0.0},
+                            {"params": [net[1].weight]}])  # fmt: skip
+
+
+def test_grad_rewiring_runs_hooks_once_and_skips_the_prior_on_skipped_fused_steps():
+    net = small_net(torch.float32)
+    prune.apply_gradient_rewiring(net)
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # torch wraps Adam.step too
+    opt = prune.GradRewiring(net, lr=0.01, alpha=1.0, fused=True)
+    calls = []
+    opt.register_step_post_hook(lambda *args: calls.append(1))
+    hidden = net[0].parametrizations.weight.original
+    before = hidden.detach().clone()
+    scaler = torch.amp.GradScaler("cpu")
+    opt.zero_grad()
+    scaler.scale(net(torch.ones(1, 2, 5, 5)).sum() * math.inf).backward()
+    scaler.step(opt)  # the fused kernel skips it: no Adam step, so no prior step
+    scaler.update()
+    assert torch.equal(hidden.detach(), before)
+    opt.zero_grad()
+    net(torch.ones(1, 2, 5, 5)).sum().backward()
+    opt.step()
+    assert not torch.equal(hidden.detach(), before)
+    assert len(calls) == 2  # one per step, skipped or not
+
+
+def test_assigning_a_weight_of_another_dtype_or_shape_to_a_grad_r_layer():
+    from spikeflow.errors import ShapeError
+
+    layer = nn.Linear(3, 2, bias=False)
+    prune.apply_gradient_rewiring(layer)
+    sign = layer.parametrizations.weight[0].sign.clone()
+    with pytest.raises(ShapeError, match=r"shape \(3, 3\)"):
+        layer.weight = torch.ones(3, 3)
+    assert torch.equal(layer.parametrizations.weight[0].sign, sign)
+    new = -torch.ones(2, 3, dtype=torch.float64)
+    layer.weight = new  # cast to the layer's dtype, as copy_ would
+    assert layer.weight.dtype == torch.float32 and torch.equal(layer.weight, new.float())
+
+
+def test_distributed_training_ignores_the_fixed_signs():
+    from spikeflow.training.pruning import ignore_fixed_buffers
+
+    net = small_net()
+    prune.apply_gradient_rewiring(net)
+    ignore_fixed_buffers(net)
+    ignored = set(net._ddp_params_and_buffers_to_ignore)
+    assert ignored == {"0.parametrizations.weight.0.sign", "4.parametrizations.weight.0.sign"}
+    assert ignored <= set(net.state_dict())
+
+
+def test_a_pruned_recurrent_layer_computes_its_weight_once_per_sequence():
+    inner = nn.Sequential(nn.Linear(6, 4), neurons.LIFNode(step_mode="s"))
+    container = layers.LinearRecurrentContainer(inner, in_features=6, out_features=4)
+    rc = container.rc
+    prune.apply_soft_threshold(container)
+    prune.set_threshold(container, 0.05)
+    calls = []
+    rc.parametrizations.weight[0].register_forward_hook(lambda *args: calls.append(1))
+    x = torch.rand(7, 2, 6)
+    out = container(x)
+    assert len(calls) == 1
+    out.sum().backward()
+    assert rc.parametrizations.weight.original.grad is not None

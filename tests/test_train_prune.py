@@ -114,7 +114,7 @@ def test_the_command_line_prunes_and_prints_the_sparsity(tmp_path, capsys):
         (["--prune", "stds"], r"prune 'stds' needs final_threshold \(e\.g\. --prune-kwargs "
                               r"final_threshold=\.\.\.\)"),
         (["--prune", "lats", "--prune-kwargs", "lambda=1"],
-         r"prune 'lats': unknown argument\(s\) \['lambda'\]; it takes l1"),
+         r"prune 'lats': unknown argument\(s\) \['lambda'\]; it takes l1, start_epoch"),
         (["--prune", "grad_r", "--optimizer", "sgd"], r"prune 'grad_r' trains with Adam"),
         (["--prune", "grad_r", "--prune-kwargs", "target_sparsity=1"],
          r"prune 'grad_r': target_sparsity must be a finite real number in \(0, 1\), got 1"),
@@ -124,6 +124,8 @@ def test_the_command_line_prunes_and_prints_the_sparsity(tmp_path, capsys):
          r"shape must be one of sine, linear, slats; got 'cos'"),
         (["--prune", "stds", "--epochs", "3", "--prune-kwargs", "final_threshold=1",
           "start_epoch=3"], r"start_epoch must be an integer from 0 to epochs - 1 \(2\), got 3"),
+        (["--prune", "lats", "--epochs", "2", "--prune-kwargs", "l1=1", "start_epoch=-1"],
+         r"prune 'lats': start_epoch must be an integer from 0 to epochs - 1 \(1\), got -1"),
         (["--prune-kwargs", "l1=1"], r"prune 'none': unknown argument\(s\) \['l1'\]; "
                                      r"it takes no arguments"),
     ],
@@ -134,3 +136,12 @@ def test_bad_pruning_options_exit_with_status_2(tmp_path, capsys, args, message)
     assert code == 2, err
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", ["stds", "lats"])
+def test_pruning_starts_at_start_epoch(tmp_path, method):
+    kwargs = {**METHODS[method], "start_epoch": 1}
+    config = tiny(tmp_path, "run", prune=method, prune_kwargs=kwargs, lr=0.01)
+    Trainer(config, log=None).fit()
+    sparsity = [float(r["sparsity"]) for r in read_csv(tmp_path / "run" / "metrics.csv")]
+    assert sparsity[0] == 0.0 and sparsity[2] > 0.1, sparsity

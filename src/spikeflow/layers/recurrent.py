@@ -20,6 +20,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from spikeflow.base import MemoryModule, StepMode, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -75,12 +76,15 @@ class _RecurrentContainer(MemoryModule):
             x_seq = x.unsqueeze(0)
         state = self._carried_state(self._output_shape(x_seq.shape[1:]))
         y = self._initial_output(x_seq[0]) if state is None else state["y"]
-        drive = self._drive(x_seq)
         # Multi-step: the inner memory modules run the T steps of this call (fresh unless
         # streaming). Single-step: they must already be streaming, as this container is.
         scope = stepping_memory([self.sub_module]) if self.step_mode == "m" else nullcontext()
+        # A reparameterised weight (a pruned layer) is computed once for the T steps.
+        reparameterised = any(parametrize.is_parametrized(m) for m in self.modules())
+        cache = parametrize.cached() if reparameterised else nullcontext()
         outputs = []
-        with scope:
+        with scope, cache:
+            drive = self._drive(x_seq)
             for drive_t in drive.unbind(0):
                 y = self.sub_module(self._step(drive_t, y))
                 self._check_output(y, x_seq[0])

@@ -23,7 +23,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
 from spikeflow._checks import check_real
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = [
     "SignedStrength",
@@ -61,9 +61,17 @@ class SignedStrength(nn.Module):
 
     @torch.no_grad()
     def right_inverse(self, weight: Tensor) -> Tensor:
-        """θ for the weight ``weight``: its magnitudes (its signs become ``s``)."""
-        self.sign.copy_(torch.where(weight < 0, -1.0, torch.where(weight > 0, 1.0, self.sign)))
-        return weight.abs()
+        """θ for the weight ``weight``: its magnitudes (its signs become ``s``), in the
+        layer's dtype."""
+        if weight.shape != self.sign.shape:
+            raise ShapeError(
+                f"Grad R layer: a weight of shape {tuple(weight.shape)} was assigned to a "
+                f"weight of shape {tuple(self.sign.shape)}"
+            )
+        sign = torch.where(weight < 0, -1.0, torch.where(weight > 0, 1.0, self.sign))
+        strength = weight.abs().to(self.sign.dtype)
+        self.sign.copy_(sign)
+        return strength
 
 
 class SoftThreshold(nn.Module):

@@ -49,9 +49,9 @@ class GradRewiring(torch.optim.Adam):
 
     Args:
         params: the model (its strengths get the prior, its other parameters plain
-            Adam), or parameter groups as for ``torch.optim.Adam``, where each group
-            may set its own ``alpha`` (``0`` for groups that are no strengths: batch
-            norm, biases, neuron parameters) and ``target_sparsity``.
+            Adam), or parameter groups as for ``torch.optim.Adam`` where every group
+            sets its ``alpha`` (``0`` for parameters that are no strengths: batch norm,
+            biases, neuron parameters) and may set its ``target_sparsity``.
         lr, betas, eps, weight_decay, amsgrad: as ``torch.optim.Adam`` (weight decay
             acts on θ).
         alpha: the prior's strength α (``0`` turns it off: Adam on θ alone). The paper's
@@ -60,8 +60,8 @@ class GradRewiring(torch.optim.Adam):
         **adam_options: other ``torch.optim.Adam`` options (``foreach``, ``fused``, ...).
 
     Raises:
-        ConfigurationError: a model with no Grad R layer, ``alpha < 0``, or a target
-            sparsity outside ``(0, 1)``.
+        ConfigurationError: a model with no Grad R layer, a parameter group without
+            ``alpha``, ``alpha < 0``, or a target sparsity outside ``(0, 1)``.
     """
 
     def __init__(
@@ -80,6 +80,8 @@ class GradRewiring(torch.optim.Adam):
         alpha, target_sparsity = _alpha(alpha), _target(target_sparsity)
         if isinstance(params, nn.Module):
             params = _groups_of(params)
+        else:
+            params = _explicit_groups(params)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, **adam_options)  # fmt: skip
         # alpha and target_sparsity are ours: the base class's defaults do not hold
@@ -109,20 +111,48 @@ class GradRewiring(torch.optim.Adam):
             with torch.enable_grad():
                 loss = closure()
         # The prior's direction is taken at θ before this step (as the paper's update).
-        pulls: list[tuple[dict[str, Any], Tensor, Tensor]] = []
+        pulls: list[tuple[dict[str, Any], Tensor, Tensor, float]] = []
         for group in self.param_groups:
             if group["alpha"] > 0:
                 centre = prior_centre(group["alpha"], group["target_sparsity"])
                 for p in group["params"]:
                     if p.grad is not None:
-                        pulls.append((group, p, torch.sign(p - centre)))
-        super().step()
-        for group, p, direction in pulls:
+                        before = float(self.state[p]["step"]) if "step" in self.state[p] else 0.0
+                        pulls.append((group, p, torch.sign(p - centre), before))
+        _adam_step(self)
+        for group, p, direction, before in pulls:
             step = float(self.state[p]["step"])
+            if step <= before:  # a step the fused kernel skipped (inf/NaN gradients)
+                continue
             beta1 = group["betas"][0]
             lr = float(group["lr"])
             p.add_(direction, alpha=-lr / (1.0 - beta1**step) * group["alpha"])
         return loss
+
+
+def _adam_step(optimizer: GradRewiring) -> None:
+    """Adam's step without the optimizer-hook wrapper torch puts around ``Adam.step``
+    (this class's own ``step`` is wrapped already: hooks would run twice)."""
+    step = torch.optim.Adam.step
+    if getattr(step, "hooked", False):
+        step = step.__wrapped__  # type: ignore[attr-defined]
+    step(optimizer)
+
+
+def _explicit_groups(params: Any) -> list[dict[str, Any]]:
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    for index, group in enumerate(groups):
+        if "alpha" not in group:
+            raise ConfigurationError(
+                f"GradRewiring: parameter group {index} sets no alpha. Pass the model "
+                "(GradRewiring(model, ...) finds its synapse strengths), or give every "
+                "group an alpha: 0 for parameters that are no Grad R strengths (batch "
+                "norm, biases, neuron parameters), which the prior would otherwise pull "
+                "like synapses"
+            )
+    return groups
 
 
 def _groups_of(model: nn.Module) -> list[dict[str, Any]]:

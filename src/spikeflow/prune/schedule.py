@@ -1,15 +1,15 @@
 """Threshold schedules for soft-threshold pruning (STDS, LATS; methods.md 8.2-8.3).
 
-Call ``step()`` once after each optimizer step. Both keep their position in
-``state_dict()`` so a resumed run continues the schedule.
+Both keep their position in ``state_dict()`` so a resumed run continues the schedule.
 
 * :class:`ThresholdSchedule`: ``d = D·g(x)`` with ``x = (step - start)/(total - start)``
   clipped to ``[0, 1]``; ``g`` is ``"sine"`` ``(1 + sin(π(x - 1/2)))/2`` or ``"linear"``
   ``x`` (STDS), or ``"slats"`` ``x + sin(πx)/π`` (S-LATS: LATS under a cosine learning
   rate, in closed form).
+  Call its ``step()`` once after each optimizer step.
 * :class:`LATSThreshold`: LATS itself, ``d ← d + λ·η`` with η the learning rate the
   optimizer just used, for any learning-rate schedule (an L1 penalty of constant
-  strength λ, solved by ISTA).
+  strength λ, solved by ISTA). It moves by itself after each ``optimizer.step()``.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ def threshold_at(shape: str, x: float, final: float) -> float:
     raise ConfigurationError(f"threshold shape must be one of {', '.join(SHAPES)}; got {shape!r}")
 
 
-def _thresholds(model: nn.Module) -> list[torch.Tensor]:
-    found = [reparam.threshold for _, _, reparam in pruned_layers(model, SoftThreshold)]
+def _soft_layers(model: nn.Module) -> list[tuple[str, nn.Module, SoftThreshold]]:
+    found = list(pruned_layers(model, SoftThreshold))
     if not found:
         raise ConfigurationError(
             "the model has no soft-threshold layer: call "
             "spikeflow.prune.apply_soft_threshold(model) before building the schedule"
         )
-    return found
+    return found  # type: ignore[return-value]
 
 
 def _count(name: str, value: Any, minimum: int) -> int:
@@ -86,7 +86,9 @@ class ThresholdSchedule:
             )
         threshold_at(shape, 0.0, 0.0)  # checks the name
         self.shape = shape
-        self._targets = _thresholds(model)
+        # The parametrizations, not their buffers: model.to(dtype or device) replaces
+        # the buffers, and the schedule must set the ones the model uses.
+        self._reparams = [reparam for _, _, reparam in _soft_layers(model)]
         self.step_count = 0
         self._apply()
 
@@ -98,8 +100,8 @@ class ThresholdSchedule:
 
     def _apply(self) -> None:
         d = self.threshold
-        for target in self._targets:
-            target.fill_(d)
+        for reparam in self._reparams:
+            reparam.threshold.fill_(d)
 
     def step(self) -> float:
         """Advance one optimizer step; return the new threshold."""
@@ -118,52 +120,79 @@ class ThresholdSchedule:
 
 
 class LATSThreshold:
-    """LATS: each layer's threshold grows by ``l1 × (its learning rate)`` per step.
+    """LATS: each layer's threshold grows by ``l1 × (its learning rate)`` per optimizer step.
+
+    The threshold moves by itself, from a hook that runs after every ``optimizer.step()``
+    (so a step a gradient scaler skips does not move it, and a learning-rate scheduler
+    stepped every iteration is read before it changes the rate); there is no ``step()``
+    to call. :meth:`remove` detaches the hook.
 
     Args:
         model: a model prepared by :func:`~spikeflow.prune.apply_soft_threshold`.
         optimizer: the optimizer training it (each layer reads the learning rate of the
             parameter group holding its hidden weight).
         l1: λ, the strength of the implied L1 penalty ``λ·‖w‖₁``.
+        start_step: the optimizer steps before the threshold starts to grow.
+
+    The thresholds are summed in double precision, so a low-precision model still
+    reaches ``λ·Σ η``.
 
     Raises:
         ConfigurationError: ``l1`` negative or not finite, or a soft-threshold layer
             whose hidden weight the optimizer does not train.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, l1: float) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, l1: float,
+                 start_step: int = 0) -> None:  # fmt: skip
         self.l1 = _threshold(l1, "l1", "LATSThreshold")
+        self.start_step = _count("start_step", start_step, 0)
         self.optimizer = optimizer
+        self.step_count = 0
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
-        self._targets: list[tuple[torch.Tensor, int]] = []
-        for name, layer, reparam in pruned_layers(model, SoftThreshold):
+        self._layers: list[tuple[SoftThreshold, int]] = []
+        for name, layer, reparam in _soft_layers(model):
             hidden = layer.parametrizations.weight.original
             if id(hidden) not in group_of:
                 raise ConfigurationError(
                     f"layer {name!r}: the optimizer does not train its hidden weight "
                     "(build the optimizer after apply_soft_threshold)"
                 )
-            self._targets.append((reparam.threshold, group_of[id(hidden)]))
-        if not self._targets:
-            _thresholds(model)  # raises the error naming apply_soft_threshold
+            self._layers.append((reparam, group_of[id(hidden)]))
+        self._sums = [float(reparam.threshold) for reparam, _ in self._layers]
+        self._hook = optimizer.register_step_post_hook(self._after_step)
 
-    def step(self) -> None:
-        """Raise each threshold by λ·η for the step the optimizer just made."""
-        for threshold, index in self._targets:
-            lr = float(self.optimizer.param_groups[index]["lr"])
-            threshold.add_(self.l1 * lr)
+    def _after_step(self, optimizer: torch.optim.Optimizer, *args: Any) -> None:
+        self.step_count += 1
+        if self.step_count <= self.start_step:
+            return
+        for index, (reparam, group) in enumerate(self._layers):
+            self._sums[index] += self.l1 * float(optimizer.param_groups[group]["lr"])
+            reparam.threshold.fill_(self._sums[index])
+
+    @property
+    def thresholds(self) -> list[float]:
+        """Each layer's threshold (in double precision)."""
+        return list(self._sums)
+
+    def remove(self) -> None:
+        """Stop moving the thresholds (detach the optimizer hook)."""
+        self._hook.remove()
 
     def state_dict(self) -> dict[str, Any]:
-        """The thresholds reached (also in the model's state dict)."""
-        return {"thresholds": [float(t) for t, _ in self._targets]}
+        """The steps counted and the thresholds reached (in double precision)."""
+        return {"step_count": self.step_count, "thresholds": list(self._sums)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the thresholds reached."""
+        """Continue from a saved position."""
+        self.step_count = _count("step_count", state.get("step_count", 0), 0)
+        if "thresholds" not in state:  # the position only: the thresholds as they are
+            return
         values = state["thresholds"]
-        if len(values) != len(self._targets):
+        if len(values) != len(self._layers):
             raise ConfigurationError(
                 f"LATSThreshold state holds {len(values)} thresholds; the model has "
-                f"{len(self._targets)} soft-threshold layers"
+                f"{len(self._layers)} soft-threshold layers"
             )
-        for (threshold, _), value in zip(self._targets, values, strict=True):
-            threshold.fill_(_threshold(value, "threshold", "LATSThreshold state"))
+        self._sums = [_threshold(v, "threshold", "LATSThreshold state") for v in values]
+        for (reparam, _), value in zip(self._layers, self._sums, strict=True):
+            reparam.threshold.fill_(value)

@@ -19,9 +19,11 @@ from spikeflow.prune import (
     SHAPES,
     GradRewiring,
     LATSThreshold,
+    SignedStrength,
     ThresholdSchedule,
     apply_gradient_rewiring,
     apply_soft_threshold,
+    pruned_layers,
 )
 
 __all__ = ["PRUNE_METHODS", "apply_pruning", "make_threshold_schedule", "prune_settings"]
@@ -34,7 +36,7 @@ _ARGUMENTS: dict[str, dict[str, Any]] = {
     "none": {},
     "grad_r": {"alpha": 1e-3, "target_sparsity": 0.95},
     "stds": {"final_threshold": _REQUIRED, "shape": "sine", "start_epoch": 0},
-    "lats": {"l1": _REQUIRED},
+    "lats": {"l1": _REQUIRED, "start_epoch": 0},
 }
 
 
@@ -77,14 +79,14 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
             raise ConfigurationError(
                 f"prune 'stds': shape must be one of {', '.join(SHAPES)}; got {values['shape']!r}"
             )
-        start = values["start_epoch"]
-        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < epochs:
-            raise ConfigurationError(
-                f"prune 'stds': start_epoch must be an integer from 0 to epochs - 1 "
-                f"({epochs - 1}), got {start!r}"
-            )
     elif method == "lats":
         check_real(f"{owner}: l1", values["l1"], 0.0)
+    start = values.get("start_epoch", 0)
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < epochs:
+        raise ConfigurationError(
+            f"{owner}: start_epoch must be an integer from 0 to epochs - 1 "
+            f"({epochs - 1}), got {start!r}"
+        )
     return values
 
 
@@ -118,5 +120,21 @@ def make_threshold_schedule(
             shape=settings["shape"], start_step=settings["start_epoch"] * steps_per_epoch,
         )  # fmt: skip
     if method == "lats":
-        return LATSThreshold(model, optimizer, settings["l1"])
+        return LATSThreshold(model, optimizer, settings["l1"],
+                             start_step=settings["start_epoch"] * steps_per_epoch)  # fmt: skip
     return None
+
+
+def ignore_fixed_buffers(model: nn.Module) -> None:
+    """Keep DistributedDataParallel from broadcasting Grad R's signs at every forward:
+    they are as large as the weights and never change (every process starts with
+    rank 0's model)."""
+    names = [f"{name}.parametrizations.weight.{index}.sign" if name else
+             f"parametrizations.weight.{index}.sign"
+             for name, layer, _ in pruned_layers(model, SignedStrength)
+             for index, reparam in enumerate(layer.parametrizations.weight)
+             if isinstance(reparam, SignedStrength)]  # fmt: skip
+    if names:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, names
+        )

@@ -61,6 +61,7 @@ from spikeflow.training.metric_logs import (
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
 from spikeflow.training.pruning import (
     apply_pruning,
+    ignore_fixed_buffers,
     make_grad_rewiring,
     make_threshold_schedule,
     prune_settings,
@@ -315,15 +316,16 @@ class Trainer:
         self.model: nn.Module = self.raw_model
         if ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            ignore_fixed_buffers(self.raw_model)
             self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=device_ids)
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
-        steps_per_epoch = math.ceil(
+        self.steps_per_epoch = math.ceil(
             math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]
         )
         self.pruning = make_threshold_schedule(
             cfg.prune, self._prune_settings, self.raw_model, self.optimizer, cfg.epochs,
-            steps_per_epoch,
+            self.steps_per_epoch,
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         from spikeflow.losses import get_loss
@@ -403,6 +405,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "pruning": {} if self.pruning is None else self.pruning.state_dict(),
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
             **running,
@@ -441,8 +444,10 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
         self.global_step = int(payload["global_step"])
-        if isinstance(self.pruning, ThresholdSchedule):  # LATS's thresholds are model buffers
-            self.pruning.load_state_dict({"step_count": self.global_step})
+        if self.pruning is not None:
+            # Progress by epoch and step: steps per epoch change with the process count.
+            steps = self.epoch * self.steps_per_epoch + self.step_in_epoch
+            self.pruning.load_state_dict({**payload.get("pruning", {}), "step_count": steps})
         self.history = list(payload["history"])
         self.best_test_acc = float(payload["best"]["test_acc"])
         self.best_epoch = int(payload["best"]["epoch"])
@@ -663,7 +668,7 @@ class Trainer:
         self._phase = "update"
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.pruning is not None:
+        if isinstance(self.pruning, ThresholdSchedule):  # LATS moves from an optimizer hook
             self.pruning.step()
         self._phase = "done"
         self.epoch_sums.add(value * len(y), count_correct(out.detach(), y), len(y))
