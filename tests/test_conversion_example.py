@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-from conftest import require_shared_data
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "convert_digits.py"
+from conftest import load_example, require_shared_data
 
 
 def _run_example(argv: list[str]):
-    spec = importlib.util.spec_from_file_location("convert_digits", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("convert_digits")
     threads = torch.get_num_threads()
     try:
         return module.main(argv)

@@ -3,20 +3,16 @@ arguments) reaches the accuracy the issue asks for, as the README runs it."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
+from conftest import load_example
 
 
 def test_digits_example_with_its_defaults_reaches_95_percent(capsys, tmp_path):
     pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
-    spec = importlib.util.spec_from_file_location("train_digits", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("train_digits")
     start = time.perf_counter()
     acc = module.main(["--output-dir", str(tmp_path)])  # the defaults: 40 epochs, T=4
     elapsed = time.perf_counter() - start

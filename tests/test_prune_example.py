@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "prune_digits.py"
+from conftest import load_example
 
 
 def test_the_example_prunes_each_method_and_prints_the_table(capsys, tmp_path):
     pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
-    spec = importlib.util.spec_from_file_location("prune_digits", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("prune_digits")
     settings = ["dense", "grad_r:alpha=0.5", "stds:final_threshold=0.05,shape=linear",
                 "lats:l1=20"]  # fmt: skip
     results = module.main(["--epochs", "2", "--train-samples", "192", "--test-samples", "96",
