@@ -114,7 +114,7 @@ def test_the_command_line_prunes_and_prints_the_sparsity(tmp_path, capsys):
         (["--prune", "stds"], r"prune 'stds' needs final_threshold \(e\.g\. --prune-kwargs "
                               r"final_threshold=\.\.\.\)"),
         (["--prune", "lats", "--prune-kwargs", "lambda=1"],
-         r"prune 'lats': unknown argument\(s\) \['lambda'\]; it takes l1, start_epoch"),
+         r"prune 'lats': unknown argument\(s\) \['lambda'\]; it takes l1, start_epoch, exclude"),
         (["--prune", "grad_r", "--optimizer", "sgd"], r"prune 'grad_r' trains with Adam"),
         (["--prune", "grad_r", "--prune-kwargs", "target_sparsity=1"],
          r"prune 'grad_r': target_sparsity must be a finite real number in \(0, 1\), got 1"),
@@ -126,6 +126,11 @@ def test_the_command_line_prunes_and_prints_the_sparsity(tmp_path, capsys):
           "start_epoch=3"], r"start_epoch must be an integer from 0 to epochs - 1 \(2\), got 3"),
         (["--prune", "lats", "--epochs", "2", "--prune-kwargs", "l1=1", "start_epoch=-1"],
          r"prune 'lats': start_epoch must be an integer from 0 to epochs - 1 \(1\), got -1"),
+        (["--prune", "lats", "--prune-kwargs", "l1=1", "exclude=[\"features.9\"]"],
+         r"exclude names \['features.9'\], which are no linear or convolution layers of the "
+         r"model; they are: features.0, features.3, classifier.2, classifier.5"),
+        (["--prune", "lats", "--prune-kwargs", "l1=1", "exclude=features.0"],
+         r"exclude must be a list of layer names"),
         (["--prune-kwargs", "l1=1"], r"prune 'none': unknown argument\(s\) \['l1'\]; "
                                      r"it takes no arguments"),
     ],
@@ -145,3 +150,13 @@ def test_pruning_starts_at_start_epoch(tmp_path, method):
     Trainer(config, log=None).fit()
     sparsity = [float(r["sparsity"]) for r in read_csv(tmp_path / "run" / "metrics.csv")]
     assert sparsity[0] == 0.0 and sparsity[2] > 0.1, sparsity
+
+
+def test_excluded_layers_stay_dense(tmp_path):
+    kwargs = {**METHODS["grad_r"], "exclude": ["features.0", "classifier.5"]}
+    Trainer(tiny(tmp_path, "run", prune="grad_r", prune_kwargs=kwargs, lr=0.01), log=None).fit()
+    model = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    hidden = sorted(k for k in model if k.endswith("parametrizations.weight.original"))
+    assert hidden == ["classifier.2.parametrizations.weight.original",
+                      "features.3.parametrizations.weight.original"]  # fmt: skip
+    assert "features.0.weight" in model and "classifier.5.weight" in model

@@ -332,7 +332,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=s,
         metavar="KEY=VALUE",
         help="pruning arguments: grad_r alpha=1e-3 target_sparsity=0.95; stds "
-        "final_threshold=D shape=sine start_epoch=0; lats l1=LAMBDA start_epoch=0",
+        "final_threshold=D shape=sine start_epoch=0; lats l1=LAMBDA start_epoch=0; "
+        'any of them exclude=["features.0"] (layers left dense)',
     )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")

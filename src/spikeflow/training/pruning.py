@@ -8,6 +8,7 @@ optimizer step (:func:`make_threshold_schedule`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from spikeflow.prune import (
     ThresholdSchedule,
     apply_gradient_rewiring,
     apply_soft_threshold,
+    prunable_layers,
     pruned_layers,
 )
 
@@ -34,9 +36,9 @@ _REQUIRED = object()
 #: Each method's arguments (``--prune-kwargs``) and their defaults.
 _ARGUMENTS: dict[str, dict[str, Any]] = {
     "none": {},
-    "grad_r": {"alpha": 1e-3, "target_sparsity": 0.95},
-    "stds": {"final_threshold": _REQUIRED, "shape": "sine", "start_epoch": 0},
-    "lats": {"l1": _REQUIRED, "start_epoch": 0},
+    "grad_r": {"alpha": 1e-3, "target_sparsity": 0.95, "exclude": []},
+    "stds": {"final_threshold": _REQUIRED, "shape": "sine", "start_epoch": 0, "exclude": []},
+    "lats": {"l1": _REQUIRED, "start_epoch": 0, "exclude": []},
 }
 
 
@@ -87,15 +89,39 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
             f"{owner}: start_epoch must be an integer from 0 to epochs - 1 "
             f"({epochs - 1}), got {start!r}"
         )
+    exclude = values.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
+        raise ConfigurationError(
+            f'{owner}: exclude must be a list of layer names (e.g. exclude=["features.0"]), '
+            f"got {exclude!r}"
+        )
     return values
 
 
-def apply_pruning(model: nn.Module, method: str) -> None:
-    """Reparameterise ``model``'s linear and convolution weights for ``method``."""
+def apply_pruning(model: nn.Module, method: str, exclude: Sequence[str] = ()) -> None:
+    """Reparameterise ``model``'s linear and convolution weights for ``method``, except
+    the layers named in ``exclude``.
+
+    Raises:
+        ConfigurationError: a name in ``exclude`` that is no linear or convolution layer
+            of the model (the message lists them), or nothing left to prune.
+    """
+    if method == "none":
+        return
+    named = dict(prunable_layers(model))
+    unknown = [name for name in exclude if name not in named]
+    if unknown:
+        raise ConfigurationError(
+            f"prune {method!r}: exclude names {unknown}, which are no linear or convolution "
+            f"layers of the model; they are: {', '.join(named)}"
+        )
+    chosen = [layer for name, layer in named.items() if name not in exclude]
+    if not chosen:
+        raise ConfigurationError(f"prune {method!r}: exclude leaves no layer to prune")
     if method == "grad_r":
-        apply_gradient_rewiring(model)
-    elif method in ("stds", "lats"):
-        apply_soft_threshold(model, 0.0)
+        apply_gradient_rewiring(model, chosen)
+    else:
+        apply_soft_threshold(model, 0.0, chosen)
 
 
 def make_grad_rewiring(model: nn.Module, lr: float, weight_decay: float,

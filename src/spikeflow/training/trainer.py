@@ -169,7 +169,7 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
-    apply_pruning(model, config.prune)
+    apply_pruning(model, config.prune, config.prune_kwargs.get("exclude", []))
     return model
 
 
