@@ -11,9 +11,11 @@ from spikeflow import (
     functional,
     interop,
     layers,
+    learn,
     losses,
     models,
     neurons,
+    prune,
     surrogate,
 )
 from spikeflow.errors import SpikeflowError
@@ -29,8 +31,10 @@ __all__ = [
     "functional",
     "interop",
     "layers",
+    "learn",
     "losses",
     "models",
     "neurons",
+    "prune",
     "surrogate",
 ]

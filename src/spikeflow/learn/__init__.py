@@ -1,0 +1,6 @@
+"""Local learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
+:func:`stdp_update`). See ``docs/learning.md``."""
+
+from spikeflow.learn.stdp import STDPLearner, stdp_update
+
+__all__ = ["STDPLearner", "stdp_update"]
