@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 
 import pytest
 import torch
@@ -55,10 +57,27 @@ def test_each_method_prunes_a_run_and_logs_its_sparsity(tmp_path, method):
     assert zeros / total == pytest.approx(sparsity[-1], abs=1e-12)
 
 
+class _CtrlC:
+    """A real SIGINT (Ctrl-C) during step ``step`` of epoch ``epoch``."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (self.epoch, self.step):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_a_pruned_run_resumes_exactly(tmp_path, method):
+@pytest.mark.parametrize("where", ["epoch_end", "mid_epoch"])
+def test_a_pruned_run_resumes_exactly(tmp_path, method, where):
     _run(tmp_path, "full", method)
-    _run(tmp_path, "split", method, stop_after=1)
+    if where == "epoch_end":
+        _run(tmp_path, "split", method, stop_after=1)
+    else:  # Ctrl-C inside epoch 2: the checkpoint holds the schedule mid-way
+        config = tiny(tmp_path, "split", prune=method, prune_kwargs=METHODS[method], lr=0.01)
+        result = Trainer(config, callbacks=[_CtrlC(1, 2)], log=None).fit()
+        assert result.interrupted
     payload = load_checkpoint(tmp_path / "split" / "last.pt")
     Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
     full = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
