@@ -209,7 +209,7 @@ def test_refused_layers_and_arguments():
     with pytest.raises(ShapeError, match=r"\[T, B, \.\.\.\]"):
         stdp_update(syn, torch.zeros(4, 3), torch.zeros(4, 2), 2.0, 2.0)
     conv = nn.Conv2d(1, 1, 3)
-    with pytest.raises(ShapeError, match="not the output"):
+    with pytest.raises(ShapeError, match="must be the layer's output"):
         stdp_update(conv, torch.zeros(2, 1, 1, 5, 5), torch.zeros(2, 1, 1, 5, 5), 2.0, 2.0)
 
 
@@ -222,3 +222,150 @@ def test_the_synapse_and_the_neuron_must_run_together():
         learner.step()
     learner.reset()
     assert learner.step() is None
+
+
+# -- found in review ------------------------------------------------------------------
+
+
+def test_linear_steps_with_extra_dims_fold_them_into_the_batch():
+    torch.manual_seed(4)
+    x = (torch.rand(6, 2, 3, 5) < 0.5).double()  # [T, B, N, in]
+
+    def build(mode):
+        torch.manual_seed(5)
+        fc = layers.Linear(5, 4, bias=False, step_mode=mode).double()
+        lif = neurons.LIFNode(tau=2.0, v_threshold=0.4, step_mode=mode)
+        return nn.Sequential(fc, lif), fc, lif
+
+    net, fc, lif = build("m")
+    learner = STDPLearner(fc, lif, tau_pre=2.0, tau_post=3.0)
+    with torch.no_grad():
+        out = net(x)
+    whole = learner.step(on_grad=False)
+    flat, _ = stdp_update(fc, x.reshape(6, 6, 5), out.reshape(6, 6, 4), 2.0, 3.0)
+    torch.testing.assert_close(whole, flat, rtol=1e-14, atol=1e-14)
+    assert float(out.sum()) > 0
+    net, fc, lif = build("s")
+    learner = STDPLearner(fc, lif, tau_pre=2.0, tau_post=3.0)
+    with functional.streaming(net), torch.no_grad():
+        for x_t in x:  # steps [B, N, in]: one step each, not a sequence of B steps
+            net(x_t)
+    torch.testing.assert_close(learner.step(on_grad=False), whole, rtol=1e-14, atol=1e-14)
+
+
+def test_a_neuron_container_with_a_stateless_module_still_streams():
+    x = (torch.rand(8, 2, 2, 6, 6) < 0.5).double()
+    torch.manual_seed(3)
+    conv = layers.Conv2d(2, 4, 3, padding=1, bias=False).double()
+    block = nn.Sequential(neurons.LIFNode(tau=2.0, v_threshold=0.5), layers.Dropout(0.2))
+    net = nn.Sequential(conv, block).eval()  # dropout keeps no state in eval mode
+    learner = STDPLearner(conv, block, tau_pre=2.0, tau_post=2.0)
+    with torch.no_grad():
+        net(x)
+    whole = learner.step(on_grad=False)
+    with functional.streaming(net), torch.no_grad():
+        net(x[:3])
+        net(x[3:])
+    torch.testing.assert_close(learner.step(on_grad=False), whole, rtol=1e-14, atol=1e-13)
+
+
+def test_sums_run_in_float32_or_wider_outside_autocast():
+    torch.manual_seed(6)
+    syn = nn.Linear(64, 32, bias=False)
+    pre = (torch.rand(20, 16, 64) < 0.3).float()
+    post = (torch.rand(20, 16, 32) < 0.3).float()
+    reference, _ = stdp_update(syn.double(), pre.double(), post.double(), 2.0, 2.0)
+    syn.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        delta, _ = stdp_update(syn, pre, post, 2.0, 2.0)
+    torch.testing.assert_close(delta.double(), reference, rtol=1e-5, atol=1e-5)
+    # float16 weights: sums of 300 x 256 coincident spikes would overflow float16
+    half = nn.Linear(1, 1, bias=False).half()
+    ones = torch.ones(300, 256, 1, dtype=torch.float16)
+    delta, _ = stdp_update(half, ones, ones, 2.0, 2.0, lambda w: 1.0, lambda w: 1.0)
+    assert delta.dtype == torch.float16 and float(delta) == 0.0
+
+
+def test_dilation_and_reflect_padding_against_a_loop_over_positions():
+    torch.manual_seed(7)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=2, dilation=2, padding_mode="reflect",
+                     bias=False).double()  # fmt: skip
+    pre = (torch.rand(4, 2, 2, 9, 8) < 0.4).double()
+    with torch.no_grad():
+        post = (conv(pre.flatten(0, 1)).unflatten(0, (4, 2)) > 0.2).double()
+    delta, _ = stdp_update(conv, pre, post, 2.0, 3.0, _ones, _ones)
+    # brute force: every output position pairs with the input pixels its kernel taps
+    x = torch.zeros_like(pre)
+    y = torch.zeros_like(post)
+    expected = torch.zeros_like(conv.weight)
+    padded_pre = torch.nn.functional.pad(pre.flatten(0, 1), (2, 2, 2, 2), mode="reflect")
+    for t in range(4):
+        x[t] = (x[t - 1] * 0.5 if t else 0) + pre[t]
+        y[t] = (y[t - 1] * (2 / 3) if t else 0) + post[t]
+    padded_x = torch.nn.functional.pad(x.flatten(0, 1), (2, 2, 2, 2), mode="reflect")
+    s_post, y_all = post.flatten(0, 1), y.flatten(0, 1)
+    for n in range(s_post.shape[0]):
+        for i in range(s_post.shape[2]):
+            for j in range(s_post.shape[3]):
+                rows = slice(2 * i, 2 * i + 5, 2)
+                cols = slice(2 * j, 2 * j + 5, 2)
+                patch_x = padded_x[n, :, rows, cols]
+                patch_s = padded_pre[n, :, rows, cols]
+                expected += s_post[n, :, i, j, None, None, None] * patch_x
+                expected -= y_all[n, :, i, j, None, None, None] * patch_s
+    torch.testing.assert_close(delta, expected, rtol=1e-13, atol=1e-12)
+
+
+def test_spikes_that_do_not_fit_are_refused_by_name():
+    fc = nn.Linear(4, 3)
+    with pytest.raises(ShapeError, match=r"same leading dims with 3 features"):
+        stdp_update(fc, torch.zeros(5, 2, 4), torch.zeros(5, 1, 3), 2.0, 2.0)
+    with pytest.raises(ShapeError, match="T >= 1"):
+        stdp_update(fc, torch.zeros(0, 2, 4), torch.zeros(0, 2, 3), 2.0, 2.0)
+    with pytest.raises(ShapeError, match="carried presynaptic trace"):
+        stdp_update(fc, torch.zeros(5, 2, 4), torch.zeros(5, 2, 3), 2.0, 2.0,
+                    traces=(torch.zeros(1, 4), None))  # fmt: skip
+    conv = nn.Conv2d(1, 2, 3)
+    with pytest.raises(ShapeError, match=r"\(2, 1, 2, 4, 4\); got \(2, 1, 2, 2, 8\)"):
+        stdp_update(conv, torch.zeros(2, 1, 1, 6, 6), torch.zeros(2, 1, 2, 2, 8), 2.0, 2.0)
+    with pytest.raises(ShapeError, match="1 input channels"):
+        stdp_update(conv, torch.zeros(2, 1, 3, 6, 6), torch.zeros(2, 1, 2, 4, 4), 2.0, 2.0)
+
+
+class _TwoOutputs(nn.Module):
+    def forward(self, x):
+        return (x > 0).to(x.dtype), x
+
+
+def test_a_neuron_returning_a_tuple_is_named():
+    fc = nn.Linear(3, 2)
+    learner = STDPLearner(fc, _TwoOutputs(), 2.0, 2.0)
+    with pytest.raises(ConfigurationError, match="_TwoOutputs returned tuple"):
+        learner.neuron(fc(torch.zeros(1, 3)))
+    del learner
+
+
+def test_copies_do_not_record_pause_and_failed_steps_keep_the_records():
+    import copy
+    import pickle
+
+    net, conv, lif = _network()
+    learner = STDPLearner(conv, lif, 2.0, 2.0, f_pre=lambda w: w, f_post=lambda w: 1 - w)
+    twin = copy.deepcopy(net)
+    x = (torch.rand(3, 1, 2, 5, 5) < 0.5).double()
+    with torch.no_grad():
+        twin(x)
+    assert learner.step() is None  # the copy's forward was not recorded
+    pickle.loads(pickle.dumps(net))  # the hooks pickle (inert), the lambdas stay out
+    learner.recording = False
+    with torch.no_grad():
+        net(x)
+    assert learner.step() is None
+    learner.recording = True
+    with torch.no_grad():
+        net(x)
+    learner.f_pre = lambda w: 1 / 0
+    with pytest.raises(ZeroDivisionError):
+        learner.step()
+    learner.f_pre = lambda w: w
+    assert learner.step(on_grad=False) is not None  # the records were kept

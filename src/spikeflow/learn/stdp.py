@@ -1,146 +1,43 @@
-"""Spike-timing-dependent plasticity (STDP) with exponential traces.
-
-Each synapse keeps a presynaptic trace ``x`` and each neuron a postsynaptic trace
-``y``, decaying by ``1 - 1/τ`` per step and raised by 1 at each spike (traces updated
-before the weights, as SpikingJelly's learner):
-
-    x[t] = x[t-1]·(1 - 1/τ_pre) + s_pre[t]        y[t] = y[t-1]·(1 - 1/τ_post) + s_post[t]
-    Δw  = f_post(w)·Σ s_post[t]·x[t]  -  f_pre(w)·Σ y[t]·s_pre[t]
-
-summed over time, batch and (for a convolution) output positions: a presynaptic spike
-followed k steps later by a postsynaptic one strengthens the synapse by
-``f_post(w)·(1 - 1/τ_pre)^k`` (potentiation), the reverse order weakens it by
-``f_pre(w)·(1 - 1/τ_post)^k`` (depression), and both count at k = 0.
-"""
+"""The STDP learner: records a running network through hooks and learns one layer."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
-from spikeflow._checks import check_real
-from spikeflow.base import MemoryModule
-from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow._checks import check_flag, check_real
+from spikeflow.base import MemoryModule, StepModule
+from spikeflow.errors import ConfigurationError, StateError
+from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
 
-__all__ = ["STDPLearner", "stdp_update"]
-
-_STEP_DIMS = {nn.Linear: 2, nn.Conv1d: 3, nn.Conv2d: 4}
+__all__ = ["STDPLearner"]
 
 
-def _identity(weight: Tensor) -> Tensor:
-    return weight
+class _Hook:
+    """A forward hook calling one method of a learner it does not keep alive.
 
-
-def _check_synapse(synapse: nn.Module) -> int:
-    """The dims of one step of the synapse's input (``[B, in]``, ``[B, C, L]``, ...)."""
-    dims = next((d for kind, d in _STEP_DIMS.items() if isinstance(synapse, kind)), None)
-    if dims is None:
-        raise ConfigurationError(
-            f"STDP learns the weights of nn.Linear, nn.Conv1d and nn.Conv2d layers (and "
-            f"spikeflow's sequence versions), got {type(synapse).__name__}"
-        )
-    if parametrize.is_parametrized(synapse, "weight"):
-        raise ConfigurationError(
-            f"STDP: the {type(synapse).__name__}'s weight is reparameterised (pruned?); "
-            "STDP updates plain weights"
-        )
-    if isinstance(synapse, nn.Conv1d | nn.Conv2d) and synapse.groups != 1:
-        raise ConfigurationError(f"STDP: convolutions with groups=1 only, got {synapse.groups}")
-    return dims
-
-
-def _traces(spikes: Tensor, decay: float, start: Tensor | None) -> Tensor:
-    """``x[t] = x[t-1]·decay + s[t]`` for a sequence ``[T, ...]`` (``x[-1] = start``)."""
-    out = torch.empty_like(spikes)
-    trace = torch.zeros_like(spikes[0]) if start is None else start
-    for t in range(spikes.shape[0]):
-        trace = trace * decay + spikes[t]
-        out[t] = trace
-    return out
-
-
-def _conv_columns(synapse: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
-    """``x`` ``[N, C, ...]`` as the convolution's input columns ``[N, C·k, L]``."""
-    if isinstance(synapse, nn.Conv1d):
-        x = x.unsqueeze(2)
-        kernel, stride = (1, *synapse.kernel_size), (1, *synapse.stride)
-        dilation = (1, *synapse.dilation)
-    else:
-        kernel, stride, dilation = synapse.kernel_size, synapse.stride, synapse.dilation
-    padding = synapse._reversed_padding_repeated_twice
-    if isinstance(synapse, nn.Conv1d):
-        padding = [*padding, 0, 0]
-    if any(padding):
-        mode = "constant" if synapse.padding_mode == "zeros" else synapse.padding_mode
-        x = F.pad(x, padding, mode=mode)
-    return F.unfold(x, kernel, dilation=dilation, stride=stride)
-
-
-@torch.no_grad()
-def stdp_update(
-    synapse: nn.Linear | nn.Conv1d | nn.Conv2d,
-    pre: Tensor,
-    post: Tensor,
-    tau_pre: float,
-    tau_post: float,
-    f_pre: Callable[[Tensor], Tensor] = _identity,
-    f_post: Callable[[Tensor], Tensor] = _identity,
-    traces: tuple[Tensor | None, Tensor | None] = (None, None),
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """The STDP weight change of ``synapse`` for one sequence, and the final traces.
-
-    Args:
-        synapse: the layer whose weight learns.
-        pre: its input spikes ``[T, B, ...]`` (one step of it is the layer's input).
-        post: the spikes of the neurons it drives ``[T, B, ...]`` (one step of it is the
-            layer's output shape).
-        tau_pre, tau_post: trace time constants in steps (>= 1).
-        f_pre, f_post: weight dependence of depression and potentiation (identity:
-            additive STDP scaled by w; ``lambda w: 1`` gives plain additive STDP).
-        traces: the traces at the step before ``pre[0]`` (``None``: zero).
-
-    Returns:
-        ``(Δw, (x, y))``: the change (the weight's shape; not applied) and the traces
-        after the last step.
+    A deep copy or a pickle of the model gets an inert hook: the copy does not record
+    into (a copy of) the learner.
     """
-    dims = _check_synapse(synapse)
-    tau_pre = check_real("STDP: tau_pre", tau_pre, 1.0)
-    tau_post = check_real("STDP: tau_post", tau_post, 1.0)
-    if pre.dim() != dims + 1 or post.dim() != dims + 1 or pre.shape[0] != post.shape[0]:
-        raise ShapeError(
-            f"STDP on a {type(synapse).__name__}: pre and post spikes must be sequences "
-            f"[T, B, ...] with {dims + 1} dims and the same T, got {tuple(pre.shape)} and "
-            f"{tuple(post.shape)}"
-        )
-    pre = pre.to(synapse.weight.dtype)
-    post = post.to(synapse.weight.dtype)
-    x = _traces(pre, 1.0 - 1.0 / tau_pre, traces[0])
-    y = _traces(post, 1.0 - 1.0 / tau_post, traces[1])
-    weight = synapse.weight.detach()
-    if isinstance(synapse, nn.Linear):
-        n_in, n_out = weight.shape[1], weight.shape[0]
-        potentiation = post.reshape(-1, n_out).T @ x.reshape(-1, n_in)
-        depression = y.reshape(-1, n_out).T @ pre.reshape(-1, n_in)
-    else:
-        steps = pre.shape[0] * pre.shape[1]
-        n_out = weight.shape[0]
-        post_cols = post.reshape(steps, n_out, -1)
-        trace_cols = y.reshape(steps, n_out, -1)
-        x_cols = _conv_columns(synapse, x.reshape(steps, *x.shape[2:]))
-        pre_cols = _conv_columns(synapse, pre.reshape(steps, *pre.shape[2:]))
-        if x_cols.shape[-1] != post_cols.shape[-1]:
-            raise ShapeError(
-                f"STDP: the post spikes {tuple(post.shape)} are not the output of the "
-                f"{type(synapse).__name__} for the pre spikes {tuple(pre.shape)}"
-            )
-        potentiation = torch.einsum("nol,nkl->ok", post_cols, x_cols).reshape(weight.shape)
-        depression = torch.einsum("nol,nkl->ok", trace_cols, pre_cols).reshape(weight.shape)
-    delta = f_post(weight) * potentiation - f_pre(weight) * depression
-    return delta, (x[-1], y[-1])
+
+    def __init__(self, learner: STDPLearner | None, method: str) -> None:
+        self._learner = None if learner is None else weakref.ref(learner)
+        self._method = method
+
+    def __call__(self, *args: Any) -> None:
+        learner = None if self._learner is None else self._learner()
+        if learner is not None:
+            getattr(learner, self._method)(*args)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
+        return _Hook(None, self._method)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Hook, (None, self._method))
 
 
 class STDPLearner:
@@ -148,27 +45,34 @@ class STDPLearner:
 
     Hooks record the layer's input spikes and the output spikes of ``neuron`` (the
     neurons the layer drives) at each forward; :meth:`step` turns what was recorded into
-    the weight change and (by default) subtracts it from ``weight.grad``, so that an
-    optimizer (``torch.optim.SGD(lr=η)``) applies ``w += η·Δw``; it never changes the
-    weight itself.
+    the weight change (:func:`~spikeflow.learn.stdp_update`) and by default subtracts
+    it from ``weight.grad``, so that an optimizer (``torch.optim.SGD(lr=η)``) applies
+    ``w += η·Δw``; it never changes the weight itself.
 
     The traces follow the neurons' state: a call from which spikeflow neurons start
     fresh (a multi-step ``[T, B, ...]`` call, or the first call while streaming after a
     reset) starts them at zero; streamed calls (single steps ``[B, ...]``, chunks of a
-    sequence) continue them. Single steps of other neurons continue until
-    :meth:`reset`.
+    sequence) continue them. For other neurons a call is one step when its input has a
+    step's dims (``[B, in]``, ``[B, C, L]``, ``[B, C, H, W]``) and continues the traces
+    until :meth:`reset`; otherwise it is a fresh sequence.
+
+    Records are the tensors the network passed (detached, not copied): do not refill
+    an input buffer in place before :meth:`step`. Attach the learner before
+    ``torch.compile`` runs the model (compiled code ignores hooks added later). The
+    learner holds the hooks' only reference to itself: keep it.
 
     Args:
         synapse: an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (groups=1; any
             stride, padding, dilation), or spikeflow's sequence version of one.
-        neuron: the module whose output spikes are the synapse's postsynaptic spikes.
+        neuron: the module whose output spikes (a tensor) are the synapse's
+            postsynaptic spikes.
         tau_pre, tau_post: trace time constants in steps (>= 1).
         f_pre, f_post: weight dependence of depression and potentiation (see
-            :func:`stdp_update`).
+            :func:`~spikeflow.learn.stdp_update`).
 
     Raises:
-        ConfigurationError: another layer type, grouped convolution, a pruned weight or
-            a time constant below 1.
+        ConfigurationError: another layer type, grouped convolution, a pruned weight, a
+            ``neuron`` that is no module, or a time constant below 1.
     """
 
     def __init__(
@@ -180,41 +84,67 @@ class STDPLearner:
         f_pre: Callable[[Tensor], Tensor] = _identity,
         f_post: Callable[[Tensor], Tensor] = _identity,
     ) -> None:
-        self._dims = _check_synapse(synapse)
+        self._dims = check_synapse(synapse)
+        if not isinstance(neuron, nn.Module):
+            raise ConfigurationError(
+                f"STDPLearner: neuron must be a torch.nn.Module, got {type(neuron).__name__}"
+            )
+        for name, f in (("f_pre", f_pre), ("f_post", f_post)):
+            if not callable(f):
+                raise ConfigurationError(f"STDPLearner: {name} must be callable, got {f!r}")
         self.tau_pre = check_real("STDP: tau_pre", tau_pre, 1.0)
         self.tau_post = check_real("STDP: tau_post", tau_post, 1.0)
         self.synapse, self.neuron = synapse, neuron
         self.f_pre, self.f_post = f_pre, f_post
+        #: Whether forwards are recorded (False pauses it, e.g. for evaluation).
+        self.recording = True
         self._pre: list[Tensor] = []
-        #: (post spikes, whether that call started a new sequence)
-        self._post: list[tuple[Tensor, bool]] = []
-        self._fresh = True
+        #: (post spikes, is one step, starts a new sequence)
+        self._post: list[tuple[Tensor, bool, bool]] = []
+        self._call: tuple[bool, bool] = (False, True)
         self._traces: tuple[Tensor | None, Tensor | None] = (None, None)
         self._handles = [
-            synapse.register_forward_pre_hook(self._record_pre),
-            neuron.register_forward_pre_hook(self._before_neuron),
-            neuron.register_forward_hook(self._record_post),
+            synapse.register_forward_pre_hook(_Hook(self, "_record_pre")),
+            neuron.register_forward_pre_hook(_Hook(self, "_before_neuron")),
+            neuron.register_forward_hook(_Hook(self, "_record_post")),
         ]
 
+    # -- recording ----------------------------------------------------------------------
+
     def _record_pre(self, module: nn.Module, args: tuple) -> None:
-        self._pre.append(args[0].detach())
+        if self.recording:
+            self._pre.append(args[0].detach())
 
     def _before_neuron(self, module: nn.Module, args: tuple) -> None:
-        # A call starts a new sequence when the neurons start from their initial state:
-        # not streaming, or streaming right after a reset. Single steps of neurons that
-        # are not spikeflow's continue until reset().
+        if not self.recording:
+            return
         memory = [m for m in module.modules() if isinstance(m, MemoryModule)]
-        single = args[0].dim() == self._dims if isinstance(args[0], Tensor) else False
-        if memory:
-            self._fresh = any(not m.streaming or m.state is None for m in memory)
+        modes = {m.step_mode for m in module.modules() if isinstance(m, StepModule)}
+        x = args[0] if args else None
+        if len(modes) == 1:  # spikeflow modules say whether this call is one step
+            single = modes == {"s"}
         else:
-            self._fresh = not single
+            single = isinstance(x, Tensor) and x.dim() == self._dims
+        if memory:
+            # Fresh when the neurons start from their initial state: not streaming, or
+            # streaming with no state kept yet (right after a reset).
+            fresh = any(not m.streaming for m in memory) or all(m.state is None for m in memory)
+        else:
+            fresh = not single
+        self._call = (single, fresh)
 
-    def _record_post(self, module: nn.Module, args: tuple, output: Tensor) -> None:
-        self._post.append((output.detach(), self._fresh))
+    def _record_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self.recording:
+            return
+        if not isinstance(output, Tensor):
+            raise ConfigurationError(
+                f"STDPLearner: the neuron module {type(module).__name__} returned "
+                f"{type(output).__name__}, not a tensor of spikes; pass the module whose "
+                "output is the spikes"
+            )
+        self._post.append((output.detach(), *self._call))
 
-    def _as_sequence(self, record: Tensor) -> Tensor:
-        return record.unsqueeze(0) if record.dim() == self._dims else record
+    # -- learning -----------------------------------------------------------------------
 
     @torch.no_grad()
     def step(self, on_grad: bool = True, scale: float = 1.0) -> Tensor | None:
@@ -222,27 +152,36 @@ class STDPLearner:
 
         ``on_grad``: subtract it from ``synapse.weight.grad`` (created if missing) and
         return None; else return it. With nothing recorded: None, and nothing changes.
+        If it raises, the records and traces are kept as they were.
 
         Raises:
-            StateError: the layer and the neuron did not run the same number of times.
+            StateError: closed, or the layer and the neuron did not run the same
+                number of times (call :meth:`reset` to drop the records).
             ShapeError: recorded spikes that do not fit the layer.
         """
+        on_grad = check_flag("STDPLearner.step", "on_grad", on_grad)
+        scale = check_real("STDPLearner.step: scale", scale)
         if self.closed:
             raise StateError("STDPLearner: closed (create a new learner to learn again)")
         if len(self._pre) != len(self._post):
             raise StateError(
                 f"STDPLearner: the synapse ran {len(self._pre)} times and the neuron "
-                f"{len(self._post)} times since the last step(); they must run together"
+                f"{len(self._post)} times since the last step(); each synapse call must "
+                "drive one neuron call (reset() drops the records)"
             )
         if not self._pre:
             return None
         delta = torch.zeros_like(self.synapse.weight)
-        for pre, (post, fresh) in zip(self._pre, self._post, strict=True):
-            change, self._traces = stdp_update(
-                self.synapse, self._as_sequence(pre), self._as_sequence(post), self.tau_pre,
-                self.tau_post, self.f_pre, self.f_post, (None, None) if fresh else self._traces,
+        traces = self._traces
+        for pre, (post, single, fresh) in zip(self._pre, self._post, strict=True):
+            if single:
+                pre, post = pre.unsqueeze(0), post.unsqueeze(0)
+            change, traces = stdp_update(
+                self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
+                self.f_post, (None, None) if fresh else traces,
             )  # fmt: skip
             delta += change
+        self._traces = traces
         self._pre.clear()
         self._post.clear()
         if scale != 1.0:

@@ -1,0 +1,196 @@
+"""The STDP rule with exponential traces, as a function of two spike sequences.
+
+Each synapse keeps a presynaptic trace ``x`` and each neuron a postsynaptic trace
+``y``, decaying by ``1 - 1/τ`` per step and raised by 1 at each spike (traces updated
+before the weights, as SpikingJelly's learner):
+
+    x[t] = x[t-1]·(1 - 1/τ_pre) + s_pre[t]        y[t] = y[t-1]·(1 - 1/τ_post) + s_post[t]
+    Δw  = f_post(w)·Σ s_post[t]·x[t]  -  f_pre(w)·Σ y[t]·s_pre[t]
+
+summed over time, batch and (for a convolution) output positions: a presynaptic spike
+followed k steps later by a postsynaptic one strengthens the synapse by
+``f_post(w)·(1 - 1/τ_pre)^k`` (potentiation), the reverse order weakens it by
+``f_pre(w)·(1 - 1/τ_post)^k`` (depression), and both count at k = 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from spikeflow._checks import check_real
+from spikeflow.errors import ConfigurationError, ShapeError
+
+__all__ = ["check_synapse", "stdp_update"]
+
+#: Dims of one step of each layer's input ([B, in] for Linear: more leading dims fold
+#: into the batch).
+STEP_DIMS: dict[type[nn.Module], int] = {nn.Linear: 2, nn.Conv1d: 3, nn.Conv2d: 4}
+
+
+def _identity(weight: Tensor) -> Tensor:
+    return weight
+
+
+def check_synapse(synapse: nn.Module) -> int:
+    """The dims of one step of ``synapse``'s input, or a ConfigurationError."""
+    dims = next((d for kind, d in STEP_DIMS.items() if isinstance(synapse, kind)), None)
+    if dims is None:
+        raise ConfigurationError(
+            f"STDP learns the weights of nn.Linear, nn.Conv1d and nn.Conv2d layers (and "
+            f"spikeflow's sequence versions), got {type(synapse).__name__}"
+        )
+    if parametrize.is_parametrized(synapse, "weight"):
+        raise ConfigurationError(
+            f"STDP: the {type(synapse).__name__}'s weight is reparameterised (pruned?); "
+            "STDP updates plain weights"
+        )
+    if isinstance(synapse, nn.Conv1d | nn.Conv2d) and synapse.groups != 1:
+        raise ConfigurationError(f"STDP: convolutions with groups=1 only, got {synapse.groups}")
+    return dims
+
+
+def _traces(spikes: Tensor, decay: float, start: Tensor | None) -> Tensor:
+    """``x[t] = x[t-1]·decay + s[t]`` for a sequence ``[T, ...]`` (``x[-1] = start``)."""
+    out = torch.empty_like(spikes)
+    trace = torch.zeros_like(spikes[0]) if start is None else start.to(spikes.dtype)
+    for t in range(spikes.shape[0]):
+        trace = trace * decay + spikes[t]
+        out[t] = trace
+    return out
+
+
+def _padded(synapse: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
+    """``x`` padded as the convolution pads its input (any padding mode)."""
+    padding = synapse._reversed_padding_repeated_twice
+    if not any(padding):
+        return x
+    mode = "constant" if synapse.padding_mode == "zeros" else synapse.padding_mode
+    return F.pad(x, padding, mode=mode)
+
+
+def _conv_output_size(synapse: nn.Conv1d | nn.Conv2d, padded: torch.Size) -> tuple[int, ...]:
+    return tuple(
+        (size - dilation * (kernel - 1) - 1) // stride + 1
+        for size, kernel, stride, dilation in zip(
+            padded, synapse.kernel_size, synapse.stride, synapse.dilation, strict=True
+        )
+    )
+
+
+def _check_shapes(synapse: nn.Module, pre: Tensor, post: Tensor, dims: int) -> None:
+    name = type(synapse).__name__
+    weight = synapse.weight
+    if pre.dim() < 3 or pre.shape[0] == 0:
+        raise ShapeError(
+            f"STDP on a {name}: pre spikes must be a sequence [T, B, ...] with T >= 1, got "
+            f"shape {tuple(pre.shape)}"
+        )
+    if isinstance(synapse, nn.Linear):
+        expected_post = (*pre.shape[:-1], weight.shape[0])
+        ok = pre.shape[-1] == weight.shape[1] and tuple(post.shape) == expected_post
+        if not ok:
+            raise ShapeError(
+                f"STDP on Linear({weight.shape[1]}, {weight.shape[0]}): pre spikes [T, B, "
+                f"..., {weight.shape[1]}] and post spikes of the same leading dims with "
+                f"{weight.shape[0]} features, got {tuple(pre.shape)} and {tuple(post.shape)}"
+            )
+        return
+    if pre.dim() != dims + 1 or pre.shape[2] != weight.shape[1]:
+        raise ShapeError(
+            f"STDP on a {name} with {weight.shape[1]} input channels: pre spikes must be "
+            f"[T, B, C, ...] with {dims + 1} dims, got {tuple(pre.shape)}"
+        )
+    # _reversed_padding_repeated_twice holds (before, after) pairs, last dim first.
+    padding, n = synapse._reversed_padding_repeated_twice, dims - 2
+    padded = tuple(
+        size + padding[2 * (n - 1 - i)] + padding[2 * (n - 1 - i) + 1]
+        for i, size in enumerate(pre.shape[3:])
+    )
+    expected_post = (*pre.shape[:2], weight.shape[0], *_conv_output_size(synapse, padded))
+    if tuple(post.shape) != expected_post:
+        raise ShapeError(
+            f"STDP on a {name}: post spikes must be the layer's output for the pre spikes "
+            f"{tuple(pre.shape)}, {expected_post}; got {tuple(post.shape)}"
+        )
+
+
+def _check_trace(name: str, trace: Tensor | None, step_shape: torch.Size) -> None:
+    if trace is not None and trace.shape != step_shape:
+        raise ShapeError(
+            f"STDP: the carried {name} trace has shape {tuple(trace.shape)}, one step of the "
+            f"spikes {tuple(step_shape)} (reset the learner when the batch size changes)"
+        )
+
+
+def _pair_sums(synapse: nn.Module, pre: Tensor, post: Tensor) -> Tensor:
+    """``Σ post ⊗ pre`` over time, batch and positions, in the weight's layout."""
+    weight = synapse.weight
+    if isinstance(synapse, nn.Linear):
+        return post.reshape(-1, weight.shape[0]).T @ pre.reshape(-1, weight.shape[1])
+    steps = pre.shape[0] * pre.shape[1]
+    pre = _padded(synapse, pre.reshape(steps, *pre.shape[2:]))
+    post = post.reshape(steps, *post.shape[2:])
+    # The weight gradient of a convolution is exactly this sum (no unfolded copies).
+    grad = torch.nn.grad.conv1d_weight if isinstance(synapse, nn.Conv1d) else (
+        torch.nn.grad.conv2d_weight)  # fmt: skip
+    return grad(pre, weight.shape, post, stride=synapse.stride, padding=0,
+                dilation=synapse.dilation)  # fmt: skip
+
+
+@torch.no_grad()
+def stdp_update(
+    synapse: nn.Linear | nn.Conv1d | nn.Conv2d,
+    pre: Tensor,
+    post: Tensor,
+    tau_pre: float,
+    tau_post: float,
+    f_pre: Callable[[Tensor], Tensor] = _identity,
+    f_post: Callable[[Tensor], Tensor] = _identity,
+    traces: tuple[Tensor | None, Tensor | None] = (None, None),
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The STDP weight change of ``synapse`` for one sequence, and the final traces.
+
+    Args:
+        synapse: the layer whose weight learns.
+        pre: its input spikes ``[T, B, ...]`` (one step of it is the layer's input; a
+            linear layer's leading dims after T fold into the batch).
+        post: the spikes of the neurons it drives, the layer's output shape per step.
+        tau_pre, tau_post: trace time constants in steps (>= 1).
+        f_pre, f_post: weight dependence of depression and potentiation, applied to the
+            whole weight (identity: scaled by w; ``lambda w: 1.0`` gives additive STDP).
+        traces: the traces at the step before ``pre[0]`` (``None``: zero), one step's
+            shape each.
+
+    Returns:
+        ``(Δw, (x, y))``: the change (the weight's shape and dtype; not applied) and the
+        traces after the last step. Sums run in float32 or wider, outside autocast.
+
+    Raises:
+        ShapeError: spikes that do not fit the layer or each other, T = 0, or traces
+            of another shape.
+        ConfigurationError: a time constant below 1, or a layer STDP does not cover.
+    """
+    dims = check_synapse(synapse)
+    tau_pre = check_real("STDP: tau_pre", tau_pre, 1.0)
+    tau_post = check_real("STDP: tau_post", tau_post, 1.0)
+    if not isinstance(pre, Tensor) or not isinstance(post, Tensor):
+        raise ShapeError("STDP: pre and post spikes must be tensors")
+    _check_shapes(synapse, pre, post, dims)
+    _check_trace("presynaptic", traces[0], pre.shape[1:])
+    _check_trace("postsynaptic", traces[1], post.shape[1:])
+    weight = synapse.weight.detach()
+    compute = torch.promote_types(weight.dtype, torch.float32)
+    with torch.autocast(weight.device.type, enabled=False):
+        pre, post = pre.to(compute), post.to(compute)
+        x = _traces(pre, 1.0 - 1.0 / tau_pre, traces[0])
+        y = _traces(post, 1.0 - 1.0 / tau_post, traces[1])
+        potentiation = _pair_sums(synapse, x, post)  # Σ s_post ⊗ x
+        depression = _pair_sums(synapse, pre, y)  # Σ y ⊗ s_pre
+        w = weight.to(compute)
+        delta = f_post(w) * potentiation - f_pre(w) * depression
+    return delta.to(weight.dtype), (x[-1], y[-1])
