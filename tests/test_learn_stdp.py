@@ -177,17 +177,23 @@ def test_single_steps_continue_the_traces_as_one_sequence():
     torch.testing.assert_close(first + rest, whole, rtol=1e-14, atol=1e-13)
 
 
-def test_chunks_of_a_streamed_sequence_continue_the_traces():
-    x = (torch.rand(8, 2, 2, 6, 6) < 0.5).double()
-    net, conv, lif = _network()
-    learner = STDPLearner(conv, lif, tau_pre=2.0, tau_post=2.0)
+def _whole_then_chunks(net, learner, x):
+    """Δw of ``x`` as one multi-step call, then streamed in two chunks."""
     with torch.no_grad():
         net(x)
     whole = learner.step(on_grad=False)
     with functional.streaming(net), torch.no_grad():
         net(x[:3])
         net(x[3:])
-    torch.testing.assert_close(learner.step(on_grad=False), whole, rtol=1e-14, atol=1e-13)
+    return whole, learner.step(on_grad=False)
+
+
+def test_chunks_of_a_streamed_sequence_continue_the_traces():
+    x = (torch.rand(8, 2, 2, 6, 6) < 0.5).double()
+    net, conv, lif = _network()
+    learner = STDPLearner(conv, lif, tau_pre=2.0, tau_post=2.0)
+    whole, chunked = _whole_then_chunks(net, learner, x)
+    torch.testing.assert_close(chunked, whole, rtol=1e-14, atol=1e-13)
     # a reset between two streamed sequences starts the traces again, as the neurons
     with functional.streaming(net), torch.no_grad():
         net(x)
@@ -260,13 +266,8 @@ def test_a_neuron_container_with_a_stateless_module_still_streams():
     block = nn.Sequential(neurons.LIFNode(tau=2.0, v_threshold=0.5), layers.Dropout(0.2))
     net = nn.Sequential(conv, block).eval()  # dropout keeps no state in eval mode
     learner = STDPLearner(conv, block, tau_pre=2.0, tau_post=2.0)
-    with torch.no_grad():
-        net(x)
-    whole = learner.step(on_grad=False)
-    with functional.streaming(net), torch.no_grad():
-        net(x[:3])
-        net(x[3:])
-    torch.testing.assert_close(learner.step(on_grad=False), whole, rtol=1e-14, atol=1e-13)
+    whole, chunked = _whole_then_chunks(net, learner, x)
+    torch.testing.assert_close(chunked, whole, rtol=1e-14, atol=1e-13)
 
 
 def test_sums_run_in_float32_or_wider_outside_autocast():
