@@ -16,6 +16,7 @@ from spikeflow import (
     models,
     neurons,
     prune,
+    quant,
     surrogate,
 )
 from spikeflow.errors import SpikeflowError
@@ -36,5 +37,6 @@ __all__ = [
     "models",
     "neurons",
     "prune",
+    "quant",
     "surrogate",
 ]

@@ -335,6 +335,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "final_threshold=D shape=sine start_epoch=0; lats l1=LAMBDA start_epoch=0; "
         'any of them exclude=["features.0"] (layers left dense)',
     )
+    o.add_argument(
+        "--weight-bits",
+        type=int,
+        default=s,
+        help="train with linear and convolution weights quantized to this many bits "
+        "(2-16, symmetric, per output channel; docs/quantization.md)",
+    )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")

@@ -120,7 +120,21 @@ def _weight_of(module: nn.Module) -> object:
     return getattr(module, "weight", None)
 
 
-def _chosen(model: nn.Module, layers: Iterable[nn.Module] | None) -> list[tuple[str, nn.Module]]:
+def chosen_layers(
+    model: nn.Module,
+    layers: Iterable[nn.Module] | None,
+    *,
+    what: str = "prune",
+    stack: bool = False,
+) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` of the linear and convolution layers of ``model`` (those in
+    ``layers`` if given) for a reparameterisation: ``what`` names it in errors;
+    ``stack`` allows layers whose weight is reparameterised already.
+
+    Raises:
+        ConfigurationError: a layer not in the model, none at all, or (unless
+            ``stack``) a weight that is already parametrized.
+    """
     found = list(prunable_layers(model))
     if layers is not None:
         wanted = list(layers)
@@ -133,9 +147,9 @@ def _chosen(model: nn.Module, layers: Iterable[nn.Module] | None) -> list[tuple[
         wanted_ids = {id(layer) for layer in wanted}
         found = [(name, layer) for name, layer in found if id(layer) in wanted_ids]
     if not found:
-        raise ConfigurationError("the model has no linear or convolution layer to prune")
+        raise ConfigurationError(f"the model has no linear or convolution layer to {what}")
     for name, layer in found:
-        if parametrize.is_parametrized(layer, "weight"):
+        if not stack and parametrize.is_parametrized(layer, "weight"):
             raise ConfigurationError(
                 f"layer {name or type(layer).__name__!r}: its weight is already "
                 "parametrized (pruning applied twice?)"
@@ -156,7 +170,7 @@ def apply_gradient_rewiring(
         ConfigurationError: no such layer, a layer not in the model, or a weight that
             is already parametrized.
     """
-    chosen = _chosen(model, layers)
+    chosen = chosen_layers(model, layers)
     for _, layer in chosen:
         weight = layer.weight
         parametrize.register_parametrization(
@@ -181,7 +195,7 @@ def apply_soft_threshold(
             not in the model, or a weight that is already parametrized.
     """
     d = _threshold(threshold)
-    chosen = _chosen(model, layers)
+    chosen = chosen_layers(model, layers)
     for _, layer in chosen:
         weight = layer.weight
         parametrize.register_parametrization(
@@ -199,8 +213,13 @@ def pruned_layers(
         if not parametrize.is_parametrized(module, "weight"):
             continue
         for reparam in module.parametrizations.weight:
-            if isinstance(reparam, kind or (SignedStrength, SoftThreshold)):
+            if isinstance(reparam, kind or tuple(REPARAMETERISATIONS)):
                 yield name, module, reparam
+
+
+#: spikeflow's weight reparameterisations (:func:`finalize` bakes them; quantization
+#: adds its own).
+REPARAMETERISATIONS: list[type[nn.Module]] = [SignedStrength, SoftThreshold]
 
 
 def set_threshold(model: nn.Module, threshold: float) -> int:
@@ -223,13 +242,18 @@ def set_threshold(model: nn.Module, threshold: float) -> int:
 
 
 def finalize(model: nn.Module) -> list[str]:
-    """Replace each pruning reparameterisation of ``model`` by its effective weight.
+    """Replace spikeflow's weight reparameterisations of ``model`` (pruning, and
+    :mod:`spikeflow.quant`'s quantization) by the effective weight.
 
-    The layers become plain layers again with the sparse weights as parameters (their
-    state dicts load into a model built without pruning). Returns the layer names.
+    The layers become plain layers again with the sparse (quantized) weights as
+    parameters (their state dicts load into a model built without them). Returns the
+    layer names.
     """
-    names = []
+    names, seen = [], set()
     for name, module, _ in list(pruned_layers(model)):
+        if id(module) in seen:  # several reparameterisations (pruned and quantized)
+            continue
+        seen.add(id(module))
         # torch removes the ``weight`` property from the layer's class, which a deep copy
         # shares with its original: give this layer a class of its own first.
         cls = type(module)

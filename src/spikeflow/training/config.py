@@ -96,6 +96,9 @@ class TrainConfig:
     #: its arguments in ``prune_kwargs`` (docs/pruning.md).
     prune: str = "none"
     prune_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Quantization-aware training of the linear and convolution weights to this many
+    #: bits (2-16, per output channel; docs/quantization.md); None: float weights.
+    weight_bits: int | None = None
     seed: int = 0
     # execution
     device: str = "auto"
@@ -168,6 +171,10 @@ class TrainConfig:
         from spikeflow.training.pruning import prune_settings
 
         prune_settings(self.prune, self.prune_kwargs, self.optimizer, self.epochs)
+        if self.weight_bits is not None:
+            from spikeflow.quant.weights import check_bits
+
+            check_bits(self.weight_bits)
         return self
 
 

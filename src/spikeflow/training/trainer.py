@@ -35,6 +35,7 @@ from spikeflow.errors import ConfigurationError, SpikeflowError
 from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule, sparsity
+from spikeflow.quant import apply_weight_quantization
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import (
     TrainConfig,
@@ -170,6 +171,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
     apply_pruning(model, config.prune, config.prune_kwargs.get("exclude", []))
+    if config.weight_bits is not None:  # after pruning: the pruned weight is quantized
+        apply_weight_quantization(model, config.weight_bits)
     return model
 
 
