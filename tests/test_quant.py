@@ -1,0 +1,137 @@
+"""Quantization-aware training of weights: the levels by hand, the straight-through
+gradient, stacking on pruning, integers for hardware, and training runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from spikeflow import layers, neurons, prune, quant
+from spikeflow.errors import ConfigurationError
+
+
+def small_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(100, 6)).double()  # fmt: skip
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_levels_and_scales_by_hand(bits, per_channel):
+    net = small_net()
+    ref = copy.deepcopy(net)
+    quant.apply_weight_quantization(net, bits=bits, per_channel=per_channel)
+    q = 2 ** (bits - 1) - 1
+    for index in (0, 4):
+        w = ref[index].weight.detach()
+        if per_channel:
+            peak = w.abs().flatten(1).amax(1).reshape(-1, *([1] * (w.dim() - 1)))
+        else:
+            peak = w.abs().amax()
+        s = peak / q
+        expected = torch.round(w / s).clamp(-q, q) * s
+        assert torch.equal(net[index].weight, expected)
+        k, scale = quant.integer_weights(net[index])
+        assert k.dtype == torch.int32 and int(k.abs().max()) == q  # the peak is a level
+        assert torch.equal(k.double() * scale, net[index].weight)
+        levels = torch.unique(k.flatten(1), dim=None)
+        assert len(levels) <= 2 * q + 1
+        # rounding to the nearest level: off by at most half a step
+        assert float(((net[index].weight.detach() - w).abs() / s).max()) <= 0.5 + 1e-12
+
+
+def test_the_gradient_passes_straight_through():
+    layer = nn.Linear(5, 3).double()
+    quant.apply_weight_quantization(layer, bits=3)
+    upstream = torch.randn(3, 5, dtype=torch.float64)
+    (layer.weight * upstream).sum().backward()
+    assert torch.equal(layer.parametrizations.weight.original.grad, upstream)
+
+
+def test_quantization_stacks_on_pruning_and_keeps_pruned_synapses_at_zero():
+    net = small_net().eval()
+    prune.apply_soft_threshold(net)
+    prune.set_threshold(net, 0.1)
+    sparse = net[4].weight.detach().clone()
+    quant.apply_weight_quantization(net, bits=4)
+    assert bool(((sparse == 0) <= (net[4].weight == 0)).all())  # zeros stay zeros
+    k, s = quant.integer_weights(net[4])
+    assert torch.equal(k.double() * s, net[4].weight)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    out = net(x)
+    assert prune.finalize(net) == ["0", "4"]
+    assert not parametrize.is_parametrized(net[0])
+    assert torch.equal(net(x), out)
+    # the other order is refused: pruning wants a plain weight
+    net = small_net()
+    quant.apply_weight_quantization(net, bits=4)
+    with pytest.raises(ConfigurationError, match="already parametrized"):
+        prune.apply_gradient_rewiring(net)
+
+
+def test_refusals():
+    for bits in (1, 17, 4.0, True, "8"):
+        with pytest.raises(ConfigurationError, match="bits must be an integer from 2"):
+            quant.apply_weight_quantization(small_net(), bits=bits)
+    net = small_net()
+    quant.apply_weight_quantization(net, bits=8, layers=[net[4]])
+    with pytest.raises(ConfigurationError, match="quantized already"):
+        quant.apply_weight_quantization(net, bits=4)
+    with pytest.raises(ConfigurationError, match="is not quantized"):
+        quant.integer_weights(net[0])
+    with pytest.raises(ConfigurationError, match="no linear or convolution layer to quantize"):
+        quant.apply_weight_quantization(nn.Sequential(nn.ReLU()))
+
+
+def test_an_all_zero_channel_and_spiking_layers():
+    net = nn.Sequential(layers.Linear(4, 3), neurons.LIFNode())
+    with torch.no_grad():
+        net[0].weight[1] = 0.0
+    quant.apply_weight_quantization(net, bits=2)
+    assert torch.equal(net[0].weight[1], torch.zeros(4))  # no 0/0
+    assert set(torch.unique(quant.integer_weights(net[0])[0]).tolist()) <= {-1, 0, 1}
+    net(torch.rand(5, 2, 4)).sum().backward()
+    assert net[0].parametrizations.weight.original.grad is not None
+
+
+def test_nir_export_writes_the_quantized_weights():
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from spikeflow.interop import export_to_nir
+
+    net = nn.Sequential(layers.Linear(6, 4), neurons.LIFNode())
+    quant.apply_weight_quantization(net, bits=3)
+    graph = export_to_nir(net, torch.zeros(2, 1, 6))
+    assert torch.equal(torch.as_tensor(graph.nodes["_0"].weight), net[0].weight.detach())
+
+
+# -- training -------------------------------------------------------------------------
+
+
+def test_a_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn (the 'examples' extra)")
+    from spikeflow.cli import main
+    from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+    from spikeflow.training.metric_logs import read_csv
+    from train_runs import tiny
+
+    changes = {"weight_bits": 3, "prune": "stds", "prune_kwargs": {"final_threshold": 0.05}}
+    Trainer(tiny(tmp_path, "full", **changes), log=None).fit()
+    Trainer(tiny(tmp_path, "split", stop_after=1, **changes), log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    split = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    for key in full:
+        assert torch.equal(full[key], split[key]), key
+    rows = read_csv(tmp_path / "full" / "metrics.csv")
+    code = main(["eval", "--checkpoint", str(tmp_path / "full" / "best.pt"), "--no-progress"])
+    assert code == 0
+    assert f"test accuracy: {max(float(r['test_acc']) for r in rows):.4f}" in (
+        capsys.readouterr().out)  # fmt: skip
+    assert main(["train", "--weight-bits", "1", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "bits must be an integer from 2" in capsys.readouterr().err
