@@ -129,9 +129,13 @@ def test_a_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path, capsys):
     for key in full:
         assert torch.equal(full[key], split[key]), key
     rows = read_csv(tmp_path / "full" / "metrics.csv")
+    assert all(0 < float(r["sparsity"]) < 1 for r in rows)
     code = main(["eval", "--checkpoint", str(tmp_path / "full" / "best.pt"), "--no-progress"])
     assert code == 0
     assert f"test accuracy: {max(float(r['test_acc']) for r in rows):.4f}" in (
         capsys.readouterr().out)  # fmt: skip
+    Trainer(tiny(tmp_path, "ternary", weight_bits=2), log=None).fit()
+    rows = read_csv(tmp_path / "ternary" / "metrics.csv")  # quantization alone logs it too
+    assert float(rows[-1]["sparsity"]) > 0.05
     assert main(["train", "--weight-bits", "1", "--output-dir", str(tmp_path / "x")]) == 2
     assert "bits must be an integer from 2" in capsys.readouterr().err

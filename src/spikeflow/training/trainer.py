@@ -176,6 +176,11 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     return model
 
 
+def _tracks_sparsity(config: TrainConfig) -> bool:
+    """Whether epochs log the share of zero weights (pruned or quantized runs)."""
+    return config.prune != "none" or config.weight_bits is not None
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - the global state user code draws from
@@ -358,7 +363,7 @@ class Trainer:
             if self.resume_payload is not None:
                 self._repair_best(self.resume_payload)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch, history=self.history,
-                                 columns=epoch_columns(cfg.prune != "none"))  # fmt: skip
+                                 columns=epoch_columns(_tracks_sparsity(cfg)))  # fmt: skip
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
@@ -722,7 +727,7 @@ class Trainer:
         }  # fmt: skip
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
         pruned = ""
-        if cfg.prune != "none":
+        if _tracks_sparsity(cfg):
             row["sparsity"] = sparsity(self.raw_model).sparsity
             pruned = f"  sparsity {100 * row['sparsity']:.2f}%"
         self.history.append(row)
