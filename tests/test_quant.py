@@ -139,3 +139,13 @@ def test_a_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path, capsys):
     assert float(rows[-1]["sparsity"]) > 0.05
     assert main(["train", "--weight-bits", "1", "--output-dir", str(tmp_path / "x")]) == 2
     assert "bits must be an integer from 2" in capsys.readouterr().err
+
+
+def test_transposed_convolutions_scale_per_output_channel():
+    layer = nn.ConvTranspose2d(3, 5, 2).double()  # weight [in=3, out=5, 2, 2]
+    w = layer.weight.detach().clone()
+    quant.apply_weight_quantization(layer, bits=3)
+    k, s = quant.integer_weights(layer)
+    assert s.shape == (1, 5, 1, 1)
+    torch.testing.assert_close(s, w.abs().amax(dim=(0, 2, 3), keepdim=True) / 3)
+    assert torch.equal(k.double() * s, layer.weight)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvTransposeNd
 from torch.nn.utils import parametrize
 
 from spikeflow._checks import check_flag
@@ -41,20 +42,24 @@ def check_bits(value: object) -> int:
 class WeightQuantizer(nn.Module):
     """Symmetric fake quantization of a weight to ``bits`` bits (see the module doc).
 
-    ``per_channel``: one scale per output channel (dim 0), else one per layer.
+    ``per_channel``: one scale per output channel (``channel_dim`` of the weight: 0
+    for linear layers and convolutions, 1 for transposed convolutions), else one per
+    layer.
     """
 
-    def __init__(self, bits: int, per_channel: bool = True) -> None:
+    def __init__(self, bits: int, per_channel: bool = True, channel_dim: int = 0) -> None:
         super().__init__()
         self.bits = check_bits(bits)
         self.per_channel = check_flag("WeightQuantizer", "per_channel", per_channel)
+        self.channel_dim = channel_dim
         self.levels = 2 ** (self.bits - 1) - 1
 
     def scale(self, weight: Tensor) -> Tensor:
         """The step between two levels: ``max|w| / q`` (broadcasts against ``weight``)."""
         w = weight.detach().abs()
         if self.per_channel and weight.dim() > 1:
-            peak = w.flatten(1).amax(1).reshape(-1, *([1] * (weight.dim() - 1)))
+            others = tuple(d for d in range(weight.dim()) if d != self.channel_dim)
+            peak = w.amax(dim=others, keepdim=True)
         else:
             peak = w.amax()
         tiny = torch.finfo(weight.dtype).tiny
@@ -77,7 +82,7 @@ class WeightQuantizer(nn.Module):
         return weight
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, per_channel={self.per_channel}"
+        return f"bits={self.bits}, per_channel={self.per_channel}, channel_dim={self.channel_dim}"
 
 
 REPARAMETERISATIONS.append(WeightQuantizer)
@@ -108,7 +113,11 @@ def apply_weight_quantization(
         ):
             raise ConfigurationError(f"layer {name!r}: its weight is quantized already")
     for _, layer in chosen:
-        parametrize.register_parametrization(layer, "weight", WeightQuantizer(bits, per_channel))
+        # A transposed convolution's weight is [in, out/groups, ...]: outputs on dim 1.
+        channel_dim = 1 if isinstance(layer, _ConvTransposeNd) else 0
+        parametrize.register_parametrization(
+            layer, "weight", WeightQuantizer(bits, per_channel, channel_dim)
+        )
     return [name for name, _ in chosen]
 
 
