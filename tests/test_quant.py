@@ -149,3 +149,45 @@ def test_transposed_convolutions_scale_per_output_channel():
     assert s.shape == (1, 5, 1, 1)
     torch.testing.assert_close(s, w.abs().amax(dim=(0, 2, 3), keepdim=True) / 3)
     assert torch.equal(k.double() * s, layer.weight)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("bits", [4, 8, 13])
+def test_half_weights_are_quantized_in_float32(dtype, bits):
+    torch.manual_seed(8)
+    layer = nn.Linear(64, 8).to(dtype)
+    with torch.no_grad():
+        layer.weight[1] = 0.0  # a pruned output channel
+        layer.weight[2] *= 1e-3  # tiny weights
+    w = layer.weight.detach().float()
+    quant.apply_weight_quantization(layer, bits=bits)
+    k, s = quant.integer_weights(layer)
+    q = 2 ** (bits - 1) - 1
+    assert s.dtype == torch.float32 and bool(torch.isfinite(layer.weight).all())
+    assert int(k.abs().max()) == q and torch.equal(k[1], torch.zeros_like(k[1]))
+    assert torch.equal((k.float() * s).to(dtype), layer.weight)
+    # the levels are those of the float32 weights: within half a step (w/s rounds in
+    # float32, so up to a float32 ulp of 2^12 levels more)
+    error = (k.double() * s.double() - w.double()).abs() / s.double()
+    assert float(error.max()) <= 0.5 + 1e-3
+
+
+def test_grouped_transposed_convolutions_scale_per_output_channel():
+    torch.manual_seed(9)
+    layer = nn.ConvTranspose2d(4, 6, 3, groups=2).double()  # weight [4, 3, 3, 3]
+    w = layer.weight.detach().clone()
+    quant.apply_weight_quantization(layer, bits=4)
+    _, s = quant.integer_weights(layer)
+    # output channel g*3 + j holds w[g*2:(g+1)*2, j]
+    for g in range(2):
+        for j in range(3):
+            peak = w[2 * g : 2 * g + 2, j].abs().max()
+            assert torch.equal(s[2 * g : 2 * g + 2, j], (peak / 7).expand(2, 3, 3))
+
+
+def test_a_weight_normed_layer_can_be_quantized():
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(5, 4)),
+                          nn.Linear(4, 2)).double()  # fmt: skip
+    assert quant.apply_weight_quantization(model, bits=4) == ["0", "1"]
+    k, s = quant.integer_weights(model[0])
+    assert torch.equal(k.double() * s, model[0].weight)

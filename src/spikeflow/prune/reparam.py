@@ -115,8 +115,7 @@ def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 
 def _weight_of(module: nn.Module) -> object:
-    if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
+    # The (effective) weight; a reparameterised one (weight norm, pruning) included.
     return getattr(module, "weight", None)
 
 
@@ -207,8 +206,8 @@ def apply_soft_threshold(
 def pruned_layers(
     model: nn.Module, kind: type[nn.Module] | None = None
 ) -> Iterator[tuple[str, nn.Module, nn.Module]]:
-    """``(name, layer, parametrization)`` for each layer reparameterised by this module
-    (of class ``kind`` if given)."""
+    """``(name, layer, parametrization)`` for each layer reparameterised by spikeflow
+    (pruning or quantization; only of class ``kind`` if given)."""
     for name, module in model.named_modules():
         if not parametrize.is_parametrized(module, "weight"):
             continue

@@ -43,38 +43,50 @@ class WeightQuantizer(nn.Module):
     """Symmetric fake quantization of a weight to ``bits`` bits (see the module doc).
 
     ``per_channel``: one scale per output channel (``channel_dim`` of the weight: 0
-    for linear layers and convolutions, 1 for transposed convolutions), else one per
-    layer.
+    for linear layers and convolutions, 1 for transposed convolutions, whose weight is
+    ``[in, out/groups, ...]``: with ``groups > 1`` each group's slice of dim 1 is its own
+    output channels), else one per layer. The levels and scales are computed in float32
+    or wider; a float16/bfloat16 weight is ``k·s`` rounded to its dtype.
     """
 
-    def __init__(self, bits: int, per_channel: bool = True, channel_dim: int = 0) -> None:
+    def __init__(self, bits: int, per_channel: bool = True, channel_dim: int = 0,
+                 groups: int = 1) -> None:  # fmt: skip
         super().__init__()
         self.bits = check_bits(bits)
         self.per_channel = check_flag("WeightQuantizer", "per_channel", per_channel)
         self.channel_dim = channel_dim
+        self.groups = groups
         self.levels = 2 ** (self.bits - 1) - 1
 
+    def _peak(self, w: Tensor) -> Tensor:
+        """``max|w|`` per output channel (or in all), broadcasting against ``w``."""
+        if not self.per_channel or w.dim() < 2:
+            return w.amax()
+        if self.channel_dim == 1 and self.groups > 1:  # grouped transposed convolution
+            grouped = w.reshape(self.groups, w.shape[0] // self.groups, *w.shape[1:])
+            others = (1, *range(3, grouped.dim()))
+            peak = grouped.amax(dim=others, keepdim=True).expand_as(grouped)
+            return peak.reshape(w.shape)
+        others = tuple(d for d in range(w.dim()) if d != self.channel_dim)
+        return w.amax(dim=others, keepdim=True)
+
     def scale(self, weight: Tensor) -> Tensor:
-        """The step between two levels: ``max|w| / q`` (broadcasts against ``weight``)."""
-        w = weight.detach().abs()
-        if self.per_channel and weight.dim() > 1:
-            others = tuple(d for d in range(weight.dim()) if d != self.channel_dim)
-            peak = w.amax(dim=others, keepdim=True)
-        else:
-            peak = w.amax()
-        tiny = torch.finfo(weight.dtype).tiny
-        return peak.clamp(min=tiny) / self.levels
+        """The step between two levels, ``max|w| / q`` (1 for a channel of zeros), in
+        float32 or wider; it broadcasts against ``weight``."""
+        wide = torch.promote_types(weight.dtype, torch.float32)
+        peak = self._peak(weight.detach().to(wide).abs())
+        return torch.where(peak > 0, peak / self.levels, torch.ones_like(peak))
 
     def integers(self, weight: Tensor) -> tuple[Tensor, Tensor]:
         """``(k, s)``: the integer levels (int32) and the scale, ``w_q = k·s``."""
         s = self.scale(weight)
-        k = torch.round(weight.detach() / s).clamp(-self.levels, self.levels)
+        k = torch.round(weight.detach().to(s.dtype) / s).clamp(-self.levels, self.levels)
         return k.to(torch.int32), s
 
     def forward(self, weight: Tensor) -> Tensor:
         """The quantized weight (straight-through gradient)."""
         k, s = self.integers(weight)
-        quantized = k.to(weight.dtype) * s
+        quantized = (k.to(s.dtype) * s).to(weight.dtype)
         return weight + (quantized - weight).detach()
 
     def right_inverse(self, weight: Tensor) -> Tensor:
@@ -114,26 +126,33 @@ def apply_weight_quantization(
             raise ConfigurationError(f"layer {name!r}: its weight is quantized already")
     for _, layer in chosen:
         # A transposed convolution's weight is [in, out/groups, ...]: outputs on dim 1.
-        channel_dim = 1 if isinstance(layer, _ConvTransposeNd) else 0
-        parametrize.register_parametrization(
-            layer, "weight", WeightQuantizer(bits, per_channel, channel_dim)
-        )
+        transposed = isinstance(layer, _ConvTransposeNd)
+        quantizer = WeightQuantizer(bits, per_channel, channel_dim=1 if transposed else 0,
+                                    groups=layer.groups if transposed else 1)  # fmt: skip
+        parametrize.register_parametrization(layer, "weight", quantizer)
     return [name for name, _ in chosen]
 
 
 @torch.no_grad()
 def integer_weights(layer: nn.Module) -> tuple[Tensor, Tensor]:
-    """``(k, s)`` of a quantized layer: int32 levels and the scale (per output channel,
-    shaped to broadcast, or one), with ``layer.weight == k·s``.
+    """``(k, s)`` of a quantized layer: int32 levels and the scale (float32 or wider; per
+    output channel, shaped to broadcast, or one), with ``layer.weight == k·s`` rounded to
+    the weight's dtype.
 
     Raises:
         ConfigurationError: the layer is not quantized.
     """
     if parametrize.is_parametrized(layer, "weight"):
-        chain = list(layer.parametrizations.weight)
-        if chain and isinstance(chain[-1], WeightQuantizer):
-            weight = layer.parametrizations.weight.original
-            for reparam in chain[:-1]:  # pruning first, as the forward does
+        chain = layer.parametrizations.weight
+        if isinstance(chain[-1], WeightQuantizer):
+            # The quantizer's input: the chain before it (pruning, weight norm, ...), as
+            # the forward computes it.
+            if chain.is_tensor:
+                weight, before = chain.original, list(chain)[:-1]
+            else:
+                originals = [getattr(chain, f"original{i}") for i in range(chain.ntensors)]
+                weight, before = chain[0](*originals), list(chain)[1:-1]
+            for reparam in before:
                 weight = reparam(weight)
             return chain[-1].integers(weight)
     raise ConfigurationError(
