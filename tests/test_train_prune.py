@@ -179,3 +179,19 @@ def test_excluded_layers_stay_dense(tmp_path):
     assert hidden == ["classifier.2.parametrizations.weight.original",
                       "features.3.parametrizations.weight.original"]  # fmt: skip
     assert "features.0.weight" in model and "classifier.5.weight" in model
+
+
+def test_tensorboard_gets_the_sparsity_of_each_layer(tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging needs the 'tensorboard' extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny(tmp_path, "run", prune="stds", prune_kwargs=METHODS["stds"], lr=0.01,
+                  tensorboard=True, epochs=2)  # fmt: skip
+    Trainer(config, log=None).fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    layers = {"features.0", "features.3", "classifier.2", "classifier.5"}
+    assert {"sparsity"} | {f"sparsity_layer/{name}" for name in layers} <= tags
+    final = [events.Scalars(f"sparsity_layer/{name}")[-1].value for name in sorted(layers)]
+    assert max(final) > 0

@@ -168,8 +168,15 @@ class TensorBoardLogger:
 
         self.writer = SummaryWriter(log_dir=str(Path(directory) / "tensorboard"))
 
-    def log_epoch(self, row: Mapping[str, Any], layers: Mapping[str, list[LayerStats]]) -> None:
-        """Scalars ``loss/train``, ``accuracy/test``, ``firing_rate/<layer>``, ... at the epoch."""
+    def log_epoch(
+        self,
+        row: Mapping[str, Any],
+        layers: Mapping[str, list[LayerStats]],
+        layer_sparsity: Mapping[str, float] | None = None,
+    ) -> None:
+        """Scalars ``loss/train``, ``accuracy/test``, ``firing_rate/<layer>``, ... at the
+        epoch; with pruning or quantization ``sparsity`` and ``sparsity_layer/<layer>``
+        (``layer_sparsity``: each linear or convolution layer's share of zero weights)."""
         epoch = int(row["epoch"])
         for split in ("train", "test"):
             self.writer.add_scalar(f"loss/{split}", row[f"{split}_loss"], epoch)
@@ -178,6 +185,8 @@ class TensorBoardLogger:
         self.writer.add_scalar("lr", row["lr"], epoch)
         if "sparsity" in row:
             self.writer.add_scalar("sparsity", row["sparsity"], epoch)
+        for name, value in (layer_sparsity or {}).items():
+            self.writer.add_scalar(f"sparsity_layer/{name}", value, epoch)
         for split, stats in layers.items():
             for s in stats:
                 self.writer.add_scalar(f"layer_rate_{split}/{s.name}", s.firing_rate, epoch)

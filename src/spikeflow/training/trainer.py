@@ -726,9 +726,11 @@ class Trainer:
             "epoch_time_s": None,
         }  # fmt: skip
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
-        pruned = ""
+        pruned, layer_sparsity = "", {}
         if _tracks_sparsity(cfg):
-            row["sparsity"] = sparsity(self.raw_model).sparsity
+            report = sparsity(self.raw_model)
+            row["sparsity"] = report.sparsity
+            layer_sparsity = {layer.name: layer.sparsity for layer in report.layers}
             pruned = f"  sparsity {100 * row['sparsity']:.2f}%"
         self.history.append(row)
         best = test.accuracy > self.best_test_acc
@@ -741,7 +743,7 @@ class Trainer:
         if self.csv is not None:
             self.csv.log_epoch(row, layers)
         if self.tensorboard is not None:
-            self.tensorboard.log_epoch(row, layers)
+            self.tensorboard.log_epoch(row, layers, layer_sparsity)
         self.save(complete=True, best=best)
         self.log(
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
