@@ -169,7 +169,8 @@ def test_the_prior_puts_the_target_share_below_zero(target):
     assert below == pytest.approx(target, rel=1e-12)
 
 
-def _paper_grad_r(net0, x, target_fn, steps, lr, alpha, s_star, betas=(0.9, 0.999), eps=1e-8):
+def _paper_grad_r(net0, x, target_fn, steps, lr, alpha, s_star, betas=(0.9, 0.999), eps=1e-8,
+                  wd=0.0):  # fmt: skip
     """Grad R written out from methods.md 8.1 on a plain copy of the network: θ and the
     signs s kept here, Adam moments of ∂L/∂w, the prior step not divided by Adam's
     denominator; biases (no strengths) with plain Adam."""
@@ -188,7 +189,7 @@ def _paper_grad_r(net0, x, target_fn, steps, lr, alpha, s_star, betas=(0.9, 0.99
         target_fn(net(x)).backward()
         eta = lr / (1 - beta1**k)
         for i, p in enumerate(params):
-            g = p.grad
+            g = p.grad + wd * p.detach()  # the authors' code decays the weight w itself
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
             denom = v[i].sqrt() / math.sqrt(1 - beta2**k) + eps
@@ -202,8 +203,8 @@ def _paper_grad_r(net0, x, target_fn, steps, lr, alpha, s_star, betas=(0.9, 0.99
     return net, theta
 
 
-@pytest.mark.parametrize("foreach", [False, True])
-def test_grad_rewiring_is_the_papers_update(foreach):
+@pytest.mark.parametrize(("foreach", "wd"), [(False, 0.0), (True, 0.0), (True, 0.3)])
+def test_grad_rewiring_is_the_papers_update(foreach, wd):
     x = torch.randn(8, 2, 5, 5, dtype=torch.float64)
     net0 = small_net()
     net0.train()
@@ -212,10 +213,11 @@ def test_grad_rewiring_is_the_papers_update(foreach):
         return (out - 0.3).pow(2).mean()
 
     lr, alpha, s_star = 0.02, 0.5, 0.9
-    ref, theta = _paper_grad_r(net0, x, target_fn, 25, lr, alpha, s_star)
+    ref, theta = _paper_grad_r(net0, x, target_fn, 25, lr, alpha, s_star, wd=wd)
     net = copy.deepcopy(net0)
     prune.apply_gradient_rewiring(net)
-    opt = prune.GradRewiring(net, lr=lr, alpha=alpha, target_sparsity=s_star, foreach=foreach)
+    opt = prune.GradRewiring(net, lr=lr, alpha=alpha, target_sparsity=s_star, foreach=foreach,
+                             weight_decay=wd)  # fmt: skip
     for _ in range(25):
         opt.zero_grad()
         target_fn(net(x)).backward()

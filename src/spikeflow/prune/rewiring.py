@@ -52,8 +52,9 @@ class GradRewiring(torch.optim.Adam):
             Adam), or parameter groups as for ``torch.optim.Adam`` where every group
             sets its ``alpha`` (``0`` for parameters that are no strengths: batch norm,
             biases, neuron parameters) and may set its ``target_sparsity``.
-        lr, betas, eps, weight_decay, amsgrad: as ``torch.optim.Adam`` (weight decay
-            acts on θ).
+        lr, betas, eps, weight_decay, amsgrad: as ``torch.optim.Adam``. In groups with
+            a prior (``alpha > 0``) weight decay acts on the effective weight, as in the
+            authors' code (``∂L/∂w + wd·w``, so a pruned synapse decays no further).
         alpha: the prior's strength α (``0`` turns it off: Adam on θ alone). The paper's
             CIFAR-10 default is ``1e-3``.
         target_sparsity: the prior's share of pruned synapses s*, in ``(0, 1)``.
@@ -119,7 +120,25 @@ class GradRewiring(torch.optim.Adam):
                     if p.grad is not None:
                         before = float(self.state[p]["step"]) if "step" in self.state[p] else 0.0
                         pulls.append((group, p, torch.sign(p - centre), before))
-        _adam_step(self)
+        # Weight decay of the effective weight w = s·max(θ, 0): in θ it is wd·max(θ, 0)
+        # (s² = 1), added to the gradient while Adam's own decay (of θ) is off.
+        decays: list[tuple[dict[str, Any], float]] = []
+        grads: list[tuple[Tensor, Tensor]] = []
+        for group in self.param_groups:
+            if group["alpha"] > 0 and group["weight_decay"] != 0:
+                decays.append((group, group["weight_decay"]))
+                for p in group["params"]:
+                    if p.grad is not None:
+                        grads.append((p, p.grad))
+                        p.grad = p.grad + group["weight_decay"] * p.clamp(min=0)
+                group["weight_decay"] = 0.0
+        try:
+            _adam_step(self)
+        finally:
+            for group, decay in decays:
+                group["weight_decay"] = decay
+            for p, grad in grads:
+                p.grad = grad
         for group, p, direction, before in pulls:
             step = float(self.state[p]["step"])
             if step <= before:  # a step the fused kernel skipped (inf/NaN gradients)
