@@ -191,3 +191,24 @@ def test_a_weight_normed_layer_can_be_quantized():
     assert quant.apply_weight_quantization(model, bits=4) == ["0", "1"]
     k, s = quant.integer_weights(model[0])
     assert torch.equal(k.double() * s, model[0].weight)
+
+
+def test_a_state_dict_of_other_quantization_settings_is_refused():
+    net = small_net()
+    quant.apply_weight_quantization(net, bits=3)
+    saved = net.state_dict()
+    same = small_net()
+    quant.apply_weight_quantization(same, bits=3)
+    same.load_state_dict(saved)
+    assert torch.equal(same[4].weight, net[4].weight)
+    other = small_net()
+    quant.apply_weight_quantization(other, bits=8)
+    with pytest.raises(RuntimeError, match=r"quantized to 3 bits .* quantizes to 8 bits"):
+        other.load_state_dict(saved)
+    per_layer = small_net()
+    quant.apply_weight_quantization(per_layer, bits=3, per_channel=False)
+    with pytest.raises(RuntimeError, match=r"per_channel=True\), this layer"):
+        per_layer.load_state_dict(saved)
+    half = small_net().half()
+    quant.apply_weight_quantization(half, bits=3)
+    half.load_state_dict(saved)  # the settings buffer is an integer: .half() keeps it

@@ -13,6 +13,7 @@ takes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +58,28 @@ class WeightQuantizer(nn.Module):
         self.channel_dim = channel_dim
         self.groups = groups
         self.levels = 2 ** (self.bits - 1) - 1
+        # Saved with the weights, so a state dict of other settings is refused on load.
+        self.register_buffer("settings", self._settings())
+
+    def _settings(self) -> Tensor:
+        return torch.tensor([self.bits, int(self.per_channel), self.channel_dim, self.groups])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        saved = state_dict.get(prefix + "settings")
+        if (
+            isinstance(saved, Tensor)
+            and saved.shape == (4,)
+            and not torch.equal(saved.cpu(), self._settings())
+        ):
+            bits, per_channel = int(saved[0]), bool(saved[1])
+            error_msgs = args[-1]
+            error_msgs.append(
+                f"{prefix}settings: the state dict's weights were quantized to {bits} bits "
+                f"(per_channel={per_channel}), this layer quantizes to {self.bits} bits "
+                f"(per_channel={self.per_channel})"
+            )
+            return
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _peak(self, w: Tensor) -> Tensor:
         """``max|w|`` per output channel (or in all), broadcasting against ``w``."""
