@@ -24,6 +24,18 @@ def check_flag(owner: str, name: str, value: Any) -> bool:
     )
 
 
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int if it is an integer ``>= minimum`` (a Python or numpy
+    integer, not a bool), else a ConfigurationError naming ``name``."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def is_count(value: Any) -> bool:
     """Whether ``value`` is an integer >= 1: a Python or numpy integer, not a bool."""
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and bool(value >= 1)

@@ -31,13 +31,12 @@ observed minimum and maximum; checking the range reads two numbers back from the
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_int, check_real
 from spikeflow.base import MemoryModule, StepMode, StepModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
@@ -51,15 +50,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an ``int`` if it is an integer ``>= minimum``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigurationError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _check_float_input(x: object, who: str) -> Tensor:
@@ -144,7 +134,7 @@ class PoissonEncoder(StepModule, nn.Module):
         self, T: int, step_mode: StepMode = "m", generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
-        self.T = _check_int("T", T, 1)
+        self.T = check_int("T", T, 1)
         self.step_mode = step_mode
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ConfigurationError(
@@ -242,7 +232,7 @@ class LatencyEncoder(_CountingEncoder):
 
     def __init__(self, T: int, enc_function: str = "linear", step_mode: StepMode = "m") -> None:
         super().__init__(step_mode)
-        self.T = _check_int("T", T, 1)
+        self.T = check_int("T", T, 1)
         if enc_function not in self._FUNCTIONS:
             raise ConfigurationError(
                 f"enc_function must be one of {self._FUNCTIONS}; got {enc_function!r}"
@@ -314,7 +304,7 @@ class PeriodicEncoder(_CountingEncoder):
                 )
             pattern = pattern != 0
         self.register_buffer("spikes", pattern.clone())
-        self.T = pattern.shape[0] if T is None else _check_int("T", T, 1)
+        self.T = pattern.shape[0] if T is None else check_int("T", T, 1)
 
     @property
     def period(self) -> int:
@@ -377,7 +367,7 @@ class WeightedPhaseEncoder(_CountingEncoder):
 
     def __init__(self, K: int, step_mode: StepMode = "m") -> None:
         super().__init__(step_mode)
-        self.K = _check_int("K", K, 1)
+        self.K = check_int("K", K, 1)
         self.T = self.K
 
     def _check_input(self, x: Tensor) -> Tensor:
@@ -466,14 +456,14 @@ class GaussianPopulationEncoder(_CountingEncoder):
         min_response: float = 0.1,
     ) -> None:
         super().__init__(step_mode)
-        self.n_neurons = _check_int("n_neurons", n_neurons, 3)
+        self.n_neurons = check_int("n_neurons", n_neurons, 3)
         self.x_min = check_real("x_min", x_min)
         self.x_max = check_real("x_max", x_max)
         if not self.x_max > self.x_min:
             raise ConfigurationError(
                 f"x_max must be greater than x_min; got x_min={x_min!r}, x_max={x_max!r}"
             )
-        self.T = _check_int("T", T, 1)
+        self.T = check_int("T", T, 1)
         self.beta = check_real("beta", beta)
         if self.beta <= 0:
             raise ConfigurationError(f"beta must be > 0; got {beta!r}")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeflow._checks import check_flag
+from spikeflow._checks import check_flag, check_int
 from spikeflow.base import MemoryModule, StepMode, StepModule, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.neurons.base import check_sequence
@@ -41,14 +41,8 @@ __all__ = [
 ]
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_order(k: object, T: int | None) -> int:
-    k = _check_int("k", k, 1)
+    k = check_int("k", k, 1)
     if T is not None and k > T:
         raise ConfigurationError(
             f"the order k ({k}) must not exceed the number of time steps T ({T})"
@@ -98,7 +92,7 @@ def band_mask(T: int, k: int, device: torch.device | None = None) -> Tensor:
 
     Row ``i`` (step ``i``) sees inputs ``i - k + 1 .. i``.
     """
-    T = _check_int("T", T, 1)
+    T = check_int("T", T, 1)
     k = _check_order(k, T)
     idx = torch.arange(T, device=device)
     lag = idx.view(T, 1) - idx.view(1, T)  # i - j
@@ -131,8 +125,8 @@ def mask_lambda(epoch: int, epochs: int, schedule: str = "paper") -> float:
         ConfigurationError: ``epochs < 1``, ``epoch`` outside ``[0, epochs)`` or an
             unknown schedule.
     """
-    epochs = _check_int("epochs", epochs, 1)
-    epoch = _check_int("epoch", epoch, 0)
+    epochs = check_int("epochs", epochs, 1)
+    epoch = check_int("epoch", epoch, 0)
     if epoch >= epochs:
         raise ConfigurationError(f"epoch must be in [0, epochs={epochs}), got {epoch}")
     if schedule == "paper":
@@ -175,7 +169,7 @@ class _TxTPSN(nn.Module):
     """Shared by PSN and MaskedPSN: a ``[T, T]`` weight, a ``[T, 1]`` bias, a surrogate."""
 
     def _init_weights(self, T: int, surrogate: Surrogate | None) -> None:
-        self.T = _check_int("T", T, 1)
+        self.T = check_int("T", T, 1)
         self.weight = nn.Parameter(torch.empty(self.T, self.T))
         self.bias = nn.Parameter(torch.empty(self.T, 1))
         self.surrogate_function = _default_surrogate(surrogate)

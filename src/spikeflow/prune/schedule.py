@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikeflow._checks import check_int
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune.reparam import SoftThreshold, _threshold, pruned_layers
 
@@ -49,12 +50,6 @@ def _soft_layers(model: nn.Module) -> list[tuple[str, nn.Module, SoftThreshold]]
     return found  # type: ignore[return-value]
 
 
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 class ThresholdSchedule:
     """The STDS / S-LATS threshold ``d``: 0 up to ``start_step``, ``final_threshold``
     from ``total_steps`` on.
@@ -78,8 +73,8 @@ class ThresholdSchedule:
         start_step: int = 0,
     ) -> None:
         self.final_threshold = _threshold(final_threshold, "final_threshold", "ThresholdSchedule")
-        self.total_steps = _count("total_steps", total_steps, 1)
-        self.start_step = _count("start_step", start_step, 0)
+        self.total_steps = check_int("total_steps", total_steps, 1)
+        self.start_step = check_int("start_step", start_step, 0)
         if self.start_step >= self.total_steps:
             raise ConfigurationError(
                 f"start_step ({start_step}) must be below total_steps ({total_steps})"
@@ -115,7 +110,7 @@ class ThresholdSchedule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved position."""
-        self.step_count = _count("step_count", state["step_count"], 0)
+        self.step_count = check_int("step_count", state["step_count"], 0)
         self._apply()
 
 
@@ -145,7 +140,7 @@ class LATSThreshold:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, l1: float,
                  start_step: int = 0) -> None:  # fmt: skip
         self.l1 = _threshold(l1, "l1", "LATSThreshold")
-        self.start_step = _count("start_step", start_step, 0)
+        self.start_step = check_int("start_step", start_step, 0)
         self.optimizer = optimizer
         self.step_count = 0
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
@@ -184,7 +179,7 @@ class LATSThreshold:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved position."""
-        self.step_count = _count("step_count", state.get("step_count", 0), 0)
+        self.step_count = check_int("step_count", state.get("step_count", 0), 0)
         if "thresholds" not in state:  # the position only: the thresholds as they are
             return
         values = state["thresholds"]
