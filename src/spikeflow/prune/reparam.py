@@ -15,7 +15,7 @@ sparse weight, ``layer.parametrizations.weight.original`` is θ, and the optimiz
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -108,15 +108,14 @@ def _threshold(value: object, name: str = "threshold", owner: str = "soft thresh
 
 
 def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """``(name, layer)`` for every linear or convolution layer of ``model`` with a weight."""
+    """``(name, layer)`` for every linear or convolution layer of ``model`` with a weight
+    (a reparameterised one too: weight norm, pruning; it is not computed here)."""
     for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_TYPES) and isinstance(_weight_of(module), Tensor):
+        if isinstance(module, PRUNABLE_TYPES) and (
+            parametrize.is_parametrized(module, "weight")
+            or isinstance(getattr(module, "weight", None), Tensor)
+        ):
             yield name, module
-
-
-def _weight_of(module: nn.Module) -> object:
-    # The (effective) weight; a reparameterised one (weight norm, pruning) included.
-    return getattr(module, "weight", None)
 
 
 def chosen_layers(
@@ -169,13 +168,10 @@ def apply_gradient_rewiring(
         ConfigurationError: no such layer, a layer not in the model, or a weight that
             is already parametrized.
     """
-    chosen = chosen_layers(model, layers)
-    for _, layer in chosen:
-        weight = layer.weight
-        parametrize.register_parametrization(
-            layer, "weight", SignedStrength(weight.shape, weight.dtype, weight.device)
-        )
-    return [name for name, _ in chosen]
+    return reparameterise(
+        chosen_layers(model, layers),
+        lambda layer: SignedStrength(layer.weight.shape, layer.weight.dtype, layer.weight.device),
+    )
 
 
 def apply_soft_threshold(
@@ -194,12 +190,19 @@ def apply_soft_threshold(
             not in the model, or a weight that is already parametrized.
     """
     d = _threshold(threshold)
-    chosen = chosen_layers(model, layers)
+    return reparameterise(
+        chosen_layers(model, layers),
+        lambda layer: SoftThreshold(d, layer.weight.dtype, layer.weight.device),
+    )
+
+
+def reparameterise(
+    chosen: list[tuple[str, nn.Module]], make: Callable[[nn.Module], nn.Module]
+) -> list[str]:
+    """Register ``make(layer)`` on the weight of each ``(name, layer)`` of ``chosen``
+    (from :func:`chosen_layers`); return the names."""
     for _, layer in chosen:
-        weight = layer.weight
-        parametrize.register_parametrization(
-            layer, "weight", SoftThreshold(d, weight.dtype, weight.device)
-        )
+        parametrize.register_parametrization(layer, "weight", make(layer))
     return [name for name, _ in chosen]
 
 

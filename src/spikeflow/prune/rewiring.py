@@ -112,25 +112,26 @@ class GradRewiring(torch.optim.Adam):
             with torch.enable_grad():
                 loss = closure()
         # The prior's direction is taken at θ before this step (as the paper's update).
+        # Weight decay of the effective weight w = s·max(θ, 0) is wd·max(θ, 0) in θ
+        # (s² = 1): added to the gradient while Adam's own decay (of θ) is off.
         pulls: list[tuple[dict[str, Any], Tensor, Tensor, float]] = []
-        for group in self.param_groups:
-            if group["alpha"] > 0:
-                centre = prior_centre(group["alpha"], group["target_sparsity"])
-                for p in group["params"]:
-                    if p.grad is not None:
-                        before = float(self.state[p]["step"]) if "step" in self.state[p] else 0.0
-                        pulls.append((group, p, torch.sign(p - centre), before))
-        # Weight decay of the effective weight w = s·max(θ, 0): in θ it is wd·max(θ, 0)
-        # (s² = 1), added to the gradient while Adam's own decay (of θ) is off.
         decays: list[tuple[dict[str, Any], float]] = []
         grads: list[tuple[Tensor, Tensor]] = []
         for group in self.param_groups:
-            if group["alpha"] > 0 and group["weight_decay"] != 0:
-                decays.append((group, group["weight_decay"]))
-                for p in group["params"]:
-                    if p.grad is not None:
-                        grads.append((p, p.grad))
-                        p.grad = p.grad + group["weight_decay"] * p.clamp(min=0)
+            if group["alpha"] <= 0:
+                continue
+            centre = prior_centre(group["alpha"], group["target_sparsity"])
+            decay = group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                before = float(self.state[p]["step"]) if "step" in self.state[p] else 0.0
+                pulls.append((group, p, torch.sign(p - centre), before))
+                if decay != 0:
+                    grads.append((p, p.grad))
+                    p.grad = p.grad + decay * p.clamp(min=0)
+            if decay != 0:
+                decays.append((group, decay))
                 group["weight_decay"] = 0.0
         try:
             _adam_step(self)

@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
-from spikeflow.prune.reparam import REPARAMETERISATIONS, chosen_layers
+from spikeflow.prune.reparam import REPARAMETERISATIONS, chosen_layers, reparameterise
 
 __all__ = ["WeightQuantizer", "apply_weight_quantization", "integer_weights"]
 
@@ -147,13 +147,14 @@ def apply_weight_quantization(
             isinstance(p, WeightQuantizer) for p in layer.parametrizations.weight
         ):
             raise ConfigurationError(f"layer {name!r}: its weight is quantized already")
-    for _, layer in chosen:
+
+    def make(layer: nn.Module) -> WeightQuantizer:
         # A transposed convolution's weight is [in, out/groups, ...]: outputs on dim 1.
         transposed = isinstance(layer, _ConvTransposeNd)
-        quantizer = WeightQuantizer(bits, per_channel, channel_dim=1 if transposed else 0,
-                                    groups=layer.groups if transposed else 1)  # fmt: skip
-        parametrize.register_parametrization(layer, "weight", quantizer)
-    return [name for name, _ in chosen]
+        return WeightQuantizer(bits, per_channel, channel_dim=1 if transposed else 0,
+                               groups=layer.groups if transposed else 1)  # fmt: skip
+
+    return reparameterise(chosen, make)
 
 
 @torch.no_grad()
