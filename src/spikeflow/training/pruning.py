@@ -1,6 +1,7 @@
-"""Pruning in ``spikeflow train`` (``--prune grad_r|stds|lats --prune-kwargs ...``).
+"""Pruning (``--prune grad_r|stds|lats --prune-kwargs ...``) and weight quantization
+(``--weight-bits``) in ``spikeflow train``.
 
-The model is reparameterised when it is built (:func:`apply_pruning`, so a resumed or
+The model is reparameterised when it is built (:func:`reparameterise_weights`, so a resumed or
 evaluated run loads its checkpoint into the same layers); Grad R replaces Adam by
 :class:`~spikeflow.prune.GradRewiring`; STDS and LATS move their threshold after every
 optimizer step (:func:`make_threshold_schedule`).
@@ -27,8 +28,16 @@ from spikeflow.prune import (
     prunable_layers,
     pruned_layers,
 )
+from spikeflow.quant import apply_weight_quantization
 
-__all__ = ["PRUNE_METHODS", "apply_pruning", "make_threshold_schedule", "prune_settings"]
+__all__ = [
+    "PRUNE_METHODS",
+    "apply_pruning",
+    "make_threshold_schedule",
+    "prune_settings",
+    "reparameterise_weights",
+    "tracks_sparsity",
+]
 
 PRUNE_METHODS = ("none", "grad_r", "stds", "lats")
 
@@ -122,6 +131,19 @@ def apply_pruning(model: nn.Module, method: str, exclude: Sequence[str] = ()) ->
         apply_gradient_rewiring(model, chosen)
     else:
         apply_soft_threshold(model, 0.0, chosen)
+
+
+def reparameterise_weights(model: nn.Module, config: Any) -> None:
+    """Prune (``config.prune``) and then quantize (``config.weight_bits``) ``model``'s
+    weights, as the run trains them: after pruning, the pruned weight is quantized."""
+    apply_pruning(model, config.prune, config.prune_kwargs.get("exclude", []))
+    if config.weight_bits is not None:
+        apply_weight_quantization(model, config.weight_bits)
+
+
+def tracks_sparsity(config: Any) -> bool:
+    """Whether the run's epochs log the share of zero weights (pruned or quantized)."""
+    return config.prune != "none" or config.weight_bits is not None
 
 
 def make_grad_rewiring(model: nn.Module, lr: float, weight_decay: float,

@@ -35,7 +35,6 @@ from spikeflow.errors import ConfigurationError, SpikeflowError
 from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule, sparsity
-from spikeflow.quant import apply_weight_quantization
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import (
     TrainConfig,
@@ -61,11 +60,12 @@ from spikeflow.training.metric_logs import (
 )
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
 from spikeflow.training.pruning import (
-    apply_pruning,
     ignore_fixed_buffers,
     make_grad_rewiring,
     make_threshold_schedule,
     prune_settings,
+    reparameterise_weights,
+    tracks_sparsity,
 )
 from spikeflow.training.resume import checkpoint_position, config_for_resume, describe_position
 from spikeflow.training.run_folder import (
@@ -170,15 +170,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
-    apply_pruning(model, config.prune, config.prune_kwargs.get("exclude", []))
-    if config.weight_bits is not None:  # after pruning: the pruned weight is quantized
-        apply_weight_quantization(model, config.weight_bits)
+    reparameterise_weights(model, config)
     return model
-
-
-def _tracks_sparsity(config: TrainConfig) -> bool:
-    """Whether epochs log the share of zero weights (pruned or quantized runs)."""
-    return config.prune != "none" or config.weight_bits is not None
 
 
 def _seed_everything(seed: int) -> None:
@@ -326,13 +319,16 @@ class Trainer:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
             self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=device_ids)
+        # The pruning arguments with their defaults (checked already by resolve()).
+        self.prune_settings = prune_settings(cfg.prune, cfg.prune_kwargs, cfg.optimizer,
+                                             cfg.epochs)  # fmt: skip
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
         self.steps_per_epoch = math.ceil(
             math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]
         )
         self.pruning = make_threshold_schedule(
-            cfg.prune, self._prune_settings, self.raw_model, self.optimizer, cfg.epochs,
+            cfg.prune, self.prune_settings, self.raw_model, self.optimizer, cfg.epochs,
             self.steps_per_epoch,
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
@@ -363,21 +359,16 @@ class Trainer:
             if self.resume_payload is not None:
                 self._repair_best(self.resume_payload)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch, history=self.history,
-                                 columns=epoch_columns(_tracks_sparsity(cfg)))  # fmt: skip
+                                 columns=epoch_columns(tracks_sparsity(cfg)))  # fmt: skip
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
-
-    @property
-    def _prune_settings(self) -> dict[str, Any]:
-        cfg = self.config
-        return prune_settings(cfg.prune, cfg.prune_kwargs, cfg.optimizer, cfg.epochs)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.config, self.model.parameters()
         if cfg.prune == "grad_r":
             return make_grad_rewiring(self.raw_model, cfg.lr, cfg.weight_decay,
-                                      self._prune_settings)  # fmt: skip
+                                      self.prune_settings)  # fmt: skip
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)  # fmt: skip
@@ -727,7 +718,7 @@ class Trainer:
         }  # fmt: skip
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
         pruned, layer_sparsity = "", {}
-        if _tracks_sparsity(cfg):
+        if tracks_sparsity(cfg):
             report = sparsity(self.raw_model)
             row["sparsity"] = report.sparsity
             layer_sparsity = {layer.name: layer.sparsity for layer in report.layers}
