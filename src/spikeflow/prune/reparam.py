@@ -232,15 +232,25 @@ def set_threshold(model: nn.Module, threshold: float) -> int:
         ConfigurationError: a negative or non-finite threshold, or no such layer.
     """
     d = _threshold(threshold)
-    count = 0
-    for _, _, reparam in pruned_layers(model, SoftThreshold):
+    found = soft_threshold_layers(model)
+    for _, _, reparam in found:
         reparam.threshold.fill_(d)
-        count += 1
-    if count == 0:
+    return len(found)
+
+
+def soft_threshold_layers(model: nn.Module) -> list[tuple[str, nn.Module, SoftThreshold]]:
+    """``(name, layer, parametrization)`` of the :class:`SoftThreshold` layers.
+
+    Raises:
+        ConfigurationError: there is none (apply_soft_threshold was not called).
+    """
+    found = list(pruned_layers(model, SoftThreshold))
+    if not found:
         raise ConfigurationError(
-            "the model has no soft-threshold layer: call spikeflow.prune.apply_soft_threshold first"
+            "the model has no soft-threshold layer: call "
+            "spikeflow.prune.apply_soft_threshold(model) first"
         )
-    return count
+    return found  # type: ignore[return-value]
 
 
 def finalize(model: nn.Module) -> list[str]:

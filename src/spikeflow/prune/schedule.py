@@ -22,7 +22,7 @@ from torch import nn
 
 from spikeflow._checks import check_int
 from spikeflow.errors import ConfigurationError
-from spikeflow.prune.reparam import SoftThreshold, _threshold, pruned_layers
+from spikeflow.prune.reparam import SoftThreshold, _threshold, soft_threshold_layers
 
 __all__ = ["SHAPES", "LATSThreshold", "ThresholdSchedule", "threshold_at"]
 
@@ -38,16 +38,6 @@ def threshold_at(shape: str, x: float, final: float) -> float:
     if shape == "slats":
         return final * (x + math.sin(math.pi * x) / math.pi)
     raise ConfigurationError(f"threshold shape must be one of {', '.join(SHAPES)}; got {shape!r}")
-
-
-def _soft_layers(model: nn.Module) -> list[tuple[str, nn.Module, SoftThreshold]]:
-    found = list(pruned_layers(model, SoftThreshold))
-    if not found:
-        raise ConfigurationError(
-            "the model has no soft-threshold layer: call "
-            "spikeflow.prune.apply_soft_threshold(model) before building the schedule"
-        )
-    return found  # type: ignore[return-value]
 
 
 class ThresholdSchedule:
@@ -83,7 +73,7 @@ class ThresholdSchedule:
         self.shape = shape
         # The parametrizations, not their buffers: model.to(dtype or device) replaces
         # the buffers, and the schedule must set the ones the model uses.
-        self._reparams = [reparam for _, _, reparam in _soft_layers(model)]
+        self._reparams = [reparam for _, _, reparam in soft_threshold_layers(model)]
         self.step_count = 0
         self._apply()
 
@@ -145,7 +135,7 @@ class LATSThreshold:
         self.step_count = 0
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self._layers: list[tuple[SoftThreshold, int]] = []
-        for name, layer, reparam in _soft_layers(model):
+        for name, layer, reparam in soft_threshold_layers(model):
             hidden = layer.parametrizations.weight.original
             if id(hidden) not in group_of:
                 raise ConfigurationError(
