@@ -12,12 +12,14 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.plif_nets`: the PLIF paper's networks.
 * :mod:`~spikeflow.models.sew_dvs`: the SEW networks for DVS128 Gesture and CIFAR10-DVS.
 * :mod:`~spikeflow.models.digits`: the small PLIF net ``spikeflow train`` trains on 8x8 digits.
+* :mod:`~spikeflow.models.event_driven`: the event-driven backpropagation paper's networks.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
 from spikeflow.models import (
     digits,
+    event_driven,
     ms_resnet,
     plif_nets,
     psn_seqcifar,
@@ -34,6 +36,7 @@ __all__ = [
     "NeuronFactory",
     "create_model",
     "digits",
+    "event_driven",
     "list_models",
     "list_neurons",
     "model_arguments",

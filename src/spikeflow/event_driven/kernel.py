@@ -1,0 +1,162 @@
+"""The event-driven neuron of Zhu et al. (NeurIPS 2022; methods.md 10): forward and
+time-based backward.
+
+Forward, per neuron, with ``θ_m = 1/τ_m`` and ``θ_s = 1/τ_s``::
+
+    a_m <- (a_m + I[t])(1 - θ_m);  a_s <- (a_s + I[t])(1 - θ_s)
+    u[t] = (a_m - a_s) θ_s / (θ_s - θ_m);  o[t] = 1[u[t] >= threshold]
+
+and a spike resets both traces (so the membrane) to 0. ``u[t]`` is thus the input since
+the last spike filtered by the kernel ``ε(d) = ((1-θ_m)^(d+1) - (1-θ_s)^(d+1)) θ_s/(θ_s-θ_m)``.
+
+Backward: gradients exist only at output spikes and reach only the inputs since the
+previous spike. For a spike at ``t_o`` with time gradient ``g``:
+
+- weights: ``∂L/∂u(t_o) = g · ∂t/∂u`` with ``∂t/∂u ≈ clamp(-1/Δu, -max_dt_du, 0)`` (``Δu`` the
+  membrane's rise at that step, from 0 after a reset), and an input current at ``t``
+  contributed ``ε(t_o - t)`` to ``u(t_o)``;
+- input spike times: ``∂L/∂u(t_o)`` uses ``-1/(du/dt)`` instead, and an input at ``t`` moves
+  ``u(t_o)`` by the kernel's time derivative at ``t_o - t``. The ``"exponential"`` gradient
+  (the paper's fix of its "reverse gradient" problem) replaces that derivative by
+  ``(1-θ_g)^(d+1) θ_g`` with ``θ_g = 1/τ_grad`` and ``du/dt`` by the matching trace
+  ``a_g <- (a_g + I[t])(1 - θ_g)`` (reset at spikes); ``"exact"`` uses ``ε(d+1) - ε(d)``
+  and ``Δu``; ``"nonnegative"`` is ``"exact"`` with negative derivatives cut to 0.
+
+These follow the authors' code (zhuyaoyu/SNN-event-driven-learning), checked against a
+per-spike loop in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from spikeflow._checks import check_real
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["GRADIENTS", "EventDrivenNeuron", "spike_backward", "spike_forward"]
+
+#: The input-time gradient kernels (see the module docstring).
+GRADIENTS = ("exponential", "exact", "nonnegative")
+
+
+@dataclass(frozen=True)
+class EventDrivenNeuron:
+    """Settings of the event-driven neuron (methods.md 10; the paper's CIFAR-10 values).
+
+    Args:
+        tau_m: membrane time constant (> 1).
+        tau_s: synaptic time constant (> 1, != tau_m).
+        tau_grad: time constant of the ``"exponential"`` backward kernel (> 1).
+        threshold: firing threshold (> 0).
+        gradient: ``"exponential"``, ``"exact"`` or ``"nonnegative"``.
+        max_dt_du: bound on ``|∂t/∂u|`` for the weight gradient (the authors' 4).
+        max_dt_du_input: bound on ``|∂t/∂u|`` for the input-time gradient (the authors'
+            default, 123456789, is in effect no bound).
+    """
+
+    tau_m: float = 7.0
+    tau_s: float = 4.0
+    tau_grad: float = 3.5
+    threshold: float = 1.0
+    gradient: str = "exponential"
+    max_dt_du: float = 4.0
+    max_dt_du_input: float = 123456789.0
+
+    def __post_init__(self) -> None:
+        for name in ("tau_m", "tau_s", "tau_grad"):
+            value = check_real(f"EventDrivenNeuron: {name}", getattr(self, name), 1.0,
+                               low_open=True)  # fmt: skip
+            object.__setattr__(self, name, value)
+        if self.tau_m == self.tau_s:
+            raise ConfigurationError(
+                f"EventDrivenNeuron: tau_m and tau_s must differ (the kernel divides by "
+                f"their difference), got {self.tau_m} for both"
+            )
+        threshold = check_real("EventDrivenNeuron: threshold", self.threshold, 0.0, low_open=True)
+        object.__setattr__(self, "threshold", threshold)
+        for name in ("max_dt_du", "max_dt_du_input"):
+            bound = check_real(f"EventDrivenNeuron: {name}", getattr(self, name), 0.0,
+                               low_open=True)  # fmt: skip
+            object.__setattr__(self, name, bound)
+        if self.gradient not in GRADIENTS:
+            raise ConfigurationError(
+                f"EventDrivenNeuron: gradient must be one of {GRADIENTS}, got {self.gradient!r}"
+            )
+
+    @property
+    def exponential(self) -> bool:
+        return self.gradient == "exponential"
+
+    def kernel(self, steps: int) -> list[float]:
+        """``ε(d)`` for ``d = 0 .. steps - 1``: what an input at ``t`` adds to ``u(t + d)``."""
+        theta_m, theta_s = 1.0 / self.tau_m, 1.0 / self.tau_s
+        scale = theta_s / (theta_s - theta_m)
+        return [((1 - theta_m) ** (d + 1) - (1 - theta_s) ** (d + 1)) * scale for d in range(steps)]
+
+    def kernel_slope(self, steps: int) -> list[float]:
+        """The time derivative of ``ε`` the input-time gradient uses, ``d = 0 .. steps - 1``."""
+        if self.exponential:
+            theta_g = 1.0 / self.tau_grad
+            return [(1 - theta_g) ** (d + 1) * theta_g for d in range(steps)]
+        eps = [0.0, *self.kernel(steps)]  # eps[k] = ε(k - 1), ε(-1) = 0
+        slope = [eps[d + 1] - eps[d] for d in range(steps)]
+        return [max(s, 0.0) for s in slope] if self.gradient == "nonnegative" else slope
+
+
+def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, Tensor, Tensor]:
+    """Spikes ``[T, ...]`` of the neuron driven by ``current`` ``[T, ...]``, with the
+    membrane rise ``Δu`` and the slope ``du/dt`` the backward needs (same shape)."""
+    theta_m, theta_s = 1.0 / neuron.tau_m, 1.0 / neuron.tau_s
+    decay_m, decay_s, decay_g = 1.0 - theta_m, 1.0 - theta_s, 1.0 - 1.0 / neuron.tau_grad
+    scale = theta_s / (theta_s - theta_m)
+    zeros = torch.zeros_like(current[0])
+    trace_m, trace_s, trace_g, u_last = zeros, zeros, zeros, zeros
+    spikes, rise = torch.empty_like(current), torch.empty_like(current)
+    slope = torch.empty_like(current) if neuron.exponential else rise
+    for t in range(current.shape[0]):
+        trace_m = (trace_m + current[t]) * decay_m
+        trace_s = (trace_s + current[t]) * decay_s
+        u = (trace_m - trace_s) * scale
+        torch.sub(u, u_last, out=rise[t])
+        keep = (u < neuron.threshold).to(current.dtype)
+        torch.sub(1.0, keep, out=spikes[t])
+        if neuron.exponential:
+            trace_g = (trace_g + current[t]) * decay_g
+            slope[t] = trace_g
+            trace_g = trace_g * keep
+        u_last, trace_m, trace_s = u * keep, trace_m * keep, trace_s * keep
+    return spikes, rise, slope
+
+
+def spike_backward(
+    grad_time: Tensor, spikes: Tensor, rise: Tensor, slope: Tensor, neuron: EventDrivenNeuron
+) -> tuple[Tensor, Tensor]:
+    """Time-based gradients of the input currents ``[T, ...]`` given ``grad_time``, the
+    gradient of the loss w.r.t. each output spike's time (read only where a spike is).
+
+    Returns ``(for_input_times, for_weights)``: what the inputs' time gradients and the
+    weight gradient are built from (see the module docstring)."""
+    steps = spikes.shape[0]
+    dtype, device = spikes.dtype, spikes.device
+    # index ``steps`` (never reached while a later spike exists) holds 0.
+    kernel = torch.tensor([*neuron.kernel(steps), 0.0], dtype=dtype, device=device)
+    slope_kernel = torch.tensor([*neuron.kernel_slope(steps), 0.0], dtype=dtype, device=device)
+    for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
+    at_weight = torch.zeros_like(spikes[0])
+    at_input = torch.zeros_like(spikes[0])
+    since = torch.full(spikes.shape[1:], steps, dtype=torch.long, device=device)
+    for t in range(steps - 1, -1, -1):
+        fired = spikes[t] > 0
+        dt_du = torch.clamp(-1.0 / rise[t], -neuron.max_dt_du, 0.0)
+        dt_du_input = torch.clamp(-1.0 / slope[t], -neuron.max_dt_du_input, 0.0)
+        # the spike at t, if any, takes over the inputs up to the previous spike.
+        at_weight = torch.where(fired, grad_time[t] * dt_du, at_weight)
+        at_input = torch.where(fired, grad_time[t] * dt_du_input, at_input)
+        since = torch.where(fired, 0, torch.clamp(since + 1, max=steps))
+        # the input-time gradient is dL/du · du/dt_in = dL/du · (-slope kernel).
+        torch.mul(at_input, -slope_kernel[since], out=for_input[t])
+        torch.mul(at_weight, kernel[since], out=for_weight[t])
+    return for_input, for_weight

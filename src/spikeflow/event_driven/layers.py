@@ -1,0 +1,248 @@
+"""Layers trained by event-driven backpropagation (Zhu et al., NeurIPS 2022; methods.md 10).
+
+Each layer is a synapse (linear or 2-d convolution, weights standardised per output
+channel with a learnable gain and shift) followed by the event-driven neuron of
+:mod:`spikeflow.event_driven.kernel`; it maps input spikes ``[T, B, ...]`` to output
+spikes ``[T, B, ...]`` over the whole sequence (multi-step only, no state between calls).
+
+Gradients follow spikes, not steps. A layer receives and returns the gradient w.r.t.
+spikes, as every spikeflow layer does, and reads it as minus the gradient w.r.t. that
+spike's *time* (an earlier spike counts like more spike: the authors' reversed loss
+sign). Only steps with an output spike carry gradient; an input gets gradient only at its
+own spikes (the gradient is multiplied by the input), scaled by ``input_grad_scale``
+(the authors' 0.9 per layer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeflow._checks import check_real
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.event_driven.kernel import EventDrivenNeuron, spike_backward, spike_forward
+
+__all__ = ["EventDrivenConv2d", "EventDrivenLayer", "EventDrivenLinear"]
+
+
+class _SpikeLayerFunction(torch.autograd.Function):
+    """Synapse + event-driven neuron with the time-based backward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, weight: Tensor, layer: EventDrivenLayer
+    ) -> Tensor:
+        current = layer._current(x, weight)
+        spikes, rise, slope = spike_forward(current, layer.neuron)
+        ctx.layer = layer
+        ctx.save_for_backward(x, weight, spikes, rise, slope)
+        return spikes
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x, weight, spikes, rise, slope = ctx.saved_tensors
+        layer: EventDrivenLayer = ctx.layer
+        grad_time = -grad_spikes * spikes
+        for_input, for_weight = spike_backward(grad_time, spikes, rise, slope, layer.neuron)
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_x = layer._input_grad(for_input, weight, x.shape) * x
+            grad_x = grad_x * -layer.input_grad_scale
+        if ctx.needs_input_grad[1]:
+            grad_weight = layer._weight_grad(x, for_weight, weight.shape)
+        return grad_x, grad_weight, None
+
+
+class EventDrivenLayer(nn.Module):
+    """What the event-driven linear and convolution layers share: the neuron, the
+    weight standardisation and the forward. Subclasses give the synapse's three maps."""
+
+    weight: Tensor
+    neuron: EventDrivenNeuron
+    input_grad_scale: float
+    weight_clip: float | None
+
+    def _init_event_driven(
+        self,
+        out_channels: int,
+        neuron: EventDrivenNeuron | None,
+        input_grad_scale: float,
+        weight_clip: float | None,
+    ) -> None:
+        owner = type(self).__name__
+        if neuron is None:
+            neuron = EventDrivenNeuron()
+        if not isinstance(neuron, EventDrivenNeuron):
+            raise ConfigurationError(
+                f"{owner}: neuron must be an EventDrivenNeuron, got {type(neuron).__name__}"
+            )
+        self.neuron = neuron
+        self.input_grad_scale = check_real(f"{owner}: input_grad_scale", input_grad_scale, 0.0)
+        if weight_clip is not None:
+            weight_clip = check_real(f"{owner}: weight_clip", weight_clip, 0.0, low_open=True)
+        self.weight_clip = weight_clip
+        if self.weight[0].numel() < 2:
+            raise ConfigurationError(
+                f"{owner}: the weights are standardised over each output channel's fan-in, "
+                f"which must be >= 2, got {self.weight[0].numel()}"
+            )
+        #: standardised weight = (w - mean) / std * gain + shift, per output channel.
+        self.gain = nn.Parameter(torch.ones(out_channels, dtype=self.weight.dtype))
+        self.shift = nn.Parameter(torch.zeros(out_channels, dtype=self.weight.dtype))
+
+    def standardized_weight(self) -> Tensor:
+        """The weight the synapse uses: per output channel, zero mean and unit (sample)
+        standard deviation over the fan-in, times ``gain`` plus ``shift``."""
+        w = self.weight
+        flat = w.reshape(w.shape[0], -1)
+        view = (-1,) + (1,) * (w.dim() - 1)
+        mean = flat.mean(dim=1).view(view)
+        var = flat.var(dim=1).view(view)
+        return (w - mean) / torch.sqrt(var + 1e-5) * self.gain.view(view) + self.shift.view(view)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Output spikes ``[T, B, ...]`` for input spikes (or currents) ``[T, B, ...]``."""
+        x = self._check_input(x)
+        if self.training and self.weight_clip is not None:
+            with torch.no_grad():
+                self.weight.clamp_(-self.weight_clip, self.weight_clip)
+        weight = self.standardized_weight()
+        dtype = torch.promote_types(torch.promote_types(x.dtype, weight.dtype), torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            return _SpikeLayerFunction.apply(x.to(dtype), weight.to(dtype), self)
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _current(self, x: Tensor, weight: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _input_grad(self, grad: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
+        raise NotImplementedError
+
+    def _weight_grad(self, x: Tensor, grad: Tensor, weight_shape: torch.Size) -> Tensor:
+        raise NotImplementedError
+
+    def _event_repr(self) -> str:
+        n = self.neuron
+        return (
+            f"tau_m={n.tau_m}, tau_s={n.tau_s}, tau_grad={n.tau_grad}, "
+            f"threshold={n.threshold}, gradient={n.gradient!r}"
+        )
+
+
+class EventDrivenLinear(EventDrivenLayer, nn.Linear):
+    """Fully connected event-driven layer: input ``[T, B, in_features]`` (or ``[T, B, ...]``
+    whose trailing dims multiply to ``in_features``, flattened), output ``[T, B, out_features]``.
+
+    Args:
+        in_features, out_features: as :class:`torch.nn.Linear` (no bias: the shift of the
+            weight standardisation takes its place, as in the paper).
+        neuron: the neuron's settings (:class:`EventDrivenNeuron`; default: the paper's
+            CIFAR-10 values).
+        input_grad_scale: factor on the gradient sent to the inputs (the authors' 0.9).
+        weight_clip: raw weights are clamped to ``[-clip, clip]`` before each training
+            forward (the authors' 4); None disables it.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        neuron: EventDrivenNeuron | None = None,
+        input_grad_scale: float = 0.9,
+        weight_clip: float | None = 4.0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias=False, device=device, dtype=dtype)
+        self._init_event_driven(out_features, neuron, input_grad_scale, weight_clip)
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        if x.dim() < 3 or x.shape[2:].numel() != self.in_features:
+            raise ShapeError(
+                f"EventDrivenLinear: expected input [T, B, {self.in_features}] (or trailing "
+                f"dims multiplying to {self.in_features}), got {list(x.shape)}"
+            )
+        return x.reshape(*x.shape[:2], self.in_features)
+
+    def _current(self, x: Tensor, weight: Tensor) -> Tensor:
+        return x @ weight.t()
+
+    def _input_grad(self, grad: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
+        return grad @ weight
+
+    def _weight_grad(self, x: Tensor, grad: Tensor, weight_shape: torch.Size) -> Tensor:
+        return grad.reshape(-1, weight_shape[0]).t() @ x.reshape(-1, weight_shape[1])
+
+    def extra_repr(self) -> str:
+        return f"{nn.Linear.extra_repr(self)}, {self._event_repr()}"
+
+
+class EventDrivenConv2d(EventDrivenLayer, nn.Conv2d):
+    """2-d convolutional event-driven layer: input ``[T, B, C, H, W]``, output
+    ``[T, B, out_channels, H', W']``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups: as
+            :class:`torch.nn.Conv2d` (zero padding, no bias: the standardisation's shift
+            takes its place).
+        neuron, input_grad_scale, weight_clip: as :class:`EventDrivenLinear`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        neuron: EventDrivenNeuron | None = None,
+        input_grad_scale: float = 0.9,
+        weight_clip: float | None = 4.0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if isinstance(padding, str):
+            raise ConfigurationError(
+                f"EventDrivenConv2d: padding must be integers, got {padding!r}"
+            )
+        nn.Conv2d.__init__(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+            bias=False, device=device, dtype=dtype,
+        )  # fmt: skip
+        self._init_event_driven(out_channels, neuron, input_grad_scale, weight_clip)
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        if x.dim() != 5 or x.shape[2] != self.in_channels:
+            raise ShapeError(
+                f"EventDrivenConv2d: expected input [T, B, {self.in_channels}, H, W], "
+                f"got {list(x.shape)}"
+            )
+        return x
+
+    def _conv_args(self) -> tuple[Any, ...]:
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def _current(self, x: Tensor, weight: Tensor) -> Tensor:
+        steps, batch = x.shape[:2]
+        out = F.conv2d(x.flatten(0, 1), weight, None, *self._conv_args())
+        return out.reshape(steps, batch, *out.shape[1:])
+
+    def _input_grad(self, grad: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
+        folded = (x_shape[0] * x_shape[1], *x_shape[2:])
+        out = torch.nn.grad.conv2d_input(folded, weight, grad.flatten(0, 1), *self._conv_args())
+        return out.reshape(x_shape)
+
+    def _weight_grad(self, x: Tensor, grad: Tensor, weight_shape: torch.Size) -> Tensor:
+        return torch.nn.grad.conv2d_weight(
+            x.flatten(0, 1), weight_shape, grad.flatten(0, 1), *self._conv_args()
+        )
+
+    def extra_repr(self) -> str:
+        return f"{nn.Conv2d.extra_repr(self)}, {self._event_repr()}"

@@ -1,0 +1,159 @@
+"""The networks of event-driven backpropagation (Zhu et al., NeurIPS 2022; methods.md 10).
+
+Layer plans from the authors' configurations: N-MNIST (12c5-P2-64c5-P2-10, T = 30) and the
+CIFAR-10 VGG (128-128-P-256x3-P-512x3-P-FC2048-FC2048-10, dropout 0.1, T = 12). Every conv
+and FC layer is an event-driven layer (the output layer too: the prediction is the spike
+count), pooling is adjusted average pooling. Train them with the count loss
+(``--loss count``; the paper's desired/undesired counts are 15/2 on N-MNIST and 10/1 on
+CIFAR-10).
+
+The first training forward calibrates the layers' gains on its batch
+(:func:`~spikeflow.event_driven.calibrate_event_driven`); the ``calibrated`` buffer
+records it, so a checkpoint resumes without calibrating again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow import layers
+from spikeflow.errors import ConfigurationError
+from spikeflow.event_driven import (
+    AdjustedAvgPool2d,
+    EventDrivenConv2d,
+    EventDrivenLinear,
+    EventDrivenNeuron,
+    calibrate_event_driven,
+)
+from spikeflow.models.common import check_input, check_positive_int
+from spikeflow.models.registry import register_model
+
+__all__ = ["EventDrivenNet", "event_driven_cifar10", "event_driven_nmnist"]
+
+#: Plan entries: ("conv", channels, kernel, padding), ("pool", k), ("fc", features).
+Plan = list[tuple[Any, ...]]
+
+_NMNIST_PLAN: Plan = [("conv", 12, 5, 1), ("pool", 2), ("conv", 64, 5, 0), ("pool", 2)]
+_CIFAR10_PLAN: Plan = [
+    ("conv", 128, 3, 1), ("conv", 128, 3, 1), ("pool", 2),
+    ("conv", 256, 3, 1), ("conv", 256, 3, 1), ("conv", 256, 3, 1), ("pool", 2),
+    ("conv", 512, 3, 1), ("conv", 512, 3, 1), ("conv", 512, 3, 1), ("pool", 2),
+    ("fc", 2048), ("fc", 2048),
+]  # fmt: skip
+
+
+class EventDrivenNet(nn.Module):
+    """A feed-forward network of event-driven layers built from a plan.
+
+    Input ``[T, B, in_channels, H, W]``, output ``[T, B, num_classes]`` spikes of the
+    output layer. Dropout (one mask per sequence: whole channels after pooling, neurons
+    after FC layers, as in the authors' code) follows each pooling and hidden FC layer.
+
+    Args:
+        plan: ``("conv", channels, kernel, padding)``, ``("pool", k)`` and ``("fc",
+            features)`` entries; the output layer is added.
+        num_classes, in_channels, input_size: as the other zoo models (square input side
+            or ``(H, W)``).
+        neuron: the neurons' settings; ``neuron_kwargs`` build one instead.
+        dropout: dropout probability (0 disables it).
+        spikes_per_neuron: the calibration's target firing (spikes per sequence).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        num_classes: int,
+        in_channels: int,
+        input_size: int | tuple[int, int],
+        neuron: EventDrivenNeuron | None = None,
+        dropout: float = 0.0,
+        spikes_per_neuron: float = 1.0,
+    ) -> None:
+        super().__init__()
+        num_classes = check_positive_int("num_classes", num_classes)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+        self.spikes_per_neuron = spikes_per_neuron
+        body: list[nn.Module] = []
+        channels, flat = in_channels, None
+        for entry in plan:
+            kind = entry[0]
+            if kind == "conv":
+                _, out, kernel, padding = entry
+                body.append(
+                    EventDrivenConv2d(channels, out, kernel, padding=padding, neuron=neuron)
+                )
+                channels, height, width = (
+                    out,
+                    height + 2 * padding - kernel + 1,
+                    width + 2 * padding - kernel + 1,
+                )
+            elif kind == "pool":
+                body.append(AdjustedAvgPool2d(entry[1]))
+                height, width = height // entry[1], width // entry[1]
+                if dropout:
+                    body.append(layers.Dropout2d(dropout))
+            else:
+                flat = flat or channels * height * width
+                body.append(EventDrivenLinear(flat, entry[1], neuron=neuron))
+                flat = entry[1]
+                if dropout:
+                    body.append(layers.Dropout(dropout))
+            if height < 1 or width < 1:
+                raise ConfigurationError(
+                    f"EventDrivenNet: input_size {input_size} is too small for the plan "
+                    f"(nothing is left after {entry})"
+                )
+        body.append(
+            EventDrivenLinear(flat or channels * height * width, num_classes, neuron=neuron)
+        )
+        self.body = nn.Sequential(*body)
+        self.register_buffer("calibrated", torch.tensor(False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        if self.training and not bool(self.calibrated):
+            calibrate_event_driven(self.body, x, self.spikes_per_neuron)
+            self.calibrated.fill_(True)
+        return self.body(x)
+
+
+def _build(plan: Plan, defaults: dict[str, Any], kwargs: dict[str, Any]) -> EventDrivenNet:
+    neuron_kwargs = {**defaults["neuron"], **kwargs.pop("neuron_kwargs", {})}
+    if "neuron" in kwargs:
+        raise ConfigurationError(
+            "the event-driven networks have their own neuron; set its tau_m, tau_s, "
+            "tau_grad, threshold or gradient through neuron_kwargs"
+        )
+    kwargs.setdefault("dropout", defaults["dropout"])
+    kwargs.setdefault("spikes_per_neuron", defaults["spikes_per_neuron"])
+    kwargs.setdefault("input_size", defaults["input_size"])
+    kwargs.setdefault("in_channels", defaults["in_channels"])
+    kwargs.setdefault("num_classes", 10)
+    return EventDrivenNet(plan, neuron=EventDrivenNeuron(**neuron_kwargs), **kwargs)
+
+
+@register_model("event_driven_nmnist")
+def event_driven_nmnist(**kwargs: Any) -> EventDrivenNet:
+    """The authors' N-MNIST net (34x34x2: 12c5-P2-64c5-P2-10, tau_m 8, tau_s 4, tau_grad 3,
+    2 spikes per neuron at calibration); kwargs of :class:`EventDrivenNet` and
+    ``neuron_kwargs`` for :class:`~spikeflow.event_driven.EventDrivenNeuron`."""
+    defaults = {
+        "neuron": {"tau_m": 8.0, "tau_s": 4.0, "tau_grad": 3.0},
+        "dropout": 0.0, "spikes_per_neuron": 2.0, "input_size": 34, "in_channels": 2,
+    }  # fmt: skip
+    return _build(_NMNIST_PLAN, defaults, kwargs)
+
+
+@register_model("event_driven_cifar10")
+def event_driven_cifar10(**kwargs: Any) -> EventDrivenNet:
+    """The paper's CIFAR-10 VGG (32x32x3: 128-128-P-256x3-P-512x3-P-FC2048-FC2048-10,
+    dropout 0.1, tau_m 7, tau_s 4, tau_grad 3.5); kwargs as :func:`event_driven_nmnist`."""
+    defaults = {
+        "neuron": {"tau_m": 7.0, "tau_s": 4.0, "tau_grad": 3.5},
+        "dropout": 0.1, "spikes_per_neuron": 1.0, "input_size": 32, "in_channels": 3,
+    }  # fmt: skip
+    return _build(_CIFAR10_PLAN, defaults, kwargs)
