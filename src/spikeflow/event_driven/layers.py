@@ -33,16 +33,18 @@ class _SpikeLayerFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, weight: Tensor, layer: EventDrivenLayer
+        ctx: Any, x: Tensor, weight: Tensor, layer: EventDrivenLayer, target: Tensor | None
     ) -> Tensor:
         current = layer._current(x, weight)
         spikes, rise, slope = spike_forward(current, layer.neuron)
+        if target is not None:
+            _teacher_spike(spikes, rise, target)
         ctx.layer = layer
         ctx.save_for_backward(x, weight, spikes, rise, slope)
         return spikes
 
     @staticmethod
-    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, weight, spikes, rise, slope = ctx.saved_tensors
         layer: EventDrivenLayer = ctx.layer
         grad_time = -grad_spikes * spikes
@@ -53,7 +55,18 @@ class _SpikeLayerFunction(torch.autograd.Function):
             grad_x = grad_x * -layer.input_grad_scale
         if ctx.needs_input_grad[1]:
             grad_weight = layer._weight_grad(x, for_weight, weight.shape)
-        return grad_x, grad_weight, None
+        return grad_x, grad_weight, None, None
+
+
+def _teacher_spike(spikes: Tensor, rise: Tensor, target: Tensor) -> None:
+    """Give each sample's label neuron a spike at the last step its membrane rose by more
+    than 0.05 (step 0 if it never did, if it rose at all), so the label class always
+    has a spike to carry gradient (the authors' output-layer supervision)."""
+    batch = torch.arange(spikes.shape[1], device=spikes.device)
+    label_rise = rise[:, batch, target]  # [T, B]
+    steps = torch.arange(1, spikes.shape[0] + 1, device=spikes.device).unsqueeze(1)
+    last = ((label_rise > 0.05) * steps).argmax(dim=0)
+    spikes[last, batch, target] = (label_rise[last, batch] != 0).to(spikes.dtype)
 
 
 class EventDrivenLayer(nn.Module):
@@ -103,16 +116,42 @@ class EventDrivenLayer(nn.Module):
         var = flat.var(dim=1).view(view)
         return (w - mean) / torch.sqrt(var + 1e-5) * self.gain.view(view) + self.shift.view(view)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Output spikes ``[T, B, ...]`` for input spikes (or currents) ``[T, B, ...]``."""
+    def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
+        """Output spikes ``[T, B, ...]`` for input spikes (or currents) ``[T, B, ...]``.
+
+        ``target`` (class labels ``[B]``, output layers in training only) adds the
+        teacher spike: each sample's label neuron fires at the last step its membrane
+        rose (by more than 0.05), so that a silent label class still gets gradient; the
+        output then holds that spike (the authors' code counts it in the loss)."""
         x = self._check_input(x)
+        if target is not None:
+            target = self._check_target(target, x)
         if self.training and self.weight_clip is not None:
             with torch.no_grad():
                 self.weight.clamp_(-self.weight_clip, self.weight_clip)
         weight = self.standardized_weight()
         dtype = torch.promote_types(torch.promote_types(x.dtype, weight.dtype), torch.float32)
         with torch.autocast(x.device.type, enabled=False):
-            return _SpikeLayerFunction.apply(x.to(dtype), weight.to(dtype), self)
+            return _SpikeLayerFunction.apply(x.to(dtype), weight.to(dtype), self, target)
+
+    def _check_target(self, target: Tensor, x: Tensor) -> Tensor:
+        owner = type(self).__name__
+        if not isinstance(self, EventDrivenLinear):
+            raise ConfigurationError(f"{owner}: only an output (linear) layer takes a target")
+        if target.dtype.is_floating_point or target.dtype == torch.bool:
+            raise ConfigurationError(
+                f"{owner}: target must be integer class labels, got {target.dtype}"
+            )
+        if target.shape != x.shape[1:2]:
+            raise ShapeError(
+                f"{owner}: target must be labels [B] = [{x.shape[1]}], got {list(target.shape)}"
+            )
+        if len(target) and (target.min() < 0 or target.max() >= self.out_features):
+            raise ConfigurationError(
+                f"{owner}: target labels must be in [0, {self.out_features}), got "
+                f"[{int(target.min())}, {int(target.max())}]"
+            )
+        return target.long()
 
     def _check_input(self, x: Tensor) -> Tensor:
         raise NotImplementedError

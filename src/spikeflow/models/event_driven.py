@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow import layers
+from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven import (
     AdjustedAvgPool2d,
@@ -60,6 +61,8 @@ class EventDrivenNet(nn.Module):
         neuron: the neurons' settings; ``neuron_kwargs`` build one instead.
         dropout: dropout probability (0 disables it).
         spikes_per_neuron: the calibration's target firing (spikes per sequence).
+        teacher_spike: in training, give the label neuron a spike when the caller passes
+            the labels (the authors' code; ``spikeflow train`` does).
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class EventDrivenNet(nn.Module):
         neuron: EventDrivenNeuron | None = None,
         dropout: float = 0.0,
         spikes_per_neuron: float = 1.0,
+        teacher_spike: bool = True,
     ) -> None:
         super().__init__()
+        self.teacher_spike = check_flag("EventDrivenNet", "teacher_spike", teacher_spike)
         num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
@@ -113,21 +118,31 @@ class EventDrivenNet(nn.Module):
         self.body = nn.Sequential(*body)
         self.register_buffer("calibrated", torch.tensor(False))
 
-    def forward(self, x: Tensor) -> Tensor:
+    #: Set by the builders (``neuron`` through ``neuron_kwargs``).
+    builder_fixed_arguments = ("plan", "neuron")
+    #: ``spikeflow train`` passes the labels as ``target`` (see :meth:`forward`).
+    takes_target = True
+
+    def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
+        """Output spikes ``[T, B, num_classes]``; in training, ``target`` (labels ``[B]``)
+        adds the output layer's teacher spike when ``teacher_spike`` is on (see
+        :meth:`~spikeflow.event_driven.EventDrivenLinear.forward`)."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
         if self.training and not bool(self.calibrated):
             calibrate_event_driven(self.body, x, self.spikes_per_neuron)
             self.calibrated.fill_(True)
-        return self.body(x)
+        *hidden, output = self.body
+        for layer in hidden:
+            x = layer(x)
+        teach = self.training and self.teacher_spike and target is not None
+        return output(x, target if teach else None)
 
 
-def _build(plan: Plan, defaults: dict[str, Any], kwargs: dict[str, Any]) -> EventDrivenNet:
-    neuron_kwargs = {**defaults["neuron"], **kwargs.pop("neuron_kwargs", {})}
-    if "neuron" in kwargs:
-        raise ConfigurationError(
-            "the event-driven networks have their own neuron; set its tau_m, tau_s, "
-            "tau_grad, threshold or gradient through neuron_kwargs"
-        )
+def _build(
+    plan: Plan, defaults: dict[str, Any], neuron_kwargs: dict[str, Any] | None,
+    kwargs: dict[str, Any],
+) -> EventDrivenNet:  # fmt: skip
+    neuron_kwargs = {**defaults["neuron"], **(neuron_kwargs or {})}
     kwargs.setdefault("dropout", defaults["dropout"])
     kwargs.setdefault("spikes_per_neuron", defaults["spikes_per_neuron"])
     kwargs.setdefault("input_size", defaults["input_size"])
@@ -137,7 +152,9 @@ def _build(plan: Plan, defaults: dict[str, Any], kwargs: dict[str, Any]) -> Even
 
 
 @register_model("event_driven_nmnist")
-def event_driven_nmnist(**kwargs: Any) -> EventDrivenNet:
+def event_driven_nmnist(
+    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
+) -> EventDrivenNet:
     """The authors' N-MNIST net (34x34x2: 12c5-P2-64c5-P2-10, tau_m 8, tau_s 4, tau_grad 3,
     2 spikes per neuron at calibration); kwargs of :class:`EventDrivenNet` and
     ``neuron_kwargs`` for :class:`~spikeflow.event_driven.EventDrivenNeuron`."""
@@ -145,15 +162,17 @@ def event_driven_nmnist(**kwargs: Any) -> EventDrivenNet:
         "neuron": {"tau_m": 8.0, "tau_s": 4.0, "tau_grad": 3.0},
         "dropout": 0.0, "spikes_per_neuron": 2.0, "input_size": 34, "in_channels": 2,
     }  # fmt: skip
-    return _build(_NMNIST_PLAN, defaults, kwargs)
+    return _build(_NMNIST_PLAN, defaults, neuron_kwargs, kwargs)
 
 
 @register_model("event_driven_cifar10")
-def event_driven_cifar10(**kwargs: Any) -> EventDrivenNet:
+def event_driven_cifar10(
+    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
+) -> EventDrivenNet:
     """The paper's CIFAR-10 VGG (32x32x3: 128-128-P-256x3-P-512x3-P-FC2048-FC2048-10,
     dropout 0.1, tau_m 7, tau_s 4, tau_grad 3.5); kwargs as :func:`event_driven_nmnist`."""
     defaults = {
         "neuron": {"tau_m": 7.0, "tau_s": 4.0, "tau_grad": 3.5},
         "dropout": 0.1, "spikes_per_neuron": 1.0, "input_size": 32, "in_channels": 3,
     }  # fmt: skip
-    return _build(_CIFAR10_PLAN, defaults, kwargs)
+    return _build(_CIFAR10_PLAN, defaults, neuron_kwargs, kwargs)

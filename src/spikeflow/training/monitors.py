@@ -30,13 +30,14 @@ from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
+from spikeflow.event_driven.layers import EventDrivenLayer
 from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
 
 __all__ = ["SPIKING_LAYER_TYPES", "LayerStats", "SpikeMonitor", "record_spikes", "spiking_layers"]
 
 #: The module types a monitor hooks by default.
 SPIKING_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    BaseNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode,
+    BaseNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode, EventDrivenLayer,
 )  # fmt: skip
 
 

@@ -315,6 +315,7 @@ class Trainer:
         # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
         _seed_everything(cfg.seed + ctx.rank)
         self.model: nn.Module = self.raw_model
+        self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
         if ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
@@ -650,7 +651,8 @@ class Trainer:
         x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.info.static)
         y = y.to(ctx.device, non_blocking=True)
         with autocast_context(ctx.device, cfg.amp):
-            out = self.model(x)
+            # a model that supervises its output layer itself (event-driven nets) gets y
+            out = self.model(x, target=y) if self._takes_target else self.model(x)
         loss = self.loss_fn(out.float(), y)
         value = float(loss.detach())
         # One reduction tells every process whether any has a bad loss or was asked to
