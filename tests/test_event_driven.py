@@ -382,3 +382,35 @@ def test_zoo_networks_calibrate_once_and_keep_it() -> None:
         .neuron.gradient
         == "exact"
     )
+
+
+def test_nmnist_subset_trains_and_resumes_through_the_command_line(tmp_path, capsys):
+    from conftest import require_shared_data
+
+    from spikeflow.cli import main
+    from spikeflow.training.checkpoint import load_checkpoint
+    from spikeflow.training.metric_logs import read_csv
+
+    root = require_shared_data("nmnist-small")
+    out = tmp_path / "ed"
+    args = [
+        "train", "--dataset", "nmnist", "--data-dir", str(root), "--train-samples", "400",
+        "--test-samples", "100", "-T", "10", "--batch-size", "50",
+        "--model", "event_driven_nmnist", "--optimizer", "adamw", "--lr", "1e-3",
+        "--loss", "count", "--loss-kwargs", "desired_count=6", "undesired_count=1",
+        "--output-dir", str(out), "--no-progress", "--plots", "off",
+    ]  # fmt: skip
+    assert main([*args, "--epochs", "3", "--stop-after", "2"]) == 0
+    state = load_checkpoint(out / "last.pt")["model"]
+    assert bool(state["calibrated"])
+    gains = state["body.0.gain"].clone()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    # learned well above chance (10%) on real N-MNIST in 12 steps of 50 samples
+    assert float(rows[-1]["test_acc"]) >= 0.4, rows
+    assert float(rows[-1]["train_rate"]) > 0
+    assert not torch.equal(load_checkpoint(out / "last.pt")["model"]["body.0.gain"], gains)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--no-progress"]) == 0
+    assert f"test accuracy: {float(rows[-1]['test_acc']):.4f}" in capsys.readouterr().out
