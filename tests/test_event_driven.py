@@ -414,3 +414,19 @@ def test_nmnist_subset_trains_and_resumes_through_the_command_line(tmp_path, cap
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(out / "last.pt"), "--no-progress"]) == 0
     assert f"test accuracy: {float(rows[-1]['test_acc']):.4f}" in capsys.readouterr().out
+
+
+def test_autocast_and_half_inputs_run_in_float32() -> None:
+    torch.manual_seed(11)
+    layer = EventDrivenLinear(16, 4)
+    with torch.no_grad():
+        layer.gain.fill_(3.0)
+    x = (torch.rand(8, 3, 16) < 0.4).float()
+    want = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+    half = layer(x.to(torch.bfloat16))
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, want)

@@ -5,6 +5,7 @@ store held by the parent (torchrun's agent store: TORCHELASTIC_USE_AGENT_STORE).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -194,3 +195,45 @@ def test_an_uneven_training_set_is_noted(tmp_path):
     text = (tmp_path / "messages.txt").read_text()
     assert "23 training samples do not split evenly over 2 processes" in text
     assert "repeats 1 of them" in text
+
+
+def _calibration_net() -> torch.nn.Module:
+    from spikeflow.event_driven import AdjustedAvgPool2d, EventDrivenConv2d, EventDrivenLinear
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        EventDrivenConv2d(2, 4, 3), AdjustedAvgPool2d(2), EventDrivenLinear(4 * 3 * 3, 5)
+    )
+
+
+def _calibration_batch(rank: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(100 + rank)
+    return (torch.rand(12, 4, 2, 8, 8, generator=generator) < 0.3 * (rank + 1)).float()
+
+
+def _calibration_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    from spikeflow.event_driven import calibrate_event_driven
+
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        net = _calibration_net()
+        scales = calibrate_event_driven(net, _calibration_batch(rank), 0.5)
+        torch.save({"scales": scales, "state": net.state_dict()}, f"{root}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_event_driven_calibration_averages_the_processes_scales(tmp_path):
+    from spikeflow.event_driven import calibrate_event_driven
+
+    _spawn(_calibration_worker, str(tmp_path))
+    first, second = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    assert first["scales"] == second["scales"]
+    for key, value in first["state"].items():
+        assert torch.equal(value, second["state"][key]), key
+    # the first layer's scale is the geometric mean of what each process found alone
+    alone = [calibrate_event_driven(_calibration_net(), _calibration_batch(r), 0.5)["0"]
+             for r in (0, 1)]  # fmt: skip
+    assert alone[0] != pytest.approx(alone[1], rel=0.05)
+    assert first["scales"]["0"] == pytest.approx(math.sqrt(alone[0] * alone[1]), rel=1e-9)
