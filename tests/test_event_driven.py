@@ -386,7 +386,6 @@ def test_zoo_networks_calibrate_once_and_keep_it() -> None:
 
 def test_nmnist_subset_trains_and_resumes_through_the_command_line(tmp_path, capsys):
     from conftest import require_shared_data
-
     from spikeflow.cli import main
     from spikeflow.training.checkpoint import load_checkpoint
     from spikeflow.training.metric_logs import read_csv
