@@ -286,8 +286,9 @@ def test_calibration_brings_the_firing_near_the_target() -> None:
     x = (torch.rand(30, 16, 2, 8, 8) < 0.05).float()
     scales = calibrate_event_driven(net, x, spikes_per_neuron=2.0)
     assert list(scales) == ["0", "2"]
-    h = net[0](x)
-    out = net[2](net[1](h))
+    with torch.no_grad():
+        h = net[0](x)
+        out = net[2](net[1](h))
     for spikes in (h, out):
         # the last third of the steps holds about a third of 2 spikes (30% slack, 1% steps)
         late = float(spikes[20:].sum()) / spikes[0].numel()
@@ -429,3 +430,14 @@ def test_autocast_and_half_inputs_run_in_float32() -> None:
     half = layer(x.to(torch.bfloat16))
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, want)
+
+
+def test_pruning_and_quantization_refuse_event_driven_layers() -> None:
+    from spikeflow.prune import apply_gradient_rewiring, apply_soft_threshold
+    from spikeflow.quant import apply_weight_quantization
+
+    net = create_model("event_driven_nmnist")
+    for apply, word in ((apply_gradient_rewiring, "pruned"), (apply_soft_threshold, "pruned"),
+                        (lambda m: apply_weight_quantization(m, 4), "quantized")):  # fmt: skip
+        with pytest.raises(ConfigurationError, match=f"'body.0' is an event-driven.*{word}"):
+            apply(net)

@@ -24,6 +24,7 @@ from torch.nn.utils import parametrize
 
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.event_driven.layers import EventDrivenLayer
 
 __all__ = [
     "SignedStrength",
@@ -130,8 +131,8 @@ def chosen_layers(
     ``stack`` allows layers whose weight is reparameterised already.
 
     Raises:
-        ConfigurationError: a layer not in the model, none at all, or (unless
-            ``stack``) a weight that is already parametrized.
+        ConfigurationError: a layer not in the model, none at all, an event-driven
+            layer, or (unless ``stack``) a weight that is already parametrized.
     """
     found = list(prunable_layers(model))
     if layers is not None:
@@ -147,6 +148,13 @@ def chosen_layers(
     if not found:
         raise ConfigurationError(f"the model has no linear or convolution layer to {what}")
     for name, layer in found:
+        if isinstance(layer, EventDrivenLayer):
+            raise ConfigurationError(
+                f"layer {name or type(layer).__name__!r} is an event-driven layer: it "
+                f"standardises its weights per output channel, so a {what}d raw weight "
+                "would not give a sparse or quantized effective weight; leave it out "
+                "(exclude it, or pass the layers)"
+            )
         if not stack and parametrize.is_parametrized(layer, "weight"):
             raise ConfigurationError(
                 f"layer {name or type(layer).__name__!r}: its weight is already "
