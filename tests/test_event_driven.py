@@ -441,3 +441,55 @@ def test_pruning_and_quantization_refuse_event_driven_layers() -> None:
                         (lambda m: apply_weight_quantization(m, 4), "quantized")):  # fmt: skip
         with pytest.raises(ConfigurationError, match=f"'body.0' is an event-driven.*{word}"):
             apply(net)
+
+
+@pytest.mark.parametrize("gradient", ["exponential", "exact"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_c_kernels_equal_the_pytorch_loops_bit_for_bit(gradient, dtype) -> None:
+    import dataclasses
+
+    from spikeflow.kernels.cpu import CompilerNotFoundError, compiler
+
+    try:
+        compiler()
+    except CompilerNotFoundError:
+        pytest.skip("no C compiler")
+    neuron_c = EventDrivenNeuron(tau_m=8.0, tau_s=4.0, tau_grad=3.0, gradient=gradient,
+                                 max_dt_du_input=50.0, backend="c")  # fmt: skip
+    neuron_t = dataclasses.replace(neuron_c, backend="torch")
+    torch.manual_seed(12)
+    # 777 neurons: three blocks of 256 and a partial one
+    current = (torch.randn(17, 3, 259) * 0.6 + 0.15).to(dtype)
+    current[4, 0, :5] = 0.0  # rises of exactly 0
+    got, want = spike_forward(current, neuron_c), spike_forward(current, neuron_t)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert 0.02 < float(got[0].mean()) < 0.5
+    grad_time = torch.randn_like(current) * got[0]
+    got_b = spike_backward(grad_time, *got, neuron_c)
+    want_b = spike_backward(grad_time, *want, neuron_t)
+    for a, b in zip(got_b, want_b):
+        assert torch.equal(a, b)
+    # non-contiguous input
+    strided = current.transpose(1, 2).contiguous().transpose(1, 2)
+    assert torch.equal(spike_forward(strided, neuron_c)[0], got[0])
+    # a whole layer step: the same output and gradients
+    layers = []
+    for neuron in (neuron_c, neuron_t):
+        torch.manual_seed(13)
+        layer = EventDrivenConv2d(2, 6, 3, padding=1, neuron=neuron).to(dtype)
+        x = (torch.rand(9, 2, 2, 10, 10) < 0.3).to(dtype).requires_grad_()
+        out = layer(x, None)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+        layers.append((out, x.grad, layer.weight.grad, layer.gain.grad))
+    for a, b in zip(*layers):
+        assert torch.equal(a, b)
+
+
+def test_backend_choice_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="backend must be one of"):
+        EventDrivenNeuron(backend="cuda")
+    with pytest.raises(ConfigurationError, match="CPU float32/float64"):
+        spike_forward(torch.zeros(3, 2, dtype=torch.bfloat16), EventDrivenNeuron(backend="c"))
+    spikes, _, _ = spike_forward(torch.ones(3, 2, dtype=torch.bfloat16), EventDrivenNeuron())
+    assert spikes.dtype == torch.bfloat16 and spikes.sum() > 0

@@ -23,11 +23,14 @@ previous spike. For a spike at ``t_o`` with time gradient ``g``:
   and ``Δu``; ``"nonnegative"`` is ``"exact"`` with negative derivatives cut to 0.
 
 These follow the authors' code (zhuyaoyu/SNN-event-driven-learning), checked against a
-per-spike loop in the tests.
+per-spike loop in the tests. On CPU float32/float64 tensors both passes run as fused C
+kernels (``backend="auto"`` or ``"c"``; :mod:`spikeflow.event_driven.cpu`), equal bit for
+bit to the PyTorch loops here (``backend="torch"``).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -36,10 +39,15 @@ from torch import Tensor
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["GRADIENTS", "EventDrivenNeuron", "spike_backward", "spike_forward"]
+__all__ = ["BACKENDS", "GRADIENTS", "EventDrivenNeuron", "spike_backward", "spike_forward"]
 
 #: The input-time gradient kernels (see the module docstring).
 GRADIENTS = ("exponential", "exact", "nonnegative")
+#: ``"auto"``: the C kernels for CPU float32/float64 tensors when a C compiler is found
+#: (a failed build warns once and runs the loop), else the PyTorch loop; ``"c"``: the C
+#: kernels or an error; ``"torch"``: the PyTorch loop on any device and dtype.
+BACKENDS = ("auto", "c", "torch")
+_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class EventDrivenNeuron:
         max_dt_du: bound on ``|∂t/∂u|`` for the weight gradient (the authors' 4).
         max_dt_du_input: bound on ``|∂t/∂u|`` for the input-time gradient (the authors'
             default, 123456789, is in effect no bound).
+        backend: ``"auto"``, ``"c"`` or ``"torch"`` (see :data:`BACKENDS`).
     """
 
     tau_m: float = 7.0
@@ -64,6 +73,7 @@ class EventDrivenNeuron:
     gradient: str = "exponential"
     max_dt_du: float = 4.0
     max_dt_du_input: float = 123456789.0
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("tau_m", "tau_s", "tau_grad"):
@@ -81,6 +91,10 @@ class EventDrivenNeuron:
             bound = check_real(f"EventDrivenNeuron: {name}", getattr(self, name), 0.0,
                                low_open=True)  # fmt: skip
             object.__setattr__(self, name, bound)
+        if self.backend not in BACKENDS:
+            raise ConfigurationError(
+                f"EventDrivenNeuron: backend must be one of {BACKENDS}, got {self.backend!r}"
+            )
         if self.gradient not in GRADIENTS:
             raise ConfigurationError(
                 f"EventDrivenNeuron: gradient must be one of {GRADIENTS}, got {self.gradient!r}"
@@ -106,12 +120,52 @@ class EventDrivenNeuron:
         return [max(s, 0.0) for s in slope] if self.gradient == "nonnegative" else slope
 
 
+def _use_c(x: Tensor, neuron: EventDrivenNeuron) -> bool:
+    """Whether ``neuron``'s backend runs the C kernels on ``x`` (see :data:`BACKENDS`)."""
+    from spikeflow.event_driven import cpu
+    from spikeflow.kernels.cpu import BuildError, CompilerNotFoundError
+
+    if neuron.backend == "torch":
+        return False
+    if not cpu.supports(x):
+        if neuron.backend == "c":
+            raise ConfigurationError(
+                f"EventDrivenNeuron(backend='c') runs on CPU float32/float64 tensors, got "
+                f"{x.dtype} on {x.device}; use backend='auto' or 'torch'"
+            )
+        return False
+    if neuron.backend == "c":
+        cpu._library()  # a missing compiler or a failed build raises, naming it
+        return True
+    try:
+        cpu._library()
+    except CompilerNotFoundError:
+        return False
+    except BuildError as error:
+        if "build" not in _WARNED:
+            _WARNED.add("build")
+            warnings.warn(
+                f"the event-driven neuron's C kernels could not be built, so it runs as a "
+                f"PyTorch loop; fix the compiler set-up ($CC) or choose backend='torch': "
+                f"{error}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return False
+    return True
+
+
 def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes ``[T, ...]`` of the neuron driven by ``current`` ``[T, ...]``, with the
     membrane rise ``Δu`` and the slope ``du/dt`` the backward needs (same shape)."""
     theta_m, theta_s = 1.0 / neuron.tau_m, 1.0 / neuron.tau_s
     decay_m, decay_s, decay_g = 1.0 - theta_m, 1.0 - theta_s, 1.0 - 1.0 / neuron.tau_grad
     scale = theta_s / (theta_s - theta_m)
+    if _use_c(current, neuron):
+        from spikeflow.event_driven.cpu import c_forward
+
+        return c_forward(current, (decay_m, decay_s, decay_g), scale, neuron.threshold,
+                         neuron.exponential)  # fmt: skip
     zeros = torch.zeros_like(current[0])
     trace_m, trace_s, trace_g, u_last = zeros, zeros, zeros, zeros
     spikes, rise = torch.empty_like(current), torch.empty_like(current)
@@ -144,6 +198,11 @@ def spike_backward(
     # index ``steps`` (never reached while a later spike exists) holds 0.
     kernel = torch.tensor([*neuron.kernel(steps), 0.0], dtype=dtype, device=device)
     slope_kernel = torch.tensor([*neuron.kernel_slope(steps), 0.0], dtype=dtype, device=device)
+    if _use_c(spikes, neuron):
+        from spikeflow.event_driven.cpu import c_backward
+
+        return c_backward(grad_time, spikes, rise, slope, kernel, slope_kernel,
+                          neuron.max_dt_du, neuron.max_dt_du_input)  # fmt: skip
     for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
     at_weight = torch.zeros_like(spikes[0])
     at_input = torch.zeros_like(spikes[0])

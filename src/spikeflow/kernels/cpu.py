@@ -84,42 +84,55 @@ def cache_dir() -> Path:
 _NO_OPENMP: set[str] = set()
 
 
-def _build(source: str, cc: str, openmp: bool) -> Any:
-    flags = _FLAGS if openmp else [f for f in _FLAGS if f != "-fopenmp"]
+def _build(source: str, cc: str, openmp: bool, prefix: str, units: list[list[str]]) -> Any:
+    def plain(flags: list[str]) -> list[str]:
+        return flags if openmp else [f for f in flags if f != "-fopenmp"]
+
     return build_library(
         source,
         cc=cc,
         subdir="kernels",
-        prefix="neuron",
-        units=[[*flags, *_FORWARD_FLAGS], [*flags, *_BACKWARD_FLAGS]],
+        prefix=prefix,
+        units=[plain(unit) for unit in units],
         link_flags=["-fopenmp", "-lm"] if openmp else ["-lm"],
     )
 
 
-def _load(source: str) -> Any:
-    """Compile ``source`` (or reuse the cached build) and return the loaded library.
+def load_openmp_library(source: str, prefix: str, units: list[list[str]] | None = None) -> Any:
+    """Compile ``source`` with OpenMP (or reuse the cached build) and return the loaded
+    library; ``units`` are the flags of each object file (default: one, the kernels'
+    flags).
 
     A compiler that cannot build with OpenMP (but can without) builds kernels that run
     on one thread, with a warning, once per compiler."""
+    units = units or [_FLAGS]
     cc = compiler()
     if cc in _NO_OPENMP:
-        lib = _build(source, cc, openmp=False)
-    else:
+        return _build(source, cc, False, prefix, units)
+    try:
+        return _build(source, cc, True, prefix, units)
+    except BuildError as with_openmp:
         try:
-            lib = _build(source, cc, openmp=True)
-        except BuildError as with_openmp:
-            try:
-                lib = _build(source, cc, openmp=False)
-            except BuildError:
-                raise with_openmp from None
-            _NO_OPENMP.add(cc)
-            warnings.warn(
-                f"the C compiler {cc!r} cannot build with OpenMP ({with_openmp.detail}); "
-                "the fused CPU kernels run on one thread. Install OpenMP for it (libomp "
-                "for clang) or set $CC to a compiler with OpenMP (gcc) to use every core",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            lib = _build(source, cc, False, prefix, units)
+        except BuildError:
+            raise with_openmp from None
+        _NO_OPENMP.add(cc)
+        warnings.warn(
+            f"the C compiler {cc!r} cannot build with OpenMP ({with_openmp.detail}); "
+            "the fused CPU kernels run on one thread. Install OpenMP for it (libomp "
+            "for clang) or set $CC to a compiler with OpenMP (gcc) to use every core",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return lib
+
+
+def _load(source: str) -> Any:
+    """The neuron kernels of a generated ``source``, loaded (see
+    :func:`load_openmp_library`)."""
+    lib = load_openmp_library(
+        source, "neuron", [[*_FLAGS, *_FORWARD_FLAGS], [*_FLAGS, *_BACKWARD_FLAGS]]
+    )
     for fn in (lib.spikeflow_forward, lib.spikeflow_backward):
         fn.restype = ctypes.c_int  # 0, or 1: a thread's work buffer could not be allocated
     lib.spikeflow_forward.argtypes = _ARGTYPES
