@@ -64,12 +64,13 @@ def main() -> None:
     neuron = net.body[0].neuron
     for shape in ((12, 32, 32), (64, 12, 12)):
         current = torch.randn(args.T, args.batch, *shape, generator=gen) * 0.5 + 0.1
+        noise = torch.randn(current.shape, generator=gen)
         ms: dict[str, float] = {}
         results = {}
         for backend in ("torch", "c"):
             chosen = dataclasses.replace(neuron, backend=backend)
             out = spike_forward(current, chosen)
-            grad = torch.randn(current.shape, generator=gen) * out[0]
+            grad = noise * out[0]
             results[backend] = (*out, *spike_backward(grad, *out, chosen))
             ms[f"{backend} fwd"] = _median_ms(
                 lambda c=chosen, x=current: spike_forward(x, c), args.repeats

@@ -20,7 +20,9 @@ from spikeflow.conversion.fold import (
     folded_weights,
     layer_output_shapes,
 )
+from spikeflow.conversion.gaussian import gaussian_threshold
 from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS, floor_ste, qcfs
@@ -37,6 +39,7 @@ __all__ = [
     "ConvertedSNN",
     "GatedMaxPool",
     "GroupNeuron",
+    "MultiThresholdNeuron",
     "ReportEntry",
     "TimeFolded",
     "constant_input",
@@ -45,6 +48,7 @@ __all__ = [
     "fold_batchnorm",
     "fold_batchnorm_in_graph",
     "folded_weights",
+    "gaussian_threshold",
     "layer_output_shapes",
     "qcfs",
     "quantile",

@@ -14,7 +14,12 @@ output range ``[0, s]``:
   instead; with one calibration batch both are the exact percentile).
   ``include_zeros=True`` counts the zeros too, as SpikingJelly does.
 
-Either statistic is taken per layer (one scalar) or per channel (dim 1 of ``[B, C, ...]``;
+* **Gaussian threshold** (Huang, Fang et al. 2025; :mod:`spikeflow.conversion.gaussian`):
+  the mean and variance of the *pre-activations* (negative ones too), summed exactly in
+  float64 over the batches, give the θ that minimises the expected error of the
+  ``levels``-level clipped ReLU the converted neuron runs, for Gaussian pre-activations.
+
+Each statistic is taken per layer (one scalar) or per channel (dim 1 of ``[B, C, ...]``;
 for ``[B, F]`` every feature is a channel). A channel with no positive activation in the
 calibration data never fires there; it gets the largest scale of its layer (or 1 when
 the whole layer was silent), and :attr:`ActivationObserver.silent_channels` counts them.
@@ -30,6 +35,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import check_int
+from spikeflow.conversion.gaussian import gaussian_threshold
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 
 __all__ = [
@@ -38,11 +45,12 @@ __all__ = [
     "Norm",
     "batch_input",
     "check_include_zeros",
+    "check_levels",
     "check_norm",
     "quantile",
 ]
 
-Norm = Literal["max", "percentile"]
+Norm = Literal["max", "percentile", "gaussian"]
 #: The robust norm's percentile when none is given (Rueckauer et al. 2017).
 DEFAULT_PERCENTILE = 99.9
 
@@ -54,16 +62,17 @@ def check_norm(norm: str, percentile: float | None = None) -> tuple[Norm, float]
     would be ignored, so it is an error (the usual slip is forgetting
     ``norm='percentile'``).
     """
-    if norm not in ("max", "percentile"):
+    if norm not in ("max", "percentile", "gaussian"):
         raise ConfigurationError(
-            f"norm must be 'max' (max-norm) or 'percentile' (robust norm), got {norm!r}"
+            "norm must be 'max' (max-norm), 'percentile' (robust norm) or 'gaussian' "
+            f"(threshold for Gaussian pre-activations), got {norm!r}"
         )
     if percentile is None:
         return norm, DEFAULT_PERCENTILE  # type: ignore[return-value]
-    if norm == "max":
+    if norm != "percentile":
         raise ConfigurationError(
             f"percentile={percentile!r} is only used by the robust norm: pass "
-            "norm='percentile' with it, or leave it out for max-norm"
+            f"norm='percentile' with it, or leave it out for norm={norm!r}"
         )
     if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
         raise ConfigurationError(
@@ -93,6 +102,23 @@ def batch_input(batch: Any) -> Tensor:
             f"{type(x).__name__}"
         )
     return x
+
+
+def check_levels(norm: str, levels: int | None) -> int | None:
+    """``levels`` (an integer >= 1) is what ``norm='gaussian'`` needs, and only it."""
+    if norm == "gaussian":
+        if levels is None:
+            raise ConfigurationError(
+                "norm='gaussian' needs levels: the number of output levels of the converted "
+                "neuron (T time steps for IF neurons, T·m for groups of m, T·2^k for k "
+                "thresholds)"
+            )
+        return check_int("levels", levels, 1)
+    if levels is not None:
+        raise ConfigurationError(
+            f"levels={levels!r} is only used by norm='gaussian' (got norm={norm!r})"
+        )
+    return None
 
 
 def check_include_zeros(norm: str, include_zeros: bool) -> None:
@@ -135,6 +161,8 @@ class ActivationObserver(nn.Module):
         per_channel: one scale per channel (dim 1) instead of one per layer.
         include_zeros: take the percentile over all activations, zeros included (as
             SpikingJelly), instead of over the positive ones (as the SNN toolbox).
+        levels: the converted neuron's number of output levels; only, and needed, with
+            ``norm='gaussian'``.
     """
 
     def __init__(
@@ -143,10 +171,12 @@ class ActivationObserver(nn.Module):
         percentile: float | None = None,
         per_channel: bool = False,
         include_zeros: bool = False,
+        levels: int | None = None,
     ) -> None:
         super().__init__()
         self.norm, self.percentile = check_norm(norm, percentile)
         check_include_zeros(self.norm, include_zeros)
+        self.levels = check_levels(self.norm, levels)
         self.per_channel = bool(per_channel)
         self.include_zeros = bool(include_zeros)
         self.batches = 0
@@ -155,6 +185,8 @@ class ActivationObserver(nn.Module):
         self._max: Tensor | None = None
         self._sum: Tensor | None = None
         self._count: Tensor | None = None
+        self._moments: Tensor | None = None  # gaussian: [rows, 3] = count, Σx, Σx² (float64)
+        self._dtype = torch.float32
 
     def _rows(self, y: Tensor) -> Tensor:
         """``y`` as ``[rows, values]``: one row per channel, or a single row."""
@@ -167,10 +199,25 @@ class ActivationObserver(nn.Module):
         return y.transpose(0, 1).reshape(y.shape[1], -1)
 
     @torch.no_grad()
-    def forward(self, y: Tensor) -> Tensor:
-        """Update the statistics with ``y`` (the activation's output) and return ``y``."""
+    def forward(self, y: Tensor, x: Tensor | None = None) -> Tensor:
+        """Update the statistics with ``y`` (the activation's output; for the Gaussian
+        threshold ``x``, its input) and return ``y``."""
         if self.sample_ndim is None:
             self.sample_ndim = y.dim()
+        if self.norm == "gaussian":
+            if x is None:
+                raise ConfigurationError(
+                    "norm='gaussian' observes the pre-activations: call the observer as "
+                    "observer(activation_output, activation_input)"
+                )
+            rows = self._rows(x.detach()).to(torch.float64)
+            batch = torch.stack(
+                [torch.full_like(rows[:, 0], rows.shape[1]), rows.sum(1), rows.pow(2).sum(1)], 1
+            )
+            self._moments = batch if self._moments is None else self._moments + batch
+            self._dtype = x.dtype
+            self.batches += 1
+            return y
         rows = self._rows(y.detach())
         if self.norm == "max":
             batch_max = rows.amax(dim=1)
@@ -200,6 +247,13 @@ class ActivationObserver(nn.Module):
             assert self._max is not None
             values = self._max
             alive = values > 0
+        elif self.norm == "gaussian":
+            assert self._moments is not None and self.levels is not None
+            count, total, squares = self._moments.unbind(1)
+            mean = total / count
+            values = gaussian_threshold(mean, squares / count - mean * mean, self.levels)
+            alive = torch.isfinite(values)
+            values = torch.where(alive, values, 0.0).to(self._dtype)
         else:
             assert self._sum is not None and self._count is not None
             alive = self._count > 0
@@ -213,7 +267,9 @@ class ActivationObserver(nn.Module):
         return values.reshape((-1,) + (1,) * max(self.sample_ndim - 2, 0))
 
     def extra_repr(self) -> str:
-        what = "max" if self.norm == "max" else f"percentile={self.percentile:g}"
+        what = {"max": "max", "gaussian": f"gaussian, levels={self.levels}"}.get(
+            self.norm, f"percentile={self.percentile:g}"
+        )
         if self.norm == "percentile" and self.include_zeros:
             what += ", include_zeros=True"
         return f"{what}, per_channel={self.per_channel}, batches={self.batches}"

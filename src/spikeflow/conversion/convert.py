@@ -41,6 +41,7 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
+from spikeflow._checks import check_flag
 from spikeflow.conversion._checks import (
     check_initial_membrane,
     check_positive_int,
@@ -50,6 +51,7 @@ from spikeflow.conversion.calibrate import (
     ActivationObserver,
     batch_input,
     check_include_zeros,
+    check_levels,
     check_norm,
 )
 from spikeflow.conversion.classify import (
@@ -68,6 +70,7 @@ from spikeflow.conversion.fold import (
     set_submodule,
 )
 from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS
@@ -108,7 +111,7 @@ class _Site(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         self.calls += 1
         y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
-        return self.observer(y) if self.observer is not None else y
+        return self.observer(y, x) if self.observer is not None else y
 
 
 class _Tracer(fx.Tracer):
@@ -153,19 +156,41 @@ class _Converter:
         percentile: float | None,
         per_channel: bool,
         include_zeros: bool,
+        levels: int | None,
         initial_membrane: float | None,
         group_size: int | None,
+        multi_threshold: int | None,
+        negative_spikes: bool,
         max_pool: MaxPoolMode,
         trace: TraceMode,
     ) -> None:
         self.norm, self.percentile = check_norm(norm, percentile)
         check_include_zeros(self.norm, include_zeros)
+        self.levels = check_levels(self.norm, levels)
         self.per_channel = bool(per_channel)
         self.include_zeros = bool(include_zeros)
         self.initial_membrane = (
             None if initial_membrane is None else check_initial_membrane(initial_membrane)
         )
         self.group_size = check_positive_int(group_size, "group_size", allow_none=True)
+        self.multi_threshold = check_positive_int(
+            multi_threshold, "multi_threshold", allow_none=True
+        )
+        if self.group_size is not None and self.multi_threshold is not None:
+            raise ConfigurationError(
+                "group_size and multi_threshold choose two different neurons: pass one"
+            )
+        if self.multi_threshold is not None and self.initial_membrane:
+            raise ConfigurationError(
+                "a multi-threshold neuron starts at V0 = 0 (as the authors'): leave "
+                "initial_membrane unset with multi_threshold"
+            )
+        self.negative_spikes = check_flag("convert", "negative_spikes", negative_spikes)
+        if self.negative_spikes and self.multi_threshold is None:
+            raise ConfigurationError(
+                "negative_spikes=True is an option of the multi-threshold neuron: pass "
+                "multi_threshold=k with it"
+            )
         if max_pool not in ("gated", "keep"):
             raise ConfigurationError(f"max_pool must be 'gated' or 'keep', got {max_pool!r}")
         self.max_pool = max_pool
@@ -189,7 +214,7 @@ class _Converter:
                 # check_norm warned about a percentile <= 1 once, in __init__.
                 warnings.filterwarnings("ignore", r"percentile=.* is a percentage", UserWarning)
                 observer = ActivationObserver(
-                    self.norm, percentile, self.per_channel, self.include_zeros
+                    self.norm, percentile, self.per_channel, self.include_zeros, self.levels
                 )
         site = _Site(kind, name, source, ann, observer)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
@@ -443,6 +468,11 @@ class _Converter:
         if self.group_size is not None:
             neuron: nn.Module = GroupNeuron(theta, self.group_size, init)
             kind = f"GroupNeuron(m={self.group_size})"
+        elif self.multi_threshold is not None:
+            init = 0.0
+            neuron = MultiThresholdNeuron(theta, self.multi_threshold, self.negative_spikes)
+            sign = ", signed" if self.negative_spikes else ""
+            kind = f"MultiThresholdNeuron(k={self.multi_threshold}{sign})"
         else:
             neuron = ConversionIFNode(theta, init)
             kind = "IF soft reset"
@@ -472,6 +502,8 @@ class _Converter:
         )
 
     def norm_name(self) -> str:
+        if self.norm == "gaussian":
+            return f"gaussian(levels={self.levels})"
         return "max" if self.norm == "max" else f"p{self.percentile:g}"
 
     def finalize(self, body: nn.Module) -> nn.Module:
@@ -494,8 +526,11 @@ def convert(
     percentile: float | None = None,
     per_channel: bool = False,
     include_zeros: bool = False,
+    levels: int | None = None,
     initial_membrane: float | None = None,
     group_size: int | None = None,
+    multi_threshold: int | None = None,
+    negative_spikes: bool = False,
     max_pool: MaxPoolMode = "gated",
     strict: bool = True,
     trace: TraceMode = "auto",
@@ -506,8 +541,10 @@ def convert(
         model: the trained ANN (not modified; a copy is converted in eval mode).
         calibration_data: a tensor batch, or an iterable of batches or of
             ``(input, label)`` pairs (a DataLoader); needed unless every activation is QCFS.
-        norm: ``'max'`` (max-norm, Diehl 2015) or ``'percentile'`` (robust norm,
-            Rueckauer 2017) for the ReLU scales.
+        norm: ``'max'`` (max-norm, Diehl 2015), ``'percentile'`` (robust norm,
+            Rueckauer 2017) or ``'gaussian'`` (the threshold minimising the expected error
+            of a ``levels``-level clipped ReLU for Gaussian pre-activations; Huang, Fang
+            et al. 2025) for the ReLU scales.
         percentile: p of the robust norm, a percentage in (0, 100] (99.9 or 99.99
             typically; default 99.9). Only with ``norm='percentile'``: given with
             ``norm='max'`` it raises instead of being ignored.
@@ -515,10 +552,17 @@ def convert(
         include_zeros: robust norm over all activations, zeros included (SpikingJelly),
             instead of over the positive ones (Rueckauer's SNN toolbox, the default).
             Only with ``norm='percentile'``.
+        levels: the output levels the converted neurons resolve (``T`` for IF neurons
+            run ``T`` steps, ``T·group_size`` for group neurons); needed by, and only
+            used with, ``norm='gaussian'``.
         initial_membrane: the membrane at t = 0 in units of the threshold; default 0 for
             ReLU sites and ``φ`` (1/2) for QCFS sites.
         group_size: replace every neuron by a group neuron of this many members
             (methods.md 7.3; the paper uses 4); None for plain IF neurons.
+        multi_threshold: replace every neuron by a multi-threshold neuron with this many
+            thresholds θ/2^j (methods.md 7.4; the authors use 8); not with group_size.
+        negative_spikes: the multi-threshold neurons may also fire negative spikes to
+            undo an overshoot (the authors' ``MTH_with_neg``).
         max_pool: ``'gated'`` (spike-count gated max pool, default) or ``'keep'`` (max of
             each step's values, which overestimates).
         strict: raise :class:`~spikeflow.conversion.report.ConversionError` naming
@@ -537,8 +581,11 @@ def convert(
         percentile=percentile,
         per_channel=per_channel,
         include_zeros=include_zeros,
+        levels=levels,
         initial_membrane=initial_membrane,
         group_size=group_size,
+        multi_threshold=multi_threshold,
+        negative_spikes=negative_spikes,
         max_pool=max_pool,
         trace=trace,
     )
