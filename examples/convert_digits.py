@@ -1,13 +1,15 @@
-"""ANN-to-SNN conversion on scikit-learn's 8x8 digits: max-norm, robust norm and QCFS.
+"""ANN-to-SNN conversion on scikit-learn's 8x8 digits: max-norm, robust norm, Gaussian
+thresholds, multi-threshold neurons and QCFS.
 
 Trains two small CNNs with batch norm on the digits (1,797 real scans, no download): one
 with ReLU and one with QCFS activations (methods.md 7.2). The ReLU network is converted
 with max-norm and with the robust norm (99.9th and 99.99th percentiles of the positive
-activations, methods.md 7.1), the QCFS network with threshold λ and initial membrane λ/2
-(and with group neurons, methods.md 7.3). Each SNN sees the image as a constant input
-current for T steps and answers with its mean output; the table gives the test accuracy
-for T = 1, 2, 4, 8, 16, 32, 64 (one run of 64 steps gives every T: the network is causal
-and starts from its initial state).
+activations, methods.md 7.1), with the Gaussian threshold for 8 levels (V0 = θ/2: the
+rounding it assumes) and with multi-threshold neurons (methods.md 7.4), the QCFS network
+with threshold λ and initial membrane λ/2 (and with group neurons, methods.md 7.3).
+Each SNN sees the image as a constant input current for T steps and answers with its
+mean output; the table gives the test accuracy for T = 1, 2, 4, 8, 16, 32, 64 (one run
+of 64 steps gives every T: the network is causal and starts from its initial state).
 
     python examples/convert_digits.py                    # ~20-30 s on 2 CPU cores
     python examples/convert_digits.py --dataset nmnist   # the N-MNIST subset in ../shared
@@ -262,6 +264,31 @@ def main(argv: list[str] | None = None) -> Results:
                 "per_channel": True,
                 "initial_membrane": 0.5,
             },
+        ),
+        (
+            "ReLU, Gaussian θ for 8 levels, V0=θ/2",
+            relu_net,
+            relu_acc,
+            {"norm": "gaussian", "levels": 8, "initial_membrane": 0.5},
+        ),
+        (
+            "ReLU, same per channel",
+            relu_net,
+            relu_acc,
+            {"norm": "gaussian", "levels": 8, "per_channel": True, "initial_membrane": 0.5},
+        ),
+        ("ReLU, max-norm, 8 thresholds", relu_net, relu_acc, {"multi_threshold": 8}),
+        (
+            "ReLU, Gaussian θ (4·2^8 levels), 8 thresholds",
+            relu_net,
+            relu_acc,
+            {"norm": "gaussian", "levels": 4 * 2**8, "multi_threshold": 8},
+        ),
+        (
+            "ReLU, same, negative spikes",
+            relu_net,
+            relu_acc,
+            {"norm": "gaussian", "levels": 4 * 2**8, "multi_threshold": 8, "negative_spikes": True},
         ),
         (f"QCFS L={args.levels} (θ=λ, V0=λ/2)", qcfs_net, qcfs_acc, {}),
         (
