@@ -70,3 +70,8 @@ def check_initial_membrane(value: float) -> float:
             f"initial_membrane is a fraction of the threshold and must be in [0, 1), got {value}"
         )
     return value
+
+
+def threshold_repr(theta: float | Tensor) -> str:
+    """A threshold for ``extra_repr``: the number, or the shape of a per-channel tensor."""
+    return f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"

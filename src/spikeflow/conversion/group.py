@@ -19,6 +19,7 @@ from spikeflow.conversion._checks import (
     check_initial_membrane,
     check_positive_int,
     check_threshold,
+    threshold_repr,
 )
 from spikeflow.errors import DTypeError
 
@@ -86,9 +87,7 @@ class GroupNeuron(MemoryModule):
         return out if self.step_mode == "m" else out[0]
 
     def extra_repr(self) -> str:
-        theta = self.v_threshold
-        theta_repr = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
         return (
-            f"v_threshold={theta_repr}, members={self.members}, "
+            f"v_threshold={threshold_repr(self.v_threshold)}, members={self.members}, "
             f"initial_membrane={self.initial_membrane:g}, step_mode={self.step_mode!r}"
         )

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from spikeflow.base import MemoryModule, StepMode, check_time_major
-from spikeflow.conversion._checks import check_positive_int, check_threshold
+from spikeflow.conversion._checks import check_positive_int, check_threshold, threshold_repr
 from spikeflow.errors import DTypeError
 
 __all__ = ["MultiThresholdNeuron"]
@@ -111,9 +111,7 @@ class MultiThresholdNeuron(MemoryModule):
         return spikes if self.step_mode == "m" else spikes[0]
 
     def extra_repr(self) -> str:
-        theta = self.v_threshold
-        theta_repr = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
         return (
-            f"v_threshold={theta_repr}, thresholds={self.thresholds}, signed={self.signed}, "
-            f"step_mode={self.step_mode!r}"
+            f"v_threshold={threshold_repr(self.v_threshold)}, thresholds={self.thresholds}, "
+            f"signed={self.signed}, step_mode={self.step_mode!r}"
         )
