@@ -41,6 +41,7 @@ def _search_scale(layer: EventDrivenLayer, x: Tensor, spikes_per_neuron: float) 
     return mid
 
 
+@torch.compiler.disable
 @torch.no_grad()
 def calibrate_event_driven(
     model: nn.Module, x: Tensor, spikes_per_neuron: float = 1.0

@@ -116,6 +116,9 @@ class EventDrivenLayer(nn.Module):
         var = flat.var(dim=1).view(view)
         return (w - mean) / torch.sqrt(var + 1e-5) * self.gain.view(view) + self.shift.view(view)
 
+    # Eager under torch.compile: the C kernels are called through ctypes, which Dynamo
+    # must not trace (the rest of a compiled model still compiles around the layer).
+    @torch.compiler.disable
     def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
         """Output spikes ``[T, B, ...]`` for input spikes (or currents) ``[T, B, ...]``.
 

@@ -128,14 +128,19 @@ class EventDrivenNet(nn.Module):
         adds the output layer's teacher spike when ``teacher_spike`` is on (see
         :meth:`~spikeflow.event_driven.EventDrivenLinear.forward`)."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        if self.training and not bool(self.calibrated):
-            calibrate_event_driven(self.body, x, self.spikes_per_neuron)
-            self.calibrated.fill_(True)
+        if self.training:
+            self._calibrate_once(x)
         *hidden, output = self.body
         for layer in hidden:
             x = layer(x)
         teach = self.training and self.teacher_spike and target is not None
         return output(x, target if teach else None)
+
+    @torch.compiler.disable  # reads a buffer's value: eager, not a graph break
+    def _calibrate_once(self, x: Tensor) -> None:
+        if not bool(self.calibrated):
+            calibrate_event_driven(self.body, x, self.spikes_per_neuron)
+            self.calibrated.fill_(True)
 
 
 def _build(
