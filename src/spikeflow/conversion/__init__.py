@@ -14,6 +14,11 @@ See ``docs/conversion.md``.
 from spikeflow.conversion.calibrate import ActivationObserver, quantile
 from spikeflow.conversion.convert import Conversion, convert
 from spikeflow.conversion.diagnose import uneven_counts, unevenness
+from spikeflow.conversion.differential import (
+    DifferentialNeuron,
+    differential_decode,
+    differential_encode,
+)
 from spikeflow.conversion.fold import (
     fold_batchnorm,
     fold_batchnorm_in_graph,
@@ -37,6 +42,7 @@ __all__ = [
     "ConversionIFNode",
     "ConversionReport",
     "ConvertedSNN",
+    "DifferentialNeuron",
     "GatedMaxPool",
     "GroupNeuron",
     "MultiThresholdNeuron",
@@ -44,6 +50,8 @@ __all__ = [
     "TimeFolded",
     "constant_input",
     "convert",
+    "differential_decode",
+    "differential_encode",
     "floor_ste",
     "fold_batchnorm",
     "fold_batchnorm_in_graph",

@@ -63,6 +63,7 @@ from spikeflow.conversion.classify import (
     is_nonlinear_name,
     moves_batch_dim,
 )
+from spikeflow.conversion.differential import DifferentialNeuron
 from spikeflow.conversion.fold import (
     fold_batchnorm_in_graph,
     module_call_counts,
@@ -75,7 +76,7 @@ from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
-from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
+from spikeflow.conversion.snn import CODINGS, ConvertedSNN, TimeFolded
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.prune.reparam import finalize
 
@@ -161,6 +162,7 @@ class _Converter:
         group_size: int | None,
         multi_threshold: int | None,
         negative_spikes: bool,
+        coding: str,
         max_pool: MaxPoolMode,
         trace: TraceMode,
     ) -> None:
@@ -186,6 +188,18 @@ class _Converter:
                 "initial_membrane unset with multi_threshold"
             )
         self.negative_spikes = check_flag("convert", "negative_spikes", negative_spikes)
+        if coding not in CODINGS:
+            raise ConfigurationError(f"coding must be one of {CODINGS}, got {coding!r}")
+        self.coding = coding
+        if coding == "differential":
+            options = {"group_size": group_size, "initial_membrane": initial_membrane,
+                       "negative_spikes": negative_spikes or None}  # fmt: skip
+            given = [name for name, value in options.items() if value is not None]
+            if given:
+                raise ConfigurationError(
+                    f"coding='differential' has its own neurons (one threshold, or "
+                    f"multi_threshold=k; negative spikes always, V0 fixed): drop {given}"
+                )
         if self.negative_spikes and self.multi_threshold is None:
             raise ConfigurationError(
                 "negative_spikes=True is an option of the multi-threshold neuron: pass "
@@ -437,6 +451,10 @@ class _Converter:
             self.settle(site, "kept", "never called by the calibration forward passes")
             return site.ann
         if site.kind == "maxpool":
+            if self.coding == "differential":
+                self.settle(site, "unconverted", "max pooling has no differential form "
+                            "here; use average pooling for coding='differential'")  # fmt: skip
+                return site.ann
             if self.max_pool == "keep":
                 self.settle(site, "kept", "max of each step's values (overestimates the max rate)")
                 return site.ann  # stateless: runs on the folded [T*B, ...] like the convs
@@ -465,8 +483,13 @@ class _Converter:
         if problem is not None:  # strict conversion lists every such site in one error
             self.settle(site, "unconverted", self.bad_threshold(site, problem))
             return site.ann
-        if self.group_size is not None:
-            neuron: nn.Module = GroupNeuron(theta, self.group_size, init)
+        if self.coding == "differential":
+            neuron: nn.Module = DifferentialNeuron(theta, self.multi_threshold)
+            levels = f"k={self.multi_threshold}" if self.multi_threshold else "one threshold"
+            kind = f"DifferentialNeuron({levels})"
+            init = 0.0 if self.multi_threshold else 0.5
+        elif self.group_size is not None:
+            neuron = GroupNeuron(theta, self.group_size, init)
             kind = f"GroupNeuron(m={self.group_size})"
         elif self.multi_threshold is not None:
             init = 0.0
@@ -531,6 +554,7 @@ def convert(
     group_size: int | None = None,
     multi_threshold: int | None = None,
     negative_spikes: bool = False,
+    coding: str = "rate",
     max_pool: MaxPoolMode = "gated",
     strict: bool = True,
     trace: TraceMode = "auto",
@@ -563,6 +587,11 @@ def convert(
             thresholds θ/2^j (methods.md 7.4; the authors use 8); not with group_size.
         negative_spikes: the multi-threshold neurons may also fire negative spikes to
             undo an overshoot (the authors' ``MTH_with_neg``).
+        coding: ``'rate'`` (default) or ``'differential'`` (methods.md 7.4: the network
+            sends differences of running means and runs a bias step first; its neurons
+            are :class:`~spikeflow.conversion.differential.DifferentialNeuron`, with
+            ``multi_threshold`` thresholds if given; no max pooling, no group neurons,
+            no streaming).
         max_pool: ``'gated'`` (spike-count gated max pool, default) or ``'keep'`` (max of
             each step's values, which overestimates).
         strict: raise :class:`~spikeflow.conversion.report.ConversionError` naming
@@ -586,6 +615,7 @@ def convert(
         group_size=group_size,
         multi_threshold=multi_threshold,
         negative_spikes=negative_spikes,
+        coding=coding,
         max_pool=max_pool,
         trace=trace,
     )
@@ -625,4 +655,5 @@ def convert(
             f"spiking form: {listed}. Replace them (ReLU/QCFS activations, affine layers) or "
             "pass strict=False to get the partial conversion and its report."
         )
-    return Conversion(ConvertedSNN(body, report, converter.input_dim), report)
+    snn = ConvertedSNN(body, report, converter.input_dim, coding=converter.coding)
+    return Conversion(snn, report)

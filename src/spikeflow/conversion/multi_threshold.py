@@ -25,10 +25,17 @@ from spikeflow.base import MemoryModule, StepMode, check_time_major
 from spikeflow.conversion._checks import check_positive_int, check_threshold, threshold_repr
 from spikeflow.errors import DTypeError
 
-__all__ = ["MultiThresholdNeuron"]
+__all__ = ["MultiThresholdNeuron", "largest_level", "threshold_levels"]
 
 
-def _largest_level(charge: Tensor, levels: Tensor, allowed: Tensor | None = None) -> Tensor:
+def threshold_levels(theta: Tensor, thresholds: int, like: Tensor) -> Tensor:
+    """The levels ``θ/2^j``, ``[k, 1, ..., 1]`` (or ``[k, *θ.shape]``) to broadcast against a
+    step ``like``, in its dtype."""
+    powers = 2.0 ** torch.arange(thresholds, dtype=like.dtype, device=like.device)
+    return theta.to(like.dtype) / powers.view((thresholds,) + (1,) * like.dim())
+
+
+def largest_level(charge: Tensor, levels: Tensor, allowed: Tensor | None = None) -> Tensor:
     """``θ_j`` of the first ``j`` with ``charge >= 0.75·θ_j`` (and ``allowed[j]``), else 0.
 
     ``levels`` is ``[k, ...]`` (broadcast against ``charge``), largest first."""
@@ -73,12 +80,6 @@ class MultiThresholdNeuron(MemoryModule):
             self.v_threshold = v_threshold
         self.signed = bool(signed)
 
-    def _levels(self, like: Tensor) -> Tensor:
-        """``[k, 1, ..., 1]`` (or ``[k, *θ.shape]``) levels ``θ/2^j`` in ``like``'s dtype."""
-        powers = 2.0 ** torch.arange(self.thresholds, dtype=like.dtype, device=like.device)
-        theta = torch.as_tensor(self.v_threshold, dtype=like.dtype, device=like.device)
-        return theta / powers.view((self.thresholds,) + (1,) * like.dim())
-
     def forward(self, x: Tensor) -> Tensor:
         """The spikes' values: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
         if not isinstance(x, Tensor) or not x.is_floating_point():
@@ -90,7 +91,8 @@ class MultiThresholdNeuron(MemoryModule):
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)
-        levels = self._levels(x_seq[0])
+        theta = torch.as_tensor(self.v_threshold, dtype=x_seq.dtype, device=x_seq.device)
+        levels = threshold_levels(theta, self.thresholds, x_seq[0])
         state = self._carried_state(x_seq.shape[1:])
         if state is None:
             v, total = torch.zeros_like(x_seq[0]), torch.zeros_like(x_seq[0])
@@ -99,10 +101,10 @@ class MultiThresholdNeuron(MemoryModule):
         out = []
         for x_t in x_seq.unbind(0):
             v = v + x_t
-            spike = _largest_level(v, levels)
+            spike = largest_level(v, levels)
             if self.signed:
                 allowed = total.unsqueeze(0) >= levels
-                spike = spike - _largest_level(-v, levels, allowed)
+                spike = spike - largest_level(-v, levels, allowed)
             v = v - spike
             total = total + spike
             out.append(spike)

@@ -16,10 +16,14 @@ from torch import Tensor, nn
 
 from spikeflow.base import check_time_major
 from spikeflow.conversion._checks import check_positive_int
+from spikeflow.conversion.differential import differential_decode, differential_encode
 from spikeflow.conversion.report import ConversionReport
-from spikeflow.errors import ShapeError, StateError
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
 
-__all__ = ["ConvertedSNN", "TimeFolded", "constant_input"]
+__all__ = ["CODINGS", "ConvertedSNN", "TimeFolded", "constant_input"]
+
+#: How a converted network codes values: rate (every step) or differential (changes).
+CODINGS = ("rate", "differential")
 
 
 class TimeFolded(nn.Module):
@@ -67,15 +71,27 @@ class ConvertedSNN(nn.Module):
         input_dim: the number of dimensions of one ANN batch ``[B, ...]`` seen during
             calibration (``None`` when converted without data); the SNN then checks
             that its input has one more, the time dimension.
+        coding: ``"rate"`` or ``"differential"``. A differential network encodes the
+            input sequence (:func:`~spikeflow.conversion.differential.differential_encode`:
+            a bias step, then differences), runs ``T + 1`` steps and decodes its output,
+            so that it takes and returns the same ``[T, B, ...]`` as a rate-coded one.
+            It does not stream: each call is a whole sequence.
     """
 
     def __init__(
-        self, body: nn.Module, report: ConversionReport, input_dim: int | None = None
+        self,
+        body: nn.Module,
+        report: ConversionReport,
+        input_dim: int | None = None,
+        coding: str = "rate",
     ) -> None:
         super().__init__()
         self.body = body
         self.report = report
         self.input_dim = input_dim
+        if coding not in CODINGS:
+            raise ConfigurationError(f"coding must be one of {CODINGS}, got {coding!r}")
+        self.coding = coding
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Last layer's output at each step ``[T, B, ...]`` for the input ``[T, B, ...]``."""
@@ -87,12 +103,14 @@ class ConvertedSNN(nn.Module):
                 f"{tuple(x_seq.shape)}. For an image batch use constant_input(x, T) or "
                 "snn.rate(x, T)."
             )
-        steps, batch = x_seq.shape[0], x_seq.shape[1]
-        if steps == 0:
+        if x_seq.shape[0] == 0:
             raise ShapeError(
                 f"ConvertedSNN needs at least one time step (T >= 1); got shape "
                 f"{tuple(x_seq.shape)} with T = 0"
             )
+        if self.coding == "differential":
+            x_seq = differential_encode(x_seq)
+        steps, batch = x_seq.shape[0], x_seq.shape[1]
         folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
         for module in folded:
             module.steps = steps
@@ -103,7 +121,8 @@ class ConvertedSNN(nn.Module):
                 module.steps = None
         if not isinstance(out, Tensor):
             raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
-        return out.unflatten(0, (steps, batch))
+        out = out.unflatten(0, (steps, batch))
+        return differential_decode(out) if self.coding == "differential" else out
 
     def rate(self, x: Tensor, steps: int) -> Tensor:
         """Mean output over ``steps`` steps for the constant analog input ``x`` ``[B, ...]``."""

@@ -1,0 +1,124 @@
+"""Differential coding (Huang, Fang et al., ICML 2025; methods.md 7.4).
+
+Rate coding sends a value ``u_t`` at every step and the receiver averages. Differential
+coding sends ``e_t = u_t - ū_{t-1}``, the difference from the running mean of what was
+sent before (``ū_0 = 0``), so the receiver rebuilds ``u_t = ū_{t-1} + e_t`` and, once the
+mean has converged, nothing needs to be sent: ``e_t = t·(ū_t - ū_{t-1})`` is the change
+of the rate estimate. A constant image is sent once (``e_1 = x``, then zeros).
+
+Linear layers pass differences unchanged, except for their bias, which would be added
+at every step. So a differential network runs ``T + 1`` steps: step 0 sends zeros, and
+what reaches each neuron there is the bias ``b`` of the layers before it. A
+:class:`DifferentialNeuron` subtracts it from every later step, starts its input
+estimate at ``b``, and keeps (in the rebuilt, "decoded" domain) an IF neuron with soft
+reset: with ``I_t`` the rebuilt input and ``O_t = ō_{t-1} + s_t`` the rebuilt output
+(``ō`` the running mean of the outputs, ``s_t`` the spike it sends),
+``v_t = v_0 + Σ I - Σ O``. It fires ``s_t = +θ`` when ``v >= θ`` and ``-θ`` when ``v <= 0``
+while its rebuilt output so far is at least θ (so it never goes below 0); with ``k``
+thresholds it fires ``±θ/2^j`` as the multi-threshold neuron does
+(:mod:`spikeflow.conversion.multi_threshold`). ``v_0`` is θ/2 for one threshold and 0
+for several, as in the authors' code (h-z-h-cell/ANN-to-SNN-DCGS: ``IF_diff``,
+``MTH_diff``, ``decodeoutput``); the tests check the neuron against a loop written from
+this rule and the coding against linear networks, which it must pass exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.base import check_time_major
+from spikeflow.conversion._checks import check_positive_int, check_threshold, threshold_repr
+from spikeflow.conversion.multi_threshold import largest_level, threshold_levels
+from spikeflow.errors import DTypeError, ShapeError
+
+__all__ = ["DifferentialNeuron", "differential_decode", "differential_encode"]
+
+
+def differential_encode(u: Tensor) -> Tensor:
+    """``[T, B, ...]`` rate-coded values -> ``[T + 1, B, ...]`` differential signal with
+    the zero bias step first (``e_t = u_t - ū_{t-1}``)."""
+    out = [torch.zeros_like(u[0])]
+    mean = torch.zeros_like(u[0])
+    for t, u_t in enumerate(u.unbind(0), start=1):
+        out.append(u_t - mean)
+        mean = mean + (u_t - mean) / t
+    return torch.stack(out)
+
+
+def differential_decode(y: Tensor) -> Tensor:
+    """``[T + 1, B, ...]`` outputs of a differential network (step 0: its bias) -> the
+    rebuilt values ``[T, B, ...]`` (``O_t = ō_{t-1} + (y_t - y_0)``, ``ō_0 = y_0``)."""
+    if y.shape[0] < 2:
+        raise ShapeError(
+            f"differential_decode needs the bias step and at least one step, got {y.shape[0]}"
+        )
+    bias, mean = y[0], y[0]
+    out = []
+    for t, y_t in enumerate(y[1:].unbind(0), start=1):
+        change = y_t - bias
+        out.append(mean + change)
+        mean = mean + change / t
+    return torch.stack(out)
+
+
+class DifferentialNeuron(nn.Module):
+    """A converted ReLU for differential coding (see the module docstring; inference only,
+    multi-step input ``[T + 1, B, ...]`` whose step 0 is the bias step; no streaming).
+
+    Args:
+        v_threshold: θ (float, or a tensor broadcastable to one step, e.g. ``[C, 1, 1]``).
+        thresholds: None for one threshold (``IF_diff``), or k levels ``θ/2^j``
+            (``MTH_diff``).
+    """
+
+    def __init__(self, v_threshold: float | Tensor = 1.0, thresholds: int | None = None) -> None:
+        super().__init__()
+        v_threshold = check_threshold(v_threshold, "DifferentialNeuron")
+        if isinstance(v_threshold, Tensor):
+            self.register_buffer("v_threshold", v_threshold.detach().clone())
+        else:
+            self.v_threshold = v_threshold
+        self.thresholds = check_positive_int(thresholds, "thresholds (k)", allow_none=True)
+
+    def _spike(self, v: Tensor, total: Tensor, theta: Tensor, levels: Tensor | None) -> Tensor:
+        if levels is None:
+            up = (v >= theta).to(v.dtype)
+            down = ((v <= 0) & (total >= theta)).to(v.dtype)
+            return (up - down) * theta
+        allowed = total.unsqueeze(0) >= levels
+        return largest_level(v, levels) - largest_level(-v, levels, allowed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The signed spikes ``[T + 1, B, ...]`` (zeros at the bias step)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise DTypeError("DifferentialNeuron expects a floating-point tensor")
+        check_time_major(x, "DifferentialNeuron")
+        if x.shape[0] < 2:
+            raise ShapeError(
+                "DifferentialNeuron needs the bias step and at least one step, got "
+                f"{x.shape[0]} step(s)"
+            )
+        theta = torch.as_tensor(self.v_threshold, dtype=x.dtype, device=x.device)
+        levels = None if self.thresholds is None else threshold_levels(
+            theta, self.thresholds, x[0]
+        )  # fmt: skip
+        bias = x[0]
+        estimate_in, estimate_out = bias, torch.zeros_like(bias)
+        total = torch.zeros_like(bias)
+        v = torch.zeros_like(bias) + (0.5 * theta if levels is None else 0.0)
+        out = [torch.zeros_like(bias)]
+        for t, x_t in enumerate(x[1:].unbind(0), start=1):
+            change = x_t - bias
+            v = v + change + estimate_in - estimate_out
+            total = total + estimate_out
+            spike = self._spike(v, total, theta, levels)
+            v = v - spike
+            total = total + spike
+            estimate_in = estimate_in + change / t
+            estimate_out = estimate_out + spike / t
+            out.append(spike)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        return f"v_threshold={threshold_repr(self.v_threshold)}, thresholds={self.thresholds}"
