@@ -5,7 +5,8 @@ Trains two small CNNs with batch norm on the digits (1,797 real scans, no downlo
 with ReLU and one with QCFS activations (methods.md 7.2). The ReLU network is converted
 with max-norm and with the robust norm (99.9th and 99.99th percentiles of the positive
 activations, methods.md 7.1), with the Gaussian threshold for 8 levels (V0 = θ/2: the
-rounding it assumes) and with multi-threshold neurons (methods.md 7.4), the QCFS network
+rounding it assumes), with multi-threshold neurons and with differential coding
+(methods.md 7.4), the QCFS network
 with threshold λ and initial membrane λ/2 (and with group neurons, methods.md 7.3).
 Each SNN sees the image as a constant input current for T steps and answers with its
 mean output; the table gives the test accuracy for T = 1, 2, 4, 8, 16, 32, 64 (one run
@@ -289,6 +290,13 @@ def main(argv: list[str] | None = None) -> Results:
             relu_net,
             relu_acc,
             {"norm": "gaussian", "levels": 4 * 2**8, "multi_threshold": 8, "negative_spikes": True},
+        ),
+        ("ReLU, max-norm, differential", relu_net, relu_acc, {"coding": "differential"}),
+        (
+            "ReLU, max-norm, 8 thresholds, differential",
+            relu_net,
+            relu_acc,
+            {"coding": "differential", "multi_threshold": 8},
         ),
         (f"QCFS L={args.levels} (θ=λ, V0=λ/2)", qcfs_net, qcfs_acc, {}),
         (

@@ -53,6 +53,9 @@ def test_convert_digits_example_short_run(capsys):
     # the Gaussian θ for 8 levels (with V0 = θ/2) at T = 8: measured 99.72%
     gaussian = rows["ReLU, Gaussian θ for 8 levels, V0=θ/2"][1]
     assert gaussian[at[8]] >= max_ann - 0.03
+    # differential coding: 98.89% at T = 8 with one threshold, 99.44% at T = 1 with 8
+    assert rows["ReLU, max-norm, differential"][1][at[8]] >= max_ann - 0.03
+    assert rows["ReLU, max-norm, 8 thresholds, differential"][1][at[1]] >= max_ann - 0.02
     out = capsys.readouterr().out
     assert "T=16" in out and "QCFS at T = L = 8: SNN - ANN =" in out
 
@@ -82,7 +85,7 @@ def test_convert_nmnist_example_on_a_slice(capsys):
     out = capsys.readouterr().out
     assert "N-MNIST subset as event-count images: 200 train / 100 test" in out
     assert "QCFS at T = L = 8" in out
-    assert len(rows) == 11
+    assert len(rows) == 13
     relu_ann, _ = rows["ReLU, max-norm"]
     qcfs_ann, qcfs_snn = rows[result.qcfs_row]
     assert relu_ann > 0.6 and qcfs_ann > 0.6  # chance is 0.1 (measured 0.83 and 0.76)
