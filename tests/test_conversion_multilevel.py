@@ -274,3 +274,14 @@ def test_differential_coding_refuses_what_it_cannot_do():
                            nn.Flatten(), nn.Linear(8, 2)).eval()  # fmt: skip
     with pytest.raises(ConversionError, match="max pooling has no differential form"):
         convert(pooled, x, coding="differential")
+
+
+def test_nir_export_names_differential_coding():
+    pytest.importorskip("nir", reason="the 'nir' extra is needed")
+    from spikeflow.conversion import constant_input
+    from spikeflow.interop import export_to_nir
+
+    net, x = _digits_ann()
+    snn, _ = convert(net, x, coding="differential")
+    with pytest.raises(ConfigurationError, match="coding='differential'"):
+        export_to_nir(snn, constant_input(x, 4), soft_reset="metadata")

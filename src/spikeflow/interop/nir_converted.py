@@ -336,6 +336,12 @@ def converted_to_nir(
     ``linear``, ``conv``, ``pool``, ``flatten`` and ``neuron``.
     """
     body = snn.body
+    if snn.coding != "rate":
+        raise ConfigurationError(
+            f"NIR export of a converted network needs rate coding; this one uses "
+            f"coding={snn.coding!r} (a bias step and signed differences, which NIR's IF "
+            "nodes do not express): convert it with coding='rate' to export it"
+        )
     if isinstance(body, TimeFolded) or not isinstance(body, fx.GraphModule):
         raise ConfigurationError(
             "NIR export of a converted network needs its traced graph, but this one was "
