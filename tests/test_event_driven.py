@@ -72,7 +72,7 @@ def test_kernel_is_the_dual_exponential() -> None:
     assert spikes.sum() == 0
     torch.testing.assert_close(rise.cumsum(0)[:, 0], torch.tensor(eps, dtype=torch.float64))
     exp = EventDrivenNeuron(tau_grad=3.5).kernel_slope(5)
-    assert exp == pytest.approx([(1 - 1 / 3.5) ** (d + 1) / 3.5 for d in range(5)])
+    assert exp == pytest.approx([(1 - 1 / 3.5) ** (d + 1) for d in range(5)])
     exact = EventDrivenNeuron(gradient="exact").kernel_slope(12)
     assert exact == pytest.approx([eps[0]] + [eps[d] - eps[d - 1] for d in range(1, 12)])
     assert min(exact) < 0  # the "reverse gradient" the exponential kernel avoids
@@ -513,3 +513,51 @@ def test_a_compiled_network_equals_the_eager_one() -> None:
     assert torch.equal(outs[0], outs[1])
     for a, b in zip(net.parameters(), eager.parameters()):
         assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("gradient", ["exponential", "exact"])
+def test_input_time_gradients_of_a_spike_sum_to_its_gradient(gradient) -> None:
+    """Shifting every input by δ shifts an output spike by δ: the input-time gradients of
+    one output spike sum to its own gradient (the paper's sum preservation)."""
+    torch.manual_seed(15)
+    neuron = EventDrivenNeuron(gradient=gradient)
+    layer = EventDrivenLinear(40, 3, neuron=neuron, input_grad_scale=1.0).double()
+    x = (torch.rand(16, 4, 40, dtype=torch.float64) < 0.3).double().requires_grad_()
+    with torch.no_grad():
+        layer.gain.fill_(1.5)
+    out = layer(x)
+    fired = out.nonzero().tolist()
+    assert len(fired) > 10
+    for t, b, j in fired[:: max(1, len(fired) // 10)]:
+        g = torch.zeros_like(out)
+        g[t, b, j] = 0.7
+        (gx,) = torch.autograd.grad(out, x, g, retain_graph=True)
+        assert float(gx.sum()) == pytest.approx(0.7, rel=1e-9), (t, b, j)
+
+
+def test_two_training_forwards_then_one_backward() -> None:
+    layer = EventDrivenLinear(20, 4)
+    with torch.no_grad():
+        layer.weight.mul_(20)  # beyond the clip: the clamp runs on both forwards
+        layer.gain.fill_(3.0)
+    x1, x2 = ((torch.rand(6, 3, 20) < 0.4).float() for _ in range(2))
+    (layer(x1).sum() + layer(x2).sum()).backward()
+    assert layer.weight.abs().max() <= 4.0 and layer.weight.grad is not None
+
+
+def test_a_spike_monitor_does_not_see_the_calibration_pass() -> None:
+    from spikeflow.training.monitors import SpikeMonitor
+
+    torch.manual_seed(16)
+    net = create_model("event_driven_nmnist", input_size=20)
+    x = (torch.rand(6, 5, 2, 20, 20) < 0.2).float()
+    monitor = SpikeMonitor(net)
+    seen: list[torch.Tensor] = []
+    hook = net.body[0].register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    net(x)  # calibrates first, then the training forward
+    hook.remove()
+    assert len(seen) == 1 and bool(net.calibrated)
+    stats = {s.name: s for s in monitor.summary()}["body.0"]
+    assert stats.spikes == float(seen[0].sum())
+    assert stats.spikes_per_sample == pytest.approx(float(seen[0].sum()) / 5)
+    monitor.remove()

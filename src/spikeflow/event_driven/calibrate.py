@@ -83,6 +83,13 @@ def calibrate_event_driven(
         scales[names[layer]] = scale
         return layer.forward(inputs[0])
 
+    # Other hooks on the layers (a spike monitor's) would see this pass as a training
+    # step: they are set aside while it runs.
+    hidden = {layer: (dict(layer._forward_pre_hooks), dict(layer._forward_hooks))
+              for layer in names}  # fmt: skip
+    for layer in names:
+        layer._forward_pre_hooks.clear()
+        layer._forward_hooks.clear()
     handles = [layer.register_forward_hook(scale_layer) for layer in names]
     was_training = model.training
     model.eval()
@@ -92,4 +99,7 @@ def calibrate_event_driven(
         model.train(was_training)
         for handle in handles:
             handle.remove()
+        for layer, (pre_hooks, hooks) in hidden.items():
+            layer._forward_pre_hooks.update(pre_hooks)
+            layer._forward_hooks.update(hooks)
     return scales

@@ -18,9 +18,12 @@ previous spike. For a spike at ``t_o`` with time gradient ``g``:
 - input spike times: ``∂L/∂u(t_o)`` uses ``-1/(du/dt)`` instead, and an input at ``t`` moves
   ``u(t_o)`` by the kernel's time derivative at ``t_o - t``. The ``"exponential"`` gradient
   (the paper's fix of its "reverse gradient" problem) replaces that derivative by
-  ``(1-θ_g)^(d+1) θ_g`` with ``θ_g = 1/τ_grad`` and ``du/dt`` by the matching trace
-  ``a_g <- (a_g + I[t])(1 - θ_g)`` (reset at spikes); ``"exact"`` uses ``ε(d+1) - ε(d)``
-  and ``Δu``; ``"nonnegative"`` is ``"exact"`` with negative derivatives cut to 0.
+  ``(1-θ_g)^(d+1)`` with ``θ_g = 1/τ_grad`` and ``du/dt`` by the matching trace
+  ``a_g <- (a_g + I[t])(1 - θ_g)`` (reset at spikes); ``"exact"`` uses ``ε(d) - ε(d-1)``
+  (``ε(-1) = 0``) and ``Δu``; ``"nonnegative"`` (from an earlier version of the authors'
+  code) is ``"exact"`` with negative derivatives cut to 0. With ``"exact"`` and
+  ``"exponential"`` the input-time gradients of one output spike sum to its own
+  gradient (shifting every input shifts the spike: the paper's sum preservation).
 
 These follow the authors' code (zhuyaoyu/SNN-event-driven-learning), checked against a
 per-spike loop in the tests. On CPU float32/float64 tensors both passes run as fused C
@@ -113,8 +116,8 @@ class EventDrivenNeuron:
     def kernel_slope(self, steps: int) -> list[float]:
         """The time derivative of ``ε`` the input-time gradient uses, ``d = 0 .. steps - 1``."""
         if self.exponential:
-            theta_g = 1.0 / self.tau_grad
-            return [(1 - theta_g) ** (d + 1) * theta_g for d in range(steps)]
+            decay = 1.0 - 1.0 / self.tau_grad
+            return [decay ** (d + 1) for d in range(steps)]
         eps = [0.0, *self.kernel(steps)]  # eps[k] = ε(k - 1), ε(-1) = 0
         slope = [eps[d + 1] - eps[d] for d in range(steps)]
         return [max(s, 0.0) for s in slope] if self.gradient == "nonnegative" else slope

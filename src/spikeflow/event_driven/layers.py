@@ -130,8 +130,9 @@ class EventDrivenLayer(nn.Module):
         if target is not None:
             target = self._check_target(target, x)
         if self.training and self.weight_clip is not None:
-            with torch.no_grad():
-                self.weight.clamp_(-self.weight_clip, self.weight_clip)
+            # on .data: an in-place change of the parameter itself would invalidate the
+            # graph of an earlier forward not yet backpropagated (two forwards, one loss)
+            self.weight.data.clamp_(-self.weight_clip, self.weight_clip)
         weight = self.standardized_weight()
         dtype = torch.promote_types(torch.promote_types(x.dtype, weight.dtype), torch.float32)
         with torch.autocast(x.device.type, enabled=False):
