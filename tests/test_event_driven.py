@@ -561,3 +561,94 @@ def test_a_spike_monitor_does_not_see_the_calibration_pass() -> None:
     assert stats.spikes == float(seen[0].sum())
     assert stats.spikes_per_sample == pytest.approx(float(seen[0].sum()) / 5)
     monitor.remove()
+
+
+def _triton_or_skip() -> torch.device:
+    from conftest import kernel_device
+    from spikeflow.event_driven.gpu import triton_available
+
+    if not triton_available():
+        pytest.skip("triton (the 'triton' extra) is not installed")
+    return kernel_device("triton")
+
+
+@pytest.mark.parametrize("gradient", ["exponential", "exact"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_kernels_equal_the_pytorch_loops_bit_for_bit(gradient, dtype) -> None:
+    import dataclasses
+
+    device = _triton_or_skip()  # the GPU, else Triton's interpreter on the CPU
+    neuron_g = EventDrivenNeuron(tau_m=8.0, tau_s=4.0, tau_grad=3.0, gradient=gradient,
+                                 max_dt_du_input=50.0, backend="triton")  # fmt: skip
+    neuron_t = dataclasses.replace(neuron_g, backend="torch")
+    torch.manual_seed(17)
+    current = (torch.randn(13, 3, 259) * 0.6 + 0.15).to(dtype)  # 3 blocks of 256 and a bit
+    current[4, 0, :5] = 0.0
+    current = current.to(device)
+    got, want = spike_forward(current, neuron_g), spike_forward(current, neuron_t)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    grad_time = torch.randn(current.shape, dtype=dtype).to(device) * got[0]
+    for a, b in zip(spike_backward(grad_time, *got, neuron_g),
+                    spike_backward(grad_time, *want, neuron_t)):  # fmt: skip
+        assert torch.equal(a, b)
+
+
+def test_a_triton_layer_equals_the_loop() -> None:
+    import dataclasses
+
+    device = _triton_or_skip()
+    grads = []
+    for backend in ("triton", "torch"):
+        torch.manual_seed(18)
+        neuron = dataclasses.replace(EventDrivenNeuron(), backend=backend)
+        layer = EventDrivenConv2d(2, 4, 3, padding=1, neuron=neuron).to(device)
+        x = (torch.rand(7, 2, 2, 8, 8) < 0.3).float().to(device).requires_grad_()
+        out = layer(x)
+        (out * torch.linspace(-1, 1, out.numel(), device=device).view_as(out)).sum().backward()
+        grads.append((out, x.grad, layer.weight.grad))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_triton_backend_names_what_it_cannot_run() -> None:
+    from spikeflow.event_driven.gpu import interpreting, triton_available
+
+    if not triton_available():
+        pytest.skip("triton (the 'triton' extra) is not installed")
+    neuron = EventDrivenNeuron(backend="triton")
+    with pytest.raises(ConfigurationError, match="float32/float64"):
+        spike_forward(torch.zeros(3, 4, dtype=torch.bfloat16), neuron)
+    if not interpreting() and not torch.cuda.is_available():
+        with pytest.raises(ConfigurationError, match="CUDA tensors"):
+            spike_forward(torch.zeros(3, 4), neuron)
+
+
+CHILD = """
+import json, sys, torch
+sys.path.insert(0, TESTS)
+from spikeflow.event_driven.gpu import compile_for_gpu
+out = {}
+for dtype in (torch.float32, torch.float64):
+    kernels = compile_for_gpu(dtype, arch=90)
+    ptx = {name: k.asm["ptx"] for name, k in kernels.items()}
+    out[str(dtype)] = {
+        "fma": any("fma." in text for text in ptx.values()),
+        "div_rn": "div.rn" in ptx["backward"],
+        "sizes": {name: len(text) for name, text in ptx.items()},
+    }
+print(json.dumps(out))
+"""
+
+
+def test_triton_kernels_compile_for_sm90_without_fused_multiply_adds() -> None:
+    from conftest import run_compiler_child
+    from spikeflow.event_driven.gpu import triton_available
+
+    if not triton_available():
+        pytest.skip("triton (the 'triton' extra) is not installed")
+    result = run_compiler_child(CHILD)
+    for dtype, found in result.items():
+        assert not found["fma"], dtype  # products rounded as in the loop
+        assert found["div_rn"], dtype  # correctly rounded -1/Δu
+        assert all(size > 1000 for size in found["sizes"].values())

@@ -47,9 +47,11 @@ __all__ = ["BACKENDS", "GRADIENTS", "EventDrivenNeuron", "spike_backward", "spik
 #: The input-time gradient kernels (see the module docstring).
 GRADIENTS = ("exponential", "exact", "nonnegative")
 #: ``"auto"``: the C kernels for CPU float32/float64 tensors when a C compiler is found
-#: (a failed build warns once and runs the loop), else the PyTorch loop; ``"c"``: the C
-#: kernels or an error; ``"torch"``: the PyTorch loop on any device and dtype.
-BACKENDS = ("auto", "c", "torch")
+#: (a failed build warns once and runs the loop), the Triton kernels for CUDA
+#: float32/float64 tensors when triton is installed, else the PyTorch loop; ``"c"``,
+#: ``"triton"``: those kernels or an error; ``"torch"``: the PyTorch loop on any device
+#: and dtype.
+BACKENDS = ("auto", "c", "triton", "torch")
 _WARNED: set[str] = set()
 
 
@@ -123,12 +125,26 @@ class EventDrivenNeuron:
         return [max(s, 0.0) for s in slope] if self.gradient == "nonnegative" else slope
 
 
+def _use_triton(x: Tensor, neuron: EventDrivenNeuron) -> bool:
+    """Whether ``neuron``'s backend runs the Triton kernels on ``x``."""
+    from spikeflow.event_driven import gpu
+
+    if neuron.backend == "triton":
+        return True  # gpu checks the device and dtype and names what is wrong
+    return (
+        neuron.backend == "auto"
+        and x.device.type == "cuda"
+        and x.dtype in (torch.float32, torch.float64)
+        and gpu.triton_available()
+    )
+
+
 def _use_c(x: Tensor, neuron: EventDrivenNeuron) -> bool:
     """Whether ``neuron``'s backend runs the C kernels on ``x`` (see :data:`BACKENDS`)."""
     from spikeflow.event_driven import cpu
     from spikeflow.kernels.cpu import BuildError, CompilerNotFoundError
 
-    if neuron.backend == "torch":
+    if neuron.backend in ("torch", "triton"):
         return False
     if not cpu.supports(x):
         if neuron.backend == "c":
@@ -164,6 +180,11 @@ def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, T
     theta_m, theta_s = 1.0 / neuron.tau_m, 1.0 / neuron.tau_s
     decay_m, decay_s, decay_g = 1.0 - theta_m, 1.0 - theta_s, 1.0 - 1.0 / neuron.tau_grad
     scale = theta_s / (theta_s - theta_m)
+    if _use_triton(current, neuron):
+        from spikeflow.event_driven.gpu import triton_forward
+
+        return triton_forward(current, (decay_m, decay_s, decay_g), scale, neuron.threshold,
+                              neuron.exponential)  # fmt: skip
     if _use_c(current, neuron):
         from spikeflow.event_driven.cpu import c_forward
 
@@ -201,6 +222,11 @@ def spike_backward(
     # index ``steps`` (never reached while a later spike exists) holds 0.
     kernel = torch.tensor([*neuron.kernel(steps), 0.0], dtype=dtype, device=device)
     slope_kernel = torch.tensor([*neuron.kernel_slope(steps), 0.0], dtype=dtype, device=device)
+    if _use_triton(spikes, neuron):
+        from spikeflow.event_driven.gpu import triton_backward
+
+        return triton_backward(grad_time, spikes, rise, slope, kernel, slope_kernel,
+                               neuron.max_dt_du, neuron.max_dt_du_input)  # fmt: skip
     if _use_c(spikes, neuron):
         from spikeflow.event_driven.cpu import c_backward
 
