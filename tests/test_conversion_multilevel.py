@@ -13,9 +13,11 @@ from torch import nn
 from spikeflow.conversion import (
     ActivationObserver,
     ConversionError,
+    DifferentialMaxPool,
     DifferentialNeuron,
     MultiThresholdNeuron,
     convert,
+    differential_decode,
     differential_encode,
 )
 from spikeflow.conversion.gaussian import gaussian_threshold
@@ -270,10 +272,61 @@ def test_differential_coding_refuses_what_it_cannot_do():
         convert(net, x, coding="differential", initial_membrane=0.5)
     with pytest.raises(ConfigurationError, match="coding must be one of"):
         convert(net, x, coding="phase")
-    pooled = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                           nn.Flatten(), nn.Linear(8, 2)).eval()  # fmt: skip
-    with pytest.raises(ConversionError, match="max pooling has no differential form"):
-        convert(pooled, x, coding="differential")
+    overlapping = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+                                nn.MaxPool2d(3, stride=1), nn.Flatten(),
+                                nn.Linear(8, 2)).eval()  # fmt: skip
+    with pytest.raises(ConversionError, match="non-overlapping windows"):
+        convert(overlapping, x, coding="differential")
+
+
+def _max_pool_reference(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The differential max pool's rule with explicit loops (x: [T + 1, H, W])."""
+    steps, height, width = x.shape
+    v = torch.zeros(height, width, dtype=x.dtype)
+    estimate_in = x[0].clone()
+    estimate_out = torch.zeros(height // k, width // k, dtype=x.dtype)
+    out = torch.zeros(steps, height // k, width // k, dtype=x.dtype)
+    for t in range(1, steps):
+        change = x[t] - x[0]
+        v += change + estimate_in
+        estimate_in += change / t
+        for i in range(height // k):
+            for j in range(width // k):
+                window = v[i * k : (i + 1) * k, j * k : (j + 1) * k]
+                top = window.max().clone()
+                window -= top
+                out[t, i, j] = top - estimate_out[i, j]
+                estimate_out[i, j] += out[t, i, j] / t
+    return out
+
+
+def test_differential_max_pool_follows_its_rule_and_passes_a_constant_maximum():
+    torch.manual_seed(5)
+    x = torch.randn(9, 5, 7, dtype=torch.float64)  # odd sizes: the border is not pooled
+    pool = DifferentialMaxPool.from_max_pool(nn.MaxPool2d(2))
+    got = pool(x.view(9, 1, 1, 5, 7))
+    torch.testing.assert_close(got.view(9, 2, 3), _max_pool_reference(x, 2))
+    image = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+    sent = differential_encode(image.unsqueeze(0).expand(5, 1, 1, 6, 6))
+    rebuilt = differential_decode(pool(sent))
+    want = nn.functional.max_pool2d(image, 2)
+    for step in rebuilt:
+        torch.testing.assert_close(step, want)
+
+
+def test_a_cnn_with_max_pooling_converts_to_differential_coding():
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))  # fmt: skip
+    net = net.double().eval()
+    x = torch.rand(64, 1, 4, 4, dtype=torch.float64)
+    snn, report = convert(net, x, coding="differential", multi_threshold=8)
+    assert "DifferentialMaxPool" in str(report)
+    with torch.no_grad():
+        ann = net(x)
+        out = snn(x.unsqueeze(0).expand(32, *x.shape))
+    error = [float((out[:t].mean(0) - ann).abs().mean()) for t in (2, 32)]
+    assert error[1] < 0.02 * float(ann.abs().mean()) and error[1] < error[0]
 
 
 def test_nir_export_names_differential_coding():

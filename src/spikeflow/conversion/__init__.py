@@ -15,6 +15,7 @@ from spikeflow.conversion.calibrate import ActivationObserver, quantile
 from spikeflow.conversion.convert import Conversion, convert
 from spikeflow.conversion.diagnose import uneven_counts, unevenness
 from spikeflow.conversion.differential import (
+    DifferentialMaxPool,
     DifferentialNeuron,
     differential_decode,
     differential_encode,
@@ -42,6 +43,7 @@ __all__ = [
     "ConversionIFNode",
     "ConversionReport",
     "ConvertedSNN",
+    "DifferentialMaxPool",
     "DifferentialNeuron",
     "GatedMaxPool",
     "GroupNeuron",

@@ -63,7 +63,7 @@ from spikeflow.conversion.classify import (
     is_nonlinear_name,
     moves_batch_dim,
 )
-from spikeflow.conversion.differential import DifferentialNeuron
+from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
 from spikeflow.conversion.fold import (
     fold_batchnorm_in_graph,
     module_call_counts,
@@ -452,9 +452,13 @@ class _Converter:
             return site.ann
         if site.kind == "maxpool":
             if self.coding == "differential":
-                self.settle(site, "unconverted", "max pooling has no differential form "
-                            "here; use average pooling for coding='differential'")  # fmt: skip
-                return site.ann
+                try:
+                    pool = DifferentialMaxPool.from_max_pool(site.ann)
+                except ConfigurationError as error:
+                    self.settle(site, "unconverted", str(error))
+                    return site.ann
+                self.settle(site, "replaced", "DifferentialMaxPool (rebuilt-domain maxima)")
+                return TimeFolded(pool)
             if self.max_pool == "keep":
                 self.settle(site, "kept", "max of each step's values (overestimates the max rate)")
                 return site.ann  # stateless: runs on the folded [T*B, ...] like the convs
@@ -590,8 +594,8 @@ def convert(
         coding: ``'rate'`` (default) or ``'differential'`` (methods.md 7.4: the network
             sends differences of running means and runs a bias step first; its neurons
             are :class:`~spikeflow.conversion.differential.DifferentialNeuron`, with
-            ``multi_threshold`` thresholds if given; no max pooling, no group neurons,
-            no streaming).
+            ``multi_threshold`` thresholds if given; max pooling only with
+            non-overlapping windows; no group neurons, no streaming).
         max_pool: ``'gated'`` (spike-count gated max pool, default) or ``'keep'`` (max of
             each step's values, which overestimates).
         strict: raise :class:`~spikeflow.conversion.report.ConversionError` naming

@@ -20,19 +20,31 @@ thresholds it fires ``±θ/2^j`` as the multi-threshold neuron does
 for several, as in the authors' code (h-z-h-cell/ANN-to-SNN-DCGS: ``IF_diff``,
 ``MTH_diff``, ``decodeoutput``); the tests check the neuron against a loop written from
 this rule and the coding against linear networks, which it must pass exactly.
+
+Max pooling (non-overlapping windows) has its own form, :class:`DifferentialMaxPool`
+(the authors' ``maxpool_neuron``): in the rebuilt domain it accumulates its inputs,
+outputs each window's maximum of the accumulation and takes that maximum from every
+entry of the window; a constant input thus gives the window's maximum at every step.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.base import check_time_major
 from spikeflow.conversion._checks import check_positive_int, check_threshold, threshold_repr
 from spikeflow.conversion.multi_threshold import largest_level, threshold_levels
-from spikeflow.errors import DTypeError, ShapeError
+from spikeflow.conversion.pooling import _POOLS
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["DifferentialNeuron", "differential_decode", "differential_encode"]
+__all__ = [
+    "DifferentialMaxPool",
+    "DifferentialNeuron",
+    "differential_decode",
+    "differential_encode",
+]
 
 
 def differential_encode(u: Tensor) -> Tensor:
@@ -122,3 +134,86 @@ class DifferentialNeuron(nn.Module):
 
     def extra_repr(self) -> str:
         return f"v_threshold={threshold_repr(self.v_threshold)}, thresholds={self.thresholds}"
+
+
+class DifferentialMaxPool(nn.Module):
+    """Max pooling for differential coding (see the module docstring; multi-step
+    ``[T + 1, B, C, *spatial]`` with the bias step first; inference only).
+
+    Args:
+        kernel_size: the window, equal to the stride (non-overlapping windows, no
+            padding, no dilation, floor mode: what the authors' version supports).
+        spatial_dims: 1, 2 or 3.
+    """
+
+    def __init__(self, kernel_size: int | tuple[int, ...], spatial_dims: int = 2) -> None:
+        super().__init__()
+        if spatial_dims not in (1, 2, 3):
+            raise ConfigurationError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+        sizes = (kernel_size,) * spatial_dims if isinstance(kernel_size, int) else kernel_size
+        self.kernel_size = tuple(check_positive_int(k, "kernel_size") for k in sizes)
+        if len(self.kernel_size) != spatial_dims:
+            raise ConfigurationError(
+                f"kernel_size {kernel_size} does not have {spatial_dims} entries"
+            )
+        self.spatial_dims = spatial_dims
+        self._pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial_dims]
+
+    @classmethod
+    def from_max_pool(cls, pool: nn.Module) -> DifferentialMaxPool:
+        """The differential form of a ``torch.nn.MaxPool{1,2,3}d``; ConfigurationError
+        unless its windows do not overlap (stride = kernel, no padding or dilation)."""
+        dims, _ = _POOLS[type(pool)]
+
+        def each(value: object) -> tuple[int, ...]:
+            return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+
+        kernel = each(pool.kernel_size)
+        stride = kernel if pool.stride in (None, []) else each(pool.stride)
+        if (stride != kernel or any(each(pool.padding)) or set(each(pool.dilation)) != {1}
+                or pool.ceil_mode):  # fmt: skip
+            raise ConfigurationError(
+                f"{type(pool).__name__}(kernel_size={pool.kernel_size}, stride={pool.stride}, "
+                f"padding={pool.padding}, dilation={pool.dilation}, "
+                f"ceil_mode={pool.ceil_mode}): differential max pooling needs "
+                "non-overlapping windows (stride = kernel_size, no padding, no dilation, "
+                "floor mode)"
+            )
+        return cls(kernel, dims)
+
+    def _spread(self, pooled: Tensor, like: Tensor) -> Tensor:
+        """Each window's value over its entries; entries no window covers get 0."""
+        out = pooled
+        for axis, k in enumerate(self.kernel_size, start=pooled.dim() - self.spatial_dims):
+            out = out.repeat_interleave(k, dim=axis)
+        padding: list[int] = []
+        for axis in range(like.dim() - 1, like.dim() - 1 - self.spatial_dims, -1):
+            padding += [0, like.shape[axis] - out.shape[axis]]
+        return F.pad(out, padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The pooled differential signal ``[T + 1, B, C, *spatial']``."""
+        check_time_major(x, "DifferentialMaxPool", self.spatial_dims + 3)
+        if x.shape[0] < 2:
+            raise ShapeError(
+                "DifferentialMaxPool needs the bias step and at least one step, got "
+                f"{x.shape[0]} step(s)"
+            )
+        bias = x[0]
+        estimate_in = bias
+        v = torch.zeros_like(bias)
+        estimate_out = torch.zeros_like(self._pool(bias, self.kernel_size))
+        out = [torch.zeros_like(estimate_out)]
+        for t, x_t in enumerate(x[1:].unbind(0), start=1):
+            change = x_t - bias
+            v = v + change + estimate_in
+            estimate_in = estimate_in + change / t
+            pooled = self._pool(v, self.kernel_size)
+            v = v - self._spread(pooled, v)
+            spike = pooled - estimate_out
+            estimate_out = estimate_out + spike / t
+            out.append(spike)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, spatial_dims={self.spatial_dims}"
