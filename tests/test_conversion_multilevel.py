@@ -338,3 +338,16 @@ def test_nir_export_names_differential_coding():
     snn, _ = convert(net, x, coding="differential")
     with pytest.raises(ConfigurationError, match="coding='differential'"):
         export_to_nir(snn, constant_input(x, 4), soft_reset="metadata")
+
+
+def test_streaming_refuses_whole_sequence_modules():
+    from spikeflow.errors import StateError
+    from spikeflow.event_driven import EventDrivenLinear
+    from spikeflow.functional import streaming
+
+    net, x = _digits_ann()
+    snn, _ = convert(net, x, coding="differential")
+    for model in (snn, nn.Sequential(EventDrivenLinear(4, 2))):
+        with pytest.raises(StateError, match="whole sequences only"):
+            with streaming(model):
+                pass

@@ -36,9 +36,16 @@ def reset_before_call(module: nn.Module, args: tuple) -> None:
 
 
 def _refuse_restarted_modules(net: nn.Module) -> None:
-    """Raise if ``net`` holds a module :func:`reset_before_call` restarts at every call:
-    streaming would silently restart it at every chunk."""
+    """Raise if ``net`` holds a module :func:`reset_before_call` restarts at every call,
+    or one that says it cannot stream (``streamable = False``: it runs whole sequences
+    only): streaming would silently restart it at every chunk."""
     for name, module in net.named_modules():
+        if getattr(module, "streamable", True) is False:
+            raise StateError(
+                f"module {name or type(net).__name__!r} ({type(module).__name__}) runs whole "
+                "sequences only and cannot carry its state from one chunk to the next: "
+                "call the network on the whole sequence instead of streaming it"
+            )
         if any(hook is reset_before_call for hook in module._forward_pre_hooks.values()):
             raise StateError(
                 f"module {name or type(net).__name__!r} ({type(module).__name__}) is another "

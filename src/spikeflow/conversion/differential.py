@@ -84,6 +84,9 @@ class DifferentialNeuron(nn.Module):
             (``MTH_diff``).
     """
 
+    #: whole sequences only: ``spikeflow.functional.streaming`` refuses it by name.
+    streamable = False
+
     def __init__(self, v_threshold: float | Tensor = 1.0, thresholds: int | None = None) -> None:
         super().__init__()
         v_threshold = check_threshold(v_threshold, "DifferentialNeuron")
@@ -145,6 +148,9 @@ class DifferentialMaxPool(nn.Module):
             padding, no dilation, floor mode: what the authors' version supports).
         spatial_dims: 1, 2 or 3.
     """
+
+    #: whole sequences only: ``spikeflow.functional.streaming`` refuses it by name.
+    streamable = False
 
     def __init__(self, kernel_size: int | tuple[int, ...], spatial_dims: int = 2) -> None:
         super().__init__()

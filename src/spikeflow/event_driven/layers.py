@@ -73,6 +73,9 @@ class EventDrivenLayer(nn.Module):
     """What the event-driven linear and convolution layers share: the neuron, the
     weight standardisation and the forward. Subclasses give the synapse's three maps."""
 
+    #: whole sequences only: ``spikeflow.functional.streaming`` refuses it by name.
+    streamable = False
+
     weight: Tensor
     neuron: EventDrivenNeuron
     input_grad_scale: float
