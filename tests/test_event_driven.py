@@ -4,6 +4,8 @@ adjusted pooling, calibration and the zoo networks."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -652,3 +654,37 @@ def test_triton_kernels_compile_for_sm90_without_fused_multiply_adds() -> None:
         assert not found["fma"], dtype  # products rounded as in the loop
         assert found["div_rn"], dtype  # correctly rounded -1/Δu
         assert all(size > 1000 for size in found["sizes"].values())
+
+
+def test_a_nan_current_gives_nan_gradients_on_every_backend() -> None:
+    import dataclasses
+
+    from spikeflow.event_driven.gpu import triton_available
+    from spikeflow.kernels.cpu import CompilerNotFoundError, compiler
+
+    backends = ["torch"]
+    try:
+        compiler()
+        backends.append("c")
+    except CompilerNotFoundError:
+        pass
+    if triton_available():
+        backends.append("triton")
+    current = torch.full((6, 4), 0.6, dtype=torch.float64)
+    current[2, 1] = math.nan
+    results = {}
+    for backend in backends:
+        device = torch.device("cpu")
+        if backend == "triton":
+            from conftest import kernel_device
+
+            device = kernel_device("triton")
+        neuron = dataclasses.replace(EventDrivenNeuron(gradient="exact"), backend=backend)
+        out = spike_forward(current.to(device), neuron)
+        grads = spike_backward(torch.ones_like(out[0]) * out[0], *out, neuron)
+        results[backend] = [t.cpu() for t in (*out, *grads)]
+    for backend, tensors in results.items():
+        for got, want in zip(tensors, results["torch"]):
+            assert torch.equal(got.isnan(), want.isnan()), backend
+            assert torch.equal(got.nan_to_num(), want.nan_to_num()), backend
+    assert results["torch"][4][:, 1].isnan().any()  # the diverged neuron shows

@@ -108,7 +108,7 @@ class DifferentialNeuron(nn.Module):
         """The signed spikes ``[T + 1, B, ...]`` (zeros at the bias step)."""
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise DTypeError("DifferentialNeuron expects a floating-point tensor")
-        check_time_major(x, "DifferentialNeuron")
+        check_time_major(x, "DifferentialNeuron", single_step=False)
         if x.shape[0] < 2:
             raise ShapeError(
                 "DifferentialNeuron needs the bias step and at least one step, got "
@@ -199,7 +199,7 @@ class DifferentialMaxPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The pooled differential signal ``[T + 1, B, C, *spatial']``."""
-        check_time_major(x, "DifferentialMaxPool", self.spatial_dims + 3)
+        check_time_major(x, "DifferentialMaxPool", self.spatial_dims + 3, single_step=False)
         if x.shape[0] < 2:
             raise ShapeError(
                 "DifferentialMaxPool needs the bias step and at least one step, got "

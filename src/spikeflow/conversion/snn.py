@@ -63,7 +63,8 @@ class ConvertedSNN(nn.Module):
     ``forward`` takes a time-major input ``[T, B, ...]`` and returns the output of the
     last layer at every step, ``[T, B, ...]``; its mean over time is the SNN's answer.
     Each call starts from the neurons' initial state (use
-    :func:`spikeflow.functional.streaming` to feed a sequence in chunks).
+    :func:`spikeflow.functional.streaming` to feed a rate-coded sequence in chunks; a
+    differentially coded network runs whole sequences only, and streaming refuses it).
 
     Attributes:
         body: the converted graph (a ``torch.fx.GraphModule`` or the ANN's own modules).

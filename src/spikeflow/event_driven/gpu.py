@@ -103,8 +103,11 @@ def kernels() -> dict[str, Any]:
                 dt_du, dt_du_in = tl.div_rn(minus_one, r), tl.div_rn(minus_one, d)
             else:
                 dt_du, dt_du_in = minus_one / r, minus_one / d
-            dt_du = tl.minimum(tl.maximum(dt_du, -max_w), 0.0)
-            dt_du_in = tl.minimum(tl.maximum(dt_du_in, -max_in), 0.0)
+            # clamp by comparisons: tl.minimum/maximum drop a NaN, torch.clamp keeps it
+            dt_du = tl.where(dt_du < -max_w, -max_w, dt_du)
+            dt_du = tl.where(dt_du > 0.0, 0.0, dt_du)
+            dt_du_in = tl.where(dt_du_in < -max_in, -max_in, dt_du_in)
+            dt_du_in = tl.where(dt_du_in > 0.0, 0.0, dt_du_in)
             g = tl.load(grad_time + where, mask=mask, other=0.0)
             at_weight = tl.where(fired, g * dt_du, at_weight)
             at_input = tl.where(fired, g * dt_du_in, at_input)
@@ -129,11 +132,16 @@ def _check(x: Tensor) -> None:
         )
 
 
-def _launch(fn: Any, n: int, *args: Any, **constexprs: Any) -> None:
+def _launch(fn: Any, device: torch.device, n: int, *args: Any, **constexprs: Any) -> None:
+    import contextlib
+
     import triton
 
     grid = (triton.cdiv(n, BLOCK),)
-    fn[grid](*args, BLOCK=BLOCK, enable_fp_fusion=False, **constexprs)
+    # Triton launches on the current CUDA device, not on the tensors' one
+    where = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with where:
+        fn[grid](*args, BLOCK=BLOCK, enable_fp_fusion=False, **constexprs)
 
 
 def triton_forward(
@@ -150,8 +158,8 @@ def triton_forward(
     if steps and n:
         constants = torch.tensor([*decays, scale, threshold], dtype=current.dtype,
                                  device=current.device)  # fmt: skip
-        _launch(kernels()["forward"], n, current, spikes, rise, slope, constants, steps, n,
-                EXPONENTIAL=exponential)  # fmt: skip
+        _launch(kernels()["forward"], current.device, n, current, spikes, rise, slope,
+                constants, steps, n, EXPONENTIAL=exponential)  # fmt: skip
     return spikes, rise, slope
 
 
@@ -168,7 +176,7 @@ def triton_backward(
     if steps and n:
         constants = torch.tensor([max_dt_du, max_dt_du_input], dtype=spikes.dtype,
                                  device=spikes.device)  # fmt: skip
-        _launch(kernels()["backward"], n, grad_time, spikes, rise, slope, kernel,
+        _launch(kernels()["backward"], spikes.device, n, grad_time, spikes, rise, slope, kernel,
                 slope_kernel, for_input, for_weight, constants, steps, n,
                 (steps - 1) * n, FP32=spikes.dtype == torch.float32)  # fmt: skip
     return for_input, for_weight

@@ -68,7 +68,7 @@ class EventDrivenNeuron:
         max_dt_du: bound on ``|∂t/∂u|`` for the weight gradient (the authors' 4).
         max_dt_du_input: bound on ``|∂t/∂u|`` for the input-time gradient (the authors'
             default, 123456789, is in effect no bound).
-        backend: ``"auto"``, ``"c"`` or ``"torch"`` (see :data:`BACKENDS`).
+        backend: ``"auto"``, ``"c"``, ``"triton"`` or ``"torch"`` (see :data:`BACKENDS`).
     """
 
     tau_m: float = 7.0
