@@ -40,37 +40,29 @@ def supports(x: Tensor) -> bool:
 
 
 def c_forward(
-    current: Tensor, decays: tuple[float, float, float], scale: float, threshold: float,
-    exponential: bool,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Spikes, rise and slope (see :func:`spike_forward`) of ``current`` ``[T, ...]``."""
-    current = current.contiguous()
-    spikes, rise = torch.empty_like(current), torch.empty_like(current)
-    slope = torch.empty_like(current) if exponential else rise
+    current: Tensor, spikes: Tensor, rise: Tensor, slope: Tensor,
+    decays: tuple[float, float, float], scale: float, threshold: float, exponential: bool,
+) -> None:  # fmt: skip
+    """Fill ``spikes``, ``rise`` and ``slope`` (see :func:`spike_forward`; contiguous
+    ``[T, ...]``, not empty) from ``current``."""
     steps = current.shape[0]
-    n = current[0].numel() if steps else 0
-    if steps and n:
-        getattr(_library(), f"ed_forward_{_SUFFIX[current.dtype]}")(
-            steps, n, kernel_threads(), current.data_ptr(), spikes.data_ptr(),
-            rise.data_ptr(), slope.data_ptr() if exponential else None, *decays, scale,
-            threshold, int(exponential),
-        )  # fmt: skip
-    return spikes, rise, slope
+    getattr(_library(), f"ed_forward_{_SUFFIX[current.dtype]}")(
+        steps, current.numel() // steps, kernel_threads(), current.data_ptr(),
+        spikes.data_ptr(), rise.data_ptr(), slope.data_ptr() if exponential else None,
+        *decays, scale, threshold, int(exponential),
+    )  # fmt: skip
 
 
 def c_backward(
     grad_time: Tensor, spikes: Tensor, rise: Tensor, slope: Tensor, kernel: Tensor,
-    slope_kernel: Tensor, max_dt_du: float, max_dt_du_input: float,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """The two gradient tensors of :func:`spike_backward` (tables already built)."""
-    grad_time, spikes, rise, slope = (t.contiguous() for t in (grad_time, spikes, rise, slope))
-    for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
+    slope_kernel: Tensor, for_input: Tensor, for_weight: Tensor, max_dt_du: float,
+    max_dt_du_input: float,
+) -> None:  # fmt: skip
+    """Fill ``for_input`` and ``for_weight`` (see :func:`spike_backward`)."""
     steps = spikes.shape[0]
-    n = spikes[0].numel() if steps else 0
-    if steps and n:
-        getattr(_library(), f"ed_backward_{_SUFFIX[spikes.dtype]}")(
-            steps, n, kernel_threads(), grad_time.data_ptr(), spikes.data_ptr(),
-            rise.data_ptr(), slope.data_ptr(), kernel.data_ptr(), slope_kernel.data_ptr(),
-            for_input.data_ptr(), for_weight.data_ptr(), max_dt_du, max_dt_du_input,
-        )  # fmt: skip
-    return for_input, for_weight
+    getattr(_library(), f"ed_backward_{_SUFFIX[spikes.dtype]}")(
+        steps, spikes.numel() // steps, kernel_threads(), grad_time.data_ptr(),
+        spikes.data_ptr(), rise.data_ptr(), slope.data_ptr(), kernel.data_ptr(),
+        slope_kernel.data_ptr(), for_input.data_ptr(), for_weight.data_ptr(), max_dt_du,
+        max_dt_du_input,
+    )  # fmt: skip

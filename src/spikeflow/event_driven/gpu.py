@@ -145,41 +145,34 @@ def _launch(fn: Any, device: torch.device, n: int, *args: Any, **constexprs: Any
 
 
 def triton_forward(
-    current: Tensor, decays: tuple[float, float, float], scale: float, threshold: float,
-    exponential: bool,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Spikes, rise and slope (see :func:`spike_forward`) of ``current`` ``[T, ...]``."""
+    current: Tensor, spikes: Tensor, rise: Tensor, slope: Tensor,
+    decays: tuple[float, float, float], scale: float, threshold: float, exponential: bool,
+) -> None:  # fmt: skip
+    """Fill ``spikes``, ``rise`` and ``slope`` (see :func:`spike_forward`; contiguous
+    ``[T, ...]``, not empty) from ``current``."""
     _check(current)
-    current = current.contiguous()
-    spikes, rise = torch.empty_like(current), torch.empty_like(current)
-    slope = torch.empty_like(current) if exponential else rise
     steps = current.shape[0]
-    n = current[0].numel() if steps else 0
-    if steps and n:
-        constants = torch.tensor([*decays, scale, threshold], dtype=current.dtype,
-                                 device=current.device)  # fmt: skip
-        _launch(kernels()["forward"], current.device, n, current, spikes, rise, slope,
-                constants, steps, n, EXPONENTIAL=exponential)  # fmt: skip
-    return spikes, rise, slope
+    n = current.numel() // steps
+    constants = torch.tensor([*decays, scale, threshold], dtype=current.dtype,
+                             device=current.device)  # fmt: skip
+    _launch(kernels()["forward"], current.device, n, current, spikes, rise, slope,
+            constants, steps, n, EXPONENTIAL=exponential)  # fmt: skip
 
 
 def triton_backward(
     grad_time: Tensor, spikes: Tensor, rise: Tensor, slope: Tensor, kernel: Tensor,
-    slope_kernel: Tensor, max_dt_du: float, max_dt_du_input: float,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """The two gradient tensors of :func:`spike_backward` (tables already built)."""
+    slope_kernel: Tensor, for_input: Tensor, for_weight: Tensor, max_dt_du: float,
+    max_dt_du_input: float,
+) -> None:  # fmt: skip
+    """Fill ``for_input`` and ``for_weight`` (see :func:`spike_backward`)."""
     _check(spikes)
-    grad_time, spikes, rise, slope = (t.contiguous() for t in (grad_time, spikes, rise, slope))
-    for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
     steps = spikes.shape[0]
-    n = spikes[0].numel() if steps else 0
-    if steps and n:
-        constants = torch.tensor([max_dt_du, max_dt_du_input], dtype=spikes.dtype,
-                                 device=spikes.device)  # fmt: skip
-        _launch(kernels()["backward"], spikes.device, n, grad_time, spikes, rise, slope, kernel,
-                slope_kernel, for_input, for_weight, constants, steps, n,
-                (steps - 1) * n, FP32=spikes.dtype == torch.float32)  # fmt: skip
-    return for_input, for_weight
+    n = spikes.numel() // steps
+    constants = torch.tensor([max_dt_du, max_dt_du_input], dtype=spikes.dtype,
+                             device=spikes.device)  # fmt: skip
+    _launch(kernels()["backward"], spikes.device, n, grad_time, spikes, rise, slope, kernel,
+            slope_kernel, for_input, for_weight, constants, steps, n, (steps - 1) * n,
+            FP32=spikes.dtype == torch.float32)  # fmt: skip
 
 
 def compile_for_gpu(dtype: torch.dtype = torch.float32, arch: int = 90) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -174,22 +175,35 @@ def _use_c(x: Tensor, neuron: EventDrivenNeuron) -> bool:
     return True
 
 
+def _fused(x: Tensor, neuron: EventDrivenNeuron, which: str) -> Any:
+    """The fused kernel launcher (``forward`` or ``backward``) ``neuron``'s backend runs
+    on ``x``, or None for the PyTorch loop."""
+    if _use_triton(x, neuron):
+        from spikeflow.event_driven import gpu
+
+        return getattr(gpu, f"triton_{which}")
+    if _use_c(x, neuron):
+        from spikeflow.event_driven import cpu
+
+        return getattr(cpu, f"c_{which}")
+    return None
+
+
 def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes ``[T, ...]`` of the neuron driven by ``current`` ``[T, ...]``, with the
     membrane rise ``Δu`` and the slope ``du/dt`` the backward needs (same shape)."""
     theta_m, theta_s = 1.0 / neuron.tau_m, 1.0 / neuron.tau_s
     decay_m, decay_s, decay_g = 1.0 - theta_m, 1.0 - theta_s, 1.0 - 1.0 / neuron.tau_grad
     scale = theta_s / (theta_s - theta_m)
-    if _use_triton(current, neuron):
-        from spikeflow.event_driven.gpu import triton_forward
-
-        return triton_forward(current, (decay_m, decay_s, decay_g), scale, neuron.threshold,
-                              neuron.exponential)  # fmt: skip
-    if _use_c(current, neuron):
-        from spikeflow.event_driven.cpu import c_forward
-
-        return c_forward(current, (decay_m, decay_s, decay_g), scale, neuron.threshold,
-                         neuron.exponential)  # fmt: skip
+    launch = _fused(current, neuron, "forward")
+    if launch is not None:
+        current = current.contiguous()
+        spikes, rise = torch.empty_like(current), torch.empty_like(current)
+        slope = torch.empty_like(current) if neuron.exponential else rise
+        if current.numel():
+            launch(current, spikes, rise, slope, (decay_m, decay_s, decay_g), scale,
+                   neuron.threshold, neuron.exponential)  # fmt: skip
+        return spikes, rise, slope
     zeros = torch.zeros_like(current[0])
     trace_m, trace_s, trace_g, u_last = zeros, zeros, zeros, zeros
     spikes, rise = torch.empty_like(current), torch.empty_like(current)
@@ -222,17 +236,14 @@ def spike_backward(
     # index ``steps`` (never reached while a later spike exists) holds 0.
     kernel = torch.tensor([*neuron.kernel(steps), 0.0], dtype=dtype, device=device)
     slope_kernel = torch.tensor([*neuron.kernel_slope(steps), 0.0], dtype=dtype, device=device)
-    if _use_triton(spikes, neuron):
-        from spikeflow.event_driven.gpu import triton_backward
-
-        return triton_backward(grad_time, spikes, rise, slope, kernel, slope_kernel,
-                               neuron.max_dt_du, neuron.max_dt_du_input)  # fmt: skip
-    if _use_c(spikes, neuron):
-        from spikeflow.event_driven.cpu import c_backward
-
-        return c_backward(grad_time, spikes, rise, slope, kernel, slope_kernel,
-                          neuron.max_dt_du, neuron.max_dt_du_input)  # fmt: skip
+    launch = _fused(spikes, neuron, "backward")
     for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
+    if launch is not None:
+        tensors = [t.contiguous() for t in (grad_time, spikes, rise, slope)]
+        if spikes.numel():
+            launch(*tensors, kernel, slope_kernel, for_input, for_weight, neuron.max_dt_du,
+                   neuron.max_dt_du_input)  # fmt: skip
+        return for_input, for_weight
     at_weight = torch.zeros_like(spikes[0])
     at_input = torch.zeros_like(spikes[0])
     since = torch.full(spikes.shape[1:], steps, dtype=torch.long, device=device)
