@@ -379,12 +379,28 @@ def test_zoo_networks_calibrate_once_and_keep_it() -> None:
         create_model("event_driven_nmnist", neuron="lif")
     with pytest.raises(ConfigurationError, match="too small"):
         create_model("event_driven_nmnist", input_size=8)
-    assert (
-        create_model("event_driven_nmnist", neuron_kwargs={"gradient": "exact"})
-        .body[0]
-        .neuron.gradient
-        == "exact"
-    )
+    exact = create_model("event_driven_nmnist", neuron_kwargs={"gradient": "exact"})
+    assert exact.body[0].neuron.gradient == "exact"
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "convs", "drops", "classes", "taus"),
+    [
+        ("event_driven_dvsgesture", 64, 6, 8, 11, (7.5, 4.0, 3.5)),
+        ("event_driven_cifar10dvs", 48, 6, 8, 10, (8.0, 4.5, 4.0)),
+    ],
+)
+def test_the_dvs_networks_follow_the_authors_plans(name, size, convs, drops, classes, taus):
+    torch.manual_seed(19)
+    net = create_model(name, input_size=size).eval()
+    kinds = [type(m).__name__ for m in net.body]
+    assert kinds.count("EventDrivenConv2d") == convs
+    assert kinds.count("Dropout2d") + kinds.count("Dropout") == drops
+    assert net.body[-1].out_features == classes
+    neuron = net.body[0].neuron
+    assert (neuron.tau_m, neuron.tau_s, neuron.tau_grad) == taus
+    x = (torch.rand(2, 1, 2, size, size) < 0.1).float()
+    assert net(x).shape == (2, 1, classes)
 
 
 def test_nmnist_subset_trains_and_resumes_through_the_command_line(tmp_path, capsys):

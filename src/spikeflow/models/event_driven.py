@@ -1,7 +1,8 @@
 """The networks of event-driven backpropagation (Zhu et al., NeurIPS 2022; methods.md 10).
 
-Layer plans from the authors' configurations: N-MNIST (12c5-P2-64c5-P2-10, T = 30) and the
-CIFAR-10 VGG (128-128-P-256x3-P-512x3-P-FC2048-FC2048-10, dropout 0.1, T = 12). Every conv
+Layer plans from the authors' configurations: N-MNIST (12c5-P2-64c5-P2-10, T = 30), the
+CIFAR-10 VGG (128-128-P-256x3-P-512x3-P-FC2048-FC2048-10, dropout 0.1, T = 12), DVS128
+Gesture and CIFAR10-DVS (T = 20). Every conv
 and FC layer is an event-driven layer (the output layer too: the prediction is the spike
 count), pooling is adjusted average pooling. Train them with the count loss
 (``--loss count``; the paper's desired/undesired counts are 15/2 on N-MNIST and 10/1 on
@@ -32,17 +33,36 @@ from spikeflow.event_driven import (
 from spikeflow.models.common import check_input, check_positive_int
 from spikeflow.models.registry import register_model
 
-__all__ = ["EventDrivenNet", "event_driven_cifar10", "event_driven_nmnist"]
+__all__ = [
+    "EventDrivenNet",
+    "event_driven_cifar10",
+    "event_driven_cifar10dvs",
+    "event_driven_dvsgesture",
+    "event_driven_nmnist",
+]
 
-#: Plan entries: ("conv", channels, kernel, padding), ("pool", k), ("fc", features).
+#: Plan entries: ("conv", channels, kernel, padding), ("pool", k), ("fc", features) and
+#: ("drop",): dropout of the network's probability (channels after convolutions and
+#: pooling, neurons after FC layers; one mask per sequence).
 Plan = list[tuple[Any, ...]]
 
 _NMNIST_PLAN: Plan = [("conv", 12, 5, 1), ("pool", 2), ("conv", 64, 5, 0), ("pool", 2)]
 _CIFAR10_PLAN: Plan = [
-    ("conv", 128, 3, 1), ("conv", 128, 3, 1), ("pool", 2),
-    ("conv", 256, 3, 1), ("conv", 256, 3, 1), ("conv", 256, 3, 1), ("pool", 2),
-    ("conv", 512, 3, 1), ("conv", 512, 3, 1), ("conv", 512, 3, 1), ("pool", 2),
-    ("fc", 2048), ("fc", 2048),
+    ("conv", 128, 3, 1), ("conv", 128, 3, 1), ("pool", 2), ("drop",),
+    ("conv", 256, 3, 1), ("conv", 256, 3, 1), ("conv", 256, 3, 1), ("pool", 2), ("drop",),
+    ("conv", 512, 3, 1), ("conv", 512, 3, 1), ("conv", 512, 3, 1), ("pool", 2), ("drop",),
+    ("fc", 2048), ("drop",), ("fc", 2048), ("drop",),
+]  # fmt: skip
+_DVSGESTURE_PLAN: Plan = [
+    *[entry for _ in range(6) for entry in (("conv", 128, 3, 1), ("pool", 2), ("drop",))],
+    ("fc", 512), ("drop",), ("fc", 128), ("drop",),
+]  # fmt: skip
+_CIFAR10DVS_PLAN: Plan = [
+    ("conv", 128, 3, 1), ("pool", 2), ("drop",),
+    ("conv", 256, 3, 1), ("drop",), ("conv", 256, 3, 1), ("pool", 2), ("drop",),
+    ("conv", 256, 3, 1), ("drop",), ("conv", 256, 3, 1), ("pool", 2), ("drop",),
+    ("conv", 128, 3, 1), ("pool", 2), ("drop",),
+    ("fc", 512), ("drop",), ("fc", 512), ("drop",),
 ]  # fmt: skip
 
 
@@ -50,12 +70,12 @@ class EventDrivenNet(nn.Module):
     """A feed-forward network of event-driven layers built from a plan.
 
     Input ``[T, B, in_channels, H, W]``, output ``[T, B, num_classes]`` spikes of the
-    output layer. Dropout (one mask per sequence: whole channels after pooling, neurons
-    after FC layers, as in the authors' code) follows each pooling and hidden FC layer.
+    output layer. Dropout (one mask per sequence: whole channels after convolutions and
+    pooling, neurons after FC layers, as in the authors' code) goes where the plan says.
 
     Args:
-        plan: ``("conv", channels, kernel, padding)``, ``("pool", k)`` and ``("fc",
-            features)`` entries; the output layer is added.
+        plan: ``("conv", channels, kernel, padding)``, ``("pool", k)``, ``("fc",
+            features)`` and ``("drop",)`` entries; the output layer is added.
         num_classes, in_channels, input_size: as the other zoo models (square input side
             or ``(H, W)``).
         neuron: the neurons' settings; ``neuron_kwargs`` build one instead.
@@ -99,14 +119,13 @@ class EventDrivenNet(nn.Module):
             elif kind == "pool":
                 body.append(AdjustedAvgPool2d(entry[1]))
                 height, width = height // entry[1], width // entry[1]
+            elif kind == "drop":
                 if dropout:
-                    body.append(layers.Dropout2d(dropout))
+                    body.append(layers.Dropout(dropout) if flat else layers.Dropout2d(dropout))
             else:
                 flat = flat or channels * height * width
                 body.append(EventDrivenLinear(flat, entry[1], neuron=neuron))
                 flat = entry[1]
-                if dropout:
-                    body.append(layers.Dropout(dropout))
             if height < 1 or width < 1:
                 raise ConfigurationError(
                     f"EventDrivenNet: input_size {input_size} is too small for the plan "
@@ -152,7 +171,7 @@ def _build(
     kwargs.setdefault("spikes_per_neuron", defaults["spikes_per_neuron"])
     kwargs.setdefault("input_size", defaults["input_size"])
     kwargs.setdefault("in_channels", defaults["in_channels"])
-    kwargs.setdefault("num_classes", 10)
+    kwargs.setdefault("num_classes", defaults.get("num_classes", 10))
     return EventDrivenNet(plan, neuron=EventDrivenNeuron(**neuron_kwargs), **kwargs)
 
 
@@ -181,3 +200,33 @@ def event_driven_cifar10(
         "dropout": 0.1, "spikes_per_neuron": 1.0, "input_size": 32, "in_channels": 3,
     }  # fmt: skip
     return _build(_CIFAR10_PLAN, defaults, neuron_kwargs, kwargs)
+
+
+@register_model("event_driven_dvsgesture")
+def event_driven_dvsgesture(
+    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
+) -> EventDrivenNet:
+    """The authors' DVS128 Gesture net (128x128x2, 11 classes: {128c3-P2} x6-FC512-FC128-11,
+    dropout 0.1, tau_m 7.5, tau_s 4, tau_grad 3.5; T = 20, count loss 7/1, AdamW lr 1e-4);
+    kwargs as :func:`event_driven_nmnist`."""
+    defaults = {
+        "neuron": {"tau_m": 7.5, "tau_s": 4.0, "tau_grad": 3.5},
+        "dropout": 0.1, "spikes_per_neuron": 1.0, "input_size": 128, "in_channels": 2,
+        "num_classes": 11,
+    }  # fmt: skip
+    return _build(_DVSGESTURE_PLAN, defaults, neuron_kwargs, kwargs)
+
+
+@register_model("event_driven_cifar10dvs")
+def event_driven_cifar10dvs(
+    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
+) -> EventDrivenNet:
+    """The authors' CIFAR10-DVS net (frames resized to 48x48 in their recipe; any size
+    works: 128c3-P2-256c3-256c3-P2-256c3-256c3-P2-128c3-P2-FC512-FC512-10, dropout 0.05,
+    tau_m 8, tau_s 4.5, tau_grad 4; T = 20, count loss 10/1, AdamW lr 1e-4); kwargs as
+    :func:`event_driven_nmnist`."""
+    defaults = {
+        "neuron": {"tau_m": 8.0, "tau_s": 4.5, "tau_grad": 4.0},
+        "dropout": 0.05, "spikes_per_neuron": 1.0, "input_size": 48, "in_channels": 2,
+    }  # fmt: skip
+    return _build(_CIFAR10DVS_PLAN, defaults, neuron_kwargs, kwargs)
