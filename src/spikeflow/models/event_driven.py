@@ -15,6 +15,7 @@ records it, so a checkpoint resumes without calibrating again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -162,71 +163,47 @@ class EventDrivenNet(nn.Module):
             self.calibrated.fill_(True)
 
 
-def _build(
-    plan: Plan, defaults: dict[str, Any], neuron_kwargs: dict[str, Any] | None,
-    kwargs: dict[str, Any],
-) -> EventDrivenNet:  # fmt: skip
-    neuron_kwargs = {**defaults["neuron"], **(neuron_kwargs or {})}
-    kwargs.setdefault("dropout", defaults["dropout"])
-    kwargs.setdefault("spikes_per_neuron", defaults["spikes_per_neuron"])
-    kwargs.setdefault("input_size", defaults["input_size"])
-    kwargs.setdefault("in_channels", defaults["in_channels"])
-    kwargs.setdefault("num_classes", defaults.get("num_classes", 10))
-    return EventDrivenNet(plan, neuron=EventDrivenNeuron(**neuron_kwargs), **kwargs)
+def _zoo_model(
+    name: str, plan: Plan, taus: tuple[float, float, float], doc: str, **defaults: Any
+) -> Callable[..., EventDrivenNet]:
+    """Register the builder ``name``: ``plan`` with the neuron time constants ``taus``
+    (tau_m, tau_s, tau_grad) and the default arguments ``defaults``."""
+    neuron_defaults = dict(zip(("tau_m", "tau_s", "tau_grad"), taus))
+
+    def builder(neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> EventDrivenNet:
+        neuron = EventDrivenNeuron(**{**neuron_defaults, **(neuron_kwargs or {})})
+        return EventDrivenNet(plan, neuron=neuron, **{**defaults, **kwargs})
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc + (
+        "; kwargs of :class:`EventDrivenNet` and ``neuron_kwargs`` for "
+        ":class:`~spikeflow.event_driven.EventDrivenNeuron`."
+    )
+    return register_model(name)(builder)
 
 
-@register_model("event_driven_nmnist")
-def event_driven_nmnist(
-    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
-) -> EventDrivenNet:
-    """The authors' N-MNIST net (34x34x2: 12c5-P2-64c5-P2-10, tau_m 8, tau_s 4, tau_grad 3,
-    2 spikes per neuron at calibration); kwargs of :class:`EventDrivenNet` and
-    ``neuron_kwargs`` for :class:`~spikeflow.event_driven.EventDrivenNeuron`."""
-    defaults = {
-        "neuron": {"tau_m": 8.0, "tau_s": 4.0, "tau_grad": 3.0},
-        "dropout": 0.0, "spikes_per_neuron": 2.0, "input_size": 34, "in_channels": 2,
-    }  # fmt: skip
-    return _build(_NMNIST_PLAN, defaults, neuron_kwargs, kwargs)
-
-
-@register_model("event_driven_cifar10")
-def event_driven_cifar10(
-    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
-) -> EventDrivenNet:
-    """The paper's CIFAR-10 VGG (32x32x3: 128-128-P-256x3-P-512x3-P-FC2048-FC2048-10,
-    dropout 0.1, tau_m 7, tau_s 4, tau_grad 3.5); kwargs as :func:`event_driven_nmnist`."""
-    defaults = {
-        "neuron": {"tau_m": 7.0, "tau_s": 4.0, "tau_grad": 3.5},
-        "dropout": 0.1, "spikes_per_neuron": 1.0, "input_size": 32, "in_channels": 3,
-    }  # fmt: skip
-    return _build(_CIFAR10_PLAN, defaults, neuron_kwargs, kwargs)
-
-
-@register_model("event_driven_dvsgesture")
-def event_driven_dvsgesture(
-    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
-) -> EventDrivenNet:
-    """The authors' DVS128 Gesture net (128x128x2, 11 classes: {128c3-P2} x6-FC512-FC128-11,
-    dropout 0.1, tau_m 7.5, tau_s 4, tau_grad 3.5; T = 20, count loss 7/1, AdamW lr 1e-4);
-    kwargs as :func:`event_driven_nmnist`."""
-    defaults = {
-        "neuron": {"tau_m": 7.5, "tau_s": 4.0, "tau_grad": 3.5},
-        "dropout": 0.1, "spikes_per_neuron": 1.0, "input_size": 128, "in_channels": 2,
-        "num_classes": 11,
-    }  # fmt: skip
-    return _build(_DVSGESTURE_PLAN, defaults, neuron_kwargs, kwargs)
-
-
-@register_model("event_driven_cifar10dvs")
-def event_driven_cifar10dvs(
-    neuron_kwargs: dict[str, Any] | None = None, **kwargs: Any
-) -> EventDrivenNet:
-    """The authors' CIFAR10-DVS net (frames resized to 48x48 in their recipe; any size
-    works: 128c3-P2-256c3-256c3-P2-256c3-256c3-P2-128c3-P2-FC512-FC512-10, dropout 0.05,
-    tau_m 8, tau_s 4.5, tau_grad 4; T = 20, count loss 10/1, AdamW lr 1e-4); kwargs as
-    :func:`event_driven_nmnist`."""
-    defaults = {
-        "neuron": {"tau_m": 8.0, "tau_s": 4.5, "tau_grad": 4.0},
-        "dropout": 0.05, "spikes_per_neuron": 1.0, "input_size": 48, "in_channels": 2,
-    }  # fmt: skip
-    return _build(_CIFAR10DVS_PLAN, defaults, neuron_kwargs, kwargs)
+event_driven_nmnist = _zoo_model(
+    "event_driven_nmnist", _NMNIST_PLAN, (8.0, 4.0, 3.0),
+    "The authors' N-MNIST net (34x34x2: 12c5-P2-64c5-P2-10, tau_m 8, tau_s 4, tau_grad 3, "
+    "2 spikes per neuron at calibration)",
+    dropout=0.0, spikes_per_neuron=2.0, input_size=34, in_channels=2, num_classes=10,
+)  # fmt: skip
+event_driven_cifar10 = _zoo_model(
+    "event_driven_cifar10", _CIFAR10_PLAN, (7.0, 4.0, 3.5),
+    "The paper's CIFAR-10 VGG (32x32x3: 128-128-P-256x3-P-512x3-P-FC2048-FC2048-10, "
+    "dropout 0.1, tau_m 7, tau_s 4, tau_grad 3.5)",
+    dropout=0.1, spikes_per_neuron=1.0, input_size=32, in_channels=3, num_classes=10,
+)  # fmt: skip
+event_driven_dvsgesture = _zoo_model(
+    "event_driven_dvsgesture", _DVSGESTURE_PLAN, (7.5, 4.0, 3.5),
+    "The authors' DVS128 Gesture net (128x128x2, 11 classes: {128c3-P2} x6-FC512-FC128-11, "
+    "dropout 0.1, tau_m 7.5, tau_s 4, tau_grad 3.5; T = 20, count loss 7/1, AdamW lr 1e-4)",
+    dropout=0.1, spikes_per_neuron=1.0, input_size=128, in_channels=2, num_classes=11,
+)  # fmt: skip
+event_driven_cifar10dvs = _zoo_model(
+    "event_driven_cifar10dvs", _CIFAR10DVS_PLAN, (8.0, 4.5, 4.0),
+    "The authors' CIFAR10-DVS net (frames resized to 48x48 in their recipe; any size "
+    "works: 128c3-P2-256c3-256c3-P2-256c3-256c3-P2-128c3-P2-FC512-FC512-10, dropout 0.05, "
+    "tau_m 8, tau_s 4.5, tau_grad 4; T = 20, count loss 10/1, AdamW lr 1e-4)",
+    dropout=0.05, spikes_per_neuron=1.0, input_size=48, in_channels=2, num_classes=10,
+)  # fmt: skip
