@@ -348,6 +348,8 @@ def test_bad_settings_and_shapes_are_named() -> None:
         EventDrivenConv2d(2, 3, 3)(torch.zeros(2, 1, 3, 5, 5))
     with pytest.raises(ShapeError, match="smaller than"):
         adjusted_avg_pool2d(torch.zeros(1, 1, 1, 1), 2)
+    with pytest.raises(ShapeError, match="no time steps"):
+        EventDrivenLinear(4, 2)(torch.zeros(0, 3, 4))
 
 
 def test_zoo_networks_calibrate_once_and_keep_it() -> None:

@@ -130,6 +130,10 @@ class EventDrivenLayer(nn.Module):
         rose (by more than 0.05), so that a silent label class still gets gradient; the
         output then holds that spike (the authors' code counts it in the loss)."""
         x = self._check_input(x)
+        if x.shape[0] == 0:
+            raise ShapeError(
+                f"{type(self).__name__}: the input has no time steps (T = 0), shape {list(x.shape)}"
+            )
         if target is not None:
             target = self._check_target(target, x)
         if self.training and self.weight_clip is not None:
