@@ -585,7 +585,7 @@ def test_a_spike_monitor_does_not_see_the_calibration_pass() -> None:
 
 def _triton_or_skip() -> torch.device:
     from conftest import kernel_device
-    from spikeflow.event_driven.gpu import triton_available
+    from spikeflow.kernels.triton_backend import triton_available
 
     if not triton_available():
         pytest.skip("triton (the 'triton' extra) is not installed")
@@ -632,7 +632,7 @@ def test_a_triton_layer_equals_the_loop() -> None:
 
 
 def test_triton_backend_names_what_it_cannot_run() -> None:
-    from spikeflow.event_driven.gpu import interpreting, triton_available
+    from spikeflow.kernels.triton_backend import interpreting, triton_available
 
     if not triton_available():
         pytest.skip("triton (the 'triton' extra) is not installed")
@@ -663,7 +663,7 @@ print(json.dumps(out))
 
 def test_triton_kernels_compile_for_sm90_without_fused_multiply_adds() -> None:
     from conftest import run_compiler_child
-    from spikeflow.event_driven.gpu import triton_available
+    from spikeflow.kernels.triton_backend import triton_available
 
     if not triton_available():
         pytest.skip("triton (the 'triton' extra) is not installed")
@@ -677,8 +677,8 @@ def test_triton_kernels_compile_for_sm90_without_fused_multiply_adds() -> None:
 def test_a_nan_current_gives_nan_gradients_on_every_backend() -> None:
     import dataclasses
 
-    from spikeflow.event_driven.gpu import triton_available
     from spikeflow.kernels.cpu import CompilerNotFoundError, compiler
+    from spikeflow.kernels.triton_backend import triton_available
 
     backends = ["torch"]
     try:

@@ -9,38 +9,18 @@ Needs the ``triton`` extra; imported only when a Triton backend runs.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.kernels.triton_backend import interpreting, triton_available
 
-__all__ = [
-    "compile_for_gpu",
-    "interpreting",
-    "triton_available",
-    "triton_backward",
-    "triton_forward",
-]
+__all__ = ["compile_for_gpu", "triton_backward", "triton_forward"]
 
 BLOCK = 256
 _KERNELS: dict[str, Any] = {}
-
-
-def triton_available() -> bool:
-    """Whether the ``triton`` package can be imported."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def interpreting() -> bool:
-    """Whether Triton's CPU interpreter is on (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def kernels() -> dict[str, Any]:
