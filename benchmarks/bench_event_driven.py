@@ -24,10 +24,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from _common import measure
 from _common import start as start_benchmark
 
 from spikeflow.event_driven import EventDrivenLayer, spike_backward, spike_forward
@@ -35,18 +35,9 @@ from spikeflow.losses import spike_count_loss
 from spikeflow.models import create_model
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    def timed() -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    timed()
-    return 1e3 * statistics.median(timed() for _ in range(repeats))
+def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median of ``repeats`` timed calls after one warm-up (``_common.measure``)."""
+    return 1e3 * statistics.median(measure(fn, device, repeats=repeats))
 
 
 def _set_backend(net: torch.nn.Module, backend: str) -> None:
@@ -82,10 +73,10 @@ def main() -> None:
             grad = noise * out[0]
             results[backend] = (*out, *spike_backward(grad, *out, chosen))
             ms[f"{backend} fwd"] = _median_ms(
-                lambda c=chosen, x=current: spike_forward(x, c), args.repeats
+                lambda c=chosen, x=current: spike_forward(x, c), device, args.repeats
             )
             ms[f"{backend} bwd"] = _median_ms(
-                lambda c=chosen, o=out, g=grad: spike_backward(g, *o, c), args.repeats
+                lambda c=chosen, o=out, g=grad: spike_backward(g, *o, c), device, args.repeats
             )
         same = all(torch.equal(a, b) for a, b in zip(results["torch"], results[fused]))
         f_fwd, f_bwd = ms[f"{fused} fwd"], ms[f"{fused} bwd"]
@@ -123,7 +114,7 @@ def main() -> None:
         _set_backend(first, backend)
         spike_count_loss(first(x, target=y), y, 15.0, 2.0).backward()
         grads[backend] = [p.grad for p in first.parameters()]
-        step_ms[backend] = _median_ms(step, args.steps)
+        step_ms[backend] = _median_ms(step, device, args.steps)
         print(f"  {backend:>5}: median step {step_ms[backend]:.0f} ms "
               f"({1e3 * args.batch / step_ms[backend]:.1f} samples/s)")  # fmt: skip
     same = all(torch.equal(a, b) for a, b in zip(grads["torch"], grads[fused]))
