@@ -197,17 +197,16 @@ def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, T
     scale = theta_s / (theta_s - theta_m)
     launch = _fused(current, neuron, "forward")
     if launch is not None:
-        current = current.contiguous()
-        spikes, rise = torch.empty_like(current), torch.empty_like(current)
-        slope = torch.empty_like(current) if neuron.exponential else rise
+        current = current.contiguous()  # the kernels read and write [T, n] rows
+    spikes, rise = torch.empty_like(current), torch.empty_like(current)
+    slope = torch.empty_like(current) if neuron.exponential else rise
+    if launch is not None:
         if current.numel():
             launch(current, spikes, rise, slope, (decay_m, decay_s, decay_g), scale,
                    neuron.threshold, neuron.exponential)  # fmt: skip
         return spikes, rise, slope
     zeros = torch.zeros_like(current[0])
     trace_m, trace_s, trace_g, u_last = zeros, zeros, zeros, zeros
-    spikes, rise = torch.empty_like(current), torch.empty_like(current)
-    slope = torch.empty_like(current) if neuron.exponential else rise
     for t in range(current.shape[0]):
         trace_m = (trace_m + current[t]) * decay_m
         trace_s = (trace_s + current[t]) * decay_s
