@@ -351,3 +351,16 @@ def test_streaming_refuses_whole_sequence_modules():
         with pytest.raises(StateError, match="whole sequences only"):
             with streaming(model):
                 pass
+
+
+def test_differential_modules_name_a_missing_bias_step_or_bad_input():
+    from spikeflow.errors import DTypeError, ShapeError
+
+    with pytest.raises(ShapeError, match="DifferentialNeuron needs the bias step"):
+        DifferentialNeuron()(torch.zeros(1, 2))
+    with pytest.raises(ShapeError, match="differential_decode needs the bias step"):
+        differential_decode(torch.zeros(1, 2))
+    with pytest.raises(ShapeError, match=r"DifferentialMaxPool .*at least 5 dimensions"):
+        DifferentialMaxPool(2)(torch.zeros(3, 1, 1, 4))
+    with pytest.raises(DTypeError, match="MultiThresholdNeuron expects a floating-point"):
+        MultiThresholdNeuron()(torch.zeros(3, 2, dtype=torch.long))

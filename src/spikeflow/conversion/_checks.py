@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from spikeflow.errors import ConfigurationError
+from spikeflow.base import check_time_major
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
+    "check_bias_step",
     "check_initial_membrane",
     "check_positive_int",
     "check_threshold",
+    "current_sequence",
+    "store_threshold",
     "threshold_problem",
+    "threshold_repr",
 ]
 
 
@@ -75,3 +80,32 @@ def check_initial_membrane(value: float) -> float:
 def threshold_repr(theta: float | Tensor) -> str:
     """A threshold for ``extra_repr``: the number, or the shape of a per-channel tensor."""
     return f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
+
+
+def store_threshold(module: nn.Module, value: float | Tensor, owner: str) -> None:
+    """Check ``value`` (:func:`check_threshold`) and keep it as ``module.v_threshold``: a
+    tensor as a buffer (it moves with the module), a number as a float."""
+    value = check_threshold(value, owner)
+    if isinstance(value, Tensor):
+        module.register_buffer("v_threshold", value.detach().clone())
+    else:
+        module.v_threshold = value
+
+
+def current_sequence(x: Tensor, owner: str, step_mode: str | None, ndim: int = 2) -> Tensor:
+    """A neuron's input current as ``[T, ...]``: a floating-point tensor, time-major with
+    at least ``ndim`` dims in multi-step mode (``'m'``), one step ``[B, ...]`` made a
+    sequence of one in single-step mode (``'s'``); ``step_mode=None`` for modules that
+    take whole sequences only."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise DTypeError(f"{owner} expects a floating-point tensor (the input current)")
+    if step_mode == "s":
+        return x.unsqueeze(0)
+    check_time_major(x, owner, ndim, single_step=step_mode is not None)
+    return x
+
+
+def check_bias_step(steps: int, owner: str) -> None:
+    """A differentially coded sequence has its bias step and at least one more."""
+    if steps < 2:
+        raise ShapeError(f"{owner} needs the bias step and at least one step, got {steps} step(s)")

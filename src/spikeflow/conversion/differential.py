@@ -33,11 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeflow.base import check_time_major
-from spikeflow.conversion._checks import check_positive_int, check_threshold, threshold_repr
+from spikeflow.conversion._checks import (
+    check_bias_step,
+    check_positive_int,
+    current_sequence,
+    store_threshold,
+    threshold_repr,
+)
 from spikeflow.conversion.multi_threshold import largest_level, threshold_levels
 from spikeflow.conversion.pooling import _POOLS
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.errors import ConfigurationError
 
 __all__ = [
     "DifferentialMaxPool",
@@ -61,10 +66,7 @@ def differential_encode(u: Tensor) -> Tensor:
 def differential_decode(y: Tensor) -> Tensor:
     """``[T + 1, B, ...]`` outputs of a differential network (step 0: its bias) -> the
     rebuilt values ``[T, B, ...]`` (``O_t = ō_{t-1} + (y_t - y_0)``, ``ō_0 = y_0``)."""
-    if y.shape[0] < 2:
-        raise ShapeError(
-            f"differential_decode needs the bias step and at least one step, got {y.shape[0]}"
-        )
+    check_bias_step(y.shape[0], "differential_decode")
     bias, mean = y[0], y[0]
     out = []
     for t, y_t in enumerate(y[1:].unbind(0), start=1):
@@ -89,11 +91,7 @@ class DifferentialNeuron(nn.Module):
 
     def __init__(self, v_threshold: float | Tensor = 1.0, thresholds: int | None = None) -> None:
         super().__init__()
-        v_threshold = check_threshold(v_threshold, "DifferentialNeuron")
-        if isinstance(v_threshold, Tensor):
-            self.register_buffer("v_threshold", v_threshold.detach().clone())
-        else:
-            self.v_threshold = v_threshold
+        store_threshold(self, v_threshold, "DifferentialNeuron")
         self.thresholds = check_positive_int(thresholds, "thresholds (k)", allow_none=True)
 
     def _spike(self, v: Tensor, total: Tensor, theta: Tensor, levels: Tensor | None) -> Tensor:
@@ -106,14 +104,8 @@ class DifferentialNeuron(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The signed spikes ``[T + 1, B, ...]`` (zeros at the bias step)."""
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise DTypeError("DifferentialNeuron expects a floating-point tensor")
-        check_time_major(x, "DifferentialNeuron", single_step=False)
-        if x.shape[0] < 2:
-            raise ShapeError(
-                "DifferentialNeuron needs the bias step and at least one step, got "
-                f"{x.shape[0]} step(s)"
-            )
+        current_sequence(x, "DifferentialNeuron", None)
+        check_bias_step(x.shape[0], "DifferentialNeuron")
         theta = torch.as_tensor(self.v_threshold, dtype=x.dtype, device=x.device)
         levels = None if self.thresholds is None else threshold_levels(
             theta, self.thresholds, x[0]
@@ -199,12 +191,8 @@ class DifferentialMaxPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The pooled differential signal ``[T + 1, B, C, *spatial']``."""
-        check_time_major(x, "DifferentialMaxPool", self.spatial_dims + 3, single_step=False)
-        if x.shape[0] < 2:
-            raise ShapeError(
-                "DifferentialMaxPool needs the bias step and at least one step, got "
-                f"{x.shape[0]} step(s)"
-            )
+        current_sequence(x, "DifferentialMaxPool", None, self.spatial_dims + 3)
+        check_bias_step(x.shape[0], "DifferentialMaxPool")
         bias = x[0]
         estimate_in = bias
         v = torch.zeros_like(bias)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikeflow.base import MemoryModule, StepMode, check_time_major
+from spikeflow.base import MemoryModule, StepMode
 from spikeflow.conversion._checks import (
     check_initial_membrane,
     check_positive_int,
-    check_threshold,
+    current_sequence,
+    store_threshold,
     threshold_repr,
 )
-from spikeflow.errors import DTypeError
 
 __all__ = ["GroupNeuron"]
 
@@ -46,11 +46,7 @@ class GroupNeuron(MemoryModule):
     ) -> None:
         super().__init__(step_mode)
         members = check_positive_int(members, "members (m)")
-        v_threshold = check_threshold(v_threshold, "GroupNeuron")
-        if isinstance(v_threshold, Tensor):
-            self.register_buffer("v_threshold", v_threshold.detach().clone())
-        else:
-            self.v_threshold = v_threshold
+        store_threshold(self, v_threshold, "GroupNeuron")
         self.members = members
         self.initial_membrane = check_initial_membrane(initial_membrane)
 
@@ -61,13 +57,7 @@ class GroupNeuron(MemoryModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Output ``c·θ/m``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise DTypeError("GroupNeuron expects a floating-point tensor (the input current)")
-        if self.step_mode == "m":
-            check_time_major(x, "GroupNeuron")
-            x_seq = x
-        else:
-            x_seq = x.unsqueeze(0)
+        x_seq = current_sequence(x, "GroupNeuron", self.step_mode)
         unit = self.unit
         state = self._carried_state(x_seq.shape[1:])
         if state is None:

@@ -21,9 +21,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikeflow.base import MemoryModule, StepMode, check_time_major
-from spikeflow.conversion._checks import check_positive_int, check_threshold, threshold_repr
-from spikeflow.errors import DTypeError
+from spikeflow.base import MemoryModule, StepMode
+from spikeflow.conversion._checks import (
+    check_positive_int,
+    current_sequence,
+    store_threshold,
+    threshold_repr,
+)
 
 __all__ = ["MultiThresholdNeuron", "largest_level", "threshold_levels"]
 
@@ -73,24 +77,12 @@ class MultiThresholdNeuron(MemoryModule):
     ) -> None:
         super().__init__(step_mode)
         self.thresholds = check_positive_int(thresholds, "thresholds (k)")
-        v_threshold = check_threshold(v_threshold, "MultiThresholdNeuron")
-        if isinstance(v_threshold, Tensor):
-            self.register_buffer("v_threshold", v_threshold.detach().clone())
-        else:
-            self.v_threshold = v_threshold
+        store_threshold(self, v_threshold, "MultiThresholdNeuron")
         self.signed = bool(signed)
 
     def forward(self, x: Tensor) -> Tensor:
         """The spikes' values: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise DTypeError(
-                "MultiThresholdNeuron expects a floating-point tensor (the input current)"
-            )
-        if self.step_mode == "m":
-            check_time_major(x, "MultiThresholdNeuron")
-            x_seq = x
-        else:
-            x_seq = x.unsqueeze(0)
+        x_seq = current_sequence(x, "MultiThresholdNeuron", self.step_mode)
         theta = torch.as_tensor(self.v_threshold, dtype=x_seq.dtype, device=x_seq.device)
         levels = threshold_levels(theta, self.thresholds, x_seq[0])
         state = self._carried_state(x_seq.shape[1:])
