@@ -321,9 +321,9 @@ def test_teacher_spike_fires_the_label_neuron() -> None:
         rising = [t for t in range(12) if rise[t, b, label] > 0.05]
         if plain[:, b, label].sum() == 0:
             assert diff[:, b, label].nonzero().flatten().tolist() == rising[-1:] or not rising
-    with pytest.raises(ConfigurationError, match="labels must be in"):
+    with pytest.raises(ConfigurationError, match="labels must lie in"):
         layer(x, target + 5)
-    with pytest.raises(ShapeError, match="target must be labels"):
+    with pytest.raises(ShapeError, match="class labels must have shape"):
         layer(x, target[:3])
     with pytest.raises(ConfigurationError, match="only an output"):
         EventDrivenConv2d(2, 3, 3)(torch.zeros(2, 1, 2, 5, 5), torch.tensor([0]))

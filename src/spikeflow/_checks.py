@@ -7,8 +7,9 @@ import numbers
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 
 
 def check_flag(owner: str, name: str, value: Any) -> bool:
@@ -73,3 +74,18 @@ def check_real(
             where = f" in {left}{lo}, {hi}{right}"
         raise ConfigurationError(f"{name} must be a finite real number{where}, got {value!r}")
     return float(value)
+
+
+def check_labels(owner: str, target: Tensor, batch: int, classes: int) -> None:
+    """Integer class labels: shape ``[batch]``, every one in ``[0, classes)``; else a
+    ShapeError or ConfigurationError naming ``owner``."""
+    if tuple(target.shape) != (batch,):
+        raise ShapeError(
+            f"{owner}: integer class labels must have shape [B] = [{batch}], "
+            f"got {tuple(target.shape)}"
+        )
+    if target.numel() > 0 and (int(target.min()) < 0 or int(target.max()) >= classes):
+        raise ConfigurationError(
+            f"{owner}: labels must lie in [0, {classes - 1}], "
+            f"got range [{int(target.min())}, {int(target.max())}]"
+        )

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
@@ -62,16 +62,7 @@ def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
                 f"distribution, got {tuple(target.shape)}"
             )
     elif target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        if tuple(target.shape) != (batch,):
-            raise ShapeError(
-                f"{loss}: integer class labels must have shape [B] = [{batch}], "
-                f"got {tuple(target.shape)}"
-            )
-        if target.numel() > 0 and (int(target.min()) < 0 or int(target.max()) >= classes):
-            raise ConfigurationError(
-                f"{loss}: labels must lie in [0, {classes - 1}], "
-                f"got range [{int(target.min())}, {int(target.max())}]"
-            )
+        check_labels(loss, target, batch, classes)
     else:
         raise DTypeError(f"{loss}: target must be integer labels or float, got {target.dtype}")
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.event_driven.kernel import EventDrivenNeuron, spike_backward, spike_forward
 
@@ -153,15 +153,7 @@ class EventDrivenLayer(nn.Module):
             raise ConfigurationError(
                 f"{owner}: target must be integer class labels, got {target.dtype}"
             )
-        if target.shape != x.shape[1:2]:
-            raise ShapeError(
-                f"{owner}: target must be labels [B] = [{x.shape[1]}], got {list(target.shape)}"
-            )
-        if len(target) and (target.min() < 0 or target.max() >= self.out_features):
-            raise ConfigurationError(
-                f"{owner}: target labels must be in [0, {self.out_features}), got "
-                f"[{int(target.min())}, {int(target.max())}]"
-            )
+        check_labels(owner, target, x.shape[1], self.out_features)
         return target.long()
 
     def _check_input(self, x: Tensor) -> Tensor:
