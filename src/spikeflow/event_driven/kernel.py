@@ -33,6 +33,7 @@ bit to the PyTorch loops here (``backend="torch"``).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -222,6 +223,18 @@ def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, T
     return spikes, rise, slope
 
 
+@functools.lru_cache(maxsize=64)
+def _tables(
+    neuron: EventDrivenNeuron, steps: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``ε`` and its slope as tensors of ``steps + 1`` entries (index ``steps``, never
+    reached while a later spike exists, holds 0); built once per setting, not at every
+    backward (on a GPU each build would be a host-to-device copy). Read only."""
+    kernel = torch.tensor([*neuron.kernel(steps), 0.0], dtype=dtype, device=device)
+    slope = torch.tensor([*neuron.kernel_slope(steps), 0.0], dtype=dtype, device=device)
+    return kernel, slope
+
+
 def spike_backward(
     grad_time: Tensor, spikes: Tensor, rise: Tensor, slope: Tensor, neuron: EventDrivenNeuron
 ) -> tuple[Tensor, Tensor]:
@@ -231,10 +244,7 @@ def spike_backward(
     Returns ``(for_input_times, for_weights)``: what the inputs' time gradients and the
     weight gradient are built from (see the module docstring)."""
     steps = spikes.shape[0]
-    dtype, device = spikes.dtype, spikes.device
-    # index ``steps`` (never reached while a later spike exists) holds 0.
-    kernel = torch.tensor([*neuron.kernel(steps), 0.0], dtype=dtype, device=device)
-    slope_kernel = torch.tensor([*neuron.kernel_slope(steps), 0.0], dtype=dtype, device=device)
+    kernel, slope_kernel = _tables(neuron, steps, spikes.dtype, spikes.device)
     launch = _fused(spikes, neuron, "backward")
     for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
     if launch is not None:
@@ -245,7 +255,7 @@ def spike_backward(
         return for_input, for_weight
     at_weight = torch.zeros_like(spikes[0])
     at_input = torch.zeros_like(spikes[0])
-    since = torch.full(spikes.shape[1:], steps, dtype=torch.long, device=device)
+    since = torch.full(spikes.shape[1:], steps, dtype=torch.long, device=spikes.device)
     for t in range(steps - 1, -1, -1):
         fired = spikes[t] > 0
         dt_du = torch.clamp(-1.0 / rise[t], -neuron.max_dt_du, 0.0)
