@@ -114,13 +114,13 @@ def test_spike_count_by_hand():
 
 
 def test_get_loss_names_and_binding():
-    assert list_losses() == ["ce", "count", "mse", "tet"]
+    assert list_losses() == ["ce", "ce+", "count", "count+", "mse", "sum0", "tet", "ttfs"]
     assert get_loss("mse") is rate_mse_loss
     assert get_loss("CE") is ce_mean_loss
     out = torch.randn(2, 2, 3)
     target = torch.tensor([0, 2])
     torch.testing.assert_close(get_loss("tet", lamb=0.5)(out, target), tet_loss(out, target, 0.5))
-    with pytest.raises(ConfigurationError, match="available: ce, count, mse, tet"):
+    with pytest.raises(ConfigurationError, match=r"available: ce, ce\+, count, count\+, mse, sum0, tet, ttfs"):
         get_loss("hinge")
     with pytest.raises(ConfigurationError, match="gamma"):
         get_loss("tet", gamma=2)

@@ -1,26 +1,12 @@
-"""Training losses for spiking classifiers (methods.md 9 and 11.2).
+"""Rate-based losses: on the time-mean output or the spike counts (methods.md 9, 11.2).
 
-Every loss takes the network output as a time-major sequence ``out_seq`` of shape
+Each takes the network output as a time-major sequence ``out_seq`` of shape
 ``[T, B, K]`` (``K`` classes) and a target that is either integer class indices ``[B]``
-or (all but ``"count"``) a float class distribution ``[B, K]`` (one-hot, label-smoothed,
-mixup/cutmix mixtures).
-Each returns a scalar averaged over the batch.
-
-========================  =================================================================
-name (:func:`get_loss`)   loss
-========================  =================================================================
-``"mse"``                 :func:`rate_mse_loss`: MSE of the time-mean against one-hot
-``"ce"``                  :func:`ce_mean_loss`: cross-entropy of the time-mean
-``"tet"``                 :func:`tet_loss`: per-step CE plus a MSE regulariser (TET)
-``"count"``               :func:`spike_count_loss`: squared spike-count error with margins
-========================  =================================================================
+or (all but :func:`spike_count_loss`) a float class distribution ``[B, K]`` (one-hot,
+label-smoothed, mixup/cutmix mixtures), and returns a scalar averaged over the batch.
 """
 
 from __future__ import annotations
-
-import inspect
-from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,17 +15,7 @@ from torch import Tensor
 from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = [
-    "LossFn",
-    "ce_mean_loss",
-    "get_loss",
-    "list_losses",
-    "rate_mse_loss",
-    "spike_count_loss",
-    "tet_loss",
-]
-
-LossFn = Callable[..., Tensor]
+__all__ = ["ce_mean_loss", "rate_mse_loss", "spike_count_loss", "tet_loss"]
 
 
 def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
@@ -152,13 +128,20 @@ def spike_count_loss(
     desired_count, undesired_count = _count_arguments(desired_count, undesired_count)
     if target.is_floating_point():
         raise DTypeError("spike_count_loss: target must be integer class labels [B]")
-    steps, _, classes = out_seq.shape
-    counts = out_seq.sum(dim=0)
-    is_label = F.one_hot(target.long(), classes).to(torch.bool)
+    delta = count_error(out_seq.sum(dim=0), target, desired_count, undesired_count)
+    return 0.5 * (delta / out_seq.shape[0]).pow(2).sum(dim=1).mean()
+
+
+def count_error(
+    counts: Tensor, target: Tensor, desired_count: float, undesired_count: float
+) -> Tensor:
+    """``n - n*`` for spike counts ``counts`` ``[B, K]``: the label class wants
+    ``desired_count`` and is not penalised above it, the others want
+    ``undesired_count`` and are not penalised below it (zero there)."""
+    is_label = F.one_hot(target.long(), counts.shape[1]).to(torch.bool)
     wanted = torch.where(is_label, desired_count, undesired_count).to(counts.dtype)
     diff = counts - wanted
-    delta = torch.where(is_label, diff.clamp(max=0.0), diff.clamp(min=0.0)) / steps
-    return 0.5 * delta.pow(2).sum(dim=1).mean()
+    return torch.where(is_label, diff.clamp(max=0.0), diff.clamp(min=0.0))
 
 
 def _real(loss: str, name: str, value: object, low: float | None = None,
@@ -180,66 +163,14 @@ def _tet_arguments(lamb: object, phi: object, label_smoothing: object) -> tuple[
     )
 
 
-def _count_arguments(desired_count: object, undesired_count: object) -> tuple[float, float]:
-    desired = _real("spike_count_loss", "desired_count", desired_count)
-    undesired = _real("spike_count_loss", "undesired_count", undesired_count)
+def _count_arguments(
+    desired_count: object, undesired_count: object, loss: str = "spike_count_loss"
+) -> tuple[float, float]:
+    desired = _real(loss, "desired_count", desired_count)
+    undesired = _real(loss, "undesired_count", undesired_count)
     if desired < undesired:
         raise ConfigurationError(
-            f"spike_count_loss: desired_count ({desired_count}) must be >= "
+            f"{loss}: desired_count ({desired_count}) must be >= "
             f"undesired_count ({undesired_count})"
         )
     return desired, undesired
-
-
-#: Each loss's argument check, which get_loss runs on the arguments it binds.
-_ARGUMENTS: dict[Callable[..., Tensor], Callable[..., object]] = {
-    ce_mean_loss: _ce_arguments,
-    tet_loss: _tet_arguments,
-    spike_count_loss: _count_arguments,
-}
-
-
-_LOSSES: dict[str, LossFn] = {
-    "mse": rate_mse_loss,
-    "ce": ce_mean_loss,
-    "tet": tet_loss,
-    "count": spike_count_loss,
-}
-
-
-def list_losses() -> list[str]:
-    """The names :func:`get_loss` accepts, sorted."""
-    return sorted(_LOSSES)
-
-
-def get_loss(name: str, **kwargs: Any) -> LossFn:
-    """The loss called ``name`` (``"mse"``, ``"ce"``, ``"tet"``, ``"count"``).
-
-    Keyword arguments (e.g. ``lamb=0.01`` for TET) are bound into the returned callable,
-    which is then called as ``loss(out_seq, target)``.
-
-    Raises:
-        ConfigurationError: unknown name (the message lists the names).
-    """
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in _LOSSES:
-        raise ConfigurationError(f"unknown loss {name!r}; available: {', '.join(list_losses())}")
-    fn = _LOSSES[key]
-    if not kwargs:
-        return fn
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("out_seq", "target")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ConfigurationError(
-            f"loss {name!r} takes no argument(s) {unknown}; it accepts {accepted}"
-        )
-    # Checked now, not at the first training step (after the run folder was made).
-    params = inspect.signature(fn).parameters
-    _ARGUMENTS[fn](**{**{p: params[p].default for p in accepted}, **kwargs})
-
-    def bound(out_seq: Tensor, target: Tensor) -> Tensor:
-        return fn(out_seq, target, **kwargs)
-
-    bound.__name__ = f"{fn.__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
-    bound.__doc__ = fn.__doc__
-    return bound

@@ -1,0 +1,125 @@
+"""Training losses for spiking classifiers (methods.md 9 and 11.2).
+
+Every loss takes the network output as a time-major sequence ``out_seq`` of shape
+``[T, B, K]`` (``K`` classes) and a target: integer class indices ``[B]``, or for the
+rate losses ``mse``, ``ce`` and ``tet`` also a float class distribution ``[B, K]``
+(one-hot, label-smoothed, mixup/cutmix mixtures). Each returns a scalar averaged over
+the batch.
+
+============  ==================================  =============================================
+name          function                            loss (readout)
+============  ==================================  =============================================
+``mse``       :func:`rate_mse_loss`               MSE of the time-mean against one-hot (rate)
+``ce``        :func:`ce_mean_loss`                cross-entropy of the time-mean (rate)
+``tet``       :func:`tet_loss`                    per-step CE plus a MSE regulariser (rate)
+``count``     :func:`spike_count_loss`            squared spike-count error with margins (count)
+``count+``    :func:`spike_count_plus_loss`       ``count``, gradient shared over spikes (count)
+``sum0``      :func:`spike_count_sum0_loss`       ``count+`` with zero-sum spike gradients (count)
+``ce+``       :func:`ce_plus_loss`                CE on ``2 n / T``, shared over spikes (count)
+``ttfs``      :func:`ttfs_loss`                   CE on first-spike times (first_spike)
+============  ==================================  =============================================
+
+The last four are the time-based losses (:mod:`spikeflow.losses.time_based`): their
+gradients reach the output spikes only, for the event-driven layers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.losses import rate, time_based
+from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
+from spikeflow.losses.readout import READOUTS, first_spike_steps, predict
+from spikeflow.losses.time_based import (
+    ce_plus_loss,
+    spike_count_plus_loss,
+    spike_count_sum0_loss,
+    ttfs_loss,
+)
+
+__all__ = [
+    "READOUTS",
+    "LossFn",
+    "ce_mean_loss",
+    "ce_plus_loss",
+    "first_spike_steps",
+    "get_loss",
+    "list_losses",
+    "loss_readout",
+    "predict",
+    "rate_mse_loss",
+    "spike_count_loss",
+    "spike_count_plus_loss",
+    "spike_count_sum0_loss",
+    "tet_loss",
+    "ttfs_loss",
+]
+
+LossFn = Callable[..., Tensor]
+
+#: name -> (loss, its argument check, the readout that matches it).
+_LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
+    "mse": (rate_mse_loss, lambda: None, "rate"),
+    "ce": (ce_mean_loss, rate._ce_arguments, "rate"),
+    "tet": (tet_loss, rate._tet_arguments, "rate"),
+    "count": (spike_count_loss, rate._count_arguments, "count"),
+    "count+": (spike_count_plus_loss, time_based._count_plus_arguments, "count"),
+    "sum0": (spike_count_sum0_loss, time_based._sum0_arguments, "count"),
+    "ce+": (ce_plus_loss, time_based._ce_plus_arguments, "count"),
+    "ttfs": (ttfs_loss, time_based._ttfs_arguments, "first_spike"),
+}
+
+
+def list_losses() -> list[str]:
+    """The names :func:`get_loss` accepts, sorted."""
+    return sorted(_LOSSES)
+
+
+def _key(name: str) -> str:
+    key = name.lower().replace("-", "_") if isinstance(name, str) else name
+    if key not in _LOSSES:
+        raise ConfigurationError(f"unknown loss {name!r}; available: {', '.join(list_losses())}")
+    return key
+
+
+def loss_readout(name: str) -> str:
+    """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
+    ``mse``/``ce``/``tet``, ``"count"`` for the counting losses and ``ce+``,
+    ``"first_spike"`` for ``ttfs``."""
+    return _LOSSES[_key(name)][2]
+
+
+def get_loss(name: str, **kwargs: Any) -> LossFn:
+    """The loss called ``name`` (see the module's table; case and ``-``/``_`` ignored).
+
+    Keyword arguments (e.g. ``lamb=0.01`` for TET) are bound into the returned callable,
+    which is then called as ``loss(out_seq, target)``.
+
+    Raises:
+        ConfigurationError: unknown name (the message lists the names), an argument the
+            loss does not take, or an invalid argument value.
+    """
+    fn, check, _ = _LOSSES[_key(name)]
+    if not kwargs:
+        return fn
+    accepted = [p for p in inspect.signature(fn).parameters if p not in ("out_seq", "target")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ConfigurationError(
+            f"loss {name!r} takes no argument(s) {unknown}; it accepts {accepted}"
+        )
+    # Checked now, not at the first training step (after the run folder was made).
+    params = inspect.signature(fn).parameters
+    check(**{**{p: params[p].default for p in accepted}, **kwargs})
+
+    def bound(out_seq: Tensor, target: Tensor) -> Tensor:
+        return fn(out_seq, target, **kwargs)
+
+    bound.__name__ = f"{fn.__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    bound.__doc__ = fn.__doc__
+    return bound
