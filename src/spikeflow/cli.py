@@ -278,13 +278,25 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="neuron arguments, e.g. init_tau=2.0 surrogate_function=atan",
     )
     o = p.add_argument_group("optimisation")
-    o.add_argument("--loss", default=s, help="mse (default: rate vs one-hot), ce, tet, count")
+    o.add_argument(
+        "--loss",
+        default=s,
+        help="mse (default: rate vs one-hot), ce, tet, count; time-based (event-driven "
+        "nets): count+, sum0, ce+, ttfs",
+    )
     o.add_argument(
         "--loss-kwargs",
         nargs="+",
         default=s,
         metavar="KEY=VALUE",
         help="loss arguments, e.g. lamb=0.05 for tet",
+    )
+    o.add_argument(
+        "--readout",
+        default=s,
+        choices=["auto", "rate", "count", "first_spike"],
+        help="how accuracy reads the predicted class: auto (default: the loss's), rate "
+        "(time-mean), count (most spikes, ties to the earlier), first_spike",
     )
     o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"])
     o.add_argument("--lr", type=float, default=s, help="learning rate (default 1e-3)")

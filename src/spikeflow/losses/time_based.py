@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.losses.readout import first_spike_steps
 from spikeflow.losses.rate import _check, _count_arguments, _real, count_error
+from spikeflow.losses.readout import first_spike_steps
 
 __all__ = ["ce_plus_loss", "spike_count_plus_loss", "spike_count_sum0_loss", "ttfs_loss"]
 
@@ -118,7 +118,7 @@ def spike_count_sum0_loss(
     undesired_count: float = 1.0,
     balance: float | None = 10.0,
 ) -> Tensor:
-    """"count+" with zero-sum spike gradients ("sum0"; methods.md 9).
+    """ "count+" with zero-sum spike gradients ("sum0"; methods.md 9).
 
     The value and the spike gradients of :func:`spike_count_plus_loss`, minus their mean
     over all the batch's spikes (each spike of the batch gets ``- sum g / sum O``), so the
@@ -132,7 +132,7 @@ def spike_count_sum0_loss(
 class _CEPlus(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out_seq, target, silent_logit):  # type: ignore[override]
-        steps, batch, _ = out_seq.shape
+        steps = out_seq.shape[0]
         counts = out_seq.sum(dim=0)
         logits = torch.where(counts != 0, 2.0 * counts / steps, silent_logit)
         with torch.enable_grad():

@@ -44,6 +44,7 @@ SCHEDULES = ("cosine", "step", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 PLOT_MODES = ("auto", "on", "off")
 MASK_SCHEDULES = ("paper", "linear", "none")
+READOUT_MODES = ("auto", "rate", "count", "first_spike")
 
 #: Fields that say how a run is executed, not what it computes: these may differ
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
@@ -79,6 +80,9 @@ class TrainConfig:
     # objective and optimisation
     loss: str = "mse"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: How the predicted class is read from the output (accuracy): "auto" (the loss's:
+    #: spikeflow.losses.loss_readout), "rate", "count" or "first_spike".
+    readout: str = "auto"
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -136,6 +140,7 @@ class TrainConfig:
         _choice("plots", self.plots, PLOT_MODES)
         _choice("mask_schedule", self.mask_schedule, MASK_SCHEDULES)
         _choice("split_by", self.split_by, ("number", "time"))
+        _choice("readout", self.readout, READOUT_MODES)
         for name in ("epochs", "step_size"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after"):
@@ -412,3 +417,12 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
         text = dump_toml(values, header)
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+def resolved_readout(config: TrainConfig) -> str:
+    """``config.readout``, or for ``"auto"`` the readout matching ``config.loss``."""
+    if config.readout != "auto":
+        return config.readout
+    from spikeflow.losses import loss_readout
+
+    return loss_readout(config.loss)

@@ -12,7 +12,7 @@ from typing import Any
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
-from spikeflow.training.config import config_from_dict, resolve
+from spikeflow.training.config import config_from_dict, resolve, resolved_readout
 from spikeflow.training.data import build_datasets, even_subset
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.loop import evaluate
@@ -118,10 +118,11 @@ def evaluate_checkpoint(
     ctx = DistContext(device=pick_device(device))
     model = build_model(config, info, saved=True).to(ctx.device)  # read as the run was
     load_weights(model, payload, path)
+    readout = resolved_readout(config)
     sums, rate, layers = evaluate(
         model, test_set, _loss(config), T=config.T, static=info.static,  # type: ignore[arg-type]
         batch_size=batch_size or config.batch_size, ctx=ctx, amp=config.amp, workers=workers,
-        progress=progress,
+        progress=progress, readout=readout,
     )  # fmt: skip
     return {
         "checkpoint": str(path),
@@ -137,6 +138,7 @@ def evaluate_checkpoint(
         "samples_chosen_by": "run" if test_samples is None else "argument",
         "test_loss": sums.mean_loss,
         "test_acc": sums.accuracy,
+        "readout": readout,
         "test_rate": rate,
         "layers": [asdict(s) for s in layers],
     }
@@ -171,11 +173,13 @@ def format_evaluation(result: dict[str, Any]) -> str:
                 "best.pt of the epochs it discarded; a process stopped between writing "
                 "best.pt and last.pt leaves best.pt ahead)"
             )
+    readout = result.get("readout", "rate")
+    how = "" if readout == "rate" else f" ({readout} readout)"
     lines += [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
         f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
         f"  {which}",
-        f"  loss {result['test_loss']:.4f}   accuracy {100 * result['test_acc']:.2f}%   "
+        f"  loss {result['test_loss']:.4f}   accuracy {100 * result['test_acc']:.2f}%{how}   "
         f"mean firing rate {result['test_rate']:.4f} spikes/neuron/step",
         "",
         f"  {'spiking layer':<24} {'rate':>7} {'spikes/sample':>14} {'neurons':>8} "

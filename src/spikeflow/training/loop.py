@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from spikeflow.losses.readout import predict
 from spikeflow.training.data import to_time_major
 from spikeflow.training.distributed import DistContext
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
@@ -60,9 +61,10 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def count_correct(out_seq: Tensor, target: Tensor) -> float:
-    """Samples whose time-mean output is largest at the label."""
-    return float((out_seq.float().mean(0).argmax(-1) == target).sum())
+def count_correct(out_seq: Tensor, target: Tensor, readout: str = "rate") -> float:
+    """Samples whose predicted class (:func:`spikeflow.losses.predict` with ``readout``)
+    is the label."""
+    return float((predict(out_seq, readout) == target).sum())
 
 
 @torch.no_grad()
@@ -79,11 +81,13 @@ def evaluate(
     workers: int = 0,
     membrane: bool = True,
     progress: bool = False,
+    readout: str = "rate",
 ) -> tuple[EpochSums, float, list[LayerStats]]:
     """Loss and accuracy of ``model`` (in eval mode) on ``dataset``, its mean firing rate
     and per-layer statistics; each process takes every ``world_size``-th sample and the
     sums are reduced over the processes (no sample is counted twice). ``progress``
-    shows a progress bar (on rank 0) with the running loss and accuracy."""
+    shows a progress bar (on rank 0) with the running loss and accuracy; ``readout``
+    reads the predicted class (:func:`spikeflow.losses.predict`)."""
     was_training = model.training
     model.eval()
     indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
@@ -102,7 +106,7 @@ def evaluate(
             with autocast_context(ctx.device, amp):
                 out = model(x)
             loss = loss_fn(out.float(), y)
-            sums.add(float(loss) * len(y), count_correct(out, y), len(y))
+            sums.add(float(loss) * len(y), count_correct(out, y, readout), len(y))
             bar.update(1)
             bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
                             refresh=False)  # fmt: skip

@@ -40,6 +40,7 @@ from spikeflow.training.config import (
     TrainConfig,
     config_to_dict,
     resolve,
+    resolved_readout,
     save_config,
 )
 from spikeflow.training.data import DataInfo, build_datasets, to_time_major
@@ -336,6 +337,7 @@ class Trainer:
         from spikeflow.losses import get_loss
 
         self.loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
+        self.readout = resolved_readout(cfg)
         self.train_monitor = SpikeMonitor(self.raw_model)
         self.epoch_sums = EpochSums()
         resume_epoch = None
@@ -672,7 +674,7 @@ class Trainer:
         if isinstance(self.pruning, ThresholdSchedule):  # LATS moves from an optimizer hook
             self.pruning.step()
         self._phase = "done"
-        self.epoch_sums.add(value * len(y), count_correct(out.detach(), y), len(y))
+        self.epoch_sums.add(value * len(y), count_correct(out.detach(), y, self.readout), len(y))
         self.step_in_epoch = step + 1
         self.global_step += 1
         return value
@@ -710,7 +712,7 @@ class Trainer:
             self.raw_model, self.test_set, self.loss_fn, T=cfg.T,  # type: ignore[arg-type]
             static=self.info.static,
             batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
-            progress=cfg.progress,
+            progress=cfg.progress, readout=self.readout,
         )  # fmt: skip
         row = {
             "epoch": self.epoch + 1, "lr": lr,
