@@ -35,6 +35,8 @@ SETTINGS = (
     "stds:final_threshold=0.1",
     "lats:l1=0.2",
     "lats:l1=0.5",
+    "lats:final_threshold=0.1",
+    "stds:final_threshold=0.1,shape=pgh,beta=0.1",
 )
 
 

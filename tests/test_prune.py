@@ -349,6 +349,9 @@ def test_threshold_schedule_start_and_resume():
         ({"final_threshold": 1, "total_steps": 0}, "total_steps"),
         ({"final_threshold": 1, "total_steps": 5, "start_step": 5}, "start_step"),
         ({"final_threshold": 1, "total_steps": 5, "shape": "cosine"}, "shape"),
+        ({"final_threshold": 1, "total_steps": 5, "shape": "pgh"}, "shape 'pgh' needs beta"),
+        ({"final_threshold": 1, "total_steps": 5, "shape": "pgh", "beta": -2.0}, "beta must"),
+        ({"final_threshold": 1, "total_steps": 5, "beta": 2.0}, "beta is for shape 'pgh'"),
     ],
 )
 def test_threshold_schedule_refuses_bad_arguments(kwargs, message):
@@ -378,6 +381,75 @@ def test_lats_threshold_is_l1_times_the_summed_learning_rate():
             0.5 * sum(0.1 * (1 + math.cos(math.pi * i / steps)) / 2 for i in range(k)),
             abs=0.5 * 0.1,
         )
+
+
+def _simpson(f, a: float, b: float, n: int = 2000) -> float:
+    h = (b - a) / n
+    return h / 3 * sum((1 if i in (0, n) else 4 if i % 2 else 2) * f(a + i * h)
+                       for i in range(n + 1))  # fmt: skip
+
+
+@pytest.mark.parametrize("beta", [1e-3, 0.2, 1.0, 5.0, 1e3])
+def test_pgh_is_lats_with_an_exponentially_growing_l1_under_a_cosine_rate(beta):
+    """PGH's threshold is the running integral of λ(x)·η(x) with λ ∝ β^x and a cosine η,
+    normalised to end at D: checked by quadrature, and against the authors' closed
+    form as methods.md's source gives it; β = 1 is S-LATS."""
+
+    def rate(u: float) -> float:
+        return beta**u * (1 + math.cos(math.pi * u))
+
+    total = _simpson(rate, 0.0, 1.0)
+    for x in (0.0, 0.1, 0.37, 0.5, 0.8, 1.0):
+        want = 2.5 * _simpson(rate, 0.0, x) / total if x else 0.0
+        assert prune.threshold_at("pgh", x, 2.5, beta) == pytest.approx(want, rel=1e-9, abs=1e-12)
+        if beta != 1.0:
+            lb, p = math.log(beta), beta**x
+            closed = (math.pi**2 * (p - 1) + (p - 2) * lb**2
+                      + p * lb * (lb * math.cos(math.pi * x) + math.pi * math.sin(math.pi * x))
+                      ) / (math.pi**2 * (beta - 1) - 2 * lb**2)  # fmt: skip
+            assert prune.threshold_at("pgh", x, 1.0, beta) == pytest.approx(closed, abs=1e-12)
+        else:
+            assert prune.threshold_at("pgh", x, 1.0, beta) == prune.threshold_at("slats", x, 1.0)
+    # β < 1 prunes early: more than S-LATS's threshold in the first half
+    if beta < 1:
+        assert prune.threshold_at("pgh", 0.3, 1.0, beta) > prune.threshold_at("slats", 0.3, 1.0)
+
+
+def test_pgh_schedule_steps_through_the_layers():
+    net = small_net()
+    prune.apply_soft_threshold(net)
+    schedule = prune.ThresholdSchedule(net, 0.2, total_steps=10, shape="pgh", beta=0.1)
+    for k in range(1, 11):
+        assert schedule.step() == pytest.approx(prune.threshold_at("pgh", k / 10, 0.2, 0.1))
+        assert _threshold(net) == pytest.approx(schedule.threshold)
+    assert _threshold(net) == pytest.approx(0.2)
+
+
+def test_lats_with_a_final_threshold_is_the_authors_per_epoch_lats():
+    """λ = D / (steps × Σ η_e) under a per-epoch cosine rate: at every step the threshold
+    is the authors' "low-frequency" LATS, D·(Σ_{e<n} (1 + cos(πe/N)) + (b/B)(1 + cos(πn/N)))
+    / (N + 1) after step b of epoch n, written with their closed form of the partial sum."""
+    from spikeflow.training.pruning import lats_strength
+
+    net = small_net()
+    prune.apply_soft_threshold(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    epochs, per_epoch, final = 6, 7, 0.3
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    lrs = [0.05 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+    prune.LATSThreshold(net, opt, l1=lats_strength(final, lrs, per_epoch))
+
+    def base(n: int) -> float:  # Σ_{e<n} (1 + cos(πe/N)) / (N + 1), in closed form
+        ratio = math.sin(math.pi * (n - 0.5) / epochs) / math.sin(math.pi * 0.5 / epochs)
+        return 0.5 * (1.0 + 2 * n + ratio) / (epochs + 1.0)
+
+    for n in range(epochs):
+        for b in range(1, per_epoch + 1):
+            opt.step()
+            flat = (1 + math.cos(n * math.pi / epochs)) / per_epoch / (1 + epochs)
+            assert _threshold(net) == pytest.approx(final * (base(n) + b * flat), rel=1e-9)
+        sched.step()
+    assert _threshold(net) == pytest.approx(final, rel=1e-12)
 
 
 def test_lats_threshold_follows_each_layers_group():

@@ -133,14 +133,25 @@ def test_the_command_line_prunes_and_prints_the_sparsity(tmp_path, capsys):
         (["--prune", "stds"], r"prune 'stds' needs final_threshold \(e\.g\. --prune-kwargs "
                               r"final_threshold=\.\.\.\)"),
         (["--prune", "lats", "--prune-kwargs", "lambda=1"],
-         r"prune 'lats': unknown argument\(s\) \['lambda'\]; it takes l1, start_epoch, exclude"),
+         r"prune 'lats': unknown argument\(s\) \['lambda'\]; it takes l1, final_threshold, "
+         r"start_epoch, exclude"),
+        (["--prune", "lats"], r"prune 'lats' needs either l1 .* or final_threshold .*; "
+                              r"got neither"),
+        (["--prune", "lats", "--prune-kwargs", "l1=1", "final_threshold=0.1"],
+         r"prune 'lats' needs either l1 .*; got l1 and final_threshold"),
+        (["--prune", "stds", "--prune-kwargs", "final_threshold=1", "shape=pgh"],
+         r"prune 'stds': shape 'pgh' needs beta"),
+        (["--prune", "stds", "--prune-kwargs", "final_threshold=1", "shape=pgh", "beta=0"],
+         r"prune 'stds': beta must be a finite real number in \(0, inf\)"),
+        (["--prune", "stds", "--prune-kwargs", "final_threshold=1", "beta=2"],
+         r"prune 'stds': beta is for shape 'pgh' only; shape is 'sine'"),
         (["--prune", "grad_r", "--optimizer", "sgd"], r"prune 'grad_r' trains with Adam"),
         (["--prune", "grad_r", "--prune-kwargs", "target_sparsity=1"],
          r"prune 'grad_r': target_sparsity must be a finite real number in \(0, 1\), got 1"),
         (["--prune", "stds", "--prune-kwargs", "final_threshold=-1"],
          r"final_threshold must be a finite real number in \[0, inf\)"),
         (["--prune", "stds", "--prune-kwargs", "final_threshold=1", "shape=cos"],
-         r"shape must be one of sine, linear, slats; got 'cos'"),
+         r"shape must be one of sine, linear, slats, pgh; got 'cos'"),
         (["--prune", "stds", "--epochs", "3", "--prune-kwargs", "final_threshold=1",
           "start_epoch=3"], r"start_epoch must be an integer from 0 to epochs - 1 \(2\), got 3"),
         (["--prune", "lats", "--epochs", "2", "--prune-kwargs", "l1=1", "start_epoch=-1"],
@@ -195,3 +206,17 @@ def test_tensorboard_gets_the_sparsity_of_each_layer(tmp_path):
     assert {"sparsity"} | {f"sparsity_layer/{name}" for name in layers} <= tags
     final = [events.Scalars(f"sparsity_layer/{name}")[-1].value for name in sorted(layers)]
     assert max(final) > 0
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "none"])
+def test_lats_given_a_final_threshold_ends_there(tmp_path, schedule):
+    """λ is derived from the run's learning rates: the threshold reaches D at the end of
+    the last epoch whatever the schedule (under cosine: the authors' per-epoch LATS)."""
+    kwargs = {"final_threshold": 0.02, "start_epoch": 1}
+    config = tiny(tmp_path, schedule, prune="lats", prune_kwargs=kwargs, lr=0.01,
+                  schedule=schedule, step_size=1, gamma=0.5)  # fmt: skip
+    trainer = Trainer(config, log=None)
+    trainer.fit()
+    assert trainer.pruning.thresholds[0] == pytest.approx(0.02, rel=1e-12)
+    state = load_checkpoint(tmp_path / schedule / "last.pt")["model"]
+    assert float(state["features.0.parametrizations.weight.0.threshold"]) == pytest.approx(0.02)

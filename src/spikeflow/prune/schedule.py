@@ -4,8 +4,9 @@ Both keep their position in ``state_dict()`` so a resumed run continues the sche
 
 * :class:`ThresholdSchedule`: ``d = D·g(x)`` with ``x = (step - start)/(total - start)``
   clipped to ``[0, 1]``; ``g`` is ``"sine"`` ``(1 + sin(π(x - 1/2)))/2`` or ``"linear"``
-  ``x`` (STDS), or ``"slats"`` ``x + sin(πx)/π`` (S-LATS: LATS under a cosine learning
-  rate, in closed form).
+  ``x`` (STDS), ``"slats"`` ``x + sin(πx)/π`` (S-LATS: LATS under a cosine learning
+  rate, in closed form), or ``"pgh"`` (LATS whose L1 strength grows as ``β^x`` under a
+  cosine learning rate: ``∫_0^x β^u (1 + cos πu) du``, normalised; the paper's PGH).
   Call its ``step()`` once after each optimizer step.
 * :class:`LATSThreshold`: LATS itself, ``d ← d + λ·η`` with η the learning rate the
   optimizer just used, for any learning-rate schedule (an L1 penalty of constant
@@ -20,17 +21,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from spikeflow._checks import check_int
+from spikeflow._checks import check_int, check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune.reparam import SoftThreshold, _threshold, soft_threshold_layers
 
 __all__ = ["SHAPES", "LATSThreshold", "ThresholdSchedule", "threshold_at"]
 
-SHAPES = ("sine", "linear", "slats")
+SHAPES = ("sine", "linear", "slats", "pgh")
 
 
-def threshold_at(shape: str, x: float, final: float) -> float:
-    """The threshold of the schedule ``shape`` at progress ``x`` in ``[0, 1]``."""
+def threshold_at(shape: str, x: float, final: float, beta: float | None = None) -> float:
+    """The threshold of the schedule ``shape`` at progress ``x`` in ``[0, 1]``
+    (``beta``: the PGH homotopy's growth factor, for ``shape="pgh"`` only)."""
+    if shape == "pgh":
+        if beta is None:
+            raise ConfigurationError("threshold shape 'pgh' needs beta (> 0)")
+        return (
+            final * _homotopy_integral(math.log(beta), x) / _homotopy_integral(math.log(beta), 1.0)
+        )
+    if beta is not None:
+        raise ConfigurationError(f"beta is for the 'pgh' shape only; shape is {shape!r}")
     if shape == "sine":
         return final * (1.0 + math.sin(math.pi * (x - 0.5))) / 2.0
     if shape == "linear":
@@ -38,6 +48,26 @@ def threshold_at(shape: str, x: float, final: float) -> float:
     if shape == "slats":
         return final * (x + math.sin(math.pi * x) / math.pi)
     raise ConfigurationError(f"threshold shape must be one of {', '.join(SHAPES)}; got {shape!r}")
+
+
+def _homotopy_integral(log_beta: float, x: float) -> float:
+    """``∫_0^x β^u (1 + cos πu) du`` with ``log_beta = ln β``: the threshold LATS reaches
+    when its L1 strength grows as ``β^u`` under a cosine learning rate (PGH); at β = 1
+    it is S-LATS's ``x + sin(πx)/π``."""
+    l, pi = log_beta, math.pi
+    growth = x if l == 0.0 else math.expm1(l * x) / l
+    wave = math.exp(l * x) * (l * math.cos(pi * x) + pi * math.sin(pi * x)) - l
+    return growth + wave / (l * l + pi * pi)
+
+
+def _check_beta(shape: str, beta: object, owner: str) -> float | None:
+    if shape != "pgh":
+        if beta is not None:
+            raise ConfigurationError(f"{owner}: beta is for shape 'pgh' only; shape is {shape!r}")
+        return None
+    if beta is None:
+        raise ConfigurationError(f"{owner}: shape 'pgh' needs beta (> 0; < 1 prunes early)")
+    return check_real(f"{owner}: beta", beta, 0.0, low_open=True)
 
 
 class ThresholdSchedule:
@@ -48,8 +78,10 @@ class ThresholdSchedule:
         model: a model prepared by :func:`~spikeflow.prune.apply_soft_threshold`.
         final_threshold: D, the threshold at the end.
         total_steps: the optimizer steps of the whole run (epochs × batches per epoch).
-        shape: ``"sine"`` (STDS's default), ``"linear"`` or ``"slats"``.
+        shape: ``"sine"`` (STDS's default), ``"linear"``, ``"slats"`` or ``"pgh"``.
         start_step: the step at which pruning starts.
+        beta: for ``"pgh"`` (required there): the L1 strength grows by this factor
+            over the run; below 1 most of the pruning happens early.
 
     The threshold is set when the schedule is built (step 0) and after each ``step()``.
     """
@@ -61,6 +93,7 @@ class ThresholdSchedule:
         total_steps: int,
         shape: str = "sine",
         start_step: int = 0,
+        beta: float | None = None,
     ) -> None:
         self.final_threshold = _threshold(final_threshold, "final_threshold", "ThresholdSchedule")
         self.total_steps = check_int("total_steps", total_steps, 1)
@@ -69,7 +102,8 @@ class ThresholdSchedule:
             raise ConfigurationError(
                 f"start_step ({start_step}) must be below total_steps ({total_steps})"
             )
-        threshold_at(shape, 0.0, 0.0)  # checks the name
+        self.beta = _check_beta(shape, beta, "ThresholdSchedule")
+        threshold_at(shape, 0.0, 0.0, self.beta)  # checks the name
         self.shape = shape
         # The parametrizations, not their buffers: model.to(dtype or device) replaces
         # the buffers, and the schedule must set the ones the model uses.
@@ -81,7 +115,7 @@ class ThresholdSchedule:
     def threshold(self) -> float:
         """The threshold at the current step."""
         x = (self.step_count - self.start_step) / (self.total_steps - self.start_step)
-        return threshold_at(self.shape, min(max(x, 0.0), 1.0), self.final_threshold)
+        return threshold_at(self.shape, min(max(x, 0.0), 1.0), self.final_threshold, self.beta)
 
     def _apply(self) -> None:
         d = self.threshold

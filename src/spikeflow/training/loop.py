@@ -21,7 +21,15 @@ from spikeflow.training.data import to_time_major
 from spikeflow.training.distributed import DistContext
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
 
-__all__ = ["EpochSums", "autocast_context", "count_correct", "evaluate", "reduce_monitor"]
+__all__ = [
+    "EpochSums",
+    "autocast_context",
+    "count_correct",
+    "epoch_learning_rates",
+    "evaluate",
+    "make_lr_scheduler",
+    "reduce_monitor",
+]
 
 
 @dataclass
@@ -59,6 +67,32 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_lr_scheduler(
+    optimizer: torch.optim.Optimizer, config: Any
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-epoch learning-rate schedule of ``config.schedule``: ``"cosine"`` over
+    ``config.epochs``, ``"step"`` (``step_size``, ``gamma``), or None for ``"none"``."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
+    return None
+
+
+def epoch_learning_rates(config: Any) -> list[float]:
+    """The learning rate of each epoch of a run with ``config`` (``lr``, ``schedule``,
+    ``epochs``), from the same schedulers as the run."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    scheduler = make_lr_scheduler(optimizer, config)
+    rates = []
+    for _ in range(config.epochs):
+        rates.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()  # (no gradient: nothing moves; keeps the scheduler's order check)
+        if scheduler is not None:
+            scheduler.step()
+    return rates
 
 
 def count_correct(out_seq: Tensor, target: Tensor, readout: str = "rate") -> float:

@@ -9,6 +9,7 @@ optimizer step (:func:`make_threshold_schedule`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from spikeflow.prune import (
     prunable_layers,
     pruned_layers,
 )
+from spikeflow.prune.schedule import _check_beta
 from spikeflow.quant import apply_weight_quantization
 
 __all__ = [
@@ -46,8 +48,14 @@ _REQUIRED = object()
 _ARGUMENTS: dict[str, dict[str, Any]] = {
     "none": {},
     "grad_r": {"alpha": 1e-3, "target_sparsity": 0.95, "exclude": []},
-    "stds": {"final_threshold": _REQUIRED, "shape": "sine", "start_epoch": 0, "exclude": []},
-    "lats": {"l1": _REQUIRED, "start_epoch": 0, "exclude": []},
+    "stds": {
+        "final_threshold": _REQUIRED,
+        "shape": "sine",
+        "beta": None,
+        "start_epoch": 0,
+        "exclude": [],
+    },
+    "lats": {"l1": None, "final_threshold": None, "start_epoch": 0, "exclude": []},
 }
 
 
@@ -90,8 +98,16 @@ def prune_settings(method: str, kwargs: dict[str, Any], optimizer: str,
             raise ConfigurationError(
                 f"prune 'stds': shape must be one of {', '.join(SHAPES)}; got {values['shape']!r}"
             )
+        values["beta"] = _check_beta(values["shape"], values["beta"], owner)
     elif method == "lats":
-        check_real(f"{owner}: l1", values["l1"], 0.0)
+        given = [name for name in ("l1", "final_threshold") if values[name] is not None]
+        if len(given) != 1:
+            raise ConfigurationError(
+                f"prune 'lats' needs either l1 (the L1 strength λ) or final_threshold (the "
+                f"threshold at the end, λ derived from the learning rates); got "
+                f"{' and '.join(given) or 'neither'}"
+            )
+        check_real(f"{owner}: {given[0]}", values[given[0]], 0.0)
     start = values.get("start_epoch", 0)
     if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < epochs:
         raise ConfigurationError(
@@ -160,17 +176,40 @@ def make_threshold_schedule(
     optimizer: torch.optim.Optimizer,
     epochs: int,
     steps_per_epoch: int,
+    epoch_lrs: Sequence[float] = (),
 ) -> ThresholdSchedule | LATSThreshold | None:
-    """The threshold schedule STDS or LATS steps after each optimizer step (else None)."""
+    """The threshold schedule STDS or LATS steps after each optimizer step (else None).
+
+    LATS given a ``final_threshold`` D gets ``λ = D / (steps_per_epoch × Σ η_e)``, the
+    sum over the pruned epochs' learning rates ``epoch_lrs``: the threshold then ends at
+    D whatever the schedule (under a per-epoch cosine, the authors' "low-frequency"
+    LATS)."""
+    start = settings.get("start_epoch", 0)
     if method == "stds":
         return ThresholdSchedule(
             model, settings["final_threshold"], total_steps=epochs * steps_per_epoch,
-            shape=settings["shape"], start_step=settings["start_epoch"] * steps_per_epoch,
+            shape=settings["shape"], start_step=start * steps_per_epoch,
+            beta=settings.get("beta"),
         )  # fmt: skip
     if method == "lats":
-        return LATSThreshold(model, optimizer, settings["l1"],
-                             start_step=settings["start_epoch"] * steps_per_epoch)  # fmt: skip
+        l1 = settings.get("l1")
+        if l1 is None:
+            l1 = lats_strength(settings["final_threshold"], epoch_lrs[start:], steps_per_epoch)
+        return LATSThreshold(model, optimizer, l1, start_step=start * steps_per_epoch)
     return None
+
+
+def lats_strength(
+    final_threshold: float, epoch_lrs: Sequence[float], steps_per_epoch: int
+) -> float:
+    """The LATS strength λ whose threshold ``λ × Σ η`` reaches ``final_threshold`` after
+    ``steps_per_epoch`` steps at each learning rate of ``epoch_lrs``."""
+    total = steps_per_epoch * math.fsum(epoch_lrs)
+    if not total > 0:
+        raise ConfigurationError(
+            "prune 'lats': final_threshold needs pruned epochs with a positive learning rate"
+        )
+    return final_threshold / total
 
 
 def ignore_fixed_buffers(model: nn.Module) -> None:

@@ -49,7 +49,9 @@ from spikeflow.training.loop import (
     EpochSums,
     autocast_context,
     count_correct,
+    epoch_learning_rates,
     evaluate,
+    make_lr_scheduler,
     reduce_monitor,
 )
 from spikeflow.training.metric_logs import (
@@ -331,7 +333,7 @@ class Trainer:
         )
         self.pruning = make_threshold_schedule(
             cfg.prune, self.prune_settings, self.raw_model, self.optimizer, cfg.epochs,
-            self.steps_per_epoch,
+            self.steps_per_epoch, epoch_learning_rates(cfg),
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         from spikeflow.losses import get_loss
@@ -380,12 +382,7 @@ class Trainer:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
-        cfg = self.config
-        if cfg.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
-        if cfg.schedule == "step":
-            return torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.step_size, cfg.gamma)
-        return None
+        return make_lr_scheduler(self.optimizer, self.config)
 
     # -- checkpoints ------------------------------------------------------------------
 
