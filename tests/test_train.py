@@ -412,7 +412,7 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
                                     r"sew_resnet18.*spiking_vgg19_bn"),
         (["--neuron", "relu"], r"unknown neuron 'relu'; available: .*lif.*plif.*psn"),
         (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, ce\+, count, count\+, "
-                              r"mse, sum0, tet, ttfs"),
+                              r"mse, sum0, tcl, tet, ttfs"),
         (["--model-kwargs", "channelz=8"], r"'plif_digits' does not accept the argument\(s\) "
                                            r"\['channelz'\]; it accepts .*channels"),
         (["--neuron-kwargs", "taux=2"], r"does not accept \['taux'\]; it accepts .*init_tau"),

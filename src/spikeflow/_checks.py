@@ -76,14 +76,20 @@ def check_real(
     return float(value)
 
 
-def check_labels(owner: str, target: Tensor, batch: int, classes: int) -> None:
-    """Integer class labels: shape ``[batch]``, every one in ``[0, classes)``; else a
-    ShapeError or ConfigurationError naming ``owner``."""
+def check_labels(owner: str, target: Tensor, batch: int, classes: int | None) -> None:
+    """Integer class labels: shape ``[batch]``, every one in ``[0, classes)`` (``>= 0``
+    for ``classes=None``); else a ShapeError or ConfigurationError naming ``owner``."""
     if tuple(target.shape) != (batch,):
         raise ShapeError(
             f"{owner}: integer class labels must have shape [B] = [{batch}], "
             f"got {tuple(target.shape)}"
         )
+    if classes is None:
+        if target.numel() > 0 and int(target.min()) < 0:
+            raise ConfigurationError(
+                f"{owner}: labels must be >= 0, got a minimum of {int(target.min())}"
+            )
+        return
     if target.numel() > 0 and (int(target.min()) < 0 or int(target.max()) >= classes):
         raise ConfigurationError(
             f"{owner}: labels must lie in [0, {classes - 1}], "

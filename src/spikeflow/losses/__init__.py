@@ -4,7 +4,8 @@ Every loss takes the network output as a time-major sequence ``out_seq`` of shap
 ``[T, B, K]`` (``K`` classes) and a target: integer class indices ``[B]``, or for the
 rate losses ``mse``, ``ce`` and ``tet`` also a float class distribution ``[B, K]``
 (one-hot, label-smoothed, mixup/cutmix mixtures). Each returns a scalar averaged over
-the batch.
+the batch. :func:`temporal_contrastive_loss` takes any per-step representations
+``[T, B, D]``.
 
 ============  ==================================  =============================================
 name          function                            loss (readout)
@@ -12,6 +13,7 @@ name          function                            loss (readout)
 ``mse``       :func:`rate_mse_loss`               MSE of the time-mean against one-hot (rate)
 ``ce``        :func:`ce_mean_loss`                cross-entropy of the time-mean (rate)
 ``tet``       :func:`tet_loss`                    per-step CE plus a MSE regulariser (rate)
+``tcl``       :func:`tcl_loss`                    CE plus temporal contrastive loss (rate)
 ``count``     :func:`spike_count_loss`            squared spike-count error with margins (count)
 ``count+``    :func:`spike_count_plus_loss`       ``count``, gradient shared over spikes (count)
 ``sum0``      :func:`spike_count_sum0_loss`       ``count+`` with zero-sum spike gradients (count)
@@ -32,7 +34,8 @@ from typing import Any
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.losses import rate, time_based
+from spikeflow.losses import contrastive, rate, time_based
+from spikeflow.losses.contrastive import tcl_loss, temporal_contrastive_loss
 from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
 from spikeflow.losses.readout import READOUTS, first_spike_steps, predict
 from spikeflow.losses.time_based import (
@@ -56,6 +59,8 @@ __all__ = [
     "spike_count_loss",
     "spike_count_plus_loss",
     "spike_count_sum0_loss",
+    "tcl_loss",
+    "temporal_contrastive_loss",
     "tet_loss",
     "ttfs_loss",
 ]
@@ -67,6 +72,7 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     "mse": (rate_mse_loss, lambda: None, "rate"),
     "ce": (ce_mean_loss, rate._ce_arguments, "rate"),
     "tet": (tet_loss, rate._tet_arguments, "rate"),
+    "tcl": (tcl_loss, contrastive._tcl_arguments, "rate"),
     "count": (spike_count_loss, rate._count_arguments, "count"),
     "count+": (spike_count_plus_loss, time_based._count_plus_arguments, "count"),
     "sum0": (spike_count_sum0_loss, time_based._sum0_arguments, "count"),

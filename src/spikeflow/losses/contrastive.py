@@ -1,0 +1,100 @@
+"""Temporal contrastive learning, TCL (Qiu et al. 2023, arXiv 2305.13909; methods.md 9).
+
+The representation of each sample at each time step is an anchor; the positives of an
+anchor are every other representation with the same label (the same sample at the
+other steps included), and all the other representations form the denominator: the
+supervised contrastive loss (Khosla et al. 2020) over the ``T·B`` per-step
+representations. :func:`tcl_loss` adds it to the cross-entropy of the time-mean output.
+
+The paper's projection head, temperature and weighting are not verified (methods.md 9);
+the defaults here are SupCon's usual temperature 0.1 and weight 1 (docs/models.md). The
+Siamese variant (STCL), which adds a second augmented view, is not implemented.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spikeflow._checks import check_labels, check_real
+from spikeflow.errors import DTypeError, ShapeError
+from spikeflow.losses.rate import _check, _real
+
+__all__ = ["tcl_loss", "temporal_contrastive_loss"]
+
+
+def temporal_contrastive_loss(features: Tensor, target: Tensor, temperature: float = 0.1) -> Tensor:
+    """Supervised contrastive loss over the per-step representations ``features``.
+
+    Args:
+        features: ``[T, B, D]`` (any ``[T, B, ...]``, flattened per step), one
+            representation per time step and sample; L2-normalised here.
+        target: integer class labels ``[B]``.
+        temperature: τ > 0 dividing the cosine similarities.
+
+    With ``z_i`` the normalised representations (``i`` over the ``N = T·B`` pairs of
+    step and sample), ``P(i)`` the others with ``i``'s label and
+    ``A(i)`` all the others:
+    ``L = mean_i -1/|P(i)| Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a∈A(i)} exp(z_i·z_a/τ))``,
+    the mean over the anchors that have a positive (all of them when ``T ≥ 2``); zero
+    if none has. Computed in float32 at least.
+    """
+    if not isinstance(features, Tensor) or features.dim() < 3:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ShapeError(f"temporal_contrastive_loss: features must be [T, B, D], got {shape}")
+    if not features.is_floating_point():
+        raise DTypeError(
+            f"temporal_contrastive_loss: features must be floating point, got {features.dtype}"
+        )
+    steps, batch = features.shape[:2]
+    if steps == 0 or batch == 0:
+        raise ShapeError(
+            f"temporal_contrastive_loss: features have no steps or no samples "
+            f"(shape {tuple(features.shape)})"
+        )
+    if not isinstance(target, Tensor) or target.is_floating_point():
+        raise DTypeError("temporal_contrastive_loss: target must be integer class labels [B]")
+    check_labels("temporal_contrastive_loss", target, batch, None)
+    temperature = check_real("temporal_contrastive_loss: temperature", temperature, 0.0,
+                             low_open=True)  # fmt: skip
+    dtype = torch.promote_types(features.dtype, torch.float32)
+    z = F.normalize(features.reshape(steps * batch, -1).to(dtype), dim=1)
+    logits = z @ z.T / temperature
+    self_pair = torch.eye(steps * batch, dtype=torch.bool, device=z.device)
+    log_prob = logits - torch.logsumexp(logits.masked_fill(self_pair, float("-inf")), dim=1,
+                                        keepdim=True)  # fmt: skip
+    labels = target.reshape(1, batch).expand(steps, batch).reshape(-1)
+    positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_pair
+    count = positive.sum(dim=1)
+    anchors = count > 0
+    if not bool(anchors.any()):
+        return logits.sum() * 0.0  # no anchor has a positive: nothing to pull together
+    mean_positive = (log_prob.masked_fill(~positive, 0.0).sum(dim=1)[anchors]
+                     / count[anchors])  # fmt: skip
+    return -mean_positive.mean()
+
+
+def tcl_loss(
+    out_seq: Tensor, target: Tensor, lamb: float = 1.0, temperature: float = 0.1
+) -> Tensor:
+    """TCL: ``CE(mean_t O, y) + lamb * temporal_contrastive_loss(O, y, temperature)``.
+
+    The output ``O`` ``[T, B, K]`` at each step serves as the representation. ``target``
+    must be integer labels ``[B]``. Predict with the ``rate`` readout (the time-mean),
+    which works at any T.
+    """
+    _check(out_seq, target, "tcl_loss")
+    if target.is_floating_point():
+        raise DTypeError("tcl_loss: target must be integer class labels [B]")
+    lamb, temperature = _tcl_arguments(lamb, temperature)
+    ce = F.cross_entropy(out_seq.mean(dim=0), target.long())
+    if lamb == 0.0:
+        return ce
+    return ce + lamb * temporal_contrastive_loss(out_seq, target, temperature)
+
+
+def _tcl_arguments(lamb: object, temperature: object) -> tuple[float, float]:
+    lamb = _real("tcl_loss", "lamb", lamb, 0.0)
+    temperature = check_real("tcl_loss: temperature", temperature, 0.0, low_open=True)
+    return lamb, temperature
