@@ -14,7 +14,7 @@ from spikeflow.losses import get_loss, loss_readout, tcl_loss, temporal_contrast
 def _by_hand(features: torch.Tensor, target: torch.Tensor, tau: float) -> float:
     steps, batch = features.shape[:2]
     items = [(features[t, b].flatten(), int(target[b])) for t in range(steps)
-             for b in range(batch)]  # fmt: skip
+             for b in range(batch) if features[t, b].abs().sum() > 0]  # fmt: skip
     z = [v / v.norm() for v, _ in items]
     total, anchors = 0.0, 0
     for i, (_, label) in enumerate(items):
@@ -36,6 +36,20 @@ def test_contrastive_loss_by_hand(steps, tau):
     target = torch.tensor([0, 1, 1, 2, 0, 3])  # class 2 and 3 alone in the batch
     got = temporal_contrastive_loss(features, target, tau).item()
     assert got == pytest.approx(_by_hand(features, target, tau), rel=1e-10)
+
+
+def test_silent_steps_take_no_part_and_keep_gradients_finite():
+    features = (torch.rand(4, 6, 5, dtype=torch.float64) < 0.4).double()
+    features[0] = 0.0  # a silent first step
+    features[2, 3] = 0.0
+    target = torch.tensor([0, 1, 1, 0, 2, 2])
+    want = _by_hand(features, target, 0.1)
+    leaf = features.clone().requires_grad_(True)
+    value = temporal_contrastive_loss(leaf, target, 0.1)
+    assert value.item() == pytest.approx(want, rel=1e-10)
+    value.backward()
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().max() < 100
+    assert torch.all(leaf.grad[0] == 0)
 
 
 def test_contrastive_loss_gradcheck_float64():

@@ -38,7 +38,8 @@ def temporal_contrastive_loss(features: Tensor, target: Tensor, temperature: flo
     ``A(i)`` all the others:
     ``L = mean_i -1/|P(i)| Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a∈A(i)} exp(z_i·z_a/τ))``,
     the mean over the anchors that have a positive (all of them when ``T ≥ 2``); zero
-    if none has. Computed in float32 at least.
+    if none has. A representation that is all zero (a silent spiking output at that
+    step) has no direction and takes no part. Computed in float32 at least.
     """
     if not isinstance(features, Tensor) or features.dim() < 3:
         shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
@@ -59,17 +60,23 @@ def temporal_contrastive_loss(features: Tensor, target: Tensor, temperature: flo
     temperature = check_real("temporal_contrastive_loss: temperature", temperature, 0.0,
                              low_open=True)  # fmt: skip
     dtype = torch.promote_types(features.dtype, torch.float32)
-    z = F.normalize(features.reshape(steps * batch, -1).to(dtype), dim=1)
+    flat = features.reshape(steps * batch, -1).to(dtype)
+    labels = target.reshape(1, batch).expand(steps, batch).reshape(-1)
+    # An all-zero representation (a silent spiking output) has no direction: it takes
+    # no part (normalising it would give gradients of 1/eps).
+    norms = flat.norm(dim=1)
+    present = norms > 0
+    z = flat[present] / norms[present].unsqueeze(1)
+    labels = labels[present]
     logits = z @ z.T / temperature
-    self_pair = torch.eye(steps * batch, dtype=torch.bool, device=z.device)
+    self_pair = torch.eye(len(z), dtype=torch.bool, device=z.device)
     log_prob = logits - torch.logsumexp(logits.masked_fill(self_pair, float("-inf")), dim=1,
                                         keepdim=True)  # fmt: skip
-    labels = target.reshape(1, batch).expand(steps, batch).reshape(-1)
     positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_pair
     count = positive.sum(dim=1)
     anchors = count > 0
     if not bool(anchors.any()):
-        return logits.sum() * 0.0  # no anchor has a positive: nothing to pull together
+        return flat.sum() * 0.0  # no anchor has a positive: nothing to pull together
     mean_positive = (log_prob.masked_fill(~positive, 0.0).sum(dim=1)[anchors]
                      / count[anchors])  # fmt: skip
     return -mean_positive.mean()
