@@ -8,6 +8,7 @@ accuracy that holds up when T is cut.
 
     python examples/latency_digits.py                      # 40 epochs, T = 4
     python examples/latency_digits.py --losses ce tcl:lamb=0.5 --eval-T 1 2 4
+    python examples/latency_digits.py --model-kwargs spiking_output=false  # logits out
 
 A loss is ``NAME`` or ``NAME:KEY=VALUE,...`` with its ``--loss-kwargs``. Runs are
 written under ``--output-dir`` (default: a temporary folder).
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, float]]:
     parser.add_argument("--train-T", type=int, default=4)
     parser.add_argument("--eval-T", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--losses", nargs="+", default=list(LOSSES))
+    parser.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="plif_digits arguments, e.g. spiking_output=false")  # fmt: skip
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--test-samples", type=int, default=None)
     parser.add_argument("--output-dir", default=None)
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, float]]:
             config = config_from_dict({
                 "loss": name, "loss_kwargs": parse_kwargs(arguments.split(",") if arguments
                                                           else [], spec),
+                "model_kwargs": parse_kwargs(args.model_kwargs, "--model-kwargs"),
                 "T": args.train_T, "epochs": args.epochs, "progress": False, "plots": "off",
                 "output_dir": str(out / spec.replace(":", "-").replace(",", "-")
                                   .replace("=", "")),

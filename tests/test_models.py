@@ -242,6 +242,24 @@ def test_plif_digits_and_the_plif_builders_check_their_sizes():
         create_model("plif_nmnist", input_size="34")
 
 
+def test_plif_digits_with_real_valued_output_logits():
+    """``spiking_output=False`` ends in a plain FC layer: per-step logits (no neuron, no
+    voting) that take negative values and follow the last hidden spikes linearly."""
+    torch.manual_seed(0)
+    model = create_model("plif_digits", spiking_output=False, dropout=0.0).eval()
+    last = model.classifier[-1]
+    assert isinstance(last, torch.nn.Linear) and last.out_features == 10
+    assert not any("Voting" in type(m).__name__ for m in model.modules())
+    x = torch.rand(3, 2, 1, 8, 8)
+    hidden = []
+    last.register_forward_hook(lambda m, args, out: hidden.append(args[0]))
+    out = model(x)
+    assert out.shape == (3, 2, 10) and (out < 0).any()
+    torch.testing.assert_close(out, hidden[0] @ last.weight.T + last.bias)
+    with pytest.raises(ConfigurationError, match="spiking_output must be true or false"):
+        create_model("plif_digits", spiking_output="no")
+
+
 def test_neuron_factory_rejects_non_dict():
     with pytest.raises(ConfigurationError, match="neuron_kwargs must be a dict"):
         NeuronFactory("if", neuron_kwargs=[("tau", 2.0)])  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ class DigitsPLIFNet(nn.Module):
     Input ``[T, B, in_channels, H, W]`` (time-major), output ``[T, B, num_classes]``: the
     voting layer's mean spike of each class's group of ``voting_size`` neurons per step;
     its mean over T is the firing rate the PLIF paper's MSE loss compares to the one-hot
-    label.
+    label. With ``spiking_output=False`` the last FC layer's logits at every step.
 
     Args:
         num_classes: output classes.
@@ -48,6 +48,9 @@ class DigitsPLIFNet(nn.Module):
         dropout: dropout probability (masks shared over T); 0 disables it.
         batch_norm: BN after each conv (True, the recipe) or no normalisation.
         voting_size: output neurons per class.
+        spiking_output: spiking output neurons with voting (True, the PLIF paper), or a
+            plain FC layer giving real-valued logits at every step (False; the nets of
+            TET and TCL end so), with ``voting_size`` unused.
         neuron: neuron class, factory or name (default ``"plif"``).
         neuron_kwargs: its arguments, over the defaults ``init_tau=2``,
             ``detach_reset=True``, ATan surrogate (the PLIF paper; a neuron that does not
@@ -69,6 +72,7 @@ class DigitsPLIFNet(nn.Module):
         neuron: NeuronSpec = "plif",
         neuron_kwargs: Mapping[str, Any] | None = None,
         zero_init_residual: bool = False,
+        spiking_output: bool = True,
     ) -> None:
         super().__init__()
         if zero_init_residual:
@@ -89,6 +93,10 @@ class DigitsPLIFNet(nn.Module):
             raise ConfigurationError(f"input_size must be even (a 2x2 max-pool); got {input_size}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
+        if not isinstance(spiking_output, bool):
+            raise ConfigurationError(
+                f"spiking_output must be true or false; got {spiking_output!r}"
+            )
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=PLIF_DEFAULTS)
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -114,10 +122,12 @@ class DigitsPLIFNet(nn.Module):
             layers.Linear(channels * (height // 2) * (width // 2), hidden, bias=False),
             spiking(),
             drop(),
-            layers.Linear(hidden, num_classes * voting_size, bias=False),
-            spiking(),
-            layers.VotingLayer(voting_size),
-        )
+            *(
+                (layers.Linear(hidden, num_classes * voting_size, bias=False), spiking(),
+                 layers.VotingLayer(voting_size))
+                if spiking_output else (layers.Linear(hidden, num_classes),)
+            ),
+        )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` -> ``[T, B, num_classes]``."""

@@ -6,7 +6,8 @@ Gesture and CIFAR10-DVS (T = 20). Every conv
 and FC layer is an event-driven layer (the output layer too: the prediction is the spike
 count), pooling is adjusted average pooling. Train them with the count loss
 (``--loss count``; the paper's desired/undesired counts are 15/2 on N-MNIST and 10/1 on
-CIFAR-10).
+CIFAR-10) or the time-based losses of the follow-up paper (``count+``, ``sum0``,
+``ce+``, ``ttfs``; :mod:`spikeflow.losses.time_based`).
 
 The first training forward calibrates the layers' gains on its batch
 (:func:`~spikeflow.event_driven.calibrate_event_driven`); the ``calibrated`` buffer
