@@ -430,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     ev.add_argument(
+        "--operations",
+        action="store_true",
+        help="also count each layer's synaptic operations (ACs for spike inputs, MACs "
+        "for real-valued ones) and estimate the energy per sample (docs/training.md)",
+    )
+    ev.add_argument(
         "--json",
         default=None,
         metavar="FILE",
@@ -626,7 +632,7 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, data_dir=args.data_dir, device=args.device,
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
-        progress=args.progress,
+        progress=args.progress, operations=args.operations,
     )  # fmt: skip
     print(format_evaluation(result))
     if args.json:

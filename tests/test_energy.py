@@ -1,0 +1,179 @@
+"""Synaptic operation counts against loops over every (input, weight) pair."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers
+from spikeflow.energy import E_AC, E_MAC, OperationCounter, count_operations
+from spikeflow.errors import ConfigurationError
+
+
+def _conv2d_pairs_by_loop(conv: nn.Conv2d, mask: torch.Tensor) -> int:
+    """Count (input entry set in ``mask``, nonzero weight) pairs reaching an output."""
+    batch, _, height, width = mask.shape
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+    ph, pw = conv.padding
+    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    per_group_in = conv.in_channels // conv.groups
+    per_group_out = conv.out_channels // conv.groups
+    total = 0
+    for b, co, oh, ow in itertools.product(range(batch), range(conv.out_channels),
+                                           range(out_h), range(out_w)):  # fmt: skip
+        group = co // per_group_out
+        for cl, i, j in itertools.product(range(per_group_in), range(kh), range(kw)):
+            if conv.weight[co, cl, i, j] == 0:
+                continue
+            y, x = oh * sh - ph + i * dh, ow * sw - pw + j * dw
+            if conv.padding_mode == "circular":
+                y, x = y % height, x % width
+            elif not (0 <= y < height and 0 <= x < width):
+                continue  # zero padding: no input there
+            total += bool(mask[b, group * per_group_in + cl, y, x])
+    return total
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"kernel_size": 3, "padding": 1},
+        {"kernel_size": (3, 2), "stride": 2, "padding": (1, 0), "dilation": (1, 2)},
+        {"kernel_size": 3, "padding": 1, "groups": 2},
+        {"kernel_size": 3, "padding": 1, "padding_mode": "circular"},
+    ],
+)
+def test_conv_counts_equal_the_pair_loop(kwargs):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, **kwargs)
+    with torch.no_grad():
+        conv.weight[conv.weight.abs() < 0.05] = 0.0  # some pruned weights
+    spikes = (torch.rand(2, 4, 7, 6) < 0.3).float()
+    real = torch.randn(2, 4, 7, 6)
+    with OperationCounter(conv) as counter:
+        conv(spikes)
+        conv(real)
+    record = counter.report(2).layers[0]
+    assert record.acs == _conv2d_pairs_by_loop(conv, spikes != 0)
+    assert record.macs == _conv2d_pairs_by_loop(conv, torch.ones_like(real, dtype=torch.bool))
+    assert (record.calls, record.spike_calls) == (2, 1)
+    assert record.input_nonzero == int((spikes != 0).sum()) + int((real != 0).sum())
+
+
+def test_linear_counts_and_pruned_weights():
+    torch.manual_seed(1)
+    fc = nn.Linear(10, 5)
+    with torch.no_grad():
+        fc.weight[:, :3] = 0.0
+        fc.weight[0, 5] = 0.0
+    x = (torch.rand(3, 4, 10) < 0.5).float()  # [T, B, in]: leading dims fold
+    report = count_operations(fc, x)
+    want = sum(int(x[t, b, j] != 0) * int((fc.weight[:, j] != 0).sum())
+               for t in range(3) for b in range(4) for j in range(10))  # fmt: skip
+    assert report.layers[0].acs == want and report.layers[0].macs == 0
+    assert report.samples == 4
+    assert report.acs == pytest.approx(want / 4)
+    assert report.energy() == pytest.approx(E_AC * want / 4)
+
+
+def test_spikes_are_inputs_with_one_magnitude():
+    fc = nn.Linear(4, 2, bias=False)
+    cases = [
+        (torch.tensor([[0.0, 1.0, 1.0, 0.0]]), True),
+        (torch.tensor([[0.0, -1.0, 1.0, 0.0]]), True),  # signed spikes
+        (torch.tensor([[0.0, 0.5, 0.5, 0.0]]), True),  # spikes times one constant
+        (torch.tensor([[0.0, 0.5, 1.0, 0.0]]), False),  # graded values
+    ]
+    for x, spikes in cases:
+        with OperationCounter(fc) as counter:
+            fc(x)
+        record = counter.report(1).layers[0]
+        assert (record.acs > 0, record.macs > 0) == (spikes, not spikes), x
+        assert (record.acs or record.macs) == (4 * 2 if not spikes else 2 * 2)
+
+
+def test_a_sequence_network_and_its_report():
+    torch.manual_seed(2)
+    net = nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1), nn.Identity(), layers.Flatten(),
+        layers.Linear(4 * 5 * 5, 3), nn.ConvTranspose2d(1, 1, 2),
+    )  # fmt: skip
+    x = (torch.rand(6, 2, 2, 5, 5) < 0.2).float()  # [T, B, C, H, W]
+    with OperationCounter(net[:4]) as counter:
+        out = net[:4](x)
+    report = counter.report(2)
+    assert out.shape == (6, 2, 3)
+    names = [layer.name for layer in report.layers]
+    assert names == ["0", "3"]
+    folded = x.reshape(12, 2, 5, 5)
+    assert report.layers[0].acs == _conv2d_pairs_by_loop(net[0], folded != 0)
+    assert report.layers[1].macs > 0  # the conv's real-valued output feeds the FC
+    assert OperationCounter(net).not_counted == ["4"]
+    text = str(report)
+    assert "ACs/sample" in text and "µJ per sample" in text and "\n0 " in text
+    assert report.energy() == pytest.approx(E_AC * report.acs + E_MAC * report.macs)
+
+
+def test_counts_match_spikingjelly_synop_counter():
+    """SpikingJelly's SynOpCounter on the same spikes and a dense conv and linear."""
+    op_counter = pytest.importorskip(
+        "spikingjelly.activation_based.op_counter",
+        reason="SpikingJelly (a benchmark extra, scripts/setup.sh bench) is the reference",
+    )
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    fc = nn.Linear(5 * 4 * 4, 7)
+    x = (torch.rand(4, 3, 8, 8) < 0.25).float()
+    y = (torch.rand(4, 5 * 4 * 4) < 0.4).float()
+    theirs = []
+    for module, inp in ((conv, x), (fc, y)):
+        counter = op_counter.SynOpCounter()
+        with op_counter.DispatchCounterMode([counter]):
+            module(inp)
+        theirs.append(counter.get_total())
+    with OperationCounter(nn.ModuleList([conv, fc])) as ours:
+        conv(x)
+        fc(y)
+    assert [layer.acs for layer in ours.report(4).layers] == theirs
+
+
+def test_bad_samples_and_inputs_are_named():
+    fc = nn.Linear(3, 2)
+    with pytest.raises(ConfigurationError, match="samples must be a positive integer"):
+        OperationCounter(fc).report(0)
+    with pytest.raises(ConfigurationError, match="has no batch dimension; pass samples"):
+        count_operations(fc, torch.ones(3))
+
+
+def test_spikeflow_eval_counts_operations(tmp_path, capsys):
+    """``spikeflow eval --operations`` on a trained digits run: the first convolution
+    reads the image (real values: MACs, the dense count 22 x 22 x 8 per step on 8x8
+    with 3x3 and padding 1); the later layers read spikes (ACs); JSON holds the same."""
+    import json
+
+    from spikeflow.cli import main
+    from spikeflow.training import Trainer
+    from train_runs import tiny
+
+    # a low threshold: every layer spikes after two tiny epochs
+    Trainer(tiny(tmp_path, "run", epochs=2, neuron_kwargs={"v_threshold": 0.3}),
+            log=None).fit()  # fmt: skip
+    out = tmp_path / "ops.json"
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--no-progress",
+                 "--operations", "--json", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    ops = json.loads(out.read_text())["operations"]
+    first, *rest = ops["layers"]
+    assert first["name"] == "features.0" and first["acs"] == 0
+    steps, samples = 2, 96  # tiny(): T = 2, 96 test samples
+    assert first["macs"] == 22 * 22 * 8 * steps * samples  # tiny(): 8 channels
+    assert [layer["name"] for layer in rest] == ["features.3", "classifier.2", "classifier.5"]
+    assert all(layer["macs"] == 0 and layer["acs"] > 0 for layer in rest)
+    assert ops["energy_per_sample_j"] == pytest.approx(
+        E_AC * ops["acs_per_sample"] + E_MAC * ops["macs_per_sample"]
+    )
+    assert "per sample:" in text and "µJ" in text and "features.3" in text
