@@ -1,7 +1,8 @@
 """Local learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
-:func:`stdp_update`). See ``docs/learning.md``."""
+:func:`stdp_update`), also reward-modulated (MSTDP, MSTDP-ET with
+:func:`eligibility_reward`). See ``docs/learning.md``."""
 
 from spikeflow.learn.stdp import STDPLearner
-from spikeflow.learn.stdp_rule import stdp_update
+from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
 
-__all__ = ["STDPLearner", "stdp_update"]
+__all__ = ["STDPLearner", "eligibility_reward", "stdp_update"]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_real
 from spikeflow.base import MemoryModule, StepModule
-from spikeflow.errors import ConfigurationError, StateError
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
 
 __all__ = ["STDPLearner"]
@@ -147,12 +147,21 @@ class STDPLearner:
     # -- learning -----------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, on_grad: bool = True, scale: float = 1.0) -> Tensor | None:
+    def step(
+        self, on_grad: bool = True, scale: float = 1.0, reward: Tensor | float | None = None
+    ) -> Tensor | None:
         """Turn the recorded spikes into the weight change ``scale·Δw`` and forget them.
 
         ``on_grad``: subtract it from ``synapse.weight.grad`` (created if missing) and
         return None; else return it. With nothing recorded: None, and nothing changes.
         If it raises, the records and traces are kept as they were.
+
+        ``reward`` makes it reward-modulated STDP (MSTDP): each recorded step's pair
+        terms are weighted by its reward, a scalar, ``[B]`` (one per sample), or
+        ``[S, 1]`` / ``[S, B]`` with ``S`` the steps recorded since the last
+        :meth:`step` (a streamed single step counts one, a ``[T, B, ...]`` call ``T``).
+        The reward weighs the step it is given for (call ``step(reward=r)`` after the
+        forward that earned it).
 
         Raises:
             StateError: closed, or the layer and the neuron did not run the same
@@ -173,12 +182,15 @@ class STDPLearner:
             return None
         delta = torch.zeros_like(self.synapse.weight)
         traces = self._traces
-        for pre, (post, single, fresh) in zip(self._pre, self._post, strict=True):
+        rewards = self._rewards_per_record(reward)
+        for (pre, (post, single, fresh)), r in zip(
+            zip(self._pre, self._post, strict=True), rewards, strict=True
+        ):
             if single:
                 pre, post = pre.unsqueeze(0), post.unsqueeze(0)
             change, traces = stdp_update(
                 self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
-                self.f_post, (None, None) if fresh else traces,
+                self.f_post, (None, None) if fresh else traces, reward=r,
             )  # fmt: skip
             delta += change
         self._traces = traces
@@ -191,6 +203,22 @@ class STDPLearner:
         weight = self.synapse.weight
         weight.grad = -delta if weight.grad is None else weight.grad - delta
         return None
+
+    def _rewards_per_record(self, reward: Tensor | float | None) -> list[Any]:
+        """``reward`` split over the records: per-step rows for ``[S, ...]`` rewards."""
+        if reward is None:
+            return [None] * len(self._pre)
+        value = torch.as_tensor(reward)
+        if value.dim() < 2:  # one reward for every step (per sample or not)
+            return [value] * len(self._pre)
+        lengths = [1 if single else int(pre.shape[0])
+                   for pre, (_, single, _) in zip(self._pre, self._post, strict=True)]  # fmt: skip
+        if value.dim() != 2 or value.shape[0] != sum(lengths):
+            raise ShapeError(
+                f"STDPLearner.step: reward of shape {tuple(value.shape)}; per-step rewards "
+                f"must be [S, 1] or [S, B] with S = {sum(lengths)}, the steps recorded"
+            )
+        return list(torch.split(value, lengths))
 
     def reset(self) -> None:
         """Forget the recorded spikes and the carried traces (the weight is kept)."""

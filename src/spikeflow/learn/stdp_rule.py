@@ -11,6 +11,12 @@ summed over time, batch and (for a convolution) output positions: a presynaptic 
 followed k steps later by a postsynaptic one strengthens the synapse by
 ``f_post(w)·(1 - 1/τ_pre)^k`` (potentiation), the reverse order weakens it by
 ``f_pre(w)·(1 - 1/τ_post)^k`` (depression), and both count at k = 0.
+
+Reward-modulated STDP (Florian 2007) weighs each step's pair terms by a reward
+``r[t, b]``: ``Δw = Σ_{t,b} r[t,b]·(f_post(w)·s_post ⊗ x - f_pre(w)·y ⊗ s_pre)[t,b]``
+(MSTDP). With an eligibility trace ``z[t] = z[t-1]·(1 - 1/τ_z) + ζ[t]/τ_z`` and
+``Δw = Σ_t r[t]·z[t]`` (MSTDP-ET), the sum over a sequence is MSTDP with the reward
+filtered backwards in time, :func:`eligibility_reward`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from torch.nn.utils import parametrize
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
 
-__all__ = ["check_synapse", "stdp_update"]
+__all__ = ["check_synapse", "eligibility_reward", "stdp_update"]
 
 #: Dims of one step of each layer's input ([B, in] for Linear: more leading dims fold
 #: into the batch).
@@ -142,6 +148,46 @@ def _pair_sums(synapse: nn.Module, pre: Tensor, post: Tensor) -> Tensor:
                 dilation=synapse.dilation)  # fmt: skip
 
 
+def _reward_steps(reward: Tensor | float, steps: int, batch: int, like: Tensor) -> Tensor:
+    """``reward`` broadcast to ``[T, B]`` (a scalar, ``[B]``, ``[T, 1]``, ``[T, B]``)."""
+    value = torch.as_tensor(reward, dtype=like.dtype, device=like.device)
+    if value.is_complex() or not torch.isfinite(value).all():
+        raise ConfigurationError("STDP: reward must be finite real numbers")
+    try:
+        return torch.broadcast_to(value, (steps, batch))
+    except RuntimeError:
+        raise ShapeError(
+            f"STDP: reward of shape {tuple(value.shape)} does not broadcast to [T, B] = "
+            f"[{steps}, {batch}] (a scalar, [B], [T, 1] or [T, B])"
+        ) from None
+
+
+def eligibility_reward(reward: Tensor, tau: float) -> Tensor:
+    """The reward MSTDP-ET gives each step's eligibility over a sequence.
+
+    With the eligibility trace ``z[t] = z[t-1]·(1 - 1/τ) + ζ[t]/τ`` (``z[-1] = 0``) and
+    the update ``Σ_t r[t]·z[t]``, step ``k``'s eligibility ``ζ[k]`` is weighted by
+    ``R[k] = (1/τ)·Σ_{t≥k} r[t]·(1 - 1/τ)^(t-k)``: pass ``R`` as the ``reward`` of
+    :func:`stdp_update`. ``reward`` is ``[T, ...]`` (time first); ``τ >= 1``.
+    """
+    tau = check_real("eligibility_reward: tau", tau, 1.0)
+    if not isinstance(reward, Tensor) or reward.dim() == 0 or reward.shape[0] == 0:
+        raise ShapeError("eligibility_reward: reward must be a [T, ...] tensor with T >= 1")
+    decay = 1.0 - 1.0 / tau
+    out = torch.empty_like(reward)
+    running = torch.zeros_like(reward[0])
+    for t in range(reward.shape[0] - 1, -1, -1):
+        running = running * decay + reward[t]
+        out[t] = running
+    return out / tau
+
+
+def _steps_weighted(spikes: Tensor, reward: Tensor | None) -> Tensor:
+    if reward is None:
+        return spikes
+    return spikes * reward.reshape(*reward.shape, *([1] * (spikes.dim() - 2)))
+
+
 @torch.no_grad()
 def stdp_update(
     synapse: nn.Linear | nn.Conv1d | nn.Conv2d,
@@ -152,6 +198,7 @@ def stdp_update(
     f_pre: Callable[[Tensor], Tensor] = _identity,
     f_post: Callable[[Tensor], Tensor] = _identity,
     traces: tuple[Tensor | None, Tensor | None] = (None, None),
+    reward: Tensor | float | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The STDP weight change of ``synapse`` for one sequence, and the final traces.
 
@@ -165,14 +212,18 @@ def stdp_update(
             whole weight (identity: scaled by w; ``lambda w: 1.0`` gives additive STDP).
         traces: the traces at the step before ``pre[0]`` (``None``: zero), one step's
             shape each.
+        reward: reward-modulated STDP (MSTDP): each step's and sample's pair terms
+            weighted by ``reward`` broadcast to ``[T, B]`` (a scalar, ``[B]``,
+            ``[T, 1]`` or ``[T, B]``); for MSTDP-ET pass :func:`eligibility_reward` of
+            the rewards. ``None``: plain STDP.
 
     Returns:
         ``(Δw, (x, y))``: the change (the weight's shape and dtype; not applied) and the
         traces after the last step. Sums run in float32 or wider, outside autocast.
 
     Raises:
-        ShapeError: spikes that do not fit the layer or each other, T = 0, or traces
-            of another shape.
+        ShapeError: spikes that do not fit the layer or each other, T = 0, traces of
+            another shape, or a reward that does not broadcast to ``[T, B]``.
         ConfigurationError: a time constant below 1, or a layer STDP does not cover.
     """
     dims = check_synapse(synapse)
@@ -189,8 +240,9 @@ def stdp_update(
         pre, post = pre.to(compute), post.to(compute)
         x = _traces(pre, 1.0 - 1.0 / tau_pre, traces[0])
         y = _traces(post, 1.0 - 1.0 / tau_post, traces[1])
-        potentiation = _pair_sums(synapse, x, post)  # Σ s_post ⊗ x
-        depression = _pair_sums(synapse, pre, y)  # Σ y ⊗ s_pre
+        r = None if reward is None else _reward_steps(reward, *pre.shape[:2], like=pre)
+        potentiation = _pair_sums(synapse, x, _steps_weighted(post, r))  # Σ r·s_post ⊗ x
+        depression = _pair_sums(synapse, _steps_weighted(pre, r), y)  # Σ y ⊗ r·s_pre
         w = weight.to(compute)
         delta = f_post(w) * potentiation - f_pre(w) * depression
     return delta.to(weight.dtype), (x[-1], y[-1])
