@@ -114,3 +114,13 @@ def test_errors_name_the_argument():
         temporal_contrastive_loss(out, torch.tensor([0, -1, 2]))
     with pytest.raises(DTypeError, match="features must be floating point"):
         temporal_contrastive_loss(torch.ones(2, 3, 4, dtype=torch.int64), torch.tensor([0, 1, 2]))
+
+
+def test_computed_in_float32_under_autocast():
+    features = torch.randn(3, 6, 10)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    exact = temporal_contrastive_loss(features.double(), target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = temporal_contrastive_loss(features, target)
+    assert got.dtype == torch.float32
+    assert abs(got.item() - exact.item()) < 1e-5

@@ -296,3 +296,15 @@ def test_training_reads_accuracy_with_the_loss_readout(tmp_path):
     assert resolved_readout(tiny(tmp_path, "c", loss="sum0")) == "count"
     with pytest.raises(ConfigurationError, match="readout must be one of"):
         tiny(tmp_path, "bad", readout="votes").validate()
+
+
+def test_count_readout_sums_graded_outputs():
+    """A voting layer's outputs are fractions: ``count`` compares their sums (as the
+    counting losses count), not the number of nonzero steps."""
+    out = torch.zeros(4, 1, 3)
+    out[:, 0, 0] = 0.1  # 4 nonzero steps, sum 0.4
+    out[:3, 0, 1] = 0.9  # 3 nonzero steps, sum 2.7
+    assert predict(out, "count").tolist() == [1]
+    out[1:, 0, 2] = 0.9  # the same sum 2.7 with a later first output: the tie goes to 1
+    assert predict(out, "count").tolist() == [1]
+    assert predict(out, "first_spike").tolist() == [1]  # first at 0: larger sum than 0

@@ -281,7 +281,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--loss",
         default=s,
-        help="mse (default: rate vs one-hot), ce, tet, count; time-based (event-driven "
+        help="mse (default: rate vs one-hot), ce, tet, tcl, count; time-based (event-driven "
         "nets): count+, sum0, ce+, ttfs",
     )
     o.add_argument(

@@ -95,7 +95,7 @@ def _key(name: str) -> str:
 
 def loss_readout(name: str) -> str:
     """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
-    ``mse``/``ce``/``tet``, ``"count"`` for the counting losses and ``ce+``,
+    ``mse``/``ce``/``tet``/``tcl``, ``"count"`` for the counting losses and ``ce+``,
     ``"first_spike"`` for ``ttfs``."""
     return _LOSSES[_key(name)][2]
 

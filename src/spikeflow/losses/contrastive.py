@@ -37,9 +37,10 @@ def temporal_contrastive_loss(features: Tensor, target: Tensor, temperature: flo
     step and sample), ``P(i)`` the others with ``i``'s label and
     ``A(i)`` all the others:
     ``L = mean_i -1/|P(i)| Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a∈A(i)} exp(z_i·z_a/τ))``,
-    the mean over the anchors that have a positive (all of them when ``T ≥ 2``); zero
-    if none has. A representation that is all zero (a silent spiking output at that
-    step) has no direction and takes no part. Computed in float32 at least.
+    the mean over the anchors that have a positive; zero if none has. A representation
+    that is exactly zero (a silent spiking output at that step) has no direction and
+    takes no part (a tiny nonzero one still gets gradients of about ``1/‖f‖``). Computed
+    in float32 at least, outside autocast.
     """
     if not isinstance(features, Tensor) or features.dim() < 3:
         shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
@@ -59,6 +60,12 @@ def temporal_contrastive_loss(features: Tensor, target: Tensor, temperature: flo
     check_labels("temporal_contrastive_loss", target, batch, None)
     temperature = check_real("temporal_contrastive_loss: temperature", temperature, 0.0,
                              low_open=True)  # fmt: skip
+    with torch.autocast(features.device.type, enabled=False):  # float32 at least
+        return _supervised_contrastive(features, target, temperature)
+
+
+def _supervised_contrastive(features: Tensor, target: Tensor, temperature: float) -> Tensor:
+    steps, batch = features.shape[:2]
     dtype = torch.promote_types(features.dtype, torch.float32)
     flat = features.reshape(steps * batch, -1).to(dtype)
     labels = target.reshape(1, batch).expand(steps, batch).reshape(-1)

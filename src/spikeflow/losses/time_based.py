@@ -20,7 +20,7 @@ elsewhere:
 The gradient given to a spike is the gradient with respect to its presence, as in every
 spikeflow layer; the event-driven layers read it as minus the gradient with respect to
 its time (docs/event_driven.md). The value is the batch mean; the authors' code sums
-the counting losses over the batch and scales them differently (docs/training.md).
+the counting losses over the batch and scales them differently (docs/models.md).
 These gradients are designed, not the derivative of the value: ``gradcheck`` does not
 apply, and with surrogate-gradient networks silent output neurons get no gradient.
 """
