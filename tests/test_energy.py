@@ -177,3 +177,38 @@ def test_spikeflow_eval_counts_operations(tmp_path, capsys):
         E_AC * ops["acs_per_sample"] + E_MAC * ops["macs_per_sample"]
     )
     assert "per sample:" in text and "µJ" in text and "features.3" in text
+
+
+def test_counts_stay_exact_under_autocast():
+    torch.manual_seed(5)
+    conv = nn.Conv2d(512, 4, 3)
+    x = torch.ones(1, 512, 6, 6)  # dense spikes: 4608 pairs per output, above bf16's 256
+    with OperationCounter(conv) as exact:
+        conv(x)
+    with OperationCounter(conv) as mixed, torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(x)
+    assert mixed.report(1).layers[0].acs == exact.report(1).layers[0].acs == 16 * 512 * 9 * 4
+
+
+def test_event_driven_layers_count_their_standardised_weight():
+    from spikeflow.event_driven import EventDrivenLinear
+
+    layer = EventDrivenLinear(6, 3)
+    with torch.no_grad():
+        layer.weight[:, :2] = 0.0  # zero raw weights, nonzero after standardisation
+    x = torch.ones(4, 1, 6)
+    report = count_operations(layer, x)
+    assert report.layers[0].acs == 4 * 6 * 3
+
+
+def test_weights_used_without_their_forward_are_listed():
+    from spikeflow.layers import LinearRecurrentContainer
+    from spikeflow.neurons import LIFNode
+
+    net = nn.Sequential(layers.Linear(4, 8),
+                        LinearRecurrentContainer(LIFNode(step_mode="s"), 8, 8))  # fmt: skip
+    report = count_operations(net, (torch.rand(5, 2, 4) < 0.5).float())
+    assert [layer.name for layer in report.layers] == ["0"]
+    assert report.not_counted == ["1.rc (its forward never ran)"]
+    other = nn.ModuleList([nn.MultiheadAttention(8, 2), nn.LSTM(4, 4), nn.BatchNorm2d(3)])
+    assert OperationCounter(other).not_counted == ["0", "1"]

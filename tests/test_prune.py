@@ -672,3 +672,12 @@ def test_a_pruned_recurrent_layer_computes_its_weight_once_per_sequence():
     assert len(calls) == 1
     out.sum().backward()
     assert rc.parametrizations.weight.original.grad is not None
+
+
+def test_pgh_stays_finite_for_huge_beta_and_names_bad_beta():
+    values = [prune.threshold_at("pgh", k / 10, 0.3, 1e306) for k in range(11)]
+    assert all(math.isfinite(v) for v in values) and values[-1] == pytest.approx(0.3)
+    assert values == sorted(values) and values[5] < 1e-100  # all the pruning at the end
+    for beta in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigurationError, match="threshold_at: beta must be"):
+            prune.threshold_at("pgh", 0.5, 1.0, beta)

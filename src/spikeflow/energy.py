@@ -22,8 +22,13 @@ spikes when all its nonzero entries have the same magnitude (``{0, 1}``, signed
 ``{0, ±1}``, or spikes scaled by one constant); other inputs are real-valued. Biases,
 batch norm, pooling, residual additions and the neurons' own updates are not counted
 (as in most papers' estimates). Layers counted: ``nn.Linear``, ``nn.Conv1d/2d/3d``
-and their subclasses (spikeflow's sequence layers, the event-driven layers); other
-modules holding a weight are listed as not counted.
+and their subclasses (spikeflow's sequence layers, the event-driven layers, with the
+standardised weight they compute with); other modules with weights of their own
+(matrices or kernels: LSTMs, attention, PSN neurons, transposed convolutions) and
+counted layers whose forward never ran (a recurrent container applying its inner
+layer's weight directly) are listed as not counted. Weights are taken as stored
+sparse (a zero weight costs nothing); inputs arrive at run time, so a layer fed real
+values multiplies its zero inputs too, while a spike input is event-driven.
 """
 
 from __future__ import annotations
@@ -115,6 +120,12 @@ class OperationReport:
         return "\n".join(lines)
 
 
+def _holds_weights(module: nn.Module) -> bool:
+    """A module of another kind with weights of its own of 2 or more dims (a matrix, a
+    kernel): its work is not counted. (Batch/layer/group norm parameters are 1-D.)"""
+    return any(p.dim() >= 2 for p in module.parameters(recurse=False))
+
+
 def _is_spikes(x: Tensor) -> bool:
     nonzero = x[x != 0]
     if nonzero.numel() == 0:
@@ -123,9 +134,15 @@ def _is_spikes(x: Tensor) -> bool:
     return bool((magnitude == magnitude[0]).all())
 
 
+def _weight(layer: nn.Module) -> Tensor:
+    """The weight the layer computes with (event-driven layers standardise theirs)."""
+    standardized = getattr(layer, "standardized_weight", None)
+    return standardized() if callable(standardized) else layer.weight
+
+
 def _linear_pairs(layer: nn.Linear, mask: Tensor) -> int:
     """(input entry in ``mask``, nonzero weight) pairs of a linear layer."""
-    fan_out = (layer.weight != 0).sum(dim=0).to(torch.int64)  # outputs each input reaches
+    fan_out = (_weight(layer) != 0).sum(dim=0).to(torch.int64)  # outputs each input reaches
     per_input = mask.reshape(-1, layer.in_features).sum(dim=0, dtype=torch.int64)
     return int((per_input * fan_out).sum())
 
@@ -135,8 +152,9 @@ def _conv_pairs(layer: nn.Module, mask: Tensor) -> int:
     convolution: the layer's convolution of the masks, summed."""
     spatial = layer.weight.dim() - 2
     steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :])
-    weight = (layer.weight != 0).to(torch.float32)
-    counts = layer._conv_forward(steps.to(torch.float32), weight, None)  # type: ignore[operator]
+    weight = (_weight(layer) != 0).to(torch.float32)
+    with torch.autocast(mask.device.type, enabled=False):  # counts stay exact integers
+        counts = layer._conv_forward(steps.to(torch.float32), weight, None)  # type: ignore[operator]
     return int(counts.sum(dtype=torch.float64).item())
 
 
@@ -155,9 +173,7 @@ class OperationCounter:
             if isinstance(module, (nn.Linear, *_CONVS)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._count))
-            elif isinstance(getattr(module, "weight", None), Tensor) and not isinstance(
-                module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-            ):
+            elif _holds_weights(module):
                 self.not_counted.append(name or "(model)")
 
     @torch.no_grad()
@@ -186,7 +202,11 @@ class OperationCounter:
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ConfigurationError(f"samples must be a positive integer, got {samples!r}")
         layers = [LayerOperations(**vars(r)) for r in self._layers.values() if r.calls]
-        return OperationReport(layers, samples, list(self.not_counted))
+        # Layers whose weight was used without calling them (LinearRecurrentContainer
+        # applies its inner Linear's weight with F.linear) did work that is not counted.
+        unused = [f"{r.name} (its forward never ran)" for r in self._layers.values()
+                  if not r.calls]  # fmt: skip
+        return OperationReport(layers, samples, [*self.not_counted, *unused])
 
     def remove(self) -> None:
         """Detach the hooks."""

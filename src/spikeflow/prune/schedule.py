@@ -36,9 +36,8 @@ def threshold_at(shape: str, x: float, final: float, beta: float | None = None) 
     if shape == "pgh":
         if beta is None:
             raise ConfigurationError("threshold shape 'pgh' needs beta (> 0)")
-        return (
-            final * _homotopy_integral(math.log(beta), x) / _homotopy_integral(math.log(beta), 1.0)
-        )
+        log_beta = math.log(check_real("threshold_at: beta", beta, 0.0, low_open=True))
+        return final * _homotopy_integral(log_beta, x) / _homotopy_integral(log_beta, 1.0)
     if beta is not None:
         raise ConfigurationError(f"beta is for the 'pgh' shape only; shape is {shape!r}")
     if shape == "sine":
@@ -53,8 +52,13 @@ def threshold_at(shape: str, x: float, final: float, beta: float | None = None) 
 def _homotopy_integral(log_beta: float, x: float) -> float:
     """``∫_0^x β^u (1 + cos πu) du`` with ``log_beta = ln β``: the threshold LATS reaches
     when its L1 strength grows as ``β^u`` under a cosine learning rate (PGH); at β = 1
-    it is S-LATS's ``x + sin(πx)/π``."""
+    it is S-LATS's ``x + sin(πx)/π``. For ``ln β > 1`` it is returned divided by β
+    (a common factor of the ratio PGH takes), which keeps it finite for any float β."""
     l, pi = log_beta, math.pi
+    if l > 1.0:  # the integral / β: e^(l(x-1)) instead of e^(lx), no overflow
+        grown, start = math.exp(l * (x - 1.0)), math.exp(-l)
+        wave = grown * (l * math.cos(pi * x) + pi * math.sin(pi * x)) - l * start
+        return (grown - start) / l + wave / (l * l + pi * pi)
     growth = x if l == 0.0 else math.expm1(l * x) / l
     wave = math.exp(l * x) * (l * math.cos(pi * x) + pi * math.sin(pi * x)) - l
     return growth + wave / (l * l + pi * pi)
