@@ -8,10 +8,17 @@
 * :mod:`~spikeflow.layers.dropout`: dropout with one mask per sequence.
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
 * :mod:`~spikeflow.layers.recurrent`: element-wise and linear recurrent containers.
+* :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
+  Spike-driven Transformer's SDSA).
 
 See ``docs/layers.md``.
 """
 
+from spikeflow.layers.attention import (
+    FeatureBatchNorm,
+    SpikeDrivenSelfAttention,
+    SpikingSelfAttention,
+)
 from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.misc import Delay, VotingLayer
@@ -73,6 +80,7 @@ __all__ = [
     "Dropout",
     "Dropout2d",
     "ElementWiseRecurrentContainer",
+    "FeatureBatchNorm",
     "Flatten",
     "GroupNorm",
     "LayerNorm",
@@ -85,6 +93,8 @@ __all__ = [
     "NeuNorm",
     "SeqToANNContainer",
     "SequenceLayerMixin",
+    "SpikeDrivenSelfAttention",
+    "SpikingSelfAttention",
     "StepModeContainer",
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",

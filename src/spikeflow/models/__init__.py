@@ -14,6 +14,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.digits`: the small PLIF net ``spikeflow train`` trains on 8x8 digits.
 * :mod:`~spikeflow.models.event_driven`: the event-driven backpropagation paper's networks.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
+* :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
@@ -26,6 +27,7 @@ from spikeflow.models import (
     resnet,
     sew_dvs,
     sew_resnet,
+    spikformer,
     vgg,
 )
 from spikeflow.models.common import NEURONS, NeuronFactory, list_neurons, resolve_neuron
@@ -48,5 +50,6 @@ __all__ = [
     "resolve_neuron",
     "sew_dvs",
     "sew_resnet",
+    "spikformer",
     "vgg",
 ]

@@ -1,0 +1,187 @@
+"""Spiking self-attention: Spikformer's SSA and the Spike-driven Transformer's SDSA.
+
+Both take token sequences ``[T, B, N, D]`` (``N`` tokens of ``D`` features per step)
+and attend without softmax, so that the products are between spikes:
+
+* :class:`SpikingSelfAttention` (Zhou et al., ICLR 2023): spike ``Q``, ``K``, ``V``
+  (linear, batch norm, spiking neuron each), ``Q Kᵀ V · s`` per head, a spiking neuron
+  (threshold 0.5), then a linear projection, batch norm and a spiking neuron: spikes
+  in, spikes out.
+* :class:`SpikeDrivenSelfAttention` (Yao et al., NeurIPS 2023): ``Q ⊙ SN(Σ_tokens K ⊙ V)``
+  per head (only masks and additions), in the membrane-shortcut style of its paper: a
+  spiking neuron first turns the (real-valued) residual stream into spikes, and the
+  output is the projection's batch-normalised values, to be added to that stream.
+
+The neurons are spikeflow neurons built by name (``neuron="lif"``, the papers' LIF with
+τ = 2 and a detached reset by default) and run in multi-step mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, ShapeError
+
+__all__ = ["FeatureBatchNorm", "SpikeDrivenSelfAttention", "SpikingSelfAttention"]
+
+#: The papers' neuron: LIF, τ = 2, reset detached from the graph.
+ATTENTION_NEURON_DEFAULTS: dict[str, Any] = {"tau": 2.0, "detach_reset": True}
+
+
+class FeatureBatchNorm(nn.BatchNorm1d):
+    """Batch norm over the last dim of ``[..., D]`` (statistics over all other dims)."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        """``[..., D]`` -> ``[..., D]``."""
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def _neurons(neuron: Any, neuron_kwargs: Mapping[str, Any] | None) -> Any:
+    from spikeflow.models.common import NeuronFactory
+
+    # A threshold a layer sets for one of its neurons (the attention neuron's 0.5)
+    # wins over neuron_kwargs, which set every neuron.
+    return lambda **extra: NeuronFactory(
+        neuron, {**(neuron_kwargs or {}), **extra}, defaults=ATTENTION_NEURON_DEFAULTS
+    )()
+
+
+def _check_sizes(owner: str, dim: int, num_heads: int) -> None:
+    for name, value in (("dim", dim), ("num_heads", num_heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    if dim % num_heads:
+        raise ConfigurationError(
+            f"{owner}: dim ({dim}) must be a multiple of num_heads ({num_heads})"
+        )
+
+
+def _check_tokens(owner: str, x: Tensor, dim: int) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[-1] != dim:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"{owner}: expects tokens [T, B, N, D] with D = {dim}, got {shape}")
+
+
+class _QKV(nn.Module):
+    """Spike ``Q``, ``K``, ``V`` ``[T, B, H, N, D/H]``: linear, batch norm, neuron each."""
+
+    def __init__(self, dim: int, num_heads: int, make_neuron: Any) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.linear = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.norm = nn.ModuleList(FeatureBatchNorm(dim) for _ in range(3))
+        self.neuron = nn.ModuleList(make_neuron() for _ in range(3))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        steps, batch, tokens, dim = x.shape
+        heads = []
+        for linear, norm, neuron in zip(self.linear, self.norm, self.neuron, strict=True):
+            s = neuron(norm(linear(x)))
+            heads.append(s.reshape(steps, batch, tokens, self.num_heads, dim // self.num_heads)
+                         .transpose(2, 3))  # fmt: skip
+        return heads[0], heads[1], heads[2]
+
+
+def _merge_heads(x: Tensor) -> Tensor:
+    """``[T, B, H, N, d]`` -> ``[T, B, N, H·d]``."""
+    steps, batch, heads, tokens, width = x.shape
+    return x.transpose(2, 3).reshape(steps, batch, tokens, heads * width)
+
+
+class SpikingSelfAttention(nn.Module):
+    """Spikformer's spiking self-attention, SSA (Zhou et al., ICLR 2023).
+
+    ``Q, K, V = SN(BN(X W_q)), SN(BN(X W_k)), SN(BN(X W_v))`` (spikes), per head
+    ``A = Q Kᵀ V · scale`` (no softmax: the products of spikes are non-negative counts;
+    computed as ``Q (Kᵀ V)``), then ``SN_attn(A)`` (threshold ``attention_threshold``)
+    and ``SN(BN(· W_o))``.
+
+    Args:
+        dim: features per token ``D``.
+        num_heads: heads ``H`` (``D`` a multiple of ``H``).
+        scale: the factor ``s`` (0.125 in the paper).
+        attention_threshold: the threshold of the neuron after ``Q Kᵀ V`` (0.5).
+        neuron, neuron_kwargs: the spiking neurons (a name, class or factory, as the
+            zoo's models take), over the defaults LIF-style ``tau=2``,
+            ``detach_reset=True``.
+
+    Input and output ``[T, B, N, D]``; the output is spikes.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        scale: float = 0.125,
+        attention_threshold: float = 0.5,
+        neuron: Any = "lif",
+        neuron_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_sizes("SpikingSelfAttention", dim, num_heads)
+        make = _neurons(neuron, neuron_kwargs)
+        self.dim, self.num_heads, self.scale = dim, num_heads, float(scale)
+        self.qkv = _QKV(dim, num_heads, make)
+        self.attention_neuron = make(v_threshold=attention_threshold)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.proj_norm = FeatureBatchNorm(dim)
+        self.proj_neuron = make()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, N, D]`` -> spikes ``[T, B, N, D]``."""
+        _check_tokens("SpikingSelfAttention", x, self.dim)
+        q, k, v = self.qkv(x)
+        attended = q @ (k.transpose(-2, -1) @ v) * self.scale  # = (Q Kᵀ) V · s
+        spikes = self.attention_neuron(_merge_heads(attended))
+        return self.proj_neuron(self.proj_norm(self.proj(spikes)))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}, scale={self.scale:g}"
+
+
+class SpikeDrivenSelfAttention(nn.Module):
+    """The Spike-driven Transformer's self-attention, SDSA (Yao et al., NeurIPS 2023).
+
+    ``S = SN_in(X)`` (the residual stream's values to spikes), ``Q, K, V`` spikes from
+    ``S`` as in :class:`SpikingSelfAttention`; per head
+    ``A = Q ⊙ SN_kv(Σ_tokens K ⊙ V)`` (a mask of ``Q`` by the channels where keys and
+    values agree often enough: threshold ``kv_threshold``), then ``BN(A W_o)``: real
+    values, added to the residual stream by the block (membrane shortcut).
+
+    Args:
+        dim, num_heads, neuron, neuron_kwargs: as :class:`SpikingSelfAttention`.
+        kv_threshold: the threshold of the neuron on the summed ``K ⊙ V`` (0.5).
+
+    Input ``[T, B, N, D]`` (any real values), output ``[T, B, N, D]`` real values.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        kv_threshold: float = 0.5,
+        neuron: Any = "lif",
+        neuron_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_sizes("SpikeDrivenSelfAttention", dim, num_heads)
+        make = _neurons(neuron, neuron_kwargs)
+        self.dim, self.num_heads = dim, num_heads
+        self.input_neuron = make()
+        self.qkv = _QKV(dim, num_heads, make)
+        self.kv_neuron = make(v_threshold=kv_threshold)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.proj_norm = FeatureBatchNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, N, D]`` -> ``[T, B, N, D]``."""
+        _check_tokens("SpikeDrivenSelfAttention", x, self.dim)
+        q, k, v = self.qkv(self.input_neuron(x))
+        kv = self.kv_neuron((k * v).sum(dim=-2, keepdim=True))  # [T, B, H, 1, d]
+        return self.proj_norm(self.proj(_merge_heads(q * kv)))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}"

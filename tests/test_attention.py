@@ -1,0 +1,157 @@
+"""Spiking self-attention (SSA, SDSA) and Spikformer against loops written from the papers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.layers import FeatureBatchNorm, SpikeDrivenSelfAttention, SpikingSelfAttention
+from spikeflow.models import create_model
+
+
+def _lif(x: torch.Tensor, threshold: float = 1.0, tau: float = 2.0) -> torch.Tensor:
+    """LIF over time (decay_input, hard reset to 0): H = V + (X - V)/τ, spike H >= θ."""
+    v = torch.zeros_like(x[0])
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        h = v + (x[t] - v) / tau
+        out[t] = (h >= threshold).to(x.dtype)
+        v = h * (1 - out[t])
+    return out
+
+
+def _bn(norm: FeatureBatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Batch norm in eval mode, by its formula."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return (x - norm.running_mean) * scale + norm.bias
+
+
+def _randomise(module: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, FeatureBatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.2)
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) + 0.5)  # firing
+
+
+def _heads(x: torch.Tensor, heads: int) -> list[torch.Tensor]:
+    width = x.shape[-1] // heads
+    return [x[..., h * width:(h + 1) * width] for h in range(heads)]
+
+
+def _qkv_by_hand(module, x):
+    return [_lif(_bn(norm, x @ linear.weight.T)) for linear, norm in
+            zip(module.qkv.linear, module.qkv.norm, strict=True)]  # fmt: skip
+
+
+@torch.no_grad()
+def test_ssa_equals_the_paper_by_hand():
+    torch.manual_seed(0)
+    ssa = SpikingSelfAttention(16, num_heads=4).double().eval()
+    _randomise(ssa, 1)
+    x = (torch.rand(5, 3, 12, 16, dtype=torch.float64) < 0.5).double()
+    q, k, v = _qkv_by_hand(ssa, x)
+    attended = torch.cat([qh @ kh.transpose(-2, -1) @ vh * 0.125  # (Q Kᵀ) V · s per head
+                          for qh, kh, vh in zip(_heads(q, 4), _heads(k, 4), _heads(v, 4),
+                                                strict=True)], dim=-1)  # fmt: skip
+    spikes = _lif(attended, threshold=0.5)
+    want = _lif(_bn(ssa.proj_norm, spikes @ ssa.proj.weight.T))
+    got = ssa(x)
+    torch.testing.assert_close(got, want)
+    assert 0 < got.mean() < 1 and spikes.mean() > 0  # the case is not all silent
+
+
+@torch.no_grad()
+def test_sdsa_equals_the_paper_by_hand():
+    torch.manual_seed(2)
+    sdsa = SpikeDrivenSelfAttention(16, num_heads=2).double().eval()
+    _randomise(sdsa, 3)
+    x = torch.randn(4, 2, 10, 16, dtype=torch.float64) * 2
+    s = _lif(x)
+    q, k, v = _qkv_by_hand(sdsa, s)
+    masked = []
+    for qh, kh, vh in zip(_heads(q, 2), _heads(k, 2), _heads(v, 2), strict=True):
+        kv = _lif((kh * vh).sum(dim=-2, keepdim=True), threshold=0.5)  # Σ over tokens
+        masked.append(qh * kv)
+    want = _bn(sdsa.proj_norm, torch.cat(masked, dim=-1) @ sdsa.proj.weight.T)
+    torch.testing.assert_close(sdsa(x), want)
+
+
+@pytest.mark.parametrize("layer", [SpikingSelfAttention, SpikeDrivenSelfAttention])
+@torch.no_grad()
+def test_attention_is_token_permutation_equivariant_and_causal_in_time(layer):
+    torch.manual_seed(4)
+    module = layer(16, num_heads=4).eval()
+    _randomise(module, 5)
+    x = (torch.rand(6, 2, 9, 16) < 0.6).float() * 3
+    out = module(x)
+    perm = torch.randperm(9)
+    torch.testing.assert_close(module(x[:, :, perm]), out[:, :, perm])
+    changed = x.clone()
+    changed[4:] = torch.rand_like(changed[4:])
+    torch.testing.assert_close(module(changed)[:4], out[:4])  # steps < 4 do not see t >= 4
+
+
+@pytest.mark.parametrize("layer", [SpikingSelfAttention, SpikeDrivenSelfAttention])
+def test_gradients_reach_every_parameter(layer):
+    torch.manual_seed(6)
+    module = layer(32, num_heads=4, neuron_kwargs={"v_threshold": 0.3})
+    x = (torch.rand(4, 4, 64, 32) < 0.5).float().requires_grad_(True)
+    module(x).sum().backward()
+    for name, parameter in module.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0
+
+
+def test_attention_threshold_is_the_layers_own():
+    ssa = SpikingSelfAttention(8, 2, neuron_kwargs={"v_threshold": 0.8})
+    assert ssa.attention_neuron.v_threshold == 0.5 and ssa.proj_neuron.v_threshold == 0.8
+    assert SpikeDrivenSelfAttention(8, 2, kv_threshold=0.25).kv_neuron.v_threshold == 0.25
+
+
+def test_bad_sizes_and_inputs_are_named():
+    with pytest.raises(ConfigurationError, match=r"dim \(10\) must be a multiple of num_heads"):
+        SpikingSelfAttention(10, 4)
+    with pytest.raises(ConfigurationError, match="num_heads must be a positive integer"):
+        SpikeDrivenSelfAttention(8, 0)
+    with pytest.raises(ShapeError, match=r"expects tokens \[T, B, N, D\] with D = 8"):
+        SpikingSelfAttention(8, 2)(torch.rand(2, 3, 4, 6))
+
+
+def test_spikformer_sizes_are_the_papers():
+    """Spikformer-4-384 (CIFAR-10) has 9.32 M parameters and Spikformer-2-256 (DVS)
+    2.57 M, as the paper's tables give; both make 8x8 = 64 tokens."""
+    cifar, dvs = create_model("spikformer"), create_model("spikformer_dvs")
+    assert round(sum(p.numel() for p in cifar.parameters()) / 1e6, 2) == 9.32
+    assert round(sum(p.numel() for p in dvs.parameters()) / 1e6, 2) == 2.57
+    assert cifar.tokens == dvs.tokens == 64
+    small = create_model("spikformer", num_classes=5, embed_dim=32, depth=1, num_heads=4,
+                         input_size=16)  # fmt: skip
+    out = small(torch.rand(2, 3, 3, 16, 16))
+    assert out.shape == (2, 3, 5) and small.tokens == 16
+    with pytest.raises(ConfigurationError, match="embed_dim .* multiple of 8"):
+        create_model("spikformer", embed_dim=36, num_heads=4)
+    with pytest.raises(ConfigurationError, match="pools must be an integer from 0 to 4"):
+        create_model("spikformer", pools=5)
+    with pytest.raises(ShapeError, match="built for 3 input channels"):
+        small(torch.rand(2, 3, 2, 16, 16))
+
+
+def test_a_small_spikformer_learns_the_digits(tmp_path):
+    """A one-block Spikformer trained by `spikeflow train` on the digits beats chance."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    from train_runs import tiny
+
+    from spikeflow.training import Trainer
+
+    config = tiny(tmp_path, "run", model="spikformer", loss="ce", epochs=2, lr=3e-3,
+                  train_samples=None, T=4,
+                  model_kwargs={"in_channels": 1, "input_size": 8, "embed_dim": 32,
+                                "depth": 1, "num_heads": 4, "pools": 1})  # fmt: skip
+    result = Trainer(config, log=None).fit()
+    assert result.best_test_acc > 0.5, result.history
