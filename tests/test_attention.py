@@ -41,7 +41,7 @@ def _randomise(module: nn.Module, seed: int) -> None:
 
 def _heads(x: torch.Tensor, heads: int) -> list[torch.Tensor]:
     width = x.shape[-1] // heads
-    return [x[..., h * width:(h + 1) * width] for h in range(heads)]
+    return [x[..., h * width : (h + 1) * width] for h in range(heads)]
 
 
 def _qkv_by_hand(module, x):
@@ -134,7 +134,7 @@ def test_spikformer_sizes_are_the_papers():
                          input_size=16)  # fmt: skip
     out = small(torch.rand(2, 3, 3, 16, 16))
     assert out.shape == (2, 3, 5) and small.tokens == 16
-    with pytest.raises(ConfigurationError, match="embed_dim .* multiple of 8"):
+    with pytest.raises(ConfigurationError, match=r"embed_dim .* multiple of 8"):
         create_model("spikformer", embed_dim=36, num_heads=4)
     with pytest.raises(ConfigurationError, match="pools must be an integer from 0 to 4"):
         create_model("spikformer", pools=5)
@@ -145,9 +145,8 @@ def test_spikformer_sizes_are_the_papers():
 def test_a_small_spikformer_learns_the_digits(tmp_path):
     """A one-block Spikformer trained by `spikeflow train` on the digits beats chance."""
     pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
-    from train_runs import tiny
-
     from spikeflow.training import Trainer
+    from train_runs import tiny
 
     config = tiny(tmp_path, "run", model="spikformer", loss="ce", epochs=2, lr=3e-3,
                   train_samples=None, T=4,

@@ -706,3 +706,24 @@ def test_a_nan_current_gives_nan_gradients_on_every_backend() -> None:
             assert torch.equal(got.isnan(), want.isnan()), backend
             assert torch.equal(got.nan_to_num(), want.nan_to_num()), backend
     assert results["torch"][4][:, 1].isnan().any()  # the diverged neuron shows
+
+
+def test_standardisation_can_be_frozen_as_calibrated() -> None:
+    """``train_standardisation=False`` (the authors' ``norm_grad: 0``, the CIFAR-10
+    net's default): calibration still sets the gains, training leaves gains and shifts."""
+    torch.manual_seed(12)
+    net = create_model("event_driven_nmnist", train_standardisation=False).train()
+    assert not create_model("event_driven_cifar10").body[0].gain.requires_grad
+    assert create_model("event_driven_nmnist").body[0].gain.requires_grad
+    x = (torch.rand(6, 4, 2, 34, 34) < 0.2).float()
+    before = net.body[0].gain.detach().clone()
+    out = net(x, torch.tensor([0, 1, 2, 3]))
+    calibrated = net.body[0].gain.detach().clone()
+    assert not torch.equal(before, calibrated)  # the calibration scaled it
+    out.sum().backward()
+    assert all(layer.gain.grad is None and layer.shift.grad is None
+               for layer in net.body if hasattr(layer, "gain"))  # fmt: skip
+    assert net.body[0].weight.grad is not None
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    opt.step()
+    assert torch.equal(net.body[0].gain.detach(), calibrated)

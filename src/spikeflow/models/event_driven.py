@@ -85,6 +85,9 @@ class EventDrivenNet(nn.Module):
         spikes_per_neuron: the calibration's target firing (spikes per sequence).
         teacher_spike: in training, give the label neuron a spike when the caller passes
             the labels (the authors' code; ``spikeflow train`` does).
+        train_standardisation: train the layers' standardisation gains and shifts with
+            the weights (True), or keep them as calibrated (False: the authors'
+            ``norm_grad: 0``, their CIFAR-10 recipe).
     """
 
     def __init__(
@@ -97,9 +100,13 @@ class EventDrivenNet(nn.Module):
         dropout: float = 0.0,
         spikes_per_neuron: float = 1.0,
         teacher_spike: bool = True,
+        train_standardisation: bool = True,
     ) -> None:
         super().__init__()
         self.teacher_spike = check_flag("EventDrivenNet", "teacher_spike", teacher_spike)
+        train_standardisation = check_flag(
+            "EventDrivenNet", "train_standardisation", train_standardisation
+        )
         num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
@@ -137,6 +144,12 @@ class EventDrivenNet(nn.Module):
             EventDrivenLinear(flat or channels * height * width, num_classes, neuron=neuron)
         )
         self.body = nn.Sequential(*body)
+        if not train_standardisation:  # calibration still sets the gains (in place)
+            for layer in self.body:
+                for name in ("gain", "shift"):
+                    parameter = getattr(layer, name, None)
+                    if isinstance(parameter, nn.Parameter):
+                        parameter.requires_grad_(False)
         self.register_buffer("calibrated", torch.tensor(False))
 
     #: Set by the builders (``neuron`` through ``neuron_kwargs``).
@@ -192,8 +205,9 @@ event_driven_nmnist = _zoo_model(
 event_driven_cifar10 = _zoo_model(
     "event_driven_cifar10", _CIFAR10_PLAN, (7.0, 4.0, 3.5),
     "The paper's CIFAR-10 VGG (32x32x3: 128-128-P-256x3-P-512x3-P-FC2048-FC2048-10, "
-    "dropout 0.1, tau_m 7, tau_s 4, tau_grad 3.5)",
+    "dropout 0.1, tau_m 7, tau_s 4, tau_grad 3.5, standardisation frozen as calibrated)",
     dropout=0.1, spikes_per_neuron=1.0, input_size=32, in_channels=3, num_classes=10,
+    train_standardisation=False,
 )  # fmt: skip
 event_driven_dvsgesture = _zoo_model(
     "event_driven_dvsgesture", _DVSGESTURE_PLAN, (7.5, 4.0, 3.5),
