@@ -130,6 +130,13 @@ def test_spikformer_sizes_are_the_papers():
     assert round(sum(p.numel() for p in cifar.parameters()) / 1e6, 2) == 9.32
     assert round(sum(p.numel() for p in dvs.parameters()) / 1e6, 2) == 2.57
     assert cifar.tokens == dvs.tokens == 64
+    # the authors' attention scales: 0.125 in their CIFAR code, 0.25 in their DVS code
+    assert cifar.blocks[0].attention.scale == 0.125 and dvs.blocks[0].attention.scale == 0.25
+    assert all(
+        abs(float(m.weight.std()) - 0.02) < 0.002
+        for m in cifar.modules()
+        if isinstance(m, nn.Linear) and m.weight.numel() > 10000
+    )  # trunc. normal
     small = create_model("spikformer", num_classes=5, embed_dim=32, depth=1, num_heads=4,
                          input_size=16)  # fmt: skip
     out = small(torch.rand(2, 3, 3, 16, 16))

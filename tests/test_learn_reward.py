@@ -128,6 +128,28 @@ def test_learner_streams_rewards_step_by_step():
         learner.step(reward=reward)
 
 
+def test_integer_and_bool_rewards_are_summed_in_float():
+    reward = torch.tensor([[0], [0], [1]])
+    want = eligibility_reward(reward.double(), 2.0)
+    torch.testing.assert_close(eligibility_reward(reward, 2.0).double(), want)
+    torch.testing.assert_close(eligibility_reward(reward.bool(), 2.0).double(), want)
+    torch.testing.assert_close(want[:, 0], torch.tensor([0.125, 0.25, 0.5], dtype=torch.float64))
+
+
+def test_learner_takes_one_reward_row_for_all_steps():
+    from spikeflow.neurons import LIFNode
+
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(6, 3, bias=False), LIFNode(tau=2.0, v_threshold=0.4))
+    learner = STDPLearner(net[0], net[1], 2.0, 2.0)
+    x = _spikes(4, 2, 6, p=0.6, seed=10).float()
+    out = net(x)
+    per_sample = torch.tensor([[2.0, -1.0]])
+    got = learner.step(on_grad=False, reward=per_sample)
+    want, _ = stdp_update(net[0], x, out, 2.0, 2.0, reward=per_sample[0])
+    torch.testing.assert_close(got, want)
+
+
 def test_reward_errors_are_named():
     fc = nn.Linear(3, 2)
     pre, post = _spikes(4, 2, 3).float(), _spikes(4, 2, 2).float()

@@ -157,7 +157,8 @@ class STDPLearner:
         If it raises, the records and traces are kept as they were.
 
         ``reward`` makes it reward-modulated STDP (MSTDP): each recorded step's pair
-        terms are weighted by its reward, a scalar, ``[B]`` (one per sample), or
+        terms are weighted by its reward, a scalar, ``[B]`` or ``[1, B]`` (one per
+        sample; a 1-d reward is per sample even when its length is also ``S``), or
         ``[S, 1]`` / ``[S, B]`` with ``S`` the steps recorded since the last
         :meth:`step` (a streamed single step counts one, a ``[T, B, ...]`` call ``T``).
         The reward weighs the step it is given for (call ``step(reward=r)`` after the
@@ -209,8 +210,8 @@ class STDPLearner:
         if reward is None:
             return [None] * len(self._pre)
         value = torch.as_tensor(reward)
-        if value.dim() < 2:  # one reward for every step (per sample or not)
-            return [value] * len(self._pre)
+        if value.dim() < 2 or (value.dim() == 2 and value.shape[0] == 1):
+            return [value] * len(self._pre)  # one reward for every step (per sample or not)
         lengths = [1 if single else int(pre.shape[0])
                    for pre, (_, single, _) in zip(self._pre, self._post, strict=True)]  # fmt: skip
         if value.dim() != 2 or value.shape[0] != sum(lengths):

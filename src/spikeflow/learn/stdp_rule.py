@@ -168,12 +168,16 @@ def eligibility_reward(reward: Tensor, tau: float) -> Tensor:
     With the eligibility trace ``z[t] = z[t-1]·(1 - 1/τ) + ζ[t]/τ`` (``z[-1] = 0``) and
     the update ``Σ_t r[t]·z[t]``, step ``k``'s eligibility ``ζ[k]`` is weighted by
     ``R[k] = (1/τ)·Σ_{t≥k} r[t]·(1 - 1/τ)^(t-k)``: pass ``R`` as the ``reward`` of
-    :func:`stdp_update`. ``reward`` is ``[T, ...]`` (time first); ``τ >= 1``.
+    :func:`stdp_update`. ``reward`` is ``[T, ...]`` (time first; any dtype, summed in
+    float32 or wider); ``τ >= 1``.
     """
     tau = check_real("eligibility_reward: tau", tau, 1.0)
     if not isinstance(reward, Tensor) or reward.dim() == 0 or reward.shape[0] == 0:
         raise ShapeError("eligibility_reward: reward must be a [T, ...] tensor with T >= 1")
     decay = 1.0 - 1.0 / tau
+    dtype = torch.promote_types(reward.dtype, torch.float32) if reward.is_floating_point() else (
+        torch.float32)  # fmt: skip
+    reward = reward.to(dtype)  # integer/bool rewards (pred == label) and bf16 sum in float
     out = torch.empty_like(reward)
     running = torch.zeros_like(reward[0])
     for t in range(reward.shape[0] - 1, -1, -1):

@@ -13,8 +13,12 @@
 
 Presets: ``spikformer`` is the paper's CIFAR-10 model Spikformer-4-384 (32x32x3, two
 pools: 8x8 = 64 tokens, 12 heads, MLP ratio 4; T = 4 in the paper), ``spikformer_dvs``
-its DVS model Spikformer-2-256 (128x128x2, four pools, 16 heads; T = 16). Default
-neuron: LIF, τ = 2, detached reset (the paper's). Every size is an argument.
+its DVS model Spikformer-2-256 (128x128x2, four pools, 16 heads, attention scale 0.25;
+T = 16). Default neuron: LIF, τ = 2, detached reset (the paper's). Linear weights start
+as the authors' (truncated normal, std 0.02; zero biases). Every size is an argument.
+The linear layers inside the attention have no bias (a batch norm follows each, so
+the function is the same as the authors' with biases, but their checkpoints do not
+load as they are).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from spikeflow import layers
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import (
     ATTENTION_NEURON_DEFAULTS,
@@ -57,10 +62,10 @@ class _MLP(nn.Module):
 
 
 class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, hidden: int, neuron: Any,
+    def __init__(self, dim: int, heads: int, hidden: int, scale: float, neuron: Any,
                  neuron_kwargs: Mapping[str, Any] | None, make_neuron: Any) -> None:  # fmt: skip
         super().__init__()
-        self.attention = SpikingSelfAttention(dim, heads, neuron=neuron,
+        self.attention = SpikingSelfAttention(dim, heads, scale=scale, neuron=neuron,
                                               neuron_kwargs=neuron_kwargs)  # fmt: skip
         self.mlp = _MLP(dim, hidden, make_neuron)
 
@@ -82,6 +87,8 @@ class Spikformer(nn.Module):
         num_heads: attention heads.
         mlp_ratio: hidden width of the MLP over ``D``.
         pools: how many of the 4 SPS stages end in a max-pool (0-4).
+        attention_scale: the SSA scale ``s`` (0.125 in the authors' CIFAR and ImageNet
+            code, 0.25 in their DVS code).
         neuron, neuron_kwargs: the spiking neurons, over the defaults ``tau=2``,
             ``detach_reset=True``.
 
@@ -98,6 +105,7 @@ class Spikformer(nn.Module):
         num_heads: int = 12,
         mlp_ratio: int = 4,
         pools: int = 2,
+        attention_scale: float = 0.125,
         neuron: NeuronSpec = "lif",
         neuron_kwargs: Mapping[str, Any] | None = None,
         zero_init_residual: bool = False,
@@ -130,11 +138,17 @@ class Spikformer(nn.Module):
         self.patch_split = nn.Sequential(*stages)
         self.position = nn.Sequential(*conv_bn(embed_dim, embed_dim, 3), make())
         self.tokens = side * side
+        scale = check_real("Spikformer: attention_scale", attention_scale, 0.0, low_open=True)
         self.blocks = nn.ModuleList(
-            _Block(embed_dim, num_heads, embed_dim * mlp_ratio, neuron, neuron_kwargs, make)
+            _Block(embed_dim, num_heads, embed_dim * mlp_ratio, scale, neuron, neuron_kwargs, make)
             for _ in range(depth)
         )
         self.head = nn.Linear(embed_dim, num_classes)
+        for module in self.modules():  # the authors' initialisation of linear layers
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` -> ``[T, B, num_classes]``."""
@@ -171,8 +185,9 @@ def spikformer_dvs(
     **kwargs: Any,
 ) -> Spikformer:
     """Spikformer-2-256 for 128x128 event frames (the paper's CIFAR10-DVS and DVS128
-    Gesture model: four pools, 16 heads); ``kwargs`` as :func:`spikformer`."""
+    Gesture model: four pools, 16 heads, attention scale 0.25 as the authors' DVS
+    code); ``kwargs`` as :func:`spikformer`."""
     settings = {"input_size": 128, "embed_dim": 256, "depth": 2, "num_heads": 16,
-                "pools": 4, **kwargs}  # fmt: skip
+                "pools": 4, "attention_scale": 0.25, **kwargs}  # fmt: skip
     return Spikformer(num_classes=num_classes, in_channels=in_channels, neuron=neuron,
                       neuron_kwargs=neuron_kwargs, **settings)  # fmt: skip
