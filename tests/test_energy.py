@@ -212,3 +212,36 @@ def test_weights_used_without_their_forward_are_listed():
     assert report.not_counted == ["1.rc (its forward never ran)"]
     other = nn.ModuleList([nn.MultiheadAttention(8, 2), nn.LSTM(4, 4), nn.BatchNorm2d(3)])
     assert OperationCounter(other).not_counted == ["0", "1"]
+
+
+@pytest.mark.parametrize("kind", ["SSA", "SDSA"])
+def test_attention_products_are_counted_by_loop(kind):
+    """Spikformer's Q Kᵀ V and the Spike-driven Transformer's Σ K ⊙ V between spikes:
+    every (key spike, value spike) pair of a token accumulates into Kᵀ V, every query
+    spike adds the nonzero entries of a row of it; SDSA adds each coinciding K, V pair."""
+    from spikeflow.layers import SpikeDrivenSelfAttention, SpikingSelfAttention
+
+    torch.manual_seed(7)
+    layer = (SpikingSelfAttention if kind == "SSA" else SpikeDrivenSelfAttention)(8, 2)
+    layer.eval()
+    with torch.no_grad():
+        for norm in layer.qkv.norm:
+            norm.bias.fill_(1.0)  # the spikes fire
+    seen = []
+    layer.qkv.register_forward_hook(lambda m, a, out: seen.append(out))
+    x = (torch.rand(3, 2, 5, 8) < 0.5).float() * 2
+    report = count_operations(layer, x)
+    q, k, v = seen[0]
+    want = 0
+    for t, b, h in itertools.product(range(3), range(2), range(2)):
+        qh, kh, vh = q[t, b, h], k[t, b, h], v[t, b, h]  # [N, d]
+        if kind == "SSA":
+            want += sum(int(kh[n].sum()) * int(vh[n].sum()) for n in range(5))
+            products = kh.T @ vh
+            want += sum(int((products[i] != 0).sum()) for n in range(5) for i in range(4)
+                        if qh[n, i] != 0)  # fmt: skip
+        else:
+            want += int((kh * vh).sum())
+    record = next(r for r in report.layers if r.kind == kind)
+    assert record.acs == want > 0
+    assert record.name == "(model) (attention products)"

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 
 __all__ = [
     "E_AC",
@@ -158,6 +159,28 @@ def _conv_pairs(layer: nn.Module, mask: Tensor) -> int:
     return int(counts.sum(dtype=torch.float64).item())
 
 
+@torch.no_grad()
+def _count_attention(record: LayerOperations, q: Tensor, k: Tensor, v: Tensor) -> None:
+    """ACs of the attention's spike products (``q, k, v``: ``[T, B, H, N, d]`` spikes):
+    SSA's ``Kᵀ V`` (each pair of a key and a value spike of a token is one accumulate)
+    and ``Q (Kᵀ V)`` (each query spike adds the nonzero entries of a row); SDSA's
+    ``Σ_tokens K ⊙ V`` (each coinciding key and value spike is one addition)."""
+    keys, values = (k != 0), (v != 0)
+    if record.kind == "SSA":
+        pairs = keys.sum(-1, dtype=torch.int64) * values.sum(-1, dtype=torch.int64)
+        products = keys.transpose(-2, -1).to(torch.float32) @ values.to(torch.float32)
+        row_entries = (products != 0).sum(-1).to(torch.float32)  # [T, B, H, d]
+        rows = (q != 0).to(torch.float32) @ row_entries.unsqueeze(-1)
+        acs = int(pairs.sum()) + int(rows.sum(dtype=torch.float64).item())
+    else:
+        acs = int((keys & values).sum())
+    record.calls += 1
+    record.spike_calls += 1
+    record.acs += acs
+    record.input_elements += q.numel()
+    record.input_nonzero += int((q != 0).sum())
+
+
 class OperationCounter:
     """Count the operations of ``model``'s linear and convolution layers while it runs.
 
@@ -170,6 +193,13 @@ class OperationCounter:
         self.not_counted: list[str] = []
         self._handles: list[RemovableHandle] = []
         for name, module in model.named_modules():
+            if isinstance(module, (SpikingSelfAttention, SpikeDrivenSelfAttention)):
+                # The spike-spike products inside (Q Kᵀ V, Σ K ⊙ V), from Q, K and V.
+                kind = "SSA" if isinstance(module, SpikingSelfAttention) else "SDSA"
+                record = LayerOperations(f"{name or '(model)'} (attention products)", kind)
+                self._layers[module] = record
+                self._handles.append(module.qkv.register_forward_hook(
+                    lambda m, a, out, record=record: _count_attention(record, *out)))  # fmt: skip
             if isinstance(module, (nn.Linear, *_CONVS)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._count))
