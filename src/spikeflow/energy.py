@@ -101,14 +101,15 @@ class OperationReport:
         return e_ac * self.acs + e_mac * self.macs
 
     def __str__(self) -> str:
+        width = max([len("layer"), *(len(layer.name) for layer in self.layers)])
         lines = [
-            f"{'layer':<28} {'kind':<10} {'input':>7} {'ACs/sample':>14} {'MACs/sample':>14}",
+            f"{'layer':<{width}} {'kind':<10} {'input':>7} {'ACs/sample':>14} {'MACs/sample':>14}",
         ]
         for layer in self.layers:
             kind = "spikes" if layer.spike_calls == layer.calls else (
                 "real" if layer.spike_calls == 0 else "mixed")  # fmt: skip
             lines.append(
-                f"{layer.name:<28} {layer.kind:<10} {kind:>7} "
+                f"{layer.name:<{width}} {layer.kind:<10} {kind:>7} "
                 f"{layer.acs / self.samples:>14,.0f} {layer.macs / self.samples:>14,.0f}"
             )
         lines.append(

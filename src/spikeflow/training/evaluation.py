@@ -212,11 +212,12 @@ def format_evaluation(result: dict[str, Any]) -> str:
         )
     if "operations" in result:
         ops = result["operations"]
-        lines += ["", f"  {'layer (synaptic operations)':<28} {'input density':>13} "
+        width = max([28, *(len(layer["name"]) for layer in ops["layers"])])
+        lines += ["", f"  {'layer (synaptic operations)':<{width}} {'input density':>13} "
                       f"{'ACs/sample':>14} {'MACs/sample':>14}"]  # fmt: skip
         for layer in ops["layers"]:
             lines.append(
-                f"  {layer['name']:<28} {layer['input_density']:13.4f} "
+                f"  {layer['name']:<{width}} {layer['input_density']:13.4f} "
                 f"{layer['acs'] / result['samples']:14,.0f} "
                 f"{layer['macs'] / result['samples']:14,.0f}"
             )
