@@ -225,3 +225,110 @@ def test_matches_spikingjelly_reward_learners():
                           reward=filtered)  # fmt: skip
     torch.testing.assert_close(ours, total, rtol=1e-10, atol=1e-12)
     assert total.abs().max() > 1e-3
+
+
+def _et_by_recursion(zeta: torch.Tensor, reward: torch.Tensor, tau: float) -> torch.Tensor:
+    """z_b[t] = z_b[t-1](1 - 1/τ) + ζ_b[t]/τ, Δw = Σ_t Σ_b r[t,b] z_b[t]."""
+    z = torch.zeros_like(zeta[0])
+    total = torch.zeros_like(zeta[0, 0])
+    for t in range(zeta.shape[0]):
+        z = z * (1 - 1 / tau) + zeta[t] / tau
+        total += (reward[t].reshape(-1, *[1] * (z.dim() - 1)) * z).sum(0)
+    return total
+
+
+@pytest.mark.parametrize("tau", [1.0, 4.0])
+def test_carried_eligibility_equals_the_recursion_in_any_chunks(tau):
+    from spikeflow.learn import eligibility_stdp_update
+
+    torch.manual_seed(8)
+    fc = nn.Linear(5, 3, bias=False).double()
+    pre, post = _spikes(10, 2, 5, seed=11), _spikes(10, 2, 3, p=0.4, seed=12)
+    reward = torch.randn(10, 2, dtype=torch.float64)
+    want = _et_by_recursion(_eligibilities(fc.weight.detach(), pre, post, 2.0, 3.0), reward,
+                            tau)  # fmt: skip
+    for chunks in ((10,), (4, 1, 5), (1,) * 10):
+        got, traces, z, start = torch.zeros_like(want), (None, None), None, 0
+        for n in chunks:
+            change, traces, z = eligibility_stdp_update(
+                fc, pre[start:start + n], post[start:start + n], reward[start:start + n],
+                2.0, 3.0, tau, traces=traces, eligibility=z)  # fmt: skip
+            got += change
+            start += n
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_carried_eligibility_of_a_convolution():
+    from spikeflow.learn import eligibility_stdp_update
+
+    torch.manual_seed(9)
+    conv = nn.Conv2d(2, 3, 3, padding=1).double()
+    pre, post = _spikes(6, 2, 2, 5, 5, seed=13), _spikes(6, 2, 3, 5, 5, seed=14)
+    reward = torch.randn(6, 2, dtype=torch.float64)
+    zeta = torch.zeros(6, 2, *conv.weight.shape, dtype=torch.float64)
+    for b in range(2):  # ζ_b[t] from single steps of plain STDP with carried traces
+        traces = (None, None)
+        for t in range(6):
+            step_pre, step_post = pre[t : t + 1, b : b + 1], post[t : t + 1, b : b + 1]
+            zeta[t, b], traces = stdp_update(conv, step_pre, step_post, 2.0, 2.0,
+                                             traces=traces)  # fmt: skip
+    want = _et_by_recursion(zeta, reward, 3.0)
+    first, traces, z = eligibility_stdp_update(conv, pre[:2], post[:2], reward[:2], 2.0, 2.0,
+                                               3.0)  # fmt: skip
+    second, _, _ = eligibility_stdp_update(conv, pre[2:], post[2:], reward[2:], 2.0, 2.0, 3.0,
+                                           traces=traces, eligibility=z)  # fmt: skip
+    torch.testing.assert_close(first + second, want, rtol=1e-10, atol=1e-12)
+
+
+def test_et_learner_online_matches_spikingjelly():
+    """One step per call, the reward after each: spikeflow's learner with tau_eligibility
+    against SpikingJelly's MSTDPETLearner (unbatched; its reward reaches the previous
+    call's eligibility, and its traces decay by exp(-1/τ): converted)."""
+    plasticity = pytest.importorskip(
+        "spikingjelly.activation_based.learning.plasticity",
+        reason="SpikingJelly (a benchmark extra, scripts/setup.sh bench) is the reference",
+    )
+    torch.manual_seed(10)
+
+    def ours_tau(tau: float) -> float:
+        return 1.0 / (1.0 - math.exp(-1.0 / tau))
+
+    steps = 8
+    pre = _spikes(steps + 1, 1, 5, p=0.5, seed=15)
+    post = _spikes(steps + 1, 1, 4, p=0.5, seed=16)
+    pre[-1] = post[-1] = 0.0
+    reward = torch.randn(steps, dtype=torch.float64)
+    fc = nn.Linear(5, 4, bias=False).double()
+    replay = nn.Identity()
+    learner = STDPLearner(fc, replay, ours_tau(3.0), ours_tau(4.0), tau_eligibility=ours_tau(5.0))
+    ours = torch.zeros_like(fc.weight)
+    for t in range(steps):  # not streaming: the Identity is no spikeflow neuron, and a
+        fc(pre[t])  # one-step input continues the traces
+        replay(post[t])
+        ours += learner.step(on_grad=False, reward=reward[t])
+    theirs_learner = plasticity.MSTDPETLearner("s", fc, replay, 3.0, 4.0, 5.0)
+    theirs = torch.zeros_like(fc.weight)
+    for t in range(steps + 1):
+        fc(pre[t, 0])
+        replay(post[t, 0])
+        r = reward[t - 1] if t else torch.tensor(0.0, dtype=torch.float64)
+        got = theirs_learner.step(on_grad=False, reward=r)
+        theirs += 0 if got is None else got
+    tau_z = ours_tau(5.0)
+    torch.testing.assert_close(ours * (tau_z / 5.0), theirs, rtol=1e-10, atol=1e-12)
+    assert theirs.abs().max() > 1e-3
+
+
+def test_et_learner_needs_rewards_and_one_batch_size():
+    from spikeflow.learn import eligibility_stdp_update
+
+    fc = nn.Linear(3, 2)
+    learner = STDPLearner(fc, nn.Identity(), 2.0, 2.0, tau_eligibility=3.0)
+    fc(torch.ones(1, 3))
+    learner.neuron(torch.ones(1, 2))
+    with pytest.raises(ConfigurationError, match="needs the rewards"):
+        learner.step()
+    pre, post = _spikes(2, 2, 3).float(), _spikes(2, 2, 2).float()
+    with pytest.raises(ShapeError, match="carried eligibility traces have shape"):
+        eligibility_stdp_update(fc, pre, post, 1.0, 2.0, 2.0, 3.0,
+                                eligibility=torch.zeros(3, 2, 3))  # fmt: skip

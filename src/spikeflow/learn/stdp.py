@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag, check_real
 from spikeflow.base import MemoryModule, StepModule
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
 
 __all__ = ["STDPLearner"]
@@ -69,6 +70,10 @@ class STDPLearner:
         tau_pre, tau_post: trace time constants in steps (>= 1).
         f_pre, f_post: weight dependence of depression and potentiation (see
             :func:`~spikeflow.learn.stdp_update`).
+        tau_eligibility: MSTDP-ET: each sample keeps an eligibility trace with this time
+            constant (>= 1), carried from call to call like the spike traces (a fresh
+            sequence starts it at zero), and :meth:`step` needs the rewards; ``None``:
+            STDP, or MSTDP when :meth:`step` gets a reward.
 
     Raises:
         ConfigurationError: another layer type, grouped convolution, a pruned weight, a
@@ -83,6 +88,7 @@ class STDPLearner:
         tau_post: float,
         f_pre: Callable[[Tensor], Tensor] = _identity,
         f_post: Callable[[Tensor], Tensor] = _identity,
+        tau_eligibility: float | None = None,
     ) -> None:
         self._dims = check_synapse(synapse)
         if not isinstance(neuron, nn.Module):
@@ -94,6 +100,9 @@ class STDPLearner:
                 raise ConfigurationError(f"STDPLearner: {name} must be callable, got {f!r}")
         self.tau_pre = check_real("STDP: tau_pre", tau_pre, 1.0)
         self.tau_post = check_real("STDP: tau_post", tau_post, 1.0)
+        self.tau_eligibility = None if tau_eligibility is None else check_real(
+            "STDP: tau_eligibility", tau_eligibility, 1.0)  # fmt: skip
+        self._eligibility: Tensor | None = None
         self.synapse, self.neuron = synapse, neuron
         self.f_pre, self.f_post = f_pre, f_post
         #: Whether forwards are recorded (False pauses it, e.g. for evaluation).
@@ -181,20 +190,33 @@ class STDPLearner:
             )
         if not self._pre:
             return None
+        if self.tau_eligibility is not None and reward is None:
+            raise ConfigurationError(
+                "STDPLearner.step: a learner with tau_eligibility (MSTDP-ET) needs the "
+                "rewards of the recorded steps (reward=...)"
+            )
         delta = torch.zeros_like(self.synapse.weight)
-        traces = self._traces
+        traces, eligibility = self._traces, self._eligibility
         rewards = self._rewards_per_record(reward)
         for (pre, (post, single, fresh)), r in zip(
             zip(self._pre, self._post, strict=True), rewards, strict=True
         ):
             if single:
                 pre, post = pre.unsqueeze(0), post.unsqueeze(0)
-            change, traces = stdp_update(
-                self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
-                self.f_post, (None, None) if fresh else traces, reward=r,
-            )  # fmt: skip
+            if fresh:
+                traces, eligibility = (None, None), None
+            if self.tau_eligibility is None:
+                change, traces = stdp_update(
+                    self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
+                    self.f_post, traces, reward=r,
+                )  # fmt: skip
+            else:
+                change, traces, eligibility = eligibility_stdp_update(
+                    self.synapse, pre, post, r, self.tau_pre, self.tau_post,
+                    self.tau_eligibility, self.f_pre, self.f_post, traces, eligibility,
+                )  # fmt: skip
             delta += change
-        self._traces = traces
+        self._traces, self._eligibility = traces, eligibility
         self._pre.clear()
         self._post.clear()
         if scale != 1.0:
@@ -222,10 +244,12 @@ class STDPLearner:
         return list(torch.split(value, lengths))
 
     def reset(self) -> None:
-        """Forget the recorded spikes and the carried traces (the weight is kept)."""
+        """Forget the recorded spikes and the carried (spike and eligibility) traces
+        (the weight is kept)."""
         self._pre.clear()
         self._post.clear()
         self._traces = (None, None)
+        self._eligibility = None
 
     @property
     def closed(self) -> bool:

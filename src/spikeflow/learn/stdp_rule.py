@@ -230,6 +230,27 @@ def stdp_update(
             another shape, or a reward that does not broadcast to ``[T, B]``.
         ConfigurationError: a time constant below 1, or a layer STDP does not cover.
     """
+    weight = synapse.weight.detach()
+    with torch.autocast(weight.device.type, enabled=False):
+        pre, post, x, y = traced_spikes(synapse, pre, post, tau_pre, tau_post, traces)
+        r = None if reward is None else _reward_steps(reward, *pre.shape[:2], like=pre)
+        potentiation = _pair_sums(synapse, x, _steps_weighted(post, r))  # Σ r·s_post ⊗ x
+        depression = _pair_sums(synapse, _steps_weighted(pre, r), y)  # Σ y ⊗ r·s_pre
+        w = weight.to(pre.dtype)
+        delta = f_post(w) * potentiation - f_pre(w) * depression
+    return delta.to(weight.dtype), (x[-1], y[-1])
+
+
+def traced_spikes(
+    synapse: nn.Module,
+    pre: Tensor,
+    post: Tensor,
+    tau_pre: float,
+    tau_post: float,
+    traces: tuple[Tensor | None, Tensor | None],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Checked ``pre``, ``post`` in float32 or wider, and their traces ``x``, ``y``
+    (call outside autocast)."""
     dims = check_synapse(synapse)
     tau_pre = check_real("STDP: tau_pre", tau_pre, 1.0)
     tau_post = check_real("STDP: tau_post", tau_post, 1.0)
@@ -238,15 +259,8 @@ def stdp_update(
     _check_shapes(synapse, pre, post, dims)
     _check_trace("presynaptic", traces[0], pre.shape[1:])
     _check_trace("postsynaptic", traces[1], post.shape[1:])
-    weight = synapse.weight.detach()
-    compute = torch.promote_types(weight.dtype, torch.float32)
-    with torch.autocast(weight.device.type, enabled=False):
-        pre, post = pre.to(compute), post.to(compute)
-        x = _traces(pre, 1.0 - 1.0 / tau_pre, traces[0])
-        y = _traces(post, 1.0 - 1.0 / tau_post, traces[1])
-        r = None if reward is None else _reward_steps(reward, *pre.shape[:2], like=pre)
-        potentiation = _pair_sums(synapse, x, _steps_weighted(post, r))  # Σ r·s_post ⊗ x
-        depression = _pair_sums(synapse, _steps_weighted(pre, r), y)  # Σ y ⊗ r·s_pre
-        w = weight.to(compute)
-        delta = f_post(w) * potentiation - f_pre(w) * depression
-    return delta.to(weight.dtype), (x[-1], y[-1])
+    compute = torch.promote_types(synapse.weight.dtype, torch.float32)
+    pre, post = pre.to(compute), post.to(compute)
+    x = _traces(pre, 1.0 - 1.0 / tau_pre, traces[0])
+    y = _traces(post, 1.0 - 1.0 / tau_post, traces[1])
+    return pre, post, x, y
