@@ -15,6 +15,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.event_driven`: the event-driven backpropagation paper's networks.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
+* :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
@@ -27,6 +28,7 @@ from spikeflow.models import (
     resnet,
     sew_dvs,
     sew_resnet,
+    spike_driven,
     spikformer,
     vgg,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "resolve_neuron",
     "sew_dvs",
     "sew_resnet",
+    "spike_driven",
     "spikformer",
     "vgg",
 ]
