@@ -245,3 +245,25 @@ def test_attention_products_are_counted_by_loop(kind):
     record = next(r for r in report.layers if r.kind == kind)
     assert record.acs == want > 0
     assert record.name == "(model) (attention products)"
+
+
+def test_spike_counts_option_reads_whole_numbers_as_that_many_spikes():
+    """A residual stream of summed spikes (Spikformer's blocks) or event counts: with
+    ``spike_counts=True`` an input of n is n accumulates per weight; by default it is a
+    real-valued input (MACs)."""
+    fc = nn.Linear(4, 3, bias=False)
+    x = torch.tensor([[0.0, 2.0, 1.0, 0.0]])
+    default = count_operations(fc, x, samples=1).layers[0]
+    counted = count_operations(fc, x, samples=1, spike_counts=True).layers[0]
+    assert (default.acs, default.macs) == (0, 4 * 3)
+    assert (counted.acs, counted.macs) == ((2 + 1) * 3, 0)
+    fractions = count_operations(fc, x / 3, samples=1, spike_counts=True).layers[0]
+    assert fractions.macs == 12 and fractions.acs == 0
+    torch.manual_seed(8)
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    counts = torch.randint(0, 4, (2, 2, 5, 5)).float()
+    with OperationCounter(conv, spike_counts=True) as counter:
+        conv(counts)
+    want = sum(_conv2d_pairs_by_loop(conv, counts >= level) for level in (1, 2, 3))
+    assert counter.report(2).layers[0].acs == want
+    assert "counts" in str(counter.report(2))

@@ -433,7 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--operations",
         action="store_true",
         help="also count each layer's synaptic operations (ACs for spike inputs, MACs "
-        "for real-valued ones) and estimate the energy per sample (docs/training.md)",
+        "for real-valued ones) and estimate the energy per sample (docs/energy.md)",
+    )
+    ev.add_argument(
+        "--spike-counts",
+        action="store_true",
+        help="with --operations: read whole-number inputs (sums of spikes on a residual "
+        "stream, event counts) as that many spikes (ACs) instead of real values (MACs)",
     )
     ev.add_argument(
         "--json",
@@ -632,7 +638,7 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, data_dir=args.data_dir, device=args.device,
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
-        progress=args.progress, operations=args.operations,
+        progress=args.progress, operations=args.operations, spike_counts=args.spike_counts,
     )  # fmt: skip
     print(format_evaluation(result))
     if args.json:

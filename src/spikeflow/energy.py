@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 
@@ -67,6 +68,7 @@ class LayerOperations:
     kind: str
     calls: int = 0
     spike_calls: int = 0
+    count_calls: int = 0
     acs: int = 0
     macs: int = 0
     input_elements: int = 0
@@ -106,8 +108,12 @@ class OperationReport:
             f"{'layer':<{width}} {'kind':<10} {'input':>7} {'ACs/sample':>14} {'MACs/sample':>14}",
         ]
         for layer in self.layers:
-            kind = "spikes" if layer.spike_calls == layer.calls else (
-                "real" if layer.spike_calls == 0 else "mixed")  # fmt: skip
+            if layer.spike_calls == layer.calls:
+                kind = "spikes"
+            elif layer.count_calls == layer.calls:
+                kind = "counts"
+            else:
+                kind = "real" if layer.spike_calls + layer.count_calls == 0 else "mixed"
             lines.append(
                 f"{layer.name:<{width}} {layer.kind:<10} {kind:>7} "
                 f"{layer.acs / self.samples:>14,.0f} {layer.macs / self.samples:>14,.0f}"
@@ -128,6 +134,11 @@ def _holds_weights(module: nn.Module) -> bool:
     return any(p.dim() >= 2 for p in module.parameters(recurse=False))
 
 
+def _is_counts(x: Tensor) -> bool:
+    """Whether every entry is a whole number (spike counts, sums of spikes)."""
+    return bool(torch.isfinite(x).all()) and bool((x == x.round()).all())
+
+
 def _is_spikes(x: Tensor) -> bool:
     nonzero = x[x != 0]
     if nonzero.numel() == 0:
@@ -143,10 +154,11 @@ def _weight(layer: nn.Module) -> Tensor:
 
 
 def _linear_pairs(layer: nn.Linear, mask: Tensor) -> int:
-    """(input entry in ``mask``, nonzero weight) pairs of a linear layer."""
-    fan_out = (_weight(layer) != 0).sum(dim=0).to(torch.int64)  # outputs each input reaches
-    per_input = mask.reshape(-1, layer.in_features).sum(dim=0, dtype=torch.int64)
-    return int((per_input * fan_out).sum())
+    """(input entry in ``mask``, nonzero weight) pairs of a linear layer (an entry of
+    ``mask`` counts as many times as its value)."""
+    fan_out = (_weight(layer) != 0).sum(dim=0).to(torch.float64)  # outputs each input reaches
+    per_input = mask.reshape(-1, layer.in_features).to(torch.float64).sum(dim=0)
+    return round(float((per_input * fan_out).sum()))
 
 
 def _conv_pairs(layer: nn.Module, mask: Tensor) -> int:
@@ -185,11 +197,16 @@ def _count_attention(record: LayerOperations, q: Tensor, k: Tensor, v: Tensor) -
 class OperationCounter:
     """Count the operations of ``model``'s linear and convolution layers while it runs.
 
+    ``spike_counts``: read an input of whole numbers (the sum of spike trains on a
+    residual stream, event counts per pixel) as that many spikes, each an accumulate,
+    instead of a real-valued input of MACs.
+
     Use as a context manager (hooks are removed on exit) or call :meth:`remove`.
     :meth:`report` gives the counts per sample for the number of samples that ran.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, spike_counts: bool = False) -> None:
+        self.spike_counts = check_flag("OperationCounter", "spike_counts", spike_counts)
         self._layers: dict[nn.Module, LayerOperations] = {}
         self.not_counted: list[str] = []
         self._handles: list[RemovableHandle] = []
@@ -214,14 +231,21 @@ class OperationCounter:
         x = args[0]
         record = self._layers[module]
         spikes = _is_spikes(x)
-        mask = (x != 0) if spikes else torch.ones_like(x, dtype=torch.bool)
+        counts = not spikes and self.spike_counts and _is_counts(x)
+        if spikes:
+            mask = x != 0
+        elif counts:  # an input of n is n spikes: n accumulates per weight
+            mask = x.abs()
+        else:
+            mask = torch.ones_like(x, dtype=torch.bool)
         if isinstance(module, nn.Linear):
             pairs = _linear_pairs(module, mask)
         else:
             pairs = _conv_pairs(module, mask)
         record.calls += 1
         record.spike_calls += int(spikes)
-        if spikes:
+        record.count_calls += int(counts)
+        if spikes or counts:
             record.acs += pairs
         else:
             record.macs += pairs
@@ -252,11 +276,14 @@ class OperationCounter:
         self.remove()
 
 
-def count_operations(model: nn.Module, x: Tensor, samples: int | None = None) -> OperationReport:
+def count_operations(
+    model: nn.Module, x: Tensor, samples: int | None = None, spike_counts: bool = False
+) -> OperationReport:
     """Run ``model(x)`` once (no gradients) and report its operations per sample.
 
     ``samples`` defaults to ``x.shape[1]``, the batch of a time-major ``[T, B, ...]``
-    input (pass it for other layouts). The model's state is reset before and after
+    input (pass it for other layouts); ``spike_counts`` as :class:`OperationCounter`.
+    The model's state is reset before and after
     (:func:`spikeflow.functional.reset_net`); its train/eval mode is left as it is.
     """
     from spikeflow.functional import reset_net
@@ -269,7 +296,7 @@ def count_operations(model: nn.Module, x: Tensor, samples: int | None = None) ->
             )
         samples = x.shape[1]
     reset_net(model)
-    with OperationCounter(model) as counter, torch.no_grad():
+    with OperationCounter(model, spike_counts) as counter, torch.no_grad():
         model(x)
     reset_net(model)
     return counter.report(samples)

@@ -59,6 +59,7 @@ def evaluate_checkpoint(
     test_samples: int | str | None = None,
     progress: bool = False,
     operations: bool = False,
+    spike_counts: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, mean firing rate and per-layer statistics of the model saved in the
     checkpoint ``path``, on the test split of the dataset it was trained on.
@@ -75,6 +76,8 @@ def evaluate_checkpoint(
             ``"all"``: the whole test split; an int: that many, spread over the split.
         progress: show a progress bar.
         operations: also count the synaptic operations (:mod:`spikeflow.energy`).
+        spike_counts: with ``operations``, read whole-number inputs as that many spikes
+            (:class:`~spikeflow.energy.OperationCounter`).
 
     Returns:
         A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when
@@ -125,7 +128,9 @@ def evaluate_checkpoint(
     model = build_model(config, info, saved=True).to(ctx.device)  # read as the run was
     load_weights(model, payload, path)
     readout = resolved_readout(config)
-    counter = OperationCounter(model) if operations else contextlib.nullcontext()
+    if spike_counts and not operations:
+        raise ConfigurationError("spike_counts (--spike-counts) needs operations (--operations)")
+    counter = OperationCounter(model, spike_counts) if operations else contextlib.nullcontext()
     with counter:
         sums, rate, layers = evaluate(
             model, test_set, _loss(config), T=config.T, static=info.static,  # type: ignore[arg-type]
@@ -138,6 +143,7 @@ def evaluate_checkpoint(
         extra["operations"] = {
             "acs_per_sample": report.acs, "macs_per_sample": report.macs,
             "energy_per_sample_j": report.energy(),
+            "spike_counts": spike_counts,
             "layers": [{"name": r.name, "kind": r.kind, "acs": r.acs, "macs": r.macs,
                         "input_density": r.input_density} for r in report.layers],
             "not_counted": report.not_counted,
@@ -225,6 +231,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
             f"  per sample: {ops['acs_per_sample']:,.0f} ACs, {ops['macs_per_sample']:,.0f} "
             f"MACs; energy estimate {ops['energy_per_sample_j'] * 1e6:.4g} µJ "
             "(0.9 pJ per AC, 4.6 pJ per MAC, 45 nm)"
+            + ("; whole-number inputs read as spike counts" if ops.get("spike_counts") else "")
         )
         if ops["not_counted"]:
             lines.append(f"  not counted: {', '.join(ops['not_counted'])}")
