@@ -267,3 +267,15 @@ def test_spike_counts_option_reads_whole_numbers_as_that_many_spikes():
     want = sum(_conv2d_pairs_by_loop(conv, counts >= level) for level in (1, 2, 3))
     assert counter.report(2).layers[0].acs == want
     assert "counts" in str(counter.report(2))
+
+
+def test_spike_counts_of_one_value_and_large_counts_stay_exact():
+    fc = nn.Linear(4, 3, bias=False)
+    counted = count_operations(fc, torch.tensor([[0.0, 2.0, 2.0, 0.0]]), samples=1,
+                               spike_counts=True).layers[0]  # fmt: skip
+    assert counted.acs == (2 + 2) * 3 and counted.count_calls == 1  # not 2 single spikes
+    conv = nn.Conv2d(64, 8, 3, padding=1)
+    ones = count_operations(conv, torch.ones(1, 64, 6, 6), samples=1).layers[0].acs
+    big = torch.full((1, 64, 6, 6), 30001.0)  # sums per output beyond 2^24
+    got = count_operations(conv, big, samples=1, spike_counts=True).layers[0].acs
+    assert got == 30001 * ones

@@ -166,9 +166,12 @@ def _conv_pairs(layer: nn.Module, mask: Tensor) -> int:
     convolution: the layer's convolution of the masks, summed."""
     spatial = layer.weight.dim() - 2
     steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :])
-    weight = (_weight(layer) != 0).to(torch.float32)
+    # 0/1 masks: float32 is exact (an output's count is at most C_in·k² < 2^24); spike
+    # counts can sum beyond that, so they run in float64.
+    dtype = torch.float32 if mask.dtype == torch.bool else torch.float64
+    weight = (_weight(layer) != 0).to(dtype)
     with torch.autocast(mask.device.type, enabled=False):  # counts stay exact integers
-        counts = layer._conv_forward(steps.to(torch.float32), weight, None)  # type: ignore[operator]
+        counts = layer._conv_forward(steps.to(dtype), weight, None)  # type: ignore[operator]
     return int(counts.sum(dtype=torch.float64).item())
 
 
@@ -230,8 +233,10 @@ class OperationCounter:
             return
         x = args[0]
         record = self._layers[module]
-        spikes = _is_spikes(x)
-        counts = not spikes and self.spike_counts and _is_counts(x)
+        # With spike_counts, whole numbers beyond ±1 are counts (2 is two spikes, also
+        # where every nonzero entry is 2); otherwise one magnitude means spikes.
+        counts = self.spike_counts and _is_counts(x) and bool((x.abs() > 1).any())
+        spikes = not counts and _is_spikes(x)
         if spikes:
             mask = x != 0
         elif counts:  # an input of n is n spikes: n accumulates per weight

@@ -9,7 +9,8 @@ attention see spikes only.
   stride 2 (after the neuron; after the BN in the fourth); a relative position
   embedding ``BN(conv3x3(SN(x)))`` is added to those values.
 * ``depth`` blocks ``x = x + SDSA(x)`` (:class:`~spikeflow.layers.SpikeDrivenSelfAttention`)
-  and ``x = x + BN(FC(SN(BN(FC(SN(x))))))`` (the MLP, hidden width ``mlp_ratio·D``).
+  and ``x = x + BN(FC(SN(BN(FC(SN(x))))))`` (the MLP, hidden width ``mlp_ratio·D``; with
+  ``mlp_ratio=1`` the authors also add ``x`` to the hidden values).
 * Head: the mean over tokens, a spiking neuron, ``FC(D → classes)`` at every step.
 
 ``spike_driven_transformer`` is the authors' CIFAR-10 model 2-512 (8 heads, MLP ratio
@@ -44,7 +45,8 @@ __all__ = ["SpikeDrivenTransformer", "spike_driven_transformer"]
 
 
 class _MembraneMLP(nn.Module):
-    """``BN(FC(SN(BN(FC(SN(x))))))`` (the residual is added by the block)."""
+    """``x + BN(FC(SN(h)))`` with ``h = BN(FC(SN(x)))``, plus ``x`` inside (``h + x``)
+    when the hidden width equals ``D`` (``mlp_ratio=1``), as the authors' code."""
 
     def __init__(self, dim: int, hidden: int, make_neuron: Any) -> None:
         super().__init__()
@@ -58,8 +60,8 @@ class _MembraneMLP(nn.Module):
         hidden = self.norm1(self.fc1(self.neuron1(x)))
         if self.inner_residual:
             hidden = hidden + x
-        out = self.norm2(self.fc2(self.neuron2(hidden)))
-        return out + hidden - x if self.inner_residual else out
+        residual = hidden if self.inner_residual else x
+        return self.norm2(self.fc2(self.neuron2(hidden))) + residual
 
 
 class _Block(nn.Module):
@@ -71,8 +73,7 @@ class _Block(nn.Module):
         self.mlp = _MembraneMLP(dim, hidden, make_neuron)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attention(x)
-        return x + self.mlp(x)
+        return self.mlp(x + self.attention(x))  # the MLP adds its own residual
 
 
 class SpikeDrivenTransformer(nn.Module):
@@ -106,7 +107,7 @@ class SpikeDrivenTransformer(nn.Module):
                             ("mlp_ratio", mlp_ratio)):  # fmt: skip
             check_positive_int(name, value)
         if zero_init_residual:
-            raise ConfigurationError("SpikeDrivenTransformer has no residual BN to zero-init")
+            raise ConfigurationError("SpikeDrivenTransformer: zero_init_residual is not supported")
         if isinstance(pools, bool) or not isinstance(pools, int) or not 0 <= pools <= 4:
             raise ConfigurationError(f"pools must be an integer from 0 to 4, got {pools!r}")
         if embed_dim % 8 or embed_dim % num_heads:
