@@ -17,6 +17,11 @@ def _spikes(*shape: int, p: float = 0.3, seed: int = 0) -> torch.Tensor:
     return (torch.rand(*shape, generator=g) < p).double()
 
 
+def ours_tau(tau: float) -> float:
+    """The τ whose decay 1 - 1/τ is SpikingJelly's reward learners' exp(-1/τ)."""
+    return 1.0 / (1.0 - math.exp(-1.0 / tau))
+
+
 def _eligibilities(w, pre, post, tau_pre, tau_post):
     """ζ[t, b] = f_post(w)·post ⊗ x - f_pre(w)·y ⊗ pre with f = identity, by loops."""
     steps, batch = pre.shape[:2]
@@ -173,10 +178,6 @@ def test_matches_spikingjelly_reward_learners():
         reason="SpikingJelly (a benchmark extra, scripts/setup.sh bench) is the reference",
     )
     torch.manual_seed(4)
-
-    def ours_tau(tau: float) -> float:
-        return 1.0 / (1.0 - math.exp(-1.0 / tau))
-
     steps, batch = 7, 3
     pre = _spikes(steps + 1, batch, 5, p=0.5, seed=8)
     post = _spikes(steps + 1, batch, 4, p=0.5, seed=9)
@@ -289,10 +290,6 @@ def test_et_learner_online_matches_spikingjelly():
         reason="SpikingJelly (a benchmark extra, scripts/setup.sh bench) is the reference",
     )
     torch.manual_seed(10)
-
-    def ours_tau(tau: float) -> float:
-        return 1.0 / (1.0 - math.exp(-1.0 / tau))
-
     steps = 8
     pre = _spikes(steps + 1, 1, 5, p=0.5, seed=15)
     post = _spikes(steps + 1, 1, 4, p=0.5, seed=16)

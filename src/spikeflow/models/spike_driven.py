@@ -25,8 +25,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from spikeflow import layers
-from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import (
     ATTENTION_NEURON_DEFAULTS,
     FeatureBatchNorm,
@@ -36,10 +34,10 @@ from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
     check_input,
-    check_positive_int,
     conv_bn,
 )
 from spikeflow.models.registry import register_model
+from spikeflow.models.spikformer import check_transformer_arguments, patch_splitting
 
 __all__ = ["SpikeDrivenTransformer", "spike_driven_transformer"]
 
@@ -101,35 +99,17 @@ class SpikeDrivenTransformer(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
-                            ("input_size", input_size), ("embed_dim", embed_dim),
-                            ("depth", depth), ("num_heads", num_heads),
-                            ("mlp_ratio", mlp_ratio)):  # fmt: skip
-            check_positive_int(name, value)
-        if zero_init_residual:
-            raise ConfigurationError("SpikeDrivenTransformer: zero_init_residual is not supported")
-        if isinstance(pools, bool) or not isinstance(pools, int) or not 0 <= pools <= 4:
-            raise ConfigurationError(f"pools must be an integer from 0 to 4, got {pools!r}")
-        if embed_dim % 8 or embed_dim % num_heads:
-            raise ConfigurationError(
-                f"embed_dim ({embed_dim}) must be a multiple of 8 (the patch splitting's "
-                f"widths D/8, D/4, D/2) and of num_heads ({num_heads})"
-            )
+        check_transformer_arguments(
+            "SpikeDrivenTransformer", zero_init_residual, pools, num_classes=num_classes,
+            in_channels=in_channels, input_size=input_size, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio,
+        )  # fmt: skip
         make = NeuronFactory(neuron, neuron_kwargs, defaults=ATTENTION_NEURON_DEFAULTS)
         self.in_channels, self.num_classes = in_channels, num_classes
-        widths = [in_channels, embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
-        stages: list[nn.Module] = []
-        side = input_size
-        for index in range(4):
-            stages += conv_bn(widths[index], widths[index + 1], 3)
-            if index < 3:
-                stages.append(make())
-            if index >= 4 - pools:
-                stages.append(layers.MaxPool2d(3, 2, 1))
-                side = (side - 1) // 2 + 1
-        self.patch_split = nn.Sequential(*stages)
+        self.patch_split, self.tokens = patch_splitting(
+            in_channels, input_size, embed_dim, pools, make, last_neuron=False
+        )
         self.position = nn.Sequential(make(), *conv_bn(embed_dim, embed_dim, 3))
-        self.tokens = side * side
         self.blocks = nn.ModuleList(
             _Block(embed_dim, num_heads, embed_dim * mlp_ratio, neuron, neuron_kwargs, make)
             for _ in range(depth)

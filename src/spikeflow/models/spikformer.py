@@ -45,7 +45,52 @@ from spikeflow.models.common import (
 )
 from spikeflow.models.registry import register_model
 
-__all__ = ["Spikformer", "spikformer", "spikformer_dvs"]
+__all__ = [
+    "Spikformer",
+    "check_transformer_arguments",
+    "patch_splitting",
+    "spikformer",
+    "spikformer_dvs",
+]
+
+
+def check_transformer_arguments(
+    owner: str, zero_init_residual: bool, pools: int, **sizes: int
+) -> None:
+    """The spiking transformers' arguments: positive sizes, ``pools`` in 0-4,
+    ``embed_dim`` a multiple of 8 and of ``num_heads``; no ``zero_init_residual``."""
+    for name, value in sizes.items():
+        check_positive_int(name, value)
+    if zero_init_residual:
+        raise ConfigurationError(f"{owner}: zero_init_residual is not supported")
+    if isinstance(pools, bool) or not isinstance(pools, int) or not 0 <= pools <= 4:
+        raise ConfigurationError(f"pools must be an integer from 0 to 4, got {pools!r}")
+    embed_dim, heads = sizes["embed_dim"], sizes["num_heads"]
+    if embed_dim % 8 or embed_dim % heads:
+        raise ConfigurationError(
+            f"embed_dim ({embed_dim}) must be a multiple of 8 (the patch splitting's widths "
+            f"D/8, D/4, D/2) and of num_heads ({heads})"
+        )
+
+
+def patch_splitting(
+    in_channels: int, input_size: int, embed_dim: int, pools: int, make_neuron: Any,
+    last_neuron: bool,
+) -> tuple[nn.Sequential, int]:  # fmt: skip
+    """Four conv3x3-BN stages widening to ``D/8, D/4, D/2, D``, each followed by a
+    neuron (the fourth only with ``last_neuron``), the last ``pools`` by a 3x3 max-pool
+    of stride 2; and the number of tokens (positions) it leaves."""
+    widths = [in_channels, embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
+    stages: list[nn.Module] = []
+    side = input_size
+    for index in range(4):
+        stages += conv_bn(widths[index], widths[index + 1], 3)
+        if index < 3 or last_neuron:
+            stages.append(make_neuron())
+        if index >= 4 - pools:
+            stages.append(layers.MaxPool2d(3, 2, 1))
+            side = (side - 1) // 2 + 1
+    return nn.Sequential(*stages), side * side
 
 
 class _MLP(nn.Module):
@@ -111,33 +156,17 @@ class Spikformer(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
-                            ("input_size", input_size), ("embed_dim", embed_dim),
-                            ("depth", depth), ("num_heads", num_heads),
-                            ("mlp_ratio", mlp_ratio)):  # fmt: skip
-            check_positive_int(name, value)
-        if zero_init_residual:
-            raise ConfigurationError("Spikformer has no residual BN to zero-init")
-        if isinstance(pools, bool) or not isinstance(pools, int) or not 0 <= pools <= 4:
-            raise ConfigurationError(f"pools must be an integer from 0 to 4, got {pools!r}")
-        if embed_dim % 8 or embed_dim % num_heads:
-            raise ConfigurationError(
-                f"embed_dim ({embed_dim}) must be a multiple of 8 (the SPS widths D/8, D/4, "
-                f"D/2) and of num_heads ({num_heads})"
-            )
+        check_transformer_arguments(
+            "Spikformer", zero_init_residual, pools, num_classes=num_classes,
+            in_channels=in_channels, input_size=input_size, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio,
+        )  # fmt: skip
         make = NeuronFactory(neuron, neuron_kwargs, defaults=ATTENTION_NEURON_DEFAULTS)
         self.in_channels, self.num_classes = in_channels, num_classes
-        widths = [in_channels, embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
-        stages: list[nn.Module] = []
-        side = input_size
-        for index in range(4):
-            stages += [*conv_bn(widths[index], widths[index + 1], 3), make()]
-            if index >= 4 - pools:
-                stages.append(layers.MaxPool2d(3, 2, 1))
-                side = (side - 1) // 2 + 1
-        self.patch_split = nn.Sequential(*stages)
+        self.patch_split, self.tokens = patch_splitting(
+            in_channels, input_size, embed_dim, pools, make, last_neuron=True
+        )
         self.position = nn.Sequential(*conv_bn(embed_dim, embed_dim, 3), make())
-        self.tokens = side * side
         scale = check_real("Spikformer: attention_scale", attention_scale, 0.0, low_open=True)
         self.blocks = nn.ModuleList(
             _Block(embed_dim, num_heads, embed_dim * mlp_ratio, scale, neuron, neuron_kwargs, make)
