@@ -74,6 +74,8 @@ class STDPLearner:
             constant (>= 1), carried from call to call like the spike traces (a fresh
             sequence starts it at zero), and :meth:`step` needs the rewards; ``None``:
             STDP, or MSTDP when :meth:`step` gets a reward.
+        pre_offset: ``x_tar`` subtracted from the presynaptic trace in potentiation
+            (see :func:`~spikeflow.learn.stdp_update`; plain STDP and MSTDP only).
 
     Raises:
         ConfigurationError: another layer type, grouped convolution, a pruned weight, a
@@ -89,6 +91,7 @@ class STDPLearner:
         f_pre: Callable[[Tensor], Tensor] = _identity,
         f_post: Callable[[Tensor], Tensor] = _identity,
         tau_eligibility: float | None = None,
+        pre_offset: float = 0.0,
     ) -> None:
         self._dims = check_synapse(synapse)
         if not isinstance(neuron, nn.Module):
@@ -103,6 +106,7 @@ class STDPLearner:
         self.tau_eligibility = None if tau_eligibility is None else check_real(
             "STDP: tau_eligibility", tau_eligibility, 1.0)  # fmt: skip
         self._eligibility: Tensor | None = None
+        self.pre_offset = check_real("STDP: pre_offset", pre_offset)
         self.synapse, self.neuron = synapse, neuron
         self.f_pre, self.f_post = f_pre, f_post
         #: Whether forwards are recorded (False pauses it, e.g. for evaluation).
@@ -208,7 +212,7 @@ class STDPLearner:
             if self.tau_eligibility is None:
                 change, traces = stdp_update(
                     self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
-                    self.f_post, traces, reward=r,
+                    self.f_post, traces, reward=r, pre_offset=self.pre_offset,
                 )  # fmt: skip
             else:
                 change, traces, eligibility = eligibility_stdp_update(

@@ -203,6 +203,7 @@ def stdp_update(
     f_post: Callable[[Tensor], Tensor] = _identity,
     traces: tuple[Tensor | None, Tensor | None] = (None, None),
     reward: Tensor | float | None = None,
+    pre_offset: float = 0.0,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The STDP weight change of ``synapse`` for one sequence, and the final traces.
 
@@ -220,6 +221,10 @@ def stdp_update(
             weighted by ``reward`` broadcast to ``[T, B]`` (a scalar, ``[B]``,
             ``[T, 1]`` or ``[T, B]``); for MSTDP-ET pass :func:`eligibility_reward` of
             the rewards. ``None``: plain STDP.
+        pre_offset: ``x_tar`` subtracted from the presynaptic trace in potentiation,
+            ``f_post(w)·Σ s_post ⊗ (x − x_tar)`` (Diehl and Cook's rule: an input
+            that was silent before a postsynaptic spike is weakened). For a
+            convolution, positions in the zero padding keep trace 0.
 
     Returns:
         ``(Δw, (x, y))``: the change (the weight's shape and dtype; not applied) and the
@@ -234,7 +239,9 @@ def stdp_update(
     with torch.autocast(weight.device.type, enabled=False):
         pre, post, x, y = traced_spikes(synapse, pre, post, tau_pre, tau_post, traces)
         r = None if reward is None else _reward_steps(reward, *pre.shape[:2], like=pre)
-        potentiation = _pair_sums(synapse, x, _steps_weighted(post, r))  # Σ r·s_post ⊗ x
+        offset = check_real("STDP: pre_offset", pre_offset)
+        shifted = x - offset if offset else x
+        potentiation = _pair_sums(synapse, shifted, _steps_weighted(post, r))  # Σ r·s_post ⊗ x
         depression = _pair_sums(synapse, _steps_weighted(pre, r), y)  # Σ y ⊗ r·s_pre
         w = weight.to(pre.dtype)
         delta = f_post(w) * potentiation - f_pre(w) * depression

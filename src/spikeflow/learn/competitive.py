@@ -1,0 +1,95 @@
+"""Competitive neurons for unsupervised STDP: winner-take-all with adaptive thresholds.
+
+:class:`WinnerTakeAll` is a layer of leaky integrate-and-fire neurons that compete:
+at each step at most ``k`` neurons of a sample fire (those whose membrane exceeds its
+threshold by the most) and every neuron of that sample is then reset (lateral
+inhibition, as a strong inhibitory population would do). In training mode each
+neuron's threshold rises by ``theta_plus`` at each of its spikes and decays back by
+``theta_decay`` per step (homeostasis: a neuron that wins often becomes harder to win,
+so the neurons share the inputs). Together with STDP (:class:`~spikeflow.learn.STDPLearner`,
+``pre_offset``) this is the classic unsupervised network of Diehl and Cook (2015).
+
+The layer is for local learning: it has no surrogate gradient (its output carries none).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow._checks import check_int, check_real
+from spikeflow.errors import ShapeError
+
+__all__ = ["WinnerTakeAll"]
+
+
+class WinnerTakeAll(nn.Module):
+    """LIF neurons with hard winner-take-all and adaptive thresholds.
+
+    Args:
+        num_neurons: the neurons ``N``.
+        tau: membrane time constant (>= 1): ``v ← v + (x − v)/τ`` per step.
+        v_threshold: the base threshold.
+        k: at most this many neurons of a sample fire per step (the ``k`` above their
+            threshold by the most).
+        theta_plus: threshold increase per spike while training (0: fixed thresholds).
+        theta_decay: factor (0-1] of the threshold increase kept per step while training.
+
+    Input currents ``[T, B, N]``, output spikes ``[T, B, N]``. ``theta`` (a buffer,
+    saved with the model) is the learned threshold increase of each neuron; it changes
+    in training mode only.
+    """
+
+    def __init__(
+        self,
+        num_neurons: int,
+        tau: float = 8.0,
+        v_threshold: float = 1.0,
+        k: int = 1,
+        theta_plus: float = 0.05,
+        theta_decay: float = 0.9995,
+    ) -> None:
+        super().__init__()
+        self.num_neurons = check_int("WinnerTakeAll: num_neurons", num_neurons, 1)
+        self.tau = check_real("WinnerTakeAll: tau", tau, 1.0)
+        self.v_threshold = check_real("WinnerTakeAll: v_threshold", v_threshold, 0.0,
+                                      low_open=True)  # fmt: skip
+        self.k = check_int("WinnerTakeAll: k", k, 1)
+        if self.k > self.num_neurons:
+            self.k = self.num_neurons
+        self.theta_plus = check_real("WinnerTakeAll: theta_plus", theta_plus, 0.0)
+        self.theta_decay = check_real("WinnerTakeAll: theta_decay", theta_decay, 0.0, 1.0,
+                                      low_open=True)  # fmt: skip
+        self.register_buffer("theta", torch.zeros(num_neurons))
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """Currents ``[T, B, N]`` -> spikes ``[T, B, N]``."""
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.num_neurons:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ShapeError(
+                f"WinnerTakeAll: expects currents [T, B, N] with N = {self.num_neurons}, "
+                f"got {shape}"
+            )
+        x = x.detach()
+        v = torch.zeros_like(x[0])
+        out = torch.zeros_like(x)
+        theta = self.theta.to(x.dtype)
+        for t in range(x.shape[0]):
+            v = v + (x[t] - v) / self.tau
+            excess = v - (self.v_threshold + theta)
+            top, index = excess.topk(self.k, dim=-1)
+            spikes = torch.zeros_like(v).scatter_(-1, index, (top > 0).to(v.dtype))
+            out[t] = spikes
+            v = torch.where(spikes.any(dim=-1, keepdim=True), torch.zeros_like(v), v)
+            if self.training and self.theta_plus > 0:
+                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(dim=0)
+        if self.training and self.theta_plus > 0:
+            self.theta.copy_(theta)
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_neurons}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, "
+            f"k={self.k}, theta_plus={self.theta_plus:g}, theta_decay={self.theta_decay:g}"
+        )

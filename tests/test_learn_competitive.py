@@ -1,0 +1,81 @@
+"""Winner-take-all neurons, the STDP pre-trace offset, and unsupervised STDP on the digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import load_example
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.learn import WinnerTakeAll, stdp_update
+
+
+def _by_loop(x: torch.Tensor, wta: WinnerTakeAll, theta: torch.Tensor, train: bool):
+    """The rule per sample and step: leak, pick the k largest excesses above threshold,
+    reset the whole sample after any spike; thresholds rise and decay in training."""
+    steps, batch, n = x.shape
+    v = torch.zeros(batch, n)
+    out = torch.zeros_like(x)
+    theta = theta.clone()
+    for t in range(steps):
+        spikes_now = torch.zeros(batch, n)
+        for b in range(batch):
+            v[b] = v[b] + (x[t, b] - v[b]) / wta.tau
+            excess = v[b] - (wta.v_threshold + theta)
+            order = sorted(range(n), key=lambda i: -float(excess[i]))[: wta.k]
+            for i in order:
+                if excess[i] > 0:
+                    spikes_now[b, i] = 1.0
+            if spikes_now[b].any():
+                v[b] = 0.0
+        out[t] = spikes_now
+        if train:
+            theta = theta * wta.theta_decay + wta.theta_plus * spikes_now.sum(0)
+    return out, theta
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_winner_take_all_equals_the_rule_by_loop(k):
+    torch.manual_seed(0)
+    wta = WinnerTakeAll(6, tau=3.0, v_threshold=0.8, k=k, theta_plus=0.1, theta_decay=0.9)
+    x = torch.rand(12, 4, 6) * 2.5
+    want, theta = _by_loop(x, wta, torch.zeros(6), train=True)
+    got = wta(x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(wta.theta, theta)
+    assert int(got.sum(-1).max()) <= k and got.sum() > 0
+    wta.eval()  # thresholds stay as learned
+    frozen = wta.theta.clone()
+    want_eval, _ = _by_loop(x, wta, frozen, train=False)
+    torch.testing.assert_close(wta(x), want_eval)
+    torch.testing.assert_close(wta.theta, frozen)
+
+
+def test_winner_take_all_errors_and_state():
+    wta = WinnerTakeAll(4)
+    with pytest.raises(ShapeError, match=r"currents \[T, B, N\] with N = 4"):
+        wta(torch.rand(3, 2, 5))
+    with pytest.raises(ConfigurationError, match="theta_decay"):
+        WinnerTakeAll(4, theta_decay=1.5)
+    assert "theta" in wta.state_dict()
+
+
+def test_pre_offset_weakens_inputs_silent_before_a_spike():
+    """Σ s_post ⊗ (x − x_tar): potentiation only (f_pre = 0, f_post = 1)."""
+    fc = nn.Linear(3, 1, bias=False)
+    pre = torch.zeros(4, 1, 3)
+    pre[0, 0, 0] = 1.0  # input 0 fires before the post spike, input 1 never
+    post = torch.zeros(4, 1, 1)
+    post[2, 0, 0] = 1.0
+    delta, _ = stdp_update(fc, pre, post, 2.0, 2.0, f_pre=lambda w: 0.0,
+                           f_post=lambda w: 1.0, pre_offset=0.2)  # fmt: skip
+    torch.testing.assert_close(delta, torch.tensor([[0.25 - 0.2, -0.2, -0.2]]))
+
+
+def test_unsupervised_stdp_learns_the_digits(capsys):
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    module = load_example("stdp_digits")
+    results = module.main(["--neurons", "100", "--epochs", "1"])
+    assert results["epoch 1"] > 0.6, results  # chance is 10%; ~84% measured
+    assert "test accuracy" in capsys.readouterr().out
