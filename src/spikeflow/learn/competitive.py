@@ -6,8 +6,10 @@ threshold by the most) and every neuron of that sample is then reset (lateral
 inhibition, as a strong inhibitory population would do). In training mode each
 neuron's threshold rises by ``theta_plus`` at each of its spikes and decays back by
 ``theta_decay`` per step (homeostasis: a neuron that wins often becomes harder to win,
-so the neurons share the inputs). Together with STDP (:class:`~spikeflow.learn.STDPLearner`,
-``pre_offset``) this is the classic unsupervised network of Diehl and Cook (2015).
+so that no few neurons take every input). Together with STDP
+(:class:`~spikeflow.learn.STDPLearner`, ``pre_offset``) this is a simplified version of
+the unsupervised network of Diehl and Cook (2015): a hard winner-take-all resetting
+every neuron instead of their inhibitory population, current-based LIF neurons.
 
 The layer is for local learning: it has no surrogate gradient (its output carries none).
 """
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_int, check_real
-from spikeflow.errors import ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["WinnerTakeAll"]
 
@@ -37,7 +39,10 @@ class WinnerTakeAll(nn.Module):
 
     Input currents ``[T, B, N]``, output spikes ``[T, B, N]``. ``theta`` (a buffer,
     saved with the model) is the learned threshold increase of each neuron; it changes
-    in training mode only.
+    in training mode only, by the spikes of the whole batch (summed) and decays once per
+    step, so the samples of a training batch share it (and the batch size sets how many
+    samples one decay spans). Equal excesses are broken by ``torch.topk`` (in no
+    guaranteed order).
     """
 
     def __init__(
@@ -56,7 +61,9 @@ class WinnerTakeAll(nn.Module):
                                       low_open=True)  # fmt: skip
         self.k = check_int("WinnerTakeAll: k", k, 1)
         if self.k > self.num_neurons:
-            self.k = self.num_neurons
+            raise ConfigurationError(
+                f"WinnerTakeAll: k ({k}) must not exceed num_neurons ({num_neurons})"
+            )
         self.theta_plus = check_real("WinnerTakeAll: theta_plus", theta_plus, 0.0)
         self.theta_decay = check_real("WinnerTakeAll: theta_decay", theta_decay, 0.0, 1.0,
                                       low_open=True)  # fmt: skip
@@ -65,25 +72,34 @@ class WinnerTakeAll(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         """Currents ``[T, B, N]`` -> spikes ``[T, B, N]``."""
-        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.num_neurons:
+        if (
+            not isinstance(x, Tensor)
+            or x.dim() != 3
+            or x.shape[-1] != self.num_neurons
+            or (x.shape[0] == 0)
+        ):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ShapeError(
-                f"WinnerTakeAll: expects currents [T, B, N] with N = {self.num_neurons}, "
-                f"got {shape}"
+                f"WinnerTakeAll: expects currents [T, B, N] with N = {self.num_neurons} "
+                f"and T >= 1, got {shape}"
             )
+        if not x.is_floating_point():
+            raise DTypeError(f"WinnerTakeAll: currents must be floating point, got {x.dtype}")
         x = x.detach()
         v = torch.zeros_like(x[0])
         out = torch.zeros_like(x)
-        theta = self.theta.to(x.dtype)
+        # thresholds in float32 or wider (a bfloat16 decay of 0.9995 would be 1)
+        theta = self.theta.to(torch.promote_types(self.theta.dtype, torch.float32))
         for t in range(x.shape[0]):
             v = v + (x[t] - v) / self.tau
-            excess = v - (self.v_threshold + theta)
+            excess = v - (self.v_threshold + theta).to(v.dtype)
             top, index = excess.topk(self.k, dim=-1)
             spikes = torch.zeros_like(v).scatter_(-1, index, (top > 0).to(v.dtype))
             out[t] = spikes
             v = torch.where(spikes.any(dim=-1, keepdim=True), torch.zeros_like(v), v)
             if self.training and self.theta_plus > 0:
-                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(dim=0)
+                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(dim=0).to(
+                    theta.dtype)  # fmt: skip
         if self.training and self.theta_plus > 0:
             self.theta.copy_(theta)
         return out

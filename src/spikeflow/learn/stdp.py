@@ -107,6 +107,11 @@ class STDPLearner:
             "STDP: tau_eligibility", tau_eligibility, 1.0)  # fmt: skip
         self._eligibility: Tensor | None = None
         self.pre_offset = check_real("STDP: pre_offset", pre_offset)
+        if self.pre_offset and self.tau_eligibility is not None:
+            raise ConfigurationError(
+                "STDPLearner: pre_offset is for STDP and MSTDP; it does not combine with "
+                "tau_eligibility (MSTDP-ET)"
+            )
         self.synapse, self.neuron = synapse, neuron
         self.f_pre, self.f_post = f_pre, f_post
         #: Whether forwards are recorded (False pauses it, e.g. for evaluation).
