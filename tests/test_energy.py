@@ -100,7 +100,7 @@ def test_a_sequence_network_and_its_report():
     torch.manual_seed(2)
     net = nn.Sequential(
         layers.Conv2d(2, 4, 3, padding=1), nn.Identity(), layers.Flatten(),
-        layers.Linear(4 * 5 * 5, 3), nn.ConvTranspose2d(1, 1, 2),
+        layers.Linear(4 * 5 * 5, 3), nn.Embedding(5, 3),
     )  # fmt: skip
     x = (torch.rand(6, 2, 2, 5, 5) < 0.2).float()  # [T, B, C, H, W]
     with OperationCounter(net[:4]) as counter:
@@ -279,3 +279,36 @@ def test_spike_counts_of_one_value_and_large_counts_stay_exact():
     big = torch.full((1, 64, 6, 6), 30001.0)  # sums per output beyond 2^24
     got = count_operations(conv, big, samples=1, spike_counts=True).layers[0].acs
     assert got == 30001 * ones
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+        {"kernel_size": (2, 3), "stride": (1, 2), "dilation": (2, 1), "groups": 2},
+    ],
+)
+def test_transposed_conv_counts_equal_the_pair_loop(kwargs):
+    torch.manual_seed(9)
+    conv = nn.ConvTranspose2d(4, 6, **kwargs)
+    with torch.no_grad():
+        conv.weight[conv.weight.abs() < 0.05] = 0.0
+    x = (torch.rand(2, 4, 5, 4) < 0.4).float()
+    with OperationCounter(conv) as counter:
+        out = conv(x)
+    out_h, out_w = out.shape[-2:]
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+    ph, pw = conv.padding
+    per_out = 6 // conv.groups
+    want = 0
+    for b, ci, i, j in itertools.product(range(2), range(4), range(5), range(4)):
+        if x[b, ci, i, j] == 0:
+            continue
+        for co_local, a, c in itertools.product(range(per_out), range(kh), range(kw)):
+            if conv.weight[ci, co_local, a, c] == 0:
+                continue
+            y, z = i * sh - ph + a * dh, j * sw - pw + c * dw
+            want += 0 <= y < out_h and 0 <= z < out_w
+    record = counter.report(2).layers[0]
+    assert record.acs == want > 0 and record.kind == "ConvTranspose2d"
+    assert OperationCounter(conv).not_counted == []

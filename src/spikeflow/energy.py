@@ -21,12 +21,12 @@ zero padding and with pruned (zero) weights are not counted. An input is read as
 spikes when all its nonzero entries have the same magnitude (``{0, 1}``, signed
 ``{0, ±1}``, or spikes scaled by one constant); other inputs are real-valued. Biases,
 batch norm, pooling, residual additions and the neurons' own updates are not counted
-(as in most papers' estimates). Layers counted: ``nn.Linear``, ``nn.Conv1d/2d/3d``
-and their subclasses (spikeflow's sequence layers, the event-driven layers, with the
-standardised weight they compute with); other modules with weights of their own
-(matrices or kernels: LSTMs, attention, PSN neurons, transposed convolutions) and
-counted layers whose forward never ran (a recurrent container applying its inner
-layer's weight directly) are listed as not counted. Weights are taken as stored
+(as in most papers' estimates). Layers counted: ``nn.Linear``, ``nn.Conv1d/2d/3d``,
+``nn.ConvTranspose1d/2d/3d`` and their subclasses (spikeflow's sequence layers, the
+event-driven layers, with the standardised weight they compute with); other modules
+with weights of their own (matrices or kernels: LSTMs, attention, embeddings, PSN
+neurons) and counted layers whose forward never ran (a recurrent container applying its
+inner layer's weight directly) are listed as not counted. Weights are taken as stored
 sparse (a zero weight costs nothing); inputs arrive at run time, so a layer fed real
 values multiplies its zero inputs too, while a spike input is event-driven.
 """
@@ -58,6 +58,7 @@ E_AC = 0.9e-12
 E_MAC = 4.6e-12
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 @dataclass
@@ -175,6 +176,28 @@ def _conv_pairs(layer: nn.Module, mask: Tensor) -> int:
     return int(counts.sum(dtype=torch.float64).item())
 
 
+def _transposed_pairs(layer: nn.Module, mask: Tensor, output: object) -> int:
+    """(input entry in ``mask``, nonzero weight) pairs of a transposed convolution that
+    land inside its output (the output size, with its ``output_padding``, read from
+    the layer's actual output)."""
+    spatial = layer.weight.dim() - 2
+    steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :])
+    dtype = torch.float32 if mask.dtype == torch.bool else torch.float64
+    weight = (layer.weight != 0).to(dtype)
+    size = tuple(output.shape[-spatial:]) if isinstance(output, Tensor) else None
+    functional = (torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d,
+                  torch.nn.functional.conv_transpose3d)[spatial - 1]  # fmt: skip
+    with torch.autocast(mask.device.type, enabled=False):
+        base = functional(steps.to(dtype), weight, None, layer.stride, layer.padding, 0,
+                          layer.groups, layer.dilation)  # fmt: skip
+        extra = tuple(0 if size is None else s - b for s, b in zip(size, base.shape[2:],
+                                                                    strict=True))  # fmt: skip
+        if any(extra):
+            base = functional(steps.to(dtype), weight, None, layer.stride, layer.padding,
+                              extra, layer.groups, layer.dilation)  # fmt: skip
+    return int(base.sum(dtype=torch.float64).item())
+
+
 @torch.no_grad()
 def _count_attention(record: LayerOperations, q: Tensor, k: Tensor, v: Tensor) -> None:
     """ACs of the attention's spike products (``q, k, v``: ``[T, B, H, N, d]`` spikes):
@@ -221,7 +244,7 @@ class OperationCounter:
                 self._layers[module] = record
                 self._handles.append(module.qkv.register_forward_hook(
                     lambda m, a, out, record=record: _count_attention(record, *out)))  # fmt: skip
-            if isinstance(module, (nn.Linear, *_CONVS)):
+            if isinstance(module, (nn.Linear, *_CONVS, *_TRANSPOSED)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._count))
             elif _holds_weights(module):
@@ -245,6 +268,8 @@ class OperationCounter:
             mask = torch.ones_like(x, dtype=torch.bool)
         if isinstance(module, nn.Linear):
             pairs = _linear_pairs(module, mask)
+        elif isinstance(module, _TRANSPOSED):
+            pairs = _transposed_pairs(module, mask, output)
         else:
             pairs = _conv_pairs(module, mask)
         record.calls += 1
