@@ -13,6 +13,7 @@ training set, and a test image gets the class whose neurons fired most on averag
 
     python examples/stdp_digits.py                 # 400 neurons, 5 epochs, ~5 s
     python examples/stdp_digits.py --neurons 100 --epochs 2
+    python examples/stdp_digits.py --reward-epochs 5  # then a readout learned by reward
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reward-epochs", type=int, default=0,
+                        help="then train a 10-neuron output layer by reward-modulated STDP "
+                        "for this many epochs (reward +1 if its winner is the label, -1 if "
+                        "not)")  # fmt: skip
+    parser.add_argument("--reward-lr", type=float, default=0.2)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     x_train, y_train, x_test, y_test = load(args.seed)
@@ -108,6 +114,46 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results[f"epoch {epoch + 1}"] = accuracy
         print(f"epoch {epoch + 1}/{args.epochs}: test accuracy {100 * accuracy:.2f}% "
               f"({time.perf_counter() - start:.1f} s)", flush=True)  # fmt: skip
+    if args.reward_epochs:
+        learner.close()
+        neurons.eval()  # the learned features stay as they are
+        features = lambda x: neurons(synapses(encode(x)))  # noqa: E731
+        results.update(reward_readout(features, x_train, y_train, x_test, y_test, args))
+    return results
+
+
+def reward_readout(features, x_train: Tensor, y_train: Tensor, x_test: Tensor,
+                   y_test: Tensor, args: argparse.Namespace) -> dict[str, float]:  # fmt: skip
+    """A 10-neuron winner-take-all output layer learns by reward-modulated STDP
+    (MSTDP): reward +1 for a sample whose most-firing output neuron is its label, -1
+    otherwise, 0 if none fired. Labels only enter through the reward."""
+    readout = nn.Linear(features(x_train[:1]).shape[-1], 10, bias=False)
+    nn.init.uniform_(readout.weight, 0.0, 0.1)
+    outputs = WinnerTakeAll(10, tau=2.0, v_threshold=0.02, theta_plus=0.0)
+    learner = STDPLearner(readout, outputs, tau_pre=4.0, tau_post=4.0,
+                          f_pre=lambda w: 0.0, f_post=lambda w: 1.0)  # fmt: skip
+    optimizer = torch.optim.SGD(readout.parameters(), lr=args.reward_lr)
+    results = {}
+    for epoch in range(args.reward_epochs):
+        for i in range(0, len(x_train), args.batch_size):
+            with torch.no_grad():
+                counts = outputs(readout(features(x_train[i : i + args.batch_size]))).sum(0)
+            right = counts.argmax(1) == y_train[i : i + args.batch_size]
+            reward = torch.where(counts.sum(1) == 0, 0.0, torch.where(right, 1.0, -1.0))
+            optimizer.zero_grad()
+            learner.step(reward=reward)  # one reward per sample, for all its steps
+            optimizer.step()
+            with torch.no_grad():
+                readout.weight.clamp_(0.0, 1.0)
+        learner.recording = False
+        with torch.no_grad():
+            counts = outputs(readout(features(x_test))).sum(0)
+        learner.recording = True
+        fired = counts.sum(1) > 0
+        accuracy = float(((counts.argmax(1) == y_test) & fired).float().mean())
+        results[f"reward epoch {epoch + 1}"] = accuracy
+        print(f"reward-modulated readout, epoch {epoch + 1}/{args.reward_epochs}: test "
+              f"accuracy {100 * accuracy:.2f}% (no spike counts as wrong)", flush=True)  # fmt: skip
     return results
 
 

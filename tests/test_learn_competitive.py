@@ -110,3 +110,13 @@ def test_unsupervised_stdp_learns_the_digits(capsys):
     results = module.main(["--neurons", "100", "--epochs", "1"])
     assert results["epoch 1"] > 0.6, results  # chance is 10%; ~80% measured here
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_a_readout_learns_from_rewards_alone(capsys):
+    """After unsupervised features, a 10-neuron output layer trained by MSTDP with a
+    reward of +1/-1 per sample (labels only through the reward) beats chance."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    module = load_example("stdp_digits")
+    results = module.main(["--neurons", "100", "--epochs", "1", "--reward-epochs", "2"])
+    assert results["reward epoch 2"] > 0.35, results  # chance 10%; ~60% measured
+    assert "reward-modulated readout" in capsys.readouterr().out
