@@ -19,7 +19,7 @@ from torch import Tensor
 
 from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import DTypeError, ShapeError
-from spikeflow.losses.rate import _check, _real
+from spikeflow.losses.rate import _check_labels_only, _real
 
 __all__ = ["tcl_loss", "temporal_contrastive_loss"]
 
@@ -98,9 +98,7 @@ def tcl_loss(
     must be integer labels ``[B]``. Predict with the ``rate`` readout (the time-mean),
     which works at any T.
     """
-    _check(out_seq, target, "tcl_loss")
-    if target.is_floating_point():
-        raise DTypeError("tcl_loss: target must be integer class labels [B]")
+    _check_labels_only(out_seq, target, "tcl_loss")
     lamb, temperature = _tcl_arguments(lamb, temperature)
     ce = F.cross_entropy(out_seq.mean(dim=0), target.long())
     if lamb == 0.0:

@@ -43,6 +43,13 @@ def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
         raise DTypeError(f"{loss}: target must be integer labels or float, got {target.dtype}")
 
 
+def _check_labels_only(out_seq: Tensor, target: Tensor, loss: str) -> None:
+    """:func:`_check`, and integer class labels ``[B]`` only (no distribution)."""
+    _check(out_seq, target, loss)
+    if target.is_floating_point():
+        raise DTypeError(f"{loss}: target must be integer class labels [B]")
+
+
 def _as_distribution(target: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
     if target.is_floating_point():
         return target.to(dtype)
@@ -124,10 +131,8 @@ def spike_count_loss(
     ``target`` must be integer labels ``[B]``. Gradients flow through the spike counts
     by ordinary autograd (surrogate gradients), not the paper's spike-time attribution.
     """
-    _check(out_seq, target, "spike_count_loss")
+    _check_labels_only(out_seq, target, "spike_count_loss")
     desired_count, undesired_count = _count_arguments(desired_count, undesired_count)
-    if target.is_floating_point():
-        raise DTypeError("spike_count_loss: target must be integer class labels [B]")
     delta = count_error(out_seq.sum(dim=0), target, desired_count, undesired_count)
     return 0.5 * (delta / out_seq.shape[0]).pow(2).sum(dim=1).mean()
 

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.losses.rate import _check, _count_arguments, _real, count_error
+from spikeflow.errors import ConfigurationError
+from spikeflow.losses.rate import _check_labels_only, _count_arguments, _real, count_error
 from spikeflow.losses.readout import first_spike_steps
 
 __all__ = ["ce_plus_loss", "spike_count_plus_loss", "spike_count_sum0_loss", "ttfs_loss"]
@@ -40,10 +40,13 @@ __all__ = ["ce_plus_loss", "spike_count_plus_loss", "spike_count_sum0_loss", "tt
 _EPS = 1e-5  # the balance ratio's guard against 0/0 (as the authors')
 
 
-def _labels_only(out_seq: Tensor, target: Tensor, loss: str) -> None:
-    _check(out_seq, target, loss)
-    if target.is_floating_point():
-        raise DTypeError(f"{loss}: target must be integer class labels [B]")
+def _cross_entropy_and_grad(scores: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """``mean_b CE(scores_b, y_b)`` and its gradient with respect to ``scores``."""
+    with torch.enable_grad():
+        leaf = scores.detach().requires_grad_(True)
+        value = F.cross_entropy(leaf, target.long())
+        (grad,) = torch.autograd.grad(value, leaf)
+    return value.detach(), grad
 
 
 def _share_over_spikes(out_seq: Tensor, count_grad: Tensor) -> Tensor:
@@ -106,7 +109,7 @@ def spike_count_plus_loss(
     that of the label classes (counts clipped at their targets); ``balance=None`` leaves
     it out. ``target`` must be integer labels ``[B]``.
     """
-    _labels_only(out_seq, target, "spike_count_plus_loss")
+    _check_labels_only(out_seq, target, "spike_count_plus_loss")
     desired, undesired, balance = _count_plus_arguments(desired_count, undesired_count, balance)
     return _CountPlus.apply(out_seq, target, desired, undesired, balance, False)
 
@@ -124,7 +127,7 @@ def spike_count_sum0_loss(
     over all the batch's spikes (each spike of the batch gets ``- sum g / sum O``), so the
     gradients of the batch's spikes sum to zero.
     """
-    _labels_only(out_seq, target, "spike_count_sum0_loss")
+    _check_labels_only(out_seq, target, "spike_count_sum0_loss")
     desired, undesired, balance = _sum0_arguments(desired_count, undesired_count, balance)
     return _CountPlus.apply(out_seq, target, desired, undesired, balance, True)
 
@@ -135,14 +138,11 @@ class _CEPlus(torch.autograd.Function):
         steps = out_seq.shape[0]
         counts = out_seq.sum(dim=0)
         logits = torch.where(counts != 0, 2.0 * counts / steps, silent_logit)
-        with torch.enable_grad():
-            leaf = logits.detach().requires_grad_(True)
-            value = F.cross_entropy(leaf, target.long())
-            (logit_grad,) = torch.autograd.grad(value, leaf)
+        value, logit_grad = _cross_entropy_and_grad(logits, target)
         label_count = counts.gather(1, target.long().view(-1, 1))
         count_grad = logit_grad * (2.0 / steps) * (label_count != 0)
         ctx.save_for_backward(out_seq, count_grad)
-        return value.detach()
+        return value
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
@@ -158,7 +158,7 @@ def ce_plus_loss(out_seq: Tensor, target: Tensor, silent_logit: float = -20.0) -
     neuron ``c``'s spikes; a sample whose label neuron did not spike gives no gradient
     (as the authors'). ``target`` must be integer labels ``[B]``.
     """
-    _labels_only(out_seq, target, "ce_plus_loss")
+    _check_labels_only(out_seq, target, "ce_plus_loss")
     silent_logit = _ce_plus_arguments(silent_logit)
     return _CEPlus.apply(out_seq, target, silent_logit)
 
@@ -170,16 +170,13 @@ class _TTFS(torch.autograd.Function):
         first = first_spike_steps(out_seq)
         fired = first < steps
         timing = torch.where(fired, 1.0 - first.to(out_seq.dtype) / steps, silent_value)
-        with torch.enable_grad():
-            leaf = timing.detach().requires_grad_(True)
-            value = F.cross_entropy(leaf, target.long())
-            (timing_grad,) = torch.autograd.grad(value, leaf)
+        value, timing_grad = _cross_entropy_and_grad(timing, target)
         # d timing / d t = -1/T; a spike's presence gradient is minus its time gradient.
         spike_grad = torch.zeros_like(out_seq)
         index = first.clamp(max=steps - 1).unsqueeze(0)
         spike_grad.scatter_(0, index, (timing_grad / steps * fired).unsqueeze(0))
         ctx.save_for_backward(spike_grad)
-        return value.detach()
+        return value
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
@@ -197,7 +194,7 @@ def ttfs_loss(out_seq: Tensor, target: Tensor, silent_value: float = -3.0) -> Te
     ``(1/T) dL/ds_c``. Predict with the ``first_spike`` readout. ``target`` must be
     integer labels ``[B]``.
     """
-    _labels_only(out_seq, target, "ttfs_loss")
+    _check_labels_only(out_seq, target, "ttfs_loss")
     silent_value = _ttfs_arguments(silent_value)
     return _TTFS.apply(out_seq, target, silent_value)
 
