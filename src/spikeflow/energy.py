@@ -162,40 +162,53 @@ def _linear_pairs(layer: nn.Linear, mask: Tensor) -> int:
     return round(float((per_input * fan_out).sum()))
 
 
+def _step_masks(layer: nn.Module, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The input mask with the steps folded into the batch, and the nonzero-weight mask.
+
+    0/1 masks are float32, exact: an output's count is at most C_in·k² < 2^24. Spike
+    counts can sum beyond that, so they are float64.
+    """
+    spatial = layer.weight.dim() - 2
+    dtype = torch.float32 if mask.dtype == torch.bool else torch.float64
+    steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :]).to(dtype)
+    return steps, (_weight(layer) != 0).to(dtype)
+
+
 def _conv_pairs(layer: nn.Module, mask: Tensor) -> int:
     """(input entry in ``mask``, nonzero weight) pairs that reach an output of a
     convolution: the layer's convolution of the masks, summed."""
-    spatial = layer.weight.dim() - 2
-    steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :])
-    # 0/1 masks: float32 is exact (an output's count is at most C_in·k² < 2^24); spike
-    # counts can sum beyond that, so they run in float64.
-    dtype = torch.float32 if mask.dtype == torch.bool else torch.float64
-    weight = (_weight(layer) != 0).to(dtype)
+    steps, weight = _step_masks(layer, mask)
     with torch.autocast(mask.device.type, enabled=False):  # counts stay exact integers
-        counts = layer._conv_forward(steps.to(dtype), weight, None)  # type: ignore[operator]
+        counts = layer._conv_forward(steps, weight, None)  # type: ignore[operator]
     return int(counts.sum(dtype=torch.float64).item())
+
+
+_TRANSPOSED_FUNCTIONS = (
+    torch.nn.functional.conv_transpose1d,
+    torch.nn.functional.conv_transpose2d,
+    torch.nn.functional.conv_transpose3d,
+)
 
 
 def _transposed_pairs(layer: nn.Module, mask: Tensor, output: object) -> int:
     """(input entry in ``mask``, nonzero weight) pairs of a transposed convolution that
-    land inside its output (the output size, with its ``output_padding``, read from
-    the layer's actual output)."""
-    spatial = layer.weight.dim() - 2
-    steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :])
-    dtype = torch.float32 if mask.dtype == torch.bool else torch.float64
-    weight = (layer.weight != 0).to(dtype)
-    size = tuple(output.shape[-spatial:]) if isinstance(output, Tensor) else None
-    functional = (torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d,
-                  torch.nn.functional.conv_transpose3d)[spatial - 1]  # fmt: skip
+    land inside its output (the output padding read from the layer's actual output)."""
+    steps, weight = _step_masks(layer, mask)
+    spatial = weight.dim() - 2
+    natural = [(size - 1) * stride - 2 * pad + dilation * (kernel - 1) + 1
+               for size, stride, pad, dilation, kernel in zip(
+                   steps.shape[2:], layer.stride, layer.padding, layer.dilation,
+                   layer.kernel_size, strict=True)]  # fmt: skip
+    padding = [0] * spatial
+    if isinstance(output, Tensor):
+        padding = [size - base for size, base in zip(output.shape[-spatial:], natural,
+                                                     strict=True)]  # fmt: skip
     with torch.autocast(mask.device.type, enabled=False):
-        base = functional(steps.to(dtype), weight, None, layer.stride, layer.padding, 0,
-                          layer.groups, layer.dilation)  # fmt: skip
-        extra = tuple(0 if size is None else s - b for s, b in zip(size, base.shape[2:],
-                                                                    strict=True))  # fmt: skip
-        if any(extra):
-            base = functional(steps.to(dtype), weight, None, layer.stride, layer.padding,
-                              extra, layer.groups, layer.dilation)  # fmt: skip
-    return int(base.sum(dtype=torch.float64).item())
+        counts = _TRANSPOSED_FUNCTIONS[spatial - 1](
+            steps, weight, None, layer.stride, layer.padding, tuple(padding), layer.groups,
+            layer.dilation,
+        )  # fmt: skip
+    return int(counts.sum(dtype=torch.float64).item())
 
 
 @torch.no_grad()
