@@ -10,7 +10,7 @@ optimizer step (:func:`make_threshold_schedule`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -176,14 +176,14 @@ def make_threshold_schedule(
     optimizer: torch.optim.Optimizer,
     epochs: int,
     steps_per_epoch: int,
-    epoch_lrs: Sequence[float] = (),
+    epoch_lrs: Callable[[], Sequence[float]] = tuple,
 ) -> ThresholdSchedule | LATSThreshold | None:
     """The threshold schedule STDS or LATS steps after each optimizer step (else None).
 
     LATS given a ``final_threshold`` D gets ``λ = D / (steps_per_epoch × Σ η_e)``, the
-    sum over the pruned epochs' learning rates ``epoch_lrs``: the threshold then ends at
-    D whatever the schedule (under a per-epoch cosine, the authors' "low-frequency"
-    LATS)."""
+    sum over the pruned epochs' learning rates, which ``epoch_lrs()`` gives (called only
+    then): the threshold then ends at D whatever the schedule (under a per-epoch cosine,
+    the authors' "low-frequency" LATS)."""
     start = settings.get("start_epoch", 0)
     if method == "stds":
         return ThresholdSchedule(
@@ -194,7 +194,7 @@ def make_threshold_schedule(
     if method == "lats":
         l1 = settings.get("l1")
         if l1 is None:
-            l1 = lats_strength(settings["final_threshold"], epoch_lrs[start:], steps_per_epoch)
+            l1 = lats_strength(settings["final_threshold"], epoch_lrs()[start:], steps_per_epoch)
         return LATSThreshold(model, optimizer, l1, start_step=start * steps_per_epoch)
     return None
 

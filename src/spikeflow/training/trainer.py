@@ -333,7 +333,7 @@ class Trainer:
         )
         self.pruning = make_threshold_schedule(
             cfg.prune, self.prune_settings, self.raw_model, self.optimizer, cfg.epochs,
-            self.steps_per_epoch, epoch_learning_rates(cfg),
+            self.steps_per_epoch, lambda: epoch_learning_rates(cfg),
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         from spikeflow.losses import get_loss
