@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
-from spikeflow.energy import OperationCounter
+from spikeflow.energy import E_AC, E_MAC, OperationCounter
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import config_from_dict, resolve, resolved_readout
@@ -105,6 +105,8 @@ def evaluate_checkpoint(
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if spike_counts and not operations:
+        raise ConfigurationError("spike_counts (--spike-counts) needs operations (--operations)")
     run_folder = Path(path) if Path(path).is_dir() else None
     path = find_checkpoint(path)
     payload = load_checkpoint(path)
@@ -128,8 +130,6 @@ def evaluate_checkpoint(
     model = build_model(config, info, saved=True).to(ctx.device)  # read as the run was
     load_weights(model, payload, path)
     readout = resolved_readout(config)
-    if spike_counts and not operations:
-        raise ConfigurationError("spike_counts (--spike-counts) needs operations (--operations)")
     counter = OperationCounter(model, spike_counts) if operations else contextlib.nullcontext()
     with counter:
         sums, rate, layers = evaluate(
@@ -230,7 +230,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
         lines.append(
             f"  per sample: {ops['acs_per_sample']:,.0f} ACs, {ops['macs_per_sample']:,.0f} "
             f"MACs; energy estimate {ops['energy_per_sample_j'] * 1e6:.4g} µJ "
-            "(0.9 pJ per AC, 4.6 pJ per MAC, 45 nm)"
+            f"({E_AC * 1e12:g} pJ per AC, {E_MAC * 1e12:g} pJ per MAC, 45 nm)"
             + ("; whole-number inputs read as spike counts" if ops.get("spike_counts") else "")
         )
         if ops["not_counted"]:
