@@ -354,6 +354,21 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="train with linear and convolution weights quantized to this many bits "
         "(2-16, symmetric, per output channel; docs/quantization.md)",
     )
+    o.add_argument(
+        "--online",
+        action="store_true",
+        default=s,
+        help="online training (SLTT): one step at a time, a backward pass per step, no "
+        "gradient through the neurons' carried state; memory independent of T (loss "
+        "mse, ce or tet, applied per step; docs/training.md)",
+    )
+    o.add_argument(
+        "--online-steps",
+        type=int,
+        default=s,
+        metavar="K",
+        help="with --online: backpropagate only K randomly drawn steps per batch (SLTT-K)",
+    )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")

@@ -18,6 +18,7 @@ from spikeflow.base import MemoryModule, StepModule, check_step_mode
 from spikeflow.errors import StateError
 
 __all__ = [
+    "check_streamable",
     "detach_net",
     "memory_modules",
     "reset_before_call",
@@ -35,10 +36,10 @@ def reset_before_call(module: nn.Module, args: tuple) -> None:
     module.reset()
 
 
-def _refuse_restarted_modules(net: nn.Module) -> None:
-    """Raise if ``net`` holds a module :func:`reset_before_call` restarts at every call,
-    or one that says it cannot stream (``streamable = False``: it runs whole sequences
-    only): streaming would silently restart it at every chunk."""
+def check_streamable(net: nn.Module) -> None:
+    """Raise a StateError if ``net`` holds a module :func:`reset_before_call` restarts at
+    every call, or one that says it cannot stream (``streamable = False``: it runs whole
+    sequences only): streaming would silently restart it at every chunk."""
     for name, module in net.named_modules():
         if getattr(module, "streamable", True) is False:
             raise StateError(
@@ -104,7 +105,7 @@ def set_streaming(net: nn.Module, enabled: bool) -> None:
     :func:`reset_net` between sequences.
     """
     if enabled:
-        _refuse_restarted_modules(net)
+        check_streamable(net)
     for module in memory_modules(net):
         module.streaming = bool(enabled)
         module.reset()
@@ -116,7 +117,7 @@ def streaming(net: nn.Module) -> Iterator[nn.Module]:
 
     The previous streaming flags are restored on exit.
     """
-    _refuse_restarted_modules(net)
+    check_streamable(net)
     modules = list(memory_modules(net))
     previous = [m.streaming for m in modules]
     for m in modules:

@@ -103,6 +103,12 @@ class TrainConfig:
     #: Quantization-aware training of the linear and convolution weights to this many
     #: bits (2-16, per output channel; docs/quantization.md); None: float weights.
     weight_bits: int | None = None
+    #: Online training (docs/training.md): one step at a time, a backward pass per step,
+    #: no gradient through the carried state (SLTT), memory independent of T.
+    online: bool = False
+    #: With ``online``: backpropagate only this many randomly drawn steps per batch
+    #: (SLTT-K); None: every step.
+    online_steps: int | None = None
     seed: int = 0
     # execution
     device: str = "auto"
@@ -143,9 +149,11 @@ class TrainConfig:
         _choice("readout", self.readout, READOUT_MODES)
         for name in ("epochs", "step_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after"):
+        for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
+                     "online_steps"):  # fmt: skip
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        _check_online(self)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
         if (
@@ -212,6 +220,27 @@ def resolve(config: TrainConfig) -> TrainConfig:
             "(spikeflow.models.list_models() lists them)"
         )
     return values.validate()
+
+
+def _check_online(config: TrainConfig) -> None:
+    """The online-training fields against each other, the loss and ``T``."""
+    if config.online_steps is not None and not config.online:
+        raise ConfigurationError("online_steps (SLTT-K) needs online training: add --online")
+    if not config.online:
+        return
+    from spikeflow.training.online import PER_STEP_LOSSES
+
+    if not isinstance(config.loss, str) or config.loss.lower() not in PER_STEP_LOSSES:
+        raise ConfigurationError(
+            f"online training optimises a per-step loss: loss must be one of "
+            f"{', '.join(PER_STEP_LOSSES)}, got {config.loss!r} (a loss of the whole spike "
+            "train has no per-step form)"
+        )
+    if config.T is not None and config.online_steps is not None and config.online_steps > config.T:
+        raise ConfigurationError(
+            f"online_steps must be at most T = {config.T} (the steps of a sample), "
+            f"got {config.online_steps}"
+        )
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

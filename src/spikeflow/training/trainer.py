@@ -62,6 +62,7 @@ from spikeflow.training.metric_logs import (
     read_csv,
 )
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
+from spikeflow.training.online import check_online_model, online_backward
 from spikeflow.training.pruning import (
     ignore_fixed_buffers,
     make_grad_rewiring,
@@ -319,6 +320,8 @@ class Trainer:
         _seed_everything(cfg.seed + ctx.rank)
         self.model: nn.Module = self.raw_model
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
+        if cfg.online:
+            check_online_model(self.raw_model, self._takes_target)
         if ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
@@ -649,10 +652,20 @@ class Trainer:
         self._phase = "forward"
         x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.info.static)
         y = y.to(ctx.device, non_blocking=True)
-        with autocast_context(ctx.device, cfg.amp):
-            # a model that supervises its output layer itself (event-driven nets) gets y
-            out = self.model(x, target=y) if self._takes_target else self.model(x)
-        loss = self.loss_fn(out.float(), y)
+        if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
+            self.optimizer.zero_grad(set_to_none=True)
+            result = online_backward(
+                self.model, x, y, self.loss_fn, train_steps=cfg.online_steps,
+                generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.global_step),
+                backward=lambda step_loss: self.scaler.scale(step_loss).backward(),
+                autocast=lambda: autocast_context(ctx.device, cfg.amp),
+            )  # fmt: skip
+            out, loss = result.output, result.loss
+        else:
+            with autocast_context(ctx.device, cfg.amp):
+                # a model that supervises its output layer itself (event-driven nets) gets y
+                out = self.model(x, target=y) if self._takes_target else self.model(x)
+            loss = self.loss_fn(out.float(), y)
         value = float(loss.detach())
         # One reduction tells every process whether any has a bad loss or was asked to
         # stop, so all of them stop at the same step.
@@ -663,8 +676,9 @@ class Trainer:
         if bad:
             self._phase = "idle"
             self._raise_non_finite(value, step, steps)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if not cfg.online:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
         self._phase = "update"
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -1,0 +1,176 @@
+"""Online training through time: one step at a time, memory independent of ``T``.
+
+Backpropagation through time keeps every step's activations until the loss of the
+whole sequence is known, so its memory grows with ``T``. Spatial learning through time
+(SLTT; Meng et al., ICCV 2023, "Towards Memory- and Time-Efficient Backpropagation for
+Training Spiking Neural Networks") drops the gradient paths that run through the
+neurons' carried state (the membrane's leak and reset from one step to the next) and
+keeps the spatial ones, inside each step. The gradient of a loss that is a sum over
+steps then splits into one backward pass per step, taken as soon as the step's output
+exists: the network runs streaming, one step per call, and each step's graph is freed
+before the next step starts. The gradient is BPTT's without its temporal terms (with
+``T = 1`` the two are equal); the authors show the dropped terms are small for the
+usual time constants and report accuracy on par with BPTT.
+
+SLTT-K backpropagates only ``K`` of the ``T`` steps, drawn at random for every batch
+(the other steps run without a graph), cutting the backward work to ``K / T``. As in
+the authors' code, each trained step's loss keeps its ``1 / T`` weight, so the expected
+gradient is ``K / T`` times SLTT's (a smaller effective learning rate).
+
+The per-step loss is the training loss applied to one step's output (a sequence of
+length one), averaged over the ``T`` steps: for ``ce`` and ``tet`` that is the mean of
+the steps' cross-entropies (TET's objective, the loss the authors train with), for
+``mse`` the mean of the steps' squared errors against the one-hot target. Losses of a
+whole spike train (spike counts, first-spike times, the contrastive TCL) have no
+per-step form and are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.functional import check_streamable, detach_net, streaming
+
+__all__ = [
+    "PER_STEP_LOSSES",
+    "OnlineResult",
+    "check_online_model",
+    "choose_train_steps",
+    "online_backward",
+]
+
+#: The losses whose per-step form online training optimises (see the module docstring).
+PER_STEP_LOSSES = ("mse", "ce", "tet")
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    """What :func:`online_backward` returns.
+
+    Attributes:
+        output: the network's output for every step, ``[T, B, ...]``, detached.
+        loss: the mean over all ``T`` steps of the per-step loss (trained or not),
+            a detached scalar tensor.
+        train_steps: the steps whose loss was backpropagated, ascending.
+    """
+
+    output: Tensor
+    loss: Tensor
+    train_steps: tuple[int, ...]
+
+
+def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
+    """Raise if ``model`` cannot be trained online: it needs whole sequences (parallel
+    spiking neurons, another library's neurons: StateError) or supervises its own output
+    layer from the target (``takes_target``, the event-driven nets: ConfigurationError).
+    """
+    if takes_target:
+        raise ConfigurationError(
+            f"{type(model).__name__} supervises its output spikes from the target over the "
+            "whole sequence (event-driven training) and cannot be trained online"
+        )
+    check_streamable(model)
+
+
+def choose_train_steps(
+    T: int, k: int | None, generator: torch.Generator | None = None
+) -> tuple[int, ...]:
+    """The steps SLTT-K backpropagates: ``k`` of ``0 .. T-1`` drawn without replacement
+    (all of them when ``k`` is ``None``), ascending.
+
+    Raises:
+        ConfigurationError: ``k`` is not an integer from 1 to ``T``.
+    """
+    if k is None:
+        return tuple(range(T))
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= T:
+        raise ConfigurationError(f"online_steps must be an integer from 1 to T = {T}, got {k!r}")
+    return tuple(sorted(torch.randperm(T, generator=generator)[:k].tolist()))
+
+
+def online_backward(
+    model: nn.Module,
+    inputs: Tensor,
+    target: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    *,
+    train_steps: int | None = None,
+    generator: torch.Generator | None = None,
+    backward: Callable[[Tensor], None] | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+) -> OnlineResult:
+    """Run ``model`` over ``inputs`` one step at a time and backpropagate each step's
+    loss at once (SLTT; SLTT-K with ``train_steps``); gradients accumulate in ``.grad``.
+
+    The caller zeroes the gradients before and steps the optimizer after, as for one
+    ``loss.backward()``. The model runs streaming (its state carried from step to step
+    and detached after each one) in the mode it is in; it must return per-step outputs
+    (a ``[1, B, ...]`` output for a ``[1, B, ...]`` input).
+
+    Args:
+        model: the network (a ``DistributedDataParallel`` wrapper too: its gradients
+            are reduced once, at the last trained step).
+        inputs: the input sequence ``[T, B, ...]``.
+        target: what ``loss_fn`` compares each step's output with.
+        loss_fn: ``loss_fn(out_seq, target)`` on a one-step sequence ``[1, B, K]``, e.g.
+            ``spikeflow.losses.get_loss("tet")``; it is called outside ``autocast``, on
+            float32 outputs where the model's are half precision.
+        train_steps: ``K`` of SLTT-K (the number of steps backpropagated, drawn with
+            ``generator``); ``None`` backpropagates every step.
+        generator: the random source of the trained steps.
+        backward: what backpropagates one step's loss (default ``loss.backward()``;
+            with a ``GradScaler``: ``lambda loss: scaler.scale(loss).backward()``).
+        autocast: a factory of the context each step's forward runs in (mixed
+            precision), or ``None``.
+
+    Raises:
+        ShapeError: ``inputs`` has no time dimension, or the model's output of a step
+            is not ``[1, B, ...]``.
+        StateError: the model cannot stream (parallel spiking neurons, another
+            library's neurons): it needs whole sequences.
+    """
+    if inputs.dim() < 2 or inputs.shape[0] < 1:
+        raise ShapeError(
+            f"online training needs a time-major input [T, B, ...], got shape {tuple(inputs.shape)}"
+        )
+    T = inputs.shape[0]
+    chosen = choose_train_steps(T, train_steps, generator)
+    run_backward = backward or (lambda loss: loss.backward())
+    make_autocast = autocast or contextlib.nullcontext
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    grad_enabled = torch.is_grad_enabled()
+    outputs: list[Tensor] = []
+    losses: list[Tensor] = []
+    with streaming(model):
+        for t in range(T):
+            train = grad_enabled and t in chosen
+            # DDP reduces the gradients once, in the last trained step's backward.
+            defer = ddp and train and t != chosen[-1]
+            with model.no_sync() if defer else contextlib.nullcontext():
+                with torch.set_grad_enabled(train), make_autocast():
+                    out = model(inputs[t : t + 1])
+                if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[0] != 1:
+                    shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                    raise ShapeError(
+                        "online training needs a model that returns one output per step "
+                        f"([1, B, ...] for a [1, B, ...] input); got {shape} at step {t}"
+                    )
+                with torch.set_grad_enabled(train):
+                    loss = loss_fn(_upcast(out), target) / T
+                if train:
+                    run_backward(loss)
+            losses.append(loss.detach())
+            outputs.append(out.detach())
+            detach_net(model)
+    return OnlineResult(torch.cat(outputs), torch.stack(losses).sum(), chosen)
+
+
+def _upcast(out: Tensor) -> Tensor:
+    """A half-precision output as float32 for the loss (float64 stays float64)."""
+    return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
