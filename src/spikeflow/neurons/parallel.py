@@ -203,6 +203,9 @@ class PSN(_SequenceOnly, _TxTPSN):
         ShapeError: the input is not ``[T, B, ...]`` with the ``T`` given here.
     """
 
+    #: Step t reads later inputs: ``streaming`` and online training refuse it.
+    streamable = False
+
     def __init__(self, T: int, surrogate_function: Surrogate | None = None) -> None:
         super().__init__()
         self._init_weights(T, surrogate_function)

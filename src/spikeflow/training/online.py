@@ -174,3 +174,51 @@ def online_backward(
 def _upcast(out: Tensor) -> Tensor:
     """A half-precision output as float32 for the loss (float64 stays float64)."""
     return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+
+
+class _Saved:
+    """A tensor autograd saved for the backward pass, counted while the graph holds it."""
+
+    __slots__ = ("__weakref__", "tensor")
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+
+
+def peak_saved_bytes(fn: Callable[[], object]) -> tuple[object, int]:
+    """Run ``fn()`` and return its result with the peak number of bytes that autograd
+    held saved for backward passes while it ran (on any device; CPU has no allocator
+    statistics).
+
+    A saved tensor counts its own elements (a step's slice of the input, not the whole
+    input), once however often it is saved, as long as any graph holds it. Parameters
+    and inputs that a graph saves count too.
+    """
+    import weakref
+
+    live: dict[tuple[int, int], list[int]] = {}  # (address, bytes) -> [holders, bytes]
+    state = {"now": 0, "peak": 0}
+
+    def release(key: tuple[int, int]) -> None:
+        entry = live[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            state["now"] -= entry[1]
+            del live[key]
+
+    def pack(tensor: Tensor) -> _Saved:
+        size = tensor.numel() * tensor.element_size()
+        key = (tensor.data_ptr(), size)
+        if key in live:
+            live[key][0] += 1
+        else:
+            live[key] = [1, size]
+            state["now"] += size
+            state["peak"] = max(state["peak"], state["now"])
+        holder = _Saved(tensor)
+        weakref.finalize(holder, release, key)
+        return holder
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda holder: holder.tensor):
+        result = fn()
+    return result, state["peak"]
