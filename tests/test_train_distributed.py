@@ -57,6 +57,18 @@ def _worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     Trainer(config_from_dict(_config(output_dir)), log=None).fit()
 
 
+def _online_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    _join(rank, world_size, port)
+    config = {
+        **_config(output_dir),
+        "online": True,
+        "online_steps": 2,
+        "epochs": 2,
+        "batch_size": 8,
+    }
+    Trainer(config_from_dict(config), log=None).fit()
+
+
 def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     """A run on 23 samples (not a multiple of 2) whose messages go to messages.txt."""
     _join(rank, world_size, port)
@@ -188,6 +200,20 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     # the evaluation splits the test set without counting any sample twice
     assert a["history"][0]["test_acc"] == pytest.approx(b["history"][0]["test_acc"], abs=1e-12)
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
+
+
+def test_online_training_of_two_gloo_processes_equals_one_process(tmp_path):
+    # The processes must draw the same SLTT-K steps (else their backward passes do not
+    # pair up); the gradients are reduced once, at the last trained step (no_sync).
+    one, two = tmp_path / "one", tmp_path / "two"
+    config = {**_config(str(one)), "online": True, "online_steps": 2, "epochs": 2, "batch_size": 8}
+    Trainer(config_from_dict(config), log=None).fit()
+    _spawn(_online_worker, str(two))
+    a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
+    assert b["world_size"] == 2 and b["global_step"] == a["global_step"] == 6
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert a["history"][1]["train_loss"] == pytest.approx(b["history"][1]["train_loss"], rel=1e-5)
 
 
 def test_an_uneven_training_set_is_noted(tmp_path):
