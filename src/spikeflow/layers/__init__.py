@@ -20,6 +20,7 @@ from spikeflow.layers.attention import (
     SpikingSelfAttention,
 )
 from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
+from spikeflow.layers.delay import DelayedLinear, delay_sigma, round_delays, set_delay_sigma
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.misc import Delay, VotingLayer
 from spikeflow.layers.neunorm import NeuNorm
@@ -77,6 +78,7 @@ __all__ = [
     "Conv3d",
     "ConvTranspose2d",
     "Delay",
+    "DelayedLinear",
     "Dropout",
     "Dropout2d",
     "ElementWiseRecurrentContainer",
@@ -103,4 +105,7 @@ __all__ = [
     "ThresholdDependentBatchNorm3d",
     "Upsample",
     "VotingLayer",
+    "delay_sigma",
+    "round_delays",
+    "set_delay_sigma",
 ]

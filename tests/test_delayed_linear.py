@@ -1,0 +1,159 @@
+"""Learnable synaptic delays (spikeflow.layers.DelayedLinear), checked against the
+definition written as loops over synapses and steps, gradcheck in float64, streaming,
+and the authors' width schedule (Hammouamri et al., ICLR 2024)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from spikeflow import functional as F
+from spikeflow import layers, neurons
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.layers import DelayedLinear, delay_sigma, round_delays, set_delay_sigma
+
+T, B, IN, OUT, K = 9, 3, 5, 4, 6
+
+
+def _layer(sigma: float | None = 1.5, bias: bool = True) -> DelayedLinear:
+    torch.manual_seed(0)
+    return DelayedLinear(IN, OUT, K, bias=bias, sigma=sigma).double()
+
+
+def _x() -> torch.Tensor:
+    return torch.randn(T, B, IN, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def _loop(layer: DelayedLinear, x: torch.Tensor) -> torch.Tensor:
+    """``y[t, o] = b[o] + Σ_i Σ_k w[o, i] g(k - d[o, i]) x[t - k, i]``, g a Gaussian of
+    width σ normalised over k (a one-hot at round(d) for σ = 0), written out."""
+    w, d = layer.weight.detach(), layer.delay.detach().clamp(0, K - 1)
+    sigma = float(layer.sigma)
+    y = torch.zeros(x.shape[0], x.shape[1], OUT, dtype=x.dtype)
+    if layer.bias is not None:
+        y += layer.bias.detach()
+    for o in range(OUT):
+        for i in range(IN):
+            if sigma == 0:
+                g = [1.0 if k == round(float(d[o, i])) else 0.0 for k in range(K)]
+            else:
+                g = [math.exp(-0.5 * ((k - float(d[o, i])) / sigma) ** 2) for k in range(K)]
+                total = sum(g) + 1e-7
+                g = [v / total for v in g]
+            for t in range(x.shape[0]):
+                for k in range(min(K, t + 1)):
+                    y[t, :, o] += w[o, i] * g[k] * x[t - k, :, i]
+    return y
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.4, 1.5, 5.0])
+@pytest.mark.parametrize("bias", [True, False])
+def test_equals_the_definition_as_loops(sigma, bias):
+    layer, x = _layer(sigma, bias), _x()
+    torch.testing.assert_close(layer(x), _loop(layer, x), rtol=1e-12, atol=1e-12)
+
+
+def test_rounded_delays_are_pure_shifts_like_delay_layers():
+    layer, x = _layer(), _x()
+    round_delays(layer)
+    assert float(layer.sigma) == 0 and torch.equal(layer.delay, layer.delay.round())
+    out = layer(x)
+    # synapse by synapse: a Delay(d) followed by the weight
+    expected = torch.zeros_like(out) + layer.bias.detach()
+    for o in range(OUT):
+        for i in range(IN):
+            shifted = layers.Delay(int(layer.delay[o, i]))(x[:, :, i])
+            expected[:, :, o] += layer.weight[o, i].detach() * shifted
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 3.0])
+def test_gradcheck_of_input_weight_delay_and_bias(sigma):
+    layer = _layer(sigma).eval()
+    x = _x()[:5, :2]
+
+    def f(x, w, d, b):
+        return functional_call(layer, {"weight": w, "delay": d, "bias": b}, (x,))
+
+    args = [t.detach().clone().requires_grad_() for t in (x, layer.weight, layer.delay, layer.bias)]
+    assert torch.autograd.gradcheck(f, args)
+
+
+def test_the_delay_gradient_moves_a_delay_towards_the_target():
+    # one synapse, the target is the input shifted by 4 steps; start at delay 1
+    torch.manual_seed(0)
+    layer = DelayedLinear(1, 1, 8, sigma=2.0)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.delay.fill_(1.0)
+    x = (torch.rand(40, 16, 1) < 0.3).float()
+    target = layers.Delay(4)(x)
+    optimizer = torch.optim.Adam([layer.delay], lr=0.1)
+    for _ in range(60):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(layer(x), target).backward()
+        optimizer.step()
+    assert abs(layer.delay.item() - 4.0) < 0.3
+
+
+def test_streaming_in_chunks_and_single_steps_equals_one_call():
+    layer, x = _layer(), _x()
+    whole = layer(x)
+    with F.streaming(layer):
+        chunks = torch.cat([layer(x[:2]), layer(x[2:7]), layer(x[7:])])
+    torch.testing.assert_close(chunks, whole, rtol=1e-13, atol=1e-13)
+    F.set_step_mode(layer, "s")
+    with F.streaming(layer):
+        steps = torch.stack([layer(x[t]) for t in range(T)])
+    torch.testing.assert_close(steps, whole, rtol=1e-13, atol=1e-13)
+
+
+def test_training_mode_clamps_the_delays_in_place():
+    layer, x = _layer(), _x()
+    with torch.no_grad():
+        layer.delay[0, 0] = -3.0
+        layer.delay[1, 1] = K + 4.0
+    layer.eval()
+    evaluated = layer(x)
+    assert float(layer.delay[0, 0]) == -3.0  # evaluation leaves the parameters alone
+    layer.train()
+    trained = layer(x)
+    assert float(layer.delay[0, 0]) == 0.0 and float(layer.delay[1, 1]) == K - 1
+    torch.testing.assert_close(trained, evaluated)  # the kernel clamps in either mode
+
+
+def test_the_authors_width_schedule():
+    # exponential from K // 2 to 0.23 over the first quarter of the epochs, then flat
+    sigmas = [delay_sigma(e, 100, 12.0) for e in range(100)]
+    assert (
+        sigmas[0] == 12.0
+        and sigmas[25] == pytest.approx(0.23)
+        and sigmas[99] == pytest.approx(0.23)
+    )
+    ratio = (0.23 / 12.0) ** (1 / 25)
+    assert sigmas[10] == pytest.approx(12.0 * ratio**10)
+    assert all(sigmas[e] > sigmas[e + 1] for e in range(25))
+    assert delay_sigma(3, 4, 0.1) == 0.1  # already narrower than the final width
+    net = nn.Sequential(DelayedLinear(3, 4, 25), neurons.LIFNode(), DelayedLinear(4, 2, 7, sigma=0))
+    assert set_delay_sigma(net, 2, 8) == 2
+    assert float(net[0].sigma) == pytest.approx(12.0 * (0.23 / 12.0) ** (2 / 2))
+    assert float(net[2].sigma) == 0.0  # hard delays stay hard
+    assert torch.equal(net.state_dict()["0.sigma"], net[0].sigma)  # checkpoints carry it
+
+
+def test_bad_arguments_and_shapes_are_named():
+    with pytest.raises(ConfigurationError, match="max_delay must be an integer >= 1"):
+        DelayedLinear(3, 2, 0)
+    with pytest.raises(ConfigurationError, match="sigma must be a finite number >= 0"):
+        DelayedLinear(3, 2, 4, sigma=-1.0)
+    with pytest.raises(ConfigurationError, match="fraction must be in"):
+        delay_sigma(0, 10, 3.0, fraction=0.0)
+    with pytest.raises(
+        ShapeError,
+        match=r"expects \[T, B, in_features\] with in_features = 3; got shape \(4, 2, 5\)",
+    ):
+        DelayedLinear(3, 2, 4)(torch.zeros(4, 2, 5))
