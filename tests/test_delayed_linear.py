@@ -157,3 +157,49 @@ def test_bad_arguments_and_shapes_are_named():
         match=r"expects \[T, B, in_features\] with in_features = 3; got shape \(4, 2, 5\)",
     ):
         DelayedLinear(3, 2, 4)(torch.zeros(4, 2, 5))
+
+
+# -- the zoo's delay_snn and the trainer ----------------------------------------------
+
+
+def test_delay_snn_is_the_authors_shd_network():
+    from spikeflow.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("delay_snn", in_features=140)
+    # 2 x 256 hidden, 20 classes: weights and delays 140*256 + 256*256 + 256*20 each, BN
+    assert (
+        sum(p.numel() for p in net.parameters()) == 2 * (140 * 256 + 256 * 256 + 256 * 20) + 4 * 256
+    )
+    delayed = [m for m in net.modules() if isinstance(m, DelayedLinear)]
+    assert [m.max_delay for m in delayed] == [25] * 3 and float(delayed[0].sigma) == 12
+    lif = [m for m in net.modules() if isinstance(m, neurons.LIFNode)]
+    assert len(lif) == 2 and lif[0].tau == pytest.approx(1.005) and not lif[0].decay_input
+    x = (torch.rand(30, 2, 140) < 0.1).float()
+    out = net(x)
+    assert out.shape == (30, 2, 20) and out.dtype == torch.float32
+    with pytest.raises(ShapeError, match="140 values per step"):
+        net(torch.zeros(30, 2, 141))
+    # frames are flattened per step
+    frames = create_model("delay_snn", num_classes=10, in_channels=2, input_size=34, hidden=16)
+    assert frames(torch.rand(4, 2, 2, 34, 34)).shape == (4, 2, 10)
+
+
+def test_the_trainer_narrows_the_widths_and_gives_delays_their_learning_rate(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    from spikeflow.training import Trainer, load_checkpoint
+    from train_runs import tiny
+
+    config = tiny(tmp_path, "run", model="delay_snn", loss="ce", epochs=4, lr=2e-3,
+                  schedule="none", model_kwargs={"hidden": 16, "max_delay": 3},
+                  delay_lr_scale=50.0)  # fmt: skip
+    messages: list[str] = []
+    Trainer(config, log=messages.append).fit()
+    widths = [m for m in messages if m.startswith("delays: Gaussian width")]
+    assert widths == [f"delays: Gaussian width {w} steps for epoch {e + 1}"
+                      for e, w in enumerate([1.0, 0.23, 0.23, 0.23])]  # fmt: skip
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert float(payload["model"]["net.0.sigma"]) == pytest.approx(0.23)
+    groups = payload["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [2e-3, pytest.approx(0.1)]
+    assert groups[1]["weight_decay"] == 0.0 and len(groups[1]["params"]) == 3  # 3 layers

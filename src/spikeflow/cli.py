@@ -369,6 +369,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="with --online: backpropagate only K randomly drawn steps per batch (SLTT-K)",
     )
+    o.add_argument(
+        "--delay-lr-scale",
+        type=float,
+        default=s,
+        help="learning rate of the synaptic delays (DelayedLinear, model delay_snn) as a "
+        "multiple of --lr (default 100, the authors'; no weight decay on delays)",
+    )
     o.add_argument("--seed", type=int, default=s)
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")

@@ -16,10 +16,12 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
+* :mod:`~spikeflow.models.delays`: the learnable-delay SNN (Hammouamri et al., SHD).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
 from spikeflow.models import (
+    delays,
     digits,
     event_driven,
     ms_resnet,
@@ -39,6 +41,7 @@ __all__ = [
     "NEURONS",
     "NeuronFactory",
     "create_model",
+    "delays",
     "digits",
     "event_driven",
     "list_models",

@@ -109,6 +109,9 @@ class TrainConfig:
     #: With ``online``: backpropagate only this many randomly drawn steps per batch
     #: (SLTT-K); None: every step.
     online_steps: int | None = None
+    #: The learning rate of the synaptic delays of DelayedLinear layers, as a multiple
+    #: of ``lr`` (the authors' 100; no weight decay on delays).
+    delay_lr_scale: float = 100.0
     seed: int = 0
     # execution
     device: str = "auto"
@@ -256,7 +259,7 @@ def _positive_int(name: str, value: Any) -> None:
 # -- dict and file conversion ----------------------------------------------------------
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_FLOAT_FIELDS = {"lr", "weight_decay", "momentum", "gamma"}
+_FLOAT_FIELDS = {"lr", "weight_decay", "momentum", "gamma", "delay_lr_scale"}
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")
 #: The fields whose value is a string (``None`` allowed where the annotation says so).

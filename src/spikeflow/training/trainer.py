@@ -32,6 +32,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
+from spikeflow.layers.delay import DelayedLinear, set_delay_sigma
 from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule, sparsity
@@ -373,7 +374,17 @@ class Trainer:
             save_config(cfg, self.output_dir / "config.toml")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        cfg, params = self.config, self.model.parameters()
+        cfg = self.config
+        # Learnable synaptic delays get their own learning rate, without weight decay.
+        delays = {id(m.delay): m.delay for m in self.raw_model.modules()
+                  if isinstance(m, DelayedLinear)}  # fmt: skip
+        params: Any = self.model.parameters()
+        if delays:
+            params = [
+                {"params": [p for p in self.model.parameters() if id(p) not in delays]},
+                {"params": list(delays.values()), "lr": cfg.lr * cfg.delay_lr_scale,
+                 "weight_decay": 0.0},
+            ]  # fmt: skip
         if cfg.prune == "grad_r":
             return make_grad_rewiring(self.raw_model, cfg.lr, cfg.weight_decay,
                                       self.prune_settings)  # fmt: skip
@@ -624,6 +635,11 @@ class Trainer:
             pin_memory=ctx.device.type == "cuda",
         )  # fmt: skip
         self._set_mask_lambda()
+        if set_delay_sigma(self.raw_model, self.epoch, cfg.epochs) and start == 0:
+            widths = sorted({round(float(m.sigma), 3) for m in self.raw_model.modules()
+                             if isinstance(m, DelayedLinear)})  # fmt: skip
+            self.log(f"delays: Gaussian width {', '.join(map(str, widths))} steps for epoch "
+                     f"{self.epoch + 1}")  # fmt: skip
         self.model.train()
         bar = tqdm(
             total=steps, initial=start, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",

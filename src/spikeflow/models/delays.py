@@ -1,0 +1,129 @@
+"""A fully connected SNN with a learnable delay per synapse: the network of Hammouamri,
+Khalfaoui-Hassani and Masquelier (ICLR 2024) for the Spiking Heidelberg Digits.
+
+``hidden_layers`` x [DelayedLinear - BatchNorm1d - LIF - Dropout], then a DelayedLinear
+to the classes read by a leaky integrator (no spikes): the output is the per-step
+membrane ``[T, B, num_classes]``. The defaults are the authors' SHD settings: 256
+neurons per layer, 2 hidden layers, delays up to 25 steps (250 ms at their 10 ms
+steps), dropout 0.4, batch norm, no biases, LIF with ``tau = 1.005`` (10.05 ms in 10 ms
+steps), no input decay, ATan surrogate with ``alpha = 5``, ``detach_reset``, and a
+read-out of the same time constant. Their inputs are the 700 SHD channels binned by 5
+(``in_features = 140``); any input ``[T, B, ...]`` is flattened per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from spikeflow import layers
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int
+from spikeflow.models.registry import register_model
+from spikeflow.neurons import LINode
+
+__all__ = ["DELAY_NEURON_DEFAULTS", "DelaySNN", "delay_snn"]
+
+#: The authors' hidden neuron on SHD.
+DELAY_NEURON_DEFAULTS: dict[str, Any] = {
+    "tau": 1.005,
+    "decay_input": False,
+    "detach_reset": True,
+    "surrogate_function": {"name": "atan", "alpha": 5.0},
+}
+
+
+class DelaySNN(nn.Module):
+    """See the module docstring.
+
+    Args:
+        num_classes: output classes (20 for SHD).
+        in_channels, input_size: the input's per-step shape ``[C, H, W]`` when
+            ``in_features`` is not given (``C·H·W`` features).
+        in_features: the number of input features per step (140 for binned SHD).
+        hidden: neurons per hidden layer.
+        hidden_layers: how many hidden layers.
+        max_delay: the longest delay plus one, in steps (kernel length).
+        sigma: the delay Gaussians' initial width (default ``max_delay // 2``).
+        dropout: dropout after each hidden layer's spikes (mask shared over time).
+        batch_norm: batch norm after each hidden DelayedLinear (else a bias there).
+        readout_tau: the output leaky integrator's time constant (default: the hidden
+            neurons' ``tau`` where they have one, else 1.005).
+        neuron, neuron_kwargs: the hidden neurons, over :data:`DELAY_NEURON_DEFAULTS`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 20,
+        in_channels: int = 1,
+        input_size: int | tuple[int, int] | list[int] | None = None,
+        in_features: int | None = None,
+        hidden: int = 256,
+        hidden_layers: int = 2,
+        max_delay: int = 25,
+        sigma: float | None = None,
+        dropout: float = 0.4,
+        batch_norm: bool = True,
+        readout_tau: float | None = None,
+        neuron: NeuronSpec = "lif",
+        neuron_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("hidden", hidden),
+                            ("hidden_layers", hidden_layers)):  # fmt: skip
+            check_positive_int(name, value)
+        self.in_features = _features(in_features, in_channels, input_size)
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
+        spiking = NeuronFactory(neuron, neuron_kwargs, defaults=DELAY_NEURON_DEFAULTS)
+        if readout_tau is None:
+            readout_tau = float((neuron_kwargs or {}).get("tau", DELAY_NEURON_DEFAULTS["tau"]))
+        blocks: list[nn.Module] = []
+        size = self.in_features
+        for _ in range(hidden_layers):
+            blocks += [
+                layers.DelayedLinear(size, hidden, max_delay, bias=not batch_norm, sigma=sigma),
+                layers.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
+                spiking(),
+                layers.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            ]
+            size = hidden
+        blocks += [
+            layers.DelayedLinear(size, num_classes, max_delay, sigma=sigma),
+            LINode(tau=readout_tau, decay_input=False),
+        ]
+        self.net = nn.Sequential(*blocks)
+        for module in self.net.modules():  # the authors' initialisation of the weights
+            if isinstance(module, layers.DelayedLinear):
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, ...]`` (``in_features`` values per step) -> ``[T, B, num_classes]``."""
+        if x.dim() < 3 or math.prod(x.shape[2:]) != self.in_features:
+            raise ShapeError(
+                f"DelaySNN expects [T, B, ...] with {self.in_features} values per step, "
+                f"got shape {tuple(x.shape)}"
+            )
+        return self.net(x.flatten(2))
+
+
+def _features(
+    in_features: int | None, in_channels: int, input_size: int | tuple[int, int] | list[int] | None
+) -> int:
+    if in_features is not None:
+        return check_positive_int("in_features", in_features)
+    if input_size is None:
+        raise ConfigurationError("DelaySNN needs in_features, or in_channels and input_size")
+    sides = [input_size, input_size] if isinstance(input_size, int) else list(input_size)
+    return check_positive_int("in_channels", in_channels) * math.prod(
+        check_positive_int("input_size", s) for s in sides
+    )
+
+
+@register_model("delay_snn")
+def delay_snn(num_classes: int = 20, **kwargs: Any) -> DelaySNN:
+    """The learnable-delay network (:class:`DelaySNN`); ``kwargs`` are its arguments."""
+    return DelaySNN(num_classes=num_classes, **kwargs)
