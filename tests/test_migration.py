@@ -309,17 +309,19 @@ def test_layer_argument_mappings(float64):
         torch.testing.assert_close(ours(x), theirs(x), **F64_RTOL, msg=name)
     with pytest.raises(ShapeError):
         layers.BatchNormThroughTime2d(4, 8)(x)  # SpikingJelly's (T, C) order, T != C
-    with pytest.raises(TypeError):
-        layers.VotingLayer(10, step_mode="m")
+    layers.VotingLayer(10, step_mode="m")  # accepted (and checked), no other effect
+    with pytest.raises(ConfigurationError, match="step_mode"):
+        layers.VotingLayer(10, step_mode="x")
 
-    # functional.seq_to_ann_forward / multi_step_forward
+    # functional.seq_to_ann_forward / multi_step_forward, and the containers
     conv = nn.Conv2d(8, 2, 3)
-    torch.testing.assert_close(
-        layers.SeqToANNContainer(conv)(x), sj_functional.seq_to_ann_forward(x, conv)
-    )
+    want = sj_functional.seq_to_ann_forward(x, conv)
+    torch.testing.assert_close(layers.SeqToANNContainer(conv)(x), want)
+    torch.testing.assert_close(functional.seq_to_ann_forward(x, conv), want)
     lif_sj = sj("neuron").LIFNode()
     want = sj_functional.multi_step_forward(x, lif_sj)
     assert torch.equal(layers.MultiStepContainer(neurons.LIFNode(step_mode="s"))(x), want)
+    assert torch.equal(functional.multi_step_forward(x, neurons.LIFNode(step_mode="s")), want)
 
     # the same-named layers are torch's layers with a step mode: torch weights load
     for name in ["Conv2d", "Linear", "BatchNorm2d", "GroupNorm", "LayerNorm", "ConvTranspose2d"]:
@@ -610,12 +612,10 @@ def test_model_zoo_weights_load_by_position(sj_models):
         models.create_model("spiking_resnet18", spiking_neuron=neurons.IFNode)
 
     # VGG: the same tensors in the same order, the classifier's indices shifted by one
-    # (on the meta device, without allocating 130M weights; IF neurons hold no tensors)
+    # (on the meta device, without allocating 130M weights)
     with torch.device("meta"):
         theirs = spiking_vgg.spiking_vgg11_bn(spiking_neuron=sj_neuron.IFNode, num_classes=10)
-        ours = models.create_model(
-            "spiking_vgg11_bn", num_classes=10, neuron=lambda **kwargs: nn.Identity()
-        ).state_dict()
+        ours = models.create_model("spiking_vgg11_bn", num_classes=10).state_dict()
     theirs = theirs.state_dict()
     assert [v.shape for v in ours.values()] == [v.shape for v in theirs.values()]
     differ = {a: b for a, b in zip(theirs, ours) if a != b}

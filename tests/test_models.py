@@ -984,3 +984,15 @@ def test_a_registered_surrogate_with_a_required_argument_builds_from_a_dict(monk
         )()
     with pytest.raises(ConfigurationError, match=r"got 'yes' \(str\)$"):  # no legacy hint
         NeuronFactory("plif", {"learnable_threshold": "yes"})()
+
+
+def test_every_model_builds_on_the_meta_device():
+    # Neurons compared their threshold with v_reset through a tensor, which has no value
+    # on the meta device: no model could be built under torch.device("meta").
+    from spikeflow.models import list_models
+
+    for name in list_models():
+        kwargs = {"in_features": 140} if name == "delay_snn" else {}
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+        assert all(p.is_meta for p in model.parameters()), name

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from torch import nn
+from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule, StepModule, check_step_mode
 from spikeflow.errors import StateError
@@ -21,8 +21,10 @@ __all__ = [
     "check_streamable",
     "detach_net",
     "memory_modules",
+    "multi_step_forward",
     "reset_before_call",
     "reset_net",
+    "seq_to_ann_forward",
     "set_step_mode",
     "set_streaming",
     "streaming",
@@ -129,3 +131,29 @@ def streaming(net: nn.Module) -> Iterator[nn.Module]:
         for m, flag in zip(modules, previous):
             m.streaming = flag
             m.reset()
+
+
+def seq_to_ann_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
+    """Run a stateless per-step ``module`` (or a sequence of them) on ``x_seq``
+    (``[T, B, ...]``) with time folded into the batch: one call on ``[T*B, ...]``
+    (SpikingJelly's name; what :class:`~spikeflow.layers.SeqToANNContainer` does)."""
+    from spikeflow.layers._time import fold_time
+
+    return fold_time(_chain(module), x_seq)
+
+
+def multi_step_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
+    """Call a single-step ``module`` (or a sequence of them) on each step of ``x_seq``
+    (``[T, B, ...]``) and stack the outputs (SpikingJelly's name; what
+    :class:`~spikeflow.layers.MultiStepContainer` does). Stateful modules start from
+    their initial state and keep nothing after the call, unless they are streaming."""
+    from spikeflow.layers._time import run_steps, stepping_memory
+
+    chained = _chain(module)
+    with stepping_memory([chained]):
+        return run_steps(chained, x_seq)
+
+
+def _chain(module: nn.Module | list | tuple) -> nn.Module:
+    """A module, or a list/tuple of modules applied in order (as SpikingJelly takes)."""
+    return nn.Sequential(*module) if isinstance(module, (list, tuple)) else module

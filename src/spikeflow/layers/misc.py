@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spikeflow.base import MemoryModule, StepMode
+from spikeflow.base import MemoryModule, StepMode, check_step_mode
 from spikeflow.errors import ShapeError
 from spikeflow.layers._checks import check_int
 from spikeflow.layers._time import check_step_dims
@@ -22,9 +22,12 @@ class VotingLayer(nn.Module):
 
     Args:
         voting_size: neurons per group (``vs``), at least 1.
+        step_mode: ``'m'`` or ``'s'``, accepted for SpikingJelly's signature; the layer
+            is the same in both.
 
     Raises:
-        ConfigurationError: ``voting_size`` is not a positive integer.
+        ConfigurationError: ``voting_size`` is not a positive integer, or a
+            ``step_mode`` other than ``'m'`` and ``'s'``.
         ShapeError: the last dim is not a multiple of ``voting_size``.
 
     Example::
@@ -33,9 +36,10 @@ class VotingLayer(nn.Module):
         tensor([0.5000, 1.0000])
     """
 
-    def __init__(self, voting_size: int = 10) -> None:
+    def __init__(self, voting_size: int = 10, step_mode: StepMode = "m") -> None:
         super().__init__()
         self.voting_size = check_int("voting_size", voting_size, 1)
+        check_step_mode(step_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         """The mean over each group of ``voting_size`` neurons of the last dim."""

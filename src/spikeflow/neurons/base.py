@@ -109,7 +109,14 @@ class BaseNode(MemoryModule):
                 )
             v_reset = float(v_reset)
             _check_finite("v_reset", v_reset)
-            if bool((torch.as_tensor(self.v_threshold) <= v_reset).any()):
+            theta = self.v_threshold
+            # Python floats compare in Python (no tensor: a model may be built under
+            # ``torch.device("meta")``, where tensors have no values to compare).
+            if not isinstance(theta, Tensor):
+                too_low = theta <= v_reset
+            else:
+                too_low = not theta.is_meta and bool((theta <= v_reset).any())
+            if too_low:
                 raise ConfigurationError(
                     f"v_threshold ({self.v_threshold}) must be above v_reset ({v_reset}): "
                     "otherwise a neuron fires again from its reset value"
