@@ -16,10 +16,12 @@ from spikeflow.kernels.cpu import run_cpu
 from spikeflow.neurons import (
     ALIFNode,
     BaseNode,
+    ComplementaryLIFNode,
     CubaLIFNode,
     IzhikevichNode,
     LIFNode,
     ParametricLIFNode,
+    RAFNode,
 )
 from spikeflow.surrogate import Sigmoid
 
@@ -45,6 +47,8 @@ NEURONS = {
     "ALIF": lambda b: ALIFNode(tau=2.0, tau_adapt=5.0, beta=0.5, backend=b),
     "CUBA": lambda b: CubaLIFNode(backend=b),
     "Izhikevich": lambda b: IzhikevichNode(w_rest=-0.2, backend=b),
+    "CLIF": lambda b: ComplementaryLIFNode(tau=2.0, backend=b),
+    "RAF": lambda b: RAFNode(b=-0.3, omega=1.5, v_reset=-0.2, backend=b),
 }
 
 

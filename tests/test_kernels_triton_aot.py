@@ -27,8 +27,9 @@ CHILD = textwrap.dedent(
                                 ScalarTrace, TorchStyleIF)
     from spikeflow.kernels import triton_backend
     from spikeflow.kernels.triton_aot import compile_for_gpu
-    from spikeflow.neurons import (ALIFNode, BaseNode, CubaLIFNode, EIFNode, IFNode,
-                                   IzhikevichNode, LIFNode, ParametricLIFNode)
+    from spikeflow.neurons import (ALIFNode, BaseNode, ComplementaryLIFNode, CubaLIFNode,
+                                   EIFNode, IFNode, IzhikevichNode, LIFNode,
+                                   ParametricLIFNode, RAFNode)
     from spikeflow.surrogate import ATan, PiecewiseQuadratic
 
     class SmoothIF(BaseNode):
@@ -58,6 +59,8 @@ CHILD = textwrap.dedent(
         "eif_f32": (EIFNode(), torch.float32),
         "alif_f32": (ALIFNode(), torch.float32),
         "cuba_lif_f32": (CubaLIFNode(), torch.float32),
+        "clif_f32": (ComplementaryLIFNode(), torch.float32),  # reset_membrane
+        "raf_f32": (RAFNode(), torch.float32),
         "user_f32": (SmoothIF(), torch.float32),
         "all_ops_f32": (AllOpsIF(), torch.float32),
         "all_ops_f64": (AllOpsIF(), torch.float64),
@@ -104,7 +107,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 24
+    assert len(compiled) == 26
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -117,7 +120,7 @@ def test_kernels_round_every_operation_like_the_reference(compiled):
     spikes from the saved state), and no approximate division in forwards whose charge
     is plain arithmetic."""
     for name in ("lif_f32", "lif_pq_f64", "plif_bf16", "if_theta_f16", "izhikevich_f32",
-                 "alif_f32", "cuba_lif_f32"):  # fmt: skip
+                 "alif_f32", "cuba_lif_f32", "raf_f32"):  # fmt: skip
         assert compiled[name]["fwd_fma"] == 0, name
         assert compiled[name]["bwd_fma"] == 0, name
         assert compiled[name]["fwd_div_approx"] == 0, name
@@ -128,7 +131,7 @@ def test_kernels_round_every_operation_like_the_reference(compiled):
 
 def test_transcendental_charges_call_libdevice_with_ieee_division(compiled):
     for name in ("eif_f32", "user_f32", "all_ops_f32", "all_ops_f64", "torch_style_f32",
-                 "torch_style_f64"):  # fmt: skip
+                 "torch_style_f64", "clif_f32"):  # fmt: skip
         assert compiled[name]["libdevice"], name
         assert compiled[name]["fwd_div_approx"] == 0, name
     assert compiled["user_f32"]["fwd_div_rn"] > 0  # tanh(x) / a: IEEE division

@@ -225,12 +225,22 @@ def _sj_neuron_pairs(sj_neuron):
             lambda: neurons.LINode(tau=3.0),
             lambda: sj_neuron.NonSpikingLIFNode(tau=3.0),
         ),
+        "ComplementaryLIFNode": (  # the same leading positional arguments
+            lambda: neurons.ComplementaryLIFNode(3.0, 0.8, surrogate.ATan()),
+            lambda: sj_neuron.ComplementaryLIFNode(3.0, 0.8, sj("surrogate").ATan(), "m"),
+        ),
+        "RAFNode": (
+            lambda: neurons.RAFNode(-0.3, 1.5, 0.5, 0.9, None, surrogate.Sigmoid(), True),
+            lambda: sj_neuron.RAFNode(
+                -0.3, 1.5, 0.5, 0.9, None, sj("surrogate").Sigmoid(), True, "m"
+            ),
+        ),
     }
 
 
 SJ_NEURONS = (
     "IFNode LIFNode ParametricLIFNode QIFNode EIFNode IzhikevichNode KLIFNode PSN SlidingPSN "
-    "MaskedPSN CUBALIFNode NonSpikingLIFNode"
+    "MaskedPSN CUBALIFNode NonSpikingLIFNode ComplementaryLIFNode RAFNode"
 ).split()
 
 

@@ -1,4 +1,4 @@
-"""The neuron zoo: QIF, EIF, Izhikevich, ALIF, KLIF and current-based LIF.
+"""The neuron zoo: QIF, EIF, Izhikevich, ALIF, KLIF, current-based LIF, CLIF and RAF.
 
 Hand-computed sequences for each equation; KLIF's scaled reset against a direct loop of
 its published form; every neuron x every reset option on the fused CPU and Triton
@@ -21,12 +21,14 @@ from spikeflow.kernels.cpu import run_cpu
 from spikeflow.neurons import (
     ALIFNode,
     BaseNode,
+    ComplementaryLIFNode,
     CubaLIFNode,
     EIFNode,
     IzhikevichNode,
     KLIFNode,
     LIFNode,
     QIFNode,
+    RAFNode,
     declare,
 )
 from spikeflow.surrogate import Sigmoid
@@ -259,6 +261,10 @@ def make(kind, backend, v_reset, detach_reset):
         node = KLIFNode(tau=3.0, scale_reset=True, **kw)
     elif kind == "cuba":
         node = CubaLIFNode(tau_syn=2.5, tau_mem=torch.tensor([2.0, 3.0, 4.0]), r=1.5, **kw)
+    elif kind == "clif":
+        node = ComplementaryLIFNode(tau=2.5, **kw)
+    elif kind == "raf":
+        node = RAFNode(b=-0.4, omega=1.3, dt=0.8, **kw)
     node = node.double()
     if kind.startswith("klif"):
         with torch.no_grad():
@@ -266,7 +272,8 @@ def make(kind, backend, v_reset, detach_reset):
     return node
 
 
-KINDS = ["qif", "eif", "izhikevich", "alif", "alif_nodecay", "klif", "klif_scaled", "cuba"]
+KINDS = ["qif", "eif", "izhikevich", "alif", "alif_nodecay", "klif", "klif_scaled", "cuba",
+         "clif", "raf"]  # fmt: skip
 # hard reset to each neuron's usual value (and a non-zero one for KLIF), soft reset.
 RESETS = {"qif": -0.1, "eif": -0.1, "klif_scaled": -0.2}
 
@@ -294,7 +301,7 @@ def test_fused_kernels_equal_the_reference(kind, hard, detach_reset, backend):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["alif", "klif_scaled", "izhikevich", "cuba"])
+@pytest.mark.parametrize("kind", ["alif", "klif_scaled", "izhikevich", "cuba", "clif", "raf"])
 def test_gradcheck_of_the_generated_cpu_backward(kind):
     """float64 gradcheck of the fused CPU kernel (input, threshold, KLIF's k)."""
     node = make(kind, "cpu", -0.2 if kind == "klif_scaled" else None, False)

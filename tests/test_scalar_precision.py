@@ -543,6 +543,7 @@ def test_builtin_neurons_have_no_scalar_only_subexpressions():
     from spikeflow.kernels.fused import run_fused
     from spikeflow.neurons import (
         ALIFNode,
+        ComplementaryLIFNode,
         CubaLIFNode,
         EIFNode,
         IFNode,
@@ -550,12 +551,14 @@ def test_builtin_neurons_have_no_scalar_only_subexpressions():
         LIFNode,
         PLIFNode,
         QIFNode,
+        RAFNode,
     )
 
     specs: list = []
     launcher = _recording_launcher(specs.append)
     nodes = [LIFNode(), PLIFNode(), IFNode(), IzhikevichNode(), ALIFNode(), KLIFNode(),
-             KLIFNode(scale_reset=True), CubaLIFNode(), EIFNode(), QIFNode()]  # fmt: skip
+             KLIFNode(scale_reset=True), CubaLIFNode(), EIFNode(), QIFNode(),
+             ComplementaryLIFNode(), ComplementaryLIFNode(v_reset=0.0), RAFNode()]  # fmt: skip
     try:
         for node, dtype in itertools.product(nodes, [F32, F64]):
             node = node.to(dtype)

@@ -323,7 +323,8 @@ def _functions_of(source: Source) -> tuple[str, tuple]:
     spiking): its ``derivative`` when spiking (the backward), else its ``primitive``
     (the forward; autograd differentiates it)."""
     if isinstance(source, NeuronDeclaration):
-        return f"{source.name}'s equations", (source.charge, source.update, source.threshold)
+        return f"{source.name}'s equations", (source.charge, source.update, source.threshold,
+                                               source.reset_membrane)  # fmt: skip
     cls, spiking = source  # type: ignore[misc]
     name = "derivative" if spiking else "primitive"
     return f"{cls.__name__}.{name}", (getattr(cls, name),)

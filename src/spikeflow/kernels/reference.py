@@ -58,6 +58,7 @@ def run_reference(
     charge_kw = {name: params[name] for name in decl.charge_params}
     update_kw = {name: params[name] for name in decl.update_params}
     threshold_kw = {name: params[name] for name in decl.threshold_params}
+    reset_kw = {name: params[name] for name in decl.reset_params}
     spikes: list[Tensor] = []
     v_record: list[Tensor] = []
     # unbind, not x_seq[t]: indexing makes every step's backward allocate a zero tensor
@@ -71,12 +72,14 @@ def run_reference(
             theta = decl.threshold(threshold, *aux, **threshold_kw)
         s = rule.surrogate(h - theta, strict=rule.strict)
         s_reset = s.detach() if rule.detach_reset else s
-        if rule.v_reset is None:
+        if decl.update is not None:
+            aux = decl.updated(decl.update(h, s, *aux, **update_kw))
+        if decl.reset_membrane is not None:  # the neuron's own reset (aux after update)
+            v = decl.reset_membrane(h, s_reset, theta, *aux, **reset_kw)
+        elif rule.v_reset is None:
             v = h - theta * s_reset
         else:
             v = h * (1.0 - s_reset) + rule.v_reset * s_reset
-        if decl.update is not None:
-            aux = decl.updated(decl.update(h, s, *aux, **update_kw))
         spikes.append(s)
         if record_v:
             v_record.append(v)

@@ -149,7 +149,15 @@ def _build_step(
         spike = apply("tofloat", _trace(f"{type(surrogate).__name__}.primitive", primitive, u,
                                         **surrogate.params))  # fmt: skip
     s_reset = apply("nograd", spike) if detach_reset else spike
-    if v_reset is None:
+    if decl.update is not None:
+        upd = _trace(f"{name}.update", decl.update, h, spike, *aux,
+                     **{k: params[k] for k in decl.update_params})  # fmt: skip
+        aux = list(decl.updated(upd))
+    if decl.reset_membrane is not None:  # the neuron's own reset (aux after update)
+        rst_kw = {k: params[k] for k in decl.reset_params}
+        v_new = apply("add", _trace(f"{name}.reset_membrane", decl.reset_membrane, h, s_reset,
+                                    theta_eff, *aux, **rst_kw), 0.0)  # fmt: skip
+    elif v_reset is None:
         v_new = apply("sub", h, apply("mul", theta_eff, s_reset))
     else:
         v_new = apply(
@@ -157,10 +165,6 @@ def _build_step(
             apply("mul", h, apply("sub", 1.0, s_reset)),
             apply("mul", v_reset, s_reset),
         )
-    if decl.update is not None:
-        upd = _trace(f"{name}.update", decl.update, h, spike, *aux,
-                     **{k: params[k] for k in decl.update_params})  # fmt: skip
-        aux = list(decl.updated(upd))
     new_state = (v_new, *(apply("add", a, 0.0) for a in aux))
 
     sg_params = {

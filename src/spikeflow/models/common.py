@@ -32,6 +32,7 @@ from spikeflow.functional import reset_before_call
 from spikeflow.neurons import (
     PSN,
     ALIFNode,
+    ComplementaryLIFNode,
     CubaLIFNode,
     EIFNode,
     IFNode,
@@ -42,6 +43,7 @@ from spikeflow.neurons import (
     NoResetLIFNode,
     ParametricLIFNode,
     QIFNode,
+    RAFNode,
     SlidingPSN,
 )
 from spikeflow.surrogate import Surrogate, get_surrogate, surrogate_class
@@ -74,6 +76,8 @@ NEURONS: dict[str, type[nn.Module]] = {
     "eif": EIFNode,
     "izhikevich": IzhikevichNode,
     "cuba_lif": CubaLIFNode,
+    "clif": ComplementaryLIFNode,
+    "raf": RAFNode,
     "noreset_lif": NoResetLIFNode,
     "psn": PSN,
     "masked_psn": MaskedPSN,

@@ -2,8 +2,10 @@
 
 * :mod:`~spikeflow.neurons.lif`: IF, LIF, parametric LIF.
 * :mod:`~spikeflow.neurons.nonlinear`: QIF, EIF, Izhikevich.
-* :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope).
+* :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope),
+  CLIF (complementary LIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
+* :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
@@ -12,7 +14,13 @@
 See ``docs/neurons.md`` and ``docs/neuron_zoo.md``.
 """
 
-from spikeflow.neurons.adaptive import AdaptiveLIFNode, ALIFNode, KLIFNode
+from spikeflow.neurons.adaptive import (
+    AdaptiveLIFNode,
+    ALIFNode,
+    CLIFNode,
+    ComplementaryLIFNode,
+    KLIFNode,
+)
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
@@ -29,12 +37,15 @@ from spikeflow.neurons.parallel import (
     sliding_toeplitz,
 )
 from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
+from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
 
 __all__ = [
     "PSN",
     "ALIFNode",
     "AdaptiveLIFNode",
     "BaseNode",
+    "CLIFNode",
+    "ComplementaryLIFNode",
     "CubaLIFNode",
     "EIFNode",
     "IFNode",
@@ -49,6 +60,8 @@ __all__ = [
     "PLIFNode",
     "ParametricLIFNode",
     "QIFNode",
+    "RAFNode",
+    "ResonateAndFireNode",
     "SlidingPSN",
     "band_mask",
     "declare",

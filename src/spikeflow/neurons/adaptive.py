@@ -1,8 +1,11 @@
-"""Neurons that adapt how they fire: ALIF (adaptive threshold) and KLIF (learnable slope).
+"""Neurons that adapt how they fire: ALIF (adaptive threshold), KLIF (learnable slope)
+and CLIF (a reset that grows with the recent spikes).
 
-Both are declared once; the reference loop and the fused kernels come from the
+Each is declared once; the reference loop and the fused kernels come from the
 declaration. ALIF is what the optional ``threshold`` function of a declaration exists
-for (a threshold that depends on auxiliary state, used by firing and soft reset alike).
+for (a threshold that depends on auxiliary state, used by firing and soft reset alike),
+CLIF what its optional ``reset_membrane`` exists for (a reset that reads the auxiliary
+state after this step's update).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import _check_tau
 from spikeflow.neurons.nonlinear import _positive
+from spikeflow.surrogate import Rect, Surrogate
 
-__all__ = ["ALIFNode", "AdaptiveLIFNode", "KLIFNode"]
+__all__ = ["ALIFNode", "AdaptiveLIFNode", "CLIFNode", "ComplementaryLIFNode", "KLIFNode"]
 
 
 # -- ALIF -------------------------------------------------------------------------------
@@ -256,3 +260,115 @@ class KLIFNode(BaseNode):
             f"tau={self.tau:g}, decay_input={self.decay_input}, "
             f"scale_reset={self.scale_reset}, " + super().extra_repr()
         )
+
+
+# -- CLIF -------------------------------------------------------------------------------
+#
+# CLIF's reset subtracts sigmoid(M[t]) of the complementary potential *after* this
+# step's spike has been added to it, which neither shared reset rule can read: the
+# declaration's reset_membrane (which sees the auxiliary state after update) is what
+# expresses it, so the reference loop and the fused kernels run the published equations
+# on the true membrane.
+
+
+def _clif_charge(
+    x: Tensor, v: Tensor, m: Tensor, *, tau: float, v_rest: float
+) -> tuple[Tensor, Tensor]:
+    """``H = V - (V - V_rest) / tau + X``; the complementary potential decays by
+    ``sigmoid(H / tau)`` before firing."""
+    h = v - (v - v_rest) / tau + x
+    return h, m * torch.sigmoid(h / tau)
+
+
+def _clif_update(h: Tensor, s: Tensor, m: Tensor) -> Tensor:
+    """After firing, each spike strengthens the complementary potential: ``M += S``."""
+    return m + s
+
+
+def _clif_soft_reset(h: Tensor, s: Tensor, theta: Tensor | float, m: Tensor) -> Tensor:
+    """``V = H - S (θ + sigmoid(M[t]))``, with ``M[t]`` counting this step's spike."""
+    return h - s * (theta + torch.sigmoid(m))
+
+
+def _clif_hard_reset(
+    h: Tensor, s: Tensor, theta: Tensor | float, m: Tensor, *, v_rest: float
+) -> Tensor:
+    """``V = H (1 - S) + V_r S - S sigmoid(M[t])`` (the authors' code with a ``v_reset``)."""
+    return h * (1.0 - s) + v_rest * s - s * torch.sigmoid(m)
+
+
+class ComplementaryLIFNode(BaseNode):
+    """Complementary LIF (CLIF; Huang et al., ICML 2024)::
+
+        H[t] = V[t-1] - (V[t-1] - V_r) / tau + X[t]        (LIF charge, input not decayed)
+        M'   = M[t-1] sigmoid(H[t] / tau)                   (the complementary potential decays)
+        S[t] = Θ(H[t] - θ)
+        M[t] = M' + S[t]                                    (each spike strengthens it)
+        V[t] = H[t] - S[t] (θ + sigmoid(M[t]))              (soft reset, v_reset=None: default)
+        V[t] = H[t] (1 - S[t]) + V_r S[t] - S[t] sigmoid(M[t])   (hard reset to v_reset)
+
+    ``M`` starts at 0, ``V`` at 0 (soft reset) or ``V_r``; with soft reset ``V_r`` in the
+    charge is 0. The complementary potential makes the reset grow with the recent spikes
+    and gives the gradient through time extra paths (through ``M``). The defaults
+    are the paper's and SpikingJelly 2.0's ``ComplementaryLIFNode``: ``tau=2``,
+    ``v_threshold=1``, soft reset, the rectangular surrogate ``Rect(alpha=1)``; no
+    learnable parameters. Equal to SpikingJelly's node in spikes and gradients
+    (``tests/test_neurons_clif_raf.py``). SpikingJelly's node is soft-reset only and has
+    no ``detach_reset``; here a hard reset (as the authors' code applies it) and
+    ``detach_reset`` (the spike that multiplies the reset is detached; ``M`` still
+    counts it with its gradient) are available too.
+
+    Args (the first three by position as SpikingJelly's):
+        tau: membrane time constant, > 1 (default 2).
+        v_threshold: θ (default 1).
+        surrogate_function: the spike function (default ``Rect(alpha=1)``).
+        v_reset: ``None`` for CLIF's soft reset (default), or a hard-reset value.
+        **kwargs: the other arguments of :class:`~spikeflow.neurons.base.BaseNode`.
+
+    State: ``v`` and the complementary potential ``m`` (``node.m`` while streaming).
+
+    Raises:
+        ConfigurationError: ``tau <= 1`` or a non-finite ``tau``, or a bad argument of
+            :class:`~spikeflow.neurons.base.BaseNode`.
+    """
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float | Tensor = 1.0,
+        surrogate_function: Surrogate | None = None,
+        v_reset: float | None = None,
+        **kwargs: object,
+    ) -> None:
+        surrogate_function = Rect(alpha=1.0) if surrogate_function is None else surrogate_function
+        super().__init__(
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            surrogate_function=surrogate_function,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.tau = _check_tau("tau", tau)
+
+    def declaration(self) -> NeuronDeclaration:
+        soft = self.v_reset is None
+        name = f"{type(self).__name__}({'soft' if soft else 'hard'} reset)"
+        reset = _clif_soft_reset if soft else _clif_hard_reset
+        return declare(_clif_charge, _clif_update, name, True, reset_membrane=reset)
+
+    def neuron_params(self) -> dict[str, Tensor | float]:
+        return {"tau": self.tau, "v_rest": 0.0 if self.v_reset is None else self.v_reset}
+
+    def initial_values(self) -> dict[str, float]:
+        return {**super().initial_values(), "m": 0.0}
+
+    @property
+    def m(self) -> Tensor | None:
+        """The complementary potential carried to the next call (only while streaming)."""
+        return None if self.state is None else self.state["m"]
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau:g}, " + super().extra_repr()
+
+
+#: Short name.
+CLIFNode = ComplementaryLIFNode

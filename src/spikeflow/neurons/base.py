@@ -85,6 +85,9 @@ class BaseNode(MemoryModule):
     #: Optional ``threshold(theta, *aux, **params)``: a state-dependent effective
     #: threshold, used by the fire rule and the soft reset.
     threshold: ClassVar[staticmethod | None] = None
+    #: Optional ``reset_membrane(h, s, theta, *aux, **params)``: the membrane after
+    #: firing, in place of the shared hard/soft reset (``aux`` as after ``update``).
+    reset_membrane: ClassVar[staticmethod | None] = None
     #: Whether ``charge`` returns ``(H, *aux)`` (auxiliary state advanced before firing).
     charge_returns_aux: ClassVar[bool] = False
 
@@ -165,7 +168,10 @@ class BaseNode(MemoryModule):
     def declaration(self) -> NeuronDeclaration:
         """The equations this neuron runs (built once per class and cached)."""
         cls = type(self)
-        return declare(cls.charge, cls.update, cls.__name__, cls.charge_returns_aux, cls.threshold)
+        return declare(
+            cls.charge, cls.update, cls.__name__, cls.charge_returns_aux, cls.threshold,
+            cls.reset_membrane,
+        )  # fmt: skip
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         """Values of the declaration's named parameters for this forward pass."""

@@ -21,8 +21,18 @@ A neuron model is declared by plain Python functions of elementwise ``torch`` co
     it (after ``charge``, before ``update``). The result replaces ``θ`` in the fire rule
     *and* in the soft reset (``V = H - θ_eff S``).
 
+``reset_membrane(h, s, theta, *aux, **params)`` (optional)
+    The membrane after firing, for neurons whose reset is neither of the shared rules
+    (for example CLIF's ``V = H - S (θ + sigmoid(M))``, whose complementary potential
+    ``M`` already counts this step's spike). ``theta`` is the effective threshold of
+    the step, ``aux`` the auxiliary state *after* ``update`` (the state the step ends
+    with) and ``s`` the spike, detached when the module's ``detach_reset`` is set. The
+    result replaces both shared reset rules; ``v_reset`` then only sets where the
+    membrane starts.
+
 Firing (``S = Θ(H - θ)`` with a surrogate gradient) and reset (hard to ``v_reset`` or
-soft by subtraction) are shared rules configured on the module, not re-declared.
+soft by subtraction) are shared rules configured on the module, not re-declared
+(unless a neuron declares ``reset_membrane``).
 
 Only elementwise arithmetic and ``torch`` math functions may appear in these functions
 (no in-place ops, no reductions, no data-dependent Python branching), which is what lets
@@ -60,9 +70,11 @@ class NeuronDeclaration:
         threshold: the effective-threshold function, or ``None`` (the threshold is
             ``v_threshold`` itself).
         threshold_params: names of the keyword parameters of ``threshold``.
+        reset_membrane: the reset function, or ``None`` (the shared hard/soft rule).
+        reset_params: names of the keyword parameters of ``reset_membrane``.
         aux_names: the state variables other than the membrane ``v`` (derived).
-        param_names: every parameter the functions take (charge, update, threshold),
-            in first-use order (derived).
+        param_names: every parameter the functions take (charge, update, threshold,
+            reset_membrane), in first-use order (derived).
     """
 
     name: str
@@ -74,6 +86,8 @@ class NeuronDeclaration:
     charge_returns_aux: bool = False
     threshold: Callable[..., object] | None = None
     threshold_params: tuple[str, ...] = ()
+    reset_membrane: Callable[..., object] | None = None
+    reset_params: tuple[str, ...] = ()
     # Derived fields, not properties: under torch.compile a declaration is a constant
     # of the graph, whose plain attributes Dynamo reads but whose properties it cannot.
     aux_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -81,7 +95,7 @@ class NeuronDeclaration:
 
     def __post_init__(self) -> None:
         names = list(self.charge_params)
-        for group in (self.update_params, self.threshold_params):
+        for group in (self.update_params, self.threshold_params, self.reset_params):
             names += [p for p in group if p not in names]
         object.__setattr__(self, "aux_names", self.state_names[1:])
         object.__setattr__(self, "param_names", tuple(names))
@@ -183,18 +197,21 @@ def declare(
     name: str | None = None,
     charge_returns_aux: bool = False,
     threshold: Callable[..., object] | None = None,
+    reset_membrane: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     """Build (and cache) the :class:`NeuronDeclaration` of a charge/update pair.
 
     The state variables are read from ``charge``'s positional arguments after ``x``
     (the first must be ``v``); parameters from its keyword-only arguments. ``threshold``
-    (optional) gives the effective threshold from ``theta`` and the auxiliary state.
+    (optional) gives the effective threshold from ``theta`` and the auxiliary state;
+    ``reset_membrane`` (optional) the membrane after firing, in place of the shared
+    reset rules.
     """
     if torch.compiler.is_compiling():
         # Dynamo traces the build (reading signatures), not the cache: a dict filled
         # while tracing would differ between its analysis passes.
-        return _build(charge, update, name, charge_returns_aux, threshold)
-    return cached_declaration(charge, update, name, charge_returns_aux, threshold)
+        return _build(charge, update, name, charge_returns_aux, threshold, reset_membrane)
+    return cached_declaration(charge, update, name, charge_returns_aux, threshold, reset_membrane)
 
 
 def cached_declaration(
@@ -203,10 +220,11 @@ def cached_declaration(
     name: str | None = None,
     charge_returns_aux: bool = False,
     threshold: Callable[..., object] | None = None,
+    reset_membrane: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     """:func:`declare`'s cache itself, also for code that runs while Dynamo traces."""
-    key = (charge, update, name, charge_returns_aux, threshold)
-    codes = _codes((charge, update, threshold))
+    key = (charge, update, name, charge_returns_aux, threshold, reset_membrane)
+    codes = _codes((charge, update, threshold, reset_membrane))
     cached = _DECLARATIONS.get(key)
     if (
         cached is None
@@ -234,6 +252,7 @@ def _build(
     name: str | None,
     charge_returns_aux: bool,
     threshold: Callable[..., object] | None,
+    reset_membrane: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     label = name or getattr(charge, "__qualname__", "charge")
     aux_and_v, charge_params = _split_signature(charge, ("x", "v"), f"{label}: charge")
@@ -259,6 +278,15 @@ def _build(
                 f"{label}: threshold must take the auxiliary state {state_names[1:]} after "
                 f"theta, in the order charge declares it; got {thr_aux}"
             )
+    reset_params: tuple[str, ...] = ()
+    if reset_membrane is not None:
+        where = f"{label}: reset_membrane"
+        rst_aux, reset_params = _split_signature(reset_membrane, ("h", "s", "theta"), where)
+        if rst_aux != state_names[1:]:
+            raise ConfigurationError(
+                f"{label}: reset_membrane must take the auxiliary state {state_names[1:]} "
+                f"after (h, s, theta), in the order charge declares it; got {rst_aux}"
+            )
     return NeuronDeclaration(
         name=label,
         charge=charge,
@@ -269,4 +297,6 @@ def _build(
         charge_returns_aux=charge_returns_aux,
         threshold=threshold,
         threshold_params=threshold_params,
+        reset_membrane=reset_membrane,
+        reset_params=reset_params,
     )
