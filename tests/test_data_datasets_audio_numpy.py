@@ -379,3 +379,18 @@ def test_hardvs_official_zip_of_action_zips_extracts_into_action_folders(tmp_pat
     ds = HARDVS(root)
     assert ds.targets == [0, 1] and len(ds[1][0]) == 9
     assert "separate downloads" in HARDVS.layout
+
+
+def test_spikingjellys_names_and_argument_order(shd_root):
+    from spikeflow.data import SpikingHeidelbergDigits, SpikingSpeechCommands
+
+    root, _ = shd_root
+    ported = SpikingHeidelbergDigits(root, False, "frame", 4, "number")
+    ours = SHD(root, train=False, data_type="frame", frames_number=4, split_by="number")
+    assert ported.split == "test" and len(ported) == len(ours) == 4
+    for i in range(len(ours)):
+        assert np.array_equal(ported[i][0], ours[i][0]) and ported[i][1] == ours[i][1]
+    assert SpikingHeidelbergDigits(root).split == "train"  # SpikingJelly's default
+    with pytest.raises(ConfigurationError, match="at most 7 positional arguments"):
+        SpikingHeidelbergDigits(root, True, "frame", 4, "number", None, None, "dir")
+    assert SpikingSpeechCommands is SSC

@@ -655,8 +655,9 @@ def test_dataset_arguments():
     defined = set(re.findall(r"^class (\w+)\(", "".join(p.read_text() for p in sources), re.M))
     sj_names = "SpikingHeidelbergDigits SpikingSpeechCommands NAVGestureWalk NAVGestureSit"
     assert {*sj_names.split(), "CIFAR10DVSTEBNSplit", "NMNIST", "DVS128Gesture"} <= defined
-    for old in ("SpikingHeidelbergDigits", "SpikingSpeechCommands", "NAVGestureWalk"):
-        assert not hasattr(data, old)
+    assert not hasattr(data, "NAVGestureWalk") and not hasattr(data, "NAVGestureSit")
+    assert issubclass(data.SpikingHeidelbergDigits, data.SHD)
+    assert data.SpikingSpeechCommands is data.SSC
 
 
 @pytest.fixture

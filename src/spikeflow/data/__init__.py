@@ -22,6 +22,8 @@ from spikeflow.data.datasets import (
     NAVGesture,
     NCaltech101,
     NeuromorphicDataset,
+    SpikingHeidelbergDigits,
+    SpikingSpeechCommands,
 )
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
@@ -61,6 +63,8 @@ __all__ = [
     "NCaltech101",
     "NeuromorphicDataset",
     "Representation",
+    "SpikingHeidelbergDigits",
+    "SpikingSpeechCommands",
     "ToFrame",
     "ToFrameByDuration",
     "ToTimeSurface",

@@ -1,6 +1,6 @@
 """Neuromorphic datasets: a base class and the datasets built on it (docs/datasets.md)."""
 
-from spikeflow.data.datasets.audio import SHD, SSC
+from spikeflow.data.datasets.audio import SHD, SSC, SpikingHeidelbergDigits, SpikingSpeechCommands
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
@@ -25,6 +25,8 @@ __all__ = [
     "NAVGesture",
     "NCaltech101",
     "NeuromorphicDataset",
+    "SpikingHeidelbergDigits",
+    "SpikingSpeechCommands",
     "read_navgesture_dat",
     "read_pokerdvs",
 ]

@@ -17,7 +17,7 @@ from spikeflow.data.io.hdf5_audio import SpikingAudioFile
 from spikeflow.data.representations import ToFrame, ToFrameByDuration
 from spikeflow.errors import ConfigurationError, DataFormatError
 
-__all__ = ["SHD", "SSC"]
+__all__ = ["SHD", "SSC", "SpikingHeidelbergDigits", "SpikingSpeechCommands"]
 
 _ZENKE = "https://zenkelab.org/datasets/"
 
@@ -216,3 +216,25 @@ class SSC(_SpikingAudio):
         **kwargs: Any,
     ) -> None:
         super().__init__(root, _split_from_train(split, train), download, **kwargs)
+
+
+class SpikingHeidelbergDigits(SHD):
+    """:class:`SHD` under SpikingJelly's name and argument order: ``(root, train=True,
+    data_type, frames_number, split_by, duration, ...)``, so a ported call such as
+    ``SpikingHeidelbergDigits(root, False, "frame", 20, "number")`` reads the same."""
+
+    def __init__(
+        self, root: str | os.PathLike, train: bool = True, *args: Any, **kwargs: Any
+    ) -> None:
+        names = ("data_type", "frames_number", "split_by", "duration", "custom_integrate_function")
+        if len(args) > len(names):
+            raise ConfigurationError(
+                f"SpikingHeidelbergDigits takes at most {2 + len(names)} positional arguments "
+                f"(root, train, {', '.join(names)}); pass the rest by keyword"
+            )
+        kwargs.update(zip(names, args))
+        super().__init__(root, train=bool(train), **kwargs)
+
+
+#: :class:`SSC` under SpikingJelly's name (the same arguments: ``root, split``).
+SpikingSpeechCommands = SSC
