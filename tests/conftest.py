@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,35 @@ def load_example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def spikingjelly_models(monkeypatch):
+    """SpikingJelly 2.0's ``neuron`` module and model zoo (``sew_resnet``,
+    ``spiking_resnet``, ``spiking_vgg``), importable without torchvision: only its
+    download helper imports torchvision, and nothing in the tests downloads."""
+    pytest.importorskip("spikingjelly")
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        fake = types.ModuleType("torchvision")
+        fake_models = types.ModuleType("torchvision.models")
+        fake_utils = types.ModuleType("torchvision.models.utils")
+
+        def _no_download(*args, **kwargs):
+            raise RuntimeError("no downloads in tests")
+
+        fake_utils.load_state_dict_from_url = _no_download
+        fake.models, fake_models.utils = fake_models, fake_utils
+        monkeypatch.setitem(sys.modules, "torchvision", fake)
+        monkeypatch.setitem(sys.modules, "torchvision.models", fake_models)
+        monkeypatch.setitem(sys.modules, "torchvision.models.utils", fake_utils)
+    try:
+        from spikingjelly.activation_based import neuron
+        from spikingjelly.activation_based.model import sew_resnet, spiking_resnet, spiking_vgg
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        pytest.skip(f"SpikingJelly's model zoo cannot be imported: {exc}")
+    return types.SimpleNamespace(
+        neuron=neuron, sew_resnet=sew_resnet, spiking_resnet=spiking_resnet,
+        spiking_vgg=spiking_vgg,
+    )  # fmt: skip

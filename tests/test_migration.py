@@ -536,28 +536,6 @@ def test_missing_names_listed_exactly():
 # -- SpikingJelly: model zoo and datasets -------------------------------------------------
 
 
-@pytest.fixture
-def sj_models(monkeypatch):
-    """SpikingJelly's model zoo imports a torchvision download helper it does not use here."""
-    sj("neuron")
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        fake = types.ModuleType("torchvision")
-        fake_models = types.ModuleType("torchvision.models")
-        fake_utils = types.ModuleType("torchvision.models.utils")
-        fake_utils.load_state_dict_from_url = None
-        fake.models, fake_models.utils = fake_models, fake_utils
-        monkeypatch.setitem(sys.modules, "torchvision", fake)
-        monkeypatch.setitem(sys.modules, "torchvision.models", fake_models)
-        monkeypatch.setitem(sys.modules, "torchvision.models.utils", fake_utils)
-    try:
-        from spikingjelly.activation_based.model import sew_resnet, spiking_resnet, spiking_vgg
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        pytest.skip(f"SpikingJelly's model zoo cannot be imported: {exc}")
-    return sew_resnet, spiking_resnet, spiking_vgg
-
-
 def _randomise_bn(net):
     """BN parameters that are not the initial ones (so loading matters) and a head
     without bias (so the output is non-zero only if spikes reach it)."""
@@ -569,8 +547,9 @@ def _randomise_bn(net):
         net.fc.bias.zero_()
 
 
-def test_model_zoo_weights_load_by_position(sj_models):
-    sew_resnet, spiking_resnet, spiking_vgg = sj_models
+def test_model_zoo_weights_load_by_position(spikingjelly_models):
+    m = spikingjelly_models
+    sew_resnet, spiking_resnet, spiking_vgg = m.sew_resnet, m.spiking_resnet, m.spiking_vgg
     sj_neuron, sj_surrogate, sj_functional = sj("neuron"), sj("surrogate"), sj("functional")
     torch.manual_seed(1)
     x = torch.rand(2, 2, 3, 16, 16)

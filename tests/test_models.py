@@ -425,37 +425,10 @@ def test_without_zero_init_the_branch_is_not_zero():
 # -- parameter counts ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def spikingjelly_models(monkeypatch):
-    """SpikingJelly 2.0's model zoo, importable without torchvision (only its download helper
-    imports torchvision, and nothing here downloads)."""
-    pytest.importorskip("spikingjelly")
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        fake = types.ModuleType("torchvision")
-        fake_models = types.ModuleType("torchvision.models")
-        fake_utils = types.ModuleType("torchvision.models.utils")
-
-        def _no_download(*args, **kwargs):
-            raise RuntimeError("no downloads in tests")
-
-        fake_utils.load_state_dict_from_url = _no_download
-        fake.models, fake_models.utils = fake_models, fake_utils
-        monkeypatch.setitem(sys.modules, "torchvision", fake)
-        monkeypatch.setitem(sys.modules, "torchvision.models", fake_models)
-        monkeypatch.setitem(sys.modules, "torchvision.models.utils", fake_utils)
-    try:
-        from spikingjelly.activation_based import neuron
-        from spikingjelly.activation_based.model import sew_resnet, spiking_resnet
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        pytest.skip(f"spikingjelly's model zoo cannot be imported: {exc}")
-    return neuron, sew_resnet, spiking_resnet
-
-
 def test_parameter_counts_match_spikingjelly(spikingjelly_models):
     """Same layers and one PLIF weight per neuron layer, so the same number of parameters."""
-    sj_neuron, sj_sew, sj_spiking = spikingjelly_models
+    m = spikingjelly_models
+    sj_neuron, sj_sew, sj_spiking = m.neuron, m.sew_resnet, m.spiking_resnet
     plif = sj_neuron.ParametricLIFNode
     for depth in (18, 50):
         ours = create_model(f"sew_resnet{depth}", neuron="plif", cnf="IAND")
@@ -494,7 +467,8 @@ def test_outputs_match_spikingjelly(spikingjelly_models, kind, depth, cnf):
     """
     from spikingjelly.activation_based import functional
 
-    sj_neuron, sj_sew, sj_spiking = spikingjelly_models
+    m = spikingjelly_models
+    sj_neuron, sj_sew, sj_spiking = m.neuron, m.sew_resnet, m.spiking_resnet
     torch.manual_seed(1)
     options = {"num_classes": K}
     if kind == "sew":
