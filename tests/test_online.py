@@ -216,6 +216,38 @@ def test_models_that_need_whole_sequences_are_refused():
         check_online_model(_mlp(), takes_target=True)
 
 
+@pytest.mark.parametrize(
+    "module, reason",
+    [
+        (lambda: layers.Delay(1), "outputs its input 1 step"),
+        (lambda: layers.DelayedLinear(N_HID, N_HID, 3), "through delays"),
+        (lambda: neurons.RAFNode(), "one step later"),
+        (lambda: neurons.MaskedPSN(k=2, T=T), "use sliding_psn"),
+    ],
+)
+def test_modules_reached_only_through_carried_state_are_refused(module, reason):
+    # Online training passed them no gradient (RAF, Delay) or about 1% of BPTT's
+    # (delay_snn) without a word.
+    net = nn.Sequential(layers.Linear(N_IN, N_HID), module(), layers.Linear(N_HID, N_OUT))
+    with pytest.raises(
+        ConfigurationError, match=rf"module '1' \(\w+\) .*{reason}.*train with BPTT"
+    ):
+        check_online_model(net)
+    check_online_model(nn.Sequential(layers.Delay(0), layers.DelayedLinear(3, 2, 1)))
+
+
+def test_the_reported_loss_is_the_per_step_loss_evaluation_uses():
+    from spikeflow.training.online import per_step_loss
+
+    net, (x, y) = _mlp(), _data()
+    for name in ("ce", "mse", "tet"):
+        with torch.no_grad():
+            result = online_backward(net, x, y, get_loss(name))
+            torch.testing.assert_close(per_step_loss(get_loss(name))(net(x), y), result.loss)
+    with torch.no_grad():  # not the loss of the time-mean
+        assert not torch.allclose(get_loss("ce")(net(x), y), result.loss)
+
+
 def test_a_model_without_per_step_outputs_is_refused():
     class Mean(nn.Module):
         def forward(self, x):

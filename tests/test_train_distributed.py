@@ -69,6 +69,37 @@ def _online_worker(rank: int, world_size: int, port: int, output_dir: str) -> No
     Trainer(config_from_dict(config), log=None).fit()
 
 
+def _online_bntt_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    """online_backward through DDP on a net whose steps use different parameters (one
+    BN per step), SLTT-K too; saves the DDP gradients and this process's own ones."""
+    from torch import nn
+
+    from spikeflow import layers, neurons
+    from spikeflow.losses import get_loss
+    from spikeflow.training.online import online_backward
+
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(layers.Linear(4, 8), layers.BatchNormThroughTime1d(8, 3),
+                            neurons.LIFNode(v_threshold=0.2), layers.Linear(8, 3))  # fmt: skip
+        ddp = nn.parallel.DistributedDataParallel(net)
+        g = torch.Generator().manual_seed(rank)
+        saved = {}
+        for it, k in enumerate((None, 1, None)):
+            x, y = torch.rand(3, 5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)
+            for name, model in (("ddp", ddp), ("own", net)):
+                net.zero_grad()
+                online_backward(model, x, y, get_loss("tet"), train_steps=k,
+                                generator=torch.Generator().manual_seed(it))  # fmt: skip
+                saved[name, it] = [p.grad.clone() if p.grad is not None else None
+                                   for p in net.parameters()]  # fmt: skip
+        torch.save(saved, f"{root}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     """A run on 23 samples (not a multiple of 2) whose messages go to messages.txt."""
     _join(rank, world_size, port)
@@ -214,6 +245,23 @@ def test_online_training_of_two_gloo_processes_equals_one_process(tmp_path):
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
     assert a["history"][1]["train_loss"] == pytest.approx(b["history"][1]["train_loss"], rel=1e-5)
+
+
+def test_online_ddp_averages_gradients_that_some_steps_do_not_reach(tmp_path):
+    # Only the last trained step's backward used to reduce the gradients: parameters
+    # outside its graph (BN of other steps, SLTT-K) kept per-process values, and DDP
+    # failed at the next iteration.
+    _spawn(_online_bntt_worker, str(tmp_path))
+    first, second = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    for it in range(3):
+        for a, b, own_a, own_b in zip(first["ddp", it], second["ddp", it], first["own", it],
+                                      second["own", it]):  # fmt: skip
+            assert torch.equal(a, b)
+            zero = torch.zeros_like(a)
+            mean = (
+                (own_a if own_a is not None else zero) + (own_b if own_b is not None else zero)
+            ) / 2
+            torch.testing.assert_close(a, mean)
 
 
 def test_an_uneven_training_set_is_noted(tmp_path):

@@ -20,7 +20,13 @@ from spikeflow.layers.attention import (
     SpikingSelfAttention,
 )
 from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
-from spikeflow.layers.delay import DelayedLinear, delay_sigma, round_delays, set_delay_sigma
+from spikeflow.layers.delay import (
+    DelayedLinear,
+    clamp_delays,
+    delay_sigma,
+    round_delays,
+    set_delay_sigma,
+)
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.misc import Delay, VotingLayer
 from spikeflow.layers.neunorm import NeuNorm
@@ -105,6 +111,7 @@ __all__ = [
     "ThresholdDependentBatchNorm3d",
     "Upsample",
     "VotingLayer",
+    "clamp_delays",
     "delay_sigma",
     "round_delays",
     "set_delay_sigma",

@@ -10,10 +10,10 @@ inputs: a Gaussian of width ``σ`` centred on ``d``, normalised to sum 1 and sca
     y[t, o] = b[o] + Σ_i Σ_k w[o, i] g_σ(k - d[o, i]) x[t - k, i]
 
 (inputs before the first step are zero). A wide Gaussian lets the gradient reach delays
-far from where they start; ``σ`` is then narrowed during training (the authors decay it
-exponentially to 0.23 over the first quarter of the epochs, :func:`delay_sigma`), and
-for inference the delays may be rounded to whole steps with ``σ = 0``
-(:func:`round_delays`), when each synapse is a pure shift by ``d`` steps.
+far from where they start; ``σ`` is then narrowed during training (the authors' kernels
+go from ``K // 2 + 0.27`` to 0.5 over the first quarter of the epochs,
+:func:`delay_sigma`), and for inference the delays may be rounded to whole steps with
+``σ = 0`` (:func:`round_delays`), when each synapse is a pure shift by ``d`` steps.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from spikeflow._checks import check_int
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, ShapeError
 
-__all__ = ["DelayedLinear", "delay_sigma", "round_delays", "set_delay_sigma"]
+__all__ = ["DelayedLinear", "clamp_delays", "delay_sigma", "round_delays", "set_delay_sigma"]
 
-#: The authors' final width of the delay Gaussians (in steps).
-FINAL_SIGMA = 0.23
+#: The authors' Gaussians are ``|s| + 0.27`` wide, ``s`` decayed from ``K // 2`` to 0.23:
+#: widths from ``K // 2 + 0.27`` to 0.5 (DCLS's Gaussian kernel).
+SIGMA_OFFSET = 0.27
+FINAL_SIGMA = 0.23 + SIGMA_OFFSET
 
 
 class DelayedLinear(MemoryModule):
@@ -42,18 +44,18 @@ class DelayedLinear(MemoryModule):
     chunks continue the sequence exactly as one long call; otherwise each multi-step
     call starts from zero inputs.
 
-    The delays are clamped to ``[0, max_delay - 1]`` in place at every training-mode
-    call (as the authors clamp them before each batch), so an optimizer step that
-    pushes one past the end leaves it at the end, free to come back.
+    The kernel reads the delays clamped to ``[0, max_delay - 1]``; call
+    :func:`clamp_delays` after each optimizer step (``spikeflow train`` does, as the
+    authors do) so that a delay pushed past an end stays at that end, free to come back.
 
     Args:
         in_features: input size.
         out_features: output size.
         max_delay: the kernel length ``K``: delays range over ``[0, K - 1]`` steps.
         bias: add a learnable bias (the authors use none, with batch norm after).
-        sigma: the initial width of the delay Gaussians in steps; default ``K // 2``
-            (the authors'). ``0`` gives hard integer delays (``round(d)``), through
-            which no gradient reaches the delays.
+        sigma: the initial width of the delay Gaussians in steps; default
+            ``K // 2 + 0.27`` (the authors'). ``0`` gives hard integer delays
+            (``round(d)``), through which no gradient reaches the delays.
         step_mode: ``'m'`` (default) or ``'s'``.
 
     Attributes:
@@ -83,7 +85,7 @@ class DelayedLinear(MemoryModule):
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.delay = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
-        initial = float(max_delay // 2) if sigma is None else _check_sigma(sigma)
+        initial = max_delay // 2 + SIGMA_OFFSET if sigma is None else _check_sigma(sigma)
         self.register_buffer("sigma", torch.tensor(initial))
         self.initial_sigma = initial
         self.reset_parameters()
@@ -102,13 +104,15 @@ class DelayedLinear(MemoryModule):
         K = self.max_delay
         steps = torch.arange(K, dtype=self.delay.dtype, device=self.delay.device)
         delay = self.delay.clamp(0, K - 1)
-        sigma = float(self.sigma)
-        if sigma == 0.0:
-            shape = nn.functional.one_hot(delay.detach().round().long(), K).to(self.weight.dtype)
-        else:
-            gauss = torch.exp(-0.5 * ((steps - delay.unsqueeze(-1)) / sigma) ** 2)
-            shape = gauss / (gauss.sum(-1, keepdim=True) + 1e-7)
-        return self.weight.unsqueeze(-1) * shape
+        # σ stays a tensor (no host sync, no graph break under torch.compile): σ = 0 takes
+        # the one-hot of the rounded delay, σ > 0 the normalised Gaussian.
+        sigma = self.sigma.to(delay.dtype)
+        soft = sigma > 0
+        width = torch.where(soft, sigma, torch.ones_like(sigma))
+        gauss = torch.exp(-0.5 * ((steps - delay.unsqueeze(-1)) / width) ** 2)
+        gauss = gauss / (gauss.sum(-1, keepdim=True) + 1e-7)
+        hard = nn.functional.one_hot(delay.detach().round().long(), K).to(gauss.dtype)
+        return self.weight.unsqueeze(-1) * torch.where(soft, gauss, hard)
 
     def forward(self, x: Tensor) -> Tensor:
         """The delayed weighted sum of ``x`` (``[T, B, in]``, or ``[B, in]`` per step)."""
@@ -119,18 +123,14 @@ class DelayedLinear(MemoryModule):
                 f"{type(self).__name__} expects {form} with in_features = "
                 f"{self.in_features}; got shape {tuple(x.shape)}"
             )
-        if self.training:
-            with torch.no_grad():
-                self.delay.clamp_(0, self.max_delay - 1)
         K, n = self.max_delay, seq.shape[0]
         state = self._carried_state(seq.shape[1:])
         history = seq.new_zeros(K - 1, *seq.shape[1:]) if state is None else state["history"]
         padded = torch.cat([history, seq])  # [K - 1 + T, B, in]
         self._keep_state({"history": padded[n:]})
         # conv1d correlates: tap j of the flipped kernel reads the input K - 1 - j back
-        weight = self.kernel().flip(-1).to(seq.dtype)
-        bias = None if self.bias is None else self.bias.to(seq.dtype)
-        y = nn.functional.conv1d(padded.permute(1, 2, 0), weight, bias)  # [B, out, T]
+        weight = self.kernel().flip(-1)
+        y = nn.functional.conv1d(padded.permute(1, 2, 0), weight, self.bias)  # [B, out, T]
         y = y.permute(2, 0, 1)
         return y if self.step_mode == "m" else y[0]
 
@@ -151,27 +151,39 @@ def _check_sigma(sigma: float) -> float:
 
 
 def delay_sigma(
-    epoch: int, epochs: int, initial: float, final: float = FINAL_SIGMA, fraction: float = 0.25
+    epoch: int,
+    epochs: int,
+    initial: float,
+    final: float = FINAL_SIGMA,
+    fraction: float = 0.25,
+    offset: float = SIGMA_OFFSET,
 ) -> float:
-    """The authors' width of the delay Gaussians at ``epoch`` (0-based) of ``epochs``:
-    ``initial`` narrowed exponentially to ``final`` over the first ``fraction`` of the
-    epochs (``initial · (final / initial)^(epoch / E)``, ``E = fraction · epochs``
-    rounded down, at least 1), then ``final``.
+    """The authors' width of the delay Gaussians at ``epoch`` (0-based) of ``epochs``.
+
+    The width is ``offset + s``, with ``s`` decayed exponentially from
+    ``initial - offset`` to ``final - offset`` over the first ``fraction`` of the
+    epochs (``E = fraction · epochs`` rounded down, at least 1), then constant: with
+    the defaults, ``K // 2 + 0.27`` to 0.5 as the authors' DCLS kernels (their ``s``
+    goes from ``K // 2`` to 0.23 and the kernel adds 0.27). A layer already narrower
+    than ``final`` keeps its width.
 
     Raises:
-        ConfigurationError: ``epochs < 1``, ``epoch < 0``, widths not positive,
-            ``fraction`` outside ``(0, 1]``.
+        ConfigurationError: ``epochs < 1``, ``epoch < 0``, ``final`` not above
+            ``offset >= 0``, ``fraction`` outside ``(0, 1]``.
     """
     check_int("epochs", epochs, 1)
     check_int("epoch", epoch, 0)
-    if not (initial > 0 and final > 0 and math.isfinite(initial) and math.isfinite(final)):
-        raise ConfigurationError(f"initial and final sigma must be > 0, got {initial}, {final}")
+    if not (math.isfinite(offset) and offset >= 0 and math.isfinite(final) and final > offset):
+        raise ConfigurationError(
+            f"final sigma must be above offset >= 0, got final={final}, offset={offset}"
+        )
     if not 0 < fraction <= 1:
         raise ConfigurationError(f"fraction must be in (0, 1], got {fraction}")
-    decay_epochs = max(1, int(fraction * epochs))
-    if initial <= final:
+    if not initial > final:
         return float(initial)
-    return float(initial * (final / initial) ** (min(epoch, decay_epochs) / decay_epochs))
+    decay_epochs = max(1, int(fraction * epochs))
+    ratio = (final - offset) / (initial - offset)
+    return float(offset + (initial - offset) * ratio ** (min(epoch, decay_epochs) / decay_epochs))
 
 
 def set_delay_sigma(net: nn.Module, epoch: int, epochs: int) -> int:
@@ -185,6 +197,19 @@ def set_delay_sigma(net: nn.Module, epoch: int, epochs: int) -> int:
             )
             module.sigma.fill_(value)
             count += 1
+    return count
+
+
+def clamp_delays(net: nn.Module) -> int:
+    """Clamp the delays of every :class:`DelayedLinear` in ``net`` into
+    ``[0, max_delay - 1]`` in place (after an optimizer step, as the authors do before
+    each batch); return how many layers were clamped."""
+    count = 0
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, DelayedLinear):
+                module.delay.clamp_(0, module.max_delay - 1)
+                count += 1
     return count
 
 

@@ -8,7 +8,10 @@ neurons per layer, 2 hidden layers, delays up to 25 steps (250 ms at their 10 ms
 steps), dropout 0.4, batch norm, no biases, LIF with ``tau = 1.005`` (10.05 ms in 10 ms
 steps), no input decay, ATan surrogate with ``alpha = 5``, ``detach_reset``, and a
 read-out of the same time constant. Their inputs are the 700 SHD channels binned by 5
-(``in_features = 140``); any input ``[T, B, ...]`` is flattened per step.
+(``in_features = 140``); any input ``[T, B, ...]`` is flattened per step. As in their
+code, each DelayedLinear's input is extended by ``(K - 1) // 2`` zero steps, so that
+inputs delayed past the end still reach the output: the output has
+``T + (hidden_layers + 1) · (K - 1) // 2`` steps (``extend_time=False`` keeps ``T``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from spikeflow import layers
@@ -25,7 +29,7 @@ from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_in
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import LINode
 
-__all__ = ["DELAY_NEURON_DEFAULTS", "DelaySNN", "delay_snn"]
+__all__ = ["DELAY_NEURON_DEFAULTS", "DelaySNN", "PadTime", "delay_snn"]
 
 #: The authors' hidden neuron on SHD.
 DELAY_NEURON_DEFAULTS: dict[str, Any] = {
@@ -34,6 +38,32 @@ DELAY_NEURON_DEFAULTS: dict[str, Any] = {
     "detach_reset": True,
     "surrogate_function": {"name": "atan", "alpha": 5.0},
 }
+
+
+class PadTime(nn.Module):
+    """Append ``steps`` all-zero steps to a sequence ``[T, B, ...]`` (``0``: the
+    identity). With steps, whole sequences only: streamed chunks would each get their
+    own padding."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ConfigurationError(f"steps must be an integer >= 0, got {steps!r}")
+        self.steps = steps
+
+    @property
+    def streamable(self) -> bool:
+        """Whether chunks may stream through (only without padding)."""
+        return self.steps == 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, ...]`` -> ``[T + steps, B, ...]``."""
+        if self.steps == 0:
+            return x
+        return torch.cat([x, x.new_zeros(self.steps, *x.shape[1:])])
+
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}"
 
 
 class DelaySNN(nn.Module):
@@ -52,6 +82,8 @@ class DelaySNN(nn.Module):
         batch_norm: batch norm after each hidden DelayedLinear (else a bias there).
         readout_tau: the output leaky integrator's time constant (default: the hidden
             neurons' ``tau`` where they have one, else 1.005).
+        extend_time: extend each DelayedLinear's input by ``(K - 1) // 2`` zero steps
+            (the authors'; the network then runs on whole sequences only).
         neuron, neuron_kwargs: the hidden neurons, over :data:`DELAY_NEURON_DEFAULTS`.
     """
 
@@ -68,6 +100,7 @@ class DelaySNN(nn.Module):
         dropout: float = 0.4,
         batch_norm: bool = True,
         readout_tau: float | None = None,
+        extend_time: bool = True,
         neuron: NeuronSpec = "lif",
         neuron_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -81,10 +114,16 @@ class DelaySNN(nn.Module):
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=DELAY_NEURON_DEFAULTS)
         if readout_tau is None:
             readout_tau = float((neuron_kwargs or {}).get("tau", DELAY_NEURON_DEFAULTS["tau"]))
+        check_positive_int("max_delay", max_delay)
+        if not isinstance(extend_time, bool):
+            raise ConfigurationError(f"extend_time must be true or false; got {extend_time!r}")
+        tail = (max_delay - 1) // 2 if extend_time else 0
+
         blocks: list[nn.Module] = []
         size = self.in_features
         for _ in range(hidden_layers):
             blocks += [
+                PadTime(tail),  # (also without padding: the same state_dict keys)
                 layers.DelayedLinear(size, hidden, max_delay, bias=not batch_norm, sigma=sigma),
                 layers.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
                 spiking(),
@@ -92,6 +131,7 @@ class DelaySNN(nn.Module):
             ]
             size = hidden
         blocks += [
+            PadTime(tail),
             layers.DelayedLinear(size, num_classes, max_delay, sigma=sigma),
             LINode(tau=readout_tau, decay_input=False),
         ]
@@ -101,7 +141,8 @@ class DelaySNN(nn.Module):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[T, B, ...]`` (``in_features`` values per step) -> ``[T, B, num_classes]``."""
+        """``[T, B, ...]`` (``in_features`` values per step) -> ``[T', B, num_classes]``,
+        ``T' = T + (hidden_layers + 1) · (K - 1) // 2`` (``T`` without ``extend_time``)."""
         if x.dim() < 3 or math.prod(x.shape[2:]) != self.in_features:
             raise ShapeError(
                 f"DelaySNN expects [T, B, ...] with {self.in_features} values per step, "

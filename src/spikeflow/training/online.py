@@ -43,6 +43,7 @@ __all__ = [
     "check_online_model",
     "choose_train_steps",
     "online_backward",
+    "per_step_loss",
 ]
 
 #: The losses whose per-step form online training optimises (see the module docstring).
@@ -67,8 +68,11 @@ class OnlineResult:
 
 def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
     """Raise if ``model`` cannot be trained online: it needs whole sequences (parallel
-    spiking neurons, another library's neurons: StateError) or supervises its own output
-    layer from the target (``takes_target``, the event-driven nets: ConfigurationError).
+    spiking neurons, another library's neurons: StateError), supervises its own output
+    layer from the target (``takes_target``, the event-driven nets), or holds a module
+    whose input reaches its output only through carried state (a delay, a resonator),
+    through which online training passes no gradient: the layers before it would not
+    learn (ConfigurationError).
     """
     if takes_target:
         raise ConfigurationError(
@@ -76,6 +80,30 @@ def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
             "whole sequence (event-driven training) and cannot be trained online"
         )
     check_streamable(model)
+    for name, module in model.named_modules():
+        reason = _temporal_only(module)
+        if reason:
+            raise ConfigurationError(
+                f"module {name or type(model).__name__!r} ({type(module).__name__}) {reason}: "
+                "online training (SLTT) drops the gradient through carried state, so the "
+                "layers before it would get no (or almost no) gradient; train with BPTT"
+            )
+
+
+def _temporal_only(module: nn.Module) -> str:
+    """Why ``module`` passes its input on only through carried state ('' if it does not)."""
+    from spikeflow.layers import Delay, DelayedLinear
+    from spikeflow.neurons import MaskedPSN, RAFNode
+
+    if isinstance(module, Delay) and module.delay_steps > 0:
+        return f"outputs its input {module.delay_steps} step(s) later"
+    if isinstance(module, DelayedLinear) and module.max_delay > 1:
+        return "reaches its output mostly through delays of one or more steps"
+    if isinstance(module, RAFNode):
+        return "charges its membrane from the input only one step later (through u)"
+    if isinstance(module, MaskedPSN):
+        return "mixes the steps of a whole sequence (use sliding_psn to train online)"
+    return ""
 
 
 def choose_train_steps(
@@ -114,8 +142,9 @@ def online_backward(
     (a ``[1, B, ...]`` output for a ``[1, B, ...]`` input).
 
     Args:
-        model: the network (a ``DistributedDataParallel`` wrapper too: its gradients
-            are reduced once, at the last trained step).
+        model: the network (a ``DistributedDataParallel`` wrapper too: the steps run
+            without its reduction and the gradients are averaged over the processes
+            once, at the end).
         inputs: the input sequence ``[T, B, ...]``.
         target: what ``loss_fn`` compares each step's output with.
         loss_fn: ``loss_fn(out_seq, target)`` on a one-step sequence ``[1, B, K]``, e.g.
@@ -147,28 +176,64 @@ def online_backward(
     grad_enabled = torch.is_grad_enabled()
     outputs: list[Tensor] = []
     losses: list[Tensor] = []
-    with streaming(model):
+    # Under DDP every step runs without its reduction (a step's graph need not reach
+    # every parameter: per-step batch norms, SLTT-K); the sums are averaged once below.
+    with streaming(model), model.no_sync() if ddp else contextlib.nullcontext():
         for t in range(T):
             train = grad_enabled and t in chosen
-            # DDP reduces the gradients once, in the last trained step's backward.
-            defer = ddp and train and t != chosen[-1]
-            with model.no_sync() if defer else contextlib.nullcontext():
-                with torch.set_grad_enabled(train), make_autocast():
-                    out = model(inputs[t : t + 1])
-                if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[0] != 1:
-                    shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                    raise ShapeError(
-                        "online training needs a model that returns one output per step "
-                        f"([1, B, ...] for a [1, B, ...] input); got {shape} at step {t}"
-                    )
-                with torch.set_grad_enabled(train):
-                    loss = loss_fn(_upcast(out), target) / T
-                if train:
-                    run_backward(loss)
+            with torch.set_grad_enabled(train), make_autocast():
+                out = model(inputs[t : t + 1])
+            if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[0] != 1:
+                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ShapeError(
+                    "online training needs a model that returns one output per step "
+                    f"([1, B, ...] for a [1, B, ...] input); got {shape} at step {t}"
+                )
+            with torch.set_grad_enabled(train):
+                loss = loss_fn(_upcast(out), target) / T
+            if train:
+                run_backward(loss)
             losses.append(loss.detach())
             outputs.append(out.detach())
             detach_net(model)
+    if ddp and grad_enabled:
+        _average_gradients(model)
     return OnlineResult(torch.cat(outputs), torch.stack(losses).sum(), chosen)
+
+
+def _average_gradients(model: nn.Module) -> None:
+    """Average the accumulated ``.grad`` of every trainable parameter over the processes
+    (one all-reduce per dtype; a parameter without a gradient counts as zeros, so every
+    process makes the same calls)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    params = [p for p in model.parameters() if p.requires_grad]
+    for dtype in sorted({p.dtype for p in params}, key=str):
+        group = [p for p in params if p.dtype == dtype]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in group])  # fmt: skip
+        dist.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for p in group:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+
+def per_step_loss(
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``loss_fn`` as online training applies it: to each step of ``out_seq``
+    (``[T, B, ...]``) as a one-step sequence, averaged over the steps (what
+    :func:`online_backward` reports, for evaluating online runs alike)."""
+
+    def loss(out_seq: Tensor, target: Tensor) -> Tensor:
+        steps = out_seq.shape[0]
+        return sum(loss_fn(out_seq[t : t + 1], target) for t in range(steps)) / steps
+
+    loss.__name__ = f"per_step({getattr(loss_fn, '__name__', 'loss')})"
+    return loss
 
 
 def _upcast(out: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
-from spikeflow.layers.delay import DelayedLinear, set_delay_sigma
+from spikeflow.layers.delay import DelayedLinear, clamp_delays, set_delay_sigma
 from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule, sparsity
@@ -63,7 +63,7 @@ from spikeflow.training.metric_logs import (
     read_csv,
 )
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
-from spikeflow.training.online import check_online_model, online_backward
+from spikeflow.training.online import check_online_model, online_backward, per_step_loss
 from spikeflow.training.pruning import (
     ignore_fixed_buffers,
     make_grad_rewiring,
@@ -175,6 +175,15 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
+    if (config.prune != "none" or config.weight_bits is not None) and any(
+        isinstance(m, DelayedLinear) for m in model.modules()
+    ):
+        raise ConfigurationError(
+            f"model {config.model!r} has DelayedLinear layers, which pruning (--prune) and "
+            "weight quantization (--weight-bits) do not cover (their weights would stay "
+            "dense and in full precision, their delays would lose their own learning "
+            "rate under grad_r): train it without them"
+        )
     reparameterise_weights(model, config)
     return model
 
@@ -343,6 +352,8 @@ class Trainer:
         from spikeflow.losses import get_loss
 
         self.loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
+        # An online run is evaluated with the loss it trains (the mean of per-step losses).
+        self.eval_loss_fn = per_step_loss(self.loss_fn) if cfg.online else self.loss_fn
         self.readout = resolved_readout(cfg)
         self.train_monitor = SpikeMonitor(self.raw_model)
         self.epoch_sums = EpochSums()
@@ -698,6 +709,7 @@ class Trainer:
         self._phase = "update"
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        clamp_delays(self.raw_model)  # learnable delays back into their range
         if isinstance(self.pruning, ThresholdSchedule):  # LATS moves from an optimizer hook
             self.pruning.step()
         self._phase = "done"
@@ -736,7 +748,7 @@ class Trainer:
         train_rate = self.train_monitor.mean_firing_rate()
         ctx.broadcast_buffers(self.raw_model)  # evaluate (and save) rank 0's BN statistics
         test, test_rate, test_layers = evaluate(
-            self.raw_model, self.test_set, self.loss_fn, T=cfg.T,  # type: ignore[arg-type]
+            self.raw_model, self.test_set, self.eval_loss_fn, T=cfg.T,  # type: ignore[arg-type]
             static=self.info.static,
             batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
             progress=cfg.progress, readout=self.readout,
