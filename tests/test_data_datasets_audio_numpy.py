@@ -387,7 +387,7 @@ def test_spikingjellys_names_and_argument_order(shd_root):
     root, _ = shd_root
     ported = SpikingHeidelbergDigits(root, False, "frame", 4, "number")
     ours = SHD(root, train=False, data_type="frame", frames_number=4, split_by="number")
-    assert ported.split == "test" and len(ported) == len(ours) == 4
+    assert type(ported) is SHD and ported.split == "test" and len(ported) == len(ours) == 4
     for i in range(len(ours)):
         assert np.array_equal(ported[i][0], ours[i][0]) and ported[i][1] == ours[i][1]
     assert SpikingHeidelbergDigits(root).split == "train"  # SpikingJelly's default

@@ -50,7 +50,9 @@ NOT_SAMPLE_CONTENT = {
 def dataset_classes() -> list[type[NeuromorphicDataset]]:
     found = [getattr(datasets_module, name) for name in datasets_module.__all__]
     base = NeuromorphicDataset
-    return [c for c in found if isinstance(c, type) and issubclass(c, base) and c is not base]
+    # (an alias under a second name, SpikingSpeechCommands = SSC, counts once)
+    classes = [c for c in found if isinstance(c, type) and issubclass(c, base) and c is not base]
+    return list(dict.fromkeys(classes))
 
 
 def constructor_arguments(cls: type) -> set[str]:

@@ -49,9 +49,9 @@ def list_datasets() -> list[str]:
 def _neuromorphic_classes() -> dict[str, type]:
     from spikeflow.data import datasets
 
-    return {
-        name.lower(): obj
-        for name, obj in vars(datasets).items()
+    return {  # by class name: an alias (SpikingSpeechCommands = SSC) is not a second one
+        obj.__name__.lower(): obj
+        for obj in vars(datasets).values()
         if isinstance(obj, type)
         and issubclass(obj, datasets.NeuromorphicDataset)
         and obj is not datasets.NeuromorphicDataset

@@ -218,22 +218,21 @@ class SSC(_SpikingAudio):
         super().__init__(root, _split_from_train(split, train), download, **kwargs)
 
 
-class SpikingHeidelbergDigits(SHD):
-    """:class:`SHD` under SpikingJelly's name and argument order: ``(root, train=True,
-    data_type, frames_number, split_by, duration, ...)``, so a ported call such as
-    ``SpikingHeidelbergDigits(root, False, "frame", 20, "number")`` reads the same."""
-
-    def __init__(
-        self, root: str | os.PathLike, train: bool = True, *args: Any, **kwargs: Any
-    ) -> None:
-        names = ("data_type", "frames_number", "split_by", "duration", "custom_integrate_function")
-        if len(args) > len(names):
-            raise ConfigurationError(
-                f"SpikingHeidelbergDigits takes at most {2 + len(names)} positional arguments "
-                f"(root, train, {', '.join(names)}); pass the rest by keyword"
-            )
-        kwargs.update(zip(names, args))
-        super().__init__(root, train=bool(train), **kwargs)
+def SpikingHeidelbergDigits(  # SpikingJelly's class name
+    root: str | os.PathLike, train: bool = True, *args: Any, **kwargs: Any
+) -> SHD:
+    """An :class:`SHD` built with SpikingJelly's name and argument order: ``(root,
+    train=True, data_type, frames_number, split_by, duration, custom_integrate_function,
+    ...)``, so a ported call such as ``SpikingHeidelbergDigits(root, False, "frame", 20,
+    "number")`` reads the same (the rest by keyword)."""
+    names = ("data_type", "frames_number", "split_by", "duration", "custom_integrate_function")
+    if len(args) > len(names):
+        raise ConfigurationError(
+            f"SpikingHeidelbergDigits takes at most {2 + len(names)} positional arguments "
+            f"(root, train, {', '.join(names)}); pass the rest by keyword"
+        )
+    kwargs.update(zip(names, args))
+    return SHD(root, train=bool(train), **kwargs)
 
 
 #: :class:`SSC` under SpikingJelly's name (the same arguments: ``root, split``).
