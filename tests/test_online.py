@@ -362,3 +362,16 @@ def test_a_model_of_parallel_spiking_neurons_is_refused_before_training(tmp_path
     with pytest.raises(StateError, match=r"\(PSN\) runs whole sequences only"):
         Trainer(config, log=None).fit()
     assert not (tmp_path / "psn" / "last.pt").exists()
+
+
+def test_spikeflow_eval_scores_an_online_run_with_its_per_step_loss():
+    from spikeflow.training.evaluation import _loss
+
+    net, (x, y) = _mlp(), _data()
+    with torch.no_grad():
+        out = net(x)
+        online = _loss(config_from_dict({"online": True, "loss": "ce"}))(out, y)
+        bptt = _loss(config_from_dict({"loss": "ce"}))(out, y)
+        expected = sum(nn.functional.cross_entropy(out[t], y) for t in range(T)) / T
+    torch.testing.assert_close(online, expected)
+    torch.testing.assert_close(bptt, nn.functional.cross_entropy(out.mean(0), y))
