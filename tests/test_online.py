@@ -233,6 +233,9 @@ def test_modules_reached_only_through_carried_state_are_refused(module, reason):
         ConfigurationError, match=rf"module '1' \(\w+\) .*{reason}.*train with BPTT"
     ):
         check_online_model(net)
+    x, y = _data()
+    with pytest.raises(ConfigurationError, match=reason):
+        online_backward(net, x.float(), y, get_loss("ce"))
     check_online_model(nn.Sequential(layers.Delay(0), layers.DelayedLinear(3, 2, 1)))
 
 

@@ -163,11 +163,14 @@ def online_backward(
             is not ``[1, B, ...]``.
         StateError: the model cannot stream (parallel spiking neurons, another
             library's neurons): it needs whole sequences.
+        ConfigurationError: a module passes its input on only through carried state
+            (:func:`check_online_model`).
     """
     if inputs.dim() < 2 or inputs.shape[0] < 1:
         raise ShapeError(
             f"online training needs a time-major input [T, B, ...], got shape {tuple(inputs.shape)}"
         )
+    check_online_model(model)
     T = inputs.shape[0]
     chosen = choose_train_steps(T, train_steps, generator)
     run_backward = backward or (lambda loss: loss.backward())
