@@ -90,6 +90,14 @@ class DelayedLinear(MemoryModule):
         self.initial_sigma = initial
         self.reset_parameters()
 
+    @property
+    def temporal_only(self) -> str:
+        """Why the input reaches the output (mostly) through carried state ('' if it
+        does not): online training (SLTT) drops those gradient paths."""
+        if self.max_delay > 1:
+            return "reaches its output mostly through delays of one or more steps"
+        return ""
+
     def reset_parameters(self) -> None:
         """Weights (and bias) as ``nn.Linear`` initialises them; delays uniform."""
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -192,10 +200,8 @@ def set_delay_sigma(net: nn.Module, epoch: int, epochs: int) -> int:
     count = 0
     for module in net.modules():
         if isinstance(module, DelayedLinear):
-            value = (
-                delay_sigma(epoch, epochs, module.initial_sigma) if module.initial_sigma else 0.0
-            )
-            module.sigma.fill_(value)
+            # (hard delays, initial width 0, stay hard: delay_sigma keeps a narrow start)
+            module.sigma.fill_(delay_sigma(epoch, epochs, module.initial_sigma))
             count += 1
     return count
 

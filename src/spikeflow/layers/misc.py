@@ -79,6 +79,12 @@ class Delay(MemoryModule):
         super().__init__(step_mode)
         self.delay_steps = check_int("delay_steps", delay_steps, 0)
 
+    @property
+    def temporal_only(self) -> str:
+        """Why the input reaches the output only through carried state ('' if it does
+        not): online training (SLTT) passes no gradient through such a module."""
+        return f"outputs its input {self.delay_steps} step(s) later" if self.delay_steps else ""
+
     def forward(self, x: Tensor) -> Tensor:
         """``x`` delayed by ``delay_steps`` steps (``[T, B, ...]`` or one step ``[B, ...]``)."""
         check_step_dims(x, type(self).__name__, "[B, ...]", (1, None), self.step_mode)

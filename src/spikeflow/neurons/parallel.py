@@ -246,6 +246,9 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         StateError: more than ``T`` single steps without a reset.
     """
 
+    #: Online training (one step per multi-step call) cannot run it.
+    temporal_only = "mixes the steps of a whole sequence (use sliding_psn to train online)"
+
     def __init__(
         self,
         k: int,

@@ -58,6 +58,9 @@ class RAFNode(BaseNode):
     """
 
     charge_returns_aux = True
+    #: Online training (SLTT) passes no gradient through it: the membrane gets the input
+    #: one step later, through ``u`` (carried state).
+    temporal_only = "charges its membrane from the input only one step later (through u)"
 
     def __init__(
         self,

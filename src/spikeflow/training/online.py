@@ -28,6 +28,7 @@ per-step form and are refused.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,29 +82,14 @@ def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
         )
     check_streamable(model)
     for name, module in model.named_modules():
-        reason = _temporal_only(module)
+        # a module says why with ``temporal_only`` (a reason string; '' or absent: it does not)
+        reason = getattr(module, "temporal_only", "")
         if reason:
             raise ConfigurationError(
                 f"module {name or type(model).__name__!r} ({type(module).__name__}) {reason}: "
                 "online training (SLTT) drops the gradient through carried state, so the "
                 "layers before it would get no (or almost no) gradient; train with BPTT"
             )
-
-
-def _temporal_only(module: nn.Module) -> str:
-    """Why ``module`` passes its input on only through carried state ('' if it does not)."""
-    from spikeflow.layers import Delay, DelayedLinear
-    from spikeflow.neurons import MaskedPSN, RAFNode
-
-    if isinstance(module, Delay) and module.delay_steps > 0:
-        return f"outputs its input {module.delay_steps} step(s) later"
-    if isinstance(module, DelayedLinear) and module.max_delay > 1:
-        return "reaches its output mostly through delays of one or more steps"
-    if isinstance(module, RAFNode):
-        return "charges its membrane from the input only one step later (through u)"
-    if isinstance(module, MaskedPSN):
-        return "mixes the steps of a whole sequence (use sliding_psn to train online)"
-    return ""
 
 
 def choose_train_steps(
@@ -262,8 +248,6 @@ def peak_saved_bytes(fn: Callable[[], object]) -> tuple[object, int]:
     input), once however often it is saved, as long as any graph holds it. Parameters
     and inputs that a graph saves count too.
     """
-    import weakref
-
     live: dict[tuple[int, int], list[int]] = {}  # (address, bytes) -> [holders, bytes]
     state = {"now": 0, "peak": 0}
 
