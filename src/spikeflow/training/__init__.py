@@ -3,6 +3,7 @@
 * :mod:`~spikeflow.training.config`: :class:`TrainConfig`, config files (TOML/YAML/JSON).
 * :mod:`~spikeflow.training.data`: the datasets the command line knows.
 * :mod:`~spikeflow.training.trainer`: :class:`Trainer` (one process or ``torchrun``).
+* :mod:`~spikeflow.training.build`: the zoo model a config names, built for its dataset.
 * :mod:`~spikeflow.training.resume`: the configuration a ``--resume`` continues.
 * :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.
 * :mod:`~spikeflow.training.checkpoint`: atomic, ``weights_only``-loadable checkpoints.

@@ -13,12 +13,12 @@ from typing import Any
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.energy import E_AC, E_MAC, OperationCounter
 from spikeflow.errors import ConfigurationError
+from spikeflow.training.build import build_model
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import config_from_dict, resolve, resolved_readout
 from spikeflow.training.data import build_datasets, even_subset
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.loop import evaluate
-from spikeflow.training.trainer import build_model
 
 __all__ = [
     "check_json_destination",

@@ -151,7 +151,21 @@ def apply_pruning(model: nn.Module, method: str, exclude: Sequence[str] = ()) ->
 
 def reparameterise_weights(model: nn.Module, config: Any) -> None:
     """Prune (``config.prune``) and then quantize (``config.weight_bits``) ``model``'s
-    weights, as the run trains them: after pruning, the pruned weight is quantized."""
+    weights, as the run trains them: after pruning, the pruned weight is quantized.
+
+    Raises:
+        ConfigurationError: pruning or quantization of a model with DelayedLinear layers,
+            which neither covers.
+    """
+    from spikeflow.layers import DelayedLinear
+
+    if tracks_sparsity(config) and any(isinstance(m, DelayedLinear) for m in model.modules()):
+        raise ConfigurationError(
+            f"model {config.model!r} has DelayedLinear layers, which pruning (--prune) and "
+            "weight quantization (--weight-bits) do not cover (their weights would stay "
+            "dense and in full precision, their delays would lose their own learning "
+            "rate under grad_r): train it without them"
+        )
     apply_pruning(model, config.prune, config.prune_kwargs.get("exclude", []))
     if config.weight_bits is not None:
         apply_weight_quantization(model, config.weight_bits)

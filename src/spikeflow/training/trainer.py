@@ -37,6 +37,7 @@ from spikeflow.models.common import reading_saved_run
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule, sparsity
 from spikeflow.training import checkpoint as ckpt
+from spikeflow.training.build import build_model
 from spikeflow.training.config import (
     TrainConfig,
     config_to_dict,
@@ -44,7 +45,7 @@ from spikeflow.training.config import (
     resolved_readout,
     save_config,
 )
-from spikeflow.training.data import DataInfo, build_datasets, to_time_major
+from spikeflow.training.data import build_datasets, to_time_major
 from spikeflow.training.distributed import setup_distributed
 from spikeflow.training.loop import (
     EpochSums,
@@ -69,7 +70,6 @@ from spikeflow.training.pruning import (
     make_grad_rewiring,
     make_threshold_schedule,
     prune_settings,
-    reparameterise_weights,
     tracks_sparsity,
 )
 from spikeflow.training.resume import checkpoint_position, config_for_resume, describe_position
@@ -112,80 +112,6 @@ class TrainResult:
     @property
     def final_test_acc(self) -> float:
         return float(self.history[-1]["test_acc"]) if self.history else math.nan
-
-
-def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> nn.Module:
-    """The zoo model of ``config`` for a dataset described by ``info``.
-
-    ``num_classes``, ``in_channels`` and, for models that take it, ``input_size`` come
-    from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name whose
-    ``T`` has no default (PSN, masked PSN) gets ``T = config.T`` unless
-    ``neuron_kwargs`` sets it.
-
-    ``saved``: ``config`` is read back from an existing run (a checkpoint's, for
-    ``spikeflow eval`` and ``--resume``). A string where a model, neuron or surrogate
-    argument takes True or False (``detach_reset = "False"``, which an older spikeflow
-    saved for ``--neuron-kwargs detach_reset=False``) is then read as that run read it,
-    by its truth value (so ``"False"`` is True), with a
-    :class:`~spikeflow.models.common.SavedRunWarning` naming it; new input
-    (``saved=False``) is refused there.
-    """
-    with reading_saved_run() if saved else contextlib.nullcontext():
-        return _build_model(config, info)
-
-
-def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
-    from spikeflow.models import create_model, model_arguments, resolve_neuron
-    from spikeflow.models.common import required_kwargs
-
-    assert config.model is not None
-    kwargs = dict(config.model_kwargs)
-    kwargs.setdefault("num_classes", info.num_classes)
-    kwargs.setdefault("in_channels", info.in_channels)
-    accepted = model_arguments(config.model) or []
-    if "input_size" in accepted and "input_size" not in kwargs:
-        height, width = info.input_size
-        kwargs["input_size"] = height if height == width else (height, width)
-    if config.neuron is not None:
-        kwargs.setdefault("neuron", config.neuron)
-    neuron_kwargs = dict(config.neuron_kwargs)
-    neuron = kwargs.get("neuron")
-    if neuron is not None and "T" not in neuron_kwargs:
-        if "T" in required_kwargs(resolve_neuron(neuron)):
-            neuron_kwargs["T"] = config.T
-    if neuron_kwargs:
-        kwargs.setdefault("neuron_kwargs", neuron_kwargs)
-    try:
-        model = create_model(config.model, **kwargs)
-    except ConfigurationError as exc:
-        size = kwargs.get("input_size")
-        if (
-            isinstance(size, tuple)
-            and "input_size" in str(exc)
-            and "input_size" not in config.model_kwargs
-        ):
-            raise ConfigurationError(
-                f"{exc}: the {config.dataset} frames are {size[0]}x{size[1]} (H x W), and "
-                f"model {config.model!r} is built for square inputs only"
-            ) from exc
-        raise
-    except (TypeError, ValueError, RuntimeError) as exc:  # a bad value for the constructor
-        detail = " ".join(str(exc).split())[:300]
-        raise ConfigurationError(
-            f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
-            f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
-        ) from exc
-    if (config.prune != "none" or config.weight_bits is not None) and any(
-        isinstance(m, DelayedLinear) for m in model.modules()
-    ):
-        raise ConfigurationError(
-            f"model {config.model!r} has DelayedLinear layers, which pruning (--prune) and "
-            "weight quantization (--weight-bits) do not cover (their weights would stay "
-            "dense and in full precision, their delays would lose their own learning "
-            "rate under grad_r): train it without them"
-        )
-    reparameterise_weights(model, config)
-    return model
 
 
 def _seed_everything(seed: int) -> None:

@@ -1,0 +1,80 @@
+"""The zoo model a training run's config names, built for its dataset."""
+
+from __future__ import annotations
+
+import contextlib
+
+from torch import nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.models.common import reading_saved_run
+from spikeflow.training.config import TrainConfig
+from spikeflow.training.data import DataInfo
+from spikeflow.training.pruning import reparameterise_weights
+
+__all__ = ["build_model"]
+
+
+def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> nn.Module:
+    """The zoo model of ``config`` for a dataset described by ``info``.
+
+    ``num_classes``, ``in_channels`` and, for models that take it, ``input_size`` come
+    from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name whose
+    ``T`` has no default (PSN, masked PSN) gets ``T = config.T`` unless
+    ``neuron_kwargs`` sets it.
+
+    ``saved``: ``config`` is read back from an existing run (a checkpoint's, for
+    ``spikeflow eval`` and ``--resume``). A string where a model, neuron or surrogate
+    argument takes True or False (``detach_reset = "False"``, which an older spikeflow
+    saved for ``--neuron-kwargs detach_reset=False``) is then read as that run read it,
+    by its truth value (so ``"False"`` is True), with a
+    :class:`~spikeflow.models.common.SavedRunWarning` naming it; new input
+    (``saved=False``) is refused there.
+    """
+    with reading_saved_run() if saved else contextlib.nullcontext():
+        return _build_model(config, info)
+
+
+def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
+    from spikeflow.models import create_model, model_arguments, resolve_neuron
+    from spikeflow.models.common import required_kwargs
+
+    assert config.model is not None
+    kwargs = dict(config.model_kwargs)
+    kwargs.setdefault("num_classes", info.num_classes)
+    kwargs.setdefault("in_channels", info.in_channels)
+    accepted = model_arguments(config.model) or []
+    if "input_size" in accepted and "input_size" not in kwargs:
+        height, width = info.input_size
+        kwargs["input_size"] = height if height == width else (height, width)
+    if config.neuron is not None:
+        kwargs.setdefault("neuron", config.neuron)
+    neuron_kwargs = dict(config.neuron_kwargs)
+    neuron = kwargs.get("neuron")
+    if neuron is not None and "T" not in neuron_kwargs:
+        if "T" in required_kwargs(resolve_neuron(neuron)):
+            neuron_kwargs["T"] = config.T
+    if neuron_kwargs:
+        kwargs.setdefault("neuron_kwargs", neuron_kwargs)
+    try:
+        model = create_model(config.model, **kwargs)
+    except ConfigurationError as exc:
+        size = kwargs.get("input_size")
+        if (
+            isinstance(size, tuple)
+            and "input_size" in str(exc)
+            and "input_size" not in config.model_kwargs
+        ):
+            raise ConfigurationError(
+                f"{exc}: the {config.dataset} frames are {size[0]}x{size[1]} (H x W), and "
+                f"model {config.model!r} is built for square inputs only"
+            ) from exc
+        raise
+    except (TypeError, ValueError, RuntimeError) as exc:  # a bad value for the constructor
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigurationError(
+            f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
+            f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
+        ) from exc
+    reparameterise_weights(model, config)
+    return model
