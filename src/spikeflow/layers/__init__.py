@@ -7,7 +7,8 @@
   and NeuNorm.
 * :mod:`~spikeflow.layers.dropout`: dropout with one mask per sequence.
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
-* :mod:`~spikeflow.layers.recurrent`: element-wise and linear recurrent containers.
+* :mod:`~spikeflow.layers.recurrent`: recurrent containers and the recurrent layer of
+  RSNNs.
 * :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
   Spike-driven Transformer's SDSA).
 
@@ -39,7 +40,11 @@ from spikeflow.layers.norm import (
     ThresholdDependentBatchNorm2d,
     ThresholdDependentBatchNorm3d,
 )
-from spikeflow.layers.recurrent import ElementWiseRecurrentContainer, LinearRecurrentContainer
+from spikeflow.layers.recurrent import (
+    ElementWiseRecurrentContainer,
+    LinearRecurrentContainer,
+    Recurrent,
+)
 from spikeflow.layers.sequence import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -99,6 +104,7 @@ __all__ = [
     "MaxPool3d",
     "MultiStepContainer",
     "NeuNorm",
+    "Recurrent",
     "SeqToANNContainer",
     "SequenceLayerMixin",
     "SpikeDrivenSelfAttention",

@@ -3,6 +3,9 @@
 * :class:`ElementWiseRecurrentContainer`: ``y[t] = m(f(x[t], y[t-1]))`` with an
   elementwise ``f`` (e.g. ``torch.add``), ``y[-1] = 0``.
 * :class:`LinearRecurrentContainer`: ``y[t] = m(W_x x[t] + W_y y[t-1] + b)``, ``y[-1] = 0``.
+* :class:`Recurrent`: ``y[t] = m(x[t] + W y[t-1])``, ``y[-1] = 0``: the layer-wise
+  recurrent connections of a recurrent spiking layer (RSNN), ``x`` its feed-forward
+  input current.
 
 The wrapped module ``m`` is a per-step module (spikeflow modules inside are created with
 ``step_mode='s'``): the container owns the time dimension. Like every spikeflow memory
@@ -27,7 +30,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers._checks import check_int
 from spikeflow.layers._time import check_inner_modules, stepping_memory
 
-__all__ = ["ElementWiseRecurrentContainer", "LinearRecurrentContainer"]
+__all__ = ["ElementWiseRecurrentContainer", "LinearRecurrentContainer", "Recurrent"]
 
 
 class _RecurrentContainer(MemoryModule):
@@ -217,4 +220,96 @@ class LinearRecurrentContainer(_RecurrentContainer):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.rc.bias is not None}, step_mode={self.step_mode}"
+        )
+
+
+class Recurrent(_RecurrentContainer):
+    """``y[t] = sub_module(x[t] + W y[t-1])`` with ``y[-1] = 0``: recurrent connections
+    within a layer.
+
+    The input ``x`` is the layer's feed-forward current (the output of a Linear, and a
+    normalisation, over the whole sequence at once); only ``W y[t-1]`` runs per step.
+    This is the recurrent layer of RSNNs (snnTorch's ``RLeaky``, Norse's
+    ``LIFRecurrent``, the RLIF/RadLIF layers of Bittar & Garner 2022):
+    ``nn.Sequential(layers.Linear(n_in, n), layers.BatchNorm1d(n),
+    Recurrent(LIFNode(step_mode="s"), n))``. ``W`` is initialised orthogonal (as Bittar
+    & Garner's), so that the feedback neither grows nor fades at the start.
+
+    Args:
+        sub_module: a per-step module keeping the shape ``[..., features]`` (a spiking
+            neuron with ``step_mode='s'``).
+        features: the size of the last dim.
+        bias: whether ``W y[t-1]`` has a bias (default False: the feed-forward part
+            has one, or a normalisation).
+        self_connections: whether a neuron feeds its own spikes back (the diagonal of
+            ``W``; default True). ``False`` masks the diagonal at every call (its
+            weights get no gradient), as Bittar & Garner do: the neuron's own reset
+            already reads its spikes.
+        step_mode: ``'m'`` (``[T, B, ..., features]``, default) or ``'s'``.
+
+    Raises:
+        ConfigurationError: ``features`` is not a positive integer, or a spikeflow
+            module inside is not in single-step mode.
+        ShapeError: the input's last dim is not ``features``, or the sub-module changes
+            the shape.
+    """
+
+    def __init__(
+        self,
+        sub_module: nn.Module,
+        features: int,
+        bias: bool = False,
+        self_connections: bool = True,
+        step_mode: StepMode = "m",
+    ) -> None:
+        super().__init__(sub_module, step_mode)
+        self.features = check_int("features", features, 1)
+        if not isinstance(self_connections, bool):
+            raise ConfigurationError(
+                f"self_connections must be True or False, got {self_connections!r}"
+            )
+        self.self_connections = self_connections
+        self.recurrent = nn.Linear(self.features, self.features, bias=bias)
+        nn.init.orthogonal_(self.recurrent.weight)
+        if bias:
+            nn.init.zeros_(self.recurrent.bias)
+        if not self_connections:
+            self.register_buffer("off_diagonal", 1.0 - torch.eye(self.features), persistent=False)
+
+    def _drive(self, x_seq: Tensor) -> Tensor:
+        if x_seq.shape[-1] != self.features:
+            raise ShapeError(
+                f"Recurrent(features={self.features}) got an input whose last dim is "
+                f"{x_seq.shape[-1]} (shape {tuple(x_seq.shape)})"
+            )
+        return x_seq
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, ..., features]`` (multi-step) or one step ``[B, ..., features]``."""
+        weight = self.recurrent.weight
+        # The weight of this call, masked once for all its steps (not kept after it).
+        self._weight = weight if self.self_connections else weight * self.off_diagonal
+        try:
+            return super().forward(x)
+        finally:
+            del self._weight
+
+    def _initial_output(self, x_t: Tensor) -> Tensor:
+        return torch.zeros_like(x_t)
+
+    def _step(self, drive: Tensor, y: Tensor) -> Tensor:
+        return drive + F.linear(y, self._weight, self.recurrent.bias)
+
+    def _check_output(self, y: Tensor, x_t: Tensor) -> None:
+        if not isinstance(y, Tensor) or y.shape != x_t.shape:
+            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ShapeError(
+                f"Recurrent: the sub-module's output {shape} must have the shape of one "
+                f"input step {tuple(x_t.shape)} to be fed back"
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, bias={self.recurrent.bias is not None}, "
+            f"self_connections={self.self_connections}, step_mode={self.step_mode}"
         )

@@ -17,6 +17,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
 * :mod:`~spikeflow.models.delays`: the learnable-delay SNN (Hammouamri et al., SHD).
+* :mod:`~spikeflow.models.rsnn`: the recurrent adaptive-LIF network (Bittar & Garner, SHD).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
@@ -28,6 +29,7 @@ from spikeflow.models import (
     plif_nets,
     psn_seqcifar,
     resnet,
+    rsnn,
     sew_dvs,
     sew_resnet,
     spike_driven,
@@ -53,6 +55,7 @@ __all__ = [
     "register_model",
     "resnet",
     "resolve_neuron",
+    "rsnn",
     "sew_dvs",
     "sew_resnet",
     "spike_driven",

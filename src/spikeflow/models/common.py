@@ -16,6 +16,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import math
 import types
 import typing
 import warnings
@@ -31,6 +32,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.functional import reset_before_call
 from spikeflow.neurons import (
     PSN,
+    AdLIFNode,
     ALIFNode,
     ComplementaryLIFNode,
     CubaLIFNode,
@@ -58,6 +60,7 @@ __all__ = [
     "check_input",
     "check_positive_int",
     "conv_bn",
+    "flat_features",
     "init_conv_linear",
     "list_neurons",
     "reading_saved_run",
@@ -76,6 +79,7 @@ NEURONS: dict[str, type[nn.Module]] = {
     "eif": EIFNode,
     "izhikevich": IzhikevichNode,
     "cuba_lif": CubaLIFNode,
+    "adlif": AdLIFNode,
     "clif": ComplementaryLIFNode,
     "raf": RAFNode,
     "noreset_lif": NoResetLIFNode,
@@ -454,14 +458,26 @@ class NeuronFactory:
                 f"them in neuron_kwargs (on the command line: --neuron-kwargs {example})"
             )
         self.kwargs = kwargs
+        self._accepted = accepted
+        self._chosen = set(user) | bound
 
-    def __call__(self) -> nn.Module:
+    def __call__(self, **layer_kwargs: Any) -> nn.Module:
         """A new neuron (each layer gets its own; surrogates are copied, not shared, also
-        those a partial binds)."""
+        those a partial binds).
+
+        ``layer_kwargs`` are what the model knows of this layer (``shape``: the
+        per-neuron parameters' shape, for :class:`~spikeflow.neurons.AdLIFNode`); each
+        goes to a neuron that accepts it, unless ``neuron_kwargs`` or a partial set it.
+        """
         bound = self.neuron.keywords if isinstance(self.neuron, functools.partial) else {}
+        per_layer = {
+            key: value
+            for key, value in layer_kwargs.items()
+            if self._accepted is not None and key in self._accepted and key not in self._chosen
+        }
         kwargs = {
             key: _copy_module(value) if isinstance(value, nn.Module) else value
-            for key, value in {**bound, **self.kwargs}.items()
+            for key, value in {**bound, **self.kwargs, **per_layer}.items()
         }
         neuron = self.neuron(**kwargs)
         mode = getattr(neuron, "step_mode", "m")
@@ -609,3 +625,21 @@ def zero_init_bn(bn: nn.Module, bias: float = 0.0) -> None:
         raise ConfigurationError(f"zero-init needs an affine batch norm, got {type(bn).__name__}")
     bn.weight.zero_()
     bn.bias.fill_(bias)
+
+
+def flat_features(
+    model: str,
+    in_features: int | None,
+    in_channels: int,
+    input_size: int | tuple[int, int] | list[int] | None,
+) -> int:
+    """The number of input values per step of a fully connected model: ``in_features``
+    when given, else ``in_channels · H · W`` from ``input_size`` (one side or two)."""
+    if in_features is not None:
+        return check_positive_int("in_features", in_features)
+    if input_size is None:
+        raise ConfigurationError(f"{model} needs in_features, or in_channels and input_size")
+    sides = [input_size, input_size] if isinstance(input_size, int) else list(input_size)
+    return check_positive_int("in_channels", in_channels) * math.prod(
+        check_positive_int("input_size", s) for s in sides
+    )

@@ -25,7 +25,12 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int
+from spikeflow.models.common import (
+    NeuronFactory,
+    NeuronSpec,
+    check_positive_int,
+    flat_features,
+)
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import LINode
 
@@ -108,7 +113,7 @@ class DelaySNN(nn.Module):
         for name, value in (("num_classes", num_classes), ("hidden", hidden),
                             ("hidden_layers", hidden_layers)):  # fmt: skip
             check_positive_int(name, value)
-        self.in_features = _features(in_features, in_channels, input_size)
+        self.in_features = flat_features("DelaySNN", in_features, in_channels, input_size)
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=DELAY_NEURON_DEFAULTS)
@@ -149,19 +154,6 @@ class DelaySNN(nn.Module):
                 f"got shape {tuple(x.shape)}"
             )
         return self.net(x.flatten(2))
-
-
-def _features(
-    in_features: int | None, in_channels: int, input_size: int | tuple[int, int] | list[int] | None
-) -> int:
-    if in_features is not None:
-        return check_positive_int("in_features", in_features)
-    if input_size is None:
-        raise ConfigurationError("DelaySNN needs in_features, or in_channels and input_size")
-    sides = [input_size, input_size] if isinstance(input_size, int) else list(input_size)
-    return check_positive_int("in_channels", in_channels) * math.prod(
-        check_positive_int("input_size", s) for s in sides
-    )
 
 
 @register_model("delay_snn")

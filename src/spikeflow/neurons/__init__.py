@@ -4,6 +4,7 @@
 * :mod:`~spikeflow.neurons.nonlinear`: QIF, EIF, Izhikevich.
 * :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope),
   CLIF (complementary LIF).
+* :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
@@ -21,6 +22,7 @@ from spikeflow.neurons.adaptive import (
     ComplementaryLIFNode,
     KLIFNode,
 )
+from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
@@ -42,6 +44,7 @@ from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
 __all__ = [
     "PSN",
     "ALIFNode",
+    "AdLIFNode",
     "AdaptiveLIFNode",
     "BaseNode",
     "CLIFNode",

@@ -288,14 +288,21 @@ class SpikeMonitor:
 def record_spikes(model: nn.Module, x: Tensor, max_neurons: int = 256) -> dict[str, Tensor]:
     """The spikes of every spiking layer for the first sample of ``x`` (``[T, B, ...]``):
     ``{layer: [T, N]}`` on the CPU, at most ``max_neurons`` neurons (the first ones) per
-    layer. For a spike raster; the model runs in its current train/eval mode."""
-    recorded: dict[str, Tensor] = {}
+    layer. For a spike raster; the model runs in its current train/eval mode. A layer
+    called once per step (single-step neurons inside a recurrent layer) gets its steps
+    stacked."""
+    steps: dict[str, list[Tensor]] = {}
     handles = []
     for name, module in spiking_layers(model).items():
+        multi = getattr(module, "step_mode", "m") == "m"
 
-        def hook(module: nn.Module, inputs: Any, output: Any, name: str = name) -> None:
-            if isinstance(output, Tensor) and output.dim() >= 2:
-                recorded[name] = output.detach()[:, 0].flatten(1)[:, :max_neurons].float().cpu()
+        def hook(
+            module: nn.Module, inputs: Any, output: Any, name: str = name, multi: bool = multi
+        ) -> None:
+            if not isinstance(output, Tensor) or output.dim() < (2 if multi else 1):
+                return
+            rows = output.detach()[:, 0] if multi else output.detach()[:1]
+            steps.setdefault(name, []).append(rows.flatten(1)[:, :max_neurons].float().cpu())
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -303,4 +310,4 @@ def record_spikes(model: nn.Module, x: Tensor, max_neurons: int = 256) -> dict[s
     finally:
         for handle in handles:
             handle.remove()
-    return recorded
+    return {name: torch.cat(rows) for name, rows in steps.items()}
