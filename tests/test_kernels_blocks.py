@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from spikeflow.kernels import cpu
 from spikeflow.kernels.codegen_c import BLOCK, CHECKPOINT, SEGMENT_BYTES, backward_width
 from spikeflow.neurons import BaseNode, LIFNode, ParametricLIFNode
 
@@ -29,11 +30,23 @@ class DelayIF(BaseNode):
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"threads{n}")
-def threads(request):
+def threads(request, monkeypatch):
+    # Every call on all the threads, however small (PARALLEL_GRAIN keeps small calls on
+    # one thread otherwise).
+    monkeypatch.setattr(cpu, "PARALLEL_GRAIN", 1)
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
     yield request.param
     torch.set_num_threads(before)
+
+
+def test_small_calls_stay_on_one_thread(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    grain = cpu.PARALLEL_GRAIN
+    assert cpu.kernel_threads() == 4
+    assert cpu.kernel_threads(grain - 1) == 1  # one step of a small layer
+    assert cpu.kernel_threads(2 * grain) == 2
+    assert cpu.kernel_threads(100 * grain) == 4
 
 
 def _check(make, x: torch.Tensor) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from spikeflow._checks import broadcasts_to
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 
 __all__ = ["MemoryModule", "StepMode", "StepModule", "check_step_mode", "check_time_major"]
@@ -171,7 +172,7 @@ class MemoryModule(StepModule, nn.Module):
                 # larger batch is an earlier sequence's, not this one's (other dims may
                 # broadcast: Dropout2d's [B, C, 1, 1] mask).
                 other_batch = len(trailing) == len(step_shape) > 0 and trailing[0] != step_shape[0]
-                if value.dim() > 0 and (other_batch or not _broadcasts_to(trailing, step_shape)):
+                if value.dim() > 0 and (other_batch or not broadcasts_to(trailing, step_shape)):
                     raise StateError(
                         f"{type(self).__name__}: carried state '{name}' has shape "
                         f"{tuple(value.shape)} from an earlier call, but this input has "
@@ -195,10 +196,3 @@ class MemoryModule(StepModule, nn.Module):
         """Store ``state`` for the next call if streaming (otherwise drop it)."""
         if self.streaming:
             self._state = state
-
-
-def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(shape, target) == target
-    except RuntimeError:
-        return False

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_int, check_real
+from spikeflow._checks import broadcasts_to, check_int, check_real
 from spikeflow.base import MemoryModule, StepMode, StepModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
@@ -315,11 +315,7 @@ class PeriodicEncoder(_CountingEncoder):
         if not isinstance(x, Tensor):
             raise DTypeError(f"PeriodicEncoder expects a torch.Tensor; got {type(x).__name__}")
         pattern_shape = self.spikes.shape[1:]
-        try:
-            fits = torch.broadcast_shapes(pattern_shape, x.shape) == x.shape
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if not broadcasts_to(pattern_shape, x.shape):
             raise ShapeError(
                 f"PeriodicEncoder: the pattern's step shape {tuple(pattern_shape)} does not "
                 f"broadcast to the input's shape {tuple(x.shape)}"

@@ -47,7 +47,7 @@ def c_forward(
     ``[T, ...]``, not empty) from ``current``."""
     steps = current.shape[0]
     getattr(_library(), f"ed_forward_{_SUFFIX[current.dtype]}")(
-        steps, current.numel() // steps, kernel_threads(), current.data_ptr(),
+        steps, current.numel() // steps, kernel_threads(current.numel()), current.data_ptr(),
         spikes.data_ptr(), rise.data_ptr(), slope.data_ptr() if exponential else None,
         *decays, scale, threshold, int(exponential),
     )  # fmt: skip
@@ -61,7 +61,7 @@ def c_backward(
     """Fill ``for_input`` and ``for_weight`` (see :func:`spike_backward`)."""
     steps = spikes.shape[0]
     getattr(_library(), f"ed_backward_{_SUFFIX[spikes.dtype]}")(
-        steps, spikes.numel() // steps, kernel_threads(), grad_time.data_ptr(),
+        steps, spikes.numel() // steps, kernel_threads(spikes.numel()), grad_time.data_ptr(),
         spikes.data_ptr(), rise.data_ptr(), slope.data_ptr(), kernel.data_ptr(),
         slope_kernel.data_ptr(), for_input.data_ptr(), for_weight.data_ptr(), max_dt_du,
         max_dt_du_input,

@@ -155,9 +155,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def kernel_threads() -> int:
-    """Threads the kernels run on: ``torch.get_num_threads()``, 1 in a forked child."""
-    return 1 if _FORKED_CHILD else torch.get_num_threads()
+#: Neuron-steps per thread below which a call stays on one thread: an OpenMP region
+#: costs microseconds even on an idle machine, and on a busy one (its threads waiting
+#: for cores held by others) milliseconds, more than a small call's work (a single
+#: step of a recurrent layer: 0.12 ms on one thread, 7 ms on two, measured on a loaded
+#: 2-core machine). PyTorch's elementwise kernels use the same grain.
+PARALLEL_GRAIN = 32768
+
+
+def kernel_threads(work: int | None = None) -> int:
+    """Threads the kernels run on: ``torch.get_num_threads()``, 1 in a forked child,
+    and no more than one per :data:`PARALLEL_GRAIN` of ``work`` (neuron-steps) when
+    given."""
+    threads = 1 if _FORKED_CHILD else torch.get_num_threads()
+    if work is not None:
+        threads = max(1, min(threads, work // PARALLEL_GRAIN))
+    return threads
 
 
 class _CKernels:
@@ -167,23 +180,25 @@ class _CKernels:
         self.lib = lib
 
     @staticmethod
-    def _args(buffers: list[Tensor | None], scalars: list[float]) -> tuple[Any, Any, int]:
+    def _args(
+        buffers: list[Tensor | None], scalars: list[float], work: int
+    ) -> tuple[Any, Any, int]:
         # None (an absent gradient) is passed as a NULL pointer.
         ptrs = (ctypes.c_void_p * max(1, len(buffers)))(
             *[None if b is None else b.data_ptr() for b in buffers]
         )
         vals = (ctypes.c_double * max(1, len(scalars)))(*scalars)
-        return ptrs, vals, kernel_threads()
+        return ptrs, vals, kernel_threads(work)
 
     def forward(self, T: int, n: int, buffers: list[Tensor], scalars: list[float]) -> None:
-        ptrs, vals, threads = self._args(buffers, scalars)
+        ptrs, vals, threads = self._args(buffers, scalars, T * n)
         if self.lib.spikeflow_forward(T, n, threads, ptrs, vals):
             raise MemoryError("the fused CPU forward could not allocate its work buffer")
 
     def backward(
         self, T: int, n: int, buffers: list[Tensor | None], scalars: list[float], steps: Steps
     ) -> None:
-        ptrs, vals, threads = self._args(buffers, scalars)
+        ptrs, vals, threads = self._args(buffers, scalars, T * n)
         if self.lib.spikeflow_backward(T, n, threads, ptrs, vals, *steps):
             raise MemoryError("the fused CPU backward could not allocate its work buffer")
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_flag
+from spikeflow._checks import broadcasts_to, check_flag
 from spikeflow.base import MemoryModule, StepMode, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.kernels import FiringRule, check_backend, resolve_backend
@@ -41,11 +41,7 @@ def check_step_shape(
     not broadcast to ``step_shape`` (one step of the input: the neuron shape)."""
     if not isinstance(value, Tensor) or value.dim() == 0 or value.shape == step_shape:
         return
-    try:
-        ok = torch.broadcast_shapes(value.shape, step_shape) == step_shape
-    except RuntimeError:
-        ok = False
-    if not ok:
+    if not broadcasts_to(value.shape, step_shape):
         raise ShapeError(
             f"{owner}: {what} of shape {tuple(value.shape)} does not broadcast to the neuron "
             f"shape {tuple(step_shape)} (one step of the input){hint}"
