@@ -269,3 +269,31 @@ def test_rsnn_learns_and_records_spikes():
     assert torch.equal(model(x).mean(0).argmax(1), labels)
     raster = record_spikes(model, x)
     assert len(raster) == 2 and all(r.shape == (20, 16) for r in raster.values())
+
+
+def test_rsnn_trains_on_shd_files_from_the_command_line_path(tmp_path):
+    # SHD's HDF5 layout (written as tests/test_data_datasets_audio_numpy.py does: no SHD
+    # file is available offline) -> frames [T, 700, 1, 1] -> rsnn, through the trainer.
+    pytest.importorskip("h5py", reason="SHD files need h5py")
+    import numpy as np
+
+    from spikeflow.data import SHD
+    from spikeflow.training import Trainer
+    from test_data_datasets_audio_numpy import audio_samples, write_spiking_audio
+    from train_runs import tiny
+
+    root = tmp_path / "shd"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 6)):
+        samples, labels = audio_samples(rng, n, 20)
+        write_spiking_audio(root / f"shd_{split}.h5", samples, labels, SHD.classes)
+    config = tiny(tmp_path, "run", dataset="shd", data_dir=str(root), model="rsnn",
+                  loss="ce", T=12, epochs=2, batch_size=4, train_samples=None,
+                  test_samples=None, model_kwargs={"hidden": 8, "hidden_layers": 2})  # fmt: skip
+    result = Trainer(config).fit()
+    assert result.epochs_completed == 2
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert "net.2.recurrent.weight" in checkpoint["model"]
+    assert checkpoint["model"]["net.0.weight"].shape == (8, 700)
