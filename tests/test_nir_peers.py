@@ -317,6 +317,27 @@ def test_spikeflow_recurrent_to_norse():
     assert torch.equal(got, expected)
 
 
+def test_spikeflow_recurrent_layer_to_norse():
+    """layers.Recurrent exported (LIF <-> Linear, the input straight into the cell)
+    runs in Norse exactly."""
+    norse = _norse()
+    lif = neurons.LIFNode(tau=2.0, strict_firing=True, step_mode="s")
+    net = nn.Sequential(layers.Linear(4, 6), layers.Recurrent(lif, 6, self_connections=False))
+    _weights(net)
+    with torch.no_grad():
+        net[1].recurrent.weight.uniform_(-0.6, 0.6)
+    x = torch.rand(30, 2, 4) * 1.5
+    expected = net(x)
+    _active(expected)
+    graph = export_to_nir(net, x, dt=1e-3)
+    with _quiet():
+        got = _step_through(norse.from_nir(graph, ignore_warnings=True), x)
+    assert torch.equal(got, expected)
+    with torch.no_grad():
+        net[1].recurrent.weight.zero_()
+    assert not torch.equal(net(x), expected)  # the feedback mattered
+
+
 def test_spikeflow_recurrent_to_snntorch_feeds_the_input_through_the_recurrent_weight():
     """snnTorch's importer rewires a LIF <-> W_rec cycle so that the cell's input also
     passes through W_rec: it computes s[t] = LIF(W_rec (W_x u[t] + b) + W_rec s[t-1])

@@ -362,6 +362,28 @@ def test_recurrent_containers_roundtrip(tmp_path):
     assert not torch.equal(net[:2](x), recurrent_spikes)
 
 
+def test_recurrent_layer_roundtrip(tmp_path):
+    """layers.Recurrent (bias, masked diagonal) exports as input -> LIF <-> W_rec."""
+    net = nn.Sequential(
+        layers.Linear(3, 6),
+        layers.Recurrent(neurons.LIFNode(step_mode="s"), 6, bias=True, self_connections=False),
+    )
+    _positive_weights(net, -0.3, 1.0)
+    with torch.no_grad():
+        net[1].recurrent.weight.uniform_(-0.6, 0.6)
+        net[1].recurrent.bias.uniform_(-0.2, 0.2)
+    x = _drive(25, 2, 3)
+    graph, imported, out = _roundtrip(net, x, tmp_path)
+    assert 0 < out.sum() < out.numel()
+    feedback = [n for n in graph.nodes.values()
+                if type(n).__name__ == "Affine" and n.weight.shape == (6, 6)]  # fmt: skip
+    assert len(feedback) == 1 and np.all(np.diag(feedback[0].weight) == 0)  # masked
+    assert len([plan for plan in imported.plan if len(plan) > 1]) == 1  # one cycle
+    with torch.no_grad():
+        net[1].recurrent.weight.zero_()
+    assert not torch.equal(net(x), out)  # the feedback mattered
+
+
 def test_recurrence_matches_reference_loop():
     """A hand-made NIR graph LIF <-> W_rec runs as s[t] = LIF(W x[t] + W_rec s[t-1])."""
     w_in = np.array([[0.9, 0.3], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)

@@ -43,6 +43,7 @@ from spikeflow.layers import (
     ElementWiseRecurrentContainer,
     LinearRecurrentContainer,
     MultiStepContainer,
+    Recurrent,
     SeqToANNContainer,
     StepModeContainer,
 )
@@ -255,6 +256,32 @@ def _linear_recurrent(module: LinearRecurrentContainer, ctx: _Context) -> Any:
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
+def _recurrent(module: Recurrent, ctx: _Context) -> Any:
+    nir = ctx.nir
+    weight = module.recurrent.weight.detach()
+    if not module.self_connections:
+        weight = weight * module.off_diagonal
+    weight = weight.cpu().numpy()
+    if module.recurrent.bias is None:
+        recurrent_weight = nir.Linear(weight=weight)
+    else:
+        bias = module.recurrent.bias.detach().cpu().numpy()
+        recurrent_weight = nir.Affine(weight=weight, bias=bias)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array(ctx.shape_in(module))}),
+        "cell": _trace(module.sub_module, ctx),
+        "recurrent_weight": recurrent_weight,
+        "output": nir.Output(output_type={"output": np.array(ctx.shape_out(module))}),
+    }
+    edges = [
+        ("input", "cell"),
+        ("cell", "recurrent_weight"),
+        ("recurrent_weight", "cell"),
+        ("cell", "output"),
+    ]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
 def _elementwise_recurrent(module: ElementWiseRecurrentContainer, ctx: _Context) -> Any:
     nir = ctx.nir
     if module.element_wise_function not in (torch.add, operator.add, Tensor.add):
@@ -272,10 +299,12 @@ def _elementwise_recurrent(module: ElementWiseRecurrentContainer, ctx: _Context)
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
+_RECURRENT = (LinearRecurrentContainer, ElementWiseRecurrentContainer, Recurrent)
 _HANDLERS: dict[type, Callable[[Any, _Context], Any]] = {
     **dict.fromkeys(NEURON_TYPES, _neuron),
     LinearRecurrentContainer: _linear_recurrent,
     ElementWiseRecurrentContainer: _elementwise_recurrent,
+    Recurrent: _recurrent,
     Scale: _scale,
     Threshold: _threshold,
     Delay: _delay,
@@ -323,7 +352,7 @@ def _check_supported(module: nn.Module, prefix: str, ctx: _Context, bad: list[st
         qualified = f"{prefix}.{name}" if prefix else name
         ctx.names[id(child)] = qualified
         if _handler(child) is not None:
-            if isinstance(child, LinearRecurrentContainer | ElementWiseRecurrentContainer):
+            if isinstance(child, _RECURRENT):
                 inner, inner_name = child.sub_module, f"{qualified}.sub_module"
                 ctx.names[id(inner)] = inner_name
                 if _handler(inner) is None:
