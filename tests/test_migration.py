@@ -346,6 +346,29 @@ def test_tet_loss_is_spikingjelly_tet_with_lamb_zero(float64):
     assert not torch.allclose(losses.tet_loss(out, y, lamb=0.5), want)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "VanillaRNN"])
+def test_spiking_rnns_equal_to_spikingjelly(float64, kind):
+    """The rnn row of the table: SpikingJelly's weights load and give the same outputs
+    and states (the full comparison, gradients included, is tests/test_spiking_rnn.py)."""
+    sj_rnn = sj("rnn")
+
+    def tensors(out):  # y, (y, h), (y, (h, c)) or (h, c) as a flat list
+        return [out] if isinstance(out, torch.Tensor) else [t for o in out for t in tensors(o)]
+
+    # (positional arguments, input shape): the stacked layer (2 layers, bidirectional)
+    # and the cell
+    for suffix, args, shape in [
+        ("", (3, 5, 2, True, 0.0, False, True), (6, 4, 3)),
+        ("Cell", (3, 5), (4, 3)),
+    ]:
+        theirs = getattr(sj_rnn, f"Spiking{kind}{suffix}")(*args)
+        ours = getattr(layers, f"Spiking{kind}{suffix}")(*args)
+        ours.load_state_dict(theirs.state_dict())
+        x = torch.randn(shape) * 2
+        want, got = tensors(theirs(x)), tensors(ours(x))
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 def _sj_surrogate_names() -> list[str]:
     row = next(line for line in TEXT.splitlines() if line.startswith("| `surrogate.Sigmoid`"))
     cell = row.split("|")[1]
@@ -419,7 +442,9 @@ def test_encoders_as_in_spikingjelly():
 SF_MODULES = tuple(
     "neurons layers functional surrogate encoding learn training conversion losses models".split()
 )
-SJ_MODULES = tuple("neuron layer functional surrogate encoding learning monitor ann2snn".split())
+SJ_MODULES = tuple(
+    "neuron layer functional surrogate encoding learning monitor ann2snn rnn".split()
+)
 
 
 def _expand(token: str) -> list[str]:
@@ -452,7 +477,7 @@ def _names(cell: str, modules: tuple[str, ...]) -> list[tuple[str, str]]:
     return found
 
 
-SAME_MODULE = dict(zip(SJ_MODULES[:5], SF_MODULES[:5]))  # neuron -> neurons, ...
+SAME_MODULE = {**dict(zip(SJ_MODULES[:5], SF_MODULES[:5])), "rnn": "layers"}  # neuron -> neurons
 
 
 def test_table_names_exist_on_both_sides():
@@ -508,6 +533,7 @@ def test_missing_names_listed_exactly():
         "functional": ("functional", "functional"),
         "surrogate": ("surrogate", "surrogate"),
         "encoding": ("encoding", "encoding"),
+        "rnn": ("rnn", "layers"),
     }
     listed = _missing_section()
     assert set(listed) == set(pairs)
@@ -517,7 +543,7 @@ def test_missing_names_listed_exactly():
         ours = importlib.import_module(f"spikeflow.{sf_name}")
         missing = {n for n in theirs if not hasattr(ours, n)}
         patterns = [p for p in listed[bullet] if re.fullmatch(r"[\w*]+", p)]
-        assert len(missing) > 4
+        assert len(missing) > (0 if bullet == "rnn" else 4)
 
         def covered(name, patterns=patterns, bullet=bullet):
             if any(fnmatch.fnmatchcase(name, p) for p in patterns):

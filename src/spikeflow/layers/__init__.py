@@ -9,6 +9,8 @@
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
 * :mod:`~spikeflow.layers.recurrent`: recurrent containers and the recurrent layer of
   RSNNs.
+* :mod:`~spikeflow.layers.spiking_rnn`: spiking LSTM, GRU and vanilla RNN (cells and
+  stacked layers, SpikingJelly's ``rnn`` module).
 * :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
   Spike-driven Transformer's SDSA).
 
@@ -71,6 +73,14 @@ from spikeflow.layers.sequence_norm import (
     GroupNorm,
     LayerNorm,
 )
+from spikeflow.layers.spiking_rnn import (
+    SpikingGRU,
+    SpikingGRUCell,
+    SpikingLSTM,
+    SpikingLSTMCell,
+    SpikingVanillaRNN,
+    SpikingVanillaRNNCell,
+)
 
 __all__ = [
     "AdaptiveAvgPool1d",
@@ -108,7 +118,13 @@ __all__ = [
     "SeqToANNContainer",
     "SequenceLayerMixin",
     "SpikeDrivenSelfAttention",
+    "SpikingGRU",
+    "SpikingGRUCell",
+    "SpikingLSTM",
+    "SpikingLSTMCell",
     "SpikingSelfAttention",
+    "SpikingVanillaRNN",
+    "SpikingVanillaRNNCell",
     "StepModeContainer",
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",
