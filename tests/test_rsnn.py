@@ -178,6 +178,48 @@ def test_recurrent_layer_equals_a_direct_loop():
     assert layer.recurrent.weight.grad.abs().sum() > 0
 
 
+def test_radlif_layer_equals_the_papers_loop_with_parameters_computed_once(monkeypatch):
+    # Inside a container's call the neuron computes (clamps, expands) its parameters
+    # at the first step only; their gradients then come through one reduction.
+    torch.manual_seed(0)
+    node = AdLIFNode(6, step_mode="s", strict_firing=True, surrogate_function=Rect(alpha=1.0))
+    layer = layers.Recurrent(node, 6, self_connections=False).double()
+    calls = []
+    original = AdLIFNode.neuron_params
+    monkeypatch.setattr(AdLIFNode, "neuron_params", lambda self: calls.append(1) or original(self))
+    x = (torch.randn(30, 3, 6, dtype=F64) * 1.5 + 1.5).requires_grad_()
+    g = torch.randn(30, 3, 6, dtype=F64)
+    s = layer(x)
+    assert len(calls) == 1 and node._step_params is None  # once, and not kept after
+    params = [node.alpha, node.beta, node.a, node.b, layer.recurrent.weight]
+    got = torch.autograd.grad((s * g).sum(), [x, *params])
+
+    x_ref = x.detach().clone().requires_grad_()
+    ref = [p.detach().clone().requires_grad_() for p in params]
+    alpha, beta, a, b, weight = ref
+    w_rec = weight * (1 - torch.eye(6, dtype=F64))
+    u, w, spikes, out = (torch.zeros(3, 6, dtype=F64) for _ in range(4))
+    out = []
+    for x_t in x_ref:
+        w = beta * w + a * u + b * spikes
+        u = alpha * (u - spikes) + (1 - alpha) * (x_t + spikes @ w_rec.T - w)
+        spikes = _Boxcar.apply(u - 1.0)
+        out.append(spikes)
+    s_ref = torch.stack(out)
+    want = torch.autograd.grad((s_ref * g).sum(), [x_ref, *ref])
+    assert torch.equal(s, s_ref) and 0.05 < s.mean() < 0.6
+    for name, a_, b_ in zip(["x", "alpha", "beta", "a", "b", "W"], got, want):
+        assert b_.abs().sum() > 0, name
+        torch.testing.assert_close(a_, b_, atol=1e-10, rtol=1e-9, msg=name)
+    # A neuron streamed step by step by the user computes them at every call (its
+    # parameters may change between steps: an optimizer step in online learning).
+    calls.clear()
+    with F.streaming(node):
+        for x_t in x[:4].detach().float():
+            node.float()(x_t)
+    assert len(calls) == 4
+
+
 def test_recurrent_layer_init_streaming_and_errors():
     layer = layers.Recurrent(AdLIFNode(8, step_mode="s"), 8)
     w = layer.recurrent.weight.detach()

@@ -90,6 +90,14 @@ class MemoryModule(StepModule, nn.Module):
         self.streaming = False
         self._state: dict[str, Tensor] | None = None
 
+    def _begin_steps(self) -> None:
+        """A container is about to run the steps of one of its calls through this
+        module, one single-step call each (:func:`spikeflow.layers._time.stepping_memory`):
+        what stays the same for those steps may be computed once. Calls nest."""
+
+    def _end_steps(self) -> None:
+        """The steps of :meth:`_begin_steps` are done."""
+
     def _graph_tensors(self) -> list[Tensor]:
         """The carried state's tensors and those of :attr:`_graph_attributes`: what may
         belong to the last call's autograd graph."""

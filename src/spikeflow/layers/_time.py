@@ -150,20 +150,21 @@ def stepping_memory(modules: Iterable[nn.Module]) -> Iterator[None]:
     Memory modules that are not streaming are reset, switched to streaming for the
     duration of the block and reset again afterwards, so the call starts from the
     initial state and leaves nothing behind. Modules that are already streaming keep
-    their state across calls (chunked streaming).
+    their state across calls (chunked streaming). Each is told the steps begin and end
+    (``MemoryModule._begin_steps``): a neuron computes its parameters once for them.
     """
-    temporary = [
-        m
-        for root in modules
-        for m in root.modules()
-        if isinstance(m, MemoryModule) and not m.streaming
-    ]
+    stepped = [m for root in modules for m in root.modules() if isinstance(m, MemoryModule)]
+    temporary = [m for m in stepped if not m.streaming]
     for m in temporary:
         m.reset()
         m.streaming = True
+    for m in stepped:
+        m._begin_steps()
     try:
         yield
     finally:
+        for m in stepped:
+            m._end_steps()
         for m in temporary:
             m.streaming = False
             m.reset()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -243,9 +243,7 @@ class BaseNode(MemoryModule):
             state = self.start_state(x_seq[0])
         run = resolve_backend(self.backend, x_seq)
         decl = self.declaration()
-        params = self.neuron_params()
-        for name, value in params.items():
-            check_step_shape(type(self).__name__, f"parameter {name!r}", value, x_seq.shape[1:])
+        params = self._call_params(x_seq.shape[1:])
         missing = [n for n in decl.param_names if n not in params]
         if missing:
             raise ConfigurationError(
@@ -265,6 +263,39 @@ class BaseNode(MemoryModule):
         if self.store_v_seq:
             self.v_seq = v_seq
         return spikes if self.step_mode == "m" else spikes[0]
+
+    def _begin_steps(self) -> None:
+        # Inside one container call the parameters are the same at every step: they
+        # are computed (and expanded to the step shape) once, at the first step.
+        self._steps_depth = self.__dict__.get("_steps_depth", 0) + 1
+        if self._steps_depth == 1:
+            self._step_params: dict[str, Any] | None = {}
+
+    def _end_steps(self) -> None:
+        self._steps_depth -= 1
+        if self._steps_depth == 0:
+            self._step_params = None
+
+    def _call_params(self, step_shape: torch.Size) -> dict[str, Tensor | float]:
+        """:meth:`neuron_params`, checked against the step shape; between
+        :meth:`_begin_steps` and :meth:`_end_steps`, computed once and kept (tensors
+        expanded to the step shape: the kernels then copy nothing per step, and a
+        parameter's gradient is reduced once, not at every step)."""
+        cache = self.__dict__.get("_step_params")
+        if cache and cache["shape"] == step_shape:
+            return cache["params"]
+        params = self.neuron_params()
+        for name, value in params.items():
+            check_step_shape(type(self).__name__, f"parameter {name!r}", value, step_shape)
+        if cache is not None:
+            params = {
+                name: value.expand(step_shape).contiguous()
+                if isinstance(value, Tensor) and value.dim() > 0
+                else value
+                for name, value in params.items()
+            }
+            cache.update(shape=step_shape, params=params)
+        return params
 
     def extra_repr(self) -> str:
         theta = self.v_threshold
