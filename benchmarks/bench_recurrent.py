@@ -26,6 +26,7 @@ is current-based (a synaptic current state), another neuron.
 
     python benchmarks/bench_recurrent.py                 # H in 128 512, T=100, B=32
     python benchmarks/bench_recurrent.py --hidden 256 --batch 128 --device cuda
+    python benchmarks/bench_recurrent.py --hidden 128 --compile   # + torch.compile rows
 """
 
 from __future__ import annotations
@@ -195,6 +196,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time spikeflow's layer and the plain loops under torch.compile "
+        "(compiling unrolls the T steps: tens of seconds each, not timed)",
+    )
     args = parser.parse_args()
     device, _ = start_benchmark(args.threads, args.device)
     peers = not args.no_peers
@@ -221,6 +228,9 @@ def main() -> None:
             for module in [r for r in runners.values() if isinstance(r, nn.Module)]:
                 module.to(device)
             runners = {k: v for k, v in runners.items() if not k.startswith("_")}
+            if args.compile:
+                for name in [k for k in runners if k == "spikeflow" or k.startswith("plain")]:
+                    runners[f"{name} compiled"] = torch.compile(runners[name])
             gen = torch.Generator().manual_seed(hidden)
             scale = 1.6 if title.startswith("recurrent LIF") else 3.2
             x = (torch.rand(args.T, args.batch, hidden, generator=gen) * scale).to(device)

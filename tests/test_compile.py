@@ -53,3 +53,22 @@ def test_explicit_fused_backend_runs_under_compile():
     out.sum().backward()
     assert torch.equal(out, eager)
     torch.testing.assert_close(x.grad, grad_eager)
+
+
+def test_models_with_other_surrogate_parameters_compile_in_one_process():
+    # torch.compile makes a float that changed since an earlier compilation of the same
+    # code symbolic; the surrogate's backward then failed to trace its arithmetic on it
+    # ("lift_tracked_freevar_to_input"): a second model with another alpha or another
+    # surrogate could not be compiled in the same process.
+    from spikeflow.surrogate import Rect, Sigmoid
+
+    torch.manual_seed(0)
+    for surrogate in (Sigmoid(alpha=4.0), Rect(alpha=1.0), Sigmoid(alpha=2.0)):
+        neuron = LIFNode(tau=2.0, backend="torch", surrogate_function=surrogate)
+        x = (torch.rand(6, 2, 5) * 2.5).requires_grad_()
+        y = torch.compile(neuron)(x)
+        (gx,) = torch.autograd.grad(y.sum(), x)
+        xe = x.detach().clone().requires_grad_()
+        ye = neuron(xe)
+        (ge,) = torch.autograd.grad(ye.sum(), xe)
+        assert torch.equal(y, ye) and torch.allclose(gx, ge), type(surrogate).__name__

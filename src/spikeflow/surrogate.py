@@ -196,7 +196,13 @@ class Surrogate(nn.Module):
         if not self.spiking:
             return type(self).primitive(x, **self.params)
         spike = _SurrogateSpikeWithTangent if forward_ad_active() else _SurrogateSpike
-        return spike.apply(x, type(self).derivative, self.params, strict)
+        params = self.params
+        if torch.compiler.is_compiling():
+            # Specialised: torch.compile makes a float that changed since an earlier
+            # compilation (a second model's alpha) symbolic, and then fails to trace
+            # the backward's arithmetic on it ("lift_tracked_freevar_to_input").
+            params = {name: float(value) for name, value in params.items()}
+        return spike.apply(x, type(self).derivative, params, strict)
 
     def extra_repr(self) -> str:
         parts = [f"{k}={v:g}" for k, v in self.params.items()]
