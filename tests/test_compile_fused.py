@@ -388,3 +388,29 @@ def test_torch_export_gets_the_reference_loop():
     assert torch.equal(program.module()(x), net(x))
     with pytest.raises(ConfigurationError, match=r"cannot be exported by torch\.export"):
         torch.export.export(nn.Sequential(nn.Linear(8, 8), LIFNode(backend="cpu")), (x,))
+
+
+def test_one_step_under_compile_runs_the_reference_step(monkeypatch):
+    # A single step has no time loop for a kernel to fuse; the compiler fuses the
+    # reference step with the layers around it (a recurrent layer's per-step calls).
+    from spikeflow.kernels import resolve_backend, run_cpu_or_reference, run_reference
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert resolve_backend("auto", torch.rand(1, 4, 8)) is run_reference
+    assert resolve_backend("auto", torch.rand(5, 4, 8)) is run_cpu_or_reference
+    assert resolve_backend("cpu", torch.rand(1, 4, 8)) is not run_reference  # explicit
+
+
+def test_a_compiled_recurrent_layer_equals_eager():
+    from spikeflow import layers
+
+    torch.manual_seed(0)
+    layer = layers.Recurrent(LIFNode(tau=2.0, step_mode="s"), 6)
+    x = (torch.rand(12, 3, 6) * 1.6).requires_grad_()
+    y = torch.compile(layer)(x)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    xe = x.detach().clone().requires_grad_()
+    ye = layer(xe)
+    (ge,) = torch.autograd.grad(ye.sum(), xe)
+    assert torch.equal(y, ye) and 0.1 < y.mean() < 0.9
+    torch.testing.assert_close(gx, ge)
