@@ -391,6 +391,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--no-progress", dest="progress", action="store_false", default=s, help="no progress bars"
     )
     r.add_argument(
+        "--compile",
+        action="store_true",
+        default=s,
+        help="train through torch.compile(model): faster steps after a compilation of tens "
+        "of seconds (most for recurrent layers; docs/training.md)",
+    )
+    r.add_argument(
         "--tensorboard",
         action="store_true",
         default=s,

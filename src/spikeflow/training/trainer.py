@@ -262,6 +262,8 @@ class Trainer:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
             self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=device_ids)
+        if cfg.compile:  # training steps only: evaluation and checkpoints use raw_model
+            self.model = torch.compile(self.model)
         # The pruning arguments with their defaults (checked already by resolve()).
         self.prune_settings = prune_settings(cfg.prune, cfg.prune_kwargs, cfg.optimizer,
                                              cfg.epochs)  # fmt: skip
@@ -282,6 +284,11 @@ class Trainer:
         self.eval_loss_fn = per_step_loss(self.loss_fn) if cfg.online else self.loss_fn
         self.readout = resolved_readout(cfg)
         self.train_monitor = SpikeMonitor(self.raw_model)
+        if cfg.compile:
+            # Its hooks keep Python counters, which the compiled graph would guard on
+            # and recompile for at every step: the training firing rates are not
+            # recorded (NaN); the test rates are (evaluation runs the model as it is).
+            self.train_monitor.remove()
         self.epoch_sums = EpochSums()
         resume_epoch = None
         if self.resume_payload is not None:
