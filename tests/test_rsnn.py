@@ -339,3 +339,24 @@ def test_rsnn_trains_on_shd_files_from_the_command_line_path(tmp_path):
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert "net.2.recurrent.weight" in checkpoint["model"]
     assert checkpoint["model"]["net.0.weight"].shape == (8, 700)
+
+
+def test_train_compile_runs_the_steps_compiled_and_saves_the_plain_model(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    from spikeflow.cli import build_parser
+    from spikeflow.training import Trainer, load_checkpoint
+    from train_runs import tiny
+
+    args = build_parser().parse_args(["train", "--compile"])
+    assert args.compile is True
+    config = tiny(tmp_path, "run", model="rsnn", loss="ce", T=3, epochs=1, compile=True,
+                  model_kwargs={"hidden": 8, "hidden_layers": 1})  # fmt: skip
+    from torch._dynamo.utils import counters
+
+    frames = counters["frames"]["ok"]
+    result = Trainer(config).fit()
+    assert counters["frames"]["ok"] > frames  # Dynamo compiled the model's forward
+    row = result.history[-1]
+    assert math.isnan(row["train_rate"]) and 0 <= row["test_rate"] <= 1  # (docs)
+    keys = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert "net.2.sub_module.alpha" in keys and not any("_orig_mod" in k for k in keys)

@@ -48,7 +48,8 @@ class _RecurrentContainer(MemoryModule):
         check_inner_modules(type(self).__name__, [sub_module], stateless=False)
 
     def _initial_output(self, x_t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """``y[-1]``: zeros of one input step's shape (a shape-keeping sub-module)."""
+        return torch.zeros_like(x_t)
 
     def _output_shape(self, step_shape: torch.Size) -> torch.Size:
         """The shape of one step of the output (the fed-back state), for an input step."""
@@ -63,7 +64,13 @@ class _RecurrentContainer(MemoryModule):
         return x_seq
 
     def _check_output(self, y: Tensor, x_t: Tensor) -> None:
-        raise NotImplementedError
+        """Refuse an output that cannot be fed back: here, one of another shape."""
+        if not isinstance(y, Tensor) or y.shape != x_t.shape:
+            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ShapeError(
+                f"{type(self).__name__}: the sub-module's output {shape} must have the shape "
+                f"of one input step {tuple(x_t.shape)} to be fed back"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, ...]`` (multi-step) or one step ``[B, ...]`` through the recurrence."""
@@ -134,19 +141,8 @@ class ElementWiseRecurrentContainer(_RecurrentContainer):
             )
         self.element_wise_function = element_wise_function
 
-    def _initial_output(self, x_t: Tensor) -> Tensor:
-        return torch.zeros_like(x_t)
-
     def _step(self, drive: Tensor, y: Tensor) -> Tensor:
         return self.element_wise_function(drive, y)
-
-    def _check_output(self, y: Tensor, x_t: Tensor) -> None:
-        if not isinstance(y, Tensor) or y.shape != x_t.shape:
-            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ShapeError(
-                f"{type(self).__name__}: the sub-module's output {shape} must have the shape "
-                f"of one input step {tuple(x_t.shape)} to be fed back elementwise"
-            )
 
     def extra_repr(self) -> str:
         fn = getattr(self.element_wise_function, "__name__", repr(self.element_wise_function))
@@ -294,19 +290,8 @@ class Recurrent(_RecurrentContainer):
         finally:
             del self._weight
 
-    def _initial_output(self, x_t: Tensor) -> Tensor:
-        return torch.zeros_like(x_t)
-
     def _step(self, drive: Tensor, y: Tensor) -> Tensor:
         return drive + F.linear(y, self._weight, self.recurrent.bias)
-
-    def _check_output(self, y: Tensor, x_t: Tensor) -> None:
-        if not isinstance(y, Tensor) or y.shape != x_t.shape:
-            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ShapeError(
-                f"Recurrent: the sub-module's output {shape} must have the shape of one "
-                f"input step {tuple(x_t.shape)} to be fed back"
-            )
 
     def extra_repr(self) -> str:
         return (

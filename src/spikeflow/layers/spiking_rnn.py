@@ -21,6 +21,13 @@ them, and :func:`~spikeflow.functional.streaming` refuses the stacked layers, wh
 whole sequences only: feed a long sequence in chunks by passing the returned states
 back in).
 
+The stacked layers keep the states of all layers and directions in one tensor per
+state, ``[num_layers * num_directions, B, hidden_size]``: all forward layers first,
+then all reverse layers (``[layer 0, ..., layer L-1, layer 0 reverse, ...]``, not
+``torch.nn.LSTM``'s interleaved order). ``linear_ih(x)`` runs for all ``T`` steps in
+one matrix product, only ``linear_hh(h)`` per step. The parameter names are
+SpikingJelly's (``cells.0.linear_ih.weight``, ..., ``cells_reverse.0.linear_hh.bias``).
+
 See ``docs/layers.md``.
 """
 
@@ -604,15 +611,7 @@ class SpikingLSTM(_SpikingRNNBase):
             :class:`~spikeflow.surrogate.Erf`, as SpikingJelly).
         surrogate_function2: the spike function of ``g`` (``None``, default: the first).
 
-    The states of all layers and directions share one tensor per state,
-    ``[num_layers * num_directions, B, hidden_size]``: all forward layers first, then
-    all reverse layers (``[layer 0, ..., layer L-1, layer 0 reverse, ...]``, not
-    ``torch.nn.LSTM``'s interleaved order). The layer keeps no state between calls (it is
-    not a ``MemoryModule``): each call starts from zeros unless ``states`` is given and
-    returns the final states, which continue the sequence when passed back in.
-    ``linear_ih(x)`` runs for all ``T`` steps in one matrix product, only ``linear_hh(h)``
-    per step. The parameter names are SpikingJelly's (``cells.0.linear_ih.weight``, ...,
-    ``cells_reverse.0.linear_hh.bias``), so its ``state_dict`` loads as it is.
+    State layout, chunked sequences and parameter names: the module docstring.
 
     Raises:
         ConfigurationError: a size or ``num_layers`` is not an integer >= 1,
@@ -697,15 +696,7 @@ class SpikingGRU(_SpikingRNNBase):
             :class:`~spikeflow.surrogate.Erf`, as SpikingJelly).
         surrogate_function2: the spike function of ``n`` (``None``, default: the first).
 
-    The states of all layers and directions share one tensor per state,
-    ``[num_layers * num_directions, B, hidden_size]``: all forward layers first, then
-    all reverse layers (``[layer 0, ..., layer L-1, layer 0 reverse, ...]``, not
-    ``torch.nn.GRU``'s interleaved order). The layer keeps no state between calls (it is
-    not a ``MemoryModule``): each call starts from zeros unless ``states`` is given and
-    returns the final states, which continue the sequence when passed back in.
-    ``linear_ih(x)`` runs for all ``T`` steps in one matrix product, only ``linear_hh(h)``
-    per step. The parameter names are SpikingJelly's (``cells.0.linear_ih.weight``, ...,
-    ``cells_reverse.0.linear_hh.bias``), so its ``state_dict`` loads as it is.
+    State layout, chunked sequences and parameter names: the module docstring.
 
     Raises:
         ConfigurationError: a size or ``num_layers`` is not an integer >= 1,
@@ -782,15 +773,7 @@ class SpikingVanillaRNN(_SpikingRNNBase):
         surrogate_function: the spike function (default
             :class:`~spikeflow.surrogate.Erf`, as SpikingJelly).
 
-    The states of all layers and directions share one tensor per state,
-    ``[num_layers * num_directions, B, hidden_size]``: all forward layers first, then
-    all reverse layers (``[layer 0, ..., layer L-1, layer 0 reverse, ...]``, not
-    ``torch.nn.RNN``'s interleaved order). The layer keeps no state between calls (it is
-    not a ``MemoryModule``): each call starts from zeros unless ``states`` is given and
-    returns the final states, which continue the sequence when passed back in.
-    ``linear_ih(x)`` runs for all ``T`` steps in one matrix product, only ``linear_hh(h)``
-    per step. The parameter names are SpikingJelly's (``cells.0.linear_ih.weight``, ...,
-    ``cells_reverse.0.linear_hh.bias``), so its ``state_dict`` loads as it is.
+    State layout, chunked sequences and parameter names: the module docstring.
 
     Raises:
         ConfigurationError: a size or ``num_layers`` is not an integer >= 1,

@@ -57,6 +57,7 @@ __all__ = [
     "SavedRunWarning",
     "annotated_signature",
     "check_bool_arguments",
+    "check_dense_net",
     "check_input",
     "check_positive_int",
     "conv_bn",
@@ -625,6 +626,27 @@ def zero_init_bn(bn: nn.Module, bias: float = 0.0) -> None:
         raise ConfigurationError(f"zero-init needs an affine batch norm, got {type(bn).__name__}")
     bn.weight.zero_()
     bn.bias.fill_(bias)
+
+
+def check_dense_net(
+    model: str,
+    num_classes: int,
+    hidden: int,
+    hidden_layers: int,
+    dropout: float,
+    in_features: int | None,
+    in_channels: int,
+    input_size: int | tuple[int, int] | list[int] | None,
+) -> int:
+    """Check the arguments fully connected models (``delay_snn``, ``rsnn``) share and
+    return their number of input values per step (:func:`flat_features`)."""
+    for name, value in (("num_classes", num_classes), ("hidden", hidden),
+                        ("hidden_layers", hidden_layers)):  # fmt: skip
+        check_positive_int(name, value)
+    features = flat_features(model, in_features, in_channels, input_size)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
+    return features
 
 
 def flat_features(

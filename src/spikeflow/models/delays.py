@@ -28,8 +28,8 @@ from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
+    check_dense_net,
     check_positive_int,
-    flat_features,
 )
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import LINode
@@ -110,12 +110,10 @@ class DelaySNN(nn.Module):
         neuron_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("hidden", hidden),
-                            ("hidden_layers", hidden_layers)):  # fmt: skip
-            check_positive_int(name, value)
-        self.in_features = flat_features("DelaySNN", in_features, in_channels, input_size)
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
+        self.in_features = check_dense_net(
+            "DelaySNN", num_classes, hidden, hidden_layers, dropout, in_features, in_channels,
+            input_size,
+        )  # fmt: skip
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=DELAY_NEURON_DEFAULTS)
         if readout_tau is None:
             readout_tau = float((neuron_kwargs or {}).get("tau", DELAY_NEURON_DEFAULTS["tau"]))

@@ -32,8 +32,7 @@ from spikeflow.functional import set_step_mode
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
-    check_positive_int,
-    flat_features,
+    check_dense_net,
 )
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import LINode
@@ -85,12 +84,10 @@ class RSNN(nn.Module):
         neuron_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("hidden", hidden),
-                            ("hidden_layers", hidden_layers)):  # fmt: skip
-            check_positive_int(name, value)
-        self.in_features = flat_features("RSNN", in_features, in_channels, input_size)
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
+        self.in_features = check_dense_net(
+            "RSNN", num_classes, hidden, hidden_layers, dropout, in_features, in_channels,
+            input_size,
+        )  # fmt: skip
         for name, flag in (("recurrent", recurrent), ("batch_norm", batch_norm)):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{name} must be true or false; got {flag!r}")
