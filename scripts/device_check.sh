@@ -58,6 +58,7 @@ timeout 120 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
   tests/test_scalar_precision.py tests/test_captured_values.py \
   tests/test_kernels_initial_values.py tests/test_kernels_launches.py \
   tests/test_kernels_unused_states.py tests/test_event_driven.py tests/test_neurons_clif_raf.py \
+  tests/test_rsnn.py \
   2>&1 | tee -a "$OUT/tests.txt"
 echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 
