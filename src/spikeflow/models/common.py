@@ -62,6 +62,7 @@ __all__ = [
     "check_positive_int",
     "conv_bn",
     "flat_features",
+    "flat_steps",
     "init_conv_linear",
     "list_neurons",
     "reading_saved_run",
@@ -647,6 +648,20 @@ def check_dense_net(
     if not 0.0 <= dropout < 1.0:
         raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
     return features
+
+
+def flat_steps(model: str, x: Tensor, in_features: int) -> Tensor:
+    """A time-major input ``[T, B, ...]`` flattened per step to ``[T, B, in_features]``.
+
+    Raises:
+        ShapeError: ``x`` is not ``[T, B, ...]`` with ``in_features`` values per step.
+    """
+    if x.dim() < 3 or math.prod(x.shape[2:]) != in_features:
+        raise ShapeError(
+            f"{model} expects [T, B, ...] with {in_features} values per step, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x.flatten(2)
 
 
 def flat_features(

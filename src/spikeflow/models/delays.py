@@ -16,7 +16,6 @@ inputs delayed past the end still reach the output: the output has
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,12 +23,13 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow import layers
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
     check_dense_net,
     check_positive_int,
+    flat_steps,
 )
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import LINode
@@ -146,12 +146,7 @@ class DelaySNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, ...]`` (``in_features`` values per step) -> ``[T', B, num_classes]``,
         ``T' = T + (hidden_layers + 1) · (K - 1) // 2`` (``T`` without ``extend_time``)."""
-        if x.dim() < 3 or math.prod(x.shape[2:]) != self.in_features:
-            raise ShapeError(
-                f"DelaySNN expects [T, B, ...] with {self.in_features} values per step, "
-                f"got shape {tuple(x.shape)}"
-            )
-        return self.net(x.flatten(2))
+        return self.net(flat_steps("DelaySNN", x, self.in_features))
 
 
 @register_model("delay_snn")

@@ -20,19 +20,19 @@ mean membrane), where theirs is a cross-entropy of the summed per-step softmax.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
 from spikeflow import layers
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError
 from spikeflow.functional import set_step_mode
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
     check_dense_net,
+    flat_steps,
 )
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import LINode
@@ -118,12 +118,7 @@ class RSNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, ...]`` (``in_features`` values per step) -> ``[T, B, num_classes]``."""
-        if x.dim() < 3 or math.prod(x.shape[2:]) != self.in_features:
-            raise ShapeError(
-                f"RSNN expects [T, B, ...] with {self.in_features} values per step, "
-                f"got shape {tuple(x.shape)}"
-            )
-        return self.net(x.flatten(2))
+        return self.net(flat_steps("RSNN", x, self.in_features))
 
 
 @register_model("rsnn")
