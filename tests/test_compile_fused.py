@@ -396,9 +396,33 @@ def test_one_step_under_compile_runs_the_reference_step(monkeypatch):
     from spikeflow.kernels import resolve_backend, run_cpu_or_reference, run_reference
 
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert resolve_backend("auto", torch.rand(1, 4, 8)) is run_reference
-    assert resolve_backend("auto", torch.rand(5, 4, 8)) is run_cpu_or_reference
-    assert resolve_backend("cpu", torch.rand(1, 4, 8)) is not run_reference  # explicit
+    assert resolve_backend("auto", torch.rand(1, 4, 8), stepped=True) is run_reference
+    assert resolve_backend("auto", torch.rand(5, 4, 8), stepped=True) is run_cpu_or_reference
+    assert resolve_backend("cpu", torch.rand(1, 4, 8), stepped=True) is not run_reference
+    # Other one-step calls keep the kernel: inductor can overwrite a reference step's
+    # spikes that are a graph output during the backward (next test).
+    assert resolve_backend("auto", torch.rand(1, 4, 8)) is run_cpu_or_reference
+
+
+@pytest.mark.parametrize("stepped", [False, True])
+def test_compiled_one_step_spikes_survive_the_backward(stepped):
+    # CLIF with detach_reset and store_v_seq on the reference step under inductor: the
+    # returned spikes were overwritten by the backward (found by review).
+    from spikeflow import layers
+    from spikeflow.neurons import ComplementaryLIFNode
+
+    torch.manual_seed(0)
+    kw = {"detach_reset": True, "store_v_seq": True}
+    if stepped:
+        model = layers.Recurrent(ComplementaryLIFNode(step_mode="s", **kw), 5)
+        x = (torch.randn(3, 4, 5) * 3).requires_grad_()
+    else:
+        model = ComplementaryLIFNode(**kw)
+        x = (torch.randn(1, 4, 5) * 3).requires_grad_()
+    y = torch.compile(model)(x)
+    before = y.detach().clone()
+    y.sum().backward()
+    assert torch.equal(y, before) and torch.equal(before, model(x.detach()))
 
 
 def test_a_compiled_recurrent_layer_equals_eager():

@@ -378,3 +378,37 @@ def test_spikeflow_eval_scores_an_online_run_with_its_per_step_loss():
         expected = sum(nn.functional.cross_entropy(out[t], y) for t in range(T)) / T
     torch.testing.assert_close(online, expected)
     torch.testing.assert_close(bptt, nn.functional.cross_entropy(out.mean(0), y))
+
+
+def test_a_compiled_ddp_model_steps_without_reductions(tmp_path):
+    # spikeflow train --online --compile under torchrun: the compiled wrapper hid the
+    # DDP module, so every step's backward reduced, and a parameter that a step does not
+    # reach (per-step batch norms, SLTT-K) failed the second step (found by review).
+    import torch.distributed as dist
+
+    from spikeflow import layers
+    from spikeflow.losses import get_loss
+    from spikeflow.neurons import LIFNode
+
+    class WithUnused(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(layers.Linear(4, 5), LIFNode(), layers.Linear(5, 2))
+            self.unused = torch.nn.Parameter(torch.zeros(3))
+
+        def forward(self, x):
+            return self.net(x)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = torch.compile(torch.nn.parallel.DistributedDataParallel(WithUnused()))
+        x, y = torch.randn(3, 2, 4) * 2, torch.tensor([0, 1])
+        result = online_backward(model, x, y, get_loss("ce"))
+        assert result.output.shape == (3, 2, 2)
+        net = model._orig_mod.module
+        assert all(p.grad is not None for p in net.net.parameters())
+        assert net.net[0].weight.grad.abs().sum() > 0  # through the surrogate
+        assert torch.equal(net.unused.grad, torch.zeros(3))  # averaged once, as zeros
+    finally:
+        dist.destroy_process_group()

@@ -360,3 +360,10 @@ def test_train_compile_runs_the_steps_compiled_and_saves_the_plain_model(tmp_pat
     assert math.isnan(row["train_rate"]) and 0 <= row["test_rate"] <= 1  # (docs)
     keys = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert "net.2.sub_module.alpha" in keys and not any("_orig_mod" in k for k in keys)
+
+
+def test_record_spikes_of_one_neuron_per_sample():
+    # [B] steps of a single-step neuron, and a multi-step layer on [T, B]: one neuron.
+    net = layers.MultiStepContainer(LIFNode(step_mode="s"))
+    assert record_spikes(net, torch.rand(4, 3) * 2)["0"].shape == (4, 1)
+    assert record_spikes(LIFNode(), torch.rand(4, 3) * 2)["(root)"].shape == (4, 1)

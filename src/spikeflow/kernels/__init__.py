@@ -60,8 +60,9 @@ def check_backend(name: str) -> str:
     return name
 
 
-def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
-    """The runner for backend ``name`` on ``x``'s device (``"auto"``: the best one)."""
+def resolve_backend(name: str, x: Tensor, stepped: bool = False) -> Callable[..., tuple]:
+    """The runner for backend ``name`` on ``x``'s device (``"auto"``: the best one);
+    ``stepped``: the call is one of the steps a container runs through the neuron."""
     check_backend(name)
     if name == "auto":
         # The fused kernels read raw memory: not under torch.func transforms nor
@@ -72,11 +73,14 @@ def resolve_backend(name: str, x: Tensor) -> Callable[..., tuple]:
         if functorch_active() or torch.jit.is_tracing() or torch.compiler.is_exporting():
             return run_reference
         if torch.compiler.is_compiling():
-            # One step (single-step calls: a recurrent layer's, streaming) has no time
-            # loop to fuse: the compiler fuses the reference step with the operations
-            # around it, where a kernel is an opaque call (a recurrent LIF layer's
-            # forward and backward: 4.8x faster).
-            if x.shape[0] == 1:
+            # A container's steps (a recurrent layer's) have no time loop to fuse: the
+            # compiler fuses the reference step with the operations around it, where a
+            # kernel is an opaque call (a recurrent LIF layer's forward and backward:
+            # 3x faster). Not other one-step calls: inductor (torch 2.13) can overwrite
+            # a reference step's spikes that are an output of the graph during the
+            # backward (CLIF with detach_reset and store_v_seq), which a container's
+            # stacked output avoids.
+            if stepped and x.shape[0] == 1:
                 return run_reference
             if x.device.type == "cpu" and x.dtype in _FUSED_CPU_DTYPES and _compiler_found():
                 return run_cpu_or_reference

@@ -241,7 +241,8 @@ class BaseNode(MemoryModule):
         state = self._carried_state(x_seq.shape[1:])
         if state is None:
             state = self.start_state(x_seq[0])
-        run = resolve_backend(self.backend, x_seq)
+        stepped = self.__dict__.get("_step_params") is not None  # inside a container
+        run = resolve_backend(self.backend, x_seq, stepped)
         decl = self.declaration()
         params = self._call_params(x_seq.shape[1:])
         missing = [n for n in decl.param_names if n not in params]

@@ -302,7 +302,8 @@ def record_spikes(model: nn.Module, x: Tensor, max_neurons: int = 256) -> dict[s
             if not isinstance(output, Tensor) or output.dim() < (2 if multi else 1):
                 return
             rows = output.detach()[:, 0] if multi else output.detach()[:1]
-            steps.setdefault(name, []).append(rows.flatten(1)[:, :max_neurons].float().cpu())
+            rows = rows.reshape(rows.shape[0], -1)  # (a [B] step or a [T, B] layer: one)
+            steps.setdefault(name, []).append(rows[:, :max_neurons].float().cpu())
 
         handles.append(module.register_forward_hook(hook))
     try:

@@ -161,13 +161,15 @@ def online_backward(
     chosen = choose_train_steps(T, train_steps, generator)
     run_backward = backward or (lambda loss: loss.backward())
     make_autocast = autocast or contextlib.nullcontext
-    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    # A compiled model (torch.compile, spikeflow train --compile) wraps the DDP module.
+    inner = getattr(model, "_orig_mod", model)
+    ddp = isinstance(inner, nn.parallel.DistributedDataParallel)
     grad_enabled = torch.is_grad_enabled()
     outputs: list[Tensor] = []
     losses: list[Tensor] = []
     # Under DDP every step runs without its reduction (a step's graph need not reach
     # every parameter: per-step batch norms, SLTT-K); the sums are averaged once below.
-    with streaming(model), model.no_sync() if ddp else contextlib.nullcontext():
+    with streaming(model), inner.no_sync() if ddp else contextlib.nullcontext():
         for t in range(T):
             train = grad_enabled and t in chosen
             with torch.set_grad_enabled(train), make_autocast():
@@ -186,7 +188,7 @@ def online_backward(
             outputs.append(out.detach())
             detach_net(model)
     if ddp and grad_enabled:
-        _average_gradients(model)
+        _average_gradients(inner)
     return OnlineResult(torch.cat(outputs), torch.stack(losses).sum(), chosen)
 
 
