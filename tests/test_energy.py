@@ -312,3 +312,35 @@ def test_transposed_conv_counts_equal_the_pair_loop(kwargs):
     record = counter.report(2).layers[0]
     assert record.acs == want > 0 and record.kind == "ConvTranspose2d"
     assert OperationCounter(conv).not_counted == []
+
+
+@pytest.mark.parametrize("self_connections", [True, False])
+def test_recurrent_weights_are_counted_from_the_spikes_fed_back(self_connections):
+    # layers.Recurrent applies W to its previous outputs with F.linear: counted from
+    # them, by the pair loop (each spike fed back reaches every nonzero weight of its
+    # column), including what a streamed call carried in.
+    from spikeflow.functional import streaming
+    from spikeflow.neurons import LIFNode
+
+    torch.manual_seed(0)
+    layer = layers.Recurrent(LIFNode(step_mode="s"), 6, self_connections=self_connections)
+    with torch.no_grad():
+        layer.recurrent.weight[0, 3] = 0.0  # a pruned weight
+    weight = layer.recurrent.weight.detach().clone()
+    if not self_connections:
+        weight.fill_diagonal_(0)
+    x = torch.rand(7, 3, 6) * 2.4
+    spikes = layer(x)
+    fed = spikes[:-1]
+    expected = sum(int(fed[t, b, i]) * int((weight[:, i] != 0).sum())
+                   for t, b, i in itertools.product(range(6), range(3), range(6)))  # fmt: skip
+    report = count_operations(layer, x)
+    (record,) = [r for r in report.layers if r.name == "recurrent"]
+    assert 0 < expected == record.acs and record.macs == 0  # (totals; the report divides)
+    assert report.not_counted == []
+    # Streamed in two chunks: the second chunk's first step reads the carried output.
+    counter = OperationCounter(layer)
+    with streaming(layer):
+        layer(x[:4])
+        layer(x[4:])
+    assert counter.report(3).layers[0].acs == expected

@@ -42,6 +42,7 @@ from torch.utils.hooks import RemovableHandle
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
+from spikeflow.layers.recurrent import Recurrent
 
 __all__ = [
     "E_AC",
@@ -249,6 +250,7 @@ class OperationCounter:
         self._layers: dict[nn.Module, LayerOperations] = {}
         self.not_counted: list[str] = []
         self._handles: list[RemovableHandle] = []
+        self._carried: dict[nn.Module, Tensor | None] = {}
         for name, module in model.named_modules():
             if isinstance(module, (SpikingSelfAttention, SpikeDrivenSelfAttention)):
                 # The spike-spike products inside (Q Kᵀ V, Σ K ⊙ V), from Q, K and V.
@@ -257,6 +259,11 @@ class OperationCounter:
                 self._layers[module] = record
                 self._handles.append(module.qkv.register_forward_hook(
                     lambda m, a, out, record=record: _count_attention(record, *out)))  # fmt: skip
+            if isinstance(module, Recurrent):
+                # It applies its recurrent weight with F.linear, to its own previous
+                # outputs: counted from what it carried in and what it returned.
+                self._handles.append(module.register_forward_pre_hook(self._carried_in))
+                self._handles.append(module.register_forward_hook(self._count_recurrent))
             if isinstance(module, (nn.Linear, *_CONVS, *_TRANSPOSED)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._count))
@@ -294,6 +301,37 @@ class OperationCounter:
             record.macs += pairs
         record.input_elements += x.numel()
         record.input_nonzero += int((x != 0).sum())
+
+    def _carried_in(self, module: Recurrent, args: tuple) -> None:
+        state = module.state  # while streaming: the last output of the previous call
+        self._carried[module] = None if state is None else state["y"].detach()
+
+    @torch.no_grad()
+    def _count_recurrent(self, module: Recurrent, args: tuple, output: object) -> None:
+        if not isinstance(output, Tensor):
+            return
+        y = output.unsqueeze(0) if module.step_mode == "s" else output
+        # The inputs of W y[t-1] in this call: the carried output (zeros on a fresh
+        # call, which count nothing), then every output but the last.
+        carried = self._carried.pop(module, None)
+        inputs = [y[:-1]] if carried is None else [carried[None], y[:-1]]
+        fed = torch.cat([i.reshape(-1, module.features) for i in inputs])
+        weight = module.recurrent.weight
+        if not module.self_connections:
+            weight = weight * module.off_diagonal
+        fan_out = (weight != 0).sum(dim=0).to(torch.float64)
+        spikes = _is_spikes(fed)
+        mask = fed != 0 if spikes else torch.ones_like(fed, dtype=torch.bool)
+        pairs = round(float((mask.to(torch.float64).sum(dim=0) * fan_out).sum()))
+        record = self._layers[module.recurrent]
+        record.calls += 1
+        record.spike_calls += int(spikes)
+        if spikes:
+            record.acs += pairs
+        else:
+            record.macs += pairs
+        record.input_elements += fed.numel()
+        record.input_nonzero += int((fed != 0).sum())
 
     def report(self, samples: int) -> OperationReport:
         """The counts so far, per sample of ``samples`` samples run."""
