@@ -146,7 +146,7 @@ def adlif_runners(hidden: int) -> dict[str, Runner]:
     def authors_loop(x: Tensor) -> Tensor:
         ranges = {n: getattr(neuron, f"{n}_range") for n in ("alpha", "beta", "a", "b")}
         alpha, beta, a, b = (torch.clamp(getattr(neuron, n), *r) for n, r in ranges.items())
-        weight = ours.recurrent.weight * ours.off_diagonal
+        weight = ours.feedback_weight()
         u = torch.zeros_like(x[0])
         w = torch.zeros_like(x[0])
         s = torch.zeros_like(x[0])

@@ -155,11 +155,11 @@ def _weight(layer: nn.Module) -> Tensor:
     return standardized() if callable(standardized) else layer.weight
 
 
-def _linear_pairs(layer: nn.Linear, mask: Tensor) -> int:
-    """(input entry in ``mask``, nonzero weight) pairs of a linear layer (an entry of
-    ``mask`` counts as many times as its value)."""
-    fan_out = (_weight(layer) != 0).sum(dim=0).to(torch.float64)  # outputs each input reaches
-    per_input = mask.reshape(-1, layer.in_features).to(torch.float64).sum(dim=0)
+def _linear_pairs(weight: Tensor, mask: Tensor) -> int:
+    """(input entry in ``mask``, nonzero weight) pairs of a linear map ``weight``
+    ``[out, in]`` (an entry of ``mask`` counts as many times as its value)."""
+    fan_out = (weight != 0).sum(dim=0).to(torch.float64)  # outputs each input reaches
+    per_input = mask.reshape(-1, weight.shape[1]).to(torch.float64).sum(dim=0)
     return round(float((per_input * fan_out).sum()))
 
 
@@ -270,12 +270,8 @@ class OperationCounter:
             elif _holds_weights(module):
                 self.not_counted.append(name or "(model)")
 
-    @torch.no_grad()
-    def _count(self, module: nn.Module, args: tuple, output: object) -> None:
-        if not args or not isinstance(args[0], Tensor):
-            return
-        x = args[0]
-        record = self._layers[module]
+    def _classify(self, x: Tensor) -> tuple[Tensor, bool, bool]:
+        """The input's mask of counted entries, and whether it is spikes or counts."""
         # With spike_counts, whole numbers beyond ±1 are counts (2 is two spikes, also
         # where every nonzero entry is 2); otherwise one magnitude means spikes.
         counts = self.spike_counts and _is_counts(x) and bool((x.abs() > 1).any())
@@ -286,12 +282,10 @@ class OperationCounter:
             mask = x.abs()
         else:
             mask = torch.ones_like(x, dtype=torch.bool)
-        if isinstance(module, nn.Linear):
-            pairs = _linear_pairs(module, mask)
-        elif isinstance(module, _TRANSPOSED):
-            pairs = _transposed_pairs(module, mask, output)
-        else:
-            pairs = _conv_pairs(module, mask)
+        return mask, spikes, counts
+
+    @staticmethod
+    def _add(record: LayerOperations, x: Tensor, pairs: int, spikes: bool, counts: bool) -> None:
         record.calls += 1
         record.spike_calls += int(spikes)
         record.count_calls += int(counts)
@@ -301,6 +295,20 @@ class OperationCounter:
             record.macs += pairs
         record.input_elements += x.numel()
         record.input_nonzero += int((x != 0).sum())
+
+    @torch.no_grad()
+    def _count(self, module: nn.Module, args: tuple, output: object) -> None:
+        if not args or not isinstance(args[0], Tensor):
+            return
+        x = args[0]
+        mask, spikes, counts = self._classify(x)
+        if isinstance(module, nn.Linear):
+            pairs = _linear_pairs(_weight(module), mask)
+        elif isinstance(module, _TRANSPOSED):
+            pairs = _transposed_pairs(module, mask, output)
+        else:
+            pairs = _conv_pairs(module, mask)
+        self._add(self._layers[module], x, pairs, spikes, counts)
 
     def _carried_in(self, module: Recurrent, args: tuple) -> None:
         state = module.state  # while streaming: the last output of the previous call
@@ -316,22 +324,9 @@ class OperationCounter:
         carried = self._carried.pop(module, None)
         inputs = [y[:-1]] if carried is None else [carried[None], y[:-1]]
         fed = torch.cat([i.reshape(-1, module.features) for i in inputs])
-        weight = module.recurrent.weight
-        if not module.self_connections:
-            weight = weight * module.off_diagonal
-        fan_out = (weight != 0).sum(dim=0).to(torch.float64)
-        spikes = _is_spikes(fed)
-        mask = fed != 0 if spikes else torch.ones_like(fed, dtype=torch.bool)
-        pairs = round(float((mask.to(torch.float64).sum(dim=0) * fan_out).sum()))
-        record = self._layers[module.recurrent]
-        record.calls += 1
-        record.spike_calls += int(spikes)
-        if spikes:
-            record.acs += pairs
-        else:
-            record.macs += pairs
-        record.input_elements += fed.numel()
-        record.input_nonzero += int((fed != 0).sum())
+        mask, spikes, counts = self._classify(fed)
+        pairs = _linear_pairs(module.feedback_weight(), mask)
+        self._add(self._layers[module.recurrent], fed, pairs, spikes, counts)
 
     def report(self, samples: int) -> OperationReport:
         """The counts so far, per sample of ``samples`` samples run."""

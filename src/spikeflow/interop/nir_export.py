@@ -258,10 +258,7 @@ def _linear_recurrent(module: LinearRecurrentContainer, ctx: _Context) -> Any:
 
 def _recurrent(module: Recurrent, ctx: _Context) -> Any:
     nir = ctx.nir
-    weight = module.recurrent.weight.detach()
-    if not module.self_connections:
-        weight = weight * module.off_diagonal
-    weight = weight.cpu().numpy()
+    weight = module.feedback_weight().detach().cpu().numpy()
     if module.recurrent.bias is None:
         recurrent_weight = nir.Linear(weight=weight)
     else:

@@ -280,11 +280,15 @@ class Recurrent(_RecurrentContainer):
             )
         return x_seq
 
+    def feedback_weight(self) -> Tensor:
+        """``W`` as the layer applies it: the diagonal zeroed without self-connections."""
+        weight = self.recurrent.weight
+        return weight if self.self_connections else weight * self.off_diagonal
+
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, ..., features]`` (multi-step) or one step ``[B, ..., features]``."""
-        weight = self.recurrent.weight
         # The weight of this call, masked once for all its steps (not kept after it).
-        self._weight = weight if self.self_connections else weight * self.off_diagonal
+        self._weight = self.feedback_weight()
         try:
             return super().forward(x)
         finally:
