@@ -294,7 +294,29 @@ class SpikingLSTMCell(_SpikingRNNCellBase):
         return h, c
 
 
-class SpikingGRUCell(_SpikingRNNCellBase):
+class _SingleStateCell(_SpikingRNNCellBase):
+    """A cell whose only state is ``h`` (GRU, vanilla RNN): SpikingJelly's call."""
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        """One step.
+
+        Args:
+            x: the input ``[B, input_size]``.
+            h: the state ``[B, hidden_size]``; ``None``: zeros.
+
+        Returns:
+            ``h'`` ``[B, hidden_size]``.
+
+        Raises:
+            ShapeError: ``x`` or ``h`` has the wrong shape.
+            DTypeError: ``x`` or ``h`` is not floating point, or their dtypes differ.
+        """
+        x = self._check_input(x)
+        states = self._initial_states(x, None if h is None else (h,))
+        return self._step(self.linear_ih(x), states)[0]
+
+
+class SpikingGRUCell(_SingleStateCell):
     r"""One step of a spiking GRU (SpikingJelly's ``rnn.SpikingGRUCell``).
 
     With ``Θ`` the spike function (Heaviside forward, surrogate derivative backward)::
@@ -353,26 +375,8 @@ class SpikingGRUCell(_SpikingRNNCellBase):
         new = spike(x_proj[:, 2 * n :] + r * h_proj[:, 2 * n :])
         return ((1.0 - z) * new + z * h,)
 
-    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        """One step.
 
-        Args:
-            x: the input ``[B, input_size]``.
-            h: the state ``[B, hidden_size]``; ``None``: zeros.
-
-        Returns:
-            ``h'`` ``[B, hidden_size]``.
-
-        Raises:
-            ShapeError: ``x`` or ``h`` has the wrong shape.
-            DTypeError: ``x`` or ``h`` is not floating point, or their dtypes differ.
-        """
-        x = self._check_input(x)
-        states = self._initial_states(x, None if h is None else (h,))
-        return self._step(self.linear_ih(x), states)[0]
-
-
-class SpikingVanillaRNNCell(_SpikingRNNCellBase):
+class SpikingVanillaRNNCell(_SingleStateCell):
     r"""One step of a spiking Elman RNN (SpikingJelly's ``rnn.SpikingVanillaRNNCell``)::
 
         h' = Θ(W_ih x + b_ih + W_hh h + b_hh)
@@ -410,24 +414,6 @@ class SpikingVanillaRNNCell(_SpikingRNNCellBase):
     def _step(self, x_proj: Tensor, states: _States) -> _States:
         (h,) = states
         return (self.surrogate_function(x_proj + self.linear_hh(h)),)
-
-    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        """One step.
-
-        Args:
-            x: the input ``[B, input_size]``.
-            h: the state ``[B, hidden_size]``; ``None``: zeros.
-
-        Returns:
-            ``h'`` ``[B, hidden_size]``.
-
-        Raises:
-            ShapeError: ``x`` or ``h`` has the wrong shape.
-            DTypeError: ``x`` or ``h`` is not floating point, or their dtypes differ.
-        """
-        x = self._check_input(x)
-        states = self._initial_states(x, None if h is None else (h,))
-        return self._step(self.linear_ih(x), states)[0]
 
 
 # -- stacked layers ----------------------------------------------------------------------
@@ -673,7 +659,31 @@ class SpikingLSTM(_SpikingRNNBase):
         return y, (h, c)
 
 
-class SpikingGRU(_SpikingRNNBase):
+class _SingleStateRNN(_SpikingRNNBase):
+    """Stacked layers whose only state is ``h`` (GRU, vanilla RNN): SpikingJelly's call."""
+
+    def forward(self, x: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run the sequence.
+
+        Args:
+            x: time-major input ``[T, B, input_size]``.
+            states: ``h`` ``[num_layers * num_directions, B, hidden_size]``; ``None``:
+                zeros.
+
+        Returns:
+            ``(y, h_n)``: the last layer's ``h`` at every step,
+            ``[T, B, num_directions * hidden_size]``, and the final state.
+
+        Raises:
+            ShapeError: ``x`` is not ``[T, B, input_size]``, or ``states`` has the wrong
+                shape.
+            DTypeError: ``x`` or ``states`` is not floating point, or their dtypes differ.
+        """
+        y, (h,) = self._forward(x, states)
+        return y, h
+
+
+class SpikingGRU(_SingleStateRNN):
     r"""Stacked spiking GRU over a time-major sequence (SpikingJelly's ``rnn.SpikingGRU``).
 
     Every layer and direction is a :class:`SpikingGRUCell`: spike gates ``r, z`` and
@@ -729,28 +739,8 @@ class SpikingGRU(_SpikingRNNBase):
             (surrogate_function1, surrogate_function2),
         )
 
-    def forward(self, x: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Run the sequence.
 
-        Args:
-            x: time-major input ``[T, B, input_size]``.
-            states: ``h`` ``[num_layers * num_directions, B, hidden_size]``; ``None``:
-                zeros.
-
-        Returns:
-            ``(y, h_n)``: the last layer's ``h`` at every step,
-            ``[T, B, num_directions * hidden_size]``, and the final state.
-
-        Raises:
-            ShapeError: ``x`` is not ``[T, B, input_size]``, or ``states`` has the wrong
-                shape.
-            DTypeError: ``x`` or ``states`` is not floating point, or their dtypes differ.
-        """
-        y, (h,) = self._forward(x, states)
-        return y, h
-
-
-class SpikingVanillaRNN(_SpikingRNNBase):
+class SpikingVanillaRNN(_SingleStateRNN):
     r"""Stacked spiking Elman RNN over a time-major sequence (SpikingJelly's
     ``rnn.SpikingVanillaRNN``).
 
@@ -804,23 +794,3 @@ class SpikingVanillaRNN(_SpikingRNNBase):
             bidirectional,
             (surrogate_function,),
         )
-
-    def forward(self, x: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Run the sequence.
-
-        Args:
-            x: time-major input ``[T, B, input_size]``.
-            states: ``h`` ``[num_layers * num_directions, B, hidden_size]``; ``None``:
-                zeros.
-
-        Returns:
-            ``(y, h_n)``: the last layer's ``h`` at every step,
-            ``[T, B, num_directions * hidden_size]``, and the final state.
-
-        Raises:
-            ShapeError: ``x`` is not ``[T, B, input_size]``, or ``states`` has the wrong
-                shape.
-            DTypeError: ``x`` or ``states`` is not floating point, or their dtypes differ.
-        """
-        y, (h,) = self._forward(x, states)
-        return y, h
