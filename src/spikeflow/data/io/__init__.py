@@ -65,6 +65,7 @@ from spikeflow.data.io.prophesee import (
     read_prophesee_raw,
 )
 from spikeflow.data.io.slayer_bs1 import decode_bs1, read_bs1
+from spikeflow.data.io.wav import AudioClip, decode_wav, read_wav
 
 __all__ = [
     "AEDAT2_LAYOUTS",
@@ -76,6 +77,7 @@ __all__ = [
     "Aedat2Header",
     "Aedat4Info",
     "Aedat4Stream",
+    "AudioClip",
     "SpikingAudioFile",
     "decode_aedat2",
     "decode_aedat4",
@@ -85,6 +87,7 @@ __all__ = [
     "decode_dat",
     "decode_evt2",
     "decode_evt3",
+    "decode_wav",
     "get_decoder",
     "load_mat_variables",
     "load_npy",
@@ -113,6 +116,7 @@ __all__ = [
     "read_prophesee_raw",
     "read_spiking_audio",
     "read_stmnist",
+    "read_wav",
     "set_decoder",
     "split_by_labels",
     "use_decoder",
