@@ -5,10 +5,12 @@ label; a DataLoader batches to ``[B, T, C, H, W]``; spikeflow's layers are time-
 so make a batch ``[T, B, C, H, W]`` with ``x = x.transpose(0, 1)``.
 """
 
+from spikeflow.data.audio import AudioToEvents, level_crossings, mel_filterbank, mel_spectrogram
 from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
 from spikeflow.data.datasets import (
     ASLDVS,
     CIFAR10DVS,
+    FSDD,
     HARDVS,
     NCARS,
     NMNIST,
@@ -22,6 +24,7 @@ from spikeflow.data.datasets import (
     NAVGesture,
     NCaltech101,
     NeuromorphicDataset,
+    SpeechCommands,
     SpikingHeidelbergDigits,
     SpikingSpeechCommands,
 )
@@ -44,6 +47,7 @@ __all__ = [
     "ASLDVS",
     "CIFAR10DVS",
     "EVENT_DTYPE",
+    "FSDD",
     "HARDVS",
     "NCARS",
     "NMNIST",
@@ -51,6 +55,7 @@ __all__ = [
     "SHD",
     "SSC",
     "ArrayCache",
+    "AudioToEvents",
     "Compose",
     "CustomRepresentation",
     "DVS128Gesture",
@@ -63,6 +68,7 @@ __all__ = [
     "NCaltech101",
     "NeuromorphicDataset",
     "Representation",
+    "SpeechCommands",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
     "ToFrame",
@@ -75,7 +81,10 @@ __all__ = [
     "extract_archive",
     "file_identity",
     "format_error",
+    "level_crossings",
     "make_events",
+    "mel_filterbank",
+    "mel_spectrogram",
     "pad_collate",
     "parallel_map",
     "segment_index",

@@ -168,7 +168,8 @@ def _neuromorphic(
         elif can_download and not with_train:  # spikeflow eval, which has no --download
             hint = " (spikeflow eval does not download; spikeflow train --download does)"
         raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
-    width, height, channels = cls.sensor_size
+    # The instance's: a dataset's encoder can set it (the speech datasets' mel bands).
+    width, height, channels = (train if train is not None else test).sensor_size
     num_classes = dataset_num_classes(train if train is not None else test, cls.__name__)
     return train, test, DataInfo(num_classes, channels, (height, width), static=False)
 

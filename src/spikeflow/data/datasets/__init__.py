@@ -6,12 +6,14 @@ from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_poker
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
 from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
+from spikeflow.data.datasets.speech import FSDD, SpeechCommands
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
 
 __all__ = [
     "ASLDVS",
     "CIFAR10DVS",
     "CIFAR10DVS_CLASSES",
+    "FSDD",
     "HARDVS",
     "NCARS",
     "NMNIST",
@@ -25,6 +27,7 @@ __all__ = [
     "NAVGesture",
     "NCaltech101",
     "NeuromorphicDataset",
+    "SpeechCommands",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
     "read_navgesture_dat",

@@ -61,8 +61,9 @@ def how_to_get(
     names = ", ".join(a.name for a in archives)
     if archives and all(a.url for a in archives):
         urls = " ".join(str(a.url) for a in archives)
+        checked = "MD5-checked, resumable" if all(a.md5 for a in archives) else "resumable"
         return (
-            f"Pass download=True to download {names} (MD5-checked, resumable) from {urls} "
+            f"Pass download=True to download {names} ({checked}) from {urls} "
             f"into {root}, or download them yourself (see {homepage}) and put them in {root}; "
             f"spikeflow checks and extracts them there on first use. Expected layout: {layout}"
         )
@@ -253,15 +254,18 @@ def prepare_root(
         )
 
 
-def check_class_folders(folder: Path, official: Sequence[str], what: str) -> tuple[str, ...]:
-    """The sorted names of the sub-folders of ``folder``, checked against ``official``
-    (the dataset's class names; labels are indices in sorted order).
+def check_class_folders(
+    folder: Path, official: Sequence[str], what: str, ignore: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """The sorted names of the sub-folders of ``folder`` (less those in ``ignore``),
+    checked against ``official`` (the dataset's class names; labels are indices in
+    sorted order).
 
     Raises:
         DataFormatError: the folder names differ from ``official``; the message names
             ``folder`` and the missing and unexpected names.
     """
-    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in ignore))
     if found != tuple(sorted(official)):
         missing = sorted(set(official) - set(found))
         extra = sorted(set(found) - set(official))

@@ -1,0 +1,277 @@
+"""Speech recordings (WAV files) turned into cochlear events by
+:class:`~spikeflow.data.audio.AudioToEvents`: the Free Spoken Digit Dataset and Google
+Speech Commands."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from spikeflow.data.audio import AudioToEvents
+from spikeflow.data.datasets._common import (
+    Archive,
+    check_class_folders,
+    class_folder_samples,
+    prepare_root,
+)
+from spikeflow.data.datasets._names import SSC_CLASSES
+from spikeflow.data.datasets.audio import _split_from_train
+from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.events import EventRecording
+from spikeflow.data.io.wav import read_wav
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+__all__ = ["FSDD", "SpeechCommands"]
+
+
+class _SpeechDataset(NeuromorphicDataset):
+    """WAV files encoded to events by ``audio_to_events`` (default ``AudioToEvents()``).
+
+    The encoder's settings are part of the dataset's cache key (``audio_encoding``);
+    ``sensor_size`` is the encoder's ``(n_mels, 1, 2)``.
+    """
+
+    sensor_size = AudioToEvents().sensor_size
+    sample_options = ("audio_encoding",)
+    splits: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        audio_to_events: AudioToEvents | None = None,
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if split not in self.splits:
+            raise ConfigurationError(
+                f"{type(self).__name__}: split must be one of {self.splits}; got {split!r}"
+            )
+        encoder = AudioToEvents() if audio_to_events is None else audio_to_events
+        if not callable(getattr(encoder, "cache_key", None)) or not callable(encoder):
+            raise ConfigurationError(
+                "audio_to_events must be an AudioToEvents (or an object with __call__(clip) "
+                f"and cache_key()); got {type(encoder).__name__}"
+            )
+        self._split = split
+        self.download = bool(download)
+        self.audio_to_events = encoder
+        self.audio_encoding = encoder.cache_key()
+        self.sensor_size = tuple(encoder.sensor_size)  # type: ignore[misc]
+        super().__init__(root, split == "train", **kwargs)
+
+    @property
+    def split(self) -> str:
+        """The split's name."""
+        return self._split
+
+    def _read(self, path: Path) -> EventRecording:
+        return self.audio_to_events(read_wav(path))
+
+
+# ``<digit>_<speaker>_<index>.wav``: the FSDD file name.
+_FSDD_NAME = re.compile(r"^([0-9])_([A-Za-z]+)_([0-9]+)\.wav$")
+
+
+class FSDD(_SpeechDataset):
+    """The Free Spoken Digit Dataset (Jackson et al.): English digits 0-9 spoken by
+    several speakers, 50 recordings of each digit per speaker (3,000 recordings of 6
+    speakers in the current release), 8 kHz mono WAV, encoded to events by
+    ``audio_to_events`` (:class:`~spikeflow.data.audio.AudioToEvents`; default 40 mel
+    bands, 2 dB per event).
+
+    Files are named ``<digit>_<speaker>_<index>.wav``; the label is the digit. The
+    official split (the dataset's README): recordings with index 0-4 are the test
+    split, 5-49 the training split (``split="train"``/``"test"``, or ``train=``).
+    ``speakers`` keeps only the named speakers (e.g. a speaker-independent split:
+    train on five, test on the sixth).
+
+    Layout: the ``recordings/`` folder of the GitHub repository, as ``root/recordings/``,
+    ``root/free-spoken-digit-dataset-master/recordings/`` (the extracted
+    ``download=True`` archive: the repository's master branch zip, which GitHub builds on
+    request, so it has no fixed MD5) or WAV files directly in ``root``.
+
+    Samples: an EventRecording (``x`` = mel band, ``p`` = 1 ON / 0 OFF, ``t`` in µs,
+    sensor ``(n_mels, 1, 2)``), or frames ``[T, 2, 1, n_mels]`` with
+    ``data_type="frame"``. Other arguments: :class:`NeuromorphicDataset`.
+    """
+
+    classes = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    splits = ("train", "test")
+    downloadable = True
+    homepage = "https://github.com/Jakobovski/free-spoken-digit-dataset"
+    archive = Archive(
+        "free-spoken-digit-dataset-master.zip",
+        None,
+        "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip",
+    )
+    #: Recordings with an index below this are the test split.
+    test_indices = 5
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        train: bool | None = None,
+        download: bool = False,
+        audio_to_events: AudioToEvents | None = None,
+        speakers: list[str] | tuple[str, ...] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if speakers is not None and (isinstance(speakers, str) or not speakers):
+            raise ConfigurationError(
+                f"speakers must be a non-empty list of speaker names; got {speakers!r}"
+            )
+        self.speakers = None if speakers is None else tuple(speakers)
+        split = _split_from_train(split, train)
+        super().__init__(root, split, audio_to_events, download, **kwargs)
+
+    def _folder(self) -> Path | None:
+        for folder in (
+            self.root / "recordings",
+            self.root / "free-spoken-digit-dataset-master" / "recordings",
+            self.root,
+        ):
+            if folder.is_dir() and any(folder.glob("*.wav")):
+                return folder
+        return None
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        layout = "<root>/recordings/<digit>_<speaker>_<index>.wav"
+        prepare_root(
+            "FSDD", self.root, self.root / "recordings", [self.archive],
+            download=self.download, homepage=self.homepage, layout=layout,
+            check=lambda: self._folder() is not None,
+        )  # fmt: skip
+        folder = self._folder()
+        assert folder is not None
+        samples, seen = [], set()
+        for path in sorted(folder.glob("*.wav")):
+            match = _FSDD_NAME.match(path.name)
+            if match is None:
+                raise DataFormatError(
+                    f"{path}: not an FSDD file name (<digit>_<speaker>_<index>.wav); "
+                    f"the folder {folder} should hold only the dataset's recordings"
+                )
+            digit, speaker, index = int(match[1]), match[2], int(match[3])
+            seen.add(speaker)
+            if self.speakers is not None and speaker not in self.speakers:
+                continue
+            if (index < self.test_indices) == (self.split == "test"):
+                samples.append((path, digit))
+        if self.speakers is not None and not set(self.speakers) <= seen:
+            raise ConfigurationError(
+                f"FSDD: speaker(s) {sorted(set(self.speakers) - seen)} have no recordings in "
+                f"{folder}; its speakers are {sorted(seen)}"
+            )
+        if not samples:
+            which = "<" if self.split == "test" else ">="
+            who = "" if self.speakers is None else f", speakers {list(self.speakers)}"
+            raise DataFormatError(
+                f"FSDD: {folder} holds no recording of the {self.split} split "
+                f"(<digit>_<speaker>_<index>.wav with index {which} {self.test_indices}{who})"
+            )
+        samples.sort(key=lambda s: (s[1], s[0].name))
+        return samples
+
+
+#: The words v0.02 added to v0.01's 30.
+_ADDED_IN_V2 = ("backward", "follow", "forward", "learn", "visual")
+
+
+class SpeechCommands(_SpeechDataset):
+    """Google Speech Commands (Warden, 2018): one-second 16 kHz WAV recordings of
+    short words, encoded to events by ``audio_to_events``
+    (:class:`~spikeflow.data.audio.AudioToEvents`).
+
+    ``version="v0.02"`` (default): 35 words, 105,829 recordings, the words of
+    :class:`SSC` (which is this dataset through a cochlea model); ``"v0.01"``: 30
+    words, 64,727 recordings. Labels index :attr:`classes`, the words in alphabetical
+    order. Splits (``split=``, or ``train=True``/``False`` for ``"train"``/``"test"``):
+    the release's ``validation_list.txt`` (``"valid"``) and ``testing_list.txt``
+    (``"test"``); every other recording is ``"train"``. ``_background_noise_`` is not a
+    class.
+
+    Layout: the extracted archive in ``root``: ``root/<word>/<speaker>_nohash_<n>.wav``
+    and ``root/{validation,testing}_list.txt``. ``download=True`` fetches
+    ``speech_commands_<version>.tar.gz`` from download.tensorflow.org (MD5 of
+    torchaudio's ``SPEECHCOMMANDS``) and extracts it there.
+    """
+
+    #: The class names of each version.
+    VERSIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "v0.02": SSC_CLASSES,
+        "v0.01": tuple(w for w in SSC_CLASSES if w not in _ADDED_IN_V2),
+    }
+    classes = SSC_CLASSES
+    splits = ("train", "valid", "test")
+    downloadable = True
+    homepage = "https://arxiv.org/abs/1804.03209"
+    md5s: ClassVar[dict[str, str]] = {
+        "v0.01": "3cd23799cb2bbdec517f1cc028f8d43c",
+        "v0.02": "6b74f3901214cb2c2934e98196829835",
+    }
+    _lists: ClassVar[dict[str, str]] = {"valid": "validation_list.txt", "test": "testing_list.txt"}
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        train: bool | None = None,
+        download: bool = False,
+        version: str = "v0.02",
+        audio_to_events: AudioToEvents | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if version not in self.VERSIONS:
+            raise ConfigurationError(
+                f"SpeechCommands: version must be one of {tuple(self.VERSIONS)}; got {version!r}"
+            )
+        self.version = version
+        self.classes = self.VERSIONS[version]
+        split = "valid" if split == "val" else _split_from_train(split, train)
+        super().__init__(root, split, audio_to_events, download, **kwargs)
+
+    def cache_namespace(self) -> dict[str, Any]:
+        """The base namespace plus the version."""
+        return {**super().cache_namespace(), "version": self.version}
+
+    def archive(self) -> Archive:
+        """The version's official ``.tar.gz``."""
+        name = f"speech_commands_{self.version}.tar.gz"
+        return Archive(name, self.md5s[self.version], f"http://download.tensorflow.org/data/{name}")
+
+    def _listed(self, name: str) -> set[str]:
+        path = self.root / name
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"SpeechCommands: {path} is missing; it comes with the official archive "
+                f"(the {self.version} release lists its validation and test recordings there)"
+            )
+        lines = (line.strip() for line in path.read_text().splitlines())
+        return {line for line in lines if line}
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        layout = "<root>/<word>/<speaker>_nohash_<n>.wav, <root>/{validation,testing}_list.txt"
+        prepare_root(
+            f"SpeechCommands {self.version}", self.root, self.root / "testing_list.txt",
+            [self.archive()], download=self.download, homepage=self.homepage, layout=layout,
+        )  # fmt: skip
+        try:
+            check_class_folders(self.root, self.classes, "word", ignore=("_background_noise_",))
+        except DataFormatError as exc:
+            raise DataFormatError(
+                f"SpeechCommands {self.version}: {exc} (v0.01 has 30 words, v0.02 35: is "
+                "version= the release in the folder?)"
+            ) from None
+        samples = class_folder_samples(self.root, self.classes, "*.wav")
+        listed = {split: self._listed(name) for split, name in self._lists.items()}
+        keep = []
+        for path, label in samples:
+            rel = f"{path.parent.name}/{path.name}"
+            split = next((s for s, names in listed.items() if rel in names), "train")
+            if split == self.split:
+                keep.append((path, label))
+        return keep
