@@ -264,15 +264,18 @@ def level_crossings(
     frames, channels = s.shape
     if frames == 0:
         return make_events(*(np.zeros(0, np.int64),) * 4)
-    ref = s[0].copy() if initial is None else np.broadcast_to(initial, (channels,)).astype(float)
-    # The loop is over frames only: counts and the reference before each frame.
+    base = s[0].copy() if initial is None else np.broadcast_to(initial, (channels,)).astype(float)
+    # The reference is base + m * theta with an integer m, so a signal back at its base
+    # (the silence floor) lands on a level exactly, whatever the path it took.
+    units = (s - base) / theta
     refs = np.empty_like(s)
     counts = np.empty(s.shape, dtype=np.int64)  # signed: ON > 0, OFF < 0
-    for k in range(frames):
-        refs[k] = ref
-        n = np.trunc((s[k] - ref) / theta)
+    m = np.zeros(channels)
+    for k in range(frames):  # the loop is over frames only
+        n = np.trunc(units[k] - m)
+        refs[k] = base + m * theta
         counts[k] = n
-        ref = ref + n * theta
+        m += n
     return _expand(s, refs, counts, theta, step)
 
 
