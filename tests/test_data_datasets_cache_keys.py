@@ -30,6 +30,8 @@ NOT_SAMPLE_CONTENT = {
     "train_ratio": "selects files (the per-class ratio split)",
     "split_rule": "selects files (CIFAR10-DVS's split rules)",
     "variant": "selects files (NavGesture walk/sit recordings)",
+    "speakers": "selects files (FSDD's speakers)",
+    "version": "selects files (the Speech Commands release: its word folders and lists)",
     "data_type": "events are never cached; frames use the representation key",
     "frames_number": "part of the representation's cache_key()",
     "split_by": "part of the representation's cache_key()",
@@ -69,8 +71,8 @@ def constructor_arguments(cls: type) -> set[str]:
     return names
 
 
-def test_all_thirteen_dataset_classes_are_audited():
-    assert len(dataset_classes()) == 13
+def test_all_fifteen_dataset_classes_are_audited():
+    assert len(dataset_classes()) == 15
 
 
 @pytest.mark.parametrize("cls", dataset_classes(), ids=lambda c: c.__name__)

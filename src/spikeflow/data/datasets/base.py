@@ -45,6 +45,12 @@ class DatasetNotFoundError(SpikeflowError, FileNotFoundError):
     """A dataset's files are not where they should be; the message says how to get them."""
 
 
+def _option_key(value: Any) -> Any:
+    """A sample option in a cache key: an object's ``cache_key()`` (an encoder), else
+    the value itself (a string or number)."""
+    return value.cache_key() if callable(getattr(value, "cache_key", None)) else value
+
+
 def _prepare(dataset: NeuromorphicDataset, index: int) -> bool:
     return dataset._representation(index)[1]
 
@@ -177,7 +183,9 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
             "dataset": f"{type(self).__module__}.{type(self).__qualname__}",
             "split": self.split,
             "sensor_size": list(self.sensor_size),
-            "sample_options": {name: getattr(self, name) for name in self.sample_options},
+            "sample_options": {
+                name: _option_key(getattr(self, name)) for name in self.sample_options
+            },
             "representation": self.representation.cache_key(),
             "event_transform": None if et is None else callable_key(et),
             "cache_version": CACHE_VERSION,

@@ -29,12 +29,12 @@ __all__ = ["FSDD", "SpeechCommands"]
 class _SpeechDataset(NeuromorphicDataset):
     """WAV files encoded to events by ``audio_to_events`` (default ``AudioToEvents()``).
 
-    The encoder's settings are part of the dataset's cache key (``audio_encoding``);
-    ``sensor_size`` is the encoder's ``(n_mels, 1, 2)``.
+    The encoder's ``cache_key()`` is part of the dataset's cache key; ``sensor_size``
+    is the encoder's ``(n_mels, 1, 2)``.
     """
 
     sensor_size = AudioToEvents().sensor_size
-    sample_options = ("audio_encoding",)
+    sample_options = ("audio_to_events",)
     splits: ClassVar[tuple[str, ...]]
 
     def __init__(
@@ -58,7 +58,6 @@ class _SpeechDataset(NeuromorphicDataset):
         self._split = split
         self.download = bool(download)
         self.audio_to_events = encoder
-        self.audio_encoding = encoder.cache_key()
         self.sensor_size = tuple(encoder.sensor_size)  # type: ignore[misc]
         super().__init__(root, split == "train", **kwargs)
 
@@ -233,10 +232,6 @@ class SpeechCommands(_SpeechDataset):
         self.classes = self.VERSIONS[version]
         split = "valid" if split == "val" else _split_from_train(split, train)
         super().__init__(root, split, audio_to_events, download, **kwargs)
-
-    def cache_namespace(self) -> dict[str, Any]:
-        """The base namespace plus the version."""
-        return {**super().cache_namespace(), "version": self.version}
 
     def archive(self) -> Archive:
         """The version's official ``.tar.gz``."""
