@@ -251,6 +251,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="use only this many training samples (spread over the set)",
     )
     d.add_argument("--test-samples", type=int, default=s, help="same for the test split")
+    d.add_argument(
+        "--dataset-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="more dataset arguments, e.g. version=v0.01 or "
+        "audio_to_events='{n_mels = 64, threshold_db = 3}'",
+    )
     m = p.add_argument_group("model")
     m.add_argument(
         "--model",

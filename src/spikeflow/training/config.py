@@ -72,6 +72,9 @@ class TrainConfig:
     download: bool = False
     train_samples: int | None = None
     test_samples: int | None = None
+    #: Further arguments of the dataset class (e.g. FSDD's ``speakers``, a speech
+    #: dataset's ``audio_to_events`` settings, NAVGesture's ``variant``).
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     # model
     model: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -280,7 +283,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 #: The fields that are tables (dicts) of keyword arguments.
-TABLE_FIELDS = ("model_kwargs", "neuron_kwargs", "loss_kwargs", "prune_kwargs")
+TABLE_FIELDS = ("dataset_kwargs", "model_kwargs", "neuron_kwargs", "loss_kwargs", "prune_kwargs")
 
 
 def decode_tables(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ DataLoader batches to ``[B, T, C, H, W]`` and :func:`to_time_major` makes
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,7 @@ def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Data
             (f"--cache-dir {config.cache_dir}", config.cache_dir is not None),
             (f"--split-by {config.split_by}", config.split_by != "number"),
             ("--download", config.download),
+            ("--dataset-kwargs", bool(config.dataset_kwargs)),
         )
         if used
     ]
@@ -158,6 +160,7 @@ def _neuromorphic(
                 f"a manual download); see `help(spikeflow.data.{cls.__name__})`"
             )
         kwargs["download"] = True
+    kwargs.update(_dataset_kwargs(config, cls))
     try:
         train = cls(config.data_dir, train=True, **kwargs) if with_train else None
         test = cls(config.data_dir, train=False, **kwargs)
@@ -172,6 +175,43 @@ def _neuromorphic(
     width, height, channels = (train if train is not None else test).sensor_size
     num_classes = dataset_num_classes(train if train is not None else test, cls.__name__)
     return train, test, DataInfo(num_classes, channels, (height, width), static=False)
+
+
+#: Dataset arguments that other options set (--dataset-kwargs may not).
+_SET_ELSEWHERE = {
+    "root": "--data-dir", "train": "the run (both splits)", "split": "the run (both splits)",
+    "data_type": "the run (frames)", "frames_number": "--T", "split_by": "--split-by",
+    "cache_dir": "--cache-dir", "download": "--download",
+}  # fmt: skip
+
+
+def _dataset_kwargs(config: TrainConfig, cls: type) -> dict[str, Any]:
+    """``config.dataset_kwargs``, checked against what ``cls`` accepts.
+
+    Raises:
+        ConfigurationError: a key another option sets, or one the class does not take
+            (the message lists the ones it does).
+    """
+    given = dict(config.dataset_kwargs)
+    for key in given:
+        if key in _SET_ELSEWHERE:
+            raise ConfigurationError(
+                f"--dataset-kwargs {key}=...: set by {_SET_ELSEWHERE[key]}, not here"
+            )
+    accepted: set[str] = set()
+    for klass in cls.__mro__:  # the subclasses forward **kwargs to the base class
+        init = vars(klass).get("__init__")
+        if init is not None and klass is not object:
+            params = list(inspect.signature(init).parameters.values())[1:]
+            accepted |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        options = sorted(accepted - set(_SET_ELSEWHERE))
+        raise ConfigurationError(
+            f"--dataset-kwargs: {cls.__name__} takes no argument {unknown}; "
+            f"it takes {', '.join(options)}"
+        )
+    return given
 
 
 def build_datasets(

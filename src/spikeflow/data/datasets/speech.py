@@ -26,6 +26,23 @@ from spikeflow.errors import ConfigurationError, DataFormatError
 __all__ = ["FSDD", "SpeechCommands"]
 
 
+def _encoder(value: Any) -> AudioToEvents:
+    """``audio_to_events`` as an encoder: ``None`` the default, a dict its settings."""
+    if value is None:
+        return AudioToEvents()
+    if isinstance(value, dict):
+        try:
+            return AudioToEvents(**value)
+        except TypeError as exc:
+            raise ConfigurationError(f"audio_to_events {value}: {exc}") from None
+    if not callable(getattr(value, "cache_key", None)) or not callable(value):
+        raise ConfigurationError(
+            "audio_to_events must be an AudioToEvents, its settings as a dict, or an object "
+            f"with __call__(clip) and cache_key(); got {type(value).__name__}"
+        )
+    return value
+
+
 class _SpeechDataset(NeuromorphicDataset):
     """WAV files encoded to events by ``audio_to_events`` (default ``AudioToEvents()``).
 
@@ -41,7 +58,7 @@ class _SpeechDataset(NeuromorphicDataset):
         self,
         root: str | os.PathLike,
         split: str,
-        audio_to_events: AudioToEvents | None = None,
+        audio_to_events: AudioToEvents | dict[str, Any] | None = None,
         download: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -49,12 +66,7 @@ class _SpeechDataset(NeuromorphicDataset):
             raise ConfigurationError(
                 f"{type(self).__name__}: split must be one of {self.splits}; got {split!r}"
             )
-        encoder = AudioToEvents() if audio_to_events is None else audio_to_events
-        if not callable(getattr(encoder, "cache_key", None)) or not callable(encoder):
-            raise ConfigurationError(
-                "audio_to_events must be an AudioToEvents (or an object with __call__(clip) "
-                f"and cache_key()); got {type(encoder).__name__}"
-            )
+        encoder = _encoder(audio_to_events)
         self._split = split
         self.download = bool(download)
         self.audio_to_events = encoder
@@ -115,7 +127,7 @@ class FSDD(_SpeechDataset):
         split: str | None = None,
         train: bool | None = None,
         download: bool = False,
-        audio_to_events: AudioToEvents | None = None,
+        audio_to_events: AudioToEvents | dict[str, Any] | None = None,
         speakers: list[str] | tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -221,7 +233,7 @@ class SpeechCommands(_SpeechDataset):
         train: bool | None = None,
         download: bool = False,
         version: str = "v0.02",
-        audio_to_events: AudioToEvents | None = None,
+        audio_to_events: AudioToEvents | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if version not in self.VERSIONS:
