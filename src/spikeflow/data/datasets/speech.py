@@ -242,7 +242,7 @@ class SpeechCommands(_SpeechDataset):
             )
         self.version = version
         self.classes = self.VERSIONS[version]
-        split = "valid" if split == "val" else _split_from_train(split, train)
+        split = _split_from_train("valid" if split == "val" else split, train)
         super().__init__(root, split, audio_to_events, download, **kwargs)
 
     def archive(self) -> Archive:
