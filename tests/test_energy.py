@@ -202,16 +202,55 @@ def test_event_driven_layers_count_their_standardised_weight():
 
 
 def test_weights_used_without_their_forward_are_listed():
+    class Tied(nn.Module):  # uses its child's weight without calling the child
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.linear(x, self.inner.weight)
+
+    net = nn.Sequential(layers.Linear(4, 8), Tied())
+    report = count_operations(net, (torch.rand(5, 2, 4) < 0.5).float())
+    assert [layer.name for layer in report.layers] == ["0"]
+    assert report.not_counted == ["1.inner (its forward never ran)"]
+    other = nn.ModuleList([nn.MultiheadAttention(8, 2), nn.LSTM(4, 4), nn.BatchNorm2d(3)])
+    assert OperationCounter(other).not_counted == ["0", "1"]
+
+
+def test_linear_recurrent_container_is_counted_by_loop():
+    # rc = [W_x, W_y] applied with F.linear: W_x over the input (real values: MACs),
+    # W_y over the spikes fed back (ACs), by the pair loop, streamed calls included.
+    from spikeflow.functional import streaming
     from spikeflow.layers import LinearRecurrentContainer
     from spikeflow.neurons import LIFNode
 
-    net = nn.Sequential(layers.Linear(4, 8),
-                        LinearRecurrentContainer(LIFNode(step_mode="s"), 8, 8))  # fmt: skip
-    report = count_operations(net, (torch.rand(5, 2, 4) < 0.5).float())
-    assert [layer.name for layer in report.layers] == ["0"]
-    assert report.not_counted == ["1.rc (its forward never ran)"]
-    other = nn.ModuleList([nn.MultiheadAttention(8, 2), nn.LSTM(4, 4), nn.BatchNorm2d(3)])
-    assert OperationCounter(other).not_counted == ["0", "1"]
+    torch.manual_seed(1)
+    layer = LinearRecurrentContainer(LIFNode(step_mode="s"), 5, 5)
+    with torch.no_grad():
+        layer.rc.weight.mul_(4.0)
+        layer.rc.weight[1, 2] = 0.0  # pruned: an input weight
+        layer.rc.weight[3, 7] = 0.0  # and a recurrent one
+    w_x, w_y = layer.rc.weight[:, :5].detach(), layer.rc.weight[:, 5:].detach()
+    x = torch.rand(6, 2, 5)
+    spikes = layer(x)
+    assert spikes[:-1].sum() > 0
+    macs = sum(int((w_x[:, i] != 0).sum()) for t, b, i in itertools.product(
+        range(6), range(2), range(5)))  # fmt: skip
+    acs = sum(int(spikes[t, b, i]) * int((w_y[:, i] != 0).sum())
+              for t, b, i in itertools.product(range(5), range(2), range(5)))  # fmt: skip
+    report = count_operations(layer, x)
+    assert [(r.name, r.macs, r.acs) for r in report.layers] == [
+        ("rc", macs, 0),
+        ("rc (recurrent)", 0, acs),
+    ]
+    assert report.not_counted == []
+    counter = OperationCounter(layer)
+    with streaming(layer):
+        layer(x[:2])
+        layer(x[2:])
+    streamed = counter.report(2).layers
+    assert [(r.macs, r.acs) for r in streamed] == [(macs, 0), (0, acs)]
 
 
 @pytest.mark.parametrize("kind", ["SSA", "SDSA"])

@@ -25,10 +25,14 @@ batch norm, pooling, residual additions and the neurons' own updates are not cou
 ``nn.ConvTranspose1d/2d/3d`` and their subclasses (spikeflow's sequence layers, the
 event-driven layers, with the standardised weight they compute with); other modules
 with weights of their own (matrices or kernels: LSTMs, attention, embeddings, PSN
-neurons) and counted layers whose forward never ran (a recurrent container applying its
-inner layer's weight directly) are listed as not counted. Weights are taken as stored
-sparse (a zero weight costs nothing); inputs arrive at run time, so a layer fed real
-values multiplies its zero inputs too, while a spike input is event-driven.
+neurons) and counted layers whose forward never ran (a module applying its inner
+layer's weight directly) are listed as not counted. The recurrent layers that apply
+their weights with ``F.linear`` are counted from their inputs and the outputs they feed
+back: ``layers.Recurrent`` (as ``<name>.recurrent``) and ``LinearRecurrentContainer``
+(``<name>.rc`` for the input part, ``<name>.rc (recurrent)`` for the feedback).
+Weights are taken as stored sparse (a zero weight costs nothing); inputs arrive at run
+time, so a layer fed real values multiplies its zero inputs too, while a spike input is
+event-driven.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from torch.utils.hooks import RemovableHandle
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
-from spikeflow.layers.recurrent import Recurrent
+from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
 
 __all__ = [
     "E_AC",
@@ -259,9 +263,14 @@ class OperationCounter:
                 self._layers[module] = record
                 self._handles.append(module.qkv.register_forward_hook(
                     lambda m, a, out, record=record: _count_attention(record, *out)))  # fmt: skip
-            if isinstance(module, Recurrent):
-                # It applies its recurrent weight with F.linear, to its own previous
-                # outputs: counted from what it carried in and what it returned.
+            if isinstance(module, (Recurrent, LinearRecurrentContainer)):
+                # They apply their weights with F.linear (the recurrent one to their own
+                # previous outputs): counted from the input, what they carried in and
+                # what they returned.
+                if isinstance(module, LinearRecurrentContainer):
+                    rc = f"{name}.rc" if name else "rc"  # its input part, then the feedback
+                    self._layers[module.rc] = LayerOperations(rc, "Linear")
+                    self._layers[module] = LayerOperations(f"{rc} (recurrent)", "Linear")
                 self._handles.append(module.register_forward_pre_hook(self._carried_in))
                 self._handles.append(module.register_forward_hook(self._count_recurrent))
             if isinstance(module, (nn.Linear, *_CONVS, *_TRANSPOSED)):
@@ -310,12 +319,14 @@ class OperationCounter:
             pairs = _conv_pairs(module, mask)
         self._add(self._layers[module], x, pairs, spikes, counts)
 
-    def _carried_in(self, module: Recurrent, args: tuple) -> None:
+    def _carried_in(self, module: Recurrent | LinearRecurrentContainer, args: tuple) -> None:
         state = module.state  # while streaming: the last output of the previous call
         self._carried[module] = None if state is None else state["y"].detach()
 
     @torch.no_grad()
-    def _count_recurrent(self, module: Recurrent, args: tuple, output: object) -> None:
+    def _count_recurrent(
+        self, module: Recurrent | LinearRecurrentContainer, args: tuple, output: object
+    ) -> None:
         if not isinstance(output, Tensor):
             return
         y = output.unsqueeze(0) if module.step_mode == "s" else output
@@ -323,18 +334,27 @@ class OperationCounter:
         # call, which count nothing), then every output but the last.
         carried = self._carried.pop(module, None)
         inputs = [y[:-1]] if carried is None else [carried[None], y[:-1]]
-        fed = torch.cat([i.reshape(-1, module.features) for i in inputs])
+        if isinstance(module, Recurrent):
+            width, feedback, record = module.features, module.feedback_weight(), module.recurrent
+        else:  # [W_x, W_y] = rc.weight: W_x x[t] over the input, W_y over the outputs
+            split = module.in_features
+            width, feedback, record = module.out_features, _weight(module.rc)[:, split:], module
+            if args and isinstance(args[0], Tensor):
+                x = args[0]
+                mask, spikes, counts = self._classify(x)
+                pairs = _linear_pairs(_weight(module.rc)[:, :split], mask)
+                self._add(self._layers[module.rc], x, pairs, spikes, counts)
+        fed = torch.cat([i.reshape(-1, width) for i in inputs])
         mask, spikes, counts = self._classify(fed)
-        pairs = _linear_pairs(module.feedback_weight(), mask)
-        self._add(self._layers[module.recurrent], fed, pairs, spikes, counts)
+        pairs = _linear_pairs(feedback, mask)
+        self._add(self._layers[record], fed, pairs, spikes, counts)
 
     def report(self, samples: int) -> OperationReport:
         """The counts so far, per sample of ``samples`` samples run."""
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ConfigurationError(f"samples must be a positive integer, got {samples!r}")
         layers = [LayerOperations(**vars(r)) for r in self._layers.values() if r.calls]
-        # Layers whose weight was used without calling them (LinearRecurrentContainer
-        # applies its inner Linear's weight with F.linear) did work that is not counted.
+        # Layers whose forward never ran (and whose weight no other hook counted).
         unused = [f"{r.name} (its forward never ran)" for r in self._layers.values()
                   if not r.calls]  # fmt: skip
         return OperationReport(layers, samples, [*self.not_counted, *unused])
