@@ -378,6 +378,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="with --online: backpropagate only K randomly drawn steps per batch (SLTT-K)",
     )
     o.add_argument(
+        "--online-trace-decay",
+        type=float,
+        default=s,
+        metavar="LAMBDA",
+        help="with --online: OTTT, the linear and convolution weights learn from presynaptic "
+        "traces decaying by LAMBDA per step (1 - 1/tau of the neurons, 0.5 for tau = 2)",
+    )
+    o.add_argument(
         "--delay-lr-scale",
         type=float,
         default=s,

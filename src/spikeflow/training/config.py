@@ -112,6 +112,9 @@ class TrainConfig:
     #: With ``online``: backpropagate only this many randomly drawn steps per batch
     #: (SLTT-K); None: every step.
     online_steps: int | None = None
+    #: With ``online``: OTTT, the Linear and Conv weights learn from presynaptic traces
+    #: with this decay (1 - 1/tau of the network's neurons, 0.5 for tau = 2); None: SLTT.
+    online_trace_decay: float | None = None
     #: The learning rate of the synaptic delays of DelayedLinear layers, as a multiple
     #: of ``lr`` (the authors' 100; no weight decay on delays).
     delay_lr_scale: float = 100.0
@@ -235,6 +238,19 @@ def _check_online(config: TrainConfig) -> None:
     """The online-training fields against each other, the loss and ``T``."""
     if config.online_steps is not None and not config.online:
         raise ConfigurationError("online_steps (SLTT-K) needs online training: add --online")
+    if config.online_trace_decay is not None:
+        if not config.online:
+            raise ConfigurationError(
+                "online_trace_decay (OTTT) needs online training: add --online"
+            )
+        from spikeflow.training.traces import check_trace_decay
+
+        check_trace_decay(config.online_trace_decay)
+        if config.compile:
+            raise ConfigurationError(
+                "online_trace_decay (OTTT) cannot be combined with compile: its trace hooks "
+                "are installed for every batch, which would recompile the model each time"
+            )
     if not config.online:
         return
     from spikeflow.training.online import PER_STEP_LOSSES

@@ -12,6 +12,11 @@ before the next step starts. The gradient is BPTT's without its temporal terms (
 ``T = 1`` the two are equal); the authors show the dropped terms are small for the
 usual time constants and report accuracy on par with BPTT.
 
+OTTT (Xiao et al., NeurIPS 2022; ``trace_decay``, :mod:`spikeflow.training.traces`) is the
+same per-step backward in which the Linear and Conv weights learn from a decaying trace
+of their inputs instead of the step's input, which puts the temporal dependencies
+through a leaky membrane back into the weight updates.
+
 SLTT-K backpropagates only ``K`` of the ``T`` steps, drawn at random for every batch
 (the other steps run without a graph), cutting the backward work to ``K / T``. As in
 the authors' code, each trained step's loss keeps its ``1 / T`` weight, so the expected
@@ -37,6 +42,7 @@ from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import check_streamable, detach_net, streaming
+from spikeflow.training.traces import PresynapticTraces
 
 __all__ = [
     "PER_STEP_LOSSES",
@@ -118,6 +124,7 @@ def online_backward(
     generator: torch.Generator | None = None,
     backward: Callable[[Tensor], None] | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    trace_decay: float | None = None,
 ) -> OnlineResult:
     """Run ``model`` over ``inputs`` one step at a time and backpropagate each step's
     loss at once (SLTT; SLTT-K with ``train_steps``); gradients accumulate in ``.grad``.
@@ -143,6 +150,9 @@ def online_backward(
             with a ``GradScaler``: ``lambda loss: scaler.scale(loss).backward()``).
         autocast: a factory of the context each step's forward runs in (mixed
             precision), or ``None``.
+        trace_decay: OTTT (:mod:`spikeflow.training.traces`): the Linear and Conv
+            weights learn from presynaptic traces with this decay (``1 - 1/τ`` of the
+            network's neurons) instead of each step's input; ``None``: SLTT.
 
     Raises:
         ShapeError: ``inputs`` has no time dimension, or the model's output of a step
@@ -169,7 +179,16 @@ def online_backward(
     losses: list[Tensor] = []
     # Under DDP every step runs without its reduction (a step's graph need not reach
     # every parameter: per-step batch norms, SLTT-K); the sums are averaged once below.
-    with streaming(model), inner.no_sync() if ddp else contextlib.nullcontext():
+    traces = (
+        contextlib.nullcontext(None)
+        if trace_decay is None
+        else PresynapticTraces(getattr(inner, "module", inner), trace_decay)
+    )
+    with (
+        streaming(model),
+        inner.no_sync() if ddp else contextlib.nullcontext(),
+        traces as tracer,
+    ):
         for t in range(T):
             train = grad_enabled and t in chosen
             with torch.set_grad_enabled(train), make_autocast():
@@ -187,6 +206,8 @@ def online_backward(
             losses.append(loss.detach())
             outputs.append(out.detach())
             detach_net(model)
+            if tracer is not None:
+                tracer.end_step()
     if ddp and grad_enabled:
         _average_gradients(inner)
     return OnlineResult(torch.cat(outputs), torch.stack(losses).sum(), chosen)

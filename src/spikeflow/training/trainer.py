@@ -619,6 +619,7 @@ class Trainer:
                 generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.global_step),
                 backward=lambda step_loss: self.scaler.scale(step_loss).backward(),
                 autocast=lambda: autocast_context(ctx.device, cfg.amp),
+                trace_decay=cfg.online_trace_decay,
             )  # fmt: skip
             out, loss = result.output, result.loss
         else:
