@@ -183,3 +183,45 @@ def test_command_line_trains_with_ottt(tmp_path):
     assert main(args) == 0
     assert load_config_file(out / "config.toml")["online_trace_decay"] == 0.5
     assert len(read_csv(out / "metrics.csv")) == 1
+
+
+def test_equals_spikingjelly_ottt_past_the_first_layer():
+    # SpikingJelly 2.0's OTTTLIFNode passes a trace on with its spikes, and its
+    # OTTTSequential lets the next weight learn from it. It does not trace the network's
+    # input, so the first layer's weight is the one that differs (it learns from the
+    # input at each step there, from the input's trace here).
+    pytest.importorskip("spikingjelly.activation_based")
+    from spikingjelly.activation_based import functional as sjf
+    from spikingjelly.activation_based import layer as sjl
+    from spikingjelly.activation_based import neuron as sjn
+
+    lif_args = {"tau": 2.0, "decay_input": False, "v_threshold": 0.5, "v_reset": None}
+    torch.manual_seed(0)
+    ours = nn.Sequential(
+        layers.Conv2d(2, 6, 3, padding=1), layers.BatchNorm2d(6),
+        neurons.LIFNode(**lif_args, detach_reset=True), layers.Flatten(),
+        layers.Linear(6 * 8 * 8, 10), neurons.LIFNode(**lif_args, detach_reset=True),
+    ).double()  # fmt: skip
+    theirs = sjl.OTTTSequential(
+        sjl.Conv2d(2, 6, 3, padding=1), sjl.BatchNorm2d(6), sjn.OTTTLIFNode(**lif_args),
+        sjl.Flatten(), sjl.Linear(6 * 8 * 8, 10), sjn.OTTTLIFNode(**lif_args),
+    ).double()  # fmt: skip
+    theirs.load_state_dict(ours.state_dict())
+    g = torch.Generator().manual_seed(2)
+    x = 3 * torch.rand(5, 4, 2, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (4,), generator=g)
+    result = online_backward(ours, x, y, get_loss("ce"), trace_decay=0.5)
+    outs = []
+    for t in range(x.shape[0]):  # the authors' loop: one backward per step
+        out = theirs(x[t])
+        out = out[0] if isinstance(out, list) else out  # [spikes, trace] while training
+        (nn.functional.cross_entropy(out, y) / x.shape[0]).backward()
+        outs.append(out.detach())
+    sjf.reset_net(theirs)
+    assert result.output.sum() > 0
+    assert torch.equal(result.output, torch.stack(outs))
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        if name == "0.weight":
+            assert not torch.allclose(p.grad, q.grad)
+        else:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-13, msg=name)
