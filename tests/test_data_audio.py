@@ -13,7 +13,7 @@ import pytest
 
 from spikeflow.data import EVENT_DTYPE, AudioToEvents, level_crossings, mel_filterbank
 from spikeflow.data.audio import hz_to_mel, mel_spectrogram, mel_to_hz
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
 
 FSDD_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "event-files" / "fsdd-wav"
 needs_fsdd = pytest.mark.skipif(
@@ -263,6 +263,19 @@ def test_silence_and_empty_clips_give_no_events():
     enc = AudioToEvents()
     assert len(enc(clip(np.zeros(8000, np.float32), 8000))) == 0
     assert len(enc(clip(np.zeros(0, np.float32), 8000))) == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_a_data_error_naming_the_clip(bad):
+    # A corrupt float WAV: the error names the file and the sample, not "signal[0, 0]"
+    # of the spectrogram (a ConfigurationError, as if a setting were wrong).
+    x = np.stack([tone(440.0, 8000, 0.5), tone(880.0, 8000, 0.5)])
+    x[1, 1234] = bad
+    audio = SimpleNamespace(samples=x, sample_rate=8000, source="rec.wav")
+    with pytest.raises(DataFormatError, match=r"rec\.wav: sample \[1, 1234\] .* is -?(nan|inf):"):
+        AudioToEvents()(audio)
+    with pytest.raises(DataFormatError, match="audio clip: sample"):
+        AudioToEvents().decibels(clip(x[1], 8000))
 
 
 def test_audio_to_events_settings_and_errors():

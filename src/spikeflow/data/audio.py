@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from spikeflow.data.events import EventRecording, make_events
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
 
 __all__ = [
     "MEL_SCALES",
@@ -304,6 +304,19 @@ def _expand(
     return make_events(t[order], c[order], None, p[order])
 
 
+def _check_finite(clip: _Clip) -> None:
+    """A NaN or infinite sample would make every band of every frame it touches NaN."""
+    x = np.asarray(clip.samples)
+    if x.dtype.kind != "f" or np.isfinite(x).all():
+        return
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+    where = getattr(clip, "source", None) or "audio clip"
+    raise DataFormatError(
+        f"{where}: sample {list(at)} (of shape {list(x.shape)}) is {x[at]}: the audio must "
+        "be finite"
+    )
+
+
 class AudioToEvents:
     """Audio clip -> ON/OFF events of ``n_mels`` cochlear bands (see the module doc).
 
@@ -379,7 +392,13 @@ class AudioToEvents:
         return {"name": "audio_to_events", **self.params()}
 
     def decibels(self, clip: _Clip) -> tuple[np.ndarray, float]:
-        """The clip's band levels in dB, floored, ``[frames, n_mels]``, and the floor."""
+        """The clip's band levels in dB, floored, ``[frames, n_mels]``, and the floor.
+
+        Raises:
+            DataFormatError: a sample is NaN or infinite (a corrupt float WAV); the
+                message names the clip's ``source`` and the sample.
+        """
+        _check_finite(clip)
         power = mel_spectrogram(
             clip.samples, clip.sample_rate, n_mels=self.n_mels, window_ms=self.window_ms,
             hop_ms=self.hop_ms, n_fft=self.n_fft, f_min=self.f_min, f_max=self.f_max,
