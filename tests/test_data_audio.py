@@ -247,16 +247,37 @@ def test_tone_burst_gives_on_events_at_onset_and_off_events_at_offset():
     assert not ((ev["t"] < 150_000) | (ev["t"] > 470_000)).any()
 
 
-def test_events_do_not_depend_on_gain():
+def same_events(a: np.ndarray, b: np.ndarray) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(np.sort(a[["x", "p"]]), np.sort(b[["x", "p"]]))
+    assert np.abs(np.sort(a["t"]) - np.sort(b["t"])).max() <= 1
+
+
+# Not only powers of two: the loudest band-frame is dynamic_range_db (60) above the floor,
+# exactly on its 30th level of 2 dB, and in absolute dB a rounding error decided (with the
+# gain) whether it crossed it: 1e-3, 0.01 and 0.1 lost an ON and an OFF event here.
+@pytest.mark.parametrize("gain", [0.125, 1e-3, 0.01, 0.1, 3.0, 1e3, 1 / 32768, 32768.0])
+def test_events_do_not_depend_on_gain(gain):
     rate = 8000
     rng = np.random.default_rng(5)
     x = (tone(440.0, rate, 0.5, 0.1, 0.3) + tone(1800.0, rate, 0.5, 0.2, 0.45)).astype(np.float64)
     x += rng.normal(0, 1e-3, x.shape)
     enc = AudioToEvents()
-    a, b = enc(clip(x, rate)).events, enc(clip(x * 0.125, rate)).events
-    assert len(a) == len(b) > 100
-    np.testing.assert_array_equal(np.sort(a[["x", "p"]]), np.sort(b[["x", "p"]]))
-    assert np.abs(np.sort(a["t"]) - np.sort(b["t"])).max() <= 1
+    a, b = enc(clip(x, rate)).events, enc(clip(x * gain, rate)).events
+    assert len(a) > 100
+    same_events(a, b)
+
+
+@needs_fsdd
+def test_real_recordings_give_the_same_events_at_any_gain():
+    from spikeflow.data.io import read_wav
+
+    enc = AudioToEvents()
+    for path in sorted(FSDD_DIR.glob("*.wav"))[:6]:
+        audio = read_wav(path)
+        a = enc(audio).events
+        for gain in (1e-6, 1e-3, 3.7, 1e6):
+            same_events(a, enc(clip(audio.samples.astype(np.float64) * gain, 8000)).events)
 
 
 def test_silence_and_empty_clips_give_no_events():

@@ -391,13 +391,9 @@ class AudioToEvents:
         """What a cached representation of these events is keyed by."""
         return {"name": "audio_to_events", **self.params()}
 
-    def decibels(self, clip: _Clip) -> tuple[np.ndarray, float]:
-        """The clip's band levels in dB, floored, ``[frames, n_mels]``, and the floor.
-
-        Raises:
-            DataFormatError: a sample is NaN or infinite (a corrupt float WAV); the
-                message names the clip's ``source`` and the sample.
-        """
+    def _relative_levels(self, clip: _Clip) -> tuple[np.ndarray, float]:
+        """The band levels in dB relative to the clip's loudest band-frame (exactly 0
+        there, exactly ``-dynamic_range_db`` where floored), and that peak power."""
         _check_finite(clip)
         power = mel_spectrogram(
             clip.samples, clip.sample_rate, n_mels=self.n_mels, window_ms=self.window_ms,
@@ -405,11 +401,36 @@ class AudioToEvents:
             scale=self.scale, norm=self.norm,
         )  # fmt: skip
         peak = float(power.max()) if power.size else 0.0
-        floor = max(peak * 10.0 ** (-self.dynamic_range_db / 10.0), np.finfo(np.float64).tiny)
-        return 10.0 * np.log10(np.maximum(power, floor)), 10.0 * math.log10(floor)
+        floor = -self.dynamic_range_db
+        if peak == 0.0:  # silence (or no frame): every band at the floor
+            return np.full(power.shape, floor), peak
+        # Ratios to the peak, not absolute dB: the peak is 0 dB whatever the gain. The
+        # peak is dynamic_range_db above the floor (60 dB: 30 thresholds of 2 dB), on a
+        # level exactly; in absolute dB a rounding error put it either side of that level
+        # depending on the gain (its last ON event, and an OFF event, came and went).
+        ratio = power / peak
+        with np.errstate(divide="ignore"):  # log10(0) of silent bands, floored anyway
+            levels = np.where(ratio > 10.0 ** (floor / 10.0), 10.0 * np.log10(ratio), floor)
+        return levels, peak
+
+    def decibels(self, clip: _Clip) -> tuple[np.ndarray, float]:
+        """The clip's band levels in dB, floored, ``[frames, n_mels]``, and the floor.
+
+        Raises:
+            DataFormatError: a sample is NaN or infinite (a corrupt float WAV); the
+                message names the clip's ``source`` and the sample.
+        """
+        levels, peak = self._relative_levels(clip)
+        if peak == 0.0:
+            tiny = 10.0 * math.log10(np.finfo(np.float64).tiny)
+            return np.full(levels.shape, tiny), tiny
+        peak_db = 10.0 * math.log10(peak)
+        return levels + peak_db, peak_db - self.dynamic_range_db
 
     def __call__(self, clip: _Clip) -> EventRecording:
-        levels, floor = self.decibels(clip)
+        # The levels relative to the peak: the events do not depend on the gain.
+        levels, _ = self._relative_levels(clip)
+        floor = -self.dynamic_range_db
         _, hop = _frame_sizes(int(clip.sample_rate), self.window_ms, self.hop_ms)
         step_us = hop * 1e6 / clip.sample_rate
         events = level_crossings(levels, self.threshold_db, step_us, initial=floor)
