@@ -182,6 +182,10 @@ def _frame_sizes(sample_rate: int, window_ms: float, hop_ms: float) -> tuple[int
     return window, hop
 
 
+#: The bytes of complex spectra :func:`mel_spectrogram` computes at a time.
+_BLOCK_BYTES = 1 << 22
+
+
 @functools.lru_cache(maxsize=32)
 def _cached_filterbank(*args: Any) -> np.ndarray:
     bank = mel_filterbank(*args)
@@ -230,8 +234,15 @@ def mel_spectrogram(
     padded = np.concatenate([np.zeros(window // 2), x, np.zeros(window)])
     frames = np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(window) / window)
-    power = np.abs(np.fft.rfft(frames * hann, n=size, axis=1)) ** 2
-    return power @ bank.T
+    # In blocks of frames: the windowed frames and their spectra, all at once, would take
+    # (window + 4 (n_fft/2 + 1)) x 8 bytes per hop, ~17x the clip's float64 samples at
+    # 48 kHz (24 GB for two hours); a block's spectra take about _BLOCK_BYTES.
+    out = np.empty((count, bank.shape[0]))
+    block = max(1, _BLOCK_BYTES // (16 * (size // 2 + 1)))
+    for start in range(0, count, block):
+        spectrum = np.fft.rfft(frames[start : start + block] * hann, n=size, axis=1)
+        out[start : start + block] = (np.abs(spectrum) ** 2) @ bank.T
+    return out
 
 
 def level_crossings(
