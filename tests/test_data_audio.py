@@ -244,6 +244,14 @@ def test_level_crossings_errors():
         bad[3, 1] = np.nan
         level_crossings(bad, 1.0, 1.0)
     assert len(level_crossings(np.zeros((0, 3)), 1.0, 1.0)) == 0
+    # A NaN reference was cast to a huge negative count: "repeats may not contain
+    # negative values" from np.repeat.
+    with pytest.raises(ConfigurationError, match="initial must be finite"):
+        level_crossings(np.zeros((5, 2)), 1.0, 1.0, initial=np.nan)
+    with pytest.raises(ConfigurationError, match="initial must be finite"):
+        level_crossings(np.zeros((5, 2)), 1.0, 1.0, initial=[0.0, np.inf])
+    with pytest.raises(ShapeError, match=r"one per channel \(2\); got shape \(3,\)"):
+        level_crossings(np.zeros((5, 2)), 1.0, 1.0, initial=[0.0, 1.0, 2.0])
 
 
 # -- AudioToEvents --------------------------------------------------------------------------

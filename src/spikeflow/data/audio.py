@@ -275,7 +275,18 @@ def level_crossings(
     frames, channels = s.shape
     if frames == 0:
         return make_events(*(np.zeros(0, np.int64),) * 4)
-    base = s[0].copy() if initial is None else np.broadcast_to(initial, (channels,)).astype(float)
+    if initial is None:
+        base = s[0].copy()
+    else:
+        start = np.asarray(initial, dtype=np.float64)
+        if start.ndim > 1 or start.size not in (1, channels):
+            raise ShapeError(
+                f"initial must be a number or one per channel ({channels}); got shape "
+                f"{tuple(start.shape)}"
+            )
+        if not np.isfinite(start).all():
+            raise ConfigurationError(f"initial must be finite; got {initial!r}")
+        base = np.broadcast_to(start, (channels,)).copy()
     # The reference is base + m * theta with an integer m, so a signal back at its base
     # (the silence floor) lands on a level exactly, whatever the path it took.
     units = (s - base) / theta
