@@ -172,6 +172,10 @@ def test_mel_spectrogram_tone_lands_in_its_band_and_stereo_mixes_down():
     assert mel_spectrogram(np.zeros(0), rate).shape == (0, 40)
     with pytest.raises(ShapeError, match=r"\[channels, frames\]"):
         mel_spectrogram(np.zeros((1, 2, 3)), rate)
+    with pytest.raises(ShapeError, match=r"look like \[frames, channels\]"):
+        mel_spectrogram(stereo.T, rate)  # soundfile's layout
+    with pytest.raises(ConfigurationError, match="real numbers"):
+        mel_spectrogram(stereo.astype(np.complex64), rate)
     with pytest.raises(ConfigurationError, match="n_fft=128 is shorter than the window"):
         mel_spectrogram(x, rate, n_fft=128)
 

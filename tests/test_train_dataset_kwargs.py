@@ -62,6 +62,8 @@ def test_dataset_kwargs_reach_the_dataset(fsdd_root):
         ({"frames_number": 8}, "frames_number=...: set by --T"),
         ({"root": "x"}, "root=...: set by --data-dir"),
         ({"split": "test"}, "split=...: set by the run"),
+        ({"transform": "x"}, "transform=...: Python only"),
+        ({"duration": 1000}, "duration=...: set by --T"),
         ({"n_mels": 16}, r"FSDD takes no argument \['n_mels'\]; it takes .*audio_to_events"),
         ({"audio_to_events": {"bands": 16}}, "audio_to_events .*bands"),
         ({"speakers": ["nobody"]}, r"speaker\(s\) \['nobody'\] have no recordings"),

@@ -158,16 +158,25 @@ def mel_filterbank(
     return weights
 
 
+#: More channels than this in a [channels, frames] array is taken for a transposed clip.
+_MAX_CHANNELS = 64
+
+
 def _mono(samples: np.ndarray) -> np.ndarray:
     x = np.asarray(samples)
-    if x.ndim == 2:
-        return x.astype(np.float64).mean(axis=0)  # [channels, frames] -> mixed down
-    if x.ndim != 1:
+    if x.ndim not in (1, 2):
         raise ShapeError(
             f"audio samples must be [frames] or [channels, frames]; got shape {tuple(x.shape)}"
         )
     if x.dtype.kind not in "fiu":
-        raise ConfigurationError(f"audio samples must be numbers; got dtype {x.dtype}")
+        raise ConfigurationError(f"audio samples must be real numbers; got dtype {x.dtype}")
+    if x.ndim == 2:
+        if x.shape[0] > _MAX_CHANNELS and x.shape[0] > x.shape[1]:
+            raise ShapeError(
+                f"audio samples of shape {tuple(x.shape)} look like [frames, channels] (the "
+                "layout of soundfile and scipy.io.wavfile); pass [channels, frames]: .T"
+            )
+        return x.mean(axis=0, dtype=np.float64)  # [channels, frames] -> mixed down
     return x.astype(np.float64)
 
 
@@ -261,8 +270,8 @@ def level_crossings(
     level, rounded to the microsecond; events of frame 0 are at time 0.
 
     Returns:
-        events of :data:`~spikeflow.data.EVENT_DTYPE`, sorted by time (then by the
-        order above: channel, then crossing), ``x`` = channel, ``p`` = 1 ON / 0 OFF.
+        events of :data:`~spikeflow.data.EVENT_DTYPE`, sorted by time (equal times
+        by frame, then channel, then crossing), ``x`` = channel, ``p`` = 1 ON / 0 OFF.
     """
     s = np.asarray(signal, dtype=np.float64)
     if s.ndim != 2:

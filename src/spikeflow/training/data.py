@@ -179,9 +179,14 @@ def _neuromorphic(
 
 #: Dataset arguments that other options set (--dataset-kwargs may not).
 _SET_ELSEWHERE = {
-    "root": "--data-dir", "train": "the run (both splits)", "split": "the run (both splits)",
-    "data_type": "the run (frames)", "frames_number": "--T", "split_by": "--split-by",
-    "cache_dir": "--cache-dir", "download": "--download",
+    "root": "set by --data-dir", "train": "set by the run (both splits)",
+    "split": "set by the run (both splits)", "data_type": "set by the run (frames)",
+    "frames_number": "set by --T", "split_by": "set by --split-by",
+    "cache_dir": "set by --cache-dir", "download": "set by --download",
+    "duration": "set by --T (frames per sample)",
+    "custom_integrate_function": "set by --T (frames)",
+    "transform": "Python only (a function)", "event_transform": "Python only (a function)",
+    "target_transform": "Python only (a function)",
 }  # fmt: skip
 
 
@@ -195,9 +200,7 @@ def _dataset_kwargs(config: TrainConfig, cls: type) -> dict[str, Any]:
     given = dict(config.dataset_kwargs)
     for key in given:
         if key in _SET_ELSEWHERE:
-            raise ConfigurationError(
-                f"--dataset-kwargs {key}=...: set by {_SET_ELSEWHERE[key]}, not here"
-            )
+            raise ConfigurationError(f"--dataset-kwargs {key}=...: {_SET_ELSEWHERE[key]}, not here")
     accepted: set[str] = set()
     for klass in cls.__mro__:  # the subclasses forward **kwargs to the base class
         init = vars(klass).get("__init__")
