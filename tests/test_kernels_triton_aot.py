@@ -28,8 +28,8 @@ CHILD = textwrap.dedent(
     from spikeflow.kernels import triton_backend
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, ComplementaryLIFNode, CubaLIFNode,
-                                   EIFNode, IFNode, IzhikevichNode, LIFNode,
-                                   ParametricLIFNode, RAFNode)
+                                   EIFNode, GatedLIFNode, IFNode, IzhikevichNode,
+                                   LIFNode, ParametricLIFNode, RAFNode)
     from spikeflow.surrogate import ATan, PiecewiseQuadratic
 
     class SmoothIF(BaseNode):
@@ -61,6 +61,7 @@ CHILD = textwrap.dedent(
         "cuba_lif_f32": (CubaLIFNode(), torch.float32),
         "clif_f32": (ComplementaryLIFNode(), torch.float32),  # reset_membrane
         "raf_f32": (RAFNode(), torch.float32),
+        "glif_f32": (GatedLIFNode(6, 4), torch.float32),  # per-channel, a threshold tensor
         "user_f32": (SmoothIF(), torch.float32),
         "all_ops_f32": (AllOpsIF(), torch.float32),
         "all_ops_f64": (AllOpsIF(), torch.float64),
@@ -107,7 +108,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 26
+    assert len(compiled) == 27
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -120,7 +121,7 @@ def test_kernels_round_every_operation_like_the_reference(compiled):
     spikes from the saved state), and no approximate division in forwards whose charge
     is plain arithmetic."""
     for name in ("lif_f32", "lif_pq_f64", "plif_bf16", "if_theta_f16", "izhikevich_f32",
-                 "alif_f32", "cuba_lif_f32", "raf_f32"):  # fmt: skip
+                 "alif_f32", "cuba_lif_f32", "raf_f32", "glif_f32"):  # fmt: skip
         assert compiled[name]["fwd_fma"] == 0, name
         assert compiled[name]["bwd_fma"] == 0, name
         assert compiled[name]["fwd_div_approx"] == 0, name

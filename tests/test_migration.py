@@ -229,6 +229,12 @@ def _sj_neuron_pairs(sj_neuron):
             lambda: neurons.ComplementaryLIFNode(3.0, 0.8, surrogate.ATan()),
             lambda: sj_neuron.ComplementaryLIFNode(3.0, 0.8, sj("surrogate").ATan(), "m"),
         ),
+        "GatedLIFNode": (  # all nine positional arguments
+            lambda: neurons.GatedLIFNode(16, 20, None, 0.3, 0.4, 0.6, 0.3, surrogate.ATan(), "m"),
+            lambda: sj_neuron.GatedLIFNode(  # its parameters are float32 whatever the default
+                16, 20, None, 0.3, 0.4, 0.6, 0.3, sj("surrogate").ATan(), "m"
+            ).double(),
+        ),
         "RAFNode": (
             lambda: neurons.RAFNode(-0.3, 1.5, 0.5, 0.9, None, surrogate.Sigmoid(), True),
             lambda: sj_neuron.RAFNode(
@@ -240,7 +246,7 @@ def _sj_neuron_pairs(sj_neuron):
 
 SJ_NEURONS = (
     "IFNode LIFNode ParametricLIFNode QIFNode EIFNode IzhikevichNode KLIFNode PSN SlidingPSN "
-    "MaskedPSN CUBALIFNode NonSpikingLIFNode ComplementaryLIFNode RAFNode"
+    "MaskedPSN CUBALIFNode NonSpikingLIFNode ComplementaryLIFNode RAFNode GatedLIFNode"
 ).split()
 
 
@@ -255,6 +261,8 @@ def test_neurons_equal_to_spikingjelly(float64, name):
     ours.load_state_dict(state)
     psn = name in ("PSN", "MaskedPSN")
     x = torch.rand(16, 4, 20) * (6.0 if psn else 2.0) - (1.0 if psn else 0.2)
+    if name == "GatedLIFNode":  # SpikingJelly's runs on [T, B, C, H, W] only
+        x = x[..., None, None]
     g = torch.randn_like(x)
     x_sf, x_sj = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_sf = ours(x_sf)

@@ -155,7 +155,7 @@ def compile_for_gpu(
                 x_in,
                 node.start_state(x_in[0]),
                 node.neuron_params(),
-                node.v_threshold,
+                node.firing_threshold(x_in.shape[1:]),
                 node.firing_rule,
                 record_v=bool(getattr(node, "store_v_seq", False)),
             )

@@ -37,6 +37,7 @@ from spikeflow.neurons import (
     ComplementaryLIFNode,
     CubaLIFNode,
     EIFNode,
+    GatedLIFNode,
     IFNode,
     IzhikevichNode,
     KLIFNode,
@@ -83,6 +84,7 @@ NEURONS: dict[str, type[nn.Module]] = {
     "cuba_lif": CubaLIFNode,
     "adlif": AdLIFNode,
     "clif": ComplementaryLIFNode,
+    "glif": GatedLIFNode,
     "raf": RAFNode,
     "noreset_lif": NoResetLIFNode,
     "psn": PSN,
@@ -395,8 +397,10 @@ class NeuronFactory:
             ``surrogate_function`` may be a name (``"atan"``) or a dict
             (``{"name": "atan", "alpha": 2.0}``).
         defaults: the model's default arguments; those the neuron does not accept are
-            dropped silently (so ``neuron="if"`` on a PLIF net drops ``init_tau``). A
-            factory whose accepted arguments cannot be read (``**kwargs``) gets none.
+            dropped silently (so ``neuron="if"`` on a PLIF net drops ``init_tau``), as
+            are those the neuron class lists in ``model_defaults_ignored`` (a name
+            that means something else there). A factory whose accepted arguments cannot
+            be read (``**kwargs``) gets none.
 
     Raises:
         ConfigurationError: unknown neuron name, or a ``neuron_kwargs`` key the neuron
@@ -436,10 +440,15 @@ class NeuronFactory:
                 f"given as the neuron ({self.neuron!r}): bind them by keyword there to "
                 "override them, or set them in one place"
             )
+        # A neuron may refuse some defaults by name: an argument whose name a model's
+        # defaults share but whose meaning differs (GatedLIFNode's ``init_tau`` is a
+        # decay factor in (0, 1), the PLIF nets' a time constant of 2).
+        target = self.neuron.func if isinstance(self.neuron, functools.partial) else self.neuron
+        refused = set(getattr(target, "model_defaults_ignored", ()))
         kwargs = {
             key: value
             for key, value in {**(defaults or {}), "step_mode": "m"}.items()
-            if accepted is not None and key in accepted and key not in bound
+            if accepted is not None and key in accepted and key not in bound | refused
         }
         kwargs.update(user)
         kwargs = check_bool_arguments(parameters or {}, kwargs, f"neuron {name}")

@@ -5,6 +5,7 @@
 * :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope),
   CLIF (complementary LIF).
 * :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
+* :mod:`~spikeflow.neurons.gated_lif`: the gated LIF of Yao et al. (GLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
@@ -26,6 +27,7 @@ from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.gated_lif import GatedLIFNode, GLIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
 from spikeflow.neurons.nonlinear import EIFNode, IzhikevichNode, QIFNode
@@ -51,6 +53,8 @@ __all__ = [
     "ComplementaryLIFNode",
     "CubaLIFNode",
     "EIFNode",
+    "GLIFNode",
+    "GatedLIFNode",
     "IFNode",
     "IzhikevichNode",
     "KLIFNode",

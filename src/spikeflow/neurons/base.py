@@ -229,15 +229,27 @@ class BaseNode(MemoryModule):
             x_seq = x
         else:
             x_seq = x.unsqueeze(0)
+        return x_seq
+
+    def firing_threshold(self, step_shape: torch.Size) -> float | Tensor:
+        """θ as the fire rule receives it for steps of ``step_shape``: ``v_threshold``,
+        checked to broadcast to the step. A neuron whose threshold is a function of its
+        parameters overrides it (:class:`~spikeflow.neurons.GatedLIFNode`: the sigmoid
+        of a per-channel parameter); the result is differentiable like any tensor.
+
+        Raises:
+            ShapeError: a tensor threshold that does not broadcast to ``step_shape``.
+        """
         check_step_shape(
-            type(self).__name__, "v_threshold", self.v_threshold, x_seq.shape[1:],
+            type(self).__name__, "v_threshold", self.v_threshold, step_shape,
             "; per-channel thresholds of [B, C, H, W] need shape [C, 1, 1]",
         )  # fmt: skip
-        return x_seq
+        return self.v_threshold
 
     def forward(self, x: Tensor) -> Tensor:
         """Spikes for ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
         x_seq = self._check_input(x)
+        theta = self.firing_threshold(x_seq.shape[1:])
         state = self._carried_state(x_seq.shape[1:])
         if state is None:
             state = self.start_state(x_seq[0])
@@ -256,7 +268,7 @@ class BaseNode(MemoryModule):
             x_seq,
             state,
             params,
-            self.v_threshold,
+            theta,
             self.firing_rule,
             self.store_v_seq,
         )
