@@ -57,16 +57,16 @@ def _worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     Trainer(config_from_dict(_config(output_dir)), log=None).fit()
 
 
-def _online_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+def _online_config(output_dir: str, trace_decay: float | None) -> dict:
+    return {**_config(output_dir), "online": True, "online_steps": 2, "epochs": 2,
+            "batch_size": 8, "online_trace_decay": trace_decay}  # fmt: skip
+
+
+def _online_worker(
+    rank: int, world_size: int, port: int, output_dir: str, trace_decay: float | None
+) -> None:
     _join(rank, world_size, port)
-    config = {
-        **_config(output_dir),
-        "online": True,
-        "online_steps": 2,
-        "epochs": 2,
-        "batch_size": 8,
-    }
-    Trainer(config_from_dict(config), log=None).fit()
+    Trainer(config_from_dict(_online_config(output_dir, trace_decay)), log=None).fit()
 
 
 def _online_bntt_worker(rank: int, world_size: int, port: int, root: str) -> None:
@@ -233,13 +233,14 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
 
 
-def test_online_training_of_two_gloo_processes_equals_one_process(tmp_path):
+@pytest.mark.parametrize("trace_decay", [None, 0.5], ids=["sltt", "ottt"])
+def test_online_training_of_two_gloo_processes_equals_one_process(tmp_path, trace_decay):
     # The processes must draw the same SLTT-K steps (else their backward passes do not
-    # pair up); the gradients are reduced once, at the last trained step (no_sync).
+    # pair up); the gradients are reduced once, at the last trained step (no_sync). With
+    # OTTT the trace hooks sit on the layers inside the DDP wrapper.
     one, two = tmp_path / "one", tmp_path / "two"
-    config = {**_config(str(one)), "online": True, "online_steps": 2, "epochs": 2, "batch_size": 8}
-    Trainer(config_from_dict(config), log=None).fit()
-    _spawn(_online_worker, str(two))
+    Trainer(config_from_dict(_online_config(str(one), trace_decay)), log=None).fit()
+    _spawn(_online_worker, str(two), trace_decay)
     a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert b["world_size"] == 2 and b["global_step"] == a["global_step"] == 6
     for key, value in a["model"].items():
