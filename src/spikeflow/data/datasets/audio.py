@@ -34,7 +34,8 @@ def _split_from_train(split: str | None, train: bool | None) -> str:
     if train is not None and (split == "train") != bool(train):
         raise ConfigurationError(
             f"split={split!r} contradicts train={train!r} (train=True means split='train', "
-            "train=False means split='test'); pass only one of them"
+            "train=False a held-out split: 'test' when no split is given); pass only one "
+            "of them"
         )
     return split
 
