@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Any, Protocol
 
 import numpy as np
 
+from spikeflow._checks import check_int, check_real
 from spikeflow.data.events import EventRecording, make_events
 from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
 
@@ -84,17 +84,12 @@ def mel_to_hz(mel: np.ndarray | float, scale: str = "htk") -> np.ndarray:
 
 
 def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ConfigurationError(f"{name} must be a number > 0; got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be finite; got {value!r}")
-    return float(value)
+    return check_real(name, value, 0.0, low_open=True)
 
 
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1; got {value!r}")
-    return int(value)
+def _check_norm(norm: str | None) -> None:
+    if norm not in (None, "slaney"):
+        raise ConfigurationError(f"norm must be None or 'slaney'; got {norm!r}")
 
 
 def _band(sample_rate: float, f_min: float, f_max: float | None) -> tuple[float, float]:
@@ -133,11 +128,10 @@ def mel_filterbank(
         ConfigurationError: a bad argument, or a filter that covers no FFT bin (too many
             bands for ``n_fft``): it would be a channel that never fires.
     """
-    n_fft, n_mels = _count("n_fft", n_fft), _count("n_mels", n_mels)
+    n_fft, n_mels = check_int("n_fft", n_fft, 1), check_int("n_mels", n_mels, 1)
     sample_rate = int(_positive("sample_rate", sample_rate))
     _check_scale(scale)
-    if norm not in (None, "slaney"):
-        raise ConfigurationError(f"norm must be None or 'slaney'; got {norm!r}")
+    _check_norm(norm)
     low, high = _band(sample_rate, float(f_min), f_max)
     edges = mel_to_hz(np.linspace(hz_to_mel(low, scale), hz_to_mel(high, scale), n_mels + 2), scale)
     bins = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)
@@ -230,7 +224,7 @@ def mel_spectrogram(
     x = _mono(samples)
     sample_rate = int(_positive("sample_rate", sample_rate))
     window, hop = _frame_sizes(sample_rate, window_ms, hop_ms)
-    size = 1 << (window - 1).bit_length() if n_fft is None else _count("n_fft", n_fft)
+    size = 1 << (window - 1).bit_length() if n_fft is None else check_int("n_fft", n_fft, 1)
     if size < window:
         raise ConfigurationError(
             f"n_fft={size} is shorter than the window ({window} samples = {window_ms} ms at "
@@ -283,7 +277,7 @@ def level_crossings(
     step = _positive("step_us", step_us)
     frames, channels = s.shape
     if frames == 0:
-        return make_events(*(np.zeros(0, np.int64),) * 4)
+        return _no_events()
     if initial is None:
         base = s[0].copy()
     else:
@@ -310,6 +304,10 @@ def level_crossings(
     return _expand(s, refs, counts, theta, step)
 
 
+def _no_events() -> np.ndarray:
+    return make_events(*(np.zeros(0, np.int64),) * 4)
+
+
 def _expand(
     s: np.ndarray, refs: np.ndarray, counts: np.ndarray, theta: float, step: float
 ) -> np.ndarray:
@@ -319,7 +317,7 @@ def _expand(
     size = np.abs(n)
     total = int(size.sum())
     if total == 0:
-        return make_events(*(np.zeros(0, np.int64),) * 4)
+        return _no_events()
     j = np.arange(total) - np.repeat(np.cumsum(size) - size, size) + 1  # 1..|n| per run
     k, c, n = (np.repeat(a, size) for a in (k, c, n))
     sign = np.sign(n)
@@ -382,19 +380,16 @@ class AudioToEvents:
         norm: str | None = None,
         dynamic_range_db: float = 60.0,
     ) -> None:
-        self.n_mels = _count("n_mels", n_mels)
+        self.n_mels = check_int("n_mels", n_mels, 1)
         self.threshold_db = _positive("threshold_db", threshold_db)
         self.window_ms = _positive("window_ms", window_ms)
         self.hop_ms = _positive("hop_ms", hop_ms)
-        self.n_fft = None if n_fft is None else _count("n_fft", n_fft)
-        if isinstance(f_min, bool) or not isinstance(f_min, numbers.Real) or f_min < 0:
-            raise ConfigurationError(f"f_min must be a number >= 0 (Hz); got {f_min!r}")
-        self.f_min = float(f_min)
+        self.n_fft = None if n_fft is None else check_int("n_fft", n_fft, 1)
+        self.f_min = check_real("f_min (Hz)", f_min, 0.0)
         self.f_max = None if f_max is None else _positive("f_max", f_max)
         _check_scale(scale)
         self.scale = scale
-        if norm not in (None, "slaney"):
-            raise ConfigurationError(f"norm must be None or 'slaney'; got {norm!r}")
+        _check_norm(norm)
         self.norm = norm
         self.dynamic_range_db = _positive("dynamic_range_db", dynamic_range_db)
 

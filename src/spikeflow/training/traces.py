@@ -21,13 +21,13 @@ at zero on entry (one sequence).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["SYNAPTIC_LAYERS", "PresynapticTraces", "check_trace_decay"]
@@ -42,12 +42,8 @@ def check_trace_decay(decay: Any) -> float:
     Raises:
         ConfigurationError: anything else.
     """
-    if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay <= 1:
-        raise ConfigurationError(
-            f"the presynaptic trace decay must be a number in [0, 1] (1 - 1/tau of the "
-            f"network's neurons, e.g. 0.5 for tau = 2); got {decay!r}"
-        )
-    return float(decay)
+    name = "the presynaptic trace decay (1 - 1/tau of the network's neurons, 0.5 for tau = 2)"
+    return check_real(name, decay, 0.0, 1.0)
 
 
 class PresynapticTraces:
