@@ -1,17 +1,60 @@
-"""A base for datasets without an official train/test split: all samples, or a fixed
-per-class ratio split."""
+"""Bases for the split arguments: datasets whose splits have names (``"train"``,
+``"valid"``, ``"test"``, ...), and datasets without an official train/test split (all
+samples, or a fixed per-class ratio split)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from spikeflow.data.datasets._common import subset_by_ratio
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["RatioSplitDataset"]
+__all__ = ["NamedSplitDataset", "RatioSplitDataset", "split_from_train"]
+
+
+def split_from_train(split: str | None, train: bool | None) -> str:
+    """``split``, or the one ``train`` names (``True``: ``"train"``, ``False``: ``"test"``;
+    neither: ``"train"``).
+
+    Raises:
+        ConfigurationError: both are given and disagree.
+    """
+    if split is None:
+        return "test" if train is False else "train"
+    if train is not None and (split == "train") != bool(train):
+        raise ConfigurationError(
+            f"split={split!r} contradicts train={train!r} (train=True means split='train', "
+            "train=False a held-out split: 'test' when no split is given); pass only one "
+            "of them"
+        )
+    return split
+
+
+class NamedSplitDataset(NeuromorphicDataset):
+    """A dataset whose ``split`` is one of the names in :attr:`splits` (``train`` is
+    ``split == "train"``); subclasses set what they need before calling this
+    ``__init__``, which finds the samples."""
+
+    splits: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self, root: str | os.PathLike, split: str, download: bool = False, **kwargs: Any
+    ) -> None:
+        if split not in self.splits:
+            raise ConfigurationError(
+                f"{type(self).__name__}: split must be one of {self.splits}; got {split!r}"
+            )
+        self._split = split
+        self.download = bool(download)
+        super().__init__(root, train=split == "train", **kwargs)
+
+    @property
+    def split(self) -> str:
+        """One of :attr:`splits`."""
+        return self._split
 
 
 class RatioSplitDataset(NeuromorphicDataset):

@@ -11,7 +11,7 @@ import numpy as np
 
 from spikeflow.data.datasets._common import Archive, prepare_root
 from spikeflow.data.datasets._names import SHD_CLASSES, SSC_CLASSES
-from spikeflow.data.datasets.base import NeuromorphicDataset
+from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.hdf5_audio import SpikingAudioFile
 from spikeflow.data.representations import ToFrame, ToFrameByDuration
@@ -22,25 +22,7 @@ __all__ = ["SHD", "SSC", "SpikingHeidelbergDigits", "SpikingSpeechCommands"]
 _ZENKE = "https://zenkelab.org/datasets/"
 
 
-def _split_from_train(split: str | None, train: bool | None) -> str:
-    """``split``, or the one ``train`` names (``True``: ``"train"``, ``False``: ``"test"``;
-    neither: ``"train"``).
-
-    Raises:
-        ConfigurationError: both are given and disagree.
-    """
-    if split is None:
-        return "test" if train is False else "train"
-    if train is not None and (split == "train") != bool(train):
-        raise ConfigurationError(
-            f"split={split!r} contradicts train={train!r} (train=True means split='train', "
-            "train=False a held-out split: 'test' when no split is given); pass only one "
-            "of them"
-        )
-    return split
-
-
-class _SpikingAudio(NeuromorphicDataset):
+class _SpikingAudio(NamedSplitDataset):
     """A split file ``root/<prefix>_<split>.h5``; one sample per row, read lazily."""
 
     sensor_size = (700, 1, 1)
@@ -60,17 +42,8 @@ class _SpikingAudio(NeuromorphicDataset):
     def __init__(
         self, root: str | os.PathLike, split: str, download: bool = False, **kwargs: Any
     ) -> None:
-        if split not in self.splits:
-            raise ConfigurationError(f"split must be one of {self.splits}; got {split!r}")
-        self._split = split
-        self.download = bool(download)
         self._file: SpikingAudioFile | None = None
-        super().__init__(root, train=split == "train", **kwargs)
-
-    @property
-    def split(self) -> str:
-        """One of :attr:`splits`."""
-        return self._split
+        super().__init__(root, split, download, **kwargs)
 
     @property
     def h5_path(self) -> Path:
@@ -182,7 +155,7 @@ class SHD(_SpikingAudio):
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root, _split_from_train(split, train), download, **kwargs)
+        super().__init__(root, split_from_train(split, train), download, **kwargs)
 
 
 class SSC(_SpikingAudio):
@@ -216,7 +189,7 @@ class SSC(_SpikingAudio):
         train: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root, _split_from_train(split, train), download, **kwargs)
+        super().__init__(root, split_from_train(split, train), download, **kwargs)
 
 
 def SpikingHeidelbergDigits(  # SpikingJelly's class name

@@ -17,8 +17,8 @@ from spikeflow.data.datasets._common import (
     prepare_root,
 )
 from spikeflow.data.datasets._names import SSC_CLASSES
-from spikeflow.data.datasets.audio import _split_from_train
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
+from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.wav import read_wav
 from spikeflow.errors import ConfigurationError, DataFormatError
@@ -43,7 +43,7 @@ def _encoder(value: Any) -> AudioToEvents:
     return value
 
 
-class _SpeechDataset(NeuromorphicDataset):
+class _SpeechDataset(NamedSplitDataset):
     """WAV files encoded to events by ``audio_to_events`` (default ``AudioToEvents()``).
 
     The encoder's ``cache_key()`` is part of the dataset's cache key; ``sensor_size``
@@ -52,7 +52,6 @@ class _SpeechDataset(NeuromorphicDataset):
 
     sensor_size = AudioToEvents().sensor_size
     sample_options = ("audio_to_events",)
-    splits: ClassVar[tuple[str, ...]]
 
     def __init__(
         self,
@@ -62,21 +61,10 @@ class _SpeechDataset(NeuromorphicDataset):
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        if split not in self.splits:
-            raise ConfigurationError(
-                f"{type(self).__name__}: split must be one of {self.splits}; got {split!r}"
-            )
         encoder = _encoder(audio_to_events)
-        self._split = split
-        self.download = bool(download)
         self.audio_to_events = encoder
         self.sensor_size = tuple(encoder.sensor_size)  # type: ignore[misc]
-        super().__init__(root, split == "train", **kwargs)
-
-    @property
-    def split(self) -> str:
-        """The split's name."""
-        return self._split
+        super().__init__(root, split, download, **kwargs)
 
     def _read(self, path: Path) -> EventRecording:
         return self.audio_to_events(read_wav(path))
@@ -136,7 +124,7 @@ class FSDD(_SpeechDataset):
                 f"speakers must be a non-empty list of speaker names; got {speakers!r}"
             )
         self.speakers = None if speakers is None else tuple(speakers)
-        split = _split_from_train(split, train)
+        split = split_from_train(split, train)
         super().__init__(root, split, audio_to_events, download, **kwargs)
 
     def _folder(self) -> Path | None:
@@ -242,7 +230,7 @@ class SpeechCommands(_SpeechDataset):
             )
         self.version = version
         self.classes = self.VERSIONS[version]
-        split = _split_from_train("valid" if split == "val" else split, train)
+        split = split_from_train("valid" if split == "val" else split, train)
         super().__init__(root, split, audio_to_events, download, **kwargs)
 
     def archive(self) -> Archive:
