@@ -20,6 +20,7 @@ class AllOpsIF(BaseNode):
         u = u + torch.rsqrt(1.0 + x * x) + torch.relu(x - 0.5) + torch.sign(v) * 0.1
         u = u + torch.maximum(x, v) - torch.minimum(x, v) + torch.where(x > v, x, v * 0.5)
         u = u + torch.pow(1.0 + x * x, a) + (x * x) ** 2 + torch.clamp(v, -1.0, 1.0)
+        u = u + torch.floor(x * 3.0 + v) * 0.25 + (v * 2.0).floor()
         return 0.6 * v + x + 0.05 * u / a
 
     def __init__(self, **kwargs: object) -> None:

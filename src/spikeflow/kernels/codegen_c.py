@@ -76,6 +76,7 @@ _UNARY_C = {
     "erf": "erf{f}({a})",
     "erfc": "erfc{f}({a})",
     "abs": "fabs{f}({a})",
+    "floor": "floor{f}({a})",
     "sin": "sin{f}({a})",
     "cos": "cos{f}({a})",
     "sqrt": "sqrt{f}({a})",

@@ -53,6 +53,7 @@ _UNARY = {
     "erf": "tl.math.erf({a})",
     "erfc": "(1.0 - tl.math.erf({a}))",
     "abs": "tl.abs({a})",
+    "floor": "tl.floor({a})",
     "sin": "tl.sin({a})",
     "cos": "tl.cos({a})",
     "sqrt": "tl.sqrt({a})",

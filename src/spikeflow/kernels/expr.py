@@ -27,7 +27,7 @@ __all__ = ["Expr", "TraceError", "const", "topological", "tracing_dtype", "var",
 #: Elementwise unary functions the generators can print.
 UNARY = (
     "neg", "exp", "log", "log1p", "expm1", "sigmoid", "tanh", "atan", "erf", "erfc",
-    "abs", "sign", "sin", "cos", "sqrt", "rsqrt", "relu", "tofloat",
+    "abs", "sign", "sin", "cos", "sqrt", "rsqrt", "relu", "floor", "tofloat",
 )  # fmt: skip
 BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
 COMPARE = ("lt", "le", "gt", "ge", "eq", "ne")
@@ -319,6 +319,7 @@ _FOLD: dict[str, Callable[..., float]] = {
     "exp": math.exp,
     "sqrt": math.sqrt,
     "abs": abs,
+    "floor": lambda a: float(math.floor(a)),
     "lt": lambda a, b: float(a < b),
     "le": lambda a, b: float(a <= b),
     "gt": lambda a, b: float(a > b),
@@ -685,7 +686,8 @@ def _partials(node: Expr, surrogate: Callable[[Expr], Expr] | None) -> list[Part
         return [surrogate(a[0])]
     if op == "tofloat" and a[0].op not in BOOLEAN:  # a cast of a value (see _cast)
         return [const(1.0)]
-    # sign, comparisons, tofloat (of a comparison), nograd: no gradient
+    # sign, floor, comparisons, tofloat (of a comparison), nograd: no gradient (as
+    # PyTorch's floor, whose derivative is 0 everywhere)
     return [None] * len(a)
 
 

@@ -257,6 +257,10 @@ class BaseNode(MemoryModule):
         run = resolve_backend(self.backend, x_seq, stepped)
         decl = self.declaration()
         params = self._call_params(x_seq.shape[1:])
+        quantizer = self._modules.get("membrane_quantizer")
+        if quantizer is not None:  # the membrane on a fixed-point grid (spikeflow.quant)
+            decl = quantizer.quantized(decl)
+            params = {**params, **quantizer.grid(theta)}
         missing = [n for n in decl.param_names if n not in params]
         if missing:
             raise ConfigurationError(
