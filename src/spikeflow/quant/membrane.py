@@ -163,8 +163,10 @@ class MembraneQuantizer(nn.Module):
                 f"step={step!r}"
             )
         if step is not None:
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or not (
-                math.isfinite(step) and step > 0
+            if (
+                isinstance(step, bool)
+                or not isinstance(step, (int, float))
+                or not (math.isfinite(step) and step > 0)
             ):
                 raise ConfigurationError(
                     f"membrane quantization: step must be a positive finite number, got {step!r}"
@@ -245,7 +247,8 @@ class MembraneQuantizer(nn.Module):
         """Raise a ConfigurationError naming ``name`` unless ``neuron``'s threshold and
         reset are on this grid (the fire rule and the reset then keep the membrane on it)."""
         theta = _threshold(neuron)
-        values = theta.detach().double().flatten().tolist() if isinstance(theta, Tensor) else [theta]
+        tensor = isinstance(theta, Tensor)
+        values = theta.detach().double().flatten().tolist() if tensor else [theta]
         if any(not (math.isfinite(t) and t > 0) for t in values):
             raise ConfigurationError(
                 f"membrane quantization of {name}: the threshold must be positive (the grid "
