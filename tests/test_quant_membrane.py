@@ -273,3 +273,43 @@ def test_compiled_quantized_neuron_equals_eager():
     eager = node(x)
     compiled = torch.compile(node, fullgraph=True)
     assert torch.equal(compiled(x), eager)
+
+
+def test_nir_export_refuses_quantized_membranes():
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from spikeflow import layers
+    from spikeflow.interop import export_to_nir
+    from torch import nn
+
+    net = nn.Sequential(layers.Linear(6, 4), neurons.LIFNode())
+    quant.apply_membrane_quantization(net, bits=8)
+    with pytest.raises(ConfigurationError, match="membranes of 1 are quantized"):
+        export_to_nir(net, torch.zeros(2, 1, 6))
+    quant.remove_membrane_quantization(net)
+    export_to_nir(net, torch.zeros(2, 1, 6))
+
+
+def test_a_membrane_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn (the 'examples' extra)")
+    from spikeflow.cli import main
+    from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+    from train_runs import tiny
+
+    changes = {"membrane_bits": 4, "weight_bits": 4}
+    Trainer(tiny(tmp_path, "full", **changes), log=None).fit()
+    Trainer(tiny(tmp_path, "split", stop_after=1, **changes), log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    split = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert any(key.endswith("membrane_quantizer.settings") for key in full)
+    for key in full:
+        assert torch.equal(full[key], split[key]), key
+    assert main(["eval", "--checkpoint", str(tmp_path / "full" / "best.pt"), "--no-progress"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    bad = ["train", "--membrane-bits", "1", "--output-dir", str(tmp_path / "x")]
+    assert main(bad) == 2
+    assert "bits must be an integer from 2 to 24" in capsys.readouterr().err
+    bad = ["train", "--membrane-fraction-bits", "3", "--output-dir", str(tmp_path / "y")]
+    assert main(bad) == 2
+    assert "needs membrane quantization: add --membrane-bits" in capsys.readouterr().err

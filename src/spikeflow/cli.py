@@ -363,6 +363,20 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(2-16, symmetric, per output channel; docs/quantization.md)",
     )
     o.add_argument(
+        "--membrane-bits",
+        type=int,
+        default=s,
+        help="train with every neuron's membrane held in a signed fixed-point register of "
+        "this many bits (2-24; docs/quantization.md)",
+    )
+    o.add_argument(
+        "--membrane-fraction-bits",
+        type=int,
+        default=s,
+        help="with --membrane-bits: the threshold is the register's level 2^F "
+        "(default bits - 2: the register spans [-2 threshold, 2 threshold))",
+    )
+    o.add_argument(
         "--online",
         action="store_true",
         default=s,

@@ -482,6 +482,7 @@ def export_to_nir(
         raise ShapeError(
             f"sample_input must be a time-major tensor [T, B, ...], got {shape or sample_input!r}"
         )
+    _refuse_quantized_membranes(net)
     if isinstance(net, ConvertedSNN):
         return _export_converted(net, sample_input, nir, dt, soft_reset)
     view = copy.deepcopy(net)
@@ -507,6 +508,19 @@ def export_to_nir(
     flat = _type_checked_graph(nir, nodes, edges)
     flat.metadata = {"spikeflow_dt": dt, "source": "spikeflow"}
     return flat
+
+
+def _refuse_quantized_membranes(net: nn.Module) -> None:
+    """Raise a ConfigurationError naming the neurons whose membranes are quantized."""
+    quantized = [name or type(net).__name__ for name, module in net.named_modules()
+                 if module._modules.get("membrane_quantizer") is not None]  # fmt: skip
+    if quantized:
+        raise ConfigurationError(
+            f"NIR export: the membranes of {', '.join(quantized)} are quantized "
+            "(spikeflow.quant.apply_membrane_quantization), which NIR cannot express: the "
+            "exported neurons would not reproduce their spikes. Export the float model "
+            "(quant.remove_membrane_quantization) if that is what the target runs"
+        )
 
 
 def _type_checked_graph(nir: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]) -> Any:

@@ -77,4 +77,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
     reparameterise_weights(model, config)
+    if config.membrane_bits is not None:
+        from spikeflow.quant.membrane import apply_membrane_quantization
+
+        apply_membrane_quantization(model, config.membrane_bits, config.membrane_fraction_bits)
     return model

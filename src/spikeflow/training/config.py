@@ -106,6 +106,11 @@ class TrainConfig:
     #: Quantization-aware training of the linear and convolution weights to this many
     #: bits (2-16, per output channel; docs/quantization.md); None: float weights.
     weight_bits: int | None = None
+    #: Quantization-aware training of the neurons' membranes: a signed register of this
+    #: many bits (2-24) whose level 2^membrane_fraction_bits is the threshold (default
+    #: bits - 2: the register spans [-2θ, 2θ)); docs/quantization.md. None: float.
+    membrane_bits: int | None = None
+    membrane_fraction_bits: int | None = None
     #: Online training (docs/training.md): one step at a time, a backward pass per step,
     #: no gradient through the carried state (SLTT), memory independent of T.
     online: bool = False
@@ -200,6 +205,14 @@ class TrainConfig:
             from spikeflow.quant.weights import check_bits
 
             check_bits(self.weight_bits)
+        if self.membrane_fraction_bits is not None and self.membrane_bits is None:
+            raise ConfigurationError(
+                "membrane_fraction_bits needs membrane quantization: add --membrane-bits"
+            )
+        if self.membrane_bits is not None:
+            from spikeflow.quant.membrane import MembraneQuantizer
+
+            MembraneQuantizer(self.membrane_bits, self.membrane_fraction_bits)  # checks both
         return self
 
 
