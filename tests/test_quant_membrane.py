@@ -277,9 +277,10 @@ def test_compiled_quantized_neuron_equals_eager():
 
 def test_nir_export_refuses_quantized_membranes():
     pytest.importorskip("nir", reason="the nir extra is not installed")
+    from torch import nn
+
     from spikeflow import layers
     from spikeflow.interop import export_to_nir
-    from torch import nn
 
     net = nn.Sequential(layers.Linear(6, 4), neurons.LIFNode())
     quant.apply_membrane_quantization(net, bits=8)
