@@ -321,18 +321,12 @@ def test_sltt_k_learns_the_digits():
 
 
 def test_online_training_through_the_trainer_resumes_exactly(tmp_path):
-    from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+    _train_helpers()  # skips without scikit-learn
+    from train_runs import check_resume_is_exact
 
-    tiny = _train_helpers()
     online = {"online": True, "online_steps": 1, "loss": "tet", "epochs": 2}
-    Trainer(tiny(tmp_path, "full", **online), log=None).fit()
-    Trainer(tiny(tmp_path, "split", stop_after=1, **online), log=None).fit()
-    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    payload = check_resume_is_exact(tmp_path, **online)
     assert payload["config"]["online"] and payload["config"]["online_steps"] == 1
-    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
-    a, b = (load_checkpoint(tmp_path / n / "last.pt")["model"] for n in ("full", "split"))
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def test_the_command_line_reads_online_and_online_steps(tmp_path, capsys):

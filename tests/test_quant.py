@@ -115,19 +115,12 @@ def test_nir_export_writes_the_quantized_weights():
 def test_a_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path, capsys):
     pytest.importorskip("sklearn", reason="the digits need scikit-learn (the 'examples' extra)")
     from spikeflow.cli import main
-    from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+    from spikeflow.training import Trainer
     from spikeflow.training.metric_logs import read_csv
-    from train_runs import tiny
+    from train_runs import check_resume_is_exact, tiny
 
     changes = {"weight_bits": 3, "prune": "stds", "prune_kwargs": {"final_threshold": 0.05}}
-    Trainer(tiny(tmp_path, "full", **changes), log=None).fit()
-    Trainer(tiny(tmp_path, "split", stop_after=1, **changes), log=None).fit()
-    payload = load_checkpoint(tmp_path / "split" / "last.pt")
-    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
-    full = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    split = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
-    for key in full:
-        assert torch.equal(full[key], split[key]), key
+    check_resume_is_exact(tmp_path, **changes)
     rows = read_csv(tmp_path / "full" / "metrics.csv")
     assert all(0 < float(r["sparsity"]) < 1 for r in rows)
     code = main(["eval", "--checkpoint", str(tmp_path / "full" / "best.pt"), "--no-progress"])

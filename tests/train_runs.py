@@ -20,3 +20,22 @@ def tiny(
 ) -> TrainConfig:
     """``base`` with ``changes``, writing to ``tmp_path / name``."""
     return config_from_dict({**base, "output_dir": str(tmp_path / name), **changes})
+
+
+def check_resume_is_exact(tmp_path: Path, **changes: object) -> dict:
+    """Train ``tiny(**changes)`` whole ("full") and stopped after one epoch then resumed
+    ("split"); assert the two final models are equal; return the split run's first
+    checkpoint payload (what the resume started from)."""
+    import torch
+
+    from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+
+    Trainer(tiny(tmp_path, "full", **changes), log=None).fit()
+    Trainer(tiny(tmp_path, "split", stop_after=1, **changes), log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full, split = (load_checkpoint(tmp_path / n / "last.pt")["model"] for n in ("full", "split"))
+    assert full.keys() == split.keys()
+    for key in full:
+        assert torch.equal(full[key], split[key]), key
+    return payload
