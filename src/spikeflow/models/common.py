@@ -47,6 +47,8 @@ from spikeflow.neurons import (
     ParametricLIFNode,
     QIFNode,
     RAFNode,
+    RefractoryCubaLIFNode,
+    RefractoryLIFNode,
     SlidingPSN,
 )
 from spikeflow.surrogate import Surrogate, get_surrogate, surrogate_class
@@ -86,6 +88,8 @@ NEURONS: dict[str, type[nn.Module]] = {
     "clif": ComplementaryLIFNode,
     "glif": GatedLIFNode,
     "raf": RAFNode,
+    "refractory_lif": RefractoryLIFNode,
+    "refractory_cuba_lif": RefractoryCubaLIFNode,
     "noreset_lif": NoResetLIFNode,
     "psn": PSN,
     "masked_psn": MaskedPSN,

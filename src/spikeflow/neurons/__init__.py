@@ -8,6 +8,8 @@
 * :mod:`~spikeflow.neurons.gated_lif`: the gated LIF of Yao et al. (GLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
+* :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
+  refractory period.
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
@@ -41,6 +43,7 @@ from spikeflow.neurons.parallel import (
     sliding_toeplitz,
 )
 from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
+from spikeflow.neurons.refractory import RefractoryCubaLIFNode, RefractoryLIFNode
 from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
 
 __all__ = [
@@ -68,6 +71,8 @@ __all__ = [
     "ParametricLIFNode",
     "QIFNode",
     "RAFNode",
+    "RefractoryCubaLIFNode",
+    "RefractoryLIFNode",
     "ResonateAndFireNode",
     "SlidingPSN",
     "band_mask",
