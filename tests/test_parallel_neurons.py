@@ -392,3 +392,21 @@ def test_zero_time_steps_are_a_shape_error_for_every_sequence_neuron(make):
         ShapeError, match=r"got a sequence of 0 time steps \(input shape \(0, 2, 3\)\)"
     ):
         node(torch.rand(0, 2, 3))
+
+
+def test_masked_psn_compiles_once_for_every_mask_lambda():
+    # λ is read as a tensor: one graph (fullgraph) serves the whole schedule, where
+    # reading it as a Python float broke the graph at every call.
+    import contextlib
+
+    from spikeflow.neurons import set_mask_lambda
+
+    torch.manual_seed(0)
+    neuron = MaskedPSN(k=2, T=6)
+    x = torch.rand(6, 3, 5)
+    compiled = torch.compile(neuron, fullgraph=True)
+    for lam in (0.0, 0.3, 1.0):
+        set_mask_lambda(neuron, lam)
+        once = torch.compiler.set_stance("fail_on_recompile") if lam else contextlib.nullcontext()
+        with once:
+            assert torch.equal(compiled(x), neuron(x))

@@ -274,12 +274,12 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         self.mask_lambda.fill_(_check_lambda(value))
 
     def masked_weight(self) -> Tensor:
-        """``W ⊙ M(λ)``, ``M(λ) = λ M_k + (1 - λ) J``."""
-        lam = self.lambda_
-        if lam == 1.0:
-            return self.weight * self.mask_k.to(self.weight.dtype)
-        mask = self.mask_k.to(self.weight.dtype) * lam + (1.0 - lam)
-        return self.weight * mask
+        """``W ⊙ M(λ)``, ``M(λ) = λ M_k + (1 - λ) J`` (``M_k`` exactly at ``λ = 1``).
+
+        ``λ`` stays a tensor (the buffer), so a compiled model reads its value at run
+        time: the schedule's new ``λ`` each epoch compiles nothing."""
+        lam = self.mask_lambda.to(self.weight.dtype)
+        return self.weight * (self.mask_k.to(self.weight.dtype) * lam + (1.0 - lam))
 
     def reset(self) -> None:
         super().reset()
