@@ -224,13 +224,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         dest="T",
         type=int,
         default=s,
-        help="time steps (frames per sample); default 4 for digits, 10 otherwise",
+        help="time steps (frames per sample); default: the dataset's (4 digits, 10 N-MNIST, "
+        "20 DVS128 Gesture and CIFAR10-DVS, 100 SHD/SSC/SpeechCommands, 25 FSDD, else 10; "
+        "docs/training.md)",
     )
     d.add_argument(
         "--split-by",
         default=s,
         choices=["number", "time"],
-        help="how events are split into T frames (default number)",
+        help="how events are split into T frames: equal event counts (number) or equal "
+        "durations (time); default: the dataset's, time for the audio datasets (SHD, SSC, "
+        "FSDD, SpeechCommands), number otherwise",
     )
     d.add_argument(
         "--cache-dir",
@@ -263,7 +267,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--model",
         default=s,
-        help="a spikeflow.models name (default: the dataset's, plif_digits / plif_nmnist)",
+        help="a spikeflow.models name (default: the dataset's, e.g. plif_digits, plif_nmnist, "
+        "plif_dvsgesture, rsnn for SHD; docs/training.md lists them)",
     )
     m.add_argument(
         "--model-kwargs",
@@ -323,7 +328,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=s,
-        help="global batch (split over the processes); default 32 digits, 16 else",
+        help="global batch (split over the processes); default: the dataset's (32 digits, "
+        "128 SHD/SSC/SpeechCommands, else 16)",
     )
     o.add_argument(
         "--amp",

@@ -2,6 +2,8 @@
 
 * :mod:`~spikeflow.training.config`: :class:`TrainConfig`, config files (TOML/YAML/JSON).
 * :mod:`~spikeflow.training.data`: the datasets the command line knows.
+* :mod:`~spikeflow.training.defaults`: each dataset's default model, T, batch size and
+  ``split_by`` (the published recipes).
 * :mod:`~spikeflow.training.trainer`: :class:`Trainer` (one process or ``torchrun``).
 * :mod:`~spikeflow.training.build`: the zoo model a config names, built for its dataset.
 * :mod:`~spikeflow.training.resume`: the configuration a ``--resume`` continues.

@@ -3,8 +3,9 @@
 A run is described by a :class:`TrainConfig`. Values come, in increasing priority, from
 the defaults here, a config file (``.toml``, ``.yaml``/``.yml`` or ``.json``) and the
 command line. :func:`resolve` fills the values left to the dataset (model, T, batch
-size); every run writes the resolved config as ``config.toml`` next to its results, so
-``spikeflow train --config runs/<run>/config.toml`` repeats it (into a new directory).
+size, ``split_by``: :mod:`spikeflow.training.defaults`); every run writes the resolved
+config as ``config.toml`` next to its results, so ``spikeflow train --config
+runs/<run>/config.toml`` repeats it (into a new directory).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.training.defaults import (
+    DATASET_DEFAULTS,
+    RESOLVED_FIELDS,
+    dataset_defaults,
+    no_default_model_message,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,6 +35,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "DATASET_DEFAULTS",
     "RUNTIME_FIELDS",
     "UNSAVED_FIELDS",
     "TrainConfig",
@@ -58,16 +66,20 @@ RUNTIME_FIELDS = (
 class TrainConfig:
     """Everything that defines a training run (``spikeflow train --help`` lists them).
 
-    ``None`` means "the dataset's default" for ``model``, ``T`` and ``batch_size``
-    (filled in by :func:`resolve`), "the model's default" for ``neuron``, and "none"
-    or "automatic" elsewhere.
+    ``None`` means "the dataset's default" for ``model``, ``T``, ``batch_size`` and
+    ``split_by`` (filled in by :func:`resolve` from
+    :data:`~spikeflow.training.defaults.DATASET_DEFAULTS`), "the model's default" for
+    ``neuron``, and "none" or "automatic" elsewhere.
     """
 
     # data
     dataset: str = "digits"
     data_dir: str | None = None
     T: int | None = None
-    split_by: str = "number"
+    #: How events are cut into the T frames: "number" (equal event counts) or "time"
+    #: (equal durations); None: the dataset's, "time" for the audio datasets (SHD, SSC,
+    #: FSDD, SpeechCommands), "number" for the others.
+    split_by: str | None = None
     cache_dir: str | None = None
     download: bool = False
     train_samples: int | None = None
@@ -162,7 +174,8 @@ class TrainConfig:
         _choice("amp", self.amp, AMP_MODES)
         _choice("plots", self.plots, PLOT_MODES)
         _choice("mask_schedule", self.mask_schedule, MASK_SCHEDULES)
-        _choice("split_by", self.split_by, ("number", "time"))
+        if self.split_by is not None:
+            _choice("split_by", self.split_by, ("number", "time"))
         _choice("readout", self.readout, READOUT_MODES)
         for name in ("epochs", "step_size"):
             _positive_int(name, getattr(self, name))
@@ -216,15 +229,16 @@ class TrainConfig:
         return self
 
 
-#: What each dataset trains with by default: model, T, batch size.
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"model": "plif_digits", "T": 4, "batch_size": 32},
-    "nmnist": {"model": "plif_nmnist", "T": 10, "batch_size": 16},
-}
-
-
 def resolve(config: TrainConfig) -> TrainConfig:
-    """A copy of ``config`` with the dataset's defaults filled in and validated."""
+    """A copy of ``config`` with the dataset's defaults (model, ``T``, batch size,
+    ``split_by``: :data:`~spikeflow.training.defaults.DATASET_DEFAULTS`) filled in where
+    it holds None, validated.
+
+    Raises:
+        ConfigurationError: an unknown dataset, no model for a dataset without a default
+            one (the message names the zoo models that build for its frames), or an
+            invalid value.
+    """
     from spikeflow.training.data import list_datasets
 
     values = dataclasses.replace(config)
@@ -235,15 +249,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"
         )
-    defaults = DATASET_DEFAULTS.get(values.dataset.lower(), {"T": 10, "batch_size": 16})
-    for name, value in defaults.items():
+    defaults = dataset_defaults(values.dataset)
+    for name in RESOLVED_FIELDS:
         if getattr(values, name) is None:
-            setattr(values, name, value)
+            setattr(values, name, getattr(defaults, name))
     if values.model is None:
-        raise ConfigurationError(
-            f"dataset {values.dataset!r} has no default model: pass --model "
-            "(spikeflow.models.list_models() lists them)"
-        )
+        raise ConfigurationError(no_default_model_message(values.dataset))
     return values.validate()
 
 

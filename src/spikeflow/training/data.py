@@ -20,11 +20,13 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from spikeflow.errors import ConfigurationError, MissingExtraError, ShapeError
 from spikeflow.training.config import TrainConfig
+from spikeflow.training.defaults import default_split_by
 
 __all__ = [
     "DataInfo",
     "build_datasets",
     "dataset_num_classes",
+    "dataset_shape",
     "even_subset",
     "list_datasets",
     "to_time_major",
@@ -59,6 +61,38 @@ def _neuromorphic_classes() -> dict[str, type]:
     }
 
 
+def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
+    """``(classes, shape of one time step of a sample)`` of the ``--dataset`` ``name``,
+    read from its class (no file is opened; ``classes`` from its ``classes`` list, else
+    its ``num_classes``, else None). The step shape is ``(1, 8, 8)`` for the
+    digits (repeated over T), ``(700,)`` for SHD and SSC (frames ``[T, 700]``), and the
+    sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
+    Commands ``(2, 1, 40)``, the default encoder's 40 mel bands). A DataLoader batches
+    frames to ``[B, T, ...]``, which the trainer makes ``[T, B, ...]``
+    (:func:`to_time_major`).
+
+    Raises:
+        ConfigurationError: an unknown name (the message lists them).
+    """
+    from spikeflow.data.datasets import SHD, SSC
+
+    key = name.lower() if isinstance(name, str) else None
+    if key == "digits":
+        return 10, (1, 8, 8)
+    classes = _neuromorphic_classes()
+    if key not in classes:
+        raise ConfigurationError(
+            f"unknown dataset {name!r}; available: {', '.join(list_datasets())}"
+        )
+    cls = classes[key]
+    width, height, polarities = cls.sensor_size
+    names = getattr(cls, "classes", None)
+    count = len(names) if names else getattr(cls, "num_classes", None)
+    if issubclass(cls, (SHD, SSC)):
+        return count, (width * height * polarities,)
+    return count, (polarities, height, width)
+
+
 def even_subset(dataset: Dataset, count: int | None) -> Dataset:
     """The first of every ``len/count`` samples (all classes of a label-sorted set)."""
     size = len(dataset)  # type: ignore[arg-type]
@@ -76,7 +110,7 @@ def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Data
         for option, used in (
             (f"--data-dir {config.data_dir}", config.data_dir is not None),
             (f"--cache-dir {config.cache_dir}", config.cache_dir is not None),
-            (f"--split-by {config.split_by}", config.split_by != "number"),
+            (f"--split-by {config.split_by}", config.split_by not in (None, "number")),
             ("--download", config.download),
             ("--dataset-kwargs", bool(config.dataset_kwargs)),
         )
@@ -148,7 +182,8 @@ def _neuromorphic(
     kwargs: dict[str, Any] = {
         "data_type": "frame",
         "frames_number": config.T,
-        "split_by": config.split_by,
+        # The resolved value (the dataset's unless the run chose): it is in the cache key.
+        "split_by": config.split_by or default_split_by(config.dataset),
         "cache_dir": config.cache_dir,
     }
     # What the class declares: a class may take a ``download`` argument it cannot use.

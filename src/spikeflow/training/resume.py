@@ -9,6 +9,7 @@ from typing import Any
 from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import LEGACY_BOOL_STRINGS
 from spikeflow.training.config import RUNTIME_FIELDS, TABLE_FIELDS, TrainConfig, config_from_dict
+from spikeflow.training.defaults import RESOLVED_FIELDS, dataset_defaults
 
 __all__ = ["checkpoint_position", "config_for_resume", "describe_position"]
 
@@ -27,11 +28,22 @@ def describe_position(position: tuple[int, int]) -> str:
 def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
     """The checkpoint's config with ``overrides`` of the runtime fields only.
 
+    An override of None for a field the dataset decides (``model``, ``T``,
+    ``batch_size``, ``split_by``: "the dataset's default", e.g. ``split_by: null`` in a
+    YAML config file) repeats the checkpoint's value when that is the dataset's default.
+    The checkpoint's own values are kept as they are: a run saved with
+    ``split_by = "number"`` for an audio dataset (whose default is now ``"time"``)
+    continues with ``"number"``.
+
     Raises:
         ConfigurationError: an override changes what the run computes (not a runtime
             field) to a value other than the checkpoint's.
     """
     saved = config_from_dict(payload["config"])
+    overrides = {
+        key: _dataset_default(saved, key) if value is None and key in RESOLVED_FIELDS else value
+        for key, value in overrides.items()
+    }
     changed = sorted(
         key for key, value in overrides.items()
         if key not in RUNTIME_FIELDS and not _repeats(getattr(saved, key), value, key)
@@ -60,6 +72,15 @@ def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> Tra
     # it gives its own.
     saved = replace(saved, stop_after=None, overwrite=False)
     return config_from_dict({k: v for k, v in overrides.items() if k in RUNTIME_FIELDS}, saved)
+
+
+def _dataset_default(saved: TrainConfig, key: str) -> Any:
+    """What None resolves to for ``key`` on the checkpoint's dataset (None where that
+    dataset has no default, or the checkpoint's dataset is unknown)."""
+    try:
+        return getattr(dataset_defaults(saved.dataset), key)
+    except ConfigurationError:
+        return None
 
 
 def _repeats(saved: Any, given: Any, field_name: str) -> bool:

@@ -464,8 +464,9 @@ class Trainer:
         previous_handler = self._install_sigint()
         try:
             info = f"{len(self.train_set)} train / {len(self.test_set)} test"  # type: ignore[arg-type]
-            self.log(f"spikeflow train: {cfg.dataset} ({info}), model {cfg.model}, T={cfg.T}, "
-                     f"{self.ctx.world_size} process(es) on {self.ctx.device}; "
+            frames = "" if self.info.static else f" (frames split by {cfg.split_by})"
+            self.log(f"spikeflow train: {cfg.dataset} ({info}), model {cfg.model}, T={cfg.T}"
+                     f"{frames}, {self.ctx.world_size} process(es) on {self.ctx.device}; "
                      f"writing to {self.output_dir}")  # fmt: skip
             last_epoch = min(cfg.epochs, cfg.stop_after or cfg.epochs)
             while self.epoch < last_epoch:

@@ -1,0 +1,139 @@
+"""What ``spikeflow train`` uses for a dataset when the run leaves it open: the model,
+``T``, the batch size and how events are cut into frames (``split_by``).
+
+A dataset has a default model where the model zoo holds the network a paper trained on
+it (or, for FSDD, the network built for such data); ``T`` and the batch size are then
+that recipe's. ``split_by`` is ``"time"`` for the audio datasets, whose time axis
+frames of equal event counts would warp (a loud syllable would take many frames and a
+quiet one few), and ``"number"`` for the event cameras, as the PLIF and SEW recipes
+cut them (methods.md 11.2, 3.3). A dataset without a default model names the zoo
+models that build for its frames instead. docs/training.md tables all of it with the
+sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = [
+    "DATASET_DEFAULTS",
+    "GENERIC",
+    "RESOLVED_FIELDS",
+    "DatasetDefaults",
+    "dataset_defaults",
+    "default_split_by",
+    "no_default_model_message",
+]
+
+#: The config fields whose ``None`` means "the dataset's" (filled by ``resolve``).
+RESOLVED_FIELDS = ("model", "T", "batch_size", "split_by")
+
+
+@dataclass(frozen=True)
+class DatasetDefaults:
+    """A dataset's defaults (see the module docstring)."""
+
+    #: ``"number"`` (equal event counts per frame) or ``"time"`` (equal durations).
+    split_by: str
+    #: The zoo model trained by default; None: the run must pass one (``--model``).
+    model: str | None = None
+    T: int = 10
+    batch_size: int = 16
+    #: Where the model, ``T`` and batch size come from.
+    source: str = ""
+    #: Without a default model: zoo models that build for the dataset's frames and
+    #: classes, which the error names (tests/test_train_defaults.py builds each).
+    alternatives: tuple[str, ...] = ()
+
+
+_PLIF = "PLIF paper, Fang et al. ICCV 2021 (methods.md 11.2)"
+_SPARCH = "Bittar & Garner 2022, their code idiap/sparch@ac49b5b"
+#: Zoo networks that take any frame size of at least 16x16 (an adaptive average pool
+#: before the classifier): the choice for sensors no zoo network was built for.
+_ANY_SIZE = ("sew_resnet18", "spiking_resnet18", "ms_resnet18")
+
+#: Every ``spikeflow train --dataset`` name (tests check that none is missing).
+DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
+    # 8x8 images: no events, so nothing to split; "number" is what every run recorded.
+    "digits": DatasetDefaults(
+        "number", "plif_digits", 4, 32, "spikeflow's PLIF CSNN for the 8x8 digits (docs/models.md)"
+    ),
+    "nmnist": DatasetDefaults("number", "plif_nmnist", 10, 16, _PLIF),
+    "dvs128gesture": DatasetDefaults("number", "plif_dvsgesture", 20, 16, _PLIF),
+    "cifar10dvs": DatasetDefaults("number", "plif_cifar10dvs", 20, 16, _PLIF),
+    # 100 steps and batch 128 (sparch's nb_steps and batch_size); sparch bins a fixed
+    # 1.4 s window, spikeflow each sample's own span from its first to its last spike.
+    "shd": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH),
+    "ssc": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH),
+    # Their Speech Commands set-up: 40 mel bands in 10 ms frames of the 1 s clips
+    # (about 100 steps), batch 128; here the bands' ON/OFF events (docs/audio.md).
+    "speechcommands": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH + ", Speech Commands"),
+    # No published recipe: rsnn (built for spoken words) at docs/audio.md's T = 25,
+    # 20 ms frames of FSDD's 0.5 s clips.
+    "fsdd": DatasetDefaults("time", "rsnn", 25, 16, "spikeflow's example (docs/audio.md)"),
+    "asldvs": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    "ncaltech101": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    "ncars": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    "navgesture": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    "hardvs": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    "esimagenet": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    # 128x128 DVS frames as DVS128 Gesture's, but 100 words: the Gesture nets build.
+    "dvslip": DatasetDefaults(
+        "number",
+        alternatives=("plif_dvsgesture", "sew_dvsgesture", "spikformer_dvs", "sew_resnet18"),
+    ),
+    # 35x35: the N-MNIST-sized network builds for it.
+    "pokerdvs": DatasetDefaults("number", alternatives=("plif_nmnist", "sew_resnet18")),
+}
+
+
+#: A dataset class without an entry (one of a user's, added to spikeflow.data.datasets):
+#: no default model, T = 10, batch 16, frames by event count.
+GENERIC = DatasetDefaults("number")
+
+
+def dataset_defaults(dataset: str) -> DatasetDefaults:
+    """The defaults of ``dataset`` (case-insensitive; :data:`GENERIC` for a name without
+    an entry).
+
+    Raises:
+        ConfigurationError: ``dataset`` is not a string.
+    """
+    if not isinstance(dataset, str):
+        raise ConfigurationError(f"dataset must be a string, got {dataset!r}")
+    return DATASET_DEFAULTS.get(dataset.lower(), GENERIC)
+
+
+def default_split_by(dataset: str) -> str:
+    """How ``dataset``'s events are cut into frames unless the run says: ``"time"`` for
+    the audio datasets (SHD, SSC, FSDD, Speech Commands), ``"number"`` otherwise."""
+    return dataset_defaults(dataset).split_by
+
+
+def no_default_model_message(dataset: str) -> str:
+    """The error for a run on ``dataset`` without ``--model``, which names the zoo
+    models that build for its frames (:attr:`DatasetDefaults.alternatives`) if any."""
+    from spikeflow.training.data import dataset_shape
+
+    classes, step_shape = dataset_shape(dataset)
+    frames = "x".join(str(n) for n in step_shape)
+    shape = f"its frames are {frames} per step"
+    if classes is not None:
+        shape += f", {classes} classes"
+    alternatives = dataset_defaults(dataset).alternatives
+    if alternatives:
+        advice = (
+            f"pass --model, e.g. {_or(alternatives)}, which build for these frames (docs/models.md)"
+        )
+    else:
+        advice = "pass --model (spikeflow.models.list_models() lists them)"
+    return (
+        f"dataset {dataset!r} has no default model (the model zoo holds no network "
+        f"published for it; {shape}): {advice}"
+    )
+
+
+def _or(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

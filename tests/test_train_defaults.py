@@ -1,0 +1,321 @@
+"""What `spikeflow train` uses for each dataset when the run leaves it open
+(spikeflow.training.defaults): the model, T, batch size and split_by.
+
+Every dataset resolves; each default model builds and runs on a tensor of its dataset's
+frame shape with one output per class, and so does every model the error names for a
+dataset without a default; split_by is "time" for the audio datasets unless the run
+says otherwise, and the resolved value reaches the frames, the frame-cache key, the
+recorded config.toml, --resume and spikeflow eval, while a run saved with
+split_by = "number" (as every run was before) resumes as it ran. FSDD runs read tone
+bursts written here in FSDD's layout; SHD runs a file written in its HDF5 layout; the
+N-MNIST test reads the real subset in ../shared/data (skipped when it is absent).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spikeflow.cli import main
+from spikeflow.errors import ConfigurationError
+from spikeflow.training import config_for_resume, load_checkpoint, load_config_file
+from spikeflow.training.build import build_model
+from spikeflow.training.config import DATASET_DEFAULTS, TrainConfig, config_to_dict, resolve
+from spikeflow.training.data import (
+    DataInfo,
+    _neuromorphic_classes,
+    build_datasets,
+    dataset_shape,
+    list_datasets,
+)
+from spikeflow.training.evaluation import evaluate_checkpoint
+from spikeflow.training.metric_logs import read_csv
+from test_train_dataset_kwargs import write_tone
+
+AUDIO = ("fsdd", "shd", "speechcommands", "ssc")
+
+#: dataset -> (model, T, batch size, split_by): the recipes docs/training.md tables.
+EXPECTED = {
+    "digits": ("plif_digits", 4, 32, "number"),
+    "nmnist": ("plif_nmnist", 10, 16, "number"),
+    "dvs128gesture": ("plif_dvsgesture", 20, 16, "number"),
+    "cifar10dvs": ("plif_cifar10dvs", 20, 16, "number"),
+    "shd": ("rsnn", 100, 128, "time"),
+    "ssc": ("rsnn", 100, 128, "time"),
+    "speechcommands": ("rsnn", 100, 128, "time"),
+    "fsdd": ("rsnn", 25, 16, "time"),
+}
+_ANY_SIZE = ("sew_resnet18", "spiking_resnet18", "ms_resnet18")
+#: dataset without a default model -> the models its error names.
+_RECTANGULAR = ("asldvs", "esimagenet", "hardvs", "navgesture", "ncaltech101", "ncars")
+ALTERNATIVES = {
+    **dict.fromkeys(_RECTANGULAR, _ANY_SIZE),
+    "dvslip": ("plif_dvsgesture", "sew_dvsgesture", "spikformer_dvs", "sew_resnet18"),
+    "pokerdvs": ("plif_nmnist", "sew_resnet18"),
+}
+WITHOUT_DEFAULT = sorted(ALTERNATIVES)
+
+
+def class_info(name: str) -> DataInfo:
+    """The DataInfo the trainer derives from a dataset (its sensor's (W, H, P) and
+    classes), here from the class alone."""
+    if name == "digits":
+        return DataInfo(10, 1, (8, 8), static=True)
+    cls = _neuromorphic_classes()[name]
+    width, height, polarities = cls.sensor_size
+    return DataInfo(len(cls.classes), polarities, (height, width), static=False)
+
+
+def run_forward(config: TrainConfig, steps: int, batch: int = 2) -> torch.Tensor:
+    """The model of ``config`` built for its dataset, on ``[steps, batch, *frame]``."""
+    _, step_shape = dataset_shape(config.dataset)
+    torch.manual_seed(0)
+    model = build_model(config, class_info(config.dataset)).eval()
+    with torch.no_grad():
+        return model(torch.rand(steps, batch, *step_shape))
+
+
+def test_every_dataset_has_an_entry():
+    assert sorted(DATASET_DEFAULTS) == list_datasets() == sorted([*EXPECTED, *ALTERNATIVES])
+    assert set(WITHOUT_DEFAULT) == {n for n, d in DATASET_DEFAULTS.items() if d.model is None}
+    for name, models in ALTERNATIVES.items():
+        assert DATASET_DEFAULTS[name].alternatives == models
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_default_resolves_to_the_recipe(name):
+    config = resolve(TrainConfig(dataset=name))
+    assert (config.model, config.T, config.batch_size, config.split_by) == EXPECTED[name]
+    assert resolve(TrainConfig(dataset=name.upper())).model == EXPECTED[name][0]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_default_model_runs_on_the_datasets_frames(name):
+    config = resolve(TrainConfig(dataset=name))
+    classes, step_shape = dataset_shape(name)
+    # The whole T where a step is small; 2 steps of the 128x128 frames (a CPU budget).
+    steps = config.T if math.prod(step_shape) <= 4096 else 2
+    out = run_forward(config, steps)
+    assert out.shape == (steps, 2, classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", WITHOUT_DEFAULT)
+def test_a_dataset_without_a_default_model_names_the_models_that_fit(name):
+    alternatives = ALTERNATIVES[name]
+    classes, step_shape = dataset_shape(name)
+    with pytest.raises(ConfigurationError) as info:
+        resolve(TrainConfig(dataset=name))
+    message = str(info.value)
+    assert f"dataset {name!r} has no default model" in message
+    assert "x".join(map(str, step_shape)) in message and f"{classes} classes" in message
+    assert all(model in message for model in alternatives)
+    # With a model, the dataset's other defaults apply.
+    config = resolve(TrainConfig(dataset=name, model=alternatives[0]))
+    assert (config.T, config.batch_size, config.split_by) == (10, 16, "number")
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [(name, model) for name, models in ALTERNATIVES.items() for model in models],
+)
+def test_each_model_the_error_names_runs_on_the_datasets_frames(name, model):
+    with pytest.raises(ConfigurationError, match=f"pass --model, e.g. .*{model}"):
+        resolve(TrainConfig(dataset=name))
+    classes, _ = dataset_shape(name)
+    out = run_forward(resolve(TrainConfig(dataset=name, model=model, T=2)), steps=2, batch=1)
+    assert out.shape == (2, 1, classes)
+
+
+def test_audio_datasets_split_by_time_the_others_by_number():
+    for name in list_datasets():
+        config = resolve(TrainConfig(dataset=name, model="rsnn"))
+        assert config.split_by == ("time" if name in AUDIO else "number"), name
+
+
+@pytest.mark.parametrize(
+    ("name", "given"),
+    [("shd", "number"), ("fsdd", "number"), ("nmnist", "time"), ("dvs128gesture", "time")],
+)
+def test_an_explicit_split_by_overrides_the_dataset_default(name, given):
+    assert resolve(TrainConfig(dataset=name, split_by=given)).split_by == given
+
+
+def test_a_bad_split_by_is_named():
+    message = "split_by must be one of number, time; got 'count'"
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(TrainConfig(dataset="shd", split_by="count"))
+
+
+# -- FSDD in its layout, from tone bursts -----------------------------------------------
+
+
+@pytest.fixture
+def fsdd_root(tmp_path: Path) -> Path:
+    """Digit d is a 0.25 s tone at 300 + 250 d Hz, by two "speakers", indices 0 (test)
+    and 5 (train): ON events at its onset, OFF events at its end, so frames by time and
+    by event count differ."""
+    folder = tmp_path / "fsdd" / "recordings"
+    folder.mkdir(parents=True)
+    for digit in range(10):
+        for speaker, shift in (("low", 0.0), ("high", 60.0)):
+            for index in (0, 5):
+                write_tone(folder / f"{digit}_{speaker}_{index}.wav", 300 + 250 * digit + shift)
+    return tmp_path / "fsdd"
+
+
+@pytest.mark.parametrize("resolved", [True, False])
+def test_the_default_split_by_reaches_the_frames_and_the_cache_key(fsdd_root, tmp_path, resolved):
+    def test_split(**changes):
+        config = TrainConfig(dataset="fsdd", data_dir=str(fsdd_root), T=6,
+                             cache_dir=str(tmp_path / "cache"), **changes)  # type: ignore[arg-type]  # fmt: skip
+        return build_datasets(resolve(config) if resolved else config)[1]
+
+    by_time, by_number = test_split(split_by="time"), test_split(split_by="number")
+    assert not torch.equal(by_time[0][0], by_number[0][0])  # the choice shows in the frames
+    default = test_split()  # split_by None: resolved, or filled by build_datasets itself
+    assert default.cache.directory == by_time.cache.directory != by_number.cache.directory
+    assert torch.equal(default[0][0], by_time[0][0])
+
+
+def fsdd_run(root: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--dataset", "fsdd", "--data-dir", str(root), "--model-kwargs",
+                 "hidden=8", "hidden_layers=1", "--loss", "ce", "--output-dir", str(out),
+                 "--no-progress", "--plots", "off", "--device", "cpu", *extra])  # fmt: skip
+
+
+def test_a_default_audio_run_records_time_and_eval_and_resume_use_it(fsdd_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fsdd_run(fsdd_root, out, "--epochs", "2", "--stop-after", "1") == 0
+    assert "T=25 (frames split by time)" in capsys.readouterr().out
+    config = load_config_file(out / "config.toml")
+    assert (config["model"], config["T"], config["batch_size"], config["split_by"]) == (
+        "rsnn", 25, 16, "time")  # fmt: skip
+    assert load_checkpoint(out / "last.pt")["config"]["split_by"] == "time"
+    # spikeflow eval rebuilds the frames as the run cut them: the run's test loss.
+    row = read_csv(out / "metrics.csv")[0]
+    result = evaluate_checkpoint(out / "last.pt")
+    assert result["test_loss"] == pytest.approx(float(row["test_loss"]), rel=1e-6)
+    assert result["test_acc"] == pytest.approx(float(row["test_acc"]))
+    # --resume keeps "time"; asking for "number" changes the run and is refused.
+    assert fsdd_run(fsdd_root, out, "--resume", str(out), "--split-by", "number") == 2
+    assert "fixed ['split_by']" in capsys.readouterr().err
+    assert fsdd_run(fsdd_root, out, "--resume", str(out), "--split-by", "time") == 0
+    assert len(read_csv(out / "metrics.csv")) == 2
+    assert load_config_file(out / "config.toml")["split_by"] == "time"
+
+
+def test_an_old_audio_run_saved_with_split_by_number_resumes_as_it_ran(fsdd_root, tmp_path):
+    # Before per-dataset split_by, every run saved split_by = "number": such a folder.
+    old, whole = tmp_path / "old", tmp_path / "whole"
+    by_number = ("--epochs", "2", "--split-by", "number")
+    assert fsdd_run(fsdd_root, old, *by_number, "--stop-after", "1") == 0
+    assert load_config_file(old / "config.toml")["split_by"] == "number"
+    assert fsdd_run(fsdd_root, old, "--resume", str(old)) == 0
+    assert load_config_file(old / "config.toml")["split_by"] == "number"
+    assert load_checkpoint(old / "last.pt")["config"]["split_by"] == "number"
+    # It continued with frames by event count: the uninterrupted run's numbers exactly.
+    assert fsdd_run(fsdd_root, whole, *by_number) == 0
+    assert untimed_metrics(old) == untimed_metrics(whole)
+
+
+def untimed_metrics(run: Path) -> list[dict[str, str]]:
+    return [
+        {k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_csv(run / "metrics.csv")
+    ]
+
+
+def test_a_resume_override_of_none_means_the_datasets_default():
+    # A YAML/JSON config file may say split_by: null (the dataset's) next to --resume.
+    new = {"config": config_to_dict(resolve(TrainConfig(dataset="fsdd")))}
+    assert config_for_resume(new, {"split_by": None, "model": None, "T": None}).split_by == "time"
+    old = {"config": config_to_dict(resolve(TrainConfig(dataset="fsdd", split_by="number")))}
+    assert config_for_resume(old, {"T": None}).split_by == "number"
+    with pytest.raises(ConfigurationError, match=r"fixed \['split_by'\]"):
+        config_for_resume(old, {"split_by": None})
+
+
+def test_a_json_config_with_split_by_null_trains_with_the_datasets(fsdd_root, tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"split_by": None, "epochs": 1}))
+    out = tmp_path / "run"
+    assert fsdd_run(fsdd_root, out, "--config", str(path)) == 0
+    assert load_config_file(out / "config.toml")["split_by"] == "time"
+
+
+def test_digits_resolve_to_number_and_refuse_time(tmp_path, capsys):
+    assert resolve(TrainConfig()).split_by == "number"
+    code = main(["train", "--split-by", "time", "--output-dir", str(tmp_path / "o")])
+    assert code == 2 and "--split-by time was given" in capsys.readouterr().err
+
+
+# -- the datasets' own frames -----------------------------------------------------------
+
+
+def test_shd_frames_default_to_100_steps_by_time_and_run_the_default_model(tmp_path):
+    pytest.importorskip("h5py", reason="SHD files need h5py")
+    from spikeflow.data import SHD
+    from test_data_datasets_audio_numpy import audio_samples, write_spiking_audio
+
+    root = tmp_path / "shd"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 3)):
+        samples, labels = audio_samples(rng, n, 20)
+        write_spiking_audio(root / f"shd_{split}.h5", samples, labels, SHD.classes)
+    config = resolve(TrainConfig(dataset="shd", data_dir=str(root)))
+    train, _, info = build_datasets(config)
+    assert info == class_info("shd")
+    x = torch.stack([train[i][0] for i in range(2)], dim=1)  # [T, B, 700]
+    assert x.shape == (100, 2, *dataset_shape("shd")[1])
+    explicit = SHD(root, split="train", data_type="frame", frames_number=100, split_by="time")
+    assert torch.equal(train[0][0], explicit[0][0])
+    model = build_model(config, info).eval()
+    with torch.no_grad():
+        assert model(x).shape == (100, 2, 20)
+
+
+def test_fsdd_frames_have_the_shape_the_tests_use(fsdd_root):
+    train, _, info = build_datasets(resolve(TrainConfig(dataset="fsdd", data_dir=str(fsdd_root))))
+    assert info == class_info("fsdd")
+    assert train[0][0].shape == (25, *dataset_shape("fsdd")[1])
+
+
+def test_the_real_nmnist_subset_runs_the_default_recipe():
+    from conftest import require_shared_data
+
+    root = require_shared_data("nmnist-small")
+    config = resolve(TrainConfig(dataset="nmnist", data_dir=str(root), test_samples=2))
+    _, test, info = build_datasets(config, with_train=False)
+    assert info == class_info("nmnist")
+    x = torch.stack([test[i][0] for i in range(2)], dim=1)  # [T, B, 2, 34, 34]
+    assert x.shape == (10, 2, *dataset_shape("nmnist")[1])
+    torch.manual_seed(0)
+    model = build_model(config, info).eval()
+    with torch.no_grad():
+        assert model(x).shape == (10, 2, 10)
+
+
+def test_a_dataset_class_without_an_entry_gets_the_generic_defaults(monkeypatch):
+    # A user's dataset class added to spikeflow.data.datasets: no model, T 10, batch 16.
+    from spikeflow.data import datasets as datasets_module
+
+    class TinyFrames(datasets_module.NeuromorphicDataset):
+        sensor_size = (6, 5, 2)
+        num_classes = 3
+
+    monkeypatch.setattr(datasets_module, "TinyFrames", TinyFrames, raising=False)
+    assert "tinyframes" in list_datasets() and "tinyframes" not in DATASET_DEFAULTS
+    message = (
+        r"dataset 'tinyframes' has no default model \(.*its frames are 2x5x6 per step, "
+        r"3 classes\): pass --model \(spikeflow.models.list_models\(\) lists them\)"
+    )
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(TrainConfig(dataset="tinyframes"))
+    config = resolve(TrainConfig(dataset="tinyframes", model="sew_resnet18"))
+    assert (config.T, config.batch_size, config.split_by) == (10, 16, "number")
