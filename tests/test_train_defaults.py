@@ -319,3 +319,35 @@ def test_a_dataset_class_without_an_entry_gets_the_generic_defaults(monkeypatch)
         resolve(TrainConfig(dataset="tinyframes"))
     config = resolve(TrainConfig(dataset="tinyframes", model="sew_resnet18"))
     assert (config.T, config.batch_size, config.split_by) == (10, 16, "number")
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "loss", "lr"),
+    [
+        ("shd", None, "ce", 1e-2),
+        ("ssc", None, "ce", 1e-2),
+        ("speechcommands", None, "ce", 1e-2),
+        ("fsdd", None, "ce", 1e-2),
+        ("nmnist", None, "mse", 1e-3),
+        ("digits", None, "mse", 1e-3),
+        ("fsdd", "plif_nmnist", "mse", 1e-3),  # not the recipe's model: not its loss
+        ("nmnist", "rsnn", "mse", 1e-3),
+        ("ncars", "sew_resnet18", "mse", 1e-3),
+    ],
+)
+def test_the_loss_and_lr_are_the_recipes_with_its_model_only(name, model, loss, lr):
+    config = resolve(TrainConfig(dataset=name, model=model))
+    assert (config.loss, config.lr) == (loss, lr)
+
+
+def test_an_explicit_loss_and_lr_override_the_recipe_and_resume_keeps_them():
+    config = resolve(TrainConfig(dataset="shd", loss="tet", lr=0.5))
+    assert (config.loss, config.lr) == ("tet", 0.5)
+    saved = {"config": config_to_dict(resolve(TrainConfig(dataset="fsdd")))}
+    assert (saved["config"]["loss"], saved["config"]["lr"]) == ("ce", 1e-2)
+    resumed = config_for_resume(saved, {"loss": None, "lr": None})
+    assert (resumed.loss, resumed.lr) == ("ce", 1e-2)
+    old = {"config": config_to_dict(resolve(TrainConfig(dataset="fsdd", loss="mse")))}
+    assert config_for_resume(old, {}).loss == "mse"  # a run saved with mse goes on with it
+    with pytest.raises(ConfigurationError, match=r"fixed \['loss'\]"):
+        config_for_resume(old, {"loss": None})

@@ -294,8 +294,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--loss",
         default=s,
-        help="mse (default: rate vs one-hot), ce, tet, tcl, count; time-based (event-driven "
-        "nets): count+, sum0, ce+, ttfs",
+        help="mse (rate vs one-hot), ce, tet, tcl, count; time-based (event-driven nets): "
+        "count+, sum0, ce+, ttfs. Default: the dataset's recipe with its default model (ce "
+        "for rsnn on the audio datasets), else mse",
     )
     o.add_argument(
         "--loss-kwargs",
@@ -312,7 +313,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(time-mean), count (most spikes, ties to the earlier), first_spike",
     )
     o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"])
-    o.add_argument("--lr", type=float, default=s, help="learning rate (default 1e-3)")
+    o.add_argument(
+        "--lr",
+        type=float,
+        default=s,
+        help="learning rate (default: the dataset's recipe with its default model, 1e-2 "
+        "for rsnn on the audio datasets; else 1e-3)",
+    )
     o.add_argument("--weight-decay", type=float, default=s)
     o.add_argument("--momentum", type=float, default=s, help="for sgd (default 0.9)")
     o.add_argument(

@@ -25,7 +25,7 @@ from spikeflow.errors import ConfigurationError, MissingExtraError
 from spikeflow.training.defaults import (
     DATASET_DEFAULTS,
     RESOLVED_FIELDS,
-    dataset_defaults,
+    default_for,
     no_default_model_message,
 )
 
@@ -93,13 +93,17 @@ class TrainConfig:
     neuron: str | None = None
     neuron_kwargs: dict[str, Any] = field(default_factory=dict)
     # objective and optimisation
-    loss: str = "mse"
+    #: None: the recipe's where the model is the dataset's default one (``ce`` for
+    #: ``rsnn`` on the audio datasets), else ``mse`` (rate vs one-hot).
+    loss: str | None = None
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     #: How the predicted class is read from the output (accuracy): "auto" (the loss's:
     #: spikeflow.losses.loss_readout), "rate", "count" or "first_spike".
     readout: str = "auto"
     optimizer: str = "adam"
-    lr: float = 1e-3
+    #: None: the recipe's with the dataset's default model (1e-2 for ``rsnn`` on the
+    #: audio datasets), else 1e-3.
+    lr: float | None = None
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: str = "cosine"
@@ -196,6 +200,8 @@ class TrainConfig:
             )
         for name in sorted(_FLOAT_FIELDS):
             value = getattr(self, name)
+            if value is None and name in _OPTIONAL_FIELDS:
+                continue
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
@@ -203,7 +209,7 @@ class TrainConfig:
                 or value < 0
             ):
                 raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
         if self.momentum >= 1:
             raise ConfigurationError(f"momentum must be >= 0 and < 1, got {self.momentum}")
@@ -249,10 +255,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"
         )
-    defaults = dataset_defaults(values.dataset)
-    for name in RESOLVED_FIELDS:
+    for name in RESOLVED_FIELDS:  # model first: the loss and lr follow it
         if getattr(values, name) is None:
-            setattr(values, name, getattr(defaults, name))
+            setattr(values, name, default_for(values.dataset, values.model, name))
     if values.model is None:
         raise ConfigurationError(no_default_model_message(values.dataset))
     return values.validate()
@@ -275,7 +280,7 @@ def _check_online(config: TrainConfig) -> None:
                 "online_trace_decay (OTTT) cannot be combined with compile: its trace hooks "
                 "are installed for every batch, which would recompile the model each time"
             )
-    if not config.online:
+    if not config.online or config.loss is None:  # None: checked once resolved
         return
     from spikeflow.training.online import PER_STEP_LOSSES
 

@@ -23,12 +23,16 @@ __all__ = [
     "RESOLVED_FIELDS",
     "DatasetDefaults",
     "dataset_defaults",
+    "default_for",
     "default_split_by",
     "no_default_model_message",
 ]
 
-#: The config fields whose ``None`` means "the dataset's" (filled by ``resolve``).
-RESOLVED_FIELDS = ("model", "T", "batch_size", "split_by")
+#: The config fields whose ``None`` means "the dataset's" (filled by ``resolve``);
+#: ``loss`` and ``lr`` are the recipe's only with the recipe's model (:func:`default_for`).
+RESOLVED_FIELDS = ("model", "T", "batch_size", "split_by", "loss", "lr")
+#: The loss and learning rate of a run whose model is not its dataset's recipe's.
+GLOBAL_LOSS, GLOBAL_LR = "mse", 1e-3
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class DatasetDefaults:
     batch_size: int = 16
     #: Where the model, ``T`` and batch size come from.
     source: str = ""
+    #: The recipe's loss and learning rate (used with its model only).
+    loss: str = GLOBAL_LOSS
+    lr: float = GLOBAL_LR
     #: Without a default model: zoo models that build for the dataset's frames and
     #: classes, which the error names (tests/test_train_defaults.py builds each).
     alternatives: tuple[str, ...] = ()
@@ -65,14 +72,19 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "cifar10dvs": DatasetDefaults("number", "plif_cifar10dvs", 20, 16, _PLIF),
     # 100 steps and batch 128 (sparch's nb_steps and batch_size); sparch bins a fixed
     # 1.4 s window, spikeflow each sample's own span from its first to its last spike.
-    "shd": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH),
-    "ssc": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH),
+    # Their loss: cross-entropy of the read-out membrane (rsnn outputs no spikes); Adam 1e-2.
+    "shd": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH, "ce", 1e-2),
+    "ssc": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH, "ce", 1e-2),
     # Their Speech Commands set-up: 40 mel bands in 10 ms frames of the 1 s clips
     # (about 100 steps), batch 128; here the bands' ON/OFF events (docs/audio.md).
-    "speechcommands": DatasetDefaults("time", "rsnn", 100, 128, _SPARCH + ", Speech Commands"),
+    "speechcommands": DatasetDefaults(
+        "time", "rsnn", 100, 128, _SPARCH + ", Speech Commands", "ce", 1e-2
+    ),
     # No published recipe: rsnn (built for spoken words) at docs/audio.md's T = 25,
     # 20 ms frames of FSDD's 0.5 s clips.
-    "fsdd": DatasetDefaults("time", "rsnn", 25, 16, "spikeflow's example (docs/audio.md)"),
+    "fsdd": DatasetDefaults(
+        "time", "rsnn", 25, 16, "spikeflow's example (docs/audio.md)", "ce", 1e-2
+    ),
     "asldvs": DatasetDefaults("number", alternatives=_ANY_SIZE),
     "ncaltech101": DatasetDefaults("number", alternatives=_ANY_SIZE),
     "ncars": DatasetDefaults("number", alternatives=_ANY_SIZE),
@@ -104,6 +116,18 @@ def dataset_defaults(dataset: str) -> DatasetDefaults:
     if not isinstance(dataset, str):
         raise ConfigurationError(f"dataset must be a string, got {dataset!r}")
     return DATASET_DEFAULTS.get(dataset.lower(), GENERIC)
+
+
+def default_for(dataset: str, model: str | None, name: str) -> object:
+    """What a ``None`` of the config field ``name`` (one of :data:`RESOLVED_FIELDS`)
+    means for a run of ``model`` on ``dataset``: the dataset's default, where the loss
+    and learning rate are the recipe's only when ``model`` is the recipe's model (an
+    ``rsnn`` read-out is a membrane, trained with cross-entropy; a PLIF network's
+    firing rates with MSE), else ``mse`` and 1e-3."""
+    defaults = dataset_defaults(dataset)
+    if name in ("loss", "lr") and (model is None or model != defaults.model):
+        return GLOBAL_LOSS if name == "loss" else GLOBAL_LR
+    return getattr(defaults, name)
 
 
 def default_split_by(dataset: str) -> str:

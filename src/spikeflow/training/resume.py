@@ -9,7 +9,7 @@ from typing import Any
 from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import LEGACY_BOOL_STRINGS
 from spikeflow.training.config import RUNTIME_FIELDS, TABLE_FIELDS, TrainConfig, config_from_dict
-from spikeflow.training.defaults import RESOLVED_FIELDS, dataset_defaults
+from spikeflow.training.defaults import RESOLVED_FIELDS, default_for
 
 __all__ = ["checkpoint_position", "config_for_resume", "describe_position"]
 
@@ -78,7 +78,7 @@ def _dataset_default(saved: TrainConfig, key: str) -> Any:
     """What None resolves to for ``key`` on the checkpoint's dataset (None where that
     dataset has no default, or the checkpoint's dataset is unknown)."""
     try:
-        return getattr(dataset_defaults(saved.dataset), key)
+        return default_for(saved.dataset, saved.model, key)
     except ConfigurationError:
         return None
 
