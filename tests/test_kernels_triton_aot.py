@@ -30,7 +30,12 @@ CHILD = textwrap.dedent(
     from spikeflow.neurons import (ALIFNode, BaseNode, ComplementaryLIFNode, CubaLIFNode,
                                    EIFNode, GatedLIFNode, IFNode, IzhikevichNode,
                                    LIFNode, ParametricLIFNode, RAFNode)
+    from spikeflow.quant import apply_membrane_quantization
     from spikeflow.surrogate import ATan, PiecewiseQuadratic
+
+    def quantized(node):  # the membrane rounded in the charge (spikeflow.quant)
+        apply_membrane_quantization(node, bits=8)
+        return node
 
     class SmoothIF(BaseNode):
         @staticmethod
@@ -78,6 +83,9 @@ CHILD = textwrap.dedent(
         "boolean_f32": (BooleanArithmetic(), torch.float32),
         "boolean_f16": (BooleanArithmetic(), torch.float16),
         "refractory_where_f64": (RefractoryFlag(), torch.float64),
+        "lif_quantized_f32": (quantized(LIFNode(tau=3.0)), torch.float32),
+        "cuba_quantized_f64": (quantized(CubaLIFNode(surrogate_function=PiecewiseQuadratic())),
+                               torch.float64),  # no libdevice call (see lif_pq_f64)
         # The control: compiled as if launched with contraction on.
         "plif_f32_fused": (ParametricLIFNode(), torch.float32),
         "izhikevich_f64_fused": (IzhikevichNode(), torch.float64),
@@ -95,6 +103,7 @@ CHILD = textwrap.dedent(
             "fwd_div_rn": len(re.findall(r"\\bdiv\\.rn\\.f32\\b", fwd)),
             "libdevice": "libdevice." in k.source,
             "gvrec": "GVREC" in k.source,
+            "floor": "tl.floor(" in k.source,
             "target": k.forward.metadata.target.arch,
         }
     print(json.dumps(out))
@@ -108,7 +117,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 27
+    assert len(compiled) == 29
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -128,6 +137,13 @@ def test_kernels_round_every_operation_like_the_reference(compiled):
     # The pattern does find the FMAs that contraction makes, in float32 and float64.
     for name in ("plif_f32_fused", "izhikevich_f64_fused"):
         assert compiled[name]["fwd_fma"] > 0 and compiled[name]["bwd_fma"] > 0, name
+
+
+def test_quantized_membranes_compile_with_their_rounding(compiled):
+    assert compiled["lif_quantized_f32"]["floor"] and compiled["cuba_quantized_f64"]["floor"]
+    assert not compiled["lif_f32"]["floor"]
+    for name in ("lif_quantized_f32", "cuba_quantized_f64"):
+        assert compiled[name]["fwd_fma"] == 0 and compiled[name]["bwd_fma"] == 0, name
 
 
 def test_transcendental_charges_call_libdevice_with_ieee_division(compiled):

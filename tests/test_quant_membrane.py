@@ -307,3 +307,124 @@ def test_a_membrane_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path,
     bad = ["train", "--membrane-fraction-bits", "3", "--output-dir", str(tmp_path / "y")]
     assert main(bad) == 2
     assert "needs membrane quantization: add --membrane-bits" in capsys.readouterr().err
+
+
+def test_compiled_before_any_eager_call_and_inside_a_recurrent_layer():
+    # A charge no earlier call has quantized: the wrapper is made while Dynamo traces.
+    class Fresh(neurons.BaseNode):
+        @staticmethod
+        def charge(x, v):
+            return v + 0.75 * x
+
+    from spikeflow import functional, layers
+
+    torch.manual_seed(0)
+    x = torch.rand(10, 4, 33) * 1.5
+    node = Fresh(v_reset=None)
+    quant.apply_membrane_quantization(node, bits=5)
+    compiled = torch.compile(node, fullgraph=True)(x)
+    assert torch.equal(compiled, node(x))
+    # The reference step a container runs under torch.compile, after a dict mutation.
+    rec = layers.Recurrent(neurons.LIFNode(step_mode="s"), 33)
+    quant.apply_membrane_quantization(rec, bits=5)
+    eager = rec(x)
+    functional.reset_net(rec)
+    assert torch.equal(torch.compile(rec, fullgraph=True)(x), eager)
+
+
+class _UpdateNamedLikeTheGrid(neurons.BaseNode):
+    @staticmethod
+    def charge(x, v, a):
+        return v + x
+
+    @staticmethod
+    def update(h, s, a, *, membrane_step):
+        return a * 0.5 + membrane_step * s
+
+    def neuron_params(self):
+        return {"membrane_step": 0.8}
+
+    def initial_values(self):
+        return {**super().initial_values(), "a": 0.0}
+
+
+def test_a_parameter_named_like_the_grid_is_refused_when_applied():
+    node = _UpdateNamedLikeTheGrid()
+    match = r"of _UpdateNamedLikeTheGrid: .*\['membrane_step'\]"
+    with pytest.raises(ConfigurationError, match=match):
+        quant.apply_membrane_quantization(node)
+    assert node._modules.get("membrane_quantizer") is None
+
+
+def test_a_charge_whose_signature_changes_in_place_is_declared_again():
+    def charge(x, v, *, a):
+        return v + a * x
+
+    def charge2(x, v, *, a, b):
+        return v + a * x + b
+
+    class User(neurons.BaseNode):
+        def declaration(self):
+            return neurons.declare(charge, None, "User")
+
+        def neuron_params(self):
+            return {"a": 0.5, "b": 0.25}
+
+    node = User(backend="torch")
+    quant.apply_membrane_quantization(node, bits=8)
+    x = torch.full((4, 1, 1), 0.5)
+    assert node(x).flatten().tolist() == [0, 0, 0, 1]
+    charge.__code__ = charge2.__code__  # what IPython's autoreload does
+    assert node(x).flatten().tolist() == [0, 1, 0, 1]
+
+
+def test_integers_recover_the_levels_of_a_24_bit_register_in_float32():
+    torch.manual_seed(0)
+    quantizer = MembraneQuantizer(24)
+    theta = torch.tensor(0.3)
+    step = theta / 2**22
+    h = (torch.rand(200000, dtype=torch.float64) * 1.2 - 0.6).float()  # [-2θ, 2θ)
+    level = torch.floor(h / step + 0.5).clamp(quantizer.min_level, quantizer.max_level)
+    v = quantizer(h, theta)
+    assert torch.equal(quantizer.integers(v, theta), level.to(torch.int32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_infinite_charge_saturates_the_register(backend):
+    device = kernel_device(backend)
+    node = neurons.IFNode(v_reset=None, backend=backend, store_v_seq=True).to(device)
+    quant.apply_membrane_quantization(node, bits=8)  # levels -2 ... 127/64
+    x = torch.tensor([[[float("inf"), -float("inf"), 0.3]]] + [[[0.3, 0.3, 0.3]]] * 2)
+    spikes = node(x.to(device)).cpu()
+    assert spikes[:, 0, 0].tolist() == [1, 1, 0]
+    assert node.v_seq[0, 0].tolist() == [127 / 64 - 1, -2.0, 0.296875]
+    assert not node.v_seq.isnan().any()
+
+
+def test_a_register_wider_than_a_half_precision_membrane_is_refused():
+    from torch import nn
+
+    from spikeflow import layers
+
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(8, 16), neurons.LIFNode(store_v_seq=True))
+    quant.apply_membrane_quantization(net, bits=12)
+    match = r"LIFNode: a membrane register of 12 bits does not fit a torch\.bfloat16 membrane"
+    with (
+        torch.autocast("cpu", dtype=torch.bfloat16),
+        pytest.raises(ConfigurationError, match=match),
+    ):
+        net(torch.rand(6, 4, 8))
+    quant.remove_membrane_quantization(net)
+    quant.apply_membrane_quantization(net, bits=8)  # the levels k/64 of a bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(torch.rand(6, 4, 8))
+    v = net[1].v_seq
+    assert v.dtype == torch.bfloat16
+    assert torch.equal(v.double() * 64, (v.double() * 64).round())
+
+
+def test_a_reset_below_the_register_is_refused_as_such():
+    with pytest.raises(ConfigurationError, match=r"v_reset=-2.25 is below the register's lowest"):
+        quant.apply_membrane_quantization(neurons.LIFNode(v_reset=-2.25), bits=4)
+    quant.apply_membrane_quantization(neurons.LIFNode(v_reset=-2.0), bits=4)  # the lowest

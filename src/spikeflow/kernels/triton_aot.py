@@ -147,15 +147,18 @@ def compile_for_gpu(
 
     launcher.__name__ = f"triton_aot_{next(_COUNTER)}"
     x_in = x_seq.clone().requires_grad_(backward)
+    theta = node.firing_threshold(x_in.shape[1:])
+    # What its forward runs (a quantized membrane's rounding included).
+    decl, params = node.equations(node.neuron_params(), theta, x_in.dtype)
     try:
         with torch.set_grad_enabled(backward):
             spikes, _, v_seq = run_with_launcher(
                 launcher,
-                node.declaration(),
+                decl,
                 x_in,
                 node.start_state(x_in[0]),
-                node.neuron_params(),
-                node.firing_threshold(x_in.shape[1:]),
+                params,
+                theta,
                 node.firing_rule,
                 record_v=bool(getattr(node, "store_v_seq", False)),
             )

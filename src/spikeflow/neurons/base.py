@@ -255,12 +255,7 @@ class BaseNode(MemoryModule):
             state = self.start_state(x_seq[0])
         stepped = self.__dict__.get("_step_params") is not None  # inside a container
         run = resolve_backend(self.backend, x_seq, stepped)
-        decl = self.declaration()
-        params = self._call_params(x_seq.shape[1:])
-        quantizer = self._modules.get("membrane_quantizer")
-        if quantizer is not None:  # the membrane on a fixed-point grid (spikeflow.quant)
-            decl = quantizer.quantized(decl)
-            params = {**params, **quantizer.grid(theta)}
+        decl, params = self.equations(self._call_params(x_seq.shape[1:]), theta, x_seq.dtype)
         missing = [n for n in decl.param_names if n not in params]
         if missing:
             raise ConfigurationError(
@@ -280,6 +275,25 @@ class BaseNode(MemoryModule):
         if self.store_v_seq:
             self.v_seq = v_seq
         return spikes if self.step_mode == "m" else spikes[0]
+
+    def equations(
+        self, params: dict[str, Tensor | float], theta: float | Tensor, dtype: torch.dtype
+    ) -> tuple[NeuronDeclaration, dict[str, Tensor | float]]:
+        """The declaration a call on inputs of ``dtype`` runs and its parameter values,
+        given those of :meth:`neuron_params` and the threshold: :meth:`declaration`, or
+        with a ``membrane_quantizer`` (:mod:`spikeflow.quant`) the declaration whose
+        charge rounds the membrane to its grid, and the grid's values.
+
+        Raises:
+            ConfigurationError: a quantized membrane's register does not fit ``dtype``.
+        """
+        decl = self.declaration()
+        quantizer = self._modules.get("membrane_quantizer")
+        if quantizer is not None:  # the membrane on a fixed-point grid (spikeflow.quant)
+            quantizer.check_dtype(dtype, type(self).__name__)
+            decl = quantizer.quantized(decl)
+            params = {**params, **quantizer.grid(theta)}
+        return decl, params
 
     def _begin_steps(self) -> None:
         # Inside one container call the parameters are the same at every step: they

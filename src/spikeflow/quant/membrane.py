@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
-from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.declaration import NeuronDeclaration, _codes, declare
 
 __all__ = [
     "MembraneQuantizer",
@@ -42,6 +42,10 @@ __all__ = [
 MIN_BITS, MAX_BITS = 2, 24
 #: The keyword parameters the quantized charge adds to the neuron's own.
 QUANT_PARAMS = ("membrane_step", "membrane_min", "membrane_max")
+#: The significand bits of the floating-point dtypes: a register of at most this many
+#: bits has every level ``k`` exact and ``H/Δ + 1/2`` rounded without error in them
+#: (with a power-of-two threshold; bfloat16 holds 8 bits, float16 11).
+SIGNIFICAND_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24, torch.float64: 53}
 
 
 def check_membrane_bits(value: object) -> int:
@@ -61,21 +65,27 @@ def quantize_membrane(
     clamped to ``[membrane_min, membrane_max]``; the gradient passes straight through.
 
     Elementwise and traceable, so it runs inside the fused kernels' charge equation.
-    ``h - h.detach()`` is exactly zero for a finite ``h`` and carries the gradient 1.
+    ``h_f - h_f.detach()`` is exactly zero and carries the gradient 1: ``h_f`` is ``h``
+    with an infinity clamped to the dtype's largest value, which saturates the register
+    like any value beyond it (``inf - inf`` would make the membrane NaN).
     """
     level = torch.clamp(torch.floor(h / membrane_step + 0.5), membrane_min, membrane_max)
-    return level * membrane_step + (h - h.detach())
+    largest = torch.finfo(h.dtype).max
+    finite = torch.clamp(h, -largest, largest)
+    return level * membrane_step + (finite - finite.detach())
 
 
-#: (charge, returns_aux) -> the quantized charge: one function per declaration, so the
-#: fused kernels' caches (keyed on the declaration's functions) build each once.
-_CHARGES: dict[tuple[Callable[..., object], bool], Callable[..., object]] = {}
+#: (charge, returns_aux, the code behind charge) -> the quantized charge: one function
+#: per declaration, so the fused kernels' caches (keyed on the declaration's functions)
+#: build each once; a charge whose code is replaced in place (IPython's autoreload, which
+#: may change its signature) gets a new one.
+_CHARGES: dict[tuple, Callable[..., object]] = {}
 
 
 def quantized_charge(charge: Callable[..., object], returns_aux: bool) -> Callable[..., object]:
     """``charge`` followed by :func:`quantize_membrane` of the membrane it returns; its
     signature is ``charge``'s plus the keyword parameters :data:`QUANT_PARAMS`."""
-    key = (charge, returns_aux)
+    key = (charge, returns_aux, _codes((charge,)))
     cached = _CHARGES.get(key)
     if cached is not None:
         return cached
@@ -114,6 +124,26 @@ def quantized_charge(charge: Callable[..., object], returns_aux: bool) -> Callab
     charge_quantized.__qualname__ = charge_quantized.__name__ = f"{name}_quantized"
     _CHARGES[key] = charge_quantized
     return charge_quantized
+
+
+#: The quantized charges by a name, for code Dynamo traces (see _compiled_charge_name).
+_NAMED: dict[str, Callable[..., object]] = {}
+
+
+@torch.compiler.assume_constant_result
+def _compiled_charge_name(fn: object, instance: object, bound: tuple | None,
+                          returns_aux: bool) -> str:  # fmt: skip
+    """:func:`quantized_charge` while Dynamo traces, run as a constant of the graph (the
+    charge as :func:`~spikeflow.kernels.registry._function_parts`): the wrapper is made
+    and kept outside the trace, and its name in :data:`_NAMED` returned, which the traced
+    code then reads like the eager cache (a function made inside the trace would lose its
+    ``__signature__`` and ``__wrapped__``)."""
+    from spikeflow.kernels.registry import _function_of
+
+    charge = quantized_charge(_function_of(fn, instance, bound), returns_aux)
+    name = f"{charge.__qualname__}@{id(charge):x}"
+    _NAMED[name] = charge
+    return name
 
 
 def _float_bits(value: float) -> int:
@@ -238,14 +268,41 @@ class MembraneQuantizer(nn.Module):
         return quantize_membrane(v, **self.grid(theta))  # type: ignore[arg-type]
 
     def integers(self, v: Tensor, theta: Tensor | float) -> Tensor:
-        """The register's integer levels (int32) of ``v``: ``v == k·Δ`` on the grid."""
+        """The register's integer levels (int32) of ``v``: ``v == k·Δ`` on the grid.
+
+        Computed in float64 from ``Δ`` as the neuron used it (a Python float step in
+        ``v``'s dtype): computed in float32, ``v/Δ`` rounds to the next level for some
+        values of a 23- or 24-bit register whose threshold is not a power of two."""
         step = self.grid_step(theta)
-        level = torch.floor(v.detach() / step + 0.5).clamp(self.min_level, self.max_level)
-        return level.to(torch.int32)
+        v = v.detach()
+        if not isinstance(step, Tensor):
+            step = torch.tensor(step, dtype=v.dtype, device=v.device)
+        level = torch.floor(v.double() / step.double() + 0.5)
+        return level.clamp(self.min_level, self.max_level).to(torch.int32)
+
+    def check_dtype(self, dtype: torch.dtype, owner: str) -> None:
+        """Raise a ConfigurationError naming ``owner`` if a membrane of ``dtype`` cannot
+        hold this register (more bits than its significand: levels and rounding off)."""
+        precision = SIGNIFICAND_BITS.get(dtype)
+        if precision is not None and self.bits > precision:
+            raise ConfigurationError(
+                f"{owner}: a membrane register of {self.bits} bits does not fit a {dtype} "
+                f"membrane, whose {precision}-bit significand holds the levels of at most "
+                f"{precision} bits (autocast and --amp compute the neurons in {dtype}): "
+                f"quantize to at most {precision} bits, or run the neuron in float32"
+            )
 
     def check(self, neuron: BaseNode, name: str) -> None:
         """Raise a ConfigurationError naming ``name`` unless ``neuron``'s threshold and
-        reset are on this grid (the fire rule and the reset then keep the membrane on it)."""
+        reset are on this grid (the fire rule and the reset then keep the membrane on it),
+        and its equations take no parameter of :data:`QUANT_PARAMS`."""
+        decl = neuron.declaration()
+        clash = [p for p in QUANT_PARAMS if p in decl.param_names]
+        if clash:
+            raise ConfigurationError(
+                f"membrane quantization of {name}: it adds the parameters {QUANT_PARAMS} to "
+                f"the charge equation, and the equations of {decl.name} already have {clash}"
+            )
         theta = _threshold(neuron)
         tensor = isinstance(theta, Tensor)
         values = theta.detach().double().flatten().tolist() if tensor else [theta]
@@ -277,15 +334,53 @@ class MembraneQuantizer(nn.Module):
             )
         steps = [self.grid_step(t) for t in values]
         levels = [v_reset / float(s) for s in steps]
-        if any(not _is_whole(k) or not self.min_level <= k <= self.max_level for k in levels):
+        if any(not _is_whole(k) for k in levels):
             raise ConfigurationError(
                 f"membrane quantization of {name}: v_reset={v_reset} is not a level of the "
                 f"grid ({self._describe(self._settings())}, threshold {theta}): the "
                 "reset would leave the grid"
             )
+        if any(not self.min_level <= k <= self.max_level for k in levels):
+            raise ConfigurationError(
+                f"membrane quantization of {name}: v_reset={v_reset} is below the register's "
+                f"lowest level ({self.min_level} steps; {self._describe(self._settings())}, "
+                f"threshold {theta}): the reset would leave the register"
+            )
 
     def quantized(self, decl: NeuronDeclaration) -> NeuronDeclaration:
-        """``decl`` with the membrane rounded after its charge equation."""
+        """``decl`` with the membrane rounded after its charge equation.
+
+        Raises:
+            ConfigurationError: one of ``decl``'s equations already has a parameter of
+                :data:`QUANT_PARAMS` (whose value the grid's would replace).
+        """
+        clash = [name for name in QUANT_PARAMS if name in decl.param_names]
+        if clash:
+            raise ConfigurationError(
+                f"membrane quantization adds the parameters {QUANT_PARAMS} to the charge "
+                f"equation; the equations of {decl.name} already have {clash}"
+            )
+        if torch.compiler.is_compiling():
+            from spikeflow.kernels.registry import _function_parts
+
+            parts = _function_parts(decl.charge)
+            charge = _NAMED[_compiled_charge_name(*parts, decl.charge_returns_aux)]
+            # What declare() would build from the signatures, which Dynamo is not made to
+            # read: a __signature__'s parameters are a mappingproxy, which it refuses to
+            # read after the traced code mutated any dict (a container's parameter cache).
+            return NeuronDeclaration(
+                name=f"{decl.name}_quantized",
+                charge=charge,
+                update=decl.update,
+                state_names=decl.state_names,
+                charge_params=(*decl.charge_params, *QUANT_PARAMS),
+                update_params=decl.update_params,
+                charge_returns_aux=decl.charge_returns_aux,
+                threshold=decl.threshold,
+                threshold_params=decl.threshold_params,
+                reset_membrane=decl.reset_membrane,
+                reset_params=decl.reset_params,
+            )
         charge = quantized_charge(decl.charge, decl.charge_returns_aux)
         return declare(
             charge, decl.update, f"{decl.name}_quantized", decl.charge_returns_aux,
