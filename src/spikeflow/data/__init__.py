@@ -41,6 +41,18 @@ from spikeflow.data.representations import (
     to_time_surfaces,
     to_voxel_grid,
 )
+from spikeflow.data.representations_extra import (
+    ToAveragedTimeSurface,
+    ToBinaRep,
+    ToImage,
+    ToSparseTensor,
+    bina_rep,
+    sparse_collate,
+    to_averaged_time_surfaces,
+    to_bina_rep,
+    to_image,
+    to_sparse_frames,
+)
 from spikeflow.data.transforms import Compose
 
 __all__ = [
@@ -71,11 +83,16 @@ __all__ = [
     "SpeechCommands",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
+    "ToAveragedTimeSurface",
+    "ToBinaRep",
     "ToFrame",
     "ToFrameByDuration",
+    "ToImage",
+    "ToSparseTensor",
     "ToTimeSurface",
     "ToVoxelGrid",
     "UnsafeArchiveError",
+    "bina_rep",
     "default_cache_dir",
     "download_url",
     "extract_archive",
@@ -88,8 +105,13 @@ __all__ = [
     "pad_collate",
     "parallel_map",
     "segment_index",
+    "sparse_collate",
+    "to_averaged_time_surfaces",
+    "to_bina_rep",
     "to_frames",
     "to_frames_by_duration",
+    "to_image",
+    "to_sparse_frames",
     "to_time_surfaces",
     "to_voxel_grid",
 ]

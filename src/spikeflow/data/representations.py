@@ -10,6 +10,9 @@ computes a new entry instead of reading a stale one.
 - :class:`ToVoxelGrid`: ``bins`` time bins, polarity-signed, bilinear in time.
 - :class:`ToTimeSurface`: exponentially decaying time surfaces sampled ``frames_number`` times.
 - :class:`CustomRepresentation`: a user function, keyed by a name and its parameters.
+
+Count images, Bina-Rep, HATS and sparse frames are in
+:mod:`spikeflow.data.representations_extra` (re-exported by :mod:`spikeflow.data`).
 """
 
 from __future__ import annotations
@@ -413,4 +416,13 @@ def frame_representation(
         return ToFrameByDuration(duration)
     if isinstance(custom_integrate_function, Representation):
         return custom_integrate_function
+    from spikeflow.data.representations_extra import ToSparseTensor  # (it imports this module)
+
+    if isinstance(custom_integrate_function, ToSparseTensor):
+        raise ConfigurationError(
+            "ToSparseTensor gives a torch sparse tensor, which the frame cache (numpy "
+            "arrays) and a frame dataset's dense float32 samples cannot hold: use "
+            "data_type='event' with transform=ToSparseTensor(...) and "
+            "collate_fn=spikeflow.data.sparse_collate"
+        )
     return CustomRepresentation(custom_integrate_function)  # type: ignore[arg-type]
