@@ -19,7 +19,10 @@ Transforms applied by a dataset before a cached representation must be determini
 (``transform.random`` is False): a cached random draw would be the same every epoch.
 
 Frame augmentations (``[T, C, H, W]`` tensors, the same random parameters for every
-time step) live in :mod:`spikeflow.data.frame_transforms` and are re-exported here.
+time step) live in :mod:`spikeflow.data.frame_transforms`; spatial jitter and noise,
+time cropping, alignment and reversal, random polarity flips, decimation and area drops
+in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
+:mod:`spikeflow.data.event_downsampling`. All are re-exported here.
 """
 
 from __future__ import annotations
@@ -50,11 +53,15 @@ __all__ = [
     "CenterCrop",
     "CenterCropFrames",
     "Compose",
+    "CropTime",
+    "Decimation",
     "Denoise",
     "Downsample",
+    "DropArea",
     "DropEvent",
     "DropPixel",
     "DropTimeWindow",
+    "EventDownsampling",
     "EventTransform",
     "FlipLR",
     "FlipPolarity",
@@ -63,14 +70,20 @@ __all__ = [
     "RandomCrop",
     "RandomCropFrames",
     "RandomFlipLR",
+    "RandomFlipPolarity",
     "RandomFlipUD",
     "RandomHorizontalFlipFrames",
     "RandomRot90Frames",
+    "RandomTimeReversal",
     "RandomVerticalFlipFrames",
     "RefractoryPeriod",
     "SortEvents",
+    "SpatialJitter",
+    "TimeAlignment",
     "TimeJitter",
+    "TimeReversal",
     "TimeSkew",
+    "UniformNoise",
 ]
 
 Size = tuple[int, int, int]
@@ -633,3 +646,19 @@ class DropTimeWindow(EventTransform):
         start = self.rng().uniform(t0, t1 - length) if t1 - length > t0 else float(t0)
         keep = (t < start) | (t >= start + length)
         return events[keep], sensor_size
+
+
+# The modules below subclass EventTransform, so they are imported once it exists (the
+# package's __init__ imports this module first, so importing them directly works too).
+from spikeflow.data.event_downsampling import EventDownsampling  # noqa: E402
+from spikeflow.data.transforms_extra import (  # noqa: E402
+    CropTime,
+    Decimation,
+    DropArea,
+    RandomFlipPolarity,
+    RandomTimeReversal,
+    SpatialJitter,
+    TimeAlignment,
+    TimeReversal,
+    UniformNoise,
+)
