@@ -32,7 +32,11 @@ back: ``layers.Recurrent`` (as ``<name>.recurrent``) and ``LinearRecurrentContai
 (``<name>.rc`` for the input part, ``<name>.rc (recurrent)`` for the feedback).
 Weights are taken as stored sparse (a zero weight costs nothing); inputs arrive at run
 time, so a layer fed real values multiplies its zero inputs too, while a spike input is
-event-driven.
+event-driven. A sigma-delta network's layers (the layer inside a
+:class:`~spikeflow.layers.sigma_delta.DeltaSynapse`) are fed graded spikes, the changes
+of their input: event-driven like spikes, but each carries a value, so each (nonzero
+delta, nonzero weight) pair is a MAC (Loihi 2's graded spikes) and zero deltas cost
+nothing; their rows read ``graded``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
+from spikeflow.layers.sigma_delta import DeltaSynapse
 
 __all__ = [
     "E_AC",
@@ -75,6 +80,7 @@ class LayerOperations:
     calls: int = 0
     spike_calls: int = 0
     count_calls: int = 0
+    graded_calls: int = 0
     acs: int = 0
     macs: int = 0
     input_elements: int = 0
@@ -114,12 +120,15 @@ class OperationReport:
             f"{'layer':<{width}} {'kind':<10} {'input':>7} {'ACs/sample':>14} {'MACs/sample':>14}",
         ]
         for layer in self.layers:
-            if layer.spike_calls == layer.calls:
+            if layer.graded_calls == layer.calls:
+                kind = "graded"
+            elif layer.spike_calls == layer.calls:
                 kind = "spikes"
             elif layer.count_calls == layer.calls:
                 kind = "counts"
             else:
-                kind = "real" if layer.spike_calls + layer.count_calls == 0 else "mixed"
+                event = layer.spike_calls + layer.count_calls + layer.graded_calls
+                kind = "real" if event == 0 else "mixed"
             lines.append(
                 f"{layer.name:<{width}} {layer.kind:<10} {kind:>7} "
                 f"{layer.acs / self.samples:>14,.0f} {layer.macs / self.samples:>14,.0f}"
@@ -245,6 +254,9 @@ class OperationCounter:
     residual stream, event counts per pixel) as that many spikes, each an accumulate,
     instead of a real-valued input of MACs.
 
+    The layer inside a :class:`~spikeflow.layers.sigma_delta.DeltaSynapse` is fed graded
+    spikes (deltas): a MAC per (nonzero input, nonzero weight) pair, zeros cost nothing.
+
     Use as a context manager (hooks are removed on exit) or call :meth:`remove`.
     :meth:`report` gives the counts per sample for the number of samples that ran.
     """
@@ -255,6 +267,8 @@ class OperationCounter:
         self.not_counted: list[str] = []
         self._handles: list[RemovableHandle] = []
         self._carried: dict[nn.Module, Tensor | None] = {}
+        # Layers fed graded spikes (a sigma-delta network's synapses).
+        self._graded = {m.layer for m in model.modules() if isinstance(m, DeltaSynapse)}
         for name, module in model.named_modules():
             if isinstance(module, (SpikingSelfAttention, SpikeDrivenSelfAttention)):
                 # The spike-spike products inside (Q Kᵀ V, Σ K ⊙ V), from Q, K and V.
@@ -294,11 +308,21 @@ class OperationCounter:
         return mask, spikes, counts
 
     @staticmethod
-    def _add(record: LayerOperations, x: Tensor, pairs: int, spikes: bool, counts: bool) -> None:
+    def _add(
+        record: LayerOperations,
+        x: Tensor,
+        pairs: int,
+        spikes: bool,
+        counts: bool,
+        graded: bool = False,
+    ) -> None:
         record.calls += 1
         record.spike_calls += int(spikes)
         record.count_calls += int(counts)
-        if spikes or counts:
+        record.graded_calls += int(graded)
+        if graded:
+            record.macs += pairs
+        elif spikes or counts:
             record.acs += pairs
         else:
             record.macs += pairs
@@ -310,14 +334,18 @@ class OperationCounter:
         if not args or not isinstance(args[0], Tensor):
             return
         x = args[0]
-        mask, spikes, counts = self._classify(x)
+        graded = module in self._graded
+        if graded:  # graded spikes: each nonzero delta is multiplied by its weights
+            mask, spikes, counts = x != 0, False, False
+        else:
+            mask, spikes, counts = self._classify(x)
         if isinstance(module, nn.Linear):
             pairs = _linear_pairs(_weight(module), mask)
         elif isinstance(module, _TRANSPOSED):
             pairs = _transposed_pairs(module, mask, output)
         else:
             pairs = _conv_pairs(module, mask)
-        self._add(self._layers[module], x, pairs, spikes, counts)
+        self._add(self._layers[module], x, pairs, spikes, counts, graded)
 
     def _carried_in(self, module: Recurrent | LinearRecurrentContainer, args: tuple) -> None:
         state = module.state  # while streaming: the last output of the previous call

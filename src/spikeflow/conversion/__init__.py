@@ -5,6 +5,8 @@
   neurons with soft reset (or group neurons) and return ``(snn, report)``.
 * :class:`QCFS`: the quantisation-clip-floor-shift activation for training the ANN.
 * :func:`constant_input`: the analog input repeated over T steps.
+* :func:`to_sigma_delta`: a trained ``nn.Sequential`` ANN as a sigma-delta network (its
+  layers send the changes of their activations; Lava-DL's SDNN).
 * :func:`unevenness`: per neuron layer, the share of neurons whose spike count is off
   because their input arrived unevenly (the error left at T = L for QCFS).
 
@@ -33,6 +35,7 @@ from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS, floor_ste, qcfs
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
+from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded, constant_input
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "GroupNeuron",
     "MultiThresholdNeuron",
     "ReportEntry",
+    "SigmaDeltaNetwork",
     "TimeFolded",
     "constant_input",
     "convert",
@@ -62,6 +66,7 @@ __all__ = [
     "layer_output_shapes",
     "qcfs",
     "quantile",
+    "to_sigma_delta",
     "uneven_counts",
     "unevenness",
 ]

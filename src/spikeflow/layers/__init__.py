@@ -13,6 +13,8 @@
   stacked layers, SpikingJelly's ``rnn`` module).
 * :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
   Spike-driven Transformer's SDSA).
+* :mod:`~spikeflow.layers.sigma_delta`: sigma-delta networks (delta encoder, sigma
+  decoder, sigma-delta units, synapses fed deltas; Lava-DL's SDNN).
 
 See ``docs/layers.md``.
 """
@@ -73,6 +75,15 @@ from spikeflow.layers.sequence_norm import (
     GroupNorm,
     LayerNorm,
 )
+from spikeflow.layers.sigma_delta import (
+    DeltaEncoder,
+    DeltaSynapse,
+    SigmaDecoder,
+    SigmaDelta,
+    delta_activity,
+    delta_encode,
+    sigma_decode,
+)
 from spikeflow.layers.spiking_rnn import (
     SpikingGRU,
     SpikingGRUCell,
@@ -100,6 +111,8 @@ __all__ = [
     "ConvTranspose2d",
     "Delay",
     "DelayedLinear",
+    "DeltaEncoder",
+    "DeltaSynapse",
     "Dropout",
     "Dropout2d",
     "ElementWiseRecurrentContainer",
@@ -117,6 +130,8 @@ __all__ = [
     "Recurrent",
     "SeqToANNContainer",
     "SequenceLayerMixin",
+    "SigmaDecoder",
+    "SigmaDelta",
     "SpikeDrivenSelfAttention",
     "SpikingGRU",
     "SpikingGRUCell",
@@ -135,6 +150,9 @@ __all__ = [
     "VotingLayer",
     "clamp_delays",
     "delay_sigma",
+    "delta_activity",
+    "delta_encode",
     "round_delays",
     "set_delay_sigma",
+    "sigma_decode",
 ]
