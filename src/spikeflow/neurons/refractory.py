@@ -130,7 +130,32 @@ def _check_counter_dtype(owner: str, refractory_steps: int, dtype: torch.dtype) 
 # -- the neurons ---------------------------------------------------------------------------
 
 
-class RefractoryLIFNode(LIFNode):
+class _Refractory:
+    """What both refractory neurons add to their base neuron: the counter's start value,
+    its reading while streaming, the input-dtype check and the repr. Listed before the
+    base class, so ``super()`` reaches the neuron's own methods."""
+
+    refractory_steps: int
+
+    def initial_values(self) -> dict[str, float]:
+        return {**super().initial_values(), "refractory": 0.0}  # type: ignore[misc]
+
+    @property
+    def refractory(self) -> Tensor | None:
+        """The refractory steps left, carried to the next call (only while streaming)."""
+        state = self.state  # type: ignore[attr-defined]
+        return None if state is None else state["refractory"]
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        x_seq = super()._check_input(x)  # type: ignore[misc]
+        _check_counter_dtype(type(self).__name__, self.refractory_steps, x_seq.dtype)
+        return x_seq
+
+    def extra_repr(self) -> str:
+        return f"refractory_steps={self.refractory_steps}, " + super().extra_repr()  # type: ignore[misc]
+
+
+class RefractoryLIFNode(_Refractory, LIFNode):
     """LIF with an absolute refractory period (see the module docstring)::
 
         refractory = 0:  H[t] = V + (X - (V - V_r)) / tau     (decay_input=True)
@@ -188,24 +213,8 @@ class RefractoryLIFNode(LIFNode):
             "refractory_steps": float(self.refractory_steps),
         }
 
-    def initial_values(self) -> dict[str, float]:
-        return {**super().initial_values(), "refractory": 0.0}
 
-    @property
-    def refractory(self) -> Tensor | None:
-        """The refractory steps left, carried to the next call (only while streaming)."""
-        return None if self.state is None else self.state["refractory"]
-
-    def _check_input(self, x: Tensor) -> Tensor:
-        x_seq = super()._check_input(x)
-        _check_counter_dtype(type(self).__name__, self.refractory_steps, x_seq.dtype)
-        return x_seq
-
-    def extra_repr(self) -> str:
-        return f"refractory_steps={self.refractory_steps}, " + super().extra_repr()
-
-
-class RefractoryCubaLIFNode(CubaLIFNode):
+class RefractoryCubaLIFNode(_Refractory, CubaLIFNode):
     """Current-based LIF (:class:`~spikeflow.neurons.CubaLIFNode`) with an absolute
     refractory period::
 
@@ -300,19 +309,3 @@ class RefractoryCubaLIFNode(CubaLIFNode):
             "v_reset": self.v_reset,
             "refractory_steps": float(self.refractory_steps),
         }
-
-    def initial_values(self) -> dict[str, float]:
-        return {**super().initial_values(), "refractory": 0.0}
-
-    @property
-    def refractory(self) -> Tensor | None:
-        """The refractory steps left, carried to the next call (only while streaming)."""
-        return None if self.state is None else self.state["refractory"]
-
-    def _check_input(self, x: Tensor) -> Tensor:
-        x_seq = super()._check_input(x)
-        _check_counter_dtype(type(self).__name__, self.refractory_steps, x_seq.dtype)
-        return x_seq
-
-    def extra_repr(self) -> str:
-        return f"refractory_steps={self.refractory_steps}, " + super().extra_repr()
