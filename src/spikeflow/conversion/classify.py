@@ -37,14 +37,9 @@ Kind = Literal["activation", "maxpool", "affine", "unsupported", "unknown", "con
 
 ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, QCFS)
 MAXPOOL_MODULES: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-AFFINE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
+#: Linear maps with no constant term (a zero input gives zero): reshapes, average pools,
+#: zero padding, upsampling.
+LINEAR_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity,
     nn.Flatten,
     nn.Unflatten,
@@ -54,18 +49,31 @@ AFFINE_MODULES: tuple[type[nn.Module], ...] = (
     nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveAvgPool3d,
+    nn.ZeroPad1d,
+    nn.ZeroPad2d,
+    nn.ZeroPad3d,
+    nn.Upsample,
+)
+DROPOUT_MODULES: tuple[type[nn.Module], ...] = (
     nn.Dropout,
     nn.Dropout1d,
     nn.Dropout2d,
     nn.Dropout3d,
     nn.AlphaDropout,
-    nn.ZeroPad1d,
-    nn.ZeroPad2d,
-    nn.ZeroPad3d,
+)
+AFFINE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+    *LINEAR_MODULES,
+    *DROPOUT_MODULES,
     nn.ConstantPad1d,
     nn.ConstantPad2d,
     nn.ConstantPad3d,
-    nn.Upsample,
 )
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 

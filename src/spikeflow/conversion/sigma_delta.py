@@ -41,7 +41,12 @@ from torch.nn.modules.conv import _ConvNd
 
 from spikeflow._checks import check_flag
 from spikeflow.base import StepModule
-from spikeflow.conversion.classify import ACTIVATION_MODULES, MAXPOOL_MODULES
+from spikeflow.conversion.classify import (
+    ACTIVATION_MODULES,
+    DROPOUT_MODULES,
+    LINEAR_MODULES,
+    MAXPOOL_MODULES,
+)
 from spikeflow.conversion.convert import Conversion
 from spikeflow.conversion.fold import fold_batchnorm, fold_problem, layer_output_shapes
 from spikeflow.conversion.report import ConversionError, ConversionReport
@@ -58,29 +63,6 @@ from spikeflow.prune.reparam import finalize
 
 __all__ = ["SigmaDeltaNetwork", "to_sigma_delta"]
 
-#: Linear maps with no constant term: they run on the deltas unchanged.
-LINEAR_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Identity,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.ZeroPad1d,
-    nn.ZeroPad2d,
-    nn.ZeroPad3d,
-    nn.Upsample,
-)
-DROPOUT_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-)
 #: Functions of one sample (elementwise or over its features): they run in a unit.
 PER_SAMPLE_MODULES: tuple[type[nn.Module], ...] = (
     *ACTIVATION_MODULES,
