@@ -12,16 +12,7 @@ from hypothesis import strategies as st
 from spikeflow.data import EventRecording, make_events, to_frames
 from spikeflow.data import transforms as T
 from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
-
-
-def rec(t, x, y, p=None, sensor=(5, 3, 2)):
-    p = np.zeros(len(t), dtype=np.int8) if p is None else np.array(p)
-    return EventRecording(make_events(np.array(t), np.array(x), np.array(y), p), sensor, "s")
-
-
-def fields(r):
-    e = r.events if isinstance(r, EventRecording) else r
-    return list(zip(e["t"].tolist(), e["x"].tolist(), e["y"].tolist(), e["p"].tolist()))
+from tonic_events import fields, rec
 
 
 # -- geometry -----------------------------------------------------------------------------
