@@ -344,6 +344,9 @@ def test_audio_to_events_settings_and_errors():
         AudioToEvents(scale="erb")
     with pytest.raises(ConfigurationError, match="above the Nyquist frequency 4000"):
         AudioToEvents(f_max=6000.0)(clip(np.zeros(800, np.float32), 8000))
+    named = SimpleNamespace(samples=np.zeros(800, np.float32), sample_rate=8000, source="a.wav")
+    with pytest.raises(ConfigurationError, match=r"^a\.wav: f_max=6000.0 Hz is above the Nyq"):
+        AudioToEvents(f_max=6000.0)(named)  # the error names the recording
 
 
 @needs_fsdd

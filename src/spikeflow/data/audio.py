@@ -421,11 +421,17 @@ class AudioToEvents:
         """The band levels in dB relative to the clip's loudest band-frame (exactly 0
         there, exactly ``-dynamic_range_db`` where floored), and that peak power."""
         _check_finite(clip)
-        power = mel_spectrogram(
-            clip.samples, clip.sample_rate, n_mels=self.n_mels, window_ms=self.window_ms,
-            hop_ms=self.hop_ms, n_fft=self.n_fft, f_min=self.f_min, f_max=self.f_max,
-            scale=self.scale, norm=self.norm,
-        )  # fmt: skip
+        try:
+            power = mel_spectrogram(
+                clip.samples, clip.sample_rate, n_mels=self.n_mels, window_ms=self.window_ms,
+                hop_ms=self.hop_ms, n_fft=self.n_fft, f_min=self.f_min, f_max=self.f_max,
+                scale=self.scale, norm=self.norm,
+            )  # fmt: skip
+        except ConfigurationError as exc:  # settings this clip cannot take (its rate)
+            where = getattr(clip, "source", None)
+            if where is None:
+                raise
+            raise ConfigurationError(f"{where}: {exc}") from exc
         peak = float(power.max()) if power.size else 0.0
         floor = -self.dynamic_range_db
         if peak == 0.0:  # silence (or no frame): every band at the floor
