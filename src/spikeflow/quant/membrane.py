@@ -89,13 +89,7 @@ def quantized_charge(charge: Callable[..., object], returns_aux: bool) -> Callab
     cached = _CHARGES.get(key)
     if cached is not None:
         return cached
-    signature = inspect.signature(charge)
-    clash = [name for name in QUANT_PARAMS if name in signature.parameters]
-    if clash:
-        raise ConfigurationError(
-            f"membrane quantization adds the parameters {QUANT_PARAMS} to the charge "
-            f"equation; {getattr(charge, '__qualname__', charge)} already has {clash}"
-        )
+    signature = inspect.signature(charge)  # its callers refuse a clash (_refuse_grid_names)
 
     def charge_quantized(
         x: Tensor,
@@ -158,6 +152,17 @@ def _threshold(neuron: BaseNode) -> Tensor | float:
     """The threshold ``neuron`` fires at (its own shape: per layer, per channel)."""
     theta = neuron.v_threshold
     return neuron.firing_threshold(theta.shape if isinstance(theta, Tensor) else torch.Size())
+
+
+def _refuse_grid_names(decl: NeuronDeclaration, who: str) -> None:
+    """Raise a ConfigurationError (``who``: ...) if an equation of ``decl`` has a
+    parameter of :data:`QUANT_PARAMS`, whose value the grid's would replace."""
+    clash = [p for p in QUANT_PARAMS if p in decl.param_names]
+    if clash:
+        raise ConfigurationError(
+            f"{who}: it adds the parameters {QUANT_PARAMS} to the charge equation, and the "
+            f"equations of {decl.name} already have {clash}"
+        )
 
 
 def _is_whole(value: float) -> bool:
@@ -296,13 +301,7 @@ class MembraneQuantizer(nn.Module):
         """Raise a ConfigurationError naming ``name`` unless ``neuron``'s threshold and
         reset are on this grid (the fire rule and the reset then keep the membrane on it),
         and its equations take no parameter of :data:`QUANT_PARAMS`."""
-        decl = neuron.declaration()
-        clash = [p for p in QUANT_PARAMS if p in decl.param_names]
-        if clash:
-            raise ConfigurationError(
-                f"membrane quantization of {name}: it adds the parameters {QUANT_PARAMS} to "
-                f"the charge equation, and the equations of {decl.name} already have {clash}"
-            )
+        _refuse_grid_names(neuron.declaration(), f"membrane quantization of {name}")
         theta = _threshold(neuron)
         tensor = isinstance(theta, Tensor)
         values = theta.detach().double().flatten().tolist() if tensor else [theta]
@@ -311,7 +310,7 @@ class MembraneQuantizer(nn.Module):
                 f"membrane quantization of {name}: the threshold must be positive (the grid "
                 f"is relative to it), got {theta}"
             )
-        learnable = isinstance(theta, Tensor) and theta.requires_grad
+        learnable = tensor and theta.requires_grad
         if self.step is not None:
             if learnable:
                 raise ConfigurationError(
@@ -354,12 +353,7 @@ class MembraneQuantizer(nn.Module):
             ConfigurationError: one of ``decl``'s equations already has a parameter of
                 :data:`QUANT_PARAMS` (whose value the grid's would replace).
         """
-        clash = [name for name in QUANT_PARAMS if name in decl.param_names]
-        if clash:
-            raise ConfigurationError(
-                f"membrane quantization adds the parameters {QUANT_PARAMS} to the charge "
-                f"equation; the equations of {decl.name} already have {clash}"
-            )
+        _refuse_grid_names(decl, "membrane quantization")
         if torch.compiler.is_compiling():
             from spikeflow.kernels.registry import _function_parts
 
