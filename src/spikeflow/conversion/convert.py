@@ -652,12 +652,10 @@ def convert(
         )
     body = converter.finalize(body)
     report = converter.report
-    if strict and report.unconverted:
-        listed = "; ".join(f"{e.name} ({e.source}): {e.detail}" for e in report.unconverted)
-        raise ConversionError(
-            f"cannot convert {len(report.unconverted)} part(s) of {type(model).__name__} to "
-            f"spiking form: {listed}. Replace them (ReLU/QCFS activations, affine layers) or "
-            "pass strict=False to get the partial conversion and its report."
-        )
+    if strict:
+        report.refuse_unconverted(
+            type(model).__name__, "spiking form", "Replace them (ReLU/QCFS activations, affine "
+            "layers) or pass strict=False to get the partial conversion and its report.",
+        )  # fmt: skip
     snn = ConvertedSNN(body, report, converter.input_dim, coding=converter.coding)
     return Conversion(snn, report)

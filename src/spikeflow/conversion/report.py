@@ -69,6 +69,17 @@ class ConversionReport:
         """True when nothing was left unconverted."""
         return not self.unconverted
 
+    def refuse_unconverted(self, model: str, target: str, advice: str) -> None:
+        """Raise a :class:`ConversionError` listing the parts of ``model`` (its class
+        name) left unconverted, if any: "cannot convert N part(s) of <model> to
+        <target>: ... <advice>"."""
+        if self.unconverted:
+            listed = "; ".join(f"{e.name} ({e.source}): {e.detail}" for e in self.unconverted)
+            raise ConversionError(
+                f"cannot convert {len(self.unconverted)} part(s) of {model} to {target}: "
+                f"{listed}. {advice}"
+            )
+
     def __str__(self) -> str:
         width_name = max([len(e.name) for e in self.entries] + [4])
         width_src = max([len(e.source) for e in self.entries] + [6])

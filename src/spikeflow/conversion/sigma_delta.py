@@ -309,13 +309,11 @@ def to_sigma_delta(
     builder = _Builder(theta, shapes)
     builder.build(_leaves(ann, ""))
     report = builder.report
-    if strict and report.unconverted:
-        listed = "; ".join(f"{e.name} ({e.source}): {e.detail}" for e in report.unconverted)
-        raise ConversionError(
-            f"cannot convert {len(report.unconverted)} part(s) of {type(model).__name__} to "
-            f"a sigma-delta network: {listed}. Pass strict=False to get the partial "
-            "network and its report."
-        )
+    if strict:
+        report.refuse_unconverted(
+            type(model).__name__, "a sigma-delta network",
+            "Pass strict=False to get the partial network and its report.",
+        )  # fmt: skip
     modules: OrderedDict[str, nn.Module] = OrderedDict(input=DeltaEncoder(theta_in))
     modules.update(builder.modules)
     modules["output"] = SigmaDecoder()
