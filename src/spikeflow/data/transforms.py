@@ -213,12 +213,17 @@ class FlipUD(EventTransform):
         return out, sensor_size
 
 
+def _flip_polarity(p: np.ndarray) -> np.ndarray:
+    """ON/OFF swap (as Tonic): 0 -> 1, anything else -> 0."""
+    return (p == 0).astype(np.int8)
+
+
 class FlipPolarity(EventTransform):
     """Swap the two polarities: ``p -> 1`` where ``p == 0``, else ``0``."""
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
         out = events.copy()
-        out["p"] = (events["p"] == 0).astype(np.int8)
+        out["p"] = _flip_polarity(events["p"])
         return out, sensor_size
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from spikeflow._checks import check_flag, check_int, check_real
-from spikeflow.data.transforms import EventTransform, Size, _RandomApply
+from spikeflow.data.transforms import EventTransform, Size, _flip_polarity, _RandomApply
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -57,12 +57,6 @@ def _real_or_range(
             f"{name} range must be (low, high) with low <= high; got {value!r}"
         )
     return (lo, hi)
-
-
-def _flip_polarity(p: np.ndarray) -> np.ndarray:
-    """ON/OFF swap, as :class:`~spikeflow.data.transforms.FlipPolarity` (and Tonic): 0 -> 1,
-    anything else -> 0."""
-    return (p == 0).astype(np.int8)
 
 
 def _check_polarities(owner: str, sensor_size: Size | None) -> None:
