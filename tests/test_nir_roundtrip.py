@@ -11,6 +11,7 @@ from spikeflow import layers, neurons
 from spikeflow.errors import ConfigurationError
 from spikeflow.interop import (
     NIRGraphNetwork,
+    OffDiagonalLinear,
     Scale,
     Threshold,
     export_to_nir,
@@ -379,9 +380,32 @@ def test_recurrent_layer_roundtrip(tmp_path):
                 if type(n).__name__ == "Affine" and n.weight.shape == (6, 6)]  # fmt: skip
     assert len(feedback) == 1 and np.all(np.diag(feedback[0].weight) == 0)  # masked
     assert len([plan for plan in imported.plan if len(plan) > 1]) == 1  # one cycle
+    # The zero diagonal comes back as structure: the imported weight cannot learn it.
+    assert feedback[0].metadata == {"spikeflow_self_connections": False}
+    (masked,) = [m for m in imported.modules() if isinstance(m, OffDiagonalLinear)]
+    imported(x).sum().backward()
+    assert masked.weight.grad.abs().sum() > 0 and not masked.weight.grad.diagonal().any()
+    with torch.no_grad():
+        masked.weight.diagonal().fill_(5.0)
+    assert torch.equal(imported(x), out)
     with torch.no_grad():
         net[1].recurrent.weight.zero_()
     assert not torch.equal(net(x), out)  # the feedback mattered
+
+
+def test_self_connection_mark_needs_a_square_weight():
+    """A Linear marked spikeflow_self_connections=False that is not square is refused."""
+    weight = np.ones((3, 2), dtype=np.float32)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([2])),
+            "w": nir.Linear(weight=weight, metadata={"spikeflow_self_connections": False}),
+            "output": nir.Output(output_type=np.array([3])),
+        },
+        edges=[("input", "w"), ("w", "output")],
+    )
+    with pytest.raises(ConfigurationError, match=r"must be square, got weight \(3, 2\)"):
+        import_from_nir(graph)
 
 
 def test_recurrence_matches_reference_loop():

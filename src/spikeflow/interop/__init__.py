@@ -6,7 +6,8 @@
   runnable time-major spikeflow network (:class:`NIRGraphNetwork`);
 * :mod:`~spikeflow.interop.nir_mapping`: the discretisation (continuous NIR time
   constants to discrete steps);
-* :class:`Scale`, :class:`Threshold`: NIR's elementwise nodes as modules.
+* :class:`Scale`, :class:`Threshold`: NIR's elementwise nodes as modules;
+  :class:`OffDiagonalLinear`: an imported recurrent weight without self-connections.
 
 NIR support needs the ``nir`` extra (``pip install 'spikeflow[nir]'``: ``nir`` and
 ``nirtorch``); without it these functions raise
@@ -17,7 +18,7 @@ from spikeflow.interop.nir_export import export_to_nir, write_nir
 from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
 from spikeflow.interop.nir_import import import_from_nir, read_nir
 from spikeflow.interop.nir_mapping import CONVENTIONS
-from spikeflow.interop.nir_modules import Scale, Threshold
+from spikeflow.interop.nir_modules import OffDiagonalLinear, Scale, Threshold
 
 #: Short aliases, as snnTorch and Norse name them.
 to_nir = export_to_nir
@@ -26,6 +27,7 @@ from_nir = import_from_nir
 __all__ = [
     "CONVENTIONS",
     "NIRGraphNetwork",
+    "OffDiagonalLinear",
     "Scale",
     "Threshold",
     "export_to_nir",

@@ -264,6 +264,8 @@ def _recurrent(module: Recurrent, ctx: _Context) -> Any:
     else:
         bias = module.recurrent.bias.detach().cpu().numpy()
         recurrent_weight = nir.Affine(weight=weight, bias=bias)
+    if not module.self_connections:  # the zero diagonal is structural, not learned
+        recurrent_weight.metadata = {"spikeflow_self_connections": False}
     nodes = {
         "input": nir.Input(input_type={"input": np.array(ctx.shape_in(module))}),
         "cell": _trace(module.sub_module, ctx),

@@ -20,7 +20,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.interop._nir_deps import require_nir
 from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
 from spikeflow.interop.nir_mapping import check_dt, default_dt
-from spikeflow.interop.nir_modules import Scale, Threshold
+from spikeflow.interop.nir_modules import OffDiagonalLinear, Scale, Threshold
 from spikeflow.interop.nir_neurons import delay_from_nir, neuron_from_metadata, neuron_from_nir
 from spikeflow.layers import AvgPool2d, Conv1d, Conv2d, Delay, Flatten, Linear
 
@@ -55,7 +55,15 @@ def _linear(node: Any, dtype: torch.dtype) -> nn.Module:
             f"NIR Linear/Affine weights must be 2-D, got {tuple(weight.shape)}"
         )
     bias = getattr(node, "bias", None)
-    layer = Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=dtype)
+    if _meta(node, "spikeflow_self_connections", True) is False:
+        if weight.shape[0] != weight.shape[1]:
+            raise ConfigurationError(
+                "a NIR Linear/Affine marked spikeflow_self_connections=False must be square, "
+                f"got weight {tuple(weight.shape)}"
+            )
+        layer: Linear = OffDiagonalLinear(weight.shape[0], bias=bias is not None, dtype=dtype)
+    else:
+        layer = Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=dtype)
     with torch.no_grad():
         layer.weight.copy_(weight)
         if bias is not None:

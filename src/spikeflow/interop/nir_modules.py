@@ -1,18 +1,21 @@
-"""Stateless elementwise layers that NIR has and torch does not: Scale and Threshold.
+"""Stateless layers an imported NIR graph needs that torch does not have: NIR's Scale
+and Threshold, and the recurrent weight of a network without self-connections.
 
-Both work on any leading dims (``[T, B, ...]`` or ``[B, ...]``): their parameter
-broadcasts against the trailing (per-sample) dims.
+Scale and Threshold work on any leading dims (``[T, B, ...]`` or ``[B, ...]``): their
+parameter broadcasts against the trailing (per-sample) dims.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.layers import Linear
 from spikeflow.surrogate import Sigmoid, Surrogate
 
-__all__ = ["Scale", "Threshold"]
+__all__ = ["OffDiagonalLinear", "Scale", "Threshold"]
 
 
 def _as_parameter_tensor(name: str, value: float | Tensor) -> Tensor:
@@ -83,3 +86,30 @@ class Threshold(nn.Module):
 
     def extra_repr(self) -> str:
         return f"threshold=tensor{tuple(self.threshold.shape)}, strict={self.strict}"
+
+
+class _OffDiagonal(nn.Linear):
+    """``nn.Linear`` applying ``W ⊙ (1 - I)``: the diagonal is held at zero."""
+
+    off_diagonal: Tensor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.off_diagonal, self.bias)
+
+
+class OffDiagonalLinear(Linear, _OffDiagonal):
+    """A square :class:`~spikeflow.layers.Linear` whose diagonal is always zero: the
+    recurrent weight of a :class:`~spikeflow.layers.Recurrent` without self-connections
+    (exported with ``metadata={"spikeflow_self_connections": False}``), so an imported
+    network cannot learn the self-connections back.
+
+    Args:
+        features: the number of neurons (the weight is ``[features, features]``).
+        bias: whether the layer has a bias.
+        dtype: the parameters' dtype.
+    """
+
+    def __init__(self, features: int, bias: bool = True, dtype: torch.dtype | None = None) -> None:
+        super().__init__(features, features, bias=bias, dtype=dtype)
+        mask = 1.0 - torch.eye(features, dtype=self.weight.dtype)
+        self.register_buffer("off_diagonal", mask, persistent=False)
