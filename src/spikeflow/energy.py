@@ -52,6 +52,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
 from spikeflow.layers.sigma_delta import DeltaSynapse
+from spikeflow.memory.recompute import is_recomputing
 
 __all__ = [
     "E_AC",
@@ -231,6 +232,8 @@ def _count_attention(record: LayerOperations, q: Tensor, k: Tensor, v: Tensor) -
     SSA's ``Kᵀ V`` (each pair of a key and a value spike of a token is one accumulate)
     and ``Q (Kᵀ V)`` (each query spike adds the nonzero entries of a row); SDSA's
     ``Σ_tokens K ⊙ V`` (each coinciding key and value spike is one addition)."""
+    if is_recomputing():  # counted in the forward call already
+        return
     keys, values = (k != 0), (v != 0)
     if record.kind == "SSA":
         pairs = keys.sum(-1, dtype=torch.int64) * values.sum(-1, dtype=torch.int64)
@@ -331,7 +334,7 @@ class OperationCounter:
 
     @torch.no_grad()
     def _count(self, module: nn.Module, args: tuple, output: object) -> None:
-        if not args or not isinstance(args[0], Tensor):
+        if not args or not isinstance(args[0], Tensor) or is_recomputing():
             return
         x = args[0]
         graded = module in self._graded
@@ -348,6 +351,8 @@ class OperationCounter:
         self._add(self._layers[module], x, pairs, spikes, counts, graded)
 
     def _carried_in(self, module: Recurrent | LinearRecurrentContainer, args: tuple) -> None:
+        if is_recomputing():
+            return
         state = module.state  # while streaming: the last output of the previous call
         self._carried[module] = None if state is None else state["y"].detach()
 
@@ -355,7 +360,7 @@ class OperationCounter:
     def _count_recurrent(
         self, module: Recurrent | LinearRecurrentContainer, args: tuple, output: object
     ) -> None:
-        if not isinstance(output, Tensor):
+        if not isinstance(output, Tensor) or is_recomputing():
             return
         y = output.unsqueeze(0) if module.step_mode == "s" else output
         # The inputs of W y[t-1] in this call: the carried output (zeros on a fresh

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven.layers import EventDrivenLayer
+from spikeflow.memory.recompute import is_recomputing
 from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
 
 __all__ = ["SPIKING_LAYER_TYPES", "LayerStats", "SpikeMonitor", "record_spikes", "spiking_layers"]
@@ -186,6 +187,8 @@ class SpikeMonitor:
 
     def _make_pre_hook(self, name: str) -> Any:
         def pre_hook(module: nn.Module, inputs: Any) -> None:
+            if is_recomputing():  # the backward pass running the forward again
+                return
             # A call continues a sequence when the module carries state into it.
             carried = isinstance(module, MemoryModule) and module.streaming
             if not (carried and module.state is not None):
@@ -195,7 +198,7 @@ class SpikeMonitor:
 
     def _make_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if not self.enabled or not isinstance(output, Tensor):
+            if not self.enabled or not isinstance(output, Tensor) or is_recomputing():
                 return
             acc = self._acc[name]
             spikes = output.detach()

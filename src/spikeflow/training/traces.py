@@ -29,6 +29,7 @@ from torch.utils.hooks import RemovableHandle
 
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.memory.recompute import is_recomputing
 
 __all__ = ["SYNAPTIC_LAYERS", "PresynapticTraces", "check_trace_decay"]
 
@@ -96,6 +97,12 @@ class PresynapticTraces:
     def _before(self, layer: nn.Module, args: tuple) -> tuple | None:
         if not args or not isinstance(args[0], Tensor):
             return None
+        if is_recomputing():
+            raise ConfigurationError(
+                f"layer {self.layers[layer] or '(model)'} is recomputed in the backward pass "
+                "(spikeflow.memory.Recomputed): OTTT's presynaptic traces cannot be; online "
+                "training keeps one step's graph, so it needs no recomputation"
+            )
         if layer in self._called:
             raise ConfigurationError(
                 f"layer {self.layers[layer] or '(model)'} ran twice in one step: OTTT keeps one "

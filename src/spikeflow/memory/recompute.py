@@ -1,0 +1,371 @@
+"""Recompute blocks of a spiking network in the backward pass instead of keeping their
+activations (gradient checkpointing), with the input of each block kept as bits.
+
+Backpropagation through time keeps every layer's activations of all ``T`` steps until
+the backward pass, so memory grows with depth x ``T``. A :class:`Recomputed` block keeps
+only its input; in the backward pass it runs its forward again to rebuild what its
+gradients need (PyTorch's non-reentrant :func:`torch.utils.checkpoint.checkpoint`).
+Spiking blocks take spikes, so the kept input is packed at one bit per element
+(:mod:`spikeflow.memory.packing`): a float32 input costs 1/32 of its size. The price is
+one more forward pass of the recomputed blocks.
+
+What makes recomputing a *spiking* block exact:
+
+* **Carried state.** A streaming neuron starts a call from the state the previous call
+  left. The recomputation starts from that same state (kept by reference from the
+  forward call), and afterwards every neuron's carried state and recorded membrane are
+  put back as they were before it: recomputing leaves no trace in the network.
+* **Buffers.** Buffers the forward call changed in place (batch norm's running
+  statistics, counters) are recomputed from copies of their values before the call,
+  so the live buffers are updated once, not twice.
+* **Random draws** (dropout) are replayed: the random generators' states are restored
+  for the recomputation (``preserve_rng_state``).
+* **Hooks** run again in the recomputation. spikeflow's own (the training monitors,
+  OTTT's traces, the energy counters) skip it through :func:`is_recomputing`; a hook of
+  yours that counts or records should do the same.
+
+PyTorch checks that the recomputation saves the same tensors as the forward call did
+and raises an error if it does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from spikeflow.base import MemoryModule
+from spikeflow.errors import ConfigurationError
+from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
+
+__all__ = ["Recomputed", "is_recomputing", "recompute_blocks"]
+
+PackMode = Literal["auto", "bits", "none"]
+_PACK_MODES = ("auto", "bits", "none")
+
+_local = threading.local()
+
+
+def is_recomputing() -> bool:
+    """Whether a :class:`Recomputed` block is running its forward again for the backward
+    pass (in this thread). Forward hooks that count or record should skip that call."""
+    return getattr(_local, "depth", 0) > 0
+
+
+class _ZeroProxy(torch.autograd.Function):
+    """Zeros shaped like ``x`` (one element broadcast: no memory) whose gradient is
+    passed on to ``x``: the graph edge to ``x`` without keeping ``x``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.new_zeros(()).expand(x.shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad
+
+
+class _Snapshot:
+    """What a recomputation of one forward call starts from, and the switch that puts
+    the network back afterwards."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.memories = [m for m in module.modules() if isinstance(m, MemoryModule)]
+        self.states = [_state_of(m) for m in self.memories]
+        self.module = module
+        buffers = dict(module.named_buffers(remove_duplicate=False))
+        self.buffers_before = {
+            name: (b, b._version, b.detach().clone()) for name, b in buffers.items()
+        }
+        self.changed_buffers: dict[str, Tensor] = {}
+        self.active = False
+
+    def forward_done(self) -> None:
+        """Keep the values from before the call only of buffers the call changed (compared
+        by value: batch norm updates its running statistics without a version bump)."""
+        now = dict(self.module.named_buffers(remove_duplicate=False))
+        self.changed_buffers = {
+            name: before
+            for name, (live, version, before) in self.buffers_before.items()
+            if now.get(name) is not live
+            or live._version != version
+            or not torch.equal(live, before)
+        }
+        self.buffers_before = {}
+
+    def __enter__(self) -> None:
+        """Enter a recomputation (the backward pass may run it more than once): start
+        from the forward call's carried state."""
+        self.current = [(_state_of(m), _graph_values(m)) for m in self.memories]
+        for m, state in zip(self.memories, self.states):
+            _set_state(m, state)
+        _local.depth = getattr(_local, "depth", 0) + 1
+        self.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        """Put every carried state and recorded tensor back as before the recomputation."""
+        self.active = False
+        _local.depth -= 1
+        for m, (state, graph_values) in zip(self.memories, self.current):
+            _set_state(m, state)
+            m.__dict__.update(graph_values)
+        self.current = []
+
+
+def _state_of(m: MemoryModule) -> tuple[dict[str, Tensor] | None, Any]:
+    state = m.__dict__.get("_state")
+    return (None if state is None else dict(state), m.__dict__.get("_carried_shape"))
+
+
+def _set_state(m: MemoryModule, saved: tuple[dict[str, Tensor] | None, Any]) -> None:
+    state, shape = saved
+    m._state = None if state is None else dict(state)
+    if shape is None:
+        m.__dict__.pop("_carried_shape", None)
+    else:
+        m._carried_shape = shape
+
+
+def _graph_values(m: MemoryModule) -> dict[str, Any]:
+    return {name: m.__dict__.get(name) for name in m._graph_attributes if name in m.__dict__}
+
+
+def _check_pack(pack: str) -> PackMode:
+    if pack not in _PACK_MODES:
+        raise ConfigurationError(f"pack must be one of {_PACK_MODES}, got {pack!r}")
+    return pack  # type: ignore[return-value]
+
+
+class Recomputed(nn.Module):
+    """``module``, run again in the backward pass instead of keeping its activations.
+
+    The outputs, gradients, carried states and buffers are those of ``module`` itself
+    (see the module docstring for how). The ``state_dict`` has the keys of ``module``'s
+    own (no ``module.`` prefix), so a checkpoint loads with or without recomputation.
+    Without gradients (evaluation, ``torch.no_grad``) it simply calls ``module``.
+
+    Args:
+        module: the block (any ``nn.Module``; its first positional argument is the input
+            that is kept).
+        pack: how the kept input is stored. ``"auto"`` (default): as bits when every
+            element is 0 or 1 (spikes), else as it is. ``"bits"``: always as bits; an
+            input with another value raises a ConfigurationError. ``"none"``: as it is.
+    """
+
+    def __init__(self, module: nn.Module, pack: PackMode = "auto") -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise ConfigurationError(f"Recomputed takes an nn.Module, got {type(module).__name__}")
+        if isinstance(module, Recomputed):
+            raise ConfigurationError("this module is already Recomputed")
+        self.module = module
+        self.pack = _check_pack(pack)
+        self.register_state_dict_post_hook(_strip_prefix)
+        self.register_load_state_dict_pre_hook(_add_prefix)
+
+    def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """``module(x, *args, **kwargs)``, recomputed in the backward pass."""
+        if not torch.is_grad_enabled():
+            return self.module(x, *args, **kwargs)
+        snapshot = _Snapshot(self.module)
+        run = self._runner(snapshot, len(args), kwargs)
+        packed = isinstance(x, Tensor) and self.pack != "none"
+        if packed and self.pack == "auto":
+            packed = x.is_floating_point() and x.numel() > 0 and is_binary(x)
+        if packed:
+            bits = pack_spikes(x)
+            proxy = _ZeroProxy.apply(x) if x.requires_grad else None
+            inputs: tuple[Any, ...] = (bits.bits, bits.shape, bits.dtype, proxy)
+        else:
+            inputs = (x, None, None, None)
+        try:
+            out = checkpoint(
+                run,
+                *inputs,
+                *args,
+                use_reentrant=False,
+                context_fn=lambda: (contextlib.nullcontext(), snapshot),
+            )
+        finally:
+            snapshot.forward_done()
+        return out
+
+    def _runner(
+        self, snapshot: _Snapshot, n_args: int, kwargs: dict[str, Any]
+    ) -> Callable[..., Any]:
+        module = self.module
+
+        def run(x: Any, shape: Any, dtype: Any, proxy: Tensor | None, *args: Any) -> Any:
+            if shape is not None:  # the input was packed
+                x = unpack_spikes(PackedSpikes(x, shape, dtype))
+                if proxy is not None:
+                    x = proxy + x  # the values of x, and its gradient goes to proxy
+            if not snapshot.active:
+                return module(x, *args, **kwargs)
+            buffers = {name: b.clone() for name, b in snapshot.changed_buffers.items()}
+            return torch.func.functional_call(module, buffers, (x, *args), kwargs, strict=False)
+
+        return run
+
+    def extra_repr(self) -> str:
+        return f"pack={self.pack!r}"
+
+
+def _strip_prefix(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:
+    inner = prefix + "module."
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[prefix + key[len(inner) :]] = state_dict.pop(key)
+
+
+def _add_prefix(
+    module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any, *args: Any
+) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if not key.startswith(prefix + "module."):
+            state_dict[prefix + "module." + key[len(prefix) :]] = state_dict.pop(key)
+
+
+def _has_neuron(module: nn.Module) -> bool:
+    from spikeflow.training.monitors import SPIKING_LAYER_TYPES  # (imports this module)
+
+    return any(isinstance(m, SPIKING_LAYER_TYPES) for m in module.modules())
+
+
+def _keeps_spikes(module: nn.Module) -> bool:
+    """A layer after a neuron whose output is still spikes (a 0/1 tensor), and smaller or
+    the same: max pooling, flattening."""
+    return isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten))
+
+
+class _SegmentedSequential(nn.Sequential):
+    """An ``nn.Sequential`` run as recomputed segments (its class after
+    :func:`recompute_blocks` chose it; its children, names and ``state_dict`` are
+    unchanged). The segments are kept outside the module tree."""
+
+    def forward(self, x: Any) -> Any:  # type: ignore[override]
+        for segment in self.__dict__["_recompute_segments"]:
+            x = segment(x)
+        return x
+
+
+def _segments(seq: nn.Sequential) -> list[list[str]]:
+    """The children of ``seq`` cut after each child holding a neuron (and the max
+    pooling or flattening after it, so that a segment's input is small spikes)."""
+    cuts: list[list[str]] = [[]]
+    children = list(seq.named_children())
+    for k, (name, child) in enumerate(children):
+        cuts[-1].append(name)
+        ends = _has_neuron(child) or (k > 0 and _keeps_spikes(child) and _has_neuron(seq[k - 1]))
+        following = children[k + 1][1] if k + 1 < len(children) else None
+        if ends and not (following is not None and _keeps_spikes(following)):
+            cuts.append([])
+    return [c for c in cuts if c]
+
+
+def _segment_sequential(seq: nn.Sequential, pack: PackMode) -> list[list[str]]:
+    cuts = _segments(seq)
+    modules = dict(seq.named_children())
+    seq.__dict__["_recompute_segments"] = [
+        Recomputed(nn.Sequential(*(modules[n] for n in names)), pack=pack) for names in cuts
+    ]
+    seq.__class__ = _SegmentedSequential
+    return cuts
+
+
+def _auto_blocks(model: nn.Module) -> list[str]:
+    """Top down: every plain ``nn.Sequential`` or ``nn.ModuleList`` holding a spiking
+    layer, not inside another."""
+    chosen: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(c + ".") or c == "" for c in chosen):
+            continue
+        if type(module) in (nn.Sequential, nn.ModuleList) and _has_neuron(module):
+            chosen.append(name)
+    return chosen
+
+
+def _wrap_list(modules: nn.ModuleList, pack: PackMode) -> list[str]:
+    """Wrap each element holding a spiking layer in :class:`Recomputed`."""
+    wrapped = []
+    for k, module in enumerate(modules):
+        if _has_neuron(module) and not isinstance(module, Recomputed):
+            modules[k] = Recomputed(module, pack=pack)
+            wrapped.append(str(k))
+    return wrapped
+
+
+def recompute_blocks(
+    model: nn.Module,
+    blocks: str | Sequence[str] | Callable[[str, nn.Module], bool] = "auto",
+    pack: PackMode = "auto",
+) -> list[str]:
+    """Recompute parts of ``model`` in the backward pass (in place).
+
+    Args:
+        model: the network.
+        blocks: ``"auto"`` (default): every plain ``nn.Sequential`` holding a spiking
+            layer (the outermost ones) runs as segments, each cut after a spiking layer
+            (and the max pooling or flattening that follows it), so each segment keeps
+            one spike tensor, packed; the ``nn.Sequential`` keeps its children and keys.
+            Each element of a plain ``nn.ModuleList`` (a transformer's blocks) that
+            holds a spiking layer is wrapped in :class:`Recomputed`. Or the
+            names of submodules to wrap in :class:`Recomputed` (as
+            ``model.named_modules()`` gives them), or a predicate
+            ``(name, module) -> bool`` choosing them; a chosen module inside another
+            chosen one is left to it.
+        pack: as :class:`Recomputed`.
+
+    Returns:
+        The names of the recomputed modules; for ``"auto"``, each with its segments
+        (``"conv[0,1,2,3|4,5,6,7]"``).
+
+    Raises:
+        ConfigurationError: a name is not a submodule of ``model`` (the error lists the
+            top-level ones), or nothing was chosen.
+    """
+    _check_pack(pack)
+    named = dict(model.named_modules())
+    if isinstance(blocks, str):
+        if blocks != "auto":
+            raise ConfigurationError(
+                f"blocks must be 'auto', a list of names or a predicate, got {blocks!r}"
+            )
+        found = _auto_blocks(model)
+        if not found:
+            raise ConfigurationError(
+                f"{type(model).__name__} has no nn.Sequential or nn.ModuleList holding a "
+                "spiking layer to recompute: name the blocks to recompute instead"
+            )
+        done = []
+        for n in found:
+            if isinstance(named[n], nn.ModuleList):
+                parts = _wrap_list(named[n], pack)
+            else:
+                parts = [",".join(c) for c in _segment_sequential(named[n], pack)]
+            done.append(f"{n or '<model>'}[{'|'.join(parts)}]")
+        return done
+    if callable(blocks):
+        chosen = [name for name, m in named.items() if name and blocks(name, m)]
+    else:
+        chosen = list(blocks)
+        missing = [name for name in chosen if name not in named or not name]
+        if missing:
+            top = [name for name, _ in model.named_children()]
+            raise ConfigurationError(
+                f"no submodule named {missing} in {type(model).__name__}; its top-level "
+                f"submodules are {top}"
+            )
+    chosen = [n for n in chosen if not any(n.startswith(o + ".") for o in chosen if o != n)]
+    chosen = [n for n in chosen if not isinstance(named[n], (Recomputed, _SegmentedSequential))]
+    if not chosen:
+        raise ConfigurationError(f"no block of {type(model).__name__} was chosen to recompute")
+    for name in chosen:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, Recomputed(named[name], pack=pack))
+    return chosen
