@@ -15,7 +15,7 @@ from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, DTypeError
 
-__all__ = ["PackedSpikes", "is_binary", "pack_spikes", "unpack_spikes"]
+__all__ = ["PackedSpikes", "is_binary", "pack_spikes", "try_pack_spikes", "unpack_spikes"]
 
 
 class PackedSpikes(NamedTuple):
@@ -33,42 +33,76 @@ class PackedSpikes(NamedTuple):
 
 
 def is_binary(x: Tensor) -> bool:
-    """Whether every element of ``x`` is exactly 0 or 1 (a spike tensor). Reads ``x``
-    once; on a GPU it waits for the result."""
+    """Whether every element of ``x`` is exactly 0 or 1 (a spike tensor). On a GPU it
+    waits for the result."""
     if x.dtype == torch.bool:
         return True
-    return bool(torch.logical_or(x == 0, x == 1).all())
+    return torch.equal(x, x.bool().to(x.dtype))
+
+
+# Byte b's eight bits as a row of values, per (dtype, device): unpacking is one gather.
+_TABLES: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+
+def _table(dtype: torch.dtype, device: torch.device) -> Tensor:
+    key = (dtype, device)
+    if key not in _TABLES:
+        byte = torch.arange(256).unsqueeze(1)
+        bits = byte.bitwise_right_shift(torch.arange(8)).bitwise_and(1)
+        _TABLES[key] = bits.to(dtype=dtype, device=device)
+    return _TABLES[key]
+
+
+def _pack(x: Tensor) -> PackedSpikes:
+    """``x`` as bits, assuming every element is 0 or 1 (not checked)."""
+    flat = x.detach().reshape(-1)
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    if flat.dtype in (torch.float32, torch.float64):
+        # Eight 0/1 values times 1, 2, ..., 128 summed: exact in any float format.
+        weights = torch.pow(2.0, torch.arange(8, dtype=flat.dtype, device=flat.device))
+        bits = (flat.view(-1, 8) @ weights).to(torch.uint8)
+    else:
+        rows = flat.to(torch.uint8).view(-1, 8)
+        bits = rows[:, 0].clone()
+        for k in range(1, 8):
+            bits |= rows[:, k] << k
+    return PackedSpikes(bits, x.shape, x.dtype)
+
+
+def try_pack_spikes(x: Tensor) -> PackedSpikes | None:
+    """``x`` as bits if every element is 0 or 1, else None (one pass to pack, one to
+    check that the bits give ``x`` back)."""
+    if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
+        return None
+    packed = _pack(x)
+    return packed if torch.equal(unpack_spikes(packed), x) else None
 
 
 def pack_spikes(x: Tensor) -> PackedSpikes:
-    """``x`` (every element 0 or 1, any shape, dtype and device) at one bit per element.
+    """``x`` (every element 0 or 1, any shape, floating-point or bool dtype, any device)
+    at one bit per element.
 
     Raises:
-        DTypeError: ``x`` is complex.
+        DTypeError: ``x`` is complex or an integer tensor.
         ConfigurationError: an element of ``x`` is neither 0 nor 1 (packing would lose
             it; the error gives one such value).
     """
-    if x.is_complex():
-        raise DTypeError(f"pack_spikes takes a real tensor, got dtype {x.dtype}")
-    if not is_binary(x):
+    if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
+        raise DTypeError(f"pack_spikes takes a floating-point or bool tensor, got dtype {x.dtype}")
+    packed = try_pack_spikes(x)
+    if packed is None:
         bad = x[torch.logical_and(x != 0, x != 1)].flatten()[0].item()
         raise ConfigurationError(
             f"pack_spikes takes a tensor of 0s and 1s (spikes), but this one "
             f"(shape {tuple(x.shape)}, dtype {x.dtype}) holds {bad}"
         )
-    flat = x.detach().reshape(-1).to(torch.uint8)
-    pad = (-flat.numel()) % 8
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    rows = flat.view(-1, 8)
-    bits = rows[:, 0].clone()
-    for k in range(1, 8):
-        bits |= rows[:, k] << k
-    return PackedSpikes(bits, x.shape, x.dtype)
+    return packed
 
 
 def unpack_spikes(packed: PackedSpikes) -> Tensor:
     """The tensor :func:`pack_spikes` packed: same values, shape, dtype and device."""
-    shifts = torch.arange(8, dtype=torch.uint8, device=packed.bits.device)
-    flat = packed.bits.unsqueeze(1).bitwise_right_shift(shifts).bitwise_and_(1).view(-1)
-    return flat[: packed.shape.numel()].to(packed.dtype).view(packed.shape)
+    table = _table(packed.dtype, packed.bits.device)
+    flat = torch.nn.functional.embedding(packed.bits.long(), table).view(-1)
+    return flat[: packed.shape.numel()].view(packed.shape)

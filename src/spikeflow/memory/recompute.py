@@ -41,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
-from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
+from spikeflow.memory.packing import PackedSpikes, pack_spikes, try_pack_spikes, unpack_spikes
 
 __all__ = ["Recomputed", "is_recomputing", "recompute_blocks"]
 
@@ -68,6 +68,20 @@ class _ZeroProxy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         return grad
+
+
+class _Unpacked(torch.autograd.Function):
+    """The packed input unpacked, its gradient passed to the proxy (and so to ``x``)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, bits: Tensor, shape: torch.Size, dtype: torch.dtype, proxy: Tensor
+    ) -> Tensor:
+        return unpack_spikes(PackedSpikes(bits, shape, dtype))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None, Tensor]:
+        return None, None, None, grad
 
 
 class _Snapshot:
@@ -174,11 +188,12 @@ class Recomputed(nn.Module):
             return self.module(x, *args, **kwargs)
         snapshot = _Snapshot(self.module)
         run = self._runner(snapshot, len(args), kwargs)
-        packed = isinstance(x, Tensor) and self.pack != "none"
-        if packed and self.pack == "auto":
-            packed = x.is_floating_point() and x.numel() > 0 and is_binary(x)
-        if packed:
+        bits = None
+        if isinstance(x, Tensor) and self.pack == "bits":
             bits = pack_spikes(x)
+        elif isinstance(x, Tensor) and self.pack == "auto" and x.numel() > 0:
+            bits = try_pack_spikes(x)
+        if bits is not None:
             proxy = _ZeroProxy.apply(x) if x.requires_grad else None
             inputs: tuple[Any, ...] = (bits.bits, bits.shape, bits.dtype, proxy)
         else:
@@ -201,10 +216,10 @@ class Recomputed(nn.Module):
         module = self.module
 
         def run(x: Any, shape: Any, dtype: Any, proxy: Tensor | None, *args: Any) -> Any:
-            if shape is not None:  # the input was packed
+            if shape is not None and proxy is not None:  # packed; x's gradient to proxy
+                x = _Unpacked.apply(x, shape, dtype, proxy)
+            elif shape is not None:  # packed
                 x = unpack_spikes(PackedSpikes(x, shape, dtype))
-                if proxy is not None:
-                    x = proxy + x  # the values of x, and its gradient goes to proxy
             if not snapshot.active:
                 return module(x, *args, **kwargs)
             buffers = {name: b.clone() for name, b in snapshot.changed_buffers.items()}
