@@ -34,7 +34,14 @@ from spikeflow.event_driven.layers import EventDrivenLayer
 from spikeflow.memory.recompute import is_recomputing
 from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
 
-__all__ = ["SPIKING_LAYER_TYPES", "LayerStats", "SpikeMonitor", "record_spikes", "spiking_layers"]
+__all__ = [
+    "SPIKING_LAYER_TYPES",
+    "LayerStats",
+    "SpikeMonitor",
+    "record_spikes",
+    "select_layers",
+    "spiking_layers",
+]
 
 #: The module types a monitor hooks by default.
 SPIKING_LAYER_TYPES: tuple[type[nn.Module], ...] = (
@@ -47,6 +54,19 @@ def spiking_layers(
 ) -> dict[str, nn.Module]:
     """The named submodules of ``model`` that are spiking layers, in module order."""
     return {name or "(root)": m for name, m in model.named_modules() if isinstance(m, types)}
+
+
+def select_layers(model: nn.Module, layers: Iterable[str] | str | None) -> dict[str, nn.Module]:
+    """The spiking layers named ``layers`` (a name or names; default every spiking layer),
+    in the order given, or a ConfigurationError naming the missing ones and the choices."""
+    found = spiking_layers(model)
+    if layers is None:
+        return found
+    wanted = [layers] if isinstance(layers, str) else list(layers)
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise ConfigurationError(f"no spiking layer named {missing}; the model has {list(found)}")
+    return {name: found[name] for name in wanted}
 
 
 @dataclass(frozen=True)
@@ -158,15 +178,7 @@ class SpikeMonitor:
     def __init__(
         self, model: nn.Module, layers: Iterable[str] | None = None, membrane: bool = False
     ) -> None:
-        found = spiking_layers(model)
-        if layers is not None:
-            wanted = list(layers)
-            missing = [name for name in wanted if name not in found]
-            if missing:
-                raise ConfigurationError(
-                    f"no spiking layer named {missing}; the model has {list(found)}"
-                )
-            found = {name: found[name] for name in wanted}
+        found = select_layers(model, layers)
         self.layers: dict[str, nn.Module] = found
         self.membrane = bool(membrane)
         self.enabled = True
@@ -287,31 +299,16 @@ class SpikeMonitor:
         self.remove()
 
 
-@torch.no_grad()
 def record_spikes(model: nn.Module, x: Tensor, max_neurons: int = 256) -> dict[str, Tensor]:
     """The spikes of every spiking layer for the first sample of ``x`` (``[T, B, ...]``):
-    ``{layer: [T, N]}`` on the CPU, at most ``max_neurons`` neurons (the first ones) per
-    layer. For a spike raster; the model runs in its current train/eval mode. A layer
-    called once per step (single-step neurons inside a recurrent layer) gets its steps
-    stacked."""
-    steps: dict[str, list[Tensor]] = {}
-    handles = []
-    for name, module in spiking_layers(model).items():
-        multi = getattr(module, "step_mode", "m") == "m"
+    ``{layer: [T, N]}`` float on the CPU, at most ``max_neurons`` neurons (the first
+    ones) per layer. For a spike raster; the model runs in its current train/eval mode.
+    A layer called once per step (single-step neurons inside a recurrent layer) gets its
+    steps stacked. The hooks are :func:`spikeflow.plot.record`'s."""
+    from spikeflow.plot.recording import record  # (that module imports this one)
 
-        def hook(
-            module: nn.Module, inputs: Any, output: Any, name: str = name, multi: bool = multi
-        ) -> None:
-            if not isinstance(output, Tensor) or output.dim() < (2 if multi else 1):
-                return
-            rows = output.detach()[:, 0] if multi else output.detach()[:1]
-            rows = rows.reshape(rows.shape[0], -1)  # (a [B] step or a [T, B] layer: one)
-            steps.setdefault(name, []).append(rows[:, :max_neurons].float().cpu())
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        model(x[:, :1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: torch.cat(rows) for name, rows in steps.items()}
+    recorded = record(model, x[:, :1], membrane=False)
+    return {
+        name: r.spikes[:, 0].reshape(r.spikes.shape[0], -1)[:, :max_neurons].float()
+        for name, r in recorded.items()
+    }

@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import Tensor
 
-from spikeflow.errors import MissingExtraError
+from spikeflow.plot._common import atomic_output, integer_ticks, require_matplotlib
+from spikeflow.plot.activity import raster
 
 __all__ = [
     "check_matplotlib",
@@ -22,10 +23,7 @@ __all__ = [
 
 def check_matplotlib() -> None:
     """Raise :class:`MissingExtraError` unless matplotlib is installed."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError("plots of a training run", "matplotlib", "plot") from exc
+    require_matplotlib("plots of a training run")
 
 
 def _pyplot() -> Any:
@@ -51,7 +49,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-        _integer_ticks(ax.xaxis)
+        integer_ticks(ax.xaxis)
     return _save(fig, plt, path)
 
 
@@ -68,7 +66,7 @@ def plot_firing_rates(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike
     ax.set(xlabel="epoch", ylabel="firing rate (spikes / neuron / step)",
            title="firing rate per spiking layer (test split)")  # fmt: skip
     ax.grid(alpha=0.3)
-    _integer_ticks(ax.xaxis)
+    integer_ticks(ax.xaxis)
     if by_layer:
         ax.legend(fontsize="small")
     return _save(fig, plt, path)
@@ -81,35 +79,23 @@ def plot_raster(spikes: Mapping[str, Tensor], path: str | os.PathLike, title: st
     n = max(len(spikes), 1)
     fig, axes = plt.subplots(n, 1, figsize=(7, 1.8 * n + 0.6), squeeze=False)
     for ax, (layer, s) in zip(axes[:, 0], spikes.items()):
-        steps, neurons = (s > 0).nonzero(as_tuple=True)
-        ax.scatter(steps.numpy(), neurons.numpy(), s=4, marker="|", color="k")
-        ax.set_xlim(-0.5, s.shape[0] - 0.5)
-        ax.set_ylim(-0.5, s.shape[1] - 0.5)
-        ax.set_ylabel(f"{layer}\nneuron", fontsize="small")
-        _integer_ticks(ax.xaxis)
+        raster(s, ax=ax, marker="|", s=4, color="k")
+        ax.set(xlabel="", ylabel=f"{layer}\nneuron")
+        ax.yaxis.label.set_fontsize("small")
     axes[-1, 0].set_xlabel("time step")
     if title:
         fig.suptitle(title)
     return _save(fig, plt, path)
 
 
-def _integer_ticks(axis: Any) -> None:
-    """Ticks at whole numbers only (epochs, time steps)."""
-    from matplotlib.ticker import MaxNLocator
-
-    axis.set_major_locator(MaxNLocator(integer=True))
-
-
 def _save(fig: Any, plt: Any, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` atomically (a temporary file, then a rename), so a
     failed write leaves no truncated image."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
