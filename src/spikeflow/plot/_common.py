@@ -19,7 +19,9 @@ from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
 
 __all__ = [
+    "NeuronSelection",
     "atomic_output",
+    "check_finite",
     "integer_ticks",
     "new_axes",
     "per_sample",

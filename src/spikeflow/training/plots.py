@@ -1,5 +1,6 @@
 """PNG plots of a run (needs matplotlib, the ``plot`` extra): learning curves, per-layer
-firing rates over the epochs, and a spike raster of one test sample."""
+firing rates over the epochs, and a spike raster of one test sample (drawn by
+:func:`spikeflow.plot.raster`, written through the same atomic rename as its files)."""
 
 from __future__ import annotations
 
