@@ -3,8 +3,8 @@ training step, spikeflow and SpikingJelly (its ``memopt``) side by side in one r
 
 The network is a VGG-style convolutional SNN on DVS-sized ``[T, B, 2, 64, 64]`` frames:
 three stages of four {conv3x3-BN-LIF} blocks (32, 64, 128 channels), each stage ending
-in MaxPool2, then a linear read-out giving per-step logits. One training step is the per-step cross-entropy (mean over steps), its
-backward pass and an SGD step.
+in MaxPool2, then a linear read-out giving per-step logits. One training step is the
+per-step cross-entropy (mean over steps), its backward pass and an SGD step.
 
 Runners (each with the same weights):
 
@@ -20,8 +20,9 @@ Memory is the peak resident memory of a training step less what the process held
 before it (the second step of a fresh process, after ``/proc/self/clear_refs`` reset the
 peak; glibc is told to map every block of 128 KiB or more on its own, so freed tensors
 leave the resident set), or on CUDA ``torch.cuda.max_memory_allocated`` less the memory
-allocated before the step. Each runner runs in its own process. Before timing, each recomputed runner is checked to give
-the outputs and gradients of its library's plain network.
+allocated before the step. Each runner runs in its own process. Before timing, each
+recomputed runner is checked to give the outputs and gradients of its library's plain
+network.
 
     python benchmarks/bench_memory.py                 # T=16, batch 8, 2 timed steps
     python benchmarks/bench_memory.py --T 8 --batch 16 --device cuda
@@ -92,9 +93,7 @@ def spikingjelly_net(memopt: bool) -> nn.Module:
         if memopt:
             from spikingjelly.activation_based import memopt as sj_memopt
 
-            block = sj_memopt.checkpoint_module(
-                block, compressor=sj_memopt.BitSpikeCompressor()
-            )
+            block = sj_memopt.checkpoint_module(block, compressor=sj_memopt.BitSpikeCompressor())
         blocks.append(block)
     head = nn.Sequential(layer.Flatten(), layer.Linear(_head_features(), 10))
     sj_functional.set_step_mode(head, "m")
@@ -237,7 +236,8 @@ def main() -> None:
         return
     device, _ = start_benchmark(args.threads, args.device)
     check_equal(device, min(args.T, 4))
-    print(f"T={args.T}, batch={args.batch}, input [T, B, 2, {SIZE}, {SIZE}], {args.repeat} timed steps")
+    shape = f"[T, B, 2, {SIZE}, {SIZE}]"
+    print(f"T={args.T}, batch={args.batch}, input {shape}, {args.repeat} timed steps")
     results: dict[str, dict] = {}
     for name in RUNNERS:
         command = [sys.executable, __file__, "--child", name, "--T", str(args.T),
@@ -265,9 +265,10 @@ def _print(results: dict[str, dict]) -> None:
         print(f"{name:<32}{r['peak_bytes'] / 2**20:>10.0f}{mem:>9}{r['ms']:>10.0f}{ms:>9}")
     ours, theirs = results.get("spikeflow recompute"), results.get("spikingjelly memopt")
     if ours and theirs:
+        memory = ours["peak_bytes"] / theirs["peak_bytes"]
         print(
-            f"spikeflow recompute vs spikingjelly memopt: memory "
-            f"{ours['peak_bytes'] / theirs['peak_bytes']:.2f}x, time {ours['ms'] / theirs['ms']:.2f}x"
+            f"spikeflow recompute vs spikingjelly memopt: memory {memory:.2f}x, "
+            f"time {ours['ms'] / theirs['ms']:.2f}x"
         )
 
 
