@@ -390,6 +390,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(default bits - 2: the register spans [-2 threshold, 2 threshold))",
     )
     o.add_argument(
+        "--recompute",
+        action="store_true",
+        default=s,
+        help="recompute the network's blocks in the backward pass instead of keeping their "
+        "activations, spikes packed at one bit: less memory, one more forward pass, the "
+        "same training (docs/memory.md)",
+    )
+    o.add_argument(
         "--online",
         action="store_true",
         default=s,

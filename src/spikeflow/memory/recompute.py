@@ -182,8 +182,10 @@ class Recomputed(nn.Module):
         self.register_state_dict_post_hook(_strip_prefix)
         self.register_load_state_dict_pre_hook(_add_prefix)
 
+    @torch.compiler.disable  # (Dynamo cannot trace a checkpoint with a context_fn)
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        """``module(x, *args, **kwargs)``, recomputed in the backward pass."""
+        """``module(x, *args, **kwargs)``, recomputed in the backward pass. Under
+        ``torch.compile`` it runs eagerly (a graph break on each side)."""
         if not torch.is_grad_enabled():
             return self.module(x, *args, **kwargs)
         snapshot = _Snapshot(self.module)

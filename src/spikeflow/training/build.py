@@ -81,4 +81,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
         from spikeflow.quant.membrane import apply_membrane_quantization
 
         apply_membrane_quantization(model, config.membrane_bits, config.membrane_fraction_bits)
+    if config.recompute:
+        from spikeflow.memory import recompute_blocks
+
+        recompute_blocks(model)
     return model

@@ -58,7 +58,7 @@ READOUT_MODES = ("auto", "rate", "count", "first_spike")
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
-    "overwrite", "data_dir", "cache_dir", "download", "compile",
+    "overwrite", "data_dir", "cache_dir", "download", "compile", "recompute",
 )  # fmt: skip
 
 
@@ -130,6 +130,10 @@ class TrainConfig:
     #: Online training (docs/training.md): one step at a time, a backward pass per step,
     #: no gradient through the carried state (SLTT), memory independent of T.
     online: bool = False
+    #: Recompute the network's blocks in the backward pass instead of keeping their
+    #: activations (``spikeflow.memory.recompute_blocks(model)``; docs/memory.md): the
+    #: same training, bit for bit, in less memory and more time.
+    recompute: bool = False
     #: With ``online``: backpropagate only this many randomly drawn steps per batch
     #: (SLTT-K); None: every step.
     online_steps: int | None = None
@@ -265,6 +269,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 def _check_online(config: TrainConfig) -> None:
     """The online-training fields against each other, the loss and ``T``."""
+    if config.online and config.recompute:
+        raise ConfigurationError(
+            "recompute cannot be combined with online training: an online step keeps only "
+            "that step's graph, so there is nothing to recompute (and OTTT's trace hooks "
+            "cannot run twice)"
+        )
     if config.online_steps is not None and not config.online:
         raise ConfigurationError("online_steps (SLTT-K) needs online training: add --online")
     if config.online_trace_decay is not None:
