@@ -319,6 +319,121 @@ def test_drop_area_by_hand_bounds_and_ranges():
     assert T.DropArea((0.2, 0.6)).random
 
 
+# -- EventDrop ------------------------------------------------------------------------------------
+def event_drop_draws(seed: int, r: EventRecording) -> tuple[int, list, list, list]:
+    """Replay EventDrop's draws (its docstring's order) with the generator of ``seed``:
+    the strategy, then what Tonic draws with randint, uniform and choice, in turn."""
+    rng = np.random.default_rng(seed)
+    width, height = r.sensor_size[:2]
+    k = int(rng.integers(0, 4))
+    randint, uniform, choice = [k], [], []
+    if k == 1:
+        tenths = int(rng.integers(1, 10))
+        t1 = int(r.events["t"].max())  # the recording starts at 0
+        randint.append(tenths)
+        uniform.append(rng.uniform(0, t1 - t1 * tenths / 10))
+    elif k == 2:
+        twentieths = int(rng.integers(1, 6))
+        w, h = int(width * twentieths / 20), int(height * twentieths / 20)
+        randint += [twentieths, int(rng.integers(0, width - w + 1)),
+                    int(rng.integers(0, height - h + 1))]  # fmt: skip
+    elif k == 3:
+        tenths = int(rng.integers(1, 10))
+        randint.append(tenths)
+        n = len(r)
+        choice.append(rng.choice(n, size=int(tenths / 10 * n + 0.5), replace=False))
+    return k, randint, uniform, choice
+
+
+def test_event_drop_equals_tonic_with_the_same_draws(monkeypatch):
+    tt = tonic_transforms()
+    seen = set()
+    for i, raw in enumerate(nmnist_recordings()[:6]):
+        r = T.TimeAlignment()(raw)  # Tonic's window lies in [0, t_last]
+        for seed in range(10 * i, 10 * i + 10):
+            ours = T.EventDrop(seed=seed)(r)
+            k, randint, uniform, choice = event_drop_draws(seed, r)
+            seen.add(k)
+            queues = [iter(q) for q in (randint, uniform, choice)]
+            for name, q in zip(("randint", "uniform", "choice"), queues):
+                monkeypatch.setattr(np.random, name, lambda *a, q=q, **kw: next(q))
+            theirs = tt.EventDrop(sensor_size=(34, 34, 2))(to_tonic(r))
+            for q in queues:  # Tonic consumed every draw fed to it, no more
+                assert next(q, None) is None, (seed, k)
+            assert_same(ours, theirs)
+            assert (len(ours) == len(r)) == (k == 0) or k == 2  # a box may miss every event
+    assert seen == {0, 1, 2, 3}
+
+
+def classify_event_drop(r: EventRecording, out: EventRecording) -> tuple[str, int]:
+    """Which strategy produced ``out`` from ``r`` (every event on its own pixel, times
+    0, 10, 20, ...), and its size: ("identity", 0), ("time", events), ("area", box side)
+    or ("events", events)."""
+    kept = {f[0] // 10 for f in fields(out)}
+    gone = sorted(set(range(len(r))) - kept)
+    assert [f for f in fields(r) if f[0] // 10 in kept] == fields(out)  # order kept
+    if not gone:
+        return "identity", 0
+    xs = {int(r.events["x"][i]) for i in gone}
+    ys = {int(r.events["y"][i]) for i in gone}
+    if len(gone) == len(xs) * len(ys) and max(xs) - min(xs) == max(ys) - min(ys) == len(xs) - 1:
+        return "area", len(xs)
+    if gone == list(range(gone[0], gone[-1] + 1)):
+        return "time", len(gone)
+    return "events", len(gone)
+
+
+def test_event_drop_strategies_ratios_and_frequencies_by_hand():
+    # 20x20 sensor, one event per pixel (row by row) every 10 µs: N = 400, span 3990 µs
+    xs, ys = np.meshgrid(np.arange(20), np.arange(20))
+    r = rec(np.arange(400) * 10, xs.ravel(), ys.ravel(), sensor=(20, 20, 2))
+    sizes: dict[str, set[int]] = {"identity": set(), "time": set(), "area": set(), "events": set()}
+    counts = dict.fromkeys(sizes, 0)
+    tf = T.EventDrop(seed=0)
+    for _ in range(800):
+        kind, size = classify_event_drop(r, tf(r))
+        counts[kind] += 1
+        sizes[kind].add(size)
+    for n in counts.values():  # each strategy with probability 1/4 (sd 12.2)
+        assert abs(n - 200) < 6 * 12.2, counts
+    assert sizes["area"] == {1, 2, 3, 4, 5}  # boxes ⌊20·k/20⌋ for k = 1..5
+    assert sizes["events"] == {40 * k for k in range(1, 10)}  # ⌊N·k/10 + ½⌋
+    # a window of k/10 of the span: 399·k µs at 10 µs a step, so 39.9·k events ± 1
+    assert all(any(abs(n - 39.9 * k) <= 1 for k in range(1, 10)) for n in sizes["time"])
+    assert {min(range(1, 10), key=lambda k: abs(n - 39.9 * k)) for n in sizes["time"]} == set(
+        range(1, 10))  # fmt: skip
+    # Tonic's count rounds half up: 25 events at 0.1 -> 3 dropped (DropEvent's round: 2)
+    small = rec(np.arange(25) * 10, np.arange(25) % 20, np.arange(25) // 20, sensor=(20, 20, 2))
+    dropped = set()
+    for seed in range(400):
+        kind, size = classify_event_drop(small, T.EventDrop(seed=seed)(small))
+        if kind == "events":
+            dropped.add(size)
+    assert 3 in dropped and 2 not in dropped
+    assert len(T.DropEvent(0.1, seed=0)(small)) == 23
+
+
+def test_event_drop_seed_empty_and_arguments():
+    r = rec(np.arange(300), np.arange(300) % 5, np.arange(300) % 3, sensor=(5, 3, 2))
+    assert fields(T.EventDrop(seed=4)(r)) == fields(T.EventDrop(seed=4)(r))
+    assert len({len(T.EventDrop(seed=s)(r)) for s in range(40)}) > 5
+    torch.manual_seed(3)
+    a = fields(T.EventDrop()(r))
+    torch.manual_seed(3)
+    assert fields(T.EventDrop()(r)) == a
+    empty = rec([], [], [])
+    for seed in range(30):  # every strategy: Tonic's drop-by-time fails here
+        out = T.EventDrop(seed=seed)(empty)
+        assert len(out) == 0 and out.sensor_size == (5, 3, 2)
+    assert T.EventDrop().random and T.EventDrop().cache_key() == {"name": "EventDrop"}
+    with pytest.raises(ConfigurationError, match="EventDrop needs the sensor size"):
+        T.EventDrop(seed=0)(r.events)
+    before = r.events.copy()
+    for seed in range(20):
+        T.EventDrop(seed=seed)(r)
+    np.testing.assert_array_equal(r.events, before)
+
+
 # -- random application: reversal and polarity ------------------------------------------------
 def test_random_time_reversal_and_polarity_probability_and_seed():
     r = rec([0, 5, 9], [0, 1, 2], [0, 1, 2], [0, 1, 1])
@@ -520,9 +635,9 @@ def test_migration_page_maps_every_tonic_transform():
                and getattr(tt, n).__module__.startswith("tonic")}  # fmt: skip
     listed = classes & set(re.findall(r"`(\w+)`", rest)) - mapped
     assert mapped <= classes and mapped | listed == classes, sorted(classes - mapped - listed)
-    assert listed == {"EventDrop", "NumpyAsType", "Repeat", "ToOneHotEncoding", "ToFrame",
+    assert listed == {"NumpyAsType", "Repeat", "ToOneHotEncoding", "ToFrame",
                       "ToImage", "ToSparseTensor", "ToTimesurface", "ToAveragedTimesurface",
                       "ToVoxelGrid", "ToBinaRep"}  # fmt: skip
     assert {"SpatialJitter", "UniformNoise", "CropTime", "Decimation", "RandomTimeReversal",
             "RandomFlipPolarity", "DropEventByArea", "TimeAlignment",
-            "EventDownsampling"} <= mapped  # fmt: skip
+            "EventDownsampling", "EventDrop"} <= mapped  # fmt: skip

@@ -20,8 +20,8 @@ Transforms applied by a dataset before a cached representation must be determini
 
 Frame augmentations (``[T, C, H, W]`` tensors, the same random parameters for every
 time step) live in :mod:`spikeflow.data.frame_transforms`; spatial jitter and noise,
-time cropping, alignment and reversal, random polarity flips, decimation and area drops
-in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
+time cropping, alignment and reversal, random polarity flips, decimation, area drops
+and EventDrop in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
 :mod:`spikeflow.data.event_downsampling`. All are re-exported here.
 """
 
@@ -62,6 +62,7 @@ __all__ = [
     "DropPixel",
     "DropTimeWindow",
     "EventDownsampling",
+    "EventDrop",
     "EventTransform",
     "FlipLR",
     "FlipPolarity",
@@ -582,11 +583,7 @@ class DropEvent(EventTransform):
         return 0.0 < self.fraction < 1.0
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
-        n = len(events)
-        drop = self.rng().choice(n, size=round(self.fraction * n), replace=False)
-        keep = np.ones(n, dtype=bool)
-        keep[drop] = False
-        return events[keep], sensor_size
+        return _drop_events(events, round(self.fraction * len(events)), self.rng()), sensor_size
 
 
 class DropPixel(EventTransform):
@@ -643,14 +640,29 @@ class DropTimeWindow(EventTransform):
         return self.ratio > 0
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
-        if len(events) == 0:
-            return events.copy(), sensor_size
-        t = events["t"]
-        t0, t1 = int(t.min()), int(t.max())
-        length = self.ratio * (t1 - t0)
-        start = self.rng().uniform(t0, t1 - length) if t1 - length > t0 else float(t0)
-        keep = (t < start) | (t >= start + length)
-        return events[keep], sensor_size
+        return _drop_time_window(events, self.ratio, self.rng()), sensor_size
+
+
+def _drop_events(events: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``events`` less ``count`` of them drawn uniformly without replacement
+    (``rng.choice``); the order is kept."""
+    n = len(events)
+    keep = np.ones(n, dtype=bool)
+    keep[rng.choice(n, size=count, replace=False)] = False
+    return events[keep]
+
+
+def _drop_time_window(events: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """``events`` less those of one window of ``ratio`` times their span, see
+    :class:`DropTimeWindow` (one ``rng.uniform`` draw, none for an empty input or a
+    window as long as the span)."""
+    if len(events) == 0:
+        return events.copy()
+    t = events["t"]
+    t0, t1 = int(t.min()), int(t.max())
+    length = ratio * (t1 - t0)
+    start = rng.uniform(t0, t1 - length) if t1 - length > t0 else float(t0)
+    return events[(t < start) | (t >= start + length)]
 
 
 # The modules below subclass EventTransform, so they are imported once it exists (the
@@ -660,6 +672,7 @@ from spikeflow.data.transforms_extra import (  # noqa: E402
     CropTime,
     Decimation,
     DropArea,
+    EventDrop,
     RandomFlipPolarity,
     RandomTimeReversal,
     SpatialJitter,

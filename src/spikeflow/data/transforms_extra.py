@@ -3,9 +3,9 @@
 These are the event transforms Tonic has beyond those of :mod:`spikeflow.data.transforms`
 (which re-exports every one of them): :class:`SpatialJitter`, :class:`UniformNoise`,
 :class:`CropTime`, :class:`TimeAlignment`, :class:`TimeReversal`,
-:class:`RandomTimeReversal`, :class:`RandomFlipPolarity`, :class:`Decimation` and
-:class:`DropArea` (Tonic's ``DropEventByArea``). They follow that module's conventions:
-the input is never modified, the sensor size comes from the
+:class:`RandomTimeReversal`, :class:`RandomFlipPolarity`, :class:`Decimation`,
+:class:`DropArea` (Tonic's ``DropEventByArea``) and :class:`EventDrop`. They follow
+that module's conventions: the input is never modified, the sensor size comes from the
 :class:`~spikeflow.data.EventRecording` (a plain array is refused where it is needed),
 random ones take ``seed`` and report ``.random``, and the constructor's arguments are
 the cache key. Where Tonic's behaviour is questionable, the docstring says what spikeflow
@@ -20,13 +20,21 @@ from typing import Any
 import numpy as np
 
 from spikeflow._checks import check_flag, check_int, check_real
-from spikeflow.data.transforms import EventTransform, Size, _flip_polarity, _RandomApply
+from spikeflow.data.transforms import (
+    EventTransform,
+    Size,
+    _drop_events,
+    _drop_time_window,
+    _flip_polarity,
+    _RandomApply,
+)
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
     "CropTime",
     "Decimation",
     "DropArea",
+    "EventDrop",
     "RandomFlipPolarity",
     "RandomTimeReversal",
     "SpatialJitter",
@@ -361,17 +369,82 @@ class DropArea(EventTransform):
         return isinstance(self.area_ratio, tuple) or 0.0 < self.area_ratio < 1.0
 
     def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
-        width, height = sensor_size[0], sensor_size[1]
         ratio = self.area_ratio
         if not self.random:  # 0: no box; 1: the whole sensor
             return (events.copy() if ratio == 0.0 else events[:0].copy()), sensor_size
         rng = self.rng()
         if isinstance(ratio, tuple):
             ratio = float(rng.uniform(*ratio))
-        w, h = int(width * ratio), int(height * ratio)
-        x0 = int(rng.integers(0, width - w + 1))
-        y0 = int(rng.integers(0, height - h + 1))
-        x = events["x"].astype(np.int64)
-        y = events["y"].astype(np.int64)
-        inside = (x >= x0) & (x < x0 + w) & (y >= y0) & (y < y0 + h)
-        return events[~inside], sensor_size
+        return _drop_box(events, sensor_size, ratio, rng), sensor_size
+
+
+def _drop_box(
+    events: np.ndarray, sensor_size: Size, ratio: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``events`` less those in a ``⌊W·ratio⌋ x ⌊H·ratio⌋`` box at a uniform origin on
+    the sensor (two ``rng.integers`` draws, ``x`` then ``y``), see :class:`DropArea`."""
+    width, height = sensor_size[0], sensor_size[1]
+    w, h = int(width * ratio), int(height * ratio)
+    x0 = int(rng.integers(0, width - w + 1))
+    y0 = int(rng.integers(0, height - h + 1))
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    inside = (x >= x0) & (x < x0 + w) & (y >= y0) & (y < y0 + h)
+    return events[~inside]
+
+
+class EventDrop(EventTransform):
+    """EventDrop (Gu et al., IJCAI 2021): per call, one of four strategies, each with
+    probability 1/4, at a ratio drawn uniformly from a fixed set (Tonic's sets):
+
+    ====  ====================  ==================================================
+    k     strategy              ratio ``r``
+    ====  ====================  ==================================================
+    0     identity              none
+    1     drop by time          ``r ∈ {0.1, ..., 0.9}``: the events of one window
+                                ``r·(t_last − t_first)`` long, as
+                                :class:`~spikeflow.data.transforms.DropTimeWindow`
+    2     drop by area          ``r ∈ {0.05, 0.10, ..., 0.25}``: a ``⌊W·r⌋ x ⌊H·r⌋``
+                                box, as :class:`DropArea`
+    3     drop events           ``r ∈ {0.1, ..., 0.9}``: ``⌊r·N + ½⌋`` events drawn
+                                uniformly without replacement (order kept)
+    ====  ====================  ==================================================
+
+    Draws, in order: ``k = rng.integers(0, 4)``; then ``rng.integers(1, 10)`` (``r``
+    in tenths, k = 1 or 3) or ``rng.integers(1, 6)`` (``r`` in twentieths, k = 2);
+    then the strategy's own: one ``rng.uniform`` for the window's start (k = 1; none
+    when the recording is empty or one time), two ``rng.integers`` for the box's
+    origin (k = 2), one ``rng.choice`` (k = 3). These are Tonic's draws, in Tonic's
+    order, so with the same values fed to both the output is Tonic's, except where
+    spikeflow's drops depart from Tonic's (docs/migration.md): Tonic's window lies in
+    ``[0, t_last]`` (here the recording's own span ``[t_first, t_last]``; on a recording
+    that starts at ``t = 0`` they agree), includes its end (here it excludes it: an event
+    exactly there, a measure-zero case, stays), and Tonic's box never touches the
+    sensor's right or bottom edge. Tonic's drop-by-time fails on an empty recording;
+    here every strategy returns it unchanged. The count ``⌊r·N + ½⌋`` is Tonic's
+    (:class:`~spikeflow.data.transforms.DropEvent` rounds half to even, which differs
+    when ``r·N`` ends in exactly .5).
+    """
+
+    needs_sensor = True
+
+    def __init__(self, seed: Seed = None) -> None:
+        super().__init__(seed)
+
+    @property
+    def random(self) -> bool:
+        return True
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        rng = self.rng()
+        strategy = int(rng.integers(0, 4))
+        if strategy == 0:
+            return events.copy(), sensor_size
+        if strategy == 1:
+            ratio = int(rng.integers(1, 10)) / 10.0
+            return _drop_time_window(events, ratio, rng), sensor_size
+        if strategy == 2:
+            ratio = int(rng.integers(1, 6)) / 20.0
+            return _drop_box(events, sensor_size, ratio, rng), sensor_size
+        ratio = int(rng.integers(1, 10)) / 10.0
+        return _drop_events(events, math.floor(ratio * len(events) + 0.5), rng), sensor_size
