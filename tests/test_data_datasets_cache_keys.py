@@ -32,6 +32,7 @@ NOT_SAMPLE_CONTENT = {
     "variant": "selects files (NavGesture walk/sit recordings)",
     "speakers": "selects files (FSDD's speakers)",
     "version": "selects files (the Speech Commands release: its word folders and lists)",
+    "single_digits": "selects samples (N-TIDIGITS18); an entry is keyed by its sample key",
     "data_type": "events are never cached; frames use the representation key",
     "frames_number": "part of the representation's cache_key()",
     "split_by": "part of the representation's cache_key()",
@@ -71,8 +72,8 @@ def constructor_arguments(cls: type) -> set[str]:
     return names
 
 
-def test_all_fifteen_dataset_classes_are_audited():
-    assert len(dataset_classes()) == 15
+def test_all_seventeen_dataset_classes_are_audited():
+    assert len(dataset_classes()) == 17
 
 
 @pytest.mark.parametrize("cls", dataset_classes(), ids=lambda c: c.__name__)

@@ -698,9 +698,10 @@ def test_the_downloadable_datasets_are_those_the_docs_list():
     from spikeflow.training.data import _neuromorphic_classes
 
     found = {name for name, cls in _neuromorphic_classes().items() if cls.downloadable}
-    assert found == {"nmnist", "ncaltech101", "cifar10dvs", "shd", "ssc", "fsdd", "speechcommands"}
+    assert found == {"nmnist", "ncaltech101", "cifar10dvs", "shd", "ssc", "fsdd", "speechcommands",
+                     "ntidigits18"}  # fmt: skip
     docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
-    listed = "N-MNIST, N-Caltech101, CIFAR10-DVS, SHD, SSC, FSDD, SpeechCommands:"
+    listed = "N-MNIST, N-Caltech101, CIFAR10-DVS, SHD, SSC, FSDD, SpeechCommands, NTIDIGITS18:"
     assert f"where its host allows it ({listed}" in docs
 
 

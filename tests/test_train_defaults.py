@@ -7,8 +7,10 @@ dataset without a default; split_by is "time" for the audio datasets unless the 
 says otherwise, and the resolved value reaches the frames, the frame-cache key, the
 recorded config.toml, --resume and spikeflow eval, while a run saved with
 split_by = "number" (as every run was before) resumes as it ran. FSDD runs read tone
-bursts written here in FSDD's layout; SHD runs a file written in its HDF5 layout; the
-N-MNIST test reads the real subset in ../shared/data (skipped when it is absent).
+bursts written here in FSDD's layout; SHD runs a file written in its HDF5 layout;
+ST-MNIST and N-TIDIGITS18 run trees written in their release layouts
+(test_data_datasets_tactile_audio.py); the N-MNIST test reads the real subset and the
+N-CARS test the real N-CARS recordings in ../shared/data (skipped when absent).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from spikeflow.training.evaluation import evaluate_checkpoint
 from spikeflow.training.metric_logs import read_csv
 from test_train_dataset_kwargs import write_tone
 
-AUDIO = ("fsdd", "shd", "speechcommands", "ssc")
+#: Datasets framed by time by default: audio, tactile, and N-CARS (its recipe's bins).
+BY_TIME = ("fsdd", "ncars", "ntidigits18", "shd", "speechcommands", "ssc", "stmnist")
 
 #: dataset -> (model, T, batch size, split_by): the recipes docs/training.md tables.
 EXPECTED = {
@@ -49,10 +52,14 @@ EXPECTED = {
     "ssc": ("rsnn", 100, 128, "time"),
     "speechcommands": ("rsnn", 100, 128, "time"),
     "fsdd": ("rsnn", 25, 16, "time"),
+    "stmnist": ("rsnn", 100, 128, "time"),
+    "ntidigits18": ("rsnn", 100, 128, "time"),
+    "ncaltech101": ("spiking_vgg11_bn", 10, 16, "number"),
+    "ncars": ("spiking_vgg11_bn", 5, 64, "time"),
 }
 _ANY_SIZE = ("sew_resnet18", "spiking_resnet18", "ms_resnet18")
 #: dataset without a default model -> the models its error names.
-_RECTANGULAR = ("asldvs", "esimagenet", "hardvs", "navgesture", "ncaltech101", "ncars")
+_RECTANGULAR = ("asldvs", "esimagenet", "hardvs", "navgesture")
 ALTERNATIVES = {
     **dict.fromkeys(_RECTANGULAR, _ANY_SIZE),
     "dvslip": ("plif_dvsgesture", "sew_dvsgesture", "spikformer_dvs", "sew_resnet18"),
@@ -132,10 +139,10 @@ def test_each_model_the_error_names_runs_on_the_datasets_frames(name, model):
     assert out.shape == (2, 1, classes)
 
 
-def test_audio_datasets_split_by_time_the_others_by_number():
+def test_audio_tactile_and_ncars_split_by_time_the_others_by_number():
     for name in list_datasets():
         config = resolve(TrainConfig(dataset=name, model="rsnn"))
-        assert config.split_by == ("time" if name in AUDIO else "number"), name
+        assert config.split_by == ("time" if name in BY_TIME else "number"), name
 
 
 @pytest.mark.parametrize(
@@ -333,6 +340,11 @@ def test_a_dataset_class_without_an_entry_gets_the_generic_defaults(monkeypatch)
         ("fsdd", "plif_nmnist", "mse", 1e-3),  # not the recipe's model: not its loss
         ("nmnist", "rsnn", "mse", 1e-3),
         ("ncars", "sew_resnet18", "mse", 1e-3),
+        ("stmnist", None, "ce", 1e-2),
+        ("ntidigits18", None, "ce", 1e-2),
+        ("ncaltech101", None, "ce", 6.25e-5),  # NDA's 1e-3 * batch / 256 at batch 16
+        ("ncars", None, "ce", 5e-3),
+        ("ncaltech101", "sew_resnet18", "mse", 1e-3),
     ],
 )
 def test_the_loss_and_lr_are_the_recipes_with_its_model_only(name, model, loss, lr):
@@ -351,3 +363,96 @@ def test_an_explicit_loss_and_lr_override_the_recipe_and_resume_keeps_them():
     assert config_for_resume(old, {}).loss == "mse"  # a run saved with mse goes on with it
     with pytest.raises(ConfigurationError, match=r"fixed \['loss'\]"):
         config_for_resume(old, {"loss": None})
+
+
+# -- ST-MNIST, N-TIDIGITS18 and N-CARS runs ------------------------------------------------
+
+
+def recipe_run(name: str, root: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--dataset", name, "--data-dir", str(root), "--output-dir",
+                 str(out), "--no-progress", "--plots", "off", "--device", "cpu", "--epochs",
+                 "1", *extra])  # fmt: skip
+
+
+def test_a_default_stmnist_run_records_its_recipe(tmp_path, capsys):
+    from test_data_datasets_tactile_audio import random_spiketrain, write_stmnist
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "stmnist"
+    for digit in range(10):
+        for i in range(5):
+            spikes = random_spiketrain(rng, 40)
+            write_stmnist(root / "data_submission" / str(digit) / f"s{i}.mat", spikes)
+    out = tmp_path / "run"
+    assert recipe_run("stmnist", root, out, "--model-kwargs", "hidden=8", "hidden_layers=1") == 0
+    assert "T=100 (frames split by time)" in capsys.readouterr().out
+    config = load_config_file(out / "config.toml")
+    recorded = tuple(config[k] for k in ("model", "T", "batch_size", "split_by", "loss", "lr"))
+    assert recorded == ("rsnn", 100, 128, "time", "ce", 0.01)
+    row = read_csv(out / "metrics.csv")[0]
+    assert math.isfinite(float(row["train_loss"])) and 0.0 <= float(row["test_acc"]) <= 1.0
+    train, test, info = build_datasets(resolve(TrainConfig(dataset="stmnist", data_dir=str(root))))
+    assert (len(train), len(test)) == (40, 10) and info == class_info("stmnist")
+    assert train[0][0].shape == (100, *dataset_shape("stmnist")[1])
+
+
+def test_a_default_ntidigits_run_records_its_recipe_and_refuses_sequences(tmp_path, capsys):
+    from test_data_datasets_tactile_audio import KEYS, ntidigits_samples, write_ntidigits
+
+    root = tmp_path / "nt"
+    root.mkdir()
+    rng = np.random.default_rng(2)
+    splits = {split: ntidigits_samples(rng, keys) for split, keys in KEYS.items()}
+    write_ntidigits(root / "n-tidigits.hdf5", splits)
+    out = tmp_path / "run"
+    assert (
+        recipe_run("ntidigits18", root, out, "--model-kwargs", "hidden=8", "hidden_layers=1") == 0
+    )
+    config = load_config_file(out / "config.toml")
+    recorded = tuple(config[k] for k in ("model", "T", "batch_size", "split_by", "loss", "lr"))
+    assert recorded == ("rsnn", 100, 128, "time", "ce", 0.01)
+    train, _, info = build_datasets(resolve(TrainConfig(dataset="ntidigits18", data_dir=str(root))))
+    assert info == DataInfo(11, 1, (1, 64), static=False) == class_info("ntidigits18")
+    assert train[0][0].shape == (100, 64) == (100, *dataset_shape("ntidigits18")[1])
+    sequences = TrainConfig(dataset="ntidigits18", data_dir=str(root),
+                            dataset_kwargs={"single_digits": False})  # fmt: skip
+    with pytest.raises(ConfigurationError, match="labels such as '1' are not class numbers"):
+        build_datasets(resolve(sequences))
+
+
+@pytest.fixture
+def ncars_root(tmp_path: Path) -> Path:
+    """The two real N-CARS recordings in the release's layout (labels arbitrary)."""
+    from conftest import require_shared_data
+
+    folder = require_shared_data("event-files", "prophesee-dat")
+    root = tmp_path / "ncars"
+    for split in ("train", "test"):
+        for label, name in (
+            ("background", "sample_ncars.dat"),
+            ("cars", "NCARS_obj_004397_td.dat"),
+        ):
+            target = root / f"n-cars_{split}" / label / name
+            target.parent.mkdir(parents=True)
+            target.write_bytes((folder / name).read_bytes())
+    return root
+
+
+def test_the_real_ncars_recordings_make_the_recipes_frames_and_run_its_model(ncars_root):
+    from spikeflow.data import to_frames
+    from spikeflow.data.io import read_dat
+
+    config = resolve(TrainConfig(dataset="ncars", data_dir=str(ncars_root)))
+    train, test, info = build_datasets(config)
+    assert info == class_info("ncars") and len(train) == len(test) == 2
+    x = torch.stack([train[i][0] for i in range(2)], dim=1)  # [T, B, 2, 100, 120]
+    assert x.shape == (5, 2, *dataset_shape("ncars")[1])
+    for i in range(2):  # 5 bins of equal duration (Cordone et al.'s 20 ms of 100 ms)
+        rec = read_dat(train.samples[i][0], (120, 100))
+        np.testing.assert_array_equal(x[:, i].numpy(), to_frames(rec, 5, split_by="time"))
+        assert x[:, i].sum().item() == len(rec)
+    torch.manual_seed(0)
+    model = build_model(config, info).eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (5, 2, 2) and torch.isfinite(out).all()

@@ -65,7 +65,8 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     """``(classes, shape of one time step of a sample)`` of the ``--dataset`` ``name``,
     read from its class (no file is opened; ``classes`` from its ``classes`` list, else
     its ``num_classes``, else None). The step shape is ``(1, 8, 8)`` for the
-    digits (repeated over T), ``(700,)`` for SHD and SSC (frames ``[T, 700]``), and the
+    digits (repeated over T), ``(700,)`` for SHD and SSC (frames ``[T, 700]``),
+    ``(64,)`` for N-TIDIGITS18, and the
     sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
     Commands ``(2, 1, 40)``, the default encoder's 40 mel bands). A DataLoader batches
     frames to ``[B, T, ...]``, which the trainer makes ``[T, B, ...]``
@@ -74,7 +75,7 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     Raises:
         ConfigurationError: an unknown name (the message lists them).
     """
-    from spikeflow.data.datasets import SHD, SSC
+    from spikeflow.data.datasets.audio import ChannelFrames
 
     key = name.lower() if isinstance(name, str) else None
     if key == "digits":
@@ -88,7 +89,7 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     width, height, polarities = cls.sensor_size
     names = getattr(cls, "classes", None)
     count = len(names) if names else getattr(cls, "num_classes", None)
-    if issubclass(cls, (SHD, SSC)):
+    if issubclass(cls, ChannelFrames):  # frames [T, C] (SHD, SSC, N-TIDIGITS18)
         return count, (width * height * polarities,)
     return count, (polarities, height, width)
 
@@ -206,6 +207,13 @@ def _neuromorphic(
         elif can_download and not with_train:  # spikeflow eval, which has no --download
             hint = " (spikeflow eval does not download; spikeflow train --download does)"
         raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
+    for split in (train, test):
+        labels = getattr(split, "targets", None) or []
+        if labels and not isinstance(labels[0], (int, np.integer)):
+            raise ConfigurationError(
+                f"{cls.__name__}: labels such as {labels[0]!r} are not class numbers, and "
+                "spikeflow train classifies (e.g. N-TIDIGITS18 needs single_digits=True)"
+            )
     # The instance's: a dataset's encoder can set it (the speech datasets' mel bands).
     width, height, channels = (train if train is not None else test).sensor_size
     num_classes = dataset_num_classes(train if train is not None else test, cls.__name__)

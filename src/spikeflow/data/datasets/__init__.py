@@ -1,12 +1,19 @@
 """Neuromorphic datasets: a base class and the datasets built on it (docs/datasets.md)."""
 
-from spikeflow.data.datasets.audio import SHD, SSC, SpikingHeidelbergDigits, SpikingSpeechCommands
+from spikeflow.data.datasets.audio import (
+    NTIDIGITS18,
+    SHD,
+    SSC,
+    SpikingHeidelbergDigits,
+    SpikingSpeechCommands,
+)
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
 from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
+from spikeflow.data.datasets.tactile import STMNIST
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
 
 __all__ = [
@@ -17,9 +24,11 @@ __all__ = [
     "HARDVS",
     "NCARS",
     "NMNIST",
+    "NTIDIGITS18",
     "POKERDVS",
     "SHD",
     "SSC",
+    "STMNIST",
     "DVS128Gesture",
     "DVSLip",
     "DatasetNotFoundError",

@@ -1,5 +1,10 @@
-"""The Spiking Heidelberg Datasets (Cramer et al., 2020): SHD (spoken digits) and SSC
-(speech commands), spikes of 700 cochlea channels in HDF5 files."""
+"""Cochlea spike datasets in HDF5 files: the Spiking Heidelberg Datasets (Cramer et al.,
+2020), SHD (spoken digits) and SSC (speech commands), 700 channels of a cochlea model;
+and N-TIDIGITS18 (Anumula et al., 2018), spoken digits and digit sequences recorded
+by the 64-channel Dynamic Audio Sensor.
+
+Their frames (``ToFrame``, ``ToFrameByDuration``) are ``[T, C]`` spike counts per
+channel (see :class:`ChannelFrames`)."""
 
 from __future__ import annotations
 
@@ -12,17 +17,40 @@ import numpy as np
 from spikeflow.data.datasets._common import Archive, prepare_root
 from spikeflow.data.datasets._names import SHD_CLASSES, SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
+from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.download import download_url
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.hdf5_audio import SpikingAudioFile
+from spikeflow.data.io.hdf5_ntidigits import NTIDIGITS_DIGITS, NTidigitsFile, parse_ntidigits_key
 from spikeflow.data.representations import ToFrame, ToFrameByDuration
 from spikeflow.errors import ConfigurationError, DataFormatError
 
-__all__ = ["SHD", "SSC", "SpikingHeidelbergDigits", "SpikingSpeechCommands"]
+__all__ = [
+    "NTIDIGITS18",
+    "SHD",
+    "SSC",
+    "ChannelFrames",
+    "SpikingHeidelbergDigits",
+    "SpikingSpeechCommands",
+]
 
 _ZENKE = "https://zenkelab.org/datasets/"
 
 
-class _SpikingAudio(NamedSplitDataset):
+class ChannelFrames(NeuromorphicDataset):
+    """A dataset of a 1-D sensor, ``sensor_size = (C, 1, 1)`` (one channel axis, one
+    polarity), whose count frames are ``[T, C]`` instead of ``[T, 1, 1, C]`` (C is the
+    sensor's channels, or what an event transform made of them); a DataLoader makes
+    ``[B, T, C]``. Other representations come out as they are computed."""
+
+    def _representation(self, index: int) -> tuple[np.ndarray, bool]:
+        array, computed = super()._representation(index)
+        if isinstance(self.representation, (ToFrame, ToFrameByDuration)):
+            array = array.reshape(array.shape[0], -1)
+        return array, computed
+
+
+class _SpikingAudio(ChannelFrames, NamedSplitDataset):
     """A split file ``root/<prefix>_<split>.h5``; one sample per row, read lazily."""
 
     sensor_size = (700, 1, 1)
@@ -108,13 +136,6 @@ class _SpikingAudio(NamedSplitDataset):
         """Sample ``index``'s spikes: ``x`` = channel, ``t`` in µs, after ``event_transform``."""
         rec, _ = self._audio()[index]
         return rec if self.event_transform is None else self.event_transform(rec)
-
-    def _representation(self, index: int) -> tuple[np.ndarray, bool]:
-        array, computed = super()._representation(index)
-        if isinstance(self.representation, (ToFrame, ToFrameByDuration)):
-            # [T, 1, 1, C] -> [T, C]: C is 700, or what an event transform made of it.
-            array = array.reshape(array.shape[0], -1)
-        return array, computed
 
 
 class SHD(_SpikingAudio):
@@ -211,3 +232,108 @@ def SpikingHeidelbergDigits(  # SpikingJelly's class name
 
 #: :class:`SSC` under SpikingJelly's name (the same arguments: ``root, split``).
 SpikingSpeechCommands = SSC
+
+
+class NTIDIGITS18(ChannelFrames):
+    """N-TIDIGITS18 (Anumula et al., Front. Neurosci. 2018): the TIDIGITS corpus played to
+    the Dynamic Audio Sensor, a 64-channel silicon cochlea; single digits and digit
+    sequences spoken by men and women, in a train and a test split.
+
+    Layout: ``root/n-tidigits.hdf5``, the release's one HDF5 file (groups and keys:
+    :mod:`spikeflow.data.io.hdf5_ntidigits`); ``download=True`` fetches it from the
+    Dropbox link of Tonic's ``NTIDIGITS18`` and checks Tonic's MD5.
+
+    ``single_digits=True`` (default) keeps the samples of one spoken digit, labelled
+    by :attr:`classes` (Tonic's class numbers): ``"o"`` ("oh") 0, ``"1"``-``"9"``
+    1-9, ``"z"`` ("zero") 10. ``single_digits=False`` keeps every sample, labelled by
+    its digit string (``"7557"``), as Tonic's default does; such labels need a
+    sequence loss, so ``spikeflow train`` refuses them. Tonic's default is
+    ``single_digits=False``; spikeflow's is the classification task.
+
+    A sample is an EventRecording with ``x`` = channel (0-63), ``y = p = 0`` and ``t`` in
+    µs (rounded; Tonic truncates and sets ``p = 1``), ``sensor_size = (64, 1, 1)``; frames
+    are ``[T, 64]`` (:class:`ChannelFrames`). :attr:`keys` holds each sample's key
+    (speaker, production and digits: :func:`~spikeflow.data.io.parse_ntidigits_key`).
+    Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    """
+
+    sensor_size = (64, 1, 1)
+    classes: ClassVar[tuple[str, ...]] = NTIDIGITS_DIGITS
+    filename = "n-tidigits.hdf5"
+    #: URL and MD5 of Tonic 1.7's ``NTIDIGITS18``.
+    url = (
+        "https://www.dropbox.com/scl/fi/1x4lxt9yyw25sc3tez8oi/n-tidigits.hdf5"
+        "?e=2&rlkey=w8gi5udvib2zqzosusa5tr3wq&dl=1"
+    )
+    md5 = "360a2d11e5429555c9197381cf6b58e0"
+    homepage = "https://docs.google.com/document/d/1Uxe7GsKKXcy6SlDUX4hoJVAC0-UkH-8kr5UXp0Ndi1M"
+    downloadable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        single_digits: bool = True,
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(single_digits, bool):
+            raise ConfigurationError(f"single_digits must be True or False; got {single_digits!r}")
+        self.single_digits = single_digits
+        self.download = bool(download)
+        self._file: NTidigitsFile | None = None
+        self.keys: list[str] = []
+        super().__init__(root, train=train, **kwargs)
+
+    @property
+    def h5_path(self) -> Path:
+        """The release's HDF5 file."""
+        return self.root / self.filename
+
+    def _find_samples(self) -> list[tuple[Path, Any]]:
+        if not self.h5_path.is_file():
+            if not self.download:
+                raise DatasetNotFoundError(
+                    f"N-TIDIGITS18 not found: {self.h5_path} does not exist. Pass download=True "
+                    f"to download it (MD5-checked, resumable) from {self.url}, or download "
+                    f"{self.filename} yourself (see {self.homepage}) and put it in {self.root}"
+                )
+            download_url(self.url, self.h5_path, md5=self.md5)
+        with NTidigitsFile(self.h5_path, self.split) as f:
+            keys = f.keys
+        samples: list[tuple[Path, Any]] = []
+        for key in keys:
+            digits = parse_ntidigits_key(key)["digits"]
+            if not self.single_digits:
+                samples.append((self.h5_path, digits))
+            elif len(digits) == 1:
+                samples.append((self.h5_path, self.classes.index(digits)))
+            else:
+                continue  # a sequence, left out of the single-digit task
+            self.keys.append(key)
+        return samples
+
+    def _reader(self) -> NTidigitsFile:
+        if self._file is None:
+            self._file = NTidigitsFile(self.h5_path, self.split)
+        return self._file
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # h5py handles do not cross processes; reopen there
+        return state
+
+    def close(self) -> None:
+        """Close the HDF5 file (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def cache_entry_key(self, index: int) -> dict[str, Any]:
+        """The cache key of sample ``index``: the file and the sample's key."""
+        return {**super().cache_entry_key(index), "sample": self.keys[index % len(self)]}
+
+    def events(self, index: int) -> EventRecording:
+        """Sample ``index``'s spikes (``x`` = channel, ``t`` in µs), after ``event_transform``."""
+        rec = self._reader().read(self.keys[index % len(self)])
+        return rec if self.event_transform is None else self.event_transform(rec)

@@ -45,6 +45,7 @@ from spikeflow.data.io.aedat31 import (
 )
 from spikeflow.data.io.atis_bin import decode_atis_bin, read_atis_bin
 from spikeflow.data.io.hdf5_audio import SpikingAudioFile, read_spiking_audio
+from spikeflow.data.io.hdf5_ntidigits import NTIDIGITS_DIGITS, NTidigitsFile, parse_ntidigits_key
 from spikeflow.data.io.matlab import load_mat_variables, read_asl_dvs, read_stmnist
 from spikeflow.data.io.numpy_layouts import (
     load_npy,
@@ -73,11 +74,13 @@ __all__ = [
     "AEDAT4_TRIGGER_DTYPE",
     "DECODERS",
     "GESTURE_LABEL_DTYPE",
+    "NTIDIGITS_DIGITS",
     "PROPHESEE_PLUGIN_SENSORS",
     "Aedat2Header",
     "Aedat4Info",
     "Aedat4Stream",
     "AudioClip",
+    "NTidigitsFile",
     "SpikingAudioFile",
     "decode_aedat2",
     "decode_aedat4",
@@ -93,6 +96,7 @@ __all__ = [
     "load_npy",
     "parse_aedat2_header",
     "parse_aedat4",
+    "parse_ntidigits_key",
     "parse_prophesee_header",
     "read_aedat2",
     "read_aedat2_header",
@@ -169,5 +173,5 @@ def read_events(path: str | PathLike) -> EventRecording:
         f"{path}: cannot choose a reader for {suffix!r} files (neither the first bytes nor "
         "the extension name a format read_events reads); call the format's reader "
         "(read_stmnist, read_asl_dvs, read_dvs_lip, read_hardvs, read_es_imagenet, "
-        "SpikingAudioFile, ...)"
+        "SpikingAudioFile, NTidigitsFile, ...)"
     )
