@@ -184,7 +184,7 @@ def write_ntidigits(path: Path, splits: dict, dtypes=("u1", "f4")) -> None:
 
 KEYS = {
     "train": ["man-ae-a-1", "woman-bc-b-o", "man-ae-a-7557", "woman-bc-a-z", "man-ae-b-9",
-              "woman-dd-a-z8o", "man-ae-a-5"],
+              "woman-dd-a-z8o", "man-ae-a-5", "man-ae-b-41"],
     "test": ["man-im-a-7557", "woman-km-a-2", "man-im-b-o", "woman-km-b-34z"],
 }  # fmt: skip
 
