@@ -806,7 +806,15 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
     import dataclasses
 
     bools = {f.name for f in dataclasses.fields(TrainConfig) if f.type == "bool"}
-    assert bools == {"overwrite", "progress", "tensorboard", "download", "online", "compile"}
+    assert bools == {
+        "overwrite",
+        "progress",
+        "tensorboard",
+        "download",
+        "online",
+        "compile",
+        "recompute",
+    }
     for name in sorted(bools):
         for value in ("false", "no", 0, 1, None):
             with pytest.raises(ConfigurationError, match=rf"{name} must be true or false, got "
