@@ -13,6 +13,10 @@
   stacked layers, SpikingJelly's ``rnn`` module).
 * :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
   Spike-driven Transformer's SDSA).
+* :mod:`~spikeflow.layers.attention_qk`: QKFormer's Q-K attention (token and channel
+  masks).
+* :mod:`~spikeflow.layers.attention_temporal`: temporal-wise (TA-SNN) and
+  multi-dimensional (MA-SNN) attention over the steps of a sequence.
 * :mod:`~spikeflow.layers.sigma_delta`: sigma-delta networks (delta encoder, sigma
   decoder, sigma-delta units, synapses fed deltas; Lava-DL's SDNN).
 
@@ -24,6 +28,8 @@ from spikeflow.layers.attention import (
     SpikeDrivenSelfAttention,
     SpikingSelfAttention,
 )
+from spikeflow.layers.attention_qk import ChannelQKAttention, QKAttention, TokenQKAttention
+from spikeflow.layers.attention_temporal import MultiDimensionalAttention, TemporalWiseAttention
 from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
 from spikeflow.layers.delay import (
     DelayedLinear,
@@ -105,6 +111,7 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormThroughTime1d",
     "BatchNormThroughTime2d",
+    "ChannelQKAttention",
     "Conv1d",
     "Conv2d",
     "Conv3d",
@@ -125,8 +132,10 @@ __all__ = [
     "MaxPool1d",
     "MaxPool2d",
     "MaxPool3d",
+    "MultiDimensionalAttention",
     "MultiStepContainer",
     "NeuNorm",
+    "QKAttention",
     "Recurrent",
     "SeqToANNContainer",
     "SequenceLayerMixin",
@@ -143,9 +152,11 @@ __all__ = [
     "StepModeContainer",
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",
+    "TemporalWiseAttention",
     "ThresholdDependentBatchNorm1d",
     "ThresholdDependentBatchNorm2d",
     "ThresholdDependentBatchNorm3d",
+    "TokenQKAttention",
     "Upsample",
     "VotingLayer",
     "clamp_delays",
