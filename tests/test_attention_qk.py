@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.functional import set_step_mode, streaming
 from spikeflow.layers import ChannelQKAttention, QKAttention, TokenQKAttention
 
@@ -165,6 +165,14 @@ def test_the_layers_own_defaults_hold_where_spikingjellys_are_dropped(sj):
     ours.double()
     x = (torch.rand(4, 2, 10, 16, dtype=torch.float64) < 0.5).double()
     _compare(peer, ours, x, functional)
+    # SpikingJelly given a neuron class, spelled here
+    peer = layer.QKAttention(16, 4, "channel", spiking_neuron=neuron.LIFNode)
+    ours = QKAttention(16, 4, "channel", attention_threshold=1.0, neuron="lif",
+                       neuron_kwargs={"detach_reset": False})  # fmt: skip
+    _randomise(peer, 5)
+    peer.double()
+    ours.double()
+    _compare(peer, ours, x, functional)
 
 
 @pytest.mark.parametrize("qka_type", ["token", "channel"])
@@ -230,4 +238,6 @@ def test_bad_arguments_and_inputs_are_named():
         layer(torch.rand(3, 4, 8))
     with pytest.raises(ShapeError, match=r"single-step mode expects \[B, N, D\]"):
         QKAttention(8, 2, step_mode="s")(torch.rand(2, 3, 4, 8))
+    with pytest.raises(DTypeError, match="floating-point tokens"):
+        layer(torch.ones(2, 3, 4, 8, dtype=torch.long))
     assert repr(layer).startswith("QKAttention(\n  dim=8, num_heads=2, qka_type=token")

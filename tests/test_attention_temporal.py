@@ -232,14 +232,17 @@ def test_bad_inputs_are_named():
     ta = TemporalWiseAttention(8, 2)
     with pytest.raises(ShapeError, match=r"T \(steps\) = 8, but the input has 6"):
         ta(torch.rand(6, 2, 3, 4, 4))
-    with pytest.raises(ShapeError, match=r"expects \[T, B, C, H, W\].*missing the time dim"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expects a whole sequence \[T, B, C, H, W\] \(5 dims\).*missing the time dim",
+    ):
         ta(torch.rand(2, 3, 4, 4))
-    with pytest.raises(ShapeError, match=r"expects \[T, B, L\]"):
+    with pytest.raises(ShapeError, match=r"expects a whole sequence \[T, B, L\]"):
         TemporalWiseAttention(8, 2, dimension=2)(torch.rand(8, 2, 3, 4))
     with pytest.raises(DTypeError, match="floating-point input"):
         ta(torch.ones(8, 2, 3, 4, 4, dtype=torch.long))
     ma = MultiDimensionalAttention(8, 4, 2, 2)
     with pytest.raises(ShapeError, match=r"C \(channels\) = 4, but the input has 3"):
         ma(torch.rand(8, 2, 3, 5, 5))
-    with pytest.raises(ShapeError, match=r"expects \[T, B, C, H, W\]"):
+    with pytest.raises(ShapeError, match=r"expects a whole sequence \[T, B, C, H, W\]"):
         ma(torch.rand(8, 2, 4, 25))

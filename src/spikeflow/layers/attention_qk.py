@@ -29,7 +29,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from spikeflow.base import StepMode, StepModule
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers._time import check_step_dims, fold_time
 from spikeflow.layers.attention import _check_sizes, _neurons
 
@@ -79,6 +79,7 @@ class QKAttention(StepModule, nn.Module):
         ConfigurationError: a bad ``dim``, ``num_heads``, ``qka_type`` or neuron
             argument.
         ShapeError: the input is not ``[T, B, N, D]`` with ``D = dim``.
+        DTypeError: the input is not floating-point.
     """
 
     def __init__(
@@ -135,6 +136,8 @@ class QKAttention(StepModule, nn.Module):
         owner = type(self).__name__
         if not isinstance(x, Tensor):
             raise ShapeError(f"{owner}: expects a tensor of tokens, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise DTypeError(f"{owner}: expects floating-point tokens, got dtype {x.dtype}")
         check_step_dims(x, owner, "[B, N, D]", (3, 3), self.step_mode)
         if x.shape[-1] != self.dim:
             raise ShapeError(

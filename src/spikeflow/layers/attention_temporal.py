@@ -37,7 +37,6 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag, check_int
 from spikeflow.base import StepMode, StepModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.layers._time import check_step_dims
 
 __all__ = ["MultiDimensionalAttention", "TemporalWiseAttention"]
 
@@ -78,7 +77,12 @@ def _check_input(owner: str, x: Tensor, layout: str, step_dims: int) -> None:
         raise DTypeError(f"{owner} expects a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise DTypeError(f"{owner} expects a floating-point input, got dtype {x.dtype}")
-    check_step_dims(x, owner, layout, (step_dims, step_dims), "m")
+    if x.dim() != step_dims + 1:
+        hint = " — missing the time dimension?" if x.dim() == step_dims else ""
+        raise ShapeError(
+            f"{owner} expects a whole sequence {layout.replace('[B', '[T, B')} "
+            f"({step_dims + 1} dims); got shape {tuple(x.shape)}{hint}"
+        )
 
 
 def _step_layout(dims: int) -> str:
