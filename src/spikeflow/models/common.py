@@ -32,8 +32,10 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.functional import reset_before_call
 from spikeflow.neurons import (
     PSN,
+    AdExLIFNode,
     AdLIFNode,
     ALIFNode,
+    AlphaNode,
     ComplementaryLIFNode,
     CubaLIFNode,
     EIFNode,
@@ -90,6 +92,8 @@ NEURONS: dict[str, type[nn.Module]] = {
     "raf": RAFNode,
     "refractory_lif": RefractoryLIFNode,
     "refractory_cuba_lif": RefractoryCubaLIFNode,
+    "adex_lif": AdExLIFNode,
+    "alpha": AlphaNode,
     "noreset_lif": NoResetLIFNode,
     "psn": PSN,
     "masked_psn": MaskedPSN,

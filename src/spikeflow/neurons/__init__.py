@@ -4,9 +4,12 @@
 * :mod:`~spikeflow.neurons.nonlinear`: QIF, EIF, Izhikevich.
 * :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope),
   CLIF (complementary LIF).
+* :mod:`~spikeflow.neurons.alpha`: snnTorch's alpha neuron.
 * :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
 * :mod:`~spikeflow.neurons.gated_lif`: the gated LIF of Yao et al. (GLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
+* :mod:`~spikeflow.neurons.adex`: the adaptive exponential integrate-and-fire neuron
+  (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
@@ -25,7 +28,9 @@ from spikeflow.neurons.adaptive import (
     ComplementaryLIFNode,
     KLIFNode,
 )
+from spikeflow.neurons.adex import AdExLIFNode
 from spikeflow.neurons.adlif import AdLIFNode
+from spikeflow.neurons.alpha import AlphaNode
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
@@ -49,8 +54,10 @@ from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
 __all__ = [
     "PSN",
     "ALIFNode",
+    "AdExLIFNode",
     "AdLIFNode",
     "AdaptiveLIFNode",
+    "AlphaNode",
     "BaseNode",
     "CLIFNode",
     "ComplementaryLIFNode",
