@@ -81,6 +81,7 @@ from spikeflow.layers.sequence_norm import (
     GroupNorm,
     LayerNorm,
 )
+from spikeflow.layers.short_term_plasticity import ShortTermPlasticity
 from spikeflow.layers.sigma_delta import (
     DeltaEncoder,
     DeltaSynapse,
@@ -139,6 +140,7 @@ __all__ = [
     "Recurrent",
     "SeqToANNContainer",
     "SequenceLayerMixin",
+    "ShortTermPlasticity",
     "SigmaDecoder",
     "SigmaDelta",
     "SpikeDrivenSelfAttention",
