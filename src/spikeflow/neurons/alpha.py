@@ -169,8 +169,9 @@ class AlphaNode(BaseNode):
 
     Args:
         alpha: the decay of the excitatory trace, ``beta < alpha <= 1`` (default 0.9,
-            snnTorch's example; snnTorch has no default). A float or a tensor
-            broadcastable to the neuron shape.
+            snnTorch's example; snnTorch has no default). A float (kept, as in snnTorch,
+            as a scalar tensor of the default dtype: pass a float64 tensor for float64
+            values) or a tensor broadcastable to the neuron shape.
         beta: the decay of the inhibitory trace, ``0 < beta < alpha`` (default 0.8).
         reset_mechanism: ``"zero"``, ``"subtract"`` or ``"none"``.
         learn_alpha, learn_beta: make ``alpha`` / ``beta`` trainable parameters
