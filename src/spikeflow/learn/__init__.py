@@ -1,16 +1,34 @@
 """Local learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
 :func:`stdp_update`), also reward-modulated (MSTDP, MSTDP-ET with
-:func:`eligibility_reward`). See ``docs/learning.md``."""
+:func:`eligibility_reward`), and e-prop for recurrent spiking networks (:class:`EProp`,
+:class:`EPropRSNN`). See ``docs/learning.md``."""
 
 from spikeflow.learn.competitive import WinnerTakeAll
 from spikeflow.learn.eligibility import eligibility_stdp_update
+from spikeflow.learn.eprop import EProp, EPropResult
+from spikeflow.learn.eprop_network import (
+    EPropRSNN,
+    RSNNOutput,
+    RSNNState,
+    RSNNStep,
+    eprop_loss,
+    rate_regularization,
+)
 from spikeflow.learn.stdp import STDPLearner
 from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
 
 __all__ = [
+    "EProp",
+    "EPropRSNN",
+    "EPropResult",
+    "RSNNOutput",
+    "RSNNState",
+    "RSNNStep",
     "STDPLearner",
     "WinnerTakeAll",
     "eligibility_reward",
     "eligibility_stdp_update",
+    "eprop_loss",
+    "rate_regularization",
     "stdp_update",
 ]
