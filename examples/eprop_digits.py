@@ -15,9 +15,9 @@ BPTT (autograd through the whole sequence) with Adam, on the cross-entropy of th
 readout at each step of the second half of the sequence (its sum over those steps is
 the prediction), plus Bellec's firing-rate regularisation.
 
-    python examples/eprop_digits.py                              # both methods, digits
+    python examples/eprop_digits.py                   # both methods, digits, 10 epochs
     python examples/eprop_digits.py --methods eprop --feedback random
-    python examples/eprop_digits.py --dataset nmnist --epochs 10
+    python examples/eprop_digits.py --dataset nmnist  # ../shared/data/nmnist-small
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--refractory", type=int, default=0)
     parser.add_argument("--rate-target", type=float, default=0.05)
     parser.add_argument("--rate-strength", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--train-samples", type=int, default=None)

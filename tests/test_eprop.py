@@ -73,6 +73,7 @@ def test_symmetric_eprop_equals_autograd_with_recurrence_and_reset_detached(
     x = torch.rand(steps, batch, 5, dtype=D)
     target = make_target(loss, steps, batch, per_step=seed == 1)
     weight = torch.rand(steps, batch, dtype=D)
+    weight[: steps // 3] = 0.0  # steps that do not count (run skips their learning)
     want, energy, out = reference(net, x, target, loss, weight,
                                   detach_recurrent=True, detach_reset=True)  # fmt: skip
     result = EProp(net, "symmetric", loss).run(x, target, weight)
@@ -255,6 +256,7 @@ def test_stepping_by_hand_equals_run_and_the_network_forward():
     x = torch.rand(10, 2, 5, dtype=D)
     target = make_target("ce", 10, 2, per_step=True)
     weight = torch.rand(10, 2, dtype=D)
+    weight[2] = 0.0
     rule = EProp(net)
     result = rule.run(x, target, weight)
     want = grads(net)
@@ -475,6 +477,6 @@ def test_the_example_learns_n_mnist_by_eprop():
     root = require_shared_data("nmnist-small")
     module = load_example("eprop_digits")
     results = module.main(["--dataset", "nmnist", "--nmnist-root", str(root), "--epochs",
-                           "2", "--methods", "eprop", "--feedback", "random",
+                           "3", "--methods", "eprop", "--feedback", "random",
                            "--frames", "10", "--lif", "40", "--alif", "40"])  # fmt: skip
-    assert results["eprop"][-1] > 0.4, results  # 100 test recordings; chance: 10%
+    assert results["eprop"][-1] > 0.4, results  # 69% here; 100 test recordings; chance 10%

@@ -114,7 +114,8 @@ class EProp(nn.Module):
     optimizer applies them (the paper uses Adam).
 
     Args:
-        network: the network to train.
+        network: the network to train (held, not a submodule: the rule's parameters
+            and state_dict are ``B`` alone, with adaptive or random feedback).
         feedback: ``"symmetric"`` (``B = W^outᵀ``, the gradient of the module
             docstring), ``"random"`` (a fixed ``B``) or ``"adaptive"`` (``B`` learnt:
             ``B.grad`` gets ``W^out.grad``'s increments transposed, and at
@@ -138,7 +139,7 @@ class EProp(nn.Module):
 
         net = EPropRSNN(in_features=162, out_features=10, n_lif=100, n_alif=100)
         rule = EProp(net, feedback="random", loss="ce")
-        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        optimizer = torch.optim.Adam([*net.parameters(), *rule.parameters()], lr=1e-3)
         for x, label in loader:                      # x: [T, B, 162]
             optimizer.zero_grad()
             rule.run(x, label)                       # or rule.step(x[t], label) ...; finish()
@@ -368,13 +369,19 @@ class EProp(nn.Module):
             raise ShapeError(f"EProp.run: x must be [T, B, in_features], got {shape}")
         steps, batch = x.shape[:2]
         targets = _per_step_targets(target, steps)
-        weights = step_weights("EProp.run", weight, steps, batch, x) if target is not None else None
+        if target is None:
+            weights, counted = None, [False] * steps
+        else:
+            weights = step_weights("EProp.run", weight, steps, batch, x)
+            counted = weights.ne(0).any(1).tolist()  # steps of weight 0 learn nothing: skipped
         self.reset()
         outputs = []
         try:
             for t in range(steps):
-                w = None if weights is None else weights[t]
-                outputs.append(self.step(x[t], targets[t], 1.0 if w is None else w))
+                if counted[t]:
+                    outputs.append(self.step(x[t], targets[t], weights[t]))
+                else:
+                    outputs.append(self.step(x[t]))
             loss = self.finish()
         finally:
             self._traces = None

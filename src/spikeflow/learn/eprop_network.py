@@ -13,8 +13,8 @@ and the losses whose gradients e-prop computes.
     ψ_j[t] = γ_pd max(0, 1 − |v_j[t] − A_j[t]| / v_th) / v_th     (0 while refractory)
 
 with ``α = exp(−1/tau)``, ``ρ = exp(−1/tau_adapt)``, ``κ = exp(−1/tau_out)``, ``ζ = 1``
-(the paper's Methods) or ``1 − α`` (``decay_input=True``, as in the authors' code), and
-``H(x) = 1[x > 0]``. The reset subtracts ``v_th`` (not the adapted ``A``) at the next
+(the paper's Methods) or ``1 − α`` (``decay_input=True``; NEST's e-prop neurons offer
+both), and ``H(x) = 1[x > 0]``. The reset subtracts ``v_th`` (not the adapted ``A``) at the next
 step, unleaked. A neuron that spikes at ``t`` cannot spike at ``t+1 .. t+refractory``
 (its membrane keeps integrating). The spike's pseudo-derivative ``ψ`` is γ_pd times
 spikeflow's :class:`~spikeflow.surrogate.Triangle` with ``gamma = v_th`` (whose
@@ -119,7 +119,7 @@ class EPropRSNN(nn.Module):
     Weights: ``input`` (``Linear(I, N)``, no bias), ``recurrent`` (``Linear(N, N)``, no
     bias, its diagonal masked at every call: no self-connections, the diagonal gets no
     gradient) and ``output`` (``Linear(N, K)`` with bias ``b``), drawn from
-    ``N(0, 1/fan_in)`` (as the authors' code), the bias 0. The defaults are spikeflow's
+    ``N(0, 1/fan_in)``, the bias 0. The defaults are spikeflow's
     choice in the ranges the paper uses.
 
     Raises:
