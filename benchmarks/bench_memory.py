@@ -20,11 +20,14 @@ Memory is the peak resident memory of a training step less what the process held
 before it (the second step of a fresh process, after ``/proc/self/clear_refs`` reset the
 peak; glibc is told to map every block of 128 KiB or more on its own, so freed tensors
 leave the resident set), or on CUDA ``torch.cuda.max_memory_allocated`` less the memory
-allocated before the step. Each runner runs in its own process. Before timing, each
+allocated before the step. Each runner's memory and times are measured in processes of
+their own (the times with glibc's default allocator settings, after two untimed steps),
+the times in ``--rounds`` rounds over the runners, so that each runner sees every phase
+of a machine whose speed drifts. Before timing, each
 recomputed runner is checked to give the outputs and gradients of its library's plain
 network.
 
-    python benchmarks/bench_memory.py                 # T=16, batch 8, 2 timed steps
+    python benchmarks/bench_memory.py                 # T=16, batch 8, 3 rounds
     python benchmarks/bench_memory.py --T 8 --batch 16 --device cuda
 """
 
@@ -162,26 +165,28 @@ def _status_bytes(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child(name: str, T: int, batch: int, device: torch.device, repeat: int) -> dict:
-    """One runner in this process: the peak memory of its second step, then step times."""
+def child(name: str, T: int, batch: int, device: torch.device, repeat: int, what: str) -> dict:
+    """One runner in this process: the peak memory of its second step (``what`` is
+    "memory"), or the median time of ``repeat`` steps after two (``"time"``)."""
     net = build(name).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x, y = data(T, batch, device)
     train_step(net, x, y, optimizer)  # first-call costs, the optimizer's state
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak resident set (VmHWM)
-        before = _status_bytes("VmRSS")
+    if what == "memory":
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak resident set (VmHWM)
+            before = _status_bytes("VmRSS")
+        train_step(net, x, y, optimizer)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            return {"peak_bytes": torch.cuda.max_memory_allocated() - before}
+        return {"peak_bytes": _status_bytes("VmHWM") - before}
     train_step(net, x, y, optimizer)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - before
-    else:
-        peak = _status_bytes("VmHWM") - before
     times = []
     for _ in range(repeat):
         if device.type == "cuda":
@@ -191,7 +196,7 @@ def child(name: str, T: int, batch: int, device: torch.device, repeat: int) -> d
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return {"peak_bytes": peak, "ms": 1000 * statistics.median(times)}
+    return {"ms": 1000 * statistics.median(times)}
 
 
 def check_equal(device: torch.device, T: int) -> None:
@@ -223,7 +228,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--T", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=2, help="timed steps per runner")
+    parser.add_argument("--repeat", type=int, default=2, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds over the runners")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -231,28 +237,54 @@ def main() -> None:
     if args.child is not None:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
-        result = child(args.child, args.T, args.batch, torch.device(args.device), args.repeat)
+        name, what = args.child.rsplit(":", 1)
+        result = child(name, args.T, args.batch, torch.device(args.device), args.repeat, what)
         print(json.dumps(result))
         return
     device, _ = start_benchmark(args.threads, args.device)
     check_equal(device, min(args.T, 4))
     shape = f"[T, B, 2, {SIZE}, {SIZE}]"
-    print(f"T={args.T}, batch={args.batch}, input {shape}, {args.repeat} timed steps")
+    print(
+        f"T={args.T}, batch={args.batch}, input {shape}, {args.rounds} rounds of "
+        f"{args.repeat} timed steps (median step of each round, median of the rounds)"
+    )
     results: dict[str, dict] = {}
-    for name in RUNNERS:
-        command = [sys.executable, __file__, "--child", name, "--T", str(args.T),
-                   "--batch", str(args.batch), "--repeat", str(args.repeat),
-                   "--device", args.device]  # fmt: skip
-        if args.threads is not None:
-            command += ["--threads", str(args.threads)]
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            print(f"{name}: failed ({last})")
-            continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    times: dict[str, list[float]] = {}
+    # Memory once per runner; times in rounds over the runners (the machine's speed
+    # drifts: each runner sees each phase of it), the median of the rounds reported.
+    for what, rounds in (("memory", 1), ("time", args.rounds)):
+        for _ in range(rounds):
+            for name in RUNNERS:
+                if what == "time" and name not in results:
+                    continue
+                found = _run_child(name, what, args)
+                if found is None:
+                    results.pop(name, None)
+                elif what == "memory":
+                    results[name] = found
+                else:
+                    times.setdefault(name, []).append(found["ms"])
+    for name, values in times.items():
+        results[name]["ms"] = statistics.median(values)
+    results = {k: v for k, v in results.items() if len(v) == 2}
     _print(results)
+
+
+def _run_child(name: str, what: str, args: argparse.Namespace) -> dict | None:
+    command = [sys.executable, __file__, "--child", f"{name}:{what}", "--T", str(args.T),
+               "--batch", str(args.batch), "--repeat", str(args.repeat),
+               "--device", args.device]  # fmt: skip
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    env = dict(os.environ)
+    if what == "memory":  # freed tensors leave the resident set
+        env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"{name} ({what}): failed ({last})")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _print(results: dict[str, dict]) -> None:

@@ -53,31 +53,40 @@ def _table(dtype: torch.dtype, device: torch.device) -> Tensor:
     return _TABLES[key]
 
 
-def _pack(x: Tensor) -> PackedSpikes:
-    """``x`` as bits, assuming every element is 0 or 1 (not checked)."""
+_CHUNK = 1 << 20  # elements packed and checked at a time (4 MiB of float32: in cache)
+
+
+def _pack_bytes(flat: Tensor) -> Tensor:
+    """The bytes of a 1-D 0/1 tensor whose length is a multiple of 8 (not checked)."""
+    if flat.dtype in (torch.float32, torch.float64):
+        # Eight 0/1 values times 1, 2, ..., 128 summed: exact in any float format.
+        weights = torch.pow(2.0, torch.arange(8, dtype=flat.dtype, device=flat.device))
+        return (flat.view(-1, 8) @ weights).to(torch.uint8)
+    rows = flat.to(torch.uint8).view(-1, 8)
+    bits = rows[:, 0].clone()
+    for k in range(1, 8):
+        bits |= rows[:, k] << k
+    return bits
+
+
+def try_pack_spikes(x: Tensor) -> PackedSpikes | None:
+    """``x`` as bits if every element is 0 or 1, else None. Packs and checks (by
+    unpacking) a slice at a time, so nothing of ``x``'s size is allocated but the bits."""
+    if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
+        return None
     flat = x.detach().reshape(-1)
     pad = (-flat.numel()) % 8
     if pad:
         flat = torch.cat([flat, flat.new_zeros(pad)])
-    if flat.dtype in (torch.float32, torch.float64):
-        # Eight 0/1 values times 1, 2, ..., 128 summed: exact in any float format.
-        weights = torch.pow(2.0, torch.arange(8, dtype=flat.dtype, device=flat.device))
-        bits = (flat.view(-1, 8) @ weights).to(torch.uint8)
-    else:
-        rows = flat.to(torch.uint8).view(-1, 8)
-        bits = rows[:, 0].clone()
-        for k in range(1, 8):
-            bits |= rows[:, k] << k
+    bits = torch.empty(flat.numel() // 8, dtype=torch.uint8, device=flat.device)
+    table = _table(flat.dtype, flat.device)
+    for start in range(0, flat.numel(), _CHUNK):
+        part = flat[start : start + _CHUNK]
+        packed = _pack_bytes(part)
+        if not torch.equal(torch.nn.functional.embedding(packed.long(), table).view(-1), part):
+            return None
+        bits[start // 8 : start // 8 + packed.numel()] = packed
     return PackedSpikes(bits, x.shape, x.dtype)
-
-
-def try_pack_spikes(x: Tensor) -> PackedSpikes | None:
-    """``x`` as bits if every element is 0 or 1, else None (one pass to pack, one to
-    check that the bits give ``x`` back)."""
-    if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
-        return None
-    packed = _pack(x)
-    return packed if torch.equal(unpack_spikes(packed), x) else None
 
 
 def pack_spikes(x: Tensor) -> PackedSpikes:
