@@ -50,7 +50,8 @@ PY
 workers=""
 if "$python" -c "import xdist" 2>/dev/null; then workers="-n 8"; fi
 timeout 60 "$python" -m pytest -q -p no:cacheprovider $workers \
-  tests/test_kernels_cuda.py tests/test_kernels_triton_aot.py 2>&1 | tee "$OUT/tests.txt"
+  tests/test_kernels_cuda.py tests/test_kernels_triton_aot.py tests/test_memory.py \
+  2>&1 | tee "$OUT/tests.txt"
 echo "tests (GPU modules) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 timeout 180 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
   tests/test_kernels_fused.py tests/test_kernels_robustness.py tests/test_neurons_zoo.py \
@@ -59,6 +60,7 @@ timeout 180 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
   tests/test_kernels_initial_values.py tests/test_kernels_launches.py \
   tests/test_kernels_unused_states.py tests/test_event_driven.py tests/test_neurons_clif_raf.py \
   tests/test_rsnn.py tests/test_quant_membrane.py tests/test_neurons_refractory.py \
+  tests/test_neurons_adex.py tests/test_neurons_alpha.py \
   2>&1 | tee -a "$OUT/tests.txt"
 echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 

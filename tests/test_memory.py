@@ -349,3 +349,19 @@ def test_bad_arguments():
     recompute_blocks(net, ["0"])
     with pytest.raises(ConfigurationError, match="no block"):
         recompute_blocks(net, ["0"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_equals_plain():
+    """On a GPU (the Triton neuron kernels where triton is installed): packing round
+    trips and a recomputed network equals the plain one."""
+    device = torch.device("cuda")
+    x = _spikes(6, 3, 2, 8, 8).to(device)
+    assert torch.equal(unpack_spikes(pack_spikes(x)), x)
+    plain = _net().to(device)
+    recomputed = copy.deepcopy(plain)
+    recompute_blocks(recomputed)
+    out, gx = _run(plain, x)
+    out_r, gx_r = _run(recomputed, x)
+    assert torch.equal(out, out_r) and torch.equal(gx, gx_r)
+    _same(plain, recomputed)
