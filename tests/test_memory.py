@@ -90,7 +90,7 @@ def _run(net: nn.Module, x: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, 
     x = x.detach().clone().requires_grad_()
     torch.manual_seed(seed)
     out = net(x)
-    (out * torch.arange(out.shape[-1], dtype=out.dtype)).sum().backward()
+    (out * torch.arange(out.shape[-1], dtype=out.dtype, device=out.device)).sum().backward()
     return out.detach(), x.grad
 
 
