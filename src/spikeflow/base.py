@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from spikeflow._checks import broadcasts_to
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 
-__all__ = ["MemoryModule", "StepMode", "StepModule", "check_step_mode", "check_time_major"]
+__all__ = [
+    "MemoryModule",
+    "SequenceOnly",
+    "StepMode",
+    "StepModule",
+    "check_step_mode",
+    "check_time_major",
+]
 
 StepMode = Literal["s", "m"]
 _STEP_MODES = ("s", "m")
@@ -71,6 +78,31 @@ class StepModule:
     @step_mode.setter
     def step_mode(self, mode: str) -> None:
         self._step_mode = check_step_mode(mode)
+
+
+class SequenceOnly(StepModule):
+    """Mixin for modules that only run whole sequences: ``step_mode`` is always ``'m'``
+    and setting another mode raises a ConfigurationError giving ``sequence_reason``
+    (and ``sequence_hint``, what to use instead)."""
+
+    #: Why the module needs the whole sequence, for the error.
+    sequence_reason: str = "it takes a whole sequence"
+    #: What to use instead, appended to the error ("" for nothing).
+    sequence_hint: str = ""
+
+    @property
+    def step_mode(self) -> StepMode:
+        """Always ``'m'``: the input is a whole sequence ``[T, B, ...]``."""
+        return "m"
+
+    @step_mode.setter
+    def step_mode(self, mode: str) -> None:
+        if mode != "m":
+            hint = f". {self.sequence_hint}" if self.sequence_hint else ""
+            raise ConfigurationError(
+                f"{type(self).__name__} only runs in multi-step mode ({self.sequence_reason}); "
+                f"got step_mode={mode!r}{hint}"
+            )
 
 
 class MemoryModule(StepModule, nn.Module):

@@ -35,30 +35,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_int
-from spikeflow.base import StepMode, StepModule
+from spikeflow.base import SequenceOnly
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["MultiDimensionalAttention", "TemporalWiseAttention"]
 
 
-class _WholeSequence(StepModule):
+class _WholeSequence(SequenceOnly):
     """Multi-step only: the scores of a step are computed from the whole sequence."""
 
     #: A step's output depends on later steps: ``streaming`` and online training refuse it.
     streamable = False
-
-    @property
-    def step_mode(self) -> StepMode:
-        """Always ``'m'``: the input is a whole sequence ``[T, B, ...]``."""
-        return "m"
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        if mode != "m":
-            raise ConfigurationError(
-                f"{type(self).__name__} only runs in multi-step mode (the score of each "
-                f"step is computed from the whole sequence); got step_mode={mode!r}"
-            )
+    sequence_reason = "the score of each step is computed from the whole sequence"
 
 
 def _hidden_size(owner: str, size: int, size_name: str, reduction: int, name: str) -> int:

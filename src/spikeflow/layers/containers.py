@@ -20,32 +20,20 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from spikeflow.base import StepMode, StepModule, check_time_major
+from spikeflow.base import SequenceOnly, StepMode, StepModule, check_time_major
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers._time import check_inner_modules, fold_time, run_steps, stepping_memory
 
 __all__ = ["MultiStepContainer", "SeqToANNContainer", "StepModeContainer"]
 
 
-class _MultiStepOnly(StepModule):
+class _MultiStepOnly(SequenceOnly):
     """A sequence container: its ``step_mode`` is always ``'m'``."""
 
     owns_children_time = True
     multi_step_only = True
-
-    @property
-    def step_mode(self) -> StepMode:
-        """Always ``'m'``: the input is a sequence ``[T, B, ...]``."""
-        return "m"
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        if mode != "m":
-            raise ConfigurationError(
-                f"{type(self).__name__} is a sequence container and only runs in multi-step "
-                f"mode; got step_mode={mode!r}. Use StepModeContainer for a container that "
-                "can switch to single-step mode."
-            )
+    sequence_reason = "a sequence container"
+    sequence_hint = "Use StepModeContainer for a container that can switch to single-step mode."
 
 
 class SeqToANNContainer(_MultiStepOnly, nn.Sequential):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_int
-from spikeflow.base import MemoryModule, StepMode, StepModule, check_time_major
+from spikeflow.base import MemoryModule, SequenceOnly, StepMode, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.neurons.base import check_sequence
 from spikeflow.surrogate import ATan, Surrogate
@@ -147,22 +147,11 @@ def set_mask_lambda(net: nn.Module, value: float) -> int:
     return count
 
 
-class _SequenceOnly(StepModule):
+class _SequenceOnly(SequenceOnly):
     """Multi-step only: the weight mixes all T steps of the sequence."""
 
-    @property
-    def step_mode(self) -> StepMode:
-        """Always ``'m'``: the input is a whole sequence ``[T, B, ...]``."""
-        return "m"
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        if mode != "m":
-            raise ConfigurationError(
-                f"{type(self).__name__} only runs in multi-step mode (step t depends on "
-                f"the whole sequence); got step_mode={mode!r}. MaskedPSN (with lambda_=1) "
-                "and SlidingPSN run step by step."
-            )
+    sequence_reason = "step t depends on the whole sequence"
+    sequence_hint = "MaskedPSN (with lambda_=1) and SlidingPSN run step by step."
 
 
 class _TxTPSN(nn.Module):
