@@ -50,7 +50,33 @@ class ChannelFrames(NeuromorphicDataset):
         return array, computed
 
 
-class _SpikingAudio(ChannelFrames, NamedSplitDataset):
+class _OneFile(ChannelFrames):
+    """Samples read from one HDF5 file, opened at the first read (in each DataLoader
+    worker: an h5py handle does not cross processes)."""
+
+    _file: Any = None
+
+    def _open_file(self) -> Any:
+        raise NotImplementedError
+
+    def _reader(self) -> Any:
+        if self._file is None:
+            self._file = self._open_file()
+        return self._file
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # h5py handles do not cross processes; reopen there
+        return state
+
+    def close(self) -> None:
+        """Close the HDF5 file (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class _SpikingAudio(_OneFile, NamedSplitDataset):
     """A split file ``root/<prefix>_<split>.h5``; one sample per row, read lazily."""
 
     sensor_size = (700, 1, 1)
@@ -112,21 +138,8 @@ class _SpikingAudio(ChannelFrames, NamedSplitDataset):
             )
         return [(self.h5_path, int(label)) for label in labels]
 
-    def _audio(self) -> SpikingAudioFile:
-        if self._file is None:
-            self._file = SpikingAudioFile(self.h5_path, self.channels)
-        return self._file
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_file"] = None  # h5py handles do not cross processes; reopen there
-        return state
-
-    def close(self) -> None:
-        """Close the HDF5 file (reopened on the next read)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def _open_file(self) -> SpikingAudioFile:
+        return SpikingAudioFile(self.h5_path, self.channels)
 
     def cache_entry_key(self, index: int) -> dict[str, Any]:
         """The cache key of sample ``index``: the file and the row."""
@@ -134,7 +147,7 @@ class _SpikingAudio(ChannelFrames, NamedSplitDataset):
 
     def events(self, index: int) -> EventRecording:
         """Sample ``index``'s spikes: ``x`` = channel, ``t`` in µs, after ``event_transform``."""
-        rec, _ = self._audio()[index]
+        rec, _ = self._reader()[index]
         return rec if self.event_transform is None else self.event_transform(rec)
 
 
@@ -234,7 +247,7 @@ def SpikingHeidelbergDigits(  # SpikingJelly's class name
 SpikingSpeechCommands = SSC
 
 
-class NTIDIGITS18(ChannelFrames):
+class NTIDIGITS18(_OneFile):
     """N-TIDIGITS18 (Anumula et al., Front. Neurosci. 2018): the TIDIGITS corpus played to
     the Dynamic Audio Sensor, a 64-channel silicon cochlea; single digits and digit
     sequences spoken by men and women, in a train and a test split.
@@ -313,21 +326,8 @@ class NTIDIGITS18(ChannelFrames):
             self.keys.append(key)
         return samples
 
-    def _reader(self) -> NTidigitsFile:
-        if self._file is None:
-            self._file = NTidigitsFile(self.h5_path, self.split)
-        return self._file
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_file"] = None  # h5py handles do not cross processes; reopen there
-        return state
-
-    def close(self) -> None:
-        """Close the HDF5 file (reopened on the next read)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def _open_file(self) -> NTidigitsFile:
+        return NTidigitsFile(self.h5_path, self.split)
 
     def cache_entry_key(self, index: int) -> dict[str, Any]:
         """The cache key of sample ``index``: the file and the sample's key."""
