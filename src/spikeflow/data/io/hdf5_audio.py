@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from os import PathLike
 from types import TracebackType
+from typing import Any, Self
 
 import numpy as np
 
@@ -41,7 +42,38 @@ def _has_signature(path: str | PathLike) -> bool:
     )
 
 
-class SpikingAudioFile:
+class HDF5Reader:
+    """An HDF5 file opened for reading (after checking its signature), closed by
+    :meth:`close` or at the end of a ``with`` block."""
+
+    _file: Any
+
+    def _open(self, path: str | PathLike, what: str) -> None:
+        """Open ``path``; ``what`` names the files for the missing-h5py error."""
+        h5py = import_optional("h5py", what, "h5py")
+        self.path = str(path)
+        if not _has_signature(path):
+            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as exc:
+            raise format_error(path, None, f"h5py cannot open the file: {exc}") from None
+
+    def close(self) -> None:
+        """Close the underlying HDF5 file."""
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+
+class SpikingAudioFile(HDF5Reader):
     """Random access to the samples of an SHD/SSC HDF5 file.
 
     Use as a context manager (``with SpikingAudioFile(path) as f: rec, label = f[0]``)
@@ -58,15 +90,8 @@ class SpikingAudioFile:
     """
 
     def __init__(self, path: str | PathLike, channels: int = 700) -> None:
-        h5py = import_optional("h5py", "SHD/SSC HDF5 files", "h5py")
-        self.path = str(path)
         self.channels = channels
-        if not _has_signature(path):
-            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
-        try:
-            self._file = h5py.File(path, "r")
-        except OSError as exc:
-            raise format_error(path, None, f"h5py cannot open the file: {exc}") from None
+        self._open(path, "SHD/SSC HDF5 files")
         try:
             self._times, self._units, self._labels = (
                 self._dataset(name) for name in ("spikes/times", "spikes/units", "labels")
@@ -175,19 +200,6 @@ class SpikingAudioFile:
         zeros = np.zeros(t.size, dtype=np.int8)
         events = sort_by_time(make_events(t, units, None, zeros))
         return EventRecording(events, (self.channels, 1, 1), self.path), int(label[0])
-
-    def close(self) -> None:
-        """Close the underlying HDF5 file."""
-        self._file.close()
-
-    def __enter__(self) -> SpikingAudioFile:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.close()
 
 
 def read_spiking_audio(

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import re
 from os import PathLike
-from types import TracebackType
 
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import import_optional, seconds_to_us, sort_by_time
-from spikeflow.data.io.hdf5_audio import _has_signature
+from spikeflow.data.io._common import seconds_to_us, sort_by_time
+from spikeflow.data.io.hdf5_audio import HDF5Reader
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["NTIDIGITS_DIGITS", "NTidigitsFile", "parse_ntidigits_key"]
@@ -56,7 +55,7 @@ def parse_ntidigits_key(key: str) -> dict[str, str]:
     return match.groupdict()
 
 
-class NTidigitsFile:
+class NTidigitsFile(HDF5Reader):
     """One split of an N-TIDIGITS18 file: its sample keys and random access to them.
 
     Use as a context manager (``with NTidigitsFile(path, "test") as f: rec = f.read(key)``)
@@ -77,14 +76,8 @@ class NTidigitsFile:
     def __init__(self, path: str | PathLike, split: str, channels: int = 64) -> None:
         if split not in ("train", "test"):
             raise ConfigurationError(f"split must be 'train' or 'test'; got {split!r}")
-        h5py = import_optional("h5py", "N-TIDIGITS HDF5 files", "h5py")
-        self.path, self.split, self.channels = str(path), split, channels
-        if not _has_signature(path):
-            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
-        try:
-            self._file = h5py.File(path, "r")
-        except OSError as exc:
-            raise format_error(path, None, f"h5py cannot open the file: {exc}") from None
+        self.split, self.channels = split, channels
+        self._open(path, "N-TIDIGITS HDF5 files")
         try:
             self.keys = self._read_keys()
             self._addresses, self._timestamps = (
@@ -172,16 +165,3 @@ class NTidigitsFile:
         t = seconds_to_us(seconds, self.path, f"{self.split}_timestamps/{key}")
         events = make_events(t, channel.astype(np.int64), None, np.zeros(t.size, np.int8))
         return EventRecording(sort_by_time(events), (self.channels, 1, 1), self.path)
-
-    def close(self) -> None:
-        """Close the underlying HDF5 file."""
-        self._file.close()
-
-    def __enter__(self) -> NTidigitsFile:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.close()
