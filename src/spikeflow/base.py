@@ -31,6 +31,7 @@ __all__ = [
     "StepModule",
     "check_step_mode",
     "check_time_major",
+    "set_constants",
 ]
 
 StepMode = Literal["s", "m"]
@@ -236,3 +237,13 @@ class MemoryModule(StepModule, nn.Module):
         """Store ``state`` for the next call if streaming (otherwise drop it)."""
         if self.streaming:
             self._state = state
+
+
+def set_constants(module: nn.Module, values: dict[str, Any]) -> None:
+    """Set each of ``values`` on ``module``: a tensor as a buffer (it follows ``.to()`` and
+    is saved in the ``state_dict``), anything else (a float) as a plain attribute."""
+    for name, value in values.items():
+        if isinstance(value, Tensor):
+            module.register_buffer(name, value)
+        else:
+            setattr(module, name, value)

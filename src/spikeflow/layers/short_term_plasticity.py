@@ -29,7 +29,7 @@ import math
 import torch
 from torch import Tensor
 
-from spikeflow.base import MemoryModule, StepMode
+from spikeflow.base import MemoryModule, StepMode, set_constants
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import check_sequence, check_step_shape
 
@@ -177,11 +177,7 @@ class ShortTermPlasticity(MemoryModule):
         utilisation = torch.as_tensor(values["U"])
         if not bool(((utilisation > 0) & (utilisation <= 1)).all()):
             raise ConfigurationError(f"{owner}: U must be in (0, 1] everywhere, got U={U}")
-        for name, value in values.items():
-            if isinstance(value, Tensor):
-                self.register_buffer(name, value)
-            else:
-                setattr(self, name, value)
+        set_constants(self, values)
 
     @property
     def u(self) -> Tensor | None:

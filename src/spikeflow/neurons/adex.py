@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import check_step_shape
 from spikeflow.neurons.current import CubaLIFNode, _check_time_constant, _check_value
@@ -158,11 +159,7 @@ class AdExLIFNode(CubaLIFNode):
             "a": _check_value("a", a),
             "b": _check_value("b", b),
         }
-        for name, value in values.items():
-            if isinstance(value, Tensor):
-                self.register_buffer(name, value)
-            else:
-                setattr(self, name, value)
+        set_constants(self, values)
 
     def declaration(self) -> NeuronDeclaration:
         return declare(_adex_charge, _adex_update, type(self).__name__, charge_returns_aux=True)

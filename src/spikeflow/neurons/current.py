@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor
 
+from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.neurons.base import BaseNode, check_step_shape
 
@@ -109,11 +110,7 @@ class CubaLIFNode(BaseNode):
             "r": _check_value("r", r),
             "v_leak": _check_value("v_leak", v_leak),
         }
-        for name, value in values.items():
-            if isinstance(value, Tensor):
-                self.register_buffer(name, value)
-            else:
-                setattr(self, name, value)
+        set_constants(self, values)
 
     @staticmethod
     def charge(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from spikeflow._checks import check_flag
-from spikeflow.base import MemoryModule, StepMode
+from spikeflow.base import MemoryModule, StepMode, set_constants
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.neurons.base import check_sequence, check_step_shape
 
@@ -76,11 +76,7 @@ class LINode(MemoryModule):
             "tau": _check_param("tau", tau, 1.0),
             "v_leak": _check_param("v_leak", v_leak, None),
         }
-        for name, value in values.items():
-            if isinstance(value, Tensor):
-                self.register_buffer(name, value)
-            else:
-                setattr(self, name, value)
+        set_constants(self, values)
         self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
 
     @property
