@@ -19,6 +19,9 @@
   multi-dimensional (MA-SNN) attention over the steps of a sequence.
 * :mod:`~spikeflow.layers.sigma_delta`: sigma-delta networks (delta encoder, sigma
   decoder, sigma-delta units, synapses fed deltas; Lava-DL's SDNN).
+* :mod:`~spikeflow.layers.short_term_plasticity`: Tsodyks-Markram short-term
+  synaptic plasticity (``docs/synapses.md``).
+* :mod:`~spikeflow.layers.delay`: learnable synaptic delays (``DelayedLinear``).
 
 See ``docs/layers.md``.
 """
