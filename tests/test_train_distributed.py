@@ -57,6 +57,11 @@ def _worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     Trainer(config_from_dict(_config(output_dir)), log=None).fit()
 
 
+def _recompute_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    _join(rank, world_size, port)
+    Trainer(config_from_dict({**_config(output_dir), "recompute": True}), log=None).fit()
+
+
 def _online_config(output_dir: str, trace_decay: float | None) -> dict:
     return {**_config(output_dir), "online": True, "online_steps": 2, "epochs": 2,
             "batch_size": 8, "online_trace_decay": trace_decay}  # fmt: skip
@@ -231,6 +236,18 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     # the evaluation splits the test set without counting any sample twice
     assert a["history"][0]["test_acc"] == pytest.approx(b["history"][0]["test_acc"], abs=1e-12)
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
+
+
+def test_recompute_under_two_gloo_processes_equals_one_plain_process(tmp_path):
+    """DDP over recomputed blocks (each process recomputes its own half of the batch)
+    reduces the same gradients as one process without recomputation."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    Trainer(config_from_dict(_config(str(one))), log=None).fit()
+    _spawn(_recompute_worker, str(two))
+    a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
+    assert b["world_size"] == 2 and b["config"]["recompute"] is True
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 @pytest.mark.parametrize("trace_decay", [None, 0.5], ids=["sltt", "ottt"])
