@@ -289,6 +289,33 @@ def test_state_dict_keys_are_the_plain_ones():
     assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), fresh.parameters()))
 
 
+class _Wrapper(nn.Module):
+    """A block whose own child is named ``module`` (as a wrapper's often is)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def test_state_dict_of_a_block_whose_child_is_named_module():
+    """The block's own keys start with ``module.``: they were taken for the wrapper's
+    and not prefixed again, so the recomputed model could not load even its own."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(layers.Linear(3, 4), _Wrapper(nn.Sequential(neurons.PLIFNode())))
+    recomputed = copy.deepcopy(plain)
+    recompute_blocks(recomputed, ["1"])
+    assert list(recomputed.state_dict()) == ["0.weight", "0.bias", "1.module.0.w"]
+    with torch.no_grad():
+        plain[1].module[0].w.fill_(0.25)
+    recomputed.load_state_dict(plain.state_dict())
+    assert recomputed[1].module.module[0].w.item() == 0.25
+    recomputed.load_state_dict(recomputed.state_dict())
+    plain.load_state_dict(recomputed.state_dict())
+
+
 def test_auto_on_zoo_models():
     assert recompute_blocks(create_model("plif_nmnist")) == [
         "conv[0,1,2,3|4,5,6,7]",

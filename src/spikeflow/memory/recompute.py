@@ -242,9 +242,14 @@ def _strip_prefix(module: nn.Module, state_dict: dict, prefix: str, local_metada
 def _add_prefix(
     module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any, *args: Any
 ) -> None:
+    """The block's keys as :func:`_strip_prefix` wrote them, given their ``module.``
+    back. A key the block does not have is left as it is: a key with the prefix already
+    (from ``named_parameters``), or an unexpected one (reported as such)."""
+    own = set(module.module.state_dict(keep_vars=True))  # type: ignore[union-attr]
     for key in [k for k in state_dict if k.startswith(prefix)]:
-        if not key.startswith(prefix + "module."):
-            state_dict[prefix + "module." + key[len(prefix) :]] = state_dict.pop(key)
+        rest = key[len(prefix) :]
+        if rest in own or not rest.startswith("module."):
+            state_dict[prefix + "module." + rest] = state_dict.pop(key)
 
 
 def _has_neuron(module: nn.Module) -> bool:
