@@ -316,6 +316,37 @@ def test_state_dict_of_a_block_whose_child_is_named_module():
     plain.load_state_dict(recomputed.state_dict())
 
 
+def test_a_segmented_sequential_changed_afterwards_runs_its_children():
+    """Sliced (it crashed: the slice had no segments), a child appended or replaced
+    (the old segments ran without it): the children run, recomputed."""
+    plain = _net()
+    recomputed = copy.deepcopy(plain)
+    recompute_blocks(recomputed)
+    x = _spikes(4, 3, 2, 8, 8)
+    with torch.no_grad():
+        h = copy.deepcopy(plain[0])(x)  # the input of plain[1:]
+    for start, stop, inputs in ((None, 2, x), (1, None, h)):
+        out, gx = _run(plain[start:stop], inputs)
+        out_r, gx_r = _run(recomputed[start:stop], inputs)
+        assert torch.equal(out, out_r) and torch.equal(gx, gx_r)
+    torch.manual_seed(1)
+    plain.append(layers.Linear(5, 2))
+    plain[3] = layers.Linear(8 * 2 * 2, 5)
+    recomputed.append(copy.deepcopy(plain[5]))
+    recomputed[3] = copy.deepcopy(plain[3])
+    out, gx = _run(plain, x)
+    out_r, gx_r = _run(recomputed, x)
+    assert out.shape[-1] == 2 and torch.equal(out, out_r) and torch.equal(gx, gx_r)
+    _same(plain, recomputed)
+    segments = recomputed.__dict__["_recompute_segments"]
+    assert [m for s in segments for m in s.module] == list(recomputed)
+    unpacked = _net()
+    recompute_blocks(unpacked, pack="none")
+    part = unpacked[:2]
+    part(x.requires_grad_()).sum().backward()
+    assert [s.pack for s in part.__dict__["_recompute_segments"]] == ["none", "none"]
+
+
 def test_auto_on_zoo_models():
     assert recompute_blocks(create_model("plif_nmnist")) == [
         "conv[0,1,2,3|4,5,6,7]",

@@ -267,12 +267,29 @@ def _keeps_spikes(module: nn.Module) -> bool:
 class _SegmentedSequential(nn.Sequential):
     """An ``nn.Sequential`` run as recomputed segments (its class after
     :func:`recompute_blocks` chose it; its children, names and ``state_dict`` are
-    unchanged). The segments are kept outside the module tree."""
+    unchanged). The segments are kept outside the module tree, and cut again when the
+    children change (one replaced, appended or removed, or a slice of it)."""
 
     def forward(self, x: Any) -> Any:  # type: ignore[override]
-        for segment in self.__dict__["_recompute_segments"]:
+        segments = self.__dict__.get("_recompute_segments")
+        children = list(self._modules.values())
+        cut = [m for segment in segments or () for m in segment.module]
+        if (
+            segments is None
+            or len(cut) != len(children)
+            or any(a is not b for a, b in zip(cut, children))
+        ):
+            _segment_sequential(self, self.__dict__.get("_recompute_pack", "auto"))
+            segments = self.__dict__["_recompute_segments"]
+        for segment in segments:
             x = segment(x)
         return x
+
+    def __getitem__(self, idx: Any) -> Any:
+        item = super().__getitem__(idx)
+        if isinstance(item, _SegmentedSequential):  # a slice: packed as this one
+            item.__dict__["_recompute_pack"] = self.__dict__.get("_recompute_pack", "auto")
+        return item
 
 
 def _segments(seq: nn.Sequential) -> list[list[str]]:
@@ -292,6 +309,7 @@ def _segments(seq: nn.Sequential) -> list[list[str]]:
 def _segment_sequential(seq: nn.Sequential, pack: PackMode) -> list[list[str]]:
     cuts = _segments(seq)
     modules = dict(seq.named_children())
+    seq.__dict__["_recompute_pack"] = pack
     seq.__dict__["_recompute_segments"] = [
         Recomputed(nn.Sequential(*(modules[n] for n in names)), pack=pack) for names in cuts
     ]
