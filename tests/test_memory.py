@@ -193,6 +193,92 @@ def test_recorded_membrane_in_the_loss_and_restored():
     assert torch.equal(*grads)
 
 
+def _glif_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(5, 6), neurons.GLIFNode(T=10, inplane=6))
+    with torch.no_grad():  # a different conductance at every step
+        net[1].conduct.normal_()
+    return net
+
+
+@pytest.mark.parametrize("sizes", [(3, 3), (4, 3, 3)])
+def test_a_step_counter_is_carried_state(sizes):
+    """GLIF counts the steps it has run (which conductance is next): the recomputation
+    of a chunk started from the count after the last chunk. Within T its gradients were
+    silently those of other steps; past T it raised a StateError in the backward pass."""
+    plain = _glif_net()
+    recomputed = Recomputed(copy.deepcopy(plain))
+    x = torch.randn(sum(sizes), 2, 5)
+    results = []
+    for net in (plain, recomputed):
+        xs = x.clone().requires_grad_()
+        with functional.streaming(net):
+            out = torch.cat([net(chunk) for chunk in xs.split(list(sizes))])
+            (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+            steps = [m._t for m in net.modules() if isinstance(m, neurons.GLIFNode)]
+        results.append((out, xs.grad, steps))
+    assert results[0][1].abs().sum() > 0 and results[0][2] == results[1][2] == [sum(sizes)]
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    _same(plain, recomputed.module)
+
+
+def test_single_steps_of_a_masked_psn():
+    """A masked PSN streamed one step per call counts its steps too."""
+    torch.manual_seed(0)
+    psn = neurons.MaskedPSN(k=2, T=5, step_mode="s")
+    psn.lambda_ = 1.0
+    plain = nn.Sequential(layers.Linear(4, 3, step_mode="s"), psn)
+    recomputed = Recomputed(copy.deepcopy(plain))
+    x = torch.randn(5, 2, 4)
+    grads = []
+    for net in (plain, recomputed):
+        xs = x.clone().requires_grad_()
+        with functional.streaming(net):
+            out = torch.stack([net(step) for step in xs])
+            (out * torch.arange(3.0)).sum().backward()
+        grads.append(xs.grad)
+    assert grads[0].abs().sum() > 0 and torch.equal(*grads)
+    _same(plain, recomputed.module)
+
+
+def test_train_mode_switched_before_the_backward_pass():
+    """The recomputation runs in the mode of the forward call (batch statistics,
+    dropout), not in the mode the network was switched to before backward (it raised
+    a CheckpointError)."""
+    plain = _net()
+    recomputed = copy.deepcopy(plain)
+    recompute_blocks(recomputed)
+    x = _spikes(4, 3, 2, 8, 8)
+    results = []
+    for net in (plain, recomputed):
+        net.train()
+        xs = x.clone().requires_grad_()
+        torch.manual_seed(1)
+        out = net(xs)
+        net.eval()
+        out.sum().backward()
+        assert not any(m.training for m in net.modules())
+        results.append((out, xs.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    _same(plain, recomputed)
+
+
+def test_a_recomputed_block_inside_a_recurrent_container():
+    """The container runs the block one step per call, its neurons streaming for the
+    call and their parameters computed once at the first step: the recomputation of a
+    step sees both (it raised a StateError in the backward pass)."""
+    torch.manual_seed(0)
+    cell = nn.Sequential(layers.Linear(6, 6, step_mode="s"), neurons.PLIFNode(step_mode="s"))
+    plain = nn.Sequential(layers.Linear(4, 6), layers.Recurrent(cell, 6))
+    recomputed = copy.deepcopy(plain)
+    assert recompute_blocks(recomputed, ["1.sub_module"]) == ["1.sub_module"]
+    x = torch.randn(5, 2, 4)
+    out, gx = _run(plain, x)
+    out_r, gx_r = _run(recomputed, x)
+    assert gx.abs().sum() > 0 and torch.equal(out, out_r) and torch.equal(gx, gx_r)
+    _same(plain, recomputed)
+
+
 def test_gradcheck_through_a_recomputed_block():
     """float64 gradcheck of a recomputed stateful block (a leaky integrator: no spikes,
     so the finite differences see the gradient), with batch norm in training mode."""

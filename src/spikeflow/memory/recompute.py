@@ -12,9 +12,11 @@ one more forward pass of the recomputed blocks.
 What makes recomputing a *spiking* block exact:
 
 * **Carried state.** A streaming neuron starts a call from the state the previous call
-  left. The recomputation starts from that same state (kept by reference from the
-  forward call), and afterwards every neuron's carried state and recorded membrane are
-  put back as they were before it: recomputing leaves no trace in the network.
+  left. The recomputation starts from what every memory module held at the forward
+  call: its instance attributes (the carried state, kept by reference, a step counter,
+  the streaming switch and per-call caches a container's steps set up), and every
+  module's train/eval mode. Afterwards they are put back as they were before it, the
+  recorded membranes too: recomputing leaves no trace in the network.
 * **Buffers.** Buffers the forward call changed in place (batch norm's running
   statistics, counters) are recomputed from copies of their values before the call,
   so the live buffers are updated once, not twice.
@@ -31,6 +33,7 @@ and raises an error if it does not.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -90,7 +93,8 @@ class _Snapshot:
 
     def __init__(self, module: nn.Module) -> None:
         self.memories = [m for m in module.modules() if isinstance(m, MemoryModule)]
-        self.states = [_state_of(m) for m in self.memories]
+        self.states = [_attributes(m, skip=m._graph_attributes) for m in self.memories]
+        self.modes = [(m, m.training) for m in module.modules()]
         self.module = module
         buffers = dict(module.named_buffers(remove_duplicate=False))
         self.buffers_before = {
@@ -114,39 +118,56 @@ class _Snapshot:
 
     def __enter__(self) -> None:
         """Enter a recomputation (the backward pass may run it more than once): start
-        from the forward call's carried state."""
-        self.current = [(_state_of(m), _graph_values(m)) for m in self.memories]
-        for m, state in zip(self.memories, self.states):
-            _set_state(m, state)
+        from the forward call's carried state and modes."""
+        self.current = [_attributes(m) for m in self.memories]
+        self.current_modes = [m.training for m, _ in self.modes]
+        for m, attributes in zip(self.memories, self.states):
+            _set_attributes(m, attributes, keep=m._graph_attributes)
+        for m, training in self.modes:
+            m.training = training
         _local.depth = getattr(_local, "depth", 0) + 1
         self.active = True
 
     def __exit__(self, *exc: object) -> None:
-        """Put every carried state and recorded tensor back as before the recomputation."""
+        """Put every carried state, recorded tensor and mode back as before the
+        recomputation."""
         self.active = False
         _local.depth -= 1
-        for m, (state, graph_values) in zip(self.memories, self.current):
-            _set_state(m, state)
-            m.__dict__.update(graph_values)
+        for m, attributes in zip(self.memories, self.current):
+            _set_attributes(m, attributes)
+        for (m, _), training in zip(self.modes, self.current_modes):
+            m.training = training
         self.current = []
 
 
-def _state_of(m: MemoryModule) -> tuple[dict[str, Tensor] | None, Any]:
-    state = m.__dict__.get("_state")
-    return (None if state is None else dict(state), m.__dict__.get("_carried_shape"))
+#: An ``nn.Module``'s own registries (parameters, buffers, submodules, hooks): not state.
+_REGISTRIES = frozenset(nn.Module().__dict__) - {"training"}
 
 
-def _set_state(m: MemoryModule, saved: tuple[dict[str, Tensor] | None, Any]) -> None:
-    state, shape = saved
-    m._state = None if state is None else dict(state)
-    if shape is None:
-        m.__dict__.pop("_carried_shape", None)
-    else:
-        m._carried_shape = shape
+def _copied(value: Any) -> Any:
+    """Dicts and lists copied (a call may fill them in place), other values as they are."""
+    return copy.copy(value) if isinstance(value, dict | list) else value
 
 
-def _graph_values(m: MemoryModule) -> dict[str, Any]:
-    return {name: m.__dict__.get(name) for name in m._graph_attributes if name in m.__dict__}
+def _attributes(m: MemoryModule, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a call of ``m`` may read and change besides its parameters and buffers: its
+    instance attributes (the carried state, the streaming switch, a step counter, a
+    per-call cache), but its registries and ``skip``."""
+    return {
+        name: _copied(value)
+        for name, value in m.__dict__.items()
+        if name not in _REGISTRIES and name not in skip
+    }
+
+
+def _set_attributes(
+    m: MemoryModule, attributes: dict[str, Any], keep: tuple[str, ...] = ()
+) -> None:
+    """``m``'s attributes (but its registries and ``keep``) made those of ``attributes``."""
+    for name in [n for n in m.__dict__ if n not in _REGISTRIES and n not in keep]:
+        if name not in attributes:
+            del m.__dict__[name]
+    m.__dict__.update({name: _copied(value) for name, value in attributes.items()})
 
 
 def _check_pack(pack: str) -> PackMode:
