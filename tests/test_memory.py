@@ -433,6 +433,37 @@ def test_a_segmented_sequential_changed_afterwards_runs_its_children():
     assert [s.pack for s in part.__dict__["_recompute_segments"]] == ["none", "none"]
 
 
+class _RecurrentNet(nn.Module):
+    """An encoder block, then a recurrent layer whose cell is a plain nn.Sequential."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(layers.Linear(4, 6), neurons.LIFNode())
+        cell = nn.Sequential(layers.Linear(6, 6, step_mode="s"), neurons.PLIFNode(step_mode="s"))
+        self.recurrent = layers.Recurrent(cell, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.recurrent(self.encoder(x))
+
+
+def test_auto_leaves_the_cells_a_container_runs_step_by_step():
+    """The "auto" choice recomputed the recurrent layer's cell at every step; with a
+    pruned (reparameterised) weight, which the container computes once for its steps,
+    the backward pass raised a CheckpointError. The container is left as it is."""
+    from spikeflow.prune import apply_soft_threshold
+
+    torch.manual_seed(0)
+    plain = _RecurrentNet()
+    apply_soft_threshold(plain, 0.01)
+    recomputed = copy.deepcopy(plain)
+    assert recompute_blocks(recomputed) == ["encoder[0,1]"]
+    x = torch.randn(5, 2, 4) * 2
+    out, gx = _run(plain, x)
+    out_r, gx_r = _run(recomputed, x)
+    assert gx.abs().sum() > 0 and torch.equal(out, out_r) and torch.equal(gx, gx_r)
+    _same(plain, recomputed)
+
+
 def test_auto_on_zoo_models():
     assert recompute_blocks(create_model("plif_nmnist")) == [
         "conv[0,1,2,3|4,5,6,7]",

@@ -340,12 +340,17 @@ def _segment_sequential(seq: nn.Sequential, pack: PackMode) -> list[list[str]]:
 
 def _auto_blocks(model: nn.Module) -> list[str]:
     """Top down: every plain ``nn.Sequential`` or ``nn.ModuleList`` holding a spiking
-    layer, not inside another."""
+    layer, not inside another, nor inside a container that runs its children step by
+    step (a recurrent layer's cell: recomputed at every step, and its reparameterised
+    weights, computed once for the steps, could not be)."""
     chosen: list[str] = []
+    passed: list[str] = []
     for name, module in model.named_modules():
-        if any(name.startswith(c + ".") or c == "" for c in chosen):
+        if any(name.startswith(c + ".") or c == "" for c in chosen + passed):
             continue
-        if type(module) in (nn.Sequential, nn.ModuleList) and _has_neuron(module):
+        if getattr(module, "owns_children_time", False):
+            passed.append(name)
+        elif type(module) in (nn.Sequential, nn.ModuleList) and _has_neuron(module):
             chosen.append(name)
     return chosen
 
@@ -370,9 +375,11 @@ def recompute_blocks(
     Args:
         model: the network.
         blocks: ``"auto"`` (default): every plain ``nn.Sequential`` holding a spiking
-            layer (the outermost ones) runs as segments, each cut after a spiking layer
-            (and the max pooling or flattening that follows it), so each segment keeps
-            one spike tensor, packed; the ``nn.Sequential`` keeps its children and keys.
+            layer (the outermost ones; none inside a container that runs its children
+            step by step, such as a recurrent layer) runs as segments, each cut after a
+            spiking layer (and the max pooling or flattening that follows it), so each
+            segment keeps one spike tensor, packed; the ``nn.Sequential`` keeps its
+            children and keys.
             Each element of a plain ``nn.ModuleList`` (a transformer's blocks) that
             holds a spiking layer is wrapped in :class:`Recomputed`. Or the
             names of submodules to wrap in :class:`Recomputed` (as
