@@ -500,6 +500,27 @@ def test_monitor_counts_once():
     assert rates[0] == rates[1] and rates[0][0][0] > 0
 
 
+def test_stdp_learner_records_once():
+    """STDP on one layer of a network trained by gradients: the learner's hooks skip
+    the recomputation (they recorded the layer's input twice and the neuron's output
+    once, and step() raised a StateError)."""
+    from spikeflow.learn import STDPLearner
+
+    updates = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        fc, lif = layers.Linear(6, 5, bias=False), neurons.LIFNode(v_threshold=0.3)
+        net = nn.Sequential(fc, lif, layers.Linear(5, 3), neurons.LIFNode())
+        if recompute:
+            recompute_blocks(net)
+        learner = STDPLearner(fc, lif, tau_pre=2.0, tau_post=2.0)
+        net(_spikes(6, 2, 6)).sum().backward()
+        fc.weight.grad = None
+        learner.step()
+        updates.append(fc.weight.grad)
+    assert updates[0].abs().sum() > 0 and torch.equal(*updates)
+
+
 def test_is_recomputing_only_in_the_recomputation():
     seen = []
     block = Recomputed(nn.Sequential(layers.Linear(3, 3), neurons.LIFNode()))

@@ -14,6 +14,7 @@ from spikeflow.base import MemoryModule, StepModule
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
+from spikeflow.memory.recompute import is_recomputing
 
 __all__ = ["STDPLearner"]
 
@@ -130,11 +131,11 @@ class STDPLearner:
     # -- recording ----------------------------------------------------------------------
 
     def _record_pre(self, module: nn.Module, args: tuple) -> None:
-        if self.recording:
+        if self.recording and not is_recomputing():  # (recorded in the forward call)
             self._pre.append(args[0].detach())
 
     def _before_neuron(self, module: nn.Module, args: tuple) -> None:
-        if not self.recording:
+        if not self.recording or is_recomputing():
             return
         memory = [m for m in module.modules() if isinstance(m, MemoryModule)]
         modes = {m.step_mode for m in module.modules() if isinstance(m, StepModule)}
@@ -152,7 +153,7 @@ class STDPLearner:
         self._call = (single, fresh)
 
     def _record_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not self.recording:
+        if not self.recording or is_recomputing():
             return
         if not isinstance(output, Tensor):
             raise ConfigurationError(
