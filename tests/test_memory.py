@@ -21,6 +21,7 @@ from spikeflow.memory import (
     recompute_blocks,
     unpack_spikes,
 )
+from spikeflow.memory.packing import try_pack_spikes
 from spikeflow.models import create_model
 from spikeflow.training.monitors import SpikeMonitor
 
@@ -55,6 +56,25 @@ def test_pack_refuses_non_spikes():
         pack_spikes(torch.tensor([[0.0, 1.0], [0.5, 1.0]]))
     with pytest.raises(DTypeError, match="complex"):
         pack_spikes(torch.zeros(3, dtype=torch.complex64))
+
+
+class _SignOfZero(nn.Module):
+    """atan2(x, -1): pi for +0.0, -pi for -0.0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.atan2(x, -torch.ones_like(x))
+
+
+def test_negative_zero_is_not_packed():
+    """-0.0 equals 0.0, but its bits unpack to +0.0: it is kept as it is (a recomputed
+    block saw +0.0 where the plain one saw -0.0)."""
+    x = torch.tensor([[0.0, 1.0, -0.0, 1.0]] * 3)
+    assert try_pack_spikes(x) is None
+    with pytest.raises(ConfigurationError, match=r"holds -0\.0"):
+        pack_spikes(x)
+    xs = x.clone().requires_grad_()
+    out = Recomputed(_SignOfZero())(xs)
+    assert torch.equal(out, _SignOfZero()(x)) and out[0, 2] < 0
 
 
 # -- recomputed blocks equal the plain network ------------------------------------------------

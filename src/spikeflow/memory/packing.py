@@ -69,8 +69,19 @@ def _pack_bytes(flat: Tensor) -> Tensor:
     return bits
 
 
+_SAME_SIZE_INTEGERS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _same_bits(a: Tensor, b: Tensor) -> bool:
+    """Whether two 1-D tensors of one dtype are equal bit for bit (-0.0 is not 0.0)."""
+    if a.is_floating_point():
+        integers = _SAME_SIZE_INTEGERS[a.element_size()]
+        return torch.equal(a.view(integers), b.view(integers))
+    return torch.equal(a, b)
+
+
 def try_pack_spikes(x: Tensor) -> PackedSpikes | None:
-    """``x`` as bits if every element is 0 or 1, else None. Packs and checks (by
+    """``x`` as bits if every element is 0 or 1 (not -0.0), else None. Packs and checks (by
     unpacking) a slice at a time, so nothing of ``x``'s size is allocated but the bits."""
     if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
         return None
@@ -83,7 +94,7 @@ def try_pack_spikes(x: Tensor) -> PackedSpikes | None:
     for start in range(0, flat.numel(), _CHUNK):
         part = flat[start : start + _CHUNK]
         packed = _pack_bytes(part)
-        if not torch.equal(torch.nn.functional.embedding(packed.long(), table).view(-1), part):
+        if not _same_bits(torch.nn.functional.embedding(packed.long(), table).view(-1), part):
             return None
         bits[start // 8 : start // 8 + packed.numel()] = packed
     return PackedSpikes(bits, x.shape, x.dtype)
@@ -95,14 +106,17 @@ def pack_spikes(x: Tensor) -> PackedSpikes:
 
     Raises:
         DTypeError: ``x`` is complex or an integer tensor.
-        ConfigurationError: an element of ``x`` is neither 0 nor 1 (packing would lose
-            it; the error gives one such value).
+        ConfigurationError: an element of ``x`` is neither 0 nor 1, or is -0.0 (packing
+            would lose it; the error gives one such value).
     """
     if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
         raise DTypeError(f"pack_spikes takes a floating-point or bool tensor, got dtype {x.dtype}")
     packed = try_pack_spikes(x)
     if packed is None:
-        bad = x[torch.logical_and(x != 0, x != 1)].flatten()[0].item()
+        odd = torch.logical_and(x != 0, x != 1)
+        if x.is_floating_point():
+            odd |= torch.signbit(x)  # -0.0 (it would unpack to +0.0)
+        bad = x[odd].flatten()[0].item()
         raise ConfigurationError(
             f"pack_spikes takes a tensor of 0s and 1s (spikes), but this one "
             f"(shape {tuple(x.shape)}, dtype {x.dtype}) holds {bad}"
