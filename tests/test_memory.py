@@ -299,6 +299,25 @@ def test_a_recomputed_block_inside_a_recurrent_container():
     _same(plain, recomputed)
 
 
+def test_a_modules_own_random_generator_is_replayed():
+    """A Poisson encoder drawing from its own generator inside a recomputed block: the
+    recomputation drew other spikes (the first layer's weight gradient was another), and
+    the generator advanced twice."""
+    from spikeflow.encoding import PoissonEncoder
+
+    results = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        encoder = PoissonEncoder(4, generator=torch.Generator().manual_seed(5))
+        net = nn.Sequential(encoder, layers.Linear(6, 5), neurons.LIFNode(), layers.Linear(5, 3))
+        if recompute:
+            recompute_blocks(net)
+        net(torch.rand(2, 6, generator=torch.Generator().manual_seed(1))).sum().backward()
+        results.append((net, torch.rand(3, generator=encoder.generator)))
+    assert torch.equal(results[0][1], results[1][1])
+    _same(results[0][0], results[1][0])
+
+
 def test_gradcheck_through_a_recomputed_block():
     """float64 gradcheck of a recomputed stateful block (a leaky integrator: no spikes,
     so the finite differences see the gradient), with batch norm in training mode."""

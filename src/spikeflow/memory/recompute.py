@@ -21,7 +21,8 @@ What makes recomputing a *spiking* block exact:
   statistics, counters) are recomputed from copies of their values before the call,
   so the live buffers are updated once, not twice.
 * **Random draws** (dropout) are replayed: the random generators' states are restored
-  for the recomputation (``preserve_rng_state``).
+  for the recomputation (``preserve_rng_state``), and those of generators the block's
+  modules hold (a Poisson encoder's).
 * **Hooks** run again in the recomputation. spikeflow's own (the training monitors,
   OTTT's traces, the energy counters) skip it through :func:`is_recomputing`; a hook of
   yours that counts or records should do the same.
@@ -95,6 +96,7 @@ class _Snapshot:
         self.memories = [m for m in module.modules() if isinstance(m, MemoryModule)]
         self.states = [_attributes(m, skip=m._graph_attributes) for m in self.memories]
         self.modes = [(m, m.training) for m in module.modules()]
+        self.generators = [(g, g.get_state()) for g in _own_generators(module)]
         self.module = module
         buffers = dict(module.named_buffers(remove_duplicate=False))
         self.buffers_before = {
@@ -125,6 +127,9 @@ class _Snapshot:
             _set_attributes(m, attributes, keep=m._graph_attributes)
         for m, training in self.modes:
             m.training = training
+        self.current_generators = [g.get_state() for g, _ in self.generators]
+        for g, generator_state in self.generators:
+            g.set_state(generator_state)
         _local.depth = getattr(_local, "depth", 0) + 1
         self.active = True
 
@@ -137,7 +142,21 @@ class _Snapshot:
             _set_attributes(m, attributes)
         for (m, _), training in zip(self.modes, self.current_modes):
             m.training = training
+        for (g, _), generator_state in zip(self.generators, self.current_generators):
+            g.set_state(generator_state)
         self.current = []
+
+
+def _own_generators(module: nn.Module) -> list[torch.Generator]:
+    """The random generators the modules of ``module`` hold (a Poisson encoder's): the
+    recomputation replays their draws as PyTorch replays the global generators'."""
+    found = {
+        id(value): value
+        for m in module.modules()
+        for value in m.__dict__.values()
+        if isinstance(value, torch.Generator)
+    }
+    return list(found.values())
 
 
 #: An ``nn.Module``'s own registries (parameters, buffers, submodules, hooks): not state.
