@@ -27,8 +27,9 @@ What makes recomputing a *spiking* block exact:
   OTTT's traces, the energy counters) skip it through :func:`is_recomputing`; a hook of
   yours that counts or records should do the same.
 
-PyTorch checks that the recomputation saves the same tensors as the forward call did
-and raises an error if it does not.
+PyTorch checks that the recomputation saves as many tensors as the forward call did,
+of the same shapes, dtypes and devices, and raises an error if not; it does not compare
+their values (a recomputation that drew other spikes would go unnoticed).
 """
 
 from __future__ import annotations
