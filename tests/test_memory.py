@@ -39,6 +39,22 @@ def test_pack_round_trip(numel, dtype):
     assert back.dtype == dtype and torch.equal(back.reshape(-1), x)
 
 
+@pytest.mark.parametrize("numel", [15, 16, 17, 33, 100])
+def test_pack_and_check_across_slices(monkeypatch, numel):
+    """Packed and checked 16 elements at a time: every slice lands in its bytes, the last
+    one padded, and a bad value in any slice is found."""
+    import spikeflow.memory.packing as packing
+
+    monkeypatch.setattr(packing, "_CHUNK", 16)
+    x = (torch.rand(numel, generator=torch.Generator().manual_seed(numel)) < 0.5).float()
+    assert torch.equal(unpack_spikes(pack_spikes(x)), x)
+    for where in (0, 16, numel - 1):
+        if where < numel:
+            y = x.clone()
+            y[where] = 0.5
+            assert packing.try_pack_spikes(y) is None
+
+
 def test_pack_bit_order_is_little_endian():
     """Element k of a group of eight is bit k of its byte."""
     x = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 1, 0, 1])

@@ -82,17 +82,18 @@ def _same_bits(a: Tensor, b: Tensor) -> bool:
 
 def try_pack_spikes(x: Tensor) -> PackedSpikes | None:
     """``x`` as bits if every element is 0 or 1 (not -0.0), else None. Packs and checks (by
-    unpacking) a slice at a time, so nothing of ``x``'s size is allocated but the bits."""
+    unpacking) a slice at a time, so for a contiguous ``x`` nothing of its size is
+    allocated but the bits (a non-contiguous one is copied once, by ``reshape``)."""
     if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
         return None
     flat = x.detach().reshape(-1)
-    pad = (-flat.numel()) % 8
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    bits = torch.empty(flat.numel() // 8, dtype=torch.uint8, device=flat.device)
+    n = flat.numel()
+    bits = torch.empty(-(-n // 8), dtype=torch.uint8, device=flat.device)
     table = _table(flat.dtype, flat.device)
-    for start in range(0, flat.numel(), _CHUNK):
+    for start in range(0, n, _CHUNK):
         part = flat[start : start + _CHUNK]
+        if part.numel() % 8:  # the last slice: padded with zeros to whole bytes
+            part = torch.cat([part, part.new_zeros(-part.numel() % 8)])
         packed = _pack_bytes(part)
         if not _same_bits(torch.nn.functional.embedding(packed.long(), table).view(-1), part):
             return None
