@@ -106,3 +106,15 @@ class RefractoryFlag(BaseNode):
 
     def initial_state(self, like):
         return {**super().initial_state(like), "r": torch.zeros_like(like)}
+
+
+def lif_loop(x: torch.Tensor, threshold: float = 1.0, tau: float = 2.0) -> torch.Tensor:
+    """A reference LIF over time (decay_input, hard reset to 0): H = V + (X - V)/τ,
+    spike H >= θ."""
+    v = torch.zeros_like(x[0])
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        h = v + (x[t] - v) / tau
+        out[t] = (h >= threshold).to(x.dtype)
+        v = h * (1 - out[t])
+    return out

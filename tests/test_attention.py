@@ -6,20 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from sample_neurons import lif_loop
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers import FeatureBatchNorm, SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeflow.models import create_model
-
-
-def _lif(x: torch.Tensor, threshold: float = 1.0, tau: float = 2.0) -> torch.Tensor:
-    """LIF over time (decay_input, hard reset to 0): H = V + (X - V)/τ, spike H >= θ."""
-    v = torch.zeros_like(x[0])
-    out = torch.zeros_like(x)
-    for t in range(x.shape[0]):
-        h = v + (x[t] - v) / tau
-        out[t] = (h >= threshold).to(x.dtype)
-        v = h * (1 - out[t])
-    return out
 
 
 def _bn(norm: FeatureBatchNorm, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +35,7 @@ def _heads(x: torch.Tensor, heads: int) -> list[torch.Tensor]:
 
 
 def _qkv_by_hand(module, x):
-    return [_lif(_bn(norm, x @ linear.weight.T)) for linear, norm in
+    return [lif_loop(_bn(norm, x @ linear.weight.T)) for linear, norm in
             zip(module.qkv.linear, module.qkv.norm, strict=True)]  # fmt: skip
 
 
@@ -59,8 +49,8 @@ def test_ssa_equals_the_paper_by_hand():
     attended = torch.cat([qh @ kh.transpose(-2, -1) @ vh * 0.125  # (Q Kᵀ) V · s per head
                           for qh, kh, vh in zip(_heads(q, 4), _heads(k, 4), _heads(v, 4),
                                                 strict=True)], dim=-1)  # fmt: skip
-    spikes = _lif(attended, threshold=0.5)
-    want = _lif(_bn(ssa.proj_norm, spikes @ ssa.proj.weight.T))
+    spikes = lif_loop(attended, threshold=0.5)
+    want = lif_loop(_bn(ssa.proj_norm, spikes @ ssa.proj.weight.T))
     got = ssa(x)
     torch.testing.assert_close(got, want)
     assert 0 < got.mean() < 1 and spikes.mean() > 0  # the case is not all silent
@@ -72,11 +62,11 @@ def test_sdsa_equals_the_paper_by_hand():
     sdsa = SpikeDrivenSelfAttention(16, num_heads=2).double().eval()
     _randomise(sdsa, 3)
     x = torch.randn(4, 2, 10, 16, dtype=torch.float64) * 2
-    s = _lif(x)
+    s = lif_loop(x)
     q, k, v = _qkv_by_hand(sdsa, s)
     masked = []
     for qh, kh, vh in zip(_heads(q, 2), _heads(k, 2), _heads(v, 2), strict=True):
-        kv = _lif((kh * vh).sum(dim=-2, keepdim=True), threshold=0.5)  # Σ over tokens
+        kv = lif_loop((kh * vh).sum(dim=-2, keepdim=True), threshold=0.5)  # Σ over tokens
         masked.append(qh * kv)
     want = _bn(sdsa.proj_norm, torch.cat(masked, dim=-1) @ sdsa.proj.weight.T)
     torch.testing.assert_close(sdsa(x), want)

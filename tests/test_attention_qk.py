@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sample_neurons import lif_loop
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.functional import set_step_mode, streaming
 from spikeflow.layers import ChannelQKAttention, QKAttention, TokenQKAttention
@@ -22,17 +23,6 @@ def sj():
     from spikingjelly.activation_based import functional, neuron
 
     return layer, neuron, functional
-
-
-def _lif(x: torch.Tensor, threshold: float = 1.0, tau: float = 2.0) -> torch.Tensor:
-    """LIF over time (decay_input, hard reset to 0): H = V + (X - V)/τ, spike H >= θ."""
-    v = torch.zeros_like(x[0])
-    out = torch.zeros_like(x)
-    for t in range(x.shape[0]):
-        h = v + (x[t] - v) / tau
-        out[t] = (h >= threshold).to(x.dtype)
-        v = h * (1 - out[t])
-    return out
 
 
 def _bn(norm: torch.nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
@@ -59,21 +49,21 @@ def _qk_by_hand(layer: QKAttention, x: torch.Tensor) -> torch.Tensor:
     tokens, dim = x.shape[-2:]
     heads, width = layer.num_heads, dim // layer.num_heads
     conv, norm = layer.qk_conv_bn
-    qk = _lif(_bn(norm, x @ conv.weight[:, :, 0].T))
+    qk = lif_loop(_bn(norm, x @ conv.weight[:, :, 0].T))
     q, k = qk[..., :dim], qk[..., dim:]
     masked = torch.zeros_like(k)
     for h in range(heads):
         part = slice(h * width, (h + 1) * width)
         if layer.qka_type == "token":  # Σ over the head's channels, per token
             sums = torch.stack([q[:, :, n, part].sum(-1) for n in range(tokens)], dim=2)
-            mask = _lif(sums, threshold=0.5)  # [T, B, N]
+            mask = lif_loop(sums, threshold=0.5)  # [T, B, N]
             masked[..., part] = mask.unsqueeze(-1) * k[..., part]
         else:  # Σ over the tokens, per channel
             sums = torch.stack([q[:, :, :, c].sum(-1) for c in range(dim)], dim=2)[..., part]
-            mask = _lif(sums, threshold=0.5)  # [T, B, d]
+            mask = lif_loop(sums, threshold=0.5)  # [T, B, d]
             masked[..., part] = mask.unsqueeze(2) * k[..., part]
     conv, norm = layer.proj_conv_bn
-    return _lif(_bn(norm, masked @ conv.weight[:, :, 0].T))
+    return lif_loop(_bn(norm, masked @ conv.weight[:, :, 0].T))
 
 
 @pytest.mark.parametrize("qka_type", ["token", "channel"])
@@ -126,7 +116,7 @@ def test_equals_spikingjelly(sj, kind, training):
     peer.load_state_dict(ours.state_dict())  # and back
 
 
-def test_equals_spikingjelly_with_parametric_lif(sj):
+def test_equals_spikingjelly_with_parametriclif_loop(sj):
     """A learnable neuron: its ``w`` in the state_dict, its gradient equal. SpikingJelly
     drops its defaults when given a neuron class, so its attention neuron has threshold
     1 there: ``attention_threshold=1.0`` matches it."""
