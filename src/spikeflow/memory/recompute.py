@@ -230,7 +230,7 @@ class Recomputed(nn.Module):
         if not torch.is_grad_enabled():
             return self.module(x, *args, **kwargs)
         snapshot = _Snapshot(self.module)
-        run = self._runner(snapshot, len(args), kwargs)
+        run = self._runner(snapshot, kwargs)
         bits = None
         if isinstance(x, Tensor) and self.pack == "bits":
             bits = pack_spikes(x)
@@ -253,9 +253,7 @@ class Recomputed(nn.Module):
             snapshot.forward_done()
         return out
 
-    def _runner(
-        self, snapshot: _Snapshot, n_args: int, kwargs: dict[str, Any]
-    ) -> Callable[..., Any]:
+    def _runner(self, snapshot: _Snapshot, kwargs: dict[str, Any]) -> Callable[..., Any]:
         module = self.module
 
         def run(x: Any, shape: Any, dtype: Any, proxy: Tensor | None, *args: Any) -> Any:
