@@ -112,14 +112,20 @@ def per_sample(x: np.ndarray, name: str, sample: int) -> tuple[np.ndarray, tuple
         return x[:, None], (1,)
     if x.ndim == 2:
         return x, (x.shape[1],)
+    return pick_sample(x, sample, name, "[T, B, ...]").reshape(x.shape[0], -1), tuple(x.shape[2:])
+
+
+def pick_sample(x: np.ndarray, sample: int, name: str, layout: str) -> np.ndarray:
+    """``x[:, sample]`` of a ``[T, B, ...]`` array, or a ConfigurationError naming the
+    batch size (``layout`` spells ``x``'s dims for the message)."""
     batch = x.shape[1]
     sample = check_int("sample", sample, 0)
     if sample >= batch:
         raise ConfigurationError(
             f"sample={sample} is outside the batch of {name} (shape {tuple(x.shape)}: "
-            f"[T, B, ...] with B = {batch})"
+            f"{layout} with B = {batch})"
         )
-    return x[:, sample].reshape(x.shape[0], -1), tuple(x.shape[2:])
+    return x[:, sample]
 
 
 def select_neurons(neurons: NeuronSelection, count: int, name: str) -> np.ndarray:

@@ -25,6 +25,7 @@ from spikeflow.plot._common import (
     integer_ticks,
     new_axes,
     per_sample,
+    pick_sample,
     pyplot,
     select_neurons,
     to_numpy,
@@ -250,14 +251,7 @@ def _maps(x: np.ndarray, step: int | None, sample: int) -> tuple[np.ndarray, str
     """``[C, H, W]`` maps from ``[C, H, W]``, ``[T, C, H, W]`` or ``[T, B, C, H, W]``,
     and what they show (for the title)."""
     if x.ndim == 5:
-        batch = x.shape[1]
-        sample = check_int("sample", sample, 0)
-        if sample >= batch:
-            raise ConfigurationError(
-                f"sample={sample} is outside the batch of x (shape {tuple(x.shape)}: "
-                f"[T, B, C, H, W] with B = {batch})"
-            )
-        x = x[:, sample]
+        x = pick_sample(x, sample, "x", "[T, B, C, H, W]")
     elif x.ndim == 3:
         if step is not None:
             raise ConfigurationError(
