@@ -30,6 +30,7 @@ from spikeflow.training.build import build_model
 from spikeflow.training.config import DATASET_DEFAULTS, TrainConfig, config_to_dict, resolve
 from spikeflow.training.data import (
     DataInfo,
+    _image_classes,
     _neuromorphic_classes,
     build_datasets,
     dataset_shape,
@@ -46,6 +47,10 @@ BY_TIME = ("fsdd", "ncars", "ntidigits18", "shd", "speechcommands", "ssc", "stmn
 EXPECTED = {
     "digits": ("plif_digits", 4, 32, "number"),
     "nmnist": ("plif_nmnist", 10, 16, "number"),
+    "mnist": ("plif_mnist", 8, 16, "number"),
+    "fashionmnist": ("plif_fashion_mnist", 8, 16, "number"),
+    "kmnist": ("plif_mnist", 8, 16, "number"),
+    "cifar10": ("plif_cifar10", 8, 16, "number"),
     "dvs128gesture": ("plif_dvsgesture", 20, 16, "number"),
     "cifar10dvs": ("plif_cifar10dvs", 20, 16, "number"),
     "shd": ("rsnn", 100, 128, "time"),
@@ -64,6 +69,7 @@ ALTERNATIVES = {
     **dict.fromkeys(_RECTANGULAR, _ANY_SIZE),
     "dvslip": ("plif_dvsgesture", "sew_dvsgesture", "spikformer_dvs", "sew_resnet18"),
     "pokerdvs": ("plif_nmnist", "sew_resnet18"),
+    "cifar100": ("plif_cifar10", "spiking_vgg11_bn", *_ANY_SIZE),
 }
 WITHOUT_DEFAULT = sorted(ALTERNATIVES)
 
@@ -73,6 +79,9 @@ def class_info(name: str) -> DataInfo:
     classes), here from the class alone."""
     if name == "digits":
         return DataInfo(10, 1, (8, 8), static=True)
+    if name in _image_classes():
+        image_cls = _image_classes()[name]
+        return DataInfo(len(image_cls.classes), image_cls.channels, image_cls.image_size, True)
     cls = _neuromorphic_classes()[name]
     width, height, polarities = cls.sensor_size
     return DataInfo(len(cls.classes), polarities, (height, width), static=False)
@@ -124,7 +133,8 @@ def test_a_dataset_without_a_default_model_names_the_models_that_fit(name):
     assert all(model in message for model in alternatives)
     # With a model, the dataset's other defaults apply.
     config = resolve(TrainConfig(dataset=name, model=alternatives[0]))
-    assert (config.T, config.batch_size, config.split_by) == (10, 16, "number")
+    T = 8 if name == "cifar100" else 10  # static images: the PLIF recipe's T
+    assert (config.T, config.batch_size, config.split_by) == (T, 16, "number")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Neuromorphic data: readers for sensor files, datasets, representations, transforms.
+"""Neuromorphic data: readers for sensor files, datasets, representations, transforms;
+and the static image datasets (MNIST, CIFAR) of directly encoded SNNs.
 
 Datasets yield one sample as ``[T, C, H, W]`` frames (or an EventRecording) plus a
 label; a DataLoader batches to ``[B, T, C, H, W]``; spikeflow's layers are time-major,
@@ -9,9 +10,13 @@ from spikeflow.data.audio import AudioToEvents, level_crossings, mel_filterbank,
 from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
 from spikeflow.data.datasets import (
     ASLDVS,
+    CIFAR10,
     CIFAR10DVS,
+    CIFAR100,
     FSDD,
     HARDVS,
+    KMNIST,
+    MNIST,
     NCARS,
     NMNIST,
     NTIDIGITS18,
@@ -23,6 +28,8 @@ from spikeflow.data.datasets import (
     DVS128Gesture,
     DVSLip,
     ESImageNet,
+    FashionMNIST,
+    ImageDataset,
     NAVGesture,
     NCaltech101,
     NeuromorphicDataset,
@@ -59,10 +66,14 @@ from spikeflow.data.transforms import Compose
 
 __all__ = [
     "ASLDVS",
+    "CIFAR10",
     "CIFAR10DVS",
+    "CIFAR100",
     "EVENT_DTYPE",
     "FSDD",
     "HARDVS",
+    "KMNIST",
+    "MNIST",
     "NCARS",
     "NMNIST",
     "NTIDIGITS18",
@@ -80,6 +91,8 @@ __all__ = [
     "DownloadError",
     "ESImageNet",
     "EventRecording",
+    "FashionMNIST",
+    "ImageDataset",
     "NAVGesture",
     "NCaltech101",
     "NeuromorphicDataset",

@@ -1,7 +1,8 @@
-"""The datasets ``spikeflow train`` knows: scikit-learn's digits and spikeflow's
-neuromorphic datasets, with what a model needs to know about them.
+"""The datasets ``spikeflow train`` knows: scikit-learn's digits, spikeflow's static
+image datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10/100) and its neuromorphic
+datasets, with what a model needs to know about them.
 
-Static images (the digits) yield ``[C, H, W]`` and are repeated over T by
+Static images (the digits, the image datasets) yield ``[C, H, W]`` and are repeated over T by
 :func:`to_time_major`; neuromorphic datasets yield frames ``[T, C, H, W]`` that a
 DataLoader batches to ``[B, T, C, H, W]`` and :func:`to_time_major` makes
 ``[T, B, C, H, W]``.
@@ -46,7 +47,19 @@ class DataInfo:
 
 def list_datasets() -> list[str]:
     """The ``--dataset`` names: ``digits`` and every spikeflow.data dataset class."""
-    return sorted(["digits", *_neuromorphic_classes()])
+    return sorted(["digits", *_image_classes(), *_neuromorphic_classes()])
+
+
+def _image_classes() -> dict[str, type]:
+    from spikeflow.data import datasets
+
+    return {
+        obj.__name__.lower(): obj
+        for obj in vars(datasets).values()
+        if isinstance(obj, type)
+        and issubclass(obj, datasets.ImageDataset)
+        and obj is not datasets.ImageDataset
+    }
 
 
 def _neuromorphic_classes() -> dict[str, type]:
@@ -66,7 +79,8 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     read from its class (no file is opened; ``classes`` from its ``classes`` list, else
     its ``num_classes``, else None). The step shape is ``(1, 8, 8)`` for the
     digits (repeated over T), ``(700,)`` for SHD and SSC (frames ``[T, 700]``),
-    ``(64,)`` for N-TIDIGITS18, and the
+    ``(64,)`` for N-TIDIGITS18, ``(C, H, W)`` for the image datasets (repeated over T;
+    CIFAR-100's 100 fine classes), and the
     sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
     Commands ``(2, 1, 40)``, the default encoder's 40 mel bands). A DataLoader batches
     frames to ``[B, T, ...]``, which the trainer makes ``[T, B, ...]``
@@ -80,6 +94,9 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     key = name.lower() if isinstance(name, str) else None
     if key == "digits":
         return 10, (1, 8, 8)
+    if key in _image_classes():
+        image_cls = _image_classes()[key]
+        return len(image_cls.classes), (image_cls.channels, *image_cls.image_size)
     classes = _neuromorphic_classes()
     if key not in classes:
         raise ConfigurationError(
@@ -144,6 +161,54 @@ def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Data
     train = TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr).long())
     test = TensorDataset(torch.from_numpy(x_te), torch.from_numpy(y_te).long())
     return train, test, DataInfo(10, 1, (8, 8), static=True)
+
+
+def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Dataset, DataInfo]:
+    from spikeflow.data.datasets import DatasetNotFoundError
+
+    cls = _image_classes()[config.dataset.lower()]
+    name = cls.__name__
+    if config.data_dir is None:
+        raise ConfigurationError(
+            f"dataset {config.dataset!r} needs --data-dir (the folder that holds it)"
+        )
+    given = [
+        option
+        for option, used in (
+            (f"--cache-dir {config.cache_dir}", config.cache_dir is not None),
+            (f"--split-by {config.split_by}", config.split_by not in (None, "number")),
+        )
+        if used
+    ]
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)}: {name} holds static images (read into memory, repeated over "
+            "T): there are no events to split and no frames to cache; leave "
+            f"{'it' if len(given) == 1 else 'them'} out"
+        )
+    kwargs = _dataset_kwargs(config, cls)
+    # The standard augmentation trains; the test split is never augmented.
+    augment = kwargs.pop("augment", True)
+    if not isinstance(augment, bool):
+        raise ConfigurationError(f"--dataset-kwargs augment must be true or false; got {augment!r}")
+    try:
+        train = (
+            cls(config.data_dir, train=True, download=config.download, augment=augment, **kwargs)
+            if with_train
+            else None
+        )
+        test = cls(config.data_dir, train=False, download=config.download and with_train,
+                   **kwargs)  # fmt: skip
+    except DatasetNotFoundError as exc:
+        hint = ""
+        if with_train and not config.download:
+            hint = " (from the command line: --download)"
+        elif not with_train:
+            hint = " (spikeflow eval does not download; spikeflow train --download does)"
+        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
+    split = train if train is not None else test
+    height, width = cls.image_size
+    return train, test, DataInfo(len(split.classes), cls.channels, (height, width), static=True)
 
 
 def dataset_num_classes(dataset: Dataset, name: str = "the dataset") -> int:
@@ -275,6 +340,8 @@ def build_datasets(
     name = config.dataset.lower()
     if name == "digits":
         train, test, info = _digits(config, with_train)
+    elif name in _image_classes():
+        train, test, info = _images(config, with_train)
     elif name in _neuromorphic_classes():
         train, test, info = _neuromorphic(config, with_train)
     else:

@@ -77,6 +77,18 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
         "number", "plif_digits", 4, 32, "spikeflow's PLIF CSNN for the 8x8 digits (docs/models.md)"
     ),
     "nmnist": DatasetDefaults("number", "plif_nmnist", 10, 16, _PLIF),
+    # Static images (repeated over T; nothing to split: "number" is unused). The PLIF
+    # recipe: T = 8, batch 16, MSE of the rates, Adam 1e-3.
+    "mnist": DatasetDefaults("number", "plif_mnist", 8, 16, _PLIF),
+    "fashionmnist": DatasetDefaults("number", "plif_fashion_mnist", 8, 16, _PLIF),
+    "cifar10": DatasetDefaults("number", "plif_cifar10", 8, 16, _PLIF),
+    # No published SNN recipe: MNIST's network and recipe (same 28x28 grey images).
+    "kmnist": DatasetDefaults(
+        "number", "plif_mnist", 8, 16, "PLIF MNIST network and recipe (methods.md 11.2)"
+    ),
+    "cifar100": DatasetDefaults(
+        "number", T=8, alternatives=("plif_cifar10", "spiking_vgg11_bn", *_ANY_SIZE)
+    ),
     "dvs128gesture": DatasetDefaults("number", "plif_dvsgesture", 20, 16, _PLIF),
     "cifar10dvs": DatasetDefaults("number", "plif_cifar10dvs", 20, 16, _PLIF),
     # 100 steps and batch 128 (sparch's nb_steps and batch_size); sparch bins a fixed

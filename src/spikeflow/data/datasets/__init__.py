@@ -1,4 +1,5 @@
-"""Neuromorphic datasets: a base class and the datasets built on it (docs/datasets.md)."""
+"""Neuromorphic datasets (a base class and the datasets built on it) and the static image
+datasets of directly encoded SNNs (docs/datasets.md)."""
 
 from spikeflow.data.datasets.audio import (
     NTIDIGITS18,
@@ -10,6 +11,8 @@ from spikeflow.data.datasets.audio import (
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
+from spikeflow.data.datasets.images import KMNIST, MNIST, FashionMNIST, ImageDataset
+from spikeflow.data.datasets.images_cifar import CIFAR10, CIFAR100, CIFAR100_COARSE_CLASSES
 from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
@@ -18,10 +21,15 @@ from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCalt
 
 __all__ = [
     "ASLDVS",
+    "CIFAR10",
     "CIFAR10DVS",
     "CIFAR10DVS_CLASSES",
+    "CIFAR100",
+    "CIFAR100_COARSE_CLASSES",
     "FSDD",
     "HARDVS",
+    "KMNIST",
+    "MNIST",
     "NCARS",
     "NMNIST",
     "NTIDIGITS18",
@@ -33,6 +41,8 @@ __all__ = [
     "DVSLip",
     "DatasetNotFoundError",
     "ESImageNet",
+    "FashionMNIST",
+    "ImageDataset",
     "NAVGesture",
     "NCaltech101",
     "NeuromorphicDataset",

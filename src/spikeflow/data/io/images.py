@@ -1,0 +1,237 @@
+"""Readers of the static image datasets' official files: IDX (MNIST, Fashion-MNIST,
+KMNIST) and CIFAR-10/100 in both published versions (binary records and Python
+pickles).
+
+Every reader validates what it reads (magic numbers, sizes, label ranges) and raises
+:class:`~spikeflow.errors.DataFormatError` naming the file, the byte offset where one
+applies, and what was expected. The CIFAR pickles are read with an unpickler that
+builds only plain containers and numpy arrays: a pickle asking for anything else is
+refused, so a tampered file cannot run code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikeflow.errors import DataFormatError
+
+__all__ = [
+    "IDX_DTYPES",
+    "decode_idx",
+    "read_cifar_binary",
+    "read_cifar_pickle",
+    "read_idx",
+]
+
+#: IDX type codes (the third magic byte) and the big-endian dtypes they name.
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    """The bytes of ``path``, decompressed when it is a gzip file (by its magic bytes)."""
+    raw = path.read_bytes()
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:  # truncated or corrupt stream
+        raise DataFormatError(f"{path}: not a readable gzip file ({exc})") from exc
+
+
+def decode_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """The array an IDX byte stream holds (``[N, ...]`` in its own dtype).
+
+    IDX: two zero bytes, a type code (:data:`IDX_DTYPES`), the number of dimensions,
+    then each dimension as a big-endian uint32, then the data in C order.
+
+    Raises:
+        DataFormatError: a bad magic number, an unknown type code, or a data size that
+            is not the product of the dimensions (the message names ``name``).
+    """
+    if len(raw) < 4:
+        raise DataFormatError(f"{name}: {len(raw)} bytes, too short for an IDX header (4 bytes)")
+    if raw[0] != 0 or raw[1] != 0:
+        raise DataFormatError(
+            f"{name}: offset 0: IDX files start with two zero bytes; found {raw[:2].hex()} "
+            "(not an IDX file)"
+        )
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise DataFormatError(f"{name}: offset 2: unknown IDX type code 0x{code:02X} ({known})")
+    if ndim == 0:
+        raise DataFormatError(f"{name}: offset 3: an IDX array of 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataFormatError(
+            f"{name}: {len(raw)} bytes, too short for the {ndim} dimensions its header declares"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_DTYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataFormatError(
+            f"{name}: offset {header}: shape {shape} of {dtype} needs {expected} data bytes; "
+            f"the file holds {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or not, told apart by its first bytes).
+
+    Raises:
+        DataFormatError: see :func:`decode_idx`; also a corrupt gzip stream.
+    """
+    path = Path(path)
+    return decode_idx(_read_maybe_gzip(path), str(path))
+
+
+#: Bytes per CIFAR image (3 x 32 x 32, channel-major rows).
+CIFAR_IMAGE_BYTES = 3 * 32 * 32
+
+
+def read_cifar_binary(
+    path: str | os.PathLike, label_bytes: int, num_classes: int, label_index: int = -1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a file of the CIFAR binary version: records of ``label_bytes`` label bytes
+    (1 for CIFAR-10; 2 for CIFAR-100: coarse, fine) then 3072 pixel bytes.
+
+    Args:
+        label_index: which label byte to return (-1: the last, CIFAR-100's fine label).
+
+    Returns:
+        ``(images uint8 [N, 3, 32, 32], labels int64 [N])``.
+
+    Raises:
+        DataFormatError: the size is not a whole number of records, or a label is not
+            below ``num_classes`` (the message gives the record and its offset).
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    record = label_bytes + CIFAR_IMAGE_BYTES
+    if not raw or len(raw) % record:
+        raise DataFormatError(
+            f"{path}: {len(raw)} bytes is not a whole number of {record}-byte CIFAR records "
+            f"({label_bytes} label byte(s) + {CIFAR_IMAGE_BYTES} pixels)"
+        )
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+    labels = rows[:, label_index if label_index >= 0 else label_bytes - 1].astype(np.int64)
+    _check_labels(labels, num_classes, path, lambda i: f"record {i} (offset {i * record})")
+    images = rows[:, label_bytes:].reshape(-1, 3, 32, 32)
+    return images, labels
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path, where: Any) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise DataFormatError(
+            f"{path}: {where(i)}: label {int(labels[i])} is not in [0, {num_classes})"
+        )
+
+
+def _numpy_global(name: str) -> Any:
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"numpy has no multiarray.{name}")  # pragma: no cover
+
+
+#: What a CIFAR pickle may ask for: numpy's array reconstruction and dtypes, and
+#: ``_codecs.encode`` (how protocol-2 pickles written by Python 3 store bytes).
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing {module}.{name}: a CIFAR batch holds only dicts, lists and numpy arrays"
+            )
+        if name == "_reconstruct":
+            return _numpy_global("_reconstruct")
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
+        return getattr(np, name)
+
+
+def read_cifar_pickle(
+    path: str | os.PathLike, label_key: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch file of the CIFAR Python version (``data_batch_1``, ``test_batch``,
+    CIFAR-100's ``train``/``test``): a pickled dict with ``data`` (uint8 ``[N, 3072]``)
+    and the labels under ``label_key`` (``labels``; CIFAR-100 ``fine_labels`` or
+    ``coarse_labels``).
+
+    Returns:
+        ``(images uint8 [N, 3, 32, 32], labels int64 [N])``.
+
+    Raises:
+        DataFormatError: not a readable pickle, a pickle that asks for anything but
+            plain containers and numpy arrays, a missing key, a wrong data shape or
+            dtype, a label count that differs from the image count, or a label out of
+            range.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            # The official files were pickled by Python 2: their strings are bytes.
+            batch = _ArrayUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError, UnicodeDecodeError) as exc:  # fmt: skip
+        raise DataFormatError(f"{path}: not a CIFAR batch pickle ({exc})") from exc
+    if not isinstance(batch, dict):
+        raise DataFormatError(f"{path}: a CIFAR batch is a dict; found {type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    for key in ("data", label_key):
+        if key not in batch:
+            raise DataFormatError(f"{path}: no {key!r} entry (it has {sorted(map(str, batch))})")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
+        raise DataFormatError(f"{path}: 'data' must be uint8 [N, 3072]; found {found}")
+    if data.shape[1] != CIFAR_IMAGE_BYTES:
+        raise DataFormatError(
+            f"{path}: 'data' rows hold {data.shape[1]} values; CIFAR images have "
+            f"{CIFAR_IMAGE_BYTES} (3 x 32 x 32)"
+        )
+    labels = np.asarray(batch[label_key])
+    if (
+        labels.ndim != 1
+        or labels.size != data.shape[0]
+        or not np.issubdtype(labels.dtype, np.integer)
+    ):
+        raise DataFormatError(
+            f"{path}: {label_key!r} must be {data.shape[0]} integer labels (one per image); "
+            f"found {labels.dtype} {labels.shape}"
+        )
+    labels = labels.astype(np.int64)
+    _check_labels(labels, num_classes, path, lambda i: f"{label_key}[{i}]")
+    return data.reshape(-1, 3, 32, 32), labels
