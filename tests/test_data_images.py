@@ -418,3 +418,35 @@ def test_command_line_trains_and_evaluates_on_mnist_files(tmp_path):
     assert float(rows[-1]["test_acc"]) >= 0.8, rows[-1]
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--data-dir",
                  str(tmp_path / "data"), "--no-progress"]) == 0  # fmt: skip
+
+
+def test_the_sequential_cifar_net_reads_one_column_per_step(tmp_path, capsys):
+    """psn_seqcifar (methods.md 4.5): T = the image width, step t = column t."""
+    from spikeflow.models.psn_seqcifar import image_to_columns
+    from spikeflow.training.data import DataInfo, static_layout, to_time_major
+
+    images = torch.rand(2, 3, 32, 32)
+    model = torch.nn.Module()
+    model.static_input = "columns"  # type: ignore[assignment]
+    info = DataInfo(10, 3, (32, 32), static=True)
+    layout = static_layout(model, info, 32)
+    assert layout == "columns"
+    torch.testing.assert_close(to_time_major(images, 32, layout), image_to_columns(images))
+    assert to_time_major(images, 32, layout)[5, 1, 2, 7] == images[1, 2, 7, 5]
+    with pytest.raises(ConfigurationError, match="T must be the image width, 32; got T=8"):
+        static_layout(model, info, 8)
+    with pytest.raises(ConfigurationError, match="the dataset yields frames"):
+        static_layout(model, DataInfo(10, 2, (34, 34), static=False), 32)
+    assert static_layout(torch.nn.Linear(1, 1), info, 8) is True
+
+    write_cifar10_python(tmp_path / "data", per_batch=4)
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"),
+            "--model", "psn_seqcifar", "--model-kwargs", "channels=8", "--epochs", "1",
+            "--batch-size", "10", "--output-dir", str(out), "--no-progress", "--plots", "off",
+            "--device", "cpu"]  # fmt: skip
+    assert main([*base, "-T", "8"]) != 0
+    assert "T must be the image width, 32; got T=8 (pass -T 32)" in capsys.readouterr().err
+    assert main([*base, "-T", "32"]) == 0
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--data-dir",
+                 str(tmp_path / "data"), "--no-progress"]) == 0  # fmt: skip

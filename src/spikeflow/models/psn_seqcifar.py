@@ -17,7 +17,7 @@ The baselines of the paper use ``neuron="lif"`` with
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -61,6 +61,9 @@ class PSNSequentialCIFARNet(nn.Module):
         neuron, neuron_kwargs: the spiking neuron (default PSN, T = 32).
         zero_init_residual: must be False (no residual blocks).
     """
+
+    #: ``spikeflow train`` feeds a static image one column per step (``T`` = width).
+    static_input: ClassVar[str] = "columns"
 
     def __init__(
         self,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from spikeflow.errors import ConfigurationError, MissingExtraError, ShapeError
@@ -30,6 +30,7 @@ __all__ = [
     "dataset_shape",
     "even_subset",
     "list_datasets",
+    "static_layout",
     "to_time_major",
 ]
 
@@ -352,12 +353,45 @@ def build_datasets(
     return train, even_subset(test, config.test_samples), info
 
 
-def to_time_major(x: Tensor, T: int, static: bool) -> Tensor:
+#: How a batch becomes the time-major input: ``False`` frames ``[B, T, ...]``, ``True``
+#: an image repeated over T, ``"columns"`` an image read one column per step.
+StaticLayout = bool | Literal["columns"]
+
+
+def static_layout(model: nn.Module, info: DataInfo, T: int) -> StaticLayout:
+    """How :func:`to_time_major` feeds ``model`` the dataset's samples: frames
+    (``False``), a static image repeated over ``T`` (``True``), or, for a model whose
+    ``static_input`` is ``"columns"`` (the PSN paper's sequential-CIFAR network), the
+    image one column per step (``"columns"``; ``T`` must be the image width).
+
+    Raises:
+        ConfigurationError: a column-reading model on frames, or ``T`` not the width.
+    """
+    if getattr(model, "static_input", "repeat") != "columns":
+        return info.static
+    name = type(model).__name__
+    if not info.static:
+        raise ConfigurationError(
+            f"{name} reads static images one column per step; the dataset yields frames"
+        )
+    width = info.input_size[1]
+    if T != width:
+        raise ConfigurationError(
+            f"{name} reads the image one column per step (sequential images): T must be the "
+            f"image width, {width}; got T={T} (pass -T {width})"
+        )
+    return "columns"
+
+
+def to_time_major(x: Tensor, T: int, static: StaticLayout) -> Tensor:
     """A batch as the time-major ``[T, B, ...]`` sequence a model takes.
 
-    Static images ``[B, C, H, W]`` are repeated over ``T`` steps (a view, no copy);
-    frames ``[B, T, C, H, W]`` are transposed.
+    Static images ``[B, C, H, W]`` are repeated over ``T`` steps (a view, no copy), or
+    with ``static="columns"`` read one column per step (``[W, B, C, H]``); frames
+    ``[B, T, C, H, W]`` are transposed.
     """
+    if static == "columns":
+        return x.permute(3, 0, 1, 2)
     if static:
         return x.unsqueeze(0).expand(T, *x.shape)
     if x.dim() < 3:

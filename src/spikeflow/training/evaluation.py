@@ -16,7 +16,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.training.build import build_model
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import config_from_dict, resolve, resolved_readout
-from spikeflow.training.data import build_datasets, even_subset
+from spikeflow.training.data import build_datasets, even_subset, static_layout
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.loop import evaluate
 
@@ -133,7 +133,8 @@ def evaluate_checkpoint(
     counter = OperationCounter(model, spike_counts) if operations else contextlib.nullcontext()
     with counter:
         sums, rate, layers = evaluate(
-            model, test_set, _loss(config), T=config.T, static=info.static,  # type: ignore[arg-type]
+            model, test_set, _loss(config), T=config.T,
+            static=static_layout(model, info, config.T),  # type: ignore[arg-type]
             batch_size=batch_size or config.batch_size, ctx=ctx, amp=config.amp,
             workers=workers, progress=progress, readout=readout,
         )  # fmt: skip

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from spikeflow.losses.readout import predict
-from spikeflow.training.data import to_time_major
+from spikeflow.training.data import StaticLayout, to_time_major
 from spikeflow.training.distributed import DistContext
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
 
@@ -108,7 +108,7 @@ def evaluate(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     *,
     T: int,
-    static: bool,
+    static: StaticLayout,
     batch_size: int,
     ctx: DistContext,
     amp: str = "off",

@@ -45,7 +45,7 @@ from spikeflow.training.config import (
     resolved_readout,
     save_config,
 )
-from spikeflow.training.data import build_datasets, to_time_major
+from spikeflow.training.data import build_datasets, static_layout, to_time_major
 from spikeflow.training.distributed import setup_distributed
 from spikeflow.training.loop import (
     EpochSums,
@@ -255,6 +255,7 @@ class Trainer:
         # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
         _seed_everything(cfg.seed + ctx.rank)
         self.model: nn.Module = self.raw_model
+        self.layout = static_layout(self.raw_model, self.info, cfg.T)
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
         if cfg.online:
             check_online_model(self.raw_model, self._takes_target)
@@ -611,7 +612,7 @@ class Trainer:
         cfg, ctx = self.config, self.ctx
         self._step_start_rng = ckpt.capture_rng_state()
         self._phase = "forward"
-        x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.info.static)
+        x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.layout)
         y = y.to(ctx.device, non_blocking=True)
         if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
             self.optimizer.zero_grad(set_to_none=True)
@@ -684,7 +685,7 @@ class Trainer:
         ctx.broadcast_buffers(self.raw_model)  # evaluate (and save) rank 0's BN statistics
         test, test_rate, test_layers = evaluate(
             self.raw_model, self.test_set, self.eval_loss_fn, T=cfg.T,  # type: ignore[arg-type]
-            static=self.info.static,
+            static=self.layout,
             batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
             progress=cfg.progress, readout=self.readout,
         )  # fmt: skip
@@ -761,7 +762,7 @@ class Trainer:
                                                    out / "firing_rates.png"))  # fmt: skip
             x, y = self.test_set[0]
             x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
-                              self.info.static)  # fmt: skip
+                              self.layout)  # fmt: skip
             self.raw_model.eval()
             spikes = record_spikes(self.raw_model, x)
             written.append(plots.plot_raster(spikes, out / "raster.png",
