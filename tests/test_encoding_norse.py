@@ -109,6 +109,7 @@ def test_constant_current_equals_norse(float64_default, backend, first_spike_onl
     encode = norse_encode()
     p = norse_params(tau_mem_inv=200.0, v_th=0.8)  # dt · tau_mem_inv = 0.2: tau = 5
     x = torch.rand(6, 40, generator=seeded(3)) * 4 - 0.5  # some never fire
+    x[0, 0] = 4.0  # H[0] = 4 / 5 = 0.8 = θ exactly: no spike, Norse fires on H > θ
     x_norse, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
     norse_fn = (
         encode.spike_latency_lif_encode if first_spike_only else encode.constant_current_lif_encode
@@ -126,6 +127,7 @@ def test_constant_current_equals_norse(float64_default, backend, first_spike_onl
     got = enc(x_ours)
     assert want.sum() > 200 if not first_spike_only else want.sum() > 150
     assert torch.equal(got, want)
+    assert want[0, 0, 0] == 0 and want[1, 0, 0] == 1
     w = torch.rand(want.shape, generator=seeded(4))
     (expected,) = grads(want, [x_norse], w)
     assert expected.abs().sum() > 0
@@ -141,6 +143,10 @@ def test_constant_current_hand_worked():
     assert s[:, 0].tolist() == [0, 1] * 4
     assert s[:, 1].tolist() == [1] * 8
     assert s[:, 2].sum() == 0 and s[:, 3].sum() == 0
+    # x = 2: H[0] = 1 = θ exactly, a spike with H >= θ (default), none with H > θ.
+    exact = torch.tensor([2.0])
+    assert ConstantCurrentLIFEncoder(2)(exact)[:, 0].tolist() == [1, 1]
+    assert ConstantCurrentLIFEncoder(2, strict_firing=True)(exact)[:, 0].tolist() == [0, 1]
     once = ConstantCurrentLIFEncoder(8, first_spike_only=True)(x)
     assert once.sum(0).tolist() == [1, 1, 0, 0]
     assert once[1, 0] == 1 and once[0, 1] == 1
