@@ -22,6 +22,11 @@
 * :mod:`~spikeflow.layers.short_term_plasticity`: Tsodyks-Markram short-term
   synaptic plasticity (``docs/synapses.md``).
 * :mod:`~spikeflow.layers.delay`: learnable synaptic delays (``DelayedLinear``).
+* :mod:`~spikeflow.layers.synapse_filter`: a first-order synaptic filter on spikes
+  (SpikingJelly's ``SynapseFilter``).
+* :mod:`~spikeflow.layers.drop_connect`: DropConnect (``DropConnectLinear``).
+* :mod:`~spikeflow.layers.snntorch_lstm`: snnTorch's spiking LSTMs (``SLSTM``,
+  ``SConv2dLSTM``: smooth gates, a spiking output).
 
 See ``docs/layers.md``.
 """
@@ -41,6 +46,7 @@ from spikeflow.layers.delay import (
     round_delays,
     set_delay_sigma,
 )
+from spikeflow.layers.drop_connect import DropConnectLinear
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.misc import Delay, VotingLayer
 from spikeflow.layers.neunorm import NeuNorm
@@ -94,6 +100,7 @@ from spikeflow.layers.sigma_delta import (
     delta_encode,
     sigma_decode,
 )
+from spikeflow.layers.snntorch_lstm import SLSTM, SConv2dLSTM
 from spikeflow.layers.spiking_rnn import (
     SpikingGRU,
     SpikingGRUCell,
@@ -102,8 +109,10 @@ from spikeflow.layers.spiking_rnn import (
     SpikingVanillaRNN,
     SpikingVanillaRNNCell,
 )
+from spikeflow.layers.synapse_filter import SynapseFilter
 
 __all__ = [
+    "SLSTM",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",
@@ -124,6 +133,7 @@ __all__ = [
     "DelayedLinear",
     "DeltaEncoder",
     "DeltaSynapse",
+    "DropConnectLinear",
     "Dropout",
     "Dropout2d",
     "ElementWiseRecurrentContainer",
@@ -141,6 +151,7 @@ __all__ = [
     "NeuNorm",
     "QKAttention",
     "Recurrent",
+    "SConv2dLSTM",
     "SeqToANNContainer",
     "SequenceLayerMixin",
     "ShortTermPlasticity",
@@ -155,6 +166,7 @@ __all__ = [
     "SpikingVanillaRNN",
     "SpikingVanillaRNNCell",
     "StepModeContainer",
+    "SynapseFilter",
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",
     "TemporalWiseAttention",
