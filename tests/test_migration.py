@@ -448,7 +448,8 @@ def test_encoders_as_in_spikingjelly():
 # -- SpikingJelly: the tables' names and the list of what spikeflow lacks --------------
 
 SF_MODULES = tuple(
-    "neurons layers functional surrogate encoding learn training conversion losses models".split()
+    "neurons layers functional surrogate encoding learn training conversion losses models "
+    "monitor".split()
 )
 SJ_MODULES = tuple(
     "neuron layer functional surrogate encoding learning monitor ann2snn rnn".split()
@@ -485,7 +486,7 @@ def _names(cell: str, modules: tuple[str, ...]) -> list[tuple[str, str]]:
     return found
 
 
-SAME_MODULE = {**dict(zip(SJ_MODULES[:5], SF_MODULES[:5])), "rnn": "layers"}  # neuron -> neurons
+SAME_MODULE = {**dict(zip(SJ_MODULES[:5], SF_MODULES[:5])), "rnn": "layers", "monitor": "monitor"}
 
 
 def test_table_names_exist_on_both_sides():
