@@ -79,6 +79,14 @@ class StepModule:
     @step_mode.setter
     def step_mode(self, mode: str) -> None:
         self._step_mode = check_step_mode(mode)
+        modules = self.__dict__.get("_modules", {})
+        for name in self.step_mode_parts:
+            part = modules.get(name)
+            if part is not None:  # None: an optional part left out, or not built yet
+                part.step_mode = self._step_mode
+
+    #: Names of child modules that run in this module's step mode (set along with it).
+    step_mode_parts: tuple[str, ...] = ()
 
 
 class SequenceOnly(StepModule):

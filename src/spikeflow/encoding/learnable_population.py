@@ -95,6 +95,8 @@ class LearnablePopulationEncoder(StepModule, nn.Module):
 
     owns_children_time = True
 
+    step_mode_parts = ("neuron",)
+
     def __init__(
         self,
         obs_dim: int,
@@ -138,18 +140,6 @@ class LearnablePopulationEncoder(StepModule, nn.Module):
             else None
         )
         self.step_mode = step_mode
-
-    @property
-    def step_mode(self) -> StepMode:
-        """``'m'``: ``x [*, obs_dim]`` -> ``[T, *, N]``; ``'s'``: one step ``[*, N]``."""
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        StepModule.step_mode.fset(self, mode)  # type: ignore[attr-defined]
-        neuron = self._modules.get("neuron")
-        if neuron is not None:
-            neuron.step_mode = mode  # type: ignore[union-attr]
 
     @property
     def out_features(self) -> int:

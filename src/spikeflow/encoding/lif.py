@@ -114,6 +114,8 @@ class ConstantCurrentLIFEncoder(StepModule, nn.Module):
 
     owns_children_time = True
 
+    step_mode_parts = ("neuron", "first_spike")
+
     def __init__(
         self,
         T: int,
@@ -140,19 +142,6 @@ class ConstantCurrentLIFEncoder(StepModule, nn.Module):
         once = check_flag("ConstantCurrentLIFEncoder", "first_spike_only", first_spike_only)
         self.first_spike = FirstSpikeFilter() if once else None
         self.step_mode = step_mode
-
-    @property
-    def step_mode(self) -> StepMode:
-        """``'m'``: ``x [*]`` -> ``[T, *]``; ``'s'``: one step per call (streaming)."""
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        StepModule.step_mode.fset(self, mode)  # type: ignore[attr-defined]
-        for part in ("neuron", "first_spike"):
-            child = self._modules.get(part)
-            if child is not None:
-                child.step_mode = mode  # type: ignore[union-attr]
 
     def reset(self) -> None:
         """Forget the membrane and the first-spike mask (as ``reset_net``)."""

@@ -82,6 +82,9 @@ class QKAttention(StepModule, nn.Module):
         DTypeError: the input is not floating-point.
     """
 
+    #: The three neurons follow the layer's step mode.
+    step_mode_parts = ("qk_lif", "attn_lif", "proj_lif")
+
     def __init__(
         self,
         dim: int,
@@ -112,17 +115,6 @@ class QKAttention(StepModule, nn.Module):
     def qka_type(self) -> str:
         """``"token"`` or ``"channel"``: which mask the layer makes (fixed)."""
         return self._qka_type
-
-    @property
-    def step_mode(self) -> StepMode:
-        """``'m'``: input ``[T, B, N, D]``; ``'s'``: one step ``[B, N, D]``."""
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        StepModule.step_mode.fset(self, mode)  # type: ignore[attr-defined]
-        for neuron in (self.qk_lif, self.attn_lif, self.proj_lif):
-            neuron.step_mode = mode
 
     def _linear(self, block: nn.Sequential, x: Tensor) -> Tensor:
         """The 1x1 convolution and batch norm on tokens ``[..., N, D]`` -> ``[..., N, D']``."""

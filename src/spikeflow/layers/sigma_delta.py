@@ -258,6 +258,8 @@ class SigmaDelta(StepModule, nn.Module):
 
     owns_children_time = True
 
+    step_mode_parts = ("sigma", "delta")
+
     def __init__(
         self,
         activation: nn.Module | Callable[[Tensor], Tensor] | None = None,
@@ -278,18 +280,6 @@ class SigmaDelta(StepModule, nn.Module):
         self.sigma = SigmaDecoder(step_mode)
         self.delta = DeltaEncoder(threshold, step_mode)
         self.step_mode = step_mode
-
-    @property
-    def step_mode(self) -> StepMode:
-        """``'m'``: input ``[T, B, ...]``; ``'s'``: one step ``[B, ...]`` (streaming)."""
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, mode: str) -> None:
-        StepModule.step_mode.fset(self, mode)  # type: ignore[attr-defined]
-        for part in ("sigma", "delta"):
-            if part in self._modules:
-                self._modules[part].step_mode = mode  # type: ignore[union-attr]
 
     @property
     def threshold(self) -> float | Tensor:
