@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.errors import ConfigurationError, SpikeflowError
-from spikeflow.training.config import TABLE_FIELDS
+from spikeflow.training.config import READOUT_MODES, TABLE_FIELDS
 from spikeflow.training.resume import checkpoint_position, describe_position
 
 __all__ = ["build_parser", "main", "parse_kwargs"]
@@ -295,8 +295,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--loss",
         default=s,
         help="mse (rate vs one-hot), ce, tet, tcl, count; time-based (event-driven nets): "
-        "count+, sum0, ce+, ttfs. Default: the dataset's recipe with its default model (ce "
-        "for rsnn on the audio datasets), else mse",
+        "count+, sum0, ce+, ttfs; snnTorch's: mse_membrane, ce_max_membrane, ce_count, "
+        "mse_count, mse_temporal, ce_temporal. Default: the dataset's recipe with its "
+        "default model (ce for rsnn on the audio datasets), else mse",
     )
     o.add_argument(
         "--loss-kwargs",
@@ -308,9 +309,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--readout",
         default=s,
-        choices=["auto", "rate", "count", "first_spike"],
+        choices=list(READOUT_MODES),
         help="how accuracy reads the predicted class: auto (default: the loss's), rate "
-        "(time-mean), count (most spikes, ties to the earlier), first_spike",
+        "(time-mean), count (most spikes, ties to the earlier), first_spike, max (largest "
+        "maximum over time, a membrane readout)",
     )
     o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"])
     o.add_argument(

@@ -22,6 +22,7 @@ from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.losses.readout import READOUTS
 from spikeflow.training.defaults import (
     DATASET_DEFAULTS,
     RESOLVED_FIELDS,
@@ -52,7 +53,7 @@ SCHEDULES = ("cosine", "step", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 PLOT_MODES = ("auto", "on", "off")
 MASK_SCHEDULES = ("paper", "linear", "none")
-READOUT_MODES = ("auto", "rate", "count", "first_spike")
+READOUT_MODES = ("auto", *READOUTS)
 
 #: Fields that say how a run is executed, not what it computes: these may differ
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
@@ -98,7 +99,7 @@ class TrainConfig:
     loss: str | None = None
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     #: How the predicted class is read from the output (accuracy): "auto" (the loss's:
-    #: spikeflow.losses.loss_readout), "rate", "count" or "first_spike".
+    #: spikeflow.losses.loss_readout), "rate", "count", "first_spike" or "max".
     readout: str = "auto"
     optimizer: str = "adam"
     #: None: the recipe's with the dataset's default model (1e-2 for ``rsnn`` on the
