@@ -114,13 +114,16 @@ def test_spike_count_by_hand():
 
 
 def test_get_loss_names_and_binding():
-    assert list_losses() == ["ce", "ce+", "count", "count+", "mse", "sum0", "tcl", "tet", "ttfs"]
+    assert list_losses() == [
+        "ce", "ce+", "ce_count", "ce_max_membrane", "ce_temporal", "count", "count+", "mse",
+        "mse_count", "mse_membrane", "mse_temporal", "sum0", "tcl", "tet", "ttfs",
+    ]  # fmt: skip
     assert get_loss("mse") is rate_mse_loss
     assert get_loss("CE") is ce_mean_loss
     out = torch.randn(2, 2, 3)
     target = torch.tensor([0, 2])
     torch.testing.assert_close(get_loss("tet", lamb=0.5)(out, target), tet_loss(out, target, 0.5))
-    names = r"available: ce, ce\+, count, count\+, mse, sum0, tcl, tet, ttfs"
+    names = r"available: ce, ce\+, ce_count, ce_max_membrane, ce_temporal, count, count\+, mse,"
     with pytest.raises(ConfigurationError, match=names):
         get_loss("hinge")
     with pytest.raises(ConfigurationError, match="gamma"):

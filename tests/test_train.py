@@ -411,8 +411,9 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
         (["--model", "resnet9000"], r"unknown model 'resnet9000'; available: .*plif_digits.*"
                                     r"sew_resnet18.*spiking_vgg19_bn"),
         (["--neuron", "relu"], r"unknown neuron 'relu'; available: .*lif.*plif.*psn"),
-        (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, ce\+, count, count\+, "
-                              r"mse, sum0, tcl, tet, ttfs"),
+        (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, ce\+, ce_count, "
+                              r"ce_max_membrane, ce_temporal, count, count\+, mse, mse_count, "
+                              r"mse_membrane, mse_temporal, sum0, tcl, tet, ttfs"),
         (["--model-kwargs", "channelz=8"], r"'plif_digits' does not accept the argument\(s\) "
                                            r"\['channelz'\]; it accepts .*channels"),
         (["--neuron-kwargs", "taux=2"], r"does not accept \['taux'\]; it accepts .*init_tau"),

@@ -1,11 +1,11 @@
 """Training losses for spiking classifiers (methods.md 9 and 11.2).
 
 Every loss takes the network output as a time-major sequence ``out_seq`` of shape
-``[T, B, K]`` (``K`` classes) and a target: integer class indices ``[B]``, or for the
-rate losses ``mse``, ``ce`` and ``tet`` also a float class distribution ``[B, K]``
-(one-hot, label-smoothed, mixup/cutmix mixtures). Each returns a scalar averaged over
-the batch. :func:`temporal_contrastive_loss` takes any per-step representations
-``[T, B, D]``.
+``[T, B, K]`` (``K`` classes) and a target: integer class indices ``[B]``, or for
+``mse``, ``ce``, ``tet``, ``mse_membrane``, ``ce_max_membrane``, ``ce_count`` and
+``mse_count`` also a float class distribution ``[B, K]`` (one-hot, label-smoothed,
+mixup/cutmix mixtures). Each returns a scalar averaged over the batch.
+:func:`temporal_contrastive_loss` takes any per-step representations ``[T, B, D]``.
 
 ============  ==================================  =============================================
 name          function                            loss (readout)
@@ -21,8 +21,25 @@ name          function                            loss (readout)
 ``ttfs``      :func:`ttfs_loss`                   CE on first-spike times (first_spike)
 ============  ==================================  =============================================
 
-The last four are the time-based losses (:mod:`spikeflow.losses.time_based`): their
-gradients reach the output spikes only, for the event-driven layers.
+``count+``, ``sum0``, ``ce+`` and ``ttfs`` are the time-based losses
+(:mod:`spikeflow.losses.time_based`): their gradients reach the output spikes only, for
+the event-driven layers. The losses of snnTorch's ``snntorch.functional`` that spikeflow
+had no equal of (docs/models.md maps the others):
+
+===================  ==================================  ======================================
+name                 function                            loss (readout)
+===================  ==================================  ======================================
+``mse_membrane``     :func:`mse_membrane_loss`           membrane MSE vs on/off targets (rate)
+``ce_max_membrane``  :func:`ce_max_membrane_loss`        CE of the max-over-time membrane (max)
+``ce_count``         :func:`ce_count_loss`               CE of the spike counts (count)
+``mse_count``        :func:`mse_count_loss`              count MSE vs ``T * rate`` (count)
+``mse_temporal``     :func:`mse_temporal_loss`           first-spike time MSE (first_spike)
+``ce_temporal``      :func:`ce_temporal_loss`            CE on ``-t`` or ``1/(t+1)`` (first_spike)
+===================  ==================================  ======================================
+
+The regularisers :func:`l1_rate_sparsity` and :func:`l2_spike_population` are terms on
+spike tensors (e.g. a network's layers, recorded by :class:`LayerSpikes`) to add to a
+loss; :func:`accuracy` reads the accuracy with any readout.
 """
 
 from __future__ import annotations
@@ -34,10 +51,14 @@ from typing import Any
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.losses import contrastive, rate, time_based
+from spikeflow.losses import contrastive, count, membrane, rate, temporal, time_based
 from spikeflow.losses.contrastive import tcl_loss, temporal_contrastive_loss
+from spikeflow.losses.count import ce_count_loss, mse_count_loss
+from spikeflow.losses.membrane import ce_max_membrane_loss, mse_membrane_loss
 from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
-from spikeflow.losses.readout import READOUTS, first_spike_steps, predict
+from spikeflow.losses.readout import READOUTS, accuracy, first_spike_steps, predict
+from spikeflow.losses.regularisers import LayerSpikes, l1_rate_sparsity, l2_spike_population
+from spikeflow.losses.temporal import ce_temporal_loss, mse_temporal_loss, spike_times
 from spikeflow.losses.time_based import (
     ce_plus_loss,
     spike_count_plus_loss,
@@ -47,18 +68,29 @@ from spikeflow.losses.time_based import (
 
 __all__ = [
     "READOUTS",
+    "LayerSpikes",
     "LossFn",
+    "accuracy",
+    "ce_count_loss",
+    "ce_max_membrane_loss",
     "ce_mean_loss",
     "ce_plus_loss",
+    "ce_temporal_loss",
     "first_spike_steps",
     "get_loss",
+    "l1_rate_sparsity",
+    "l2_spike_population",
     "list_losses",
     "loss_readout",
+    "mse_count_loss",
+    "mse_membrane_loss",
+    "mse_temporal_loss",
     "predict",
     "rate_mse_loss",
     "spike_count_loss",
     "spike_count_plus_loss",
     "spike_count_sum0_loss",
+    "spike_times",
     "tcl_loss",
     "temporal_contrastive_loss",
     "tet_loss",
@@ -78,6 +110,13 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     "sum0": (spike_count_sum0_loss, time_based._sum0_arguments, "count"),
     "ce+": (ce_plus_loss, time_based._ce_plus_arguments, "count"),
     "ttfs": (ttfs_loss, time_based._ttfs_arguments, "first_spike"),
+    # snnTorch's (snntorch.functional) that spikeflow had no equal of.
+    "mse_membrane": (mse_membrane_loss, membrane._mse_membrane_arguments, "rate"),
+    "ce_max_membrane": (ce_max_membrane_loss, membrane._ce_max_membrane_arguments, "max"),
+    "ce_count": (ce_count_loss, count._ce_count_arguments, "count"),
+    "mse_count": (mse_count_loss, count._mse_count_arguments, "count"),
+    "mse_temporal": (mse_temporal_loss, temporal._mse_temporal_arguments, "first_spike"),
+    "ce_temporal": (ce_temporal_loss, temporal._ce_temporal_arguments, "first_spike"),
 }
 
 
@@ -95,8 +134,9 @@ def _key(name: str) -> str:
 
 def loss_readout(name: str) -> str:
     """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
-    ``mse``/``ce``/``tet``/``tcl``, ``"count"`` for the counting losses and ``ce+``,
-    ``"first_spike"`` for ``ttfs``."""
+    ``mse``/``ce``/``tet``/``tcl``/``mse_membrane``, ``"count"`` for the counting losses,
+    ``ce+`` and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the temporal losses,
+    ``"max"`` for ``ce_max_membrane``."""
     return _LOSSES[_key(name)][2]
 
 

@@ -18,7 +18,8 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 __all__ = ["ce_mean_loss", "rate_mse_loss", "spike_count_loss", "tet_loss"]
 
 
-def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
+def _check_output(out_seq: Tensor, loss: str) -> None:
+    """``out_seq`` is a floating ``[T, B, K]`` tensor with ``T, B >= 1``."""
     if not isinstance(out_seq, Tensor) or out_seq.dim() != 3:
         shape = tuple(out_seq.shape) if isinstance(out_seq, Tensor) else type(out_seq).__name__
         raise ShapeError(f"{loss}: out_seq must be a [T, B, K] tensor, got {shape}")
@@ -28,6 +29,10 @@ def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
         raise ShapeError(f"{loss}: out_seq has T = 0 time steps")
     if out_seq.shape[1] == 0:  # the batch mean would be NaN
         raise ShapeError(f"{loss}: out_seq has an empty batch (shape {tuple(out_seq.shape)})")
+
+
+def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
+    _check_output(out_seq, loss)
     _, batch, classes = out_seq.shape
     if not isinstance(target, Tensor):
         raise DTypeError(f"{loss}: target must be a tensor, got {type(target).__name__}")

@@ -1,0 +1,190 @@
+"""Activity regularisers: terms on spikes to add to a training loss.
+
+- :func:`l1_rate_sparsity`: ``strength`` times the number of spikes (snnTorch's
+  ``l1_rate_sparsity``), which lowers the firing of every neuron alike;
+- :func:`l2_spike_population`: ``strength`` times the sum of squared spike counts of
+  each sample's neurons, which lowers the busiest neurons most.
+
+Each takes one spike tensor ``[T, B, ...]`` or several (a list, or the ``.values()`` of
+:attr:`LayerSpikes.spikes`, one per layer) and sums the term over them. ``reduction``
+is ``"sum"`` over the batch (snnTorch's convention: the term grows with the batch size)
+or ``"mean"`` (divided by ``B``, the scale of spikeflow's batch-mean losses)::
+
+    with LayerSpikes(net) as recorded:
+        for x, y in loader:
+            out = net(x)
+            loss = get_loss("ce")(out, y) + l1_rate_sparsity(
+                recorded.spikes.values(), strength=1e-4, reduction="mean"
+            )
+            loss.backward()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow._checks import check_real
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+
+__all__ = ["REDUCTIONS", "LayerSpikes", "l1_rate_sparsity", "l2_spike_population"]
+
+#: ``sum``: over the batch; ``mean``: over the batch, divided by its size.
+REDUCTIONS = ("sum", "mean")
+
+
+def _spike_tensors(spikes: Tensor | Iterable[Tensor], owner: str) -> list[Tensor]:
+    """``spikes`` as a non-empty list of floating ``[T, B, ...]`` tensors."""
+    tensors = [spikes] if isinstance(spikes, Tensor) else list(spikes)
+    if not tensors:
+        raise ShapeError(f"{owner}: spikes is empty (no tensor given)")
+    for i, s in enumerate(tensors):
+        name = "spikes" if isinstance(spikes, Tensor) else f"spikes[{i}]"
+        if not isinstance(s, Tensor):
+            raise DTypeError(f"{owner}: {name} must be a tensor, got {type(s).__name__}")
+        if s.dim() < 2:
+            raise ShapeError(f"{owner}: {name} must be [T, B, ...], got {tuple(s.shape)}")
+        if not s.is_floating_point():
+            raise DTypeError(f"{owner}: {name} must be floating point, got {s.dtype}")
+        if s.shape[1] == 0:
+            raise ShapeError(f"{owner}: {name} has an empty batch (shape {tuple(s.shape)})")
+    return tensors
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    """A ``[B]`` vector summed, or averaged for ``"mean"``."""
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+def _arguments(owner: str, strength: object, reduction: object) -> tuple[float, str]:
+    if reduction not in REDUCTIONS:
+        raise ConfigurationError(
+            f"{owner}: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}"
+        )
+    return check_real(f"{owner}: strength", strength, 0.0), str(reduction)
+
+
+def l1_rate_sparsity(
+    spikes: Tensor | Iterable[Tensor], strength: float = 1e-5, reduction: str = "sum"
+) -> Tensor:
+    """``strength * sum_b sum_{t,i} s[t,b,i]``: the spike count, over all the tensors.
+
+    snnTorch's ``l1_rate_sparsity(Lambda=strength)(spikes)`` with ``reduction="sum"``
+    (the default); ``"mean"`` divides each tensor's term by its batch size ``B`` (its
+    second dim). For spikes of 0 and 1 this is the L1 norm of the spike trains.
+
+    Args:
+        spikes: a spike tensor ``[T, B, ...]`` or an iterable of them (of any sizes).
+        strength: the weight ``>= 0`` (snnTorch's ``Lambda``).
+        reduction: ``"sum"`` or ``"mean"`` over the batch.
+    """
+    tensors = _spike_tensors(spikes, "l1_rate_sparsity")
+    strength, reduction = _arguments("l1_rate_sparsity", strength, reduction)
+    total = sum(_reduce(s.transpose(0, 1).reshape(s.shape[1], -1).sum(1), reduction)
+                for s in tensors)  # fmt: skip
+    return strength * total
+
+
+def l2_spike_population(
+    spikes: Tensor | Iterable[Tensor], strength: float = 1e-6, reduction: str = "sum"
+) -> Tensor:
+    """``strength * sum_b sum_i n[b,i]^2`` with ``n[b,i] = sum_t s[t,b,i]``.
+
+    The squared L2 norm of each sample's vector of per-neuron spike counts (the
+    population's activity), summed over the batch (``"mean"``: averaged). A neuron
+    firing ``n`` spikes costs ``n^2``, so spreading the same spikes over more neurons
+    costs less. snnTorch 1.0 has no such term; SpyTorch's per-neuron L2 regulariser
+    squares the count summed over the batch (coupling the samples, growing with
+    ``B^2``), which this one does not.
+
+    Args:
+        spikes: a spike tensor ``[T, B, ...]`` or an iterable of them.
+        strength: the weight ``>= 0``.
+        reduction: ``"sum"`` or ``"mean"`` over the batch.
+    """
+    tensors = _spike_tensors(spikes, "l2_spike_population")
+    strength, reduction = _arguments("l2_spike_population", strength, reduction)
+    total = sum(_reduce(s.sum(0).reshape(s.shape[1], -1).pow(2).sum(1), reduction)
+                for s in tensors)  # fmt: skip
+    return strength * total
+
+
+class LayerSpikes:
+    """The outputs of a network's spiking layers in its last forward, with their graph.
+
+    Forward hooks on the spiking layers (by default every one that
+    :class:`~spikeflow.training.SpikeMonitor` watches; ``layers`` picks some by name)
+    keep each layer's output sequence ``[T, B, ...]`` so a regulariser on it can be
+    added to the loss and backpropagated. A layer called once per step (single-step
+    neurons in a recurrent layer) gets its steps stacked; a streaming layer called on
+    chunks gets the chunks concatenated. Each new sequence (a call that does not carry
+    state into the layer) replaces what the layer had, so nothing accumulates between
+    batches. The forward that gradient checkpointing (``spikeflow.memory``) runs again
+    in the backward pass is not recorded: recorded outputs of a checkpointed block
+    carry no graph, so do not regularise such blocks this way.
+
+    Use as a context manager (or call :meth:`remove`) to take the hooks off.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str] | str | None = None) -> None:
+        from spikeflow.training.monitors import select_layers  # (training imports losses)
+
+        self.layers: dict[str, nn.Module] = select_layers(model, layers)
+        self._outputs: dict[str, list[Tensor]] = {}
+        self._fresh: dict[str, bool] = {}
+        self._handles: list[Any] = []
+        for name, module in self.layers.items():
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+
+    def _pre_hook(self, name: str) -> Any:
+        from spikeflow.base import MemoryModule
+        from spikeflow.memory.recompute import is_recomputing
+
+        def pre_hook(module: nn.Module, inputs: Any) -> None:
+            if is_recomputing():
+                return
+            carried = isinstance(module, MemoryModule) and module.streaming
+            if not (carried and module.state is not None):
+                self._fresh[name] = True  # a new sequence starts at this call
+
+        return pre_hook
+
+    def _hook(self, name: str) -> Any:
+        from spikeflow.memory.recompute import is_recomputing
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if not isinstance(output, Tensor) or is_recomputing():
+                return
+            multi = getattr(module, "step_mode", "m") == "m" and output.dim() >= 2
+            if self._fresh.pop(name, False) or name not in self._outputs:
+                self._outputs[name] = []
+            self._outputs[name].append(output if multi else output.unsqueeze(0))
+
+        return hook
+
+    @property
+    def spikes(self) -> dict[str, Tensor]:
+        """``{layer name: its output [T, B, ...]}`` of the layers that ran."""
+        return {name: torch.cat(parts) for name, parts in self._outputs.items()}
+
+    def clear(self) -> None:
+        """Drop the recorded outputs (and the graph they hold)."""
+        self._outputs.clear()
+        self._fresh.clear()
+
+    def remove(self) -> None:
+        """Take the hooks off and drop the recorded outputs."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.clear()
+
+    def __enter__(self) -> LayerSpikes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
