@@ -8,6 +8,10 @@
 * :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
 * :mod:`~spikeflow.neurons.gated_lif`: the gated LIF of Yao et al. (GLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
+* :mod:`~spikeflow.neurons.conductance`: conductance-based LIF (Norse's ``CobaLIF``).
+* :mod:`~spikeflow.neurons.izhikevich`: the classic Izhikevich (2003) neuron in mV, with
+  Izhikevich's (2004) named behaviours.
+* :mod:`~spikeflow.neurons.liaf`: leaky integrate and analog fire (LIAF).
 * :mod:`~spikeflow.neurons.adex`: the adaptive exponential integrate-and-fire neuron
   (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
@@ -32,10 +36,13 @@ from spikeflow.neurons.adex import AdExLIFNode
 from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.alpha import AlphaNode
 from spikeflow.neurons.base import BaseNode
+from spikeflow.neurons.conductance import CobaLIFNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.gated_lif import GatedLIFNode, GLIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
+from spikeflow.neurons.izhikevich import IZHIKEVICH_PRESETS, Izhikevich2003Node, IzhikevichPreset
+from spikeflow.neurons.liaf import LIAFNode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
 from spikeflow.neurons.nonlinear import EIFNode, IzhikevichNode, QIFNode
 from spikeflow.neurons.parallel import (
@@ -52,6 +59,7 @@ from spikeflow.neurons.refractory import RefractoryCubaLIFNode, RefractoryLIFNod
 from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
 
 __all__ = [
+    "IZHIKEVICH_PRESETS",
     "PSN",
     "ALIFNode",
     "AdExLIFNode",
@@ -60,14 +68,18 @@ __all__ = [
     "AlphaNode",
     "BaseNode",
     "CLIFNode",
+    "CobaLIFNode",
     "ComplementaryLIFNode",
     "CubaLIFNode",
     "EIFNode",
     "GLIFNode",
     "GatedLIFNode",
     "IFNode",
+    "Izhikevich2003Node",
     "IzhikevichNode",
+    "IzhikevichPreset",
     "KLIFNode",
+    "LIAFNode",
     "LIFNode",
     "LINode",
     "LeakyIntegrator",

@@ -249,6 +249,17 @@ class BaseNode(MemoryModule):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes for ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
         x_seq = self._check_input(x)
+        spikes, v_seq = self._run_steps(x_seq, self.store_v_seq)
+        if self.store_v_seq:
+            self.v_seq = v_seq
+        return spikes if self.step_mode == "m" else spikes[0]
+
+    def _run_steps(self, x_seq: Tensor, record_v: bool) -> tuple[Tensor, Tensor | None]:
+        """Run the declaration over the checked sequence ``x_seq`` (``[T, B, ...]``) from
+        the carried (or initial) state, and keep the final state: the spikes and, if
+        ``record_v``, the membrane after reset of every step (else ``None``). What
+        :meth:`forward` calls; a neuron whose output is not the spikes (LIAF) or whose
+        steps are not the input's (a pair of inputs per step) calls it itself."""
         theta = self.firing_threshold(x_seq.shape[1:])
         state = self._carried_state(x_seq.shape[1:])
         if state is None:
@@ -262,19 +273,9 @@ class BaseNode(MemoryModule):
                 f"{type(self).__name__}.neuron_params() must return a value for every "
                 f"parameter its equations declare {decl.param_names}; missing {missing}"
             )
-        spikes, state, v_seq = run(
-            decl,
-            x_seq,
-            state,
-            params,
-            theta,
-            self.firing_rule,
-            self.store_v_seq,
-        )
+        spikes, state, v_seq = run(decl, x_seq, state, params, theta, self.firing_rule, record_v)
         self._keep_state(state)
-        if self.store_v_seq:
-            self.v_seq = v_seq
-        return spikes if self.step_mode == "m" else spikes[0]
+        return spikes, v_seq
 
     def equations(
         self, params: dict[str, Tensor | float], theta: float | Tensor, dtype: torch.dtype
