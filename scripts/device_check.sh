@@ -60,7 +60,8 @@ timeout 180 "$python" -m pytest -q -p no:cacheprovider $workers -k triton \
   tests/test_kernels_initial_values.py tests/test_kernels_launches.py \
   tests/test_kernels_unused_states.py tests/test_event_driven.py tests/test_neurons_clif_raf.py \
   tests/test_rsnn.py tests/test_quant_membrane.py tests/test_neurons_refractory.py \
-  tests/test_neurons_adex.py tests/test_neurons_alpha.py \
+  tests/test_neurons_adex.py tests/test_neurons_alpha.py tests/test_neurons_coba.py \
+  tests/test_neurons_izhikevich2003.py tests/test_neurons_liaf.py \
   2>&1 | tee -a "$OUT/tests.txt"
 echo "tests (triton cases) exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.txt"
 

@@ -102,7 +102,8 @@ class IzhikevichPreset:
 
 
 def _preset(a: float, b: float, c: float, d: float, v_init: float, **kw: float) -> IzhikevichPreset:
-    return IzhikevichPreset(a, b, c, d, v_init=v_init, **kw)
+    floats = {name: float(value) for name, value in kw.items()}
+    return IzhikevichPreset(float(a), float(b), float(c), float(d), v_init=float(v_init), **floats)
 
 
 #: Izhikevich's (2004) twenty behaviours, as Norse 1.1 ships them (the same parameters,
