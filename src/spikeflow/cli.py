@@ -334,6 +334,36 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--gamma", type=float, default=s, help="factor of each 'step'")
     o.add_argument("--epochs", type=int, default=s, help="default 40")
     o.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=s,
+        metavar="N",
+        help="linear learning-rate warm-up over the first N epochs (epoch k at lr (k+1)/(N+1)), "
+        "then --schedule over the rest (default 0)",
+    )
+    o.add_argument(
+        "--clip-grad-norm",
+        type=float,
+        default=s,
+        metavar="MAX",
+        help="clip the gradients' global L2 norm to MAX before each update",
+    )
+    o.add_argument(
+        "--mixup",
+        type=float,
+        default=s,
+        metavar="ALPHA",
+        help="mixup of each training batch, λ ~ Beta(ALPHA, ALPHA) (e.g. 0.2; loss mse, ce, "
+        "tet or mse_membrane)",
+    )
+    o.add_argument(
+        "--cutmix",
+        type=float,
+        default=s,
+        metavar="ALPHA",
+        help="CutMix of each training batch (e.g. 1.0); with --mixup, one of the two per batch",
+    )
+    o.add_argument(
         "--batch-size",
         type=int,
         default=s,

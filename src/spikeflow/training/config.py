@@ -113,6 +113,15 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int | None = None
     amp: str = "off"
+    #: Linear learning-rate warm-up: epoch ``k < warmup_epochs`` trains at ``lr (k + 1) /
+    #: (warmup_epochs + 1)``, then ``schedule`` runs over the remaining epochs.
+    warmup_epochs: int = 0
+    #: Clip the gradients' global L2 norm to this value before each update; None: off.
+    clip_grad_norm: float | None = None
+    #: Mixup / CutMix of each training batch with α of their Beta(α, α) (0: off; both
+    #: set: one of the two per batch); the loss must take class distributions.
+    mixup: float = 0.0
+    cutmix: float = 0.0
     #: The masked PSN's progressive mask λ per epoch (models with MaskedPSN neurons):
     #: "paper" min(1, 8 epoch / (epochs - 1)), "linear" (epoch + 1) / epochs, "none".
     mask_schedule: str = "paper"
@@ -214,6 +223,9 @@ class TrainConfig:
                 or value < 0
             ):
                 raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ConfigurationError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
+        _check_warmup_and_mixing(self)
         if self.lr is not None and self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
         if self.momentum >= 1:
@@ -266,6 +278,34 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if values.model is None:
         raise ConfigurationError(no_default_model_message(values.dataset))
     return values.validate()
+
+
+def _check_warmup_and_mixing(config: TrainConfig) -> None:
+    """``warmup_epochs`` against ``epochs``; mixup/CutMix against the loss and online."""
+    warmup = config.warmup_epochs
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigurationError(f"warmup_epochs must be an integer >= 0, got {warmup!r}")
+    if warmup >= config.epochs:
+        raise ConfigurationError(
+            f"warmup_epochs ({warmup}) must be fewer than epochs ({config.epochs}): the "
+            "schedule runs over the epochs after the warm-up"
+        )
+    if not (config.mixup or config.cutmix):
+        return
+    if config.online:
+        raise ConfigurationError(
+            "mixup/cutmix are not supported with online training (--online): its per-step "
+            "losses take class labels"
+        )
+    from spikeflow.training.mixing import MIXABLE_LOSSES
+
+    if config.loss is not None and (
+        not isinstance(config.loss, str) or config.loss.lower() not in MIXABLE_LOSSES
+    ):
+        raise ConfigurationError(
+            f"mixup/cutmix train on class distributions: loss must be one of "
+            f"{', '.join(MIXABLE_LOSSES)}, got {config.loss!r}"
+        )
 
 
 def _check_online(config: TrainConfig) -> None:
@@ -321,7 +361,10 @@ def _positive_int(name: str, value: Any) -> None:
 # -- dict and file conversion ----------------------------------------------------------
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_FLOAT_FIELDS = {"lr", "weight_decay", "momentum", "gamma", "delay_lr_scale"}
+_FLOAT_FIELDS = {
+    "lr", "weight_decay", "momentum", "gamma", "delay_lr_scale", "clip_grad_norm", "mixup",
+    "cutmix",
+}  # fmt: skip
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")
 #: The fields whose value is a string (``None`` allowed where the annotation says so).

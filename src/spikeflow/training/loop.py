@@ -73,12 +73,23 @@ def make_lr_scheduler(
     optimizer: torch.optim.Optimizer, config: Any
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-epoch learning-rate schedule of ``config.schedule``: ``"cosine"`` over
-    ``config.epochs``, ``"step"`` (``step_size``, ``gamma``), or None for ``"none"``."""
+    the epochs, ``"step"`` (``step_size``, ``gamma``), or None for ``"none"``; after
+    ``config.warmup_epochs`` epochs of linear warm-up (epoch ``k`` at ``lr (k + 1) /
+    (warmup + 1)``), when set, over the epochs that remain."""
+    warmup = getattr(config, "warmup_epochs", 0)
+    main: torch.optim.lr_scheduler.LRScheduler | None = None
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
-    return None
+        main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - warmup)
+    elif config.schedule == "step":
+        main = torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
+    if not warmup:
+        return main
+    ramp = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: min(1.0, (epoch + 1) / (warmup + 1))
+    )
+    if main is None:
+        return ramp
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
 
 
 def epoch_learning_rates(config: Any) -> list[float]:

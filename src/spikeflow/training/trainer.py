@@ -63,6 +63,7 @@ from spikeflow.training.metric_logs import (
     epoch_columns,
     read_csv,
 )
+from spikeflow.training.mixing import BatchMixer
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
 from spikeflow.training.online import check_online_model, online_backward, per_step_loss
 from spikeflow.training.pruning import (
@@ -283,6 +284,11 @@ class Trainer:
         self.loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
         # An online run is evaluated with the loss it trains (the mean of per-step losses).
         self.eval_loss_fn = per_step_loss(self.loss_fn) if cfg.online else self.loss_fn
+        self.mixer = (
+            BatchMixer(self.info.num_classes, cfg.mixup, cfg.cutmix)
+            if cfg.mixup or cfg.cutmix
+            else None
+        )
         self.readout = resolved_readout(cfg)
         self.train_monitor = SpikeMonitor(self.raw_model)
         if cfg.compile:
@@ -612,8 +618,12 @@ class Trainer:
         cfg, ctx = self.config, self.ctx
         self._step_start_rng = ckpt.capture_rng_state()
         self._phase = "forward"
-        x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.layout)
-        y = y.to(ctx.device, non_blocking=True)
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        target = y
+        if self.mixer is not None:  # drawn from the run's seed and step: a resume mixes alike
+            draws = torch.Generator().manual_seed(cfg.seed * 1_000_033 + self.global_step)
+            x, target, _ = self.mixer(x, y, draws)
+        x = to_time_major(x, cfg.T, self.layout)
         if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
             self.optimizer.zero_grad(set_to_none=True)
             result = online_backward(
@@ -628,7 +638,7 @@ class Trainer:
             with autocast_context(ctx.device, cfg.amp):
                 # a model that supervises its output layer itself (event-driven nets) gets y
                 out = self.model(x, target=y) if self._takes_target else self.model(x)
-            loss = self.loss_fn(out.float(), y)
+            loss = self.loss_fn(out.float(), target)
         value = float(loss.detach())
         # One reduction tells every process whether any has a bad loss or was asked to
         # stop, so all of them stop at the same step.
@@ -643,6 +653,9 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         self._phase = "update"
+        if cfg.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients (fp16 scaling)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         clamp_delays(self.raw_model)  # learnable delays back into their range

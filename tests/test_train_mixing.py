@@ -1,0 +1,180 @@
+"""Mixup, CutMix, gradient clipping and learning-rate warm-up in ``spikeflow train``."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.training import TrainConfig, Trainer
+from spikeflow.training.config import resolve
+from spikeflow.training.loop import epoch_learning_rates
+from spikeflow.training.mixing import BatchMixer
+from train_runs import check_resume_is_exact, tiny
+
+
+def _replay(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_mixup_blends_inputs_and_targets_with_one_lambda():
+    x, y = torch.rand(6, 4, 1, 5, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    mixed, target, lam = BatchMixer(5, mixup=0.4)(x, y, _replay(3))
+    # The same draws by hand: λ ~ Beta(0.4, 0.4) as two gammas, then the permutation.
+    g = _replay(3)
+    gammas = torch._standard_gamma(torch.tensor([0.4, 0.4], dtype=torch.float64), generator=g)
+    assert lam == pytest.approx(float(gammas[0] / gammas.sum()))
+    perm = torch.randperm(6, generator=g)
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    one_hot = torch.nn.functional.one_hot(y, 5).float()
+    torch.testing.assert_close(target, lam * one_hot + (1 - lam) * one_hot[perm])
+    torch.testing.assert_close(target.sum(1), torch.ones(6))
+
+
+def test_cutmix_pastes_one_box_at_every_step_and_lambda_is_the_kept_area():
+    x, y = torch.rand(8, 3, 2, 16, 20), torch.arange(8) % 4  # [B, T, C, H, W] frames
+    for seed in range(20):
+        mixed, target, lam = BatchMixer(4, cutmix=1.0)(x, y, _replay(seed))
+        changed = (mixed != x).any(0).any(0).any(0)  # [H, W]: where any sample changed
+        rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+        if rows.numel():
+            box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            assert changed.sum() == box  # one rectangle, the same at every step
+            assert lam == pytest.approx(1 - float(box) / (16 * 20))
+        assert 0 <= lam <= 1 and torch.allclose(target.sum(1), torch.ones(8))
+        # Outside the box every sample is itself; inside, another sample of the batch.
+        torch.testing.assert_close(mixed[..., ~changed], x[..., ~changed])
+
+
+def test_beta_draws_have_the_beta_mean_and_variance():
+    mixer = BatchMixer(2, mixup=0.2)
+    x, y = torch.zeros(2, 1), torch.tensor([0, 1])
+    g = _replay(0)
+    lams = torch.tensor([mixer(x, y, g)[2] for _ in range(4000)])
+    # Beta(α, α): mean 1/2, variance 1 / (4 (2α + 1)) = 0.1786 for α = 0.2.
+    assert abs(lams.mean() - 0.5) < 4 * math.sqrt(0.1786 / 4000)
+    assert lams.var() == pytest.approx(1 / (4 * 1.4), rel=0.08)
+
+
+def test_with_both_each_batch_uses_one_of_the_two():
+    mixer = BatchMixer(3, mixup=1.0, cutmix=1.0)
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    g = _replay(1)
+    cutmix_batches = 0
+    for _ in range(200):
+        replay = torch.Generator().set_state(g.get_state())
+        mixed, _, lam = mixer(x, y, g)
+        cut = float(torch.rand((), generator=replay)) < 0.5  # the draw that chooses
+        _beta_draw = torch._standard_gamma(torch.ones(2, dtype=torch.float64), generator=replay)
+        perm = torch.randperm(4, generator=replay)
+        if cut:  # pixels outside one box untouched
+            cutmix_batches += 1
+            assert ((mixed == x) | (mixed == x[perm])).all()
+        else:  # every pixel blended with λ
+            torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    assert 60 < cutmix_batches < 140
+
+
+def test_bad_mixing_inputs_are_named():
+    with pytest.raises(ShapeError, match=r"needs batches \[B, \.\.\., H, W\].*use mixup"):
+        BatchMixer(3, cutmix=1.0)(torch.rand(4, 10, 700), torch.tensor([0, 1, 2, 0]), _replay(0))
+    with pytest.raises(ShapeError, match="class labels"):
+        BatchMixer(3, mixup=1.0)(torch.rand(4, 3), torch.rand(4, 3), _replay(0))
+    with pytest.raises(ConfigurationError, match="mixup > 0 or cutmix > 0"):
+        BatchMixer(3)
+    with pytest.raises(ConfigurationError, match="finite number >= 0"):
+        BatchMixer(3, mixup=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mixup": 0.2, "loss": "count"}, "loss must be one of mse, ce, tet, mse_membrane"),
+        ({"cutmix": 1.0, "online": True, "loss": "ce"}, "not supported with online"),
+        ({"warmup_epochs": 3, "epochs": 3}, r"warmup_epochs \(3\) must be fewer than epochs"),
+        ({"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
+        ({"clip_grad_norm": 0.0}, "clip_grad_norm must be > 0"),
+        ({"mixup": -0.5}, "mixup must be a finite number >= 0"),
+    ],
+)
+def test_bad_options_are_named(changes, message):
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(TrainConfig(**changes))
+
+
+def test_warmup_ramps_then_the_schedule_runs_over_the_rest():
+    config = SimpleNamespace(lr=1.0, epochs=7, schedule="cosine", warmup_epochs=2,
+                             step_size=2, gamma=0.5)  # fmt: skip
+    rates = epoch_learning_rates(config)
+    cosine = [0.5 * (1 + math.cos(math.pi * k / 5)) for k in range(5)]
+    assert rates == pytest.approx([1 / 3, 2 / 3, *cosine])
+    config.schedule = "step"
+    assert epoch_learning_rates(config) == pytest.approx([1 / 3, 2 / 3, 1, 1, 0.5, 0.5, 0.25])
+
+
+def test_clipping_bounds_the_first_update_to_lr_times_the_norm(tmp_path, monkeypatch):
+    """SGD's first step moves the weights by lr x the (clipped) gradient: the total
+    change has norm lr x clip when the gradient is larger than clip."""
+    import spikeflow.training.trainer as trainer_module
+
+    built = {}
+
+    def build_and_keep(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        built["model"], built["before"] = model, [p.detach().clone() for p in model.parameters()]
+        return model
+
+    build_model = trainer_module.build_model
+    monkeypatch.setattr(trainer_module, "build_model", build_and_keep)
+    moved = {}
+    for clip in (None, 1e-5):
+        config = tiny(tmp_path, f"clip{clip}", optimizer="sgd", lr=0.5, epochs=1,
+                      train_samples=32, batch_size=32, clip_grad_norm=clip,
+                      schedule="none")  # fmt: skip
+        Trainer(config, log=None).fit()
+        pairs = zip(built["model"].parameters(), built["before"])
+        moved[clip] = float(torch.cat([(p.detach() - b).flatten() for p, b in pairs]).norm())
+    grad_norm = moved[None] / 0.5  # the same seed: the same first gradient
+    assert grad_norm > 10 * 1e-5  # so the clip acts
+    # clip_grad_norm_ scales by clip / (norm + 1e-6); float32 weights: 1e-3
+    assert moved[1e-5] == pytest.approx(0.5 * 1e-5 * grad_norm / (grad_norm + 1e-6), rel=1e-3)
+
+
+def test_a_mixed_run_resumes_exactly_and_differs_from_an_unmixed_one(tmp_path):
+    payload = check_resume_is_exact(tmp_path, mixup=0.4, cutmix=1.0, loss="ce",
+                                    warmup_epochs=1, clip_grad_norm=5.0)  # fmt: skip
+    assert payload["config"]["mixup"] == 0.4 and payload["config"]["warmup_epochs"] == 1
+    Trainer(tiny(tmp_path, "plain", loss="ce", warmup_epochs=1, clip_grad_norm=5.0),
+            log=None).fit()  # fmt: skip
+    from spikeflow.training import load_checkpoint
+
+    plain = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+    mixed = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    assert any(not torch.equal(plain[k], mixed[k]) for k in plain)
+
+
+def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
+    import spikeflow.losses as losses
+
+    seen, made = [], []
+    get_loss, mix = losses.get_loss, BatchMixer.__call__
+
+    def recording_get_loss(*args, **kwargs):
+        loss_fn = get_loss(*args, **kwargs)
+        return lambda out, target: seen.append(target) or loss_fn(out, target)
+
+    def recording_mix(self, x, y, generator):
+        result = mix(self, x, y, generator)
+        made.append(result[1])
+        return result
+
+    monkeypatch.setattr(losses, "get_loss", recording_get_loss)
+    monkeypatch.setattr(BatchMixer, "__call__", recording_mix)
+    Trainer(tiny(tmp_path, "seen", loss="ce", mixup=1.0, epochs=1), log=None).fit()
+    train_targets = [t for t in seen if t.dim() == 2]  # the evaluation passes labels
+    assert len(train_targets) == len(made) == 6
+    for got, expected in zip(train_targets, made):
+        assert torch.equal(got, expected)
