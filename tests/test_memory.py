@@ -16,9 +16,11 @@ from spikeflow import functional, layers, neurons
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.memory import (
     Recomputed,
+    has_recomputed_blocks,
     is_recomputing,
     pack_spikes,
     recompute_blocks,
+    undo_recompute,
     unpack_spikes,
 )
 from spikeflow.memory.packing import try_pack_spikes
@@ -540,6 +542,44 @@ def test_zoo_model_recomputed_equals_plain():
     out_r, gx_r = _run(recomputed, x)
     assert torch.equal(out, out_r) and torch.equal(gx, gx_r)
     _same(plain, recomputed)
+
+
+def test_undo_recompute_gives_back_the_plain_network():
+    torch.manual_seed(0)
+    plain = create_model("spikformer", num_classes=4, in_channels=2, input_size=32, embed_dim=32,
+                         depth=2, num_heads=2)  # fmt: skip
+    model = copy.deepcopy(plain)
+    recompute_blocks(model)
+    recompute_blocks(model, ["head"])  # a Recomputed child of the model itself
+    assert has_recomputed_blocks(model)
+    assert undo_recompute(model) is model and not has_recomputed_blocks(model)
+    assert [type(m) for m in model.modules()] == [type(m) for m in plain.modules()]
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    x = _spikes(2, 2, 2, 32, 32)
+    out, gx = _run(plain, x)
+    out_u, gx_u = _run(model, x)
+    assert torch.equal(out, out_u) and torch.equal(gx, gx_u)
+    block = Recomputed(nn.Sequential(layers.Linear(3, 3), neurons.LIFNode()))
+    assert type(undo_recompute(block)) is nn.Sequential
+
+
+def test_nir_export_of_a_recomputed_network_is_the_plain_ones():
+    pytest.importorskip("nir")
+    pytest.importorskip("nirtorch")
+    from spikeflow.interop import export_to_nir
+
+    net = nn.Sequential(layers.Linear(4, 8), neurons.LIFNode(), layers.Linear(8, 3),
+                        neurons.LIFNode())  # fmt: skip
+    plain = export_to_nir(net, torch.rand(2, 1, 4))
+    recompute_blocks(net)
+    graph = export_to_nir(net, torch.rand(2, 1, 4))
+    assert has_recomputed_blocks(net)  # the network itself is left as it is
+    assert graph.edges == plain.edges and graph.nodes.keys() == plain.nodes.keys()
+    for name, node in plain.nodes.items():
+        for key, value in vars(node).items():
+            other = getattr(graph.nodes[name], key)
+            if hasattr(value, "shape"):
+                assert (value == other).all(), (name, key)
 
 
 def test_monitor_counts_once():

@@ -47,6 +47,7 @@ from spikeflow.layers import (
     SeqToANNContainer,
     StepModeContainer,
 )
+from spikeflow.memory import has_recomputed_blocks, undo_recompute
 
 __all__ = ["export_to_nir", "write_nir"]
 
@@ -465,6 +466,8 @@ def export_to_nir(
     into the next convolution or linear layer (a NIR ``Scale`` where it cannot be), and
     the soft reset and initial membrane in the metadata, so it needs
     ``soft_reset='metadata'``. Gated max pooling and group neurons do not export.
+    Blocks recomputed for training (:func:`spikeflow.memory.recompute_blocks`) export as
+    the plain network (``net`` itself is not changed).
 
     Raises:
         MissingExtraError: ``nir`` or ``nirtorch`` is not installed (extra ``nir``).
@@ -488,6 +491,8 @@ def export_to_nir(
     if isinstance(net, ConvertedSNN):
         return _export_converted(net, sample_input, nir, dt, soft_reset)
     view = copy.deepcopy(net)
+    if has_recomputed_blocks(view):  # recomputation is for training: export the network
+        view = undo_recompute(view)
     ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes=_record_shapes(view, sample_input))
     ctx.dtype = next(
         (p.dtype for p in view.parameters() if p.is_floating_point()), sample_input.dtype

@@ -5,14 +5,22 @@ See ``docs/memory.md``.
 """
 
 from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
-from spikeflow.memory.recompute import Recomputed, is_recomputing, recompute_blocks
+from spikeflow.memory.recompute import (
+    Recomputed,
+    has_recomputed_blocks,
+    is_recomputing,
+    recompute_blocks,
+    undo_recompute,
+)
 
 __all__ = [
     "PackedSpikes",
     "Recomputed",
+    "has_recomputed_blocks",
     "is_binary",
     "is_recomputing",
     "pack_spikes",
     "recompute_blocks",
+    "undo_recompute",
     "unpack_spikes",
 ]

@@ -48,7 +48,13 @@ from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory.packing import PackedSpikes, pack_spikes, try_pack_spikes, unpack_spikes
 
-__all__ = ["Recomputed", "is_recomputing", "recompute_blocks"]
+__all__ = [
+    "Recomputed",
+    "has_recomputed_blocks",
+    "is_recomputing",
+    "recompute_blocks",
+    "undo_recompute",
+]
 
 PackMode = Literal["auto", "bits", "none"]
 _PACK_MODES = ("auto", "bits", "none")
@@ -455,3 +461,25 @@ def recompute_blocks(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, Recomputed(named[name], pack=pack))
     return chosen
+
+
+def has_recomputed_blocks(model: nn.Module) -> bool:
+    """Whether ``model`` holds a :class:`Recomputed` block or a segmented
+    ``nn.Sequential`` (what :func:`recompute_blocks` makes)."""
+    return any(isinstance(m, (Recomputed, _SegmentedSequential)) for m in model.modules())
+
+
+def undo_recompute(model: nn.Module) -> nn.Module:
+    """Undo :func:`recompute_blocks` (in place): every segmented ``nn.Sequential`` is a
+    plain one again and every :class:`Recomputed` block is replaced by its module.
+    Returns ``model`` (its module, when ``model`` itself is a :class:`Recomputed`).
+    Parameters, buffers and ``state_dict`` keys are unchanged; so are the results."""
+    for module in list(model.modules()):
+        if isinstance(module, _SegmentedSequential):
+            module.__class__ = nn.Sequential
+            module.__dict__.pop("_recompute_segments", None)
+            module.__dict__.pop("_recompute_pack", None)
+        for name, child in list(module.named_children()):
+            if isinstance(child, Recomputed):
+                setattr(module, name, child.module)
+    return model.module if isinstance(model, Recomputed) else model
