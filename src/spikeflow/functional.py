@@ -5,29 +5,57 @@
 ...     for x_t in x_seq:
 ...         y_t = net(x_t)
 >>> detach_net(net)                   # truncated BPTT: cut the carried state's graph
+
+Also SpikingJelly's forward helpers (:func:`seq_to_ann_forward`, :func:`multi_step_forward`,
+:func:`chunk_multi_step_forward`, the time-last ``t_last_*``), :func:`delay`,
+:func:`kaiming_normal_conv_linear_weight`, and its output helpers from
+:mod:`spikeflow.output_coding` (:func:`first_spike_index`, :func:`redundant_one_hot`,
+:func:`kernel_dot_product`, :func:`spike_similar_loss`, :func:`set_threshold_margin`).
+See ``docs/functional.md``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from spikeflow.base import MemoryModule, StepModule, check_step_mode
-from spikeflow.errors import StateError
+from spikeflow._checks import check_int
+from spikeflow.base import MemoryModule, StepModule, check_step_mode, check_time_major
+from spikeflow.errors import DTypeError, ShapeError, StateError
+from spikeflow.output_coding import (
+    first_spike_index,
+    kernel_dot_product,
+    redundant_one_hot,
+    set_threshold_margin,
+    spike_similar_loss,
+)
 
 __all__ = [
     "check_streamable",
+    "chunk_multi_step_forward",
+    "delay",
     "detach_net",
+    "first_spike_index",
+    "kaiming_normal_conv_linear_weight",
+    "kernel_dot_product",
     "memory_modules",
     "multi_step_forward",
+    "redundant_one_hot",
     "reset_before_call",
     "reset_net",
     "seq_to_ann_forward",
     "set_step_mode",
     "set_streaming",
+    "set_threshold_margin",
+    "spike_similar_loss",
     "streaming",
+    "t_last_multi_step_forward",
+    "t_last_seq_to_ann_forward",
 ]
 
 
@@ -157,3 +185,121 @@ def multi_step_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
 def _chain(module: nn.Module | list | tuple) -> nn.Module:
     """A module, or a list/tuple of modules applied in order (as SpikingJelly takes)."""
     return nn.Sequential(*module) if isinstance(module, (list, tuple)) else module
+
+
+def chunk_multi_step_forward(
+    split_size: int, x_seq: Tensor, multi_step_module: nn.Module
+) -> Tensor:
+    """``multi_step_module(x_seq)``, computed ``split_size`` steps at a time.
+
+    ``x_seq`` (``[T, B, ...]``) is split along time into chunks of ``split_size`` steps
+    (the last one shorter if ``T`` is not a multiple), each chunk goes through the
+    module, and the outputs are concatenated back to ``T`` steps. The state is carried
+    from one chunk to the next (the memory modules stream for the call: those not
+    already streaming start from their initial state and are reset afterwards), so the
+    output, and its gradient, equals one call on the whole sequence (except where a
+    batch norm in training mode normalises each chunk with that chunk's statistics);
+    under ``torch.no_grad()`` the activations of only one chunk are alive at a time
+    (long inference, e.g. a converted network run for thousands of steps).
+
+    Args:
+        split_size: steps per chunk (>= 1).
+        x_seq: the input sequence ``[T, B, ...]``.
+        multi_step_module: a network in multi-step mode.
+
+    Raises:
+        ConfigurationError: ``split_size`` is not a positive integer.
+        ShapeError: ``x_seq`` has fewer than 2 dims.
+        StateError: the network holds a module that cannot carry its state from one
+            chunk to the next (:func:`check_streamable`).
+    """
+    split_size = check_int("chunk_multi_step_forward: split_size", split_size, 1)
+    check_time_major(x_seq, "chunk_multi_step_forward", single_step=False)
+    check_streamable(multi_step_module)
+    temporary = [m for m in memory_modules(multi_step_module) if not m.streaming]
+    for m in temporary:
+        m.reset()
+        m.streaming = True
+    try:
+        return torch.cat([multi_step_module(chunk) for chunk in x_seq.split(split_size)])
+    finally:
+        for m in temporary:
+            m.streaming = False
+            m.reset()
+
+
+def _time_last(x_seq: Tensor, owner: str) -> Tensor:
+    """``x_seq`` (``[B, ..., T]``) as a time-major view ``[T, B, ...]``."""
+    if not isinstance(x_seq, Tensor):
+        raise DTypeError(f"{owner} expects a tensor, got {type(x_seq).__name__}")
+    if x_seq.dim() < 2:
+        raise ShapeError(
+            f"{owner} expects a time-last sequence [B, ..., T] with at least 2 dims; "
+            f"got shape {tuple(x_seq.shape)}"
+        )
+    return x_seq.movedim(-1, 0)
+
+
+def _time_back(y: Any) -> Any:
+    """The outputs (a tensor or a tuple) of a time-major call, time moved last again."""
+    if isinstance(y, tuple):
+        return tuple(_time_back(v) for v in y)
+    return y.movedim(0, -1)
+
+
+def t_last_multi_step_forward(x_seq: Tensor, single_step_module: nn.Module) -> Tensor:
+    """:func:`multi_step_forward` for a time-last sequence ``[B, ..., T]``.
+
+    The per-step module (or list of modules) runs on every ``x_seq[..., t]`` in turn
+    and the outputs are stacked along the last dim. Stateful modules start from their
+    initial state and keep nothing after the call, unless they are streaming.
+    """
+    x = _time_last(x_seq, "t_last_multi_step_forward")
+    return _time_back(multi_step_forward(x, single_step_module))
+
+
+def t_last_seq_to_ann_forward(x_seq: Tensor, stateless_module: nn.Module) -> Any:
+    """:func:`seq_to_ann_forward` for a time-last sequence ``[B, ..., T]``.
+
+    The stateless module (or list of modules) runs once on the ``T*B`` steps folded
+    into the batch; the output (or each tensor of a tuple output) gets its time dim back
+    in last place. This equals applying the module to every ``x_seq[..., t]``, except
+    for batch norm in training mode, which normalises over all ``T*B`` samples
+    (SpikingJelly's ``torch.vmap`` refuses it).
+    """
+    x = _time_last(x_seq, "t_last_seq_to_ann_forward")
+    return _time_back(seq_to_ann_forward(x, stateless_module))
+
+
+def delay(x_seq: Tensor, delay_steps: int) -> Tensor:
+    """``x_seq`` (``[T, ...]``) delayed by ``k = delay_steps`` steps: ``y[t] = x[t − k]``,
+    zeros for ``t < k`` (all zeros when ``k >= T``); ``k = 0`` returns ``x_seq``.
+
+    The function form of :class:`~spikeflow.layers.Delay` (which also carries the last
+    ``k`` steps between streamed calls); the gradient of ``x[t]`` is that of ``y[t + k]``.
+
+    Raises:
+        ConfigurationError: ``delay_steps`` is not an integer >= 0.
+        ShapeError: ``x_seq`` is 0-d (it has no time dim).
+    """
+    k = check_int("delay: delay_steps", delay_steps, 0)
+    if not isinstance(x_seq, Tensor):
+        raise DTypeError(f"delay expects a tensor, got {type(x_seq).__name__}")
+    if x_seq.dim() == 0:
+        raise ShapeError("delay expects a sequence [T, ...], got a 0-d tensor")
+    if k == 0:
+        return x_seq
+    k = min(k, x_seq.shape[0])  # (k >= T: all zeros, still in x_seq's graph)
+    return torch.cat([x_seq.new_zeros(k, *x_seq.shape[1:]), x_seq[: x_seq.shape[0] - k]])
+
+
+def kaiming_normal_conv_linear_weight(net: nn.Module) -> None:
+    """Re-draw the weight (not the bias) of every ``Conv1d/2d/3d`` and ``Linear`` of
+    ``net`` (spikeflow's sequence layers included) from Kaiming's normal distribution,
+    ``torch.nn.init.kaiming_normal_(w, a=sqrt(5))``: standard deviation
+    ``sqrt(2 / (1 + 5)) / sqrt(fan_in) = 1 / sqrt(3 fan_in)``. Transposed convolutions
+    are left as they are (as SpikingJelly does)."""
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    for module in net.modules():
+        if isinstance(module, kinds):
+            nn.init.kaiming_normal_(module.weight, a=math.sqrt(5))

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.event_driven.kernel import EventDrivenNeuron, spike_backward, spike_forward
+from spikeflow.layers.weight_standardization import standardize_weight
 
 __all__ = ["EventDrivenConv2d", "EventDrivenLayer", "EventDrivenLinear"]
 
@@ -112,12 +113,9 @@ class EventDrivenLayer(nn.Module):
     def standardized_weight(self) -> Tensor:
         """The weight the synapse uses: per output channel, zero mean and unit (sample)
         standard deviation over the fan-in, times ``gain`` plus ``shift``."""
-        w = self.weight
-        flat = w.reshape(w.shape[0], -1)
-        view = (-1,) + (1,) * (w.dim() - 1)
-        mean = flat.mean(dim=1).view(view)
-        var = flat.var(dim=1).view(view)
-        return (w - mean) / torch.sqrt(var + 1e-5) * self.gain.view(view) + self.shift.view(view)
+        view = (-1,) + (1,) * (self.weight.dim() - 1)
+        weight = standardize_weight(self.weight, 1e-5)
+        return weight * self.gain.view(view) + self.shift.view(view)
 
     # Eager under torch.compile: the C kernels are called through ctypes, which Dynamo
     # must not trace (the rest of a compiled model still compiles around the layer).

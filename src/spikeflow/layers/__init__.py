@@ -27,6 +27,12 @@
 * :mod:`~spikeflow.layers.drop_connect`: DropConnect (``DropConnectLinear``).
 * :mod:`~spikeflow.layers.snntorch_lstm`: snnTorch's spiking LSTMs (``SLSTM``,
   ``SConv2dLSTM``: smooth gates, a spiking output).
+* :mod:`~spikeflow.layers.weight_standardization`: weight-standardised ``WSConv2d``,
+  ``WSLinear``.
+* :mod:`~spikeflow.layers.t_last`: containers for time-last sequences ``[B, ..., T]``.
+* :mod:`~spikeflow.layers.time_bins`: spike counts as binary events and back
+  (``SpikeCountToBinary``, ``TemporalBinSum``).
+* :mod:`~spikeflow.layers.print_shape`: ``PrintShapeModule``, for debugging shapes.
 
 See ``docs/layers.md``.
 """
@@ -53,12 +59,15 @@ from spikeflow.layers.neunorm import NeuNorm
 from spikeflow.layers.norm import (
     BatchNormThroughTime1d,
     BatchNormThroughTime2d,
+    BatchNormThroughTime3d,
     TemporalEffectiveBatchNorm1d,
     TemporalEffectiveBatchNorm2d,
+    TemporalEffectiveBatchNorm3d,
     ThresholdDependentBatchNorm1d,
     ThresholdDependentBatchNorm2d,
     ThresholdDependentBatchNorm3d,
 )
+from spikeflow.layers.print_shape import PrintShapeModule
 from spikeflow.layers.recurrent import (
     ElementWiseRecurrentContainer,
     LinearRecurrentContainer,
@@ -74,7 +83,9 @@ from spikeflow.layers.sequence import (
     Conv1d,
     Conv2d,
     Conv3d,
+    ConvTranspose1d,
     ConvTranspose2d,
+    ConvTranspose3d,
     Flatten,
     Linear,
     MaxPool1d,
@@ -110,6 +121,9 @@ from spikeflow.layers.spiking_rnn import (
     SpikingVanillaRNNCell,
 )
 from spikeflow.layers.synapse_filter import SynapseFilter
+from spikeflow.layers.t_last import TLastMultiStepContainer, TLastSeqToANNContainer
+from spikeflow.layers.time_bins import SpikeCountToBinary, TemporalBinSum
+from spikeflow.layers.weight_standardization import WSConv2d, WSLinear
 
 __all__ = [
     "SLSTM",
@@ -124,11 +138,14 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormThroughTime1d",
     "BatchNormThroughTime2d",
+    "BatchNormThroughTime3d",
     "ChannelQKAttention",
     "Conv1d",
     "Conv2d",
     "Conv3d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
+    "ConvTranspose3d",
     "Delay",
     "DelayedLinear",
     "DeltaEncoder",
@@ -149,6 +166,7 @@ __all__ = [
     "MultiDimensionalAttention",
     "MultiStepContainer",
     "NeuNorm",
+    "PrintShapeModule",
     "QKAttention",
     "Recurrent",
     "SConv2dLSTM",
@@ -157,6 +175,7 @@ __all__ = [
     "ShortTermPlasticity",
     "SigmaDecoder",
     "SigmaDelta",
+    "SpikeCountToBinary",
     "SpikeDrivenSelfAttention",
     "SpikingGRU",
     "SpikingGRUCell",
@@ -167,8 +186,12 @@ __all__ = [
     "SpikingVanillaRNNCell",
     "StepModeContainer",
     "SynapseFilter",
+    "TLastMultiStepContainer",
+    "TLastSeqToANNContainer",
+    "TemporalBinSum",
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",
+    "TemporalEffectiveBatchNorm3d",
     "TemporalWiseAttention",
     "ThresholdDependentBatchNorm1d",
     "ThresholdDependentBatchNorm2d",
@@ -176,6 +199,8 @@ __all__ = [
     "TokenQKAttention",
     "Upsample",
     "VotingLayer",
+    "WSConv2d",
+    "WSLinear",
     "clamp_delays",
     "delay_sigma",
     "delta_activity",

@@ -10,7 +10,8 @@ All three normalise per channel; they differ in how they treat the time dimensio
 * :class:`TemporalEffectiveBatchNorm2d` (TEBN, Duan et al., NeurIPS 2022): one set of
   statistics over time, batch and space, then a learnable scale per time step.
 
-Each also has a ``1d`` variant (one step ``[B, C]`` or ``[B, C, L]``); tdBN has ``3d``.
+Each also has a ``1d`` variant (one step ``[B, C]`` or ``[B, C, L]``) and a ``3d``
+variant (one step ``[B, C, D, H, W]``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from spikeflow.layers.sequence_norm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 __all__ = [
     "BatchNormThroughTime1d",
     "BatchNormThroughTime2d",
+    "BatchNormThroughTime3d",
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",
+    "TemporalEffectiveBatchNorm3d",
     "ThresholdDependentBatchNorm1d",
     "ThresholdDependentBatchNorm2d",
     "ThresholdDependentBatchNorm3d",
@@ -39,6 +42,7 @@ __all__ = [
 
 _BN1D_LAYOUT, _BN1D_DIMS = "[B, C] or [B, C, L]", (2, 3)
 _BN2D_LAYOUT, _BN2D_DIMS = "[B, C, H, W]", (4, 4)
+_BN3D_LAYOUT, _BN3D_DIMS = "[B, C, D, H, W]", (5, 5)
 
 
 # -- tdBN --------------------------------------------------------------------------------
@@ -252,6 +256,12 @@ class BatchNormThroughTime2d(_BatchNormThroughTime):
     step_layout, step_ndim = _BN2D_LAYOUT, _BN2D_DIMS
 
 
+class BatchNormThroughTime3d(_BatchNormThroughTime):
+    __doc__ = _BNTT_DOC.format(layout="[B, C, D, H, W]")
+    _bn = nn.BatchNorm3d
+    step_layout, step_ndim = _BN3D_LAYOUT, _BN3D_DIMS
+
+
 class _TemporalEffectiveBatchNorm(_TimeIndexedNorm):
     _bn: type[nn.modules.batchnorm._BatchNorm]
 
@@ -322,3 +332,9 @@ class TemporalEffectiveBatchNorm2d(_TemporalEffectiveBatchNorm):
     __doc__ = _TEBN_DOC.format(layout="[B, C, H, W]")
     _bn = nn.BatchNorm2d
     step_layout, step_ndim = _BN2D_LAYOUT, _BN2D_DIMS
+
+
+class TemporalEffectiveBatchNorm3d(_TemporalEffectiveBatchNorm):
+    __doc__ = _TEBN_DOC.format(layout="[B, C, D, H, W]")
+    _bn = nn.BatchNorm3d
+    step_layout, step_ndim = _BN3D_LAYOUT, _BN3D_DIMS

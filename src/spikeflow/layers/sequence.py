@@ -42,7 +42,9 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "Conv3d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
+    "ConvTranspose3d",
     "Flatten",
     "Linear",
     "MaxPool1d",
@@ -130,6 +132,15 @@ class Conv3d(SequenceLayerMixin, nn.Conv3d):
     step_layout, step_ndim = _3D, (5, 5)
 
 
+class ConvTranspose1d(SequenceLayerMixin, nn.ConvTranspose1d):
+    """:class:`torch.nn.ConvTranspose1d` over a sequence; one step is ``[B, C, L]``.
+
+    ``forward(x, output_size)`` takes ``output_size`` as the length ``(L,)``.
+    """
+
+    step_layout, step_ndim = _1D, (3, 3)
+
+
 class ConvTranspose2d(SequenceLayerMixin, nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` over a sequence; one step is ``[B, C, H, W]``.
 
@@ -137,6 +148,15 @@ class ConvTranspose2d(SequenceLayerMixin, nn.ConvTranspose2d):
     """
 
     step_layout, step_ndim = _2D, (4, 4)
+
+
+class ConvTranspose3d(SequenceLayerMixin, nn.ConvTranspose3d):
+    """:class:`torch.nn.ConvTranspose3d` over a sequence; one step is ``[B, C, D, H, W]``.
+
+    ``forward(x, output_size)`` takes ``output_size`` as the spatial size ``(D, H, W)``.
+    """
+
+    step_layout, step_ndim = _3D, (5, 5)
 
 
 class Linear(SequenceLayerMixin, nn.Linear):

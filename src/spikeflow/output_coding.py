@@ -1,0 +1,319 @@
+"""Reading and supervising a classifier's output spikes (SpikingJelly's helpers).
+
+* :func:`first_spike_index`: where each neuron fires first (a mask over time).
+* :func:`redundant_one_hot`: one-hot targets with ``n`` neurons per class (for a
+  population read out by :class:`~spikeflow.layers.VotingLayer`).
+* :func:`kernel_dot_product`, :func:`spike_similar_loss`: the similarity of spike
+  trains in a kernel space, and a loss that makes samples sharing a label fire alike.
+* :func:`set_threshold_margin`: a lower threshold for the wrong classes and a higher one
+  for the right class while training.
+
+All are re-exported by :mod:`spikeflow.functional` under SpikingJelly's names. Spike
+tensors are time-major (``[T, B, ...]``); where SpikingJelly's helper takes time last,
+a ``dim`` / ``batch_dim`` argument says where the axis is (see ``docs/functional.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeflow._checks import check_int, check_real
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+
+__all__ = [
+    "KERNELS",
+    "first_spike_index",
+    "kernel_dot_product",
+    "redundant_one_hot",
+    "set_threshold_margin",
+    "spike_similar_loss",
+]
+
+#: The kernels of :func:`kernel_dot_product` and what their parameter is.
+KERNELS = {"linear": None, "polynomial": "d", "sigmoid": "alpha", "gaussian": "sigma"}
+_LOSSES = ("mse", "l1", "bce")
+
+
+def _check_tensor(owner: str, name: str, x: object, floating: bool = True) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise DTypeError(f"{owner}: {name} must be a tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise DTypeError(f"{owner}: {name} must be a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def _check_dim(owner: str, x: Tensor, dim: int, what: str) -> int:
+    """``dim`` as a non-negative index of ``x``, or a ShapeError."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise ConfigurationError(f"{owner}: {what} must be an integer, got {dim!r}")
+    if not -x.dim() <= dim < x.dim():
+        raise ShapeError(
+            f"{owner}: {what}={dim} is not a dimension of a tensor of shape {tuple(x.shape)}"
+        )
+    return dim % x.dim()
+
+
+def first_spike_index(spikes: Tensor, dim: int = 0) -> Tensor:
+    """A boolean mask, ``True`` where each neuron emits its first spike along ``dim``.
+
+    ``out[t] = spikes[t] != 0`` and ``spikes[s] == 0`` for every ``s < t`` (along
+    ``dim``): at most one ``True`` per neuron, none for a neuron that never fired.
+    :func:`spikeflow.losses.first_spike_steps` gives the step numbers instead.
+
+    Args:
+        spikes: spikes, time-major ``[T, B, ...]`` by default (any values: nonzero is a
+            spike).
+        dim: the time dimension (default 0; SpikingJelly's ``[..., T]`` is ``dim=-1``).
+
+    Returns:
+        A bool tensor shaped like ``spikes``.
+
+    Raises:
+        DTypeError: ``spikes`` is not a tensor.
+        ShapeError: ``dim`` is not a dimension of ``spikes``.
+
+    Example::
+
+        >>> first_spike_index(torch.tensor([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]))
+        tensor([[False,  True],
+                [ True, False],
+                [False, False]])
+    """
+    spikes = _check_tensor("first_spike_index", "spikes", spikes, floating=False)
+    dim = _check_dim("first_spike_index", spikes, dim, "dim")
+    fired = spikes != 0
+    # the count of spikes so far is 1 exactly from the first spike to the second
+    return fired & (fired.to(torch.int32).cumsum(dim) == 1)
+
+
+def redundant_one_hot(
+    labels: Tensor, num_classes: int, n: int, dtype: torch.dtype | None = None
+) -> Tensor:
+    """One-hot targets with ``n`` ones per class: ``[...]`` → ``[..., num_classes * n]``.
+
+    Class ``c`` is coded by ones at ``c*n`` to ``c*n + n − 1``, the neurons that
+    :class:`~spikeflow.layers.VotingLayer` ``(n)`` averages into class ``c``.
+
+    Args:
+        labels: integer class labels (``[B]``, or any shape), each in ``[0, num_classes)``.
+        num_classes: the number of classes (>= 1).
+        n: neurons per class (>= 1).
+        dtype: of the result (default: torch's default dtype).
+
+    Raises:
+        DTypeError: ``labels`` is not an integer tensor.
+        ConfigurationError: ``num_classes`` or ``n`` is not a positive integer, or a
+            label lies outside ``[0, num_classes)``.
+
+    Example::
+
+        >>> redundant_one_hot(torch.tensor([0, 2]), num_classes=3, n=2)
+        tensor([[1., 1., 0., 0., 0., 0.],
+                [0., 0., 0., 0., 1., 1.]])
+    """
+    owner = "redundant_one_hot"
+    labels = _check_tensor(owner, "labels", labels, floating=False)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise DTypeError(f"{owner}: labels must be integer class labels, got {labels.dtype}")
+    num_classes = check_int(f"{owner}: num_classes", num_classes, 1)
+    n = check_int(f"{owner}: n", n, 1)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ConfigurationError(
+            f"{owner}: labels must lie in [0, {num_classes - 1}], "
+            f"got range [{int(labels.min())}, {int(labels.max())}]"
+        )
+    codes = F.one_hot(labels.long(), num_classes).repeat_interleave(n, dim=-1)
+    return codes.to(torch.get_default_dtype() if dtype is None else dtype)
+
+
+def _kernel_param(kernel: str, kernel_param: float | None, owner: str) -> float | None:
+    if kernel not in KERNELS:
+        raise ConfigurationError(
+            f"{owner}: kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}"
+        )
+    name = KERNELS[kernel]
+    if name is None:
+        return None
+    if kernel_param is None:
+        raise ConfigurationError(f"{owner}: the {kernel} kernel needs kernel_param ({name})")
+    if kernel == "gaussian":
+        return check_real(f"{owner}: kernel_param (sigma)", kernel_param, 0.0, low_open=True)
+    return check_real(f"{owner}: kernel_param ({name})", kernel_param)
+
+
+def kernel_dot_product(
+    x: Tensor, y: Tensor, kernel: str = "linear", kernel_param: float | None = None
+) -> Tensor:
+    """Inner products in a kernel space of the rows of ``x`` ``[N, M]`` and ``y`` ``[K, M]``.
+
+    ``out[i, j] = κ(x_i, y_j)`` (``[N, K]``) with, for ``kernel``:
+
+    * ``"linear"``: ``x_iᵀ y_j``;
+    * ``"polynomial"``: ``(x_iᵀ y_j)^d``, ``d = kernel_param``;
+    * ``"sigmoid"``: ``sigmoid(α x_iᵀ y_j)``, ``α = kernel_param``;
+    * ``"gaussian"``: ``exp(−‖x_i − y_j‖² / (2σ²))``, ``σ = kernel_param > 0``.
+
+    The squared distance is computed as ``‖x_i‖² + ‖y_j‖² − 2 x_iᵀ y_j`` (one matrix
+    product, no ``[N, K, M]`` tensor), clamped at 0 against rounding.
+
+    Raises:
+        DTypeError: ``x`` or ``y`` is not a floating-point tensor.
+        ShapeError: ``x`` or ``y`` is not 2-d, or their rows differ in length.
+        ConfigurationError: an unknown kernel, or a missing or invalid ``kernel_param``.
+    """
+    owner = "kernel_dot_product"
+    x = _check_tensor(owner, "x", x)
+    y = _check_tensor(owner, "y", y)
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
+        raise ShapeError(
+            f"{owner}: x and y must be [N, M] and [K, M] (rows of the same length), got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    param = _kernel_param(kernel, kernel_param, owner)
+    product = x.mm(y.t())
+    if kernel == "linear":
+        return product
+    if kernel == "polynomial":
+        return product.pow(param)
+    if kernel == "sigmoid":
+        return torch.sigmoid(param * product)
+    squared = x.square().sum(dim=1, keepdim=True) + y.square().sum(dim=1) - 2 * product
+    return torch.exp(-squared.clamp_min(0) / (2 * param * param))
+
+
+def spike_similar_loss(
+    spikes: Tensor,
+    labels: Tensor,
+    kernel_type: str = "linear",
+    loss_type: str = "mse",
+    kernel_param: float | None = None,
+    *,
+    batch_dim: int = 1,
+) -> Tensor:
+    """A loss that makes the spike trains of samples sharing a label similar.
+
+    Each sample's spikes (every dim but ``batch_dim``, flattened) form one vector
+    ``s_i``. The output similarity ``p[i, j]`` is :func:`kernel_dot_product` of
+    ``s_i`` and ``s_j`` (for ``"linear"`` normalised to a cosine,
+    ``s_iᵀ s_j / (‖s_i‖ ‖s_j‖ + 1e-8)``); the target ``q[i, j]`` is 1 if samples ``i``
+    and ``j`` share at least one label, else 0. The loss is the mean over all ``N × N``
+    pairs of ``(p − q)²`` (``"mse"``), ``|p − q|`` (``"l1"``) or the binary cross-entropy
+    of ``p`` against ``q`` (``"bce"``, for kernels with values in ``[0, 1]``).
+
+    Args:
+        spikes: output spikes, ``[T, N, ...]`` (time-major, the default
+            ``batch_dim=1``); SpikingJelly's ``[N, M, T]`` is ``batch_dim=0``.
+        labels: multi-hot labels ``[N, C]`` (``labels[i, k] = 1``: sample ``i`` has
+            label ``k``).
+        kernel_type: ``"linear"`` (default), ``"polynomial"``, ``"sigmoid"`` or
+            ``"gaussian"``.
+        loss_type: ``"mse"`` (default), ``"l1"`` or ``"bce"``.
+        kernel_param: the kernel's parameter (SpikingJelly's ``*args[0]``).
+        batch_dim: the sample dimension of ``spikes`` (keyword-only).
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        DTypeError: ``spikes`` is not floating point, or ``labels`` not a tensor.
+        ShapeError: ``labels`` is not ``[N, C]`` for the ``N`` samples of ``spikes``.
+        ConfigurationError: an unknown kernel or loss, or a bad ``kernel_param``.
+    """
+    owner = "spike_similar_loss"
+    spikes = _check_tensor(owner, "spikes", spikes)
+    labels = _check_tensor(owner, "labels", labels, floating=False)
+    batch_dim = _check_dim(owner, spikes, batch_dim, "batch_dim")
+    n = spikes.shape[batch_dim]
+    if labels.dim() != 2 or labels.shape[0] != n:
+        raise ShapeError(
+            f"{owner}: labels must be multi-hot [N, C] for the N = {n} samples of spikes "
+            f"(dim {batch_dim} of {tuple(spikes.shape)}), got {tuple(labels.shape)}"
+        )
+    if loss_type not in _LOSSES:
+        raise ConfigurationError(
+            f"{owner}: loss_type must be one of {', '.join(map(repr, _LOSSES))}, got {loss_type!r}"
+        )
+    vectors = spikes.movedim(batch_dim, 0).reshape(n, -1)
+    similarity = kernel_dot_product(vectors, vectors, kernel_type, kernel_param)
+    if kernel_type == "linear":
+        norms = vectors.norm(p=2, dim=1, keepdim=True)
+        similarity = similarity / (norms * norms.t() + 1e-8)
+    labels = labels.to(similarity.dtype)
+    target = labels.mm(labels.t()).clamp_max(1)  # 1 for pairs sharing a label
+    if loss_type == "mse":
+        return F.mse_loss(similarity, target)
+    if loss_type == "l1":
+        return F.l1_loss(similarity, target)
+    return F.binary_cross_entropy(similarity, target)
+
+
+def set_threshold_margin(
+    output_layer: nn.Module,
+    label_one_hot: Tensor,
+    eval_threshold: float = 1.0,
+    threshold0: float = 0.9,
+    threshold1: float = 1.1,
+) -> None:
+    """Give the output neurons a margin: a threshold per sample and class while training.
+
+    In training mode (``output_layer.training``) the threshold of output neuron ``c`` of
+    sample ``b`` becomes ``threshold1`` where ``label_one_hot[b, c] == 1`` (the right
+    class) and ``threshold0`` elsewhere; in eval mode every threshold is
+    ``eval_threshold``. The threshold tensor has ``label_one_hot``'s shape, which
+    broadcasts over the steps of a multi-step call (``[T, B, C]``). Call it before each
+    forward, with that batch's labels.
+
+    Args:
+        output_layer: the output neurons, a :class:`~spikeflow.neurons.BaseNode`
+            created with a float threshold.
+        label_one_hot: one-hot labels ``[B, C]`` (integer, bool or floating point).
+        eval_threshold, threshold0, threshold1: the thresholds (finite, above the
+            neuron's ``v_reset`` with a hard reset).
+
+    Raises:
+        ConfigurationError: ``output_layer`` is not a spikeflow neuron, its threshold is
+            a parameter or a buffer (learnable or created as a tensor: it is part of the
+            state dict and would take the batch's shape), or a threshold is not above
+            ``v_reset``.
+        DTypeError: ``label_one_hot`` is not a tensor.
+    """
+    from spikeflow.neurons.base import BaseNode
+
+    owner = "set_threshold_margin"
+    if not isinstance(output_layer, BaseNode):
+        raise ConfigurationError(
+            f"{owner}: output_layer must be a spikeflow neuron, got {type(output_layer).__name__}"
+        )
+    if "v_threshold" in output_layer._parameters or "v_threshold" in output_layer._buffers:
+        raise ConfigurationError(
+            f"{owner}: {type(output_layer).__name__}'s v_threshold is a "
+            f"{'parameter' if 'v_threshold' in output_layer._parameters else 'buffer'} "
+            "(learnable, or created as a tensor), part of its state dict; create the output "
+            "neurons with a float v_threshold to set a margin"
+        )
+    label_one_hot = _check_tensor(owner, "label_one_hot", label_one_hot, floating=False)
+    values = {
+        name: check_real(f"{owner}: {name}", value)
+        for name, value in (
+            ("eval_threshold", eval_threshold),
+            ("threshold0", threshold0),
+            ("threshold1", threshold1),
+        )
+    }
+    v_reset = output_layer.v_reset
+    for name, value in values.items():
+        if v_reset is not None and value <= v_reset:
+            raise ConfigurationError(
+                f"{owner}: {name} ({value}) must be above the neuron's v_reset ({v_reset})"
+            )
+    if not output_layer.training:
+        output_layer.v_threshold = values["eval_threshold"]
+        return
+    dtype = label_one_hot.dtype if label_one_hot.is_floating_point() else None
+    right = label_one_hot == 1
+    threshold = torch.full(
+        label_one_hot.shape, values["threshold0"], dtype=dtype, device=label_one_hot.device
+    )
+    output_layer.v_threshold = threshold.masked_fill(right, values["threshold1"])
