@@ -218,3 +218,15 @@ def test_bntt3d_and_tebn3d_streaming_and_errors():
             m(x[0])
         with pytest.raises(ShapeError, match="T=3"):
             m(x[:2])
+
+
+def test_pruning_and_quantization_refuse_weight_standardised_layers() -> None:
+    from spikeflow import neurons
+    from spikeflow.prune import apply_gradient_rewiring, apply_soft_threshold
+    from spikeflow.quant import apply_weight_quantization
+
+    net = nn.Sequential(L.WSLinear(4, 8), neurons.IFNode(), L.Linear(8, 2))
+    for apply, word in ((apply_gradient_rewiring, "pruned"), (apply_soft_threshold, "pruned"),
+                        (lambda m: apply_weight_quantization(m, 4), "quantized")):  # fmt: skip
+        with pytest.raises(ConfigurationError, match=f"'0' is a weight-standardised.*{word}"):
+            apply(net)

@@ -148,9 +148,16 @@ def chosen_layers(
     if not found:
         raise ConfigurationError(f"the model has no linear or convolution layer to {what}")
     for name, layer in found:
-        if isinstance(layer, EventDrivenLayer):
+        if isinstance(layer, EventDrivenLayer) or callable(
+            getattr(layer, "standardized_weight", None)
+        ):  # event-driven and WSConv2d/WSLinear layers
+            kind = (
+                "an event-driven"
+                if isinstance(layer, EventDrivenLayer)
+                else "a weight-standardised"
+            )
             raise ConfigurationError(
-                f"layer {name or type(layer).__name__!r} is an event-driven layer: it "
+                f"layer {name or type(layer).__name__!r} is {kind} layer: it "
                 f"standardises its weights per output channel, so a {what}d raw weight "
                 "would not give a sparse or quantized effective weight; leave it out "
                 "(exclude it, or pass the layers)"
