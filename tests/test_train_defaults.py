@@ -30,6 +30,7 @@ from spikeflow.training.build import build_model
 from spikeflow.training.config import DATASET_DEFAULTS, TrainConfig, config_to_dict, resolve
 from spikeflow.training.data import (
     DataInfo,
+    _folder_classes,
     _image_classes,
     _neuromorphic_classes,
     build_datasets,
@@ -61,6 +62,7 @@ EXPECTED = {
     "ntidigits18": ("rsnn", 100, 128, "time"),
     "ncaltech101": ("spiking_vgg11_bn", 10, 16, "number"),
     "ncars": ("spiking_vgg11_bn", 5, 64, "time"),
+    "imagenet": ("sew_resnet18", 4, 256, "number"),
 }
 _ANY_SIZE = ("sew_resnet18", "spiking_resnet18", "ms_resnet18")
 #: dataset without a default model -> the models its error names.
@@ -70,8 +72,11 @@ ALTERNATIVES = {
     "dvslip": ("plif_dvsgesture", "sew_dvsgesture", "spikformer_dvs", "sew_resnet18"),
     "pokerdvs": ("plif_nmnist", "sew_resnet18"),
     "cifar100": ("plif_cifar10", "spiking_vgg11_bn", *_ANY_SIZE),
+    "imagefolder": _ANY_SIZE,
 }
 WITHOUT_DEFAULT = sorted(ALTERNATIVES)
+#: The class count the models are built for on ImageFolder (its folders decide).
+FOLDER_CLASSES = 5
 
 
 def class_info(name: str) -> DataInfo:
@@ -82,6 +87,10 @@ def class_info(name: str) -> DataInfo:
     if name in _image_classes():
         image_cls = _image_classes()[name]
         return DataInfo(len(image_cls.classes), image_cls.channels, image_cls.image_size, True)
+    if name in _folder_classes():  # ImageFolder's classes are its folders': say 5
+        folder_cls = _folder_classes()[name]
+        return DataInfo(folder_cls.num_classes or FOLDER_CLASSES, folder_cls.channels,
+                        folder_cls.default_image_size, True)  # fmt: skip
     cls = _neuromorphic_classes()[name]
     width, height, polarities = cls.sensor_size
     return DataInfo(len(cls.classes), polarities, (height, width), static=False)
@@ -129,12 +138,15 @@ def test_a_dataset_without_a_default_model_names_the_models_that_fit(name):
         resolve(TrainConfig(dataset=name))
     message = str(info.value)
     assert f"dataset {name!r} has no default model" in message
-    assert "x".join(map(str, step_shape)) in message and f"{classes} classes" in message
+    assert "x".join(map(str, step_shape)) in message
+    assert (f"{classes} classes" in message) == (classes is not None)  # ImageFolder: None
     assert all(model in message for model in alternatives)
-    # With a model, the dataset's other defaults apply.
+    # With a model, the dataset's other defaults apply: the PLIF recipe's T = 8 for
+    # CIFAR-100's static images, ImageNet's T = 4 and a GPU's share of its batch for
+    # ImageFolder.
     config = resolve(TrainConfig(dataset=name, model=alternatives[0]))
-    T = 8 if name == "cifar100" else 10  # static images: the PLIF recipe's T
-    assert (config.T, config.batch_size, config.split_by) == (T, 16, "number")
+    T, batch = {"cifar100": (8, 16), "imagefolder": (4, 32)}.get(name, (10, 16))
+    assert (config.T, config.batch_size, config.split_by) == (T, batch, "number")
 
 
 @pytest.mark.parametrize(
@@ -144,9 +156,8 @@ def test_a_dataset_without_a_default_model_names_the_models_that_fit(name):
 def test_each_model_the_error_names_runs_on_the_datasets_frames(name, model):
     with pytest.raises(ConfigurationError, match=f"pass --model, e.g. .*{model}"):
         resolve(TrainConfig(dataset=name))
-    classes, _ = dataset_shape(name)
     out = run_forward(resolve(TrainConfig(dataset=name, model=model, T=2)), steps=2, batch=1)
-    assert out.shape == (2, 1, classes)
+    assert out.shape == (2, 1, class_info(name).num_classes)
 
 
 def test_audio_tactile_and_ncars_split_by_time_the_others_by_number():
@@ -355,11 +366,26 @@ def test_a_dataset_class_without_an_entry_gets_the_generic_defaults(monkeypatch)
         ("ncaltech101", None, "ce", 6.25e-5),  # NDA's 1e-3 * batch / 256 at batch 16
         ("ncars", None, "ce", 5e-3),
         ("ncaltech101", "sew_resnet18", "mse", 1e-3),
+        ("imagenet", None, "ce", 1e-3),  # SGD's 0.1 is not for the default Adam
     ],
 )
 def test_the_loss_and_lr_are_the_recipes_with_its_model_only(name, model, loss, lr):
     config = resolve(TrainConfig(dataset=name, model=model))
     assert (config.loss, config.lr) == (loss, lr)
+
+
+def test_imagenets_lr_is_the_recipes_with_its_optimizer_only():
+    # methods.md 3.3: SGD lr 0.1. --optimizer is the run's (Adam unless given), so the
+    # recipe's rate comes with --optimizer sgd only; Adam gets the global 1e-3.
+    sgd = resolve(TrainConfig(dataset="imagenet", optimizer="sgd"))
+    assert (sgd.model, sgd.loss, sgd.lr, sgd.momentum, sgd.weight_decay) == (
+        "sew_resnet18", "ce", 0.1, 0.9, 0.0)  # fmt: skip
+    assert resolve(TrainConfig(dataset="imagenet", optimizer="adamw")).lr == 1e-3
+    assert (
+        resolve(TrainConfig(dataset="imagenet", model="sew_resnet34", optimizer="sgd")).lr == 1e-3
+    )
+    saved = {"config": config_to_dict(sgd)}
+    assert config_for_resume(saved, {"lr": None}).lr == 0.1  # None: the recipe's, kept
 
 
 def test_an_explicit_loss_and_lr_override_the_recipe_and_resume_keeps_them():

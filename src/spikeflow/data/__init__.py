@@ -1,5 +1,6 @@
 """Neuromorphic data: readers for sensor files, datasets, representations, transforms;
-and the static image datasets (MNIST, CIFAR) of directly encoded SNNs.
+and the static image datasets (MNIST, CIFAR, ImageNet, class folders) of directly
+encoded SNNs.
 
 Datasets yield one sample as ``[T, C, H, W]`` frames (or an EventRecording) plus a
 label; a DataLoader batches to ``[B, T, C, H, W]``; spikeflow's layers are time-major,
@@ -30,6 +31,8 @@ from spikeflow.data.datasets import (
     ESImageNet,
     FashionMNIST,
     ImageDataset,
+    ImageFolder,
+    ImageNet,
     NAVGesture,
     NCaltech101,
     NeuromorphicDataset,
@@ -93,6 +96,8 @@ __all__ = [
     "EventRecording",
     "FashionMNIST",
     "ImageDataset",
+    "ImageFolder",
+    "ImageNet",
     "NAVGesture",
     "NCaltech101",
     "NeuromorphicDataset",

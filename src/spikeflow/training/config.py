@@ -274,7 +274,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         )
     for name in RESOLVED_FIELDS:  # model first: the loss and lr follow it
         if getattr(values, name) is None:
-            setattr(values, name, default_for(values.dataset, values.model, name))
+            setattr(values, name, default_for(values.dataset, values.model, name,
+                                              values.optimizer))  # fmt: skip
     if values.model is None:
         raise ConfigurationError(no_default_model_message(values.dataset))
     return values.validate()

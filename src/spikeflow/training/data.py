@@ -1,6 +1,7 @@
 """The datasets ``spikeflow train`` knows: scikit-learn's digits, spikeflow's static
-image datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10/100) and its neuromorphic
-datasets, with what a model needs to know about them.
+image datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10/100; ImageNet and class-folder
+images, read file by file) and its neuromorphic datasets, with what a model needs to
+know about them.
 
 Static images (the digits, the image datasets) yield ``[C, H, W]`` and are repeated over T by
 :func:`to_time_major`; neuromorphic datasets yield frames ``[T, C, H, W]`` that a
@@ -48,7 +49,7 @@ class DataInfo:
 
 def list_datasets() -> list[str]:
     """The ``--dataset`` names: ``digits`` and every spikeflow.data dataset class."""
-    return sorted(["digits", *_image_classes(), *_neuromorphic_classes()])
+    return sorted(["digits", *_image_classes(), *_folder_classes(), *_neuromorphic_classes()])
 
 
 def _image_classes() -> dict[str, type]:
@@ -60,6 +61,17 @@ def _image_classes() -> dict[str, type]:
         if isinstance(obj, type)
         and issubclass(obj, datasets.ImageDataset)
         and obj is not datasets.ImageDataset
+    }
+
+
+def _folder_classes() -> dict[str, type]:
+    """The datasets read file by file from class folders (ImageFolder, ImageNet)."""
+    from spikeflow.data import datasets
+
+    return {
+        obj.__name__.lower(): obj
+        for obj in vars(datasets).values()
+        if isinstance(obj, type) and issubclass(obj, datasets.ImageFolder)
     }
 
 
@@ -81,7 +93,8 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     its ``num_classes``, else None). The step shape is ``(1, 8, 8)`` for the
     digits (repeated over T), ``(700,)`` for SHD and SSC (frames ``[T, 700]``),
     ``(64,)`` for N-TIDIGITS18, ``(C, H, W)`` for the image datasets (repeated over T;
-    CIFAR-100's 100 fine classes), and the
+    CIFAR-100's 100 fine classes; ImageNet and ImageFolder ``(3, 224, 224)``, their
+    default ``image_size``, ImageFolder's classes None: its folders decide), and the
     sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
     Commands ``(2, 1, 40)``, the default encoder's 40 mel bands). A DataLoader batches
     frames to ``[B, T, ...]``, which the trainer makes ``[T, B, ...]``
@@ -98,6 +111,9 @@ def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
     if key in _image_classes():
         image_cls = _image_classes()[key]
         return len(image_cls.classes), (image_cls.channels, *image_cls.image_size)
+    if key in _folder_classes():
+        folder_cls = _folder_classes()[key]
+        return folder_cls.num_classes, (folder_cls.channels, *folder_cls.default_image_size)
     classes = _neuromorphic_classes()
     if key not in classes:
         raise ConfigurationError(
@@ -212,6 +228,47 @@ def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Data
     return train, test, DataInfo(len(split.classes), cls.channels, (height, width), static=True)
 
 
+def _image_folders(
+    config: TrainConfig, with_train: bool
+) -> tuple[Dataset | None, Dataset, DataInfo]:
+    """ImageNet or ImageFolder (``<data-dir>/train``, ``<data-dir>/val``): images decoded
+    per sample; ``--cache-dir`` caches the file listing."""
+    from spikeflow.data.datasets import DatasetNotFoundError
+
+    cls = _folder_classes()[config.dataset.lower()]
+    name = cls.__name__
+    if config.data_dir is None:
+        raise ConfigurationError(
+            f"dataset {config.dataset!r} needs --data-dir (the folder that holds train/ and val/)"
+        )
+    if config.split_by not in (None, "number"):
+        raise ConfigurationError(
+            f"--split-by {config.split_by}: {name} holds static images (repeated over T): "
+            "there are no events to split; leave it out"
+        )
+    if config.download:
+        raise ConfigurationError(
+            f"--download: {name} cannot be downloaded automatically"
+            + (
+                " (image-net.org needs a login; see help(spikeflow.data.ImageNet))"
+                if name == "ImageNet"
+                else " (it reads your own folders)"
+            )
+        )
+    kwargs = _dataset_kwargs(config, cls)
+    augment = kwargs.pop("augment", True)  # the training split only, as _images
+    if not isinstance(augment, bool):
+        raise ConfigurationError(f"--dataset-kwargs augment must be true or false; got {augment!r}")
+    kwargs["cache_dir"] = config.cache_dir
+    try:
+        train = cls(config.data_dir, train=True, augment=augment, **kwargs) if with_train else None
+        test = cls(config.data_dir, train=False, **kwargs)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}") from exc
+    split = train if train is not None else test
+    return train, test, DataInfo(len(split.classes), cls.channels, split.image_size, static=True)
+
+
 def dataset_num_classes(dataset: Dataset, name: str = "the dataset") -> int:
     """The number of classes of ``dataset``: ``len(dataset.classes)`` when it has a
     ``classes`` list (the instance's, else its class's), else its ``num_classes``, else
@@ -295,6 +352,7 @@ _SET_ELSEWHERE = {
     "duration": "set by --T (frames per sample)",
     "custom_integrate_function": "set by --T (frames)",
     "transform": "Python only (a function)", "event_transform": "Python only (a function)",
+    "image_transform": "Python only (a function)",
     "target_transform": "Python only (a function)",
 }  # fmt: skip
 
@@ -343,6 +401,8 @@ def build_datasets(
         train, test, info = _digits(config, with_train)
     elif name in _image_classes():
         train, test, info = _images(config, with_train)
+    elif name in _folder_classes():
+        train, test, info = _image_folders(config, with_train)
     elif name in _neuromorphic_classes():
         train, test, info = _neuromorphic(config, with_train)
     else:

@@ -5,7 +5,9 @@ A dataset has a default model where the model zoo holds the network a paper trai
 it, or the zoo's nearest network to the one a published recipe for the dataset
 trained (N-Caltech101, N-CARS: the zoo's VGG-11 for theirs), or, for FSDD, ST-MNIST
 and N-TIDIGITS18, the network built for such data (the recurrent network of SHD);
-``T``, the batch size, the loss and the learning rate are then that recipe's.
+``T``, the batch size, the loss and the learning rate are then that recipe's (a
+learning rate for SGD, ImageNet's 0.1, only when the run also uses the recipe's
+optimiser: ``--optimizer`` is the run's, Adam unless it says).
 ``split_by`` is ``"time"`` for the audio and tactile datasets, whose time axis frames
 of equal event counts would warp (a loud syllable would take many frames and a quiet
 one few), and for N-CARS, whose recipe bins its 100 ms samples by time; ``"number"``
@@ -57,6 +59,9 @@ class DatasetDefaults:
     #: Without a default model: zoo models that build for the dataset's frames and
     #: classes, which the error names (tests/test_train_defaults.py builds each).
     alternatives: tuple[str, ...] = ()
+    #: The optimiser ``lr`` belongs to (None: any). The optimiser itself is the run's
+    #: (``--optimizer``, default Adam); with another, ``lr`` is the global 1e-3.
+    optimizer: str | None = None
 
 
 _PLIF = "PLIF paper, Fang et al. ICCV 2021 (methods.md 11.2)"
@@ -69,6 +74,7 @@ _CORDONE = (
 #: Zoo networks that take any frame size of at least 16x16 (an adaptive average pool
 #: before the classifier): the choice for sensors no zoo network was built for.
 _ANY_SIZE = ("sew_resnet18", "spiking_resnet18", "ms_resnet18")
+_SEW = "SEW ResNet, Fang et al. NeurIPS 2021 (methods.md 3.3)"
 
 #: Every ``spikeflow train --dataset`` name (tests check that none is missing).
 DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
@@ -89,6 +95,11 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "cifar100": DatasetDefaults(
         "number", T=8, alternatives=("plif_cifar10", "spiking_vgg11_bn", *_ANY_SIZE)
     ),
+    # SEW's ImageNet recipe: T = 4, CE, SGD 0.1 (momentum 0.9, no weight decay, cosine
+    # over 320 epochs), 32 images on each of 8 GPUs: a global batch of 256.
+    "imagenet": DatasetDefaults("number", "sew_resnet18", 4, 256, _SEW, "ce", 0.1, optimizer="sgd"),
+    # A user's class folders: no recipe; the models that take any image size.
+    "imagefolder": DatasetDefaults("number", T=4, batch_size=32, alternatives=_ANY_SIZE),
     "dvs128gesture": DatasetDefaults("number", "plif_dvsgesture", 20, 16, _PLIF),
     "cifar10dvs": DatasetDefaults("number", "plif_cifar10dvs", 20, 16, _PLIF),
     # 100 steps and batch 128 (sparch's nb_steps and batch_size); sparch bins a fixed
@@ -155,15 +166,19 @@ def dataset_defaults(dataset: str) -> DatasetDefaults:
     return DATASET_DEFAULTS.get(dataset.lower(), GENERIC)
 
 
-def default_for(dataset: str, model: str | None, name: str) -> object:
+def default_for(dataset: str, model: str | None, name: str, optimizer: str | None = None) -> object:
     """What a ``None`` of the config field ``name`` (one of :data:`RESOLVED_FIELDS`)
     means for a run of ``model`` on ``dataset``: the dataset's default, where the loss
     and learning rate are the recipe's only when ``model`` is the recipe's model (an
     ``rsnn`` read-out is a membrane, trained with cross-entropy; a PLIF network's
-    firing rates with MSE), else ``mse`` and 1e-3."""
+    firing rates with MSE), else ``mse`` and 1e-3; and the learning rate only when
+    ``optimizer`` (the run's; None: not known) is the recipe's where the recipe names
+    one (ImageNet's SGD 0.1 would wreck an Adam run), else 1e-3."""
     defaults = dataset_defaults(dataset)
     if name in ("loss", "lr") and (model is None or model != defaults.model):
         return GLOBAL_LOSS if name == "loss" else GLOBAL_LR
+    if name == "lr" and optimizer not in (None, defaults.optimizer or optimizer):
+        return GLOBAL_LR
     return getattr(defaults, name)
 
 

@@ -78,7 +78,7 @@ def _dataset_default(saved: TrainConfig, key: str) -> Any:
     """What None resolves to for ``key`` on the checkpoint's dataset (None where that
     dataset has no default, or the checkpoint's dataset is unknown)."""
     try:
-        return default_for(saved.dataset, saved.model, key)
+        return default_for(saved.dataset, saved.model, key, saved.optimizer)
     except ConfigurationError:
         return None
 

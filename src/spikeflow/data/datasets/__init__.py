@@ -1,5 +1,6 @@
 """Neuromorphic datasets (a base class and the datasets built on it) and the static image
-datasets of directly encoded SNNs (docs/datasets.md)."""
+datasets of directly encoded SNNs, ImageNet and class-folder images among them
+(docs/datasets.md)."""
 
 from spikeflow.data.datasets.audio import (
     NTIDIGITS18,
@@ -11,6 +12,8 @@ from spikeflow.data.datasets.audio import (
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
+from spikeflow.data.datasets.image_folder import ImageFolder
+from spikeflow.data.datasets.imagenet import ImageNet
 from spikeflow.data.datasets.images import KMNIST, MNIST, FashionMNIST, ImageDataset
 from spikeflow.data.datasets.images_cifar import CIFAR10, CIFAR100, CIFAR100_COARSE_CLASSES
 from spikeflow.data.datasets.nmnist import NMNIST
@@ -43,6 +46,8 @@ __all__ = [
     "ESImageNet",
     "FashionMNIST",
     "ImageDataset",
+    "ImageFolder",
+    "ImageNet",
     "NAVGesture",
     "NCaltech101",
     "NeuromorphicDataset",
