@@ -44,7 +44,7 @@ NOT_SAMPLE_CONTENT = {
     "cache_dir": "where the cache lives",
     "cache_identity": "how a file's identity is computed (both identify the same bytes)",
     "download": "how the official files are obtained (MD5-checked), not what they hold",
-    "cut_cache_dir": "where DVS128 Gesture's cut samples live",
+    "cut_cache_dir": "where DVS128 Gesture's and N-Omniglot's cut samples live",
     "workers": "parallelism of the cut, same result",
     "progress": "a progress bar",
 }
@@ -72,8 +72,8 @@ def constructor_arguments(cls: type) -> set[str]:
     return names
 
 
-def test_all_seventeen_dataset_classes_are_audited():
-    assert len(dataset_classes()) == 17
+def test_all_nineteen_dataset_classes_are_audited():
+    assert len(dataset_classes()) == 19
 
 
 @pytest.mark.parametrize("cls", dataset_classes(), ids=lambda c: c.__name__)

@@ -66,7 +66,7 @@ EXPECTED = {
 }
 _ANY_SIZE = ("sew_resnet18", "spiking_resnet18", "ms_resnet18")
 #: dataset without a default model -> the models its error names.
-_RECTANGULAR = ("asldvs", "esimagenet", "hardvs", "navgesture")
+_RECTANGULAR = ("asldvs", "bullying10k", "esimagenet", "hardvs", "navgesture", "nomniglot")
 ALTERNATIVES = {
     **dict.fromkeys(_RECTANGULAR, _ANY_SIZE),
     "dvslip": ("plif_dvsgesture", "sew_dvsgesture", "spikformer_dvs", "sew_resnet18"),

@@ -40,6 +40,8 @@ from spikeflow.data.datasets import (
     SpikingHeidelbergDigits,
     SpikingSpeechCommands,
 )
+from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
+from spikeflow.data.datasets.nomniglot import NOmniglot
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
 from spikeflow.data.frames import pad_collate, segment_index, to_frames, to_frames_by_duration
@@ -86,6 +88,7 @@ __all__ = [
     "STMNIST",
     "ArrayCache",
     "AudioToEvents",
+    "Bullying10K",
     "Compose",
     "CustomRepresentation",
     "DVS128Gesture",
@@ -100,6 +103,7 @@ __all__ = [
     "ImageNet",
     "NAVGesture",
     "NCaltech101",
+    "NOmniglot",
     "NeuromorphicDataset",
     "Representation",
     "SpeechCommands",
@@ -126,6 +130,7 @@ __all__ = [
     "mel_spectrogram",
     "pad_collate",
     "parallel_map",
+    "read_bullying10k",
     "segment_index",
     "sparse_collate",
     "to_averaged_time_surfaces",

@@ -146,6 +146,11 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     ),
     # 35x35: the N-MNIST-sized network builds for it.
     "pokerdvs": DatasetDefaults("number", alternatives=("plif_nmnist", "sew_resnet18")),
+    # No published SNN recipe in the zoo: Bullying10K's authors benchmark video networks
+    # (C3D, R(2+1)D, ...) on 48x48 resized frames; N-Omniglot's few-shot baselines (SCNN,
+    # SMAML, Siamese) are not zoo networks. Both are DAVIS346 frames, 2x260x346.
+    "bullying10k": DatasetDefaults("number", alternatives=_ANY_SIZE),
+    "nomniglot": DatasetDefaults("number", alternatives=_ANY_SIZE),
 }
 
 

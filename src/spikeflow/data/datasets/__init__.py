@@ -10,6 +10,7 @@ from spikeflow.data.datasets.audio import (
     SpikingSpeechCommands,
 )
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
 from spikeflow.data.datasets.image_folder import ImageFolder
@@ -17,6 +18,7 @@ from spikeflow.data.datasets.imagenet import ImageNet
 from spikeflow.data.datasets.images import KMNIST, MNIST, FashionMNIST, ImageDataset
 from spikeflow.data.datasets.images_cifar import CIFAR10, CIFAR100, CIFAR100_COARSE_CLASSES
 from spikeflow.data.datasets.nmnist import NMNIST
+from spikeflow.data.datasets.nomniglot import NOMNIGLOT_CLASSES, NOmniglot
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
 from spikeflow.data.datasets.tactile import STMNIST
@@ -35,11 +37,13 @@ __all__ = [
     "MNIST",
     "NCARS",
     "NMNIST",
+    "NOMNIGLOT_CLASSES",
     "NTIDIGITS18",
     "POKERDVS",
     "SHD",
     "SSC",
     "STMNIST",
+    "Bullying10K",
     "DVS128Gesture",
     "DVSLip",
     "DatasetNotFoundError",
@@ -50,10 +54,12 @@ __all__ = [
     "ImageNet",
     "NAVGesture",
     "NCaltech101",
+    "NOmniglot",
     "NeuromorphicDataset",
     "SpeechCommands",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
+    "read_bullying10k",
     "read_navgesture_dat",
     "read_pokerdvs",
 ]
