@@ -288,7 +288,7 @@ def test_missing_and_incomplete_roots(root, tmp_path):
         NOmniglot(tmp_path / "none")
     text = str(info.value)
     assert "10.6084/m9.figshare.16821427" in text and "dvs_background_1.rar" in text
-    assert "unrar" in text
+    assert "unrar" in text and "cannot extract RAR" in text and "MD5" not in text
     partial = tmp_path / "partial" / "dvs_evaluation"
     partial.mkdir(parents=True)
     for d in sorted((root / "dvs_evaluation").iterdir())[1:]:

@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow.data.cache import ArrayCache, default_cache_dir
-from spikeflow.data.datasets._common import how_to_get, prepare_root
 from spikeflow.data.datasets._split import split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording, make_events
@@ -195,6 +194,14 @@ class NOmniglot(NeuromorphicDataset):
         """``"train"``, ``"test"``, ``"background"`` or ``"evaluation"``."""
         return self._split
 
+    def _advice(self) -> str:
+        return (
+            "Its host needs a manual download, and spikeflow cannot extract RAR archives: "
+            f"open {self.homepage}, download dvs_background_1.rar, dvs_background_2.rar and "
+            f"dvs_evaluation.rar (figshare publishes no checksums for them) and extract them "
+            f"into {self.root} with unrar or 7-Zip. Expected layout: {self.layout}"
+        )
+
     def _set_folders(self, group: str) -> list[Path]:
         if group == "background":
             names = ["dvs_background", "dvs_background_1", "dvs_background_2"]
@@ -233,19 +240,12 @@ class NOmniglot(NeuromorphicDataset):
             self._split, ["background", "evaluation"]
         )
 
-        def found() -> bool:
-            return all(self._set_folders(g) for g in groups)
-
-        prepare_root(
-            "N-Omniglot",
-            self.root,
-            self.root / f"dvs_{groups[0]}",
-            [],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-            check=found,
-        )
+        absent = [g for g in groups if not self._set_folders(g)]
+        if absent:
+            raise DatasetNotFoundError(
+                f"N-Omniglot not found: {self.root / f'dvs_{absent[0]}'} does not exist. "
+                + self._advice()
+            )
         rows = range(self.drawers)
         if self._split == "train":
             rows = range(self.train_drawers)
@@ -276,11 +276,6 @@ class NOmniglot(NeuromorphicDataset):
                     for row in rows:
                         self._windows.append((k, row))
                         samples.append((aedat, label))
-        if not samples:
-            raise DatasetNotFoundError(
-                "N-Omniglot: no samples. "
-                + how_to_get("N-Omniglot", self.root, [], self.homepage, self.layout)
-            )
         return samples
 
     def _cut_key(self, recording: int, row: int) -> dict[str, Any]:
