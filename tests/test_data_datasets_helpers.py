@@ -157,3 +157,6 @@ def test_the_manual_download_hint_claims_an_md5_check_only_where_there_is_one():
     checked = how_to_get("X", Path("/r"), [Archive("a.zip", "0" * 32)], "http://h", "L")
     assert "MD5" not in unchecked and "spikeflow extracts them there" in unchecked
     assert "spikeflow checks (MD5) and extracts them there" in checked
+    # No archive at all (N-CARS): nothing is checked or extracted (all([]) said it was).
+    none = how_to_get("X", Path("/r"), [], "http://h", "L")
+    assert "MD5" not in none and "extracts" not in none and "put them, extracted, in /r" in none

@@ -67,6 +67,12 @@ def how_to_get(
             f"into {root}, or download them yourself (see {homepage}) and put them in {root}; "
             f"spikeflow checks and extracts them there on first use. Expected layout: {layout}"
         )
+    if not archives:  # files with no archive of record (N-CARS' web form, ES-ImageNet's RAR)
+        return (
+            f"{title} cannot be downloaded automatically: its host needs a manual download. "
+            f"Open {homepage}, get the files and put them, extracted, in {root}. "
+            f"Expected layout: {layout}"
+        )
     checked = all(a.md5 for a in archives)  # a host that repacks its files has no MD5
     return (
         f"{title} cannot be downloaded automatically: its host needs a manual download. "
