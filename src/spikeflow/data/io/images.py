@@ -5,14 +5,14 @@ pickles).
 Every reader validates what it reads (magic numbers, sizes, label ranges) and raises
 :class:`~spikeflow.errors.DataFormatError` naming the file, the byte offset where one
 applies, and what was expected. The CIFAR pickles are read with an unpickler that
-builds only plain containers and numpy arrays: a pickle asking for anything else is
-refused, so a tampered file cannot run code.
+builds only plain containers and numeric numpy arrays (each checked against its data
+before it is made): a pickle asking for anything else is refused, so a tampered file
+cannot run code, crash numpy or ask for more memory than it holds data.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib
 import os
 import pickle
 from pathlib import Path
@@ -25,6 +25,7 @@ from spikeflow.errors import DataFormatError
 __all__ = [
     "IDX_DTYPES",
     "decode_idx",
+    "load_cifar_pickle",
     "read_cifar_binary",
     "read_cifar_pickle",
     "read_idx",
@@ -147,23 +148,140 @@ def _check_labels(labels: np.ndarray, num_classes: int, path: Path, where: Any) 
         )
 
 
-def _numpy_global(name: str) -> Any:
-    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"numpy has no multiarray.{name}")  # pragma: no cover
+#: The numpy dtypes a CIFAR pickle may hold (by kind): booleans, integers, floats. No
+#: object, string, void or structured dtypes: numpy builds those from the pickle's data
+#: without enough checks (an object array whose state is a short list reads past it).
+_NUMERIC_KINDS = frozenset("biuf")
 
+
+class _ArraySpec:
+    """What an array's pickle asks for, checked before numpy sees any of it.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b'b')`` (an empty array)
+    followed by ``__setstate__((1, shape, dtype, is_fortran, data))``. Both steps land
+    here instead: the shape, dtype and data size are checked, and the array is made
+    with :func:`numpy.frombuffer` from the data bytes (a copy, writable).
+    """
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError(f"an array state is a tuple of 4 or 5; got {state!r:.80}")
+        if len(state) == 5:
+            version, *rest = state
+            if version != 1:
+                raise pickle.UnpicklingError(f"unknown array state version {version!r:.20}")
+            state = tuple(rest)
+        shape, dtype, fortran, data = state
+        if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise pickle.UnpicklingError(
+                f"an array shape is a tuple of sizes >= 0; got {shape!r:.80}"
+            )
+        if not isinstance(dtype, _DtypeSpec):
+            raise pickle.UnpicklingError(
+                f"an array's dtype must be a numpy dtype; got {dtype!r:.80}"
+            )
+        if isinstance(data, str):  # Python 2 byte strings, decoded as latin-1
+            data = data.encode("latin1")
+        if not isinstance(data, bytes | bytearray):
+            raise pickle.UnpicklingError(f"array data must be bytes; got {type(data).__name__}")
+        count = 1
+        for d in shape:
+            count *= d
+        if count * dtype.dtype.itemsize != len(data):
+            raise pickle.UnpicklingError(
+                f"the array data holds {len(data)} bytes; shape {shape} of {dtype.dtype} "
+                f"needs {count * dtype.dtype.itemsize}"
+            )
+        flat = np.frombuffer(bytearray(data), dtype=dtype.dtype)
+        self.array = flat.reshape(shape, order="F" if fortran else "C")
+
+
+class _DtypeSpec:
+    """A numpy dtype from its pickle, ``dtype(spec, align, copy)`` then
+    ``__setstate__((version, byteorder, None, None, None, ...))``: plain numbers only."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
+        if not isinstance(spec, str) or len(spec) > 8:
+            raise pickle.UnpicklingError(f"refusing numpy.dtype({spec!r:.40})")
+        dtype = np.dtype(spec)
+        if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype:
+            raise pickle.UnpicklingError(
+                f"refusing numpy.dtype({spec!r}): a CIFAR batch holds numbers only"
+            )
+        self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        if (
+            not isinstance(state, tuple)
+            or len(state) < 5
+            or state[1] not in ("<", ">", "|", "=")
+            or any(part is not None for part in state[2:5])
+        ):
+            raise pickle.UnpicklingError(f"refusing the dtype state {state!r:.80}")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _Global:
+    """One global a pickle may name. It holds no attribute a pickle can set (a BUILD
+    opcode on it fails), so a file cannot change the unpickler for the next one."""
+
+    __slots__ = ("_build", "_name")
+
+    def __init__(self, name: str, build: Any) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_build", build)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self._name} takes no attributes")
+
+    def __call__(self, *args: Any) -> Any:
+        if self._build is None:
+            raise pickle.UnpicklingError(
+                f"refusing a call of {self._name}: it is an argument of _reconstruct only"
+            )
+        return self._build(*args)
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+def _reconstruct(cls: Any, shape: Any, code: Any) -> _ArraySpec:
+    if cls is not _NDARRAY or shape != (0,):
+        raise pickle.UnpicklingError(
+            f"refusing _reconstruct({cls!r:.40}, {shape!r:.40}, ...): numpy pickles an "
+            "array as _reconstruct(ndarray, (0,), b'b')"
+        )
+    return _ArraySpec()
+
+
+def _latin1(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    # How Python 3 writes bytes in protocols 0-2: _codecs.encode(str, 'latin1').
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"refusing _codecs.encode(..., {encoding!r:.20}): only latin1 text becomes bytes"
+        )
+    return text.encode("latin1")
+
+
+#: ``numpy.ndarray`` in a pickle: an argument of ``_reconstruct``, never called (the
+#: class itself would allocate any shape it is given).
+_NDARRAY = _Global("numpy.ndarray", None)
 
 #: What a CIFAR pickle may ask for: numpy's array reconstruction and dtypes, and
-#: ``_codecs.encode`` (how protocol-2 pickles written by Python 3 store bytes).
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
+#: ``_codecs.encode`` (how protocol-2 pickles written by Python 3 store bytes), each
+#: answered by a checked stand-in.
+_ALLOWED: dict[tuple[str, str], _Global] = {
+    ("numpy.core.multiarray", "_reconstruct"): _Global("_reconstruct", _reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): _Global("_reconstruct", _reconstruct),
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _Global("numpy.dtype", _DtypeSpec),
+    ("_codecs", "encode"): _Global("_codecs.encode", _latin1),
 }
 
 
@@ -173,13 +291,47 @@ class _ArrayUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(
                 f"refusing {module}.{name}: a CIFAR batch holds only dicts, lists and numpy arrays"
             )
-        if name == "_reconstruct":
-            return _numpy_global("_reconstruct")
-        if module == "_codecs":
-            import codecs
+        return _ALLOWED[module, name]
 
-            return codecs.encode
-        return getattr(np, name)
+
+def _arrays(value: Any) -> Any:
+    """``value`` with every array stand-in replaced by its array (dicts and lists of
+    a batch, one level deep as in the official files)."""
+    if isinstance(value, _ArraySpec):
+        if value.array is None:
+            raise pickle.UnpicklingError("an array without its data (no state)")
+        return value.array
+    if isinstance(value, _DtypeSpec):
+        return value.dtype
+    if isinstance(value, list):
+        return [_arrays(v) if isinstance(v, _ArraySpec | _DtypeSpec) else v for v in value]
+    return value
+
+
+def load_cifar_pickle(path: str | os.PathLike) -> dict[Any, Any]:
+    """The dict one CIFAR batch pickle holds (keys as stored: bytes for Python 2's
+    files), read by an unpickler that builds only plain containers and numeric numpy
+    arrays, and checks every array's shape against its data before making it.
+
+    Raises:
+        DataFormatError: not a readable pickle, not a dict, or a pickle that asks for
+            anything else (a class, a function, an object or string array, a bytes
+            codec other than latin-1, an array whose data does not fit its shape).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            # The official files were pickled by Python 2: their strings are bytes.
+            batch = _ArrayUnpickler(fh, encoding="latin1").load()
+        if not isinstance(batch, dict):
+            found = type(batch).__name__
+            raise DataFormatError(f"{path}: a CIFAR batch is a dict; found {found}")
+        return {key: _arrays(value) for key, value in batch.items()}
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError, UnicodeDecodeError, RecursionError) as exc:  # fmt: skip
+        if isinstance(exc, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: not a CIFAR batch pickle ({exc})") from exc
 
 
 def read_cifar_pickle(
@@ -200,15 +352,7 @@ def read_cifar_pickle(
             range.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            # The official files were pickled by Python 2: their strings are bytes.
-            batch = _ArrayUnpickler(fh, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            KeyError, IndexError, UnicodeDecodeError) as exc:  # fmt: skip
-        raise DataFormatError(f"{path}: not a CIFAR batch pickle ({exc})") from exc
-    if not isinstance(batch, dict):
-        raise DataFormatError(f"{path}: a CIFAR batch is a dict; found {type(batch).__name__}")
+    batch = load_cifar_pickle(path)
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     for key in ("data", label_key):
         if key not in batch:
