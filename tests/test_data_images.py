@@ -123,6 +123,9 @@ def test_idx_decodes_every_dtype_and_shape_by_hand():
         (b"\x00\x00\x08\x03" + struct.pack(">I", 1), "too short for the 3 dimensions"),
         (b"\x00\x00\x08\x02" + struct.pack(">II", 2, 3) + bytes(5),
          r"offset 12: shape \(2, 3\) of uint8 needs 6 data bytes; the file holds 5"),
+        # 2^31 * 2^31 * 4 elements: 0 in int64 arithmetic, so no data passed the check
+        (b"\x00\x00\x08\x03" + struct.pack(">III", 2**31, 2**31, 4),
+         "needs 18446744073709551616 data bytes; the file holds 0"),
     ],
 )  # fmt: skip
 def test_bad_idx_bytes_are_named(raw, message):

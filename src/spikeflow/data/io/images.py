@@ -13,6 +13,7 @@ cannot run code, crash numpy or ask for more memory than it holds data.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 from pathlib import Path
@@ -85,7 +86,7 @@ def decode_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no int64 wrap-around
     if len(raw) - header != expected:
         raise DataFormatError(
             f"{name}: offset {header}: shape {shape} of {dtype} needs {expected} data bytes; "
@@ -189,9 +190,7 @@ class _ArraySpec:
             data = data.encode("latin1")
         if not isinstance(data, bytes | bytearray):
             raise pickle.UnpicklingError(f"array data must be bytes; got {type(data).__name__}")
-        count = 1
-        for d in shape:
-            count *= d
+        count = math.prod(shape)
         if count * dtype.dtype.itemsize != len(data):
             raise pickle.UnpicklingError(
                 f"the array data holds {len(data)} bytes; shape {shape} of {dtype.dtype} "
