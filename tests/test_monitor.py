@@ -106,6 +106,26 @@ def test_records_are_detached_unless_asked():
     assert on_cpu.records[0].grad_fn is None  # the function ran on the detached input
 
 
+def test_named_tuples_and_structures_are_recorded_as_they_are():
+    # EPropRSNN returns a NamedTuple (y, spikes): detaching it rebuilt the tuple from one
+    # generator argument, a TypeError that broke the network's forward call.
+    from spikeflow.learn import EPropRSNN
+
+    torch.manual_seed(0)
+    net = nn.Sequential(EPropRSNN(3, 2, n_lif=6)).double()
+    x = torch.rand(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    expected = net(x)
+    outputs = OutputMonitor(net, EPropRSNN, cpu=True)
+    inputs = InputMonitor(net, nn.Sequential, function_on_input=lambda v: {"x": [v]})
+    got = net(x)
+    assert torch.equal(got.y, expected.y) and torch.equal(got.spikes, expected.spikes)
+    (record,) = outputs.records
+    assert type(record) is type(expected) and record._fields == ("y", "spikes")
+    assert torch.equal(record.y, expected.y) and not record.y.requires_grad
+    assert torch.equal(record.spikes, expected.spikes)
+    assert not inputs.records[0]["x"][0].requires_grad
+
+
 class Moved(torch.Tensor):
     """A tensor that notes each ``Tensor.cpu`` call on it (there is no GPU to move from
     in CI: this checks that ``cpu=True`` moves what the function returns)."""

@@ -138,6 +138,8 @@ def _map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
     """``fn`` applied to every tensor in ``value`` (nested tuples, lists and dicts)."""
     if isinstance(value, Tensor):
         return fn(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+        return type(value)(*(_map_tensors(fn, v) for v in value))
     if isinstance(value, tuple | list):
         return type(value)(_map_tensors(fn, v) for v in value)
     if isinstance(value, dict):
