@@ -246,6 +246,23 @@ def test_inner_dims():
     assert layer(x).shape == (3, 2, 5, 4)
 
 
+def test_runs_under_autocast_after_a_layer_autocast_made_bfloat16():
+    # --amp bf16: the nn.Linear before it gives bfloat16; the dtype check refused that.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 6), DropConnectLinear(6, 4, activation=None))
+    x = torch.randn(3, 2, 6)
+    torch.manual_seed(1)
+    want = net(x)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = net(x)
+    assert not torch.equal(got.float(), want)  # computed in bfloat16, the same masks
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
+    net.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(x).shape == (3, 2, 4)
+
+
 def test_errors():
     with pytest.raises(ConfigurationError, match="p must"):
         DropConnectLinear(4, 3, p=1.0)

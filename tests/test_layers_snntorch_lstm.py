@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from spikeflow import functional as F
+from spikeflow import layers
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.layers import SLSTM, SConv2dLSTM, SpikingLSTM
 from spikeflow.surrogate import ATan, Sigmoid
@@ -249,6 +250,28 @@ def test_differs_from_spikingjelly_spiking_lstm():
     assert set(h.unique().tolist()) <= {0.0, 1.0}
     assert ((ours.mem_seq > 0) & (ours.mem_seq < 0.9)).any()
     assert not torch.equal(h, spikes)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_runs_under_autocast_after_a_layer_autocast_made_bfloat16(kind):
+    # --amp bf16: the layer before gives bfloat16; the dtype check refused that.
+    torch.manual_seed(0)
+    if kind == "dense":
+        front, lstm, x = (
+            torch.nn.Linear(5, 5),
+            SLSTM(5, 6, store_state_seq=True),
+            torch.randn(4, 3, 5),
+        )
+    else:
+        front = torch.nn.Conv2d(2, 2, 3, padding=1)
+        lstm, x = SConv2dLSTM(2, 3, 3, store_state_seq=True), torch.randn(4, 3, 2, 6, 6)
+    net = torch.nn.Sequential(layers.SeqToANNContainer(front), lstm)
+    net(x)
+    want = lstm.mem_seq  # reset "none": the membrane does not depend on the spikes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        spikes = net(x)
+    assert spikes.shape[:2] == (4, 3) and lstm.mem_seq.dtype == torch.bfloat16
+    torch.testing.assert_close(lstm.mem_seq.float(), want, rtol=0.05, atol=0.03)
 
 
 def test_errors():

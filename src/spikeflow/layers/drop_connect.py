@@ -80,7 +80,7 @@ class DropConnectLinear(MemoryModule):
             module or carries state.
         ShapeError: an input whose last dim is not ``in_features`` or that lacks the
             batch (or, in multi-step mode, time) dim.
-        DTypeError: an input whose dtype is not the weight's.
+        DTypeError: an input whose dtype is not the weight's (outside autocast).
     """
 
     def __init__(
@@ -166,10 +166,12 @@ class DropConnectLinear(MemoryModule):
         """The layer on ``[T, B, ..., in_features]`` (multi-step) or one step ``[B, ...,
         in_features]``: masked in training, sampled (or the mean) in eval mode."""
         owner = type(self).__name__
-        if not isinstance(x, Tensor) or x.dtype != self.weight.dtype:
+        # Under autocast (--amp) the layers before give bfloat16/float16: allowed.
+        autocast = isinstance(x, Tensor) and torch.is_autocast_enabled(x.device.type)
+        if not isinstance(x, Tensor) or (x.dtype != self.weight.dtype and not autocast):
             found = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(f"{owner}: the input must have the weight's dtype "
-                             f"{self.weight.dtype}, got {found}")  # fmt: skip
+                             f"{self.weight.dtype} (outside autocast), got {found}")  # fmt: skip
         check_step_dims(x, owner, "[B, ..., in_features]", (2, None), self.step_mode)
         if x.shape[-1] != self.in_features:
             raise ShapeError(

@@ -176,10 +176,13 @@ class _SpikingLSTMBase(MemoryModule):
         single-step mode (inside streaming)."""
         owner = type(self).__name__
         weight = self._weight
-        if not isinstance(x, Tensor) or x.dtype != weight.dtype:
+        # Under autocast (--amp) the layers before give bfloat16/float16: allowed.
+        autocast = isinstance(x, Tensor) and torch.is_autocast_enabled(x.device.type)
+        if not isinstance(x, Tensor) or (x.dtype != weight.dtype and not autocast):
             found = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(
-                f"{owner}: the input must have the weights' dtype {weight.dtype}, got {found}"
+                f"{owner}: the input must have the weights' dtype {weight.dtype} (outside "
+                f"autocast), got {found}"
             )
         check_step_dims(x, owner, self.step_layout, self.step_ndim, self.step_mode)
         multi = self.step_mode == "m"
@@ -267,7 +270,7 @@ class SLSTM(_SpikingLSTMBase):
         ConfigurationError: a size that is not a positive integer, an unknown
             ``reset_mechanism``, a surrogate that is not a spikeflow ``Surrogate``.
         ShapeError: an input whose last dim is not ``input_size``.
-        DTypeError: an input whose dtype is not the weights'.
+        DTypeError: an input whose dtype is not the weights' (outside autocast).
     """
 
     step_layout, step_ndim = "[B, input_size]", (2, 2)
@@ -371,7 +374,7 @@ class SConv2dLSTM(_SpikingLSTMBase):
             spikeflow ``Surrogate``.
         ShapeError: an input with other than ``in_channels`` channels or of the wrong
             number of dims.
-        DTypeError: an input whose dtype is not the weights'.
+        DTypeError: an input whose dtype is not the weights' (outside autocast).
     """
 
     step_layout, step_ndim = "[B, C, H, W]", (4, 4)
