@@ -92,26 +92,71 @@ def test_an_exponential_codecs_expansion_is_refused(tmp_path):
         _read(tmp_path, _batch(payload[2:]))  # (the batch writes the protocol header)
 
 
-def test_an_array_state_that_crashed_numpy_is_refused_in_a_child_process(tmp_path):
+def test_reconstruct_takes_only_numpys_empty_array(tmp_path):
+    payload = _batch(RECONSTRUCT + NDARRAY + _int(1 << 30) + b"\x85" + _dtype("u1") + b"\x87R")
+    with pytest.raises(
+        DataFormatError, match=r"refusing _reconstruct\(numpy\.ndarray, \(1073741824,\)"
+    ):
+        _read(tmp_path, payload)
+
+
+def test_a_pickle_cannot_change_the_unpickler_for_the_next_file(tmp_path):
+    # BUILD with a slot state would set numpy.dtype's stand-in to _codecs.encode's.
+    payload = (b"\x80\x02cnumpy\ndtype\n" + b"N}" + _text("_build") + b"c_codecs\nencode\n"
+               + b"s\x86b.")  # fmt: skip
+    with pytest.raises(DataFormatError, match="takes no attributes"):
+        _read(tmp_path, payload)
+    data = np.arange(3072, dtype=np.int64).astype(np.uint8)[None]
+    (tmp_path / "good").write_bytes(pickle.dumps({"data": data, "labels": [4]}, protocol=2))
+    images, _ = read_cifar_pickle(tmp_path / "good", "labels", 10)
+    np.testing.assert_array_equal(images.reshape(1, -1), data)
+
+
+def _deep_tuple_key(depth: int) -> bytes:
+    """``{((...(),),): 1}``: a dict whose key is ``depth`` nested tuples."""
+    return b"\x80\x02}" + b"(" * depth + b")" + b"t" * depth + b"K\x01s."
+
+
+def test_files_that_crashed_python_are_refused_in_a_child_process(tmp_path):
     # numpy's ndarray.__setstate__ with an object dtype and a list shorter than the
     # shape reads past the list: a segfault (memory corruption) from ~120 bytes.
     state = (b"(" + _int(1) + _int(1 << 24) + b"\x85" + _dtype("O") + b"\x89"
              + b"]" + _int(1) + b"a" + b"tb")  # fmt: skip
-    path = tmp_path / "batch"
-    path.write_bytes(_batch(_empty_array() + state))
+    (tmp_path / "object_state").write_bytes(_batch(_empty_array() + state))
+    # Hashing a dict key of a million nested tuples recurses in C past the stack
+    # (3 MB of MARK and TUPLE opcodes; any unpickler that builds it crashes).
+    (tmp_path / "deep_key").write_bytes(_deep_tuple_key(1_000_000))
     code = (
         "import sys\n"
         "from spikeflow.data.io.images import read_cifar_pickle\n"
         "from spikeflow.errors import DataFormatError\n"
-        "try:\n"
-        f"    read_cifar_pickle({str(path)!r}, 'labels', 10)\n"
-        "except DataFormatError as exc:\n"
-        "    print(exc)\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        read_cifar_pickle(path, 'labels', 10)\n"
+        "    except DataFormatError as exc:\n"
+        "        print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    paths = [str(tmp_path / "object_state"), str(tmp_path / "deep_key")]
+    done = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, f"the reader crashed (status {done.returncode}): {done.stderr}"
-    assert "refusing" in done.stdout
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and "refusing" in lines[0] and "nested" in lines[1], lines
+
+
+def test_deep_tuples_are_refused_before_anything_is_built(tmp_path):
+    # 1,000 levels do not crash, but naming the keys in an error raised RecursionError.
+    with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):
+        _read(tmp_path, _deep_tuple_key(1000))
+    with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):  # no MARK needed
+        _read(tmp_path, b"\x80\x02}" + b")" + b"\x85" * 32 + b"K\x01s.")
+    # through the memo: one tuple put and got back 40 times
+    memo = b"".join(b"h\x00\x85q\x000" for _ in range(40))  # get, (it,), put, pop
+    with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):
+        _read(tmp_path, b"\x80\x02})q\x000" + memo + b"h\x00K\x01s.")
+    legit = b"\x80\x02})q\x000" + memo[: 31 * 6] + b"h\x00K\x01s."  # 32 deep: read
+    with pytest.raises(DataFormatError, match="no 'data' entry"):
+        _read(tmp_path, legit)
 
 
 @pytest.mark.parametrize(

@@ -6,16 +6,19 @@ Every reader validates what it reads (magic numbers, sizes, label ranges) and ra
 :class:`~spikeflow.errors.DataFormatError` naming the file, the byte offset where one
 applies, and what was expected. The CIFAR pickles are read with an unpickler that
 builds only plain containers and numeric numpy arrays (each checked against its data
-before it is made): a pickle asking for anything else is refused, so a tampered file
-cannot run code, crash numpy or ask for more memory than it holds data.
+before it is made), after a dry run of its opcodes has bounded how deep its tuples nest:
+a pickle asking for anything else is refused, so a tampered file cannot run code, crash
+Python or numpy, or ask for more memory than it holds data.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +310,54 @@ def _arrays(value: Any) -> Any:
     return value
 
 
+#: The deepest nesting of tuples a CIFAR pickle may build (its own are 2 deep:
+#: ``_reconstruct``'s arguments, an array's state). Hashing a tuple recurses in C
+#: without a depth check: a dict key of a million nested tuples crashes Python.
+_MAX_TUPLE_DEPTH = 32
+_TUPLE_OPCODES = frozenset(("EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "FROZENSET"))
+
+
+def _check_tuple_depth(raw: bytes) -> None:
+    """Raise ``pickle.UnpicklingError`` if the opcodes of ``raw`` build tuples (or
+    frozensets) nested deeper than :data:`_MAX_TUPLE_DEPTH`, before anything is built.
+
+    A dry run of the pickle machine's stack (opcode stack effects from
+    :mod:`pickletools`) that tracks, per stack item and memo entry, the tuple depth of
+    the object (0 for anything but a tuple or frozenset; both are immutable, so a memo
+    entry keeps its depth)."""
+    stack: list[int] = []
+    marks: list[int] = []
+    memo: dict[Any, int] = {}
+    for op, arg, _ in pickletools.genops(raw):
+        name = op.name
+        if name == "MARK":
+            marks.append(len(stack))
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1] if stack else 0
+        elif name in ("GET", "BINGET", "LONG_BINGET", "DUP"):
+            stack.append(memo.get(arg, 0) if name != "DUP" else (stack[-1] if stack else 0))
+        else:
+            before = op.stack_before
+            below = (
+                before.index(pickletools.markobject)
+                if pickletools.markobject in before
+                else len(before)
+            )
+            taken: list[int] = []
+            if below < len(before):  # pops down to the last mark
+                start = marks.pop() if marks else 0
+                taken, stack[start:] = stack[start:], []
+            if below:
+                taken, stack[-below:] = stack[-below:] + taken, []
+            depth = 1 + max(taken, default=0) if name in _TUPLE_OPCODES else 0
+            if depth > _MAX_TUPLE_DEPTH:
+                raise pickle.UnpicklingError(
+                    f"tuples nested more than {_MAX_TUPLE_DEPTH} deep (a CIFAR batch's are "
+                    "2 deep; hashing deeper ones can crash Python)"
+                )
+            stack.extend([depth] * len(op.stack_after))
+
+
 def load_cifar_pickle(path: str | os.PathLike) -> dict[Any, Any]:
     """The dict one CIFAR batch pickle holds (keys as stored: bytes for Python 2's
     files), read by an unpickler that builds only plain containers and numeric numpy
@@ -315,13 +366,15 @@ def load_cifar_pickle(path: str | os.PathLike) -> dict[Any, Any]:
     Raises:
         DataFormatError: not a readable pickle, not a dict, or a pickle that asks for
             anything else (a class, a function, an object or string array, a bytes
-            codec other than latin-1, an array whose data does not fit its shape).
+            codec other than latin-1, an array whose data does not fit its shape,
+            tuples nested more than 32 deep).
     """
     path = Path(path)
+    raw = path.read_bytes()
     try:
-        with path.open("rb") as fh:
-            # The official files were pickled by Python 2: their strings are bytes.
-            batch = _ArrayUnpickler(fh, encoding="latin1").load()
+        _check_tuple_depth(raw)
+        # The official files were pickled by Python 2: their strings are bytes.
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
         if not isinstance(batch, dict):
             found = type(batch).__name__
             raise DataFormatError(f"{path}: a CIFAR batch is a dict; found {found}")
