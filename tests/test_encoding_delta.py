@@ -50,6 +50,25 @@ def test_equals_snntorch_with_a_per_channel_threshold_and_1d_signal():
         assert torch.equal(delta_modulation(signal, 0.1, padding=padding), want)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_float32_threshold_on_half_precision_signals_equals_snntorch(dtype):
+    # θ = 0.1 is compared in float32 (type promotion), as snnTorch does: rounding it to
+    # float16 (0.09998) made a change of 0.09998 spike.
+    spikegen = pytest.importorskip("snntorch.spikegen", reason="snnTorch is not installed")
+    x = random_walk(60, 2, 3, 4, dtype=torch.float32).to(dtype)
+    edge = torch.tensor(0.1).to(dtype).float()  # θ in the signal's precision
+    x[:, :, 0, 0] = (torch.arange(60).to(dtype) * edge.to(dtype))[:, None]  # changes ≈ θ
+    theta = torch.tensor([0.1, 0.2, 0.05]).view(3, 1)
+    for padding, off_spike in FLAGS:
+        want = spikegen.delta(x, threshold=theta, padding=padding, off_spike=off_spike)
+        got = delta_modulation(x, theta, padding=padding, off_spike=off_spike)
+        assert got.dtype == dtype and torch.equal(got, want.to(dtype))
+        enc = DeltaModulationEncoder(theta, padding=padding, off_spike=off_spike)
+        assert torch.equal(enc(x), want.to(dtype))
+    change = x[1:, :, 0, 0].float() - x[:-1, :, 0, 0].float()
+    assert (change == edge).any()  # the rounded threshold's value is among the changes
+
+
 # --------------------------------------------------------------------------- hand-worked
 
 

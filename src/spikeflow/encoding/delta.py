@@ -50,7 +50,9 @@ def _delta_spikes(
     """Spikes of ``x [T, *]`` given the value before its first step, ``previous [*]``."""
     before = torch.cat((previous.unsqueeze(0), x[:-1]))
     change = x - before
-    theta = threshold if isinstance(threshold, float) else threshold.to(x.device, x.dtype)
+    # A tensor θ keeps its dtype: compared with type promotion (as snnTorch does), a
+    # float32 θ is not rounded to a float16 signal's precision.
+    theta = threshold if isinstance(threshold, float) else threshold.to(x.device)
     spikes = (change >= theta).to(x.dtype)
     if off_spike:
         spikes = spikes - (change <= -theta).to(x.dtype)
@@ -92,7 +94,9 @@ def delta_modulation(
     Args:
         x: the signal, time-major ``[T, *]``, floating point.
         threshold: θ, a number ``> 0`` (snnTorch's default 0.1) or a tensor of positive
-            values broadcastable to one step (per channel: ``[C, 1, 1]``).
+            values broadcastable to one step (per channel: ``[C, 1, 1]``), compared with
+            PyTorch's type promotion as snnTorch does (a float32 θ is not rounded to a
+            float16 signal's precision).
         padding: ``x[-1] = x[0]`` (the first step never spikes) if True; ``x[-1] = 0``
             (the first step spikes where ``x[0] >= θ``) if False.
         off_spike: also emit ``-1`` spikes for decreases of at least θ.
