@@ -154,6 +154,9 @@ def test_deep_tuples_are_refused_before_anything_is_built(tmp_path):
     memo = b"".join(b"h\x00\x85q\x000" for _ in range(40))  # get, (it,), put, pop
     with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):
         _read(tmp_path, b"\x80\x02})q\x000" + memo + b"h\x00K\x01s.")
+    second = b"".join(b"K\x00h\x00\x86q\x000" for _ in range(40))  # (0, it): not first
+    with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):
+        _read(tmp_path, b"\x80\x02})q\x000" + second + b"h\x00K\x01s.")
     legit = b"\x80\x02})q\x000" + memo[: 31 * 6] + b"h\x00K\x01s."  # 32 deep: read
     with pytest.raises(DataFormatError, match="no 'data' entry"):
         _read(tmp_path, legit)
