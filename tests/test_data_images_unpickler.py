@@ -146,7 +146,7 @@ def test_files_that_crashed_python_are_refused_in_a_child_process(tmp_path):
 
 def test_deep_tuples_are_refused_before_anything_is_built(tmp_path):
     # 1,000 levels do not crash, but naming the keys in an error raised RecursionError.
-    with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):
+    with pytest.raises(DataFormatError, match="marks nested more than 32 deep"):
         _read(tmp_path, _deep_tuple_key(1000))
     with pytest.raises(DataFormatError, match="tuples nested more than 32 deep"):  # no MARK needed
         _read(tmp_path, b"\x80\x02}" + b")" + b"\x85" * 32 + b"K\x01s.")

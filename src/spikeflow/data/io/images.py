@@ -332,6 +332,10 @@ def _check_tuple_depth(raw: bytes) -> None:
         name = op.name
         if name == "MARK":
             marks.append(len(stack))
+            if len(marks) > _MAX_TUPLE_DEPTH:  # (a batch's nest 4 deep; this ends early)
+                raise pickle.UnpicklingError(
+                    f"marks nested more than {_MAX_TUPLE_DEPTH} deep (a CIFAR batch's are 4 deep)"
+                )
         elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1] if stack else 0
         elif name in ("GET", "BINGET", "LONG_BINGET", "DUP"):
