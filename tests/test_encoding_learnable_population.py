@@ -171,6 +171,15 @@ def test_leading_dimensions_are_kept():
     assert enc(x[0, 0]).shape == (4, 6)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_output_dtype_is_the_promoted_one_of_input_and_parameters(mode):
+    enc = LearnablePopulationEncoder(3, 2, 4, (-1.0, 1.0), 0.5, mode=mode)
+    x = torch.rand(2, 3)
+    assert enc(x.double()).dtype == torch.float64
+    assert enc(x.half()).dtype == torch.float32  # float32 parameters
+    assert enc.half()(x.half()).dtype == torch.float16
+
+
 def test_errors():
     args = (3, 4, 5, (-1.0, 1.0), 0.5)
     with pytest.raises(ShapeError, match=r"obs_dim=3.*\(2, 4\)"):

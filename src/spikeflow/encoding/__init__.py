@@ -10,14 +10,16 @@ Every encoder is an :class:`torch.nn.Module` with a ``step_mode``:
   take a sequence ``[T, *]`` and return ``[T, *]``.
 - ``'s'`` (single-step): ``forward(x)`` returns one time step ``[*x.shape]``.
 
-Spikes are float tensors in the input's floating dtype, on its device: 0s and 1s, or
--1, 0, 1 for the signed codes (:class:`SignedPoissonEncoder`, delta modulation with
-``off_spike``). The static codes (Poisson, latency, periodic, phase, Gaussian
-population, delta) are not differentiable with respect to ``x`` (the output is a step
-function of the input; :meth:`GaussianPopulationEncoder.response` and
-:func:`population_rbf` are). :class:`ConstantCurrentLIFEncoder` is, through its
-neuron's surrogate gradient, and :class:`LearnablePopulationEncoder` through a
-straight-through estimator (its receptive fields are trained).
+Spikes are float tensors in the input's floating dtype, on its device: 0s and 1s, or -1,
+0, 1 for the signed codes (:class:`SignedPoissonEncoder`, delta modulation with
+``off_spike``); :class:`LearnablePopulationEncoder` gives the dtype its input and its
+parameters promote to (``enc.half()`` for float16 spikes). The static codes (Poisson,
+latency, periodic, phase, Gaussian population, delta) are not differentiable with
+respect to ``x`` (the output is a step function of the input;
+:meth:`GaussianPopulationEncoder.response` and :func:`population_rbf` are).
+:class:`ConstantCurrentLIFEncoder` is, through its neuron's surrogate gradient, and
+:class:`LearnablePopulationEncoder` through a straight-through estimator (its receptive
+fields are trained).
 
 Stateless encoders (:class:`PoissonEncoder`, :class:`SignedPoissonEncoder`, the
 ``'random'`` and ``'current'`` modes of :class:`LearnablePopulationEncoder`) draw or
