@@ -190,6 +190,15 @@ def test_deep_nesting_is_a_format_error(tmp_path):
         _read(tmp_path, payload)
 
 
+def test_a_deep_list_in_an_error_message_is_a_format_error(tmp_path):
+    # Lists nest without marks or tuples (append a new list, get it back from the memo):
+    # naming the bad state in the message raised RecursionError.
+    # memo 0: the outer list, memo 1: the innermost; each level appends a new innermost.
+    deep = b"]q\x00q\x010" + b"h\x01]q\x01a0" * 100_000 + b"h\x00"
+    with pytest.raises(DataFormatError, match="an array state is a tuple"):
+        _read(tmp_path, _batch(_empty_array() + deep + b"b"))
+
+
 # -- what must still load ------------------------------------------------------------------
 
 

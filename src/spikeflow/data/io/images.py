@@ -19,6 +19,7 @@ import math
 import os
 import pickle
 import pickletools
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,15 @@ def _check_labels(labels: np.ndarray, num_classes: int, path: Path, where: Any) 
         )
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut short, at any depth (a file's objects may nest deeply)."""
+    return _REPR.repr(value)
+
+
 #: The numpy dtypes a CIFAR pickle may hold (by kind): booleans, integers, floats. No
 #: object, string, void or structured dtypes: numpy builds those from the pickle's data
 #: without enough checks (an object array whose state is a short list reads past it).
@@ -172,22 +182,24 @@ class _ArraySpec:
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise pickle.UnpicklingError(f"an array state is a tuple of 4 or 5; got {state!r:.80}")
+            raise pickle.UnpicklingError(
+                f"an array state is a tuple of 4 or 5; got {_short(state)}"
+            )
         if len(state) == 5:
             version, *rest = state
             if version != 1:
-                raise pickle.UnpicklingError(f"unknown array state version {version!r:.20}")
+                raise pickle.UnpicklingError(f"unknown array state version {_short(version)}")
             state = tuple(rest)
         shape, dtype, fortran, data = state
         if not isinstance(shape, tuple) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise pickle.UnpicklingError(
-                f"an array shape is a tuple of sizes >= 0; got {shape!r:.80}"
+                f"an array shape is a tuple of sizes >= 0; got {_short(shape)}"
             )
         if not isinstance(dtype, _DtypeSpec):
             raise pickle.UnpicklingError(
-                f"an array's dtype must be a numpy dtype; got {dtype!r:.80}"
+                f"an array's dtype must be a numpy dtype; got {_short(dtype)}"
             )
         if isinstance(data, str):  # Python 2 byte strings, decoded as latin-1
             data = data.encode("latin1")
@@ -209,7 +221,7 @@ class _DtypeSpec:
 
     def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
         if not isinstance(spec, str) or len(spec) > 8:
-            raise pickle.UnpicklingError(f"refusing numpy.dtype({spec!r:.40})")
+            raise pickle.UnpicklingError(f"refusing numpy.dtype({_short(spec)})")
         dtype = np.dtype(spec)
         if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype:
             raise pickle.UnpicklingError(
@@ -224,7 +236,7 @@ class _DtypeSpec:
             or state[1] not in ("<", ">", "|", "=")
             or any(part is not None for part in state[2:5])
         ):
-            raise pickle.UnpicklingError(f"refusing the dtype state {state!r:.80}")
+            raise pickle.UnpicklingError(f"refusing the dtype state {_short(state)}")
         if state[1] in ("<", ">"):
             self.dtype = self.dtype.newbyteorder(state[1])
 
@@ -256,7 +268,7 @@ class _Global:
 def _reconstruct(cls: Any, shape: Any, code: Any) -> _ArraySpec:
     if cls is not _NDARRAY or shape != (0,):
         raise pickle.UnpicklingError(
-            f"refusing _reconstruct({cls!r:.40}, {shape!r:.40}, ...): numpy pickles an "
+            f"refusing _reconstruct({_short(cls)}, {_short(shape)}, ...): numpy pickles an "
             "array as _reconstruct(ndarray, (0,), b'b')"
         )
     return _ArraySpec()
@@ -266,7 +278,7 @@ def _latin1(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes
     # How Python 3 writes bytes in protocols 0-2: _codecs.encode(str, 'latin1').
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise pickle.UnpicklingError(
-            f"refusing _codecs.encode(..., {encoding!r:.20}): only latin1 text becomes bytes"
+            f"refusing _codecs.encode(..., {_short(encoding)}): only latin1 text becomes bytes"
         )
     return text.encode("latin1")
 
