@@ -204,10 +204,15 @@ def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Data
             f"{'it' if len(given) == 1 else 'them'} out"
         )
     kwargs = _dataset_kwargs(config, cls)
-    # The standard augmentation trains; the test split is never augmented.
+    # The standard augmentation trains (or a named one); the test split is never augmented.
     augment = kwargs.pop("augment", True)
-    if not isinstance(augment, bool):
-        raise ConfigurationError(f"--dataset-kwargs augment must be true or false; got {augment!r}")
+    policies = getattr(cls, "augment_policies", ("standard",))
+    if not (isinstance(augment, bool) or augment in policies):
+        names = ", ".join(policies)
+        raise ConfigurationError(
+            f"--dataset-kwargs augment must be true, false or one of {names} ({name}); "
+            f"got {augment!r}"
+        )
     try:
         train = (
             cls(config.data_dir, train=True, download=config.download, augment=augment, **kwargs)

@@ -39,10 +39,13 @@ class ImageDataset(torch.utils.data.Dataset):
         root: the dataset folder.
         train: the training split (True) or the test split.
         download: fetch missing official files into ``root`` (MD5-checked, resumable).
-        augment: apply the dataset's standard training augmentation
-            (:attr:`augmentation`; CIFAR: a random 32x32 crop of the image padded by 4,
-            and a horizontal flip with probability 1/2; the MNIST family: none) before
-            ``transform``.
+        augment: the training augmentation applied before ``transform``
+            (:meth:`augmentation`): ``False`` (none), ``True`` or ``"standard"`` (the
+            dataset's standard one; CIFAR: a random 32x32 crop of the image padded by 4,
+            and a horizontal flip with probability 1/2; the MNIST family: none), or
+            another name of :attr:`augment_policies` (CIFAR: ``"psn"``, the PSN paper's
+            recipe: crop and flip, :class:`~spikeflow.data.image_augment.TrivialAugmentWide`,
+            then :class:`~spikeflow.data.image_augment.RandomErasing` with p = 0.1).
         transform: applied to each image tensor as yielded (may be random).
         target_transform: applied to the label.
     """
@@ -53,23 +56,27 @@ class ImageDataset(torch.utils.data.Dataset):
     channels: ClassVar[int]
     homepage: ClassVar[str]
     downloadable: ClassVar[bool] = True
+    #: The names ``augment`` takes besides True/False.
+    augment_policies: ClassVar[tuple[str, ...]] = ("standard",)
 
     def __init__(
         self,
         root: str | os.PathLike,
         train: bool = True,
         download: bool = False,
-        augment: bool = False,
+        augment: bool | str = False,
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
     ) -> None:
-        for name, value in (("train", train), ("download", download), ("augment", augment)):
+        for name, value in (("train", train), ("download", download)):
             if not isinstance(value, bool | np.bool_):
                 raise ConfigurationError(f"{name} must be True or False; got {value!r}")
         self.root = Path(root)
         self.train = bool(train)
         self.download = bool(download)
-        self.augment = bool(augment)
+        #: The augmentation policy's name (``"standard"``, ...), or None: no augmentation.
+        self.augment_policy: str | None = self._policy(augment)
+        self.augment = self.augment_policy is not None
         self.transform = transform
         self.target_transform = target_transform
         images, labels = self._load()
@@ -82,8 +89,19 @@ class ImageDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def augmentation(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        """The standard training augmentation (``augment=True``): none by default."""
+        """The steps of the training augmentation :attr:`augment_policy` (applied in
+        order to the float image): none by default."""
         return []
+
+    def _policy(self, augment: Any) -> str | None:
+        if isinstance(augment, bool | np.bool_):
+            return "standard" if augment else None
+        if isinstance(augment, str) and augment in self.augment_policies:
+            return augment
+        names = ", ".join(repr(n) for n in self.augment_policies)
+        raise ConfigurationError(
+            f"{type(self).__name__}: augment must be True, False or one of {names}; got {augment!r}"
+        )
 
     # -- public ------------------------------------------------------------------------
     @property
@@ -121,7 +139,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"samples={len(self)}, augment={self.augment})"
+            f"samples={len(self)}, augment={self.augment_policy or False!r})"
         )
 
     def _check_arrays(self, images: np.ndarray, labels: np.ndarray) -> None:

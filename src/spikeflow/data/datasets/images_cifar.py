@@ -15,6 +15,7 @@ import torch
 from spikeflow.data.datasets._common import Archive, prepare_root
 from spikeflow.data.datasets.images import ImageDataset
 from spikeflow.data.frame_transforms import RandomCropFrames, RandomHorizontalFlipFrames
+from spikeflow.data.image_augment import RandomErasing, TrivialAugmentWide
 from spikeflow.data.io.images import read_cifar_binary, read_cifar_pickle
 from spikeflow.errors import ConfigurationError
 
@@ -37,10 +38,22 @@ class _CIFAR(ImageDataset):
     python_files: ClassVar[dict[str, tuple[str, ...]]]
     binary_files: ClassVar[dict[str, tuple[str, ...]]]
 
+    augment_policies: ClassVar[tuple[str, ...]] = ("standard", "psn")
+
     def augmentation(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        """A random 32x32 crop of the image zero-padded by 4 on every side, then a
-        horizontal flip with probability 1/2 (the usual CIFAR training augmentation)."""
-        return [RandomCropFrames(32, padding=4), RandomHorizontalFlipFrames(0.5)]
+        """``"standard"``: a random 32x32 crop of the image zero-padded by 4 on every
+        side, then a horizontal flip with probability 1/2 (the usual CIFAR training
+        augmentation). ``"psn"`` (the PSN paper's, methods.md 4.5): the same, then
+        :class:`~spikeflow.data.image_augment.TrivialAugmentWide` (fill 0, nearest), then
+        :class:`~spikeflow.data.image_augment.RandomErasing` with p = 0.1 (fill 0) on
+        the float image. Mixup and CutMix, the rest of that recipe, act on batches
+        (``spikeflow train --mixup 0.2 --cutmix 1.0``)."""
+        steps: list[Callable[[torch.Tensor], torch.Tensor]] = [
+            RandomCropFrames(32, padding=4), RandomHorizontalFlipFrames(0.5)
+        ]  # fmt: skip
+        if self.augment_policy == "psn":
+            steps += [TrivialAugmentWide(), RandomErasing(0.1)]
+        return steps
 
     def _layout(self) -> str:
         python = ", ".join(self.python_files[self.split])
@@ -96,7 +109,8 @@ class CIFAR10(_CIFAR):
     torchvision's ``CIFAR10`` extracts) or ``root/cifar-10-batches-bin/``; an official
     archive in ``root`` is MD5-checked and extracted on first use, and
     ``download=True`` fetches the Python version. Yields ``(float32 [3, 32, 32] in
-    [0, 1], label)``; ``augment=True``: see :meth:`augmentation`."""
+    [0, 1], label)``; ``augment=True`` (or ``"standard"``) and ``augment="psn"``: see
+    :meth:`augmentation`."""
 
     classes: ClassVar[tuple[str, ...]] = (
         "airplane", "automobile", "bird", "cat", "deer",
@@ -181,7 +195,7 @@ class CIFAR100(_CIFAR):
         root: str | os.PathLike,
         train: bool = True,
         download: bool = False,
-        augment: bool = False,
+        augment: bool | str = False,
         label: str = "fine",
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
