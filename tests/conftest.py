@@ -21,6 +21,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def float64():
+    """float64 as the default dtype for the test (SpikingJelly builds its states and
+    parameters in it), the old default restored afterwards."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="module", params=["numpy", "c"])
 def decoder(request):
     """Run a module's tests once with each event-file decoder (numpy, compiled C); the

@@ -15,31 +15,10 @@ import pytest
 import torch
 from torch import nn
 
+from sj_checks import F64, TIGHT, grad, sj
 from spikeflow import functional as F
 from spikeflow import layers, neurons
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
-
-F64 = torch.float64
-TIGHT = dict(rtol=1e-12, atol=1e-12)
-
-
-def sj(module: str):
-    return pytest.importorskip(
-        f"spikingjelly.activation_based.{module}", reason="SpikingJelly is not installed"
-    )
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def _grad(y, x, g):
-    return torch.autograd.grad((y * g).sum(), x)[0]
-
 
 # -- delay ---------------------------------------------------------------------------------
 
@@ -63,9 +42,9 @@ def test_delay_equals_spikingjelly(k):
     assert torch.equal(got, want)
     g = torch.randn_like(x)
     if k >= 8:  # SpikingJelly's zeros are outside the graph: a loss on them cannot backward
-        assert not want.requires_grad and _grad(got, x2, g).abs().sum() == 0
+        assert not want.requires_grad and grad(got, x2, g).abs().sum() == 0
     else:
-        assert torch.equal(_grad(got, x2, g), _grad(want, x1, g))
+        assert torch.equal(grad(got, x2, g), grad(want, x1, g))
     assert torch.autograd.gradcheck(
         lambda s: F.delay(s, k), (x[:, :1, :2].clone().requires_grad_(),)
     )
@@ -111,10 +90,10 @@ def test_chunked_forward_equals_one_call_and_spikingjelly(float64, split):
     whole = ours(x3)
     assert torch.equal(got, want) and torch.equal(got, whole) and 0.05 < got.mean() < 0.95
     assert 0.05 < ours[1](ours[0](x)).mean() < 0.95  # the hidden layer fires too
-    grad_ours = _grad(got, x2, g)
+    grad_ours = grad(got, x2, g)
     assert grad_ours.abs().sum() > 0
-    torch.testing.assert_close(grad_ours, _grad(want, x1, g), **TIGHT)
-    torch.testing.assert_close(grad_ours, _grad(whole, x3, g), **TIGHT)
+    torch.testing.assert_close(grad_ours, grad(want, x1, g), **TIGHT)
+    torch.testing.assert_close(grad_ours, grad(whole, x3, g), **TIGHT)
     # nothing carried out of the call: the next call starts fresh
     assert all(m.state is None and not m.streaming for m in F.memory_modules(ours))
     assert torch.equal(F.chunk_multi_step_forward(split, x, ours), whole)
@@ -164,7 +143,7 @@ def test_t_last_forwards_equal_spikingjelly(float64):
     assert torch.equal(got, want) and 0.05 < got.mean() < 0.95
     assert torch.equal(got, neurons.LIFNode(tau=2.0)(x.movedim(-1, 0)).movedim(0, -1))
     assert node.state is None  # nothing carried out of the call
-    torch.testing.assert_close(_grad(got, x2, g), _grad(want, x1, g), **TIGHT)
+    torch.testing.assert_close(grad(got, x2, g), grad(want, x1, g), **TIGHT)
 
     conv = nn.Conv1d(3, 5, 3, padding=1)
     seq = torch.randn(2, 3, 7, 6)  # [B, C, L, T]
@@ -174,7 +153,7 @@ def test_t_last_forwards_equal_spikingjelly(float64):
     assert got.shape == (2, 5, 7, 6)
     torch.testing.assert_close(got, want, **TIGHT)
     g = torch.randn_like(got)
-    torch.testing.assert_close(_grad(got, s2, g), _grad(want, s1, g), **TIGHT)
+    torch.testing.assert_close(grad(got, s2, g), grad(want, s1, g), **TIGHT)
     for t in range(6):  # each step on its own
         torch.testing.assert_close(got[..., t], torch.relu(conv(seq[..., t])), **TIGHT)
     # a tuple output keeps its parts, each with time last again

@@ -15,32 +15,11 @@ import pytest
 import torch
 from torch import nn
 
+from sj_checks import F64, TIGHT, grads, sj
 from spikeflow import functional as F
 from spikeflow import layers as L
 from spikeflow import neurons
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-
-F64 = torch.float64
-TIGHT = dict(rtol=1e-12, atol=1e-12)
-
-
-def sj(module: str):
-    return pytest.importorskip(
-        f"spikingjelly.activation_based.{module}", reason="SpikingJelly is not installed"
-    )
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def _grads(y, inputs, g):
-    return torch.autograd.grad((y * g).sum(), inputs)
-
 
 # -- time-last containers ------------------------------------------------------------------
 
@@ -56,7 +35,7 @@ def test_t_last_containers_equal_spikingjelly(float64):
     want, got = theirs(x1), ours(x2)
     assert torch.equal(got, want) and 0.05 < got.mean() < 0.95
     g = torch.randn_like(want)
-    torch.testing.assert_close(_grads(got, x2, g)[0], _grads(want, x1, g)[0], **TIGHT)
+    torch.testing.assert_close(grads(got, x2, g)[0], grads(want, x1, g)[0], **TIGHT)
     assert ours[0].state is None  # each call from the initial state
     assert torch.equal(ours(x), got)
 
@@ -68,8 +47,8 @@ def test_t_last_containers_equal_spikingjelly(float64):
     assert got.shape == (4, 7, 6)
     torch.testing.assert_close(got, want, **TIGHT)
     g = torch.randn_like(want)
-    p1 = _grads(want, [x1, fc.weight, fc.bias], g)
-    p2 = _grads(got, [x2, fc.weight, fc.bias], g)
+    p1 = grads(want, [x1, fc.weight, fc.bias], g)
+    p2 = grads(got, [x2, fc.weight, fc.bias], g)
     for a, b in zip(p2, p1):
         torch.testing.assert_close(a, b, **TIGHT)
     for t in range(6):
@@ -116,8 +95,8 @@ def test_count_expansion_equals_spikingjelly(float64, k):
     want, got = theirs(x1), ours(x2)
     assert got.shape == (5 * k, 3, 4) and torch.equal(got, want)
     g = torch.randn_like(got)
-    gx = _grads(got, x2, g)[0]
-    assert torch.equal(gx, _grads(want, x1, g)[0])
+    gx = grads(got, x2, g)[0]
+    assert torch.equal(gx, grads(want, x1, g)[0])
     # straight through: each count gets the mean of its slots' gradients
     torch.testing.assert_close(gx, g.unflatten(0, (5, k)).mean(dim=1), **TIGHT)
 
@@ -131,7 +110,7 @@ def test_count_expansion_equals_spikingjelly(float64, k):
     assert got.shape == (-(-11 // k), 2, 3)
     torch.testing.assert_close(got, want, **TIGHT)
     g = torch.randn_like(got)
-    torch.testing.assert_close(_grads(got, e2, g)[0], _grads(want, e1, g)[0], **TIGHT)
+    torch.testing.assert_close(grads(got, e2, g)[0], grads(want, e1, g)[0], **TIGHT)
 
 
 def test_expand_synapse_sum_equals_the_synapse_on_counts(float64):
@@ -146,7 +125,7 @@ def test_expand_synapse_sum_equals_the_synapse_on_counts(float64):
     got, want = slotted(c1), fc(c2)
     torch.testing.assert_close(got, want, **TIGHT)
     g = torch.randn_like(want)
-    for a, b in zip(_grads(got, [c1, fc.weight], g), _grads(want, [c2, fc.weight], g)):
+    for a, b in zip(grads(got, [c1, fc.weight], g), grads(want, [c2, fc.weight], g)):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, b, **TIGHT)
     # the same in eval mode with the defaults (convert only in eval)
@@ -232,5 +211,5 @@ def test_conv_transpose_equals_spikingjelly(float64):
         want, got = theirs(x1), ours(x2)
         torch.testing.assert_close(got, want, **TIGHT)
         g = torch.randn_like(want)
-        for a, b in zip(_grads(got, [x2, ours.weight], g), _grads(want, [x1, theirs.weight], g)):
+        for a, b in zip(grads(got, [x2, ours.weight], g), grads(want, [x1, theirs.weight], g)):
             torch.testing.assert_close(a, b, **TIGHT)

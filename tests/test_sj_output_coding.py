@@ -14,27 +14,10 @@ import math
 import pytest
 import torch
 
+from sj_checks import F64, TIGHT, sj
 from spikeflow import functional as F
 from spikeflow import neurons
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-
-F64 = torch.float64
-TIGHT = dict(rtol=1e-12, atol=1e-12)
-
-
-def sjf():
-    return pytest.importorskip(
-        "spikingjelly.activation_based.functional", reason="SpikingJelly is not installed"
-    )
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
-
 
 # -- first_spike_index ---------------------------------------------------------------------
 
@@ -58,7 +41,7 @@ def test_first_spike_index_by_hand_and_by_loop():
 
 
 def test_first_spike_index_equals_spikingjelly():
-    functional = sjf()
+    functional = sj("functional")
     spikes = (torch.rand(6, 10, 16) > 0.8).to(F64)  # SpikingJelly: [*, T]
     want = functional.first_spike_index(spikes)
     assert torch.equal(F.first_spike_index(spikes, dim=-1), want)
@@ -80,7 +63,7 @@ def test_first_spike_index_errors():
 def test_redundant_one_hot_by_hand_and_against_spikingjelly(float64):
     got = F.redundant_one_hot(torch.tensor([0, 2]), num_classes=3, n=2)
     assert got.tolist() == [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]] and got.dtype == F64
-    functional = sjf()
+    functional = sj("functional")
     labels = torch.randint(0, 10, (32,))
     want = functional.redundant_one_hot(labels, 10, 4)
     got = F.redundant_one_hot(labels, 10, 4)
@@ -132,7 +115,7 @@ def test_kernel_dot_product_against_a_loop_and_spikingjelly(kernel, param):
     torch.testing.assert_close(
         F.kernel_dot_product(x3, y, kernel, param), _kernel_loop(x3, y, kernel, param), **TIGHT
     )
-    functional = sjf()
+    functional = sj("functional")
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     y1, y2 = y.clone().requires_grad_(), y.clone().requires_grad_()
     args = () if param is None else (param,)
@@ -215,7 +198,7 @@ def _similar_loss_loop(spikes_sj, labels, kernel, loss, p):
     ],
 )
 def test_spike_similar_loss_against_a_loop_and_spikingjelly(kernel, param, loss):
-    functional = sjf()
+    functional = sj("functional")
     labels = _labels()
     rates = torch.rand(6, 5, 8, dtype=F64)  # [N, M, T], graded (spike rates): gradients
     args = () if param is None else (param,)
@@ -279,7 +262,7 @@ def test_spike_similar_loss_errors():
 @pytest.mark.parametrize("backend", ["torch", "auto"])
 def test_set_threshold_margin_equals_spikingjelly(float64, backend):
     sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
-    functional = sjf()
+    functional = sj("functional")
     labels = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 3, 2]), 4)
     theirs = sj_neuron.LIFNode(tau=2.0, step_mode="m")
     ours = neurons.LIFNode(tau=2.0, backend=backend)

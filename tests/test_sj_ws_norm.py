@@ -14,33 +14,12 @@ import pytest
 import torch
 from torch import nn
 
+from sj_checks import F64, TIGHT, grads, sj
 from spikeflow import energy
 from spikeflow import layers as L
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import streaming
 from spikeflow.layers.weight_standardization import standardize_weight
-
-F64 = torch.float64
-TIGHT = dict(rtol=1e-12, atol=1e-12)
-
-
-def sj_layer():
-    return pytest.importorskip(
-        "spikingjelly.activation_based.layer", reason="SpikingJelly is not installed"
-    )
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def _grads(y, inputs, g):
-    return torch.autograd.grad((y * g).sum(), inputs)
-
 
 # -- weight standardisation ----------------------------------------------------------------
 
@@ -75,7 +54,7 @@ def test_standardized_weight_by_a_loop(float64):
 
 @pytest.mark.parametrize("gain", [True, False])
 def test_ws_layers_equal_spikingjelly(float64, gain):
-    layer = sj_layer()
+    layer = sj("layer")
     cases = [
         (
             layer.WSConv2d(3, 6, 3, padding=1, stride=2, groups=3, step_mode="m", gain=gain),
@@ -94,8 +73,8 @@ def test_ws_layers_equal_spikingjelly(float64, gain):
         want, got = theirs(x1), ours(x2)
         torch.testing.assert_close(got, want, **TIGHT)
         g = torch.randn_like(want)
-        grads_theirs = _grads(want, [x1, *theirs.parameters()], g)
-        grads_ours = _grads(got, [x2, *ours.parameters()], g)
+        grads_theirs = grads(want, [x1, *theirs.parameters()], g)
+        grads_ours = grads(got, [x2, *ours.parameters()], g)
         for a, b in zip(grads_ours, grads_theirs, strict=True):
             assert a.abs().sum() > 0
             torch.testing.assert_close(a, b, **TIGHT)
@@ -164,7 +143,7 @@ def _our_name(name: str) -> str:
 
 
 def test_bntt3d_and_tebn3d_equal_spikingjelly(float64):
-    layer = sj_layer()
+    layer = sj("layer")
     x = torch.randn(4, 3, 2, 3, 4, 4) * 2 + 0.5
     theirs = layer.BatchNormThroughTime3d(4, 2, step_mode="m")
     ours = L.BatchNormThroughTime3d(2, T=4)
@@ -193,8 +172,8 @@ def test_bntt3d_and_tebn3d_equal_spikingjelly(float64):
             names = [n for n, _ in theirs_m.named_parameters()]
             ours_params = dict(ours_m.named_parameters())
             assert len(ours_params) == len(names)
-            grads_theirs = _grads(want, [x1, *theirs_m.parameters()], g)
-            grads_ours = _grads(got, [x2, *(ours_params[_our_name(n)] for n in names)], g)
+            grads_theirs = grads(want, [x1, *theirs_m.parameters()], g)
+            grads_ours = grads(got, [x2, *(ours_params[_our_name(n)] for n in names)], g)
             for a, b in zip(grads_ours, grads_theirs, strict=True):
                 assert a.abs().sum() > 0
                 torch.testing.assert_close(a, b, **TIGHT)
