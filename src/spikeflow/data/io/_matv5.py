@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from os import PathLike
 
 from spikeflow.data.events import format_error
@@ -182,15 +182,15 @@ def _inflate(buf: _Buffer, pos: int, size: int) -> bytes:
     return head + body
 
 
-def checked_mat5_stream(data: bytes, names: Iterable[str], path: str | PathLike) -> bytes:
-    """Check a MAT v5 file (module docstring) and return a stream for scipy with its
-    header and the variables ``names`` (the last of each name, as scipy keeps),
-    uncompressed.
+def top_level_matrices(data: bytes, path: str | PathLike) -> Iterator[tuple[_Buffer, int, int]]:
+    """Check a MAT v5 file's header (length, endian indicator, version) and walk its
+    top-level elements: for each, ``(buffer, offset of its miMATRIX, end of its
+    bytes)``, the buffer the file itself for an miMATRIX element and the inflated bytes
+    for an miCOMPRESSED one.
 
     Raises:
         DataFormatError: naming ``path``, the byte offset and what is wrong.
     """
-    wanted = set(names)
     if len(data) < HEADER_BYTES:
         raise format_error(
             path, len(data), f"truncated: {len(data)} bytes, a MAT-file header has {HEADER_BYTES}"
@@ -201,9 +201,9 @@ def checked_mat5_stream(data: bytes, names: Iterable[str], path: str | PathLike)
     order = "<" if indicator == b"IM" else ">"
     (version,) = struct.unpack_from(order + "H", data, 124)
     if version != 0x0100:
-        raise format_error(path, 124, f"MAT version 0x{version:04x}, expected 0x0100 (MAT v5)")
+        raise format_error(path, 124, f"MAT version 0x{version:04x}, expected 0x0100 (MAT v5; "
+                                      "a v7.3 file is HDF5)")  # fmt: skip
     top = _Buffer(data, order, path, None)
-    kept: dict[str, bytes] = {}
     pos = HEADER_BYTES
     while pos < len(data):
         kind, size = top.u32(pos, len(data), "data element tag")
@@ -212,20 +212,29 @@ def checked_mat5_stream(data: bytes, names: Iterable[str], path: str | PathLike)
                 pos, f"data element of {size} bytes, only {len(data) - pos - 8} left in the file"
             )
         if kind == MI_MATRIX:
-            name, full = _matrix(top, pos, len(data), wanted)
-            element = data[pos : pos + 8 + size] if full else b""
+            yield top, pos, pos + 8 + size
         elif kind == MI_COMPRESSED:
             inner = _Buffer(_inflate(top, pos, size), order, path, pos)
-            name, full = _matrix(inner, 0, len(inner.data), wanted)
-            element = inner.data if full else b""
+            yield inner, 0, len(inner.data)
         else:
-            raise top.error(
-                pos,
-                f"top-level data element of type {kind}, expected miMATRIX (14) "
-                "or miCOMPRESSED (15)",
-            )
-        if full:
-            kept[name] = element
+            raise top.error(pos, f"top-level data element of type {kind}, expected miMATRIX "
+                                 "(14) or miCOMPRESSED (15)")  # fmt: skip
         pos += 8 + size
+
+
+def checked_mat5_stream(data: bytes, names: Iterable[str], path: str | PathLike) -> bytes:
+    """Check a MAT v5 file (module docstring) and return a stream for scipy with its
+    header and the variables ``names`` (the last of each name, as scipy keeps),
+    uncompressed.
+
+    Raises:
+        DataFormatError: naming ``path``, the byte offset and what is wrong.
+    """
+    wanted = set(names)
+    kept: dict[str, bytes] = {}
+    for buf, at, end in top_level_matrices(data, path):
+        name, full = _matrix(buf, at, len(buf.data), wanted)
+        if full:
+            kept[name] = buf.data[at:end]
     header = data[:116] + bytes(8) + data[124:HEADER_BYTES]  # no subsystem offset
     return header + b"".join(kept.values())

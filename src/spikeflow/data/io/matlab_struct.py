@@ -31,7 +31,6 @@ from spikeflow.data.events import format_error
 from spikeflow.data.io._matv5 import (
     CLASS_NAMES,
     HEADER_BYTES,
-    MI_COMPRESSED,
     MI_INT8,
     MI_INT32,
     MI_MATRIX,
@@ -39,7 +38,7 @@ from spikeflow.data.io._matv5 import (
     MI_UTF8,
     _Buffer,
     _element,
-    _inflate,
+    top_level_matrices,
 )
 
 __all__ = ["read_mat_variable"]
@@ -66,40 +65,13 @@ def read_mat_variable(data: bytes, name: str, path: str | PathLike) -> Any:
         DataFormatError: a malformed header or element (naming the byte offset), a
             class this reader does not decode, or no variable ``name``.
     """
-    if len(data) < HEADER_BYTES:
-        raise format_error(
-            path, len(data), f"truncated: {len(data)} bytes, a MAT-file header has {HEADER_BYTES}"
-        )
-    if not data.startswith(b"MATLAB"):
+    if len(data) >= HEADER_BYTES and not data.startswith(b"MATLAB"):
         raise format_error(path, 0, f"not a MAT-file: expected the 'MATLAB' text header, "
                                     f"found {data[:16]!r}")  # fmt: skip
-    indicator = data[126:128]
-    if indicator not in (b"IM", b"MI"):
-        raise format_error(path, 126, f"endian indicator {indicator!r}, expected b'IM' or b'MI'")
-    order = "<" if indicator == b"IM" else ">"
-    (version,) = struct.unpack_from(order + "H", data, 124)
-    if version != 0x0100:
-        raise format_error(path, 124, f"MAT version 0x{version:04x}, expected 0x0100 (MAT v5; "
-                                      "a v7.3 file is HDF5)")  # fmt: skip
-    top = _Buffer(data, order, path, None)
     found: tuple[_Buffer, int] | None = None
-    pos = HEADER_BYTES
-    while pos < len(data):
-        kind, size = top.u32(pos, len(data), "data element tag")
-        if size > len(data) - pos - 8:
-            raise top.error(
-                pos, f"data element of {size} bytes, only {len(data) - pos - 8} left in the file"
-            )
-        if kind == MI_MATRIX:
-            buf, at = top, pos
-        elif kind == MI_COMPRESSED:
-            buf, at = _Buffer(_inflate(top, pos, size), order, path, pos), 0
-        else:
-            raise top.error(pos, f"top-level data element of type {kind}, expected miMATRIX "
-                                 "(14) or miCOMPRESSED (15)")  # fmt: skip
+    for buf, at, _ in top_level_matrices(data, path):
         if _header(buf, at, len(buf.data))[3] == name:
             found = (buf, at)
-        pos += 8 + size
     if found is None:
         raise format_error(path, None, f"no variable {name!r}")
     buf, at = found
