@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.cache import ArrayCache, default_cache_dir, parallel_map
+from spikeflow.data.cache import parallel_map
 from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root
+from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import RatioSplitDataset
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import read_bytes
 from spikeflow.data.io.aedat31 import read_aedat31, read_gesture_labels, split_by_labels
@@ -29,7 +30,7 @@ def _cut_recording(dataset: DVS128Gesture, recording: int) -> int:
     return dataset._cut(recording)
 
 
-class DVS128Gesture(NeuromorphicDataset):
+class DVS128Gesture(CutRecordingsDataset):
     """DVS128 Gesture (Amir et al., 2017): 11 hand and arm gestures by 29 subjects under
     3 lighting conditions, DVS128 (128x128, 2 polarities); 122 recordings cut into
     1,176 training and 288 test samples (the counts SpikingJelly reports for this cut).
@@ -87,15 +88,7 @@ class DVS128Gesture(NeuromorphicDataset):
         progress: bool = True,
         **kwargs: Any,
     ) -> None:
-        base = default_cache_dir() if cut_cache_dir in (None, "auto") else Path(cut_cache_dir)
-        self.cut_cache = ArrayCache(
-            base,
-            {
-                "name": "DVS128Gesture-cut",
-                "columns": ["t", "x", "y", "p"],
-                "cut_version": self.cut_version,
-            },
-        )
+        self._open_cut_cache(cut_cache_dir, "DVS128Gesture-cut")
         self.workers = workers
         self.progress = progress
         super().__init__(root, train=train, **kwargs)
@@ -176,29 +169,8 @@ class DVS128Gesture(NeuromorphicDataset):
         aedat, _, rows = self.recordings[recording]
         pieces = split_by_labels(read_aedat31(aedat, self.sensor_size[:2]), rows)
         for row, (piece, _) in enumerate(pieces):
-            ev = piece.events
-            table = np.stack([ev["t"], ev["x"], ev["y"], ev["p"]], axis=1).astype(np.int64)
-            self.cut_cache.store(self._cut_key(recording, row), table)
+            self._store_window(recording, row, piece.events)
         return len(pieces)
-
-    def cache_entry_key(self, index: int) -> dict[str, Any]:
-        """The frames-cache key of sample ``index``: its recording, label file and row."""
-        return self._cut_key(*self._windows[index])
-
-    def events(self, index: int) -> EventRecording:
-        """Sample ``index``'s events (its window of the recording), after ``event_transform``."""
-        recording, row = self._windows[index]
-        key = self._cut_key(recording, row)
-        table = self.cut_cache.load(key)
-        if table is None:  # missing or corrupt (warned and deleted): cut the recording again
-            self._cut(recording)
-            table = self.cut_cache.load(key)
-            if table is None:
-                raise DataFormatError(f"cannot store the cut samples in {self.cut_cache.directory}")
-        aedat = self.recordings[recording][0]
-        events = make_events(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
-        rec = EventRecording(events, self.sensor_size, str(aedat))
-        return rec if self.event_transform is None else self.event_transform(rec)
 
 
 def read_navgesture_dat(

@@ -24,10 +24,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.cache import ArrayCache, default_cache_dir
+from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import split_from_train
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
-from spikeflow.data.events import EventRecording, make_events
+from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.io.aedat4 import read_aedat4
 from spikeflow.errors import ConfigurationError, DataFormatError
 
@@ -114,7 +113,7 @@ def _one_file(folder: Path, names: list[str], suffix: str) -> Path:
     return folder / found[0]
 
 
-class NOmniglot(NeuromorphicDataset):
+class NOmniglot(CutRecordingsDataset):
     """N-Omniglot (Li et al., Scientific Data 2022): 1,623 handwritten characters of 50
     alphabets, 20 drawers each (32,460 samples), DAVIS346 (346x260, 2 polarities); AEDAT 4
     recordings (:func:`~spikeflow.data.io.read_aedat4`) cut by CSV timestamps (module
@@ -178,15 +177,7 @@ class NOmniglot(NeuromorphicDataset):
                 f"NOmniglot: split must be one of {self.splits}; got {split!r}"
             )
         self._split = split
-        base = default_cache_dir() if cut_cache_dir in (None, "auto") else Path(cut_cache_dir)
-        self.cut_cache = ArrayCache(
-            base,
-            {
-                "name": "NOmniglot-cut",
-                "columns": ["t", "x", "y", "p"],
-                "cut_version": self.cut_version,
-            },
-        )
+        self._open_cut_cache(cut_cache_dir, "NOmniglot-cut")
         super().__init__(root, train=split == "train", **kwargs)
 
     @property
@@ -311,25 +302,5 @@ class NOmniglot(NeuromorphicDataset):
                         f"timestamp of an event of {aedat} (the authors' cut needs an exact match)"
                     )
                 bounds.append(i)
-            piece = ev[bounds[0] : bounds[1]]
-            columns = [piece[c].astype(np.int64) for c in ("t", "x", "y", "p")]
-            self.cut_cache.store(self._cut_key(recording, row), np.stack(columns, axis=1))
+            self._store_window(recording, row, ev[bounds[0] : bounds[1]])
         return len(times)
-
-    def cache_entry_key(self, index: int) -> dict[str, Any]:
-        """The frames-cache key of sample ``index``: its recording, CSV and row."""
-        return self._cut_key(*self._windows[index])
-
-    def events(self, index: int) -> EventRecording:
-        """Sample ``index``'s events (its window of the recording), after ``event_transform``."""
-        recording, row = self._windows[index]
-        key = self._cut_key(recording, row)
-        table = self.cut_cache.load(key)
-        if table is None:  # not cut yet, or a corrupt entry (warned and deleted)
-            self._cut(recording)
-            table = self.cut_cache.load(key)
-            if table is None:
-                raise DataFormatError(f"cannot store the cut samples in {self.cut_cache.directory}")
-        events = make_events(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
-        rec = EventRecording(events, self.sensor_size, str(self.recordings[recording][0]))
-        return rec if self.event_transform is None else self.event_transform(rec)
