@@ -170,3 +170,16 @@ def test_every_truncation_and_byte_flip_is_an_error_or_the_value(compress):
         if isinstance(value, list) and len(value) == len(expected):
             assert all(isinstance(v, dict) for v in value)
     assert "error" in outcomes
+
+
+def test_of_two_variables_with_one_name_the_last_is_read():
+    """MATLAB's and scipy's loaders keep the last variable of a repeated name."""
+    header = b"MATLAB 5.0 MAT-file, written by hand".ljust(116) + bytes(8)
+    header += struct.pack("<H", 0x0100) + b"IM"
+
+    def named_double(name: str, value: float) -> bytes:
+        return matrix("<", 6, (1, 1), name, element("<", 9, struct.pack("<d", value)))
+
+    data = header + named_double("x", 1.0) + named_double("y", 5.0) + named_double("x", 2.0)
+    assert float(np.asarray(read_mat_variable(data, "x", "dup.mat")).reshape(-1)[0]) == 2.0
+    assert float(np.asarray(read_mat_variable(data, "y", "dup.mat")).reshape(-1)[0]) == 5.0
