@@ -52,39 +52,64 @@ def list_datasets() -> list[str]:
     return sorted(["digits", *_image_classes(), *_folder_classes(), *_neuromorphic_classes()])
 
 
-def _image_classes() -> dict[str, type]:
+def _dataset_classes(base_name: str, with_base: bool = False) -> dict[str, type]:
+    """The classes of ``spikeflow.data.datasets`` derived from its class ``base_name``,
+    by lower-case class name (an alias such as SpikingSpeechCommands = SSC is not a
+    second one); the base itself only ``with_base``."""
     from spikeflow.data import datasets
 
+    base = getattr(datasets, base_name)
     return {
         obj.__name__.lower(): obj
         for obj in vars(datasets).values()
-        if isinstance(obj, type)
-        and issubclass(obj, datasets.ImageDataset)
-        and obj is not datasets.ImageDataset
+        if isinstance(obj, type) and issubclass(obj, base) and (with_base or obj is not base)
     }
+
+
+def _image_classes() -> dict[str, type]:
+    return _dataset_classes("ImageDataset")
 
 
 def _folder_classes() -> dict[str, type]:
     """The datasets read file by file from class folders (ImageFolder, ImageNet)."""
-    from spikeflow.data import datasets
-
-    return {
-        obj.__name__.lower(): obj
-        for obj in vars(datasets).values()
-        if isinstance(obj, type) and issubclass(obj, datasets.ImageFolder)
-    }
+    return _dataset_classes("ImageFolder", with_base=True)
 
 
 def _neuromorphic_classes() -> dict[str, type]:
-    from spikeflow.data import datasets
+    return _dataset_classes("NeuromorphicDataset")
 
-    return {  # by class name: an alias (SpikingSpeechCommands = SSC) is not a second one
-        obj.__name__.lower(): obj
-        for obj in vars(datasets).values()
-        if isinstance(obj, type)
-        and issubclass(obj, datasets.NeuromorphicDataset)
-        and obj is not datasets.NeuromorphicDataset
-    }
+
+def _not_found(
+    exc: Exception, config: TrainConfig, with_train: bool, can_download: bool
+) -> Exception:
+    """``exc`` (a dataset not found) naming ``--data-dir``, with the advice to pass
+    ``--download`` where the dataset can be downloaded (``spikeflow eval`` cannot)."""
+    from spikeflow.data.datasets import DatasetNotFoundError
+
+    hint = ""
+    if can_download and with_train and not config.download:
+        hint = " (from the command line: --download)"
+    elif can_download and not with_train:  # spikeflow eval, which has no --download
+        hint = " (spikeflow eval does not download; spikeflow train --download does)"
+    return DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}")
+
+
+def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
+    """Pop ``augment`` from the dataset arguments: the training split's augmentation
+    (default on: ``True``, or one of the class's ``augment_policies``); the test split
+    is never augmented.
+
+    Raises:
+        ConfigurationError: neither a bool nor a policy name of ``cls``.
+    """
+    augment = kwargs.pop("augment", True)
+    policies = getattr(cls, "augment_policies", ())
+    if not (isinstance(augment, bool) or augment in policies):
+        names = (
+            f", false or one of {', '.join(policies)} ({cls.__name__})" if policies else " or false"
+        )
+        raise ConfigurationError(f"--dataset-kwargs augment must be true{names}; got {augment!r}")
+    return augment
 
 
 def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
@@ -204,15 +229,7 @@ def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Data
             f"{'it' if len(given) == 1 else 'them'} out"
         )
     kwargs = _dataset_kwargs(config, cls)
-    # The standard augmentation trains (or a named one); the test split is never augmented.
-    augment = kwargs.pop("augment", True)
-    policies = getattr(cls, "augment_policies", ("standard",))
-    if not (isinstance(augment, bool) or augment in policies):
-        names = ", ".join(policies)
-        raise ConfigurationError(
-            f"--dataset-kwargs augment must be true, false or one of {names} ({name}); "
-            f"got {augment!r}"
-        )
+    augment = _training_augment(kwargs, cls)
     try:
         train = (
             cls(config.data_dir, train=True, download=config.download, augment=augment, **kwargs)
@@ -222,12 +239,7 @@ def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Data
         test = cls(config.data_dir, train=False, download=config.download and with_train,
                    **kwargs)  # fmt: skip
     except DatasetNotFoundError as exc:
-        hint = ""
-        if with_train and not config.download:
-            hint = " (from the command line: --download)"
-        elif not with_train:
-            hint = " (spikeflow eval does not download; spikeflow train --download does)"
-        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
+        raise _not_found(exc, config, with_train, cls.downloadable) from exc
     split = train if train is not None else test
     height, width = cls.image_size
     return train, test, DataInfo(len(split.classes), cls.channels, (height, width), static=True)
@@ -261,15 +273,13 @@ def _image_folders(
             )
         )
     kwargs = _dataset_kwargs(config, cls)
-    augment = kwargs.pop("augment", True)  # the training split only, as _images
-    if not isinstance(augment, bool):
-        raise ConfigurationError(f"--dataset-kwargs augment must be true or false; got {augment!r}")
+    augment = _training_augment(kwargs, cls)
     kwargs["cache_dir"] = config.cache_dir
     try:
         train = cls(config.data_dir, train=True, augment=augment, **kwargs) if with_train else None
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
-        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}") from exc
+        raise _not_found(exc, config, with_train, can_download=False) from exc
     split = train if train is not None else test
     return train, test, DataInfo(len(split.classes), cls.channels, split.image_size, static=True)
 
@@ -329,12 +339,7 @@ def _neuromorphic(
         train = cls(config.data_dir, train=True, **kwargs) if with_train else None
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
-        hint = ""
-        if can_download and with_train and not config.download:
-            hint = " (from the command line: --download)"
-        elif can_download and not with_train:  # spikeflow eval, which has no --download
-            hint = " (spikeflow eval does not download; spikeflow train --download does)"
-        raise DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}") from exc
+        raise _not_found(exc, config, with_train, can_download) from exc
     for split in (train, test):
         labels = getattr(split, "targets", None) or []
         if labels and not isinstance(labels[0], (int, np.integer)):
