@@ -108,5 +108,5 @@ class BatchMixer:
         top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
         left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
         mixed = x.clone()
-        mixed[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]
+        mixed[..., top:bottom, left:right] = x[..., top:bottom, left:right][perm]
         return mixed, 1.0 - (bottom - top) * (right - left) / (height * width)
