@@ -234,7 +234,7 @@ def test_a_pickle_naming_anything_but_numpy_arrays_is_refused_unrun(tmp_path):
     arr = np.empty(2, dtype=object)
     arr[0], arr[1] = packets_of(np.random.default_rng(3), 1)[0], Evil()
     np.save(tmp_path / "evil.npy", arr)
-    with pytest.raises(DataFormatError, match=r"evil\.npy.*(posix|nt)\.system.*only NumPy"):
+    with pytest.raises(DataFormatError, match=r"evil\.npy.*refusing (posix|nt)\.system"):
         read_bullying10k(tmp_path / "evil.npy")
     assert not marker.exists()
 
@@ -246,7 +246,7 @@ def test_a_pickle_naming_anything_but_numpy_arrays_is_refused_unrun(tmp_path):
         ("no_field", r"no field\(s\) \['polarity'\]"),
         ("polarity", "polarity=2"),
         ("x", "x=346"),
-        ("not_array", "packet 1 is int"),
+        ("not_array", "element 1 of an object array is 5"),
         ("plain", "expected dv-python event packets"),
         ("empty", "empty file"),
     ],

@@ -8,15 +8,16 @@ each packet a structured array ``timestamp`` (µs), ``x``, ``y``, ``polarity`` (
 padding fields). NumPy stored that list as a 1-D object array of packets (packets of
 different lengths, the usual case: a pickle inside the ``.npy``) or, when every packet has
 the same length, as one 2-D structured array. :func:`read_bullying10k` reads both. The
-pickle is loaded by an unpickler that only builds NumPy arrays and dtypes (nothing else
-can be named in the file, so a crafted file cannot run code), and the result is checked.
+pickle is loaded by :func:`~spikeflow.data.io.safe_pickle.load_numpy_pickle`, which
+builds only an object array of structured arrays of plain numbers, each checked against
+its data before it is made: a crafted file cannot run code, crash numpy or ask for more
+memory than it holds data.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDatas
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import as_int64, read_bytes, sort_by_time
 from spikeflow.data.io.numpy_layouts import _parse_npy
+from spikeflow.data.io.safe_pickle import PICKLE_ERRORS, PicklePolicy, load_numpy_pickle
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = ["BULLYING10K_FIELDS", "Bullying10K", "read_bullying10k"]
@@ -34,29 +36,10 @@ __all__ = ["BULLYING10K_FIELDS", "Bullying10K", "read_bullying10k"]
 #: The packet fields read (dv-python's event dtype; its padding fields are ignored).
 BULLYING10K_FIELDS = ("timestamp", "x", "y", "polarity")
 
-#: NumPy's array constructor used by ndarray pickles (``numpy.core.multiarray`` before
-#: NumPy 2, ``numpy._core.multiarray`` since).
-_RECONSTRUCT = np.zeros(0).__reduce__()[0]
-#: The only globals a Bullying10K pickle may name: what NumPy writes for arrays of arrays.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Builds NumPy arrays and dtypes only; any other global is refused before it is
-    imported (so a file cannot run code through ``os.system`` and the like)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = _ALLOWED_GLOBALS.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(
-                f"the pickle names {module}.{name}; only NumPy arrays and dtypes are allowed"
-            )
-        return found
+#: A Bullying10K pickle: an object array of structured arrays of plain numbers.
+_PACKETS_PICKLE = PicklePolicy(
+    "a Bullying10K sample (an array of event packets)", structured=True, object_arrays=True
+)
 
 
 def _load_packets(path: str | os.PathLike) -> tuple[list[np.ndarray], int | None]:
@@ -83,8 +66,8 @@ def _load_packets(path: str | os.PathLike) -> tuple[list[np.ndarray], int | None
     if dtype != np.dtype(object):
         raise format_error(path, 0, f"dtype {dtype} mixes objects into a structure")
     try:
-        obj = _ArrayUnpickler(io.BytesIO(raw[start:])).load()
-    except Exception as exc:  # UnpicklingError, EOFError, ValueError, ... on a bad pickle
+        obj = load_numpy_pickle(raw[start:], _PACKETS_PICKLE)
+    except PICKLE_ERRORS as exc:
         raise format_error(
             path, start, f"the object array's pickle cannot be read: {type(exc).__name__}: {exc}"
         ) from None

@@ -1,0 +1,171 @@
+"""Bullying10K's object-array pickles against hostile files (the CIFAR batches' own
+attacks are in test_data_images_unpickler.py).
+
+A Bullying10K ``.npy`` holds an object array of structured event packets, so its
+unpickler must allow object and structured dtypes, which numpy builds from a file's
+values with too few checks: a short element list is read past (a segfault), an object
+field in a structure turns data bytes into pointers, a shape asks for any allocation.
+Each payload here is small enough to be harmless if it were wrongly accepted; those
+that crash numpy run in a child process.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikeflow.data import read_bullying10k
+from spikeflow.data.io.safe_pickle import PicklePolicy, load_numpy_pickle
+from spikeflow.errors import DataFormatError
+
+RECONSTRUCT = np.zeros(0).__reduce__()[0]
+DV_EVENT = np.dtype(
+    [("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1"),
+     ("_p1", "<i2"), ("_p2", "i1")]
+)  # fmt: skip
+POLICY = PicklePolicy("a test file", structured=True, object_arrays=True)
+
+
+class FakeArray:
+    """Pickles as numpy pickles an array, with a state of the test's choosing."""
+
+    def __init__(self, state, shape=(0,)):
+        self.state, self.shape = state, shape
+
+    def __reduce__(self):
+        return RECONSTRUCT, (np.ndarray, self.shape, b"b"), self.state
+
+
+class FakeDtype:
+    """Pickles as ``numpy.dtype(spec)`` with a state of the test's choosing."""
+
+    def __init__(self, spec, state):
+        self.spec, self.state = spec, state
+
+    def __reduce__(self):
+        return np.dtype, (self.spec, False, True), self.state
+
+
+def structure(fields, elsize=16):
+    """A structured dtype's pickle: ``fields`` maps a name to (field dtype, offset)."""
+    return FakeDtype(f"V{elsize}", (3, "|", None, tuple(fields), dict(fields), elsize, 1, 16))
+
+
+def packet(n=3):
+    p = np.zeros(n, DV_EVENT)
+    p["timestamp"], p["x"], p["y"], p["polarity"] = np.arange(n), 5, 7, 1
+    return p
+
+
+def write_npy(path: Path, obj, shape) -> Path:
+    """An ``.npy`` whose header promises an object array of ``shape``, then ``obj``'s
+    pickle (as ``np.save`` writes object arrays)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "|O", "fortran_order": False, "shape": shape}
+    )
+    path.write_bytes(buf.getvalue() + pickle.dumps(obj, protocol=3))
+    return path
+
+
+def object_array(elements, shape=None):
+    shape = (len(elements),) if shape is None else shape
+    return FakeArray((1, shape, np.dtype(object), False, list(elements)))
+
+
+def test_real_packets_load_equal_and_as_numpy_would(tmp_path):
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = packet(3), packet(5)[::-1].copy()
+    loaded = load_numpy_pickle(pickle.dumps(ragged, protocol=3), POLICY)
+    assert loaded.dtype == object and loaded.shape == (2,)
+    for got, want in zip(loaded, ragged):
+        assert got.dtype == DV_EVENT and got.flags.writeable
+        np.testing.assert_array_equal(got, want)
+    big_endian = packet(4).astype(DV_EVENT.newbyteorder(">"))
+    again = load_numpy_pickle(pickle.dumps(big_endian, protocol=2), POLICY)
+    assert again.dtype == big_endian.dtype
+    np.testing.assert_array_equal(again, big_endian)
+
+
+def test_files_that_crash_numpy_are_refused_in_a_child_process(tmp_path):
+    # An object array whose element list is shorter than its shape: numpy reads past it.
+    short = write_npy(tmp_path / "short.npy", object_array([packet()], (1 << 20,)), (1 << 20,))
+    # A structure with an object field: the data bytes would become object pointers.
+    pointers = structure({"o": (np.dtype(object), 0), "x": (np.dtype("<i8"), 8)})
+    inner = FakeArray((1, (1,), pointers, False, b"\x41" * 16))
+    as_pointers = write_npy(tmp_path / "pointers.npy", object_array([inner]), (1,))
+    code = (
+        "import sys\n"
+        "from spikeflow.data import read_bullying10k\n"
+        "from spikeflow.errors import DataFormatError\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        read_bullying10k(path)\n"
+        "    except DataFormatError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(short), str(as_pointers)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, f"the reader crashed (status {done.returncode}): {done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert "short.npy" in lines[0]
+    assert "needs a list of 1048576 elements; got a list of 1" in lines[0]
+    assert "pointers.npy" in lines[1] and "refusing" in lines[1] and "'o'" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        # _reconstruct asked for the allocation itself
+        (FakeArray((1, (4,), np.dtype(object), False, [1, 2, 3, 4]), shape=(1 << 30,)),
+         r"refusing _reconstruct\(numpy\.ndarray, \(1073741824,\)"),
+        # an element that is not an array of numbers
+        (object_array([packet(), 5]), "element 1 of an object array is 5"),
+        (object_array([object_array([packet()])]), "element 0 of an object array is an object"),
+        # structures: a field past the item, a huge item, names that are not the fields,
+        # a field that is itself a structure, no fields at all
+        (object_array([FakeArray((1, (1,), structure({"x": (np.dtype("<i8"), 12)}), False,
+                                  b"\x00" * 16))]), r"field 'x'.*inside the 16-byte item"),
+        (object_array([FakeArray((1, (0,), structure({"x": (np.dtype("<i8"), 0)}, 1 << 16),
+                                  False, b""))]), "65536 bytes per item"),
+        (object_array([FakeArray((1, (1,), FakeDtype("V8", (3, "|", None, ("x", "y"),
+                                  {"x": (np.dtype("<i4"), 0)}, 8, 1, 16)), False,
+                                  b"\x00" * 8))]), "each a field"),
+        (object_array([FakeArray((1, (1,), structure({"s": (structure({"x": (np.dtype(
+            "<i8"), 0)}, 8), 0)}, 8), False, b"\x00" * 8))]), "field 's'"),
+        (object_array([FakeArray((1, (1,), FakeDtype("V8", (3, "|", None, None, None, 8, 1,
+                                  0)), False, b"\x00" * 8))]), "refusing a structured dtype"),
+        # a plain dtype given fields, strings and dates
+        (object_array([FakeArray((1, (1,), FakeDtype("<i8", (3, "<", None, ("x",),
+                                  {"x": (np.dtype("<i8"), 0)}, 8, 1, 0)), False,
+                                  b"\x00" * 8))]), "fields on a plain dtype"),
+        (object_array([np.array(["ab"])]), r"refusing numpy\.dtype\('U2'\)"),
+        (object_array([np.array([1], "M8[s]")]), "refusing numpy.dtype"),
+        # data that does not fit its shape
+        (object_array([FakeArray((1, (2,), DV_EVENT, False, b"\x00" * 16))]),
+         r"holds 16 bytes; shape \(2,\)"),
+    ],
+)  # fmt: skip
+def test_hostile_packets_are_refused_with_the_file_named(tmp_path, obj, message):
+    path = write_npy(tmp_path / "bad.npy", obj, (2,))
+    with pytest.raises(DataFormatError, match=message) as info:
+        read_bullying10k(path)
+    assert "bad.npy" in str(info.value)
+
+
+def test_object_and_structured_dtypes_need_the_policy():
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = packet(3), packet(5)
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing numpy\.dtype\('O8'\)"):
+        load_numpy_pickle(pickle.dumps(ragged), PicklePolicy("x", structured=True))
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing numpy\.dtype\('V16'\)"):
+        load_numpy_pickle(pickle.dumps(packet()), PicklePolicy("x", object_arrays=True))
+    plain = np.arange(6, dtype="<f4").reshape(2, 3)
+    np.testing.assert_array_equal(load_numpy_pickle(pickle.dumps(plain), PicklePolicy("x")), plain)
