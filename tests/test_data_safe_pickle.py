@@ -169,3 +169,25 @@ def test_object_and_structured_dtypes_need_the_policy():
         load_numpy_pickle(pickle.dumps(packet()), PicklePolicy("x", object_arrays=True))
     plain = np.arange(6, dtype="<f4").reshape(2, 3)
     np.testing.assert_array_equal(load_numpy_pickle(pickle.dumps(plain), PicklePolicy("x")), plain)
+
+
+def test_data_referenced_again_through_the_memo_is_not_copied_again(tmp_path):
+    block = b"\x00" * 10_000  # pickled once; each further array names it by memo index
+    many = {f"k{i}": FakeArray((1, (10_000,), np.dtype("u1"), False, block)) for i in range(200)}
+    raw = pickle.dumps(many, protocol=3)
+    assert len(raw) < 25_000  # ... yet it asks for 2 MB of arrays
+    with pytest.raises(pickle.UnpicklingError, match="may make only as many bytes"):
+        load_numpy_pickle(raw, PicklePolicy("x"))
+    # _codecs.encode of one memoized latin-1 string, called again and again
+    text = "a" * 10_000
+    encode = (b"\x80\x02]q\x00c_codecs\nencode\nq\x01X" + len(text).to_bytes(4, "little")
+              + text.encode() + b"X\x06\x00\x00\x00latin1\x86q\x02Ra")  # fmt: skip
+    raw = encode + b"h\x01h\x02Ra" * 100 + b"."
+    with pytest.raises(pickle.UnpicklingError, match=r"_codecs\.encode would make"):
+        load_numpy_pickle(raw, PicklePolicy("x"))
+    assert load_numpy_pickle(encode + b"h\x01h\x02Ra.", PicklePolicy("x")) == [text.encode()] * 2
+    # one packet named twice in the object array (a reader would concatenate it twice)
+    one = FakeArray((1, (2,), DV_EVENT, False, packet(2).tobytes()))
+    path = write_npy(tmp_path / "twice.npy", object_array([one, one]), (2,))
+    with pytest.raises(DataFormatError, match="element 1 of an object array is element 0 again"):
+        read_bullying10k(path)

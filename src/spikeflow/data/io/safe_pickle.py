@@ -8,10 +8,12 @@ it for 16 GiB. :func:`load_numpy_pickle` answers every global a file may name wi
 checked stand-in instead: dtypes are rebuilt from plain numbers (structured ones field by
 field, within their item size), and an array is made only after its shape, dtype and data
 size agree (numeric arrays with :func:`numpy.frombuffer`; object arrays only from a list
-of such arrays, one per element). A dry run of the opcodes first refuses tuples nested
-deeper than :data:`MAX_TUPLE_DEPTH` (hashing deeper ones crashes Python). Anything else a
-file asks for (a class, a function, a string or object dtype where none is allowed) is
-refused before it is built, so a tampered file cannot run code.
+of distinct such arrays, one per element), and all that is made holds no more than twice
+the file's bytes (so a file cannot copy one block of its data many times through the memo). A
+dry run of the opcodes first refuses tuples nested deeper than :data:`MAX_TUPLE_DEPTH`
+(hashing deeper ones crashes Python). Anything else a file asks for (a class, a
+function, a string or object dtype where none is allowed) is refused before it is built,
+so a tampered file cannot run code.
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ def _short(value: Any) -> str:
 _NUMERIC_KINDS = frozenset("biuf")
 _VOID_SPEC = re.compile(r"V[1-9][0-9]{0,5}")
 _OBJECT_SPEC = "O8"
+
+
+class _Budget:
+    """The bytes the stand-ins may make in one load: twice the file's size. numpy's
+    pickles hold every array's data once (protocols 0-2 as latin-1 text, turned into
+    bytes and then into the array: two copies), so a file that references one block of
+    data many times through the memo, to make many copies of it, runs out."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise pickle.UnpicklingError(
+                f"{what} would make {nbytes} more bytes; the file may make only as many "
+                "bytes as it holds (its data referenced again through the pickle memo?)"
+            )
+        self.left -= nbytes
 
 
 def _is_size(value: Any) -> bool:
@@ -172,8 +192,9 @@ class _ArraySpec:
     object array from a list holding one finished array per element.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, budget: _Budget) -> None:
         self.array: np.ndarray | None = None
+        self.budget = budget
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
@@ -197,29 +218,34 @@ class _ArraySpec:
         order = "F" if fortran else "C"
         count = math.prod(shape)
         if dtype.kind == "object":
-            self.array = _object_array(shape, order, count, data)
+            self.array = _object_array(shape, order, count, data, self.budget)
             return
-        if isinstance(data, str):  # Python 2 byte strings, decoded as latin-1
-            data = data.encode("latin1")
-        if not isinstance(data, bytes | bytearray):
+        if not isinstance(data, str | bytes | bytearray):
             raise pickle.UnpicklingError(f"array data must be bytes; got {type(data).__name__}")
         dt = dtype.resolved()
-        if count * dt.itemsize != len(data):
+        if count * dt.itemsize != len(data):  # (latin-1 text: one byte per character)
             raise pickle.UnpicklingError(
                 f"the array data holds {len(data)} bytes; shape {shape} of {dt} "
                 f"needs {count * dt.itemsize}"
             )
+        self.budget.take(len(data), f"an array of shape {shape} and dtype {dt}")
+        if isinstance(data, str):  # Python 2 byte strings, decoded as latin-1
+            data = data.encode("latin1")
         self.array = np.frombuffer(bytearray(data), dtype=dt).reshape(shape, order=order)
 
 
-def _object_array(shape: tuple[int, ...], order: str, count: int, data: Any) -> np.ndarray:
+def _object_array(
+    shape: tuple[int, ...], order: str, count: int, data: Any, budget: _Budget
+) -> np.ndarray:
     """An object array from its pickled element list: ``count`` finished arrays."""
     if not isinstance(data, list) or len(data) != count:
         found = f"a list of {len(data)}" if isinstance(data, list) else type(data).__name__
         raise pickle.UnpicklingError(
             f"an object array of shape {shape} needs a list of {count} elements; got {found}"
         )
+    budget.take(8 * count, f"an object array of shape {shape}")
     out = np.empty(count, dtype=object)
+    seen: dict[int, int] = {}
     for k, element in enumerate(data):
         if not isinstance(element, _ArraySpec) or element.array is None:
             raise pickle.UnpicklingError(
@@ -228,6 +254,11 @@ def _object_array(shape: tuple[int, ...], order: str, count: int, data: Any) -> 
             )
         if element.array.dtype == object:
             raise pickle.UnpicklingError(f"element {k} of an object array is an object array")
+        if id(element) in seen:  # (a reader would concatenate one block many times)
+            raise pickle.UnpicklingError(
+                f"element {k} of an object array is element {seen[id(element)]} again"
+            )
+        seen[id(element)] = k
         out[k] = element.array
     return out.reshape(shape, order=order)
 
@@ -261,39 +292,38 @@ class _Global:
 _NDARRAY = _Global("numpy.ndarray", None)
 
 
-def _reconstruct(cls: Any, shape: Any, code: Any) -> _ArraySpec:
-    if cls is not _NDARRAY or shape != (0,):
-        raise pickle.UnpicklingError(
-            f"refusing _reconstruct({_short(cls)}, {_short(shape)}, ...): numpy pickles an "
-            "array as _reconstruct(ndarray, (0,), b'b')"
-        )
-    return _ArraySpec()
-
-
-def _latin1(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
-    # How Python 3 writes bytes in protocols 0-2: _codecs.encode(str, 'latin1').
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(
-            f"refusing _codecs.encode(..., {_short(encoding)}): only latin1 text becomes bytes"
-        )
-    return text.encode("latin1")
-
-
-def _globals(policy: PicklePolicy) -> dict[tuple[str, str], _Global]:
+def _globals(policy: PicklePolicy, budget: _Budget) -> dict[tuple[str, str], _Global]:
     """What a file may ask for: numpy's array reconstruction and dtypes, and
     ``_codecs.encode`` (how protocol-2 pickles written by Python 3 store bytes), each
-    answered by a checked stand-in."""
+    answered by a checked stand-in that spends ``budget`` on what it makes."""
 
     def dtype(spec: Any, align: Any = False, copy: Any = True) -> _DtypeSpec:
         return _DtypeSpec(policy, spec)
 
-    reconstruct = _Global("_reconstruct", _reconstruct)
+    def reconstruct_array(cls: Any, shape: Any, code: Any) -> _ArraySpec:
+        if cls is not _NDARRAY or shape != (0,):
+            raise pickle.UnpicklingError(
+                f"refusing _reconstruct({_short(cls)}, {_short(shape)}, ...): numpy pickles "
+                "an array as _reconstruct(ndarray, (0,), b'b')"
+            )
+        return _ArraySpec(budget)
+
+    def latin1(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+        # How Python 3 writes bytes in protocols 0-2: _codecs.encode(str, 'latin1').
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError(
+                f"refusing _codecs.encode(..., {_short(encoding)}): only latin1 text becomes bytes"
+            )
+        budget.take(len(text), "_codecs.encode")
+        return text.encode("latin1")
+
+    reconstruct = _Global("_reconstruct", reconstruct_array)
     return {
         ("numpy.core.multiarray", "_reconstruct"): reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): reconstruct,
         ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): _Global("numpy.dtype", dtype),
-        ("_codecs", "encode"): _Global("_codecs.encode", _latin1),
+        ("_codecs", "encode"): _Global("_codecs.encode", latin1),
     }
 
 
@@ -301,7 +331,7 @@ class _CheckedUnpickler(pickle.Unpickler):
     def __init__(self, raw: bytes, policy: PicklePolicy, encoding: str) -> None:
         super().__init__(io.BytesIO(raw), encoding=encoding)
         self._policy = policy
-        self._allowed = _globals(policy)
+        self._allowed = _globals(policy, _Budget(2 * len(raw)))
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._allowed:
@@ -396,7 +426,9 @@ def load_numpy_pickle(raw: bytes, policy: PicklePolicy, encoding: str = "latin1"
     """The object the pickle ``raw`` holds, built by checked stand-ins (module
     docstring): containers, numbers, strings, and numpy arrays and dtypes as ``policy``
     allows. Arrays at the top, in a top-level dict's values or a top-level list's items
-    are returned as arrays.
+    are returned as arrays. The arrays (and latin-1 bytes) made in all hold no more than
+    twice the bytes of ``raw`` (object arrays: 8 per element), so nothing referenced
+    many times through the memo is copied many times.
 
     Args:
         encoding: how Python 2 byte strings are decoded (``"latin1"`` keeps their bytes).
