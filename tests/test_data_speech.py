@@ -497,6 +497,133 @@ def test_speech_commands_cache_is_keyed_by_the_encoder(sc_root, tmp_path):
     assert b.preprocess(workers=1, progress=False) == 5
 
 
+# -- Speech Commands, 12-class keyword spotting --------------------------------------------
+def kws12_test_set(folder: Path) -> dict[str, list[str]]:
+    """The canonical test set's layout: a folder per class, the ``_silence_`` clips of
+    noise and ``_unknown_`` of other words; returns class -> files written."""
+    written = {"_silence_": ["silence_0.wav", "silence_1.wav"], "_unknown_": ["bed_ab.wav"],
+               "yes": ["yes_1.wav", "yes_0.wav"], "go": ["go_3.wav"]}  # fmt: skip
+    from spikeflow.data.datasets.speech import KWS12_CLASSES
+
+    for k, name in enumerate(KWS12_CLASSES):
+        (folder / name).mkdir(parents=True)
+        for j, f in enumerate(written.get(name, [])):
+            write_tone(folder / name / f, freq=350.0 + 60 * k + 25 * j)
+    return written
+
+
+def test_kws12_train_and_valid_labels_and_the_silence_windows(sc_root):
+    from spikeflow.data.datasets.speech import KWS12_CLASSES
+
+    assert KWS12_CLASSES[:2] == ("_silence_", "_unknown_") and len(KWS12_CLASSES) == 12
+    # 2.2 s of background noise: one-second windows at 0, 0.5 and 1.0 s
+    noise = write_tone(sc_root / "_background_noise_" / "zz_noise.wav", 500.0, seconds=2.0)
+    ds = SpeechCommands(sc_root, split="train", task="kws12")
+    words = SpeechCommands(sc_root, split="train")
+    assert ds.classes == KWS12_CLASSES and len(ds) == len(words) + 1 + 3  # white_noise: 1 window
+    unknown, silence = KWS12_CLASSES.index("_unknown_"), KWS12_CLASSES.index("_silence_")
+
+    def kws_label(name: str) -> int:
+        return KWS12_CLASSES.index(name) if name in KWS12_CLASSES else unknown
+
+    want = sorted(((kws_label(p.parent.name), p.parent.name, p.name) for p, _ in words.samples))
+    got = [(y, p.parent.name, p.name) for p, y in ds.samples[: len(words)]]
+    assert got == want and {y for y, _, _ in got} == {unknown, 2, 3}  # yes, no, others
+    tail = ds.samples[len(words) :]
+    assert [(p.name, y) for p, y in tail] == [("white_noise.wav", silence)] + [
+        ("zz_noise.wav", silence)
+    ] * 3
+    assert sorted(ds._window_starts.values()) == [0, 0, 8000, 16000]
+    # a window's events are the encoder's on that second of the recording
+    clip = read_wav(noise)
+    index = len(words) + 2  # zz_noise.wav from 0.5 s
+    second = type(clip)(np.ascontiguousarray(clip.samples[:, 8000:24000]), 16000)
+    np.testing.assert_array_equal(ds[index][0].events, AudioToEvents()(second).events)
+    assert ds[index][1] == silence
+    assert not np.array_equal(ds[index][0].events, ds[index - 1][0].events)
+    # valid: the listed recordings relabelled, no silence
+    valid = SpeechCommands(sc_root, split="valid", task="kws12")
+    assert [(p.parent.name, y) for p, y in valid.samples] == [
+        ("yes", KWS12_CLASSES.index("yes")),
+        ("no", KWS12_CLASSES.index("no")),
+    ]
+    assert SpeechCommands(sc_root, split="train", task="kws12", silence_hop=1.0)._window_starts
+    assert len(SpeechCommands(sc_root, split="train", task="kws12", silence_hop=1.0)) == len(ds) - 1
+
+
+def test_kws12_windows_are_cached_apart(sc_root, tmp_path):
+    write_tone(sc_root / "_background_noise_" / "zz_noise.wav", 500.0, seconds=2.0)
+    kw = {"split": "train", "task": "kws12", "data_type": "frame", "frames_number": 4,
+          "cache_dir": tmp_path / "c"}  # fmt: skip
+    ds = SpeechCommands(sc_root, **kw)
+    assert ds.preprocess(workers=1, progress=False) == len(ds)
+    again = SpeechCommands(sc_root, **kw)
+    assert again.preprocess(workers=1, progress=False) == 0
+    n = len(ds)
+    for i in (n - 3, n - 2, n - 1):  # the three windows of one file: three entries
+        assert torch.equal(again[i][0], ds[i][0])
+    assert not torch.equal(ds[n - 3][0], ds[n - 2][0])
+    # the words task of the same root is another cache
+    words = SpeechCommands(sc_root, split="train", data_type="frame", frames_number=4,
+                           cache_dir=tmp_path / "c")  # fmt: skip
+    assert words.cache.directory != ds.cache.directory
+
+
+def test_kws12_test_split_reads_the_canonical_test_set(sc_root):
+    from spikeflow.data.datasets.speech import KWS12_CLASSES
+
+    with pytest.raises(DatasetNotFoundError) as info:
+        SpeechCommands(sc_root, split="test", task="kws12")
+    msg = str(info.value)
+    assert "http://download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz" in msg
+    assert "speech_commands_test_set_v0.02" in msg
+    written = kws12_test_set(sc_root / "speech_commands_test_set_v0.02")
+    ds = SpeechCommands(sc_root, split="test", task="kws12")
+    want = sorted(((KWS12_CLASSES.index(c), f) for c, fs in written.items() for f in fs))
+    assert [(y, p.name) for p, y in ds.samples] == want
+    assert ds[0][0].sensor_size == (40, 1, 2)
+    (sc_root / "speech_commands_test_set_v0.02" / "_unknown_").rename(
+        sc_root / "speech_commands_test_set_v0.02" / "unknown"
+    )
+    with pytest.raises(DataFormatError, match=r"missing \['_unknown_'\].*unexpected \['unknown'\]"):
+        SpeechCommands(sc_root, split="test", task="kws12")
+
+
+def test_kws12_test_set_is_downloaded_and_extracted_into_its_folder(sc_root, tmp_path, monkeypatch):
+    import tarfile
+
+    from spikeflow.data.datasets._common import Archive
+    from test_data_datasets_helpers import http_server
+
+    src = tmp_path / "src"
+    written = kws12_test_set(src)
+    archive = tmp_path / "speech_commands_test_set_v0.02.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname=".")
+    with http_server({"/t.tar.gz": archive.read_bytes()}) as (base, log):
+        monkeypatch.setattr(
+            SpeechCommands, "test_set_archive",
+            lambda self: Archive(archive.name, None, f"{base}/t.tar.gz",
+                                 into=self.test_set_folder.name),
+        )  # fmt: skip
+        ds = SpeechCommands(sc_root, split="test", task="kws12", download=True)
+    assert len(ds) == sum(len(v) for v in written.values()) and log
+    assert (sc_root / "speech_commands_test_set_v0.02" / "yes" / "yes_0.wav").is_file()
+    assert not (sc_root / "yes" / "yes_0.wav").exists()  # not spilled into the main tree
+
+
+def test_kws12_arguments_and_a_missing_noise_folder(sc_root):
+    with pytest.raises(ConfigurationError, match=r"task must be one of \('words', 'kws12'\)"):
+        SpeechCommands(sc_root, task="kws35")
+    with pytest.raises(ConfigurationError, match="silence_hop"):
+        SpeechCommands(sc_root, task="kws12", silence_hop=0)
+    for f in (sc_root / "_background_noise_").iterdir():
+        f.unlink()
+    with pytest.raises(DataFormatError, match=r"no WAV file in .*_background_noise_"):
+        SpeechCommands(sc_root, split="train", task="kws12")
+    assert len(SpeechCommands(sc_root, split="valid", task="kws12")) == 2  # valid needs none
+
+
 # -- the command line --------------------------------------------------------------------
 def test_cli_registry_lists_the_speech_datasets():
     from spikeflow.training.data import _neuromorphic_classes, list_datasets

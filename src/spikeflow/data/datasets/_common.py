@@ -45,6 +45,8 @@ class Archive:
         inner_folders: with ``nested``, each inner archive ``<stem>.zip`` is extracted
             into its own folder ``root/<stem>/`` instead of ``root`` (HARDVS: inner
             ``action_<nnn>.zip`` files holding flat ``<sample>.npz`` files).
+        into: extract into ``root/<into>/`` instead of ``root`` (an archive whose
+            members sit at its top, e.g. Speech Commands' test set).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Archive:
     url: str | None = None
     nested: bool = False
     inner_folders: bool = False
+    into: str | None = None
 
 
 def how_to_get(
@@ -83,6 +86,8 @@ def how_to_get(
 
 
 def _extract(archive: Path, root: Path, spec: Archive) -> None:
+    if spec.into is not None:
+        root = root / spec.into
     if not spec.nested:
         extract_archive(archive, root)
         return

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from spikeflow.data.audio import AudioToEvents
 from spikeflow.data.datasets._common import (
     Archive,
@@ -20,10 +22,10 @@ from spikeflow.data.datasets._names import SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.events import EventRecording
-from spikeflow.data.io.wav import read_wav
+from spikeflow.data.io.wav import AudioClip, read_wav
 from spikeflow.errors import ConfigurationError, DataFormatError
 
-__all__ = ["FSDD", "SpeechCommands"]
+__all__ = ["FSDD", "KWS12_CLASSES", "SpeechCommands"]
 
 
 def _encoder(value: Any) -> AudioToEvents:
@@ -180,6 +182,13 @@ class FSDD(_SpeechDataset):
 _ADDED_IN_V2 = ("backward", "follow", "forward", "learn", "visual")
 
 
+#: The twelve classes of the keyword-spotting task, in the order of Warden's
+#: TensorFlow tutorial (``train.py``): silence, unknown word, then the ten commands.
+KWS12_CLASSES = ("_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on",
+                 "off", "stop", "go")  # fmt: skip
+_BACKGROUND = "_background_noise_"
+
+
 class SpeechCommands(_SpeechDataset):
     """Google Speech Commands (Warden, 2018): one-second 16 kHz WAV recordings of
     short words, encoded to events by ``audio_to_events``
@@ -187,16 +196,29 @@ class SpeechCommands(_SpeechDataset):
 
     ``version="v0.02"`` (default): 35 words, 105,829 recordings, the words of
     :class:`SSC` (which is this dataset through a cochlea model); ``"v0.01"``: 30
-    words, 64,727 recordings. Labels index :attr:`classes`, the words in alphabetical
-    order. Splits (``split=``, or ``train=True``/``False`` for ``"train"``/``"test"``):
-    the release's ``validation_list.txt`` (``"valid"``) and ``testing_list.txt``
-    (``"test"``); every other recording is ``"train"``. ``_background_noise_`` is not a
-    class.
+    words, 64,727 recordings. Splits (``split=``, or ``train=True``/``False`` for
+    ``"train"``/``"test"``): the release's ``validation_list.txt`` (``"valid"``) and
+    ``testing_list.txt`` (``"test"``); every other recording is ``"train"``.
+
+    ``task="words"`` (default): every word is a class; labels index :attr:`classes`,
+    the words in alphabetical order; ``_background_noise_`` is not a class.
+
+    ``task="kws12"``: the 12-class keyword-spotting task the dataset was published
+    with (:data:`KWS12_CLASSES`): the ten commands, ``_unknown_`` for every other word
+    and ``_silence_``. Its ``"train"`` split adds, as silence, one-second windows of the
+    ``_background_noise_`` recordings every half second (``silence_hop``); ``"valid"``
+    has no silence; ``"test"`` is the release's canonical test set
+    (``speech_commands_test_set_<version>.tar.gz``: 4,890 / 3,081 clips in folders
+    ``_silence_``, ``_unknown_`` and the commands), extracted in
+    ``root/speech_commands_test_set_<version>/``. All of a word's recordings are kept
+    (``_unknown_`` is about 60% of the training split; weigh or subsample it as your
+    recipe does).
 
     Layout: the extracted archive in ``root``: ``root/<word>/<speaker>_nohash_<n>.wav``
     and ``root/{validation,testing}_list.txt``. ``download=True`` fetches
     ``speech_commands_<version>.tar.gz`` from download.tensorflow.org (MD5 of
-    torchaudio's ``SPEECHCOMMANDS``) and extracts it there.
+    torchaudio's ``SPEECHCOMMANDS``) and extracts it there; with ``task="kws12"`` and
+    ``split="test"``, the test set archive (no MD5 of record here: it is not checked).
     """
 
     #: The class names of each version.
@@ -213,6 +235,9 @@ class SpeechCommands(_SpeechDataset):
         "v0.02": "6b74f3901214cb2c2934e98196829835",
     }
     _lists: ClassVar[dict[str, str]] = {"valid": "validation_list.txt", "test": "testing_list.txt"}
+    #: The tasks: every word a class, or the 12-class keyword spotting.
+    tasks = ("words", "kws12")
+    sample_options = ("audio_to_events", "task")
 
     def __init__(
         self,
@@ -222,14 +247,29 @@ class SpeechCommands(_SpeechDataset):
         download: bool = False,
         version: str = "v0.02",
         audio_to_events: AudioToEvents | dict[str, Any] | None = None,
+        task: str = "words",
+        silence_hop: float = 0.5,
         **kwargs: Any,
     ) -> None:
         if version not in self.VERSIONS:
             raise ConfigurationError(
                 f"SpeechCommands: version must be one of {tuple(self.VERSIONS)}; got {version!r}"
             )
+        if task not in self.tasks:
+            raise ConfigurationError(
+                f"SpeechCommands: task must be one of {self.tasks}; got {task!r}"
+            )
+        if not (isinstance(silence_hop, int | float) and 0 < silence_hop <= 1):
+            raise ConfigurationError(
+                f"SpeechCommands: silence_hop is the step between silence windows in seconds, "
+                f"in (0, 1]; got {silence_hop!r}"
+            )
         self.version = version
-        self.classes = self.VERSIONS[version]
+        self.task = task
+        self.silence_hop = float(silence_hop)
+        self.classes = KWS12_CLASSES if task == "kws12" else self.VERSIONS[version]
+        #: Sample index -> first frame of its window, for silence cut from background noise.
+        self._window_starts: dict[int, int] = {}
         split = split_from_train("valid" if split == "val" else split, train)
         super().__init__(root, split, audio_to_events, download, **kwargs)
 
@@ -237,6 +277,18 @@ class SpeechCommands(_SpeechDataset):
         """The version's official ``.tar.gz``."""
         name = f"speech_commands_{self.version}.tar.gz"
         return Archive(name, self.md5s[self.version], f"http://download.tensorflow.org/data/{name}")
+
+    @property
+    def test_set_folder(self) -> Path:
+        """Where ``task="kws12"`` reads the canonical 12-class test set."""
+        return self.root / f"speech_commands_test_set_{self.version}"
+
+    def test_set_archive(self) -> Archive:
+        """The canonical 12-class test set of the version, extracted into
+        :attr:`test_set_folder`."""
+        name = f"speech_commands_test_set_{self.version}.tar.gz"
+        url = f"http://download.tensorflow.org/data/{name}"
+        return Archive(name, None, url, into=self.test_set_folder.name)
 
     def _listed(self, name: str) -> set[str]:
         path = self.root / name
@@ -249,19 +301,93 @@ class SpeechCommands(_SpeechDataset):
         return {line for line in lines if line}
 
     def _find_samples(self) -> list[tuple[Path, int]]:
+        if self.task == "kws12" and self.split == "test":
+            return self._kws12_test_samples()
+        words = self._word_samples()
+        if self.task == "words":
+            return words
+        index = {w: KWS12_CLASSES.index(w) for w in KWS12_CLASSES[2:]}
+        unknown = KWS12_CLASSES.index("_unknown_")
+        samples = [(p, index.get(self.VERSIONS[self.version][y], unknown)) for p, y in words]
+        samples.sort(key=lambda s: (s[1], s[0].parent.name, s[0].name))
+        if self.split == "train":
+            for path, start in self._silence_windows():
+                self._window_starts[len(samples)] = start
+                samples.append((path, KWS12_CLASSES.index("_silence_")))
+        return samples
+
+    def _silence_windows(self) -> list[tuple[Path, int]]:
+        """``(file, first frame)`` of each one-second window of the background-noise
+        recordings, every ``silence_hop`` seconds (windows that fit whole)."""
+        folder = self.root / _BACKGROUND
+        files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+        if not files:
+            raise DataFormatError(
+                f"SpeechCommands kws12: no WAV file in {folder}; the training split's "
+                "silence is cut from the release's background-noise recordings"
+            )
+        windows = []
+        for path in files:
+            clip = read_wav(path)
+            rate = clip.sample_rate
+            hop = max(1, round(self.silence_hop * rate))
+            windows += [(path, start) for start in range(0, clip.frames - rate + 1, hop)]
+        return windows
+
+    def _kws12_test_samples(self) -> list[tuple[Path, int]]:
+        folder = self.test_set_folder
+        layout = f"<root>/{folder.name}/<class>/<clip>.wav, classes {list(KWS12_CLASSES)}"
+        prepare_root(
+            f"SpeechCommands {self.version} 12-class test set", self.root, folder,
+            [self.test_set_archive()], download=self.download, homepage=self.homepage,
+            layout=layout,
+        )  # fmt: skip
+        found = check_class_folders(folder, sorted(KWS12_CLASSES), "class")
+        assert set(found) == set(KWS12_CLASSES)
+        samples = [
+            (path, KWS12_CLASSES.index(name))
+            for name in sorted(KWS12_CLASSES)
+            for path in sorted((folder / name).glob("*.wav"))
+        ]
+        samples.sort(key=lambda s: (s[1], s[0].name))
+        return samples
+
+    def cache_entry_key(self, index: int) -> dict[str, Any]:
+        """The file of sample ``index``, and for a silence window its first frame."""
+        key = super().cache_entry_key(index)
+        if index in self._window_starts:
+            key["start"] = self._window_starts[index]
+        return key
+
+    def events(self, index: int) -> EventRecording:
+        """Sample ``index``'s events (a silence window: one second of its recording)."""
+        start = self._window_starts.get(index)
+        if start is None:
+            return super().events(index)
+        path, _ = self.samples[index]
+        clip = read_wav(path)
+        end = start + clip.sample_rate
+        window = np.ascontiguousarray(clip.samples[:, start:end])
+        rec = self.audio_to_events(AudioClip(window, clip.sample_rate, f"{path} [{start}:{end}]"))
+        return rec if self.event_transform is None else self.event_transform(rec)
+
+    def _word_samples(self) -> list[tuple[Path, int]]:
+        """The recordings of the split, labelled by word (index in the version's words)."""
         layout = "<root>/<word>/<speaker>_nohash_<n>.wav, <root>/{validation,testing}_list.txt"
         prepare_root(
             f"SpeechCommands {self.version}", self.root, self.root / "testing_list.txt",
             [self.archive()], download=self.download, homepage=self.homepage, layout=layout,
         )  # fmt: skip
         try:
-            check_class_folders(self.root, self.classes, "word", ignore=("_background_noise_",))
+            check_class_folders(
+                self.root, self.VERSIONS[self.version], "word", ignore=(_BACKGROUND,)
+            )
         except DataFormatError as exc:
             raise DataFormatError(
                 f"SpeechCommands {self.version}: {exc} (v0.01 has 30 words, v0.02 35: is "
                 "version= the release in the folder?)"
             ) from None
-        samples = class_folder_samples(self.root, self.classes, "*.wav")
+        samples = class_folder_samples(self.root, self.VERSIONS[self.version], "*.wav")
         listed = {split: self._listed(name) for split, name in self._lists.items()}
         keep = []
         for path, label in samples:
