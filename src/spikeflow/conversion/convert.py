@@ -86,6 +86,30 @@ MaxPoolMode = Literal["gated", "keep"]
 TraceMode = Literal["auto", "fx", "modules"]
 _MAXPOOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _RELU_FUNCS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
+_INPLACE_RELU_CALLS = frozenset({F.relu_, torch.relu_, Tensor.relu_, "relu_"})
+
+
+def _is_inplace_relu_call(node: fx.Node) -> bool:
+    """Whether a relu call node rectifies its input in place (``x.relu_()``,
+    ``torch.relu_(x)``, ``F.relu(x, inplace=True)``)."""
+    if node.target in _INPLACE_RELU_CALLS:
+        return True
+    if node.target is F.relu:
+        inplace = node.args[1] if len(node.args) > 1 else node.kwargs.get("inplace", False)
+        return inplace is True
+    return False
+
+
+def _read_rectified(x: Any, node: fx.Node, result: fx.Node, order: dict[fx.Node, int]) -> None:
+    """An in-place relu at ``node`` rectified ``x``: make the nodes after it that read
+    ``x`` read ``result`` (its spiking replacement's output, a new tensor) instead, as
+    the ANN's later reads of ``x`` saw the rectified values (also where the relu's own
+    result is not used: ``x.relu_()`` on a line of its own)."""
+    if not isinstance(x, fx.Node):
+        return
+    for user in list(x.users):
+        if user is not result and order.get(user, -1) > order[node]:
+            user.replace_input_with(x, result)
 
 
 class Conversion(NamedTuple):
@@ -99,7 +123,13 @@ class _Site(nn.Module):
     """Placeholder for a part that changes in the SNN; runs the ANN part meanwhile."""
 
     def __init__(
-        self, kind: str, name: str, source: str, ann: nn.Module, observer: ActivationObserver | None
+        self,
+        kind: str,
+        name: str,
+        source: str,
+        ann: nn.Module,
+        observer: ActivationObserver | None,
+        write_back: bool = False,
     ) -> None:
         super().__init__()
         self.kind, self.site_name, self.source = kind, name, source
@@ -108,11 +138,15 @@ class _Site(nn.Module):
         self.observer = observer
         self.calls = 0  # during calibration
         self.shared = 1  # calls per forward pass (more than 1: a module called twice)
+        #: An in-place relu in an untraced forward, which may read its input afterwards:
+        #: the result is written into the input, as the ANN's relu did.
+        self.write_back = write_back
 
     def forward(self, x: Tensor) -> Tensor:
         self.calls += 1
         y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
-        return self.observer(y, x) if self.observer is not None else y
+        y = self.observer(y, x) if self.observer is not None else y
+        return x.copy_(y) if self.write_back else y
 
 
 class _Tracer(fx.Tracer):
@@ -220,7 +254,11 @@ class _Converter:
 
     # -- building the ANN with placeholders ---------------------------------------------
 
-    def site(self, kind: str, name: str, source: str, ann: nn.Module) -> _Site:
+    def site(
+        self, kind: str, name: str, source: str, ann: nn.Module, untraced: bool = False
+    ) -> _Site:
+        """The placeholder of an activation or max pool; ``untraced``: it is called by an
+        untraced forward (an in-place relu there writes its result back into its input)."""
         observer = None
         if kind == "activation" and not isinstance(ann, QCFS):
             percentile = self.percentile if self.norm == "percentile" else None
@@ -230,14 +268,18 @@ class _Converter:
                 observer = ActivationObserver(
                     self.norm, percentile, self.per_channel, self.include_zeros, self.levels
                 )
-        site = _Site(kind, name, source, ann, observer)
+        write_back = untraced and isinstance(ann, nn.ReLU) and ann.inplace
+        site = _Site(kind, name, source, ann, observer, write_back)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
         self.report.add(name, source, "unconverted", "pending")
         return site
 
-    def leaf(self, module: nn.Module, name: str, not_folded: str | None = None) -> nn.Module | None:
+    def leaf(
+        self, module: nn.Module, name: str, not_folded: str | None = None, untraced: bool = False
+    ) -> nn.Module | None:
         """The replacement of a leaf module (itself if kept), or None for a container;
-        ``not_folded`` says why a batch norm after a foldable layer stays."""
+        ``not_folded`` says why a batch norm after a foldable layer stays; ``untraced``:
+        the module is called by an untraced forward."""
         kind = classify_module(module)
         source = type(module).__name__
         source = (
@@ -248,7 +290,7 @@ class _Converter:
             else source
         )
         if kind in ("activation", "maxpool"):
-            return self.site(kind, name, source, module)
+            return self.site(kind, name, source, module, untraced)
         if kind == "affine":
             if not_folded is not None:
                 detail = f"eval-mode affine, not folded: {not_folded}"
@@ -275,7 +317,7 @@ class _Converter:
         return None
 
     def convert_tree(self, module: nn.Module, name: str) -> nn.Module:
-        replaced = self.leaf(module, name or "<root>")
+        replaced = self.leaf(module, name or "<root>", untraced=True)
         if replaced is not None:
             return replaced
         has_forward = type(module).forward is not nn.Module.forward
@@ -318,6 +360,7 @@ class _Converter:
             )
         calls = module_call_counts(gm)
         seen: dict[str, int] = {}
+        order = {node: index for index, node in enumerate(gm.graph.nodes)}
         for node in list(gm.graph.nodes):
             if node.op == "call_module":
                 module = gm.get_submodule(node.target)
@@ -341,12 +384,17 @@ class _Converter:
                         new.site_name = qualified(target)  # type: ignore[union-attr]
                         gm.add_submodule(target, new)
                         node.target = target
+                    if isinstance(module, nn.ReLU) and module.inplace:
+                        x = node.args[0] if node.args else node.kwargs.get("input")
+                        _read_rectified(x, node, node, order)
             elif node.op in ("call_function", "call_method"):
-                self.rewrite_call(gm, node, qualified(node.name))
+                self.rewrite_call(gm, node, qualified(node.name), order)
         gm.delete_all_unused_submodules()
         gm.recompile()
 
-    def rewrite_call(self, gm: fx.GraphModule, node: fx.Node, name: str) -> None:
+    def rewrite_call(
+        self, gm: fx.GraphModule, node: fx.Node, name: str, order: dict[fx.Node, int]
+    ) -> None:
         kind = classify_call(node)
         source = call_name(node)
         if kind == "affine":
@@ -382,6 +430,8 @@ class _Converter:
         with gm.graph.inserting_before(node):
             new = gm.graph.call_module(target, (x,))
         node.replace_all_uses_with(new)
+        if kind == "activation" and _is_inplace_relu_call(node):
+            _read_rectified(x, node, new, order)
         gm.graph.erase_node(node)
 
     # -- calibration ------------------------------------------------------------------
@@ -507,7 +557,7 @@ class _Converter:
         if site.shared > 1:
             what += f", shared by {site.shared} calls per forward (do not stream)"
         self.settle(site, "converted", f"{kind}, {what}, V0={init:g}·θ{per}")
-        return TimeFolded(neuron)
+        return TimeFolded(neuron, write_back=site.write_back)
 
     @staticmethod
     def bad_threshold(site: _Site, problem: str) -> str:

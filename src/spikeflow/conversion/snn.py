@@ -30,11 +30,15 @@ class TimeFolded(nn.Module):
     """Run a multi-step module (``[T, B, ...]``) on a folded ``[T*B, ...]`` tensor.
 
     :class:`ConvertedSNN` sets :attr:`steps` for the duration of each call.
+    ``write_back=True`` writes the output into the input and returns it: the spiking
+    form of an in-place relu called by an untraced forward, which may read its input
+    afterwards (as the ANN's relu, it changes its input).
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, write_back: bool = False) -> None:
         super().__init__()
         self.module = module
+        self.write_back = bool(write_back)
         self.steps: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -48,7 +52,8 @@ class TimeFolded(nn.Module):
             raise ShapeError(
                 f"folded input of shape {tuple(x.shape)} is not [T*B, ...] for T={self.steps}"
             )
-        return self.module(x.unflatten(0, (self.steps, -1))).flatten(0, 1)
+        out = self.module(x.unflatten(0, (self.steps, -1))).flatten(0, 1)
+        return x.copy_(out) if self.write_back else out
 
 
 def constant_input(x: Tensor, steps: int) -> Tensor:
