@@ -41,7 +41,7 @@ from spikeflow.conversion._checks import (
     threshold_repr,
 )
 from spikeflow.conversion.multi_threshold import largest_level, threshold_levels
-from spikeflow.conversion.pooling import _POOLS
+from spikeflow.conversion.pooling import _POOLS, MAX_POOLS
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -155,7 +155,6 @@ class DifferentialMaxPool(nn.Module):
                 f"kernel_size {kernel_size} does not have {spatial_dims} entries"
             )
         self.spatial_dims = spatial_dims
-        self._pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial_dims]
 
     @classmethod
     def from_max_pool(cls, pool: nn.Module) -> DifferentialMaxPool:
@@ -196,13 +195,13 @@ class DifferentialMaxPool(nn.Module):
         bias = x[0]
         estimate_in = bias
         v = torch.zeros_like(bias)
-        estimate_out = torch.zeros_like(self._pool(bias, self.kernel_size))
+        estimate_out = torch.zeros_like(MAX_POOLS[self.spatial_dims](bias, self.kernel_size))
         out = [torch.zeros_like(estimate_out)]
         for t, x_t in enumerate(x[1:].unbind(0), start=1):
             change = x_t - bias
             v = v + change + estimate_in
             estimate_in = estimate_in + change / t
-            pooled = self._pool(v, self.kernel_size)
+            pooled = MAX_POOLS[self.spatial_dims](v, self.kernel_size)
             v = v - self._spread(pooled, v)
             spike = pooled - estimate_out
             estimate_out = estimate_out + spike / t

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule, StepMode, check_time_major
+from spikeflow.errors import ConfigurationError
 
 __all__ = ["GatedMaxPool"]
 
@@ -24,6 +25,10 @@ _POOLS = {
     nn.MaxPool2d: (2, F.max_pool2d),
     nn.MaxPool3d: (3, F.max_pool3d),
 }
+#: The max pool of each number of spatial dims. Looked up at each call, not kept on the
+#: module: ``F.max_poolNd`` is a local function of torch's ``boolean_dispatch``, which
+#: pickle cannot store (``torch.save`` of a whole converted network failed).
+MAX_POOLS = {dims: pool for dims, pool in _POOLS.values()}
 
 
 class GatedMaxPool(MemoryModule):
@@ -51,8 +56,9 @@ class GatedMaxPool(MemoryModule):
         self.padding = padding
         self.dilation = dilation
         self.ceil_mode = bool(ceil_mode)
+        if spatial_dims not in MAX_POOLS:
+            raise ConfigurationError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
         self.spatial_dims = spatial_dims
-        self._pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial_dims]
 
     @classmethod
     def from_max_pool(cls, pool: nn.Module) -> GatedMaxPool:
@@ -85,7 +91,7 @@ class GatedMaxPool(MemoryModule):
             sums.append(running)
         counts = torch.stack(sums)
         self._keep_state({"count": counts[-1]})
-        _, index = self._pool(
+        _, index = MAX_POOLS[self.spatial_dims](
             counts.flatten(0, 1),
             self.kernel_size,
             self.stride,
