@@ -135,19 +135,24 @@ def quantile(values: Tensor, q: float) -> Tensor:
 
     Linear interpolation between order statistics, as ``numpy.quantile``'s default;
     unlike ``torch.quantile`` it has no input-size limit. Rows with no finite entry
-    give NaN.
+    give NaN. The rank ``q·(n - 1)`` and the interpolation are computed in float32 or
+    wider (as ``torch.quantile``) and the result rounded to the values' dtype: in
+    float16 ``n - 1`` is rounded from 2049 on, and the rank went past the last value.
     """
     if not 0.0 <= q <= 1.0:
         raise ConfigurationError(f"quantile q must be in [0, 1], got {q}")
     ordered, _ = torch.sort(values, dim=-1)  # NaNs sort last
     count = (~torch.isnan(values)).sum(dim=-1, keepdim=True)
-    position = q * (count - 1).clamp_min(0).to(values.dtype)
-    low = position.floor().long()
-    high = position.ceil().long()
-    frac = position - low.to(values.dtype)
-    v_low = ordered.gather(-1, low)
-    v_high = ordered.gather(-1, high)
-    result = (v_low + (v_high - v_low) * frac).squeeze(-1)
+    last = (count - 1).clamp_min(0)
+    wide = torch.promote_types(values.dtype, torch.float32)
+    position = q * last.to(wide)
+    # Clamped: beyond 2^24 values float32 rounds n - 1 too, possibly up to n.
+    low = position.floor().long().minimum(last)
+    high = position.ceil().long().minimum(last)
+    frac = position - low.to(wide)
+    v_low = ordered.gather(-1, low).to(wide)
+    v_high = ordered.gather(-1, high).to(wide)
+    result = (v_low + (v_high - v_low) * frac).squeeze(-1).to(values.dtype)
     return torch.where(count.squeeze(-1) > 0, result, torch.full_like(result, math.nan))
 
 
