@@ -28,7 +28,13 @@ def prior_centre(alpha: float, target_sparsity: float) -> float:
 
     ``μ = ln(2(1 - s*))/α`` for ``s* >= 0.5`` (the paper's case, μ <= 0) and
     ``μ = -ln(2 s*)/α`` below it (μ > 0).
+
+    Raises:
+        ConfigurationError: ``alpha`` not > 0 or ``target_sparsity`` outside ``(0, 1)``.
     """
+    alpha = check_real("prior_centre: alpha", alpha, 0.0, low_open=True)
+    target_sparsity = check_real("prior_centre: target_sparsity", target_sparsity, 0.0, 1.0,
+                                 low_open=True, high_open=True)  # fmt: skip
     if target_sparsity >= 0.5:
         return math.log(2.0 * (1.0 - target_sparsity)) / alpha
     return -math.log(2.0 * target_sparsity) / alpha

@@ -31,8 +31,16 @@ SHAPES = ("sine", "linear", "slats", "pgh")
 
 
 def threshold_at(shape: str, x: float, final: float, beta: float | None = None) -> float:
-    """The threshold of the schedule ``shape`` at progress ``x`` in ``[0, 1]``
-    (``beta``: the PGH homotopy's growth factor, for ``shape="pgh"`` only)."""
+    """The threshold of the schedule ``shape`` at progress ``x`` in ``[0, 1]``, ending at
+    ``final`` (>= 0) (``beta``: the PGH homotopy's growth factor, for ``shape="pgh"``
+    only).
+
+    Raises:
+        ConfigurationError: an unknown shape, ``x`` outside ``[0, 1]``, a negative
+            ``final``, or ``beta`` missing (pgh), not > 0, or given for another shape.
+    """
+    x = check_real("threshold_at: x (the progress)", x, 0.0, 1.0)
+    final = check_real("threshold_at: final", final, 0.0)
     if shape == "pgh":
         if beta is None:
             raise ConfigurationError("threshold shape 'pgh' needs beta (> 0)")
