@@ -141,3 +141,16 @@ def test_quantile_of_low_precision_values_picks_the_right_order_statistics(dtype
     expected = torch.tensor(np.quantile(values.double().numpy(), q)).to(dtype)
     got = quantile(values, q)
     assert got.dtype == dtype and float(got) == float(expected)
+
+
+def test_numpy_numbers_are_accepted_where_python_ones_are():
+    """``steps``, ``group_size`` and ``initial_membrane`` from numpy were refused ("must
+    be an integer >= 1, got np.int64(8)", "must be a number, got np.float32(0.5)")."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    snn, report = convert(net, X, group_size=np.int64(2), initial_membrane=np.float32(0.5))
+    assert "GroupNeuron(m=2)" in report.converted[0].detail
+    x_seq = constant_input(X, np.int64(4))
+    assert x_seq.shape[0] == 4
+    with torch.no_grad():
+        torch.testing.assert_close(snn.rate(X, np.int64(4)), snn(x_seq).mean(0))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 from torch import Tensor, nn
 
 from spikeflow.base import check_time_major
@@ -22,13 +24,14 @@ __all__ = [
 
 
 def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
-    """``value`` if it is an integer >= 1 (``None`` too when ``allow_none``)."""
+    """``value`` as an int if it is an integer >= 1, a Python or numpy one but not a bool
+    (``None`` too when ``allow_none``)."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         what = "None or an integer >= 1" if allow_none else "an integer >= 1"
         raise ConfigurationError(f"{name} must be {what}, got {value!r}")
-    return value
+    return int(value)
 
 
 def threshold_problem(value: float | Tensor) -> str | None:
@@ -67,7 +70,7 @@ def check_threshold(value: float | Tensor, owner: str) -> float | Tensor:
 
 def check_initial_membrane(value: float) -> float:
     """Validate an initial membrane given in units of the threshold (``[0, 1)``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ConfigurationError(f"initial_membrane must be a number, got {value!r}")
     value = float(value)
     if not 0.0 <= value < 1.0:

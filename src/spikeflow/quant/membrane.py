@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import struct
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -49,13 +51,18 @@ SIGNIFICAND_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24, tor
 
 
 def check_membrane_bits(value: object) -> int:
-    """``value`` if it is an integer number of bits from 2 to 24."""
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
+    """``value`` as an int if it is an integer number of bits from 2 to 24 (a Python or
+    numpy integer, not a bool)."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or not MIN_BITS <= value <= MAX_BITS
+    ):
         raise ConfigurationError(
             f"membrane quantization: bits must be an integer from {MIN_BITS} to {MAX_BITS} "
             f"(24 keeps every level exact in float32), got {value!r}"
         )
-    return value
+    return int(value)
 
 
 def quantize_membrane(
@@ -199,8 +206,8 @@ class MembraneQuantizer(nn.Module):
             )
         if step is not None:
             if (
-                isinstance(step, bool)
-                or not isinstance(step, (int, float))
+                isinstance(step, (bool, np.bool_))
+                or not isinstance(step, numbers.Real)
                 or not (math.isfinite(step) and step > 0)
             ):
                 raise ConfigurationError(
@@ -210,8 +217,8 @@ class MembraneQuantizer(nn.Module):
         else:
             fraction_bits = self.bits - 2 if fraction_bits is None else fraction_bits
             if (
-                isinstance(fraction_bits, bool)
-                or not isinstance(fraction_bits, int)
+                isinstance(fraction_bits, (bool, np.bool_))
+                or not isinstance(fraction_bits, numbers.Integral)
                 or not 0 <= fraction_bits <= self.bits - 2
             ):
                 raise ConfigurationError(
@@ -219,6 +226,7 @@ class MembraneQuantizer(nn.Module):
                     f"= {self.bits - 2} (the threshold, level 2^fraction_bits, must fit in the "
                     f"register), got {fraction_bits!r}"
                 )
+            fraction_bits = int(fraction_bits)
         self.fraction_bits = fraction_bits
         self.step = step
         self.min_level = -(2 ** (self.bits - 1))

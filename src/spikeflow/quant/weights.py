@@ -12,9 +12,11 @@ takes.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvTransposeNd
@@ -31,13 +33,18 @@ MIN_BITS, MAX_BITS = 2, 16
 
 
 def check_bits(value: object) -> int:
-    """``value`` if it is an integer number of bits from 2 to 16."""
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
+    """``value`` as an int if it is an integer number of bits from 2 to 16 (a Python or
+    numpy integer, not a bool)."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or not MIN_BITS <= value <= MAX_BITS
+    ):
         raise ConfigurationError(
             f"weight quantization: bits must be an integer from {MIN_BITS} (ternary) to "
             f"{MAX_BITS}, got {value!r}"
         )
-    return value
+    return int(value)
 
 
 class WeightQuantizer(nn.Module):
