@@ -154,3 +154,36 @@ def test_numpy_numbers_are_accepted_where_python_ones_are():
     assert x_seq.shape[0] == 4
     with torch.no_grad():
         torch.testing.assert_close(snn.rate(X, np.int64(4)), snn(x_seq).mean(0))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"group_size": 2}, {"multi_threshold": 3}, {"coding": "differential"}],
+)
+def test_the_state_dict_of_a_converted_network_holds_its_per_layer_thresholds(options):
+    """A per-layer θ was a float attribute, outside the state dict: loading a saved SNN
+    into one converted again (for its structure) kept the new calibration's θ silently
+    (per-channel θ, a buffer, did load)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    saved, _ = convert(net, X, **options)
+    other, _ = convert(net, 0.3 * X, **options)  # smaller activations: smaller θ
+    other.load_state_dict(saved.state_dict())
+    x_seq = constant_input(X, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x_seq), saved(x_seq), rtol=0, atol=0)
+
+
+def test_a_qcfs_threshold_travels_with_the_state_dict():
+    from spikeflow.conversion import QCFS
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), QCFS(4, 2.0), nn.Linear(8, 3)).eval()
+    saved, _ = convert(net)
+    with torch.no_grad():
+        net[1].threshold.fill_(0.5)
+    other, _ = convert(net)
+    other.load_state_dict(saved.state_dict())
+    x_seq = constant_input(X, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x_seq), saved(x_seq), rtol=0, atol=0)

@@ -514,19 +514,20 @@ class _Converter:
                 return site.ann  # stateless: runs on the folded [T*B, ...] like the convs
             self.settle(site, "replaced", "GatedMaxPool (spike counts)")
             return TimeFolded(GatedMaxPool.from_max_pool(site.ann))
+        # θ is a tensor, per layer too: the neuron keeps it as a buffer, so the SNN's
+        # state dict holds its calibration (a float threshold is no part of it).
         if isinstance(site.ann, QCFS):
-            theta: float | Tensor = float(site.ann.threshold.detach())
+            theta = site.ann.threshold.detach().clone()
             init = site.ann.shift if self.initial_membrane is None else self.initial_membrane
-            what = f"λ={theta:.4g}"
+            what = f"λ={float(theta):.4g}"
         else:
             assert site.observer is not None
             scale = site.observer.scale()
             init = 0.0 if self.initial_membrane is None else self.initial_membrane
+            theta = scale
             if scale.dim() == 0:
-                theta = float(scale)
-                what = f"{self.norm_name()} θ={theta:.4g}"
+                what = f"{self.norm_name()} θ={float(scale):.4g}"
             else:
-                theta = scale
                 what = (
                     f"{self.norm_name()} per-channel θ[{scale.numel()}] in "
                     f"[{float(scale.min()):.3g}, {float(scale.max()):.3g}]"

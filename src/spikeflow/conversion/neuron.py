@@ -11,7 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikeflow.conversion._checks import check_initial_membrane, check_threshold
+from spikeflow.conversion._checks import (
+    check_initial_membrane,
+    check_threshold,
+    threshold_repr,
+)
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.lif import IFNode
 
@@ -63,5 +67,11 @@ class ConversionIFNode(IFNode):
         return spikes * self.v_threshold if self.weighted else spikes
 
     def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if isinstance(self.v_threshold, Tensor) and self.v_threshold.dim() == 0:
+            # a converted network's per-layer θ is a buffer (its state dict holds it)
+            text = text.replace(
+                "v_threshold=tensor()", f"v_threshold={threshold_repr(self.v_threshold)}", 1
+            )
         extra = f", initial_membrane={self.initial_membrane:g}"
-        return super().extra_repr() + extra + ("" if self.weighted else ", weighted=False")
+        return text + extra + ("" if self.weighted else ", weighted=False")
