@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeflow.conversion import constant_input, convert, quantile
+from spikeflow.errors import ConfigurationError
 
 X = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
 STEPS = 64
@@ -187,3 +188,14 @@ def test_a_qcfs_threshold_travels_with_the_state_dict():
     x_seq = constant_input(X, 4)
     with torch.no_grad():
         torch.testing.assert_close(other(x_seq), saved(x_seq), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("x", [X, constant_input(X, 4)])
+def test_converting_a_converted_network_says_so(x):
+    """It ran the SNN on the calibration batch (a ShapeError pointing to constant_input)
+    or reported that the SNN had no ReLU."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    snn, _ = convert(net, X)
+    for model in (snn, nn.Sequential(snn.body)):
+        with pytest.raises(ConfigurationError, match="a network convert made already"):
+            convert(model, x)

@@ -660,6 +660,11 @@ def convert(
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
+    if any(isinstance(m, (ConvertedSNN, TimeFolded)) for m in model.modules()):
+        raise ConfigurationError(
+            f"convert expects the ANN; {type(model).__name__} is (or holds) a network "
+            "convert made already: convert the ANN it came from instead"
+        )
     converter = _Converter(
         norm=norm,
         percentile=percentile,
