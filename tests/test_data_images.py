@@ -373,6 +373,29 @@ def test_dataset_shape_and_build_datasets(tmp_path):
     assert not build_datasets(config)[0].augment
 
 
+def test_dataset_shape_follows_the_dataset_kwargs():
+    """The classes an argument chooses (CIFAR-100's 20 superclasses, Speech Commands'
+    30 words of v0.01) are the ones a run without --model is told of."""
+    from spikeflow.data.datasets import SpeechCommands
+    from spikeflow.training.config import resolve
+
+    assert dataset_shape("cifar100", {"label": "coarse"}) == (20, (3, 32, 32))
+    assert dataset_shape("cifar100", {"label": "fine", "augment": "psn"})[0] == 100
+    assert CIFAR100.classes_for(label="coarse") == CIFAR100_COARSE_CLASSES
+    assert dataset_shape("speechcommands", {"version": "v0.01"})[0] == 30
+    assert len(SpeechCommands.classes_for("v0.01")) == 30
+    assert dataset_shape("speechcommands", {"task": "kws12"})[0] == 12
+    assert dataset_shape("imagenet", {"image_size": [64, 48]}) == (1000, (3, 64, 48))
+    with pytest.raises(ConfigurationError, match=r"its frames are 3x32x32 per step, 20 classes"):
+        resolve(TrainConfig(dataset="cifar100", dataset_kwargs={"label": "coarse"}))
+    with pytest.raises(ConfigurationError, match="label must be 'fine' or 'coarse'; got 'big'"):
+        dataset_shape("cifar100", {"label": "big"})
+    with pytest.raises(ConfigurationError, match=r"takes no argument \['lable'\]"):
+        dataset_shape("cifar100", {"lable": "coarse"})
+    with pytest.raises(ConfigurationError, match="set by --T"):
+        dataset_shape("nmnist", {"frames_number": 4})
+
+
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [

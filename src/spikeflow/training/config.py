@@ -277,7 +277,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             setattr(values, name, default_for(values.dataset, values.model, name,
                                               values.optimizer))  # fmt: skip
     if values.model is None:
-        raise ConfigurationError(no_default_model_message(values.dataset))
+        raise ConfigurationError(no_default_model_message(values.dataset, values.dataset_kwargs))
     return values.validate()
 
 

@@ -112,45 +112,64 @@ def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
     return augment
 
 
-def dataset_shape(name: str) -> tuple[int | None, tuple[int, ...]]:
-    """``(classes, shape of one time step of a sample)`` of the ``--dataset`` ``name``,
-    read from its class (no file is opened; ``classes`` from its ``classes`` list, else
-    its ``num_classes``, else None). The step shape is ``(1, 8, 8)`` for the
-    digits (repeated over T), ``(700,)`` for SHD and SSC (frames ``[T, 700]``),
-    ``(64,)`` for N-TIDIGITS18, ``(C, H, W)`` for the image datasets (repeated over T;
-    CIFAR-100's 100 fine classes; ImageNet and ImageFolder ``(3, 224, 224)``, their
-    default ``image_size``, ImageFolder's classes None: its folders decide), and the
-    sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
+def dataset_shape(
+    name: str, dataset_kwargs: dict[str, Any] | None = None
+) -> tuple[int | None, tuple[int, ...]]:
+    """``(classes, shape of one time step of a sample)`` of the ``--dataset`` ``name``
+    built with ``dataset_kwargs`` (``--dataset-kwargs``), read from its class (no file
+    is opened). ``classes`` comes from the class's ``classes_for(**dataset_kwargs)``
+    where it has one (an argument that changes the classes: CIFAR-100's
+    ``label="coarse"``, 20 superclasses; Speech Commands' ``version="v0.01"``, 30
+    words), else its ``classes`` list, else its ``num_classes``, else None. The step
+    shape is ``(1, 8, 8)`` for the digits (repeated over T), ``(700,)`` for SHD and SSC
+    (frames ``[T, 700]``), ``(64,)`` for N-TIDIGITS18, ``(C, H, W)`` for the image
+    datasets (repeated over T; ImageNet and ImageFolder ``(3, *image_size)``, 224 x 224
+    unless ``image_size`` is given, ImageFolder's classes None: its folders decide), and
+    the sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
     Commands ``(2, 1, 40)``, the default encoder's 40 mel bands). A DataLoader batches
     frames to ``[B, T, ...]``, which the trainer makes ``[T, B, ...]``
     (:func:`to_time_major`).
 
     Raises:
-        ConfigurationError: an unknown name (the message lists them).
+        ConfigurationError: an unknown name (the message lists them), a
+            ``dataset_kwargs`` key the class does not take or another option sets, or a
+            value its ``classes_for`` refuses.
     """
     from spikeflow.data.datasets.audio import ChannelFrames
+    from spikeflow.data.frame_transforms import int_pair
 
     key = name.lower() if isinstance(name, str) else None
     if key == "digits":
+        if dataset_kwargs:
+            raise ConfigurationError(
+                "--dataset-kwargs: the 'digits' dataset ships with scikit-learn and takes none"
+            )
         return 10, (1, 8, 8)
-    if key in _image_classes():
-        image_cls = _image_classes()[key]
-        return len(image_cls.classes), (image_cls.channels, *image_cls.image_size)
-    if key in _folder_classes():
-        folder_cls = _folder_classes()[key]
-        return folder_cls.num_classes, (folder_cls.channels, *folder_cls.default_image_size)
-    classes = _neuromorphic_classes()
+    classes = {**_image_classes(), **_folder_classes(), **_neuromorphic_classes()}
     if key not in classes:
         raise ConfigurationError(
             f"unknown dataset {name!r}; available: {', '.join(list_datasets())}"
         )
     cls = classes[key]
+    kwargs = _check_dataset_kwargs(dict(dataset_kwargs or {}), cls)
+    count = _class_count(cls, kwargs)
+    if key in _image_classes():
+        return count, (cls.channels, *cls.image_size)
+    if key in _folder_classes():
+        size = kwargs.get("image_size") or cls.default_image_size
+        return count, (cls.channels, *int_pair(size, f"{cls.__name__}: image_size", "(h, w)"))
     width, height, polarities = cls.sensor_size
-    names = getattr(cls, "classes", None)
-    count = len(names) if names else getattr(cls, "num_classes", None)
     if issubclass(cls, ChannelFrames):  # frames [T, C] (SHD, SSC, N-TIDIGITS18)
         return count, (width * height * polarities,)
     return count, (polarities, height, width)
+
+
+def _class_count(cls: type, kwargs: dict[str, Any]) -> int | None:
+    """The classes of ``cls`` built with ``kwargs``: ``classes_for(**kwargs)`` where
+    the class has it, else its ``classes`` list, else its ``num_classes`` (or None)."""
+    classes_for = getattr(cls, "classes_for", None)
+    names = classes_for(**kwargs) if classes_for is not None else getattr(cls, "classes", None)
+    return len(names) if names else getattr(cls, "num_classes", None)
 
 
 def even_subset(dataset: Dataset, count: int | None) -> Dataset:
@@ -368,13 +387,18 @@ _SET_ELSEWHERE = {
 
 
 def _dataset_kwargs(config: TrainConfig, cls: type) -> dict[str, Any]:
-    """``config.dataset_kwargs``, checked against what ``cls`` accepts.
+    """``config.dataset_kwargs``, checked against what ``cls`` accepts
+    (:func:`_check_dataset_kwargs`)."""
+    return _check_dataset_kwargs(dict(config.dataset_kwargs), cls)
+
+
+def _check_dataset_kwargs(given: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``given`` (``--dataset-kwargs``), checked against what ``cls`` accepts.
 
     Raises:
         ConfigurationError: a key another option sets, or one the class does not take
             (the message lists the ones it does).
     """
-    given = dict(config.dataset_kwargs)
     for key in given:
         if key in _SET_ELSEWHERE:
             raise ConfigurationError(f"--dataset-kwargs {key}=...: {_SET_ELSEWHERE[key]}, not here")

@@ -20,6 +20,7 @@ spikeflow's run differs from each recipe.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from spikeflow.errors import ConfigurationError
 
@@ -194,12 +195,13 @@ def default_split_by(dataset: str) -> str:
     return dataset_defaults(dataset).split_by
 
 
-def no_default_model_message(dataset: str) -> str:
-    """The error for a run on ``dataset`` without ``--model``, which names the zoo
-    models that build for its frames (:attr:`DatasetDefaults.alternatives`) if any."""
+def no_default_model_message(dataset: str, dataset_kwargs: dict[str, Any] | None = None) -> str:
+    """The error for a run on ``dataset`` (built with ``dataset_kwargs``) without
+    ``--model``, which names the zoo models that build for its frames
+    (:attr:`DatasetDefaults.alternatives`) if any, and its step shape and classes."""
     from spikeflow.training.data import dataset_shape
 
-    classes, step_shape = dataset_shape(dataset)
+    classes, step_shape = dataset_shape(dataset, dataset_kwargs)
     frames = "x".join(str(n) for n in step_shape)
     shape = f"its frames are {frames} per step"
     if classes is not None:

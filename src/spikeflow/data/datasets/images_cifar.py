@@ -200,12 +200,22 @@ class CIFAR100(_CIFAR):
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
     ) -> None:
+        self.classes = self.classes_for(label)  # type: ignore[misc]
+        self.label = label
+        super().__init__(root, train, download, augment, transform, target_transform)
+
+    @classmethod
+    def classes_for(cls, label: str = "fine", **_: Any) -> tuple[str, ...]:
+        """The classes of an instance built with ``label`` (no file is read): the 100
+        fine classes, or the 20 superclasses for ``"coarse"``; the other arguments of
+        the constructor are accepted and ignored (they do not change the classes).
+
+        Raises:
+            ConfigurationError: ``label`` is neither ``"fine"`` nor ``"coarse"``.
+        """
         if label not in ("fine", "coarse"):
             raise ConfigurationError(f"CIFAR100: label must be 'fine' or 'coarse'; got {label!r}")
-        self.label = label
-        if label == "coarse":
-            self.classes = CIFAR100_COARSE_CLASSES  # type: ignore[misc]
-        super().__init__(root, train, download, augment, transform, target_transform)
+        return CIFAR100_COARSE_CLASSES if label == "coarse" else cls.classes
 
     def _read_python(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         return read_cifar_pickle(path, f"{self.label}_labels", len(self.classes))

@@ -251,14 +251,7 @@ class SpeechCommands(_SpeechDataset):
         silence_hop: float = 0.5,
         **kwargs: Any,
     ) -> None:
-        if version not in self.VERSIONS:
-            raise ConfigurationError(
-                f"SpeechCommands: version must be one of {tuple(self.VERSIONS)}; got {version!r}"
-            )
-        if task not in self.tasks:
-            raise ConfigurationError(
-                f"SpeechCommands: task must be one of {self.tasks}; got {task!r}"
-            )
+        self.classes = self.classes_for(version, task)
         if not (isinstance(silence_hop, int | float) and 0 < silence_hop <= 1):
             raise ConfigurationError(
                 f"SpeechCommands: silence_hop is the step between silence windows in seconds, "
@@ -267,11 +260,30 @@ class SpeechCommands(_SpeechDataset):
         self.version = version
         self.task = task
         self.silence_hop = float(silence_hop)
-        self.classes = KWS12_CLASSES if task == "kws12" else self.VERSIONS[version]
         #: Sample index -> first frame of its window, for silence cut from background noise.
         self._window_starts: dict[int, int] = {}
         split = split_from_train("valid" if split == "val" else split, train)
         super().__init__(root, split, audio_to_events, download, **kwargs)
+
+    @classmethod
+    def classes_for(cls, version: str = "v0.02", task: str = "words", **_: Any) -> tuple[str, ...]:
+        """The classes of an instance built with ``version`` and ``task`` (no file is
+        read): 35 words for ``"v0.02"``, 30 for ``"v0.01"``, :data:`KWS12_CLASSES` for
+        ``task="kws12"``; the other arguments of the constructor are accepted and ignored
+        (they do not change the classes).
+
+        Raises:
+            ConfigurationError: an unknown ``version`` or ``task``.
+        """
+        if version not in cls.VERSIONS:
+            raise ConfigurationError(
+                f"SpeechCommands: version must be one of {tuple(cls.VERSIONS)}; got {version!r}"
+            )
+        if task not in cls.tasks:
+            raise ConfigurationError(
+                f"SpeechCommands: task must be one of {cls.tasks}; got {task!r}"
+            )
+        return KWS12_CLASSES if task == "kws12" else cls.VERSIONS[version]
 
     def archive(self) -> Archive:
         """The version's official ``.tar.gz``."""
