@@ -272,7 +272,7 @@ def test_train_steps_out_of_range_are_refused(k):
 def test_config_checks_name_the_online_fields():
     with pytest.raises(ConfigurationError, match="needs online training"):
         config_from_dict({"online_steps": 2}).validate()
-    with pytest.raises(ConfigurationError, match="loss must be one of mse, ce, tet, got 'count'"):
+    with pytest.raises(ConfigurationError, match=r"mse_membrane, got 'count'.* no per-step form"):
         config_from_dict({"online": True, "loss": "count"}).validate()
     with pytest.raises(ConfigurationError, match="at most T = 4"):
         resolve(config_from_dict({"online": True, "online_steps": 5}))
@@ -324,9 +324,12 @@ def test_online_training_through_the_trainer_resumes_exactly(tmp_path):
     _train_helpers()  # skips without scikit-learn
     from train_runs import check_resume_is_exact
 
-    online = {"online": True, "online_steps": 1, "loss": "tet", "epochs": 2}
+    # With mixup and CutMix: their draws come from the run's seed and step, as BPTT's.
+    online = {"online": True, "online_steps": 1, "loss": "tet", "epochs": 2, "mixup": 0.4,
+              "cutmix": 1.0}  # fmt: skip
     payload = check_resume_is_exact(tmp_path, **online)
     assert payload["config"]["online"] and payload["config"]["online_steps"] == 1
+    assert payload["config"]["cutmix"] == 1.0
 
 
 def test_the_command_line_reads_online_and_online_steps(tmp_path, capsys):
@@ -346,7 +349,7 @@ def test_the_command_line_reads_online_and_online_steps(tmp_path, capsys):
     capsys.readouterr()
     bad = str(tmp_path / "bad")
     assert main([*args, "--online", "--loss", "count", "--output-dir", bad]) == 2
-    assert "loss must be one of mse, ce, tet, got 'count'" in capsys.readouterr().err
+    assert "loss must be one of mse, ce, tet, mse_membrane, got 'count'" in capsys.readouterr().err
     assert main([*args, "--online", "--online-steps", "3", "--output-dir", bad]) == 2
     assert "online_steps must be at most T = 2" in capsys.readouterr().err
 

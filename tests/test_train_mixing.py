@@ -93,7 +93,7 @@ def test_bad_mixing_inputs_are_named():
     ("changes", "message"),
     [
         ({"mixup": 0.2, "loss": "count"}, "loss must be one of mse, ce, tet, mse_membrane"),
-        ({"cutmix": 1.0, "online": True, "loss": "ce"}, "not supported with online"),
+        ({"online": True, "loss": "ce_max_membrane"}, "ce_max_membrane the maximum over all"),
         ({"warmup_epochs": 3, "epochs": 3}, r"warmup_epochs \(3\) must be fewer than epochs"),
         ({"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
         ({"clip_grad_norm": 0.0}, "clip_grad_norm must be > 0"),
@@ -178,3 +178,75 @@ def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
     assert len(train_targets) == len(made) == 6
     for got, expected in zip(train_targets, made):
         assert torch.equal(got, expected)
+
+
+# -- online training (SLTT) with mixing ---------------------------------------------------
+
+
+def test_online_mixup_is_a_hand_mixed_batch_fed_to_the_online_step(tmp_path, monkeypatch):
+    """The first step of an online mixup run: its gradients are those of
+    online_backward on the batch mixed by hand (λ from the two gammas and the
+    permutation drawn from seed · 1_000_033 + step), with the mixed target."""
+    import copy
+
+    import spikeflow.training.trainer as trainer_module
+    from spikeflow.losses import get_loss
+    from spikeflow.training.online import online_backward
+
+    seen = {}
+    build_model, train_step = trainer_module.build_model, Trainer._train_step
+
+    def build_and_keep(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        seen["initial"] = copy.deepcopy(model)
+        return model
+
+    def first_step(self, x, y, step, steps):
+        seen["batch"] = (x.clone(), y.clone())
+        return train_step(self, x, y, step, steps)
+
+    monkeypatch.setattr(trainer_module, "build_model", build_and_keep)
+    monkeypatch.setattr(Trainer, "_train_step", first_step)
+    # One batch, one step (no dropout: its masks would be other draws here).
+    config = tiny(tmp_path, "online", online=True, loss="ce", mixup=0.4, epochs=1,
+                  train_samples=32, test_samples=32, seed=3,
+                  model_kwargs={"channels": 8, "hidden": 32, "dropout": 0.0})  # fmt: skip
+    trainer = Trainer(config, log=None)
+    trainer.fit()
+    grads = [p.grad for p in trainer.raw_model.parameters()]  # of the only step
+    x, y = seen["batch"]
+    g = _replay(3 * 1_000_033 + 0)  # the run's seed and its first step
+    gammas = torch._standard_gamma(torch.tensor([0.4, 0.4], dtype=torch.float64), generator=g)
+    lam = float(gammas[0] / gammas.sum())
+    perm = torch.randperm(x.shape[0], generator=g)
+    mixed = lam * x + (1 - lam) * x[perm]
+    one_hot = torch.nn.functional.one_hot(y, 10).float()
+    target = lam * one_hot + (1 - lam) * one_hot[perm]
+    model = seen["initial"]
+    online_backward(model, mixed.unsqueeze(0).expand(2, *mixed.shape), target, get_loss("ce"))
+    for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(mixed, x)  # so the mixing acted
+
+
+def test_mse_membrane_trains_online_as_its_own_per_step_form():
+    """mse_membrane is a mean over steps of each step's squared error: its per-step form
+    (what online training optimises and reports) is the loss itself."""
+    from spikeflow.losses import get_loss
+    from spikeflow.training.online import online_backward, per_step_loss
+
+    torch.manual_seed(0)
+    out, target = torch.randn(5, 4, 3), torch.softmax(torch.randn(4, 3), 1)
+    loss = get_loss("mse_membrane", on_target=0.8, off_target=0.1)
+    torch.testing.assert_close(per_step_loss(loss)(out, target), loss(out, target))
+    net = torch.nn.Linear(3, 3)
+    x = torch.randn(5, 4, 3)
+    result = online_backward(net, x, target, loss)
+    with torch.no_grad():  # a stateless net: the per-step gradients are BPTT's
+        torch.testing.assert_close(result.loss, loss(net(x), target))
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    loss(net(x), target).backward()
+    for got, want in zip(grads, (p.grad for p in net.parameters()), strict=True):
+        torch.testing.assert_close(got, want)
+    assert resolve(TrainConfig(online=True, loss="mse_membrane", mixup=0.2)).online

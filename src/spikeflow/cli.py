@@ -435,7 +435,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=s,
         help="online training (SLTT): one step at a time, a backward pass per step, no "
         "gradient through the neurons' carried state; memory independent of T (loss "
-        "mse, ce or tet, applied per step; docs/training.md)",
+        "mse, ce, tet or mse_membrane, applied per step; docs/training.md)",
     )
     o.add_argument(
         "--online-steps",

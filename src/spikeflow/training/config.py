@@ -282,7 +282,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 
 def _check_warmup_and_mixing(config: TrainConfig) -> None:
-    """``warmup_epochs`` against ``epochs``; mixup/CutMix against the loss and online."""
+    """``warmup_epochs`` against ``epochs``; mixup/CutMix against the loss."""
     warmup = config.warmup_epochs
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigurationError(f"warmup_epochs must be an integer >= 0, got {warmup!r}")
@@ -293,11 +293,8 @@ def _check_warmup_and_mixing(config: TrainConfig) -> None:
         )
     if not (config.mixup or config.cutmix):
         return
-    if config.online:
-        raise ConfigurationError(
-            "mixup/cutmix are not supported with online training (--online): its per-step "
-            "losses take class labels"
-        )
+    # With --online the mixed target feeds each step's loss as it feeds BPTT's: every
+    # per-step loss (PER_STEP_LOSSES) is one of MIXABLE_LOSSES.
     from spikeflow.training.mixing import MIXABLE_LOSSES
 
     if config.loss is not None and (
@@ -340,7 +337,9 @@ def _check_online(config: TrainConfig) -> None:
         raise ConfigurationError(
             f"online training optimises a per-step loss: loss must be one of "
             f"{', '.join(PER_STEP_LOSSES)}, got {config.loss!r} (a loss of the whole spike "
-            "train has no per-step form)"
+            "train has no per-step form: spike counts and first-spike times need every "
+            "step's output, ce_max_membrane the maximum over all steps, tcl the pairs of "
+            "steps, and each step's graph is gone before the next step runs)"
         )
     if config.T is not None and config.online_steps is not None and config.online_steps > config.T:
         raise ConfigurationError(

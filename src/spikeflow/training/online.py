@@ -25,9 +25,13 @@ gradient is ``K / T`` times SLTT's (a smaller effective learning rate).
 The per-step loss is the training loss applied to one step's output (a sequence of
 length one), averaged over the ``T`` steps: for ``ce`` and ``tet`` that is the mean of
 the steps' cross-entropies (TET's objective, the loss the authors train with), for
-``mse`` the mean of the steps' squared errors against the one-hot target. Losses of a
-whole spike train (spike counts, first-spike times, the contrastive TCL) have no
-per-step form and are refused.
+``mse`` the mean of the steps' squared errors against the one-hot target, for
+``mse_membrane`` (already a mean over steps of each step's squared error) the loss
+itself. The target may be labels ``[B]`` or class distributions ``[B, K]`` (mixup and
+CutMix: the one mixed target of the batch feeds every step's loss, as it feeds the
+whole sequence's in BPTT). Losses of a whole spike train (spike counts, first-spike
+times, the maximum of the membrane over time, the contrastive TCL) have no per-step
+form and are refused.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ __all__ = [
 ]
 
 #: The losses whose per-step form online training optimises (see the module docstring).
-PER_STEP_LOSSES = ("mse", "ce", "tet")
+PER_STEP_LOSSES = ("mse", "ce", "tet", "mse_membrane")
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ def online_backward(
             without its reduction and the gradients are averaged over the processes
             once, at the end).
         inputs: the input sequence ``[T, B, ...]``.
-        target: what ``loss_fn`` compares each step's output with.
+        target: what ``loss_fn`` compares each step's output with (the same for every
+            step: labels ``[B]``, or class distributions ``[B, K]`` of a mixed batch).
         loss_fn: ``loss_fn(out_seq, target)`` on a one-step sequence ``[1, B, K]``, e.g.
             ``spikeflow.losses.get_loss("tet")``; it is called outside ``autocast``, on
             float32 outputs where the model's are half precision.

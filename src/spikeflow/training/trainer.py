@@ -627,7 +627,7 @@ class Trainer:
         if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
             self.optimizer.zero_grad(set_to_none=True)
             result = online_backward(
-                self.model, x, y, self.loss_fn, train_steps=cfg.online_steps,
+                self.model, x, target, self.loss_fn, train_steps=cfg.online_steps,
                 generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.global_step),
                 backward=lambda step_loss: self.scaler.scale(step_loss).backward(),
                 autocast=lambda: autocast_context(ctx.device, cfg.amp),
