@@ -188,12 +188,27 @@ def test_single_step_equals_multi_step_and_no_state_leaks():
     assert torch.equal(multi, single)
 
 
+def test_act_by_name_is_that_function():
+    """``act="tanh"`` (a configuration file's or the zoo's ``--neuron-kwargs``) is
+    ``act=torch.tanh``."""
+    from spikeflow.neurons.liaf import LIAF_ACTIVATIONS
+
+    x = torch.randn(5, 2, 3) * 2
+    for name in ("tanh", "leaky_relu"):
+        by_name, by_function = LIAFNode(name, False), LIAFNode(LIAF_ACTIVATIONS[name], False)
+        assert by_name.act is LIAF_ACTIVATIONS[name] and f"act={name}," in repr(by_name)
+        assert torch.equal(by_name(x), by_function(x))
+    assert LIAF_ACTIVATIONS["tanh"] is torch.tanh
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ConfigurationError, match=r"act must be a callable .* got str"):
-        LIAFNode("relu", True)
+    with pytest.raises(ConfigurationError, match=r"act must be a callable .* got int"):
+        LIAFNode(3, True)
+    with pytest.raises(ConfigurationError, match=r"act 'relu6' is not a known .* relu, leaky"):
+        LIAFNode("relu6", True)
     with pytest.raises(ConfigurationError, match="threshold_related"):
         LIAFNode(torch.relu, 1)
     with pytest.raises(ConfigurationError, match="tau must be a finite number > 1"):

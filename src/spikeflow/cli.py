@@ -281,7 +281,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--neuron",
         default=s,
         help="neuron name (default: the model's, plif "
-        "for the PLIF nets): if, lif, plif, klif, alif, psn, ...",
+        "for the PLIF nets): if, lif, plif, klif, alif, liaf, psn, ...",
     )
     m.add_argument(
         "--neuron-kwargs",

@@ -36,11 +36,18 @@ from spikeflow.models import (
     spikformer,
     vgg,
 )
-from spikeflow.models.common import NEURONS, NeuronFactory, list_neurons, resolve_neuron
+from spikeflow.models.common import (
+    NEURONS,
+    NOT_IN_ZOO,
+    NeuronFactory,
+    list_neurons,
+    resolve_neuron,
+)
 from spikeflow.models.registry import create_model, list_models, model_arguments, register_model
 
 __all__ = [
     "NEURONS",
+    "NOT_IN_ZOO",
     "NeuronFactory",
     "create_model",
     "delays",

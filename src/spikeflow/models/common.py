@@ -43,6 +43,7 @@ from spikeflow.neurons import (
     IFNode,
     IzhikevichNode,
     KLIFNode,
+    LIAFNode,
     LIFNode,
     MaskedPSN,
     NoResetLIFNode,
@@ -57,6 +58,7 @@ from spikeflow.surrogate import Surrogate, get_surrogate, surrogate_class
 
 __all__ = [
     "NEURONS",
+    "NOT_IN_ZOO",
     "NeuronFactory",
     "NeuronSpec",
     "SavedRunWarning",
@@ -75,8 +77,11 @@ __all__ = [
     "resolve_neuron",
 ]
 
-#: Neuron names accepted by every model (``neuron="plif"``).
-NEURONS: dict[str, type[nn.Module]] = {
+#: Neuron names accepted by every model (``neuron="plif"``): a neuron class, or a
+#: ``functools.partial`` of one binding what the zoo's networks need and the class has
+#: no default for (LIAF's ``act`` and ``threshold_related``, which ``neuron_kwargs``
+#: may override: ``{"act": "sigmoid", "threshold_related": True}``).
+NEURONS: dict[str, Callable[..., nn.Module]] = {
     "if": IFNode,
     "lif": LIFNode,
     "plif": ParametricLIFNode,
@@ -94,10 +99,41 @@ NEURONS: dict[str, type[nn.Module]] = {
     "refractory_cuba_lif": RefractoryCubaLIFNode,
     "adex_lif": AdExLIFNode,
     "alpha": AlphaNode,
+    # act(H) with ReLU: with act(H - θ) a layer whose membrane stays below θ (the output
+    # layer of a fresh network, often) outputs zeros and passes no gradient at all.
+    "liaf": functools.partial(LIAFNode, act="relu", threshold_related=False),
     "noreset_lif": NoResetLIFNode,
     "psn": PSN,
     "masked_psn": MaskedPSN,
     "sliding_psn": SlidingPSN,
+}
+
+#: Neurons of :mod:`spikeflow.neurons` the zoo does not offer by name, and why: models
+#: in physical units (mV, ms) whose input is scaled for those units, so the zoo's
+#: batch-normalised inputs (about ±1 per step, a few steps) leave them silent, without
+#: spikes or gradient (measured on ``plif_digits``). The class itself may still be
+#: passed (``neuron=CobaLIFNode``) with ``neuron_kwargs`` that rescale it.
+NOT_IN_ZOO: dict[str, str] = {
+    "coba_lif": (
+        "CobaLIFNode is Norse's conductance-based LIF in mV (rest -20, threshold -10, "
+        "reversal potentials 60 and -100, dt = 1e-3, c_m = 0.2): an input opens a "
+        "conductance through relu, and an input of 1 moves the membrane by 0.4 mV "
+        "(dt / c_m x 80 mV), 10 mV below its threshold, so in the zoo's few steps of "
+        "batch-normalised input (about ±1) its layers stay all but silent and pass no "
+        "gradient (plif_digits: none reaches any weight); use 'cuba_lif' or 'lif', or pass "
+        "the class (neuron=spikeflow.neurons.CobaLIFNode) from Python with neuron_kwargs "
+        "that rescale it (dt, c_m, v_threshold)"
+    ),
+    "izhikevich2003": (
+        "Izhikevich2003Node is the published Izhikevich (2003) model in mV and ms (rest "
+        "-65 mV, spike cut at 30 mV, dt = 0.25 ms): a constant input below about 4 never "
+        "makes it fire, 4 fires first after 51 steps and 10 after 14, so the zoo's "
+        "batch-normalised inputs (about ±1 per step, a few steps) leave it silent, 95 mV "
+        "below the threshold where the surrogate passes no gradient; 'izhikevich' is "
+        "SpikingJelly's dimensionless variant (threshold 1), which the zoo takes, or pass "
+        "the class (neuron=spikeflow.neurons.Izhikevich2003Node) from Python with an "
+        "input scaled for it"
+    ),
 }
 
 NeuronSpec = str | type[nn.Module] | Callable[..., nn.Module]
@@ -114,11 +150,16 @@ def resolve_neuron(neuron: NeuronSpec) -> Callable[..., nn.Module]:
     Names are case-insensitive; ``-`` and ``_`` are the same.
 
     Raises:
-        ConfigurationError: an unknown name (the message lists the names) or an object
-            that is neither a name nor callable.
+        ConfigurationError: an unknown name (the message lists the names), the name of a
+            neuron the zoo does not offer (:data:`NOT_IN_ZOO`; the message says why), or
+            an object that is neither a name nor callable.
     """
     if isinstance(neuron, str):
         key = neuron.strip().lower().replace("-", "_")
+        if key in NOT_IN_ZOO:
+            raise ConfigurationError(
+                f"neuron {neuron!r} is not offered to the model zoo's networks: {NOT_IN_ZOO[key]}"
+            )
         if key not in NEURONS:
             raise ConfigurationError(
                 f"unknown neuron {neuron!r}; available: {', '.join(list_neurons())}"

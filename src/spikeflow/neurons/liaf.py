@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow._checks import check_flag
@@ -29,7 +31,19 @@ from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import _check_tau
 
-__all__ = ["LIAFNode"]
+__all__ = ["LIAF_ACTIVATIONS", "LIAFNode"]
+
+#: The activations :class:`LIAFNode` takes by name (``act="relu"``: what a configuration
+#: file or ``--neuron-kwargs act=relu`` can give, where a callable cannot be written).
+LIAF_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "leaky_relu": F.leaky_relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "softplus": F.softplus,
+}
 
 
 # -- the declaration: state (H[t-1], S[t-1]), the reset applied by the next charge ---------
@@ -115,9 +129,11 @@ class LIAFNode(BaseNode):
 
     Args:
         act: the activation of the output, a callable on one step ``[B, ...]`` returning
-            the same shape (``torch.relu``, ``torch.nn.ReLU()``, ``torch.sigmoid``...).
-            Applied to the steps folded into the batch (``[T B, ...]``), as spikeflow's
-            sequence layers apply stateless modules.
+            the same shape (``torch.relu``, ``torch.nn.ReLU()``, ``torch.sigmoid``...),
+            or the name of one of :data:`LIAF_ACTIVATIONS` (``"relu"``, ``"sigmoid"``,
+            ``"tanh"``, ...; for configuration files and the model zoo's
+            ``--neuron-kwargs``). Applied to the steps folded into the batch
+            (``[T B, ...]``), as spikeflow's sequence layers apply stateless modules.
         threshold_related: output ``act(H - θ)`` (True) or ``act(H)`` (False).
         tau: membrane time constant, > 1 (default 2).
         decay_input: whether the input is divided by ``tau`` as well (default True).
@@ -129,14 +145,15 @@ class LIAFNode(BaseNode):
     (``"spike"``) of the last step. ``store_v_seq`` records the membrane after reset.
 
     Raises:
-        ConfigurationError: ``act`` not callable, ``threshold_related`` not a bool, a bad
-            ``tau`` or ``decay_input``.
+        ConfigurationError: ``act`` neither callable nor a name of
+            :data:`LIAF_ACTIVATIONS`, ``threshold_related`` not a bool, a bad ``tau`` or
+            ``decay_input``.
         ShapeError: an ``act`` that changes the shape of a step.
     """
 
     def __init__(
         self,
-        act: Callable[[Tensor], Tensor],
+        act: Callable[[Tensor], Tensor] | str,
         threshold_related: bool,
         tau: float = 2.0,
         decay_input: bool = True,
@@ -144,10 +161,17 @@ class LIAFNode(BaseNode):
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         owner = type(self).__name__
+        if isinstance(act, str):
+            if act not in LIAF_ACTIVATIONS:
+                raise ConfigurationError(
+                    f"{owner}: act {act!r} is not a known activation; by name it is one of "
+                    f"{', '.join(LIAF_ACTIVATIONS)} (or pass a callable)"
+                )
+            act = LIAF_ACTIVATIONS[act]
         if not callable(act):
             raise ConfigurationError(
-                f"{owner}: act must be a callable (torch.relu, torch.nn.ReLU(), ...), got "
-                f"{type(act).__name__}"
+                f"{owner}: act must be a callable (torch.relu, torch.nn.ReLU(), ...) or the "
+                f"name of one ({', '.join(LIAF_ACTIVATIONS)}), got {type(act).__name__}"
             )
         self.act = act
         self.threshold_related = check_flag(owner, "threshold_related", threshold_related)

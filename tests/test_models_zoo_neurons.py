@@ -1,0 +1,60 @@
+"""The neuron names of the model zoo beyond the spiking ones of ``test_models.py``:
+LIAF (an analog output) trains in a zoo network; the mV-scale models (COBA LIF,
+Izhikevich 2003) are refused by name with the reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.losses import get_loss
+from spikeflow.models import NOT_IN_ZOO, create_model, list_neurons
+from spikeflow.neurons import LIAFNode
+
+
+def _liaf_layers(model: torch.nn.Module) -> list[LIAFNode]:
+    return [m for m in model.modules() if isinstance(m, LIAFNode)]
+
+
+def test_liaf_trains_a_step_of_a_zoo_network():
+    torch.manual_seed(0)
+    model = create_model("plif_digits", num_classes=4, neuron="liaf", channels=4, hidden=8,
+                         dropout=0.0)  # fmt: skip
+    layers = _liaf_layers(model)
+    assert len(layers) == 4 and "liaf" in list_neurons()
+    # the zoo's defaults: act(H) with ReLU; the model's own (detach_reset, ATan) kept
+    assert all(n.act is torch.relu and not n.threshold_related and n.detach_reset for n in layers)
+    x, y = torch.rand(3, 8, 1, 8, 8), torch.arange(8) % 4
+    loss_fn = get_loss("ce")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = loss_fn(model(x), y)
+    before.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name  # every layer learns
+    optimizer.step()
+    with torch.no_grad():
+        assert loss_fn(model(x), y) < before.detach()
+
+
+def test_liaf_takes_its_arguments_from_neuron_kwargs():
+    model = create_model("plif_digits", neuron="liaf", channels=4, hidden=8,
+                         neuron_kwargs={"act": "sigmoid", "threshold_related": True,
+                                        "tau": 3.0})  # fmt: skip
+    layers = _liaf_layers(model)
+    assert all(n.act is torch.sigmoid and n.threshold_related and n.tau == 3.0 for n in layers)
+    with pytest.raises(ConfigurationError, match="act 'swish' is not a known activation"):
+        create_model("plif_digits", neuron="liaf", neuron_kwargs={"act": "swish"})
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("coba_lif", r"CobaLIFNode is Norse's conductance-based LIF in mV .* pass no gradient"),
+     ("Izhikevich2003", r"Izhikevich2003Node .* in mV and ms .* 'izhikevich' is SpikingJelly")],
+)  # fmt: skip
+def test_mv_scale_neurons_are_refused_by_name_with_the_reason(name, reason):
+    with pytest.raises(ConfigurationError, match=rf"neuron '{name}' is not offered .*{reason}"):
+        create_model("plif_digits", neuron=name)
+    assert name.lower() not in list_neurons()
+    assert set(NOT_IN_ZOO) == {"coba_lif", "izhikevich2003"}
