@@ -441,5 +441,10 @@ def test_spikeflow_train_passes_the_policy_name(tmp_path):
     assert train.augment_policy == "psn" and not test.augment
     config = TrainConfig(dataset="cifar10", data_dir=str(tmp_path),
                          dataset_kwargs={"augment": "autoaugment"})  # fmt: skip
-    with pytest.raises(ConfigurationError, match="true, false or one of standard, psn"):
+    # The dataset class's wording, naming the option.
+    message = (r"CIFAR10 \(--dataset-kwargs\): augment must be True, False \(true, false on "
+               r"the command line\) or one of 'standard', 'psn'; got 'autoaugment'")  # fmt: skip
+    with pytest.raises(ConfigurationError, match=message):
         build_datasets(config)
+    with pytest.raises(ConfigurationError, match=message.replace(r" \(--dataset-kwargs\)", "")):
+        CIFAR10(tmp_path, augment="autoaugment")

@@ -135,6 +135,48 @@ def test_the_training_augmentation_crops_flips_and_normalises(tmp_path):
     assert shapes == {(3, 224, 224)}
 
 
+def test_the_psn_policy_adds_trivial_augment_and_erasing(tmp_path):
+    """augment="psn": crop, flip, TrivialAugment-wide (bilinear) on the PIL image,
+    normalise, then erase a box to 0 with p = 0.1; checked pixel for pixel with the draws
+    fixed (Solarize at 128: levels >= 128 inverted)."""
+    from spikeflow.data.image_augment import RandomErasing, TrivialAugmentWide
+
+    array = coordinate_png(tmp_path / "d" / "only" / "x.png")
+    dataset = ImageFolder(tmp_path / "d", augment="psn", image_size=(50, 60))
+    assert dataset.augment and dataset.augment_policy == "psn"
+    assert "augment='psn'" in repr(dataset)
+    crop, flip, trivial, _, _, erase = dataset.pipeline.transforms
+    assert isinstance(trivial, TrivialAugmentWide) and trivial.interpolation == "bilinear"
+    assert isinstance(erase, RandomErasing) and erase.p == 0.1 and erase.value == 0.0
+    crop.get_params = lambda height, width: (30, 70, 50, 60)
+    flip._rand = lambda: 0.0  # flipped
+    trivial.get_params = lambda: ("Solarize", 128.0)
+    erase._rand, erase.get_params = (lambda: 0.0), (lambda height, width: (5, 7, 10, 12))
+    want = array[30:80, 70:130][:, ::-1].copy()
+    want = np.where(want >= 128, 255 - want, want).astype(np.uint8)
+    want = normalised(want)
+    want[:, 5:15, 7:19] = 0.0
+    torch.testing.assert_close(dataset[0][0], want)
+    erase._rand = lambda: 0.1  # not below p: no box
+    assert (dataset[0][0][:, 5:15, 7:19] != 0).any()
+    standard = ImageFolder(tmp_path / "d", augment="standard")
+    assert standard.augment_policy == "standard" and len(standard.pipeline.transforms) == 4
+    assert ImageFolder(tmp_path / "d", augment=True).augment_policy == "standard"
+    assert ImageFolder(tmp_path / "d").augment_policy is None
+    with pytest.raises(ConfigurationError, match=r"ImageFolder: augment must be True, False "
+                       r"\(true, false on the command line\) or one of 'standard', 'psn'; "
+                       r"got 'trivial'"):  # fmt: skip
+        ImageFolder(tmp_path / "d", augment="trivial")
+    with pytest.raises(ConfigurationError, match="augment='psn' and image_transform"):
+        ImageFolder(tmp_path / "d", augment="psn", image_transform=lambda image: image)
+    for split in ("train", "val"):
+        write_image(tmp_path / "tv" / split / "only" / "x.png", 0)
+    config = TrainConfig(dataset="imagefolder", data_dir=str(tmp_path / "tv"),
+                         dataset_kwargs={"augment": "psn"})  # fmt: skip
+    train, test, _ = build_datasets(config)
+    assert train.augment_policy == "psn" and test.augment_policy is None
+
+
 def test_transforms_and_a_pipeline_of_ones_own(folders):
     val = ImageFolder(folders, train=False, transform=lambda x: x.sum(),
                       target_transform=lambda y: f"c{y}")  # fmt: skip
@@ -450,7 +492,12 @@ def test_imagenet_defaults_and_datasets_for_the_trainer(imagenet_root, tmp_path)
         ({"download": True}, ConfigurationError, "image-net.org needs a login"),
         ({"split_by": "time"}, ConfigurationError, "no events to split"),
         ({"dataset_kwargs": {"image_transform": 1}}, ConfigurationError, "Python only"),
-        ({"dataset_kwargs": {"augment": "yes"}}, ConfigurationError, "augment must be true"),
+        (
+            {"dataset_kwargs": {"augment": "yes"}},
+            ConfigurationError,
+            r"ImageNet \(--dataset-kwargs\): augment must be True, False \(true, false on the "
+            r"command line\) or one of 'standard', 'psn'; got 'yes'",
+        ),
         ({"dataset_kwargs": {"size": 64}}, ConfigurationError, "takes no argument"),
         ({"data_dir": "/nonexistent/imagenet"}, DatasetNotFoundError, "--data-dir /nonexistent"),
     ],

@@ -28,10 +28,26 @@ import torch
 
 from spikeflow._checks import check_real
 from spikeflow.data.frame_transforms import _RandomFrames
-from spikeflow.data.image_transforms import _check_sequence_pair, _is_pil, pil_image_module
+from spikeflow.data.image_transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    ToTensor,
+    _check_sequence_pair,
+    _is_pil,
+    _normalize_steps,
+    pil_image_module,
+)
+from spikeflow.data.transforms import Compose
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["TRIVIAL_AUGMENT_WIDE_OPS", "RandomErasing", "TrivialAugmentWide"]
+__all__ = [
+    "TRIVIAL_AUGMENT_WIDE_OPS",
+    "RandomErasing",
+    "TrivialAugmentWide",
+    "imagenet_trivial_augment_transform",
+]
 
 #: TrivialAugment-wide's operations: ``name -> (largest magnitude, signed)``. The 31
 #: bins of a signed op are ``linspace(0, largest, 31)``, negated with probability 1/2;
@@ -332,3 +348,29 @@ class RandomErasing(_RandomFrames):
         out = x.clone()
         out[..., top : top + h, left : left + w] = patch.to(x.device)
         return out
+
+
+def imagenet_trivial_augment_transform(
+    size: int | Sequence[int] = 224,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+    erasing: float = 0.1,
+    generator: torch.Generator | int | None = None,
+) -> Compose:
+    """The standard ImageNet training augmentation with TrivialAugment-wide and random
+    erasing (torchvision's reference recipe, ``--auto-augment ta_wide --random-erase
+    0.1``; what ``augment="psn"`` of the image folders gives, as CIFAR's adds both to its
+    crop and flip): :class:`~spikeflow.data.image_transforms.RandomResizedCrop` to
+    ``size``, a horizontal flip with probability 1/2, :class:`TrivialAugmentWide`
+    (bilinear, fill 0) on the PIL image, ``ToTensor``, ``Normalize`` by ``mean``/``std``
+    (``None`` for both skips it), then :class:`RandomErasing` with probability
+    ``erasing`` (fill 0: the mean colour once normalised). ``generator`` seeds the four
+    random steps (one stream each, derived from it)."""
+    gens: list[torch.Generator | int | None] = [generator] * 4
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        gens = [int(generator) + k for k in range(4)]
+    return Compose([RandomResizedCrop(size, generator=gens[0]),
+                    RandomHorizontalFlip(0.5, generator=gens[1]),
+                    TrivialAugmentWide(interpolation="bilinear", generator=gens[2]), ToTensor(),
+                    *_normalize_steps(mean, std),
+                    RandomErasing(erasing, generator=gens[3])])  # fmt: skip

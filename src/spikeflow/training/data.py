@@ -97,19 +97,17 @@ def _not_found(
 def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
     """Pop ``augment`` from the dataset arguments: the training split's augmentation
     (default on: ``True``, or one of the class's ``augment_policies``); the test split
-    is never augmented.
+    is never augmented. Checked as the dataset classes check it
+    (:func:`~spikeflow.data.datasets._common.augment_policy`, the same message).
 
     Raises:
         ConfigurationError: neither a bool nor a policy name of ``cls``.
     """
+    from spikeflow.data.datasets._common import augment_policy
+
     augment = kwargs.pop("augment", True)
-    policies = getattr(cls, "augment_policies", ())
-    if not (isinstance(augment, bool) or augment in policies):
-        names = (
-            f", false or one of {', '.join(policies)} ({cls.__name__})" if policies else " or false"
-        )
-        raise ConfigurationError(f"--dataset-kwargs augment must be true{names}; got {augment!r}")
-    return augment
+    policies = getattr(cls, "augment_policies", ("standard",))
+    return augment_policy(f"{cls.__name__} (--dataset-kwargs)", augment, policies) or False
 
 
 def dataset_shape(

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.download import check_integrity, download_url, extract_archive
-from spikeflow.errors import DataFormatError
+from spikeflow.errors import ConfigurationError, DataFormatError
 
 try:
     import fcntl
@@ -23,11 +25,33 @@ except ImportError:  # pragma: no cover - Windows: no flock, extraction is not g
 
 __all__ = [
     "Archive",
+    "augment_policy",
     "check_class_folders",
     "class_folder_samples",
     "prepare_root",
     "subset_by_ratio",
 ]
+
+
+def augment_policy(owner: str, augment: object, policies: Sequence[str]) -> str | None:
+    """The training augmentation ``augment`` picks from a dataset's ``policies`` (its
+    ``augment_policies``): ``True`` is ``"standard"``, ``False`` none (``None``), a name
+    of ``policies`` itself. The one check of the image datasets' ``augment`` and of
+    ``spikeflow train --dataset-kwargs augment=...``, so both word a bad value alike.
+
+    Raises:
+        ConfigurationError: ``augment`` is neither a bool nor one of ``policies``
+            (``owner`` names the dataset).
+    """
+    if isinstance(augment, bool | np.bool_):
+        return "standard" if augment else None
+    if isinstance(augment, str) and augment in policies:
+        return augment
+    names = ", ".join(repr(n) for n in policies)
+    raise ConfigurationError(
+        f"{owner}: augment must be True, False (true, false on the command line) or one of "
+        f"{names}; got {augment!r}"
+    )
 
 
 @dataclass(frozen=True)

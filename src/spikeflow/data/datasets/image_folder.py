@@ -28,8 +28,10 @@ import torch
 
 from spikeflow._checks import check_flag
 from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
+from spikeflow.data.datasets._common import augment_policy
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.frame_transforms import int_pair
+from spikeflow.data.image_augment import imagenet_trivial_augment_transform
 from spikeflow.data.image_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -245,11 +247,16 @@ class ImageFolder(torch.utils.data.Dataset):
             ``root/train``; False: ``root/val`` (else ``root/test``). A test split is
             labelled by the training split's classes when ``root/train`` exists (it may
             lack some of them, not have others).
-        augment: the standard training augmentation
+        augment: the training augmentation, a policy of :attr:`augment_policies` (as
+            the static image datasets' ``augment``): ``True`` or ``"standard"``
             (:func:`~spikeflow.data.image_transforms.imagenet_train_transform`: random
-            resized crop to ``image_size``, horizontal flip); else the evaluation
-            pipeline (:func:`~spikeflow.data.image_transforms.imagenet_eval_transform`:
-            the shorter side resized to ``resize_size``, centre crop ``image_size``).
+            resized crop to ``image_size``, horizontal flip), ``"psn"`` (the same, then
+            TrivialAugment-wide and, after the normalisation, random erasing with p =
+            0.1:
+            :func:`~spikeflow.data.image_augment.imagenet_trivial_augment_transform`);
+            ``False`` (default): the evaluation pipeline
+            (:func:`~spikeflow.data.image_transforms.imagenet_eval_transform`: the
+            shorter side resized to ``resize_size``, centre crop ``image_size``).
         image_size: the output ``(h, w)`` (an int: square); default
             :attr:`default_image_size`, 224.
         resize_size: the evaluation's shorter side before the crop; default
@@ -268,6 +275,8 @@ class ImageFolder(torch.utils.data.Dataset):
         target_transform: applied to the label.
 
     Raises:
+        ConfigurationError: ``augment`` neither a bool nor a policy name, or set together
+            with ``image_transform``.
         DatasetNotFoundError: no split folder, or no class folder in it.
         DataFormatError: a class folder without images; a test split with a class the
             training split lacks.
@@ -279,6 +288,8 @@ class ImageFolder(torch.utils.data.Dataset):
     #: The output size when ``image_size`` is not given (``(h, w)``).
     default_image_size: ClassVar[tuple[int, int]] = (224, 224)
     channels: ClassVar[int] = 3
+    #: The names ``augment`` takes besides True/False.
+    augment_policies: ClassVar[tuple[str, ...]] = ("standard", "psn")
     #: Where a split's folder is looked for, in order, under ``root``.
     split_folders: ClassVar[dict[str, tuple[str, ...]]] = {"train": ("train",),
                                                            "test": ("val", "test")}  # fmt: skip
@@ -287,7 +298,7 @@ class ImageFolder(torch.utils.data.Dataset):
         self,
         root: str | os.PathLike,
         train: bool | None = None,
-        augment: bool = False,
+        augment: bool | str = False,
         image_size: int | Sequence[int] | None = None,
         resize_size: int | None = None,
         mean: Sequence[float] | None = IMAGENET_MEAN,
@@ -301,7 +312,9 @@ class ImageFolder(torch.utils.data.Dataset):
         title = type(self).__name__
         if train is not None:
             check_flag(title, "train", train)
-        self.augment = check_flag(title, "augment", augment)
+        #: The augmentation policy's name (``"standard"``, ``"psn"``), or None: none.
+        self.augment_policy: str | None = augment_policy(title, augment, self.augment_policies)
+        self.augment = self.augment_policy is not None
         pil_image_module(f"{title} (image files)")  # the extra, before any listing
         if isinstance(extensions, str) or not all(
             isinstance(e, str) and e.startswith(".") for e in extensions
@@ -316,9 +329,11 @@ class ImageFolder(torch.utils.data.Dataset):
         self.image_size: tuple[int, int] = int_pair(size, f"{title}: image_size", "(h, w)")
         if image_transform is not None:
             if self.augment:
-                raise ConfigurationError(f"{title}: augment=True and image_transform both "
-                                         "set the pipeline; give one")  # fmt: skip
+                raise ConfigurationError(f"{title}: augment={augment!r} and image_transform "
+                                         "both set the pipeline; give one")  # fmt: skip
             self.pipeline: Callable[[Any], Any] = image_transform
+        elif self.augment_policy == "psn":
+            self.pipeline = imagenet_trivial_augment_transform(self.image_size, mean, std)
         elif self.augment:
             self.pipeline = imagenet_train_transform(self.image_size, mean, std)
         else:
@@ -427,5 +442,5 @@ class ImageFolder(torch.utils.data.Dataset):
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"samples={len(self)}, classes={len(self.classes)}, image_size={self.image_size}, "
-            f"augment={self.augment})"
+            f"augment={self.augment_policy or False!r})"
         )

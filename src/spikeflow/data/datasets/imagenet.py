@@ -239,7 +239,7 @@ class ImageNet(ImageFolder):
         self,
         root: str | os.PathLike,
         train: bool = True,
-        augment: bool = False,
+        augment: bool | str = False,
         image_size: int | Sequence[int] | None = None,
         resize_size: int | None = None,
         mean: Sequence[float] | None = IMAGENET_MEAN,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
+from spikeflow.data.datasets._common import Archive, _root_lock, augment_policy, how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.download import download_url
 from spikeflow.data.io.images import read_idx
@@ -94,14 +94,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return []
 
     def _policy(self, augment: Any) -> str | None:
-        if isinstance(augment, bool | np.bool_):
-            return "standard" if augment else None
-        if isinstance(augment, str) and augment in self.augment_policies:
-            return augment
-        names = ", ".join(repr(n) for n in self.augment_policies)
-        raise ConfigurationError(
-            f"{type(self).__name__}: augment must be True, False or one of {names}; got {augment!r}"
-        )
+        return augment_policy(type(self).__name__, augment, self.augment_policies)
 
     # -- public ------------------------------------------------------------------------
     @property
