@@ -37,14 +37,27 @@ event-driven. A sigma-delta network's layers (the layer inside a
 of their input: event-driven like spikes, but each carries a value, so each (nonzero
 delta, nonzero weight) pair is a MAC (Loihi 2's graded spikes) and zero deltas cost
 nothing; their rows read ``graded``.
+
+A neuron with an analog output (``output_is_spikes`` False:
+:class:`~spikeflow.neurons.LIAFNode`, which outputs ``act(H)``) feeds real values, so a
+layer it feeds does a MAC per (input, nonzero weight) pair, zeros included, whatever
+values it happens to output (all zeros, or one magnitude, which would read as spikes).
+For a model holding such neurons the counter follows what is computed from their
+outputs (a ``TorchFunctionMode`` active while the model runs: pooling, flattening,
+normalisation, residual sums of them stay real-valued) up to the next spiking neuron,
+whose output is spikes again; the other inputs are read by value as above.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 from torch.utils.hooks import RemovableHandle
 
 from spikeflow._checks import check_flag
@@ -226,12 +239,69 @@ def _transposed_pairs(layer: nn.Module, mask: Tensor, output: object) -> int:
     return int(counts.sum(dtype=torch.float64).item())
 
 
+def _tensors(value: Any) -> list[Tensor]:
+    return [leaf for leaf in tree_flatten(value)[0] if isinstance(leaf, Tensor)]
+
+
+class _AnalogTracker(TorchFunctionMode):
+    """Which tensors hold real values computed from the output of a neuron with an
+    analog output: marked by the counter's hook on such a neuron, propagated through
+    every torch function whose inputs include a marked tensor (and to the tensor an
+    in-place function changes), unmarked at a spiking neuron's output. Active while the
+    model runs (entered by a forward pre-hook on the model, left by its forward hook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._marked: dict[int, weakref.ref[Tensor]] = {}
+        self._depth = 0
+
+    def is_analog(self, x: Tensor) -> bool:
+        ref = self._marked.get(id(x))
+        return ref is not None and ref() is x
+
+    def mark(self, value: Any, analog: bool = True) -> None:
+        for x in _tensors(value):
+            if analog:
+                self._marked[id(x)] = weakref.ref(x)
+            else:
+                self._marked.pop(id(x), None)
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self._marked and any(self.is_analog(x) for x in _tensors((args, kwargs))):
+            self.mark(out)
+            name = getattr(func, "__name__", "")
+            in_place = name.endswith("_") or name == "__setitem__"
+            if in_place and args and isinstance(args[0], Tensor):
+                self.mark(args[0])  # changed in place by a real value
+        return out
+
+    def enter(self, module: nn.Module, args: Any) -> None:
+        """Forward pre-hook on the model: start following (once for nested calls)."""
+        self._depth += 1
+        if self._depth == 1:
+            self.__enter__()
+
+    def leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        """Forward hook on the model (also on an error): stop and forget the marks."""
+        self._depth -= 1
+        if self._depth == 0:
+            self.__exit__(None, None, None)
+            self._marked.clear()
+
+
 @torch.no_grad()
-def _count_attention(record: LayerOperations, q: Tensor, k: Tensor, v: Tensor) -> None:
+def _count_attention(
+    record: LayerOperations, q: Tensor, k: Tensor, v: Tensor, analog: bool = False
+) -> None:
     """ACs of the attention's spike products (``q, k, v``: ``[T, B, H, N, d]`` spikes):
     SSA's ``Kᵀ V`` (each pair of a key and a value spike of a token is one accumulate)
     and ``Q (Kᵀ V)`` (each query spike adds the nonzero entries of a row); SDSA's
-    ``Σ_tokens K ⊙ V`` (each coinciding key and value spike is one addition)."""
+    ``Σ_tokens K ⊙ V`` (each coinciding key and value spike is one addition). With
+    ``analog`` (real-valued ``q, k, v``, from neurons with an analog output) the same
+    products of nonzero entries are MACs."""
     if is_recomputing():  # counted in the forward call already
         return
     keys, values = (k != 0), (v != 0)
@@ -244,8 +314,11 @@ def _count_attention(record: LayerOperations, q: Tensor, k: Tensor, v: Tensor) -
     else:
         acs = int((keys & values).sum())
     record.calls += 1
-    record.spike_calls += 1
-    record.acs += acs
+    if analog:
+        record.macs += acs
+    else:
+        record.spike_calls += 1
+        record.acs += acs
     record.input_elements += q.numel()
     record.input_nonzero += int((q != 0).sum())
 
@@ -260,6 +333,10 @@ class OperationCounter:
     The layer inside a :class:`~spikeflow.layers.sigma_delta.DeltaSynapse` is fed graded
     spikes (deltas): a MAC per (nonzero input, nonzero weight) pair, zeros cost nothing.
 
+    A layer fed (through stateless layers) by a neuron with an analog output
+    (:class:`~spikeflow.neurons.LIAFNode`) is fed real values: a MAC per (input,
+    nonzero weight) pair, whatever the values (see the module docstring).
+
     Use as a context manager (hooks are removed on exit) or call :meth:`remove`.
     :meth:`report` gives the counts per sample for the number of samples that ran.
     """
@@ -272,6 +349,7 @@ class OperationCounter:
         self._carried: dict[nn.Module, Tensor | None] = {}
         # Layers fed graded spikes (a sigma-delta network's synapses).
         self._graded = {m.layer for m in model.modules() if isinstance(m, DeltaSynapse)}
+        self._tracker = self._follow_analog_outputs(model)
         for name, module in model.named_modules():
             if isinstance(module, (SpikingSelfAttention, SpikeDrivenSelfAttention)):
                 # The spike-spike products inside (Q Kᵀ V, Σ K ⊙ V), from Q, K and V.
@@ -279,7 +357,8 @@ class OperationCounter:
                 record = LayerOperations(f"{name or '(model)'} (attention products)", kind)
                 self._layers[module] = record
                 self._handles.append(module.qkv.register_forward_hook(
-                    lambda m, a, out, record=record: _count_attention(record, *out)))  # fmt: skip
+                    lambda m, a, out, record=record: _count_attention(
+                        record, *out, analog=any(self._is_analog(x) for x in out))))  # fmt: skip
             if isinstance(module, (Recurrent, LinearRecurrentContainer)):
                 # They apply their weights with F.linear (the recurrent one to their own
                 # previous outputs): counted from the input, what they carried in and
@@ -296,8 +375,31 @@ class OperationCounter:
             elif _holds_weights(module):
                 self.not_counted.append(name or "(model)")
 
+    def _follow_analog_outputs(self, model: nn.Module) -> _AnalogTracker | None:
+        """For a model holding neurons with an analog output: the tracker of the values
+        computed from their outputs, and its hooks (None for other models)."""
+        from spikeflow.training.monitors import SPIKING_LAYER_TYPES  # (imports layers)
+
+        neurons = [m for m in model.modules() if isinstance(m, SPIKING_LAYER_TYPES)]
+        if all(getattr(m, "output_is_spikes", True) for m in neurons):
+            return None
+        tracker = _AnalogTracker()
+        self._handles.append(model.register_forward_pre_hook(tracker.enter))
+        self._handles.append(model.register_forward_hook(tracker.leave, always_call=True))
+        for m in neurons:
+            analog = not getattr(m, "output_is_spikes", True)
+            self._handles.append(m.register_forward_hook(
+                lambda module, args, out, analog=analog: tracker.mark(out, analog)))  # fmt: skip
+        return tracker
+
+    def _is_analog(self, x: Tensor) -> bool:
+        """Whether ``x`` was computed from the output of a neuron with an analog output."""
+        return self._tracker is not None and self._tracker.is_analog(x)
+
     def _classify(self, x: Tensor) -> tuple[Tensor, bool, bool]:
         """The input's mask of counted entries, and whether it is spikes or counts."""
+        if self._is_analog(x):  # real values, whatever they are: every entry multiplies
+            return torch.ones_like(x, dtype=torch.bool), False, False
         # With spike_counts, whole numbers beyond ±1 are counts (2 is two spikes, also
         # where every nonzero entry is 2); otherwise one magnitude means spikes.
         counts = self.spike_counts and _is_counts(x) and bool((x.abs() > 1).any())

@@ -40,8 +40,8 @@ from spikeflow.memory.recompute import is_recomputing
 from spikeflow.neurons import BaseNode
 from spikeflow.training.monitors import (
     SPIKING_LAYER_TYPES,
-    _claim_membrane,
-    _release_membrane,
+    _claim_record,
+    _release_record,
     spiking_layers,
 )
 
@@ -197,7 +197,7 @@ class BaseMonitor:
         # per record: its module's name and whether its call was one step
         self._record_names: list[str] = []
         self._record_single_step: list[bool] = []
-        self._claimed: list[BaseNode] = []
+        self._claimed: list[tuple[nn.Module, str]] = []
         self._enabled = True
 
     # -- recording ----------------------------------------------------------------------
@@ -282,13 +282,13 @@ class BaseMonitor:
 
     def remove_hooks(self) -> None:
         """Remove the hooks (the records stay) and give back the neurons' ``store_v_seq``
-        an :class:`AttributeMonitor` of ``v_seq`` turned on. Calling it again does
-        nothing."""
+        (``store_spike_seq``) an :class:`AttributeMonitor` of ``v_seq`` (``spike_seq``)
+        turned on. Calling it again does nothing."""
         for handle in self.hooks:
             handle.remove()
         self.hooks.clear()
-        for module in self._claimed:
-            _release_membrane(module)
+        for module, attribute in self._claimed:
+            _release_record(module, attribute)
         self._claimed.clear()
 
     def close(self) -> None:
@@ -361,7 +361,9 @@ class OutputMonitor(_SequenceRecords, BaseMonitor):
         instance: module type(s) to watch; default every spiking layer (SpikingJelly:
             ``type(net)``).
         function_on_output: applied to each output before it is kept (default: kept
-            as it is), e.g. ``lambda s: s.mean()`` for a firing rate.
+            as it is), e.g. ``lambda s: s.mean()`` for a firing rate (of a layer whose
+            output is spikes: a neuron with an analog output, LIAF, returns ``act(H)``;
+            its spikes are ``spike_seq``, which :class:`AttributeMonitor` records).
         layers, where: choose modules by name or predicate (:func:`select_modules`).
         detach: keep the output detached from the autograd graph (default True;
             SpikingJelly keeps the graph). ``False``: the records hold the graph alive.
@@ -432,9 +434,10 @@ class AttributeMonitor(BaseMonitor):
 
     Args:
         attribute_name: the attribute, e.g. ``"v_seq"`` (the membrane after reset of
-            every step, ``[T, B, ...]``; ``[1, B, ...]`` for a single-step call) or
-            ``"v"`` (the membrane carried to the next call: only while streaming, else
-            None).
+            every step, ``[T, B, ...]``; ``[1, B, ...]`` for a single-step call),
+            ``"spike_seq"`` (the spikes of a neuron with an analog output,
+            :class:`~spikeflow.neurons.LIAFNode`, shaped alike) or ``"v"`` (the membrane
+            carried to the next call: only while streaming, else None).
         pre_forward: read it before the call instead of after.
         net, instance, layers, where, detach, cpu: as :class:`OutputMonitor`.
         function_on_attribute: applied to each value before it is kept. A value of None
@@ -444,7 +447,8 @@ class AttributeMonitor(BaseMonitor):
     (:class:`~spikeflow.neurons.BaseNode`) while attached, as
     :class:`~spikeflow.training.SpikeMonitor` does: a neuron that did not record its
     membrane already drops it after the monitors read it, and :meth:`remove_hooks`
-    restores the setting.
+    restores the setting; watching ``spike_seq`` does the same with
+    ``store_spike_seq``.
 
     Raises:
         ConfigurationError: a chosen module without that attribute.
@@ -480,8 +484,11 @@ class AttributeMonitor(BaseMonitor):
                 continue
             self.hooks.append(module.register_forward_hook(self._hook(name)))
             if attribute_name == "v_seq" and isinstance(module, BaseNode):
-                _claim_membrane(module)  # after the hook: v_seq is dropped after it reads
-                self._claimed.append(module)
+                _claim_record(module, "v_seq")  # after the hook: dropped after it reads
+                self._claimed.append((module, "v_seq"))
+            elif attribute_name == "spike_seq" and hasattr(module, "store_spike_seq"):
+                _claim_record(module, "spike_seq")  # LIAF's spike decision
+                self._claimed.append((module, "spike_seq"))
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, *args: Any) -> None:

@@ -118,27 +118,35 @@ class LayerSpikes:
     Forward hooks on the spiking layers (by default every one that
     :class:`~spikeflow.training.SpikeMonitor` watches; ``layers`` picks some by name)
     keep each layer's output sequence ``[T, B, ...]`` so a regulariser on it can be
-    added to the loss and backpropagated. A layer called once per step (single-step
-    neurons in a recurrent layer) gets its steps stacked; a streaming layer called on
-    chunks gets the chunks concatenated. Each new sequence (a call that does not carry
-    state into the layer) replaces what the layer had, so nothing accumulates between
-    batches. The forward that gradient checkpointing (``spikeflow.memory``) runs again
-    in the backward pass is not recorded: recorded outputs of a checkpointed block
-    carry no graph, so do not regularise such blocks this way.
+    added to the loss and backpropagated. A neuron with an analog output
+    (:class:`~spikeflow.neurons.LIAFNode`) gives its spike decision instead, with its
+    surrogate gradient (its ``store_spike_seq`` is on while the hooks are). A layer
+    called once per step (single-step neurons in a recurrent layer) gets its steps
+    stacked; a streaming layer called on chunks gets the chunks concatenated. Each new
+    sequence (a call that does not carry state into the layer) replaces what the layer
+    had, so nothing accumulates between batches. The forward that gradient
+    checkpointing (``spikeflow.memory``) runs again in the backward pass is not
+    recorded: recorded outputs of a checkpointed block carry no graph, so do not
+    regularise such blocks this way.
 
     Use as a context manager (or call :meth:`remove`) to take the hooks off.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str] | str | None = None) -> None:
-        from spikeflow.training.monitors import select_layers  # (training imports losses)
+        # (training imports losses)
+        from spikeflow.training.monitors import _claim_record, spike_layers, spike_source
 
-        self.layers: dict[str, nn.Module] = select_layers(model, layers)
+        self.layers: dict[str, nn.Module] = spike_layers(model, layers, "LayerSpikes")
         self._outputs: dict[str, list[Tensor]] = {}
         self._fresh: dict[str, bool] = {}
         self._handles: list[Any] = []
+        self._claimed: list[nn.Module] = []
         for name, module in self.layers.items():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._hook(name)))
+            if spike_source(module) == "spike_seq":
+                _claim_record(module, "spike_seq")  # after the hook: dropped after it reads
+                self._claimed.append(module)
 
     def _pre_hook(self, name: str) -> Any:
         from spikeflow.base import MemoryModule
@@ -157,6 +165,10 @@ class LayerSpikes:
         from spikeflow.memory.recompute import is_recomputing
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if not getattr(module, "output_is_spikes", True):  # LIAF: its spike decision
+                recorded = getattr(module, "spike_seq", None)  # [T, B, ...] ([1, B, ...])
+                single = getattr(module, "step_mode", "m") != "m"
+                output = recorded[0] if single and isinstance(recorded, Tensor) else recorded
             if not isinstance(output, Tensor) or is_recomputing():
                 return
             multi = getattr(module, "step_mode", "m") == "m" and output.dim() >= 2
@@ -168,7 +180,8 @@ class LayerSpikes:
 
     @property
     def spikes(self) -> dict[str, Tensor]:
-        """``{layer name: its output [T, B, ...]}`` of the layers that ran."""
+        """``{layer name: its spikes [T, B, ...]}`` of the layers that ran (the output;
+        a neuron with an analog output: its spike decision)."""
         return {name: torch.cat(parts) for name, parts in self._outputs.items()}
 
     def clear(self) -> None:
@@ -178,9 +191,14 @@ class LayerSpikes:
 
     def remove(self) -> None:
         """Take the hooks off and drop the recorded outputs."""
+        from spikeflow.training.monitors import _release_record
+
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for module in self._claimed:
+            _release_record(module, "spike_seq")
+        self._claimed.clear()
         self.clear()
 
     def __enter__(self) -> LayerSpikes:

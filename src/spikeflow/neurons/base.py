@@ -86,6 +86,11 @@ class BaseNode(MemoryModule):
     reset_membrane: ClassVar[staticmethod | None] = None
     #: Whether ``charge`` returns ``(H, *aux)`` (auxiliary state advanced before firing).
     charge_returns_aux: ClassVar[bool] = False
+    #: Whether the output is the spikes. False for a neuron with an analog output
+    #: (:class:`~spikeflow.neurons.LIAFNode`), which records its spike decision in
+    #: ``spike_seq`` while ``store_spike_seq`` is on: what the monitors, spike rasters,
+    #: spike regularisers and operation counts read for it instead of the output.
+    output_is_spikes: ClassVar[bool] = True
 
     def __init__(
         self,

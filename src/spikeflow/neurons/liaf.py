@@ -125,7 +125,12 @@ class LIAFNode(BaseNode):
 
     The output ``Y`` is analog, not spikes; its gradient reaches earlier steps through
     the membrane and, through the surrogate, through the reset. With soft reset
-    (``v_reset=None``) the leak is towards 0, as ``LIFNode``'s.
+    (``v_reset=None``) the leak is towards 0, as ``LIFNode``'s. Its spikes ``S`` are
+    what :class:`~spikeflow.training.SpikeMonitor`, the spike rasters, the spike
+    regularisers (:class:`~spikeflow.losses.LayerSpikes`) and the operation counts of
+    :mod:`spikeflow.energy` read for it (``output_is_spikes`` is False; they turn
+    ``store_spike_seq`` on while they watch it), and a layer fed ``Y`` multiplies
+    (MACs, not the accumulates of spikes).
 
     Args:
         act: the activation of the output, a callable on one step ``[B, ...]`` returning
@@ -137,19 +142,26 @@ class LIAFNode(BaseNode):
         threshold_related: output ``act(H - θ)`` (True) or ``act(H)`` (False).
         tau: membrane time constant, > 1 (default 2).
         decay_input: whether the input is divided by ``tau`` as well (default True).
+        store_spike_seq: keep the spikes ``S`` of every step of the last call in
+            ``self.spike_seq`` (``[1, B, ...]`` in single-step mode; with their
+            surrogate gradient), as ``store_v_seq`` keeps the membrane.
         **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`
             (threshold 1, hard reset to 0, the Sigmoid(alpha=4) surrogate of the reset).
 
     State: ``node.v`` is the membrane after reset (as every neuron's); the carried
     ``node.state`` holds the charged membrane ``H`` (``"v"``) and the spike
-    (``"spike"``) of the last step. ``store_v_seq`` records the membrane after reset.
+    (``"spike"``) of the last step. ``store_v_seq`` records the membrane after reset,
+    ``store_spike_seq`` the spikes.
 
     Raises:
         ConfigurationError: ``act`` neither callable nor a name of
-            :data:`LIAF_ACTIVATIONS`, ``threshold_related`` not a bool, a bad ``tau`` or
-            ``decay_input``.
+            :data:`LIAF_ACTIVATIONS`, ``threshold_related`` or ``store_spike_seq`` not a
+            bool, a bad ``tau`` or ``decay_input``.
         ShapeError: an ``act`` that changes the shape of a step.
     """
+
+    output_is_spikes = False
+    _graph_attributes = ("v_seq", "spike_seq")  # copies keep the recorded values
 
     def __init__(
         self,
@@ -157,10 +169,13 @@ class LIAFNode(BaseNode):
         threshold_related: bool,
         tau: float = 2.0,
         decay_input: bool = True,
+        store_spike_seq: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         owner = type(self).__name__
+        self.store_spike_seq = check_flag(owner, "store_spike_seq", store_spike_seq)
+        self.spike_seq: Tensor | None = None
         if isinstance(act, str):
             if act not in LIAF_ACTIVATIONS:
                 raise ConfigurationError(
@@ -226,6 +241,8 @@ class LIAFNode(BaseNode):
         y = y.reshape(z.shape)
         if self.store_v_seq:
             self.v_seq = self._reset_of(h_seq, spikes, theta)
+        if self.store_spike_seq:
+            self.spike_seq = spikes
         return y if self.step_mode == "m" else y[0]
 
     def extra_repr(self) -> str:

@@ -2,7 +2,9 @@
 
 :func:`record` hooks the layers (the spiking layers :mod:`spikeflow.training.monitors`
 knows, found and named the same way), runs the model once without gradients, and
-returns each layer's whole output and, for neurons that record it
+returns each layer's spikes (its whole output; for a neuron with an analog output,
+:class:`~spikeflow.neurons.LIAFNode`, its spike decision ``spike_seq``, which the
+monitors' claim records for the call) and, for neurons that record it
 (:class:`~spikeflow.neurons.BaseNode`), its membrane after reset (``v_seq``; the
 monitors' membrane claim turns ``store_v_seq`` on for the call and restores it after).
 """
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 
 from spikeflow.errors import DTypeError
 from spikeflow.neurons import BaseNode
-from spikeflow.training.monitors import _claim_membrane, _release_membrane, select_layers
+from spikeflow.training.monitors import _claim_record, _release_record, spike_layers, spike_source
 
 __all__ = ["LayerRecord", "record"]
 
@@ -27,7 +29,8 @@ __all__ = ["LayerRecord", "record"]
 class LayerRecord:
     """One layer's activity in a recorded forward (detached, on the CPU)."""
 
-    #: the layer's output, ``[T, B, ...]`` (the steps of single-step calls stacked).
+    #: the layer's spikes, ``[T, B, ...]`` (the steps of single-step calls stacked): its
+    #: output, or the spike decision of a neuron with an analog output (LIAF).
     spikes: Tensor
     #: the membrane after reset, same shape; ``None`` where the layer keeps none.
     v: Tensor | None
@@ -56,7 +59,8 @@ def record(
         model: the network; it runs in its current train/eval mode, without gradients.
         x: its input (time-major ``[T, B, ...]`` for multi-step networks).
         layers: names of spiking layers (as in ``model.named_modules()``; default every
-            spiking layer, see :data:`~spikeflow.training.monitors.SPIKING_LAYER_TYPES`).
+            spiking layer, see :data:`~spikeflow.training.monitors.SPIKING_LAYER_TYPES`,
+            that has spikes: one with an analog output that records none is left out).
         membrane: also record the membrane of the neurons that keep one.
 
     Returns:
@@ -67,22 +71,27 @@ def record(
 
     Raises:
         ConfigurationError: a name that is not a spiking layer of ``model`` (the message
-            lists the ones it has).
+            lists the ones it has), or one with an analog output and no spikes recorded.
     """
     if not isinstance(x, Tensor):
         raise DTypeError(f"x must be a torch.Tensor (the model's input), got {type(x).__name__}")
-    chosen = select_layers(model, layers)
+    chosen = spike_layers(model, layers, "record")
     outputs: dict[str, list[Tensor]] = {}
     membranes: dict[str, list[Tensor]] = {}
     handles = []
-    claimed = []
+    claimed: list[tuple[nn.Module, str]] = []
 
     def make_hook(name: str, multi: bool) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if not isinstance(output, Tensor) or output.dim() < (2 if multi else 1):
+            if spike_source(module) == "spike_seq":  # [T, B, ...], [1, B, ...] single-step
+                if not isinstance(module.spike_seq, Tensor):
+                    return
+                outputs.setdefault(name, []).append(module.spike_seq.detach().cpu())
+            elif isinstance(output, Tensor) and output.dim() >= (2 if multi else 1):
+                out = output.detach()
+                outputs.setdefault(name, []).append((out if multi else out.unsqueeze(0)).cpu())
+            else:
                 return
-            out = output.detach()
-            outputs.setdefault(name, []).append((out if multi else out.unsqueeze(0)).cpu())
             v = getattr(module, "v_seq", None) if membrane else None
             if isinstance(v, Tensor):  # [T, B, ...], or [1, B, ...] in single-step mode
                 membranes.setdefault(name, []).append(v.detach().cpu())
@@ -93,15 +102,19 @@ def record(
         for name, module in chosen.items():
             multi = getattr(module, "step_mode", "m") == "m"
             handles.append(module.register_forward_hook(make_hook(name, multi)))
+            # After the hook: the records are dropped after it reads them.
+            if spike_source(module) == "spike_seq":
+                _claim_record(module, "spike_seq")
+                claimed.append((module, "spike_seq"))
             if membrane and isinstance(module, BaseNode):
-                _claim_membrane(module)  # after the hook: v_seq is dropped after it reads
-                claimed.append(module)
+                _claim_record(module, "v_seq")
+                claimed.append((module, "v_seq"))
         model(x)
     finally:
         for handle in handles:
             handle.remove()
-        for module in claimed:
-            _release_membrane(module)
+        for module, attribute in claimed:
+            _release_record(module, attribute)
     result = {}
     for name, module in chosen.items():
         if name not in outputs:

@@ -8,6 +8,12 @@ that can record it, :class:`~spikeflow.neurons.BaseNode`). It keeps running sums
 detached 0-dim tensors, never the layers' outputs, so its memory does not grow with the
 number of batches and it holds no reference to any activation or autograd graph.
 
+A layer's spikes are its output, except for a neuron with an analog output
+(``output_is_spikes`` False: :class:`~spikeflow.neurons.LIAFNode`, whose output is
+``act(H)``): its spikes are its spike decision ``S = Θ(H − θ)``, which it records in
+``spike_seq`` while a monitor holds its ``store_spike_seq`` on (:func:`spike_source`).
+An analog-output layer that records no spikes is not watched.
+
 Example::
 
     with SpikeMonitor(net) as monitor:
@@ -40,6 +46,8 @@ __all__ = [
     "SpikeMonitor",
     "record_spikes",
     "select_layers",
+    "spike_layers",
+    "spike_source",
     "spiking_layers",
 ]
 
@@ -104,9 +112,15 @@ class _Accumulator:
         self.v_count = 0
 
 
-class _MembraneClaim:
-    """The monitors that turned one layer's ``store_v_seq`` on, the layer's own setting
-    before the first of them, and the hook that drops ``v_seq`` after them all."""
+#: What a monitor may turn on for a layer: the attribute a forward records, by the
+#: layer's flag that turns it on.
+_RECORD_FLAGS = {"v_seq": "store_v_seq", "spike_seq": "store_spike_seq"}
+
+
+class _RecordClaim:
+    """The monitors that turned one layer's flag (``store_v_seq``, ``store_spike_seq``)
+    on, the layer's own setting before the first of them, and the hook that drops the
+    record after them all."""
 
     __slots__ = ("drop_handle", "monitors", "own_setting")
 
@@ -116,43 +130,94 @@ class _MembraneClaim:
         self.drop_handle: Any = None
 
 
-#: Layers whose ``store_v_seq`` some monitor holds on (shared by every monitor).
-_CLAIMS: weakref.WeakKeyDictionary[nn.Module, _MembraneClaim] = weakref.WeakKeyDictionary()
+#: Per recorded attribute, the layers whose flag some monitor holds on (shared by every
+#: monitor).
+_CLAIMS: dict[str, weakref.WeakKeyDictionary[nn.Module, _RecordClaim]] = {
+    attribute: weakref.WeakKeyDictionary() for attribute in _RECORD_FLAGS
+}
 
 
-def _drop_v_seq(module: nn.Module, inputs: Any, output: Any) -> None:
-    """Forward hook after every monitor's: drop the membrane only monitors asked for."""
-    claim = _CLAIMS.get(module)
-    if claim is None or not claim.own_setting:  # None: a copy of a monitored layer
-        module.v_seq = None  # type: ignore[assignment]
+def _dropper(attribute: str) -> Any:
+    def drop(module: nn.Module, inputs: Any, output: Any) -> None:
+        """Forward hook after every monitor's: drop the record only monitors asked for."""
+        claim = _CLAIMS[attribute].get(module)
+        if claim is None or not claim.own_setting:  # None: a copy of a monitored layer
+            setattr(module, attribute, None)
+
+    return drop
 
 
-def _claim_membrane(module: BaseNode) -> None:
-    """Turn ``store_v_seq`` on for one more monitor (whose hook is already registered)."""
-    claim = _CLAIMS.get(module)
+def _claim_record(module: nn.Module, attribute: str) -> None:
+    """Turn the flag that records ``attribute`` (``"v_seq"``, ``"spike_seq"``) on for one
+    more monitor (whose hook is already registered)."""
+    claims, flag = _CLAIMS[attribute], _RECORD_FLAGS[attribute]
+    claim = claims.get(module)
     if claim is None:
-        claim = _CLAIMS[module] = _MembraneClaim(module.store_v_seq)
+        claim = claims[module] = _RecordClaim(getattr(module, flag))
     else:
         claim.drop_handle.remove()
     claim.monitors += 1
     # Registered again, so it runs after the hooks of every monitor on the layer.
-    claim.drop_handle = module.register_forward_hook(_drop_v_seq)
-    module.store_v_seq = True
+    claim.drop_handle = module.register_forward_hook(_dropper(attribute))
+    setattr(module, flag, True)
 
 
-def _release_membrane(module: BaseNode) -> None:
-    """One monitor less; the last one restores the layer's own ``store_v_seq``."""
-    claim = _CLAIMS.get(module)
+def _release_record(module: nn.Module, attribute: str) -> None:
+    """One monitor less; the last one restores the layer's own setting of the flag."""
+    claims = _CLAIMS[attribute]
+    claim = claims.get(module)
     if claim is None:
         return
     claim.monitors -= 1
     if claim.monitors > 0:
         return
     claim.drop_handle.remove()
-    del _CLAIMS[module]
-    module.store_v_seq = claim.own_setting
+    del claims[module]
+    setattr(module, _RECORD_FLAGS[attribute], claim.own_setting)
     if not claim.own_setting:
-        module.v_seq = None
+        setattr(module, attribute, None)
+
+
+def _claim_membrane(module: BaseNode) -> None:
+    """Turn ``store_v_seq`` on for one more monitor (:func:`_claim_record`)."""
+    _claim_record(module, "v_seq")
+
+
+def _release_membrane(module: BaseNode) -> None:
+    """One monitor less on ``store_v_seq`` (:func:`_release_record`)."""
+    _release_record(module, "v_seq")
+
+
+def spike_source(module: nn.Module) -> str:
+    """Where the spikes of a spiking layer are: ``"output"`` (it returns them; every
+    layer whose ``output_is_spikes`` is not False), ``"spike_seq"`` (an analog output,
+    :class:`~spikeflow.neurons.LIAFNode`'s, and the spike decision recorded in
+    ``module.spike_seq`` while ``store_spike_seq`` is on), or ``"none"`` (an analog
+    output and no record of spikes: nothing to count)."""
+    if getattr(module, "output_is_spikes", True):
+        return "output"
+    return "spike_seq" if hasattr(module, "store_spike_seq") else "none"
+
+
+def spike_layers(
+    model: nn.Module, layers: Iterable[str] | str | None, owner: str
+) -> dict[str, nn.Module]:
+    """:func:`select_layers`, keeping the layers that have spikes to count
+    (:func:`spike_source` not ``"none"``): by default the others are left out; one named
+    in ``layers`` is an error.
+
+    Raises:
+        ConfigurationError: as :func:`select_layers`, or a named layer with an analog
+            output and no record of its spikes.
+    """
+    found = select_layers(model, layers)
+    silent = [name for name, m in found.items() if spike_source(m) == "none"]
+    if silent and layers is not None:
+        raise ConfigurationError(
+            f"{owner}: the layers {silent} output analog values (output_is_spikes is False) "
+            "and record no spikes (no store_spike_seq): there are no spikes to count"
+        )
+    return {name: m for name, m in found.items() if name not in silent}
 
 
 class SpikeMonitor:
@@ -162,38 +227,51 @@ class SpikeMonitor:
         model: the network (hooks go on its spiking submodules; for a DDP-wrapped model,
             pass the wrapped module or the wrapper, both work).
         layers: names of the layers to watch (default: every spiking layer, see
-            :data:`SPIKING_LAYER_TYPES`).
+            :data:`SPIKING_LAYER_TYPES`, that has spikes to count).
         membrane: also record the membrane statistics; this turns on ``store_v_seq`` of
             the watched :class:`~spikeflow.neurons.BaseNode` layers while attached (each
             forward then also records the membrane, which the hooks read and drop, unless
             the layer's ``store_v_seq`` was already on: then ``v_seq`` stays for the
             model to use).
 
+    The spikes of a neuron with an analog output (LIAF) are its spike decision, not its
+    output (the module docstring): the monitor turns its ``store_spike_seq`` on while
+    attached, reads ``spike_seq`` and drops it (unless the layer kept it itself). A
+    layer with an analog output and no record of spikes is left out by default (and is
+    an error when named in ``layers``).
+
     The monitor is attached on construction; :meth:`remove` (or leaving a ``with``
-    block) detaches the hooks and, once no other monitor needs it, restores
-    ``store_v_seq``. Several monitors may watch one model. ``enabled = False`` pauses
-    recording without removing the hooks.
+    block) detaches the hooks and, once no other monitor needs them, restores
+    ``store_v_seq`` and ``store_spike_seq``. Several monitors may watch one model.
+    ``enabled = False`` pauses recording without removing the hooks.
+
+    Raises:
+        ConfigurationError: a name in ``layers`` that is not a spiking layer, or one
+            with an analog output and no record of its spikes.
     """
 
     def __init__(
         self, model: nn.Module, layers: Iterable[str] | None = None, membrane: bool = False
     ) -> None:
-        found = select_layers(model, layers)
+        found = spike_layers(model, layers, type(self).__name__)
         self.layers: dict[str, nn.Module] = found
         self.membrane = bool(membrane)
         self.enabled = True
         self._acc = {name: _Accumulator() for name in found}
         self._handles: list[Any] = []
-        self._claimed: list[BaseNode] = []
+        self._claimed: list[tuple[nn.Module, str]] = []
         # Layers whose current sequence's samples are not counted yet (set by the
         # pre-hook at a sequence's first call; kept through calls made while paused).
         self._uncounted: dict[str, bool] = {}
         for name, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
+            if spike_source(module) == "spike_seq":
+                _claim_record(module, "spike_seq")
+                self._claimed.append((module, "spike_seq"))
             if self.membrane and isinstance(module, BaseNode):
-                _claim_membrane(module)
-                self._claimed.append(module)
+                _claim_record(module, "v_seq")
+                self._claimed.append((module, "v_seq"))
 
     # -- recording ----------------------------------------------------------------------
 
@@ -213,7 +291,15 @@ class SpikeMonitor:
             if not self.enabled or not isinstance(output, Tensor) or is_recomputing():
                 return
             acc = self._acc[name]
-            spikes = output.detach()
+            if spike_source(module) == "spike_seq":  # [T, B, ...] ([1, B, ...]: one step)
+                recorded = module.spike_seq
+                if recorded is None:
+                    return
+                spikes = recorded.detach()
+                if getattr(module, "step_mode", "m") != "m":
+                    spikes = spikes[0]
+            else:
+                spikes = output.detach()
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
             acc.spikes = acc.spikes + spikes.sum(dtype=torch.float64)
@@ -223,7 +309,7 @@ class SpikeMonitor:
             # (from the shape: an empty batch has no element to index)
             acc.neurons = math.prod(spikes.shape[2:] if multi else spikes.shape[1:])
             if self.membrane and isinstance(module, BaseNode) and module.v_seq is not None:
-                # Read only: _drop_v_seq drops it after every monitor has read it.
+                # Read only: the claim's hook drops it after every monitor has read it.
                 v = module.v_seq.detach()
                 acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
                 acc.v_sumsq = acc.v_sumsq + v.double().square().sum()
@@ -283,13 +369,13 @@ class SpikeMonitor:
     # -- lifetime -----------------------------------------------------------------------
 
     def remove(self) -> None:
-        """Remove the hooks and, where no other monitor still needs it, restore the
-        layers' ``store_v_seq`` (calling it again does nothing)."""
+        """Remove the hooks and, where no other monitor still needs them, restore the
+        layers' ``store_v_seq`` and ``store_spike_seq`` (calling it again does nothing)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for module in self._claimed:
-            _release_membrane(module)
+        for module, attribute in self._claimed:
+            _release_record(module, attribute)
         self._claimed.clear()
 
     def __enter__(self) -> SpikeMonitor:
@@ -304,7 +390,8 @@ def record_spikes(model: nn.Module, x: Tensor, max_neurons: int = 256) -> dict[s
     ``{layer: [T, N]}`` float on the CPU, at most ``max_neurons`` neurons (the first
     ones) per layer. For a spike raster; the model runs in its current train/eval mode.
     A layer called once per step (single-step neurons inside a recurrent layer) gets its
-    steps stacked. The hooks are :func:`spikeflow.plot.record`'s."""
+    steps stacked; a neuron with an analog output (LIAF) gives its spike decision, and
+    one that records no spikes is left out. The hooks are :func:`spikeflow.plot.record`'s."""
     from spikeflow.plot.recording import record  # (that module imports this one)
 
     recorded = record(model, x[:, :1], membrane=False)
