@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikeflow._checks import check_real
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.event_driven.layers import EventDrivenLayer
 
 __all__ = ["calibrate_event_driven"]
@@ -59,6 +59,7 @@ def calibrate_event_driven(
     Raises:
         ConfigurationError: ``spikes_per_neuron`` is not a positive real, or the model
             has no event-driven layer.
+        ShapeError: the batch has no samples.
     """
     spikes_per_neuron = check_real(
         "calibrate_event_driven: spikes_per_neuron", spikes_per_neuron, 0.0, low_open=True
@@ -73,6 +74,12 @@ def calibrate_event_driven(
 
     def scale_layer(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
         assert isinstance(layer, EventDrivenLayer)
+        if inputs[0].dim() < 2 or inputs[0].shape[1] == 0:
+            raise ShapeError(
+                f"calibrate_event_driven: the batch reaching {names[layer] or 'the model'} "
+                f"has no samples (shape {tuple(inputs[0].shape)}); calibrate on a batch of "
+                "real inputs"
+            )
         scale = _search_scale(layer, inputs[0], spikes_per_neuron)
         if synced:
             log_scale = torch.tensor(math.log(scale), dtype=torch.float64,

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from spikeflow._checks import check_real
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["BACKENDS", "GRADIENTS", "EventDrivenNeuron", "spike_backward", "spike_forward"]
 
@@ -190,9 +190,28 @@ def _fused(x: Tensor, neuron: EventDrivenNeuron, which: str) -> Any:
     return None
 
 
+def _check_sequence(name: str, x: Any) -> None:
+    """``x`` must be a floating-point ``[T, ...]`` tensor with ``T >= 1``."""
+    if not isinstance(x, Tensor) or x.dim() == 0:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"event-driven neuron: {name} must be a tensor [T, ...], got {got}")
+    if x.shape[0] == 0:
+        raise ShapeError(
+            f"event-driven neuron: {name} has no time steps (T = 0), shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise DTypeError(f"event-driven neuron: {name} must be floating point, got {x.dtype}")
+
+
 def spike_forward(current: Tensor, neuron: EventDrivenNeuron) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes ``[T, ...]`` of the neuron driven by ``current`` ``[T, ...]``, with the
-    membrane rise ``Δu`` and the slope ``du/dt`` the backward needs (same shape)."""
+    membrane rise ``Δu`` and the slope ``du/dt`` the backward needs (same shape).
+
+    Raises:
+        ShapeError: ``current`` is not ``[T, ...]`` with ``T >= 1``.
+        DTypeError: ``current`` is not floating point.
+    """
+    _check_sequence("current", current)
     theta_m, theta_s = 1.0 / neuron.tau_m, 1.0 / neuron.tau_s
     decay_m, decay_s, decay_g = 1.0 - theta_m, 1.0 - theta_s, 1.0 - 1.0 / neuron.tau_grad
     scale = theta_s / (theta_s - theta_m)
@@ -242,11 +261,32 @@ def spike_backward(
     gradient of the loss w.r.t. each output spike's time (read only where a spike is).
 
     Returns ``(for_input_times, for_weights)``: what the inputs' time gradients and the
-    weight gradient are built from (see the module docstring)."""
+    weight gradient are built from (see the module docstring).
+
+    Raises:
+        ShapeError, DTypeError: ``spikes`` is not a floating-point ``[T, ...]`` with
+            ``T >= 1``, or ``grad_time``, ``rise`` and ``slope`` do not have its shape,
+            dtype and device (the fused kernels read them as ``[T, n]`` rows).
+    """
+    _check_sequence("spikes", spikes)
+    for name, value in (("grad_time", grad_time), ("rise", rise), ("slope", slope)):
+        if not isinstance(value, Tensor) or value.shape != spikes.shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ShapeError(
+                f"spike_backward: {name} must have the spikes' shape {tuple(spikes.shape)}, "
+                f"got {got}"
+            )
+        if value.dtype != spikes.dtype or value.device != spikes.device:
+            raise DTypeError(
+                f"spike_backward: {name} is {value.dtype} on {value.device}, the spikes "
+                f"{spikes.dtype} on {spikes.device}"
+            )
     steps = spikes.shape[0]
     kernel, slope_kernel = _tables(neuron, steps, spikes.dtype, spikes.device)
     launch = _fused(spikes, neuron, "backward")
-    for_input, for_weight = torch.empty_like(spikes), torch.empty_like(spikes)
+    # contiguous [T, n] rows: the fused kernels write them in that order
+    for_input = torch.empty_like(spikes, memory_format=torch.contiguous_format)
+    for_weight = torch.empty_like(spikes, memory_format=torch.contiguous_format)
     if launch is not None:
         tensors = [t.contiguous() for t in (grad_time, spikes, rise, slope)]
         if spikes.numel():

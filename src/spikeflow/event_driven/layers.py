@@ -61,8 +61,10 @@ class _SpikeLayerFunction(torch.autograd.Function):
 
 def _teacher_spike(spikes: Tensor, rise: Tensor, target: Tensor) -> None:
     """Give each sample's label neuron a spike at the last step its membrane rose by more
-    than 0.05 (step 0 if it never did, if it rose at all), so the label class always
-    has a spike to carry gradient (the authors' output-layer supervision)."""
+    than 0.05, so the label class has a spike to carry gradient (the authors'
+    output-layer supervision). If it never rose by that much, the spike goes to step 0
+    when the membrane changed there at all (the authors' ``Δu != 0``: a membrane that
+    fell gets the spike too, and with ``∂t/∂u`` clamped to 0 it carries no gradient)."""
     batch = torch.arange(spikes.shape[1], device=spikes.device)
     label_rise = rise[:, batch, target]  # [T, B]
     steps = torch.arange(1, spikes.shape[0] + 1, device=spikes.device).unsqueeze(1)
