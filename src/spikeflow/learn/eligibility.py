@@ -38,8 +38,10 @@ __all__ = ["eligibility_stdp_update"]
 def _per_sample_pair_sums(synapse: nn.Module, a: Tensor, b: Tensor) -> Tensor:
     """``Σ_t b ⊗ a`` per sample: ``[B, *weight.shape]``."""
     weight = synapse.weight
+    steps, batch = a.shape[:2]
+    if batch == 0:  # (no samples: nothing to stack, and no size to infer)
+        return a.new_zeros((0, *weight.shape))
     if isinstance(synapse, nn.Linear):
-        steps, batch = a.shape[:2]
         a = a.reshape(steps, batch, -1, weight.shape[1])
         b = b.reshape(steps, batch, -1, weight.shape[0])
         return torch.einsum("tbno,tbni->boi", b, a)

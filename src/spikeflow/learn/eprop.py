@@ -123,7 +123,8 @@ class EProp(nn.Module):
             ``rule.parameters()`` in the optimizer).
         loss: ``"ce"`` (cross-entropy of the softmax at each step) or ``"mse"``
             (``½ Σ (y − y*)²`` at each step); see :func:`~spikeflow.learn.eprop_loss`.
-        feedback_weight: ``B`` ``[N, K]`` for random/adaptive feedback (default drawn
+        feedback_weight: ``B`` ``[N, K]`` for random/adaptive feedback (a copy, on the
+            network's device and in its dtype; default drawn
             from ``N(0, 1/N)`` with ``generator``).
         feedback_decay: the decay ``c_decay >= 0`` of adaptive feedback (default 0).
         rate_target: the target firing rate in spikes per step (default 0.01).
@@ -197,7 +198,7 @@ class EProp(nn.Module):
                 else type(feedback_weight).__name__
             )
             raise ShapeError(f"EProp: feedback_weight must be [N, K] = {list(shape)}, got {got}")
-        feedback_weight = feedback_weight.detach().clone().to(like.dtype)
+        feedback_weight = feedback_weight.detach().clone().to(like.device, like.dtype)
         if feedback == "adaptive":
             self.feedback_weight = nn.Parameter(feedback_weight)
         else:
@@ -364,9 +365,9 @@ class EProp(nn.Module):
         Raises:
             ShapeError, DTypeError: inputs, targets or weights that do not fit.
         """
-        if not isinstance(x, Tensor) or x.dim() != 3:
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[0] == 0:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ShapeError(f"EProp.run: x must be [T, B, in_features], got {shape}")
+            raise ShapeError(f"EProp.run: x must be [T, B, in_features] with T >= 1, got {shape}")
         steps, batch = x.shape[:2]
         targets = _per_step_targets(target, steps)
         if target is None:

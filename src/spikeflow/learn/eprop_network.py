@@ -283,10 +283,11 @@ class EPropRSNN(nn.Module):
     ) -> RSNNOutput:
         """The readout and spikes for a whole sequence ``x`` ``[T, B, in_features]``,
         from the initial state (flags: as :meth:`step`; both False is plain BPTT)."""
-        if not isinstance(x, Tensor) or x.dim() != 3:
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[0] == 0:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ShapeError(
-                f"EPropRSNN: the input must be a sequence [T, B, in_features], got {shape}"
+                f"EPropRSNN: the input must be a sequence [T, B, in_features] with T >= 1, "
+                f"got {shape}"
             )
         self.check_step_input(x[0])
         state = self.initial_state(x.shape[1])
