@@ -78,15 +78,28 @@ class WeightQuantizer(nn.Module):
             and saved.shape == (4,)
             and not torch.equal(saved.cpu(), self._settings())
         ):
-            bits, per_channel = int(saved[0]), bool(saved[1])
             error_msgs = args[-1]
-            error_msgs.append(
-                f"{prefix}settings: the state dict's weights were quantized to {bits} bits "
-                f"(per_channel={per_channel}), this layer quantizes to {self.bits} bits "
-                f"(per_channel={self.per_channel})"
-            )
+            error_msgs.append(f"{prefix}settings: {self._mismatch(saved.cpu())}")
             return
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _mismatch(self, saved: Tensor) -> str:
+        """What differs between the saved ``settings`` buffer and this quantizer: bits
+        and per_channel always, channel_dim and groups where they differ."""
+        names = ("bits", "per_channel", "channel_dim", "groups")
+        theirs = dict(zip(names, (int(saved[0]), bool(saved[1]), int(saved[2]), int(saved[3]))))
+        ours = dict(zip(names, (self.bits, self.per_channel, self.channel_dim, self.groups)))
+        differ = [name for name in names if theirs[name] != ours[name]]
+
+        def described(values: dict[str, Any]) -> str:
+            shown = ["per_channel"] + [n for n in ("channel_dim", "groups") if n in differ]
+            options = ", ".join(f"{n}={values[n]}" for n in shown)
+            return f"{values['bits']} bits ({options})"
+
+        return (
+            f"the state dict's weights were quantized to {described(theirs)}, this layer "
+            f"quantizes to {described(ours)}: they differ in {', '.join(differ)}"
+        )
 
     def _peak(self, w: Tensor) -> Tensor:
         """``max|w|`` per output channel (or in all), broadcasting against ``w``."""
@@ -165,13 +178,19 @@ def apply_weight_quantization(
 
 
 @torch.no_grad()
-def integer_weights(layer: nn.Module) -> tuple[Tensor, Tensor]:
+def integer_weights(layer: nn.Module, *, name: str | None = None) -> tuple[Tensor, Tensor]:
     """``(k, s)`` of a quantized layer: int32 levels and the scale (float32 or wider; per
     output channel, shaped to broadcast, or one), with ``layer.weight == k·s`` rounded to
     the weight's dtype.
 
+    Args:
+        layer: a layer quantized by :func:`apply_weight_quantization`.
+        name: what errors call the layer (its name in the model); by default its class
+            and weight shape.
+
     Raises:
-        ConfigurationError: the layer is not quantized.
+        ConfigurationError: the layer is not quantized, or some of its weights (before
+            quantization) are NaN or infinite: they have no integer level.
     """
     if parametrize.is_parametrized(layer, "weight"):
         chain = layer.parametrizations.weight
@@ -185,7 +204,23 @@ def integer_weights(layer: nn.Module) -> tuple[Tensor, Tensor]:
                 weight, before = chain[0](*originals), list(chain)[1:-1]
             for reparam in before:
                 weight = reparam(weight)
+            shape = list(weight.shape)
+            _check_finite(weight, f"layer {name!r}" if name is not None
+                          else f"{type(layer).__name__} (weight {shape})")  # fmt: skip
             return chain[-1].integers(weight)
     raise ConfigurationError(
         f"{type(layer).__name__} is not quantized (spikeflow.quant.apply_weight_quantization)"
     )
+
+
+def _check_finite(weight: Tensor, what: str) -> None:
+    """Refuse a weight with NaN or infinite entries: its scale (``max|w|/q``) and levels
+    would be NaN or inf, cast to meaningless int32 values."""
+    bad = ~torch.isfinite(weight)
+    if bool(bad.any()):
+        nan = int(torch.isnan(weight).sum())
+        raise ConfigurationError(
+            f"{what}: {int(bad.sum())} of {weight.numel()} weights are not finite "
+            f"({nan} NaN, {int(bad.sum()) - nan} inf), so they have no integer level (the "
+            "training diverged, or the weights were set so): fix or reset them first"
+        )
