@@ -165,9 +165,30 @@ def chosen_layers(
         if not stack and parametrize.is_parametrized(layer, "weight"):
             raise ConfigurationError(
                 f"layer {name or type(layer).__name__!r}: its weight is already "
-                "parametrized (pruning applied twice?)"
+                f"parametrized by {_parametrized_by(layer)}"
             )
     return found
+
+
+def _parametrized_by(layer: nn.Module) -> str:
+    """What a layer's weight is parametrized by, and what to do about it (for the error
+    of :func:`chosen_layers`)."""
+    from spikeflow.quant.weights import WeightQuantizer  # it imports this module
+
+    chain = list(layer.parametrizations.weight)
+    names = ", ".join(type(p).__name__ for p in chain)
+    if any(isinstance(p, WeightQuantizer) for p in chain):
+        return (
+            "weight quantization (spikeflow.quant): apply pruning first, then quantization "
+            "(the pruned weight is quantized and pruned synapses stay zero); quantizing "
+            "first is not supported"
+        )
+    if any(isinstance(p, (SignedStrength, SoftThreshold)) for p in chain):
+        return f"pruning ({names}): pruning applied twice?"
+    return (
+        f"{names}: pruning reparameterises a plain weight (remove that parametrization "
+        "first, or leave this layer out)"
+    )
 
 
 def apply_gradient_rewiring(

@@ -68,7 +68,8 @@ class GradRewiring(torch.optim.Adam):
 
     Raises:
         ConfigurationError: a model with no Grad R layer, a parameter group without
-            ``alpha``, ``alpha < 0``, or a target sparsity outside ``(0, 1)``.
+            ``alpha``, ``alpha < 0``, a target sparsity outside ``(0, 1)``, or
+            ``maximize=True`` (for the optimizer or a group).
     """
 
     def __init__(
@@ -103,7 +104,19 @@ class GradRewiring(torch.optim.Adam):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.add_param_group``; ``alpha`` and
-        ``target_sparsity`` default to the constructor's."""
+        ``target_sparsity`` default to the constructor's.
+
+        Raises:
+            ConfigurationError: the group (or the optimizer) has ``maximize=True``.
+        """
+        if param_group.get("maximize", self.defaults.get("maximize", False)):
+            which = f"parameter group {len(self.param_groups)}"
+            where = which if "maximize" in param_group else f"the optimizer (for {which})"
+            raise ConfigurationError(
+                f"GradRewiring: maximize=True is not supported (set by {where}): Grad R's "
+                "prior step pulls the strengths towards its centre while Adam descends the "
+                "loss; to maximise an objective, minimise its negative"
+            )
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         if "alpha" in self.defaults:
