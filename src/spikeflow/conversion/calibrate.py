@@ -168,6 +168,12 @@ class ActivationObserver(nn.Module):
             SpikingJelly), instead of over the positive ones (as the SNN toolbox).
         levels: the converted neuron's number of output levels; only, and needed, with
             ``norm='gaussian'``.
+        owner: what errors call the activation observed (``"'act' (nn.ReLU)"``).
+
+    Raises:
+        ShapeError: per channel, activations of another channel count or rank than the
+            first call's (one module reused on other tensors: its one neuron cannot
+            hold a threshold per channel for both).
     """
 
     def __init__(
@@ -177,8 +183,10 @@ class ActivationObserver(nn.Module):
         per_channel: bool = False,
         include_zeros: bool = False,
         levels: int | None = None,
+        owner: str | None = None,
     ) -> None:
         super().__init__()
+        self.owner = owner
         self.norm, self.percentile = check_norm(norm, percentile)
         check_include_zeros(self.norm, include_zeros)
         self.levels = check_levels(self.norm, levels)
@@ -192,6 +200,7 @@ class ActivationObserver(nn.Module):
         self._count: Tensor | None = None
         self._moments: Tensor | None = None  # gaussian: [rows, 3] = count, Σx, Σx² (float64)
         self._dtype = torch.float32
+        self._first_shape: tuple[int, ...] | None = None  # per channel: of the first call
 
     def _rows(self, y: Tensor) -> Tensor:
         """``y`` as ``[rows, values]``: one row per channel, or a single row."""
@@ -201,7 +210,30 @@ class ActivationObserver(nn.Module):
             raise ShapeError(
                 f"per-channel calibration needs activations [B, C, ...], got shape {tuple(y.shape)}"
             )
+        self._check_channels(tuple(y.shape))
         return y.transpose(0, 1).reshape(y.shape[1], -1)
+
+    def _check_channels(self, shape: tuple[int, ...]) -> None:
+        """Per channel, every call must have the first call's channels (dim 1) and rank:
+        the scale is one value per channel, shaped for that rank."""
+        first = self._first_shape
+        if first is None:
+            self._first_shape = shape
+            return
+        if first[1] == shape[1] and len(first) == len(shape):
+            return
+        ranks = len(first) != len(shape)
+
+        def described(s: tuple[int, ...]) -> str:
+            return f"{s} ({s[1]} channels" + (f", {len(s)} dims)" if ranks else ")")
+
+        owner = f" of {self.owner}" if self.owner else ""
+        raise ShapeError(
+            f"per-channel calibration{owner}: it ran on {described(first)}, then on "
+            f"{described(shape)}. One module reused on tensors of other channel counts "
+            "or ranks becomes one neuron, which cannot hold one threshold per channel for "
+            "both: give each call its own module, or calibrate per layer (per_channel=False)"
+        )
 
     @torch.no_grad()
     def forward(self, y: Tensor, x: Tensor | None = None) -> Tensor:

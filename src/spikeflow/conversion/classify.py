@@ -125,6 +125,26 @@ AFFINE_CALLS: frozenset[Any] = frozenset(
         F.pad,
         torch.mean,
         torch.sum,
+        # Linear along dims >= 1; along dim 0 (or all dims) the converter refuses them
+        # (spikeflow.conversion.batchdim), as it does sum, mean, cat, chunk, views, ...
+        torch.nansum,
+        torch.nanmean,
+        torch.cumsum,
+        torch.stack,
+        torch.concatenate,
+        torch.unbind,
+        torch.select,
+        torch.narrow,
+        torch.index_select,
+        torch.tensor_split,
+        "nansum",
+        "nanmean",
+        "cumsum",
+        "unbind",
+        "select",
+        "narrow",
+        "index_select",
+        "tensor_split",
         "add",
         "add_",
         "sub",
@@ -194,7 +214,16 @@ def call_name(node: fx.Node) -> str:
 
 
 def classify_module(module: nn.Module) -> Kind:
-    """The conversion kind of a module (leaf torch modules, QCFS, or containers)."""
+    """The conversion kind of a module (leaf torch modules, QCFS, or containers).
+
+    A subclass of ``nn.ReLU`` is a ReLU only if it keeps ``nn.ReLU.forward`` (one that
+    adds attributes, say); one with a forward of its own is whatever that forward
+    computes, so it is a ``container``: traced like any custom module (its relu calls
+    become neurons, the rest is classified as usual), or, untraced, reported by what it
+    calls.
+    """
+    if isinstance(module, nn.ReLU) and type(module).forward is not nn.ReLU.forward:
+        return "container"
     if isinstance(module, ACTIVATION_MODULES):
         return "activation"
     if isinstance(module, MAXPOOL_MODULES):

@@ -47,6 +47,14 @@ from spikeflow.conversion._checks import (
     check_positive_int,
     threshold_problem,
 )
+from spikeflow.conversion.batchdim import (
+    WHY,
+    BatchDimProbe,
+    BatchUse,
+    batch_dim_use,
+    probe_args,
+    signal_nodes,
+)
 from spikeflow.conversion.calibrate import (
     ActivationObserver,
     batch_input,
@@ -71,6 +79,7 @@ from spikeflow.conversion.fold import (
     set_submodule,
 )
 from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.inplace import alias_root, clone_input, may_share_memory
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
@@ -87,6 +96,17 @@ TraceMode = Literal["auto", "fx", "modules"]
 _MAXPOOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _RELU_FUNCS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
 _INPLACE_RELU_CALLS = frozenset({F.relu_, torch.relu_, Tensor.relu_, "relu_"})
+#: What a batch-dim check (:mod:`~spikeflow.conversion.batchdim`) leaves open until run.
+_UNDECIDED = {
+    "dims": "whether that is dim 0 (the batch, into which the SNN folds time) is",
+    "batch": "whether dim 0 stays the batch (into which the SNN folds time) is",
+    "tensor": "whether this indexes a tensor's dim 0 (or picks from a tuple) is",
+    "rank": "whether the index reaches dim 0 (the batch) is",
+}
+
+
+def _in_signals(arg: Any, signals: set[fx.Node]) -> bool:
+    return isinstance(arg, fx.Node) and arg in signals
 
 
 def _is_inplace_relu_call(node: fx.Node) -> bool:
@@ -247,6 +267,10 @@ class _Converter:
         self.trace = trace
         self.report = ConversionReport()
         self.untraced: dict[int, str] = {}
+        #: id(child) -> (child, its replacement), for children listed at several places.
+        self.replaced: dict[int, tuple[nn.Module, nn.Module]] = {}
+        #: Report entries of batch-dim checks that passed (removed at the end).
+        self.dropped: set[int] = set()
         self.input_dim: int | None = None  # dims of a calibration batch [B, ...]
         self.calibration_batches = 0  # how many ran (0: no calibration)
         #: The foldable layers' output shapes in a forward pass (BN folding checks them).
@@ -266,8 +290,9 @@ class _Converter:
                 # check_norm warned about a percentile <= 1 once, in __init__.
                 warnings.filterwarnings("ignore", r"percentile=.* is a percentage", UserWarning)
                 observer = ActivationObserver(
-                    self.norm, percentile, self.per_channel, self.include_zeros, self.levels
-                )
+                    self.norm, percentile, self.per_channel, self.include_zeros, self.levels,
+                    owner=f"{name!r} ({source})",
+                )  # fmt: skip
         write_back = untraced and isinstance(ann, nn.ReLU) and ann.inplace
         site = _Site(kind, name, source, ann, observer, write_back)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
@@ -342,9 +367,16 @@ class _Converter:
                 return gm
         if has_forward:
             self.untraced[id(module)] = name or "<root>"
-        for child_name, child in list(module.named_children()):
-            path = f"{name}.{child_name}" if name else child_name
-            new = self.convert_tree(child, path)
+        # Every place a child is listed (named_children skips repeats): a module listed
+        # twice (one ReLU at two places of a Sequential) gets one replacement, shared
+        # like a module an untraced forward calls twice.
+        for child_name, child in list(module._modules.items()):
+            if child is None:
+                continue
+            if id(child) not in self.replaced:
+                path = f"{name}.{child_name}" if name else child_name
+                self.replaced[id(child)] = (child, self.convert_tree(child, path))
+            new = self.replaced[id(child)][1]
             if new is not child:
                 setattr(module, child_name, new)
         return module
@@ -361,12 +393,17 @@ class _Converter:
         calls = module_call_counts(gm)
         seen: dict[str, int] = {}
         order = {node: index for index, node in enumerate(gm.graph.nodes)}
+        signals = signal_nodes(gm.graph)
+        probes: list[tuple[fx.Node, BatchUse, int]] = []
         for node in list(gm.graph.nodes):
             if node.op == "call_module":
                 module = gm.get_submodule(node.target)
                 if isinstance(module, (_Site, TimeFolded)):
                     continue
                 new = self.leaf(module, qualified(node.target), not_folded.get(node.target))
+                if new is module and node.args and _in_signals(node.args[0], signals):
+                    source = f"nn.{type(module).__name__}"
+                    self.check_batch_dim(gm, node, qualified(node.target), source, signals, probes)
                 if new is None:  # a non-torch leaf module: run as is
                     self.report.add(
                         qualified(node.target),
@@ -386,19 +423,120 @@ class _Converter:
                         node.target = target
                     if isinstance(module, nn.ReLU) and module.inplace:
                         x = node.args[0] if node.args else node.kwargs.get("input")
+                        x = self.write_back(gm, node, x, new, order, root=not prefix)
                         _read_rectified(x, node, node, order)
             elif node.op in ("call_function", "call_method"):
-                self.rewrite_call(gm, node, qualified(node.name), order)
+                if self.check_batch_dim(
+                    gm, node, qualified(node.name), call_name(node), signals, probes
+                ):
+                    continue
+                new = self.rewrite_call(gm, node, qualified(node.name), order, root=not prefix)
+                if new is not None:  # a site: a signal for the calls after it
+                    signals.add(new)
+        for node, use, index in probes:  # checked on the calibration batches, then removed
+            target = f"{node.name}_batch_probe"
+            gm.add_submodule(target, BatchDimProbe(use, index))
+            with gm.graph.inserting_after(node):
+                gm.graph.call_module(target, probe_args(node, use))
         gm.delete_all_unused_submodules()
         gm.recompile()
 
+    def check_batch_dim(
+        self,
+        gm: fx.GraphModule,
+        node: fx.Node,
+        name: str,
+        source: str,
+        signals: set[fx.Node],
+        probes: list[tuple[fx.Node, BatchUse, int]],
+    ) -> bool:
+        """Whether ``node`` acts on dim 0 (:mod:`~spikeflow.conversion.batchdim`), as the
+        trace shows: then it is reported unconverted (True). Where only a run can tell,
+        its check joins ``probes``, with a report entry kept for its answer."""
+        if node.op != "call_module" and classify_call(node) not in ("affine", "unknown"):
+            return False  # converted, or reported unconverted for what it computes
+        use = batch_dim_use(node, gm, signals)
+        if use is None:
+            return False
+        if use.problem is not None:
+            self.report.add(name, source, "unconverted", f"{use.problem}; {WHY}")
+            return True
+        probes.append((node, use, len(self.report.entries)))
+        self.report.add(name, source, "unverified", "pending a run-time check")
+        return False
+
+    def settle_probes(self, body: nn.Module) -> None:
+        """Read the batch-dim probes' answers into the report (a call on dim 0:
+        ``unconverted``; no answer: ``unverified``; fine: no entry) and remove them."""
+        for gm in [m for m in body.modules() if isinstance(m, fx.GraphModule)]:
+            found = False
+            for node in list(gm.graph.nodes):
+                probe = gm.get_submodule(node.target) if node.op == "call_module" else None
+                if not isinstance(probe, BatchDimProbe):
+                    continue
+                found = True
+                entry = self.report.entries[probe.report_index]
+                if probe.problem is not None:
+                    detail, action = f"{probe.problem}; {WHY}", "unconverted"
+                elif probe.calls == 0:
+                    action = "unverified"
+                    detail = f"{probe.use.what}: {_UNDECIDED[probe.use.check or 'dims']} " + (
+                        "decided at run time, and no calibration batch reached it"
+                        if self.calibration_batches
+                        else "decided at run time: pass calibration_data to have it checked"
+                    )
+                else:
+                    self.dropped.add(probe.report_index)  # keeps dim 0 the batch
+                    gm.graph.erase_node(node)
+                    continue
+                self.report.entries[probe.report_index] = ReportEntry(
+                    entry.name,
+                    entry.source,
+                    action,
+                    detail,  # type: ignore[arg-type]
+                )
+                gm.graph.erase_node(node)
+            if found:
+                gm.delete_all_unused_submodules()
+                gm.recompile()
+
+    @staticmethod
+    def write_back(
+        gm: fx.GraphModule,
+        relu: fx.Node,
+        x: Any,
+        site: nn.Module,
+        order: dict[fx.Node, int],
+        root: bool,
+    ) -> Any:
+        """An in-place relu ``relu`` of ``x`` in a traced graph: where other nodes may read
+        ``x``'s memory afterwards (views), its neuron writes its output into ``x``, as the
+        ANN's relu rectified it (:mod:`~spikeflow.conversion.inplace`); the network's own
+        input is copied first. Returns ``x`` (the copy, if it was the input)."""
+        if not isinstance(x, fx.Node) or not may_share_memory(x, relu, order, root):
+            return x
+        assert isinstance(site, _Site)
+        site.write_back = True
+        base = alias_root(x)
+        if root and base.op == "placeholder":
+            copy = clone_input(gm.graph, base)
+            if x is base:
+                return copy
+        return x
+
     def rewrite_call(
-        self, gm: fx.GraphModule, node: fx.Node, name: str, order: dict[fx.Node, int]
-    ) -> None:
+        self,
+        gm: fx.GraphModule,
+        node: fx.Node,
+        name: str,
+        order: dict[fx.Node, int],
+        root: bool = False,
+    ) -> fx.Node | None:
+        """Convert, or report, one call; return the node of its site if it got one."""
         kind = classify_call(node)
         source = call_name(node)
         if kind == "affine":
-            return  # additions, views, ...: run on every step (not listed one by one)
+            return None  # additions, views, ...: run on every step (not listed one by one)
         if kind == "unsupported":
             detail = (
                 "moves the batch dimension (dim 0), into which the SNN folds time"
@@ -406,10 +544,10 @@ class _Converter:
                 else "not affine, no spiking equivalent"
             )
             self.report.add(name, source, "unconverted", detail)
-            return
+            return None
         if kind == "unknown":
             self.report.add(name, source, "unverified", "kept; not known to be affine")
-            return
+            return None
         x = node.args[0] if node.args else node.kwargs.get("input")
         if kind == "activation":
             ann: nn.Module = nn.ReLU()
@@ -421,18 +559,22 @@ class _Converter:
                 self.report.add(
                     name, source, "unconverted", "max pool with indices or traced arguments"
                 )
-                return
+                return None
             options.pop("return_indices", None)
             dims = MAXPOOL_CALLS[node.target]
             ann = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](**options)
         target = f"{node.name}_site"
-        gm.add_submodule(target, self.site(kind, name, source, ann))
+        site = self.site(kind, name, source, ann)
+        gm.add_submodule(target, site)
+        if kind == "activation" and _is_inplace_relu_call(node):
+            x = self.write_back(gm, node, x, site, order, root)
         with gm.graph.inserting_before(node):
             new = gm.graph.call_module(target, (x,))
         node.replace_all_uses_with(new)
         if kind == "activation" and _is_inplace_relu_call(node):
             _read_rectified(x, node, new, order)
         gm.graph.erase_node(node)
+        return new
 
     # -- calibration ------------------------------------------------------------------
 
@@ -702,12 +844,14 @@ def convert(
             )
     else:
         converter.calibrate(body, calibration_data)
+    converter.settle_probes(body)
     if not sites:
         converter.report.add(
             "<model>", type(model).__name__, "unconverted", "no ReLU or QCFS activation found"
         )
     body = converter.finalize(body)
     report = converter.report
+    report.entries = [e for i, e in enumerate(report.entries) if i not in converter.dropped]
     if strict:
         report.refuse_unconverted(
             type(model).__name__, "spiking form", "Replace them (ReLU/QCFS activations, affine "

@@ -58,7 +58,9 @@ class GroupNeuron(MemoryModule):
     def forward(self, x: Tensor) -> Tensor:
         """Output ``c·θ/m``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
         x_seq = current_sequence(x, "GroupNeuron", self.step_mode)
-        unit = self.unit
+        # θ/m in the input's dtype, as the other neurons: a float32 θ would promote a
+        # float16 membrane and output (a 0-d θ does not; a per-channel one did).
+        unit = torch.as_tensor(self.unit, dtype=x_seq.dtype, device=x_seq.device)
         state = self._carried_state(x_seq.shape[1:])
         if state is None:
             v = torch.zeros_like(x_seq[0]) + self.initial_membrane * unit

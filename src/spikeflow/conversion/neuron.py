@@ -63,8 +63,13 @@ class ConversionIFNode(IFNode):
     def forward(self, x: Tensor) -> Tensor:
         """``θ · spikes`` (or the spikes, unweighted): ``[T, B, ...]`` in multi-step mode,
         ``[B, ...]`` in single-step."""
-        spikes = super().forward(x)
-        return spikes * self.v_threshold if self.weighted else spikes
+        # In the input's dtype, as the other conversion neurons: IFNode's spikes come out
+        # promoted to float32 for a float16 input and a float32 per-channel θ (0/1 values,
+        # exact in any dtype), and so would their product with θ.
+        spikes = super().forward(x).to(x.dtype)
+        if not self.weighted:
+            return spikes
+        return spikes * torch.as_tensor(self.v_threshold, dtype=x.dtype, device=x.device)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
