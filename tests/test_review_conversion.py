@@ -506,6 +506,7 @@ _MIXING = {
     ),
     "reshape(-1)": (lambda h: h.reshape(-1), r"Tensor\.reshape\): reshapes to \(-1,\): it"),
     "view(-1, 4)": (lambda h: h.view(-1, 4), r"reshapes to \(-1, 4\): it turned"),
+    "nn.Flatten(0)": (nn.Flatten(0), r"op \(nn\.Flatten\): flattens from dim 0: it turned"),
     "view(32, -1)": (lambda h: h.view(32, -1), r"reshapes to \(32, -1\): it fixes dim 0 to 32"),
     "einsum": (
         lambda h: torch.einsum("bi->i", h) + h,
@@ -522,6 +523,7 @@ _FEATURES = {
     "unbind": 32,
     "chunk": 16,
     "cat of chunks": 4,
+    "nn.Flatten(0)": 256,
 }
 
 
@@ -561,6 +563,7 @@ _KEEPING = {
     "index [:, 0]": lambda h: h[:, 0:1] * 2 + h,
     "index [..., :4]": lambda h: torch.cat([h[..., :4], h[..., 4:]], 1),
     "unsqueeze(1)": lambda h: h.unsqueeze(1)[:, 0],
+    "nn.Flatten, nn.Unflatten": nn.Sequential(nn.Unflatten(1, (2, 4)), nn.Flatten()),
     "einsum": lambda h: torch.einsum("bi->bi", h),
     "implicit einsum": lambda h: torch.einsum("ai", h),
 }

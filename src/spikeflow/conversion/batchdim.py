@@ -386,10 +386,13 @@ class BatchDimProbe(nn.Module):
     removes the probe from the graph.
     """
 
-    def __init__(self, use: BatchUse, report_index: int) -> None:
+    def __init__(self, use: BatchUse, report_index: int, shared_entry: bool = False) -> None:
         super().__init__()
         self.use = use
+        #: The report entry of the answer; ``shared_entry``: it is the module's own
+        #: entry (``kept``), which stays if the check passes.
         self.report_index = report_index
+        self.shared_entry = shared_entry
         self.calls = 0
         self.problem: str | None = None
 

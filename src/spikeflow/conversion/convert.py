@@ -26,6 +26,9 @@ Steps:
    QCFS). Max pooling becomes spike-count-gated max pooling
    (:class:`~spikeflow.conversion.pooling.GatedMaxPool`); average pooling, flatten,
    residual additions and the other affine operations run unchanged on every step.
+   Calls that reduce, join, cut, index or merge dim 0, into which the SNN folds time,
+   are refused by name (:mod:`~spikeflow.conversion.batchdim`; decided on the
+   calibration batches where the trace cannot tell).
 """
 
 from __future__ import annotations
@@ -394,7 +397,7 @@ class _Converter:
         seen: dict[str, int] = {}
         order = {node: index for index, node in enumerate(gm.graph.nodes)}
         signals = signal_nodes(gm.graph)
-        probes: list[tuple[fx.Node, BatchUse, int]] = []
+        probes: list[tuple[fx.Node, BatchUse, int, bool]] = []
         for node in list(gm.graph.nodes):
             if node.op == "call_module":
                 module = gm.get_submodule(node.target)
@@ -402,8 +405,11 @@ class _Converter:
                     continue
                 new = self.leaf(module, qualified(node.target), not_folded.get(node.target))
                 if new is module and node.args and _in_signals(node.args[0], signals):
-                    source = f"nn.{type(module).__name__}"
-                    self.check_batch_dim(gm, node, qualified(node.target), source, signals, probes)
+                    # nn.Flatten(0), nn.Unflatten(0, ...): checked on the calibration
+                    # batches; the answer replaces the entry leaf() made ("kept").
+                    source = self.report.entries[-1].source
+                    self.check_batch_dim(gm, node, qualified(node.target), source, signals,
+                                         probes, entry=len(self.report.entries) - 1)  # fmt: skip
                 if new is None:  # a non-torch leaf module: run as is
                     self.report.add(
                         qualified(node.target),
@@ -433,9 +439,9 @@ class _Converter:
                 new = self.rewrite_call(gm, node, qualified(node.name), order, root=not prefix)
                 if new is not None:  # a site: a signal for the calls after it
                     signals.add(new)
-        for node, use, index in probes:  # checked on the calibration batches, then removed
+        for node, use, index, shared in probes:  # run on the calibration batches, then removed
             target = f"{node.name}_batch_probe"
-            gm.add_submodule(target, BatchDimProbe(use, index))
+            gm.add_submodule(target, BatchDimProbe(use, index, shared))
             with gm.graph.inserting_after(node):
                 gm.graph.call_module(target, probe_args(node, use))
         gm.delete_all_unused_submodules()
@@ -448,11 +454,13 @@ class _Converter:
         name: str,
         source: str,
         signals: set[fx.Node],
-        probes: list[tuple[fx.Node, BatchUse, int]],
+        probes: list[tuple[fx.Node, BatchUse, int, bool]],
+        entry: int | None = None,
     ) -> bool:
         """Whether ``node`` acts on dim 0 (:mod:`~spikeflow.conversion.batchdim`), as the
         trace shows: then it is reported unconverted (True). Where only a run can tell,
-        its check joins ``probes``, with a report entry kept for its answer."""
+        its check joins ``probes``, with a report entry for its answer: a new one, or
+        ``entry`` (the module's own, which stays if the check passes)."""
         if node.op != "call_module" and classify_call(node) not in ("affine", "unknown"):
             return False  # converted, or reported unconverted for what it computes
         use = batch_dim_use(node, gm, signals)
@@ -461,8 +469,11 @@ class _Converter:
         if use.problem is not None:
             self.report.add(name, source, "unconverted", f"{use.problem}; {WHY}")
             return True
-        probes.append((node, use, len(self.report.entries)))
-        self.report.add(name, source, "unverified", "pending a run-time check")
+        if entry is None:
+            probes.append((node, use, len(self.report.entries), False))
+            self.report.add(name, source, "unverified", "pending a run-time check")
+        else:
+            probes.append((node, use, entry, True))
         return False
 
     def settle_probes(self, body: nn.Module) -> None:
@@ -485,8 +496,9 @@ class _Converter:
                         if self.calibration_batches
                         else "decided at run time: pass calibration_data to have it checked"
                     )
-                else:
-                    self.dropped.add(probe.report_index)  # keeps dim 0 the batch
+                else:  # keeps dim 0 the batch
+                    if not probe.shared_entry:
+                        self.dropped.add(probe.report_index)
                     gm.graph.erase_node(node)
                     continue
                 self.report.entries[probe.report_index] = ReportEntry(

@@ -6,7 +6,7 @@ converted network runs the ANN's own graph once on ``[T*B, ...]``: the input seq
 ``[T, B, ...]`` is folded into the batch, and only the stateful parts (the neurons and
 the gated max pools, wrapped in :class:`TimeFolded`) unfold it back to ``[T, B, ...]``
 to run over time. Operations that mix samples along dim 0 (a ``cat`` or ``mean`` over
-the batch) are not supported.
+the batch) cannot be converted: :func:`~spikeflow.conversion.convert` refuses them.
 """
 
 from __future__ import annotations
