@@ -32,6 +32,7 @@ NOT_SAMPLE_CONTENT = {
     "variant": "selects files (NavGesture walk/sit recordings)",
     "speakers": "selects files (FSDD's speakers)",
     "version": "selects files (the Speech Commands release: its word folders and lists)",
+    "silence_hop": "selects windows (Speech Commands kws12 silence): keyed by their first frame",
     "single_digits": "selects samples (N-TIDIGITS18); an entry is keyed by its sample key",
     "data_type": "events are never cached; frames use the representation key",
     "frames_number": "part of the representation's cache_key()",
