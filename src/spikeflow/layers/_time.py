@@ -7,10 +7,15 @@ per-step layer runs once on it, and the result is viewed back as ``[T, B, ...]``
 for every layer whose output for one sample does not depend on the other samples
 (convolution, pooling, ...); batch norm in training mode is the exception: it
 normalises with statistics over all ``T*B`` samples.
+
+While a fold runs (eagerly), :func:`current_fold` gives its ``(T, B)``, so that a hook
+on a module inside it (the STDP learner's) can view the folded ``[T*B, ...]`` it sees
+as ``[T, B, ...]`` again.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +29,7 @@ from spikeflow.errors import ConfigurationError, ShapeError
 __all__ = [
     "check_inner_modules",
     "check_step_dims",
+    "current_fold",
     "fold_time",
     "run_steps",
     "stepping_memory",
@@ -37,7 +43,32 @@ def fold_time(fn: Callable[[Tensor], Any], x: Tensor) -> Any:
     values and indices of a max pool) is unfolded back to ``[T, B, ...]``.
     """
     steps, batch = x.shape[0], x.shape[1]
-    return _unfold(fn(x.flatten(0, 1)), steps, batch)
+    if torch.compiler.is_compiling():  # (compiled code runs no Python hooks to tell)
+        return _unfold(fn(x.flatten(0, 1)), steps, batch)
+    folds = _folds()
+    folds.append((steps, batch))
+    try:
+        y = fn(x.flatten(0, 1))
+    finally:
+        folds.pop()
+    return _unfold(y, steps, batch)
+
+
+_local = threading.local()
+
+
+def _folds() -> list[tuple[int, int]]:
+    folds = getattr(_local, "folds", None)
+    if folds is None:
+        folds = _local.folds = []
+    return folds
+
+
+def current_fold() -> tuple[int, int] | None:
+    """``(T, B)`` of the innermost :func:`fold_time` running in this thread (eager
+    code only), or None: a module called inside it gets ``[T*B, ...]``."""
+    folds = _folds()
+    return folds[-1] if folds else None
 
 
 def _unfold(y: Any, steps: int, batch: int) -> Any:

@@ -16,6 +16,8 @@ The layer is for local learning: it has no surrogate gradient (its output carrie
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -41,8 +43,9 @@ class WinnerTakeAll(nn.Module):
     saved with the model) is the learned threshold increase of each neuron; it changes
     in training mode only, by the spikes of the whole batch (summed) and decays once per
     step, so the samples of a training batch share it (and the batch size sets how many
-    samples one decay spans). Equal excesses are broken by ``torch.topk`` (in no
-    guaranteed order).
+    samples one decay spans). ``theta`` is float32 or wider, also after ``.half()`` or
+    ``.to(torch.bfloat16)`` of the model. Equal excesses are broken by ``torch.topk`` (in
+    no guaranteed order).
     """
 
     def __init__(
@@ -103,6 +106,18 @@ class WinnerTakeAll(nn.Module):
         if self.training and self.theta_plus > 0:
             self.theta.copy_(theta)
         return out
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> WinnerTakeAll:
+        """As :meth:`torch.nn.Module._apply` (``.to``, ``.half()``, ``.cuda()``, ...), but
+        ``theta`` stays in float32 or wider: a conversion to a narrower dtype moves it
+        to the new device and keeps its values (a float16 threshold could not take a
+        rise of 0.05 on top of 10, nor a decay of 0.9995)."""
+        theta = self.theta
+        super()._apply(fn, recurse)
+        dtype = torch.promote_types(self.theta.dtype, torch.float32)
+        if self.theta.dtype != dtype:
+            self.theta = theta.to(device=self.theta.device, dtype=dtype)
+        return self
 
     def extra_repr(self) -> str:
         return (

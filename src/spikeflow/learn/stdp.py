@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_real
 from spikeflow.base import MemoryModule, StepModule
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.layers._time import current_fold
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
 from spikeflow.memory.recompute import is_recomputing
@@ -42,6 +44,38 @@ class _Hook:
         return (_Hook, (None, self._method))
 
 
+def _recomputing() -> bool:
+    """Whether this forward call runs again for a backward pass: spikeflow's
+    :class:`~spikeflow.memory.Recomputed`, or ``torch.utils.checkpoint`` (reentrant or
+    not), which reruns the forward inside the backward."""
+    if is_recomputing():
+        return True
+    if torch.compiler.is_compiling():  # (a compiled backward runs no Python hooks)
+        return False
+    # inside the autograd engine (torch.utils.checkpoint asks the same of it)
+    task = getattr(torch._C, "_current_graph_task_id", None)
+    return task is not None and task() != -1
+
+
+def _unfolded(x: Tensor, fold: tuple[int, int] | None) -> tuple[Tensor, bool]:
+    """``x`` as ``[T, B, ...]`` when it is the ``[T*B, ...]`` of a running fold."""
+    if fold is None or x.dim() == 0 or x.shape[0] != fold[0] * fold[1]:
+        return x, False
+    return x.unflatten(0, fold), True
+
+
+def _averaged(
+    delta: Tensor, recorded: bool, group: dist.ProcessGroup | None
+) -> tuple[Tensor, bool]:
+    """The processes' mean of ``delta`` (float32 or wider), and whether any recorded."""
+    dtype = torch.promote_types(delta.dtype, torch.float32)
+    packed = torch.cat([delta.reshape(-1).to(dtype),
+                        delta.new_full((1,), float(recorded), dtype=dtype)])  # fmt: skip
+    dist.all_reduce(packed, group=group)  # one collective for both
+    mean = packed[:-1] / dist.get_world_size(group)
+    return mean.reshape(delta.shape).to(delta.dtype), bool(packed[-1] > 0)
+
+
 class STDPLearner:
     """Learns one synapse layer by STDP from the spikes of a running network.
 
@@ -56,7 +90,21 @@ class STDPLearner:
     reset) starts them at zero; streamed calls (single steps ``[B, ...]``, chunks of a
     sequence) continue them. For other neurons a call is one step when its input has a
     step's dims (``[B, in]``, ``[B, C, L]``, ``[B, C, H, W]``) and continues the traces
-    until :meth:`reset`; otherwise it is a fresh sequence.
+    until :meth:`reset`; otherwise it is a fresh sequence. A plain layer that runs
+    with time folded into the batch by spikeflow (``SeqToANNContainer``,
+    ``seq_to_ann_forward``; eager mode) is recorded as ``[T, B, ...]``; folded by other
+    code, :meth:`step` raises a ShapeError saying so.
+
+    Setting :attr:`recording` to False pauses the recording; if the network ran while
+    paused, the first call recorded after it starts fresh traces (the steps in between
+    were not seen, so spikes before and after the pause are not paired).
+
+    Recomputed forwards are not recorded (the forward call was): spikeflow's
+    :class:`~spikeflow.memory.Recomputed` and ``torch.utils.checkpoint``'s, and any
+    forward run inside a backward pass. Under ``torch.distributed`` with several
+    processes, :meth:`step` averages the update over the processes (as DDP averages
+    gradients): each must call it as often as the others. ``nn.DataParallel`` is
+    refused (its replicas run the hooks in several threads).
 
     Records are the tensors the network passed (detached, not copied): do not refill
     an input buffer in place before :meth:`step`. Attach the learner before
@@ -77,10 +125,17 @@ class STDPLearner:
             STDP, or MSTDP when :meth:`step` gets a reward.
         pre_offset: ``x_tar`` subtracted from the presynaptic trace in potentiation
             (see :func:`~spikeflow.learn.stdp_update`; plain STDP and MSTDP only).
+        average_processes: under ``torch.distributed`` (``process_group``, or the
+            default group when initialised with more than one process), :meth:`step`
+            all-reduces the update and divides it by the number of processes, so that
+            the copies of a DistributedDataParallel model keep the same weights. False:
+            each process keeps its own update (the processes learn different models).
+        process_group: the group to average over (None: the default group).
 
     Raises:
         ConfigurationError: another layer type, grouped convolution, a pruned weight, a
-            ``neuron`` that is no module, or a time constant below 1.
+            ``neuron`` that is no module, a time constant below 1, or a
+            ``process_group`` that is not one.
     """
 
     def __init__(
@@ -93,6 +148,8 @@ class STDPLearner:
         f_post: Callable[[Tensor], Tensor] = _identity,
         tau_eligibility: float | None = None,
         pre_offset: float = 0.0,
+        average_processes: bool = True,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         self._dims = check_synapse(synapse)
         if not isinstance(neuron, nn.Module):
@@ -113,14 +170,25 @@ class STDPLearner:
                 "STDPLearner: pre_offset is for STDP and MSTDP; it does not combine with "
                 "tau_eligibility (MSTDP-ET)"
             )
+        self.average_processes = check_flag("STDPLearner", "average_processes",
+                                            average_processes)  # fmt: skip
+        # (a ProcessGroup, or one backend's group such as ProcessGroupGloo)
+        if process_group is not None and not callable(getattr(process_group, "allreduce", None)):
+            raise ConfigurationError(
+                "STDPLearner: process_group must be a torch.distributed ProcessGroup or "
+                f"None, got {type(process_group).__name__}"
+            )
+        self.process_group = process_group
         self.synapse, self.neuron = synapse, neuron
         self.f_pre, self.f_post = f_pre, f_post
-        #: Whether forwards are recorded (False pauses it, e.g. for evaluation).
+        #: Whether forwards are recorded (False pauses it, e.g. for evaluation; a call
+        #: run while paused makes the next recorded one start fresh traces).
         self.recording = True
+        self._missed = False  # the network ran while paused
         self._pre: list[Tensor] = []
         #: (post spikes, is one step, starts a new sequence)
         self._post: list[tuple[Tensor, bool, bool]] = []
-        self._call: tuple[bool, bool] = (False, True)
+        self._call: tuple[bool, bool, tuple[int, int] | None] = (False, True, None)
         self._traces: tuple[Tensor | None, Tensor | None] = (None, None)
         self._handles = [
             synapse.register_forward_pre_hook(_Hook(self, "_record_pre")),
@@ -130,30 +198,57 @@ class STDPLearner:
 
     # -- recording ----------------------------------------------------------------------
 
+    def _skipped(self, module: nn.Module, own: nn.Module) -> bool:
+        """Whether a hook call records nothing: recomputed, or paused (noted)."""
+        if _recomputing():
+            return True
+        if not self.recording:
+            self._missed = True
+            return True
+        if module is not own:
+            role = "synapse" if own is self.synapse else "neuron"
+            raise ConfigurationError(
+                f"STDPLearner: a copy of the {role} ({type(own).__name__}) ran, not the "
+                "module the learner watches: nn.DataParallel's replicas are such copies, "
+                "and their hooks run in several threads, which mixes the records. Run one "
+                "process per device (DistributedDataParallel: step() averages the "
+                "updates) or one device; reset() drops the records"
+            )
+        return False
+
     def _record_pre(self, module: nn.Module, args: tuple) -> None:
-        if self.recording and not is_recomputing():  # (recorded in the forward call)
-            self._pre.append(args[0].detach())
+        if not self._skipped(module, self.synapse):
+            self._pre.append(_unfolded(args[0].detach(), current_fold())[0])
 
     def _before_neuron(self, module: nn.Module, args: tuple) -> None:
-        if not self.recording or is_recomputing():
+        if self._skipped(module, self.neuron):
             return
-        memory = [m for m in module.modules() if isinstance(m, MemoryModule)]
-        modes = {m.step_mode for m in module.modules() if isinstance(m, StepModule)}
         x = args[0] if args else None
-        if len(modes) == 1:  # spikeflow modules say whether this call is one step
-            single = modes == {"s"}
+        fold = current_fold()
+        if isinstance(x, Tensor) and _unfolded(x, fold)[1]:
+            # a stateless neuron inside a fold (SeqToANNContainer): a whole sequence
+            single, fresh = False, True
         else:
-            single = isinstance(x, Tensor) and x.dim() == self._dims
-        if memory:
-            # Fresh when the neurons start from their initial state: not streaming, or
-            # streaming with no state kept yet (right after a reset).
-            fresh = any(not m.streaming for m in memory) or all(m.state is None for m in memory)
-        else:
-            fresh = not single
-        self._call = (single, fresh)
+            fold = None
+            memory = [m for m in module.modules() if isinstance(m, MemoryModule)]
+            modes = {m.step_mode for m in module.modules() if isinstance(m, StepModule)}
+            if len(modes) == 1:  # spikeflow modules say whether this call is one step
+                single = modes == {"s"}
+            else:
+                single = isinstance(x, Tensor) and x.dim() == self._dims
+            if memory:
+                # Fresh when the neurons start from their initial state: not streaming,
+                # or streaming with no state kept yet (right after a reset).
+                fresh = any(not m.streaming for m in memory) or all(
+                    m.state is None for m in memory)  # fmt: skip
+            else:
+                fresh = not single
+        # after a pause in which the network ran, the carried traces are stale
+        self._call = (single, fresh or self._missed, fold)
+        self._missed = False
 
     def _record_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not self.recording or is_recomputing():
+        if self._skipped(module, self.neuron):
             return
         if not isinstance(output, Tensor):
             raise ConfigurationError(
@@ -161,7 +256,8 @@ class STDPLearner:
                 f"{type(output).__name__}, not a tensor of spikes; pass the module whose "
                 "output is the spikes"
             )
-        self._post.append((output.detach(), *self._call))
+        single, fresh, fold = self._call
+        self._post.append((_unfolded(output.detach(), fold)[0], single, fresh))
 
     # -- learning -----------------------------------------------------------------------
 
@@ -175,6 +271,13 @@ class STDPLearner:
         return None; else return it. With nothing recorded: None, and nothing changes.
         If it raises, the records and traces are kept as they were.
 
+        Under ``torch.distributed`` (see ``average_processes``) the update is the mean
+        of the processes' updates, each from its own records: a collective call that
+        every process of the group must make, also one that recorded nothing (None
+        comes back where no process recorded anything). An error raised in one process
+        before the collective leaves the others waiting in it, as an error before a
+        DDP backward does.
+
         ``reward`` makes it reward-modulated STDP (MSTDP): each recorded step's pair
         terms are weighted by its reward, a scalar, ``[B]`` or ``[1, B]`` (one per
         sample; a 1-d reward is per sample even when its length is also ``S``), or
@@ -186,7 +289,8 @@ class STDPLearner:
         Raises:
             StateError: closed, or the layer and the neuron did not run the same
                 number of times (call :meth:`reset` to drop the records).
-            ShapeError: recorded spikes that do not fit the layer.
+            ShapeError: recorded spikes that do not fit the layer, or whose time was
+                folded into the batch where the learner does not see it.
         """
         on_grad = check_flag("STDPLearner.step", "on_grad", on_grad)
         scale = check_real("STDPLearner.step: scale", scale)
@@ -198,13 +302,15 @@ class STDPLearner:
                 f"{len(self._post)} times since the last step(); each synapse call must "
                 "drive one neuron call (reset() drops the records)"
             )
-        if not self._pre:
+        averaging, group = self._averaging()
+        if not self._pre and not averaging:
             return None
-        if self.tau_eligibility is not None and reward is None:
+        if self._pre and self.tau_eligibility is not None and reward is None:
             raise ConfigurationError(
                 "STDPLearner.step: a learner with tau_eligibility (MSTDP-ET) needs the "
                 "rewards of the recorded steps (reward=...)"
             )
+        self._check_unseen_folds()
         delta = torch.zeros_like(self.synapse.weight)
         traces, eligibility = self._traces, self._eligibility
         rewards = self._rewards_per_record(reward)
@@ -226,9 +332,14 @@ class STDPLearner:
                     self.tau_eligibility, self.f_pre, self.f_post, traces, eligibility,
                 )  # fmt: skip
             delta += change
+        recorded = bool(self._pre)
+        if averaging:  # every process comes here, also one that recorded nothing
+            delta, recorded = _averaged(delta, recorded, group)
         self._traces, self._eligibility = traces, eligibility
         self._pre.clear()
         self._post.clear()
+        if not recorded:
+            return None
         if scale != 1.0:
             delta *= scale
         if not on_grad:
@@ -236,6 +347,37 @@ class STDPLearner:
         weight = self.synapse.weight
         weight.grad = -delta if weight.grad is None else weight.grad - delta
         return None
+
+    def _averaging(self) -> tuple[bool, dist.ProcessGroup | None]:
+        """Whether :meth:`step` averages over processes, and the group (None: default)."""
+        if not self.average_processes or not dist.is_available():
+            return False, None
+        if self.process_group is not None:
+            return dist.get_world_size(self.process_group) > 1, self.process_group
+        if dist.is_initialized():
+            return dist.get_world_size() > 1, None
+        return False, None
+
+    def _check_unseen_folds(self) -> None:
+        """A ShapeError for records whose time was folded into the batch by code the
+        learner does not see (the rule would only say that the shapes do not fit)."""
+        for pre, (post, _, _) in zip(self._pre, self._post, strict=True):
+            for folded, other in ((pre, post), (post, pre)):
+                if not (folded.dim() + 1 == other.dim() >= 3
+                        and folded.shape[0] == other.shape[0] * other.shape[1]):  # fmt: skip
+                    continue
+                which = "synapse's input" if folded is pre else "neuron's output"
+                raise ShapeError(
+                    f"STDPLearner: the {which} has shape {tuple(folded.shape)} where the "
+                    f"other side is a sequence {tuple(other.shape)}: time is folded into "
+                    f"the batch ([T*B, ...], {other.shape[0]}*{other.shape[1]} = "
+                    f"{folded.shape[0]}) by code the learner does not see (a reshape of "
+                    "your own, or torch.compile, in which spikeflow's folds are not seen), "
+                    "so it cannot pair the steps. Run the synapse as spikeflow's sequence "
+                    "layer (layers.Linear, layers.Conv2d, ...) or, in eager mode, inside "
+                    "SeqToANNContainer / seq_to_ann_forward, whose folds it undoes; "
+                    "reset() drops these records"
+                )
 
     def _rewards_per_record(self, reward: Tensor | float | None) -> list[Any]:
         """``reward`` split over the records: per-step rows for ``[S, ...]`` rewards."""
@@ -260,6 +402,7 @@ class STDPLearner:
         self._post.clear()
         self._traces = (None, None)
         self._eligibility = None
+        self._missed = False
 
     @property
     def closed(self) -> bool:
