@@ -118,3 +118,35 @@ def test_the_loop_and_the_kernels_agree_on_permuted_gradients_in_a_layer() -> No
     for backend, found in grads.items():
         for a, b in zip(found, grads["torch"]):
             assert torch.equal(a, b), backend
+
+
+def test_a_layer_called_twice_is_calibrated_once() -> None:
+    """A shared layer's hook ran at each call: its gain was scaled twice (the second
+    search on top of the first), though the returned scale was only the second."""
+    torch.manual_seed(5)
+    x = (torch.rand(12, 4, 6) < 0.3).float()
+    alone = EventDrivenLinear(6, 6)
+    shared = EventDrivenLinear(6, 6)
+    shared.load_state_dict(alone.state_dict())
+    expected = calibrate_event_driven(torch.nn.Sequential(alone), x, 1.0)["0"]
+    scales = calibrate_event_driven(torch.nn.Sequential(shared, shared), x, 1.0)
+    assert scales == {"0": expected}
+    torch.testing.assert_close(shared.gain, alone.gain, rtol=0, atol=0)
+    assert expected != pytest.approx(1.0, rel=0.05)  # the search did move the gain
+
+
+def test_the_teacher_spike_is_for_training_only() -> None:
+    """EventDrivenLinear(x, target) added the teacher spike in eval mode too (the net
+    passes the target in training only): evaluation saw the labels."""
+    torch.manual_seed(6)
+    layer = EventDrivenLinear(20, 4)
+    with torch.no_grad():
+        layer.gain.fill_(0.05)  # nearly silent: the label neurons get teacher spikes
+    x = (torch.rand(10, 3, 20) < 0.3).float()
+    target = torch.tensor([0, 2, 3])
+    taught = layer(x, target)
+    assert not torch.equal(taught, layer(x))
+    layer.eval()
+    torch.testing.assert_close(layer(x, target), layer(x), rtol=0, atol=0)
+    with pytest.raises(ShapeError, match="class labels must have shape"):
+        layer(x, target[:2])  # still checked

@@ -5,7 +5,9 @@ Before training, each event-driven layer, in forward order on one batch, gets th
 of its weight standardisation scaled so that its neurons fire about
 ``spikes_per_neuron`` times per sequence: a geometric bisection of the scale in
 ``[0.1, 100]`` (to 1%) on the spike count of the last third of the steps, with the
-authors' 30% slack. Later layers see the already scaled earlier ones.
+authors' 30% slack. Later layers see the already scaled earlier ones. A layer that
+the model calls more than once (shared weights) is calibrated once, on the input of its
+first call; its later calls run with that scale.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def calibrate_event_driven(
     ``spikes_per_neuron`` per sequence on the batch ``x`` (see the module docstring).
 
     Runs ``model(x)`` once in eval mode (dropout off) and changes only the layers'
-    ``gain``. Under ``torch.distributed`` the processes' scales are averaged (geometric
-    mean), so every copy of the model stays the same.
+    ``gain``; a layer called more than once is calibrated at its first call. Under
+    ``torch.distributed`` the processes' scales are averaged (geometric mean), so every
+    copy of the model stays the same.
 
     Returns:
         ``{layer name: scale applied}`` in forward order.
@@ -72,8 +75,10 @@ def calibrate_event_driven(
     scales: dict[str, float] = {}
     synced = dist.is_available() and dist.is_initialized()
 
-    def scale_layer(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def scale_layer(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
         assert isinstance(layer, EventDrivenLayer)
+        if names[layer] in scales:  # a layer used again: calibrated at its first use
+            return None
         if inputs[0].dim() < 2 or inputs[0].shape[1] == 0:
             raise ShapeError(
                 f"calibrate_event_driven: the batch reaching {names[layer] or 'the model'} "

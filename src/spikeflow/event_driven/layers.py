@@ -125,10 +125,12 @@ class EventDrivenLayer(nn.Module):
     def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
         """Output spikes ``[T, B, ...]`` for input spikes (or currents) ``[T, B, ...]``.
 
-        ``target`` (class labels ``[B]``, output layers in training only) adds the
-        teacher spike: each sample's label neuron fires at the last step its membrane
+        ``target`` (class labels ``[B]``, output layers) adds the teacher spike in
+        training mode: each sample's label neuron fires at the last step its membrane
         rose (by more than 0.05), so that a silent label class still gets gradient; the
-        output then holds that spike (the authors' code counts it in the loss)."""
+        output then holds that spike (the authors' code counts it in the loss). In eval
+        mode the target is checked and not used (as ``EventDrivenNet`` does): the output
+        is the network's own, so evaluation does not see the labels."""
         x = self._check_input(x)
         if x.shape[0] == 0:
             raise ShapeError(
@@ -136,6 +138,8 @@ class EventDrivenLayer(nn.Module):
             )
         if target is not None:
             target = self._check_target(target, x)
+            if not self.training:  # the teacher spike is for training only
+                target = None
         if self.training and self.weight_clip is not None:
             # on .data: an in-place change of the parameter itself would invalidate the
             # graph of an earlier forward not yet backpropagated (two forwards, one loss)
