@@ -65,7 +65,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
 from spikeflow.layers.sigma_delta import DeltaSynapse
-from spikeflow.memory.recompute import is_recomputing
+from spikeflow.memory.recompute import reruns_forward
 
 __all__ = [
     "E_AC",
@@ -302,7 +302,7 @@ def _count_attention(
     ``Σ_tokens K ⊙ V`` (each coinciding key and value spike is one addition). With
     ``analog`` (real-valued ``q, k, v``, from neurons with an analog output) the same
     products of nonzero entries are MACs."""
-    if is_recomputing():  # counted in the forward call already
+    if reruns_forward():  # counted in the forward call already
         return
     keys, values = (k != 0), (v != 0)
     if record.kind == "SSA":
@@ -436,7 +436,7 @@ class OperationCounter:
 
     @torch.no_grad()
     def _count(self, module: nn.Module, args: tuple, output: object) -> None:
-        if not args or not isinstance(args[0], Tensor) or is_recomputing():
+        if not args or not isinstance(args[0], Tensor) or reruns_forward():
             return
         x = args[0]
         graded = module in self._graded
@@ -453,7 +453,7 @@ class OperationCounter:
         self._add(self._layers[module], x, pairs, spikes, counts, graded)
 
     def _carried_in(self, module: Recurrent | LinearRecurrentContainer, args: tuple) -> None:
-        if is_recomputing():
+        if reruns_forward():
             return
         state = module.state  # while streaming: the last output of the previous call
         self._carried[module] = None if state is None else state["y"].detach()
@@ -462,7 +462,7 @@ class OperationCounter:
     def _count_recurrent(
         self, module: Recurrent | LinearRecurrentContainer, args: tuple, output: object
     ) -> None:
-        if not isinstance(output, Tensor) or is_recomputing():
+        if not isinstance(output, Tensor) or reruns_forward():
             return
         y = output.unsqueeze(0) if module.step_mode == "s" else output
         # The inputs of W y[t-1] in this call: the carried output (zeros on a fresh

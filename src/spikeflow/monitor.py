@@ -36,7 +36,7 @@ from torch.utils.hooks import RemovableHandle
 
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.memory.recompute import is_recomputing
+from spikeflow.memory.recompute import is_recomputing, reruns_forward
 from spikeflow.neurons import BaseNode
 from spikeflow.training.monitors import (
     SPIKING_LAYER_TYPES,
@@ -203,15 +203,18 @@ class BaseMonitor:
     # -- recording ----------------------------------------------------------------------
 
     @torch.compiler.disable
-    def _record(self, name: str, value: Any, single_step: bool = False) -> None:
+    def _record(
+        self, name: str, value: Any, single_step: bool = False, backward: bool = False
+    ) -> None:
         """Keep ``value`` (detached, through the function, to the CPU, as asked). None
         (no tensor: an input that needs no gradient, no carried state yet) is kept as
         it is, without the function. Run eagerly under ``torch.compile`` (a graph
         break): traced, each append would guard on the length of ``records`` and
-        recompile the model at every call. A recomputation's forward call (the backward
-        pass of :mod:`spikeflow.memory`) is not recorded: checked here, eagerly, as a
-        traced check could be a constant of the graph."""
-        if is_recomputing():
+        recompile the model at every call. A forward call rerun for the backward pass
+        (:mod:`spikeflow.memory`, ``torch.utils.checkpoint``) is not recorded, nor
+        (``backward``: a gradient) a recomputation's: checked here, eagerly, as a traced
+        check could be a constant of the graph."""
+        if is_recomputing() if backward else reruns_forward():
             return
         if value is not None:
             if self.detach:
@@ -522,7 +525,7 @@ class _GradMonitor(BaseMonitor):
         def hook(module: nn.Module, grad_input: Any, grad_output: Any) -> None:
             if self._enabled:
                 grads = (grad_input, grad_output)[self._which]
-                self._record(name, _unpack_single(grads))
+                self._record(name, _unpack_single(grads), backward=True)
 
         return hook
 

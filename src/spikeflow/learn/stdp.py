@@ -16,7 +16,7 @@ from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.layers._time import current_fold
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
-from spikeflow.memory.recompute import is_recomputing
+from spikeflow.memory.recompute import reruns_forward
 
 __all__ = ["STDPLearner"]
 
@@ -42,19 +42,6 @@ class _Hook:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_Hook, (None, self._method))
-
-
-def _recomputing() -> bool:
-    """Whether this forward call runs again for a backward pass: spikeflow's
-    :class:`~spikeflow.memory.Recomputed`, or ``torch.utils.checkpoint`` (reentrant or
-    not), which reruns the forward inside the backward."""
-    if is_recomputing():
-        return True
-    if torch.compiler.is_compiling():  # (a compiled backward runs no Python hooks)
-        return False
-    # inside the autograd engine (torch.utils.checkpoint asks the same of it)
-    task = getattr(torch._C, "_current_graph_task_id", None)
-    return task is not None and task() != -1
 
 
 def _unfolded(x: Tensor, fold: tuple[int, int] | None) -> tuple[Tensor, bool]:
@@ -200,7 +187,7 @@ class STDPLearner:
 
     def _skipped(self, module: nn.Module, own: nn.Module) -> bool:
         """Whether a hook call records nothing: recomputed, or paused (noted)."""
-        if _recomputing():
+        if reruns_forward():
             return True
         if not self.recording:
             self._missed = True

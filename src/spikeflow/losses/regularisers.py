@@ -150,10 +150,10 @@ class LayerSpikes:
 
     def _pre_hook(self, name: str) -> Any:
         from spikeflow.base import MemoryModule
-        from spikeflow.memory.recompute import is_recomputing
+        from spikeflow.memory.recompute import reruns_forward
 
         def pre_hook(module: nn.Module, inputs: Any) -> None:
-            if is_recomputing():
+            if reruns_forward():
                 return
             carried = isinstance(module, MemoryModule) and module.streaming
             if not (carried and module.state is not None):
@@ -162,14 +162,14 @@ class LayerSpikes:
         return pre_hook
 
     def _hook(self, name: str) -> Any:
-        from spikeflow.memory.recompute import is_recomputing
+        from spikeflow.memory.recompute import reruns_forward
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if not getattr(module, "output_is_spikes", True):  # LIAF: its spike decision
                 recorded = getattr(module, "spike_seq", None)  # [T, B, ...] ([1, B, ...])
                 single = getattr(module, "step_mode", "m") != "m"
                 output = recorded[0] if single and isinstance(recorded, Tensor) else recorded
-            if not isinstance(output, Tensor) or is_recomputing():
+            if not isinstance(output, Tensor) or reruns_forward():
                 return
             multi = getattr(module, "step_mode", "m") == "m" and output.dim() >= 2
             if self._fresh.pop(name, False) or name not in self._outputs:

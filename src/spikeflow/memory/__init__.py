@@ -10,6 +10,7 @@ from spikeflow.memory.recompute import (
     has_recomputed_blocks,
     is_recomputing,
     recompute_blocks,
+    reruns_forward,
     undo_recompute,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "is_recomputing",
     "pack_spikes",
     "recompute_blocks",
+    "reruns_forward",
     "undo_recompute",
     "unpack_spikes",
 ]

@@ -64,8 +64,23 @@ _local = threading.local()
 
 def is_recomputing() -> bool:
     """Whether a :class:`Recomputed` block is running its forward again for the backward
-    pass (in this thread). Forward hooks that count or record should skip that call."""
+    pass (in this thread)."""
     return getattr(_local, "depth", 0) > 0
+
+
+def reruns_forward() -> bool:
+    """Whether this forward call runs again for a backward pass (in this thread): a
+    :class:`Recomputed` block's, or ``torch.utils.checkpoint``'s (reentrant or not),
+    which reruns the forward inside the autograd engine. Forward hooks that count or
+    record should skip that call. (For forward hooks only: a backward hook always runs
+    inside the engine.)"""
+    if is_recomputing():
+        return True
+    if torch.compiler.is_compiling():  # (a compiled backward runs no Python hooks)
+        return False
+    # inside the autograd engine (torch.utils.checkpoint asks the same of it)
+    task = getattr(torch._C, "_current_graph_task_id", None)
+    return task is not None and task() != -1
 
 
 class _ZeroProxy(torch.autograd.Function):

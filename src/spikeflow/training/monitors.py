@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven.layers import EventDrivenLayer
-from spikeflow.memory.recompute import is_recomputing
+from spikeflow.memory.recompute import reruns_forward
 from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
 
 __all__ = [
@@ -277,7 +277,7 @@ class SpikeMonitor:
 
     def _make_pre_hook(self, name: str) -> Any:
         def pre_hook(module: nn.Module, inputs: Any) -> None:
-            if is_recomputing():  # the backward pass running the forward again
+            if reruns_forward():  # the backward pass running the forward again
                 return
             # A call continues a sequence when the module carries state into it.
             carried = isinstance(module, MemoryModule) and module.streaming
@@ -288,7 +288,7 @@ class SpikeMonitor:
 
     def _make_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if not self.enabled or not isinstance(output, Tensor) or is_recomputing():
+            if not self.enabled or not isinstance(output, Tensor) or reruns_forward():
                 return
             acc = self._acc[name]
             if spike_source(module) == "spike_seq":  # [T, B, ...] ([1, B, ...]: one step)

@@ -29,7 +29,7 @@ from torch.utils.hooks import RemovableHandle
 
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.memory.recompute import is_recomputing
+from spikeflow.memory.recompute import reruns_forward
 
 __all__ = ["SYNAPTIC_LAYERS", "PresynapticTraces", "check_trace_decay"]
 
@@ -97,10 +97,11 @@ class PresynapticTraces:
     def _before(self, layer: nn.Module, args: tuple) -> tuple | None:
         if not args or not isinstance(args[0], Tensor):
             return None
-        if is_recomputing():
+        if reruns_forward():
             raise ConfigurationError(
                 f"layer {self.layers[layer] or '(model)'} is recomputed in the backward pass "
-                "(spikeflow.memory.Recomputed): OTTT's presynaptic traces cannot be; online "
+                "(spikeflow.memory.Recomputed, torch.utils.checkpoint): OTTT's presynaptic "
+                "traces cannot be; online "
                 "training keeps one step's graph, so it needs no recomputation"
             )
         if layer in self._called:
