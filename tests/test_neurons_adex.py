@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from conftest import fused_backends, kernel_device, run_compiler_child
+from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels import resolve_backend
@@ -339,15 +340,19 @@ def test_gradcheck(backend):
     theta = f64(0.9).to(device).requires_grad_()
     per_neuron = [torch.tensor(v, dtype=F64, device=device).requires_grad_()
                   for v in ([0.1, 0.5, 1.0], [0.3, 0.2, 0.1], [0.4, 0.5, 0.7])]  # fmt: skip
-    runner = resolve_backend(backend, x)
 
-    def outputs(x, theta, a, b, delta_t):
-        values = {**params, "a": a, "b": b, "delta_t": delta_t}
-        state = {"v": 0.0, "i": 0.0, "w": 0.0}
-        spikes, final, v_seq = runner(decl, x, state, values, theta, rule, True)
-        return spikes, v_seq, final["w"]
+    def through(name):
+        runner = resolve_backend(name, x)
 
-    assert torch.autograd.gradcheck(outputs, (x, theta, *per_neuron))
+        def outputs(x, theta, a, b, delta_t):
+            values = {**params, "a": a, "b": b, "delta_t": delta_t}
+            state = {"v": 0.0, "i": 0.0, "w": 0.0}
+            spikes, final, v_seq = runner(decl, x, state, values, theta, rule, True)
+            return spikes, v_seq, final["w"]
+
+        return outputs
+
+    gradcheck_backend(backend, through(backend), (x, theta, *per_neuron), through("torch"))
 
 
 AOT_CHILD = textwrap.dedent(

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from conftest import fused_backends, kernel_device
+from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.kernels import resolve_backend
@@ -186,18 +187,22 @@ def test_gradcheck(backend, mechanism):
     theta = f64(0.6).to(device).requires_grad_()
     alpha = torch.tensor([0.9, 0.8, 0.95], dtype=F64, device=device).requires_grad_()
     beta = f64(0.5).to(device).requires_grad_()
-    runner = resolve_backend(backend, x)
 
-    def outputs(x, theta, alpha, beta):
-        node.alpha, node.beta = alpha, beta
-        params = node.neuron_params()
-        if "theta" in params:
-            params["theta"] = theta
-        state = dict.fromkeys(decl.state_names, 0.0)
-        spikes, _, v_seq = runner(decl, x, state, params, theta, rule, True)
-        return spikes, v_seq
+    def through(name):
+        runner = resolve_backend(name, x)
 
-    assert torch.autograd.gradcheck(outputs, (x, theta, alpha, beta))
+        def outputs(x, theta, alpha, beta):
+            node.alpha, node.beta = alpha, beta
+            params = node.neuron_params()
+            if "theta" in params:
+                params["theta"] = theta
+            state = dict.fromkeys(decl.state_names, 0.0)
+            spikes, _, v_seq = runner(decl, x, state, params, theta, rule, True)
+            return spikes, v_seq
+
+        return outputs
+
+    gradcheck_backend(backend, through(backend), (x, theta, alpha, beta), through("torch"))
 
 
 def test_learn_alpha_trains_alpha():

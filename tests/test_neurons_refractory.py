@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from conftest import fused_backends, kernel_device, run_compiler_child
+from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.kernels import resolve_backend
@@ -388,18 +389,23 @@ def test_gradcheck(backend, kind):
     inputs = [x, theta]
     if kind == "cuba":
         inputs.append(torch.tensor([0.5, 0.4, 0.3], dtype=F64, device=device).requires_grad_())
-    runner = resolve_backend(backend, x)
 
-    def outputs(x, theta, *mem_decay):
-        values = {**params, "mem_decay": mem_decay[0]} if mem_decay else params
-        state = {name: 0.0 for name in decl.state_names} | {"v": -0.2}
-        spikes, _, v_seq = runner(decl, x, state, values, theta, rule, True)
-        return spikes, v_seq
+    def through(name):
+        runner = resolve_backend(name, x)
 
+        def outputs(x, theta, *mem_decay):
+            values = {**params, "mem_decay": mem_decay[0]} if mem_decay else params
+            state = {name: 0.0 for name in decl.state_names} | {"v": -0.2}
+            spikes, _, v_seq = runner(decl, x, state, values, theta, rule, True)
+            return spikes, v_seq
+
+        return outputs
+
+    outputs = through(backend)
     _, v_seq = outputs(*inputs)
     held = torch.isclose(v_seq, torch.tensor(-0.2, dtype=F64), rtol=0, atol=1e-12)
     assert 0 < int(held.sum()) < held.numel() // 2, held  # some refractory steps
-    assert torch.autograd.gradcheck(outputs, tuple(inputs))
+    gradcheck_backend(backend, outputs, tuple(inputs), through("torch"))
 
 
 # -- the counter's precision -----------------------------------------------------------------
