@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,26 @@ def fused_backends(*extra: str) -> list:
         not triton_available(), reason="triton (the 'triton' extra) is not installed"
     )
     return [*extra, "cpu", pytest.param("triton", marks=skip)]
+
+
+def run_in_fresh_interpreters(code: str, hash_seeds: Sequence[str]) -> list[str]:
+    """The standard output of Python source ``code`` run in one fresh interpreter per
+    ``PYTHONHASHSEED`` in ``hash_seeds`` (for values that must not depend on the process:
+    set orders, addresses). The interpreters run at the same time: each spends seconds
+    importing spikeflow."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        for seed in hash_seeds
+    ]  # fmt: skip
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-4000:]
+        outputs.append(out)
+    return outputs
 
 
 def run_compiler_child(child: str) -> dict:
