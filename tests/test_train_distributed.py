@@ -6,6 +6,7 @@ store held by the parent (torchrun's agent store: TORCHELASTIC_USE_AGENT_STORE).
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -153,15 +154,33 @@ def _stop_worker(rank: int, world_size: int, port: int, root: str, step: int | N
         dist.destroy_process_group()
 
 
+#: What the processes import: the fork server imports it once (see _spawn).
+_PRELOAD = ["pytest", "sklearn.datasets", "spikeflow.training", "torch.distributed",
+            "torch.multiprocessing"]  # fmt: skip
+
+
 def _spawn(worker, *args: object) -> None:
     """Run ``worker(rank, 2, port, *args)`` in 2 processes; fail on an error or a hang.
 
     The rendezvous store is created here, on a port the system picks, and lives until
     both processes are done (as torchrun's agent holds it): picking a free port and
     binding it later in a child raced with other jobs on the machine (once, two runs'
-    processes met in one store and hung)."""
+    processes met in one store and hung).
+
+    The processes are forked from a fork server, a fresh interpreter that has imported
+    this module and run nothing else: new processes as torchrun's, without the ~5 s each
+    spent importing torch, spikeflow and scikit-learn in every test. (Python's ``random``
+    reseeds itself in each fork and torch's generator holds its default seed, as in a new
+    interpreter; numpy's global generator is the fork server's in both. The trainer seeds
+    all three.)"""
+    ctx = multiprocessing.get_context("forkserver")
+    # Read when the session first starts the server. (Python 3.11's server does not take
+    # this process's sys.path, so this module itself may not be found there: the modules
+    # it imports are.)
+    ctx.set_forkserver_preload([*_PRELOAD, __name__])
     store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, wait_for_workers=False)
-    procs = mp.spawn(worker, args=(2, store.port, *args), nprocs=2, join=False)
+    procs = mp.start_processes(worker, args=(2, store.port, *args), nprocs=2, join=False,
+                               start_method="forkserver")  # fmt: skip
     deadline = time.monotonic() + 300
     while not procs.join(timeout=2):  # raises if a process failed
         if time.monotonic() > deadline:  # a hang must fail the test, not stall the suite
