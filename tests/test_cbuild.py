@@ -3,13 +3,13 @@ folders, damaged entries, an unusable cache folder, ``$CC`` with arguments."""
 
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
+from conftest import fork_server_context
 from spikeflow import _cbuild
 
 pytestmark = pytest.mark.skipif(
@@ -56,9 +56,10 @@ def _build_in_child(args: tuple[str, str]) -> int:
 
 
 def test_concurrent_first_builds_all_load(cache):
+    # 4 new processes (forked from the session's fork server: they start within
+    # milliseconds of each other, where spawned ones spent seconds each on imports).
     source = _source(uuid.uuid4().hex)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
+    with fork_server_context().Pool(4) as pool:
         assert pool.map(_build_in_child, [(str(cache.parent), source)] * 4) == [42] * 4
 
 

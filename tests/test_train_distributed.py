@@ -6,7 +6,6 @@ store held by the parent (torchrun's agent store: TORCHELASTIC_USE_AGENT_STORE).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import fork_server_context
 from spikeflow.training import Trainer, build_model, config_for_resume, load_checkpoint, resolve
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import config_from_dict
@@ -154,11 +154,6 @@ def _stop_worker(rank: int, world_size: int, port: int, root: str, step: int | N
         dist.destroy_process_group()
 
 
-#: What the processes import: the fork server imports it once (see _spawn).
-_PRELOAD = ["pytest", "sklearn.datasets", "spikeflow.training", "torch.distributed",
-            "torch.multiprocessing"]  # fmt: skip
-
-
 def _spawn(worker, *args: object) -> None:
     """Run ``worker(rank, 2, port, *args)`` in 2 processes; fail on an error or a hang.
 
@@ -167,17 +162,10 @@ def _spawn(worker, *args: object) -> None:
     binding it later in a child raced with other jobs on the machine (once, two runs'
     processes met in one store and hung).
 
-    The processes are forked from a fork server, a fresh interpreter that has imported
-    this module and run nothing else: new processes as torchrun's, without the ~5 s each
-    spent importing torch, spikeflow and scikit-learn in every test. (Python's ``random``
-    reseeds itself in each fork and torch's generator holds its default seed, as in a new
-    interpreter; numpy's global generator is the fork server's in both. The trainer seeds
-    all three.)"""
-    ctx = multiprocessing.get_context("forkserver")
-    # Read when the session first starts the server. (Python 3.11's server does not take
-    # this process's sys.path, so this module itself may not be found there: the modules
-    # it imports are.)
-    ctx.set_forkserver_preload([*_PRELOAD, __name__])
+    The processes fork from the session's fork server (conftest.fork_server_context):
+    new processes, as torchrun's, without two fresh interpreters' imports in every test.
+    The trainer seeds every generator; the workers set their own environment."""
+    fork_server_context()
     store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, wait_for_workers=False)
     procs = mp.start_processes(worker, args=(2, store.port, *args), nprocs=2, join=False,
                                start_method="forkserver")  # fmt: skip
