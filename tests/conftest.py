@@ -138,20 +138,70 @@ def run_in_fresh_interpreters(code: str, hash_seeds: Sequence[str]) -> list[str]
     return outputs
 
 
+#: The server behind run_compiler_child: an interpreter started with Triton's
+#: interpreter off, which imports what the children import once, then forks a child per
+#: request (argv[1]: the tests folder; a request is a JSON line {"code", "output"}; the
+#: answer, the child's exit code).
+_COMPILER_SERVER = """
+import json, os, sys, traceback
+import torch, triton  # noqa: F401
+import spikeflow.event_driven.gpu, spikeflow.kernels.triton_aot  # noqa: F401
+TESTS = sys.argv[1]
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fd = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            exec(compile(request["code"], "<compiler child>", "exec"),
+                 {"__name__": "__main__", "TESTS": TESTS})
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+_compiler_server: subprocess.Popen | None = None
+
+
 def run_compiler_child(child: str) -> dict:
-    """Run ``child`` (Python source; ``TESTS`` is this folder) in a fresh interpreter
-    with Triton's interpreter off (so that Triton compiles for a GPU, which needs none),
-    and return the JSON object it prints last."""
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", f"TESTS = {str(Path(__file__).parent)!r}\n{child}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run ``child`` (Python source; ``TESTS`` is this folder) in a new process with
+    Triton's interpreter off (so that Triton compiles for a GPU, which needs none), and
+    return the JSON object it prints last.
+
+    The process forks from a server started once per session with the environment of
+    that moment (TRITON_INTERPRET=0), which has imported torch, triton and spikeflow's
+    GPU compilers: a fresh interpreter spent ~4 s on those imports in every call."""
+    global _compiler_server
+    import select
+    import tempfile
+
+    if _compiler_server is None or _compiler_server.poll() is not None:
+        _compiler_server = subprocess.Popen(
+            [sys.executable, "-c", _COMPILER_SERVER, str(Path(__file__).parent)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "TRITON_INTERPRET": "0"},
+        )  # fmt: skip
+    server = _compiler_server
+    assert server.stdin is not None and server.stdout is not None
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "output.txt"
+        server.stdin.write(json.dumps({"code": child, "output": str(output)}) + "\n")
+        server.stdin.flush()
+        if not select.select([server.stdout], [], [], 600)[0]:
+            server.kill()
+            pytest.fail("the compiler child did not finish within 600 s")
+        answer = server.stdout.readline()
+        text = output.read_text() if output.exists() else ""
+    assert answer.strip() == "0", f"exit code {answer.strip() or 'none'}:\n{text[-4000:]}"
+    return json.loads(text.strip().splitlines()[-1])
 
 
 def load_example(name: str):
