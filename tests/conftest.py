@@ -118,6 +118,35 @@ def fork_server_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def _exec_to(code: str, output: str) -> None:
+    """:func:`run_forked`'s target: ``code``, with file descriptors 1 and 2 (Python's
+    output, a C library's, a crash's report) going to the file ``output``."""
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    exec(compile(code, "<forked>", "exec"), {"__name__": "__main__"})
+
+
+def run_forked(code: str, timeout: float = 600) -> tuple[int, str]:
+    """Run Python source ``code`` in a new process from the session's fork server (see
+    :func:`fork_server_context`; it inherits the server's environment, and spikeflow's C
+    kernels run on one thread there, as in any forked child): a crash there fails one
+    test. Returns its exit code (minus the signal that killed it; 1 for an exception,
+    whose traceback is in the output) and its standard output and error."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "output.txt"
+        proc = fork_server_context().Process(target=_exec_to, args=(code, str(output)))
+        proc.start()
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            pytest.fail(f"the forked process did not finish within {timeout} s")
+        return proc.exitcode, output.read_text() if output.exists() else ""
+
+
 def run_in_fresh_interpreters(code: str, hash_seeds: Sequence[str]) -> list[str]:
     """The standard output of Python source ``code`` run in one fresh interpreter per
     ``PYTHONHASHSEED`` in ``hash_seeds`` (for values that must not depend on the process:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_in_fresh_interpreters
+from conftest import run_forked, run_in_fresh_interpreters
 from spikeflow.data import NMNIST, ArrayCache, parallel_map
 from spikeflow.data.cache import CacheCorruptionWarning, decode_entry, encode_entry
 from spikeflow.data.transforms import Denoise, DropEvent, RefractoryPeriod
@@ -92,8 +90,8 @@ def test_crash_mid_write_leaves_only_a_temporary_that_is_never_read(cache, tmp_p
         os.fsync = lambda fd: os._exit(3)   # die after writing, before the rename
         c.store({key!r}, np.arange(1000, dtype=np.int32))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert proc.returncode == 3, proc.stderr
+    code, output = run_forked(script)
+    assert code == 3, output
     temps = list(cache.directory.rglob(".*.tmp"))
     assert len(temps) == 1 and temps[0].stat().st_size > 1000
     assert not cache.path_for(key).exists()
