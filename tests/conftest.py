@@ -85,6 +85,29 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+def _drop_dead_overflow_checks() -> None:
+    """Triton's interpreter builds an overflow condition for every 32-bit integer
+    ``+``, ``-`` and ``*`` (pointer offsets: about a quarter of a launch's time) and
+    hands it to ``device_assert``, which drops it: assertions exist only in debug mode,
+    which the interpreter never enables. Switch that work off (nothing else reads the
+    option): the kernels compute the same."""
+    import dataclasses
+
+    try:
+        from triton.runtime import interpreter
+    except ImportError:
+        return
+    builder = getattr(interpreter, "interpreter_builder", None)
+    options = getattr(builder, "options", None)
+    fields = {f.name for f in dataclasses.fields(options)} if options is not None else set()
+    if {"debug", "sanitize_overflow"} <= fields and not options.debug:
+        builder.options = dataclasses.replace(options, sanitize_overflow=False)
+
+
+if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    _drop_dead_overflow_checks()
+
+
 def fused_backends(*extra: str) -> list:
     """The fused backends to parametrise kernel tests over (``extra`` first, e.g.
     ``"torch"``): the C kernels, and Triton when installed (on the GPU when there is
