@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -223,6 +225,20 @@ for line in sys.stdin:
 _compiler_server: subprocess.Popen | None = None
 
 
+def _stop_compiler_server() -> None:
+    """End the server (at exit): it returns when its input closes."""
+    server = _compiler_server
+    if server is not None and server.stdin is not None and server.stdout is not None:
+        with contextlib.suppress(BrokenPipeError):
+            server.stdin.close()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+
+
 def run_compiler_child(child: str) -> dict:
     """Run ``child`` (Python source; ``TESTS`` is this folder) in a new process with
     Triton's interpreter off (so that Triton compiles for a GPU, which needs none), and
@@ -236,6 +252,10 @@ def run_compiler_child(child: str) -> dict:
     import tempfile
 
     if _compiler_server is None or _compiler_server.poll() is not None:
+        if _compiler_server is None:
+            atexit.register(_stop_compiler_server)
+        else:
+            _stop_compiler_server()  # it died: close its pipes
         _compiler_server = subprocess.Popen(
             [sys.executable, "-c", _COMPILER_SERVER, str(Path(__file__).parent)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
