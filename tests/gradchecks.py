@@ -29,8 +29,8 @@ def gradcheck_backend(
 
     Everywhere but Triton's CPU interpreter this is ``torch.autograd.gradcheck``, which
     builds the whole Jacobian: two backward calls per output element. The interpreter
-    runs a kernel's time loop in Python (~20 ms a forward, ~70 ms a backward call for a
-    few steps), which made that ~10 s per test. There the gradcheck runs in PyTorch's
+    runs a kernel's time loop in Python (tens of milliseconds a call for a few steps),
+    which made that ~10 s per test. There the gradcheck runs in PyTorch's
     fast mode instead (the analytical Jacobian of every input-output pair projected on
     random vectors, against finite differences of the Triton forward), and the full
     gradients come from a comparison: the outputs and the vector-Jacobian products for
@@ -38,8 +38,8 @@ def gradcheck_backend(
     ``reference`` (the same function through the reference loop, backend ``"torch"``,
     which the full gradcheck covers on the other backends) to ``atol``/``rtol``. Where
     the full gradcheck checks each Jacobian element to a relative 1e-3, this checks each
-    input's gradient to ``rtol``: it fails on a 1e-4 relative error of one gradient,
-    which the full gradcheck let through."""
+    input's gradient to ``rtol``: a 1e-4 relative error in the threshold's gradient
+    fails it, which the full gradcheck let through."""
     from spikeflow.kernels.triton_backend import interpreting
 
     if backend != "triton" or not interpreting():
