@@ -427,7 +427,8 @@ def test_nmnist_subset_trains_and_resumes_through_the_command_line(tmp_path, cap
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     rows = read_csv(out / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    # learned well above chance (10%) on real N-MNIST in 12 steps of 50 samples
+    # learned well above chance (10%) on real N-MNIST in 24 steps of 50 samples (seed 0:
+    # 0.52-0.54; seeds 1, 2, 3 gave 0.54, 0.34, 0.55; a learning rate of 1e-9: 0.16)
     assert float(rows[-1]["test_acc"]) >= 0.4, rows
     assert float(rows[-1]["train_rate"]) > 0
     assert not torch.equal(load_checkpoint(out / "last.pt")["model"]["body.0.gain"], gains)
