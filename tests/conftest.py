@@ -134,8 +134,12 @@ def fork_server_context() -> multiprocessing.context.BaseContext:
     ``spawn``'s are, without the ~5 s each of those spends importing torch, spikeflow and
     scikit-learn. (Python's ``random`` reseeds itself in each fork and torch's generator
     holds its default seed, as in a new interpreter; numpy's global generator is the
-    server's in all of them. They inherit the server's environment, the session's when it
-    started, not this process's: pass them what they need.)"""
+    server's in all of them. spikeflow's C kernels run on one thread there, as in any
+    forked child. They inherit the server's environment, the session's when it started,
+    not this process's: pass them what they need.) ``spawn`` where the platform has no
+    fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     # Read when the session first starts the server. Python 3.11's server does not take
     # this process's sys.path: modules of the tests folder load in each process.

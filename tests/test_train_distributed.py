@@ -165,10 +165,10 @@ def _spawn(worker, *args: object) -> None:
     The processes fork from the session's fork server (conftest.fork_server_context):
     new processes, as torchrun's, without two fresh interpreters' imports in every test.
     The trainer seeds every generator; the workers set their own environment."""
-    fork_server_context()
+    start_method = fork_server_context().get_start_method()
     store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, wait_for_workers=False)
     procs = mp.start_processes(worker, args=(2, store.port, *args), nprocs=2, join=False,
-                               start_method="forkserver")  # fmt: skip
+                               start_method=start_method)  # fmt: skip
     deadline = time.monotonic() + 300
     while not procs.join(timeout=2):  # raises if a process failed
         if time.monotonic() > deadline:  # a hang must fail the test, not stall the suite
