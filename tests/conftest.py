@@ -243,6 +243,41 @@ def _stop_compiler_server() -> None:
         server.stdout.close()
 
 
+#: Cache keys that must not depend on the process, for two tests: a set literal in a
+#: representation's method (test_data_cache, its order varied with the hash seed) and a
+#: bound method of an object holding a numpy generator, whose repr has an address, and a
+#: set (test_data_datasets_cache_keys).
+_KEYS_ACROSS_PROCESSES = """
+import json
+import numpy as np
+from spikeflow.data.representations import Representation, callable_key
+
+class Named(Representation):
+    def __init__(self, s):
+        self.s = s
+    def __call__(self, rec):
+        return 1 if self.s in {"alpha", "beta", "gamma", "delta", "epsilon"} else 0
+
+class R:
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+        self.s = {"a", "b", "c"}
+    def rep(self, r):
+        return r
+
+print(json.dumps({"set_literal": repr(Named("beta").cache_key()["code"]),
+                  "address_and_set": repr(callable_key(R().rep))}))
+"""
+
+
+@pytest.fixture(scope="session")
+def keys_across_processes() -> list[dict[str, str]]:
+    """The keys of :data:`_KEYS_ACROSS_PROCESSES` computed in two fresh interpreters
+    with hash seeds 1 and 2 (which order both its sets differently), once a session."""
+    outputs = run_in_fresh_interpreters(_KEYS_ACROSS_PROCESSES, ("1", "2"))
+    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+
+
 def run_compiler_child(child: str) -> dict:
     """Run ``child`` (Python source; ``TESTS`` is this folder) in a new process with
     Triton's interpreter off (so that Triton compiles for a GPU, which needs none), and

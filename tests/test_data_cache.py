@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_forked, run_in_fresh_interpreters
+from conftest import run_forked
 from spikeflow.data import NMNIST, ArrayCache, parallel_map
 from spikeflow.data.cache import CacheCorruptionWarning, decode_entry, encode_entry
 from spikeflow.data.transforms import Denoise, DropEvent, RefractoryPeriod
@@ -346,7 +346,7 @@ class _SelfClosure(ToFrame):
         return self.post(super().__call__(rec))
 
 
-def test_keys_of_subclasses_with_self_closures_odd_tensors_and_set_literals():
+def test_keys_of_subclasses_with_self_closures_odd_tensors_and_set_literals(keys_across_processes):
     # A closure over self recursed for ever; a sparse tensor could not be read as numpy.
     a, b = _SelfClosure(4, 2.0).cache_key(), _SelfClosure(4, 3.0).cache_key()
     assert a != b and a == _SelfClosure(4, 2.0).cache_key()
@@ -354,18 +354,8 @@ def test_keys_of_subclasses_with_self_closures_odd_tensors_and_set_literals():
     meta.mask = torch.empty(2, device="meta")
     meta.cache_key()
     # A set literal in a method hashed in the order of its repr, which varies with the
-    # hash seed: a new cache folder on every run. (Seeds 1 and 2 order this set
-    # differently.)
-    code = textwrap.dedent("""
-        from spikeflow.data.representations import Representation
-        class Named(Representation):
-            def __init__(self, s):
-                self.s = s
-            def __call__(self, rec):
-                return 1 if self.s in {"alpha", "beta", "gamma", "delta", "epsilon"} else 0
-        print(Named("beta").cache_key()["code"])
-    """)
-    keys = set(run_in_fresh_interpreters(code, ("1", "2")))
+    # hash seed: a new cache folder on every run (conftest._KEYS_ACROSS_PROCESSES).
+    keys = {found["set_literal"] for found in keys_across_processes}
     assert len(keys) == 1, keys
 
 

@@ -195,8 +195,9 @@ def test_callable_keys_see_edits_defaults_instances_and_array_contents():
     assert key(make(2)) != key(make(3))
 
 
-def test_callable_keys_are_built_for_awkward_values_and_stable_across_processes():
-    from conftest import run_in_fresh_interpreters
+def test_callable_keys_are_built_for_awkward_values_and_stable_across_processes(
+    keys_across_processes,
+):
     from spikeflow.data.representations import callable_key
 
     def make_recursive():
@@ -227,14 +228,6 @@ def test_callable_keys_are_built_for_awkward_values_and_stable_across_processes(
         callable_key(fn)  # no RecursionError, TypeError or ConfigurationError
     assert callable_key(Slotted(10).rep) != callable_key(Slotted(20).rep)
     # Reprs with addresses and set order must not make keys differ between processes
-    # (hash seeds 1 and 2 order the set differently).
-    script = (
-        "import numpy as np\n"
-        "from spikeflow.data.representations import callable_key\n"
-        "class R:\n"
-        "    def __init__(self): self.rng = np.random.default_rng(0); self.s = {'a', 'b', 'c'}\n"
-        "    def rep(self, r): return r\n"
-        "print(callable_key(R().rep))\n"
-    )
-    keys = set(run_in_fresh_interpreters(script, ("1", "2")))
+    # (conftest._KEYS_ACROSS_PROCESSES).
+    keys = {found["address_and_set"] for found in keys_across_processes}
     assert len(keys) == 1, keys
