@@ -198,8 +198,8 @@ def run_in_fresh_interpreters(code: str, hash_seeds: Sequence[str]) -> list[str]
 
 #: The server behind run_compiler_child: an interpreter started with Triton's
 #: interpreter off, which imports what the children import once, then forks a child per
-#: request (argv[1]: the tests folder; a request is a JSON line {"code", "output"}; the
-#: answer, the child's exit code).
+#: request (argv[1]: the tests folder; a request is a JSON line {"id", "code", "output"};
+#: the answer, a line with the request's id and the child's exit code).
 _COMPILER_SERVER = """
 import json, os, sys, traceback
 import torch, triton  # noqa: F401
@@ -224,7 +224,7 @@ for line in sys.stdin:
             sys.stderr.flush()
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    print(os.waitstatus_to_exitcode(status), flush=True)
+    print(request["id"], os.waitstatus_to_exitcode(status), flush=True)
 """
 _compiler_server: subprocess.Popen | None = None
 
@@ -289,6 +289,8 @@ def run_compiler_child(child: str) -> dict:
     global _compiler_server
     import select
     import tempfile
+    import time
+    import uuid
 
     if _compiler_server is None or _compiler_server.poll() is not None:
         if _compiler_server is None:
@@ -297,21 +299,32 @@ def run_compiler_child(child: str) -> dict:
             _stop_compiler_server()  # it died: close its pipes
         _compiler_server = subprocess.Popen(
             [sys.executable, "-c", _COMPILER_SERVER, str(Path(__file__).parent)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
             env={**os.environ, "TRITON_INTERPRET": "0"},
         )  # fmt: skip
     server = _compiler_server
     assert server.stdin is not None and server.stdout is not None
+    request = uuid.uuid4().hex
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "output.txt"
-        server.stdin.write(json.dumps({"code": child, "output": str(output)}) + "\n")
-        server.stdin.flush()
-        if not select.select([server.stdout], [], [], 600)[0]:
-            server.kill()
-            pytest.fail("the compiler child did not finish within 600 s")
-        answer = server.stdout.readline()
+        message = {"id": request, "code": child, "output": str(output)}
+        server.stdin.write(json.dumps(message).encode() + b"\n")
+        deadline = time.monotonic() + 600
+        received, code = b"", None
+        while code is None:
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([server.stdout], [], [], left)[0]:
+                server.kill()
+                pytest.fail("the compiler child did not finish within 600 s")
+            chunk = os.read(server.stdout.fileno(), 4096)
+            if not chunk:
+                pytest.fail(f"the compiler server exited (code {server.wait()})")
+            *lines, received = (received + chunk).split(b"\n")  # whole lines
+            for line in lines:  # an interrupted request's answer may come first
+                if line.startswith(f"{request} ".encode()):
+                    code = line.split()[1].decode()
         text = output.read_text() if output.exists() else ""
-    assert answer.strip() == "0", f"exit code {answer.strip() or 'none'}:\n{text[-4000:]}"
+    assert code == "0", f"exit code {code}:\n{text[-4000:]}"
     return json.loads(text.strip().splitlines()[-1])
 
 
