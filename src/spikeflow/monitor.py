@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from spikeflow._checks import check_flag
+from spikeflow._compile_marks import eager_under_compile
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.memory.recompute import is_recomputing, reruns_forward
 from spikeflow.neurons import BaseNode
@@ -202,7 +203,7 @@ class BaseMonitor:
 
     # -- recording ----------------------------------------------------------------------
 
-    @torch.compiler.disable
+    @eager_under_compile
     def _record(
         self, name: str, value: Any, single_step: bool = False, backward: bool = False
     ) -> None:

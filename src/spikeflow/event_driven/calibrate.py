@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikeflow._checks import check_real
+from spikeflow._compile_marks import eager_under_compile
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.event_driven.layers import EventDrivenLayer
 
@@ -43,7 +44,7 @@ def _search_scale(layer: EventDrivenLayer, x: Tensor, spikes_per_neuron: float) 
     return mid
 
 
-@torch.compiler.disable
+@eager_under_compile
 @torch.no_grad()
 def calibrate_event_driven(
     model: nn.Module, x: Tensor, spikes_per_neuron: float = 1.0

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow._checks import check_labels, check_real
+from spikeflow._compile_marks import eager_under_compile
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.event_driven.kernel import EventDrivenNeuron, spike_backward, spike_forward
 from spikeflow.layers.weight_standardization import standardize_weight
@@ -121,7 +122,7 @@ class EventDrivenLayer(nn.Module):
 
     # Eager under torch.compile: the C kernels are called through ctypes, which Dynamo
     # must not trace (the rest of a compiled model still compiles around the layer).
-    @torch.compiler.disable
+    @eager_under_compile
     def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
         """Output spikes ``[T, B, ...]`` for input spikes (or currents) ``[T, B, ...]``.
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from spikeflow._cbuild import BuildError
+from spikeflow._compile_marks import assume_constant_result
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.cpu import CompilerNotFoundError, compiler, run_cpu
 from spikeflow.kernels.expr import TraceError
@@ -105,7 +106,7 @@ def _warn_once(name: str, key: object, why: str) -> None:
 
 
 # Under torch.compile: run while Dynamo traces (which would drop a traced warning).
-_warn_once_compiled = torch.compiler.assume_constant_result(_warn_once)
+_warn_once_compiled = assume_constant_result(_warn_once)
 
 
 def _fallback_warning(decl: NeuronDeclaration, key: object, why: str) -> None:
@@ -167,4 +168,4 @@ def _has_compiler() -> bool:
 
 
 #: The same, as a constant of a compiled graph (Dynamo cannot trace the search).
-_compiler_found = torch.compiler.assume_constant_result(_has_compiler)
+_compiler_found = assume_constant_result(_has_compiler)

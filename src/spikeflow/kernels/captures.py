@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
+from spikeflow._compile_marks import assume_constant_result
 from spikeflow.kernels.expr import TraceError
 from spikeflow.neurons.declaration import NeuronDeclaration, functions_behind
 
@@ -179,7 +180,7 @@ def _global_loads(code: types.CodeType) -> Iterator[str]:
             yield from _global_loads(const)
 
 
-@torch.compiler.assume_constant_result  # Dynamo cannot trace the disassembly
+@assume_constant_result  # Dynamo cannot trace the disassembly
 def _code_names(code: types.CodeType) -> tuple[str, ...]:
     """The global names ``code`` and the code nested in it read, each once (not the
     attribute and method names that ``co_names`` also holds: ``x.exp()`` reads no

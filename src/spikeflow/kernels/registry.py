@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from spikeflow._cbuild import BuildError
+from spikeflow._compile_marks import assume_constant_result
 from spikeflow.kernels.captures import (
     cached_captured_numbers,
     captured_numbers,
@@ -250,7 +251,7 @@ def _surrogate_of(cls: type[Surrogate], spiking: bool, params: dict[str, float])
     return sg
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _run_time_parameters(cls: type[Surrogate], spiking: bool, names: tuple[str, ...]) -> tuple:
     """The surrogate parameters that the kernels take at run time (see
     :func:`surrogate_key`; their values do not matter here)."""
@@ -313,7 +314,7 @@ def _declaration_of(parts: tuple, declared: tuple) -> NeuronDeclaration:
     return cached_declaration(charge, update, name, returns_aux, threshold, reset)  # type: ignore[arg-type]
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _compiled_refusal(declared: tuple, surrogate: tuple, *parts: object) -> str | None:
     """Why the fused kernels cannot run this declaration and surrogate under
     torch.compile (None if they can), checked before Dynamo traces the reading of their
@@ -338,7 +339,7 @@ def _compiled_refusal(declared: tuple, surrogate: tuple, *parts: object) -> str 
     return None
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _compiled_key(
     launcher: Launcher,
     ctype: str,

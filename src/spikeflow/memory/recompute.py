@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from spikeflow._compile_marks import eager_under_compile
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory.packing import PackedSpikes, pack_spikes, try_pack_spikes, unpack_spikes
@@ -244,7 +245,7 @@ class Recomputed(nn.Module):
         self.register_state_dict_post_hook(_strip_prefix)
         self.register_load_state_dict_pre_hook(_add_prefix)
 
-    @torch.compiler.disable  # (Dynamo cannot trace a checkpoint with a context_fn)
+    @eager_under_compile  # (Dynamo cannot trace a checkpoint with a context_fn)
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """``module(x, *args, **kwargs)``, recomputed in the backward pass. Under
         ``torch.compile`` it runs eagerly (a graph break on each side)."""

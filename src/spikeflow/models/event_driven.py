@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow._checks import check_flag
+from spikeflow._compile_marks import eager_under_compile
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven import (
     AdjustedAvgPool2d,
@@ -170,7 +171,7 @@ class EventDrivenNet(nn.Module):
         teach = self.training and self.teacher_spike and target is not None
         return output(x, target if teach else None)
 
-    @torch.compiler.disable  # reads a buffer's value: eager, not a graph break
+    @eager_under_compile  # reads a buffer's value: eager, not a graph break
     def _calibrate_once(self, x: Tensor) -> None:
         if not bool(self.calibrated):
             calibrate_event_driven(self.body, x, self.spikes_per_neuron)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spikeflow._compile_marks import assume_constant_result
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, _codes, declare
@@ -131,7 +132,7 @@ def quantized_charge(charge: Callable[..., object], returns_aux: bool) -> Callab
 _NAMED: dict[str, Callable[..., object]] = {}
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _compiled_charge_name(fn: object, instance: object, bound: tuple | None,
                           returns_aux: bool) -> str:  # fmt: skip
     """:func:`quantized_charge` while Dynamo traces, run as a constant of the graph (the
