@@ -21,6 +21,7 @@ import pytest
 
 from conftest import require_shared_data
 from spikeflow.data.io import AudioClip, decode_wav, read_wav
+from spikeflow.data.io.wav import wav_info
 from spikeflow.errors import DataFormatError
 
 # The tail of the KSDATAFORMAT_SUBTYPE_* GUIDs (after the u16 format tag).
@@ -328,3 +329,88 @@ def test_errors_name_file_offset_and_problem(raw, offset, problem):
     message = str(info.value)
     assert message.startswith(f"bad.wav at byte offset {offset}: "), message
     assert problem in message
+
+
+@pytest.mark.parametrize("raw, offset, problem", ERRORS)
+def test_header_and_window_reads_give_the_same_errors(tmp_path, raw, offset, problem):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(raw)
+    for read in (wav_info, lambda p: read_wav(p, 0, 0)):
+        with pytest.raises(DataFormatError) as info:
+            read(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} at byte offset {offset}: "), message
+        assert problem in message
+
+
+WINDOW_FILES = [
+    pytest.param(lambda v: with_wave(2, 2, 8000, int_bytes(v, 2)), 2, id="pcm16 stereo"),
+    pytest.param(
+        lambda v: riff(
+            fmt(1, 3, 11025, 24), chunk(b"LIST", b"INFO!"), chunk(b"data", int_bytes(v, 3))
+        ),
+        3,
+        id="pcm24, odd chunk",
+    ),
+    pytest.param(
+        lambda v: riff(fmt(1, 1, 8000, 8, sub_tag=1), chunk(b"data", int_bytes(v + 128, 1))),
+        1,
+        id="extensible u8",
+    ),
+    pytest.param(
+        lambda v: riff(
+            fmt(1, 2, 8000, 16),
+            chunk(b"data", int_bytes(v, 2) + b"\7", size=0xFFFFFFFF),
+            size=0xFFFFFFFF,
+        ),
+        2,
+        id="streamed",
+    ),
+]
+
+
+@pytest.mark.parametrize("make, channels", WINDOW_FILES)
+def test_header_info_and_windows_equal_the_whole_decode(tmp_path, make, channels):
+    v = np.random.default_rng(channels).integers(-100, 100, (37, channels))
+    path = tmp_path / "clip.wav"
+    path.write_bytes(make(v))
+    whole = decode_wav(path.read_bytes())
+    info = wav_info(path)
+    assert (info.frames, info.channels, info.sample_rate) == (37, channels, whole.sample_rate)
+    assert info.duration == whole.duration and not info.is_float
+    for start, frames in [(0, 37), (5, 11), (36, 1), (37, 0), (0, 0), (13, None)]:
+        clip = read_wav(path, start, frames)
+        end = 37 if frames is None else start + frames
+        check_clip(clip, whole.samples[:, start:end], whole.sample_rate)
+        assert clip.source == f"{path} [{start}:{end}]"
+    for start, frames in [(30, 8), (38, None), (38, 0)]:
+        with pytest.raises(ValueError, match=r"asked of .* which has 37 frames"):
+            read_wav(path, start, frames)
+    for bad in [-1, 1.5, True]:
+        with pytest.raises(ValueError, match="start must be an int >= 0"):
+            read_wav(path, bad, 2)
+        with pytest.raises(ValueError, match="frames must be an int >= 0"):
+            read_wav(path, 1, bad)
+    assert read_wav(path, np.int64(2), np.int32(3)).frames == 3
+
+
+def test_header_info_reads_only_the_headers(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    path.write_bytes(with_wave(1, 2, 16000, bytes(2 * 16000 * 30)))  # 30 s
+    sizes = []
+    real_open = open
+
+    def counting_open(*args, **kwargs):
+        file = real_open(*args, **kwargs)
+        read = file.read
+        file_read = lambda n=-1: (sizes.append(n), read(n))[1]  # noqa: E731
+        return type("F", (), {"read": staticmethod(file_read), "seek": file.seek,
+                              "fileno": file.fileno, "__enter__": lambda s: s,
+                              "__exit__": lambda s, *a: file.close()})()  # fmt: skip
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert wav_info(path).frames == 16000 * 30
+    assert 0 < sum(sizes) <= 100, sizes
+    sizes.clear()
+    assert read_wav(path, 16000, 8000).frames == 8000
+    assert sum(sizes) <= 100 + 2 * 8000, sizes

@@ -9,8 +9,6 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from spikeflow.data.audio import AudioToEvents
 from spikeflow.data.datasets._common import (
     Archive,
@@ -22,7 +20,7 @@ from spikeflow.data.datasets._names import SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.events import EventRecording
-from spikeflow.data.io.wav import AudioClip, read_wav
+from spikeflow.data.io.wav import read_wav, wav_info
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = ["FSDD", "KWS12_CLASSES", "SpeechCommands"]
@@ -340,10 +338,10 @@ class SpeechCommands(_SpeechDataset):
             )
         windows = []
         for path in files:
-            clip = read_wav(path)
-            rate = clip.sample_rate
+            info = wav_info(path)  # the headers only
+            rate = info.sample_rate
             hop = max(1, round(self.silence_hop * rate))
-            windows += [(path, start) for start in range(0, clip.frames - rate + 1, hop)]
+            windows += [(path, start) for start in range(0, info.frames - rate + 1, hop)]
         return windows
 
     def _kws12_test_samples(self) -> list[tuple[Path, int]]:
@@ -377,10 +375,7 @@ class SpeechCommands(_SpeechDataset):
         if start is None:
             return super().events(index)
         path, _ = self.samples[index]
-        clip = read_wav(path)
-        end = start + clip.sample_rate
-        window = np.ascontiguousarray(clip.samples[:, start:end])
-        rec = self.audio_to_events(AudioClip(window, clip.sample_rate, f"{path} [{start}:{end}]"))
+        rec = self.audio_to_events(read_wav(path, start, wav_info(path).sample_rate))
         return rec if self.event_transform is None else self.event_transform(rec)
 
     def _word_samples(self) -> list[tuple[Path, int]]:

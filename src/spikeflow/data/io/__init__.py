@@ -66,7 +66,7 @@ from spikeflow.data.io.prophesee import (
     read_prophesee_raw,
 )
 from spikeflow.data.io.slayer_bs1 import decode_bs1, read_bs1
-from spikeflow.data.io.wav import AudioClip, decode_wav, read_wav
+from spikeflow.data.io.wav import AudioClip, WavInfo, decode_wav, read_wav, wav_info
 
 __all__ = [
     "AEDAT2_LAYOUTS",
@@ -80,6 +80,7 @@ __all__ = [
     "Aedat4Info",
     "Aedat4Stream",
     "AudioClip",
+    "WavInfo",
     "NTidigitsFile",
     "SpikingAudioFile",
     "decode_aedat2",
@@ -121,6 +122,7 @@ __all__ = [
     "read_spiking_audio",
     "read_stmnist",
     "read_wav",
+    "wav_info",
     "set_decoder",
     "split_by_labels",
     "use_decoder",

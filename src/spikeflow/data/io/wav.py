@@ -23,9 +23,12 @@ it rejects float and most extensible files.
 
 from __future__ import annotations
 
+import operator
+import os
 import struct
 from dataclasses import dataclass
 from os import PathLike
+from typing import BinaryIO
 
 import numpy as np
 
@@ -39,7 +42,7 @@ from spikeflow.data.io._common import (
     source_name,
 )
 
-__all__ = ["AudioClip", "decode_wav", "read_wav"]
+__all__ = ["AudioClip", "WavInfo", "decode_wav", "read_wav", "wav_info"]
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 #: Bit depths each sample format supports.
@@ -111,18 +114,19 @@ def _tag_name(tag: int) -> str:
     return f"{tag} (0x{tag:04x}, {name})" if name else f"{tag} (0x{tag:04x})"
 
 
-def _parse_fmt(buf: np.ndarray, at: int, size: int, path: PathArg) -> _Format:
-    """Parse the ``fmt `` payload of ``size`` bytes starting at offset ``at``."""
+def _parse_fmt(payload: np.ndarray, at: int, size: int, path: PathArg) -> _Format:
+    """Parse the ``fmt `` payload of ``size`` bytes that starts at file offset ``at``
+    (``payload``: at least its first 40 bytes, where it has them)."""
     if size < 16:
         raise format_error(path, at, f"fmt chunk too short: {size} bytes, need at least 16")
-    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", buf, at)
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", payload)
     kind = tag
     if tag == _EXTENSIBLE:
         if size < 18:
             raise format_error(
                 path, at, f"fmt chunk too short for WAVE_FORMAT_EXTENSIBLE: {size} bytes, need 40"
             )
-        (cb_size,) = struct.unpack_from("<H", buf, at + 16)
+        (cb_size,) = struct.unpack_from("<H", payload, 16)
         if cb_size < 22:
             raise format_error(
                 path, at + 16, f"WAVE_FORMAT_EXTENSIBLE extension size (cbSize) is {cb_size}, "
@@ -133,7 +137,7 @@ def _parse_fmt(buf: np.ndarray, at: int, size: int, path: PathArg) -> _Format:
                 path, at, f"fmt chunk too short for WAVE_FORMAT_EXTENSIBLE: {size} bytes, need 40"
             )
         # The sub-format GUID starts with the format tag it stands for (u16).
-        (kind,) = struct.unpack_from("<H", buf, at + 24)
+        (kind,) = struct.unpack_from("<H", payload, 24)
         if kind not in _DEPTHS:
             raise format_error(
                 path, at + 24, f"unsupported WAVE_FORMAT_EXTENSIBLE sub-format {_tag_name(kind)} "
@@ -201,6 +205,105 @@ def _check_magic(buf: np.ndarray, path: PathArg) -> int:
     return struct.unpack_from("<I", buf, 4)[0]
 
 
+class _Bytes:
+    """The bytes a WAV file is read from: all of them in memory, or an open file."""
+
+    def __init__(self, buf: np.ndarray | None = None, file: BinaryIO | None = None) -> None:
+        self.buf, self.file = buf, file
+        self.size = len(buf) if buf is not None else os.fstat(file.fileno()).st_size
+
+    def read(self, at: int, count: int) -> np.ndarray:
+        """Up to ``count`` bytes from offset ``at`` (fewer at the end of the file)."""
+        if self.buf is not None:
+            return self.buf[at : at + count]
+        self.file.seek(at)
+        return np.frombuffer(self.file.read(count), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """What a WAV file's headers say, without its samples (:func:`wav_info`).
+
+    Attributes:
+        sample_rate: frames per second (Hz).
+        channels: number of channels.
+        frames: number of sample frames in the ``data`` chunk.
+        bits_per_sample: container width of one sample (8, 16, 24, 32 or 64).
+        is_float: IEEE float samples (else PCM integers).
+        data_offset: file offset of the first sample.
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int
+    bits_per_sample: int
+    is_float: bool
+    data_offset: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds (``frames / sample_rate``)."""
+        return self.frames / self.sample_rate
+
+
+def _locate(src: _Bytes, path: PathArg) -> tuple[_Format, int, int]:
+    """Walk the chunks to ``data``: its format, first sample's offset and frame count."""
+    n = src.size
+    if n == 0:
+        raise empty_file_error(path)
+    riff_size = _check_magic(src.read(0, 12), path)
+    fmt: _Format | None = None
+    seen: list[str] = []
+    pos = 12
+    while pos < n:
+        if n - pos < 8:
+            raise format_error(
+                path, pos, f"truncated chunk header: {n - pos} byte(s) left, a chunk header "
+                "needs 8"
+            )  # fmt: skip
+        cid, size = struct.unpack_from("<4sI", src.read(pos, 8))
+        name = cid.decode("latin-1")
+        seen.append(name)
+        at, left = pos + 8, n - pos - 8
+        if cid == b"data":
+            if fmt is None:
+                raise format_error(path, pos, "data chunk before any fmt chunk")
+            return fmt, at, _data_frames(pos, size, left, riff_size, n, fmt, path)
+        if size > left:
+            raise format_error(
+                path, pos, f"truncated {name!r} chunk: it declares {size} bytes but only {left} "
+                "remain"
+            )  # fmt: skip
+        if cid == b"fmt " and fmt is None:
+            fmt = _parse_fmt(src.read(at, min(size, 64)), at, size, path)
+        pos = at + size + (size & 1)  # a missing pad byte at the very end is tolerated
+    found = ", ".join(map(repr, seen)) or "none"
+    missing = "no 'data' chunk" if fmt is not None else "no 'fmt ' chunk and no 'data' chunk"
+    raise format_error(path, n, f"{missing} before the end of the file (chunks found: {found})")
+
+
+def _data_frames(
+    pos: int, size: int, left: int, riff_size: int, n: int, fmt: _Format, path: PathArg
+) -> int:
+    """Frames of the ``data`` chunk whose header is at ``pos`` (size field ``size``,
+    ``left`` bytes after its header, ``n`` in the file)."""
+    frame = fmt.block_align
+    streamed = size == _STREAMED or (size == 0 and left > 0 and riff_size + 8 != n)
+    if streamed:  # until the end of the file, whole frames only
+        return left // frame
+    if size > left:
+        raise format_error(
+            path, pos, f"truncated data chunk: it declares {size} bytes but only {left} remain"
+        )
+    frames, extra = divmod(size, frame)
+    if extra:
+        raise format_error(
+            path, pos + 8 + size - extra, f"data chunk of {size} bytes is not a whole number "
+            f"of {frame}-byte frames ({extra} byte(s) left over)"
+        )  # fmt: skip
+    return frames
+
+
 def decode_wav(raw: RawBytes, path: PathArg = None) -> AudioClip:
     """Decode the bytes of a WAV file.
 
@@ -220,63 +323,55 @@ def decode_wav(raw: RawBytes, path: PathArg = None) -> AudioClip:
             align that does not match; a ``data`` size that is not whole frames.
     """
     buf = as_u8(raw)
-    n = len(buf)
-    if n == 0:
-        raise empty_file_error(path)
-    riff_size = _check_magic(buf, path)
-    fmt: _Format | None = None
-    seen: list[str] = []
-    pos = 12
-    while pos < n:
-        if n - pos < 8:
-            raise format_error(
-                path, pos, f"truncated chunk header: {n - pos} byte(s) left, a chunk header "
-                "needs 8"
-            )  # fmt: skip
-        cid, size = struct.unpack_from("<4sI", buf, pos)
-        name = cid.decode("latin-1")
-        seen.append(name)
-        at, left = pos + 8, n - pos - 8
-        if cid == b"data":
-            if fmt is None:
-                raise format_error(path, pos, "data chunk before any fmt chunk")
-            return _read_data(buf, pos, size, riff_size, fmt, path)
-        if size > left:
-            raise format_error(
-                path, pos, f"truncated {name!r} chunk: it declares {size} bytes but only {left} "
-                "remain"
-            )  # fmt: skip
-        if cid == b"fmt " and fmt is None:
-            fmt = _parse_fmt(buf, at, size, path)
-        pos = at + size + (size & 1)  # a missing pad byte at the very end is tolerated
-    found = ", ".join(map(repr, seen)) or "none"
-    missing = "no 'data' chunk" if fmt is not None else "no 'fmt ' chunk and no 'data' chunk"
-    raise format_error(path, n, f"{missing} before the end of the file (chunks found: {found})")
-
-
-def _read_data(
-    buf: np.ndarray, pos: int, size: int, riff_size: int, fmt: _Format, path: PathArg
-) -> AudioClip:
-    """Decode the ``data`` chunk whose header is at ``pos`` and size field is ``size``."""
-    at, left, frame = pos + 8, len(buf) - pos - 8, fmt.block_align
-    streamed = size == _STREAMED or (size == 0 and left > 0 and riff_size + 8 != len(buf))
-    if streamed:  # until the end of the file, whole frames only
-        frames = left // frame
-    else:
-        if size > left:
-            raise format_error(
-                path, pos, f"truncated data chunk: it declares {size} bytes but only {left} "
-                "remain"
-            )  # fmt: skip
-        frames, extra = divmod(size, frame)
-        if extra:
-            raise format_error(
-                path, at + size - extra, f"data chunk of {size} bytes is not a whole number of "
-                f"{frame}-byte frames ({extra} byte(s) left over)"
-            )  # fmt: skip
+    fmt, at, frames = _locate(_Bytes(buf), path)
     return AudioClip(_samples(buf, at, frames, fmt), fmt.sample_rate, source_name(path))
 
 
-def read_wav(path: str | PathLike) -> AudioClip:
-    """Read a ``.wav`` file (see :func:`decode_wav`)."""
-    return decode_wav(read_bytes(path), path)
+def wav_info(path: str | PathLike) -> WavInfo:
+    """A WAV file's rate, channels, frame count and sample format from its headers,
+    without reading the samples (a few small reads, whatever the file's length).
+
+    Raises:
+        DataFormatError: as :func:`decode_wav`, for the headers.
+    """
+    with open(path, "rb") as file:
+        fmt, at, frames = _locate(_Bytes(file=file), path)
+    return WavInfo(fmt.sample_rate, fmt.channels, frames, fmt.bits, fmt.kind == _FLOAT, at)
+
+
+def _count_arg(name: str, value: object) -> int:
+    try:
+        count = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        count = -1
+    if isinstance(value, bool) or count < 0:
+        raise ValueError(f"read_wav: {name} must be an int >= 0, got {value!r}")
+    return count
+
+
+def read_wav(path: str | PathLike, start: int = 0, frames: int | None = None) -> AudioClip:
+    """Read a ``.wav`` file (see :func:`decode_wav`), or only ``frames`` frames of it
+    from frame ``start`` (``None``: to the end), reading only those samples' bytes.
+
+    Raises:
+        DataFormatError: as :func:`decode_wav`.
+        ValueError: ``start``/``frames`` negative, or a window that ends after the
+            file's last frame.
+    """
+    if start == 0 and frames is None:
+        return decode_wav(read_bytes(path), path)
+    start = _count_arg("start", start)
+    frames = None if frames is None else _count_arg("frames", frames)
+    with open(path, "rb") as file:
+        src = _Bytes(file=file)
+        fmt, at, total = _locate(src, path)
+        count = total - start if frames is None else frames
+        if start + max(count, 0) > total or start > total:
+            raise ValueError(
+                f"read_wav: frames [{start}, {start + max(count, 0)}) asked of {path}, which "
+                f"has {total} frames"
+            )
+        width = fmt.block_align
+        window = src.read(at + start * width, count * width)
+    where = f"{path} [{start}:{start + count}]"
+    return AudioClip(_samples(window, 0, count, fmt), fmt.sample_rate, where)
