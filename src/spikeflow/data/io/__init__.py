@@ -80,9 +80,9 @@ __all__ = [
     "Aedat4Info",
     "Aedat4Stream",
     "AudioClip",
-    "WavInfo",
     "NTidigitsFile",
     "SpikingAudioFile",
+    "WavInfo",
     "decode_aedat2",
     "decode_aedat4",
     "decode_aedat31",
@@ -122,10 +122,10 @@ __all__ = [
     "read_spiking_audio",
     "read_stmnist",
     "read_wav",
-    "wav_info",
     "set_decoder",
     "split_by_labels",
     "use_decoder",
+    "wav_info",
 ]
 
 
