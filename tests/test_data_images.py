@@ -385,6 +385,12 @@ def test_dataset_shape_follows_the_dataset_kwargs():
     assert dataset_shape("speechcommands", {"version": "v0.01"})[0] == 30
     assert len(SpeechCommands.classes_for("v0.01")) == 30
     assert dataset_shape("speechcommands", {"task": "kws12"})[0] == 12
+    mels = {"audio_to_events": {"n_mels": 64}}
+    assert dataset_shape("speechcommands", mels)[1] == (2, 1, 64)
+    assert dataset_shape("fsdd", mels)[1] == (2, 1, 64)
+    assert dataset_shape("fsdd")[1] == (2, 1, 40)
+    with pytest.raises(ConfigurationError, match="audio_to_events"):
+        dataset_shape("fsdd", {"audio_to_events": {"mels": 64}})
     assert dataset_shape("imagenet", {"image_size": [64, 48]}) == (1000, (3, 64, 48))
     with pytest.raises(ConfigurationError, match=r"its frames are 3x32x32 per step, 20 classes"):
         resolve(TrainConfig(dataset="cifar100", dataset_kwargs={"label": "coarse"}))

@@ -124,7 +124,8 @@ def dataset_shape(
     datasets (repeated over T; ImageNet and ImageFolder ``(3, *image_size)``, 224 x 224
     unless ``image_size`` is given, ImageFolder's classes None: its folders decide), and
     the sensor's ``(P, H, W)`` for the others (frames ``[T, P, H, W]``; FSDD and Speech
-    Commands ``(2, 1, 40)``, the default encoder's 40 mel bands). A DataLoader batches
+    Commands ``(2, 1, n_mels)``, 40 mel bands unless ``audio_to_events`` sets them:
+    the class's ``sensor_size_for(**dataset_kwargs)`` where it has one). A DataLoader batches
     frames to ``[B, T, ...]``, which the trainer makes ``[T, B, ...]``
     (:func:`to_time_major`).
 
@@ -156,7 +157,9 @@ def dataset_shape(
     if key in _folder_classes():
         size = kwargs.get("image_size") or cls.default_image_size
         return count, (cls.channels, *int_pair(size, f"{cls.__name__}: image_size", "(h, w)"))
-    width, height, polarities = cls.sensor_size
+    sensor_size_for = getattr(cls, "sensor_size_for", None)
+    sensor = sensor_size_for(**kwargs) if sensor_size_for is not None else cls.sensor_size
+    width, height, polarities = sensor
     if issubclass(cls, ChannelFrames):  # frames [T, C] (SHD, SSC, N-TIDIGITS18)
         return count, (width * height * polarities,)
     return count, (polarities, height, width)

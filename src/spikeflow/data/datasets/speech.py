@@ -66,6 +66,14 @@ class _SpeechDataset(NamedSplitDataset):
         self.sensor_size = tuple(encoder.sensor_size)  # type: ignore[misc]
         super().__init__(root, split, download, **kwargs)
 
+    @classmethod
+    def sensor_size_for(
+        cls, audio_to_events: AudioToEvents | dict[str, Any] | None = None, **_: Any
+    ) -> tuple[int, int, int]:
+        """The ``sensor_size`` a dataset built with these arguments has (the encoder's
+        ``(n_mels, 1, 2)``), without building it."""
+        return tuple(_encoder(audio_to_events).sensor_size)  # type: ignore[return-value]
+
     def _read(self, path: Path) -> EventRecording:
         return self.audio_to_events(read_wav(path))
 
