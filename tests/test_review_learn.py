@@ -269,3 +269,51 @@ def test_winner_take_all_thresholds_stay_float32_under_half() -> None:
     assert torch.equal(wta(currents)[0, 0], torch.tensor([1.0, 0, 0], dtype=torch.float16))
     assert wta.theta.dtype == torch.float32
     torch.testing.assert_close(wta.theta, theta + torch.tensor([0.002, 0, 0]))
+
+
+def _wta_in_thread(rank: int, store, calls: list, out: dict, **kwargs) -> None:
+    import torch.distributed as dist
+
+    group = dist.ProcessGroupGloo(store, rank, 2)
+    wta = WinnerTakeAll(4, tau=1.0, v_threshold=0.2, theta_plus=0.3, theta_decay=0.9,
+                        process_group=group, **kwargs).double()  # fmt: skip
+    for x in calls:
+        wta(x[:, rank * 3 : rank * 3 + 3])
+    out[rank] = wta.theta.clone()
+
+
+def test_winner_take_all_processes_sum_their_threshold_rises() -> None:
+    """Under torch.distributed each process raised theta by its own spikes only (and
+    DDP's buffer broadcast then kept rank 0's): one step per call, synchronised
+    processes hold exactly the thresholds of one process on the global batch."""
+    import threading
+
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is absent")
+    gen = torch.Generator().manual_seed(5)
+    calls = [torch.rand(1, 6, 4, generator=gen, dtype=torch.float64) for _ in range(4)]
+    one = WinnerTakeAll(4, tau=1.0, v_threshold=0.2, theta_plus=0.3, theta_decay=0.9).double()
+    for x in calls:
+        one(x)
+
+    def run(**kwargs) -> dict:
+        store, out = dist.HashStore(), {}
+        threads = [threading.Thread(target=_wta_in_thread, args=(rank, store, calls, out),
+                                    kwargs=kwargs) for rank in (0, 1)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(out) == 2, "a rank failed"
+        return out
+
+    synced = run()
+    for rank in (0, 1):
+        torch.testing.assert_close(synced[rank], one.theta, rtol=1e-12, atol=1e-12)
+    apart = run(sync_processes=False)
+    assert not torch.allclose(apart[0], apart[1])
+    assert not torch.allclose(apart[0], one.theta)
+    with pytest.raises(ConfigurationError, match=r"WinnerTakeAll: process_group.*got str"):
+        WinnerTakeAll(3, process_group="gloo")

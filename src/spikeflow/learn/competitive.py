@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
-from spikeflow._checks import check_int, check_real
+from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.learn._processes import check_process_group, processes_to_sync
 
 __all__ = ["WinnerTakeAll"]
 
@@ -38,6 +40,14 @@ class WinnerTakeAll(nn.Module):
             threshold by the most).
         theta_plus: threshold increase per spike while training (0: fixed thresholds).
         theta_decay: factor (0-1] of the threshold increase kept per step while training.
+        sync_processes: under ``torch.distributed`` (``process_group``, or the default
+            group when initialised with more than one process), each training call
+            all-reduces the threshold rises of the processes, so that every process
+            holds the thresholds one process would after the whole global batch (within
+            a call each process sees its own samples' spikes only). False: each process
+            keeps its own ``theta`` (under DDP with ``broadcast_buffers=True`` rank 0's
+            then overwrites the others' at each forward).
+        process_group: the group to synchronise over (None: the default group).
 
     Input currents ``[T, B, N]``, output spikes ``[T, B, N]``. ``theta`` (a buffer,
     saved with the model) is the learned threshold increase of each neuron; it changes
@@ -56,6 +66,8 @@ class WinnerTakeAll(nn.Module):
         k: int = 1,
         theta_plus: float = 0.05,
         theta_decay: float = 0.9995,
+        sync_processes: bool = True,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         super().__init__()
         self.num_neurons = check_int("WinnerTakeAll: num_neurons", num_neurons, 1)
@@ -70,6 +82,8 @@ class WinnerTakeAll(nn.Module):
         self.theta_plus = check_real("WinnerTakeAll: theta_plus", theta_plus, 0.0)
         self.theta_decay = check_real("WinnerTakeAll: theta_decay", theta_decay, 0.0, 1.0,
                                       low_open=True)  # fmt: skip
+        self.sync_processes = check_flag("WinnerTakeAll", "sync_processes", sync_processes)
+        self.process_group = check_process_group("WinnerTakeAll", process_group)
         self.register_buffer("theta", torch.zeros(num_neurons))
 
     @torch.no_grad()
@@ -92,7 +106,7 @@ class WinnerTakeAll(nn.Module):
         v = torch.zeros_like(x[0])
         out = torch.zeros_like(x)
         # thresholds in float32 or wider (a bfloat16 decay of 0.9995 would be 1)
-        theta = self.theta.to(torch.promote_types(self.theta.dtype, torch.float32))
+        theta = start = self.theta.to(torch.promote_types(self.theta.dtype, torch.float32))
         for t in range(x.shape[0]):
             v = v + (x[t] - v) / self.tau
             excess = v - (self.v_threshold + theta).to(v.dtype)
@@ -104,8 +118,20 @@ class WinnerTakeAll(nn.Module):
                 theta = theta * self.theta_decay + self.theta_plus * spikes.sum(dim=0).to(
                     theta.dtype)  # fmt: skip
         if self.training and self.theta_plus > 0:
-            self.theta.copy_(theta)
+            self.theta.copy_(self._synced(theta, start, x.shape[0]))
         return out
+
+    def _synced(self, theta: Tensor, start: Tensor, steps: int) -> Tensor:
+        """``theta`` after a call of ``steps`` steps from ``start``, with the rises of
+        every process (see ``sync_processes``): the decayed start plus the sum of the
+        processes' rises."""
+        sync, group = processes_to_sync(self.sync_processes, self.process_group)
+        if not sync:
+            return theta
+        decayed = start * self.theta_decay**steps
+        rise = theta - decayed
+        dist.all_reduce(rise, op=dist.ReduceOp.SUM, group=group)
+        return decayed + rise
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> WinnerTakeAll:
         """As :meth:`torch.nn.Module._apply` (``.to``, ``.half()``, ``.cuda()``, ...), but

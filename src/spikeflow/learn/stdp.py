@@ -14,6 +14,7 @@ from spikeflow._checks import check_flag, check_real
 from spikeflow.base import MemoryModule, StepModule
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.layers._time import current_fold
+from spikeflow.learn._processes import check_process_group, processes_to_sync
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
 from spikeflow.memory.recompute import reruns_forward
@@ -159,13 +160,7 @@ class STDPLearner:
             )
         self.average_processes = check_flag("STDPLearner", "average_processes",
                                             average_processes)  # fmt: skip
-        # (a ProcessGroup, or one backend's group such as ProcessGroupGloo)
-        if process_group is not None and not callable(getattr(process_group, "allreduce", None)):
-            raise ConfigurationError(
-                "STDPLearner: process_group must be a torch.distributed ProcessGroup or "
-                f"None, got {type(process_group).__name__}"
-            )
-        self.process_group = process_group
+        self.process_group = check_process_group("STDPLearner", process_group)
         self.synapse, self.neuron = synapse, neuron
         self.f_pre, self.f_post = f_pre, f_post
         #: Whether forwards are recorded (False pauses it, e.g. for evaluation; a call
@@ -337,13 +332,7 @@ class STDPLearner:
 
     def _averaging(self) -> tuple[bool, dist.ProcessGroup | None]:
         """Whether :meth:`step` averages over processes, and the group (None: default)."""
-        if not self.average_processes or not dist.is_available():
-            return False, None
-        if self.process_group is not None:
-            return dist.get_world_size(self.process_group) > 1, self.process_group
-        if dist.is_initialized():
-            return dist.get_world_size() > 1, None
-        return False, None
+        return processes_to_sync(self.average_processes, self.process_group)
 
     def _check_unseen_folds(self) -> None:
         """A ShapeError for records whose time was folded into the batch by code the
