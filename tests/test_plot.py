@@ -400,12 +400,31 @@ def test_a_failing_writer_leaves_nothing(tmp_path, monkeypatch):
 def test_animate_without_ffmpeg_names_the_writer(tmp_path, monkeypatch):
     from matplotlib import animation
 
+    from spikeflow.plot import animation as spikeflow_animation
+
     monkeypatch.setattr(animation.writers, "is_available", lambda name: name != "ffmpeg")
+    monkeypatch.setattr(spikeflow_animation, "_bundled_ffmpeg", lambda: None)
     with pytest.raises(
-        plot.WriterNotFoundError, match=r"needs matplotlib's 'ffmpeg' writer.*\.gif"
+        plot.WriterNotFoundError, match=r"needs matplotlib's 'ffmpeg' writer.*'video'.*\.gif"
     ):
         plot.animate(torch.rand(3, 4, 4), tmp_path / "v.mp4")
     assert os.listdir(tmp_path) == []
+
+
+def test_animate_mp4_with_the_video_extra_alone(tmp_path, monkeypatch):
+    """No ffmpeg program for matplotlib: the extra 'video' (imageio-ffmpeg) writes it."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the extra 'video'")
+    from matplotlib import animation
+
+    monkeypatch.setattr(animation.writers, "is_available", lambda name: name != "ffmpeg")
+    monkeypatch.setitem(matplotlib.rcParams, "animation.ffmpeg_path", "no-such-ffmpeg")
+    path = plot.animate(torch.rand(4, 1, 8, 8), tmp_path / "v.mp4", fps=4)
+    assert path.read_bytes()[4:8] == b"ftyp"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    probe = subprocess.run([ffmpeg, "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert re.findall(r"frame=\s*(\d+)", probe.stderr)[-1] == "4"
+    assert matplotlib.rcParams["animation.ffmpeg_path"] == "no-such-ffmpeg"  # restored
 
 
 def _ffmpeg() -> str:

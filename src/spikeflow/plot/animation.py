@@ -32,8 +32,9 @@ class WriterNotFoundError(SpikeflowError, RuntimeError):
     """The matplotlib movie writer a file needs is not available (no ffmpeg program)."""
 
 
-def _writer(path: Path, fps: float) -> Any:
-    """The matplotlib movie writer for ``path``'s suffix, or a clear error."""
+def _writer(path: Path, fps: float) -> tuple[Any, dict[str, str]]:
+    """The matplotlib movie writer for ``path``'s suffix and the rcParams it runs
+    under (the extra ``video``'s ffmpeg), or a clear error."""
     suffix = path.suffix.lower()
     if suffix not in WRITERS:
         raise ConfigurationError(
@@ -45,19 +46,36 @@ def _writer(path: Path, fps: float) -> Any:
     from matplotlib import animation
 
     name = WRITERS[suffix]
-    if not animation.writers.is_available(name):
-        if name == "ffmpeg":
+    if name == "ffmpeg" and not animation.writers.is_available(name):
+        bundled = _bundled_ffmpeg()
+        if bundled is None:
             found = matplotlib.rcParams["animation.ffmpeg_path"]
             raise WriterNotFoundError(
                 f"writing {path.name} needs matplotlib's 'ffmpeg' writer, and the ffmpeg "
                 f"program was not found (rcParams['animation.ffmpeg_path'] = {found!r}); "
-                "install ffmpeg (apt-get install ffmpeg, conda install ffmpeg) or set that "
-                "path to an ffmpeg binary, or write a .gif (pillow writer) instead"
+                "install the extra 'video' (pip install 'spikeflow[video]': imageio-ffmpeg's "
+                "ffmpeg binary) or ffmpeg itself (apt-get install ffmpeg, conda install "
+                "ffmpeg), or set that path to an ffmpeg binary, or write a .gif (pillow "
+                "writer) instead"
             )
+        return animation.FFMpegWriter(fps=fps), {"animation.ffmpeg_path": bundled}
+    if not animation.writers.is_available(name):
         raise WriterNotFoundError(
             f"writing {path.name} needs matplotlib's {name!r} writer, which is not available"
         )
-    return animation.writers[name](fps=fps)
+    return animation.writers[name](fps=fps), {}
+
+
+def _bundled_ffmpeg() -> str | None:
+    """The ffmpeg binary of the extra ``video`` (imageio-ffmpeg), if installed."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:  # installed without a binary for this platform
+        return None
 
 
 def _frames(frames: Any, representation: Callable[[EventRecording], Any] | None) -> np.ndarray:
@@ -161,7 +179,7 @@ def animate(
     path = Path(path)
     fps = check_real("fps", fps, 0.0, low_open=True)
     dpi = check_int("dpi", dpi, 1)
-    writer = _writer(path, fps)
+    writer, settings = _writer(path, fps)
     images, rgb, low, high = _images(_frames(frames, representation), vmin, vmax)
     height, width = images.shape[1:3]
     if scale is None:
@@ -177,7 +195,9 @@ def animate(
     if not rgb:
         style.update(cmap=cmap, vmin=low, vmax=high)
     image = ax.imshow(images[0], **style)
-    with atomic_output(path) as tmp:
+    import matplotlib
+
+    with atomic_output(path) as tmp, matplotlib.rc_context(settings):
         with writer.saving(fig, str(tmp), dpi):
             for frame in images:
                 image.set_data(frame)
