@@ -16,6 +16,7 @@ restarting or silently continuing.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -195,12 +196,79 @@ class MemoryModule(StepModule, nn.Module):
         if self._state is not None:
             self._state = {k: v.detach() for k, v in self._state.items()}
 
+    def run(
+        self, x: Any, state: Mapping[str, Tensor] | None = None
+    ) -> tuple[Any, dict[str, Tensor]]:
+        """Call the module as a pure function of its input and an explicit state:
+        ``(output, state after the call)`` (Norse's ``cell(x, state)``, snnTorch's
+        ``lif(x, mem)``). ``state`` None starts from the initial state; pass the returned
+        state to the next call to continue the sequence (a whole sequence ``[T, B, ...]``
+        in multi-step mode, one step ``[B, ...]`` in single-step mode, which needs no
+        streaming here). Gradients flow through the state from call to call (detach it
+        for truncated BPTT). The module's own carried state, ``streaming`` flag and
+        step mode are left as they were. Forward hooks run as in any call.
+
+        Raises:
+            ConfigurationError: the module holds other stateful modules (their state
+                would not be in ``state``: stream the model instead), or ``state`` is not
+                a mapping of names to tensors.
+            StateError: a state whose tensors do not fit this input's steps, a state
+                missing one of the module's keys, or a call inside another ``run`` of
+                the same module.
+        """
+        inner = [
+            n for n, m in self.named_modules() if m is not self and isinstance(m, MemoryModule)
+        ]
+        if inner:
+            raise ConfigurationError(
+                f"{type(self).__name__}.run: it holds other stateful modules ({', '.join(inner)}) "
+                "whose state run() does not pass in or out; run each of them, or stream the "
+                "model (spikeflow.functional.streaming)"
+            )
+        if state is not None and not (
+            isinstance(state, Mapping)
+            and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
+        ):
+            raise ConfigurationError(
+                f"{type(self).__name__}.run: state must be None or a mapping of names to "
+                f"tensors (what the last run returned), got {type(state).__name__}"
+            )
+        if self.__dict__.get("_explicit") is not None:
+            raise StateError(f"{type(self).__name__}.run: called inside its own run()")
+        given = None if state is None else dict(state)
+        self.__dict__["_explicit"] = explicit = _ExplicitState(given)
+        try:
+            output = self(x)
+        except KeyError as exc:
+            if given is None or exc.args[:1] == () or exc.args[0] in given:
+                raise
+            raise StateError(
+                f"{type(self).__name__}.run: the given state has {sorted(given)} but not "
+                f"{exc.args[0]!r}, which this module's state holds"
+            ) from exc
+        finally:
+            self.__dict__["_explicit"] = None
+        final = explicit.final
+        if final is None:
+            raise StateError(f"{type(self).__name__}.run: the call kept no state")
+        if given is not None and set(given) != set(final):
+            raise StateError(
+                f"{type(self).__name__}.run: the given state has {sorted(given)}, this "
+                f"module's state {sorted(final)}"
+            )
+        return output, final
+
     def _carried_state(self, step_shape: torch.Size) -> dict[str, Tensor] | None:
         """State to start this call from: ``None`` means the initial state.
 
         ``step_shape`` is the shape of one time step of the input, used to catch a
         carried state that belongs to a different batch.
         """
+        explicit = self.__dict__.get("_explicit")
+        if explicit is not None:  # run(x, state): the given state, checked
+            if explicit.given is not None:
+                self._check_state_fits(explicit.given, step_shape, "the state given to run()")
+            return explicit.given
         if not self.streaming:
             if self.step_mode == "s":
                 raise StateError(
@@ -214,20 +282,7 @@ class MemoryModule(StepModule, nn.Module):
             return None
         state = self._state
         if state is not None:
-            for name, value in state.items():
-                # Trailing dims must fit one step (a queue of steps may lead with more).
-                trailing = value.shape[max(0, value.dim() - len(step_shape)) :]
-                # The batch dim must match exactly: a state of batch 1 broadcasting over a
-                # larger batch is an earlier sequence's, not this one's (other dims may
-                # broadcast: Dropout2d's [B, C, 1, 1] mask).
-                other_batch = len(trailing) == len(step_shape) > 0 and trailing[0] != step_shape[0]
-                if value.dim() > 0 and (other_batch or not broadcasts_to(trailing, step_shape)):
-                    raise StateError(
-                        f"{type(self).__name__}: carried state '{name}' has shape "
-                        f"{tuple(value.shape)} from an earlier call, but this input has "
-                        f"steps of shape {tuple(step_shape)}. A new sequence started: "
-                        "call spikeflow.functional.reset_net(net) between sequences."
-                    )
+            self._check_state_fits(state, step_shape, "carried state")
             # The steps' shape the state was carried from: one sequence keeps it (a
             # state of 0-dim values alone, a step counter, has no shape to compare).
             previous = self.__dict__.get("_carried_shape")
@@ -241,10 +296,50 @@ class MemoryModule(StepModule, nn.Module):
         self._carried_shape = tuple(step_shape)
         return state
 
+    def _check_state_fits(
+        self, state: Mapping[str, Tensor], step_shape: torch.Size, what: str
+    ) -> None:
+        """A StateError naming the first tensor of ``state`` that does not fit steps of
+        ``step_shape``."""
+        for name, value in state.items():
+            # Trailing dims must fit one step (a queue of steps may lead with more).
+            trailing = value.shape[max(0, value.dim() - len(step_shape)) :]
+            # The batch dim must match exactly: a state of batch 1 broadcasting over a
+            # larger batch is an earlier sequence's, not this one's (other dims may
+            # broadcast: Dropout2d's [B, C, 1, 1] mask).
+            other_batch = len(trailing) == len(step_shape) > 0 and trailing[0] != step_shape[0]
+            if value.dim() > 0 and (other_batch or not broadcasts_to(trailing, step_shape)):
+                if what == "carried state":
+                    advice = (
+                        " from an earlier call, but this input has steps of shape "
+                        f"{tuple(step_shape)}. A new sequence started: call "
+                        "spikeflow.functional.reset_net(net) between sequences."
+                    )
+                else:
+                    advice = f", which does not fit this input's steps of shape {tuple(step_shape)}"
+                raise StateError(
+                    f"{type(self).__name__}: {what} '{name}' has shape {tuple(value.shape)}"
+                    + advice
+                )
+
     def _keep_state(self, state: dict[str, Tensor]) -> None:
         """Store ``state`` for the next call if streaming (otherwise drop it)."""
+        explicit = self.__dict__.get("_explicit")
+        if explicit is not None:  # run(x, state): handed back, not kept
+            explicit.final = state
+            return
         if self.streaming:
             self._state = state
+
+
+class _ExplicitState:
+    """The state of one :meth:`MemoryModule.run` call: given, and kept at its end."""
+
+    __slots__ = ("final", "given")
+
+    def __init__(self, given: dict[str, Tensor] | None) -> None:
+        self.given = given
+        self.final: dict[str, Tensor] | None = None
 
 
 def set_constants(module: nn.Module, values: dict[str, Any]) -> None:

@@ -1,0 +1,121 @@
+"""MemoryModule.run(x, state): a module as a pure function of its input and an explicit
+state (Norse's cell(x, state), snnTorch's lif(x, mem))."""
+
+import pytest
+import torch
+
+from spikeflow import functional, layers, neurons
+from spikeflow.errors import ConfigurationError, StateError
+
+T, B, N = 12, 3, 5
+
+
+def inputs(seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, B, N, generator=gen, dtype=torch.float64) * 2).requires_grad_()
+
+
+def weighted_sum(out: torch.Tensor) -> torch.Tensor:
+    return (out * torch.arange(1.0, out.shape[0] + 1, dtype=out.dtype)[:, None, None]).sum()
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: neurons.LIFNode(tau=2.0, backend=b),
+        lambda b: neurons.ParametricLIFNode(backend=b, v_reset=None),
+        lambda b: neurons.CubaLIFNode(backend=b),
+        lambda b: neurons.ALIFNode(backend=b),
+    ],
+    ids=["lif", "plif-soft", "cuba", "alif"],
+)
+def test_chunks_through_explicit_state_equal_one_call(make, backend):
+    whole = make(backend).double()
+    x = inputs()
+    full = whole(x)
+    weighted_sum(full).backward()
+    expected = x.grad.clone(), [p.grad.clone() for p in whole.parameters()]
+    chunked = make(backend).double()
+    chunked.load_state_dict(whole.state_dict())
+    x.grad = None
+    first, state = chunked.run(x[:5])
+    assert set(state) == set(whole.declaration().state_names)
+    second, state = chunked.run(x[5:], state)
+    out = torch.cat([first, second])
+    assert torch.equal(out, full)
+    assert full.sum() > 0
+    weighted_sum(out).backward()  # through the state handed from call to call
+    torch.testing.assert_close(x.grad, expected[0], rtol=1e-12, atol=1e-12)
+    for p, g in zip(chunked.parameters(), expected[1]):
+        torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
+    assert chunked.state is None and not chunked.streaming
+
+
+def test_a_single_step_loop_needs_no_streaming_and_leaves_the_module_alone():
+    x = inputs().detach()
+    reference = neurons.LIFNode(tau=2.0)(x)
+    lif = neurons.LIFNode(tau=2.0, step_mode="s")
+    state, outs = None, []
+    for t in range(T):
+        z, state = lif.run(x[t], state)
+        outs.append(z)
+    assert torch.equal(torch.stack(outs), reference)
+    assert lif.state is None and not lif.streaming
+    with pytest.raises(StateError, match="streaming is off"):
+        lif(x[0])  # a plain single-step call still needs streaming
+    # while streaming, run() neither reads nor changes the carried state
+    with functional.streaming(lif):
+        lif(x[0])
+        carried = lif.state["v"].clone()
+        z, _ = lif.run(x[0])
+        assert torch.equal(z, reference[0])
+        assert torch.equal(lif.state["v"], carried)
+        assert torch.equal(lif(x[1]), reference[1])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: layers.SynapseFilter(tau=3.0), lambda: layers.Delay(2)],
+    ids=["synapse-filter", "delay"],
+)
+def test_stateful_layers_run_in_chunks(make):
+    x = inputs().detach()
+    full = make()(x)
+    layer = make()
+    first, state = layer.run(x[:7])
+    second, _ = layer.run(x[7:], state)
+    assert torch.equal(torch.cat([first, second]), full)
+
+
+def test_run_names_what_it_cannot_take():
+    lif = neurons.LIFNode(tau=2.0)
+    x = inputs().detach()
+    _, state = lif.run(x[:2])
+    with pytest.raises(StateError, match=r"given state has \['w'\] but not 'v'"):
+        lif.run(x, {"w": state["v"]})
+    with pytest.raises(
+        StateError, match=r"given state has \['v', 'w'\], this module's state \['v'\]"
+    ):
+        lif.run(x, {"v": state["v"], "w": state["v"]})
+    with pytest.raises(StateError, match=r"run\(\) 'v' has shape \(3, 5\), which does not fit"):
+        lif.run(torch.rand(4, 2, N, dtype=torch.float64), state)  # another batch
+    with pytest.raises(ConfigurationError, match="mapping of names to tensors"):
+        lif.run(x, state["v"])
+    recurrent = layers.Recurrent(neurons.LIFNode(step_mode="s"), N)
+    with pytest.raises(ConfigurationError, match=r"other stateful modules \(sub_module\)"):
+        recurrent.run(x)
+
+
+def test_forward_hooks_see_run_calls_and_a_nested_run_is_refused():
+    lif = neurons.LIFNode(tau=2.0)
+    x = inputs().detach()
+    seen = []
+    handle = lif.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    lif.run(x)
+    assert seen == [x.shape]
+    handle.remove()
+    lif.register_forward_hook(lambda m, args, out: m.run(args[0]))
+    with pytest.raises(StateError, match="inside its own run"):
+        lif.run(x)
+    assert lif.__dict__["_explicit"] is None
