@@ -92,7 +92,7 @@ def test_bad_mixing_inputs_are_named():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"mixup": 0.2, "loss": "count"}, "loss must be one of mse, ce, tet, mse_membrane"),
+        ({"mixup": 0.2, "loss": "count"}, "loss must be one of mse, ce, tet, mse_membrane, "),
         ({"online": True, "loss": "ce_max_membrane"}, "ce_max_membrane the maximum over all"),
         ({"warmup_epochs": 3, "epochs": 3}, r"warmup_epochs \(3\) must be fewer than epochs"),
         ({"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
@@ -103,6 +103,28 @@ def test_bad_mixing_inputs_are_named():
 def test_bad_options_are_named(changes, message):
     with pytest.raises(ConfigurationError, match=message):
         resolve(TrainConfig(**changes))
+
+
+def test_mixing_takes_exactly_the_losses_that_take_a_class_distribution():
+    """MIXABLE_LOSSES is the set of registered losses that accept a float [B, K]
+    target, whichever way the name is spelt (get_loss ignores case and -/_)."""
+    from spikeflow.errors import DTypeError
+    from spikeflow.losses import get_loss, list_losses
+    from spikeflow.training.mixing import MIXABLE_LOSSES
+
+    out, target = torch.rand(3, 2, 4), torch.softmax(torch.randn(2, 4), 1)
+    takes = []
+    for name in list_losses():
+        try:
+            get_loss(name)(out, target)
+        except (DTypeError, ShapeError):
+            continue
+        takes.append(name)
+    assert sorted(MIXABLE_LOSSES) == takes
+    for name in takes:
+        spelt = name.upper().replace("_", "-")
+        assert resolve(TrainConfig(loss=spelt, cutmix=1.0)).loss == spelt
+    assert resolve(TrainConfig(loss="MSE-Membrane", online=True, mixup=0.2)).online
 
 
 def test_warmup_ramps_then_the_schedule_runs_over_the_rest():

@@ -22,8 +22,9 @@ from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["MIXABLE_LOSSES", "BatchMixer"]
 
-#: The losses that take a class distribution as their target.
-MIXABLE_LOSSES = ("mse", "ce", "tet", "mse_membrane")
+#: The losses that take a class distribution as their target (spikeflow.losses: the
+#: rate losses, the membrane losses and snnTorch's spike-count losses).
+MIXABLE_LOSSES = ("mse", "ce", "tet", "mse_membrane", "ce_max_membrane", "ce_count", "mse_count")
 
 
 def _beta(alpha: float, generator: torch.Generator) -> float:
