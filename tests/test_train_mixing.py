@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.training import TrainConfig, Trainer
 from spikeflow.training.config import resolve
 from spikeflow.training.loop import epoch_learning_rates
@@ -32,6 +32,8 @@ def test_mixup_blends_inputs_and_targets_with_one_lambda():
     one_hot = torch.nn.functional.one_hot(y, 5).float()
     torch.testing.assert_close(target, lam * one_hot + (1 - lam) * one_hot[perm])
     torch.testing.assert_close(target.sum(1), torch.ones(6))
+    # int32 labels (a dataset's numpy int32 targets, collated) mix alike
+    assert torch.equal(BatchMixer(5, mixup=0.4)(x, y.int(), _replay(3))[1], target)
 
 
 def test_cutmix_pastes_one_box_at_every_step_and_lambda_is_the_kept_area():
@@ -83,6 +85,10 @@ def test_bad_mixing_inputs_are_named():
         BatchMixer(3, cutmix=1.0)(torch.rand(4, 10, 700), torch.tensor([0, 1, 2, 0]), _replay(0))
     with pytest.raises(ShapeError, match="class labels"):
         BatchMixer(3, mixup=1.0)(torch.rand(4, 3), torch.rand(4, 3), _replay(0))
+    with pytest.raises(DTypeError, match="integer class labels"):
+        BatchMixer(3, mixup=1.0)(torch.rand(4, 3), torch.rand(4), _replay(0))
+    with pytest.raises(ConfigurationError, match=r"BatchMixer: labels must lie in \[0, 2\]"):
+        BatchMixer(3, cutmix=1.0)(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 3, 0]), _replay(0))
     with pytest.raises(ConfigurationError, match="mixup > 0 or cutmix > 0"):
         BatchMixer(3)
     with pytest.raises(ConfigurationError, match="finite number >= 0"):
@@ -108,7 +114,6 @@ def test_bad_options_are_named(changes, message):
 def test_mixing_takes_exactly_the_losses_that_take_a_class_distribution():
     """MIXABLE_LOSSES is the set of registered losses that accept a float [B, K]
     target, whichever way the name is spelt (get_loss ignores case and -/_)."""
-    from spikeflow.errors import DTypeError
     from spikeflow.losses import get_loss, list_losses
     from spikeflow.training.mixing import MIXABLE_LOSSES
 
@@ -272,3 +277,21 @@ def test_mse_membrane_trains_online_as_its_own_per_step_form():
     for got, want in zip(grads, (p.grad for p in net.parameters()), strict=True):
         torch.testing.assert_close(got, want)
     assert resolve(TrainConfig(online=True, loss="mse_membrane", mixup=0.2)).online
+
+
+def test_a_model_that_takes_the_labels_is_not_trained_on_mixed_batches(tmp_path, monkeypatch):
+    """The event-driven nets add a teacher spike for each sample's label: a mixed batch
+    has none to give them, so mixing is refused before anything runs."""
+    import spikeflow.training.trainer as trainer_module
+
+    build_model = trainer_module.build_model
+
+    def build_one_that_takes_labels(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        model.takes_target = True
+        return model
+
+    monkeypatch.setattr(trainer_module, "build_model", build_one_that_takes_labels)
+    with pytest.raises(ConfigurationError, match="a mixed batch does not have"):
+        Trainer(tiny(tmp_path, "teacher", loss="ce", cutmix=1.0), log=None).fit()
+    assert not (tmp_path / "teacher").exists()

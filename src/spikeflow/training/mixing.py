@@ -18,7 +18,8 @@ import math
 import torch
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow._checks import check_labels
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["MIXABLE_LOSSES", "BatchMixer"]
 
@@ -71,12 +72,17 @@ class BatchMixer:
         Raises:
             ShapeError: labels that are not ``[B]``, or CutMix on a batch without two
                 spatial dimensions.
+            DTypeError: labels that are not integers.
+            ConfigurationError: a label outside ``[0, num_classes)``.
         """
         if y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ShapeError(
                 f"mixing takes class labels [B] for a batch of {x.shape[0]}; got labels of "
                 f"shape {tuple(y.shape)}"
             )
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise DTypeError(f"mixing takes integer class labels [B]; got {y.dtype}")
+        check_labels("BatchMixer", y, x.shape[0], self.num_classes)
         use_cutmix = self.cutmix > 0 and (
             self.mixup == 0 or float(torch.rand((), generator=generator)) < 0.5
         )
@@ -92,7 +98,7 @@ class BatchMixer:
         else:
             x = lam * x + (1.0 - lam) * x[perm]
         dtype = x.dtype if x.is_floating_point() else torch.float32
-        one_hot = torch.nn.functional.one_hot(y, self.num_classes).to(dtype)
+        one_hot = torch.nn.functional.one_hot(y.long(), self.num_classes).to(dtype)
         return x, lam * one_hot + (1.0 - lam) * one_hot[perm], lam
 
     @staticmethod

@@ -260,6 +260,12 @@ class Trainer:
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
         if cfg.online:
             check_online_model(self.raw_model, self._takes_target)
+        if self._takes_target and (cfg.mixup or cfg.cutmix):
+            raise ConfigurationError(
+                f"{type(self.raw_model).__name__} supervises its output spikes from the "
+                "labels (event-driven training: a teacher spike for each sample's class), "
+                "which a mixed batch does not have: train it without --mixup/--cutmix"
+            )
         if ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
