@@ -205,8 +205,36 @@ def test_center_crop_offsets_round_halves_to_even(height, width, top, left):
     np.testing.assert_array_equal(out, array[top : top + 224, left : left + 224])
     tensor = CenterCrop(224)(torch.from_numpy(array).permute(2, 0, 1))
     np.testing.assert_array_equal(tensor.permute(1, 2, 0).numpy(), out)
-    with pytest.raises(ShapeError, match=r"224x400 \(h x w\) is larger than the image's"):
-        CenterCrop((224, 400))(Image.fromarray(array))
+
+
+@pytest.mark.parametrize(
+    ("size", "rows", "cols"),
+    # (rows, cols): ("pad", before, after) or ("crop", start)
+    [
+        ((5, 4), ("pad", 1, 1), ("crop", 0)),  # 3 -> 5: 1 and 1; 5 -> 4 from round(0.5) = 0
+        ((6, 8), ("pad", 1, 2), ("pad", 1, 2)),  # 3 -> 6: 1 above, 2 below (the odd one)
+        ((2, 7), ("crop", 0), ("pad", 1, 1)),  # 3 -> 2 from round(0.5) = 0
+    ],
+)
+def test_center_crop_pads_with_zeros_where_the_window_is_larger(size, rows, cols):
+    """torchvision's CenterCrop pads a small image, (crop - side) // 2 before and the
+    rest after, then crops: PIL images and tensors (uint8 and float) alike."""
+    want = coordinate_image(3, 5) + 1  # no zero pixel of its own
+    source = want.copy()
+    for axis, (how, *where) in enumerate((rows, cols)):
+        if how == "pad":
+            widths = [(0, 0)] * 3
+            widths[axis] = tuple(where)
+            want = np.pad(want, widths)
+        else:
+            want = np.take(want, range(where[0], where[0] + size[axis]), axis=axis)
+    assert want.shape[:2] == size
+    np.testing.assert_array_equal(np.asarray(CenterCrop(size)(Image.fromarray(source))), want)
+    tensor = torch.from_numpy(source).permute(2, 0, 1)
+    np.testing.assert_array_equal(CenterCrop(size)(tensor).permute(1, 2, 0).numpy(), want)
+    scaled = CenterCrop(size)(tensor.double() / 255)
+    assert scaled.dtype == torch.float64
+    np.testing.assert_array_equal((scaled * 255).round().permute(1, 2, 0).numpy(), want)
 
 
 def test_horizontal_flip_mirrors_pil_and_tensors_alike():

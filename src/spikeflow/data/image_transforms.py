@@ -263,11 +263,23 @@ class Resize:
         return f"Resize(size={self.size}, interpolation={self.interpolation!r})"
 
 
+def pad_image(image: Any, left: int, top: int, right: int, bottom: int) -> Any:
+    """``image`` (PIL or tensor ``[..., H, W]``) with that many pixels of 0 added on
+    each side (``ImageOps.expand`` for PIL images, as torchvision pads them)."""
+    if _is_pil(image):
+        from PIL import ImageOps
+
+        return ImageOps.expand(image, border=(left, top, right, bottom), fill=0)
+    return F.pad(image, (left, right, top, bottom))
+
+
 class CenterCrop:
     """Crop the centred ``size = (h, w)`` window (deterministic). The offsets are
     ``round((H - h) / 2)`` and ``round((W - w) / 2)``, halves rounded to even, as
     torchvision's ``CenterCrop`` (so an evaluation matches published pipelines pixel for
-    pixel); a window larger than the image is an error."""
+    pixel). A window taller or wider than the image is padded with zeros first, as
+    torchvision pads: ``(h - H) // 2`` rows above, the rest (one more when odd) below,
+    and the same for the columns (left, then right)."""
 
     random = False
 
@@ -278,8 +290,9 @@ class CenterCrop:
         height, width = image_hw(image, "CenterCrop")
         h, w = self.size
         if h > height or w > width:
-            raise ShapeError(f"CenterCrop: {h}x{w} (h x w) is larger than the image's "
-                             f"{height}x{width}")  # fmt: skip
+            rows, cols = max(h - height, 0), max(w - width, 0)
+            image = pad_image(image, cols // 2, rows // 2, (cols + 1) // 2, (rows + 1) // 2)
+            height, width = height + rows, width + cols
         top, left = round((height - h) / 2), round((width - w) / 2)
         return crop_image(image, top, left, h, w)
 
