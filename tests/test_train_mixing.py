@@ -295,3 +295,26 @@ def test_a_model_that_takes_the_labels_is_not_trained_on_mixed_batches(tmp_path,
     with pytest.raises(ConfigurationError, match="a mixed batch does not have"):
         Trainer(tiny(tmp_path, "teacher", loss="ce", cutmix=1.0), log=None).fit()
     assert not (tmp_path / "teacher").exists()
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_clipping_under_gradient_scaling_clips_the_unscaled_gradients(tmp_path, monkeypatch, online):
+    """--amp fp16's GradScaler (CUDA only in a run; here the CPU one, scale 2^16, exact
+    in floating point): the gradients are unscaled before they are clipped, so the
+    update equals the unscaled run's bit for bit (clipping the scaled gradients, or
+    unscaling after the clip, moves the weights 2^16 times less)."""
+    real_scaler = torch.amp.GradScaler
+    weights = {}
+    for scaled in (False, True):
+        if scaled:
+            monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: real_scaler(
+                "cpu", init_scale=2.0**16, enabled=True))  # fmt: skip
+        config = tiny(tmp_path, f"scaled{scaled}", optimizer="sgd", lr=0.5, epochs=1,
+                      train_samples=32, batch_size=32, clip_grad_norm=1e-4,
+                      schedule="none", online=online, loss="ce")  # fmt: skip
+        weights[scaled] = Trainer(config, log=None)
+        weights[scaled].fit()
+    assert weights[True].scaler.is_enabled() and not weights[False].scaler.is_enabled()
+    plain, scaled = (w.raw_model.state_dict() for w in (weights[False], weights[True]))
+    for key in plain:
+        assert torch.equal(plain[key], scaled[key]), key
