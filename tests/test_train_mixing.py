@@ -298,7 +298,9 @@ def test_a_model_that_takes_the_labels_is_not_trained_on_mixed_batches(tmp_path,
 
 
 @pytest.mark.parametrize("online", [False, True])
-def test_clipping_under_gradient_scaling_clips_the_unscaled_gradients(tmp_path, monkeypatch, online):
+def test_clipping_under_gradient_scaling_clips_the_unscaled_gradients(
+    tmp_path, monkeypatch, online
+):
     """--amp fp16's GradScaler (CUDA only in a run; here the CPU one, scale 2^16, exact
     in floating point): the gradients are unscaled before they are clipped, so the
     update equals the unscaled run's bit for bit (clipping the scaled gradients, or

@@ -353,8 +353,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=s,
         metavar="ALPHA",
-        help="mixup of each training batch, λ ~ Beta(ALPHA, ALPHA) (e.g. 0.2; loss mse, ce, "
-        "tet or mse_membrane)",
+        help="mixup of each training batch, λ ~ Beta(ALPHA, ALPHA) (e.g. 0.2; a loss that "
+        "takes class distributions: mse, ce, tet, mse_membrane, ce_max_membrane, ce_count, "
+        "mse_count)",
     )
     o.add_argument(
         "--cutmix",
