@@ -57,7 +57,9 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-#: PyTorch's mode for each name ("nearest-exact" is Pillow's NEAREST).
+#: PyTorch's mode for each name ("nearest-exact", source pixel floor((x + 0.5) · in / out),
+#: is Pillow's NEAREST rule; Pillow accumulates the position in floating point, so where
+#: (x + 0.5) · in / out is a whole number it can take the pixel before, e.g. 18 -> 81).
 _TORCH_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact"}
 
 
