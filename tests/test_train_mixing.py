@@ -297,10 +297,7 @@ def test_a_model_that_takes_the_labels_is_not_trained_on_mixed_batches(tmp_path,
     assert not (tmp_path / "teacher").exists()
 
 
-@pytest.mark.parametrize("online", [False, True])
-def test_clipping_under_gradient_scaling_clips_the_unscaled_gradients(
-    tmp_path, monkeypatch, online
-):
+def test_clipping_under_gradient_scaling_clips_the_unscaled_gradients(tmp_path, monkeypatch):
     """--amp fp16's GradScaler (CUDA only in a run; here the CPU one, scale 2^16, exact
     in floating point): the gradients are unscaled before they are clipped, so the
     update equals the unscaled run's bit for bit (clipping the scaled gradients, or
@@ -313,7 +310,7 @@ def test_clipping_under_gradient_scaling_clips_the_unscaled_gradients(
                 "cpu", init_scale=2.0**16, enabled=True))  # fmt: skip
         config = tiny(tmp_path, f"scaled{scaled}", optimizer="sgd", lr=0.5, epochs=1,
                       train_samples=32, batch_size=32, clip_grad_norm=1e-4,
-                      schedule="none", online=online, loss="ce")  # fmt: skip
+                      schedule="none", loss="ce")  # fmt: skip
         weights[scaled] = Trainer(config, log=None)
         weights[scaled].fit()
     assert weights[True].scaler.is_enabled() and not weights[False].scaler.is_enabled()
