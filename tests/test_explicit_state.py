@@ -119,3 +119,35 @@ def test_forward_hooks_see_run_calls_and_a_nested_run_is_refused():
     with pytest.raises(StateError, match="inside its own run"):
         lif.run(x)
     assert lif.__dict__["_explicit"] is None
+
+
+def test_the_peers_state_in_state_out_loops_port_to_run():
+    """docs/migration.md: snnTorch's ``spk, mem = lif(x_t, mem)`` and Norse's
+    ``z, s = cell(x_t, s)`` are ``z, state = node.run(x_t, state)``."""
+    snn = pytest.importorskip("snntorch")
+    norse = pytest.importorskip("norse.torch")
+    from spikeflow import surrogate
+
+    x = inputs(1).detach()
+    beta = 0.8
+    leaky = snn.Leaky(beta=beta, reset_mechanism="zero", spike_grad=snn.surrogate.atan())
+    lif = neurons.LIFNode(tau=1 / (1 - beta), decay_input=False, strict_firing=True,
+                          detach_reset=True, surrogate_function=surrogate.ATan(),
+                          step_mode="s").double()  # fmt: skip
+    mem, state = leaky.init_leaky(), None
+    for x_t in x:
+        spk, mem = leaky(x_t, mem)
+        z, state = lif.run(x_t, state)
+        assert torch.equal(z, spk)
+        # snnTorch's membrane is before the reset; its beta is a float32 number
+        torch.testing.assert_close(state["v"], mem * (1 - spk), rtol=1e-6, atol=1e-7)
+    dt, tau_mem_inv = 1e-3, 250.0
+    cell = norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(tau_mem_inv)), dt=dt)
+    node = neurons.LIFNode(tau=1 / (dt * tau_mem_inv), strict_firing=True, step_mode="s",
+                           surrogate_function=surrogate.SuperSpike(alpha=1.0))  # fmt: skip
+    s, state = None, None
+    for x_t in x * 3:
+        zn, s = cell(x_t, s)
+        z, state = node.run(x_t, state)
+        assert torch.equal(z, zn)
+        torch.testing.assert_close(state["v"], s.v, rtol=1e-12, atol=1e-12)
