@@ -29,6 +29,11 @@ Steps:
    Calls that reduce, join, cut, index or merge dim 0, into which the SNN folds time,
    are refused by name (:mod:`~spikeflow.conversion.batchdim`; decided on the
    calibration batches where the trace cannot tell).
+
+This module holds the public API and the orchestration (tracing, module-by-module
+conversion, calibration, the spiking parts); the passes over a traced graph are in
+:mod:`~spikeflow.conversion.rewrite`, the placeholders they leave in
+:mod:`~spikeflow.conversion.site`.
 """
 
 from __future__ import annotations
@@ -50,14 +55,6 @@ from spikeflow.conversion._checks import (
     check_positive_int,
     threshold_problem,
 )
-from spikeflow.conversion.batchdim import (
-    WHY,
-    BatchDimProbe,
-    BatchUse,
-    batch_dim_use,
-    probe_args,
-    signal_nodes,
-)
 from spikeflow.conversion.calibrate import (
     ActivationObserver,
     batch_input,
@@ -68,26 +65,19 @@ from spikeflow.conversion.calibrate import (
 from spikeflow.conversion.classify import (
     MAXPOOL_CALLS,
     MAXPOOL_MODULES,
-    call_name,
-    classify_call,
     classify_module,
     is_nonlinear_name,
-    moves_batch_dim,
 )
 from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
-from spikeflow.conversion.fold import (
-    fold_batchnorm_in_graph,
-    module_call_counts,
-    probe_output_shapes,
-    set_submodule,
-)
+from spikeflow.conversion.fold import probe_output_shapes, set_submodule
 from spikeflow.conversion.group import GroupNeuron
-from spikeflow.conversion.inplace import alias_root, clone_input, may_share_memory
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
+from spikeflow.conversion.rewrite import GraphRewriter
+from spikeflow.conversion.site import Site
 from spikeflow.conversion.snn import CODINGS, ConvertedSNN, TimeFolded
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.prune.reparam import finalize
@@ -96,43 +86,7 @@ __all__ = ["Conversion", "convert"]
 
 MaxPoolMode = Literal["gated", "keep"]
 TraceMode = Literal["auto", "fx", "modules"]
-_MAXPOOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _RELU_FUNCS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
-_INPLACE_RELU_CALLS = frozenset({F.relu_, torch.relu_, Tensor.relu_, "relu_"})
-#: What a batch-dim check (:mod:`~spikeflow.conversion.batchdim`) leaves open until run.
-_UNDECIDED = {
-    "dims": "whether that is dim 0 (the batch, into which the SNN folds time) is",
-    "batch": "whether dim 0 stays the batch (into which the SNN folds time) is",
-    "tensor": "whether this indexes a tensor's dim 0 (or picks from a tuple) is",
-    "rank": "whether the index reaches dim 0 (the batch) is",
-}
-
-
-def _in_signals(arg: Any, signals: set[fx.Node]) -> bool:
-    return isinstance(arg, fx.Node) and arg in signals
-
-
-def _is_inplace_relu_call(node: fx.Node) -> bool:
-    """Whether a relu call node rectifies its input in place (``x.relu_()``,
-    ``torch.relu_(x)``, ``F.relu(x, inplace=True)``)."""
-    if node.target in _INPLACE_RELU_CALLS:
-        return True
-    if node.target is F.relu:
-        inplace = node.args[1] if len(node.args) > 1 else node.kwargs.get("inplace", False)
-        return inplace is True
-    return False
-
-
-def _read_rectified(x: Any, node: fx.Node, result: fx.Node, order: dict[fx.Node, int]) -> None:
-    """An in-place relu at ``node`` rectified ``x``: make the nodes after it that read
-    ``x`` read ``result`` (its spiking replacement's output, a new tensor) instead, as
-    the ANN's later reads of ``x`` saw the rectified values (also where the relu's own
-    result is not used: ``x.relu_()`` on a line of its own)."""
-    if not isinstance(x, fx.Node):
-        return
-    for user in list(x.users):
-        if user is not result and order.get(user, -1) > order[node]:
-            user.replace_input_with(x, result)
 
 
 class Conversion(NamedTuple):
@@ -142,39 +96,9 @@ class Conversion(NamedTuple):
     report: ConversionReport
 
 
-class _Site(nn.Module):
-    """Placeholder for a part that changes in the SNN; runs the ANN part meanwhile."""
-
-    def __init__(
-        self,
-        kind: str,
-        name: str,
-        source: str,
-        ann: nn.Module,
-        observer: ActivationObserver | None,
-        write_back: bool = False,
-    ) -> None:
-        super().__init__()
-        self.kind, self.site_name, self.source = kind, name, source
-        self.report_index = -1
-        self.ann = ann
-        self.observer = observer
-        self.calls = 0  # during calibration
-        self.shared = 1  # calls per forward pass (more than 1: a module called twice)
-        #: An in-place relu in an untraced forward, which may read its input afterwards:
-        #: the result is written into the input, as the ANN's relu did.
-        self.write_back = write_back
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.calls += 1
-        y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
-        y = self.observer(y, x) if self.observer is not None else y
-        return x.copy_(y) if self.write_back else y
-
-
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (QCFS, _Site, TimeFolded)):
+        if isinstance(m, (QCFS, Site, TimeFolded)):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -206,7 +130,7 @@ class _CallWatcher(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-class _Converter:
+class _Converter(GraphRewriter):
     def __init__(
         self,
         *,
@@ -283,7 +207,7 @@ class _Converter:
 
     def site(
         self, kind: str, name: str, source: str, ann: nn.Module, untraced: bool = False
-    ) -> _Site:
+    ) -> Site:
         """The placeholder of an activation or max pool; ``untraced``: it is called by an
         untraced forward (an in-place relu there writes its result back into its input)."""
         observer = None
@@ -297,7 +221,7 @@ class _Converter:
                     owner=f"{name!r} ({source})",
                 )  # fmt: skip
         write_back = untraced and isinstance(ann, nn.ReLU) and ann.inplace
-        site = _Site(kind, name, source, ann, observer, write_back)
+        site = Site(kind, name, source, ann, observer, write_back)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
         self.report.add(name, source, "unconverted", "pending")
         return site
@@ -384,210 +308,6 @@ class _Converter:
                 setattr(module, child_name, new)
         return module
 
-    def rewrite_graph(self, gm: fx.GraphModule, prefix: str) -> None:
-        def qualified(target: str) -> str:
-            return f"{prefix}.{target}" if prefix else target
-
-        not_folded: dict[str, str] = {}
-        for bn_name, layer_name in fold_batchnorm_in_graph(gm, self.output_shapes, not_folded):
-            self.report.add(
-                qualified(bn_name), "BatchNorm", "folded", f"into {qualified(layer_name)}"
-            )
-        calls = module_call_counts(gm)
-        seen: dict[str, int] = {}
-        order = {node: index for index, node in enumerate(gm.graph.nodes)}
-        signals = signal_nodes(gm.graph)
-        probes: list[tuple[fx.Node, BatchUse, int, bool]] = []
-        for node in list(gm.graph.nodes):
-            if node.op == "call_module":
-                module = gm.get_submodule(node.target)
-                if isinstance(module, (_Site, TimeFolded)):
-                    continue
-                new = self.leaf(module, qualified(node.target), not_folded.get(node.target))
-                if new is module and node.args and _in_signals(node.args[0], signals):
-                    # nn.Flatten(0), nn.Unflatten(0, ...): checked on the calibration
-                    # batches; the answer replaces the entry leaf() made ("kept").
-                    source = self.report.entries[-1].source
-                    self.check_batch_dim(gm, node, qualified(node.target), source, signals,
-                                         probes, entry=len(self.report.entries) - 1)  # fmt: skip
-                if new is None:  # a non-torch leaf module: run as is
-                    self.report.add(
-                        qualified(node.target),
-                        type(module).__name__,
-                        "unverified",
-                        "kept; not known to be affine",
-                    )
-                elif new is not module:
-                    if calls[node.target] == 1:
-                        set_submodule(gm, node.target, new)
-                    else:  # a module called more than once gets one stateful site per call
-                        k = seen.get(node.target, 0)
-                        seen[node.target] = k + 1
-                        target = f"{node.target.replace('.', '_')}_call{k}"
-                        new.site_name = qualified(target)  # type: ignore[union-attr]
-                        gm.add_submodule(target, new)
-                        node.target = target
-                    if isinstance(module, nn.ReLU) and module.inplace:
-                        x = node.args[0] if node.args else node.kwargs.get("input")
-                        x = self.write_back(gm, node, x, new, order, root=not prefix)
-                        _read_rectified(x, node, node, order)
-            elif node.op in ("call_function", "call_method"):
-                if self.check_batch_dim(
-                    gm, node, qualified(node.name), call_name(node), signals, probes
-                ):
-                    continue
-                new = self.rewrite_call(gm, node, qualified(node.name), order, root=not prefix)
-                if new is not None:  # a site: a signal for the calls after it
-                    signals.add(new)
-        for node, use, index, shared in probes:  # run on the calibration batches, then removed
-            target = f"{node.name}_batch_probe"
-            gm.add_submodule(target, BatchDimProbe(use, index, shared))
-            with gm.graph.inserting_after(node):
-                gm.graph.call_module(target, probe_args(node, use))
-        gm.delete_all_unused_submodules()
-        gm.recompile()
-
-    def check_batch_dim(
-        self,
-        gm: fx.GraphModule,
-        node: fx.Node,
-        name: str,
-        source: str,
-        signals: set[fx.Node],
-        probes: list[tuple[fx.Node, BatchUse, int, bool]],
-        entry: int | None = None,
-    ) -> bool:
-        """Whether ``node`` acts on dim 0 (:mod:`~spikeflow.conversion.batchdim`), as the
-        trace shows: then it is reported unconverted (True). Where only a run can tell,
-        its check joins ``probes``, with a report entry for its answer: a new one, or
-        ``entry`` (the module's own, which stays if the check passes)."""
-        if node.op != "call_module" and classify_call(node) not in ("affine", "unknown"):
-            return False  # converted, or reported unconverted for what it computes
-        use = batch_dim_use(node, gm, signals)
-        if use is None:
-            return False
-        if use.problem is not None:
-            self.report.add(name, source, "unconverted", f"{use.problem}; {WHY}")
-            return True
-        if entry is None:
-            probes.append((node, use, len(self.report.entries), False))
-            self.report.add(name, source, "unverified", "pending a run-time check")
-        else:
-            probes.append((node, use, entry, True))
-        return False
-
-    def settle_probes(self, body: nn.Module) -> None:
-        """Read the batch-dim probes' answers into the report (a call on dim 0:
-        ``unconverted``; no answer: ``unverified``; fine: no entry) and remove them."""
-        for gm in [m for m in body.modules() if isinstance(m, fx.GraphModule)]:
-            found = False
-            for node in list(gm.graph.nodes):
-                probe = gm.get_submodule(node.target) if node.op == "call_module" else None
-                if not isinstance(probe, BatchDimProbe):
-                    continue
-                found = True
-                entry = self.report.entries[probe.report_index]
-                if probe.problem is not None:
-                    detail, action = f"{probe.problem}; {WHY}", "unconverted"
-                elif probe.calls == 0:
-                    action = "unverified"
-                    detail = f"{probe.use.what}: {_UNDECIDED[probe.use.check or 'dims']} " + (
-                        "decided at run time, and no calibration batch reached it"
-                        if self.calibration_batches
-                        else "decided at run time: pass calibration_data to have it checked"
-                    )
-                else:  # keeps dim 0 the batch
-                    if not probe.shared_entry:
-                        self.dropped.add(probe.report_index)
-                    gm.graph.erase_node(node)
-                    continue
-                self.report.entries[probe.report_index] = ReportEntry(
-                    entry.name,
-                    entry.source,
-                    action,
-                    detail,  # type: ignore[arg-type]
-                )
-                gm.graph.erase_node(node)
-            if found:
-                gm.delete_all_unused_submodules()
-                gm.recompile()
-
-    @staticmethod
-    def write_back(
-        gm: fx.GraphModule,
-        relu: fx.Node,
-        x: Any,
-        site: nn.Module,
-        order: dict[fx.Node, int],
-        root: bool,
-    ) -> Any:
-        """An in-place relu ``relu`` of ``x`` in a traced graph: where other nodes may read
-        ``x``'s memory afterwards (views), its neuron writes its output into ``x``, as the
-        ANN's relu rectified it (:mod:`~spikeflow.conversion.inplace`); the network's own
-        input is copied first. Returns ``x`` (the copy, if it was the input)."""
-        if not isinstance(x, fx.Node) or not may_share_memory(x, relu, order, root):
-            return x
-        assert isinstance(site, _Site)
-        site.write_back = True
-        base = alias_root(x)
-        if root and base.op == "placeholder":
-            copy = clone_input(gm.graph, base)
-            if x is base:
-                return copy
-        return x
-
-    def rewrite_call(
-        self,
-        gm: fx.GraphModule,
-        node: fx.Node,
-        name: str,
-        order: dict[fx.Node, int],
-        root: bool = False,
-    ) -> fx.Node | None:
-        """Convert, or report, one call; return the node of its site if it got one."""
-        kind = classify_call(node)
-        source = call_name(node)
-        if kind == "affine":
-            return None  # additions, views, ...: run on every step (not listed one by one)
-        if kind == "unsupported":
-            detail = (
-                "moves the batch dimension (dim 0), into which the SNN folds time"
-                if moves_batch_dim(node)
-                else "not affine, no spiking equivalent"
-            )
-            self.report.add(name, source, "unconverted", detail)
-            return None
-        if kind == "unknown":
-            self.report.add(name, source, "unverified", "kept; not known to be affine")
-            return None
-        x = node.args[0] if node.args else node.kwargs.get("input")
-        if kind == "activation":
-            ann: nn.Module = nn.ReLU()
-        else:
-            options = dict(zip(_MAXPOOL_ARGS, node.args[1:]))
-            options.update({k: v for k, v in node.kwargs.items() if k != "input"})
-            traced_args = any(isinstance(v, fx.Node) for v in options.values())
-            if options.get("return_indices") or traced_args:
-                self.report.add(
-                    name, source, "unconverted", "max pool with indices or traced arguments"
-                )
-                return None
-            options.pop("return_indices", None)
-            dims = MAXPOOL_CALLS[node.target]
-            ann = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](**options)
-        target = f"{node.name}_site"
-        site = self.site(kind, name, source, ann)
-        gm.add_submodule(target, site)
-        if kind == "activation" and _is_inplace_relu_call(node):
-            x = self.write_back(gm, node, x, site, order, root)
-        with gm.graph.inserting_before(node):
-            new = gm.graph.call_module(target, (x,))
-        node.replace_all_uses_with(new)
-        if kind == "activation" and _is_inplace_relu_call(node):
-            _read_rectified(x, node, new, order)
-        gm.graph.erase_node(node)
-        return new
-
     # -- calibration ------------------------------------------------------------------
 
     def calibrate(self, body: nn.Module, data: Tensor | Iterable[Any]) -> None:
@@ -627,7 +347,7 @@ class _Converter:
         if count == 0:
             raise ConfigurationError("calibration_data gave no batches")
         self.calibration_batches = count
-        sites = {id(m): m for m in body.modules() if isinstance(m, _Site)}
+        sites = {id(m): m for m in body.modules() if isinstance(m, Site)}
         for site in sites.values():
             if site.calls > count:
                 site.shared = site.calls // count
@@ -650,7 +370,7 @@ class _Converter:
 
     # -- the spiking network ----------------------------------------------------------
 
-    def neuron(self, site: _Site) -> nn.Module:
+    def neuron(self, site: Site) -> nn.Module:
         if self.calibration_batches and site.calls == 0 and site.observer is not None:
             self.settle(site, "kept", "never called by the calibration forward passes")
             return site.ann
@@ -715,7 +435,7 @@ class _Converter:
         return TimeFolded(neuron, write_back=site.write_back)
 
     @staticmethod
-    def bad_threshold(site: _Site, problem: str) -> str:
+    def bad_threshold(site: Site, problem: str) -> str:
         """The report detail of a site whose threshold is not finite and > 0."""
         if isinstance(site.ann, QCFS):
             return (
@@ -727,7 +447,7 @@ class _Converter:
             "calibration data gave inf or NaN activations here)"
         )
 
-    def settle(self, site: _Site, action: Action, detail: str) -> None:
+    def settle(self, site: Site, action: Action, detail: str) -> None:
         """Fill in the report entry reserved for ``site``."""
         self.report.entries[site.report_index] = ReportEntry(
             site.site_name, site.source, action, detail
@@ -740,10 +460,10 @@ class _Converter:
 
     def finalize(self, body: nn.Module) -> nn.Module:
         built: dict[int, nn.Module] = {}
-        if isinstance(body, _Site):
+        if isinstance(body, Site):
             return self.neuron(body)
         for path, module in list(body.named_modules(remove_duplicate=False)):
-            if isinstance(module, _Site):
+            if isinstance(module, Site):
                 if id(module) not in built:
                     built[id(module)] = self.neuron(module)
                 set_submodule(body, path, built[id(module)])
@@ -838,7 +558,7 @@ def convert(
     if calibration_data is not None and trace != "modules":
         converter.output_shapes, calibration_data = probe_output_shapes(ann, calibration_data)
     body = converter.convert_tree(ann, "")
-    sites = [m for m in body.modules() if isinstance(m, _Site)]
+    sites = [m for m in body.modules() if isinstance(m, Site)]
     needs_data = any(s.observer is not None for s in sites)
     if calibration_data is None:
         if needs_data:

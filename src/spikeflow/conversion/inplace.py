@@ -5,7 +5,7 @@ rectifies the memory of ``h``: what reads that memory afterwards sees rectified 
 through ``h`` and through every view of it (``v = h.view(...)`` taken before the relu,
 the tensor ``h`` itself views, its other slices). The converted network replaces the
 relu by a neuron that returns a new tensor; reads of ``h`` after it are redirected to
-that tensor (``convert._read_rectified``), but a view read afterwards is another node.
+that tensor (``rewrite._read_rectified``), but a view read afterwards is another node.
 Whether a tensor is a view is decided at run time (``reshape``, ``flatten``,
 ``contiguous`` and ``to`` copy or not depending on strides and dtypes), so instead of
 following views through the graph the neuron writes its output back into ``h`` wherever

@@ -1,0 +1,58 @@
+"""The placeholder a conversion puts where the SNN will differ from the ANN.
+
+While the ANN is traced, rewritten and calibrated, each activation and max pool to be
+replaced is a :class:`Site`: it runs the ANN's part (and records its activations for
+the threshold), and :func:`~spikeflow.conversion.convert` then swaps it for the spiking
+part.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.conversion.calibrate import ActivationObserver
+
+__all__ = ["Site"]
+
+
+class Site(nn.Module):
+    """Placeholder for a part that changes in the SNN; runs the ANN part meanwhile.
+
+    Args:
+        kind: ``'activation'`` or ``'maxpool'``.
+        name: the report name of the part (module path, or ``<module>.<node>``).
+        source: what it was (``nn.ReLU``, ``torch.nn.functional.relu``, ...).
+        ann: the ANN's module it runs until replaced (an ``nn.ReLU`` runs as
+            ``clamp_min(x, 0)``, which leaves an in-place ReLU's input alone).
+        observer: records the activations for the threshold (None for QCFS and pools).
+        write_back: write the result into the input, as an in-place relu of an untraced
+            forward did (what reads the input afterwards sees the rectified values).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        source: str,
+        ann: nn.Module,
+        observer: ActivationObserver | None,
+        write_back: bool = False,
+    ) -> None:
+        super().__init__()
+        self.kind, self.site_name, self.source = kind, name, source
+        self.report_index = -1
+        self.ann = ann
+        self.observer = observer
+        self.calls = 0  # during calibration
+        self.shared = 1  # calls per forward pass (more than 1: a module called twice)
+        #: An in-place relu in an untraced forward, which may read its input afterwards:
+        #: the result is written into the input, as the ANN's relu did.
+        self.write_back = write_back
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The ANN part's output (recorded by the observer), counted in :attr:`calls`."""
+        self.calls += 1
+        y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
+        y = self.observer(y, x) if self.observer is not None else y
+        return x.copy_(y) if self.write_back else y
