@@ -27,7 +27,15 @@ from torch import Tensor, fx, nn
 
 from spikeflow.conversion.classify import _is_shape
 
-__all__ = ["WHY", "BatchDimProbe", "BatchUse", "batch_dim_use", "probe_args", "signal_nodes"]
+__all__ = [
+    "WHY",
+    "BatchDimProbe",
+    "BatchUse",
+    "batch_dim_use",
+    "may_act_on_batch_dim",
+    "probe_args",
+    "signal_nodes",
+]
 
 #: Why a call on dim 0 cannot be converted (the end of its report entry).
 WHY = (
@@ -37,10 +45,11 @@ WHY = (
 )
 
 #: What a run-time check asks: ``dims``: does one of the dims (negative, or computed)
-#: resolve to 0? ``batch``: does the output keep the input's dim 0 (a reshape)?
-#: ``tensor``: is the indexed value a tensor (not a tuple)? ``rank``: does an index
-#: after ``...`` reach dim 0?
-Check = Literal["dims", "batch", "tensor", "rank"]
+#: resolve to 0? ``moves``: does a transpose, permute or movedim whose dims are negative
+#: or computed move dim 0? ``batch``: does the output keep the input's dim 0 (a
+#: reshape)? ``tensor``: is the indexed value a tensor (not a tuple)? ``rank``: is the
+#: input's rank so small that the call reaches dim 0 (an index after ``...``, ``W @ x``)?
+Check = Literal["dims", "moves", "batch", "tensor", "rank"]
 
 _REDUCTIONS = {
     "sum": "sums",
@@ -53,6 +62,24 @@ _CONCATENATIONS = frozenset({"cat", "concat", "concatenate"})
 #: Splits: the position of their dim argument (the input is 0; the dim defaults to 0).
 _SPLITS = {"chunk": 2, "split": 2, "tensor_split": 2, "split_with_sizes": 2, "unbind": 1}
 _SELECTIONS = frozenset({"select", "narrow", "index_select"})
+_TRANSPOSES = frozenset({"transpose", "transpose_", "swapaxes", "swapaxes_", "swapdims",
+                         "swapdims_"})  # fmt: skip
+_MOVES = frozenset({"movedim", "moveaxis"})
+#: Calls on a 1-dim input that act along dim 0 (on more dims, along dim 1 or 2).
+_ONE_DIM_ALONG_ZERO = {
+    "hstack": "joins along dim 0",
+    "hsplit": "splits along dim 0",
+    "dstack": "makes it [1, B, 1]: the batch becomes dim 1",
+}
+#: The calls :func:`batch_dim_use` checks: an untraced forward making one of them is
+#: reported as unchecked (:func:`may_act_on_batch_dim`).
+_DIM_CALLS = frozenset(
+    {*_REDUCTIONS, *_CONCATENATIONS, *_SPLITS, *_SELECTIONS, *_TRANSPOSES, *_MOVES,
+     *_ONE_DIM_ALONG_ZERO, "stack", "vstack", "row_stack", "vsplit", "einsum", "unsqueeze",
+     "view", "reshape", "flatten", "unflatten", "view_as", "reshape_as", "getitem",
+     "permute", "t", "matmul", "mm", "mv", "repeat", "expand", "expand_as", "tile",
+     "repeat_interleave"}
+)  # fmt: skip
 _TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
 #: Calls returning tuples: indexing their result picks a tensor, not a sample.
 _TUPLE_CALLS = frozenset(
@@ -73,8 +100,16 @@ class BatchUse:
         dims: the dims to resolve for ``check='dims'`` (ints or nodes).
         offset: 1 where the dims index a result with one more dim (``stack``,
             ``unsqueeze``), else 0.
-        trailing: for ``check='rank'``, how many dims the index after ``...`` takes.
+        trailing: for ``check='rank'``, the largest rank at which the call reaches dim 0
+            (how many dims the index after ``...`` takes; 2 for ``W @ x``).
+        reaches: for ``check='rank'``, what the call then does to dim 0.
         if_tensor: for ``check='tensor'``, the problem if the indexed value is a tensor.
+        first_only: for ``check='moves'``, the dims are a permutation: it moves dim 0
+            unless the first resolves to 0 (else: if any of them resolves to 0).
+        same_rank: for ``check='batch'``, the output must also keep the input's rank
+            (``repeat``, ``expand``, ``tile``: a new leading dim moves the batch).
+        operand: the position of the argument that carries the batch (0, or 1 for the
+            right operand of ``W @ x``).
     """
 
     what: str
@@ -83,7 +118,11 @@ class BatchUse:
     dims: tuple[Any, ...] = ()
     offset: int = 0
     trailing: int = 0
+    reaches: str = "the index after '...' reaches dim 0"
     if_tensor: str = ""
+    first_only: bool = False
+    same_rank: bool = False
+    operand: int = 0
 
 
 def signal_nodes(graph: fx.Graph) -> set[fx.Node]:
@@ -112,6 +151,8 @@ def _name(node: fx.Node) -> str:
         return str(node.target)
     if node.target is operator.getitem:
         return "getitem"
+    if node.target is operator.matmul:
+        return "matmul"
     module = getattr(node.target, "__module__", None) or ""
     name = getattr(node.target, "__name__", "")
     return name if module.startswith("torch") or not module else ""
@@ -313,12 +354,16 @@ def batch_dim_use(node: fx.Node, gm: fx.GraphModule, signals: set[fx.Node]) -> B
         return None
     name = _name(node)
     first = node.args[0] if node.args else None
-    if name in _CONCATENATIONS or name in ("stack", "vstack", "row_stack"):
+    if node.target is getattr and node.args[1] in ("mT", "mH") and _in(first, signals):
+        return _moves(f"transposes its last two dims (.{node.args[1]}): dims", (-2, -1))
+    if name in _CONCATENATIONS or name in ("stack", "vstack", "row_stack", "hstack", "dstack"):
         tensors = first if isinstance(first, (tuple, list)) else (first,)  # or a tuple node
         if not any(_in(t, signals) for t in tensors):
             return None
         if name in ("vstack", "row_stack"):
             return BatchUse(name, problem=f"{name} joins along dim 0")
+        if name in _ONE_DIM_ALONG_ZERO:
+            return _on_one_dim(name)
         dim = _arg(node, 1, ("dim", "axis"), 0)
         if name == "stack":
             return _over_dims("stacks along a new", dim, offset=1,
@@ -326,8 +371,37 @@ def batch_dim_use(node: fx.Node, gm: fx.GraphModule, signals: set[fx.Node]) -> B
         return _over_dims("concatenates along", dim)
     if name == "einsum":
         return _einsum(node, signals)
+    if name in ("matmul", "mm", "mv"):
+        return _product(node, name, signals)
     if not _in(first, signals):
         return None
+    if name in _TRANSPOSES:
+        dims = node.args[1:3] or (node.kwargs.get("dim0"), node.kwargs.get("dim1"))
+        return _moves("transposes dims", dims)
+    if name == "permute":
+        dims = node.args[1:]
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = dims[0]
+        return _moves("permutes to dims", dims or node.kwargs.get("dims", ()), first_only=True)
+    if name in _MOVES:
+        ends = [*node.args[1:3], node.kwargs.get("source"), node.kwargs.get("destination")]
+        return _moves(f"{name} of dims", ends)
+    if name == "vsplit":
+        return BatchUse(name, problem="vsplit splits along dim 0")
+    if name == "hsplit":
+        return _on_one_dim(name)
+    if name in ("repeat", "expand", "tile"):
+        sizes = node.args[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = sizes[0]
+        sizes = tuple(sizes or _arg(node, 1, ("sizes", "repeats", "dims", "size"), ()))
+        return _repeat(name, sizes)
+    if name == "expand_as":
+        if _in(_arg(node, 1, ("other",), None), signals):
+            return None
+        return BatchUse(f"{name} a constant's shape", check="batch", same_rank=True)
+    if name == "repeat_interleave":
+        return _over_dims("repeats along", _arg(node, 2, ("dim",), None))
     if name in _REDUCTIONS:
         default = None if name != "cumsum" else 0
         return _over_dims(f"{_REDUCTIONS[name]} over", _arg(node, 1, ("dim", "axis"), default))
@@ -365,6 +439,68 @@ def batch_dim_use(node: fx.Node, gm: fx.GraphModule, signals: set[fx.Node]) -> B
     return None
 
 
+def _moves(what: str, dims: Any, first_only: bool = False) -> BatchUse | None:
+    """A transpose/permute/movedim along ``dims`` whose constant dims do not move dim 0
+    (those that do, :func:`~spikeflow.conversion.classify.moves_batch_dim` refuses):
+    ``None`` if they are all constants, else the run-time check of the negative or
+    computed ones (``first_only``: a permutation, which keeps dim 0 only where its first
+    dim is 0)."""
+    entries = tuple(d for e in dims for d in (e if isinstance(e, (tuple, list)) else (e,)))
+    entries = tuple(d for d in entries if d is not None)
+    if not entries or all(isinstance(d, int) and (d >= 0 or first_only) for d in entries):
+        return None  # a permute of constants is decided by its length (classify)
+    shown = ", ".join(_shown(d) for d in entries)
+    return BatchUse(f"{what} ({shown})", check="moves", dims=entries, first_only=first_only)
+
+
+def _on_one_dim(name: str) -> BatchUse:
+    """``hstack``/``hsplit``/``dstack``: along dim 0 where the input has one dim."""
+    return BatchUse(name, check="rank", trailing=1, reaches=f"it {_ONE_DIM_ALONG_ZERO[name]}")
+
+
+def _product(node: fx.Node, name: str, signals: set[fx.Node]) -> BatchUse | None:
+    """``W @ x``, ``torch.matmul(W, x)``, ``torch.mm(W, x)``, ``torch.mv(W, x)``: a
+    signal on the right is contracted along dim -2 (``matmul``: dim 0 where it has at
+    most 2 dims; ``mm``, ``mv``: always dim 0). On the left only a 1-dim signal is."""
+    left = _arg(node, 0, ("input",), None)
+    right = _arg(node, 1, ("other", "mat2", "vec"), None)
+    what = f"{name}({_shown(left)}, {_shown(right)})"
+    if _in(right, signals) and not _in(left, signals):
+        if name in ("mm", "mv"):
+            return BatchUse(what, problem=f"{what} sums over dim 0 of its right operand")
+        reaches = "it sums over its dim 0 (the right operand of W @ x is contracted along dim -2)"
+        return BatchUse(what, check="rank", trailing=2, reaches=reaches, operand=1)
+    if _in(left, signals) and not _in(right, signals) and name == "matmul":
+        return BatchUse(what, check="rank", trailing=1, reaches="it sums over its dim 0")
+    return None
+
+
+def _repeat(name: str, sizes: tuple[Any, ...]) -> BatchUse:
+    """``x.repeat(sizes)``, ``x.expand(sizes)``, ``x.tile(dims)``: dim 0 must stay (its
+    entry 1, or -1 for ``expand``) and no dim may come before it."""
+    shown = ", ".join(_shown(e) for e in sizes)
+    what = f"{name}({shown})"
+    first = sizes[0] if sizes else None
+    if name == "repeat" and isinstance(first, int) and first != 1:
+        return BatchUse(
+            what, problem=f"{what} repeats dim 0 {first} times (or adds a dim before it)"
+        )
+    if name == "expand" and isinstance(first, int) and first != -1:
+        return BatchUse(what, problem=f"{what} fixes dim 0 to {first} (or adds a dim before it)")
+    return BatchUse(what, check="batch", same_rank=True)
+
+
+def may_act_on_batch_dim(name: str) -> bool:
+    """Whether a function called by an untraced forward (``torch.sum``, ``Tensor.view``,
+    ``Tensor.__getitem__``) is one of the calls whose use of dim 0 :func:`batch_dim_use`
+    decides in a traced graph (an untraced forward makes them unchecked)."""
+    short = name.rsplit(".", 1)[-1]
+    short = {"__getitem__": "getitem", "__matmul__": "matmul", "__rmatmul__": "matmul"}.get(
+        short, short
+    )
+    return short in _DIM_CALLS
+
+
 def _module_use(module: nn.Module) -> BatchUse | None:
     """``nn.Flatten`` and ``nn.Unflatten`` called in a traced graph."""
     if isinstance(module, nn.Flatten):
@@ -395,12 +531,15 @@ class BatchDimProbe(nn.Module):
         self.shared_entry = shared_entry
         self.calls = 0
         self.problem: str | None = None
+        #: Appended to a problem found now (set for the run on a second batch size).
+        self.note = ""
 
     def forward(self, value: Any, out: Any, dims: tuple[Any, ...] = ()) -> Any:
         """Check ``value`` (the call's input) and ``out`` (its output); return ``out``."""
         self.calls += 1
         if self.problem is None:
-            self.problem = self._problem(value, out, dims)
+            problem = self._problem(value, out, dims)
+            self.problem = None if problem is None else problem + self.note
         return out
 
     def _problem(self, value: Any, out: Any, dims: tuple[Any, ...]) -> str | None:
@@ -413,20 +552,21 @@ class BatchDimProbe(nn.Module):
             return None
         if use.check == "rank":
             if value.dim() <= use.trailing:
-                return (
-                    f"{use.what}: on a {value.dim()}-dim tensor the index after '...' reaches dim 0"
-                )
+                return f"{use.what}: on a {value.dim()}-dim tensor {use.reaches}"
             return None
         if use.check == "batch":
             if not isinstance(out, Tensor):
                 return None
-            if out.dim() == 0 or out.shape[0] != value.shape[0]:
+            rank_changed = use.same_rank and out.dim() != value.dim()
+            if out.dim() == 0 or out.shape[0] != value.shape[0] or rank_changed:
                 return (
                     f"{use.what}: it turned {tuple(value.shape)} into {tuple(out.shape)}, "
                     "whose dim 0 is not the batch"
                 )
             return None
         rank = value.dim() + use.offset
+        if use.check == "moves":
+            return self._moves(value.dim(), dims)
         for given, resolved in zip(use.dims, dims):
             if resolved is None:
                 return f"{use.what}: that is every dim"
@@ -436,11 +576,33 @@ class BatchDimProbe(nn.Module):
                 return f"{use.what}: dim {shown} is dim 0 of {where} ({rank} dims)"
         return None
 
+    def _moves(self, rank: int, dims: tuple[Any, ...]) -> str | None:
+        """Whether a transpose, permute or movedim of ``dims`` (resolved) moves dim 0."""
+        use = self.use
+        if rank == 0 or not all(isinstance(d, int) for d in dims):
+            return None
+        resolved = [d % rank for d in dims]
+        if use.first_only:
+            moved = resolved[0] != 0
+        else:  # transpose(-2, -2) and movedim(-2, 0) of a 2-dim tensor keep it
+            moved = 0 in resolved and not (len(resolved) == 2 and resolved[0] == resolved[1])
+        if not moved:
+            return None
+        given = use.dims[0] if use.first_only else use.dims[resolved.index(0)]
+        value = dims[0] if use.first_only else dims[resolved.index(0)]
+        shown = f"{given.name} = {value}" if isinstance(given, fx.Node) else given
+        which = "is not" if use.first_only else "is"
+        return (
+            f"{use.what}: dim {shown} {which} dim 0 of its input ({rank} dims), so it moves "
+            "the batch dimension (dim 0), into which the SNN folds time"
+        )
+
 
 def probe_args(node: fx.Node, use: BatchUse) -> tuple[Any, ...]:
-    """The arguments of the probe of ``node``: its input (the first tensor of a list),
-    itself, and the dims to resolve."""
-    value = node.args[0] if node.args else None
+    """The arguments of the probe of ``node``: its input (the first tensor of a list;
+    the right operand of ``W @ x``), itself, and the dims to resolve."""
+    names = ("input",) if use.operand == 0 else ("other", "mat2", "vec")
+    value = _arg(node, use.operand, names, None)
     if isinstance(value, (tuple, list)):
         value = next((v for v in value if isinstance(v, fx.Node)), None)
-    return (value, node, tuple(use.dims) if use.check == "dims" else ())
+    return (value, node, tuple(use.dims) if use.check in ("dims", "moves") else ())

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from spikeflow.conversion.qcfs import QCFS
+from spikeflow.conversion.qcfs import QCFS, qcfs
 
 __all__ = [
     "NONLINEAR_WORDS",
@@ -28,6 +28,7 @@ __all__ = [
     "classify_module",
     "is_nonlinear_name",
     "moves_batch_dim",
+    "overridden_base",
 ]
 
 #: ``activation``: becomes a neuron; ``maxpool``: becomes a gated max pool; ``affine``:
@@ -78,6 +79,8 @@ AFFINE_MODULES: tuple[type[nn.Module], ...] = (
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 RELU_CALLS: frozenset[Any] = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, "relu", "relu_"})
+#: The QCFS function (a traced forward calls it where it calls ``QCFS.forward``).
+QCFS_CALLS: frozenset[Any] = frozenset({qcfs})
 #: ``F.max_poolNd`` and the ``torch.max_poolNd`` they dispatch to (same positional order).
 MAXPOOL_CALLS: dict[Any, int] = {
     F.max_pool1d: 1,
@@ -213,16 +216,26 @@ def call_name(node: fx.Node) -> str:
     return _callable_name(node.target)
 
 
+def overridden_base(module: nn.Module) -> type[nn.Module] | None:
+    """The class among ``nn.ReLU``, ``QCFS`` and ``nn.MaxPool1d/2d/3d`` whose ``forward``
+    ``module``'s class replaces with one of its own, or None (not a subclass of them, or
+    one that keeps their forward)."""
+    for base in (*ACTIVATION_MODULES, *MAXPOOL_MODULES):
+        if isinstance(module, base) and type(module).forward is not base.forward:
+            return base
+    return None
+
+
 def classify_module(module: nn.Module) -> Kind:
     """The conversion kind of a module (leaf torch modules, QCFS, or containers).
 
-    A subclass of ``nn.ReLU`` is a ReLU only if it keeps ``nn.ReLU.forward`` (one that
-    adds attributes, say); one with a forward of its own is whatever that forward
-    computes, so it is a ``container``: traced like any custom module (its relu calls
-    become neurons, the rest is classified as usual), or, untraced, reported by what it
-    calls.
+    A subclass of ``nn.ReLU``, ``QCFS`` or ``nn.MaxPoolNd`` is one of them only if it
+    keeps their forward (one that adds attributes, say); one with a forward of its own
+    is whatever that forward computes, so it is a ``container``: traced like any custom
+    module (its relu, QCFS and max-pool calls become neurons and gated pools, the rest
+    is classified as usual), or, untraced, reported by what it calls.
     """
-    if isinstance(module, nn.ReLU) and type(module).forward is not nn.ReLU.forward:
+    if overridden_base(module) is not None:
         return "container"
     if isinstance(module, ACTIVATION_MODULES):
         return "activation"
@@ -242,9 +255,12 @@ def classify_module(module: nn.Module) -> Kind:
 
 def moves_batch_dim(node: fx.Node) -> bool:
     """Whether a call moves dimension 0 of a signal (the batch, which the SNN folds time
-    into): ``transpose``/``swapaxes`` with 0, ``permute`` not starting with 0,
-    ``movedim`` of 0, ``t``, ``.T``. Later layers would then split another dimension as
-    if it were time. (Negative dims are not resolved: the graph carries no ranks.)"""
+    into): ``transpose``/``swapaxes`` with 0, ``permute`` whose first dim is not 0
+    (a negative one is resolved by the permutation's length: ``permute(-3, 2, 1)`` keeps
+    it), ``movedim`` of 0, ``t``, ``.T``. Later layers would then split another
+    dimension as if it were time. A negative dim of a transpose or movedim
+    (``x.transpose(-4, -3)``) depends on the rank, which the graph does not carry: it is
+    checked on the calibration batches (:mod:`~spikeflow.conversion.batchdim`)."""
     moved = node.args[0] if node.args else node.kwargs.get("input")
     if not _is_signal(moved):  # a weight's transpose (F.linear(h, w.t())) moves no batch
         return False
@@ -260,7 +276,9 @@ def moves_batch_dim(node: fx.Node) -> bool:
     if name == "permute":
         dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
         dims = dims or node.kwargs.get("dims", ())
-        return bool(dims) and dims[0] != 0
+        if not dims or not all(isinstance(d, int) for d in dims):
+            return False  # a computed dim: checked at run time (batchdim)
+        return dims[0] % len(dims) != 0
     if name in ("movedim", "moveaxis"):
         ends = [*args[:2], node.kwargs.get("source"), node.kwargs.get("destination")]
         flat = [d for e in ends for d in (e if isinstance(e, (tuple, list)) else (e,))]
@@ -273,7 +291,7 @@ def classify_call(node: fx.Node) -> Kind:
     target = node.target
     if moves_batch_dim(node):
         return "unsupported"
-    if target in RELU_CALLS:
+    if target in RELU_CALLS or target in QCFS_CALLS:
         return "activation"
     if target in MAXPOOL_CALLS:
         return "maxpool"

@@ -39,6 +39,7 @@ conversion, calibration, the spiking parts); the passes over a traced graph are 
 from __future__ import annotations
 
 import copy
+import importlib
 import warnings
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
@@ -55,6 +56,7 @@ from spikeflow.conversion._checks import (
     check_positive_int,
     threshold_problem,
 )
+from spikeflow.conversion.batchdim import WHY, BatchDimProbe, may_act_on_batch_dim
 from spikeflow.conversion.calibrate import (
     ActivationObserver,
     batch_input,
@@ -67,6 +69,7 @@ from spikeflow.conversion.classify import (
     MAXPOOL_MODULES,
     classify_module,
     is_nonlinear_name,
+    overridden_base,
 )
 from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
 from spikeflow.conversion.fold import probe_output_shapes, set_submodule
@@ -74,7 +77,7 @@ from spikeflow.conversion.group import GroupNeuron
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
-from spikeflow.conversion.qcfs import QCFS
+from spikeflow.conversion.qcfs import QCFS, qcfs
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.rewrite import GraphRewriter
 from spikeflow.conversion.site import Site
@@ -97,8 +100,20 @@ class Conversion(NamedTuple):
 
 
 class _Tracer(fx.Tracer):
+    """QCFS layers, sites and converted parts are leaves; a QCFS subclass with a forward
+    of its own is traced, and the :func:`~spikeflow.conversion.qcfs.qcfs` its forward
+    reaches (``super().forward(z)``) is one call, which becomes a neuron."""
+
+    def __init__(self) -> None:
+        super().__init__(autowrap_functions=(qcfs,))
+        # autowrap_functions wraps qcfs where a module's forward names it; QCFS.forward
+        # called through super() is no module call, so qcfs.py is searched too.
+        self._autowrap_search.append(importlib.import_module(qcfs.__module__))
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (QCFS, Site, TimeFolded)):
+        if isinstance(m, (Site, TimeFolded)) or (
+            isinstance(m, QCFS) and overridden_base(m) is None
+        ):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -110,13 +125,19 @@ def _trace(module: nn.Module) -> fx.GraphModule:
 
 
 class _CallWatcher(TorchFunctionMode):
-    """Catches relu and other nonlinear calls made directly in untraced forwards."""
+    """Catches relu and other nonlinear calls made directly in untraced forwards, and
+    the calls there that may act on dim 0 (``unchecked``: the forward's name -> them)."""
 
     def __init__(
-        self, stack: list[nn.Module], untraced: dict[int, str], found: dict[tuple[str, str], bool]
+        self,
+        stack: list[nn.Module],
+        untraced: dict[int, str],
+        found: dict[tuple[str, str], bool],
+        unchecked: dict[str, list[str]],
     ) -> None:
         super().__init__()
         self.stack, self.untraced, self.found = stack, untraced, found
+        self.unchecked = unchecked
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
@@ -125,8 +146,11 @@ class _CallWatcher(TorchFunctionMode):
             name = f"{module}.{getattr(func, '__name__', '')}"
             is_relu = func in _RELU_FUNCS
             rounds = kwargs.get("rounding_mode") is not None  # torch.div(x, c, rounding_mode=)
+            where = self.untraced[id(self.stack[-1])]
             if is_relu or rounds or func in MAXPOOL_CALLS or is_nonlinear_name(name):
-                self.found[(self.untraced[id(self.stack[-1])], name)] = is_relu
+                self.found[(where, name)] = is_relu
+            elif may_act_on_batch_dim(name) and name not in self.unchecked.setdefault(where, []):
+                self.unchecked[where].append(name)
         return func(*args, **kwargs)
 
 
@@ -194,6 +218,8 @@ class _Converter(GraphRewriter):
         self.trace = trace
         self.report = ConversionReport()
         self.untraced: dict[int, str] = {}
+        #: Untraced forwards of ReLU, QCFS and max-pool subclasses: name -> what they are.
+        self.own_forward: dict[str, str] = {}
         #: id(child) -> (child, its replacement), for children listed at several places.
         self.replaced: dict[int, tuple[nn.Module, nn.Module]] = {}
         #: Report entries of batch-dim checks that passed (removed at the end).
@@ -294,6 +320,12 @@ class _Converter(GraphRewriter):
                 return gm
         if has_forward:
             self.untraced[id(module)] = name or "<root>"
+            base = overridden_base(module)
+            if base is not None:
+                self.own_forward[name or "<root>"] = (
+                    f"the forward of {type(module).__name__}, a subclass of {base.__name__} "
+                    "with a forward of its own"
+                )
         # Every place a child is listed (named_children skips repeats): a module listed
         # twice (one ReLU at two places of a Sequential) gets one replacement, shared
         # like a module an untraced forward calls twice.
@@ -314,7 +346,9 @@ class _Converter(GraphRewriter):
         batches = [data] if isinstance(data, Tensor) else data
         stack: list[nn.Module] = []
         found: dict[tuple[str, str], bool] = {}
+        unchecked: dict[str, list[str]] = {}
         handles = []
+        first: Tensor | None = None
 
         def push(module: nn.Module, _args: Any) -> None:
             stack.append(module)
@@ -328,11 +362,11 @@ class _Converter(GraphRewriter):
                 handles.append(module.register_forward_hook(pop, always_call=True))
         count = 0
         try:
-            with torch.no_grad(), _CallWatcher(stack, self.untraced, found):
+            with torch.no_grad(), _CallWatcher(stack, self.untraced, found, unchecked):
                 for batch in batches:
                     x = batch_input(batch)
                     if self.input_dim is None:
-                        self.input_dim = x.dim()
+                        self.input_dim, first = x.dim(), x
                     elif x.dim() != self.input_dim:
                         raise ShapeError(
                             f"calibration batch {count} has {x.dim()} dimensions "
@@ -362,11 +396,67 @@ class _Converter(GraphRewriter):
                 )
         for (where, func), is_relu in found.items():
             detail = (
-                "relu called directly in an untraced forward: not converted"
+                "relu called directly in an untraced forward"
                 if is_relu
-                else "nonlinear call in an untraced forward: not converted"
+                else "nonlinear call in an untraced forward"
             )
-            self.report.add(f"{where} (forward)", func, "unconverted", detail)
+            if where in self.own_forward:
+                detail += f" ({self.own_forward[where]})"
+            self.report.add(f"{where} (forward)", func, "unconverted", detail + ": not converted")
+        for where, funcs in unchecked.items():
+            if funcs:
+                self.report.add(
+                    f"{where} (forward)",
+                    "forward",
+                    "unverified",
+                    f"calls {', '.join(funcs)} in an untraced forward: whether they keep dim 0 "
+                    "the batch (into which the SNN folds time) is not checked there (make the "
+                    "forward traceable by torch.fx to have them checked)",
+                )
+        assert first is not None
+        self.probe_another_batch_size(body, first)
+
+    def probe_another_batch_size(self, body: nn.Module, x: Tensor) -> None:
+        """Run the batch-dim probes once more, on a batch of another size made from
+        ``x`` (the first calibration batch; its first half, or itself twice if it has
+        one row), the sites neither counting nor recording: one batch size cannot tell
+        dim 0 from another dim of the same size (``x.view(x.size(1), -1)`` keeps a batch
+        of as many rows as channels), two can. A forward that fails on the other size
+        depends on the batch size: it is reported unconverted."""
+        probes = [m for m in body.modules() if isinstance(m, BatchDimProbe)]
+        open_before = [p for p in probes if p.problem is None]
+        if not open_before:
+            return
+        rows = x.shape[0]
+        other = x[: rows // 2] if rows > 1 else torch.cat([x, x])
+        sites = [m for m in body.modules() if isinstance(m, Site)]
+        for module in sites:
+            module.observing = False
+        for probe in probes:
+            probe.note = (
+                f" (on {other.shape[0]} rows made from the first calibration batch of {rows}: "
+                "a second batch size tells dim 0 from a dim of the same size)"
+            )
+        try:
+            with torch.no_grad():
+                body(other)
+        except Exception as error:  # the forward depends on the batch size
+            if any(p.problem is not None for p in open_before):
+                return  # a probe found why (the finally clause still runs)
+            message = str(error).splitlines()[0] if str(error) else ""
+            self.report.add(
+                "<root>",
+                "forward",
+                "unconverted",
+                f"the forward fails on a batch of {other.shape[0]} rows made from the first "
+                f"calibration batch of {rows} ({type(error).__name__}: {message[:200]}), so it "
+                f"depends on the batch size; {WHY}",
+            )
+        finally:
+            for module in sites:
+                module.observing = True
+            for probe in probes:
+                probe.note = ""
 
     # -- the spiking network ----------------------------------------------------------
 
@@ -572,7 +662,7 @@ def convert(
                 ", ".join(converter.untraced.values()),
                 "forward",
                 "unverified",
-                "untraced forward not inspected for relu calls (no data)",
+                "untraced forward not inspected for relu calls or calls on dim 0 (no data)",
             )
     else:
         converter.calibrate(body, calibration_data)

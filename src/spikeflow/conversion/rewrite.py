@@ -10,7 +10,7 @@ reports every other call by what it computes (:mod:`~spikeflow.conversion.classi
 and refuses calls on dim 0, into which the SNN folds time
 (:mod:`~spikeflow.conversion.batchdim`), or inserts a probe where only the calibration
 batches can tell (:meth:`~GraphRewriter.settle_probes` reads and removes them).
-:class:`~spikeflow.conversion.convert` builds on it: it decides what each module
+:func:`~spikeflow.conversion.convert` builds on it: it decides what each module
 becomes (:meth:`~GraphRewriter.leaf`) and makes the sites (:meth:`~GraphRewriter.site`).
 """
 
@@ -33,12 +33,14 @@ from spikeflow.conversion.batchdim import (
 )
 from spikeflow.conversion.classify import (
     MAXPOOL_CALLS,
+    QCFS_CALLS,
     call_name,
     classify_call,
     moves_batch_dim,
 )
 from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_counts, set_submodule
 from spikeflow.conversion.inplace import alias_root, clone_input, may_share_memory
+from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionReport, ReportEntry
 from spikeflow.conversion.site import Site
 from spikeflow.conversion.snn import TimeFolded
@@ -52,7 +54,8 @@ _UNDECIDED = {
     "dims": "whether that is dim 0 (the batch, into which the SNN folds time) is",
     "batch": "whether dim 0 stays the batch (into which the SNN folds time) is",
     "tensor": "whether this indexes a tensor's dim 0 (or picks from a tuple) is",
-    "rank": "whether the index reaches dim 0 (the batch) is",
+    "moves": "whether it moves dim 0 (the batch, into which the SNN folds time) is",
+    "rank": "whether it reaches dim 0 (the batch; that depends on the input's rank) is",
 }
 
 
@@ -81,6 +84,31 @@ def _read_rectified(x: Any, node: fx.Node, result: fx.Node, order: dict[fx.Node,
     for user in list(x.users):
         if user is not result and order.get(user, -1) > order[node]:
             user.replace_input_with(x, result)
+
+
+def _qcfs_layer(gm: fx.GraphModule, node: fx.Node) -> QCFS | str:
+    """The QCFS layer of a traced call ``qcfs(z, threshold, levels, shift)`` (where a
+    QCFS subclass's forward calls ``QCFS.forward``), or why there is none: its threshold
+    must be a parameter, buffer or number (one λ), its levels and shift constants."""
+    names = ("z", "threshold", "levels", "shift")
+    args = dict(zip(names, node.args))
+    args.update(node.kwargs)
+    threshold, levels, shift = args.get("threshold"), args.get("levels"), args.get("shift", 0.5)
+    if isinstance(threshold, fx.Node) and threshold.op == "get_attr":
+        value = gm
+        for part in str(threshold.target).split("."):
+            value = getattr(value, part)
+        threshold = value
+    if not isinstance(threshold, (Tensor, float, int)) or isinstance(threshold, bool):
+        return "qcfs with a computed threshold λ: only a parameter, buffer or number is one λ"
+    if isinstance(threshold, Tensor) and threshold.numel() != 1:
+        return f"qcfs with {threshold.numel()} thresholds: one λ per layer becomes the neuron's"
+    if not isinstance(levels, int) or not isinstance(shift, (float, int)):
+        return "qcfs with computed levels or shift: they must be constants of the forward"
+    layer = QCFS(levels, 1.0, float(shift), learnable=False)
+    # λ as it is (a bad one is reported at its site, as a QCFS layer's is)
+    layer.threshold.copy_(torch.as_tensor(threshold).detach().reshape(()))
+    return layer
 
 
 class GraphRewriter(ABC):
@@ -286,8 +314,16 @@ class GraphRewriter(ABC):
             self.report.add(name, source, "unverified", "kept; not known to be affine")
             return None
         x = node.args[0] if node.args else node.kwargs.get("input")
-        if kind == "activation":
-            ann: nn.Module = nn.ReLU()
+        if kind == "activation" and node.target in QCFS_CALLS:
+            x = node.args[0] if node.args else node.kwargs.get("z")
+            layer = _qcfs_layer(gm, node)
+            if isinstance(layer, str):
+                self.report.add(name, source, "unconverted", layer)
+                return None
+            ann: nn.Module = layer
+            source = f"qcfs(L={layer.levels})"
+        elif kind == "activation":
+            ann = nn.ReLU()
         else:
             options = dict(zip(_MAXPOOL_ARGS, node.args[1:]))
             options.update({k: v for k, v in node.kwargs.items() if k != "input"})

@@ -49,10 +49,13 @@ class Site(nn.Module):
         #: An in-place relu in an untraced forward, which may read its input afterwards:
         #: the result is written into the input, as the ANN's relu did.
         self.write_back = write_back
+        #: False while a run only checks the graph (no counting, no recording).
+        self.observing = True
 
     def forward(self, x: Tensor) -> Tensor:
         """The ANN part's output (recorded by the observer), counted in :attr:`calls`."""
-        self.calls += 1
         y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
-        y = self.observer(y, x) if self.observer is not None else y
+        if self.observing:
+            self.calls += 1
+            y = self.observer(y, x) if self.observer is not None else y
         return x.copy_(y) if self.write_back else y
