@@ -464,13 +464,14 @@ def _product(node: fx.Node, name: str, signals: set[fx.Node]) -> BatchUse | None
     most 2 dims; ``mm``, ``mv``: always dim 0). On the left only a 1-dim signal is."""
     left = _arg(node, 0, ("input",), None)
     right = _arg(node, 1, ("other", "mat2", "vec"), None)
-    what = f"{name}({_shown(left)}, {_shown(right)})"
     if _in(right, signals) and not _in(left, signals):
+        what = f"{name}({_shown(left)}, <signal>)"
         if name in ("mm", "mv"):
             return BatchUse(what, problem=f"{what} sums over dim 0 of its right operand")
         reaches = "it sums over its dim 0 (the right operand of W @ x is contracted along dim -2)"
         return BatchUse(what, check="rank", trailing=2, reaches=reaches, operand=1)
     if _in(left, signals) and not _in(right, signals) and name == "matmul":
+        what = f"{name}(<signal>, {_shown(right)})"
         return BatchUse(what, check="rank", trailing=1, reaches="it sums over its dim 0")
     return None
 
