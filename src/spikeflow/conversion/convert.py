@@ -65,6 +65,7 @@ from spikeflow.conversion.calibrate import (
     check_norm,
 )
 from spikeflow.conversion.classify import (
+    ACTIVATION_MODULES,
     MAXPOOL_CALLS,
     MAXPOOL_MODULES,
     classify_module,
@@ -100,9 +101,10 @@ class Conversion(NamedTuple):
 
 
 class _Tracer(fx.Tracer):
-    """QCFS layers, sites and converted parts are leaves; a QCFS subclass with a forward
-    of its own is traced, and the :func:`~spikeflow.conversion.qcfs.qcfs` its forward
-    reaches (``super().forward(z)``) is one call, which becomes a neuron."""
+    """Sites, converted parts, QCFS layers and subclasses of ReLU, QCFS and the max pools
+    that keep their parent's forward are leaves (converted as their parent); one with a
+    forward of its own is traced, and the :func:`~spikeflow.conversion.qcfs.qcfs` its
+    forward reaches (``super().forward(z)``) is one call, which becomes a neuron."""
 
     def __init__(self) -> None:
         super().__init__(autowrap_functions=(qcfs,))
@@ -112,7 +114,7 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, (Site, TimeFolded)) or (
-            isinstance(m, QCFS) and overridden_base(m) is None
+            isinstance(m, (*ACTIVATION_MODULES, *MAXPOOL_MODULES)) and overridden_base(m) is None
         ):
             return True
         return super().is_leaf_module(m, qualname)
@@ -663,6 +665,14 @@ def convert(
                 "forward",
                 "unverified",
                 "untraced forward not inspected for relu calls or calls on dim 0 (no data)",
+            )
+        for where, what in converter.own_forward.items():  # not inspected: not converted
+            converter.report.add(
+                f"{where} (forward)",
+                "forward",
+                "unconverted",
+                f"{what}, not traced: without calibration data its calls are not inspected "
+                "(pass calibration_data, or let torch.fx trace it to convert it by its forward)",
             )
     else:
         converter.calibrate(body, calibration_data)

@@ -41,7 +41,7 @@ from spikeflow.conversion._checks import (
     threshold_repr,
 )
 from spikeflow.conversion.multi_threshold import largest_level, threshold_levels
-from spikeflow.conversion.pooling import _POOLS, MAX_POOLS
+from spikeflow.conversion.pooling import MAX_POOLS, pool_dims
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -160,7 +160,7 @@ class DifferentialMaxPool(nn.Module):
     def from_max_pool(cls, pool: nn.Module) -> DifferentialMaxPool:
         """The differential form of a ``torch.nn.MaxPool{1,2,3}d``; ConfigurationError
         unless its windows do not overlap (stride = kernel, no padding or dilation)."""
-        dims, _ = _POOLS[type(pool)]
+        dims = pool_dims(pool)
 
         def each(value: object) -> tuple[int, ...]:
             return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from spikeflow.base import MemoryModule, StepMode, check_time_major
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["GatedMaxPool"]
+__all__ = ["GatedMaxPool", "pool_dims"]
 
 _POOLS = {
     nn.MaxPool1d: (1, F.max_pool1d),
@@ -29,6 +29,15 @@ _POOLS = {
 #: module: ``F.max_poolNd`` is a local function of torch's ``boolean_dispatch``, which
 #: pickle cannot store (``torch.save`` of a whole converted network failed).
 MAX_POOLS = {dims: pool for dims, pool in _POOLS.values()}
+
+
+def pool_dims(pool: nn.Module) -> int:
+    """The spatial dims (1, 2 or 3) of an ``nn.MaxPool{1,2,3}d`` or a subclass of one
+    (one that only adds attributes converts as its parent)."""
+    for kind, (dims, _) in _POOLS.items():
+        if isinstance(pool, kind):
+            return dims
+    raise ConfigurationError(f"expected nn.MaxPool1d/2d/3d, got {type(pool).__name__}")
 
 
 class GatedMaxPool(MemoryModule):
@@ -63,7 +72,7 @@ class GatedMaxPool(MemoryModule):
     @classmethod
     def from_max_pool(cls, pool: nn.Module) -> GatedMaxPool:
         """The gated version of a ``torch.nn.MaxPool{1,2,3}d``."""
-        dims, _ = _POOLS[type(pool)]
+        dims = pool_dims(pool)
         return cls(
             pool.kernel_size,
             pool.stride,
