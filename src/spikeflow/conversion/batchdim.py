@@ -5,8 +5,11 @@ call must treat dim 0 as "the samples", each on its own. Reductions over dim 0 o
 every dim (``x.sum()``, ``x.mean(0)``), concatenation, stacking and splitting along it
 (``torch.cat([a, b])``, ``torch.stack([a, b])``, ``x.chunk(2)``), indexing it
 (``x[0]``, ``x[1:]``, ``x.select(0, i)``, ``x[None]``, ``x.unsqueeze(0)``) and reshapes
-that merge it with other dims (``x.view(-1)``, ``x.flatten()``) would mix time steps
-and samples there (where the ANN mixed only the samples of a batch).
+that merge it with other dims (``x.view(-1)``, ``x.flatten()``), a product that
+contracts it (``W @ x`` on a 2-dim ``x``), repeating it (``x.repeat(2, 1)``) and a
+transpose or permutation negative dims of which reach it (``x.transpose(-2, -1)`` of a
+2-dim tensor) would mix time steps and samples there (where the ANN mixed only the
+samples of a batch).
 
 :func:`batch_dim_use` decides this from a call's arguments where they are constants of
 the trace (``dim=0``, ``start_dim=1``, ``x.view(x.size(0), -1)``). Where they are not
@@ -14,7 +17,10 @@ the trace (``dim=0``, ``start_dim=1``, ``x.view(x.size(0), -1)``). Where they ar
 reshape to ``(-1, 400)``, which keeps the batch only if 400 is one sample's size;
 indexing a value that may be a tuple), it returns the check to make at run time:
 :class:`BatchDimProbe` runs it on the calibration batches, where every such question
-has an answer (the rank, the dim's value, the shapes in and out).
+has an answer (the rank, the dim's value, the shapes in and out). The converter runs
+them on a second batch size as well: a shape check on one batch size passes by
+coincidence where another dim has the batch's size (``x.view(x.size(1), -1)`` with as
+many rows as channels).
 """
 
 from __future__ import annotations
