@@ -430,7 +430,7 @@ class _Converter(GraphRewriter):
         if not open_before:
             return
         rows = x.shape[0]
-        other = x[: rows // 2] if rows > 1 else torch.cat([x, x])
+        other = x[: rows // 2].clone() if rows > 1 else torch.cat([x, x])  # x stays as it was
         sites = [m for m in body.modules() if isinstance(m, Site)]
         for module in sites:
             module.observing = False
