@@ -92,18 +92,18 @@ def test_run_names_what_it_cannot_take():
     lif = neurons.LIFNode(tau=2.0)
     x = inputs().detach()
     _, state = lif.run(x[:2])
-    with pytest.raises(StateError, match=r"given state has \['w'\] but not 'v'"):
+    with pytest.raises(StateError, match=r"state given for LIFNode has \['w'\] but not 'v'"):
         lif.run(x, {"w": state["v"]})
-    with pytest.raises(
-        StateError, match=r"given state has \['v', 'w'\], this module's state \['v'\]"
-    ):
+    with pytest.raises(StateError, match=r"given for LIFNode has \['v', 'w'\], its state \['v'\]"):
         lif.run(x, {"v": state["v"], "w": state["v"]})
     with pytest.raises(StateError, match=r"run\(\) 'v' has shape \(3, 5\), which does not fit"):
         lif.run(torch.rand(4, 2, N, dtype=torch.float64), state)  # another batch
     with pytest.raises(ConfigurationError, match="mapping of names to tensors"):
         lif.run(x, state["v"])
     recurrent = layers.Recurrent(neurons.LIFNode(step_mode="s"), N)
-    with pytest.raises(ConfigurationError, match=r"other stateful modules \(sub_module\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"other stateful modules \(sub_module\).*functional.run"
+    ):
         recurrent.run(x)
 
 
@@ -151,3 +151,62 @@ def test_the_peers_state_in_state_out_loops_port_to_run():
         z, state = node.run(x_t, state)
         assert torch.equal(z, zn)
         torch.testing.assert_close(state["v"], s.v, rtol=1e-12, atol=1e-12)
+
+
+def small_net(step_mode: str = "m") -> torch.nn.Module:
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        layers.Linear(N, 6), neurons.LIFNode(tau=2.0, v_threshold=0.3),
+        layers.Recurrent(neurons.LIFNode(tau=3.0, v_threshold=0.3, step_mode="s"), 6),
+        layers.Linear(6, 4), neurons.ParametricLIFNode(v_threshold=0.2),
+    ).double()  # fmt: skip
+    functional.set_step_mode(net, step_mode)
+    return net
+
+
+def test_a_network_runs_in_chunks_through_functional_run():
+    net = small_net()
+    x = inputs(2)
+    full = net(x)
+    assert full.sum() > 0
+    weighted_sum(full).backward()
+    expected = x.grad.clone(), [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    x.grad = None
+    outs, state = [], None
+    for chunk in x.split([4, 1, 7]):
+        out, state = functional.run(net, chunk, state)
+        outs.append(out)
+    assert sorted(state) == ["1", "2", "2.sub_module", "4"]  # the Recurrent's inner neuron too
+    assert set(state["2"]) == {"y"}
+    out = torch.cat(outs)
+    assert torch.equal(out, full)
+    weighted_sum(out).backward()
+    torch.testing.assert_close(x.grad, expected[0], rtol=1e-12, atol=1e-12)
+    for p, g in zip(net.parameters(), expected[1]):
+        torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
+    assert all(m.state is None for m in functional.memory_modules(net))
+    # step by step, single-step mode, no streaming
+    stepped = small_net("s")
+    state, outs = None, []
+    for x_t in x.detach():
+        out, state = functional.run(stepped, x_t, state)
+        outs.append(out)
+    assert torch.equal(torch.stack(outs), full)
+
+
+def test_functional_run_names_bad_states():
+    net = small_net()
+    x = inputs().detach()
+    _, state = functional.run(net, x[:3])
+    with pytest.raises(ConfigurationError, match=r"names \['5'\], which are not stateful"):
+        functional.run(net, x, {**state, "5": state["1"]})
+    with pytest.raises(ConfigurationError, match=r"state\['1'\] must be None or a mapping"):
+        functional.run(net, x, {"1": state["1"]["v"]})
+    with pytest.raises(StateError, match=r"state given for 2.sub_module has \['y'\]"):
+        functional.run(net, x, {"2.sub_module": state["2"]})
+    partial, _ = functional.run(net, x[3:], {"1": state["1"]})  # the others start fresh
+    assert partial.shape == (T - 3, B, 4)
+    psn = torch.nn.Sequential(layers.Linear(N, 4), neurons.PSN(T=T))
+    with pytest.raises(StateError, match="runs whole sequences only"):
+        functional.run(psn, x)

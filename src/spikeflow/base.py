@@ -16,7 +16,7 @@ restarting or silently continuing.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -222,41 +222,15 @@ class MemoryModule(StepModule, nn.Module):
         if inner:
             raise ConfigurationError(
                 f"{type(self).__name__}.run: it holds other stateful modules ({', '.join(inner)}) "
-                "whose state run() does not pass in or out; run each of them, or stream the "
-                "model (spikeflow.functional.streaming)"
+                "whose state run() does not pass in or out: use "
+                "spikeflow.functional.run(net, x, state), which takes every module's"
             )
-        if state is not None and not (
-            isinstance(state, Mapping)
-            and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
-        ):
-            raise ConfigurationError(
-                f"{type(self).__name__}.run: state must be None or a mapping of names to "
-                f"tensors (what the last run returned), got {type(state).__name__}"
-            )
-        if self.__dict__.get("_explicit") is not None:
-            raise StateError(f"{type(self).__name__}.run: called inside its own run()")
-        given = None if state is None else dict(state)
-        self.__dict__["_explicit"] = explicit = _ExplicitState(given)
-        try:
-            output = self(x)
-        except KeyError as exc:
-            if given is None or exc.args[:1] == () or exc.args[0] in given:
-                raise
-            raise StateError(
-                f"{type(self).__name__}.run: the given state has {sorted(given)} but not "
-                f"{exc.args[0]!r}, which this module's state holds"
-            ) from exc
-        finally:
-            self.__dict__["_explicit"] = None
-        final = explicit.final
-        if final is None:
-            raise StateError(f"{type(self).__name__}.run: the call kept no state")
-        if given is not None and set(given) != set(final):
-            raise StateError(
-                f"{type(self).__name__}.run: the given state has {sorted(given)}, this "
-                f"module's state {sorted(final)}"
-            )
-        return output, final
+        from spikeflow.functional import check_streamable
+
+        check_streamable(self)
+        given = check_state(state, f"{type(self).__name__}.run: state")
+        output, final = run_explicit({"": self}, {"": given}, lambda: self(x))
+        return output, final[""]
 
     def _carried_state(self, step_shape: torch.Size) -> dict[str, Tensor] | None:
         """State to start this call from: ``None`` means the initial state.
@@ -265,10 +239,10 @@ class MemoryModule(StepModule, nn.Module):
         carried state that belongs to a different batch.
         """
         explicit = self.__dict__.get("_explicit")
-        if explicit is not None:  # run(x, state): the given state, checked
-            if explicit.given is not None:
-                self._check_state_fits(explicit.given, step_shape, "the state given to run()")
-            return explicit.given
+        if explicit is not None:  # run(x, state): the given state, then the last call's
+            if explicit.current is not None:
+                self._check_state_fits(explicit.current, step_shape, "the state given to run()")
+            return explicit.current
         if not self.streaming:
             if self.step_mode == "s":
                 raise StateError(
@@ -326,20 +300,85 @@ class MemoryModule(StepModule, nn.Module):
         """Store ``state`` for the next call if streaming (otherwise drop it)."""
         explicit = self.__dict__.get("_explicit")
         if explicit is not None:  # run(x, state): handed back, not kept
-            explicit.final = state
+            explicit.final = explicit.current = state
             return
         if self.streaming:
             self._state = state
 
 
 class _ExplicitState:
-    """The state of one :meth:`MemoryModule.run` call: given, and kept at its end."""
+    """A module's state during an explicit-state call (:meth:`MemoryModule.run`,
+    :func:`spikeflow.functional.run`): where its calls start (the given state, then
+    each call's end, as streaming would carry it) and what the last call kept."""
 
-    __slots__ = ("final", "given")
+    __slots__ = ("current", "final")
 
     def __init__(self, given: dict[str, Tensor] | None) -> None:
-        self.given = given
+        self.current = given
         self.final: dict[str, Tensor] | None = None
+
+
+def check_state(state: object, what: str) -> dict[str, Tensor] | None:
+    """``state`` (None, or a mapping of names to tensors) as a dict, else a
+    ConfigurationError starting with ``what``."""
+    if state is None:
+        return None
+    if not (
+        isinstance(state, Mapping)
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
+    ):
+        raise ConfigurationError(
+            f"{what} must be None or a mapping of names to tensors (what the last run "
+            f"returned), got {type(state).__name__}"
+        )
+    return dict(state)
+
+
+def run_explicit(
+    modules: dict[str, MemoryModule],
+    given: dict[str, dict[str, Tensor] | None],
+    call: Callable[[], Any],
+) -> tuple[Any, dict[str, dict[str, Tensor]]]:
+    """Run ``call()`` with each of ``modules`` starting from its ``given`` state (None:
+    the initial one) and carrying it from call to call, without touching the modules'
+    own carried state: the output and the state each module kept (by name).
+
+    Raises:
+        StateError: a module already in an explicit-state call, a given state missing
+            or adding a variable to the module's.
+    """
+    busy = [name or type(m).__name__ for name, m in modules.items() if m.__dict__.get("_explicit")]
+    if busy:
+        raise StateError(f"run: {', '.join(busy)} called inside its own run()")
+    slots = {name: _ExplicitState(given.get(name)) for name in modules}
+    for name, module in modules.items():
+        module.__dict__["_explicit"] = slots[name]
+    try:
+        output = call()
+    except KeyError as exc:
+        key = exc.args[0] if exc.args else None
+        for name, state in given.items():
+            if state is not None and key not in state:
+                label = name or type(modules[name]).__name__
+                raise StateError(
+                    f"run: the state given for {label} has {sorted(state)} but not "
+                    f"{key!r}, which its state holds"
+                ) from exc
+        raise
+    finally:
+        for module in modules.values():
+            module.__dict__["_explicit"] = None
+    final = {name: slot.final for name, slot in slots.items() if slot.final is not None}
+    for name, state in given.items():
+        kept = final.get(name)
+        label = name or type(modules[name]).__name__
+        if state is not None and kept is None:
+            raise StateError(f"run: {label} was given a state but was not called")
+        if state is not None and kept is not None and set(state) != set(kept):
+            raise StateError(
+                f"run: the state given for {label} has {sorted(state)}, its state {sorted(kept)}"
+            )
+    return output, final
 
 
 def set_constants(module: nn.Module, values: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ See ``docs/functional.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,8 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_int
-from spikeflow.base import MemoryModule, StepModule, check_step_mode, check_time_major
-from spikeflow.errors import DTypeError, ShapeError, StateError
+from spikeflow.base import (
+    MemoryModule,
+    StepModule,
+    check_state,
+    check_step_mode,
+    check_time_major,
+    run_explicit,
+)
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.output_coding import (
     first_spike_index,
     kernel_dot_product,
@@ -48,6 +55,7 @@ __all__ = [
     "redundant_one_hot",
     "reset_before_call",
     "reset_net",
+    "run",
     "seq_to_ann_forward",
     "set_step_mode",
     "set_streaming",
@@ -90,6 +98,47 @@ def memory_modules(net: nn.Module) -> Iterator[MemoryModule]:
     for module in net.modules():
         if isinstance(module, MemoryModule):
             yield module
+
+
+def run(
+    net: nn.Module, x: Any, state: Mapping[str, Mapping[str, Tensor]] | None = None
+) -> tuple[Any, dict[str, dict[str, Tensor]]]:
+    """Call ``net`` as a pure function of its input and the explicit state of every
+    stateful module in it (Norse's ``SequentialState``): ``(output, state after the
+    call)``, the state a dict from each module's name in ``net.named_modules()`` to its
+    state (as :meth:`MemoryModule.run` returns it). ``state`` None (or a module left
+    out) starts from the initial state; pass the returned state to the next call to
+    continue the sequence, chunk by chunk (multi-step) or step by step (single-step,
+    no streaming needed). Containers that step their inner modules (``Recurrent``,
+    ...) carry the inner state from step to step within the call, as streaming does.
+    Gradients flow through the state; the modules' own carried state and flags are
+    left as they were.
+
+    Raises:
+        ConfigurationError: a ``state`` that is not a mapping of module names to
+            mappings of tensors, or names a module that is not a stateful module of
+            ``net``.
+        StateError: a module that cannot stream (see :func:`streaming`), a state
+            that does not fit the input, misses or adds a variable, or belongs to a
+            module the call did not run.
+    """
+    check_streamable(net)
+    modules = {name: m for name, m in net.named_modules() if isinstance(m, MemoryModule)}
+    given: dict[str, dict[str, Tensor] | None] = {}
+    if state is not None:
+        if not isinstance(state, Mapping):
+            raise ConfigurationError(
+                "run: state must be None or a mapping of module names to states (what the "
+                f"last run returned), got {type(state).__name__}"
+            )
+        unknown = [name for name in state if name not in modules]
+        if unknown:
+            raise ConfigurationError(
+                f"run: state names {unknown}, which are not stateful modules of the network "
+                f"(those are {list(modules)})"
+            )
+        given = {name: check_state(value, f"run: state[{name!r}]") for name, value in state.items()}
+    return run_explicit(modules, given, lambda: net(x))
 
 
 def reset_net(net: nn.Module) -> None:
