@@ -120,6 +120,31 @@ def test_single_step_and_chunks_equal_one_multi_step_call(padding, off_spike):
     assert torch.equal(steps, whole)
 
 
+def test_streaming_into_a_reused_buffer_keeps_the_previous_step():
+    """A sensor loop that writes each frame (or chunk) into one preallocated buffer: the
+    carried previous step must be a copy, not a view of the caller's tensor (a view
+    would be overwritten by the next frame, which then never spikes)."""
+    x = random_walk(12, 2, 5, seed=5)
+    whole = DeltaModulationEncoder(0.1, off_spike=True)(x)
+    assert whole.abs().sum() > 10
+    enc = DeltaModulationEncoder(0.1, off_spike=True, step_mode="s")
+    frame = torch.empty_like(x[0])
+    with streaming(enc):
+        steps = []
+        for x_t in x:
+            frame.copy_(x_t)
+            steps.append(enc(frame))
+    assert torch.equal(torch.stack(steps), whole)
+    enc = DeltaModulationEncoder(0.1, off_spike=True)
+    chunk = torch.empty_like(x[:3])
+    with streaming(enc):
+        chunks = []
+        for start in range(0, 12, 3):
+            chunk.copy_(x[start : start + 3])
+            chunks.append(enc(chunk))
+    assert torch.equal(torch.cat(chunks), whole)
+
+
 def test_streaming_state_and_errors():
     x = random_walk(10, 2, 5)
     enc = DeltaModulationEncoder(0.1, step_mode="s")

@@ -167,7 +167,8 @@ class DeltaModulationEncoder(MemoryModule):
         else:
             previous = seq[0] if self.padding else torch.zeros_like(seq[0])
         out = _delta_spikes(seq, previous, self.threshold, self.off_spike)
-        self._keep_state({"last": seq[-1]})
+        # A copy: a view would change with the caller's tensor (a reused frame buffer).
+        self._keep_state({"last": seq[-1].clone()})
         return out if self.step_mode == "m" else out[0]
 
     def extra_repr(self) -> str:
