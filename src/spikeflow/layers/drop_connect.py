@@ -57,7 +57,9 @@ class DropConnectLinear(MemoryModule):
     same seed, so outputs and gradients are equal: multi-step ``invariant=True`` equals
     its single-step loop with ``invariant=True`` from a reset, ``invariant=False`` its
     loop with ``invariant=False``. SpikingJelly's sampling fails when a variance is 0
-    (an all-zero input without bias); here that output is its mean.
+    (an all-zero input without bias); here that output is its mean. In float16 and
+    bfloat16 the masks' uniforms are drawn in float32 (SpikingJelly draws them in the
+    weight's dtype, whose coarse grid moves the keep rate), so the masks differ there.
 
     Args:
         in_features: features of the input.
@@ -129,13 +131,19 @@ class DropConnectLinear(MemoryModule):
 
     def draw_masks(self, batch: int) -> tuple[Tensor, Tensor | None]:
         """Keep-masks for ``batch`` samples: ``[B, out, in]`` and ``[B, out]`` (or None),
-        True with probability ``1 - p`` (the weight mask drawn first)."""
-        weight_mask = torch.rand(batch, *self.weight.shape, dtype=self.weight.dtype,
-                                 device=self.weight.device) >= self.p  # fmt: skip
+        True with probability ``1 - p`` (the weight mask drawn first).
+
+        The uniforms are drawn in the weight's dtype (SpikingJelly's draws, for the same
+        seed), but in at least float32: half-precision uniforms are rounded to a coarse
+        grid, which moved the keep rate (``p = 0.1`` kept 89.8% in bfloat16)."""
+        dtype = self.weight.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            dtype = torch.float32
+        device = self.weight.device
+        weight_mask = torch.rand(batch, *self.weight.shape, dtype=dtype, device=device) >= self.p
         if self.bias is None:
             return weight_mask, None
-        bias_mask = torch.rand(batch, self.out_features, dtype=self.bias.dtype,
-                               device=self.bias.device) >= self.p  # fmt: skip
+        bias_mask = torch.rand(batch, self.out_features, dtype=dtype, device=device) >= self.p
         return weight_mask, bias_mask
 
     def _activate(self, u: Tensor) -> Tensor:
@@ -190,15 +198,18 @@ class DropConnectLinear(MemoryModule):
             return y if multi else y[0]
         steps = x_seq.shape[0]
         inner = x_seq.shape[2:-1]
+        rows = math.prod(inner)  # vectors per sample and step
         if self.invariant:
             if state is None:
                 masks = self.draw_masks(batch)
             else:
                 bias_mask = state.get("bias_mask")
                 masks = (state["weight_mask"], None if bias_mask is None else bias_mask[..., 0])
-            # [T, B, ..., in] -> [B, T*..., in]: one batched product for all steps
-            flat = x_seq.movedim(0, 1).reshape(batch, -1, self.in_features)
-            u = self._masked_linear(flat, masks).reshape(batch, steps, *inner, -1).movedim(1, 0)
+            # [T, B, ..., in] -> [B, T*..., in]: one batched product for all steps (the
+            # sizes spelled out: with B = 0 a -1 would be ambiguous)
+            flat = x_seq.movedim(0, 1).reshape(batch, steps * rows, self.in_features)
+            u = self._masked_linear(flat, masks).reshape(batch, steps, *inner, self.out_features)
+            u = u.movedim(1, 0)
             kept = {"weight_mask": masks[0]}
             if masks[1] is not None:
                 kept["bias_mask"] = masks[1].unsqueeze(-1)
@@ -207,8 +218,10 @@ class DropConnectLinear(MemoryModule):
             out = []
             for step in x_seq.unbind(0):
                 masks = self.draw_masks(batch)
-                flat = step.reshape(batch, -1, self.in_features)
-                out.append(self._masked_linear(flat, masks).reshape(batch, *inner, -1))
+                flat = step.reshape(batch, rows, self.in_features)
+                out.append(
+                    self._masked_linear(flat, masks).reshape(batch, *inner, self.out_features)
+                )
             u = torch.stack(out)
         y = self._activate(u)
         return y if multi else y[0]
