@@ -167,6 +167,10 @@ def test_t_last_forward_errors():
         F.t_last_seq_to_ann_forward(torch.rand(5), nn.ReLU())
     with pytest.raises(ShapeError, match="time-last"):
         F.t_last_multi_step_forward(torch.rand(5), neurons.IFNode(step_mode="s"))
+    with pytest.raises(ShapeError, match="T = 0"):  # was torch.stack's RuntimeError
+        F.t_last_multi_step_forward(torch.rand(2, 3, 0), neurons.IFNode(step_mode="s"))
+    with pytest.raises(ShapeError, match="0 time steps"):
+        F.multi_step_forward(torch.rand(0, 2, 3), neurons.IFNode(step_mode="s"))
 
 
 # -- kaiming_normal_conv_linear_weight -----------------------------------------------------

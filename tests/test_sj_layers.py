@@ -58,6 +58,12 @@ def test_t_last_containers_equal_spikingjelly(float64):
 def test_t_last_containers_errors_and_step_mode():
     with pytest.raises(ShapeError, match=r"\[B, \.\.\., T\]"):
         L.TLastMultiStepContainer(neurons.IFNode(step_mode="s"))(torch.rand(5))
+    with pytest.raises(ShapeError, match="T = 0"):  # was torch.stack's RuntimeError
+        L.TLastMultiStepContainer(neurons.IFNode(step_mode="s"))(torch.rand(2, 3, 0))
+    with pytest.raises(ShapeError, match="0 time steps"):
+        L.MultiStepContainer(neurons.IFNode(step_mode="s"))(torch.rand(0, 2, 3))
+    # folded into the batch, no steps is an empty batch: the output of no steps
+    assert L.TLastSeqToANNContainer(nn.Linear(3, 4))(torch.rand(2, 3, 0)).shape == (2, 4, 0)
     with pytest.raises(ConfigurationError, match="carries state"):
         L.TLastSeqToANNContainer(neurons.IFNode(step_mode="s"))
     with pytest.raises(ConfigurationError, match="step_mode='s'"):

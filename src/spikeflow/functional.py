@@ -223,7 +223,8 @@ def multi_step_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
     """Call a single-step ``module`` (or a sequence of them) on each step of ``x_seq``
     (``[T, B, ...]``) and stack the outputs (SpikingJelly's name; what
     :class:`~spikeflow.layers.MultiStepContainer` does). Stateful modules start from
-    their initial state and keep nothing after the call, unless they are streaming."""
+    their initial state and keep nothing after the call, unless they are streaming.
+    A sequence of 0 steps raises a :class:`~spikeflow.errors.ShapeError`."""
     from spikeflow.layers._time import run_steps, stepping_memory
 
     chained = _chain(module)
@@ -277,14 +278,20 @@ def chunk_multi_step_forward(
             m.reset()
 
 
-def _time_last(x_seq: Tensor, owner: str) -> Tensor:
-    """``x_seq`` (``[B, ..., T]``) as a time-major view ``[T, B, ...]``."""
+def _time_last(x_seq: Tensor, owner: str, per_step: bool = False) -> Tensor:
+    """``x_seq`` (``[B, ..., T]``) as a time-major view ``[T, B, ...]``; ``per_step``:
+    the modules run once per step, so ``T`` must be at least 1."""
     if not isinstance(x_seq, Tensor):
         raise DTypeError(f"{owner} expects a tensor, got {type(x_seq).__name__}")
     if x_seq.dim() < 2:
         raise ShapeError(
             f"{owner} expects a time-last sequence [B, ..., T] with at least 2 dims; "
             f"got shape {tuple(x_seq.shape)}"
+        )
+    if per_step and x_seq.shape[-1] == 0:
+        raise ShapeError(
+            f"{owner} runs its modules once per time step, but the time-last sequence "
+            f"[B, ..., T] has T = 0 (shape {tuple(x_seq.shape)})"
         )
     return x_seq.movedim(-1, 0)
 
@@ -302,8 +309,11 @@ def t_last_multi_step_forward(x_seq: Tensor, single_step_module: nn.Module) -> T
     The per-step module (or list of modules) runs on every ``x_seq[..., t]`` in turn
     and the outputs are stacked along the last dim. Stateful modules start from their
     initial state and keep nothing after the call, unless they are streaming.
+
+    Raises:
+        ShapeError: ``x_seq`` has fewer than 2 dims, or no time steps (``T = 0``).
     """
-    x = _time_last(x_seq, "t_last_multi_step_forward")
+    x = _time_last(x_seq, "t_last_multi_step_forward", per_step=True)
     return _time_back(multi_step_forward(x, single_step_module))
 
 

@@ -86,7 +86,17 @@ def _unfold(y: Any, steps: int, batch: int) -> Any:
 
 
 def run_steps(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Call ``fn`` on each step ``x[t]`` of ``x`` (``[T, B, ...]``) and stack the outputs."""
+    """Call ``fn`` on each step ``x[t]`` of ``x`` (``[T, B, ...]``) and stack the outputs.
+
+    Raises:
+        ShapeError: ``x`` has no time steps (the per-step modules never run, so the
+            output's shape is unknown).
+    """
+    if x.shape[0] == 0:
+        raise ShapeError(
+            f"per-step modules run once per time step, but the sequence has 0 time steps "
+            f"(input shape {tuple(x.shape)}); a sequence needs T >= 1"
+        )
     return torch.stack([fn(x[t]) for t in range(x.shape[0])])
 
 

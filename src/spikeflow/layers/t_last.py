@@ -32,7 +32,7 @@ class TLastMultiStepContainer(MultiStepContainer):
             ``step_mode='s'``).
 
     Raises:
-        ShapeError: the input has fewer than 2 dims.
+        ShapeError: the input has fewer than 2 dims, or no time steps (``T = 0``).
         ConfigurationError: a spikeflow module inside is in multi-step mode.
 
     Example::
@@ -44,7 +44,7 @@ class TLastMultiStepContainer(MultiStepContainer):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, ..., T]`` → ``[B, ..., T]``, the modules called once per step."""
-        return _time_back(super().forward(_time_last(x, type(self).__name__)))
+        return _time_back(super().forward(_time_last(x, type(self).__name__, per_step=True)))
 
 
 class TLastSeqToANNContainer(SeqToANNContainer):
