@@ -150,6 +150,8 @@ def test_kernel_dot_product_errors():
         F.kernel_dot_product(x, torch.rand(3, 5))
     with pytest.raises(DTypeError, match="floating-point"):
         F.kernel_dot_product(x, torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(DTypeError, match=r"float32 on cpu and torch\.float64"):  # was mm's
+        F.kernel_dot_product(x, x.double())
 
 
 # -- spike_similar_loss --------------------------------------------------------------------
@@ -254,6 +256,8 @@ def test_spike_similar_loss_errors():
         F.spike_similar_loss(spikes, _labels(), "sigmoid")
     with pytest.raises(ShapeError, match="batch_dim=3"):
         F.spike_similar_loss(spikes, _labels(), batch_dim=3)
+    with pytest.raises(ShapeError, match="no samples"):  # was reshape's RuntimeError
+        F.spike_similar_loss(spikes[:, :0], torch.zeros(0, 4))
 
 
 # -- set_threshold_margin ------------------------------------------------------------------

@@ -159,7 +159,8 @@ def kernel_dot_product(
     product, no ``[N, K, M]`` tensor), clamped at 0 against rounding.
 
     Raises:
-        DTypeError: ``x`` or ``y`` is not a floating-point tensor.
+        DTypeError: ``x`` or ``y`` is not a floating-point tensor, or they differ in
+            dtype or device.
         ShapeError: ``x`` or ``y`` is not 2-d, or their rows differ in length.
         ConfigurationError: an unknown kernel, or a missing or invalid ``kernel_param``.
     """
@@ -170,6 +171,11 @@ def kernel_dot_product(
         raise ShapeError(
             f"{owner}: x and y must be [N, M] and [K, M] (rows of the same length), got "
             f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.dtype != y.dtype or x.device != y.device:
+        raise DTypeError(
+            f"{owner}: x and y must have the same dtype and device, got {x.dtype} on "
+            f"{x.device} and {y.dtype} on {y.device}"
         )
     param = _kernel_param(kernel, kernel_param, owner)
     product = x.mm(y.t())
@@ -218,7 +224,8 @@ def spike_similar_loss(
 
     Raises:
         DTypeError: ``spikes`` is not floating point, or ``labels`` not a tensor.
-        ShapeError: ``labels`` is not ``[N, C]`` for the ``N`` samples of ``spikes``.
+        ShapeError: ``labels`` is not ``[N, C]`` for the ``N`` samples of ``spikes``, or
+            ``N = 0``.
         ConfigurationError: an unknown kernel or loss, or a bad ``kernel_param``.
     """
     owner = "spike_similar_loss"
@@ -226,6 +233,11 @@ def spike_similar_loss(
     labels = _check_tensor(owner, "labels", labels, floating=False)
     batch_dim = _check_dim(owner, spikes, batch_dim, "batch_dim")
     n = spikes.shape[batch_dim]
+    if n == 0:
+        raise ShapeError(
+            f"{owner}: spikes has no samples (dim {batch_dim} of {tuple(spikes.shape)} is 0): "
+            "the mean over pairs of samples is undefined"
+        )
     if labels.dim() != 2 or labels.shape[0] != n:
         raise ShapeError(
             f"{owner}: labels must be multi-hot [N, C] for the N = {n} samples of spikes "
