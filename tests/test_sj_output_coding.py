@@ -291,6 +291,19 @@ def test_set_threshold_margin_equals_spikingjelly(float64, backend):
     assert torch.equal(ours(x), neurons.LIFNode(tau=2.0, v_threshold=0.95)(x))
 
 
+@pytest.mark.parametrize("label_dtype", [torch.float64, torch.bfloat16])
+def test_set_threshold_margin_does_not_take_the_labels_dtype(label_dtype):
+    # float64 labels (numpy's) made a float32 network's spikes float64; bfloat16 labels
+    # rounded the thresholds to 0.8984 and 1.1016
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).to(label_dtype)
+    node = neurons.LIFNode(tau=2.0, backend="torch")
+    F.set_threshold_margin(node, labels)
+    assert node.v_threshold.dtype == torch.float32
+    assert node.v_threshold[0, 0].item() == torch.tensor(1.1).item()
+    assert node.v_threshold[0, 1].item() == torch.tensor(0.9).item()
+    assert node(torch.rand(3, 2, 3)).dtype == torch.float32
+
+
 def test_set_threshold_margin_by_hand():
     # IF neuron, one step: input 1.0 fires under threshold0 = 0.9 but not threshold1 = 1.1
     node = neurons.IFNode()

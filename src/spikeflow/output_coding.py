@@ -274,7 +274,9 @@ def set_threshold_margin(
     sample ``b`` becomes ``threshold1`` where ``label_one_hot[b, c] == 1`` (the right
     class) and ``threshold0`` elsewhere; in eval mode every threshold is
     ``eval_threshold``. The threshold tensor has ``label_one_hot``'s shape, which
-    broadcasts over the steps of a multi-step call (``[T, B, C]``). Call it before each
+    broadcasts over the steps of a multi-step call (``[T, B, C]``), and torch's default
+    dtype (not the labels': float64 labels would make a float32 network's spikes
+    float64, half-precision ones would round the thresholds). Call it before each
     forward, with that batch's labels.
 
     Args:
@@ -323,9 +325,14 @@ def set_threshold_margin(
     if not output_layer.training:
         output_layer.v_threshold = values["eval_threshold"]
         return
-    dtype = label_one_hot.dtype if label_one_hot.is_floating_point() else None
+    # In torch's default dtype, whatever the labels' dtype: float64 labels (from numpy)
+    # made a float32 network's spikes float64 (and its neuron leave the fused kernel);
+    # half-precision labels rounded the thresholds (1.1 became 1.1016 in bfloat16).
     right = label_one_hot == 1
     threshold = torch.full(
-        label_one_hot.shape, values["threshold0"], dtype=dtype, device=label_one_hot.device
+        label_one_hot.shape,
+        values["threshold0"],
+        dtype=torch.get_default_dtype(),
+        device=label_one_hot.device,
     )
     output_layer.v_threshold = threshold.masked_fill(right, values["threshold1"])
