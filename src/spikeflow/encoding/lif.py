@@ -88,6 +88,13 @@ class ConstantCurrentLIFEncoder(StepModule, nn.Module):
     The output is differentiable with respect to ``x`` through the neuron's surrogate
     gradient, as any spiking layer (it runs the neuron's fused kernel where available).
 
+    **Norse**: ``constant_current_lif_encode(x, T, p, dt)`` (and
+    ``spike_latency_lif_encode``) is ``ConstantCurrentLIFEncoder(T, tau=1 / (dt ·
+    p.tau_mem_inv), v_threshold=p.v_th, strict_firing=True, first_spike_only=...)`` for
+    Norse's default ``v_leak = v_reset = 0``. Here one potential ``V_r`` is the initial
+    value, the leak target and the reset; Norse starts from 0, leaks to ``v_leak`` and
+    resets to ``v_reset``, so the two differ unless ``v_leak = v_reset = 0``.
+
     Shapes: ``'m'``: ``x [*]`` -> ``[T, *]``; ``'s'`` (needs streaming): one step ``[*]``
     per call, the membrane (and the first-spike mask) carried from call to call, so the
     ``k``-th call returns step ``k`` (no period: the neuron keeps integrating).
