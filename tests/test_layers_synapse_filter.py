@@ -19,6 +19,7 @@ import torch
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.layers import SynapseFilter
+from spikeflow.layers.synapse_filter import synapse_filter
 from streaming_checks import check_chunked_streaming
 
 F64 = torch.float64
@@ -147,6 +148,8 @@ def test_errors():
         SynapseFilter()(torch.ones(3))
     with pytest.raises(StateError, match="streaming"):
         SynapseFilter(step_mode="s")(torch.ones(2, 3))
+    with pytest.raises(ShapeError, match="T >= 1"):  # was torch.stack's RuntimeError
+        synapse_filter(torch.ones(0, 3), 0.5)
     assert "tau=100, learnable=False" in repr(SynapseFilter())
 
 

@@ -49,7 +49,15 @@ def synapse_filter(
 
     Returns:
         ``(I_seq, I)``: the currents ``[T, B, ...]`` and the last one ``[B, ...]``.
+
+    Raises:
+        ShapeError: ``x_seq`` is 0-dim or has no time steps.
     """
+    if x_seq.dim() == 0 or x_seq.shape[0] == 0:
+        raise ShapeError(
+            f"synapse_filter expects a sequence [T, B, ...] with T >= 1; got shape "
+            f"{tuple(x_seq.shape)}"
+        )
     out = []
     for x in x_seq.unbind(0):
         current = synapse_filter_step(x, current, inv_tau)
