@@ -190,6 +190,18 @@ def test_keep_rate_in_bfloat16():
     assert bias_mask.shape == (300, 100)
 
 
+def test_each_layer_has_its_own_default_activation():
+    # the signature's nn.ReLU() was one module shared by every layer made with the
+    # default: named_modules() listed it under the first layer only, and a hook on one
+    # layer's activation fired for the others
+    net = nn.Sequential(DropConnectLinear(4, 5), DropConnectLinear(5, 3))
+    assert isinstance(net[1].activation, nn.ReLU)
+    assert net[0].activation is not net[1].activation
+    assert "1.activation" in dict(net.named_modules())
+    shared = nn.Tanh()  # a module the caller passes is used as it is
+    assert DropConnectLinear(4, 5, activation=shared).activation is shared
+
+
 @pytest.mark.parametrize("invariant", [True, False])
 def test_an_empty_batch(invariant):
     layer = DropConnectLinear(6, 4, invariant=invariant)

@@ -41,6 +41,11 @@ from spikeflow.layers._time import check_step_dims
 
 __all__ = ["DropConnectLinear"]
 
+#: The signature's default activation: replaced by a new ``nn.ReLU()`` in each layer (one
+#: module shared by every layer made with the default was listed under the first layer
+#: only by ``named_modules()``, and a hook on it fired for all of them).
+_DEFAULT_ACTIVATION = nn.ReLU()
+
 
 class DropConnectLinear(MemoryModule):
     """A linear layer with DropConnect and an activation (see the module docstring).
@@ -71,9 +76,10 @@ class DropConnectLinear(MemoryModule):
             ``activation(E[u])``.
         invariant: one mask per sequence (default True) or a new mask at every step.
         activation: a stateless module applied to the pre-activation, inside the
-            layer because inference averages it over the samples (default
-            ``nn.ReLU()``, SpikingJelly's); ``None`` for none. Put spiking neurons
-            after the layer, with ``activation=None``.
+            layer because inference averages it over the samples (default: a new
+            ``nn.ReLU()`` for each layer, SpikingJelly's function; its layers share one
+            module); ``None`` for none. Put spiking neurons after the layer, with
+            ``activation=None``.
         step_mode: ``'m'`` (``[T, B, ..., in_features]``, default) or ``'s'``.
 
     Raises:
@@ -93,7 +99,7 @@ class DropConnectLinear(MemoryModule):
         p: float = 0.5,
         samples_num: int = 1024,
         invariant: bool = True,
-        activation: nn.Module | None = nn.ReLU(),  # noqa: B008 (stateless, as SpikingJelly's)
+        activation: nn.Module | None = _DEFAULT_ACTIVATION,
         step_mode: StepMode = "m",
     ) -> None:
         super().__init__(step_mode)
@@ -116,7 +122,7 @@ class DropConnectLinear(MemoryModule):
                 "averages the activation over samples, which a stateful module cannot take. "
                 "Use activation=None and put the neuron after the layer"
             )
-        self.activation = activation
+        self.activation = nn.ReLU() if activation is _DEFAULT_ACTIVATION else activation
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
         has_bias = check_flag(owner, "bias", bias)
         self.bias = nn.Parameter(torch.empty(self.out_features)) if has_bias else None
