@@ -210,3 +210,26 @@ def test_functional_run_names_bad_states():
     psn = torch.nn.Sequential(layers.Linear(N, 4), neurons.PSN(T=T))
     with pytest.raises(StateError, match="runs whole sequences only"):
         functional.run(psn, x)
+
+
+def test_a_step_loop_of_run_calls_compiles_in_one_graph():
+    net = torch.nn.Sequential(
+        layers.Linear(N, 6),
+        neurons.LIFNode(tau=2.0, v_threshold=0.3),
+        layers.Linear(6, 4),
+        neurons.ParametricLIFNode(v_threshold=0.2),
+    )
+    functional.set_step_mode(net, "s")  # fmt: skip
+    x = inputs(2).detach().float()
+
+    def loop(x):
+        state, outs = None, []
+        for x_t in x.unbind(0):
+            out, state = functional.run(net, x_t, state)
+            outs.append(out)
+        return torch.stack(outs)
+
+    expected = loop(x)
+    assert expected.sum() > 0
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(loop, backend="aot_eager", fullgraph=True)(x), expected)
