@@ -220,7 +220,7 @@ def test_a_step_loop_of_run_calls_compiles_in_one_graph():
         neurons.ParametricLIFNode(v_threshold=0.2),
     )
     functional.set_step_mode(net, "s")  # fmt: skip
-    x = inputs(2).detach().float()
+    x = inputs(2).detach().float()[:3]
 
     def loop(x):
         state, outs = None, []
