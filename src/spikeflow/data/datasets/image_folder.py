@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import torch
@@ -404,6 +404,11 @@ class ImageFolder(torch.utils.data.Dataset):
         """The file of sample ``index``."""
         return self.folder / self._listing.relative(index)
 
+    def _open_image(self, index: int) -> BinaryIO:
+        """The encoded bytes of sample ``index``, as a binary file (its file here; a
+        dataset that reads archives in place returns the member's bytes)."""
+        return open(self.path(index), "rb")
+
     def load_image(self, index: int) -> Any:
         """Sample ``index`` decoded as an RGB PIL image (no pipeline).
 
@@ -414,9 +419,9 @@ class ImageFolder(torch.utils.data.Dataset):
         image_module = pil_image_module(f"{type(self).__name__} (image files)")
         path = self.path(index)
         try:
-            with open(path, "rb") as fh:
+            with self._open_image(index) as fh:
                 return image_module.open(fh).convert("RGB")
-        except FileNotFoundError:
+        except (FileNotFoundError, DataFormatError):
             raise
         except Exception as exc:  # Pillow raises many types on corrupt files
             raise DataFormatError(

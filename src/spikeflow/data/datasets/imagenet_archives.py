@@ -1,0 +1,304 @@
+"""ImageNet's images where they were downloaded, without extracting them: the official
+archives read in place (an index of each image's bytes, cached), and the label files of
+Kaggle's "ImageNet Object Localization Challenge" layout. Used by
+:class:`~spikeflow.data.datasets.imagenet.ImageNet`.
+
+* ``ILSVRC2012_img_train.tar``: an uncompressed tar of 1,000 uncompressed
+  ``<wnid>.tar``, each holding that class's JPEGs. Every image is one contiguous byte
+  range of the outer file (:mod:`spikeflow.data.io.tar_index`).
+* ``ILSVRC2012_img_val.tar``: the 50,000 ``ILSVRC2012_val_<8 digits>.JPEG``, flat.
+* Kaggle: ``ILSVRC/Data/CLS-LOC/{train/<wnid>/, val/}``, ``LOC_val_solution.csv``
+  (``ImageId,PredictionString``; the first token of the prediction string is the
+  image's WNID) and ``LOC_synset_mapping.txt`` (``<wnid> <words>`` per line).
+
+**The index cache.** Indexing reads every member's 512-byte header (1.28 million for the
+training archive: about 10 µs each here with the archive in the page cache, more when
+each header is a disk seek), so the index is kept: in ``<cache_dir>/tar-indexes/``
+when the dataset has a ``cache_dir``, else next to the archive as
+``<archive>.spikeflow-index.npz``; written atomically, used while the archive keeps its
+size and modification time, not written while the archive changed within the last 2
+seconds (it may still be being copied), and rebuilt, with a
+:class:`~spikeflow.data.cache.CacheCorruptionWarning`, when unreadable.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
+from spikeflow.data.datasets.image_folder import FileListing
+from spikeflow.data.io.tar_index import index_tar
+from spikeflow.errors import DataFormatError
+
+__all__ = [
+    "ArchiveContents",
+    "ArchiveListing",
+    "archive_contents",
+    "read_synset_mapping",
+    "read_val_solution",
+]
+
+TRAIN_ARCHIVE = "ILSVRC2012_img_train.tar"
+VAL_ARCHIVE = "ILSVRC2012_img_val.tar"
+#: Kaggle's image folders, ``train/`` and ``val/``, under ``root``.
+KAGGLE_FOLDER = "ILSVRC/Data/CLS-LOC"
+KAGGLE_VAL_SOLUTION = "LOC_val_solution.csv"
+KAGGLE_SYNSETS = "LOC_synset_mapping.txt"
+#: Bump when the index's content or order changes, so old cache files miss.
+INDEX_VERSION = 1
+INDEX_SUFFIX = ".spikeflow-index.npz"
+#: A WordNet ID: ``n`` and 8 digits.
+WNID = re.compile(r"n\d{8}")
+#: An archive changed less than this many seconds ago may still be being written.
+_SETTLE_S = 2.0
+
+
+@dataclass(frozen=True)
+class ArchiveListing(FileListing):
+    """A :class:`~spikeflow.data.datasets.image_folder.FileListing` of images inside
+    an archive: ``relative(i)`` is the member's name (``<wnid>.tar/<image>`` in the
+    training archive), and its bytes are ``sizes[i]`` bytes at ``data_offsets[i]`` of
+    the archive, which had ``identity`` (size, st_mtime_ns) when indexed."""
+
+    data_offsets: np.ndarray
+    sizes: np.ndarray
+    identity: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ArchiveContents:
+    """The indexed images of an archive, sorted by (inner tar, name) -- the order of
+    the extracted class folders' listing.
+
+    Attributes:
+        blob, offsets: the member names (UTF-8 / file-system bytes concatenated, name
+            ``i`` at ``blob[offsets[i]:offsets[i + 1]]``).
+        data_offsets, sizes: int64, where each image's bytes lie in the archive.
+        groups: int64, each image's inner tar (an index of ``group_names``).
+        group_names: the inner tars (``("",)`` for a flat archive).
+        identity: the archive's (size, st_mtime_ns) when indexed.
+    """
+
+    blob: np.ndarray
+    offsets: np.ndarray
+    data_offsets: np.ndarray
+    sizes: np.ndarray
+    groups: np.ndarray
+    group_names: tuple[str, ...]
+    identity: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.sizes.shape[0])
+
+    def names(self) -> list[str]:
+        """Every member's name."""
+        raw = self.blob.tobytes()
+        return [os.fsdecode(raw[a:b]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+
+def _image_filter(extensions: Sequence[str]) -> Callable[[str], bool]:
+    ends = tuple(e.lower() for e in extensions)
+
+    def keep(name: str) -> bool:
+        base = name.rsplit("/", 1)[-1]  # hidden files (macOS's ._x.JPEG) are skipped
+        return not base.startswith(".") and base.lower().endswith(ends)
+
+    return keep
+
+
+def _index(archive: Path, nested: bool, extensions: Sequence[str],
+           identity: tuple[int, int]) -> ArchiveContents:  # fmt: skip
+    found = index_tar(archive, _image_filter(extensions), nested)
+    twice = [name for name, count in Counter(found.group_names).items() if count > 1]
+    if twice:
+        raise DataFormatError(f"{archive}: holds member {twice[0]} twice")
+    inner = [n.split("/", 1)[1] if nested else n for n in found.names]
+    group_of = [found.group_names[g] for g in found.groups.tolist()]
+    order = sorted(range(len(inner)), key=lambda i: (group_of[i], inner[i]))
+    encoded = [os.fsencode(found.names[i]) for i in order]
+    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    take = np.asarray(order, np.int64)
+    return ArchiveContents(np.frombuffer(b"".join(encoded), np.uint8), offsets,
+                           found.offsets[take], found.sizes[take], found.groups[take],
+                           found.group_names, identity)  # fmt: skip
+
+
+def _cache_path(archive: Path, nested: bool, extensions: Sequence[str],
+                cache_dir: str | os.PathLike | None) -> Path:  # fmt: skip
+    if cache_dir is None:
+        return archive.with_name(archive.name + INDEX_SUFFIX)
+    base = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
+    key = json.dumps({"archive": str(archive.resolve()), "nested": nested,
+                      "extensions": sorted(extensions), "version": INDEX_VERSION},
+                     sort_keys=True)  # fmt: skip
+    return base / "tar-indexes" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+
+def _meta(nested: bool, extensions: Sequence[str], identity: tuple[int, int]) -> dict:
+    return {"nested": nested, "extensions": sorted(extensions), "version": INDEX_VERSION,
+            "identity": list(identity)}  # fmt: skip
+
+
+def _read_cached(path: Path, meta: dict) -> ArchiveContents | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+            stored = json.loads(npz["meta"].tobytes().decode("utf-8"))
+            arrays = {k: npz[k] for k in ("blob", "offsets", "data_offsets", "sizes", "groups")}
+        n = arrays["sizes"].shape[0]
+        offsets = arrays["offsets"]
+        shapes_ok = all(arrays[k].shape == (n,) for k in ("data_offsets", "groups"))
+        if (not shapes_ok or offsets.shape != (n + 1,) or (n and offsets[0] != 0)
+                or offsets[-1] != arrays["blob"].size):  # fmt: skip
+            raise ValueError("its arrays do not match")
+        groups = tuple(stored.pop("group_names"))
+        if n and not 0 <= arrays["groups"].min() <= arrays["groups"].max() < len(groups):
+            raise ValueError("its group numbers do not match its groups")
+    except Exception as exc:  # a truncated or foreign file: index again
+        warnings.warn(f"archive index cache {path} is unreadable ({exc}); indexing again",
+                      CacheCorruptionWarning, stacklevel=4)  # fmt: skip
+        return None
+    if stored != meta:
+        return None  # another archive version, other extensions: stale
+    return ArchiveContents(arrays["blob"], offsets, arrays["data_offsets"], arrays["sizes"],
+                           arrays["groups"], groups, tuple(meta["identity"]))  # fmt: skip
+
+
+def _write_cached(path: Path, contents: ArchiveContents, meta: dict) -> None:
+    if contents.identity[1] > time.time_ns() - int(_SETTLE_S * 1e9):
+        return  # changed just now: it may still be being copied
+    text = json.dumps({**meta, "group_names": list(contents.group_names)})
+    buffer = io.BytesIO()
+    np.savez(buffer, blob=contents.blob, offsets=contents.offsets,
+             data_offsets=contents.data_offsets, sizes=contents.sizes, groups=contents.groups,
+             meta=np.frombuffer(text.encode("utf-8"), np.uint8))  # fmt: skip
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # a read-only folder costs an indexing, not the run
+        warnings.warn(f"cannot write the archive index {path}: {exc} (cache_dir='auto' or a "
+                      "writable cache_dir keeps it)", stacklevel=4)  # fmt: skip
+
+
+def archive_contents(
+    archive: Path,
+    nested: bool,
+    extensions: Sequence[str],
+    cache_dir: str | os.PathLike | None,
+) -> ArchiveContents:
+    """The images (members ending in one of ``extensions``, case-insensitive; hidden
+    names skipped) of an uncompressed tar (``nested``: a tar of uncompressed tars),
+    sorted by inner tar then name, through the index cache of the module docstring
+    (``cache_dir``: ``"auto"`` the user cache folder, a folder, or None: next to the
+    archive).
+
+    Raises:
+        DataFormatError: what :func:`~spikeflow.data.io.tar_index.index_tar` refuses
+            (a corrupt, truncated or compressed archive or inner tar, a link or other
+            non-regular member), an inner tar twice.
+    """
+    stat = archive.stat()
+    identity = (stat.st_size, stat.st_mtime_ns)
+    meta = _meta(nested, extensions, identity)
+    path = _cache_path(archive, nested, extensions, cache_dir)
+    contents = _read_cached(path, meta)
+    if contents is None:
+        contents = _index(archive, nested, extensions, identity)
+        _write_cached(path, contents, meta)
+    return contents
+
+
+# -- Kaggle's label files -----------------------------------------------------------------
+
+
+def read_synset_mapping(path: Path, classes: int = 1000) -> dict[str, str]:
+    """WNID -> words from Kaggle's ``LOC_synset_mapping.txt`` (``<wnid> <words>`` per
+    line, e.g. ``n01440764 tench, Tinca tinca``), in file order.
+
+    Raises:
+        DataFormatError: a line that is not a WNID (``n`` and 8 digits), a space and
+            words, or whose WNID repeats (the file and line named); not ``classes``
+            lines.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
+    words: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        wnid, _, names = line.strip().partition(" ")
+        if WNID.fullmatch(wnid) is None or not names.strip():
+            raise DataFormatError(f"{path}: line {number}: {line[:40]!r} is not '<wnid> <words>' "
+                                  "(a WNID is n and 8 digits)")  # fmt: skip
+        if wnid in words:
+            raise DataFormatError(f"{path}: line {number}: WNID {wnid} appears twice")
+        words[wnid] = names.strip()
+    if len(words) != classes:
+        raise DataFormatError(f"{path}: {len(words)} synsets; expected {classes}")
+    return words
+
+
+def read_val_solution(path: Path, wnids: Collection[str] | None = None) -> dict[str, str]:
+    """ImageId -> WNID from Kaggle's ``LOC_val_solution.csv`` (header
+    ``ImageId,PredictionString``; the WNID is the prediction string's first token, the
+    rest its boxes).
+
+    Args:
+        path: the file.
+        wnids: the classes; a row labelled otherwise is refused (None: any WNID).
+
+    Raises:
+        DataFormatError: another header, a row without two fields, an empty ImageId, a
+            first token that is not a WNID (or not one of ``wnids``), an ImageId twice;
+            the file and line named.
+    """
+    known = None if wnids is None else set(wnids)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    labels: dict[str, str] = {}
+    try:
+        for row in reader:
+            number = reader.line_num
+            if number == 1:
+                if [f.strip().lstrip("\ufeff") for f in row] != ["ImageId", "PredictionString"]:
+                    raise DataFormatError(f"{path}: line 1: header {row!r}; expected "
+                                          "ImageId,PredictionString")  # fmt: skip
+                continue
+            if not row or not "".join(row).strip():
+                continue
+            tokens = row[1].split() if len(row) == 2 else []
+            if len(row) != 2 or not row[0].strip() or not tokens \
+                    or WNID.fullmatch(tokens[0]) is None:  # fmt: skip
+                raise DataFormatError(f"{path}: line {number}: {','.join(row)[:60]!r} is not "
+                                      "'<ImageId>,<wnid> <box> ...'")  # fmt: skip
+            image = row[0].strip()
+            if known is not None and tokens[0] not in known:
+                raise DataFormatError(f"{path}: line {number}: WNID {tokens[0]} is not one of "
+                                      f"the {len(known)} classes")  # fmt: skip
+            if image in labels:
+                raise DataFormatError(f"{path}: line {number}: ImageId {image} appears twice")
+            labels[image] = tokens[0]
+    except csv.Error as exc:
+        raise DataFormatError(f"{path}: line {reader.line_num}: {exc}") from None
+    if not labels:
+        raise DataFormatError(f"{path}: no label")
+    return labels

@@ -1,0 +1,419 @@
+"""Members of uncompressed tar files, read in place: where each member's bytes lie in the
+file, found from the 512-byte headers alone (the member data is skipped, never read),
+and a reader that fetches one member with one positioned read.
+
+A member of an uncompressed tar is a contiguous byte range of the file, and so is every
+member of an uncompressed tar *inside* it (ImageNet's ``ILSVRC2012_img_train.tar`` holds
+1,000 ``<wnid>.tar``): the inner member's data starts at the outer member's data offset
+plus its own offset in the inner tar. :func:`index_tar` lists either kind, flat or one
+level nested, as absolute offsets and sizes in the outer file.
+
+The header parser is spikeflow's own (POSIX ustar, GNU and pax headers: ustar's name
+prefix, GNU long names, pax ``path`` and ``size`` records, base-256 sizes). Measured on a
+generated tar of 4,000 small members in the page cache (``benchmarks/bench_tar_index.py``
+reproduces it) it lists the members about 4x faster than ``tarfile`` reading the same
+headers, with stricter errors: every header's checksum is checked, a member that runs
+past its archive (or past the inner tar holding it) is named with its offset, and an
+archive must end with its end-of-archive block (a download cut at a member boundary is
+otherwise indistinguishable from a whole one).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from spikeflow.errors import DataFormatError
+
+__all__ = [
+    "RangeReader",
+    "TarIndex",
+    "TarMember",
+    "compression_of",
+    "index_tar",
+    "scan_tar",
+]
+
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+#: Member types whose data is the file's bytes (tarfile reads CONTTYPE as regular too).
+_REGULAR = frozenset(b"0\x007")
+_DIRECTORY = ord("5")
+#: The non-regular types, named in errors.
+_TYPE_NAMES = {
+    ord("1"): "a hard link",
+    ord("2"): "a symbolic link",
+    ord("3"): "a character device",
+    ord("4"): "a block device",
+    ord("5"): "a directory",
+    ord("6"): "a FIFO",
+    ord("S"): "a GNU sparse file",
+    ord("V"): "a volume header",
+    ord("M"): "a multi-volume continuation",
+}
+#: Magic bytes of compressed data, which an uncompressed tar never starts with.
+_COMPRESSION = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"PK\x03\x04", "zip"),
+)
+
+ReadAt = Callable[[int, int], bytes]
+
+
+class TarMember(NamedTuple):
+    """One member of a tar: its name, where its data starts in the file (absolute),
+    its size in bytes, its type flag (``"0"`` a regular file, ``"5"`` a directory, ...)
+    and where its header starts (for error messages)."""
+
+    name: str
+    offset: int
+    size: int
+    type: str
+    header: int
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compression format whose magic bytes ``head`` starts with (``"gzip"``,
+    ``"bzip2"``, ``"xz"``, ``"zstd"``, ``"lzma"``, ``"lz4"``, ``"zip"``), else None."""
+    for magic, name in _COMPRESSION:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _number(field: bytes) -> int | None:
+    """A header's numeric field: octal text (NUL- or space-terminated) or GNU base-256
+    (first byte 0x80); None when it is neither or negative."""
+    if field[0] == 0x80:
+        return int.from_bytes(field[1:], "big")
+    if field[0] & 0x80:
+        return None  # 0xff: a negative base-256 number, not a size or checksum
+    text = field.split(b"\x00", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        return None
+
+
+def _checksum_ok(block: bytes) -> bool:
+    stored = _number(block[148:156])
+    # Trailing NULs add nothing: summing without them is exact and quicker.
+    unsigned = sum(block.rstrip(b"\x00")) - sum(block[148:156]) + 8 * 32  # field = spaces
+    if stored == unsigned:
+        return True
+    # Some old tars summed signed chars: each byte >= 128 then counts 256 less.
+    high = len(block[:148].translate(None, bytes(range(128))))
+    high += len(block[156:].translate(None, bytes(range(128))))
+    return stored == unsigned - 256 * high
+
+
+def _text(field: bytes) -> str:
+    return os.fsdecode(field.split(b"\x00", 1)[0])
+
+
+def _pax_records(data: bytes, where: str, header: int) -> dict[str, str]:
+    """The ``<length> <key>=<value>\\n`` records of a pax extended header."""
+    records: dict[str, str] = {}
+    pos = 0
+    while pos < len(data) and data[pos] != 0:
+        space = data.find(b" ", pos, pos + 20)
+        length = int(data[pos:space]) if space > pos and data[pos:space].isdigit() else 0
+        record = data[pos : pos + length]
+        if length <= space - pos + 1 or len(record) != length or not record.endswith(b"\n") \
+                or b"=" not in record:  # fmt: skip
+            raise DataFormatError(f"{where}: byte {header}: a malformed pax header record at "
+                                  f"its byte {pos}")  # fmt: skip
+        key, value = record[space - pos + 1 : -1].split(b"=", 1)
+        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
+
+
+def scan_tar(read_at: ReadAt, start: int, end: int, where: str) -> Iterator[TarMember]:
+    """The members of the tar in bytes ``[start, end)`` of a file, from their headers
+    alone, in archive order (metadata headers folded into the member they describe).
+
+    Args:
+        read_at: ``read_at(offset, n)`` gives ``n`` bytes of the file from ``offset``
+            (fewer at its end).
+        start, end: the tar's byte range in the file (a nested tar: its member's data).
+        where: names the tar in errors (the file, and the member for a nested tar).
+
+    Raises:
+        DataFormatError: compressed data, a header whose checksum fails (not a tar, or
+            corrupt), a member or header that runs past ``end``, no end-of-archive
+            block before ``end``, a malformed pax header; each names ``where`` and the
+            byte offset in the file.
+    """
+    pos = start
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        block = read_at(pos, _BLOCK) if pos + _BLOCK <= end else b""
+        if len(block) < _BLOCK:
+            raise DataFormatError(
+                f"{where}: truncated at byte {pos}: the archive ends (byte {end}) without "
+                "its end-of-archive block (an incomplete download or copy?)"
+            )
+        if block == _ZERO_BLOCK:
+            return
+        if not _checksum_ok(block):
+            kind = compression_of(block) if pos == start else None
+            if kind is not None:
+                raise DataFormatError(f"{where}: is {kind}-compressed data, not an "
+                                      "uncompressed tar; decompress it first")  # fmt: skip
+            raise DataFormatError(f"{where}: byte {pos}: not a tar header (checksum mismatch): "
+                                  "a corrupt or truncated archive")  # fmt: skip
+        size = _number(block[124:136])
+        if size is None:
+            raise DataFormatError(f"{where}: byte {pos}: the header's size field "
+                                  f"{block[124:136]!r} is not a number")  # fmt: skip
+        kind_flag = block[156]
+        data = pos + _BLOCK
+        if kind_flag in b"xg":  # pax: records for the next member / global
+            if data + size > end:
+                raise DataFormatError(f"{where}: truncated at byte {pos}: a pax header of "
+                                      f"{size} bytes runs past the end (byte {end})")  # fmt: skip
+            records = _pax_records(read_at(data, size), where, pos)
+            if kind_flag == ord("x"):
+                pax.update(records)
+            pos = data + -(-size // _BLOCK) * _BLOCK
+            continue
+        if kind_flag in b"LK":  # GNU long name / long link name
+            if data + size > end:
+                raise DataFormatError(f"{where}: truncated at byte {pos}: a long-name header "
+                                      f"runs past the archive's end (byte {end})")  # fmt: skip
+            if kind_flag == ord("L"):
+                long_name = _text(read_at(data, size))
+            pos = data + -(-size // _BLOCK) * _BLOCK
+            continue
+        if long_name is not None:
+            name = long_name
+        elif "path" in pax:
+            name = pax["path"]
+        else:
+            name = _text(block[:100])
+            if block[257:263] == b"ustar\x00" and block[345] != 0:  # POSIX name prefix
+                name = f"{_text(block[345:500])}/{name}"
+        if "size" in pax:
+            size = int(pax["size"]) if pax["size"].isdigit() else -1
+            if size < 0:
+                raise DataFormatError(f"{where}: byte {pos}: member {name}: the pax size "
+                                      f"{pax['size']!r} is not a number")  # fmt: skip
+        if any(key.startswith("GNU.sparse.") for key in pax):
+            kind_flag = ord("S")
+        elif kind_flag in _REGULAR and name.endswith("/"):
+            kind_flag = _DIRECTORY  # old (v7) tars mark a directory by its trailing slash
+        if kind_flag in _REGULAR and data + size > end:
+            raise DataFormatError(
+                f"{where}: truncated at byte {pos}: member {name} needs bytes {data}.."
+                f"{data + size}, the archive ends at byte {end} (an incomplete download?)"
+            )
+        yield TarMember(name, data, size, chr(kind_flag) if kind_flag else "0", pos)
+        long_name, pax = None, {}
+        if kind_flag in _REGULAR or kind_flag in b"S":  # others store no data
+            pos = data + -(-size // _BLOCK) * _BLOCK
+        else:
+            pos = data
+
+
+def _regular(members: Iterator[TarMember], where: str) -> Iterator[TarMember]:
+    """The regular files of ``members``; directories (no data) are skipped, any other
+    type is refused."""
+    for member in members:
+        if member.type in "07":
+            yield member
+        elif member.type != "5":
+            what = _TYPE_NAMES.get(ord(member.type), f"of type {member.type!r}")
+            raise DataFormatError(
+                f"{where}: member {member.name} (header at byte {member.header}) is {what}, "
+                "not a regular file: spikeflow reads a member's bytes in place, so the "
+                "archive must hold the files themselves"
+            )
+
+
+@dataclass(frozen=True)
+class TarIndex:
+    """Where the wanted members of a tar lie in its file.
+
+    Attributes:
+        names: each member's name (a nested one's is ``<inner tar>/<name in it>``).
+        offsets, sizes: int64, the absolute byte offset of each member's data in the
+            file and its size.
+        groups: int64, the inner tar of each member (an index of ``group_names``; all
+            0 for a flat tar).
+        group_names: the inner tars, in archive order (``("",)`` for a flat tar).
+    """
+
+    names: list[str]
+    offsets: np.ndarray
+    sizes: np.ndarray
+    groups: np.ndarray
+    group_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def index_tar(
+    path: str | os.PathLike,
+    keep: Callable[[str], bool] = lambda name: True,
+    nested: bool = False,
+) -> TarIndex:
+    """Index an uncompressed tar file in place from its headers (member data is never
+    read).
+
+    Args:
+        path: the tar file.
+        keep: which members to list, by name (in a nested tar: by the name inside its
+            inner tar); directories are skipped.
+        nested: the tar holds uncompressed tars (every member must end in ``.tar``),
+            whose members are listed; otherwise its own members are.
+
+    Raises:
+        DataFormatError: what :func:`scan_tar` refuses (for the outer tar or an inner
+            one, named ``<path>: member <inner>.tar``); a member that is neither a
+            regular file nor a directory (a link, a device, ...); in a nested tar, a
+            member that is not a ``.tar``, or a compressed inner tar.
+        OSError: the file cannot be opened.
+    """
+    path = Path(path)
+    with RangeReader(path) as reader:
+        read_at = reader.read_at
+        end = reader.size
+        names: list[str] = []
+        offsets: list[int] = []
+        sizes: list[int] = []
+        groups: list[int] = []
+        group_names: list[str] = []
+        outer = _regular(scan_tar(read_at, 0, end, str(path)), str(path))
+        if not nested:
+            group_names.append("")
+            for member in outer:
+                if keep(member.name):
+                    names.append(member.name)
+                    offsets.append(member.offset)
+                    sizes.append(member.size)
+            groups = [0] * len(names)
+        else:
+            for member in outer:
+                where = f"{path}: member {member.name}"
+                if not member.name.endswith(".tar"):
+                    raise DataFormatError(f"{where} (byte {member.header}) is not a .tar: "
+                                          "expected a tar of tars")  # fmt: skip
+                kind = compression_of(read_at(member.offset, 8))
+                if kind is not None:
+                    raise DataFormatError(
+                        f"{where} (data at byte {member.offset}) is {kind}-compressed; "
+                        "spikeflow reads uncompressed inner tars only, in place"
+                    )
+                group = len(group_names)
+                group_names.append(member.name)
+                inner = scan_tar(read_at, member.offset, member.offset + member.size, where)
+                for item in _regular(inner, where):
+                    if keep(item.name):
+                        names.append(f"{member.name}/{item.name}")
+                        offsets.append(item.offset)
+                        sizes.append(item.size)
+                        groups.append(group)
+    return TarIndex(names, np.asarray(offsets, np.int64), np.asarray(sizes, np.int64),
+                    np.asarray(groups, np.int64), tuple(group_names))  # fmt: skip
+
+
+class RangeReader:
+    """Reads byte ranges of one file, each with one positioned read (``os.pread``: a
+    seek and a read in one system call, which moves no shared file position), through a
+    handle opened lazily in each process: a DataLoader worker, forked or spawned, opens
+    its own on its first read, and pickling drops the handle.
+
+    Args:
+        path: the file.
+        identity: ``(size, st_mtime_ns)`` the file must still have (what an index of it
+            was built from); None: not checked.
+
+    Raises:
+        DataFormatError (on a read): the file changed since it was indexed, or ends
+            before the range.
+    """
+
+    def __init__(self, path: str | os.PathLike, identity: tuple[int, int] | None = None) -> None:
+        self.path = Path(path)
+        self.identity = identity
+        self._fh: Any = None
+        self._pid: int | None = None
+        self._lock: threading.Lock | None = None
+
+    def _handle(self) -> Any:
+        if self._fh is None or self._pid != os.getpid():
+            fh = open(self.path, "rb", buffering=0)
+            if self.identity is not None:
+                stat = os.fstat(fh.fileno())
+                if (stat.st_size, stat.st_mtime_ns) != tuple(self.identity):
+                    fh.close()
+                    raise DataFormatError(
+                        f"{self.path}: changed since it was indexed (size {stat.st_size}, "
+                        f"was {self.identity[0]}): construct the dataset again"
+                    )
+            self._fh, self._pid, self._lock = fh, os.getpid(), threading.Lock()
+        return self._fh
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return os.fstat(self._handle().fileno()).st_size
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (fewer at the end of the file)."""
+        fh = self._handle()
+        if hasattr(os, "pread"):
+            return os.pread(fh.fileno(), size, offset)
+        with self._lock:  # type: ignore[union-attr]  # pragma: no cover - Windows
+            fh.seek(offset)
+            return fh.read(size)
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Exactly ``size`` bytes from ``offset``.
+
+        Raises:
+            DataFormatError: the file ends first.
+        """
+        data = self.read_at(offset, size)
+        if len(data) != size:
+            raise DataFormatError(f"{self.path}: bytes {offset}..{offset + size} are past its "
+                                  f"end: truncated since it was indexed?")  # fmt: skip
+        return data
+
+    def close(self) -> None:
+        """Close this process's handle (a later read opens it again)."""
+        if self._fh is not None and self._pid == os.getpid():
+            self._fh.close()
+        self._fh = self._pid = None
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "identity": self.identity, "_fh": None, "_pid": None,
+                "_lock": None}  # fmt: skip
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # at interpreter shutdown, open() may be gone
+            pass
