@@ -471,14 +471,20 @@ SOLUTION_HEADER = "ImageId,PredictionString\n"
 
 
 def solution_rows() -> list[str]:
-    rows = [f"ILSVRC2012_val_{n:08d},{WNIDS[label]} 10 20 110 120 {WNIDS[label]} 0 0 5 5 \n"
+    """The solution file's rows, shuffled: each image's WNID and its boxes (the label is
+    the first token: a second box of another class does not change it)."""
+    rows = [f"ILSVRC2012_val_{n:08d},{WNIDS[label]} 10 20 110 120 "
+            f"{WNIDS[(label + n % 2) % 1000]} 0 0 5 5 \n"
             for n, label in enumerate(VAL_LABELS, start=1)]  # fmt: skip
     random.Random(1).shuffle(rows)
     return rows
 
 
 def mapping_text() -> str:
-    return "".join(f"{wnid} thing {wnid[-4:]}, alias\n" for wnid in WNIDS)
+    """The mapping, in another order than sorted (labels follow the sorted WNIDs)."""
+    lines = [f"{wnid} thing {wnid[-4:]}, alias\n" for wnid in WNIDS]
+    random.Random(2).shuffle(lines)
+    return "".join(lines)
 
 
 @pytest.fixture(scope="module")
