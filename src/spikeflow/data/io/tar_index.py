@@ -9,13 +9,14 @@ plus its own offset in the inner tar. :func:`index_tar` lists either kind, flat 
 level nested, as absolute offsets and sizes in the outer file.
 
 The header parser is spikeflow's own (POSIX ustar, GNU and pax headers: ustar's name
-prefix, GNU long names, pax ``path`` and ``size`` records, base-256 sizes). Measured on a
-generated tar of 4,000 small members in the page cache (``benchmarks/bench_tar_index.py``
-reproduces it) it lists the members about 4x faster than ``tarfile`` reading the same
-headers, with stricter errors: every header's checksum is checked, a member that runs
-past its archive (or past the inner tar holding it) is named with its offset, and an
-archive must end with its end-of-archive block (a download cut at a member boundary is
-otherwise indistinguishable from a whole one).
+prefix, GNU long names, pax ``path`` and ``size`` records, base-256 sizes). On a
+generated tar of 4 inner tars of 1,000 members each (200-3,000 bytes), in the page
+cache, it indexed the 4,000 members in 33-37 ms (about 9 µs each), where ``tarfile``,
+opened on each inner tar's byte range, took 116-150 ms: 3.5-4x slower (one core, best of
+7, three runs). It also has stricter errors: every header's checksum is checked, a
+member that runs past its archive (or past the inner tar holding it) is named with its
+offset, and an archive must end with its end-of-archive block (a download cut at a
+member boundary is otherwise indistinguishable from a whole one).
 """
 
 from __future__ import annotations
