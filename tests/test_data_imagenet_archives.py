@@ -240,7 +240,7 @@ def _read_only(path: Path, data: bytes) -> None:
     raise PermissionError(f"[Errno 13] read-only: {path}")
 
 
-def test_a_sample_read_after_the_archive_changed_is_refused(release, tmp_path):
+def test_unreadable_samples_are_named(release, tmp_path):
     root = tmp_path / "copy"
     root.mkdir()
     shutil.copy(release["archives"] / VAL_TAR, root / VAL_TAR)
@@ -250,6 +250,13 @@ def test_a_sample_read_after_the_archive_changed_is_refused(release, tmp_path):
         fh.write(bytes(10240))
     with pytest.raises(DataFormatError, match=r"img_val\.tar: changed since it was indexed"):
         dataset.load_image(0)
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    name = "ILSVRC2012_val_00000001.JPEG"
+    (garbage / VAL_TAR).write_bytes(tar_bytes([(name, jpeg(0)[:300])]))  # truncated JPEG
+    write_devkit(garbage, VAL_LABELS[:1])
+    with pytest.raises(DataFormatError, match=rf"img_val\.tar/{name}: cannot decode the image"):
+        ImageNet(garbage, train=False)[0]
 
 
 class _Probe(torch.utils.data.Dataset):
@@ -437,6 +444,24 @@ def test_the_header_parser_finds_what_tarfile_finds(tmp_path):
         with RangeReader(path) as reader, tarfile.open(path) as tar:
             for name, offset, size in expected:
                 assert reader.read(offset, size) == tar.extractfile(name).read()
+
+
+def test_indexing_reads_the_headers_and_not_the_images(tmp_path, monkeypatch):
+    """Every read while indexing a tar of tars lies outside the images' bytes: 512-byte
+    headers, and the first bytes of each inner tar (its first header) for the
+    compression check."""
+    path = tmp_path / "t.tar"
+    path.write_bytes(small_outer())
+    reads = []
+    real = RangeReader.read_at
+    monkeypatch.setattr(RangeReader, "read_at", lambda self, offset, size: reads.append(
+        (offset, size)) or real(self, offset, size))  # fmt: skip
+    found = index_tar(path, nested=True)
+    assert len(found) == 6 and found.group_names == tuple(f"{w}.tar" for w in SMALL)
+    assert found.offsets.tolist() == [1024, 2560, 11776, 13312, 22528, 24064]
+    assert sorted({size for _, size in reads}) == [8, 512]
+    images = list(zip(found.offsets.tolist(), (found.offsets + found.sizes).tolist()))
+    assert not [r for r in reads for a, b in images if r[0] < b and a < r[0] + r[1]]
 
 
 def _directory(name: str) -> tarfile.TarInfo:
