@@ -62,13 +62,17 @@ def write_devkit(root: Path, val_labels: list[int]) -> None:
 
 
 def tar_bytes(members: list[tuple[str, bytes]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 1_300_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    """The tar ``tarfile.open(mode="w", format=fmt)`` writes of ``members``, byte for
+    byte (headers by ``TarInfo.tobuf``, the end blocks, padding to a 10,240-byte record),
+    without its copy loop (ten times slower on the 10 MB training archive)."""
+    chunks = []
+    for name, data in members:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime = len(data), 1_300_000_000
+        chunks += [info.tobuf(fmt, "utf-8", "surrogateescape"), data, bytes(-len(data) % 512)]
+    chunks.append(bytes(1024))
+    chunks.append(bytes(-sum(map(len, chunks)) % tarfile.RECORDSIZE))
+    return b"".join(chunks)
 
 
 def train_members() -> dict[str, list[tuple[str, bytes]]]:
@@ -444,6 +448,19 @@ def test_the_header_parser_finds_what_tarfile_finds(tmp_path):
         with RangeReader(path) as reader, tarfile.open(path) as tar:
             for name, offset, size in expected:
                 assert reader.read(offset, size) == tar.extractfile(name).read()
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_the_archives_here_are_what_tarfile_writes(fmt):
+    members = [*SMALL["n00000001"], ("ILSVRC2012_val_00000001.JPEG", jpeg(3, (9, 9)))]
+    for chosen in ([], members):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+            for name, data in chosen:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 1_300_000_000
+                tar.addfile(info, io.BytesIO(data))
+        assert tar_bytes(chosen, fmt) == buffer.getvalue()
 
 
 def test_indexing_reads_the_headers_and_not_the_images(tmp_path, monkeypatch):
