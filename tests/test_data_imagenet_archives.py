@@ -501,6 +501,16 @@ def test_base256_sizes_and_signed_checksums_are_read(tmp_path):
     found = index_tar(path)
     assert found.names == ["é.JPEG"] and found.offsets.tolist() == [512]
     assert found.sizes.tolist() == [len(data)]
+    pax = bytearray(tar_bytes([("ñ.JPEG", data)], tarfile.PAX_FORMAT))
+    at = pax.index(b" path=")
+    assert pax[at - 2 : at] == b"16"  # the record's length: "16 path=ñ.JPEG\n", UTF-8
+    path.write_bytes(pax)
+    assert index_tar(path).names == ["ñ.JPEG"]
+    pax[at - 2 : at] = b"99"
+    path.write_bytes(pax)
+    with pytest.raises(DataFormatError, match=r"edited\.tar: byte 0: a malformed pax header "
+                                              "record at its byte 0"):  # fmt: skip
+        index_tar(path)
     header[148:156] = b"%06o\x00 " % (signed + 1)
     path.write_bytes(bytes(header) + data + bytes(-len(data) % 512) + bytes(1024))
     with pytest.raises(DataFormatError, match=r"edited\.tar: byte 0: not a tar header"):
