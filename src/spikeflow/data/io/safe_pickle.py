@@ -6,14 +6,16 @@ and Bullying10K's ``.npy`` files (an object array of structured event packets). 
 file's values to numpy unchecked: a 120-byte file can crash numpy, an 83-byte one can ask
 it for 16 GiB. :func:`load_numpy_pickle` answers every global a file may name with a
 checked stand-in instead: dtypes are rebuilt from plain numbers (structured ones field by
-field, within their item size), and an array is made only after its shape, dtype and data
-size agree (numeric arrays with :func:`numpy.frombuffer`; object arrays only from a list
-of distinct such arrays, one per element), and all that is made holds no more than twice
-the file's bytes (so a file cannot copy one block of its data many times through the memo). A
-dry run of the opcodes first refuses tuples nested deeper than :data:`MAX_TUPLE_DEPTH`
-(hashing deeper ones crashes Python). Anything else a file asks for (a class, a
-function, a string or object dtype where none is allowed) is refused before it is built,
-so a tampered file cannot run code.
+field, within their item size: nested structures, sub-arrays and titles included), and
+an array is made only after its shape, dtype and data size agree (numeric arrays with
+:func:`numpy.frombuffer`, from ``_reconstruct`` and ``__setstate__`` as numpy pickles
+them up to protocol 4, or from ``_frombuffer`` as it pickles them in protocol 5; object
+arrays only from a list of distinct such arrays, one per element), and all that is made
+holds no more than twice the file's bytes (so a file cannot copy one block of its data
+many times through the memo). A dry run of the opcodes first refuses tuples nested
+deeper than :data:`MAX_TUPLE_DEPTH` (hashing deeper ones crashes Python). Anything else
+a file asks for (a class, a function, a string or object dtype where none is allowed) is
+refused before it is built, so a tampered file cannot run code.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_TUPLE_DEPTH", "PICKLE_ERRORS", "PicklePolicy", "load_numpy_pickle"]
+__all__ = [
+    "MAX_DTYPE_DEPTH",
+    "MAX_TUPLE_DEPTH",
+    "PICKLE_ERRORS",
+    "PicklePolicy",
+    "load_numpy_pickle",
+]
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,8 @@ class PicklePolicy:
 
     Attributes:
         what: the file's kind, for messages ("a CIFAR batch").
-        structured: allow structured dtypes whose fields are plain numbers.
+        structured: allow structured dtypes whose fields are plain numbers, nested
+            structures or sub-arrays of those (at most :data:`MAX_DTYPE_DEPTH` deep).
         object_arrays: allow object arrays whose elements are (non-object) arrays.
         max_fields: most fields of a structured dtype.
         max_itemsize: largest item of a structured dtype, in bytes.
@@ -62,8 +71,17 @@ def _short(value: Any) -> str:
 
 #: Plain number kinds: booleans, integers, floats (no complex, strings, dates, objects).
 _NUMERIC_KINDS = frozenset("biuf")
+#: The dtype specs numpy pickles for plain numbers ("b1", "i8", "u2", "f4", "f16", ...):
+#: anything else (which numpy may parse as a structure, a date, a string, or not at
+#: all) is refused before numpy sees it.
+_NUMBER_SPEC = re.compile(r"[<>=|]?[biuf][0-9]{1,2}")
 _VOID_SPEC = re.compile(r"V[1-9][0-9]{0,5}")
 _OBJECT_SPEC = "O8"
+#: The deepest nesting of structures and sub-arrays in a dtype (numpy's own code
+#: recurses through them; Bullying10K's packets nest 1 deep).
+MAX_DTYPE_DEPTH = 4
+#: Most dimensions of an array or sub-array (numpy's limit), and the largest size of one.
+_MAX_DIMS, _MAX_DIM = 64, 2**63 - 1
 
 
 class _Budget:
@@ -85,34 +103,45 @@ class _Budget:
 
 
 def _is_size(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_DIM
+
+
+def _is_shape(value: Any) -> bool:
+    """A tuple of at most 64 sizes, each below 2**63 (checked before any arithmetic:
+    products of huge file-given integers take minutes)."""
+    return isinstance(value, tuple) and len(value) <= _MAX_DIMS and all(_is_size(d) for d in value)
 
 
 class _DtypeSpec:
     """A numpy dtype from its pickle, ``dtype(spec, align, copy)`` then
     ``__setstate__((version, byteorder, subarray, names, fields, elsize, alignment,
-    flags))``: a plain number, or (by policy) a structure of plain numbers or the object
-    dtype. The dtype exists only once its state has been checked."""
+    flags))``: a plain number, or (by policy) a structure of plain numbers, nested
+    structures and sub-arrays of those, or the object dtype. The dtype exists only once
+    its state has been checked."""
 
     def __init__(self, policy: PicklePolicy, spec: Any) -> None:
         self.policy = policy
         self.dtype: np.dtype | None = None
         self.kind = "number"
+        self.depth = 0  # nesting of structures and sub-arrays
         if isinstance(spec, str) and policy.structured and _VOID_SPEC.fullmatch(spec):
-            self.kind = "structure"  # the fields come with the state
+            self.kind = "void"  # a structure or a sub-array: what it is comes with the state
             return
         if spec == _OBJECT_SPEC and policy.object_arrays:
             self.kind = "object"
             self.dtype = np.dtype(object)
             return
-        if not isinstance(spec, str) or len(spec) > 8:
-            raise pickle.UnpicklingError(f"refusing numpy.dtype({_short(spec)})")
-        dtype = np.dtype(spec)
-        if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype:
+        if not isinstance(spec, str) or not _NUMBER_SPEC.fullmatch(spec):
             raise pickle.UnpicklingError(
-                f"refusing numpy.dtype({spec!r}): {policy.what} holds "
+                f"refusing numpy.dtype({_short(spec)}): {policy.what} holds "
                 f"{'plain and structured numbers' if policy.structured else 'numbers only'}"
             )
+        try:
+            dtype = np.dtype(spec)
+        except TypeError as exc:  # ("i3": not a size numpy has)
+            raise pickle.UnpicklingError(f"refusing numpy.dtype({spec!r}): {exc}") from None
+        if dtype.kind not in _NUMERIC_KINDS:  # (not reached for numpy's own specs)
+            raise pickle.UnpicklingError(f"refusing numpy.dtype({spec!r}): not a plain number")
         self.dtype = dtype
 
     def __setstate__(self, state: Any) -> None:
@@ -120,13 +149,18 @@ class _DtypeSpec:
             not isinstance(state, tuple)
             or len(state) < 5
             or state[1] not in ("<", ">", "|", "=")
-            or state[2] is not None
+            or (state[2] is not None and self.kind != "void")
         ):
             raise pickle.UnpicklingError(f"refusing the dtype state {_short(state)}")
-        names, fields = state[3], state[4]
+        subarray, names, fields = state[2], state[3], state[4]
         elsize = state[5] if len(state) > 5 else None
-        if self.kind == "structure":
-            self.dtype = self._structure(names, fields, elsize)
+        if self.kind == "void":
+            if subarray is not None and names is None and fields is None:
+                self.dtype = self._subarray(subarray, elsize)
+            elif subarray is None:
+                self.dtype = self._structure(names, fields, elsize)
+            else:
+                raise pickle.UnpicklingError(f"refusing the dtype state {_short(state)}")
             return
         if names is not None or fields is not None:
             raise pickle.UnpicklingError(
@@ -134,6 +168,45 @@ class _DtypeSpec:
             )
         if self.kind == "number" and state[1] in ("<", ">"):
             self.dtype = self.dtype.newbyteorder(state[1])
+
+    def _item_size(self, elsize: Any, what: str) -> int:
+        limit = self.policy.max_itemsize
+        if not _is_size(elsize) or not 0 < elsize <= limit:
+            raise pickle.UnpicklingError(
+                f"refusing {what} of {_short(elsize)} bytes per item (1 to {limit})"
+            )
+        return elsize
+
+    def _part(self, spec: Any) -> np.dtype | None:
+        """The dtype of a field or a sub-array's element: a finished number or
+        structure (or sub-array) of numbers not nested too deep; None if it is not."""
+        if (
+            not isinstance(spec, _DtypeSpec)
+            or spec.kind not in ("number", "void")
+            or spec.dtype is None
+            or spec.depth >= MAX_DTYPE_DEPTH
+        ):
+            return None
+        self.depth = max(self.depth, spec.depth + 1)
+        return spec.dtype
+
+    def _subarray(self, subarray: Any, elsize: Any) -> np.dtype:
+        """A sub-array dtype (a field of several numbers): ``(element dtype, shape)``."""
+        part = None
+        if isinstance(subarray, tuple) and len(subarray) == 2 and _is_shape(subarray[1]):
+            part = self._part(subarray[0])
+        if part is None or not 0 < len(subarray[1]) <= 32:
+            raise pickle.UnpicklingError(
+                f"refusing the sub-array {_short(subarray)}: (a number or structure of "
+                f"numbers nested at most {MAX_DTYPE_DEPTH} deep, a shape of 1 to 32 sizes)"
+            )
+        shape = subarray[1]
+        size = self._item_size(elsize, "a sub-array dtype")
+        if math.prod(shape) * part.itemsize != size:
+            raise pickle.UnpicklingError(
+                f"refusing the sub-array {_short(subarray)}: {shape} of {part} is not {size} bytes"
+            )
+        return np.dtype((part, shape))
 
     def _structure(self, names: Any, fields: Any, elsize: Any) -> np.dtype:
         policy = self.policy
@@ -143,43 +216,88 @@ class _DtypeSpec:
             or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names)
             or len(set(names)) != len(names)
             or not isinstance(fields, dict)
-            or set(fields) != set(names)
+            or not set(names) <= set(fields)
         ):
             raise pickle.UnpicklingError(
                 f"refusing a structured dtype with names {_short(names)} and fields "
                 f"{_short(fields)}: up to {policy.max_fields} distinct names, each a field"
             )
-        if not _is_size(elsize) or not 0 < elsize <= policy.max_itemsize:
-            raise pickle.UnpicklingError(
-                f"refusing a structured dtype of {_short(elsize)} bytes per item "
-                f"(1 to {policy.max_itemsize})"
-            )
-        formats, offsets = [], []
+        elsize = self._item_size(elsize, "a structured dtype")
+        formats, offsets, titles = [], [], []
         for name in names:
             field = fields[name]
+            part = None
+            if isinstance(field, tuple) and len(field) in (2, 3) and _is_size(field[1]):
+                part = self._part(field[0])
+            title = field[2] if part is not None and len(field) == 3 else None
             if (
-                not isinstance(field, tuple)
-                or len(field) != 2
-                or not isinstance(field[0], _DtypeSpec)
-                or field[0].kind != "number"
-                or field[0].dtype is None
-                or not _is_size(field[1])
-                or field[1] + field[0].dtype.itemsize > elsize
+                part is None
+                or field[1] + part.itemsize > elsize
+                or (title is not None and not (isinstance(title, str) and 0 < len(title) <= 64))
             ):
                 raise pickle.UnpicklingError(
-                    f"refusing the field {name!r} {_short(field)}: a plain number at an "
-                    f"offset inside the {elsize}-byte item"
+                    f"refusing the field {name!r} {_short(field)}: a number, or a "
+                    f"structure or sub-array of numbers nested at most {MAX_DTYPE_DEPTH} "
+                    f"deep, at an offset inside the {elsize}-byte item (and a title, if "
+                    "any, a string)"
                 )
-            formats.append(field[0].dtype)
+            formats.append(part)
             offsets.append(field[1])
-        return np.dtype(
-            {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": elsize}
-        )
+            titles.append(title)
+        named = [t for t in titles if t is not None]
+        if (
+            len(set(named)) != len(named)
+            or set(named) & set(names)
+            or set(fields) != set(names) | set(named)
+            or any(fields[t] is not fields[n] and fields[t] != fields[n]
+                   for n, t in zip(names, titles) if t is not None)
+        ):  # fmt: skip
+            raise pickle.UnpicklingError(
+                f"refusing a structured dtype with names {_short(names)} and fields "
+                f"{_short(fields)}: the fields are the names and their distinct titles"
+            )
+        spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": elsize}
+        if named:
+            spec["titles"] = titles
+        return np.dtype(spec)
 
     def resolved(self) -> np.dtype:
         if self.dtype is None:
             raise pickle.UnpicklingError("a structured dtype without its fields (no state)")
         return self.dtype
+
+
+def _data_bytes(data: Any, what: str) -> bytes | bytearray | memoryview:
+    """An array's data as the file gave it: bytes (protocols 3-5), a bytearray or a
+    read-only view of one (protocol 5), or Python 2 byte strings decoded as latin-1."""
+    if isinstance(data, str):
+        try:
+            return data.encode("latin1")
+        except UnicodeEncodeError:
+            raise pickle.UnpicklingError(
+                f"{what}: its data is text with characters above U+00FF, not bytes"
+            ) from None
+    if isinstance(data, memoryview) and data.c_contiguous and data.format == "B":
+        return data
+    if isinstance(data, bytes | bytearray):
+        return data
+    raise pickle.UnpicklingError(f"{what}: its data must be bytes; got {type(data).__name__}")
+
+
+def _numeric_array(
+    shape: tuple[int, ...], dtype: np.dtype, data: Any, budget: _Budget
+) -> np.ndarray:
+    """A C-ordered array of ``shape`` and ``dtype`` made from a copy of ``data``, once
+    its size is checked and the budget has room (a 1-D array to reshape)."""
+    count = math.prod(shape)
+    raw = _data_bytes(data, f"an array of shape {shape} and dtype {dtype}")
+    if count * dtype.itemsize != len(raw):  # (latin-1 text: one byte per character)
+        raise pickle.UnpicklingError(
+            f"the array data holds {len(raw)} bytes; shape {shape} of {dtype} "
+            f"needs {count * dtype.itemsize}"
+        )
+    budget.take(len(raw), f"an array of shape {shape} and dtype {dtype}")
+    return np.frombuffer(bytearray(raw), dtype=dtype)
 
 
 class _ArraySpec:
@@ -189,7 +307,8 @@ class _ArraySpec:
     followed by ``__setstate__((1, shape, dtype, is_fortran, data))``. Both steps land
     here instead: the shape, dtype and data size are checked, and the array is made
     with :func:`numpy.frombuffer` from the data bytes (a copy, writable), or for an
-    object array from a list holding one finished array per element.
+    object array from a list holding one finished array per element. (Protocol 5's
+    ``_frombuffer`` makes one with its array already set.)
     """
 
     def __init__(self, budget: _Budget) -> None:
@@ -207,9 +326,10 @@ class _ArraySpec:
                 raise pickle.UnpicklingError(f"unknown array state version {_short(version)}")
             state = tuple(rest)
         shape, dtype, fortran, data = state
-        if not isinstance(shape, tuple) or not all(_is_size(d) for d in shape):
+        if not _is_shape(shape):
             raise pickle.UnpicklingError(
-                f"an array shape is a tuple of sizes >= 0; got {_short(shape)}"
+                f"an array shape is a tuple of up to {_MAX_DIMS} sizes from 0 to 2**63 - 1; "
+                f"got {_short(shape)}"
             )
         if not isinstance(dtype, _DtypeSpec):
             raise pickle.UnpicklingError(
@@ -220,18 +340,8 @@ class _ArraySpec:
         if dtype.kind == "object":
             self.array = _object_array(shape, order, count, data, self.budget)
             return
-        if not isinstance(data, str | bytes | bytearray):
-            raise pickle.UnpicklingError(f"array data must be bytes; got {type(data).__name__}")
-        dt = dtype.resolved()
-        if count * dt.itemsize != len(data):  # (latin-1 text: one byte per character)
-            raise pickle.UnpicklingError(
-                f"the array data holds {len(data)} bytes; shape {shape} of {dt} "
-                f"needs {count * dt.itemsize}"
-            )
-        self.budget.take(len(data), f"an array of shape {shape} and dtype {dt}")
-        if isinstance(data, str):  # Python 2 byte strings, decoded as latin-1
-            data = data.encode("latin1")
-        self.array = np.frombuffer(bytearray(data), dtype=dt).reshape(shape, order=order)
+        flat = _numeric_array(shape, dtype.resolved(), data, self.budget)
+        self.array = flat.reshape(shape, order=order)
 
 
 def _object_array(
@@ -293,9 +403,10 @@ _NDARRAY = _Global("numpy.ndarray", None)
 
 
 def _globals(policy: PicklePolicy, budget: _Budget) -> dict[tuple[str, str], _Global]:
-    """What a file may ask for: numpy's array reconstruction and dtypes, and
-    ``_codecs.encode`` (how protocol-2 pickles written by Python 3 store bytes), each
-    answered by a checked stand-in that spends ``budget`` on what it makes."""
+    """What a file may ask for: numpy's array reconstruction (``_reconstruct``, and
+    protocol 5's ``_frombuffer``) and dtypes, ``_codecs.encode`` and ``bytes()`` (how
+    protocols 0-2 written by Python 3 store bytes, and empty bytes), each answered by a
+    checked stand-in that spends ``budget`` on what it makes."""
 
     def dtype(spec: Any, align: Any = False, copy: Any = True) -> _DtypeSpec:
         return _DtypeSpec(policy, spec)
@@ -308,6 +419,38 @@ def _globals(policy: PicklePolicy, budget: _Budget) -> dict[tuple[str, str], _Gl
             )
         return _ArraySpec(budget)
 
+    def frombuffer(
+        buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None
+    ) -> _ArraySpec:
+        # numpy's _frombuffer: frombuffer(buf, dtype).reshape(shape, order) (order "K":
+        # reshape in C order, then transpose by axis_order)
+        if (
+            not isinstance(dtype, _DtypeSpec)
+            or dtype.kind == "object"
+            or not _is_shape(shape)
+            or order not in ("C", "F", "K")
+            or (order == "K") != (axis_order is not None)
+            or (
+                axis_order is not None
+                and not (
+                    isinstance(axis_order, tuple)
+                    and sorted(a for a in axis_order if _is_size(a)) == list(range(len(shape)))
+                )
+            )
+        ):
+            raise pickle.UnpicklingError(
+                f"refusing _frombuffer(..., {_short(dtype)}, {_short(shape)}, {_short(order)}, "
+                f"{_short(axis_order)}): numpy pickles an array as _frombuffer(data, dtype, "
+                "shape, 'C' or 'F' (or 'K' and a permutation of the axes))"
+            )
+        flat = _numeric_array(shape, dtype.resolved(), buf, budget)
+        spec = _ArraySpec(budget)
+        if axis_order is None:
+            spec.array = flat.reshape(shape, order=order)
+        else:
+            spec.array = flat.reshape(shape).transpose(axis_order)
+        return spec
+
     def latin1(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
         # How Python 3 writes bytes in protocols 0-2: _codecs.encode(str, 'latin1').
         if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -317,13 +460,23 @@ def _globals(policy: PicklePolicy, budget: _Budget) -> dict[tuple[str, str], _Gl
         budget.take(len(text), "_codecs.encode")
         return text.encode("latin1")
 
+    def empty_bytes() -> bytes:
+        # How Python 3 writes b"" in protocols 0-2: bytes() (of no argument only).
+        return b""
+
     reconstruct = _Global("_reconstruct", reconstruct_array)
+    from_buffer = _Global("_frombuffer", frombuffer)
+    no_bytes = _Global("bytes", empty_bytes)
     return {
         ("numpy.core.multiarray", "_reconstruct"): reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): from_buffer,
+        ("numpy._core.numeric", "_frombuffer"): from_buffer,
         ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): _Global("numpy.dtype", dtype),
         ("_codecs", "encode"): _Global("_codecs.encode", latin1),
+        ("__builtin__", "bytes"): no_bytes,
+        ("builtins", "bytes"): no_bytes,
     }
 
 
@@ -342,12 +495,18 @@ class _CheckedUnpickler(pickle.Unpickler):
         return self._allowed[module, name]
 
 
+#: What a loaded pickle may hold besides containers (and the arrays and dtypes made).
+_PLAIN = (type(None), bool, int, float, str, bytes, bytearray)
+
+
 def _finished(value: Any) -> Any:
     """``value`` with its array and dtype stand-ins replaced by what they made: at the
-    top, and as the values of a dict or the items of a list at the top (one level deep,
-    as in the files these readers take)."""
+    top, as the items of lists and the values of dicts (at any depth; in place: these
+    are the unpickler's own new containers). A stand-in anywhere else (in a tuple, a
+    set, a dict key) or an object of another type (a numpy global, a memoryview) is
+    refused. Iterative: lists may nest as deep as the file has bytes."""
 
-    def one(v: Any) -> Any:
+    def made(v: Any) -> Any:
         if isinstance(v, _ArraySpec):
             if v.array is None:
                 raise pickle.UnpicklingError("an array without its data (no state)")
@@ -356,11 +515,35 @@ def _finished(value: Any) -> Any:
             return v.resolved()
         return v
 
-    if isinstance(value, dict):
-        return {key: one(v) for key, v in value.items()}
-    if isinstance(value, list):
-        return [one(v) for v in value]
-    return one(value)
+    value = made(value)
+    todo, seen = [value], set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, list):
+            for k, item in enumerate(obj):
+                obj[k] = item = made(item)
+                todo.append(item)
+        elif isinstance(obj, dict):
+            for key, item in obj.items():
+                obj[key] = item = made(item)  # (a value replaced: the dict keeps its size)
+                todo += (key, item)
+        elif isinstance(obj, tuple | set | frozenset):
+            todo += obj
+        elif isinstance(obj, _ArraySpec | _DtypeSpec):
+            raise pickle.UnpicklingError(
+                f"{'an array' if isinstance(obj, _ArraySpec) else 'a dtype'} inside a tuple, "
+                "a set or a dict key: numpy arrays and dtypes are read at the top, in lists "
+                "and as dict values only"
+            )
+        elif not isinstance(obj, (*_PLAIN, np.ndarray, np.dtype)):
+            raise pickle.UnpicklingError(
+                f"refusing {_short(obj)} ({type(obj).__name__}) in the loaded object: it "
+                "holds containers, numbers, strings, bytes, numpy arrays and dtypes only"
+            )
+    return value
 
 
 #: The deepest nesting of tuples (or marks) a file may build; numpy's own pickles nest
@@ -376,9 +559,10 @@ def _check_tuple_depth(raw: bytes) -> None:
     is built.
 
     A dry run of the pickle machine's stack (opcode stack effects from
-    :mod:`pickletools`) that tracks, per stack item and memo entry, the tuple depth of
-    the object (0 for anything but a tuple or frozenset; both are immutable, so a memo
-    entry keeps its depth)."""
+    :mod:`pickletools`, but as pickle runs them where the two differ: POP takes a MARK
+    pushed right before it, BUILD leaves its object, a tuple too, on the stack) that tracks,
+    per stack item and memo entry, the tuple depth of the object (0 for anything but a
+    tuple or frozenset; both are immutable, so a memo entry keeps its depth)."""
     stack: list[int] = []
     marks: list[int] = []
     memo: dict[Any, int] = {}
@@ -395,6 +579,14 @@ def _check_tuple_depth(raw: bytes) -> None:
             memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1] if stack else 0
         elif name in ("GET", "BINGET", "LONG_BINGET", "DUP"):
             stack.append(memo.get(arg, 0) if name != "DUP" else (stack[-1] if stack else 0))
+        elif name == "POP":  # (right after a MARK, POP takes the mark, as pickle's does)
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+            elif stack:
+                stack.pop()
+        elif name == "BUILD":  # the object stays (BUILD of state None on a tuple: a no-op)
+            if stack:
+                stack.pop()  # (the state)
         else:
             before = op.stack_before
             below = (
@@ -424,11 +616,12 @@ PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, Attrib
 
 def load_numpy_pickle(raw: bytes, policy: PicklePolicy, encoding: str = "latin1") -> Any:
     """The object the pickle ``raw`` holds, built by checked stand-ins (module
-    docstring): containers, numbers, strings, and numpy arrays and dtypes as ``policy``
-    allows. Arrays at the top, in a top-level dict's values or a top-level list's items
-    are returned as arrays. The arrays (and latin-1 bytes) made in all hold no more than
-    twice the bytes of ``raw`` (object arrays: 8 per element), so nothing referenced
-    many times through the memo is copied many times.
+    docstring): containers, numbers, strings, bytes, and numpy arrays and dtypes as
+    ``policy`` allows, the arrays and dtypes at the top, as list items or as dict values
+    (at any depth; one inside a tuple, a set or a dict key is refused). The arrays (and
+    latin-1 bytes) made in all hold no more than twice the bytes of ``raw`` (object
+    arrays: 8 per element), so nothing referenced many times through the memo is copied
+    many times. Out-of-band buffers (protocol 5) are refused: a file holds its data.
 
     Args:
         encoding: how Python 2 byte strings are decoded (``"latin1"`` keeps their bytes).
