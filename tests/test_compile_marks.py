@@ -75,3 +75,49 @@ def test_a_mark_made_after_dynamo_loaded_applies_at_once():
     assert out.tolist() == [2.0, 2.0]
     with pytest.raises(Exception, match=r"(?i)disable|skip"):
         torch.compile(lambda x: x * eager(x), backend="eager", fullgraph=True)(torch.ones(2))
+
+
+EDGES = textwrap.dedent(
+    """
+    import importlib, sys
+    import torch
+    from spikeflow import _compile_marks
+    from spikeflow.kernels import registry
+
+    hooks = lambda: [f for f in sys.meta_path if type(f).__name__ == "_DynamoImportHook"]
+    importlib.reload(_compile_marks)  # the marks made before wait on
+
+    @_compile_marks.assume_constant_result
+    def after_reload():
+        return 1
+
+    def late():
+        return 2
+
+    # a mark made while the pending ones are applied (as a thread could)
+    _compile_marks._when_dynamo_loads(lambda: _compile_marks.assume_constant_result(late))
+    sys.modules["torch._dynamo.convert_frame"] = None  # the first import of Dynamo fails
+    try:
+        import torch._dynamo
+    except ImportError:
+        pass
+    else:
+        raise AssertionError("the import did not fail")
+    del sys.modules["torch._dynamo.convert_frame"]
+    import torch._dynamo  # (failed with AttributeError after the reload)
+
+    for fn in (registry._run_time_parameters, after_reload, late):
+        assert getattr(fn, "_dynamo_marked_constant", False), fn
+    assert hooks() == [], hooks()
+    print("ok")
+    """
+)
+
+
+def test_marks_survive_a_reload_a_failed_dynamo_import_and_marks_made_while_applying():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(
+        [sys.executable, "-c", EDGES], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"

@@ -32,9 +32,13 @@ __all__ = ["assume_constant_result", "dynamo_loaded", "eager_under_compile"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DYNAMO = "torch._dynamo"
-_lock = threading.RLock()
+# (kept by importlib.reload: the marks made before it still wait in the same list)
+_lock: threading.RLock = globals().get("_lock") or threading.RLock()
 #: Marks waiting for Dynamo: each applies one of them.
-_pending: list[Callable[[], None]] = []
+_pending: list[Callable[[], None]] = globals().get("_pending", [])
+#: Set once Dynamo's module has run and the pending marks were applied (before the
+#: import machinery marks the module initialised, which dynamo_loaded() waits for).
+_fired: list[bool] = globals().get("_fired", [])
 
 
 def dynamo_loaded() -> bool:
@@ -71,16 +75,28 @@ def eager_under_compile(fn: F) -> F:
 
 def _when_dynamo_loads(mark: Callable[[], None]) -> None:
     with _lock:
-        if dynamo_loaded():
+        if _fired or dynamo_loaded():
             mark()
             return
         _pending.append(mark)
-        if not any(isinstance(finder, _DynamoImportHook) for finder in sys.meta_path):
+        _arm()
+
+
+def _is_hook(finder: object) -> bool:
+    # (by name: a hook made before an importlib.reload is of the class it replaced)
+    return getattr(type(finder), "_spikeflow_dynamo_hook", False)
+
+
+def _arm() -> None:
+    """Put the import hook at the front of ``sys.meta_path`` unless one is there."""
+    with _lock:
+        if not any(_is_hook(finder) for finder in sys.meta_path):
             sys.meta_path.insert(0, _DynamoImportHook())
 
 
 def _apply_pending() -> None:
     with _lock:
+        _fired.append(True)
         marks = list(_pending)
         _pending.clear()
     for mark in marks:
@@ -89,7 +105,10 @@ def _apply_pending() -> None:
 
 class _DynamoImportHook(importlib.abc.MetaPathFinder):
     """Finds ``torch._dynamo`` through the other finders and applies the pending marks
-    once its module has run; then leaves ``sys.meta_path``."""
+    once its module has run; then leaves ``sys.meta_path`` (and comes back if that
+    import fails, for the next one)."""
+
+    _spikeflow_dynamo_hook = True
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -97,19 +116,24 @@ class _DynamoImportHook(importlib.abc.MetaPathFinder):
         if fullname != _DYNAMO:
             return None
         with _lock:
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
+            for finder in [f for f in sys.meta_path if _is_hook(f)]:
+                sys.meta_path.remove(finder)
         spec = importlib.util.find_spec(fullname)
         loader = None if spec is None else spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
+            _arm()  # (nothing to wait on: try again at the next import)
             return spec
         run_module = loader.exec_module
 
         def exec_then_mark(module: ModuleType) -> None:
             try:
                 run_module(module)
+            except BaseException:
+                _arm()  # the import failed: the marks wait for the next one
+                raise
             finally:
-                del loader.exec_module  # (the instance attribute set below)
+                if vars(loader).get("exec_module") is exec_then_mark:
+                    del loader.exec_module  # (the instance attribute set below)
             _apply_pending()
 
         loader.exec_module = exec_then_mark  # type: ignore[method-assign]
