@@ -389,6 +389,9 @@ def test_header_info_and_windows_equal_the_whole_decode(tmp_path, make, channels
     for bad in [-1, 1.5, True]:
         with pytest.raises(ValueError, match="start must be an int >= 0"):
             read_wav(path, bad, 2)
+    for bad in [False, 0.0]:  # (== 0: once taken for a whole read)
+        with pytest.raises(ValueError, match="start must be an int >= 0"):
+            read_wav(path, bad)
         with pytest.raises(ValueError, match="frames must be an int >= 0"):
             read_wav(path, 1, bad)
     assert read_wav(path, np.int64(2), np.int32(3)).frames == 3

@@ -358,10 +358,10 @@ def read_wav(path: str | PathLike, start: int = 0, frames: int | None = None) ->
         ValueError: ``start``/``frames`` negative, or a window that ends after the
             file's last frame.
     """
-    if start == 0 and frames is None:
-        return decode_wav(read_bytes(path), path)
     start = _count_arg("start", start)
     frames = None if frames is None else _count_arg("frames", frames)
+    if start == 0 and frames is None:
+        return decode_wav(read_bytes(path), path)
     with open(path, "rb") as file:
         src = _Bytes(file=file)
         fmt, at, total = _locate(src, path)
