@@ -615,8 +615,9 @@ def test_kws12_test_set_is_downloaded_and_extracted_into_its_folder(sc_root, tmp
 def test_kws12_arguments_and_a_missing_noise_folder(sc_root):
     with pytest.raises(ConfigurationError, match=r"task must be one of \('words', 'kws12'\)"):
         SpeechCommands(sc_root, task="kws35")
-    with pytest.raises(ConfigurationError, match="silence_hop"):
-        SpeechCommands(sc_root, task="kws12", silence_hop=0)
+    for hop in (0, True):  # (True == 1 once passed as a one-second hop)
+        with pytest.raises(ConfigurationError, match="silence_hop"):
+            SpeechCommands(sc_root, task="kws12", silence_hop=hop)
     for f in (sc_root / "_background_noise_").iterdir():
         f.unlink()
     with pytest.raises(DataFormatError, match=r"no WAV file in .*_background_noise_"):

@@ -258,7 +258,9 @@ class SpeechCommands(_SpeechDataset):
         **kwargs: Any,
     ) -> None:
         self.classes = self.classes_for(version, task)
-        if not (isinstance(silence_hop, int | float) and 0 < silence_hop <= 1):
+        if isinstance(silence_hop, bool) or not (
+            isinstance(silence_hop, int | float) and 0 < silence_hop <= 1
+        ):
             raise ConfigurationError(
                 f"SpeechCommands: silence_hop is the step between silence windows in seconds, "
                 f"in (0, 1]; got {silence_hop!r}"
