@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from torch import Tensor, fx, nn
 
-from spikeflow.conversion.classify import _is_shape
+from spikeflow.conversion.classify import _is_shape, _tensor_attribute, signal_nodes
 
 __all__ = [
     "WHY",
@@ -86,7 +86,6 @@ _DIM_CALLS = frozenset(
      "permute", "t", "matmul", "mm", "mv", "repeat", "expand", "expand_as", "tile",
      "repeat_interleave"}
 )  # fmt: skip
-_TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
 #: Calls returning tuples: indexing their result picks a tensor, not a sample.
 _TUPLE_CALLS = frozenset(
     {*_SPLITS, "hsplit", "vsplit", "dsplit", "sort", "topk", "max", "min", "aminmax",
@@ -129,26 +128,6 @@ class BatchUse:
     first_only: bool = False
     same_rank: bool = False
     operand: int = 0
-
-
-def signal_nodes(graph: fx.Graph) -> set[fx.Node]:
-    """The nodes computed from the graph's inputs (not constants, attributes or shapes)."""
-    signals: set[fx.Node] = set()
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            signals.add(node)
-        elif node.op not in ("get_attr", "output") and (
-            not _is_shape(node) or _tensor_attribute(node)
-        ):
-            if any(arg in signals for arg in node.all_input_nodes):
-                signals.add(node)
-    return signals
-
-
-def _tensor_attribute(node: fx.Node) -> bool:
-    """``x.T``, ``x.mT``, ``x.data``, ...: attributes that are tensors (``x.shape`` is not)."""
-    attribute = node.args[1] if node.target is getattr and len(node.args) > 1 else None
-    return attribute in _TENSOR_ATTRIBUTES
 
 
 def _name(node: fx.Node) -> str:

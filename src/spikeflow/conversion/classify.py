@@ -10,6 +10,7 @@ of a signal, ...) has no rate-coded equivalent here and is reported as unconvert
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from spikeflow.conversion.qcfs import QCFS, qcfs
 
 __all__ = [
+    "KNOWN_MODULES",
     "NONLINEAR_WORDS",
     "Kind",
     "call_name",
@@ -29,6 +31,8 @@ __all__ = [
     "is_nonlinear_name",
     "moves_batch_dim",
     "overridden_base",
+    "own_forward_text",
+    "signal_nodes",
 ]
 
 #: ``activation``: becomes a neuron; ``maxpool``: becomes a gated max pool; ``affine``:
@@ -115,6 +119,10 @@ AFFINE_CALLS: frozenset[Any] = frozenset(
         F.conv1d,
         F.conv2d,
         F.conv3d,
+        F.conv_transpose1d,
+        F.conv_transpose2d,
+        F.conv_transpose3d,
+        F.interpolate,
         F.avg_pool1d,
         F.avg_pool2d,
         F.avg_pool3d,
@@ -125,6 +133,8 @@ AFFINE_CALLS: frozenset[Any] = frozenset(
         F.dropout1d,
         F.dropout2d,
         F.dropout3d,
+        F.alpha_dropout,
+        F.feature_alpha_dropout,
         F.pad,
         torch.mean,
         torch.sum,
@@ -177,8 +187,9 @@ AFFINE_CALLS: frozenset[Any] = frozenset(
         "float",
     }
 )
-#: Affine only when at most one operand is a signal (the others numbers, parameters or
-#: shapes): ``2 * x`` and ``x @ W`` are, ``x * y`` is not.
+#: Affine only when at most one operand is a signal (the others numbers, parameters,
+#: values computed from them, or shapes): ``2 * x``, ``x @ W`` and ``x @ W[0]`` are;
+#: ``x * y`` and ``torch.mm(x, y)`` of two signals are not.
 SCALING_CALLS: frozenset[Any] = frozenset(
     {
         operator.mul,
@@ -191,10 +202,37 @@ SCALING_CALLS: frozenset[Any] = frozenset(
         "div_",
         operator.matmul,
         torch.matmul,
+        torch.mm,
+        torch.mv,
         torch.bmm,
         torch.einsum,
         "matmul",
+        "mm",
+        "mv",
         "bmm",
+    }
+)
+#: Other products: of two signals they are not affine (refused); of one, whether they
+#: contract dim 0 (the batch) is not checked, so they stay unverified.
+PRODUCT_CALLS: frozenset[Any] = frozenset(
+    {
+        torch.dot,
+        torch.vdot,
+        torch.inner,
+        torch.outer,
+        torch.ger,
+        torch.kron,
+        torch.tensordot,
+        torch.linalg.matmul,
+        torch.linalg.vecdot,
+        torch.chain_matmul,
+        F.bilinear,
+        "dot",
+        "vdot",
+        "inner",
+        "outer",
+        "ger",
+        "kron",
     }
 )
 
@@ -216,24 +254,89 @@ def call_name(node: fx.Node) -> str:
     return _callable_name(node.target)
 
 
+#: The modules a subclass is taken for while it keeps their forward.
+KNOWN_MODULES: tuple[type[nn.Module], ...] = (
+    *ACTIVATION_MODULES,
+    *MAXPOOL_MODULES,
+    *AFFINE_MODULES,
+    _BatchNorm,
+)
+
+
+@functools.cache
+def _spikeflow_affine_forwards() -> tuple[frozenset[Any], frozenset[Any]]:
+    """spikeflow's own forwards on top of affine torch layers: ``(pass-through, affine)``.
+
+    A pass-through forward is affine where the forward it wraps is: the sequence
+    wrappers' (:class:`~spikeflow.layers.SequenceLayerMixin`: the layer per step, on
+    time folded into the batch) and tdBN's (batch norm times a constant). An affine one
+    computes its weight from its parameters only and applies it as the layer does
+    (weight-standardised ``WSConv2d``/``WSLinear``). Imported on first use: the layers
+    do not import the conversion, but importing them here at load time would make the
+    conversion load every layer.
+    """
+    from spikeflow.layers.norm import _ThresholdDependentMixin
+    from spikeflow.layers.sequence import SequenceLayerMixin
+    from spikeflow.layers.weight_standardization import _WSConv2dStep, _WSLinearStep
+
+    passing = frozenset({SequenceLayerMixin.forward, _ThresholdDependentMixin.forward})
+    return passing, frozenset({_WSConv2dStep.forward, _WSLinearStep.forward})
+
+
+def _class_base(cls: type) -> tuple[type, type | None]:
+    """``(base, own)``: the torch class (or QCFS) ``cls`` derives from among the known
+    ones, and ``cls``'s forward if it replaces that base's with one of its own (else
+    None; also where the forwards in between are spikeflow's affine ones on an affine
+    base)."""
+    base = next(k for k in cls.__mro__ if k is QCFS or k.__module__.startswith("torch.nn.modules"))
+    affine = issubclass(base, (*AFFINE_MODULES, _BatchNorm))
+    passing, own_affine = _spikeflow_affine_forwards() if affine else (frozenset(), frozenset())
+    for klass in cls.__mro__:
+        if klass is base:
+            return base, None
+        forward = klass.__dict__.get("forward")
+        if forward is None or forward in passing:
+            continue
+        return base, (None if forward in own_affine else klass)
+    return base, None  # pragma: no cover - base is in the MRO
+
+
 def overridden_base(module: nn.Module) -> type[nn.Module] | None:
-    """The class among ``nn.ReLU``, ``QCFS`` and ``nn.MaxPool1d/2d/3d`` whose ``forward``
-    ``module``'s class replaces with one of its own, or None (not a subclass of them, or
-    one that keeps their forward)."""
-    for base in (*ACTIVATION_MODULES, *MAXPOOL_MODULES):
-        if isinstance(module, base) and type(module).forward is not base.forward:
-            return base
-    return None
+    """The class among ``nn.ReLU``, ``QCFS``, ``nn.MaxPool1d/2d/3d`` and the affine
+    layers (convolutions, ``nn.Linear``, average pools, batch norms, dropout, padding,
+    reshapes, ...) whose ``forward`` ``module``'s class replaces with one of its own
+    (``class Clipped(nn.Linear)`` whose forward clamps the parent's output), or None:
+    not a subclass of them, or one that keeps their forward (adding attributes, a
+    parametrized weight, or one of spikeflow's affine forwards on an affine layer: the
+    sequence wrappers, ``WSConv2d``/``WSLinear``, tdBN)."""
+    if not isinstance(module, KNOWN_MODULES):
+        return None
+    base, own = _class_base(type(module))
+    return base if own is not None else None
+
+
+def own_forward_text(cls: type) -> str | None:
+    """What a report entry about a call in the forward of ``cls`` names, for a class
+    :func:`overridden_base` finds ("the forward of C, a subclass of B with a forward of
+    its own"); None for any other class."""
+    if not issubclass(cls, KNOWN_MODULES):
+        return None
+    base, own = _class_base(cls)
+    if own is None:
+        return None
+    return f"the forward of {cls.__name__}, a subclass of {base.__name__} with a forward of its own"
 
 
 def classify_module(module: nn.Module) -> Kind:
     """The conversion kind of a module (leaf torch modules, QCFS, or containers).
 
-    A subclass of ``nn.ReLU``, ``QCFS`` or ``nn.MaxPoolNd`` is one of them only if it
-    keeps their forward (one that adds attributes, say); one with a forward of its own
-    is whatever that forward computes, so it is a ``container``: traced like any custom
-    module (its relu, QCFS and max-pool calls become neurons and gated pools, the rest
-    is classified as usual), or, untraced, reported by what it calls.
+    A subclass of ``nn.ReLU``, ``QCFS``, ``nn.MaxPoolNd`` or an affine layer
+    (``nn.Linear``, a convolution, a batch norm, ...) is one of them only if it keeps
+    their forward (:func:`overridden_base`: one that adds attributes, say); one with a
+    forward of its own is whatever that forward computes, so it is a ``container``:
+    traced like any custom module (its relu, QCFS and max-pool calls become neurons and
+    gated pools, the parent's call in it stays the affine op, the rest is classified as
+    usual), or, untraced, reported by what it calls.
     """
     if overridden_base(module) is not None:
         return "container"
@@ -253,16 +356,18 @@ def classify_module(module: nn.Module) -> Kind:
     return "container"
 
 
-def moves_batch_dim(node: fx.Node) -> bool:
+def moves_batch_dim(node: fx.Node, signals: set[fx.Node] | None = None) -> bool:
     """Whether a call moves dimension 0 of a signal (the batch, which the SNN folds time
     into): ``transpose``/``swapaxes`` with 0, ``permute`` whose first dim is not 0
     (a negative one is resolved by the permutation's length: ``permute(-3, 2, 1)`` keeps
     it), ``movedim`` of 0, ``t``, ``.T``. Later layers would then split another
     dimension as if it were time. A negative dim of a transpose or movedim
     (``x.transpose(-4, -3)``) depends on the rank, which the graph does not carry: it is
-    checked on the calibration batches (:mod:`~spikeflow.conversion.batchdim`)."""
+    checked on the calibration batches (:mod:`~spikeflow.conversion.batchdim`).
+    ``signals``: the graph's :func:`signal_nodes` (computed if not given)."""
+    signals = signal_nodes(node.graph) if signals is None else signals
     moved = node.args[0] if node.args else node.kwargs.get("input")
-    if not _is_signal(moved):  # a weight's transpose (F.linear(h, w.t())) moves no batch
+    if not _in(moved, signals):  # a weight's transpose (F.linear(h, w.t())) moves no batch
         return False
     if node.op == "call_function" and node.target is getattr:
         return node.args[1] == "T"  # x.T reverses every dim
@@ -286,10 +391,20 @@ def moves_batch_dim(node: fx.Node) -> bool:
     return False
 
 
-def classify_call(node: fx.Node) -> Kind:
-    """The conversion kind of a ``call_function`` or ``call_method`` node."""
+def classify_call(node: fx.Node, signals: set[fx.Node] | None = None) -> Kind:
+    """The conversion kind of a ``call_function`` or ``call_method`` node.
+
+    ``signals``: the nodes computed from the graph's input (:func:`signal_nodes`;
+    computed from ``node``'s graph if not given). A call none of whose arguments is one
+    computes a constant of the forward (``torch.sigmoid(self.gate)``, ``self.w[0]``,
+    a standardised weight): ``affine``, whatever the function.
+    """
+    signals = signal_nodes(node.graph) if signals is None else signals
     target = node.target
-    if moves_batch_dim(node):
+    operands = _operands(node)
+    if not any(a in signals for a in operands):
+        return "affine"  # a constant: the same on every step
+    if moves_batch_dim(node, signals):
         return "unsupported"
     if target in RELU_CALLS or target in QCFS_CALLS:
         return "activation"
@@ -297,20 +412,85 @@ def classify_call(node: fx.Node) -> Kind:
         return "maxpool"
     if target in AFFINE_CALLS:
         return "affine"
+    if target is F.batch_norm:
+        return _batch_norm_kind(node, signals)
     if target in SCALING_CALLS:
-        if target in _DIVISIONS and _is_signal(node.args[1] if len(node.args) > 1 else None):
+        if target in _DIVISIONS and _in(node.args[1] if len(node.args) > 1 else None, signals):
             return "unsupported"  # c / x: a reciprocal of the signal
         if target in _DIVISIONS and node.kwargs.get("rounding_mode") is not None:
             return "unsupported"  # x // c: floor or truncation
-        signals = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
-        if len(signals) <= 1:
-            return "affine"
-        # x * y of two signals: affine only when one of them is a shape/attribute value.
-        tensors = [a for a in signals if a.op not in ("get_attr",) and not _is_shape(a)]
-        return "affine" if len(tensors) <= 1 else "unsupported"
-    if is_nonlinear_name(call_name(node)) or _selects_by_signal(node):
+        # x * y, x @ y of two signals (x * x too) is not affine; x @ W, x @ W[0] are.
+        return "affine" if sum(a in signals for a in operands) <= 1 else "unsupported"
+    if target in PRODUCT_CALLS and sum(a in signals for a in operands) > 1:
+        return "unsupported"
+    if is_nonlinear_name(call_name(node)) or _selects_by_signal(node, signals):
         return "unsupported"
     return "unknown"
+
+
+def _operands(node: fx.Node) -> list[fx.Node]:
+    """The nodes among a call's arguments, in lists and tuples too, each as often as it
+    is passed (``x * x`` has two)."""
+    found: list[fx.Node] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, fx.Node):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    visit(node.args)
+    visit(node.kwargs)
+    return found
+
+
+def _batch_norm_kind(node: fx.Node, signals: set[fx.Node]) -> Kind:
+    """``F.batch_norm(x, mean, var, weight, bias, training, ...)`` (a batch norm's
+    forward, traced): affine with running statistics (``training=False``), not with the
+    batch's (``training=True``, or statistics computed from the signal)."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training")
+    args = dict(zip(names, node.args))
+    args.update({k: v for k, v in node.kwargs.items() if k in names})
+    if args.get("training", False) is not False:
+        return "unsupported"
+    if any(_in(args.get(n), signals) for n in names[1:5]):
+        return "unsupported"
+    return "affine"
+
+
+def signal_nodes(graph: fx.Graph) -> set[fx.Node]:
+    """The nodes computed from the graph's inputs (not constants, attributes, shapes, or
+    values computed from those alone: ``self.w[0]``, ``self.w.t()``, ``x.size(1) * 2``)."""
+    signals: set[fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            signals.add(node)
+        elif node.op not in ("get_attr", "output") and (
+            not _is_shape(node) or _tensor_attribute(node)
+        ):
+            if any(arg in signals for arg in node.all_input_nodes):
+                signals.add(node)
+    return signals
+
+
+#: Attributes of a tensor that are tensors (``x.shape`` is not).
+TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
+
+
+def _tensor_attribute(node: fx.Node) -> bool:
+    """``x.T``, ``x.mT``, ``x.data``, ...: attributes that are tensors (``x.shape`` is not)."""
+    attribute = node.args[1] if node.target is getattr and len(node.args) > 1 else None
+    return attribute in TENSOR_ATTRIBUTES
+
+
+def _in(value: object, signals: set[fx.Node]) -> bool:
+    """Whether ``value`` is one of the signal nodes (a list, a number or a constant's
+    node is not)."""
+    return isinstance(value, fx.Node) and value in signals
 
 
 _DIVISIONS = frozenset({operator.truediv, torch.div, "div", "div_"})
@@ -343,23 +523,17 @@ _SELECTIONS: dict[tuple[str, Any], int] = {
 }
 
 
-def _selects_by_signal(node: fx.Node) -> bool:
+def _selects_by_signal(node: fx.Node, signals: set[fx.Node]) -> bool:
     """Whether ``node`` compares a signal (``x > 0``) or picks values by a condition
     computed from one (``torch.where(x > 0, x, 0)`` is a ReLU): not affine."""
     if node.target in _COMPARISONS:
-        return any(_is_signal(a) for a in (*node.args, *node.kwargs.values()))
+        return any(_in(a, signals) for a in (*node.args, *node.kwargs.values()))
     position = _SELECTIONS.get((node.op, node.target))
     if position is None:
         return False
     condition = node.args[position] if len(node.args) > position else None
     condition = node.kwargs.get("condition", node.kwargs.get("mask", condition))
-    return _is_signal(condition)
-
-
-def _is_signal(arg: object) -> bool:
-    """Whether a call argument is a tensor computed from the input (not a constant, an
-    attribute or a shape)."""
-    return isinstance(arg, fx.Node) and arg.op != "get_attr" and not _is_shape(arg)
+    return _in(condition, signals)
 
 
 def _is_shape(node: fx.Node) -> bool:

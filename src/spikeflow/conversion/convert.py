@@ -65,12 +65,13 @@ from spikeflow.conversion.calibrate import (
     check_norm,
 )
 from spikeflow.conversion.classify import (
-    ACTIVATION_MODULES,
+    KNOWN_MODULES,
     MAXPOOL_CALLS,
     MAXPOOL_MODULES,
     classify_module,
     is_nonlinear_name,
     overridden_base,
+    own_forward_text,
 )
 from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
 from spikeflow.conversion.fold import probe_output_shapes, set_submodule
@@ -101,10 +102,13 @@ class Conversion(NamedTuple):
 
 
 class _Tracer(fx.Tracer):
-    """Sites, converted parts, QCFS layers and subclasses of ReLU, QCFS and the max pools
-    that keep their parent's forward are leaves (converted as their parent); one with a
-    forward of its own is traced, and the :func:`~spikeflow.conversion.qcfs.qcfs` its
-    forward reaches (``super().forward(z)``) is one call, which becomes a neuron."""
+    """Sites, converted parts, QCFS layers and subclasses of ReLU, QCFS, the max pools
+    and the affine layers that keep their parent's forward are leaves (converted, or
+    kept, as their parent); one with a forward of its own is traced (a parametrized one
+    too, which torch.fx would take for a torch leaf), and the
+    :func:`~spikeflow.conversion.qcfs.qcfs` its forward reaches (``super().forward(z)``)
+    is one call, which becomes a neuron, as a relu or max pool call does; the parent's
+    ``F.linear``/``F.conv2d``/... call in it stays the affine op it is."""
 
     def __init__(self) -> None:
         super().__init__(autowrap_functions=(qcfs,))
@@ -113,10 +117,10 @@ class _Tracer(fx.Tracer):
         self._autowrap_search.append(importlib.import_module(qcfs.__module__))
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (Site, TimeFolded)) or (
-            isinstance(m, (*ACTIVATION_MODULES, *MAXPOOL_MODULES)) and overridden_base(m) is None
-        ):
+        if isinstance(m, (Site, TimeFolded)):
             return True
+        if isinstance(m, KNOWN_MODULES):
+            return overridden_base(m) is None
         return super().is_leaf_module(m, qualname)
 
 
@@ -149,11 +153,24 @@ class _CallWatcher(TorchFunctionMode):
             is_relu = func in _RELU_FUNCS
             rounds = kwargs.get("rounding_mode") is not None  # torch.div(x, c, rounding_mode=)
             where = self.untraced[id(self.stack[-1])]
-            if is_relu or rounds or func in MAXPOOL_CALLS or is_nonlinear_name(name):
+            if (
+                is_relu
+                or rounds
+                or func in MAXPOOL_CALLS
+                or is_nonlinear_name(name)
+                or (func is F.batch_norm and _batch_statistics(args, kwargs))
+            ):
                 self.found[(where, name)] = is_relu
             elif may_act_on_batch_dim(name) and name not in self.unchecked.setdefault(where, []):
                 self.unchecked[where].append(name)
         return func(*args, **kwargs)
+
+
+def _batch_statistics(args: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a call ``F.batch_norm(x, mean, var, weight, bias, training, ...)``
+    normalises with the batch's statistics (not an affine map of each sample)."""
+    training = args[5] if len(args) > 5 else kwargs.get("training", False)
+    return training is not False
 
 
 class _Converter(GraphRewriter):
@@ -322,12 +339,9 @@ class _Converter(GraphRewriter):
                 return gm
         if has_forward:
             self.untraced[id(module)] = name or "<root>"
-            base = overridden_base(module)
-            if base is not None:
-                self.own_forward[name or "<root>"] = (
-                    f"the forward of {type(module).__name__}, a subclass of {base.__name__} "
-                    "with a forward of its own"
-                )
+            own = own_forward_text(type(module))
+            if own is not None:
+                self.own_forward[name or "<root>"] = own
         # Every place a child is listed (named_children skips repeats): a module listed
         # twice (one ReLU at two places of a Sequential) gets one replacement, shared
         # like a module an untraced forward calls twice.

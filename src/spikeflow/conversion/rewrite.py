@@ -37,6 +37,7 @@ from spikeflow.conversion.classify import (
     call_name,
     classify_call,
     moves_batch_dim,
+    own_forward_text,
 )
 from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_counts, set_submodule
 from spikeflow.conversion.inplace import alias_root, clone_input, may_share_memory
@@ -61,6 +62,20 @@ _UNDECIDED = {
 
 def _in_signals(arg: Any, signals: set[fx.Node]) -> bool:
     return isinstance(arg, fx.Node) and arg in signals
+
+
+def _owner(node: fx.Node) -> str:
+    """`` (in the forward of C, a subclass of B with a forward of its own)`` for a call
+    that the forward of such a subclass (of ReLU, QCFS, a max pool or an affine layer)
+    makes, traced (the innermost module whose forward the trace went through), else
+    ``""``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    entry = list(stack.values())[-1]
+    cls = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else None
+    text = own_forward_text(cls) if isinstance(cls, type) else None
+    return f" (in {text})" if text else ""
 
 
 def _is_inplace_relu_call(node: fx.Node) -> bool:
@@ -189,7 +204,9 @@ class GraphRewriter(ABC):
                     gm, node, qualified(node.name), call_name(node), signals, probes
                 ):
                     continue
-                new = self.rewrite_call(gm, node, qualified(node.name), order, root=not prefix)
+                new = self.rewrite_call(
+                    gm, node, qualified(node.name), order, root=not prefix, signals=signals
+                )
                 if new is not None:  # a site: a signal for the calls after it
                     signals.add(new)
         for node, use, index, shared in probes:  # run on the calibration batches, then removed
@@ -214,7 +231,7 @@ class GraphRewriter(ABC):
         trace shows: then it is reported unconverted (True). Where only a run can tell,
         its check joins ``probes``, with a report entry for its answer: a new one, or
         ``entry`` (the module's own, which stays if the check passes)."""
-        if node.op != "call_module" and classify_call(node) not in ("affine", "unknown"):
+        if node.op != "call_module" and classify_call(node, signals) not in ("affine", "unknown"):
             return False  # converted, or reported unconverted for what it computes
         use = batch_dim_use(node, gm, signals)
         if use is None:
@@ -296,22 +313,26 @@ class GraphRewriter(ABC):
         name: str,
         order: dict[fx.Node, int],
         root: bool = False,
+        signals: set[fx.Node] | None = None,
     ) -> fx.Node | None:
-        """Convert, or report, one call; return the node of its site if it got one."""
-        kind = classify_call(node)
+        """Convert, or report, one call; return the node of its site if it got one.
+        ``signals``: the graph's nodes computed from its input (found if not given)."""
+        signals = signal_nodes(gm.graph) if signals is None else signals
+        kind = classify_call(node, signals)
         source = call_name(node)
         if kind == "affine":
             return None  # additions, views, ...: run on every step (not listed one by one)
         if kind == "unsupported":
             detail = (
                 "moves the batch dimension (dim 0), into which the SNN folds time"
-                if moves_batch_dim(node)
+                if moves_batch_dim(node, signals)
                 else "not affine, no spiking equivalent"
             )
-            self.report.add(name, source, "unconverted", detail)
+            self.report.add(name, source, "unconverted", detail + _owner(node))
             return None
         if kind == "unknown":
-            self.report.add(name, source, "unverified", "kept; not known to be affine")
+            detail = "kept; not known to be affine"
+            self.report.add(name, source, "unverified", detail + _owner(node))
             return None
         x = node.args[0] if node.args else node.kwargs.get("input")
         if kind == "activation" and node.target in QCFS_CALLS:
