@@ -183,21 +183,27 @@ def _learn_in_thread(rank: int, store, x: torch.Tensor | None, out: dict, **kwar
     out[rank] = learner.step(on_grad=False)
 
 
-def _two_processes(shards: list, **kwargs) -> dict:
-    """Two gloo ranks (threads of this process, each with its group) step a learner."""
+def _gloo_ranks(target, per_rank: list, **kwargs) -> dict:
+    """Run ``target(rank, store, per_rank[rank], out, **kwargs)`` as gloo ranks (threads
+    of this process, each making its group from the shared store); ``out`` by rank."""
     import threading
 
     import torch.distributed as dist
 
     store, out = dist.HashStore(), {}
-    threads = [threading.Thread(target=_learn_in_thread, args=(rank, store, shard, out),
-                                kwargs=kwargs) for rank, shard in enumerate(shards)]  # fmt: skip
+    threads = [threading.Thread(target=target, args=(rank, store, item, out), kwargs=kwargs)
+               for rank, item in enumerate(per_rank)]  # fmt: skip
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert len(out) == 2, "a rank failed"
+    assert len(out) == len(per_rank), "a rank failed"
     return out
+
+
+def _two_processes(shards: list, **kwargs) -> dict:
+    """Two gloo ranks step a learner, each on its shard."""
+    return _gloo_ranks(_learn_in_thread, shards, **kwargs)
 
 
 def test_processes_average_their_updates_as_ddp_averages_gradients() -> None:
@@ -286,8 +292,6 @@ def test_winner_take_all_processes_sum_their_threshold_rises() -> None:
     """Under torch.distributed each process raised theta by its own spikes only (and
     DDP's buffer broadcast then kept rank 0's): one step per call, synchronised
     processes hold exactly the thresholds of one process on the global batch."""
-    import threading
-
     import torch.distributed as dist
 
     if not dist.is_available():
@@ -299,15 +303,7 @@ def test_winner_take_all_processes_sum_their_threshold_rises() -> None:
         one(x)
 
     def run(**kwargs) -> dict:
-        store, out = dist.HashStore(), {}
-        threads = [threading.Thread(target=_wta_in_thread, args=(rank, store, calls, out),
-                                    kwargs=kwargs) for rank in (0, 1)]  # fmt: skip
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert len(out) == 2, "a rank failed"
-        return out
+        return _gloo_ranks(_wta_in_thread, [calls, calls], **kwargs)
 
     synced = run()
     for rank in (0, 1):
