@@ -80,7 +80,7 @@ DEVKIT_FOLDER = "ILSVRC2012_devkit_t12"
 META_MAT = "data/meta.mat"
 VAL_GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 #: The official validation file names: ``ILSVRC2012_val_<8-digit number>.JPEG``.
-VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.jpe?g", re.IGNORECASE)
+VAL_NAME = re.compile(r"ILSVRC2012_val_([0-9]{8})\.jpe?g", re.IGNORECASE)
 #: The WNIDs the classes must be, and what says so (for error messages).
 Reference = tuple[tuple[str, ...], str]
 

@@ -60,8 +60,8 @@ KAGGLE_SYNSETS = "LOC_synset_mapping.txt"
 #: Bump when the index's content or order changes, so old cache files miss.
 INDEX_VERSION = 1
 INDEX_SUFFIX = ".spikeflow-index.npz"
-#: A WordNet ID: ``n`` and 8 digits.
-WNID = re.compile(r"n\d{8}")
+#: A WordNet ID: ``n`` and 8 ASCII digits (``\d`` would take any script's digits).
+WNID = re.compile(r"n[0-9]{8}")
 #: An archive changed less than this many seconds ago may still be being written.
 _SETTLE_S = 2.0
 
@@ -128,6 +128,10 @@ def _index(archive: Path, nested: bool, extensions: Sequence[str],
     inner = [n.split("/", 1)[1] if nested else n for n in found.names]
     group_of = [found.group_names[g] for g in found.groups.tolist()]
     order = sorted(range(len(inner)), key=lambda i: (group_of[i], inner[i]))
+    for a, b in zip(order, order[1:]):
+        if found.names[a] == found.names[b]:  # extracting keeps one: not that layout
+            raise DataFormatError(f"{archive}: holds member {found.names[a]} twice (data at "
+                                  f"bytes {found.offsets[a]} and {found.offsets[b]})")  # fmt: skip
     encoded = [os.fsencode(found.names[i]) for i in order]
     lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -153,6 +157,35 @@ def _meta(nested: bool, extensions: Sequence[str], identity: tuple[int, int]) ->
             "identity": list(identity)}  # fmt: skip
 
 
+def _check_cached(arrays: dict[str, np.ndarray], stored: object) -> tuple[str, ...]:
+    """The group names of a cache file's ``stored`` metadata; ValueError when its
+    arrays are not an index of an archive of ``stored["identity"][0]`` bytes (a foreign,
+    damaged or hostile file: its offsets are read at)."""
+    if not isinstance(stored, dict):
+        raise ValueError("its metadata is not a JSON object")
+    groups, identity = stored.get("group_names"), stored.get("identity")
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise ValueError("its group names are not a list of strings")
+    if not isinstance(identity, list) or len(identity) != 2:
+        raise ValueError("its archive identity is not (size, mtime)")
+    dtypes = {"blob": np.uint8, "offsets": np.int64, "data_offsets": np.int64,
+              "sizes": np.int64, "groups": np.int64}  # fmt: skip
+    bad = [k for k, dtype in dtypes.items() if arrays[k].dtype != dtype or arrays[k].ndim != 1]
+    if bad:
+        raise ValueError(f"its {bad[0]} array is not a 1-D {np.dtype(dtypes[bad[0]])} array")
+    n = arrays["sizes"].shape[0]
+    offsets, data, sizes = arrays["offsets"], arrays["data_offsets"], arrays["sizes"]
+    if (any(arrays[k].shape != (n,) for k in ("data_offsets", "groups"))
+            or offsets.shape != (n + 1,) or offsets[0] != 0
+            or offsets[-1] != arrays["blob"].size or (np.diff(offsets) < 0).any()):  # fmt: skip
+        raise ValueError("its arrays do not match")
+    if n and (data.min() < 0 or sizes.min() < 0 or (data > identity[0] - sizes).any()):
+        raise ValueError("its byte ranges are not inside the archive")
+    if n and not 0 <= arrays["groups"].min() <= arrays["groups"].max() < len(groups):
+        raise ValueError("its group numbers do not match its groups")
+    return tuple(groups)
+
+
 def _read_cached(path: Path, meta: dict) -> ArchiveContents | None:
     if not path.is_file():
         return None
@@ -160,21 +193,15 @@ def _read_cached(path: Path, meta: dict) -> ArchiveContents | None:
         with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
             stored = json.loads(npz["meta"].tobytes().decode("utf-8"))
             arrays = {k: npz[k] for k in ("blob", "offsets", "data_offsets", "sizes", "groups")}
-        n = arrays["sizes"].shape[0]
+        if isinstance(stored, dict) and {**stored, "group_names": None} != {
+                **meta, "group_names": None}:  # fmt: skip
+            return None  # another archive version, other extensions: stale
+        groups = _check_cached(arrays, stored)
         offsets = arrays["offsets"]
-        shapes_ok = all(arrays[k].shape == (n,) for k in ("data_offsets", "groups"))
-        if (not shapes_ok or offsets.shape != (n + 1,) or (n and offsets[0] != 0)
-                or offsets[-1] != arrays["blob"].size):  # fmt: skip
-            raise ValueError("its arrays do not match")
-        groups = tuple(stored.pop("group_names"))
-        if n and not 0 <= arrays["groups"].min() <= arrays["groups"].max() < len(groups):
-            raise ValueError("its group numbers do not match its groups")
-    except Exception as exc:  # a truncated or foreign file: index again
+    except Exception as exc:  # a truncated, foreign or hostile file: index again
         warnings.warn(f"archive index cache {path} is unreadable ({exc}); indexing again",
                       CacheCorruptionWarning, stacklevel=4)  # fmt: skip
         return None
-    if stored != meta:
-        return None  # another archive version, other extensions: stale
     return ArchiveContents(arrays["blob"], offsets, arrays["data_offsets"], arrays["sizes"],
                            arrays["groups"], groups, tuple(meta["identity"]))  # fmt: skip
 
@@ -227,7 +254,8 @@ def archive_contents(
 
 def read_synset_mapping(path: Path, classes: int = 1000) -> dict[str, str]:
     """WNID -> words from Kaggle's ``LOC_synset_mapping.txt`` (``<wnid> <words>`` per
-    line, e.g. ``n01440764 tench, Tinca tinca``), in file order.
+    line, e.g. ``n01440764 tench, Tinca tinca``; a UTF-8 byte-order mark, CRLF line
+    ends and a tab after the WNID are read too), in file order.
 
     Raises:
         DataFormatError: a line that is not a WNID (``n`` and 8 digits), a space and
@@ -239,10 +267,10 @@ def read_synset_mapping(path: Path, classes: int = 1000) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
     words: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         if not line.strip():
             continue
-        wnid, _, names = line.strip().partition(" ")
+        wnid, _, names = line.strip().replace("\t", " ", 1).partition(" ")
         if WNID.fullmatch(wnid) is None or not names.strip():
             raise DataFormatError(f"{path}: line {number}: {line[:40]!r} is not '<wnid> <words>' "
                                   "(a WNID is n and 8 digits)")  # fmt: skip
@@ -257,7 +285,7 @@ def read_synset_mapping(path: Path, classes: int = 1000) -> dict[str, str]:
 def read_val_solution(path: Path, wnids: Collection[str] | None = None) -> dict[str, str]:
     """ImageId -> WNID from Kaggle's ``LOC_val_solution.csv`` (header
     ``ImageId,PredictionString``; the WNID is the prediction string's first token, the
-    rest its boxes).
+    rest its boxes; a UTF-8 byte-order mark, CRLF line ends and quoted fields are read).
 
     Args:
         path: the file.
@@ -273,13 +301,14 @@ def read_val_solution(path: Path, wnids: Collection[str] | None = None) -> dict[
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quoted field left open (a file cut short) is an error, not a row
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     labels: dict[str, str] = {}
     try:
         for row in reader:
             number = reader.line_num
             if number == 1:
-                if [f.strip().lstrip("\ufeff") for f in row] != ["ImageId", "PredictionString"]:
+                if [f.strip() for f in row] != ["ImageId", "PredictionString"]:
                     raise DataFormatError(f"{path}: line 1: header {row!r}; expected "
                                           "ImageId,PredictionString")  # fmt: skip
                 continue

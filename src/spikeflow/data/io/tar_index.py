@@ -43,6 +43,10 @@ __all__ = [
 
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
+#: The most bytes a pax header or GNU long name may hold (they are read into memory:
+#: a path is at most a few KiB, a pax header with extended attributes rarely 1 MiB).
+MAX_METADATA = 16 << 20
+_OCTAL_DIGITS = b"01234567"
 #: Member types whose data is the file's bytes (tarfile reads CONTTYPE as regular too).
 _REGULAR = frozenset(b"0\x007")
 _DIRECTORY = ord("5")
@@ -94,19 +98,17 @@ def compression_of(head: bytes) -> str | None:
 
 
 def _number(field: bytes) -> int | None:
-    """A header's numeric field: octal text (NUL- or space-terminated) or GNU base-256
-    (first byte 0x80); None when it is neither or negative."""
+    """A header's numeric field: octal digits (space-padded, NUL- or space-terminated)
+    or GNU base-256 (first byte 0x80); None when it is neither or negative (no sign,
+    ``0o`` prefix, underscore or other white space: ``int`` would take those)."""
     if field[0] == 0x80:
         return int.from_bytes(field[1:], "big")
     if field[0] & 0x80:
         return None  # 0xff: a negative base-256 number, not a size or checksum
     text = field.split(b"\x00", 1)[0].strip(b" ")
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
+    if text.translate(None, _OCTAL_DIGITS):
         return None
+    return int(text, 8) if text else 0
 
 
 def _checksum_ok(block: bytes) -> bool:
@@ -143,6 +145,22 @@ def _pax_records(data: bytes, where: str, header: int) -> dict[str, str]:
     return records
 
 
+def _metadata(read_at: ReadAt, data: int, size: int, end: int, what: str, where: str,
+              header: int) -> bytes:  # fmt: skip
+    """The ``size`` bytes at ``data`` of a pax header or GNU long name (``what``)."""
+    if data + size > end:
+        raise DataFormatError(f"{where}: truncated at byte {header}: {what} of {size} bytes "
+                              f"runs past the end (byte {end})")  # fmt: skip
+    if size > MAX_METADATA:
+        raise DataFormatError(f"{where}: byte {header}: {what} of {size} bytes (more than "
+                              f"{MAX_METADATA}): not an archive of files")  # fmt: skip
+    return read_at(data, size)
+
+
+def _is_header(block: bytes) -> bool:
+    return len(block) == _BLOCK and block != _ZERO_BLOCK and _checksum_ok(block)
+
+
 def scan_tar(read_at: ReadAt, start: int, end: int, where: str) -> Iterator[TarMember]:
     """The members of the tar in bytes ``[start, end)`` of a file, from their headers
     alone, in archive order (metadata headers folded into the member they describe).
@@ -156,8 +174,10 @@ def scan_tar(read_at: ReadAt, start: int, end: int, where: str) -> Iterator[TarM
     Raises:
         DataFormatError: compressed data, a header whose checksum fails (not a tar, or
             corrupt), a member or header that runs past ``end``, no end-of-archive
-            block before ``end``, a malformed pax header; each names ``where`` and the
-            byte offset in the file.
+            block before ``end``, a malformed or oversized (past :data:`MAX_METADATA`)
+            pax header or long name, a zero block followed by a header (a header lost
+            to zeros, which would hide the members after it); each names ``where`` and
+            the byte offset in the file.
     """
     pos = start
     long_name: str | None = None
@@ -170,6 +190,12 @@ def scan_tar(read_at: ReadAt, start: int, end: int, where: str) -> Iterator[TarM
                 "its end-of-archive block (an incomplete download or copy?)"
             )
         if block == _ZERO_BLOCK:
+            after = read_at(pos + _BLOCK, _BLOCK) if pos + 2 * _BLOCK <= end else b""
+            if _is_header(after):
+                raise DataFormatError(
+                    f"{where}: byte {pos}: a zero block followed by a member header at byte "
+                    f"{pos + _BLOCK}: a corrupt archive (a header lost to zeros?)"
+                )
             return
         if not _checksum_ok(block):
             kind = compression_of(block) if pos == start else None
@@ -185,20 +211,16 @@ def scan_tar(read_at: ReadAt, start: int, end: int, where: str) -> Iterator[TarM
         kind_flag = block[156]
         data = pos + _BLOCK
         if kind_flag in b"xg":  # pax: records for the next member / global
-            if data + size > end:
-                raise DataFormatError(f"{where}: truncated at byte {pos}: a pax header of "
-                                      f"{size} bytes runs past the end (byte {end})")  # fmt: skip
-            records = _pax_records(read_at(data, size), where, pos)
+            text = _metadata(read_at, data, size, end, "a pax header", where, pos)
+            records = _pax_records(text, where, pos)
             if kind_flag == ord("x"):
                 pax.update(records)
             pos = data + -(-size // _BLOCK) * _BLOCK
             continue
         if kind_flag in b"LK":  # GNU long name / long link name
-            if data + size > end:
-                raise DataFormatError(f"{where}: truncated at byte {pos}: a long-name header "
-                                      f"runs past the archive's end (byte {end})")  # fmt: skip
+            text = _metadata(read_at, data, size, end, "a long-name header", where, pos)
             if kind_flag == ord("L"):
-                long_name = _text(read_at(data, size))
+                long_name = _text(text)
             pos = data + -(-size // _BLOCK) * _BLOCK
             continue
         if long_name is not None:
@@ -210,7 +232,8 @@ def scan_tar(read_at: ReadAt, start: int, end: int, where: str) -> Iterator[TarM
             if block[257:263] == b"ustar\x00" and block[345] != 0:  # POSIX name prefix
                 name = f"{_text(block[345:500])}/{name}"
         if "size" in pax:
-            size = int(pax["size"]) if pax["size"].isdigit() else -1
+            digits = pax["size"]
+            size = int(digits) if digits.isascii() and digits.isdigit() else -1
             if size < 0:
                 raise DataFormatError(f"{where}: byte {pos}: member {name}: the pax size "
                                       f"{pax['size']!r} is not a number")  # fmt: skip
@@ -244,6 +267,18 @@ def _regular(members: Iterator[TarMember], where: str) -> Iterator[TarMember]:
                 "not a regular file: spikeflow reads a member's bytes in place, so the "
                 "archive must hold the files themselves"
             )
+
+
+def _relative(member: TarMember, where: str) -> str:
+    """``member``'s name, refused when extracting it would write outside the folder
+    extracted into (an absolute name, or a ``..`` component): such an archive does not
+    extract to the layout it is read as."""
+    name = member.name
+    if name.startswith("/") or ".." in name.split("/") or not name:
+        raise DataFormatError(f"{where}: member {name!r} (header at byte {member.header}) is "
+                              "not a relative path inside the archive (empty, absolute or "
+                              "with a '..' component)")  # fmt: skip
+    return name
 
 
 @dataclass(frozen=True)
@@ -287,8 +322,9 @@ def index_tar(
     Raises:
         DataFormatError: what :func:`scan_tar` refuses (for the outer tar or an inner
             one, named ``<path>: member <inner>.tar``); a member that is neither a
-            regular file nor a directory (a link, a device, ...); in a nested tar, a
-            member that is not a ``.tar``, or a compressed inner tar.
+            regular file nor a directory (a link, a device, ...); a listed member (or
+            inner tar) whose name is empty, absolute or has a ``..`` component; in a
+            nested tar, a member that is not a ``.tar``, or a compressed inner tar.
         OSError: the file cannot be opened.
     """
     path = Path(path)
@@ -305,13 +341,13 @@ def index_tar(
             group_names.append("")
             for member in outer:
                 if keep(member.name):
-                    names.append(member.name)
+                    names.append(_relative(member, str(path)))
                     offsets.append(member.offset)
                     sizes.append(member.size)
             groups = [0] * len(names)
         else:
             for member in outer:
-                where = f"{path}: member {member.name}"
+                where = f"{path}: member {_relative(member, str(path))}"
                 if not member.name.endswith(".tar"):
                     raise DataFormatError(f"{where} (byte {member.header}) is not a .tar: "
                                           "expected a tar of tars")  # fmt: skip
@@ -326,7 +362,7 @@ def index_tar(
                 inner = scan_tar(read_at, member.offset, member.offset + member.size, where)
                 for item in _regular(inner, where):
                     if keep(item.name):
-                        names.append(f"{member.name}/{item.name}")
+                        names.append(f"{member.name}/{_relative(item, where)}")
                         offsets.append(item.offset)
                         sizes.append(item.size)
                         groups.append(group)
