@@ -517,6 +517,156 @@ def test_base256_sizes_and_signed_checksums_are_read(tmp_path):
         index_tar(path)
 
 
+def header(name: str = "a.JPEG", size: bytes = b"0", kind: bytes = b"0") -> bytes:
+    """A ustar header with a raw size field and a valid checksum (hand-edited fields)."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    block = bytearray(info.tobuf(tarfile.USTAR_FORMAT))
+    block[124:136] = size.ljust(12, b"\x00")
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def pax_header(key: bytes, value: bytes) -> bytes:
+    record = b" %s=%s\n" % (key, value)
+    record = b"%d%s" % (len(record) + 2, record)  # its length, two digits
+    assert 10 <= len(record) < 100
+    body = record + bytes(-len(record) % 512)
+    return header("PaxHeader", b"%011o" % len(record), b"x") + body
+
+
+END = bytes(1024)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            header(size=b"-7") + END, r"byte 0: the header's size field b'-7", id="negative"
+        ),
+        pytest.param(header(size=b"+7") + bytes(512) + END, r"byte 0: .*b'\+7", id="signed"),
+        pytest.param(header(size=b"0o7") + bytes(512) + END, r"byte 0: .*b'0o7", id="0o"),
+        pytest.param(header(size=b"\t7") + bytes(512) + END, r"byte 0: .*b'\\t7", id="tab"),
+        pytest.param(
+            header("././@LongLink", b"-2000", b"L") + header() + END,
+            r"byte 0: the header's size field b'-2000",
+            id="long-name-negative",
+        ),
+        pytest.param(
+            pax_header(b"size", "²".encode()) + header() + END,
+            r"byte 1024: member a\.JPEG: the pax size '²' is not a number",
+            id="pax-size-superscript",
+        ),
+        pytest.param(
+            pax_header(b"size", "١".encode()) + header() + bytes(512) + END,
+            r"byte 1024: member a\.JPEG: the pax size '١' is not a number",
+            id="pax-size-arabic",
+        ),
+        pytest.param(
+            header("a.JPEG") + bytes(512) + header("b.JPEG") + END,
+            r"byte 512: a zero block followed by a member header at byte 1024",
+            id="lone-zero-block",
+        ),
+        pytest.param(
+            header("../../x.JPEG") + END,
+            r"member '\.\./\.\./x\.JPEG' \(header at byte 0\) is not a relative path",
+            id="dot-dot",
+        ),
+        pytest.param(header("/x.JPEG") + END, r"member '/x\.JPEG' .*not a relative", id="absolute"),
+    ],
+)
+def test_hostile_headers_are_refused_with_file_and_offset(tmp_path, data, message):
+    """Fields that ``int(text, 8)`` or ``str.isdigit`` would take (a negative size
+    sent the scan backwards, forever for -2000), negative sizes of metadata headers (an
+    OSError from pread), a lone zero block hiding the members after it, names that
+    extract outside the folder."""
+    path = tmp_path / "hostile.tar"
+    path.write_bytes(data)
+    with pytest.raises(DataFormatError, match=r"hostile\.tar: " + message):
+        index_tar(path)
+
+
+def test_an_oversized_pax_header_is_refused_unread(tmp_path):
+    """A pax header (or long name) is read into memory: one claiming more than
+    MAX_METADATA bytes is refused before the read (a sparse file keeps this small)."""
+    from spikeflow.data.io.tar_index import MAX_METADATA
+
+    path = tmp_path / "hostile.tar"
+    size = MAX_METADATA + 1
+    with open(path, "wb") as fh:
+        fh.write(header("PaxHeader", b"%011o" % size, b"x"))
+        fh.seek(512 + size + (-size % 512))
+        fh.write(header() + END)
+    with pytest.raises(DataFormatError, match=rf"hostile\.tar: byte 0: a pax header of {size} "
+                                              "bytes"):  # fmt: skip
+        index_tar(path)
+    path.write_bytes(header("././@LongLink", b"%011o" % size, b"L") + END)
+    with pytest.raises(DataFormatError, match=r"truncated at byte 0: a long-name header of"):
+        index_tar(path)
+
+
+def test_a_member_twice_in_an_inner_tar_is_refused(tmp_path):
+    """Extracting keeps one of two same-named members; the archive would list both."""
+    twice = tar_bytes([("n00000000_1.JPEG", jpeg(0, (8, 8))), ("n00000000_1.JPEG", b"x")])
+    (tmp_path / TRAIN_TAR).write_bytes(small_outer({"n00000000.tar": twice}))
+    with pytest.raises(DataFormatError, match=r"img_train\.tar: holds member n00000000\.tar/"
+                                              r"n00000000_1\.JPEG twice \(data at bytes 1024 "
+                                              r"and 2560\)"):  # fmt: skip
+        ImageNet(tmp_path, train=True)
+
+
+def _edit_npz(path: Path, **arrays) -> None:
+    with np.load(path) as npz:
+        contents = {k: npz[k] for k in npz.files}
+    contents.update(arrays)
+    with open(path, "wb") as fh:
+        np.savez(fh, **contents)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (dict(data_offsets=np.asarray([-512, 1536])), "byte ranges are not inside the archive"),
+        (dict(data_offsets=np.asarray([512, 10**9])), "byte ranges are not inside the archive"),
+        (dict(sizes=np.asarray([4, -1])), "byte ranges are not inside the archive"),
+        (dict(data_offsets=np.asarray([512.0, 1536.0])), "data_offsets array is not a 1-D int64"),
+        (dict(blob=np.asarray([1, 2])), "blob array is not a 1-D uint8"),
+        (dict(offsets=np.asarray([0, 13, 12])), "arrays do not match"),
+    ],
+)
+def test_a_damaged_or_hostile_index_cache_is_rebuilt(tmp_path, edit, message):
+    """A cache file whose arrays are well-formed but point outside the archive (its
+    offsets are read at) is refused like an unreadable one, and the archive indexed
+    again."""
+    archive = tmp_path / "flat.tar"
+    archive.write_bytes(tar_bytes([("a.JPEG", b"abcd"), ("b.JPEG", b"efgh")]))
+    backdate(archive)
+    cache = tmp_path / "cache"
+    first = archives_module.archive_contents(archive, False, IMAGE_EXTENSIONS, cache)
+    (index,) = (cache / "tar-indexes").glob("*.npz")
+    blob = np.frombuffer(b"a.JPEGb.JPEG", np.uint8)
+    assert first.data_offsets.tolist() == [512, 1536]
+    assert first.blob.tobytes() == blob.tobytes()
+    _edit_npz(index, **edit)
+    with pytest.warns(CacheCorruptionWarning, match=message):
+        again = archives_module.archive_contents(archive, False, IMAGE_EXTENSIONS, cache)
+    assert again.names() == ["a.JPEG", "b.JPEG"]
+    assert again.data_offsets.tolist() == [512, 1536] and again.sizes.tolist() == [4, 4]
+    assert archives_module.archive_contents(archive, False, IMAGE_EXTENSIONS, cache).names() == [
+        "a.JPEG", "b.JPEG"]  # fmt: skip
+
+
+def test_validation_numbers_are_ascii_digits(tmp_path):
+    """``\\d`` matches any script's digits: ``ILSVRC2012_val_٠٠٠٠٠٠٠١.JPEG`` is not
+    image 1."""
+    name = "ILSVRC2012_val_" + "٠" * 7 + "١.JPEG"
+    (tmp_path / VAL_TAR).write_bytes(tar_bytes([(name, jpeg(0, (8, 8)))]))
+    write_devkit(tmp_path, VAL_LABELS[:1])
+    with pytest.raises(DataFormatError, match="not an official validation file name"):
+        ImageNet(tmp_path, train=False)
+
+
 # -- Kaggle's layout ----------------------------------------------------------------------------
 
 SOLUTION_HEADER = "ImageId,PredictionString\n"
@@ -633,6 +783,35 @@ def test_malformed_kaggle_files_name_file_and_line(kaggle, tmp_path, name, text,
     (root / name).write_text(text)
     with pytest.raises(DataFormatError, match=message):
         ImageNet(root, train=False)
+
+
+def test_kaggle_files_with_a_bom_crlf_and_quotes_are_read(tmp_path):
+    """What a spreadsheet program saves: a byte-order mark before a quoted header, CRLF,
+    quoted fields; a tab after the mapping's WNID."""
+    solution = tmp_path / "LOC_val_solution.csv"
+    text = '\ufeff"ImageId","PredictionString"\r\n"a","n01440764 1 2 3 4"\r\nb,n01443537 5\r\n'
+    solution.write_bytes(text.encode())
+    assert archives_module.read_val_solution(solution) == {"a": "n01440764", "b": "n01443537"}
+    mapping = tmp_path / "LOC_synset_mapping.txt"
+    mapping.write_bytes("\ufeffn01440764 tench, Tinca tinca\r\nn01443537\tgoldfish\r\n".encode())
+    assert archives_module.read_synset_mapping(mapping, classes=2) == {
+        "n01440764": "tench, Tinca tinca", "n01443537": "goldfish"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("s.csv", SOLUTION_HEADER + 'x,"n01440764 1 2\n', r"s\.csv: line 2: unexpected end"),
+        ("s.csv", SOLUTION_HEADER + "x,n٠١٤٤٠٧٦٤ 1\n", r"s\.csv: line 2: 'x,n٠١٤٤٠٧٦٤ 1' is not"),
+        ("m.txt", "n٠١٤٤٠٧٦٤ fish\n", r"m\.txt: line 1: 'n٠١٤٤٠٧٦٤ fish' is not '<wnid>"),
+    ],
+)
+def test_kaggle_files_cut_short_or_with_foreign_digits_are_refused(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    read = archives_module.read_val_solution if name.endswith(".csv") else functools.partial(
+        archives_module.read_synset_mapping, classes=1)  # fmt: skip
+    with pytest.raises(DataFormatError, match=message):
+        read(tmp_path / name)
 
 
 def test_kaggle_validation_errors_are_named(kaggle, tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -128,7 +129,7 @@ def _index(archive: Path, nested: bool, extensions: Sequence[str],
     inner = [n.split("/", 1)[1] if nested else n for n in found.names]
     group_of = [found.group_names[g] for g in found.groups.tolist()]
     order = sorted(range(len(inner)), key=lambda i: (group_of[i], inner[i]))
-    for a, b in zip(order, order[1:]):
+    for a, b in itertools.pairwise(order):
         if found.names[a] == found.names[b]:  # extracting keeps one: not that layout
             raise DataFormatError(f"{archive}: holds member {found.names[a]} twice (data at "
                                   f"bytes {found.offsets[a]} and {found.offsets[b]})")  # fmt: skip
