@@ -118,7 +118,7 @@ def test_forward_hooks_see_run_calls_and_a_nested_run_is_refused():
     lif.register_forward_hook(lambda m, args, out: m.run(args[0]))
     with pytest.raises(StateError, match="inside its own run"):
         lif.run(x)
-    assert lif.__dict__["_explicit"] is None
+    assert "_explicit" not in lif.__dict__
 
 
 def test_the_peers_state_in_state_out_loops_port_to_run():
@@ -233,3 +233,112 @@ def test_a_step_loop_of_run_calls_compiles_in_one_graph():
     assert expected.sum() > 0
     torch._dynamo.reset()
     assert torch.equal(torch.compile(loop, backend="aot_eager", fullgraph=True)(x), expected)
+
+
+def test_modules_that_count_steps_or_keep_nothing_run_from_the_state_alone():
+    """GLIF and the masked PSN count steps, the sliding PSN and BN-through-time carry
+    their state only while carrying it: each sequence's count is in its own state (two
+    sequences interleaved), the module's own count is left alone, and a call that keeps
+    nothing (dropout in eval mode, a whole-sequence masked PSN) returns {}."""
+    x, y = inputs().detach(), inputs(1).detach()
+    glif = neurons.GatedLIFNode(T=T).double()
+    want_x, want_y = glif(x), glif(y)
+    count = glif._t  # a plain call's, untouched by run()
+    out_x, s_x = glif.run(x[:5])
+    out_y, s_y = glif.run(y[:3])
+    more_x, _ = glif.run(x[5:], s_x)
+    more_y, _ = glif.run(y[3:], s_y)
+    assert torch.equal(torch.cat([out_x, more_x]), want_x)
+    assert torch.equal(torch.cat([out_y, more_y]), want_y)
+    assert glif._t == count and glif.state is None
+    psn = neurons.MaskedPSN(k=3, T=T, lambda_init=1.0).double()
+    want = psn(x)
+    psn.step_mode = "s"
+    states, outs = [None, None], []
+    for t in range(T):
+        z, states[0] = psn.run(x[t], states[0])
+        _, states[1] = psn.run(y[t], states[1])  # another sequence in between
+        outs.append(z)
+    assert torch.equal(torch.stack(outs), want) and psn._t == 0
+    psn.step_mode = "m"
+    assert psn.run(x)[1] == {} and torch.equal(psn.run(x, {})[0], want)
+    for make in (lambda: neurons.SlidingPSN(k=3), lambda: layers.BatchNormThroughTime1d(N, T)):
+        module = make().double()
+        first, state = module.run(x[:4])
+        second, _ = module.run(x[4:], state)
+        assert torch.equal(torch.cat([first, second]), module(x))
+    dropout = layers.Dropout(0.5).eval()
+    assert dropout.run(x)[1] == {} and torch.equal(dropout.run(x, {})[0], x)
+
+
+def test_a_recomputed_block_inside_run_recomputes_from_the_chunks_state():
+    from spikeflow.memory import Recomputed
+
+    x = inputs(2)
+    net = small_net()
+    full = net(x)
+    weighted_sum(full).backward()
+    expected = x.grad.clone()
+    x.grad = None
+    net[1] = Recomputed(net[1])
+    outs, state = [], None
+    for chunk in x.split([5, 7]):
+        out, state = functional.run(net, chunk, state)
+        outs.append(out)
+    assert "1.module" in state
+    weighted_sum(torch.cat(outs)).backward()
+    torch.testing.assert_close(x.grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_monitors_see_a_run_loop_as_one_sequence():
+    from spikeflow.losses import LayerSpikes
+    from spikeflow.training import SpikeMonitor
+
+    x = inputs(2).detach()
+    net = small_net("s")
+    with SpikeMonitor(net, layers=["1"]) as monitor, LayerSpikes(net, layers=["1"]) as kept:
+        state = None
+        for x_t in x:
+            _, state = functional.run(net, x_t, state)
+        (stats,) = monitor.summary()
+        assert stats.spikes_per_sample == stats.spikes / B  # one sequence of B samples
+        assert kept.spikes["1"].shape == (T, B, 6)  # every step, not the last one
+        assert stats.spikes == kept.spikes["1"].sum() > 0
+
+
+def test_a_copy_made_inside_run_is_an_ordinary_module():
+    import copy
+
+    lif = neurons.LIFNode(tau=2.0).double()
+    copies = []
+    lif.register_forward_hook(lambda m, args, out: copies.append(copy.deepcopy(m)))
+    lif.register_forward_hook(lambda m, args, out: copies.append(copy.copy(m)))  # __getstate__
+    x = inputs()
+    lif.run(x[:4])
+    for replica in copies:
+        replica._forward_hooks = {}
+        assert "_explicit" not in replica.__dict__
+        with pytest.raises(StateError, match="streaming is off"):
+            replica.step_mode = "s"
+            replica(x[0])  # not in run(): a single step needs streaming again
+
+
+def test_run_refuses_a_module_used_twice_and_a_state_on_another_device():
+    class Twice(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lif = neurons.LIFNode(tau=2.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lif(self.lif(x) + x)
+
+    x = inputs().detach().float()
+    with pytest.raises(StateError, match="LIFNode ran two multi-step calls in one run"):
+        functional.run(Twice(), x)
+    lif = neurons.LIFNode(tau=2.0)
+    _, state = lif.run(x[:2])
+    moved = {"v": state["v"].to("meta")}
+    with pytest.raises(StateError, match="'v' is on device meta but the input is on cpu"):
+        lif.run(x[2:], moved)
+    with pytest.raises(StateError, match=r"state\['lif'\] 'v' is on device meta"):
+        functional.run(Twice(), x, {"lif": moved})

@@ -156,6 +156,7 @@ class MemoryModule(StepModule, nn.Module):
         graph (PyTorch cannot deep-copy a tensor that is not a graph leaf, so a model
         copied after a training step, for an EMA or by the NIR export, failed)."""
         state = super().__getstate__()
+        state.pop("_explicit", None)  # a copy made inside run() is not in that run
         if state.get("_state") is not None:
             state["_state"] = {k: v.detach() for k, v in state["_state"].items()}
         for name in self._graph_attributes:
@@ -179,6 +180,7 @@ class MemoryModule(StepModule, nn.Module):
                 keep.append(tensor)
         attributes = dict(self.__dict__)
         attributes.pop("_compiled_call_impl", None)  # as nn.Module.__getstate__
+        attributes.pop("_explicit", None)  # a copy made inside run() is not in that run
         replica.__dict__ = copy.deepcopy(attributes, memo)
         return replica
 
@@ -196,6 +198,28 @@ class MemoryModule(StepModule, nn.Module):
         if self._state is not None:
             self._state = {k: v.detach() for k, v in self._state.items()}
 
+    @property
+    def _carrying(self) -> bool:
+        """Whether calls carry state from one to the next: streaming, or inside an
+        explicit-state call (:meth:`run`), whose state is carried as streaming's is."""
+        return self.streaming or self.__dict__.get("_explicit") is not None
+
+    def _explicit_call(self) -> bool:
+        """Whether this call is part of an explicit-state call (:meth:`run`): a module
+        that keeps state outside :meth:`_keep_state` (a step counter) must put it in
+        the state it keeps then."""
+        return self.__dict__.get("_explicit") is not None
+
+    def continues_sequence(self) -> bool:
+        """Whether the next call continues a sequence rather than starting one: it
+        starts from a carried state (streaming) or from a state :meth:`run` was given or
+        an earlier call of the same run kept. What a forward pre-hook that counts
+        sequences (the training monitors) asks."""
+        explicit = self.__dict__.get("_explicit")
+        if explicit is not None:
+            return explicit.current is not None
+        return self.streaming and self._state is not None
+
     def run(
         self, x: Any, state: Mapping[str, Tensor] | None = None
     ) -> tuple[Any, dict[str, Tensor]]:
@@ -206,15 +230,17 @@ class MemoryModule(StepModule, nn.Module):
         in multi-step mode, one step ``[B, ...]`` in single-step mode, which needs no
         streaming here). Gradients flow through the state from call to call (detach it
         for truncated BPTT). The module's own carried state, ``streaming`` flag and
-        step mode are left as they were. Forward hooks run as in any call.
+        step mode are left as they were. Forward hooks run as in any call. A module
+        that keeps no state for a call (dropout in eval mode, a whole-sequence call of
+        ``MaskedPSN``) returns ``{}``, which may be passed back in.
 
         Raises:
             ConfigurationError: the module holds other stateful modules (their state
                 would not be in ``state``: stream the model instead), or ``state`` is not
                 a mapping of names to tensors.
-            StateError: a state whose tensors do not fit this input's steps, a state
-                missing one of the module's keys, or a call inside another ``run`` of
-                the same module.
+            StateError: a state whose tensors do not fit this input's steps or are on
+                another device than the input, a state missing one of the module's keys,
+                or a call inside another ``run`` of the same module.
         """
         inner = [
             n for n, m in self.named_modules() if m is not self and isinstance(m, MemoryModule)
@@ -229,8 +255,9 @@ class MemoryModule(StepModule, nn.Module):
 
         check_streamable(self)
         given = check_state(state, f"{type(self).__name__}.run: state")
+        check_state_device(given, x, f"{type(self).__name__}.run: state")
         output, final = run_explicit({"": self}, {"": given}, lambda: self(x))
-        return output, final[""]
+        return output, final.get("", {})
 
     def _carried_state(self, step_shape: torch.Size) -> dict[str, Tensor] | None:
         """State to start this call from: ``None`` means the initial state.
@@ -300,6 +327,13 @@ class MemoryModule(StepModule, nn.Module):
         """Store ``state`` for the next call if streaming (otherwise drop it)."""
         explicit = self.__dict__.get("_explicit")
         if explicit is not None:  # run(x, state): handed back, not kept
+            if explicit.final is not None and self.step_mode == "m":
+                raise StateError(
+                    f"{type(self).__name__} ran two multi-step calls in one run() (a module "
+                    "used twice in the forward): the second would start from the first's "
+                    "final state, where a plain call starts each from the initial state. "
+                    "Give each use its own module."
+                )
             explicit.final = explicit.current = state
             return
         if self.streaming:
@@ -316,6 +350,19 @@ class _ExplicitState:
     def __init__(self, given: dict[str, Tensor] | None) -> None:
         self.current = given
         self.final: dict[str, Tensor] | None = None
+
+
+def check_state_device(state: Mapping[str, Tensor] | None, x: Any, what: str) -> None:
+    """A StateError starting with ``what`` naming the first tensor of ``state`` on
+    another device than ``x`` (when ``x`` is a tensor)."""
+    if state is None or not isinstance(x, Tensor):
+        return
+    for name, value in state.items():
+        if value.device != x.device:
+            raise StateError(
+                f"{what} '{name}' is on device {value.device} but the input is on "
+                f"{x.device}: move the state with the input (.to(device))"
+            )
 
 
 def check_state(state: object, what: str) -> dict[str, Tensor] | None:
@@ -367,13 +414,16 @@ def run_explicit(
         raise
     finally:
         for module in modules.values():
-            module.__dict__["_explicit"] = None
+            module.__dict__.pop("_explicit", None)
     final = {name: slot.final for name, slot in slots.items() if slot.final is not None}
     for name, state in given.items():
         kept = final.get(name)
         label = name or type(modules[name]).__name__
-        if state is not None and kept is None:
-            raise StateError(f"run: {label} was given a state but was not called")
+        if state and kept is None:
+            raise StateError(
+                f"run: {label} was given a state but kept none (it was not called, or "
+                "this call keeps no state, as dropout in eval mode)"
+            )
         if state is not None and kept is not None and set(state) != set(kept):
             raise StateError(
                 f"run: the state given for {label} has {sorted(state)}, its state {sorted(kept)}"

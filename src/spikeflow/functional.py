@@ -29,6 +29,7 @@ from spikeflow.base import (
     MemoryModule,
     StepModule,
     check_state,
+    check_state_device,
     check_step_mode,
     check_time_major,
     run_explicit,
@@ -119,8 +120,9 @@ def run(
             mappings of tensors, or names a module that is not a stateful module of
             ``net``.
         StateError: a module that cannot stream (see :func:`streaming`), a state
-            that does not fit the input, misses or adds a variable, or belongs to a
-            module the call did not run.
+            that does not fit the input (or is on another device), misses or adds a
+            variable, or belongs to a module the call did not run; a module run twice
+            in multi-step mode within the call (used twice in the forward).
     """
     check_streamable(net)
     modules = {name: m for name, m in net.named_modules() if isinstance(m, MemoryModule)}
@@ -138,6 +140,8 @@ def run(
                 f"(those are {list(modules)})"
             )
         given = {name: check_state(value, f"run: state[{name!r}]") for name, value in state.items()}
+        for name, value in given.items():
+            check_state_device(value, x, f"run: state[{name!r}]")
     return run_explicit(modules, given, lambda: net(x))
 
 

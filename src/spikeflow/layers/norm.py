@@ -161,7 +161,7 @@ class _TimeIndexedNorm(MemoryModule):
         state = self._carried_state(seq.shape[1:])
         t0 = 0 if state is None else int(state["t"])
         n = seq.shape[0]
-        if self.step_mode == "m" and not self.streaming and n != self.T:
+        if self.step_mode == "m" and not self._carrying and n != self.T:
             raise ShapeError(
                 f"{name} was configured for T={self.T} time steps (it has parameters for "
                 f"each), but the input has T={n} (shape {tuple(x.shape)})"

@@ -155,8 +155,7 @@ class LayerSpikes:
         def pre_hook(module: nn.Module, inputs: Any) -> None:
             if reruns_forward():
                 return
-            carried = isinstance(module, MemoryModule) and module.streaming
-            if not (carried and module.state is not None):
+            if not (isinstance(module, MemoryModule) and module.continues_sequence()):
                 self._fresh[name] = True  # a new sequence starts at this call
 
         return pre_hook

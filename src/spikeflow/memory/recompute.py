@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from spikeflow._compile_marks import eager_under_compile
-from spikeflow.base import MemoryModule
+from spikeflow.base import MemoryModule, _ExplicitState
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory.packing import PackedSpikes, pack_spikes, try_pack_spikes, unpack_spikes
 
@@ -187,8 +187,10 @@ _REGISTRIES = frozenset(nn.Module().__dict__) - {"training"}
 
 
 def _copied(value: Any) -> Any:
-    """Dicts and lists copied (a call may fill them in place), other values as they are."""
-    return copy.copy(value) if isinstance(value, dict | list) else value
+    """Dicts and lists copied (a call may fill them in place), and an explicit-state
+    call's slot (:meth:`MemoryModule.run`, which each call moves on to its final state),
+    other values as they are."""
+    return copy.copy(value) if isinstance(value, dict | list | _ExplicitState) else value
 
 
 def _attributes(m: MemoryModule, skip: tuple[str, ...] = ()) -> dict[str, Any]:

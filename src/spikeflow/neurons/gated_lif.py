@@ -240,7 +240,12 @@ class GatedLIFNode(BaseNode):
         """Spikes for ``x``: ``[T', B, ...]`` (``T' <= T``) in multi-step mode, ``[B, ...]``
         in single-step mode."""
         x_seq = self._check_input(x)
-        start = 0 if self._carried_state(x_seq.shape[1:]) is None else self._t
+        carried = self._carried_state(x_seq.shape[1:])
+        explicit = self._explicit_call()  # run(x, state): the step index is in the state
+        if carried is None:
+            start = 0
+        else:
+            start = int(carried["t"]) if explicit else self._t
         steps = x_seq.shape[0]
         if start + steps > self.T:
             if start == 0:
@@ -260,7 +265,11 @@ class GatedLIFNode(BaseNode):
         gate = gate.view(steps, *(1,) * (x_seq.dim() - 1 - len(self._channels)), *self._channels)
         x_gated = x_seq * gate.to(x_seq.dtype)
         spikes = super().forward(x_gated if self.step_mode == "m" else x_gated[0])
-        self._t = start + steps
+        if explicit:  # handed back with the state, the module's own count left alone
+            kept = self.__dict__["_explicit"]
+            kept.final = kept.current = {**kept.final, "t": torch.tensor(start + steps)}
+        else:
+            self._t = start + steps
         return spikes
 
     def extra_repr(self) -> str:

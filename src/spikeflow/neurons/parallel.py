@@ -287,12 +287,11 @@ class MaskedPSN(MemoryModule, _TxTPSN):
                 f"causal with a window of k={self.k}); got lambda_={self.lambda_}"
             )
         state = self._carried_state(x.shape)
+        explicit = self._explicit_call()  # run(x, state): the step index is in the state
         if state is None:
-            self._t = 0
-            queue = x.new_zeros((self.k, *x.shape))
+            t, queue = 0, x.new_zeros((self.k, *x.shape))
         else:
-            queue = state["queue"]
-        t = self._t
+            t, queue = (int(state["t"]) if explicit else self._t), state["queue"]
         if t >= self.T:
             raise StateError(
                 f"{name} was built for T={self.T} steps and has already run {t} single "
@@ -302,8 +301,11 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         # Row t of the masked weight restricted to columns t-k+1 .. t (zeros before 0).
         row = F.pad(self.masked_weight()[t], (self.k - 1, 0))[t : t + self.k]
         h = torch.tensordot(row.to(x.dtype), queue, dims=1) + self.bias[t, 0]
-        self._keep_state({"queue": queue})
-        self._t = t + 1
+        if explicit:  # handed back with the state, the module's own count left alone
+            self._keep_state({"queue": queue, "t": torch.tensor(t + 1)})
+        else:
+            self._keep_state({"queue": queue})
+            self._t = t + 1
         return self.surrogate_function(h)
 
     def extra_repr(self) -> str:
@@ -403,10 +405,10 @@ class SlidingPSN(MemoryModule):
             x_seq = x.unsqueeze(0)
         state = self._carried_state(x_seq.shape[1:])
         history = None if state is None else state["history"]
-        if self.streaming and history is None:
+        if self._carrying and history is None:
             history = x_seq.new_zeros((self.k - 1, *x_seq.shape[1:]))
         h = self.membrane(x_seq, history)
-        if self.streaming:
+        if self._carrying:  # streaming or run(x, state)
             assert history is not None
             self._keep_state({"history": torch.cat([history, x_seq])[x_seq.shape[0] :]})
         spikes = self.surrogate_function(h)

@@ -280,8 +280,7 @@ class SpikeMonitor:
             if reruns_forward():  # the backward pass running the forward again
                 return
             # A call continues a sequence when the module carries state into it.
-            carried = isinstance(module, MemoryModule) and module.streaming
-            if not (carried and module.state is not None):
+            if not (isinstance(module, MemoryModule) and module.continues_sequence()):
                 self._uncounted[name] = True  # until a recorded call counts its samples
 
         return pre_hook
