@@ -252,7 +252,9 @@ def test_modules_that_count_steps_or_keep_nothing_run_from_the_state_alone():
     assert torch.equal(torch.cat([out_y, more_y]), want_y)
     assert glif._t == count and glif.state is None
     psn = neurons.MaskedPSN(k=3, T=T, lambda_init=1.0).double()
+    torch.nn.init.normal_(psn.bias)  # (the default -1 keeps it silent)
     want = psn(x)
+    assert 0 < want.mean() < 1
     psn.step_mode = "s"
     states, outs = [None, None], []
     for t in range(T):
