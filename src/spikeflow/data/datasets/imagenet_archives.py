@@ -120,26 +120,113 @@ def _image_filter(extensions: Sequence[str]) -> Callable[[str], bool]:
     return keep
 
 
+def _name_order(blob: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, int]:
+    """The order that sorts the names ``blob[bounds[i]:bounds[i + 1]]`` as strings
+    (``os.fsdecode``: by code point), stable, and the first position ``j`` of that
+    order whose name is also the next one's (-1: no name twice).
+
+    UTF-8 bytes sort as their code points, so names that are UTF-8 (and hold no NUL,
+    which numpy's byte strings drop) are sorted by numpy as fixed-width byte strings,
+    filled a chunk at a time: no Python object per name. Others (undecodable bytes,
+    one name far longer than the rest) are sorted as Python strings."""
+    n = bounds.shape[0] - 1
+    if n == 0:
+        return np.zeros(0, np.int64), -1
+    base = int(bounds[0])
+    view = memoryview(blob)
+    width = max(int(np.diff(bounds[k : k + _CHUNK + 1]).max()) for k in range(0, n, _CHUNK))
+    fits = width * n <= 2 * (bounds[-1] - base) + (1 << 20)  # not one huge name
+    keys: np.ndarray | None = np.empty(n, f"S{width}") if fits else None
+    for k in range(0, n if fits else 0, _CHUNK):
+        spans = bounds[k : k + _CHUNK + 1].tolist()
+        raw = view[spans[0] : spans[-1]].tobytes()
+        starts = np.frombuffer(raw, np.uint8)[np.subtract(spans[:-1], spans[0])]
+        if b"\x00" in raw or ((starts & 0xC0) == 0x80).any() or not _is_utf8(raw):
+            keys = None  # a NUL, a character cut between names, undecodable bytes
+            break
+        keys[k : k + len(spans) - 1] = [raw[a - spans[0] : b - spans[0]]
+                                        for a, b in itertools.pairwise(spans)]  # fmt: skip
+    if keys is None:
+        spans = (bounds - base).tolist()
+        raw = view[base : int(bounds[-1])].tobytes()
+        texts = [os.fsdecode(raw[a:b]) for a, b in itertools.pairwise(spans)]
+        order = sorted(range(n), key=texts.__getitem__)
+        twice = (j for j in range(n - 1) if texts[order[j]] == texts[order[j + 1]])
+        return np.asarray(order, np.int64), next(twice, -1)
+    order = np.argsort(keys, kind="stable")
+    for k in range(0, n - 1, _CHUNK):
+        run = keys[order[k : k + _CHUNK + 1]]
+        same = np.flatnonzero(run[1:] == run[:-1])
+        if same.size:
+            return order, k + int(same[0])
+    return order, -1
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+#: Names handled at a time where each becomes a Python object.
+_CHUNK = 1 << 12
+
+
 def _index(archive: Path, nested: bool, extensions: Sequence[str],
            identity: tuple[int, int]) -> ArchiveContents:  # fmt: skip
+    """Index ``archive`` and sort it by (inner tar, name): arrays throughout, each
+    inner tar's names sorted on their own (the peak is about twice the final arrays)."""
     found = index_tar(archive, _image_filter(extensions), nested)
     twice = [name for name, count in Counter(found.group_names).items() if count > 1]
     if twice:
         raise DataFormatError(f"{archive}: holds member {twice[0]} twice")
-    inner = [n.split("/", 1)[1] if nested else n for n in found.names]
-    group_of = [found.group_names[g] for g in found.groups.tolist()]
-    order = sorted(range(len(inner)), key=lambda i: (group_of[i], inner[i]))
-    for a, b in itertools.pairwise(order):
-        if found.names[a] == found.names[b]:  # extracting keeps one: not that layout
-            raise DataFormatError(f"{archive}: holds member {found.names[a]} twice (data at "
-                                  f"bytes {found.offsets[a]} and {found.offsets[b]})")  # fmt: skip
-    encoded = [os.fsencode(found.names[i]) for i in order]
-    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    take = np.asarray(order, np.int64)
-    return ArchiveContents(np.frombuffer(b"".join(encoded), np.uint8), offsets,
-                           found.offsets[take], found.sizes[take], found.groups[take],
-                           found.group_names, identity)  # fmt: skip
+    blob, bounds, starts = found.blob, found.name_offsets, found.group_starts.tolist()
+    data_offsets, sizes, group_names = found.offsets, found.sizes, found.group_names
+    del found  # each array is dropped once it is no longer needed
+    prefixes = [os.fsencode(f"{g}/") if nested else b"" for g in group_names]
+    counts = np.diff(starts)
+    n = int(counts.sum())
+    view = memoryview(blob)
+    ranked = sorted(range(len(group_names)), key=group_names.__getitem__)
+    take = np.empty(n if len(ranked) > 1 else 0, np.int64)  # the members in sorted order
+    pos = 0
+    for g in ranked:
+        first = starts[g]
+        order, same = _name_order(blob, bounds[first : starts[g + 1] + 1])
+        if same >= 0:  # extracting keeps one: not that layout
+            a, b = first + int(order[same]), first + int(order[same + 1])
+            name = os.fsdecode(view[bounds[a] : bounds[a + 1]].tobytes())
+            name = f"{group_names[g]}/{name}" if nested else name
+            raise DataFormatError(f"{archive}: holds member {name} twice (data at bytes "
+                                  f"{data_offsets[a]} and {data_offsets[b]})")  # fmt: skip
+        if order.size == n:
+            take = order  # one inner tar (a flat archive): no copy
+        else:
+            take[pos : pos + order.size] = order + first
+        pos += order.size
+        del order
+    out = np.empty(int(bounds[-1]) + sum(len(p) * int(c) for p, c in zip(prefixes, counts)),
+                   np.uint8)  # fmt: skip
+    offsets = np.zeros(n + 1, np.int64)
+    pos = 0
+    for g in ranked:  # the names in that order, each after its inner tar's name
+        prefix, stop = prefixes[g], pos + int(counts[g])
+        for k in range(pos, stop, _CHUNK):
+            chosen = take[k : min(k + _CHUNK, stop)]
+            lo, hi = bounds[chosen], bounds[chosen + 1]
+            part = prefix + prefix.join([view[a:b] for a, b in zip(lo.tolist(), hi.tolist())])
+            at = int(offsets[k])
+            out[at : at + len(part)] = np.frombuffer(part, np.uint8)
+            offsets[k + 1 : k + 1 + chosen.size] = at + np.cumsum(hi - lo + len(prefix))
+        pos = stop
+    del view, blob, bounds
+    data_offsets = data_offsets[take]
+    sizes = sizes[take]
+    del take
+    groups = np.repeat(np.asarray(ranked, np.int64), counts[ranked])
+    return ArchiveContents(out, offsets, data_offsets, sizes, groups, group_names, identity)
 
 
 def _cache_path(archive: Path, nested: bool, extensions: Sequence[str],

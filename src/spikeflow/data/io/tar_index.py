@@ -21,8 +21,10 @@ member boundary is otherwise indistinguishable from a whole one).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,13 @@ _ZERO_BLOCK = bytes(_BLOCK)
 #: The most bytes a pax header or GNU long name may hold (they are read into memory:
 #: a path is at most a few KiB, a pax header with extended attributes rarely 1 MiB).
 MAX_METADATA = 16 << 20
+#: The most members :func:`index_tar` lists (ImageNet's training archive has 1,281,167,
+#: ImageNet-21k's about 14.2 million), and the most bytes their names may take together
+#: (the training archive's take about 45 MB). The index is held in memory (about 32
+#: bytes per member and its name while it is built), so an absurd archive (millions of
+#: empty headers, names of megabytes) is refused instead.
+MAX_MEMBERS = 1 << 24
+MAX_NAME_BYTES = 1 << 30
 _OCTAL_DIGITS = b"01234567"
 #: Member types whose data is the file's bytes (tarfile reads CONTTYPE as regular too).
 _REGULAR = frozenset(b"0\x007")
@@ -269,13 +278,21 @@ def _regular(members: Iterator[TarMember], where: str) -> Iterator[TarMember]:
             )
 
 
-def _relative(member: TarMember, where: str) -> str:
-    """``member``'s name, refused when extracting it would write outside the folder
-    extracted into (an absolute name, or a ``..`` component): such an archive does not
-    extract to the layout it is read as."""
-    name = member.name
+def _undotted(name: str) -> str:
+    """``name`` without its leading ``./`` (``tar -C dir -cf x.tar .`` writes
+    ``./n01440764.tar``: extracting it writes ``n01440764.tar``)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _relative(name: str, header: int, where: str) -> str:
+    """``name`` (the member's whose header is at byte ``header``), refused when
+    extracting it would write outside the folder extracted into (an absolute name, or
+    a ``..`` component): such an archive does not extract to the layout it is read
+    as."""
     if name.startswith("/") or ".." in name.split("/") or not name:
-        raise DataFormatError(f"{where}: member {name!r} (header at byte {member.header}) is "
+        raise DataFormatError(f"{where}: member {name!r} (header at byte {header}) is "
                               "not a relative path inside the archive (empty, absolute or "
                               "with a '..' component)")  # fmt: skip
     return name
@@ -283,34 +300,70 @@ def _relative(member: TarMember, where: str) -> str:
 
 @dataclass(frozen=True)
 class TarIndex:
-    """Where the wanted members of a tar lie in its file.
+    """Where the wanted members of a tar lie in its file, in archive order, compactly:
+    no Python object per member.
 
     Attributes:
-        names: each member's name (a nested one's is ``<inner tar>/<name in it>``).
+        blob, name_offsets: the member names (``os.fsencode`` bytes concatenated, uint8;
+            a nested tar's member's name inside its inner tar): member ``i``'s is
+            ``blob[name_offsets[i]:name_offsets[i + 1]]`` (int64).
         offsets, sizes: int64, the absolute byte offset of each member's data in the
             file and its size.
-        groups: int64, the inner tar of each member (an index of ``group_names``; all
-            0 for a flat tar).
+        group_starts: int64, one more than ``group_names``: the members of inner tar
+            ``g`` are ``group_starts[g]`` to ``group_starts[g + 1]`` (an inner tar's
+            members are listed together).
         group_names: the inner tars, in archive order (``("",)`` for a flat tar).
     """
 
-    names: list[str]
+    blob: np.ndarray
+    name_offsets: np.ndarray
     offsets: np.ndarray
     sizes: np.ndarray
-    groups: np.ndarray
+    group_starts: np.ndarray
     group_names: tuple[str, ...]
 
     def __len__(self) -> int:
-        return len(self.names)
+        return int(self.sizes.shape[0])
+
+    def name(self, i: int) -> str:
+        """Member ``i``'s name (in a nested tar: inside its inner tar)."""
+        start, stop = self.name_offsets[i : i + 2].tolist()
+        return os.fsdecode(self.blob[start:stop].tobytes())
+
+    @property
+    def names(self) -> list[str]:
+        """Every member's name (a nested one's is ``<inner tar>/<name in it>``); a
+        Python string each: for small archives and tests."""
+        raw, bounds = self.blob.tobytes(), self.name_offsets.tolist()
+        names = [os.fsdecode(raw[a:b]) for a, b in itertools.pairwise(bounds)]
+        group_of = self.groups.tolist()
+        return [f"{self.group_names[g]}/{n}" if self.group_names[g] else n
+                for g, n in zip(group_of, names)]  # fmt: skip
+
+    @property
+    def groups(self) -> np.ndarray:
+        """int64, each member's inner tar (an index of ``group_names``)."""
+        counts = np.diff(self.group_starts)
+        return np.repeat(np.arange(len(self.group_names), dtype=np.int64), counts)
+
+
+def _int64(values: array) -> np.ndarray:
+    """An ``array('q')`` as an int64 array, sharing its memory."""
+    return np.frombuffer(values, np.int64) if len(values) else np.zeros(0, np.int64)
 
 
 def index_tar(
     path: str | os.PathLike,
     keep: Callable[[str], bool] = lambda name: True,
     nested: bool = False,
+    *,
+    max_members: int | None = None,
+    max_name_bytes: int | None = None,
 ) -> TarIndex:
     """Index an uncompressed tar file in place from its headers (member data is never
-    read).
+    read). A leading ``./`` of a name (``tar -C dir -cf x.tar .``) is dropped, as
+    extracting drops it. The index is built in arrays (about 32 bytes per member and
+    its name), with no Python object per member.
 
     Args:
         path: the tar file.
@@ -318,37 +371,54 @@ def index_tar(
             inner tar); directories are skipped.
         nested: the tar holds uncompressed tars (every member must end in ``.tar``),
             whose members are listed; otherwise its own members are.
+        max_members, max_name_bytes: the most members listed and bytes of their names
+            (None: :data:`MAX_MEMBERS`, :data:`MAX_NAME_BYTES`).
 
     Raises:
         DataFormatError: what :func:`scan_tar` refuses (for the outer tar or an inner
             one, named ``<path>: member <inner>.tar``); a member that is neither a
             regular file nor a directory (a link, a device, ...); a listed member (or
             inner tar) whose name is empty, absolute or has a ``..`` component; in a
-            nested tar, a member that is not a ``.tar``, or a compressed inner tar.
+            nested tar, a member that is not a ``.tar``, or a compressed inner tar;
+            more members listed, or bytes of their names, than the limits.
         OSError: the file cannot be opened.
     """
     path = Path(path)
+    most = MAX_MEMBERS if max_members is None else max_members
+    most_bytes = MAX_NAME_BYTES if max_name_bytes is None else max_name_bytes
+    blob = bytearray()
+    ends, offsets, sizes, starts = array("q", [0]), array("q"), array("q"), array("q")
+    group_names: list[str] = []
+
+    def add(members: Iterator[TarMember], where: str) -> None:
+        extend, end, offset, size = blob.extend, ends.append, offsets.append, sizes.append
+        for member in _regular(members, where):
+            name = _undotted(member.name)
+            if keep(name):
+                extend(os.fsencode(_relative(name, member.header, where)))
+                end(len(blob))
+                offset(member.offset)
+                size(member.size)
+                if len(sizes) > most or len(blob) > most_bytes:
+                    raise DataFormatError(
+                        f"{path}: byte {member.header}: more than {most:,} members listed, or "
+                        f"{most_bytes:,} bytes of their names (MAX_MEMBERS, MAX_NAME_BYTES of "
+                        "spikeflow.data.io.tar_index; ImageNet's training archive has "
+                        "1,281,167 members): not an archive of images spikeflow indexes"
+                    )
+
     with RangeReader(path) as reader:
         read_at = reader.read_at
-        end = reader.size
-        names: list[str] = []
-        offsets: list[int] = []
-        sizes: list[int] = []
-        groups: list[int] = []
-        group_names: list[str] = []
-        outer = _regular(scan_tar(read_at, 0, end, str(path)), str(path))
+        outer = _regular(scan_tar(read_at, 0, reader.size, str(path)), str(path))
         if not nested:
             group_names.append("")
-            for member in outer:
-                if keep(member.name):
-                    names.append(_relative(member, str(path)))
-                    offsets.append(member.offset)
-                    sizes.append(member.size)
-            groups = [0] * len(names)
+            starts.append(0)
+            add(outer, str(path))
         else:
             for member in outer:
-                where = f"{path}: member {_relative(member, str(path))}"
-                if not member.name.endswith(".tar"):
+                name = _relative(_undotted(member.name), member.header, str(path))
+                where = f"{path}: member {name}"
+                if not name.endswith(".tar"):
                     raise DataFormatError(f"{where} (byte {member.header}) is not a .tar: "
                                           "expected a tar of tars")  # fmt: skip
                 kind = compression_of(read_at(member.offset, 8))
@@ -357,17 +427,13 @@ def index_tar(
                         f"{where} (data at byte {member.offset}) is {kind}-compressed; "
                         "spikeflow reads uncompressed inner tars only, in place"
                     )
-                group = len(group_names)
-                group_names.append(member.name)
-                inner = scan_tar(read_at, member.offset, member.offset + member.size, where)
-                for item in _regular(inner, where):
-                    if keep(item.name):
-                        names.append(f"{member.name}/{_relative(item, where)}")
-                        offsets.append(item.offset)
-                        sizes.append(item.size)
-                        groups.append(group)
-    return TarIndex(names, np.asarray(offsets, np.int64), np.asarray(sizes, np.int64),
-                    np.asarray(groups, np.int64), tuple(group_names))  # fmt: skip
+                group_names.append(name)
+                starts.append(len(sizes))
+                add(scan_tar(read_at, member.offset, member.offset + member.size, where), where)
+    starts.append(len(sizes))
+    return TarIndex(np.frombuffer(blob, np.uint8) if blob else np.zeros(0, np.uint8),
+                    _int64(ends), _int64(offsets), _int64(sizes), _int64(starts),
+                    tuple(group_names))  # fmt: skip
 
 
 class RangeReader:
