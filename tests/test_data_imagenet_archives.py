@@ -17,8 +17,10 @@ import os
 import pickle
 import random
 import shutil
+import subprocess
 import tarfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -574,6 +576,8 @@ END = bytes(1024)
             id="dot-dot",
         ),
         pytest.param(header("/x.JPEG") + END, r"member '/x\.JPEG' .*not a relative", id="absolute"),
+        pytest.param(header("./../x.JPEG") + END, r"member '\.\./x\.JPEG' .*not", id="dot-dot-dot"),
+        pytest.param(header(".//x.JPEG") + END, r"member '/x\.JPEG' .*not", id="dot-absolute"),
     ],
 )
 def test_hostile_headers_are_refused_with_file_and_offset(tmp_path, data, message):
@@ -614,6 +618,106 @@ def test_a_member_twice_in_an_inner_tar_is_refused(tmp_path):
                                               r"n00000000_1\.JPEG twice \(data at bytes 1024 "
                                               r"and 2560\)"):  # fmt: skip
         ImageNet(tmp_path, train=True)
+
+
+def test_names_starting_with_dot_slash_are_read_as_extracted(release, tmp_path):
+    """``tar -C train -cf ILSVRC2012_img_train.tar .`` names its members
+    ``./n01440764.tar`` (and an inner tar made so, ``./n01440764_1.JPEG``): extracting
+    drops the ``./``, and so does the index (classes ``n01440764``, not
+    ``./n01440764``)."""
+    classes = train_members()
+    outer = [(f"./{wnid}.tar", tar_bytes([(f"./{n}", d) for n, d in classes[wnid]]))
+             for wnid in reversed(WNIDS)]  # fmt: skip
+    (tmp_path / TRAIN_TAR).write_bytes(tar_bytes(outer))
+    write_devkit(tmp_path, VAL_LABELS)
+    dotted = ImageNet(tmp_path, train=True, cache_dir=tmp_path / "cache")
+    official = ImageNet(release["archives"], train=True, cache_dir=tmp_path / "cache")
+    assert dotted.classes == official.classes == tuple(WNIDS)
+    assert dotted.targets == official.targets
+    for i in (0, 1, 2, len(official) - 1):
+        assert dotted.path(i).relative_to(tmp_path) == official.path(i).relative_to(
+            release["archives"])  # fmt: skip
+        assert member_bytes(dotted, i) == member_bytes(official, i)
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="no tar program")
+def test_an_archive_written_by_the_tar_program_from_a_folder(tmp_path):
+    """What ``tar -C dir -cf x.tar .`` writes (GNU or BSD tar): ``./`` directory
+    entries and ``./``-prefixed names, inner tars written the same way."""
+    top = tmp_path / "train"
+    top.mkdir()
+    for wnid, members in SMALL.items():
+        folder = tmp_path / wnid
+        folder.mkdir()
+        for name, data in members:
+            (folder / name).write_bytes(data)
+        subprocess.run(["tar", "-C", str(folder), "-cf", str(top / f"{wnid}.tar"), "."],
+                       check=True)  # fmt: skip
+    outer = tmp_path / "outer.tar"
+    subprocess.run(["tar", "-C", str(top), "-cf", str(outer), "."], check=True)
+    with tarfile.open(outer) as tar:
+        assert sorted(m.name for m in tar if m.isfile()) == [f"./{w}.tar" for w in SMALL]
+    found = index_tar(outer, nested=True)
+    assert sorted(found.group_names) == [f"{w}.tar" for w in SMALL]
+    expected = {f"{w}.tar/{name}": data for w, members in SMALL.items() for name, data in members}
+    assert sorted(found.names) == sorted(expected)
+    with RangeReader(outer) as reader:
+        for name, offset, size in zip(found.names, found.offsets.tolist(), found.sizes.tolist()):
+            assert reader.read(offset, size) == expected[name]
+    flat = index_tar(top / "n00000001.tar")
+    assert sorted(flat.names) == [name for name, _ in SMALL["n00000001"]]
+
+
+def test_too_many_members_or_name_bytes_are_refused(tmp_path):
+    """The index is held in memory: an archive listing more members (or bytes of
+    names) than the limits is refused, naming the member's header; ImageNet's training
+    archive is far inside the default limits."""
+    from spikeflow.data.io import tar_index
+
+    assert tar_index.MAX_MEMBERS >= 10 * 1_281_167 and tar_index.MAX_NAME_BYTES >= 10 * 45e6
+    path = tmp_path / "many.tar"
+    path.write_bytes(tar_bytes([(f"{k}.JPEG", b"x") for k in range(4)] + [("skip.txt", b"")]))
+    keep = archives_module._image_filter(IMAGE_EXTENSIONS)
+    assert len(index_tar(path, keep, max_members=4, max_name_bytes=24)) == 4
+    with pytest.raises(DataFormatError, match=r"many\.tar: byte 3072: more than 3 members listed"):
+        index_tar(path, keep, max_members=3)
+    with pytest.raises(DataFormatError, match=r"byte 3072: .*or 23 bytes of their names"):
+        index_tar(path, keep, max_name_bytes=23)
+
+
+def test_the_index_holds_no_python_object_per_member(tmp_path, monkeypatch):
+    """Built in arrays (a name blob and int64 offsets): the peak while indexing 4,000
+    members is a few tens of bytes each (it was about 170 with a list entry, a string
+    and ints per member), and sorting them into the archive index about twice the final
+    arrays (it was about 450). Names are turned into Python objects 100 at a time here
+    (their memory does not grow with the archive)."""
+    monkeypatch.setattr(archives_module, "_CHUNK", 100)
+    groups, each = 4, 1000
+    template = tarfile.TarInfo("x")
+    template.mtime = 0
+    inner = []
+    for g in range(groups):
+        infos = []
+        for k in range(each):
+            template.name = f"n{g:08d}_{k}.JPEG"
+            infos.append(template.tobuf(tarfile.GNU_FORMAT))
+        inner.append((f"n{g:08d}.tar", b"".join(infos) + END))
+    path = tmp_path / "nested.tar"
+    path.write_bytes(tar_bytes(inner))
+    n = groups * each
+    tracemalloc.start()
+    try:
+        found = index_tar(path, nested=True)
+        index_peak = tracemalloc.get_traced_memory()[1] / n
+        del found
+        tracemalloc.reset_peak()
+        contents = archives_module._index(path, True, IMAGE_EXTENSIONS, (1, 1))
+        sort_peak = tracemalloc.get_traced_memory()[1] / n
+    finally:
+        tracemalloc.stop()
+    assert len(contents) == n and contents.names()[:3] == [
+        f"n00000000.tar/n00000000_{k}.JPEG" for k in (0, 1, 10)]  # fmt: skip
+    assert index_peak < 80 and sort_peak < 160, (index_peak, sort_peak)
 
 
 def _edit_npz(path: Path, **arrays) -> None:
