@@ -720,6 +720,41 @@ def test_the_index_holds_no_python_object_per_member(tmp_path, monkeypatch):
     assert index_peak < 80 and sort_peak < 160, (index_peak, sort_peak)
 
 
+def _order_of(names: list[bytes]) -> tuple[list[str], int]:
+    blob = np.frombuffer(b"".join(names), np.uint8)
+    bounds = np.concatenate([[0], np.cumsum([len(n) for n in names])]).astype(np.int64)
+    order, same = archives_module._name_order(blob, bounds)
+    return [os.fsdecode(names[i]) for i in order.tolist()], same
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([], id="utf-8"),  # numpy's byte strings
+        pytest.param([b"\xff.JPEG", b"a\xe9.JPEG"], id="undecodable"),  # Python strings
+        pytest.param([b"a\xc3", b"\xa9b"], id="character-cut-between-names"),
+        pytest.param([b"x\x00", b"x"], id="nul"),  # numpy's b"x\x00" == b"x"
+        pytest.param([b"z" * 20_000], id="one-long-name"),  # n * width > 1 MiB,
+    ],
+)
+def test_names_sort_as_python_strings(extra, monkeypatch):
+    """The archive index sorts each inner tar's names as strings (the extracted
+    folders' order), by numpy where the bytes are UTF-8, else as Python strings; a
+    name twice is found either way."""
+    monkeypatch.setattr(archives_module, "_CHUNK", 7)  # chunk edges inside the names
+    rng = random.Random(3)
+    alphabet = ["a", "b", "B", "Z", ".", "_", "0", "9", "é", "ü", "中", "\ufffd", "😀", "\x7f"]
+    texts = {"".join(rng.choices(alphabet, k=rng.randint(1, 6))) for _ in range(60)}
+    names = [t.encode() for t in texts]
+    rng.shuffle(names)
+    names = extra + names  # side by side, in one chunk
+    ordered, same = _order_of(names)
+    assert ordered == sorted(os.fsdecode(n) for n in names) and same == -1
+    ordered, same = _order_of([*names, names[5]])
+    assert same >= 0 and ordered[same] == ordered[same + 1] == os.fsdecode(names[5])
+    assert _order_of([]) == ([], -1)
+
+
 def _edit_npz(path: Path, **arrays) -> None:
     with np.load(path) as npz:
         contents = {k: npz[k] for k in npz.files}
