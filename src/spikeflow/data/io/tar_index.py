@@ -291,7 +291,7 @@ def _relative(name: str, header: int, where: str) -> str:
     extracting it would write outside the folder extracted into (an absolute name, or
     a ``..`` component): such an archive does not extract to the layout it is read
     as."""
-    if name.startswith("/") or ".." in name.split("/") or not name:
+    if not name or name[0] == "/" or (".." in name and ".." in name.split("/")):
         raise DataFormatError(f"{where}: member {name!r} (header at byte {header}) is "
                               "not a relative path inside the archive (empty, absolute or "
                               "with a '..' component)")  # fmt: skip
@@ -391,21 +391,43 @@ def index_tar(
     group_names: list[str] = []
 
     def add(members: Iterator[TarMember], where: str) -> None:
-        extend, end, offset, size = blob.extend, ends.append, offsets.append, sizes.append
+        batch: list[str] = []  # names, encoded 4,096 at a time (quicker than one by one)
+        keep_name, offset, size = batch.append, offsets.append, sizes.append
         for member in _regular(members, where):
-            name = _undotted(member.name)
+            name = member.name
+            if name[:2] == "./":
+                name = _undotted(name)
             if keep(name):
-                extend(os.fsencode(_relative(name, member.header, where)))
-                end(len(blob))
+                keep_name(_relative(name, member.header, where))
                 offset(member.offset)
                 size(member.size)
-                if len(sizes) > most or len(blob) > most_bytes:
-                    raise DataFormatError(
-                        f"{path}: byte {member.header}: more than {most:,} members listed, or "
-                        f"{most_bytes:,} bytes of their names (MAX_MEMBERS, MAX_NAME_BYTES of "
-                        "spikeflow.data.io.tar_index; ImageNet's training archive has "
-                        "1,281,167 members): not an archive of images spikeflow indexes"
-                    )
+                if len(batch) == 4096:
+                    add_names(batch, where)
+                    batch.clear()
+        add_names(batch, where)
+
+    def add_names(batch: list[str], where: str) -> None:
+        if not batch:
+            return
+        text = "".join(batch)
+        if text.isascii():
+            encoded: list[str] | list[bytes] = batch
+            blob.extend(text.encode("ascii"))
+        else:
+            encoded = [os.fsencode(name) for name in batch]
+            blob.extend(b"".join(encoded))
+        lengths = np.fromiter(map(len, encoded), np.int64, len(batch))
+        ends.frombytes((np.cumsum(lengths) + ends[-1]).tobytes())
+        over = len(sizes) - most
+        if over > 0 or len(blob) > most_bytes:
+            first = len(batch) - over if over > 0 else len(batch)
+            first = min(first, int(np.searchsorted(ends[-len(batch) :], most_bytes, "right")))
+            raise DataFormatError(
+                f"{where}: member {batch[first]}: more than {most:,} members listed, or "
+                f"{most_bytes:,} bytes of their names (MAX_MEMBERS, MAX_NAME_BYTES of "
+                "spikeflow.data.io.tar_index; ImageNet's training archive has 1,281,167 "
+                "members): not an archive of images spikeflow indexes"
+            )
 
     with RangeReader(path) as reader:
         read_at = reader.read_at
