@@ -158,8 +158,21 @@ def test_resume_with_the_same_config_and_kwargs_options(tmp_path):
         "tau": 3.0, "v_reset": None, "detach_reset": True}  # fmt: skip
 
 
+def assert_tiny_run_learns(run: Path) -> None:
+    """The TINY run the training tests share learns: its loss falls every epoch, the
+    output layer fires on the test split and the test accuracy is well above chance
+    (0.1). (Once it did not: a silent output layer, loss 0.1 throughout, 10.4%.)"""
+    rows = read_csv(run / "metrics.csv")
+    losses = [float(r["train_loss"]) for r in rows]
+    assert len(rows) == 3 and losses[0] > losses[1] > losses[2], losses
+    assert float(rows[-1]["test_acc"]) > 0.25, rows[-1]
+    output = [r for r in read_csv(run / "layers.csv") if r["split"] == "test"][-1]
+    assert output["layer"].startswith("classifier") and float(output["firing_rate"]) > 0.01
+
+
 def test_resume_continues_exactly(tmp_path):
     Trainer(tiny(tmp_path, "full"), log=None).fit()
+    assert_tiny_run_learns(tmp_path / "full")
     first = Trainer(tiny(tmp_path, "split", stop_after=1), log=None).fit()
     assert first.epochs_completed == 1
     payload = load_checkpoint(tmp_path / "split" / "last.pt")
