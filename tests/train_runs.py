@@ -11,7 +11,7 @@ from spikeflow.training.config import config_from_dict
 #: the loss falls, the output layer fires, test accuracy well above chance).
 #: With the recipe's settings (threshold 1, dropout 0.5, lr 1e-3) its 18 steps learn
 #: nothing: at T = 2 a PLIF neuron (tau = 2) reaches 0.75 x of a constant input x, so
-#: the hidden FC layer, whose inputs are about 0.3 (PyTorch's default init over spike
+#: the hidden FC layer, whose inputs are about ±0.3 (PyTorch's default init over spike
 #: inputs), stays silent, the output layer gets no input and no gradient, and the loss
 #: stays at 0.1 (MSE; ln 10 with CE). And the BN running variances, starting at 1 and
 #: 18 updates from the batches' (0.02-0.08), halve or worse the evaluation's inputs.
@@ -25,11 +25,23 @@ TINY = {
 }  # fmt: skip
 
 
+#: TINY's settings tuned for plif_digits' PLIF neurons, which a run of another ``model``
+#: or ``neuron`` leaves at its defaults (a PSN takes no v_threshold; the other models'
+#: tests are calibrated at threshold 1 and their own learning rates).
+PLIF_TUNING = ("neuron_kwargs", "lr")
+
+
 def tiny(
     tmp_path: Path, name: str, *, base: dict[str, object] = TINY, **changes: object
 ) -> TrainConfig:
-    """``base`` with ``changes``, writing to ``tmp_path / name``."""
-    return config_from_dict({**base, "output_dir": str(tmp_path / name), **changes})
+    """``base`` with ``changes``, writing to ``tmp_path / name``; with another ``model``
+    or ``neuron`` in ``changes``, without base's :data:`PLIF_TUNING` unless given."""
+    values = {**base, "output_dir": str(tmp_path / name), **changes}
+    if "model" in changes or "neuron" in changes:
+        for key in PLIF_TUNING:
+            if key not in changes:
+                values.pop(key, None)
+    return config_from_dict(values)
 
 
 def check_resume_is_exact(tmp_path: Path, **changes: object) -> dict:
