@@ -177,6 +177,24 @@ def test_single_steps_continue_the_traces_as_one_sequence():
     torch.testing.assert_close(first + rest, whole, rtol=1e-14, atol=1e-13)
 
 
+def test_explicit_state_runs_continue_the_traces_as_streaming_does():
+    """A step loop of functional.run is one sequence for the learner too (its traces
+    restarted at every step: the neurons are not streaming there)."""
+    x = (torch.rand(6, 3, 2, 8, 8) < 0.5).double()
+    net, conv, lif = _network("m")
+    learner = STDPLearner(conv, lif, tau_pre=3.0, tau_post=2.0)
+    with torch.no_grad():
+        net(x)
+    whole = learner.step(on_grad=False)
+    net, conv, lif = _network("s")
+    learner = STDPLearner(conv, lif, tau_pre=3.0, tau_post=2.0)
+    state = None
+    with torch.no_grad():
+        for x_t in x:
+            _, state = functional.run(net, x_t, state)
+    torch.testing.assert_close(learner.step(on_grad=False), whole, rtol=1e-14, atol=1e-13)
+
+
 def _whole_then_chunks(net, learner, x):
     """Δw of ``x`` as one multi-step call, then streamed in two chunks."""
     with torch.no_grad():

@@ -219,10 +219,11 @@ class STDPLearner:
             else:
                 single = isinstance(x, Tensor) and x.dim() == self._dims
             if memory:
-                # Fresh when the neurons start from their initial state: not streaming,
-                # or streaming with no state kept yet (right after a reset).
-                fresh = any(not m.streaming for m in memory) or all(
-                    m.state is None for m in memory)  # fmt: skip
+                # Fresh when the neurons start from their initial state: not carrying
+                # state (neither streaming nor in functional.run), or carrying none yet
+                # (right after a reset, the first call of a run without a state).
+                fresh = any(not m._carrying for m in memory) or not any(
+                    m.continues_sequence() for m in memory)  # fmt: skip
             else:
                 fresh = not single
         # after a pause in which the network ran, the carried traces are stale
