@@ -383,3 +383,11 @@ def test_recurrent_weights_are_counted_from_the_spikes_fed_back(self_connections
         layer(x[:4])
         layer(x[4:])
     assert counter.report(3).layers[0].acs == expected
+    counter.remove()
+    # The same in chunks through an explicit state (functional.run).
+    from spikeflow.functional import run
+
+    counter = OperationCounter(layer)
+    _, state = run(layer, x[:4])
+    run(layer, x[4:], state)
+    assert counter.report(3).layers[0].acs == expected

@@ -210,15 +210,21 @@ class MemoryModule(StepModule, nn.Module):
         the state it keeps then."""
         return self.__dict__.get("_explicit") is not None
 
-    def continues_sequence(self) -> bool:
-        """Whether the next call continues a sequence rather than starting one: it
-        starts from a carried state (streaming) or from a state :meth:`run` was given or
-        an earlier call of the same run kept. What a forward pre-hook that counts
-        sequences (the training monitors) asks."""
+    def starting_state(self) -> dict[str, Tensor] | None:
+        """The state the next call starts from: inside :meth:`run`, the state it was
+        given or an earlier call of the same run kept; else the carried state while
+        streaming; None for the initial state. What forward pre-hooks read (the
+        operation counter's carried recurrent output)."""
         explicit = self.__dict__.get("_explicit")
         if explicit is not None:
-            return explicit.current is not None
-        return self.streaming and self._state is not None
+            return explicit.current
+        return self._state if self.streaming else None
+
+    def continues_sequence(self) -> bool:
+        """Whether the next call continues a sequence rather than starting one (it
+        starts from a state: :meth:`starting_state`). What a forward pre-hook that
+        counts sequences (the training monitors) asks."""
+        return self.starting_state() is not None
 
     def run(
         self, x: Any, state: Mapping[str, Tensor] | None = None

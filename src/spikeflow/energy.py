@@ -455,7 +455,7 @@ class OperationCounter:
     def _carried_in(self, module: Recurrent | LinearRecurrentContainer, args: tuple) -> None:
         if reruns_forward():
             return
-        state = module.state  # while streaming: the last output of the previous call
+        state = module.starting_state()  # streaming or run(): the previous call's output
         self._carried[module] = None if state is None else state["y"].detach()
 
     @torch.no_grad()
