@@ -268,7 +268,7 @@ def _locate(src: _Bytes, path: PathArg) -> tuple[_Format, int, int]:
         if cid == b"data":
             if fmt is None:
                 raise format_error(path, pos, "data chunk before any fmt chunk")
-            return fmt, at, _data_frames(pos, size, left, riff_size, n, fmt, path)
+            return fmt, at, _data_frames(pos, size, riff_size, n, fmt, path)
         if size > left:
             raise format_error(
                 path, pos, f"truncated {name!r} chunk: it declares {size} bytes but only {left} "
@@ -282,12 +282,10 @@ def _locate(src: _Bytes, path: PathArg) -> tuple[_Format, int, int]:
     raise format_error(path, n, f"{missing} before the end of the file (chunks found: {found})")
 
 
-def _data_frames(
-    pos: int, size: int, left: int, riff_size: int, n: int, fmt: _Format, path: PathArg
-) -> int:
-    """Frames of the ``data`` chunk whose header is at ``pos`` (size field ``size``,
-    ``left`` bytes after its header, ``n`` in the file)."""
-    frame = fmt.block_align
+def _data_frames(pos: int, size: int, riff_size: int, n: int, fmt: _Format, path: PathArg) -> int:
+    """Frames of the ``data`` chunk whose header is at ``pos`` (size field ``size``) in
+    a file of ``n`` bytes."""
+    frame, left = fmt.block_align, n - pos - 8
     streamed = size == _STREAMED or (size == 0 and left > 0 and riff_size + 8 != n)
     if streamed:  # until the end of the file, whole frames only
         return left // frame
