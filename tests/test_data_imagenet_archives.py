@@ -30,6 +30,7 @@ import torch
 from spikeflow.data import ImageNet
 from spikeflow.data.cache import CacheCorruptionWarning
 from spikeflow.data.datasets import DatasetNotFoundError
+from spikeflow.data.datasets import image_folder as image_folder_module
 from spikeflow.data.datasets import imagenet_archives as archives_module
 from spikeflow.data.datasets.image_folder import IMAGE_EXTENSIONS
 from spikeflow.data.io.tar_index import RangeReader, index_tar
@@ -236,7 +237,7 @@ def test_the_index_is_cached_until_the_archive_changes(release, tmp_path, monkey
     index()
     assert len(calls) == 7 and not beside.exists()
     backdate(archive)
-    monkeypatch.setattr(archives_module, "atomic_write_bytes", _read_only)
+    monkeypatch.setattr(image_folder_module, "atomic_write_bytes", _read_only)  # its writer
     with pytest.warns(UserWarning, match=r"cannot write the archive index .*: .*read-only.*"
                                          "cache_dir='auto'"):  # fmt: skip
         assert len(index()) == len(VAL_LABELS)

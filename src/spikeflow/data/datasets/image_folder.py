@@ -181,9 +181,8 @@ def _read_cached(path: Path, folder: Path, classes: Sequence[str] | None) -> Fil
     if not path.is_file():
         return None
     try:
-        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-            blob, offsets, labels = npz["blob"], npz["offsets"], npz["labels"]
+        arrays, meta = read_npz_cache(path, ("blob", "offsets", "labels"))
+        blob, offsets, labels = arrays["blob"], arrays["offsets"], arrays["labels"]
         listing = FileListing(tuple(meta["classes"]), blob, offsets, labels, meta["folders"])
         n = len(labels)
         if offsets.shape != (n + 1,) or offsets[0] != 0 or offsets[-1] != blob.size:
@@ -196,18 +195,43 @@ def _read_cached(path: Path, folder: Path, classes: Sequence[str] | None) -> Fil
     return listing if same_classes and _still_valid(folder, listing.folders) else None
 
 
-def _write_cached(path: Path, listing: FileListing) -> None:
-    newest = max(listing.folders.values(), default=0)
-    if newest > time.time_ns() - int(_SETTLE_S * 1e9):
-        return  # a folder changed just now: it may still be changing
-    meta = json.dumps({"classes": list(listing.classes), "folders": listing.folders})
+def read_npz_cache(path: Path, names: Sequence[str]) -> tuple[dict[str, np.ndarray], Any]:
+    """The arrays ``names`` and the JSON ``meta`` of a cache file that
+    :func:`write_npz_cache` wrote (read whole, never unpickled). Raises whatever a
+    truncated or foreign file makes numpy or json raise."""
+    with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+        meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+        return {name: npz[name] for name in names}, meta
+
+
+def write_npz_cache(
+    path: Path, changed_ns: int, arrays: dict[str, np.ndarray], meta: Any, failure: str,
+    stacklevel: int = 3,
+) -> bool:  # fmt: skip
+    """Write ``arrays`` and the JSON ``meta`` to ``path`` atomically, unless what they
+    describe changed ``_SETTLE_S`` ago or less (``changed_ns``: it may still be
+    changing). A folder that cannot be written is a warning, ``failure`` followed by the
+    error (it costs the next run the work, not this run). Whether it was written."""
+    if changed_ns > time.time_ns() - int(_SETTLE_S * 1e9):
+        return False
     buffer = io.BytesIO()
-    np.savez(buffer, blob=listing.blob, offsets=listing.offsets, labels=listing.labels,
-             meta=np.frombuffer(meta.encode("utf-8"), np.uint8))  # fmt: skip
+    text = json.dumps(meta).encode("utf-8")
+    np.savez(buffer, **arrays, meta=np.frombuffer(text, np.uint8))
     try:
         atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:  # a read-only cache folder costs a listing, not the run
-        warnings.warn(f"cannot write the image listing cache {path}: {exc}", stacklevel=3)
+    except OSError as exc:
+        warnings.warn(failure.format(exc=exc), stacklevel=stacklevel + 1)
+        return False
+    return True
+
+
+def _write_cached(path: Path, listing: FileListing) -> None:
+    write_npz_cache(
+        path, max(listing.folders.values(), default=0),  # a folder changed just now
+        {"blob": listing.blob, "offsets": listing.offsets, "labels": listing.labels},
+        {"classes": list(listing.classes), "folders": listing.folders},
+        f"cannot write the image listing cache {path}: {{exc}}",
+    )  # fmt: skip
 
 
 def cached_listing(

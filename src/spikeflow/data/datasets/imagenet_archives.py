@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import re
-import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -39,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
-from spikeflow.data.datasets.image_folder import FileListing
+from spikeflow.data.cache import CacheCorruptionWarning, default_cache_dir
+from spikeflow.data.datasets.image_folder import FileListing, read_npz_cache, write_npz_cache
 from spikeflow.data.io.tar_index import index_tar
 from spikeflow.errors import DataFormatError
 
@@ -63,8 +62,6 @@ INDEX_VERSION = 1
 INDEX_SUFFIX = ".spikeflow-index.npz"
 #: A WordNet ID: ``n`` and 8 ASCII digits (``\d`` would take any script's digits).
 WNID = re.compile(r"n[0-9]{8}")
-#: An archive changed less than this many seconds ago may still be being written.
-_SETTLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -278,9 +275,9 @@ def _read_cached(path: Path, meta: dict) -> ArchiveContents | None:
     if not path.is_file():
         return None
     try:
-        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
-            stored = json.loads(npz["meta"].tobytes().decode("utf-8"))
-            arrays = {k: npz[k] for k in ("blob", "offsets", "data_offsets", "sizes", "groups")}
+        arrays, stored = read_npz_cache(
+            path, ("blob", "offsets", "data_offsets", "sizes", "groups")
+        )
         if isinstance(stored, dict) and {**stored, "group_names": None} != {
                 **meta, "group_names": None}:  # fmt: skip
             return None  # another archive version, other extensions: stale
@@ -295,18 +292,15 @@ def _read_cached(path: Path, meta: dict) -> ArchiveContents | None:
 
 
 def _write_cached(path: Path, contents: ArchiveContents, meta: dict) -> None:
-    if contents.identity[1] > time.time_ns() - int(_SETTLE_S * 1e9):
-        return  # changed just now: it may still be being copied
-    text = json.dumps({**meta, "group_names": list(contents.group_names)})
-    buffer = io.BytesIO()
-    np.savez(buffer, blob=contents.blob, offsets=contents.offsets,
-             data_offsets=contents.data_offsets, sizes=contents.sizes, groups=contents.groups,
-             meta=np.frombuffer(text.encode("utf-8"), np.uint8))  # fmt: skip
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:  # a read-only folder costs an indexing, not the run
-        warnings.warn(f"cannot write the archive index {path}: {exc} (cache_dir='auto' or a "
-                      "writable cache_dir keeps it)", stacklevel=4)  # fmt: skip
+    write_npz_cache(
+        path, contents.identity[1],  # an archive changed just now may still be being copied
+        {"blob": contents.blob, "offsets": contents.offsets,
+         "data_offsets": contents.data_offsets, "sizes": contents.sizes,
+         "groups": contents.groups},
+        {**meta, "group_names": list(contents.group_names)},
+        f"cannot write the archive index {path}: {{exc}} (cache_dir='auto' or a writable "
+        "cache_dir keeps it)", stacklevel=4,
+    )  # fmt: skip
 
 
 def archive_contents(
