@@ -81,6 +81,7 @@ __all__ = [
     "l1_rate_sparsity",
     "l2_spike_population",
     "list_losses",
+    "loss_key",
     "loss_readout",
     "mse_count_loss",
     "mse_membrane_loss",
@@ -125,8 +126,14 @@ def list_losses() -> list[str]:
     return sorted(_LOSSES)
 
 
+def loss_key(name: object) -> object:
+    """A loss name as :func:`get_loss` reads it (case and ``-``/``_`` ignored:
+    ``MSE-Membrane`` is ``mse_membrane``); a non-string as it is."""
+    return name.lower().replace("-", "_") if isinstance(name, str) else name
+
+
 def _key(name: str) -> str:
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
+    key = loss_key(name)
     if key not in _LOSSES:
         raise ConfigurationError(f"unknown loss {name!r}; available: {', '.join(list_losses())}")
     return key

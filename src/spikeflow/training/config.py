@@ -22,6 +22,7 @@ from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.losses import loss_key
 from spikeflow.losses.readout import READOUTS
 from spikeflow.training.defaults import (
     DATASET_DEFAULTS,
@@ -297,17 +298,11 @@ def _check_warmup_and_mixing(config: TrainConfig) -> None:
     # per-step loss (PER_STEP_LOSSES) is one of MIXABLE_LOSSES.
     from spikeflow.training.mixing import MIXABLE_LOSSES
 
-    if config.loss is not None and _loss_key(config.loss) not in MIXABLE_LOSSES:
+    if config.loss is not None and loss_key(config.loss) not in MIXABLE_LOSSES:
         raise ConfigurationError(
             f"mixup/cutmix train on class distributions: loss must be one of "
             f"{', '.join(MIXABLE_LOSSES)}, got {config.loss!r}"
         )
-
-
-def _loss_key(loss: object) -> object:
-    """A loss name as :func:`spikeflow.losses.get_loss` reads it (case and ``-``/``_``
-    ignored: ``MSE-Membrane`` is ``mse_membrane``); a non-string as it is."""
-    return loss.lower().replace("-", "_") if isinstance(loss, str) else loss
 
 
 def _check_online(config: TrainConfig) -> None:
@@ -337,7 +332,7 @@ def _check_online(config: TrainConfig) -> None:
         return
     from spikeflow.training.online import PER_STEP_LOSSES
 
-    if _loss_key(config.loss) not in PER_STEP_LOSSES:
+    if loss_key(config.loss) not in PER_STEP_LOSSES:
         raise ConfigurationError(
             f"online training optimises a per-step loss: loss must be one of "
             f"{', '.join(PER_STEP_LOSSES)}, got {config.loss!r} (a loss of the whole spike "
