@@ -968,7 +968,7 @@ def test_every_model_builds_on_the_meta_device():
     from spikeflow.models import list_models
 
     for name in list_models():
-        kwargs = {"in_features": 140} if name in ("delay_snn", "rsnn") else {}
+        kwargs = {"in_features": 140} if name in ("delay_snn", "rsnn", "eprop_rsnn") else {}
         with torch.device("meta"):
             model = create_model(name, **kwargs)
         assert all(p.is_meta for p in model.parameters()), name

@@ -454,6 +454,37 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "traces decaying by LAMBDA per step (1 - 1/tau of the neurons, 0.5 for tau = 2)",
     )
     o.add_argument(
+        "--eprop",
+        default=s,
+        choices=["symmetric", "random", "adaptive"],
+        metavar="FEEDBACK",
+        help="train --model eprop_rsnn by e-prop (Bellec et al. 2020): gradients forward in "
+        "time, memory independent of T, with symmetric, random or adaptive feedback "
+        "(loss ce per step; docs/training.md)",
+    )
+    o.add_argument(
+        "--eprop-rate-target",
+        type=float,
+        default=s,
+        metavar="RATE",
+        help="with --eprop: the firing-rate regularisation's target in spikes per step "
+        "(default 0.01)",
+    )
+    o.add_argument(
+        "--eprop-rate-strength",
+        type=float,
+        default=s,
+        metavar="C",
+        help="with --eprop: the firing-rate regularisation's strength (default 0: off)",
+    )
+    o.add_argument(
+        "--eprop-feedback-decay",
+        type=float,
+        default=s,
+        metavar="DECAY",
+        help="with --eprop adaptive: weight decay of W_out and B (default 0)",
+    )
+    o.add_argument(
         "--delay-lr-scale",
         type=float,
         default=s,

@@ -18,12 +18,14 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
 * :mod:`~spikeflow.models.delays`: the learnable-delay SNN (Hammouamri et al., SHD).
 * :mod:`~spikeflow.models.rsnn`: the recurrent adaptive-LIF network (Bittar & Garner, SHD).
+* :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
 from spikeflow.models import (
     delays,
     digits,
+    eprop_rsnn,
     event_driven,
     ms_resnet,
     plif_nets,
@@ -52,6 +54,7 @@ __all__ = [
     "create_model",
     "delays",
     "digits",
+    "eprop_rsnn",
     "event_driven",
     "list_models",
     "list_neurons",

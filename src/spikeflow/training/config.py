@@ -151,6 +151,15 @@ class TrainConfig:
     #: With ``online``: OTTT, the Linear and Conv weights learn from presynaptic traces
     #: with this decay (1 - 1/tau of the network's neurons, 0.5 for tau = 2); None: SLTT.
     online_trace_decay: float | None = None
+    #: E-prop (Bellec et al. 2020; docs/training.md): train ``--model eprop_rsnn``
+    #: forward in time with this feedback, "symmetric", "random" or "adaptive" (memory
+    #: independent of T); None: backpropagation through time.
+    eprop: str | None = None
+    #: With ``eprop``: the firing-rate regularisation's target (spikes per step) and
+    #: strength (0: off), and adaptive feedback's weight decay.
+    eprop_rate_target: float = 0.01
+    eprop_rate_strength: float = 0.0
+    eprop_feedback_decay: float = 0.0
     #: The learning rate of the synaptic delays of DelayedLinear layers, as a multiple
     #: of ``lr`` (the authors' 100; no weight decay on delays).
     delay_lr_scale: float = 100.0
@@ -203,6 +212,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _check_online(self)
+        _check_eprop(self)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
         if (
@@ -273,6 +283,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"
         )
+    if values.eprop is not None and values.loss is None:
+        values.loss = "ce"  # the per-step cross-entropy, the loss e-prop descends
     for name in RESOLVED_FIELDS:  # model first: the loss and lr follow it
         if getattr(values, name) is None:
             setattr(values, name, default_for(values.dataset, values.model, name,
@@ -347,6 +359,46 @@ def _check_online(config: TrainConfig) -> None:
         )
 
 
+#: The settings e-prop's forward-in-time rule does not combine with (config name, flag).
+_NOT_WITH_EPROP = (
+    ("online", "--online"), ("recompute", "--recompute"), ("compile", "--compile"),
+    ("mixup", "--mixup"), ("cutmix", "--cutmix"), ("weight_bits", "--weight-bits"),
+    ("membrane_bits", "--membrane-bits"),
+)  # fmt: skip
+
+
+def _check_eprop(config: TrainConfig) -> None:
+    """The e-prop fields against each other and against the settings it cannot take."""
+    if config.eprop is None:
+        for name in ("eprop_rate_strength", "eprop_feedback_decay"):
+            if getattr(config, name):
+                raise ConfigurationError(f"{name} needs e-prop training: add --eprop")
+        return
+    from spikeflow.learn.eprop import FEEDBACKS
+
+    _choice("eprop", config.eprop, FEEDBACKS)
+    if config.eprop_feedback_decay and config.eprop != "adaptive":
+        raise ConfigurationError(
+            f"eprop_feedback_decay is adaptive feedback's weight decay: it needs --eprop "
+            f"adaptive, got --eprop {config.eprop}"
+        )
+    used = [flag for name, flag in _NOT_WITH_EPROP if getattr(config, name) not in (None, False, 0)]
+    if config.amp != "off":
+        used.append(f"--amp {config.amp}")
+    if config.prune != "none":
+        used.append(f"--prune {config.prune}")
+    if used:
+        raise ConfigurationError(
+            f"e-prop (--eprop) computes the gradients forward in time, without autograd, "
+            f"for the plain float network: it cannot be combined with {', '.join(used)}"
+        )
+    if config.loss is not None and loss_key(config.loss) != "ce":
+        raise ConfigurationError(
+            f"e-prop descends the per-step cross-entropy of the readout (Bellec et al.'s "
+            f"classification loss): loss must be ce, got {config.loss!r}"
+        )
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -362,7 +414,7 @@ def _positive_int(name: str, value: Any) -> None:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _FLOAT_FIELDS = {
     "lr", "weight_decay", "momentum", "gamma", "delay_lr_scale", "clip_grad_norm", "mixup",
-    "cutmix",
+    "cutmix", "eprop_rate_target", "eprop_rate_strength", "eprop_feedback_decay",
 }  # fmt: skip
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")

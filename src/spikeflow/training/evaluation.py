@@ -256,12 +256,12 @@ def _recorded_best_epoch(
 
 
 def _loss(config: Any) -> Any:
-    """The run's loss; an online run's applied per step, as it was trained."""
+    """The run's loss; an online or e-prop run's applied per step, as it was trained."""
     from spikeflow.losses import get_loss
-    from spikeflow.training.online import per_step_loss
+    from spikeflow.training.online import per_step_loss, trains_per_step
 
     loss = get_loss(config.loss, **config.loss_kwargs)
-    return per_step_loss(loss) if getattr(config, "online", False) else loss
+    return per_step_loss(loss) if trains_per_step(config) else loss
 
 
 def check_json_destination(path: str | os.PathLike, option: str = "--json") -> Path:

@@ -55,6 +55,7 @@ __all__ = [
     "choose_train_steps",
     "online_backward",
     "per_step_loss",
+    "trains_per_step",
 ]
 
 #: The losses whose per-step form online training optimises (see the module docstring).
@@ -75,6 +76,12 @@ class OnlineResult:
     output: Tensor
     loss: Tensor
     train_steps: tuple[int, ...]
+
+
+def trains_per_step(config: object) -> bool:
+    """Whether a run of ``config`` trains, and is evaluated on, the per-step loss
+    (:func:`per_step_loss`): online training and e-prop do."""
+    return bool(getattr(config, "online", False) or getattr(config, "eprop", None))
 
 
 def check_online_model(model: nn.Module, takes_target: bool = False) -> None:

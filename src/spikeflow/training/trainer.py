@@ -47,6 +47,7 @@ from spikeflow.training.config import (
 )
 from spikeflow.training.data import build_datasets, static_layout, to_time_major
 from spikeflow.training.distributed import setup_distributed
+from spikeflow.training.eprop import eprop_rule, eprop_train_step
 from spikeflow.training.loop import (
     EpochSums,
     autocast_context,
@@ -65,7 +66,12 @@ from spikeflow.training.metric_logs import (
 )
 from spikeflow.training.mixing import BatchMixer
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
-from spikeflow.training.online import check_online_model, online_backward, per_step_loss
+from spikeflow.training.online import (
+    check_online_model,
+    online_backward,
+    per_step_loss,
+    trains_per_step,
+)
 from spikeflow.training.pruning import (
     ignore_fixed_buffers,
     make_grad_rewiring,
@@ -260,6 +266,7 @@ class Trainer:
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
         if cfg.online:
             check_online_model(self.raw_model, self._takes_target)
+        self.eprop = eprop_rule(cfg, self.raw_model, ctx.distributed)
         if self._takes_target and (cfg.mixup or cfg.cutmix):
             raise ConfigurationError(
                 f"{type(self.raw_model).__name__} supervises its output spikes from the "
@@ -288,8 +295,9 @@ class Trainer:
         from spikeflow.losses import get_loss
 
         self.loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
-        # An online run is evaluated with the loss it trains (the mean of per-step losses).
-        self.eval_loss_fn = per_step_loss(self.loss_fn) if cfg.online else self.loss_fn
+        # An online or e-prop run is evaluated with the loss it trains (the mean of
+        # per-step losses).
+        self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
         self.mixer = (
             BatchMixer(self.info.num_classes, cfg.mixup, cfg.cutmix)
             if cfg.mixup or cfg.cutmix
@@ -336,6 +344,8 @@ class Trainer:
         delays = {id(m.delay): m.delay for m in self.raw_model.modules()
                   if isinstance(m, DelayedLinear)}  # fmt: skip
         params: Any = self.model.parameters()
+        if self.eprop is not None:  # adaptive feedback learns B with the network
+            params = [*self.model.parameters(), *self.eprop.parameters()]
         if delays:
             params = [
                 {"params": [p for p in self.model.parameters() if id(p) not in delays]},
@@ -376,6 +386,7 @@ class Trainer:
             "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "pruning": {} if self.pruning is None else self.pruning.state_dict(),
+            "eprop": {} if self.eprop is None else self.eprop.state_dict(),
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
             **running,
@@ -412,6 +423,8 @@ class Trainer:
                 # (the schedule is right either way: its state comes from the checkpoint).
                 self.optimizer._opt_called = True  # type: ignore[attr-defined]
         self.scaler.load_state_dict(payload["scaler"])
+        if self.eprop is not None:  # random or adaptive feedback: B
+            self.eprop.load_state_dict(payload.get("eprop", {}))
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
         self.global_step = int(payload["global_step"])
         if self.pruning is not None:
@@ -640,6 +653,9 @@ class Trainer:
                 trace_decay=cfg.online_trace_decay,
             )  # fmt: skip
             out, loss = result.output, result.loss
+        elif self.eprop is not None:  # the gradients forward in time, into .grad
+            self.optimizer.zero_grad(set_to_none=True)
+            out, loss = eprop_train_step(self.eprop, x, target)
         else:
             with autocast_context(ctx.device, cfg.amp):
                 # a model that supervises its output layer itself (event-driven nets) gets y
@@ -655,7 +671,7 @@ class Trainer:
         if bad:
             self._phase = "idle"
             self._raise_non_finite(value, step, steps)
-        if not cfg.online:
+        if not trains_per_step(cfg):
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         self._phase = "update"

@@ -1,0 +1,117 @@
+"""E-prop in ``spikeflow train`` (``--eprop``): the trainer's step is the rule's, the
+run learns, resumes exactly (feedback included), and what e-prop cannot combine with is
+refused by name."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.learn import EProp
+from spikeflow.models import create_model
+from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+from spikeflow.training.config import config_from_dict, resolve
+from spikeflow.training.evaluation import _loss
+from train_runs import tiny
+
+#: A small e-prop run on the digits (8x8 images, constant current over T steps).
+EPROP = {
+    "model": "eprop_rsnn", "eprop": "random", "T": 4, "lr": 3e-2,
+    "model_kwargs": {"n_lif": 16, "n_alif": 16, "tau_out": 3.0, "v_threshold": 0.5},
+}  # fmt: skip
+
+
+def test_the_trainers_step_is_the_rules_run_then_the_optimizer(tmp_path):
+    """One step of a run equals building the network, EProp.run on the same batch with
+    weight 1/T per step, and one Adam step (same seed, same feedback draw)."""
+    cfg = tiny(tmp_path, "one", **EPROP, stop_after=None, epochs=1, train_samples=32,
+               batch_size=32)  # fmt: skip
+    trainer = Trainer(cfg, log=None)
+    trainer._setup()
+    start = {k: v.clone() for k, v in trainer.raw_model.state_dict().items()}
+    feedback = trainer.eprop.feedback_weight.clone()
+    x, y = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=32)))
+    trainer._train_step(x, y, 0, 1)
+
+    torch.manual_seed(0)
+    net = create_model("eprop_rsnn", num_classes=10, in_channels=1, input_size=8,
+                       **EPROP["model_kwargs"])  # fmt: skip
+    net.load_state_dict(start)
+    rule = EProp(net, "random", "ce", generator=torch.Generator().manual_seed(cfg.seed))
+    assert torch.equal(rule.feedback_weight, feedback)  # drawn from the run's seed
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    xs = x.to(torch.float32).reshape(x.shape[0], 1, -1).expand(-1, 4, -1).transpose(0, 1)
+    result = rule.run(xs.contiguous(), y, 0.25)
+    optimizer.step()
+    for key, value in net.state_dict().items():
+        assert torch.allclose(trainer.raw_model.state_dict()[key], value, atol=1e-6), key
+    assert math.isfinite(float(result.loss))
+
+
+def test_an_eprop_run_learns_and_reports_the_per_step_loss(tmp_path):
+    cfg = tiny(tmp_path, "learn", **EPROP, epochs=3, train_samples=256, batch_size=32)
+    history = Trainer(cfg, log=None).fit().history
+    assert history[-1]["test_acc"] > 0.3  # chance 0.1; 0.44-0.68 on seeds 0-3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # evaluation reports what the run trained: the per-step cross-entropy's mean
+    loss = _loss(resolve(cfg))
+    out = torch.randn(3, 2, 10)
+    label = torch.tensor([1, 7])
+    per_step = sum(torch.nn.functional.cross_entropy(o, label) for o in out) / 3
+    assert torch.allclose(loss(out, label), per_step)
+
+
+def test_adaptive_feedback_resumes_exactly(tmp_path):
+    changes = {**EPROP, "eprop": "adaptive", "eprop_feedback_decay": 1e-3,
+               "eprop_rate_strength": 0.1, "epochs": 2, "train_samples": 96}  # fmt: skip
+    Trainer(tiny(tmp_path, "full", **changes), log=None).fit()
+    Trainer(tiny(tmp_path, "split", stop_after=1, **changes), log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full, split = (load_checkpoint(tmp_path / n / "last.pt") for n in ("full", "split"))
+    assert set(full["eprop"]) == {"feedback_weight"}
+    start = torch.load(tmp_path / "split" / "last.pt", weights_only=False)
+    assert start["eprop"]["feedback_weight"].shape == (32, 10)
+    for part in ("model", "eprop"):
+        for key, value in full[part].items():
+            assert torch.equal(value, split[part][key]), (part, key)
+    # B learnt (adaptive): not the draw it started from
+    fresh = Trainer(tiny(tmp_path, "fresh", **changes), log=None)
+    fresh._setup()
+    first = fresh.eprop
+    assert not torch.equal(first.feedback_weight, full["eprop"]["feedback_weight"])
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"online": True}, "--online"),
+        ({"mixup": 0.2}, "--mixup"),
+        ({"amp": "bf16"}, "--amp bf16"),
+        ({"prune": "stds"}, "--prune stds"),
+        ({"weight_bits": 4}, "--weight-bits"),
+        ({"loss": "mse"}, "loss must be ce"),
+        ({"eprop": "hebbian"}, "eprop must be one of"),
+        ({"eprop": "random", "eprop_feedback_decay": 0.1}, "needs --eprop adaptive"),
+        ({"eprop": None, "eprop_rate_strength": 0.1}, "needs e-prop training"),
+        ({"eprop_rate_target": -0.1}, "eprop_rate_target must be a finite number >= 0"),
+    ],
+)
+def test_what_eprop_cannot_take_is_refused_by_name(changes, message):
+    values = {"dataset": "digits", **EPROP, **changes}
+    with pytest.raises(ConfigurationError, match=message.replace("-", r"\-")):
+        resolve(config_from_dict(values))
+
+
+def test_eprop_needs_its_network(tmp_path):
+    cfg = tiny(tmp_path, "plif", eprop="symmetric", loss="ce")
+    with pytest.raises(ConfigurationError, match="--model eprop_rsnn"):
+        Trainer(cfg, log=None)._setup()
+
+
+def test_the_default_loss_of_an_eprop_run_is_ce():
+    assert resolve(config_from_dict({"model": "eprop_rsnn", "eprop": "symmetric"})).loss == "ce"
+    assert resolve(config_from_dict({"model": "eprop_rsnn"})).loss == "mse"  # BPTT: zoo's
