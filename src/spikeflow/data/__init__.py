@@ -67,6 +67,16 @@ from spikeflow.data.representations_extra import (
     to_image,
     to_sparse_frames,
 )
+from spikeflow.data.sliced_dataset import SlicedDataset
+from spikeflow.data.slicing import (
+    SliceAtIndices,
+    SliceAtTimePoints,
+    SliceByEventBins,
+    SliceByEventCount,
+    SliceByTime,
+    SliceByTimeBins,
+    Slicer,
+)
 from spikeflow.data.transforms import Compose
 
 __all__ = [
@@ -106,6 +116,14 @@ __all__ = [
     "NOmniglot",
     "NeuromorphicDataset",
     "Representation",
+    "SliceAtIndices",
+    "SliceAtTimePoints",
+    "SliceByEventBins",
+    "SliceByEventCount",
+    "SliceByTime",
+    "SliceByTimeBins",
+    "SlicedDataset",
+    "Slicer",
     "SpeechCommands",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
