@@ -379,6 +379,10 @@ def test_docs_data_examples_run(monkeypatch):
     t = ns["rec"].events["t"]
     assert (int(t[0]), int(t[-1])) == (937, 305341)
     assert ns["x"].shape == (10, 2, 16, 16) and ns["mask"].dtype == torch.bool
+    cuts = ns["slicer"].get_slice_metadata(ns["rec"]).tolist()
+    assert cuts == [[0, 1804], [1755, 3317], [2920, 4350]] and len(ns["pieces"]) == 3
+    assert ns["frames"].shape == (5, 2, 34, 34) and ns["label"] == 0
+    assert (len(ns["test"]), len(ns["sliced"])) == (100, 300)
 
 
 def test_coordinates_must_be_integers_and_may_be_uint64():
