@@ -555,3 +555,5 @@ def test_configuration_errors(kind):
     if kind != "VanillaRNN":
         with pytest.raises(ConfigurationError, match="both spike or both"):
             cls(3, 4, 1, surrogate_function2=surrogate.ATan(spiking=False))
+        with pytest.raises(ConfigurationError, match="surrogate_function2 must be a spikeflow"):
+            cls(3, 4, 1, surrogate_function2=torch.nn.Sigmoid())

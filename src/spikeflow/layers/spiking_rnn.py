@@ -68,13 +68,24 @@ def _check_surrogate(owner: str, name: str, value: object, optional: bool = Fals
         )
 
 
-def _check_surrogate_pair(owner: str, first: Surrogate, second: Surrogate | None) -> None:
-    """Both gate surrogates spike, or both are smooth (SpikingJelly requires the same)."""
+def _gate_surrogates(
+    owner: str, first: Surrogate | None, second: Surrogate | None
+) -> tuple[Surrogate, Surrogate | None]:
+    """The LSTM and GRU cells' ``(surrogate_function1, surrogate_function2)``, checked.
+
+    ``first`` defaults to ``Erf()``; ``second`` may be None (the cell then uses
+    ``first`` for every gate). Both must spike, or both be smooth (SpikingJelly
+    requires the same).
+    """
+    first = Erf() if first is None else first
+    _check_surrogate(owner, "surrogate_function1", first)
+    _check_surrogate(owner, "surrogate_function2", second, optional=True)
     if second is not None and first.spiking != second.spiking:
         raise ConfigurationError(
             f"{owner}: surrogate_function1 and surrogate_function2 must both spike or both "
             f"be smooth, got spiking={first.spiking} and spiking={second.spiking}"
         )
+    return first, second
 
 
 def _check_floating(owner: str, x: object, what: str) -> Tensor:
@@ -237,13 +248,9 @@ class SpikingLSTMCell(_SpikingRNNCellBase):
         surrogate_function2: Surrogate | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, bias)
-        name = type(self).__name__
-        surrogate_function1 = Erf() if surrogate_function1 is None else surrogate_function1
-        _check_surrogate(name, "surrogate_function1", surrogate_function1)
-        _check_surrogate(name, "surrogate_function2", surrogate_function2, optional=True)
-        _check_surrogate_pair(name, surrogate_function1, surrogate_function2)
-        self.surrogate_function1 = surrogate_function1
-        self.surrogate_function2 = surrogate_function2
+        self.surrogate_function1, self.surrogate_function2 = _gate_surrogates(
+            type(self).__name__, surrogate_function1, surrogate_function2
+        )
 
     def _step(self, x_proj: Tensor, states: _States) -> _States:
         h, c = states
@@ -356,13 +363,9 @@ class SpikingGRUCell(_SingleStateCell):
         surrogate_function2: Surrogate | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, bias)
-        name = type(self).__name__
-        surrogate_function1 = Erf() if surrogate_function1 is None else surrogate_function1
-        _check_surrogate(name, "surrogate_function1", surrogate_function1)
-        _check_surrogate(name, "surrogate_function2", surrogate_function2, optional=True)
-        _check_surrogate_pair(name, surrogate_function1, surrogate_function2)
-        self.surrogate_function1 = surrogate_function1
-        self.surrogate_function2 = surrogate_function2
+        self.surrogate_function1, self.surrogate_function2 = _gate_surrogates(
+            type(self).__name__, surrogate_function1, surrogate_function2
+        )
 
     def _step(self, x_proj: Tensor, states: _States) -> _States:
         (h,) = states
@@ -437,12 +440,17 @@ class _SpikingRNNBase(nn.Module):
         input_size: int,
         hidden_size: int,
         num_layers: int,
-        bias: bool,
-        dropout_p: float,
-        invariant_dropout_mask: bool,
-        bidirectional: bool,
-        surrogates: tuple[Surrogate | None, ...],
+        bias: bool = True,
+        dropout_p: float = 0.0,
+        invariant_dropout_mask: bool = False,
+        bidirectional: bool = False,
+        surrogate_function1: Surrogate | None = None,
+        surrogate_function2: Surrogate | None = None,
     ) -> None:
+        """:class:`SpikingLSTM`'s and :class:`SpikingGRU`'s arguments (their docstrings);
+        :class:`SpikingVanillaRNN` passes its one ``surrogate_function`` as
+        ``surrogate_function1``. The surrogates go to every cell, ``surrogate_function2``
+        only where given (the vanilla cell takes one)."""
         super().__init__()
         name = type(self).__name__
         self.input_size = check_int(f"{name}: input_size", input_size, 1)
@@ -457,8 +465,8 @@ class _SpikingRNNBase(nn.Module):
         directions = 2 if self.bidirectional else 1
         sizes = [self.input_size] + [directions * self.hidden_size] * (self.num_layers - 1)
         # one surrogate instance for all cells (they hold no state), as SpikingJelly
-        first, *rest = surrogates
-        surrogates = (Erf() if first is None else first, *rest)
+        first = Erf() if surrogate_function1 is None else surrogate_function1
+        surrogates = (first,) if surrogate_function2 is None else (first, surrogate_function2)
         # forward cells, then reverse cells: SpikingJelly's order of parameter draws
         self.cells = nn.ModuleList(
             self.cell_type(size, self.hidden_size, self.bias, *surrogates) for size in sizes
@@ -613,29 +621,6 @@ class SpikingLSTM(_SpikingRNNBase):
 
     cell_type = SpikingLSTMCell
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int,
-        bias: bool = True,
-        dropout_p: float = 0.0,
-        invariant_dropout_mask: bool = False,
-        bidirectional: bool = False,
-        surrogate_function1: Surrogate | None = None,
-        surrogate_function2: Surrogate | None = None,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            dropout_p,
-            invariant_dropout_mask,
-            bidirectional,
-            (surrogate_function1, surrogate_function2),
-        )
-
     def forward(
         self, x: Tensor, states: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -716,29 +701,6 @@ class SpikingGRU(_SingleStateRNN):
 
     cell_type = SpikingGRUCell
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int,
-        bias: bool = True,
-        dropout_p: float = 0.0,
-        invariant_dropout_mask: bool = False,
-        bidirectional: bool = False,
-        surrogate_function1: Surrogate | None = None,
-        surrogate_function2: Surrogate | None = None,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            dropout_p,
-            invariant_dropout_mask,
-            bidirectional,
-            (surrogate_function1, surrogate_function2),
-        )
-
 
 class SpikingVanillaRNN(_SingleStateRNN):
     r"""Stacked spiking Elman RNN over a time-major sequence (SpikingJelly's
@@ -792,5 +754,5 @@ class SpikingVanillaRNN(_SingleStateRNN):
             dropout_p,
             invariant_dropout_mask,
             bidirectional,
-            (surrogate_function,),
+            surrogate_function,
         )
