@@ -257,3 +257,22 @@ def test_per_step_norms_refuse_a_new_batch_while_streaming(cls):
         m(x[1])  # the same sequence goes on
         m.reset()
         m(x[0, :1])  # a new one after a reset
+
+
+@pytest.mark.parametrize("kind", ["BatchNormThroughTime", "TemporalEffectiveBatchNorm"])
+def test_per_step_norms_check_the_dims_of_one_step(kind):
+    # one step of 1d: [B, C] or [B, C, L]; 2d: [B, C, H, W]; 3d: [B, C, D, H, W]
+    steps = {"1d": [(3, 2), (3, 2, 4)], "2d": [(3, 2, 4, 4)], "3d": [(3, 2, 2, 2, 2)]}
+    layouts = {
+        "1d": r"\[T, B, C\] or \[T, B, C, L\]",
+        "2d": r"\[T, B, C, H, W\]",
+        "3d": r"\[T, B, C, D, H, W\]",
+    }
+    for dim, shapes in steps.items():
+        m = getattr(L, f"{kind}{dim}")(2, T=2)
+        for shape in shapes:
+            assert m(torch.randn(2, *shape)).shape == (2, *shape)
+        for other in steps.keys() - {dim}:
+            for shape in steps[other]:
+                with pytest.raises(ShapeError, match=layouts[dim]):
+                    m(torch.randn(2, *shape))

@@ -40,9 +40,11 @@ __all__ = [
     "ThresholdDependentBatchNorm3d",
 ]
 
-_BN1D_LAYOUT, _BN1D_DIMS = "[B, C] or [B, C, L]", (2, 3)
-_BN2D_LAYOUT, _BN2D_DIMS = "[B, C, H, W]", (4, 4)
-_BN3D_LAYOUT, _BN3D_DIMS = "[B, C, D, H, W]", (5, 5)
+# One step of each variant: the torch batch norm that normalises it (BNTT and TEBN), its
+# layout and its (min, max) dims, those of the sequence batch norm of the same dimension.
+_BN1D = (nn.BatchNorm1d, BatchNorm1d.step_layout, BatchNorm1d.step_ndim)
+_BN2D = (nn.BatchNorm2d, BatchNorm2d.step_layout, BatchNorm2d.step_ndim)
+_BN3D = (nn.BatchNorm3d, BatchNorm3d.step_layout, BatchNorm3d.step_ndim)
 
 
 # -- tdBN --------------------------------------------------------------------------------
@@ -124,15 +126,15 @@ _TDBN_DOC = """Threshold-dependent batch norm (tdBN, Zheng et al., AAAI 2021), o
 
 
 class ThresholdDependentBatchNorm1d(_ThresholdDependentMixin, BatchNorm1d):
-    __doc__ = _TDBN_DOC.format(layout="[B, C] or [B, C, L]")
+    __doc__ = _TDBN_DOC.format(layout=BatchNorm1d.step_layout)
 
 
 class ThresholdDependentBatchNorm2d(_ThresholdDependentMixin, BatchNorm2d):
-    __doc__ = _TDBN_DOC.format(layout="[B, C, H, W]")
+    __doc__ = _TDBN_DOC.format(layout=BatchNorm2d.step_layout)
 
 
 class ThresholdDependentBatchNorm3d(_ThresholdDependentMixin, BatchNorm3d):
-    __doc__ = _TDBN_DOC.format(layout="[B, C, D, H, W]")
+    __doc__ = _TDBN_DOC.format(layout=BatchNorm3d.step_layout)
 
 
 # -- per-time-step norms ------------------------------------------------------------------
@@ -148,6 +150,8 @@ class _TimeIndexedNorm(MemoryModule):
 
     step_layout: str
     step_ndim: tuple[int, int | None]
+    #: The torch batch norm of one step (``nn.BatchNorm1d``, ...).
+    _bn: type[nn.modules.batchnorm._BatchNorm]
 
     def __init__(self, T: int, step_mode: StepMode) -> None:
         super().__init__(step_mode)
@@ -174,17 +178,27 @@ class _TimeIndexedNorm(MemoryModule):
             )
         return seq, t0
 
-    def _advance(self, t: int) -> None:
-        """Carry the index of the next step (used while streaming)."""
-        self._keep_state({"t": torch.tensor(t)})
+    def _normalise(self, seq: Tensor, t0: int) -> Tensor:
+        """The steps ``t0, t0 + 1, ...`` of the sequence, ``seq`` ``[n, B, C, ...]``,
+        normalised (``[n, B, C, ...]``)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x``: ``[T, B, C, ...]``, or one step ``[B, C, ...]`` (single-step).
+
+        The steps run are counted in the carried state (while streaming), so that the
+        next call continues at the next time index.
+        """
+        seq, t0 = self._steps(x)
+        y = self._normalise(seq, t0)
+        self._keep_state({"t": torch.tensor(t0 + seq.shape[0])})
+        return y if self.step_mode == "m" else y[0]
 
     def extra_repr(self) -> str:
         return f"T={self.T}, step_mode={self.step_mode}"
 
 
 class _BatchNormThroughTime(_TimeIndexedNorm):
-    _bn: type[nn.modules.batchnorm._BatchNorm]
-
     def __init__(
         self,
         num_features: int,
@@ -212,12 +226,9 @@ class _BatchNormThroughTime(_TimeIndexedNorm):
             for bn in self.bn:  # the paper's BNTT scales only (as SpikingJelly, snnTorch)
                 bn.bias = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Step ``t`` normalised by ``bn[t]``: ``[T, B, C, ...]`` or one step ``[B, C, ...]``."""
-        seq, t0 = self._steps(x)
-        y = torch.stack([self.bn[t0 + i](seq[i]) for i in range(seq.shape[0])])
-        self._advance(t0 + seq.shape[0])
-        return y if self.step_mode == "m" else y[0]
+    def _normalise(self, seq: Tensor, t0: int) -> Tensor:
+        """Step ``t`` normalised by ``bn[t]``."""
+        return torch.stack([self.bn[t0 + i](seq[i]) for i in range(seq.shape[0])])
 
 
 _BNTT_DOC = """Batch norm through time (BNTT, Kim & Panda, 2021), one step {layout}.
@@ -245,26 +256,21 @@ _BNTT_DOC = """Batch norm through time (BNTT, Kim & Panda, 2021), one step {layo
 
 
 class BatchNormThroughTime1d(_BatchNormThroughTime):
-    __doc__ = _BNTT_DOC.format(layout="[B, C] or [B, C, L]")
-    _bn = nn.BatchNorm1d
-    step_layout, step_ndim = _BN1D_LAYOUT, _BN1D_DIMS
+    _bn, step_layout, step_ndim = _BN1D
+    __doc__ = _BNTT_DOC.format(layout=step_layout)
 
 
 class BatchNormThroughTime2d(_BatchNormThroughTime):
-    __doc__ = _BNTT_DOC.format(layout="[B, C, H, W]")
-    _bn = nn.BatchNorm2d
-    step_layout, step_ndim = _BN2D_LAYOUT, _BN2D_DIMS
+    _bn, step_layout, step_ndim = _BN2D
+    __doc__ = _BNTT_DOC.format(layout=step_layout)
 
 
 class BatchNormThroughTime3d(_BatchNormThroughTime):
-    __doc__ = _BNTT_DOC.format(layout="[B, C, D, H, W]")
-    _bn = nn.BatchNorm3d
-    step_layout, step_ndim = _BN3D_LAYOUT, _BN3D_DIMS
+    _bn, step_layout, step_ndim = _BN3D
+    __doc__ = _BNTT_DOC.format(layout=step_layout)
 
 
 class _TemporalEffectiveBatchNorm(_TimeIndexedNorm):
-    _bn: type[nn.modules.batchnorm._BatchNorm]
-
     def __init__(
         self,
         num_features: int,
@@ -289,15 +295,11 @@ class _TemporalEffectiveBatchNorm(_TimeIndexedNorm):
         )
         self.p = nn.Parameter(torch.ones(self.T, device=device, dtype=dtype))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``p[t]·BN(x)[t]``: ``[T, B, C, ...]`` or one step ``[B, C, ...]``."""
-        seq, t0 = self._steps(x)
+    def _normalise(self, seq: Tensor, t0: int) -> Tensor:
+        """``p[t]·BN(x)[t]``, the statistics over all steps of ``seq``."""
         n = seq.shape[0]
         y = fold_time(self.bn, seq)
-        p = self.p[t0 : t0 + n].view(n, *([1] * (y.dim() - 1)))
-        y = y * p
-        self._advance(t0 + n)
-        return y if self.step_mode == "m" else y[0]
+        return y * self.p[t0 : t0 + n].view(n, *([1] * (y.dim() - 1)))
 
 
 _TEBN_DOC = """Temporal effective batch norm (TEBN, Duan et al., NeurIPS 2022), one step {layout}.
@@ -323,18 +325,15 @@ _TEBN_DOC = """Temporal effective batch norm (TEBN, Duan et al., NeurIPS 2022), 
 
 
 class TemporalEffectiveBatchNorm1d(_TemporalEffectiveBatchNorm):
-    __doc__ = _TEBN_DOC.format(layout="[B, C] or [B, C, L]")
-    _bn = nn.BatchNorm1d
-    step_layout, step_ndim = _BN1D_LAYOUT, _BN1D_DIMS
+    _bn, step_layout, step_ndim = _BN1D
+    __doc__ = _TEBN_DOC.format(layout=step_layout)
 
 
 class TemporalEffectiveBatchNorm2d(_TemporalEffectiveBatchNorm):
-    __doc__ = _TEBN_DOC.format(layout="[B, C, H, W]")
-    _bn = nn.BatchNorm2d
-    step_layout, step_ndim = _BN2D_LAYOUT, _BN2D_DIMS
+    _bn, step_layout, step_ndim = _BN2D
+    __doc__ = _TEBN_DOC.format(layout=step_layout)
 
 
 class TemporalEffectiveBatchNorm3d(_TemporalEffectiveBatchNorm):
-    __doc__ = _TEBN_DOC.format(layout="[B, C, D, H, W]")
-    _bn = nn.BatchNorm3d
-    step_layout, step_ndim = _BN3D_LAYOUT, _BN3D_DIMS
+    _bn, step_layout, step_ndim = _BN3D
+    __doc__ = _TEBN_DOC.format(layout=step_layout)
