@@ -27,6 +27,9 @@ from spikeflow.base import MemoryModule, StepMode, StepModule
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = [
+    "STEP_1D",
+    "STEP_2D",
+    "STEP_3D",
     "check_inner_modules",
     "check_step_dims",
     "current_fold",
@@ -98,6 +101,13 @@ def run_steps(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             f"(input shape {tuple(x.shape)}); a sequence needs T >= 1"
         )
     return torch.stack([fn(x[t]) for t in range(x.shape[0])])
+
+
+#: One step of a layer over 1, 2 or 3 spatial dims: ``(layout, (min, max) dims)``, the
+#: ``step_layout, step_ndim`` a layer declares and :func:`check_step_dims` takes.
+STEP_1D: tuple[str, tuple[int, int | None]] = ("[B, C, L]", (3, 3))
+STEP_2D: tuple[str, tuple[int, int | None]] = ("[B, C, H, W]", (4, 4))
+STEP_3D: tuple[str, tuple[int, int | None]] = ("[B, C, D, H, W]", (5, 5))
 
 
 def _dims_text(lo: int, hi: int | None) -> str:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.layers._checks import check_real
-from spikeflow.layers._time import check_step_dims
+from spikeflow.layers._time import STEP_2D, check_step_dims
 
 __all__ = ["Dropout", "Dropout2d"]
 
@@ -102,7 +102,7 @@ class Dropout2d(_SequenceDropout):
         ConfigurationError: ``p`` is not in ``[0, 1)``.
     """
 
-    step_layout, step_ndim = "[B, C, H, W]", (4, 4)
+    step_layout, step_ndim = STEP_2D
 
     def __init__(self, p: float = 0.2, step_mode: StepMode = "m") -> None:
         super().__init__(p, step_mode)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ShapeError
 from spikeflow.layers._checks import check_int, check_real
-from spikeflow.layers._time import check_step_dims
+from spikeflow.layers._time import STEP_2D, check_step_dims
 
 __all__ = ["NeuNorm"]
 
@@ -80,7 +80,7 @@ class NeuNorm(MemoryModule):
     def forward(self, x: Tensor) -> Tensor:
         """``o − w ⊙ x``: ``[T, B, C, H, W]`` (multi-step) or ``[B, C, H, W]`` (single)."""
         name = type(self).__name__
-        check_step_dims(x, name, "[B, C, H, W]", (4, 4), self.step_mode)
+        check_step_dims(x, name, *STEP_2D, self.step_mode)
         seq = x if self.step_mode == "m" else x.unsqueeze(0)
         expected = (self.in_channels, self.height, self.width)
         if tuple(seq.shape[2:]) != expected:

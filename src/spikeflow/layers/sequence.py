@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from spikeflow.base import StepMode, StepModule
-from spikeflow.layers._time import check_step_dims, fold_time
+from spikeflow.layers._time import STEP_1D, STEP_2D, STEP_3D, check_step_dims, fold_time
 
 __all__ = [
     "AdaptiveAvgPool1d",
@@ -53,10 +53,6 @@ __all__ = [
     "SequenceLayerMixin",
     "Upsample",
 ]
-
-_1D = "[B, C, L]"
-_2D = "[B, C, H, W]"
-_3D = "[B, C, D, H, W]"
 
 
 class SequenceLayerMixin(StepModule):
@@ -117,19 +113,19 @@ class SequenceLayerMixin(StepModule):
 class Conv1d(SequenceLayerMixin, nn.Conv1d):
     """:class:`torch.nn.Conv1d` over a sequence; one step is ``[B, C, L]``."""
 
-    step_layout, step_ndim = _1D, (3, 3)
+    step_layout, step_ndim = STEP_1D
 
 
 class Conv2d(SequenceLayerMixin, nn.Conv2d):
     """:class:`torch.nn.Conv2d` over a sequence; one step is ``[B, C, H, W]``."""
 
-    step_layout, step_ndim = _2D, (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class Conv3d(SequenceLayerMixin, nn.Conv3d):
     """:class:`torch.nn.Conv3d` over a sequence; one step is ``[B, C, D, H, W]``."""
 
-    step_layout, step_ndim = _3D, (5, 5)
+    step_layout, step_ndim = STEP_3D
 
 
 class ConvTranspose1d(SequenceLayerMixin, nn.ConvTranspose1d):
@@ -138,7 +134,7 @@ class ConvTranspose1d(SequenceLayerMixin, nn.ConvTranspose1d):
     ``forward(x, output_size)`` takes ``output_size`` as the length ``(L,)``.
     """
 
-    step_layout, step_ndim = _1D, (3, 3)
+    step_layout, step_ndim = STEP_1D
 
 
 class ConvTranspose2d(SequenceLayerMixin, nn.ConvTranspose2d):
@@ -147,7 +143,7 @@ class ConvTranspose2d(SequenceLayerMixin, nn.ConvTranspose2d):
     ``forward(x, output_size)`` takes ``output_size`` as the spatial size ``(H, W)``.
     """
 
-    step_layout, step_ndim = _2D, (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class ConvTranspose3d(SequenceLayerMixin, nn.ConvTranspose3d):
@@ -156,7 +152,7 @@ class ConvTranspose3d(SequenceLayerMixin, nn.ConvTranspose3d):
     ``forward(x, output_size)`` takes ``output_size`` as the spatial size ``(D, H, W)``.
     """
 
-    step_layout, step_ndim = _3D, (5, 5)
+    step_layout, step_ndim = STEP_3D
 
 
 class Linear(SequenceLayerMixin, nn.Linear):
@@ -177,7 +173,7 @@ class MaxPool1d(SequenceLayerMixin, nn.MaxPool1d):
     With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
     """
 
-    step_layout, step_ndim = _1D, (3, 3)
+    step_layout, step_ndim = STEP_1D
 
 
 class MaxPool2d(SequenceLayerMixin, nn.MaxPool2d):
@@ -186,7 +182,7 @@ class MaxPool2d(SequenceLayerMixin, nn.MaxPool2d):
     With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
     """
 
-    step_layout, step_ndim = _2D, (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class MaxPool3d(SequenceLayerMixin, nn.MaxPool3d):
@@ -195,43 +191,43 @@ class MaxPool3d(SequenceLayerMixin, nn.MaxPool3d):
     With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
     """
 
-    step_layout, step_ndim = _3D, (5, 5)
+    step_layout, step_ndim = STEP_3D
 
 
 class AvgPool1d(SequenceLayerMixin, nn.AvgPool1d):
     """:class:`torch.nn.AvgPool1d` over a sequence; one step is ``[B, C, L]``."""
 
-    step_layout, step_ndim = _1D, (3, 3)
+    step_layout, step_ndim = STEP_1D
 
 
 class AvgPool2d(SequenceLayerMixin, nn.AvgPool2d):
     """:class:`torch.nn.AvgPool2d` over a sequence; one step is ``[B, C, H, W]``."""
 
-    step_layout, step_ndim = _2D, (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class AvgPool3d(SequenceLayerMixin, nn.AvgPool3d):
     """:class:`torch.nn.AvgPool3d` over a sequence; one step is ``[B, C, D, H, W]``."""
 
-    step_layout, step_ndim = _3D, (5, 5)
+    step_layout, step_ndim = STEP_3D
 
 
 class AdaptiveAvgPool1d(SequenceLayerMixin, nn.AdaptiveAvgPool1d):
     """:class:`torch.nn.AdaptiveAvgPool1d` over a sequence; one step is ``[B, C, L]``."""
 
-    step_layout, step_ndim = _1D, (3, 3)
+    step_layout, step_ndim = STEP_1D
 
 
 class AdaptiveAvgPool2d(SequenceLayerMixin, nn.AdaptiveAvgPool2d):
     """:class:`torch.nn.AdaptiveAvgPool2d` over a sequence; one step is ``[B, C, H, W]``."""
 
-    step_layout, step_ndim = _2D, (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class AdaptiveAvgPool3d(SequenceLayerMixin, nn.AdaptiveAvgPool3d):
     """:class:`torch.nn.AdaptiveAvgPool3d` over a sequence; one step is ``[B, C, D, H, W]``."""
 
-    step_layout, step_ndim = _3D, (5, 5)
+    step_layout, step_ndim = STEP_3D
 
 
 # -- reshaping and resampling -------------------------------------------------------------
@@ -262,7 +258,7 @@ class Flatten(SequenceLayerMixin, nn.Flatten):
 
 
 _UPSAMPLE_MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
-_SPATIAL_LAYOUT = {1: _1D, 2: _2D, 3: _3D}
+_SPATIAL_STEP = {1: STEP_1D, 2: STEP_2D, 3: STEP_3D}
 
 
 class Upsample(SequenceLayerMixin, nn.Upsample):
@@ -279,6 +275,6 @@ class Upsample(SequenceLayerMixin, nn.Upsample):
             for v in (self.size, self.scale_factor):
                 if isinstance(v, (tuple, list)):
                     k = len(v)
-        if k is None or k not in _SPATIAL_LAYOUT:
+        if k is None or k not in _SPATIAL_STEP:
             return "[B, C, *spatial]", (3, 5)
-        return _SPATIAL_LAYOUT[k], (k + 2, k + 2)
+        return _SPATIAL_STEP[k]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from spikeflow.layers._time import STEP_2D, STEP_3D
 from spikeflow.layers.sequence import SequenceLayerMixin
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "LayerNorm"]
@@ -26,13 +27,13 @@ class BatchNorm1d(SequenceLayerMixin, nn.BatchNorm1d):
 class BatchNorm2d(SequenceLayerMixin, nn.BatchNorm2d):
     """:class:`torch.nn.BatchNorm2d` over a sequence; one step is ``[B, C, H, W]``."""
 
-    step_layout, step_ndim = "[B, C, H, W]", (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class BatchNorm3d(SequenceLayerMixin, nn.BatchNorm3d):
     """:class:`torch.nn.BatchNorm3d` over a sequence; one step is ``[B, C, D, H, W]``."""
 
-    step_layout, step_ndim = "[B, C, D, H, W]", (5, 5)
+    step_layout, step_ndim = STEP_3D
 
 
 class GroupNorm(SequenceLayerMixin, nn.GroupNorm):

@@ -40,7 +40,7 @@ from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers._checks import check_int
-from spikeflow.layers._time import check_step_dims
+from spikeflow.layers._time import STEP_2D, check_step_dims
 from spikeflow.surrogate import Sigmoid, Surrogate
 
 __all__ = ["SLSTM", "SConv2dLSTM"]
@@ -377,7 +377,7 @@ class SConv2dLSTM(_SpikingLSTMBase):
         DTypeError: an input whose dtype is not the weights' (outside autocast).
     """
 
-    step_layout, step_ndim = "[B, C, H, W]", (4, 4)
+    step_layout, step_ndim = STEP_2D
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers._checks import check_real
+from spikeflow.layers._time import STEP_2D
 from spikeflow.layers.sequence import SequenceLayerMixin
 
 __all__ = ["WSConv2d", "WSLinear", "standardize_weight"]
@@ -126,7 +127,7 @@ class WSConv2d(SequenceLayerMixin, _WSConv2dStep):
         ShapeError: the input is not ``[T, B, C, H, W]`` (``[B, C, H, W]`` single-step).
     """
 
-    step_layout, step_ndim = "[B, C, H, W]", (4, 4)
+    step_layout, step_ndim = STEP_2D
 
 
 class WSLinear(SequenceLayerMixin, _WSLinearStep):
