@@ -210,6 +210,16 @@ def test_gradients_reach_every_parameter(qka_type):
     assert x.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize(
+    "cls, kind", [(TokenQKAttention, "token"), (ChannelQKAttention, "channel")]
+)
+def test_token_and_channel_layers_pass_every_argument_on(cls, kind):
+    layer = cls(8, 2, 0.25, "if", {"v_threshold": 0.75}, "s")
+    assert (layer.dim, layer.num_heads, layer.qka_type, layer.step_mode) == (8, 2, kind, "s")
+    assert type(layer.qk_lif).__name__ == "IFNode" and layer.proj_lif.step_mode == "s"
+    assert (layer.qk_lif.v_threshold, layer.attn_lif.v_threshold) == (0.75, 0.25)
+
+
 def test_bad_arguments_and_inputs_are_named():
     with pytest.raises(ConfigurationError, match="qka_type must be 'token' or 'channel'"):
         QKAttention(8, 2, "spatial")

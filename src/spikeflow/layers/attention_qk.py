@@ -24,7 +24,7 @@ other attention layers do: the outputs are SpikingJelly's transposed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -149,39 +149,38 @@ class QKAttention(StepModule, nn.Module):
         return f"dim={self.dim}, num_heads={self.num_heads}, qka_type={self._qka_type}"
 
 
-class TokenQKAttention(QKAttention):
+class _FixedQKAttention(QKAttention):
+    """:class:`QKAttention` with the ``qka_type`` the subclass names in ``_fixed_qka_type``
+    (SpikingJelly's two subclasses): the arguments of :class:`QKAttention` but that one."""
+
+    _fixed_qka_type: ClassVar[str]
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        attention_threshold: float = 0.5,
+        neuron: Any = "lif",
+        neuron_kwargs: Mapping[str, Any] | None = None,
+        step_mode: StepMode = "m",
+    ) -> None:
+        super().__init__(dim, num_heads, self._fixed_qka_type, attention_threshold, neuron,
+                         neuron_kwargs, step_mode)  # fmt: skip
+
+
+class TokenQKAttention(_FixedQKAttention):
     """Q-K token attention (QKTA): :class:`QKAttention` with ``qka_type="token"``.
 
     SpikingJelly 2.0's ``layer.TokenQKAttention``; arguments as :class:`QKAttention`.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        attention_threshold: float = 0.5,
-        neuron: Any = "lif",
-        neuron_kwargs: Mapping[str, Any] | None = None,
-        step_mode: StepMode = "m",
-    ) -> None:
-        super().__init__(dim, num_heads, "token", attention_threshold, neuron, neuron_kwargs,
-                         step_mode)  # fmt: skip
+    _fixed_qka_type = "token"
 
 
-class ChannelQKAttention(QKAttention):
+class ChannelQKAttention(_FixedQKAttention):
     """Q-K channel attention (QKCA): :class:`QKAttention` with ``qka_type="channel"``.
 
     SpikingJelly 2.0's ``layer.ChannelQKAttention``; arguments as :class:`QKAttention`.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        attention_threshold: float = 0.5,
-        neuron: Any = "lif",
-        neuron_kwargs: Mapping[str, Any] | None = None,
-        step_mode: StepMode = "m",
-    ) -> None:
-        super().__init__(dim, num_heads, "channel", attention_threshold, neuron, neuron_kwargs,
-                         step_mode)  # fmt: skip
+    _fixed_qka_type = "channel"
