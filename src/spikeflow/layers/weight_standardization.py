@@ -45,12 +45,18 @@ def standardize_weight(weight: Tensor, eps: float, scale_by_fan_in: bool = False
 
 
 class _Standardized:
-    """The gain, ``eps`` and the standardised weight of a WS layer."""
+    """The gain, ``eps`` and the standardised weight of a WS layer.
+
+    Put it before the torch layer in the bases: the constructor takes the torch layer's
+    arguments and the keywords ``gain`` and ``eps``; the gain ``[out, 1, ...]`` has one
+    value per output channel (dim 0 of the weight), broadcast over the others.
+    """
 
     weight: Tensor
     gain: nn.Parameter | None
 
-    def _init_standardization(self, gain: bool, eps: float, gain_shape: tuple[int, ...]) -> None:
+    def __init__(self, *args: Any, gain: bool = True, eps: float = 1e-4, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         owner = type(self).__name__
         if not isinstance(gain, bool):
             raise ConfigurationError(f"{owner}: gain must be True or False, got {gain!r}")
@@ -62,7 +68,8 @@ class _Standardized:
             )
         like = self.weight
         if gain:
-            self.gain = nn.Parameter(torch.ones(gain_shape, dtype=like.dtype, device=like.device))
+            shape = (like.shape[0],) + (1,) * (like.dim() - 1)
+            self.gain = nn.Parameter(torch.ones(shape, dtype=like.dtype, device=like.device))
         else:
             self.register_parameter("gain", None)  # type: ignore[attr-defined]
 
@@ -80,32 +87,12 @@ class _Standardized:
 class _WSConv2dStep(_Standardized, nn.Conv2d):
     """One step of :class:`WSConv2d`: ``nn.Conv2d`` with the standardised weight."""
 
-    def __init__(
-        self,
-        *args: Any,
-        gain: bool = True,
-        eps: float = 1e-4,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_standardization(gain, eps, (self.out_channels, 1, 1, 1))
-
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.standardized_weight(), self.bias)
 
 
 class _WSLinearStep(_Standardized, nn.Linear):
     """One step of :class:`WSLinear`: ``nn.Linear`` with the standardised weight."""
-
-    def __init__(
-        self,
-        *args: Any,
-        gain: bool = True,
-        eps: float = 1e-4,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_standardization(gain, eps, (self.out_features, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return nn.functional.linear(x, self.standardized_weight(), self.bias)
