@@ -148,6 +148,8 @@ def test_errors():
         SynapseFilter()(torch.ones(3))
     with pytest.raises(StateError, match="streaming"):
         SynapseFilter(step_mode="s")(torch.ones(2, 3))
+    with pytest.raises(ShapeError, match=r"single-step mode expects \[B, \.\.\.\], got a scalar"):
+        SynapseFilter(step_mode="s")(torch.tensor(1.0))
     with pytest.raises(ShapeError, match="T >= 1"):  # was torch.stack's RuntimeError
         synapse_filter(torch.ones(0, 3), 0.5)
     assert "tau=100, learnable=False" in repr(SynapseFilter())

@@ -231,6 +231,8 @@ def test_bad_inputs_are_named():
         node(torch.ones(3, 2, dtype=torch.long))
     with pytest.raises(ShapeError, match=r"\[T, B, \.\.\.\]"):
         node(torch.ones(3))
+    with pytest.raises(ShapeError, match=r"single-step mode expects \[B, \.\.\.\], got a scalar"):
+        ShortTermPlasticity(step_mode="s")(torch.tensor(1.0))
     with pytest.raises(ShapeError, match=r"U of shape \(5,\) does not broadcast"):
         ShortTermPlasticity(U=torch.full((5,), 0.3))(torch.ones(3, 2, 4))
     assert "tau_f=50, tau_d=750, U=0.45, dt=1" in repr(node)

@@ -24,12 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule, StepMode, StepModule
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.neurons.base import check_sequence
 
 __all__ = [
     "STEP_1D",
     "STEP_2D",
     "STEP_3D",
+    "as_float_sequence",
     "check_inner_modules",
     "check_step_dims",
     "current_fold",
@@ -158,6 +160,32 @@ def check_step_dims(
     raise ShapeError(
         f"{owner} in {mode} mode expects {shown} ({dims}); got shape {tuple(x.shape)}{hint}"
     )
+
+
+def as_float_sequence(x: object, owner: str, what: str, step_mode: StepMode) -> Tensor:
+    """``x`` as a sequence ``[T, B, ...]``: itself in multi-step mode, the one step
+    ``[B, ...]`` as ``[1, B, ...]`` in single-step mode.
+
+    Args:
+        x: the input of ``owner``'s forward.
+        owner: the layer's name, used in the messages.
+        what: what ``owner`` expects, in the dtype message (``"a floating-point input"``).
+        step_mode: ``'m'`` or ``'s'``.
+
+    Raises:
+        DTypeError: ``x`` is not a floating-point tensor.
+        ShapeError: in multi-step mode ``x`` is not ``[T >= 1, B, ...]``; in single-step
+            mode it is a scalar.
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        found = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise DTypeError(f"{owner} expects {what}, got {found}")
+    if step_mode == "m":
+        check_sequence(x, owner)
+        return x
+    if x.dim() == 0:
+        raise ShapeError(f"{owner} in single-step mode expects [B, ...], got a scalar")
+    return x.unsqueeze(0)
 
 
 def _walk(modules: Iterable[nn.Module]) -> Iterator[nn.Module]:

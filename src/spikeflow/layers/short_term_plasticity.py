@@ -30,8 +30,9 @@ import torch
 from torch import Tensor
 
 from spikeflow.base import MemoryModule, StepMode, set_constants
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons.base import check_sequence, check_step_shape
+from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.layers._time import as_float_sequence
+from spikeflow.neurons.base import check_step_shape
 
 __all__ = ["ShortTermPlasticity", "tsodyks_markram", "tsodyks_markram_step"]
 
@@ -193,16 +194,7 @@ class ShortTermPlasticity(MemoryModule):
         """The efficacies ``u x z`` of the spikes ``z``: ``[T, B, ...]`` in multi-step
         mode, one step ``[B, ...]`` in single-step mode (inside streaming)."""
         name = type(self).__name__
-        if not isinstance(z, Tensor) or not z.is_floating_point():
-            what = z.dtype if isinstance(z, Tensor) else type(z).__name__
-            raise DTypeError(f"{name} expects floating-point spikes, got {what}")
-        if self.step_mode == "m":
-            check_sequence(z, name)
-            z_seq = z
-        else:
-            if z.dim() == 0:
-                raise ShapeError(f"{name} in single-step mode expects [B, ...], got a scalar")
-            z_seq = z.unsqueeze(0)
+        z_seq = as_float_sequence(z, name, "floating-point spikes", self.step_mode)
         step_shape = z_seq.shape[1:]
         for param in ("tau_f", "tau_d", "U"):
             check_step_shape(name, param, getattr(self, param), step_shape)

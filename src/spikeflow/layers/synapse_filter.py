@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons.base import check_sequence
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.layers._time import as_float_sequence
 
 __all__ = ["SynapseFilter", "synapse_filter", "synapse_filter_step"]
 
@@ -132,17 +132,7 @@ class SynapseFilter(MemoryModule):
     def forward(self, x: Tensor) -> Tensor:
         """The filtered current: ``[T, B, ...]`` in multi-step mode, one step ``[B, ...]``
         in single-step mode (inside streaming)."""
-        name = type(self).__name__
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            what = x.dtype if isinstance(x, Tensor) else type(x).__name__
-            raise DTypeError(f"{name} expects a floating-point input, got {what}")
-        if self.step_mode == "m":
-            check_sequence(x, name)
-            x_seq = x
-        else:
-            if x.dim() == 0:
-                raise ShapeError(f"{name} in single-step mode expects [B, ...], got a scalar")
-            x_seq = x.unsqueeze(0)
+        x_seq = as_float_sequence(x, type(self).__name__, "a floating-point input", self.step_mode)
         state = self._carried_state(x_seq.shape[1:])
         start = 0.0 if state is None else state["out_i"]
         seq, last = synapse_filter(x_seq, self.inv_tau(), start)
