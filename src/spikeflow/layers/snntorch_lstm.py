@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.layers._checks import check_int
+from spikeflow.layers._checks import check_int, check_surrogate
 from spikeflow.layers._time import STEP_2D, check_step_dims
 from spikeflow.surrogate import Sigmoid, Surrogate
 
@@ -82,11 +82,7 @@ class _SpikingLSTMBase(MemoryModule):
         self._init_threshold(owner, v_threshold, check_flag(owner, "learnable_threshold",
                                                             learnable_threshold))  # fmt: skip
         surrogate_function = Sigmoid() if surrogate_function is None else surrogate_function
-        if not isinstance(surrogate_function, Surrogate):
-            raise ConfigurationError(
-                f"{owner}: surrogate_function must be a spikeflow.surrogate.Surrogate "
-                f"instance, got {type(surrogate_function).__name__}"
-            )
+        check_surrogate(owner, "surrogate_function", surrogate_function)
         self.surrogate_function = surrogate_function
         self.strict_firing = check_flag(owner, "strict_firing", strict_firing)
         if reset_mechanism not in RESET_MECHANISMS:

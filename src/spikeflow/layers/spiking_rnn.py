@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.layers._checks import check_int, check_real
+from spikeflow.layers._checks import check_int, check_real, check_surrogate
 from spikeflow.surrogate import Erf, Surrogate
 
 __all__ = [
@@ -58,16 +58,6 @@ __all__ = [
 _States = tuple[Tensor, ...]
 
 
-def _check_surrogate(owner: str, name: str, value: object, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, Surrogate):
-        raise ConfigurationError(
-            f"{owner}: {name} must be a spikeflow.surrogate.Surrogate instance"
-            f"{' or None' if optional else ''}, got {type(value).__name__}"
-        )
-
-
 def _gate_surrogates(
     owner: str, first: Surrogate | None, second: Surrogate | None
 ) -> tuple[Surrogate, Surrogate | None]:
@@ -78,8 +68,8 @@ def _gate_surrogates(
     requires the same).
     """
     first = Erf() if first is None else first
-    _check_surrogate(owner, "surrogate_function1", first)
-    _check_surrogate(owner, "surrogate_function2", second, optional=True)
+    check_surrogate(owner, "surrogate_function1", first)
+    check_surrogate(owner, "surrogate_function2", second, optional=True)
     if second is not None and first.spiking != second.spiking:
         raise ConfigurationError(
             f"{owner}: surrogate_function1 and surrogate_function2 must both spike or both "
@@ -411,7 +401,7 @@ class SpikingVanillaRNNCell(_SingleStateCell):
     ) -> None:
         super().__init__(input_size, hidden_size, bias)
         surrogate_function = Erf() if surrogate_function is None else surrogate_function
-        _check_surrogate(type(self).__name__, "surrogate_function", surrogate_function)
+        check_surrogate(type(self).__name__, "surrogate_function", surrogate_function)
         self.surrogate_function = surrogate_function
 
     def _step(self, x_proj: Tensor, states: _States) -> _States:
