@@ -116,7 +116,8 @@ def test_spike_count_by_hand():
 def test_get_loss_names_and_binding():
     assert list_losses() == [
         "ce", "ce+", "ce_count", "ce_max_membrane", "ce_temporal", "count", "count+", "mse",
-        "mse_count", "mse_membrane", "mse_temporal", "sum0", "tcl", "tet", "ttfs",
+        "mse_count", "mse_membrane", "mse_temporal", "spike_max", "spike_rate", "sum0", "tcl",
+        "tet", "ttfs",
     ]  # fmt: skip
     assert get_loss("mse") is rate_mse_loss
     assert get_loss("CE") is ce_mean_loss

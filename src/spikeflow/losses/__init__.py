@@ -4,7 +4,8 @@ Every loss takes the network output as a time-major sequence ``out_seq`` of shap
 ``[T, B, K]`` (``K`` classes) and a target: integer class indices ``[B]``, or for
 ``mse``, ``ce``, ``tet``, ``mse_membrane``, ``ce_max_membrane``, ``ce_count`` and
 ``mse_count`` also a float class distribution ``[B, K]`` (one-hot, label-smoothed,
-mixup/cutmix mixtures). Each returns a scalar averaged over the batch.
+mixup/cutmix mixtures). Each returns a scalar averaged over the batch (but for Lava-DL's
+losses, below, which keep its reductions).
 :func:`temporal_contrastive_loss` takes any per-step representations ``[T, B, D]``.
 
 ============  ==================================  =============================================
@@ -37,6 +38,20 @@ name                 function                            loss (readout)
 ``ce_temporal``      :func:`ce_temporal_loss`            CE on ``-t`` or ``1/(t+1)`` (first_spike)
 ===================  ==================================  ======================================
 
+Lava-DL's SLAYER losses (:mod:`spikeflow.losses.slayer`; Lava-DL's reductions, ``sum`` by
+default, not batch means; ``spike_rate`` needs ``true_rate`` and ``false_rate``):
+
+===================  ==================================  ======================================
+name                 function                            loss (readout)
+===================  ==================================  ======================================
+``spike_rate``       :func:`spike_rate_loss`             rate squared error, moving window (rate)
+``spike_max``        :func:`spike_max_loss`              NLL of the rate's probability (rate)
+===================  ==================================  ======================================
+
+:func:`spike_time_loss` (a filtered spike-train distance; its target is a spike train,
+so it is not in the registry) and the classes :class:`SpikeRate`, :class:`SpikeMax`,
+:class:`SpikeTime`, :class:`Rate` and :class:`MovingWindow` are Lava-DL's, time-major.
+
 The regularisers :func:`l1_rate_sparsity` and :func:`l2_spike_population` are terms on
 spike tensors (e.g. a network's layers, recorded by :class:`LayerSpikes`) to add to a
 loss; :func:`accuracy` reads the accuracy with any readout.
@@ -51,13 +66,34 @@ from typing import Any
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.losses import contrastive, count, membrane, rate, temporal, time_based
+from spikeflow.losses import contrastive, count, membrane, rate, slayer, temporal, time_based
 from spikeflow.losses.contrastive import tcl_loss, temporal_contrastive_loss
 from spikeflow.losses.count import ce_count_loss, mse_count_loss
 from spikeflow.losses.membrane import ce_max_membrane_loss, mse_membrane_loss
 from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
-from spikeflow.losses.readout import READOUTS, accuracy, first_spike_steps, predict
+from spikeflow.losses.readout import (
+    CONFIDENCE_MODES,
+    READOUTS,
+    MovingWindow,
+    Rate,
+    accuracy,
+    first_spike_steps,
+    moving_window_confidence,
+    moving_window_predict,
+    moving_window_rate,
+    predict,
+    rate_confidence,
+)
 from spikeflow.losses.regularisers import LayerSpikes, l1_rate_sparsity, l2_spike_population
+from spikeflow.losses.slayer import (
+    SpikeMax,
+    SpikeRate,
+    SpikeTime,
+    exponential_kernel,
+    spike_max_loss,
+    spike_rate_loss,
+    spike_time_loss,
+)
 from spikeflow.losses.temporal import ce_temporal_loss, mse_temporal_loss, spike_times
 from spikeflow.losses.time_based import (
     ce_plus_loss,
@@ -67,15 +103,22 @@ from spikeflow.losses.time_based import (
 )
 
 __all__ = [
+    "CONFIDENCE_MODES",
     "READOUTS",
     "LayerSpikes",
     "LossFn",
+    "MovingWindow",
+    "Rate",
+    "SpikeMax",
+    "SpikeRate",
+    "SpikeTime",
     "accuracy",
     "ce_count_loss",
     "ce_max_membrane_loss",
     "ce_mean_loss",
     "ce_plus_loss",
     "ce_temporal_loss",
+    "exponential_kernel",
     "first_spike_steps",
     "get_loss",
     "l1_rate_sparsity",
@@ -83,14 +126,21 @@ __all__ = [
     "list_losses",
     "loss_key",
     "loss_readout",
+    "moving_window_confidence",
+    "moving_window_predict",
+    "moving_window_rate",
     "mse_count_loss",
     "mse_membrane_loss",
     "mse_temporal_loss",
     "predict",
+    "rate_confidence",
     "rate_mse_loss",
     "spike_count_loss",
     "spike_count_plus_loss",
     "spike_count_sum0_loss",
+    "spike_max_loss",
+    "spike_rate_loss",
+    "spike_time_loss",
     "spike_times",
     "tcl_loss",
     "temporal_contrastive_loss",
@@ -118,6 +168,9 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     "mse_count": (mse_count_loss, count._mse_count_arguments, "count"),
     "mse_temporal": (mse_temporal_loss, temporal._mse_temporal_arguments, "first_spike"),
     "ce_temporal": (ce_temporal_loss, temporal._ce_temporal_arguments, "first_spike"),
+    # Lava-DL's SLAYER losses.
+    "spike_rate": (spike_rate_loss, slayer._spike_rate_arguments, "rate"),
+    "spike_max": (spike_max_loss, slayer._spike_max_arguments, "rate"),
 }
 
 
@@ -141,9 +194,10 @@ def _key(name: str) -> str:
 
 def loss_readout(name: str) -> str:
     """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
-    ``mse``/``ce``/``tet``/``tcl``/``mse_membrane``, ``"count"`` for the counting losses,
-    ``ce+`` and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the temporal losses,
-    ``"max"`` for ``ce_max_membrane``."""
+    ``mse``/``ce``/``tet``/``tcl``/``mse_membrane`` and Lava-DL's ``spike_rate`` and
+    ``spike_max`` (its ``Rate.predict``), ``"count"`` for the counting losses, ``ce+``
+    and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the temporal losses, ``"max"``
+    for ``ce_max_membrane``."""
     return _LOSSES[_key(name)][2]
 
 
@@ -151,23 +205,31 @@ def get_loss(name: str, **kwargs: Any) -> LossFn:
     """The loss called ``name`` (see the module's table; case and ``-``/``_`` ignored).
 
     Keyword arguments (e.g. ``lamb=0.01`` for TET) are bound into the returned callable,
-    which is then called as ``loss(out_seq, target)``.
+    which is then called as ``loss(out_seq, target)``. A loss's arguments without a
+    default (``spike_rate``'s ``true_rate`` and ``false_rate``) must be given.
 
     Raises:
         ConfigurationError: unknown name (the message lists the names), an argument the
-            loss does not take, or an invalid argument value.
+            loss does not take, a missing argument it needs, or an invalid argument value.
     """
     fn, check, _ = _LOSSES[_key(name)]
+    params = inspect.signature(fn).parameters
+    accepted = [p for p in params if p not in ("out_seq", "target")]
+    missing = [p for p in accepted if params[p].default is inspect.Parameter.empty]
+    missing = [p for p in missing if p not in kwargs]
+    if missing:
+        raise ConfigurationError(
+            f"loss {name!r} needs the argument(s) {missing} (e.g. --loss-kwargs "
+            f"{' '.join(f'{p}=...' for p in missing)})"
+        )
     if not kwargs:
         return fn
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("out_seq", "target")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ConfigurationError(
             f"loss {name!r} takes no argument(s) {unknown}; it accepts {accepted}"
         )
     # Checked now, not at the first training step (after the run folder was made).
-    params = inspect.signature(fn).parameters
     check(**{**{p: params[p].default for p in accepted}, **kwargs})
 
     def bound(out_seq: Tensor, target: Tensor) -> Tensor:
