@@ -615,7 +615,8 @@ def test_migration_page_maps_every_tonic_transform():
     """docs/migration.md "From Tonic": each row's Tonic call exists in tonic.transforms
     with those arguments and its spikeflow call in spikeflow.data.transforms; every
     tonic.transforms class is on the page. The rows of Tonic's slicers and SlicedDataset
-    (tonic.slicers, tonic) map to spikeflow.data's, and every one of them is there."""
+    (tonic.slicers, tonic) and its cached datasets map to spikeflow.data's, and every one of
+    them is there."""
     tt = tonic_transforms()
     import tonic
     import tonic.slicers
@@ -623,7 +624,8 @@ def test_migration_page_maps_every_tonic_transform():
     from spikeflow import data
     from spikeflow.data import slicing
 
-    ours_slicing = {"SlicedDataset", *slicing.__all__} - {"Slicer"}
+    datasets = {"SlicedDataset", "DiskCachedDataset", "MemoryCachedDataset"}
+    ours_slicing = {*datasets, *slicing.__all__} - {"Slicer"}
     theirs_slicing = {n for n in dir(tonic.slicers) if n.startswith("Slice") and n != "Slicer"}
     text = (Path(__file__).resolve().parents[1] / "docs" / "migration.md").read_text()
     section = text.split("## From Tonic")[1]
@@ -632,7 +634,7 @@ def test_migration_page_maps_every_tonic_transform():
     for row in (line for line in table.splitlines() if line.startswith("| `")):
         tonic_cell, ours_cell = row.split(" | ")[:2]
         for name, args in _calls(tonic_cell):
-            owner = tt if hasattr(tt, name) else tonic.slicers if name != "SlicedDataset" else tonic
+            owner = tt if hasattr(tt, name) else tonic if name in datasets else tonic.slicers
             params = inspect.signature(getattr(owner, name)).parameters
             assert set(args) <= set(params), (name, args)
             (mapped if owner is tt else sliced).add(name)
@@ -641,7 +643,7 @@ def test_migration_page_maps_every_tonic_transform():
             assert name in T.__all__ or name in ours_slicing, name
             params = inspect.signature(getattr(T if name in T.__all__ else data, name)).parameters
             assert set(args) - {"..."} <= set(params), (name, args)
-    assert sliced == ours_slicing == theirs_slicing | {"SlicedDataset"}
+    assert sliced == ours_slicing == theirs_slicing | datasets
     classes = {n for n in dir(tt) if inspect.isclass(getattr(tt, n))
                and getattr(tt, n).__module__.startswith("tonic")}  # fmt: skip
     listed = classes & set(re.findall(r"`(\w+)`", rest)) - mapped

@@ -9,6 +9,7 @@ so make a batch ``[T, B, C, H, W]`` with ``x = x.transpose(0, 1)``.
 
 from spikeflow.data.audio import AudioToEvents, level_crossings, mel_filterbank, mel_spectrogram
 from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
+from spikeflow.data.cached_dataset import DiskCachedDataset, MemoryCachedDataset
 from spikeflow.data.datasets import (
     ASLDVS,
     CIFAR10,
@@ -104,6 +105,7 @@ __all__ = [
     "DVS128Gesture",
     "DVSLip",
     "DatasetNotFoundError",
+    "DiskCachedDataset",
     "DownloadError",
     "ESImageNet",
     "EventRecording",
@@ -111,6 +113,7 @@ __all__ = [
     "ImageDataset",
     "ImageFolder",
     "ImageNet",
+    "MemoryCachedDataset",
     "NAVGesture",
     "NCaltech101",
     "NOmniglot",

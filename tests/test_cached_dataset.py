@@ -1,0 +1,180 @@
+"""DiskCachedDataset / MemoryCachedDataset: samples come back exactly (every kind of
+value), the wrapped dataset is read once, transforms run after the cache, damaged or
+partial entries are rebuilt, and each dataset has its own folder."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_shared_data
+from spikeflow.data import (
+    NMNIST,
+    DiskCachedDataset,
+    EventRecording,
+    MemoryCachedDataset,
+    ToFrame,
+    make_events,
+)
+from spikeflow.data.cache import CacheCorruptionWarning
+from spikeflow.errors import ConfigurationError
+
+
+class Kinds(torch.utils.data.Dataset):
+    """One sample of each kind of value the cache stores."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, i: int):
+        t = np.array([3, 9, 12]) * (i + 1)
+        events = make_events(t, np.array([1, 2, 3]), np.array([0, 5, 6]), np.array([1, 0, 1]))
+        samples = [
+            (torch.randn(2, 3, generator=torch.Generator().manual_seed(i)).half() * self.scale,
+             i),
+            (torch.tensor([[1.5, -2.25]], dtype=torch.bfloat16) * self.scale, np.int64(7)),
+            (np.array([-3, 0, 120], dtype=np.int8), torch.tensor([0.0, 1.0])),
+            (EventRecording(events, (34, 34, 2), "file.bin"), 2.5),
+            (torch.tensor([True, False, True]), True),
+        ]  # fmt: skip
+        return samples[i]
+
+
+def same(a, b) -> bool:
+    if isinstance(a, EventRecording):
+        return (isinstance(b, EventRecording) and a.events.dtype == b.events.dtype
+                and a.events.tobytes() == b.events.tobytes()
+                and a.sensor_size == b.sensor_size and a.source == b.source)  # fmt: skip
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+def test_every_kind_of_value_comes_back_exactly_from_a_fresh_instance(tmp_path, monkeypatch):
+    first = DiskCachedDataset(Kinds(), tmp_path)
+    direct = [Kinds()[i] for i in range(5)]
+    for i in range(5):
+        assert all(same(a, b) for a, b in zip(direct[i], first[i])), i
+
+    def unreadable(self, i):
+        raise AssertionError("the wrapped dataset was read again")
+
+    monkeypatch.setattr(Kinds, "__getitem__", unreadable)
+    again = DiskCachedDataset(Kinds(), tmp_path)
+    for i in range(5):
+        assert all(same(a, b) for a, b in zip(direct[i], again[i])), i
+    assert same(direct[4][0], again[-1][0])  # negative indices
+
+
+def test_another_dataset_gets_its_own_folder_and_reset_clears_only_its_own(tmp_path):
+    one, two = DiskCachedDataset(Kinds(1.0), tmp_path), DiskCachedDataset(Kinds(2.0), tmp_path)
+    assert one.cache.directory != two.cache.directory
+    assert torch.equal(two[1][0], Kinds(2.0)[1][0])  # not the scale-1 entry
+    one[0]
+    DiskCachedDataset(Kinds(2.0), tmp_path, reset_cache=True)
+    assert not two.cache.directory.exists() and one.cache.directory.exists()
+
+
+def test_damaged_and_partial_entries_are_rebuilt(tmp_path):
+    data = DiskCachedDataset(Kinds(), tmp_path)
+    expected = data[0]
+    part = data.cache.path_for({"index": 0, "copy": 0, "part": "data"})
+    raw = bytearray(part.read_bytes())
+    raw[-40] ^= 0xFF
+    part.write_bytes(bytes(raw))
+    with pytest.warns(CacheCorruptionWarning):
+        assert all(same(a, b) for a, b in zip(expected, data[0]))
+    data.cache.path_for({"index": 0, "copy": 0, "part": "target"}).unlink()  # a crash
+    assert all(same(a, b) for a, b in zip(expected, data[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert all(same(a, b) for a, b in zip(expected, data[0]))  # whole again
+
+
+class Noisy(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int):
+        return torch.rand(4), i
+
+
+def test_transforms_run_after_the_cache_and_copies_keep_n_draws(tmp_path):
+    calls = []
+
+    def transform(x):
+        calls.append(1)
+        return x * 2
+
+    # Tonic's argument order: reset_cache, transform, target_transform, transforms, copies
+    data = DiskCachedDataset(Noisy(), tmp_path, False, transform, lambda y: y + 10, None, 3)
+    torch.manual_seed(0)
+    seen = {tuple(data[0][0].tolist()) for _ in range(40)}
+    assert len(seen) == 3 and len(calls) == 40  # 3 cached draws, transformed at each read
+    assert data[1][1] == 11
+    one = DiskCachedDataset(Noisy(), tmp_path / "one")
+    assert torch.equal(one[0][0], one[0][0])
+
+
+def test_memory_cache_reads_the_wrapped_dataset_once():
+    reads = []
+
+    class Counted(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int):
+            reads.append(i)
+            return torch.full((2,), float(i)), i
+
+    data = MemoryCachedDataset(Counted(), "cpu", transform=lambda x: x + 1,
+                               transforms=lambda x, y: (x * 10, -y))  # fmt: skip
+    values = [data[i][0].tolist() for i in (0, 1, 0, 2, 1)]
+    assert values == [[10, 10], [20, 20], [10, 10], [30, 30], [20, 20]]
+    assert reads == [0, 1, 2] and len(data) == 3 and data[2][1] == -2
+    with pytest.raises(IndexError, match="index 3 is out of range for 3 samples"):
+        data[3]
+
+
+def test_bad_arguments_and_values_are_named(tmp_path):
+    with pytest.raises(ConfigurationError, match="num_copies must be an integer >= 1"):
+        DiskCachedDataset(Kinds(), tmp_path, num_copies=0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigurationError, match="is a file"):
+        DiskCachedDataset(Kinds(), tmp_path / "file")
+    with pytest.raises(ConfigurationError, match="transform must be callable"):
+        DiskCachedDataset(Kinds(), tmp_path, transform=3)
+    with pytest.raises(ConfigurationError, match="map-style dataset"):
+        MemoryCachedDataset(iter([]))
+
+    class Named(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int):
+            return torch.zeros(1), "seven"
+
+    with pytest.raises(ConfigurationError, match="target is a str, which cannot be cached"):
+        DiskCachedDataset(Named(), tmp_path)[0]
+
+
+def test_real_nmnist_events_through_the_cache_and_dataloader_workers(tmp_path):
+    root = require_shared_data("nmnist-small")
+    nmnist = torch.utils.data.Subset(NMNIST(root, train=False), range(6))
+    frames = ToFrame(4)
+    data = DiskCachedDataset(nmnist, tmp_path, transform=frames)
+    assert data.cache.directory.name.startswith("cached-Subset")
+    loader = torch.utils.data.DataLoader(data, batch_size=3, num_workers=2)
+    batches = [x for x, _ in loader]
+    direct = [torch.as_tensor(frames(nmnist[i][0])) for i in range(6)]
+    assert torch.equal(torch.cat(batches), torch.stack(direct))
+    recording, label = DiskCachedDataset(nmnist, tmp_path)[5]  # written by the workers
+    assert label == nmnist[5][1] and recording.events.tobytes() == nmnist[5][0].events.tobytes()
