@@ -17,7 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error
+from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
 from spikeflow.errors import MissingExtraError
 
 PathArg = str | PathLike | None
@@ -264,6 +264,29 @@ def infer_size(x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     if x.size == 0:
         return 0, 0
     return int(x.max()) + 1, int(y.max()) + 1
+
+
+def checked_recording(
+    t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
+    sensor_size: tuple[int, int] | None, path: PathArg, offset_of: OffsetOf,
+) -> EventRecording:  # fmt: skip
+    """The recording of decoded event fields, checked as whole arrays: coordinates inside
+    ``sensor_size`` (:func:`check_in_sensor`; ``None``: the size is inferred from the
+    largest coordinates, :func:`infer_size`), then time never decreasing
+    (:func:`check_monotonic`); ``offset_of(i)`` is event ``i``'s byte offset.
+
+    Raises:
+        DataFormatError: naming ``path``, the offset of the first bad event and what is
+            wrong with it; or no events and no ``sensor_size`` (:func:`sensor_recording`).
+    """
+    if sensor_size is None:
+        width, height = infer_size(x, y)
+    else:
+        width, height = sensor_size
+        check_in_sensor(x, y, width, height, path, offset_of)
+    check_monotonic(t, path, offset_of)
+    events = make_events(t, x, y, p)
+    return sensor_recording(events, (width, height), path, inferred=sensor_size is None)
 
 
 def strided(base: int, stride: int) -> OffsetOf:

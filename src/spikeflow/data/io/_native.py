@@ -162,6 +162,21 @@ def new_events(n: int) -> tuple[np.ndarray, int, Any]:
     return out if n else out[:0], ctypes.addressof(ctypes.c_char.from_buffer(out)), _META()
 
 
+def native_events(
+    out: np.ndarray, k: int, meta: Any, sensor_size: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The result of a compiled decoder that wrote ``k`` events into ``out``
+    (:func:`new_events`): ``None`` when it gave up (``k < 0``; the numpy path then decodes
+    and names the problem), else the first ``k`` events (:func:`trimmed`) and
+    ``sensor_size``, or the largest ``x`` and ``y`` it saw (``meta``) plus one."""
+    if k < 0:
+        return None
+    if sensor_size is None:
+        return trimmed(out, k), (meta[0] + 1, meta[1] + 1)
+    width, height = sensor_size
+    return trimmed(out, k), (width, height)
+
+
 def trimmed(out: np.ndarray, k: int) -> np.ndarray:
     """The first ``k`` events of ``out``: a view when that keeps at least a third of it
     (copying megabytes costs more than the unused tail, whose pages were never touched),

@@ -19,23 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import (
     DVS_SENSOR_SIZES,
     PathArg,
     RawBytes,
     as_bytes,
-    check_in_sensor,
-    check_monotonic,
+    checked_recording,
     decode_in_chunks,
     decode_line,
     empty_file_error,
-    infer_size,
     read_bytes,
     sensor_recording,
     split_header_lines,
 )
-from spikeflow.data.io._native import compiled, new_events, trimmed
+from spikeflow.data.io._native import compiled, native_events, new_events
 
 __all__ = [
     "GESTURE_LABEL_DTYPE",
@@ -216,13 +214,7 @@ def decode_aedat31(
     def offset_of(i: int) -> int:  # only on an error
         return word_offset(i if keep is None else int(np.flatnonzero(keep)[i]))
 
-    if sensor_size is None:
-        width, height = infer_size(x, y)
-    else:
-        width, height = sensor_size
-        check_in_sensor(x, y, width, height, path, offset_of)
-    check_monotonic(t, path, offset_of)
-    return sensor_recording(make_events(t, x, y, p), (width, height), path, inferred=inferred)
+    return checked_recording(t, x, y, p, sensor_size, path, offset_of)
 
 
 def _decode_c(
@@ -242,11 +234,7 @@ def _decode_c(
         data, len(data), table[0].ctypes.data, table[1].ctypes.data, table[2].ctypes.data,
         table.shape[1], width, height, ptr, n, meta,
     )  # fmt: skip
-    if k < 0:
-        return None
-    if sensor_size is None:
-        width, height = meta[0] + 1, meta[1] + 1
-    return trimmed(out, k), (width, height)
+    return native_events(out, k, meta, sensor_size)
 
 
 def read_aedat31(

@@ -23,19 +23,18 @@ from os import PathLike
 
 import numpy as np
 
-from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import (
     MAX_PACKET_BYTES,
     PathArg,
     RawBytes,
     as_bytes,
-    check_in_sensor,
     check_monotonic,
+    checked_recording,
     decode_in_chunks,
     empty_file_error,
     import_optional,
     indexed,
-    infer_size,
     read_bytes,
     sensor_recording,
 )
@@ -319,14 +318,9 @@ def decode_aedat4(raw: RawBytes, stream: int | None = None, path: PathArg = None
             path, offset_of(i), f"event {i}: negative coordinate or polarity byte not 0/1 "
             f"(x={x[i]}, y={y[i]}, on={int(ev['on'][i])})"
         )  # fmt: skip
-    if target.size is None:
-        width, height = infer_size(x, y)
-    else:
-        width, height = target.size
-        check_in_sensor(x, y, width, height, path, offset_of)
-    check_monotonic(ev["t"], path, offset_of)
-    events = make_events(ev["t"], x, y, ev["on"].astype(np.int8))
-    return sensor_recording(events, (width, height), path, inferred=size is None, note=_NO_SIZE)
+    # The chunked pass failed, so one of these checks raises (never the unknown size).
+    p = ev["on"].astype(np.int8)
+    return checked_recording(ev["t"], x, y, p, size, path, offset_of)
 
 
 def read_aedat4(path: str | PathLike, stream: int | None = None) -> EventRecording:

@@ -24,7 +24,7 @@ from spikeflow.data.io._common import (
     sensor_recording,
     strided,
 )
-from spikeflow.data.io._native import address, compiled, new_events, trimmed
+from spikeflow.data.io._native import address, compiled, native_events, new_events
 
 __all__ = ["decode_atis_bin", "read_atis_bin"]
 
@@ -129,11 +129,7 @@ def _decode_c(
     out, ptr, meta = new_events(n)
     width, height = sensor_size if sensor_size is not None else (-1, -1)
     k = lib.sf_atis_bin(address(raw), len(raw), width, height, ptr, n, meta)
-    if k < 0:
-        return None
-    if sensor_size is None:
-        width, height = meta[0] + 1, meta[1] + 1
-    return trimmed(out, k), (width, height)
+    return native_events(out, k, meta, sensor_size)
 
 
 def _decode_fast(

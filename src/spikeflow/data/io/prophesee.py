@@ -37,23 +37,20 @@ from os import PathLike
 
 import numpy as np
 
-from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import (
-    OffsetOf,
     PathArg,
     RawBytes,
     as_bytes,
-    check_in_sensor,
-    check_monotonic,
+    checked_recording,
     decode_line,
     empty_file_error,
-    infer_size,
     read_bytes,
     sensor_recording,
     split_header_lines,
 )
 from spikeflow.data.io._evt import decode_evt2_words, decode_evt3_words
-from spikeflow.data.io._native import compiled, new_events, trimmed
+from spikeflow.data.io._native import compiled, native_events, new_events
 
 __all__ = [
     "PROPHESEE_PLUGIN_SENSORS",
@@ -145,22 +142,6 @@ def _words(data: bytes, start: int, dtype: str, path: PathArg) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=start)
 
 
-def _finish(
-    t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
-    sensor_size: tuple[int, int] | None, fields: dict[str, str], path: PathArg,
-    offset_of: OffsetOf,
-) -> EventRecording:  # fmt: skip
-    size = sensor_size or _sensor_from_header(fields)
-    if size is None:
-        width, height = infer_size(x, y)
-    else:
-        width, height = size
-        check_in_sensor(x, y, width, height, path, offset_of)
-    check_monotonic(t, path, offset_of)
-    events = make_events(t, x, y, p.astype(np.int8))
-    return sensor_recording(events, (width, height), path, inferred=size is None)
-
-
 def _check_encoding(fields: dict[str, str], want: str | None, path: PathArg) -> str | None:
     """The header's encoding; raises for EVT 2.1 and (``want`` given) for another one."""
     enc = _encoding(fields)
@@ -176,11 +157,14 @@ def _check_encoding(fields: dict[str, str], want: str | None, path: PathArg) -> 
 
 
 def _evt_recording(
-    data: bytes, start: int, fields: dict[str, str], sensor_size: tuple[int, int] | None,
-    path: PathArg, name: str,
-) -> EventRecording:  # fmt: skip
-    """Decode the words of an EVT 2.0 (``name="evt2"``) or 3.0 file: compiled when
-    possible, else numpy (which also names every problem)."""
+    raw: RawBytes, sensor_size: tuple[int, int] | None, path: PathArg, name: str
+) -> EventRecording:
+    """Decode an EVT 2.0 (``name="evt2"``) or 3.0 file: its header (refused when empty or
+    naming another encoding), then its words, compiled when possible, else with numpy
+    (which also names every problem)."""
+    data = as_bytes(raw)
+    fields, start = parse_prophesee_header(data, path)  # refuses an empty file
+    _check_encoding(fields, name, path)
     sensor = sensor_size or _sensor_from_header(fields)
     size = 4 if name == "evt2" else 2
     c = _decode_c("sf_" + name, data, start, size, sensor)
@@ -207,11 +191,7 @@ def _decode_c(
     width, height = sensor if sensor is not None else (-1, -1)
     out, ptr, meta = new_events(cap)
     k = getattr(lib, name)(data, len(data), start, width, height, ptr, cap, meta)
-    if k < 0:
-        return None
-    if sensor is None:
-        width, height = meta[0] + 1, meta[1] + 1
-    return trimmed(out, k), (width, height)
+    return native_events(out, k, meta, sensor)
 
 
 def decode_evt2(
@@ -233,12 +213,7 @@ def decode_evt2(
             coordinates outside the sensor, timestamps that go backwards, or no events
             and no sensor size to be had.
     """
-    data = as_bytes(raw)
-    if not data:
-        raise empty_file_error(path)
-    fields, start = parse_prophesee_header(data, path)
-    _check_encoding(fields, "evt2", path)
-    return _evt_recording(data, start, fields, sensor_size, path, "evt2")
+    return _evt_recording(raw, sensor_size, path, "evt2")
 
 
 def decode_evt3(
@@ -256,12 +231,7 @@ def decode_evt3(
         DataFormatError: as :func:`decode_evt2` (an odd data length is truncated), and,
             without a sensor size, an ``x`` past 65535 (a run of vector words).
     """
-    data = as_bytes(raw)
-    if not data:
-        raise empty_file_error(path)
-    fields, start = parse_prophesee_header(data, path)
-    _check_encoding(fields, "evt3", path)
-    return _evt_recording(data, start, fields, sensor_size, path, "evt3")
+    return _evt_recording(raw, sensor_size, path, "evt3")
 
 
 def read_evt2(path: str | PathLike, sensor_size: tuple[int, int] | None = None) -> EventRecording:
@@ -311,9 +281,7 @@ def decode_dat(
             events and no sensor size to be had.
     """
     data = as_bytes(raw)
-    if not data:
-        raise empty_file_error(path)
-    fields, start = parse_prophesee_header(data, path)
+    fields, start = parse_prophesee_header(data, path)  # refuses an empty file
     if len(data) - start < 2:
         raise format_error(path, start, "truncated: no event type/size bytes after the header")
     etype, esize = data[start], data[start + 1]
@@ -337,7 +305,8 @@ def decode_dat(
     if bad.size:
         i = int(bad[0])
         raise format_error(path, offset_of(i), f"event {i} has polarity {int(p[i])}, not 0 or 1")
-    return _finish(t, x, y, p, sensor_size, fields, path, offset_of)
+    size = sensor_size or _sensor_from_header(fields)
+    return checked_recording(t, x, y, p.astype(np.int8), size, path, offset_of)
 
 
 def read_dat(path: str | PathLike, sensor_size: tuple[int, int] | None = None) -> EventRecording:
