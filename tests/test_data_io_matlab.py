@@ -124,6 +124,7 @@ def test_malformed_matrix_headers_and_data(tmp_path):
         return write(tmp_path, bytes(data))
 
     expect_error(patched(flags, 16), flags, "array flags of type 16")
+    expect_error(patched(flags + 4, 4), flags, "array flags of type 6 and 4 bytes")
     expect_error(patched(dims + 8, -3, "<i"), dims, r"negative dimension in \[-3, 1\]")
     expect_error(patched(dims + 4, 4), dims, "dimensions of type 5 and 4 bytes")
     expect_error(

@@ -136,6 +136,29 @@ def test_corrupt_headers_are_named(mutate, message):
         read_mat_variable(mutate(scipy_bytes(False)), "synsets", "meta.mat")
 
 
+# The matrix header of handmade_file("<", False): the miMATRIX tag at 128, then the
+# array flags element at 136, the dimensions (2, 1) at 152 and the name at 168.
+@pytest.mark.parametrize(
+    ("at", "fmt", "value", "offset", "message"),
+    [
+        (136, "<I", 16, 136, "array flags of type 16 and 8 bytes, expected miUINT32 (6)"),
+        (140, "<I", 4, 136, "array flags of type 6 and 4 bytes, expected miUINT32 (6)"),
+        (156, "<I", 132, 152, "dimensions of type 5 and 132 bytes, expected miINT32 (5) "
+                              "and 2 to 32 values"),
+        (160, "<i", -2, 152, "negative dimension in [-2, 1]"),
+        (168, "<I", 2, 168, "array name of type 2, expected miINT8 (1)"),
+    ],
+    ids=["flags-type", "flags-size", "too-many-dims", "negative-dim", "name-type"],
+)  # fmt: skip
+def test_corrupt_matrix_headers_name_the_element(at, fmt, value, offset, message):
+    data = bytearray(handmade_file("<", False))
+    assert data[128:140] == struct.pack("<III", 14, len(data) - 136, 6)  # the layout above
+    struct.pack_into(fmt, data, at, value)
+    with pytest.raises(DataFormatError) as info:
+        read_mat_variable(bytes(data), "synsets", "meta.mat")
+    assert str(info.value).startswith(f"meta.mat at byte offset {offset}: {message}"), info.value
+
+
 def test_a_missing_variable_and_an_unsupported_class_are_named():
     with pytest.raises(DataFormatError, match=r"meta\.mat: no variable 'synset'"):
         read_mat_variable(scipy_bytes(True), "synset", "meta.mat")

@@ -94,6 +94,43 @@ def _element(buf: _Buffer, pos: int, limit: int, what: str) -> tuple[int, int, i
     return first, second, start, start + (second + 7) // 8 * 8
 
 
+def array_flags(buf: _Buffer, pos: int, limit: int) -> tuple[int, int]:
+    """A matrix's array flags element at ``pos`` (one miUINT32 pair, 8 bytes; the class
+    in bits 0-7, complex bit 11, logical bit 9): ``(flags, offset of the next element)``."""
+    kind, count, at, p = _element(buf, pos, limit, "array flags")
+    if kind != MI_UINT32 or count != 8:  # 8 bytes: never a small element (at most 4)
+        raise buf.error(
+            pos, f"array flags of type {kind} and {count} bytes, expected miUINT32 (6) and 8 bytes"
+        )
+    (flags,) = struct.unpack_from(buf.order + "I", buf.data, at)
+    return flags, p
+
+
+def array_dims(buf: _Buffer, pos: int, limit: int) -> tuple[list[int], int]:
+    """A matrix's dimensions element at ``pos`` (2 to :data:`MAX_DIMS` non-negative
+    int32): ``(dimensions, offset of the next element)``."""
+    kind, count, at, p = _element(buf, pos, limit, "dimensions")
+    if kind not in (MI_INT32, MI_UINT32) or count % 4 or not 8 <= count <= 4 * MAX_DIMS:
+        raise buf.error(
+            pos,
+            f"dimensions of type {kind} and {count} bytes, expected "
+            f"miINT32 (5) and 2 to {MAX_DIMS} values",
+        )
+    dims = list(struct.unpack_from(f"{buf.order}{count // 4}i", buf.data, at))
+    if min(dims) < 0:
+        raise buf.error(pos, f"negative dimension in {dims}")
+    return dims, p
+
+
+def array_name(buf: _Buffer, pos: int, limit: int) -> tuple[str, int]:
+    """A matrix's name element at ``pos`` (miINT8 text, read as Latin-1):
+    ``(name, offset of the next element)``."""
+    kind, count, at, p = _element(buf, pos, limit, "array name")
+    if kind not in (MI_INT8, MI_UTF8):
+        raise buf.error(pos, f"array name of type {kind}, expected miINT8 (1)")
+    return buf.data[at : at + count].decode("latin-1"), p
+
+
 def _matrix(buf: _Buffer, pos: int, limit: int, wanted: Iterable[str]) -> tuple[str, bool]:
     """Check the miMATRIX element at ``pos``; returns ``(name, fully checked)``: the
     contents are checked when the name is in ``wanted``."""
@@ -105,33 +142,12 @@ def _matrix(buf: _Buffer, pos: int, limit: int, wanted: Iterable[str]) -> tuple[
         raise buf.error(
             pos, f"matrix of {size} bytes: expected 1 to {limit - pos - 8} (the bytes left)"
         )
-    p = pos + 8
-    kind, count, at, p = _element(buf, p, end, "array flags")
-    if kind != MI_UINT32 or count != 8 or at != pos + 16:
-        raise buf.error(
-            pos + 8,
-            f"array flags of type {kind} and {count} bytes, expected miUINT32 (6) and 8 bytes",
-        )
-    (flags,) = struct.unpack_from(buf.order + "I", buf.data, at)
+    flags, p = array_flags(buf, pos + 8, end)
     mclass, is_complex = flags & 0xFF, bool(flags >> 11 & 1)
     dims: list[int] = []
     if mclass != 17:  # every class but opaque has dimensions
-        dims_at = p
-        kind, count, at, p = _element(buf, p, end, "dimensions")
-        if kind not in (MI_INT32, MI_UINT32) or count % 4 or not 8 <= count <= 4 * MAX_DIMS:
-            raise buf.error(
-                dims_at,
-                f"dimensions of type {kind} and {count} bytes, expected "
-                f"miINT32 (5) and 2 to {MAX_DIMS} values",
-            )
-        dims = list(struct.unpack_from(f"{buf.order}{count // 4}i", buf.data, at))
-        if min(dims) < 0:
-            raise buf.error(dims_at, f"negative dimension in {dims}")
-    name_at = p
-    kind, count, at, p = _element(buf, p, end, "array name")
-    if kind not in (MI_INT8, MI_UTF8):
-        raise buf.error(name_at, f"array name of type {kind}, expected miINT8 (1)")
-    name = buf.data[at : at + count].decode("latin-1")
+        dims, p = array_dims(buf, p, end)
+    name, p = array_name(buf, p, end)
     if name not in wanted:
         return name, False
     if mclass not in NUMERIC_CLASSES:
@@ -142,7 +158,7 @@ def _matrix(buf: _Buffer, pos: int, limit: int, wanted: Iterable[str]) -> tuple[
         n *= d
     for part in ("real", "imaginary") if is_complex else ("real",):
         part_at = p
-        kind, count, at, p = _element(buf, p, end, f"{name!r} {part} part")
+        kind, count, _, p = _element(buf, p, end, f"{name!r} {part} part")
         if kind not in NUMERIC_TYPES:
             raise buf.error(
                 part_at,

@@ -34,10 +34,12 @@ from spikeflow.data.io._matv5 import (
     MI_INT8,
     MI_INT32,
     MI_MATRIX,
-    MI_UINT32,
     MI_UTF8,
     _Buffer,
     _element,
+    array_dims,
+    array_flags,
+    array_name,
     top_level_matrices,
 )
 
@@ -88,24 +90,9 @@ def _header(buf: _Buffer, pos: int, limit: int) -> tuple[int, int, list[int], st
     if count == 0:
         return 0, 0, [0, 0], "", start, start, after
     stop = start + count
-    kind, count, at, p = _element(buf, start, stop, "array flags")
-    if kind != MI_UINT32 or count != 8:
-        raise buf.error(start, f"array flags of type {kind} and {count} bytes, expected "
-                               "miUINT32 (6) and 8 bytes")  # fmt: skip
-    (flags,) = struct.unpack_from(buf.order + "I", buf.data, at)
-    dims_at = p
-    kind, count, at, p = _element(buf, p, stop, "dimensions")
-    if kind not in (MI_INT32, MI_UINT32) or count % 4 or not 8 <= count <= 128:
-        raise buf.error(dims_at, f"dimensions of type {kind} and {count} bytes, expected "
-                                 "miINT32 (5) and 2 to 32 values")  # fmt: skip
-    dims = list(struct.unpack_from(f"{buf.order}{count // 4}i", buf.data, at))
-    if min(dims) < 0:
-        raise buf.error(dims_at, f"negative dimension in {dims}")
-    name_at = p
-    kind, count, at, p = _element(buf, p, stop, "array name")
-    if kind not in (MI_INT8, MI_UTF8):
-        raise buf.error(name_at, f"array name of type {kind}, expected miINT8 (1)")
-    name = buf.data[at : at + count].decode("latin-1")
+    flags, p = array_flags(buf, start, stop)
+    dims, p = array_dims(buf, p, stop)  # read for every class (an opaque one has none)
+    name, p = array_name(buf, p, stop)
     return flags, flags & 0xFF, dims, name, p, stop, after
 
 
