@@ -218,6 +218,11 @@ def test_shd_ssc_class_names_from_extra_keys(tmp_path):
         f.create_dataset("extra/keys", data=np.zeros((2, 20)))
     with pytest.raises(DataFormatError, match="extra/keys is not a 1-D array of strings"):
         SHD(root, split="test")
+    with h5py.File(root / "shd_test.h5", "a") as f:
+        del f["extra/keys"]
+        f.create_dataset("extra/keys", data=np.array([b"zero", b"\xffne"] + [b"k"] * 18))
+    with pytest.raises(DataFormatError, match=r"extra/keys\[1\] is not UTF-8: b'\\xffne'"):
+        SHD(root, split="test")
 
 
 # -- DVS-Lip, ES-ImageNet, HARDVS --------------------------------------------------------

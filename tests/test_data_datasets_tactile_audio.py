@@ -339,6 +339,12 @@ def replace(f, name: str, change) -> None:
         (lambda f: (f.__delitem__("test_labels"),
                     f.create_dataset("test_labels", data=np.array([b"man-im-a-75x7"]))),
          r"test_labels\[0\]"),
+        (lambda f: (f.__delitem__("test_labels"),
+                    f.create_dataset("test_labels", data=np.array([b"man-im-a-7\xff57"]))),
+         r"test_labels\[0\] is not UTF-8: b'man-im-a-7\\xff57'"),
+        (lambda f: (f.__delitem__("test_labels"),
+                    f.create_dataset("test_labels", data=np.array([[b"man-im-a-7557"]]))),
+         r"test_labels is not a 1-D array of strings \(shape \(1, 1\)"),
         (lambda f: replace(f, "test_addresses/woman-km-a-2", lambda a: np.where(
             np.arange(len(a)) == 5, 64, a.astype(np.int64))),
          r"test_addresses/woman-km-a-2\[5\] = 64 is outside the 64 channels"),

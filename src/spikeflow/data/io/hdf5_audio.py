@@ -14,6 +14,7 @@ that is not HDF5 at all is reported at byte offset 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self
@@ -58,6 +59,30 @@ class HDF5Reader:
             self._file = h5py.File(path, "r")
         except OSError as exc:
             raise format_error(path, None, f"h5py cannot open the file: {exc}") from None
+
+    def _strings(self, raw: np.ndarray, name: str) -> Iterator[tuple[int, Any]]:
+        """``(i, item)`` for each item of ``raw``, the 1-D array of strings read from
+        dataset ``name``, bytes decoded as UTF-8; one at a time, so the caller's check of
+        item ``i`` comes before item ``i + 1`` is decoded.
+
+        Raises:
+            DataFormatError: ``raw`` is not a 1-D array of strings, or an item is not
+                UTF-8 (the message names the item).
+        """
+        if raw.ndim != 1 or raw.dtype.kind not in "SUO":
+            raise format_error(
+                self.path, None, f"{name} is not a 1-D array of strings "
+                f"(shape {raw.shape}, dtype {raw.dtype})"
+            )  # fmt: skip
+        for i, item in enumerate(raw.tolist()):
+            if isinstance(item, bytes):
+                try:
+                    item = item.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise format_error(
+                        self.path, None, f"{name}[{i}] is not UTF-8: {item!r}"
+                    ) from None
+            yield i, item
 
     def close(self) -> None:
         """Close the underlying HDF5 file."""
@@ -140,21 +165,8 @@ class SpikingAudioFile(HDF5Reader):
             keys = self._file["extra/keys"]
         except (KeyError, TypeError, OSError, ValueError, RuntimeError) as exc:
             raise format_error(self.path, None, f"unreadable dataset 'extra/keys': {exc}") from None
-        raw = self._read(keys, "extra/keys", slice(None))
-        if raw.ndim != 1 or raw.dtype.kind not in "SUO":
-            raise format_error(
-                self.path, None, f"extra/keys is not a 1-D array of strings "
-                f"(shape {raw.shape}, dtype {raw.dtype})"
-            )  # fmt: skip
         names = []
-        for i, key in enumerate(raw.tolist()):
-            if isinstance(key, bytes):
-                try:
-                    key = key.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise format_error(
-                        self.path, None, f"extra/keys[{i}] is not UTF-8: {key!r}"
-                    ) from None
+        for i, key in self._strings(self._read(keys, "extra/keys", slice(None)), "extra/keys"):
             if not isinstance(key, str):
                 raise format_error(self.path, None, f"extra/keys[{i}] is not a string: {key!r}")
             names.append(key)

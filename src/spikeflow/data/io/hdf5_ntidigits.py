@@ -100,20 +100,8 @@ class NTidigitsFile(HDF5Reader):
         if dset is None or hasattr(dset, "keys"):
             found = sorted(self._file.keys())
             raise format_error(self.path, None, f"missing dataset {name!r} (found {found})")
-        raw = self._array(dset, name)
-        if raw.ndim != 1 or raw.dtype.kind not in "SUO":
-            raise format_error(
-                self.path, None, f"{name} is not a 1-D array of strings "
-                f"(shape {raw.shape}, dtype {raw.dtype})"
-            )  # fmt: skip
         keys = []
-        for i, key in enumerate(raw.tolist()):
-            if isinstance(key, bytes):
-                try:
-                    key = key.decode("utf-8")
-                except UnicodeDecodeError:
-                    problem = f"{name}[{i}] is not UTF-8: {key!r}"
-                    raise format_error(self.path, None, problem) from None
+        for i, key in self._strings(self._array(dset, name), name):
             try:
                 parse_ntidigits_key(key)
             except (TypeError, ValueError) as exc:
