@@ -140,9 +140,17 @@ def test_missing_dataset_says_where_to_get_it(tmp_path):
     assert NMNIST.homepage in msg and "Train.zip" in msg and str(tmp_path / "nowhere") in msg
     assert "download=True" in msg and NMNIST.archives["Train"].url in msg
     assert isinstance(info.value, FileNotFoundError)
-    (tmp_path / "empty" / "Test").mkdir(parents=True)
-    with pytest.raises(DatasetNotFoundError, match="no samples"):
+    folder = tmp_path / "empty" / "Test"
+    folder.mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError) as info:
         NMNIST(tmp_path / "empty", train=False)
+    msg = str(info.value)  # the problem, then where to get the files and the layout
+    assert msg.startswith(
+        f"N-MNIST: no samples in {folder}; expected {folder}/<label>/<id>.bin "
+        "with labels 0-9. Pass download=True to download Test.zip "
+    ), msg
+    assert NMNIST.archives["Test"].url in msg and NMNIST.homepage in msg
+    assert msg.endswith(f"Expected layout: {NMNIST.layout}")
 
 
 #: Samples in the archive of :func:`_test_archive`: the first 2 files of each class.

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -28,6 +29,8 @@ __all__ = [
     "augment_policy",
     "check_class_folders",
     "class_folder_samples",
+    "files_not_found",
+    "prepare_dataset_root",
     "prepare_root",
     "subset_by_ratio",
 ]
@@ -287,6 +290,41 @@ def prepare_root(
             f"{title}: extracted {', '.join(a.name for a in archives)} into {root} but {target} "
             f"did not appear. Expected layout: {layout}"
         )
+
+
+class PublishedDataset(Protocol):
+    """What :func:`prepare_dataset_root` and :func:`files_not_found` read from a dataset:
+    its folder, where it is published and the layout of its files under ``root``."""
+
+    root: Path
+    homepage: str
+    layout: str
+
+
+def prepare_dataset_root(
+    dataset: PublishedDataset,
+    title: str,
+    target: Path,
+    archives: Sequence[Archive],
+    *,
+    download: bool,
+    check: Callable[[], bool] | None = None,
+) -> None:
+    """:func:`prepare_root` in ``dataset.root``, its messages naming ``dataset.homepage``
+    and ``dataset.layout``."""
+    prepare_root(
+        title, dataset.root, target, archives, download=download,
+        homepage=dataset.homepage, layout=dataset.layout, check=check,
+    )  # fmt: skip
+
+
+def files_not_found(
+    dataset: PublishedDataset, title: str, problem: str, archives: Sequence[Archive]
+) -> DatasetNotFoundError:
+    """The error for files of ``dataset`` that are not there: ``"<title>: <problem>. "``,
+    then where to get them and where to put them (:func:`how_to_get`)."""
+    advice = how_to_get(title, dataset.root, archives, dataset.homepage, dataset.layout)
+    return DatasetNotFoundError(f"{title}: {problem}. {advice}")
 
 
 def check_class_folders(

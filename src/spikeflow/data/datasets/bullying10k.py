@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
+from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import as_int64, read_bytes, sort_by_time
 from spikeflow.data.io.numpy_layouts import _parse_npy
@@ -214,14 +214,12 @@ class Bullying10K(NeuromorphicDataset):
         def extracted() -> bool:
             return all((self.root / c).is_dir() for c in self.classes)
 
-        prepare_root(
+        prepare_dataset_root(
+            self,
             "Bullying10K",
-            self.root,
             self.root / "<action>",
             self.archives,
             download=self.download,
-            homepage=self.homepage,
-            layout=self.layout,
             check=extracted,
         )
         listing: list[tuple[Path, int]] = []
@@ -232,10 +230,8 @@ class Bullying10K(NeuromorphicDataset):
                 empty.append(name)
             listing += [(f, self.classes.index(name)) for f in files]
         if len(empty) == len(self.classes):
-            raise DatasetNotFoundError(
-                f"Bullying10K: no .npy files under {self.root}. "
-                + how_to_get("Bullying10K", self.root, self.archives, self.homepage, self.layout)
-            )
+            problem = f"no .npy files under {self.root}"
+            raise files_not_found(self, "Bullying10K", problem, self.archives)
         if empty:
             raise DataFormatError(
                 f"{self.root}: action folder(s) {empty} hold no .npy file; the extraction is "

@@ -11,11 +11,11 @@ import numpy as np
 from spikeflow.data.datasets._common import (
     Archive,
     class_folder_samples,
-    how_to_get,
-    prepare_root,
+    files_not_found,
+    prepare_dataset_root,
 )
 from spikeflow.data.datasets._split import RatioSplitDataset
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import sort_by_time
 from spikeflow.data.io.matlab import read_asl_dvs
@@ -47,21 +47,11 @@ class ASLDVS(RatioSplitDataset):
     layout = "<root>/<letter>/<letter>_<nnnn>.mat (24 letter folders a-y without j)"
 
     def _all_samples(self) -> list[tuple[Path, int]]:
-        prepare_root(
-            "ASL-DVS",
-            self.root,
-            self.root / "a",
-            [self.archive],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "ASL-DVS", self.root / "a", [self.archive], download=False)
         samples = class_folder_samples(self.root, self.classes, "*.mat")
         if not samples:
-            raise DatasetNotFoundError(
-                f"ASL-DVS: no .mat files under {self.root}. "
-                + how_to_get("ASL-DVS", self.root, [self.archive], self.homepage, self.layout)
-            )
+            problem = f"no .mat files under {self.root}"
+            raise files_not_found(self, "ASL-DVS", problem, [self.archive])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -86,21 +76,10 @@ class NCARS(NeuromorphicDataset):
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / f"n-cars_{self.split}"
-        prepare_root(
-            "N-CARS",
-            self.root,
-            folder,
-            [],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "N-CARS", folder, [], download=False)
         samples = class_folder_samples(folder, self.classes, "*.dat")
         if not samples:
-            raise DatasetNotFoundError(
-                f"N-CARS: no .dat files in {folder}. "
-                + how_to_get("N-CARS", self.root, [], self.homepage, self.layout)
-            )
+            raise files_not_found(self, "N-CARS", f"no .dat files in {folder}", [])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -169,15 +148,7 @@ class POKERDVS(NeuromorphicDataset):
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / f"pips_{self.split}"
-        prepare_root(
-            "POKER-DVS",
-            self.root,
-            folder,
-            [self.archives[self.split]],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "POKER-DVS", folder, [self.archives[self.split]], download=False)
         samples = []
         for d in sorted(p for p in folder.iterdir() if p.is_dir()):
             code = d.name[-2:]
@@ -187,12 +158,8 @@ class POKERDVS(NeuromorphicDataset):
                 )
             samples += [(f, self.classes.index(code)) for f in sorted(d.glob("*.npy"))]
         if not samples:
-            raise DatasetNotFoundError(
-                f"POKER-DVS: no .npy files in {folder}. "
-                + how_to_get(
-                    "POKER-DVS", self.root, [self.archives[self.split]], self.homepage, self.layout
-                )
-            )
+            archive = self.archives[self.split]
+            raise files_not_found(self, "POKER-DVS", f"no .npy files in {folder}", [archive])
         return sorted(samples, key=lambda s: (s[1], s[0].parent.name, s[0].name))
 
     def _read(self, path: Path) -> EventRecording:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow.data.cache import parallel_map
-from spikeflow.data.datasets._common import Archive, how_to_get, prepare_root
+from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
 from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import RatioSplitDataset
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -95,23 +95,10 @@ class DVS128Gesture(CutRecordingsDataset):
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / "DvsGesture"
-        prepare_root(
-            "DVS128 Gesture",
-            self.root,
-            folder,
-            [self.archive],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "DVS128 Gesture", folder, [self.archive], download=False)
         listing = folder / ("trials_to_train.txt" if self.train else "trials_to_test.txt")
         if not listing.is_file():
-            raise DatasetNotFoundError(
-                f"DVS128 Gesture: {listing} is missing. "
-                + how_to_get(
-                    "DVS128 Gesture", self.root, [self.archive], self.homepage, self.layout
-                )
-            )
+            raise files_not_found(self, "DVS128 Gesture", f"{listing} is missing", [self.archive])
         names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
         self.recordings: list[tuple[Path, Path, np.ndarray]] = []
         self._windows: list[tuple[int, int]] = []  # (recording, row) of each sample
@@ -264,14 +251,12 @@ class NAVGesture(RatioSplitDataset):
         def found() -> bool:
             return self.root.is_dir() and any(self.root.glob("*/*.dat"))
 
-        prepare_root(
+        prepare_dataset_root(
+            self,
             f"NavGesture-{self.variant}",
-            self.root,
             self.root / "<user>",
             [archive],
             download=False,
-            homepage=self.homepage,
-            layout=self.layout,
             check=found,
         )
         files = sorted(self.root.glob("*/*.dat"))

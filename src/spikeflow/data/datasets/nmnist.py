@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 from spikeflow.data.datasets._common import (
     Archive,
     class_folder_samples,
-    how_to_get,
-    prepare_root,
+    files_not_found,
+    prepare_dataset_root,
 )
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.atis_bin import read_atis_bin
 
@@ -84,22 +84,11 @@ class NMNIST(NeuromorphicDataset):
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self._folder()
         archive = self.archives[folder.name]
-        prepare_root(
-            "N-MNIST",
-            self.root,
-            folder,
-            [archive],
-            download=self.download,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "N-MNIST", folder, [archive], download=self.download)
         samples = class_folder_samples(folder, self.classes, "*.bin")
         if not samples:
-            raise DatasetNotFoundError(
-                f"N-MNIST: no samples in {folder}; expected {folder}/<label>/<id>.bin with "
-                "labels 0-9. "
-                + how_to_get("N-MNIST", self.root, [archive], self.homepage, self.layout)
-            )
+            problem = f"no samples in {folder}; expected {folder}/<label>/<id>.bin with labels 0-9"
+            raise files_not_found(self, "N-MNIST", problem, [archive])
         return samples
 
     def _read(self, path: Path) -> EventRecording:

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from spikeflow.data.datasets._common import (
     Archive,
     check_class_folders,
-    how_to_get,
-    prepare_root,
+    files_not_found,
+    prepare_dataset_root,
 )
 from spikeflow.data.datasets._names import DVSLIP_CLASSES, ES_IMAGENET_CLASSES, HARDVS_CLASSES
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
@@ -45,24 +45,13 @@ class DVSLip(NeuromorphicDataset):
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / "DVS-Lip" / self.split
-        prepare_root(
-            "DVS-Lip",
-            self.root,
-            folder,
-            [self.archive],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "DVS-Lip", folder, [self.archive], download=False)
         classes = check_class_folders(folder, self.classes, "DVS-Lip word")
         samples = [
             (p, k) for k, c in enumerate(classes) for p in sorted((folder / c).glob("*.npy"))
         ]
         if not samples:
-            raise DatasetNotFoundError(
-                f"DVS-Lip: no .npy files in {folder}. "
-                + how_to_get("DVS-Lip", self.root, [self.archive], self.homepage, self.layout)
-            )
+            raise files_not_found(self, "DVS-Lip", f"no .npy files in {folder}", [self.archive])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -104,15 +93,7 @@ class ESImageNet(NeuromorphicDataset):
     def _find_samples(self) -> list[tuple[Path, int]]:
         base = self.root / "ES-imagenet-0.18"
         folder = base / ("train" if self.train else "val")
-        prepare_root(
-            "ES-ImageNet",
-            self.root,
-            folder,
-            [],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "ES-ImageNet", folder, [], download=False)
         samples: list[tuple[Path, int]] = []
         if self.train:
             for d in folder.iterdir():
@@ -147,10 +128,7 @@ class ESImageNet(NeuromorphicDataset):
                     )
                 samples.append((folder / parts[0], int(parts[1])))
         if not samples:
-            raise DatasetNotFoundError(
-                f"ES-ImageNet: no samples in {folder}. "
-                + how_to_get("ES-ImageNet", self.root, [], self.homepage, self.layout)
-            )
+            raise files_not_found(self, "ES-ImageNet", f"no samples in {folder}", [])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -216,14 +194,12 @@ class HARDVS(NeuromorphicDataset):
         def extracted() -> bool:
             return self.root.is_dir() and any(self.root.glob("action_*"))
 
-        prepare_root(
+        prepare_dataset_root(
+            self,
             "HARDVS",
-            self.root,
             self.root / "action_<nnn>",
             [self.archive],
             download=False,
-            homepage=self.homepage,
-            layout=self.layout,
             check=extracted,
         )
         listing = self.root / f"{self._split}_label.txt"

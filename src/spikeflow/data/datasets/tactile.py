@@ -10,11 +10,10 @@ from spikeflow.data.datasets._common import (
     Archive,
     check_class_folders,
     class_folder_samples,
-    how_to_get,
-    prepare_root,
+    files_not_found,
+    prepare_dataset_root,
 )
 from spikeflow.data.datasets._split import RatioSplitDataset
-from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.matlab import read_stmnist
 
@@ -55,15 +54,7 @@ class STMNIST(RatioSplitDataset):
 
     def _all_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / "data_submission"
-        prepare_root(
-            "ST-MNIST",
-            self.root,
-            folder,
-            [self.archive],
-            download=False,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "ST-MNIST", folder, [self.archive], download=False)
         check_class_folders(folder, self.classes, "digit")
         samples = [
             (path, label)
@@ -71,10 +62,7 @@ class STMNIST(RatioSplitDataset):
             if "LUT" not in path.name
         ]
         if not samples:
-            raise DatasetNotFoundError(
-                f"ST-MNIST: no .mat files under {folder}. "
-                + how_to_get("ST-MNIST", self.root, [self.archive], self.homepage, self.layout)
-            )
+            raise files_not_found(self, "ST-MNIST", f"no .mat files under {folder}", [self.archive])
         return samples
 
     def _read(self, path: Path) -> EventRecording:

@@ -12,13 +12,13 @@ import numpy as np
 from spikeflow.data.datasets._common import (
     Archive,
     check_class_folders,
-    how_to_get,
-    prepare_root,
+    files_not_found,
+    prepare_dataset_root,
     subset_by_ratio,
 )
 from spikeflow.data.datasets._names import NCALTECH101_CLASSES
 from spikeflow.data.datasets._split import RatioSplitDataset
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, make_events
 from spikeflow.data.io.aedat2 import read_aedat2
 from spikeflow.data.io.atis_bin import read_atis_bin
@@ -61,15 +61,7 @@ class NCaltech101(RatioSplitDataset):
 
     def _all_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / "Caltech101"
-        prepare_root(
-            "N-Caltech101",
-            self.root,
-            folder,
-            [self.archive],
-            download=self.download,
-            homepage=self.homepage,
-            layout=self.layout,
-        )
+        prepare_dataset_root(self, "N-Caltech101", folder, [self.archive], download=self.download)
         classes = check_class_folders(folder, self.classes, "N-Caltech101 class")
         samples = [
             (p, label)
@@ -78,10 +70,7 @@ class NCaltech101(RatioSplitDataset):
             if p.is_file()
         ]
         if not samples:
-            raise DatasetNotFoundError(
-                f"N-Caltech101: no samples in {folder}. "
-                + how_to_get("N-Caltech101", self.root, [self.archive], self.homepage, self.layout)
-            )
+            raise files_not_found(self, "N-Caltech101", f"no samples in {folder}", [self.archive])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -190,14 +179,8 @@ class CIFAR10DVS(NeuromorphicDataset):
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         for name in self.classes:
-            prepare_root(
-                "CIFAR10-DVS",
-                self.root,
-                self.root / name,
-                [self.archives[name]],
-                download=self.download,
-                homepage=self.homepage,
-                layout=self.layout,
+            prepare_dataset_root(
+                self, "CIFAR10-DVS", self.root / name, [self.archives[name]], download=self.download
             )
         per_class: list[list[tuple[Path, int]]] = []
         for label, name in enumerate(self.classes):
@@ -210,16 +193,8 @@ class CIFAR10DVS(NeuromorphicDataset):
                     )
             per_class.append([(p, label) for p in files])
         if not any(per_class):
-            raise DatasetNotFoundError(
-                f"CIFAR10-DVS: no .aedat files under {self.root}. "
-                + how_to_get(
-                    "CIFAR10-DVS",
-                    self.root,
-                    list(self.archives.values()),
-                    self.homepage,
-                    self.layout,
-                )
-            )
+            problem = f"no .aedat files under {self.root}"
+            raise files_not_found(self, "CIFAR10-DVS", problem, list(self.archives.values()))
         if self._subset is None:
             return [s for group in per_class for s in group]
         if self.split_rule == "90/10":
