@@ -84,6 +84,28 @@ class HDF5Reader:
                     ) from None
             yield i, item
 
+    def _spikes(
+        self, channel: np.ndarray, seconds: np.ndarray, channels: str, times: str
+    ) -> EventRecording:
+        """The recording of spikes at ``channel`` (integers) and ``seconds``, sorted by time
+        (``x`` = channel, ``y = p = 0``, ``t`` in µs rounded to the nearest, sensor
+        ``(self.channels, 1, 1)``); ``channels`` and ``times`` name the two datasets.
+
+        Raises:
+            DataFormatError: a channel outside ``[0, self.channels)``, or a time that is
+                not a finite non-negative number (the message names the element).
+        """
+        bad = np.flatnonzero((channel < 0) | (channel >= self.channels))
+        if bad.size:
+            i = int(bad[0])
+            raise format_error(
+                self.path, None, f"{channels}[{i}] = {int(channel[i])} is outside the "
+                f"{self.channels} channels"
+            )  # fmt: skip
+        t = seconds_to_us(seconds, self.path, times)
+        events = make_events(t, channel, None, np.zeros(t.size, np.int8))
+        return EventRecording(sort_by_time(events), (self.channels, 1, 1), self.path)
+
     def close(self) -> None:
         """Close the underlying HDF5 file."""
         self._file.close()
@@ -201,17 +223,8 @@ class SpikingAudioFile(HDF5Reader):
             )
         if not np.issubdtype(units.dtype, np.integer):
             raise format_error(self.path, None, f"spikes/units[{index}] has dtype {units.dtype}")
-        bad = np.flatnonzero((units < 0) | (units >= self.channels))
-        if bad.size:
-            i = int(bad[0])
-            raise format_error(
-                self.path, None, f"spikes/units[{index}][{i}] = {int(units[i])} is outside the "
-                f"{self.channels} channels"
-            )  # fmt: skip
-        t = seconds_to_us(times, self.path, f"spikes/times[{index}]")
-        zeros = np.zeros(t.size, dtype=np.int8)
-        events = sort_by_time(make_events(t, units, None, zeros))
-        return EventRecording(events, (self.channels, 1, 1), self.path), int(label[0])
+        rec = self._spikes(units, times, f"spikes/units[{index}]", f"spikes/times[{index}]")
+        return rec, int(label[0])
 
 
 def read_spiking_audio(

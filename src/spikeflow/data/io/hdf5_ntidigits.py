@@ -25,8 +25,7 @@ from os import PathLike
 
 import numpy as np
 
-from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import seconds_to_us, sort_by_time
+from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io.hdf5_audio import HDF5Reader
 from spikeflow.errors import ConfigurationError
 
@@ -143,13 +142,7 @@ class NTidigitsFile(HDF5Reader):
                 raise format_error(
                     self.path, None, f"{self.split}_{kind}/{key} has dtype {values.dtype}"
                 )
-        bad = np.flatnonzero((channel < 0) | (channel >= self.channels))
-        if bad.size:
-            i = int(bad[0])
-            raise format_error(
-                self.path, None, f"{self.split}_addresses/{key}[{i}] = {int(channel[i])} is "
-                f"outside the {self.channels} channels"
-            )  # fmt: skip
-        t = seconds_to_us(seconds, self.path, f"{self.split}_timestamps/{key}")
-        events = make_events(t, channel.astype(np.int64), None, np.zeros(t.size, np.int8))
-        return EventRecording(sort_by_time(events), (self.channels, 1, 1), self.path)
+        return self._spikes(
+            channel.astype(np.int64), seconds, f"{self.split}_addresses/{key}",
+            f"{self.split}_timestamps/{key}",
+        )  # fmt: skip
