@@ -160,3 +160,15 @@ def test_the_manual_download_hint_claims_an_md5_check_only_where_there_is_one():
     # No archive at all (N-CARS): nothing is checked or extracted (all([]) said it was).
     none = how_to_get("X", Path("/r"), [], "http://h", "L")
     assert "MD5" not in none and "extracts" not in none and "put them, extracted, in /r" in none
+
+
+def test_messages_list_five_names_then_an_ellipsis():
+    from spikeflow.data.datasets._common import first_names, names_difference
+
+    assert first_names(["a", "b"]) == "['a', 'b']"
+    assert first_names(tuple("abcde")) == "('a', 'b', 'c', 'd', 'e')"  # printed as given
+    assert first_names(list("abcdef")) == "['a', 'b', 'c', 'd', 'e']..."
+    assert names_difference("zcba", "yxbcdefgh") == (
+        "missing ['a', 'z'], unexpected ['d', 'e', 'f', 'g', 'h']..."
+    )
+    assert names_difference("ab", "ba") == "missing [], unexpected []"

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -327,6 +327,22 @@ def files_not_found(
     return DatasetNotFoundError(f"{title}: {problem}. {advice}")
 
 
+def first_names(names: Sequence[str], most: int = 5) -> str:
+    """``names`` in a message: the first ``most`` as the sequence prints them, then
+    ``...`` when there are more."""
+    return f"{names[:most]}{'...' if len(names) > most else ''}"
+
+
+def names_difference(official: Iterable[str], found: Iterable[str]) -> str:
+    """``"missing [...], unexpected [...]"`` for a message: the names of ``official`` not
+    in ``found`` and those of ``found`` not in ``official``, sorted (:func:`first_names`)."""
+    official, found = set(official), set(found)
+    return (
+        f"missing {first_names(sorted(official - found))}, "
+        f"unexpected {first_names(sorted(found - official))}"
+    )
+
+
 def check_class_folders(
     folder: Path, official: Sequence[str], what: str, ignore: Sequence[str] = ()
 ) -> tuple[str, ...]:
@@ -340,12 +356,9 @@ def check_class_folders(
     """
     found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in ignore))
     if found != tuple(sorted(official)):
-        missing = sorted(set(official) - set(found))
-        extra = sorted(set(found) - set(official))
         raise DataFormatError(
             f"{folder}: expected the {len(official)} official {what} folders, found "
-            f"{len(found)}; missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}. The extraction is "
+            f"{len(found)}; {names_difference(official, found)}. The extraction is "
             "incomplete or this is not the official release"
         )
     return found
@@ -373,8 +386,8 @@ def class_folder_samples(
         samples += [(p, label) for p in sorted(sub.glob(pattern)) if p.is_file()]
     if absent and len(absent) < len(classes):
         raise DataFormatError(
-            f"{folder}: class folder(s) {absent[:5]}{'...' if len(absent) > 5 else ''} are "
-            f"missing ({len(absent)} of {len(classes)}); the extraction is incomplete"
+            f"{folder}: class folder(s) {first_names(absent)} are missing ({len(absent)} of "
+            f"{len(classes)}); the extraction is incomplete"
         )
     return samples
 

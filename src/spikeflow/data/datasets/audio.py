@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.datasets._common import Archive, prepare_root
+from spikeflow.data.datasets._common import Archive, first_names, prepare_root
 from spikeflow.data.datasets._names import SHD_CLASSES, SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
@@ -128,7 +128,7 @@ class _SpikingAudio(_OneFile, NamedSplitDataset):
                 raise DataFormatError(
                     f"{self.h5_path}: extra/keys holds {len(names)} label names "
                     f"({len(set(names))} distinct); {self.title} has {self.num_classes} "
-                    f"classes: {names[:5]}{'...' if len(names) > 5 else ''}"
+                    f"classes: {first_names(names)}"
                 )
             self.classes = names
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):

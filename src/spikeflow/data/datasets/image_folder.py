@@ -28,7 +28,7 @@ import torch
 
 from spikeflow._checks import check_flag
 from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
-from spikeflow.data.datasets._common import augment_policy
+from spikeflow.data.datasets._common import augment_policy, first_names
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.frame_transforms import int_pair
 from spikeflow.data.image_augment import imagenet_trivial_augment_transform
@@ -148,7 +148,7 @@ def list_class_folders(
         labels.append(np.full(len(files), index[name], np.int64))
     if empty:
         raise DataFormatError(
-            f"{root}: class folder(s) {empty[:5]}{'...' if len(empty) > 5 else ''} hold no "
+            f"{root}: class folder(s) {first_names(empty)} hold no "
             f"image ({', '.join(extensions)}); an incomplete extraction?"
         )
     size = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)

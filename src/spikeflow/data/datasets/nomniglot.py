@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from spikeflow.data.datasets._common import names_difference
 from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -215,12 +216,9 @@ class NOmniglot(CutRecordingsDataset):
                     )
                 found[d.name] = d
         if set(found) != set(official):
-            missing = sorted(set(official) - set(found))
-            extra = sorted(set(found) - set(official))
             raise DataFormatError(
                 f"N-Omniglot: the {group} set should hold Omniglot's {len(official)} {group} "
-                f"alphabets; missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''} (in "
+                f"alphabets; {names_difference(official, found)} (in "
                 f"{[str(p) for p in self._set_folders(group)]}). The extraction is incomplete "
                 "or this is not the official release"
             )
