@@ -383,6 +383,8 @@ def test_docs_data_examples_run(monkeypatch):
     assert cuts == [[0, 1804], [1755, 3317], [2920, 4350]] and len(ns["pieces"]) == 3
     assert ns["frames"].shape == (5, 2, 34, 34) and ns["label"] == 0
     assert (len(ns["test"]), len(ns["sliced"])) == (100, 300)
+    assert ns["piece"].shape == (5, 2, 34, 34) and ns["digit"] == 0
+    assert ns["cached"].cache.directory.exists()
 
 
 def test_coordinates_must_be_integers_and_may_be_uint64():

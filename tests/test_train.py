@@ -426,7 +426,8 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
         (["--neuron", "relu"], r"unknown neuron 'relu'; available: .*lif.*plif.*psn"),
         (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, ce\+, ce_count, "
                               r"ce_max_membrane, ce_temporal, count, count\+, mse, mse_count, "
-                              r"mse_membrane, mse_temporal, sum0, tcl, tet, ttfs"),
+                              r"mse_membrane, mse_temporal, spike_max, spike_rate, sum0, tcl, "
+                              r"tet, ttfs"),
         (["--model-kwargs", "channelz=8"], r"'plif_digits' does not accept the argument\(s\) "
                                            r"\['channelz'\]; it accepts .*channels"),
         (["--neuron-kwargs", "taux=2"], r"does not accept \['taux'\]; it accepts .*init_tau"),
