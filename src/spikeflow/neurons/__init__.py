@@ -18,6 +18,10 @@
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
+* :mod:`~spikeflow.neurons.ternary`: ternary (signed) spikes, IF and LIF;
+  :mod:`~spikeflow.neurons.mpbn`: membrane potential batch normalisation (MPBN), both
+  stepped by a loop (:mod:`~spikeflow.neurons.loop`);
+  :mod:`~spikeflow.neurons.ilif`: the integer LIF (I-LIF).
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
   in parallel over time.
@@ -40,10 +44,13 @@ from spikeflow.neurons.conductance import CobaLIFNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.gated_lif import GatedLIFNode, GLIFNode
+from spikeflow.neurons.ilif import ILIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.izhikevich import IZHIKEVICH_PRESETS, Izhikevich2003Node, IzhikevichPreset
 from spikeflow.neurons.liaf import LIAFNode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
+from spikeflow.neurons.loop import LoopNode
+from spikeflow.neurons.mpbn import MPBNBaseNode, MPBNLIFNode
 from spikeflow.neurons.nonlinear import EIFNode, IzhikevichNode, QIFNode
 from spikeflow.neurons.parallel import (
     PSN,
@@ -57,6 +64,7 @@ from spikeflow.neurons.parallel import (
 from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
 from spikeflow.neurons.refractory import RefractoryCubaLIFNode, RefractoryLIFNode
 from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
+from spikeflow.neurons.ternary import TernaryIFNode, TernaryLIFNode
 
 __all__ = [
     "IZHIKEVICH_PRESETS",
@@ -75,6 +83,7 @@ __all__ = [
     "GLIFNode",
     "GatedLIFNode",
     "IFNode",
+    "ILIFNode",
     "Izhikevich2003Node",
     "IzhikevichNode",
     "IzhikevichPreset",
@@ -83,6 +92,9 @@ __all__ = [
     "LIFNode",
     "LINode",
     "LeakyIntegrator",
+    "LoopNode",
+    "MPBNBaseNode",
+    "MPBNLIFNode",
     "MaskedPSN",
     "NeuronDeclaration",
     "NoResetLIFNode",
@@ -94,6 +106,8 @@ __all__ = [
     "RefractoryLIFNode",
     "ResonateAndFireNode",
     "SlidingPSN",
+    "TernaryIFNode",
+    "TernaryLIFNode",
     "band_mask",
     "declare",
     "lif_no_reset_matrix",
