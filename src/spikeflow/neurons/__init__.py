@@ -22,6 +22,10 @@
   :mod:`~spikeflow.neurons.mpbn`: membrane potential batch normalisation (MPBN), both
   stepped by a loop (:mod:`~spikeflow.neurons.loop`);
   :mod:`~spikeflow.neurons.ilif`: the integer LIF (I-LIF).
+* :mod:`~spikeflow.neurons.converted`: IF neurons for ANN-to-SNN conversion (half-threshold
+  start, activation-aware offset); :mod:`~spikeflow.neurons.few_spike`: few-spike neurons
+  (FS, outlier-aware, hierarchically gated); :mod:`~spikeflow.neurons.dsr`: the DSR
+  neurons (differentiation on spike representation).
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
   in parallel over time.
@@ -41,8 +45,16 @@ from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.alpha import AlphaNode
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.conductance import CobaLIFNode
+from spikeflow.neurons.converted import ActivationAwareIFNode, HalfThresholdIFNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.dsr import DSRIFNode, DSRLIFNode
+from spikeflow.neurons.few_spike import (
+    FewSpikeNode,
+    FewSpikeTable,
+    HGNode,
+    OutlierAwareThresholdNode,
+)
 from spikeflow.neurons.gated_lif import GatedLIFNode, GLIFNode
 from spikeflow.neurons.ilif import ILIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
@@ -70,6 +82,7 @@ __all__ = [
     "IZHIKEVICH_PRESETS",
     "PSN",
     "ALIFNode",
+    "ActivationAwareIFNode",
     "AdExLIFNode",
     "AdLIFNode",
     "AdaptiveLIFNode",
@@ -79,9 +92,15 @@ __all__ = [
     "CobaLIFNode",
     "ComplementaryLIFNode",
     "CubaLIFNode",
+    "DSRIFNode",
+    "DSRLIFNode",
     "EIFNode",
+    "FewSpikeNode",
+    "FewSpikeTable",
     "GLIFNode",
     "GatedLIFNode",
+    "HGNode",
+    "HalfThresholdIFNode",
     "IFNode",
     "ILIFNode",
     "Izhikevich2003Node",
@@ -98,6 +117,7 @@ __all__ = [
     "MaskedPSN",
     "NeuronDeclaration",
     "NoResetLIFNode",
+    "OutlierAwareThresholdNode",
     "PLIFNode",
     "ParametricLIFNode",
     "QIFNode",
