@@ -417,3 +417,71 @@ def test_the_docs_training_step_runs():
     assert namespace["loss"].ndim == 0 and torch.isfinite(namespace["loss"])
     assert namespace["net"][0].weight.grad.abs().sum() > 0
     assert namespace["prediction"].shape == (32,) and namespace["per_step"].shape == (16, 32)
+
+
+# ---- the filter's memory, low-precision inputs, the SpikeTime buffer --------------------
+
+
+@pytest.mark.parametrize("window", [1, 63, 64, 65, 130, 200])
+def test_every_window_equals_the_lava_layout_loop(window):
+    x = _spikes((2, 3, 200))  # 4 blocks of 64 steps: windows within, at and across them
+    want = _time_major(_lava_window_rate(x, window))
+    torch.testing.assert_close(moving_window_rate(_time_major(x), window), want)
+
+
+def test_a_long_window_keeps_memory_linear_in_T():
+    # A window (or SpikeTime kernel) as long as the sequence must not build [T, T]
+    # matrices, which the backward pass keeps: at T = 2048 those held 4.2 M elements (and
+    # int64 lags as large beside them), for 2048 values; the filter's blocks are at most
+    # 512 steps, whatever T.
+    steps = 2048
+    x = torch.rand(steps, 1, 1, dtype=torch.float64, requires_grad=True)
+    kept: list[int] = []
+
+    def keep(tensor):
+        kept.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        got = moving_window_rate(x, steps)
+        loss = spike_time_loss(x, x.detach().flip(0), 500.0, steps)
+    assert kept and max(kept) <= 512**2
+    torch.testing.assert_close(got, x.cumsum(0) / steps)
+    loss.backward()  # the saved tensors still serve the gradient
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_outputs_are_summed_in_float32(dtype):
+    # Lava-DL's sums grow with T·B·K: in float16 SpikeTime's sum of these 8000 terms
+    # (1.0e5) overflowed to inf, and bfloat16 kept 3 significant digits.
+    out = torch.ones(100, 8, 10, dtype=dtype)
+    out[::3] = 0
+    zeros, labels = torch.zeros_like(out), torch.tensor([0, 3, 9, 2, 1, 1, 5, 7])
+    cases = [
+        lambda o: spike_time_loss(o, zeros),
+        lambda o: spike_rate_loss(o, labels, 0.9, 0.05, moving_window=7),
+        lambda o: spike_max_loss(o + 0.01, labels, moving_window=7),
+    ]
+    for loss in cases:
+        got, want = loss(out), loss(out.float())
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+    grad_out = out.clone().requires_grad_(True)
+    spike_time_loss(grad_out, zeros).backward()
+    assert grad_out.grad.dtype == dtype and torch.isfinite(grad_out.grad).all()
+
+
+def test_spike_time_filters_with_its_kernel_buffer():
+    # As Lava-DL's SpikeTime filters with filter.filter, the module's taps are its
+    # buffer: replaced taps (Lava-DL: filter.filter.data = ...) or a loaded state_dict act.
+    x, s = _spikes((2, 2, 6)), _spikes((2, 2, 6))
+    out, desired = _time_major(x), _time_major(s)
+    loss = SpikeTime(2.0, 4)
+    with torch.no_grad():
+        loss.kernel.copy_(torch.tensor([1.0, 0.5, 0.0, 0.0], dtype=torch.float64))
+    want = _lava_spike_time(x, s, 1 / math.log(2), 2, 1, "sum")  # taps 1, 1/2
+    torch.testing.assert_close(loss(out, desired), want)
+    other = SpikeTime(2.0, 4)
+    other.load_state_dict(loss.state_dict())
+    torch.testing.assert_close(other(out, desired), want)

@@ -15,7 +15,10 @@ Layout: Lava-DL's tensors are time-last ``[N, C, T]``, spikeflow's time-major
 SpikeMax). The values equal Lava-DL's, reductions included: ``reduction="sum"`` (Lava-DL's
 default) sums over every sample, class and step; ``"mean"`` divides by their number, so
 unlike spikeflow's other losses these are not batch means by default. Where Lava-DL's
-code and docstrings differ, the code is followed (no ``1/2`` in SpikeRate).
+code and docstrings differ, the code is followed (no ``1/2`` in SpikeRate). A float16 or
+bfloat16 output is computed on in float32 (the loss is float32; the gradient reaches
+the output in its dtype): these sums grow with ``T·B·K``, past float16's 65504 and
+bfloat16's three digits.
 
 ``get_loss("spike_rate", true_rate=..., false_rate=...)`` and ``get_loss("spike_max")``
 give the first two with integer labels ``[B]`` (readout ``rate``, Lava-DL's
@@ -90,6 +93,7 @@ def spike_rate_loss(
         true_rate, false_rate, moving_window, reduction
     )
     out, labels = _check(out_seq, target, "spike_rate_loss", moving_window)
+    out = _upcast(out)
     if moving_window is None:
         rates = out.mean(0)
     else:
@@ -126,6 +130,7 @@ def spike_max_loss(
     """
     moving_window, mode, reduction = _spike_max_arguments(moving_window, mode, reduction)
     out, labels = _check(out_seq, target, "spike_max_loss", moving_window)
+    out = _upcast(out)
     if moving_window is None:
         rates = out.mean(0)
     else:
@@ -157,7 +162,7 @@ def spike_time_loss(
     Args:
         out_seq: the output spikes ``[T, B, ...]``.
         target: the desired spike train ``S``, of ``out_seq``'s shape (a bool or integer
-            spike train is taken as ``out_seq``'s dtype).
+            spike train is taken in ``out_seq``'s dtype, float32 for float16/bfloat16).
         time_constant: ``τ`` in steps, ``> 0``.
         length: the number of taps ``L``, an integer ``>= 1`` (taps past ``T`` do not
             matter).
@@ -167,6 +172,13 @@ def spike_time_loss(
     time_constant, length, filter_order, reduction = _spike_time_arguments(
         time_constant, length, filter_order, reduction
     )
+    _check_spike_trains(out_seq, target)
+    taps = _kernel(time_constant, min(length, out_seq.shape[0]), filter_order)
+    return _filtered_distance(out_seq, target, taps, reduction)
+
+
+def _check_spike_trains(out_seq: Tensor, target: Tensor) -> None:
+    """:func:`spike_time_loss`'s checks of its tensors."""
     owner = "spike_time_loss"
     if not isinstance(out_seq, Tensor) or out_seq.dim() < 2:
         shape = tuple(out_seq.shape) if isinstance(out_seq, Tensor) else type(out_seq).__name__
@@ -182,11 +194,13 @@ def spike_time_loss(
             f"{owner}: target must have out_seq's shape {tuple(out_seq.shape)}, "
             f"got {tuple(target.shape)}"
         )
-    taps = _kernel(time_constant, min(length, out_seq.shape[0]), filter_order)
-    desired = target.to(dtype=out_seq.dtype, device=out_seq.device)
-    return F.mse_loss(
-        _causal_filter(out_seq, taps), _causal_filter(desired, taps), reduction=reduction
-    )
+
+
+def _filtered_distance(out_seq: Tensor, target: Tensor, taps: Tensor, reduction: str) -> Tensor:
+    """:func:`spike_time_loss` with the taps given (no checks)."""
+    out = _upcast(out_seq)
+    desired = target.to(dtype=out.dtype, device=out.device)
+    return F.mse_loss(_causal_filter(out, taps), _causal_filter(desired, taps), reduction=reduction)
 
 
 def exponential_kernel(
@@ -254,8 +268,9 @@ class SpikeMax(nn.Module):
 
 class SpikeTime(nn.Module):
     """Lava-DL's ``slayer.loss.SpikeTime``: :func:`spike_time_loss` with its arguments
-    bound; called as ``loss(out_seq, desired)``. Its taps are the buffer ``kernel``
-    (Lava-DL's ``filter.filter``), float64."""
+    bound; called as ``loss(out_seq, desired)``. It filters with the buffer ``kernel``
+    (Lava-DL's ``filter.filter``; float64, :func:`exponential_kernel` of the arguments):
+    taps written into it, or loaded with a ``state_dict``, are the ones used."""
 
     kernel: Tensor
 
@@ -280,10 +295,9 @@ class SpikeTime(nn.Module):
 
     def forward(self, out_seq: Tensor, desired: Tensor) -> Tensor:
         """:func:`spike_time_loss` of ``out_seq`` ``[T, B, ...]`` and the spike train
-        ``desired`` of its shape."""
-        return spike_time_loss(
-            out_seq, desired, self.time_constant, self.length, self.filter_order, self.reduction
-        )
+        ``desired`` of its shape, filtered with :attr:`kernel`."""
+        _check_spike_trains(out_seq, desired)
+        return _filtered_distance(out_seq, desired, self.kernel, self.reduction)
 
 
 def _kernel(time_constant: float, length: int, filter_order: int) -> Tensor:
@@ -292,6 +306,11 @@ def _kernel(time_constant: float, length: int, filter_order: int) -> Tensor:
     for _ in range(filter_order - 1):  # Lava-DL: the taps filtered by the first-order FIR
         taps = _causal_filter(taps, base)
     return taps
+
+
+def _upcast(out: Tensor) -> Tensor:
+    """A float16 or bfloat16 ``out`` as float32 (module docstring); others as they are."""
+    return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
 
 
 def _check(
