@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, StateError
 from spikeflow.learn import EProp
 from spikeflow.models import create_model
 from spikeflow.training import Trainer, config_for_resume, load_checkpoint
@@ -24,17 +24,20 @@ EPROP = {
 }  # fmt: skip
 
 
-def test_the_trainers_step_is_the_rules_run_then_the_optimizer(tmp_path):
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_the_trainers_step_is_the_rules_run_then_the_optimizer(tmp_path, smoothing):
     """One step of a run equals building the network, EProp.run on the same batch with
-    weight 1/T per step, and one Adam step (same seed, same feedback draw)."""
+    weight 1/T per step, and one Adam step (same seed, same feedback draw); with
+    ``--loss-kwargs label_smoothing=S`` the rule learns the smoothed targets, and the
+    step's loss is the evaluation's (per-step ce with that smoothing)."""
     cfg = tiny(tmp_path, "one", **EPROP, stop_after=None, epochs=1, train_samples=32,
-               batch_size=32)  # fmt: skip
+               batch_size=32, loss_kwargs={"label_smoothing": smoothing})  # fmt: skip
     trainer = Trainer(cfg, log=None)
     trainer._setup()
     start = {k: v.clone() for k, v in trainer.raw_model.state_dict().items()}
     feedback = trainer.eprop.feedback_weight.clone()
     x, y = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=32)))
-    trainer._train_step(x, y, 0, 1)
+    value = trainer._train_step(x, y, 0, 1)
 
     torch.manual_seed(0)
     net = create_model("eprop_rsnn", num_classes=10, in_channels=1, input_size=8,
@@ -44,11 +47,16 @@ def test_the_trainers_step_is_the_rules_run_then_the_optimizer(tmp_path):
     assert torch.equal(rule.feedback_weight, feedback)  # drawn from the run's seed
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     xs = x.to(torch.float32).reshape(x.shape[0], 1, -1).expand(-1, 4, -1).transpose(0, 1)
-    result = rule.run(xs.contiguous(), y, 0.25)
+    target = (1 - smoothing) * torch.nn.functional.one_hot(y, 10) + smoothing / 10
+    with torch.no_grad():
+        readout = net(xs.contiguous())
+    result = rule.run(xs.contiguous(), target, 0.25)
     optimizer.step()
-    for key, value in net.state_dict().items():
-        assert torch.allclose(trainer.raw_model.state_dict()[key], value, atol=1e-6), key
+    for key, weight in net.state_dict().items():
+        assert torch.allclose(trainer.raw_model.state_dict()[key], weight, atol=1e-6), key
     assert math.isfinite(float(result.loss))
+    assert value == pytest.approx(float(result.loss), rel=1e-5)
+    assert value == pytest.approx(float(_loss(resolve(cfg))(readout, y)), rel=1e-5)
 
 
 def test_an_eprop_run_learns_and_reports_the_per_step_loss(tmp_path):
@@ -115,3 +123,46 @@ def test_eprop_needs_its_network(tmp_path):
 def test_the_default_loss_of_an_eprop_run_is_ce():
     assert resolve(config_from_dict({"model": "eprop_rsnn", "eprop": "symmetric"})).loss == "ce"
     assert resolve(config_from_dict({"model": "eprop_rsnn"})).loss == "mse"  # BPTT: zoo's
+
+
+def test_gradient_clipping_keeps_adaptive_feedback_with_the_readout(tmp_path):
+    """Adaptive feedback gives B the increments of W^out (transposed): a clipped step
+    must scale both, or B drifts from W^outᵀ (plain SGD: equal updates)."""
+    changes = {**EPROP, "eprop": "adaptive", "optimizer": "sgd", "momentum": 0.0}
+    cfg = tiny(tmp_path, "clip", **changes, clip_grad_norm=1e-3, train_samples=32,
+               batch_size=32)  # fmt: skip
+    trainer = Trainer(cfg, log=None)
+    trainer._setup()
+    readout, feedback = trainer.raw_model.output.weight, trainer.eprop.feedback_weight
+    before = readout.detach().clone(), feedback.detach().clone()
+    x, y = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=32)))
+    trainer._train_step(x, y, 0, 1)
+    moved_readout, moved_feedback = readout.detach() - before[0], feedback.detach() - before[1]
+    assert moved_readout.abs().max() > 0
+    torch.testing.assert_close(moved_feedback, moved_readout.T)
+    grads = [*trainer.raw_model.parameters(), feedback]
+    assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in grads])) <= 1.001e-3
+
+
+def test_eprop_rsnn_cannot_be_streamed(tmp_path):
+    """Its forward starts every call from the initial state: online training (one call
+    per step) would restart the network at each step."""
+    cfg = tiny(tmp_path, "online", model="eprop_rsnn", online=True, loss="ce", T=4,
+               model_kwargs=EPROP["model_kwargs"])  # fmt: skip
+    with pytest.raises(StateError, match="runs whole sequences only"):
+        Trainer(cfg, log=None).fit()
+    assert not (tmp_path / "online").exists()  # refused before the run folder stays
+
+
+def test_a_run_without_spiking_layers_draws_no_empty_firing_plots(tmp_path):
+    """The e-prop network computes its spikes itself (no spikeflow neuron layer to
+    hook): its firing-rate plot and raster would be empty axes, so they are left out,
+    and the log says why."""
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the 'plot' extra)")
+    messages: list[str] = []
+    cfg = tiny(tmp_path, "plots", **EPROP, epochs=1, train_samples=32, test_samples=16,
+               plots="on")  # fmt: skip
+    result = Trainer(cfg, log=messages.append).fit()
+    assert [p.name for p in result.plots] == ["learning_curves.png"]
+    assert not (tmp_path / "plots" / "raster.png").exists()
+    assert any("no firing-rate plot or raster" in m for m in messages)

@@ -127,6 +127,11 @@ class EPropRSNN(nn.Module):
             that is not a spiking spikeflow surrogate.
     """
 
+    #: ``forward`` runs a whole sequence from the initial state (:meth:`step` carries
+    #: state explicitly): streaming it, or training it online, one call per step, would
+    #: restart it at every call (:func:`spikeflow.functional.check_streamable` refuses).
+    streamable = False
+
     def __init__(
         self,
         in_features: int,

@@ -6,14 +6,15 @@ the gradients to ``.grad`` forward in time (no graph, memory independent of ``T`
 the optimizer then steps as after a backward pass. The loss is the cross-entropy of the
 readout at every step averaged over the ``T`` steps (every step weighs ``1/T``: the
 online per-step ``ce``, :func:`~spikeflow.training.online.per_step_loss`, which the
-evaluation reports), plus Bellec's firing-rate regularisation when
-``eprop_rate_strength > 0``. The prediction is the class of the largest readout averaged
-over the steps (``--readout rate``).
+evaluation reports; with ``ce``'s ``label_smoothing``, of the smoothed labels), plus
+Bellec's firing-rate regularisation when ``eprop_rate_strength > 0``. The prediction is
+the class of the largest readout averaged over the steps (``--readout rate``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
@@ -54,11 +55,23 @@ def eprop_rule(config: TrainConfig, model: nn.Module, distributed: bool) -> EPro
     )  # fmt: skip
 
 
-def eprop_train_step(rule: EProp, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+def eprop_train_step(
+    rule: EProp, x: Tensor, target: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """One batch ``x`` ``[T, B, ...]``: the gradients into ``.grad``; returns the readout
     ``[T, B, K]`` and the loss (the per-step cross-entropy averaged over the steps, plus
-    the rate regularisation), both detached."""
+    the rate regularisation), both detached.
+
+    ``label_smoothing`` (``ce``'s, ``--loss-kwargs label_smoothing=S``): the labels
+    ``target`` ``[B]`` are learnt as the distributions ``(1 − S)·onehot + S/K``, the
+    target of ``torch.nn.functional.cross_entropy(..., label_smoothing=S)``.
+    """
     network = rule.network
     flat = flat_steps("eprop_rsnn", x, network.in_features)
-    result = rule.run(flat.to(network.input.weight.dtype), target, 1.0 / x.shape[0])
+    weight = network.input.weight
+    if label_smoothing:
+        classes = network.out_features
+        onehot = F.one_hot(target.long(), classes).to(weight.dtype)
+        target = (1.0 - label_smoothing) * onehot + label_smoothing / classes
+    result = rule.run(flat.to(weight.dtype), target, 1.0 / x.shape[0])
     return result.y, result.loss

@@ -655,7 +655,8 @@ class Trainer:
             out, loss = result.output, result.loss
         elif self.eprop is not None:  # the gradients forward in time, into .grad
             self.optimizer.zero_grad(set_to_none=True)
-            out, loss = eprop_train_step(self.eprop, x, target)
+            smoothing = float(cfg.loss_kwargs.get("label_smoothing", 0.0))  # ce's only argument
+            out, loss = eprop_train_step(self.eprop, x, target, smoothing)
         else:
             with autocast_context(ctx.device, cfg.amp):
                 # a model that supervises its output layer itself (event-driven nets) gets y
@@ -677,7 +678,10 @@ class Trainer:
         self._phase = "update"
         if cfg.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients (fp16 scaling)
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.clip_grad_norm)
+            clipped = [*self.raw_model.parameters()]
+            if self.eprop is not None:  # adaptive B: scaled with W_out, whose steps it takes
+                clipped += self.eprop.parameters()
+            torch.nn.utils.clip_grad_norm_(clipped, cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         clamp_delays(self.raw_model)  # learnable delays back into their range
@@ -793,17 +797,27 @@ class Trainer:
         written: list[Path] = []
         try:
             written.append(plots.plot_learning_curves(self.history, out / "learning_curves.png"))
-            written.append(plots.plot_firing_rates(read_csv(out / "layers.csv"),
-                                                   out / "firing_rates.png"))  # fmt: skip
-            x, y = self.test_set[0]
-            x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
-                              self.layout)  # fmt: skip
-            self.raw_model.eval()
-            spikes = record_spikes(self.raw_model, x)
-            written.append(plots.plot_raster(spikes, out / "raster.png",
-                                             title=f"test sample 0 (label {int(y)})"))  # fmt: skip
+            if self.train_monitor.layers:
+                self._activity_plots(plots, out, written)
+            else:  # e.g. eprop_rsnn, which computes its spikes itself: empty axes
+                self.log("no firing-rate plot or raster: the model has no spikeflow spiking "
+                         "layer to record (its firing rates read nan)")  # fmt: skip
         except OSError as exc:  # the run is complete and saved: a plot is not worth failing it
             self.log(f"warning: plots not written ({exc}); the run's results are saved in {out}")
         if written:
             self.log("plots: " + ", ".join(str(p) for p in written))
         return written
+
+    def _activity_plots(self, plots: Any, out: Path, written: list[Path]) -> None:
+        """The firing rates per epoch and the raster of test sample 0, each added to
+        ``written`` once drawn."""
+        cfg = self.config
+        written.append(plots.plot_firing_rates(read_csv(out / "layers.csv"),
+                                               out / "firing_rates.png"))  # fmt: skip
+        x, y = self.test_set[0]
+        x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
+                          self.layout)  # fmt: skip
+        self.raw_model.eval()
+        spikes = record_spikes(self.raw_model, x)
+        written.append(plots.plot_raster(spikes, out / "raster.png",
+                                         title=f"test sample 0 (label {int(y)})"))  # fmt: skip
