@@ -151,6 +151,10 @@ def test_count_and_index_slicers_by_hand():
     assert cuts(SliceByTimeBins(3), r) == [[0, 3], [3, 6], [6, 9]]  # b = 3 µs, t = 9 out
     assert cuts(SliceAtIndices([8, 0, 3], [20, 2, 3]), r) == [[8, 10], [0, 2], [3, 3]]
     assert cuts(SliceAtTimePoints([2.5, 0], [6, 100]), r) == [[3, 6], [0, 10]]
+    starts, ends = np.array([2, 4]), torch.tensor([5, 9])
+    at, points = SliceAtIndices(starts, ends), SliceAtTimePoints(starts, ends)
+    starts[0], ends[1] = -1, 0  # the slicers keep copies of what they checked
+    assert cuts(at, r) == cuts(points, r) == [[2, 5], [4, 9]]
 
 
 def test_empty_recordings():
@@ -208,6 +212,37 @@ def test_unsorted_or_float_timestamps_are_refused():
         SliceByTime(10).slice(times(0, 1).events.reshape(1, 2))
 
 
+def tonic_layout(t, dtype) -> np.ndarray:
+    events = np.zeros(len(t), [("x", "<i8"), ("y", "<i8"), ("t", dtype), ("p", "<i8")])
+    events["t"] = t
+    return events
+
+
+def test_time_slicers_are_exact_at_the_ends_of_int64():
+    top = 2**63 - 1
+    near_top = tonic_layout([top - 40, top - 20, top], "<i8")
+    # a window that ends past int64 holds every event from its start (no wrap-around)
+    assert cuts(SliceByTime(100), near_top) == [[0, 3]]
+    assert cuts(SliceByTime(30, include_incomplete=True), near_top) == [[0, 2], [2, 3]]
+    # uint64 timestamps are compared as integers, not as float64 (equal past 2**53)
+    base = 2**62
+    signed, unsigned = (tonic_layout(base + np.arange(4), dt) for dt in ("<i8", "<u8"))
+    for slicer, want in [
+        (SliceByTime(2), [[0, 2]]),
+        (SliceByTime(2, 1, True), [[0, 2], [1, 3]]),
+        (SliceByTimeBins(3), [[0, 1], [1, 2], [2, 3]]),
+        (SliceAtTimePoints(np.array([base + 1], np.uint64), [base + 3]), [[1, 3]]),
+    ]:
+        assert cuts(slicer, unsigned) == cuts(slicer, signed) == want
+    with pytest.raises(DataFormatError, match=r"timestamp t=9223372036854775808 us past the int64"):
+        SliceByTime(2).slice(tonic_layout(np.array([2**63], np.uint64), "<u8"))
+    # big-endian timestamps (copied once to native order) cut the same
+    swapped = tonic_layout([0, 5, 5, 9, 20], ">i8")
+    assert cuts(SliceByTime(5, 1, True), swapped) == [[0, 1], [1, 3], [3, 4], [4, 4], [4, 5]]
+    with pytest.raises(ShapeError, match=r"field 't' of the recording holds \(2,\) values"):
+        SliceByTime(2).slice(np.zeros(3, [("t", "<i8", (2,)), ("x", "<u2")]))
+
+
 # -- bad arguments -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("make", "error", "match"),
@@ -223,6 +258,10 @@ def test_unsorted_or_float_timestamps_are_refused():
          r"include_incomplete must be True or False"),
         (lambda: SliceByTime(10, start_time=5, end_time=4), ConfigurationError,
          r"end_time \(4\) is before start_time \(5\)"),
+        (lambda: SliceByTime(10, end_time=2**64), ConfigurationError,
+         r"end_time = 18446744073709551616 µs is outside the int64 range"),
+        (lambda: SliceAtTimePoints([0], np.array([2**63], np.uint64)), ConfigurationError,
+         r"end_tw\[0\] = 9223372036854775808 µs is outside the int64 range"),
         (lambda: SliceByEventCount(0), ConfigurationError, r"event_count must be an integer >= 1"),
         (lambda: SliceByEventCount(2.0), ConfigurationError, r"event_count must be an integer"),
         (lambda: SliceByEventCount(4, 4), ConfigurationError, r"overlap must be in \[0, event_c"),
@@ -312,6 +351,8 @@ def test_sliced_dataset_by_hand():
     with pytest.raises(IndexError):
         sliced[-8]
     assert len(SlicedDataset(ds, SliceAtIndices([], []))) == 0
+    none = SlicedDataset(Recordings(lengths=()), SliceByTime(10))
+    assert len(none) == 0 and none.metadata == [] and none.targets == []  # Tonic's: []
 
 
 def test_sliced_dataset_equals_tonic_on_real_nmnist():
@@ -356,7 +397,7 @@ def test_sliced_dataset_frames_through_dataloader_workers():
         assert labels[i] == label == nmnist[int(sliced.sample_index[i])][1]
 
 
-def test_sliced_dataset_refuses_what_it_cannot_slice():
+def test_sliced_dataset_refuses_what_it_cannot_slice(tmp_path, monkeypatch):
     ds = Recordings()
     ts = pytest.importorskip("tonic.slicers", reason="Tonic is not installed")
     with pytest.raises(ConfigurationError, match=r"a Tonic slicer: use spikeflow\.data's class"):
@@ -364,12 +405,28 @@ def test_sliced_dataset_refuses_what_it_cannot_slice():
     ds.transform = RandomFlipLR(0.5)
     with pytest.raises(ConfigurationError, match=r"wrapped dataset's transform .* is random"):
         SlicedDataset(ds, SliceByTime(10))
+    for wrapped in (torch.utils.data.Subset(ds, [0, 2]), torch.utils.data.ConcatDataset([ds])):
+        with pytest.raises(ConfigurationError, match=r"transform .* \(of the Recordings it "
+                           r"wraps\) is random"):  # fmt: skip
+            SlicedDataset(wrapped, SliceByTime(10))
     ds.transform = TimeAlignment()  # deterministic: fine
     SlicedDataset(ds, SliceByTime(10))
     with pytest.raises(ConfigurationError, match=r"dataset\[0\] returned EventRecording"):
         SlicedDataset([times(0, 1)], SliceByTime(10))
     with pytest.raises(ConfigurationError, match="map-style dataset"):
         SlicedDataset(iter([]), SliceByTime(10))
+    monkeypatch.chdir(tmp_path)  # where a regression would write its cache
+    with pytest.raises(ConfigurationError, match="metadata_path is an empty path"):
+        SlicedDataset(ds, SliceByTime(10), metadata_path="")
+
+    class Unclipped(SliceAtIndices):  # a user's slicer with Tonic's unclipped stops
+        def get_slice_metadata(self, recording):
+            return np.stack([self.start_indices, self.end_indices], axis=1)
+
+    # refused when the cuts are computed, not later as "the dataset changed"
+    with pytest.raises(ConfigurationError, match=r"Unclipped.get_slice_metadata of dataset\[1\]:"
+                       r" metadata row 0 = \[0, 20\] is not 0 <= start <= stop <= 0"):  # fmt: skip
+        SlicedDataset(ds, Unclipped([0], [20]))
     # events read later that no longer fit the cuts
     sliced = SlicedDataset(ds, SliceByEventCount(10))
     ds.events[0] = ds.events[0][:15]
@@ -439,6 +496,28 @@ def test_dataset_keys():
     first = dataset_key(keyed)
     keyed.events.pop()  # its own cache_key() is the whole identity
     assert dataset_key(keyed) == first
+
+    # by content, not by a repr that elides the middle of the events
+    a, b = times(*range(0, 50_000, 10)), times(*range(0, 50_000, 10))
+    b.events["t"][100:-100] = 990
+    assert repr(a) == repr(b) and dataset_key([(a, 0)]) != dataset_key([(b, 0)])
+    ds.events = [a]
+    before = dataset_key(ds)
+    ds.events = [b]
+    assert dataset_key(ds) != before
+    ends = np.arange(1, 101)
+    ds.events = [SliceAtIndices(range(100), ends)]
+    before = dataset_key(ds)
+    ends[50] += 5  # a slicer attribute counts by its cache_key(), not by its short repr
+    ds.events = [SliceAtIndices(range(100), ends)]
+    assert repr(ds.events[0]) == repr(SliceAtIndices(range(100), np.arange(1, 101)))
+    assert dataset_key(ds) != before
+
+
+def test_metadata_cache_of_a_list_dataset_follows_its_content(tmp_path):
+    short, long = [(times(0, 1, 2), 0)], [(times(*range(0, 300, 10)), 0)]
+    assert len(SlicedDataset(short, SliceByTime(10), tmp_path)) == 1
+    assert len(SlicedDataset(long, SliceByTime(10), tmp_path)) == 29  # not short's cuts
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])

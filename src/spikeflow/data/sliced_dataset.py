@@ -13,6 +13,7 @@ file is written atomically (a crash leaves no half-written cache).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import operator
 import os
@@ -27,7 +28,7 @@ import torch
 from spikeflow.data.cache import ArrayCache, CacheCorruptionWarning, canonical_key
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.representations import _attributes, _value_key
-from spikeflow.data.slicing import Slicer, _length
+from spikeflow.data.slicing import Slicer, _length, check_metadata
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = ["SLICE_METADATA_VERSION", "SlicedDataset", "dataset_key"]
@@ -54,11 +55,15 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
       :meth:`~spikeflow.data.NeuromorphicDataset.cache_entry_key`: its file's path, size
       and modification time, or content hash, plus its row or window in that file); so
       an edited, added or removed file changes the key;
+    - a list or tuple of ``(data, target)`` pairs: its items, by the rule below;
     - any other dataset: its class, its length and its attributes (arrays and tensors by
-      content, datasets among them, such as a ``Subset``'s, by this same rule, other
-      values by their repr). Files such a dataset reads by path count by their path
-      only, and an attribute that changes as it is used (a counter, a memo) makes every
-      construction a miss: give such a dataset a ``cache_key()``.
+      content, datasets among them, such as a ``Subset``'s, by this same rule, objects
+      with a ``cache_key()`` by it, dataclasses such as EventRecordings field by field,
+      lists, tuples and dicts item by item, other values by their repr). Files such a
+      dataset reads by path count by their path only, a value whose repr elides its
+      content (a pandas DataFrame) counts by what its repr shows, and an attribute that
+      changes as it is used (a counter, a memo) makes every construction a miss: give
+      such a dataset a ``cache_key()``.
     """
     if id(dataset) in _seen:
         return f"<recursive {type(dataset).__qualname__}>"
@@ -86,13 +91,27 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
                         for i, (_, label) in enumerate(dataset.samples)],
         }  # fmt: skip
 
-    def value(v: Any) -> Any:
+    def value(v: Any, inside: frozenset[int] = seen) -> Any:
         if _is_dataset(v):
-            return dataset_key(v, seen)
-        if isinstance(v, (list, tuple)) and any(_is_dataset(x) for x in v):
-            return [value(x) for x in v]
-        return _value_key(v, seen)
+            return dataset_key(v, inside)
+        if id(v) in inside:
+            return f"<recursive {type(v).__qualname__}>"
+        if isinstance(v, (list, tuple)):
+            return [value(x, inside | {id(v)}) for x in v]
+        if isinstance(v, dict):
+            return {repr(k): value(x, inside | {id(v)})
+                    for k, x in sorted(v.items(), key=repr)}  # fmt: skip
+        if callable(getattr(v, "cache_key", None)) and not callable(v):  # a slicer, say
+            return {"class": f"{type(v).__module__}.{type(v).__qualname__}",
+                    "cache_key": v.cache_key()}  # fmt: skip
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):  # repr elides arrays
+            fields = {f.name: value(getattr(v, f.name), inside | {id(v)})
+                      for f in dataclasses.fields(v)}  # fmt: skip
+            return {"class": f"{type(v).__module__}.{type(v).__qualname__}", "fields": fields}
+        return _value_key(v, inside)
 
+    if isinstance(dataset, (list, tuple)):  # a plain list of (data, target) pairs
+        return {"class": cls, "length": len(dataset), "items": [value(x) for x in dataset]}
     attributes = sorted(_attributes(dataset).items())
     return {
         "class": cls,
@@ -101,15 +120,28 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
     }
 
 
-def _check_deterministic(dataset: Any) -> None:
+def _check_deterministic(dataset: Any, _seen: frozenset[int] = frozenset()) -> None:
+    """Refuse a random ``event_transform`` or ``transform`` of ``dataset`` or of a dataset
+    it wraps (a ``Subset``'s, a ``ConcatDataset``'s, any dataset among its attributes)."""
+    if id(dataset) in _seen:
+        return
+    seen = _seen | {id(dataset)}
     for name in ("event_transform", "transform"):
         fn = getattr(dataset, name, None)
         if getattr(fn, "random", False) is True:
+            which = "" if not _seen else f" (of the {type(dataset).__name__} it wraps)"
             raise ConfigurationError(
-                f"SlicedDataset: the wrapped dataset's {name} {fn!r} is random, so the events "
-                "read for a slice would not be those its cuts were computed on: give it to "
-                "SlicedDataset(transform=...) instead, which is applied to each slice"
+                f"SlicedDataset: the wrapped dataset's {name} {fn!r}{which} is random, so the "
+                "events read for a slice would not be those its cuts were computed on: give "
+                "it to SlicedDataset(transform=...) instead, which is applied to each slice"
             )
+    if isinstance(dataset, NeuromorphicDataset):
+        return
+    for v in _attributes(dataset).values():
+        for inner in v if isinstance(v, (list, tuple)) else (v,):
+            if not _is_dataset(inner):
+                break  # a list of datasets (ConcatDataset's) or none (file paths, ...)
+            _check_deterministic(inner, seen)
 
 
 def _pair(item: Any, index: int) -> tuple[Any, Any]:
@@ -179,6 +211,11 @@ class SlicedDataset(torch.utils.data.Dataset):
         self.slicer = slicer
         self.transform = transform
         self.target_transform = target_transform
+        if metadata_path is not None and not os.fspath(metadata_path):
+            raise ConfigurationError(
+                "SlicedDataset: metadata_path is an empty path (it would cache in the "
+                "working directory); give a folder, or None not to cache the cuts"
+            )
         self.metadata_path = None if metadata_path is None else Path(metadata_path)
         if self.metadata_path is not None and self.metadata_path.exists():
             if not self.metadata_path.is_dir():
@@ -195,12 +232,14 @@ class SlicedDataset(torch.utils.data.Dataset):
         """Read every sample and cut it: int64 ``[n_slices, 3]`` rows of ``(sample,
         start, stop)``."""
         tables = [np.zeros((0, 3), dtype=np.int64)]
+        owner = f"SlicedDataset: {type(self.slicer).__name__}.get_slice_metadata"
         for i in range(len(self.dataset)):
             data, _ = _pair(self.dataset[i], i)
-            meta = np.asarray(self.slicer.get_slice_metadata(data), dtype=np.int64)
+            meta = self.slicer.get_slice_metadata(data)
+            meta = check_metadata(f"{owner} of dataset[{i}]", meta, _length(owner, data))
             rows = np.empty((len(meta), 3), dtype=np.int64)
             rows[:, 0] = i
-            rows[:, 1:] = meta.reshape(-1, 2)
+            rows[:, 1:] = meta
             tables.append(rows)
         return np.concatenate(tables)
 
@@ -254,6 +293,8 @@ class SlicedDataset(torch.utils.data.Dataset):
         """The cuts of every wrapped sample: a list (one entry per sample) of int64
         ``[n_i, 2]`` ``(start, stop)`` arrays, as Tonic's ``SlicedDataset.metadata``."""
         counts = np.bincount(self.sample_index, minlength=len(self.dataset))
+        if len(counts) == 0:  # no samples: no cuts (np.split would give one empty array)
+            return []
         return np.split(self.slice_bounds, np.cumsum(counts)[:-1])
 
     # -- the dataset ---------------------------------------------------------------------

@@ -34,7 +34,9 @@ refused, use :class:`SliceAtTimePoints` or :class:`SliceAtIndices` for those; To
 ``SliceByTime(reset_time=True)`` has no counterpart (put
 ``spikeflow.data.transforms.TimeAlignment()`` in the dataset's ``transform`` to start
 every slice at ``t = 0``); and ``slice(recording)`` returns the list of pieces (Tonic's
-``slice(data, targets)`` returns ``(pieces, targets)``).
+``slice(data, targets)`` returns ``(pieces, targets)``); and integer times are compared
+exactly (Tonic compares uint64 timestamps with its int64 window starts as float64, and
+lets a window end past the int64 range wrap around to a negative time).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ __all__ = [
     "SliceByTimeBins",
     "Slicer",
 ]
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 #: What a slicer cuts: a recording, a structured event array, or (count slicers) any
 #: array or tensor along its first axis.
@@ -118,6 +122,15 @@ def _timestamps(owner: str, data: Any) -> np.ndarray:
             "microseconds (convert seconds with spikeflow.data.make_events(np.rint(t * 1e6), "
             "x, y, p))"
         )
+    if t.ndim != 1:
+        raise ShapeError(
+            f"{owner}: field 't' of {where} holds {t.shape[1:]} values per event; it must hold "
+            "one timestamp per event"
+        )
+    if not (t.flags.aligned and t.dtype.isnative):
+        # spikeflow's packed EVENT_DTYPE: np.searchsorted would copy the column on every
+        # call; one native copy serves the order check and every search
+        t = t.astype(t.dtype.newbyteorder("="))
     back = np.flatnonzero(t[1:] < t[:-1])
     if back.size:
         i = int(back[0]) + 1
@@ -125,18 +138,32 @@ def _timestamps(owner: str, data: Any) -> np.ndarray:
             f"{owner}: {where} is not sorted by time: event {i} at t={int(t[i])} us comes "
             f"after t={int(t[i - 1])} us (sort it with spikeflow.data.transforms.SortEvents)"
         )
+    if t.dtype == np.uint64:  # numpy compares uint64 with int64 as float64: inexact
+        if len(t) and int(t[-1]) > _INT64_MAX:
+            raise DataFormatError(
+                f"{owner}: {where} has a timestamp t={int(t[-1])} us past the int64 range "
+                f"(at most {_INT64_MAX})"
+            )
+        t = t.astype(np.int64)
     return t
 
 
 def _time(owner: str, name: str, value: Any) -> int | float:
-    """A finite time (µs) as a Python int, or a float when it is one."""
+    """A finite time (µs) as a Python int (within int64, as timestamps are), or a float
+    when it is one."""
     if (
         isinstance(value, (bool, np.bool_))
         or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
     ):
         raise ConfigurationError(f"{owner}: {name} must be a finite number (µs); got {value!r}")
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
+    if isinstance(value, numbers.Integral):
+        if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            raise ConfigurationError(
+                f"{owner}: {name} = {value!r} µs is outside the int64 range of timestamps"
+            )
+        return int(value)
+    return float(value)
 
 
 def _pairs(starts: np.ndarray, stops: np.ndarray, length: int) -> np.ndarray:
@@ -145,6 +172,30 @@ def _pairs(starts: np.ndarray, stops: np.ndarray, length: int) -> np.ndarray:
     out[:, 0] = np.minimum(starts, length)
     out[:, 1] = np.minimum(stops, length)
     return out
+
+
+def check_metadata(owner: str, metadata: Any, length: int) -> np.ndarray:
+    """``metadata`` as int64 ``[n, 2]`` ``(start, stop)`` rows after checking that
+    ``0 <= start <= stop <= length`` (``length``: the items of the recording they cut).
+
+    Raises:
+        ConfigurationError: rows that are not ``[n, 2]`` integers, or one out of bounds.
+    """
+    meta = np.asarray(metadata)
+    if meta.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if meta.ndim != 2 or meta.shape[1] != 2 or meta.dtype.kind not in "iu":
+        raise ConfigurationError(
+            f"{owner}: metadata must be [n, 2] integer (start, stop) rows; got {_describe(meta)}"
+        )
+    bad = np.flatnonzero((meta[:, 0] < 0) | (meta[:, 0] > meta[:, 1]) | (meta[:, 1] > length))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigurationError(
+            f"{owner}: metadata row {i} = {meta[i].tolist()} is not 0 <= start <= stop <= "
+            f"{length} (the recording's length)"
+        )
+    return meta.astype(np.int64, copy=False)
 
 
 class Slicer:
@@ -169,23 +220,8 @@ class Slicer:
                 ``0 <= start <= stop <= len(recording)``.
         """
         owner = type(self).__name__
-        length = _length(owner, recording)
-        meta = np.asarray(metadata)
-        if meta.size == 0:
-            return []
-        if meta.ndim != 2 or meta.shape[1] != 2 or meta.dtype.kind not in "iu":
-            raise ConfigurationError(
-                f"{owner}: metadata must be [n, 2] integer (start, stop) rows; got "
-                f"{_describe(meta)}"
-            )
-        bad = np.flatnonzero((meta[:, 0] < 0) | (meta[:, 0] > meta[:, 1]) | (meta[:, 1] > length))
-        if bad.size:
-            i = int(bad[0])
-            raise ConfigurationError(
-                f"{owner}: metadata row {i} = {meta[i].tolist()} is not 0 <= start <= stop <= "
-                f"{length} (the recording's length)"
-            )
-        return [_cut(recording, int(a), int(b)) for a, b in meta]
+        meta = check_metadata(owner, metadata, _length(owner, recording))
+        return [_cut(recording, a, b) for a, b in meta.tolist()]
 
     def slice(self, recording: Sliceable) -> list[Any]:
         """Cut ``recording`` into its pieces (see the module docstring)."""
@@ -288,9 +324,14 @@ class SliceByTime(Slicer):
     def get_slice_metadata(self, recording: Sliceable) -> np.ndarray:
         t = _timestamps(type(self).__name__, recording)
         starts = self.window_starts(t)
-        ends = starts + self.time_window
-        return _pairs(np.searchsorted(t, starts),
-                      np.searchsorted(t, ends), len(t))  # fmt: skip
+        if starts.dtype.kind == "f":
+            return _pairs(np.searchsorted(t, starts),
+                          np.searchsorted(t, starts + self.time_window), len(t))  # fmt: skip
+        # int64: a window that ends past the int64 range holds every event from its start
+        past = starts > _INT64_MAX - self.time_window
+        stops = np.searchsorted(t, np.where(past, 0, starts) + self.time_window)
+        stops[past] = len(t)
+        return _pairs(np.searchsorted(t, starts), stops, len(t))
 
 
 class SliceByTimeBins(Slicer):
@@ -408,12 +449,16 @@ class SliceByEventBins(Slicer):
 
 
 def _index_array(owner: str, name: str, values: Any, kind: str) -> np.ndarray:
-    """``values`` as a 1-D array of integers (``kind="int"``) or finite reals."""
-    array = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
+    """``values`` as a read-only 1-D array of integers (``kind="int"``) or finite reals,
+    a copy: changing the caller's array later changes neither the cuts nor the key."""
+    if isinstance(values, torch.Tensor):
+        array = values.detach().cpu().numpy().copy()
+    else:
+        array = np.array(values)
     if array.ndim != 1:
         raise ShapeError(f"{owner}: {name} must be a 1-D sequence; got shape {array.shape}")
     if array.size == 0:
-        return array.astype(np.int64)
+        return np.zeros(0, dtype=np.int64)
     allowed = "iu" if kind == "int" else "iuf"
     if array.dtype.kind not in allowed:
         what = "integer event indices" if kind == "int" else "times in µs"
@@ -421,8 +466,16 @@ def _index_array(owner: str, name: str, values: Any, kind: str) -> np.ndarray:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         i = int(np.flatnonzero(~np.isfinite(array))[0])
         raise ConfigurationError(f"{owner}: {name}[{i}] = {array[i]} is not finite")
-    if array.dtype.kind == "u":
-        array = array.astype(np.int64) if array.dtype.itemsize < 8 else array
+    if array.dtype.kind == "u" and array.dtype.itemsize < 8:
+        array = array.astype(np.int64)
+    elif array.dtype == np.uint64 and kind != "int":  # compared with int64 timestamps
+        if array.max() > _INT64_MAX:
+            i = int(np.argmax(array > _INT64_MAX))
+            raise ConfigurationError(
+                f"{owner}: {name}[{i}] = {array[i]} µs is outside the int64 range of timestamps"
+            )
+        array = array.astype(np.int64)
+    array.setflags(write=False)
     return array
 
 
