@@ -18,6 +18,7 @@ from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, StateError
 from spikeflow.neurons import TernaryIFNode, TernaryLIFNode
 from spikeflow.surrogate import ATan, Sigmoid
+from spikeflow.training import SpikeMonitor
 
 sj_neuron = pytest.importorskip(
     "spikingjelly.activation_based.neuron", reason="SpikingJelly is needed for the comparisons"
@@ -140,6 +141,18 @@ def test_streaming_run_and_no_state_leak():
     with pytest.raises(StateError, match="single-step mode"):
         single(x[0])
     assert "tau=2, decay_input=True, v_threshold=1, v_reset=None" in repr(node)
+
+
+def test_spike_monitor_counts_signed_spikes_as_events():
+    # One step: +1, -1, 0 and +1 spikes; the membrane after the hard reset is 0, 0, 0.2, 0.
+    node = TernaryIFNode()
+    x = torch.tensor([[[1.5, -1.5, 0.2, 1.0]]])
+    with SpikeMonitor(torch.nn.Sequential(node), membrane=True) as monitor:
+        assert torch.equal(node(x), torch.tensor([[[1.0, -1.0, 0.0, 1.0]]]))
+        (stats,) = monitor.summary()
+    assert stats.name == "0" and stats.spikes == 3.0 and stats.firing_rate == 0.75
+    assert stats.spikes_per_sample == 3.0 and stats.neurons == 4
+    assert stats.v_mean == pytest.approx(0.05) and node.v_seq is None  # claimed, then dropped
 
 
 def test_bad_arguments_are_named():

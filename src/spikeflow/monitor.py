@@ -38,8 +38,8 @@ from spikeflow._checks import check_flag
 from spikeflow._compile_marks import eager_under_compile
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.memory.recompute import is_recomputing, reruns_forward
-from spikeflow.neurons import BaseNode
 from spikeflow.training.monitors import (
+    MEMBRANE_LAYER_TYPES,
     SPIKING_LAYER_TYPES,
     _claim_record,
     _release_record,
@@ -448,7 +448,7 @@ class AttributeMonitor(BaseMonitor):
             is kept as None, without the function.
 
     Watching ``v_seq`` after the call turns on ``store_v_seq`` of the watched neurons
-    (:class:`~spikeflow.neurons.BaseNode`) while attached, as
+    (:data:`~spikeflow.training.monitors.MEMBRANE_LAYER_TYPES`) while attached, as
     :class:`~spikeflow.training.SpikeMonitor` does: a neuron that did not record its
     membrane already drops it after the monitors read it, and :meth:`remove_hooks`
     restores the setting; watching ``spike_seq`` does the same with
@@ -487,7 +487,7 @@ class AttributeMonitor(BaseMonitor):
                 self.hooks.append(module.register_forward_pre_hook(self._hook(name)))
                 continue
             self.hooks.append(module.register_forward_hook(self._hook(name)))
-            if attribute_name == "v_seq" and isinstance(module, BaseNode):
+            if attribute_name == "v_seq" and isinstance(module, MEMBRANE_LAYER_TYPES):
                 _claim_record(module, "v_seq")  # after the hook: dropped after it reads
                 self._claimed.append((module, "v_seq"))
             elif attribute_name == "spike_seq" and hasattr(module, "store_spike_seq"):

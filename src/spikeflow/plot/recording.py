@@ -5,8 +5,9 @@ knows, found and named the same way), runs the model once without gradients, and
 returns each layer's spikes (its whole output; for a neuron with an analog output,
 :class:`~spikeflow.neurons.LIAFNode`, its spike decision ``spike_seq``, which the
 monitors' claim records for the call) and, for neurons that record it
-(:class:`~spikeflow.neurons.BaseNode`), its membrane after reset (``v_seq``; the
-monitors' membrane claim turns ``store_v_seq`` on for the call and restores it after).
+(:data:`~spikeflow.training.monitors.MEMBRANE_LAYER_TYPES`), its membrane after reset
+(``v_seq``; the monitors' membrane claim turns ``store_v_seq`` on for the call and
+restores it after).
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import DTypeError
-from spikeflow.neurons import BaseNode
-from spikeflow.training.monitors import _claim_record, _release_record, spike_layers, spike_source
+from spikeflow.training.monitors import (
+    MEMBRANE_LAYER_TYPES,
+    _claim_record,
+    _release_record,
+    spike_layers,
+    spike_source,
+)
 
 __all__ = ["LayerRecord", "record"]
 
@@ -106,7 +112,7 @@ def record(
             if spike_source(module) == "spike_seq":
                 _claim_record(module, "spike_seq")
                 claimed.append((module, "spike_seq"))
-            if membrane and isinstance(module, BaseNode):
+            if membrane and isinstance(module, MEMBRANE_LAYER_TYPES):
                 _claim_record(module, "v_seq")
                 claimed.append((module, "v_seq"))
         model(x)

@@ -1,10 +1,12 @@
 """Monitors: forward hooks that record what the spiking layers of a network do.
 
 :class:`SpikeMonitor` hooks every spiking layer (spikeflow's neurons and parallel
-neurons) and accumulates, per layer, the number of spikes, the number of neuron-steps
-(so the firing rate is ``spikes / neuron-steps``) and, with ``membrane=True``, the sum
-and sum of squares of the membrane potential after reset of every step (for neurons
-that can record it, :class:`~spikeflow.neurons.BaseNode`). It keeps running sums as
+neurons) and accumulates, per layer, the number of spikes (the sum of the outputs'
+magnitudes: a ternary neuron's ``-1`` is a spike), the number of neuron-steps (so the
+firing rate is ``spikes / neuron-steps``) and, with ``membrane=True``, the sum and sum
+of squares of the membrane potential after reset of every step (for neurons that can
+record it, :data:`MEMBRANE_LAYER_TYPES`: :class:`~spikeflow.neurons.BaseNode` and
+:class:`~spikeflow.neurons.LoopNode`). It keeps running sums as
 detached 0-dim tensors, never the layers' outputs, so its memory does not grow with the
 number of batches and it holds no reference to any activation or autograd graph.
 
@@ -38,9 +40,10 @@ from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven.layers import EventDrivenLayer
 from spikeflow.memory.recompute import reruns_forward
-from spikeflow.neurons import PSN, BaseNode, MaskedPSN, NoResetLIFNode, SlidingPSN
+from spikeflow.neurons import PSN, BaseNode, LoopNode, MaskedPSN, NoResetLIFNode, SlidingPSN
 
 __all__ = [
+    "MEMBRANE_LAYER_TYPES",
     "SPIKING_LAYER_TYPES",
     "LayerStats",
     "SpikeMonitor",
@@ -53,8 +56,12 @@ __all__ = [
 
 #: The module types a monitor hooks by default.
 SPIKING_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    BaseNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode, EventDrivenLayer,
+    BaseNode, LoopNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode, EventDrivenLayer,
 )  # fmt: skip
+
+#: The spiking layers that record their membrane after reset in ``v_seq`` while
+#: ``store_v_seq`` is on (the declared neurons and those stepped by a loop).
+MEMBRANE_LAYER_TYPES: tuple[type[nn.Module], ...] = (BaseNode, LoopNode)
 
 
 def spiking_layers(
@@ -84,7 +91,8 @@ class LayerStats:
     name: str
     #: spikes / neuron-steps.
     firing_rate: float
-    #: total spikes.
+    #: total spikes: the sum of the outputs' magnitudes (a ternary neuron's -1 is one
+    #: spike; an I-LIF count of 3 is three).
     spikes: float
     #: total spikes / samples seen (per sample and whole sequence). A streamed sequence
     #: (single-step calls, or multi-step chunks) counts its samples once, at its first
@@ -229,7 +237,7 @@ class SpikeMonitor:
         layers: names of the layers to watch (default: every spiking layer, see
             :data:`SPIKING_LAYER_TYPES`, that has spikes to count).
         membrane: also record the membrane statistics; this turns on ``store_v_seq`` of
-            the watched :class:`~spikeflow.neurons.BaseNode` layers while attached (each
+            the watched :data:`MEMBRANE_LAYER_TYPES` layers while attached (each
             forward then also records the membrane, which the hooks read and drop, unless
             the layer's ``store_v_seq`` was already on: then ``v_seq`` stays for the
             model to use).
@@ -269,7 +277,7 @@ class SpikeMonitor:
             if spike_source(module) == "spike_seq":
                 _claim_record(module, "spike_seq")
                 self._claimed.append((module, "spike_seq"))
-            if self.membrane and isinstance(module, BaseNode):
+            if self.membrane and isinstance(module, MEMBRANE_LAYER_TYPES):
                 _claim_record(module, "v_seq")
                 self._claimed.append((module, "v_seq"))
 
@@ -301,13 +309,18 @@ class SpikeMonitor:
                 spikes = output.detach()
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
-            acc.spikes = acc.spikes + spikes.sum(dtype=torch.float64)
+            # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
+            acc.spikes = acc.spikes + spikes.abs().sum(dtype=torch.float64)
             acc.elements += spikes.numel()
             if self._uncounted.pop(name, False) or not acc.samples:
                 acc.samples += batch  # once per sequence, not per step or chunk
             # (from the shape: an empty batch has no element to index)
             acc.neurons = math.prod(spikes.shape[2:] if multi else spikes.shape[1:])
-            if self.membrane and isinstance(module, BaseNode) and module.v_seq is not None:
+            if (
+                self.membrane
+                and isinstance(module, MEMBRANE_LAYER_TYPES)
+                and module.v_seq is not None
+            ):
                 # Read only: the claim's hook drops it after every monitor has read it.
                 v = module.v_seq.detach()
                 acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
