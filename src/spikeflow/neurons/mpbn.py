@@ -54,7 +54,8 @@ class MPBNBaseNode(LoopNode):
     statistics and updates its running statistics once per step; in eval mode it uses
     them. The state dict's names are SpikingJelly's (``vbn.weight``, ``vbn.bias``,
     ``vbn.running_mean``, ..., ``a``; after folding ``mu``, ``sigma2``, ``gamma``,
-    ``beta``), so weights load from one into the other.
+    ``beta``), so weights load from one into the other; a folded learnt threshold adds
+    ``v_threshold``, which SpikingJelly does not save.
 
     Args:
         v_threshold: θ, in the normalised units of ``BN(H)`` (default 1).
@@ -163,8 +164,9 @@ class MPBNBaseNode(LoopNode):
         """Fold the normalisation into the threshold for inference (see the module
         docstring): ``μ``, ``σ²`` (the running statistics), ``γ``, ``β`` and ``ε`` of
         ``self.vbn`` are kept as ``mu``, ``sigma2``, ``gamma``, ``beta``, ``eps``, and
-        ``self.vbn`` becomes ``nn.Identity()``. A learnt threshold becomes
-        ``v_threshold = exp(a)`` (per feature) and ``a`` is dropped. Nothing happens
+        ``self.vbn`` becomes ``nn.Identity()``. A learnt threshold becomes the buffer
+        ``v_threshold = exp(a)`` (per feature, in the state dict, where SpikingJelly
+        keeps it out and a reload loses it) and ``a`` is dropped. Nothing happens
         when the membrane is not normalised (``mpbn=False``, or folded already).
 
         Args:
@@ -181,10 +183,10 @@ class MPBNBaseNode(LoopNode):
         if not isinstance(self.vbn, nn.modules.batchnorm._BatchNorm):
             return
         self.fold_bn = True
-        if self.learnable_vth:  # a buffer (it moves with the module), not saved
+        if self.learnable_vth:  # a buffer: it moves with the module and is saved
             threshold = torch.exp(self.a.detach())
             del self.v_threshold, self.a
-            self.register_buffer("v_threshold", threshold, persistent=False)
+            self.register_buffer("v_threshold", threshold)
             self.learnable_vth = False
         self.normalize_residual = normalize_residual
         self.running_stats = running_stats
