@@ -240,3 +240,14 @@ def test_the_docs_training_step_runs():
     assert namespace["loss"].ndim == 0 and torch.isfinite(namespace["loss"])
     assert namespace["net"][0].weight.grad.abs().sum() > 0
     assert namespace["recorded"].spikes == {}  # the block's end dropped the record
+
+
+def test_negative_spikes_of_ternary_neurons_count_as_events():
+    """A -1 spike is one event, as a +1 spike: the penalties do not reward it, and 0/1
+    spikes (silent ones included) keep the gradient 1 of snnTorch's sum."""
+    s = torch.tensor([[[1.0, -1.0, 0.0]], [[-1.0, 0.0, 0.0]]], requires_grad=True)  # [2, 1, 3]
+    l1 = l1_rate_sparsity(s, strength=1.0)
+    assert float(l1) == 3.0
+    l1.backward()
+    assert s.grad.tolist() == [[[1.0, -1.0, 1.0]], [[-1.0, 1.0, 1.0]]]
+    assert float(l2_spike_population(s, strength=1.0)) == 2.0**2 + 1.0**2

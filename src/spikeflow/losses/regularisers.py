@@ -67,14 +67,22 @@ def _arguments(owner: str, strength: object, reduction: object) -> tuple[float, 
     return check_real(f"{owner}: strength", strength, 0.0), str(reduction)
 
 
+def _events(spikes: Tensor) -> Tensor:
+    """The number of events in each element: ``|s|``, with the gradient of ``s`` where
+    ``s >= 0`` (so 0/1 spikes, silent ones included, keep snnTorch's gradient of 1) and
+    of ``-s`` for the negative spikes of signed (ternary) neurons."""
+    return torch.where(spikes < 0, -spikes, spikes)
+
+
 def l1_rate_sparsity(
     spikes: Tensor | Iterable[Tensor], strength: float = 1e-5, reduction: str = "sum"
 ) -> Tensor:
-    """``strength * sum_b sum_{t,i} s[t,b,i]``: the spike count, over all the tensors.
+    """``strength * sum_b sum_{t,i} |s[t,b,i]|``: the spike count, over all the tensors.
 
     snnTorch's ``l1_rate_sparsity(Lambda=strength)(spikes)`` with ``reduction="sum"``
     (the default); ``"mean"`` divides each tensor's term by its batch size ``B`` (its
-    second dim). For spikes of 0 and 1 this is the L1 norm of the spike trains.
+    second dim). This is the L1 norm of the spike trains: a negative spike (ternary
+    neurons) counts as one event, as a positive one.
 
     Args:
         spikes: a spike tensor ``[T, B, ...]`` or an iterable of them (of any sizes).
@@ -83,7 +91,7 @@ def l1_rate_sparsity(
     """
     tensors = _spike_tensors(spikes, "l1_rate_sparsity")
     strength, reduction = _arguments("l1_rate_sparsity", strength, reduction)
-    total = sum(_reduce(s.transpose(0, 1).reshape(s.shape[1], -1).sum(1), reduction)
+    total = sum(_reduce(_events(s).transpose(0, 1).reshape(s.shape[1], -1).sum(1), reduction)
                 for s in tensors)  # fmt: skip
     return strength * total
 
@@ -94,7 +102,8 @@ def l2_spike_population(
     """``strength * sum_b sum_i n[b,i]^2`` with ``n[b,i] = sum_t s[t,b,i]``.
 
     The squared L2 norm of each sample's vector of per-neuron spike counts (the
-    population's activity), summed over the batch (``"mean"``: averaged). A neuron
+    population's activity; a negative spike counts as one event), summed over the batch
+    (``"mean"``: averaged). A neuron
     firing ``n`` spikes costs ``n^2``, so spreading the same spikes over more neurons
     costs less. snnTorch 1.0 has no such term; SpyTorch's per-neuron L2 regulariser
     squares the count summed over the batch (coupling the samples, growing with
@@ -107,7 +116,7 @@ def l2_spike_population(
     """
     tensors = _spike_tensors(spikes, "l2_spike_population")
     strength, reduction = _arguments("l2_spike_population", strength, reduction)
-    total = sum(_reduce(s.sum(0).reshape(s.shape[1], -1).pow(2).sum(1), reduction)
+    total = sum(_reduce(_events(s).sum(0).reshape(s.shape[1], -1).pow(2).sum(1), reduction)
                 for s in tensors)  # fmt: skip
     return strength * total
 
