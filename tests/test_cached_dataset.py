@@ -1,10 +1,12 @@
 """DiskCachedDataset / MemoryCachedDataset: samples come back exactly (every kind of
 value), the wrapped dataset is read once, transforms run after the cache, damaged or
-partial entries are rebuilt, and each dataset has its own folder."""
+missing entries are rebuilt, a sample is one atomic entry, and each dataset has its own
+folder."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from spikeflow.data import (
     ToFrame,
     make_events,
 )
-from spikeflow.data.cache import CacheCorruptionWarning
+from spikeflow.data.cache import ArrayCache, CacheCorruptionWarning
 from spikeflow.errors import ConfigurationError
 
 
@@ -83,20 +85,102 @@ def test_another_dataset_gets_its_own_folder_and_reset_clears_only_its_own(tmp_p
     assert not two.cache.directory.exists() and one.cache.directory.exists()
 
 
-def test_damaged_and_partial_entries_are_rebuilt(tmp_path):
+def test_damaged_and_missing_entries_are_rebuilt(tmp_path):
     data = DiskCachedDataset(Kinds(), tmp_path)
     expected = data[0]
-    part = data.cache.path_for({"index": 0, "copy": 0, "part": "data"})
-    raw = bytearray(part.read_bytes())
+    entry = data.cache.path_for({"index": 0, "copy": 0})
+    raw = bytearray(entry.read_bytes())
     raw[-40] ^= 0xFF
-    part.write_bytes(bytes(raw))
+    entry.write_bytes(bytes(raw))
     with pytest.warns(CacheCorruptionWarning):
         assert all(same(a, b) for a, b in zip(expected, data[0]))
-    data.cache.path_for({"index": 0, "copy": 0, "part": "target"}).unlink()  # a crash
+    entry.unlink()
     assert all(same(a, b) for a, b in zip(expected, data[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert all(same(a, b) for a, b in zip(expected, data[0]))  # whole again
+
+
+class Listed(torch.utils.data.Dataset):
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+
+def test_edge_values_come_back_exactly_and_alike_at_the_first_read(tmp_path):
+    ring = np.zeros((), dtype=[("t", "<i8"), ("xy", ">u2", (2,))])
+    ring["t"], ring["xy"] = 2**40, [3, 65000]
+    events = np.zeros(2, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
+    items = [
+        (torch.tensor(3.0), torch.tensor(7)),  # 0-d tensors stay 0-d
+        (ring, 1 + 2j),  # a 0-d structured array with a sub-array field; a complex
+        (torch.tensor([1 + 2j, -3j]).conj(), torch.tensor([1.5, -2]).to(torch.float8_e4m3fn)),
+        (EventRecording(events, (np.int64(34), 34, 2), Path("rec.bin")), np.uint64(2**64 - 1)),
+    ]
+    expected = [
+        (torch.tensor(3.0), torch.tensor(7)),
+        (ring, 1 + 2j),
+        (torch.tensor([1 - 2j, 3j]), items[2][1]),
+        (EventRecording(events, (34, 34, 2), "rec.bin"), np.uint64(2**64 - 1)),
+    ]
+    first = DiskCachedDataset(Listed(items), tmp_path)
+    again = DiskCachedDataset(Listed(items), tmp_path)
+    for i, pair in enumerate(expected):
+        for got in (first[i], again[i]):
+            for a, b in zip(pair, got):
+                if isinstance(a, torch.Tensor) and a.dtype == torch.float8_e4m3fn:
+                    assert b.dtype == a.dtype and torch.equal(b.view(torch.uint8),
+                                                              a.view(torch.uint8))  # fmt: skip
+                else:
+                    assert same(a, b) and getattr(a, "shape", 0) == getattr(b, "shape", 0), i
+    with pytest.raises(ConfigurationError, match=r"DiskCachedDataset: dataset\[0\] returned "
+                       "tuple of length 3"):  # fmt: skip
+        DiskCachedDataset(Listed([(1, 2, 3)]), tmp_path)[0]
+
+
+def test_an_entry_does_not_hold_the_dataset_identity(tmp_path):
+    big = Listed([(np.zeros(1), 0)] * 2000)  # its identity lists 2000 items
+    data = DiskCachedDataset(big, tmp_path)
+    data[0]
+    assert data.cache.path_for({"index": 0, "copy": 0}).stat().st_size < 2000
+    assert DiskCachedDataset(Listed([(np.zeros(1), 0)] * 1999), tmp_path).cache.directory != (
+        data.cache.directory
+    )
+
+
+def test_a_sample_written_by_two_writers_at_once_is_one_of_theirs(tmp_path, monkeypatch):
+    draws = iter(range(3, 100))
+
+    class Random(torch.utils.data.Dataset):  # a random number of events each read
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int):
+            n = next(draws)
+            ev = np.zeros(n, dtype=[("t", "<i8"), ("x", "<i2")])
+            ev["t"] = np.arange(n)
+            return ev, n
+
+    store, busy = ArrayCache.store, []
+
+    def racing_store(self, key, array):  # the other writer runs amid this one's writes
+        path = store(self, key, array)
+        if not busy:
+            busy.append(1)
+            other[0]
+        return path
+
+    monkeypatch.setattr(ArrayCache, "store", racing_store)
+    one, other = DiskCachedDataset(Random(), tmp_path), DiskCachedDataset(Random(), tmp_path)
+    events, n = one[0]
+    monkeypatch.setattr(ArrayCache, "store", store)
+    events, n = DiskCachedDataset(Random(), tmp_path)[0]  # whichever write came last
+    assert len(events) == n and n in (3, 4) and events["t"].tolist() == list(range(n))
 
 
 class Noisy(torch.utils.data.Dataset):
@@ -142,6 +226,9 @@ def test_memory_cache_reads_the_wrapped_dataset_once():
     assert reads == [0, 1, 2] and len(data) == 3 and data[2][1] == -2
     with pytest.raises(IndexError, match="index 3 is out of range for 3 samples"):
         data[3]
+    with pytest.raises(ConfigurationError, match=r"MemoryCachedDataset: dataset\[0\] returned "
+                       r"int; a \(data, target\) pair"):  # fmt: skip
+        MemoryCachedDataset(Listed([7]))[0]
 
 
 def test_bad_arguments_and_values_are_named(tmp_path):

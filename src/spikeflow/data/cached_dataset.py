@@ -15,17 +15,21 @@ options, transforms and every file's path, size and modification time), so chang
 dataset or its files is a miss, never a stale hit. With ``num_copies = n`` it keeps ``n``
 draws of a random wrapped dataset per sample and reads one of them at random.
 
-A sample is stored as a small JSON manifest (what kind of value each part is) and one
-entry per array: numpy arrays (structured event arrays field by field), tensors (their
-dtype kept; returned on the CPU), :class:`~spikeflow.data.EventRecording`, numbers.
-The manifest is written last and read first, so a crash between the parts is a miss.
+A sample is stored as one cache entry, written atomically (a crash or a concurrent
+writer leaves a whole sample or none): a small JSON manifest (what kind of value each
+part is) and the bytes of its arrays: numpy arrays (structured event arrays field by
+field), tensors (their dtype kept; returned on the CPU),
+:class:`~spikeflow.data.EventRecording`, numbers. The first read returns what later
+reads will (the decoded sample), not the wrapped dataset's own objects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeflow.data.cache import ArrayCache
+from spikeflow.data.cache import ArrayCache, _compact_dtype, canonical_key
 from spikeflow.data.events import EventRecording
 from spikeflow.data.sliced_dataset import _pair, dataset_key
 from spikeflow.errors import ConfigurationError
@@ -42,7 +46,7 @@ from spikeflow.errors import ConfigurationError
 __all__ = ["DiskCachedDataset", "MemoryCachedDataset"]
 
 #: Bump when the stored layout of a sample changes, so old entries miss.
-_LAYOUT_VERSION = 1
+_LAYOUT_VERSION = 2
 
 
 def _check_wrapped(owner: str, dataset: Any, transforms: dict[str, Any]) -> None:
@@ -130,7 +134,7 @@ class MemoryCachedDataset(_Transformed):
 
     def _cached(self, i: int) -> tuple[Any, Any]:
         if i not in self.samples:
-            pair = _pair(self.dataset[i], i)
+            pair = _pair(self.dataset[i], i, self.owner)
             if self.device is not None:
                 pair = tuple(v.to(self.device) if isinstance(v, torch.Tensor) else v
                              for v in pair)  # fmt: skip
@@ -189,10 +193,13 @@ class DiskCachedDataset(_Transformed):
             )
         self.num_copies = num_copies
         identity = dataset_key(dataset) if key is None else key
+        # hashed: the identity lists every file of a spikeflow dataset, and the namespace
+        # is written into every entry's header
+        digest = hashlib.sha256(canonical_key({"dataset": identity}).encode()).hexdigest()
         self.cache = ArrayCache(
             self.cache_path,
-            {"name": f"cached-{type(dataset).__name__}", "dataset": identity,
-             "layout": _LAYOUT_VERSION},
+            {"name": f"cached-{type(dataset).__name__}", "samples": len(dataset),
+             "dataset_sha256": digest, "layout": _LAYOUT_VERSION},
         )  # fmt: skip
         if reset_cache and self.cache.directory.exists():
             shutil.rmtree(self.cache.directory)
@@ -200,51 +207,63 @@ class DiskCachedDataset(_Transformed):
     def _cached(self, i: int) -> tuple[Any, Any]:
         copy = 0 if self.num_copies == 1 else int(torch.randint(self.num_copies, ()))
         entry = {"index": i, "copy": copy}
-        stored = self._load(entry)
-        if stored is not None:
-            return stored
-        data, target = _pair(self.dataset[i], i)
-        parts: dict[str, np.ndarray] = {}
-        manifest = {"data": _encode(self.owner, "data", data, parts),
-                    "target": _encode(self.owner, "target", target, parts)}  # fmt: skip
-        text = json.dumps(manifest, sort_keys=True).encode()
-        parts["manifest"] = np.frombuffer(text, dtype=np.uint8)  # last: the parts are in
-        try:
-            for name, array in parts.items():
-                self.cache.store({**entry, "part": name}, array)
+        raw = self.cache.load(entry)
+        if raw is not None:
+            return _unpack(raw.astype(np.uint8, copy=False).tobytes())
+        data, target = _pair(self.dataset[i], i, self.owner)
+        blob = _pack(self.owner, data, target)
+        try:  # one entry, written atomically: a sample is whole or missing
+            self.cache.store(entry, np.frombuffer(blob, dtype=np.uint8))
         except OSError as exc:  # a read-only or full disk: the sample is still returned
             where = self.cache.directory
             message = f"{self.owner}: could not cache sample {i} in {where}: {exc}"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
-        return data, target
-
-    def _load(self, entry: dict[str, Any]) -> tuple[Any, Any] | None:
-        raw = self.cache.load({**entry, "part": "manifest"})
-        if raw is None:
-            return None
-        manifest = json.loads(raw.astype(np.uint8).tobytes())
-        arrays = {}
-        for name in manifest["data"]["parts"] + manifest["target"]["parts"]:
-            array = self.cache.load({**entry, "part": name})
-            if array is None:  # deleted or damaged: compute the sample again
-                return None
-            arrays[name] = array
-        return _decode(manifest["data"], arrays), _decode(manifest["target"], arrays)
+        return _unpack(blob)  # what a later read returns (on the CPU, same types)
 
 
-def _encode(owner: str, name: str, value: Any, parts: dict[str, np.ndarray]) -> dict[str, Any]:
-    """``value`` as a manifest item; its arrays go into ``parts`` (under ``name...``)."""
+#: torch dtypes numpy lacks, kept as the integers of their bits.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _tensor_array(owner: str, name: str, value: torch.Tensor) -> np.ndarray:
+    if value.layout != torch.strided:
+        raise ConfigurationError(f"{owner}: the sample's {name} is a {value.layout} tensor, "
+                                 "which cannot be cached; make it dense (to_dense())")  # fmt: skip
+    tensor = value.detach().cpu().resolve_conj().resolve_neg()
+    try:
+        return tensor.numpy()
+    except TypeError:  # bfloat16, float8, complex32: no numpy dtype; stored as bits
+        if tensor.element_size() not in _BITS:
+            raise ConfigurationError(
+                f"{owner}: the sample's {name} is a {tensor.dtype} tensor, which cannot be cached"
+            ) from None
+        return tensor.view(_BITS[tensor.element_size()]).numpy()
+
+
+def _array_spec(owner: str, name: str, array: np.ndarray, arrays: dict[str, np.ndarray]) -> Any:
+    """A plain array's part name, or a structured array's dtype, shape and fields."""
+    if array.dtype.hasobject:
+        raise ConfigurationError(f"{owner}: the sample's {name} holds Python objects "
+                                 f"({array.dtype}); only numeric arrays can be cached")  # fmt: skip
+    if array.dtype.names is None:
+        arrays[name] = array
+        return name
+    fields = [[f, _array_spec(owner, f"{name}.{f}", array[f], arrays)] for f in array.dtype.names]
+    descr = np.lib.format.dtype_to_descr(array.dtype)
+    return {"descr": descr, "shape": list(array.shape), "fields": fields}
+
+
+def _encode(owner: str, name: str, value: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``value`` as a manifest item; its arrays go into ``arrays`` (under ``name...``)."""
     if isinstance(value, EventRecording):
-        item = _encode(owner, name, value.events, parts)
-        return {**item, "kind": "recording", "sensor_size": list(value.sensor_size),
-                "source": value.source}  # fmt: skip
+        item = _encode(owner, name, value.events, arrays)
+        source = None if value.source is None else os.fspath(value.source)
+        return {**item, "kind": "recording", "source": source,
+                "sensor_size": [int(s) for s in value.sensor_size]}  # fmt: skip
     if isinstance(value, torch.Tensor):
-        array = value.detach().cpu()
-        kind, dtype = "tensor", str(array.dtype).removeprefix("torch.")
-        if array.dtype == torch.bfloat16:  # numpy has no bfloat16: stored as its bits
-            array = array.view(torch.int16)
-        array = array.numpy()
-    elif isinstance(value, (bool, int, float, np.generic)) and not isinstance(value, str):
+        kind, dtype = "tensor", str(value.dtype).removeprefix("torch.")
+        array = _tensor_array(owner, name, value)
+    elif isinstance(value, (bool, int, float, complex, np.generic)):
         kind, dtype, array = type(value).__name__, None, np.asarray(value)
         if isinstance(value, np.generic):
             kind = "numpy_scalar"
@@ -255,38 +274,62 @@ def _encode(owner: str, name: str, value: Any, parts: dict[str, np.ndarray]) -> 
             f"{owner}: the sample's {name} is a {type(value).__name__}, which cannot be "
             "cached (numpy arrays, tensors, EventRecordings and numbers can)"
         )
-    if array.dtype.hasobject:
-        raise ConfigurationError(f"{owner}: the sample's {name} holds Python objects "
-                                 f"({array.dtype}); only numeric arrays can be cached")  # fmt: skip
-    if array.dtype.names is None:
-        parts[name] = array
-        return {"kind": kind, "dtype": dtype, "parts": [name]}
-    fields = []
-    for field in array.dtype.names:
-        parts[f"{name}.{field}"] = np.ascontiguousarray(array[field])
-        fields.append([field, array.dtype.fields[field][0].str])
-    return {"kind": kind, "dtype": dtype, "parts": [f"{name}.{f}" for f, _ in fields],
-            "fields": fields}  # fmt: skip
+    return {"kind": kind, "dtype": dtype, "array": _array_spec(owner, name, array, arrays)}
+
+
+def _pack(owner: str, data: Any, target: Any) -> bytes:
+    """A sample as bytes: a little-endian uint32 manifest length, the JSON manifest (what
+    kind of value each part is, and each array's dtype, stored dtype, shape and offset),
+    then the arrays' C-order bytes (non-negative integers in the smallest unsigned type)."""
+    arrays: dict[str, np.ndarray] = {}
+    manifest: dict[str, Any] = {"data": _encode(owner, "data", data, arrays),
+                                "target": _encode(owner, "target", target, arrays)}  # fmt: skip
+    payload, offset, layout = [], 0, {}
+    for name, array in arrays.items():
+        stored = _compact_dtype(array)
+        raw = np.ascontiguousarray(array, dtype=stored).tobytes()
+        layout[name] = [array.dtype.str, stored.str, list(array.shape), offset]
+        payload.append(raw)
+        offset += len(raw)
+    manifest["arrays"] = layout
+    text = json.dumps(manifest, sort_keys=True).encode()
+    return struct.pack("<I", len(text)) + text + b"".join(payload)
+
+
+def _unpack(blob: bytes) -> tuple[Any, Any]:
+    """The ``(data, target)`` that :func:`_pack` made ``blob`` of."""
+    (length,) = struct.unpack_from("<I", blob)
+    manifest = json.loads(blob[4 : 4 + length])
+    start, arrays = 4 + length, {}
+    for name, (dtype, stored, shape, offset) in manifest["arrays"].items():
+        count = int(np.prod(shape, dtype=np.int64))
+        flat = np.frombuffer(blob, np.dtype(stored), count, start + offset)
+        arrays[name] = flat.reshape(shape).astype(np.dtype(dtype))  # a writable copy
+    return _decode(manifest["data"], arrays), _decode(manifest["target"], arrays)
+
+
+def _array(spec: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    if isinstance(spec, str):
+        return arrays[spec]
+    dtype = np.lib.format.descr_to_dtype(spec["descr"])
+    array = np.zeros(tuple(spec["shape"]), dtype=dtype)
+    for field, part in spec["fields"]:
+        array[field] = _array(part, arrays)
+    return array
 
 
 def _decode(item: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     """The value a manifest ``item`` describes, from the loaded ``arrays``."""
-    if "fields" in item:
-        fields = item["fields"]
-        shape = arrays[item["parts"][0]].shape if fields else (0,)
-        array = np.empty(shape, dtype=[(f, np.dtype(d)) for f, d in fields])
-        for (field, _), part in zip(fields, item["parts"]):
-            array[field] = arrays[part]
-    else:
-        array = arrays[item["parts"][0]]
+    array = _array(item["array"], arrays)
     kind = item["kind"]
     if kind == "recording":
         return EventRecording(array, tuple(item["sensor_size"]), item["source"])
-    if kind == "tensor":  # the cache restores numpy's dtype; bfloat16 was kept as bits
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        return tensor.view(torch.bfloat16) if item["dtype"] == "bfloat16" else tensor
+    if kind == "tensor":  # dtypes numpy lacks (bfloat16, ...) were kept as their bits
+        tensor = torch.from_numpy(array)
+        dtype = getattr(torch, item["dtype"])
+        return tensor if tensor.dtype == dtype else tensor.view(dtype)
     if kind == "numpy_scalar":
         return array[()]
-    if kind in ("bool", "int", "float"):
-        return {"bool": bool, "int": int, "float": float}[kind](array[()])
+    if kind in ("bool", "int", "float", "complex"):
+        return {"bool": bool, "int": int, "float": float, "complex": complex}[kind](array[()])
     return array

@@ -144,10 +144,10 @@ def _check_deterministic(dataset: Any, _seen: frozenset[int] = frozenset()) -> N
             _check_deterministic(inner, seen)
 
 
-def _pair(item: Any, index: int) -> tuple[Any, Any]:
+def _pair(item: Any, index: int, owner: str = "SlicedDataset") -> tuple[Any, Any]:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise ConfigurationError(
-            f"SlicedDataset: dataset[{index}] returned {type(item).__name__}"
+            f"{owner}: dataset[{index}] returned {type(item).__name__}"
             f"{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}; "
             "a (data, target) pair was expected"
         )
