@@ -121,12 +121,14 @@ def test_edge_values_come_back_exactly_and_alike_at_the_first_read(tmp_path):
         (ring, 1 + 2j),  # a 0-d structured array with a sub-array field; a complex
         (torch.tensor([1 + 2j, -3j]).conj(), torch.tensor([1.5, -2]).to(torch.float8_e4m3fn)),
         (EventRecording(events, (np.int64(34), 34, 2), Path("rec.bin")), np.uint64(2**64 - 1)),
+        ((np.arange(3), {"imu": torch.ones(2), "n": 4}), [None, (1, 2.5)]),  # Tonic's tuples
     ]
     expected = [
         (torch.tensor(3.0), torch.tensor(7)),
         (ring, 1 + 2j),
         (torch.tensor([1 - 2j, 3j]), items[2][1]),
         (EventRecording(events, (34, 34, 2), "rec.bin"), np.uint64(2**64 - 1)),
+        items[4],
     ]
     first = DiskCachedDataset(Listed(items), tmp_path)
     again = DiskCachedDataset(Listed(items), tmp_path)
@@ -136,8 +138,13 @@ def test_edge_values_come_back_exactly_and_alike_at_the_first_read(tmp_path):
                 if isinstance(a, torch.Tensor) and a.dtype == torch.float8_e4m3fn:
                     assert b.dtype == a.dtype and torch.equal(b.view(torch.uint8),
                                                               a.view(torch.uint8))  # fmt: skip
+                elif i == 4:
+                    assert repr(a) == repr(b)  # the containers, their types and values
                 else:
                     assert same(a, b) and getattr(a, "shape", 0) == getattr(b, "shape", 0), i
+    assert same(again[torch.tensor(1)][0], ring) and same(again[np.int16(-5)][0], torch.tensor(3.0))
+    with pytest.raises(ConfigurationError, match=r"index must be an integer; got tensor\(True\)"):
+        again[torch.tensor(True)]
     with pytest.raises(ConfigurationError, match=r"DiskCachedDataset: dataset\[0\] returned "
                        "tuple of length 3"):  # fmt: skip
         DiskCachedDataset(Listed([(1, 2, 3)]), tmp_path)[0]

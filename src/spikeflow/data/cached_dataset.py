@@ -19,7 +19,8 @@ A sample is stored as one cache entry, written atomically (a crash or a concurre
 writer leaves a whole sample or none): a small JSON manifest (what kind of value each
 part is) and the bytes of its arrays: numpy arrays (structured event arrays field by
 field), tensors (their dtype kept; returned on the CPU),
-:class:`~spikeflow.data.EventRecording`, numbers. The first read returns what later
+:class:`~spikeflow.data.EventRecording`, numbers, ``None`` and tuples, lists and dicts
+(string keys) of these. The first read returns what later
 reads will (the decoded sample), not the wrapped dataset's own objects.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import shutil
 import struct
@@ -61,9 +63,16 @@ def _check_wrapped(owner: str, dataset: Any, transforms: dict[str, Any]) -> None
 
 
 def _index(owner: str, index: Any, length: int) -> int:
-    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+    try:  # an int, a numpy integer, a 0-d integer tensor
+        i = operator.index(index)
+    except TypeError:
+        i = None
+    if (
+        i is None
+        or isinstance(index, (bool, np.bool_))
+        or (isinstance(index, torch.Tensor) and index.dtype == torch.bool)
+    ):
         raise ConfigurationError(f"{owner}: index must be an integer; got {index!r}")
-    i = int(index)
     if not -length <= i < length:
         raise IndexError(f"{owner}: index {i} is out of range for {length} samples")
     return i % length
@@ -149,7 +158,8 @@ class DiskCachedDataset(_Transformed):
 
     Args:
         dataset: a map-style dataset of ``(data, target)`` pairs; data and target may be
-            numpy arrays (structured or not), tensors, EventRecordings or numbers.
+            numpy arrays (structured or not), tensors, EventRecordings, numbers, None, or
+            tuples, lists and dicts (string keys) of these.
         cache_path: the folder of the cache (created when missing); it may hold the
             caches of several datasets, each in a folder of its own.
         reset_cache: delete this dataset's cached samples first (only its own folder).
@@ -164,7 +174,8 @@ class DiskCachedDataset(_Transformed):
     Raises:
         ConfigurationError: a dataset that is not map-style, a transform that is not
             callable, ``num_copies < 1``, or a ``cache_path`` that is a file; at a read,
-            a part of a sample that cannot be stored (an object array, a string).
+            a part of a sample that cannot be stored (an object array, a string, a
+            sparse tensor, a dict with keys that are not strings).
     """
 
     owner = "DiskCachedDataset"
@@ -260,6 +271,19 @@ def _encode(owner: str, name: str, value: Any, arrays: dict[str, np.ndarray]) ->
         source = None if value.source is None else os.fspath(value.source)
         return {**item, "kind": "recording", "source": source,
                 "sensor_size": [int(s) for s in value.sensor_size]}  # fmt: skip
+    if value is None:
+        return {"kind": "none"}
+    if isinstance(value, (tuple, list)):  # a tuple of parts (Tonic's), a list of labels
+        items = [_encode(owner, f"{name}.{k}", v, arrays) for k, v in enumerate(value)]
+        return {"kind": type(value).__name__, "items": items}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ConfigurationError(
+                f"{owner}: the sample's {name} is a dict with keys that are not all strings "
+                f"({list(value)!r}); it cannot be cached"
+            )
+        items = [[k, _encode(owner, f"{name}.{k}", v, arrays)] for k, v in value.items()]
+        return {"kind": "dict", "items": items}
     if isinstance(value, torch.Tensor):
         kind, dtype = "tensor", str(value.dtype).removeprefix("torch.")
         array = _tensor_array(owner, name, value)
@@ -272,7 +296,8 @@ def _encode(owner: str, name: str, value: Any, arrays: dict[str, np.ndarray]) ->
     else:
         raise ConfigurationError(
             f"{owner}: the sample's {name} is a {type(value).__name__}, which cannot be "
-            "cached (numpy arrays, tensors, EventRecordings and numbers can)"
+            "cached (numpy arrays, tensors, EventRecordings, numbers, None and tuples, "
+            "lists and dicts of them can)"
         )
     return {"kind": kind, "dtype": dtype, "array": _array_spec(owner, name, array, arrays)}
 
@@ -320,8 +345,15 @@ def _array(spec: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def _decode(item: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     """The value a manifest ``item`` describes, from the loaded ``arrays``."""
-    array = _array(item["array"], arrays)
     kind = item["kind"]
+    if kind == "none":
+        return None
+    if kind in ("tuple", "list"):
+        items = [_decode(v, arrays) for v in item["items"]]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "dict":
+        return {k: _decode(v, arrays) for k, v in item["items"]}
+    array = _array(item["array"], arrays)
     if kind == "recording":
         return EventRecording(array, tuple(item["sensor_size"]), item["source"])
     if kind == "tensor":  # dtypes numpy lacks (bfloat16, ...) were kept as their bits
