@@ -33,6 +33,7 @@ from spikeflow._compile_marks import assume_constant_result
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, _codes, declare
+from spikeflow.quant.weights import is_integer_from
 
 __all__ = [
     "MembraneQuantizer",
@@ -54,11 +55,7 @@ SIGNIFICAND_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24, tor
 def check_membrane_bits(value: object) -> int:
     """``value`` as an int if it is an integer number of bits from 2 to 24 (a Python or
     numpy integer, not a bool)."""
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, numbers.Integral)
-        or not MIN_BITS <= value <= MAX_BITS
-    ):
+    if not is_integer_from(value, MIN_BITS, MAX_BITS):
         raise ConfigurationError(
             f"membrane quantization: bits must be an integer from {MIN_BITS} to {MAX_BITS} "
             f"(24 keeps every level exact in float32), got {value!r}"
@@ -217,11 +214,7 @@ class MembraneQuantizer(nn.Module):
             step = float(step)
         else:
             fraction_bits = self.bits - 2 if fraction_bits is None else fraction_bits
-            if (
-                isinstance(fraction_bits, (bool, np.bool_))
-                or not isinstance(fraction_bits, numbers.Integral)
-                or not 0 <= fraction_bits <= self.bits - 2
-            ):
+            if not is_integer_from(fraction_bits, 0, self.bits - 2):
                 raise ConfigurationError(
                     "membrane quantization: fraction_bits must be an integer from 0 to bits - 2 "
                     f"= {self.bits - 2} (the threshold, level 2^fraction_bits, must fit in the "

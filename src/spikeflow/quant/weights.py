@@ -32,14 +32,20 @@ __all__ = ["WeightQuantizer", "apply_weight_quantization", "integer_weights"]
 MIN_BITS, MAX_BITS = 2, 16
 
 
+def is_integer_from(value: object, low: int, high: int) -> bool:
+    """Whether ``value`` is an integer from ``low`` to ``high`` (a Python or numpy
+    integer, not a bool): a number of bits, or of fraction bits."""
+    return (
+        not isinstance(value, (bool, np.bool_))
+        and isinstance(value, numbers.Integral)
+        and low <= value <= high
+    )
+
+
 def check_bits(value: object) -> int:
     """``value`` as an int if it is an integer number of bits from 2 to 16 (a Python or
     numpy integer, not a bool)."""
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, numbers.Integral)
-        or not MIN_BITS <= value <= MAX_BITS
-    ):
+    if not is_integer_from(value, MIN_BITS, MAX_BITS):
         raise ConfigurationError(
             f"weight quantization: bits must be an integer from {MIN_BITS} (ternary) to "
             f"{MAX_BITS}, got {value!r}"
