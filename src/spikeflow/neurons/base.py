@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -34,6 +35,42 @@ def check_sequence(x: Tensor, owner: str) -> None:
         )
 
 
+def as_sequence(x: Tensor, owner: str, step_mode: StepMode) -> Tensor:
+    """``x`` as a time-major sequence: itself in multi-step mode (``step_mode='m'``,
+    checked by :func:`check_sequence`), the one step ``[1, B, ...]`` in single-step mode."""
+    if step_mode == "m":
+        check_sequence(x, owner)
+        return x
+    return x.unsqueeze(0)
+
+
+def check_float_input(x: object, owner: str, expected: str = "a floating-point input") -> None:
+    """Raise a :class:`DTypeError` naming ``owner`` unless ``x`` is a floating-point
+    tensor; ``expected`` says what it takes (``"floating-point drives"``)."""
+    if not isinstance(x, Tensor):
+        raise DTypeError(f"{owner} expects a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise DTypeError(f"{owner} expects {expected}, got dtype {x.dtype}")
+
+
+def checked_surrogate(
+    surrogate_function: object, default: Callable[[], Surrogate] = Sigmoid
+) -> Surrogate:
+    """``surrogate_function``, or a new ``default()`` (``Sigmoid(alpha=4)``, the field's
+    default) when it is None.
+
+    Raises:
+        ConfigurationError: it is not a :class:`~spikeflow.surrogate.Surrogate` instance.
+    """
+    surrogate = default() if surrogate_function is None else surrogate_function
+    if not isinstance(surrogate, Surrogate):
+        raise ConfigurationError(
+            "surrogate_function must be a spikeflow.surrogate.Surrogate instance, got "
+            f"{type(surrogate).__name__}"
+        )
+    return surrogate
+
+
 def check_step_shape(
     owner: str, what: str, value: object, step_shape: torch.Size, hint: str = ""
 ) -> None:
@@ -46,6 +83,28 @@ def check_step_shape(
             f"{owner}: {what} of shape {tuple(value.shape)} does not broadcast to the neuron "
             f"shape {tuple(step_shape)} (one step of the input){hint}"
         )
+
+
+# -- a reset that waits for the next charge ----------------------------------------------
+# The declaration pieces of neurons whose charge applies the previous step's reset
+# (GLIF, LIAF): ``update`` keeps this step's spike as the state ``spike``, and
+# ``reset_membrane`` leaves the charged membrane as it is.
+
+
+def keep_spike(h: Tensor, s: Tensor, spike: Tensor) -> Tensor:
+    """``update``: the spike the next step's reset reads."""
+    return s
+
+
+def keep_detached_spike(h: Tensor, s: Tensor, spike: Tensor) -> Tensor:
+    """As :func:`keep_spike`, no gradient through the reset (``detach_reset``)."""
+    return s.detach()
+
+
+def membrane_as_charged(h: Tensor, s: Tensor, theta: Tensor | float, spike: Tensor) -> Tensor:
+    """``reset_membrane``: the membrane after firing is the charged one (the reset waits
+    for the next charge)."""
+    return h
 
 
 class BaseNode(MemoryModule):
@@ -126,13 +185,7 @@ class BaseNode(MemoryModule):
                     "otherwise a neuron fires again from its reset value"
                 )
         self.v_reset = v_reset
-        surrogate_function = Sigmoid() if surrogate_function is None else surrogate_function
-        if not isinstance(surrogate_function, Surrogate):
-            raise ConfigurationError(
-                "surrogate_function must be a spikeflow.surrogate.Surrogate instance, got "
-                f"{type(surrogate_function).__name__}"
-            )
-        self.surrogate_function = surrogate_function
+        self.surrogate_function = checked_surrogate(surrogate_function)
         self.detach_reset = check_flag(type(self).__name__, "detach_reset", detach_reset)
         self.strict_firing = check_flag(type(self).__name__, "strict_firing", strict_firing)
         self.backend = check_backend(backend)
@@ -222,19 +275,9 @@ class BaseNode(MemoryModule):
 
     def _check_input(self, x: Tensor) -> Tensor:
         """Return ``x`` as a ``[T, ...]`` sequence, validating dtype and shape."""
-        if not isinstance(x, Tensor):
-            raise DTypeError(f"{type(self).__name__} expects a tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise DTypeError(
-                f"{type(self).__name__} expects a floating-point input (the synaptic "
-                f"current), got dtype {x.dtype}"
-            )
-        if self.step_mode == "m":
-            check_sequence(x, type(self).__name__)
-            x_seq = x
-        else:
-            x_seq = x.unsqueeze(0)
-        return x_seq
+        owner = type(self).__name__
+        check_float_input(x, owner, "a floating-point input (the synaptic current)")
+        return as_sequence(x, owner, self.step_mode)
 
     def firing_threshold(self, step_shape: torch.Size) -> float | Tensor:
         """θ as the fire rule receives it for steps of ``step_shape``: ``v_threshold``,

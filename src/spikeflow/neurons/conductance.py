@@ -42,15 +42,13 @@ through its spike, so spikes, states and gradients are those of the equations ab
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from spikeflow.base import set_constants
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons.base import BaseNode, check_step_shape
-from spikeflow.neurons.current import _check_time_constant, _check_value
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.neurons.base import BaseNode, check_float_input, check_step_shape
+from spikeflow.neurons.current import _check_dt, _check_time_constant, _check_value
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
 __all__ = ["CobaLIFNode"]
@@ -236,13 +234,7 @@ class CobaLIFNode(BaseNode):
                 f"{input_split!r}"
             )
         self.input_split = input_split
-        if (
-            isinstance(dt, bool)
-            or not isinstance(dt, (int, float))
-            or not (math.isfinite(dt) and dt > 0)
-        ):
-            raise ConfigurationError(f"{owner}: dt must be a finite number > 0, got {dt!r}")
-        self.dt = float(dt)
+        self.dt = _check_dt(dt, f"{owner}: dt")
         c = _check_value("c_m", c_m)
         if not bool(torch.all(torch.as_tensor(c) > 0)):
             raise ConfigurationError(f"{owner}: c_m must be > 0 everywhere, got {c_m}")
@@ -341,13 +333,7 @@ class CobaLIFNode(BaseNode):
         """A pair input as the sub-steps the declaration runs: ``[X_e[0], X_i[0],
         X_e[1], ...]``, ``[2 T, B, ...]``."""
         owner = type(self).__name__
-        if not isinstance(x, Tensor):
-            raise DTypeError(f"{owner} expects a tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise DTypeError(
-                f"{owner} expects floating-point drives (conductance increments), got dtype "
-                f"{x.dtype}"
-            )
+        check_float_input(x, owner, "floating-point drives (conductance increments)")
         single = self.step_mode == "s"
         layout = "[2, B, ...]" if single else "[2, T, B, ...]"
         if x.dim() < (2 if single else 3) or x.shape[0] != 2:

@@ -33,18 +33,35 @@ from spikeflow.neurons.base import BaseNode, check_step_shape
 __all__ = ["CubaLIFNode"]
 
 
-def _check_value(name: str, value: object) -> float | Tensor:
+def _check_value(name: str, value: object, low: float | None = None) -> float | Tensor:
+    """A neuron parameter: a finite float, or a floating-point tensor of finite values
+    (a detached copy), everywhere ``>= low`` when ``low`` is given."""
     if isinstance(value, Tensor):
         if not value.is_floating_point():
             raise DTypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-        if not bool(torch.isfinite(value).all()):
-            raise ConfigurationError(f"{name} must be finite, got {value}")
-        return value.detach().clone()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = bool(torch.isfinite(value).all()) and (low is None or bool((value >= low).all()))
+        checked: float | Tensor = value.detach().clone()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(f"{name} must be a float or a tensor, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be finite, got {value}")
-    return float(value)
+    else:
+        checked = float(value)
+        ok = math.isfinite(checked) and (low is None or checked >= low)
+    if not ok:
+        bound = "" if low is None else f" and >= {low:g}"
+        raise ConfigurationError(f"{name} must be finite{bound}, got {value}")
+    return checked
+
+
+def _check_dt(dt: object, name: str = "dt", unit: str = "") -> float:
+    """The step ``dt`` as a float if it is a finite number > 0, else a ConfigurationError
+    naming it ``name`` (``"Owner: dt"``) and its ``unit`` (``" (ms)"``)."""
+    if (
+        isinstance(dt, bool)
+        or not isinstance(dt, (int, float))
+        or not (math.isfinite(dt) and dt > 0)
+    ):
+        raise ConfigurationError(f"{name} must be a finite number > 0{unit}, got {dt!r}")
+    return float(dt)
 
 
 def _check_time_constant(name: str, value: object, dt: float) -> float | Tensor:
@@ -97,13 +114,7 @@ class CubaLIFNode(BaseNode):
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        if (
-            isinstance(dt, bool)
-            or not isinstance(dt, (int, float))
-            or not (math.isfinite(dt) and dt > 0)
-        ):
-            raise ConfigurationError(f"dt must be a finite number > 0, got {dt!r}")
-        self.dt = float(dt)
+        self.dt = _check_dt(dt)
         values = {
             "tau_syn": _check_time_constant("tau_syn", tau_syn, self.dt),
             "tau_mem": _check_time_constant("tau_mem", tau_mem, self.dt),

@@ -20,7 +20,12 @@ from torch import Tensor, nn
 from spikeflow._checks import check_int, check_real
 from spikeflow.base import StepMode
 from spikeflow.errors import ShapeError, StateError
-from spikeflow.neurons.base import BaseNode
+from spikeflow.neurons.base import (
+    BaseNode,
+    keep_detached_spike,
+    keep_spike,
+    membrane_as_charged,
+)
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.surrogate import Surrogate
 
@@ -42,21 +47,6 @@ def _glif_charge(
     (1 - α) E``, ``sub_reset = (1 - γ) V_sub`` (each step as SpikingJelly orders it)."""
     decayed = decay * v
     return ((decayed - leak) + x) - decayed * gamma * spike - sub_reset * spike
-
-
-def _glif_keep_spike(h: Tensor, s: Tensor, spike: Tensor) -> Tensor:
-    """The spike the next step's reset reads."""
-    return s
-
-
-def _glif_keep_detached_spike(h: Tensor, s: Tensor, spike: Tensor) -> Tensor:
-    """As :func:`_glif_keep_spike`, no gradient through the reset (``detach_reset``)."""
-    return s.detach()
-
-
-def _glif_membrane(h: Tensor, s: Tensor, theta: Tensor | float, spike: Tensor) -> Tensor:
-    """The membrane after firing is the charged one: the reset waits for the next charge."""
-    return h
 
 
 def _unit(name: str, value: object) -> float:
@@ -195,9 +185,9 @@ class GatedLIFNode(BaseNode):
     # -- the declaration ---------------------------------------------------------------
 
     def declaration(self) -> NeuronDeclaration:
-        keep = _glif_keep_detached_spike if self.detach_reset else _glif_keep_spike
+        keep = keep_detached_spike if self.detach_reset else keep_spike
         name = f"{type(self).__name__}{'(detach_reset)' if self.detach_reset else ''}"
-        return declare(_glif_charge, keep, name, reset_membrane=_glif_membrane)
+        return declare(_glif_charge, keep, name, reset_membrane=membrane_as_charged)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         alpha, tau, gamma, linear_decay, v_subreset = (

@@ -12,34 +12,16 @@ membrane of the last layer is the logit) and NIR's ``LI`` node
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode, set_constants
-from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.neurons.base import check_sequence, check_step_shape
+from spikeflow.errors import DTypeError
+from spikeflow.neurons.base import as_sequence, check_step_shape
+from spikeflow.neurons.current import _check_value
 
 __all__ = ["LINode", "LeakyIntegrator"]
-
-
-def _check_param(name: str, value: object, low: float | None) -> float | Tensor:
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise DTypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-        ok = bool(torch.isfinite(value).all()) and (low is None or bool((value >= low).all()))
-        checked: float | Tensor = value.detach().clone()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a float or a tensor, got {value!r}")
-    else:
-        checked = float(value)
-        ok = math.isfinite(checked) and (low is None or checked >= low)
-    if not ok:
-        bound = "" if low is None else f" and >= {low:g}"
-        raise ConfigurationError(f"{name} must be finite{bound}, got {value}")
-    return checked
 
 
 class LINode(MemoryModule):
@@ -73,8 +55,8 @@ class LINode(MemoryModule):
     ) -> None:
         super().__init__(step_mode)
         values = {
-            "tau": _check_param("tau", tau, 1.0),
-            "v_leak": _check_param("v_leak", v_leak, None),
+            "tau": _check_value("tau", tau, 1.0),
+            "v_leak": _check_value("v_leak", v_leak),
         }
         set_constants(self, values)
         self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
@@ -88,11 +70,7 @@ class LINode(MemoryModule):
         if not isinstance(x, Tensor) or not x.is_floating_point():
             what = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(f"LINode expects a floating-point tensor, got {what}")
-        if self.step_mode == "m":
-            check_sequence(x, "LINode")
-            x_seq = x
-        else:
-            x_seq = x.unsqueeze(0)
+        x_seq = as_sequence(x, "LINode", self.step_mode)
         step_shape = x_seq.shape[1:]
         for name in ("tau", "v_leak"):
             check_step_shape("LINode", name, getattr(self, name), step_shape)

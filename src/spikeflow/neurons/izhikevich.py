@@ -28,7 +28,6 @@ forward and backward, come from the same functions.
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -39,7 +38,7 @@ from torch import Tensor
 from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode, check_step_shape
-from spikeflow.neurons.current import _check_value
+from spikeflow.neurons.current import _check_dt, _check_value
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
 __all__ = ["IZHIKEVICH_PRESETS", "Izhikevich2003Node", "IzhikevichPreset"]
@@ -214,13 +213,7 @@ class Izhikevich2003Node(BaseNode):
         # BaseNode checks θ > v_reset: the highest reset must be below the threshold.
         highest = reset if isinstance(reset, float) else float(reset.max())
         super().__init__(v_threshold=v_threshold, v_reset=highest, **kwargs)  # type: ignore[arg-type]
-        if (
-            isinstance(dt, bool)
-            or not isinstance(dt, (int, float))
-            or not (math.isfinite(dt) and dt > 0)
-        ):
-            raise ConfigurationError(f"{owner}: dt must be a finite number > 0 (ms), got {dt!r}")
-        self.dt = float(dt)
+        self.dt = _check_dt(dt, f"{owner}: dt", " (ms)")
         values = {name: _check_value(name, value) for name, value in
                   (("a", a), ("b", b), ("d", d), ("sq", sq), ("mn", mn), ("bias", bias),
                    ("v_init", v_init))}  # fmt: skip

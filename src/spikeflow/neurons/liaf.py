@@ -27,7 +27,12 @@ from torch import Tensor
 
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.neurons.base import BaseNode
+from spikeflow.neurons.base import (
+    BaseNode,
+    keep_detached_spike,
+    keep_spike,
+    membrane_as_charged,
+)
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import _check_tau
 
@@ -89,21 +94,6 @@ def _liaf_soft_no_decay_input(
     """Soft reset of the last step, then ``H = V - V / tau + X``."""
     prev = _soft(v, spike, theta)
     return prev - (prev - 0.0) / tau + x
-
-
-def _liaf_keep_spike(h: Tensor, s: Tensor, spike: Tensor) -> Tensor:
-    """The spike the next step's reset reads."""
-    return s
-
-
-def _liaf_keep_detached_spike(h: Tensor, s: Tensor, spike: Tensor) -> Tensor:
-    """As :func:`_liaf_keep_spike`, no gradient through the reset (``detach_reset``)."""
-    return s.detach()
-
-
-def _liaf_charged(h: Tensor, s: Tensor, theta: Tensor | float, spike: Tensor) -> Tensor:
-    """The state keeps the charged membrane: the reset waits for the next charge."""
-    return h
 
 
 _CHARGES = {
@@ -196,10 +186,10 @@ class LIAFNode(BaseNode):
     def declaration(self) -> NeuronDeclaration:
         hard = self.v_reset is not None
         charge = _CHARGES[(hard, self.decay_input)]
-        keep = _liaf_keep_detached_spike if self.detach_reset else _liaf_keep_spike
+        keep = keep_detached_spike if self.detach_reset else keep_spike
         name = (f"{type(self).__name__}(reset={'hard' if hard else 'soft'}, "
                 f"decay_input={self.decay_input}, detach_reset={self.detach_reset})")  # fmt: skip
-        return declare(charge, keep, name, reset_membrane=_liaf_charged)
+        return declare(charge, keep, name, reset_membrane=membrane_as_charged)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         if self.v_reset is None:

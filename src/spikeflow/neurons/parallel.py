@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_int
 from spikeflow.base import MemoryModule, SequenceOnly, StepMode, check_time_major
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
-from spikeflow.neurons.base import check_sequence
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.neurons.base import as_sequence, check_float_input, checked_surrogate
 from spikeflow.surrogate import ATan, Surrogate
 
 __all__ = [
@@ -59,26 +59,9 @@ def _check_lambda(value: object) -> float:
     return value
 
 
-def _default_surrogate(surrogate: Surrogate | None) -> Surrogate:
-    surrogate = ATan(alpha=2.0) if surrogate is None else surrogate
-    if not isinstance(surrogate, Surrogate):
-        raise ConfigurationError(
-            "surrogate_function must be a spikeflow.surrogate.Surrogate instance, got "
-            f"{type(surrogate).__name__}"
-        )
-    return surrogate
-
-
-def _check_float_input(owner: str, x: Tensor) -> None:
-    if not isinstance(x, Tensor):
-        raise DTypeError(f"{owner} expects a tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise DTypeError(f"{owner} expects a floating-point input, got dtype {x.dtype}")
-
-
 def _check_sequence(owner: str, x: Tensor, T: int) -> None:
     """``x`` must be ``[T, B, ...]`` with exactly the ``T`` steps the weight was built for."""
-    _check_float_input(owner, x)
+    check_float_input(x, owner)
     check_time_major(x, owner)
     if x.shape[0] != T:
         raise ShapeError(
@@ -161,7 +144,7 @@ class _TxTPSN(nn.Module):
         self.T = check_int("T", T, 1)
         self.weight = nn.Parameter(torch.empty(self.T, self.T))
         self.bias = nn.Parameter(torch.empty(self.T, 1))
-        self.surrogate_function = _default_surrogate(surrogate)
+        self.surrogate_function = checked_surrogate(surrogate, ATan)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -280,7 +263,7 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         if self.step_mode == "m":
             _check_sequence(name, x, self.T)
             return self.surrogate_function(self._gemm(self.masked_weight(), x))
-        _check_float_input(name, x)
+        check_float_input(x, name)
         if self.lambda_ != 1.0:
             raise ConfigurationError(
                 f"{name} runs step by step only with the mask fully applied (lambda_=1, "
@@ -352,7 +335,7 @@ class SlidingPSN(MemoryModule):
         self.exp_init = check_flag(type(self).__name__, "exp_init", exp_init)
         self.weight = nn.Parameter(torch.empty(self.k))
         self.bias = nn.Parameter(torch.empty(()))
-        self.surrogate_function = _default_surrogate(surrogate_function)
+        self.surrogate_function = checked_surrogate(surrogate_function, ATan)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -397,12 +380,8 @@ class SlidingPSN(MemoryModule):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes for ``x``: ``[T, B, ...]`` (multi-step) or one step ``[B, ...]``."""
         name = type(self).__name__
-        _check_float_input(name, x)
-        if self.step_mode == "m":
-            check_sequence(x, name)
-            x_seq = x
-        else:
-            x_seq = x.unsqueeze(0)
+        check_float_input(x, name)
+        x_seq = as_sequence(x, name, self.step_mode)
         state = self._carried_state(x_seq.shape[1:])
         history = None if state is None else state["history"]
         if self._carrying and history is None:

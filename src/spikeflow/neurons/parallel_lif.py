@@ -23,9 +23,9 @@ from torch import Tensor
 from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.neurons.base import check_sequence
+from spikeflow.neurons.base import as_sequence, checked_surrogate
 from spikeflow.neurons.lif import _check_tau
-from spikeflow.surrogate import Sigmoid, Surrogate
+from spikeflow.surrogate import Surrogate
 
 __all__ = ["NoResetLIFNode", "lif_no_reset_matrix", "linear_scan"]
 
@@ -109,13 +109,7 @@ class NoResetLIFNode(MemoryModule):
         if method not in ("gemm", "scan"):
             raise ConfigurationError(f"method must be 'gemm' or 'scan', got {method!r}")
         self.method = method
-        surrogate_function = Sigmoid() if surrogate_function is None else surrogate_function
-        if not isinstance(surrogate_function, Surrogate):
-            raise ConfigurationError(
-                "surrogate_function must be a spikeflow.surrogate.Surrogate instance, got "
-                f"{type(surrogate_function).__name__}"
-            )
-        self.surrogate_function = surrogate_function
+        self.surrogate_function = checked_surrogate(surrogate_function)
 
     @property
     def decay(self) -> float:
@@ -148,11 +142,7 @@ class NoResetLIFNode(MemoryModule):
         if not isinstance(x, Tensor) or not x.is_floating_point():
             what = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(f"{name} expects a floating-point tensor, got {what}")
-        if self.step_mode == "m":
-            check_sequence(x, name)
-            x_seq = x
-        else:
-            x_seq = x.unsqueeze(0)
+        x_seq = as_sequence(x, name, self.step_mode)
         state = self._carried_state(x_seq.shape[1:])
         h = self.membrane(x_seq, None if state is None else state["h"])
         self._keep_state({"h": h[-1]})
