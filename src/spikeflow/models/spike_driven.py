@@ -33,11 +33,15 @@ from spikeflow.layers.attention import (
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
-    check_input,
     conv_bn,
 )
 from spikeflow.models.registry import register_model
-from spikeflow.models.spikformer import check_transformer_arguments, patch_splitting
+from spikeflow.models.spikformer import (
+    PatchTokenTransformer,
+    check_transformer_arguments,
+    init_trunc_normal,
+    patch_splitting,
+)
 
 __all__ = ["SpikeDrivenTransformer", "spike_driven_transformer"]
 
@@ -74,7 +78,7 @@ class _Block(nn.Module):
         return self.mlp(x + self.attention(x))  # the MLP adds its own residual
 
 
-class SpikeDrivenTransformer(nn.Module):
+class SpikeDrivenTransformer(PatchTokenTransformer):
     """The Spike-driven Transformer (V1): membrane-shortcut blocks with SDSA.
 
     Args:
@@ -118,21 +122,12 @@ class SpikeDrivenTransformer(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         # The authors' initialisation: their convolutions (1x1 ones in the blocks, linear
         # layers here) truncated normal; the head as PyTorch's.
-        for module in [*self.patch_split, *self.position, *self.blocks.modules()]:
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        body = [*self.patch_split, *self.position, *self.blocks.modules()]
+        init_trunc_normal(body, (nn.Conv2d, nn.Linear))
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` -> ``[T, B, num_classes]``."""
-        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        x = self.patch_split(x)
-        x = x + self.position(x)
-        tokens = x.flatten(3).transpose(2, 3)  # [T, B, N, D]
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.head(self.head_neuron(tokens.mean(dim=2)))
+        return self.head(self.head_neuron(self.forward_tokens(x).mean(dim=2)))
 
 
 @register_model("spike_driven_transformer")

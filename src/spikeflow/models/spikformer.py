@@ -23,7 +23,7 @@ load as they are).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -93,6 +93,37 @@ def patch_splitting(
     return nn.Sequential(*stages), side * side
 
 
+def init_trunc_normal(modules: Iterable[nn.Module], kinds: tuple[type[nn.Module], ...]) -> None:
+    """The authors' initialisation of the layers of ``kinds`` among ``modules``: weights
+    truncated normal (std 0.02), biases zero."""
+    for module in modules:
+        if isinstance(module, kinds):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class PatchTokenTransformer(nn.Module):
+    """What the spiking transformers share: the patch splitting (``patch_split``), the
+    position embedding added to its output (``position``), then the ``blocks`` over
+    its ``h·w`` positions as tokens. Subclasses build those and add their head."""
+
+    in_channels: int
+    patch_split: nn.Sequential
+    position: nn.Sequential
+    blocks: nn.ModuleList
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """``[T, B, C, H, W]`` -> the last block's tokens ``[T, B, N, D]``."""
+        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        x = self.patch_split(x)
+        x = x + self.position(x)
+        tokens = x.flatten(3).transpose(2, 3)  # [T, B, N, D]
+        for block in self.blocks:
+            tokens = block(tokens)
+        return tokens
+
+
 class _MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, make_neuron: Any) -> None:
         super().__init__()
@@ -119,7 +150,7 @@ class _Block(nn.Module):
         return x + self.mlp(x)
 
 
-class Spikformer(nn.Module):
+class Spikformer(PatchTokenTransformer):
     """Spikformer: spiking patch splitting, SSA blocks and a linear head.
 
     Args:
@@ -173,21 +204,11 @@ class Spikformer(nn.Module):
             for _ in range(depth)
         )
         self.head = nn.Linear(embed_dim, num_classes)
-        for module in self.modules():  # the authors' initialisation of linear layers
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_trunc_normal(self.modules(), (nn.Linear,))  # the authors' linear layers
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` -> ``[T, B, num_classes]``."""
-        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        x = self.patch_split(x)
-        x = x + self.position(x)
-        tokens = x.flatten(3).transpose(2, 3)  # [T, B, N, D]
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.head(tokens.mean(dim=2))
+        return self.head(self.forward_tokens(x).mean(dim=2))
 
 
 @register_model("spikformer")
