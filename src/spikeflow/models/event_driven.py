@@ -34,7 +34,7 @@ from spikeflow.event_driven import (
     calibrate_event_driven,
 )
 from spikeflow.models.common import check_input, check_positive_int
-from spikeflow.models.registry import register_model
+from spikeflow.models.registry import register_builder
 
 __all__ = [
     "EventDrivenNet",
@@ -189,12 +189,11 @@ def _zoo_model(
         neuron = EventDrivenNeuron(**{**neuron_defaults, **(neuron_kwargs or {})})
         return EventDrivenNet(plan, neuron=neuron, **{**defaults, **kwargs})
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = doc + (
+    doc += (
         "; kwargs of :class:`EventDrivenNet` and ``neuron_kwargs`` for "
         ":class:`~spikeflow.event_driven.EventDrivenNeuron`."
     )
-    return register_model(name)(builder)
+    return register_builder(name, builder, doc)
 
 
 event_driven_nmnist = _zoo_model(

@@ -33,13 +33,12 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
-    check_input,
     check_positive_int,
     init_conv_linear,
     zero_init_bn,
 )
 from spikeflow.models.registry import register_model
-from spikeflow.models.resnet import conv1x1, conv3x3
+from spikeflow.models.resnet import FourStageNet, conv1x1, conv3x3
 from spikeflow.surrogate import Rect
 
 __all__ = ["MSBasicBlock", "MSResNet", "ms_resnet18", "ms_resnet34", "ms_resnet104"]
@@ -121,7 +120,7 @@ class MSBasicBlock(nn.Module):
         return self.shortcut(x) + self.residual(x)
 
 
-class MSResNet(nn.Module):
+class MSResNet(FourStageNet):
     """MS-ResNet: ``[T, B, C, H, W]`` → ``[T, B, num_classes]`` (see the module docs).
 
     Args:
@@ -157,10 +156,7 @@ class MSResNet(nn.Module):
         base_width: int = 64,
     ) -> None:
         super().__init__()
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        if len(depths) != 4:
-            raise ConfigurationError(f"depths must have 4 stages, got {list(depths)}")
+        self._check_sizes(num_classes, in_channels, depths)
         factory = NeuronFactory(neuron, neuron_kwargs, MS_NEURON_DEFAULTS)
         w = check_positive_int("base_width", base_width)
         if stem == "imagenet":
@@ -182,26 +178,11 @@ class MSResNet(nn.Module):
             raise ConfigurationError(
                 f"stem must be 'imagenet', 'imagenet3' or 'cifar', got {stem!r}"
             )
-        in_planes = w
-        stages = []
-        for index, (planes, count) in enumerate(zip([w, 2 * w, 4 * w, 8 * w], depths, strict=True)):
-            check_positive_int(f"depths[{index}]", count)
-            stride = 1 if (index == 0 and stem == "cifar") else 2
-            blocks = []
-            for j in range(count):
-                blocks.append(
-                    MSBasicBlock(
-                        in_planes,
-                        planes,
-                        stride if j == 0 else 1,
-                        factory,
-                        bn_threshold,
-                        avgpool_shortcut,
-                    )
-                )
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+
+        def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
+            return MSBasicBlock(in_planes, planes, stride, factory, bn_threshold, avgpool_shortcut)
+
+        in_planes = self._init_stages(depths, w, 1 if stem == "cifar" else 2, 1, make_block)
         self.sn = factory()
         self.avgpool = layers.AdaptiveAvgPool2d(1)
         self.flatten = layers.Flatten()
@@ -218,16 +199,9 @@ class MSResNet(nn.Module):
             else:
                 nn.init.constant_(block.bn2.weight, bn_threshold)
 
-    def blocks(self) -> list[MSBasicBlock]:
-        """The residual blocks, in order."""
-        return [b for stage in (self.layer1, self.layer2, self.layer3, self.layer4) for b in stage]
-
     def forward_features(self, x: Tensor) -> Tensor:
         """The spikes of the final neuron ``[T, B, 512, h, w]``."""
-        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.sn(x)
+        return self.sn(self.forward_stages(x))
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]``."""

@@ -35,6 +35,15 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
     return decorate
 
 
+def register_builder(name: str, builder: ModelBuilder, doc: str) -> ModelBuilder:
+    """Register ``builder`` under ``name``, giving it that name (``__name__`` and
+    ``__qualname__``) and the docstring ``doc``: for the builders of a family's variants,
+    made by one function (``sew_resnet18`` ... ``sew_resnet152``)."""
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    return register_model(name)(builder)
+
+
 def list_models() -> list[str]:
     """The names :func:`create_model` accepts, sorted."""
     return sorted(_REGISTRY)

@@ -36,7 +36,7 @@ from spikeflow.models.common import (
     init_conv_linear,
     zero_init_bn,
 )
-from spikeflow.models.registry import register_model
+from spikeflow.models.registry import register_builder
 from spikeflow.surrogate import ATan
 
 __all__ = [
@@ -66,53 +66,81 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> layers.Conv2d:
     return layers.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
 
 
-class SpikingBasicBlock(nn.Module):
-    """``SN(BN(conv3x3(SN(BN(conv3x3(S))))) + shortcut(S))``, input/output ``[T, B, C, H, W]``."""
+class ResidualBranch(nn.Module):
+    """Base of the residual blocks of the spiking and the SEW ResNets, which share their
+    branches (:class:`BasicBranch`, :class:`BottleneckBranch`): ``residual(x)`` is the
+    branch ``F`` up to its last batch norm (``last_bn``), which a neuron
+    (``last_neuron``) follows, and ``shortcut(x)`` the identity or the ``downsample``
+    path. The family (:class:`SpikingResidual`, SEW's) builds the block from them and
+    says where the two paths meet."""
+
+    expansion: ClassVar[int]
+    downsample: nn.Module | None
+
+    def _init_branch(self, in_planes: int, planes: int, stride: int, neuron: NeuronFactory) -> int:
+        raise NotImplementedError
+
+    def _init_last_neuron(self, neuron: NeuronFactory) -> None:
+        raise NotImplementedError
+
+    @property
+    def last_bn(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def last_neuron(self) -> nn.Module:
+        raise NotImplementedError
+
+    def residual(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        """The identity or the downsample path."""
+        return x if self.downsample is None else self.downsample(x)
+
+
+class BasicBranch(ResidualBranch):
+    """The basic block's branch: ``BN(conv3x3(SN(BN(conv3x3(S)))))``, then ``sn2``."""
 
     expansion = 1
 
-    def __init__(
-        self, in_planes: int, planes: int, stride: int, downsample: bool, neuron: NeuronFactory
-    ) -> None:
-        super().__init__()
+    def _init_branch(self, in_planes: int, planes: int, stride: int, neuron: NeuronFactory) -> int:
+        """Build ``conv1``, ``bn1``, ``sn1``, ``conv2``, ``bn2``; return their output
+        channels."""
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = layers.BatchNorm2d(planes)
         self.sn1 = neuron()
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = layers.BatchNorm2d(planes)
-        self.downsample = (
-            nn.Sequential(conv1x1(in_planes, planes, stride), layers.BatchNorm2d(planes))
-            if downsample
-            else None
-        )
+        return planes
+
+    def _init_last_neuron(self, neuron: NeuronFactory) -> None:
         self.sn2 = neuron()
 
+    @property
+    def last_bn(self) -> nn.Module:
+        """The branch's last batch norm, ``bn2``."""
+        return self.bn2
+
+    @property
+    def last_neuron(self) -> nn.Module:
+        """The neuron after the branch, ``sn2``."""
+        return self.sn2
+
     def residual(self, x: Tensor) -> Tensor:
-        """The residual branch ``F(S)`` (the last BN's output, before the addition)."""
+        """The residual branch ``F(S)`` (the last BN's output, before the last neuron)."""
         return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
 
-    def shortcut(self, x: Tensor) -> Tensor:
-        """The identity or the downsample conv1x1-BN."""
-        return x if self.downsample is None else self.downsample(x)
 
-    def zero_init_residual(self) -> None:
-        """γ = 0 in the branch's last BN, so ``F(S) = 0`` at init."""
-        zero_init_bn(self.bn2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Spikes ``[T, B, C', H', W']``."""
-        return self.sn2(self.residual(x) + self.shortcut(x))
-
-
-class SpikingBottleneck(nn.Module):
-    """``SN(F(S) + shortcut(S))`` with the 1x1-3x3-1x1 branch (torchvision's v1.5 stride)."""
+class BottleneckBranch(ResidualBranch):
+    """The bottleneck's branch, conv1x1-BN-SN-conv3x3-BN-SN-conv1x1-BN (torchvision's
+    v1.5 stride, on the 3x3), then ``sn3``."""
 
     expansion = 4
 
-    def __init__(
-        self, in_planes: int, planes: int, stride: int, downsample: bool, neuron: NeuronFactory
-    ) -> None:
-        super().__init__()
+    def _init_branch(self, in_planes: int, planes: int, stride: int, neuron: NeuronFactory) -> int:
+        """Build ``conv1``, ``bn1``, ``sn1`` to ``conv3``, ``bn3``; return their output
+        channels, ``expansion·planes``."""
         out = planes * self.expansion
         self.conv1 = conv1x1(in_planes, planes)
         self.bn1 = layers.BatchNorm2d(planes)
@@ -122,33 +150,115 @@ class SpikingBottleneck(nn.Module):
         self.sn2 = neuron()
         self.conv3 = conv1x1(planes, out)
         self.bn3 = layers.BatchNorm2d(out)
+        return out
+
+    def _init_last_neuron(self, neuron: NeuronFactory) -> None:
+        self.sn3 = neuron()
+
+    @property
+    def last_bn(self) -> nn.Module:
+        """The branch's last batch norm, ``bn3``."""
+        return self.bn3
+
+    @property
+    def last_neuron(self) -> nn.Module:
+        """The neuron after the branch, ``sn3``."""
+        return self.sn3
+
+    def residual(self, x: Tensor) -> Tensor:
+        """The residual branch ``F(S)`` (the last BN's output, before the last neuron)."""
+        y = self.sn1(self.bn1(self.conv1(x)))
+        y = self.sn2(self.bn2(self.conv2(y)))
+        return self.bn3(self.conv3(y))
+
+
+class SpikingResidual(ResidualBranch):
+    """The spiking ResNet's block over a branch: ``SN(F(S) + shortcut(S))``, the
+    downsample shortcut conv1x1(stride)-BN (layers in that order: the branch, the
+    downsample, the last neuron)."""
+
+    def __init__(
+        self, in_planes: int, planes: int, stride: int, downsample: bool, neuron: NeuronFactory
+    ) -> None:
+        super().__init__()
+        out = self._init_branch(in_planes, planes, stride, neuron)
         self.downsample = (
             nn.Sequential(conv1x1(in_planes, out, stride), layers.BatchNorm2d(out))
             if downsample
             else None
         )
-        self.sn3 = neuron()
-
-    def residual(self, x: Tensor) -> Tensor:
-        """The residual branch ``F(S)`` (the last BN's output, before the addition)."""
-        y = self.sn1(self.bn1(self.conv1(x)))
-        y = self.sn2(self.bn2(self.conv2(y)))
-        return self.bn3(self.conv3(y))
-
-    def shortcut(self, x: Tensor) -> Tensor:
-        """The identity or the downsample conv1x1-BN."""
-        return x if self.downsample is None else self.downsample(x)
+        self._init_last_neuron(neuron)
 
     def zero_init_residual(self) -> None:
         """γ = 0 in the branch's last BN, so ``F(S) = 0`` at init."""
-        zero_init_bn(self.bn3)
+        zero_init_bn(self.last_bn)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Spikes ``[T, B, 4*planes, H', W']``."""
-        return self.sn3(self.residual(x) + self.shortcut(x))
+        """Spikes ``[T, B, expansion·planes, H', W']``."""
+        return self.last_neuron(self.residual(x) + self.shortcut(x))
 
 
-class ResNetSkeleton(nn.Module):
+class SpikingBasicBlock(SpikingResidual, BasicBranch):
+    """``SN(BN(conv3x3(SN(BN(conv3x3(S))))) + shortcut(S))``, input/output ``[T, B, C, H, W]``."""
+
+
+class SpikingBottleneck(SpikingResidual, BottleneckBranch):
+    """``SN(F(S) + shortcut(S))`` with the 1x1-3x3-1x1 branch (torchvision's v1.5 stride)."""
+
+
+class FourStageNet(nn.Module):
+    """What the residual networks share (:class:`ResNetSkeleton`, the SEW ResNets and
+    :class:`~spikeflow.models.ms_resnet.MSResNet`): a ``stem``, then four stages of
+    residual blocks ``layer1`` to ``layer4`` of ``base_width · (1, 2, 4, 8)`` planes,
+    each stage but the first halving the resolution."""
+
+    in_channels: int
+    stem: nn.Module
+
+    def _check_sizes(self, num_classes: int, in_channels: int, depths: Sequence[int]) -> None:
+        """Keep ``num_classes`` and ``in_channels`` (positive integers); four ``depths``."""
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        if len(depths) != 4:
+            raise ConfigurationError(f"depths must have 4 stages, got {list(depths)}")
+
+    def _init_stages(
+        self,
+        depths: Sequence[int],
+        base_width: int,
+        first_stride: int,
+        expansion: int,
+        make_block: Callable[[int, int, int], nn.Module],
+    ) -> int:
+        """Build ``layer1`` to ``layer4``: ``depths[i]`` blocks
+        ``make_block(in_planes, planes, stride)`` of ``planes · expansion`` output
+        channels, the first of stage 1 with stride ``first_stride``, of the others with
+        stride 2, the rest with stride 1. Returns the last stage's channels."""
+        in_planes = base_width
+        stages = []
+        for index, count in enumerate(depths):
+            check_positive_int(f"depths[{index}]", count)
+            planes = base_width * 2**index
+            stride = first_stride if index == 0 else 2
+            blocks = []
+            for j in range(count):
+                blocks.append(make_block(in_planes, planes, stride if j == 0 else 1))
+                in_planes = planes * expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        return in_planes
+
+    def blocks(self) -> list[nn.Module]:
+        """The residual blocks, in order."""
+        return [b for stage in (self.layer1, self.layer2, self.layer3, self.layer4) for b in stage]
+
+    def forward_stages(self, x: Tensor) -> Tensor:
+        """``[T, B, C, H, W]`` through the stem and the four stages."""
+        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+class ResNetSkeleton(FourStageNet):
     """Stem, four stages of residual blocks and the classification head.
 
     Input ``[T, B, in_channels, H, W]``, output ``[T, B, num_classes]``.
@@ -185,10 +295,7 @@ class ResNetSkeleton(nn.Module):
         neuron_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        if len(depths) != 4:
-            raise ConfigurationError(f"depths must have 4 stages, got {list(depths)}")
+        self._check_sizes(num_classes, in_channels, depths)
         factory = NeuronFactory(
             neuron,
             neuron_kwargs,
@@ -197,20 +304,12 @@ class ResNetSkeleton(nn.Module):
         check_positive_int("base_width", base_width)
         self.stem = _make_stem(stem, in_channels, base_width, factory)
         self.stem_kind = stem
-        in_planes = base_width
-        widths = [base_width * m for m in (1, 2, 4, 8)]
-        stages = []
-        for index, (planes, count) in enumerate(zip(widths, depths, strict=True)):
-            check_positive_int(f"depths[{index}]", count)
-            stride = 1 if index == 0 else 2
-            blocks = []
-            for j in range(count):
-                s = stride if j == 0 else 1
-                downsample = s != 1 or in_planes != planes * block.expansion
-                blocks.append(block(in_planes, planes, s, downsample, factory))
-                in_planes = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+
+        def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
+            downsample = stride != 1 or in_planes != planes * block.expansion
+            return block(in_planes, planes, stride, downsample, factory)
+
+        in_planes = self._init_stages(depths, base_width, 1, block.expansion, make_block)
         self.avgpool = layers.AdaptiveAvgPool2d(1)
         self.flatten = layers.Flatten()
         self.fc = layers.Linear(in_planes, num_classes)
@@ -220,15 +319,9 @@ class ResNetSkeleton(nn.Module):
                 if m is not self and hasattr(m, "zero_init_residual"):
                     m.zero_init_residual()
 
-    def blocks(self) -> list[nn.Module]:
-        """The residual blocks, in order."""
-        return [b for stage in (self.layer1, self.layer2, self.layer3, self.layer4) for b in stage]
-
     def forward_features(self, x: Tensor) -> Tensor:
         """The last stage's output ``[T, B, C, h, w]``."""
-        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        x = self.stem(x)
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.forward_stages(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]``."""
@@ -274,36 +367,17 @@ _DOC = """Spiking ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]`
     """
 
 
-@register_model("spiking_resnet18")
-def spiking_resnet18(**kwargs: Any) -> ResNetSkeleton:
-    return _spiking_resnet(18, **kwargs)
+def _register(depth: int) -> Callable[..., ResNetSkeleton]:
+    """Register the builder ``spiking_resnet{depth}``."""
+
+    def build(**kwargs: Any) -> ResNetSkeleton:
+        return _spiking_resnet(depth, **kwargs)
+
+    return register_builder(f"spiking_resnet{depth}", build, _DOC.format(depth=depth))
 
 
-@register_model("spiking_resnet34")
-def spiking_resnet34(**kwargs: Any) -> ResNetSkeleton:
-    return _spiking_resnet(34, **kwargs)
-
-
-@register_model("spiking_resnet50")
-def spiking_resnet50(**kwargs: Any) -> ResNetSkeleton:
-    return _spiking_resnet(50, **kwargs)
-
-
-@register_model("spiking_resnet101")
-def spiking_resnet101(**kwargs: Any) -> ResNetSkeleton:
-    return _spiking_resnet(101, **kwargs)
-
-
-@register_model("spiking_resnet152")
-def spiking_resnet152(**kwargs: Any) -> ResNetSkeleton:
-    return _spiking_resnet(152, **kwargs)
-
-
-for _depth, _fn in (
-    (18, spiking_resnet18),
-    (34, spiking_resnet34),
-    (50, spiking_resnet50),
-    (101, spiking_resnet101),
-    (152, spiking_resnet152),
-):
-    _fn.__doc__ = _DOC.format(depth=_depth)
+spiking_resnet18 = _register(18)
+spiking_resnet34 = _register(34)
+spiking_resnet50 = _register(50)
+spiking_resnet101 = _register(101)
+spiking_resnet152 = _register(152)

@@ -17,6 +17,7 @@ and ``stem="cifar"``: see :mod:`spikeflow.models.resnet`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
@@ -24,8 +25,14 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.common import NeuronFactory, always_firing_input, zero_init_bn
-from spikeflow.models.registry import register_model
-from spikeflow.models.resnet import ResNetSkeleton, conv1x1, conv3x3
+from spikeflow.models.registry import register_builder
+from spikeflow.models.resnet import (
+    BasicBranch,
+    BottleneckBranch,
+    ResidualBranch,
+    ResNetSkeleton,
+    conv1x1,
+)
 
 __all__ = [
     "CONNECT_FUNCTIONS",
@@ -71,107 +78,53 @@ def sew_connect(identity: Tensor, branch: Tensor, cnf: str) -> Tensor:
     return identity * (1.0 - branch)
 
 
-class _SEWBlockMixin(nn.Module):
-    cnf: str
-    downsample: nn.Module | None
+class _SEWBlockMixin(ResidualBranch):
+    """The SEW block over a branch: ``A = SN(F(S))``, ``O = g(A, S)``, the downsample
+    shortcut conv1x1(stride)-BN-SN, so it also emits spikes (layers in that order: the
+    branch, its last neuron, the downsample)."""
 
-    def shortcut(self, x: Tensor) -> Tensor:
-        """The identity, or the downsample conv1x1-BN-SN spikes."""
-        return x if self.downsample is None else self.downsample(x)
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        downsample: bool,
+        neuron: NeuronFactory,
+        cnf: str = "ADD",
+    ) -> None:
+        super().__init__()
+        self.cnf = check_connect_function(cnf)
+        out = self._init_branch(in_planes, planes, stride, neuron)
+        self._init_last_neuron(neuron)
+        self.downsample = (
+            nn.Sequential(conv1x1(in_planes, out, stride), layers.BatchNorm2d(out), neuron())
+            if downsample
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``g(SN(F(x)), shortcut(x))``."""
         return sew_connect(self.shortcut(x), self.branch_spikes(x), self.cnf)
 
     def branch_spikes(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """``A = SN(F(S))``."""
+        return self.last_neuron(self.residual(x))
+
+    def zero_init_residual(self) -> None:
+        """γ = 0 in the last BN of the branch; for AND, β makes its neuron fire every step."""
+        neuron = self.last_neuron
+        zero_init_bn(self.last_bn, always_firing_input(neuron) if self.cnf == "AND" else 0.0)
 
     def extra_repr(self) -> str:
         return f"cnf={self.cnf}"
 
 
-def _downsample(in_planes: int, out: int, stride: int, neuron: NeuronFactory) -> nn.Sequential:
-    return nn.Sequential(conv1x1(in_planes, out, stride), layers.BatchNorm2d(out), neuron())
-
-
-class SEWBasicBlock(_SEWBlockMixin):
+class SEWBasicBlock(_SEWBlockMixin, BasicBranch):
     """SEW basic block: ``A = SN(BN(conv3x3(SN(BN(conv3x3(S))))))``, ``O = g(A, S)``."""
 
-    expansion = 1
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int,
-        downsample: bool,
-        neuron: NeuronFactory,
-        cnf: str = "ADD",
-    ) -> None:
-        super().__init__()
-        self.cnf = check_connect_function(cnf)
-        self.conv1 = conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.BatchNorm2d(planes)
-        self.sn1 = neuron()
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = layers.BatchNorm2d(planes)
-        self.sn2 = neuron()
-        self.downsample = _downsample(in_planes, planes, stride, neuron) if downsample else None
-
-    def residual(self, x: Tensor) -> Tensor:
-        """The branch before its last neuron (the last BN's output)."""
-        return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
-
-    def branch_spikes(self, x: Tensor) -> Tensor:
-        """``A = SN(F(S))``."""
-        return self.sn2(self.residual(x))
-
-    def zero_init_residual(self) -> None:
-        """γ = 0 in the last BN of the branch; for AND, β makes its neuron fire every step."""
-        zero_init_bn(self.bn2, always_firing_input(self.sn2) if self.cnf == "AND" else 0.0)
-
-
-class SEWBottleneck(_SEWBlockMixin):
+class SEWBottleneck(_SEWBlockMixin, BottleneckBranch):
     """SEW bottleneck: the 1x1-3x3-1x1 branch, each conv followed by BN and SN."""
-
-    expansion = 4
-
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int,
-        downsample: bool,
-        neuron: NeuronFactory,
-        cnf: str = "ADD",
-    ) -> None:
-        super().__init__()
-        self.cnf = check_connect_function(cnf)
-        out = planes * self.expansion
-        self.conv1 = conv1x1(in_planes, planes)
-        self.bn1 = layers.BatchNorm2d(planes)
-        self.sn1 = neuron()
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = layers.BatchNorm2d(planes)
-        self.sn2 = neuron()
-        self.conv3 = conv1x1(planes, out)
-        self.bn3 = layers.BatchNorm2d(out)
-        self.sn3 = neuron()
-        self.downsample = _downsample(in_planes, out, stride, neuron) if downsample else None
-
-    def residual(self, x: Tensor) -> Tensor:
-        """The branch before its last neuron (the last BN's output)."""
-        y = self.sn1(self.bn1(self.conv1(x)))
-        y = self.sn2(self.bn2(self.conv2(y)))
-        return self.bn3(self.conv3(y))
-
-    def branch_spikes(self, x: Tensor) -> Tensor:
-        """``A = SN(F(S))``."""
-        return self.sn3(self.residual(x))
-
-    def zero_init_residual(self) -> None:
-        """γ = 0 in the last BN of the branch; for AND, β makes its neuron fire every step."""
-        zero_init_bn(self.bn3, always_firing_input(self.sn3) if self.cnf == "AND" else 0.0)
 
 
 _DEPTHS: dict[int, tuple[type[_SEWBlockMixin], tuple[int, int, int, int]]] = {
@@ -208,36 +161,17 @@ _DOC = """SEW ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]``.
     """
 
 
-@register_model("sew_resnet18")
-def sew_resnet18(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
-    return _sew_resnet(18, cnf, **kwargs)
+def _register(depth: int) -> Callable[..., ResNetSkeleton]:
+    """Register the builder ``sew_resnet{depth}``."""
+
+    def build(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
+        return _sew_resnet(depth, cnf, **kwargs)
+
+    return register_builder(f"sew_resnet{depth}", build, _DOC.format(depth=depth))
 
 
-@register_model("sew_resnet34")
-def sew_resnet34(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
-    return _sew_resnet(34, cnf, **kwargs)
-
-
-@register_model("sew_resnet50")
-def sew_resnet50(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
-    return _sew_resnet(50, cnf, **kwargs)
-
-
-@register_model("sew_resnet101")
-def sew_resnet101(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
-    return _sew_resnet(101, cnf, **kwargs)
-
-
-@register_model("sew_resnet152")
-def sew_resnet152(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
-    return _sew_resnet(152, cnf, **kwargs)
-
-
-for _depth, _fn in (
-    (18, sew_resnet18),
-    (34, sew_resnet34),
-    (50, sew_resnet50),
-    (101, sew_resnet101),
-    (152, sew_resnet152),
-):
-    _fn.__doc__ = _DOC.format(depth=_depth)
+sew_resnet18 = _register(18)
+sew_resnet34 = _register(34)
+sew_resnet50 = _register(50)
+sew_resnet101 = _register(101)
+sew_resnet152 = _register(152)

@@ -23,7 +23,7 @@ from spikeflow.models.common import (
     check_input,
     check_positive_int,
 )
-from spikeflow.models.registry import register_model
+from spikeflow.models.registry import register_builder
 from spikeflow.models.resnet import IMAGENET_NEURON_DEFAULTS
 
 __all__ = ["VGG_CONFIGS", "SpikingVGG"]
@@ -121,13 +121,11 @@ def _register(depth: int, batch_norm: bool) -> None:
     def build(**kwargs: Any) -> SpikingVGG:
         return SpikingVGG(VGG_CONFIGS[depth], batch_norm=batch_norm, **kwargs)
 
-    build.__name__ = name
-    build.__qualname__ = name
-    build.__doc__ = (
+    doc = (
         f"Spiking VGG-{depth}{' with batch norm' if batch_norm else ''}; kwargs of "
         ":class:`SpikingVGG`."
     )
-    globals()[name] = register_model(name)(build)
+    globals()[name] = register_builder(name, build, doc)
     __all__.append(name)
 
 
