@@ -9,7 +9,18 @@ import torch
 from torch import nn
 
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons import BaseNode, IFNode, LIFNode, ParametricLIFNode, declare
+from spikeflow.neurons import (
+    PSN,
+    BaseNode,
+    CobaLIFNode,
+    IFNode,
+    LIFNode,
+    LINode,
+    MaskedPSN,
+    ParametricLIFNode,
+    SlidingPSN,
+    declare,
+)
 from spikeflow.surrogate import ATan
 
 
@@ -95,6 +106,22 @@ def test_a_learnable_threshold_keeps_the_tensor_dtype():
 def test_integer_input_is_a_dtype_error():
     with pytest.raises(DTypeError, match=r"torch\.int64"):
         LIFNode()(torch.ones(4, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        LIFNode,
+        lambda: CobaLIFNode(input_split="pair"),
+        lambda: PSN(T=2),
+        lambda: MaskedPSN(1, T=2, lambda_init=1.0, step_mode="s"),
+        lambda: SlidingPSN(2),
+    ],
+)
+def test_an_input_that_is_not_a_tensor_is_a_dtype_error(make):
+    node = make()
+    with pytest.raises(DTypeError, match=rf"{type(node).__name__} expects a tensor, got list"):
+        node([[0.5, 1.0], [0.5, 1.0]])
 
 
 def test_missing_time_dimension():
@@ -263,10 +290,22 @@ def test_autocast_forward_backward(dtype):
 
 
 def test_leaky_integrator_parameter_shape_is_named():
-    from spikeflow.neurons import LINode
-
     with pytest.raises(ShapeError, match=r"LINode: tau of shape \(3, 1, 1\)"):
         LINode(tau=torch.full((3, 1, 1), 2.0))(torch.rand(4, 2, 5))
+
+
+def test_leaky_integrator_parameters_are_checked_per_neuron():
+    # tau >= 1 for every neuron (a tensor too), v_leak finite; a float tensor is copied
+    for tau in (0.5, torch.tensor([2.0, 0.5])):
+        with pytest.raises(ConfigurationError, match=r"tau must be finite and >= 1, got"):
+            LINode(tau=tau)
+    with pytest.raises(ConfigurationError, match=r"v_leak must be finite, got"):
+        LINode(v_leak=torch.tensor([0.0, math.inf]))
+    with pytest.raises(DTypeError, match="tau must be a floating-point tensor"):
+        LINode(tau=torch.tensor([2, 3]))
+    tau = torch.tensor([1.0, 3.0])
+    node = LINode(tau=tau)
+    assert torch.equal(node.tau, tau) and node.tau is not tau
 
 
 @pytest.mark.parametrize(

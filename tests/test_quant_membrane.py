@@ -231,6 +231,7 @@ def test_state_dict_of_other_settings_is_refused_on_load():
         ({"bits": True}, "bits must be an integer"),
         ({"bits": 8, "fraction_bits": 7}, "fraction_bits must be an integer from 0 to bits - 2"),
         ({"bits": 8, "fraction_bits": -1}, "fraction_bits must be"),
+        ({"bits": 8, "fraction_bits": True}, "fraction_bits must be an integer"),  # not 1
         ({"bits": 8, "fraction_bits": 2, "step": 0.5}, "not both"),
         ({"bits": 8, "step": 0.0}, "step must be a positive finite number"),
         ({"bits": 8, "step": float("nan")}, "step must be a positive finite number"),
