@@ -139,6 +139,60 @@ def test_spikformer_sizes_are_the_papers():
         small(torch.rand(2, 3, 2, 16, 16))
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("name", ["spikformer", "spike_driven_transformer"])
+def test_transformers_compose_their_parts_as_the_papers(name):
+    """Patch splitting, plus the position embedding of its output, the blocks in turn
+    over the h·w positions as tokens, their mean, then the head (after a neuron in the
+    Spike-driven Transformer)."""
+    torch.manual_seed(5)
+    model = create_model(name, num_classes=4, embed_dim=16, depth=2, num_heads=2,
+                         input_size=8, pools=1).eval()  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():  # norms that amplify, so that the neurons fire
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.02 + 0.01)
+            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.2)
+    x = torch.rand(3, 2, 3, 8, 8) * 4
+    split = model.patch_split(x)
+    position = model.position(split)
+    assert position.abs().sum() > 0 and split.shape == (3, 2, 16, 4, 4)
+    tokens = (split + position).reshape(3, 2, 16, 16).transpose(2, 3)  # [T, B, N, D]
+    for block in model.blocks:
+        tokens = block(tokens)
+    pooled = tokens.mean(dim=2)
+    if name == "spike_driven_transformer":
+        pooled = model.head_neuron(pooled)
+    want = pooled @ model.head.weight.T + model.head.bias
+    assert want.abs().sum() > 0
+    torch.testing.assert_close(model(x), want)
+
+
+@torch.no_grad()
+def test_transformers_initialise_their_layers_as_the_authors():
+    """Truncated normal weights (std 0.02) and zero biases: Spikformer's linear layers;
+    the Spike-driven Transformer's convolutions and linear layers but its head, which
+    keeps PyTorch's initialisation (as the authors')."""
+    torch.manual_seed(0)
+    sizes = {"embed_dim": 64, "depth": 1, "num_heads": 4, "input_size": 8, "pools": 1}
+    spikformer = create_model("spikformer", **sizes)
+    sdt = create_model("spike_driven_transformer", **sizes)
+    body = [*sdt.patch_split, *sdt.position, *sdt.blocks.modules()]
+    authors = [m for m in spikformer.modules() if isinstance(m, nn.Linear)]
+    authors += [m for m in body if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(authors) > 10
+    for m in authors:
+        if m.weight.numel() >= 4096:
+            assert abs(float(m.weight.std()) - 0.02) < 0.002
+        assert m.bias is None or not m.bias.any()
+    bound = 1 / 64**0.5  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert sdt.head.bias.any() and float(sdt.head.weight.abs().max()) <= bound
+    assert float(sdt.head.weight.std()) > 0.03
+    first = spikformer.patch_split[0]  # not re-initialised: nn.Conv2d's default
+    assert float(first.weight.std()) > 0.05
+
+
 def test_a_small_spikformer_learns_the_digits(tmp_path):
     """A one-block Spikformer trained by `spikeflow train` on the digits beats chance."""
     pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")

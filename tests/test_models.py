@@ -436,6 +436,8 @@ def test_parameter_counts_match_spikingjelly(spikingjelly_models):
         ours = create_model(f"sew_resnet{depth}", neuron="plif", cnf="IAND")
         theirs = getattr(sj_sew, f"sew_resnet{depth}")(spiking_neuron=plif, cnf="IAND")
         assert _n_params(ours) == _n_params(theirs)
+        shapes = [[v.shape for v in m.state_dict().values()] for m in (ours, theirs)]
+        assert shapes[0] == shapes[1]  # the same tensors in the same order
     ours = create_model("spiking_resnet34", neuron="plif", num_classes=10)
     theirs = sj_spiking.spiking_resnet34(spiking_neuron=plif, num_classes=10)
     assert _n_params(ours) == _n_params(theirs)
