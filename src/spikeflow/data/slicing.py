@@ -334,7 +334,19 @@ class SliceByTime(Slicer):
         return _pairs(np.searchsorted(t, starts), stops, len(t))
 
 
-class SliceByTimeBins(Slicer):
+class _BinSlicer(Slicer):
+    """A slicer into ``bin_count`` slices overlapping by a fraction ``overlap`` of a bin."""
+
+    def __init__(self, bin_count: int, overlap: float = 0.0) -> None:
+        owner = type(self).__name__
+        self.bin_count = check_int(f"{owner}: bin_count", bin_count, 1)
+        self.overlap = check_real(f"{owner}: overlap", overlap, 0.0, 1.0, high_open=True)
+
+    def params(self) -> dict[str, Any]:
+        return {"bin_count": self.bin_count, "overlap": self.overlap}
+
+
+class SliceByTimeBins(_BinSlicer):
     """``bin_count`` windows over the recording's span (Tonic's ``SliceByTimeBins``).
 
     With ``b = ⌊(t_last - t_first)/bin_count⌋`` µs, window ``k`` starts at ``t_first +
@@ -350,14 +362,6 @@ class SliceByTimeBins(Slicer):
     """
 
     needs_time = True
-
-    def __init__(self, bin_count: int, overlap: float = 0.0) -> None:
-        owner = type(self).__name__
-        self.bin_count = check_int(f"{owner}: bin_count", bin_count, 1)
-        self.overlap = check_real(f"{owner}: overlap", overlap, 0.0, 1.0, high_open=True)
-
-    def params(self) -> dict[str, Any]:
-        return {"bin_count": self.bin_count, "overlap": self.overlap}
 
     def get_slice_metadata(self, recording: Sliceable) -> np.ndarray:
         t = _timestamps(type(self).__name__, recording)
@@ -421,7 +425,7 @@ class SliceByEventCount(Slicer):
         return _pairs(starts, starts + count, n)
 
 
-class SliceByEventBins(Slicer):
+class SliceByEventBins(_BinSlicer):
     """``bin_count`` runs of events (Tonic's ``SliceByEventBins``): each holds ``c =
     ⌊⌊N/bin_count⌋·(1 + overlap)⌋`` events and starts ``⌊c·(1 - overlap)⌋`` events
     after the previous one. The ``N mod bin_count`` events at the end are left out
@@ -431,14 +435,6 @@ class SliceByEventBins(Slicer):
         bin_count: the number of slices (>= 1).
         overlap: fraction of a bin, ``0 <= overlap < 1``.
     """
-
-    def __init__(self, bin_count: int, overlap: float = 0.0) -> None:
-        owner = type(self).__name__
-        self.bin_count = check_int(f"{owner}: bin_count", bin_count, 1)
-        self.overlap = check_real(f"{owner}: overlap", overlap, 0.0, 1.0, high_open=True)
-
-    def params(self) -> dict[str, Any]:
-        return {"bin_count": self.bin_count, "overlap": self.overlap}
 
     def get_slice_metadata(self, recording: Sliceable) -> np.ndarray:
         n = _length(type(self).__name__, recording)
