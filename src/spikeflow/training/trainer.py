@@ -343,12 +343,10 @@ class Trainer:
         # Learnable synaptic delays get their own learning rate, without weight decay.
         delays = {id(m.delay): m.delay for m in self.raw_model.modules()
                   if isinstance(m, DelayedLinear)}  # fmt: skip
-        params: Any = self.model.parameters()
-        if self.eprop is not None:  # adaptive feedback learns B with the network
-            params = [*self.model.parameters(), *self.eprop.parameters()]
+        params: Any = self._trained_parameters()
         if delays:
             params = [
-                {"params": [p for p in self.model.parameters() if id(p) not in delays]},
+                {"params": [p for p in params if id(p) not in delays]},
                 {"params": list(delays.values()), "lr": cfg.lr * cfg.delay_lr_scale,
                  "weight_decay": 0.0},
             ]  # fmt: skip
@@ -361,6 +359,12 @@ class Trainer:
         if cfg.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _trained_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer updates and the clipping scales: the model's parameters and,
+        with e-prop's adaptive feedback, ``B`` (it takes ``W_out``'s steps)."""
+        extra = [] if self.eprop is None else list(self.eprop.parameters())
+        return [*self.raw_model.parameters(), *extra]
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         return make_lr_scheduler(self.optimizer, self.config)
@@ -678,10 +682,7 @@ class Trainer:
         self._phase = "update"
         if cfg.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients (fp16 scaling)
-            clipped = [*self.raw_model.parameters()]
-            if self.eprop is not None:  # adaptive B: scaled with W_out, whose steps it takes
-                clipped += self.eprop.parameters()
-            torch.nn.utils.clip_grad_norm_(clipped, cfg.clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         clamp_delays(self.raw_model)  # learnable delays back into their range
