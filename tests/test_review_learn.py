@@ -4,6 +4,8 @@ parallelism and checkpoint recomputation; winner-take-all thresholds under .half
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -169,12 +171,18 @@ def test_data_parallel_replicas_are_refused() -> None:
     replica(torch.ones(2, 3, 4))
 
 
+#: The gloo ranks below are threads sharing torch's global generator: without this lock
+#: one rank's draws could fall between the other's seeding and drawing.
+_GLOBAL_RNG = threading.Lock()
+
+
 def _learn_in_thread(rank: int, store, x: torch.Tensor | None, out: dict, **kwargs) -> None:
     import torch.distributed as dist
 
     group = dist.ProcessGroupGloo(store, rank, 2)
-    torch.manual_seed(13)
-    fc = layers.Linear(5, 4, bias=False).double()
+    with _GLOBAL_RNG:  # the ranks are threads: one seeds and draws at a time
+        torch.manual_seed(13)
+        fc = layers.Linear(5, 4, bias=False).double()
     lif = neurons.LIFNode(tau=2.0, v_threshold=0.3)
     learner = STDPLearner(fc, lif, tau_pre=2.0, tau_post=3.0, process_group=group, **kwargs)
     if x is not None:
