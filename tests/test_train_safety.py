@@ -387,7 +387,7 @@ def test_a_torchrun_restart_takes_only_what_its_own_launch_wrote(tmp_path, monke
 def test_a_static_rendezvous_restart_matches_configs_of_older_checkpoints(tmp_path):
     # Without a launch identity (--master-port: run id "none") a restart compares the
     # configs; an older checkpoint lacks keys added since, which blocked every restart.
-    from spikeflow.cli import _continues
+    from spikeflow.cli.restart import continues as _continues
 
     Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
     earlier = load_checkpoint(tmp_path / "a" / "last.pt")

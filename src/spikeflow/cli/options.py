@@ -1,0 +1,422 @@
+"""The argument parser of the ``spikeflow`` command (``train`` and ``eval`` options)."""
+
+from __future__ import annotations
+
+import argparse
+
+from spikeflow.training.config import READOUT_MODES
+
+__all__ = ["build_parser"]
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS  # options not given stay out of the namespace
+    p.add_argument(
+        "--config",
+        default=s,
+        metavar="FILE",
+        help="read options from a .toml, .yaml/.yml or .json file (the options "
+        "given here override it)",
+    )
+    p.add_argument(
+        "--resume",
+        default=s,
+        metavar="CHECKPOINT",
+        help="continue a run from its last.pt (or the run directory); only "
+        "runtime options (device, workers, output, logging) may change",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--dataset",
+        default=s,
+        help="digits (default, no download), nmnist, or any spikeflow.data dataset class name",
+    )
+    d.add_argument("--data-dir", default=s, help="folder of a neuromorphic dataset")
+    d.add_argument(
+        "-T",
+        "--T",
+        dest="T",
+        type=int,
+        default=s,
+        help="time steps (frames per sample); default: the dataset's (4 digits, 10 N-MNIST, "
+        "20 DVS128 Gesture and CIFAR10-DVS, 100 SHD/SSC/SpeechCommands, 25 FSDD, else 10; "
+        "docs/training.md)",
+    )
+    d.add_argument(
+        "--split-by",
+        default=s,
+        choices=["number", "time"],
+        help="how events are split into T frames: equal event counts (number) or equal "
+        "durations (time); default: the dataset's, time for the audio datasets (SHD, SSC, "
+        "FSDD, SpeechCommands), number otherwise",
+    )
+    d.add_argument(
+        "--cache-dir",
+        default=s,
+        help="cache frames on disk here ('auto' for the user cache folder)",
+    )
+    d.add_argument(
+        "--download",
+        action="store_true",
+        default=s,
+        help="download a missing dataset into --data-dir (MD5-checked, resumable) where its "
+        "host allows it",
+    )
+    d.add_argument(
+        "--train-samples",
+        type=int,
+        default=s,
+        help="use only this many training samples (spread over the set)",
+    )
+    d.add_argument("--test-samples", type=int, default=s, help="same for the test split")
+    d.add_argument(
+        "--dataset-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="more dataset arguments, e.g. version=v0.01 or "
+        "audio_to_events='{n_mels = 64, threshold_db = 3}'",
+    )
+    m = p.add_argument_group("model")
+    m.add_argument(
+        "--model",
+        default=s,
+        help="a spikeflow.models name (default: the dataset's, e.g. plif_digits, plif_nmnist, "
+        "plif_dvsgesture, rsnn for SHD; docs/training.md lists them)",
+    )
+    m.add_argument(
+        "--model-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="model arguments, e.g. channels=64 dropout=0.3",
+    )
+    m.add_argument(
+        "--neuron",
+        default=s,
+        help="neuron name (default: the model's, plif "
+        "for the PLIF nets): if, lif, plif, klif, alif, liaf, psn, ...",
+    )
+    m.add_argument(
+        "--neuron-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="neuron arguments, e.g. init_tau=2.0 surrogate_function=atan",
+    )
+    o = p.add_argument_group("optimisation")
+    o.add_argument(
+        "--loss",
+        default=s,
+        help="mse (rate vs one-hot), ce, tet, tcl, count; time-based (event-driven nets): "
+        "count+, sum0, ce+, ttfs; snnTorch's: mse_membrane, ce_max_membrane, ce_count, "
+        "mse_count, mse_temporal, ce_temporal; Lava-DL's: spike_rate (needs --loss-kwargs "
+        "true_rate=R false_rate=R), spike_max. Default: the dataset's recipe with its "
+        "default model (ce for rsnn on the audio datasets), else mse",
+    )
+    o.add_argument(
+        "--loss-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="loss arguments, e.g. lamb=0.05 for tet",
+    )
+    o.add_argument(
+        "--readout",
+        default=s,
+        choices=list(READOUT_MODES),
+        help="how accuracy reads the predicted class: auto (default: the loss's), rate "
+        "(time-mean), count (most spikes, ties to the earlier), first_spike, max (largest "
+        "maximum over time, a membrane readout)",
+    )
+    o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"])
+    o.add_argument(
+        "--lr",
+        type=float,
+        default=s,
+        help="learning rate (default: the dataset's recipe with its default model, 1e-2 "
+        "for rsnn on the audio datasets; else 1e-3)",
+    )
+    o.add_argument("--weight-decay", type=float, default=s)
+    o.add_argument("--momentum", type=float, default=s, help="for sgd (default 0.9)")
+    o.add_argument(
+        "--schedule",
+        default=s,
+        choices=["cosine", "step", "none"],
+        help="learning-rate schedule per epoch (default cosine over --epochs)",
+    )
+    o.add_argument("--step-size", type=int, default=s, help="epochs per step of 'step'")
+    o.add_argument("--gamma", type=float, default=s, help="factor of each 'step'")
+    o.add_argument("--epochs", type=int, default=s, help="default 40")
+    o.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=s,
+        metavar="N",
+        help="linear learning-rate warm-up over the first N epochs (epoch k at lr (k+1)/(N+1)), "
+        "then --schedule over the rest (default 0)",
+    )
+    o.add_argument(
+        "--clip-grad-norm",
+        type=float,
+        default=s,
+        metavar="MAX",
+        help="clip the gradients' global L2 norm to MAX before each update",
+    )
+    o.add_argument(
+        "--mixup",
+        type=float,
+        default=s,
+        metavar="ALPHA",
+        help="mixup of each training batch, λ ~ Beta(ALPHA, ALPHA) (e.g. 0.2; a loss that "
+        "takes class distributions: mse, ce, tet, mse_membrane, ce_max_membrane, ce_count, "
+        "mse_count)",
+    )
+    o.add_argument(
+        "--cutmix",
+        type=float,
+        default=s,
+        metavar="ALPHA",
+        help="CutMix of each training batch (e.g. 1.0); with --mixup, one of the two per batch",
+    )
+    o.add_argument(
+        "--batch-size",
+        type=int,
+        default=s,
+        help="global batch (split over the processes); default: the dataset's (32 digits, "
+        "128 SHD/SSC/SpeechCommands, else 16)",
+    )
+    o.add_argument(
+        "--amp",
+        default=s,
+        choices=["off", "bf16", "fp16"],
+        help="autocast: bf16 (CPU or GPU) or fp16 (GPU, with gradient scaling)",
+    )
+    o.add_argument(
+        "--mask-schedule",
+        default=s,
+        choices=["paper", "linear", "none"],
+        help="masked PSN's progressive mask per epoch: paper (default; fully on after "
+        "1/8 of the epochs), linear, none (keep lambda_init)",
+    )
+    o.add_argument(
+        "--prune",
+        default=s,
+        choices=["none", "grad_r", "stds", "lats"],
+        help="prune synapses while training (docs/pruning.md): grad_r (Gradient Rewiring, "
+        "Adam), stds (soft threshold, sine/linear/slats schedule), lats (threshold grows "
+        "with the learning rate); default none",
+    )
+    o.add_argument(
+        "--prune-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="pruning arguments: grad_r alpha=1e-3 target_sparsity=0.95; stds "
+        "final_threshold=D shape=sine start_epoch=0; lats l1=LAMBDA start_epoch=0; "
+        'any of them exclude=["features.0"] (layers left dense)',
+    )
+    o.add_argument(
+        "--weight-bits",
+        type=int,
+        default=s,
+        help="train with linear and convolution weights quantized to this many bits "
+        "(2-16, symmetric, per output channel; docs/quantization.md)",
+    )
+    o.add_argument(
+        "--membrane-bits",
+        type=int,
+        default=s,
+        help="train with every neuron's membrane held in a signed fixed-point register of "
+        "this many bits (2-24; docs/quantization.md)",
+    )
+    o.add_argument(
+        "--membrane-fraction-bits",
+        type=int,
+        default=s,
+        help="with --membrane-bits: the threshold is the register's level 2^F "
+        "(default bits - 2: the register spans [-2 threshold, 2 threshold))",
+    )
+    o.add_argument(
+        "--recompute",
+        action="store_true",
+        default=s,
+        help="recompute the network's blocks in the backward pass instead of keeping their "
+        "activations, spikes packed at one bit: less memory, one more forward pass, the "
+        "same training (docs/memory.md)",
+    )
+    o.add_argument(
+        "--online",
+        action="store_true",
+        default=s,
+        help="online training (SLTT): one step at a time, a backward pass per step, no "
+        "gradient through the neurons' carried state; memory independent of T (loss "
+        "mse, ce, tet or mse_membrane, applied per step; docs/training.md)",
+    )
+    o.add_argument(
+        "--online-steps",
+        type=int,
+        default=s,
+        metavar="K",
+        help="with --online: backpropagate only K randomly drawn steps per batch (SLTT-K)",
+    )
+    o.add_argument(
+        "--online-trace-decay",
+        type=float,
+        default=s,
+        metavar="LAMBDA",
+        help="with --online: OTTT, the linear and convolution weights learn from presynaptic "
+        "traces decaying by LAMBDA per step (1 - 1/tau of the neurons, 0.5 for tau = 2)",
+    )
+    o.add_argument(
+        "--eprop",
+        default=s,
+        choices=["symmetric", "random", "adaptive"],
+        metavar="FEEDBACK",
+        help="train --model eprop_rsnn by e-prop (Bellec et al. 2020): gradients forward in "
+        "time, memory independent of T, with symmetric, random or adaptive feedback "
+        "(loss ce per step; docs/training.md)",
+    )
+    o.add_argument(
+        "--eprop-rate-target",
+        type=float,
+        default=s,
+        metavar="RATE",
+        help="with --eprop: the firing-rate regularisation's target in spikes per step "
+        "(default 0.01)",
+    )
+    o.add_argument(
+        "--eprop-rate-strength",
+        type=float,
+        default=s,
+        metavar="C",
+        help="with --eprop: the firing-rate regularisation's strength (default 0: off)",
+    )
+    o.add_argument(
+        "--eprop-feedback-decay",
+        type=float,
+        default=s,
+        metavar="DECAY",
+        help="with --eprop adaptive: weight decay of W_out and B (default 0)",
+    )
+    o.add_argument(
+        "--delay-lr-scale",
+        type=float,
+        default=s,
+        help="learning rate of the synaptic delays (DelayedLinear, model delay_snn) as a "
+        "multiple of --lr (default 100, the authors'; no weight decay on delays)",
+    )
+    o.add_argument("--seed", type=int, default=s)
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")
+    r.add_argument("--workers", type=int, default=s, help="DataLoader worker processes")
+    r.add_argument("--output-dir", default=s, help="default runs/<dataset>-<date-time>")
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=s,
+        help="let this run replace an earlier run's files in --output-dir (else an error)",
+    )
+    r.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=s, help="no progress bars"
+    )
+    r.add_argument(
+        "--compile",
+        action="store_true",
+        default=s,
+        help="train through torch.compile(model): faster steps after a compilation of tens "
+        "of seconds (most for recurrent layers; docs/training.md)",
+    )
+    r.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=s,
+        help="also write TensorBoard logs (needs the 'tensorboard' extra)",
+    )
+    r.add_argument(
+        "--plots",
+        nargs="?",
+        const="on",
+        default=s,
+        choices=["auto", "on", "off"],
+        help="PNG plots after the run: auto (default: if matplotlib is installed), "
+        "on (--plots; error without matplotlib) or off",
+    )
+    r.add_argument(
+        "--stop-after",
+        type=int,
+        default=s,
+        metavar="N",
+        help="stop once N epochs are done (the schedule still spans --epochs); "
+        "continue later with --resume",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``spikeflow`` command."""
+    parser = argparse.ArgumentParser(
+        prog="spikeflow", description="Train and evaluate spiking networks (docs/training.md)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train",
+        help="train a spiking network (default: 8x8 digits)",
+        description="Train a spiking network; see docs/training.md.",
+    )
+    _add_train_options(train)
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's test split")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a last.pt or best.pt of a run, or its run folder (then its best.pt if there "
+        "is one, else its last.pt)",
+    )
+    ev.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the run's dataset is now (default: the run's --data-dir)",
+    )
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    ev.add_argument("--batch-size", type=int, default=None, help="default: the run's")
+    ev.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ev.add_argument(
+        "--test-samples",
+        default=None,
+        type=_samples,
+        metavar="N|all",
+        help="test on N samples spread over the split, or 'all' (default: the "
+        "samples the run tested on)",
+    )
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    ev.add_argument(
+        "--operations",
+        action="store_true",
+        help="also count each layer's synaptic operations (ACs for spike inputs, MACs "
+        "for real-valued ones) and estimate the energy per sample (docs/energy.md)",
+    )
+    ev.add_argument(
+        "--spike-counts",
+        action="store_true",
+        help="with --operations: read whole-number inputs (sums of spikes on a residual "
+        "stream, event counts) as that many spikes (ACs) instead of real values (MACs)",
+    )
+    ev.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the results here (its folder must exist; written atomically)",
+    )
+    return parser
+
+
+def _samples(text: str) -> int | str:
+    """``--test-samples`` of ``spikeflow eval``: a positive integer or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
