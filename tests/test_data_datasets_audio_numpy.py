@@ -396,6 +396,8 @@ def test_spikingjellys_names_and_argument_order(shd_root):
     for i in range(len(ours)):
         assert np.array_equal(ported[i][0], ours[i][0]) and ported[i][1] == ours[i][1]
     assert SpikingHeidelbergDigits(root).split == "train"  # SpikingJelly's default
-    with pytest.raises(ConfigurationError, match="at most 7 positional arguments"):
+    with pytest.raises(ConfigurationError, match="custom_integrated_frames_dir_name is Spik"):
         SpikingHeidelbergDigits(root, True, "frame", 4, "number", None, None, "dir")
+    with pytest.raises(TypeError, match="positional"):
+        SpikingHeidelbergDigits(root, True, "frame", 4, "number", None, None, None, None, None, 1)
     assert SpikingSpeechCommands is SSC

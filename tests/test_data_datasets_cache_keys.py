@@ -39,6 +39,7 @@ NOT_SAMPLE_CONTENT = {
     "split_by": "part of the representation's cache_key()",
     "duration": "part of the representation's cache_key()",
     "custom_integrate_function": "part of the representation's cache_key()",
+    "custom_integrated_frames_dir_name": "SpikingJelly's frames folder: must be None",
     "event_transform": "keyed by callable_key(event_transform)",
     "transform": "applied after the cache, never cached",
     "target_transform": "labels are not cached",

@@ -19,6 +19,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -656,7 +657,8 @@ def test_dataset_arguments():
     names = "root train data_type frames_number split_by duration custom_integrate_function"
     for name in [*names.split(), "transform", "target_transform"]:
         assert name in base
-    assert "custom_integrated_frames_dir_name" not in base and base["cache_dir"].default is None
+    cache_dir = base["cache_dir"]
+    assert cache_dir.default is None and cache_dir.kind is cache_dir.KEYWORD_ONLY
     kept = "NMNIST DVS128Gesture CIFAR10DVS NCaltech101 ASLDVS DVSLip ESImageNet HARDVS"
     for name in kept.split():
         assert issubclass(getattr(data, name), data.NeuromorphicDataset)
@@ -672,6 +674,63 @@ def test_dataset_arguments():
     assert not hasattr(data, "NAVGestureWalk") and not hasattr(data, "NAVGestureSit")
     assert callable(data.SpikingHeidelbergDigits)  # builds an SHD
     assert data.SpikingSpeechCommands is data.SSC
+
+
+def _sj_parameters(source: Path, cls: str) -> list[str]:
+    """The parameter names of SpikingJelly's ``cls.__init__`` (its dataset modules import
+    torchvision, which cannot be installed here: read from the source)."""
+    import ast
+
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            init = next(f for f in node.body if getattr(f, "name", "") == "__init__")
+            return [a.arg for a in init.args.args[1:]]
+    raise AssertionError(cls)
+
+
+def test_datasets_take_spikingjellys_arguments_in_its_order():
+    """After the split argument, every dataset takes SpikingJelly's positional arguments
+    in its order; its own options only by keyword (a ported ``NMNIST(root, True,
+    'frame', 4)`` once bound 'frame' to ``download``)."""
+    from spikeflow import data
+
+    spikingjelly = pytest.importorskip("spikingjelly")
+    folder = Path(spikingjelly.__file__).parent / "datasets"
+    base = [n for n, p in inspect.signature(data.NeuromorphicDataset).parameters.items()
+            if p.kind is p.POSITIONAL_OR_KEYWORD]  # fmt: skip
+    theirs = _sj_parameters(folder / "n_mnist.py", "NMNIST")
+    assert base == theirs  # root, train, data_type, ..., transform, target_transform
+    for module, name in [("dvs128_gesture.py", "DVS128Gesture"), ("bullying10k.py", "Bullying10kClassification"),
+                         ("dvs_lip.py", "DVSLip"), ("es_imagenet.py", "ESImageNet")]:  # fmt: skip
+        assert _sj_parameters(folder / module, name) == theirs, name
+    for name in data.__all__:
+        cls = getattr(data, name)
+        if not (isinstance(cls, type) and issubclass(cls, data.NeuromorphicDataset)):
+            continue
+        kinds = [p.kind for p in inspect.signature(cls).parameters.values()]
+        positional = kinds.count(inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if inspect.Parameter.VAR_POSITIONAL in kinds:  # forwarded to the base
+            assert kinds.index(inspect.Parameter.VAR_POSITIONAL) == positional, name
+        else:
+            assert cls.__init__ is data.NeuromorphicDataset.__init__ or positional <= 3, name
+
+
+def test_a_ported_positional_call_reads_the_same():
+    from spikeflow import data
+
+    root = require_shared_data("nmnist-small")
+    ported = data.NMNIST(root, False, "frame", 4, "number")
+    ours = data.NMNIST(root, train=False, data_type="frame", frames_number=4, split_by="number")
+    assert len(ported) == len(ours)
+    assert np.array_equal(ported[3][0], ours[3][0]) and ported[3][1] == ours[3][1]
+    with pytest.raises(ConfigurationError, match="NMNIST: download must be True or False"):
+        data.NMNIST(root, False, download="frame")
+    with pytest.raises(ConfigurationError, match="SpikingJelly's CIFAR10DVS takes data_type"):
+        data.CIFAR10DVS(root, "frame", 4)
+    with pytest.raises(ConfigurationError, match="DVS128Gesture: progress must be True or"):
+        data.DVS128Gesture(root, progress="no")
+    with pytest.raises(ConfigurationError, match="custom_integrated_frames_dir_name"):
+        data.NMNIST(root, False, "frame", 4, "number", None, None, "frames_dir")
 
 
 @pytest.fixture

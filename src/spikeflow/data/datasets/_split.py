@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import subset_by_ratio
-from spikeflow.data.datasets.base import NeuromorphicDataset
+from spikeflow.data.datasets.base import NeuromorphicDataset, check_train
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["NamedSplitDataset", "RatioSplitDataset", "split_from_train"]
@@ -41,15 +42,20 @@ class NamedSplitDataset(NeuromorphicDataset):
     splits: ClassVar[tuple[str, ...]]
 
     def __init__(
-        self, root: str | os.PathLike, split: str, download: bool = False, **kwargs: Any
+        self,
+        root: str | os.PathLike,
+        split: str,
+        *args: Any,
+        download: bool = False,
+        **kwargs: Any,
     ) -> None:
         if split not in self.splits:
             raise ConfigurationError(
                 f"{type(self).__name__}: split must be one of {self.splits}; got {split!r}"
             )
         self._split = split
-        self.download = bool(download)
-        super().__init__(root, train=split == "train", **kwargs)
+        self.download = check_flag(type(self).__name__, "download", download)
+        super().__init__(root, split == "train", *args, **kwargs)
 
     @property
     def split(self) -> str:
@@ -69,6 +75,7 @@ class RatioSplitDataset(NeuromorphicDataset):
         self,
         root: str | os.PathLike,
         train: bool | None = None,
+        *args: Any,
         train_ratio: float | None = None,
         download: bool = False,
         **kwargs: Any,
@@ -76,13 +83,12 @@ class RatioSplitDataset(NeuromorphicDataset):
         ratio = self.default_train_ratio if train_ratio is None else float(train_ratio)
         if not 0.0 < ratio < 1.0:
             raise ConfigurationError(f"train_ratio must be in (0, 1); got {train_ratio!r}")
-        if train is not None and not isinstance(train, bool):
-            raise ConfigurationError(f"train must be True, False or None; got {train!r}")
+        train = check_train(type(self).__name__, train, allow_all=True)
         self.train_ratio = ratio
-        self.download = bool(download)
+        self.download = check_flag(type(self).__name__, "download", download)
         self._split_name = "all" if train is None else ("train" if train else "test")
         self._subset = train
-        super().__init__(root, train=bool(train), **kwargs)
+        super().__init__(root, bool(train), *args, **kwargs)
 
     @property
     def split(self) -> str:

@@ -14,16 +14,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import Archive, first_names, prepare_root
 from spikeflow.data.datasets._names import SHD_CLASSES, SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
-from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset, check_train
 from spikeflow.data.download import download_url
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.hdf5_audio import SpikingAudioFile
 from spikeflow.data.io.hdf5_ntidigits import NTIDIGITS_DIGITS, NTidigitsFile, parse_ntidigits_key
 from spikeflow.data.representations import ToFrame, ToFrameByDuration
-from spikeflow.errors import ConfigurationError, DataFormatError
+from spikeflow.errors import DataFormatError
 
 __all__ = [
     "NTIDIGITS18",
@@ -94,10 +95,15 @@ class _SpikingAudio(_OneFile, NamedSplitDataset):
     downloadable: ClassVar[bool] = True
 
     def __init__(
-        self, root: str | os.PathLike, split: str, download: bool = False, **kwargs: Any
+        self,
+        root: str | os.PathLike,
+        split: str,
+        *args: Any,
+        download: bool = False,
+        **kwargs: Any,
     ) -> None:
         self._file: SpikingAudioFile | None = None
-        super().__init__(root, split, download, **kwargs)
+        super().__init__(root, split, *args, download=download, **kwargs)
 
     @property
     def h5_path(self) -> Path:
@@ -186,10 +192,12 @@ class SHD(_SpikingAudio):
         root: str | os.PathLike,
         split: str | None = None,
         train: bool | None = None,
+        *args: Any,
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root, split_from_train(split, train), download, **kwargs)
+        split = split_from_train(split, train)
+        super().__init__(root, split, *args, download=download, **kwargs)
 
 
 class SSC(_SpikingAudio):
@@ -219,11 +227,13 @@ class SSC(_SpikingAudio):
         self,
         root: str | os.PathLike,
         split: str | None = None,
+        *args: Any,
         download: bool = False,
         train: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root, split_from_train(split, train), download, **kwargs)
+        split = split_from_train(split, train)
+        super().__init__(root, split, *args, download=download, **kwargs)
 
 
 def SpikingHeidelbergDigits(  # SpikingJelly's class name
@@ -231,19 +241,14 @@ def SpikingHeidelbergDigits(  # SpikingJelly's class name
 ) -> SHD:
     """An :class:`SHD` built with SpikingJelly's name and argument order: ``(root,
     train=True, data_type, frames_number, split_by, duration, custom_integrate_function,
-    ...)``, so a ported call such as ``SpikingHeidelbergDigits(root, False, "frame", 20,
-    "number")`` reads the same (the rest by keyword)."""
-    names = ("data_type", "frames_number", "split_by", "duration", "custom_integrate_function")
-    if len(args) > len(names):
-        raise ConfigurationError(
-            f"SpikingHeidelbergDigits takes at most {2 + len(names)} positional arguments "
-            f"(root, train, {', '.join(names)}); pass the rest by keyword"
-        )
-    kwargs.update(zip(names, args))
-    return SHD(root, train=bool(train), **kwargs)
+    custom_integrated_frames_dir_name, transform, target_transform)``, so a ported call
+    such as ``SpikingHeidelbergDigits(root, False, "frame", 20, "number")`` reads the
+    same."""
+    return SHD(root, None, check_train("SpikingHeidelbergDigits", train), *args, **kwargs)
 
 
-#: :class:`SSC` under SpikingJelly's name (the same arguments: ``root, split``).
+#: :class:`SSC` under SpikingJelly's name (the same arguments: ``root, split``, then
+#: SpikingJelly's ``data_type, frames_number, ...`` in its order).
 SpikingSpeechCommands = SSC
 
 
@@ -286,17 +291,16 @@ class NTIDIGITS18(_OneFile):
         self,
         root: str | os.PathLike,
         train: bool = True,
+        *args: Any,
         single_digits: bool = True,
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(single_digits, bool):
-            raise ConfigurationError(f"single_digits must be True or False; got {single_digits!r}")
-        self.single_digits = single_digits
-        self.download = bool(download)
+        self.single_digits = check_flag("NTIDIGITS18", "single_digits", single_digits)
+        self.download = check_flag("NTIDIGITS18", "download", download)
         self._file: NTidigitsFile | None = None
         self.keys: list[str] = []
-        super().__init__(root, train=train, **kwargs)
+        super().__init__(root, train, *args, **kwargs)
 
     @property
     def h5_path(self) -> Path:

@@ -38,7 +38,7 @@ from spikeflow.data.frames import SplitFunction
 from spikeflow.data.representations import Representation, callable_key, frame_representation
 from spikeflow.errors import ConfigurationError, SpikeflowError
 
-__all__ = ["DatasetNotFoundError", "NeuromorphicDataset"]
+__all__ = ["DatasetNotFoundError", "NeuromorphicDataset", "check_train"]
 
 
 class DatasetNotFoundError(SpikeflowError, FileNotFoundError):
@@ -55,12 +55,34 @@ def _prepare(dataset: NeuromorphicDataset, index: int) -> bool:
     return dataset._representation(index)[1]
 
 
+def check_train(owner: str, train: Any, allow_all: bool = False) -> bool | None:
+    """``train`` as a bool (or None where ``allow_all``: every sample), else a
+    ConfigurationError naming ``owner``; a string (SpikingJelly's ``data_type`` where its
+    class takes no ``train``) is told so."""
+    if isinstance(train, bool | np.bool_):
+        return bool(train)
+    if train is None and allow_all:
+        return None
+    allowed = "True, False or None" if allow_all else "True or False"
+    hint = (
+        f" (SpikingJelly's {owner} takes data_type second; spikeflow's takes the split "
+        "there: pass data_type by keyword)"
+        if isinstance(train, str)
+        else ""
+    )
+    raise ConfigurationError(f"{owner}: train must be {allowed}; got {train!r}{hint}")
+
+
 class NeuromorphicDataset(torch.utils.data.Dataset):
     """Base class: a list of ``(file, label)`` samples read by a format reader.
 
     Subclasses set ``sensor_size`` and ``classes`` and implement ``_find_samples()``
     (the sorted list of ``(path, label)`` of the split) and ``_read(path)`` (an
     EventRecording).
+
+    The arguments up to ``target_transform`` are SpikingJelly's, in its order; the
+    subclasses take their own options (``download``, ...) by keyword only, so a call
+    ported from SpikingJelly binds the same values.
 
     Args:
         root: the dataset directory.
@@ -72,11 +94,13 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         duration: µs per frame instead of ``frames_number`` (variable ``T``).
         custom_integrate_function: ``f(recording) -> array`` or a Representation,
             instead of the two above.
-        event_transform: applied to the events before the representation (and cached
-            with it, so it must be deterministic when ``cache_dir`` is set).
+        custom_integrated_frames_dir_name: SpikingJelly's argument, kept for its
+            positional order; must be None (frames are cached by the function itself).
         transform: applied to each sample as yielded (frames tensor or recording); may be
             random (it is never cached), e.g. the frame augmentations.
         target_transform: applied to the label.
+        event_transform: applied to the events before the representation (and cached
+            with it, so it must be deterministic when ``cache_dir`` is set).
         cache_dir: ``None`` (no disk cache), ``"auto"``
             (:func:`~spikeflow.data.cache.default_cache_dir`) or a directory.
         cache_identity: how a source file is identified in cache keys: ``"stat"``
@@ -110,12 +134,22 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         split_by: str | SplitFunction | None = None,
         duration: int | None = None,
         custom_integrate_function: Callable[[EventRecording], Any] | None = None,
-        event_transform: Callable[[EventRecording], EventRecording] | None = None,
+        custom_integrated_frames_dir_name: None = None,
         transform: Callable[[Any], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
+        *,
+        event_transform: Callable[[EventRecording], EventRecording] | None = None,
         cache_dir: str | os.PathLike | None = None,
         cache_identity: str = "stat",
     ) -> None:
+        owner = type(self).__name__
+        check_train(owner, train)
+        if custom_integrated_frames_dir_name is not None:
+            raise ConfigurationError(
+                f"{owner}: custom_integrated_frames_dir_name is SpikingJelly's folder for "
+                "custom frames; spikeflow keys cached frames by the function itself "
+                "(cache_dir=...), so pass None"
+            )
         if data_type not in ("event", "frame"):
             raise ConfigurationError(f"data_type must be 'event' or 'frame'; got {data_type!r}")
         if cache_identity not in ("stat", "content"):

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
@@ -199,6 +200,7 @@ class Bullying10K(NeuromorphicDataset):
         self,
         root: str | os.PathLike,
         train: bool = True,
+        *args: Any,
         download: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -207,8 +209,8 @@ class Bullying10K(NeuromorphicDataset):
                 f"Bullying10K: train must be True or False (the split of every fifth file); "
                 f"got {train!r}"
             )
-        self.download = bool(download)
-        super().__init__(root, train=train, **kwargs)
+        self.download = check_flag("Bullying10K", "download", download)
+        super().__init__(root, train, *args, **kwargs)
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         def extracted() -> bool:

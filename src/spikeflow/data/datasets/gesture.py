@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from spikeflow._checks import check_flag, check_int
 from spikeflow.data.cache import parallel_map
 from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
 from spikeflow.data.datasets._cut import CutRecordingsDataset
@@ -83,15 +84,18 @@ class DVS128Gesture(CutRecordingsDataset):
         self,
         root: str | os.PathLike,
         train: bool = True,
+        *args: Any,
         cut_cache_dir: str | os.PathLike | None = None,
         workers: int | None = None,
         progress: bool = True,
         **kwargs: Any,
     ) -> None:
-        self._open_cut_cache(cut_cache_dir, "DVS128Gesture-cut")
+        if workers is not None:
+            workers = check_int("DVS128Gesture: workers", workers, 0)
         self.workers = workers
-        self.progress = progress
-        super().__init__(root, train=train, **kwargs)
+        self.progress = check_flag("DVS128Gesture", "progress", progress)
+        self._open_cut_cache(cut_cache_dir, "DVS128Gesture-cut")
+        super().__init__(root, train, *args, **kwargs)
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / "DvsGesture"
@@ -238,12 +242,13 @@ class NAVGesture(RatioSplitDataset):
         root: str | os.PathLike,
         variant: str = "walk",
         train: bool | None = None,
+        *args: Any,
         **kwargs: Any,
     ) -> None:
         if variant not in self.archives:
             raise ConfigurationError(f"variant must be 'walk' or 'sit'; got {variant!r}")
         self.variant = variant
-        super().__init__(root, train=train, **kwargs)
+        super().__init__(root, train, *args, **kwargs)
 
     def _all_samples(self) -> list[tuple[Path, int]]:
         archive = self.archives[self.variant]

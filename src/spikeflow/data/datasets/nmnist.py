@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import (
     Archive,
     class_folder_samples,
@@ -72,11 +73,12 @@ class NMNIST(NeuromorphicDataset):
         self,
         root: str | os.PathLike,
         train: bool = True,
+        *args: Any,
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        self.download = bool(download)
-        super().__init__(root, train=train, **kwargs)
+        self.download = check_flag("NMNIST", "download", download)
+        super().__init__(root, train, *args, **kwargs)
 
     def _folder(self) -> Path:
         return self.root / ("Train" if self.train else "Test")

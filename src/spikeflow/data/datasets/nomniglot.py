@@ -169,6 +169,7 @@ class NOmniglot(CutRecordingsDataset):
         root: str | os.PathLike,
         train: bool | None = None,
         split: str | None = None,
+        *args: Any,
         cut_cache_dir: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
@@ -179,7 +180,7 @@ class NOmniglot(CutRecordingsDataset):
             )
         self._split = split
         self._open_cut_cache(cut_cache_dir, "NOmniglot-cut")
-        super().__init__(root, train=split == "train", **kwargs)
+        super().__init__(root, split == "train", *args, **kwargs)
 
     @property
     def split(self) -> str:

@@ -57,6 +57,7 @@ class _SpeechDataset(NamedSplitDataset):
         self,
         root: str | os.PathLike,
         split: str,
+        *args: Any,
         audio_to_events: AudioToEvents | dict[str, Any] | None = None,
         download: bool = False,
         **kwargs: Any,
@@ -64,7 +65,7 @@ class _SpeechDataset(NamedSplitDataset):
         encoder = _encoder(audio_to_events)
         self.audio_to_events = encoder
         self.sensor_size = tuple(encoder.sensor_size)  # type: ignore[misc]
-        super().__init__(root, split, download, **kwargs)
+        super().__init__(root, split, *args, download=download, **kwargs)
 
     @classmethod
     def sensor_size_for(
@@ -122,6 +123,7 @@ class FSDD(_SpeechDataset):
         root: str | os.PathLike,
         split: str | None = None,
         train: bool | None = None,
+        *args: Any,
         download: bool = False,
         audio_to_events: AudioToEvents | dict[str, Any] | None = None,
         speakers: list[str] | tuple[str, ...] | None = None,
@@ -133,7 +135,9 @@ class FSDD(_SpeechDataset):
             )
         self.speakers = None if speakers is None else tuple(speakers)
         split = split_from_train(split, train)
-        super().__init__(root, split, audio_to_events, download, **kwargs)
+        super().__init__(
+            root, split, *args, audio_to_events=audio_to_events, download=download, **kwargs
+        )
 
     def _folder(self) -> Path | None:
         for folder in (
@@ -250,6 +254,7 @@ class SpeechCommands(_SpeechDataset):
         root: str | os.PathLike,
         split: str | None = None,
         train: bool | None = None,
+        *args: Any,
         download: bool = False,
         version: str = "v0.02",
         audio_to_events: AudioToEvents | dict[str, Any] | None = None,
@@ -271,7 +276,9 @@ class SpeechCommands(_SpeechDataset):
         #: Sample index -> first frame of its window, for silence cut from background noise.
         self._window_starts: dict[int, int] = {}
         split = split_from_train("valid" if split == "val" else split, train)
-        super().__init__(root, split, audio_to_events, download, **kwargs)
+        super().__init__(
+            root, split, *args, audio_to_events=audio_to_events, download=download, **kwargs
+        )
 
     @classmethod
     def classes_for(cls, version: str = "v0.02", task: str = "words", **_: Any) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import (
     Archive,
     check_class_folders,
@@ -18,7 +19,7 @@ from spikeflow.data.datasets._common import (
 )
 from spikeflow.data.datasets._names import NCALTECH101_CLASSES
 from spikeflow.data.datasets._split import RatioSplitDataset
-from spikeflow.data.datasets.base import NeuromorphicDataset
+from spikeflow.data.datasets.base import NeuromorphicDataset, check_train
 from spikeflow.data.events import EventRecording, make_events
 from spikeflow.data.io.aedat2 import read_aedat2
 from spikeflow.data.io.atis_bin import read_atis_bin
@@ -151,11 +152,13 @@ class CIFAR10DVS(NeuromorphicDataset):
         self,
         root: str | os.PathLike,
         train: bool | None = True,
+        *args: Any,
         split_rule: str = "90/10",
         orientation: str = "spikingjelly",
         download: bool = False,
         **kwargs: Any,
     ) -> None:
+        train = check_train("CIFAR10DVS", train, allow_all=True)
         if split_rule not in ("90/10", "first100"):
             raise ConfigurationError(
                 f"split_rule must be '90/10' or 'first100'; got {split_rule!r}"
@@ -166,9 +169,9 @@ class CIFAR10DVS(NeuromorphicDataset):
             )
         self.split_rule = split_rule
         self.orientation = orientation
-        self.download = bool(download)
+        self.download = check_flag("CIFAR10DVS", "download", download)
         self._subset = train
-        super().__init__(root, train=bool(train), **kwargs)
+        super().__init__(root, bool(train), *args, **kwargs)
 
     @property
     def split(self) -> str:
