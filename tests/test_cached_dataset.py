@@ -143,7 +143,9 @@ def test_edge_values_come_back_exactly_and_alike_at_the_first_read(tmp_path):
                 else:
                     assert same(a, b) and getattr(a, "shape", 0) == getattr(b, "shape", 0), i
     assert same(again[torch.tensor(1)][0], ring) and same(again[np.int16(-5)][0], torch.tensor(3.0))
-    with pytest.raises(ConfigurationError, match=r"index must be an integer; got tensor\(True\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"index must be an integer .*; got tensor\(True\)"
+    ):
         again[torch.tensor(True)]
     with pytest.raises(ConfigurationError, match=r"DiskCachedDataset: dataset\[0\] returned "
                        "tuple of length 3"):  # fmt: skip
@@ -231,7 +233,9 @@ def test_memory_cache_reads_the_wrapped_dataset_once():
     values = [data[i][0].tolist() for i in (0, 1, 0, 2, 1)]
     assert values == [[10, 10], [20, 20], [10, 10], [30, 30], [20, 20]]
     assert reads == [0, 1, 2] and len(data) == 3 and data[2][1] == -2
-    with pytest.raises(IndexError, match="index 3 is out of range for 3 samples"):
+    with pytest.raises(
+        IndexError, match="MemoryCachedDataset: index 3 is out of range for 3 samples"
+    ):
         data[3]
     with pytest.raises(ConfigurationError, match=r"MemoryCachedDataset: dataset\[0\] returned "
                        r"int; a \(data, target\) pair"):  # fmt: skip

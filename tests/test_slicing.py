@@ -346,7 +346,7 @@ def test_sliced_dataset_by_hand():
     assert piece.events["t"].tolist() == [300, 310, 320, 330, 340] and target == 10
     assert sliced[-1][0].events["t"].tolist() == [100, 110] and sliced[-1][1] == 10
     assert sliced.classes == ("a", "b") and sliced.targets == [0, 0, 0, 0, 1, 0, 0]
-    with pytest.raises(IndexError, match="index 7 out of range for 7 slices"):
+    with pytest.raises(IndexError, match="SlicedDataset: index 7 is out of range for 7 slices"):
         sliced[7]
     with pytest.raises(IndexError):
         sliced[-8]

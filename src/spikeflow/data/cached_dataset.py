@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
 import shutil
 import struct
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeflow.data._indexing import check_index
 from spikeflow.data.cache import ArrayCache, _compact_dtype, canonical_key
 from spikeflow.data.events import EventRecording
 from spikeflow.data.sliced_dataset import _pair, dataset_key
@@ -60,22 +60,6 @@ def _check_wrapped(owner: str, dataset: Any, transforms: dict[str, Any]) -> None
     for name, fn in transforms.items():
         if fn is not None and not callable(fn):
             raise ConfigurationError(f"{owner}: {name} must be callable; got {fn!r}")
-
-
-def _index(owner: str, index: Any, length: int) -> int:
-    try:  # an int, a numpy integer, a 0-d integer tensor
-        i = operator.index(index)
-    except TypeError:
-        i = None
-    if (
-        i is None
-        or isinstance(index, (bool, np.bool_))
-        or (isinstance(index, torch.Tensor) and index.dtype == torch.bool)
-    ):
-        raise ConfigurationError(f"{owner}: index must be an integer; got {index!r}")
-    if not -length <= i < length:
-        raise IndexError(f"{owner}: index {i} is out of range for {length} samples")
-    return i % length
 
 
 class _Transformed(torch.utils.data.Dataset):
@@ -105,7 +89,7 @@ class _Transformed(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        data, target = self._cached(_index(self.owner, index, len(self)))
+        data, target = self._cached(check_index(self.owner, index, len(self)))
         if self.transform is not None:
             data = self.transform(data)
         if self.target_transform is not None:

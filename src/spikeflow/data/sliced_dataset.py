@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import operator
 import os
 import warnings
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeflow.data._indexing import check_index
 from spikeflow.data.cache import ArrayCache, CacheCorruptionWarning, canonical_key
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.representations import _attributes, _value_key
@@ -324,11 +324,7 @@ class SlicedDataset(torch.utils.data.Dataset):
         return len(self.sample_index)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        index = operator.index(index)
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} slices")
-        index %= n
+        index = check_index("SlicedDataset", index, len(self), "slices")
         sample = int(self.sample_index[index])
         start, stop = (int(v) for v in self.slice_bounds[index])
         data, target = _pair(self.dataset[sample], sample)

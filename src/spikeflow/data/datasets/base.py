@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from spikeflow.data._indexing import check_index
 from spikeflow.data.cache import (
     CACHE_VERSION,
     ArrayCache,
@@ -270,9 +271,7 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         return value, bool(computed)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        index %= len(self)
+        index = check_index(type(self).__name__, index, len(self))
         label: Any = self.samples[index][1]
         if self.data_type == "event":
             sample: Any = self.events(index)

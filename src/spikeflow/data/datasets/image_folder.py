@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from spikeflow._checks import check_flag
+from spikeflow.data._indexing import check_index
 from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
 from spikeflow.data.datasets._common import augment_policy, first_names
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -456,9 +457,7 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self._listing)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} is out of range for {len(self)} samples")
-        index %= len(self)
+        index = check_index(type(self).__name__, index, len(self))
         sample = self.pipeline(self.load_image(index))
         if self.transform is not None:
             sample = self.transform(sample)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import Archive, _root_lock, augment_policy, how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.download import download_url
@@ -111,6 +112,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return int(self.labels.shape[0])
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
+        index = check_index(type(self).__name__, index, len(self))
         image: Any = torch.from_numpy(np.array(self.images[index], dtype=np.float32) / 255.0)
         if self.augment:
             for step in self._augmentation_steps:

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from spikeflow.data._indexing import check_index
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import import_optional, read_head, seconds_to_us, sort_by_time
 
@@ -204,14 +205,12 @@ class SpikingAudioFile(HDF5Reader):
         """Sample ``index`` as ``(recording, label)``; the events are sorted by time.
 
         Raises:
-            IndexError: ``index`` out of range.
+            IndexError: ``index`` out of range (negative indices count from the end).
+            ConfigurationError: ``index`` is not an integer (a bool included).
             DataFormatError: times and units of different lengths, a time that is not
                 a finite non-negative number, or a unit outside ``[0, channels)``.
         """
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"sample {index} out of range for {n} samples")
-        index %= n
+        index = check_index(str(self.path), index, len(self))
         times = self._read(self._times, "spikes/times", index).reshape(-1)
         units = self._read(self._units, "spikes/units", index).reshape(-1)
         label = self._read(self._labels, "labels", index).reshape(-1)
