@@ -5,6 +5,9 @@ folder."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from spikeflow.data import (
     make_events,
 )
 from spikeflow.data.cache import ArrayCache, CacheCorruptionWarning
+from spikeflow.data.cached_dataset import STALE_AFTER_S
 from spikeflow.errors import ConfigurationError
 
 
@@ -276,3 +280,164 @@ def test_real_nmnist_events_through_the_cache_and_dataloader_workers(tmp_path):
     assert torch.equal(torch.cat(batches), torch.stack(direct))
     recording, label = DiskCachedDataset(nmnist, tmp_path)[5]  # written by the workers
     assert label == nmnist[5][1] and recording.events.tobytes() == nmnist[5][0].events.tobytes()
+
+
+def test_a_cache_that_cannot_be_written_warns_once_per_dataset(tmp_path, monkeypatch):
+    def read_only(self, key, array):
+        raise PermissionError(13, "Permission denied", str(self.directory))
+
+    monkeypatch.setattr(ArrayCache, "store", read_only)
+    for _ in range(2):  # each dataset object warns once, naming the folder
+        data = DiskCachedDataset(Kinds(), tmp_path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                for i in range(len(data)):
+                    assert all(same(a, b) for a, b in zip(Kinds()[i], data[i])), i
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 1, messages
+        assert str(data.cache.directory) in messages[0] and "without caching" in messages[0]
+        assert caught[0].category is RuntimeWarning
+
+
+def test_reset_while_another_process_writes_an_entry(tmp_path, monkeypatch):
+    data, writer = DiskCachedDataset(Kinds(), tmp_path), DiskCachedDataset(Kinds(), tmp_path)
+    for i in range(3):
+        data[i]
+    folder = data.cache.directory
+    old = {p.parent.name for p in folder.glob("*/*.sfc")}
+    late = writer.cache.path_for({"index": 3, "copy": 0})
+    assert len(old) == 3 and late.parent.name not in old  # a folder the removal did not list
+    rmdir, wrote = os.rmdir, []
+
+    def busy_rmdir(*args, **kwargs):  # another writer's entry lands amid the removal
+        if not wrote:
+            wrote.append(1)
+            writer[3]
+        return rmdir(*args, **kwargs)
+
+    monkeypatch.setattr(os, "rmdir", busy_rmdir)
+    fresh = DiskCachedDataset(Kinds(), tmp_path, reset_cache=True)
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    assert wrote and [p.name for p in tmp_path.iterdir()] == [folder.name]  # no leftovers
+    assert sorted(folder.glob("*/*.sfc")) == [late]  # the old entries went, the new one stayed
+    assert all(same(a, b) for a, b in zip(Kinds()[3], fresh[3]))
+    DiskCachedDataset(Kinds(), tmp_path / "new", reset_cache=True)  # nothing to delete
+    monkeypatch.setattr(shutil, "rmtree", lambda path, ignore_errors=False: None)
+    with pytest.warns(RuntimeWarning, match="could not delete all of .*deleting"):
+        DiskCachedDataset(Kinds(), tmp_path, reset_cache=True)
+    assert not folder.exists()  # reset all the same: the old folder was renamed
+
+
+class Mutable:
+    def __init__(self) -> None:
+        self.seen = [0]
+
+
+def test_in_place_transforms_do_not_change_the_cache(tmp_path):
+    def sample():
+        events = make_events(np.array([1, 5]), np.array([2, 3]), np.array([0, 1]), np.array([1, 0]))
+        return {"rec": EventRecording(events, (34, 34, 2)), "frames": [torch.ones(2, 3)]}, np.ones(
+            2
+        )
+
+    def transform(data):  # what a careless augmentation does
+        if isinstance(data, Mutable):
+            data.seen.append(1)
+            return len(data.seen)
+        data["rec"].events["x"] += 1
+        data["frames"][0].mul_(2)
+        return data["rec"].events["x"].tolist(), data["frames"][0].sum().item()
+
+    def target_transform(target):
+        target += 1
+        return target.tolist()
+
+    def both(data, target):
+        target[0] *= 10
+        return transform(data), target.tolist()
+
+    original = sample()
+    for make in (MemoryCachedDataset, lambda d, **kw: DiskCachedDataset(d, tmp_path, **kw)):
+        for kwargs, pair in (
+            ({"transform": transform, "target_transform": target_transform}, [2.0, 2.0]),
+            ({"transforms": both}, [10.0, 1.0]),
+        ):
+            data = make(Listed([original, sample()]), **kwargs)
+            for _ in range(2):  # two epochs see the same
+                assert [data[0], data[1]] == [(([3, 4], 12.0), pair)] * 2
+    memory = MemoryCachedDataset(Listed([(Mutable(), 0)]), transform=transform)
+    assert [memory[0][0] for _ in range(2)] == [2, 2]  # other objects: deep-copied
+    assert original[0]["rec"].events["x"].tolist() == [2, 3] and original[1].tolist() == [1, 1]
+    untouched = MemoryCachedDataset(Listed([original]))  # no transform: no copy
+    assert untouched[0][0] is untouched[0][0] is original[0]
+
+
+class Counter(torch.utils.data.Dataset):
+    """A random dataset's stand-in: each read is a new value, 0, 1, 2, ..."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        self.n += 1
+        return self.n - 1, 0
+
+
+def test_an_explicit_generator_picks_the_copies_reproducibly(tmp_path, monkeypatch):
+    def first_reads(folder, generator) -> list[int]:  # copy k holds the k-th new value
+        data = DiskCachedDataset(Counter(), folder, num_copies=4, generator=generator)
+        return [data[0][0] for _ in range(12)]
+
+    def expected(seed: int) -> list[int]:  # the draws, each copy named by its first read
+        g, order = torch.Generator().manual_seed(seed), {}
+        return [order.setdefault(int(torch.randint(4, (), generator=g)), len(order))
+                for _ in range(12)]  # fmt: skip
+
+    state = torch.get_rng_state()
+    runs = [first_reads(tmp_path / f"{k}", torch.Generator().manual_seed(5)) for k in range(2)]
+    assert runs[0] == runs[1] == expected(5) != expected(6) and len(set(runs[0])) == 4
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator left alone
+    # In a DataLoader worker: the worker's seed, not the copy of `generator` it holds.
+    given = torch.Generator().manual_seed(5)
+    info = type("WorkerInfo", (), {"seed": 1234})
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
+    assert first_reads(tmp_path / "worker", given) == expected(1234) != expected(5)
+    assert torch.equal(given.get_state(), torch.Generator().manual_seed(5).get_state())
+    with pytest.raises(ConfigurationError, match=r"generator must be a torch\.Generator"):
+        DiskCachedDataset(Noisy(), tmp_path, num_copies=2, generator=5)
+
+
+def test_what_crashed_processes_left_is_removed_at_construction_when_old(tmp_path):
+    data = DiskCachedDataset(Kinds(), tmp_path)
+    entry = data.cache.store({"index": 0, "copy": 0}, np.zeros(3, np.uint8))
+    folder, hour_ago = data.cache.directory, time.time() - STALE_AFTER_S - 60
+    left = {  # a crashed write's temporary file, a crashed reset's renamed folder
+        "old": [entry.with_name(f".{entry.name}.x1.tmp"), tmp_path / f".{folder.name}.a1.deleting"],
+        "new": [entry.with_name(f".{entry.name}.x2.tmp"), tmp_path / f".{folder.name}.a2.deleting"],
+    }  # fmt: skip
+    for age, (tmp, trash) in left.items():
+        tmp.write_bytes(b"half")
+        (trash / "ab").mkdir(parents=True)
+        (trash / "ab" / "e.sfc").write_bytes(b"x")
+        if age == "old":
+            for path in (tmp, trash):
+                os.utime(path, (hour_ago, hour_ago))
+    other = tmp_path / ".cached-Other-0123456789abcdef.a3.deleting"  # another dataset's
+    other.mkdir()
+    os.utime(other, (hour_ago, hour_ago))
+    DiskCachedDataset(Kinds(), tmp_path)
+    assert not any(p.exists() for p in left["old"])
+    assert all(p.exists() for p in [*left["new"], other, entry])  # maybe still in use
+    # The folder is listed for temporaries at most once an hour (it may be huge).
+    tmp = left["old"][0]
+    tmp.write_bytes(b"half")
+    os.utime(tmp, (hour_ago, hour_ago))
+    DiskCachedDataset(Kinds(), tmp_path)
+    assert tmp.exists()
+    os.utime(folder / ".last-clean-up", (hour_ago, hour_ago))
+    DiskCachedDataset(Kinds(), tmp_path)
+    assert not tmp.exists() and entry.exists()
