@@ -343,6 +343,15 @@ def test_hardvs(tmp_path):
     )
     frames, _ = HARDVS(root, data_type="frame", frames_number=2)[2]
     assert frames.shape == (2, 2, 260, 346) and frames.sum().item() == 40
+    assert (train.split, val.split, test.split) == ("train", "val", "test") and not val.train
+    assert HARDVS(root, split="test", train=False).targets == test.targets
+    with pytest.raises(ConfigurationError, match=r"split='val' contradicts train=True"):
+        HARDVS(root, split="val", train=True)
+    with pytest.raises(ConfigurationError, match=r"HARDVS: split must be one of \('train', "
+                       r"'val', 'test'\); got 'valid'"):  # fmt: skip
+        HARDVS(root, split="valid")
+    with pytest.raises(ConfigurationError, match=r"HARDVS takes no download argument: .*manual"):
+        HARDVS(root, download=True)
     with pytest.raises(DatasetNotFoundError) as info:
         HARDVS(tmp_path / "none")
     assert "MINI_HARDVS_files.zip" in str(info.value) and "github.com/Event-AHU" in str(info.value)

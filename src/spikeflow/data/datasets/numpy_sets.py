@@ -14,6 +14,7 @@ from spikeflow.data.datasets._common import (
     prepare_dataset_root,
 )
 from spikeflow.data.datasets._names import DVSLIP_CLASSES, ES_IMAGENET_CLASSES, HARDVS_CLASSES
+from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording
 from spikeflow.data.io.numpy_layouts import read_dvs_lip, read_es_imagenet, read_hardvs
@@ -135,20 +136,21 @@ class ESImageNet(NeuromorphicDataset):
         return read_es_imagenet(path, self.sensor_size[:2])
 
 
-class HARDVS(NeuromorphicDataset):
+class HARDVS(NamedSplitDataset):
     """HARDVS (Wang et al., 2024): 300 human actions recorded by a DAVIS346 (346x260, 2
     polarities); ``.npz`` files of ``t, x, y, p`` (the layout SpikingJelly reads) read by
     :func:`~spikeflow.data.io.read_hardvs`; the official train/val/test lists.
 
     Layout: ``root/action_<nnn>/<sample>.npz`` and ``root/{train,val,test}_label.txt``
     whose lines start with ``action_<nnn>/<sample>``; label ``nnn - 1`` (0-299).
-    ``split`` is ``"train"``, ``"val"`` or ``"test"`` (``train=`` also accepted). The
-    files are shared through cloud drives linked from the project page, so the download
-    is manual. ``MINI_HARDVS_files.zip`` put in ``root`` is MD5-checked (SpikingJelly's
-    checksum) and extracted as SpikingJelly does: it holds
-    ``MINI_HARDVS_files/action_<nnn>.zip``, each extracted into ``root/action_<nnn>/``.
-    The three ``*_label.txt`` files are separate downloads (not in the zip). Other
-    arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
+    ``split`` is ``"train"``, ``"val"`` or ``"test"`` (``train=True``/``False`` is also
+    accepted, as ``"train"``/``"test"``). The files are shared through cloud drives
+    linked from the project page, so the download is manual. ``MINI_HARDVS_files.zip``
+    put in ``root`` is MD5-checked (SpikingJelly's checksum) and extracted as
+    SpikingJelly does: it holds ``MINI_HARDVS_files/action_<nnn>.zip``, each extracted
+    into ``root/action_<nnn>/``. The three ``*_label.txt`` files are separate downloads
+    (not in the zip). Other arguments:
+    :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
     """
 
     sensor_size = (346, 260, 2)
@@ -168,6 +170,8 @@ class HARDVS(NeuromorphicDataset):
         "the zip)}"
     )
     _line = re.compile(r"action_(\d{3})/(\S+)")
+    #: The official split lists, ``<split>_label.txt``.
+    splits = ("train", "val", "test")
 
     def __init__(
         self,
@@ -176,19 +180,12 @@ class HARDVS(NeuromorphicDataset):
         train: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        if split is None:
-            split = "test" if train is False else "train"
-        if split not in ("train", "val", "test"):
-            raise ConfigurationError(f"split must be 'train', 'val' or 'test'; got {split!r}")
-        if train is not None and (split == "train") != bool(train):
-            raise ConfigurationError(f"split={split!r} contradicts train={train!r}")
-        self._split = split
-        super().__init__(root, train=split == "train", **kwargs)
-
-    @property
-    def split(self) -> str:
-        """``"train"``, ``"val"`` or ``"test"``."""
-        return self._split
+        if "download" in kwargs:  # NamedSplitDataset's argument, not HARDVS's
+            raise ConfigurationError(
+                f"HARDVS takes no download argument: its files need a manual download from "
+                f"{self.homepage}. Expected layout: {self.layout}"
+            )
+        super().__init__(root, split_from_train(split, train), False, **kwargs)
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         def extracted() -> bool:
