@@ -17,6 +17,7 @@ from spikeflow.data import EVENT_DTYPE, EventRecording
 from spikeflow.data.io import (
     decode_evt2,
     decode_evt3,
+    prophesee,
     read_aedat2,
     read_aedat2_header,
     read_aedat4,
@@ -30,6 +31,7 @@ from spikeflow.data.io import (
     read_evt2,
     read_evt3,
     read_gesture_labels,
+    read_prophesee_raw,
     read_stmnist,
 )
 from spikeflow.errors import DataFormatError
@@ -224,6 +226,29 @@ def test_evt3_real_files_match_the_reference_state_machine(name, count):
     assert len(ref) > 2_000
     assert as_tuples(rec, len(ref)) == ref
     assert read_events(path).events.tobytes() == rec.events.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "reader"),
+    [
+        ("prophesee-evt2", "evt2_sample.raw", read_evt2),
+        ("prophesee-evt3", "evt3_sample.raw", read_evt3),
+    ],
+)
+def test_read_prophesee_raw_parses_the_header_once(folder, name, reader, monkeypatch):
+    path = ef(folder, name)
+    parse, calls = prophesee.parse_prophesee_header, []
+
+    def counted(*args):
+        calls.append(args[1:])
+        return parse(*args)
+
+    monkeypatch.setattr(prophesee, "parse_prophesee_header", counted)
+    rec = read_prophesee_raw(path)
+    assert calls == [(path,)]  # once, for the encoding and the decoder both
+    expected = reader(path)
+    assert (rec.sensor_size, rec.source) == (expected.sensor_size, expected.source)
+    assert rec.events.tobytes() == expected.events.tobytes()
 
 
 def test_dat_equals_reference_decode():

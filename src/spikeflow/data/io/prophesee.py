@@ -157,14 +157,21 @@ def _check_encoding(fields: dict[str, str], want: str | None, path: PathArg) -> 
 
 
 def _evt_recording(
-    raw: RawBytes, sensor_size: tuple[int, int] | None, path: PathArg, name: str
+    raw: RawBytes,
+    sensor_size: tuple[int, int] | None,
+    path: PathArg,
+    name: str,
+    header: tuple[dict[str, str], int] | None = None,
 ) -> EventRecording:
     """Decode an EVT 2.0 (``name="evt2"``) or 3.0 file: its header (refused when empty or
-    naming another encoding), then its words, compiled when possible, else with numpy
-    (which also names every problem)."""
+    naming another encoding; ``header``: what :func:`parse_prophesee_header` gave for
+    ``raw``, checked to name ``name`` already), then its words, compiled when possible,
+    else with numpy (which also names every problem)."""
     data = as_bytes(raw)
-    fields, start = parse_prophesee_header(data, path)  # refuses an empty file
-    _check_encoding(fields, name, path)
+    if header is None:
+        header = parse_prophesee_header(data, path)  # refuses an empty file
+        _check_encoding(header[0], name, path)
+    fields, start = header
     sensor = sensor_size or _sensor_from_header(fields)
     size = 4 if name == "evt2" else 2
     c = _decode_c("sf_" + name, data, start, size, sensor)
@@ -247,13 +254,17 @@ def read_evt3(path: str | PathLike, sensor_size: tuple[int, int] | None = None) 
 def read_prophesee_raw(
     path: str | PathLike, sensor_size: tuple[int, int] | None = None
 ) -> EventRecording:
-    """Read a ``.raw`` file, choosing EVT 2.0 or 3.0 from its header."""
+    """Read a ``.raw`` file, choosing EVT 2.0 or 3.0 from its header (parsed once).
+
+    Raises:
+        DataFormatError: as :func:`decode_evt2`, and a header that names no encoding or
+            one other than EVT 2.0 and 3.0.
+    """
     data = read_bytes(path)
-    enc = _check_encoding(parse_prophesee_header(data, path)[0], None, path)
-    if enc == "evt2":
-        return decode_evt2(data, sensor_size, path)
-    if enc == "evt3":
-        return decode_evt3(data, sensor_size, path)
+    header = parse_prophesee_header(data, path)
+    enc = _check_encoding(header[0], None, path)
+    if enc in ("evt2", "evt3"):
+        return _evt_recording(data, sensor_size, path, enc, header)
     raise format_error(
         path,
         0,
