@@ -6,14 +6,17 @@ folder."""
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import time
 import warnings
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing  # registers ForkingPickler's reductions of tensors
 
 from conftest import require_shared_data
 from spikeflow.data import (
@@ -407,6 +410,12 @@ def test_an_explicit_generator_picks_the_copies_reproducibly(tmp_path, monkeypat
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
     assert first_reads(tmp_path / "worker", given) == expected(1234) != expected(5)
     assert torch.equal(given.get_state(), torch.Generator().manual_seed(5).get_state())
+    # What a DataLoader worker gets: the generator's state as bytes, not as a tensor in
+    # shared memory, which a spawned worker failed to rebuild ("unable to resize file").
+    data = DiskCachedDataset(Counter(), tmp_path / "pickled", num_copies=4, generator=given)
+    raw = bytes(ForkingPickler.dumps(data))
+    assert b"rebuild_storage" not in raw
+    assert torch.equal(pickle.loads(raw).generator.get_state(), given.get_state())
     with pytest.raises(ConfigurationError, match=r"generator must be a torch\.Generator"):
         DiskCachedDataset(Noisy(), tmp_path, num_copies=2, generator=5)
 

@@ -336,8 +336,28 @@ class DiskCachedDataset(_Transformed):
             _remove_folder(self.cache.directory)
         _remove_stale(self.cache, STALE_AFTER_S)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps (the copy a DataLoader worker gets): ``generator`` as its
+        device and state bytes, not as a torch.Generator, whose state tensor a spawned
+        worker could not rebuild from shared memory ("unable to resize file")."""
+        state = dict(self.__dict__)
+        state["_worker_generator"] = None  # made again from the worker's seed
+        if self.generator is not None:
+            raw = self.generator.get_state().numpy().tobytes()
+            state["generator"] = (str(self.generator.device), raw)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild what :meth:`__getstate__` kept."""
+        if state.get("generator") is not None:
+            device, raw = state["generator"]
+            generator = torch.Generator(device)
+            generator.set_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+            state["generator"] = generator
+        self.__dict__.update(state)
+
     def _draw_copy(self) -> int:
-        """The copy a read picks (module docstring, ``generator``)."""
+        """The copy a read picks (see ``generator`` in the class docstring)."""
         generator = self.generator
         if generator is not None:
             info = torch.utils.data.get_worker_info()
@@ -346,7 +366,8 @@ class DiskCachedDataset(_Transformed):
                     mine = torch.Generator().manual_seed(info.seed)
                     self._worker_generator = (info.seed, mine)
                 generator = self._worker_generator[1]
-        return int(torch.randint(self.num_copies, (), generator=generator))
+        device = None if generator is None else generator.device  # a CUDA generator too
+        return int(torch.randint(self.num_copies, (), generator=generator, device=device))
 
     def _cached(self, i: int) -> tuple[Any, Any]:
         which = 0 if self.num_copies == 1 else self._draw_copy()
