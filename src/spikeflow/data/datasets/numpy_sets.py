@@ -178,6 +178,7 @@ class HARDVS(NamedSplitDataset):
         root: str | os.PathLike,
         split: str | None = None,
         train: bool | None = None,
+        *args: Any,
         **kwargs: Any,
     ) -> None:
         if "download" in kwargs:  # NamedSplitDataset's argument, not HARDVS's
@@ -185,7 +186,7 @@ class HARDVS(NamedSplitDataset):
                 f"HARDVS takes no download argument: its files need a manual download from "
                 f"{self.homepage}. Expected layout: {self.layout}"
             )
-        super().__init__(root, split_from_train(split, train), False, **kwargs)
+        super().__init__(root, split_from_train(split, train), *args, **kwargs)
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         def extracted() -> bool:
