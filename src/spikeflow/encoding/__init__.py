@@ -34,6 +34,9 @@ code of a counter-based encoder is periodic (period ``T``, or ``P`` / ``K`` for 
 periodic and phase encoders): a streaming run longer than one period starts the code
 again.
 
+:func:`target_spike_trains` and :func:`ramp_targets` make the target trains of
+rate-coded losses (snnTorch's ``spikegen.targets_rate`` and its ``interpolate``).
+
 Out-of-range inputs raise :class:`~spikeflow.errors.ConfigurationError` naming the
 observed minimum and maximum; checking the range (or for NaN) reads numbers back from
 the device (one synchronisation per call).
@@ -44,9 +47,11 @@ from spikeflow.encoding.learnable_population import LearnablePopulationEncoder
 from spikeflow.encoding.lif import ConstantCurrentLIFEncoder, FirstSpikeFilter
 from spikeflow.encoding.population import GaussianPopulationEncoder, population_rbf
 from spikeflow.encoding.rate import PoissonEncoder, SignedPoissonEncoder
+from spikeflow.encoding.targets import FIRING_PATTERNS, ramp_targets, target_spike_trains
 from spikeflow.encoding.temporal import LatencyEncoder, PeriodicEncoder, WeightedPhaseEncoder
 
 __all__ = [
+    "FIRING_PATTERNS",
     "ConstantCurrentLIFEncoder",
     "DeltaModulationEncoder",
     "FirstSpikeFilter",
@@ -59,4 +64,6 @@ __all__ = [
     "WeightedPhaseEncoder",
     "delta_modulation",
     "population_rbf",
+    "ramp_targets",
+    "target_spike_trains",
 ]

@@ -24,10 +24,18 @@ def check_float_input(x: object, who: str) -> Tensor:
     return x
 
 
-def check_range(x: Tensor, low: float, high: float, who: str, strict_high: bool = False) -> None:
+def check_range(
+    x: Tensor,
+    low: float,
+    high: float,
+    who: str,
+    strict_high: bool = False,
+    hint: str = "Normalise the input first.",
+) -> None:
     """Raise a :class:`ConfigurationError` unless every element of ``x`` is in range.
 
-    The range is ``[low, high]``, or ``[low, high)`` if ``strict_high``.
+    The range is ``[low, high]``, or ``[low, high)`` if ``strict_high``; the message
+    ends with ``hint``.
     """
     if x.numel() == 0:
         return
@@ -39,7 +47,7 @@ def check_range(x: Tensor, low: float, high: float, who: str, strict_high: bool 
         nan = " (the input contains NaN)" if math.isnan(lo) or math.isnan(hi) else ""
         raise ConfigurationError(
             f"{who} expects inputs in [{low:g}, {high:.10g}{bracket}; observed min "
-            f"{lo:.10g}, max {hi:.10g}{nan}. Normalise the input first."
+            f"{lo:.10g}, max {hi:.10g}{nan}. {hint}"
         )
 
 
