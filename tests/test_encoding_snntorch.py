@@ -232,6 +232,11 @@ def test_poisson_equals_snntorch_rate_with_the_same_seed(dtype):
     want = sg.rate(x, time_var_input=True)
     torch.manual_seed(5)
     assert torch.equal(PoissonEncoder(1, step_mode="s")(x), want)
+    # rate_conv: one clamped draw per element
+    torch.manual_seed(6)
+    want = sg.rate_conv(2.0 * x - 0.5)
+    torch.manual_seed(6)
+    assert torch.equal(PoissonEncoder(1, step_mode="s")((2.0 * x - 0.5).clamp(0, 1)), want)
 
 
 def test_poisson_gain_offset_deterministic_cases():
@@ -381,6 +386,17 @@ def test_uniform_targets_in_distribution_like_snntorch():
         [sg.target_rate_code(T, t0, rate, firing_pattern="uniform")[0] for _ in range(600)]
     )
     assert draws[:, :t0].sum() == 0 and within(draws[:, t0:].sum(0), 600, p)
+
+
+def test_one_hot_rows():
+    sg = spikegen()
+    labels = torch.tensor([3, 0, 2, 2])
+    one_hot = F.one_hot(labels, 5).float()
+    assert torch.equal(sg.to_one_hot(labels, 5), one_hot)
+    assert torch.equal(target_spike_trains(labels, 5, 1)[0], one_hot)
+    assert torch.equal(sg.from_one_hot(one_hot[0]), one_hot[0].argmax(-1, keepdim=True))
+    # on a batch snnTorch's from_one_hot gives the rows, not the classes
+    assert sg.from_one_hot(one_hot).tolist() == [0, 1, 2, 3] != one_hot.argmax(-1).tolist()
 
 
 def test_target_errors():
