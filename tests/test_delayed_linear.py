@@ -230,6 +230,22 @@ def test_delay_snn_is_the_authors_shd_network():
     assert frames(torch.rand(4, 2, 2, 34, 34)).shape == (4 + 36, 2, 10)
 
 
+@pytest.mark.parametrize("value", ["False", 0, None])
+def test_delay_snn_built_directly_checks_batch_norm_as_create_model_does(value):
+    # A string "False" is true: built directly, DelaySNN took it as batch_norm=True.
+    from spikeflow.models import create_model
+    from spikeflow.models.delays import DelaySNN
+
+    message = rf"model 'delay_snn': argument batch_norm must be true or false, got {value!r} \("
+    with pytest.raises(ConfigurationError, match=message) as direct:
+        DelaySNN(in_features=4, hidden=2, batch_norm=value)
+    with pytest.raises(ConfigurationError) as created:
+        create_model("delay_snn", in_features=4, hidden=2, batch_norm=value)
+    assert str(direct.value) == str(created.value)
+    plain = DelaySNN(in_features=4, hidden=2, batch_norm=False)
+    assert not any(isinstance(m, layers.BatchNorm1d) for m in plain.modules())
+
+
 def test_the_trainer_narrows_the_widths_and_gives_delays_their_learning_rate(tmp_path):
     pytest.importorskip("sklearn", reason="the digits need scikit-learn")
     from spikeflow.training import Trainer, load_checkpoint

@@ -27,6 +27,8 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
+    annotated_signature,
+    check_bool_arguments,
     check_dense_net,
     check_positive_int,
     flat_steps,
@@ -90,6 +92,10 @@ class DelaySNN(nn.Module):
         extend_time: extend each DelayedLinear's input by ``(K - 1) // 2`` zero steps
             (the authors'; the network then runs on whole sequences only).
         neuron, neuron_kwargs: the hidden neurons, over :data:`DELAY_NEURON_DEFAULTS`.
+
+    Raises:
+        ConfigurationError: a bad argument (named), such as a ``batch_norm`` that is not
+            True or False (the message of ``create_model("delay_snn", ...)``).
     """
 
     def __init__(
@@ -114,6 +120,11 @@ class DelaySNN(nn.Module):
             "DelaySNN", num_classes, hidden, hidden_layers, dropout, in_features, in_channels,
             input_size,
         )  # fmt: skip
+        # As create_model checks it, with its message (a string such as "False" is true).
+        parameter = {"batch_norm": annotated_signature(DelaySNN).parameters["batch_norm"]}
+        batch_norm = check_bool_arguments(
+            parameter, {"batch_norm": batch_norm}, "model 'delay_snn'"
+        )["batch_norm"]
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=DELAY_NEURON_DEFAULTS)
         if readout_tau is None:
             readout_tau = float((neuron_kwargs or {}).get("tau", DELAY_NEURON_DEFAULTS["tau"]))
