@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import fused_backends, kernel_device
 from spikeflow.kernels import TraceError, registry
-from spikeflow.neurons import BaseNode, LIFNode, ParametricLIFNode
+from spikeflow.neurons import BaseNode, LIFNode, ParametricLIFNode, TernaryLIFNode
 from spikeflow.surrogate import Sigmoid
 
 GAIN = 0.5  # read by _gained_charge: a captured number
@@ -106,6 +106,19 @@ def test_fused_neurons_compile_into_one_graph(backend, monkeypatch):
     out, grad = spikes_and_grad(torch.compile(net, backend="aot_eager", fullgraph=True), x)
     assert_matches_reference(net, out, grad, x)
     assert built, "auto under torch.compile ran the reference loop, not the fused kernels"
+
+
+def test_a_declared_fire_rule_compiles_into_one_graph(monkeypatch):
+    # The compiled lookup rebuilds the declaration from its functions' parts: without
+    # its fire rule the kernels fired by one Heaviside (binary spikes).
+    built = []
+    monkeypatch.setattr(registry, "entry_key", _recording(registry.entry_key, built))
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(8, 16), TernaryLIFNode(v_reset=0.2, backend="cpu"))
+    x = torch.randn(6, 3, 8) * 3
+    out, grad = spikes_and_grad(torch.compile(net, backend="aot_eager", fullgraph=True), x)
+    assert_matches_reference(net, out, grad, x)
+    assert built and (out == -1).any()
 
 
 def _recording(fn, calls):

@@ -4,7 +4,10 @@ Hand-computed signed spikes and membranes; spikes, membranes (every step and the
 and float64 input gradients equal to SpikingJelly's for IF and LIF (both
 ``decay_input``), hard reset to 0 and to a non-zero value, signed soft reset,
 ``detach_reset`` both ways, multi-step and single-step, and the continuous
-(``spiking=False``) mode; float64 gradcheck through the loop; streaming; the errors.
+(``spiking=False``) mode, on the reference loop; the fused C and Triton kernels (their
+fire rule declared: ``fire`` of the declaration) equal to the reference loop and to
+SpikingJelly, in float64 and float32; float64 gradcheck of every backend, a learnable
+threshold included; streaming; the errors.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import contextlib
 import pytest
 import torch
 
+from conftest import fused_backends, kernel_device
+from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, StateError
 from spikeflow.neurons import TernaryIFNode, TernaryLIFNode
@@ -28,37 +33,39 @@ sj_functional = pytest.importorskip("spikingjelly.activation_based.functional")
 
 F64 = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-12)
+FUSED = fused_backends()
 
 
 def test_hand_computed_hard_and_soft_reset():
     # IF, θ = 1. X = [1.5, -0.7, -0.6, 0.2] (one neuron).
     # hard reset to 0: H = 1.5 fires +1, V = 0; H = -0.7, V = -0.7; H = -1.3 fires -1,
     # V = 0; H = 0.2, V = 0.2.
+    # (the reference loop: the kernels are checked against it below)
     x = torch.tensor([1.5, -0.7, -0.6, 0.2], dtype=F64).view(-1, 1)
-    node = TernaryIFNode(store_v_seq=True)
+    node = TernaryIFNode(store_v_seq=True, backend="torch")
     assert node(x).view(-1).tolist() == [1.0, 0.0, -1.0, 0.0]
     torch.testing.assert_close(node.v_seq.view(-1), torch.tensor([0.0, -0.7, 0.0, 0.2], dtype=F64))
     # signed soft reset: V = 1.5 - 1 = 0.5; -0.2; -0.8; -0.6 (no -1: |H| < θ throughout)
-    node = TernaryIFNode(v_reset=None, store_v_seq=True)
+    node = TernaryIFNode(v_reset=None, store_v_seq=True, backend="torch")
     assert node(x).view(-1).tolist() == [1.0, 0.0, 0.0, 0.0]
     torch.testing.assert_close(
         node.v_seq.view(-1), torch.tensor([0.5, -0.2, -0.8, -0.6], dtype=F64)
     )
     # both thresholds are inclusive; strict_firing makes them exclusive
     edge = torch.tensor([[1.0, -1.0]])
-    assert TernaryIFNode()(edge).tolist() == [[1.0, -1.0]]
-    assert TernaryIFNode(strict_firing=True)(edge).tolist() == [[0.0, 0.0]]
+    assert TernaryIFNode(backend="torch")(edge).tolist() == [[1.0, -1.0]]
+    assert TernaryIFNode(strict_firing=True, backend="torch")(edge).tolist() == [[0.0, 0.0]]
 
 
-def _pair(kind, v_reset, detach_reset, step_mode, spiking=True):
+def _pair(kind, v_reset, detach_reset, step_mode, spiking=True, backend="torch"):
     ours_sg, sj_sg = Sigmoid(spiking=spiking), sj_surrogate.Sigmoid(spiking=spiking)
     if kind == "if":
         args = (1.0, v_reset)
-        return (TernaryIFNode(*args, ours_sg, detach_reset, step_mode, True),
+        return (TernaryIFNode(*args, ours_sg, detach_reset, step_mode, True, backend=backend),
                 sj_neuron.TernaryIFNode(*args, sj_sg, detach_reset, step_mode, True))  # fmt: skip
     decay_input = kind == "lif"
     args = (3.0, decay_input, 0.8, v_reset)
-    return (TernaryLIFNode(*args, ours_sg, detach_reset, step_mode, True),
+    return (TernaryLIFNode(*args, ours_sg, detach_reset, step_mode, True, backend=backend),
             sj_neuron.TernaryLIFNode(*args, sj_sg, detach_reset, step_mode, True))  # fmt: skip
 
 
@@ -76,7 +83,7 @@ def _run(node, x, step_mode):
 @pytest.mark.parametrize("step_mode", ["m", "s"])
 def test_equal_to_spikingjelly(float64, kind, v_reset, step_mode):
     """Spikes, membranes after reset and input gradients (through both), with and
-    without ``detach_reset``."""
+    without ``detach_reset``, on the reference loop."""
     torch.manual_seed(1)
     x = torch.randn(12, 3, 5) * (1.5 if kind == "if" else 3.0)
     g, gv = torch.randn_like(x), torch.randn_like(x)
@@ -91,6 +98,58 @@ def test_equal_to_spikingjelly(float64, kind, v_reset, step_mode):
         (g2,) = torch.autograd.grad((s2 * g).sum() + (v2 * gv).sum(), x2)
         assert g1.abs().sum() > 0
         torch.testing.assert_close(g1, g2, **TIGHT)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize(("kind", "v_reset"),
+                         [("if", 0.3), ("lif", None), ("lif_no_decay_input", 0.0)])  # fmt: skip
+def test_fused_kernels_equal_the_reference_and_spikingjelly(float64, backend, kind, v_reset):
+    """The kernels generated from the declared fire rule (two thresholds, each with the
+    surrogate derivative; the hard reset's event ``P + N``): spikes and membranes
+    identical to the reference loop's and SpikingJelly's, input gradients equal, with
+    and without ``detach_reset``."""
+    device = kernel_device(backend)
+    torch.manual_seed(3)
+    x = torch.randn(10, 2, 4) * (1.5 if kind == "if" else 3.0)
+    g, gv = torch.randn_like(x), torch.randn_like(x)
+    for detach_reset in (False, True):
+        fused, theirs = _pair(kind, v_reset, detach_reset, "m", backend=backend)
+        reference, _ = _pair(kind, v_reset, detach_reset, "m")
+        runs = []
+        for node, on in ((fused.to(device), device), (reference, "cpu"), (theirs, "cpu")):
+            xi = x.to(on).requires_grad_()
+            s = node(xi)
+            (grad,) = torch.autograd.grad((s * g.to(on)).sum() + (node.v_seq * gv.to(on)).sum(), xi)
+            runs.append((s.cpu(), node.v_seq.cpu(), grad.cpu()))
+        (s1, v1, g1), (s2, v2, g2), (s3, v3, g3) = runs
+        assert torch.equal(s1, s2) and torch.equal(s1, s3)
+        assert torch.equal(v1, v2) and torch.equal(v1, v3)
+        assert (s1 == 1).any() and (s1 == -1).any() and g1.abs().sum() > 0
+        torch.testing.assert_close(g1, g2, **TIGHT)
+        torch.testing.assert_close(g1, g3, **TIGHT)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_kernels_float32_spikes_identical(backend):
+    """In float32 too: the kernels compute what the reference loop computes, in its
+    order (the spikes and membranes bit for bit); ``strict_firing`` in the kernels."""
+    device = kernel_device(backend)
+    torch.manual_seed(4)
+    x = torch.randn(16, 3, 8) * 3.0
+    out = []
+    for b, on in ((backend, device), ("torch", "cpu")):
+        node = TernaryLIFNode(tau=2.5, v_threshold=0.7, store_v_seq=True, backend=b).to(on)
+        xi = x.to(on).requires_grad_()
+        s = node(xi)
+        (grad,) = torch.autograd.grad((s * torch.cos(xi)).sum(), xi)
+        out.append((s.cpu(), node.v_seq.cpu(), grad.cpu()))
+    (s1, v1, g1), (s2, v2, g2) = out
+    assert torch.equal(s1, s2) and torch.equal(v1, v2) and (s1 == -1).any()
+    torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-6)
+    # both thresholds inclusive, or exclusive with strict_firing, in the kernels too
+    edge = torch.tensor([[1.0, -1.0, 0.5]], device=device)
+    assert TernaryIFNode(backend=backend)(edge).tolist() == [[1.0, -1.0, 0.0]]
+    assert TernaryIFNode(strict_firing=True, backend=backend)(edge).tolist() == [[0.0, 0.0, 0.0]]
 
 
 @pytest.mark.parametrize("v_reset", [0.0, None])
@@ -108,18 +167,31 @@ def test_continuous_mode_equal_to_spikingjelly(float64, v_reset):
                                torch.autograd.grad((s2 * g).sum(), x2)[0], **TIGHT)  # fmt: skip
 
 
-@pytest.mark.parametrize("v_reset", [0.2, None])
-def test_gradcheck_float64(v_reset):
-    """The loop's gradients are the derivatives of its forward: gradcheck on a smooth
-    (``spiking=False``) surrogate, through the output and the membranes."""
-    node = TernaryLIFNode(tau=2.5, v_reset=v_reset, store_v_seq=True,
-                          surrogate_function=ATan(alpha=1.0, spiking=False))  # fmt: skip
-    x = (torch.randn(5, 2, 3, dtype=F64) * 2.0).requires_grad_()
+# Both resets on the reference loop and the C kernel; Triton's interpreter (slow) the hard.
+TRITON = [pytest.param(p.values[0], 0.2, marks=p.marks) for p in FUSED[1:]]
 
-    def outputs(x):
-        return node(x), node.v_seq
 
-    assert torch.autograd.gradcheck(outputs, (x,))
+@pytest.mark.parametrize(
+    ("backend", "v_reset"), [("torch", 0.2), ("torch", None), ("cpu", 0.2), ("cpu", None), *TRITON]
+)
+def test_gradcheck_float64(backend, v_reset):
+    """Every backend's gradients are the derivatives of its forward: gradcheck on a
+    smooth (``spiking=False``) surrogate, through the output and the membranes, of the
+    input and of a learnable threshold (both thresholds move with it)."""
+    device = kernel_device(backend)
+    torch.manual_seed(5)
+    x = (torch.randn(5, 2, 3, dtype=F64) * 2.0).to(device).requires_grad_()
+    theta = torch.tensor(0.9, dtype=F64, device=device).requires_grad_()
+
+    def outputs(x, theta, backend=backend):
+        smooth = ATan(alpha=1.0, spiking=False)
+        node = TernaryLIFNode(tau=2.5, v_threshold=theta.detach(), v_reset=v_reset,
+                              surrogate_function=smooth, store_v_seq=True, backend=backend,
+                              learnable_threshold=True)  # fmt: skip
+        spikes = torch.func.functional_call(node.to(device), {"v_threshold": theta}, (x,))
+        return spikes, node.v_seq
+
+    gradcheck_backend(backend, outputs, (x, theta), lambda x, t: outputs(x, t, "torch"))
 
 
 def test_streaming_run_and_no_state_leak():
@@ -159,11 +231,17 @@ def test_bad_arguments_are_named():
     with pytest.raises(ConfigurationError, match=r"v_threshold must be a finite float > 0"):
         TernaryIFNode(v_threshold=0.0)
     with pytest.raises(ConfigurationError, match=r"v_threshold must be a finite float > 0"):
-        TernaryIFNode(v_threshold=torch.tensor(1.0))
-    with pytest.raises(ConfigurationError, match=r"v_reset must be a float strictly between"):
+        TernaryIFNode(v_threshold=float("inf"))
+    with pytest.raises(ConfigurationError, match=r"v_threshold must be > 0 .* got tensor"):
+        TernaryIFNode(v_threshold=torch.tensor([1.0, -0.5]))
+    with pytest.raises(ConfigurationError, match=r"v_reset must be strictly between"):
         TernaryIFNode(v_reset=-1.0)
-    with pytest.raises(ConfigurationError, match=r"v_reset must be a float strictly between"):
+    with pytest.raises(ConfigurationError, match=r"v_reset must be strictly between"):
+        TernaryIFNode(v_threshold=torch.tensor([1.0, 0.4]), v_reset=-0.5)
+    with pytest.raises(ConfigurationError, match=r"v_threshold \(0.5\) must be above v_reset"):
         TernaryLIFNode(v_threshold=0.5, v_reset=0.6)
+    with pytest.raises(ConfigurationError, match="unknown backend 'gpu'"):
+        TernaryIFNode(backend="gpu")
     with pytest.raises(ConfigurationError, match="tau must be a finite number > 1"):
         TernaryLIFNode(tau=1.0)
     with pytest.raises(ConfigurationError, match="decay_input must be True or False"):

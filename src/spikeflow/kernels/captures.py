@@ -325,7 +325,7 @@ def _functions_of(source: Source) -> tuple[str, tuple]:
     (the forward; autograd differentiates it)."""
     if isinstance(source, NeuronDeclaration):
         return f"{source.name}'s equations", (source.charge, source.update, source.threshold,
-                                               source.reset_membrane)  # fmt: skip
+                                               source.reset_membrane, source.fire)  # fmt: skip
     cls, spiking = source  # type: ignore[misc]
     name = "derivative" if spiking else "primitive"
     return f"{cls.__name__}.{name}", (getattr(cls, name),)

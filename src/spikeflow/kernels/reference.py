@@ -59,6 +59,12 @@ def run_reference(
     update_kw = {name: params[name] for name in decl.update_params}
     threshold_kw = {name: params[name] for name in decl.threshold_params}
     reset_kw = {name: params[name] for name in decl.reset_params}
+    fire_kw = {name: params[name] for name in decl.fire_params}
+    surrogate, strict = rule.surrogate, rule.strict
+
+    def spike(u: Tensor) -> Tensor:  # a declared fire rule's spike function
+        return surrogate(u, strict=strict)
+
     spikes: list[Tensor] = []
     v_record: list[Tensor] = []
     # unbind, not x_seq[t]: indexing makes every step's backward allocate a zero tensor
@@ -70,7 +76,11 @@ def run_reference(
         theta = threshold
         if decl.threshold is not None:  # a state-dependent threshold (fire and soft reset)
             theta = decl.threshold(threshold, *aux, **threshold_kw)
-        s = rule.surrogate(h - theta, strict=rule.strict)
+        event = None  # the hard reset's event, when a declared fire rule gives one
+        if decl.fire is not None:  # the neuron's own fire rule (a ternary neuron's)
+            s, event = decl.fired(decl.fire(h, theta, spike, *aux, **fire_kw))
+        else:
+            s = surrogate(h - theta, strict=strict)
         s_reset = s.detach() if rule.detach_reset else s
         if decl.update is not None:
             aux = decl.updated(decl.update(h, s, *aux, **update_kw))
@@ -79,6 +89,8 @@ def run_reference(
         elif rule.v_reset is None:
             v = h - theta * s_reset
         else:
+            if event is not None:
+                s_reset = event.detach() if rule.detach_reset else event
             v = h * (1.0 - s_reset) + rule.v_reset * s_reset
         spikes.append(s)
         if record_v:

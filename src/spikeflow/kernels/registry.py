@@ -308,10 +308,12 @@ def _function_of(fn: object, instance: object, bound: tuple | None) -> object:
 
 
 def _declaration_of(parts: tuple, declared: tuple) -> NeuronDeclaration:
-    """The declaration from the parts of its four functions and (name, returns_aux)."""
-    charge, update, threshold, reset = (_function_of(*parts[i : i + 3]) for i in (0, 3, 6, 9))
+    """The declaration from the parts of its five functions and (name, returns_aux)."""
+    charge, update, threshold, reset, fire = (
+        _function_of(*parts[i : i + 3]) for i in (0, 3, 6, 9, 12)
+    )
     name, returns_aux = declared
-    return cached_declaration(charge, update, name, returns_aux, threshold, reset)  # type: ignore[arg-type]
+    return cached_declaration(charge, update, name, returns_aux, threshold, reset, fire)  # type: ignore[arg-type]
 
 
 @assume_constant_result
@@ -319,7 +321,7 @@ def _compiled_refusal(declared: tuple, surrogate: tuple, *parts: object) -> str 
     """Why the fused kernels cannot run this declaration and surrogate under
     torch.compile (None if they can), checked before Dynamo traces the reading of their
     captured values. ``surrogate``: (its class, spiking); ``parts``: the declaration's
-    four functions' :func:`_function_parts`, each one an argument."""
+    five functions' :func:`_function_parts`, each one an argument."""
     decl = _declaration_of(parts, declared)
     for source, who in ((decl, f"{decl.name}'s equations"),
                         (surrogate, f"{surrogate[0].__name__}'s functions")):  # fmt: skip
@@ -402,7 +404,8 @@ def compiled_entry_key(
     closures, the reset rule. Not on the surrogate instance or the neuron: identical
     neurons share one compiled graph."""
     parts = (*_function_parts(decl.charge), *_function_parts(decl.update),
-             *_function_parts(decl.threshold), *_function_parts(decl.reset_membrane))  # fmt: skip
+             *_function_parts(decl.threshold), *_function_parts(decl.reset_membrane),
+             *_function_parts(decl.fire))  # fmt: skip
     declared = (decl.name, decl.charge_returns_aux)
     sg = rule.surrogate
     cls, params = type(sg), sg.params

@@ -1,8 +1,9 @@
 """One time step of a declared neuron as a symbolic graph, and its vector-Jacobian product.
 
 This is what every fused backend generates code from: the declaration's charge and
-update functions, the shared fire/reset rule and the surrogate derivative, traced once
-into expressions (:mod:`spikeflow.kernels.expr`) and differentiated symbolically, so
+update functions, the shared fire/reset rule (or the declaration's own ``fire``, whose
+spike function may be called at several thresholds) and the surrogate derivative,
+traced once into expressions (:mod:`spikeflow.kernels.expr`) and differentiated symbolically, so
 nobody writes per-neuron backward code.
 """
 
@@ -141,13 +142,26 @@ def _build_step(
         thr_kw = {k: params[k] for k in decl.threshold_params}
         theta_eff = apply("add", _trace(f"{name}.threshold", decl.threshold, theta, *aux,
                                         **thr_kw), 0.0)  # fmt: skip
-    u = apply("sub", h, theta_eff)
-    if surrogate.spiking:
-        spike = apply("spike_strict" if strict else "spike", u)
-    else:  # the smooth primitive, as the reference path runs it (spiking=False)
+
+    def spike_of(u: object) -> Expr:
+        """The spike function, as the reference loop's surrogate computes it."""
+        if surrogate.spiking:
+            return apply("spike_strict" if strict else "spike", u)
+        # the smooth primitive, as the reference path runs it (spiking=False)
         primitive = type(surrogate).primitive
-        spike = apply("tofloat", _trace(f"{type(surrogate).__name__}.primitive", primitive, u,
-                                        **surrogate.params))  # fmt: skip
+        return apply("tofloat", _trace(f"{type(surrogate).__name__}.primitive", primitive, u,
+                                       **surrogate.params))  # fmt: skip
+
+    event = None  # the hard reset's event, when a declared fire rule gives one
+    if decl.fire is not None:  # the neuron's own fire rule (a ternary neuron's)
+        fire_kw = {k: params[k] for k in decl.fire_params}
+        fired = _trace(f"{name}.fire", decl.fire, h, theta_eff, spike_of, *aux, **fire_kw)
+        spike, event = decl.fired(fired)
+        spike = apply("add", spike, 0.0)  # a number (a constant output) as an expression
+        if event is not None:
+            event = apply("add", event, 0.0)
+    else:
+        spike = spike_of(apply("sub", h, theta_eff))
     s_reset = apply("nograd", spike) if detach_reset else spike
     if decl.update is not None:
         upd = _trace(f"{name}.update", decl.update, h, spike, *aux,
@@ -160,6 +174,8 @@ def _build_step(
     elif v_reset is None:
         v_new = apply("sub", h, apply("mul", theta_eff, s_reset))
     else:
+        if event is not None:
+            s_reset = apply("nograd", event) if detach_reset else event
         v_new = apply(
             "add",
             apply("mul", h, apply("sub", 1.0, s_reset)),

@@ -18,9 +18,9 @@
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
-* :mod:`~spikeflow.neurons.ternary`: ternary (signed) spikes, IF and LIF;
-  :mod:`~spikeflow.neurons.mpbn`: membrane potential batch normalisation (MPBN), both
-  stepped by a loop (:mod:`~spikeflow.neurons.loop`);
+* :mod:`~spikeflow.neurons.ternary`: ternary (signed) spikes, IF and LIF (a declared
+  fire rule with two thresholds); :mod:`~spikeflow.neurons.mpbn`: membrane potential
+  batch normalisation (MPBN), stepped by a loop (:mod:`~spikeflow.neurons.loop`);
   :mod:`~spikeflow.neurons.ilif`: the integer LIF (I-LIF).
 * :mod:`~spikeflow.neurons.converted`: IF neurons for ANN-to-SNN conversion (half-threshold
   start, activation-aware offset); :mod:`~spikeflow.neurons.few_spike`: few-spike neurons

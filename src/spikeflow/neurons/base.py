@@ -143,6 +143,10 @@ class BaseNode(MemoryModule):
     #: Optional ``reset_membrane(h, s, theta, *aux, **params)``: the membrane after
     #: firing, in place of the shared hard/soft reset (``aux`` as after ``update``).
     reset_membrane: ClassVar[staticmethod | None] = None
+    #: Optional ``fire(h, theta, spike, *aux, **params)``: the step's output (and the
+    #: hard reset's event) in place of the shared ``Θ(H - θ)``; see
+    #: :mod:`spikeflow.neurons.declaration`.
+    fire: ClassVar[staticmethod | None] = None
     #: Whether ``charge`` returns ``(H, *aux)`` (auxiliary state advanced before firing).
     charge_returns_aux: ClassVar[bool] = False
     #: Whether the output is the spikes. False for a neuron with an analog output
@@ -224,7 +228,7 @@ class BaseNode(MemoryModule):
         cls = type(self)
         return declare(
             cls.charge, cls.update, cls.__name__, cls.charge_returns_aux, cls.threshold,
-            cls.reset_membrane,
+            cls.reset_membrane, cls.fire,
         )  # fmt: skip
 
     def neuron_params(self) -> dict[str, Tensor | float]:
@@ -334,11 +338,20 @@ class BaseNode(MemoryModule):
         charge rounds the membrane to its grid, and the grid's values.
 
         Raises:
-            ConfigurationError: a quantized membrane's register does not fit ``dtype``.
+            ConfigurationError: a quantized membrane's register does not fit ``dtype``,
+                or the declaration has a fire rule of its own (``fire``), which the
+                quantized declaration does not carry yet.
         """
         decl = self.declaration()
         quantizer = self._modules.get("membrane_quantizer")
         if quantizer is not None:  # the membrane on a fixed-point grid (spikeflow.quant)
+            if decl.fire is not None:
+                raise ConfigurationError(
+                    f"membrane quantization of {type(self).__name__}: its declaration fires "
+                    "by a rule of its own (fire), which the quantized declaration would "
+                    "drop (it would fire by Θ(H - θ)); remove_membrane_quantization, or "
+                    "run it unquantized"
+                )
             quantizer.check_dtype(dtype, type(self).__name__)
             decl = quantizer.quantized(decl)
             params = {**params, **quantizer.grid(theta)}

@@ -30,9 +30,24 @@ A neuron model is declared by plain Python functions of elementwise ``torch`` co
     result replaces both shared reset rules; ``v_reset`` then only sets where the
     membrane starts.
 
+``fire(h, theta, spike, *aux, **params)`` (optional)
+    The firing rule, for neurons that do not fire by one ``Θ(H - θ)``: returns the
+    output ``S`` of the step from the charged membrane ``h``, the step's threshold
+    ``theta`` (after ``threshold``) and ``aux`` (as ``threshold`` sees it). ``spike(u)``
+    is the module's spike function, ``Θ(u)`` with the surrogate's derivative (``Θ(0)``
+    is 1, or 0 with ``strict_firing``; the surrogate's smooth primitive when it is built
+    with ``spiking=False``), which it may call on any number of expressions, each
+    differentiated by the surrogate at its own argument: a ternary neuron's
+    ``spike(h - theta) - spike(-h - theta)``. It may return ``(S, R)``: ``R`` is the
+    hard reset's event (``V = H (1 - R) + V_r R``), when that is not ``S`` itself (the
+    ternary neuron's ``|S|``, with the gradient of both events). The soft reset
+    subtracts ``θ S``; ``detach_reset`` detaches the event a reset uses; ``update`` and
+    ``reset_membrane`` receive ``S`` (a declaration with ``reset_membrane`` returns
+    ``S`` alone: its reset is its own).
+
 Firing (``S = Θ(H - θ)`` with a surrogate gradient) and reset (hard to ``v_reset`` or
 soft by subtraction) are shared rules configured on the module, not re-declared
-(unless a neuron declares ``reset_membrane``).
+(unless a neuron declares ``fire`` or ``reset_membrane``).
 
 Only elementwise arithmetic and ``torch`` math functions may appear in these functions
 (no in-place ops, no reductions, no data-dependent Python branching), which is what lets
@@ -72,9 +87,11 @@ class NeuronDeclaration:
         threshold_params: names of the keyword parameters of ``threshold``.
         reset_membrane: the reset function, or ``None`` (the shared hard/soft rule).
         reset_params: names of the keyword parameters of ``reset_membrane``.
+        fire: the firing rule, or ``None`` (the shared ``S = Θ(H - θ)``).
+        fire_params: names of the keyword parameters of ``fire``.
         aux_names: the state variables other than the membrane ``v`` (derived).
         param_names: every parameter the functions take (charge, update, threshold,
-            reset_membrane), in first-use order (derived).
+            fire, reset_membrane), in first-use order (derived).
     """
 
     name: str
@@ -88,6 +105,8 @@ class NeuronDeclaration:
     threshold_params: tuple[str, ...] = ()
     reset_membrane: Callable[..., object] | None = None
     reset_params: tuple[str, ...] = ()
+    fire: Callable[..., object] | None = None
+    fire_params: tuple[str, ...] = ()
     # Derived fields, not properties: under torch.compile a declaration is a constant
     # of the graph, whose plain attributes Dynamo reads but whose properties it cannot.
     aux_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -95,7 +114,9 @@ class NeuronDeclaration:
 
     def __post_init__(self) -> None:
         names = list(self.charge_params)
-        for group in (self.update_params, self.threshold_params, self.reset_params):
+        groups = (self.update_params, self.threshold_params, self.fire_params,
+                  self.reset_params)  # fmt: skip
+        for group in groups:
             names += [p for p in group if p not in names]
         object.__setattr__(self, "aux_names", self.state_names[1:])
         object.__setattr__(self, "param_names", tuple(names))
@@ -113,6 +134,24 @@ class NeuronDeclaration:
                 f"returned {len(values)}"
             )
         return values[0], values[1:]
+
+    def fired(self, out: object) -> tuple[object, object | None]:
+        """``fire``'s result as ``(S, R)``: ``R`` the hard reset's event, or ``None``
+        when ``fire`` returned ``S`` alone (checked: one or two values, two only without
+        ``reset_membrane``)."""
+        values = _as_values(out)
+        if len(values) not in (1, 2):
+            raise ConfigurationError(
+                f"{self.name}.fire must return the output S, or (S, R) with R the hard "
+                f"reset's event; it returned {len(values)} values"
+            )
+        if len(values) == 2 and self.reset_membrane is not None:
+            raise ConfigurationError(
+                f"{self.name}.fire returns a reset event (S, R), but the neuron declares "
+                "reset_membrane, which receives S and resets by its own rule: return S "
+                "alone"
+            )
+        return values[0], (values[1] if len(values) == 2 else None)
 
     def updated(self, out: object) -> tuple:
         """``update``'s result as the new auxiliary state (checked: one value per
@@ -198,6 +237,7 @@ def declare(
     charge_returns_aux: bool = False,
     threshold: Callable[..., object] | None = None,
     reset_membrane: Callable[..., object] | None = None,
+    fire: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     """Build (and cache) the :class:`NeuronDeclaration` of a charge/update pair.
 
@@ -205,13 +245,19 @@ def declare(
     (the first must be ``v``); parameters from its keyword-only arguments. ``threshold``
     (optional) gives the effective threshold from ``theta`` and the auxiliary state;
     ``reset_membrane`` (optional) the membrane after firing, in place of the shared
-    reset rules.
+    reset rules; ``fire`` (optional) the output from the charged membrane, in place of
+    the shared ``Θ(H - θ)`` (see the module docstring).
+
+    Raises:
+        ConfigurationError: a function whose signature does not follow the declaration
+            rules (the message names it).
     """
     if torch.compiler.is_compiling():
         # Dynamo traces the build (reading signatures), not the cache: a dict filled
         # while tracing would differ between its analysis passes.
-        return _build(charge, update, name, charge_returns_aux, threshold, reset_membrane)
-    return cached_declaration(charge, update, name, charge_returns_aux, threshold, reset_membrane)
+        return _build(charge, update, name, charge_returns_aux, threshold, reset_membrane, fire)
+    return cached_declaration(charge, update, name, charge_returns_aux, threshold, reset_membrane,
+                              fire)  # fmt: skip
 
 
 def cached_declaration(
@@ -221,10 +267,11 @@ def cached_declaration(
     charge_returns_aux: bool = False,
     threshold: Callable[..., object] | None = None,
     reset_membrane: Callable[..., object] | None = None,
+    fire: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     """:func:`declare`'s cache itself, also for code that runs while Dynamo traces."""
-    key = (charge, update, name, charge_returns_aux, threshold, reset_membrane)
-    codes = _codes((charge, update, threshold, reset_membrane))
+    key = (charge, update, name, charge_returns_aux, threshold, reset_membrane, fire)
+    codes = _codes((charge, update, threshold, reset_membrane, fire))
     cached = _DECLARATIONS.get(key)
     if (
         cached is None
@@ -253,6 +300,7 @@ def _build(
     charge_returns_aux: bool,
     threshold: Callable[..., object] | None,
     reset_membrane: Callable[..., object] | None = None,
+    fire: Callable[..., object] | None = None,
 ) -> NeuronDeclaration:
     label = name or getattr(charge, "__qualname__", "charge")
     aux_and_v, charge_params = _split_signature(charge, ("x", "v"), f"{label}: charge")
@@ -287,6 +335,14 @@ def _build(
                 f"{label}: reset_membrane must take the auxiliary state {state_names[1:]} "
                 f"after (h, s, theta), in the order charge declares it; got {rst_aux}"
             )
+    fire_params: tuple[str, ...] = ()
+    if fire is not None:
+        fire_aux, fire_params = _split_signature(fire, ("h", "theta", "spike"), f"{label}: fire")
+        if fire_aux != state_names[1:]:
+            raise ConfigurationError(
+                f"{label}: fire must take the auxiliary state {state_names[1:]} after "
+                f"(h, theta, spike), in the order charge declares it; got {fire_aux}"
+            )
     return NeuronDeclaration(
         name=label,
         charge=charge,
@@ -299,4 +355,6 @@ def _build(
         threshold_params=threshold_params,
         reset_membrane=reset_membrane,
         reset_params=reset_params,
+        fire=fire,
+        fire_params=fire_params,
     )

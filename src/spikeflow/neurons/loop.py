@@ -1,22 +1,19 @@
 """Neurons stepped by a plain loop over time in PyTorch, for models the declaration
 system (:mod:`spikeflow.neurons.declaration`) cannot express.
 
-A declared neuron fires by one rule, ``S = Θ(H - θ)`` (one Heaviside with a surrogate
-derivative), and its step is elementwise: each neuron's next state depends on its own
+A declared neuron's step is elementwise: each neuron's next state depends on its own
 state and input only. That is what lets the kernel generator trace the step into fused
-C and Triton kernels. Two kinds of neuron break it:
+C and Triton kernels (a fire rule with several thresholds, each with its surrogate
+derivative, is declared too: the ternary neurons of :mod:`spikeflow.neurons.ternary`).
+A step that reduces over the batch breaks it: the membrane batch normalisation of
+:mod:`spikeflow.neurons.mpbn`, whose mean and variance are taken over the batch at
+every step.
 
-* a firing rule with more than one threshold, each with its own surrogate derivative
-  (the ternary neurons of :mod:`spikeflow.neurons.ternary`: ``S = Θ(H - θ) - Θ(-H - θ)``);
-* a step that reduces over the batch (the membrane batch normalisation of
-  :mod:`spikeflow.neurons.mpbn`, whose mean and variance are taken over the batch at
-  every step).
-
-They subclass :class:`LoopNode`, which runs the subclass's :meth:`LoopNode.step` once
-per time step (autograd through the loop, like the reference path of the declared
-neurons) and shares their state protocol: a multi-step call starts from the initial
-state, single-step calls need streaming, ``run(x, state)`` passes the state explicitly,
-``store_v_seq`` records the membrane after reset.
+Such neurons subclass :class:`LoopNode`, which runs the subclass's
+:meth:`LoopNode.step` once per time step (autograd through the loop, like the reference
+path of the declared neurons) and shares their state protocol: a multi-step call starts
+from the initial state, single-step calls need streaming, ``run(x, state)`` passes the
+state explicitly, ``store_v_seq`` records the membrane after reset.
 """
 
 from __future__ import annotations
@@ -60,7 +57,7 @@ class LoopNode(MemoryModule):
     """
 
     _graph_attributes = ("v_seq",)  # copies keep the recorded membrane's values
-    #: Whether the output is binary spikes (a ternary neuron's is signed: still spikes).
+    #: Whether the output is spikes (signed ones count: a monitor counts their magnitudes).
     output_is_spikes: ClassVar[bool] = True
 
     def __init__(self, step_mode: StepMode = "m", store_v_seq: bool = False) -> None:
