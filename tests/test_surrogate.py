@@ -322,8 +322,10 @@ def away_from_kinks(spec: Spec, params: dict, x: torch.Tensor, gap: float = 1e-3
 
 
 def test_table_covers_the_family():
-    assert {s.id for s in SPECS} == set(SURROGATES)
-    assert len(SURROGATES) == 16
+    # (MultiLevelSpikeCount, a count and not a step, has its own tests:
+    # test_surrogate_multilevel.py)
+    assert {s.id for s in SPECS} | {"MultiLevelSpikeCount"} == set(SURROGATES)
+    assert len(SURROGATES) == 17
     for name, cls in SURROGATES.items():
         assert cls.__name__ == name
         assert name in sg_module.__all__

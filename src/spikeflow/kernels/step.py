@@ -125,6 +125,12 @@ def _build_step(
     strict: bool,
     surrogate_scalars: tuple[str, ...],
 ) -> StepGraph:
+    if surrogate.spiking and not type(surrogate).heaviside_forward:
+        raise TraceError(
+            f"the surrogate {type(surrogate).__name__}'s spiking forward is not a Heaviside "
+            "step (a multi-level count), and the fused kernels fire by one; "
+            "backend='torch' runs it"
+        )
     x = var("x")
     states = [var(f"state_{n}") for n in decl.state_names]
     params = {p: var(f"param_{p}") for p in decl.param_names}
