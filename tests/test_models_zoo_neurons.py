@@ -1,5 +1,6 @@
 """The neuron names of the model zoo beyond the spiking ones of ``test_models.py``:
-LIAF (an analog output) trains in a zoo network; the mV-scale models (COBA LIF,
+LIAF (an analog output) trains in a zoo network; SpikingJelly 2.0's ternary, integer
+and DSR neurons build a zoo network and train a step; the mV-scale models (COBA LIF,
 Izhikevich 2003) are refused by name with the reason."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 from spikeflow.errors import ConfigurationError
 from spikeflow.losses import get_loss
 from spikeflow.models import NOT_IN_ZOO, create_model, list_neurons
-from spikeflow.neurons import LIAFNode
+from spikeflow.neurons import DSRIFNode, ILIFNode, LIAFNode, TernaryIFNode, TernaryLIFNode
 
 
 def _liaf_layers(model: torch.nn.Module) -> list[LIAFNode]:
@@ -36,6 +37,38 @@ def test_liaf_trains_a_step_of_a_zoo_network():
     optimizer.step()
     with torch.no_grad():
         assert loss_fn(model(x), y) < before.detach()
+
+
+# name -> (class, the neuron_kwargs of a network of T = 6 steps). The ternary LIF
+# without input decay (the paper's): a tiny network's hidden LIF layer with it stays
+# silent at the start (plain LIF's too), and the weights after it get no gradient.
+ADDED = {
+    "ternary_if": (TernaryIFNode, None),
+    "ternary_lif": (TernaryLIFNode, {"decay_input": False}),
+    "ilif": (ILIFNode, None),
+    "dsr_if": (DSRIFNode, {"T": 6}),
+}
+
+
+@pytest.mark.parametrize("name", ADDED)
+def test_spikingjelly2_neurons_build_a_zoo_network_and_train_a_step(name):
+    cls, kwargs = ADDED[name]
+    torch.manual_seed(0)
+    model = create_model("plif_digits", num_classes=4, neuron=name, channels=4, hidden=8,
+                         dropout=0.0, neuron_kwargs=kwargs)  # fmt: skip
+    layers = [m for m in model.modules() if isinstance(m, cls)]
+    assert len(layers) == 4 and name in list_neurons()
+    x, y = torch.rand(6, 8, 1, 8, 8) * 3.0, torch.arange(8) % 4
+    loss = get_loss("ce")(model(x), y)
+    loss.backward()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+        # every weight learns (DSR's threshold gets a gradient only where a rate is above it)
+        assert p.grad.abs().sum() > 0 or n.endswith("v_threshold"), n
+    torch.optim.SGD(model.parameters(), lr=0.05).step()
+    assert all(not torch.equal(p, before[n]) for n, p in model.named_parameters()
+               if not n.endswith("v_threshold"))  # fmt: skip
 
 
 def test_liaf_takes_its_arguments_from_neuron_kwargs():

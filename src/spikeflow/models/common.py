@@ -38,9 +38,11 @@ from spikeflow.neurons import (
     AlphaNode,
     ComplementaryLIFNode,
     CubaLIFNode,
+    DSRIFNode,
     EIFNode,
     GatedLIFNode,
     IFNode,
+    ILIFNode,
     IzhikevichNode,
     KLIFNode,
     LIAFNode,
@@ -53,6 +55,8 @@ from spikeflow.neurons import (
     RefractoryCubaLIFNode,
     RefractoryLIFNode,
     SlidingPSN,
+    TernaryIFNode,
+    TernaryLIFNode,
 )
 from spikeflow.surrogate import Surrogate, get_surrogate, surrogate_class
 
@@ -106,6 +110,14 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
     "psn": PSN,
     "masked_psn": MaskedPSN,
     "sliding_psn": SlidingPSN,
+    # SpikingJelly 2.0's: signed spikes in {-1, 0, 1}; integer counts in {0, ..., D}
+    # (a straight-through gradient, no surrogate); the DSR IF, whose gradient is that of
+    # the rate over the whole sequence of exactly T steps (neuron_kwargs T, as a PSN's).
+    # (Not DSRLIFNode: see docs/neuron_zoo.md, "Neurons the zoo does not offer by name".)
+    "ternary_if": TernaryIFNode,
+    "ternary_lif": TernaryLIFNode,
+    "ilif": ILIFNode,
+    "dsr_if": DSRIFNode,
 }
 
 #: Neurons of :mod:`spikeflow.neurons` the zoo does not offer by name, and why: models
