@@ -29,7 +29,7 @@ CHILD = textwrap.dedent(
     from spikeflow.kernels.triton_aot import compile_for_gpu
     from spikeflow.neurons import (ALIFNode, BaseNode, ComplementaryLIFNode, CubaLIFNode,
                                    EIFNode, GatedLIFNode, IFNode, IzhikevichNode,
-                                   LIFNode, ParametricLIFNode, RAFNode)
+                                   LIFNode, ParametricLIFNode, RAFNode, TernaryLIFNode)
     from spikeflow.quant import apply_membrane_quantization
     from spikeflow.surrogate import ATan, PiecewiseQuadratic
 
@@ -65,6 +65,7 @@ CHILD = textwrap.dedent(
         "alif_f32": (ALIFNode(), torch.float32),
         "cuba_lif_f32": (CubaLIFNode(), torch.float32),
         "clif_f32": (ComplementaryLIFNode(), torch.float32),  # reset_membrane
+        "ternary_f32": (TernaryLIFNode(v_reset=0.2), torch.float32),  # a declared fire rule
         "raf_f32": (RAFNode(), torch.float32),
         "glif_f32": (GatedLIFNode(6, 4), torch.float32),  # per-channel, a threshold tensor
         "user_f32": (SmoothIF(), torch.float32),
@@ -117,7 +118,7 @@ def compiled() -> dict:
 
 
 def test_every_kernel_compiles_to_sm90_machine_code(compiled):
-    assert len(compiled) == 29
+    assert len(compiled) == 30
     for name, info in compiled.items():
         assert info["target"] == 90, name
         assert min(info["cubin"]) > 1000, name
@@ -130,7 +131,7 @@ def test_kernels_round_every_operation_like_the_reference(compiled):
     spikes from the saved state), and no approximate division in forwards whose charge
     is plain arithmetic."""
     for name in ("lif_f32", "lif_pq_f64", "plif_bf16", "if_theta_f16", "izhikevich_f32",
-                 "alif_f32", "cuba_lif_f32", "raf_f32", "glif_f32"):  # fmt: skip
+                 "alif_f32", "cuba_lif_f32", "raf_f32", "glif_f32", "ternary_f32"):  # fmt: skip
         assert compiled[name]["fwd_fma"] == 0, name
         assert compiled[name]["bwd_fma"] == 0, name
         assert compiled[name]["fwd_div_approx"] == 0, name
