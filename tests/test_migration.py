@@ -707,8 +707,10 @@ def test_datasets_take_spikingjellys_arguments_in_its_order():
             if p.kind is p.POSITIONAL_OR_KEYWORD]  # fmt: skip
     theirs = _sj_parameters(folder / "n_mnist.py", "NMNIST")
     assert base == theirs  # root, train, data_type, ..., transform, target_transform
-    for module, name in [("dvs128_gesture.py", "DVS128Gesture"), ("bullying10k.py", "Bullying10kClassification"),
-                         ("dvs_lip.py", "DVSLip"), ("es_imagenet.py", "ESImageNet")]:  # fmt: skip
+    others = [("dvs128_gesture.py", "DVS128Gesture"), ("dvs_lip.py", "DVSLip"),
+              ("bullying10k.py", "Bullying10kClassification"),
+              ("es_imagenet.py", "ESImageNet")]  # fmt: skip
+    for module, name in others:
         assert _sj_parameters(folder / module, name) == theirs, name
     for name in data.__all__:
         cls = getattr(data, name)
