@@ -16,6 +16,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
+* :mod:`~spikeflow.models.qkformer`: QKFormer, a hierarchical spiking transformer (Q-K attention).
 * :mod:`~spikeflow.models.delays`: the learnable-delay SNN (Hammouamri et al., SHD).
 * :mod:`~spikeflow.models.rsnn`: the recurrent adaptive-LIF network (Bittar & Garner, SHD).
 * :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
@@ -30,6 +31,7 @@ from spikeflow.models import (
     ms_resnet,
     plif_nets,
     psn_seqcifar,
+    qkformer,
     resnet,
     rsnn,
     sew_dvs,
@@ -62,6 +64,7 @@ __all__ = [
     "ms_resnet",
     "plif_nets",
     "psn_seqcifar",
+    "qkformer",
     "register_model",
     "resnet",
     "resolve_neuron",
