@@ -22,6 +22,8 @@
 * :mod:`~spikeflow.layers.short_term_plasticity`: Tsodyks-Markram short-term
   synaptic plasticity (``docs/synapses.md``).
 * :mod:`~spikeflow.layers.delay`: learnable synaptic delays (``DelayedLinear``).
+* :mod:`~spikeflow.layers.axonal_delay`: learnable axonal delays, one per neuron or
+  channel (``AxonalDelay``, Lava-DL's ``axon.Delay``).
 * :mod:`~spikeflow.layers.synapse_filter`: a first-order synaptic filter on spikes
   (SpikingJelly's ``SynapseFilter``).
 * :mod:`~spikeflow.layers.drop_connect`: DropConnect (``DropConnectLinear``).
@@ -44,6 +46,7 @@ from spikeflow.layers.attention import (
 )
 from spikeflow.layers.attention_qk import ChannelQKAttention, QKAttention, TokenQKAttention
 from spikeflow.layers.attention_temporal import MultiDimensionalAttention, TemporalWiseAttention
+from spikeflow.layers.axonal_delay import AxonalDelay, axonal_delay
 from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
 from spikeflow.layers.delay import (
     DelayedLinear,
@@ -133,6 +136,7 @@ __all__ = [
     "AvgPool1d",
     "AvgPool2d",
     "AvgPool3d",
+    "AxonalDelay",
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
@@ -201,6 +205,7 @@ __all__ = [
     "VotingLayer",
     "WSConv2d",
     "WSLinear",
+    "axonal_delay",
     "clamp_delays",
     "delay_sigma",
     "delta_activity",

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_int
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.layers.axonal_delay import AxonalDelay
 
 __all__ = ["DelayedLinear", "clamp_delays", "delay_sigma", "round_delays", "set_delay_sigma"]
 
@@ -209,12 +210,16 @@ def set_delay_sigma(net: nn.Module, epoch: int, epochs: int) -> int:
 def clamp_delays(net: nn.Module) -> int:
     """Clamp the delays of every :class:`DelayedLinear` in ``net`` into
     ``[0, max_delay - 1]`` in place (after an optimizer step, as the authors do before
-    each batch); return how many layers were clamped."""
+    each batch), and those of every :class:`~spikeflow.layers.AxonalDelay` into
+    ``[0, max_delay]`` (as Lava-DL at each call); return how many layers were clamped."""
     count = 0
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, DelayedLinear):
                 module.delay.clamp_(0, module.max_delay - 1)
+                count += 1
+            elif isinstance(module, AxonalDelay):
+                module.clamp_()
                 count += 1
     return count
 
