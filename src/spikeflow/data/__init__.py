@@ -45,6 +45,7 @@ from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
 from spikeflow.data.datasets.nomniglot import NOmniglot
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
+from spikeflow.data.frame_transforms import RandomTemporalDelete, random_temporal_delete
 from spikeflow.data.frames import pad_collate, segment_index, to_frames, to_frames_by_duration
 from spikeflow.data.representations import (
     CustomRepresentation,
@@ -118,6 +119,7 @@ __all__ = [
     "NCaltech101",
     "NOmniglot",
     "NeuromorphicDataset",
+    "RandomTemporalDelete",
     "Representation",
     "SliceAtIndices",
     "SliceAtTimePoints",
@@ -151,6 +153,7 @@ __all__ = [
     "mel_spectrogram",
     "pad_collate",
     "parallel_map",
+    "random_temporal_delete",
     "read_bullying10k",
     "segment_index",
     "sparse_collate",

@@ -7,6 +7,10 @@ an event stream moved differently at each step would no longer be one scene. Giv
 batch, the whole batch shares one draw; call it per sample (in the dataset) for
 per-sample augmentation.
 
+:class:`RandomTemporalDelete` acts on the time axis instead: it keeps ``T_remain``
+randomly chosen steps of a sample ``[T, ...]`` in their order (SpikingJelly's random
+temporal delete), one draw per call, shared by a batch.
+
 ``generator``: a ``torch.Generator`` or an int seed gives a reproducible stream held by
 the transform; ``None`` (default) uses PyTorch's global generator, which
 ``torch.manual_seed`` and each DataLoader worker seed.
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikeflow._checks import is_count
+from spikeflow._checks import check_flag, check_int, is_count
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = [
@@ -30,7 +34,9 @@ __all__ = [
     "RandomCropFrames",
     "RandomHorizontalFlipFrames",
     "RandomRot90Frames",
+    "RandomTemporalDelete",
     "RandomVerticalFlipFrames",
+    "random_temporal_delete",
 ]
 
 
@@ -190,3 +196,113 @@ class RandomRot90Frames(_RandomFrames):
         x = _check(x, "RandomRot90Frames")
         k = self.ks[self._randint(len(self.ks))]
         return torch.rot90(x, k, dims=(-2, -1))
+
+
+Frames = torch.Tensor | np.ndarray
+
+
+class RandomTemporalDelete(_RandomFrames):
+    """Keep ``T_remain`` randomly chosen time steps of a sequence, in their order: the
+    random temporal delete of SEW ResNet (Fang et al., NeurIPS 2021) on DVS Gesture,
+    SpikingJelly's ``datasets.RandomTemporalDelete``.
+
+    Each call draws ``T_remain`` distinct steps uniformly (``torch.randperm``), sorts
+    them and returns those steps of the input (a tensor or a numpy array, as given;
+    a copy). The time axis is the first, ``[T, ...]``: a sample ``[T, C, H, W]`` as a
+    dataset's ``transform``, or a time-major batch ``[T, B, ...]``; with
+    ``batch_first=True`` the second, ``[B, T, ...]`` as a DataLoader batches. A batch
+    shares one draw, as in SpikingJelly.
+
+    Args:
+        T_remain: how many steps to keep, an integer from 1 to the input's ``T``
+            (SpikingJelly lets 0 through, which leaves no step).
+        batch_first: the input is ``[B, T, ...]`` (SpikingJelly's argument; here it
+            defaults to ``False``).
+        generator: a ``torch.Generator`` or an int seed for a reproducible stream;
+            ``None`` (default): PyTorch's global generator.
+
+    Raises:
+        ConfigurationError: ``T_remain`` not an integer ``>= 1`` (a bool is not), or
+            more than the input's steps (at the call); ``batch_first`` not a bool.
+        ShapeError: the input is not a tensor or array with the time dim.
+
+    Example::
+
+        >>> frames = torch.arange(8.0).view(8, 1)           # [T=8, 1]
+        >>> RandomTemporalDelete(5, generator=0)(frames).view(-1).tolist()   # 5 of 8, in order
+        [0.0, 2.0, 3.0, 4.0, 7.0]
+    """
+
+    def __init__(
+        self,
+        T_remain: int,
+        batch_first: bool = False,
+        generator: torch.Generator | int | None = None,
+    ) -> None:
+        T_remain = _check_remain("RandomTemporalDelete", T_remain)
+        batch_first = check_flag("RandomTemporalDelete", "batch_first", batch_first)
+        super().__init__(generator, T_remain=T_remain, batch_first=batch_first)
+        self.T_remain, self.batch_first = T_remain, batch_first
+
+    def __call__(self, x_seq: Frames) -> Frames:
+        return _temporal_delete(
+            "RandomTemporalDelete", x_seq, self.T_remain, self.batch_first, self._stream()
+        )
+
+
+def random_temporal_delete(
+    x_seq: Frames,
+    T_remain: int,
+    batch_first: bool = False,
+    generator: torch.Generator | None = None,
+) -> Frames:
+    """``x_seq`` with ``T_remain`` of its time steps, drawn at random and kept in order
+    (SpikingJelly's ``datasets.random_temporal_delete``; see
+    :class:`RandomTemporalDelete`, which holds a seeded stream). ``x_seq`` is
+    ``[T, ...]``, or ``[B, T, ...]`` with ``batch_first``; a batch shares one draw;
+    ``generator`` None uses PyTorch's global generator.
+
+    Raises:
+        ConfigurationError: ``T_remain`` not an integer from 1 to ``T``, ``batch_first``
+            not a bool, ``generator`` not a ``torch.Generator`` or None.
+        ShapeError: ``x_seq`` is not a tensor or array with the time dim.
+    """
+    owner = "random_temporal_delete"
+    T_remain = _check_remain(owner, T_remain)
+    batch_first = check_flag(owner, "batch_first", batch_first)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ConfigurationError(
+            f"{owner}: generator must be a torch.Generator or None; got {generator!r}"
+        )
+    return _temporal_delete(owner, x_seq, T_remain, batch_first, generator)
+
+
+def _check_remain(owner: str, T_remain: Any) -> int:
+    return check_int(f"{owner}: T_remain", T_remain, 1)
+
+
+def _temporal_delete(
+    owner: str,
+    x_seq: Frames,
+    T_remain: int,
+    batch_first: bool,
+    generator: torch.Generator | None,
+) -> Frames:
+    dim = 1 if batch_first else 0
+    layout = "[B, T, ...]" if batch_first else "[T, ...]"
+    if not isinstance(x_seq, torch.Tensor | np.ndarray):
+        raise ShapeError(f"{owner} takes a tensor or array {layout}; got {type(x_seq).__name__}")
+    if x_seq.ndim <= dim:
+        raise ShapeError(
+            f"{owner} takes a tensor or array {layout}; got shape {tuple(x_seq.shape)}"
+        )
+    steps = x_seq.shape[dim]
+    if T_remain > steps:
+        raise ConfigurationError(
+            f"{owner}: T_remain = {T_remain} is more than the input's {steps} time steps "
+            f"(dim {dim} of shape {tuple(x_seq.shape)})"
+        )
+    keep = torch.randperm(steps, generator=generator)[:T_remain].sort().values
+    if isinstance(x_seq, np.ndarray):
+        return np.take(x_seq, keep.numpy(), axis=dim)
+    return x_seq.index_select(dim, keep.to(x_seq.device))

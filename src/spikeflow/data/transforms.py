@@ -19,7 +19,8 @@ Transforms applied by a dataset before a cached representation must be determini
 (``transform.random`` is False): a cached random draw would be the same every epoch.
 
 Frame augmentations (``[T, C, H, W]`` tensors, the same random parameters for every
-time step) live in :mod:`spikeflow.data.frame_transforms`; spatial jitter and noise,
+time step; and SpikingJelly's random temporal delete, which keeps random whole steps)
+live in :mod:`spikeflow.data.frame_transforms`; spatial jitter and noise,
 time cropping, alignment and reversal, random polarity flips, decimation, area drops
 and EventDrop in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
 :mod:`spikeflow.data.event_downsampling`. All are re-exported here.
@@ -42,8 +43,10 @@ from spikeflow.data.frame_transforms import (
     RandomCropFrames,
     RandomHorizontalFlipFrames,
     RandomRot90Frames,
+    RandomTemporalDelete,
     RandomVerticalFlipFrames,
     int_pair,
+    random_temporal_delete,
 )
 from spikeflow.data.frames import unpack_events
 from spikeflow.data.representations import callable_key, user_class_key
@@ -75,6 +78,7 @@ __all__ = [
     "RandomFlipUD",
     "RandomHorizontalFlipFrames",
     "RandomRot90Frames",
+    "RandomTemporalDelete",
     "RandomTimeReversal",
     "RandomVerticalFlipFrames",
     "RefractoryPeriod",
@@ -85,6 +89,7 @@ __all__ = [
     "TimeReversal",
     "TimeSkew",
     "UniformNoise",
+    "random_temporal_delete",
 ]
 
 Size = tuple[int, int, int]
@@ -621,10 +626,13 @@ class DropPixel(EventTransform):
 
 
 class DropTimeWindow(EventTransform):
-    """Random temporal delete: drop the events of one random window of the recording.
+    """Drop the events of one random time window of the recording (Tonic's
+    ``DropEventByTime``).
 
     The window lasts ``duration_ratio·(t_last − t_first)`` µs and starts uniformly in
     ``[t_first, t_last − length]``; events with ``start ≤ t < start + length`` go.
+    SpikingJelly's "random temporal delete", which keeps random whole frames of a
+    framed sample, is :class:`~spikeflow.data.frame_transforms.RandomTemporalDelete`.
     """
 
     def __init__(
