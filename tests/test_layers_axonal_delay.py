@@ -372,6 +372,8 @@ def test_errors_name_what_is_wrong():
         layer(torch.zeros(4, 1, 3, 2))
     with pytest.raises(ShapeError, match="multi-step mode"):
         layer(torch.zeros(4, 2, 3))
+    with pytest.raises(ConfigurationError, match="axonal_delay: max_delay"):
+        axonal_delay(torch.zeros(4, 1, 2), torch.zeros(2), 2.5)
     with pytest.raises(ShapeError, match="history must have shape"):
         axonal_delay(torch.zeros(4, 1, 2), torch.zeros(2), 3, history=torch.zeros(3, 1, 2))
 

@@ -61,9 +61,11 @@ def axonal_delay(
             ...]``); ``None``: zeros.
 
     Raises:
+        ConfigurationError: ``max_delay`` is not an integer ``>= 0``.
         ShapeError: ``x`` does not have the delays' dims after ``[T, B]``, or a
             ``history`` of the wrong shape.
     """
+    max_delay = check_int("axonal_delay: max_delay", max_delay, 0)
     steps = x.shape[0]
     if x.dim() < 2 + delay.dim() or tuple(x.shape[2 : 2 + delay.dim()]) != tuple(delay.shape):
         raise ShapeError(
