@@ -335,6 +335,8 @@ READERS.update({
     "c:evt2": both(read_evt2), "c:evt3": both(read_evt3),
     "c:evt3-sized": both(lambda p: read_evt3(p, (640, 480))),
 })
+sys.stdout.write("ready\\n")  # imports done: the reads' timeout starts after this
+sys.stdout.flush()
 for line in sys.stdin:
     name, path = line.rstrip("\\n").split("\\t", 1)
     try:
@@ -347,6 +349,10 @@ for line in sys.stdin:
     sys.stdout.write(out.replace("\\n", " ") + "\\n")
     sys.stdout.flush()
 """
+
+
+#: Seconds the reader worker may take to import its modules.
+STARTUP_TIMEOUT = 600.0
 
 
 class ReaderCrashed(AssertionError):
@@ -365,10 +371,22 @@ class IsolatedReaders:
 
     def _start(self) -> subprocess.Popen:
         self._err = open(self.stderr_path, "wb")  # closed in _stop()
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._err,
         )  # fmt: skip
+        # Importing torch and spikeflow can take long on a loaded machine: the per-read
+        # timeout (a hung reader) starts once the worker says it is ready.
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
+        line = proc.stdout.readline().decode() if ready else ""
+        if line != "ready\n":
+            proc.kill()
+            proc.wait()
+            self._err.close()
+            tail = self.stderr_path.read_bytes()[-1500:].decode(errors="replace")
+            raise AssertionError(f"the reader worker did not start: {line!r}; stderr:\n{tail}")
+        return proc
 
     def _stop(self) -> None:
         if self.proc is not None:
