@@ -185,10 +185,10 @@ def test_a_mixed_run_resumes_exactly_and_differs_from_an_unmixed_one(tmp_path):
 
 
 def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
-    import spikeflow.losses as losses
+    from spikeflow.training import run_checks  # where the trainer gets its loss
 
     seen, made = [], []
-    get_loss, mix = losses.get_loss, BatchMixer.__call__
+    get_loss, mix = run_checks.get_loss, BatchMixer.__call__
 
     def recording_get_loss(*args, **kwargs):
         loss_fn = get_loss(*args, **kwargs)
@@ -199,7 +199,7 @@ def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
         made.append(result[1])
         return result
 
-    monkeypatch.setattr(losses, "get_loss", recording_get_loss)
+    monkeypatch.setattr(run_checks, "get_loss", recording_get_loss)
     monkeypatch.setattr(BatchMixer, "__call__", recording_mix)
     Trainer(tiny(tmp_path, "seen", loss="ce", mixup=1.0, epochs=1), log=None).fit()
     train_targets = [t for t in seen if t.dim() == 2]  # the evaluation passes labels

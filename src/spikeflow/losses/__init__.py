@@ -52,6 +52,12 @@ name                 function                            loss (readout)
 so it is not in the registry) and the classes :class:`SpikeRate`, :class:`SpikeMax`,
 :class:`SpikeTime`, :class:`Rate` and :class:`MovingWindow` are Lava-DL's, time-major.
 
+:func:`check_loss_fits` checks, before any output exists, what a loss's arguments would
+refuse on an output of ``T`` steps (a ``moving_window`` longer than ``T``, target steps
+outside ``[-T, T-1]``): ``spikeflow train`` asks it before a run starts.
+:func:`non_finite_loss_cause` says why a loss is infinite where the loss explains it
+(``spike_max``'s probability mode with a silent label neuron).
+
 The regularisers :func:`l1_rate_sparsity` and :func:`l2_spike_population` are terms on
 spike tensors (e.g. a network's layers, recorded by :class:`LayerSpikes`) to add to a
 loss; :func:`accuracy` reads the accuracy with any readout.
@@ -60,11 +66,13 @@ loss; :func:`accuracy` reads the accuracy with any readout.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
 
+from spikeflow._checks import check_int
 from spikeflow.errors import ConfigurationError
 from spikeflow.losses import contrastive, count, membrane, rate, slayer, temporal, time_based
 from spikeflow.losses.contrastive import tcl_loss, temporal_contrastive_loss
@@ -118,6 +126,7 @@ __all__ = [
     "ce_mean_loss",
     "ce_plus_loss",
     "ce_temporal_loss",
+    "check_loss_fits",
     "exponential_kernel",
     "first_spike_steps",
     "get_loss",
@@ -132,6 +141,7 @@ __all__ = [
     "mse_count_loss",
     "mse_membrane_loss",
     "mse_temporal_loss",
+    "non_finite_loss_cause",
     "predict",
     "rate_confidence",
     "rate_mse_loss",
@@ -171,6 +181,16 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     # Lava-DL's SLAYER losses.
     "spike_rate": (spike_rate_loss, slayer._spike_rate_arguments, "rate"),
     "spike_max": (spike_max_loss, slayer._spike_max_arguments, "rate"),
+}
+
+
+#: name -> what the loss would refuse at its first call on outputs of a number of steps
+#: with class labels ``[B]``: ``check(steps, of, **arguments)`` (the losses not named
+#: here take any number of steps).
+_FITS: dict[str, Callable[..., None]] = {
+    "mse_temporal": temporal._mse_temporal_fits,
+    "spike_rate": slayer._spike_rate_fits,
+    "spike_max": slayer._spike_max_fits,
 }
 
 
@@ -238,3 +258,43 @@ def get_loss(name: str, **kwargs: Any) -> LossFn:
     bound.__name__ = f"{fn.__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     bound.__doc__ = fn.__doc__
     return bound
+
+
+def check_loss_fits(
+    name: str, steps: int, kwargs: Mapping[str, Any] | None = None, of: str = "out_seq"
+) -> None:
+    """Check, before any output exists, what loss ``name`` with its arguments ``kwargs``
+    would refuse at its first call on an output of ``steps`` time steps with integer
+    class labels ``[B]`` as the target (what ``spikeflow train`` gives it): a
+    ``moving_window`` longer than ``T`` (``spike_rate``, ``spike_max``), target spike
+    steps outside ``[-T, T-1]`` or ``target_is_time`` (``mse_temporal``). The other
+    losses take any number of steps. ``of`` names what has the steps, in the message.
+
+    Raises:
+        ConfigurationError: such an argument (the message names it, its value and
+            ``T``), or what :func:`get_loss` refuses.
+    """
+    steps = check_int("check_loss_fits: steps", steps, 1)
+    kwargs = dict(kwargs or {})
+    get_loss(name, **kwargs)  # the arguments themselves first
+    check = _FITS.get(_key(name))
+    if check is not None:
+        params = inspect.signature(_LOSSES[_key(name)][0]).parameters
+        defaults = {p: v.default for p, v in params.items() if p not in ("out_seq", "target")}
+        check(steps, of, **{**defaults, **kwargs})
+
+
+def non_finite_loss_cause(name: str, kwargs: Mapping[str, Any], value: float) -> str:
+    """Why loss ``name`` with ``kwargs`` took the non-finite ``value`` where the loss
+    itself explains it, for a message about a run that stopped there; empty otherwise
+    (a divergence: NaN or infinite outputs or weights).
+
+    ``spike_max`` in its ``probability`` mode (its default, Lava-DL's) is ``+inf``
+    exactly when a sample's label neuron is silent (``p = 0``), e.g. at the start of
+    training; its log-softmax modes stay finite.
+    """
+    if loss_key(name) != "spike_max" or value != math.inf:
+        return ""
+    return slayer._infinite_loss_cause(
+        kwargs.get("mode", "probability"), kwargs.get("moving_window")
+    )

@@ -256,13 +256,13 @@ def _check_mode(owner: str, mode: object) -> str:
     return mode
 
 
-def _check_window(owner: str, name: str, window: object, steps: int) -> int:
+def _check_window(owner: str, name: str, window: object, steps: int, of: str = "out_seq") -> int:
     """``window`` as an int if it is an integer in ``[1, steps]``, else a
-    ConfigurationError naming ``owner``, ``name`` and ``T``."""
+    ConfigurationError naming ``owner``, ``name``, ``T`` and what has the steps (``of``)."""
     window = check_int(f"{owner}: {name}", window, 1)
     if window > steps:
         raise ConfigurationError(
-            f"{owner}: {name} ({window}) is longer than the T = {steps} steps of out_seq"
+            f"{owner}: {name} ({window}) is longer than the T = {steps} steps of {of}"
         )
     return window
 

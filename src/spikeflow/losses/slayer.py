@@ -372,6 +372,57 @@ def _spike_max_arguments(
     return _window(owner, moving_window), _check_mode(owner, mode), _reduction(owner, reduction)
 
 
+def _window_fits(owner: str, moving_window: int | None, steps: int, of: str) -> None:
+    if moving_window is not None:
+        _check_window(owner, "moving_window", moving_window, steps, of)
+
+
+def _spike_rate_fits(
+    steps: int,
+    of: str,
+    true_rate: object,
+    false_rate: object,
+    moving_window: object,
+    reduction: object,
+) -> None:
+    """What :func:`spike_rate_loss` would refuse at its first call on ``steps`` steps (of
+    ``of``): a ``moving_window`` longer than ``T``."""
+    window = _spike_rate_arguments(true_rate, false_rate, moving_window, reduction)[2]
+    _window_fits("spike_rate_loss", window, steps, of)
+
+
+def _spike_max_fits(
+    steps: int, of: str, moving_window: object, mode: object, reduction: object
+) -> None:
+    """What :func:`spike_max_loss` would refuse at its first call on ``steps`` steps (of
+    ``of``): a ``moving_window`` longer than ``T``."""
+    window = _spike_max_arguments(moving_window, mode, reduction)[0]
+    _window_fits("spike_max_loss", window, steps, of)
+
+
+def _infinite_loss_cause(mode: object = "probability", moving_window: object = None) -> str:
+    """Why :func:`spike_max_loss` in ``mode`` is infinite, for a message about a run
+    whose loss became ``inf``; empty for the modes whose loss stays finite.
+
+    In ``"probability"`` mode (Lava-DL's default) ``p = r / (Σ_k r + 1e-6)`` with rates
+    ``r >= 0``, so the loss is ``+inf`` exactly when some sample's label neuron has rate
+    0 (over the sequence, or over a window with ``moving_window``): silent output
+    neurons, as at the start of training. It is the loss's value (Lava-DL's too), not a
+    divergence, so a lower learning rate does not help.
+    """
+    if mode != "probability":
+        return ""
+    where = "the sequence" if moving_window is None else f"a window of {moving_window} steps"
+    return (
+        f"spike_max in its probability mode (Lava-DL's default) reads p = r / (sum of "
+        f"rates + 1e-6): a sample whose label neuron is silent over {where} has p = 0 "
+        "and an infinite loss (as in Lava-DL), which silent output neurons give, e.g. "
+        "at the start of training; the learning rate is not the cause. Use "
+        "--loss-kwargs mode=softmax (the log-softmax of the rates, finite), or a network "
+        "whose output neurons fire from the start"
+    )
+
+
 def _spike_time_arguments(
     time_constant: object, length: object, filter_order: object, reduction: object
 ) -> tuple[float, int, int, str]:

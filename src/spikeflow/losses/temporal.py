@@ -78,14 +78,14 @@ def spike_times(out_seq: Tensor, num_spikes: int = 1) -> Tensor:
     return _SpikeTimes.apply(out_seq, num_spikes)
 
 
-def _wrap(times: Tensor, steps: int, what: str) -> Tensor:
+def _wrap(times: Tensor, steps: int, what: str, of: str = "out_seq") -> Tensor:
     """``times`` in ``[-T, T-1]``, the negative ones counted from the end (``-1`` is
-    ``T - 1``), as steps in ``[0, T-1]``."""
+    ``T - 1``), as steps in ``[0, T-1]``; ``of``: what has the ``T`` steps (messages)."""
     if times.numel() and (float(times.min()) < -steps or float(times.max()) > steps - 1):
         raise ConfigurationError(
             f"mse_temporal_loss: {what} must lie in [-T, T-1] = [{-steps}, {steps - 1}] "
-            f"(negative: from the end), got range [{float(times.min())}, "
-            f"{float(times.max())}]"
+            f"for the T = {steps} steps of {of} (negative: from the end), got range "
+            f"[{float(times.min())}, {float(times.max())}]"
         )
     return torch.where(times < 0, times + steps, times)
 
@@ -211,6 +211,27 @@ def _mse_temporal_arguments(
         _real("mse_temporal_loss", "tolerance", tolerance, 0.0),
         check_flag("mse_temporal_loss", "target_is_time", target_is_time),
     )
+
+
+def _mse_temporal_fits(
+    steps: int,
+    of: str,
+    on_target: object,
+    off_target: object,
+    tolerance: object,
+    target_is_time: object,
+) -> None:
+    """What :func:`mse_temporal_loss` would refuse at its first call on ``steps`` steps
+    (of ``of``) with class labels ``[B]``: target steps outside ``[-T, T-1]``, or
+    ``target_is_time`` (its target is then spike times, not labels)."""
+    on, off, _, times = _mse_temporal_arguments(on_target, off_target, tolerance, target_is_time)
+    if times:
+        raise ConfigurationError(
+            "mse_temporal_loss: target_is_time=True takes the wanted spike times [B, K] or "
+            "[F, B, K] as its target, but the targets here are class labels [B]: leave "
+            "target_is_time out and give on_target/off_target"
+        )
+    _wrap(torch.tensor(on + off, dtype=torch.float64), steps, "on_target and off_target", of)
 
 
 def _ce_temporal_arguments(inverse: object) -> str:

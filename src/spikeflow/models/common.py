@@ -76,6 +76,7 @@ __all__ = [
     "flat_steps",
     "init_conv_linear",
     "list_neurons",
+    "output_steps",
     "reading_saved_run",
     "required_kwargs",
     "resolve_neuron",
@@ -718,6 +719,16 @@ def check_dense_net(
     if not 0.0 <= dropout < 1.0:
         raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
     return features
+
+
+def output_steps(model: nn.Module, steps: int) -> int:
+    """The number of time steps of ``model``'s output for an input of ``steps`` steps:
+    ``model.output_steps(steps)`` for a model that adds or drops steps (the zoo's
+    ``delay_snn`` with ``extend_time``: it pads each layer's input), else ``steps``.
+    A model whose output has another number of steps than its input says so with such
+    a method, so that ``spikeflow train`` checks a loss's windows against it."""
+    method = getattr(model, "output_steps", None)
+    return int(method(steps)) if callable(method) else steps
 
 
 def flat_steps(model: str, x: Tensor, in_features: int) -> Tensor:

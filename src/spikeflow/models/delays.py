@@ -159,6 +159,11 @@ class DelaySNN(nn.Module):
         ``T' = T + (hidden_layers + 1) · (K - 1) // 2`` (``T`` without ``extend_time``)."""
         return self.net(flat_steps("DelaySNN", x, self.in_features))
 
+    def output_steps(self, steps: int) -> int:
+        """``T'``, the steps of the output for an input of ``steps`` steps (forward):
+        ``steps`` plus the zero steps each :class:`PadTime` appends."""
+        return steps + sum(m.steps for m in self.net if isinstance(m, PadTime))
+
 
 @register_model("delay_snn")
 def delay_snn(num_classes: int = 20, **kwargs: Any) -> DelaySNN:

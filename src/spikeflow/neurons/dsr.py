@@ -173,10 +173,15 @@ class DSRIFNode(SequenceOnly, nn.Module):
             what = x.dtype if isinstance(x, Tensor) else type(x).__name__
             raise DTypeError(f"{name} expects a floating-point tensor, got {what}")
         check_sequence(x, name)
-        if x.shape[0] != self.T:
+        self.check_steps(x.shape[0], f" (input shape {tuple(x.shape)})")
+
+    def check_steps(self, steps: int, shape: str = "") -> None:
+        """Raise the ShapeError a sequence of ``steps`` steps would raise: any number
+        but ``T`` (before running one: ``spikeflow train`` asks)."""
+        if steps != self.T:
             raise ShapeError(
-                f"{name} was built for T = {self.T} steps (its gradient averages over them), "
-                f"got a sequence of {x.shape[0]} steps (input shape {tuple(x.shape)})"
+                f"{type(self).__name__} was built for T = {self.T} steps (its gradient "
+                f"averages over them), got a sequence of {steps} steps{shape}"
             )
 
     def threshold(self) -> Tensor:

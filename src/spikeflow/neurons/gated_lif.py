@@ -226,6 +226,16 @@ class GatedLIFNode(BaseNode):
         super().reset()
         self._t = 0
 
+    def check_steps(self, steps: int) -> None:
+        """Raise the ShapeError a sequence of ``steps`` steps from a fresh state would
+        raise: more than ``T`` (before running one: ``spikeflow train`` asks)."""
+        if steps > self.T:
+            raise ShapeError(
+                f"GatedLIFNode was built for T={self.T} time steps (one conductance "
+                f"per step, conduct of shape {tuple(self.conduct.shape)}) but got a "
+                f"sequence of {steps} steps"
+            )
+
     def forward(self, x: Tensor) -> Tensor:
         """Spikes for ``x``: ``[T', B, ...]`` (``T' <= T``) in multi-step mode, ``[B, ...]``
         in single-step mode."""
@@ -239,11 +249,7 @@ class GatedLIFNode(BaseNode):
         steps = x_seq.shape[0]
         if start + steps > self.T:
             if start == 0:
-                raise ShapeError(
-                    f"GatedLIFNode was built for T={self.T} time steps (one conductance "
-                    f"per step, conduct of shape {tuple(self.conduct.shape)}) but got a "
-                    f"sequence of {steps} steps"
-                )
+                self.check_steps(steps)
             raise StateError(
                 f"GatedLIFNode was built for T={self.T} time steps and has run {start} since "
                 f"its state was reset; {steps} more would pass T: call "

@@ -63,10 +63,15 @@ def _check_sequence(owner: str, x: Tensor, T: int) -> None:
     """``x`` must be ``[T, B, ...]`` with exactly the ``T`` steps the weight was built for."""
     check_float_input(x, owner)
     check_time_major(x, owner)
-    if x.shape[0] != T:
+    _check_steps(owner, T, x.shape[0], f" (shape {tuple(x.shape)})")
+
+
+def _check_steps(owner: str, T: int, steps: int, shape: str = "") -> None:
+    """A sequence of ``steps`` steps must have the ``T`` the weight was built for."""
+    if steps != T:
         raise ShapeError(
             f"{owner} was built for T={T} time steps (its weight is [{T}, {T}]) but the "
-            f"input has {x.shape[0]} steps (shape {tuple(x.shape)})"
+            f"input has {steps} steps{shape}"
         )
 
 
@@ -146,6 +151,11 @@ class _TxTPSN(nn.Module):
         self.bias = nn.Parameter(torch.empty(self.T, 1))
         self.surrogate_function = checked_surrogate(surrogate, ATan)
         self.reset_parameters()
+
+    def check_steps(self, steps: int) -> None:
+        """Raise the ShapeError a whole sequence of ``steps`` steps would raise: any
+        number but ``T`` (before running one: ``spikeflow train`` asks)."""
+        _check_steps(type(self).__name__, self.T, steps)
 
     def reset_parameters(self) -> None:
         """Kaiming-uniform(a=√5) weight (``nn.Linear(T, T)``'s default) and bias -1."""

@@ -80,6 +80,7 @@ from spikeflow.training.pruning import (
     tracks_sparsity,
 )
 from spikeflow.training.resume import checkpoint_position, config_for_resume, describe_position
+from spikeflow.training.run_checks import non_finite_advice, run_loss
 from spikeflow.training.run_folder import (
     carry_history,
     check_output_dir,
@@ -292,9 +293,7 @@ class Trainer:
             self.steps_per_epoch, lambda: epoch_learning_rates(cfg),
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
-        from spikeflow.losses import get_loss
-
-        self.loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
+        self.loss_fn = run_loss(cfg, self.raw_model, self.info)  # checked with the model
         # An online or e-prop run is evaluated with the loss it trains (the mean of
         # per-step losses).
         self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
@@ -699,8 +698,8 @@ class Trainer:
         raise NonFiniteLossError(
             f"the loss became non-finite ({'nan' if math.isnan(value) else value} on at least "
             f"one process) at epoch {self.epoch + 1}, step {step + 1} of {steps} (global step "
-            f"{self.global_step + 1}); training stopped. {kept}. Lower the learning rate "
-            f"(now {self.optimizer.param_groups[0]['lr']:g}) or check the data"
+            f"{self.global_step + 1}); training stopped. {kept}. "
+            + non_finite_advice(self.config, value, self.optimizer.param_groups[0]["lr"])
         )
 
     def _last_good_checkpoint(self) -> str:

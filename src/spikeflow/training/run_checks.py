@@ -1,0 +1,101 @@
+"""What a training run checks of its loss, model and dataset together before it starts,
+and what it says when its loss becomes non-finite (:func:`non_finite_advice`).
+
+Before it starts (:func:`run_loss`): the settings that the first forward or the first
+loss would refuse, checked exactly and without running the model, so that a refused
+run has written nothing and, with ``--overwrite``, removed nothing
+(:class:`~spikeflow.training.Trainer` removes the earlier run only after these checks):
+
+- The loss's arguments that depend on the number of steps of the model's output
+  (:func:`spikeflow.losses.check_loss_fits`: ``spike_rate``'s and ``spike_max``'s
+  ``moving_window``, ``mse_temporal``'s target steps) against the steps the model
+  outputs for ``T`` (:func:`spikeflow.models.common.output_steps`), and what cannot take
+  the trainer's class labels (``mse_temporal``'s ``target_is_time``).
+- The model's ``num_classes`` (``--model-kwargs``) against the dataset's classes: no
+  fewer (a label with no output), and equal with ``--mixup``/``--cutmix`` (their mixed
+  labels have one entry per dataset class).
+- The neurons built for a fixed number of steps (PSN, masked PSN, GLIF, DSR: their
+  ``check_steps``) against ``T``, in a model that keeps the steps of its input.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.losses import LossFn, check_loss_fits, get_loss, non_finite_loss_cause
+from spikeflow.models.common import output_steps
+from spikeflow.training.config import TrainConfig
+from spikeflow.training.data import DataInfo
+
+__all__ = ["check_classes", "check_neuron_steps", "non_finite_advice", "run_loss"]
+
+
+def run_loss(config: TrainConfig, model: nn.Module, info: DataInfo) -> LossFn:
+    """The run's loss, :func:`~spikeflow.losses.get_loss` of ``config.loss`` and
+    ``config.loss_kwargs``, once the loss, ``model`` (built for the run) and the
+    dataset described by ``info`` are checked together (module docstring).
+
+    Raises:
+        ConfigurationError: what the first training step would refuse; the message
+            names the argument, its value and ``T`` (or the classes).
+    """
+    assert config.loss is not None and config.T is not None  # resolved
+    steps = output_steps(model, config.T)
+    extra = "" if steps == config.T else f" ({config.model}'s for T = {config.T})"
+    check_loss_fits(config.loss, steps, config.loss_kwargs, f"the model's output{extra}")
+    check_classes(config, info)
+    check_neuron_steps(config, model)
+    return get_loss(config.loss, **config.loss_kwargs)
+
+
+def check_classes(config: TrainConfig, info: DataInfo) -> None:
+    """Raise a ConfigurationError when the model's ``num_classes`` (``--model-kwargs``)
+    cannot take the dataset's labels: fewer than its classes, or, with mixup/CutMix,
+    not exactly as many."""
+    classes = config.model_kwargs.get("num_classes", info.num_classes)
+    if not isinstance(classes, int) or isinstance(classes, bool):
+        return  # the model's own check names it
+    dataset = f"the {info.num_classes} classes of dataset {config.dataset}"
+    if classes < info.num_classes:
+        raise ConfigurationError(
+            f"model_kwargs num_classes ({classes}) is fewer than {dataset} (labels 0 to "
+            f"{info.num_classes - 1}): labels from {classes} up have no output; leave "
+            f"num_classes out (the dataset's) or give at least {info.num_classes}"
+        )
+    if (config.mixup or config.cutmix) and classes != info.num_classes:
+        raise ConfigurationError(
+            f"mixup/cutmix mix one-hot labels of {dataset}, but model_kwargs num_classes "
+            f"is {classes}: the loss needs one output per class; leave num_classes out"
+        )
+
+
+def check_neuron_steps(config: TrainConfig, model: nn.Module) -> None:
+    """Raise a ConfigurationError when a neuron of ``model`` built for a fixed number of
+    steps (one with ``check_steps``: PSN, masked PSN, GLIF, DSR) cannot run the ``T``
+    steps of a sample. A model that changes the number of steps (one with
+    ``output_steps``) is not checked: its layers see other numbers of steps."""
+    if callable(getattr(model, "output_steps", None)):
+        return
+    for name, module in model.named_modules():
+        check = getattr(module, "check_steps", None)
+        if not callable(check):
+            continue
+        try:
+            check(config.T)
+        except ShapeError as exc:
+            raise ConfigurationError(
+                f"model {config.model!r}, layer {name!r}: {exc}, the T = {config.T} steps "
+                f"of every sample: pass --neuron-kwargs T={config.T} (or another --T)"
+            ) from exc
+
+
+def non_finite_advice(config: TrainConfig, value: float, lr: float) -> str:
+    """What a message about the non-finite loss ``value`` of a run tells the user to do:
+    the loss's own cause where it explains it (``spike_max`` in probability mode is
+    infinite while a label neuron is silent:
+    :func:`~spikeflow.losses.non_finite_loss_cause`), else to lower the learning rate
+    (now ``lr``) or check the data (a divergence)."""
+    assert config.loss is not None  # resolved
+    cause = non_finite_loss_cause(config.loss, config.loss_kwargs, value)
+    return cause or f"Lower the learning rate (now {lr:g}) or check the data"
