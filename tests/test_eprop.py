@@ -368,6 +368,48 @@ def test_the_network_follows_its_equations(variant):
     assert not torch.equal(adapted, no_adaptation)  # the ALIF neurons adapt
 
 
+def test_the_hidden_spikes_reach_the_monitors_and_the_operation_counter_by_hand():
+    """2 inputs, 2 LIF + 1 ALIF neurons, tau = 20 (α = e^(-1/20) ≈ 0.951), v_th = 1,
+    β = 0.07. Sample 0, x = [1, 0], [1, 1], [0, 0], by hand:
+
+    - t0: v = W_in x = [2, 0, 0.5], so z = [1, 0, 0];
+    - t1: v = α [2, 0, 0.5] + [2, 2, 1] + W_rec z0 ([0, 0, 0.1]) − z0 = [2α + 1, 2,
+      0.5α + 1.1], so z = [1, 1, 1];
+    - t2: v = α v1 + W_rec z1 ([0.3, 0, 0.1]: the diagonal 5 is masked) − z1 ≈ [2.06,
+      0.90, 0.60] (ALIF threshold 1 + β·1), so z = [1, 0, 0].
+
+    Sample 1 (x = 0) stays silent: 5 spikes in 2 · 3 · 3 neuron-steps, 2.5 per sample.
+    Accumulates (spike inputs): W_in, whose inputs 0 and 1 each reach 2 neurons: 2 + 4;
+    W_rec over z0 and z1 (z2 feeds no step), where neuron 0 reaches 1 neuron (row 2),
+    neuron 1 reaches 1 (row 0) and neuron 2 none (its only weight is the diagonal):
+    1 + 2; W_out: 5 spikes to 2 readouts each."""
+    from spikeflow.energy import count_operations
+    from spikeflow.training import SpikeMonitor
+
+    net = EPropRSNN(2, 2, n_lif=2, n_alif=1, tau=20.0, beta=0.07)
+    with torch.no_grad():
+        net.input.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.5, 0.5]]))
+        net.recurrent.weight.copy_(torch.tensor([[0, 0.3, 0], [0, 0, 0], [0.1, 0, 5.0]]))
+    x = torch.zeros(3, 2, 2)
+    x[:2, 0, 0] = 1.0
+    x[1, 0, 1] = 1.0
+    hand = torch.tensor([[1.0, 0, 0], [1, 1, 1], [1, 0, 0]])
+    with SpikeMonitor(net) as forward, torch.no_grad():
+        spikes = net(x).spikes
+    assert torch.equal(spikes[:, 0], hand) and not spikes[:, 1].any()
+    (stats,) = forward.summary()
+    assert (stats.name, stats.spikes, stats.neurons) == ("neurons", 5.0, 3)
+    assert stats.firing_rate == 5 / 18 and stats.spikes_per_sample == 2.5
+    # e-prop's steps (not the forward) show the monitor the same spikes
+    with SpikeMonitor(net) as steps:
+        EProp(net, "symmetric", "ce").run(x, torch.tensor([0, 1]))
+    assert steps.state_dict() == forward.state_dict()
+    report = count_operations(net, x)
+    counted = {layer.name: (layer.acs, layer.macs) for layer in report.layers}
+    assert counted == {"input": (6, 0), "recurrent": (3, 0), "output": (10, 0)}
+    assert report.not_counted == [] and report.samples == 2
+
+
 def test_the_pseudo_derivative_is_bellecs_triangle_and_any_surrogate_fits():
     net = make_net(2, 2, gamma_pd=0.3, v_threshold=0.8)
     margin = torch.linspace(-1.5, 1.5, 31, dtype=D).view(1, -1)

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from spikeflow.errors import ConfigurationError, StateError
-from spikeflow.learn import EProp
+from spikeflow.learn import EProp, EPropRSNN
 from spikeflow.models import create_model
-from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+from spikeflow.training import SpikeMonitor, Trainer, config_for_resume, load_checkpoint
 from spikeflow.training.config import config_from_dict, resolve
+from spikeflow.training.data import to_time_major
 from spikeflow.training.evaluation import _loss
+from spikeflow.training.metric_logs import read_csv
 from train_runs import tiny
 
 #: A small e-prop run on the digits (8x8 images, constant current over T steps).
@@ -50,8 +52,15 @@ def test_the_trainers_step_is_the_rules_run_then_the_optimizer(tmp_path, smoothi
     target = (1 - smoothing) * torch.nn.functional.one_hot(y, 10) + smoothing / 10
     with torch.no_grad():
         readout = net(xs.contiguous())
-    result = rule.run(xs.contiguous(), target, 0.25)
+        spikes = EPropRSNN.forward(net, xs.reshape(4, 32, -1)).spikes  # the hidden ones
+    with SpikeMonitor(net) as reference:
+        result = rule.run(xs.contiguous(), target, 0.25)
     optimizer.step()
+    # the training monitor saw the step's hidden spikes: their mean is the rate
+    assert trainer.train_monitor.state_dict() == reference.state_dict()
+    (stats,) = trainer.train_monitor.summary()
+    assert stats.name == "neurons" and stats.spikes == float(spikes.sum()) > 0
+    assert stats.firing_rate == pytest.approx(float(spikes.double().mean()), rel=1e-12)
     for key, weight in net.state_dict().items():
         assert torch.allclose(trainer.raw_model.state_dict()[key], weight, atol=1e-6), key
     assert math.isfinite(float(result.loss))
@@ -154,15 +163,24 @@ def test_eprop_rsnn_cannot_be_streamed(tmp_path):
     assert not (tmp_path / "online").exists()  # refused before the run folder stays
 
 
-def test_a_run_without_spiking_layers_draws_no_empty_firing_plots(tmp_path):
-    """The e-prop network computes its spikes itself (no spikeflow neuron layer to
-    hook): its firing-rate plot and raster would be empty axes, so they are left out,
-    and the log says why."""
+def test_an_eprop_run_logs_its_neurons_rates_and_draws_their_plots(tmp_path):
+    """The e-prop network computes its spikes itself, passing them through its layer
+    ``neurons``: the run logs their firing rate (was nan) and draws the firing-rate plot
+    and the raster; the test rate is the mean of the hidden spikes on the test set."""
     pytest.importorskip("matplotlib", reason="plots need matplotlib (the 'plot' extra)")
-    messages: list[str] = []
     cfg = tiny(tmp_path, "plots", **EPROP, epochs=1, train_samples=32, test_samples=16,
                plots="on")  # fmt: skip
-    result = Trainer(cfg, log=messages.append).fit()
-    assert [p.name for p in result.plots] == ["learning_curves.png"]
-    assert not (tmp_path / "plots" / "raster.png").exists()
-    assert any("no firing-rate plot or raster" in m for m in messages)
+    trainer = Trainer(cfg, log=None)
+    result = trainer.fit()
+    assert [p.name for p in result.plots] == ["learning_curves.png", "firing_rates.png",
+                                              "raster.png"]  # fmt: skip
+    row = result.history[-1]
+    assert 0.0 < row["train_rate"] < 1.0
+    x, _ = next(iter(torch.utils.data.DataLoader(trainer.test_set, batch_size=16)))
+    net = trainer.raw_model
+    with torch.no_grad():
+        spikes = EPropRSNN.forward(net, net.flat_input(to_time_major(x, 4, True))).spikes
+    assert row["test_rate"] == pytest.approx(float(spikes.double().mean()), rel=1e-12)
+    layers = read_csv(tmp_path / "plots" / "layers.csv")
+    assert {(r["split"], r["layer"]) for r in layers} == {("train", "neurons"),
+                                                         ("test", "neurons")}  # fmt: skip

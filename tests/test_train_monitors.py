@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import sys
 import warnings
 import weakref
@@ -14,7 +15,7 @@ from torch import nn
 
 from spikeflow import functional as F
 from spikeflow import layers, neurons
-from spikeflow.errors import MissingExtraError
+from spikeflow.errors import ConfigurationError, MissingExtraError, ShapeError
 from spikeflow.training import SpikeMonitor, Trainer, record_spikes
 from spikeflow.training.config import config_from_dict
 from spikeflow.training.metric_logs import read_csv
@@ -242,6 +243,35 @@ def test_plots_are_written_after_a_run(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
+class _NoSpikes(nn.Module):
+    """A model without spiking layers: a linear readout of every step's pixels."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64 * in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(2))
+
+
+def test_a_run_without_spiking_layers_draws_no_empty_firing_plots(tmp_path, monkeypatch):
+    """Nothing to record: the firing-rate plot and raster would be empty axes, so they
+    are left out, and the log says why."""
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the 'plot' extra)")
+    pytest.importorskip("sklearn")
+    from spikeflow.models import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "no_spikes_test_net", _NoSpikes)
+    messages: list[str] = []
+    config = _tiny(tmp_path, plots="on", epochs=1, model="no_spikes_test_net",
+                   model_kwargs={}, train_samples=32, test_samples=16)  # fmt: skip
+    result = Trainer(config, log=messages.append).fit()
+    assert [p.name for p in result.plots] == ["learning_curves.png"]
+    assert math.isnan(result.history[-1]["test_rate"])
+    assert not (tmp_path / "run" / "raster.png").exists()
+    assert any("no firing-rate plot or raster" in m for m in messages)
+
+
 def test_plots_without_matplotlib(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
     monkeypatch.setitem(sys.modules, "matplotlib", None)
@@ -326,6 +356,18 @@ def test_merging_over_processes_keeps_the_layer_size_when_a_process_saw_nothing(
     reduce_monitor(merged, TwoProcesses())
     assert merged.state_dict() == seen.state_dict()
     assert all(v["neurons"] > 0 for v in merged.state_dict().values())
+
+
+def test_a_spike_tap_passes_its_input_and_names_a_wrong_shape():
+    tap = neurons.SpikeTap(3)
+    z = (torch.rand(2, 4, 3) > 0.5).float()
+    assert tap(z) is z and tap(z.view(2, 4, 3, 1)).shape == (2, 4, 3, 1)
+    for bad in (torch.rand(2, 4, 5), torch.rand(4, 3)):
+        wanted = f"SpikeTap: expected the spikes [T, B, ...] of 3 neurons, got {tuple(bad.shape)}"
+        with pytest.raises(ShapeError, match=re.escape(wanted)):
+            tap(bad)
+    with pytest.raises(ConfigurationError, match="SpikeTap: neurons"):
+        neurons.SpikeTap(0)
 
 
 def test_an_empty_batch_is_counted_without_an_error():

@@ -29,7 +29,11 @@ neurons) and counted layers whose forward never ran (a module applying its inner
 layer's weight directly) are listed as not counted. The recurrent layers that apply
 their weights with ``F.linear`` are counted from their inputs and the outputs they feed
 back: ``layers.Recurrent`` (as ``<name>.recurrent``) and ``LinearRecurrentContainer``
-(``<name>.rc`` for the input part, ``<name>.rc (recurrent)`` for the feedback).
+(``<name>.rc`` for the input part, ``<name>.rc (recurrent)`` for the feedback). So is
+Bellec et al.'s :class:`~spikeflow.learn.EPropRSNN` (the zoo's ``eprop_rsnn``), whose
+loop applies ``W^in`` and the masked ``W^rec`` with ``F.linear``: ``<name>.input`` from
+its input, ``<name>.recurrent`` from the spikes ``z[t-1]`` its neurons fed back (read
+from its :class:`~spikeflow.neurons.SpikeTap`; no self-connections), per forward call.
 Weights are taken as stored sparse (a zero weight costs nothing); inputs arrive at run
 time, so a layer fed real values multiplies its zero inputs too, while a spike input is
 event-driven. A sigma-delta network's layers (the layer inside a
@@ -65,6 +69,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
 from spikeflow.layers.sigma_delta import DeltaSynapse
+from spikeflow.learn.eprop_network import EPropRSNN
 from spikeflow.memory.recompute import reruns_forward
 
 __all__ = [
@@ -347,6 +352,7 @@ class OperationCounter:
         self.not_counted: list[str] = []
         self._handles: list[RemovableHandle] = []
         self._carried: dict[nn.Module, Tensor | None] = {}
+        self._eprop_spikes: dict[nn.Module, Tensor] = {}  # an EPropRSNN's, by its tap
         # Layers fed graded spikes (a sigma-delta network's synapses).
         self._graded = {m.layer for m in model.modules() if isinstance(m, DeltaSynapse)}
         self._tracker = self._follow_analog_outputs(model)
@@ -369,6 +375,11 @@ class OperationCounter:
                     self._layers[module] = LayerOperations(f"{rc} (recurrent)", "Linear")
                 self._handles.append(module.register_forward_pre_hook(self._carried_in))
                 self._handles.append(module.register_forward_hook(self._count_recurrent))
+            if isinstance(module, EPropRSNN):
+                # Its loop applies W^in and the masked W^rec with F.linear: counted from
+                # its input and from the spikes its neurons fed back (seen by its tap).
+                self._handles.append(module.neurons.register_forward_hook(self._keep_spikes))
+                self._handles.append(module.register_forward_hook(self._count_eprop))
             if isinstance(module, (nn.Linear, *_CONVS, *_TRANSPOSED)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._count))
@@ -483,6 +494,27 @@ class OperationCounter:
         mask, spikes, counts = self._classify(fed)
         pairs = _linear_pairs(feedback, mask)
         self._add(self._layers[record], fed, pairs, spikes, counts)
+
+    def _keep_spikes(self, tap: nn.Module, args: tuple, output: object) -> None:
+        if isinstance(output, Tensor) and not reruns_forward():
+            self._eprop_spikes[tap] = output.detach()
+
+    @torch.no_grad()
+    def _count_eprop(self, net: EPropRSNN, args: tuple, output: object) -> None:
+        """``W^in`` over the input ``x`` ``[T, B, ...]`` of this call and the masked
+        ``W^rec`` over the spikes fed back, ``z[0] .. z[T-2]`` (``z[T-1]`` is fed to no
+        step of the call; the initial state is silent)."""
+        spikes = self._eprop_spikes.pop(net.neurons, None)
+        if spikes is None or not args or not isinstance(args[0], Tensor) or reruns_forward():
+            return
+        x = args[0]
+        mask, spiking, counts = self._classify(x)
+        pairs = _linear_pairs(net.input.weight, mask)
+        self._add(self._layers[net.input], x, pairs, spiking, counts)
+        fed = spikes[:-1].reshape(-1, net.hidden)
+        mask, spiking, counts = self._classify(fed)
+        pairs = _linear_pairs(net.recurrent_weight(), mask)
+        self._add(self._layers[net.recurrent], fed, pairs, spiking, counts)
 
     def report(self, samples: int) -> OperationReport:
         """The counts so far, per sample of ``samples`` samples run."""

@@ -354,7 +354,11 @@ class EProp(nn.Module):
         weight: Tensor | float | None = None,
     ) -> EPropResult:
         """A whole sequence ``x`` ``[T, B, in_features]``, from a fresh state, step by
-        step (:meth:`step` then :meth:`finish`): the gradients are in ``.grad``.
+        step (:meth:`step` then :meth:`finish`): the gradients are in ``.grad``. The
+        spikes of the steps ``[T, B, N]`` then pass through the network's ``neurons``
+        (:class:`~spikeflow.neurons.SpikeTap`), as in its forward, so that a
+        :class:`~spikeflow.training.SpikeMonitor` on the network sees them (kept until
+        then: ``T·B·N`` values, as the readout's ``T·B·K``).
 
         Args:
             x: the inputs.
@@ -376,16 +380,19 @@ class EProp(nn.Module):
             weights = step_weights("EProp.run", weight, steps, batch, x)
             counted = weights.ne(0).any(1).tolist()  # steps of weight 0 learn nothing: skipped
         self.reset()
-        outputs = []
+        outputs, spikes = [], []
         try:
             for t in range(steps):
                 if counted[t]:
                     outputs.append(self.step(x[t], targets[t], weights[t]))
                 else:
                     outputs.append(self.step(x[t]))
+                spikes.append(self._traces.net.z)  # type: ignore[union-attr]
             loss = self.finish()
         finally:
             self._traces = None
+        with torch.no_grad():
+            self.network.neurons(torch.stack(spikes))
         return EPropResult(torch.stack(outputs), loss)
 
     def extra_repr(self) -> str:

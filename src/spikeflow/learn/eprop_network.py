@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_int, check_labels, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons import LINode
+from spikeflow.neurons import LINode, SpikeTap
 from spikeflow.surrogate import Surrogate, Triangle
 
 __all__ = [
@@ -120,7 +120,10 @@ class EPropRSNN(nn.Module):
     bias, its diagonal masked at every call: no self-connections, the diagonal gets no
     gradient) and ``output`` (``Linear(N, K)`` with bias ``b``), drawn from
     ``N(0, 1/fan_in)``, the bias 0. The defaults are spikeflow's
-    choice in the ranges the paper uses.
+    choice in the ranges the paper uses. The spikes of each sequence pass through
+    ``neurons`` (a :class:`~spikeflow.neurons.SpikeTap`), so that
+    :class:`~spikeflow.training.SpikeMonitor` reads their firing rate and
+    :mod:`spikeflow.energy` counts the operations of ``input`` and ``recurrent``.
 
     Raises:
         ConfigurationError: a count, time constant or scale out of range, or a surrogate
@@ -186,6 +189,10 @@ class EPropRSNN(nn.Module):
             self.output.weight.normal_(0.0, 1.0 / math.sqrt(n))
             self.output.bias.zero_()
         self.register_buffer("off_diagonal", 1.0 - torch.eye(n), persistent=False)
+        #: The spikes ``z`` ``[T, B, N]`` of every sequence pass through it (forward, and
+        #: :meth:`spikeflow.learn.EProp.run`): what spikeflow's monitors, rasters and
+        #: operation counter watch (the neurons are equations here, not neuron layers).
+        self.neurons = SpikeTap(n)
 
     @property
     def hidden(self) -> int:
@@ -230,7 +237,10 @@ class EPropRSNN(nn.Module):
         w_rec: Tensor,
         detach_recurrent: bool,
         detach_reset: bool,
+        readout: bool = True,
     ) -> RSNNStep:
+        # readout=False: y is not computed (forward reads out all steps at once after the
+        # loop; computing it here too ran W^out twice) and stays the state's.
         z_prev = state.z
         fed_back = z_prev.detach() if detach_recurrent else z_prev
         current = F.linear(x_t, self.input.weight) + F.linear(fed_back, w_rec)
@@ -254,7 +264,7 @@ class EPropRSNN(nn.Module):
                 torch.full_like(refractory, self.refractory),
                 (refractory - 1).clamp(min=0),
             )
-        y = self.kappa * state.y + self.output(z)
+        y = self.kappa * state.y + self.output(z) if readout else state.y
         return RSNNStep(y, z, RSNNState(v, z, a, refractory, y), margin, ready)
 
     def step(
@@ -299,9 +309,9 @@ class EPropRSNN(nn.Module):
         w_rec = self.recurrent_weight()
         spikes = []
         for x_t in x.unbind(0):
-            state = self._step(x_t, state, w_rec, detach_recurrent, detach_reset).state
+            state = self._step(x_t, state, w_rec, detach_recurrent, detach_reset, False).state
             spikes.append(state.z)
-        z = torch.stack(spikes)
+        z = self.neurons(torch.stack(spikes))  # (the same tensor: seen by monitors)
         # y = κ y + W^out z + b for all steps: one GEMM, then spikeflow's leaky integrator.
         readout = LINode(tau=1.0 / (1.0 - self.kappa), decay_input=False)
         return RSNNOutput(readout(self.output(z)), z)

@@ -29,6 +29,8 @@
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
   in parallel over time.
+* :mod:`~spikeflow.neurons.tap`: :class:`SpikeTap`, the pass-through layer through which a
+  network that computes its spikes in its own loop shows them to monitors and counters.
 
 See ``docs/neurons.md`` and ``docs/neuron_zoo.md``.
 """
@@ -76,6 +78,7 @@ from spikeflow.neurons.parallel import (
 from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
 from spikeflow.neurons.refractory import RefractoryCubaLIFNode, RefractoryLIFNode
 from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
+from spikeflow.neurons.tap import SpikeTap
 from spikeflow.neurons.ternary import TernaryIFNode, TernaryLIFNode
 
 __all__ = [
@@ -126,6 +129,7 @@ __all__ = [
     "RefractoryLIFNode",
     "ResonateAndFireNode",
     "SlidingPSN",
+    "SpikeTap",
     "TernaryIFNode",
     "TernaryLIFNode",
     "band_mask",

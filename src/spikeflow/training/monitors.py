@@ -1,14 +1,16 @@
 """Monitors: forward hooks that record what the spiking layers of a network do.
 
 :class:`SpikeMonitor` hooks every spiking layer (spikeflow's neurons and parallel
-neurons) and accumulates, per layer, the number of spikes (the sum of the outputs'
-magnitudes: a ternary neuron's ``-1`` is a spike), the number of neuron-steps (so the
-firing rate is ``spikes / neuron-steps``) and, with ``membrane=True``, the sum and sum
-of squares of the membrane potential after reset of every step (for neurons that can
-record it, :data:`MEMBRANE_LAYER_TYPES`: :class:`~spikeflow.neurons.BaseNode` and
-:class:`~spikeflow.neurons.LoopNode`). It keeps running sums as
-detached 0-dim tensors, never the layers' outputs, so its memory does not grow with the
-number of batches and it holds no reference to any activation or autograd graph.
+neurons, and the :class:`~spikeflow.neurons.SpikeTap` through which a network that
+computes its spikes itself passes them) and accumulates, per layer, the number of
+spikes (the sum of the outputs' magnitudes: a ternary neuron's ``-1`` is a spike), the
+number of neuron-steps (so the firing rate is ``spikes / neuron-steps``) and, with
+``membrane=True``, the sum and sum of squares of the membrane potential after reset of
+every step (for neurons that can record it, :data:`MEMBRANE_LAYER_TYPES`:
+:class:`~spikeflow.neurons.BaseNode` and :class:`~spikeflow.neurons.LoopNode`). It keeps
+running sums as detached 0-dim tensors, never the layers' outputs, so its memory does
+not grow with the number of batches and it holds no reference to any activation or
+autograd graph.
 
 A layer's spikes are its output, except for a neuron with an analog output
 (``output_is_spikes`` False: :class:`~spikeflow.neurons.LIAFNode`, whose output is
@@ -40,7 +42,15 @@ from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven.layers import EventDrivenLayer
 from spikeflow.memory.recompute import reruns_forward
-from spikeflow.neurons import PSN, BaseNode, LoopNode, MaskedPSN, NoResetLIFNode, SlidingPSN
+from spikeflow.neurons import (
+    PSN,
+    BaseNode,
+    LoopNode,
+    MaskedPSN,
+    NoResetLIFNode,
+    SlidingPSN,
+    SpikeTap,
+)
 
 __all__ = [
     "MEMBRANE_LAYER_TYPES",
@@ -54,9 +64,10 @@ __all__ = [
     "spiking_layers",
 ]
 
-#: The module types a monitor hooks by default.
+#: The module types a monitor hooks by default (:class:`~spikeflow.neurons.SpikeTap`: the
+#: spikes a network computes in its own loop, e.g. EPropRSNN's LIF/ALIF neurons).
 SPIKING_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    BaseNode, LoopNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode, EventDrivenLayer,
+    BaseNode, LoopNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode, EventDrivenLayer, SpikeTap,
 )  # fmt: skip
 
 #: The spiking layers that record their membrane after reset in ``v_seq`` while

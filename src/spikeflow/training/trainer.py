@@ -799,7 +799,7 @@ class Trainer:
             written.append(plots.plot_learning_curves(self.history, out / "learning_curves.png"))
             if self.train_monitor.layers:
                 self._activity_plots(plots, out, written)
-            else:  # e.g. eprop_rsnn, which computes its spikes itself: empty axes
+            else:  # a model without spikeflow spiking layers (or SpikeTap): empty axes
                 self.log("no firing-rate plot or raster: the model has no spikeflow spiking "
                          "layer to record (its firing rates read nan)")  # fmt: skip
         except OSError as exc:  # the run is complete and saved: a plot is not worth failing it
