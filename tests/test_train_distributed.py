@@ -21,7 +21,7 @@ from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import config_from_dict
 from spikeflow.training.data import build_datasets
 from spikeflow.training.metric_logs import read_csv
-from spikeflow.training.trainer import _seed_everything
+from spikeflow.training.trainer_checkpoints import seed_everything
 
 pytest.importorskip("sklearn", reason="the digits need scikit-learn")
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is absent")
@@ -236,7 +236,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
     # the step did move the weights (from the seeded initial ones)
     config = resolve(config_from_dict(_config(str(tmp_path / "x"))))
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     initial = build_model(config, build_datasets(config)[2]).state_dict()
     for key in initial:
         assert (initial[key] - a["model"][key]).abs().max() > 1e-5, f"{key} did not move"

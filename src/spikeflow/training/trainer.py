@@ -15,7 +15,6 @@ import contextlib
 import gc
 import math
 import os
-import random
 import signal
 import threading
 import time
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -40,7 +38,6 @@ from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.build import build_model
 from spikeflow.training.config import (
     TrainConfig,
-    config_to_dict,
     resolve,
     resolved_readout,
     save_config,
@@ -62,10 +59,9 @@ from spikeflow.training.metric_logs import (
     TensorBoardLogger,
     check_tensorboard,
     epoch_columns,
-    read_csv,
 )
 from spikeflow.training.mixing import BatchMixer
-from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
+from spikeflow.training.monitors import LayerStats, SpikeMonitor
 from spikeflow.training.online import (
     check_online_model,
     online_backward,
@@ -79,7 +75,7 @@ from spikeflow.training.pruning import (
     prune_settings,
     tracks_sparsity,
 )
-from spikeflow.training.resume import checkpoint_position, config_for_resume, describe_position
+from spikeflow.training.resume import config_for_resume, describe_position
 from spikeflow.training.run_checks import non_finite_advice, run_loss
 from spikeflow.training.run_folder import (
     carry_history,
@@ -87,11 +83,12 @@ from spikeflow.training.run_folder import (
     claim_for_launch,
     claimed_by_this_launch,
     earlier_run_files,
-    launch_identity,
     remove_empty_folders,
     remove_run_outputs,
     reserve_default_output_dir,
 )
+from spikeflow.training.trainer_checkpoints import CheckpointMixin, seed_everything
+from spikeflow.training.trainer_plots import PlotsMixin
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "build_model", "config_for_resume"]
 
@@ -122,13 +119,7 @@ class TrainResult:
         return float(self.history[-1]["test_acc"]) if self.history else math.nan
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global state user code draws from
-    random.seed(seed)
-
-
-class Trainer:
+class Trainer(CheckpointMixin, PlotsMixin):
     """Trains ``config``'s model on its dataset; :meth:`fit` runs it.
 
     Args:
@@ -256,12 +247,12 @@ class Trainer:
                 "the shards (DistributedSampler), so its last step differs from a "
                 "one-process run's"
             )
-        _seed_everything(cfg.seed)
+        seed_everything(cfg.seed)
         # A resume builds the checkpoint's model as its run did (build_model's ``saved``).
         with reading_saved_run() if self.resume_payload is not None else contextlib.nullcontext():
             self.raw_model = build_model(cfg, self.info).to(ctx.device)
         # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
-        _seed_everything(cfg.seed + ctx.rank)
+        seed_everything(cfg.seed + ctx.rank)
         self.model: nn.Module = self.raw_model
         self.layout = static_layout(self.raw_model, self.info, cfg.T)
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
@@ -367,114 +358,6 @@ class Trainer:
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         return make_lr_scheduler(self.optimizer, self.config)
-
-    # -- checkpoints ------------------------------------------------------------------
-
-    def _payload(self, states: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
-        """The checkpoint, from every process's ``rng`` and (inside an epoch) running
-        sums, in rank order."""
-        running = {"epoch_sums": {}, "monitor": {}, "rank_epoch_state": []}
-        if not complete:  # every process's own sums, and their totals
-            running = ckpt.epoch_state_payload(
-                [{"epoch_sums": s["epoch_sums"], "monitor": s["monitor"]} for s in states]
-            )
-        return {
-            "format": ckpt.CHECKPOINT_FORMAT,
-            "config": {k: v for k, v in config_to_dict(self.config).items() if v is not None},
-            "epoch": self.epoch + (1 if complete else 0),
-            "step": 0 if complete else self.step_in_epoch,
-            "global_step": self.global_step,
-            "model": self.raw_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "pruning": {} if self.pruning is None else self.pruning.state_dict(),
-            "eprop": {} if self.eprop is None else self.eprop.state_dict(),
-            "rng": [s["rng"] for s in states],
-            "world_size": self.ctx.world_size,
-            **running,
-            "history": self.history,
-            "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
-            "launch": launch_identity(),  # which torchrun launch wrote it (None: none)
-        }
-
-    def save(self, complete: bool, best: bool = False, rng: dict[str, Any] | None = None) -> None:
-        """Write ``best.pt`` (when ``best``), then ``last.pt``, on rank 0
-        (:func:`~spikeflow.training.checkpoint.write_run_checkpoint`); every rank
-        contributes its RNG states and, inside an epoch, its running sums."""
-        mine = {
-            "rng": rng if rng is not None else ckpt.capture_rng_state(),
-            "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
-            "monitor": {} if complete else self.train_monitor.state_dict(),
-        }
-        states = self.ctx.all_gather_object(mine)
-        if self.ctx.is_main:
-            ckpt.write_run_checkpoint(self._payload(states, complete), self.output_dir, best)
-        self.ctx.barrier()
-        position = (self.epoch + 1, 0) if complete else (self.epoch, self.step_in_epoch)
-        self._checkpoint = (self._last, position)
-
-    def _restore(self, payload: dict[str, Any]) -> int:
-        ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(payload["scheduler"])
-            if int(payload["global_step"]) > 0:
-                # The optimizer stepped before the checkpoint: tell the scheduler, which
-                # otherwise warns that it "skips the first value of the schedule" when a
-                # resume at the end of the first epoch steps it before any optimizer step
-                # (the schedule is right either way: its state comes from the checkpoint).
-                self.optimizer._opt_called = True  # type: ignore[attr-defined]
-        self.scaler.load_state_dict(payload["scaler"])
-        if self.eprop is not None:  # random or adaptive feedback: B
-            self.eprop.load_state_dict(payload.get("eprop", {}))
-        self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
-        self.global_step = int(payload["global_step"])
-        if self.pruning is not None:
-            # Progress by epoch and step: steps per epoch change with the process count.
-            steps = self.epoch * self.steps_per_epoch + self.step_in_epoch
-            self.pruning.load_state_dict({**payload.get("pruning", {}), "step_count": steps})
-        self.history = list(payload["history"])
-        self.best_test_acc = float(payload["best"]["test_acc"])
-        self.best_epoch = int(payload["best"]["epoch"])
-        self._checkpoint = (None, checkpoint_position(payload))
-        running = ckpt.epoch_state_for_rank(payload, self.ctx.rank, self.ctx.world_size)
-        if running is not None:
-            self.epoch_sums = EpochSums(**running[0])
-            self.train_monitor.load_state_dict(running[1])
-            if "rank_epoch_state" not in payload and int(payload["world_size"]) > 1:
-                self.log(f"note: the checkpoint (of an older spikeflow) holds process 0's "
-                         f"running sums only: epoch {self.epoch + 1}'s train metrics leave "
-                         "out the other processes' steps before it")  # fmt: skip
-        states = payload["rng"]
-        if len(states) == self.ctx.world_size:
-            ckpt.restore_rng_state(states[self.ctx.rank])
-        else:
-            self.log(
-                f"note: the checkpoint was written by {len(states)} processes, this run has "
-                f"{self.ctx.world_size}: the random streams restart from the seed"
-            )
-            _seed_everything(self.config.seed + self.ctx.rank + self.epoch)
-        return self.epoch
-
-    def _repair_best(self, payload: dict[str, Any]) -> None:
-        """Write ``best.pt`` again from the resumed checkpoint when that is the best
-        epoch it records but ``best.pt`` is missing, damaged or of an earlier epoch: an
-        older spikeflow wrote ``last.pt`` first, and one killed before ``best.pt`` left
-        a stale one. A ``best.pt`` of a later epoch (a run rewound with ``--overwrite``)
-        is kept until the rewound run records a best of its own."""
-        position = checkpoint_position(payload)
-        if position != (int(payload["best"]["epoch"]), 0):
-            return
-        path = self.output_dir / "best.pt"
-        try:
-            held = checkpoint_position(ckpt.load_checkpoint(path)) if path.is_file() else None
-        except ConfigurationError:  # damaged: replaced by the good copy
-            held = None
-        if held is None or held < position:
-            ckpt.save_checkpoint(payload, path)
-            self.log(f"note: {path} did not hold the best epoch ({payload['best']['epoch']}) "
-                     "its run recorded: written again from the resumed checkpoint")  # fmt: skip
 
     # -- the run ----------------------------------------------------------------------
 
@@ -777,47 +660,3 @@ class Trainer:
                 f"training stopped and this epoch was not saved. {kept}. Lower the learning "
                 f"rate (now {self.optimizer.param_groups[0]['lr']:g}) or check the data"
             )
-
-    # -- after the run ----------------------------------------------------------------
-
-    def _plots(self) -> list[Path]:
-        cfg = self.config
-        if not self.ctx.is_main or cfg.plots == "off" or not self.history:
-            return []
-        from spikeflow.training import plots
-
-        try:
-            plots.check_matplotlib()
-        except ImportError:
-            if cfg.plots == "on":
-                raise
-            self.log("no plots: matplotlib is not installed (pip install 'spikeflow[plot]')")
-            return []
-        out = self.output_dir
-        written: list[Path] = []
-        try:
-            written.append(plots.plot_learning_curves(self.history, out / "learning_curves.png"))
-            if self.train_monitor.layers:
-                self._activity_plots(plots, out, written)
-            else:  # a model without spikeflow spiking layers (or SpikeTap): empty axes
-                self.log("no firing-rate plot or raster: the model has no spikeflow spiking "
-                         "layer to record (its firing rates read nan)")  # fmt: skip
-        except OSError as exc:  # the run is complete and saved: a plot is not worth failing it
-            self.log(f"warning: plots not written ({exc}); the run's results are saved in {out}")
-        if written:
-            self.log("plots: " + ", ".join(str(p) for p in written))
-        return written
-
-    def _activity_plots(self, plots: Any, out: Path, written: list[Path]) -> None:
-        """The firing rates per epoch and the raster of test sample 0, each added to
-        ``written`` once drawn."""
-        cfg = self.config
-        written.append(plots.plot_firing_rates(read_csv(out / "layers.csv"),
-                                               out / "firing_rates.png"))  # fmt: skip
-        x, y = self.test_set[0]
-        x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
-                          self.layout)  # fmt: skip
-        self.raw_model.eval()
-        spikes = record_spikes(self.raw_model, x)
-        written.append(plots.plot_raster(spikes, out / "raster.png",
-                                         title=f"test sample 0 (label {int(y)})"))  # fmt: skip

@@ -1,0 +1,138 @@
+"""The checkpoints of a :class:`~spikeflow.training.trainer.Trainer` run: what one
+holds (every process's random states and, inside an epoch, running sums), writing it,
+and restoring a run from it."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.training import checkpoint as ckpt
+from spikeflow.training.config import config_to_dict
+from spikeflow.training.loop import EpochSums
+from spikeflow.training.resume import checkpoint_position
+from spikeflow.training.run_folder import launch_identity
+
+__all__ = ["CheckpointMixin", "seed_everything"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's and Python's global generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global state user code draws from
+    random.seed(seed)
+
+
+class CheckpointMixin:
+    """The :class:`~spikeflow.training.trainer.Trainer`'s checkpoint methods (they read
+    and set its attributes)."""
+
+    def _payload(self, states: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        """The checkpoint, from every process's ``rng`` and (inside an epoch) running
+        sums, in rank order."""
+        running = {"epoch_sums": {}, "monitor": {}, "rank_epoch_state": []}
+        if not complete:  # every process's own sums, and their totals
+            running = ckpt.epoch_state_payload(
+                [{"epoch_sums": s["epoch_sums"], "monitor": s["monitor"]} for s in states]
+            )
+        return {
+            "format": ckpt.CHECKPOINT_FORMAT,
+            "config": {k: v for k, v in config_to_dict(self.config).items() if v is not None},
+            "epoch": self.epoch + (1 if complete else 0),
+            "step": 0 if complete else self.step_in_epoch,
+            "global_step": self.global_step,
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "pruning": {} if self.pruning is None else self.pruning.state_dict(),
+            "eprop": {} if self.eprop is None else self.eprop.state_dict(),
+            "rng": [s["rng"] for s in states],
+            "world_size": self.ctx.world_size,
+            **running,
+            "history": self.history,
+            "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
+            "launch": launch_identity(),  # which torchrun launch wrote it (None: none)
+        }
+
+    def save(self, complete: bool, best: bool = False, rng: dict[str, Any] | None = None) -> None:
+        """Write ``best.pt`` (when ``best``), then ``last.pt``, on rank 0
+        (:func:`~spikeflow.training.checkpoint.write_run_checkpoint`); every rank
+        contributes its RNG states and, inside an epoch, its running sums."""
+        mine = {
+            "rng": rng if rng is not None else ckpt.capture_rng_state(),
+            "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
+            "monitor": {} if complete else self.train_monitor.state_dict(),
+        }
+        states = self.ctx.all_gather_object(mine)
+        if self.ctx.is_main:
+            ckpt.write_run_checkpoint(self._payload(states, complete), self.output_dir, best)
+        self.ctx.barrier()
+        position = (self.epoch + 1, 0) if complete else (self.epoch, self.step_in_epoch)
+        self._checkpoint = (self._last, position)
+
+    def _restore(self, payload: dict[str, Any]) -> int:
+        ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+            if int(payload["global_step"]) > 0:
+                # The optimizer stepped before the checkpoint: tell the scheduler, which
+                # otherwise warns that it "skips the first value of the schedule" when a
+                # resume at the end of the first epoch steps it before any optimizer step
+                # (the schedule is right either way: its state comes from the checkpoint).
+                self.optimizer._opt_called = True  # type: ignore[attr-defined]
+        self.scaler.load_state_dict(payload["scaler"])
+        if self.eprop is not None:  # random or adaptive feedback: B
+            self.eprop.load_state_dict(payload.get("eprop", {}))
+        self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
+        self.global_step = int(payload["global_step"])
+        if self.pruning is not None:
+            # Progress by epoch and step: steps per epoch change with the process count.
+            steps = self.epoch * self.steps_per_epoch + self.step_in_epoch
+            self.pruning.load_state_dict({**payload.get("pruning", {}), "step_count": steps})
+        self.history = list(payload["history"])
+        self.best_test_acc = float(payload["best"]["test_acc"])
+        self.best_epoch = int(payload["best"]["epoch"])
+        self._checkpoint = (None, checkpoint_position(payload))
+        running = ckpt.epoch_state_for_rank(payload, self.ctx.rank, self.ctx.world_size)
+        if running is not None:
+            self.epoch_sums = EpochSums(**running[0])
+            self.train_monitor.load_state_dict(running[1])
+            if "rank_epoch_state" not in payload and int(payload["world_size"]) > 1:
+                self.log(f"note: the checkpoint (of an older spikeflow) holds process 0's "
+                         f"running sums only: epoch {self.epoch + 1}'s train metrics leave "
+                         "out the other processes' steps before it")  # fmt: skip
+        states = payload["rng"]
+        if len(states) == self.ctx.world_size:
+            ckpt.restore_rng_state(states[self.ctx.rank])
+        else:
+            self.log(
+                f"note: the checkpoint was written by {len(states)} processes, this run has "
+                f"{self.ctx.world_size}: the random streams restart from the seed"
+            )
+            seed_everything(self.config.seed + self.ctx.rank + self.epoch)
+        return self.epoch
+
+    def _repair_best(self, payload: dict[str, Any]) -> None:
+        """Write ``best.pt`` again from the resumed checkpoint when that is the best
+        epoch it records but ``best.pt`` is missing, damaged or of an earlier epoch: an
+        older spikeflow wrote ``last.pt`` first, and one killed before ``best.pt`` left
+        a stale one. A ``best.pt`` of a later epoch (a run rewound with ``--overwrite``)
+        is kept until the rewound run records a best of its own."""
+        position = checkpoint_position(payload)
+        if position != (int(payload["best"]["epoch"]), 0):
+            return
+        path = self.output_dir / "best.pt"
+        try:
+            held = checkpoint_position(ckpt.load_checkpoint(path)) if path.is_file() else None
+        except ConfigurationError:  # damaged: replaced by the good copy
+            held = None
+        if held is None or held < position:
+            ckpt.save_checkpoint(payload, path)
+            self.log(f"note: {path} did not hold the best epoch ({payload['best']['epoch']}) "
+                     "its run recorded: written again from the resumed checkpoint")  # fmt: skip
