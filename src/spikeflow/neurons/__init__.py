@@ -5,6 +5,8 @@
 * :mod:`~spikeflow.neurons.adaptive`: ALIF (adaptive threshold), KLIF (learnable slope),
   CLIF (complementary LIF).
 * :mod:`~spikeflow.neurons.alpha`: snnTorch's alpha neuron.
+* :mod:`~spikeflow.neurons.snntorch_style`: snnTorch's ``Leaky``, ``Synaptic`` and
+  ``Lapicque``.
 * :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
 * :mod:`~spikeflow.neurons.gated_lif`: the gated LIF of Yao et al. (GLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
@@ -78,6 +80,7 @@ from spikeflow.neurons.parallel import (
 from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
 from spikeflow.neurons.refractory import RefractoryCubaLIFNode, RefractoryLIFNode
 from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
+from spikeflow.neurons.snntorch_style import LapicqueNode, LeakyNode, SynapticNode
 from spikeflow.neurons.tap import SpikeTap
 from spikeflow.neurons.ternary import TernaryIFNode, TernaryLIFNode
 
@@ -113,7 +116,9 @@ __all__ = [
     "LIAFNode",
     "LIFNode",
     "LINode",
+    "LapicqueNode",
     "LeakyIntegrator",
+    "LeakyNode",
     "LoopNode",
     "MPBNBaseNode",
     "MPBNLIFNode",
@@ -130,6 +135,7 @@ __all__ = [
     "ResonateAndFireNode",
     "SlidingPSN",
     "SpikeTap",
+    "SynapticNode",
     "TernaryIFNode",
     "TernaryLIFNode",
     "band_mask",
