@@ -23,7 +23,9 @@ from spikeflow.surrogate import (
     ATan,
     Erf,
     FakeNumericalGradient,
+    FastSigmoid,
     LeakyKReLU,
+    LeakySpikeOperator,
     NonzeroSignLogAbs,
     PiecewiseExp,
     PiecewiseLeakyReLU,
@@ -32,10 +34,13 @@ from spikeflow.surrogate import (
     Rect,
     Sigmoid,
     SoftSign,
+    SparseFastSigmoid,
+    SpikeRateEscape,
     SquarewaveFourierSeries,
     SuperSpike,
     Surrogate,
     Triangle,
+    Triangular,
     get_surrogate,
 )
 
@@ -194,6 +199,29 @@ def fng_d(x, alpha):
     return alpha if x == 0 else min(1 / abs(x), alpha)
 
 
+# snnTorch's (snntorch.surrogate, 1.0), as its backward functions compute them.
+
+
+def fast_sigmoid_d(x, slope):
+    return 1 / (slope * abs(x) + 1) ** 2
+
+
+def spike_rate_escape_d(x, beta, slope):
+    return slope * math.exp(-beta * abs(x - 1))
+
+
+def sparse_fast_sigmoid_d(x, slope, B):
+    return fast_sigmoid_d(x, slope) if x > B else 0.0
+
+
+def triangular_d(x, threshold):
+    return -threshold if x >= 0 else threshold
+
+
+def leaky_spike_operator_d(x, slope):
+    return 1.0 if x > 0 else slope
+
+
 # --------------------------------------------------------------------------------------
 # The table.
 
@@ -281,6 +309,21 @@ SPECS = [
         kinks=lambda q: [-q["gamma"], 0.0, q["gamma"]],
     ),
     Spec(FakeNumericalGradient, {"alpha": 0.3}, {"alpha": 2.0}, fng_d),
+    Spec(FastSigmoid, {"slope": 25.0}, {"slope": 3.0}, fast_sigmoid_d),
+    Spec(
+        SpikeRateEscape,
+        {"beta": 1.0, "slope": 25.0},
+        {"beta": 2.5, "slope": 4.0},
+        spike_rate_escape_d,
+    ),
+    Spec(
+        SparseFastSigmoid,
+        {"slope": 25.0, "B": 1.0},
+        {"slope": 5.0, "B": -0.5},
+        sparse_fast_sigmoid_d,
+    ),
+    Spec(Triangular, {"threshold": 1.0}, {"threshold": 0.3}, triangular_d),
+    Spec(LeakySpikeOperator, {"slope": 0.1}, {"slope": 0.0}, leaky_spike_operator_d),
 ]
 WITH_PRIMITIVE = [s for s in SPECS if s.p is not None]
 WITHOUT_PRIMITIVE = [s for s in SPECS if s.p is None]
@@ -325,7 +368,7 @@ def test_table_covers_the_family():
     # (MultiLevelSpikeCount, a count and not a step, has its own tests:
     # test_surrogate_multilevel.py)
     assert {s.id for s in SPECS} | {"MultiLevelSpikeCount"} == set(SURROGATES)
-    assert len(SURROGATES) == 17
+    assert len(SURROGATES) == 22
     for name, cls in SURROGATES.items():
         assert cls.__name__ == name
         assert name in sg_module.__all__
