@@ -48,6 +48,11 @@ def _alif_update(h: Tensor, s: Tensor, a: Tensor, *, rho: float) -> Tensor:
     return rho * a + s
 
 
+def _alif_update_detached(h: Tensor, s: Tensor, a: Tensor, *, rho: float) -> Tensor:
+    """As :func:`_alif_update`, no gradient through the spike (``detach_adaptation``)."""
+    return rho * a + s.detach()
+
+
 def _alif_threshold(theta: Tensor | float, a: Tensor, *, beta: float) -> Tensor:
     """The effective threshold of step t: ``theta + beta a[t-1]``."""
     return theta + beta * a
@@ -74,13 +79,17 @@ class ALIFNode(BaseNode):
         tau_adapt: adaptation time constant in steps, > 0.
         beta: threshold raise per spike, >= 0.
         decay_input: whether the input is divided by ``tau`` as well.
+        detach_adaptation: if True, no gradient flows through the trace ``a``
+            (``a[t] = rho a[t-1] + S[t].detach()``: to autograd, a spike's raise of the
+            later thresholds is a constant). Default False. ``detach_reset`` cuts the
+            reset alone; Norse's ``LSNNRecurrent`` cuts both.
         **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`.
 
     State: ``v`` and the trace ``a`` (``node.state["a"]`` while streaming).
 
     Raises:
-        ConfigurationError: ``tau <= 1``, ``tau_adapt <= 0``, ``beta < 0`` or a
-            non-finite value.
+        ConfigurationError: ``tau <= 1``, ``tau_adapt <= 0``, ``beta < 0``, a
+            non-finite value, or a flag that is not True or False.
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class ALIFNode(BaseNode):
         tau_adapt: float = 20.0,
         beta: float = 0.2,
         decay_input: bool = True,
+        detach_adaptation: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -100,11 +110,18 @@ class ALIFNode(BaseNode):
                 f"beta must be >= 0 (a spike raises the threshold), got {self.beta}"
             )
         self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
+        self.detach_adaptation = check_flag(
+            type(self).__name__, "detach_adaptation", detach_adaptation
+        )
 
     def declaration(self) -> NeuronDeclaration:
         charge = _alif_charge_decay_input if self.decay_input else _alif_charge_no_decay_input
-        name = f"{type(self).__name__}(decay_input={self.decay_input})"
-        return declare(charge, _alif_update, name, threshold=_alif_threshold)
+        update = _alif_update_detached if self.detach_adaptation else _alif_update
+        name = (
+            f"{type(self).__name__}(decay_input={self.decay_input}, "
+            f"detach_adaptation={self.detach_adaptation})"
+        )
+        return declare(charge, update, name, threshold=_alif_threshold)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         return {
@@ -120,7 +137,9 @@ class ALIFNode(BaseNode):
     def extra_repr(self) -> str:
         return (
             f"tau={self.tau:g}, tau_adapt={self.tau_adapt:g}, beta={self.beta:g}, "
-            f"decay_input={self.decay_input}, " + super().extra_repr()
+            f"decay_input={self.decay_input}, "
+            + ("detach_adaptation=True, " if self.detach_adaptation else "")
+            + super().extra_repr()
         )
 
 
