@@ -17,6 +17,11 @@ do, so an input reaches the membrane in the step it arrives)::
 ``w_in`` is 1 here: the weights live in the layer before the neuron. NIR's numpy
 reference simulator instead feeds ``I[t-1]`` to the membrane, which delays every input
 by one step; that is the only difference.
+
+The time constants may be learned, one per neuron or channel (``learnable_tau_syn``,
+``learnable_tau_mem``), and ``r`` may follow them (``r="tau_syn"``: Norse's current,
+which jumps by the input; ``r="tau_syn*tau_mem"``: Lava-DL's / Loihi's CUBA and
+snnTorch's ``Synaptic``, whose current and membrane both add their input unscaled).
 """
 
 from __future__ import annotations
@@ -26,11 +31,19 @@ import math
 import torch
 from torch import Tensor
 
+from spikeflow._checks import check_flag
 from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.neurons.base import BaseNode, check_step_shape
+from spikeflow.neurons.lif import learnable_time_constant
 
-__all__ = ["CubaLIFNode"]
+__all__ = ["R_RULES", "CubaLIFNode"]
+
+#: The values of ``CubaLIFNode(r=...)`` that tie ``r`` to the time constants (in steps,
+#: ``tau / dt``): ``"tau_syn"`` is Norse's ``LIF`` (its current jumps by the input),
+#: ``"tau_syn*tau_mem"`` Lava-DL's CUBA and snnTorch's ``Synaptic`` (the current and the
+#: membrane both add their input unscaled).
+R_RULES = ("tau_syn", "tau_syn*tau_mem")
 
 
 def _check_value(name: str, value: object, low: float | None = None) -> float | Tensor:
@@ -74,6 +87,18 @@ def _check_time_constant(name: str, value: object, dt: float) -> float | Tensor:
     return checked
 
 
+def _check_r(r: object) -> float | Tensor | str:
+    if isinstance(r, str):
+        if r not in R_RULES:
+            rules = ", ".join(repr(rule) for rule in R_RULES)
+            raise ConfigurationError(
+                f"r must be a float or a tensor, or one of {rules} (r tied to the time "
+                f"constants), got {r!r}"
+            )
+        return r
+    return _check_value("r", r)
+
+
 class CubaLIFNode(BaseNode):
     """Current-based LIF with NIR ``CubaLIF`` semantics (see the module docstring)::
 
@@ -90,16 +115,36 @@ class CubaLIFNode(BaseNode):
     ``tau_syn``, ``tau_mem``, ``r`` and ``v_leak`` may be tensors broadcastable to the
     neuron shape (one value per neuron, as NIR stores them).
 
+    **Learned time constants.** ``learnable_tau_syn`` / ``learnable_tau_mem`` make the
+    time constant an ``nn.Parameter`` under the same name (a number becomes a 0-dim one,
+    a tensor keeps its shape: one per neuron or channel), trained in the units of
+    ``dt`` and clamped to ``>= dt`` at each call (``dt / tau <= 1``; a time constant
+    pushed below ``dt`` acts as ``dt`` and gets no gradient until it comes back), as
+    :class:`~spikeflow.neurons.LIFNode`'s ``learnable_tau``. A fixed ``r`` keeps the
+    current normalised while they learn (a constant input ``X`` charges the membrane
+    towards ``v_leak + r X`` whatever the time constants); ``r`` may instead follow them:
+    ``r="tau_syn"`` is ``tau_syn / dt`` (Norse's ``LIF``, whose current jumps by the
+    input), ``r="tau_syn*tau_mem"`` is ``tau_syn tau_mem / dt^2`` (Lava-DL's CUBA,
+    snnTorch's ``Synaptic``, SpikingJelly's ``CUBALIFNode``: current and membrane add
+    their input unscaled), computed from the clamped time constants at each call, so
+    their gradients include its own (``current_r`` is its value now).
+
     Args:
-        tau_syn: synaptic time constant, >= ``dt`` (default 2).
-        tau_mem: membrane time constant, >= ``dt`` (default 2).
-        r: resistance (gain of the current on the membrane), default 1.
+        tau_syn: synaptic time constant, >= ``dt`` (default 2): a number or a tensor.
+        tau_mem: membrane time constant, >= ``dt`` (default 2): a number or a tensor.
+        r: resistance (gain of the current on the membrane), default 1: a number, a
+            tensor, or ``"tau_syn"`` / ``"tau_syn*tau_mem"`` (tied to the time
+            constants, see above).
         v_leak: the membrane's resting (leak) voltage, default 0.
         dt: the time step, > 0 (default 1).
+        learnable_tau_syn: make ``tau_syn`` a trainable parameter (default False).
+        learnable_tau_mem: make ``tau_mem`` a trainable parameter (default False).
         **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`.
 
     Raises:
-        ConfigurationError: ``dt <= 0``, a time constant below ``dt``, a non-finite value.
+        ConfigurationError: ``dt <= 0``, a time constant below ``dt``, a non-finite
+            value, an ``r`` string that names no rule, a flag that is not a bool.
+        ShapeError (at the call): a tensor that does not broadcast to one step.
     """
 
     charge_returns_aux = True
@@ -108,20 +153,32 @@ class CubaLIFNode(BaseNode):
         self,
         tau_syn: float | Tensor = 2.0,
         tau_mem: float | Tensor = 2.0,
-        r: float | Tensor = 1.0,
+        r: float | Tensor | str = 1.0,
         v_leak: float | Tensor = 0.0,
         dt: float = 1.0,
+        *,
+        learnable_tau_syn: bool = False,
+        learnable_tau_mem: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        owner = type(self).__name__
         self.dt = _check_dt(dt)
+        learnable = {
+            "tau_syn": check_flag(owner, "learnable_tau_syn", learnable_tau_syn),
+            "tau_mem": check_flag(owner, "learnable_tau_mem", learnable_tau_mem),
+        }
         values = {
             "tau_syn": _check_time_constant("tau_syn", tau_syn, self.dt),
             "tau_mem": _check_time_constant("tau_mem", tau_mem, self.dt),
-            "r": _check_value("r", r),
+            "r": _check_r(r),
             "v_leak": _check_value("v_leak", v_leak),
         }
-        set_constants(self, values)
+        for name, value in values.items():  # in this order: the state dict's
+            if learnable.get(name):
+                setattr(self, name, learnable_time_constant(value))  # type: ignore[arg-type]
+            else:
+                set_constants(self, {name: value})
 
     @staticmethod
     def charge(
@@ -138,11 +195,35 @@ class CubaLIFNode(BaseNode):
         h = v + (v_leak - v + r * i_new) * mem_decay
         return h, i_new
 
+    def _time_constant(self, name: str) -> float | Tensor:
+        """A time constant as this call uses it: a learned one clamped to ``>= dt``."""
+        value = getattr(self, name)
+        if name in self._parameters:  # learned (also when torch.func swaps it in)
+            return torch.clamp(value, min=self.dt)
+        return value
+
+    def _resistance(self, tau_syn: float | Tensor, tau_mem: float | Tensor) -> float | Tensor:
+        rule = self.r
+        if not isinstance(rule, str):
+            return rule
+        if rule == "tau_syn":
+            return tau_syn / self.dt
+        return tau_syn * tau_mem / (self.dt * self.dt)  # "tau_syn*tau_mem"
+
+    @property
+    def current_r(self) -> float | Tensor:
+        """``r`` as the neuron uses it now (detached): ``r`` itself, or its rule's value
+        (``r="tau_syn"``, ``"tau_syn*tau_mem"``) at the current time constants."""
+        with torch.no_grad():
+            r = self._resistance(self._time_constant("tau_syn"), self._time_constant("tau_mem"))
+        return r.detach() if isinstance(r, Tensor) else r
+
     def neuron_params(self) -> dict[str, Tensor | float]:
+        tau_syn, tau_mem = self._time_constant("tau_syn"), self._time_constant("tau_mem")
         return {
-            "syn_decay": self.dt / self.tau_syn,
-            "mem_decay": self.dt / self.tau_mem,
-            "r": self.r,
+            "syn_decay": self.dt / tau_syn,
+            "mem_decay": self.dt / tau_mem,
+            "r": self._resistance(tau_syn, tau_mem),
             "v_leak": self.v_leak,
         }
 
@@ -162,10 +243,16 @@ class CubaLIFNode(BaseNode):
         return x_seq
 
     def extra_repr(self) -> str:
-        def show(value: float | Tensor) -> str:
+        def show(value: float | Tensor | str) -> str:
+            if isinstance(value, str):
+                return repr(value)
             return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
 
+        learned = [f"learnable_{n}=True" for n in ("tau_syn", "tau_mem")
+                   if n in self._parameters]  # fmt: skip
         return (
             f"tau_syn={show(self.tau_syn)}, tau_mem={show(self.tau_mem)}, r={show(self.r)}, "
-            f"v_leak={show(self.v_leak)}, dt={self.dt:g}, " + super().extra_repr()
+            f"v_leak={show(self.v_leak)}, dt={self.dt:g}, "
+            + "".join(f"{text}, " for text in learned)
+            + super().extra_repr()
         )

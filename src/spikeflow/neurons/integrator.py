@@ -20,6 +20,7 @@ from spikeflow.base import MemoryModule, StepMode, set_constants
 from spikeflow.errors import DTypeError
 from spikeflow.neurons.base import as_sequence, check_step_shape
 from spikeflow.neurons.current import _check_value
+from spikeflow.neurons.lif import learnable_time_constant
 
 __all__ = ["LINode", "LeakyIntegrator"]
 
@@ -35,9 +36,12 @@ class LINode(MemoryModule):
         v_leak: the resting value the membrane decays to, and its initial value
             (float or tensor, default 0).
         step_mode: ``'m'`` (input ``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``).
+        learnable_tau: make ``tau`` a trainable ``nn.Parameter`` under the same name (a
+            number becomes a 0-dim one, a tensor keeps its shape), clamped to ``>= 1`` at
+            each call, as :class:`~spikeflow.neurons.LIFNode`'s (default False).
 
     Raises:
-        ConfigurationError: ``tau < 1`` or a non-finite parameter.
+        ConfigurationError: ``tau < 1``, a non-finite parameter, a flag not a bool.
         ShapeError: a tensor parameter does not broadcast to one step of the input.
 
     Example::
@@ -52,14 +56,19 @@ class LINode(MemoryModule):
         decay_input: bool = True,
         v_leak: float | Tensor = 0.0,
         step_mode: StepMode = "m",
+        *,
+        learnable_tau: bool = False,
     ) -> None:
         super().__init__(step_mode)
-        values = {
-            "tau": _check_value("tau", tau, 1.0),
-            "v_leak": _check_value("v_leak", v_leak),
-        }
-        set_constants(self, values)
-        self.decay_input = check_flag(type(self).__name__, "decay_input", decay_input)
+        owner = type(self).__name__
+        learnable = check_flag(owner, "learnable_tau", learnable_tau)
+        tau_value = _check_value("tau", tau, 1.0)
+        if learnable:
+            self.tau = learnable_time_constant(tau_value)
+        else:
+            set_constants(self, {"tau": tau_value})
+        set_constants(self, {"v_leak": _check_value("v_leak", v_leak)})
+        self.decay_input = check_flag(owner, "decay_input", decay_input)
 
     @property
     def v(self) -> Tensor | None:
@@ -76,6 +85,12 @@ class LINode(MemoryModule):
             check_step_shape("LINode", name, getattr(self, name), step_shape)
         return x_seq
 
+    def decay(self) -> float | Tensor:
+        """``1 / tau`` for this call (``1 / max(tau, 1)`` for a learned ``tau``)."""
+        if "tau" in self._parameters:  # learned (also when torch.func swaps it in)
+            return 1.0 / torch.clamp(self.tau, min=1.0)
+        return 1.0 / self.tau
+
     def forward(self, x: Tensor) -> Tensor:
         """Membrane potentials for ``x``: ``[T, B, ...]`` (multi-step) or ``[B, ...]``."""
         x_seq = self._check_input(x)
@@ -84,7 +99,7 @@ class LINode(MemoryModule):
             v = torch.zeros_like(x_seq[0]) + self.v_leak
         else:
             v = state["v"]
-        decay = 1.0 / self.tau
+        decay = self.decay()
         outputs = []
         for x_t in x_seq.unbind(0):
             if self.decay_input:
@@ -99,9 +114,10 @@ class LINode(MemoryModule):
         def show(value: float | Tensor) -> str:
             return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
 
+        learned = ", learnable_tau=True" if "tau" in self._parameters else ""
         return (
             f"tau={show(self.tau)}, decay_input={self.decay_input}, "
-            f"v_leak={show(self.v_leak)}, step_mode={self.step_mode!r}"
+            f"v_leak={show(self.v_leak)}, step_mode={self.step_mode!r}{learned}"
         )
 
 

@@ -174,9 +174,11 @@ class RefractoryLIFNode(_Refractory, LIFNode):
     Args:
         refractory_steps: the length of the refractory period in steps, an integer
             ``>= 0`` (required: there is no field default).
-        tau: membrane time constant, > 1 (default 2).
+        tau: membrane time constant, > 1 (default 2): a number or a tensor of them
+            (one per neuron or channel), as :class:`~spikeflow.neurons.LIFNode`'s.
         decay_input: whether the input is divided by ``tau`` as well (default True).
-        **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`;
+        **kwargs: ``learnable_tau`` (as :class:`~spikeflow.neurons.LIFNode`'s) and the
+            arguments of :class:`~spikeflow.neurons.base.BaseNode`;
             ``v_reset`` must be a float (hard reset, default 0): the value held.
 
     State: ``v`` and ``refractory``, the refractory steps left (``node.refractory``
@@ -191,7 +193,7 @@ class RefractoryLIFNode(_Refractory, LIFNode):
     def __init__(
         self,
         refractory_steps: int,
-        tau: float = 2.0,
+        tau: float | Tensor = 2.0,
         decay_input: bool = True,
         **kwargs: object,
     ) -> None:
@@ -208,7 +210,7 @@ class RefractoryLIFNode(_Refractory, LIFNode):
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         return {
-            "decay": 1.0 / self.tau,
+            "decay": self.decay(),
             "v_reset": self.v_reset,
             "refractory_steps": float(self.refractory_steps),
         }
