@@ -121,16 +121,20 @@ def neuron_to_nir(
     if cls in (IFNode, ConversionIFNode):
         node = nir.IF(r=np.full(shape, if_to_nir(dt)), v_threshold=theta, v_reset=v_reset)
     elif cls in (LIFNode, ParametricLIFNode):
+        # (a tensor tau: one per neuron or channel, learned or not)
         tau = module.current_tau if cls is ParametricLIFNode else module.tau
+        tau = tau.detach() if isinstance(tau, Tensor) else tau
         if cls is ParametricLIFNode:
-            kwargs.update(init_tau=tau, w=float(module.w.detach()))
+            kwargs.update(init_tau=_meta_value(tau), w=_meta_value(module.w))
         else:
-            kwargs["tau"] = tau
+            kwargs["tau"] = _meta_value(tau)
+            if "tau" in module._parameters:
+                kwargs["learnable_tau"] = True
         kwargs["decay_input"] = module.decay_input
-        tau_c, r = leaky_to_nir(tau, module.decay_input, dt)
+        tau_c, r = leaky_to_nir(tau, module.decay_input, dt)  # type: ignore[arg-type]
         node = nir.LIF(
-            tau=np.full(shape, tau_c),
-            r=np.full(shape, r),
+            tau=full_array(tau_c, shape),
+            r=full_array(r, shape),
             v_leak=v_reset.copy(),
             v_threshold=theta,
             v_reset=v_reset,
@@ -141,10 +145,12 @@ def neuron_to_nir(
             {k: _meta_value(getattr(module, k)) for k in ("tau_syn", "tau_mem", "r", "v_leak")},
             dt=module.dt,
         )
+        kwargs.update({f"learnable_{k}": True for k in ("tau_syn", "tau_mem")
+                       if k in module._parameters})  # fmt: skip
         node = nir.CubaLIF(
             tau_syn=full_array(module.tau_syn, shape) * scale,
             tau_mem=full_array(module.tau_mem, shape) * scale,
-            r=full_array(module.r, shape),
+            r=full_array(module.current_r, shape),  # r tied to the taus: its value
             v_leak=full_array(module.v_leak, shape),
             v_threshold=theta,
             v_reset=v_reset,
@@ -155,6 +161,8 @@ def neuron_to_nir(
             decay_input=module.decay_input,
             v_leak=_meta_value(module.v_leak),
         )
+        if "tau" in module._parameters:
+            kwargs["learnable_tau"] = True
         tau = full_array(module.tau, shape)
         node = nir.LI(
             tau=tau * dt,
@@ -204,7 +212,7 @@ def neuron_from_metadata(
         return None
     if w is not None:
         with torch.no_grad():
-            module.w.fill_(w)
+            module.w.copy_(torch.as_tensor(w))  # one w per layer, or per element
     again = neuron_to_nir(nir, module, shape, dt, "metadata", name)
     for field in ("tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset"):
         if hasattr(node, field) and getattr(node, field) is not None:
