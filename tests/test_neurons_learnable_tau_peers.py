@@ -4,6 +4,10 @@
   reset_delay=False)`` is ``LIFNode(tau=1/(1 - beta), decay_input=False,
   learnable_tau=True, strict_firing=True)``: the same spikes, its input gradient, and
   its ``beta`` gradient through ``dbeta/dtau = 1/tau^2``;
+- snnTorch's ``Synaptic(alpha=tensor, beta=tensor, learn_alpha=True, learn_beta=True,
+  reset_mechanism="zero", reset_delay=False)`` is ``CubaLIFNode(1/(1 - alpha),
+  1/(1 - beta), r="tau_syn*tau_mem", learnable_tau_syn=True, learnable_tau_mem=True,
+  strict_firing=True)``;
 - Norse's ``LIF(LIFParameters(tau_syn_inv=nn.Parameter(...),
   tau_mem_inv=nn.Parameter(...)))`` is ``CubaLIFNode(tau_syn=1/tau_syn_inv,
   tau_mem=1/tau_mem_inv, r="tau_syn", dt=dt, learnable_tau_syn=True,
@@ -76,6 +80,61 @@ def test_per_neuron_learned_tau_equals_snntorch_leaky_learn_beta(backend):
     # beta = 1 - 1/tau: dL/dtau = dL/dbeta / tau^2
     assert (gbeta != 0).all()
     torch.testing.assert_close(gtau.cpu(), gbeta / tau**2, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_learned_time_constants_equal_snntorch_synaptic_learn_alpha_beta(backend):
+    # snnTorch's Synaptic, I = alpha I + X, U = beta U + I: r = tau_syn tau_mem, tied to
+    # the learned time constants (r="tau_syn*tau_mem"); tolerances as above.
+    snntorch = pytest.importorskip("snntorch", reason="snnTorch (test extra) is needed")
+    from snntorch import surrogate
+
+    device = kernel_device(backend)
+    torch.manual_seed(0)
+    alpha = torch.rand(6, dtype=F64) * 0.6 + 0.2
+    beta = torch.rand(6, dtype=F64) * 0.6 + 0.2
+    x = torch.rand(20, 3, 6, dtype=F64) * 0.5
+    g = torch.randn(20, 3, 6, dtype=F64)
+    synaptic = snntorch.Synaptic(
+        alpha=alpha.clone(),
+        beta=beta.clone(),
+        learn_alpha=True,
+        learn_beta=True,
+        threshold=1.0,
+        spike_grad=surrogate.atan(alpha=2.0),
+        reset_mechanism="zero",
+        reset_delay=False,
+    ).double()
+    x_peer = x.clone().requires_grad_()
+    (syn, mem), out = synaptic.reset_mem(), []
+    for x_t in x_peer.unbind(0):
+        spk, syn, mem = synaptic(x_t, syn, mem)
+        out.append(spk)
+    s_peer = torch.stack(out)
+    want = torch.autograd.grad((s_peer * g).sum(), [x_peer, synaptic.alpha, synaptic.beta])
+
+    tau_syn, tau_mem = 1.0 / (1.0 - alpha), 1.0 / (1.0 - beta)
+    ours = CubaLIFNode(
+        tau_syn,
+        tau_mem,
+        r="tau_syn*tau_mem",
+        learnable_tau_syn=True,
+        learnable_tau_mem=True,
+        strict_firing=True,
+        surrogate_function=ATan(alpha=2.0),
+        backend=backend,
+    ).to(device)
+    x_sf = x.clone().to(device).requires_grad_()
+    s = ours(x_sf)
+    gx, gsyn, gmem = torch.autograd.grad(
+        (s * g.to(device)).sum(), [x_sf, ours.tau_syn, ours.tau_mem]
+    )
+    assert torch.equal(s.cpu(), s_peer.to(F64)) and 0.1 < s.mean() < 0.9
+    # alpha = 1 - 1/tau_syn, beta = 1 - 1/tau_mem: dL/dtau = dL/d(alpha or beta) / tau^2
+    got = [gx.cpu(), gsyn.cpu() * tau_syn**2, gmem.cpu() * tau_mem**2]
+    for name, a, b in zip(["x", "alpha", "beta"], got, want):
+        assert (b != 0).any(), name
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
