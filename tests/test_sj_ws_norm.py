@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from sj_checks import F64, TIGHT, grads, sj
-from spikeflow import energy
 from spikeflow import layers as L
+from spikeflow.energy._pairs import layer_weight
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import streaming
 from spikeflow.layers.weight_standardization import standardize_weight
@@ -49,7 +49,7 @@ def test_standardized_weight_by_a_loop(float64):
     unit = standardize_weight(conv.weight, 0.0)
     torch.testing.assert_close(unit.flatten(1).std(dim=1), torch.ones(5), **TIGHT)
     # energy counts the weight the layer computes with
-    assert torch.equal(energy._weight(conv), got)  # (standardized_weight, as event-driven)
+    assert torch.equal(layer_weight(conv), got)  # (standardized_weight, as event-driven)
 
 
 @pytest.mark.parametrize("gain", [True, False])

@@ -392,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--operations",
         action="store_true",
         help="also count each layer's synaptic operations (ACs for spike inputs, MACs "
-        "for real-valued ones) and estimate the energy per sample (docs/energy.md)",
+        "for real-valued ones) and the products between activations (attention), estimate "
+        "the energy per sample, and count the neurons' state updates apart (docs/energy.md)",
     )
     ev.add_argument(
         "--spike-counts",

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
-from spikeflow.energy import E_AC, E_MAC, OperationCounter
+from spikeflow.energy import E_AC, E_MAC, E_MUL, NeuronOperations, OperationCounter
+from spikeflow.energy.report import format_neurons
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.build import build_model
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
@@ -88,8 +89,12 @@ def evaluate_checkpoint(
         ``test_rate`` and ``layers`` (one dict per spiking layer: ``name``,
         ``firing_rate``, ``spikes``, ``spikes_per_sample``, ``neurons``, ``v_mean``,
         ``v_std``); with ``operations``, ``operations``: ``acs_per_sample``,
-        ``macs_per_sample``, ``energy_per_sample_j`` and ``layers`` (``name``, ``kind``,
-        ``acs``, ``macs``, ``input_density``, counts summed over the samples).
+        ``macs_per_sample``, ``energy_per_sample_j``, ``layers`` (``name``, ``kind``,
+        ``acs``, ``macs``, ``input_density``, counts summed over the samples; the
+        products between activations as rows of kind ``products``), ``not_counted``,
+        ``neuron_energy_per_sample_j`` and ``neurons`` (the declared neurons' state
+        updates: :class:`~spikeflow.energy.NeuronOperations`' fields, summed over the
+        samples; not in ``energy_per_sample_j``) and ``neurons_not_counted``.
 
     The model is built as the run built it: a string an older spikeflow saved for a bool
     argument (``detach_reset = "False"``) is read by its truth value, with a
@@ -148,6 +153,9 @@ def evaluate_checkpoint(
             "layers": [{"name": r.name, "kind": r.kind, "acs": r.acs, "macs": r.macs,
                         "input_density": r.input_density} for r in report.layers],
             "not_counted": report.not_counted,
+            "neuron_energy_per_sample_j": report.neuron_energy(),
+            "neurons": [asdict(n) for n in report.neurons],
+            "neurons_not_counted": report.neurons_not_counted,
         }  # fmt: skip
     return {
         "checkpoint": str(path),
@@ -236,6 +244,16 @@ def format_evaluation(result: dict[str, Any]) -> str:
         )
         if ops["not_counted"]:
             lines.append(f"  not counted: {', '.join(ops['not_counted'])}")
+        neurons = [NeuronOperations(**n) for n in ops.get("neurons", [])]
+        if neurons:
+            lines += ["", *format_neurons(neurons, result["samples"], indent="  ")]
+            lines.append(
+                f"  neuron updates per sample: {ops['neuron_energy_per_sample_j'] * 1e6:.4g} µJ "
+                f"({E_AC * 1e12:g} pJ per addition or comparison, {E_MUL * 1e12:g} pJ per "
+                "multiplication), not in the energy estimate above"
+            )
+        if ops.get("neurons_not_counted"):
+            lines.append(f"  neuron updates not counted: {', '.join(ops['neurons_not_counted'])}")
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
     return "\n".join(lines)
 

@@ -1,0 +1,95 @@
+"""Synaptic operations, neuron updates and energy estimates of a spiking network.
+
+An SNN's linear and convolution layers do work only where an input spiked: each
+(nonzero input, nonzero weight) pair that reaches an output is one accumulate (AC). A
+layer fed real values (the first layer on images, a layer after average pooling or
+voting) does a multiply-accumulate (MAC) for every (input, nonzero weight) pair. The
+field's energy estimate (Horowitz, ISSCC 2014, 45 nm, 32-bit float) prices an AC at
+0.9 pJ and a MAC at 4.6 pJ::
+
+    from spikeflow.energy import count_operations
+    report = count_operations(model, x)          # x: [T, B, ...], one forward, no_grad
+    print(report)                                # per layer: ACs, MACs, input kind
+    report.energy()                              # joules per sample
+    report.energy(neurons=True)                  # plus the neurons' state updates
+
+or, over many batches, ``with OperationCounter(model) as counter: ...`` and
+``counter.report(samples)``.
+
+**Layers.** Counts are exact: they are computed with the layer's own convolution
+(stride, padding mode, dilation, groups) on 0/1 masks of the input and of the weight,
+so products with zero padding and with pruned (zero) weights are not counted. An input
+is read as spikes when all its nonzero entries have the same magnitude (``{0, 1}``,
+signed ``{0, ±1}``, or spikes scaled by one constant); other inputs are real-valued.
+Biases, batch norm, pooling and residual additions are not counted (as in most papers'
+estimates). Layers counted: ``nn.Linear``, ``nn.Conv1d/2d/3d``,
+``nn.ConvTranspose1d/2d/3d`` and their subclasses (spikeflow's sequence layers, the
+event-driven layers, with the standardised weight they compute with); other modules
+with weights of their own (matrices or kernels: LSTMs, ``nn.MultiheadAttention``,
+embeddings, PSN neurons) and counted layers whose forward never ran (a module applying
+its inner layer's weight directly) are listed as not counted. The recurrent layers that
+apply their weights with ``F.linear`` are counted from their inputs and the outputs
+they feed back: ``layers.Recurrent`` (as ``<name>.recurrent``) and
+``LinearRecurrentContainer`` (``<name>.rc`` for the input part, ``<name>.rc
+(recurrent)`` for the feedback). So is Bellec et al.'s
+:class:`~spikeflow.learn.EPropRSNN` (the zoo's ``eprop_rsnn``), whose loop applies
+``W^in`` and the masked ``W^rec`` with ``F.linear``: ``<name>.input`` from its input,
+``<name>.recurrent`` from the spikes ``z[t-1]`` its neurons fed back (read from its
+:class:`~spikeflow.neurons.SpikeTap`; no self-connections), per forward call. Weights
+are taken as stored sparse (a zero weight costs nothing); inputs arrive at run time, so
+a layer fed real values multiplies its zero inputs too, while a spike input is
+event-driven. A sigma-delta network's layers (the layer inside a
+:class:`~spikeflow.layers.sigma_delta.DeltaSynapse`) are fed graded spikes, the changes
+of their input: event-driven like spikes, but each carries a value, so each (nonzero
+delta, nonzero weight) pair is a MAC (Loihi 2's graded spikes) and zero deltas cost
+nothing; their rows read ``graded``.
+
+**Products between activations** (spiking self-attention's ``Q Kᵀ V``, ``K ⊙ V``,
+QKFormer's ``A ⊙ K``): counted while the model runs by a ``TorchFunctionMode``
+(:mod:`spikeflow.energy.products`), exactly on masks, in a row
+``<module> (activation products)`` of kind ``products`` for the module whose forward
+ran them: with a spike operand one AC per (nonzero spike, entry of the other operand)
+pair that meets in an output (zeros of a real-valued operand included, as a layer fed
+real values), between two real-valued operands one MAC per pair.
+
+**Neuron updates** (:mod:`spikeflow.energy.neuron_updates`): per neuron and step, the
+additions, multiplications and comparisons of a declared neuron's charge equation,
+counted from its declaration for its parameter values, one comparison for firing, and
+per spike a soft reset's addition (a hard reset is an assignment). They are not
+synaptic operations: reported apart (``report.neurons``) and left out of
+:meth:`OperationReport.energy` unless ``neurons=True``. Spiking layers of other kinds
+are listed in ``report.neurons_not_counted`` with the reason.
+
+**Analog outputs.** A neuron with an analog output (``output_is_spikes`` False:
+:class:`~spikeflow.neurons.LIAFNode`, which outputs ``act(H)``) feeds real values, so a
+layer it feeds does a MAC per (input, nonzero weight) pair, zeros included, whatever
+values it happens to output (all zeros, or one magnitude, which would read as spikes).
+For a model holding such neurons the same mode follows what is computed from their
+outputs (pooling, flattening, normalisation, residual sums of them stay real-valued) up
+to the next spiking neuron, whose output is spikes again; the other inputs are read by
+value as above.
+"""
+
+from spikeflow.energy.counter import OperationCounter, count_operations
+from spikeflow.energy.neuron_updates import StepOperations, step_operations
+from spikeflow.energy.report import (
+    E_AC,
+    E_MAC,
+    E_MUL,
+    LayerOperations,
+    NeuronOperations,
+    OperationReport,
+)
+
+__all__ = [
+    "E_AC",
+    "E_MAC",
+    "E_MUL",
+    "LayerOperations",
+    "NeuronOperations",
+    "OperationCounter",
+    "OperationReport",
+    "StepOperations",
+    "count_operations",
+    "step_operations",
+]

@@ -1,0 +1,162 @@
+"""Products between activations (spiking attention): hand-derived counts on known
+spike patterns, and loops over the attention layers' own Q, K, V."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers, neurons
+from spikeflow.energy import OperationCounter, count_operations
+
+S = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])  # spikes, 3 nonzero
+S2 = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+R = torch.tensor([[0.5, 0.0], [1.5, -2.0], [0.25, 3.0]])  # real, one zero entry
+
+
+class _Inner(nn.Module):
+    def forward(self, s: torch.Tensor, s2: torch.Tensor, r: torch.Tensor) -> None:
+        s @ r  # each of the 3 spikes meets a row of r (2 entries, the zero too): 6 ACs
+        r.T @ r  # real by real [2, 3] @ [3, 2]: 12 MACs
+        s * s2  # both spike at (0, 0) and (1, 2): 2 ACs
+        s * r.T  # a gate: one AC per spike, 3
+
+
+class _Products(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _Inner()
+        self.weight = nn.Parameter(torch.ones(3, 2))
+        self.register_buffer("mask", torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+        self.dropout = layers.Dropout(0.5)
+        self.lif = neurons.LIFNode(backend="torch")
+
+    def forward(self, s: torch.Tensor, s2: torch.Tensor, r: torch.Tensor) -> None:
+        self.inner(s, s2, r)
+        s * r[:, 0]  # broadcast over the rows: 3 ACs
+        torch.einsum("ij,jk->ik", s, r)  # as s @ r: 6 ACs
+        s2 @ s.T  # spikes by spikes: columns meet 1·1 + 2·0 + 1·2 = 3 times: 3 ACs
+        s[0] @ r  # a 1-D operand: 2 spikes, 2 entries each: 4 ACs
+        s.clone().mul_(r.T)  # in place, counted before it makes real values: 3 ACs
+        r.T * (s2 > 0)  # a boolean mask: 4 ACs
+        # Not activation products:
+        s @ self.weight  # a weight
+        s @ (self.weight * self.mask)  # computed from weights alone
+        s * 2.0, s * torch.tensor(2.0), 2 * s  # scales
+        s.long() * s2.long()  # integer arithmetic
+        self.dropout(r[None, None])  # a dropout mask (training mode)
+        self.lif(r[None].expand(3, 3, 2) * 3)  # a neuron's own update
+        torch.einsum("ij,jk,kl->il", s, r, r.T)  # three operands: listed, not counted
+
+
+def test_products_between_activations_by_hand():
+    net = _Products().train()
+    with OperationCounter(net) as counter:
+        net(S, S2, R)
+    report = counter.report(1)
+    rows = [(r.name, r.kind, r.acs, r.macs, r.calls) for r in report.layers]
+    assert rows == [
+        ("inner (activation products)", "products", 6 + 2 + 3, 12, 4),
+        ("(model) (activation products)", "products", 3 + 6 + 3 + 4 + 3 + 4, 0, 6),
+    ]
+    # (its own 2-D weight, which it applies itself, and the three-operand einsum)
+    assert report.not_counted == ["(model)", "(model) (einsum of 3 operands)"]
+    inner = report.layers[0]
+    assert inner.input_kind == "mixed" and report.layers[1].input_kind == "spikes"
+    assert inner.input_elements == 4 * (6 + 6)  # both operands' entries, 4 products
+
+
+def test_analog_values_multiply_as_real_values():
+    """A LIAF's outputs are real values whatever they are (zeros here): their product
+    is every pair, MACs, as a layer fed them does."""
+
+    class Analog(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.liaf = neurons.LIAFNode("relu", True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.liaf(x)  # [T, B, N, d]
+            return a @ a.transpose(-2, -1)
+
+    x = torch.zeros(2, 1, 4, 3)  # silent: act(H - θ) = 0 everywhere
+    report = count_operations(Analog(), x)
+    (row,) = report.layers
+    assert (row.acs, row.macs) == (0, 2 * 4 * 3 * 4)
+
+
+def _row(report, kind="products"):
+    (row,) = [r for r in report.layers if r.kind == kind]
+    return row
+
+
+def _spiking_attention(layer):
+    """Fire the Q, K, V neurons: their batch norms' shift high."""
+    layer.eval()
+    with torch.no_grad():
+        for module in layer.modules():
+            if isinstance(module, nn.modules.batchnorm._NormBase):
+                module.bias.fill_(1.0)
+    return layer
+
+
+@pytest.mark.parametrize("kind", ["SSA", "SDSA"])
+def test_attention_products_are_counted_by_loop(kind):
+    """Spikformer's Q (Kᵀ V): each (key spike, value spike) pair of a token accumulates
+    into M = Kᵀ V; each query spike then meets the d entries of a row of M (real
+    values: zeros too). The Spike-driven Transformer's K ⊙ V and Q ⊙ SN(Σ K ⊙ V): one
+    AC where both spike."""
+    from spikeflow.layers import SpikeDrivenSelfAttention, SpikingSelfAttention
+
+    torch.manual_seed(7)
+    cls = SpikingSelfAttention if kind == "SSA" else SpikeDrivenSelfAttention
+    layer = _spiking_attention(cls(8, 2))
+    seen = {}
+    layer.qkv.register_forward_hook(lambda m, a, out: seen.setdefault("qkv", out))
+    if kind == "SDSA":
+        layer.kv_neuron.register_forward_hook(lambda m, a, out: seen.setdefault("kv", out))
+    x = (torch.rand(3, 2, 5, 8) < 0.5).float() * 2
+    report = count_operations(layer, x)
+    q, k, v = seen["qkv"]
+    want = 0
+    if kind == "SSA":
+        products = k.transpose(-2, -1) @ v
+        nonzero = products[products != 0]
+        assert not (nonzero == nonzero[0]).all()  # counts of several values: real
+    for t, b, h in itertools.product(range(3), range(2), range(2)):
+        qh, kh, vh = q[t, b, h], k[t, b, h], v[t, b, h]  # [N, d]
+        if kind == "SSA":
+            want += sum(int(kh[n].sum()) * int(vh[n].sum()) for n in range(5))
+            want += int(qh.sum()) * 4
+        else:
+            kv = seen["kv"][t, b, h, 0]  # [d]
+            want += int((kh * vh).sum()) + int((qh * kv).sum())
+    row = _row(report)
+    assert row.acs == want > 0 and row.macs == 0
+    assert row.name == "(model) (activation products)"
+
+
+@pytest.mark.parametrize("qka_type", ["token", "channel"])
+def test_qk_attention_masks_are_counted_by_loop(qka_type):
+    """QKFormer's A ⊙ K: A one spike per token and head (token) or per channel and
+    head (channel); one AC where A and K both spike."""
+    from spikeflow.layers import QKAttention
+
+    torch.manual_seed(3)
+    layer = _spiking_attention(QKAttention(8, 2, qka_type))
+    seen = {}
+    layer.qk_lif.register_forward_hook(lambda m, a, out: seen.setdefault("qk", out))
+    layer.attn_lif.register_forward_hook(lambda m, a, out: seen.setdefault("a", out))
+    x = (torch.rand(2, 3, 5, 8) < 0.5).float()
+    report = count_operations(layer, x)
+    k = seen["qk"].chunk(2, dim=-1)[1].unflatten(-1, (2, 4))  # [T, B, N, H, d]
+    mask = seen["a"]
+    want = 0
+    for t, b, n, h, i in itertools.product(range(2), range(3), range(5), range(2), range(4)):
+        a = mask[t, b, n, h, 0] if qka_type == "token" else mask[t, b, 0, h, i]
+        want += int(a != 0 and k[t, b, n, h, i] != 0)
+    assert _row(report).acs == want > 0
+    assert _row(report).name == "(model) (activation products)"
