@@ -213,7 +213,7 @@ class OperationCounter:
         """A declared neuron's updates in this call: its step's arithmetic for every
         neuron and step, and its resets per spike (per neuron and step where the output
         is not the spikes)."""
-        out = next(iter(tensors(output)), None)
+        out = output if isinstance(output, Tensor) else next(iter(tensors(output)), None)
         record = self._neurons.get(module)
         if out is None or record is None or reruns_forward():
             return

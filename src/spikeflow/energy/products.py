@@ -77,6 +77,19 @@ def product_operands(name: str, args: tuple, kwargs: dict) -> tuple[str, list[ob
     return None
 
 
+def _shallow_tensors(*values: object) -> list[Tensor]:
+    """The tensors among ``values`` and in the lists and tuples among them (the
+    arguments of a torch call, its outputs): cheaper than a full tree walk, and torch
+    calls take tensors no deeper."""
+    found: list[Tensor] = []
+    for value in values:
+        if isinstance(value, Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(v for v in value if isinstance(v, Tensor))
+    return found
+
+
 def _matmul_pairs(a: Tensor, b: Tensor) -> int:
     """Pairs ``(A[..., i, k], B[..., k, j])`` of ``A @ B`` (masks; 1-D operands as
     :func:`torch.matmul` reads them, batch dims broadcast): ``Σ_k (Σ_i A) (Σ_j B)``."""
@@ -200,7 +213,9 @@ class RunMode(TorchFunctionMode):
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        if self._quiet:
+        if self._quiet or (self._excluded and not self._analog):
+            # (inside a layer, neuron, norm, ...: no product counted, and what it computes
+            # from weights alone stays inside it; only analog values need following)
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         in_place = (name.endswith("_") or name in _IN_PLACE) and bool(args)
@@ -212,15 +227,15 @@ class RunMode(TorchFunctionMode):
         out = func(*args, **kwargs)
         if product is not None and not in_place:
             self._count(*product)
-        inputs = tensors((args, kwargs))
+        inputs = _shallow_tensors(*args, *kwargs.values())
         target = args[0] if in_place and isinstance(args[0], Tensor) else None
         if inputs and all(self._is_weight(x) for x in inputs):  # weights in, weights out
-            for x in tensors(out):
+            for x in _shallow_tensors(out):
                 self._derived[id(x)] = weakref.ref(x)
         elif target is not None:
             self._derived.pop(id(target), None)  # changed in place by an activation
         if self._analog and any(self.is_analog(x) for x in inputs):
-            self.mark_analog(out)
+            self.mark_analog(_shallow_tensors(out))
             if target is not None:
                 self.mark_analog(target)  # changed in place by a real value
         return out
