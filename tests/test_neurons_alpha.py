@@ -1,4 +1,4 @@
-"""snnTorch's alpha neuron (``AlphaNode``) and snnTorch's ``Lapicque`` mappings.
+"""snnTorch's alpha neuron (``AlphaNode``).
 
 Hand-computed steps for the three reset mechanisms; spikes, every state and float64
 gradients (input, learnable ``beta`` and threshold) equal to snnTorch 1.0's ``Alpha`` on
@@ -6,17 +6,13 @@ every backend (the reference loop, the C kernel, Triton), and with snnTorch's de
 float32 ``atan()`` to float32 rounding; learnable ``alpha`` by gradcheck; why no
 ``CubaLIFNode`` mapping exists (its subthreshold membrane is the alpha one a step
 earlier, its reset is not); float32 fused kernels equal to the reference loop; chunked
-streaming and single-step equal to one call; the errors; the zoo's ``alpha``. Then
-snnTorch's ``Lapicque``: ``"none"`` is ``NoResetLIFNode``, ``"subtract"`` the
-``SubtractLeaky`` block of docs/migration.md on a scaled input, ``"zero"`` that page's
-``ZeroResetLapicque`` block (no ``LIFNode`` setting gives either).
+streaming and single-step equal to one call; the errors; the zoo's ``alpha``.
+snnTorch's ``Lapicque`` is ``LapicqueNode`` (tests/test_neurons_snntorch_style.py).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,14 +24,13 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.kernels import resolve_backend
 from spikeflow.kernels.codegen_c import CHECKPOINT
 from spikeflow.models import NEURONS, create_model
-from spikeflow.neurons import AlphaNode, CubaLIFNode, LIFNode, NoResetLIFNode
+from spikeflow.neurons import AlphaNode, CubaLIFNode
 from spikeflow.surrogate import ATan, Sigmoid
 from streaming_checks import check_chunked_streaming
 
 BACKENDS = fused_backends("torch")
 F64 = torch.float64
 MECHANISMS = ("zero", "subtract", "none")
-MIGRATION = (Path(__file__).resolve().parents[1] / "docs" / "migration.md").read_text()
 
 
 def f64(value):
@@ -327,68 +322,3 @@ def test_zoo_name():
     assert all(isinstance(n.surrogate_function, ATan) for n in nodes)  # the model's default
     with torch.no_grad():
         assert model(torch.rand(4, 2, 1, 8, 8)).shape == (4, 2, 10)
-
-
-# -- snnTorch's Lapicque ---------------------------------------------------------------------
-
-
-def block(name):
-    """The python block after ``<!-- migration: name -->`` in docs/migration.md."""
-    match = re.search(rf"<!-- migration: {name}\b.*?-->\s*```python\n(.*?)```", MIGRATION, re.S)
-    assert match, f"no block {name!r} in docs/migration.md"
-    namespace = {}
-    exec(compile(match.group(1), f"migration.md:{name}", "exec"), namespace)
-    return namespace
-
-
-def lapicque_run(neuron, x):
-    spikes, mems, mem = [], [], None
-    for x_t in x:
-        spk, mem = neuron(x_t) if mem is None else neuron(x_t, mem)
-        spikes.append(spk)
-        mems.append(mem)
-    return torch.stack(spikes), torch.stack(mems)
-
-
-LAPICQUE = [  # (kwargs for snnTorch, R, C, time_step)
-    ({"beta": 0.9}, 1.0, 1 / math.log(1 / 0.9), 1.0),  # snnTorch: R = 1, C = 1/ln(1/beta)
-    ({"R": 2.0, "C": 2.5, "time_step": 0.5}, 2.0, 2.5, 0.5),
-]
-
-
-@pytest.mark.parametrize("case", range(len(LAPICQUE)))
-@pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_snntorch_lapicque_mappings(case, mechanism):
-    snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
-    kw, R, C, dt = LAPICQUE[case]
-    k, gain = dt / (R * C), dt / C  # U <- (1 - k) U + gain X
-    kw = {key: f64(value) for key, value in kw.items()}
-    torch.manual_seed(7)
-    x = (torch.rand(60, 3, 8, dtype=F64) * 3.0 / R).requires_grad_()
-    theirs = snn.Lapicque(**kw, spike_grad=atan64, reset_mechanism=mechanism)
-    spikes, mems = lapicque_run(theirs, x)
-    assert 0.05 < spikes.mean().item() < 0.9
-    xx = x.detach().clone().requires_grad_()
-    lif = LIFNode(tau=1 / k, strict_firing=True, detach_reset=True, surrogate_function=ATan())
-    if mechanism == "none":
-        ours = NoResetLIFNode(tau=1 / k, surrogate_function=ATan())(xx * (gain / k))
-    elif mechanism == "subtract":
-        node = block("subtract-leaky")["SubtractLeaky"](
-            1 - k, surrogate_function=ATan(), store_v_seq=True
-        ).double()
-        ours = node(xx * gain)
-        lif_reset = LIFNode(tau=1 / k, v_reset=None, strict_firing=True, detach_reset=True,
-                            surrogate_function=ATan()).double()  # fmt: skip
-        assert not torch.equal(lif_reset(x.detach() * (gain / k)), spikes)
-    else:
-        node = block("zero-lapicque")["ZeroResetLapicque"](
-            R, C, dt, surrogate_function=ATan(), store_v_seq=True
-        ).double()
-        ours = node(xx)
-        torch.testing.assert_close(node.v_seq, mems.detach(), atol=1e-12, rtol=1e-12)
-    assert torch.equal(ours, spikes)
-    if mechanism != "none":  # LIFNode's hard reset keeps the input after a spike
-        assert not torch.equal(lif.double()(x.detach() * (gain / k)), spikes)
-    (want,) = torch.autograd.grad((spikes * torch.arange(8.0, dtype=F64)).sum(), x)
-    (got,) = torch.autograd.grad((ours * torch.arange(8.0, dtype=F64)).sum(), xx)
-    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
