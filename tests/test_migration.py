@@ -1,9 +1,9 @@
-"""docs/migration.md, checked against SpikingJelly 2.0, snnTorch 1.0 and Norse 1.1.
+"""docs/migration.md, checked against SpikingJelly 2.0 and Norse 1.1 (its snnTorch
+section: tests/test_migration_snntorch.py).
 
 Every mapping the page states is run here on both sides with the same weights and the
-same input: spikes must be identical and gradients equal in float64 (snnTorch returns its
-spikes as float32 tensors, so gradients through them carry float32 rounding: rtol 1e-5).
-The page's code blocks are executed as printed. Each test skips when its peer is absent.
+same input: spikes must be identical and gradients equal in float64. The page's code
+blocks are executed as printed. Each test skips when its peer is absent.
 """
 
 from __future__ import annotations
@@ -25,28 +25,21 @@ import torch
 from torch import nn
 
 from conftest import require_shared_data
+from migration_checks import (
+    F64_RTOL,
+    TEXT,
+    assert_same_spikes,
+    block,
+    grads,
+    run,
+    sequence,
+    step_loop,
+)
 from spikeflow import encoding, functional, layers, losses, models, neurons, surrogate
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
-from spikeflow.kernels.expr import TraceError
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "migration.md"
-TEXT = DOC.read_text()
 SJ_IMPORT = "from spikingjelly.activation_based import functional, layer, neuron, surrogate"
 SF_IMPORT = "from spikeflow import functional, layers as layer, neurons as neuron, surrogate"
-SNN_RTOL = dict(rtol=1e-5, atol=1e-6)  # gradients through snnTorch's float32 spikes
-F64_RTOL = dict(rtol=1e-10, atol=1e-12)
-
-
-def block(name: str) -> str:
-    """The python block after the ``<!-- migration: name ... -->`` marker."""
-    match = re.search(rf"<!-- migration: {name}\b.*?-->\s*```python\n(.*?)```", TEXT, re.S)
-    assert match, f"docs/migration.md has no block {name!r}"
-    return match.group(1)
-
-
-def run(code: str, name: str, **namespace) -> dict:
-    exec(compile(code, f"docs/migration.md ({name})", "exec"), namespace)
-    return namespace
 
 
 def sj(module: str):
@@ -55,25 +48,12 @@ def sj(module: str):
     )
 
 
-def snntorch():
-    return pytest.importorskip("snntorch", reason="snnTorch is not installed")
-
-
 @pytest.fixture
 def float64():
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
-
-
-def grads(out, inputs, g):
-    return torch.autograd.grad((out * g).sum(), inputs)
-
-
-def assert_same_spikes(a, b, low=0.02):
-    assert torch.equal(a.double(), b.double()), "spikes differ"
-    assert low < b.double().mean().item() < 0.98, "too few or too many spikes to compare"
 
 
 # -- SpikingJelly: the script ported by changing its import ----------------------------
@@ -793,391 +773,6 @@ def test_nmnist_frames_are_spikingjelly_frames(sj_dataset_utils, split_by):
         assert torch.equal(torch.as_tensor(custom[i][0], dtype=torch.float32), frames)
 
 
-# -- snnTorch ---------------------------------------------------------------------------
-
-
-def _snn_loop(cell, x, n_states=1, recurrent=False):
-    """snnTorch's per-step loop; the states start as the cell makes them (RLeaky also
-    takes its last spikes back: ``spk, mem = rleaky(x_t, spk, mem)``)."""
-    out, states = [], None
-    for x_t in x:
-        result = cell(x_t) if states is None else cell(x_t, *states)
-        out.append(result[0])
-        states = result[:2] if recurrent else result[1 : 1 + n_states]
-    return torch.stack(out)
-
-
-def _float64_spikes(*cells):
-    """snnTorch makes float32 spikes; a 1-d float64 factor promotes them (the value is 1),
-    so that layers after them run in float64 like the rest of the test."""
-    for cell in cells:
-        cell.graded_spikes_factor = torch.ones(1, dtype=torch.float64)
-
-
-def test_snntorch_loop_becomes_one_call(float64):
-    snntorch()
-    torch.manual_seed(0)
-    theirs = run(block("snntorch-loop"), "snnTorch loop")
-    _float64_spikes(theirs["lif1"], theirs["lif2"])
-    ours = run(block("snntorch-port"), "spikeflow port")
-    net = ours["net"]
-    net[0].load_state_dict(theirs["fc1"].state_dict())
-    net[2].load_state_dict(theirs["fc2"].state_dict())
-    x = torch.rand(8, 4, 2 * 34 * 34) * 4
-    g = torch.randn(8, 4, 10)
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = theirs["forward"](x_snn), net(x_sf)
-    assert_same_spikes(got, want, low=0.01)
-    hidden = net[1](net[0](x))
-    assert 0.1 < hidden.mean() < 0.9
-    params = [theirs["fc1"].weight, theirs["fc2"].weight]
-    g_snn = grads(want, [x_snn, *params], g)
-    g_sf = grads(got, [x_sf, net[0].weight, net[2].weight], g)
-    for a, b in zip(g_sf, g_snn):
-        assert a.abs().sum() > 0
-        torch.testing.assert_close(a, b.double(), **SNN_RTOL)
-
-
-def _sequence(scale=1.5, shape=(16, 4, 30)):
-    return torch.rand(*shape) * scale - 0.2, torch.randn(*shape)
-
-
-@pytest.mark.parametrize("backend", ["torch", "auto"])
-def test_leaky_node_is_snntorchs_default_leaky(float64, backend):
-    """The ``Leaky`` row with snnTorch's defaults (subtract, delayed, ``atan()``,
-    ``U > θ``): ``neurons.LeakyNode(beta, threshold=θ)`` gives its spikes, membranes
-    (``v_seq`` is its ``mem``) and gradients; no ``LIFNode`` setting gives the spikes."""
-    snn = snntorch()
-    beta, theta = 0.8, 1.2
-    x, g = _sequence()
-    leaky = snn.Leaky(beta=beta, threshold=theta)  # reset_mechanism="subtract", atan()
-    assert leaky.reset_mechanism == "subtract" and leaky.reset_delay
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    spikes, mems, mem = [], [], None
-    for x_t in x_snn:
-        spk, mem = leaky(x_t) if mem is None else leaky(x_t, mem)
-        spikes.append(spk)
-        mems.append(mem)
-    want = torch.stack(spikes)
-    ours = neurons.LeakyNode(beta, threshold=theta, store_v_seq=True, backend=backend)
-    got = ours(x_sf)
-    assert_same_spikes(got, want)
-    torch.testing.assert_close(ours.v_seq, torch.stack(mems).double(), **SNN_RTOL)
-    torch.testing.assert_close(grads(got, [x_sf], g)[0], grads(want, [x_snn], g)[0], **SNN_RTOL)
-    # no LIFNode setting: neither reset gives these spikes
-    for v_reset in (0.0, None):
-        lif = neurons.LIFNode(
-            tau=1 / (1 - beta),
-            decay_input=False,
-            v_threshold=theta,
-            v_reset=v_reset,
-            strict_firing=True,
-        )
-        assert not torch.equal(lif(x), want.double())
-
-
-class _OneToOne(nn.Module):
-    """RLeaky's ``all_to_all=False`` feedback (docs/neuron_zoo_snntorch.md): ``x + V y``."""
-
-    def __init__(self, V):
-        super().__init__()
-        self.V = nn.Parameter(torch.as_tensor(V))
-
-    def forward(self, x, y):
-        return x + self.V * y
-
-
-@pytest.mark.parametrize("reset, delay", [("subtract", True), ("zero", True), ("zero", False)])
-def test_rleaky_ports(float64, reset, delay):
-    """The ``RLeaky`` row: ``layers.Recurrent`` around ``LeakyNode(...,
-    zero_clears_input=True)`` with RLeaky's ``recurrent`` weights loaded, and the
-    one-to-one feedback (``all_to_all=False``) in ``ElementWiseRecurrentContainer``."""
-    snn = snntorch()
-    n, beta = 30, 0.7
-    x, g = _sequence(1.2)
-    torch.manual_seed(3)
-    rleaky = snn.RLeaky(beta=beta, linear_features=n, reset_mechanism=reset, reset_delay=delay)
-    with torch.no_grad():
-        rleaky.recurrent.weight.mul_(2.0)
-    _float64_spikes(rleaky)
-    cell = dict(reset_mechanism=reset, reset_delay=delay, zero_clears_input=True, step_mode="s")
-    ours = layers.Recurrent(neurons.LeakyNode(beta, **cell), n, bias=True)
-    ours.recurrent.load_state_dict(rleaky.recurrent.state_dict())
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(rleaky, x_snn, recurrent=True), ours(x_sf)
-    assert_same_spikes(got, want)
-    g_snn = grads(want, [x_snn, rleaky.recurrent.weight, rleaky.recurrent.bias], g)
-    g_sf = grads(got, [x_sf, ours.recurrent.weight, ours.recurrent.bias], g)
-    for a, b in zip(g_sf, g_snn):
-        torch.testing.assert_close(a, b, **SNN_RTOL)
-
-    v = torch.linspace(-0.5, 0.9, n)
-    rleaky = snn.RLeaky(
-        beta=beta, V=v.clone(), all_to_all=False, reset_mechanism=reset, reset_delay=delay
-    )
-    _float64_spikes(rleaky)
-    ours = layers.ElementWiseRecurrentContainer(neurons.LeakyNode(beta, **cell), _OneToOne(v))
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(rleaky, x_snn, recurrent=True), ours(x_sf)
-    assert_same_spikes(got, want)
-    g_snn = grads(want, [x_snn, rleaky.V], g)
-    g_sf = grads(got, [x_sf, ours.element_wise_function.V], g)
-    for a, b in zip(g_sf, g_snn):
-        torch.testing.assert_close(a, b, **SNN_RTOL)
-    if reset == "zero" and delay:  # Leaky's own "zero" keeps the input: not RLeaky's
-        plain = neurons.LeakyNode(beta, reset_mechanism="zero", step_mode="s")
-        other = layers.ElementWiseRecurrentContainer(plain, _OneToOne(v))
-        assert not torch.equal(other(x), want.double())
-
-
-def test_rsynaptic_port(float64):
-    """The ``RSynaptic`` row: ``layers.Recurrent(SynapticNode(...))``; snnTorch 1.0's
-    ``reset_delay=False`` gives the numbers of its delayed reset."""
-    snn = snntorch()
-    n = 8
-    x, g = _sequence(0.9, (16, 4, n))
-    runs = []
-    for delay in (True, False):
-        torch.manual_seed(2)
-        rsyn = snn.RSynaptic(
-            alpha=0.5, beta=0.7, linear_features=n, reset_mechanism="zero", reset_delay=delay
-        )
-        _float64_spikes(rsyn)
-        x_snn = x.clone().requires_grad_()
-        zeros = torch.zeros(4, n)
-        out, states = [], (zeros, zeros, zeros)  # its reset_delay=False needs them passed
-        for x_t in x_snn:
-            states = rsyn(x_t, *states)
-            out.append(states[0])
-        runs.append((rsyn, x_snn, torch.stack(out)))
-    rsyn, x_snn, want = runs[0]
-    assert torch.equal(runs[1][2], want)
-    node = neurons.SynapticNode(0.5, 0.7, reset_mechanism="zero", step_mode="s")
-    ours = layers.Recurrent(node, n, bias=True)
-    ours.recurrent.load_state_dict(rsyn.recurrent.state_dict())
-    x_sf = x.clone().requires_grad_()
-    got = ours(x_sf)
-    assert_same_spikes(got, want)
-    g_snn = grads(want, [x_snn, rsyn.recurrent.weight], g)
-    g_sf = grads(got, [x_sf, ours.recurrent.weight], g)
-    for a, b in zip(g_sf, g_snn):
-        torch.testing.assert_close(a, b, **SNN_RTOL)
-
-
-def test_synaptic_and_reset_delay(float64):
-    snn = snntorch()
-    alpha, beta = 0.6, 0.8
-    x, g = _sequence()
-    synaptic = snn.Synaptic(alpha=alpha, beta=beta, reset_mechanism="zero", reset_delay=False)
-    tau_syn, tau_mem = 1 / (1 - alpha), 1 / (1 - beta)
-    ours = neurons.CubaLIFNode(
-        tau_syn=tau_syn,
-        tau_mem=tau_mem,
-        r=tau_syn * tau_mem,
-        strict_firing=True,
-        surrogate_function=surrogate.ATan(),
-    )
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(synaptic, x_snn, 2), ours(x_sf)
-    assert_same_spikes(got, want)
-    torch.testing.assert_close(grads(got, [x_sf], g)[0], grads(want, [x_snn], g)[0], **SNN_RTOL)
-    # with the default reset_delay=True a "zero" reset also drops the next step's input
-    delayed = snn.Synaptic(alpha=alpha, beta=beta, reset_mechanism="zero")
-    spk, syn, mem = delayed(torch.full((1,), 5.0))
-    assert spk.item() == 1
-    spk, syn, mem = delayed(torch.full((1,), 5.0), syn, mem)
-    assert mem.item() == 0.0 and syn.item() > 5.0
-    assert not torch.equal(_snn_loop(delayed, x, 2).double(), want.double())
-    # ... which SynapticNode does (the Synaptic row, here its delayed "zero")
-    delayed = snn.Synaptic(alpha=alpha, beta=beta, reset_mechanism="zero")
-    ours = neurons.SynapticNode(alpha, beta, reset_mechanism="zero")
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(delayed, x_snn, 2), ours(x_sf)
-    assert_same_spikes(got, want)
-    torch.testing.assert_close(grads(got, [x_sf], g)[0], grads(want, [x_snn], g)[0], **SNN_RTOL)
-    rleaky = snn.RLeaky(beta=beta, linear_features=1, reset_mechanism="zero")
-    with torch.no_grad():
-        rleaky.recurrent.weight.zero_()
-        rleaky.recurrent.bias.zero_()
-    _float64_spikes(rleaky)
-    spk, mem = rleaky(torch.full((1, 1), 5.0))
-    assert spk.item() == 1
-    spk, mem = rleaky(torch.full((1, 1), 5.0), spk, mem)
-    assert mem.item() == 0.0
-
-
-def test_leaky_learnable_parameters_and_bntt(float64):
-    snn = snntorch()
-    beta = 0.8
-    x, g = _sequence(2.0)
-    common = dict(
-        decay_input=False,
-        strict_firing=True,
-        detach_reset=True,
-        surrogate_function=surrogate.ATan(),
-    )
-    leaky = snn.Leaky(beta=beta, threshold=0.9, reset_mechanism="zero", learn_threshold=True)
-    ours = neurons.LIFNode(tau=1 / (1 - beta), v_threshold=0.9, learnable_threshold=True, **common)
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(leaky, x_snn), ours(x_sf)
-    assert_same_spikes(got, want)
-    for a, b in zip(
-        grads(got, [x_sf, ours.v_threshold], g), grads(want, [x_snn, leaky.threshold], g)
-    ):
-        torch.testing.assert_close(a, b, **SNN_RTOL)
-
-    leaky = snn.Leaky(beta=beta, reset_mechanism="zero", learn_beta=True)
-    ours = neurons.ParametricLIFNode(init_tau=1 / (1 - beta), **common)
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(leaky, x_snn), ours(x_sf)
-    assert_same_spikes(got, want)
-    torch.testing.assert_close(grads(got, [x_sf], g)[0], grads(want, [x_snn], g)[0], **SNN_RTOL)
-    # LeakyNode learns snnTorch's beta and threshold themselves (per neuron here); its
-    # atan() as a float64 spike function, so that the sums over steps agree to 1e-10
-    betas = torch.linspace(0.6, 0.9, x.shape[-1])
-    leaky = snn.Leaky(beta=betas.clone(), threshold=0.9, learn_beta=True, learn_threshold=True,
-                      spike_grad=lambda u: surrogate.ATan()(u, strict=True))  # fmt: skip
-    ours = neurons.LeakyNode(betas.clone(), threshold=0.9, learn_beta=True, learn_threshold=True)
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(leaky, x_snn), ours(x_sf)
-    assert_same_spikes(got, want)
-    g_snn = grads(want, [x_snn, leaky.beta, leaky.threshold], g)
-    for a, b in zip(grads(got, [x_sf, ours.beta, ours.v_threshold], g), g_snn):
-        torch.testing.assert_close(a, b, **F64_RTOL)
-
-    bntt = snn.BatchNormTT2d(8, 4)
-    ours = layers.BatchNormThroughTime2d(8, T=4)
-    ours.load_state_dict({"bn." + k: v for k, v in nn.ModuleList(bntt).state_dict().items()})
-    frames = torch.randn(4, 3, 8, 5, 5)
-    want = torch.stack([bntt[t](frames[t]) for t in range(4)])
-    torch.testing.assert_close(ours(frames), want, **F64_RTOL)
-
-
-def test_snntorch_fires_strictly(float64):
-    snn = snntorch()
-    x = torch.tensor([[0.5], [0.75], [0.0]])  # U = 0.5, then 0.5 * 0.5 + 0.75 = 1.0 = θ
-    want = _snn_loop(snn.Leaky(beta=0.5, reset_mechanism="zero"), x)
-    lif = dict(tau=2.0, decay_input=False, detach_reset=True)
-    assert want.sum() == 0
-    assert torch.equal(neurons.LIFNode(strict_firing=True, **lif)(x), want.double())
-    assert neurons.LIFNode(**lif)(x).sum() == 1  # H >= θ fires
-
-    # snnTorch returns the membrane before the reset, spikeflow's v_seq holds it after
-    x = torch.tensor([[1.5], [0.2]])
-    leaky, mem, mems = snn.Leaky(beta=0.5, reset_mechanism="zero"), None, []
-    for x_t in x:
-        _, mem = leaky(x_t) if mem is None else leaky(x_t, mem)
-        mems.append(mem)
-    ours = neurons.LIFNode(strict_firing=True, store_v_seq=True, **lif)
-    assert ours(x).flatten().tolist() == [1.0, 0.0]
-    assert [m.item() for m in mems] == [1.5, 0.2] and ours.v_seq.flatten().tolist() == [0.0, 0.2]
-
-
-def _snn_surrogate_pairs(snn_surrogate):
-    return {
-        "atan()": (snn_surrogate.atan(), surrogate.ATan()),
-        "atan(alpha=3)": (snn_surrogate.atan(alpha=3.0), surrogate.ATan(alpha=3.0)),
-        "sigmoid(slope=5)": (snn_surrogate.sigmoid(slope=5.0), surrogate.Sigmoid(alpha=5.0)),
-        "fast_sigmoid(slope=25)": (
-            snn_surrogate.fast_sigmoid(slope=25),
-            surrogate.FastSigmoid(slope=25),
-        ),
-        "fast_sigmoid(slope=2)": (snn_surrogate.fast_sigmoid(slope=2), surrogate.QPseudoSpike(2.0)),
-        "straight_through_estimator()": (
-            snn_surrogate.straight_through_estimator(),
-            surrogate.LeakyKReLU(leak=1.0, k=1.0),
-        ),
-        "heaviside()": (snn_surrogate.heaviside(), surrogate.LeakySpikeOperator(slope=0.0)),
-        "spike_rate_escape(beta=2, slope=10)": (
-            snn_surrogate.spike_rate_escape(beta=2.0, slope=10.0),
-            surrogate.SpikeRateEscape(beta=2.0, slope=10.0),
-        ),
-        "SFS(slope=10, B=0.5)": (
-            snn_surrogate.SFS(slope=10.0, B=0.5),
-            surrogate.SparseFastSigmoid(slope=10.0, B=0.5),
-        ),
-        "triangular(threshold=0.5)": (
-            snn_surrogate.triangular(threshold=0.5),
-            surrogate.Triangular(threshold=0.5),
-        ),
-    }
-
-
-def test_snntorch_surrogates(float64):
-    snntorch()
-    from snntorch import surrogate as snn_surrogate
-
-    x = torch.linspace(-2, 2, 400)  # even count: 0 is not on the grid
-    assert not (x == 0).any()
-    for label, (theirs, ours) in _snn_surrogate_pairs(snn_surrogate).items():
-        x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-        y_snn, y_sf = theirs(x_snn), ours(x_sf, strict=True)
-        assert torch.equal(y_snn.double(), y_sf), label
-        y_snn.sum().backward()
-        y_sf.sum().backward()
-        assert x_snn.grad.abs().sum() > 0, label
-        torch.testing.assert_close(x_sf.grad, x_snn.grad.double(), **SNN_RTOL, msg=label)
-    # SoftSign(alpha=k) is fast_sigmoid(slope=k) times k/2
-    soft = surrogate.SoftSign.derivative(x, alpha=25.0)
-    torch.testing.assert_close(soft, 12.5 * surrogate.FastSigmoid.derivative(x, slope=25.0))
-    named = surrogate.get_surrogate("fast_sigmoid")  # by name, snnTorch's tutorials' 25
-    assert isinstance(named, surrogate.FastSigmoid) and named.params == {"slope": 25.0}
-    # heaviside at x = 0: LeakySpikeOperator(slope=0) passes 0 as snnTorch, LeakyKReLU 1
-    zero = torch.zeros(1, requires_grad=True)
-    snn_surrogate.heaviside()(zero).sum().backward()
-    assert zero.grad.item() == 0.0
-    assert surrogate.LeakySpikeOperator.derivative(torch.zeros(1), slope=0.0).item() == 0.0
-    assert surrogate.LeakyKReLU.derivative(torch.zeros(1), leak=0.0, k=1.0).item() == 1.0
-    # LSO fails in snnTorch 1.0; SSO is random, refused by name and by the fused kernels
-    with pytest.raises(TypeError):
-        snn_surrogate.LSO(slope=0.2)(x.clone().requires_grad_()).sum().backward()
-    with pytest.raises(ConfigurationError, match="unknown surrogate"):
-        surrogate.get_surrogate("stochastic_spike_operator")
-    sso = surrogate.StochasticSpikeOperator(mean=0.1, variance=0.3)
-    with pytest.raises(TraceError, match="random"):
-        neurons.LeakyNode(0.8, surrogate_function=sso, backend="cpu")(x.reshape(400, 1, 1))
-
-    # the surrogate inside a neuron, on the fused kernels: snnTorch's Leaky("zero") as LIFNode
-    snn = snntorch()
-    x, g = _sequence()
-    leaky = snn.Leaky(
-        beta=0.5, spike_grad=snn_surrogate.fast_sigmoid(slope=25), reset_mechanism="zero"
-    )
-    ours = neurons.LIFNode(
-        tau=2.0,
-        decay_input=False,
-        strict_firing=True,
-        detach_reset=True,
-        surrogate_function=surrogate.FastSigmoid(slope=25),
-        backend="cpu",
-    )
-    x_snn, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = _snn_loop(leaky, x_snn), ours(x_sf)
-    assert_same_spikes(got, want)
-    torch.testing.assert_close(grads(got, [x_sf], g)[0], grads(want, [x_snn], g)[0], **SNN_RTOL)
-
-
-def test_spikegen():
-    snntorch()
-    from snntorch import spikegen
-
-    x = torch.rand(4, 3, 5)
-    x[0, 0] = torch.tensor([0.0, 1.0, 0.5, 0.005, 0.01])
-    for steps in (8, 50):
-        want = spikegen.latency(x, num_steps=steps, linear=True, normalize=True)
-        assert torch.equal(encoding.LatencyEncoder(steps)(x), want)
-    want = spikegen.latency(x, num_steps=60, linear=True, normalize=True)
-    assert not torch.equal(encoding.LatencyEncoder(60)(x), want)  # the 0.01 threshold
-    want = spikegen.latency(x, num_steps=8, normalize=True)  # snnTorch's log code
-    assert not torch.equal(encoding.LatencyEncoder(8, "log")(x), want)
-    binary = (torch.rand(4, 3, 5) > 0.5).float()
-    assert torch.equal(encoding.PoissonEncoder(8)(binary), spikegen.rate(binary, num_steps=8))
-    p = torch.full((4000,), 0.3)
-    snn_rate = spikegen.rate(p, num_steps=50).mean().item()
-    ours_rate = encoding.PoissonEncoder(50)(p).mean().item()
-    assert abs(snn_rate - 0.3) < 0.01 and abs(ours_rate - 0.3) < 0.01
-
-
 # -- Norse --------------------------------------------------------------------------------
 
 
@@ -1192,9 +787,9 @@ def test_norse_lif_box_cell(float64, reset):
         v_th=torch.tensor(1.0),
         reset_method=reset_value if reset == "value" else reset_subtract,
     )
-    x, g = _sequence(30.0, (32, 4, 20))
+    x, g = sequence(30.0, (32, 4, 20))
     x_norse, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want = _snn_loop(norse.LIFBoxCell(p, dt=dt), x_norse)
+    want = step_loop(norse.LIFBoxCell(p, dt=dt), x_norse)
     ours = neurons.LIFNode(
         tau=1 / (dt * tau_mem_inv),
         v_threshold=1.0,
@@ -1207,7 +802,7 @@ def test_norse_lif_box_cell(float64, reset):
     torch.testing.assert_close(grads(got, [x_sf], g)[0], grads(want, [x_norse], g)[0], **F64_RTOL)
     # v > v_th: a step that charges exactly to the threshold (0.1 * 10 = 1) does not fire
     exact = torch.full((1, 1), 10.0)
-    assert _snn_loop(norse.LIFBoxCell(p, dt=dt), exact).sum() == 0 == ours(exact).sum()
+    assert step_loop(norse.LIFBoxCell(p, dt=dt), exact).sum() == 0 == ours(exact).sum()
 
 
 def test_norse_lif(float64):
@@ -1222,7 +817,7 @@ def test_norse_lif(float64):
         v_reset=torch.tensor(0.1),
     )
     tau_syn, tau_mem = 1 / p.tau_syn_inv.item(), 1 / p.tau_mem_inv.item()
-    x, g = _sequence(4.0, (32, 4, 20))
+    x, g = sequence(4.0, (32, 4, 20))
     x_norse, x_sf = x.clone().requires_grad_(), x.clone().requires_grad_()
     want, _ = norse.LIF(p, dt=dt)(x_norse)  # time-major, like spikeflow
     ours = neurons.CubaLIFNode(
