@@ -423,3 +423,34 @@ def test_nir_round_trip_through_a_file_keeps_the_learned_time_constants(neuron, 
     for (name, p), q in zip(node.named_parameters(), again.parameters()):
         torch.testing.assert_close(q, p, atol=0, rtol=1e-7, msg=name)
     assert torch.equal(back(x), net(x))
+
+
+@pytest.mark.parametrize(
+    "neuron, name",
+    [
+        (lambda: LIFNode(torch.tensor([2.5, 4.0, 3.0]), learnable_tau=True), "tau"),
+        (lambda: CubaLIFNode(torch.tensor([2.5, 4.0, 3.0]), learnable_tau_syn=True), "tau_syn"),
+        (lambda: LINode(torch.tensor([2.5, 4.0, 3.0]), learnable_tau=True), "tau"),
+    ],
+    ids=["lif", "cuba", "li"],
+)
+def test_nir_export_writes_a_learned_tau_below_its_bound_as_used(neuron, name):
+    # A step that pushed a learned tau below its bound (1 step; CubaLIF: dt = 1) leaves
+    # the neuron at the bound:
+    # the export writes that value (the raw 0.5 is a graph that behaves otherwise and
+    # that the import refuses as shorter than one step).
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from spikeflow.interop import export_to_nir, import_from_nir
+
+    torch.manual_seed(0)
+    node = neuron()
+    with torch.no_grad():
+        getattr(node, name)[0] = 0.5
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), node)
+    x = torch.rand(6, 2, 3) * 3
+    graph = export_to_nir(net, x)
+    (field,) = [n for n in graph.nodes.values() if type(n).__name__ in ("LIF", "CubaLIF", "LI")]
+    taus = getattr(field, name) / graph.metadata["spikeflow_dt"]
+    assert taus[0] == pytest.approx(1.0)
+    back = import_from_nir(graph)
+    torch.testing.assert_close(back(x), net(x))

@@ -67,6 +67,15 @@ def full_array(value: float | Tensor, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(np.broadcast_to(_numpy(value), shape))
 
 
+def _in_use(module: nn.Module, name: str, low: float) -> float | Tensor:
+    """Time constant ``name`` of ``module`` as its calls use it (detached): a learned one
+    (an ``nn.Parameter``) clamped to ``>= low``, as the neuron clamps it at each call."""
+    value = getattr(module, name)
+    if name in module._parameters:
+        return torch.clamp(value.detach(), min=low)
+    return value.detach() if isinstance(value, Tensor) else value
+
+
 def _meta_value(value: float | Tensor | bool) -> Any:
     """A value for the metadata (HDF5 cannot store 0-d arrays with compression)."""
     if isinstance(value, Tensor):
@@ -122,8 +131,8 @@ def neuron_to_nir(
         node = nir.IF(r=np.full(shape, if_to_nir(dt)), v_threshold=theta, v_reset=v_reset)
     elif cls in (LIFNode, ParametricLIFNode):
         # (a tensor tau: one per neuron or channel, learned or not)
-        tau = module.current_tau if cls is ParametricLIFNode else module.tau
-        tau = tau.detach() if isinstance(tau, Tensor) else tau
+        # (a learned tau as the neuron uses it: clamped to >= 1)
+        tau = module.current_tau if cls is ParametricLIFNode else _in_use(module, "tau", 1.0)
         if cls is ParametricLIFNode:
             kwargs.update(init_tau=_meta_value(tau), w=_meta_value(module.w))
         else:
@@ -141,29 +150,32 @@ def neuron_to_nir(
         )
     elif cls is CubaLIFNode:
         scale = dt / module.dt
+        taus = {k: _in_use(module, k, module.dt) for k in ("tau_syn", "tau_mem")}
         kwargs.update(
-            {k: _meta_value(getattr(module, k)) for k in ("tau_syn", "tau_mem", "r", "v_leak")},
+            {k: _meta_value(value) for k, value in taus.items()},
+            **{k: _meta_value(getattr(module, k)) for k in ("r", "v_leak")},
             dt=module.dt,
         )
         kwargs.update({f"learnable_{k}": True for k in ("tau_syn", "tau_mem")
                        if k in module._parameters})  # fmt: skip
         node = nir.CubaLIF(
-            tau_syn=full_array(module.tau_syn, shape) * scale,
-            tau_mem=full_array(module.tau_mem, shape) * scale,
+            tau_syn=full_array(taus["tau_syn"], shape) * scale,
+            tau_mem=full_array(taus["tau_mem"], shape) * scale,
             r=full_array(module.current_r, shape),  # r tied to the taus: its value
             v_leak=full_array(module.v_leak, shape),
             v_threshold=theta,
             v_reset=v_reset,
         )
     elif cls is LINode:
+        li_tau = _in_use(module, "tau", 1.0)
         kwargs.update(
-            tau=_meta_value(module.tau),
+            tau=_meta_value(li_tau),
             decay_input=module.decay_input,
             v_leak=_meta_value(module.v_leak),
         )
         if "tau" in module._parameters:
             kwargs["learnable_tau"] = True
-        tau = full_array(module.tau, shape)
+        tau = full_array(li_tau, shape)
         node = nir.LI(
             tau=tau * dt,
             r=np.ones(shape) if module.decay_input else tau.copy(),
