@@ -343,6 +343,10 @@ def test_hardvs(tmp_path):
     )
     frames, _ = HARDVS(root, data_type="frame", frames_number=2)[2]
     assert frames.shape == (2, 2, 260, 346) and frames.sum().item() == 40
+    # SpikingJelly's positional order: root, train_test_val, data_type, frames_number, ...
+    ported = HARDVS(root, "test", "frame", 2, "number")
+    assert ported.split == "test" and ported.targets == test.targets
+    assert ported[0][0].shape == (2, 2, 260, 346)
     assert (train.split, val.split, test.split) == ("train", "val", "test") and not val.train
     assert HARDVS(root, split="test", train=False).targets == test.targets
     with pytest.raises(ConfigurationError, match=r"split='val' contradicts train=True"):

@@ -177,8 +177,8 @@ class HARDVS(NamedSplitDataset):
         self,
         root: str | os.PathLike,
         split: str | None = None,
-        train: bool | None = None,
         *args: Any,
+        train: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if "download" in kwargs:  # NamedSplitDataset's argument, not HARDVS's
