@@ -704,6 +704,12 @@ def test_datasets_take_spikingjellys_arguments_in_its_order():
             assert kinds.index(inspect.Parameter.VAR_POSITIONAL) == positional, name
         else:
             assert cls.__init__ is data.NeuromorphicDataset.__init__ or positional <= 3, name
+    # SpikingJelly's classes take one split argument, then data_type: so do these.
+    ported = "NMNIST DVS128Gesture CIFAR10DVS NCaltech101 ASLDVS DVSLip ESImageNet HARDVS SSC"
+    for name in [*ported.split(), "Bullying10K"]:
+        params = list(inspect.signature(getattr(data, name)).parameters.values())
+        third = params[2]  # forwarded to the base's data_type, or the base's own
+        assert third.kind is third.VAR_POSITIONAL or third.name == "data_type", (name, params[:3])
 
 
 def test_a_ported_positional_call_reads_the_same():
