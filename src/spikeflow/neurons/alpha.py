@@ -36,9 +36,10 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.base import StepMode
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode, check_step_shape
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.snntorch_style import snntorch_factor
 from spikeflow.surrogate import Surrogate
 
 __all__ = ["AlphaNode"]
@@ -129,25 +130,6 @@ def _alpha_keep_membrane_none(
     return h
 
 
-# -- checks ----------------------------------------------------------------------------------
-
-
-def _decay(owner: str, name: str, value: object) -> Tensor:
-    """A decay factor as a floating tensor (a Python number becomes a float32 scalar,
-    as in snnTorch; a tensor keeps its dtype and shape)."""
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise DTypeError(f"{owner}: {name} must be a floating-point tensor, got {value.dtype}")
-        tensor = value.detach().clone()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{owner}: {name} must be a float or a tensor, got {value!r}")
-    else:
-        tensor = torch.tensor(float(value))
-    if not bool(torch.isfinite(tensor).all()):
-        raise ConfigurationError(f"{owner}: {name} must be finite, got {value}")
-    return tensor
-
-
 class AlphaNode(BaseNode):
     """snnTorch's ``Alpha`` neuron (see the module docstring)::
 
@@ -218,7 +200,8 @@ class AlphaNode(BaseNode):
                 f"got {reset_mechanism!r}"
             )
         self.reset_mechanism = reset_mechanism
-        alpha_t, beta_t = _decay(owner, "alpha", alpha), _decay(owner, "beta", beta)
+        alpha_t = snntorch_factor(owner, "alpha", alpha)
+        beta_t = snntorch_factor(owner, "beta", beta)
         if not bool((beta_t > 0).all() and (alpha_t <= 1).all()):
             raise ConfigurationError(
                 f"{owner}: alpha and beta must satisfy 0 < beta < alpha <= 1 (their logs "

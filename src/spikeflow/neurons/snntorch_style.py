@@ -307,7 +307,9 @@ def _lapicque_declaration(mechanism: str, strict: bool) -> NeuronDeclaration:
 # -- checks ----------------------------------------------------------------------------------
 
 
-def _factor(owner: str, name: str, value: object, low: float | None, high: float | None) -> Tensor:
+def snntorch_factor(
+    owner: str, name: str, value: object, low: float | None = None, high: float | None = None
+) -> Tensor:
     """A decay (or other) factor as a floating tensor: a Python number becomes a scalar of
     the default dtype, as in snnTorch; a tensor keeps its dtype and shape. Checked
     finite and, where given, within ``[low, high]``."""
@@ -381,19 +383,19 @@ class _SnnTorchNode(BaseNode):
         self.reset_mechanism = reset_mechanism
         learn = check_flag(owner, "learn_graded_spikes_factor", learn_graded_spikes_factor)
         if learn or isinstance(graded_spikes_factor, Tensor):
-            factor = _factor(owner, "graded_spikes_factor", graded_spikes_factor, None, None)
+            factor = snntorch_factor(owner, "graded_spikes_factor", graded_spikes_factor)
             if learn:
                 self.graded_spikes_factor: float | Tensor = nn.Parameter(factor)
             else:
                 self.register_buffer("graded_spikes_factor", factor)
         else:
             self.graded_spikes_factor = float(
-                _factor(owner, "graded_spikes_factor", graded_spikes_factor, None, None)
+                snntorch_factor(owner, "graded_spikes_factor", graded_spikes_factor)
             )
 
     def _set_factor(self, name: str, value: object, learn: bool) -> None:
         """Keep a decay factor in ``[0, 1]`` as a buffer, or a parameter if ``learn``."""
-        tensor = _factor(type(self).__name__, name, value, 0.0, 1.0)
+        tensor = snntorch_factor(type(self).__name__, name, value, 0.0, 1.0)
         if check_flag(type(self).__name__, f"learn_{name}", learn):
             setattr(self, name, nn.Parameter(tensor))
         else:
@@ -680,7 +682,7 @@ def _positive(owner: str, name: str, value: object) -> Tensor | None:
     """An optional positive constant (``None`` stays ``None``), as a tensor."""
     if value is None:
         return None
-    tensor = _factor(owner, name, value, None, None)
+    tensor = snntorch_factor(owner, name, value)
     if not bool((tensor > 0).all()):
         raise ConfigurationError(f"{owner}: {name} must be > 0, got {value}")
     return tensor
@@ -744,7 +746,7 @@ class LapicqueNode(_SnnTorchNode):
         r, c = _positive(owner, "R", R), _positive(owner, "C", C)
         decay = None
         if beta is not None:
-            decay = _factor(owner, "beta", beta, None, None)
+            decay = snntorch_factor(owner, "beta", beta)
             if not bool(((decay > 0) & (decay < 1)).all()):
                 raise ConfigurationError(
                     f"{owner}: beta must be in (0, 1) (C = time_step / (R ln(1/beta))), got {beta}"
