@@ -160,3 +160,14 @@ def test_qk_attention_masks_are_counted_by_loop(qka_type):
         want += int(a != 0 and k[t, b, n, h, i] != 0)
     assert _row(report).acs == want > 0
     assert _row(report).name == "(model) (activation products)"
+
+
+def test_nested_counters_do_not_count_each_others_arithmetic():
+    # A counter on the model and one on its submodule (or two on one model): each
+    # counts the model's products, 6 ACs, and none of the other counter's own masks.
+    net = _Products().train()
+    with OperationCounter(net) as outer, OperationCounter(net.inner) as inner:
+        net.inner(S, S2, R)
+    for counter, name in ((outer, "inner"), (inner, "(model)")):
+        rows = [(r.name, r.acs, r.macs) for r in counter.report(1).layers]
+        assert rows == [(f"{name} (activation products)", 6 + 2 + 3, 12)]

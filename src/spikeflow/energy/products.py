@@ -35,6 +35,7 @@ a row ``<module> (activation products)``. A module's ``forward`` that calls
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,6 +109,10 @@ def _einsum_pairs(equation: str, a: Tensor, b: Tensor) -> int:
     return round(float(total))
 
 
+#: How deep this thread is inside counters' own arithmetic (:meth:`RunMode.quiet`).
+_QUIET = threading.local()
+
+
 class RunMode(TorchFunctionMode):
     """Active while a counted model runs (entered at the first call into one of its
     modules, left when that call returns): follows which tensors hold the values of
@@ -141,16 +146,18 @@ class RunMode(TorchFunctionMode):
         self._weights: set[int] = set()  # storages of the parameters and buffers
         self._stack: list[str] = []  # the modules running, outermost first
         self._excluded = 0  # how many of them are excluded types
-        self._quiet = 0  # inside the counter's own hooks
 
+    @staticmethod
     @contextlib.contextmanager
-    def quiet(self) -> Iterator[None]:
-        """Look away: the calls made meanwhile (a counter's own) are not the model's."""
-        self._quiet += 1
+    def quiet() -> Iterator[None]:
+        """Look away: the calls made meanwhile (a counter's own) are not the model's.
+        Every counter looks away (in this thread), so that one counter's arithmetic is
+        not counted by another counting the same calls (nested counters)."""
+        _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
         try:
             yield
         finally:
-            self._quiet -= 1
+            _QUIET.depth -= 1
 
     # -- the modules running ---------------------------------------------------------
 
@@ -213,7 +220,7 @@ class RunMode(TorchFunctionMode):
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        if self._quiet or (self._excluded and not self._analog):
+        if getattr(_QUIET, "depth", 0) or (self._excluded and not self._analog):
             # (inside a layer, neuron, norm, ...: no product counted, and what it computes
             # from weights alone stays inside it; only analog values need following)
             return func(*args, **kwargs)
@@ -260,7 +267,7 @@ class RunMode(TorchFunctionMode):
             return
         if self._is_weight(a) or self._is_weight(b) or reruns_forward():
             return
-        with torch.no_grad():
+        with self.quiet(), torch.no_grad():
             spikes = [not self.is_analog(x) and is_spikes(x) for x in (a, b)]
             masks = [
                 (x != 0) if spike else torch.ones_like(x, dtype=torch.bool)
