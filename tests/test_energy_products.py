@@ -4,10 +4,12 @@ spike patterns, and loops over the attention layers' own Q, K, V."""
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 import torch
 from torch import nn
+from torch.overrides import _get_current_function_mode_stack
 
 from spikeflow import layers, neurons
 from spikeflow.energy import OperationCounter, count_operations
@@ -171,3 +173,49 @@ def test_nested_counters_do_not_count_each_others_arithmetic():
     for counter, name in ((outer, "inner"), (inner, "(model)")):
         rows = [(r.name, r.acs, r.macs) for r in counter.report(1).layers]
         assert rows == [(f"{name} (activation products)", 6 + 2 + 3, 12)]
+
+
+class _Meeting(nn.Module):
+    """``s @ r`` once every thread running it is inside its forward."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(threads, timeout=30)
+
+    def forward(self, s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        self.barrier.wait()
+        return s @ r
+
+
+class _Container(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return self.inner(s, r)
+
+
+def test_threads_running_the_model_at_once_count_each_run():
+    # nn.DataParallel's replicas run in threads: each thread's run is counted (6 ACs
+    # each, as by hand above) and leaves no mode behind in its thread.
+    net = _Container(_Meeting(2))
+    failures: list[BaseException] = []
+    modes_left: list[int] = []
+
+    def run() -> None:
+        try:
+            net(S, R)
+        except BaseException as exc:  # (reported below)
+            failures.append(exc)
+        modes_left.append(len(_get_current_function_mode_stack()))
+
+    with OperationCounter(net) as counter:
+        workers = [threading.Thread(target=run) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert failures == [] and modes_left == [0, 0]
+    rows = [(r.name, r.acs, r.macs, r.calls) for r in counter.report(2).layers]
+    assert rows == [("inner (activation products)", 2 * 6, 0, 2)]

@@ -6,6 +6,7 @@ See :mod:`spikeflow.energy` for what is counted and how.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 
 import torch
@@ -56,7 +57,7 @@ def _unobserved(hook: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(hook)
     def run(self: OperationCounter, *args: object) -> None:
-        with self._mode.quiet(), torch.no_grad():
+        with self._lock, self._mode.quiet(), torch.no_grad():  # (threads: one at a time)
             hook(self, *args)
 
     return run
@@ -95,6 +96,7 @@ class OperationCounter:
         self._layers: dict[nn.Module, LayerOperations] = {}
         self.not_counted: list[str] = []
         self._handles: list[RemovableHandle] = []
+        self._lock = threading.RLock()
         self._carried: dict[nn.Module, Tensor | None] = {}
         self._eprop_spikes: dict[nn.Module, Tensor] = {}  # an EPropRSNN's, by its tap
         # Layers fed graded spikes (a sigma-delta network's synapses).

@@ -113,6 +113,17 @@ def _einsum_pairs(equation: str, a: Tensor, b: Tensor) -> int:
 _QUIET = threading.local()
 
 
+class _Running(threading.local):
+    """What one thread's run of the model follows (see :class:`RunMode`)."""
+
+    def __init__(self) -> None:
+        self.analog: dict[int, weakref.ref[Tensor]] = {}
+        self.derived: dict[int, weakref.ref[Tensor]] = {}  # computed from weights alone
+        self.weights: set[int] = set()  # storages of the parameters and buffers
+        self.stack: list[str] = []  # the modules running, outermost first
+        self.excluded = 0  # how many of them are excluded types
+
+
 class RunMode(TorchFunctionMode):
     """Active while a counted model runs (entered at the first call into one of its
     modules, left when that call returns): follows which tensors hold the values of
@@ -141,11 +152,38 @@ class RunMode(TorchFunctionMode):
         self.records: dict[str, LayerOperations] = {}
         self._excluded_types = excluded
         self._not_counted = not_counted
-        self._analog: dict[int, weakref.ref[Tensor]] = {}
-        self._derived: dict[int, weakref.ref[Tensor]] = {}  # computed from weights alone
-        self._weights: set[int] = set()  # storages of the parameters and buffers
-        self._stack: list[str] = []  # the modules running, outermost first
-        self._excluded = 0  # how many of them are excluded types
+        # What a run follows, per thread (threads running the model at once, as
+        # nn.DataParallel's replicas do, each enter the mode in their own thread).
+        self._running = _Running()
+        self._lock = threading.Lock()  # the records, updated from every thread
+
+    @property
+    def _analog(self) -> dict[int, weakref.ref[Tensor]]:
+        return self._running.analog
+
+    @property
+    def _derived(self) -> dict[int, weakref.ref[Tensor]]:
+        return self._running.derived
+
+    @property
+    def _stack(self) -> list[str]:
+        return self._running.stack
+
+    @property
+    def _excluded(self) -> int:
+        return self._running.excluded
+
+    @_excluded.setter
+    def _excluded(self, value: int) -> None:
+        self._running.excluded = value
+
+    @property
+    def _weights(self) -> set[int]:
+        return self._running.weights
+
+    @_weights.setter
+    def _weights(self, value: set[int]) -> None:
+        self._running.weights = value
 
     @staticmethod
     @contextlib.contextmanager
@@ -282,15 +320,16 @@ class RunMode(TorchFunctionMode):
                 pairs = _einsum_pairs(kind, *masks)
             nonzero = int((a != 0).sum()) + int((b != 0).sum())
         where = self._stack[-1]
-        record = self.records.get(where)
-        if record is None:
-            label = f"{where or '(model)'} (activation products)"
-            record = self.records[where] = LayerOperations(label, "products")
-        record.calls += 1
-        if any(spikes):
-            record.spike_calls += 1
-            record.acs += pairs
-        else:
-            record.macs += pairs
-        record.input_elements += a.numel() + b.numel()
-        record.input_nonzero += nonzero
+        with self._lock:
+            record = self.records.get(where)
+            if record is None:
+                label = f"{where or '(model)'} (activation products)"
+                record = self.records[where] = LayerOperations(label, "products")
+            record.calls += 1
+            if any(spikes):
+                record.spike_calls += 1
+                record.acs += pairs
+            else:
+                record.macs += pairs
+            record.input_elements += a.numel() + b.numel()
+            record.input_nonzero += nonzero
