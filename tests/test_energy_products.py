@@ -219,3 +219,22 @@ def test_threads_running_the_model_at_once_count_each_run():
     assert failures == [] and modes_left == [0, 0]
     rows = [(r.name, r.acs, r.macs, r.calls) for r in counter.report(2).layers]
     assert rows == [("inner (activation products)", 2 * 6, 0, 2)]
+
+
+class _Interrupted(nn.Module):
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        s @ s.T
+        raise KeyboardInterrupt  # no Exception: the forward hooks do not run
+
+
+def test_an_interrupted_run_leaves_no_mode_behind():
+    net = nn.Sequential(_Interrupted())
+    with pytest.raises(KeyboardInterrupt), OperationCounter(net):
+        net(S)
+    assert _get_current_function_mode_stack() == []
+    with OperationCounter(net[0]) as counter:  # a counter after it counts as before
+        with pytest.raises(KeyboardInterrupt):
+            net[0](S)
+    rows = [(r.name, r.acs, r.calls) for r in counter.report(1).layers]
+    assert rows == [("(model) (activation products)", 5, 1)]  # columns: 1·1 + 0 + 2·2
+    assert _get_current_function_mode_stack() == []

@@ -325,7 +325,8 @@ class OperationCounter:
                                list(self.neurons_not_counted))  # fmt: skip
 
     def remove(self) -> None:
-        """Detach the hooks."""
+        """Detach the hooks (and leave a run interrupted in this thread)."""
+        self._mode.close()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

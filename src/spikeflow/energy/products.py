@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 
 from spikeflow.energy._pairs import is_spikes, tensors
 from spikeflow.energy.report import LayerOperations
@@ -225,6 +225,20 @@ class RunMode(TorchFunctionMode):
                 self._derived.clear()
 
         return enter, leave
+
+    def close(self) -> None:
+        """Leave a run that never returned in this thread: a ``BaseException`` that is
+        no ``Exception`` (``KeyboardInterrupt``) skips the modules' forward hooks, which
+        would have left the mode (the counter's ``remove`` calls this)."""
+        if not self._stack:
+            return
+        self._stack.clear()
+        self._excluded = 0
+        self._analog.clear()
+        self._derived.clear()
+        modes = _get_current_function_mode_stack()
+        if modes and modes[-1] is self:
+            self.__exit__(None, None, None)
 
     # -- what the tensors hold -------------------------------------------------------
 
