@@ -238,3 +238,13 @@ def test_an_interrupted_run_leaves_no_mode_behind():
     rows = [(r.name, r.acs, r.calls) for r in counter.report(1).layers]
     assert rows == [("(model) (activation products)", 5, 1)]  # columns: 1·1 + 0 + 2·2
     assert _get_current_function_mode_stack() == []
+
+
+def test_weights_masked_by_drawn_masks_are_no_activations():
+    # DropConnectLinear trains with (W ⊙ M_b) x_b, M_b drawn by torch.rand: a layer with
+    # weights of its own, listed as not counted, not a product between activations.
+    layer = layers.DropConnectLinear(3, 2, p=0.5).train()
+    with OperationCounter(layer) as counter:
+        layer(S[None].expand(2, 2, 3))
+    report = counter.report(2)
+    assert report.layers == [] and report.not_counted == ["(model)"]

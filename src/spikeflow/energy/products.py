@@ -21,8 +21,10 @@ first call into one of its modules until that call returns) and counts every
   is a gate (the entry where a spike is, zero elsewhere): counted as one AC per pair
   too, an upper bound;
 * not counted: products with a number or a one-element tensor (a scale), products
-  with a parameter, a buffer or anything computed from those alone (weights, masks
-  kept as buffers: a layer's business), and products inside layers
+  with a parameter, a buffer, a tensor made from no tensor (``torch.rand``,
+  ``torch.ones``: drawn masks, constants) or anything computed from those alone
+  (weights, masks kept as buffers, a weight masked by a drawn mask: a layer's
+  business), and products inside layers
   whose work is counted otherwise or not at all (linear and convolution layers,
   spiking neurons, normalisation, dropout), and integer arithmetic.
 
@@ -288,7 +290,9 @@ class RunMode(TorchFunctionMode):
             self._count(*product)
         inputs = _shallow_tensors(*args, *kwargs.values())
         target = args[0] if in_place and isinstance(args[0], Tensor) else None
-        if inputs and all(self._is_weight(x) for x in inputs):  # weights in, weights out
+        # Weights in, weights out; and what is made from no tensor at all (torch.rand,
+        # torch.ones: a drawn mask, a constant) is no activation either.
+        if all(self._is_weight(x) for x in inputs):
             for x in _shallow_tensors(out):
                 self._derived[id(x)] = weakref.ref(x)
         elif target is not None:
