@@ -974,3 +974,15 @@ def test_every_model_builds_on_the_meta_device():
         with torch.device("meta"):
             model = create_model(name, **kwargs)
         assert all(p.is_meta for p in model.parameters()), name
+
+
+def test_vgg_refuses_an_input_too_small_for_its_max_pools():
+    # VGG-11 has 5 max pools: a side of 32 leaves 1, a side of 31 leaves 0 (the first
+    # forward would fail); spikeflow train passes its dataset's size (8x8 digits).
+    small = dict(num_classes=3, in_channels=1, pool_size=1, hidden_features=8)
+    model = create_model("spiking_vgg11", input_size=(32, 40), **small)
+    assert model(torch.rand(1, 1, 1, 32, 40)).shape == (1, 1, 3)
+    for size in (31, (32, 31), 8):
+        with pytest.raises(ConfigurationError, match="too small for 5 max pools"):
+            create_model("spiking_vgg11", input_size=size, **small)
+    assert "input_size" in model_arguments("spiking_vgg11")
