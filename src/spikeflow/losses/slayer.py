@@ -321,8 +321,7 @@ def _check(
     _check_sequence(out_seq, owner)
     out = out_seq.flatten(2)
     steps, batch, classes = out.shape
-    if moving_window is not None:
-        _check_window(owner, "moving_window", moving_window, steps)
+    _window_fits(owner, moving_window, steps, "out_seq")
     if not isinstance(target, Tensor) or target.dtype not in _INTEGER_DTYPES:
         found = target.dtype if isinstance(target, Tensor) else type(target).__name__
         raise DTypeError(f"{owner}: target must be integer class labels, got {found}")
