@@ -19,6 +19,7 @@ import torch
 
 from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
+from snntorch_checks import atan64, f64
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.kernels import resolve_backend
@@ -31,30 +32,6 @@ from streaming_checks import check_chunked_streaming
 BACKENDS = fused_backends("torch")
 F64 = torch.float64
 MECHANISMS = ("zero", "subtract", "none")
-
-
-def f64(value):
-    return torch.tensor(value, dtype=F64)
-
-
-class _ATan64(torch.autograd.Function):
-    """snnTorch's ``atan()`` keeping the input's dtype (its own returns float32)."""
-
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        a = ctx.alpha
-        return grad * (a / 2) / (1 + (math.pi / 2 * a * x) ** 2), None
-
-
-def atan64(x):
-    return _ATan64.apply(x, 2.0)
 
 
 def snntorch_run(neuron, x):

@@ -22,6 +22,7 @@ from torch import nn
 
 from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
+from snntorch_checks import atan64, f64
 from spikeflow import functional as F
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -40,30 +41,6 @@ CONFIGS = [("subtract", True), ("subtract", False), ("zero", True), ("zero", Fal
 CONFIG_IDS = [f"{m}-{'delay' if d else 'now'}" for m, d in CONFIGS]
 
 snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
-
-
-def f64(value):
-    return torch.tensor(value, dtype=F64)
-
-
-class _ATan64(torch.autograd.Function):
-    """snnTorch's ``atan()`` keeping the input's dtype (its own returns float32)."""
-
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        a = ctx.alpha
-        return grad * (a / 2) / (1 + (math.pi / 2 * a * x) ** 2), None
-
-
-def atan64(x):
-    return _ATan64.apply(x, 2.0)
 
 
 def snn_run(cell, x, n_states=1):
