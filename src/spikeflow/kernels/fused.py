@@ -45,7 +45,7 @@ from spikeflow.kernels.registry import (
 )
 from spikeflow.kernels.registry import entry as _lookup
 from spikeflow.neurons.declaration import NeuronDeclaration
-from spikeflow.surrogate import forward_ad_active
+from spikeflow.surrogate.base import forward_ad_active
 
 __all__ = [
     "Kernels",

@@ -1,0 +1,115 @@
+"""Surrogate gradients: Heaviside step forward, a smooth derivative backward.
+
+Every surrogate is declared by two elementwise functions of ``x = H - threshold`` and
+its named parameters:
+
+- ``derivative(x, **params)``: the pseudo-derivative used in the backward pass;
+- ``primitive(x, **params)``: the smooth step it is the derivative of, returned when the
+  surrogate is built with ``spiking=False`` (omit it when no useful primitive exists).
+
+Both use only elementwise ``torch`` arithmetic and math functions, so the fused-kernel
+code generator can trace and emit them. Adding a surrogate takes a few lines::
+
+    class Gaussian(Surrogate):
+        '''Gaussian pseudo-derivative of width sigma.'''
+
+        def __init__(self, sigma: float = 0.5, spiking: bool = True) -> None:
+            super().__init__(spiking=spiking, sigma=sigma)
+
+        @staticmethod
+        def derivative(x, sigma):
+            return torch.exp(-x * x / (2 * sigma * sigma)) / (sigma * math.sqrt(2 * math.pi))
+
+Forward is ``1[x >= 0]`` (SpikingJelly's convention), or ``1[x > 0]`` when called with
+``strict=True`` (STBP, MS-ResNet, TET).
+
+The family (methods document, section 2; default parameters in brackets):
+
+- :class:`Sigmoid` (alpha=4), :class:`ATan` (alpha=2), :class:`PiecewiseQuadratic`
+  (alpha=1), :class:`PiecewiseExp` (alpha=1), :class:`SoftSign` (alpha=2), :class:`Erf`
+  (alpha=2), :class:`NonzeroSignLogAbs` (alpha=1), :class:`PiecewiseLeakyReLU` (w=1,
+  c=0.01), :class:`QPseudoSpike` (alpha=2, > 1), :class:`S2NN` (alpha=4, beta=1),
+  :class:`SquarewaveFourierSeries` (n=2, T_period=8), :class:`Rect` (alpha=1),
+  :class:`Triangle` (gamma=1);
+- derivative only (``has_primitive = False``, so no ``spiking=False``):
+  :class:`SuperSpike` (alpha=1), :class:`LeakyKReLU` (leak=0, k=1),
+  :class:`FakeNumericalGradient` (alpha=0.3);
+- a multi-level count instead of a step (``heaviside_forward = False``):
+  :class:`MultiLevelSpikeCount` (max_spike_count=4, grad_window=(0, max_spike_count)),
+  the spike function of the multi-level (integer) neurons.
+
+snnTorch's, by its definitions (derivative only): :class:`FastSigmoid` (slope=25),
+:class:`SpikeRateEscape` (beta=1, slope=25), :class:`SparseFastSigmoid` (slope=25, B=1),
+:class:`Triangular` (threshold=1), :class:`LeakySpikeOperator` (slope=0.1), and
+:class:`StochasticSpikeOperator` (mean=0, variance=0.2; random: not named in
+:data:`SURROGATES`, refused by the fused kernels).
+
+:data:`SURROGATES` maps each class name to its class and :func:`get_surrogate` builds
+one from a name (case-insensitive), a class or an instance.
+
+The package's modules: :mod:`~spikeflow.surrogate.base` (the base class, the spike
+function), :mod:`~spikeflow.surrogate.spikingjelly`, :mod:`~spikeflow.surrogate.snntorch_style`,
+:mod:`~spikeflow.surrogate.multilevel` and :mod:`~spikeflow.surrogate.registry`; everything
+public is importable from ``spikeflow.surrogate``.
+"""
+
+from spikeflow.surrogate.base import Surrogate, heaviside
+from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
+from spikeflow.surrogate.registry import SURROGATES, get_surrogate, surrogate_class
+from spikeflow.surrogate.snntorch_style import (
+    FastSigmoid,
+    LeakySpikeOperator,
+    SparseFastSigmoid,
+    SpikeRateEscape,
+    StochasticSpikeOperator,
+    Triangular,
+)
+from spikeflow.surrogate.spikingjelly import (
+    S2NN,
+    ATan,
+    Erf,
+    FakeNumericalGradient,
+    LeakyKReLU,
+    NonzeroSignLogAbs,
+    PiecewiseExp,
+    PiecewiseLeakyReLU,
+    PiecewiseQuadratic,
+    QPseudoSpike,
+    Rect,
+    Sigmoid,
+    SoftSign,
+    SquarewaveFourierSeries,
+    SuperSpike,
+    Triangle,
+)
+
+__all__ = [
+    "S2NN",
+    "SURROGATES",
+    "ATan",
+    "Erf",
+    "FakeNumericalGradient",
+    "FastSigmoid",
+    "LeakyKReLU",
+    "LeakySpikeOperator",
+    "MultiLevelSpikeCount",
+    "NonzeroSignLogAbs",
+    "PiecewiseExp",
+    "PiecewiseLeakyReLU",
+    "PiecewiseQuadratic",
+    "QPseudoSpike",
+    "Rect",
+    "Sigmoid",
+    "SoftSign",
+    "SparseFastSigmoid",
+    "SpikeRateEscape",
+    "SquarewaveFourierSeries",
+    "StochasticSpikeOperator",
+    "SuperSpike",
+    "Surrogate",
+    "Triangle",
+    "Triangular",
+    "get_surrogate",
+    "heaviside",
+    "surrogate_class",
+]
