@@ -46,12 +46,19 @@ from spikeflow.data.datasets.nomniglot import NOmniglot
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
 from spikeflow.data.frame_transforms import RandomTemporalDelete, random_temporal_delete
-from spikeflow.data.frames import pad_collate, segment_index, to_frames, to_frames_by_duration
+from spikeflow.data.frames import (
+    pad_collate,
+    segment_index,
+    to_frames,
+    to_frames_by_duration,
+    to_frames_by_slices,
+)
 from spikeflow.data.representations import (
     CustomRepresentation,
     Representation,
     ToFrame,
     ToFrameByDuration,
+    ToFrameBySlices,
     ToTimeSurface,
     ToVoxelGrid,
     to_time_surfaces,
@@ -136,6 +143,7 @@ __all__ = [
     "ToBinaRep",
     "ToFrame",
     "ToFrameByDuration",
+    "ToFrameBySlices",
     "ToImage",
     "ToSparseTensor",
     "ToTimeSurface",
@@ -161,6 +169,7 @@ __all__ = [
     "to_bina_rep",
     "to_frames",
     "to_frames_by_duration",
+    "to_frames_by_slices",
     "to_image",
     "to_sparse_frames",
     "to_time_surfaces",

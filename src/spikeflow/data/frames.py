@@ -55,6 +55,7 @@ __all__ = [
     "segment_index",
     "to_frames",
     "to_frames_by_duration",
+    "to_frames_by_slices",
     "unpack_events",
 ]
 
@@ -338,6 +339,48 @@ def to_frames_by_duration(
     t = arr["t"].astype(np.int64)
     index = (t - t[0]) // int(duration)
     return integrate_segments(arr, index, int(index[-1]) + 1, size, source)
+
+
+def to_frames_by_slices(
+    events: EventRecording | np.ndarray,
+    slicer: Any,
+    *,
+    sensor_size: Sequence[int] | None = None,
+) -> np.ndarray:
+    """One frame of raw counts per slice a slicer cuts, ``[K, P, H, W]`` int32.
+
+    ``slicer`` is any :class:`~spikeflow.data.Slicer` (``SliceByTime``,
+    ``SliceByEventCount``, ``SliceByTimeBins``, ``SliceByEventBins``, ...): frame ``k``
+    counts the events of its ``k``-th ``(start, stop)`` cut, so overlapping slices count
+    an event in every frame it falls in, and ``K`` is the slicer's number of pieces
+    (Tonic's ``ToFrame(time_window | event_count | n_time_bins | n_event_bins, overlap,
+    include_incomplete)``, whose frames these equal, in int32 instead of int16).
+
+    Raises:
+        ConfigurationError: ``slicer`` is no slicer, or one that slices by item count
+            where timestamps are needed (its own checks).
+        DataFormatError: unsorted events or coordinates outside the sensor.
+    """
+    if not callable(getattr(slicer, "get_slice_metadata", None)):
+        raise ConfigurationError(
+            "to_frames_by_slices: slicer must be a spikeflow.data slicer (SliceByTime, "
+            f"SliceByEventCount, ...) with get_slice_metadata; got {type(slicer).__name__}"
+        )
+    arr, size, source = unpack_events(events, sensor_size)
+    width, height, polarities = size
+    recording = EventRecording(arr, size, source=source)
+    cuts = np.asarray(slicer.get_slice_metadata(recording), dtype=np.int64).reshape(-1, 2)
+    frames = len(cuts)
+    lengths = cuts[:, 1] - cuts[:, 0]
+    if frames == 0 or lengths.sum() == 0:
+        return np.zeros((frames, polarities, height, width), dtype=np.int32)
+    # The event indices of every cut, back to back, and the frame each copy lands in.
+    frame_of = np.repeat(np.arange(frames, dtype=np.intp), lengths)
+    index = np.arange(int(lengths.sum()), dtype=np.intp)
+    index += np.repeat(cuts[:, 0] - (np.cumsum(lengths) - lengths), lengths).astype(np.intp)
+    flat = _pixel_index(arr, size, source)[index]
+    flat += frame_of * (polarities * height * width)
+    return _count(flat, frames, size)
 
 
 def pad_collate(batch: Sequence[Any], time_major: bool = False) -> tuple[torch.Tensor, ...]:

@@ -7,6 +7,8 @@ computes a new entry instead of reading a stale one.
 
 - :class:`ToFrame`: ``frames_number`` frames by ``split_by`` (:func:`.frames.to_frames`).
 - :class:`ToFrameByDuration`: frames of ``duration`` µs (:func:`.frames.to_frames_by_duration`).
+- :class:`ToFrameBySlices`: one frame per slice of a slicer, overlaps included
+  (:func:`.frames.to_frames_by_slices`; Tonic's ``ToFrame``).
 - :class:`ToVoxelGrid`: ``bins`` time bins, polarity-signed, bilinear in time.
 - :class:`ToTimeSurface`: exponentially decaying time surfaces sampled ``frames_number`` times.
 - :class:`CustomRepresentation`: a user function, keyed by a name and its parameters.
@@ -34,6 +36,7 @@ from spikeflow.data.frames import (
     segment_index,
     to_frames,
     to_frames_by_duration,
+    to_frames_by_slices,
     unpack_events,
 )
 from spikeflow.errors import ConfigurationError
@@ -43,6 +46,7 @@ __all__ = [
     "Representation",
     "ToFrame",
     "ToFrameByDuration",
+    "ToFrameBySlices",
     "ToTimeSurface",
     "ToVoxelGrid",
     "callable_key",
@@ -256,6 +260,35 @@ class ToFrameByDuration(Representation):
 
     def __call__(self, events: EventRecording) -> np.ndarray:
         return to_frames_by_duration(events, self.duration)
+
+
+class ToFrameBySlices(Representation):
+    """``[K, P, H, W]`` int32 counts, one frame per slice ``slicer`` cuts (Tonic's
+    ``ToFrame``: ``SliceByTime(time_window, overlap, include_incomplete)``,
+    ``SliceByEventCount(event_count, overlap, include_incomplete)``,
+    ``SliceByTimeBins(n, overlap)`` or ``SliceByEventBins(n, overlap)``); see
+    :func:`~spikeflow.data.frames.to_frames_by_slices`."""
+
+    name = "frames_by_slices"
+
+    def __init__(self, slicer: Any) -> None:
+        from spikeflow.data.slicing import Slicer  # (lazy: slicing imports this module)
+
+        if not isinstance(slicer, Slicer):
+            raise ConfigurationError(
+                "ToFrameBySlices: slicer must be a spikeflow.data slicer (SliceByTime, "
+                f"SliceByEventCount, SliceByTimeBins, ...); got {type(slicer).__name__}"
+            )
+        self.slicer = slicer
+
+    def params(self) -> dict[str, Any]:
+        return {"slicer": self.slicer.cache_key()}
+
+    def __repr__(self) -> str:
+        return f"ToFrameBySlices({self.slicer!r})"
+
+    def __call__(self, events: EventRecording) -> np.ndarray:
+        return to_frames_by_slices(events, self.slicer)
 
 
 def to_voxel_grid(
