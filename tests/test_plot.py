@@ -83,6 +83,26 @@ def test_raster_draws_on_the_given_axes_with_the_given_style():
     assert np.allclose(b.collections[0].get_facecolor()[0], matplotlib.colors.to_rgba("r"))
 
 
+def test_spike_counts_bars_are_the_counts_of_the_chosen_sample():
+    spikes = (torch.rand(9, 3, 10) < 0.4).float()
+    ax = plot.spike_counts(spikes, sample=2, labels=list("abcdefghij"), highlight=4)
+    want = spikes[:, 2].sum(0).numpy()  # reference: counts over all steps
+    np.testing.assert_array_equal([bar.get_width() for bar in ax.patches], want)
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == list("abcdefghij")
+    colours = [bar.get_facecolor() for bar in ax.patches]
+    assert colours[4] != colours[0] and len({c for i, c in enumerate(colours) if i != 4}) == 1
+    ax = plot.spike_counts(spikes, sample=2, neurons=[7, 1], step=3)
+    np.testing.assert_array_equal(
+        [bar.get_width() for bar in ax.patches], spikes[:4, 2][:, [7, 1]].sum(0).numpy()
+    )
+    with pytest.raises(ConfigurationError, match="labels has 2 names for the 10 neurons"):
+        plot.spike_counts(spikes, labels=["a", "b"])
+    with pytest.raises(ConfigurationError, match=r"step=9 is outside the T = 9 steps"):
+        plot.spike_counts(spikes, step=9)
+    with pytest.raises(ConfigurationError, match="highlight=3 is not one of the neurons drawn"):
+        plot.spike_counts(spikes, neurons=[0, 1], highlight=3)
+
+
 @pytest.mark.parametrize(
     ("spikes", "kwargs", "error", "match"),
     [

@@ -1,6 +1,7 @@
 """Plots a spiking-network researcher reaches for (matplotlib: the ``plot`` extra).
 
-- :func:`raster`: spikes as marks at (time step, neuron).
+- :func:`raster`: spikes as marks at (time step, neuron); :func:`spike_counts`: each
+  neuron's spike count as a bar (an output layer's vote).
 - :func:`membrane`: membrane traces with threshold lines and spike marks.
 - :func:`heatmap`: ``[T, N]`` membranes, rates or spikes as an image with a colour bar.
 - :func:`feature_maps`: a grid of the channel images of a ``[C, H, W]`` map (or the time
@@ -19,7 +20,7 @@ Importing this module does not import matplotlib: a call without it raises
 See ``docs/visualization.md``.
 """
 
-from spikeflow.plot.activity import feature_maps, heatmap, membrane, raster
+from spikeflow.plot.activity import feature_maps, heatmap, membrane, raster, spike_counts
 from spikeflow.plot.animation import WriterNotFoundError, animate
 from spikeflow.plot.events import event_grid, event_scatter
 from spikeflow.plot.recording import LayerRecord, record
@@ -35,4 +36,5 @@ __all__ = [
     "membrane",
     "raster",
     "record",
+    "spike_counts",
 ]

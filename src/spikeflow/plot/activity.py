@@ -31,7 +31,7 @@ from spikeflow.plot._common import (
     to_numpy,
 )
 
-__all__ = ["feature_maps", "heatmap", "membrane", "raster"]
+__all__ = ["feature_maps", "heatmap", "membrane", "raster", "spike_counts"]
 
 #: Traces :func:`membrane` draws without an explicit ``neurons=`` selection.
 MAX_DEFAULT_TRACES = 16
@@ -76,6 +76,73 @@ def raster(
     ax.set(xlabel="time step", ylabel="neuron")
     integer_ticks(ax.xaxis)
     integer_ticks(ax.yaxis)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def spike_counts(
+    spikes: Any,
+    ax: Any = None,
+    *,
+    sample: int = 0,
+    neurons: NeuronSelection = None,
+    labels: Sequence[str] | None = None,
+    step: int | None = None,
+    highlight: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Horizontal bars of each neuron's spike count (the output layer's vote, snnTorch's
+    ``spikeplot.spike_count`` without the animation).
+
+    Args:
+        spikes: ``[T]``, ``[T, N]`` or ``[T, B, ...]`` (then sample ``sample``); graded
+            spikes add their values.
+        ax: the Axes to draw on (default: a new figure).
+        sample: the batch index of a ``[T, B, ...]`` input.
+        neurons: the neurons to draw (flat indices; default all), one bar each, in order.
+        labels: one name per drawn neuron (default: the neuron indices).
+        step: count the steps ``0..step`` only (default: all ``T``): draw one figure per
+            step for a frame-by-frame view.
+        highlight: a neuron index (the label, say) whose bar is drawn in another colour.
+        title: the Axes title.
+
+    Returns:
+        the Axes; its bars (``ax.patches``) have the counts as widths, top to bottom.
+
+    Raises:
+        ShapeError: a shape other than the above.
+        ConfigurationError: a ``labels`` count, ``step`` or ``highlight`` that does not
+            fit the neurons drawn.
+    """
+    s = to_numpy(spikes, "spikes")
+    check_finite(s, "spikes")
+    rows, _ = per_sample(s, "spikes", sample)
+    chosen = select_neurons(neurons, rows.shape[1], "spikes")
+    if step is not None:
+        step = check_int("step", step, 0)
+        if step >= rows.shape[0]:
+            raise ConfigurationError(f"step={step} is outside the T = {rows.shape[0]} steps")
+        rows = rows[: step + 1]
+    counts = rows[:, chosen].astype(np.float64).sum(axis=0)
+    if labels is None:
+        names = [str(int(k)) for k in chosen]
+    else:
+        names = [str(name) for name in labels]
+        if len(names) != len(chosen):
+            raise ConfigurationError(
+                f"labels has {len(names)} names for the {len(chosen)} neurons drawn"
+            )
+    colours = ["tab:blue"] * len(chosen)
+    if highlight is not None:
+        where = np.flatnonzero(chosen == check_int("highlight", highlight, 0))
+        if where.size == 0:
+            raise ConfigurationError(f"highlight={highlight} is not one of the neurons drawn")
+        colours[int(where[0])] = "tab:orange"
+    ax = new_axes(ax, (6, max(2.0, 0.3 * len(chosen))))
+    ax.barh(np.arange(len(chosen)), counts, color=colours, tick_label=names)
+    ax.invert_yaxis()  # the first neuron on top
+    ax.set(xlabel="spike count", ylabel="neuron")
     if title:
         ax.set_title(title)
     return ax
