@@ -21,6 +21,8 @@
   decoder, sigma-delta units, synapses fed deltas; Lava-DL's SDNN).
 * :mod:`~spikeflow.layers.short_term_plasticity`: Tsodyks-Markram short-term
   synaptic plasticity (``docs/synapses.md``).
+* :mod:`~spikeflow.layers.receptive_field`: scale-space spatial and temporal receptive
+  fields with learnable scales, angles and ratios (Norse's).
 * :mod:`~spikeflow.layers.delay`: learnable synaptic delays (``DelayedLinear``).
 * :mod:`~spikeflow.layers.axonal_delay`: learnable axonal delays, one per neuron or
   channel (``AxonalDelay``, Lava-DL's ``axon.Delay``).
@@ -71,6 +73,14 @@ from spikeflow.layers.norm import (
     ThresholdDependentBatchNorm3d,
 )
 from spikeflow.layers.print_shape import PrintShapeModule
+from spikeflow.layers.receptive_field import (
+    SpatialReceptiveField2d,
+    TemporalReceptiveField,
+    spatial_parameters,
+    spatial_receptive_field,
+    spatial_receptive_fields,
+    temporal_scale_distribution,
+)
 from spikeflow.layers.recurrent import (
     ElementWiseRecurrentContainer,
     LinearRecurrentContainer,
@@ -179,6 +189,7 @@ __all__ = [
     "ShortTermPlasticity",
     "SigmaDecoder",
     "SigmaDelta",
+    "SpatialReceptiveField2d",
     "SpikeCountToBinary",
     "SpikeDrivenSelfAttention",
     "SpikingGRU",
@@ -196,6 +207,7 @@ __all__ = [
     "TemporalEffectiveBatchNorm1d",
     "TemporalEffectiveBatchNorm2d",
     "TemporalEffectiveBatchNorm3d",
+    "TemporalReceptiveField",
     "TemporalWiseAttention",
     "ThresholdDependentBatchNorm1d",
     "ThresholdDependentBatchNorm2d",
@@ -213,4 +225,8 @@ __all__ = [
     "round_delays",
     "set_delay_sigma",
     "sigma_decode",
+    "spatial_parameters",
+    "spatial_receptive_field",
+    "spatial_receptive_fields",
+    "temporal_scale_distribution",
 ]
