@@ -244,3 +244,25 @@ def test_add_noise_reaches_the_snr_and_draws_uniformly(fsdd):
         A.mix_at_snr(x, np.zeros_like(x), 0.0)
     with pytest.raises(ShapeError, match="noise of shape"):
         A.mix_at_snr(x, x[:, :5], 0.0)
+
+
+def test_filter_bank_envelopes_to_events():
+    """Tonic stops at band envelopes; spikeflow's level-crossing encoder turns them into
+    events: a tone burst at band 8's centre makes ON events at its onset, most of them in
+    band 8 (order-2 band-passes leak into their neighbours), and OFF events at its end."""
+    from spikeflow.data import level_crossings
+
+    rate = 8000
+    bank = A.MelButterFilterBank(order=2, low_freq=100, sample_rate=rate, num_filters=16)
+    f0 = math.sqrt(bank.bands[8, 0] * bank.bands[8, 1])
+    t = np.arange(rate) / rate
+    burst = np.where((t >= 0.3) & (t < 0.7), np.sin(2 * np.pi * f0 * t), 0.0)
+    env = A.SwapAxes()(A.Bin(rate, 100)(bank(burst)))  # [100 frames, 16 bands]
+    db = 20 * np.log10(np.maximum(env, env.max() * 1e-2))  # a 40 dB floor
+    events = level_crossings(db, 3.0, 10_000.0, initial=db.min())
+    on, off = events[events["p"] == 1], events[events["p"] == 0]
+    counts = np.bincount(on["x"], minlength=16)
+    assert counts.argmax() == 8 and counts[8] > 1.5 * np.delete(counts, 8).max()
+    # At the onset (the abrupt offset's click also raises a few bands briefly).
+    assert on["t"].min() >= 290_000 and np.mean(on["t"] < 400_000) > 0.8
+    assert np.mean(off["t"] >= 690_000) > 0.7  # at the offset (a few after the onset overshoot)

@@ -132,12 +132,12 @@ def phase_vocoder(spectrum: np.ndarray, rate: float, hop_length: int | None = No
     padded = np.concatenate([D, np.zeros((*D.shape[:-1], 2), D.dtype)], axis=-1)
     i = steps.astype(np.int64)
     alpha = np.mod(steps, 1.0)
-    left, right = padded[..., i], padded[..., i + 1]
-    mag = (1.0 - alpha) * np.abs(left) + alpha * np.abs(right)
-    dphase = np.angle(right) - np.angle(left) - phi_advance
+    mags, angles = np.abs(padded), np.angle(padded)
+    mag = (1.0 - alpha) * mags[..., i] + alpha * mags[..., i + 1]
+    dphase = angles[..., i + 1] - angles[..., i] - phi_advance
     dphase = dphase - 2.0 * np.pi * np.round(dphase / (2.0 * np.pi))
     # Frame 0's phase, then each step's advance, summed in the order librosa's loop adds.
-    increments = np.concatenate([np.angle(D[..., :1]), (phi_advance + dphase)[..., :-1]], axis=-1)
+    increments = np.concatenate([angles[..., :1], (phi_advance + dphase)[..., :-1]], axis=-1)
     phase = np.cumsum(increments, axis=-1)
     return mag * (np.cos(phase) + 1j * np.sin(phase))
 
