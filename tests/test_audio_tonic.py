@@ -140,6 +140,8 @@ def test_filter_errors_name_the_problem():
         A.SOSFilter(np.zeros((2, 5)))
     with pytest.raises(ShapeError, match=r"\[frames\] or \[channels, frames\]"):
         A.LinearButterFilterBank(sample_rate=8000, num_filters=4)(np.zeros((1, 2, 3)))
+    with pytest.raises(ShapeError, match=r"look like \[frames, channels\] .* \.T"):
+        A.AmplitudeScale()(np.zeros((500, 1)))
 
 
 def test_missing_scipy_names_the_extra(monkeypatch):

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from spikeflow._checks import check_flag, check_int, check_real
-from spikeflow.data.audio import hz_to_mel, mel_to_hz
+from spikeflow.data.audio import _MAX_CHANNELS, hz_to_mel, mel_to_hz
 from spikeflow.data.io._common import import_optional
 from spikeflow.data.io.wav import AudioClip
 from spikeflow.data.transforms import EventTransform
@@ -87,6 +87,11 @@ def _samples(data: Any, owner: str) -> tuple[np.ndarray, AudioClip | None]:
         raise ShapeError(
             f"{owner}: audio samples must be [frames] or [channels, frames]; got shape "
             f"{tuple(x.shape)}"
+        )
+    if x.ndim == 2 and x.shape[0] > _MAX_CHANNELS and x.shape[0] > x.shape[1]:
+        raise ShapeError(
+            f"{owner}: audio samples of shape {tuple(x.shape)} look like [frames, channels] "
+            "(the layout of soundfile and scipy.io.wavfile); pass [channels, frames]: .T"
         )
     return x, clip
 
