@@ -389,8 +389,8 @@ class ButterFilter(AudioTransform):
     Args:
         order, freq, sample_rate, btype: see :func:`butter_sos` (``freq`` in Hz; Tonic's
             is a fraction of the Nyquist frequency: multiply it by ``sample_rate / 2``).
-        rectify: return ``|output|`` (the band's half-wave-free envelope, before
-            :class:`Bin`).
+        rectify: return ``|output|`` (full-wave rectified: :class:`Bin` then sums it into
+            the band's envelope).
 
     Tonic's ``analog=True`` (an analog design run as a digital filter) is not offered: it
     is not the filter its arguments describe.
