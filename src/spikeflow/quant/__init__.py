@@ -2,8 +2,10 @@
 symmetric, 2-16 bits, per output channel or per layer, straight-through gradient;
 :func:`integer_weights` gives the integers and scales for hardware) and membrane
 potentials (:func:`apply_membrane_quantization`, a signed fixed-point register of 2-24
-bits relative to the threshold). See ``docs/quantization.md``."""
+bits relative to the threshold). See ``docs/quantization.md``. Loihi's fixed-point CUBA
+neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`): ``docs/loihi.md``."""
 
+from spikeflow.quant.loihi import LoihiCubaLIFNode, LoihiCubaState, loihi_cuba_lif
 from spikeflow.quant.membrane import (
     MembraneQuantizer,
     apply_membrane_quantization,
@@ -13,11 +15,14 @@ from spikeflow.quant.membrane import (
 from spikeflow.quant.weights import WeightQuantizer, apply_weight_quantization, integer_weights
 
 __all__ = [
+    "LoihiCubaLIFNode",
+    "LoihiCubaState",
     "MembraneQuantizer",
     "WeightQuantizer",
     "apply_membrane_quantization",
     "apply_weight_quantization",
     "integer_weights",
+    "loihi_cuba_lif",
     "quantize_membrane",
     "remove_membrane_quantization",
 ]
