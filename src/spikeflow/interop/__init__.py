@@ -9,11 +9,17 @@
 * :class:`Scale`, :class:`Threshold`: NIR's elementwise nodes as modules;
   :class:`OffDiagonalLinear`: an imported recurrent weight without self-connections.
 
+* :func:`export_netx` / :func:`import_netx`: Lava-DL's ``netx`` HDF5 networks for
+  Loihi 2 (Lava), with the fixed-point :class:`NetxNetwork` (``docs/loihi.md``; needs
+  ``h5py``, the ``loihi`` extra).
+
 NIR support needs the ``nir`` extra (``pip install 'spikeflow[nir]'``: ``nir`` and
 ``nirtorch``); without it these functions raise
 :class:`~spikeflow.errors.MissingExtraError`. See ``docs/nir.md``.
 """
 
+from spikeflow.interop.netx import export_netx, import_netx, lava_dl_weights
+from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
 from spikeflow.interop.nir_export import export_to_nir, write_nir
 from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
 from spikeflow.interop.nir_import import import_from_nir, read_nir
@@ -26,14 +32,20 @@ from_nir = import_from_nir
 
 __all__ = [
     "CONVENTIONS",
+    "LoihiConv2d",
+    "LoihiDense",
     "NIRGraphNetwork",
+    "NetxNetwork",
     "OffDiagonalLinear",
     "Scale",
     "Threshold",
+    "export_netx",
     "export_to_nir",
     "from_nir",
     "import_from_nir",
+    "import_netx",
     "inline_subgraphs",
+    "lava_dl_weights",
     "read_nir",
     "to_nir",
     "write_nir",

@@ -1,0 +1,526 @@
+"""Lava-DL ``netx`` HDF5 export and import of CUBA spiking networks (Loihi 2 / Lava).
+
+:func:`export_netx` writes a sequential network of dense and 2-d convolution synapses,
+each followed by a CUBA neuron population and optionally an axonal delay, in the layout
+Lava-DL's ``slayer`` blocks export and ``lava.lib.dl.netx.hdf5.Network`` reads::
+
+    layer/0/type = b'input', shape = [C, H, W] or [K]
+    layer/i/type = b'dense' | b'conv' | b'flatten'
+    dense: shape [out], inFeatures, outFeatures, weight [out, in]
+    conv:  shape [C, H, W], inChannels, outChannels, kernelSize, stride, padding,
+           dilation (each [H, W]), groups, weight [out, in/groups, kH, kW]
+    optional: bias [C] (the neurons' bias mantissa), delay [C] (whole steps)
+    neuron/type = 'CUBA', iDecay, vDecay, vThMant, refDelay = 1, gradedSpike = False
+
+Float weights are quantised as Lava-DL's ``quantize_8bit`` does for export (``scale =
+64``): ``w_int = clamp(2 round(32 w), -256, 254)``, the integers a Loihi synapse adds.
+:func:`import_netx` reads such a file (Lava-DL's own exports included) into a
+:class:`~spikeflow.interop.netx_layers.NetxNetwork` of integer layers and
+:class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` populations, which computes what Lava's
+bit-accurate processes compute. Needs ``h5py`` (``pip install 'spikeflow[loihi]'``).
+See ``docs/loihi.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikeflow._files import give_mode
+from spikeflow.errors import (
+    ConfigurationError,
+    DataFormatError,
+    DTypeError,
+    MissingExtraError,
+    ShapeError,
+)
+from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
+from spikeflow.layers import AxonalDelay, Flatten
+from spikeflow.neurons import CubaLIFNode
+from spikeflow.quant.loihi import LoihiCubaLIFNode, cuba_device_params
+
+__all__ = ["NETX_MAX_DELAY", "export_netx", "import_netx", "lava_dl_weights"]
+
+#: Lava-DL's weight scale for CUBA blocks (``scale=1<<6``): a float weight ``w`` is the
+#: integer ``64 w``.
+WEIGHT_SCALE = 64
+#: The integer weight range of Lava-DL's ``quantize_8bit`` (even values in it).
+WEIGHT_MIN, WEIGHT_MAX = -256, 254
+#: The largest axonal delay Lava-DL's ``netx`` accepts (``num_delay_bits``: < 63).
+NETX_MAX_DELAY = 62
+#: The neuron ``netx`` gives a dense layer that has none: a non-leaky integrator
+#: (``create_dense``; ``1 << 18 - 1`` is ``1 << 17`` by Python's precedence).
+_NETX_DEFAULT_NEURON = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}
+_SUPPORTED = ("input", "dense", "conv", "flatten")
+
+
+def require_h5py(feature: str) -> ModuleType:
+    """The ``h5py`` module, or :class:`MissingExtraError` naming the ``loihi`` extra."""
+    try:
+        return importlib.import_module("h5py")
+    except ImportError as error:
+        raise MissingExtraError(feature, "h5py", "loihi") from error
+
+
+def lava_dl_weights(weight: Tensor) -> Tensor:
+    """Float weights as the integers Lava-DL exports for a CUBA block (its neuron's
+    ``quantize_8bit(w, descale=True)``: step ``2/64``, clamped to ``[-256, 254] / 64``,
+    times 64): ``clamp(2 round(32 w), -256, 254)`` as ``int64`` (``torch.round``: halves
+    to even)."""
+    if not isinstance(weight, Tensor) or not weight.is_floating_point():
+        raise DTypeError(f"lava_dl_weights expects a float tensor, got {weight!r}")
+    scaled = torch.round(weight.detach().to(torch.float64) * (WEIGHT_SCALE / 2)) * 2
+    return scaled.clamp(WEIGHT_MIN, WEIGHT_MAX).to(torch.int64)
+
+
+# -- export -----------------------------------------------------------------------------
+
+
+def _neuron_params(module: nn.Module, where: str) -> dict[str, Any]:
+    """``iDecay``, ``vDecay``, ``vThMant`` and the bias mantissa of a neuron."""
+    if isinstance(module, LoihiCubaLIFNode):
+        if module.bias_exp != 6 and bool(module.bias_mant.ne(0).any()):
+            raise ConfigurationError(
+                f"export_netx: {where}: netx gives every neuron bias_exp=6, this one has "
+                f"bias_exp={module.bias_exp}"
+            )
+        bias = module.bias_mant if bool(module.bias_mant.ne(0).any()) else None
+        return {
+            "iDecay": module.i_decay,
+            "vDecay": module.v_decay,
+            "vThMant": module.vth,
+            "bias": bias,
+        }
+    try:
+        params = cuba_device_params(module)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"export_netx: {where}: {error}") from error
+    return {
+        "iDecay": params["i_decay"],
+        "vDecay": params["v_decay"],
+        "vThMant": params["v_th_mant"],
+        "bias": None,
+    }
+
+
+def _synapse(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str, Any]:
+    """The datasets of a dense or conv synapse on an input of one-sample ``shape``."""
+    if isinstance(module, (nn.Linear, LoihiDense)):
+        if len(shape) != 1:
+            raise ShapeError(
+                f"export_netx: {where}: a dense layer needs a flat input, got shape {shape}: "
+                "put a Flatten before it"
+            )
+        if isinstance(module, nn.Linear):
+            if module.bias is not None and bool(module.bias.ne(0).any()):
+                raise ConfigurationError(
+                    f"export_netx: {where}: the Linear layer has a bias; Loihi adds a bias to "
+                    "the voltage, not to the current: build it with bias=False"
+                )
+            weight = lava_dl_weights(module.weight)
+        else:
+            weight = module.weight
+        if weight.shape[1] != shape[0]:
+            raise ShapeError(
+                f"export_netx: {where}: the layer takes {weight.shape[1]} inputs, the "
+                f"previous layer gives {shape[0]}"
+            )
+        out = int(weight.shape[0])
+        return {
+            "type": "dense",
+            "shape": [out],
+            "inFeatures": int(weight.shape[1]),
+            "outFeatures": out,
+            "weight": weight,
+        }
+    if isinstance(module, nn.Conv2d):
+        if module.bias is not None and bool(module.bias.ne(0).any()):
+            raise ConfigurationError(
+                f"export_netx: {where}: the Conv2d layer has a bias; Loihi adds a bias to "
+                "the voltage, not to the current: build it with bias=False"
+            )
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise ConfigurationError(
+                f"export_netx: {where}: only zero padding given as numbers is exported, got "
+                f"padding={module.padding!r}, padding_mode={module.padding_mode!r}"
+            )
+        conv = LoihiConv2d(
+            lava_dl_weights(module.weight),
+            module.stride,  # type: ignore[arg-type]
+            module.padding,  # type: ignore[arg-type]
+            module.dilation,  # type: ignore[arg-type]
+            module.groups,
+        )
+    elif isinstance(module, LoihiConv2d):
+        conv = module
+    else:
+        raise ConfigurationError(
+            f"export_netx: {where}: expected a Linear or Conv2d layer, got {type(module).__name__}"
+        )
+    if len(shape) != 3 or shape[0] != conv.in_channels:
+        raise ShapeError(
+            f"export_netx: {where}: the convolution takes [{conv.in_channels}, H, W] inputs, "
+            f"the previous layer gives {list(shape)}"
+        )
+    out_shape = conv.output_shape(shape)
+    if min(out_shape[1:]) < 1:
+        raise ShapeError(f"export_netx: {where}: the input {shape} is smaller than the kernel")
+    return {
+        "type": "conv",
+        "shape": list(out_shape),
+        "inChannels": conv.in_channels,
+        "outChannels": out_shape[0],
+        "kernelSize": list(conv.weight.shape[2:]),
+        "stride": list(conv.stride),
+        "padding": list(conv.padding),
+        "dilation": list(conv.dilation),
+        "groups": conv.groups,
+        "weight": conv.weight,
+    }
+
+
+def _channel_bias(bias: Tensor, channels: int, where: str) -> np.ndarray:
+    """One bias mantissa per channel (netx broadcasts a channel's to its neurons)."""
+    values = bias.flatten()
+    if values.numel() == 1:
+        values = values.expand(channels)
+    if values.numel() != channels:
+        raise ConfigurationError(
+            f"export_netx: {where}: bias_mant of shape {tuple(bias.shape)}: netx stores "
+            f"one bias per channel ({channels}) or one for all"
+        )
+    return values.numpy().astype(np.float32)
+
+
+def _delays(module: AxonalDelay, channels: int, where: str) -> np.ndarray:
+    delay = torch.floor(module.delay.detach().clamp(0, module.max_delay)).flatten()
+    if delay.numel() != channels:
+        raise ShapeError(
+            f"export_netx: {where}: {delay.numel()} axonal delays for {channels} channels "
+            "(netx stores one per channel)"
+        )
+    if int(delay.max()) > NETX_MAX_DELAY:
+        raise ConfigurationError(
+            f"export_netx: {where}: delays up to {int(delay.max())} steps; netx accepts at "
+            f"most {NETX_MAX_DELAY}"
+        )
+    return delay.numpy().astype(np.float32)
+
+
+def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    if not isinstance(model, nn.Sequential):
+        raise ConfigurationError(
+            f"export_netx expects an nn.Sequential (or NetxNetwork), got {type(model).__name__}"
+        )
+    modules = list(model)
+    groups: list[dict[str, Any]] = [{"type": "input", "shape": list(input_shape)}]
+    shape = input_shape
+    i = 0
+    while i < len(modules):
+        module, where = modules[i], f"module {i} ({type(modules[i]).__name__})"
+        if isinstance(module, (Flatten, nn.Flatten)):
+            if i == 0:
+                raise ConfigurationError(
+                    "export_netx: the network starts with a Flatten, which netx cannot read "
+                    "(it flattens the output of a previous block): flatten the input "
+                    "outside the network and give the flat input_shape"
+                )
+            flat = int(np.prod(shape))
+            groups.append({"type": "flatten", "shape": [flat, 1, 1]})
+            shape = (flat,)
+            i += 1
+            continue
+        layer = _synapse(module, shape, where)
+        if i + 1 >= len(modules) or not isinstance(modules[i + 1], (CubaLIFNode, LoihiCubaLIFNode)):
+            raise ConfigurationError(
+                f"export_netx: {where} must be followed by a CubaLIFNode or "
+                "LoihiCubaLIFNode (a netx block is a synapse and its neurons)"
+            )
+        neuron = _neuron_params(modules[i + 1], f"module {i + 1}")
+        bias = neuron.pop("bias")
+        if bias is not None:
+            layer["bias"] = _channel_bias(bias, layer["shape"][0], f"module {i + 1}")
+        layer["neuron"] = {"type": "CUBA", **neuron, "refDelay": 1, "gradedSpike": False}
+        i += 2
+        if i < len(modules) and isinstance(modules[i], AxonalDelay):
+            layer["delay"] = _delays(modules[i], layer["shape"][0], f"module {i}")
+            i += 1
+        groups.append(layer)
+        shape = tuple(layer["shape"])
+    if len(groups) == 1:
+        raise ConfigurationError("export_netx: the network has no dense or conv layer")
+    return groups
+
+
+def _write_group(h5: Any, group: Any, layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if key == "type":  # as Lava-DL's blocks write it: one fixed-length string
+            group.create_dataset("type", (1,), "S10", [value.encode("ascii")])
+        elif key == "neuron":
+            for name, item in value.items():  # neuron/type: a variable-length string
+                group.create_dataset(f"neuron/{name}", data=item)
+        elif key == "weight":
+            group.create_dataset("weight", data=value.numpy().astype(np.float32))
+        else:
+            group.create_dataset(key, data=np.asarray(value))
+
+
+def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int]) -> Path:
+    """Write ``model`` to ``path`` as a Lava-DL ``netx`` HDF5 network, atomically.
+
+    ``model`` is an ``nn.Sequential`` (or a :class:`NetxNetwork`) of blocks: a synapse
+    (``Linear`` / ``Conv2d`` without bias, or ``LoihiDense`` / ``LoihiConv2d``), its
+    neurons (``CubaLIFNode`` as Lava-DL's CUBA, or ``LoihiCubaLIFNode``), optionally an
+    ``AxonalDelay`` (exported as whole steps, ``floor(d)``, as Lava-DL does), with
+    ``Flatten`` between a convolution and a dense block. Float weights are quantised as
+    :func:`lava_dl_weights`, the neurons as
+    :meth:`~spikeflow.quant.loihi.LoihiCubaLIFNode.from_cuba`.
+
+    Args:
+        model: the network.
+        path: the ``.net`` / ``.h5`` file to write (replaced if it exists).
+        input_shape: one input sample's shape, ``(C, H, W)`` or ``(K,)`` (written as
+            the ``input`` layer, from which netx infers the first layer's input); a
+            ``NetxNetwork`` is written with its own.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ConfigurationError: a module netx cannot represent (named with its index), a
+            neuron that is not Lava-DL's CUBA, a layer bias.
+        ShapeError: layers whose shapes do not chain from ``input_shape``.
+        MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
+    """
+    h5py = require_h5py("netx export")
+    if isinstance(model, NetxNetwork):
+        input_shape = model.input_shape
+    if (
+        isinstance(input_shape, (str, bytes))
+        or len(input_shape) not in (1, 3)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in input_shape)
+    ):
+        raise ConfigurationError(
+            f"export_netx: input_shape must be (C, H, W) or (K,) positive integers, got "
+            f"{input_shape!r}"
+        )
+    layers = _network_layers(model, tuple(input_shape))
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        with h5py.File(temporary, "w") as h5:
+            for index, layer in enumerate(layers):
+                _write_group(h5, h5.create_group(f"layer/{index}"), layer)
+        give_mode(temporary, path)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads one netx file's datasets as netx's ``NetDict`` does, with errors naming
+    the file and the dataset."""
+
+    def __init__(self, path: Path, h5: Any) -> None:
+        self.path, self.h5 = path, h5
+
+    def fail(self, key: str, problem: str) -> DataFormatError:
+        return DataFormatError(f"{self.path}: netx dataset {key!r}: {problem}")
+
+    def get(self, group: Any, name: str) -> Any:
+        if name not in group:
+            raise self.fail(f"{group.name}/{name}", "missing")
+        return group[name][()]
+
+    def string(self, group: Any, name: str) -> str:
+        value = self.get(group, name)
+        if isinstance(value, np.ndarray):
+            value = value.reshape(-1)[0] if value.size else b""
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        return str(value)
+
+    def integers(self, group: Any, name: str) -> np.ndarray:
+        value = np.asarray(self.get(group, name))
+        if value.dtype.kind not in "iufb" or (
+            value.dtype.kind == "f" and not np.all(np.isfinite(value) & (value == np.round(value)))
+        ):
+            raise self.fail(f"{group.name}/{name}", f"expected integers, got {value!r}")
+        return value.astype(np.int64)
+
+    def integer(self, group: Any, name: str) -> int:
+        value = self.integers(group, name)
+        if value.size != 1:
+            raise self.fail(f"{group.name}/{name}", f"expected one value, got {value.shape}")
+        return int(value.reshape(-1)[0])
+
+    def pair(self, group: Any, name: str) -> tuple[int, int]:
+        value = self.integers(group, name).reshape(-1)  # netx: a scalar means both dims
+        if value.size == 1:
+            return int(value[0]), int(value[0])
+        if value.size != 2:
+            raise self.fail(f"{group.name}/{name}", f"expected 1 or 2 values, got {value}")
+        return int(value[0]), int(value[1])
+
+
+def _neuron(reader: _Reader, group: Any, kind: str, bias: Tensor | None) -> LoihiCubaLIFNode:
+    if "neuron" not in group:  # netx's default for a dense layer without one
+        if kind == "dense":
+            return LoihiCubaLIFNode.from_netx(**_NETX_DEFAULT_NEURON, bias=_bias(bias))
+        raise reader.fail(f"{group.name}/neuron", "missing")
+    neuron = group["neuron"]
+    kind = reader.string(neuron, "type")
+    if kind not in ("CUBA", "LOIHI"):
+        raise reader.fail(
+            f"{neuron.name}/type", f"neuron type {kind!r} is not supported (only CUBA / LOIHI)"
+        )
+    if "messageBits" in neuron and reader.integer(neuron, "messageBits") != 0:
+        raise reader.fail(f"{neuron.name}/messageBits", "graded spikes are not supported")
+    try:
+        return LoihiCubaLIFNode.from_netx(
+            i_decay=reader.integer(neuron, "iDecay"),
+            v_decay=reader.integer(neuron, "vDecay"),
+            v_th_mant=reader.integer(neuron, "vThMant"),
+            bias=_bias(bias),
+        )
+    except ConfigurationError as error:
+        raise reader.fail(neuron.name, str(error)) from error
+
+
+def _bias(bias: Tensor | None) -> Tensor | int:
+    return 0 if bias is None else bias
+
+
+def _layer(
+    reader: _Reader, group: Any, kind: str, shape: tuple[int, ...] | None
+) -> tuple[list[nn.Module], tuple[int, ...]]:
+    """The modules of one netx layer and its output shape (``(C, H, W)`` or ``(K,)``)."""
+    where = group.name
+    out = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+    weight = torch.from_numpy(reader.integers(group, "weight"))
+    if shape is None and kind == "dense":  # Lava-DL's exports start with the first block
+        shape = (int(np.prod(weight.shape)) // int(np.prod(out)),)
+    if shape is None:
+        raise reader.fail(where, f"a {kind} layer before the input shape is known")
+    if kind == "dense":
+        if len(shape) != 1:
+            raise reader.fail(where, f"a dense layer on an unflattened input of shape {shape}")
+        size = int(np.prod(out))
+        synapse: nn.Module = LoihiDense(weight.reshape(size, -1))
+        if synapse.weight.shape[1] != shape[0]:
+            raise reader.fail(f"{where}/weight", f"{synapse.weight.shape[1]} inputs for {shape}")
+        out = (size,)
+    else:
+        if weight.dim() == 5:  # Lava-DL's own [out, in, kH, kW, 1]
+            weight = weight[..., 0]
+        try:
+            synapse = LoihiConv2d(
+                weight,
+                reader.pair(group, "stride"),
+                reader.pair(group, "padding"),
+                reader.pair(group, "dilation"),
+                reader.integer(group, "groups"),
+            )
+        except (ConfigurationError, ShapeError) as error:
+            raise reader.fail(where, str(error)) from error
+        if len(shape) != 3 or tuple(synapse.output_shape(shape)) != out:
+            raise reader.fail(
+                f"{where}/shape", f"{list(out)} is not the convolution's output for {shape}"
+            )
+    bias = None
+    if "bias" in group:
+        values = torch.from_numpy(reader.integers(group, "bias")).reshape(-1)
+        channels = out[0]
+        if values.numel() not in (1, channels):
+            raise reader.fail(f"{where}/bias", f"{values.numel()} values for {channels} channels")
+        bias = values.reshape(channels, *([1] * (len(out) - 1))) if values.numel() > 1 else values
+    modules = [synapse, _neuron(reader, group, kind, bias)]
+    if "delay" in group:
+        delay = torch.from_numpy(reader.integers(group, "delay")).reshape(-1).to(torch.float32)
+        if delay.numel() != out[0] or float(delay.min()) < 0 or float(delay.max()) > 62:
+            raise reader.fail(
+                f"{where}/delay", f"expected {out[0]} delays from 0 to {NETX_MAX_DELAY}"
+            )
+        modules.append(
+            AxonalDelay(out[0], NETX_MAX_DELAY, init=delay, learnable=False, interpolate=False)
+        )
+    return modules, out
+
+
+def import_netx(path: str | os.PathLike) -> NetxNetwork:
+    """Read a Lava-DL ``netx`` HDF5 network into a fixed-point :class:`NetxNetwork`.
+
+    The layers are read as netx's ``hdf5.Network`` reads them: ``input`` (its ``shape``
+    gives the input; an input layer with neurons is not supported), ``dense``,
+    ``conv``, ``flatten``; each CUBA neuron group becomes a
+    :class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` (``du = iDecay − 1``, ``dv =
+    vDecay``, ``vth = vThMant``, the layer's ``bias`` as ``bias_mant`` with
+    ``bias_exp = 6``), a ``delay`` an ``AxonalDelay(interpolate=False)`` of whole steps.
+
+    Raises:
+        DataFormatError: a missing or malformed dataset, or a layer or neuron type
+            netx files may hold that is not supported here (``pool``, ``average``,
+            ``concat``, sigma-delta or resonator neurons, graded spikes), named with the
+            file and the dataset.
+        MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
+    """
+    h5py = require_h5py("netx import")
+    path = Path(path)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({error})") from error
+    with h5:
+        reader = _Reader(path, h5)
+        if "layer" not in h5:
+            raise reader.fail("/layer", "missing: not a netx network file")
+        layers = h5["layer"]
+        input_shape: tuple[int, ...] | None = None
+        shape: tuple[int, ...] = ()
+        modules: list[nn.Module] = []
+        for index in range(len(layers)):
+            if str(index) not in layers:
+                raise reader.fail(f"/layer/{index}", "missing (layers are numbered 0, 1, ...)")
+            group = layers[str(index)]
+            kind = reader.string(group, "type")
+            if kind not in _SUPPORTED:
+                raise reader.fail(
+                    f"{group.name}/type", f"layer type {kind!r} is not supported ({_SUPPORTED})"
+                )
+            if kind == "input":
+                if "neuron" in group:
+                    raise reader.fail(
+                        f"{group.name}/neuron", "an input layer with neurons is not supported"
+                    )
+                if modules or input_shape is not None:
+                    raise reader.fail(group.name, "an input layer after the first layer")
+                input_shape = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+            elif kind == "flatten":
+                if input_shape is None or not modules:
+                    raise reader.fail(group.name, "a flatten before any dense or conv layer")
+                modules.append(Flatten())
+                shape = (int(np.prod(shape)),)
+            else:
+                block, out = _layer(reader, group, kind, shape if modules else input_shape)
+                if input_shape is None:
+                    input_shape = (int(block[0].weight.shape[1]),)
+                modules.extend(block)
+                shape = out
+        if input_shape is None or not modules:
+            raise reader.fail("/layer", "no input shape and dense/conv layer found")
+        return NetxNetwork(input_shape, *modules)

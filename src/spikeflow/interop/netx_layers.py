@@ -1,0 +1,200 @@
+"""The integer layers of a fixed-point Loihi network (what :func:`import_netx` builds).
+
+A Lava ``Dense`` or ``Conv`` process sends each neuron the sum of the integer weights of
+the inputs that spiked; these layers compute that sum exactly (in float64, exact for
+any sum below ``2^53``, then ``int64``: PyTorch's CPU convolutions have no integer
+kernels). :class:`NetxNetwork` chains them with
+:class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` populations, flattens and axonal
+delays, time-major ``[T, B, ...]`` and in integers throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+
+__all__ = ["LoihiConv2d", "LoihiDense", "NetxNetwork"]
+
+_INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
+
+
+def _integer_input(owner: str, x: Tensor, step_dims: int, layout: str) -> Tensor:
+    if not isinstance(x, Tensor) or x.dim() != step_dims + 1:
+        raise ShapeError(
+            f"{owner} expects a time-major input {layout} ({step_dims + 1} dims); got "
+            f"shape {tuple(getattr(x, 'shape', ()))}"
+        )
+    if x.dtype not in _INTEGER_DTYPES:
+        raise DTypeError(
+            f"{owner}: the input must be an integer (or bool) tensor of spikes, got dtype "
+            f"{x.dtype}; a fixed-point network computes in integers"
+        )
+    return x
+
+
+def _integer_weight(owner: str, weight: Tensor, dims: int) -> Tensor:
+    if not isinstance(weight, Tensor) or weight.dim() != dims:
+        raise ShapeError(f"{owner}: weight must be a {dims}-dim tensor, got {weight!r}")
+    if weight.dtype not in _INTEGER_DTYPES:
+        raise DTypeError(f"{owner}: weight must be an integer tensor, got dtype {weight.dtype}")
+    return weight.to(torch.int64)
+
+
+class LoihiDense(nn.Module):
+    """An integer dense synapse: ``y[t] = W x[t]`` over ``[T, B, in]`` (Lava's ``Dense``
+    process on binary spikes, without its one-step output buffer).
+
+    Args:
+        weight: the integer weights ``[out, in]``.
+
+    Raises:
+        ShapeError, DTypeError: a weight that is not a 2-dim integer tensor (and, at the
+            call, an input that is not ``[T, B, in]`` integers).
+    """
+
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", _integer_weight(type(self).__name__, weight, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The integer synaptic sums ``[T, B, out]``."""
+        x = _integer_input(type(self).__name__, x, 2, "[T, B, in]")
+        if x.shape[-1] != self.weight.shape[1]:
+            raise ShapeError(
+                f"LoihiDense expects {self.weight.shape[1]} input features, got {x.shape[-1]}"
+            )
+        return torch.matmul(x.to(torch.float64), self.weight.to(torch.float64).t()).to(torch.int64)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}"
+
+
+def _pair(owner: str, name: str, value: int | Sequence[int], low: int) -> tuple[int, int]:
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(values) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values
+    ):
+        raise ConfigurationError(
+            f"{owner}: {name} must be an integer >= {low} or two of them, got {value!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+class LoihiConv2d(nn.Module):
+    """An integer 2-d convolution (PyTorch's cross-correlation, ``[out, in/groups, kH,
+    kW]`` weights) over ``[T, B, C, H, W]``.
+
+    Args:
+        weight: the integer kernel ``[out, in/groups, kH, kW]``.
+        stride, padding, dilation: ints or ``(H, W)`` pairs, as ``nn.Conv2d``.
+        groups: the number of groups.
+
+    Raises:
+        ConfigurationError: a stride, padding, dilation or groups that is not valid.
+        ShapeError, DTypeError: a weight that is not a 4-dim integer tensor.
+    """
+
+    def __init__(
+        self,
+        weight: Tensor,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.register_buffer("weight", _integer_weight(owner, weight, 4))
+        self.stride = _pair(owner, "stride", stride, 1)
+        self.padding = _pair(owner, "padding", padding, 0)
+        self.dilation = _pair(owner, "dilation", dilation, 1)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ConfigurationError(f"{owner}: groups must be an integer >= 1, got {groups!r}")
+        if self.weight.shape[0] % groups:
+            raise ConfigurationError(
+                f"{owner}: {self.weight.shape[0]} output channels do not split into {groups} groups"
+            )
+        self.groups = groups
+
+    @property
+    def in_channels(self) -> int:
+        """The number of input channels."""
+        return int(self.weight.shape[1]) * self.groups
+
+    def output_shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """The ``(C, H, W)`` output of one step for a ``(C, H, W)`` input."""
+        size = []
+        for i in range(2):
+            span = self.dilation[i] * (self.weight.shape[2 + i] - 1) + 1
+            size.append((shape[1 + i] + 2 * self.padding[i] - span) // self.stride[i] + 1)
+        return int(self.weight.shape[0]), size[0], size[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The integer synaptic sums ``[T, B, out, H', W']``."""
+        x = _integer_input(type(self).__name__, x, 4, "[T, B, C, H, W]")
+        if x.shape[2] != self.in_channels:
+            raise ShapeError(
+                f"LoihiConv2d expects {self.in_channels} input channels, got {x.shape[2]}"
+            )
+        T, B = x.shape[:2]
+        y = F.conv2d(
+            x.reshape(T * B, *x.shape[2:]).to(torch.float64),
+            self.weight.to(torch.float64),
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
+        return y.to(torch.int64).reshape(T, B, *y.shape[1:])
+
+    def extra_repr(self) -> str:
+        out, per_group, kh, kw = self.weight.shape
+        return (
+            f"{per_group * self.groups}, {out}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}"
+        )
+
+
+class NetxNetwork(nn.Sequential):
+    """A fixed-point Loihi network: integer synapses, Loihi CUBA populations, flattens
+    and axonal delays in order, on time-major integer spikes ``[T, B, *input_shape]``.
+
+    Each call starts from zero neuron state. The layers run in the same time step (Lava
+    delays each layer's output by one step: see ``docs/loihi.md``).
+
+    Args:
+        input_shape: the shape of one input sample (``(C, H, W)`` or ``(K,)``).
+        *modules: the layers, in order.
+    """
+
+    def __init__(self, input_shape: Sequence[int], *modules: nn.Module) -> None:
+        super().__init__(*modules)
+        self.input_shape = tuple(int(n) for n in input_shape)
+
+    def __getitem__(self, index: int | slice) -> nn.Module:  # type: ignore[override]
+        """A layer, or (a slice) the network of those layers on the same input."""
+        if isinstance(index, slice):
+            return NetxNetwork(self.input_shape, *list(self._modules.values())[index])
+        return super().__getitem__(index)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        """The output spikes ``[T, B, ...]`` (``int64``) for binary input spikes."""
+        x = _integer_input(
+            type(self).__name__, x, len(self.input_shape) + 1, f"[T, B, {self.input_shape}]"
+        )
+        if tuple(x.shape[2:]) != self.input_shape:
+            raise ShapeError(
+                f"NetxNetwork expects samples of shape {self.input_shape}, got "
+                f"{tuple(x.shape[2:])} (input [T, B, ...] {tuple(x.shape)})"
+            )
+        for module in self:
+            x = module(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"input_shape={self.input_shape}"
