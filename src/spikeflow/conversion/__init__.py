@@ -7,6 +7,9 @@
 * :func:`constant_input`: the analog input repeated over T steps.
 * :func:`to_sigma_delta`: a trained ``nn.Sequential`` ANN as a sigma-delta network (its
   layers send the changes of their activations; Lava-DL's SDNN).
+* :func:`convert_transformer`: a quantised Transformer (:class:`SymmetricQuant`
+  activations) as a spiking network of signed neurons (:class:`SignedIFNeuron`) and
+  temporal-difference operators whose summed output equals the ANN's exactly.
 * :func:`unevenness`: per neuron layer, the share of neurons whose spike count is off
   because their input arrived unevenly (the error left at T = L for QCFS).
 
@@ -36,7 +39,19 @@ from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS, floor_ste, qcfs
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
+from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant, symmetric_quant
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded, constant_input
+from spikeflow.conversion.temporal import (
+    SpikeProduct,
+    StepBias,
+    TemporalDifference,
+    impulse_input,
+)
+from spikeflow.conversion.transformer import (
+    DifferenceSNN,
+    TransformerConversion,
+    convert_transformer,
+)
 
 __all__ = [
     "QCFS",
@@ -46,6 +61,7 @@ __all__ = [
     "ConversionIFNode",
     "ConversionReport",
     "ConvertedSNN",
+    "DifferenceSNN",
     "DifferentialMaxPool",
     "DifferentialNeuron",
     "GatedMaxPool",
@@ -53,9 +69,16 @@ __all__ = [
     "MultiThresholdNeuron",
     "ReportEntry",
     "SigmaDeltaNetwork",
+    "SignedIFNeuron",
+    "SpikeProduct",
+    "StepBias",
+    "SymmetricQuant",
+    "TemporalDifference",
     "TimeFolded",
+    "TransformerConversion",
     "constant_input",
     "convert",
+    "convert_transformer",
     "differential_decode",
     "differential_encode",
     "floor_ste",
@@ -63,9 +86,11 @@ __all__ = [
     "fold_batchnorm_in_graph",
     "folded_weights",
     "gaussian_threshold",
+    "impulse_input",
     "layer_output_shapes",
     "qcfs",
     "quantile",
+    "symmetric_quant",
     "to_sigma_delta",
     "uneven_counts",
     "unevenness",

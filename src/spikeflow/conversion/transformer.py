@@ -1,0 +1,379 @@
+"""Exact conversion of quantised Transformers (SpikeZIP-TF, Gao et al., ICML 2024).
+
+>>> snn, report = convert_transformer(quantised_vit)
+>>> out = snn.accumulate(images, steps=64)[-1]   # = quantised_vit(images) once settled
+
+The ANN is written with :class:`~spikeflow.conversion.signed.SymmetricQuant` (or QCFS)
+activations where its values should become spikes: after the q/k/v projections (so the
+attention products multiply spikes), after the softmax, after layer norms and the MLP's
+GELU. :func:`convert_transformer` traces it with ``torch.fx`` and rewrites each call that
+depends on the input (a *stream*; parameters and shapes are constants):
+
+* each ``SymmetricQuant``/``QCFS`` becomes a
+  :class:`~spikeflow.conversion.signed.SignedIFNeuron` (``converted``);
+* ``nn.Linear``/``nn.Conv*d`` send their weights' image of every change and their bias
+  once, at the first step (:class:`~spikeflow.conversion.temporal.StepBias`);
+* operations that are linear in their one stream and add no constant run unchanged on
+  every step (``kept``): views, permutes, indexing, ``cat``/``stack`` and ``+``/``-`` of
+  streams only, sums and means, scaling by constants (``x * c``, ``x / c``,
+  ``x @ W``), dropout in eval mode, average pooling, flatten;
+* the product of two streams (``q @ k.transpose(-2, -1)``, ``attn @ v``, ``x * y``)
+  becomes a :class:`~spikeflow.conversion.temporal.SpikeProduct`;
+* every other call on a stream (LayerNorm, softmax, GELU, any elementwise function, a
+  constant added to a stream — a class token concatenated, a position embedding added,
+  a whole ``nn.MultiheadAttention``) becomes its
+  :class:`~spikeflow.conversion.temporal.TemporalDifference` (``replaced``). The report
+  says, for each, whether its stream inputs are spikes (straight from neurons, through
+  views only) or analog values.
+
+The converted network (:class:`DifferenceSNN`) runs the ANN's graph once on the input
+sequence folded into the batch (``[T*B, ...]``, as :class:`~spikeflow.conversion.snn.
+ConvertedSNN`), and returns the change of the ANN's output at every step: its running
+sum after step ``t`` is the ANN's graph on the running sums of every stage, so once
+every neuron has settled (each settles within its number of levels of steps after its
+input has) it equals the quantised ANN's output exactly, up to float rounding. The
+samples of a batch must be independent, as for :func:`~spikeflow.conversion.convert`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, fx, nn
+from torch.utils._pytree import tree_flatten
+
+from spikeflow.base import check_time_major
+from spikeflow.conversion.fold import set_submodule
+from spikeflow.conversion.qcfs import QCFS
+from spikeflow.conversion.report import ConversionError, ConversionReport
+from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant
+from spikeflow.conversion.snn import TimeFolded
+from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
+from spikeflow.errors import ShapeError
+
+__all__ = ["DifferenceSNN", "TransformerConversion", "convert_transformer"]
+
+_QUANTIZERS = (SymmetricQuant, QCFS)
+_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Modules that are linear in their input and add no constant (eval mode).
+_PER_STEP_MODULES = (
+    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Flatten,
+    nn.Unflatten, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+)  # fmt: skip
+#: Results that describe a stream's shape or type, not its values.
+_META_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension", "get_device"})
+_META_ATTRS = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad"})
+#: Views and rearrangements (a spike stays a spike through them).
+_VIEW_METHODS = frozenset({
+    "reshape", "view", "permute", "transpose", "flatten", "unflatten", "contiguous",
+    "squeeze", "unsqueeze", "chunk", "split", "unbind", "t", "expand", "movedim",
+    "swapaxes", "narrow", "select", "clone", "repeat", "flip", "roll", "view_as",
+    "reshape_as", "expand_as",
+})  # fmt: skip
+_VIEW_FUNCTIONS = frozenset({
+    operator.getitem, torch.reshape, torch.flatten, torch.transpose, torch.permute,
+    torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.unbind, torch.movedim,
+    torch.swapaxes, torch.narrow, torch.select, torch.clone, torch.flip, torch.roll, torch.t,
+})  # fmt: skip
+_VIEW_ATTRS = frozenset({"T", "mT"})
+#: Linear in the one stream they are given (the other operands constants).
+_SCALING_METHODS = frozenset({"mul", "matmul", "div", "sum", "mean", "neg", "to", "float",
+                              "double", "type_as"})  # fmt: skip
+_SCALING_FUNCTIONS = frozenset({operator.mul, torch.mul, operator.matmul, torch.matmul,
+                                torch.bmm, torch.mm, operator.truediv, torch.div, torch.sum,
+                                torch.mean, operator.neg, torch.neg})  # fmt: skip
+_DIVISIONS = frozenset({operator.truediv, torch.div, "div"})
+#: Linear when every operand is a stream (a constant operand would be added each step).
+_SUMS = frozenset({operator.add, operator.sub, torch.add, torch.sub, "add", "sub"})
+_JOINS = frozenset({torch.cat, torch.stack, torch.concat})
+#: Products of two streams.
+_PRODUCTS = {operator.matmul: "matmul", torch.matmul: "matmul", torch.bmm: "matmul",
+             torch.mm: "matmul", "matmul": "matmul", operator.mul: "mul", torch.mul: "mul",
+             "mul": "mul"}  # fmt: skip
+
+
+class TransformerConversion(NamedTuple):
+    """The result of :func:`convert_transformer`: the spiking network and what was done."""
+
+    snn: DifferenceSNN
+    report: ConversionReport
+
+
+class _Method:
+    """``x.name(*args, **kwargs)`` as a function of ``x`` (a traced method call)."""
+
+    def __init__(self, name: str) -> None:
+        self.__name__ = name
+
+    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(obj, self.__name__)(*args, **kwargs)
+
+
+class _Tracer(fx.Tracer):
+    """Quantisers (and their subclasses) are leaves, as torch's own modules are."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (*_QUANTIZERS, TimeFolded)) or super().is_leaf_module(m, qualname)
+
+
+class DifferenceSNN(nn.Module):
+    """A Transformer converted by :func:`convert_transformer`.
+
+    ``forward`` takes the input sequence ``[T, B, ...]`` (the ANN's input sent once:
+    :func:`~spikeflow.conversion.temporal.impulse_input`; any sequence whose running
+    sum is the input works) and returns the change of the output at each step
+    ``[T, B, ...]``; its running sum is the SNN's answer (:meth:`accumulate`).
+
+    Attributes:
+        body: the converted ``torch.fx.GraphModule``.
+        report: the :class:`~spikeflow.conversion.report.ConversionReport`.
+    """
+
+    def __init__(self, body: nn.Module, report: ConversionReport) -> None:
+        super().__init__()
+        self.body = body
+        self.report = report
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        """The output's change at each step ``[T, B, ...]`` for the input ``[T, B, ...]``."""
+        check_time_major(x_seq, "DifferenceSNN", single_step=False)
+        if x_seq.shape[0] == 0:
+            raise ShapeError(
+                f"DifferenceSNN needs at least one time step, got {tuple(x_seq.shape)}"
+            )
+        steps, batch = x_seq.shape[0], x_seq.shape[1]
+        folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
+        for module in folded:
+            module.steps = steps
+        try:
+            out = self.body(x_seq.flatten(0, 1))
+        finally:
+            for module in folded:
+                module.steps = None
+        if not isinstance(out, Tensor):
+            raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
+        return out.unflatten(0, (steps, batch))
+
+    @torch.no_grad()
+    def accumulate(self, x: Tensor, steps: int) -> Tensor:
+        """The running sum of the output after each of ``1..steps`` steps,
+        ``[steps, B, ...]``, for the analog input ``x`` ``[B, ...]`` sent at the first
+        step; the last entry is the SNN's answer after ``steps`` steps."""
+        from spikeflow.conversion.temporal import impulse_input
+
+        return self(impulse_input(x, steps)).cumsum(0)
+
+
+def _plain(value: Any) -> Any:
+    """fx's immutable containers as plain lists, tuples and dicts."""
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _source(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        kind = type(module)
+        prefix = "nn." if kind.__module__.startswith("torch.nn") else ""
+        return prefix + kind.__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    target = node.target
+    module = getattr(target, "__module__", None) or ""
+    return f"{module}.{getattr(target, '__name__', repr(target))}".lstrip(".")
+
+
+def convert_transformer(model: nn.Module) -> TransformerConversion:
+    """Convert a quantised Transformer (or any traceable per-sample network) into a
+    spiking network whose summed output equals the ANN's exactly once settled (see the
+    module docstring).
+
+    Args:
+        model: the trained ANN (not modified; a copy is converted in eval mode). It must
+            trace with ``torch.fx``; its quantisers are
+            :class:`~spikeflow.conversion.signed.SymmetricQuant` or
+            :class:`~spikeflow.conversion.qcfs.QCFS` modules.
+
+    Returns:
+        ``(snn, report)``: the :class:`DifferenceSNN` and the report (``converted``:
+        quantisers made neurons; ``replaced``: temporal-difference operators, products
+        and step-bias layers; ``kept``: linear operations run on every step).
+
+    Raises:
+        ConversionError: the model does not trace, has no quantiser, changes a stream in
+            place, or returns something other than one stream.
+    """
+    import copy
+
+    ann = copy.deepcopy(model).eval()
+    try:
+        tracer = _Tracer()
+        graph = tracer.trace(ann)
+    except Exception as err:
+        raise ConversionError(
+            f"torch.fx could not trace {type(model).__name__}: {type(err).__name__}: {err}"
+        ) from err
+    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    report = ConversionReport()
+    streams: set[fx.Node] = set()
+    spikes: set[fx.Node] = set()  # streams of spikes (neuron outputs, through views)
+    replaced: dict[str, bool] = {}  # module target -> whether called on a stream
+    count = 0
+
+    def add_module(prefix: str, module: nn.Module) -> str:
+        nonlocal count
+        name = f"{prefix}_{count}"
+        count += 1
+        gm.add_submodule(name, module)
+        return name
+
+    for node in list(gm.graph.nodes):
+        if node.op == "placeholder":
+            streams.add(node)
+            continue
+        if node.op in ("get_attr", "output"):
+            continue
+        args = _plain((tuple(node.args), dict(node.kwargs)))
+        flat, _ = tree_flatten(args)
+        positions = [i for i, a in enumerate(flat) if isinstance(a, fx.Node) and a in streams]
+        if node.op == "call_module" and node.target in replaced:
+            if replaced[node.target] != bool(positions):
+                raise ConversionError(
+                    f"{node.target} is called on the input's stream at one place and on "
+                    "constants at another: give each call its own module"
+                )
+            if positions:
+                streams.add(node)
+                if type(gm.get_submodule(node.target)) is TimeFolded:  # a neuron
+                    spikes.add(node)
+            continue
+        if not positions:
+            continue  # a constant: computed alike at every step
+        name = node.name
+        source = _source(node, gm)
+        stream_args = [flat[i] for i in positions]
+        spiking = all(a in spikes for a in stream_args)
+        key = node.target if node.op != "call_method" else str(node.target)
+        is_meta = (node.op == "call_method" and node.target in _META_METHODS) or (
+            node.op == "call_function"
+            and node.target is getattr
+            and len(node.args) > 1
+            and node.args[1] in _META_ATTRS
+        )
+        if is_meta:
+            continue  # a shape or dtype, not a stream
+        streams.add(node)
+        if node.op == "call_method" and str(node.target).endswith("_"):
+            raise ConversionError(
+                f"{name} ({source}) changes a stream in place: the converted network "
+                "cannot (write it out of place)"
+            )
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            replaced[node.target] = True
+            if isinstance(module, _QUANTIZERS):
+                neuron = SignedIFNeuron.from_quantizer(module)
+                set_submodule(gm, node.target, TimeFolded(neuron))
+                spikes.add(node)
+                report.add(
+                    node.target, source, "converted",
+                    f"SignedIFNeuron(θ={float(torch.as_tensor(neuron.v_threshold)):.4g}, "
+                    f"counts {neuron.min_level}..{neuron.levels}, V0={neuron.shift:g}·θ)",
+                )  # fmt: skip
+            elif isinstance(module, _AFFINE):
+                set_submodule(gm, node.target, StepBias(module))
+                report.add(node.target, source, "replaced", "weights every step, bias once")
+            elif isinstance(module, _PER_STEP_MODULES):
+                if spiking and isinstance(module, (nn.Identity, nn.Dropout, nn.Flatten)):
+                    spikes.add(node)
+                report.add(node.target, source, "kept", "linear: runs on every step")
+            else:
+                set_submodule(gm, node.target, TemporalDifference(module, positions, source))
+                report.add(node.target, source, "replaced", _td_detail(spiking))
+            continue
+        if node.op == "call_function" and node.target is getattr:
+            if node.args[1] not in _VIEW_ATTRS:
+                raise ConversionError(
+                    f"{name}: attribute {node.args[1]!r} of a stream has no spiking form"
+                )
+            if spiking:
+                spikes.add(node)
+            continue
+        if key in _VIEW_METHODS or key in _VIEW_FUNCTIONS:
+            if spiking:
+                spikes.add(node)
+            report.add(name, source, "kept", "view: runs on every step")
+            continue
+        if key in _SUMS and _all_streams(node.args[:2], streams) and not node.kwargs.get("alpha"):
+            report.add(name, source, "kept", "sum of streams: runs on every step")
+            continue
+        if key in _JOINS and _all_streams(node.args[0] if node.args else (), streams):
+            if spiking:
+                spikes.add(node)
+            report.add(name, source, "kept", "join of streams: runs on every step")
+            continue
+        if key in _PRODUCTS and len(positions) == 2 and len(flat) >= 2:
+            if all(isinstance(a, fx.Node) and a in streams for a in node.args[:2]):
+                module_name = add_module("product", SpikeProduct(_PRODUCTS[key]))
+                _call_module(gm, node, module_name, tuple(node.args[:2]), {})
+                report.add(
+                    name, source, "replaced",
+                    "product of two streams (a_t·B_(t-1) + A_(t-1)·b_t + a_t·b_t); inputs: "
+                    + ("spikes" if spiking else "not all spikes (no quantiser before it)"),
+                )  # fmt: skip
+                continue
+        if key in _SCALING_METHODS or key in _SCALING_FUNCTIONS:
+            first_is_stream = isinstance(node.args[0], fx.Node) and node.args[0] in streams
+            division = key in _DIVISIONS
+            if (
+                len(positions) == 1
+                and (first_is_stream or not division)
+                and not (division and node.kwargs.get("rounding_mode") is not None)
+            ):
+                report.add(name, source, "kept", "linear in its stream: runs on every step")
+                continue
+        if any(kw is True for k, kw in node.kwargs.items() if k == "inplace"):
+            raise ConversionError(f"{name} ({source}) changes a stream in place (inplace=True)")
+        fn: Callable[..., Any] = _Method(node.target) if node.op == "call_method" else node.target
+        module_name = add_module("td", TemporalDifference(fn, positions, source))
+        _call_module(gm, node, module_name, tuple(node.args), dict(node.kwargs))
+        report.add(name, source, "replaced", _td_detail(spiking))
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    result = output.args[0]
+    if not (isinstance(result, fx.Node) and result in streams):
+        raise ConversionError(
+            f"{type(model).__name__} must return one tensor computed from its input, got {result!r}"
+        )
+    if not report.converted:
+        raise ConversionError(
+            f"{type(model).__name__} has no SymmetricQuant or QCFS activation: nothing would "
+            "spike (put quantisers where the values should become spikes)"
+        )
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return TransformerConversion(DifferenceSNN(gm, report), report)
+
+
+def _td_detail(spiking: bool) -> str:
+    inputs = "spikes" if spiking else "not all spikes (no quantiser before it)"
+    return f"temporal difference f(X_t) - f(X_(t-1)); inputs: {inputs}"
+
+
+def _all_streams(args: Any, streams: set[fx.Node]) -> bool:
+    items = list(args) if isinstance(args, (list, tuple)) else [args]
+    return bool(items) and all(isinstance(a, fx.Node) and a in streams for a in items)
+
+
+def _call_module(gm: fx.GraphModule, node: fx.Node, target: str, args: tuple, kwargs: dict) -> None:
+    """Make ``node`` a call of the submodule ``target`` with these arguments."""
+    node.op, node.target = "call_module", target
+    node.args, node.kwargs = args, kwargs

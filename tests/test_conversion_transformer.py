@@ -1,0 +1,158 @@
+"""convert_transformer: quantised ViTs and signed MLPs become spiking networks whose
+summed output equals the quantised ANN's exactly (float64) once the neurons settle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.conversion import QCFS
+from spikeflow.conversion.report import ConversionError
+from spikeflow.conversion.signed import SymmetricQuant
+from spikeflow.conversion.transformer import convert_transformer
+
+F64 = torch.float64
+
+
+def quant(generator: torch.Generator, unsigned: bool = False) -> SymmetricQuant:
+    # steps drawn at random: products of grid values then never land on a rounding tie
+    scale = 0.2 + 0.2 * float(torch.rand((), generator=generator))
+    return SymmetricQuant(levels=4, scale=scale, min_level=0 if unsigned else None)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention written out, quantisers before both products."""
+
+    def __init__(self, dim: int, heads: int, g: torch.Generator) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.q_quant, self.k_quant, self.v_quant = quant(g), quant(g), quant(g)
+        self.attn_quant, self.out_quant = quant(g, unsigned=True), quant(g)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        d = c // self.heads
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(b, n, self.heads, d).transpose(1, 2)
+
+        q, k = heads(self.q_quant(self.q(x))), heads(self.k_quant(self.k(x)))
+        v = heads(self.v_quant(self.v(x)))
+        attn = self.attn_quant((q @ k.transpose(-2, -1) * d**-0.5).softmax(dim=-1))
+        return self.proj(self.out_quant(attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class TinyViT(nn.Module):
+    """Patch embedding, class token, position embedding, one pre-norm block (attention
+    and a GELU MLP, residual adds), final norm, class-token or mean pooling, head."""
+
+    def __init__(self, pool: str = "cls", builtin_attention: bool = False, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        dim, self.pool = 8, pool
+        self.embed = nn.Linear(16, dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim, generator=g) * 0.5)
+        self.pos = nn.Parameter(torch.randn(1, 5, dim, generator=g) * 0.5)
+        self.in_quant, self.norm1_quant, self.norm2_quant = quant(g), quant(g), quant(g)
+        self.builtin = builtin_attention
+        if builtin_attention:
+            self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        else:
+            self.attn = Attention(dim, 2, g)
+        self.res1_quant, self.res2_quant = quant(g), quant(g)
+        self.norm1, self.norm2, self.norm = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, 16), nn.GELU(), nn.Linear(16, dim)
+        self.mlp_quant = quant(g)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        patches = x.unfold(1, 4, 4).unfold(2, 4, 4).reshape(b, 4, 16)
+        x = torch.cat([self.cls.expand(b, -1, -1), self.embed(patches)], dim=1) + self.pos
+        x = self.in_quant(x)
+        h = self.norm1_quant(self.norm1(x))
+        h = self.attn(h, h, h, need_weights=False)[0] if self.builtin else self.attn(h)
+        x = self.res1_quant(x + h)
+        h = self.fc2(self.mlp_quant(self.act(self.fc1(self.norm2_quant(self.norm2(x))))))
+        x = self.norm(self.res2_quant(x + h))
+        return self.head(x[:, 0] if self.pool == "cls" else x.mean(dim=1))
+
+
+@pytest.mark.parametrize(("pool", "builtin"), [("cls", False), ("mean", False), ("mean", True)])
+def test_vit_converts_exactly(pool, builtin):
+    torch.manual_seed(0)
+    ann = TinyViT(pool, builtin).to(F64).eval()
+    x = torch.randn(6, 8, 8, dtype=F64)
+    snn, report = convert_transformer(ann)
+    expected = ann(x).detach()
+    total = snn.accumulate(x, 16)
+    torch.testing.assert_close(total[-1], expected, rtol=0, atol=1e-9)
+    assert (total[0] - expected).abs().max() > 1e-3  # the neurons need steps to settle
+    converted = {e.name for e in report.converted}
+    assert {"in_quant", "res2_quant", "mlp_quant"} <= converted
+    products = [e for e in report.entries if "product of two streams" in e.detail]
+    assert len(products) == (0 if builtin else 2)
+    assert ann(x).detach().equal(expected)  # the ANN itself is left alone
+
+
+def test_report_says_what_each_call_became():
+    report = convert_transformer(TinyViT().to(F64)).report
+    by_name = {e.name: e for e in report.entries}
+    assert by_name["norm1"].action == "replaced" and "inputs: spikes" in by_name["norm1"].detail
+    assert "not all spikes" in by_name["softmax"].detail  # its input is q k^T, not spikes
+    assert "spikes" in by_name["matmul"].detail and "not all" not in by_name["matmul"].detail
+    assert by_name["embed"].detail == "weights every step, bias once"
+    assert by_name["cat"].action == "replaced"  # the class token enters once
+    assert by_name["add_1"].action == "kept"  # residual: a sum of two streams
+    assert len(report.converted) == 11
+
+
+@pytest.mark.parametrize("unsigned", [False, True])
+def test_signed_mlp_converges_to_the_quantised_ann(unsigned):
+    g = torch.Generator().manual_seed(1)
+    layers: list[nn.Module] = [nn.Linear(10, 20), quant(g), nn.Tanh(), nn.Linear(20, 20)]
+    layers += [QCFS(levels=4, threshold=1.3) if unsigned else quant(g), nn.Linear(20, 5)]
+    ann = nn.Sequential(*layers).to(F64)
+    x = torch.randn(32, 10, dtype=F64) * 2
+    snn, report = convert_transformer(ann)
+    expected = ann(x).detach()
+    errors = (snn.accumulate(x, 12) - expected).abs().amax(dim=(1, 2))
+    assert errors[0] > 1e-2 and float(errors[-1]) < 1e-9
+    assert bool((errors[1:] <= errors[:-1] + 1e-12).all())  # settles, does not wander
+    assert [e.name for e in report.converted] == ["1", "4"]
+    assert report.entries[2].source == "nn.Tanh" and report.entries[2].action == "replaced"
+
+
+class NoQuant(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x) + 1
+
+
+class InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = SymmetricQuant()
+
+    def forward(self, x):
+        return self.q(x).add_(1)
+
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = SymmetricQuant()
+
+    def forward(self, x):
+        return self.q(x) if x.sum() > 0 else x
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [(NoQuant(), "no SymmetricQuant"), (InPlace(), "in place"), (Untraceable(), "trace")],
+)
+def test_refusals_name_the_problem(model, message):
+    with pytest.raises(ConversionError, match=message):
+        convert_transformer(model)
