@@ -126,6 +126,30 @@ def test_signed_mlp_converges_to_the_quantised_ann(unsigned):
     assert report.entries[2].source == "nn.Tanh" and report.entries[2].action == "replaced"
 
 
+class Reciprocal(nn.Module):
+    """A constant divided by a stream is not linear in it (nor is a constant added)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = SymmetricQuant(levels=4, scale=0.37)
+
+    def forward(self, x):
+        return 1.0 / (self.q(x) ** 2 + 1.0) - self.q(x) / 2.0
+
+
+def test_division_by_a_stream_is_a_temporal_difference():
+    ann = Reciprocal().to(F64)
+    x = torch.randn(20, 3, dtype=F64)
+    snn, report = convert_transformer(ann)
+    total = snn.accumulate(x, 8)
+    torch.testing.assert_close(total[-1], ann(x).detach(), rtol=0, atol=1e-12)
+    # 1.0 / (...): a temporal difference; q(x) / 2: linear, on every step
+    assert [e.action for e in report.entries if e.source == "_operator.truediv"] == [
+        "replaced",
+        "kept",
+    ]
+
+
 class NoQuant(nn.Module):
     def forward(self, x):
         return torch.tanh(x) + 1

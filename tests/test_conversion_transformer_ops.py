@@ -73,6 +73,28 @@ def test_signed_if_neuron_settles_on_the_quantised_value():
     torch.testing.assert_close(neuron(wander).sum(0), expected, rtol=0, atol=1e-12)
 
 
+def test_signed_if_neuron_rounds_ties_as_the_quantiser():
+    # x/θ + 1/2 exactly an integer n (dyadic values: no rounding): floor gives n, so at
+    # v = 0 the neuron must not fire a negative spike
+    x = torch.tensor([[-0.75, -0.25, 0.0, 0.25, 0.75, 1.25]], dtype=F64)
+    total = SignedIFNeuron(0.5, levels=4)(impulse_input(x, 8)).sum(0)
+    expected = symmetric_quant(x, 0.5, 4)
+    torch.testing.assert_close(total, expected, rtol=0, atol=0)
+    torch.testing.assert_close(expected, torch.tensor([[-0.5, 0.0, 0.0, 0.5, 1.0, 1.5]], dtype=F64))
+
+
+def test_a_negative_learned_scale_acts_as_its_magnitude():
+    quantiser = SymmetricQuant(levels=3, scale=0.3).double()
+    with torch.no_grad():
+        quantiser.scale.neg_()  # where training may push it
+    x = torch.linspace(-1.37, 1.41, 11, dtype=F64)
+    expected = symmetric_quant(x, -quantiser.scale.detach(), 3)
+    torch.testing.assert_close(quantiser(x).detach(), expected, rtol=0, atol=0)
+    assert expected.abs().max() > 0.8
+    neuron = SignedIFNeuron.from_quantizer(quantiser)
+    assert float(neuron.v_threshold) == pytest.approx(0.3)
+
+
 def test_qcfs_neuron_reproduces_qcfs():
     torch.manual_seed(2)
     x = torch.randn(3, 40, dtype=F64) * 3
@@ -126,6 +148,8 @@ def test_bad_streams_are_named():
         TemporalDifference(torch.add)(torch.ones(3, 2), torch.ones(4, 2))
     with pytest.raises(ConfigurationError, match="without a stream"):
         TemporalDifference(torch.tanh, streams=())(torch.ones(3, 2))
+    with pytest.raises(DTypeError, match="an index or a mask"):
+        TemporalDifference(lambda x: x.argmax(-1))(torch.randn(3, 2, 4))
     with pytest.raises(DTypeError, match="floating-point"):
         SpikeProduct()(torch.ones(2, 2, 2, dtype=torch.long), torch.ones(2, 2, 2))
 

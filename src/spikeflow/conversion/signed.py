@@ -1,8 +1,9 @@
 """Signed quantised activations and the signed bounded IF neuron that reproduces them.
 
 ANN side, :class:`SymmetricQuant`: ``q(x) = s · clip(floor(x/s + φ), n_min, n_max)``
-with a learnable step ``s`` (its floor passes its gradient straight through, as QCFS's,
-so ``∂q/∂s = clip(...) - x/s`` inside the range and the bound outside it) and integer
+with a learnable step ``s`` (used as ``|s|``, so that training cannot make it
+negative; its floor passes its gradient straight through, as QCFS's, so
+``∂q/∂s = clip(...) - x/s`` inside the range and the bound outside it) and integer
 bounds ``n_min <= 0 < n_max`` (symmetric by default, ``n_min = -n_max``). It goes where
 a Transformer's values may be negative (after a linear layer, a layer norm, before the
 attention products, after the softmax), where QCFS, which clips at 0, cannot.
@@ -110,7 +111,7 @@ class SymmetricQuant(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``q(x)``, elementwise."""
-        return symmetric_quant(x, self.scale, self.levels, self.min_level, self.shift)
+        return symmetric_quant(x, self.scale.abs(), self.levels, self.min_level, self.shift)
 
     def extra_repr(self) -> str:
         return (
@@ -151,7 +152,7 @@ class SignedIFNeuron(MemoryModule):
         :class:`~spikeflow.conversion.qcfs.QCFS` (θ = λ/L, counts 0..L, V0 = φ·θ)."""
         if isinstance(quantizer, SymmetricQuant):
             theta, low, high = (
-                quantizer.scale.detach().clone(),
+                quantizer.scale.detach().abs(),
                 quantizer.min_level,
                 quantizer.levels,
             )

@@ -155,6 +155,11 @@ class TemporalDifference(_Folding):
         def change(y: Any) -> Any:
             if not isinstance(y, Tensor):
                 return y
+            if not y.is_floating_point():
+                raise DTypeError(
+                    f"{self._name}: its output is {y.dtype}, not a value (an index or a mask "
+                    "computed from a stream has no spiking form)"
+                )
             if y.dim() == 0 or y.shape[0] % steps:
                 raise ShapeError(
                     f"{self._name}: its output of shape {tuple(y.shape)} does not keep the "

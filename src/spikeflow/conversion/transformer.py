@@ -52,7 +52,7 @@ from spikeflow.conversion.report import ConversionError, ConversionReport
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant
 from spikeflow.conversion.snn import TimeFolded
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
-from spikeflow.errors import ShapeError
+from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["DifferenceSNN", "TransformerConversion", "convert_transformer"]
 
@@ -280,7 +280,10 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             module = gm.get_submodule(node.target)
             replaced[node.target] = True
             if isinstance(module, _QUANTIZERS):
-                neuron = SignedIFNeuron.from_quantizer(module)
+                try:
+                    neuron = SignedIFNeuron.from_quantizer(module)
+                except ConfigurationError as err:
+                    raise ConversionError(f"{node.target} ({source}): {err}") from err
                 set_submodule(gm, node.target, TimeFolded(neuron))
                 spikes.add(node)
                 report.add(
@@ -307,7 +310,8 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             if spiking:
                 spikes.add(node)
             continue
-        if key in _VIEW_METHODS or key in _VIEW_FUNCTIONS:
+        only_first = positions == [0] and node.args and node.args[0] in streams
+        if (key in _VIEW_METHODS or key in _VIEW_FUNCTIONS) and only_first:
             if spiking:
                 spikes.add(node)
             report.add(name, source, "kept", "view: runs on every step")
