@@ -173,9 +173,33 @@ class Untraceable(nn.Module):
         return self.q(x) if x.sum() > 0 else x
 
 
+class SharedOnConstant(nn.Module):
+    """One Linear applied to the input and to a parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.fc = SymmetricQuant(), nn.Linear(3, 3)
+        self.token = nn.Parameter(torch.ones(1, 3))
+
+    def forward(self, x):
+        return self.q(self.fc(x)) + self.fc(self.token)
+
+
+def zero_scale() -> nn.Module:
+    model = nn.Sequential(nn.Linear(3, 3), SymmetricQuant())
+    model[1].scale.data.zero_()
+    return model
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
-    [(NoQuant(), "no SymmetricQuant"), (InPlace(), "in place"), (Untraceable(), "trace")],
+    [
+        (NoQuant(), "no SymmetricQuant"),
+        (InPlace(), "in place"),
+        (Untraceable(), "trace"),
+        (SharedOnConstant(), "fc is called on the input's stream at one place"),
+        (zero_scale(), r"^1 \(SymmetricQuant\): SignedIFNeuron threshold"),
+    ],
 )
 def test_refusals_name_the_problem(model, message):
     with pytest.raises(ConversionError, match=message):
