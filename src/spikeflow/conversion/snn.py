@@ -62,6 +62,27 @@ def constant_input(x: Tensor, steps: int) -> Tensor:
     return x.unsqueeze(0).expand(steps, *x.shape)
 
 
+def run_time_folded(body: nn.Module, x_seq: Tensor) -> Tensor:
+    """Run a converted ``body`` on ``x_seq`` ``[T, B, ...]`` with time folded into the
+    batch (its :class:`TimeFolded` neurons told ``T`` for the call), ``[T, B, ...]`` out.
+
+    Raises:
+        ShapeError: the body returned something other than a tensor.
+    """
+    steps, batch = x_seq.shape[0], x_seq.shape[1]
+    folded = [m for m in body.modules() if isinstance(m, TimeFolded)]
+    for module in folded:
+        module.steps = steps
+    try:
+        out = body(x_seq.flatten(0, 1))
+    finally:
+        for module in folded:
+            module.steps = None
+    if not isinstance(out, Tensor):
+        raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
+    return out.unflatten(0, (steps, batch))
+
+
 class ConvertedSNN(nn.Module):
     """A spiking network made by :func:`spikeflow.conversion.convert`.
 
@@ -116,18 +137,7 @@ class ConvertedSNN(nn.Module):
             )
         if self.coding == "differential":
             x_seq = differential_encode(x_seq)
-        steps, batch = x_seq.shape[0], x_seq.shape[1]
-        folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
-        for module in folded:
-            module.steps = steps
-        try:
-            out = self.body(x_seq.flatten(0, 1))
-        finally:
-            for module in folded:
-                module.steps = None
-        if not isinstance(out, Tensor):
-            raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
-        out = out.unflatten(0, (steps, batch))
+        out = run_time_folded(self.body, x_seq)
         return differential_decode(out) if self.coding == "differential" else out
 
     def rate(self, x: Tensor, steps: int) -> Tensor:

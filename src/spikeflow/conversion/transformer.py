@@ -50,7 +50,7 @@ from spikeflow.conversion.fold import set_submodule
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionError, ConversionReport
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant
-from spikeflow.conversion.snn import TimeFolded
+from spikeflow.conversion.snn import TimeFolded, run_time_folded
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.errors import ConfigurationError, ShapeError
 
@@ -145,18 +145,7 @@ class DifferenceSNN(nn.Module):
             raise ShapeError(
                 f"DifferenceSNN needs at least one time step, got {tuple(x_seq.shape)}"
             )
-        steps, batch = x_seq.shape[0], x_seq.shape[1]
-        folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
-        for module in folded:
-            module.steps = steps
-        try:
-            out = self.body(x_seq.flatten(0, 1))
-        finally:
-            for module in folded:
-                module.steps = None
-        if not isinstance(out, Tensor):
-            raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
-        return out.unflatten(0, (steps, batch))
+        return run_time_folded(self.body, x_seq)
 
     @torch.no_grad()
     def accumulate(self, x: Tensor, steps: int) -> Tensor:

@@ -41,7 +41,7 @@ from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.data.audio import _MAX_CHANNELS, hz_to_mel, mel_to_hz
 from spikeflow.data.io._common import import_optional
 from spikeflow.data.io.wav import AudioClip
-from spikeflow.data.transforms import EventTransform
+from spikeflow.data.transforms import SeededTransform
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = [
@@ -105,7 +105,7 @@ def _check_rate(owner: str, clip: AudioClip | None, sample_rate: float) -> None:
         )
 
 
-class AudioTransform:
+class AudioTransform(SeededTransform):
     """Base class: subclasses implement ``apply(samples) -> array``.
 
     ``apply`` gets the samples as an array (``[frames]`` or ``[channels, frames]``, not
@@ -116,25 +116,6 @@ class AudioTransform:
     waveform: bool = True
     #: The rate the transform was built for (checked against a clip's), or None.
     sample_rate: float | None = None
-
-    def __init__(self, seed: Seed = None, **params: Any) -> None:
-        self._params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
-        self._seed = seed
-        if isinstance(seed, np.random.Generator):
-            self._rng: np.random.Generator | None = seed
-        elif seed is None:
-            self._rng = None
-        else:
-            self._rng = np.random.default_rng(check_int("seed", seed, 0))
-        self._worker_seed: int | None = None
-
-    # The event transforms' generator rule (one stream per DataLoader worker and epoch).
-    rng = EventTransform.rng
-
-    @property
-    def random(self) -> bool:
-        """Whether the output depends on random draws."""
-        return False
 
     def apply(self, samples: np.ndarray) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover
@@ -152,10 +133,6 @@ class AudioTransform:
     def cache_key(self) -> dict[str, Any]:
         """``{"name": class name, **parameters}`` (random transforms are never cached)."""
         return {"name": type(self).__name__, **self._params}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
-        return f"{type(self).__name__}({args})"
 
 
 # -- length, axes, binning ------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeflow._checks import check_flag
+from spikeflow._checks import check_flag, check_int
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frame_transforms import (
     CenterCropFrames,
@@ -82,6 +82,7 @@ __all__ = [
     "RandomTimeReversal",
     "RandomVerticalFlipFrames",
     "RefractoryPeriod",
+    "SeededTransform",
     "SortEvents",
     "SpatialJitter",
     "TimeAlignment",
@@ -120,15 +121,13 @@ class Compose:
         return f"Compose([{inner}\n])"
 
 
-class EventTransform:
-    """Base class: subclasses implement ``apply(events, sensor_size)``.
+class SeededTransform:
+    """Base of the transforms that may draw random numbers (the event transforms, the
+    audio transforms): their parameters, which are the cache key, and their seed.
 
-    ``apply`` gets the structured array and ``(W, H, P)`` (``None`` for a plain array)
-    and returns ``(events, sensor_size)``.
+    ``seed`` is an int >= 0, a numpy ``Generator`` (used as is) or None (each call draws
+    from torch's global generator); :meth:`rng` gives the generator of a call.
     """
-
-    needs_sensor: bool = False
-    needs_sorted: bool = False
 
     def __init__(self, seed: int | np.random.Generator | None = None, **params: Any) -> None:
         # numpy scalars as Python ones: the parameters are the cache key (JSON).
@@ -139,7 +138,7 @@ class EventTransform:
         elif seed is None:
             self._rng = None
         else:
-            self._rng = np.random.default_rng(seed)
+            self._rng = np.random.default_rng(check_int("seed", seed, 0))
         self._worker_seed: int | None = None  # the DataLoader worker seed _rng is for
 
     @property
@@ -159,6 +158,21 @@ class EventTransform:
                 self._worker_seed = info.seed
             return self._rng
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"{type(self).__name__}({args})"
+
+
+class EventTransform(SeededTransform):
+    """Base class: subclasses implement ``apply(events, sensor_size)``.
+
+    ``apply`` gets the structured array and ``(W, H, P)`` (``None`` for a plain array)
+    and returns ``(events, sensor_size)``.
+    """
+
+    needs_sensor: bool = False
+    needs_sorted: bool = False
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
         raise NotImplementedError  # pragma: no cover
@@ -184,10 +198,6 @@ class EventTransform:
         instance attributes, see :func:`~spikeflow.data.representations.user_class_key`)."""
         return {"name": type(self).__name__, **self._params,
                 **user_class_key(self, self.apply)}  # fmt: skip
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
-        return f"{type(self).__name__}({args})"
 
 
 class SortEvents(EventTransform):
