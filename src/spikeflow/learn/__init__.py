@@ -1,7 +1,8 @@
 """Local learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
 :func:`stdp_update`), also reward-modulated (MSTDP, MSTDP-ET with
 :func:`eligibility_reward`), and e-prop for recurrent spiking networks (:class:`EProp`,
-:class:`EPropRSNN`). See ``docs/learning.md``."""
+:class:`EPropRSNN`), and EventProp, the adjoint method for LIF networks (:class:`EventPropLIF`,
+:func:`lif_adjoint`). See ``docs/learning.md``."""
 
 from spikeflow.learn.competitive import WinnerTakeAll
 from spikeflow.learn.eligibility import eligibility_stdp_update
@@ -14,6 +15,12 @@ from spikeflow.learn.eprop_network import (
     eprop_loss,
     rate_regularization,
 )
+from spikeflow.learn.eventprop import (
+    EventPropLIF,
+    LIFAdjointParameters,
+    lif_adjoint,
+    lif_recurrent_adjoint,
+)
 from spikeflow.learn.stdp import STDPLearner
 from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
 
@@ -21,6 +28,8 @@ __all__ = [
     "EProp",
     "EPropRSNN",
     "EPropResult",
+    "EventPropLIF",
+    "LIFAdjointParameters",
     "RSNNOutput",
     "RSNNState",
     "RSNNStep",
@@ -29,6 +38,8 @@ __all__ = [
     "eligibility_reward",
     "eligibility_stdp_update",
     "eprop_loss",
+    "lif_adjoint",
+    "lif_recurrent_adjoint",
     "rate_regularization",
     "stdp_update",
 ]

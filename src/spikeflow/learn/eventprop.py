@@ -1,0 +1,470 @@
+"""EventProp: the adjoint method for current-based LIF neurons (Wunderlich & Pehle,
+Scientific Reports 2021, "Event-based backpropagation can compute exact gradients for
+spiking neural networks"), on the time grid of Norse's ``LIF`` (``method="adjoint"``).
+
+The forward pass is Norse's forward-Euler current-based LIF (``LIFParameters``:
+``a = tau_mem_inv``, ``b = tau_syn_inv``, ``v_leak``, ``v_th``, ``v_reset``, step ``dt``),
+with ``v[0] = v_leak``, ``i[0] = 0``, ``z[0] = 0``::
+
+    J[t] = i[t-1] + c[t] (+ W_rec z[t-1])       c[t]: the input current (W_in x[t])
+    h[t] = v[t-1] + dt a (v_leak - v[t-1] + J[t])
+    z[t] = H(h[t] - v_th)                        (H(0) = 0, as Norse)
+    v[t] = v_reset where z[t] else h[t],   i[t] = J[t] (1 - dt b)
+
+The backward pass runs an adjoint system from ``t = T`` down to 1 and touches nothing
+but the spike flags and two numbers per spike, the membrane's slope just before and just
+after it (``V̇⁻``, ``V̇⁺``); no autograd graph is built over time. ``jumps`` picks the
+adjoint:
+
+``"eventprop"`` (default): between spikes the exact adjoint of the discretised
+dynamics (``λJ = dt a λh + (1 - dt b) λi``, ``λv[t-1] = (1 - dt a) λh + ∂L/∂v[t-1]``),
+and at a spike of neuron ``n`` Wunderlich & Pehle's jump, which carries the shift of the
+spike time that the grid cannot represent::
+
+    λh_n = (V̇⁺/V̇⁻) λv_n + G_n / V̇⁻,    V̇⁻ = a (v_leak - v[t-1] + J[t]),
+                                         V̇⁺ = a (v_leak - v_reset + J[t])
+    G_n = ∂L/∂z_n[t] + Σ_i W_rec[i, n] (a λh_i[t+1] - b λJ_i[t+1])
+
+``G`` is minus the loss's derivative with respect to the spike time: through the
+recurrent weights exactly (a spike that comes earlier moves the current jump it causes
+in neuron ``i``), and for a loss on the spike flags, ``∂L/∂z`` stands for
+``-∂L/∂t_spike`` (a spike that comes earlier counts as more), as in Norse.
+
+``"norse"``: Norse 1.1's adjoint, equation for equation (``LIFAdjointFunction``,
+``LIFFeedForwardAdjointFunction``): ``λJ = λi + dt b (λv - λi)`` (the synaptic rate
+``b`` where the dynamics have ``a``: in the continuum, without spikes, its input
+gradients are ``tau_mem/tau_syn`` times the derivative), the jump taken after the leak
+with ``V̇⁻ = a (v_leak - v[t-1] + i[t-1])`` and ``V̇⁺ = a (v_leak - v_reset + i[t-1])``
+(the current before this step's input), the recurrent spike's effect as the count
+term ``Σ_i W_rec[i, n] λJ_i[t+1]``, and the input weights' gradient
+``Σ_t λJ[t+1]ᵀ x[t]`` (one step later than the current ``W_in x[t]`` enters; its
+input gradient uses ``λJ[t]``). Kept to compare with, and for Norse users.
+
+See ``docs/learning.md`` (EventProp) for what was checked against what.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow._checks import check_flag, check_int, check_real
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.memory.packing import PackedSpikes, pack_spikes, unpack_spikes
+
+__all__ = [
+    "EVENTPROP_JUMPS",
+    "NORSE_DEFAULTS",
+    "EventPropLIF",
+    "LIFAdjointParameters",
+    "lif_adjoint",
+    "lif_recurrent_adjoint",
+    "parameters_from_cuba",
+]
+
+#: The adjoints :func:`lif_adjoint` offers (module docstring).
+EVENTPROP_JUMPS = ("eventprop", "norse")
+
+
+class LIFAdjointParameters(NamedTuple):
+    """Norse's ``LIFParameters`` (and its ``dt``) as plain floats; Norse's defaults.
+
+    ``tau_syn_inv``, ``tau_mem_inv``: inverse time constants ``b``, ``a`` (1/s);
+    ``v_leak``, ``v_th``, ``v_reset``: voltages; ``dt``: the step (s).
+    """
+
+    tau_syn_inv: float = 200.0
+    tau_mem_inv: float = 100.0
+    v_leak: float = 0.0
+    v_th: float = 1.0
+    v_reset: float = 0.0
+    dt: float = 1e-3
+
+
+#: Norse's ``LIFParameters()`` defaults with ``dt = 1e-3``.
+NORSE_DEFAULTS = LIFAdjointParameters()
+
+
+def _check_parameters(owner: str, p: object) -> LIFAdjointParameters:
+    if not isinstance(p, LIFAdjointParameters):
+        raise ConfigurationError(
+            f"{owner}: p must be a LIFAdjointParameters, got {type(p).__name__}"
+        )
+    dt = check_real(f"{owner}: dt", p.dt, 0.0, low_open=True)
+    for name in ("tau_syn_inv", "tau_mem_inv"):
+        value = check_real(f"{owner}: {name}", getattr(p, name), 0.0, low_open=True)
+        if value * dt > 1.0:
+            raise ConfigurationError(
+                f"{owner}: {name} * dt must be <= 1 (a forward-Euler step may not "
+                f"overshoot), got {name}={value} and dt={dt}"
+            )
+    for name in ("v_leak", "v_th", "v_reset"):
+        check_real(f"{owner}: {name}", getattr(p, name))
+    if not p.v_reset < p.v_th:
+        raise ConfigurationError(f"{owner}: v_reset ({p.v_reset}) must be below v_th ({p.v_th})")
+    return LIFAdjointParameters(*(float(value) for value in p))
+
+
+def _check_jumps(owner: str, jumps: object) -> str:
+    if not isinstance(jumps, str) or jumps not in EVENTPROP_JUMPS:
+        raise ConfigurationError(f"{owner}: jumps must be one of {EVENTPROP_JUMPS}, got {jumps!r}")
+    return jumps
+
+
+def parameters_from_cuba(node: nn.Module) -> LIFAdjointParameters:
+    """The parameters of a :class:`~spikeflow.neurons.CubaLIFNode` whose dynamics are this
+    module's (and Norse's ``LIF``): ``r="tau_syn"``, hard reset, ``strict_firing=True``,
+    fixed scalar time constants. The node's time constants are in the units of its
+    ``dt``, so ``tau_syn_inv = 1/tau_syn``, ``tau_mem_inv = 1/tau_mem`` and ``dt`` is the
+    node's; both then fire on the same steps from the same input currents (the node's
+    membrane starts at ``v_reset``, this module's at ``v_leak``: equal when they are).
+
+    Raises:
+        ConfigurationError: ``node`` is not a ``CubaLIFNode``, or one of its settings has
+            no counterpart here (it names which).
+    """
+    from spikeflow.neurons import CubaLIFNode
+
+    if not isinstance(node, CubaLIFNode):
+        raise ConfigurationError(
+            f"parameters_from_cuba takes a CubaLIFNode, got {type(node).__name__}"
+        )
+    problems = []
+    if node.r != "tau_syn":  # type: ignore[comparison-overlap]
+        problems.append(f"r={node.r!r} (needs 'tau_syn': the current jumps by the input)")
+    if node.v_reset is None:
+        problems.append("soft reset (needs a hard reset, v_reset a float)")
+    if not node.strict_firing:
+        problems.append("strict_firing=False (Norse fires on h > v_th)")
+    values = {}
+    for name in ("tau_syn", "tau_mem", "v_leak", "v_threshold"):
+        value = getattr(node, name)
+        if isinstance(value, Tensor):
+            if value.numel() != 1 or isinstance(value, nn.Parameter):
+                problems.append(f"{name} a tensor or a learned parameter (needs a number)")
+                continue
+            value = float(value)
+        values[name] = float(value)
+    if problems:
+        raise ConfigurationError(
+            "parameters_from_cuba: this CubaLIFNode has no EventProp counterpart: "
+            + "; ".join(problems)
+        )
+    dt = float(node.dt)
+    return LIFAdjointParameters(
+        tau_syn_inv=1.0 / values["tau_syn"],
+        tau_mem_inv=1.0 / values["tau_mem"],
+        v_leak=values["v_leak"],
+        v_th=values["v_threshold"],
+        v_reset=float(node.v_reset),  # type: ignore[arg-type]
+        dt=dt,
+    )
+
+
+class _Saved(NamedTuple):
+    spikes: PackedSpikes  # z[t], bits
+    counts: list[int]  # spikes per step
+    slope_minus: Tensor  # V̇⁻ at each spike, in time order
+    slope_plus: Tensor  # V̇⁺ at each spike
+
+
+class _LIFAdjoint(torch.autograd.Function):
+    """The whole sequence in one node of the autograd graph (module docstring)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        w_in: Tensor | None,
+        w_rec: Tensor | None,
+        p: LIFAdjointParameters,
+        jumps: str,
+    ) -> tuple[Tensor, Tensor]:
+        a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
+        current = x if w_in is None else torch.matmul(x, w_in.t())
+        steps, batch, n = current.shape
+        v = current.new_full((batch, n), p.v_leak)
+        i = current.new_zeros(batch, n)
+        z = current.new_zeros(batch, n)
+        spikes = current.new_empty(steps, batch, n)
+        voltage = current.new_empty(steps, batch, n)
+        minus, plus, counts = [], [], []
+        for t in range(steps):
+            j = i + current[t]
+            if w_rec is not None:
+                j = j + torch.matmul(z, w_rec.t())
+            h = v + dt * a * ((p.v_leak - v) + j)
+            z = (h - p.v_th > 0).to(h.dtype)
+            fired = z.bool()
+            counts.append(int(fired.sum()))
+            if counts[-1]:
+                base = i if jumps == "norse" else j
+                minus.append(a * ((p.v_leak - v[fired]) + base[fired]))
+                plus.append(a * ((p.v_leak - p.v_reset) + base[fired]))
+            v = (1 - z) * h + z * p.v_reset
+            i = j + (-dt * b * j)
+            spikes[t] = z
+            voltage[t] = v
+        empty = current.new_zeros(0)
+        ctx.saved = _Saved(
+            pack_spikes(spikes.bool()),
+            counts,
+            torch.cat(minus) if minus else empty,
+            torch.cat(plus) if plus else empty,
+        )
+        ctx.p, ctx.jumps = p, jumps
+        # the input is kept for the input weights' gradient only (a current needs none)
+        to_save = [t for t in (x if w_in is not None else None, w_in, w_rec) if t is not None]
+        ctx.has = (w_in is not None, w_rec is not None)
+        ctx.save_for_backward(*to_save)
+        return spikes, voltage
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_spikes: Tensor, grad_voltage: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        saved: _Saved = ctx.saved
+        p: LIFAdjointParameters = ctx.p
+        a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
+        tensors = list(ctx.saved_tensors)
+        x = tensors.pop(0) if ctx.has[0] else None
+        w_in = tensors.pop(0) if ctx.has[0] else None
+        w_rec = tensors.pop(0) if ctx.has[1] else None
+        z_all = unpack_spikes(saved.spikes)
+        steps, batch, n = z_all.shape
+        norse = ctx.jumps == "norse"
+        lam_v = grad_spikes.new_zeros(batch, n)
+        lam_i = grad_spikes.new_zeros(batch, n)
+        g_rec = grad_spikes.new_zeros(batch, n)  # the recurrent part of G for step t
+        d_current = grad_spikes.new_empty(steps, batch, n)
+        d_rec = None if w_rec is None else torch.zeros_like(w_rec)
+        end = saved.slope_minus.numel()
+        for t in range(steps - 1, -1, -1):
+            lam_v = lam_v + grad_voltage[t]
+            fired = z_all[t]
+            count = saved.counts[t]
+            start = end - count
+            if norse:
+                if d_rec is not None:
+                    d_rec += lam_i.t().mm(z_all[t].to(lam_i.dtype))
+                lam_j = lam_i + dt * b * (lam_v - lam_i)
+                lam_h = lam_v - a * dt * lam_v
+                scale = lam_h
+            else:
+                lam_h = lam_v
+                scale = lam_v
+            if count:
+                s_minus = saved.slope_minus[start:end]
+                s_plus = saved.slope_plus[start:end]
+                g = (grad_spikes[t] + g_rec)[fired]
+                lam_h = lam_h.clone()
+                lam_h[fired] = scale[fired] * (s_plus / s_minus) + g / s_minus
+            end = start
+            if norse:
+                lam_v = lam_h
+                g_rec = lam_j.mm(w_rec) if w_rec is not None else g_rec
+            else:
+                lam_j = dt * a * lam_h + (1 - dt * b) * lam_i
+                lam_v = (1 - dt * a) * lam_h
+                if w_rec is not None:
+                    if t > 0:
+                        d_rec += lam_j.t().mm(z_all[t - 1].to(lam_j.dtype))
+                    g_rec = (a * lam_h - b * lam_j).mm(w_rec)
+            d_current[t] = lam_j
+            lam_i = lam_j
+        d_x = d_in = None
+        if w_in is None:
+            d_x = d_current
+        else:
+            if ctx.needs_input_grad[0]:
+                d_x = torch.matmul(d_current, w_in)
+            if ctx.needs_input_grad[1]:
+                paired = d_current
+                if norse:  # Norse pairs x[t] with λJ[t+1]
+                    paired = torch.cat([d_current[1:], torch.zeros_like(d_current[:1])])
+                d_in = torch.einsum("tbn,tbi->ni", paired, x)
+        return d_x, d_in, d_rec, None, None
+
+
+def _check_sequence(owner: str, name: str, x: object, width: int | None = None) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise ConfigurationError(f"{owner}: {name} must be a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise DTypeError(f"{owner}: {name} must be floating-point, got dtype {x.dtype}")
+    if x.dim() != 3:
+        raise ShapeError(
+            f"{owner}: {name} must be time-major [T, B, features], got shape {tuple(x.shape)}"
+        )
+    if width is not None and x.shape[2] != width:
+        raise ShapeError(
+            f"{owner}: {name} has {x.shape[2]} features per step, the weights take {width}"
+        )
+    if x.shape[0] == 0:
+        raise ShapeError(f"{owner}: {name} has no time steps (shape {tuple(x.shape)})")
+    return x
+
+
+def _check_weight(owner: str, name: str, w: object, shape: tuple[int, int], x: Tensor) -> Tensor:
+    if not isinstance(w, Tensor):
+        raise ConfigurationError(f"{owner}: {name} must be a tensor, got {type(w).__name__}")
+    if tuple(w.shape) != shape:
+        raise ShapeError(f"{owner}: {name} must have shape {shape}, got {tuple(w.shape)}")
+    if w.dtype != x.dtype or w.device != x.device:
+        raise DTypeError(
+            f"{owner}: {name} ({w.dtype}, {w.device}) must match the input ({x.dtype}, {x.device})"
+        )
+    return w
+
+
+def lif_adjoint(
+    current: Tensor,
+    p: LIFAdjointParameters = NORSE_DEFAULTS,
+    jumps: str = "eventprop",
+) -> tuple[Tensor, Tensor]:
+    """Feed-forward current-based LIF over a whole sequence, differentiated by the
+    adjoint method (module docstring): Norse's ``lif_feed_forward_adjoint_step`` over
+    every step.
+
+    Args:
+        current: the input current ``c[t]`` added to the synaptic current, ``[T, B, N]``.
+        p: the neuron's parameters (default Norse's).
+        jumps: ``"eventprop"`` (default) or ``"norse"`` (module docstring).
+
+    Returns:
+        ``(spikes, v)``, both ``[T, B, N]``: the spikes ``z[t]`` and the membrane after
+        the reset ``v[t]``; a loss may use either.
+
+    Raises:
+        ConfigurationError: bad parameters or ``jumps``.
+        ShapeError: ``current`` is not ``[T, B, N]`` with ``T >= 1``.
+        DTypeError: ``current`` is not floating-point.
+    """
+    owner = "lif_adjoint"
+    p = _check_parameters(owner, p)
+    jumps = _check_jumps(owner, jumps)
+    current = _check_sequence(owner, "current", current)
+    spikes, v = _LIFAdjoint.apply(current, None, None, p, jumps)
+    return spikes, v
+
+
+def lif_recurrent_adjoint(
+    x: Tensor,
+    input_weights: Tensor,
+    recurrent_weights: Tensor | None,
+    p: LIFAdjointParameters = NORSE_DEFAULTS,
+    jumps: str = "eventprop",
+) -> tuple[Tensor, Tensor]:
+    """A Linear -> LIF layer (optionally recurrent) over a whole sequence, differentiated
+    by the adjoint method: Norse's ``lif_adjoint_step`` over every step. The input current
+    is ``W_in x[t]`` (+ ``W_rec z[t-1]``); gradients reach ``x``, ``input_weights`` and
+    ``recurrent_weights``.
+
+    Args:
+        x: inputs ``[T, B, I]``.
+        input_weights: ``W_in``, ``[N, I]``.
+        recurrent_weights: ``W_rec``, ``[N, N]`` (row: receiving neuron), or None.
+        p: the neuron's parameters (default Norse's).
+        jumps: ``"eventprop"`` (default) or ``"norse"`` (module docstring).
+
+    Returns:
+        ``(spikes, v)``, both ``[T, B, N]``.
+
+    Raises:
+        ConfigurationError: bad parameters or ``jumps``, a weight that is not a tensor.
+        ShapeError: a shape that does not fit.
+        DTypeError: weights of another dtype or device than ``x``, integer ``x``.
+    """
+    owner = "lif_recurrent_adjoint"
+    p = _check_parameters(owner, p)
+    jumps = _check_jumps(owner, jumps)
+    x = _check_sequence(owner, "x", x)
+    if not isinstance(input_weights, Tensor) or input_weights.dim() != 2:
+        raise ShapeError(
+            f"{owner}: input_weights must be a [N, I] tensor, got "
+            + (
+                f"shape {tuple(input_weights.shape)}"
+                if isinstance(input_weights, Tensor)
+                else repr(input_weights)
+            )
+        )
+    n, width = input_weights.shape
+    x = _check_sequence(owner, "x", x, width)
+    _check_weight(owner, "input_weights", input_weights, (n, width), x)
+    if recurrent_weights is not None:
+        _check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
+    spikes, v = _LIFAdjoint.apply(x, input_weights, recurrent_weights, p, jumps)
+    return spikes, v
+
+
+class EventPropLIF(nn.Module):
+    """A Linear -> current-based LIF layer trained by EventProp (the adjoint method):
+    Norse's ``LIF``/``LIFRecurrent`` with ``method="adjoint"`` as one spikeflow module
+    over the whole sequence ``[T, B, in_features] -> [T, B, out_features]``.
+
+    Training memory: the layer keeps its input, the spike flags as bits and two numbers
+    per spike, whatever ``T`` (BPTT keeps the states of every step).
+
+    Args:
+        in_features: inputs per step.
+        out_features: neurons.
+        recurrent: add recurrent weights ``W_rec`` (``z[t-1]`` reaches ``J[t]``; default False).
+        p: the neurons' parameters (default Norse's ``LIFParameters()`` with ``dt = 1e-3``).
+        jumps: ``"eventprop"`` (default) or ``"norse"`` (see :mod:`spikeflow.learn.eventprop`).
+        weight_scale: the weights are drawn from ``N(0, weight_scale² · 2/in_features)``
+            (``W_rec``: ``2/out_features``); default 1.
+
+    ``forward(x)`` returns the spikes; ``forward(x, return_voltage=True)`` the spikes and the
+    membrane ``v`` (a loss may use either; both backpropagate by the adjoint).
+
+    Raises:
+        ConfigurationError: a count below 1, bad parameters or ``jumps``.
+    """
+
+    #: ``forward`` always starts from the resting state (``v = v_leak``, no current).
+    streamable = False
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        recurrent: bool = False,
+        p: LIFAdjointParameters = NORSE_DEFAULTS,
+        jumps: str = "eventprop",
+        weight_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.in_features = check_int(f"{owner}: in_features", in_features, 1)
+        self.out_features = check_int(f"{owner}: out_features", out_features, 1)
+        self.recurrent = check_flag(owner, "recurrent", recurrent)
+        self.p = _check_parameters(owner, p)
+        self.jumps = _check_jumps(owner, jumps)
+        scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
+        self.input_weights = nn.Parameter(
+            torch.randn(out_features, in_features) * scale * math.sqrt(2.0 / in_features)
+        )
+        self.recurrent_weights = (
+            nn.Parameter(
+                torch.randn(out_features, out_features) * scale * math.sqrt(2.0 / out_features)
+            )
+            if self.recurrent
+            else None
+        )
+
+    def forward(self, x: Tensor, return_voltage: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Spikes ``[T, B, out_features]`` of ``x`` ``[T, B, in_features]`` (and ``v``)."""
+        spikes, v = lif_recurrent_adjoint(
+            x, self.input_weights, self.recurrent_weights, self.p, self.jumps
+        )
+        return (spikes, v) if return_voltage else spikes
+
+    def extra_repr(self) -> str:
+        p = self.p
+        return (
+            f"{self.in_features}, {self.out_features}, recurrent={self.recurrent}, "
+            f"jumps={self.jumps!r}, tau_syn_inv={p.tau_syn_inv}, tau_mem_inv={p.tau_mem_inv}, "
+            f"v_leak={p.v_leak}, v_th={p.v_th}, v_reset={p.v_reset}, dt={p.dt}"
+        )
