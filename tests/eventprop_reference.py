@@ -75,17 +75,20 @@ def continuous_loss(input_times, input_ids, w_in, w_rec, horizon, p):
     return loss, spikes
 
 
-def continuous_gradient(input_times, input_ids, w_in, w_rec, horizon, p, step=1e-6):
+def continuous_gradient(input_times, input_ids, w_in, w_rec, horizon, p, step=1e-6, masks=None):
     """Central differences of :func:`continuous_loss` in ``w_in`` and ``w_rec`` (each
-    entry moved by ``step``); raises AssertionError if the spike count changes."""
+    entry moved by ``step``; only where ``masks``, a pair of boolean arrays, is True, 0
+    elsewhere); raises AssertionError if the spike count changes."""
     base, count = continuous_loss(input_times, input_ids, w_in, w_rec, horizon, p)
     grads = []
-    for w in (w_in, w_rec):
+    for w, mask in zip((w_in, w_rec), masks or (None, None)):
         if w is None:
             grads.append(None)
             continue
         g = np.zeros_like(w)
         for index in np.ndindex(*w.shape):
+            if mask is not None and not mask[index]:
+                continue
             values = []
             for sign in (1, -1):
                 w[index] += sign * step

@@ -1,8 +1,8 @@
-"""Local learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
+"""Learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
 :func:`stdp_update`), also reward-modulated (MSTDP, MSTDP-ET with
-:func:`eligibility_reward`), and e-prop for recurrent spiking networks (:class:`EProp`,
-:class:`EPropRSNN`), and EventProp, the adjoint method for LIF networks (:class:`EventPropLIF`,
-:func:`lif_adjoint`). See ``docs/learning.md``."""
+:func:`eligibility_reward`), e-prop for recurrent spiking networks (:class:`EProp`,
+:class:`EPropRSNN`), and EventProp, the adjoint method for LIF networks
+(:class:`EventPropLIF`, :func:`lif_adjoint`). See ``docs/learning.md``."""
 
 from spikeflow.learn.competitive import WinnerTakeAll
 from spikeflow.learn.eligibility import eligibility_stdp_update

@@ -28,7 +28,10 @@ spike time that the grid cannot represent::
 ``G`` is minus the loss's derivative with respect to the spike time: through the
 recurrent weights exactly (a spike that comes earlier moves the current jump it causes
 in neuron ``i``), and for a loss on the spike flags, ``∂L/∂z`` stands for
-``-∂L/∂t_spike`` (a spike that comes earlier counts as more), as in Norse.
+``-∂L/∂t_spike`` (a spike that comes earlier counts as more), as in Norse. Between
+layers, ``spike_input=True`` makes a layer hand the one before ``x ⊙ W_inᵀ (a λh − b λJ)``,
+the same spike-time derivative for its input spikes (EventProp across layers), instead
+of the count derivative ``W_inᵀ λJ``.
 
 ``"norse"``: Norse 1.1's adjoint, equation for equation (``LIFAdjointFunction``,
 ``LIFFeedForwardAdjointFunction``): ``λJ = λi + dt b (λv - λi)`` (the synaptic rate
@@ -50,10 +53,11 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.memory.packing import PackedSpikes, pack_spikes, unpack_spikes
+from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
 
 __all__ = [
     "EVENTPROP_JUMPS",
@@ -182,6 +186,7 @@ class _LIFAdjoint(torch.autograd.Function):
         w_rec: Tensor | None,
         p: LIFAdjointParameters,
         jumps: str,
+        spike_input: bool,
     ) -> tuple[Tensor, Tensor]:
         a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
         current = x if w_in is None else torch.matmul(x, w_in.t())
@@ -191,31 +196,33 @@ class _LIFAdjoint(torch.autograd.Function):
         z = current.new_zeros(batch, n)
         spikes = current.new_empty(steps, batch, n)
         voltage = current.new_empty(steps, batch, n)
-        minus, plus, counts = [], [], []
+        # the current each step's slopes use (J[t]; Norse: i[t-1]), kept until the loop
+        # ends, then read at the spikes only
+        base = current.new_empty(steps, batch, n)
+        charge, leak = dt * a, -dt * b  # Norse's products, in Norse's order
         for t in range(steps):
             j = i + current[t]
             if w_rec is not None:
                 j = j + torch.matmul(z, w_rec.t())
-            h = v + dt * a * ((p.v_leak - v) + j)
-            z = (h - p.v_th > 0).to(h.dtype)
-            fired = z.bool()
-            counts.append(int(fired.sum()))
-            if counts[-1]:
-                base = i if jumps == "norse" else j
-                minus.append(a * ((p.v_leak - v[fired]) + base[fired]))
-                plus.append(a * ((p.v_leak - p.v_reset) + base[fired]))
-            v = (1 - z) * h + z * p.v_reset
-            i = j + (-dt * b * j)
-            spikes[t] = z
+            base[t] = i if jumps == "norse" else j
+            h = v + charge * ((p.v_leak - v) + j)
+            fired = h > p.v_th  # Norse's H(h - v_th): the same comparison
+            v = torch.where(fired, p.v_reset, h)  # Norse's (1 - z) h + z v_reset
+            i = j + leak * j
+            spikes[t] = fired
             voltage[t] = v
-        empty = current.new_zeros(0)
+            if w_rec is not None:
+                z = fired.to(h.dtype)
+        fired = spikes.bool()
+        before = torch.cat([current.new_full((1, batch, n), p.v_leak), voltage[:-1]])
         ctx.saved = _Saved(
-            pack_spikes(spikes.bool()),
-            counts,
-            torch.cat(minus) if minus else empty,
-            torch.cat(plus) if plus else empty,
+            pack_spikes(fired),
+            fired.sum(dim=(1, 2)).tolist(),
+            a * ((p.v_leak - before[fired]) + base[fired]),  # in time order
+            a * ((p.v_leak - p.v_reset) + base[fired]),
         )
-        ctx.p, ctx.jumps = p, jumps
+        del base, before
+        ctx.p, ctx.jumps, ctx.spike_input = p, jumps, spike_input
         # the input is kept for the input weights' gradient only (a current needs none)
         to_save = [t for t in (x if w_in is not None else None, w_in, w_rec) if t is not None]
         ctx.has = (w_in is not None, w_rec is not None)
@@ -223,6 +230,7 @@ class _LIFAdjoint(torch.autograd.Function):
         return spikes, voltage
 
     @staticmethod
+    @once_differentiable
     def backward(  # type: ignore[override]
         ctx: Any, grad_spikes: Tensor, grad_voltage: Tensor
     ) -> tuple[Tensor | None, ...]:
@@ -240,6 +248,8 @@ class _LIFAdjoint(torch.autograd.Function):
         lam_i = grad_spikes.new_zeros(batch, n)
         g_rec = grad_spikes.new_zeros(batch, n)  # the recurrent part of G for step t
         d_current = grad_spikes.new_empty(steps, batch, n)
+        # λh of every step, for the spike-time gradient of spike inputs
+        d_h = grad_spikes.new_empty(steps, batch, n) if ctx.spike_input else None
         d_rec = None if w_rec is None else torch.zeros_like(w_rec)
         end = saved.slope_minus.numel()
         for t in range(steps - 1, -1, -1):
@@ -252,16 +262,15 @@ class _LIFAdjoint(torch.autograd.Function):
                     d_rec += lam_i.t().mm(z_all[t].to(lam_i.dtype))
                 lam_j = lam_i + dt * b * (lam_v - lam_i)
                 lam_h = lam_v - a * dt * lam_v
-                scale = lam_h
             else:
                 lam_h = lam_v
-                scale = lam_v
+            lam_pre = lam_h  # λ where the jump applies (Norse: after the leak)
             if count:
                 s_minus = saved.slope_minus[start:end]
                 s_plus = saved.slope_plus[start:end]
                 g = (grad_spikes[t] + g_rec)[fired]
                 lam_h = lam_h.clone()
-                lam_h[fired] = scale[fired] * (s_plus / s_minus) + g / s_minus
+                lam_h[fired] = lam_pre[fired] * (s_plus / s_minus) + g / s_minus
             end = start
             if norse:
                 lam_v = lam_h
@@ -274,19 +283,23 @@ class _LIFAdjoint(torch.autograd.Function):
                         d_rec += lam_j.t().mm(z_all[t - 1].to(lam_j.dtype))
                     g_rec = (a * lam_h - b * lam_j).mm(w_rec)
             d_current[t] = lam_j
+            if d_h is not None:
+                d_h[t] = lam_h
             lam_i = lam_j
         d_x = d_in = None
         if w_in is None:
             d_x = d_current
         else:
-            if ctx.needs_input_grad[0]:
+            if ctx.needs_input_grad[0] and d_h is not None:  # spike_input
+                d_x = x * torch.matmul(a * d_h - b * d_current, w_in)
+            elif ctx.needs_input_grad[0]:
                 d_x = torch.matmul(d_current, w_in)
             if ctx.needs_input_grad[1]:
                 paired = d_current
                 if norse:  # Norse pairs x[t] with λJ[t+1]
                     paired = torch.cat([d_current[1:], torch.zeros_like(d_current[:1])])
                 d_in = torch.einsum("tbn,tbi->ni", paired, x)
-        return d_x, d_in, d_rec, None, None
+        return d_x, d_in, d_rec, None, None, None
 
 
 def _check_sequence(owner: str, name: str, x: object, width: int | None = None) -> Tensor:
@@ -346,7 +359,7 @@ def lif_adjoint(
     p = _check_parameters(owner, p)
     jumps = _check_jumps(owner, jumps)
     current = _check_sequence(owner, "current", current)
-    spikes, v = _LIFAdjoint.apply(current, None, None, p, jumps)
+    spikes, v = _LIFAdjoint.apply(current, None, None, p, jumps, False)
     return spikes, v
 
 
@@ -356,6 +369,7 @@ def lif_recurrent_adjoint(
     recurrent_weights: Tensor | None,
     p: LIFAdjointParameters = NORSE_DEFAULTS,
     jumps: str = "eventprop",
+    spike_input: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """A Linear -> LIF layer (optionally recurrent) over a whole sequence, differentiated
     by the adjoint method: Norse's ``lif_adjoint_step`` over every step. The input current
@@ -368,6 +382,11 @@ def lif_recurrent_adjoint(
         recurrent_weights: ``W_rec``, ``[N, N]`` (row: receiving neuron), or None.
         p: the neuron's parameters (default Norse's).
         jumps: ``"eventprop"`` (default) or ``"norse"`` (module docstring).
+        spike_input: ``x`` are spikes (0 or 1) of another EventProp layer: the gradient
+            returned for ``x`` is then ``x ⊙ W_inᵀ (a λh[t] − b λJ[t])``, minus the loss's
+            derivative with respect to each input spike's time (what the layer before
+            needs for its jumps: exact EventProp across layers), instead of ``∂L/∂x``.
+            ``jumps="eventprop"`` only (default False).
 
     Returns:
         ``(spikes, v)``, both ``[T, B, N]``.
@@ -380,7 +399,12 @@ def lif_recurrent_adjoint(
     owner = "lif_recurrent_adjoint"
     p = _check_parameters(owner, p)
     jumps = _check_jumps(owner, jumps)
-    x = _check_sequence(owner, "x", x)
+    spike_input = check_flag(owner, "spike_input", spike_input)
+    if spike_input and jumps != "eventprop":
+        raise ConfigurationError(
+            f"{owner}: spike_input=True needs jumps='eventprop' (Norse's adjoint passes "
+            f"the count derivative between layers), got jumps={jumps!r}"
+        )
     if not isinstance(input_weights, Tensor) or input_weights.dim() != 2:
         raise ShapeError(
             f"{owner}: input_weights must be a [N, I] tensor, got "
@@ -395,7 +419,9 @@ def lif_recurrent_adjoint(
     _check_weight(owner, "input_weights", input_weights, (n, width), x)
     if recurrent_weights is not None:
         _check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
-    spikes, v = _LIFAdjoint.apply(x, input_weights, recurrent_weights, p, jumps)
+    if spike_input and not is_binary(x):
+        raise ConfigurationError(f"{owner}: spike_input=True but x holds values other than 0 and 1")
+    spikes, v = _LIFAdjoint.apply(x, input_weights, recurrent_weights, p, jumps, spike_input)
     return spikes, v
 
 
@@ -415,6 +441,8 @@ class EventPropLIF(nn.Module):
         jumps: ``"eventprop"`` (default) or ``"norse"`` (see :mod:`spikeflow.learn.eventprop`).
         weight_scale: the weights are drawn from ``N(0, weight_scale² · 2/in_features)``
             (``W_rec``: ``2/out_features``); default 1.
+        spike_input: the input is the spikes of another EventProp layer; pass it the
+            spike-time gradient (see :func:`lif_recurrent_adjoint`; default False).
 
     ``forward(x)`` returns the spikes; ``forward(x, return_voltage=True)`` the spikes and the
     membrane ``v`` (a loss may use either; both backpropagate by the adjoint).
@@ -434,6 +462,7 @@ class EventPropLIF(nn.Module):
         p: LIFAdjointParameters = NORSE_DEFAULTS,
         jumps: str = "eventprop",
         weight_scale: float = 1.0,
+        spike_input: bool = False,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -442,6 +471,9 @@ class EventPropLIF(nn.Module):
         self.recurrent = check_flag(owner, "recurrent", recurrent)
         self.p = _check_parameters(owner, p)
         self.jumps = _check_jumps(owner, jumps)
+        self.spike_input = check_flag(owner, "spike_input", spike_input)
+        if self.spike_input and self.jumps != "eventprop":
+            raise ConfigurationError(f"{owner}: spike_input=True needs jumps='eventprop'")
         scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
         self.input_weights = nn.Parameter(
             torch.randn(out_features, in_features) * scale * math.sqrt(2.0 / in_features)
@@ -457,7 +489,7 @@ class EventPropLIF(nn.Module):
     def forward(self, x: Tensor, return_voltage: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Spikes ``[T, B, out_features]`` of ``x`` ``[T, B, in_features]`` (and ``v``)."""
         spikes, v = lif_recurrent_adjoint(
-            x, self.input_weights, self.recurrent_weights, self.p, self.jumps
+            x, self.input_weights, self.recurrent_weights, self.p, self.jumps, self.spike_input
         )
         return (spikes, v) if return_voltage else spikes
 
@@ -465,6 +497,7 @@ class EventPropLIF(nn.Module):
         p = self.p
         return (
             f"{self.in_features}, {self.out_features}, recurrent={self.recurrent}, "
-            f"jumps={self.jumps!r}, tau_syn_inv={p.tau_syn_inv}, tau_mem_inv={p.tau_mem_inv}, "
+            f"jumps={self.jumps!r}, spike_input={self.spike_input}, "
+            f"tau_syn_inv={p.tau_syn_inv}, tau_mem_inv={p.tau_mem_inv}, "
             f"v_leak={p.v_leak}, v_th={p.v_th}, v_reset={p.v_reset}, dt={p.dt}"
         )
