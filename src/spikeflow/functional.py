@@ -10,7 +10,10 @@ Also SpikingJelly's forward helpers (:func:`seq_to_ann_forward`, :func:`multi_st
 :func:`chunk_multi_step_forward`, the time-last ``t_last_*``), :func:`delay`,
 :func:`kaiming_normal_conv_linear_weight`, and its output helpers from
 :mod:`spikeflow.output_coding` (:func:`first_spike_index`, :func:`redundant_one_hot`,
-:func:`kernel_dot_product`, :func:`spike_similar_loss`, :func:`set_threshold_margin`).
+:func:`kernel_dot_product`, :func:`spike_similar_loss`, :func:`set_threshold_margin`),
+and its bit packing and Linear on spikes from :mod:`spikeflow.memory.spike_linear`
+(:func:`bit_spike_compress`, :func:`bit_spike_decompress`, :func:`bit_pack_spike_dense`,
+:func:`packed_spike_linear`, :func:`sparse_linear`).
 See ``docs/functional.md``.
 """
 
@@ -35,6 +38,13 @@ from spikeflow.base import (
     run_explicit,
 )
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
+from spikeflow.memory.spike_linear import (
+    bit_pack_spike_dense,
+    bit_spike_compress,
+    bit_spike_decompress,
+    packed_spike_linear,
+    sparse_linear,
+)
 from spikeflow.output_coding import (
     first_spike_index,
     kernel_dot_product,
@@ -44,6 +54,9 @@ from spikeflow.output_coding import (
 )
 
 __all__ = [
+    "bit_pack_spike_dense",
+    "bit_spike_compress",
+    "bit_spike_decompress",
     "check_streamable",
     "chunk_multi_step_forward",
     "delay",
@@ -53,6 +66,7 @@ __all__ = [
     "kernel_dot_product",
     "memory_modules",
     "multi_step_forward",
+    "packed_spike_linear",
     "redundant_one_hot",
     "reset_before_call",
     "reset_net",
@@ -61,6 +75,7 @@ __all__ = [
     "set_step_mode",
     "set_streaming",
     "set_threshold_margin",
+    "sparse_linear",
     "spike_similar_loss",
     "streaming",
     "t_last_multi_step_forward",

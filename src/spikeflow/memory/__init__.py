@@ -1,5 +1,7 @@
 """Training memory: recompute blocks in the backward pass (gradient checkpointing made
-exact for spiking networks) and keep spike tensors at one bit per element.
+exact for spiking networks) and keep spike tensors at one bit per element; SpikingJelly's
+bit packing (``bit_*``) and Linear on packed or binary spikes (``packed_spike_linear``,
+``sparse_linear``).
 
 See ``docs/memory.md``.
 """
@@ -13,16 +15,28 @@ from spikeflow.memory.recompute import (
     reruns_forward,
     undo_recompute,
 )
+from spikeflow.memory.spike_linear import (
+    bit_pack_spike_dense,
+    bit_spike_compress,
+    bit_spike_decompress,
+    packed_spike_linear,
+    sparse_linear,
+)
 
 __all__ = [
     "PackedSpikes",
     "Recomputed",
+    "bit_pack_spike_dense",
+    "bit_spike_compress",
+    "bit_spike_decompress",
     "has_recomputed_blocks",
     "is_binary",
     "is_recomputing",
     "pack_spikes",
+    "packed_spike_linear",
     "recompute_blocks",
     "reruns_forward",
+    "sparse_linear",
     "undo_recompute",
     "unpack_spikes",
 ]
