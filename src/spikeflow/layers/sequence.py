@@ -24,12 +24,14 @@ what it gives when applied to each step separately.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from spikeflow.base import StepMode, StepModule
+from spikeflow.errors import DTypeError, ShapeError
 from spikeflow.layers._time import STEP_1D, STEP_2D, STEP_3D, check_step_dims, fold_time
 
 __all__ = [
@@ -50,6 +52,9 @@ __all__ = [
     "MaxPool1d",
     "MaxPool2d",
     "MaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
     "SequenceLayerMixin",
     "Upsample",
 ]
@@ -189,6 +194,79 @@ class MaxPool3d(SequenceLayerMixin, nn.MaxPool3d):
     """:class:`torch.nn.MaxPool3d` over a sequence; one step is ``[B, C, D, H, W]``.
 
     With ``return_indices=True`` the output is ``(values, indices)``, both ``[T, B, ...]``.
+    """
+
+    step_layout, step_ndim = STEP_3D
+
+
+class _MaxUnpoolMixin(SequenceLayerMixin):
+    """The inverse of a max pool with ``return_indices=True``: ``forward(x, indices,
+    output_size=None)``, ``x`` and ``indices`` (the pool's two outputs) of one shape;
+    in multi-step mode both are folded. ``output_size`` is the spatial size to unpool
+    to (``(H, W)`` for 2-D), or a one-step or whole-sequence shape ending in it (the
+    pool's input ``x.shape``), for the sizes a strided pool rounded away."""
+
+    def forward(  # type: ignore[override]
+        self, x: Tensor, indices: Tensor, output_size: Sequence[int] | None = None
+    ) -> Tensor:
+        """Unpool ``x`` to the positions ``indices`` name (zeros elsewhere)."""
+        name = type(self).__name__
+        if not isinstance(indices, Tensor) or indices.dtype != torch.int64:
+            what = indices.dtype if isinstance(indices, Tensor) else type(indices).__name__
+            raise DTypeError(
+                f"{name}: indices must be the int64 tensor a MaxPool with "
+                f"return_indices=True returns, got {what}"
+            )
+        if isinstance(x, Tensor) and indices.shape != x.shape:
+            raise ShapeError(
+                f"{name}: indices must have the shape of x {tuple(x.shape)} (both outputs "
+                f"of one max pool), got {tuple(indices.shape)}"
+            )
+        spatial = self.step_ndim[0] - 2
+        if output_size is not None:
+            size = tuple(output_size)
+            if len(size) not in (spatial, spatial + 2, spatial + 3):
+                raise ShapeError(
+                    f"{name}: output_size must be the {spatial} spatial sizes, or a step's "
+                    f"or the sequence's shape ending in them, got {size}"
+                )
+            output_size = size[-spatial:]
+        return super().forward(x, indices, output_size)
+
+    def _multi_step(
+        self, layer_forward: Callable[..., Any], x: Tensor, *args: Any, **kwargs: Any
+    ) -> Any:
+        indices, output_size = args
+        values = x.flatten(0, 1)
+        out = layer_forward(values, indices.flatten(0, 1), output_size)
+        return out.unflatten(0, x.shape[:2])
+
+
+class MaxUnpool1d(_MaxUnpoolMixin, nn.MaxUnpool1d):
+    """:class:`torch.nn.MaxUnpool1d` over a sequence; one step is ``[B, C, L]``.
+
+    ``forward(x, indices, output_size=None)`` with ``(x, indices)`` from a
+    :class:`MaxPool1d` with ``return_indices=True``; ``output_size`` ``(L,)``.
+    """
+
+    step_layout, step_ndim = STEP_1D
+
+
+class MaxUnpool2d(_MaxUnpoolMixin, nn.MaxUnpool2d):
+    """:class:`torch.nn.MaxUnpool2d` over a sequence; one step is ``[B, C, H, W]``.
+
+    ``forward(x, indices, output_size=None)`` with ``(x, indices)`` from a
+    :class:`MaxPool2d` with ``return_indices=True``; ``output_size`` ``(H, W)``.
+    """
+
+    step_layout, step_ndim = STEP_2D
+
+
+class MaxUnpool3d(_MaxUnpoolMixin, nn.MaxUnpool3d):
+    """:class:`torch.nn.MaxUnpool3d` over a sequence; one step is ``[B, C, D, H, W]``.
+
+    ``forward(x, indices, output_size=None)`` with ``(x, indices)`` from a
+    :class:`MaxPool3d` with ``return_indices=True``; ``output_size`` ``(D, H, W)``.
     """
 
     step_layout, step_ndim = STEP_3D
