@@ -34,6 +34,9 @@ code of a counter-based encoder is periodic (period ``T``, or ``P`` / ``K`` for 
 periodic and phase encoders): a streaming run longer than one period starts the code
 again.
 
+:class:`StatelessEncoder` and :class:`StatefulEncoder` are bases for encoders of your
+own (implement one step, or the whole train ``[T, *]``).
+
 :func:`target_spike_trains` and :func:`ramp_targets` make the target trains of
 rate-coded losses (snnTorch's ``spikegen.targets_rate`` and its ``interpolate``).
 
@@ -42,6 +45,7 @@ observed minimum and maximum; checking the range (or for NaN) reads numbers back
 the device (one synchronisation per call).
 """
 
+from spikeflow.encoding.base import StatefulEncoder, StatelessEncoder
 from spikeflow.encoding.delta import DeltaModulationEncoder, delta_modulation
 from spikeflow.encoding.learnable_population import LearnablePopulationEncoder
 from spikeflow.encoding.lif import ConstantCurrentLIFEncoder, FirstSpikeFilter
@@ -61,6 +65,8 @@ __all__ = [
     "PeriodicEncoder",
     "PoissonEncoder",
     "SignedPoissonEncoder",
+    "StatefulEncoder",
+    "StatelessEncoder",
     "WeightedPhaseEncoder",
     "delta_modulation",
     "population_rbf",
