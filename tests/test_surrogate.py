@@ -21,11 +21,13 @@ from spikeflow.surrogate import (
     S2NN,
     SURROGATES,
     ATan,
+    DeterministicPass,
     Erf,
     FakeNumericalGradient,
     FastSigmoid,
     LeakyKReLU,
     LeakySpikeOperator,
+    LogTailedReLU,
     NonzeroSignLogAbs,
     PiecewiseExp,
     PiecewiseLeakyReLU,
@@ -199,6 +201,22 @@ def fng_d(x, alpha):
     return alpha if x == 0 else min(1 / abs(x), alpha)
 
 
+def ltr_d(x, alpha):
+    return alpha if x <= 0 else 1.0 if x <= 1 else 1 / x
+
+
+def ltr_p(x, alpha):
+    return alpha * x if x <= 0 else x if x <= 1 else math.log(x) + 1
+
+
+def ste_d(x):
+    return 1.0
+
+
+def ste_p(x):
+    return x
+
+
 # snnTorch's (snntorch.surrogate, 1.0), as its backward functions compute them.
 
 
@@ -309,6 +327,15 @@ SPECS = [
         kinks=lambda q: [-q["gamma"], 0.0, q["gamma"]],
     ),
     Spec(FakeNumericalGradient, {"alpha": 0.3}, {"alpha": 2.0}, fng_d),
+    Spec(
+        LogTailedReLU,
+        {"alpha": 0.0},
+        {"alpha": 0.25},
+        ltr_d,
+        ltr_p,
+        kinks=lambda q: [0.0, 1.0],
+    ),
+    Spec(DeterministicPass, {}, {}, ste_d, ste_p),
     Spec(FastSigmoid, {"slope": 25.0}, {"slope": 3.0}, fast_sigmoid_d),
     Spec(
         SpikeRateEscape,
@@ -368,7 +395,7 @@ def test_table_covers_the_family():
     # (MultiLevelSpikeCount, a count and not a step, has its own tests:
     # test_surrogate_multilevel.py)
     assert {s.id for s in SPECS} | {"MultiLevelSpikeCount"} == set(SURROGATES)
-    assert len(SURROGATES) == 22
+    assert len(SURROGATES) == 24
     for name, cls in SURROGATES.items():
         assert cls.__name__ == name
         assert name in sg_module.__all__
@@ -588,7 +615,13 @@ BAD = [
     (Triangle, {"gamma": -1.0}),
     (PiecewiseLeakyReLU, {"w": 0.0}),
     (PiecewiseLeakyReLU, {"w": -1.0}),
-] + [(s.cls, {"alpha": bad}) for s in SPECS if "alpha" in s.defaults for bad in (-1.0, 0.0)]
+] + [
+    (s.cls, {"alpha": bad})
+    for s in SPECS
+    if "alpha" in s.defaults
+    # LogTailedReLU's alpha is a slope below the threshold: 0 (its default) is fine.
+    for bad in ((-1.0,) if s.cls is LogTailedReLU else (-1.0, 0.0))
+]
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), BAD, ids=lambda v: getattr(v, "__name__", str(v)))

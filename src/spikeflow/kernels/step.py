@@ -128,7 +128,7 @@ def _build_step(
     if surrogate.spiking and not type(surrogate).heaviside_forward:
         raise TraceError(
             f"the surrogate {type(surrogate).__name__}'s spiking forward is not a Heaviside "
-            "step (a multi-level count), and the fused kernels fire by one; "
+            "step (a multi-level count, a random draw), and the fused kernels fire by one; "
             "backend='torch' runs it"
         )
     x = var("x")

@@ -30,13 +30,17 @@ The family (methods document, section 2; default parameters in brackets):
   (alpha=2), :class:`NonzeroSignLogAbs` (alpha=1), :class:`PiecewiseLeakyReLU` (w=1,
   c=0.01), :class:`QPseudoSpike` (alpha=2, > 1), :class:`S2NN` (alpha=4, beta=1),
   :class:`SquarewaveFourierSeries` (n=2, T_period=8), :class:`Rect` (alpha=1),
-  :class:`Triangle` (gamma=1);
+  :class:`Triangle` (gamma=1), :class:`LogTailedReLU` (alpha=0, >= 0),
+  :class:`DeterministicPass` (the straight-through estimator, no parameters);
 - derivative only (``has_primitive = False``, so no ``spiking=False``):
   :class:`SuperSpike` (alpha=1), :class:`LeakyKReLU` (leak=0, k=1),
   :class:`FakeNumericalGradient` (alpha=0.3);
 - a multi-level count instead of a step (``heaviside_forward = False``):
   :class:`MultiLevelSpikeCount` (max_spike_count=4, grad_window=(0, max_spike_count)),
-  the spike function of the multi-level (integer) neurons.
+  the spike function of the multi-level (integer) neurons;
+- a random draw instead of a step (``heaviside_forward = False``): :class:`PoissonPass`
+  (fires with probability ``x``, straight-through gradient; random: not named in
+  :data:`SURROGATES`, refused by the fused kernels).
 
 snnTorch's, by its definitions (derivative only): :class:`FastSigmoid` (slope=25),
 :class:`SpikeRateEscape` (beta=1, slope=25), :class:`SparseFastSigmoid` (slope=25, B=1),
@@ -67,13 +71,16 @@ from spikeflow.surrogate.snntorch_style import (
 from spikeflow.surrogate.spikingjelly import (
     S2NN,
     ATan,
+    DeterministicPass,
     Erf,
     FakeNumericalGradient,
     LeakyKReLU,
+    LogTailedReLU,
     NonzeroSignLogAbs,
     PiecewiseExp,
     PiecewiseLeakyReLU,
     PiecewiseQuadratic,
+    PoissonPass,
     QPseudoSpike,
     Rect,
     Sigmoid,
@@ -87,16 +94,19 @@ __all__ = [
     "S2NN",
     "SURROGATES",
     "ATan",
+    "DeterministicPass",
     "Erf",
     "FakeNumericalGradient",
     "FastSigmoid",
     "LeakyKReLU",
     "LeakySpikeOperator",
+    "LogTailedReLU",
     "MultiLevelSpikeCount",
     "NonzeroSignLogAbs",
     "PiecewiseExp",
     "PiecewiseLeakyReLU",
     "PiecewiseQuadratic",
+    "PoissonPass",
     "QPseudoSpike",
     "Rect",
     "Sigmoid",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from spikeflow.errors import ConfigurationError
 from spikeflow.surrogate.base import Surrogate, _mask, _require, _require_positive, _sign
 
 
@@ -351,3 +353,119 @@ class FakeNumericalGradient(Surrogate):
     def derivative(x: Tensor, alpha: float) -> Tensor:
         # 1 / max(|x|, 1/alpha) == min(1/|x|, alpha), with no division by zero at x = 0.
         return 1 / torch.clamp(torch.abs(x), min=1 / alpha)
+
+
+class LogTailedReLU(Surrogate):
+    """Log-tailed ReLU surrogate (Cai et al. 2017, "Deep Learning with Low Precision by
+    Half-wave Gaussian Quantization"; SpikingJelly's ``LogTailedReLU``): derivative
+    ``alpha`` for ``x <= 0``, 1 on ``(0, 1]`` and ``1/x`` above; primitive ``alpha x``,
+    ``x`` and ``ln(x) + 1`` on those pieces (alpha 0, >= 0: no gradient below the
+    threshold, a ReLU whose tail grows only logarithmically).
+    """
+
+    def __init__(self, alpha: float = 0.0, spiking: bool = True) -> None:
+        super().__init__(spiking=spiking, alpha=alpha)
+        _require(self, "alpha", self.alpha >= 0, ">= 0")
+
+    @staticmethod
+    def derivative(x: Tensor, alpha: float) -> Tensor:
+        below = _mask(x <= 0, x)
+        # 1 / max(x, 1) is 1 on (0, 1] and 1/x above, with no division by zero.
+        return below * alpha + (1 - below) / torch.clamp(x, min=1.0)
+
+    @staticmethod
+    def primitive(x: Tensor, alpha: float) -> Tensor:
+        tail = torch.log(torch.clamp(x, min=1.0)) + 1
+        return torch.where(x > 1, tail, torch.where(x > 0, x, alpha * x))
+
+
+class DeterministicPass(Surrogate):
+    """Straight-through estimator (SpikingJelly's ``DeterministicPass``): the Heaviside
+    step forward, the gradient passed through unchanged (derivative 1 everywhere);
+    ``spiking=False`` returns ``x`` itself (the primitive is the identity). No
+    parameters.
+    """
+
+    def __init__(self, spiking: bool = True) -> None:
+        super().__init__(spiking=spiking)
+
+    @staticmethod
+    def derivative(x: Tensor) -> Tensor:
+        return torch.ones_like(x)
+
+    @staticmethod
+    def primitive(x: Tensor) -> Tensor:
+        return x
+
+
+class _BernoulliPass(torch.autograd.Function):
+    """``bernoulli(p)`` forward (in ``p``'s dtype), the gradient passed straight through."""
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(ctx: Any, p: Tensor) -> Tensor:
+        return torch.bernoulli(p.detach())
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Tensor:
+        return grad_output
+
+
+class PoissonPass(Surrogate):
+    """Stochastic firing with a straight-through gradient (SpikingJelly's
+    ``PoissonPass``): forward a spike with probability ``x`` (``torch.bernoulli(x)``, from
+    torch's global generator, in ``x``'s dtype; SpikingJelly returns float32), backward
+    the gradient unchanged; ``spiking=False`` returns ``x``. ``x`` is a probability in
+    ``[0, 1]`` (as a neuron's spike function it gets ``H - threshold``, which must then
+    lie there too).
+
+    Random, so not a Heaviside step of ``x``: like snnTorch's
+    :class:`~spikeflow.surrogate.StochasticSpikeOperator` it is not named in
+    :data:`~spikeflow.surrogate.SURROGATES` (pass the class or an instance), and a
+    declared neuron with it runs on the reference loop (the fused kernels fire by a
+    Heaviside step and refuse it; ``backend="auto"`` falls back with a warning).
+
+    Raises:
+        ConfigurationError: (when called) ``x`` outside ``[0, 1]`` or NaN (naming its
+            range), or ``strict=True`` (a random draw has no strict form).
+    """
+
+    heaviside_forward = False
+
+    def __init__(self, spiking: bool = True) -> None:
+        super().__init__(spiking=spiking)
+
+    @staticmethod
+    def derivative(x: Tensor) -> Tensor:
+        from spikeflow.kernels.expr import Expr, TraceError  # (lazy: kernels import us)
+
+        if isinstance(x, Expr):
+            raise TraceError(
+                "PoissonPass fires at random (torch.bernoulli), which the fused kernels "
+                "cannot compile: run the neuron with backend='torch' (backend='auto' does "
+                "so by itself)"
+            )
+        return torch.ones_like(x)
+
+    @staticmethod
+    def primitive(x: Tensor) -> Tensor:
+        return x
+
+    def forward(self, x: Tensor, strict: bool = False) -> Tensor:
+        """Spikes drawn with probability ``x`` (straight-through gradient), or ``x``."""
+        if strict:
+            raise ConfigurationError(
+                "PoissonPass fires at random with probability x: it has no strict form "
+                "(strict_firing=True)"
+            )
+        if not self.spiking:
+            return x
+        inside = (x >= 0) & (x <= 1)
+        if not bool(inside.all()):
+            raise ConfigurationError(
+                f"PoissonPass fires with probability x, which must lie in [0, 1]; got x in "
+                f"[{x.min().item():g}, {x.max().item():g}]"
+                + (" with NaN" if bool(torch.isnan(x).any()) else "")
+            )
+        return _BernoulliPass.apply(x)
