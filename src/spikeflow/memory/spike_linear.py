@@ -276,7 +276,9 @@ def _unpack_rows(packed: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     """``[M, ceil(K / 8)]`` uint8 -> ``[M, K]`` 0/1 of ``dtype`` (padding bits dropped)."""
     table = _table(dtype, packed.device)
     rows = torch.nn.functional.embedding(packed.long(), table)
-    return rows.reshape(packed.shape[0], packed.shape[1] * 8)[:, :k]
+    rows = rows.reshape(packed.shape[0], packed.shape[1] * 8)
+    # Contiguous: torch's matmul of a column slice is slow (a parallel copy per call).
+    return rows if rows.shape[1] == k else rows[:, :k].contiguous()
 
 
 def bit_spike_compress(spike: Tensor) -> Tensor:
