@@ -20,6 +20,7 @@ from spikeflow.data.datasets.images_cifar import CIFAR10, CIFAR100, CIFAR100_COA
 from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.nomniglot import NOMNIGLOT_CLASSES, NOmniglot
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
+from spikeflow.data.datasets.smnist import SMNIST, smnist_encode
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
 from spikeflow.data.datasets.tactile import STMNIST
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
@@ -41,6 +42,7 @@ __all__ = [
     "NTIDIGITS18",
     "POKERDVS",
     "SHD",
+    "SMNIST",
     "SSC",
     "STMNIST",
     "Bullying10K",
@@ -62,4 +64,5 @@ __all__ = [
     "read_bullying10k",
     "read_navgesture_dat",
     "read_pokerdvs",
+    "smnist_encode",
 ]
