@@ -12,6 +12,7 @@ from spikeflow.data.datasets.audio import (
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
+from spikeflow.data.datasets.ebssa import EBSSA
 from spikeflow.data.datasets.eyetracking import ThreeETEyetracking
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
 from spikeflow.data.datasets.image_folder import ImageFolder
@@ -33,6 +34,7 @@ __all__ = [
     "CIFAR10DVS_CLASSES",
     "CIFAR100",
     "CIFAR100_COARSE_CLASSES",
+    "EBSSA",
     "FSDD",
     "HARDVS",
     "KMNIST",
