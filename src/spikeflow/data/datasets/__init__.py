@@ -11,6 +11,7 @@ from spikeflow.data.datasets.audio import (
 )
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
+from spikeflow.data.datasets.dsec import DSEC_RECORDINGS, DSECEvents
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
 from spikeflow.data.datasets.ebssa import EBSSA
 from spikeflow.data.datasets.eyetracking import ThreeETEyetracking
@@ -34,6 +35,7 @@ __all__ = [
     "CIFAR10DVS_CLASSES",
     "CIFAR100",
     "CIFAR100_COARSE_CLASSES",
+    "DSEC_RECORDINGS",
     "EBSSA",
     "FSDD",
     "HARDVS",
@@ -49,6 +51,7 @@ __all__ = [
     "SSC",
     "STMNIST",
     "Bullying10K",
+    "DSECEvents",
     "DVS128Gesture",
     "DVSLip",
     "DatasetNotFoundError",
