@@ -46,6 +46,69 @@ DSEC_RECORDINGS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+def read_h5_datasets(path: Path, names: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
+    """The HDF5 datasets ``names`` of ``path`` as arrays (``hdf5plugin`` imported first
+    when installed: the DSEC and TUM-VIE releases compress with Blosc).
+
+    Raises:
+        DataFormatError: not an HDF5 file, a missing dataset, or a file h5py cannot read
+            (the message names ``what``'s compression and ``hdf5plugin``).
+    """
+    h5py = import_optional("h5py", f"{what} event files", "h5py")
+    try:
+        import hdf5plugin  # noqa: F401  (registers the Blosc filter the releases use)
+    except ImportError:
+        pass
+    with open(path, "rb") as f:
+        if f.read(8) != _HDF5_SIGNATURE:
+            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
+    raw: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for name in names:
+                if name not in f:
+                    raise format_error(path, None, f"no dataset {name!r}")
+                raw[name] = np.asarray(f[name][()])
+    except OSError as exc:
+        raise format_error(
+            path, None, f"h5py cannot read the file ({exc}); {what} compresses its events "
+            "with Blosc: pip install hdf5plugin"
+        ) from None  # fmt: skip
+    return raw
+
+
+def checked_xytp(
+    path: Path, raw: dict[str, np.ndarray], sensor_size: tuple[int, int], t_offset: int = 0
+) -> EventRecording:
+    """The recording of datasets ``events/{x,y,t,p}`` in ``raw`` (times ``t + t_offset``).
+
+    Raises:
+        DataFormatError: fields of different lengths, a value that is not a whole
+            number, a polarity other than 0/1, a pixel outside ``sensor_size`` or a time
+            that goes backwards (naming ``path`` and the row).
+    """
+    sizes = {n: raw[f"events/{n}"].size for n in "xytp"}
+    if len(set(sizes.values())) != 1:
+        raise format_error(path, None, f"the events/ datasets differ in length: {sizes}")
+    x, y, t, p = (as_int64(raw[f"events/{n}"], f"events/{n}", path) for n in "xytp")
+    t = t + t_offset
+    width, height = sensor_size
+    bad = np.flatnonzero((x < 0) | (y < 0) | (x >= width) | (y >= height) | (p < 0) | (p > 1))
+    if bad.size:
+        i = int(bad[0])
+        raise format_error(
+            path, None, f"event {i} (x={x[i]}, y={y[i]}, p={p[i]}) lies outside the "
+            f"{width}x{height} sensor or has a polarity other than 0/1"
+        )  # fmt: skip
+    back = np.flatnonzero(t[1:] < t[:-1])
+    if back.size:
+        i = int(back[0]) + 1
+        raise format_error(
+            path, None, f"events/t row {i}: time goes backwards ({t[i - 1]} -> {t[i]} us)"
+        )
+    return EventRecording(make_events(t, x, y, p.astype(np.int8)), (width, height, 2), str(path))
+
+
 def read_dsec_events(
     path: str | os.PathLike, sensor_size: tuple[int, int] = (640, 480)
 ) -> tuple[EventRecording, np.ndarray]:
@@ -66,52 +129,16 @@ def read_dsec_events(
             ``hdf5plugin``), a polarity other than 0/1, a pixel outside ``sensor_size``
             or a time that goes backwards (naming the file, dataset and row).
     """
-    h5py = import_optional("h5py", "DSEC event files", "h5py")
-    try:
-        import hdf5plugin  # noqa: F401  (registers the Blosc filter the release uses)
-    except ImportError:
-        pass
     path = Path(path)
-    with open(path, "rb") as f:
-        if f.read(8) != _HDF5_SIGNATURE:
-            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
-    raw: dict[str, np.ndarray] = {}
-    try:
-        with h5py.File(path, "r") as f:
-            for name in ("events/x", "events/y", "events/t", "events/p", "t_offset", "ms_to_idx"):
-                if name not in f:
-                    raise format_error(path, None, f"no dataset {name!r}")
-                raw[name] = np.asarray(f[name][()])
-    except OSError as exc:
-        raise format_error(
-            path, None, f"h5py cannot read the file ({exc}); DSEC compresses its events "
-            "with Blosc: pip install hdf5plugin"
-        ) from None  # fmt: skip
+    raw = read_h5_datasets(
+        path, ("events/x", "events/y", "events/t", "events/p", "t_offset", "ms_to_idx"), "DSEC"
+    )
     if raw["t_offset"].size != 1:
         raise format_error(
             path, None, f"t_offset must be a scalar; got shape {raw['t_offset'].shape}"
         )
-    sizes = {n: raw[f"events/{n}"].size for n in "xytp"}
-    if len(set(sizes.values())) != 1:
-        raise format_error(path, None, f"the events/ datasets differ in length: {sizes}")
     offset = int(as_int64(raw["t_offset"], "t_offset", path)[0])
-    x, y, t, p = (as_int64(raw[f"events/{n}"], f"events/{n}", path) for n in "xytp")
-    t = t + offset
-    width, height = sensor_size
-    bad = np.flatnonzero((x < 0) | (y < 0) | (x >= width) | (y >= height) | (p < 0) | (p > 1))
-    if bad.size:
-        i = int(bad[0])
-        raise format_error(
-            path, None, f"event {i} (x={x[i]}, y={y[i]}, p={p[i]}) lies outside the "
-            f"{width}x{height} sensor or has a polarity other than 0/1"
-        )  # fmt: skip
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
-        raise format_error(
-            path, None, f"events/t row {i}: time goes backwards ({t[i - 1]} -> {t[i]} us)"
-        )
-    rec = EventRecording(make_events(t, x, y, p.astype(np.int8)), (width, height, 2), str(path))
+    rec = checked_xytp(path, raw, sensor_size, t_offset=offset)
     return rec, as_int64(raw["ms_to_idx"], "ms_to_idx", path, non_negative=True)
 
 
