@@ -26,6 +26,7 @@ from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
 from spikeflow.data.datasets.smnist import SMNIST, smnist_encode
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
 from spikeflow.data.datasets.tactile import STMNIST
+from spikeflow.data.datasets.tumvie import TUMVIE, TUMVIE_RECORDINGS
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "SMNIST",
     "SSC",
     "STMNIST",
+    "TUMVIE",
+    "TUMVIE_RECORDINGS",
     "Bullying10K",
     "DSECEvents",
     "DVS128Gesture",
