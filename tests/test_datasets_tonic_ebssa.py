@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeflow.data.datasets import EBSSA, DatasetNotFoundError
-from spikeflow.data.datasets.ebssa import read_ebssa_recording
+from spikeflow.data.datasets import DatasetNotFoundError
+from spikeflow.data.datasets.ebssa import EBSSA, read_ebssa_recording
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 h5py = pytest.importorskip("h5py")
@@ -162,3 +162,12 @@ def test_damaged_files(tmp_path):
     (tmp_path / "t.h5").write_bytes(b"MATLAB 5.0 MAT-file")
     with pytest.raises(DataFormatError, match="offset 0: not an HDF5 file"):
         read_ebssa_recording(tmp_path / "t.h5", "r")
+
+
+def test_constructor_arguments_are_keyed_or_cannot_change_a_sample():
+    """The frame-cache audit of test_data_datasets_cache_keys, for a class that is not
+    exported from spikeflow.data.datasets (so not in that file's list)."""
+    from test_data_datasets_cache_keys import NOT_SAMPLE_CONTENT, constructor_arguments
+
+    left = constructor_arguments(EBSSA) - set(EBSSA.sample_options) - set(NOT_SAMPLE_CONTENT)
+    assert left == set()

@@ -21,8 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeflow.data.datasets import DatasetNotFoundError, ThreeETEyetracking
-from spikeflow.data.datasets.eyetracking import read_threeet_events, read_threeet_labels
+from spikeflow.data.datasets import DatasetNotFoundError
+from spikeflow.data.datasets.eyetracking import (
+    ThreeETEyetracking,
+    read_threeet_events,
+    read_threeet_labels,
+)
 from spikeflow.data.download import DownloadError
 from spikeflow.errors import ConfigurationError, DataFormatError
 from test_data_datasets_helpers import http_server
@@ -155,3 +159,16 @@ def test_missing_files_and_download(tmp_path, monkeypatch):
         monkeypatch.setattr(ThreeETEyetracking, "archive", bad)
         with pytest.raises(DownloadError, match=r"(?i)md5"):
             ThreeETEyetracking(tmp_path / "bad", download=True)
+
+
+def test_constructor_arguments_are_keyed_or_cannot_change_a_sample():
+    """The frame-cache audit of test_data_datasets_cache_keys, for a class that is not
+    exported from spikeflow.data.datasets (so not in that file's list)."""
+    from test_data_datasets_cache_keys import NOT_SAMPLE_CONTENT, constructor_arguments
+
+    left = (
+        constructor_arguments(ThreeETEyetracking)
+        - set(ThreeETEyetracking.sample_options)
+        - set(NOT_SAMPLE_CONTENT)
+    )
+    assert left == set()

@@ -1,6 +1,12 @@
 """Neuromorphic datasets (a base class and the datasets built on it) and the static image
 datasets of directly encoded SNNs, ImageNet and class-folder images among them
-(docs/datasets.md)."""
+(docs/datasets.md).
+
+Tonic's SMNIST and the datasets whose target is not a class (3ET eye tracking, EBSSA,
+the DSEC and TUM-VIE event recordings) are imported from their modules
+(``spikeflow.data.datasets.smnist``, ``.eyetracking``, ``.ebssa``, ``.dsec``,
+``.tumvie``): every class exported here is a ``spikeflow train`` dataset with a
+training recipe (``spikeflow.training.defaults``)."""
 
 from spikeflow.data.datasets.audio import (
     NTIDIGITS18,
@@ -11,10 +17,7 @@ from spikeflow.data.datasets.audio import (
 )
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
-from spikeflow.data.datasets.dsec import DSEC_RECORDINGS, DSECEvents
 from spikeflow.data.datasets.dvs_misc import ASLDVS, NCARS, POKERDVS, read_pokerdvs
-from spikeflow.data.datasets.ebssa import EBSSA
-from spikeflow.data.datasets.eyetracking import ThreeETEyetracking
 from spikeflow.data.datasets.gesture import DVS128Gesture, NAVGesture, read_navgesture_dat
 from spikeflow.data.datasets.image_folder import ImageFolder
 from spikeflow.data.datasets.imagenet import ImageNet
@@ -23,10 +26,8 @@ from spikeflow.data.datasets.images_cifar import CIFAR10, CIFAR100, CIFAR100_COA
 from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.nomniglot import NOMNIGLOT_CLASSES, NOmniglot
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
-from spikeflow.data.datasets.smnist import SMNIST, smnist_encode
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
 from spikeflow.data.datasets.tactile import STMNIST
-from spikeflow.data.datasets.tumvie import TUMVIE, TUMVIE_RECORDINGS
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
 
 __all__ = [
@@ -36,8 +37,6 @@ __all__ = [
     "CIFAR10DVS_CLASSES",
     "CIFAR100",
     "CIFAR100_COARSE_CLASSES",
-    "DSEC_RECORDINGS",
-    "EBSSA",
     "FSDD",
     "HARDVS",
     "KMNIST",
@@ -48,13 +47,9 @@ __all__ = [
     "NTIDIGITS18",
     "POKERDVS",
     "SHD",
-    "SMNIST",
     "SSC",
     "STMNIST",
-    "TUMVIE",
-    "TUMVIE_RECORDINGS",
     "Bullying10K",
-    "DSECEvents",
     "DVS128Gesture",
     "DVSLip",
     "DatasetNotFoundError",
@@ -70,9 +65,7 @@ __all__ = [
     "SpeechCommands",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
-    "ThreeETEyetracking",
     "read_bullying10k",
     "read_navgesture_dat",
     "read_pokerdvs",
-    "smnist_encode",
 ]
