@@ -203,9 +203,6 @@ class EBSSA(NeuromorphicDataset):
         """The cache key of sample ``index``: the file and the recording's group name."""
         return {**super().cache_entry_key(index), "recording": self.keys[index]}
 
-    def _read(self, path: Path) -> EventRecording:  # pragma: no cover - events() reads keys
-        raise NotImplementedError
-
     def events(self, index: int) -> EventRecording:
         """Recording ``index``'s events, after ``event_transform``."""
         rec, _ = read_ebssa_recording(self.h5_path, self.keys[index], self.sensor_size[:2])
@@ -224,14 +221,17 @@ class EBSSA(NeuromorphicDataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         index = check_index("EBSSA", index, len(self))
-        if self.data_type == "event":
-            sample: Any = self.events(index)
+        target: Any
+        if self.data_type == "event":  # one read gives both
+            rec, bbox = read_ebssa_recording(self.h5_path, self.keys[index], self.sensor_size[:2])
+            sample: Any = rec if self.event_transform is None else self.event_transform(rec)
+            target = {"bbox": bbox, "recording_id": self.keys[index]}
         else:
             array = self._representation(index)[0]
             sample = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+            target = self.target(index)
         if self.transform is not None:
             sample = self.transform(sample)
-        target: Any = self.target(index)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return sample, target

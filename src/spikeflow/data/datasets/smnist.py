@@ -222,9 +222,6 @@ class SMNIST(ChannelFrames):
         """The cache key of sample ``index``: the image file and the image's row."""
         return {**super().cache_entry_key(index), "row": index % len(self)}
 
-    def _read(self, path: Path) -> EventRecording:  # pragma: no cover - events() reads rows
-        raise NotImplementedError
-
     def events(self, index: int) -> EventRecording:
         """Sample ``index``'s spikes (:func:`smnist_encode`), after ``event_transform``."""
         image = self.images[index]
