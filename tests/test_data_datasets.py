@@ -28,7 +28,7 @@ PUBLISHED_CLASS_COUNTS = {
     "ASLDVS": 24, "CIFAR10DVS": 10, "DVS128Gesture": 11, "DVSLip": 100, "ESImageNet": 1000,
     "FSDD": 10, "HARDVS": 300, "NAVGesture": 6, "NCARS": 2, "NCaltech101": 101, "NMNIST": 10,
     "POKERDVS": 4, "SHD": 20, "SSC": 35, "SpeechCommands": 35, "STMNIST": 10, "NTIDIGITS18": 11,
-    "Bullying10K": 10, "NOmniglot": 1623,
+    "Bullying10K": 10, "NOmniglot": 1623, "SMNIST": 10,
 }  # fmt: skip
 
 

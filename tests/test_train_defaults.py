@@ -42,7 +42,7 @@ from spikeflow.training.metric_logs import read_csv
 from test_train_dataset_kwargs import write_tone
 
 #: Datasets framed by time by default: audio, tactile, and N-CARS (its recipe's bins).
-BY_TIME = ("fsdd", "ncars", "ntidigits18", "shd", "speechcommands", "ssc", "stmnist")
+BY_TIME = ("fsdd", "ncars", "ntidigits18", "shd", "smnist", "speechcommands", "ssc", "stmnist")
 
 #: dataset -> (model, T, batch size, split_by): the recipes docs/training.md tables.
 EXPECTED = {
@@ -59,6 +59,7 @@ EXPECTED = {
     "speechcommands": ("rsnn", 100, 128, "time"),
     "fsdd": ("rsnn", 25, 16, "time"),
     "stmnist": ("rsnn", 100, 128, "time"),
+    "smnist": ("rsnn", 100, 128, "time"),
     "ntidigits18": ("rsnn", 100, 128, "time"),
     "ncaltech101": ("spiking_vgg11_bn", 10, 16, "number"),
     "ncars": ("spiking_vgg11_bn", 5, 64, "time"),
@@ -362,6 +363,7 @@ def test_a_dataset_class_without_an_entry_gets_the_generic_defaults(monkeypatch)
         ("nmnist", "rsnn", "mse", 1e-3),
         ("ncars", "sew_resnet18", "mse", 1e-3),
         ("stmnist", None, "ce", 1e-2),
+        ("smnist", None, "ce", 1e-2),
         ("ntidigits18", None, "ce", 1e-2),
         ("ncaltech101", None, "ce", 6.25e-5),  # NDA's 1e-3 * batch / 256 at batch 16
         ("ncars", None, "ce", 5e-3),

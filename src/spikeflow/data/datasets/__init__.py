@@ -2,11 +2,10 @@
 datasets of directly encoded SNNs, ImageNet and class-folder images among them
 (docs/datasets.md).
 
-Tonic's SMNIST and the datasets whose target is not a class (3ET eye tracking, EBSSA,
-the DSEC and TUM-VIE event recordings) are imported from their modules
-(``spikeflow.data.datasets.smnist``, ``.eyetracking``, ``.ebssa``, ``.dsec``,
-``.tumvie``): every class exported here is a ``spikeflow train`` dataset with a
-training recipe (``spikeflow.training.defaults``)."""
+The datasets whose target is not a class (3ET eye tracking, EBSSA, the DSEC and TUM-VIE
+event recordings) are imported from their modules (``spikeflow.data.datasets.eyetracking``,
+``.ebssa``, ``.dsec``, ``.tumvie``): every class exported here is a ``spikeflow train``
+dataset with a training recipe (``spikeflow.training.defaults``)."""
 
 from spikeflow.data.datasets.audio import (
     NTIDIGITS18,
@@ -26,6 +25,7 @@ from spikeflow.data.datasets.images_cifar import CIFAR10, CIFAR100, CIFAR100_COA
 from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.nomniglot import NOMNIGLOT_CLASSES, NOmniglot
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
+from spikeflow.data.datasets.smnist import SMNIST
 from spikeflow.data.datasets.speech import FSDD, SpeechCommands
 from spikeflow.data.datasets.tactile import STMNIST
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
@@ -47,6 +47,7 @@ __all__ = [
     "NTIDIGITS18",
     "POKERDVS",
     "SHD",
+    "SMNIST",
     "SSC",
     "STMNIST",
     "Bullying10K",
