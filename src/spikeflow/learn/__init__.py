@@ -1,10 +1,19 @@
 """Learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
 :func:`stdp_update`), also reward-modulated (MSTDP, MSTDP-ET with
 :func:`eligibility_reward`), e-prop for recurrent spiking networks (:class:`EProp`,
-:class:`EPropRSNN`), and EventProp, the adjoint method for LIF networks
-(:class:`EventPropLIF`, :func:`lif_adjoint`). See ``docs/learning.md``."""
+:class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
+(:class:`EventPropLIF`, :func:`lif_adjoint`), and DECOLLE's layer-local learning
+(:class:`DECOLLE`, :class:`DECOLLENetwork`). See ``docs/learning.md``."""
 
 from spikeflow.learn.competitive import WinnerTakeAll
+from spikeflow.learn.decolle import (
+    DECOLLE,
+    DECOLLELayer,
+    DECOLLENetwork,
+    DECOLLEResult,
+    DECOLLEState,
+    decolle_loss,
+)
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.eprop import EProp, EPropResult
 from spikeflow.learn.eprop_network import (
@@ -25,6 +34,11 @@ from spikeflow.learn.stdp import STDPLearner
 from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
 
 __all__ = [
+    "DECOLLE",
+    "DECOLLELayer",
+    "DECOLLENetwork",
+    "DECOLLEResult",
+    "DECOLLEState",
     "EProp",
     "EPropRSNN",
     "EPropResult",
@@ -35,6 +49,7 @@ __all__ = [
     "RSNNStep",
     "STDPLearner",
     "WinnerTakeAll",
+    "decolle_loss",
     "eligibility_reward",
     "eligibility_stdp_update",
     "eprop_loss",
