@@ -216,3 +216,22 @@ def test_errors_name_the_problem():
         DECOLLE(net).run(_input(), torch.zeros(5, 3, dtype=torch.long))
     with pytest.raises(ConfigurationError):
         DECOLLE(net).run(_input(), torch.tensor([0, 1, 7]))
+
+
+def test_the_nmnist_example_network_learns_a_batch():
+    """examples/decolle_nmnist.py's network (docs/learning.md): the shapes of its
+    layers fit 2 x 17 x 17 frames and one DECOLLE run on a batch lowers its loss."""
+    from conftest import load_example
+
+    module = load_example("decolle_nmnist")
+    net = module.build(0, (2, 17, 17))
+    assert [r.in_features for r in net.readouts] == [16 * 8 * 8, 32 * 4 * 4, 128]
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand((6, 4, 2, 17, 17), generator=g) < 0.2).float()
+    label = torch.tensor([0, 1, 2, 3])
+    rule = DECOLLE(net, burnin=3)
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    first = rule.run(x, label, optimizer).loss
+    for _ in range(2):
+        last = rule.run(x, label, optimizer).loss
+    assert last < first
