@@ -102,6 +102,30 @@ def test_crash_mid_write_leaves_only_a_temporary_that_is_never_read(cache, tmp_p
     assert not list(cache.directory.rglob(".*.tmp"))
 
 
+def test_clear_temporaries_goes_on_past_a_file_it_may_not_delete(cache, monkeypatch):
+    """A temporary it may not delete (another user's, in a shared cache) is left and
+    named in one warning; the others, before and after it, are still deleted."""
+    cache.store({"file": "earlier"}, np.zeros(2))
+    temps = [cache.directory / sub / f".{name}.tmp" for sub in ("aa", "bb") for name in "xyz"]
+    for tmp in temps:
+        tmp.parent.mkdir(exist_ok=True)
+        tmp.write_bytes(b"partial")
+    locked = {temps[1], temps[4]}
+    unlink = Path.unlink
+
+    def guarded(self, *args, **kwargs):
+        if self in locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", guarded)
+    with pytest.warns(RuntimeWarning, match=r"could not delete 2 of the 6 old temporary") as w:
+        assert cache.clear_temporaries(older_than_s=0) == 4
+    message = str(w[0].message)
+    assert all(f"{tmp} (PermissionError: Permission denied)" in message for tmp in locked)
+    assert {t for t in temps if t.exists()} == locked
+
+
 def test_failed_write_cleans_up_and_does_not_publish(cache, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")

@@ -40,8 +40,10 @@ def test_integers_are_read_as_python_reads_a_list_index(index, expected):
 
 @pytest.mark.parametrize("index", NOT_INDICES, ids=repr)
 def test_what_is_not_an_integer_is_refused_by_name(index):
-    with pytest.raises(ConfigurationError, match=r"^Owner: index must be an integer .* got "):
-        check_index("Owner", index, 5)
+    """A TypeError, as a Python list raises (``[0][1.0]``), and a ConfigurationError."""
+    for caught in (TypeError, ConfigurationError):
+        with pytest.raises(caught, match=r"^Owner: index must be an integer .* got "):
+            check_index("Owner", index, 5)
 
 
 @pytest.mark.parametrize(("index", "length"), [(5, 5), (-6, 5), (0, 0), (-1, 0), (2**70, 3)])
@@ -114,6 +116,9 @@ def test_every_dataset_indexes_alike(tmp_path, name):
     assert label(data[-1]) == label(data[n - 1])
     for index in (True, np.bool_(False), torch.tensor(True)):
         with pytest.raises(ConfigurationError, match=r"index must be an integer .*not a bool"):
+            data[index]
+    for index in (1.0, np.float32(1), "1"):  # a TypeError, as a list's (SlicedDataset's was)
+        with pytest.raises(TypeError, match=rf"{owner}: index must be an integer .* got "):
             data[index]
     with pytest.raises(IndexError, match=rf"{owner}: index {n} is out of range for {n} {what}$"):
         data[n]

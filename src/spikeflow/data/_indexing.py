@@ -10,7 +10,16 @@ import torch
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["check_index"]
+__all__ = ["IndexTypeError", "check_index"]
+
+
+class IndexTypeError(ConfigurationError, TypeError):
+    """An index that is not an integer (a float, a bool, a string, a slice). A
+    ``TypeError``, as a Python list raises for ``items[1.0]`` (and as
+    :class:`~spikeflow.data.SlicedDataset` raised before the datasets shared
+    :func:`check_index`), and a :class:`~spikeflow.errors.ConfigurationError`, as these
+    datasets have raised since, so that ``except TypeError`` and ``except ValueError``
+    both catch it."""
 
 
 def check_index(owner: str, index: Any, length: int, what: str = "samples") -> int:
@@ -27,7 +36,8 @@ def check_index(owner: str, index: Any, length: int, what: str = "samples") -> i
         what: what is indexed, for the out-of-range message (``"slices"``).
 
     Raises:
-        ConfigurationError: ``index`` is not an integer (the message names it).
+        IndexTypeError: ``index`` is not an integer (the message names it); both a
+            ``TypeError`` and a ``ConfigurationError``.
         IndexError: ``index`` is out of range; the message names the index, the length
             and ``what`` (an IndexError, so iterating over the dataset stops there).
     """
@@ -41,7 +51,7 @@ def check_index(owner: str, index: Any, length: int, what: str = "samples") -> i
         except TypeError:
             i = None
     if i is None:
-        raise ConfigurationError(
+        raise IndexTypeError(
             f"{owner}: index must be an integer (an int, a numpy integer or a 0-d integer "
             f"tensor, not a bool); got {index!r} ({type(index).__name__})"
         )

@@ -266,17 +266,36 @@ class ArrayCache:
         return value
 
     def clear_temporaries(self, older_than_s: float = 3600.0) -> int:
-        """Delete temporary files left by crashed writers; returns how many."""
+        """Delete temporary files left by crashed writers (``.*.tmp`` files at least
+        ``older_than_s`` seconds old); returns how many were deleted.
+
+        A file that cannot be deleted (a ``PermissionError``: another user's, in a shared
+        cache; any other ``OSError``) is left and the others are still deleted; one
+        :class:`RuntimeWarning` after the sweep names how many were left, the first
+        few of them and why.
+        """
         if not self.directory.exists():
             return 0
         now, removed = time.time(), 0
+        failed: list[str] = []
         for tmp in self.directory.rglob(".*.tmp"):
             try:
                 if now - tmp.stat().st_mtime >= older_than_s:
                     tmp.unlink()
                     removed += 1
-            except FileNotFoundError:
+            except FileNotFoundError:  # removed meanwhile (another process cleaning)
                 pass
+            except OSError as exc:
+                failed.append(f"{tmp} ({type(exc).__name__}: {exc.strerror or exc})")
+        if failed:
+            shown = "; ".join(failed[:3]) + ("; ..." if len(failed) > 3 else "")
+            warnings.warn(
+                f"ArrayCache.clear_temporaries: could not delete {len(failed)} of the "
+                f"{len(failed) + removed} old temporary files in {self.directory} (deleted "
+                f"the other {removed}): {shown}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return removed
 
 
