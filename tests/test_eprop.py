@@ -383,7 +383,7 @@ def test_the_hidden_spikes_reach_the_monitors_and_the_operation_counter_by_hand(
     W_rec over z0 and z1 (z2 feeds no step), where neuron 0 reaches 1 neuron (row 2),
     neuron 1 reaches 1 (row 0) and neuron 2 none (its only weight is the diagonal):
     1 + 2; W_out: 5 spikes to 2 readouts each."""
-    from spikeflow.energy import count_operations
+    from spikeflow.energy import OperationCounter, count_operations
     from spikeflow.training import SpikeMonitor
 
     net = EPropRSNN(2, 2, n_lif=2, n_alif=1, tau=20.0, beta=0.07)
@@ -405,9 +405,21 @@ def test_the_hidden_spikes_reach_the_monitors_and_the_operation_counter_by_hand(
         EProp(net, "symmetric", "ce").run(x, torch.tensor([0, 1]))
     assert steps.state_dict() == forward.state_dict()
     report = count_operations(net, x)
-    counted = {layer.name: (layer.acs, layer.macs) for layer in report.layers}
-    assert counted == {"input": (6, 0), "recurrent": (3, 0), "output": (10, 0)}
+    counted = {layer.name: (layer.acs, layer.macs, layer.input_elements)
+               for layer in report.layers}  # fmt: skip
+    # (the recurrent weights read z0 and z1 of 2 samples x 3 neurons: 12 entries)
+    assert counted == {"input": (6, 0, 12), "recurrent": (3, 0, 12), "output": (10, 0, 18)}
     assert report.not_counted == [] and report.samples == 2
+    # the network stepped one call at a time (step): the same spikes, samples counted
+    # once per sequence, and the same operations
+    with SpikeMonitor(net) as stepped, OperationCounter(net) as counter, torch.no_grad():
+        state = None
+        for x_t in x:
+            state = net.step(x_t, state).state
+    assert stepped.state_dict() == forward.state_dict()
+    by_step = {layer.name: (layer.acs, layer.macs, layer.input_elements)
+               for layer in counter.report(2).layers}  # fmt: skip
+    assert by_step == counted
 
 
 def test_the_pseudo_derivative_is_bellecs_triangle_and_any_surrogate_fits():

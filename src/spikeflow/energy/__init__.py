@@ -35,7 +35,8 @@ they feed back: ``layers.Recurrent`` (as ``<name>.recurrent``) and
 :class:`~spikeflow.learn.EPropRSNN` (the zoo's ``eprop_rsnn``), whose loop applies
 ``W^in`` and the masked ``W^rec`` with ``F.linear``: ``<name>.input`` from its input,
 ``<name>.recurrent`` from the spikes ``z[t-1]`` its neurons fed back (read from its
-:class:`~spikeflow.neurons.SpikeTap`; no self-connections), per forward call. Weights
+:class:`~spikeflow.neurons.SpikeTap`; no self-connections), per forward call, and per
+:meth:`~spikeflow.learn.EPropRSNN.step` call for its one step. Weights
 are taken as stored sparse (a zero weight costs nothing); inputs arrive at run time, so
 a layer fed real values multiplies its zero inputs too, while a spike input is
 event-driven. A sigma-delta network's layers (the layer inside a

@@ -126,7 +126,8 @@ class OperationCounter:
             if isinstance(module, EPropRSNN):
                 # Its loop applies W^in and the masked W^rec with F.linear: counted from
                 # its input and from the spikes its neurons fed back (seen by its tap).
-                self._handles.append(module.neurons.register_forward_hook(self._keep_spikes))
+                self._handles.append(module.neurons.register_forward_hook(
+                    lambda tap, args, out, net=module: self._keep_spikes(net, out)))  # fmt: skip
                 self._handles.append(module.register_forward_hook(self._count_eprop))
             if isinstance(module, (nn.Linear, *_CONVS, *_TRANSPOSED)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
@@ -289,9 +290,29 @@ class OperationCounter:
         pairs = linear_pairs(feedback, mask)
         self._add(self._layers[record], fed, pairs, spikes, counts)
 
-    def _keep_spikes(self, tap: nn.Module, args: tuple, output: object) -> None:
-        if isinstance(output, Tensor) and not reruns_forward():
-            self._eprop_spikes[tap] = output.detach()
+    def _keep_spikes(self, net: EPropRSNN, output: object) -> None:
+        """The spikes an EPropRSNN passed through its tap: a whole sequence's, kept for
+        :meth:`_count_eprop`; or one :meth:`~EPropRSNN.step`'s, counted now."""
+        if not isinstance(output, Tensor) or reruns_forward():
+            return
+        stepping = getattr(net, "_stepping", None)  # (an EPropRSNN pickled before it)
+        if stepping is None:
+            self._eprop_spikes[net.neurons] = output.detach()
+        else:
+            self._count_eprop_step(net, *stepping)
+
+    @_unobserved
+    def _count_eprop_step(self, net: EPropRSNN, x_t: Tensor, fed: Tensor | None) -> None:
+        """One :meth:`~EPropRSNN.step`: ``W^in`` over its input ``x_t`` ``[B, I]`` and the
+        masked ``W^rec`` over the spikes fed back, ``z[t-1]`` (none at a sequence's first
+        step: the initial state is silent), as :meth:`_count_eprop` counts a sequence."""
+        mask, spiking, counts = self._classify(x_t)
+        self._add(self._layers[net.input], x_t, linear_pairs(net.input.weight, mask),
+                  spiking, counts)  # fmt: skip
+        if fed is not None:
+            mask, spiking, counts = self._classify(fed)
+            pairs = linear_pairs(net.recurrent_weight(), mask)
+            self._add(self._layers[net.recurrent], fed, pairs, spiking, counts)
 
     @_unobserved
     def _count_eprop(self, net: EPropRSNN, args: tuple, output: object) -> None:

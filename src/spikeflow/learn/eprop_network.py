@@ -123,7 +123,8 @@ class EPropRSNN(nn.Module):
     choice in the ranges the paper uses. The spikes of each sequence pass through
     ``neurons`` (a :class:`~spikeflow.neurons.SpikeTap`), so that
     :class:`~spikeflow.training.SpikeMonitor` reads their firing rate and
-    :mod:`spikeflow.energy` counts the operations of ``input`` and ``recurrent``.
+    :mod:`spikeflow.energy` counts the operations of ``input`` and ``recurrent``; so do
+    the spikes of each :meth:`step`.
 
     Raises:
         ConfigurationError: a count, time constant or scale out of range, or a surrogate
@@ -193,6 +194,9 @@ class EPropRSNN(nn.Module):
         #: :meth:`spikeflow.learn.EProp.run`): what spikeflow's monitors, rasters and
         #: operation counter watch (the neurons are equations here, not neuron layers).
         self.neurons = SpikeTap(n)
+        #: While :meth:`step` passes its spikes through ``neurons``: the step's input and
+        #: the spikes fed back (None at a sequence's first step), for the hooks there.
+        self._stepping: tuple[Tensor, Tensor | None] | None = None
 
     @property
     def hidden(self) -> int:
@@ -275,7 +279,13 @@ class EPropRSNN(nn.Module):
         detach_recurrent: bool = False,
         detach_reset: bool = False,
     ) -> RSNNStep:
-        """One step from ``state`` (``None``: the initial state).
+        """One step from ``state`` (``None``: the initial state, a new sequence).
+
+        The step's spikes ``[1, B, N]`` pass through ``neurons`` (the
+        :class:`~spikeflow.neurons.SpikeTap`), as a whole sequence's do in
+        :meth:`forward`, so that :class:`~spikeflow.training.SpikeMonitor` and
+        :mod:`spikeflow.energy` see them; a step from a given ``state`` continues the
+        sequence (a monitor counts its samples once per sequence).
 
         Args:
             x_t: the input of this step, ``[B, in_features]``.
@@ -289,9 +299,18 @@ class EPropRSNN(nn.Module):
                 dtype.
         """
         self.check_step_input(x_t)
+        continues = state is not None
         if state is None:
             state = self.initial_state(x_t.shape[0])
-        return self._step(x_t, state, self.recurrent_weight(), detach_recurrent, detach_reset)
+        result = self._step(x_t, state, self.recurrent_weight(), detach_recurrent, detach_reset)
+        # The step's spikes [1, B, N] pass through the tap for its hooks, with what the
+        # operation counter reads of the step (its input and the spikes fed back).
+        self._stepping = (x_t, state.z if continues else None)
+        try:
+            self.neurons.pass_step(result.z.unsqueeze(0), continues)
+        finally:
+            self._stepping = None
+        return result
 
     def forward(
         self, x: Tensor, *, detach_recurrent: bool = False, detach_reset: bool = False

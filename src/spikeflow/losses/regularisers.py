@@ -160,11 +160,14 @@ class LayerSpikes:
     def _pre_hook(self, name: str) -> Any:
         from spikeflow.base import MemoryModule
         from spikeflow.memory.recompute import reruns_forward
+        from spikeflow.neurons import SpikeTap
 
         def pre_hook(module: nn.Module, inputs: Any) -> None:
             if reruns_forward():
                 return
-            if not (isinstance(module, MemoryModule) and module.continues_sequence()):
+            # (a SpikeTap continues when its owner passes a later step of a sequence)
+            sequential = isinstance(module, (MemoryModule, SpikeTap))
+            if not (sequential and module.continues_sequence()):
                 self._fresh[name] = True  # a new sequence starts at this call
 
         return pre_hook

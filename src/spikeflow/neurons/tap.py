@@ -6,7 +6,9 @@ raster; :class:`~spikeflow.losses.LayerSpikes`) hook the forward calls of spikef
 neuron layers (:data:`~spikeflow.training.monitors.SPIKING_LAYER_TYPES`). A network
 whose neurons are equations of its own loop, not such layers (Bellec et al.'s
 :class:`~spikeflow.learn.EPropRSNN`), passes its spikes through a :class:`SpikeTap`,
-one of those types, so that the same hooks see them.
+one of those types, so that the same hooks see them. A network stepped one call at a time
+passes each step's spikes with :meth:`SpikeTap.pass_step`, which tells the hooks that
+count sequences (:meth:`SpikeTap.continues_sequence`) whether the step starts one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ class SpikeTap(nn.Module):
     def __init__(self, neurons: int) -> None:
         super().__init__()
         self.neurons = check_int("SpikeTap: neurons", neurons, 1)
+        self._continues = False
+
+    def continues_sequence(self) -> bool:
+        """Whether the call in progress continues a sequence its owner passed earlier (a
+        later step of :meth:`pass_step`) rather than starting one: what the forward
+        pre-hooks that count sequences ask (:class:`~spikeflow.training.SpikeMonitor`
+        counts a sequence's samples once, :class:`~spikeflow.losses.LayerSpikes` keeps
+        a sequence's steps together). A plain call starts one."""
+        return self._continues
+
+    def pass_step(self, spikes: Tensor, continues: bool) -> Tensor:
+        """Pass the spikes ``[1, B, ...]`` of one step, as a call does, telling the hooks
+        whether the step continues the sequence of the previous call (``continues``) or
+        starts one (:meth:`continues_sequence`)."""
+        self._continues = bool(continues)
+        try:
+            return self(spikes)
+        finally:
+            self._continues = False
 
     def forward(self, spikes: Tensor) -> Tensor:
         """``spikes`` ``[T, B, ...]`` (``neurons`` values per step of a sample), as given."""

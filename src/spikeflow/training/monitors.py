@@ -298,8 +298,9 @@ class SpikeMonitor:
         def pre_hook(module: nn.Module, inputs: Any) -> None:
             if reruns_forward():  # the backward pass running the forward again
                 return
-            # A call continues a sequence when the module carries state into it.
-            if not (isinstance(module, MemoryModule) and module.continues_sequence()):
+            # A call continues a sequence when the module carries state into it (or a
+            # SpikeTap passes a later step of its owner's sequence).
+            if not (isinstance(module, (MemoryModule, SpikeTap)) and module.continues_sequence()):
                 self._uncounted[name] = True  # until a recorded call counts its samples
 
         return pre_hook
