@@ -31,6 +31,8 @@ from spikeflow.training.trainer import NonFiniteLossError
 TINY = {**train_runs.TINY, "train_samples": 64, "test_samples": 32, "epochs": 1}
 tiny = functools.partial(train_runs.tiny, base=TINY)
 DIGITS = DataInfo(num_classes=10, in_channels=1, input_size=(8, 8), static=True)
+#: A small delay_snn: each layer's input padded by (5 - 1) // 2 = 2 steps.
+DELAY = {"hidden": 4, "hidden_layers": 1, "max_delay": 5}
 
 
 def files_of(run):
@@ -77,6 +79,13 @@ def test_a_window_longer_than_T_is_refused_before_overwrite_removes_the_run(earl
          r"layer 'features\.2': PSN was built for T=3 .* the T = 2 steps of every sample"),
         ({"neuron": "glif", "neuron_kwargs": {"T": 1}},
          r"GatedLIFNode was built for T=1 .* --neuron-kwargs T=2"),
+        # delay_snn pads each layer's input: its neurons see more than T steps (the
+        # check skipped it; the run failed at the first step after removing the run)
+        ({"model": "delay_snn", "neuron": "psn", "model_kwargs": DELAY},
+         r"layer 'net\.3': PSN was built for T=2 .* the 4 steps this layer sees for T = 2 "
+         r"\(.* its output has 6\): pass --neuron-kwargs T=4, or .* extend_time=false"),
+        ({"model": "delay_snn", "neuron": "psn", "model_kwargs": {**DELAY, "hidden_layers": 2}},
+         r"layer 'net\.3': .* one --neuron-kwargs T cannot fit its layers' \[4, 6\] steps"),
     ],
 )  # fmt: skip
 def test_what_the_first_step_would_refuse_is_refused_before_overwrite(
@@ -109,6 +118,29 @@ def test_a_window_is_checked_against_the_steps_the_model_outputs(extend_time):
         else:
             with pytest.raises(ConfigurationError, match=rf"\({window}\) .* T = {steps} steps"):
                 run_loss(config, model, DIGITS)
+
+
+@pytest.mark.parametrize(("extend_time", "hidden_layers"), [(True, 1), (True, 2), (False, 2)])
+def test_delay_snn_says_the_steps_each_layer_sees(extend_time, hidden_layers):
+    """layer_steps(T), what the neuron check reads, is what each layer's input has."""
+    model = create_model("delay_snn", num_classes=3, in_features=6, hidden=4, max_delay=5,
+                         hidden_layers=hidden_layers, extend_time=extend_time)  # fmt: skip
+    seen = {}
+
+    def record(name):
+        def hook(module, args):
+            seen[name] = args[0].shape[0]  # (returns None: the input stays)
+
+        return hook
+
+    for index, layer in enumerate(model.net):
+        layer.register_forward_pre_hook(record(f"net.{index}"))
+    with torch.no_grad():
+        model(torch.rand(3, 2, 6))
+    assert model.layer_steps(3) == seen
+    # each block's PadTime (net.0, net.5, ...) gets the steps the one before it padded
+    pads = [seen[f"net.{5 * k}"] for k in range(hidden_layers + 1)]
+    assert pads == [3 + 2 * k if extend_time else 3 for k in range(hidden_layers + 1)]
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,18 @@ class DelaySNN(nn.Module):
         ``T' = T + (hidden_layers + 1) · (K - 1) // 2`` (``T`` without ``extend_time``)."""
         return self.net(flat_steps("DelaySNN", x, self.in_features))
 
+    def layer_steps(self, steps: int) -> dict[str, int]:
+        """The number of steps of the input of each layer of ``net`` for an input of
+        ``steps`` steps, by its name in ``named_modules()`` (``"net.3"``): ``steps`` plus
+        the zero steps of the :class:`PadTime` layers before it. What ``spikeflow
+        train`` checks a neuron built for a fixed number of steps against."""
+        seen, out = steps, {}
+        for index, module in enumerate(self.net):
+            out[f"net.{index}"] = seen
+            if isinstance(module, PadTime):
+                seen += module.steps
+        return out
+
     def output_steps(self, steps: int) -> int:
         """``T'``, the steps of the output for an input of ``steps`` steps (forward):
         ``steps`` plus the zero steps each :class:`PadTime` appends."""

@@ -15,7 +15,8 @@ run has written nothing and, with ``--overwrite``, removed nothing
   fewer (a label with no output), and equal with ``--mixup``/``--cutmix`` (their mixed
   labels have one entry per dataset class).
 - The neurons built for a fixed number of steps (PSN, masked PSN, GLIF, DSR: their
-  ``check_steps``) against ``T``, in a model that keeps the steps of its input.
+  ``check_steps``) against the steps their layer sees: ``T``, in a model that keeps the
+  steps of its input, or what the model's ``layer_steps`` says (``delay_snn``).
 """
 
 from __future__ import annotations
@@ -72,22 +73,48 @@ def check_classes(config: TrainConfig, info: DataInfo) -> None:
 
 def check_neuron_steps(config: TrainConfig, model: nn.Module) -> None:
     """Raise a ConfigurationError when a neuron of ``model`` built for a fixed number of
-    steps (one with ``check_steps``: PSN, masked PSN, GLIF, DSR) cannot run the ``T``
-    steps of a sample. A model that changes the number of steps (one with
-    ``output_steps``) is not checked: its layers see other numbers of steps."""
-    if callable(getattr(model, "output_steps", None)):
+    steps (one with ``check_steps``: PSN, masked PSN, GLIF, DSR) cannot run the steps
+    its layer sees: ``T`` in a model that keeps the steps of its input, the steps of
+    ``model.layer_steps(T)`` (by layer name) in one that changes them (``delay_snn``
+    pads each layer's input). A model that changes the steps (``output_steps``) and does
+    not say how per layer (no ``layer_steps``) is not checked."""
+    assert config.T is not None  # resolved
+    changes = callable(getattr(model, "output_steps", None))
+    per_layer = getattr(model, "layer_steps", None)
+    if changes and not callable(per_layer):
         return
-    for name, module in model.named_modules():
-        check = getattr(module, "check_steps", None)
-        if not callable(check):
-            continue
+    seen = per_layer(config.T) if changes else {}
+    fixed = [(name, module, _steps_of(name, seen, config.T))
+             for name, module in model.named_modules()
+             if callable(getattr(module, "check_steps", None))]  # fmt: skip
+    for name, module, steps in fixed:
         try:
-            check(config.T)
+            module.check_steps(steps)
         except ShapeError as exc:
+            if steps == config.T:
+                raise ConfigurationError(
+                    f"model {config.model!r}, layer {name!r}: {exc}, the T = {config.T} "
+                    f"steps of every sample: pass --neuron-kwargs T={config.T} (or another "
+                    f"--T)"
+                ) from exc
+            counts = sorted({s for _, _, s in fixed})
+            keep = ("--model-kwargs that keep T steps in every layer (delay_snn: "
+                    "extend_time=false)")  # fmt: skip
+            fits = (f"pass --neuron-kwargs T={steps}, or give {keep}" if len(counts) == 1
+                    else f"one --neuron-kwargs T cannot fit its layers' {counts} steps: "
+                    f"give {keep}")  # fmt: skip
             raise ConfigurationError(
-                f"model {config.model!r}, layer {name!r}: {exc}, the T = {config.T} steps "
-                f"of every sample: pass --neuron-kwargs T={config.T} (or another --T)"
+                f"model {config.model!r}, layer {name!r}: {exc}: the {steps} steps this "
+                f"layer sees for T = {config.T} ({config.model} adds steps between layers; "
+                f"its output has {output_steps(model, config.T)}): {fits}"
             ) from exc
+
+
+def _steps_of(name: str, seen: dict[str, int], steps: int) -> int:
+    """The steps layer ``name`` sees: those of the longest name in ``seen`` that is it
+    or holds it (``"net.3"`` for ``"net.3.inner"``), else ``steps``."""
+    holders = [key for key in seen if name == key or name.startswith(key + ".")]
+    return seen[max(holders, key=len)] if holders else steps
 
 
 def non_finite_advice(config: TrainConfig, value: float, lr: float) -> str:
