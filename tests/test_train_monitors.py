@@ -379,3 +379,31 @@ def test_an_empty_batch_is_counted_without_an_error():
         net(torch.rand(5, 2, 8) * 3)
     (layer,) = mon.summary()
     assert layer.neurons == 16 and 0.0 < layer.firing_rate <= 1.0
+
+
+@pytest.mark.parametrize("cls", [neurons.DSRIFNode, neurons.DSRLIFNode])
+def test_dsr_spikes_are_counted_as_spikes_not_their_worth(cls):
+    """DSR neurons output spikes worth θ (θ/Δt for the LIF): the monitor, the raster
+    and LayerSpikes read 1 per spike. By hand for the IF, θ = 2, α = 0.5 (fires at
+    V >= 1, soft reset by 2): x = 0.6 per step fires at step 1 only (V = 0.6, 1.2); x =
+    1.5 fires at steps 0, 1, 3 (V = 1.5, 1.0, 0.5, 2.0): 4 spikes in 8 neuron-steps."""
+    from spikeflow.losses import LayerSpikes
+
+    node = cls(T=4, v_threshold=2.0, alpha=0.5)
+    x = torch.tensor([0.6, 1.5]).repeat(4, 1, 1)  # [T, B = 1, 2 neurons]
+    if cls is neurons.DSRLIFNode:  # spikes worth θ/Δt = 40; whatever fires, 1 each
+        x = x * 20.0
+    net = nn.Sequential(node)
+    with SpikeMonitor(net) as monitor, LayerSpikes(net) as kept:
+        out = net(x)
+        (stats,) = monitor.summary()
+        spikes = kept.spikes["0"]
+    fired = out != 0
+    assert fired.any() and not fired.all()
+    assert set(out.unique().tolist()) == {0.0, float(node.spike_value(out.dtype))} != {0.0, 1.0}
+    assert torch.equal(spikes, fired.float()) and spikes.grad_fn is not None
+    assert stats.spikes == fired.sum().item() and stats.firing_rate == fired.float().mean().item()
+    assert torch.equal(record_spikes(net, x)["0"], fired[:, 0].float())
+    if cls is neurons.DSRIFNode:
+        assert fired[:, 0].T.tolist() == [[False, True, False, False], [True, True, False, True]]
+        assert (stats.spikes, stats.firing_rate, stats.spikes_per_sample) == (4.0, 0.5, 4.0)

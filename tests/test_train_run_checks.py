@@ -144,6 +144,20 @@ def test_delay_snn_says_the_steps_each_layer_sees(extend_time, hidden_layers):
 
 
 @pytest.mark.parametrize(
+    ("neuron", "cls"), [("dsr_if", DSRIFNode), ("psn", PSN), ("glif", GatedLIFNode)]
+)
+def test_a_neuron_built_for_fixed_steps_gets_the_runs_T(neuron, cls):
+    """Named with no T, it is built for the run's T (DSR's default of 20 fitted only
+    T = 20: --neuron dsr_if was refused at T = 2); a T given stays."""
+    base = {"dataset": "digits", "T": 3, "neuron": neuron}
+    for kwargs, steps in (({}, 3), ({"T": 4}, 4)):
+        config = resolve(config_from_dict({**base, "neuron_kwargs": kwargs}))
+        model = build_model(config, DIGITS)
+        layers = [m for m in model.modules() if isinstance(m, cls)]
+        assert layers and {m.T for m in layers} == {steps}
+
+
+@pytest.mark.parametrize(
     ("name", "kwargs", "key", "values"),
     [
         ("spike_rate", {"true_rate": 0.6, "false_rate": 0.1}, "moving_window", range(1, 6)),

@@ -174,6 +174,7 @@ class LayerSpikes:
 
     def _hook(self, name: str) -> Any:
         from spikeflow.memory.recompute import reruns_forward
+        from spikeflow.training.monitors import output_spikes
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if not getattr(module, "output_is_spikes", True):  # LIAF: its spike decision
@@ -182,6 +183,7 @@ class LayerSpikes:
                 output = recorded[0] if single and isinstance(recorded, Tensor) else recorded
             if not isinstance(output, Tensor) or reruns_forward():
                 return
+            output = output_spikes(module, output)  # DSR's spikes are worth θ: 1 each
             multi = getattr(module, "step_mode", "m") == "m" and output.dim() >= 2
             if self._fresh.pop(name, False) or name not in self._outputs:
                 self._outputs[name] = []

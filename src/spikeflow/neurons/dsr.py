@@ -188,6 +188,18 @@ class DSRIFNode(SequenceOnly, nn.Module):
         """θ as the forward uses it, clamped to ``v_threshold_lower_bound``."""
         return self.v_threshold.clamp(min=self.v_threshold_lower_bound)
 
+    def spike_value(self, dtype: torch.dtype) -> Tensor:
+        """What one spike is worth in the output (in ``dtype``, computed as the forward
+        computes it): θ."""
+        return self.threshold().detach().to(dtype)
+
+    def count_spikes(self, output: Tensor) -> Tensor:
+        """The spikes (0 or 1) of each entry of ``output`` (this neuron's output,
+        before its threshold changes): ``output`` over :meth:`spike_value`, exactly 1
+        at a spike. What the monitors, rasters and :class:`~spikeflow.losses.LayerSpikes`
+        read (``spikeflow.training.monitors.output_spikes``), not the spike's worth."""
+        return output / self.spike_value(output.dtype)
+
     def forward(self, x: Tensor) -> Tensor:
         """The spikes (worth θ) for ``x``, ``[T, B, ...]``."""
         self._check(x)
@@ -237,6 +249,11 @@ class DSRLIFNode(DSRIFNode):
         owner = type(self).__name__
         self.tau = check_real(f"{owner}: tau", tau, 0.0, low_open=True)
         self.delta_t = check_real(f"{owner}: delta_t", delta_t, 0.0, low_open=True)
+
+    def spike_value(self, dtype: torch.dtype) -> Tensor:
+        """What one spike is worth in the output (in ``dtype``, computed as the forward
+        computes it): ``θ/Δt``."""
+        return super().spike_value(dtype) / self.delta_t
 
     def forward(self, x: Tensor) -> Tensor:
         """The spikes (worth ``θ/Δt``) for ``x``, ``[T, B, ...]``."""

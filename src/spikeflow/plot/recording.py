@@ -24,6 +24,7 @@ from spikeflow.training.monitors import (
     MEMBRANE_LAYER_TYPES,
     _claim_record,
     _release_record,
+    output_spikes,
     spike_layers,
     spike_source,
 )
@@ -94,7 +95,7 @@ def record(
                     return
                 outputs.setdefault(name, []).append(module.spike_seq.detach().cpu())
             elif isinstance(output, Tensor) and output.dim() >= (2 if multi else 1):
-                out = output.detach()
+                out = output_spikes(module, output.detach())  # (DSR's: 1, not θ)
                 outputs.setdefault(name, []).append((out if multi else out.unsqueeze(0)).cpu())
             else:
                 return

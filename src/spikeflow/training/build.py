@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+from collections.abc import Callable
 
 from torch import nn
 
@@ -19,9 +22,11 @@ def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> 
     """The zoo model of ``config`` for a dataset described by ``info``.
 
     ``num_classes``, ``in_channels`` and, for models that take it, ``input_size`` come
-    from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name whose
-    ``T`` has no default (PSN, masked PSN) gets ``T = config.T`` unless
-    ``neuron_kwargs`` sets it.
+    from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name that is
+    built for a fixed number of steps ``T`` (one without a default for it, PSN and
+    masked PSN, and one whose ``check_steps`` refuses other numbers, GLIF and DSR, whose
+    default of 20 fits only ``--T 20``) gets ``T = config.T`` unless ``neuron_kwargs``
+    sets it.
 
     ``saved``: ``config`` is read back from an existing run (a checkpoint's, for
     ``spikeflow eval`` and ``--resume``). A string where a model, neuron or surrogate
@@ -35,9 +40,24 @@ def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> 
         return _build_model(config, info)
 
 
+def _built_for_steps(factory: Callable[..., nn.Module]) -> bool:
+    """Whether the neuron class or factory ``factory`` takes the number of steps ``T``
+    it is built for: it has no default for ``T``, or its class checks the steps of a
+    sequence against it (``check_steps``; a ``functools.partial``'s class included)."""
+    from spikeflow.models.common import required_kwargs
+
+    if "T" in required_kwargs(factory):
+        return True
+    cls = factory.func if isinstance(factory, functools.partial) else factory
+    try:
+        takes_t = "T" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return takes_t and callable(getattr(cls, "check_steps", None))
+
+
 def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     from spikeflow.models import create_model, model_arguments, resolve_neuron
-    from spikeflow.models.common import required_kwargs
 
     assert config.model is not None
     kwargs = dict(config.model_kwargs)
@@ -51,9 +71,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
         kwargs.setdefault("neuron", config.neuron)
     neuron_kwargs = dict(config.neuron_kwargs)
     neuron = kwargs.get("neuron")
-    if neuron is not None and "T" not in neuron_kwargs:
-        if "T" in required_kwargs(resolve_neuron(neuron)):
-            neuron_kwargs["T"] = config.T
+    if neuron is not None and "T" not in neuron_kwargs and _built_for_steps(resolve_neuron(neuron)):
+        neuron_kwargs["T"] = config.T
     if neuron_kwargs:
         kwargs.setdefault("neuron_kwargs", neuron_kwargs)
     try:

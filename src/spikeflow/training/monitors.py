@@ -45,6 +45,7 @@ from spikeflow.memory.recompute import reruns_forward
 from spikeflow.neurons import (
     PSN,
     BaseNode,
+    DSRIFNode,
     LoopNode,
     MaskedPSN,
     NoResetLIFNode,
@@ -57,6 +58,7 @@ __all__ = [
     "SPIKING_LAYER_TYPES",
     "LayerStats",
     "SpikeMonitor",
+    "output_spikes",
     "record_spikes",
     "select_layers",
     "spike_layers",
@@ -65,9 +67,11 @@ __all__ = [
 ]
 
 #: The module types a monitor hooks by default (:class:`~spikeflow.neurons.SpikeTap`: the
-#: spikes a network computes in its own loop, e.g. EPropRSNN's LIF/ALIF neurons).
+#: spikes a network computes in its own loop, e.g. EPropRSNN's LIF/ALIF neurons; the DSR
+#: neurons, whose spikes are worth θ: :func:`output_spikes`).
 SPIKING_LAYER_TYPES: tuple[type[nn.Module], ...] = (
     BaseNode, LoopNode, PSN, MaskedPSN, SlidingPSN, NoResetLIFNode, EventDrivenLayer, SpikeTap,
+    DSRIFNode,
 )  # fmt: skip
 
 #: The spiking layers that record their membrane after reset in ``v_seq`` while
@@ -218,6 +222,15 @@ def spike_source(module: nn.Module) -> str:
     return "spike_seq" if hasattr(module, "store_spike_seq") else "none"
 
 
+def output_spikes(module: nn.Module, output: Tensor) -> Tensor:
+    """The spikes in ``output``, the output of the spiking layer ``module`` (one whose
+    :func:`spike_source` is ``"output"``): the output itself, or, for a layer whose
+    spikes are worth another value (the DSR neurons': θ, θ/Δt), its ``count_spikes``
+    of it, 0 or 1 per entry (gradient included)."""
+    count = getattr(module, "count_spikes", None)
+    return count(output) if callable(count) else output
+
+
 def spike_layers(
     model: nn.Module, layers: Iterable[str] | str | None, owner: str
 ) -> dict[str, nn.Module]:
@@ -318,7 +331,7 @@ class SpikeMonitor:
                 if getattr(module, "step_mode", "m") != "m":
                     spikes = spikes[0]
             else:
-                spikes = output.detach()
+                spikes = output_spikes(module, output.detach())
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
