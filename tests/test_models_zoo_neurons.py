@@ -1,17 +1,30 @@
 """The neuron names of the model zoo beyond the spiking ones of ``test_models.py``:
 LIAF (an analog output) trains in a zoo network; SpikingJelly 2.0's ternary, integer
 and DSR neurons build a zoo network and train a step; the mV-scale models (COBA LIF,
-Izhikevich 2003) are refused by name with the reason."""
+Izhikevich 2003) are refused by name with the reason; snnTorch's Leaky, Synaptic and
+Lapicque by name, with its documented decays."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.losses import get_loss
-from spikeflow.models import NOT_IN_ZOO, create_model, list_neurons
-from spikeflow.neurons import DSRIFNode, ILIFNode, LIAFNode, TernaryIFNode, TernaryLIFNode
+from spikeflow.models import NOT_IN_ZOO, create_model, list_neurons, resolve_neuron
+from spikeflow.neurons import (
+    DSRIFNode,
+    ILIFNode,
+    LapicqueNode,
+    LeakyNode,
+    LIAFNode,
+    SynapticNode,
+    TernaryIFNode,
+    TernaryLIFNode,
+)
+from spikeflow.surrogate import ATan
 
 
 def _liaf_layers(model: torch.nn.Module) -> list[LIAFNode]:
@@ -91,3 +104,47 @@ def test_mv_scale_neurons_are_refused_by_name_with_the_reason(name, reason):
         create_model("plif_digits", neuron=name)
     assert name.lower() not in list_neurons()
     assert set(NOT_IN_ZOO) == {"coba_lif", "izhikevich2003"}
+
+
+# name -> (class, its decays as built by name: snnTorch's documented values)
+SNNTORCH = {
+    "leaky": (LeakyNode, {"beta": 0.9}),
+    "synaptic": (SynapticNode, {"alpha": 0.9, "beta": 0.8}),
+    "lapicque": (LapicqueNode, {"R": 5.0, "C": 1e-3, "time_step": 1e-3}),
+}
+
+
+@pytest.mark.parametrize("name", SNNTORCH)
+def test_snntorch_neurons_by_name_build_a_zoo_network_and_train_a_step(name):
+    cls, constants = SNNTORCH[name]
+    torch.manual_seed(0)
+    model = create_model("plif_digits", num_classes=4, neuron=name, channels=4, hidden=8,
+                         dropout=0.0)  # fmt: skip
+    layers = [m for m in model.modules() if isinstance(m, cls)]
+    assert len(layers) == 4 and name in list_neurons()
+    for node in layers:
+        for key, value in constants.items():
+            assert float(getattr(node, key)) == pytest.approx(value), key
+        assert isinstance(node.surrogate_function, ATan)  # the model's default surrogate
+    x, y = torch.rand(6, 8, 1, 8, 8) * 3.0, torch.arange(8) % 4
+    get_loss("ce")(model(x), y).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
+
+
+def test_lapicque_by_name_is_snntorchs_tutorial_neuron_and_takes_beta():
+    """U ← (1 − k) U + k R X with k = 1e-3 / (5 · 1e-3) = 0.2, R = 5: U ← 0.8 U + X. By
+    hand for X = 0.5: U = 0.5, 0.9, 1.22 (fires on U > 1), then 1.22·0.8 + 0.5 − 1 (the
+    delayed subtract reset) = 0.476."""
+    node = resolve_neuron("lapicque")(store_v_seq=True)
+    spikes = node(torch.full((4, 1, 1), 0.5, dtype=torch.float64))
+    hand = torch.tensor([0.5, 0.9, 1.22, 0.476], dtype=torch.float64)
+    torch.testing.assert_close(node.v_seq.flatten(), hand)
+    assert spikes.flatten().tolist() == [0.0, 0.0, 1.0, 0.0]
+    # neuron_kwargs beta replaces the tutorial's constants (snnTorch's beta alone: R = 1)
+    by_beta = create_model("plif_digits", neuron="lapicque", channels=4, hidden=8,
+                           neuron_kwargs={"beta": 0.5})  # fmt: skip
+    assert all(float(m.R) == 1.0 and float(m.k) == pytest.approx(math.log(2))
+               for m in by_beta.modules() if isinstance(m, LapicqueNode))  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"LapicqueNode does not accept \['tau'\]"):
+        create_model("plif_digits", neuron="lapicque", neuron_kwargs={"tau": 2.0})

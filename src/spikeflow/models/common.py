@@ -45,6 +45,8 @@ from spikeflow.neurons import (
     ILIFNode,
     IzhikevichNode,
     KLIFNode,
+    LapicqueNode,
+    LeakyNode,
     LIAFNode,
     LIFNode,
     MaskedPSN,
@@ -55,6 +57,7 @@ from spikeflow.neurons import (
     RefractoryCubaLIFNode,
     RefractoryLIFNode,
     SlidingPSN,
+    SynapticNode,
     TernaryIFNode,
     TernaryLIFNode,
 )
@@ -82,10 +85,30 @@ __all__ = [
     "resolve_neuron",
 ]
 
+#: snnTorch's tutorial constants of ``Lapicque`` (U ← (1 − k) U + k R X, k = time_step /
+#: (R C) = 0.2: U ← 0.8 U + X), the zoo's ``"lapicque"`` unless beta, R or C is given.
+_LAPICQUE_TUTORIAL = {"R": 5.0, "C": 1e-3, "time_step": 1e-3}
+
+
+def _zoo_lapicque(**kwargs: Any) -> LapicqueNode:
+    """The zoo's ``"lapicque"``: :class:`~spikeflow.neurons.LapicqueNode` with snnTorch's
+    tutorial constants (:data:`_LAPICQUE_TUTORIAL`) where ``kwargs`` give none of
+    ``beta``, ``R`` and ``C`` (so ``neuron_kwargs={"beta": 0.9}`` replaces them, where a
+    partial binding R and C would make it a third constant, an error)."""
+    if not {"beta", "R", "C"} & kwargs.keys():
+        kwargs = {**_LAPICQUE_TUTORIAL, **kwargs}
+    return LapicqueNode(**kwargs)
+
+
+# The arguments the zoo's NeuronFactory reads it to accept: the class's.
+_zoo_lapicque.__signature__ = inspect.signature(LapicqueNode)  # type: ignore[attr-defined]
+_zoo_lapicque.__name__ = _zoo_lapicque.__qualname__ = "LapicqueNode"  # (in messages)
+
 #: Neuron names accepted by every model (``neuron="plif"``): a neuron class, or a
 #: ``functools.partial`` of one binding what the zoo's networks need and the class has
 #: no default for (LIAF's ``act`` and ``threshold_related``, which ``neuron_kwargs``
-#: may override: ``{"act": "sigmoid", "threshold_related": True}``).
+#: may override: ``{"act": "sigmoid", "threshold_related": True}``; snnTorch's decays),
+#: or a factory with the class's signature (``"lapicque"``: :func:`_zoo_lapicque`).
 NEURONS: dict[str, Callable[..., nn.Module]] = {
     "if": IFNode,
     "lif": LIFNode,
@@ -119,6 +142,12 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
     "ternary_lif": TernaryLIFNode,
     "ilif": ILIFNode,
     "dsr_if": DSRIFNode,
+    # snnTorch's, with the decays of its documentation, which it has no default for:
+    # Leaky's beta 0.9; Synaptic's alpha 0.9, beta 0.8; Lapicque's tutorial constants
+    # (_zoo_lapicque). Measured on a tiny plif_digits run (docs/neuron_zoo_snntorch.md).
+    "leaky": functools.partial(LeakyNode, beta=0.9),
+    "synaptic": functools.partial(SynapticNode, alpha=0.9, beta=0.8),
+    "lapicque": _zoo_lapicque,
 }
 
 #: Neurons of :mod:`spikeflow.neurons` the zoo does not offer by name, and why: models
