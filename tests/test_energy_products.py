@@ -248,3 +248,59 @@ def test_weights_masked_by_drawn_masks_are_no_activations():
         layer(S[None].expand(2, 2, 3))
     report = counter.report(2)
     assert report.layers == [] and report.not_counted == ["(model)"]
+
+
+class _Attend(nn.Module):
+    """An nn.MultiheadAttention over a sequence ``[L, N, E]`` (self-attention) or a
+    query and a memory (``batch_first``, cross-attention)."""
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        source = x if memory is None else memory
+        return self.attention(x, source, source)[0]
+
+
+def test_multihead_attention_is_counted_as_its_projections_and_products():
+    """By hand, E = 4, 2 heads, L = S = 3 tokens, N = 2: the input projection ``W_in``
+    ``[12, 4]`` of ones but for the query's column 0; input feature 0 spikes at all 6
+    tokens (reaching 8 weights: the key's and value's), feature 1 at 2 (12 weights):
+    48 + 24 = 72 ACs. ``Q Kᵀ`` and ``A V`` of real values: 2 N L S E = 144 MACs. The
+    output projection over the 6 attended values (real), 10 nonzero weights: 60 MACs.
+    The same whether its forward takes the fused path (evaluation, no gradient) or
+    ``bmm`` (training), which the product mode does not count again."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(4, 2)
+    with torch.no_grad():
+        attention.in_proj_weight.fill_(1.0)
+        attention.in_proj_weight[0:4, 0] = 0.0
+        attention.out_proj.weight.fill_(0.5)
+        for row, column in ((0, 1), (0, 3), (1, 0), (2, 2), (3, 0), (3, 1)):
+            attention.out_proj.weight[row, column] = 0.0  # 16 - 6 = 10 nonzero
+    net = _Attend(attention)
+    x = torch.zeros(3, 2, 4)
+    x[:, :, 0] = 1.0
+    x[0, :, 1] = 1.0
+    for train in (False, True):
+        net.train(train)
+        report = count_operations(net, x)
+        rows = {r.name: (r.acs, r.macs, r.input_kind) for r in report.layers}
+        assert rows == {
+            "attention.in_proj": (72, 0, "spikes"),
+            "attention.out_proj": (0, 60, "real"),
+            "attention (activation products)": (0, 144, "real"),
+        }, train
+        assert len(report.layers) == 3 and report.not_counted == [] and report.samples == 2
+    # batch_first cross-attention with key/value widths of their own (separate weights):
+    # L = 2 queries of E = 4, S = 5 keys of 3 features, N = 2, real inputs (MACs)
+    cross = _Attend(nn.MultiheadAttention(4, 2, batch_first=True, kdim=3, vdim=3))
+    with OperationCounter(cross) as counter, torch.no_grad():
+        cross(torch.rand(2, 2, 4), torch.rand(2, 5, 3))
+    rows = {r.name: (r.acs, r.macs) for r in counter.report(2).layers}
+    assert rows == {
+        "attention.in_proj": (0, 2 * 2 * 4 * 4 + 2 * 2 * 5 * 3 * 4),  # Q; K and V
+        "attention.out_proj": (0, 2 * 2 * 16),
+        "attention (activation products)": (0, 2 * 2 * 2 * 5 * 4),
+    }

@@ -24,10 +24,13 @@ signed ``{0, ±1}``, or spikes scaled by one constant); other inputs are real-va
 Biases, batch norm, pooling and residual additions are not counted (as in most papers'
 estimates). Layers counted: ``nn.Linear``, ``nn.Conv1d/2d/3d``,
 ``nn.ConvTranspose1d/2d/3d`` and their subclasses (spikeflow's sequence layers, the
-event-driven layers, with the standardised weight they compute with); other modules
-with weights of their own (matrices or kernels: LSTMs, ``nn.MultiheadAttention``,
-embeddings, PSN neurons) and counted layers whose forward never ran (a module applying
-its inner layer's weight directly) are listed as not counted. The recurrent layers that
+event-driven layers, with the standardised weight they compute with);
+``nn.MultiheadAttention`` from its inputs (its input projections ``<name>.in_proj``, the
+products ``Q Kᵀ`` and ``A V`` of real values, ``2 L S E`` MACs per sample, and
+``<name>.out_proj`` over the attended values), on its fused and its ``bmm`` path alike;
+other modules with weights of their own (matrices or kernels: LSTMs, embeddings, PSN
+neurons) and counted layers whose forward never ran (a module applying its inner
+layer's weight directly) are listed as not counted. The recurrent layers that
 apply their weights with ``F.linear`` are counted from their inputs and the outputs
 they feed back: ``layers.Recurrent`` (as ``<name>.recurrent``) and
 ``LinearRecurrentContainer`` (``<name>.rc`` for the input part, ``<name>.rc

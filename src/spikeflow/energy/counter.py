@@ -45,7 +45,7 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _NOT_PRODUCTS: tuple[type[nn.Module], ...] = (
     nn.Linear, *_CONVS, *_TRANSPOSED, nn.modules.batchnorm._NormBase, nn.LayerNorm,
     nn.GroupNorm, nn.LocalResponseNorm, _TimeIndexedNorm, NeuNorm,
-    nn.modules.dropout._DropoutNd, _SequenceDropout, EPropRSNN,
+    nn.modules.dropout._DropoutNd, _SequenceDropout, EPropRSNN, nn.MultiheadAttention,
 )  # fmt: skip
 #: What can go wrong tracing a declaration (the tracer's errors are ConfigurationErrors).
 _TRACE_ERRORS = (ConfigurationError, AttributeError, TypeError, ValueError, IndexError)
@@ -99,6 +99,8 @@ class OperationCounter:
         self._lock = threading.RLock()
         self._carried: dict[nn.Module, Tensor | None] = {}
         self._eprop_spikes: dict[nn.Module, Tensor] = {}  # an EPropRSNN's, by its tap
+        # An nn.MultiheadAttention's products Q Kᵀ and A V (_count_attention).
+        self._attention: dict[nn.Module, LayerOperations] = {}
         # Layers fed graded spikes (a sigma-delta network's synapses).
         self._graded = {m.layer for m in model.modules() if isinstance(m, DeltaSynapse)}
         spiking = [m for m in model.modules() if isinstance(m, SPIKING_LAYER_TYPES)]
@@ -132,6 +134,17 @@ class OperationCounter:
             if isinstance(module, (nn.Linear, *_CONVS, *_TRANSPOSED)):
                 self._layers[module] = LayerOperations(name or "(model)", type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._count))
+            elif isinstance(module, nn.MultiheadAttention):
+                # Its forward applies its weights with F.linear (or one fused op): its
+                # projections and products counted from its inputs (_count_attention).
+                label = name or "(model)"
+                self._layers[module] = LayerOperations(f"{label}.in_proj", "Linear")
+                self._attention[module] = LayerOperations(
+                    f"{label} (activation products)", "products"
+                )
+                self._handles.append(
+                    module.register_forward_hook(self._count_attention, with_kwargs=True)
+                )
             elif _holds_weights(module):
                 self.not_counted.append(name or "(model)")
             # Last: the module's other hooks run while the mode still follows its values.
@@ -315,6 +328,62 @@ class OperationCounter:
             self._add(self._layers[net.recurrent], fed, pairs, spiking, counts)
 
     @_unobserved
+    def _count_attention(
+        self, mha: nn.MultiheadAttention, args: tuple, kwargs: dict, output: object
+    ) -> None:
+        """An ``nn.MultiheadAttention`` call: its input projections over the query, key
+        and value as linear layers (``<name>.in_proj``, read by value as any layer's
+        input), the products ``Q Kᵀ`` and ``A V`` of real values (``Q``, ``K``, ``V``
+        carry the projections' biases, ``A`` is a softmax): ``2 L S E`` MACs per
+        sample, ``L`` queries, ``S`` keys, embedding ``E`` (the heads split ``E``), and
+        its output projection ``out_proj`` over the ``L`` attended values (real: a MAC
+        per entry and nonzero weight), whatever path its forward takes (the fused one
+        in evaluation, or ``bmm`` in training, which the product mode then leaves
+        alone). Masks change none of it (the dense products are computed)."""
+        names = ("query", "key", "value")
+        inputs = [*args[:3], *(kwargs[k] for k in names[len(args[:3]) :] if k in kwargs)]
+        if len(inputs) < 3 or not all(isinstance(x, Tensor) for x in inputs):
+            return
+        if reruns_forward():
+            return
+        query, key, value = inputs
+        e = mha.embed_dim
+        if mha._qkv_same_embed_dim:
+            weights = mha.in_proj_weight.split(e)
+        else:
+            weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
+        # One call of three projections: its input kind is spikes (counts) where all
+        # three inputs are; each input's pairs are ACs or MACs by its own kind.
+        part = LayerOperations("", "Linear")
+        for x, weight in zip((query, key, value), weights, strict=True):
+            mask, spiking, counts = self._classify(x)
+            self._add(part, x, linear_pairs(weight, mask), spiking, counts)
+        record = self._layers[mha]
+        record.calls += 1
+        record.spike_calls += int(part.spike_calls == 3)
+        record.count_calls += int(part.count_calls == 3)
+        record.acs += part.acs
+        record.macs += part.macs
+        record.input_elements += part.input_elements
+        record.input_nonzero += part.input_nonzero
+        # Sequence lengths: [L, N, E] ([N, L, E] batch_first), unbatched [L, E].
+        batched = query.dim() == 3
+        axis = 1 if batched and mha.batch_first else 0
+        batch = query.shape[1 - axis] if batched else 1
+        length, source = query.shape[axis], key.shape[axis]
+        products = self._attention[mha]
+        products.calls += 1
+        products.macs += 2 * batch * length * source * e
+        products.input_elements += batch * (length + 2 * source) * e  # Q, K, V
+        products.input_nonzero += batch * (length + 2 * source) * e
+        out = self._layers[mha.out_proj]
+        attended = torch.ones(batch * length, e, dtype=torch.bool, device=query.device)
+        out.calls += 1
+        out.macs += linear_pairs(mha.out_proj.weight, attended)
+        out.input_elements += batch * length * e
+        out.input_nonzero += batch * length * e
+
+    @_unobserved
     def _count_eprop(self, net: EPropRSNN, args: tuple, output: object) -> None:
         """``W^in`` over the input ``x`` ``[T, B, ...]`` of this call and the masked
         ``W^rec`` over the spikes fed back, ``z[0] .. z[T-2]`` (``z[T-1]`` is fed to no
@@ -335,7 +404,8 @@ class OperationCounter:
         """The counts so far, per sample of ``samples`` samples run."""
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ConfigurationError(f"samples must be a positive integer, got {samples!r}")
-        records = [*self._layers.values(), *self._mode.records.values()]
+        records = [*self._layers.values(), *self._attention.values(),
+                   *self._mode.records.values()]  # fmt: skip
         layers = [LayerOperations(**vars(r)) for r in records if r.calls]
         # Layers whose forward never ran (and whose weight no other hook counted).
         unused = [f"{r.name} (its forward never ran)" for r in self._layers.values()
