@@ -113,6 +113,18 @@ def test_spike_count_by_hand():
     assert got.item() == pytest.approx(expected)
 
 
+def test_a_desired_count_above_T_is_refused_naming_both():
+    """At most one spike per step: a count above T is never reached (the label class
+    would always be penalised); T itself is reachable."""
+    out, target = torch.ones(4, 2, 3), torch.tensor([0, 1])
+    assert spike_count_loss(out, target, desired_count=4, undesired_count=4) == 0
+    message = r"spike_count_loss: desired_count \(4.5\) is more than the T = 4 steps of out_seq"
+    with pytest.raises(ConfigurationError, match=message):
+        spike_count_loss(out, target, desired_count=4.5)
+    with pytest.raises(ConfigurationError, match=r"desired_count \(10\) .* T = 4 steps"):
+        get_loss("count")(out, target)  # the default, 10
+
+
 def test_get_loss_names_and_binding():
     assert list_losses() == [
         "ce", "ce+", "ce_count", "ce_max_membrane", "ce_temporal", "count", "count+", "mse",

@@ -26,6 +26,12 @@ def _spikes(steps: int, batch: int, classes: int, p: float = 0.3, seed: int = 0)
     return (torch.rand(steps, batch, classes, generator=g) < p).double()
 
 
+def _within(fn, count: int) -> dict[str, int]:
+    """``desired_count=count`` for the counting losses (their default 10 is above the
+    few steps here, refused), nothing for the others."""
+    return {"desired_count": count} if fn in (spike_count_plus_loss, spike_count_sum0_loss) else {}
+
+
 def _grad(loss_fn, out, target, **kwargs) -> tuple[float, torch.Tensor]:
     out = out.clone().requires_grad_(True)
     value = loss_fn(out, target, **kwargs)
@@ -179,10 +185,11 @@ def test_gradients_scale_with_the_upstream_gradient():
     out = _spikes(7, 3, 4, p=0.4, seed=5)
     target = torch.tensor([1, 2, 3])
     for fn in (spike_count_plus_loss, spike_count_sum0_loss, ce_plus_loss, ttfs_loss):
+        kwargs = _within(fn, 6)  # (the default desired_count 10 is above T = 7)
         a = out.clone().requires_grad_(True)
-        fn(a, target).backward()
+        fn(a, target, **kwargs).backward()
         b = out.clone().requires_grad_(True)
-        (1024.0 * fn(b, target)).backward()
+        (1024.0 * fn(b, target, **kwargs)).backward()
         torch.testing.assert_close(b.grad, 1024.0 * a.grad, msg=fn.__name__)
         assert a.grad.abs().sum() > 0, fn.__name__
 
@@ -224,7 +231,12 @@ def test_errors_name_the_loss_and_argument():
         get_loss("count+", desired_count=1, undesired_count=3)
     with pytest.raises(ConfigurationError, match="takes no argument"):
         get_loss("ttfs", balance=1.0)
-    assert get_loss("count+", balance=None)(out, torch.tensor([0, 1])).item() >= 0
+    assert get_loss("count+", balance=None, desired_count=4)(out, torch.tensor([0, 1])) >= 0
+    for name, fn in (("count+", spike_count_plus_loss), ("sum0", spike_count_sum0_loss)):
+        # a desired count above T: never reached (at most a spike per step), refused
+        message = rf"{fn.__name__}: desired_count \(5\) is more than the T = 4 steps of out_seq"
+        with pytest.raises(ConfigurationError, match=message):
+            get_loss(name, desired_count=5)(out, torch.tensor([0, 1]))
 
 
 def test_silent_output_gives_finite_zero_gradients():
@@ -232,7 +244,7 @@ def test_silent_output_gives_finite_zero_gradients():
     target = torch.tensor([0, 2])
     for fn in (spike_count_plus_loss, spike_count_sum0_loss, ce_plus_loss, ttfs_loss):
         out.grad = None
-        value = fn(out, target)
+        value = fn(out, target, **_within(fn, 5))
         value.backward()
         assert torch.isfinite(value), fn.__name__
         assert torch.all(out.grad == 0), fn.__name__

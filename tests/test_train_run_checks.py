@@ -71,6 +71,9 @@ def test_a_window_longer_than_T_is_refused_before_overwrite_removes_the_run(earl
          r"on_target and off_target must lie in \[-T, T-1\] = \[-2, 1\] for the T = 2"),
         ({"loss": "mse_temporal", "loss_kwargs": {"target_is_time": True}},
          r"target_is_time=True .* the targets here are class labels \[B\]"),
+        ({"loss": "count"},  # its default desired_count, 10 spikes in 2 steps
+         r"spike_count_loss: desired_count \(10\) is more than the T = 2 steps of the "
+         r"model's output: .* give desired_count <= 2"),
         ({"model_kwargs": {**TINY["model_kwargs"], "num_classes": 5}},
          r"num_classes \(5\) is fewer than the 10 classes of dataset digits"),
         ({"model_kwargs": {**TINY["model_kwargs"], "num_classes": 12}, "mixup": 0.2},
@@ -164,6 +167,9 @@ def test_a_neuron_built_for_fixed_steps_gets_the_runs_T(neuron, cls):
         ("spike_max", {"mode": "softmax"}, "moving_window", range(1, 6)),
         ("mse_temporal", {}, "on_target", [-5, -4, -3, -1, 0, 2, 3, 4, [0, 1], [0, 4]]),
         ("mse_temporal", {"on_target": 0}, "off_target", [-4, -3, 2, 3]),
+        ("count", {}, "desired_count", [1, 2, 3.5, 4, 5, 10]),
+        ("count+", {"balance": None}, "desired_count", [1, 4, 4.5, 10]),
+        ("sum0", {}, "desired_count", [2, 3, 5]),
     ],
 )
 def test_check_loss_fits_refuses_what_the_loss_refuses_at_its_call(name, kwargs, key, values):

@@ -54,7 +54,8 @@ so it is not in the registry) and the classes :class:`SpikeRate`, :class:`SpikeM
 
 :func:`check_loss_fits` checks, before any output exists, what a loss's arguments would
 refuse on an output of ``T`` steps (a ``moving_window`` longer than ``T``, target steps
-outside ``[-T, T-1]``): ``spikeflow train`` asks it before a run starts.
+outside ``[-T, T-1]``, a counting loss's ``desired_count`` above ``T``): ``spikeflow
+train`` asks it before a run starts.
 :func:`non_finite_loss_cause` says why a loss is infinite where the loss explains it
 (``spike_max``'s probability mode with a silent label neuron).
 
@@ -188,6 +189,9 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
 #: with class labels ``[B]``: ``check(steps, of, **arguments)`` (the losses not named
 #: here take any number of steps).
 _FITS: dict[str, Callable[..., None]] = {
+    "count": rate._count_fits,
+    "count+": time_based._count_plus_fits,
+    "sum0": time_based._sum0_fits,
     "mse_temporal": temporal._mse_temporal_fits,
     "spike_rate": slayer._spike_rate_fits,
     "spike_max": slayer._spike_max_fits,
@@ -267,8 +271,9 @@ def check_loss_fits(
     would refuse at its first call on an output of ``steps`` time steps with integer
     class labels ``[B]`` as the target (what ``spikeflow train`` gives it): a
     ``moving_window`` longer than ``T`` (``spike_rate``, ``spike_max``), target spike
-    steps outside ``[-T, T-1]`` or ``target_is_time`` (``mse_temporal``). The other
-    losses take any number of steps. ``of`` names what has the steps, in the message.
+    steps outside ``[-T, T-1]`` or ``target_is_time`` (``mse_temporal``), a
+    ``desired_count`` above ``T`` (``count``, ``count+``, ``sum0``). The other losses
+    take any number of steps. ``of`` names what has the steps, in the message.
 
     Raises:
         ConfigurationError: such an argument (the message names it, its value and

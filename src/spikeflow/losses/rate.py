@@ -135,9 +135,15 @@ def spike_count_loss(
 
     ``target`` must be integer labels ``[B]``. Gradients flow through the spike counts
     by ordinary autograd (surrogate gradients), not the paper's spike-time attribution.
+
+    Raises:
+        ConfigurationError: a ``desired_count`` above the ``T`` steps of ``out_seq``
+            (a neuron that fires at most once per step never reaches it, so the label
+            class would always be penalised; the message names both), or a bad argument.
     """
     _check_labels_only(out_seq, target, "spike_count_loss")
     desired_count, undesired_count = _count_arguments(desired_count, undesired_count)
+    _count_within_steps("spike_count_loss", desired_count, out_seq.shape[0])
     delta = count_error(out_seq.sum(dim=0), target, desired_count, undesired_count)
     return 0.5 * (delta / out_seq.shape[0]).pow(2).sum(dim=1).mean()
 
@@ -171,6 +177,28 @@ def _tet_arguments(lamb: object, phi: object, label_smoothing: object) -> tuple[
         _real("tet_loss", "phi", phi),
         _real("tet_loss", "label_smoothing", label_smoothing, 0.0, 1.0),
     )
+
+
+def _count_within_steps(loss: str, desired_count: float, steps: int, of: str = "out_seq") -> None:
+    """Raise a ConfigurationError when ``desired_count`` is above ``steps``, the ``T``
+    steps of ``of``: at most one spike per step, so no count reaches it."""
+    if desired_count > steps:
+        raise ConfigurationError(
+            f"{loss}: desired_count ({desired_count:g}) is more than the T = {steps} steps "
+            f"of {of}: a neuron that fires at most once per step never reaches it, so the "
+            f"label class is always penalised; give desired_count <= {steps} (and "
+            f"undesired_count below it), or a longer T"
+        )
+
+
+def _count_fits(
+    steps: int, of: str, desired_count: object, undesired_count: object,
+    loss: str = "spike_count_loss",
+) -> None:  # fmt: skip
+    """What the counting loss ``loss`` would refuse at its first call on ``steps`` steps
+    (of ``of``): a ``desired_count`` above ``T``."""
+    desired, _ = _count_arguments(desired_count, undesired_count, loss)
+    _count_within_steps(loss, desired, steps, of)
 
 
 def _count_arguments(

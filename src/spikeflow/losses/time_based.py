@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.losses.rate import _check_labels_only, _count_arguments, _real, count_error
+from spikeflow.losses.rate import (
+    _check_labels_only,
+    _count_arguments,
+    _count_within_steps,
+    _real,
+    count_error,
+)
 from spikeflow.losses.readout import first_spike_steps
 
 __all__ = ["ce_plus_loss", "spike_count_plus_loss", "spike_count_sum0_loss", "ttfs_loss"]
@@ -111,6 +117,7 @@ def spike_count_plus_loss(
     """
     _check_labels_only(out_seq, target, "spike_count_plus_loss")
     desired, undesired, balance = _count_plus_arguments(desired_count, undesired_count, balance)
+    _count_within_steps("spike_count_plus_loss", desired, out_seq.shape[0])
     return _CountPlus.apply(out_seq, target, desired, undesired, balance, False)
 
 
@@ -129,6 +136,7 @@ def spike_count_sum0_loss(
     """
     _check_labels_only(out_seq, target, "spike_count_sum0_loss")
     desired, undesired, balance = _sum0_arguments(desired_count, undesired_count, balance)
+    _count_within_steps("spike_count_sum0_loss", desired, out_seq.shape[0])
     return _CountPlus.apply(out_seq, target, desired, undesired, balance, True)
 
 
@@ -217,6 +225,22 @@ def _sum0_arguments(
     desired_count: object, undesired_count: object, balance: object
 ) -> tuple[float, float, float | None]:
     return _count_plus_arguments(desired_count, undesired_count, balance, "spike_count_sum0_loss")
+
+
+def _count_plus_fits(
+    steps: int, of: str, desired_count: object, undesired_count: object, balance: object,
+    loss: str = "spike_count_plus_loss",
+) -> None:  # fmt: skip
+    """What ``count+`` (``sum0``: ``loss``) would refuse at its first call on ``steps``
+    steps (of ``of``): a ``desired_count`` above ``T``."""
+    desired = _count_plus_arguments(desired_count, undesired_count, balance, loss)[0]
+    _count_within_steps(loss, desired, steps, of)
+
+
+def _sum0_fits(
+    steps: int, of: str, desired_count: object, undesired_count: object, balance: object
+) -> None:
+    _count_plus_fits(steps, of, desired_count, undesired_count, balance, "spike_count_sum0_loss")
 
 
 def _ce_plus_arguments(silent_logit: object) -> float:
