@@ -31,6 +31,9 @@
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
   in parallel over time.
+* :mod:`~spikeflow.neurons.noisy`: the noisy spiking neurons of NoisySAN (coloured
+  exploration noise for reinforcement learning, :func:`powerlaw_psd_gaussian`);
+  :mod:`~spikeflow.neurons.nonspiking`: non-spiking read-outs with a decoded membrane.
 * :mod:`~spikeflow.neurons.tap`: :class:`SpikeTap`, the pass-through layer through which a
   network that computes its spikes in its own loop shows them to monitors and counters.
 
@@ -67,7 +70,17 @@ from spikeflow.neurons.liaf import LIAFNode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
 from spikeflow.neurons.loop import LoopNode
 from spikeflow.neurons.mpbn import MPBNBaseNode, MPBNLIFNode
+from spikeflow.neurons.noisy import (
+    NoisyBaseNode,
+    NoisyCubaLIFNode,
+    NoisyILCBaseNode,
+    NoisyILCCubaLIFNode,
+    NoisyNonSpikingBaseNode,
+    NoisyNonSpikingIFNode,
+    powerlaw_psd_gaussian,
+)
 from spikeflow.neurons.nonlinear import EIFNode, IzhikevichNode, QIFNode
+from spikeflow.neurons.nonspiking import NonSpikingBaseNode, NonSpikingIFNode, NonSpikingLIFNode
 from spikeflow.neurons.parallel import (
     PSN,
     MaskedPSN,
@@ -125,6 +138,15 @@ __all__ = [
     "MaskedPSN",
     "NeuronDeclaration",
     "NoResetLIFNode",
+    "NoisyBaseNode",
+    "NoisyCubaLIFNode",
+    "NoisyILCBaseNode",
+    "NoisyILCCubaLIFNode",
+    "NoisyNonSpikingBaseNode",
+    "NoisyNonSpikingIFNode",
+    "NonSpikingBaseNode",
+    "NonSpikingIFNode",
+    "NonSpikingLIFNode",
     "OutlierAwareThresholdNode",
     "PLIFNode",
     "ParametricLIFNode",
@@ -143,6 +165,7 @@ __all__ = [
     "lif_no_reset_matrix",
     "linear_scan",
     "mask_lambda",
+    "powerlaw_psd_gaussian",
     "set_mask_lambda",
     "sliding_toeplitz",
 ]
