@@ -1,0 +1,34 @@
+"""Timing-based (exact spike time) neurons on continuous event times, after SpikingJelly
+2.0's ``spikingjelly.timing_based``.
+
+Inputs are compact event batches ``(spike_times [E], input_indices [E], batch_offsets
+[B+1])`` (see :mod:`spikeflow.timing._events`), not time-step grids: the membrane is
+solved between events in closed form and spike times are exact, with gradients of the
+spike times and voltage maxima with respect to the weights and the input times.
+
+* :class:`Tempotron` / :func:`tempotron` (Gütig & Sompolinsky 2006) with
+  :func:`tempotron_loss` (the Tempotron rule) and :func:`tempotron_classification_loss`;
+* :class:`GaussianTuning`: real values to event times through Gaussian receptive fields;
+* :class:`PSPKernel`: the unit-peak double-exponential PSP.
+
+See docs/timing.md.
+"""
+
+from spikeflow.timing._events import PSPKernel, check_events
+from spikeflow.timing._tempotron import (
+    Tempotron,
+    tempotron,
+    tempotron_classification_loss,
+    tempotron_loss,
+)
+from spikeflow.timing.encoding import GaussianTuning
+
+__all__ = [
+    "GaussianTuning",
+    "PSPKernel",
+    "Tempotron",
+    "check_events",
+    "tempotron",
+    "tempotron_classification_loss",
+    "tempotron_loss",
+]
