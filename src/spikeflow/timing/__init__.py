@@ -8,6 +8,8 @@ spike times and voltage maxima with respect to the weights and the input times.
 
 * :class:`Tempotron` / :func:`tempotron` (Gütig & Sompolinsky 2006) with
   :func:`tempotron_loss` (the Tempotron rule) and :func:`tempotron_classification_loss`;
+* :class:`SRM` / :func:`srm`: multi-spike spike response model layers (ramp PSP,
+  reset by subtraction) with exact output spike times;
 * :class:`GaussianTuning`: real values to event times through Gaussian receptive fields;
 * :class:`PSPKernel`: the unit-peak double-exponential PSP.
 
@@ -15,6 +17,7 @@ See docs/timing.md.
 """
 
 from spikeflow.timing._events import PSPKernel, check_events
+from spikeflow.timing._srm import SRM, srm
 from spikeflow.timing._tempotron import (
     Tempotron,
     tempotron,
@@ -24,10 +27,12 @@ from spikeflow.timing._tempotron import (
 from spikeflow.timing.encoding import GaussianTuning
 
 __all__ = [
+    "SRM",
     "GaussianTuning",
     "PSPKernel",
     "Tempotron",
     "check_events",
+    "srm",
     "tempotron",
     "tempotron_classification_loss",
     "tempotron_loss",
