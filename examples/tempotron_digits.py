@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     x_tr, y_tr, x_te, y_te = load_digits_split()
-    encoder = GaussianTuning(1, args.m, torch.zeros(1, dtype=torch.float64), torch.ones(1))
+    encoder = GaussianTuning(1, args.m, 0.0, 1.0).double()
     net = Tempotron(64 * args.m, 10, args.duration).double()
     opt = torch.optim.SGD(net.parameters(), lr=args.lr)
     test_acc = 0.0

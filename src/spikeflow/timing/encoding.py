@@ -54,7 +54,8 @@ class GaussianTuning(nn.Module):
         width = (hi - lo)[:, None]
         i = torch.arange(1, self.m + 1, dtype=lo.dtype, device=lo.device)[None, :]
         self.register_buffer("mu", lo[:, None] + (2 * i - 3) * width / (2 * (self.m - 2)))
-        self.register_buffer("sigma2", (width / (1.5 * (self.m - 2))).square().expand(-1, self.m))
+        sigma2 = (width / (1.5 * (self.m - 2))).square().expand(-1, self.m).clone()
+        self.register_buffer("sigma2", sigma2)
 
     def _range(self, name: str, value: float | Tensor) -> Tensor:
         if isinstance(value, Tensor):
