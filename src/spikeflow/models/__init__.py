@@ -18,6 +18,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
 * :mod:`~spikeflow.models.qkformer`: QKFormer, a hierarchical spiking transformer (Q-K attention).
 * :mod:`~spikeflow.models.maxformer`: Max-Former (max-pooling embeddings, depth-wise convolutions).
+* :mod:`~spikeflow.models.masnn`: MA-SNN, multi-dimensional attention (DVS128 Gesture).
 * :mod:`~spikeflow.models.delays`: the learnable-delay SNN (Hammouamri et al., SHD).
 * :mod:`~spikeflow.models.rsnn`: the recurrent adaptive-LIF network (Bittar & Garner, SHD).
 * :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
@@ -29,6 +30,7 @@ from spikeflow.models import (
     digits,
     eprop_rsnn,
     event_driven,
+    masnn,
     maxformer,
     ms_resnet,
     plif_nets,
@@ -62,6 +64,7 @@ __all__ = [
     "event_driven",
     "list_models",
     "list_neurons",
+    "masnn",
     "maxformer",
     "model_arguments",
     "ms_resnet",
