@@ -1,6 +1,7 @@
-"""MA-SNN: against SpikingJelly 2.0's ``model.MASNN`` with its weights (outputs, input and
-parameter gradients, batch-norm statistics), its parameter count and names, the
-authors' neuron, argument and input errors, and a `spikeflow train` run."""
+"""MA-SNN and Att-MS-ResNet: against SpikingJelly 2.0's ``model.MASNN`` and
+``model.AttMSResNet`` with their weights (outputs, input and parameter gradients,
+batch-norm statistics), their parameter counts and names, the authors' neurons and
+initialisation, argument and input errors, and a `spikeflow train` run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models import create_model
-from spikeflow.models.masnn import MASNN
+from spikeflow.models.masnn import MASNN, AttMSResNet
 from spikeflow.neurons import LIFNode
 from spikeflow.surrogate import Rect
 
@@ -166,3 +167,79 @@ def test_spikeflow_train_runs_it_on_the_digits(tmp_path):
     assert initial.keys() == model.state_dict().keys()
     for key in ("conv_blocks.0.conv.weight", "fc_blocks.1.linear.weight"):
         assert not torch.equal(model.state_dict()[key], initial[key]), key
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_att_ms_resnet_equals_spikingjellys(sj, float64, training):
+    """Att-MS-ResNet with 3 stages of one block, SpikingJelly's weights and state dict
+    as they are (no dropout: its mask is drawn per sample once, ours once for all steps):
+    outputs (time-mean), gradients and running statistics equal."""
+    model, functional = sj
+    theirs = model.AttMSResNet(T=2, num_classes=3, layers=(1, 1, 1), base_channels=8,
+                               reduction_c=2, dropout=0.0)  # fmt: skip
+    ours = AttMSResNet((1, 1, 1), num_classes=3, base_width=8, reduction_c=2, dropout=0.0)
+    _firing_norms(theirs, 1)
+    theirs.train(training)
+    ours.train(training)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    functional.reset_net(theirs)
+    x = torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y1, y2 = theirs(x1), ours(x2)
+    assert y2.shape == (2, 2, 3)
+    torch.testing.assert_close(y2.mean(0), y1, **F64)
+    g = torch.randn_like(y1)
+    (y1 * g).sum().backward()
+    (y2.mean(0) * g).sum().backward()
+    torch.testing.assert_close(x2.grad, x1.grad, **F64)
+    expected = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name].grad, **F64, msg=name)
+        assert p.grad.abs().sum() > 0, name
+    buffers = dict(theirs.named_buffers())
+    for name, buffer in ours.named_buffers():
+        torch.testing.assert_close(buffer, buffers[name], **F64, msg=name)
+
+
+def test_att_ms_resnet18_is_spikingjellys_and_starts_as_the_authors(sj):
+    """att_ms_resnet18: SpikingJelly's 11,867,960 parameters under its names and shapes;
+    the batch norms start at 0.5 (each block's last at 0.1), the neurons are LIF with a
+    decay of 0.25, threshold 0.5, a rectangular surrogate of width 1."""
+    model, _ = sj
+    with torch.device("meta"):
+        ours, theirs = create_model("att_ms_resnet18"), model.att_ms_resnet18()
+    assert sum(p.numel() for p in ours.parameters()) == 11_867_960
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    small = AttMSResNet((1, 1, 1), base_width=8)
+    for name, m in small.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == (0.1 if name.endswith("bn2") else 0.5)), name
+    neurons = [m for m in small.modules() if isinstance(m, LIFNode)]
+    assert len(neurons) == 2 * 3 + 1
+    for n in neurons:
+        assert n.tau == pytest.approx(4 / 3) and n.v_threshold == 0.5 and not n.decay_input
+        assert isinstance(n.surrogate_function, Rect) and n.surrogate_function.alpha == 1.0
+    assert small.dropout.p == 0.2 and small.eval()(torch.rand(1, 1, 3, 9, 5)).shape == (1, 1, 1000)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"depths": (1, 1)}, r"depths must have 3 or 4 stages, got 2"),
+        ({"depths": (1, 0, 1)}, r"AttMSResNet: depths\[1\] must be a positive integer"),
+        ({"base_width": 0}, r"AttMSResNet: base_width must be a positive integer"),
+        ({"reduction_c": 16, "base_width": 8}, r"reduction_c \(16\) must be at most C \(8\)"),
+        ({"zero_init_residual": True}, "zero_init_residual is not supported"),
+    ],
+)
+def test_att_ms_resnet_bad_arguments_and_inputs_are_named(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        AttMSResNet(**kwargs)
+    model = AttMSResNet((1, 1, 1), base_width=8)
+    with pytest.raises(ShapeError, match=r"\[T, B, C, H, W\]; got shape \(2, 3, 8, 8\)"):
+        model(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ShapeError, match=r"H, W >= 1, got shape \(1, 1, 3, 0, 8\)"):
+        model(torch.rand(1, 1, 3, 0, 8))

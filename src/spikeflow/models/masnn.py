@@ -35,7 +35,14 @@ from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
 from spikeflow.models.registry import register_model
 
-__all__ = ["MASNN", "MA_NEURON_DEFAULTS", "masnn_dvs128_gesture"]
+__all__ = [
+    "ATT_MS_NEURON_DEFAULTS",
+    "MASNN",
+    "MA_NEURON_DEFAULTS",
+    "AttMSResNet",
+    "att_ms_resnet18",
+    "masnn_dvs128_gesture",
+]
 
 #: The MA-SNN authors' LIF (SpikingJelly 2.0's MA-SNN default).
 MA_NEURON_DEFAULTS: dict[str, Any] = {
@@ -44,6 +51,15 @@ MA_NEURON_DEFAULTS: dict[str, Any] = {
     "decay_input": False,
     "detach_reset": True,
     "surrogate_function": {"name": "rect", "alpha": 2.0},
+}
+
+#: The Att-MS-ResNet's LIF (SpikingJelly 2.0's default): a decay of 0.25, threshold 0.5.
+ATT_MS_NEURON_DEFAULTS: dict[str, Any] = {
+    "tau": 4.0 / 3.0,
+    "v_threshold": 0.5,
+    "decay_input": False,
+    "detach_reset": True,
+    "surrogate_function": {"name": "rect", "alpha": 1.0},
 }
 
 
@@ -81,10 +97,10 @@ class _FcBlock(nn.Module):
         return self.cell(self.relu(self.attn(self.bn(self.linear(x)))))
 
 
-def _sizes(name: str, value: Sequence[int]) -> tuple[int, ...]:
+def _sizes(name: str, value: Sequence[int], owner: str = "MASNN") -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-        raise ConfigurationError(f"MASNN: {name} must be a non-empty sequence, got {value!r}")
-    return tuple(check_positive_int(f"MASNN: {name}[{i}]", v) for i, v in enumerate(value))
+        raise ConfigurationError(f"{owner}: {name} must be a non-empty sequence, got {value!r}")
+    return tuple(check_positive_int(f"{owner}: {name}[{i}]", v) for i, v in enumerate(value))
 
 
 class MASNN(nn.Module):
@@ -192,3 +208,137 @@ def masnn_dvs128_gesture(
     the dataset's ``input_size``, ``T`` comes from ``--model-kwargs T=...``)."""
     return MASNN(T=T, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                  neuron=neuron, neuron_kwargs=neuron_kwargs, **kwargs)  # fmt: skip
+
+
+class _AttMSBlock(nn.Module):
+    """``shortcut(x) + CSA(BN(conv3x3(LIF(BN(conv3x3(LIF(x)))))))``: an MS-ResNet block
+    with channel and spatial attention on its branch."""
+
+    def __init__(self, cin: int, cout: int, stride: int, attention: nn.Module,
+                 make_neuron: Any) -> None:  # fmt: skip
+        super().__init__()
+        self.spike1 = make_neuron()
+        self.conv1 = layers.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = layers.BatchNorm2d(cout)
+        self.spike2 = make_neuron()
+        self.conv2 = layers.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = layers.BatchNorm2d(cout)
+        nn.init.constant_(self.bn1.weight, 0.5)
+        nn.init.constant_(self.bn2.weight, 0.1)
+        self.downsample: nn.Sequential | None = None
+        if stride != 1 or cin != cout:
+            parts: list[nn.Module] = []
+            if stride != 1:
+                parts.append(layers.AvgPool2d(stride, stride, ceil_mode=True))
+            norm = layers.BatchNorm2d(cout)
+            nn.init.constant_(norm.weight, 0.5)
+            self.downsample = nn.Sequential(*parts, layers.Conv2d(cin, cout, 1, bias=False), norm)
+        self.attention = attention
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, C, H, W]`` -> ``[T, B, C', H / stride, W / stride]`` (real values)."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn1(self.conv1(self.spike1(x)))
+        out = self.bn2(self.conv2(self.spike2(out)))
+        return self.attention(out) + identity
+
+
+class AttMSResNet(nn.Module):
+    """Att-MS-ResNet (the MA-SNN paper's ImageNet networks, SpikingJelly 2.0's
+    ``model.AttMSResNet``): an MS-ResNet whose blocks end with channel and spatial
+    attention (:class:`~spikeflow.layers.MultiDimensionalAttention` without its temporal
+    part) on the branch, before the membrane shortcut.
+
+    Stem ``BN(conv7x7/2)`` (no pool); stages of ``base_width · (1, 2, 4, 8)`` channels,
+    each downsampling by 2 (the first included) with the shortcut
+    ``BN(conv1x1(AvgPool2(x)))``; head ``LIF``, global average pool, dropout (one mask for
+    all steps), ``FC`` at every step. Batch norms start with ``γ = 0.5`` (0.1 for each
+    block's last), the authors' and SpikingJelly's (plain batch norms: not
+    :class:`~spikeflow.models.ms_resnet.MSResNet`'s tdBN).
+
+    Args:
+        depths: blocks per stage (3 or 4 stages).
+        num_classes, in_channels: output classes and input channels.
+        base_width: the stem's and the first stage's channels (64).
+        reduction_c: the channel attention's reduction (8).
+        dropout: dropout before the FC (0.2).
+        neuron, neuron_kwargs: the spiking neurons, over :data:`ATT_MS_NEURON_DEFAULTS`.
+
+    Input ``[T, B, C, H, W]`` (any ``T``, any ``H, W`` >= 1), output ``[T, B, num_classes]``.
+
+    Raises:
+        ConfigurationError: a size that is not a positive integer, not 3 or 4 stages, a
+            bad ``dropout`` or reduction, or ``zero_init_residual=True``.
+    """
+
+    def __init__(
+        self,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        base_width: int = 64,
+        reduction_c: int = 8,
+        dropout: float = 0.2,
+        neuron: NeuronSpec = "lif",
+        neuron_kwargs: Mapping[str, Any] | None = None,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
+                            ("base_width", base_width)):  # fmt: skip
+            check_positive_int(f"AttMSResNet: {name}", value)
+        if zero_init_residual:
+            raise ConfigurationError("AttMSResNet: zero_init_residual is not supported")
+        depths = _sizes("depths", depths, "AttMSResNet")
+        if len(depths) not in (3, 4):
+            raise ConfigurationError(
+                f"AttMSResNet: depths must have 3 or 4 stages, got {len(depths)}"
+            )
+        make = NeuronFactory(neuron, neuron_kwargs, defaults=ATT_MS_NEURON_DEFAULTS)
+        self.in_channels, self.num_classes = in_channels, num_classes
+        stem_norm = layers.BatchNorm2d(base_width)
+        nn.init.constant_(stem_norm.weight, 0.5)
+        self.stem = nn.Sequential(
+            layers.Conv2d(in_channels, base_width, 7, 2, 3, bias=False), stem_norm
+        )
+        cin = base_width
+        for i, depth in enumerate(depths):
+            cout = base_width * 2**i
+            blocks = []
+            for j in range(depth):
+                attention = layers.MultiDimensionalAttention(
+                    1, cout, reduction_c=reduction_c, use_temporal=False
+                )
+                blocks.append(_AttMSBlock(cin, cout, 2 if j == 0 else 1, attention, make))
+                cin = cout
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.stages = len(depths)
+        self.head_lif = make()
+        self.avgpool = layers.AdaptiveAvgPool2d(1)
+        self.dropout = layers.Dropout(dropout)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[T, B, C, H, W]`` -> ``[T, B, num_classes]``."""
+        check_input(x, "AttMSResNet", "[T, B, C, H, W]", 5, self.in_channels)
+        if 0 in x.shape[-2:]:
+            raise ShapeError(f"AttMSResNet expects H, W >= 1, got shape {tuple(x.shape)}")
+        x = self.stem(x)
+        for i in range(self.stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.head(self.dropout(self.avgpool(self.head_lif(x)).flatten(2)))
+
+
+@register_model("att_ms_resnet18")
+def att_ms_resnet18(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    neuron: NeuronSpec = "lif",
+    neuron_kwargs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> AttMSResNet:
+    """Att-MS-ResNet-18 (SpikingJelly 2.0's ``model.att_ms_resnet18``): blocks 2, 2, 2, 2,
+    64-512 channels, dropout 0.2; ``kwargs`` are :class:`AttMSResNet`'s other arguments
+    (``base_width``, ``reduction_c``, ``dropout``)."""
+    return AttMSResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels,
+                       neuron=neuron, neuron_kwargs=neuron_kwargs, **kwargs)  # fmt: skip
