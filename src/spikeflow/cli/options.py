@@ -269,6 +269,23 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "traces decaying by LAMBDA per step (1 - 1/tau of the neurons, 0.5 for tau = 2)",
     )
     o.add_argument(
+        "--tbptt",
+        type=int,
+        default=s,
+        metavar="K",
+        help="truncated BPTT: each batch runs in windows of K steps, the loss of each "
+        "window backpropagated as it ends and the carried state detached between windows "
+        "(memory of K steps, not T; the last window is shorter if K does not divide T; "
+        "docs/training.md)",
+    )
+    o.add_argument(
+        "--tbptt-update",
+        default=s,
+        choices=["window", "batch"],
+        help="with --tbptt: 'window' (default) updates the weights after every window "
+        "(snnTorch's TBPTT); 'batch' accumulates the windows' gradients, one update per batch",
+    )
+    o.add_argument(
         "--eprop",
         default=s,
         choices=["symmetric", "random", "adaptive"],

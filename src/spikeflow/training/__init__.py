@@ -8,6 +8,7 @@
 * :mod:`~spikeflow.training.build`: the zoo model a config names, built for its dataset.
 * :mod:`~spikeflow.training.resume`: the configuration a ``--resume`` continues.
 * :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.
+* :mod:`~spikeflow.training.tbptt`: truncated BPTT in windows of ``K`` steps (``--tbptt``).
 * :mod:`~spikeflow.training.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
 * :mod:`~spikeflow.training.plots`: learning curves, firing rates, spike rasters (matplotlib).
 

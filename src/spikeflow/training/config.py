@@ -151,6 +151,12 @@ class TrainConfig:
     #: With ``online``: OTTT, the Linear and Conv weights learn from presynaptic traces
     #: with this decay (1 - 1/tau of the network's neurons, 0.5 for tau = 2); None: SLTT.
     online_trace_decay: float | None = None
+    #: Truncated BPTT (docs/training.md): each batch runs in windows of this many steps,
+    #: the carried state detached between them (memory of K steps); None: BPTT.
+    tbptt: int | None = None
+    #: With ``tbptt``: "window" (an optimizer step after every window, snnTorch's TBPTT)
+    #: or "batch" (the windows' gradients accumulated, one optimizer step per batch).
+    tbptt_update: str = "window"
     #: E-prop (Bellec et al. 2020; docs/training.md): train ``--model eprop_rsnn``
     #: forward in time with this feedback, "symmetric", "random" or "adaptive" (memory
     #: independent of T); None: backpropagation through time.
@@ -208,11 +214,12 @@ class TrainConfig:
         for name in ("epochs", "step_size"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
-                     "online_steps"):  # fmt: skip
+                     "online_steps", "tbptt"):  # fmt: skip
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _check_online(self)
         _check_eprop(self)
+        _check_tbptt(self)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
         if (
@@ -397,6 +404,42 @@ def _check_eprop(config: TrainConfig) -> None:
             f"e-prop descends the per-step cross-entropy of the readout (Bellec et al.'s "
             f"classification loss): loss must be ce, got {config.loss!r}"
         )
+
+
+#: The settings truncated BPTT does not combine with (config name, flag, why).
+_NOT_WITH_TBPTT = (
+    ("online", "--online", "online training is its own truncation, at every step"),
+    ("eprop", "--eprop", "e-prop computes its gradients forward in time, without windows"),
+    ("recompute", "--recompute", "a window's graph is freed after its backward already"),
+)
+
+
+def _check_tbptt(config: TrainConfig) -> None:
+    """The truncated-BPTT fields against each other, the other training modes, ``T``
+    and the loss (the loss's window arguments are checked with the model, in
+    :func:`spikeflow.training.run_checks.check_tbptt_run`)."""
+    if config.tbptt is None:
+        if config.tbptt_update != "window":
+            raise ConfigurationError("tbptt_update needs truncated BPTT: add --tbptt K")
+        return
+    from spikeflow.training.tbptt import UPDATES, check_window_loss
+
+    _choice("tbptt_update", config.tbptt_update, UPDATES)
+    used = [(flag, why) for name, flag, why in _NOT_WITH_TBPTT
+            if getattr(config, name) not in (None, False)]  # fmt: skip
+    if used:
+        flags = ", ".join(flag for flag, _ in used)
+        raise ConfigurationError(
+            f"truncated BPTT (--tbptt) cannot be combined with {flags}: "
+            + "; ".join(f"{flag}: {why}" for flag, why in used)
+        )
+    if config.T is not None and config.tbptt > config.T:
+        raise ConfigurationError(
+            f"tbptt (the window K) must be at most T = {config.T} (the steps of a sample; "
+            f"K = T is BPTT), got {config.tbptt}"
+        )
+    if config.loss is not None:  # None: checked once resolved
+        check_window_loss(config.loss)
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -274,11 +274,15 @@ def _recorded_best_epoch(
 
 
 def _loss(config: Any) -> Any:
-    """The run's loss; an online or e-prop run's applied per step, as it was trained."""
+    """The run's loss; an online or e-prop run's applied per step, a truncated-BPTT
+    run's per window, as it was trained."""
     from spikeflow.losses import get_loss
     from spikeflow.training.online import per_step_loss, trains_per_step
+    from spikeflow.training.tbptt import windowed_loss
 
     loss = get_loss(config.loss, **config.loss_kwargs)
+    if getattr(config, "tbptt", None) is not None:
+        return windowed_loss(loss, config.tbptt)
     return per_step_loss(loss) if trains_per_step(config) else loss
 
 

@@ -29,7 +29,13 @@ from spikeflow.models.common import output_steps
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo
 
-__all__ = ["check_classes", "check_neuron_steps", "non_finite_advice", "run_loss"]
+__all__ = [
+    "check_classes",
+    "check_neuron_steps",
+    "check_tbptt_run",
+    "non_finite_advice",
+    "run_loss",
+]
 
 
 def run_loss(config: TrainConfig, model: nn.Module, info: DataInfo) -> LossFn:
@@ -115,6 +121,36 @@ def _steps_of(name: str, seen: dict[str, int], steps: int) -> int:
     or holds it (``"net.3"`` for ``"net.3.inner"``), else ``steps``."""
     holders = [key for key in seen if name == key or name.startswith(key + ".")]
     return seen[max(holders, key=len)] if holders else steps
+
+
+def check_tbptt_run(config: TrainConfig, model: nn.Module, takes_target: bool = False) -> None:
+    """With ``config.tbptt`` (truncated BPTT in windows of K steps), raise when
+    ``model`` or the loss cannot run in those windows (nothing for other runs): a model
+    that cannot stream (StateError, naming the module), supervises its output from the
+    target (``takes_target``) or, for K = 1, passes its input on only through carried
+    state (:func:`spikeflow.training.tbptt.check_tbptt_model`); a model whose output
+    has other steps than its input; a loss argument that the shortest window (``T mod
+    K`` steps, else K) cannot take (a ``moving_window`` longer than it).
+
+    Raises:
+        ConfigurationError, StateError: as above; the message names the module, the
+            argument or the steps.
+    """
+    if config.tbptt is None:
+        return
+    from spikeflow.training.tbptt import check_tbptt_model
+
+    assert config.loss is not None and config.T is not None  # resolved
+    check_tbptt_model(model, config.tbptt, takes_target)
+    if output_steps(model, config.T) != config.T:
+        raise ConfigurationError(
+            f"model {config.model!r} outputs {output_steps(model, config.T)} steps for "
+            f"T = {config.T}: truncated BPTT (--tbptt) needs a model with an output per "
+            "input step, to take each window's loss on that window's outputs"
+        )
+    shortest = config.T % config.tbptt or config.tbptt
+    where = f"the shortest TBPTT window ({shortest} of the T = {config.T} steps)"
+    check_loss_fits(config.loss, shortest, config.loss_kwargs, where)
 
 
 def non_finite_advice(config: TrainConfig, value: float, lr: float) -> str:

@@ -76,7 +76,7 @@ from spikeflow.training.pruning import (
     tracks_sparsity,
 )
 from spikeflow.training.resume import config_for_resume, describe_position
-from spikeflow.training.run_checks import non_finite_advice, run_loss
+from spikeflow.training.run_checks import check_tbptt_run, non_finite_advice, run_loss
 from spikeflow.training.run_folder import (
     carry_history,
     check_output_dir,
@@ -87,6 +87,7 @@ from spikeflow.training.run_folder import (
     remove_run_outputs,
     reserve_default_output_dir,
 )
+from spikeflow.training.tbptt import tbptt_backward, tbptt_windows, windowed_loss
 from spikeflow.training.trainer_checkpoints import CheckpointMixin, seed_everything
 from spikeflow.training.trainer_plots import PlotsMixin
 
@@ -258,6 +259,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
         if cfg.online:
             check_online_model(self.raw_model, self._takes_target)
+        check_tbptt_run(cfg, self.raw_model, self._takes_target)  # (only with --tbptt)
         self.eprop = eprop_rule(cfg, self.raw_model, ctx.distributed)
         if self._takes_target and (cfg.mixup or cfg.cutmix):
             raise ConfigurationError(
@@ -279,15 +281,20 @@ class Trainer(CheckpointMixin, PlotsMixin):
         self.steps_per_epoch = math.ceil(
             math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]
         )
+        # Truncated BPTT with per-window updates steps the optimizer once per window.
+        per_window = cfg.tbptt is not None and cfg.tbptt_update == "window"
+        updates = len(tbptt_windows(cfg.T, cfg.tbptt)) if per_window else 1  # type: ignore[arg-type]
         self.pruning = make_threshold_schedule(
             cfg.prune, self.prune_settings, self.raw_model, self.optimizer, cfg.epochs,
-            self.steps_per_epoch, lambda: epoch_learning_rates(cfg),
+            self.steps_per_epoch * updates, lambda: epoch_learning_rates(cfg),
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         self.loss_fn = run_loss(cfg, self.raw_model, self.info)  # checked with the model
         # An online or e-prop run is evaluated with the loss it trains (the mean of
-        # per-step losses).
+        # per-step losses), a truncated-BPTT run with its windows' losses.
         self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
+        if cfg.tbptt is not None:
+            self.eval_loss_fn = windowed_loss(self.loss_fn, cfg.tbptt)
         self.mixer = (
             BatchMixer(self.info.num_classes, cfg.mixup, cfg.cutmix)
             if cfg.mixup or cfg.cutmix
@@ -539,6 +546,16 @@ class Trainer(CheckpointMixin, PlotsMixin):
                 trace_decay=cfg.online_trace_decay,
             )  # fmt: skip
             out, loss = result.output, result.loss
+        elif cfg.tbptt is not None:  # windows of K steps, each backpropagated as it ends
+            self.optimizer.zero_grad(set_to_none=True)
+            per_window = cfg.tbptt_update == "window"
+            result = tbptt_backward(
+                self.model, x, target, self.loss_fn, cfg.tbptt,
+                step=self._window_update(step, steps) if per_window else None,
+                backward=lambda window_loss: self.scaler.scale(window_loss).backward(),
+                autocast=lambda: autocast_context(ctx.device, cfg.amp),
+            )  # fmt: skip
+            out, loss = result.output, result.loss
         elif self.eprop is not None:  # the gradients forward in time, into .grad
             self.optimizer.zero_grad(set_to_none=True)
             smoothing = float(cfg.loss_kwargs.get("label_smoothing", 0.0))  # ce's only argument
@@ -558,10 +575,23 @@ class Trainer(CheckpointMixin, PlotsMixin):
         if bad:
             self._phase = "idle"
             self._raise_non_finite(value, step, steps)
-        if not trains_per_step(cfg):
+        if not trains_per_step(cfg) and cfg.tbptt is None:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-        self._phase = "update"
+        if cfg.tbptt is None or cfg.tbptt_update != "window":  # (else: after each window)
+            self._phase = "update"
+            self._update()
+        self._phase = "done"
+        self.epoch_sums.add(value * len(y), count_correct(out.detach(), y, self.readout), len(y))
+        self.step_in_epoch = step + 1
+        self.global_step += 1
+        return value
+
+    def _update(self) -> None:
+        """One optimizer step on the gradients in ``.grad``: clipped (``clip_grad_norm``),
+        through the gradient scaler, then the delays clamped and the pruning threshold
+        moved."""
+        cfg = self.config
         if cfg.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients (fp16 scaling)
             torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.clip_grad_norm)
@@ -570,11 +600,23 @@ class Trainer(CheckpointMixin, PlotsMixin):
         clamp_delays(self.raw_model)  # learnable delays back into their range
         if isinstance(self.pruning, ThresholdSchedule):  # LATS moves from an optimizer hook
             self.pruning.step()
-        self._phase = "done"
-        self.epoch_sums.add(value * len(y), count_correct(out.detach(), y, self.readout), len(y))
-        self.step_in_epoch = step + 1
-        self.global_step += 1
-        return value
+
+    def _window_update(self, step: int, steps: int) -> Any:
+        """What truncated BPTT with per-window updates calls after each window's
+        backward: stop (on every process) if any window's loss is not finite, else
+        update the weights and zero the gradients. From the first update on, the batch
+        is in its ``update`` phase: an interruption saves nothing mid-batch."""
+
+        def after_window(index: int, window_loss: Tensor) -> None:
+            value = float(window_loss)
+            if self.ctx.all_reduce_sum([0.0 if math.isfinite(value) else 1.0])[0]:
+                self._phase = "idle"
+                self._raise_non_finite(value, step, steps)
+            self._phase = "update"
+            self._update()
+            self.optimizer.zero_grad(set_to_none=True)
+
+        return after_window
 
     def _raise_non_finite(self, value: float, step: int, steps: int) -> None:
         kept = self._last_good_checkpoint()
