@@ -199,6 +199,14 @@ def test_amplitude_scales_equal_tonic(fsdd):
         A.RobustAmplitudeScale(0.1, 1.5)
 
 
+def test_amplitude_scales_see_a_full_scale_negative_integer_sample():
+    # |-32768| wraps to -32768 in int16 (np.abs): the peak must still be 32768.
+    x = np.array([-32768, 100, -5], dtype=np.int16)
+    want = x / 32768.0 * 0.5
+    np.testing.assert_allclose(A.AmplitudeScale(0.5)(x), want, rtol=1e-15)
+    np.testing.assert_allclose(A.RobustAmplitudeScale(0.5, 0.0)(x), want, rtol=1e-15)
+
+
 # -- noise ---------------------------------------------------------------------------------
 def test_add_noise_equals_tonic_with_the_same_draws(fsdd, monkeypatch):
     x = f64(fsdd[0])  # the shortest clip: every noise recording is long enough

@@ -133,6 +133,10 @@ def test_random_amplitude_scale_equals_tonic(fsdd, monkeypatch):
     assert peaks == {round(f, 6) for f in ours.factors}  # every level, no other
     with pytest.raises(ConfigurationError, match="give no level"):
         G.RandomAmplitudeScale(0.1, 0.1)
+    # An int16 clip's full-scale -32768 is its peak (np.abs wraps it to -32768).
+    loud = np.array([-32768, 100], dtype=np.int16)
+    got = G.RandomAmplitudeScale(0.1, 0.11, seed=0)(loud)
+    np.testing.assert_allclose(got, [-0.1, 100 / 327680])
 
 
 def test_add_white_noise_equals_tonic_and_has_its_spread(fsdd, monkeypatch):
@@ -192,6 +196,18 @@ def test_rir_checks_rates_and_its_window(rir_file):
         G.RIR(rir_file, start_s=2.0, stop_s=3.0)
     with pytest.raises(ShapeError, match="rir must be"):
         G.convolve_rir(np.zeros(5), np.zeros((2, 2)))
+
+
+def test_rir_cache_key_tells_responses_apart():
+    # Two in-memory responses with no source: their outputs differ, so must their keys.
+    h = np.zeros(12, np.float32)
+    h[10] = 1.0
+    g = h.copy()
+    h[11], g[11] = 0.5, -0.5
+    a, b = (G.RIR(AudioClip(r, 10, None), 1.0, 1.2) for r in (h, g))
+    assert not np.allclose(a(np.array([1.0, 0.0])), b(np.array([1.0, 0.0])))
+    assert a.cache_key() != b.cache_key()
+    assert a.cache_key() == G.RIR(AudioClip(h.copy(), 10, None), 1.0, 1.2).cache_key()
 
 
 def test_every_tonic_audio_class_has_a_counterpart():

@@ -20,6 +20,7 @@ fix a choice, pass a one-element ``factors``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -29,6 +30,7 @@ from spikeflow._checks import check_int, check_real
 from spikeflow.data.audio_transforms import (
     AudioTransform,
     Seed,
+    _peak,
     _samples,
     _scale_to,
     fix_length,
@@ -287,8 +289,7 @@ class RandomAmplitudeScale(_RandomChoice):
         self.sample_rate = sample_rate
 
     def apply(self, samples: np.ndarray) -> np.ndarray:
-        peak = float(np.abs(samples).max()) if samples.size else 0.0
-        return _scale_to(samples, peak, self.draw())
+        return _scale_to(samples, _peak(samples), self.draw())
 
 
 def add_white_noise(samples: np.ndarray, factor: float, noise: np.ndarray) -> np.ndarray:
@@ -356,7 +357,8 @@ class RIR(AudioTransform):
     path does not exist). The clips must have the response's sample rate (Tonic convolves
     whatever the rates). Tonic sums a multichannel response's convolutions into one
     channel; spikeflow averages the response's channels first and keeps the clip's.
-    The transform is deterministic (Tonic lists it with the random augmentations).
+    The transform is deterministic (Tonic lists it with the random augmentations); its
+    ``cache_key()`` holds a hash of the response it convolves with, besides its source.
     """
 
     def __init__(self, rir: str | AudioClip, start_s: float = 1.01, stop_s: float = 1.3) -> None:
@@ -374,7 +376,10 @@ class RIR(AudioTransform):
                 f"stop_s={stop:g} s"
             )
         self.rir = h / np.linalg.norm(h)
-        super().__init__(rir=clip.source, start_s=start, stop_s=stop)
+        # The response's content is the key, not only its name: two in-memory clips
+        # (source None) or a file rewritten in place must not share cached outputs.
+        digest = hashlib.sha256(self.rir.tobytes()).hexdigest()[:16]
+        super().__init__(rir=clip.source, rir_sha256=digest, start_s=start, stop_s=stop)
         self.sample_rate = clip.sample_rate
 
     def apply(self, samples: np.ndarray) -> np.ndarray:

@@ -241,6 +241,17 @@ def _scale_to(x: np.ndarray, reference: float, amplitude: float) -> np.ndarray:
     return x.astype(np.float64) / (reference if reference != 0.0 else 1.0) * amplitude
 
 
+def _magnitudes(x: np.ndarray) -> np.ndarray:
+    """``|x|`` in float64: ``np.abs`` of an integer array wraps its most negative value
+    (``|-32768|`` is ``-32768`` in int16), which would hide a full-scale sample."""
+    return np.abs(x.astype(np.float64))
+
+
+def _peak(x: np.ndarray) -> float:
+    """The largest ``|sample|`` (0 for no samples)."""
+    return float(_magnitudes(x).max()) if x.size else 0.0
+
+
 class AmplitudeScale(AudioTransform):
     """Scale the clip so its largest ``|sample|`` is ``max_amplitude`` (Tonic's
     ``AmplitudeScale``, default 158 mV); a silent clip stays silent."""
@@ -251,8 +262,7 @@ class AmplitudeScale(AudioTransform):
         self.max_amplitude = amp
 
     def apply(self, samples: np.ndarray) -> np.ndarray:
-        peak = float(np.abs(samples).max()) if samples.size else 0.0
-        return _scale_to(samples, peak, self.max_amplitude)
+        return _scale_to(samples, _peak(samples), self.max_amplitude)
 
 
 class RobustAmplitudeScale(AudioTransform):
@@ -278,7 +288,7 @@ class RobustAmplitudeScale(AudioTransform):
     def apply(self, samples: np.ndarray) -> np.ndarray:
         if samples.size == 0:
             return samples.astype(np.float64)
-        mags = np.sort(np.abs(samples.ravel()))
+        mags = np.sort(_magnitudes(samples.ravel()))
         k = min(int(len(mags) * (1 - self.outlier_percent)), len(mags) - 1)
         ref = float(mags[k])
         return _scale_to(samples, ref if ref != 0.0 else float(mags[-1]), self.max_robust_amplitude)
