@@ -81,6 +81,15 @@ def test_bad_arguments_are_named():
         to_frames_by_slices(unsorted, SliceByEventCount(2))
 
 
+def test_a_slicer_of_your_own_is_checked():
+    class FromTheEnd(SliceByEventCount):  # a bad cut: start -1 would index the last event
+        def get_slice_metadata(self, recording):
+            return np.array([[-1, 1]])
+
+    with pytest.raises(ConfigurationError, match=r"FromTheEnd: metadata row 0 = \[-1, 1\]"):
+        to_frames_by_slices(FIVE, FromTheEnd(2))
+
+
 def test_cache_key_follows_the_slicer():
     keys = {
         canonical_key(ToFrameBySlices(s).cache_key())

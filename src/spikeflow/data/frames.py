@@ -357,8 +357,9 @@ def to_frames_by_slices(
     include_incomplete)``, whose frames these equal, in int32 instead of int16).
 
     Raises:
-        ConfigurationError: ``slicer`` is no slicer, or one that slices by item count
-            where timestamps are needed (its own checks).
+        ConfigurationError: ``slicer`` is no slicer, one that slices by item count
+            where timestamps are needed (its own checks), or cuts that are not
+            ``0 <= start <= stop <= len(events)`` (a slicer of your own).
         DataFormatError: unsorted events or coordinates outside the sensor.
     """
     if not callable(getattr(slicer, "get_slice_metadata", None)):
@@ -369,7 +370,14 @@ def to_frames_by_slices(
     arr, size, source = unpack_events(events, sensor_size)
     width, height, polarities = size
     recording = EventRecording(arr, size, source=source)
-    cuts = np.asarray(slicer.get_slice_metadata(recording), dtype=np.int64).reshape(-1, 2)
+    from spikeflow.data.slicing import check_metadata  # (lazy: slicing imports this module)
+
+    # Checked: a negative start would index from the end, counting events of no cut.
+    cuts = check_metadata(
+        f"to_frames_by_slices: {type(slicer).__name__}",
+        slicer.get_slice_metadata(recording),
+        len(arr),
+    )
     frames = len(cuts)
     lengths = cuts[:, 1] - cuts[:, 0]
     if frames == 0 or lengths.sum() == 0:
