@@ -50,6 +50,14 @@ def test_powerlaw_equal_to_spikingjelly(beta, size):
             assert got.shape == ((size,) if isinstance(size, int) else size)
 
 
+def test_powerlaw_fmin_above_every_frequency_is_white():
+    # 5 samples: frequencies 0, 0.2, 0.4; fmin 0.45 or 0.5 flattens them all (no inf).
+    white = powerlaw_psd_gaussian(0.0, (2, 5), random_state=0)
+    for fmin in (0.45, 0.5):
+        got = powerlaw_psd_gaussian(1.0, (2, 5), fmin=fmin, random_state=0)
+        np.testing.assert_allclose(got, white, rtol=1e-12)
+
+
 def _spectrum_slope(beta: float) -> float:
     """The log-log slope of the mean periodogram of 64 series of 1024 samples, fitted
     between frequencies 1/256 and 1/4 (away from the cutoff and the Nyquist term)."""

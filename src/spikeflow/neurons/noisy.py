@@ -121,7 +121,8 @@ def powerlaw_psd_gaussian(
         exponent: the spectral exponent ``β`` (a finite real).
         size: the shape of the output; the last dimension (time) at least 2.
         fmin: low-frequency cutoff in ``[0, 0.5]`` (cycles per sample), raised to
-            ``1 / size[-1]``; 0.5 gives white noise.
+            ``1 / size[-1]``; 0.5 (or, for an odd length, anything above the top
+            frequency ``(n - 1) / 2n``) gives white noise.
         random_state: a seed, a numpy ``Generator`` or ``RandomState`` (its draws are
             consumed), or None for fresh entropy.
 
@@ -140,8 +141,10 @@ def powerlaw_psd_gaussian(
     freqs = np.fft.rfftfreq(n)
     cutoff = max(fmin, 1.0 / n)
     below = int(np.sum(freqs < cutoff))  # >= 1: the zero frequency
-    if below < len(freqs):
-        freqs[:below] = freqs[below]
+    # All flat below the cutoff; when it is above every frequency (an odd length, whose
+    # top frequency is below 0.5), all of them: white noise. SpikingJelly leaves them
+    # there, and 0 ** (-exponent / 2) makes the series inf.
+    freqs[:below] = freqs[below] if below < len(freqs) else cutoff
     scale = freqs ** (-exponent / 2.0)
     # The standard deviation of the series this scaling gives (Parseval), to divide by.
     weights = scale[1:].copy()
