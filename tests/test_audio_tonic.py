@@ -199,6 +199,14 @@ def test_amplitude_scales_equal_tonic(fsdd):
         A.RobustAmplitudeScale(0.1, 1.5)
 
 
+def test_filters_of_an_empty_clip_are_empty():
+    empty = np.zeros((1, 0), np.float32)
+    assert A.ButterFilter(2, 100.0, 8000, "lowpass")(empty).shape == (1, 0)
+    assert A.SOSFilter(A.butter_sos(2, 100.0, 8000, "lowpass"))(empty).shape == (1, 0)
+    bank = A.LinearButterFilterBank(sample_rate=8000, num_filters=3)(empty)
+    assert bank.shape == (1, 3, 0) and bank.dtype == np.float64
+
+
 def test_amplitude_scales_see_a_full_scale_negative_integer_sample():
     # |-32768| wraps to -32768 in int16 (np.abs): the peak must still be 32768.
     x = np.array([-32768, 100, -5], dtype=np.int16)

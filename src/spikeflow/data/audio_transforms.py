@@ -346,6 +346,14 @@ def butter_sos(
     return _signal().butter(order, wn if need == 2 else wn[0], btype=kind, output="sos")
 
 
+def _sosfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``scipy.signal.sosfilt`` along ``axis``, float64; a signal of no samples gives no
+    samples (scipy fails on it with "cannot reshape array of size 0")."""
+    if x.shape[axis] == 0:
+        return np.zeros(x.shape, dtype=np.float64)
+    return np.asarray(_signal().sosfilt(sos, x, axis=axis), dtype=np.float64)
+
+
 def _check_sos(coeffs: Any) -> np.ndarray:
     sos = np.asarray(coeffs, dtype=np.float64)
     if sos.ndim != 2 or sos.shape[1] != 6 or sos.shape[0] < 1:
@@ -367,7 +375,7 @@ class SOSFilter(AudioTransform):
         self._params["coeffs"] = self.coeffs.tolist()
 
     def apply(self, samples: np.ndarray) -> np.ndarray:
-        return _signal().sosfilt(self.coeffs, samples, axis=_axis(self.axis, samples.ndim))
+        return _sosfilt(self.coeffs, samples, _axis(self.axis, samples.ndim))
 
 
 class ButterFilter(AudioTransform):
@@ -398,7 +406,7 @@ class ButterFilter(AudioTransform):
         self.sample_rate, self.rectify = float(sample_rate), rectify
 
     def apply(self, samples: np.ndarray) -> np.ndarray:
-        out = _signal().sosfilt(self.sos, samples, axis=-1)
+        out = _sosfilt(self.sos, samples)
         return np.abs(out) if self.rectify else out
 
 
@@ -444,8 +452,7 @@ class ButterFilterBank(AudioTransform):
         self.order, self.sample_rate, self.rectify = order, rate, rectify
 
     def apply(self, samples: np.ndarray) -> np.ndarray:
-        sosfilt = _signal().sosfilt
-        out = np.stack([sosfilt(sos, samples, axis=-1) for sos in self.sos], axis=-2)
+        out = np.stack([_sosfilt(sos, samples) for sos in self.sos], axis=-2)
         return np.abs(out) if self.rectify else out
 
 
