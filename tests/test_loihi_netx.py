@@ -222,6 +222,17 @@ def test_round_trip_builds_the_fixed_point_network(tmp_path):
     assert torch.equal(back(x), conv(x))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_on_the_gpu_is_exported_as_on_the_cpu(tmp_path):
+    net = _conv_net()
+    biased = NetxNetwork((4,), LoihiDense(torch.ones(3, 4, dtype=torch.int64)),
+                         LoihiCubaLIFNode(1023, 5, 20, torch.arange(3) - 1, 6))  # fmt: skip
+    for i, model in enumerate((net, biased)):
+        shape = (2, 8, 8) if model is net else (4,)
+        want = export_netx(model, tmp_path / f"cpu{i}.net", shape)
+        _check_same_file(want, export_netx(model.cuda(), tmp_path / f"gpu{i}.net", shape))
+
+
 def test_reads_lava_dl_exports_without_input_layer_and_netx_defaults(tmp_path):
     path = tmp_path / "lava_dl.net"
     weight = np.arange(-6, 6, dtype=np.float32).reshape(3, 4) * 2

@@ -190,7 +190,7 @@ def _synapse(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str,
 
 def _channel_bias(bias: Tensor, channels: int, where: str) -> np.ndarray:
     """One bias mantissa per channel (netx broadcasts a channel's to its neurons)."""
-    values = bias.flatten()
+    values = bias.detach().cpu().flatten()  # (a model on the GPU is written too)
     if values.numel() == 1:
         values = values.expand(channels)
     if values.numel() != channels:
@@ -202,7 +202,7 @@ def _channel_bias(bias: Tensor, channels: int, where: str) -> np.ndarray:
 
 
 def _delays(module: AxonalDelay, channels: int, where: str) -> np.ndarray:
-    delay = torch.floor(module.delay.detach().clamp(0, module.max_delay)).flatten()
+    delay = torch.floor(module.delay.detach().cpu().clamp(0, module.max_delay)).flatten()
     if delay.numel() != channels:
         raise ShapeError(
             f"export_netx: {where}: {delay.numel()} axonal delays for {channels} channels "
@@ -269,7 +269,7 @@ def _write_group(h5: Any, group: Any, layer: dict[str, Any]) -> None:
             for name, item in value.items():  # neuron/type: a variable-length string
                 group.create_dataset(f"neuron/{name}", data=item)
         elif key == "weight":
-            group.create_dataset("weight", data=value.numpy().astype(np.float32))
+            group.create_dataset("weight", data=value.cpu().numpy().astype(np.float32))
         else:
             group.create_dataset(key, data=np.asarray(value))
 
