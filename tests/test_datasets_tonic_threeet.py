@@ -129,6 +129,8 @@ def test_damaged_files(tmp_path):
     (folder / "labels" / "ragged.txt").write_text("1 2\n3 4 5\n")
     with pytest.raises(DataFormatError, match=r"ragged\.txt: line 2 has 3 columns"):
         read_threeet_labels(folder / "labels" / "ragged.txt")
+    (folder / "labels" / "blank.txt").write_text("\n \n")
+    assert read_threeet_labels(folder / "labels" / "blank.txt").shape == (0, 0)
 
 
 def test_missing_files_and_download(tmp_path, monkeypatch):

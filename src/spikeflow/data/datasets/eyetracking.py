@@ -79,7 +79,8 @@ def read_threeet_events(
 def read_threeet_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a 3ET label file: one line per labelled instant, whitespace-separated numbers
     (the release's pupil position and its other columns), as a float64 array
-    ``[lines, columns]``, as Tonic parses it. Blank lines are skipped.
+    ``[lines, columns]``, as Tonic parses it. Blank lines are skipped; a file of none
+    but blank lines gives ``[0, 0]``.
 
     Raises:
         DataFormatError: a token that is not a number, or lines with different numbers
@@ -105,7 +106,9 @@ def read_threeet_labels(path: str | os.PathLike) -> np.ndarray:
                     f"{len(rows[0])}"
                 )  # fmt: skip
             rows.append(values)
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    if not rows:  # no labels (reshape(0, -1) would fail: the columns are unknown)
+        return np.zeros((0, 0), dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64)
 
 
 class ThreeETEyetracking(NamedSplitDataset):
