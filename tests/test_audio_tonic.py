@@ -199,6 +199,20 @@ def test_amplitude_scales_equal_tonic(fsdd):
         A.RobustAmplitudeScale(0.1, 1.5)
 
 
+def test_a_user_transform_is_keyed_by_its_code_and_attributes():
+    class Gain(A.AudioTransform):  # its gain is an attribute, not a declared parameter
+        def __init__(self, gain):
+            super().__init__()
+            self.gain = gain
+
+        def apply(self, samples):
+            return samples * self.gain
+
+    assert Gain(2.0).cache_key() != Gain(3.0).cache_key()
+    assert Gain(2.0).cache_key() == Gain(2.0).cache_key()
+    assert A.FixLength(4).cache_key() == {"name": "FixLength", "length": 4, "axis": -1}
+
+
 def test_filters_of_an_empty_clip_are_empty():
     empty = np.zeros((1, 0), np.float32)
     assert A.ButterFilter(2, 100.0, 8000, "lowpass")(empty).shape == (1, 0)

@@ -41,6 +41,7 @@ from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.data.audio import _MAX_CHANNELS, hz_to_mel, mel_to_hz
 from spikeflow.data.io._common import import_optional
 from spikeflow.data.io.wav import AudioClip
+from spikeflow.data.representations import user_class_key
 from spikeflow.data.transforms import SeededTransform
 from spikeflow.errors import ConfigurationError, ShapeError
 
@@ -131,8 +132,13 @@ class AudioTransform(SeededTransform):
         return dataclasses.replace(clip, samples=np.ascontiguousarray(out, dtype=np.float32))
 
     def cache_key(self) -> dict[str, Any]:
-        """``{"name": class name, **parameters}`` (random transforms are never cached)."""
-        return {"name": type(self).__name__, **self._params}
+        """``{"name": class name, **parameters}`` (random transforms are never cached); a
+        subclass written outside spikeflow also by its class and the method that computes
+        its output, ``apply`` or its own ``__call__`` (code and instance attributes, see
+        :func:`~spikeflow.data.representations.user_class_key`), as the event transforms."""
+        own_call = type(self).__call__ is not AudioTransform.__call__
+        method = self.__call__ if own_call else self.apply
+        return {"name": type(self).__name__, **self._params, **user_class_key(self, method)}
 
 
 # -- length, axes, binning ------------------------------------------------------------
