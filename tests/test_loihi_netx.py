@@ -358,6 +358,8 @@ def test_export_errors_name_the_module(tmp_path):
     with pytest.raises(ConfigurationError, match="input_shape must be"):
         export_netx(torch.nn.Sequential(layers.Linear(4, 3, bias=False), _cuba()), path, (2, 2))
     assert not path.exists() and not list(tmp_path.iterdir())
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*a\.net: the folder .*none"):
+        export_netx(_conv_net(), tmp_path / "none" / "a.net", (2, 8, 8))
 
 
 def test_export_is_atomic_and_needs_h5py(tmp_path, monkeypatch):

@@ -300,6 +300,7 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
             neuron that is not Lava-DL's CUBA, a layer bias.
         ShapeError: layers whose shapes do not chain from ``input_shape``.
         MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
+        FileNotFoundError: ``path``'s folder does not exist.
     """
     h5py = require_h5py("netx export")
     if isinstance(model, NetxNetwork):
@@ -315,12 +316,16 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
         )
     layers = _network_layers(model, tuple(input_shape))
     path = Path(path)
+    if not path.parent.is_dir():  # (mkstemp's error would name the temporary file)
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         with h5py.File(temporary, "w") as h5:
             for index, layer in enumerate(layers):
                 _write_group(h5, h5.create_group(f"layer/{index}"), layer)
+        with open(temporary, "rb") as written:  # on disk before it replaces the file
+            os.fsync(written.fileno())
         give_mode(temporary, path)
         os.replace(temporary, path)
     except BaseException:
