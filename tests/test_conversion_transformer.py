@@ -11,6 +11,7 @@ from spikeflow.conversion import QCFS
 from spikeflow.conversion.report import ConversionError
 from spikeflow.conversion.signed import SymmetricQuant
 from spikeflow.conversion.transformer import convert_transformer
+from spikeflow.errors import ShapeError
 
 F64 = torch.float64
 
@@ -204,3 +205,25 @@ def zero_scale() -> nn.Module:
 def test_refusals_name_the_problem(model, message):
     with pytest.raises(ConversionError, match=message):
         convert_transformer(model)
+
+
+class SequenceFirst(nn.Module):
+    """Attention-like mixing over the tokens in a sequence-first [L, B, E] layout (as
+    nn.MultiheadAttention with batch_first=False): dim 0 is not the batch there."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.fc = SymmetricQuant(4, 0.25), nn.Linear(3, 3)
+
+    def forward(self, x):  # x [B, L, E]
+        y = self.q(self.fc(x)).transpose(0, 1)  # [L, B, E]
+        return y.softmax(-1).cumsum(0).transpose(0, 1)
+
+
+@pytest.mark.parametrize("tokens", [4, 5])
+def test_a_sequence_first_layout_is_refused_not_split_along_the_tokens(tokens):
+    # 4 tokens at T = 2 divide by T (they were unflattened into fake steps, a silently
+    # wrong sum); only T*B (here 6) tells them from the folded batch
+    snn, _ = convert_transformer(SequenceFirst())
+    with pytest.raises(ShapeError, match=r"softmax.*not \[T\*B = 2\*3, \.\.\.\].*batch_first"):
+        snn.accumulate(torch.randn(3, tokens, 3), 2)

@@ -40,6 +40,25 @@ class TimeFolded(nn.Module):
         self.module = module
         self.write_back = bool(write_back)
         self.steps: int | None = None
+        self.batch: int | None = None
+
+    def check_folded(self, x: Tensor, owner: str, what: str) -> None:
+        """Raise a :class:`~spikeflow.errors.ShapeError` unless ``x``'s dim 0 holds time
+        outermost: a multiple of ``T`` (of ``T*B`` when the call's batch ``B`` is
+        known, as inside :func:`run_time_folded`; any further factor is a dimension the
+        network folded into the batch itself, time still outermost). A tensor whose
+        dim 0 is not the batch (a sequence-first ``[L, B, ...]`` layout, as
+        ``nn.MultiheadAttention(batch_first=False)``) would be split along the wrong
+        axis and its steps mixed silently."""
+        unit = self.steps if self.batch is None else self.steps * self.batch
+        if x.dim() == 0 or x.shape[0] % unit:
+            folded = f"T*B = {self.steps}*{self.batch}" if self.batch is not None else "T*B"
+            raise ShapeError(
+                f"{owner}: folded {what} of shape {tuple(x.shape)} is not [{folded}, ...] "
+                f"for T={self.steps}: dim 0 must be the batch (time is folded into it); "
+                "a layout with the batch elsewhere (sequence first, as "
+                "batch_first=False) cannot be converted"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """``module`` over time, input and output folded ``[T*B, ...]``."""
@@ -48,10 +67,7 @@ class TimeFolded(nn.Module):
                 "a TimeFolded module runs inside a ConvertedSNN call, which tells it the "
                 "number of time steps; call the converted network, not its parts"
             )
-        if x.dim() == 0 or x.shape[0] % self.steps:
-            raise ShapeError(
-                f"folded input of shape {tuple(x.shape)} is not [T*B, ...] for T={self.steps}"
-            )
+        self.check_folded(x, type(self.module).__name__, "input")
         out = self.module(x.unflatten(0, (self.steps, -1))).flatten(0, 1)
         return x.copy_(out) if self.write_back else out
 
@@ -72,12 +88,12 @@ def run_time_folded(body: nn.Module, x_seq: Tensor) -> Tensor:
     steps, batch = x_seq.shape[0], x_seq.shape[1]
     folded = [m for m in body.modules() if isinstance(m, TimeFolded)]
     for module in folded:
-        module.steps = steps
+        module.steps, module.batch = steps, batch
     try:
         out = body(x_seq.flatten(0, 1))
     finally:
         for module in folded:
-            module.steps = None
+            module.steps, module.batch = None, None
     if not isinstance(out, Tensor):
         raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
     return out.unflatten(0, (steps, batch))

@@ -62,6 +62,7 @@ class _Folding(TimeFolded):
         nn.Module.__init__(self)
         self.write_back = False
         self.steps: int | None = None
+        self.batch: int | None = None
         self._name = name
 
     def _unfold(self, x: object, what: str) -> Tensor:
@@ -78,11 +79,7 @@ class _Folding(TimeFolded):
                     f"{tuple(x.shape)}"
                 )
             return x
-        if x.dim() == 0 or x.shape[0] % self.steps:
-            raise ShapeError(
-                f"{self._name}: folded {what} of shape {tuple(x.shape)} is not [T*B, ...] "
-                f"for T={self.steps}"
-            )
+        self.check_folded(x, self._name, what)
         return x.unflatten(0, (self.steps, -1))
 
     def _fold(self, seq: Tensor) -> Tensor:
@@ -160,7 +157,8 @@ class TemporalDifference(_Folding):
                     f"{self._name}: its output is {y.dtype}, not a value (an index or a mask "
                     "computed from a stream has no spiking form)"
                 )
-            if y.dim() == 0 or y.shape[0] % steps:
+            unit = steps if self.batch is None or self.steps is None else steps * self.batch
+            if y.dim() == 0 or y.shape[0] % unit:
                 raise ShapeError(
                     f"{self._name}: its output of shape {tuple(y.shape)} does not keep the "
                     f"samples on dim 0 (time folded in: {steps} steps); the operation must "
