@@ -227,3 +227,25 @@ def test_a_sequence_first_layout_is_refused_not_split_along_the_tokens(tokens):
     snn, _ = convert_transformer(SequenceFirst())
     with pytest.raises(ShapeError, match=r"softmax.*not \[T\*B = 2\*3, \.\.\.\].*batch_first"):
         snn.accumulate(torch.randn(3, tokens, 3), 2)
+
+
+class NormedDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.q = nn.Linear(3, 3), SymmetricQuant(4, 0.3)
+        self.bn, self.drop, self.q2 = nn.BatchNorm1d(3), nn.Dropout(0.5), SymmetricQuant(4, 0.2)
+
+    def forward(self, x):
+        return self.q2(self.drop(self.bn(self.q(self.fc(x)))))
+
+
+def test_train_mode_leaves_the_converted_network_as_the_eval_ann():
+    # a parent's .train() reaching the SNN must not switch on dropout or let the batch
+    # norm's temporal difference overwrite its running statistics with running sums'
+    ann = NormedDropout().to(F64).eval()
+    x = torch.randn(6, 3, dtype=F64, generator=torch.Generator().manual_seed(3))
+    snn, _ = convert_transformer(ann)
+    stats = snn.body.bn.fn.running_mean.clone()
+    assert nn.Sequential(snn).train() is not None and snn.training
+    torch.testing.assert_close(snn.accumulate(x, 12)[-1], ann(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(snn.body.bn.fn.running_mean, stats, rtol=0, atol=0)

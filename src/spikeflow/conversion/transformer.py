@@ -128,6 +128,10 @@ class DifferenceSNN(nn.Module):
     sum is the input works) and returns the change of the output at each step
     ``[T, B, ...]``; its running sum is the SNN's answer (:meth:`accumulate`).
 
+    The network is inference only: its body stays in eval mode whatever
+    :meth:`train` is told (a batch norm or dropout inside must act as the ANN's did in
+    eval mode, and batch statistics of running sums would overwrite the ANN's).
+
     Attributes:
         body: the converted ``torch.fx.GraphModule``.
         report: the :class:`~spikeflow.conversion.report.ConversionReport`.
@@ -135,8 +139,14 @@ class DifferenceSNN(nn.Module):
 
     def __init__(self, body: nn.Module, report: ConversionReport) -> None:
         super().__init__()
-        self.body = body
+        self.body = body.eval()
         self.report = report
+
+    def train(self, mode: bool = True) -> DifferenceSNN:
+        """Set :attr:`training` (as ``nn.Module.train``), the body kept in eval mode."""
+        super().train(mode)
+        self.body.eval()
+        return self
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """The output's change at each step ``[T, B, ...]`` for the input ``[T, B, ...]``."""
