@@ -249,3 +249,29 @@ def test_train_mode_leaves_the_converted_network_as_the_eval_ann():
     assert nn.Sequential(snn).train() is not None and snn.training
     torch.testing.assert_close(snn.accumulate(x, 12)[-1], ann(x), rtol=0, atol=1e-12)
     torch.testing.assert_close(snn.body.bn.fn.running_mean, stats, rtol=0, atol=0)
+
+
+class KeywordProduct(nn.Module):
+    def __init__(self, call):
+        super().__init__()
+        self.call, self.a, self.b = call, SymmetricQuant(4, 0.3), SymmetricQuant(4, 0.25)
+
+    def forward(self, x):
+        return self.call(self.a(x), self.b(2 * x))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, b: torch.mul(a, other=b),
+        lambda a, b: a.mul(other=b),
+        lambda a, b: torch.matmul(input=a, other=b.transpose(-1, -2)),
+    ],
+)
+def test_a_product_with_a_factor_given_by_keyword_is_a_spike_product(call):
+    # the second factor was dropped: SpikeProduct called with one argument, a TypeError
+    ann = KeywordProduct(call).to(F64)
+    x = torch.randn(4, 3, 3, dtype=F64, generator=torch.Generator().manual_seed(5))
+    snn, report = convert_transformer(ann)
+    torch.testing.assert_close(snn.accumulate(x, 20)[-1], ann(x), rtol=0, atol=1e-12)
+    assert "product of two streams" in report.entries[-1].detail

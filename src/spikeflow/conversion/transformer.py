@@ -324,9 +324,10 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             report.add(name, source, "kept", "join of streams: runs on every step")
             continue
         if key in _PRODUCTS and len(positions) == 2 and len(flat) >= 2:
-            if all(isinstance(a, fx.Node) and a in streams for a in node.args[:2]):
+            factors = _factors(node)
+            if factors is not None and all(a in streams for a in factors):
                 module_name = add_module("product", SpikeProduct(_PRODUCTS[key]))
-                _call_module(gm, node, module_name, tuple(node.args[:2]), {})
+                _call_module(gm, node, module_name, factors, {})
                 report.add(
                     name, source, "replaced",
                     "product of two streams (a_t·B_(t-1) + A_(t-1)·b_t + a_t·b_t); inputs: "
@@ -369,6 +370,22 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
 def _td_detail(spiking: bool) -> str:
     inputs = "spikes" if spiking else "not all spikes (no quantiser before it)"
     return f"temporal difference f(X_t) - f(X_(t-1)); inputs: {inputs}"
+
+
+def _factors(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
+    """The two factors of a product call, positional or by keyword (``input``,
+    ``other`` / ``mat2``), or None when it has other arguments or a factor is not a node."""
+    args, kwargs = list(node.args), dict(node.kwargs)
+    if len(args) < 1 and "input" in kwargs:
+        args.append(kwargs.pop("input"))
+    if len(args) < 2:
+        for name in ("other", "mat2"):
+            if name in kwargs:
+                args.append(kwargs.pop(name))
+                break
+    if len(args) != 2 or kwargs or not all(isinstance(a, fx.Node) for a in args):
+        return None
+    return args[0], args[1]
 
 
 def _all_streams(args: Any, streams: set[fx.Node]) -> bool:
