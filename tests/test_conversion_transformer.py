@@ -275,3 +275,30 @@ def test_a_product_with_a_factor_given_by_keyword_is_a_spike_product(call):
     snn, report = convert_transformer(ann)
     torch.testing.assert_close(snn.accumulate(x, 20)[-1], ann(x), rtol=0, atol=1e-12)
     assert "product of two streams" in report.entries[-1].detail
+
+
+class KeywordConstant(nn.Module):
+    def __init__(self, call):
+        super().__init__()
+        self.call, self.q = call, SymmetricQuant(4, 0.3)
+        self.c = nn.Parameter(torch.linspace(-1, 1, 3))
+
+    def forward(self, x):
+        return self.call(self.q(x), self.c)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, c: torch.add(a, other=c),
+        lambda a, c: a.sub(other=c),
+        lambda a, c: torch.add(a, other=1.5),
+        lambda a, c: torch.mul(input=a, other=2.0),
+    ],
+)
+def test_a_constant_given_by_keyword_is_not_added_at_every_step(call):
+    # torch.add(stream, other=constant) was kept as a sum of streams: T times the constant
+    ann = KeywordConstant(call).to(F64)
+    x = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(6))
+    snn, _ = convert_transformer(ann)
+    torch.testing.assert_close(snn.accumulate(x, 10)[-1], ann(x), rtol=0, atol=1e-12)

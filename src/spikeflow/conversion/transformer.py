@@ -315,7 +315,8 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
                 spikes.add(node)
             report.add(name, source, "kept", "view: runs on every step")
             continue
-        if key in _SUMS and _all_streams(node.args[:2], streams) and not node.kwargs.get("alpha"):
+        operands = _factors(node) if key in _SUMS or key in _PRODUCTS else None
+        if key in _SUMS and operands is not None and all(a in streams for a in operands):
             report.add(name, source, "kept", "sum of streams: runs on every step")
             continue
         if key in _JOINS and _all_streams(node.args[0] if node.args else (), streams):
@@ -324,10 +325,9 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             report.add(name, source, "kept", "join of streams: runs on every step")
             continue
         if key in _PRODUCTS and len(positions) == 2 and len(flat) >= 2:
-            factors = _factors(node)
-            if factors is not None and all(a in streams for a in factors):
+            if operands is not None and all(a in streams for a in operands):
                 module_name = add_module("product", SpikeProduct(_PRODUCTS[key]))
-                _call_module(gm, node, module_name, factors, {})
+                _call_module(gm, node, module_name, operands, {})
                 report.add(
                     name, source, "replaced",
                     "product of two streams (a_t·B_(t-1) + A_(t-1)·b_t + a_t·b_t); inputs: "
@@ -335,7 +335,8 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
                 )  # fmt: skip
                 continue
         if key in _SCALING_METHODS or key in _SCALING_FUNCTIONS:
-            first_is_stream = isinstance(node.args[0], fx.Node) and node.args[0] in streams
+            first = node.args[0] if node.args else node.kwargs.get("input")
+            first_is_stream = isinstance(first, fx.Node) and first in streams
             division = key in _DIVISIONS
             if (
                 len(positions) == 1
@@ -373,8 +374,9 @@ def _td_detail(spiking: bool) -> str:
 
 
 def _factors(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
-    """The two factors of a product call, positional or by keyword (``input``,
-    ``other`` / ``mat2``), or None when it has other arguments or a factor is not a node."""
+    """The two operands of a product or sum call, positional or by keyword (``input``,
+    ``other`` / ``mat2``), or None when it has other arguments (``alpha``) or an
+    operand is not a node (a number)."""
     args, kwargs = list(node.args), dict(node.kwargs)
     if len(args) < 1 and "input" in kwargs:
         args.append(kwargs.pop("input"))
