@@ -186,6 +186,14 @@ class SharedOnConstant(nn.Module):
         return self.q(self.fc(x)) + self.fc(self.token)
 
 
+class SharedOnConstantFirst(SharedOnConstant):
+    """The same, the call on the parameter first (it was made a StepBias too)."""
+
+    def forward(self, x):
+        token = self.fc(self.token)
+        return self.q(self.fc(x)) + token
+
+
 def zero_scale() -> nn.Module:
     model = nn.Sequential(nn.Linear(3, 3), SymmetricQuant())
     model[1].scale.data.zero_()
@@ -199,6 +207,7 @@ def zero_scale() -> nn.Module:
         (InPlace(), "in place"),
         (Untraceable(), "trace"),
         (SharedOnConstant(), "fc is called on the input's stream at one place"),
+        (SharedOnConstantFirst(), "fc is called on the input's stream at one place"),
         (zero_scale(), r"^1 \(SymmetricQuant\): SignedIFNeuron threshold"),
     ],
 )

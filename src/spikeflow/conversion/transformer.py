@@ -255,6 +255,8 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
                     spikes.add(node)
             continue
         if not positions:
+            if node.op == "call_module":  # a later call on a stream must not rewrite it
+                replaced[node.target] = False
             continue  # a constant: computed alike at every step
         name = node.name
         source = _source(node, gm)
