@@ -714,11 +714,11 @@ def test_the_downloadable_datasets_are_those_the_docs_list():
 
     found = {name for name, cls in _neuromorphic_classes().items() if cls.downloadable}
     assert found == {"nmnist", "ncaltech101", "cifar10dvs", "shd", "ssc", "fsdd", "speechcommands",
-                     "ntidigits18", "bullying10k"}  # fmt: skip
+                     "ntidigits18", "bullying10k", "smnist"}  # fmt: skip
     docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
     listed = (
         "N-MNIST, N-Caltech101, CIFAR10-DVS, SHD, SSC, FSDD, SpeechCommands, NTIDIGITS18, "
-        "Bullying10K:"
+        "Bullying10K, SMNIST:"
     )
     assert f"where its host allows it ({listed}" in docs
 
