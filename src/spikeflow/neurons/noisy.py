@@ -436,18 +436,32 @@ class NoisyBaseNode(_EpisodeNoise):
         )
 
 
-def _check_decay(owner: str, name: str, value: object) -> float:
-    return check_real(f"{owner}: {name}", value, 0.0, 1.0)
+class _CubaCharge:
+    """The current-based charge of the two noisy CUBA neurons (a mixin placed before
+    their base): ``C[t] = c_decay C[t-1] + X[t]``, ``H[t] = v_decay V[t-1] + C[t]``,
+    ``C`` starting at 0."""
+
+    c_decay: float
+    v_decay: float
+
+    def _set_decays(self, c_decay: float, v_decay: float) -> None:
+        owner = type(self).__name__
+        self.c_decay = check_real(f"{owner}: c_decay", c_decay, 0.0, 1.0)
+        self.v_decay = check_real(f"{owner}: v_decay", v_decay, 0.0, 1.0)
+
+    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
+        return {**super().initial_state(like), "c": torch.zeros_like(like)}  # type: ignore[misc]
+
+    def neuronal_charge(self, state: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
+        c = state["c"] * self.c_decay + x
+        return {"c": c, "v": state["v"] * self.v_decay + c}
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()  # type: ignore[misc]
+        return f"c_decay={self.c_decay:g}, v_decay={self.v_decay:g}, {base}"
 
 
-def _cuba_charge(
-    state: dict[str, Tensor], x: Tensor, c_decay: float, v_decay: float
-) -> dict[str, Tensor]:
-    c = state["c"] * c_decay + x
-    return {"c": c, "v": state["v"] * v_decay + c}
-
-
-class NoisyCubaLIFNode(NoisyBaseNode):
+class NoisyCubaLIFNode(_CubaCharge, NoisyBaseNode):
     """Noisy current-based LIF (NoisySAN's hidden neuron)::
 
         C[t] = c_decay C[t-1] + X[t] (+ noise),   H[t] = v_decay V[t-1] + C[t]
@@ -485,17 +499,7 @@ class NoisyCubaLIFNode(NoisyBaseNode):
         surrogate_function: Surrogate | None = None,
     ) -> None:
         super().__init__(num_node, T, sigma_init, beta, v_threshold, v_reset, surrogate_function)
-        self.c_decay = _check_decay(type(self).__name__, "c_decay", c_decay)
-        self.v_decay = _check_decay(type(self).__name__, "v_decay", v_decay)
-
-    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        return {**super().initial_state(like), "c": torch.zeros_like(like)}
-
-    def neuronal_charge(self, state: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
-        return _cuba_charge(state, x, self.c_decay, self.v_decay)
-
-    def extra_repr(self) -> str:
-        return f"c_decay={self.c_decay:g}, v_decay={self.v_decay:g}, {super().extra_repr()}"
+        self._set_decays(c_decay, v_decay)
 
 
 class NoisyILCBaseNode(NoisyBaseNode):
@@ -549,7 +553,7 @@ class NoisyILCBaseNode(NoisyBaseNode):
         return f"act_dim={self.act_dim}, dec_pop_dim={self.dec_pop_dim}, {super().extra_repr()}"
 
 
-class NoisyILCCubaLIFNode(NoisyILCBaseNode):
+class NoisyILCCubaLIFNode(_CubaCharge, NoisyILCBaseNode):
     """:class:`NoisyILCBaseNode` with the current-based charge of
     :class:`NoisyCubaLIFNode` (NoisySAN's decoder populations).
 
@@ -576,17 +580,7 @@ class NoisyILCCubaLIFNode(NoisyILCBaseNode):
         super().__init__(
             act_dim, dec_pop_dim, T, sigma_init, beta, v_threshold, v_reset, surrogate_function
         )
-        self.c_decay = _check_decay(type(self).__name__, "c_decay", c_decay)
-        self.v_decay = _check_decay(type(self).__name__, "v_decay", v_decay)
-
-    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        return {**super().initial_state(like), "c": torch.zeros_like(like)}
-
-    def neuronal_charge(self, state: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
-        return _cuba_charge(state, x, self.c_decay, self.v_decay)
-
-    def extra_repr(self) -> str:
-        return f"c_decay={self.c_decay:g}, v_decay={self.v_decay:g}, {super().extra_repr()}"
+        self._set_decays(c_decay, v_decay)
 
 
 class NoisyNonSpikingBaseNode(_EpisodeNoise):
