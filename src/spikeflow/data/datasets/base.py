@@ -270,9 +270,14 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         value = self.cache.get_or_compute(key, compute_and_note)
         return value, bool(computed)
 
+    def _target_of(self, index: int) -> Any:
+        """Item ``index``'s target before ``target_transform``: its class index (a
+        dataset whose target is something else overrides this)."""
+        return self.samples[index][1]
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         index = check_index(type(self).__name__, index, len(self))
-        label: Any = self.samples[index][1]
+        label: Any = self._target_of(index)
         if self.data_type == "event":
             sample: Any = self.events(index)
         else:

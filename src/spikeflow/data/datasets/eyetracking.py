@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
@@ -204,16 +203,5 @@ class ThreeETEyetracking(NamedSplitDataset):
         """Every recording's label array, in order (reads all label files)."""
         return [self.target(i) for i in range(len(self))]
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        index = check_index(type(self).__name__, index, len(self))
-        if self.data_type == "event":
-            sample: Any = self.events(index)
-        else:
-            array = self._representation(index)[0]
-            sample = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-        if self.transform is not None:
-            sample = self.transform(sample)
-        target: Any = self.target(index)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return sample, target
+    def _target_of(self, index: int) -> Any:
+        return self.target(index)

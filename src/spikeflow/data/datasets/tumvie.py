@@ -8,11 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
-
 from spikeflow._checks import check_flag
-from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dsec import checked_xytp, read_h5_datasets
@@ -143,16 +139,5 @@ class TUMVIE(NeuromorphicDataset):
         """The recording names, in order."""
         return list(self.recordings)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        index = check_index("TUMVIE", index, len(self))
-        if self.data_type == "event":
-            sample: Any = self.events(index)
-        else:
-            array = self._representation(index)[0]
-            sample = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-        if self.transform is not None:
-            sample = self.transform(sample)
-        target: Any = self.recordings[index]
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return sample, target
+    def _target_of(self, index: int) -> Any:
+        return self.recordings[index]
