@@ -616,3 +616,16 @@ def test_layer_output_shapes_leaves_no_spiking_state_behind():
         assert all(psn.__dict__[key] is value for key, value in before.items())
         psn_net(torch.rand(5, 3))  # the sequence goes on: step 3 of 4
         assert psn._t == 3
+
+
+def test_the_converted_network_stays_in_eval_mode():
+    # a parent's .train() reaching the SNN must not switch on a kept dropout
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)).eval()
+    x = torch.rand(8, 6)
+    snn, _ = convert(net, x)
+    with torch.no_grad():
+        before = snn(constant_input(x, 16))
+        nn.Sequential(snn).train()
+        assert snn.training and not any(m.training for m in snn.body.modules())
+        torch.testing.assert_close(snn(constant_input(x, 16)), before)

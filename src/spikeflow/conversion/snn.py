@@ -119,6 +119,10 @@ class ConvertedSNN(nn.Module):
             a bias step, then differences), runs ``T + 1`` steps and decodes its output,
             so that it takes and returns the same ``[T, B, ...]`` as a rate-coded one.
             It does not stream: each call is a whole sequence.
+
+    The network is inference only: its body stays in eval mode whatever :meth:`train`
+    is told (a dropout or batch norm kept from the ANN must act as it did in the ANN's
+    eval mode, never on the spikes' batch statistics).
     """
 
     def __init__(
@@ -129,7 +133,7 @@ class ConvertedSNN(nn.Module):
         coding: str = "rate",
     ) -> None:
         super().__init__()
-        self.body = body
+        self.body = body.eval()
         self.report = report
         self.input_dim = input_dim
         if coding not in CODINGS:
@@ -155,6 +159,12 @@ class ConvertedSNN(nn.Module):
             x_seq = differential_encode(x_seq)
         out = run_time_folded(self.body, x_seq)
         return differential_decode(out) if self.coding == "differential" else out
+
+    def train(self, mode: bool = True) -> ConvertedSNN:
+        """Set :attr:`training` (as ``nn.Module.train``), the body kept in eval mode."""
+        super().train(mode)
+        self.body.eval()
+        return self
 
     def rate(self, x: Tensor, steps: int) -> Tensor:
         """Mean output over ``steps`` steps for the constant analog input ``x`` ``[B, ...]``."""
