@@ -144,25 +144,26 @@ def test_bad_inputs_are_named_with_their_shape():
 
 
 def test_spikeflow_train_runs_it_on_the_digits(tmp_path):
-    """`spikeflow train --model masnn_dvs128_gesture` with small sizes and ``T`` given:
-    the dataset's channel and 8x8 size reach the model, one epoch runs, the loss is
+    """`spikeflow train --model masnn_dvs128_gesture` with small sizes: the run's ``T``
+    and the dataset's channel and 8x8 size reach the model, one epoch runs, the loss is
     finite and the parameters change."""
     pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
     from spikeflow.training import Trainer
     from train_runs import tiny
 
-    sizes = {"T": 4, "channels": [4, 8], "pools": [1, 2], "fc_hidden": 16, "reduction_t": 2,
+    sizes = {"channels": [4, 8], "pools": [1, 2], "fc_hidden": 16, "reduction_t": 2,
              "reduction_c": 2}  # fmt: skip
     config = tiny(tmp_path, "run", model="masnn_dvs128_gesture", loss="ce", epochs=1, lr=3e-3,
                   train_samples=32, test_samples=16, batch_size=16, T=4,
                   model_kwargs=sizes)  # fmt: skip
     torch.manual_seed(config.seed)  # as the trainer seeds before building the model
     initial = create_model("masnn_dvs128_gesture", num_classes=10, in_channels=1,
-                           input_size=8, **sizes).state_dict()  # fmt: skip
+                           input_size=8, T=4, **sizes).state_dict()  # fmt: skip
     trainer = Trainer(config, log=None)
     result = trainer.fit()
     model = trainer.raw_model
     assert model.input_size == (8, 8) and model.conv_blocks[0].conv.in_channels == 1
+    assert model.T == 4  # -T, not the builder's default of 60
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result.history)
     assert initial.keys() == model.state_dict().keys()
     for key in ("conv_blocks.0.conv.weight", "fc_blocks.1.linear.weight"):

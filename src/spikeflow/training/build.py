@@ -22,7 +22,8 @@ def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> 
     """The zoo model of ``config`` for a dataset described by ``info``.
 
     ``num_classes``, ``in_channels`` and, for models that take it, ``input_size`` come
-    from the dataset unless ``model_kwargs`` sets them; a neuron chosen by name that is
+    from the dataset, and ``T`` (a model built for a number of steps: MA-SNN) from
+    ``config.T``, unless ``model_kwargs`` sets them; a neuron chosen by name that is
     built for a fixed number of steps ``T`` (one without a default for it, PSN and
     masked PSN, and one whose ``check_steps`` refuses other numbers, GLIF and DSR, whose
     default of 20 fits only ``--T 20``) gets ``T = config.T`` unless ``neuron_kwargs``
@@ -67,6 +68,8 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     if "input_size" in accepted and "input_size" not in kwargs:
         height, width = info.input_size
         kwargs["input_size"] = height if height == width else (height, width)
+    if "T" in accepted and "T" not in kwargs:  # a model built for a number of steps
+        kwargs["T"] = config.T
     if config.neuron is not None:
         kwargs.setdefault("neuron", config.neuron)
     neuron_kwargs = dict(config.neuron_kwargs)
