@@ -116,6 +116,12 @@ def test_per_channel_fields_and_multi_step_folding():
             torch.testing.assert_close(y[:, :, 2 * c + k], want.view(4, 2, 8, 8))
 
 
+def test_learn_may_be_any_iterable():
+    table = torch.tensor([[1.0, 0.0, 1.0, 0, 0]])
+    m = SpatialReceptiveField2d(1, 3, table, learn=(n for n in ("scale", "ratio")))
+    assert sorted(name for name, _ in m.named_parameters()) == ["ratio", "scale"]
+
+
 def test_gradcheck_of_the_field_parameters():
     params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.7, 0.4, 0.6)]
     assert torch.autograd.gradcheck(

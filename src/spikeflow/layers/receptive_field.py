@@ -239,6 +239,8 @@ class SpatialReceptiveField2d(StepModule, nn.Module):
                 "(scale, angle, ratio, dx, dy); "
                 f"got {tuple(parameters.shape)} {parameters.dtype}"
             )
+        if not isinstance(learn, str):
+            learn = tuple(learn)  # read once: a generator would be used up by the check
         unknown = set(learn) - {"scale", "angle", "ratio"}
         if unknown or isinstance(learn, str):
             raise ConfigurationError(
