@@ -223,6 +223,12 @@ def test_clear_errors():
         Tempotron(3, 2, 10.0, v_threshold=0.0)
     with pytest.raises(ShapeError, match=r"class labels \[B\]"):
         tempotron_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, dtype=torch.long), 1.0)
+    with pytest.raises(DTypeError, match="int64 class labels"):
+        tempotron_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2), 1.0)
+    with pytest.raises(DTypeError, match="labels must be int64"):
+        tempotron_classification_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2), 1.0)
+    empty = torch.zeros(0, 3)
+    assert tempotron_loss(empty, empty, torch.zeros(0, dtype=torch.long), 1.0).item() == 0.0
     with pytest.raises(ConfigurationError, match="m must be"):
         GaussianTuning(2, 2, 0.0, 1.0)
     with pytest.raises(ConfigurationError, match="x_min must be < x_max"):

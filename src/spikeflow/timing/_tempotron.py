@@ -324,7 +324,12 @@ def _fire_target(owner: str, v_max: Tensor, target: Tensor) -> Tensor:
                 f"{tuple(target.shape)}"
             )
         return target
-    if target.dtype != torch.int64 or target.shape != v_max.shape[:1]:
+    if target.dtype != torch.int64:
+        raise DTypeError(
+            f"{owner}: target must be int64 class labels [B] or a bool fire/no-fire mask "
+            f"[B, O], got {target.dtype}"
+        )
+    if target.shape != v_max.shape[:1]:
         raise ShapeError(
             f"{owner}: target must be int64 class labels [B] = [{v_max.shape[0]}] or a bool "
             f"fire/no-fire mask [B, O], got {target.dtype} {tuple(target.shape)}"
@@ -358,7 +363,7 @@ def tempotron_loss(v_max: Tensor, t_spike: Tensor, target: Tensor, v_threshold: 
         )
     wrong = should != torch.isfinite(t_spike)
     error = torch.where(should, theta - v_max, v_max - theta)
-    return torch.where(wrong, error, 0.0).sum() / (v_max.shape[0] * theta)
+    return torch.where(wrong, error, 0.0).sum() / (max(v_max.shape[0], 1) * theta)
 
 
 def tempotron_classification_loss(
@@ -378,6 +383,6 @@ def tempotron_classification_loss(
     theta = check_real(f"{owner}: v_threshold", v_threshold, 0.0, low_open=True)
     s = check_real(f"{owner}: scale", scale, 0.0, low_open=True)
     if labels.dtype != torch.int64:
-        raise ShapeError(f"{owner}: labels must be int64 class labels [B], got {labels.dtype}")
+        raise DTypeError(f"{owner}: labels must be int64 class labels [B], got {labels.dtype}")
     firing = tempotron_loss(v_max, t_spike, labels, theta)
     return F.cross_entropy(s * v_max / theta, labels) + firing
