@@ -251,7 +251,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=s,
         help="online training (SLTT): one step at a time, a backward pass per step, no "
         "gradient through the neurons' carried state; memory independent of T (loss "
-        "mse, ce, tet or mse_membrane, applied per step; docs/training.md)",
+        "mse, ce, tet or mse_membrane, applied per step; docs/training_methods.md)",
     )
     o.add_argument(
         "--online-steps",
@@ -276,7 +276,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="truncated BPTT: each batch runs in windows of K steps, the loss of each "
         "window backpropagated as it ends and the carried state detached between windows "
         "(memory of K steps, not T; the last window is shorter if K does not divide T; "
-        "docs/training.md)",
+        "docs/training_methods.md)",
     )
     o.add_argument(
         "--tbptt-update",
@@ -292,7 +292,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         metavar="FEEDBACK",
         help="train --model eprop_rsnn by e-prop (Bellec et al. 2020): gradients forward in "
         "time, memory independent of T, with symmetric, random or adaptive feedback "
-        "(loss ce per step; docs/training.md)",
+        "(loss ce per step; docs/training_methods.md)",
     )
     o.add_argument(
         "--eprop-rate-target",

@@ -1,6 +1,6 @@
 """Bellec et al.'s LIF/ALIF network (:class:`~spikeflow.learn.EPropRSNN`) as a zoo model
 for ``spikeflow train``: ``--model eprop_rsnn`` trains it by BPTT, ``--eprop FEEDBACK``
-by e-prop (:class:`~spikeflow.learn.EProp`, forward in time; docs/training.md).
+by e-prop (:class:`~spikeflow.learn.EProp`, forward in time; docs/training_methods.md).
 
 Its input ``[T, B, ...]`` is flattened per step, and its output is the readout ``y``
 of every step ``[T, B, num_classes]`` (the spikes are not returned: the network's

@@ -138,7 +138,7 @@ class TrainConfig:
     #: bits - 2: the register spans [-2θ, 2θ)); docs/quantization.md. None: float.
     membrane_bits: int | None = None
     membrane_fraction_bits: int | None = None
-    #: Online training (docs/training.md): one step at a time, a backward pass per step,
+    #: Online training (docs/training_methods.md): one step at a time, a backward pass per step,
     #: no gradient through the carried state (SLTT), memory independent of T.
     online: bool = False
     #: Recompute the network's blocks in the backward pass instead of keeping their
@@ -151,13 +151,13 @@ class TrainConfig:
     #: With ``online``: OTTT, the Linear and Conv weights learn from presynaptic traces
     #: with this decay (1 - 1/tau of the network's neurons, 0.5 for tau = 2); None: SLTT.
     online_trace_decay: float | None = None
-    #: Truncated BPTT (docs/training.md): each batch runs in windows of this many steps,
+    #: Truncated BPTT (docs/training_methods.md): each batch runs in windows of this many steps,
     #: the carried state detached between them (memory of K steps); None: BPTT.
     tbptt: int | None = None
     #: With ``tbptt``: "window" (an optimizer step after every window, snnTorch's TBPTT)
     #: or "batch" (the windows' gradients accumulated, one optimizer step per batch).
     tbptt_update: str = "window"
-    #: E-prop (Bellec et al. 2020; docs/training.md): train ``--model eprop_rsnn``
+    #: E-prop (Bellec et al. 2020; docs/training_methods.md): train ``--model eprop_rsnn``
     #: forward in time with this feedback, "symmetric", "random" or "adaptive" (memory
     #: independent of T); None: backpropagation through time.
     eprop: str | None = None

@@ -1,4 +1,4 @@
-"""E-prop in ``spikeflow train`` (``--eprop FEEDBACK``; docs/training.md).
+"""E-prop in ``spikeflow train`` (``--eprop FEEDBACK``; docs/training_methods.md).
 
 The run's model must be a :class:`~spikeflow.learn.EPropRSNN` (the zoo's
 ``eprop_rsnn``). Each batch runs through :meth:`spikeflow.learn.EProp.run`, which adds
