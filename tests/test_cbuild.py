@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,22 @@ def test_auto_falls_back_inside_torch_compile_when_the_compiler_fails(cache, tmp
         out = torch.compile(node, backend="aot_eager", fullgraph=True)(x)
     assert torch.equal(out, fresh(backend="torch")(x))
     torch._dynamo.reset()
+
+
+def test_library_or_fallback_warns_once_and_falls_back():
+    from spikeflow._cbuild import BuildError, CompilerNotFoundError, library_or_fallback
+
+    def failed_build():
+        raise BuildError("no OpenMP")
+
+    def no_compiler():
+        raise CompilerNotFoundError("no cc")
+
+    warned: set[str] = set()
+    with pytest.warns(RuntimeWarning, match=r"^the kernel could not be built: no OpenMP$"):
+        assert library_or_fallback(failed_build, "the kernel could not be built", warned) is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per set: no second warning
+        assert library_or_fallback(failed_build, "the kernel could not be built", warned) is False
+        assert library_or_fallback(no_compiler, "unused", set()) is False
+    assert library_or_fallback(lambda: None, "unused", set()) is True

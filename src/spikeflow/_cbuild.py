@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spikeflow.errors import SpikeflowError
@@ -39,6 +39,7 @@ __all__ = [
     "cache_folder",
     "cache_root",
     "find_compiler",
+    "library_or_fallback",
 ]
 
 _LOCK = threading.Lock()
@@ -312,3 +313,23 @@ def cache_folder(subdir: str) -> Path:
             stacklevel=3,
         )
     return fallback
+
+
+def library_or_fallback(
+    load: Callable[[], object], fallback: str, warned: set[str], stacklevel: int = 2
+) -> bool:
+    """For ``backend="auto"``: whether ``load()`` (a C library's loader) succeeds, so
+    that the C kernels run. Without a C compiler: False. When the build fails: False and
+    one RuntimeWarning per ``warned`` set, ``fallback`` (what runs instead and what to
+    do) followed by the error; ``stacklevel`` is the caller's, as for
+    ``warnings.warn``."""
+    try:
+        load()
+    except CompilerNotFoundError:
+        return False
+    except BuildError as error:
+        if "build" not in warned:
+            warned.add("build")
+            warnings.warn(f"{fallback}: {error}", RuntimeWarning, stacklevel=stacklevel + 1)
+        return False
+    return True

@@ -34,7 +34,6 @@ bit to the PyTorch loops here (``backend="torch"``).
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +142,8 @@ def _use_triton(x: Tensor, neuron: EventDrivenNeuron) -> bool:
 
 def _use_c(x: Tensor, neuron: EventDrivenNeuron) -> bool:
     """Whether ``neuron``'s backend runs the C kernels on ``x`` (see :data:`BACKENDS`)."""
+    from spikeflow._cbuild import library_or_fallback
     from spikeflow.event_driven import cpu
-    from spikeflow.kernels.cpu import BuildError, CompilerNotFoundError
 
     if neuron.backend in ("torch", "triton"):
         return False
@@ -158,22 +157,13 @@ def _use_c(x: Tensor, neuron: EventDrivenNeuron) -> bool:
     if neuron.backend == "c":
         cpu._library()  # a missing compiler or a failed build raises, naming it
         return True
-    try:
-        cpu._library()
-    except CompilerNotFoundError:
-        return False
-    except BuildError as error:
-        if "build" not in _WARNED:
-            _WARNED.add("build")
-            warnings.warn(
-                f"the event-driven neuron's C kernels could not be built, so it runs as a "
-                f"PyTorch loop; fix the compiler set-up ($CC) or choose backend='torch': "
-                f"{error}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return False
-    return True
+    return library_or_fallback(
+        cpu._library,
+        "the event-driven neuron's C kernels could not be built, so it runs as a PyTorch "
+        "loop; fix the compiler set-up ($CC) or choose backend='torch'",
+        _WARNED,
+        stacklevel=3,
+    )
 
 
 def _fused(x: Tensor, neuron: EventDrivenNeuron, which: str) -> Any:

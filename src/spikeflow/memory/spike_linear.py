@@ -24,7 +24,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -137,7 +136,7 @@ def _use_c(weight: Tensor, backend: str, rate: Callable[[], float] | None = None
     cannot, ``"auto"`` falls back where it cannot run, where ``rate()`` (the fraction of
     bits set) exceeds :data:`AUTO_MAX_RATE`, or (warning once) where a compiler is found
     but the build fails."""
-    from spikeflow._cbuild import BuildError, CompilerNotFoundError
+    from spikeflow._cbuild import library_or_fallback
 
     if backend not in BACKENDS:
         raise ConfigurationError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -154,22 +153,13 @@ def _use_c(weight: Tensor, backend: str, rate: Callable[[], float] | None = None
         return True
     if not runs or (rate is not None and rate() > AUTO_MAX_RATE):
         return False
-    try:
-        _library()
-    except CompilerNotFoundError:
-        return False
-    except BuildError as error:
-        if "build" not in _WARNED:
-            _WARNED.add("build")
-            warnings.warn(
-                f"the packed spike Linear's C kernel could not be built, so it unpacks and "
-                f"runs a dense matmul; fix the compiler set-up ($CC) or pass "
-                f"backend='torch': {error}",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        return False
-    return True
+    return library_or_fallback(
+        _library,
+        "the packed spike Linear's C kernel could not be built, so it unpacks and runs a "
+        "dense matmul; fix the compiler set-up ($CC) or pass backend='torch'",
+        _WARNED,
+        stacklevel=4,
+    )
 
 
 def _threads(work: int) -> int:
