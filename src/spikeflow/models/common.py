@@ -20,7 +20,7 @@ import math
 import types
 import typing
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -629,6 +629,20 @@ def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def per_stage(owner: str, name: str, value: int | Sequence[int], stages: int) -> tuple[int, ...]:
+    """``value`` for each of ``stages`` stages (one int for all, or one per stage), each a
+    positive int; else a ConfigurationError naming ``owner`` and ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * stages
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
+            or len(value) != stages:  # fmt: skip
+        raise ConfigurationError(
+            f"{owner}: {name} must be one positive integer or {stages} (one per stage), "
+            f"got {value!r}"
+        )
+    return tuple(check_positive_int(f"{owner}: {name}[{i}]", v) for i, v in enumerate(value))
 
 
 def check_input(x: Tensor, owner: str, layout: str, ndim: int, channels: int) -> None:

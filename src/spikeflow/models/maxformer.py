@@ -62,7 +62,13 @@ from spikeflow.layers.attention import (
     _merge_heads,
 )
 from spikeflow.models import qkformer
-from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
+from spikeflow.models.common import (
+    NeuronFactory,
+    NeuronSpec,
+    check_input,
+    check_positive_int,
+    per_stage,
+)
 from spikeflow.models.registry import register_model
 from spikeflow.models.spikformer import init_trunc_normal
 
@@ -248,19 +254,6 @@ class _SSABlock(nn.Module):
         return self.mlp(tokens.transpose(2, 3).reshape(x.shape))
 
 
-def _depths(value: int | Sequence[int]) -> tuple[int, ...]:
-    """Blocks per stage (an int for all), each a positive int."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * STAGES
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
-            or len(value) != STAGES:  # fmt: skip
-        raise ConfigurationError(
-            f"MaxFormer: depths must be one positive integer or {STAGES} (one per stage), "
-            f"got {value!r}"
-        )
-    return tuple(check_positive_int(f"MaxFormer: depths[{i}]", v) for i, v in enumerate(value))
-
-
 class MaxFormer(nn.Module):
     """Max-Former: max-pooling patch embeddings, depth-wise convolution blocks (the
     CIFAR model: an MLP-only stage 1), spiking self-attention blocks in stage 3 and a
@@ -314,7 +307,7 @@ class MaxFormer(nn.Module):
             raise ConfigurationError("MaxFormer: zero_init_residual is not supported")
         if not isinstance(cifar, bool):
             raise ConfigurationError(f"MaxFormer: cifar must be True or False, got {cifar!r}")
-        depths = _depths(depths)
+        depths = per_stage("MaxFormer", "depths", depths, STAGES)
         if embed_dim % 4 or embed_dim < 8:
             raise ConfigurationError(
                 f"MaxFormer: embed_dim ({embed_dim}) must be a multiple of 4 and at least 8 "

@@ -53,7 +53,13 @@ from spikeflow.layers.attention import (
     SpikingSelfAttention,
 )
 from spikeflow.layers.attention_qk import QKAttention
-from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
+from spikeflow.models.common import (
+    NeuronFactory,
+    NeuronSpec,
+    check_input,
+    check_positive_int,
+    per_stage,
+)
 from spikeflow.models.registry import register_builder
 from spikeflow.models.spikformer import init_trunc_normal
 
@@ -148,19 +154,6 @@ class _Block(nn.Module):
         return x + self.mlp(x)
 
 
-def _stage_values(name: str, value: int | Sequence[int]) -> tuple[int, ...]:
-    """``value`` for each of the three stages (an int for all), each a positive int."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * STAGES
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
-            or len(value) != STAGES:  # fmt: skip
-        raise ConfigurationError(
-            f"QKFormer: {name} must be one positive integer or {STAGES} (one per stage), "
-            f"got {value!r}"
-        )
-    return tuple(check_positive_int(f"QKFormer: {name}[{i}]", v) for i, v in enumerate(value))
-
-
 class QKFormer(nn.Module):
     """QKFormer: a hierarchical patch embedding, Q-K attention blocks in stages 1 and 2,
     spiking self-attention blocks in stage 3 and a linear head.
@@ -211,7 +204,8 @@ class QKFormer(nn.Module):
             check_positive_int(name, value)
         if zero_init_residual:
             raise ConfigurationError("QKFormer: zero_init_residual is not supported")
-        heads, depths = _stage_values("num_heads", num_heads), _stage_values("depths", depths)
+        heads = per_stage("QKFormer", "num_heads", num_heads, STAGES)
+        depths = per_stage("QKFormer", "depths", depths, STAGES)
         if embed_dim % 4 or embed_dim < 8:
             raise ConfigurationError(
                 f"QKFormer: embed_dim ({embed_dim}) must be a multiple of 4 and at least 8 (the "
