@@ -1,0 +1,411 @@
+"""The ROS-bag datasets of Tonic 1.7: the DAVIS event-camera dataset (``DAVISDATA``),
+MVSEC (``MVSEC``) and event-based visual place recognition (``VPR``), read with
+spikeflow's own ROS 1 bag reader (:mod:`spikeflow.data.io.rosbag`).
+
+Each item is one recording: its events (times in µs from the recording's first event,
+as Tonic makes them) and a target: the motion-capture or ground-truth pose (DAVISDATA,
+MVSEC) or the GPS track (VPR). The images, IMU and depth maps of Tonic's classes are
+not read here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from spikeflow._checks import check_flag
+from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
+from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.download import download_url
+from spikeflow.data.events import EventRecording, format_error
+from spikeflow.data.io.rosbag import decode_pose_stamped, read_rosbag, read_rosbag_events
+from spikeflow.errors import ConfigurationError
+
+__all__ = [
+    "DAVISDATA",
+    "DAVISDATA_RECORDINGS",
+    "MVSEC",
+    "MVSEC_SCENES",
+    "VPR",
+    "VPR_RECORDINGS",
+    "read_bag_pose",
+    "read_nmea_track",
+]
+
+#: DAVISDATA's recordings and the MD5 of each ``<recording>.bag`` (Tonic 1.7's list).
+DAVISDATA_RECORDINGS: dict[str, str] = {
+    "boxes_6dof": "c919cebc25e564935abfc0a3954bf016",
+    "boxes_rotation": "1ec1ef4f354ce1908ed091703c1f98d0",
+    "boxes_translation": "4fd11a69015022c72b375a4d000ee8cd",
+    "calibration": "6e67817c7b6d2e95ca5796e89d219bac",
+    "dynamic_6dof": "16e8cb3b151da15ff1fe6019b517e695",
+    "dynamic_rotation": "77a2b0a87582e10e702365a38dc0c93c",
+    "dynamic_translation": "2db36fd0c2945cbace48735f0416c506",
+    "hdr_boxes": "67661ed4b472189432e35e8849faf200",
+    "hdr_poster": "b59e37b616a3eda81184183b12b0dce5",
+    "office_spiral": "60fe934450c558aff90ff5ba6b370a05",
+    "office_zigzag": "3eba8fc8f42adbfd394b630852ce1f78",
+    "outdoors_running": "7db2de811cb22b71fa34abd4ab1bba6b",
+    "outdoors_walking": "2ef9b03c87d3c565d30211b7dcfaabc5",
+    "poster_6dof": "e42ef11f523a52f11921cdb4a0fca231",
+    "poster_rotation": "abcd843a894546775e5dda3560979edf",
+    "poster_translation": "bb6736c56ff38f07cbe72613b72d25ed",
+    "shapes_6dof": "9b9495ace2dd82881bcc5c0620dd595f",
+    "shapes_rotation": "ee436cfe74b545fa25a2534f3ef021df",
+    "shapes_translation": "2a805ba32671b237e4e13c023f276be9",
+    "slider_close": "9426bbb70334c7b849dd5dd38eb7f2a9",
+    "slider_depth": "b38a7a373f170f4b6aeca4f36e06f71a",
+    "slider_far": "0f341da6aec0fd1801129e3d3a9981fa",
+    "slider_hdr_close": "34cc10dd212ca1fddd3a8584046d5d1c",
+    "slider_hdr_far": "c310f4f2d62cdf7b8d1c0a49315fb253",
+    "urban": "c22db0b3ecbcbba8d282b0d8c3393851",
+}
+
+#: MVSEC's scenes: each recording's ``(data bag, MD5)``, ``(ground-truth bag, MD5)``
+#: (Tonic 1.7's list).
+MVSEC_SCENES: dict[str, tuple[tuple[tuple[str, str], tuple[str, str]], ...]] = {
+    "outdoor_night": (
+        (("outdoor_night1_data.bag", "534bea503649eeb2801316704d6ab041"),
+         ("outdoor_night1_gt.bag", "7e169e4048307e01f1a7ba5931ca7d4d")),
+        (("outdoor_night2_data.bag", "371ff73324ba94ecb368b4c220dc8e54"),
+         ("outdoor_night2_gt.bag", "d235d28f1c93203a1d7738f8e7a67ca3")),
+        (("outdoor_night3_data.bag", "fc40889a48de7b28e6e2506125b229ac"),
+         ("outdoor_night3_gt.bag", "2bbdffc94f8dd54f71486fcecfc82fe6")),
+    ),
+    "motorcycle": (
+        (("motorcycle_data.bag", "ae1d929563c63c4d15e0e3d3412d41c4"),
+         ("motorcycle_gt.bag", "bebf1cd58837abd1ca625ba219b47388")),
+    ),
+    "indoor_flying": (
+        (("indoor_flying1_data.bag", "fd01f35eb52a754e8195d478ed2a00a2"),
+         ("indoor_flying1_gt.bag", "277b97ad46f9dba3896f651ca47297aa")),
+        (("indoor_flying2_data.bag", "015ac75086b248167e9602b72485e0eb"),
+         ("indoor_flying2_gt.bag", "3c7ba64cd7bede77b1809cc151e54ed2")),
+        (("indoor_flying3_data.bag", "fda3408d3c72b2d7445540e5bdbd6396"),
+         ("indoor_flying3_gt.bag", "cae5648c84ec09d0316a8d4805dee62e")),
+        (("indoor_flying4_data.bag", "30ba3a744dcd4408fc4102e88c636acc"),
+         ("indoor_flying4_gt.bag", "f050c886fb34f3890fcf85680e267a21")),
+    ),
+    "outdoor_day": (
+        (("outdoor_day1_data.bag", "7438c34b71d08ff38f52cef68834e9be"),
+         ("outdoor_day1_gt.bag", "36ec3dcd0a222c4c2102641a2dc91ff0")),
+        (("outdoor_day2_data.bag", "536d20bc59720b995df49f925f96b74d"),
+         ("outdoor_day2_gt.bag", "69fb399411d7098b3e2cf3850f593e7b")),
+    ),
+}  # fmt: skip
+
+#: VPR's recordings: ``(bag, MD5)``, ``(NMEA GPS log, MD5)`` (Tonic 1.7's list).
+VPR_RECORDINGS: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = (
+    (("dvs_vpr_2020-04-21-17-03-03.bag", "04473f623aec6bda3d7eadfecfc1b2ce"),
+     ("20200421_170039-sunset1_concat.nmea", "11f0107a4df845fd315e9134fbee5c1e")),
+    (("dvs_vpr_2020-04-22-17-24-21.bag", "ca6db080a4054196fe65825bce3db351"),
+     ("20200422_172431-sunset2_concat.nmea", "ff879bf22a9552a6d8500a98cff6c7f9")),
+    (("dvs_vpr_2020-04-24-15-12-03.bag", "909569732e323ff04c94379a787f2a69"),
+     ("20200424_151015-daytime_concat.nmea", "867fdf43ef393ac7e8de251c1a5cd585")),
+    (("dvs_vpr_2020-04-27-18-13-29.bag", "e80b6c0434690908d855445792d4de3b"),
+     ("20200427_181204-night_concat.nmea", "441e6673e0dfc8746f76cd646c4aba8d")),
+    (("dvs_vpr_2020-04-28-09-14-11.bag", "7854ede61c0947adb0f072a041dc3bad"),
+     ("20200428_091154-morning_concat.nmea", "b86af464ceac478711e52ef4271c198c")),
+    (("dvs_vpr_2020-04-29-06-20-23.bag", "d7ccfeb6539f1e7b077ab4fe6f45193c"),
+     ("20200429_061912-sunrise_concat.nmea", "ec04cf35c10eb5b519b11297adef024b")),
+)  # fmt: skip
+
+
+def read_bag_pose(path: str | os.PathLike, topic: str) -> np.ndarray | None:
+    """The ``geometry_msgs/PoseStamped`` poses of ``topic`` in a bag as a float64 array
+    ``[N, 8]`` of rows ``(t, x, y, z, qx, qy, qz, qw)``: ``t`` in µs from the topic's
+    first stamp (Tonic's origin for its pose targets), the quaternion in ROS's order
+    (Tonic's ``rotation`` is ``(qw, qx, qy, qz)``). ``None`` when the bag has no such
+    topic (Tonic's ``DAVISDATA`` target for recordings without motion capture).
+
+    Raises:
+        DataFormatError: a bad bag (:func:`~spikeflow.data.io.rosbag.read_rosbag`) or
+            pose message.
+    """
+    found = read_rosbag(path, (topic,))
+    if topic not in found:
+        return None
+    t_ns, pose = decode_pose_stamped(found[topic], path)
+    return np.column_stack([(t_ns - t_ns[0]) / 1000.0, pose])
+
+
+_NMEA_LATLON = {"GGA": (1, 0), "RMC": (2, 0), "GLL": (0, 4)}  # lat field, time field
+
+
+def _nmea_degrees(value: str, hemisphere: str, negative: str) -> float:
+    if not value or value == "0":
+        return 0.0
+    m = re.fullmatch(r"(\d+)(\d\d\.\d+)", value)
+    if m is None:
+        raise ValueError(value)
+    degrees = float(m.group(1)) + float(m.group(2)) / 60
+    return -degrees if hemisphere == negative else degrees if hemisphere else 0.0
+
+
+def read_nmea_track(path: str | os.PathLike) -> np.ndarray:
+    """The GPS track of an NMEA 0183 log as Tonic 1.7's ``VPR.read_gps_file`` builds it
+    (with pynmea2; this reads the same sentences without it): rows ``(latitude,
+    longitude, seconds)`` in decimal degrees (south and west negative) and whole
+    seconds since the first parsed sentence's time of day (hours, minutes and seconds
+    only, as Tonic's).
+
+    Positions come from the GGA, RMC and GLL sentences (any talker). A fix is kept when
+    neither coordinate is 0, both differ from the last kept fix and it lies more than
+    0.0001 degrees (Euclidean, in degrees) from it. Lines that are no NMEA sentence,
+    fail their ``*hh`` checksum or have a malformed field are skipped, as pynmea2's
+    ``ParseError`` makes Tonic skip them; other sentence types only set the first time.
+
+    Returns:
+        A float64 array ``[N, 3]`` (``[0, 3]`` without fixes).
+
+    Raises:
+        DataFormatError: the file is not text (naming it).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise format_error(path, exc.start, "not a text NMEA log (invalid UTF-8)") from None
+    rows: list[tuple[float, float, int]] = []
+    first: tuple[int, int, int] | None = None
+    last = (0.0, 0.0)
+    for line in lines:
+        line = line.strip()
+        m = re.fullmatch(r"\$([A-Z]{2})([A-Z]{3}),([^*]*)(?:\*([0-9A-Fa-f]{2}))?", line)
+        if m is None:
+            continue
+        if m.group(4) is not None:
+            check = 0
+            for ch in line[1 : line.index("*")].encode("ascii", "replace"):
+                check ^= ch
+            if check != int(m.group(4), 16):
+                continue
+        kind, fields = m.group(2), m.group(3).split(",")
+        if kind not in _NMEA_LATLON:
+            continue  # pynmea2 has no position (or timestamp) for these
+        lat_at, time_at = _NMEA_LATLON[kind]
+        try:
+            stamp = fields[time_at]
+            hms = (int(stamp[0:2]), int(stamp[2:4]), int(stamp[4:6])) if stamp else None
+            lat = _nmea_degrees(fields[lat_at], fields[lat_at + 1], "S")
+            lon = _nmea_degrees(fields[lat_at + 2], fields[lat_at + 3], "W")
+        except (IndexError, ValueError):
+            continue
+        if hms is None:
+            continue
+        if first is None:
+            first = hms
+        if (
+            lat != 0
+            and lon != 0
+            and lat != last[0]
+            and lon != last[1]
+            and float(np.hypot(lat - last[0], lon - last[1])) > 0.0001
+        ):
+            seconds = (hms[0] - first[0]) * 3600 + (hms[1] - first[1]) * 60 + hms[2] - first[2]
+            rows.append((lat, lon, seconds))
+            last = (lat, lon)
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
+class _BagDataset(NeuromorphicDataset):
+    """A dataset of ROS bags: subclasses set ``folder``, ``event_topic``, the recordings
+    (``self.recordings``: names; ``self._files``: ``[(file name, md5)]`` per recording,
+    the first its events bag) and ``_target_of``."""
+
+    classes: ClassVar[tuple[str, ...]] = ()
+    downloadable: ClassVar[bool] = True
+    base_url: ClassVar[str]
+    folder: ClassVar[str]
+    title: ClassVar[str]
+    event_topic: ClassVar[str] = "/dvs/events"
+    recordings: list[str]
+    _files: list[list[tuple[str, str]]]
+
+    def _url(self, recording: int, name: str) -> str:
+        return self.base_url + name
+
+    def _place(self, name: str) -> Path:
+        return self.root / self.folder / name
+
+    @property
+    def split(self) -> str:
+        """``"all"``: these datasets have no train/test split."""
+        return "all"
+
+    def _find_samples(self) -> list[tuple[Path, int]]:
+        wanted = [(i, n, md5) for i, files in enumerate(self._files) for n, md5 in files]
+        missing = [(i, n, md5) for i, n, md5 in wanted if not self._place(n).is_file()]
+        if missing and not self.download:
+            archives = [Archive(n, md5, self._url(i, n)) for i, n, md5 in missing]
+            advice = how_to_get(self.title, self._place(""), archives, self.homepage, self.layout)
+            raise DatasetNotFoundError(
+                f"{self.title}: {len(missing)} file(s) missing, e.g. "
+                f"{self._place(missing[0][1])}. {advice}"
+            )
+        if missing:
+            with _root_lock(self.root):
+                for i, n, md5 in missing:
+                    download_url(self._url(i, n), self._place(n), md5=md5)
+        return [(self._place(files[0][0]), i) for i, files in enumerate(self._files)]
+
+    def _read(self, path: Path) -> EventRecording:
+        return read_rosbag_events(path, self.event_topic, self.sensor_size[:2])[0]
+
+    @property
+    def targets(self) -> list[Any]:  # type: ignore[override]
+        """Every recording's target, in order (reads each target file)."""
+        return [self._target_of(i) for i in range(len(self))]
+
+
+def _names(owner: str, value: Any, known: Any, what: str) -> list[str]:
+    if value == "all":
+        return list(known)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not names:
+        raise ConfigurationError(
+            f"{owner}: {what} must be 'all', a name or a list of names; got {value!r}"
+        )
+    for n in names:
+        if n not in known:
+            raise ConfigurationError(
+                f"{owner}: {n!r} is not a {owner} {what} (one of {list(known)})"
+            )
+    return list(names)
+
+
+class DAVISDATA(_BagDataset):
+    """The event-camera dataset of Mueggler et al. ("The event-camera dataset and
+    simulator", IJRR 2017) as Tonic 1.7's ``DAVISDATA`` reads it: one ROS bag per
+    recording, ``root/DAVISDATA/<recording>.bag``, events of topic ``/dvs/events`` from
+    a DAVIS240C (240x180, 2 polarities).
+
+    ``recording`` is ``"all"`` (the 25 of :data:`DAVISDATA_RECORDINGS`), a name or a list
+    of names. ``download=True`` fetches missing bags from ``rpg.ifi.uzh.ch`` (Tonic's
+    URLs, MD5-checked). Each item is ``(sample, pose)``: the sample as in
+    :class:`~spikeflow.data.datasets.NeuromorphicDataset`, the pose the motion capture
+    of topic ``/optitrack/davis`` (:func:`read_bag_pose`: ``[N, 8]`` rows ``(t µs,
+    x, y, z, qx, qy, qz, qw)``), or ``None`` for a recording without it (Tonic's).
+    The images and IMU of Tonic's data tuple are not read.
+    """
+
+    sensor_size = (240, 180, 2)
+    homepage = "https://rpg.ifi.uzh.ch/davis_data.html"
+    base_url: ClassVar[str] = "http://rpg.ifi.uzh.ch/datasets/davis/"
+    folder: ClassVar[str] = "DAVISDATA"
+    title: ClassVar[str] = "DAVISDATA"
+    layout = "<root>/DAVISDATA/<recording>.bag"
+    pose_topic: ClassVar[str] = "/optitrack/davis"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        recording: str | list[str] | tuple[str, ...] = "all",
+        *args: Any,
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.recordings = _names("DAVISDATA", recording, DAVISDATA_RECORDINGS, "recording")
+        self._files = [[(f"{r}.bag", DAVISDATA_RECORDINGS[r])] for r in self.recordings]
+        self.download = check_flag("DAVISDATA", "download", download)
+        super().__init__(root, True, *args, **kwargs)
+
+    def _target_of(self, index: int) -> Any:
+        return read_bag_pose(self.samples[index][0], self.pose_topic)
+
+
+class MVSEC(_BagDataset):
+    """The Multi Vehicle Stereo Event Camera dataset (Zhu et al., RA-L 2018) as Tonic
+    1.7's ``MVSEC`` reads it: each recording of a scene is a data bag and a ground-truth
+    bag, ``root/MVSEC/<scene>/<name>_data.bag`` and ``<name>_gt.bag``
+    (:data:`MVSEC_SCENES`); events of ``/davis/<camera>/events`` from a DAVIS346
+    (346x260, 2 polarities).
+
+    ``scene`` is ``"indoor_flying"``, ``"outdoor_day"``, ``"outdoor_night"`` or
+    ``"motorcycle"``; ``camera`` (keyword) ``"left"`` (default) or ``"right"``.
+    ``download=True`` fetches missing bags from ``visiondata.cis.upenn.edu`` (Tonic's
+    URLs, MD5-checked; GBs each). Each item is ``(sample, pose)``: the pose the ground
+    truth ``/davis/left/pose`` of the gt bag (:func:`read_bag_pose`; Tonic's third
+    target). Not read: the depth maps, images and IMU of Tonic's tuples.
+    """
+
+    sensor_size = (346, 260, 2)
+    homepage = "https://daniilidis-group.github.io/mvsec/"
+    base_url: ClassVar[str] = "http://visiondata.cis.upenn.edu/mvsec/"
+    folder: ClassVar[str] = "MVSEC"
+    title: ClassVar[str] = "MVSEC"
+    layout = "<root>/MVSEC/<scene>/<scene><n>_data.bag with <scene><n>_gt.bag"
+    sample_options = ("camera",)
+    pose_topic: ClassVar[str] = "/davis/left/pose"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        scene: str = "indoor_flying",
+        *args: Any,
+        camera: str = "left",
+        download: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if scene not in MVSEC_SCENES:
+            raise ConfigurationError(
+                f"MVSEC: scene must be one of {list(MVSEC_SCENES)}; got {scene!r}"
+            )
+        if camera not in ("left", "right"):
+            raise ConfigurationError(f"MVSEC: camera must be 'left' or 'right'; got {camera!r}")
+        self.scene, self.camera = scene, camera
+        self._files = [list(pair) for pair in MVSEC_SCENES[scene]]
+        self.recordings = [data[: -len("_data.bag")] for (data, _), _ in MVSEC_SCENES[scene]]
+        self.download = check_flag("MVSEC", "download", download)
+        super().__init__(root, True, *args, **kwargs)
+
+    @property
+    def event_topic(self) -> str:  # type: ignore[override]
+        """``/davis/<camera>/events``."""
+        return f"/davis/{self.camera}/events"
+
+    def _place(self, name: str) -> Path:
+        return self.root / self.folder / self.scene / name
+
+    def _url(self, recording: int, name: str) -> str:
+        return f"{self.base_url}{self.scene}/{name}"
+
+    def _target_of(self, index: int) -> Any:
+        return read_bag_pose(self._place(self._files[index][1][0]), self.pose_topic)
+
+
+class VPR(_BagDataset):
+    """Event-based visual place recognition (Fischer and Milford, "Event-Based Visual
+    Place Recognition With Ensembles of Temporal Windows", RA-L 2020) as Tonic 1.7's
+    ``VPR`` reads it: 6 traversals of one route, each a bag
+    ``root/VPR/dvs_vpr_<date>.bag`` (events of ``/dvs/events``, DAVIS346: 346x260, 2
+    polarities) and a GPS log ``root/VPR/<date>-<time of day>_concat.nmea``
+    (:data:`VPR_RECORDINGS`).
+
+    ``download=True`` fetches missing files from zenodo.org/record/4302805 (Tonic's
+    URLs, MD5-checked). Each item is ``(sample, track)``: the track the GPS fixes of the
+    log (:func:`read_nmea_track`, what Tonic's ``read_gps_file`` returns, without
+    pynmea2). Not read: the images and IMU of Tonic's data tuple.
+    """
+
+    sensor_size = (346, 260, 2)
+    homepage = "https://zenodo.org/record/4302805"
+    base_url: ClassVar[str] = "https://zenodo.org/record/4302805/files/"
+    folder: ClassVar[str] = "VPR"
+    title: ClassVar[str] = "VPR"
+    layout = "<root>/VPR/dvs_vpr_<date>.bag with <date>-<time>_concat.nmea"
+
+    def __init__(
+        self, root: str | os.PathLike, *args: Any, download: bool = False, **kwargs: Any
+    ) -> None:
+        self._files = [list(pair) for pair in VPR_RECORDINGS]
+        self.recordings = [bag[: -len(".bag")] for (bag, _), _ in VPR_RECORDINGS]
+        self.download = check_flag("VPR", "download", download)
+        super().__init__(root, True, *args, **kwargs)
+
+    def _target_of(self, index: int) -> Any:
+        return read_nmea_track(self._place(self._files[index][1][0]))

@@ -1,0 +1,358 @@
+"""ROS 1 bag files (format 2.0), the container of the DAVIS event-camera dataset, MVSEC
+and the event-based VPR recordings: the messages of chosen topics, and decoders for the
+message types those datasets use (``dvs_msgs/EventArray``, ``geometry_msgs/PoseStamped``).
+
+A bag starts with the line ``#ROSBAG V2.0``, then records: ``int32`` header length, the
+header (fields ``int32 length`` + ``name=value``; ``op`` is the record type), ``int32``
+data length, the data; all little-endian. Records read here: chunks (op 5; ``compression``
+``none``, ``bz2`` or ``lz4``, holding connection and message records), connections (op 7:
+``conn`` id, the data a connection header with ``topic`` and ``type``) and messages
+(op 2: ``conn``, ``time``). The bag header (3), index (4) and chunk-info (6) records are
+skipped: every message is found by walking the chunks in file order, so the order of a
+topic's messages is the order in which they were written.
+
+Message bodies are ROS-serialised: ``std_msgs/Header`` (``uint32 seq``, ``time stamp``
+as ``uint32`` seconds and nanoseconds, ``string frame_id`` as ``uint32`` length + bytes)
+then the type's fields. A ``dvs_msgs/EventArray`` holds ``uint32 height``, ``uint32
+width`` and ``uint32`` count events of 13 packed bytes: ``uint16 x``, ``uint16 y``,
+``time ts`` (seconds, nanoseconds), ``uint8 polarity``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import os
+import struct
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.io._common import check_in_sensor, import_optional, read_bytes
+from spikeflow.data.io._common import sort_by_time as _sort_by_time
+
+__all__ = [
+    "ROSBAG_MAGIC",
+    "RosMessages",
+    "decode_event_arrays",
+    "decode_pose_stamped",
+    "read_rosbag",
+    "read_rosbag_events",
+    "rosbag_topics",
+]
+
+ROSBAG_MAGIC = b"#ROSBAG V2.0\n"
+
+#: One packed ``dvs_msgs/Event``: x, y, ts (seconds, nanoseconds), polarity.
+_EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("s", "<u4"), ("ns", "<u4"), ("p", "u1")])
+assert _EVENT.itemsize == 13
+
+
+@dataclass
+class RosMessages:
+    """The messages of one topic of a bag, in file order.
+
+    Attributes:
+        topic: the topic name (``/dvs/events``).
+        type: its message type (``dvs_msgs/EventArray``).
+        data: each message's serialised body.
+        offsets: each body's byte offset in the file (for messages inside a compressed
+            chunk: the chunk's offset), for error messages.
+    """
+
+    topic: str
+    type: str
+    data: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+
+def _header_fields(buf: bytes, start: int, end: int, path: Path, where: int) -> dict[str, bytes]:
+    fields: dict[str, bytes] = {}
+    pos = start
+    while pos < end:
+        if pos + 4 > end:
+            raise format_error(path, where, "truncated record header field length")
+        (n,) = struct.unpack_from("<i", buf, pos)
+        if n < 0 or pos + 4 + n > end:
+            raise format_error(
+                path, where, f"a record header field of {n} bytes runs past its header"
+            )
+        item = buf[pos + 4 : pos + 4 + n]
+        name, eq, value = item.partition(b"=")
+        if not eq:
+            raise format_error(path, where, f"a record header field without '=': {item[:40]!r}")
+        fields[name.decode("latin-1")] = value
+        pos += 4 + n
+    return fields
+
+
+def _records(
+    buf: bytes, start: int, path: Path, base: int | None, chunk_at: int = 0
+) -> list[tuple[dict[str, bytes], int, int]]:
+    """``(header fields, data start, data end)`` of each record of ``buf[start:]``;
+    ``base``: the file offset of ``buf[0]`` (``None`` inside a compressed chunk, whose
+    records are then named by the chunk's offset ``chunk_at``)."""
+    out = []
+    pos = start
+    while pos < len(buf):
+        where = pos + base if base is not None else chunk_at
+        inner = "" if base is not None else f" (byte {pos} of the decompressed chunk)"
+        if pos + 4 > len(buf):
+            raise format_error(path, where, f"truncated record{inner}: no header length")
+        (hlen,) = struct.unpack_from("<i", buf, pos)
+        if hlen < 0 or pos + 8 + hlen > len(buf):
+            raise format_error(
+                path, where, f"truncated record{inner}: a {hlen}-byte header runs past the end"
+            )
+        fields = _header_fields(buf, pos + 4, pos + 4 + hlen, path, where)
+        (dlen,) = struct.unpack_from("<i", buf, pos + 4 + hlen)
+        data = pos + 8 + hlen
+        if dlen < 0 or data + dlen > len(buf):
+            raise format_error(
+                path, where, f"truncated record{inner}: {dlen} data bytes run past the end"
+            )
+        if "op" not in fields or len(fields["op"]) != 1:
+            raise format_error(path, where, f"a record without a one-byte op field{inner}")
+        out.append((fields, data, data + dlen))
+        pos = data + dlen
+    return out
+
+
+def _int(fields: dict[str, bytes], name: str, fmt: str, path: Path, where: int) -> int:
+    value = fields.get(name)
+    if value is None or len(value) != struct.calcsize(fmt):
+        raise format_error(path, where, f"record field {name!r} is missing or has the wrong size")
+    return int(struct.unpack(fmt, value)[0])
+
+
+def _decompress(fields: dict[str, bytes], data: bytes, path: Path, where: int) -> bytes:
+    kind = fields.get("compression", b"none").decode("latin-1")
+    size = _int(fields, "size", "<I", path, where)
+    if kind == "none":
+        out = data
+    elif kind == "bz2":
+        try:
+            out = bz2.decompress(data)
+        except (OSError, ValueError) as exc:
+            raise format_error(path, where, f"bad bz2 chunk ({exc})") from None
+    elif kind == "lz4":
+        lz4 = import_optional("lz4.frame", "lz4-compressed ROS bags", "lz4")
+        try:
+            out = lz4.decompress(data)
+        except RuntimeError as exc:
+            raise format_error(path, where, f"bad lz4 chunk ({exc})") from None
+    else:
+        raise format_error(path, where, f"unknown chunk compression {kind!r} (none, bz2, lz4)")
+    if len(out) != size:
+        raise format_error(path, where, f"the chunk holds {len(out)} bytes, its header says {size}")
+    return out
+
+
+def _walk(
+    path: Path, topics: Collection[str] | None
+) -> tuple[dict[int, tuple[str, str]], dict[str, RosMessages]]:
+    """The connections ``{conn: (topic, type)}`` and the messages of ``topics``."""
+    buf = read_bytes(path)
+    if not buf.startswith(ROSBAG_MAGIC):
+        line = buf[: buf.find(b"\n") + 1 or 20][:20]
+        raise format_error(path, 0, f"not a ROS bag 2.0 file (starts {line!r}, not '#ROSBAG V2.0')")
+    conns: dict[int, tuple[str, str]] = {}
+    pending: list[tuple[int, bytes, int]] = []  # (conn, body, offset)
+
+    def take(records: list, chunk: bytes, base: int | None, chunk_at: int) -> None:
+        for fields, lo, hi in records:
+            where = lo + base if base is not None else chunk_at
+            op = fields["op"][0]
+            if op == 7:
+                conn = _int(fields, "conn", "<i", path, where)
+                info = _header_fields(chunk, lo, hi, path, where)
+                if "topic" not in info or "type" not in info:
+                    raise format_error(path, where, "a connection record without topic or type")
+                conns[conn] = (info["topic"].decode("utf-8"), info["type"].decode("utf-8"))
+            elif op == 2:
+                pending.append((_int(fields, "conn", "<i", path, where), chunk[lo:hi], where))
+            elif op == 5 and base is not None:
+                data = _decompress(fields, chunk[lo:hi], path, where)
+                plain = fields.get("compression", b"none") == b"none"
+                inner = _records(data, 0, path, lo + base if plain else None, where)
+                take(inner, data, lo + base if plain else None, where)
+
+    take(_records(buf, len(ROSBAG_MAGIC), path, 0), buf, 0, 0)
+    out: dict[str, RosMessages] = {}
+    for conn, body, where in pending:
+        if conn not in conns:
+            raise format_error(
+                path, where, f"a message on connection {conn}, which no record defines"
+            )
+        topic, kind = conns[conn]
+        if topics is not None and topic not in topics:
+            continue
+        entry = out.setdefault(topic, RosMessages(topic, kind))
+        if entry.type != kind:
+            raise format_error(path, where, f"topic {topic} carries both {entry.type} and {kind}")
+        entry.data.append(body)
+        entry.offsets.append(where)
+    return conns, out
+
+
+def rosbag_topics(path: str | os.PathLike) -> dict[str, str]:
+    """Every topic of a ROS 1 bag and its message type, ``{"/dvs/events":
+    "dvs_msgs/EventArray", ...}``, sorted by topic (topics without messages included).
+
+    Raises:
+        DataFormatError: see :func:`read_rosbag`.
+    """
+    conns, _ = _walk(Path(path), ())
+    return dict(sorted(conns.values()))
+
+
+def read_rosbag(
+    path: str | os.PathLike, topics: Collection[str] | None = None
+) -> dict[str, RosMessages]:
+    """The messages of a ROS 1 bag (format 2.0), by topic, in file order.
+
+    Args:
+        path: the ``.bag`` file.
+        topics: the topics to keep (``None``: all).
+
+    Returns:
+        ``{topic: RosMessages}`` for each kept topic that has messages.
+
+    Raises:
+        DataFormatError: not a bag 2.0 file, a truncated record, a record header
+            field without ``=``, a chunk whose compression is unknown or whose size
+            differs from its header, a message on an undefined connection, or a topic
+            with two message types (naming the file and the byte offset).
+        MissingExtraError: an lz4-compressed chunk and no ``lz4`` package.
+    """
+    return _walk(Path(path), None if topics is None else set(topics))[1]
+
+
+def _header_end(body: bytes, path: Path, where: int) -> tuple[int, int]:
+    """``(stamp in ns, offset after the std_msgs/Header)`` of a message body."""
+    if len(body) < 16:
+        raise format_error(path, where, "message body shorter than a std_msgs/Header")
+    _, sec, nsec, n = struct.unpack_from("<IIII", body, 0)
+    if 16 + n > len(body):
+        raise format_error(path, where, f"header frame_id of {n} bytes runs past the message")
+    return sec * 1_000_000_000 + nsec, 16 + n
+
+
+def decode_event_arrays(
+    messages: RosMessages, path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """The events of a topic of ``dvs_msgs/EventArray`` messages, concatenated.
+
+    Returns:
+        ``(t_ns, x, y, p, (width, height))``: absolute event times in integer
+        nanoseconds (int64), coordinates, polarity (int8, 0/1) and the size the messages
+        declare (the first message's; all must agree).
+
+    Raises:
+        DataFormatError: another message type, a message shorter than its event count
+            says or longer, a polarity other than 0/1, or messages declaring different
+            sizes (naming the file and the message's offset).
+    """
+    path = Path(path)
+    if messages.type != "dvs_msgs/EventArray":
+        raise format_error(
+            path, None, f"topic {messages.topic} is {messages.type}, not dvs_msgs/EventArray"
+        )
+    parts = []
+    size: tuple[int, int] | None = None
+    for body, where in zip(messages.data, messages.offsets, strict=True):
+        _, pos = _header_end(body, path, where)
+        if pos + 12 > len(body):
+            raise format_error(path, where, "EventArray message truncated before its event count")
+        height, width, count = struct.unpack_from("<III", body, pos)
+        pos += 12
+        if len(body) != pos + 13 * count:
+            raise format_error(
+                path, where, f"EventArray message of {len(body)} bytes does not hold its "
+                f"{count} events of 13 bytes after a {pos}-byte head"
+            )  # fmt: skip
+        if size is None:
+            size = (width, height)
+        elif size != (width, height):
+            raise format_error(
+                path,
+                where,
+                f"message declares a {width}x{height} sensor, earlier ones {size[0]}x{size[1]}",
+            )
+        parts.append(np.frombuffer(body, _EVENT, count, pos))
+    ev = np.concatenate(parts) if parts else np.zeros(0, _EVENT)
+    bad = np.flatnonzero(ev["p"] > 1)
+    if bad.size:
+        raise format_error(
+            path, None, f"{messages.topic}: event {int(bad[0])} has polarity {int(ev['p'][bad[0]])}"
+        )
+    t_ns = ev["s"].astype(np.int64) * 1_000_000_000 + ev["ns"].astype(np.int64)
+    return t_ns, ev["x"].copy(), ev["y"].copy(), ev["p"].astype(np.int8), size or (0, 0)
+
+
+def decode_pose_stamped(
+    messages: RosMessages, path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """The poses of a topic of ``geometry_msgs/PoseStamped`` messages.
+
+    Returns:
+        ``(t_ns, pose)``: each header stamp in integer nanoseconds (int64) and a float64
+        ``[N, 7]`` array of ``(x, y, z, qx, qy, qz, qw)`` as stored.
+
+    Raises:
+        DataFormatError: another message type, or a message of the wrong length.
+    """
+    path = Path(path)
+    if messages.type != "geometry_msgs/PoseStamped":
+        raise format_error(
+            path, None, f"topic {messages.topic} is {messages.type}, not geometry_msgs/PoseStamped"
+        )
+    t = np.zeros(len(messages.data), np.int64)
+    pose = np.zeros((len(messages.data), 7), np.float64)
+    for i, (body, where) in enumerate(zip(messages.data, messages.offsets, strict=True)):
+        t[i], pos = _header_end(body, path, where)
+        if len(body) != pos + 56:
+            raise format_error(
+                path, where, f"PoseStamped message of {len(body)} bytes, expected {pos + 56}"
+            )
+        pose[i] = np.frombuffer(body, "<f8", 7, pos)
+    return t, pose
+
+
+def read_rosbag_events(
+    path: str | os.PathLike,
+    topic: str = "/dvs/events",
+    sensor_size: tuple[int, int] | None = None,
+) -> tuple[EventRecording, int]:
+    """The events of one ``dvs_msgs/EventArray`` topic of a bag, with times in µs from
+    the first event (Tonic's ``DAVISDATA``, ``MVSEC`` and ``VPR`` make them so), in
+    integer arithmetic: ``(t_ns - t_ns[0]) // 1000``.
+
+    Args:
+        path: the ``.bag`` file.
+        topic: the event topic.
+        sensor_size: ``(width, height)``; ``None``: what the messages declare.
+
+    Returns:
+        The recording (2 polarities; events stably sorted by time when the messages
+        are not in time order) and the first event's absolute time in ns (0 without
+        events), to align other topics with it.
+
+    Raises:
+        DataFormatError: the topic is missing or of another type, a bad record or
+            message (:func:`read_rosbag`, :func:`decode_event_arrays`), or an event
+            outside the sensor (naming the file and event).
+    """
+    path = Path(path)
+    found = read_rosbag(path, (topic,))
+    if topic not in found:
+        raise format_error(path, None, f"no messages on topic {topic!r}")
+    t_ns, x, y, p, declared = decode_event_arrays(found[topic], path)
+    width, height = sensor_size or declared
+    check_in_sensor(x, y, width, height, path, lambda i: None, f"{topic} event")
+    first = int(t_ns[0]) if len(t_ns) else 0
+    t = (t_ns - first) // 1000
+    events = make_events(t, x, y, p)
+    return EventRecording(_sort_by_time(events), (width, height, 2), str(path)), first
