@@ -252,3 +252,51 @@ def test_bad_bags_and_missing_files_are_named(tmp_path):
         DataFormatError, match=r"short\.bag at byte offset \d+: EventArray .* 5 events"
     ):
         read_rosbag_events(tmp_path / "short.bag")
+
+
+def test_mvsec_hdf5_release(tmp_path):
+    """MVSEC's HDF5 release (not read by Tonic): events [N, 4] (x, y, t s, p ±1) and
+    4x4 poses; references: the integer µs the float seconds were made from, and
+    quaternions derived by hand (rotations about one axis) and by SciPy."""
+    h5py = pytest.importorskip("h5py")
+    rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+    rng = np.random.default_rng(9)
+    (data, _), (gt, _) = MVSEC_SCENES["outdoor_day"][1]
+    folder = tmp_path / "MVSEC" / "outdoor_day"
+    folder.mkdir(parents=True)
+    us = np.sort(rng.integers(0, 30_000_000, 400))
+    us[0] = 0
+    xy = np.stack([rng.integers(0, 346, 400), rng.integers(0, 260, 400)], 1)
+    p = rng.choice([-1.0, 1.0], 400)
+    p[5] = 0.0  # read as 0, like -1
+    rows = np.column_stack([xy, 1_504_000_000.25 + us / 1e6, p])
+    mats = np.tile(np.eye(4), (3, 1, 1))
+    mats[:, :3, 3] = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    mats[1, :3, :3] = rotation.from_rotvec([0, 0, 0.7]).as_matrix()
+    mats[2, :3, :3] = rotation.from_rotvec([2.5, -1.0, 0.3]).as_matrix()
+    for name in ("outdoor_day1_data.hdf5", "outdoor_day1_gt.hdf5"):
+        (folder / name).write_bytes(b"")  # the first recording: present, not read
+    with h5py.File(folder / data.replace(".bag", ".hdf5"), "w") as f:
+        f["davis/left/events"] = rows
+        f["davis/right/events"] = rows[:10]
+    with h5py.File(folder / gt.replace(".bag", ".hdf5"), "w") as f:
+        f["davis/left/pose"] = mats
+        f["davis/left/pose_ts"] = 1_504_000_000.0 + np.array([0.0, 0.05, 0.1])
+    ds = MVSEC(tmp_path, "outdoor_day", file_format="hdf5")
+    rec, pose = ds[1]
+    np.testing.assert_array_equal(rec.events["t"], us)
+    np.testing.assert_array_equal(rec.events["x"], xy[:, 0])
+    np.testing.assert_array_equal(rec.events["p"], (p > 0).astype(np.int8))
+    assert len(MVSEC(tmp_path, "outdoor_day", camera="right", file_format="hdf5")[1][0]) == 10
+    np.testing.assert_allclose(pose[:, 0], [0, 50_000, 100_000], atol=0.25)  # float64 epoch s
+    np.testing.assert_array_equal(pose[:, 1:4], mats[:, :3, 3])
+    np.testing.assert_allclose(pose[0, 4:], [0, 0, 0, 1])
+    np.testing.assert_allclose(pose[1, 4:], [0, 0, np.sin(0.35), np.cos(0.35)], atol=1e-12)
+    ref = rotation.from_matrix(mats[2, :3, :3]).as_quat()
+    np.testing.assert_allclose(pose[2, 4:], ref * np.sign(ref[3]), atol=1e-12)
+    with h5py.File(folder / data.replace(".bag", ".hdf5"), "w") as f:
+        f["davis/left/events"] = np.column_stack([rows[:, :3], np.full(400, 2.0)])
+    with pytest.raises(DataFormatError, match=r"outdoor_day2_data\.hdf5: davis/left/events row 0"):
+        ds[1]
+    with pytest.raises(ConfigurationError, match="file_format must be 'bag' or 'hdf5'"):
+        MVSEC(tmp_path, "outdoor_day", file_format="h5")

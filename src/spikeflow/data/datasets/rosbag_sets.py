@@ -20,8 +20,10 @@ import numpy as np
 from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
+from spikeflow.data.datasets.dsec import read_h5_datasets
 from spikeflow.data.download import download_url
-from spikeflow.data.events import EventRecording, format_error
+from spikeflow.data.events import EventRecording, format_error, make_events
+from spikeflow.data.io._common import as_int64, check_in_sensor, sort_by_time
 from spikeflow.data.io.rosbag import decode_pose_stamped, read_rosbag, read_rosbag_events
 from spikeflow.errors import ConfigurationError
 
@@ -32,7 +34,10 @@ __all__ = [
     "MVSEC_SCENES",
     "VPR",
     "VPR_RECORDINGS",
+    "pose_matrices_to_rows",
     "read_bag_pose",
+    "read_mvsec_hdf5_events",
+    "read_mvsec_hdf5_pose",
     "read_nmea_track",
 ]
 
@@ -212,6 +217,88 @@ def read_nmea_track(path: str | os.PathLike) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
+def read_mvsec_hdf5_events(
+    path: str | os.PathLike, camera: str = "left", sensor_size: tuple[int, int] = (346, 260)
+) -> EventRecording:
+    """The events of MVSEC's HDF5 release, ``<name>_data.hdf5``: dataset
+    ``davis/<camera>/events`` of ``[N, 4]`` rows ``(x, y, t, p)``, ``t`` in seconds
+    (float64) and ``p`` -1/+1. Times become µs from the first event, rounded to the
+    nearest µs (the bag's are floored from exact nanoseconds; float seconds of
+    epoch times hold about 0.2 µs); ``p`` becomes 0/1 (a stored 0 is 0); events are
+    stably sorted by time when the file's are not.
+
+    Raises:
+        DataFormatError: not HDF5, no such dataset, another shape, a fractional or
+            out-of-sensor pixel, a non-finite time, or a polarity other than -1, 0, 1
+            (naming the file, dataset and row).
+    """
+    path = Path(path)
+    name = f"davis/{camera}/events"
+    raw = read_h5_datasets(path, (name,), "MVSEC")[name]
+    if raw.ndim != 2 or raw.shape[1] != 4:
+        raise format_error(path, None, f"{name} has shape {raw.shape}, not [N, 4] (x, y, t, p)")
+    x = as_int64(raw[:, 0], f"{name}[:, 0] (x)", path, non_negative=True)
+    y = as_int64(raw[:, 1], f"{name}[:, 1] (y)", path, non_negative=True)
+    p = as_int64(raw[:, 3], f"{name}[:, 3] (p)", path)
+    t = np.asarray(raw[:, 2], np.float64)
+    bad = np.flatnonzero(~np.isfinite(t) | (p < -1) | (p > 1))
+    if bad.size:
+        i = int(bad[0])
+        raise format_error(
+            path, None, f"{name} row {i}: t = {t[i]!r} s, p = {p[i]} (a finite time and a "
+            "polarity of -1, 0 or 1 expected)"
+        )  # fmt: skip
+    check_in_sensor(x, y, *sensor_size, path, lambda i: None, f"{name} row")
+    us = np.rint((t - t[0]) * 1e6) if t.size else t
+    events = make_events(us.astype(np.int64), x, y, (p > 0).astype(np.int8))
+    return EventRecording(sort_by_time(events), (*sensor_size, 2), str(path))
+
+
+def pose_matrices_to_rows(t_us: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Homogeneous ``[N, 4, 4]`` poses as ``[N, 8]`` rows ``(t, x, y, z, qx, qy, qz,
+    qw)``: the translation column and the rotation's unit quaternion with ``qw >= 0``
+    (each component's size from the diagonal, its sign from the off-diagonal
+    differences).
+
+    Raises:
+        ConfigurationError: ``matrices`` is not ``[N, 4, 4]`` or ``t_us`` not ``[N]``.
+    """
+    m = np.asarray(matrices, np.float64)
+    t = np.asarray(t_us, np.float64)
+    if m.ndim != 3 or m.shape[1:] != (4, 4) or t.shape != (m.shape[0],):
+        raise ConfigurationError(
+            f"pose_matrices_to_rows: expected [N] times and [N, 4, 4] matrices; got "
+            f"{t.shape} and {m.shape}"
+        )
+    r = m[:, :3, :3]
+    d0, d1, d2 = r[:, 0, 0], r[:, 1, 1], r[:, 2, 2]
+    qw = np.sqrt(np.maximum(0.0, 1 + d0 + d1 + d2)) / 2
+    qx = np.copysign(np.sqrt(np.maximum(0.0, 1 + d0 - d1 - d2)) / 2, r[:, 2, 1] - r[:, 1, 2])
+    qy = np.copysign(np.sqrt(np.maximum(0.0, 1 - d0 + d1 - d2)) / 2, r[:, 0, 2] - r[:, 2, 0])
+    qz = np.copysign(np.sqrt(np.maximum(0.0, 1 - d0 - d1 + d2)) / 2, r[:, 1, 0] - r[:, 0, 1])
+    return np.column_stack([t, m[:, :3, 3], qx, qy, qz, qw])
+
+
+def read_mvsec_hdf5_pose(path: str | os.PathLike) -> np.ndarray:
+    """The ground-truth pose of MVSEC's HDF5 release, ``<name>_gt.hdf5``: datasets
+    ``davis/left/pose`` (``[N, 4, 4]`` homogeneous matrices) and ``davis/left/pose_ts``
+    (seconds), as :func:`read_bag_pose`'s ``[N, 8]`` rows (``t`` µs from the first
+    pose; :func:`pose_matrices_to_rows`).
+
+    Raises:
+        DataFormatError: not HDF5, a missing dataset, or shapes that do not match.
+    """
+    path = Path(path)
+    raw = read_h5_datasets(path, ("davis/left/pose", "davis/left/pose_ts"), "MVSEC")
+    pose, ts = raw["davis/left/pose"], np.asarray(raw["davis/left/pose_ts"], np.float64)
+    if pose.ndim != 3 or pose.shape[1:] != (4, 4) or ts.shape != (pose.shape[0],):
+        raise format_error(
+            path, None, f"davis/left/pose has shape {pose.shape} and davis/left/pose_ts "
+            f"{ts.shape}; expected [N, 4, 4] and [N]"
+        )  # fmt: skip
+    return pose_matrices_to_rows((ts - ts[0]) * 1e6 if ts.size else ts, pose)
+
+
 class _BagDataset(NeuromorphicDataset):
     """A dataset of ROS bags: subclasses set ``folder``, ``event_topic``, the recordings
     (``self.recordings``: names; ``self._files``: ``[(file name, md5)]`` per recording,
@@ -224,7 +311,7 @@ class _BagDataset(NeuromorphicDataset):
     title: ClassVar[str]
     event_topic: ClassVar[str] = "/dvs/events"
     recordings: list[str]
-    _files: list[list[tuple[str, str]]]
+    _files: list[list[tuple[str, str | None]]]
 
     def _url(self, recording: int, name: str) -> str:
         return self.base_url + name
@@ -327,6 +414,9 @@ class MVSEC(_BagDataset):
 
     ``scene`` is ``"indoor_flying"``, ``"outdoor_day"``, ``"outdoor_night"`` or
     ``"motorcycle"``; ``camera`` (keyword) ``"left"`` (default) or ``"right"``.
+    ``file_format="hdf5"`` reads MVSEC's HDF5 release instead (not Tonic's), the same
+    names with ``.hdf5`` (:func:`read_mvsec_hdf5_events`, :func:`read_mvsec_hdf5_pose`;
+    no published checksum).
     ``download=True`` fetches missing bags from ``visiondata.cis.upenn.edu`` (Tonic's
     URLs, MD5-checked; GBs each). Each item is ``(sample, pose)``: the pose the ground
     truth ``/davis/left/pose`` of the gt bag (:func:`read_bag_pose`; Tonic's third
@@ -338,8 +428,8 @@ class MVSEC(_BagDataset):
     base_url: ClassVar[str] = "http://visiondata.cis.upenn.edu/mvsec/"
     folder: ClassVar[str] = "MVSEC"
     title: ClassVar[str] = "MVSEC"
-    layout = "<root>/MVSEC/<scene>/<scene><n>_data.bag with <scene><n>_gt.bag"
-    sample_options = ("camera",)
+    layout = "<root>/MVSEC/<scene>/<scene><n>_data.{bag,hdf5} with <scene><n>_gt.{bag,hdf5}"
+    sample_options = ("camera", "file_format")
     pose_topic: ClassVar[str] = "/davis/left/pose"
 
     def __init__(
@@ -348,17 +438,24 @@ class MVSEC(_BagDataset):
         scene: str = "indoor_flying",
         *args: Any,
         camera: str = "left",
+        file_format: str = "bag",
         download: bool = False,
         **kwargs: Any,
     ) -> None:
+        if file_format not in ("bag", "hdf5"):
+            raise ConfigurationError(
+                f"MVSEC: file_format must be 'bag' or 'hdf5'; got {file_format!r}"
+            )
         if scene not in MVSEC_SCENES:
             raise ConfigurationError(
                 f"MVSEC: scene must be one of {list(MVSEC_SCENES)}; got {scene!r}"
             )
         if camera not in ("left", "right"):
             raise ConfigurationError(f"MVSEC: camera must be 'left' or 'right'; got {camera!r}")
-        self.scene, self.camera = scene, camera
+        self.scene, self.camera, self.file_format = scene, camera, file_format
         self._files = [list(pair) for pair in MVSEC_SCENES[scene]]
+        if file_format == "hdf5":
+            self._files = [[(n[: -len(".bag")] + ".hdf5", None) for n, _ in f] for f in self._files]
         self.recordings = [data[: -len("_data.bag")] for (data, _), _ in MVSEC_SCENES[scene]]
         self.download = check_flag("MVSEC", "download", download)
         super().__init__(root, True, *args, **kwargs)
@@ -374,8 +471,16 @@ class MVSEC(_BagDataset):
     def _url(self, recording: int, name: str) -> str:
         return f"{self.base_url}{self.scene}/{name}"
 
+    def _read(self, path: Path) -> EventRecording:
+        if self.file_format == "hdf5":
+            return read_mvsec_hdf5_events(path, self.camera, self.sensor_size[:2])
+        return super()._read(path)
+
     def _target_of(self, index: int) -> Any:
-        return read_bag_pose(self._place(self._files[index][1][0]), self.pose_topic)
+        gt = self._place(self._files[index][1][0])
+        if self.file_format == "hdf5":
+            return read_mvsec_hdf5_pose(gt)
+        return read_bag_pose(gt, self.pose_topic)
 
 
 class VPR(_BagDataset):
