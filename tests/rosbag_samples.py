@@ -78,7 +78,7 @@ def write_bag(
     compression: str = "none",
 ) -> None:
     """Write ``messages`` ``(topic, type, time_ns, body)`` in order, ``per_chunk`` to a
-    chunk, compressed with ``"none"`` or ``"bz2"``."""
+    chunk, compressed with ``"none"``, ``"bz2"`` or ``"lz4"``."""
     conns: dict[str, int] = {}
     types: dict[str, str] = {}
     chunks = []
@@ -101,7 +101,10 @@ def write_bag(
     infos = []
     start = len(MAGIC) + 4096
     for data, index, t0, t1 in chunks:
-        packed = bz2.compress(data) if compression == "bz2" else data
+        if compression == "lz4":  # the LZ4 frame format, as roslz4 writes it
+            packed = __import__("lz4.frame").frame.compress(data)
+        else:
+            packed = bz2.compress(data) if compression == "bz2" else data
         infos.append((start + len(body), index, t0, t1))
         fields = {
             "op": b"\x05",

@@ -105,15 +105,18 @@ def test_bag_events_and_pose_match_importrosbag(tmp_path, tonic_numpy2):
     }  # fmt: skip
 
 
-def test_bz2_chunks_read_the_same(tmp_path):
+@pytest.mark.parametrize("compression", ["bz2", "lz4"])
+def test_compressed_chunks_read_the_same(tmp_path, compression):
+    if compression == "lz4":
+        pytest.importorskip("lz4.frame")
     rng = np.random.default_rng(2)
     ev = random_events(rng, 120, 240, 180, T0)
     msgs = event_messages("/dvs/events", ev, 240, 180)
     write_bag(tmp_path / "plain.bag", msgs)
-    write_bag(tmp_path / "bz2.bag", msgs, compression="bz2")
-    plain, packed = (read_rosbag_events(tmp_path / f"{n}.bag")[0] for n in ("plain", "bz2"))
+    write_bag(tmp_path / "packed.bag", msgs, compression=compression)
+    plain, packed = (read_rosbag_events(tmp_path / f"{n}.bag")[0] for n in ("plain", "packed"))
     np.testing.assert_array_equal(plain.events, packed.events)
-    assert len(read_rosbag(tmp_path / "bz2.bag")["/dvs/events"].data) == 3
+    assert len(read_rosbag(tmp_path / "packed.bag")["/dvs/events"].data) == 3
 
 
 def test_davisdata_matches_tonic(tmp_path, tonic_numpy2):
