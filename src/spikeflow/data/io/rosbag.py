@@ -21,6 +21,7 @@ width`` and ``uint32`` count events of 13 packed bytes: ``uint16 x``, ``uint16 y
 from __future__ import annotations
 
 import bz2
+import mmap
 import os
 import struct
 from collections.abc import Collection
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import check_in_sensor, import_optional, read_bytes
+from spikeflow.data.io._common import check_in_sensor, empty_file_error, import_optional
 from spikeflow.data.io._common import sort_by_time as _sort_by_time
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 ROSBAG_MAGIC = b"#ROSBAG V2.0\n"
+
+#: What records are read from: the memory-mapped file or a decompressed chunk.
+_Buffer = bytes | mmap.mmap
 
 #: One packed ``dvs_msgs/Event``: x, y, ts (seconds, nanoseconds), polarity.
 _EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("s", "<u4"), ("ns", "<u4"), ("p", "u1")])
@@ -68,7 +72,7 @@ class RosMessages:
     offsets: list[int] = field(default_factory=list)
 
 
-def _header_fields(buf: bytes, start: int, end: int, path: Path, where: int) -> dict[str, bytes]:
+def _header_fields(buf: _Buffer, start: int, end: int, path: Path, where: int) -> dict[str, bytes]:
     fields: dict[str, bytes] = {}
     pos = start
     while pos < end:
@@ -89,7 +93,7 @@ def _header_fields(buf: bytes, start: int, end: int, path: Path, where: int) -> 
 
 
 def _records(
-    buf: bytes, start: int, path: Path, base: int | None, chunk_at: int = 0
+    buf: _Buffer, start: int, path: Path, base: int | None, chunk_at: int = 0
 ) -> list[tuple[dict[str, bytes], int, int]]:
     """``(header fields, data start, data end)`` of each record of ``buf[start:]``;
     ``base``: the file offset of ``buf[0]`` (``None`` inside a compressed chunk, whose
@@ -153,15 +157,27 @@ def _decompress(fields: dict[str, bytes], data: bytes, path: Path, where: int) -
 def _walk(
     path: Path, topics: Collection[str] | None
 ) -> tuple[dict[int, tuple[str, str]], dict[str, RosMessages]]:
-    """The connections ``{conn: (topic, type)}`` and the messages of ``topics``."""
-    buf = read_bytes(path)
-    if not buf.startswith(ROSBAG_MAGIC):
-        line = buf[: buf.find(b"\n") + 1 or 20][:20]
-        raise format_error(path, 0, f"not a ROS bag 2.0 file (starts {line!r}, not '#ROSBAG V2.0')")
-    conns: dict[int, tuple[str, str]] = {}
-    pending: list[tuple[int, bytes, int]] = []  # (conn, body, offset)
+    """The connections ``{conn: (topic, type)}`` and the messages of ``topics``. The
+    file is memory-mapped and only the chunks and the kept messages are copied (the
+    bags of these datasets are GBs, mostly images)."""
+    if path.stat().st_size == 0:
+        raise empty_file_error(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        return _walk_buffer(path, buf, topics)
 
-    def take(records: list, chunk: bytes, base: int | None, chunk_at: int) -> None:
+
+def _walk_buffer(
+    path: Path, buf: mmap.mmap, topics: Collection[str] | None
+) -> tuple[dict[int, tuple[str, str]], dict[str, RosMessages]]:
+    head = buf[: len(ROSBAG_MAGIC)]
+    if head != ROSBAG_MAGIC:
+        raise format_error(path, 0, f"not a ROS bag 2.0 file (starts {head!r}, not '#ROSBAG V2.0')")
+    conns: dict[int, tuple[str, str]] = {}
+    # (conn, body, offset) of each message in file order whose topic is wanted or whose
+    # connection record has not been seen yet
+    pending: list[tuple[int, bytes, int]] = []
+
+    def take(records: list, chunk: _Buffer, base: int | None, chunk_at: int) -> None:
         for fields, lo, hi in records:
             where = lo + base if base is not None else chunk_at
             op = fields["op"][0]
@@ -172,7 +188,10 @@ def _walk(
                     raise format_error(path, where, "a connection record without topic or type")
                 conns[conn] = (info["topic"].decode("utf-8"), info["type"].decode("utf-8"))
             elif op == 2:
-                pending.append((_int(fields, "conn", "<i", path, where), chunk[lo:hi], where))
+                conn = _int(fields, "conn", "<i", path, where)
+                if conn in conns and topics is not None and conns[conn][0] not in topics:
+                    continue
+                pending.append((conn, bytes(chunk[lo:hi]), where))
             elif op == 5 and base is not None:
                 data = _decompress(fields, chunk[lo:hi], path, where)
                 plain = fields.get("compression", b"none") == b"none"
