@@ -33,469 +33,39 @@ Declared with the pending reset recomputed in the charge from the membrane it re
 (no state for it), the reset of the spiking step in ``reset_membrane`` (``U`` kept as
 it is with the default delayed reset, so that ``v_seq`` is snnTorch's ``mem``), and
 ``R[t]`` as a state ``reset`` when ``reset_delay=False`` (the reset rule needs it).
+The declarations are in :mod:`spikeflow.neurons.snntorch_equations`, what the three
+share (snnTorch's ``SpikingNeuron``) in :mod:`spikeflow.neurons.snntorch_base`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikeflow._checks import check_flag
 from spikeflow.base import StepMode
-from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.neurons.base import BaseNode, check_step_shape
-from spikeflow.neurons.declaration import NeuronDeclaration, declare
-from spikeflow.surrogate import ATan, Surrogate
-
-__all__ = ["RESET_MECHANISMS", "LapicqueNode", "LeakyNode", "SynapticNode"]
-
-#: snnTorch's reset mechanisms, in the order of its ``reset_mechanism_val``.
-RESET_MECHANISMS = ("subtract", "zero", "none")
-
-
-# -- the equations ---------------------------------------------------------------------------
-
-
-def _pending(v: Tensor, theta: Tensor | float, strict: bool) -> Tensor:
-    """snnTorch's ``mem_reset``: 1 where the membrane ``v`` is over the threshold, as the
-    fire rule decides it (``v > θ``, or ``v >= θ`` without ``strict``); no gradient."""
-    over = v > theta if strict else v >= theta
-    return over.to(v.dtype)
-
-
-def _leaky_membrane(
-    x: Tensor,
-    v: Tensor,
-    reset: Tensor,
-    beta: Tensor | float,
-    theta: Tensor | float,
-    mechanism: str,
-    clear_input: bool,
-) -> Tensor:
-    """Leaky's charge with the pending reset ``reset`` (Python flags select the rule)."""
-    if mechanism == "subtract":
-        return beta * v + x - reset * theta
-    if clear_input:  # RLeaky's "zero": the whole step cleared
-        return (beta * v + x) * (1.0 - reset)
-    return beta * ((1.0 - reset) * v) + x
-
-
-def _leaky_none(x: Tensor, v: Tensor, *, beta: Tensor | float) -> Tensor:
-    """Leaky with ``reset_mechanism="none"``: ``U = β U + X``."""
-    return beta * v + x
-
-
-def _synaptic_membrane(
-    x: Tensor,
-    v: Tensor,
-    syn: Tensor,
-    reset: Tensor | None,
-    alpha: Tensor | float,
-    beta: Tensor | float,
-    theta: Tensor | float | None,
-    mechanism: str,
-) -> tuple[Tensor, Tensor]:
-    """Synaptic's charge: the membrane and the new synaptic current."""
-    current = alpha * syn + x
-    mem = beta * v + current
-    if mechanism == "subtract":
-        mem = mem - reset * theta
-    elif mechanism == "zero":
-        mem = mem - mem * reset
-    return mem, current
-
-
-def _synaptic_none(
-    x: Tensor, v: Tensor, syn: Tensor, *, alpha: Tensor | float, beta: Tensor | float
-) -> tuple[Tensor, Tensor]:
-    """Synaptic with ``reset_mechanism="none"``."""
-    return _synaptic_membrane(x, v, syn, None, alpha, beta, None, "none")
-
-
-def _lapicque_membrane(
-    x: Tensor,
-    v: Tensor,
-    reset: Tensor | None,
-    keep: Tensor | float,
-    gain: Tensor | float,
-    theta: Tensor | float | None,
-    mechanism: str,
-) -> Tensor:
-    """Lapicque's charge: ``U = k R X + (1 - k) U`` (``gain = k R``, ``keep = 1 - k``)."""
-    u = x * gain + keep * v
-    if mechanism == "subtract":
-        return u - reset * theta
-    if mechanism == "zero":
-        return u - reset * u
-    return u
-
-
-def _lapicque_none(
-    x: Tensor, v: Tensor, *, keep: Tensor | float, gain: Tensor | float
-) -> Tensor:  # fmt: skip
-    """Lapicque with ``reset_mechanism="none"``."""
-    return _lapicque_membrane(x, v, None, keep, gain, None, "none")
-
-
-def _keep_charged(h: Tensor, s: Tensor, theta: Tensor | float) -> Tensor:
-    """The delayed reset: the membrane after firing is ``U`` itself."""
-    return h
-
-
-def _keep_charged_syn(h: Tensor, s: Tensor, theta: Tensor | float, syn: Tensor) -> Tensor:
-    """As :func:`_keep_charged`, with the synaptic current as state."""
-    return h
-
-
-def _subtract_now(h: Tensor, s: Tensor, theta: Tensor | float, reset: Tensor) -> Tensor:
-    """``reset_delay=False``, ``"subtract"``: ``V = U - (S - R) θ``."""
-    return h - (s - reset) * theta
-
-
-def _zero_now(h: Tensor, s: Tensor, theta: Tensor | float, reset: Tensor) -> Tensor:
-    """``reset_delay=False``, ``"zero"``: ``V = U - (S - R) U``."""
-    return h - (s - reset) * h
-
-
-def _subtract_now_syn(
-    h: Tensor, s: Tensor, theta: Tensor | float, syn: Tensor, reset: Tensor
-) -> Tensor:
-    """As :func:`_subtract_now`, with the synaptic current as state."""
-    return h - (s - reset) * theta
-
-
-def _zero_now_syn(
-    h: Tensor, s: Tensor, theta: Tensor | float, syn: Tensor, reset: Tensor
-) -> Tensor:
-    """As :func:`_zero_now`, with the synaptic current as state."""
-    return h - (s - reset) * h
-
-
-# Each configuration's charge is a closure over its flags, built once here at import: the
-# declaration then picks an existing function (under torch.compile too, where building
-# one while Dynamo traces would fail), and the kernels key on it.
-
-
-def _leaky_charge(mechanism: str, reset_delay: bool, strict: bool, clear_input: bool) -> Callable:
-    """Leaky's charge for ``"subtract"`` or ``"zero"`` (``"none"``: :func:`_leaky_none`)."""
-    if reset_delay:
-
-        def charge(x: Tensor, v: Tensor, *, beta: Tensor | float, theta: Tensor | float) -> Tensor:
-            reset = _pending(v, theta, strict)
-            return _leaky_membrane(x, v, reset, beta, theta, mechanism, clear_input)
-
-        return charge
-
-    def charge_now(
-        x: Tensor, v: Tensor, reset: Tensor, *, beta: Tensor | float, theta: Tensor | float
-    ) -> tuple[Tensor, Tensor]:
-        pending = _pending(v, theta, strict)
-        return _leaky_membrane(x, v, pending, beta, theta, mechanism, clear_input), pending
-
-    return charge_now
-
-
-def _synaptic_charge(mechanism: str, reset_delay: bool, strict: bool) -> Callable:
-    """Synaptic's charge for ``"subtract"`` or ``"zero"``."""
-    if reset_delay:
-
-        def charge(
-            x: Tensor,
-            v: Tensor,
-            syn: Tensor,
-            *,
-            alpha: Tensor | float,
-            beta: Tensor | float,
-            theta: Tensor | float,
-        ) -> tuple[Tensor, Tensor]:
-            reset = _pending(v, theta, strict)
-            return _synaptic_membrane(x, v, syn, reset, alpha, beta, theta, mechanism)
-
-        return charge
-
-    def charge_now(
-        x: Tensor,
-        v: Tensor,
-        syn: Tensor,
-        reset: Tensor,
-        *,
-        alpha: Tensor | float,
-        beta: Tensor | float,
-        theta: Tensor | float,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        pending = _pending(v, theta, strict)
-        mem, current = _synaptic_membrane(x, v, syn, pending, alpha, beta, theta, mechanism)
-        return mem, current, pending
-
-    return charge_now
-
-
-def _lapicque_charge(mechanism: str, strict: bool) -> Callable:
-    """Lapicque's charge for ``"subtract"`` or ``"zero"`` (always the delayed reset)."""
-
-    def charge(
-        x: Tensor,
-        v: Tensor,
-        *,
-        keep: Tensor | float,
-        gain: Tensor | float,
-        theta: Tensor | float,
-    ) -> Tensor:
-        reset = _pending(v, theta, strict)
-        return _lapicque_membrane(x, v, reset, keep, gain, theta, mechanism)
-
-    return charge
-
-
-_RESETS = ("subtract", "zero")
-_FLAGS = (True, False)
-_LEAKY = {
-    (m, d, s, c): _leaky_charge(m, d, s, c)
-    for m in _RESETS for d in _FLAGS for s in _FLAGS for c in _FLAGS
-    if m == "zero" or not c
-}  # fmt: skip
-_SYNAPTIC = {(m, d, s): _synaptic_charge(m, d, s) for m in _RESETS for d in _FLAGS for s in _FLAGS}
-_LAPICQUE = {(m, s): _lapicque_charge(m, s) for m in _RESETS for s in _FLAGS}
-
-
-def _label(model: str, mechanism: str, reset_delay: bool, strict: bool, extra: str = "") -> str:
-    delay = "" if reset_delay else ", reset_delay=False"
-    fire = "" if strict else ", strict_firing=False"
-    return f"{model}({mechanism}{delay}{fire}{extra})"
-
-
-def _leaky_declaration(
-    mechanism: str, reset_delay: bool, strict: bool, clear_input: bool
-) -> NeuronDeclaration:
-    """Leaky's equations for one configuration."""
-    clear_input = clear_input and mechanism == "zero"
-    extra = ", zero_clears_input=True" if clear_input else ""
-    label = _label("LeakyNode", mechanism, reset_delay, strict, extra)
-    if mechanism == "none":
-        return declare(_leaky_none, None, label, reset_membrane=_keep_charged)
-    charge = _LEAKY[(mechanism, reset_delay, strict, clear_input)]
-    if reset_delay:
-        return declare(charge, None, label, reset_membrane=_keep_charged)
-    rule = _subtract_now if mechanism == "subtract" else _zero_now
-    return declare(charge, None, label, charge_returns_aux=True, reset_membrane=rule)
-
-
-def _synaptic_declaration(mechanism: str, reset_delay: bool, strict: bool) -> NeuronDeclaration:
-    """Synaptic's equations for one configuration."""
-    label = _label("SynapticNode", mechanism, reset_delay, strict)
-    if mechanism == "none":
-        charge, rule = _synaptic_none, _keep_charged_syn
-    else:
-        charge = _SYNAPTIC[(mechanism, reset_delay, strict)]
-        if reset_delay:
-            rule = _keep_charged_syn
-        else:
-            rule = _subtract_now_syn if mechanism == "subtract" else _zero_now_syn
-    return declare(charge, None, label, charge_returns_aux=True, reset_membrane=rule)
-
-
-def _lapicque_declaration(mechanism: str, strict: bool) -> NeuronDeclaration:
-    """Lapicque's equations for one configuration."""
-    label = _label("LapicqueNode", mechanism, True, strict)
-    charge = _lapicque_none if mechanism == "none" else _LAPICQUE[(mechanism, strict)]
-    return declare(charge, None, label, reset_membrane=_keep_charged)
-
-
-# -- checks ----------------------------------------------------------------------------------
-
-
-def snntorch_factor(
-    owner: str, name: str, value: object, low: float | None = None, high: float | None = None
-) -> Tensor:
-    """A decay (or other) factor as a floating tensor: a Python number becomes a scalar of
-    the default dtype, as in snnTorch; a tensor keeps its dtype and shape. Checked
-    finite and, where given, within ``[low, high]``."""
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise DTypeError(f"{owner}: {name} must be a floating-point tensor, got {value.dtype}")
-        tensor = value.detach().clone()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{owner}: {name} must be a float or a tensor, got {value!r}")
-    else:
-        tensor = torch.tensor(float(value))
-    if not bool(torch.isfinite(tensor).all()):
-        raise ConfigurationError(f"{owner}: {name} must be finite, got {value}")
-    below = low is not None and bool((tensor < low).any())
-    above = high is not None and bool((tensor > high).any())
-    if below or above:
-        raise ConfigurationError(
-            f"{owner}: {name} must be in [{low:g}, {high:g}] (snnTorch clamps it there when "
-            f"used), got {value}"
-        )
-    return tensor
-
-
-def _show(value: float | Tensor) -> str:
-    if isinstance(value, Tensor):
-        return f"{value.item():g}" if value.dim() == 0 else f"tensor{tuple(value.shape)}"
-    return f"{value:g}"
-
-
-# -- the modules -----------------------------------------------------------------------------
-
-
-class _SnnTorchNode(BaseNode):
-    """What snnTorch's ``SpikingNeuron`` gives its neurons: the threshold (learnable), the
-    reset mechanism, strict firing and its ``atan()`` surrogate by default, graded spikes,
-    and loading a snnTorch ``state_dict`` by name. Subclasses declare the equations."""
-
-    #: The decay factors the subclass keeps (tensors, checked against the step shape).
-    _factors: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        threshold: float | Tensor,
-        reset_mechanism: str,
-        learn_threshold: bool,
-        surrogate_function: Surrogate | None,
-        strict_firing: bool,
-        graded_spikes_factor: float | Tensor,
-        learn_graded_spikes_factor: bool,
-        step_mode: StepMode,
-        backend: str,
-        store_v_seq: bool,
-    ) -> None:
-        owner = type(self).__name__
-        super().__init__(
-            v_threshold=threshold,
-            v_reset=None,
-            surrogate_function=ATan() if surrogate_function is None else surrogate_function,
-            detach_reset=False,
-            strict_firing=strict_firing,
-            learnable_threshold=check_flag(owner, "learn_threshold", learn_threshold),
-            step_mode=step_mode,
-            backend=backend,
-            store_v_seq=store_v_seq,
-        )
-        if reset_mechanism not in RESET_MECHANISMS:
-            raise ConfigurationError(
-                f"{owner}: reset_mechanism must be one of {RESET_MECHANISMS} (snnTorch's), "
-                f"got {reset_mechanism!r}"
-            )
-        self.reset_mechanism = reset_mechanism
-        learn = check_flag(owner, "learn_graded_spikes_factor", learn_graded_spikes_factor)
-        if learn or isinstance(graded_spikes_factor, Tensor):
-            factor = snntorch_factor(owner, "graded_spikes_factor", graded_spikes_factor)
-            if learn:
-                self.graded_spikes_factor: float | Tensor = nn.Parameter(factor)
-            else:
-                self.register_buffer("graded_spikes_factor", factor)
-        else:
-            self.graded_spikes_factor = float(
-                snntorch_factor(owner, "graded_spikes_factor", graded_spikes_factor)
-            )
-
-    def _set_factor(self, name: str, value: object, learn: bool) -> None:
-        """Keep a decay factor in ``[0, 1]`` as a buffer, or a parameter if ``learn``."""
-        tensor = snntorch_factor(type(self).__name__, name, value, 0.0, 1.0)
-        if check_flag(type(self).__name__, f"learn_{name}", learn):
-            setattr(self, name, nn.Parameter(tensor))
-        else:
-            self.register_buffer(name, tensor)
-
-    @property
-    def threshold_params(self) -> dict[str, Tensor | float]:
-        """``{"theta": θ}`` where the charge reads the threshold (a reset), else empty."""
-        return {} if self.reset_mechanism == "none" else {"theta": self.v_threshold}
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Spikes for ``x`` (``[T, B, ...]``, or ``[B, ...]`` in single-step mode), times
-        ``graded_spikes_factor`` as in snnTorch."""
-        spikes = super().forward(x)
-        factor = self.graded_spikes_factor
-        if isinstance(factor, Tensor) or factor != 1.0:
-            spikes = spikes * factor
-        return spikes
-
-    def _check_input(self, x: Tensor) -> Tensor:
-        x_seq = super()._check_input(x)
-        for name in self._factors:
-            check_step_shape(type(self).__name__, name, getattr(self, name), x_seq.shape[1:])
-        return x_seq
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        """Read snnTorch's names too: ``threshold`` is ``v_threshold``; its
-        ``reset_mechanism_val``, and a threshold or graded spikes factor that is a
-        constant float here, must equal this neuron's (a mismatch is an error naming
-        both)."""
-        errors: list[str] = args[-1]
-        theirs = prefix + "threshold"
-        if theirs in state_dict and prefix + "v_threshold" not in state_dict:
-            value = state_dict.pop(theirs)
-            if isinstance(self.v_threshold, Tensor):
-                state_dict[prefix + "v_threshold"] = value
-            else:
-                self._compare_constant(errors, prefix, "threshold", value, self.v_threshold)
-        mechanism = state_dict.pop(prefix + "reset_mechanism_val", None)
-        if mechanism is not None:
-            index = int(mechanism)
-            if not 0 <= index < len(RESET_MECHANISMS) or (
-                RESET_MECHANISMS[index] != self.reset_mechanism
-            ):
-                saved = RESET_MECHANISMS[index] if 0 <= index < len(RESET_MECHANISMS) else index
-                errors.append(
-                    f"{prefix}reset_mechanism_val: the state dict's neuron resets by "
-                    f"{saved!r} (snnTorch's reset_mechanism_val={index}), this "
-                    f"{type(self).__name__} by {self.reset_mechanism!r}"
-                )
-        factor = self.graded_spikes_factor
-        theirs = prefix + "graded_spikes_factor"
-        if not isinstance(factor, Tensor) and theirs in state_dict:
-            self._compare_constant(
-                errors, prefix, "graded_spikes_factor", state_dict.pop(theirs), factor
-            )
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
-    def _compare_constant(
-        self, errors: list[str], prefix: str, name: str, saved: object, mine: float | Tensor
-    ) -> None:
-        """Append an error unless ``saved`` equals ``mine`` (rounded to ``saved``'s dtype:
-        snnTorch keeps its numbers as float32 tensors)."""
-        if not isinstance(saved, Tensor):
-            errors.append(f"{prefix}{name}: expected a tensor, got {type(saved).__name__}")
-            return
-        want = torch.as_tensor(mine).detach().to(saved.dtype).cpu()
-        try:
-            same = bool(torch.all(torch.broadcast_to(want, saved.shape) == saved.cpu()))
-        except RuntimeError:
-            same = False
-        if not same:
-            errors.append(
-                f"{prefix}{name}: the state dict holds {_show(saved)}, this "
-                f"{type(self).__name__} was built with {name}={_show(mine)} (a constant "
-                "here: build the neuron with the saved value)"
-            )
-
-    def extra_repr(self) -> str:
-        parts = [f"{name}={_show(getattr(self, name))}" for name in self._factors]
-        parts += [
-            f"threshold={_show(self.v_threshold)}",
-            f"reset_mechanism={self.reset_mechanism!r}",
-        ]
-        parts += self._extra_flags()
-        if not self.strict_firing:
-            parts.append("strict_firing=False")
-        if isinstance(self.v_threshold, nn.Parameter):
-            parts.append("learn_threshold=True")
-        factor = self.graded_spikes_factor
-        if isinstance(factor, Tensor) or factor != 1.0:
-            parts.append(f"graded_spikes_factor={_show(factor)}")
-        parts += [f"step_mode={self.step_mode!r}", f"backend={self.backend!r}"]
-        return ", ".join(parts)
-
-    def _extra_flags(self) -> list[str]:
-        return []
-
-
-class LeakyNode(_SnnTorchNode):
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons.base import check_step_shape
+from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.neurons.snntorch_base import (
+    RESET_MECHANISMS,
+    SnnTorchNode,
+    show_value,
+    snntorch_factor,
+)
+from spikeflow.neurons.snntorch_equations import (
+    lapicque_declaration,
+    leaky_declaration,
+    synaptic_declaration,
+)
+from spikeflow.surrogate import Surrogate
+
+__all__ = ["RESET_MECHANISMS", "LapicqueNode", "LeakyNode", "SynapticNode", "snntorch_factor"]
+
+
+class LeakyNode(SnnTorchNode):
     """snnTorch's ``Leaky`` (first-order LIF, snnTorch 1.0; see the module docstring)::
 
         U[t] = β U[t-1] + X[t] - R[t] θ,   R[t] = Θ(U[t-1] - θ)   ("subtract")
@@ -575,7 +145,7 @@ class LeakyNode(_SnnTorchNode):
         self._set_factor("beta", beta, learn_beta)
 
     def declaration(self) -> NeuronDeclaration:
-        return _leaky_declaration(
+        return leaky_declaration(
             self.reset_mechanism, self.reset_delay, self.strict_firing, self.zero_clears_input
         )
 
@@ -594,7 +164,7 @@ class LeakyNode(_SnnTorchNode):
         return flags
 
 
-class SynapticNode(_SnnTorchNode):
+class SynapticNode(SnnTorchNode):
     """snnTorch's ``Synaptic`` (second-order LIF: a synaptic current filters the input,
     snnTorch 1.0; see the module docstring)::
 
@@ -655,7 +225,7 @@ class SynapticNode(_SnnTorchNode):
         self._set_factor("beta", beta, learn_beta)
 
     def declaration(self) -> NeuronDeclaration:
-        return _synaptic_declaration(self.reset_mechanism, self.reset_delay, self.strict_firing)
+        return synaptic_declaration(self.reset_mechanism, self.reset_delay, self.strict_firing)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         return {
@@ -688,7 +258,7 @@ def _positive(owner: str, name: str, value: object) -> Tensor | None:
     return tensor
 
 
-class LapicqueNode(_SnnTorchNode):
+class LapicqueNode(SnnTorchNode):
     """snnTorch's ``Lapicque`` (an RC membrane, snnTorch 1.0; see the module docstring)::
 
         U[t] = (1 - k) U[t-1] + k R X[t] - R[t] θ,   k = time_step / (R C)   ("subtract")
@@ -774,7 +344,7 @@ class LapicqueNode(_SnnTorchNode):
         self.register_buffer("time_step", dt)
 
     def declaration(self) -> NeuronDeclaration:
-        return _lapicque_declaration(self.reset_mechanism, self.strict_firing)
+        return lapicque_declaration(self.reset_mechanism, self.strict_firing)
 
     @property
     def k(self) -> Tensor:
@@ -797,5 +367,7 @@ class LapicqueNode(_SnnTorchNode):
         return x_seq
 
     def extra_repr(self) -> str:
-        constants = [f"{name}={_show(getattr(self, name))}" for name in ("R", "C", "time_step")]
+        constants = [
+            f"{name}={show_value(getattr(self, name))}" for name in ("R", "C", "time_step")
+        ]
         return ", ".join([*constants, super().extra_repr()])
