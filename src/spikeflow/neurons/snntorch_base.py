@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.base import StepMode
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import BaseNode, check_step_shape
 from spikeflow.surrogate import ATan, Surrogate
 
@@ -59,13 +59,29 @@ def show_value(value: float | Tensor) -> str:
     return f"{value:g}"
 
 
+def _inhibition_backend(owner: str, backend: str) -> str:
+    """The backend of an inhibited neuron: the reference loop (``"auto"`` and
+    ``"torch"``); the fused ones are refused, naming why."""
+    if backend in ("cpu", "triton"):
+        raise ConfigurationError(
+            f"{owner}: inhibition=True runs on the reference loop only (backend='torch' or "
+            f"'auto'), got backend={backend!r}: only the neuron with the largest membrane "
+            "of each sample may fire, an argmax across the neurons, where the fused "
+            "kernels step each neuron alone"
+        )
+    return "torch" if backend == "auto" else backend
+
+
 # -- the modules -----------------------------------------------------------------------------
 
 
 class SnnTorchNode(BaseNode):
     """What snnTorch's ``SpikingNeuron`` gives its neurons: the threshold (learnable), the
     reset mechanism, strict firing and its ``atan()`` surrogate by default, graded spikes,
-    and loading a snnTorch ``state_dict`` by name. Subclasses declare the equations."""
+    loading a snnTorch ``state_dict`` by name, and ``inhibition`` (only the neuron with
+    the largest membrane of each sample may fire: :func:`~spikeflow.neurons.
+    snntorch_equations.inhibited_spikes`, on the reference loop). Subclasses declare the
+    equations, passing ``self.inhibition`` to their declaration."""
 
     #: The decay factors the subclass keeps (tensors, checked against the step shape).
     _factors: tuple[str, ...] = ()
@@ -82,8 +98,12 @@ class SnnTorchNode(BaseNode):
         step_mode: StepMode,
         backend: str,
         store_v_seq: bool,
+        inhibition: bool = False,
     ) -> None:
         owner = type(self).__name__
+        inhibited = check_flag(owner, "inhibition", inhibition)
+        if inhibited:
+            backend = _inhibition_backend(owner, backend)
         super().__init__(
             v_threshold=threshold,
             v_reset=None,
@@ -112,6 +132,15 @@ class SnnTorchNode(BaseNode):
             self.graded_spikes_factor = float(
                 snntorch_factor(owner, "graded_spikes_factor", graded_spikes_factor)
             )
+        if inhibited and (learn or isinstance(graded_spikes_factor, Tensor)
+                                or self.graded_spikes_factor != 1.0):  # fmt: skip
+            raise ConfigurationError(
+                f"{owner}: inhibition=True takes no graded spikes (graded_spikes_factor="
+                f"{show_value(graded_spikes_factor)}, learn_graded_spikes_factor={learn}): "
+                "snnTorch 1.0's fire_inhibition drops the factor from its output but its "
+                "reset_delay=False reset divides by it, which is not reproduced"
+            )
+        self.inhibition = inhibited
 
     def _set_factor(self, name: str, value: object, learn: bool) -> None:
         """Keep a decay factor in ``[0, 1]`` as a buffer, or a parameter if ``learn``."""
@@ -137,6 +166,12 @@ class SnnTorchNode(BaseNode):
 
     def _check_input(self, x: Tensor) -> Tensor:
         x_seq = super()._check_input(x)
+        if self.inhibition and x_seq.dim() != 3:
+            raise ShapeError(
+                f"{type(self).__name__}: inhibition=True takes steps of shape [B, N] (the "
+                f"neurons of each sample compete along N, as snnTorch's fire_inhibition's "
+                f"argmax over dim 1), got one step of shape {tuple(x_seq.shape[1:])}"
+            )
         for name in self._factors:
             check_step_shape(type(self).__name__, name, getattr(self, name), x_seq.shape[1:])
         return x_seq
@@ -201,6 +236,8 @@ class SnnTorchNode(BaseNode):
             f"reset_mechanism={self.reset_mechanism!r}",
         ]
         parts += self._extra_flags()
+        if self.inhibition:
+            parts.append("inhibition=True")
         if not self.strict_firing:
             parts.append("strict_firing=False")
         if isinstance(self.v_threshold, nn.Parameter):

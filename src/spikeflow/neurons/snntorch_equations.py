@@ -4,17 +4,27 @@ declarations (:mod:`spikeflow.neurons.declaration`), one per configuration, for
 
 Each configuration's charge is built once at import (a closure over its flags), so a
 declaration picks an existing function; the kernels key on it.
+
+``inhibition=True`` declares a fire rule of its own, :func:`inhibited_spikes`: an argmax
+across the neurons of each sample, which couples them and so runs on the reference loop
+only (the fused kernels step each neuron alone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
-__all__ = ["lapicque_declaration", "leaky_declaration", "synaptic_declaration"]
+__all__ = [
+    "inhibited_spikes",
+    "lapicque_declaration",
+    "leaky_declaration",
+    "synaptic_declaration",
+]
 
 
 # -- the equations ---------------------------------------------------------------------------
@@ -135,6 +145,70 @@ def _zero_now_syn(
     return h - (s - reset) * h
 
 
+def inhibited_spikes(h: Tensor, theta: Tensor | float, spike: Callable[[Tensor], Tensor]) -> Tensor:
+    """snnTorch's ``fire_inhibition``: of each sample (row of the ``[B, N]`` step) only
+    the neuron with the largest ``h - θ`` may fire (the first on a tie, as
+    ``torch.argmax``), and fires if it is over the threshold; the others output 0. The
+    winner's spike carries its surrogate gradient, the choice none. The reset is not
+    inhibited: the pending reset of the next step is every neuron's ``Θ(U - θ)``, as
+    snnTorch's ``mem_reset`` (the charges read it from the membrane)."""
+    u = h - theta
+    spikes = spike(u)
+    winner = torch.argmax(u, dim=1, keepdim=True)
+    return spikes * torch.zeros_like(spikes).scatter(1, winner, 1.0)
+
+
+def _inhibited_reset(
+    h: Tensor, theta: Tensor | float, spike: Callable[[Tensor], Tensor], reset: Tensor
+) -> Tensor:
+    """:func:`inhibited_spikes` with the pending reset as state."""
+    return inhibited_spikes(h, theta, spike)
+
+
+def _inhibited_syn(
+    h: Tensor, theta: Tensor | float, spike: Callable[[Tensor], Tensor], syn: Tensor
+) -> Tensor:
+    """:func:`inhibited_spikes` with the synaptic current as state."""
+    return inhibited_spikes(h, theta, spike)
+
+
+def _inhibited_syn_reset(
+    h: Tensor,
+    theta: Tensor | float,
+    spike: Callable[[Tensor], Tensor],
+    syn: Tensor,
+    reset: Tensor,
+) -> Tensor:
+    """:func:`inhibited_spikes` with the synaptic current and pending reset as state."""
+    return inhibited_spikes(h, theta, spike)
+
+
+#: The inhibited fire rule for each set of auxiliary states.
+_INHIBITED = {
+    (): inhibited_spikes,
+    ("reset",): _inhibited_reset,
+    ("syn",): _inhibited_syn,
+    ("syn", "reset"): _inhibited_syn_reset,
+}
+
+
+def _declared(
+    charge: Callable,
+    label: str,
+    rule: Callable,
+    inhibition: bool,
+    returns_aux: bool,
+    aux: tuple[str, ...],
+) -> NeuronDeclaration:
+    """The declaration, with the inhibited fire rule when ``inhibition``."""
+    if not inhibition:
+        return declare(charge, None, label, charge_returns_aux=returns_aux, reset_membrane=rule)
+    return declare(
+        charge, None, label[:-1] + ", inhibition=True)", charge_returns_aux=returns_aux,
+        reset_membrane=rule, fire=_INHIBITED[aux],
+    )  # fmt: skip
+
+
 # Each configuration's charge is a closure over its flags, built once here at import: the
 # declaration then picks an existing function (under torch.compile too, where building
 # one while Dynamo traces would fail), and the kernels key on it.
@@ -229,24 +303,27 @@ def _label(model: str, mechanism: str, reset_delay: bool, strict: bool, extra: s
 
 
 def leaky_declaration(
-    mechanism: str, reset_delay: bool, strict: bool, clear_input: bool
+    mechanism: str, reset_delay: bool, strict: bool, clear_input: bool, inhibition: bool = False
 ) -> NeuronDeclaration:
     """Leaky's equations for one configuration."""
     clear_input = clear_input and mechanism == "zero"
     extra = ", zero_clears_input=True" if clear_input else ""
     label = _label("LeakyNode", mechanism, reset_delay, strict, extra)
     if mechanism == "none":
-        return declare(_leaky_none, None, label, reset_membrane=_keep_charged)
+        return _declared(_leaky_none, label, _keep_charged, inhibition, False, ())
     charge = _LEAKY[(mechanism, reset_delay, strict, clear_input)]
     if reset_delay:
-        return declare(charge, None, label, reset_membrane=_keep_charged)
+        return _declared(charge, label, _keep_charged, inhibition, False, ())
     rule = _subtract_now if mechanism == "subtract" else _zero_now
-    return declare(charge, None, label, charge_returns_aux=True, reset_membrane=rule)
+    return _declared(charge, label, rule, inhibition, True, ("reset",))
 
 
-def synaptic_declaration(mechanism: str, reset_delay: bool, strict: bool) -> NeuronDeclaration:
+def synaptic_declaration(
+    mechanism: str, reset_delay: bool, strict: bool, inhibition: bool = False
+) -> NeuronDeclaration:
     """Synaptic's equations for one configuration."""
     label = _label("SynapticNode", mechanism, reset_delay, strict)
+    aux: tuple[str, ...] = ("syn",)
     if mechanism == "none":
         charge, rule = _synaptic_none, _keep_charged_syn
     else:
@@ -255,11 +332,14 @@ def synaptic_declaration(mechanism: str, reset_delay: bool, strict: bool) -> Neu
             rule = _keep_charged_syn
         else:
             rule = _subtract_now_syn if mechanism == "subtract" else _zero_now_syn
-    return declare(charge, None, label, charge_returns_aux=True, reset_membrane=rule)
+            aux = ("syn", "reset")
+    return _declared(charge, label, rule, inhibition, True, aux)
 
 
-def lapicque_declaration(mechanism: str, strict: bool) -> NeuronDeclaration:
+def lapicque_declaration(
+    mechanism: str, strict: bool, inhibition: bool = False
+) -> NeuronDeclaration:
     """Lapicque's equations for one configuration."""
     label = _label("LapicqueNode", mechanism, True, strict)
     charge = _lapicque_none if mechanism == "none" else _LAPICQUE[(mechanism, strict)]
-    return declare(charge, None, label, reset_membrane=_keep_charged)
+    return _declared(charge, label, _keep_charged, inhibition, False, ())

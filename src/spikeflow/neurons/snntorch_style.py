@@ -104,11 +104,17 @@ class LeakyNode(SnnTorchNode):
             spike, its input included, ``U[t] = (β U[t-1] + X[t]) (1 - R[t])``, as
             snnTorch's ``RLeaky`` (inside :class:`~spikeflow.layers.Recurrent`) does;
             ``Leaky`` keeps that input (default False).
+        inhibition: as snnTorch's, only the neuron with the largest ``U - θ`` of each
+            sample (the first on a tie) may fire at each step, and does if over θ; the
+            others output 0 but still reset as if they had fired (the pending reset is
+            every neuron's ``Θ(U - θ)``, snnTorch's ``mem_reset``). Steps must be
+            ``[B, N]``; runs on the reference loop (``backend="auto"`` is kept as
+            ``"torch"``; ``"cpu"`` and ``"triton"`` are refused); no graded spikes.
         step_mode, backend, store_v_seq: as :class:`~spikeflow.neurons.base.BaseNode`.
 
     State: the membrane ``v`` (and, with ``reset_delay=False`` and a reset, ``reset``:
-    ``R[t]``), starting at 0. snnTorch's ``init_hidden``, ``inhibition``,
-    ``state_quant`` and ``surrogate_disable`` are not offered (docs/neurons.md).
+    ``R[t]``), starting at 0. snnTorch's ``init_hidden``, ``state_quant`` and
+    ``surrogate_disable`` are not offered (docs/neurons.md).
 
     Raises:
         ConfigurationError: an unknown ``reset_mechanism``, ``beta`` outside ``[0, 1]``,
@@ -131,6 +137,7 @@ class LeakyNode(SnnTorchNode):
         graded_spikes_factor: float | Tensor = 1.0,
         learn_graded_spikes_factor: bool = False,
         zero_clears_input: bool = False,
+        inhibition: bool = False,
         step_mode: StepMode = "m",
         backend: str = "auto",
         store_v_seq: bool = False,
@@ -138,6 +145,7 @@ class LeakyNode(SnnTorchNode):
         super().__init__(
             threshold, reset_mechanism, learn_threshold, surrogate_function, strict_firing,
             graded_spikes_factor, learn_graded_spikes_factor, step_mode, backend, store_v_seq,
+            inhibition,
         )  # fmt: skip
         owner = type(self).__name__
         self.reset_delay = check_flag(owner, "reset_delay", reset_delay)
@@ -146,8 +154,9 @@ class LeakyNode(SnnTorchNode):
 
     def declaration(self) -> NeuronDeclaration:
         return leaky_declaration(
-            self.reset_mechanism, self.reset_delay, self.strict_firing, self.zero_clears_input
-        )
+            self.reset_mechanism, self.reset_delay, self.strict_firing, self.zero_clears_input,
+            self.inhibition,
+        )  # fmt: skip
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         return {"beta": self.beta.clamp(0, 1), **self.threshold_params}
@@ -183,9 +192,9 @@ class SynapticNode(SnnTorchNode):
         beta: the membrane decay, as :class:`LeakyNode`'s.
         learn_alpha, learn_beta: make them trainable parameters (``alpha``, ``beta``).
         threshold, reset_mechanism, reset_delay, learn_threshold, surrogate_function,
-            strict_firing, graded_spikes_factor, learn_graded_spikes_factor, step_mode,
-            backend, store_v_seq: as :class:`LeakyNode` (snnTorch's ``Synaptic`` has no
-            graded spikes; the factor defaults to 1).
+            strict_firing, graded_spikes_factor, learn_graded_spikes_factor, inhibition,
+            step_mode, backend, store_v_seq: as :class:`LeakyNode` (snnTorch's ``Synaptic`` has
+            no graded spikes; the factor defaults to 1).
 
     State: ``v``, ``syn`` (and ``reset`` with ``reset_delay=False``), starting at 0.
 
@@ -212,6 +221,7 @@ class SynapticNode(SnnTorchNode):
         strict_firing: bool = True,
         graded_spikes_factor: float | Tensor = 1.0,
         learn_graded_spikes_factor: bool = False,
+        inhibition: bool = False,
         step_mode: StepMode = "m",
         backend: str = "auto",
         store_v_seq: bool = False,
@@ -219,13 +229,16 @@ class SynapticNode(SnnTorchNode):
         super().__init__(
             threshold, reset_mechanism, learn_threshold, surrogate_function, strict_firing,
             graded_spikes_factor, learn_graded_spikes_factor, step_mode, backend, store_v_seq,
+            inhibition,
         )  # fmt: skip
         self.reset_delay = check_flag(type(self).__name__, "reset_delay", reset_delay)
         self._set_factor("alpha", alpha, learn_alpha)
         self._set_factor("beta", beta, learn_beta)
 
     def declaration(self) -> NeuronDeclaration:
-        return synaptic_declaration(self.reset_mechanism, self.reset_delay, self.strict_firing)
+        return synaptic_declaration(
+            self.reset_mechanism, self.reset_delay, self.strict_firing, self.inhibition
+        )
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         return {
@@ -277,7 +290,7 @@ class LapicqueNode(SnnTorchNode):
         C: the membrane capacitance (> 0), or None.
         time_step: the step (> 0, default 1).
         threshold, reset_mechanism, learn_threshold, surrogate_function, strict_firing,
-            graded_spikes_factor, learn_graded_spikes_factor, step_mode, backend,
+            graded_spikes_factor, learn_graded_spikes_factor, inhibition, step_mode, backend,
             store_v_seq: as :class:`LeakyNode`. ``beta``, ``R``, ``C`` and ``time_step``
             are constants (snnTorch's ``learn_beta`` changes nothing in its
             ``Lapicque``: ``C`` is computed once from ``beta``), each a float or a
@@ -303,6 +316,7 @@ class LapicqueNode(SnnTorchNode):
         strict_firing: bool = True,
         graded_spikes_factor: float | Tensor = 1.0,
         learn_graded_spikes_factor: bool = False,
+        inhibition: bool = False,
         step_mode: StepMode = "m",
         backend: str = "auto",
         store_v_seq: bool = False,
@@ -310,6 +324,7 @@ class LapicqueNode(SnnTorchNode):
         super().__init__(
             threshold, reset_mechanism, learn_threshold, surrogate_function, strict_firing,
             graded_spikes_factor, learn_graded_spikes_factor, step_mode, backend, store_v_seq,
+            inhibition,
         )  # fmt: skip
         owner = type(self).__name__
         dt = _positive(owner, "time_step", time_step)
@@ -344,7 +359,7 @@ class LapicqueNode(SnnTorchNode):
         self.register_buffer("time_step", dt)
 
     def declaration(self) -> NeuronDeclaration:
-        return lapicque_declaration(self.reset_mechanism, self.strict_firing)
+        return lapicque_declaration(self.reset_mechanism, self.strict_firing, self.inhibition)
 
     @property
     def k(self) -> Tensor:
