@@ -31,6 +31,8 @@
 * :mod:`~spikeflow.layers.drop_connect`: DropConnect (``DropConnectLinear``).
 * :mod:`~spikeflow.layers.snntorch_lstm`: snnTorch's spiking LSTMs (``SLSTM``,
   ``SConv2dLSTM``: smooth gates, a spiking output).
+* :mod:`~spikeflow.layers.graded_spikes`: snnTorch's learnable spike amplitudes
+  (``GradedSpikes``).
 * :mod:`~spikeflow.layers.weight_standardization`: weight-standardised ``WSConv2d``,
   ``WSLinear``.
 * :mod:`~spikeflow.layers.t_last`: containers for time-last sequences ``[B, ..., T]``.
@@ -59,6 +61,7 @@ from spikeflow.layers.delay import (
 )
 from spikeflow.layers.drop_connect import DropConnectLinear
 from spikeflow.layers.dropout import Dropout, Dropout2d
+from spikeflow.layers.graded_spikes import GradedSpikes
 from spikeflow.layers.misc import Delay, VotingLayer
 from spikeflow.layers.neunorm import NeuNorm
 from spikeflow.layers.norm import (
@@ -173,6 +176,7 @@ __all__ = [
     "ElementWiseRecurrentContainer",
     "FeatureBatchNorm",
     "Flatten",
+    "GradedSpikes",
     "GroupNorm",
     "LayerNorm",
     "Linear",

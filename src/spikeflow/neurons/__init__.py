@@ -7,6 +7,8 @@
 * :mod:`~spikeflow.neurons.alpha`: snnTorch's alpha neuron.
 * :mod:`~spikeflow.neurons.snntorch_style`: snnTorch's ``Leaky``, ``Synaptic`` and
   ``Lapicque``.
+* :mod:`~spikeflow.neurons.snntorch_parallel`: snnTorch's ``LeakyParallel``,
+  ``StateLeaky`` and ``LinearLeaky`` (all steps at once).
 * :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
 * :mod:`~spikeflow.neurons.gated_lif`: the gated LIF of Yao et al. (GLIF).
 * :mod:`~spikeflow.neurons.current`: current-based LIF (NIR ``CubaLIF``).
@@ -93,6 +95,7 @@ from spikeflow.neurons.parallel import (
 from spikeflow.neurons.parallel_lif import NoResetLIFNode, lif_no_reset_matrix, linear_scan
 from spikeflow.neurons.refractory import RefractoryCubaLIFNode, RefractoryLIFNode
 from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
+from spikeflow.neurons.snntorch_parallel import LeakyParallel, LinearLeaky, StateLeakyNode
 from spikeflow.neurons.snntorch_style import LapicqueNode, LeakyNode, SynapticNode
 from spikeflow.neurons.tap import SpikeTap
 from spikeflow.neurons.ternary import TernaryIFNode, TernaryLIFNode
@@ -132,6 +135,8 @@ __all__ = [
     "LapicqueNode",
     "LeakyIntegrator",
     "LeakyNode",
+    "LeakyParallel",
+    "LinearLeaky",
     "LoopNode",
     "MPBNBaseNode",
     "MPBNLIFNode",
@@ -157,6 +162,7 @@ __all__ = [
     "ResonateAndFireNode",
     "SlidingPSN",
     "SpikeTap",
+    "StateLeakyNode",
     "SynapticNode",
     "TernaryIFNode",
     "TernaryLIFNode",
