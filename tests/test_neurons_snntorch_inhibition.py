@@ -1,9 +1,10 @@
-"""snnTorch's ``inhibition=True`` on ``LeakyNode``, ``SynapticNode`` and ``LapicqueNode``:
-only the neuron with the largest ``U - θ`` of each sample may fire at each step.
+"""snnTorch's ``inhibition=True`` on ``LeakyNode``, ``SynapticNode``, ``LapicqueNode`` and
+``AlphaNode``: only the neuron with the largest ``U - θ`` of each sample may fire at
+each step.
 
 Hand-computed steps (the winner below the threshold, a tie, a loser over the threshold
 reset all the same); spikes, membranes and float64 gradients equal to snnTorch 1.0's
-(``fire_inhibition``) for every reset rule, on the reference loop (the only one that
+(``fire_inhibition``) for every reset rule (Alpha's too), on the reference loop (the only one that
 runs it), and inside ``layers.Recurrent`` as ``RLeaky(inhibition=True)``; the errors.
 """
 
@@ -17,7 +18,8 @@ import torch
 from snntorch_checks import atan64, f64
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.neurons import LapicqueNode, LeakyNode, SynapticNode
+from spikeflow.neurons import AlphaNode, LapicqueNode, LeakyNode, SynapticNode
+from spikeflow.surrogate import ATan
 
 F64 = torch.float64
 CONFIGS = [("subtract", True), ("subtract", False), ("zero", True), ("zero", False), ("none", True)]
@@ -125,6 +127,21 @@ def test_lapicque_inhibition_equals_snntorch():
     _check((s, node.v_seq), _run(theirs, x), [xx], [x])
 
 
+@pytest.mark.parametrize("mechanism", ["zero", "subtract", "none"])
+def test_alpha_inhibition_equals_snntorch(mechanism):
+    x = _input(12, scale=0.9)
+    theirs = _snn(snn.Alpha, alpha=f64(0.9), beta=f64(0.8), threshold=f64(THRESHOLD),
+                  reset_mechanism=mechanism, learn_beta=True)  # fmt: skip
+    node = AlphaNode(f64(0.9), f64(0.8), reset_mechanism=mechanism, learn_beta=True,
+                     v_threshold=f64(THRESHOLD), strict_firing=True, surrogate_function=ATan(),
+                     inhibition=True, store_v_seq=True)  # fmt: skip
+    xx = x.detach().clone().requires_grad_()
+    s = node(xx)
+    spk, _exc, _inh, mem = _run(theirs, x, 3)
+    _check((s, node.v_seq), (spk, mem), [xx, node.beta], [x, theirs.beta],
+           loser_over=mechanism != "none")  # fmt: skip
+
+
 def test_rleaky_inhibition_is_recurrent_inhibited_leaky():
     n = 5
     theirs = _snn(snn.RLeaky, beta=f64(0.7), linear_features=n, reset_mechanism="subtract")
@@ -155,6 +172,11 @@ def test_inhibition_errors_and_repr():
         LeakyNode(0.5, inhibition=True, backend="cpu")
     with pytest.raises(ConfigurationError, match="backend='triton'"):
         SynapticNode(0.5, 0.5, inhibition=True, backend="triton")
+    with pytest.raises(ConfigurationError, match="backend='cpu'"):
+        AlphaNode(inhibition=True, backend="cpu")
+    with pytest.raises(ShapeError, match=r"steps of shape \[B, N\]"):
+        AlphaNode(inhibition=True)(torch.zeros(2, 3))
+    assert "inhibition=True" in repr(AlphaNode(inhibition=True))
     with pytest.raises(ConfigurationError, match=r"no graded spikes.*graded_spikes_factor=2"):
         LeakyNode(0.5, inhibition=True, graded_spikes_factor=2.0)
     with pytest.raises(ConfigurationError, match="learn_graded_spikes_factor=True"):

@@ -31,14 +31,18 @@ forward and backward, come from these functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.base import StepMode
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.neurons.base import BaseNode, check_step_shape
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.snntorch_base import inhibition_backend
+from spikeflow.neurons.snntorch_equations import inhibited_spikes
 from spikeflow.neurons.snntorch_style import snntorch_factor
 from spikeflow.surrogate import Surrogate
 
@@ -130,6 +134,43 @@ def _alpha_keep_membrane_none(
     return h
 
 
+# -- inhibition=True: one winner per sample (snnTorch's fire_inhibition) -------------------
+# Only the winner fires, but every neuron over the threshold resets at the next step
+# (snnTorch's mem_reset reads the membrane, not the spike): the update stores Θ(U - θ).
+
+
+def _alpha_fire_inhibited(
+    h: Tensor, theta: Tensor | float, spike: Callable[[Tensor], Tensor], syn_exc: Tensor,
+    syn_inh: Tensor, last_spike: Tensor,
+) -> Tensor:  # fmt: skip
+    """The inhibited fire rule (:func:`~spikeflow.neurons.snntorch_equations.inhibited_spikes`)."""
+    return inhibited_spikes(h, theta, spike)
+
+
+def _alpha_fire_inhibited_none(
+    h: Tensor, theta: Tensor | float, spike: Callable[[Tensor], Tensor], syn_exc: Tensor,
+    syn_inh: Tensor,
+) -> Tensor:  # fmt: skip
+    """As :func:`_alpha_fire_inhibited`, without a reset (``"none"``)."""
+    return inhibited_spikes(h, theta, spike)
+
+
+def _alpha_update_over(
+    h: Tensor, s: Tensor, syn_exc: Tensor, syn_inh: Tensor, last_spike: Tensor, *,
+    theta: Tensor | float,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """After an inhibited step: the pending reset is every neuron's ``U > θ``."""
+    return syn_exc, syn_inh, (h > theta).to(h.dtype)
+
+
+def _alpha_update_over_or_at(
+    h: Tensor, s: Tensor, syn_exc: Tensor, syn_inh: Tensor, last_spike: Tensor, *,
+    theta: Tensor | float,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """As :func:`_alpha_update_over`, firing on ``U >= θ`` (``strict_firing=False``)."""
+    return syn_exc, syn_inh, (h >= theta).to(h.dtype)
+
+
 class AlphaNode(BaseNode):
     """snnTorch's ``Alpha`` neuron (see the module docstring)::
 
@@ -162,6 +203,12 @@ class AlphaNode(BaseNode):
             backend, store_v_seq: as :class:`~spikeflow.neurons.base.BaseNode`. There is
             no ``v_reset`` or ``detach_reset``: the reset is ``reset_mechanism``'s, and
             it is always detached.
+        inhibition: snnTorch's: only the neuron with the largest ``U - θ`` of each
+            sample may fire at each step (``[B, N]`` steps, the reference loop; the
+            fused backends are refused); every neuron over θ resets at the next step
+            all the same (the pending reset is ``U > θ``, or ``U >= θ`` without
+            ``strict_firing``, not the inhibited spike), as
+            :class:`~spikeflow.neurons.LeakyNode`'s.
 
     State: the membrane ``v`` (``U``), ``syn_exc``, ``syn_inh`` and, unless
     ``reset_mechanism="none"``, ``last_spike`` (the pending reset), all starting at 0.
@@ -183,10 +230,14 @@ class AlphaNode(BaseNode):
         surrogate_function: Surrogate | None = None,
         strict_firing: bool = False,
         learnable_threshold: bool = False,
+        inhibition: bool = False,
         step_mode: StepMode = "m",
         backend: str = "auto",
         store_v_seq: bool = False,
     ) -> None:
+        inhibited = check_flag(type(self).__name__, "inhibition", inhibition)
+        if inhibited:
+            backend = inhibition_backend(type(self).__name__, backend)
         super().__init__(
             v_threshold=v_threshold, v_reset=0.0, surrogate_function=surrogate_function,
             detach_reset=True, strict_firing=strict_firing,
@@ -200,6 +251,7 @@ class AlphaNode(BaseNode):
                 f"got {reset_mechanism!r}"
             )
         self.reset_mechanism = reset_mechanism
+        self.inhibition = inhibited
         alpha_t = snntorch_factor(owner, "alpha", alpha)
         beta_t = snntorch_factor(owner, "beta", beta)
         if not bool((beta_t > 0).all() and (alpha_t <= 1).all()):
@@ -221,16 +273,21 @@ class AlphaNode(BaseNode):
                 self.register_buffer(name, value)
 
     def declaration(self) -> NeuronDeclaration:
-        name = f"{type(self).__name__}({self.reset_mechanism})"
+        inhibited = self.inhibition
+        name = f"{type(self).__name__}({self.reset_mechanism}{', inhibition' if inhibited else ''})"
         if self.reset_mechanism == "none":
             return declare(
                 _alpha_charge_none, None, name, charge_returns_aux=True,
                 reset_membrane=_alpha_keep_membrane_none,
+                fire=_alpha_fire_inhibited_none if inhibited else None,
             )  # fmt: skip
         charge = _alpha_charge_zero if self.reset_mechanism == "zero" else _alpha_charge_subtract
+        update = _alpha_update
+        if inhibited:
+            update = _alpha_update_over if self.strict_firing else _alpha_update_over_or_at
         return declare(
-            charge, _alpha_update, name, charge_returns_aux=True,
-            reset_membrane=_alpha_keep_membrane,
+            charge, update, name, charge_returns_aux=True, reset_membrane=_alpha_keep_membrane,
+            fire=_alpha_fire_inhibited if inhibited else None,
         )  # fmt: skip
 
     def neuron_params(self) -> dict[str, Tensor | float]:
@@ -241,7 +298,9 @@ class AlphaNode(BaseNode):
             "beta": beta,
             "tau_alpha": log_alpha / (torch.log(beta) - log_alpha) + 1,
         }
-        if self.reset_mechanism == "subtract":
+        if self.reset_mechanism == "subtract" or (
+            self.inhibition and self.reset_mechanism == "zero"
+        ):
             params["theta"] = self.v_threshold
         return params
 
@@ -263,6 +322,12 @@ class AlphaNode(BaseNode):
 
     def _check_input(self, x: Tensor) -> Tensor:
         x_seq = super()._check_input(x)
+        if self.inhibition and x_seq.dim() != 3:
+            raise ShapeError(
+                f"{type(self).__name__}: inhibition=True takes steps of shape [B, N] (the "
+                f"neurons of each sample compete along N, as snnTorch's fire_inhibition's "
+                f"argmax over dim 1), got one step of shape {tuple(x_seq.shape[1:])}"
+            )
         for name in ("alpha", "beta"):
             check_step_shape(type(self).__name__, name, getattr(self, name), x_seq.shape[1:])
         return x_seq
@@ -285,4 +350,6 @@ class AlphaNode(BaseNode):
             parts.append("strict_firing=True")
         if isinstance(theta, nn.Parameter):
             parts.append("learnable_threshold=True")
+        if self.inhibition:
+            parts.append("inhibition=True")
         return ", ".join(parts)

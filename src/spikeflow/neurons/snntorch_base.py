@@ -17,7 +17,13 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import BaseNode, check_step_shape
 from spikeflow.surrogate import ATan, Surrogate
 
-__all__ = ["RESET_MECHANISMS", "SnnTorchNode", "show_value", "snntorch_factor"]
+__all__ = [
+    "RESET_MECHANISMS",
+    "SnnTorchNode",
+    "inhibition_backend",
+    "show_value",
+    "snntorch_factor",
+]
 
 #: snnTorch's reset mechanisms, in the order of its ``reset_mechanism_val``.
 RESET_MECHANISMS = ("subtract", "zero", "none")
@@ -59,7 +65,7 @@ def show_value(value: float | Tensor) -> str:
     return f"{value:g}"
 
 
-def _inhibition_backend(owner: str, backend: str) -> str:
+def inhibition_backend(owner: str, backend: str) -> str:
     """The backend of an inhibited neuron: the reference loop (``"auto"`` and
     ``"torch"``); the fused ones are refused, naming why."""
     if backend in ("cpu", "triton"):
@@ -103,7 +109,7 @@ class SnnTorchNode(BaseNode):
         owner = type(self).__name__
         inhibited = check_flag(owner, "inhibition", inhibition)
         if inhibited:
-            backend = _inhibition_backend(owner, backend)
+            backend = inhibition_backend(owner, backend)
         super().__init__(
             v_threshold=threshold,
             v_reset=None,
