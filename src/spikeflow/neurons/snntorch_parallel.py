@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons.base import checked_surrogate
+from spikeflow.neurons.base import check_step_shape, checked_surrogate
 from spikeflow.neurons.snntorch_base import show_value, snntorch_factor
 from spikeflow.surrogate import ATan, Surrogate
 
@@ -75,6 +75,16 @@ def _threshold_and_factor(
             module.register_buffer(name, tensor)
 
 
+def _fire(module: nn.Module, mem: Tensor) -> Tensor:
+    """``Θ(U - θ) · g`` (fires on ``U > θ``, snnTorch's), θ and ``g`` checked to
+    broadcast to one step of ``mem``."""
+    owner = type(module).__name__
+    for name in ("threshold", "graded_spikes_factor"):
+        check_step_shape(owner, name, getattr(module, name), mem.shape[1:])
+    spikes = module.surrogate_function(mem - module.threshold, strict=True)
+    return spikes * module.graded_spikes_factor
+
+
 def _drop_snntorch_only(state_dict: dict[str, Any], prefix: str, names: tuple[str, ...]) -> None:
     """Remove what snnTorch saves that has no meaning here (``reset_mechanism_val`` of a
     layer without reset, a ``beta`` derived from ``tau``)."""
@@ -113,12 +123,14 @@ class LeakyParallel(nn.Module):
         device, dtype: of the RNN's weights.
 
     snnTorch's ``dropout`` (given to a one-layer ``nn.RNN``, where PyTorch ignores it)
-    is not offered. Each call starts from ``U = 0`` (as snnTorch's).
+    is not offered. Each call starts from ``U = 0`` (as snnTorch's). The input is batched
+    (snnTorch's also takes an unbatched ``[T, I]``: add the batch dimension).
 
     Raises:
         ConfigurationError: ``beta`` outside ``[0, 1]`` or of a length other than 1 or
             ``H``, a non-finite value, a flag that is not a bool.
-        ShapeError: an input that is not ``[T, B, input_size]`` (in :meth:`forward`).
+        ShapeError: an input that is not ``[T, B, input_size]``, a threshold or factor
+            that does not broadcast to ``[B, H]`` (in :meth:`forward`).
     """
 
     def __init__(
@@ -182,8 +194,7 @@ class LeakyParallel(nn.Module):
         mem, _ = self.rnn(x)
         if self.store_v_seq:
             self.v_seq = mem
-        spikes = self.surrogate_function(mem - self.threshold, strict=True)
-        return spikes * self.graded_spikes_factor
+        return _fire(self, mem)
 
     def extra_repr(self) -> str:
         beta = "None" if self.beta is None else show_value(self.beta.reshape(-1)[0])
@@ -318,8 +329,7 @@ class StateLeakyNode(nn.Module):
         mem = self.membrane(x)
         if self.store_v_seq:
             self.v_seq = mem
-        spikes = self.surrogate_function(mem - self.threshold, strict=True)
-        return spikes * self.graded_spikes_factor
+        return _fire(self, mem)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         _drop_snntorch_only(state_dict, prefix, ("beta", "reset_mechanism_val"))
