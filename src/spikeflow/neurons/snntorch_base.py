@@ -85,9 +85,9 @@ class SnnTorchNode(BaseNode):
     """What snnTorch's ``SpikingNeuron`` gives its neurons: the threshold (learnable), the
     reset mechanism, strict firing and its ``atan()`` surrogate by default, graded spikes,
     loading a snnTorch ``state_dict`` by name, and ``inhibition`` (only the neuron with
-    the largest membrane of each sample may fire: :func:`~spikeflow.neurons.
-    snntorch_equations.inhibited_spikes`, on the reference loop). Subclasses declare the
-    equations, passing ``self.inhibition`` to their declaration."""
+    the largest membrane of each sample may fire, on the reference loop:
+    :func:`~spikeflow.neurons.snntorch_equations.inhibited_spikes`). Subclasses declare
+    the equations, passing ``self.inhibition`` to their declaration."""
 
     #: The decay factors the subclass keeps (tensors, checked against the step shape).
     _factors: tuple[str, ...] = ()
