@@ -416,3 +416,35 @@ def test_import_errors_name_the_file_and_dataset(tmp_path):
     (tmp_path / "junk.net").write_bytes(b"not hdf5")
     with pytest.raises(DataFormatError, match=r"junk\.net: not a readable HDF5"):
         import_netx(tmp_path / "junk.net")
+
+
+def test_a_slice_of_the_network_takes_the_shape_its_first_layer_receives():
+    torch.manual_seed(3)
+    fixed = NetxNetwork(
+        (2, 8, 8),
+        LoihiConv2d(torch.randint(-40, 60, (4, 2, 3, 3)), stride=(2, 1), padding=(1, 0)),
+        LoihiCubaLIFNode(1023, 512, 20),
+        layers.AxonalDelay(4, 62, init=[0.0, 1.0, 2.0, 3.0], learnable=False, interpolate=False),
+        layers.Flatten(),
+        LoihiDense(torch.randint(-30, 50, (5, 96))),
+        LoihiCubaLIFNode(1023, 512, 30),
+    )
+    x = (torch.rand(9, 3, 2, 8, 8) < 0.4).to(torch.int64)
+    inputs = [x]
+    for layer in fixed:
+        inputs.append(layer(inputs[-1]))
+    assert inputs[-1].any()
+    for a in range(len(fixed)):
+        tail = fixed[a:]
+        assert tail.input_shape == tuple(inputs[a].shape[2:]), a
+        assert torch.equal(tail(inputs[a]), inputs[-1]), a
+        assert torch.equal(fixed[: a + 1](x), inputs[a + 1]), a
+    # wide unsigned spikes are integers: the same output as int64
+    for dtype in (torch.uint16, torch.uint32, torch.uint64):
+        assert torch.equal(fixed(x.to(dtype)), inputs[-1]), dtype
+    with pytest.raises(DTypeError, match=r"integer tensor of spikes.*unsigned.*float32"):
+        fixed(x.float())
+    with pytest.raises(ConfigurationError, match="step 1"):
+        fixed[::2]
+    with pytest.raises(ConfigurationError, match="cannot slice after a ReLU"):
+        NetxNetwork((4,), torch.nn.ReLU(), LoihiDense(torch.ones(2, 4, dtype=torch.int64)))[1:]

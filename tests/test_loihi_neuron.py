@@ -178,3 +178,19 @@ def test_errors_name_the_problem():
         LoihiCubaLIFNode(du=0, dv=0, vth=1, bias_mant=torch.tensor([1, 2, 3]))(
             torch.zeros(2, 1, 4, dtype=torch.int64)
         )
+
+
+def test_unsigned_integer_inputs_are_integers():
+    # PyTorch's wide unsigned dtypes (uint16/32/64) are integers: they are accepted and
+    # give the int64 result; only floats get the "integer tensor" error
+    node = LoihiCubaLIFNode(du=100, dv=200, vth=5000, bias_mant=3, bias_exp=2)
+    x = torch.randint(0, 3000, (6, 2, 5))
+    expected = node(x)
+    assert expected.any() and not expected.all()
+    for dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64):
+        small = x.clamp(max=255) if dtype == torch.uint8 else x
+        assert torch.equal(node(small.to(dtype)), node(small)), dtype
+    with pytest.raises(ConfigurationError, match="uint64 values of 2"):
+        node(torch.tensor([[2**63 + 5]], dtype=torch.uint64))
+    with pytest.raises(DTypeError, match=r"integer tensor.*signed or unsigned.*torch.float16"):
+        node(x.half())

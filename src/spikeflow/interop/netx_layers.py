@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.layers import AxonalDelay, Flatten
+from spikeflow.quant.loihi import LoihiCubaLIFNode, _integers_as_int64
 
 __all__ = ["LoihiConv2d", "LoihiDense", "NetxNetwork"]
-
-_INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
 
 
 def _integer_input(owner: str, x: Tensor, step_dims: int, layout: str) -> Tensor:
@@ -29,20 +29,19 @@ def _integer_input(owner: str, x: Tensor, step_dims: int, layout: str) -> Tensor
             f"{owner} expects a time-major input {layout} ({step_dims + 1} dims); got "
             f"shape {tuple(getattr(x, 'shape', ()))}"
         )
-    if x.dtype not in _INTEGER_DTYPES:
-        raise DTypeError(
-            f"{owner}: the input must be an integer (or bool) tensor of spikes, got dtype "
-            f"{x.dtype}; a fixed-point network computes in integers"
-        )
-    return x
+    if not x.is_floating_point() and not x.is_complex():
+        return _integers_as_int64(owner, "the input", x)
+    raise DTypeError(
+        f"{owner}: the input must be an integer tensor of spikes (any signed or unsigned "
+        f"integer dtype, or bool), got dtype {x.dtype}; a fixed-point network computes in "
+        "integers"
+    )
 
 
 def _integer_weight(owner: str, weight: Tensor, dims: int) -> Tensor:
     if not isinstance(weight, Tensor) or weight.dim() != dims:
         raise ShapeError(f"{owner}: weight must be a {dims}-dim tensor, got {weight!r}")
-    if weight.dtype not in _INTEGER_DTYPES:
-        raise DTypeError(f"{owner}: weight must be an integer tensor, got dtype {weight.dtype}")
-    return weight.to(torch.int64)
+    return _integers_as_int64(owner, "weight", weight)
 
 
 class LoihiDense(nn.Module):
@@ -160,6 +159,25 @@ class LoihiConv2d(nn.Module):
         )
 
 
+def _layer_output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The sample shape ``layer`` of a :class:`NetxNetwork` makes from ``shape``."""
+    if isinstance(layer, LoihiDense):
+        return (int(layer.weight.shape[0]),)
+    if isinstance(layer, LoihiConv2d):
+        return layer.output_shape(shape)
+    if isinstance(layer, Flatten):
+        # nn.Flatten's dims count from the batch dim: flatten a meta sample batch.
+        sample = torch.empty((1, *shape), device="meta")
+        return tuple(sample.flatten(layer.start_dim, layer.end_dim).shape[1:])
+    if isinstance(layer, (LoihiCubaLIFNode, AxonalDelay)):
+        return shape
+    raise ConfigurationError(
+        f"NetxNetwork: cannot slice after a {type(layer).__name__} layer, whose output "
+        "shape is not known (only LoihiDense, LoihiConv2d, Flatten, LoihiCubaLIFNode and "
+        "AxonalDelay layers are)"
+    )
+
+
 class NetxNetwork(nn.Sequential):
     """A fixed-point Loihi network: integer synapses, Loihi CUBA populations, flattens
     and axonal delays in order, on time-major integer spikes ``[T, B, *input_shape]``.
@@ -177,10 +195,27 @@ class NetxNetwork(nn.Sequential):
         self.input_shape = tuple(int(n) for n in input_shape)
 
     def __getitem__(self, index: int | slice) -> nn.Module:  # type: ignore[override]
-        """A layer, or (a slice) the network of those layers on the same input."""
-        if isinstance(index, slice):
-            return NetxNetwork(self.input_shape, *list(self._modules.values())[index])
-        return super().__getitem__(index)
+        """A layer, or (a slice ``[a:b]``) the network of those layers, whose input shape
+        is the shape the layers before ``a`` produce from :attr:`input_shape`.
+
+        Raises:
+            ConfigurationError: a slice with a step other than 1, or one that starts after
+                a layer whose output shape is not known (not a ``LoihiDense``,
+                ``LoihiConv2d``, ``Flatten``, ``LoihiCubaLIFNode`` or ``AxonalDelay``).
+        """
+        if not isinstance(index, slice):
+            return super().__getitem__(index)
+        layers = list(self._modules.values())
+        start, _, step = index.indices(len(layers))
+        if step != 1:
+            raise ConfigurationError(
+                f"NetxNetwork: a slice of the network must have step 1 (the layers form a "
+                f"chain), got step {step}"
+            )
+        shape = self.input_shape
+        for layer in layers[:start]:
+            shape = _layer_output_shape(layer, shape)
+        return NetxNetwork(shape, *layers[index])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         """The output spikes ``[T, B, ...]`` (``int64``) for binary input spikes."""

@@ -72,6 +72,35 @@ STATE_SCALE = 1 << 12
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 _INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
+#: PyTorch's wide unsigned dtypes have almost no arithmetic (not even ``min``), so they
+#: are converted to ``int64`` first (exact up to ``2^63 - 1``).
+_WIDE_UNSIGNED_DTYPES = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def _integers_as_int64(owner: str, name: str, value: Tensor) -> Tensor:
+    """``value`` as an ``int64`` tensor if it holds integers (any signed or unsigned
+    integer dtype, or bool).
+
+    Raises:
+        DTypeError: a floating-point or complex ``value`` (named ``name`` of ``owner``).
+        ConfigurationError: a ``uint64`` value of ``2^63`` or more (not an ``int64``).
+    """
+    if value.dtype in _WIDE_UNSIGNED_DTYPES:
+        converted = value.to(torch.int64)
+        # uint64 values >= 2^63 wrap to negative int64: no unsigned value is negative.
+        if value.dtype == torch.uint64 and bool((converted < 0).any()):
+            raise ConfigurationError(
+                f"{owner}: {name} holds uint64 values of 2^63 or more, which do not fit in "
+                "int64 (Loihi's states are 24-bit)"
+            )
+        return converted
+    if value.dtype not in _INTEGER_DTYPES:
+        raise DTypeError(
+            f"{owner}: {name} must be an integer tensor (any signed or unsigned integer "
+            f"dtype, or bool: Loihi computes in integers), got dtype {value.dtype}; round "
+            "and convert it first (e.g. x.round().long())"
+        )
+    return value.to(torch.int64)
 
 
 class LoihiCubaState(NamedTuple):
@@ -138,12 +167,7 @@ def _check_int(owner: str, name: str, value: object, low: int, high: int) -> int
 
 def _integer_tensor(owner: str, name: str, value: Tensor, low: int, high: int) -> Tensor:
     """``value`` as ``int64`` if it is an integer tensor with values in ``[low, high]``."""
-    if value.dtype not in _INTEGER_DTYPES:
-        raise DTypeError(
-            f"{owner}: {name} must be an integer tensor (Loihi computes in integers), got "
-            f"dtype {value.dtype}; round and convert it first (e.g. x.round().long())"
-        )
-    value = value.to(torch.int64)
+    value = _integers_as_int64(owner, name, value)
     if value.numel() and not (int(value.min()) >= low and int(value.max()) <= high):
         raise ConfigurationError(
             f"{owner}: {name} must hold values from {low} to {high}, got values from "
