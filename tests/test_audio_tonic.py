@@ -298,3 +298,15 @@ def test_filter_bank_envelopes_to_events():
     # At the onset (the abrupt offset's click also raises a few bands briefly).
     assert on["t"].min() >= 290_000 and np.mean(on["t"] < 400_000) > 0.8
     assert np.mean(off["t"] >= 690_000) > 0.7  # at the offset (a few after the onset overshoot)
+
+
+def test_optional_rates_and_filter_bank_orders_are_checked_where_given():
+    noise = [np.ones(50)]
+    for bad in (0, -8000, float("nan"), "8000", True):
+        with pytest.raises(ConfigurationError, match=r"AddNoise: sample_rate must be"):
+            A.AddNoise(noise, 10.0, sample_rate=bad)
+    assert A.AddNoise(noise, 10.0, sample_rate=8000).sample_rate == 8000.0
+    with pytest.raises(ConfigurationError, match=r"^ButterFilterBank: order must be an int"):
+        A.ButterFilterBank(0, [(100.0, 200.0)], 8000)
+    with pytest.raises(ConfigurationError, match=r"^MelButterFilterBank: order must be an int"):
+        A.MelButterFilterBank(0, sample_rate=8000, num_filters=4)

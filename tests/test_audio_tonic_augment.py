@@ -222,3 +222,11 @@ def test_every_tonic_audio_class_has_a_counterpart():
     assert "normalize" in ours
     for n in names:
         assert ours[n].__doc__ and "Tonic" in ours[n].__doc__
+
+
+def test_optional_rates_are_checked_where_given():
+    for cls in (G.RandomAmplitudeScale, G.AddWhiteNoise):
+        for bad in (0, -16000.0, float("inf"), "16000", False):
+            with pytest.raises(ConfigurationError, match=rf"{cls.__name__}: sample_rate must be"):
+                cls(sample_rate=bad)
+        assert cls(sample_rate=16000).sample_rate == 16000.0 and cls().sample_rate is None

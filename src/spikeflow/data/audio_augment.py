@@ -30,6 +30,7 @@ from spikeflow._checks import check_int, check_real
 from spikeflow.data.audio_transforms import (
     AudioTransform,
     Seed,
+    _optional_rate,
     _peak,
     _samples,
     _scale_to,
@@ -285,6 +286,7 @@ class RandomAmplitudeScale(_RandomChoice):
                 "exclusive, and must be above 0)"
             )
         self.factors = levels
+        sample_rate = _optional_rate("RandomAmplitudeScale", sample_rate)
         super().__init__(seed, min_amp=lo, max_amp=hi, sample_rate=sample_rate)
         self.sample_rate = sample_rate
 
@@ -322,6 +324,7 @@ class AddWhiteNoise(_RandomChoice):
         self.factors = _factors("AddWhiteNoise", factors, None)
         for i, f in enumerate(self.factors):
             check_real(f"AddWhiteNoise: factors[{i}]", f, 0.0)
+        sample_rate = _optional_rate("AddWhiteNoise", sample_rate)
         super().__init__(seed, factors=self.factors, sample_rate=sample_rate)
         self.sample_rate = sample_rate
 

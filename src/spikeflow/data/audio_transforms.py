@@ -106,6 +106,14 @@ def _check_rate(owner: str, clip: AudioClip | None, sample_rate: float) -> None:
         )
 
 
+def _optional_rate(owner: str, sample_rate: float | None) -> float | None:
+    """``sample_rate`` as a float if it is a positive finite number, ``None`` if it is
+    ``None``; else a ConfigurationError naming ``owner``'s ``sample_rate``."""
+    if sample_rate is None:
+        return None
+    return check_real(f"{owner}: sample_rate", sample_rate, 0.0, low_open=True)
+
+
 class AudioTransform(SeededTransform):
     """Base class: subclasses implement ``apply(samples) -> array``.
 
@@ -449,10 +457,12 @@ class ButterFilterBank(AudioTransform):
     def __init__(
         self, order: int, bands: Sequence[Sequence[float]], sample_rate: float, rectify: bool = True
     ) -> None:
-        rate = check_real("ButterFilterBank: sample_rate", sample_rate, 0.0, low_open=True)
+        owner = type(self).__name__
+        order = check_int(f"{owner}: order", order, 1)
+        rate = check_real(f"{owner}: sample_rate", sample_rate, 0.0, low_open=True)
         self.bands = _check_bands(bands, rate)
         self.sos = np.stack([butter_sos(order, b, rate) for b in self.bands])
-        super().__init__(order=check_int("order", order, 1), bands=self.bands.tolist(),
+        super().__init__(order=order, bands=self.bands.tolist(),
                          sample_rate=rate,
                          rectify=check_flag("ButterFilterBank", "rectify", rectify))  # fmt: skip
         self.order, self.sample_rate, self.rectify = order, rate, rectify
@@ -603,6 +613,7 @@ class AddNoise(AudioTransform):
         self.noise = noise
         if len(noise) == 0:
             raise ConfigurationError("AddNoise: noise has no recordings")
+        sample_rate = _optional_rate("AddNoise", sample_rate)
         super().__init__(seed, snr_db=check_real("AddNoise: snr_db", snr_db),
                          normed=check_flag("AddNoise", "normed", normed),
                          tonic_scaling=check_flag("AddNoise", "tonic_scaling", tonic_scaling),
