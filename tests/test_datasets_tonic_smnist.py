@@ -170,3 +170,25 @@ def test_constructor_arguments_are_keyed_or_cannot_change_a_sample():
 
     left = constructor_arguments(SMNIST) - set(SMNIST.sample_options) - set(NOT_SAMPLE_CONTENT)
     assert left == set()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_pickles_without_the_images_and_reads_them_back_bit_for_bit(tmp_path, gz):
+    import pickle
+
+    images, labels = images_and_labels(300, seed=2)
+    write_split(tmp_path / "smnist", "t10k", images, labels, gz=gz)
+    ds = SMNIST(tmp_path, train=False)
+    state = pickle.dumps(ds)  # what each spawned DataLoader worker receives
+    assert len(state) < images.nbytes / 4, len(state)
+    worker = pickle.loads(state)
+    for i in (0, 1, 157, 299):
+        expected = smnist_encode(images[i]).events
+        for rec in (ds.events(i), worker.events(i)):
+            assert rec.events.tobytes() == expected.tobytes(), i
+        assert worker[i][1] == ds[i][1] == labels[i]
+    np.testing.assert_array_equal(worker.images, images)
+    # a file replaced by one of another size after the dataset was built
+    write_split(tmp_path / "smnist", "t10k", images[:10], labels[:10], gz=gz)
+    with pytest.raises(DataFormatError, match=r"changed since the dataset was built: expected 300"):
+        pickle.loads(state).events(0)

@@ -4,6 +4,7 @@ pixel into a sequence of 784 grey values, encoded into spikes by threshold cross
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -215,8 +216,44 @@ class SMNIST(ChannelFrames):
             raise DataFormatError(
                 f"{label_path}: offset {8 + i}: label {int(labels[i])} is not a digit 0-9"
             )
-        self.images: np.ndarray = images
+        # Only the file is kept, not its 47 MB of pixels: each process (a DataLoader
+        # worker gets a pickled copy) reads them at its first sample (:attr:`images`).
+        self._image_path, self._image_count = image_path, int(images.shape[0])
+        self._images: np.ndarray | None = None
         return [(image_path, int(label)) for label in labels]
+
+    @property
+    def images(self) -> np.ndarray:
+        """The split's images, uint8 ``[N, 28, 28]``, read from the IDX file at the first
+        access in each process (not pickled): an uncompressed file is memory-mapped, a
+        ``.gz`` one decompressed.
+
+        Raises:
+            DataFormatError: the file no longer holds the ``N`` images it held when the
+                dataset was built.
+        """
+        if self._images is None:
+            path, count = self._image_path, self._image_count
+            with open(path, "rb") as f:
+                head = f.read(16)
+            if head[:2] == b"\x1f\x8b" or count == 0:  # gzip: no random access
+                images = read_idx(path)
+            else:
+                images = np.memmap(path, np.uint8, "r", offset=16)
+                if head == struct.pack(">IIII", 2051, count, 28, 28) and images.size == count * 784:
+                    images = images.reshape(count, 28, 28)
+            if images.dtype != np.uint8 or images.shape != (count, 28, 28):
+                raise DataFormatError(
+                    f"{path}: changed since the dataset was built: expected {count} uint8 "
+                    f"images [{count}, 28, 28], found {images.dtype} {images.shape}"
+                )
+            self._images = images
+        return self._images
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_images"] = None  # read again in the process that unpickles it
+        return state
 
     def cache_entry_key(self, index: int) -> dict[str, Any]:
         """The cache key of sample ``index``: the image file and the image's row."""
