@@ -420,6 +420,21 @@ def test_the_hidden_spikes_reach_the_monitors_and_the_operation_counter_by_hand(
     by_step = {layer.name: (layer.acs, layer.macs, layer.input_elements)
                for layer in counter.report(2).layers}  # fmt: skip
     assert by_step == counted
+    # e-prop applied one step at a time (EProp.step, then finish), twice: its spikes
+    # pass through the tap as the network's own steps do (a sequence each time)
+    rule = EProp(net, "symmetric", "ce")
+    with SpikeMonitor(net) as learnt, OperationCounter(net) as counter:
+        for _ in range(2):
+            for x_t in x:
+                rule.step(x_t, torch.tensor([0, 1]))
+            rule.finish()
+    (once,) = forward.summary()
+    (twice,) = learnt.summary()
+    assert (twice.spikes, twice.neurons, twice.spikes_per_sample) == (10.0, 3, 2.5)
+    assert twice.firing_rate == once.firing_rate
+    by_rule = {layer.name: (layer.acs, layer.macs, layer.input_elements)
+               for layer in counter.report(4).layers}  # fmt: skip
+    assert by_rule == {name: tuple(2 * n for n in ops) for name, ops in counted.items()}
 
 
 def test_the_pseudo_derivative_is_bellecs_triangle_and_any_surrogate_fits():

@@ -248,6 +248,13 @@ class EProp(nn.Module):
     ) -> Tensor:
         """Run one step, update the traces and add this step's gradient to ``.grad``.
 
+        The step's spikes ``[1, B, N]`` pass through the network's ``neurons``
+        (:class:`~spikeflow.neurons.SpikeTap`), as :meth:`EPropRSNN.step
+        <spikeflow.learn.EPropRSNN.step>`'s do, so that a
+        :class:`~spikeflow.training.SpikeMonitor` or an operation counter on the network
+        sees them (the first step after :meth:`finish` or :meth:`reset` starts a
+        sequence).
+
         Args:
             x_t: the input ``[B, in_features]``.
             target: this step's target: integer labels ``[B]`` or floats ``[B, K]``
@@ -273,9 +280,12 @@ class EProp(nn.Module):
                     f"EProp: this sequence has batch {traces.net.v.shape[0]}, the step "
                     f"has {batch} (call reset() or finish() between sequences)"
                 )
+            continues = traces.steps > 0
             previous = traces.net.z
             out = net._step(x_t, traces.net, net.recurrent_weight(), False, False)
             traces.net = out.state
+            # The spikes pass through the network's tap, as its own step's do.
+            net._tap_step(x_t, previous if continues else None, out.z)
             psi = net.pseudo_derivative(out.margin, out.ready).T  # ψ: [N, B]
             # ε = α ε + ζ p;  e = ψ (ε − β εa);  εa ← ρ εa + e;  ē = κ ē + e
             eps = traces.eps.mul_(net.alpha).add_(torch.cat([x_t, previous], 1), alpha=net.zeta)
@@ -354,11 +364,11 @@ class EProp(nn.Module):
         weight: Tensor | float | None = None,
     ) -> EPropResult:
         """A whole sequence ``x`` ``[T, B, in_features]``, from a fresh state, step by
-        step (:meth:`step` then :meth:`finish`): the gradients are in ``.grad``. The
-        spikes of the steps ``[T, B, N]`` then pass through the network's ``neurons``
-        (:class:`~spikeflow.neurons.SpikeTap`), as in its forward, so that a
-        :class:`~spikeflow.training.SpikeMonitor` on the network sees them (kept until
-        then: ``T·B·N`` values, as the readout's ``T·B·K``).
+        step (:meth:`step` then :meth:`finish`): the gradients are in ``.grad``. Each
+        step's spikes pass through the network's ``neurons``
+        (:class:`~spikeflow.neurons.SpikeTap`) as :meth:`step` says, so that a
+        :class:`~spikeflow.training.SpikeMonitor` on the network sees the sequence's
+        spikes (its samples counted once), as in its forward.
 
         Args:
             x: the inputs.
@@ -380,19 +390,16 @@ class EProp(nn.Module):
             weights = step_weights("EProp.run", weight, steps, batch, x)
             counted = weights.ne(0).any(1).tolist()  # steps of weight 0 learn nothing: skipped
         self.reset()
-        outputs, spikes = [], []
+        outputs = []
         try:
             for t in range(steps):
                 if counted[t]:
                     outputs.append(self.step(x[t], targets[t], weights[t]))
                 else:
                     outputs.append(self.step(x[t]))
-                spikes.append(self._traces.net.z)  # type: ignore[union-attr]
             loss = self.finish()
         finally:
             self._traces = None
-        with torch.no_grad():
-            self.network.neurons(torch.stack(spikes))
         return EPropResult(torch.stack(outputs), loss)
 
     def extra_repr(self) -> str:

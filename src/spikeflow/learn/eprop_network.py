@@ -303,14 +303,19 @@ class EPropRSNN(nn.Module):
         if state is None:
             state = self.initial_state(x_t.shape[0])
         result = self._step(x_t, state, self.recurrent_weight(), detach_recurrent, detach_reset)
-        # The step's spikes [1, B, N] pass through the tap for its hooks, with what the
-        # operation counter reads of the step (its input and the spikes fed back).
-        self._stepping = (x_t, state.z if continues else None)
+        self._tap_step(x_t, state.z if continues else None, result.z)
+        return result
+
+    def _tap_step(self, x_t: Tensor, fed: Tensor | None, z: Tensor) -> None:
+        """Pass one step's spikes ``z`` ``[B, N]`` through the tap (as ``[1, B, N]``) for
+        its hooks, with what the operation counter reads of the step: its input ``x_t``
+        and the spikes fed back ``fed`` (``None`` at a sequence's first step, which
+        :meth:`SpikeTap.pass_step <spikeflow.neurons.SpikeTap.pass_step>` is told)."""
+        self._stepping = (x_t, fed)
         try:
-            self.neurons.pass_step(result.z.unsqueeze(0), continues)
+            self.neurons.pass_step(z.unsqueeze(0), fed is not None)
         finally:
             self._stepping = None
-        return result
 
     def forward(
         self, x: Tensor, *, detach_recurrent: bool = False, detach_reset: bool = False
