@@ -70,6 +70,21 @@ def test_cubic_srm_matches_spikingjelly():
         fired += ours[0].numel()
         silent += 4 * (off.numel() - 1) - ours[0].numel()
     assert fired > 25 and silent > 25
+    # times on a grid of support / 4: simultaneous events, PSPs ending where
+    # others start, events at 0 and at the window's end
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        t = torch.randint(0, 9, (12,), generator=g).double() / 2
+        t[:2] = torch.tensor([0.0, 4.0])
+        idx = torch.randint(0, 4, (12,), generator=g)
+        w = torch.randn(3, 4, generator=g, dtype=F64) + 0.4
+        off = torch.tensor([0, 5, 12])
+        ours, theirs = (
+            cubic_srm(t, idx, off, w, 4.0),
+            sf.cubic_srm(t.float(), idx, off, w.float(), 4.0),
+        )
+        assert torch.equal(ours[1], theirs[1]) and torch.equal(ours[2], theirs[2])
+        torch.testing.assert_close(ours[0], theirs[0].double(), rtol=0, atol=5e-5)
     # float32 in, float32 out: the same spikes as SJ's float32 ones
     t, idx, off, w, dur = _problem(1)
     ours = cubic_srm(t.float(), idx, off, w.float(), dur)
