@@ -72,9 +72,30 @@ For a model holding such neurons the same mode follows what is computed from the
 outputs (pooling, flattening, normalisation, residual sums of them stay real-valued) up
 to the next spiking neuron, whose output is spikes again; the other inputs are read by
 value as above.
+
+**Memory accesses** (:mod:`spikeflow.energy.memory_model`,
+:func:`memory_energy_report`): Lemaire et al.'s (ICONIP 2022) analytical model, which
+adds to the operations the addressing and the memory reads and writes of weights,
+membrane potentials, inputs and outputs, priced by memory size, for the spiking network
+and the formal network of the same architecture.
 """
 
 from spikeflow.energy.counter import OperationCounter, count_operations
+from spikeflow.energy.memory_model import (
+    HOROWITZ_45NM,
+    HOROWITZ_SRAM_45NM,
+    AccessCounts,
+    EnergyComponents,
+    LayerGeometry,
+    Technology,
+    ann_counts,
+    snn_counts,
+)
+from spikeflow.energy.memory_report import (
+    LayerMemoryEnergy,
+    MemoryEnergyReport,
+    memory_energy_report,
+)
 from spikeflow.energy.neuron_updates import StepOperations, step_operations
 from spikeflow.energy.report import (
     E_AC,
@@ -89,11 +110,22 @@ __all__ = [
     "E_AC",
     "E_MAC",
     "E_MUL",
+    "HOROWITZ_45NM",
+    "HOROWITZ_SRAM_45NM",
+    "AccessCounts",
+    "EnergyComponents",
+    "LayerGeometry",
+    "LayerMemoryEnergy",
     "LayerOperations",
+    "MemoryEnergyReport",
     "NeuronOperations",
     "OperationCounter",
     "OperationReport",
     "StepOperations",
+    "Technology",
+    "ann_counts",
     "count_operations",
+    "memory_energy_report",
+    "snn_counts",
     "step_operations",
 ]

@@ -1,0 +1,326 @@
+"""Lemaire et al.'s memory-access energy model run on a model: per layer, SNN and ANN.
+
+:func:`memory_energy_report` runs the model once on a time-major input and measures,
+per linear layer and convolution, what :mod:`spikeflow.energy.memory_model` needs: its
+geometry for one step, the steps it ran, the input spikes it read (``θ_in``), the
+steps it was fed real values, and the spikes of the neurons it feeds (``θ_out``, with
+whether they leak). From these it prices the spiking network and the formal network
+of the same architecture (each layer once per inference, dense).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow._checks import check_flag
+from spikeflow.energy._pairs import is_counts, is_spikes, layer_weight
+from spikeflow.energy.memory_model import (
+    AccessCounts,
+    EnergyComponents,
+    LayerGeometry,
+    Technology,
+    ann_counts,
+    snn_counts,
+)
+from spikeflow.energy.neuron_updates import counted_neuron, step_operations
+from spikeflow.errors import ConfigurationError, ShapeError
+
+__all__ = ["LayerMemoryEnergy", "MemoryEnergyReport", "memory_energy_report"]
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class LayerMemoryEnergy:
+    """One layer's measured activity and its counts under Lemaire's model, per sample.
+
+    Attributes:
+        name, kind: the module's name in the model and its class name.
+        geometry: the layer for one step of one sample.
+        steps: the steps it ran (``T``; 1 for a layer run once per sample).
+        real_steps: of those, the steps it was fed real values (dense work).
+        input_spikes: ``θ_in``, the nonzero entries of its spike inputs.
+        output_spikes: ``θ_out``, the spikes of the neurons it feeds (0 for none).
+        neurons: the name of the spiking layer it feeds, or ``None``.
+        leak: whether those neurons leak (a multiplication per neuron and step).
+        snn, ann: the operations and accesses of the spiking layer and of the same
+            layer in the formal network.
+    """
+
+    name: str
+    kind: str
+    geometry: LayerGeometry
+    steps: float
+    real_steps: float
+    input_spikes: float
+    output_spikes: float
+    neurons: str | None
+    leak: bool
+    snn: AccessCounts
+    ann: AccessCounts
+
+    @property
+    def input_rate(self) -> float:
+        """``θ_in`` per input entry and spike-fed step (the input's firing rate)."""
+        spike_steps = self.steps - self.real_steps
+        entries = spike_steps * self.geometry.inputs
+        return self.input_spikes / entries if entries else 0.0
+
+
+@dataclass
+class MemoryEnergyReport:
+    """Lemaire et al.'s energy per sample, per layer and in total, for the spiking
+    network and the formal network of the same architecture.
+
+    ``technology`` prices the counts unless a method is given another; ``not_counted``
+    lists the modules with weights the model does not cover, and the spiking layers
+    whose leak was assumed, with the reason.
+    """
+
+    layers: list[LayerMemoryEnergy]
+    samples: int
+    technology: Technology = field(default_factory=Technology)
+    not_counted: list[str] = field(default_factory=list)
+
+    def _tech(self, technology: Technology | None) -> Technology:
+        return self.technology if technology is None else technology
+
+    def snn_energy(self, technology: Technology | None = None) -> EnergyComponents:
+        """The spiking network's joules per sample, by component."""
+        tech = self._tech(technology)
+        return sum((layer.snn.energy(tech) for layer in self.layers), EnergyComponents())
+
+    def ann_energy(self, technology: Technology | None = None) -> EnergyComponents:
+        """The formal network's joules per sample, by component."""
+        tech = self._tech(technology)
+        return sum((layer.ann.energy(tech) for layer in self.layers), EnergyComponents())
+
+    def ratio(self, technology: Technology | None = None) -> float:
+        """ANN energy over SNN energy (above 1: the spiking network spends less)."""
+        snn = self.snn_energy(technology).total
+        return self.ann_energy(technology).total / snn if snn else float("inf")
+
+    def __str__(self) -> str:
+        tech = self.technology
+        width = max([len("layer"), *(len(layer.name) for layer in self.layers)])
+        head = (f"{'layer':<{width}} {'input':>6} {'θ_in':>11} {'θ_out':>11} "
+                f"{'ops':>9} {'addr':>9} {'mem':>9} {'SNN nJ':>9} {'ANN nJ':>9}")  # fmt: skip
+        lines = ["Lemaire et al. (2022) energy per sample", head]
+        for layer in self.layers:
+            snn, ann = layer.snn.energy(tech), layer.ann.energy(tech)
+            kind = "real" if layer.real_steps else "spikes"
+            lines.append(
+                f"{layer.name:<{width}} {kind:>6} {layer.input_spikes:>11,.1f} "
+                f"{layer.output_spikes:>11,.1f} {snn.operations * 1e9:>9.4g} "
+                f"{snn.addressing * 1e9:>9.4g} {snn.memory * 1e9:>9.4g} "
+                f"{snn.total * 1e9:>9.4g} {ann.total * 1e9:>9.4g}"
+            )
+        lines.append("")
+        for label, total in (("SNN", self.snn_energy()), ("ANN", self.ann_energy())):
+            lines.append(
+                f"{label}: {total.total * 1e9:.4g} nJ = operations {total.operations * 1e9:.4g}"
+                f" + addressing {total.addressing * 1e9:.4g} + memory {total.memory * 1e9:.4g}"
+                f" (inputs {total.inputs * 1e9:.4g}, weights {total.weights * 1e9:.4g}, biases "
+                f"{total.biases * 1e9:.4g}, potentials {total.potentials * 1e9:.4g}, outputs "
+                f"{total.outputs * 1e9:.4g})"
+            )
+        lines.append(
+            f"ANN / SNN: {self.ratio():.3g} (add {tech.e_add * 1e12:g} pJ, multiply "
+            f"{tech.e_mul * 1e12:g} pJ, {tech.bits}-bit words)"
+        )
+        if self.not_counted:
+            lines.append(f"not counted: {', '.join(self.not_counted)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Record:
+    """A layer's activity summed over its calls (totals over the batch)."""
+
+    name: str
+    module: nn.Module
+    geometry: LayerGeometry | None = None
+    steps: float = 0.0
+    real_steps: float = 0.0
+    input_spikes: float = 0.0
+    output_spikes: float = 0.0
+    neurons: str | None = None
+    leak: bool = False
+
+
+def _geometry(module: nn.Module, x: Tensor, out: Tensor, positions: int) -> LayerGeometry:
+    """The layer for one step of one sample (``positions``: a linear layer's ``P``)."""
+    weight = layer_weight(module)
+    bias = getattr(module, "bias", None) is not None
+    if isinstance(module, nn.Linear):
+        return LayerGeometry("linear", module.in_features, module.out_features,
+                             in_size=positions, out_size=positions, weights=weight.numel(),
+                             bias=bias)  # fmt: skip
+    spatial = weight.dim() - 2
+    return LayerGeometry(
+        "conv", module.in_channels, module.out_channels, tuple(module.kernel_size),
+        tuple(module.stride), in_size=int(torch.Size(x.shape[-spatial:]).numel()),
+        out_size=int(torch.Size(out.shape[-spatial:]).numel()), groups=module.groups,
+        weights=weight.numel(), bias=bias,
+    )  # fmt: skip
+
+
+def _steps(module: nn.Module, x: Tensor, samples: int, timesteps: int) -> tuple[int, int]:
+    """(steps of one sample this call ran, positions per step) of a layer's call."""
+    if isinstance(module, nn.Linear):
+        rows = x.numel() // module.in_features
+        if x.dim() >= 3 and x.shape[0] == timesteps:  # [T, B, ..., F]: multi-step
+            return timesteps, rows // (timesteps * samples)
+        if x.dim() == 2:  # [B, F] one step, or [T·B, F] steps folded
+            return rows // samples, 1
+        return 1, rows // samples  # [B, L, F]: one step of L positions
+    spatial = module.weight.dim() - 2
+    per_item = x.shape[-(spatial + 1) :].numel()
+    return x.numel() // (per_item * samples), 1
+
+
+def _leak(module: nn.Module, step: Tensor) -> bool | None:
+    """Whether a spiking layer leaks (its declared charge multiplies), ``None`` when it
+    is not a declared neuron."""
+    if counted_neuron(module) is not None:
+        return None
+    try:
+        ops = step_operations(module, step.shape, step.dtype)  # type: ignore[arg-type]
+    except (ConfigurationError, AttributeError, TypeError, ValueError, IndexError):
+        return None
+    return ops.multiplications > 0
+
+
+def memory_energy_report(
+    model: nn.Module,
+    x: Tensor,
+    technology: Technology | None = None,
+    samples: int | None = None,
+    spike_counts: bool = False,
+) -> MemoryEnergyReport:
+    """Run ``model(x)`` once (no gradients) and price it with Lemaire et al.'s model.
+
+    ``x`` is time-major ``[T, B, ...]``; ``samples`` defaults to ``B``. Counted:
+    ``nn.Linear`` and ``nn.Conv1d/2d/3d`` (and subclasses), each call read as spikes
+    when its nonzero entries share one magnitude (``θ_in`` is their count), otherwise
+    as real values (dense work at that step); with ``spike_counts``, an input of whole
+    numbers (event counts per pixel, sums of spike trains) is read as that many spikes
+    (``θ_in`` sums their magnitudes), as :class:`~spikeflow.energy.OperationCounter`'s
+    option. A layer's neurons are the spiking layer
+    that next runs on an output of the same size before another counted layer runs
+    (batch norm and dropout between are fine; pooling between is not: such a layer
+    feeds no neurons, ``θ_out = 0``). Neurons leak when their declared charge has a
+    multiplication (``LIFNode``, ``ParametricLIFNode``; not ``IFNode``); spiking layers
+    that are not declared neurons are taken to leak and listed in ``not_counted``.
+    The model's state is reset before and after; its train/eval mode is kept.
+
+    Raises:
+        ShapeError: ``x`` has fewer than 2 dims.
+        ConfigurationError: ``samples`` is not a positive integer.
+    """
+    from spikeflow.functional import reset_net
+    from spikeflow.training.monitors import SPIKING_LAYER_TYPES  # (imports layers)
+
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"memory_energy_report: x must be time-major [T, B, ...], got {shape}")
+    timesteps = x.shape[0]
+    if samples is None:
+        samples = x.shape[1]
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigurationError(f"samples must be a positive integer, got {samples!r}")
+    spike_counts = check_flag("memory_energy_report", "spike_counts", spike_counts)
+    tech = Technology() if technology is None else technology
+    if not isinstance(tech, Technology):
+        raise ConfigurationError(
+            f"memory_energy_report: technology must be a Technology, got {type(tech).__name__}"
+        )
+
+    records: dict[nn.Module, _Record] = {}
+    events: list[tuple[str, object]] = []  # ("layer", record, numel) / ("neuron", ...)
+    not_counted: list[str] = []
+    handles = []
+
+    def layer_hook(module: nn.Module, args: tuple, out: object) -> None:
+        if not args or not isinstance(args[0], Tensor) or not isinstance(out, Tensor):
+            return
+        x_in, record = args[0], records[module]
+        steps, positions = _steps(module, x_in, samples, timesteps)
+        geometry = _geometry(module, x_in, out, positions)
+        if record.geometry is not None and record.geometry != geometry:
+            raise ShapeError(
+                f"memory_energy_report: layer {record.name} ran on two geometries "
+                f"({record.geometry} and {geometry}); the model prices one"
+            )
+        record.geometry = geometry
+        record.steps += steps * samples
+        if is_spikes(x_in):
+            record.input_spikes += int((x_in != 0).sum())
+        elif spike_counts and is_counts(x_in):
+            record.input_spikes += float(x_in.abs().sum(dtype=torch.float64))
+        else:
+            record.real_steps += steps * samples
+        events.append(("layer", (record, out.numel())))
+
+    def neuron_hook(module: nn.Module, args: tuple, out: object) -> None:
+        if isinstance(out, Tensor):
+            events.append(("neuron", (module, out)))
+
+    names = {module: name or "(model)" for name, module in model.named_modules()}
+    for module, name in names.items():
+        if isinstance(module, (nn.Linear, *_CONVS)):
+            records[module] = _Record(name, module)
+            handles.append(module.register_forward_hook(layer_hook))
+        elif isinstance(module, SPIKING_LAYER_TYPES):
+            handles.append(module.register_forward_hook(neuron_hook))
+        elif any(p.dim() >= 2 for p in module.parameters(recurse=False)):
+            not_counted.append(f"{name} ({type(module).__name__} is not a counted layer)")
+    reset_net(model)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        reset_net(model)
+
+    assumed: set[str] = set()
+    pending: list[tuple[_Record, int]] = []
+    for kind, payload in events:
+        if kind == "layer":
+            pending.append(payload)  # type: ignore[arg-type]
+            continue
+        module, out = payload  # type: ignore[misc]
+        match = next((p for p in reversed(pending) if p[1] == out.numel()), None)
+        pending = []
+        if match is None:
+            continue
+        record = match[0]
+        record.output_spikes += int((out != 0).sum())
+        record.neurons = names[module]
+        step = out[0] if out.dim() > 1 else out
+        leak = _leak(module, step)
+        if leak is None:
+            leak = True
+            assumed.add(f"{names[module]} ({type(module).__name__}: leak assumed)")
+        record.leak = leak
+    not_counted += sorted(assumed)
+
+    layers = []
+    for record in records.values():
+        if record.geometry is None:
+            continue
+        per = 1.0 / samples
+        steps, real = record.steps * per, record.real_steps * per
+        theta_in, theta_out = record.input_spikes * per, record.output_spikes * per
+        layers.append(LayerMemoryEnergy(
+            record.name, type(record.module).__name__, record.geometry, steps, real,
+            theta_in, theta_out, record.neurons, record.leak,
+            snn_counts(record.geometry, steps, theta_in, theta_out, record.leak, real,
+                       tech.fifo_words),
+            ann_counts(record.geometry),
+        ))  # fmt: skip
+    return MemoryEnergyReport(layers, samples, tech, not_counted)
