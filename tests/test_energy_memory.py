@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -22,8 +21,9 @@ from spikeflow.energy import (
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import reset_net
 
-#: Round numbers: an access to a memory of W words costs W + 3, a MAC 11, an add 1.
-TECH = Technology(e_add=1.0, e_mul=10.0, bits=2, sram_per_bit=0.5, sram_base=3.0)
+#: Round numbers: an access to a memory of W words costs W (one byte, 1 J per byte of
+#: memory), a MAC 11, an addition 1; spike queues of 5 words.
+TECH = Technology(e_add=1.0, e_mul=10.0, bits=8, sram=((1, 1.0),), sram_width=8, fifo_words=5)
 
 
 def _spikes_of(net: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
@@ -45,30 +45,30 @@ def test_linear_layer_equals_the_hand_derived_formulas():
     to = float(_spikes_of(net, x, 1).sum()) / 2  # θ_out per sample
     assert to > 0 and ti > 0
     assert (layer.steps, layer.real_steps, layer.leak, layer.neurons) == (3, 0, True, "1")
-    # SNN: N_in = 6, N_out = 4, T = 3, LIF (leak), bias.
+    # SNN: N_in = 6, N_out = 4, T = 3, LIF (leak), bias: 24 + 4 parameter words.
     want = AccessCounts(
         macs=3 * 4, accumulates=ti * 4 + 3 * 4 + to, address_adds=ti * 4, input_reads=ti,
         weight_reads=ti * 4, bias_reads=3 * 4, potential_reads=ti * 4 + 3 * 4,
-        potential_writes=ti * 4 + 3 * 4, output_writes=to, input_words=6, weight_words=24,
-        bias_words=4, potential_words=4, output_words=4,
+        potential_writes=ti * 4 + 3 * 4, output_writes=to, input_words=5,
+        parameter_words=28, potential_words=4, output_words=5,
     )  # fmt: skip
     assert _close(layer.snn, want)
-    # ANN: once, dense.
-    ann = AccessCounts(macs=24, accumulates=4, address_adds=24, input_reads=6,
+    # ANN: once, dense; addressing N_in + N_out.
+    ann = AccessCounts(macs=24, accumulates=4, address_adds=10, input_reads=6,
                        weight_reads=24, bias_reads=4, output_writes=4, input_words=6,
-                       weight_words=24, bias_words=4, output_words=4)  # fmt: skip
+                       parameter_words=28, output_words=4)  # fmt: skip
     assert layer.ann == ann
-    # Energy: access(W) = 0.5·W·2 + 3 = W + 3; MAC 11, add 1.
+    # Energy: an access costs the words of its memory; MAC 11, add 1.
     snn = layer.snn.energy(TECH)
     assert snn.operations == pytest.approx(12 * 11 + (4 * ti + 12 + to))
     assert snn.addressing == pytest.approx(4 * ti)
-    assert snn.inputs == pytest.approx(ti * 9)
-    assert snn.weights == pytest.approx(4 * ti * 27)
-    assert snn.biases == pytest.approx(12 * 7)
-    assert snn.potentials == pytest.approx(2 * (4 * ti + 12) * 7)
-    assert snn.outputs == pytest.approx(to * 7)
+    assert snn.inputs == pytest.approx(ti * 5)
+    assert snn.weights == pytest.approx(4 * ti * 28)
+    assert snn.biases == pytest.approx(12 * 28)
+    assert snn.potentials == pytest.approx(2 * (4 * ti + 12) * 4)
+    assert snn.outputs == pytest.approx(to * 5)
     energy = layer.ann.energy(TECH)
-    assert energy.total == pytest.approx(24 * 11 + 4 + 24 + 6 * 9 + 24 * 27 + 4 * 7 + 4 * 7)
+    assert energy.total == 24 * 11 + 4 + 10 + 6 * 6 + 24 * 28 + 4 * 28 + 4 * 4
     assert report.ratio() == pytest.approx(energy.total / snn.total)
 
 
@@ -86,18 +86,18 @@ def test_conv2d_layer_equals_the_hand_derived_formulas():
     assert to > 0 and layer.leak is False  # IF: no multiplication
     # C_in 2, C_out 3, K = 9, K_s = ceil(3/2)^2 = 4, I = 49, O = 16, N = 48, T = 2.
     want = AccessCounts(
-        macs=0, accumulates=ti * 3 * 4 + 2 * 48 + to, address_macs=2 * ti,
-        address_adds=ti * 3 * 9, input_reads=ti, weight_reads=ti * 27, bias_reads=0,
-        potential_reads=ti * 27 + 96, potential_writes=ti * 27 + 96, output_writes=to,
-        input_words=98, weight_words=54, bias_words=0, potential_words=48, output_words=48,
+        macs=0, accumulates=ti * 3 * 4 + to, address_macs=2 * ti, address_adds=ti * 3 * 9,
+        input_reads=ti, weight_reads=ti * 27, bias_reads=0, potential_reads=ti * 27 + 96,
+        potential_writes=ti * 27 + 96, output_writes=to, input_words=5, parameter_words=54,
+        potential_words=48, output_words=5,
     )  # fmt: skip
     assert _close(layer.snn, want)
     # ANN: 48 outputs of 2·9 products each.
     assert layer.ann == AccessCounts(
-        macs=864, accumulates=48, address_adds=98 + 48 + 27, input_reads=864,
-        weight_reads=864, output_writes=48, input_words=98, weight_words=54, output_words=48,
+        macs=864, address_adds=98 + 48 + 27, input_reads=864, weight_reads=864,
+        output_writes=48, input_words=98, parameter_words=54, output_words=48,
     )  # fmt: skip
-    # A FIFO of 16 words holds the spikes in and out.
+    # Queues of 16 words hold the spikes in and out.
     fifo = snn_counts(layer.geometry, 2, ti, to, False, fifo_words=16)
     assert (fifo.input_words, fifo.output_words, fifo.potential_words) == (16, 16, 48)
 
@@ -112,39 +112,40 @@ def test_a_tiny_network_totals_by_hand():
         fc2.weight.fill_(0.5)
     net = nn.Sequential(fc1, neurons.IFNode(), fc2)
     x = torch.tensor([0.5, 1.0, 2.0]).expand(2, 1, 3).contiguous()
-    tech = Technology(e_add=1.0, e_mul=10.0, bits=1, sram_per_bit=1.0, sram_base=0.0)
-    report = memory_energy_report(net, x, tech)  # access(W) = W
+    report = memory_energy_report(net, x, TECH)
     first, second = report.layers
     assert (first.real_steps, first.output_spikes, second.input_spikes) == (2, 3, 3)
-    # SNN layer 1, dense at 2 steps: ops 12 MACs·11 + (4 + 3) adds; addressing 12;
-    # inputs 6·3; weights 12·6; potentials (4 + 4)·2; outputs 3·2.
-    assert first.snn.energy(tech).total == 139 + 12 + 18 + 72 + 16 + 6
-    # SNN layer 2: ops 3 + 2; addressing 3; inputs 3·2; weights 3·2; potentials 10·1.
-    assert second.snn.energy(tech).total == 5 + 3 + 6 + 6 + 10
-    assert report.snn_energy().total == 293
-    # ANN: layer 1 66 + 2 + 6 + 9 + 36 + 4 = 123; layer 2 22 + 1 + 2 + 4 + 4 + 1 = 34.
-    assert report.ann_energy().total == 157
-    assert report.ratio() == pytest.approx(157 / 293)
-    assert report.snn_energy().potentials == 26 and report.ann_energy().potentials == 0
+    # SNN layer 1, dense at 2 steps: ops 12 MACs·11 + 3 resets; addressing 2·(3 + 2);
+    # inputs 6·3 words; weights 12·6; potentials (4 + 4)·2; outputs 3·5 (the queue).
+    assert first.snn.energy(TECH).total == 135 + 10 + 18 + 72 + 16 + 15
+    # SNN layer 2, a read-out: ops 3; addressing 3; inputs 3·5; weights 3·2;
+    # potentials (3 + 3)·1 (its synapses only: no neurons to update).
+    assert second.snn.energy(TECH).total == 3 + 3 + 15 + 6 + 6
+    assert report.snn_energy().total == 299
+    # ANN: layer 1 66 + 5 + 9 + 36 + 4 = 120; layer 2 22 + 3 + 4 + 4 + 1 = 34.
+    assert report.ann_energy().total == 154
+    assert report.ratio() == pytest.approx(154 / 299)
+    assert report.snn_energy().potentials == 22 and report.ann_energy().potentials == 0
     text = str(report)
-    assert "ANN / SNN: 0.536" in text and "real" in text
+    assert "ANN / SNN: 0.515" in text and "real" in text
 
 
-def test_default_costs_are_horowitz_and_the_sram_fit():
+def test_default_costs_are_horowitz_and_the_sram_interpolation():
     tech = Technology()
-    assert (tech.e_add, tech.e_mul, tech.bits) == (0.1e-12, 3.1e-12, 32)
+    assert (tech.e_add, tech.e_mul, tech.bits, tech.fifo_words) == (0.1e-12, 3.1e-12, 32, 1000)
     fp32 = Technology.horowitz_45nm("fp32")
     assert (fp32.e_add, fp32.e_mul, fp32.bits) == (0.9e-12, 3.7e-12, 32)
     assert Technology.horowitz_45nm("int8").bits == 8
-    bits = np.array([8.0 * size for size, _ in HOROWITZ_SRAM_45NM])
-    slope, base = np.polyfit(bits, [e for _, e in HOROWITZ_SRAM_45NM], 1)
-    assert tech.sram_per_bit == pytest.approx(slope, rel=1e-9)
-    assert tech.sram_base == pytest.approx(base, rel=1e-9)
-    assert tech.sram_base == pytest.approx(13.26e-12, rel=1e-3)
-    # 8 KiB of 64-bit words: near Horowitz's 10 pJ (a fit through three points).
-    wide = Technology(bits=64)
-    assert wide.access(1024) == pytest.approx(slope * 65536 + base, rel=1e-9)
-    assert wide.access(0) == 0.0
+    # 32-bit words: 8 KiB = 2048 words, 10 pJ; halfway to 32 KiB, 15 pJ; 4 KiB, 5 pJ.
+    assert tech.access(2048) == pytest.approx(10e-12)
+    assert tech.access(2048 + 3072) == pytest.approx(15e-12)
+    assert tech.access(1024) == pytest.approx(5e-12)
+    assert tech.access(0) == 0.0
+    # Past 1 MiB along the last segment: 80 pJ over 1 MiB - 32 KiB.
+    assert tech.access(2 * 262144) == pytest.approx(100e-12 + 80e-12 * 1048576 / 1015808)
+    # A 64-bit word moves twice the bits of the 32-bit access priced.
+    assert Technology(bits=64).access(1024) == pytest.approx(20e-12)
+    assert len(HOROWITZ_SRAM_45NM) == 3
 
 
 def test_event_reads_equal_the_exact_synaptic_operations_of_a_dense_linear():
@@ -212,8 +213,12 @@ def test_bad_arguments_are_named():
         Technology(e_mul=-1.0)
     with pytest.raises(ConfigurationError, match="bits must be an integer >= 1"):
         Technology(bits=0)
-    with pytest.raises(ConfigurationError, match="fifo_words must be None or an integer"):
+    with pytest.raises(ConfigurationError, match="fifo_words must be an integer >= 1"):
         Technology(fifo_words=0)
+    with pytest.raises(ConfigurationError, match="sram sizes must increase"):
+        Technology(sram=((10, 1.0), (5, 2.0)))
+    with pytest.raises(ConfigurationError, match=r"sram must be \(bytes, joules\) pairs"):
+        Technology(sram=(1.0,))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="number must be one of"):
         Technology.horowitz_45nm("int4")
     with pytest.raises(ConfigurationError, match="groups 2 must divide the channels"):
@@ -225,6 +230,8 @@ def test_bad_arguments_are_named():
         snn_counts(geometry, 2, 0, 0, False, real_steps=3)
     with pytest.raises(ConfigurationError, match="input_spikes must be finite and >= 0"):
         snn_counts(geometry, 2, -1, 0, False)
+    with pytest.raises(ConfigurationError, match="without neurons has no leak"):
+        snn_counts(geometry, 2, 0, 0, True, neurons=False)
 
 
 NMNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nmnist-small"
@@ -249,3 +256,63 @@ def test_real_nmnist_events_through_a_zoo_network():
     assert first.input_spikes == pytest.approx(float(frames.sum()) / 2)
     assert all(layer.snn.energy().total > 0 for layer in report.layers)
     assert report.ann_energy().total > 0 and report.snn_energy().potentials > 0
+
+
+class _Steps(nn.Module):
+    """SpikingJelly's single-step network run over the steps of ``[T, B, ...]``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.net(x_t) for x_t in x])
+
+
+def test_equals_spikingjelly_lemaire_profiler():
+    """SpikingJelly 2.0's ``estimate_lemaire_energy`` on its own network (conv + LIF,
+    pooling, linear + IF, a read-out; the first layer fed an image) and on the ANN of
+    the same layers (ReLU), against spikeflow's SNN and ANN: equal per component."""
+    analytical = pytest.importorskip(
+        "spikingjelly.activation_based.op_counter.analytical_energy",
+        reason="SpikingJelly 2.0 (a benchmark extra) is the reference",
+    )
+    from spikingjelly.activation_based import functional as sj_functional
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    torch.manual_seed(4)
+    convs = [nn.Conv2d(2, 4, 3, padding=1), nn.Linear(4 * 3 * 3, 6), nn.Linear(6, 3)]
+    with torch.no_grad():
+        convs[1].weight.mul_(4.0)  # (the IF layer fires)
+    sj_snn = _Steps(nn.Sequential(
+        convs[0], sj_neuron.LIFNode(), nn.MaxPool2d(2), nn.Flatten(), convs[1],
+        sj_neuron.IFNode(), convs[2],
+    ))  # fmt: skip
+    ours = nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1), neurons.LIFNode(), layers.MaxPool2d(2),
+        layers.Flatten(), layers.Linear(4 * 3 * 3, 6), neurons.IFNode(), layers.Linear(6, 3),
+    )  # fmt: skip
+    for theirs, mine in zip(convs, (ours[0], ours[4], ours[6]), strict=True):
+        mine.load_state_dict(theirs.state_dict())
+    x = torch.rand(4, 1, 2, 6, 6) * 2  # T = 4, one sample, real values
+    with torch.no_grad():
+        assert torch.equal(sj_snn(x), ours(x))  # the same network
+    reset_net(ours)
+    sj_functional.reset_net(sj_snn)
+    config = analytical.LemaireEnergyConfig(strict=False)
+    with pytest.warns(RuntimeWarning):  # pooling, flatten, ReLU: not in the model
+        sj = analytical.estimate_lemaire_energy(sj_snn, x, config=config)
+        sj_ann = analytical.estimate_lemaire_energy(
+            nn.Sequential(convs[0], nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), convs[1],
+                          nn.ReLU(), convs[2]), x[0], config=config)  # fmt: skip
+    report = memory_energy_report(ours, x)
+    assert [layer.real_steps for layer in report.layers] == [4, 0, 0]
+    assert report.layers[1].input_spikes > 0 and report.layers[2].input_spikes > 0
+    for energy, theirs in ((report.snn_energy(), sj), (report.ann_energy(), sj_ann)):
+        parts = theirs.breakdown_pj
+        assert energy.operations * 1e12 == pytest.approx(parts["ops_pj"], rel=1e-9)
+        assert energy.addressing * 1e12 == pytest.approx(parts["addressing_pj"], rel=1e-9)
+        assert (energy.inputs + energy.outputs) * 1e12 == pytest.approx(parts["inout_pj"])
+        assert (energy.weights + energy.biases) * 1e12 == pytest.approx(parts["params_pj"])
+        assert energy.potentials * 1e12 == pytest.approx(parts["potential_pj"], abs=1e-9)
+        assert energy.total * 1e12 == pytest.approx(theirs.total_pj, rel=1e-9)

@@ -9,57 +9,61 @@ the same architecture, as the sum of
   accumulates (an addition each), for the synapses, the biases, the leak and the reset;
 * **addressing**: the additions (and, for a convolution fed events, multiplications)
   that compute where in memory the weights and potentials an event touches lie;
-* **memory accesses**: reads of the inputs, the weights, the biases and (SNN) the
-  membrane potentials, writes of the potentials and the outputs, each access priced by
-  the size of the memory it goes to (a larger SRAM costs more per access).
+* **memory accesses**: reads of the inputs, the parameters (weights and biases) and
+  (SNN) the membrane potentials, writes of the potentials and the outputs, each access
+  priced by the size of the memory it goes to (a larger SRAM costs more per access).
 
 Per layer and inference, with ``θ_in`` the input spikes of the whole inference (all
 steps), ``θ_out`` the output spikes, ``T`` the steps the layer ran and, for a
 convolution, ``C_in, C_out`` channels, ``g`` groups, ``K`` the kernel's taps, ``K_s =
 Π⌈k_d/s_d⌉`` the output positions one input reaches along each stride, ``I`` and ``O``
 the input and output positions (for a linear layer ``N_in``, ``N_out`` and ``P``
-positions: 1, or the tokens of a sequence):
+positions: 1, or the tokens of a sequence), ``N = C_out·O`` (``P·N_out``) outputs:
 
-* formal network (ANN), once per inference, ``N = C_out·O`` (``P·N_out``) outputs:
-  MACs ``C_out·O·(C_in/g)·K`` (``P·N_in·N_out``); accumulates ``N``; addressing
-  additions ``C_in·I + C_out·O + C_out·K`` (``P·N_in·N_out``); input reads
-  ``C_out·O·(C_in/g)·K`` (``P·N_in``); weight reads as the MACs; bias reads ``N``
-  (with a bias); no potentials; output writes ``N``;
+* formal network (ANN), once per inference: MACs ``C_out·O·(C_in/g)·K``
+  (``P·N_in·N_out``); accumulates ``N`` with a bias; addressing additions ``C_in·I +
+  C_out·O + C_out·K`` (``P·(N_in + N_out)``); input reads ``C_out·O·(C_in/g)·K``
+  (``P·N_in``); weight reads as the MACs, bias reads ``N`` with a bias; no potentials;
+  output writes ``N``;
 * spiking network (SNN) fed spikes: MACs ``T·N`` for a leak (0 for IF neurons);
-  accumulates ``θ_in·(C_out/g)·K_s + T·N + θ_out`` (``θ_in·N_out + T·N + θ_out``:
-  synapses, a bias or leak term per neuron and step, a reset per spike); addressing
-  MACs ``2·θ_in`` and additions ``θ_in·(C_out/g)·K`` (additions ``θ_in·N_out``);
-  input reads ``θ_in``; weight reads ``θ_in·(C_out/g)·K`` (``θ_in·N_out``); bias
-  reads ``T·N`` (with a bias); potential reads, and as many writes,
-  ``θ_in·(C_out/g)·K + T·N`` (``θ_in·N_out + T·N``); output writes ``θ_out``.
+  accumulates ``θ_in·(C_out/g)·K_s`` (``θ_in·N_out``) for the synapses, ``T·N`` with a
+  bias, ``θ_out`` for the resets; addressing MACs ``2·θ_in`` (where a spike's first
+  output lies) and additions ``θ_in·(C_out/g)·K`` (additions ``θ_in·N_out``); input
+  reads ``θ_in``; weight reads ``θ_in·(C_out/g)·K`` (``θ_in·N_out``); bias reads
+  ``T·N`` with a bias; potential reads, and as many writes, ``θ_in·(C_out/g)·K``
+  (``θ_in·N_out``) for the synapses plus ``T·N`` for the neurons' updates; output
+  writes ``θ_out``. A layer that feeds no neurons (a read-out) has no leak, no resets
+  and no ``T·N`` potential updates;
+* a SNN layer fed real values (the first layer on images; frames of event counts
+  without ``spike_counts``) does the ANN's dense work at each of its ``T`` steps and
+  the SNN's neuron terms; it writes ``θ_out`` spikes.
 
-(Lemaire's equations 1-17 as their lab's public implementation, Qualia's
-``EnergyEstimationMetric``, states them, for ``g = 1`` and ``P = 1``; two of its notes
-are followed: the SNN linear layer's accumulates are ``θ_in·N_out`` (each input spike
-reaches ``N_out`` neurons, where the printed equation 2.4 has ``θ_in·N_in·N_out``) and
-the reset adds ``θ_out`` accumulates; the convolution's event addressing is
-``θ_in·C_out·K`` additions as its equation 16.3 is cited there, where its code computes
-``θ_in·K``; its SRAM line is 1.09e-5 pJ per bit plus 13.2 pJ, from a notebook not
-public, against the fit below. The paper's text could not be read for this module: the
-equations are restated from that implementation's docstrings, and the tests check this
-module against them derived by hand.) A SNN layer fed real values (the first layer on
-images or frames of counts in spikeflow's value rule, see :mod:`spikeflow.energy`) does
-the ANN's dense work at each of its ``T`` steps, writes ``θ_out`` spikes, reads and
-writes each potential once per step, and adds the leak and the reset (spikeflow's
-reading; the ANN's ``N`` output writes become the ``θ_out`` spikes).
+These are the formulas of SpikingJelly 2.0's Lemaire profiler
+(``spikingjelly.activation_based.op_counter.estimate_lemaire_energy``), which spikeflow's
+tests match layer by layer, and of the authors' lab's implementation (Qualia's
+``EnergyEstimationMetric``) except where that differs: it counts the ``T·N``
+accumulates and potential updates whether or not the layer has a bias or neurons, the
+dense linear layer's addressing as ``N_in·N_out`` additions, and its SRAM cost as a
+line (1.09e-5 pJ per bit of memory plus 13.2 pJ per access). Both read the SNN linear
+layer's synapses as ``θ_in·N_out`` where the paper's equation 2 multiplies by
+``N_in`` once more. The paper's own text was not available here; the tests check this
+module against the formulas above derived by hand and against SpikingJelly.
 
 Costs (:class:`Technology`): an addition ``e_add`` and a multiplication ``e_mul`` (their
-width's figure in Horowitz, ISSCC 2014, 45 nm: :data:`HOROWITZ_45NM`); one memory access
-to a memory of ``W`` words of ``bits`` bits costs ``sram_per_bit · W · bits +
-sram_base``, the least-squares line through Horowitz's three 45 nm SRAM figures (64-bit
-access to 8 KiB: 10 pJ, 32 KiB: 20 pJ, 1 MiB: 100 pJ), 1.035e-5 pJ per bit of memory
-plus 13.26 pJ. The SNN's input and output spikes go through queues (``fifo_words``,
-Lemaire's FIFOs; by default as large as one step's input or output map). Every
-constant is an argument.
+format's figure in Horowitz, ISSCC 2014, 45 nm: :data:`HOROWITZ_45NM`; default 32-bit
+integer); a memory access moves one ``bits``-bit word, at an energy per bit that grows
+with the memory's size, interpolated linearly through Horowitz's 45 nm SRAM figures
+(:data:`HOROWITZ_SRAM_45NM`: 10 pJ at 8 KiB, 20 pJ at 32 KiB, 100 pJ at 1 MiB, read
+as 32-bit accesses as SpikingJelly does, from 0 at 0 bytes, and extended along its last
+segment past 1 MiB where SpikingJelly holds the 1 MiB figure). The SNN's input and
+output spikes go through queues (Lemaire's FIFOs) of ``fifo_words`` words, 1,000 by
+default (SpikingJelly's default, the paper's setting by its account). Every constant is
+an argument.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, fields
 
@@ -85,28 +89,14 @@ HOROWITZ_45NM: dict[str, tuple[float, float]] = {
     "fp32": (0.9e-12, 3.7e-12),
 }
 
-#: Horowitz (ISSCC 2014), 45 nm: energy of one 64-bit SRAM (cache) access by memory
-#: size, as (bytes, joules).
+#: Horowitz (ISSCC 2014), 45 nm: energy of one SRAM access by memory size, as (bytes,
+#: joules); Horowitz's table gives them for 64-bit cache reads, Lemaire's model (in
+#: SpikingJelly's reading) prices a 32-bit access with them (``Technology.sram_width``).
 HOROWITZ_SRAM_45NM: tuple[tuple[int, float], ...] = (
     (8 * 1024, 10e-12),
     (32 * 1024, 20e-12),
     (1024 * 1024, 100e-12),
 )
-
-
-def _sram_line() -> tuple[float, float]:
-    """The least-squares line ``energy = a · memory bits + b`` through
-    :data:`HOROWITZ_SRAM_45NM`: (a in joules per bit of memory, b in joules)."""
-    xs = [8.0 * size for size, _ in HOROWITZ_SRAM_45NM]
-    ys = [energy for _, energy in HOROWITZ_SRAM_45NM]
-    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mean_x) ** 2 for x in xs
-    )
-    return slope, mean_y - slope * mean_x
-
-
-_SRAM_PER_BIT, _SRAM_BASE = _sram_line()
 
 
 def _check_energy(name: str, value: object) -> float:
@@ -122,6 +112,14 @@ def _check_energy(name: str, value: object) -> float:
     return float(value)
 
 
+def _check_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(
+            f"Technology: {name} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Technology:
     """The costs of the model (see :mod:`spikeflow.energy.memory_model`), in joules.
@@ -130,35 +128,43 @@ class Technology:
         e_add: one addition (an accumulate). Default: Horowitz's 32-bit integer, 0.1 pJ.
         e_mul: one multiplication (a multiply-accumulate is ``e_mul + e_add``).
             Default: Horowitz's 32-bit integer, 3.1 pJ.
-        bits: bits of one memory word (weights, potentials, activations).
-        sram_per_bit: joules per access and per bit of the memory accessed.
-        sram_base: joules per access of any memory.
-        fifo_words: the words of the SNN's input and output spike queues; ``None`` (the
-            default): a queue as large as the layer's input (output) map for one step.
+        bits: bits of one memory word (weights, biases, potentials, activations).
+        sram: ``(bytes, joules)``: the energy of one ``sram_width``-bit access to an
+            SRAM of that many bytes, at increasing sizes; between them (and from 0 at 0
+            bytes) the energy per bit is interpolated linearly, past the last along its
+            last segment. Default :data:`HOROWITZ_SRAM_45NM`.
+        sram_width: the bits of the accesses ``sram`` prices (32).
+        fifo_words: the words of each SNN layer's input and output spike queue (1000).
     """
 
     e_add: float = HOROWITZ_45NM["int32"][0]
     e_mul: float = HOROWITZ_45NM["int32"][1]
     bits: int = 32
-    sram_per_bit: float = _SRAM_PER_BIT
-    sram_base: float = _SRAM_BASE
-    fifo_words: int | None = None
+    sram: tuple[tuple[int, float], ...] = HOROWITZ_SRAM_45NM
+    sram_width: int = 32
+    fifo_words: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("e_add", "e_mul", "sram_per_bit", "sram_base"):
-            _check_energy(name, getattr(self, name))
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
-            raise ConfigurationError(f"Technology: bits must be an integer >= 1, got {self.bits!r}")
-        fifo = self.fifo_words
-        if fifo is not None and (isinstance(fifo, bool) or not isinstance(fifo, int) or fifo < 1):
+        _check_energy("e_add", self.e_add)
+        _check_energy("e_mul", self.e_mul)
+        _check_int("bits", self.bits)
+        _check_int("sram_width", self.sram_width)
+        _check_int("fifo_words", self.fifo_words)
+        points = tuple(self.sram) if isinstance(self.sram, (tuple, list)) else ()
+        if not points or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in points):
             raise ConfigurationError(
-                f"Technology: fifo_words must be None or an integer >= 1, got {fifo!r}"
+                f"Technology: sram must be (bytes, joules) pairs, got {self.sram!r}"
             )
+        sizes = [p[0] for p in points]
+        for size, energy in points:
+            _check_energy("sram energy", energy)
+            if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
+                raise ConfigurationError(f"Technology: sram sizes must be > 0, got {size!r}")
+        if any(b <= a for a, b in itertools.pairwise(sizes)):
+            raise ConfigurationError(f"Technology: sram sizes must increase, got {sizes}")
 
     @classmethod
-    def horowitz_45nm(
-        cls, number: str = "int32", bits: int | None = None, fifo_words: int | None = None
-    ) -> Technology:
+    def horowitz_45nm(cls, number: str = "int32", bits: int | None = None) -> Technology:
         """Horowitz's 45 nm addition and multiplication for ``number`` (a key of
         :data:`HOROWITZ_45NM`), words of ``bits`` bits (default: the format's width)."""
         if number not in HOROWITZ_45NM:
@@ -168,13 +174,20 @@ class Technology:
             )
         e_add, e_mul = HOROWITZ_45NM[number]
         width = int(number.lstrip("intfp")) if bits is None else bits
-        return cls(e_add=e_add, e_mul=e_mul, bits=width, fifo_words=fifo_words)
+        return cls(e_add=e_add, e_mul=e_mul, bits=width)
 
     def access(self, words: float) -> float:
-        """Joules of one read or write of a memory of ``words`` words (0 words: none)."""
-        if words <= 0:
+        """Joules of one read or write of a ``bits``-bit word in a memory of ``words``
+        words (0 words: none)."""
+        size = words * self.bits / 8  # bytes
+        if size <= 0:
             return 0.0
-        return self.sram_per_bit * words * self.bits + self.sram_base
+        points = ((0.0, 0.0), *((float(b), float(e)) for b, e in self.sram))
+        upper = next((i for i in range(1, len(points)) if size <= points[i][0]),
+                     len(points) - 1)  # fmt: skip
+        (x0, y0), (x1, y1) = points[upper - 1], points[upper]
+        energy = y0 + (y1 - y0) * (size - x0) / (x1 - x0)
+        return energy * self.bits / self.sram_width
 
 
 @dataclass(frozen=True)
@@ -292,9 +305,9 @@ class AccessCounts:
         macs, accumulates: operations (synapses, biases, leak, reset).
         address_macs, address_adds: the addressing arithmetic.
         input_reads, weight_reads, bias_reads, potential_reads, potential_writes,
-            output_writes: memory accesses.
-        input_words, weight_words, bias_words, potential_words, output_words: the size
-            of the memory each access goes to.
+            output_writes: memory accesses, one word each.
+        input_words, parameter_words, potential_words, output_words: the size of the
+            memory each access goes to (weights and biases share one).
     """
 
     macs: float = 0.0
@@ -308,8 +321,7 @@ class AccessCounts:
     potential_writes: float = 0.0
     output_writes: float = 0.0
     input_words: int = 0
-    weight_words: int = 0
-    bias_words: int = 0
+    parameter_words: int = 0
     potential_words: int = 0
     output_words: int = 0
 
@@ -317,39 +329,41 @@ class AccessCounts:
         """The joules of these counts at ``technology`` (default: :class:`Technology`)."""
         tech = Technology() if technology is None else technology
         mac = tech.e_mul + tech.e_add
-        potentials = (self.potential_reads + self.potential_writes) * tech.access(
-            self.potential_words
-        )
+        parameter = tech.access(self.parameter_words)
+        potential = tech.access(self.potential_words)
         return EnergyComponents(
             operations=self.macs * mac + self.accumulates * tech.e_add,
             addressing=self.address_macs * mac + self.address_adds * tech.e_add,
             inputs=self.input_reads * tech.access(self.input_words),
-            weights=self.weight_reads * tech.access(self.weight_words),
-            biases=self.bias_reads * tech.access(self.bias_words),
-            potentials=potentials,
+            weights=self.weight_reads * parameter,
+            biases=self.bias_reads * parameter,
+            potentials=(self.potential_reads + self.potential_writes) * potential,
             outputs=self.output_writes * tech.access(self.output_words),
         )
 
 
+def _parameter_words(g: LayerGeometry) -> int:
+    return g.weights + (g.out_channels if g.bias else 0)
+
+
 def ann_counts(geometry: LayerGeometry) -> AccessCounts:
-    """The formal network's layer, once per inference (the table in
-    :mod:`spikeflow.energy.memory_model`, ANN column)."""
+    """The formal network's layer, once per inference (the ANN formulas of
+    :mod:`spikeflow.energy.memory_model`)."""
     g = geometry
     if g.kind == "conv":
         address = g.inputs + g.neurons + g.out_channels * g.taps
     else:
-        address = g.synapses
+        address = g.inputs + g.neurons
     return AccessCounts(
         macs=g.synapses,
-        accumulates=g.neurons,
+        accumulates=g.neurons if g.bias else 0,
         address_adds=address,
         input_reads=g.synapses if g.kind == "conv" else g.inputs,
         weight_reads=g.synapses,
         bias_reads=g.neurons if g.bias else 0,
         output_writes=g.neurons,
         input_words=g.inputs,
-        weight_words=g.weights,
-        bias_words=g.out_channels if g.bias else 0,
+        parameter_words=_parameter_words(g),
         output_words=g.neurons,
     )
 
@@ -361,21 +375,23 @@ def snn_counts(
     output_spikes: float,
     leak: bool,
     real_steps: float = 0.0,
-    fifo_words: int | None = None,
+    neurons: bool = True,
+    fifo_words: int = 1000,
 ) -> AccessCounts:
-    """The spiking layer over one inference (the table in
-    :mod:`spikeflow.energy.memory_model`, SNN column).
+    """The spiking layer over one inference (the SNN formulas of
+    :mod:`spikeflow.energy.memory_model`).
 
     Args:
         geometry: the layer.
         steps: ``T``, the steps it ran per inference.
         input_spikes: ``θ_in``, the input spikes per inference over its steps fed spikes.
-        output_spikes: ``θ_out``, the spikes of the neurons it feeds (0 for none).
-        leak: whether the neurons leak (a multiplication per neuron and step).
-        real_steps: of the ``steps``, those fed real values (dense work, as the ANN's).
-        fifo_words: the words of the input and output spike queues (``None``: the
-            layer's input or output map for one step). A layer fed real values reads
-            them from its input map.
+        output_spikes: ``θ_out``, the spikes of the neurons it feeds.
+        leak: whether those neurons leak (a multiplication per neuron and step).
+        real_steps: of the ``steps``, those fed real values (dense work, as the ANN's,
+            its inputs read from the input map, not the queue).
+        neurons: whether the layer feeds neurons (``False`` for a read-out: no leak,
+            resets or neuron updates).
+        fifo_words: the words of the input and output spike queues.
     """
     g = geometry
     for name, value in (("steps", steps), ("input_spikes", input_spikes),
@@ -386,29 +402,31 @@ def snn_counts(
         raise ConfigurationError(
             f"snn_counts: real_steps ({real_steps}) cannot exceed steps ({steps})"
         )
+    if not neurons and (leak or output_spikes):
+        raise ConfigurationError("snn_counts: a layer without neurons has no leak and no spikes")
     neuron_steps = steps * g.neurons
+    updates = neuron_steps if neurons else 0.0
     event = input_spikes * g.fan_out  # weights (and potentials) the spikes touch
     if g.kind == "conv":
         event_adds = input_spikes * (g.out_channels // g.groups) * g.reach
-        address_macs, address_adds = 2 * input_spikes, event
+        address_macs = 2 * input_spikes
     else:
-        event_adds, address_macs, address_adds = event, 0.0, event
+        event_adds, address_macs = event, 0.0
     dense = ann_counts(g)
     r = real_steps
     return AccessCounts(
         macs=(neuron_steps if leak else 0.0) + r * dense.macs,
-        accumulates=event_adds + neuron_steps + output_spikes,
+        accumulates=event_adds + (neuron_steps if g.bias else 0.0) + output_spikes,
         address_macs=address_macs,
-        address_adds=address_adds + r * dense.address_adds,
+        address_adds=event + r * dense.address_adds,
         input_reads=input_spikes + r * dense.input_reads,
         weight_reads=event + r * dense.weight_reads,
         bias_reads=neuron_steps if g.bias else 0.0,
-        potential_reads=event + neuron_steps,
-        potential_writes=event + neuron_steps,
+        potential_reads=event + updates,
+        potential_writes=event + updates,
         output_writes=output_spikes,
-        input_words=g.inputs if fifo_words is None or r > 0 else fifo_words,
-        weight_words=g.weights,
-        bias_words=g.out_channels if g.bias else 0,
+        input_words=g.inputs if r > 0 else fifo_words,
+        parameter_words=_parameter_words(g),
         potential_words=g.neurons,
-        output_words=g.neurons if fifo_words is None else fifo_words,
+        output_words=fifo_words,
     )

@@ -320,7 +320,7 @@ def memory_energy_report(
             record.name, type(record.module).__name__, record.geometry, steps, real,
             theta_in, theta_out, record.neurons, record.leak,
             snn_counts(record.geometry, steps, theta_in, theta_out, record.leak, real,
-                       tech.fifo_words),
+                       record.neurons is not None, tech.fifo_words),
             ann_counts(record.geometry),
         ))  # fmt: skip
     return MemoryEnergyReport(layers, samples, tech, not_counted)
