@@ -10,7 +10,7 @@ of the same architecture (each layer once per inference, dense).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor, nn
@@ -107,25 +107,27 @@ class MemoryEnergyReport:
         tech = self.technology
         width = max([len("layer"), *(len(layer.name) for layer in self.layers)])
         head = (f"{'layer':<{width}} {'input':>6} {'θ_in':>11} {'θ_out':>11} "
-                f"{'ops':>9} {'addr':>9} {'mem':>9} {'SNN nJ':>9} {'ANN nJ':>9}")  # fmt: skip
+                f"{'ops nJ':>11} {'addr nJ':>11} {'memory nJ':>11} {'SNN nJ':>11} "
+                f"{'ANN nJ':>11}")  # fmt: skip
         lines = ["Lemaire et al. (2022) energy per sample", head]
         for layer in self.layers:
             snn, ann = layer.snn.energy(tech), layer.ann.energy(tech)
             kind = "real" if layer.real_steps else "spikes"
             lines.append(
                 f"{layer.name:<{width}} {kind:>6} {layer.input_spikes:>11,.1f} "
-                f"{layer.output_spikes:>11,.1f} {snn.operations * 1e9:>9.4g} "
-                f"{snn.addressing * 1e9:>9.4g} {snn.memory * 1e9:>9.4g} "
-                f"{snn.total * 1e9:>9.4g} {ann.total * 1e9:>9.4g}"
+                f"{layer.output_spikes:>11,.1f} {snn.operations * 1e9:>11,.2f} "
+                f"{snn.addressing * 1e9:>11,.2f} {snn.memory * 1e9:>11,.2f} "
+                f"{snn.total * 1e9:>11,.2f} {ann.total * 1e9:>11,.2f}"
             )
         lines.append("")
         for label, total in (("SNN", self.snn_energy()), ("ANN", self.ann_energy())):
+            nj = {f.name: getattr(total, f.name) * 1e9 for f in fields(total)}
             lines.append(
-                f"{label}: {total.total * 1e9:.4g} nJ = operations {total.operations * 1e9:.4g}"
-                f" + addressing {total.addressing * 1e9:.4g} + memory {total.memory * 1e9:.4g}"
-                f" (inputs {total.inputs * 1e9:.4g}, weights {total.weights * 1e9:.4g}, biases "
-                f"{total.biases * 1e9:.4g}, potentials {total.potentials * 1e9:.4g}, outputs "
-                f"{total.outputs * 1e9:.4g})"
+                f"{label}: {total.total * 1e9:,.2f} nJ = operations {nj['operations']:,.2f} + "
+                f"addressing {nj['addressing']:,.2f} + memory {total.memory * 1e9:,.2f} "
+                f"(inputs {nj['inputs']:,.2f}, weights {nj['weights']:,.2f}, biases "
+                f"{nj['biases']:,.2f}, potentials {nj['potentials']:,.2f}, outputs "
+                f"{nj['outputs']:,.2f})"
             )
         lines.append(
             f"ANN / SNN: {self.ratio():.3g} (add {tech.e_add * 1e12:g} pJ, multiply "
