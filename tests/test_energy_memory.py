@@ -189,6 +189,8 @@ class _TwoSizes(nn.Module):
 def test_a_layer_run_on_two_geometries_is_an_error():
     with pytest.raises(ShapeError, match="layer conv ran on two geometries"):
         memory_energy_report(_TwoSizes(), torch.ones(2, 1, 1, 5, 5))
+    with pytest.raises(ShapeError, match=r"layer conv's input \(2, 3, 1, 5, 5\) does not split"):
+        memory_energy_report(_TwoSizes(), torch.ones(2, 3, 1, 5, 5), samples=4)
 
 
 def test_spike_counts_read_event_counts_as_spikes():

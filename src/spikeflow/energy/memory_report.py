@@ -170,18 +170,29 @@ def _geometry(module: nn.Module, x: Tensor, out: Tensor, positions: int) -> Laye
     )  # fmt: skip
 
 
-def _steps(module: nn.Module, x: Tensor, samples: int, timesteps: int) -> tuple[int, int]:
+def _steps(
+    name: str, module: nn.Module, x: Tensor, samples: int, timesteps: int
+) -> tuple[int, int]:
     """(steps of one sample this call ran, positions per step) of a layer's call."""
     if isinstance(module, nn.Linear):
-        rows = x.numel() // module.in_features
+        rows, per = x.numel() // module.in_features, samples
         if x.dim() >= 3 and x.shape[0] == timesteps:  # [T, B, ..., F]: multi-step
-            return timesteps, rows // (timesteps * samples)
+            per = timesteps * samples
+    else:
+        spatial = module.weight.dim() - 2
+        rows, per = x.numel() // x.shape[-(spatial + 1) :].numel(), samples
+    if rows % per:
+        raise ShapeError(
+            f"memory_energy_report: layer {name}'s input {tuple(x.shape)} does not split "
+            f"into {samples} samples (of {timesteps} steps); pass samples"
+        )
+    if isinstance(module, nn.Linear):
+        if x.dim() >= 3 and x.shape[0] == timesteps:
+            return timesteps, rows // per
         if x.dim() == 2:  # [B, F] one step, or [T·B, F] steps folded
-            return rows // samples, 1
-        return 1, rows // samples  # [B, L, F]: one step of L positions
-    spatial = module.weight.dim() - 2
-    per_item = x.shape[-(spatial + 1) :].numel()
-    return x.numel() // (per_item * samples), 1
+            return rows // per, 1
+        return 1, rows // per  # [B, L, F]: one step of L positions
+    return rows // per, 1
 
 
 def _leak(module: nn.Module, step: Tensor) -> bool | None:
@@ -220,7 +231,8 @@ def memory_energy_report(
     The model's state is reset before and after; its train/eval mode is kept.
 
     Raises:
-        ShapeError: ``x`` has fewer than 2 dims.
+        ShapeError: ``x`` has fewer than 2 dims, a layer's input does not split into
+            ``samples``, or a layer ran on two geometries.
         ConfigurationError: ``samples`` is not a positive integer.
     """
     from spikeflow.functional import reset_net
@@ -250,7 +262,7 @@ def memory_energy_report(
         if not args or not isinstance(args[0], Tensor) or not isinstance(out, Tensor):
             return
         x_in, record = args[0], records[module]
-        steps, positions = _steps(module, x_in, samples, timesteps)
+        steps, positions = _steps(record.name, module, x_in, samples, timesteps)
         geometry = _geometry(module, x_in, out, positions)
         if record.geometry is not None and record.geometry != geometry:
             raise ShapeError(
