@@ -195,13 +195,13 @@ def _steps(
     return rows // per, 1
 
 
-def _leak(module: nn.Module, step: Tensor) -> bool | None:
-    """Whether a spiking layer leaks (its declared charge multiplies), ``None`` when it
-    is not a declared neuron."""
+def _leak(module: nn.Module, step: torch.Size, dtype: torch.dtype) -> bool | None:
+    """Whether a spiking layer leaks (its declared charge multiplies) for steps of shape
+    ``step``, ``None`` when it is not a declared neuron."""
     if counted_neuron(module) is not None:
         return None
     try:
-        ops = step_operations(module, step.shape, step.dtype)  # type: ignore[arg-type]
+        ops = step_operations(module, step, dtype)  # type: ignore[arg-type]
     except (ConfigurationError, AttributeError, TypeError, ValueError, IndexError):
         return None
     return ops.multiplications > 0
@@ -254,7 +254,9 @@ def memory_energy_report(
         )
 
     records: dict[nn.Module, _Record] = {}
-    events: list[tuple[str, object]] = []  # ("layer", record, numel) / ("neuron", ...)
+    # In the order the calls ended: ("layer", (record, output entries)) and
+    # ("neuron", (module, output entries, spikes, one step's shape, dtype)).
+    events: list[tuple[str, tuple]] = []
     not_counted: list[str] = []
     handles = []
 
@@ -281,7 +283,9 @@ def memory_energy_report(
 
     def neuron_hook(module: nn.Module, args: tuple, out: object) -> None:
         if isinstance(out, Tensor):
-            events.append(("neuron", (module, out)))
+            step = out.shape[1:] if out.dim() > 1 else out.shape
+            events.append(("neuron", (module, out.numel(), int((out != 0).sum()), step,
+                                      out.dtype)))  # fmt: skip
 
     names = {module: name or "(model)" for name, module in model.named_modules()}
     for module, name in names.items():
@@ -305,18 +309,17 @@ def memory_energy_report(
     pending: list[tuple[_Record, int]] = []
     for kind, payload in events:
         if kind == "layer":
-            pending.append(payload)  # type: ignore[arg-type]
+            pending.append(payload)
             continue
-        module, out = payload  # type: ignore[misc]
-        match = next((p for p in reversed(pending) if p[1] == out.numel()), None)
+        module, numel, spikes, step, dtype = payload
+        match = next((p for p in reversed(pending) if p[1] == numel), None)
         pending = []
         if match is None:
             continue
         record = match[0]
-        record.output_spikes += int((out != 0).sum())
+        record.output_spikes += spikes
         record.neurons = names[module]
-        step = out[0] if out.dim() > 1 else out
-        leak = _leak(module, step)
+        leak = _leak(module, step, dtype)
         if leak is None:
             leak = True
             assumed.add(f"{names[module]} ({type(module).__name__}: leak assumed)")
