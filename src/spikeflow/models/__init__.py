@@ -22,6 +22,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.delays`: the learnable-delay SNN (Hammouamri et al., SHD).
 * :mod:`~spikeflow.models.rsnn`: the recurrent adaptive-LIF network (Bittar & Garner, SHD).
 * :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
+* :mod:`~spikeflow.models.ottt_vgg`: OTTT's spiking VGG (weight standardisation, online training).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
@@ -33,6 +34,7 @@ from spikeflow.models import (
     masnn,
     maxformer,
     ms_resnet,
+    ottt_vgg,
     plif_nets,
     psn_seqcifar,
     qkformer,
@@ -68,6 +70,7 @@ __all__ = [
     "maxformer",
     "model_arguments",
     "ms_resnet",
+    "ottt_vgg",
     "plif_nets",
     "psn_seqcifar",
     "qkformer",
