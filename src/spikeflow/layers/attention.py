@@ -18,14 +18,21 @@ The neurons are spikeflow neurons built by name (``neuron="lif"``, the papers' L
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
 
-__all__ = ["FeatureBatchNorm", "SpikeDrivenSelfAttention", "SpikingSelfAttention"]
+__all__ = [
+    "FeatureBatchNorm",
+    "SpikeDrivenSelfAttention",
+    "SpikingQKV",
+    "SpikingSelfAttention",
+    "check_tokens",
+    "merge_heads",
+]
 
 #: The papers' neuron: LIF, τ = 2, reset detached from the graph.
 ATTENTION_NEURON_DEFAULTS: dict[str, Any] = {"tau": 2.0, "detach_reset": True}
@@ -59,16 +66,33 @@ def _check_sizes(owner: str, dim: int, num_heads: int) -> None:
         )
 
 
-def _check_tokens(owner: str, x: Tensor, dim: int) -> None:
+def check_tokens(owner: str, x: Tensor, dim: int) -> None:
+    """Raise unless ``x`` is a tensor of tokens ``[T, B, N, D]`` with ``D = dim``.
+
+    Raises:
+        ShapeError: not a tensor, not 4-d, or another last dim (the message names
+            ``owner``, ``dim`` and the shape found).
+    """
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[-1] != dim:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ShapeError(f"{owner}: expects tokens [T, B, N, D] with D = {dim}, got {shape}")
 
 
-class _QKV(nn.Module):
-    """Spike ``Q``, ``K``, ``V`` ``[T, B, H, N, D/H]``: linear, batch norm, neuron each."""
+class SpikingQKV(nn.Module):
+    """Spike ``Q``, ``K``, ``V`` ``[T, B, H, N, D/H]`` from tokens ``[T, B, N, D]``: a
+    linear layer (no bias), a batch norm and a spiking neuron each, split into heads.
 
-    def __init__(self, dim: int, num_heads: int, make_neuron: Any) -> None:
+    The part shared by :class:`SpikingSelfAttention`, :class:`SpikeDrivenSelfAttention`
+    and the model zoo's attentions (Max-Former's CIFAR attention); its modules are
+    ``linear.i``, ``norm.i`` and ``neuron.i`` for ``Q``, ``K``, ``V`` (``i`` = 0, 1, 2).
+
+    Args:
+        dim: features per token ``D``.
+        num_heads: heads ``H`` (the caller checks that ``H`` divides ``D``).
+        make_neuron: called with no argument, a fresh multi-step neuron (three calls).
+    """
+
+    def __init__(self, dim: int, num_heads: int, make_neuron: Callable[[], nn.Module]) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.linear = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
@@ -76,6 +100,7 @@ class _QKV(nn.Module):
         self.neuron = nn.ModuleList(make_neuron() for _ in range(3))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``[T, B, N, D]`` -> spikes ``Q, K, V``, each ``[T, B, H, N, D/H]``."""
         steps, batch, tokens, dim = x.shape
         heads = []
         for linear, norm, neuron in zip(self.linear, self.norm, self.neuron, strict=True):
@@ -85,8 +110,8 @@ class _QKV(nn.Module):
         return heads[0], heads[1], heads[2]
 
 
-def _merge_heads(x: Tensor) -> Tensor:
-    """``[T, B, H, N, d]`` -> ``[T, B, N, H·d]``."""
+def merge_heads(x: Tensor) -> Tensor:
+    """Heads back into features: ``[T, B, H, N, d]`` -> ``[T, B, N, H·d]``."""
     steps, batch, heads, tokens, width = x.shape
     return x.transpose(2, 3).reshape(steps, batch, tokens, heads * width)
 
@@ -124,7 +149,7 @@ class SpikingSelfAttention(nn.Module):
         _check_sizes("SpikingSelfAttention", dim, num_heads)
         make = _neurons(neuron, neuron_kwargs)
         self.dim, self.num_heads, self.scale = dim, num_heads, float(scale)
-        self.qkv = _QKV(dim, num_heads, make)
+        self.qkv = SpikingQKV(dim, num_heads, make)
         self.attention_neuron = make(v_threshold=attention_threshold)
         self.proj = nn.Linear(dim, dim, bias=False)
         self.proj_norm = FeatureBatchNorm(dim)
@@ -132,10 +157,10 @@ class SpikingSelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, N, D]`` -> spikes ``[T, B, N, D]``."""
-        _check_tokens("SpikingSelfAttention", x, self.dim)
+        check_tokens("SpikingSelfAttention", x, self.dim)
         q, k, v = self.qkv(x)
         attended = q @ (k.transpose(-2, -1) @ v) * self.scale  # = (Q Kᵀ) V · s
-        spikes = self.attention_neuron(_merge_heads(attended))
+        spikes = self.attention_neuron(merge_heads(attended))
         return self.proj_neuron(self.proj_norm(self.proj(spikes)))
 
     def extra_repr(self) -> str:
@@ -171,17 +196,17 @@ class SpikeDrivenSelfAttention(nn.Module):
         make = _neurons(neuron, neuron_kwargs)
         self.dim, self.num_heads = dim, num_heads
         self.input_neuron = make()
-        self.qkv = _QKV(dim, num_heads, make)
+        self.qkv = SpikingQKV(dim, num_heads, make)
         self.kv_neuron = make(v_threshold=kv_threshold)
         self.proj = nn.Linear(dim, dim, bias=False)
         self.proj_norm = FeatureBatchNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, N, D]`` -> ``[T, B, N, D]``."""
-        _check_tokens("SpikeDrivenSelfAttention", x, self.dim)
+        check_tokens("SpikeDrivenSelfAttention", x, self.dim)
         q, k, v = self.qkv(self.input_neuron(x))
         kv = self.kv_neuron((k * v).sum(dim=-2, keepdim=True))  # [T, B, H, 1, d]
-        return self.proj_norm(self.proj(_merge_heads(q * kv)))
+        return self.proj_norm(self.proj(merge_heads(q * kv)))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}"

@@ -54,12 +54,12 @@ from spikeflow import layers
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers.attention import (
-    _QKV,
     ATTENTION_NEURON_DEFAULTS,
     FeatureBatchNorm,
+    SpikingQKV,
     SpikingSelfAttention,
-    _check_tokens,
-    _merge_heads,
+    check_tokens,
+    merge_heads,
 )
 from spikeflow.models import qkformer
 from spikeflow.models.common import (
@@ -221,7 +221,7 @@ class CifarAttention(nn.Module):
         make = NeuronFactory(neuron, neuron_kwargs, defaults=ATTENTION_NEURON_DEFAULTS)
         self.dim, self.num_heads, self.scale = dim, num_heads, float(scale)
         self.input_neuron = make()
-        self.qkv = _QKV(dim, num_heads, make)
+        self.qkv = SpikingQKV(dim, num_heads, make)
         self.attention_neuron = NeuronFactory(
             neuron, {**(neuron_kwargs or {}), "v_threshold": attention_threshold},
             defaults=ATTENTION_NEURON_DEFAULTS,
@@ -231,9 +231,9 @@ class CifarAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, N, D]`` -> ``[T, B, N, D]`` (real values)."""
-        _check_tokens("CifarAttention", x, self.dim)
+        check_tokens("CifarAttention", x, self.dim)
         q, k, v = self.qkv(self.input_neuron(x))
-        spikes = self.attention_neuron(_merge_heads(q @ (k.transpose(-2, -1) @ v) * self.scale))
+        spikes = self.attention_neuron(merge_heads(q @ (k.transpose(-2, -1) @ v) * self.scale))
         return self.proj_norm(self.proj(spikes))
 
     def extra_repr(self) -> str:
