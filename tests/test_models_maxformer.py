@@ -156,7 +156,7 @@ def test_mlp_ratio_one_adds_the_middle_shortcut():
     assert not wide.residual and torch.equal(wide(x), x)
 
 
-def test_neurons_are_chosen_by_name_and_the_attention_keeps_its_threshold():
+def test_neurons_are_chosen_by_name_and_v_threshold_sets_the_attentions_too():
     kwargs = {"neuron": "plif", "neuron_kwargs": {"init_tau": 3.0, "v_threshold": 0.75}}
     # patch embeddings 2 + 2 + 2, the head 1; ImageNet: 3 per depth-wise block (its own
     # and the MLP's 2), 5 in the SSA and 2 in stage 3's MLP; CIFAR: 2 in stage 1's MLP,
@@ -166,8 +166,34 @@ def test_neurons_are_chosen_by_name_and_the_attention_keeps_its_threshold():
         neurons = [m for m in model.modules() if isinstance(m, ParametricLIFNode)]
         assert len(neurons) == count, name
         assert all(n.detach_reset and n.tau == pytest.approx(3.0) for n in neurons)
-        attention = model.stage3[0].attn.attention_neuron
-        assert all(n.v_threshold == (0.5 if n is attention else 0.75) for n in neurons)
+        assert all(n.v_threshold == 0.75 for n in neurons), name  # SpikingJelly's keyword's
+
+
+@pytest.mark.parametrize("cifar", [False, True])
+@pytest.mark.parametrize("neuron_kwargs", [{}, {"v_threshold": 0.75}])
+def test_every_neurons_threshold_is_spikingjellys(sj, cifar, neuron_kwargs):
+    """Each neuron (by SpikingJelly's module name, converted) has the threshold of
+    SpikingJelly's: the attention's 0.5 and the others' 1 by default; ``v_threshold``
+    in the keywords sets them all, the attention's too."""
+    model, _ = sj
+    theirs = model.MaxFormer(T=2, num_classes=5, embed_dims=32, depths=(1, 1, 1), cifar=cifar,
+                             **neuron_kwargs)  # fmt: skip
+    ours = create_model("maxformer_cifar" if cifar else "maxformer_10_384",
+                        neuron_kwargs=neuron_kwargs, **TINY)  # fmt: skip
+    assert _thresholds(ours) == _thresholds(theirs, convert_spikingjelly_state_dict)
+    assert sorted(set(_thresholds(ours).values())) == ([0.75] if neuron_kwargs else [0.5, 1.0])
+
+
+def _thresholds(model: nn.Module, convert=None) -> dict[str, float]:
+    """The thresholds of ``model``'s neurons by module name (``convert``: a state-dict
+    converter, applied to the names, which maps SpikingJelly's fused Q, K, V neuron to
+    spikeflow's three)."""
+    found = {name: float(m.v_threshold) for name, m in model.named_modules()
+             if hasattr(m, "v_threshold")}  # fmt: skip
+    if convert is None:
+        return found
+    named = convert({f"{name}.v": torch.tensor(v) for name, v in found.items()})
+    return {key.removesuffix(".v"): float(v) for key, v in named.items()}
 
 
 def test_the_converter_renames_only_stage_3s_attention():

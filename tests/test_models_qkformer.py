@@ -115,16 +115,32 @@ def test_stages_halve_the_maps_and_double_the_features():
     assert float(create_model("qkformer_10_384").head.weight.std()) == pytest.approx(0.02, 0.05)
 
 
-def test_neurons_are_chosen_by_name_and_the_attention_keeps_its_threshold():
+def test_neurons_are_chosen_by_name_and_v_threshold_sets_the_attentions_too():
     model = create_model("qkformer_10_384", neuron="plif",
                          neuron_kwargs={"init_tau": 3.0, "v_threshold": 0.75}, **TINY)  # fmt: skip
     neurons = [m for m in model.modules() if isinstance(m, ParametricLIFNode)]
     # the embeddings' 4 + 3 + 3, 2 per MLP, 3 per Q-K attention, 5 in the stage-3 SSA
     assert len(neurons) == 10 + 3 * 2 + 2 * 3 + 5
     assert all(n.detach_reset and n.tau == pytest.approx(3.0) for n in neurons)
-    attention = [model.stage1[0].attn.attn_lif, model.stage2[0].attn.attn_lif,
-                 model.stage3[0].attn.attention_neuron]  # fmt: skip
-    assert all(n.v_threshold == (0.5 if n in attention else 0.75) for n in neurons)
+    assert all(n.v_threshold == 0.75 for n in neurons)  # SpikingJelly's keyword's
+
+
+@pytest.mark.parametrize("neuron_kwargs", [{}, {"v_threshold": 0.75}])
+def test_every_neurons_threshold_is_spikingjellys(sj, neuron_kwargs):
+    """Each neuron (by SpikingJelly's module name, converted) has the threshold of
+    SpikingJelly's: the attentions' 0.5 and the others' 1 by default; ``v_threshold``
+    in the keywords sets them all, the attentions' too."""
+    model, _ = sj
+    theirs = model.QKFormer(T=2, num_classes=5, embed_dims=32, num_heads=(2, 2, 1),
+                            depths=(1, 1, 1), **neuron_kwargs)  # fmt: skip
+    ours = create_model("qkformer_10_384", neuron_kwargs=neuron_kwargs, **TINY)
+    found = {name: float(m.v_threshold) for name, m in ours.named_modules()
+             if hasattr(m, "v_threshold")}  # fmt: skip
+    theirs_found = {f"{name}.v": torch.tensor(float(m.v_threshold))
+                    for name, m in theirs.named_modules() if hasattr(m, "v_threshold")}  # fmt: skip
+    converted = convert_spikingjelly_state_dict(theirs_found)
+    assert found == {key.removesuffix(".v"): float(v) for key, v in converted.items()}
+    assert sorted(set(found.values())) == ([0.75] if neuron_kwargs else [0.5, 1.0])
 
 
 def test_the_converter_splits_and_renames_only_stage_3s_attention():

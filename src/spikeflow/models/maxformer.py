@@ -273,7 +273,9 @@ class MaxFormer(nn.Module):
             ``False``: the ImageNet model (7x7 and 5x5 depth-wise stages, SSA).
         attention_scale: the attention's scale ``s`` (0.125).
         neuron, neuron_kwargs: the spiking neurons, over the defaults ``tau=2``,
-            ``detach_reset=True`` (the attention neurons keep their threshold 0.5).
+            ``detach_reset=True``; the attention neurons' threshold is 0.5 unless
+            ``neuron_kwargs`` set ``v_threshold``, which sets every neuron's (as
+            SpikingJelly's keyword does: :func:`~spikeflow.models.qkformer.attention_threshold`).
         zero_init_residual: refused (the blocks have no last batch norm to zero).
 
     Input ``[T, B, in_channels, H, W]`` (any ``H, W`` ≥ 1; stage 3 sees ``⌈H/16⌉`` by
@@ -344,6 +346,7 @@ class MaxFormer(nn.Module):
         def ssa() -> _SSABlock:
             kind = CifarAttention if cifar else SpikingSelfAttention
             attn = kind(embed_dim, num_heads, scale=scale, neuron=neuron,
+                        attention_threshold=qkformer.attention_threshold(neuron_kwargs),
                         neuron_kwargs=neuron_kwargs)  # fmt: skip
             return _SSABlock(attn, mlp(2))
 

@@ -64,7 +64,9 @@ from spikeflow.models.registry import register_builder
 from spikeflow.models.spikformer import init_trunc_normal
 
 __all__ = [
+    "ATTENTION_THRESHOLD",
     "QKFormer",
+    "attention_threshold",
     "convert_spikingjelly_state_dict",
     "qkformer_10_384",
     "qkformer_10_512",
@@ -73,6 +75,22 @@ __all__ = [
 
 #: How many stages QKFormer has (the first two with Q-K attention, the last with SSA).
 STAGES = 3
+
+
+#: The threshold of the attention neurons (after ``Q Kᵀ V``, or on Q-K attention's summed
+#: ``Q``) unless ``neuron_kwargs`` set one.
+ATTENTION_THRESHOLD = 0.5
+
+
+def attention_threshold(neuron_kwargs: Mapping[str, Any] | None) -> Any:
+    """The threshold of a transformer's attention neurons: ``neuron_kwargs["v_threshold"]``
+    where given, else :data:`ATTENTION_THRESHOLD` (0.5).
+
+    SpikingJelly 2.0's QKFormer and Max-Former pass their ``**kwargs`` to every neuron, the
+    attention's included (its 0.5 is a default they override), so ``v_threshold=0.75``
+    sets every threshold to 0.75; spikeflow's ``neuron_kwargs`` do the same.
+    """
+    return (neuron_kwargs or {}).get("v_threshold", ATTENTION_THRESHOLD)
 
 
 def _conv_bn(
@@ -172,7 +190,9 @@ class QKFormer(nn.Module):
             ``"channel"`` (QKCA).
         attention_scale: the stage-3 SSA's scale ``s`` (0.125).
         neuron, neuron_kwargs: the spiking neurons, over the defaults ``tau=2``,
-            ``detach_reset=True`` (the attention neurons keep their threshold 0.5).
+            ``detach_reset=True``; the attention neurons' threshold is 0.5 unless
+            ``neuron_kwargs`` set ``v_threshold``, which sets every neuron's (as
+            SpikingJelly's keyword does: :func:`attention_threshold`).
         zero_init_residual: refused (the blocks have no last batch norm to zero).
 
     Input ``[T, B, in_channels, H, W]`` (any ``H, W`` ≥ 1; stage 3 sees ``⌈H/16⌉`` by
@@ -230,6 +250,7 @@ class QKFormer(nn.Module):
                 "no hidden feature"
             )
         make = NeuronFactory(neuron, neuron_kwargs, defaults=ATTENTION_NEURON_DEFAULTS)
+        threshold = attention_threshold(neuron_kwargs)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.patch_embed1 = _PatchEmbedInit(in_channels, widths[0], make)
         self.patch_embed2 = _PatchEmbedStage(widths[0], widths[1], make)
@@ -239,10 +260,11 @@ class QKFormer(nn.Module):
             width, head = widths[stage], heads[stage]
             attn: nn.Module
             if stage < STAGES - 1:
-                attn = QKAttention(width, head, qka_type, neuron=neuron,
-                                   neuron_kwargs=neuron_kwargs)  # fmt: skip
+                attn = QKAttention(width, head, qka_type, attention_threshold=threshold,
+                                   neuron=neuron, neuron_kwargs=neuron_kwargs)  # fmt: skip
             else:
                 attn = SpikingSelfAttention(width, head, scale=scale, neuron=neuron,
+                                            attention_threshold=threshold,
                                             neuron_kwargs=neuron_kwargs)  # fmt: skip
             return _Block(attn, _MLP(width, int(width * ratio), make))
 
