@@ -23,6 +23,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.rsnn`: the recurrent adaptive-LIF network (Bittar & Garner, SHD).
 * :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
 * :mod:`~spikeflow.models.ottt_vgg`: OTTT's spiking VGG (weight standardisation, online training).
+* :mod:`~spikeflow.models.snasnet`: SNASNet, the searched cells of spiking architecture search.
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
@@ -42,6 +43,7 @@ from spikeflow.models import (
     rsnn,
     sew_dvs,
     sew_resnet,
+    snasnet,
     spike_driven,
     spikformer,
     vgg,
@@ -80,6 +82,7 @@ __all__ = [
     "rsnn",
     "sew_dvs",
     "sew_resnet",
+    "snasnet",
     "spike_driven",
     "spikformer",
     "vgg",
