@@ -24,6 +24,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
 * :mod:`~spikeflow.models.ottt_vgg`: OTTT's spiking VGG (weight standardisation, online training).
 * :mod:`~spikeflow.models.snasnet`: SNASNet, the searched cells of spiking architecture search.
+* :mod:`~spikeflow.models.max_resnet`: Max-ResNet (membrane shortcuts, max-pool downsampling).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
@@ -33,6 +34,7 @@ from spikeflow.models import (
     eprop_rsnn,
     event_driven,
     masnn,
+    max_resnet,
     maxformer,
     ms_resnet,
     ottt_vgg,
@@ -69,6 +71,7 @@ __all__ = [
     "list_models",
     "list_neurons",
     "masnn",
+    "max_resnet",
     "maxformer",
     "model_arguments",
     "ms_resnet",
