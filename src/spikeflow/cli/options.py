@@ -317,6 +317,63 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="with --eprop adaptive: weight decay of W_out and B (default 0)",
     )
     o.add_argument(
+        "--decolle",
+        action="store_true",
+        default=s,
+        help="train --model decolle by DECOLLE (Kaiser et al. 2020): every layer learns from "
+        "its own fixed random readout's loss at every step, no gradient across layers or "
+        "steps (docs/training_methods.md)",
+    )
+    o.add_argument(
+        "--decolle-loss",
+        default=s,
+        choices=["smooth_l1", "mse"],
+        help="with --decolle: the layers' local loss (default smooth_l1, the paper's)",
+    )
+    o.add_argument(
+        "--decolle-burnin",
+        type=int,
+        default=s,
+        metavar="N",
+        help="with --decolle: run the first N steps of a sample without learning or output "
+        "(default 0)",
+    )
+    o.add_argument(
+        "--decolle-update",
+        default=s,
+        choices=["step", "sequence"],
+        help="with --decolle: 'step' (default) updates the weights after every time step, "
+        "'sequence' once per batch",
+    )
+    o.add_argument(
+        "--decolle-reg-u",
+        type=_numbers,
+        default=s,
+        metavar="L[,L...]",
+        help="with --decolle: the reference code's membrane regularisation, one strength "
+        "for all layers or one per layer (default off)",
+    )
+    o.add_argument(
+        "--decolle-layer-lr",
+        type=_numbers,
+        default=s,
+        metavar="S[,S...]",
+        help="with --decolle: each layer's learning rate as a multiple of --lr, one for all "
+        "layers or one per layer (default 1)",
+    )
+    o.add_argument(
+        "--eventprop",
+        nargs="?",
+        const="eventprop",
+        default=s,
+        choices=["eventprop", "norse"],
+        metavar="JUMPS",
+        help="train --model eventprop_snn by EventProp (the adjoint method; Wunderlich & "
+        "Pehle 2021) with its exact jumps (default) or Norse's adjoint ('norse'); without "
+        "it that model trains by BPTT (loss ce_max_membrane by default; "
+        "docs/training_methods.md)",
+    )
+    o.add_argument(
         "--delay-lr-scale",
         type=float,
         default=s,
@@ -425,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the results here (its folder must exist; written atomically)",
     )
     return parser
+
+
+def _numbers(text: str) -> list[float]:
+    """A comma-separated list of numbers (``--decolle-reg-u 0,1e-2,1e-2``)."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def _samples(text: str) -> int | str:

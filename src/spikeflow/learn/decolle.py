@@ -27,7 +27,7 @@ gradient of the loss at step ``t`` is ``∂ℓ_l[t]/∂W = (∂ℓ_l[t]/∂S[t] 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -48,6 +48,7 @@ __all__ = [
     "DECOLLEResult",
     "DECOLLEState",
     "decolle_loss",
+    "decolle_u_regularisation",
     "predict",
 ]
 
@@ -306,24 +307,27 @@ class DECOLLENetwork(nn.Module):
                 dtype.
         """
         self.check_step_input(x_t)
-        return self._step(x_t, states, True, detach_state=True)
+        y, new_states, _ = self._step(x_t, states, True, detach_state=True)
+        return y, new_states
 
     def _step(self, x_t, states, local, detach_state):
+        # (readouts [L, B, K], new states, each layer's (pooled) U [B, ...])
         if states is None:
             states = [None] * len(self.layers)
-        ys, new_states, x = [], [], x_t
+        ys, new_states, us, x = [], [], [], x_t
         for layer, readout, state in zip(self.layers, self.readouts, states):
             if local:
                 x = x.detach()
             if detach_state:
-                s, _, new = layer.step(x, state)
+                s, u, new = layer.step(x, state)
             else:
-                s, _, new = _step_attached(layer, x, state)
+                s, u, new = _step_attached(layer, x, state)
             new_states.append(new)
+            us.append(u)
             out = F.dropout(s, self.dropout, self.training) if self.dropout else s
             ys.append(readout(out.flatten(1)))
             x = s
-        return torch.stack(ys), new_states
+        return torch.stack(ys), new_states, us
 
     def forward(self, x: Tensor, *, local: bool = True) -> Tensor:
         """The readouts of every step ``[T, L, B, K]`` for ``x`` ``[T, B, *input_shape]``.
@@ -338,7 +342,7 @@ class DECOLLENetwork(nn.Module):
         states, ys = None, []
         for x_t in x:
             self.check_step_input(x_t)
-            y, states = self._step(x_t, states, local, detach_state=local)
+            y, states, _ = self._step(x_t, states, local, detach_state=local)
             ys.append(y)
         return torch.stack(ys)
 
@@ -395,11 +399,45 @@ def decolle_loss(y_t: Tensor, target_t: Tensor, loss: str = "smooth_l1") -> Tens
     return per.mean(dim=(1, 2)).sum()
 
 
+def decolle_u_regularisation(u_t: Sequence[Tensor], strength: Sequence[float]) -> Tensor:
+    """The reference code's regularisation of the membranes of one step (nmi-lab/
+    decolle-public, ``DECOLLELoss`` with ``reg_l``), summed over the layers::
+
+        Σ_l λ_l · ( mean(relu(U_l + 0.01)) + 3e-3 · relu(mean(0.1 − σ(U_l))) )
+
+    The first term penalises membranes above −0.01 (activity), the second a layer whose
+    mean ``σ(U)`` falls below 0.1 (a silent layer); the means run over the batch and
+    the neurons. A layer with ``λ_l = 0`` adds nothing.
+
+    Args:
+        u_t: each layer's (pooled) membrane ``U`` of one step, ``[B, ...]``.
+        strength: ``λ_l >= 0``, one per layer.
+
+    Raises:
+        ConfigurationError: not one strength per layer, or a negative one.
+    """
+    u_t, strength = list(u_t), list(strength)
+    if len(strength) != len(u_t):
+        raise ConfigurationError(
+            f"decolle_u_regularisation: {len(strength)} strengths for {len(u_t)} layers "
+            "(one per layer)"
+        )
+    total = u_t[0].new_zeros(())
+    for index, (u, lam) in enumerate(zip(u_t, strength)):
+        lam = check_real(f"decolle_u_regularisation: strength[{index}]", lam, 0.0)
+        if lam:
+            flat = u.flatten(1)
+            activity = F.relu(flat + 0.01).mean()
+            silence = F.relu((0.1 - torch.sigmoid(flat)).mean())
+            total = total + lam * (activity + 3e-3 * silence)
+    return total
+
+
 class DECOLLEResult(NamedTuple):
     """What :meth:`DECOLLE.run` returns."""
 
     y: Tensor  #: the readouts of the steps after the burn-in ``[T − burnin, L, B, K]`` (detached)
-    loss: Tensor  #: the sum of the local losses over those steps (detached scalar)
+    loss: Tensor  #: the sum of the local losses (and regularisation) over those steps (detached scalar)
 
 
 class DECOLLE:
@@ -419,10 +457,14 @@ class DECOLLE:
             with no memory of past steps, and each step's gradient is complete in
             itself; ``"sequence"`` accumulates the gradients of all steps and steps once
             at the end of :meth:`run` (a batch-style schedule).
+        reg_u: the reference code's regularisation of the membranes
+            (:func:`decolle_u_regularisation`), added to every learning step's loss:
+            one strength ``λ >= 0`` for all layers or one per layer (default 0: off).
+            Each layer's term reaches its own weights only, like its readout loss.
 
     Raises:
         ConfigurationError: a network that is not a DECOLLENetwork, an unknown loss or
-            update, a negative burn-in.
+            update, a negative burn-in, a negative strength or not one per layer.
     """
 
     def __init__(
@@ -432,6 +474,7 @@ class DECOLLE:
         loss: str = "smooth_l1",
         burnin: int = 0,
         update: str = "step",
+        reg_u: float | Sequence[float] = 0.0,
     ) -> None:
         if not isinstance(network, DECOLLENetwork):
             raise ConfigurationError(
@@ -445,12 +488,24 @@ class DECOLLE:
                 f"DECOLLE: update must be one of {DECOLLE_UPDATES}, got {update!r}"
             )
         self.update = update
+        layers = len(network.layers)
+        strengths = [reg_u] * layers if isinstance(reg_u, (int, float)) else list(reg_u)
+        if len(strengths) != layers:
+            raise ConfigurationError(
+                f"DECOLLE: reg_u must be one strength or one per layer ({layers}), got "
+                f"{len(strengths)}: {list(strengths)}"
+            )
+        self.reg_u = tuple(
+            check_real(f"DECOLLE: reg_u[{i}]", lam, 0.0) for i, lam in enumerate(strengths)
+        )
 
     def run(
         self,
         x: Tensor,
         target: Tensor,
         optimizer: torch.optim.Optimizer | None = None,
+        *,
+        after_step: Callable[[int, Tensor], None] | None = None,
     ) -> DECOLLEResult:
         """Run the sequence ``x`` ``[T, B, *input_shape]`` and learn from ``target``.
 
@@ -464,6 +519,10 @@ class DECOLLE:
             target: labels ``[B]`` or values ``[B, K]`` (the same at every step), or
                 per step ``[T, B]`` / ``[T, B, K]``.
             optimizer: applies the updates (optional).
+            after_step: called as ``after_step(t, loss)`` after step ``t``'s backward
+                (and the optimizer's step, if any), ``loss`` that step's detached loss:
+                a caller without an optimizer updates the weights there (and zeroes
+                ``.grad``) for per-step updates of its own.
 
         Raises:
             ShapeError, DTypeError: ``x`` or ``target`` does not fit the network;
@@ -487,9 +546,13 @@ class DECOLLE:
         if optimizer is not None:
             optimizer.zero_grad()
         ys, total = [], x.new_zeros(())
+        regularise = any(self.reg_u)
         for t in range(self.burnin, steps):
-            y, states = net.step(x[t], states)
+            net.check_step_input(x[t])
+            y, states, us = net._step(x[t], states, True, detach_state=True)
             loss = decolle_loss(y, targets[t], self.loss)
+            if regularise:
+                loss = loss + decolle_u_regularisation(us, self.reg_u)
             loss.backward()
             ys.append(y.detach())
             total = total + loss.detach()
@@ -497,6 +560,8 @@ class DECOLLE:
                 optimizer.step()
                 if t + 1 < steps:
                     optimizer.zero_grad()
+            if after_step is not None:
+                after_step(t, loss.detach())
         if optimizer is not None and self.update == "sequence":
             optimizer.step()
         return DECOLLEResult(torch.stack(ys), total)
@@ -513,7 +578,8 @@ class DECOLLE:
         return list(target) if per_step else [target] * steps
 
     def __repr__(self) -> str:
-        return f"DECOLLE(loss={self.loss!r}, burnin={self.burnin}, update={self.update!r})"
+        reg = f", reg_u={self.reg_u}" if any(self.reg_u) else ""
+        return f"DECOLLE(loss={self.loss!r}, burnin={self.burnin}, update={self.update!r}{reg})"
 
 
 def predict(y: Tensor) -> Tensor:

@@ -11,6 +11,8 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import reading_saved_run
+from spikeflow.training import decolle as _decolle  # noqa: F401  (registers model decolle)
+from spikeflow.training import eventprop as _eventprop  # noqa: F401  (model eventprop_snn)
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo
 from spikeflow.training.pruning import reparameterise_weights
@@ -57,6 +59,19 @@ def _built_for_steps(factory: Callable[..., nn.Module]) -> bool:
     return takes_t and callable(getattr(cls, "check_steps", None))
 
 
+def _set_training_method(model: nn.Module, config: TrainConfig) -> None:
+    """What the run's training method sets in its model: a DECOLLE network's burn-in
+    (``--decolle-burnin``: its output starts after it), an EventProp network's gradient
+    (``--eventprop JUMPS``, else BPTT)."""
+    from spikeflow.training.decolle import DECOLLEClassifier
+    from spikeflow.training.eventprop import EventPropClassifier
+
+    if isinstance(model, DECOLLEClassifier) and config.decolle:
+        model.burnin = config.decolle_burnin
+    if isinstance(model, EventPropClassifier):
+        model.set_gradient(config.eventprop or "bptt")
+
+
 def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
     from spikeflow.models import create_model, model_arguments, resolve_neuron
 
@@ -98,6 +113,7 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             f"model {config.model!r} cannot be built with model_kwargs {config.model_kwargs} "
             f"and neuron_kwargs {config.neuron_kwargs}: {type(exc).__name__}: {detail}"
         ) from exc
+    _set_training_method(model, config)
     reparameterise_weights(model, config)
     if config.membrane_bits is not None:
         from spikeflow.quant.membrane import apply_membrane_quantization

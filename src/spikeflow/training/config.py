@@ -166,6 +166,23 @@ class TrainConfig:
     eprop_rate_target: float = 0.01
     eprop_rate_strength: float = 0.0
     eprop_feedback_decay: float = 0.0
+    #: DECOLLE (Kaiser et al. 2020; docs/training_methods.md): train ``--model decolle``
+    #: by its local rule, every layer on its own readout's loss at every step.
+    decolle: bool = False
+    #: With ``decolle``: the local loss ("smooth_l1" or "mse"), the steps run before
+    #: learning starts, when the optimizer steps ("step": after every step; "sequence":
+    #: once per batch), the reference code's membrane regularisation (one strength for
+    #: all layers or one per layer; empty: off) and per-layer learning rates (multiples
+    #: of ``lr``, one for all layers or one per layer; empty: all at ``lr``).
+    decolle_loss: str = "smooth_l1"
+    decolle_burnin: int = 0
+    decolle_update: str = "step"
+    decolle_reg_u: list[float] = field(default_factory=list)
+    decolle_layer_lr: list[float] = field(default_factory=list)
+    #: EventProp (Wunderlich & Pehle 2021; docs/training_methods.md): differentiate
+    #: ``--model eventprop_snn`` by the adjoint method with these jumps, "eventprop" or
+    #: "norse"; None: BPTT with a surrogate gradient.
+    eventprop: str | None = None
     #: The learning rate of the synaptic delays of DelayedLinear layers, as a multiple
     #: of ``lr`` (the authors' 100; no weight decay on delays).
     delay_lr_scale: float = 100.0
@@ -220,6 +237,8 @@ class TrainConfig:
         _check_online(self)
         _check_eprop(self)
         _check_tbptt(self)
+        _check_decolle(self)
+        _check_eventprop(self)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
         if (
@@ -292,6 +311,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         )
     if values.eprop is not None and values.loss is None:
         values.loss = "ce"  # the per-step cross-entropy, the loss e-prop descends
+    if values.decolle is True and values.loss is None:
+        values.loss = "mse"  # unused: each layer learns its local loss (decolle_loss)
+    if values.eventprop is not None and values.loss is None:
+        values.loss = "ce_max_membrane"  # the readout's maximum over time, as the paper
     for name in RESOLVED_FIELDS:  # model first: the loss and lr follow it
         if getattr(values, name) is None:
             setattr(values, name, default_for(values.dataset, values.model, name,
@@ -440,6 +463,94 @@ def _check_tbptt(config: TrainConfig) -> None:
         )
     if config.loss is not None:  # None: checked once resolved
         check_window_loss(config.loss)
+
+
+#: The settings DECOLLE and EventProp do not combine with (config name, flag).
+_NOT_WITH_LOCAL = (
+    ("online", "--online"), ("tbptt", "--tbptt"), ("eprop", "--eprop"),
+    ("decolle", "--decolle"), ("eventprop", "--eventprop"), ("recompute", "--recompute"),
+    ("compile", "--compile"), ("weight_bits", "--weight-bits"),
+    ("membrane_bits", "--membrane-bits"),
+)  # fmt: skip
+
+
+def _settings_in_use(config: TrainConfig, own: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The flags of :data:`_NOT_WITH_LOCAL` (and ``extra``) that ``config`` sets, but
+    ``own``'s."""
+    used = [flag for name, flag in _NOT_WITH_LOCAL
+            if name != own and getattr(config, name) not in (None, False, 0)]  # fmt: skip
+    used += [flag for flag in extra if getattr(config, flag[2:].replace("-", "_"))]
+    if config.amp != "off":
+        used.append(f"--amp {config.amp}")
+    if config.prune != "none":
+        used.append(f"--prune {config.prune}")
+    return used
+
+
+def _check_decolle(config: TrainConfig) -> None:
+    """The DECOLLE fields against each other, ``T``, the loss and the settings DECOLLE
+    cannot take (the model and the per-layer lists' lengths: with the model, in
+    :func:`spikeflow.training.decolle.check_decolle_model`)."""
+    lists = {"decolle_reg_u": 0.0, "decolle_layer_lr": 0.0}
+    for name in lists:
+        values = getattr(config, name)
+        if not isinstance(values, (list, tuple)) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            for v in values
+        ):
+            raise ConfigurationError(f"{name} must be a list of finite numbers, got {values!r}")
+    if any(v < 0 for v in config.decolle_reg_u):
+        raise ConfigurationError(f"decolle_reg_u must be >= 0, got {config.decolle_reg_u}")
+    if any(v <= 0 for v in config.decolle_layer_lr):
+        raise ConfigurationError(f"decolle_layer_lr must be > 0, got {config.decolle_layer_lr}")
+    burnin = config.decolle_burnin
+    if isinstance(burnin, bool) or not isinstance(burnin, int) or burnin < 0:
+        raise ConfigurationError(f"decolle_burnin must be an integer >= 0, got {burnin!r}")
+    if not config.decolle:
+        changed = [name for name, default in (
+            ("decolle_loss", "smooth_l1"), ("decolle_burnin", 0), ("decolle_update", "step"),
+            ("decolle_reg_u", []), ("decolle_layer_lr", []),
+        ) if getattr(config, name) != default]  # fmt: skip
+        if changed:
+            raise ConfigurationError(f"{', '.join(changed)} needs DECOLLE training: add --decolle")
+        return
+    from spikeflow.learn.decolle import DECOLLE_LOSSES, DECOLLE_UPDATES
+
+    _choice("decolle_loss", config.decolle_loss, DECOLLE_LOSSES)
+    _choice("decolle_update", config.decolle_update, DECOLLE_UPDATES)
+    used = _settings_in_use(config, "decolle", ("--mixup", "--cutmix"))
+    if used:
+        raise ConfigurationError(
+            f"DECOLLE (--decolle) trains every layer on its own readout's loss, one step "
+            f"at a time, for the plain float network: it cannot be combined with "
+            f"{', '.join(used)}"
+        )
+    if config.T is not None and burnin >= config.T:
+        raise ConfigurationError(
+            f"decolle_burnin ({burnin}) must be below T = {config.T}: DECOLLE learns from "
+            "the steps after the burn-in"
+        )
+    if config.loss is not None and loss_key(config.loss) != "mse":
+        raise ConfigurationError(
+            f"DECOLLE trains each layer on its local loss, chosen with --decolle-loss "
+            f"(smooth_l1 or mse): leave --loss out, got {config.loss!r}"
+        )
+
+
+def _check_eventprop(config: TrainConfig) -> None:
+    """The EventProp field against the settings the adjoint cannot take (the model: in
+    :func:`spikeflow.training.eventprop.check_eventprop_model`)."""
+    if config.eventprop is None:
+        return
+    from spikeflow.learn.eventprop import EVENTPROP_JUMPS
+
+    _choice("eventprop", config.eventprop, EVENTPROP_JUMPS)
+    used = _settings_in_use(config, "eventprop")
+    if used:
+        raise ConfigurationError(
+            f"EventProp (--eventprop) differentiates whole float sequences by the adjoint "
+            f"method: it cannot be combined with {', '.join(used)}"
+        )
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

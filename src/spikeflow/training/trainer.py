@@ -44,7 +44,15 @@ from spikeflow.training.config import (
 )
 from spikeflow.training.data import build_datasets, static_layout, to_time_major
 from spikeflow.training.distributed import setup_distributed
+from spikeflow.training.decolle import (
+    check_decolle_model,
+    decolle_output_loss,
+    decolle_parameter_groups,
+    decolle_rule,
+    decolle_train_step,
+)
 from spikeflow.training.eprop import eprop_rule, eprop_train_step
+from spikeflow.training.eventprop import check_eventprop_model
 from spikeflow.training.loop import (
     EpochSums,
     autocast_context,
@@ -261,6 +269,9 @@ class Trainer(CheckpointMixin, PlotsMixin):
             check_online_model(self.raw_model, self._takes_target)
         check_tbptt_run(cfg, self.raw_model, self._takes_target)  # (only with --tbptt)
         self.eprop = eprop_rule(cfg, self.raw_model, ctx.distributed)
+        check_decolle_model(cfg, self.raw_model, ctx.distributed)
+        self.decolle = decolle_rule(cfg, self.raw_model)
+        check_eventprop_model(cfg, self.raw_model)
         if self._takes_target and (cfg.mixup or cfg.cutmix):
             raise ConfigurationError(
                 f"{type(self.raw_model).__name__} supervises its output spikes from the "
@@ -295,6 +306,8 @@ class Trainer(CheckpointMixin, PlotsMixin):
         self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
         if cfg.tbptt is not None:
             self.eval_loss_fn = windowed_loss(self.loss_fn, cfg.tbptt)
+        if cfg.decolle:  # the last layer's local loss, as the training logs it
+            self.eval_loss_fn = decolle_output_loss(cfg.decolle_loss)
         self.mixer = (
             BatchMixer(self.info.num_classes, cfg.mixup, cfg.cutmix)
             if cfg.mixup or cfg.cutmix
@@ -341,6 +354,9 @@ class Trainer(CheckpointMixin, PlotsMixin):
         delays = {id(m.delay): m.delay for m in self.raw_model.modules()
                   if isinstance(m, DelayedLinear)}  # fmt: skip
         params: Any = self._trained_parameters()
+        groups = decolle_parameter_groups(cfg, self.raw_model)  # --decolle-layer-lr
+        if groups is not None:
+            params = groups
         if delays:
             params = [
                 {"params": [p for p in params if id(p) not in delays]},
@@ -560,6 +576,11 @@ class Trainer(CheckpointMixin, PlotsMixin):
             self.optimizer.zero_grad(set_to_none=True)
             smoothing = float(cfg.loss_kwargs.get("label_smoothing", 0.0))  # ce's only argument
             out, loss = eprop_train_step(self.eprop, x, target, smoothing)
+        elif self.decolle is not None:  # local losses, each step backpropagated alone
+            self.optimizer.zero_grad(set_to_none=True)
+            per_step = cfg.decolle_update == "step"
+            after = self._window_update(step, steps) if per_step else None
+            out, loss = decolle_train_step(self.decolle, x, target, after)
         else:
             with autocast_context(ctx.device, cfg.amp):
                 # a model that supervises its output layer itself (event-driven nets) gets y
@@ -575,10 +596,11 @@ class Trainer(CheckpointMixin, PlotsMixin):
         if bad:
             self._phase = "idle"
             self._raise_non_finite(value, step, steps)
-        if not trains_per_step(cfg) and cfg.tbptt is None:
+        if not trains_per_step(cfg) and cfg.tbptt is None and self.decolle is None:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-        if cfg.tbptt is None or cfg.tbptt_update != "window":  # (else: after each window)
+        # (else: updated after each window or DECOLLE step already)
+        if not self._updates_within_batch():
             self._phase = "update"
             self._update()
         self._phase = "done"
@@ -601,9 +623,17 @@ class Trainer(CheckpointMixin, PlotsMixin):
         if isinstance(self.pruning, ThresholdSchedule):  # LATS moves from an optimizer hook
             self.pruning.step()
 
+    def _updates_within_batch(self) -> bool:
+        """Whether a batch updates the weights as it runs: truncated BPTT after every
+        window, DECOLLE after every step."""
+        cfg = self.config
+        return (cfg.tbptt is not None and cfg.tbptt_update == "window") or (
+            self.decolle is not None and cfg.decolle_update == "step"
+        )
+
     def _window_update(self, step: int, steps: int) -> Any:
-        """What truncated BPTT with per-window updates calls after each window's
-        backward: stop (on every process) if any window's loss is not finite, else
+        """What truncated BPTT with per-window updates (and DECOLLE with per-step
+        updates) calls after each window's (step's) backward: stop (on every process) if any window's loss is not finite, else
         update the weights and zero the gradients. From the first update on, the batch
         is in its ``update`` phase: an interruption saves nothing mid-batch."""
 

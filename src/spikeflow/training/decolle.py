@@ -1,0 +1,264 @@
+"""DECOLLE in ``spikeflow train`` (``--decolle``; docs/training_methods.md).
+
+The run's model is the zoo's ``decolle`` (:class:`DECOLLEClassifier`: convolutional
+then dense :class:`~spikeflow.learn.DECOLLELayer` s, each with its fixed random
+readout). With ``--decolle`` every batch runs through :meth:`spikeflow.learn.DECOLLE.run`:
+after the burn-in, each step's local losses (every layer's readout against the one-hot
+label, plus the reference code's membrane regularisation with ``--decolle-reg-u``) are
+back-propagated through that step's graph alone, each into its own layer's weights, and
+the optimizer steps after every step (``--decolle-update step``, the paper's) or once
+per batch (``sequence``). Without ``--decolle`` the same network trains by BPTT through
+layers and time on its last layer's readout, like any zoo model.
+
+The model's output is the last layer's readout ``[T − burnin, B, K]`` (the steps after
+the burn-in), the prediction its sum over the steps (``rate``), as the reference code's
+accuracy. The loss a DECOLLE run logs, for training and test alike, is the last layer's
+local loss averaged over those steps (:func:`decolle_output_loss`); the rule descends the
+sum over all layers' losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.learn.decolle import (
+    DECOLLE,
+    DECOLLE_LOSSES,
+    DECOLLELayer,
+    DECOLLENetwork,
+    decolle_loss,
+)
+from spikeflow.models.registry import register_model
+
+__all__ = [
+    "DECOLLEClassifier",
+    "check_decolle_model",
+    "decolle",
+    "decolle_output_loss",
+    "decolle_parameter_groups",
+    "decolle_rule",
+    "decolle_train_step",
+]
+
+
+def _pair(name: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    raise ConfigurationError(f"decolle: {name} must be an integer or (H, W), got {value!r}")
+
+
+class DECOLLEClassifier(DECOLLENetwork):
+    """A DECOLLE network for ``spikeflow train``: ``len(channels)`` convolutional layers
+    (``kernel_size`` square kernels, "same" padding, max pooling ``pool`` on the
+    membrane), then ``len(hidden)`` dense layers, every layer with its fixed random
+    readout to the ``num_classes`` targets (:class:`~spikeflow.learn.DECOLLENetwork`).
+    The defaults are ``examples/decolle_nmnist.py``'s network (the paper's N-MNIST
+    network has three convolutional layers).
+
+    ``forward(x)`` (``x`` ``[T, B, C, H, W]``) runs the whole graph (BPTT of the network)
+    and returns the last layer's readout of the steps after ``burnin`` (an attribute,
+    0 unless the run sets ``--decolle-burnin``): ``[T − burnin, B, num_classes]``.
+
+    Args:
+        num_classes: ``K``.
+        in_channels, input_size: one step's input ``[C, H, W]`` (``input_size``: ``H``
+            or ``(H, W)``).
+        channels: output channels of the convolutional layers (may be empty).
+        kernel_size: their kernels' side (odd).
+        pool: their max pooling (1: none).
+        hidden: neurons of the dense layers (may be empty; not both empty).
+        alpha, beta, alpharp, wrp, normalize: the layers' traces
+            (:class:`~spikeflow.learn.DECOLLELayer`).
+        readout_scale, train_readouts, dropout: the readouts
+            (:class:`~spikeflow.learn.DECOLLENetwork`).
+
+    Raises:
+        ConfigurationError: no layers, an even kernel, sizes below 1, an input the
+            pooling shrinks to nothing.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 2,
+        input_size: int | tuple[int, int] | list[int] = 32,
+        channels: Sequence[int] = (16, 32),
+        kernel_size: int = 5,
+        pool: int = 2,
+        hidden: Sequence[int] = (128,),
+        alpha: float = 0.9,
+        beta: float = 0.85,
+        alpharp: float = 0.65,
+        wrp: float = 1.0,
+        normalize: bool = True,
+        readout_scale: float = 0.5,
+        train_readouts: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        channels, hidden = list(channels), list(hidden)
+        if not channels and not hidden:
+            raise ConfigurationError("decolle: channels and hidden are both empty: no layers")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1
+               for n in [*channels, *hidden]):  # fmt: skip
+            raise ConfigurationError(
+                f"decolle: channels and hidden must hold integers >= 1, got {channels}, {hidden}"
+            )
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ConfigurationError(f"decolle: kernel_size must be an odd integer >= 1, got {kernel_size!r}")
+        if kernel_size % 2 == 0:
+            raise ConfigurationError(
+                f"decolle: kernel_size must be odd ('same' padding), got {kernel_size}"
+            )
+        height, width = _pair("input_size", input_size)
+        kw = dict(alpha=alpha, beta=beta, alpharp=alpharp, wrp=wrp, normalize=normalize)
+        layers, size, features = [], (height, width), in_channels
+        for out in channels:
+            if min(size) < pool:
+                raise ConfigurationError(
+                    f"decolle: the input {height}x{width} is too small for {len(channels)} "
+                    f"max pools of {pool}"
+                )
+            conv = nn.Conv2d(features, out, kernel_size, padding=kernel_size // 2)
+            layers.append(DECOLLELayer(conv, pool=pool, **kw))  # type: ignore[arg-type]
+            size, features = (size[0] // pool, size[1] // pool), out
+        flat = features * size[0] * size[1]
+        for out in hidden:
+            layers.append(DECOLLELayer(nn.Linear(flat, out), **kw))  # type: ignore[arg-type]
+            flat = out
+        super().__init__(
+            layers, (in_channels, height, width), num_classes, readout_scale=readout_scale,
+            train_readouts=train_readouts, dropout=dropout,
+        )  # fmt: skip
+        #: Steps run before the output (and learning) starts (``--decolle-burnin``).
+        self.burnin = 0
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        """The last layer's readout ``[T − burnin, B, K]`` of ``x`` ``[T, B, C, H, W]``."""
+        if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[0] <= self.burnin:
+            raise ShapeError(
+                f"DECOLLEClassifier: the input has T = {x.shape[0]} steps, not more than "
+                f"the burn-in ({self.burnin})"
+            )
+        return super().forward(x, local=False)[self.burnin :, -1]
+
+
+@register_model("decolle")
+def decolle(num_classes: int = 10, **kwargs: Any) -> DECOLLEClassifier:
+    """The DECOLLE network (:class:`DECOLLEClassifier`): convolutional then dense
+    DECOLLE layers, each with a fixed random readout; ``--decolle`` trains it by
+    DECOLLE's local rule, without it BPTT trains it; ``kwargs`` are its arguments."""
+    return DECOLLEClassifier(num_classes=num_classes, **kwargs)
+
+
+def check_decolle_model(config: Any, model: nn.Module, distributed: bool) -> None:
+    """Raise unless a ``--decolle`` run can train ``model``: a
+    :class:`DECOLLEClassifier` (the zoo's ``decolle``), in one process, with one
+    regularisation strength and learning-rate scale per layer where lists are given.
+
+    Raises:
+        ConfigurationError: naming the model, option or count at fault.
+    """
+    if not getattr(config, "decolle", False):
+        return
+    if not isinstance(model, DECOLLEClassifier):
+        raise ConfigurationError(
+            f"--decolle trains a network of DECOLLE layers with their local readouts: use "
+            f"--model decolle (got {config.model!r}, a {type(model).__name__})"
+        )
+    if distributed:
+        raise ConfigurationError(
+            "--decolle runs in one process: its per-step updates are taken outside the "
+            "backward pass that averages gradients over torchrun's processes"
+        )
+    layers = len(model.layers)
+    for name, flag in (("decolle_reg_u", "--decolle-reg-u"),
+                       ("decolle_layer_lr", "--decolle-layer-lr")):  # fmt: skip
+        values = list(getattr(config, name))
+        if len(values) not in (0, 1, layers):
+            raise ConfigurationError(
+                f"{flag}: one value for every layer or one per layer; the network has "
+                f"{layers} DECOLLE layers, got {len(values)} values {values}"
+            )
+
+
+def _per_layer(values: Sequence[float], layers: int, default: float) -> list[float]:
+    values = list(values)
+    if not values:
+        return [default] * layers
+    return values * layers if len(values) == 1 else values
+
+
+def decolle_rule(config: Any, model: nn.Module) -> DECOLLE | None:
+    """The DECOLLE rule of a run (``None`` without ``config.decolle``); the model is
+    checked already (:func:`check_decolle_model`)."""
+    if not getattr(config, "decolle", False):
+        return None
+    assert isinstance(model, DECOLLEClassifier)
+    layers = len(model.layers)
+    return DECOLLE(
+        model, loss=config.decolle_loss, burnin=config.decolle_burnin,
+        update=config.decolle_update, reg_u=_per_layer(config.decolle_reg_u, layers, 0.0),
+    )  # fmt: skip
+
+
+def decolle_parameter_groups(config: Any, model: nn.Module) -> list[dict[str, Any]] | None:
+    """The optimizer's parameter groups of a run with ``--decolle-layer-lr``: layer
+    ``l``'s weights at ``lr · scale_l`` (the reference code's per-layer learning rates,
+    one Adamax per layer there), trainable readouts at ``lr``; ``None`` without it."""
+    scales = list(getattr(config, "decolle_layer_lr", []) or [])
+    if not scales or not isinstance(model, DECOLLEClassifier):
+        return None
+    scales = _per_layer(scales, len(model.layers), 1.0)
+    groups: list[dict[str, Any]] = [
+        {"params": list(layer.parameters()), "lr": config.lr * scale}
+        for layer, scale in zip(model.layers, scales)
+    ]
+    readouts = [p for p in model.readouts.parameters() if p.requires_grad]
+    if readouts:
+        groups.append({"params": readouts, "lr": config.lr})
+    return groups
+
+
+def decolle_output_loss(kind: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss a DECOLLE run logs: the last layer's local loss ``kind``
+    (:func:`~spikeflow.learn.decolle_loss`) against the one-hot labels (or class
+    distributions ``[B, K]``), averaged over the steps of ``out`` ``[T', B, K]``.
+
+    Raises:
+        ConfigurationError: an unknown ``kind``.
+    """
+    if kind not in DECOLLE_LOSSES:
+        raise ConfigurationError(f"decolle_loss must be one of {DECOLLE_LOSSES}, got {kind!r}")
+
+    def loss(out: Tensor, target: Tensor) -> Tensor:
+        if not isinstance(out, Tensor) or out.dim() != 3 or out.shape[0] == 0:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ShapeError(f"decolle output loss: out must be [T, B, K] with T >= 1, got {shape}")
+        return sum(decolle_loss(o, target, kind) for o in out) / out.shape[0]  # type: ignore[return-value]
+
+    return loss
+
+
+def decolle_train_step(
+    rule: DECOLLE,
+    x: Tensor,
+    target: Tensor,
+    after_step: Callable[[int, Tensor], None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One batch ``x`` ``[T, B, C, H, W]`` through :meth:`~spikeflow.learn.DECOLLE.run`
+    (the gradients into ``.grad``; ``after_step(t, loss)`` after every learning step's
+    backward: per-step updates). Returns the last layer's readout ``[T − burnin, B, K]``
+    and the logged loss (:func:`decolle_output_loss` of it), both detached."""
+    weight = rule.network.layers[0].synapse.weight
+    result = rule.run(x.to(weight.dtype), target, after_step=after_step)
+    out = result.y[:, -1]
+    with torch.no_grad():
+        loss = decolle_output_loss(rule.loss)(out, target)
+    return out, loss
