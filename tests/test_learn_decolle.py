@@ -3,6 +3,8 @@ hand-written loop of the paper's equations with that layer's readout loss alone,
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.learn import DECOLLE, DECOLLELayer, DECOLLENetwork, decolle_loss
-from spikeflow.learn.decolle import predict
+from spikeflow.learn.decolle import decolle_u_regularisation, predict
 
 ALPHA, BETA, ALPHARP, WRP = 0.8, 0.7, 0.6, 0.9
 
@@ -235,3 +237,69 @@ def test_the_nmnist_example_network_learns_a_batch():
     for _ in range(2):
         last = rule.run(x, label, optimizer).loss
     assert last < first
+
+
+def test_membrane_regularisation_by_hand():
+    """The reference code's terms, λ (mean(relu(U + 0.01)) + 3e-3 relu(mean(0.1 − σ(U)))),
+    on hand-computed values: layer 0's membranes are active (its silence term is 0),
+    layer 1's are silent (its activity term is 0)."""
+    u0 = torch.tensor([[-0.5, 0.2], [0.0, -0.02]], dtype=torch.float64)
+    u1 = torch.full((2, 1, 2, 2), -5.0, dtype=torch.float64)
+    activity0 = (0.0 + 0.21 + 0.01 + 0.0) / 4  # mean σ(u0) = 0.48 > 0.1: no silence term
+    silence1 = 0.1 - 1 / (1 + math.exp(5.0))
+    expected = 2.0 * activity0 + 0.5 * 3e-3 * silence1
+    value = decolle_u_regularisation([u0, u1], [2.0, 0.5])
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+    assert float(decolle_u_regularisation([u0, u1], [0.0, 0.0])) == 0.0
+    with pytest.raises(ConfigurationError, match="2 strengths for 1 layers"):
+        decolle_u_regularisation([u0], [1.0, 1.0])
+    with pytest.raises(ConfigurationError, match="strength"):
+        decolle_u_regularisation([u0], [-1.0])
+
+
+@pytest.mark.parametrize("bias", [0.3, -4.0])
+def test_membrane_regularisation_gradient_against_a_hand_loop(bias):
+    """DECOLLE.run with ``reg_u=λ`` gives a Linear layer the gradient of its readout loss
+    plus λ times the regulariser of its own U (state detached between steps), summed
+    over the learning steps: autograd on a hand-written loop (float64). Bias 0.3: the
+    activity term acts; -4: the silence term."""
+    torch.manual_seed(3)
+    layer = DECOLLELayer(nn.Linear(6, 5).double(), alpha=ALPHA, beta=BETA, alpharp=ALPHARP,
+                         wrp=WRP)  # fmt: skip
+    with torch.no_grad():
+        layer.synapse.weight.mul_(4.0)
+        layer.synapse.bias.fill_(bias)
+    net = DECOLLENetwork([layer], (6,), 4, readout_scale=1.5)
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand((6, 3, 6), generator=g) < 0.5).double()
+    label, lam, burnin = torch.tensor([0, 3, 1]), 0.7, 1
+    DECOLLE(net, burnin=burnin, reg_u=lam).run(x, label)
+
+    w = layer.synapse.weight.detach().clone().requires_grad_(True)
+    b = layer.synapse.bias.detach().clone().requires_grad_(True)
+    readout = net.readouts[0]
+    q = p = torch.zeros(3, 6, dtype=torch.float64)
+    r = s_prev = torch.zeros(3, 5, dtype=torch.float64)
+    total, silent = 0.0, 0
+    for t, x_t in enumerate(x):
+        q, p = BETA * q + (1 - BETA) * x_t, ALPHA * p + (1 - ALPHA) * q
+        r = ALPHARP * r + WRP * s_prev
+        u = F.linear(p, w, b) - r
+        s_prev = (u >= 0).double().detach()
+        if t < burnin:
+            continue
+        y = F.linear(_spike(u), readout.weight, readout.bias)
+        d = (y - F.one_hot(label, 4).double()).abs()
+        silence = 0.1 - torch.sigmoid(u).mean()
+        silent += int(silence > 0)
+        reg = F.relu(u + 0.01).mean() + 3e-3 * F.relu(silence)
+        total = total + torch.where(d < 1, 0.5 * d**2, d - 0.5).mean() + lam * reg
+    assert (silent > 0) == (bias < 0)
+    gw, gb = torch.autograd.grad(total, [w, b])
+    torch.testing.assert_close(layer.synapse.weight.grad, gw, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.synapse.bias.grad, gb, rtol=1e-12, atol=1e-12)
+    net.zero_grad()
+    DECOLLE(net, burnin=burnin).run(x, label)  # without it: another gradient
+    assert not torch.allclose(layer.synapse.bias.grad, gb)
+    with pytest.raises(ConfigurationError, match=r"one strength or one per layer \(1\)"):
+        DECOLLE(net, reg_u=[1.0, 1.0])

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.learn.eprop_network import step_targets
+from spikeflow.neurons.tap import SpikeTap
 from spikeflow.surrogate import Rect, Surrogate
 
 __all__ = [
@@ -271,6 +272,9 @@ class DECOLLENetwork(nn.Module):
                 )
                 x, _, _ = layer.step(x)
                 sizes.append(x[0].numel())
+        #: Each layer's (pooled) spikes pass through its tap, which monitors read
+        #: (no parameters, no state: the state dict is unchanged).
+        self.taps = nn.ModuleList(SpikeTap(n) for n in sizes)
         self.readouts = nn.ModuleList(nn.Linear(n, self.out_features) for n in sizes)
         for readout, n in zip(self.readouts, sizes):
             readout.to(dtype=weight.dtype, device=weight.device)
@@ -312,10 +316,11 @@ class DECOLLENetwork(nn.Module):
 
     def _step(self, x_t, states, local, detach_state):
         # (readouts [L, B, K], new states, each layer's (pooled) U [B, ...])
+        continues = states is not None
         if states is None:
             states = [None] * len(self.layers)
         ys, new_states, us, x = [], [], [], x_t
-        for layer, readout, state in zip(self.layers, self.readouts, states):
+        for layer, readout, tap, state in zip(self.layers, self.readouts, self.taps, states):
             if local:
                 x = x.detach()
             if detach_state:
@@ -324,6 +329,7 @@ class DECOLLENetwork(nn.Module):
                 s, u, new = _step_attached(layer, x, state)
             new_states.append(new)
             us.append(u)
+            s = tap.pass_step(s.unsqueeze(0), continues).squeeze(0)
             out = F.dropout(s, self.dropout, self.training) if self.dropout else s
             ys.append(readout(out.flatten(1)))
             x = s
@@ -437,7 +443,8 @@ class DECOLLEResult(NamedTuple):
     """What :meth:`DECOLLE.run` returns."""
 
     y: Tensor  #: the readouts of the steps after the burn-in ``[T − burnin, L, B, K]`` (detached)
-    loss: Tensor  #: the sum of the local losses (and regularisation) over those steps (detached scalar)
+    #: the sum of the local losses (and regularisation) over those steps (detached scalar)
+    loss: Tensor
 
 
 class DECOLLE:

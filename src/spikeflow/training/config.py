@@ -491,8 +491,7 @@ def _check_decolle(config: TrainConfig) -> None:
     """The DECOLLE fields against each other, ``T``, the loss and the settings DECOLLE
     cannot take (the model and the per-layer lists' lengths: with the model, in
     :func:`spikeflow.training.decolle.check_decolle_model`)."""
-    lists = {"decolle_reg_u": 0.0, "decolle_layer_lr": 0.0}
-    for name in lists:
+    for name in ("decolle_reg_u", "decolle_layer_lr"):
         values = getattr(config, name)
         if not isinstance(values, (list, tuple)) or any(
             isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)

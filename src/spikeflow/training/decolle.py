@@ -111,7 +111,9 @@ class DECOLLEClassifier(DECOLLENetwork):
                 f"decolle: channels and hidden must hold integers >= 1, got {channels}, {hidden}"
             )
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ConfigurationError(f"decolle: kernel_size must be an odd integer >= 1, got {kernel_size!r}")
+            raise ConfigurationError(
+                f"decolle: kernel_size must be an odd integer >= 1, got {kernel_size!r}"
+            )
         if kernel_size % 2 == 0:
             raise ConfigurationError(
                 f"decolle: kernel_size must be odd ('same' padding), got {kernel_size}"

@@ -14,6 +14,7 @@ checkpoints, resume, ``torchrun`` and the monitors work as for any zoo model.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -99,11 +100,14 @@ class EventPropClassifier(nn.Module):
         self.in_features = flat_features("eventprop_snn", in_features, in_channels, input_size)
         p = LIFAdjointParameters(tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, dt)
         sizes = [self.in_features, *hidden]
-        self.hidden = nn.ModuleList(
-            EventPropLIF(n_in, n_out, recurrent=recurrent, p=p, weight_scale=weight_scale,
-                         spike_input=index > 0)  # fmt: skip
-            for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]))
-        )
+        layers = []
+        for index, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+            layer = EventPropLIF(
+                n_in, n_out, recurrent=recurrent, p=p, weight_scale=weight_scale,
+                spike_input=index > 0,
+            )  # fmt: skip
+            layers.append(layer)
+        self.hidden = nn.ModuleList(layers)
         self.taps = nn.ModuleList(SpikeTap(n) for n in hidden)
         self.readout = nn.Linear(hidden[-1], num_classes, bias=False)
         tau = check_real("eventprop_snn: tau_readout", tau_readout, 0.0, low_open=True)
@@ -163,7 +167,7 @@ class EventPropClassifier(nn.Module):
                 j = j + z @ layer.recurrent_weights.t()
             h = v + p.dt * p.tau_mem_inv * (p.v_leak - v + j)
             soft = torch.sigmoid(alpha * (h - p.v_th))
-            z = (h > p.v_th).to(h.dtype) + soft - soft.detach()
+            z = (h > p.v_th).to(h.dtype) + (soft - soft.detach())  # exactly 0 or 1
             v = h - z * (h - p.v_reset)
             i = j * (1.0 - p.dt * p.tau_syn_inv)
             out.append(z)

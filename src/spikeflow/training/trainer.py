@@ -43,7 +43,6 @@ from spikeflow.training.config import (
     save_config,
 )
 from spikeflow.training.data import build_datasets, static_layout, to_time_major
-from spikeflow.training.distributed import setup_distributed
 from spikeflow.training.decolle import (
     check_decolle_model,
     decolle_output_loss,
@@ -51,6 +50,7 @@ from spikeflow.training.decolle import (
     decolle_rule,
     decolle_train_step,
 )
+from spikeflow.training.distributed import setup_distributed
 from spikeflow.training.eprop import eprop_rule, eprop_train_step
 from spikeflow.training.eventprop import check_eventprop_model
 from spikeflow.training.loop import (
@@ -633,9 +633,10 @@ class Trainer(CheckpointMixin, PlotsMixin):
 
     def _window_update(self, step: int, steps: int) -> Any:
         """What truncated BPTT with per-window updates (and DECOLLE with per-step
-        updates) calls after each window's (step's) backward: stop (on every process) if any window's loss is not finite, else
-        update the weights and zero the gradients. From the first update on, the batch
-        is in its ``update`` phase: an interruption saves nothing mid-batch."""
+        updates) calls after each window's (step's) backward: stop (on every process) if
+        any window's loss is not finite, else update the weights and zero the gradients.
+        From the first update on, the batch is in its ``update`` phase: an interruption
+        saves nothing mid-batch."""
 
         def after_window(index: int, window_loss: Tensor) -> None:
             value = float(window_loss)
