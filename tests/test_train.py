@@ -832,6 +832,7 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
         "online",
         "compile",
         "recompute",
+        "decolle",
     }
     for name in sorted(bools):
         for value in ("false", "no", 0, 1, None):

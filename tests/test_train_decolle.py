@@ -193,6 +193,15 @@ def test_the_zoo_network():
     assert net(x).shape == (5, 2, 3)
     net.burnin = 2
     assert net(x).shape == (3, 2, 3)
+    # event counts as spikes, max-pooled 2x2: a block with any event is a spike
+    net = create_model("decolle", in_channels=1, input_size=5, channels=[2], kernel_size=3,
+                       hidden=[3], binary_input=True, input_pool=2)  # fmt: skip
+    assert net.input_shape == (1, 2, 2)
+    counts = torch.zeros(1, 1, 1, 5, 5)
+    counts[..., 0, 1], counts[..., 3, 3], counts[..., 4, 4] = 3.0, 0.5, 7.0
+    expected = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # row and column 4 dropped
+    assert torch.equal(net.prepare_input(counts)[0, 0, 0], expected)
+    assert net(counts).shape == (1, 1, 10)
     with pytest.raises(ConfigurationError, match="kernel_size must be odd"):
         create_model("decolle", kernel_size=4)
     with pytest.raises(ConfigurationError, match="too small for 2 max pools"):

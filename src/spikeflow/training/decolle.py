@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeflow._checks import check_flag, check_int
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.learn.decolle import (
     DECOLLE,
@@ -78,6 +80,10 @@ class DECOLLEClassifier(DECOLLENetwork):
             (:class:`~spikeflow.learn.DECOLLELayer`).
         readout_scale, train_readouts, dropout: the readouts
             (:class:`~spikeflow.learn.DECOLLENetwork`).
+        binary_input: read each input value above 0 as a spike, 1 (event counts of a
+            frame as spikes, as ``examples/decolle_nmnist.py``; default False).
+        input_pool: max-pool each input step by this factor in space first (default 1:
+            none; with ``binary_input``, 2 gives the example's 2x downsampled events).
 
     Raises:
         ConfigurationError: no layers, an even kernel, sizes below 1, an input the
@@ -101,8 +107,12 @@ class DECOLLEClassifier(DECOLLENetwork):
         readout_scale: float = 0.5,
         train_readouts: bool = False,
         dropout: float = 0.0,
+        binary_input: bool = False,
+        input_pool: int = 1,
     ) -> None:
         channels, hidden = list(channels), list(hidden)
+        binary_input = check_flag("decolle", "binary_input", binary_input)
+        input_pool = check_int("decolle: input_pool", input_pool, 1)
         if not channels and not hidden:
             raise ConfigurationError("decolle: channels and hidden are both empty: no layers")
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 1
@@ -119,6 +129,11 @@ class DECOLLEClassifier(DECOLLENetwork):
                 f"decolle: kernel_size must be odd ('same' padding), got {kernel_size}"
             )
         height, width = _pair("input_size", input_size)
+        if min(height, width) < input_pool:
+            raise ConfigurationError(
+                f"decolle: the input {height}x{width} is smaller than input_pool {input_pool}"
+            )
+        height, width = height // input_pool, width // input_pool
         kw = dict(alpha=alpha, beta=beta, alpharp=alpharp, wrp=wrp, normalize=normalize)
         layers, size, features = [], (height, width), in_channels
         for out in channels:
@@ -138,8 +153,22 @@ class DECOLLEClassifier(DECOLLENetwork):
             layers, (in_channels, height, width), num_classes, readout_scale=readout_scale,
             train_readouts=train_readouts, dropout=dropout,
         )  # fmt: skip
+        self.binary_input, self.input_pool = binary_input, input_pool
         #: Steps run before the output (and learning) starts (``--decolle-burnin``).
         self.burnin = 0
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """``x`` ``[T, B, C, H, W]`` as the layers take it: spikes where ``binary_input``,
+        max-pooled by ``input_pool``."""
+        if self.binary_input:
+            x = (x > 0).to(x.dtype)
+        if self.input_pool > 1:
+            if not isinstance(x, Tensor) or x.dim() != 5:
+                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ShapeError(f"DECOLLEClassifier: x must be [T, B, C, H, W], got {shape}")
+            pooled = F.max_pool2d(x.flatten(0, 1), self.input_pool)
+            x = pooled.unflatten(0, x.shape[:2])
+        return x
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         """The last layer's readout ``[T − burnin, B, K]`` of ``x`` ``[T, B, C, H, W]``."""
@@ -148,7 +177,7 @@ class DECOLLEClassifier(DECOLLENetwork):
                 f"DECOLLEClassifier: the input has T = {x.shape[0]} steps, not more than "
                 f"the burn-in ({self.burnin})"
             )
-        return super().forward(x, local=False)[self.burnin :, -1]
+        return super().forward(self.prepare_input(x), local=False)[self.burnin :, -1]
 
 
 @register_model("decolle")
@@ -258,7 +287,10 @@ def decolle_train_step(
     (the gradients into ``.grad``; ``after_step(t, loss)`` after every learning step's
     backward: per-step updates). Returns the last layer's readout ``[T − burnin, B, K]``
     and the logged loss (:func:`decolle_output_loss` of it), both detached."""
-    weight = rule.network.layers[0].synapse.weight
+    network = rule.network
+    weight = network.layers[0].synapse.weight
+    if isinstance(network, DECOLLEClassifier):
+        x = network.prepare_input(x)
     result = rule.run(x.to(weight.dtype), target, after_step=after_step)
     out = result.y[:, -1]
     with torch.no_grad():
