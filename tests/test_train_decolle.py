@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spikeflow.cli.options import build_parser
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.learn import DECOLLE
 from spikeflow.learn.decolle import decolle_loss
 from spikeflow.models import create_model
@@ -193,6 +193,9 @@ def test_the_zoo_network():
     assert net(x).shape == (5, 2, 3)
     net.burnin = 2
     assert net(x).shape == (3, 2, 3)
+    net.burnin = 5
+    with pytest.raises(ShapeError, match=r"T = 5 steps, not more than the burn-in \(5\)"):
+        net(x)
     # event counts as spikes, max-pooled 2x2: a block with any event is a spike
     net = create_model("decolle", in_channels=1, input_size=5, channels=[2], kernel_size=3,
                        hidden=[3], binary_input=True, input_pool=2)  # fmt: skip
