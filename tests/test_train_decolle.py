@@ -16,7 +16,7 @@ from spikeflow.models import create_model
 from spikeflow.training import Trainer, config_for_resume, load_checkpoint
 from spikeflow.training.config import config_from_dict, resolve
 from spikeflow.training.data import to_time_major
-from spikeflow.training.decolle import DECOLLEClassifier
+from spikeflow.training.decolle import DECOLLEClassifier, check_decolle_model
 from spikeflow.training.evaluation import _loss
 from train_runs import tiny
 
@@ -211,3 +211,12 @@ def test_the_zoo_network():
         create_model("decolle", input_size=3)
     with pytest.raises(ConfigurationError, match="both empty"):
         create_model("decolle", channels=[], hidden=[])
+
+
+def test_decolle_runs_in_one_process():
+    """Its per-step updates happen outside DDP's backward: torchrun is refused."""
+    cfg = resolve(config_from_dict({"dataset": "digits", **RUN}))
+    net = create_model("decolle", num_classes=10, in_channels=1, input_size=8, **NET)
+    check_decolle_model(cfg, net, distributed=False)
+    with pytest.raises(ConfigurationError, match="--decolle runs in one process"):
+        check_decolle_model(cfg, net, distributed=True)
