@@ -1,0 +1,60 @@
+"""Object detection on event cameras: boxes, NMS, mAP, a spiking detection head and loss
+(docs/detection.md).
+
+* :mod:`~spikeflow.detection.boxes`: box formats, areas, IoU, GIoU, NMS (pure torch).
+* :mod:`~spikeflow.detection.targets`: the ``[K, 5]`` target contract and :func:`collate`.
+* :mod:`~spikeflow.detection.metrics`: COCO mAP and VOC AP@0.5, accumulated by batch.
+* :mod:`~spikeflow.detection.head`: the anchor-free spiking head, its loss and decoder.
+* :mod:`~spikeflow.detection.model`: :class:`SpikingDetector` and a small builder.
+
+The composed N-MNIST detection task is
+:class:`spikeflow.data.datasets.nmnist_detection.NMNISTDetection`.
+"""
+
+from spikeflow.detection.boxes import (
+    BOX_FORMATS,
+    batched_nms,
+    box_area,
+    box_convert,
+    box_iou,
+    check_boxes,
+    clip_boxes_to_image,
+    elementwise_box_iou,
+    generalized_box_iou,
+    nms,
+)
+from spikeflow.detection.head import (
+    DetectionLoss,
+    SpikingDetectionHead,
+    assign_targets,
+    decode,
+    decode_boxes,
+)
+from spikeflow.detection.metrics import Detections, MeanAveragePrecision
+from spikeflow.detection.model import SpikingDetector, spiking_detector
+from spikeflow.detection.targets import check_target, collate, split_target
+
+__all__ = [
+    "BOX_FORMATS",
+    "DetectionLoss",
+    "Detections",
+    "MeanAveragePrecision",
+    "SpikingDetectionHead",
+    "SpikingDetector",
+    "assign_targets",
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "check_boxes",
+    "check_target",
+    "clip_boxes_to_image",
+    "collate",
+    "decode",
+    "decode_boxes",
+    "elementwise_box_iou",
+    "generalized_box_iou",
+    "nms",
+    "spiking_detector",
+    "split_target",
+]

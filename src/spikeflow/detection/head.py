@@ -1,0 +1,336 @@
+"""An anchor-free spiking detection head, its training loss and its decoder.
+
+**Design** (FCOS/YOLOX-like, one scale; docs/detection.md says why): every cell of the
+backbone's feature map ``[T, B, C, H, W]`` (stride ``s`` pixels) predicts
+
+* 4 box distances ``(l, t, r, b)`` from the cell centre ``((j + ½)s, (i + ½)s)`` to the
+  box's left, top, right and bottom edges, ``softplus(raw)·s`` pixels;
+* an objectness logit;
+* one logit per class (independent sigmoids, as YOLOX).
+
+The head is ``depth`` spiking conv units (conv3x3-BN-neuron) and a 1x1 conv read-out
+applied at every step; the prediction is the **time-mean of the read-out** (its
+"membrane", no spike at the output), as EMS-YOLO and SpikeYOLO decode. Channels of the
+``[B, 5 + num_classes, H, W]`` output: ``0:4`` box, ``4`` objectness, ``5:`` classes.
+
+**Assignment** (FCOS's centre sampling): a cell is a positive of ground-truth box ``g``
+when its centre lies inside ``g`` and within ``center_radius·s`` of ``g``'s centre (in x
+and in y); a cell claimed by several boxes takes the smallest; a box that claims no cell
+(smaller than a cell) gets the cell containing its centre.
+
+**Loss**: ``box_weight·Σ(1 − GIoU)`` (or IoU) over positives, ``+ obj_weight·Σ BCE`` of
+objectness over all cells (target 1 at positives), ``+ cls_weight·Σ BCE`` of the class
+logits at positives (one-hot targets), all divided by the number of positives in the
+batch (at least 1). Weights default to YOLOX's (5, 1, 1).
+
+**Decoding**: score = sigmoid(objectness)·sigmoid(best class logit); cells above
+``score_threshold``, the ``pre_nms_top_k`` best, class-wise NMS, at most
+``max_detections`` per image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeflow import layers
+from spikeflow._checks import check_real
+from spikeflow.detection.boxes import batched_nms, clip_boxes_to_image, elementwise_box_iou
+from spikeflow.detection.metrics import Detections
+from spikeflow.detection.targets import split_target
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int
+
+__all__ = [
+    "HEAD_NEURON_DEFAULTS",
+    "DetectionLoss",
+    "SpikingDetectionHead",
+    "assign_targets",
+    "cell_centers",
+    "decode",
+    "decode_boxes",
+]
+
+#: The head's default neuron arguments: LIF τ = 2, detached hard reset, ATan surrogate.
+HEAD_NEURON_DEFAULTS: dict[str, Any] = {
+    "tau": 2.0,
+    "detach_reset": True,
+    "surrogate_function": "atan",
+}
+
+
+def _check_prediction(pred: Tensor, num_classes: int | None = None) -> None:
+    if not isinstance(pred, Tensor):
+        raise DTypeError(f"pred must be a tensor, got {type(pred).__name__}")
+    if not pred.is_floating_point():
+        raise DTypeError(f"pred must be floating point, got {pred.dtype}")
+    if pred.dim() != 4 or pred.shape[1] < 6:
+        raise ShapeError(
+            f"pred must be the head's output [B, 5 + num_classes, H, W], got {list(pred.shape)}"
+        )
+    if num_classes is not None and pred.shape[1] != 5 + num_classes:
+        raise ShapeError(
+            f"pred has {pred.shape[1]} channels; {num_classes} classes need 5 + "
+            f"{num_classes} = {5 + num_classes}"
+        )
+
+
+def _check_stride(stride: Any) -> float:
+    return check_real("stride", stride, 0.0, None, low_open=True)
+
+
+def cell_centers(height: int, width: int, stride: float, device: Any = None) -> Tensor:
+    """Pixel coordinates ``[H·W, 2]`` (x, y) of the cell centres, row-major."""
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * stride
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx.reshape(-1), gy.reshape(-1)), -1)
+
+
+def decode_boxes(pred: Tensor, stride: float) -> Tensor:
+    """The boxes every cell predicts, ``[B, H·W, 4]`` xyxy pixels, from the head's output
+    ``[B, 5 + C, H, W]``: centre ∓ ``softplus(raw)·stride``."""
+    _check_prediction(pred)
+    s = _check_stride(stride)
+    b, _, h, w = pred.shape
+    ltrb = F.softplus(pred[:, :4]).permute(0, 2, 3, 1).reshape(b, h * w, 4) * s
+    c = cell_centers(h, w, s, pred.device).to(pred.dtype)
+    return torch.cat((c - ltrb[..., :2], c + ltrb[..., 2:]), -1)
+
+
+def assign_targets(
+    boxes: Tensor, height: int, width: int, stride: float, center_radius: float = 1.5
+) -> Tensor:
+    """Which ground-truth box each cell learns: ``[H·W]`` int64, the box's row in
+    ``boxes`` or -1 (background). The rule is in the module docs."""
+    n_cells = height * width
+    if boxes.shape[0] == 0:
+        return torch.full((n_cells,), -1, dtype=torch.long, device=boxes.device)
+    c = cell_centers(height, width, stride, boxes.device).to(boxes.dtype)  # [HW, 2]
+    x, y = c[None, :, 0], c[None, :, 1]
+    x0, y0, x1, y1 = (boxes[:, i, None] for i in range(4))
+    inside = (x > x0) & (x < x1) & (y > y0) & (y < y1)
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, center_radius * stride
+    near = ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    candidate = inside & near  # [K, HW]
+    # A box that claims no cell gets the cell containing its centre.
+    col = (cx[:, 0] / stride).floor().clamp(0, width - 1).long()
+    row = (cy[:, 0] / stride).floor().clamp(0, height - 1).long()
+    lonely = ~candidate.any(1)
+    if bool(lonely.any()):
+        k = lonely.nonzero()[:, 0]
+        candidate[k, row[k] * width + col[k]] = True
+    area = ((x1 - x0) * (y1 - y0)).expand_as(candidate)
+    cost = torch.where(candidate, area, torch.full_like(area, math.inf))
+    best, which = cost.min(0)
+    return torch.where(torch.isfinite(best), which, torch.full_like(which, -1))
+
+
+class SpikingDetectionHead(nn.Module):
+    """Spiking conv units and a 1x1 read-out on a spiking feature map, decoded from the
+    time-mean of the read-out: ``[T, B, C, H, W] -> [B, 5 + num_classes, H, W]``.
+
+    Args:
+        in_channels: channels ``C`` of the backbone's feature map.
+        num_classes: object classes.
+        hidden_channels: channels of the spiking conv units (default ``in_channels``).
+        depth: number of conv3x3-BN-neuron units before the read-out (0: the read-out
+            sits directly on the backbone's spikes).
+        neuron, neuron_kwargs: the spiking neuron (default LIF, see
+            :data:`HEAD_NEURON_DEFAULTS`), as in the model zoo.
+        prior_prob: initial objectness and class probability (RetinaNet/YOLOX's prior,
+            0.01: the read-out's bias starts at ``-log((1 - p) / p)``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        hidden_channels: int | None = None,
+        depth: int = 1,
+        neuron: NeuronSpec = "lif",
+        neuron_kwargs: Mapping[str, Any] | None = None,
+        prior_prob: float = 0.01,
+    ) -> None:
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        hidden = in_channels if hidden_channels is None else hidden_channels
+        check_positive_int("hidden_channels", hidden)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ConfigurationError(f"depth must be an integer >= 0, got {depth!r}")
+        p = check_real("prior_prob", prior_prob, 0.0, 1.0, low_open=True, high_open=True)
+        factory = NeuronFactory(neuron, neuron_kwargs, HEAD_NEURON_DEFAULTS)
+        units: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(depth):
+            units += [
+                layers.Conv2d(channels, hidden, 3, padding=1, bias=False),
+                layers.BatchNorm2d(hidden),
+                factory(),
+            ]
+            channels = hidden
+        self.in_channels = in_channels
+        self.units = nn.Sequential(*units)
+        self.readout = layers.Conv2d(channels, 5 + num_classes, 1)
+        nn.init.normal_(self.readout.weight, std=0.01)
+        with torch.no_grad():
+            self.readout.bias.zero_()
+            self.readout.bias[4:].fill_(-math.log((1 - p) / p))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``[T, B, C, H, W]`` spikes -> ``[B, 5 + num_classes, H, W]``, the time-mean of
+        the read-out."""
+        if not isinstance(features, Tensor) or features.dim() != 5:
+            shape = list(features.shape) if isinstance(features, Tensor) else type(features)
+            raise ShapeError(f"the head expects features [T, B, C, H, W], got {shape}")
+        if features.shape[2] != self.in_channels:
+            raise ShapeError(
+                f"the head was built for {self.in_channels} channels, got features "
+                f"{list(features.shape)}"
+            )
+        return self.readout(self.units(features)).mean(0)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, num_classes={self.num_classes}"
+
+
+class DetectionLoss(nn.Module):
+    """The head's training loss (module docs): ``forward(pred, targets)`` returns the
+    total and its parts ``{"box", "obj", "cls", "positives"}`` (detached).
+
+    Args:
+        num_classes: object classes.
+        stride: pixels per cell of the head's output.
+        center_radius: FCOS's centre-sampling radius, in cells (1.5).
+        box_loss: ``"giou"`` (default) or ``"iou"``: ``1 - GIoU`` or ``1 - IoU``.
+        box_weight, obj_weight, cls_weight: the weights (YOLOX's 5, 1, 1).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        stride: float,
+        center_radius: float = 1.5,
+        box_loss: str = "giou",
+        box_weight: float = 5.0,
+        obj_weight: float = 1.0,
+        cls_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.stride = _check_stride(stride)
+        self.center_radius = check_real("center_radius", center_radius, 0.0, None, low_open=True)
+        if box_loss not in ("giou", "iou"):
+            raise ConfigurationError(f"box_loss must be 'giou' or 'iou', got {box_loss!r}")
+        self.box_loss = box_loss
+        self.box_weight = check_real("box_weight", box_weight, 0.0)
+        self.obj_weight = check_real("obj_weight", obj_weight, 0.0)
+        self.cls_weight = check_real("cls_weight", cls_weight, 0.0)
+
+    def forward(self, pred: Tensor, targets: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``pred`` ``[B, 5 + num_classes, H, W]`` (the head's output) and ``B`` targets
+        ``[K_i, 5]`` (the contract of :mod:`spikeflow.detection.targets`).
+
+        Raises:
+            ShapeError: wrong ``pred`` shape or not one target per image.
+            ConfigurationError: a class id ``>= num_classes``; others as ``check_target``.
+        """
+        _check_prediction(pred, self.num_classes)
+        b, _, h, w = pred.shape
+        if len(targets) != b:
+            raise ShapeError(f"DetectionLoss got {b} predictions but {len(targets)} targets")
+        boxes_pred = decode_boxes(pred, self.stride)  # [B, HW, 4]
+        flat = pred.permute(0, 2, 3, 1).reshape(b, h * w, -1)
+        obj_target = torch.zeros(b, h * w, dtype=pred.dtype, device=pred.device)
+        box_terms, cls_terms = [], []
+        for i, target in enumerate(targets):
+            gt_boxes, gt_classes = split_target(target, f"targets[{i}]")
+            if gt_classes.numel() and int(gt_classes.max()) >= self.num_classes:
+                raise ConfigurationError(
+                    f"targets[{i}] has class_id {int(gt_classes.max())}, but the loss has "
+                    f"{self.num_classes} classes"
+                )
+            gt_boxes = gt_boxes.to(pred.device, pred.dtype)
+            owner = assign_targets(gt_boxes, h, w, self.stride, self.center_radius)
+            pos = owner >= 0
+            if not bool(pos.any()):
+                continue
+            obj_target[i, pos] = 1.0
+            matched = gt_boxes[owner[pos]]
+            iou = elementwise_box_iou(boxes_pred[i, pos], matched, self.box_loss == "giou")
+            box_terms.append((1.0 - iou).sum())
+            onehot = F.one_hot(gt_classes.to(pred.device)[owner[pos]], self.num_classes)
+            cls_terms.append(
+                F.binary_cross_entropy_with_logits(
+                    flat[i, pos, 5:], onehot.to(pred.dtype), reduction="sum"
+                )
+            )
+        n_pos = obj_target.sum()
+        norm = n_pos.clamp(min=1.0)
+        zero = pred.sum() * 0.0
+        box = torch.stack(box_terms).sum() / norm if box_terms else zero
+        cls = torch.stack(cls_terms).sum() / norm if cls_terms else zero
+        obj = F.binary_cross_entropy_with_logits(flat[..., 4], obj_target, reduction="sum") / norm
+        total = self.box_weight * box + self.obj_weight * obj + self.cls_weight * cls
+        parts = {"box": box.detach(), "obj": obj.detach(), "cls": cls.detach(), "positives": n_pos}
+        return total, parts
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, stride={self.stride}, box_loss={self.box_loss!r}, "
+            f"weights=({self.box_weight}, {self.obj_weight}, {self.cls_weight})"
+        )
+
+
+def decode(
+    pred: Tensor,
+    stride: float,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    pre_nms_top_k: int = 1000,
+    max_detections: int = 100,
+    image_size: Sequence[int] | None = None,
+) -> list[Detections]:
+    """The head's output ``[B, 5 + C, H, W]`` as boxes, scores and classes per image.
+
+    Args:
+        pred: the head's output.
+        stride: pixels per cell.
+        score_threshold: keep cells with ``sigmoid(obj)·sigmoid(class)`` above this.
+        iou_threshold: class-wise NMS threshold, in ``[0, 1]``.
+        pre_nms_top_k: the best cells kept before NMS.
+        max_detections: detections kept per image after NMS.
+        image_size: ``(height, width)`` to clip boxes to (default: no clipping).
+
+    Returns:
+        ``B`` :class:`~spikeflow.detection.Detections` (boxes xyxy pixels, scores,
+        int64 classes), by decreasing score.
+    """
+    _check_prediction(pred)
+    s = _check_stride(stride)
+    check_real("score_threshold", score_threshold, 0.0, 1.0)
+    check_real("iou_threshold", iou_threshold, 0.0, 1.0)
+    top_k = check_positive_int("pre_nms_top_k", pre_nms_top_k)
+    keep_n = check_positive_int("max_detections", max_detections)
+    boxes = decode_boxes(pred.detach(), s)
+    b = pred.shape[0]
+    flat = pred.detach().permute(0, 2, 3, 1).reshape(b, -1, pred.shape[1])
+    cls_prob, classes = torch.sigmoid(flat[..., 5:]).max(-1)
+    scores = torch.sigmoid(flat[..., 4]) * cls_prob
+    out = []
+    for i in range(b):
+        keep = (scores[i] > score_threshold).nonzero()[:, 0]
+        if keep.numel() > top_k:
+            keep = keep[scores[i, keep].topk(top_k).indices]
+        bx, sc, cl = boxes[i, keep], scores[i, keep], classes[i, keep]
+        if image_size is not None:
+            bx = clip_boxes_to_image(bx, image_size)
+        kept = batched_nms(bx, sc, cl, iou_threshold)[:keep_n]
+        out.append(Detections(bx[kept], sc[kept], cl[kept]))
+    return out

@@ -1,0 +1,137 @@
+"""A spiking detector: any multi-step spiking backbone plus :class:`SpikingDetectionHead`,
+and :func:`spiking_detector`, a small one built from spikeflow's layers and neurons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from spikeflow import layers
+from spikeflow.detection.head import (
+    HEAD_NEURON_DEFAULTS,
+    SpikingDetectionHead,
+    _check_stride,
+    decode,
+)
+from spikeflow.detection.metrics import Detections
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.models.common import (
+    NeuronFactory,
+    NeuronSpec,
+    check_input,
+    check_positive_int,
+    init_conv_linear,
+)
+
+__all__ = ["SpikingDetector", "spiking_detector"]
+
+
+class SpikingDetector(nn.Module):
+    """``backbone`` then ``head``: ``[T, B, C, H, W]`` -> ``[B, 5 + num_classes, H/s, W/s]``.
+
+    Args:
+        backbone: any module mapping time-major input ``[T, B, C, H, W]`` to a spiking
+            feature map ``[T, B, C', H', W']`` (a zoo model cut before its pooling, or
+            the stack :func:`spiking_detector` builds).
+        head: the detection head on ``C'`` channels.
+        stride: pixels of the input per cell of the feature map (``H / H'``).
+        in_channels: input channels, checked at each call (None: not checked).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: SpikingDetectionHead,
+        stride: float,
+        in_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(head, SpikingDetectionHead):
+            kind = type(head).__name__
+            raise ConfigurationError(f"head must be a SpikingDetectionHead, got {kind}")
+        self.backbone = backbone
+        self.head = head
+        self.stride = _check_stride(stride)
+        self.in_channels = in_channels
+        self.num_classes = head.num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The head's raw output ``[B, 5 + num_classes, H', W']`` (train it with
+        :class:`~spikeflow.detection.DetectionLoss`, decode it with :meth:`detect`)."""
+        if self.in_channels is not None:
+            check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        features = self.backbone(x)
+        if features.dim() != 5:
+            raise ShapeError(
+                f"the backbone must return [T, B, C, H, W] features, got {list(features.shape)}"
+            )
+        return self.head(features)
+
+    def detect(
+        self,
+        x: Tensor,
+        score_threshold: float = 0.05,
+        iou_threshold: float = 0.5,
+        max_detections: int = 100,
+    ) -> list[Detections]:
+        """Boxes, scores and classes per image (see :func:`~spikeflow.detection.decode`),
+        clipped to the input's size. Runs the network; put it in eval mode first."""
+        return decode(
+            self(x),
+            self.stride,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            image_size=(int(x.shape[-2]), int(x.shape[-1])),
+        )
+
+
+def spiking_detector(
+    num_classes: int = 10,
+    in_channels: int = 2,
+    widths: Sequence[int] = (16, 32, 64),
+    extra_units: int = 1,
+    head_depth: int = 1,
+    neuron: NeuronSpec = "lif",
+    neuron_kwargs: Mapping[str, Any] | None = None,
+) -> SpikingDetector:
+    """A small spiking detector for event frames, stride ``2**len(widths)``.
+
+    Backbone: for each width, conv3x3/2-BN-neuron (each halves the resolution); then
+    ``extra_units`` conv3x3/1-BN-neuron units at the last width. Head:
+    :class:`SpikingDetectionHead` with ``head_depth`` units. The default (16, 32, 64)
+    maps a 96x96 canvas to a 12x12 grid of 8-pixel cells.
+
+    Args:
+        num_classes: object classes.
+        in_channels: input channels (2 for DVS polarities).
+        widths: channels of the downsampling units.
+        extra_units: stride-1 units after them.
+        head_depth: spiking units in the head.
+        neuron, neuron_kwargs: the neuron everywhere (default LIF τ = 2, detached reset,
+            ATan surrogate), as in the model zoo.
+    """
+    check_positive_int("in_channels", in_channels)
+    widths = tuple(widths)
+    if not widths:
+        raise ConfigurationError("widths must name at least one downsampling unit")
+    for i, w in enumerate(widths):
+        check_positive_int(f"widths[{i}]", w)
+    if isinstance(extra_units, bool) or not isinstance(extra_units, int) or extra_units < 0:
+        raise ConfigurationError(f"extra_units must be an integer >= 0, got {extra_units!r}")
+    factory = NeuronFactory(neuron, neuron_kwargs, HEAD_NEURON_DEFAULTS)
+    units: list[nn.Module] = []
+    c = in_channels
+    for w in widths:
+        units += [layers.Conv2d(c, w, 3, 2, 1, bias=False), layers.BatchNorm2d(w), factory()]
+        c = w
+    for _ in range(extra_units):
+        units += [layers.Conv2d(c, c, 3, 1, 1, bias=False), layers.BatchNorm2d(c), factory()]
+    backbone = nn.Sequential(*units)
+    init_conv_linear(backbone)
+    head = SpikingDetectionHead(
+        c, num_classes, depth=head_depth, neuron=neuron, neuron_kwargs=neuron_kwargs
+    )
+    return SpikingDetector(backbone, head, stride=2 ** len(widths), in_channels=in_channels)

@@ -1,0 +1,92 @@
+"""The detection target contract and the DataLoader collate function.
+
+Every detection dataset in spikeflow (the composed N-MNIST canvases, the Gen1 and 1Mpx
+automotive readers) yields ``(sample, target)`` where ``target`` is a float32 tensor
+``[K, 5]``, one row per object: ``(class_id, x_min, y_min, x_max, y_max)`` in pixels of
+the sensor (continuous coordinates: a box over pixel columns 3..5 has ``x_min = 3``,
+``x_max = 6``). ``K`` varies from sample to sample and may be 0 (``[0, 5]``). Batch such
+samples with :func:`collate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeflow.detection.boxes import check_boxes
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+
+__all__ = ["check_target", "collate", "split_target"]
+
+
+def check_target(target: Tensor, name: str = "target") -> Tensor:
+    """Check one sample's target against the contract; returns it unchanged.
+
+    Raises:
+        DTypeError: not a float32 tensor.
+        ShapeError: not ``[K, 5]``.
+        ConfigurationError: a class id that is negative or not a whole number, or an
+            inverted box (``x_max < x_min``, ``y_max < y_min``); the message names the row.
+    """
+    if not isinstance(target, Tensor):
+        raise DTypeError(f"{name} must be a float32 torch.Tensor, got {type(target).__name__}")
+    if target.dtype != torch.float32:
+        raise DTypeError(f"{name} must be float32 [K, 5] rows (class_id, x_min, y_min, "
+                         f"x_max, y_max), got dtype {target.dtype}")  # fmt: skip
+    if target.dim() != 2 or target.shape[1] != 5:
+        raise ShapeError(
+            f"{name} must have shape [K, 5], rows (class_id, x_min, y_min, x_max, y_max); "
+            f"got {list(target.shape)}"
+        )
+    cls = target[:, 0]
+    bad = (cls < 0) | (cls != cls.round())
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ConfigurationError(
+            f"{name}[{i}] has class_id {cls[i].item()!r}; class ids are whole numbers >= 0"
+        )
+    check_boxes(target[:, 1:], f"{name} boxes (columns 1:5)")
+    return target
+
+
+def split_target(target: Tensor, name: str = "target") -> tuple[Tensor, Tensor]:
+    """``(boxes [K, 4] xyxy, classes [K] int64)`` of a checked target."""
+    check_target(target, name)
+    return target[:, 1:], target[:, 0].long()
+
+
+def collate(
+    batch: Sequence[tuple[Any, Tensor]], time_major: bool = False
+) -> tuple[Any, list[Tensor]]:
+    """DataLoader ``collate_fn`` for ``(sample, target)`` pairs with a variable number of
+    objects: ``(samples, targets)``.
+
+    ``samples`` are stacked to ``[B, ...]`` when they are tensors of one shape (frames
+    ``[T, C, H, W]`` give ``[B, T, C, H, W]``, or ``[T, B, C, H, W]`` with
+    ``time_major=True``); anything else (event recordings) stays a list. ``targets`` is
+    the list of the ``B`` targets ``[K_i, 5]``, each checked against the contract.
+
+    Raises:
+        ConfigurationError: an empty batch, or an item that is not a (sample, target) pair.
+        ShapeError: frames of different shapes; others as :func:`check_target`.
+    """
+    if len(batch) == 0:
+        raise ConfigurationError("collate got an empty batch")
+    samples, targets = [], []
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ConfigurationError(
+                f"collate: batch[{i}] must be a (sample, target) pair, got {type(item).__name__}"
+            )
+        samples.append(item[0])
+        targets.append(check_target(item[1], f"batch[{i}] target"))
+    if all(isinstance(s, Tensor) for s in samples):
+        shapes = {tuple(s.shape) for s in samples}
+        if len(shapes) != 1:
+            raise ShapeError(f"collate: samples of different shapes {sorted(shapes)}")
+        stacked = torch.stack(samples)
+        return (stacked.transpose(0, 1).contiguous() if time_major else stacked), targets
+    return samples, targets
