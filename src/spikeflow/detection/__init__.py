@@ -32,7 +32,7 @@ from spikeflow.detection.head import (
 )
 from spikeflow.detection.metrics import Detections, MeanAveragePrecision
 from spikeflow.detection.model import SpikingDetector, spiking_detector
-from spikeflow.detection.targets import check_target, collate, split_target
+from spikeflow.detection.targets import check_target, collate, pad_targets, split_target
 
 __all__ = [
     "BOX_FORMATS",
@@ -55,6 +55,7 @@ __all__ = [
     "elementwise_box_iou",
     "generalized_box_iou",
     "nms",
+    "pad_targets",
     "spiking_detector",
     "split_target",
 ]

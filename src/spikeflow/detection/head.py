@@ -42,7 +42,7 @@ from spikeflow import layers
 from spikeflow._checks import check_real
 from spikeflow.detection.boxes import batched_nms, clip_boxes_to_image, elementwise_box_iou
 from spikeflow.detection.metrics import Detections
-from spikeflow.detection.targets import split_target
+from spikeflow.detection.targets import pad_targets
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int
 
@@ -103,32 +103,41 @@ def decode_boxes(pred: Tensor, stride: float) -> Tensor:
     return torch.cat((c - ltrb[..., :2], c + ltrb[..., 2:]), -1)
 
 
+def _assign(
+    boxes: Tensor, valid: Tensor, height: int, width: int, stride: float, radius: float
+) -> Tensor:
+    """:func:`assign_targets` for a padded batch: ``boxes [B, K, 4]``, ``valid [B, K]``
+    -> ``[B, H·W]``."""
+    n_cells = height * width
+    if boxes.shape[1] == 0:
+        return torch.full((boxes.shape[0], n_cells), -1, dtype=torch.long, device=boxes.device)
+    c = cell_centers(height, width, stride, boxes.device).to(boxes.dtype)  # [HW, 2]
+    x, y = c[:, 0], c[:, 1]
+    x0, y0, x1, y1 = (boxes[..., i, None] for i in range(4))  # [B, K, 1]
+    inside = (x > x0) & (x < x1) & (y > y0) & (y < y1)
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, radius * stride
+    candidate = inside & ((x - cx).abs() < r) & ((y - cy).abs() < r)  # [B, K, HW]
+    # A box that claims no cell gets the cell containing its centre.
+    col = (cx / stride).floor().clamp(0, width - 1).long()
+    row = (cy / stride).floor().clamp(0, height - 1).long()
+    lonely = ~candidate.any(-1, keepdim=True)
+    home = torch.arange(n_cells, device=boxes.device) == row * width + col
+    candidate = (candidate | (lonely & home)) & valid[..., None]
+    area = (x1 - x0) * (y1 - y0)
+    cost = torch.where(candidate, area, torch.full_like(area, math.inf))
+    best, which = cost.min(1)  # [B, HW]: the smallest claiming box
+    return torch.where(torch.isfinite(best), which, torch.full_like(which, -1))
+
+
 def assign_targets(
     boxes: Tensor, height: int, width: int, stride: float, center_radius: float = 1.5
 ) -> Tensor:
     """Which ground-truth box each cell learns: ``[H·W]`` int64, the box's row in
-    ``boxes`` or -1 (background). The rule is in the module docs."""
-    n_cells = height * width
+    ``boxes`` (``[K, 4]`` xyxy) or -1 (background). The rule is in the module docs."""
     if boxes.shape[0] == 0:
-        return torch.full((n_cells,), -1, dtype=torch.long, device=boxes.device)
-    c = cell_centers(height, width, stride, boxes.device).to(boxes.dtype)  # [HW, 2]
-    x, y = c[None, :, 0], c[None, :, 1]
-    x0, y0, x1, y1 = (boxes[:, i, None] for i in range(4))
-    inside = (x > x0) & (x < x1) & (y > y0) & (y < y1)
-    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, center_radius * stride
-    near = ((x - cx).abs() < r) & ((y - cy).abs() < r)
-    candidate = inside & near  # [K, HW]
-    # A box that claims no cell gets the cell containing its centre.
-    col = (cx[:, 0] / stride).floor().clamp(0, width - 1).long()
-    row = (cy[:, 0] / stride).floor().clamp(0, height - 1).long()
-    lonely = ~candidate.any(1)
-    if bool(lonely.any()):
-        k = lonely.nonzero()[:, 0]
-        candidate[k, row[k] * width + col[k]] = True
-    area = ((x1 - x0) * (y1 - y0)).expand_as(candidate)
-    cost = torch.where(candidate, area, torch.full_like(area, math.inf))
-    best, which = cost.min(0)
-    return torch.where(torch.isfinite(best), which, torch.full_like(which, -1))
+        return torch.full((height * width,), -1, dtype=torch.long, device=boxes.device)
+    valid = torch.ones(1, boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    return _assign(boxes[None], valid, height, width, stride, center_radius)[0]
 
 
 class SpikingDetectionHead(nn.Module):
@@ -245,37 +254,36 @@ class DetectionLoss(nn.Module):
         b, _, h, w = pred.shape
         if len(targets) != b:
             raise ShapeError(f"DetectionLoss got {b} predictions but {len(targets)} targets")
+        gt_boxes, gt_classes, valid = pad_targets(targets)
+        if bool((gt_classes >= self.num_classes).any()):
+            i, j = (int(v) for v in (gt_classes >= self.num_classes).nonzero()[0])
+            raise ConfigurationError(
+                f"targets[{i}] has class_id {int(gt_classes[i, j])}, but the loss has "
+                f"{self.num_classes} classes"
+            )
+        gt_boxes, gt_classes, valid = (
+            gt_boxes.to(pred.device, pred.dtype),
+            gt_classes.to(pred.device),
+            valid.to(pred.device),
+        )
         boxes_pred = decode_boxes(pred, self.stride)  # [B, HW, 4]
         flat = pred.permute(0, 2, 3, 1).reshape(b, h * w, -1)
-        obj_target = torch.zeros(b, h * w, dtype=pred.dtype, device=pred.device)
-        box_terms, cls_terms = [], []
-        for i, target in enumerate(targets):
-            gt_boxes, gt_classes = split_target(target, f"targets[{i}]")
-            if gt_classes.numel() and int(gt_classes.max()) >= self.num_classes:
-                raise ConfigurationError(
-                    f"targets[{i}] has class_id {int(gt_classes.max())}, but the loss has "
-                    f"{self.num_classes} classes"
-                )
-            gt_boxes = gt_boxes.to(pred.device, pred.dtype)
-            owner = assign_targets(gt_boxes, h, w, self.stride, self.center_radius)
-            pos = owner >= 0
-            if not bool(pos.any()):
-                continue
-            obj_target[i, pos] = 1.0
-            matched = gt_boxes[owner[pos]]
-            iou = elementwise_box_iou(boxes_pred[i, pos], matched, self.box_loss == "giou")
-            box_terms.append((1.0 - iou).sum())
-            onehot = F.one_hot(gt_classes.to(pred.device)[owner[pos]], self.num_classes)
-            cls_terms.append(
-                F.binary_cross_entropy_with_logits(
-                    flat[i, pos, 5:], onehot.to(pred.dtype), reduction="sum"
-                )
-            )
-        n_pos = obj_target.sum()
+        owner = _assign(gt_boxes, valid, h, w, self.stride, self.center_radius)  # [B, HW]
+        pos = owner >= 0
+        n_pos = pos.sum().to(pred.dtype)
         norm = n_pos.clamp(min=1.0)
-        zero = pred.sum() * 0.0
-        box = torch.stack(box_terms).sum() / norm if box_terms else zero
-        cls = torch.stack(cls_terms).sum() / norm if cls_terms else zero
+        index = owner.clamp(min=0)
+        matched = torch.gather(gt_boxes, 1, index[..., None].expand(-1, -1, 4))[pos]
+        iou = elementwise_box_iou(boxes_pred[pos], matched, self.box_loss == "giou")
+        box = (1.0 - iou).sum() / norm
+        onehot = F.one_hot(torch.gather(gt_classes, 1, index)[pos], self.num_classes)
+        cls = (
+            F.binary_cross_entropy_with_logits(
+                flat[..., 5:][pos], onehot.to(pred.dtype), reduction="sum"
+            )
+            / norm
+        )
+        obj_target = pos.to(pred.dtype)
         obj = F.binary_cross_entropy_with_logits(flat[..., 4], obj_target, reduction="sum") / norm
         total = self.box_weight * box + self.obj_weight * obj + self.cls_weight * cls
         parts = {"box": box.detach(), "obj": obj.detach(), "cls": cls.detach(), "positives": n_pos}

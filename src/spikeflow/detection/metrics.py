@@ -235,10 +235,11 @@ class MeanAveragePrecision:
                 f"update got {len(predictions)} predictions but {len(targets)} targets "
                 "(one of each per image)"
             )
+        batch = []  # all checked before any is added: a bad entry adds nothing
         for i, (pred, target) in enumerate(zip(predictions, targets)):
             boxes, scores, classes = _prediction(pred, i)
             gt_boxes, gt_classes = _target(target, i)
-            self._images.append(
+            batch.append(
                 _Image(
                     gt_boxes=_numpy(gt_boxes, np.float64).reshape(-1, 4),
                     gt_classes=_numpy(gt_classes, np.int64).reshape(-1),
@@ -247,6 +248,7 @@ class MeanAveragePrecision:
                     dt_classes=_numpy(classes, np.int64).reshape(-1),
                 )
             )
+        self._images.extend(batch)
 
     def _match(
         self, dt: np.ndarray, dt_scores: np.ndarray, gt: np.ndarray, area: tuple[float, float]

@@ -19,7 +19,7 @@ from torch import Tensor
 from spikeflow.detection.boxes import check_boxes
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["check_target", "collate", "split_target"]
+__all__ = ["check_target", "collate", "pad_targets", "split_target"]
 
 
 def check_target(target: Tensor, name: str = "target") -> Tensor:
@@ -56,6 +56,45 @@ def split_target(target: Tensor, name: str = "target") -> tuple[Tensor, Tensor]:
     """``(boxes [K, 4] xyxy, classes [K] int64)`` of a checked target."""
     check_target(target, name)
     return target[:, 1:], target[:, 0].long()
+
+
+def _check_layout(target: Tensor, name: str) -> None:
+    """The type, dtype and shape checks of :func:`check_target` (no tensor operation)."""
+    if not isinstance(target, Tensor):
+        raise DTypeError(f"{name} must be a float32 torch.Tensor, got {type(target).__name__}")
+    if target.dtype != torch.float32 or target.dim() != 2 or target.shape[1] != 5:
+        check_target(target, name)
+
+
+def pad_targets(targets: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch of targets as padded tensors: ``boxes [B, K_max, 4]`` (xyxy),
+    ``classes [B, K_max]`` int64 and ``valid [B, K_max]`` bool (False on padding rows,
+    whose boxes are 0 and classes -1; ``K_max >= 1`` even when every target is empty).
+    Every target is checked (:func:`check_target`).
+
+    Raises:
+        ConfigurationError: an empty sequence; others as :func:`check_target`.
+    """
+    if len(targets) == 0:
+        raise ConfigurationError("pad_targets got no targets")
+    for i, target in enumerate(targets):
+        _check_layout(target, f"targets[{i}]")
+    counts = [t.shape[0] for t in targets]
+    rows = torch.cat(list(targets))
+    try:
+        check_target(rows)  # one pass over the whole batch ...
+    except ConfigurationError:
+        for i, target in enumerate(targets):  # ... and, on failure, the culprit's name
+            check_target(target, f"targets[{i}]")
+        raise
+    b, k = len(targets), max(*counts, 1)
+    device = rows.device
+    valid = torch.arange(k, device=device)[None, :] < torch.tensor(counts, device=device)[:, None]
+    boxes = rows.new_zeros(b, k, 4)
+    classes = torch.full((b, k), -1, dtype=torch.long, device=device)
+    boxes[valid] = rows[:, 1:]
+    classes[valid] = rows[:, 0].long()
+    return boxes, classes, valid
 
 
 def collate(
