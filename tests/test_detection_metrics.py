@@ -75,6 +75,27 @@ def test_voc_all_points_differs_from_coco_101_points_and_needs_iou_above_half():
     assert math.isnan(r["map_75"])  # 0.75 is not among the thresholds
 
 
+def test_area_ranges_prefer_ground_truth_inside_the_range():
+    # S = [0,0,30,30] (area 900, small), M = [0,0,40,40] (1600, medium); one detection
+    # D = [0,0,32,32] (1024: inside both small and medium, COCO's edges are inclusive),
+    # IoU(D, S) = 900/1024 = 0.879, IoU(D, M) = 1024/1600 = 0.64.
+    # all: D takes S (higher IoU) up to threshold 0.85: recall 1/2 -> AP 51/101 at 8 of
+    #   the 10 thresholds.
+    # small: M is ignored; D takes S up to 0.85 (AP 1), an FP at 0.90 and 0.95 -> 0.8.
+    # medium: S is ignored, so D takes M while IoU 0.64 qualifies (0.50-0.60: AP 1); at
+    #   0.65-0.85 it takes the ignored S and is ignored (AP 0); at 0.90+ an FP -> 0.3.
+    metric = MeanAveragePrecision()
+    metric.update(
+        [dets([[0, 0, 32, 32]], [0.9], [0])],
+        [target([[0, 0, 0, 30, 30], [0, 0, 0, 40, 40]])],
+    )
+    r = metric.compute()
+    assert r["map"] == pytest.approx(8 * 51 / 101 / 10)
+    assert r["map_small"] == pytest.approx(0.8)
+    assert r["map_medium"] == pytest.approx(0.3)
+    assert math.isnan(r["map_large"])
+
+
 def test_accumulating_by_batch_equals_one_update_and_reset_forgets():
     g = torch.Generator().manual_seed(0)
     preds, targets = [], []

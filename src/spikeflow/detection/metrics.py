@@ -258,8 +258,8 @@ class MeanAveragePrecision:
         lo, hi = area
         gt_area = _area(gt)
         gt_ig = (gt_area < lo) | (gt_area > hi)
-        order = np.argsort(gt_ig, kind="mergesort")
-        gt, gt_ig = gt[order], gt_ig[order]
+        # COCO sorts the ignored ground truths last and stops at the first once it holds
+        # a match: a detection takes an ignored one only when no other qualifies.
         n_t, n_d, n_g = len(self.iou_thresholds), len(dt), len(gt)
         matched = np.zeros((n_t, n_d), dtype=bool)
         ignored = np.zeros((n_t, n_d), dtype=bool)

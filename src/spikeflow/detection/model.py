@@ -92,7 +92,7 @@ def spiking_detector(
     num_classes: int = 10,
     in_channels: int = 2,
     widths: Sequence[int] = (16, 32, 64),
-    extra_units: int = 1,
+    extra_units: int = 0,
     head_depth: int = 1,
     neuron: NeuronSpec = "lif",
     neuron_kwargs: Mapping[str, Any] | None = None,
