@@ -127,6 +127,11 @@ def test_torchvision_style_dicts_are_accepted():
         [{"boxes": boxes, "labels": torch.tensor([2])}],
     )
     assert metric.compute()["map"] == pytest.approx(1.0)
+    with pytest.raises(DTypeError, match=r"targets\[0\] labels must be integers"):
+        metric.update(
+            [{"boxes": boxes, "scores": torch.ones(1), "labels": torch.tensor([2])}],
+            [{"boxes": boxes, "labels": torch.tensor([2.0])}],
+        )
 
 
 def test_malformed_input_is_named():

@@ -132,6 +132,8 @@ def _target(target: Any, i: int) -> tuple[Tensor, Tensor]:
         check_boxes(boxes, f"targets[{i}] boxes")
         if not isinstance(classes, Tensor) or classes.shape != (boxes.shape[0],):
             raise ShapeError(f"targets[{i}] labels must be a tensor [{boxes.shape[0]}]")
+        if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
+            raise DTypeError(f"targets[{i}] labels must be integers, got {classes.dtype}")
         return boxes, classes
     check_target(target, f"targets[{i}]")
     return target[:, 1:], target[:, 0]
