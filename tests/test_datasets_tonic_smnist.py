@@ -192,3 +192,20 @@ def test_pickles_without_the_images_and_reads_them_back_bit_for_bit(tmp_path, gz
     write_split(tmp_path / "smnist", "t10k", images[:10], labels[:10], gz=gz)
     with pytest.raises(DataFormatError, match=r"changed since the dataset was built: expected 300"):
         pickle.loads(state).events(0)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_file_rewritten_with_as_many_other_images_is_an_error(tmp_path, gz):
+    """The labels are read when the dataset is built, the pixels again in each process:
+    a file replaced by the same number of other images must not pair them silently."""
+    import pickle
+
+    images, labels = images_and_labels(20, seed=2)
+    write_split(tmp_path / "smnist", "t10k", images, labels, gz=gz)
+    state = pickle.dumps(SMNIST(tmp_path, train=False))
+    np.testing.assert_array_equal(pickle.loads(state).images, images)  # unchanged: read
+    other, _ = images_and_labels(20, seed=3)
+    assert not np.array_equal(other, images)
+    write_split(tmp_path / "smnist", "t10k", other, labels, gz=gz)
+    with pytest.raises(DataFormatError, match=r"changed since the dataset was built: the 20 "):
+        pickle.loads(state).events(0)

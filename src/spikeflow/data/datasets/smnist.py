@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -219,6 +220,9 @@ class SMNIST(ChannelFrames):
         # Only the file is kept, not its 47 MB of pixels: each process (a DataLoader
         # worker gets a pickled copy) reads them at its first sample (:attr:`images`).
         self._image_path, self._image_count = image_path, int(images.shape[0])
+        # The pixels' checksum: a file rewritten with as many other images is caught
+        # where the images are read again (the labels above are the old file's).
+        self._image_crc = zlib.crc32(images)
         self._images: np.ndarray | None = None
         return [(image_path, int(label)) for label in labels]
 
@@ -230,7 +234,8 @@ class SMNIST(ChannelFrames):
 
         Raises:
             DataFormatError: the file no longer holds the ``N`` images it held when the
-                dataset was built.
+                dataset was built (another number of images, or other pixels: their
+                CRC-32 is compared, one pass over the file per process).
         """
         if self._images is None:
             path, count = self._image_path, self._image_count
@@ -246,6 +251,13 @@ class SMNIST(ChannelFrames):
                 raise DataFormatError(
                     f"{path}: changed since the dataset was built: expected {count} uint8 "
                     f"images [{count}, 28, 28], found {images.dtype} {images.shape}"
+                )
+            crc = zlib.crc32(images)
+            if crc != self._image_crc:
+                raise DataFormatError(
+                    f"{path}: changed since the dataset was built: the {count} images' "
+                    f"pixels differ (CRC-32 {crc:08x}, built with {self._image_crc:08x}); "
+                    "build the dataset again"
                 )
             self._images = images
         return self._images
