@@ -166,6 +166,22 @@ def test_filter_gradcheck():
     )
 
 
+def test_filter_in_the_inputs_dtype_by_hand():
+    """A float32 τ (a StateLeakyNode's default buffer) filters a float64 input in float64
+    (U[t] = Σ_k exp(-k/τ) x[t-k] written out); τ's gradient flows through the cast."""
+    x = _input((4, 2, 3), 1.0)
+    tau = torch.tensor(2.0, requires_grad=True)
+    got = causal_exponential_filter(x, tau, 2)
+    decay = math.exp(-1 / 2.0)
+    want = x.clone()
+    want[1:] += decay * x[:-1]
+    assert got.dtype == F64
+    torch.testing.assert_close(got, want, atol=1e-15, rtol=0)
+    node = StateLeakyNode(0.5, 3, learn_beta=True)  # float32 tau
+    node.membrane(x).sum().backward()
+    assert node.tau.grad is not None and node.tau.grad.dtype == torch.float32
+
+
 # -- GradedSpikes ----------------------------------------------------------------------------
 
 
@@ -215,6 +231,14 @@ def test_graded_spikes_equal_snntorch():
         (lambda: GradedSpikes(3, dim=1), ConfigurationError, "dim must be a negative int"),
         (lambda: GradedSpikes(3)(torch.zeros(2, 4)), ShapeError, "size=3"),
         (lambda: GradedSpikes(3, float("nan")), ConfigurationError, "finite"),
+        (lambda: causal_exponential_filter(torch.zeros(3, 1, 2), torch.ones(1), 0),
+         ConfigurationError, "steps must be None or an int >= 1, got 0"),
+        (lambda: causal_exponential_filter(torch.zeros(3, 1, 2), 2.0), DTypeError,
+         "tau must be a floating-point tensor, got float"),
+        (lambda: causal_exponential_filter(torch.zeros(3, 1, 2, dtype=torch.int64),
+                                           torch.ones(1)), DTypeError, "x must be a floating"),
+        (lambda: causal_exponential_filter(torch.zeros(3, 1, 0), torch.ones(1)), ShapeError,
+         r"x of shape \[T >= 1, B, C >= 1\], got \(3, 1, 0\)"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_named(make, error, match):

@@ -217,21 +217,31 @@ def _diagonal_only(grad: Tensor) -> Tensor:
 def causal_exponential_filter(x: Tensor, tau: Tensor, steps: int | None = None) -> Tensor:
     """``U[t] = Σ_{k<K} exp(-k / τ) x[t - k]`` for ``x`` of shape ``[T, B, C]`` and ``τ``
     of one or ``C`` values, with ``K = T`` or ``min(steps, T)``: snnTorch's
-    ``StateLeaky`` state, one depthwise causal ``conv1d`` over time.
+    ``StateLeaky`` state, one depthwise causal ``conv1d`` over time. The kernel is
+    computed in ``x``'s dtype (a float32 ``τ`` filters a float64 ``x`` in float64;
+    ``τ``'s gradient flows through the cast).
 
     Raises:
-        ShapeError: ``x`` is not 3-D or ``τ`` has neither 1 nor ``C`` values.
+        DTypeError: ``x`` or ``τ`` is not a floating-point tensor.
+        ShapeError: ``x`` is not ``[T >= 1, B, C >= 1]`` or ``τ`` has neither 1 nor
+            ``C`` values.
+        ConfigurationError: ``steps`` is neither None nor an int >= 1.
     """
-    if x.dim() != 3:
-        raise ShapeError(f"causal_exponential_filter takes x of shape [T, B, C], got {x.shape}")
+    owner = "causal_exponential_filter"
+    for name, value in (("x", x), ("tau", tau)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            what = f"dtype {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
+            raise DTypeError(f"{owner}: {name} must be a floating-point tensor, got {what}")
+    if x.dim() != 3 or x.shape[0] == 0 or x.shape[2] == 0:
+        raise ShapeError(f"{owner} takes x of shape [T >= 1, B, C >= 1], got {tuple(x.shape)}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigurationError(f"{owner}: steps must be None or an int >= 1, got {steps!r}")
     num_steps, _, channels = x.shape
     if tau.numel() not in (1, channels):
-        raise ShapeError(
-            f"causal_exponential_filter: tau has {tau.numel()} values for {channels} channels"
-        )
+        raise ShapeError(f"{owner}: tau has {tau.numel()} values for {channels} channels")
     size = num_steps if steps is None else min(steps, num_steps)
-    lags = torch.arange(size, device=x.device).view(1, 1, size)
-    kernel = torch.exp(-lags / tau.reshape(-1, 1, 1)).expand(channels, 1, size)
+    lags = torch.arange(size, device=x.device, dtype=x.dtype).view(1, 1, size)
+    kernel = torch.exp(-lags / tau.to(x.dtype).reshape(-1, 1, 1)).expand(channels, 1, size)
     signal = F.pad(x.permute(1, 2, 0), (size - 1, 0))  # [B, C, T], causal: left only
     out = F.conv1d(signal, torch.flip(kernel, dims=[-1]), groups=channels)
     return out.permute(2, 0, 1)
