@@ -102,6 +102,25 @@ def test_leaky_parallel_by_hand():
     assert LeakyParallel(2, 3, beta=0.5).rnn.weight_hh_l0.equal(0.5 * torch.eye(3))
 
 
+@pytest.mark.parametrize("copy_of", ["deepcopy", "pickle"])
+def test_leaky_parallel_copies_keep_w_hh_diagonal_in_training(copy_of):
+    """The off-diagonal gradient of a learnt W_hh is masked in a copied layer too (an EMA
+    model, a best-epoch copy, torch.save of the module): one step of the copy leaves
+    W_hh diagonal with its diagonal moved."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    layer = LeakyParallel(3, 4, beta=0.5, learn_beta=True)
+    twin = copy.deepcopy(layer) if copy_of == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    twin.rnn(_input((6, 2, 3), 3.0).float())[0].sum().backward()
+    grad = twin.rnn.weight_hh_l0.grad
+    assert grad.diagonal().abs().sum() > 0 and grad.abs().sum() > 0
+    assert torch.equal(grad, torch.diag(grad.diagonal()))
+    frozen = copy.deepcopy(LeakyParallel(3, 4, beta=0.5))  # nothing to mask
+    assert not frozen.rnn.weight_hh_l0.requires_grad
+
+
 # -- StateLeaky, LinearLeaky -----------------------------------------------------------------
 
 

@@ -115,7 +115,8 @@ class LeakyParallel(nn.Module):
             ``atan()``; fires on ``U > θ``); snnTorch's ``surrogate_disable=True`` is
             ``LeakyKReLU(leak=0.0, k=0.0)``.
         learn_beta: train ``W_hh`` (its off-diagonal gradient masked to 0 unless
-            ``weight_hh_enable``); False freezes it (``requires_grad=False``).
+            ``weight_hh_enable``, in copies of the layer too: ``copy.deepcopy``,
+            pickling); False freezes it (``requires_grad=False``).
         learn_threshold, learn_graded_spikes_factor: make θ, ``g`` parameters.
         graded_spikes_factor: ``g``, the spikes' amplitude (default 1).
         weight_hh_enable: keep ``W_hh`` dense (an ordinary ReLU RNN), as snnTorch's.
@@ -176,9 +177,8 @@ class LeakyParallel(nn.Module):
                 weight.copy_(decay.to(weight).reshape(-1, 1).expand_as(weight))
             if not self.weight_hh_enable:
                 weight.mul_(torch.eye(hidden_size, dtype=weight.dtype, device=weight.device))
-        if not self.weight_hh_enable and learn_beta:
-            weight.register_hook(_diagonal_only)
         weight.requires_grad_(learn_beta)
+        self._keep_diagonal()
         _threshold_and_factor(
             self, owner, threshold, learn_threshold, graded_spikes_factor,
             learn_graded_spikes_factor,
@@ -186,6 +186,21 @@ class LeakyParallel(nn.Module):
         self.surrogate_function = checked_surrogate(surrogate_function, ATan)
         self.store_v_seq = check_flag(owner, "store_v_seq", store_v_seq)
         self.v_seq: Tensor | None = None
+
+    def _keep_diagonal(self) -> None:
+        """Mask a trained ``W_hh``'s off-diagonal gradient (unless ``weight_hh_enable``): a
+        hook on the tensor, which a copy of the module (``copy.deepcopy``, pickling,
+        ``torch.save`` of the module) does not carry, so :meth:`__setstate__` sets it
+        again on the copy's ``W_hh``."""
+        weight = self.rnn.weight_hh_l0
+        hooks = getattr(weight, "_backward_hooks", None) or {}
+        trained = weight.requires_grad and not self.weight_hh_enable
+        if trained and _diagonal_only not in hooks.values():
+            weight.register_hook(_diagonal_only)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._keep_diagonal()
 
     def forward(self, x: Tensor) -> Tensor:
         """The spikes ``[T, B, H]`` (times ``graded_spikes_factor``) of ``x``
