@@ -201,6 +201,21 @@ def test_filter_in_the_inputs_dtype_by_hand():
     assert node.tau.grad is not None and node.tau.grad.dtype == torch.float32
 
 
+def test_device_places_every_buffer_with_the_weights():
+    """``device=`` (snnTorch's argument) puts the per-neuron threshold, factor and tau
+    where the RNN's or Linear's weights are (the meta device stands for an
+    accelerator: a buffer left on the CPU fails the call there, "Tensor on device cpu is
+    not on the expected device"; the call itself is not run here, as the first meta
+    convolution of a process loads its meta kernels, seconds)."""
+    per_neuron = {"threshold": torch.full((3,), 0.9), "graded_spikes_factor": torch.ones(3)}
+    layers = (  # (a dense W_hh: making it diagonal on meta loads those kernels too)
+        LeakyParallel(4, 3, weight_hh_enable=True, device="meta", **per_neuron),
+        LinearLeaky(torch.full((3,), 0.8), 4, 3, device="meta", **per_neuron),
+    )
+    for layer in layers:
+        assert {t.device.type for t in (*layer.parameters(), *layer.buffers())} == {"meta"}
+
+
 # -- GradedSpikes ----------------------------------------------------------------------------
 
 

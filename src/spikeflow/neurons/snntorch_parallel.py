@@ -121,7 +121,8 @@ class LeakyParallel(nn.Module):
         graded_spikes_factor: ``g``, the spikes' amplitude (default 1).
         weight_hh_enable: keep ``W_hh`` dense (an ordinary ReLU RNN), as snnTorch's.
         store_v_seq: keep the membrane ``U`` of the last call in ``self.v_seq``.
-        device, dtype: of the RNN's weights.
+        device, dtype: of the RNN's weights (``device`` also places the threshold,
+            factor and ``beta`` buffers).
 
     snnTorch's ``dropout`` (given to a one-layer ``nn.RNN``, where PyTorch ignores it)
     is not offered. Each call starts from ``U = 0`` (as snnTorch's). The input is batched
@@ -186,6 +187,8 @@ class LeakyParallel(nn.Module):
         self.surrogate_function = checked_surrogate(surrogate_function, ATan)
         self.store_v_seq = check_flag(owner, "store_v_seq", store_v_seq)
         self.v_seq: Tensor | None = None
+        if device is not None:  # θ, g and beta with the RNN (not left on the CPU)
+            self.to(device)
 
     def _keep_diagonal(self) -> None:
         """Mask a trained ``W_hh``'s off-diagonal gradient (unless ``weight_hh_enable``): a
@@ -380,7 +383,8 @@ class LinearLeaky(StateLeakyNode):
         beta: as :class:`StateLeakyNode`'s.
         in_features, out_features: the Linear's sizes (``out_features`` the neurons).
         bias: whether the Linear has a bias (default True).
-        device, dtype: of the Linear's weights.
+        device, dtype: of the Linear's weights (``device`` also places ``tau``, the
+            threshold and the factor).
         threshold, surrogate_function, learn_beta, learn_threshold,
             graded_spikes_factor, learn_graded_spikes_factor, kernel_truncation_steps,
             store_v_seq: as :class:`StateLeakyNode`.
@@ -420,6 +424,8 @@ class LinearLeaky(StateLeakyNode):
             in_features, out_features, bias=check_flag(type(self).__name__, "bias", bias),
             device=device, dtype=dtype,
         )  # fmt: skip
+        if device is not None:  # tau, θ and g with the Linear (not left on the CPU)
+            self.to(device)
 
     def membrane(self, x: Tensor) -> Tensor:
         """The membrane (``[T, B, out_features]``) of ``x`` (``[T, B, in_features]``)."""
