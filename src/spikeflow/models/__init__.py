@@ -25,14 +25,18 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.ottt_vgg`: OTTT's spiking VGG (weight standardisation, online training).
 * :mod:`~spikeflow.models.snasnet`: SNASNet, the searched cells of spiking architecture search.
 * :mod:`~spikeflow.models.max_resnet`: Max-ResNet (membrane shortcuts, max-pool downsampling).
+* :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
+* :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 """
 
 from spikeflow.models import (
+    decolle_net,
     delays,
     digits,
     eprop_rsnn,
     event_driven,
+    eventprop_snn,
     masnn,
     max_resnet,
     maxformer,
@@ -64,10 +68,12 @@ __all__ = [
     "NOT_IN_ZOO",
     "NeuronFactory",
     "create_model",
+    "decolle_net",
     "delays",
     "digits",
     "eprop_rsnn",
     "event_driven",
+    "eventprop_snn",
     "list_models",
     "list_neurons",
     "masnn",

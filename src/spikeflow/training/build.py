@@ -11,8 +11,6 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.models.common import reading_saved_run
-from spikeflow.training import decolle as _decolle  # noqa: F401  (registers model decolle)
-from spikeflow.training import eventprop as _eventprop  # noqa: F401  (model eventprop_snn)
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo
 from spikeflow.training.pruning import reparameterise_weights
