@@ -50,7 +50,8 @@ def test_linear_layer_equals_the_hand_derived_formulas():
         macs=3 * 4, accumulates=ti * 4 + 3 * 4 + to, address_adds=ti * 4, input_reads=ti,
         weight_reads=ti * 4, bias_reads=3 * 4, potential_reads=ti * 4 + 3 * 4,
         potential_writes=ti * 4 + 3 * 4, output_writes=to, input_words=5,
-        parameter_words=28, potential_words=4, output_words=5,
+        parameter_words=28, potential_words=4, output_words=5, neuron_updates=3 * 4,
+        neuron_words=4,
     )  # fmt: skip
     assert _close(layer.snn, want)
     # ANN: once, dense; addressing N_in + N_out.
@@ -89,7 +90,7 @@ def test_conv2d_layer_equals_the_hand_derived_formulas():
         macs=0, accumulates=ti * 3 * 4 + to, address_macs=2 * ti, address_adds=ti * 3 * 9,
         input_reads=ti, weight_reads=ti * 27, bias_reads=0, potential_reads=ti * 27 + 96,
         potential_writes=ti * 27 + 96, output_writes=to, input_words=5, parameter_words=54,
-        potential_words=48, output_words=5,
+        potential_words=48, output_words=5, neuron_updates=96, neuron_words=48,
     )  # fmt: skip
     assert _close(layer.snn, want)
     # ANN: 48 outputs of 2·9 products each.
@@ -158,8 +159,9 @@ def test_event_reads_equal_the_exact_synaptic_operations_of_a_dense_linear():
 
 
 def test_neurons_after_pooling_and_undeclared_neurons():
-    """A layer's neurons run next on an output of its size: batch norm between is
-    fine, pooling between is not (the second convolution feeds no neurons)."""
+    """A layer's neurons run next on an output of its size (batch norm between is
+    fine), or, with pooling between, next after it (the second convolution's IF
+    neurons: 2 per step after the pooling, not its 8 outputs)."""
     torch.manual_seed(3)
     net = nn.Sequential(
         layers.Conv2d(1, 2, 3, padding=1), layers.BatchNorm2d(2), neurons.LIFNode(),
@@ -170,10 +172,12 @@ def test_neurons_after_pooling_and_undeclared_neurons():
     x = (torch.rand(2, 2, 1, 4, 4) < 0.5).float()
     report = memory_energy_report(net, x)
     assert [(layer.name, layer.neurons, layer.leak) for layer in report.layers] == [
-        ("0", "2", True), ("4", None, False), ("8", "9", True), ("10", None, False),
+        ("0", "2", True), ("4", "6", False), ("8", "9", True), ("10", None, False),
     ]  # fmt: skip
     assert report.not_counted == ["9 (MaskedPSN: leak assumed)"]
-    assert report.layers[1].output_spikes == report.layers[3].output_spikes == 0
+    assert report.layers[3].output_spikes == 0
+    pooled = report.layers[1].snn
+    assert (pooled.neuron_updates, pooled.neuron_words, pooled.potential_words) == (4, 2, 8)
     assert report.layers[0].input_rate == pytest.approx(float(x.mean()))
 
 
@@ -318,3 +322,50 @@ def test_equals_spikingjelly_lemaire_profiler():
         assert (energy.weights + energy.biases) * 1e12 == pytest.approx(parts["params_pj"])
         assert energy.potentials * 1e12 == pytest.approx(parts["potential_pj"], abs=1e-9)
         assert energy.total * 1e12 == pytest.approx(theirs.total_pj, rel=1e-9)
+
+
+def test_neurons_after_pooling_equal_spikingjelly():
+    """conv → max-pool → LIF (QKFormer's and MA-SNN's order): the LIF neurons' leak,
+    updates, resets and spikes are priced with their own count, as SpikingJelly 2.0
+    prices each neuron layer (they were dropped before); a spiking layer on the
+    model's input is fed by no counted layer and is listed, not priced."""
+    analytical = pytest.importorskip(
+        "spikingjelly.activation_based.op_counter.analytical_energy",
+        reason="SpikingJelly 2.0 (a benchmark extra) is the reference",
+    )
+    from spikingjelly.activation_based import functional as sj_functional
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    torch.manual_seed(5)
+    conv, fc = nn.Conv2d(2, 4, 3, padding=1), nn.Linear(4 * 3 * 3, 3)
+    with torch.no_grad():
+        conv.weight.mul_(3.0)  # (the LIF layer fires)
+    sj_snn = _Steps(nn.Sequential(conv, nn.MaxPool2d(2), sj_neuron.LIFNode(), nn.Flatten(), fc))
+    ours = nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1), layers.MaxPool2d(2), neurons.LIFNode(),
+        layers.Flatten(), layers.Linear(4 * 3 * 3, 3),
+    )  # fmt: skip
+    ours[0].load_state_dict(conv.state_dict())
+    ours[4].load_state_dict(fc.state_dict())
+    x = (torch.rand(4, 1, 2, 6, 6) < 0.5).float()
+    with torch.no_grad():
+        assert torch.allclose(sj_snn(x), ours(x), atol=1e-6)
+    reset_net(ours)
+    sj_functional.reset_net(sj_snn)
+    with pytest.warns(RuntimeWarning):  # pooling, flatten: not in the model
+        sj = analytical.estimate_lemaire_energy(
+            sj_snn, x, config=analytical.LemaireEnergyConfig(strict=False)
+        )
+    report = memory_energy_report(ours, x)
+    first = report.layers[0]
+    assert (first.neurons, first.leak) == ("2", True) and first.output_spikes > 0
+    energy, parts = report.snn_energy(), sj.breakdown_pj
+    assert energy.operations * 1e12 == pytest.approx(parts["ops_pj"], rel=1e-9)
+    assert energy.potentials * 1e12 == pytest.approx(parts["potential_pj"], rel=1e-9)
+    assert (energy.inputs + energy.outputs) * 1e12 == pytest.approx(parts["inout_pj"])
+    assert energy.total * 1e12 == pytest.approx(sj.total_pj, rel=1e-9)
+    encoded = nn.Sequential(neurons.IFNode(), layers.Linear(5, 2))
+    report = memory_energy_report(encoded, torch.rand(2, 1, 5) * 2)
+    assert report.not_counted == [
+        "0 (IFNode: fed by no counted layer; its updates and spikes are not priced)"
+    ]

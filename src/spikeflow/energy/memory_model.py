@@ -33,7 +33,8 @@ positions: 1, or the tokens of a sequence), ``N = C_out·O`` (``P·N_out``) outp
   ``T·N`` with a bias; potential reads, and as many writes, ``θ_in·(C_out/g)·K``
   (``θ_in·N_out``) for the synapses plus ``T·N`` for the neurons' updates; output
   writes ``θ_out``. A layer that feeds no neurons (a read-out) has no leak, no resets
-  and no ``T·N`` potential updates;
+  and no ``T·N`` potential updates; one whose ``N'`` neurons run after a pooling has
+  ``T·N'`` leak MACs and updates, the updates in a potential memory of ``N'`` words;
 * a SNN layer fed real values (the first layer on images; frames of event counts
   without ``spike_counts``) does the ANN's dense work at each of its ``T`` steps and
   the SNN's neuron terms; it writes ``θ_out`` spikes.
@@ -308,6 +309,10 @@ class AccessCounts:
             output_writes: memory accesses, one word each.
         input_words, parameter_words, potential_words, output_words: the size of the
             memory each access goes to (weights and biases share one).
+        neuron_updates: of the potential reads (and as many of the writes), the
+            neurons' own updates (``T·N'``); they go to the neurons' potential memory,
+            of ``neuron_words`` words (0: ``potential_words``), which differs from the
+            layer's when pooling lies between the layer and the neurons it feeds.
     """
 
     macs: float = 0.0
@@ -324,6 +329,8 @@ class AccessCounts:
     parameter_words: int = 0
     potential_words: int = 0
     output_words: int = 0
+    neuron_updates: float = 0.0
+    neuron_words: int = 0
 
     def energy(self, technology: Technology | None = None) -> EnergyComponents:
         """The joules of these counts at ``technology`` (default: :class:`Technology`)."""
@@ -331,13 +338,19 @@ class AccessCounts:
         mac = tech.e_mul + tech.e_add
         parameter = tech.access(self.parameter_words)
         potential = tech.access(self.potential_words)
+        accesses = self.potential_reads + self.potential_writes
+        if self.neuron_words in (0, self.potential_words):
+            potentials = accesses * potential
+        else:  # the neurons' updates go to a memory of another size
+            updates = 2 * self.neuron_updates
+            potentials = (accesses - updates) * potential + updates * tech.access(self.neuron_words)
         return EnergyComponents(
             operations=self.macs * mac + self.accumulates * tech.e_add,
             addressing=self.address_macs * mac + self.address_adds * tech.e_add,
             inputs=self.input_reads * tech.access(self.input_words),
             weights=self.weight_reads * parameter,
             biases=self.bias_reads * parameter,
-            potentials=(self.potential_reads + self.potential_writes) * potential,
+            potentials=potentials,
             outputs=self.output_writes * tech.access(self.output_words),
         )
 
@@ -377,6 +390,7 @@ def snn_counts(
     real_steps: float = 0.0,
     neurons: bool = True,
     fifo_words: int = 1000,
+    neuron_count: int | None = None,
 ) -> AccessCounts:
     """The spiking layer over one inference (the SNN formulas of
     :mod:`spikeflow.energy.memory_model`).
@@ -392,6 +406,10 @@ def snn_counts(
         neurons: whether the layer feeds neurons (``False`` for a read-out: no leak,
             resets or neuron updates).
         fifo_words: the words of the input and output spike queues.
+        neuron_count: ``N'``, the neurons per step of the spiking layer it feeds when
+            they are not its ``N`` outputs (pooling between them): their updates and
+            leak count ``T·N'``, in a potential memory of ``N'`` words (SpikingJelly's
+            reading: each neuron layer prices its own updates); ``None``: ``N``.
     """
     g = geometry
     for name, value in (("steps", steps), ("input_spikes", input_spikes),
@@ -404,8 +422,17 @@ def snn_counts(
         )
     if not neurons and (leak or output_spikes):
         raise ConfigurationError("snn_counts: a layer without neurons has no leak and no spikes")
-    neuron_steps = steps * g.neurons
-    updates = neuron_steps if neurons else 0.0
+    if neuron_count is not None and (
+        isinstance(neuron_count, bool) or not isinstance(neuron_count, int) or neuron_count < 1
+    ):
+        raise ConfigurationError(
+            f"snn_counts: neuron_count must be a positive integer or None, got {neuron_count!r}"
+        )
+    if neuron_count is not None and not neurons:
+        raise ConfigurationError("snn_counts: a layer without neurons has no neuron_count")
+    count = g.neurons if neuron_count is None else neuron_count
+    neuron_steps = steps * g.neurons  # the layer's outputs (its biases)
+    updates = steps * count if neurons else 0.0
     event = input_spikes * g.fan_out  # weights (and potentials) the spikes touch
     if g.kind == "conv":
         event_adds = input_spikes * (g.out_channels // g.groups) * g.reach
@@ -415,7 +442,7 @@ def snn_counts(
     dense = ann_counts(g)
     r = real_steps
     return AccessCounts(
-        macs=(neuron_steps if leak else 0.0) + r * dense.macs,
+        macs=(updates if leak else 0.0) + r * dense.macs,
         accumulates=event_adds + (neuron_steps if g.bias else 0.0) + output_spikes,
         address_macs=address_macs,
         address_adds=event + r * dense.address_adds,
@@ -429,4 +456,6 @@ def snn_counts(
         parameter_words=_parameter_words(g),
         potential_words=g.neurons,
         output_words=fifo_words,
+        neuron_updates=updates,
+        neuron_words=count if neurons else 0,
     )

@@ -151,6 +151,7 @@ class _Record:
     output_spikes: float = 0.0
     neurons: str | None = None
     leak: bool = False
+    neuron_count: int | None = None  # N' of neurons after a pooling (None: N)
 
 
 def _geometry(module: nn.Module, x: Tensor, out: Tensor, positions: int) -> LayerGeometry:
@@ -224,15 +225,20 @@ def memory_energy_report(
     (``θ_in`` sums their magnitudes), as :class:`~spikeflow.energy.OperationCounter`'s
     option. A layer's neurons are the spiking layer
     that next runs on an output of the same size before another counted layer runs
-    (batch norm and dropout between are fine; pooling between is not: such a layer
-    feeds no neurons, ``θ_out = 0``). Neurons leak when their declared charge has a
+    (batch norm and dropout between are fine), else, when pooling changes the size
+    between them, the spiking layer that next runs after the last counted layer: its
+    ``N'`` neurons are priced with their own count (``neuron_count`` of
+    :func:`~spikeflow.energy.snn_counts`, as SpikingJelly prices each neuron layer). A
+    spiking layer that runs before any counted layer since the last spiking layer (on
+    the model's input, after an attention product) is fed by none: it is not priced
+    and is listed in ``not_counted``. Neurons leak when their declared charge has a
     multiplication (``LIFNode``, ``ParametricLIFNode``; not ``IFNode``); spiking layers
     that are not declared neurons are taken to leak and listed in ``not_counted``.
     The model's state is reset before and after; its train/eval mode is kept.
 
     Raises:
         ShapeError: ``x`` has fewer than 2 dims, a layer's input does not split into
-            ``samples``, or a layer ran on two geometries.
+            ``samples``, a layer ran on two geometries or fed neurons of two sizes.
         ConfigurationError: ``samples`` is not a positive integer.
     """
     from spikeflow.functional import reset_net
@@ -306,6 +312,7 @@ def memory_energy_report(
         reset_net(model)
 
     assumed: set[str] = set()
+    unfed: set[str] = set()
     pending: list[tuple[_Record, int]] = []
     for kind, payload in events:
         if kind == "layer":
@@ -313,10 +320,27 @@ def memory_energy_report(
             continue
         module, numel, spikes, step, dtype = payload
         match = next((p for p in reversed(pending) if p[1] == numel), None)
+        count = None
+        if match is None and pending:  # pooling between: N' neurons of their own
+            last, layer_numel = pending[-1]
+            assert last.geometry is not None
+            per_step = last.geometry.neurons * numel
+            if per_step % layer_numel == 0 and per_step // layer_numel > 0:
+                match, count = pending[-1], per_step // layer_numel
         pending = []
         if match is None:
+            unfed.add(f"{names[module]} ({type(module).__name__}: fed by no counted layer; "
+                      "its updates and spikes are not priced)")  # fmt: skip
             continue
         record = match[0]
+        if record.neurons is not None and record.neuron_count != count:
+            assert record.geometry is not None
+            n = record.geometry.neurons
+            raise ShapeError(
+                f"memory_energy_report: layer {record.name} feeds neurons of two sizes "
+                f"({record.neuron_count or n} and {count or n} per step); the model prices one"
+            )
+        record.neuron_count = count
         record.output_spikes += spikes
         record.neurons = names[module]
         leak = _leak(module, step, dtype)
@@ -324,7 +348,7 @@ def memory_energy_report(
             leak = True
             assumed.add(f"{names[module]} ({type(module).__name__}: leak assumed)")
         record.leak = leak
-    not_counted += sorted(assumed)
+    not_counted += sorted(assumed) + sorted(unfed)
 
     layers = []
     for record in records.values():
@@ -337,7 +361,7 @@ def memory_energy_report(
             record.name, type(record.module).__name__, record.geometry, steps, real,
             theta_in, theta_out, record.neurons, record.leak,
             snn_counts(record.geometry, steps, theta_in, theta_out, record.leak, real,
-                       record.neurons is not None, tech.fifo_words),
+                       record.neurons is not None, tech.fifo_words, record.neuron_count),
             ann_counts(record.geometry),
         ))  # fmt: skip
     return MemoryEnergyReport(layers, samples, tech, not_counted)
