@@ -369,3 +369,53 @@ def test_neurons_after_pooling_equal_spikingjelly():
     assert report.not_counted == [
         "0 (IFNode: fed by no counted layer; its updates and spikes are not priced)"
     ]
+
+
+class _Twice(nn.Module):
+    """One linear layer called twice per step (shared weights), then a read-out."""
+
+    def __init__(self, fc: nn.Module, first: nn.Module, second: nn.Module, head: nn.Module):
+        super().__init__()
+        self.fc, self.first, self.second, self.head = fc, first, second, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.second(self.fc(self.first(self.fc(x)))))
+
+
+def test_a_module_called_twice_is_priced_twice_equal_spikingjelly():
+    """The formal network runs a shared layer at each of its calls, as SpikingJelly
+    2.0's profiler prices it (it was priced once); the head, run on the steps, once."""
+    analytical = pytest.importorskip(
+        "spikingjelly.activation_based.op_counter.analytical_energy",
+        reason="SpikingJelly 2.0 (a benchmark extra) is the reference",
+    )
+    from spikingjelly.activation_based import functional as sj_functional
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    torch.manual_seed(6)
+    fc, head = nn.Linear(6, 6), nn.Linear(6, 2)
+    with torch.no_grad():
+        fc.weight.mul_(3.0)  # (the IF layers fire)
+    ours = _Twice(layers.Linear(6, 6), neurons.IFNode(), neurons.IFNode(), layers.Linear(6, 2))
+    ours.fc.load_state_dict(fc.state_dict())
+    ours.head.load_state_dict(head.state_dict())
+    sj_snn = _Steps(_Twice(fc, sj_neuron.IFNode(), sj_neuron.IFNode(), head))
+    x = torch.rand(4, 1, 6) * 2
+    with torch.no_grad():
+        assert torch.allclose(sj_snn(x), ours(x), atol=1e-6)
+    reset_net(ours)
+    sj_functional.reset_net(sj_snn)
+    config = analytical.LemaireEnergyConfig(strict=False)
+    with pytest.warns(RuntimeWarning):  # ReLU: not in the model
+        sj = analytical.estimate_lemaire_energy(sj_snn, x, config=config)
+        sj_ann = analytical.estimate_lemaire_energy(
+            _Twice(fc, nn.ReLU(), nn.ReLU(), head), x[0], config=config
+        )
+    report = memory_energy_report(ours, x)
+    assert [(layer.name, layer.steps, layer.ann_passes) for layer in report.layers] == [
+        ("fc", 8, 2), ("head", 4, 1)
+    ]  # fmt: skip
+    energy = report.ann_energy()
+    assert energy.operations * 1e12 == pytest.approx(sj_ann.breakdown_pj["ops_pj"])
+    assert energy.total * 1e12 == pytest.approx(sj_ann.total_pj, rel=1e-9)
+    assert report.snn_energy().operations * 1e12 == pytest.approx(sj.breakdown_pj["ops_pj"])

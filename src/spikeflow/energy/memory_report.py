@@ -5,12 +5,13 @@ per linear layer and convolution, what :mod:`spikeflow.energy.memory_model` need
 geometry for one step, the steps it ran, the input spikes it read (``θ_in``), the
 steps it was fed real values, and the spikes of the neurons it feeds (``θ_out``, with
 whether they leak). From these it prices the spiking network and the formal network
-of the same architecture (each layer once per inference, dense).
+of the same architecture (each layer once per inference, dense; a module the model
+calls twice per step, twice).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,10 @@ class LayerMemoryEnergy:
         neurons: the name of the spiking layer it feeds, or ``None``.
         leak: whether those neurons leak (a multiplication per neuron and step).
         snn, ann: the operations and accesses of the spiking layer and of the same
-            layer in the formal network.
+            layer in the formal network (``ann_passes`` times).
+        ann_passes: the calls of the layer per inference in the formal network: its
+            steps per input step, at least 1 (2 for a module the model calls twice per
+            step; 1 for a layer run once per sample, after the steps).
     """
 
     name: str
@@ -61,6 +65,7 @@ class LayerMemoryEnergy:
     leak: bool
     snn: AccessCounts
     ann: AccessCounts
+    ann_passes: float = 1.0
 
     @property
     def input_rate(self) -> float:
@@ -194,6 +199,14 @@ def _steps(
             return rows // per, 1
         return 1, rows // per  # [B, L, F]: one step of L positions
     return rows // per, 1
+
+
+def _repeated(counts: AccessCounts, times: float) -> AccessCounts:
+    """``counts`` of ``times`` runs: every count multiplied, the memories' sizes kept."""
+    return replace(counts, **{
+        f.name: getattr(counts, f.name) * times
+        for f in fields(counts) if not f.name.endswith("_words")
+    })  # fmt: skip
 
 
 def _leak(module: nn.Module, step: torch.Size, dtype: torch.dtype) -> bool | None:
@@ -357,11 +370,12 @@ def memory_energy_report(
         per = 1.0 / samples
         steps, real = record.steps * per, record.real_steps * per
         theta_in, theta_out = record.input_spikes * per, record.output_spikes * per
+        passes = max(1.0, steps / timesteps)  # a module called twice per step: twice
         layers.append(LayerMemoryEnergy(
             record.name, type(record.module).__name__, record.geometry, steps, real,
             theta_in, theta_out, record.neurons, record.leak,
             snn_counts(record.geometry, steps, theta_in, theta_out, record.leak, real,
                        record.neurons is not None, tech.fifo_words, record.neuron_count),
-            ann_counts(record.geometry),
+            _repeated(ann_counts(record.geometry), passes), passes,
         ))  # fmt: skip
     return MemoryEnergyReport(layers, samples, tech, not_counted)
