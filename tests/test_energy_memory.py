@@ -51,7 +51,7 @@ def test_linear_layer_equals_the_hand_derived_formulas():
         weight_reads=ti * 4, bias_reads=3 * 4, potential_reads=ti * 4 + 3 * 4,
         potential_writes=ti * 4 + 3 * 4, output_writes=to, input_words=5,
         parameter_words=28, potential_words=4, output_words=5, neuron_updates=3 * 4,
-        neuron_words=4,
+        neuron_words=4, queue_reads=ti, queue_words=5,
     )  # fmt: skip
     assert _close(layer.snn, want)
     # ANN: once, dense; addressing N_in + N_out.
@@ -91,6 +91,7 @@ def test_conv2d_layer_equals_the_hand_derived_formulas():
         input_reads=ti, weight_reads=ti * 27, bias_reads=0, potential_reads=ti * 27 + 96,
         potential_writes=ti * 27 + 96, output_writes=to, input_words=5, parameter_words=54,
         potential_words=48, output_words=5, neuron_updates=96, neuron_words=48,
+        queue_reads=ti, queue_words=5,
     )  # fmt: skip
     assert _close(layer.snn, want)
     # ANN: 48 outputs of 2·9 products each.
@@ -384,7 +385,10 @@ class _Twice(nn.Module):
 
 def test_a_module_called_twice_is_priced_twice_equal_spikingjelly():
     """The formal network runs a shared layer at each of its calls, as SpikingJelly
-    2.0's profiler prices it (it was priced once); the head, run on the steps, once."""
+    2.0's profiler prices it (it was priced once); the head, run on the steps, once.
+    The shared layer is fed real values at its first call and spikes at its second:
+    those are read from the spike queue, as SpikingJelly reads them (they were priced
+    at the size of the input map)."""
     analytical = pytest.importorskip(
         "spikingjelly.activation_based.op_counter.analytical_energy",
         reason="SpikingJelly 2.0 (a benchmark extra) is the reference",
@@ -415,7 +419,12 @@ def test_a_module_called_twice_is_priced_twice_equal_spikingjelly():
     assert [(layer.name, layer.steps, layer.ann_passes) for layer in report.layers] == [
         ("fc", 8, 2), ("head", 4, 1)
     ]  # fmt: skip
-    energy = report.ann_energy()
-    assert energy.operations * 1e12 == pytest.approx(sj_ann.breakdown_pj["ops_pj"])
-    assert energy.total * 1e12 == pytest.approx(sj_ann.total_pj, rel=1e-9)
-    assert report.snn_energy().operations * 1e12 == pytest.approx(sj.breakdown_pj["ops_pj"])
+    for energy, theirs in ((report.snn_energy(), sj), (report.ann_energy(), sj_ann)):
+        assert energy.operations * 1e12 == pytest.approx(theirs.breakdown_pj["ops_pj"])
+        assert energy.total * 1e12 == pytest.approx(theirs.total_pj, rel=1e-9)
+    # By hand (TECH: an access costs its memory's words): 4 dense steps read the 6
+    # inputs from the 6-word input map, the θ_in spikes come from the 5-word queue.
+    shared = memory_energy_report(ours, x, TECH).layers[0]
+    assert shared.real_steps == 4 and shared.input_spikes > 0
+    want = 4 * 6 * 6 + shared.input_spikes * 5
+    assert shared.snn.energy(TECH).inputs == pytest.approx(want)

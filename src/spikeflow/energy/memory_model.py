@@ -37,7 +37,9 @@ positions: 1, or the tokens of a sequence), ``N = C_out·O`` (``P·N_out``) outp
   ``T·N'`` leak MACs and updates, the updates in a potential memory of ``N'`` words;
 * a SNN layer fed real values (the first layer on images; frames of event counts
   without ``spike_counts``) does the ANN's dense work at each of its ``T`` steps and
-  the SNN's neuron terms; it writes ``θ_out`` spikes.
+  the SNN's neuron terms; it writes ``θ_out`` spikes. One fed real values at some
+  steps and spikes at others (a shared layer; counts that are 0/1 at some steps)
+  reads the real values from the input map and the spikes from its queue.
 
 These are the formulas of SpikingJelly 2.0's Lemaire profiler
 (``spikingjelly.activation_based.op_counter.estimate_lemaire_energy``), which spikeflow's
@@ -313,6 +315,9 @@ class AccessCounts:
             neurons' own updates (``T·N'``); they go to the neurons' potential memory,
             of ``neuron_words`` words (0: ``potential_words``), which differs from the
             layer's when pooling lies between the layer and the neurons it feeds.
+        queue_reads: of the input reads, the spikes ``θ_in`` read from the input queue,
+            of ``queue_words`` words (0: ``input_words``), which differs from the input
+            map's when the layer is fed real values at some steps and spikes at others.
     """
 
     macs: float = 0.0
@@ -331,6 +336,8 @@ class AccessCounts:
     output_words: int = 0
     neuron_updates: float = 0.0
     neuron_words: int = 0
+    queue_reads: float = 0.0
+    queue_words: int = 0
 
     def energy(self, technology: Technology | None = None) -> EnergyComponents:
         """The joules of these counts at ``technology`` (default: :class:`Technology`)."""
@@ -344,10 +351,15 @@ class AccessCounts:
         else:  # the neurons' updates go to a memory of another size
             updates = 2 * self.neuron_updates
             potentials = (accesses - updates) * potential + updates * tech.access(self.neuron_words)
+        inputs = self.input_reads * tech.access(self.input_words)
+        if self.queue_words not in (0, self.input_words):  # spikes from the queue
+            dense = self.input_reads - self.queue_reads
+            inputs = dense * tech.access(self.input_words)
+            inputs += self.queue_reads * tech.access(self.queue_words)
         return EnergyComponents(
             operations=self.macs * mac + self.accumulates * tech.e_add,
             addressing=self.address_macs * mac + self.address_adds * tech.e_add,
-            inputs=self.input_reads * tech.access(self.input_words),
+            inputs=inputs,
             weights=self.weight_reads * parameter,
             biases=self.bias_reads * parameter,
             potentials=potentials,
@@ -402,7 +414,8 @@ def snn_counts(
         output_spikes: ``θ_out``, the spikes of the neurons it feeds.
         leak: whether those neurons leak (a multiplication per neuron and step).
         real_steps: of the ``steps``, those fed real values (dense work, as the ANN's,
-            its inputs read from the input map, not the queue).
+            its inputs read from the input map; the spikes of the other steps from the
+            queue).
         neurons: whether the layer feeds neurons (``False`` for a read-out: no leak,
             resets or neuron updates).
         fifo_words: the words of the input and output spike queues.
@@ -458,4 +471,6 @@ def snn_counts(
         output_words=fifo_words,
         neuron_updates=updates,
         neuron_words=count if neurons else 0,
+        queue_reads=input_spikes,
+        queue_words=fifo_words,
     )
