@@ -428,3 +428,27 @@ def test_a_module_called_twice_is_priced_twice_equal_spikingjelly():
     assert shared.real_steps == 4 and shared.input_spikes > 0
     want = 4 * 6 * 6 + shared.input_spikes * 5
     assert shared.snn.energy(TECH).inputs == pytest.approx(want)
+
+
+class _Folded(nn.Module):
+    """A token linear layer on ``[T·B, L, F]`` (SpikingJelly's Spikformer flattens the
+    steps into the batch before its linear layers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+def test_steps_folded_into_the_batch_of_a_token_linear():
+    """``[T·B, L, F]`` is T steps of L tokens whatever B, as ``[T, B, L, F]`` is; with
+    B > 1 it was read as one step of T·L tokens (the ANN priced T times over)."""
+    torch.manual_seed(7)
+    folded = _Folded()
+    x = (torch.rand(4, 2, 5, 6) < 0.5).float()  # T = 4, B = 2, L = 5
+    (layer,) = memory_energy_report(folded, x).layers
+    (direct,) = memory_energy_report(folded.fc, x).layers  # multi-step [T, B, L, F]
+    assert (layer.steps, layer.geometry.in_size, direct.steps) == (4, 5, 4)
+    assert layer.snn == direct.snn and layer.ann == direct.ann

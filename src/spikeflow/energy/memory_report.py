@@ -180,9 +180,11 @@ def _steps(
     name: str, module: nn.Module, x: Tensor, samples: int, timesteps: int
 ) -> tuple[int, int]:
     """(steps of one sample this call ran, positions per step) of a layer's call."""
+    # [T, B, ..., F]: multi-step; [T·B, L, F]: the steps folded into the batch
+    steps_first = x.dim() >= 3 and x.shape[0] in (timesteps, timesteps * samples)
     if isinstance(module, nn.Linear):
         rows, per = x.numel() // module.in_features, samples
-        if x.dim() >= 3 and x.shape[0] == timesteps:  # [T, B, ..., F]: multi-step
+        if steps_first:
             per = timesteps * samples
     else:
         spatial = module.weight.dim() - 2
@@ -193,7 +195,7 @@ def _steps(
             f"into {samples} samples (of {timesteps} steps); pass samples"
         )
     if isinstance(module, nn.Linear):
-        if x.dim() >= 3 and x.shape[0] == timesteps:
+        if steps_first:
             return timesteps, rows // per
         if x.dim() == 2:  # [B, F] one step, or [T·B, F] steps folded
             return rows // per, 1
