@@ -452,3 +452,22 @@ def test_steps_folded_into_the_batch_of_a_token_linear():
     (direct,) = memory_energy_report(folded.fc, x).layers  # multi-step [T, B, L, F]
     assert (layer.steps, layer.geometry.in_size, direct.steps) == (4, 5, 4)
     assert layer.snn == direct.snn and layer.ann == direct.ann
+
+
+def test_layers_whose_forward_never_runs_are_listed():
+    """EPropRSNN computes its input and recurrent synapses with ``F.linear`` on the
+    weights of its ``nn.Linear`` modules in its own loop: only its read-out runs as a
+    module. The two layers and the tapped neurons are listed as not priced (they were
+    left out without a word)."""
+    from spikeflow.models import create_model
+
+    torch.manual_seed(8)
+    model = create_model("eprop_rsnn", in_features=10)
+    x = (torch.rand(5, 2, 10) < 0.3).float()
+    report = memory_energy_report(model, x)
+    assert [layer.name for layer in report.layers] == ["output"]
+    assert report.not_counted == [
+        "neurons (SpikeTap: fed by no counted layer; its updates and spikes are not priced)",
+        "input (Linear: its forward never ran; weights used otherwise are not priced)",
+        "recurrent (Linear: its forward never ran; weights used otherwise are not priced)",
+    ]

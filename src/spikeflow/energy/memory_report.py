@@ -246,9 +246,11 @@ def memory_energy_report(
     :func:`~spikeflow.energy.snn_counts`, as SpikingJelly prices each neuron layer). A
     spiking layer that runs before any counted layer since the last spiking layer (on
     the model's input, after an attention product) is fed by none: it is not priced
-    and is listed in ``not_counted``. Neurons leak when their declared charge has a
-    multiplication (``LIFNode``, ``ParametricLIFNode``; not ``IFNode``); spiking layers
-    that are not declared neurons are taken to leak and listed in ``not_counted``.
+    and is listed in ``not_counted``, as is a counted layer whose forward never ran
+    (a model that computes with its weights, ``F.linear(x, self.fc.weight)``). Neurons
+    leak when their declared charge has a multiplication (``LIFNode``,
+    ``ParametricLIFNode``; not ``IFNode``); spiking layers that are not declared neurons
+    are taken to leak and listed in ``not_counted``.
     The model's state is reset before and after; its train/eval mode is kept.
 
     Raises:
@@ -367,7 +369,9 @@ def memory_energy_report(
 
     layers = []
     for record in records.values():
-        if record.geometry is None:
+        if record.geometry is None:  # its weights may still be used (F.linear in a loop)
+            not_counted.append(f"{record.name} ({type(record.module).__name__}: its forward "
+                               "never ran; weights used otherwise are not priced)")  # fmt: skip
             continue
         per = 1.0 / samples
         steps, real = record.steps * per, record.real_steps * per
