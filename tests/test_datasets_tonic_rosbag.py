@@ -303,3 +303,13 @@ def test_mvsec_hdf5_release(tmp_path):
         ds[1]
     with pytest.raises(ConfigurationError, match="file_format must be 'bag' or 'hdf5'"):
         MVSEC(tmp_path, "outdoor_day", file_format="h5")
+
+
+def test_one_topic_string_is_refused(tmp_path):
+    """A topic passed as one string was a set of its characters: no topic matched and
+    the bag read as empty, without a word."""
+    path = tmp_path / "one.bag"
+    davis_bag(path, np.random.default_rng(8), n=20, with_pose=False)
+    assert len(read_rosbag(path, ("/dvs/events",))["/dvs/events"].data) > 0
+    with pytest.raises(ConfigurationError, match=r"topics must be a collection .* '/dvs/events'"):
+        read_rosbag(path, "/dvs/events")

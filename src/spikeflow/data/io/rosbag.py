@@ -33,6 +33,7 @@ import numpy as np
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import check_in_sensor, empty_file_error, import_optional
 from spikeflow.data.io._common import sort_by_time as _sort_by_time
+from spikeflow.errors import ConfigurationError
 
 __all__ = [
     "ROSBAG_MAGIC",
@@ -245,7 +246,14 @@ def read_rosbag(
             differs from its header, a message on an undefined connection, or a topic
             with two message types (naming the file and the byte offset).
         MissingExtraError: an lz4-compressed chunk and no ``lz4`` package.
+        ConfigurationError: ``topics`` is one string (its characters would be the
+            topics, matching none), not a collection of names.
     """
+    if isinstance(topics, str | bytes):
+        raise ConfigurationError(
+            f"read_rosbag: topics must be a collection of topic names, not one string; got "
+            f"{topics!r} (pass ({topics!r},))"
+        )
     return _walk(Path(path), None if topics is None else set(topics))[1]
 
 
