@@ -188,3 +188,23 @@ def test_bad_files_are_named(tmp_path):
         Gen1Automotive(tmp_path, "validation")
     with pytest.raises(ConfigurationError, match="window_us must be a positive int"):
         Gen1Automotive(tmp_path, window_us=0)
+
+
+@pytest.mark.parametrize("cut", ["at the header's end", "one byte before it", "mid-header"])
+def test_read_dat_window_header_as_long_as_the_probe(tmp_path, cut):
+    """A header that ends at the 64 KiB probe's end, a byte before it, or has a line
+    ending there and more lines was an IndexError (the type byte read past the probe)."""
+    t = np.array([5, 10, 10, 20], np.uint64)
+    x, y, p = np.array([1, 2, 3, 4]), np.array([5, 6, 7, 8]), np.array([0, 1, 1, 0])
+    fields = (x | (y << 14) | (p << 28)).astype(np.uint64)
+    words = (t | (fields << np.uint64(32))).astype("<u8")
+    head = b"% Width 304\n% Height 240\n"
+    total = {"at the header's end": 1 << 16, "one byte before it": (1 << 16) - 1}.get(cut)
+    filler = (total or 1 << 16) - len(head) - 5
+    head += b"% c " + b"x" * filler + b"\n" + (b"% more\n" if total is None else b"")
+    path = tmp_path / "long_td.dat"
+    path.write_bytes(head + bytes([0, 8]) + words.tobytes())
+    rec = read_dat_window(path, 10, 20, (304, 240))
+    np.testing.assert_array_equal(rec.events["t"], [10, 10])
+    np.testing.assert_array_equal(rec.events["x"], [2, 3])
+    np.testing.assert_array_equal(rec.events["p"], [1, 1])

@@ -167,12 +167,15 @@ def _dat_layout(path: Path) -> tuple[int, int]:
     while True:
         try:
             _, start = parse_prophesee_header(head, path)
-            break
+            # the probe may end at a line end inside the header, or before the type
+            # and size bytes: then read further
+            if start + 2 <= len(head) or len(head) >= size:
+                break
         except DataFormatError:
             if len(head) >= size:
                 raise
-            with open(path, "rb") as f:  # a header longer than the probe: read it all
-                head = f.read(min(size, 4 * len(head)))
+        with open(path, "rb") as f:  # a header longer than the probe: read it all
+            head = f.read(min(size, 4 * len(head)))
     if size - start < 2:
         raise format_error(path, start, "truncated: no event type/size bytes after the header")
     etype, esize = head[start], head[start + 1]
