@@ -79,6 +79,9 @@ def test_nerdd_extracts_and_names_bad_files(tmp_path):
     (scene / "ev_rgb_coordinates.txt").write_text("0;1,2,3,4\n")
     with pytest.raises(DataFormatError, match=r"line 1 '0;1,2,3,4'"):
         read_nerdd_boxes(scene / "ev_rgb_coordinates.txt")
+    (scene / "ev_rgb_coordinates.txt").write_bytes(b"0:1,2,3,4\n\xff\xfe:1,2\n")
+    with pytest.raises(DataFormatError, match=r"byte offset 10: not a text box file"):
+        read_nerdd_boxes(scene / "ev_rgb_coordinates.txt")  # (was a UnicodeDecodeError)
     (scene / "ev_rgb_coordinates.txt").write_text("0:1,2,3,4\n")
     (scene / "Event" / "output_events.npz").write_bytes(npz_bytes(np.array([[1300, 0, 1, 5]])))
     with pytest.raises(DataFormatError, match=r"output_events\.npz.*outside the 1280x720 sensor"):

@@ -56,12 +56,16 @@ def read_nerdd_boxes(path: str | os.PathLike) -> np.ndarray:
     their order).
 
     Raises:
-        DataFormatError: a line without ``:``, a value that is not a number, or lines of
-            different lengths (naming the file and line).
+        DataFormatError: not UTF-8 text, a line without ``:``, a value that is not a
+            number, or lines of different lengths (naming the file and line).
     """
     path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise format_error(path, exc.start, "not a text box file (invalid UTF-8)") from None
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             raise format_error(path, None, f"line {number} is empty")
         stamp, colon, values = line.strip().partition(":")
