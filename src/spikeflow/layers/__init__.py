@@ -39,6 +39,8 @@
 * :mod:`~spikeflow.layers.time_bins`: spike counts as binary events and back
   (``SpikeCountToBinary``, ``TemporalBinSum``).
 * :mod:`~spikeflow.layers.print_shape`: ``PrintShapeModule``, for debugging shapes.
+* :mod:`~spikeflow.layers.multicompartment`: multicompartment LIF layers, compartments
+  coupled by a conductance matrix (Norse's ``lif_mc``, ``lif_mc_refrac``).
 
 See ``docs/layers.md``.
 """
@@ -63,6 +65,12 @@ from spikeflow.layers.drop_connect import DropConnectLinear
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.graded_spikes import GradedSpikes
 from spikeflow.layers.misc import Delay, VotingLayer
+from spikeflow.layers.multicompartment import (
+    LIFMC,
+    LIFMCRecurrent,
+    LIFMCRefrac,
+    LIFMCRefracRecurrent,
+)
 from spikeflow.layers.neunorm import NeuNorm
 from spikeflow.layers.norm import (
     BatchNormThroughTime1d,
@@ -145,6 +153,7 @@ from spikeflow.layers.time_bins import SpikeCountToBinary, TemporalBinSum
 from spikeflow.layers.weight_standardization import WSConv2d, WSLinear
 
 __all__ = [
+    "LIFMC",
     "SLSTM",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
@@ -178,6 +187,9 @@ __all__ = [
     "Flatten",
     "GradedSpikes",
     "GroupNorm",
+    "LIFMCRecurrent",
+    "LIFMCRefrac",
+    "LIFMCRefracRecurrent",
     "LayerNorm",
     "Linear",
     "LinearRecurrentContainer",
