@@ -7,6 +7,8 @@
   trains in a kernel space, and a loss that makes samples sharing a label fire alike.
 * :func:`set_threshold_margin`: a lower threshold for the wrong classes and a higher one
   for the right class while training.
+* :func:`spikes_to_times`, :class:`SpikesToTimesDecoder`: the times of each neuron's
+  first spikes, differentiable as Norse's decoder of the same name.
 
 All are re-exported by :mod:`spikeflow.functional` under SpikingJelly's names. Spike
 tensors are time-major (``[T, B, ...]``); where SpikingJelly's helper takes time last,
@@ -24,11 +26,13 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
     "KERNELS",
+    "SpikesToTimesDecoder",
     "first_spike_index",
     "kernel_dot_product",
     "redundant_one_hot",
     "set_threshold_margin",
     "spike_similar_loss",
+    "spikes_to_times",
 ]
 
 #: The kernels of :func:`kernel_dot_product` and what their parameter is.
@@ -336,3 +340,123 @@ def set_threshold_margin(
         device=label_one_hot.device,
     )
     output_layer.v_threshold = threshold.masked_fill(right, values["threshold1"])
+
+
+class _SpikesToTimes(torch.autograd.Function):
+    """The steps of the first ``count`` spikes; backward ``-grad`` at those steps."""
+
+    @staticmethod
+    def forward(ctx, spikes: Tensor, count: int) -> Tensor:  # type: ignore[override]
+        steps = spikes.shape[0]
+        index = torch.arange(steps, dtype=spikes.dtype, device=spikes.device)
+        index = index.view(steps, *([1] * (spikes.dim() - 1)))
+        times = torch.where(spikes != 0, index, torch.full_like(spikes, float("inf")))
+        times, order = times.sort(dim=0, stable=True)
+        kept = min(count, steps)
+        times, order = times[:kept], order[:kept]
+        ctx.save_for_backward(order, torch.isfinite(times))
+        ctx.shape = spikes.shape
+        return times
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        order, fired = ctx.saved_tensors
+        moved = torch.where(fired, -grad, torch.zeros_like(grad))
+        return grad.new_zeros(ctx.shape).scatter_add_(0, order, moved), None
+
+
+def spikes_to_times(spikes: Tensor, spike_count: int = 1, dt: float | None = None) -> Tensor:
+    """The times of each neuron's first ``spike_count`` spikes, in ascending order (Norse's
+    ``ToSpikeTimes``, the function behind its ``SpikesToTimesDecoder``).
+
+    ``spikes`` is time-major ``[T, ...]``; a spike is a nonzero value. ``out[k]`` is the
+    step (0-based) of the ``(k+1)``-th spike of each neuron, times ``dt`` if given, and
+    ``inf`` where a neuron fired fewer than ``k+1`` times. The output has
+    ``min(spike_count, T)`` rows (Norse's).
+
+    Differentiable as Norse's decoder: the gradient of ``out[k]`` with respect to the
+    spike it reads is ``-1`` (``-dt`` with ``dt``; an earlier spike is an earlier time),
+    and zero at every other step and for an ``inf`` entry. Norse's backward fails where
+    a neuron fired fewer than ``spike_count`` times, and in float64; this one does not.
+    For Norse's 0/1 spikes the times equal Norse's (it reads a value ``s`` at step ``t``
+    as ``s (t + 1) - 1``, so a graded spike there gives another time; here any nonzero
+    value is a spike at ``t``). :func:`spikeflow.losses.spike_times` is the loss-side
+    variant (``T - 1`` where a neuron did not fire).
+
+    Args:
+        spikes: floating spikes ``[T, ...]``, ``T >= 1``.
+        spike_count: how many spikes per neuron, an integer ``>= 1`` (default 1).
+        dt: the duration of a step, > 0; ``None`` (default) gives step indices.
+
+    Returns:
+        ``[min(spike_count, T), ...]`` in ``spikes``' dtype.
+
+    Raises:
+        DTypeError: ``spikes`` is not a floating-point tensor.
+        ShapeError: ``spikes`` has no time dimension, or ``T = 0``.
+        ConfigurationError: ``spike_count`` is not an integer ``>= 1``, ``dt`` is not a
+            finite number ``> 0``.
+
+    Example::
+
+        >>> spikes_to_times(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]), 2)
+        tensor([[1., 0.],
+                [2., inf]])
+    """
+    owner = "spikes_to_times"
+    spikes = _check_tensor(owner, "spikes", spikes)
+    if spikes.dim() < 1 or spikes.shape[0] == 0:
+        raise ShapeError(
+            f"{owner}: spikes must be time-major [T, ...] with T >= 1, got {tuple(spikes.shape)}"
+        )
+    count = check_int(f"{owner}: spike_count", spike_count, 1)
+    times = _SpikesToTimes.apply(spikes, count)
+    if dt is None:
+        return times
+    return times * check_real(f"{owner}: dt", dt, 0.0, low_open=True)
+
+
+class SpikesToTimesDecoder(nn.Module):
+    """Norse's ``SpikesToTimesDecoder``: :func:`spikes_to_times` as a module.
+
+    ``[T, ...]`` spikes in, ``[min(spike_count, T), ...]`` times out (step indices times
+    ``dt``, or the indices with ``convert_indices_to_times=False``), ``inf`` where a
+    neuron fired fewer times; gradients as :func:`spikes_to_times`. Norse's
+    ``SpikesToTimesDecoder(spike_count=torch.as_tensor(k), convert_indices_to_times, dt)``
+    maps argument for argument (an int ``spike_count`` here).
+
+    Args:
+        spike_count: spikes per neuron, an integer ``>= 1`` (default 1: first spikes).
+        convert_indices_to_times: multiply the step indices by ``dt`` (default True).
+        dt: the step duration, > 0 (default ``1e-3``, Norse's).
+
+    Raises:
+        ConfigurationError: a ``spike_count`` or ``dt`` out of range, a non-bool flag.
+    """
+
+    def __init__(
+        self, spike_count: int = 1, convert_indices_to_times: bool = True, dt: float = 1e-3
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        if isinstance(spike_count, Tensor) and spike_count.numel() == 1:
+            spike_count = int(spike_count.item())  # Norse passes a 0-d tensor
+        self.spike_count = check_int(f"{owner}: spike_count", spike_count, 1)
+        if not isinstance(convert_indices_to_times, bool):
+            raise ConfigurationError(
+                f"{owner}: convert_indices_to_times must be a bool, "
+                f"got {convert_indices_to_times!r}"
+            )
+        self.convert_indices_to_times = convert_indices_to_times
+        self.dt = check_real(f"{owner}: dt", dt, 0.0, low_open=True)
+
+    def forward(self, spikes: Tensor) -> Tensor:
+        """The spike times (see the class docstring) of ``spikes`` ``[T, ...]``."""
+        dt = self.dt if self.convert_indices_to_times else None
+        return spikes_to_times(spikes, self.spike_count, dt)
+
+    def extra_repr(self) -> str:
+        return (
+            f"spike_count={self.spike_count}, "
+            f"convert_indices_to_times={self.convert_indices_to_times}, dt={self.dt:g}"
+        )
