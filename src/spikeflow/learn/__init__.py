@@ -3,9 +3,19 @@
 :func:`eligibility_reward`), e-prop for recurrent spiking networks (:class:`EProp`,
 :class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
 (:class:`EventPropLIF`, :func:`lif_adjoint`), and DECOLLE's layer-local learning
-(:class:`DECOLLE`, :class:`DECOLLENetwork`). See ``docs/learning.md``."""
+(:class:`DECOLLE`, :class:`DECOLLENetwork`), and Norse's correlation sensors
+(:class:`CorrelationSensor`, :class:`LIFCorrelation`). See ``docs/learning.md``."""
 
 from spikeflow.learn.competitive import WinnerTakeAll
+from spikeflow.learn.correlation_sensor import (
+    CorrelationSensor,
+    CorrelationSensorState,
+    LIFCorrelation,
+    STDPSensorState,
+    correlation_based_update,
+    correlation_sensor_step,
+    stdp_sensor_step,
+)
 from spikeflow.learn.decolle import (
     DECOLLE,
     DECOLLELayer,
@@ -35,6 +45,8 @@ from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
 
 __all__ = [
     "DECOLLE",
+    "CorrelationSensor",
+    "CorrelationSensorState",
     "DECOLLELayer",
     "DECOLLENetwork",
     "DECOLLEResult",
@@ -44,11 +56,15 @@ __all__ = [
     "EPropResult",
     "EventPropLIF",
     "LIFAdjointParameters",
+    "LIFCorrelation",
     "RSNNOutput",
     "RSNNState",
     "RSNNStep",
     "STDPLearner",
+    "STDPSensorState",
     "WinnerTakeAll",
+    "correlation_based_update",
+    "correlation_sensor_step",
     "decolle_loss",
     "eligibility_reward",
     "eligibility_stdp_update",
@@ -56,5 +72,6 @@ __all__ = [
     "lif_adjoint",
     "lif_recurrent_adjoint",
     "rate_regularization",
+    "stdp_sensor_step",
     "stdp_update",
 ]
