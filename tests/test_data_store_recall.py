@@ -70,7 +70,12 @@ def test_seeded_samples_are_fixed():
     assert torch.equal(torch.get_rng_state(), state), "a seeded read moved the global RNG"
     again = data[2]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
-    assert not torch.equal(data[1][0], first[0])
+    # each sample draws its own bits and spikes, not only its own command periods:
+    # compare the bit channels in a period that is no recall period of either sample
+    data = StoreRecall(4, seq_length=5, seq_periods=6, seq_repetitions=1, seed=3)
+    free = set(range(6)) - {int(data.recall_indices[1, 0]), int(data.recall_indices[2, 0])}
+    bits = [data[i][0].view(6, 5, 4, 5)[sorted(free), :, :2] for i in (1, 2)]
+    assert not torch.equal(bits[0], bits[1])
     other = StoreRecall(4, seq_length=5, seed=4)
     assert not torch.equal(other[2][0], first[0])
 
