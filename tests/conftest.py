@@ -21,6 +21,24 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def _share_the_cores_among_workers() -> None:
+    """Under pytest-xdist, give each worker its share of the cores (torch's intra-op
+    threads and OpenMP's, children included): n workers of torch's default thread count
+    each oversubscribe the machine, and small operations then wait on spinning threads
+    (on 2 cores, 2 workers x 2 threads made the suite ~10-40% slower). Tests that need
+    several threads set them themselves (``tests/test_kernels_blocks.py``)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers or not workers.isdigit() or int(workers) < 2:
+        return
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    if threads < torch.get_num_threads():
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+_share_the_cores_among_workers()
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
