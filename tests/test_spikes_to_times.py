@@ -79,3 +79,21 @@ def test_bad_input_is_named():
         SpikesToTimesDecoder(dt=0.0)
     with pytest.raises(ConfigurationError, match="convert_indices_to_times"):
         SpikesToTimesDecoder(convert_indices_to_times="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_spikes_give_exact_step_indices(dtype):
+    """bfloat16 holds whole numbers exactly only up to 256, float16 up to 2048: the
+    times come back in float32, the step each spike was at (257 was read as 256)."""
+    spikes = torch.zeros(2100, 1, 3, dtype=dtype)
+    spikes[257, 0, 0] = spikes[2049, 0, 1] = spikes[5, 0, 2] = spikes[2099, 0, 2] = 1
+    x = spikes.clone().requires_grad_()
+    got = spikes_to_times(x, 2)
+    want = torch.tensor([[[257.0, 2049.0, 5.0]], [[float("inf"), float("inf"), 2099.0]]])
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    (grad,) = torch.autograd.grad(got.where(got.isfinite(), 0.0).sum(), x)
+    assert grad.dtype == dtype
+    read = torch.tensor([[5, 0, 2], [257, 0, 0], [2049, 0, 1], [2099, 0, 2]])
+    assert torch.equal(grad.nonzero(), read)
+    assert torch.equal(grad[grad != 0], torch.full((4,), -1.0, dtype=dtype))
+    assert torch.equal(SpikesToTimesDecoder(2, dt=0.5)(spikes), want * 0.5)

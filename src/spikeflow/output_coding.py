@@ -348,9 +348,12 @@ class _SpikesToTimes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spikes: Tensor, count: int) -> Tensor:  # type: ignore[override]
         steps = spikes.shape[0]
-        index = torch.arange(steps, dtype=spikes.dtype, device=spikes.device)
+        # At least float32: float16/bfloat16 hold whole numbers exactly only up to
+        # 2048/256, and a later step index (257 in bfloat16) rounded to another step.
+        dtype = torch.promote_types(spikes.dtype, torch.float32)
+        index = torch.arange(steps, dtype=dtype, device=spikes.device)
         index = index.view(steps, *([1] * (spikes.dim() - 1)))
-        times = torch.where(spikes != 0, index, torch.full_like(spikes, float("inf")))
+        times = torch.where(spikes != 0, index, float("inf"))
         times, order = times.sort(dim=0, stable=True)
         kept = min(count, steps)
         times, order = times[:kept], order[:kept]
@@ -389,7 +392,8 @@ def spikes_to_times(spikes: Tensor, spike_count: int = 1, dt: float | None = Non
         dt: the duration of a step, > 0; ``None`` (default) gives step indices.
 
     Returns:
-        ``[min(spike_count, T), ...]`` in ``spikes``' dtype.
+        ``[min(spike_count, T), ...]`` in ``spikes``' dtype, or float32 for float16 /
+        bfloat16 spikes (whose step indices past 2048 / 256 would be rounded).
 
     Raises:
         DTypeError: ``spikes`` is not a floating-point tensor.
