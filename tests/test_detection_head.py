@@ -57,6 +57,28 @@ def test_assignment_by_hand():
     assert assign_targets(torch.zeros(0, 4), 4, 4, 8.0).tolist() == [-1] * 16
 
 
+def test_assignment_rejects_bad_arguments_by_name():
+    """They gave silent nonsense: stride 0 assigned no cell, a negative stride cell 0,
+    an inverted box or a [4] tensor an assignment, integer boxes a bare RuntimeError."""
+    box = torch.tensor([[10.0, 10.0, 30.0, 30.0]])
+    assert assign_targets(box, 4, 4, 8.0).tolist().count(0) == 9  # the good call: 3x3 cells
+    for stride in (0.0, -8.0, math.nan):
+        with pytest.raises(ConfigurationError, match="stride"):
+            assign_targets(box, 4, 4, stride)
+    for radius in (0.0, -1.0):
+        with pytest.raises(ConfigurationError, match="center_radius"):
+            assign_targets(box, 4, 4, 8.0, center_radius=radius)
+    with pytest.raises(ConfigurationError, match=r"boxes\[0\].*x_max < x_min"):
+        assign_targets(torch.tensor([[30.0, 10.0, 10.0, 30.0]]), 4, 4, 8.0)
+    with pytest.raises(ShapeError, match=r"boxes must have shape \[N, 4\]"):
+        assign_targets(torch.tensor([10.0, 10.0, 30.0, 30.0]), 4, 4, 8.0)
+    with pytest.raises(DTypeError, match="boxes must be a floating-point"):
+        assign_targets(box.long(), 4, 4, 8.0)
+    for name, size in (("height", (0, 4)), ("width", (4, 2.5))):
+        with pytest.raises(ConfigurationError, match=name):
+            assign_targets(box, *size, 8.0)
+
+
 def test_loss_parts_by_hand():
     # All-zero output: every logit 0 (BCE = log 2), every distance softplus(0)·8 = 8 ln 2.
     # One box [0,0,16,16] of class 1 owns cells 0, 1, 4, 5 (4 positives) of 16.

@@ -40,7 +40,12 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow._checks import check_real
-from spikeflow.detection.boxes import batched_nms, clip_boxes_to_image, elementwise_box_iou
+from spikeflow.detection.boxes import (
+    batched_nms,
+    check_boxes,
+    clip_boxes_to_image,
+    elementwise_box_iou,
+)
 from spikeflow.detection.metrics import Detections
 from spikeflow.detection.targets import pad_targets
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -133,11 +138,23 @@ def assign_targets(
     boxes: Tensor, height: int, width: int, stride: float, center_radius: float = 1.5
 ) -> Tensor:
     """Which ground-truth box each cell learns: ``[H·W]`` int64, the box's row in
-    ``boxes`` (``[K, 4]`` xyxy) or -1 (background). The rule is in the module docs."""
+    ``boxes`` (``[K, 4]`` xyxy) or -1 (background). The rule is in the module docs.
+
+    Raises:
+        DTypeError, ShapeError, ConfigurationError: ``boxes`` is not a floating-point
+            ``[K, 4]`` tensor of valid boxes (:func:`~spikeflow.detection.check_boxes`).
+        ConfigurationError: ``height``/``width`` not positive integers, ``stride`` or
+            ``center_radius`` not a finite number ``> 0``.
+    """
+    check_boxes(boxes, "boxes")
+    check_positive_int("height", height)
+    check_positive_int("width", width)
+    s = _check_stride(stride)
+    radius = check_real("center_radius", center_radius, 0.0, None, low_open=True)
     if boxes.shape[0] == 0:
         return torch.full((height * width,), -1, dtype=torch.long, device=boxes.device)
     valid = torch.ones(1, boxes.shape[0], dtype=torch.bool, device=boxes.device)
-    return _assign(boxes[None], valid, height, width, stride, center_radius)[0]
+    return _assign(boxes[None], valid, height, width, s, radius)[0]
 
 
 class SpikingDetectionHead(nn.Module):
