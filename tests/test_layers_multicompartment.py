@@ -165,3 +165,27 @@ def test_bad_input_is_named():
         layers.LIFMCRecurrent(3, 4)(torch.zeros(5, 2, 4))
     with pytest.raises(DTypeError):
         layers.LIFMC(4)(torch.zeros(5, 2, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        layers.LIFMC(4),
+        layers.LIFMCRecurrent(4, 3),
+        layers.LIFMCRefrac(4),
+        layers.LIFMCRefracRecurrent(4, 3),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_an_input_in_another_dtype_than_the_weights_is_named(layer):
+    """A float64 input to float32 weights was a bare 'expected m1 and m2 to have the same
+    dtype' RuntimeError from F.linear; under autocast a bfloat16 input still runs."""
+    x = (torch.rand(6, 2, 4) < 0.5).double()
+    with pytest.raises(
+        DTypeError, match=rf"{type(layer).__name__}: .*weights' dtype torch\.float32"
+    ):
+        layer(x)
+    assert layer.double()(x).dtype == torch.float64
+    layer.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x.bfloat16()).shape == (6, 2, layer.hidden_size)

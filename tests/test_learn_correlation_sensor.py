@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from spikeflow import functional, learn
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 F64 = dict(rtol=1e-10, atol=1e-12)
 DT = 1e-3
@@ -190,3 +190,12 @@ def test_streaming_continues_one_call_and_bad_input():
     with pytest.raises(ShapeError, match="linear_update must give"):
         state = learn.CorrelationSensor()(torch.zeros(2, 1, 3), torch.zeros(2, 1, 2))
         learn.correlation_based_update(0, nn.Linear(12, 5), torch.zeros(2, 3), state, 0.1, 1)
+
+
+def test_lif_correlation_names_an_input_in_another_dtype_than_its_weights():
+    """A float64 input to float32 weights was a bare RuntimeError from F.linear."""
+    layer = learn.LIFCorrelation(3, 4)
+    x = _spikes(5, 1, 3, rate=0.5).double()
+    with pytest.raises(DTypeError, match=r"LIFCorrelation: .*weights' dtype torch\.float32"):
+        layer(x)
+    assert layer.double()(x).dtype == torch.float64

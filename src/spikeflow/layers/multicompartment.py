@@ -71,6 +71,16 @@ def _square_parameter(owner: str, name: str, value: Tensor | None, n: int, scale
     return nn.Parameter(value.detach().clone())
 
 
+def _check_weights_dtype(owner: str, x: Tensor, weight: Tensor) -> None:
+    """Raise a DTypeError naming ``owner`` unless ``x`` has ``weight``'s dtype (any
+    floating dtype under autocast, which casts the products)."""
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise DTypeError(
+            f"{owner}: the input must have the weights' dtype {weight.dtype} (outside "
+            f"autocast; convert the layer with .to({x.dtype}) or the input), got {x.dtype}"
+        )
+
+
 class _LIFMCBase(MemoryModule):
     """The parameters, checks and time loop shared by the four layers."""
 
@@ -160,6 +170,7 @@ class _LIFMCBase(MemoryModule):
         owner = type(self).__name__
         what = "a floating-point input"
         seq = as_float_sequence(x, owner, what, self.step_mode)
+        _check_weights_dtype(owner, seq, self.g_coupling)
         if seq.dim() != 3 or seq.shape[-1] != self.input_size:
             raise ShapeError(
                 f"{owner} expects [T, B, {self.input_size}] (or [B, {self.input_size}] in "
@@ -222,7 +233,8 @@ _ARGS_DOC = """
         ConfigurationError: a size below 1, a non-finite or non-positive ``dt`` or time
             constant, a time constant below ``dt``, a negative ``rho_reset``, a
             ``surrogate_function`` that is not a Surrogate.
-        DTypeError: ``g_coupling`` or the input is not a floating-point tensor.
+        DTypeError: ``g_coupling`` or the input is not a floating-point tensor, or the
+            input is not in the weights' dtype (outside autocast).
         ShapeError: ``g_coupling`` is not ``[hidden_size, hidden_size]``; the input is not
             ``[T, B, input_size]``.
 """

@@ -41,6 +41,7 @@ from spikeflow._checks import check_int, check_real
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers._time import as_float_sequence
+from spikeflow.layers.multicompartment import _check_weights_dtype
 from spikeflow.neurons.base import checked_surrogate
 from spikeflow.surrogate import SuperSpike, Surrogate
 
@@ -296,7 +297,8 @@ class LIFCorrelation(MemoryModule):
 
     Raises:
         ConfigurationError: a parameter out of range, an unknown sensor parameter.
-        DTypeError, ShapeError: an input that is not floating ``[T, B, input_size]``.
+        DTypeError, ShapeError: an input that is not floating ``[T, B, input_size]`` in
+            the weights' dtype (any floating dtype under autocast).
     """
 
     #: The sensors' states after the last call (copies keep their values).
@@ -372,6 +374,7 @@ class LIFCorrelation(MemoryModule):
         """The spikes of the layer for the input ``x`` (see the class docstring)."""
         owner = type(self).__name__
         seq = as_float_sequence(x, owner, "a floating-point input", self.step_mode)
+        _check_weights_dtype(owner, seq, self.input_weight)
         if seq.dim() != 3 or seq.shape[-1] != self.input_size:
             raise ShapeError(
                 f"{owner} expects [T, B, {self.input_size}] (or [B, {self.input_size}] in "
