@@ -86,6 +86,21 @@ def test_per_layer_learning_rates_are_parameter_groups(tmp_path):
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [3e-2, 3e-2]
 
 
+def test_the_metrics_log_the_runs_learning_rate_with_per_layer_rates(tmp_path):
+    """With ``--decolle-layer-lr 2,0.5`` the logged ``lr`` is ``--lr`` as scheduled
+    (it was layer 0's, 2 lr), while the layers' groups keep their multiples."""
+    cfg = tiny(tmp_path, "lr", **RUN, decolle_layer_lr=[2.0, 0.5], schedule="step",
+               step_size=1, gamma=0.5, epochs=2, train_samples=16, test_samples=16,
+               batch_size=16)  # fmt: skip
+    trainer = Trainer(cfg, log=None)
+    history = trainer.fit().history
+    assert [row["lr"] for row in history] == pytest.approx([1e-2, 5e-3])
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([5e-3, 1.25e-3])
+    logged = (tmp_path / "lr" / "metrics.csv").read_text().splitlines()
+    column = logged[0].split(",").index("lr")
+    assert [float(line.split(",")[column]) for line in logged[1:]] == pytest.approx([1e-2, 5e-3])
+
+
 def test_a_decolle_run_learns_and_evaluates_its_logged_loss(tmp_path):
     net = {**NET, "channels": [8], "hidden": [32]}
     cfg = tiny(tmp_path, "learn", **{**RUN, "T": 8, "decolle_burnin": 2, "model_kwargs": net},

@@ -98,18 +98,20 @@ def decolle_rule(config: Any, model: nn.Module) -> DECOLLE | None:
 def decolle_parameter_groups(config: Any, model: nn.Module) -> list[dict[str, Any]] | None:
     """The optimizer's parameter groups of a run with ``--decolle-layer-lr``: layer
     ``l``'s weights at ``lr · scale_l`` (the reference code's per-layer learning rates,
-    one Adamax per layer there), trainable readouts at ``lr``; ``None`` without it."""
+    one Adamax per layer there), trainable readouts at ``lr``; ``None`` without it.
+    Each group keeps its multiple of ``lr`` as ``"lr_scale"`` (the run's own learning
+    rate, which the metrics log, is a group's ``lr / lr_scale``)."""
     scales = list(getattr(config, "decolle_layer_lr", []) or [])
     if not scales or not isinstance(model, DECOLLEClassifier):
         return None
     scales = _per_layer(scales, len(model.layers), 1.0)
     groups: list[dict[str, Any]] = [
-        {"params": list(layer.parameters()), "lr": config.lr * scale}
+        {"params": list(layer.parameters()), "lr": config.lr * scale, "lr_scale": scale}
         for layer, scale in zip(model.layers, scales)
     ]
     readouts = [p for p in model.readouts.parameters() if p.requires_grad]
     if readouts:
-        groups.append({"params": readouts, "lr": config.lr})
+        groups.append({"params": readouts, "lr": config.lr, "lr_scale": 1.0})
     return groups
 
 

@@ -379,6 +379,13 @@ class Trainer(CheckpointMixin, PlotsMixin):
         extra = [] if self.eprop is None else list(self.eprop.parameters())
         return [*self.raw_model.parameters(), *extra]
 
+    def _run_lr(self) -> float:
+        """The run's learning rate now (``--lr`` as scheduled), which the metrics log:
+        the first parameter group's, over its multiple of ``lr`` where it has one
+        (``--decolle-layer-lr``'s groups)."""
+        group = self.optimizer.param_groups[0]
+        return float(group["lr"]) / float(group.get("lr_scale", 1.0))
+
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         return make_lr_scheduler(self.optimizer, self.config)
 
@@ -655,7 +662,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
             f"the loss became non-finite ({'nan' if math.isnan(value) else value} on at least "
             f"one process) at epoch {self.epoch + 1}, step {step + 1} of {steps} (global step "
             f"{self.global_step + 1}); training stopped. {kept}. "
-            + non_finite_advice(self.config, value, self.optimizer.param_groups[0]["lr"])
+            + non_finite_advice(self.config, value, self._run_lr())
         )
 
     def _last_good_checkpoint(self) -> str:
@@ -672,7 +679,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
 
     def _end_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self._run_lr()
         train = self.epoch_sums.reduced(ctx)
         reduce_monitor(self.train_monitor, ctx)
         train_layers = self.train_monitor.summary()
@@ -731,5 +738,5 @@ class Trainer(CheckpointMixin, PlotsMixin):
             raise NonFiniteLossError(
                 f"after epoch {self.epoch + 1} the model holds NaN/Inf values in {shown}; "
                 f"training stopped and this epoch was not saved. {kept}. Lower the learning "
-                f"rate (now {self.optimizer.param_groups[0]['lr']:g}) or check the data"
+                f"rate (now {self._run_lr():g}) or check the data"
             )
