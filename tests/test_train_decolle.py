@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from spikeflow.cli.options import build_parser
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.functional import streaming
 from spikeflow.learn import DECOLLE
 from spikeflow.learn.decolle import decolle_loss
 from spikeflow.models import create_model
@@ -235,3 +236,19 @@ def test_decolle_runs_in_one_process():
     check_decolle_model(cfg, net, distributed=False)
     with pytest.raises(ConfigurationError, match="--decolle runs in one process"):
         check_decolle_model(cfg, net, distributed=True)
+
+
+@pytest.mark.parametrize("changes", [{"online": True}, {"tbptt": 2}])
+def test_bptt_runs_that_stream_the_network_are_refused(tmp_path, changes):
+    """Without ``--decolle`` the network trains by BPTT; ``--online`` and ``--tbptt``
+    call it on one step (window) at a time, and each call started again from rest (the
+    run trained silently on a network without memory): it says it cannot stream."""
+    net = create_model("decolle", num_classes=10, in_channels=1, input_size=8, **NET)
+    with pytest.raises(StateError, match=r"DECOLLEClassifier.*runs whole sequences only"):
+        with streaming(net):
+            pass
+    values = {k: v for k, v in RUN.items() if k not in ("decolle", "decolle_burnin")}
+    cfg = tiny(tmp_path, "stream", **values, **changes, epochs=1, train_samples=16)
+    with pytest.raises(StateError, match="runs whole sequences only"):
+        Trainer(cfg, log=None).fit()
+    assert not (tmp_path / "stream").exists()

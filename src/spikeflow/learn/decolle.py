@@ -235,6 +235,11 @@ class DECOLLENetwork(nn.Module):
             probability out of range; ShapeError: ``input_shape`` does not fit the layers.
     """
 
+    #: ``forward`` runs every call from the resting state (the states are local to
+    #: it): streaming it step by step (``--online``, ``--tbptt``, ``streaming``) would
+    #: restart the network at every chunk, so it says it cannot stream.
+    streamable = False
+
     def __init__(
         self,
         layers: Sequence[DECOLLELayer],
