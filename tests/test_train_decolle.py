@@ -252,3 +252,19 @@ def test_bptt_runs_that_stream_the_network_are_refused(tmp_path, changes):
     with pytest.raises(StateError, match="runs whole sequences only"):
         Trainer(cfg, log=None).fit()
     assert not (tmp_path / "stream").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"recompute": True}, "--recompute: model 'decolle' runs its layers step by step"),
+     ({"amp": "bf16"}, "--amp bf16: the DECOLLE layers")],
+)  # fmt: skip
+def test_bptt_runs_refuse_what_the_network_cannot_take_by_name(tmp_path, changes, message):
+    """Without ``--decolle``: ``--recompute`` failed at the first step with an
+    AttributeError ('Recomputed' object has no attribute 'pass_step': it wrapped the
+    spike taps), ``--amp`` with a DTypeError, each after the run's folder was written."""
+    values = {k: v for k, v in RUN.items() if k not in ("decolle", "decolle_burnin")}
+    cfg = tiny(tmp_path, "bptt", **values, **changes, epochs=1, train_samples=16)
+    with pytest.raises(ConfigurationError, match=message):
+        Trainer(cfg, log=None).fit()
+    assert not (tmp_path / "bptt").exists()

@@ -192,3 +192,12 @@ def test_the_command_line_option():
     assert not hasattr(parse(["train"]), "eventprop")
     with pytest.raises(SystemExit):
         parse(["train", "--eventprop", "bptt"])
+
+
+def test_a_bptt_run_refuses_recompute_by_name(tmp_path):
+    """Without ``--eventprop`` ``--recompute`` was accepted and recomputed nothing (it
+    wrapped the spike taps only; the hidden layers run in the network's own loop)."""
+    cfg = tiny(tmp_path, "bptt", **{**RUN, "eventprop": None}, recompute=True, epochs=1)
+    with pytest.raises(ConfigurationError, match="--recompute: model 'eventprop_snn' runs"):
+        Trainer(cfg, log=None).fit()
+    assert not (tmp_path / "bptt").exists()

@@ -60,10 +60,30 @@ def _built_for_steps(factory: Callable[..., nn.Module]) -> bool:
 def _set_training_method(model: nn.Module, config: TrainConfig) -> None:
     """What the run's training method sets in its model: a DECOLLE network's burn-in
     (``--decolle-burnin``: its output starts after it), an EventProp network's gradient
-    (``--eventprop JUMPS``, else BPTT)."""
+    (``--eventprop JUMPS``, else BPTT). Refuses what these networks cannot take when
+    they train by BPTT (with their own rules the config refuses it already).
+
+    Raises:
+        ConfigurationError: ``--recompute`` (their layers run step by step in their own
+            loop: :func:`~spikeflow.memory.recompute_blocks` finds only their spike taps,
+            and a DECOLLE network failed on them), ``--amp`` with a DECOLLE network (its
+            layers take inputs in their weights' dtype only).
+    """
     from spikeflow.training.decolle import DECOLLEClassifier
     from spikeflow.training.eventprop import EventPropClassifier
 
+    if isinstance(model, (DECOLLEClassifier, EventPropClassifier)) and config.recompute:
+        raise ConfigurationError(
+            f"--recompute: model {config.model!r} runs its layers step by step in its own "
+            "loop, with no block to recompute (only its spike taps, which hold no "
+            "activations): leave --recompute out"
+        )
+    if isinstance(model, DECOLLEClassifier) and config.amp != "off":
+        raise ConfigurationError(
+            f"--amp {config.amp}: the DECOLLE layers of model {config.model!r} take inputs "
+            "in their weights' dtype only (autocast hands the next layer half-precision "
+            "spikes): leave --amp out"
+        )
     if isinstance(model, DECOLLEClassifier) and config.decolle:
         model.burnin = config.decolle_burnin
     if isinstance(model, EventPropClassifier):
