@@ -193,3 +193,26 @@ def test_arguments_and_input_errors_are_named():
     two = OTTTSpikingVGG(TINY, in_channels=2, num_classes=3, drop_rate=0.2, fc_hw=2)
     assert two(torch.rand(2, 1, 2, 8, 8)).shape == (2, 1, 3)
     assert two.classifier[2].in_features == 512 * 4
+
+
+def test_an_input_too_small_for_the_pools_is_named(tmp_path):
+    """Each "M" or "A" halves the maps: VGG-11's five pools need a side of 32. It was a
+    bare RuntimeError of torch's max pool at the first training step, after the run's
+    folder was written; the zoo passes the dataset's input_size, checked at build."""
+    assert "input_size" in model_arguments("ottt_spiking_vgg11")
+    with pytest.raises(ConfigurationError, match=r"input_size 16 is too small for its 5 2x2 "
+                                                 r"pools \(a side of at least 32"):  # fmt: skip
+        create_model("ottt_spiking_vgg11", input_size=16, hidden_features=4)
+    with pytest.raises(ConfigurationError, match=r"input_size \(8, 4\) is too small for its 3"):
+        create_model("ottt_spiking_vggws", input_size=(8, 4))
+    assert OTTTSpikingVGG(TINY, input_size=(8, 4)).pools == 2
+    model = OTTTSpikingVGG(TINY, num_classes=3)  # no input_size: checked at the call
+    with pytest.raises(ShapeError, match=r"the input's 8x2 maps are too small for its 2 2x2 "
+                                         r"pools \(a side of at least 4"):  # fmt: skip
+        model(torch.rand(1, 1, 3, 8, 2))
+    from spikeflow.cli import main
+
+    line = ["train", "--dataset", "digits", "--model", "ottt_spiking_vgg11",
+            "--output-dir", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+    assert main(line) != 0
+    assert not (tmp_path / "run").exists()

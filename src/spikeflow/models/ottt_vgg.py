@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow._checks import check_real
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
 from spikeflow.models.registry import register_builder
 
@@ -105,12 +105,15 @@ class OTTTSpikingVGG(nn.Module):
         pool_size, hidden_features, dropout: the large classifier's pooled side (7),
             hidden width (4096) and dropout (0.5).
         zero_init_residual: refused (VGG has no residual blocks).
+        input_size: the input's side (or ``(H, W)``), checked against the pools (each
+            ``"M"`` and ``"A"`` halves the maps); None (default): checked at the call.
+            ``spikeflow train`` passes its dataset's.
 
     Raises:
         ConfigurationError: an unknown configuration name, an entry that is neither a
             positive width nor ``"M"``/``"A"``, a configuration without convolutions, a
-            size that is not a positive integer, a dropout outside ``[0, 1)``, or
-            ``zero_init_residual=True``.
+            size that is not a positive integer, a dropout outside ``[0, 1)``,
+            ``zero_init_residual=True``, or an ``input_size`` the pools shrink to nothing.
     """
 
     #: Arguments the registered builders set themselves (not user arguments).
@@ -135,11 +138,27 @@ class OTTTSpikingVGG(nn.Module):
         hidden_features: int = 4096,
         dropout: float = 0.5,
         zero_init_residual: bool = False,
+        input_size: int | tuple[int, int] | list[int] | None = None,
     ) -> None:
         super().__init__()
         if zero_init_residual:
             raise ConfigurationError("OTTTSpikingVGG has no residual blocks to zero-init")
         config = _resolve_config(config)
+        #: How many 2x2 pools halve the maps: an input side needs at least 2 ** pools.
+        self.pools = sum(item in ("M", "A") for item in config)
+        if input_size is not None:
+            sides = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
+            if len(sides) != 2:
+                raise ConfigurationError(
+                    f"OTTTSpikingVGG: input_size must be a side or (H, W), got {input_size!r}"
+                )
+            for side in sides:
+                check_positive_int("input_size", side)
+            if min(sides) < 2**self.pools:
+                raise ConfigurationError(
+                    f"OTTTSpikingVGG: input_size {input_size} is too small for its "
+                    f"{self.pools} 2x2 pools (a side of at least {2**self.pools} is needed)"
+                )
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         for name, value in (("fc_hw", fc_hw), ("pool_size", pool_size),
@@ -199,6 +218,12 @@ class OTTTSpikingVGG(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]``."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        if min(x.shape[-2:]) < 2**self.pools:
+            raise ShapeError(
+                f"{type(self).__name__}: the input's {x.shape[-2]}x{x.shape[-1]} maps are too "
+                f"small for its {self.pools} 2x2 pools (a side of at least {2**self.pools} "
+                "is needed)"
+            )
         return self.classifier(self.features(x))
 
 
