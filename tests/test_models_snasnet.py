@@ -162,3 +162,20 @@ def test_bad_inputs_are_named():
                    input_size=(8, 16))  # fmt: skip
     assert wide(torch.rand(2, 1, 3, 8, 16)).shape == (2, 1, 10)
     assert wide.classifier[1].in_features == 8 * 2 * 4
+
+
+@pytest.mark.parametrize(
+    ("stride", "size", "side"),
+    [(2, (15, 15), 2), (2, (31, 30), (4, 3)), (2, (7, 9), (1, 1)), (1, (15, 13), (3, 3))],
+)
+def test_the_classifier_fits_an_odd_input_under_the_stems_stride(stride, size, side):
+    """The stem (3x3, padding 1, stride s) gives ⌈H/s⌉, the pools 2 and 2 floor it: a
+    15x15 input under stride 2 leaves 8 → 4 → 2 (the classifier was built for
+    15 // 8 = 1 and the call failed in torch's matmul; 7 was refused though it leaves 1)."""
+    net = SNASNet(first_channels=4, classifier_hidden=8, num_final_neurons=10, in_channels=1,
+                  stem_stride=stride, input_size=size)  # fmt: skip
+    rows, cols = (side, side) if isinstance(side, int) else side
+    assert net.classifier[1].in_features == 8 * rows * cols
+    assert net(torch.rand(1, 2, 1, *size)).shape == (1, 2, 10)
+    with pytest.raises(ConfigurationError, match=r"input_size \(4, 9\) leaves nothing"):
+        SNASNet(stem_stride=2, input_size=(4, 9))

@@ -259,8 +259,10 @@ class SNASNet(nn.Module):
             )
         for value in sides:
             check_positive_int("SNASNet: input_size", value)
-        shrink = stem_stride * 2 * second_avgpooling
-        if min(sides) < shrink:
+        # the stem's convolution (3x3, padding 1) gives ⌈side / stride⌉, then the pools
+        # 2 and second_avgpooling floor: an odd side under stride 2 keeps its last row
+        pooled = [((side - 1) // stem_stride + 1) // 2 // second_avgpooling for side in sides]
+        if min(pooled) < 1:
             raise ConfigurationError(
                 f"SNASNet: input_size {input_size} leaves nothing after the stem's stride "
                 f"{stem_stride} and the pools 2 and {second_avgpooling}"
@@ -287,9 +289,7 @@ class SNASNet(nn.Module):
         self.resdownsample2 = layers.AvgPool2d(second_avgpooling, second_avgpooling)
         self.classifier = nn.Sequential(
             layers.Dropout(dropout),
-            layers.Linear(
-                wide * (sides[0] // shrink) * (sides[1] // shrink), classifier_hidden, bias=False
-            ),
+            layers.Linear(wide * pooled[0] * pooled[1], classifier_hidden, bias=False),
             make(),
             layers.Linear(classifier_hidden, num_final_neurons),
         )
