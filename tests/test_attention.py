@@ -248,3 +248,27 @@ def test_a_small_spike_driven_transformer_learns_the_digits(tmp_path):
                                 "depth": 1, "num_heads": 4, "pools": 1})  # fmt: skip
     result = Trainer(config, log=None).fit()
     assert result.best_test_acc > 0.5, result.history
+
+
+def test_the_public_qkv_and_merge_heads_name_bad_sizes_and_inputs():
+    """SpikingQKV and merge_heads are public (layers.attention): a head count that does
+    not divide D, tokens of another shape and a 4-d merge are named (they were torch's
+    reshape error and Python's 'not enough values to unpack')."""
+    from spikeflow.layers.attention import SpikingQKV, merge_heads
+    from spikeflow.neurons import LIFNode
+
+    def make():
+        return LIFNode(step_mode="m")
+
+    with pytest.raises(ConfigurationError, match=r"SpikingQKV: dim \(10\) must be a multiple"):
+        SpikingQKV(10, 3, make)
+    with pytest.raises(ConfigurationError, match="SpikingQKV: num_heads must be a positive"):
+        SpikingQKV(8, 0, make)
+    qkv = SpikingQKV(8, 2, make)
+    with pytest.raises(ShapeError, match=r"SpikingQKV: expects tokens \[T, B, N, D\] with D = 8"):
+        qkv(torch.rand(2, 3, 8))
+    q = qkv(torch.rand(2, 3, 5, 8))[0]
+    assert q.shape == (2, 3, 2, 5, 4)
+    assert torch.equal(merge_heads(q).reshape(2, 3, 5, 2, 4).transpose(2, 3), q)
+    with pytest.raises(ShapeError, match=r"merge_heads: expects heads \[T, B, H, N, d\], got"):
+        merge_heads(torch.rand(2, 3, 5, 8))

@@ -88,19 +88,25 @@ class SpikingQKV(nn.Module):
 
     Args:
         dim: features per token ``D``.
-        num_heads: heads ``H`` (the caller checks that ``H`` divides ``D``).
+        num_heads: heads ``H``, a divisor of ``D``.
         make_neuron: called with no argument, a fresh multi-step neuron (three calls).
+
+    Raises:
+        ConfigurationError: ``dim`` or ``num_heads`` not a positive integer, or ``H``
+            not dividing ``D``; ShapeError (at the call): not tokens ``[T, B, N, D]``.
     """
 
     def __init__(self, dim: int, num_heads: int, make_neuron: Callable[[], nn.Module]) -> None:
         super().__init__()
-        self.num_heads = num_heads
+        _check_sizes("SpikingQKV", dim, num_heads)
+        self.dim, self.num_heads = dim, num_heads
         self.linear = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
         self.norm = nn.ModuleList(FeatureBatchNorm(dim) for _ in range(3))
         self.neuron = nn.ModuleList(make_neuron() for _ in range(3))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``[T, B, N, D]`` -> spikes ``Q, K, V``, each ``[T, B, H, N, D/H]``."""
+        check_tokens("SpikingQKV", x, self.dim)
         steps, batch, tokens, dim = x.shape
         heads = []
         for linear, norm, neuron in zip(self.linear, self.norm, self.neuron, strict=True):
@@ -111,7 +117,14 @@ class SpikingQKV(nn.Module):
 
 
 def merge_heads(x: Tensor) -> Tensor:
-    """Heads back into features: ``[T, B, H, N, d]`` -> ``[T, B, N, H·d]``."""
+    """Heads back into features: ``[T, B, H, N, d]`` -> ``[T, B, N, H·d]``.
+
+    Raises:
+        ShapeError: ``x`` is not a 5-d tensor.
+    """
+    if not isinstance(x, Tensor) or x.dim() != 5:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"merge_heads: expects heads [T, B, H, N, d], got {shape}")
     steps, batch, heads, tokens, width = x.shape
     return x.transpose(2, 3).reshape(steps, batch, tokens, heads * width)
 
