@@ -369,9 +369,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         choices=["eventprop", "norse"],
         metavar="JUMPS",
         help="train --model eventprop_snn by EventProp (the adjoint method; Wunderlich & "
-        "Pehle 2021) with its exact jumps (default) or Norse's adjoint ('norse'); without "
-        "it that model trains by BPTT (loss ce_max_membrane by default; "
-        "docs/training_methods.md)",
+        "Pehle 2021) with its exact jumps (default) or Norse's adjoint ('norse'), loss "
+        "ce_max_membrane by default; without it that model trains by BPTT with the "
+        "dataset's default loss (mse on the digits: add --loss ce_max_membrane for the "
+        "paper's; docs/training_methods.md)",
     )
     o.add_argument(
         "--delay-lr-scale",
