@@ -201,7 +201,8 @@ def test_an_input_too_small_for_the_pools_is_named(tmp_path):
     folder was written; the zoo passes the dataset's input_size, checked at build."""
     assert "input_size" in model_arguments("ottt_spiking_vgg11")
     with pytest.raises(ConfigurationError, match=r"input_size 16 is too small for its 5 2x2 "
-                                                 r"pools \(a side of at least 32"):  # fmt: skip
+                                                 r"pools \(each halves the input: a side of "
+                                                 r"at least 32"):  # fmt: skip
         create_model("ottt_spiking_vgg11", input_size=16, hidden_features=4)
     with pytest.raises(ConfigurationError, match=r"input_size \(8, 4\) is too small for its 3"):
         create_model("ottt_spiking_vggws", input_size=(8, 4))

@@ -73,6 +73,7 @@ __all__ = [
     "check_bool_arguments",
     "check_dense_net",
     "check_input",
+    "check_pooled_size",
     "check_positive_int",
     "conv_bn",
     "flat_features",
@@ -629,6 +630,23 @@ def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def check_pooled_size(owner: str, input_size: int | Sequence[int], pools: int) -> None:
+    """Raise a ConfigurationError naming ``owner`` when an input of ``input_size`` (a
+    side or ``(H, W)``) leaves nothing after ``pools`` 2x2 pools (max or average)."""
+    sides = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
+    if len(sides) != 2:
+        raise ConfigurationError(
+            f"{owner}: input_size must be a side or (H, W), got {input_size!r}"
+        )
+    for side in sides:
+        check_positive_int("input_size", side)
+    if min(sides) < 2**pools:
+        raise ConfigurationError(
+            f"{owner}: input_size {input_size} is too small for its {pools} 2x2 pools "
+            f"(each halves the input: a side of at least {2**pools} is needed)"
+        )
 
 
 def per_stage(owner: str, name: str, value: int | Sequence[int], stages: int) -> tuple[int, ...]:

@@ -42,7 +42,13 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
+from spikeflow.models.common import (
+    NeuronFactory,
+    NeuronSpec,
+    check_input,
+    check_pooled_size,
+    check_positive_int,
+)
 from spikeflow.models.registry import register_builder
 
 __all__ = ["OTTT_NEURON_DEFAULTS", "OTTT_VGG_CONFIGS", "WS_SCALE", "OTTTSpikingVGG", "Scale"]
@@ -147,18 +153,7 @@ class OTTTSpikingVGG(nn.Module):
         #: How many 2x2 pools halve the maps: an input side needs at least 2 ** pools.
         self.pools = sum(item in ("M", "A") for item in config)
         if input_size is not None:
-            sides = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
-            if len(sides) != 2:
-                raise ConfigurationError(
-                    f"OTTTSpikingVGG: input_size must be a side or (H, W), got {input_size!r}"
-                )
-            for side in sides:
-                check_positive_int("input_size", side)
-            if min(sides) < 2**self.pools:
-                raise ConfigurationError(
-                    f"OTTTSpikingVGG: input_size {input_size} is too small for its "
-                    f"{self.pools} 2x2 pools (a side of at least {2**self.pools} is needed)"
-                )
+            check_pooled_size("OTTTSpikingVGG", input_size, self.pools)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         for name, value in (("fc_hw", fc_hw), ("pool_size", pool_size),

@@ -21,6 +21,7 @@ from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
     check_input,
+    check_pooled_size,
     check_positive_int,
 )
 from spikeflow.models.registry import register_builder
@@ -79,7 +80,7 @@ class SpikingVGG(nn.Module):
         if zero_init_residual:
             raise ConfigurationError("SpikingVGG has no residual blocks to zero-init")
         if input_size is not None:
-            _check_pooled_size(input_size, sum(item == "M" for item in config))
+            check_pooled_size("SpikingVGG", input_size, sum(item == "M" for item in config))
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         check_positive_int("pool_size", pool_size)
@@ -122,21 +123,6 @@ class SpikingVGG(nn.Module):
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]``."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
         return self.classifier(self.avgpool(self.features(x)))
-
-
-def _check_pooled_size(input_size: int | tuple[int, int] | list[int], pools: int) -> None:
-    """Raise a ConfigurationError when an input of ``input_size`` (a side or ``(H,
-    W)``) leaves nothing after ``pools`` 2x2 max pools."""
-    sides = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
-    if len(sides) != 2:
-        raise ConfigurationError(f"input_size must be a side or (H, W), got {input_size!r}")
-    for side in sides:
-        check_positive_int("input_size", side)
-    if min(sides) < 2**pools:
-        raise ConfigurationError(
-            f"input_size {input_size} is too small for {pools} max pools (each halves "
-            f"the input: a side of at least {2**pools} is needed)"
-        )
 
 
 def _register(depth: int, batch_norm: bool) -> None:
