@@ -1,9 +1,17 @@
-"""Spiking ResNet 18/34/50/101/152 (the baseline of the SEW paper, methods.md 3.1).
+"""Spiking ResNet 18/34/50/101/152, ResNeXt-50 32x4d / 101 32x8d and Wide ResNet-50-2 /
+101-2 (the baseline of the SEW paper, methods.md 3.1).
 
 A block computes ``O = SN(F(S) + shortcut(S))``: the spiking neuron sits after the
 addition, as ReLU does in an ANN ResNet. ``F`` is conv3x3-BN-SN-conv3x3-BN (basic) or
 conv1x1-BN-SN-conv3x3-BN-SN-conv1x1-BN (bottleneck); the downsample shortcut is
 conv1x1(stride)-BN. Widths and depths follow torchvision.
+
+**ResNeXt and wide ResNets** (torchvision's, SpikingJelly's ``spiking_resnext50_32x4d``
+etc.): the bottleneck's 1x1-3x3 convolutions have ``int(planes · width_per_group / 64) ·
+groups`` channels and its 3x3 convolution ``groups`` groups (``groups=1,
+width_per_group=64``: the plain ResNet's ``planes``); the block's output stays
+``4 · planes``. ResNeXt-50 32x4d is ``groups=32, width_per_group=4``, Wide ResNet-50-2
+``width_per_group=128``.
 
 The skeleton :class:`ResNetSkeleton` (stem, four stages, head) is shared with the SEW
 ResNets (:mod:`spikeflow.models.sew_resnet`).
@@ -48,6 +56,10 @@ __all__ = [
     "spiking_resnet50",
     "spiking_resnet101",
     "spiking_resnet152",
+    "spiking_resnext50_32x4d",
+    "spiking_resnext101_32x8d",
+    "spiking_wide_resnet50_2",
+    "spiking_wide_resnet101_2",
 ]
 
 #: IF neuron, θ = 1, hard reset, detach_reset, ATan(α=2) (methods.md 3.2).
@@ -56,9 +68,9 @@ IMAGENET_NEURON_DEFAULTS: dict[str, Any] = {"detach_reset": True, "surrogate_fun
 BlockFactory = Callable[[int, int, int, bool, NeuronFactory], nn.Module]
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> layers.Conv2d:
-    """3x3 convolution with padding 1 and no bias, over a sequence."""
-    return layers.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> layers.Conv2d:
+    """3x3 convolution with padding 1, ``groups`` groups and no bias, over a sequence."""
+    return layers.Conv2d(in_planes, out_planes, 3, stride, 1, groups=groups, bias=False)
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> layers.Conv2d:
@@ -77,7 +89,15 @@ class ResidualBranch(nn.Module):
     expansion: ClassVar[int]
     downsample: nn.Module | None
 
-    def _init_branch(self, in_planes: int, planes: int, stride: int, neuron: NeuronFactory) -> int:
+    def _init_branch(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        neuron: NeuronFactory,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> int:
         raise NotImplementedError
 
     def _init_last_neuron(self, neuron: NeuronFactory) -> None:
@@ -104,9 +124,24 @@ class BasicBranch(ResidualBranch):
 
     expansion = 1
 
-    def _init_branch(self, in_planes: int, planes: int, stride: int, neuron: NeuronFactory) -> int:
+    def _init_branch(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        neuron: NeuronFactory,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> int:
         """Build ``conv1``, ``bn1``, ``sn1``, ``conv2``, ``bn2``; return their output
-        channels."""
+        channels. The basic block has no groups: ``groups`` must be 1 and
+        ``width_per_group`` 64 (as in torchvision), else a ConfigurationError."""
+        if groups != 1 or width_per_group != 64:
+            raise ConfigurationError(
+                "the basic block takes only groups=1 and width_per_group=64 (ResNeXt and wide "
+                f"ResNets use the bottleneck), got groups={groups!r}, "
+                f"width_per_group={width_per_group!r}"
+            )
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = layers.BatchNorm2d(planes)
         self.sn1 = neuron()
@@ -138,17 +173,35 @@ class BottleneckBranch(ResidualBranch):
 
     expansion = 4
 
-    def _init_branch(self, in_planes: int, planes: int, stride: int, neuron: NeuronFactory) -> int:
+    def _init_branch(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        neuron: NeuronFactory,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> int:
         """Build ``conv1``, ``bn1``, ``sn1`` to ``conv3``, ``bn3``; return their output
-        channels, ``expansion·planes``."""
+        channels, ``expansion·planes``. The inner width is ``int(planes ·
+        width_per_group / 64) · groups`` (torchvision's), the 3x3 conv grouped."""
+        check_positive_int("groups", groups)
+        check_positive_int("width_per_group", width_per_group)
+        width = int(planes * (width_per_group / 64.0)) * groups
+        if width < 1:
+            raise ConfigurationError(
+                f"the bottleneck's width int(planes * width_per_group / 64) * groups is 0 for "
+                f"planes={planes}, width_per_group={width_per_group}, groups={groups}: raise "
+                "base_width or width_per_group"
+            )
         out = planes * self.expansion
-        self.conv1 = conv1x1(in_planes, planes)
-        self.bn1 = layers.BatchNorm2d(planes)
+        self.conv1 = conv1x1(in_planes, width)
+        self.bn1 = layers.BatchNorm2d(width)
         self.sn1 = neuron()
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = layers.BatchNorm2d(planes)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = layers.BatchNorm2d(width)
         self.sn2 = neuron()
-        self.conv3 = conv1x1(planes, out)
+        self.conv3 = conv1x1(width, out)
         self.bn3 = layers.BatchNorm2d(out)
         return out
 
@@ -178,10 +231,17 @@ class SpikingResidual(ResidualBranch):
     downsample, the last neuron)."""
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int, downsample: bool, neuron: NeuronFactory
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        downsample: bool,
+        neuron: NeuronFactory,
+        groups: int = 1,
+        width_per_group: int = 64,
     ) -> None:
         super().__init__()
-        out = self._init_branch(in_planes, planes, stride, neuron)
+        out = self._init_branch(in_planes, planes, stride, neuron, groups, width_per_group)
         self.downsample = (
             nn.Sequential(conv1x1(in_planes, out, stride), layers.BatchNorm2d(out))
             if downsample
@@ -203,7 +263,8 @@ class SpikingBasicBlock(SpikingResidual, BasicBranch):
 
 
 class SpikingBottleneck(SpikingResidual, BottleneckBranch):
-    """``SN(F(S) + shortcut(S))`` with the 1x1-3x3-1x1 branch (torchvision's v1.5 stride)."""
+    """``SN(F(S) + shortcut(S))`` with the 1x1-3x3-1x1 branch (torchvision's v1.5 stride;
+    ``groups`` and ``width_per_group`` for ResNeXt and wide ResNets)."""
 
 
 class FourStageNet(nn.Module):
@@ -276,10 +337,20 @@ class ResNetSkeleton(FourStageNet):
         base_width: channels of the stem and the first stage (64); the stages have
             ``base_width * (1, 2, 4, 8)`` planes.
         neuron_defaults: the model's default neuron arguments.
+        groups: groups of the bottleneck's 3x3 convolution (1; ResNeXt-50 32x4d: 32).
+        width_per_group: the bottleneck's inner width is ``int(planes ·
+            width_per_group / 64) · groups`` (64: ``planes``; Wide ResNet-50-2: 128).
+            The basic block takes only ``groups=1, width_per_group=64``. Passed on to
+            ``block`` as keywords only when not these defaults.
     """
 
     #: Arguments the registered builders set themselves (not user arguments).
-    builder_fixed_arguments: ClassVar[tuple[str, ...]] = ("block", "depths")
+    builder_fixed_arguments: ClassVar[tuple[str, ...]] = (
+        "block",
+        "depths",
+        "groups",
+        "width_per_group",
+    )
 
     def __init__(
         self,
@@ -293,9 +364,19 @@ class ResNetSkeleton(FourStageNet):
         stem: str = "imagenet",
         base_width: int = 64,
         neuron_defaults: Mapping[str, Any] | None = None,
+        groups: int = 1,
+        width_per_group: int = 64,
     ) -> None:
         super().__init__()
         self._check_sizes(num_classes, in_channels, depths)
+        check_positive_int("groups", groups)
+        check_positive_int("width_per_group", width_per_group)
+        # Blocks written for (in_planes, planes, stride, downsample, neuron) keep working.
+        grouping = (
+            {}
+            if (groups, width_per_group) == (1, 64)
+            else {"groups": groups, "width_per_group": width_per_group}
+        )
         factory = NeuronFactory(
             neuron,
             neuron_kwargs,
@@ -307,7 +388,7 @@ class ResNetSkeleton(FourStageNet):
 
         def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
             downsample = stride != 1 or in_planes != planes * block.expansion
-            return block(in_planes, planes, stride, downsample, factory)
+            return block(in_planes, planes, stride, downsample, factory, **grouping)
 
         in_planes = self._init_stages(depths, base_width, 1, block.expansion, make_block)
         self.avgpool = layers.AdaptiveAvgPool2d(1)
@@ -353,6 +434,29 @@ RESNET_DEPTHS: dict[int, tuple[Any, tuple[int, int, int, int]]] = {
     152: (SpikingBottleneck, (3, 8, 36, 3)),
 }
 
+#: ResNeXt and wide ResNets (torchvision's names, suffixes of SpikingJelly's): the
+#: bottleneck ResNet's depth, ``groups`` and ``width_per_group``.
+GROUPED_VARIANTS: dict[str, tuple[int, int, int]] = {
+    "resnext50_32x4d": (50, 32, 4),
+    "resnext101_32x8d": (101, 32, 8),
+    "wide_resnet50_2": (50, 1, 128),
+    "wide_resnet101_2": (101, 1, 128),
+}
+
+
+def grouped_variant(name: str, kwargs: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The depth of the variant ``name`` (a key of :data:`GROUPED_VARIANTS`) and
+    ``kwargs`` with its ``groups`` and ``width_per_group``; a ConfigurationError if
+    ``kwargs`` sets either (the name fixes them: use :class:`ResNetSkeleton` for others)."""
+    depth, groups, width_per_group = GROUPED_VARIANTS[name]
+    fixed = sorted({"groups", "width_per_group"} & set(kwargs))
+    if fixed:
+        raise ConfigurationError(
+            f"{name} fixes groups={groups} and width_per_group={width_per_group}; got "
+            f"{', '.join(f'{k}={kwargs[k]!r}' for k in fixed)} (ResNetSkeleton takes any)"
+        )
+    return depth, {**kwargs, "groups": groups, "width_per_group": width_per_group}
+
 
 def _spiking_resnet(depth: int, **kwargs: Any) -> ResNetSkeleton:
     block, depths = RESNET_DEPTHS[depth]
@@ -366,6 +470,25 @@ _DOC = """Spiking ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]`
     ``base_width`` (64); see :class:`ResNetSkeleton`. Default neuron: IF, detach_reset, ATan(α=2).
     """
 
+_GROUPED_DOC = """Spiking {title} (SpikingJelly's ``spiking_{name}``): ``[T, B, C, H, W]`` →
+    ``[T, B, num_classes]``.
+
+    The bottleneck ResNet-{depth} with ``groups={groups}``, ``width_per_group={width}``
+    (fixed by the name). Keyword arguments: ``num_classes`` (1000), ``in_channels`` (3),
+    ``neuron`` ("if"), ``neuron_kwargs``, ``zero_init_residual`` (False), ``stem``
+    ("imagenet" or "cifar"), ``base_width`` (64); see :class:`ResNetSkeleton`. Default
+    neuron: IF, detach_reset, ATan(α=2).
+    """
+
+
+def grouped_title(name: str) -> str:
+    """``"resnext50_32x4d"`` → ``"ResNeXt-50 32x4d"``, ``"wide_resnet50_2"`` →
+    ``"Wide ResNet-50-2"`` (for the builders' docstrings)."""
+    depth, _, _ = GROUPED_VARIANTS[name]
+    if name.startswith("resnext"):
+        return f"ResNeXt-{depth} {name.rsplit('_', 1)[1]}"
+    return f"Wide ResNet-{depth}-{name.rsplit('_', 1)[1]}"
+
 
 def _register(depth: int) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``spiking_resnet{depth}``."""
@@ -376,8 +499,26 @@ def _register(depth: int) -> Callable[..., ResNetSkeleton]:
     return register_builder(f"spiking_resnet{depth}", build, _DOC.format(depth=depth))
 
 
+def _register_grouped(name: str) -> Callable[..., ResNetSkeleton]:
+    """Register the builder ``spiking_{name}`` for a key of :data:`GROUPED_VARIANTS`."""
+
+    def build(**kwargs: Any) -> ResNetSkeleton:
+        depth, options = grouped_variant(name, kwargs)
+        return _spiking_resnet(depth, **options)
+
+    depth, groups, width = GROUPED_VARIANTS[name]
+    doc = _GROUPED_DOC.format(
+        title=grouped_title(name), name=name, depth=depth, groups=groups, width=width
+    )
+    return register_builder(f"spiking_{name}", build, doc)
+
+
 spiking_resnet18 = _register(18)
 spiking_resnet34 = _register(34)
 spiking_resnet50 = _register(50)
 spiking_resnet101 = _register(101)
 spiking_resnet152 = _register(152)
+spiking_resnext50_32x4d = _register_grouped("resnext50_32x4d")
+spiking_resnext101_32x8d = _register_grouped("resnext101_32x8d")
+spiking_wide_resnet50_2 = _register_grouped("wide_resnet50_2")
+spiking_wide_resnet101_2 = _register_grouped("wide_resnet101_2")

@@ -1,4 +1,5 @@
-"""SEW ResNet 18/34/50/101/152 (Fang et al., NeurIPS 2021; methods.md 3).
+"""SEW ResNet 18/34/50/101/152, ResNeXt-50 32x4d / 101 32x8d and Wide ResNet-50-2 / 101-2
+(Fang et al., NeurIPS 2021; methods.md 3).
 
 A spike-element-wise block computes ``A = SN(F(S))`` and ``O = g(A, S)`` with the
 connect function ``g`` (``cnf``):
@@ -11,8 +12,9 @@ connect function ``g`` (``cnf``):
 
 The downsample shortcut is conv1x1(stride)-BN-SN, so it also emits spikes. With
 ``zero_init_residual=True`` the last BN of every branch gets γ = 0 (and β = 1 for
-AND), so that ``A`` is 0 (1 for AND) and each block starts as the identity. Stem, head
-and ``stem="cifar"``: see :mod:`spikeflow.models.resnet`.
+AND), so that ``A`` is 0 (1 for AND) and each block starts as the identity. Stem, head,
+``stem="cifar"`` and the ResNeXt / wide bottleneck (``groups``, ``width_per_group``):
+see :mod:`spikeflow.models.resnet`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.common import NeuronFactory, always_firing_input, zero_init_bn
 from spikeflow.models.registry import register_builder
 from spikeflow.models.resnet import (
+    GROUPED_VARIANTS,
     BasicBranch,
     BottleneckBranch,
     ResidualBranch,
     ResNetSkeleton,
     conv1x1,
+    grouped_title,
+    grouped_variant,
 )
 
 __all__ = [
@@ -45,6 +50,10 @@ __all__ = [
     "sew_resnet50",
     "sew_resnet101",
     "sew_resnet152",
+    "sew_resnext50_32x4d",
+    "sew_resnext101_32x8d",
+    "sew_wide_resnet50_2",
+    "sew_wide_resnet101_2",
 ]
 
 CONNECT_FUNCTIONS = ("ADD", "AND", "IAND")
@@ -91,10 +100,12 @@ class _SEWBlockMixin(ResidualBranch):
         downsample: bool,
         neuron: NeuronFactory,
         cnf: str = "ADD",
+        groups: int = 1,
+        width_per_group: int = 64,
     ) -> None:
         super().__init__()
         self.cnf = check_connect_function(cnf)
-        out = self._init_branch(in_planes, planes, stride, neuron)
+        out = self._init_branch(in_planes, planes, stride, neuron, groups, width_per_group)
         self._init_last_neuron(neuron)
         self.downsample = (
             nn.Sequential(conv1x1(in_planes, out, stride), layers.BatchNorm2d(out), neuron())
@@ -124,7 +135,8 @@ class SEWBasicBlock(_SEWBlockMixin, BasicBranch):
 
 
 class SEWBottleneck(_SEWBlockMixin, BottleneckBranch):
-    """SEW bottleneck: the 1x1-3x3-1x1 branch, each conv followed by BN and SN."""
+    """SEW bottleneck: the 1x1-3x3-1x1 branch, each conv followed by BN and SN (``groups``
+    and ``width_per_group`` for ResNeXt and wide ResNets)."""
 
 
 _DEPTHS: dict[int, tuple[type[_SEWBlockMixin], tuple[int, int, int, int]]] = {
@@ -141,9 +153,14 @@ def _sew_resnet(depth: int, cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
     cnf = check_connect_function(cnf)
 
     def block(
-        in_planes: int, planes: int, stride: int, downsample: bool, neuron: NeuronFactory
+        in_planes: int,
+        planes: int,
+        stride: int,
+        downsample: bool,
+        neuron: NeuronFactory,
+        **grouping: int,
     ) -> nn.Module:
-        return block_cls(in_planes, planes, stride, downsample, neuron, cnf=cnf)
+        return block_cls(in_planes, planes, stride, downsample, neuron, cnf=cnf, **grouping)
 
     block.expansion = block_cls.expansion  # type: ignore[attr-defined]
     model = ResNetSkeleton(block, depths, **kwargs)
@@ -157,6 +174,18 @@ _DOC = """SEW ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]``.
     ``in_channels`` (3), ``neuron`` ("if"), ``neuron_kwargs``, ``zero_init_residual``
     (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64); see
     :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default neuron: IF,
+    detach_reset, ATan(α=2).
+    """
+
+
+_GROUPED_DOC = """SEW {title} (SpikingJelly's ``sew_{name}``): ``[T, B, C, H, W]`` →
+    ``[T, B, num_classes]``.
+
+    The SEW bottleneck ResNet-{depth} with ``groups={groups}``, ``width_per_group={width}``
+    (fixed by the name). Keyword arguments: ``cnf`` ("ADD", "AND" or "IAND"),
+    ``num_classes`` (1000), ``in_channels`` (3), ``neuron`` ("if"), ``neuron_kwargs``,
+    ``zero_init_residual`` (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64);
+    see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default neuron: IF,
     detach_reset, ATan(α=2).
     """
 
@@ -175,3 +204,24 @@ sew_resnet34 = _register(34)
 sew_resnet50 = _register(50)
 sew_resnet101 = _register(101)
 sew_resnet152 = _register(152)
+
+
+def _register_grouped(name: str) -> Callable[..., ResNetSkeleton]:
+    """Register the builder ``sew_{name}`` for a key of
+    :data:`~spikeflow.models.resnet.GROUPED_VARIANTS`."""
+
+    def build(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
+        depth, options = grouped_variant(name, kwargs)
+        return _sew_resnet(depth, cnf, **options)
+
+    depth, groups, width = GROUPED_VARIANTS[name]
+    doc = _GROUPED_DOC.format(
+        title=grouped_title(name), name=name, depth=depth, groups=groups, width=width
+    )
+    return register_builder(f"sew_{name}", build, doc)
+
+
+sew_resnext50_32x4d = _register_grouped("resnext50_32x4d")
+sew_resnext101_32x8d = _register_grouped("resnext101_32x8d")
+sew_wide_resnet50_2 = _register_grouped("wide_resnet50_2")
+sew_wide_resnet101_2 = _register_grouped("wide_resnet101_2")
