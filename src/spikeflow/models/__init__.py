@@ -5,8 +5,8 @@ models) and returns ``[T, B, num_classes]``; :func:`create_model` builds one by 
 :func:`list_models` lists the names and :func:`model_arguments` a model's arguments.
 See ``docs/models.md``.
 
-* :mod:`~spikeflow.models.resnet`: Spiking ResNet 18/34/50/101/152.
-* :mod:`~spikeflow.models.sew_resnet`: SEW ResNet 18/34/50/101/152 (ADD, AND, IAND).
+* :mod:`~spikeflow.models.resnet`: Spiking ResNet 18/34/50/101/152, ResNeXt and wide ResNets.
+* :mod:`~spikeflow.models.sew_resnet`: SEW ResNet 18/34/50/101/152, ResNeXt, wide (ADD, AND, IAND).
 * :mod:`~spikeflow.models.ms_resnet`: MS-ResNet 18/34/104.
 * :mod:`~spikeflow.models.vgg`: Spiking VGG 11/13/16/19, with and without BN.
 * :mod:`~spikeflow.models.plif_nets`: the PLIF paper's networks.
