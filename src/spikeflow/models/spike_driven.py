@@ -38,12 +38,19 @@ from spikeflow.models.common import (
 from spikeflow.models.registry import register_model
 from spikeflow.models.spikformer import (
     PatchTokenTransformer,
+    attention_threshold,
     check_transformer_arguments,
     init_trunc_normal,
     patch_splitting,
+    sps_indices,
 )
 
-__all__ = ["SpikeDrivenTransformer", "spike_driven_transformer"]
+__all__ = [
+    "SpikeDrivenTransformer",
+    "convert_spikingjelly_state_dict",
+    "sdt_8_384",
+    "spike_driven_transformer",
+]
 
 
 class _MembraneMLP(nn.Module):
@@ -70,8 +77,10 @@ class _Block(nn.Module):
     def __init__(self, dim: int, heads: int, hidden: int, neuron: Any,
                  neuron_kwargs: Mapping[str, Any] | None, make_neuron: Any) -> None:  # fmt: skip
         super().__init__()
-        self.attention = SpikeDrivenSelfAttention(dim, heads, neuron=neuron,
-                                                  neuron_kwargs=neuron_kwargs)  # fmt: skip
+        self.attention = SpikeDrivenSelfAttention(
+            dim, heads, kv_threshold=attention_threshold(neuron_kwargs), neuron=neuron,
+            neuron_kwargs=neuron_kwargs,
+        )  # fmt: skip
         self.mlp = _MembraneMLP(dim, hidden, make_neuron)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -83,7 +92,8 @@ class SpikeDrivenTransformer(PatchTokenTransformer):
 
     Args:
         num_classes, in_channels, input_size, embed_dim, depth, num_heads, mlp_ratio,
-            pools, neuron, neuron_kwargs: as :class:`~spikeflow.models.spikformer.Spikformer`.
+            pools, neuron, neuron_kwargs: as :class:`~spikeflow.models.spikformer.Spikformer`
+            (a ``v_threshold`` in ``neuron_kwargs`` sets the ``K ⊙ V`` neuron's too).
 
     Input ``[T, B, in_channels, H, W]``, output ``[T, B, num_classes]`` logits.
     """
@@ -142,3 +152,103 @@ def spike_driven_transformer(
     model); ``kwargs`` are :class:`SpikeDrivenTransformer`'s other arguments."""
     return SpikeDrivenTransformer(num_classes=num_classes, in_channels=in_channels,
                                   neuron=neuron, neuron_kwargs=neuron_kwargs, **kwargs)  # fmt: skip
+
+
+@register_model("sdt_8_384")
+def sdt_8_384(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    neuron: NeuronSpec = "lif",
+    neuron_kwargs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> SpikeDrivenTransformer:
+    """The Spike-driven Transformer 8-384 for 224x224 images (the paper's ImageNet
+    model, SpikingJelly 2.0's ``model.sdt_8_384``): ``embed_dim=384``, 8 heads, depth 8,
+    MLP ratio 4, all four stages pooled (16x16 patches); ``kwargs`` are
+    :class:`SpikeDrivenTransformer`'s other arguments. SpikingJelly's weights load
+    through :func:`convert_spikingjelly_state_dict` with ``pools=4``; its ``T`` is not an
+    argument (the input ``[T, B, C, H, W]`` carries it) and its output is the time-mean
+    of this one's."""
+    settings = {"input_size": 224, "embed_dim": 384, "depth": 8, "num_heads": 8, "pools": 4,
+                **kwargs}  # fmt: skip
+    return SpikeDrivenTransformer(
+        num_classes=num_classes, in_channels=in_channels, neuron=neuron,
+        neuron_kwargs=neuron_kwargs, **settings,
+    )  # fmt: skip
+
+
+_SJ_ATTENTION = {
+    "shortcut_lif.": "input_neuron.",
+    "q_conv.": "qkv.linear.0.", "q_bn.": "qkv.norm.0.", "q_lif.": "qkv.neuron.0.",
+    "k_conv.": "qkv.linear.1.", "k_bn.": "qkv.norm.1.", "k_lif.": "qkv.neuron.1.",
+    "v_conv.": "qkv.linear.2.", "v_bn.": "qkv.norm.2.", "v_lif.": "qkv.neuron.2.",
+    "attn_lif.": "kv_neuron.", "proj_conv.": "proj.", "proj_bn.": "proj_norm.",
+}  # fmt: skip
+_SJ_RENAMES = {
+    "patch_embed.final_lif.": "position.0.",
+    "patch_embed.rpe_conv.": "position.1.",
+    "patch_embed.rpe_bn.": "position.2.",
+    "head_lif.": "head_neuron.",
+}
+_SJ_MLP = {"fc1.": "fc1.", "bn1.": "norm1.", "lif1.": "neuron1.", "fc2.": "fc2.",
+           "bn2.": "norm2.", "lif2.": "neuron2."}  # fmt: skip
+
+
+def _sj_name(key: str, stages: list[tuple[int, int, int | None]]) -> str:
+    """The name in :class:`SpikeDrivenTransformer` of SpikingJelly's tensor ``key``."""
+    if key.startswith("patch_embed.stages."):
+        stage, _, tail = key.removeprefix("patch_embed.stages.").partition(".")
+        which, _, leaf = tail.partition(".")  # 0 conv, 1 BN, 2 neuron, 3 pool
+        return f"patch_split.{stages[int(stage)][int(which)]}.{leaf}"
+    if key.startswith("patch_embed.final_stage."):
+        which, _, leaf = key.removeprefix("patch_embed.final_stage.").partition(".")
+        return f"patch_split.{stages[3][int(which)]}.{leaf}"
+    for old, new in _SJ_RENAMES.items():
+        if key.startswith(old):
+            return new + key.removeprefix(old)
+    for part, renames in ((".attn.", _SJ_ATTENTION), (".mlp.", _SJ_MLP)):
+        prefix, sep, rest = key.partition(part)
+        old = next((o for o in renames if rest.startswith(o)), None) if sep else None
+        if old is not None:
+            module = "attention" if part == ".attn." else "mlp"
+            return f"{prefix}.{module}.{renames[old]}{rest.removeprefix(old)}"
+    return key
+
+
+def convert_spikingjelly_state_dict(
+    state: Mapping[str, Tensor], *, pools: int
+) -> dict[str, Tensor]:
+    """SpikingJelly 2.0's ``model.SpikeDrivenTransformer`` state dict (or any mapping of
+    its names to tensors, such as its parameters' gradients) under
+    :class:`SpikeDrivenTransformer`'s names and shapes, for a model with ``pools``
+    max-pools (SpikingJelly's ``pooling_stat`` ``"0011"`` is 2, its default ``"1111"``
+    4; a mask with a 0 after a 1 has no equal here).
+
+    The patch embedding's ``stages.i``, ``final_stage``, ``final_lif``, ``rpe_conv`` and
+    ``rpe_bn`` become ``patch_split.*`` and ``position.*``; the attention's ``q_*``,
+    ``k_*``, ``v_*`` become ``qkv.{linear,norm,neuron}.{0,1,2}``, ``shortcut_lif``
+    ``input_neuron``, ``attn_lif`` ``kv_neuron``; ``head_lif`` ``head_neuron``; 1x1
+    convolution weights ``[out, in, 1, 1]`` become linear weights ``[out, in]``.
+
+    The biases of SpikingJelly's convolutions that a batch norm follows (the patch
+    stages' and the attention's ``proj_conv``; spikeflow's have none) fold into that
+    norm: its ``running_mean`` less the bias, which gives the same outputs in eval and in
+    training mode, and the same running statistics after (convert them the same way).
+    A mapping without the norm's ``running_mean`` (gradients) drops those biases.
+    """
+    stages = sps_indices(pools, last_neuron=False)
+    out: dict[str, Tensor] = {}
+    folded: dict[str, Tensor] = {}  # a norm's name -> the bias of the conv before it
+    for key, value in state.items():
+        new = _sj_name(key, stages)
+        convs = {f"patch_split.{conv}.bias": f"patch_split.{norm}" for conv, norm, _ in stages}
+        if new in convs or new.endswith(".attention.proj.bias"):
+            norm = convs.get(new, new.removesuffix("proj.bias") + "proj_norm")
+            folded[norm] = value
+            continue
+        if new.endswith(".running_mean") and new.removesuffix(".running_mean") in folded:
+            value = value - folded[new.removesuffix(".running_mean")]
+        if value.dim() == 4 and (".mlp.fc" in new or ".attention." in new):
+            value = value[..., 0, 0]  # a 1x1 conv weight [out, in, 1, 1] -> [out, in]
+        out[new] = value
+    return out
