@@ -87,7 +87,7 @@ def test_spikformer_equals_spikingjelly(sj, float64, name, patch, training, kwar
     ours by SpikingJelly's builder name with the same sizes (its max-pools before the
     SPS neurons): the same outputs, gradients and running statistics."""
     spikformer, _ = sj
-    size, pools = 16, 2 if patch == 4 else 4
+    size, pools = (16, 2) if patch == 4 else (32, 4)  # 16 and 4 tokens
     theirs = spikformer.Spikformer(T=2, img_size_h=size, img_size_w=size, patch_size=patch,
                                    num_classes=5, embed_dims=32, num_heads=2, depths=1,
                                    **kwargs)  # fmt: skip
@@ -130,7 +130,8 @@ def test_spike_driven_transformer_equals_spikingjelly(sj, float64, stat, trainin
     (its convolution biases folded into the batch norms): the same time-mean outputs,
     gradients and running statistics."""
     _, spike_driven = sj
-    pools, size = stat.count("1"), 16
+    pools = stat.count("1")
+    size = 16 if pools == 2 else 32  # 16 and 4 tokens
     theirs = spike_driven.SpikeDrivenTransformer(T=2, num_classes=5, embed_dims=32, num_heads=2,
                                                  depths=2, pooling_stat=stat, **kwargs)  # fmt: skip
     ours = create_model("sdt_8_384", num_classes=5, embed_dim=32, num_heads=2, depth=2,
@@ -215,11 +216,13 @@ def test_the_converters_place_learnable_neurons_tensors():
     out = sdt.convert_spikingjelly_state_dict({
         "patch_embed.stages.0.2.w": w, "patch_embed.stages.2.2.w": w,
         "patch_embed.final_lif.w": w, "blocks.1.attn.shortcut_lif.w": w,
-        "blocks.1.attn.v_lif.w": w, "blocks.1.attn.attn_lif.w": w, "head_lif.w": w,
+        "blocks.1.attn.q_lif.w": w, "blocks.1.attn.k_lif.w": w, "blocks.1.attn.v_lif.w": w,
+        "blocks.1.attn.attn_lif.w": w, "head_lif.w": w,
     }, pools=2)  # fmt: skip
     assert list(out) == [
         "patch_split.2.w", "patch_split.8.w", "position.0.w", "blocks.1.attention.input_neuron.w",
-        "blocks.1.attention.qkv.neuron.2.w", "blocks.1.attention.kv_neuron.w", "head_neuron.w",
+        *(f"blocks.1.attention.qkv.neuron.{i}.w" for i in range(3)),
+        "blocks.1.attention.kv_neuron.w", "head_neuron.w",
     ]  # fmt: skip
     model = create_model("sdt_8_384", embed_dim=32, num_heads=2, depth=2, pools=2, neuron="plif")
     assert set(out) <= set(model.state_dict())
