@@ -21,6 +21,8 @@
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
+* :mod:`~spikeflow.neurons.adex_refractory`: the AdEx with an absolute refractory
+  period (Norse's ``LIFAdExRefrac``).
 * :mod:`~spikeflow.neurons.integrator`: the non-spiking leaky integrator (NIR ``LI``).
 * :mod:`~spikeflow.neurons.ternary`: ternary (signed) spikes, IF and LIF (a declared
   fire rule with two thresholds); :mod:`~spikeflow.neurons.mpbn`: membrane potential
@@ -50,6 +52,7 @@ from spikeflow.neurons.adaptive import (
     KLIFNode,
 )
 from spikeflow.neurons.adex import AdExLIFNode
+from spikeflow.neurons.adex_refractory import RefractoryAdExLIFNode
 from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.alpha import AlphaNode
 from spikeflow.neurons.base import BaseNode
@@ -157,6 +160,7 @@ __all__ = [
     "ParametricLIFNode",
     "QIFNode",
     "RAFNode",
+    "RefractoryAdExLIFNode",
     "RefractoryCubaLIFNode",
     "RefractoryLIFNode",
     "ResonateAndFireNode",
