@@ -96,6 +96,32 @@ def test_li_box_cell(float64, v_leak):
     _close_all(_grads(got, [x_sf], g), _grads(want, [x_norse], g))
 
 
+def test_li_box_step_with_weights(float64):
+    _norse()
+    from norse.torch.functional.leaky_integrator_box import (
+        LIBoxParameters,
+        LIBoxState,
+        li_box_step,
+    )
+
+    p = LIBoxParameters(tau_mem_inv=torch.tensor(MEM), v_leak=torch.tensor(0.2))
+    w = torch.randn(3, 4).requires_grad_()
+    ours = nn.Sequential(
+        layers.Linear(4, 3, bias=False), neurons.LINode(tau=1 / (DT * MEM), v_leak=0.2)
+    )
+    with torch.no_grad():
+        ours[0].weight.copy_(w)
+    x = torch.rand(10, 2, 4) * 5
+    state, out = LIBoxState(torch.full((2, 3), 0.2)), []
+    for x_t in x:
+        v, state = li_box_step(x_t, state, w, p, DT)
+        out.append(v)
+    want, got = torch.stack(out), ours(x)
+    torch.testing.assert_close(got, want, **F64)
+    g = torch.randn_like(want)
+    _close_all(_grads(got, [ours[0].weight], g), _grads(want, [w], g))
+
+
 @pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), [(1, 0, 1, 1), (2, 1, 2, 2)])
 def test_lconv2d(float64, stride, padding, dilation, groups):
     norse = _norse()
