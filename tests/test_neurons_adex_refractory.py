@@ -5,7 +5,8 @@ the adaptation evolving); spikes, membranes, current, adaptation and counter equ
 Norse 1.1's ``lif_adex_refrac_feed_forward_step`` (``LIFAdExRefracCell``) on every
 backend, and the one documented difference (Norse's adaptation jumps for a spike it
 suppresses) measured exactly; ``refractory_steps=0`` is ``AdExLIFNode`` in spikes,
-states and gradients; float64 gradcheck on every backend; the errors.
+states and gradients; no gradient through a refractory step; float64 gradcheck on
+every backend; float32 fused kernels equal to the reference loop; the errors.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels import resolve_backend
+from spikeflow.kernels.codegen_c import CHECKPOINT
 from spikeflow.neurons import AdExLIFNode, RefractoryAdExLIFNode
 from spikeflow.surrogate import Sigmoid, SuperSpike
 
@@ -217,6 +219,28 @@ def test_gradcheck(backend):
     held = torch.isclose(v_seq, torch.tensor(-0.2, dtype=F64), rtol=0, atol=1e-12)
     assert 0 < int(held.sum()) < held.numel() // 2, held  # some refractory steps
     gradcheck_backend(backend, through(backend), (x, theta, b), through("torch"))
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+def test_float32_fused_kernels_equal_the_reference(backend):
+    device = kernel_device(backend)
+    torch.manual_seed(5)
+    x = torch.rand(CHECKPOINT + 3, 4, 3, device=device) * 3.0  # two C-kernel segments
+    g = torch.randn_like(x)
+    grads, spikes = [], []
+    for name in ("torch", backend):
+        node = RefractoryAdExLIFNode(
+            2, tau_syn=2.0, tau_mem=3.0, tau_w=torch.tensor([5.0, 10.0, 20.0]), a=0.2, b=0.3,
+            learnable_threshold=True, v_reset=-0.1, backend=name,
+        ).to(device)  # fmt: skip
+        xx = x.clone().requires_grad_()
+        s = node(xx)
+        spikes.append(s.detach())
+        grads.append(torch.autograd.grad((s * g).sum(), [xx, node.v_threshold]))
+    assert torch.equal(spikes[1], spikes[0])
+    assert 0.05 < spikes[0].mean().item() < 0.6
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_errors_and_repr():
