@@ -15,15 +15,18 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
 from spikeflow import functional as F
+from spikeflow import layers
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels import resolve_backend
 from spikeflow.kernels.codegen_c import CHECKPOINT
 from spikeflow.neurons import AdExLIFNode, RefractoryAdExLIFNode
 from spikeflow.surrogate import Sigmoid, SuperSpike
+from streaming_checks import check_chunked_streaming
 
 BACKENDS = fused_backends("torch")
 F64 = torch.float64
@@ -167,6 +170,51 @@ def test_norse_adaptation_jumps_for_a_suppressed_spike():
     decay = 1 - 1e-3 * 20.0
     extra = 0.3 * sum(decay ** (8 - t) for t in (1, 2, 4, 5, 7))
     torch.testing.assert_close(state.lif_adex.a - w, torch.tensor([extra], dtype=F64))
+
+
+def test_equals_norse_lif_adex_refrac_recurrent():
+    """``LIFAdExRefracRecurrent(n_in, N, p, autapses=False, dt)`` is a bias-free
+    ``layers.Linear`` then ``layers.Recurrent`` of the single-step node (Norse's recurrent
+    step does not detach its reset), Norse's weights copied in."""
+    norse = pytest.importorskip("norse.torch", reason="Norse (norse.torch) is not installed")
+    from norse.torch.functional.lif_adex import LIFAdExParameters
+    from norse.torch.functional.lif_adex_refrac import LIFAdExRefracParameters
+
+    case = NORSE_CASES[1]
+    values = [torch.tensor(v, dtype=F64) for v in case[:9]]
+    p = LIFAdExRefracParameters(LIFAdExParameters(*values), torch.tensor(float(case[11])))
+    torch.manual_seed(4)
+    theirs = norse.LIFAdExRefracRecurrent(5, 6, p, dt=case[9]).double()
+    ours = nn.Sequential(
+        layers.Linear(5, 6, bias=False),
+        layers.Recurrent(_node_for(case, step_mode="s"), 6, self_connections=False),
+    ).double()
+    with torch.no_grad():
+        ours[0].weight.copy_(theirs.input_weights)
+        ours[1].recurrent.weight.copy_(theirs.recurrent_weights)
+    x = torch.rand(40, 3, 5, dtype=F64) * 1.5  # no suppressed-spike jumps in Norse
+    want, state = theirs(x)
+    got = ours(x)
+    assert torch.equal(got, want)
+    assert 0.03 < want.mean().item() < 0.6 and state.rho.max() > 0
+
+
+def test_chunked_streaming_and_single_step_equal_one_call():
+    def make():
+        return RefractoryAdExLIFNode(
+            3, tau_syn=1.5, v_leak=0.1, v_reset=-0.1, v_threshold=torch.tensor(1.0),
+            learnable_threshold=True,
+        ).double()  # fmt: skip
+
+    torch.manual_seed(6)
+    x = torch.rand(23, 2, 4, dtype=F64) * 3.0
+    whole, _ = check_chunked_streaming(make, x, "v_threshold")
+    assert whole.sum() > 0
+    node = make()
+    F.set_step_mode(node, "s")
+    with F.streaming(node):
+        single = torch.stack([node(x_t) for x_t in x])
+    assert torch.equal(single, whole.detach())
 
 
 # -- the plain AdEx, gradients ---------------------------------------------------------------
