@@ -102,7 +102,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)  # main() may be called from a larger program
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    """Train and test the network the parsed ``args`` of :func:`main` describe; returns
+    the last epoch's test loss, accuracy and firing rate."""
     torch.manual_seed(args.seed)
 
     task = dict(

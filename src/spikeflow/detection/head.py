@@ -99,12 +99,18 @@ def cell_centers(height: int, width: int, stride: float, device: Any = None) -> 
 
 def decode_boxes(pred: Tensor, stride: float) -> Tensor:
     """The boxes every cell predicts, ``[B, H·W, 4]`` xyxy pixels, from the head's output
-    ``[B, 5 + C, H, W]``: centre ∓ ``softplus(raw)·stride``."""
+    ``[B, 5 + C, H, W]``: centre ∓ ``softplus(raw)·stride``.
+
+    The boxes are computed in ``pred``'s dtype promoted to float32 at least: a half-
+    precision (bfloat16, float16) ``pred`` gives float32 boxes, since pixel coordinates
+    past 256 (bfloat16) or 2048 (float16) are not all representable in it (a large
+    map's cell centres would be rounded by up to several pixels)."""
     _check_prediction(pred)
     s = _check_stride(stride)
     b, _, h, w = pred.shape
-    ltrb = F.softplus(pred[:, :4]).permute(0, 2, 3, 1).reshape(b, h * w, 4) * s
-    c = cell_centers(h, w, s, pred.device).to(pred.dtype)
+    dtype = torch.promote_types(pred.dtype, torch.float32)
+    ltrb = F.softplus(pred[:, :4].to(dtype)).permute(0, 2, 3, 1).reshape(b, h * w, 4) * s
+    c = cell_centers(h, w, s, pred.device).to(dtype)
     return torch.cat((c - ltrb[..., :2], c + ltrb[..., 2:]), -1)
 
 
@@ -334,8 +340,8 @@ def decode(
         image_size: ``(height, width)`` to clip boxes to (default: no clipping).
 
     Returns:
-        ``B`` :class:`~spikeflow.detection.Detections` (boxes xyxy pixels, scores,
-        int64 classes), by decreasing score.
+        ``B`` :class:`~spikeflow.detection.Detections` (boxes xyxy pixels, float32 at
+        least: :func:`decode_boxes`; scores; int64 classes), by decreasing score.
     """
     _check_prediction(pred)
     s = _check_stride(stride)

@@ -125,8 +125,11 @@ class _LIFMCBase(MemoryModule):
         if self._recurrent:
             self.autapses = check_flag(owner, "autapses", autapses)
             std = math.sqrt(2.0 / n)  # Norse's SNNRecurrentCell init, input weights first
-            self.input_weight = nn.Parameter(torch.randn(n, self.input_size) * std)
-            self.recurrent_weight = nn.Parameter(torch.randn(n, n) * std)
+            # In g_coupling's dtype and device (a given one sets them, as a factory's
+            # dtype/device do for torch's layers): one dtype for all the parameters.
+            like = {"dtype": self.g_coupling.dtype, "device": self.g_coupling.device}
+            self.input_weight = nn.Parameter(torch.randn(n, self.input_size, **like) * std)
+            self.recurrent_weight = nn.Parameter(torch.randn(n, n, **like) * std)
             if not self.autapses:
                 with torch.no_grad():
                     self.recurrent_weight.fill_diagonal_(0.0)
@@ -311,7 +314,9 @@ class LIFMCRecurrent(_LIFMCBase):
         input_size: the input features.
         hidden_size: the number of compartments ``N``.
         g_coupling: the conductances ``[N, N]`` (copied into the learnable parameter
-            ``g_coupling``); default Norse's ``randn(N, N) / sqrt(N)``.
+            ``g_coupling``); default Norse's ``randn(N, N) / sqrt(N)``. A given one's
+            dtype and device are the layer's: the input and recurrent weights are made
+            in them (e.g. a float64 ``g_coupling`` makes a float64 layer).
         autapses: allow self-connections in ``recurrent_weight`` (default False: its
             diagonal is masked, with no output and no gradient).
 
@@ -451,7 +456,8 @@ class LIFMCRefracRecurrent(_LIFMCBase):
     Args:
         input_size: the input features.
         hidden_size: the number of compartments ``N``.
-        g_coupling: the conductances ``[N, N]`` per step (no ``dt``: Norse's).
+        g_coupling: the conductances ``[N, N]`` per step (no ``dt``: Norse's); a given
+            one's dtype and device are the layer's (as :class:`LIFMCRecurrent`'s).
         autapses: allow self-connections (default False: the diagonal is masked).
         rho_reset: the refractory steps after a spike, an integer ``>= 0`` (default 5).
     """

@@ -27,6 +27,7 @@ gradient of the loss at step ``t`` is ``∂ℓ_l[t]/∂W = (∂ℓ_l[t]/∂S[t] 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -410,6 +411,14 @@ def decolle_loss(y_t: Tensor, target_t: Tensor, loss: str = "smooth_l1") -> Tens
     return per.mean(dim=(1, 2)).sum()
 
 
+def _number(value: object) -> object:
+    """``value``, or the Python number a one-element 0-d tensor holds (checked by the
+    caller, as any other value)."""
+    if isinstance(value, Tensor) and value.dim() == 0:
+        return value.item()
+    return value
+
+
 def decolle_u_regularisation(u_t: Sequence[Tensor], strength: Sequence[float]) -> Tensor:
     """The reference code's regularisation of the membranes of one step (nmi-lab/
     decolle-public, ``DECOLLELoss`` with ``reg_l``), summed over the layers::
@@ -427,7 +436,16 @@ def decolle_u_regularisation(u_t: Sequence[Tensor], strength: Sequence[float]) -
     Raises:
         ConfigurationError: not one strength per layer, or a negative one.
     """
-    u_t, strength = list(u_t), list(strength)
+    u_t = list(u_t)
+    if isinstance(strength, numbers.Real) or (isinstance(strength, Tensor) and strength.dim() == 0):
+        raise ConfigurationError(
+            f"decolle_u_regularisation: strength must hold one value per layer, got {strength!r}"
+        )
+    strength = [_number(lam) for lam in strength]
+    if not u_t:
+        raise ConfigurationError(
+            "decolle_u_regularisation: u_t holds no layer's membrane (it needs at least one)"
+        )
     if len(strength) != len(u_t):
         raise ConfigurationError(
             f"decolle_u_regularisation: {len(strength)} strengths for {len(u_t)} layers "
@@ -501,7 +519,8 @@ class DECOLLE:
             )
         self.update = update
         layers = len(network.layers)
-        strengths = [reg_u] * layers if isinstance(reg_u, (int, float)) else list(reg_u)
+        one = isinstance(reg_u, numbers.Real) or (isinstance(reg_u, Tensor) and reg_u.dim() == 0)
+        strengths = [_number(lam) for lam in ([reg_u] * layers if one else reg_u)]
         if len(strengths) != layers:
             raise ConfigurationError(
                 f"DECOLLE: reg_u must be one strength or one per layer ({layers}), got "

@@ -524,6 +524,12 @@ def _check_decolle(config: TrainConfig) -> None:
             f"at a time, for the plain float network: it cannot be combined with "
             f"{', '.join(used)}"
         )
+    if config.readout == "first_spike":
+        raise ConfigurationError(
+            "--readout first_spike cannot be combined with --decolle: DECOLLE's output is "
+            "its last layer's real-valued readout, which has no spikes to time (use "
+            "rate, count or max)"
+        )
     if config.T is not None and burnin >= config.T:
         raise ConfigurationError(
             f"decolle_burnin ({burnin}) must be below T = {config.T}: DECOLLE learns from "

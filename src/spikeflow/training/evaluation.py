@@ -223,7 +223,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
         lines.append(
             f"  {layer['name']:<24} {layer['firing_rate']:7.4f} "
             f"{layer['spikes_per_sample']:14.1f} {layer['neurons']:8d} "
-            f"{layer['v_mean']:+8.3f} {layer['v_std']:7.3f}"
+            f"{_membrane_stat(layer['v_mean'], '+8.3f')} {_membrane_stat(layer['v_std'], '7.3f')}"
         )
     if "operations" in result:
         ops = result["operations"]
@@ -256,6 +256,15 @@ def format_evaluation(result: dict[str, Any]) -> str:
             lines.append(f"  neuron updates not counted: {', '.join(ops['neurons_not_counted'])}")
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
     return "\n".join(lines)
+
+
+def _membrane_stat(value: float | None, spec: str) -> str:
+    """A membrane statistic of the eval table in the format ``spec``, or ``-`` in its
+    width where the layer has no membrane (a :class:`~spikeflow.neurons.SpikeTap`, a
+    parallel neuron: NaN, or ``None`` from JSON)."""
+    if value is None or not math.isfinite(value):
+        return f"{'-':>{int(spec.lstrip('+').split('.')[0])}}"
+    return format(value, spec)
 
 
 def _recorded_best_epoch(
