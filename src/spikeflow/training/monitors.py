@@ -121,18 +121,31 @@ class LayerStats:
 
 
 class _Accumulator:
-    """Running sums of one layer (0-dim float64 tensors, created on first use)."""
+    """Running sums of one layer: 0-dim tensors (float64 sums, int64 counts) on the
+    layer's device, created on first use, so that a hook traced by ``torch.compile``
+    adds to them in the graph: a Python number read in a hook would be a constant that
+    Dynamo guards on, recompiling the model at every step (``seen`` flips once)."""
 
-    __slots__ = ("elements", "neurons", "samples", "spikes", "v_count", "v_sum", "v_sumsq")
+    __slots__ = (
+        "elements", "neurons", "samples", "seen", "spikes", "v_count", "v_sum", "v_sumsq",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.spikes: Tensor | float = 0.0
         self.v_sum: Tensor | float = 0.0
         self.v_sumsq: Tensor | float = 0.0
-        self.elements = 0
-        self.samples = 0
+        self.elements: Tensor | int = 0
+        self.samples: Tensor | int = 0
         self.neurons = 0
-        self.v_count = 0
+        self.v_count: Tensor | int = 0
+        #: Whether a call counted samples (the first call after creation or a reset
+        #: counts its sequence's samples even when it continues that sequence).
+        self.seen = False
+
+
+def _count(total: Tensor | int, n: int, like: Tensor) -> Tensor:
+    """``total + n`` as a 0-dim int64 tensor on ``like``'s device (:class:`_Accumulator`)."""
+    return like.new_tensor(n, dtype=torch.int64) + total
 
 
 #: What a monitor may turn on for a layer: the attribute a forward records, by the
@@ -336,9 +349,10 @@ class SpikeMonitor:
             batch = spikes.shape[1] if multi else spikes.shape[0]
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
             acc.spikes = acc.spikes + spikes.abs().sum(dtype=torch.float64)
-            acc.elements += spikes.numel()
-            if self._uncounted.pop(name, False) or not acc.samples:
-                acc.samples += batch  # once per sequence, not per step or chunk
+            acc.elements = _count(acc.elements, spikes.numel(), spikes)
+            if self._uncounted.pop(name, False) or not acc.seen:
+                acc.samples = _count(acc.samples, batch, spikes)  # once per sequence
+                acc.seen = acc.seen or batch > 0
             # (from the shape: an empty batch has no element to index)
             acc.neurons = math.prod(spikes.shape[2:] if multi else spikes.shape[1:])
             if (
@@ -350,7 +364,7 @@ class SpikeMonitor:
                 v = module.v_seq.detach()
                 acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
                 acc.v_sumsq = acc.v_sumsq + v.double().square().sum()
-                acc.v_count += v.numel()
+                acc.v_count = _count(acc.v_count, v.numel(), v)
 
         return hook
 
@@ -365,20 +379,21 @@ class SpikeMonitor:
         out = []
         for name, acc in self._acc.items():
             spikes = float(acc.spikes)
-            rate = spikes / acc.elements if acc.elements else math.nan
-            if acc.v_count:
-                mean = float(acc.v_sum) / acc.v_count
-                var = max(float(acc.v_sumsq) / acc.v_count - mean * mean, 0.0)
+            elements, samples, v_count = int(acc.elements), int(acc.samples), int(acc.v_count)
+            rate = spikes / elements if elements else math.nan
+            if v_count:
+                mean = float(acc.v_sum) / v_count
+                var = max(float(acc.v_sumsq) / v_count - mean * mean, 0.0)
                 v_mean, v_std = mean, math.sqrt(var)
             else:
                 v_mean = v_std = math.nan
-            per_sample = spikes / acc.samples if acc.samples else math.nan
+            per_sample = spikes / samples if samples else math.nan
             out.append(LayerStats(name, rate, spikes, per_sample, acc.neurons, v_mean, v_std))
         return out
 
     def mean_firing_rate(self) -> float:
         """Spikes of all watched layers / their neuron-steps (NaN before any forward)."""
-        elements = sum(acc.elements for acc in self._acc.values())
+        elements = sum(int(acc.elements) for acc in self._acc.values())
         if not elements:
             return math.nan
         return float(sum(float(acc.spikes) for acc in self._acc.values())) / elements
@@ -388,8 +403,9 @@ class SpikeMonitor:
         return {
             name: {
                 "spikes": float(acc.spikes), "v_sum": float(acc.v_sum),
-                "v_sumsq": float(acc.v_sumsq), "elements": acc.elements,
-                "samples": acc.samples, "neurons": acc.neurons, "v_count": acc.v_count,
+                "v_sumsq": float(acc.v_sumsq), "elements": int(acc.elements),
+                "samples": int(acc.samples), "neurons": acc.neurons,
+                "v_count": int(acc.v_count),
             }
             for name, acc in self._acc.items()
         }  # fmt: skip
@@ -402,6 +418,7 @@ class SpikeMonitor:
                 acc = self._acc[name]
                 for key, value in values.items():
                     setattr(acc, key, value)
+                acc.seen = bool(acc.samples)
 
     # -- lifetime -----------------------------------------------------------------------
 

@@ -314,12 +314,9 @@ class Trainer(CheckpointMixin, PlotsMixin):
             else None
         )
         self.readout = resolved_readout(cfg)
+        # (under --compile too: its hooks add to tensors, which the graph does not guard
+        # on the values of, so recording recompiles nothing after the first steps)
         self.train_monitor = SpikeMonitor(self.raw_model)
-        if cfg.compile:
-            # Its hooks keep Python counters, which the compiled graph would guard on
-            # and recompile for at every step: the training firing rates are not
-            # recorded (NaN); the test rates are (evaluation runs the model as it is).
-            self.train_monitor.remove()
         self.epoch_sums = EpochSums()
         resume_epoch = None
         if self.resume_payload is not None:
