@@ -362,7 +362,8 @@ def test_train_compile_runs_the_steps_compiled_and_saves_the_plain_model(tmp_pat
     result = Trainer(config).fit()
     assert counters["frames"]["ok"] > frames  # Dynamo compiled the model's forward
     row = result.history[-1]
-    assert math.isnan(row["train_rate"]) and 0 <= row["test_rate"] <= 1  # (docs)
+    # The training monitor records under compile too (it was NaN: docs/training.md).
+    assert 0 <= row["train_rate"] <= 1 and 0 <= row["test_rate"] <= 1
     keys = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert "net.2.sub_module.alpha" in keys and not any("_orig_mod" in k for k in keys)
 

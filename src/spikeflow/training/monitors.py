@@ -122,30 +122,40 @@ class LayerStats:
 
 class _Accumulator:
     """Running sums of one layer: 0-dim tensors (float64 sums, int64 counts) on the
-    layer's device, created on first use, so that a hook traced by ``torch.compile``
-    adds to them in the graph: a Python number read in a hook would be a constant that
-    Dynamo guards on, recompiling the model at every step (``seen`` flips once)."""
+    device given, from the start, so that a hook traced by ``torch.compile`` adds to
+    them in the graph: a Python number read in a hook would be a constant that Dynamo
+    guards on, recompiling the model at every step (and a number that becomes a tensor
+    at the first call, once)."""
 
-    __slots__ = (
-        "elements", "neurons", "samples", "seen", "spikes", "v_count", "v_sum", "v_sumsq",
-    )  # fmt: skip
+    __slots__ = ("elements", "neurons", "samples", "spikes", "v_count", "v_sum", "v_sumsq")
 
-    def __init__(self) -> None:
-        self.spikes: Tensor | float = 0.0
-        self.v_sum: Tensor | float = 0.0
-        self.v_sumsq: Tensor | float = 0.0
-        self.elements: Tensor | int = 0
-        self.samples: Tensor | int = 0
-        self.neurons = 0
-        self.v_count: Tensor | int = 0
-        #: Whether a call counted samples (the first call after creation or a reset
-        #: counts its sequence's samples even when it continues that sequence).
-        self.seen = False
+    def __init__(self, device: torch.device) -> None:
+        sums = {"dtype": torch.float64, "device": device}
+        counts = {"dtype": torch.int64, "device": device}
+        self.spikes = torch.zeros((), **sums)
+        self.v_sum = torch.zeros((), **sums)
+        self.v_sumsq = torch.zeros((), **sums)
+        self.elements = torch.zeros((), **counts)
+        self.samples = torch.zeros((), **counts)
+        self.v_count = torch.zeros((), **counts)
+        self.neurons = 0  # (written by the hooks, never read there)
+
+    def load(self, values: dict[str, float | int]) -> None:
+        """Set the sums and counts given (plain numbers, as :meth:`SpikeMonitor.state_dict`
+        gives them), each in its tensor's dtype and device."""
+        for key, value in values.items():
+            if key == "neurons":
+                self.neurons = int(value)
+            else:
+                old = getattr(self, key)
+                setattr(self, key, torch.tensor(value, dtype=old.dtype, device=old.device))
 
 
-def _count(total: Tensor | int, n: int, like: Tensor) -> Tensor:
-    """``total + n`` as a 0-dim int64 tensor on ``like``'s device (:class:`_Accumulator`)."""
-    return like.new_tensor(n, dtype=torch.int64) + total
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (the CPU without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 #: What a monitor may turn on for a layer: the attribute a forward records, by the
@@ -302,7 +312,8 @@ class SpikeMonitor:
         self.layers: dict[str, nn.Module] = found
         self.membrane = bool(membrane)
         self.enabled = True
-        self._acc = {name: _Accumulator() for name in found}
+        self._device = _model_device(model)
+        self._acc = {name: _Accumulator(self._device) for name in found}
         self._handles: list[Any] = []
         self._claimed: list[tuple[nn.Module, str]] = []
         # Layers whose current sequence's samples are not counted yet (set by the
@@ -349,10 +360,13 @@ class SpikeMonitor:
             batch = spikes.shape[1] if multi else spikes.shape[0]
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
             acc.spikes = acc.spikes + spikes.abs().sum(dtype=torch.float64)
-            acc.elements = _count(acc.elements, spikes.numel(), spikes)
-            if self._uncounted.pop(name, False) or not acc.seen:
-                acc.samples = _count(acc.samples, batch, spikes)  # once per sequence
-                acc.seen = acc.seen or batch > 0
+            acc.elements = acc.elements + spikes.numel()
+            # Once per sequence, not per step or chunk: at its first call, or at the
+            # first call recorded at all (a monitor attached or reset mid-sequence).
+            if self._uncounted.pop(name, False):
+                acc.samples = acc.samples + batch
+            else:  # (in the tensors: a test of a Python number would be a guard)
+                acc.samples = torch.where(acc.samples == 0, acc.samples + batch, acc.samples)
             # (from the shape: an empty batch has no element to index)
             acc.neurons = math.prod(spikes.shape[2:] if multi else spikes.shape[1:])
             if (
@@ -364,7 +378,7 @@ class SpikeMonitor:
                 v = module.v_seq.detach()
                 acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
                 acc.v_sumsq = acc.v_sumsq + v.double().square().sum()
-                acc.v_count = _count(acc.v_count, v.numel(), v)
+                acc.v_count = acc.v_count + v.numel()
 
         return hook
 
@@ -372,7 +386,7 @@ class SpikeMonitor:
 
     def reset(self) -> None:
         """Forget everything recorded so far (the hooks stay)."""
-        self._acc = {name: _Accumulator() for name in self.layers}
+        self._acc = {name: _Accumulator(self._device) for name in self.layers}
 
     def summary(self) -> list[LayerStats]:
         """One :class:`LayerStats` per watched layer, in module order."""
@@ -415,10 +429,7 @@ class SpikeMonitor:
         self.reset()
         for name, values in state.items():
             if name in self._acc:
-                acc = self._acc[name]
-                for key, value in values.items():
-                    setattr(acc, key, value)
-                acc.seen = bool(acc.samples)
+                self._acc[name].load(values)
 
     # -- lifetime -----------------------------------------------------------------------
 
