@@ -59,3 +59,19 @@ def test_a_compiled_network_records_what_an_eager_one_does_without_recompiling()
     assert len(graphs) == 1
     monitor.remove(), reference.remove()
     torch._dynamo.reset()
+
+
+def test_the_sums_follow_a_model_moved_after_its_monitor() -> None:
+    """A model moved to another device after its monitor was made (the meta device here,
+    as no GPU is at hand): every sum and count follows the spikes there, and so do the
+    ones ``reset()`` makes."""
+    net = nn.Sequential(nn.Linear(4, 3), LIFNode())
+    monitor = SpikeMonitor(net)
+    net.to("meta")
+    net(torch.rand(2, 5, 4, device="meta"))
+    (acc,) = monitor._acc.values()
+    fields = ("spikes", "v_sum", "v_sumsq", "elements", "samples", "v_count")
+    assert {getattr(acc, f).device.type for f in fields} == {"meta"}
+    monitor.reset()
+    (acc,) = monitor._acc.values()
+    assert acc.samples.device.type == "meta"

@@ -140,6 +140,13 @@ class _Accumulator:
         self.v_count = torch.zeros((), **counts)
         self.neurons = 0  # (written by the hooks, never read there)
 
+    def move_to(self, device: torch.device) -> None:
+        """Move the sums and counts to ``device`` (a model moved after its monitor)."""
+        for key in self.__slots__:
+            value = getattr(self, key)
+            if isinstance(value, Tensor):
+                setattr(self, key, value.to(device))
+
     def load(self, values: dict[str, float | int]) -> None:
         """Set the sums and counts given (plain numbers, as :meth:`SpikeMonitor.state_dict`
         gives them), each in its tensor's dtype and device."""
@@ -356,6 +363,9 @@ class SpikeMonitor:
                     spikes = spikes[0]
             else:
                 spikes = output_spikes(module, output.detach())
+            if acc.spikes.device != spikes.device:  # the model moved after the monitor
+                acc.move_to(spikes.device)
+                self._device = spikes.device
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
