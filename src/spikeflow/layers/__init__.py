@@ -48,7 +48,9 @@ See ``docs/layers.md``.
 from spikeflow.layers.attention import (
     FeatureBatchNorm,
     SpikeDrivenSelfAttention,
+    SpikingQKV,
     SpikingSelfAttention,
+    merge_heads,
 )
 from spikeflow.layers.attention_qk import ChannelQKAttention, QKAttention, TokenQKAttention
 from spikeflow.layers.attention_temporal import MultiDimensionalAttention, TemporalWiseAttention
@@ -218,6 +220,7 @@ __all__ = [
     "SpikingGRUCell",
     "SpikingLSTM",
     "SpikingLSTMCell",
+    "SpikingQKV",
     "SpikingSelfAttention",
     "SpikingVanillaRNN",
     "SpikingVanillaRNNCell",
@@ -244,6 +247,7 @@ __all__ = [
     "delay_sigma",
     "delta_activity",
     "delta_encode",
+    "merge_heads",
     "round_delays",
     "set_delay_sigma",
     "sigma_decode",

@@ -23,6 +23,7 @@ from spikeflow.learn.decolle import (
     DECOLLEResult,
     DECOLLEState,
     decolle_loss,
+    decolle_u_regularisation,
 )
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.eprop import EProp, EPropResult
@@ -66,6 +67,7 @@ __all__ = [
     "correlation_based_update",
     "correlation_sensor_step",
     "decolle_loss",
+    "decolle_u_regularisation",
     "eligibility_reward",
     "eligibility_stdp_update",
     "eprop_loss",
