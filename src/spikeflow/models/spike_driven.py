@@ -234,17 +234,23 @@ def convert_spikingjelly_state_dict(
     stages' and the attention's ``proj_conv``; spikeflow's have none) fold into that
     norm: its ``running_mean`` less the bias, which gives the same outputs in eval and in
     training mode, and the same running statistics after (convert them the same way).
-    A mapping without the norm's ``running_mean`` (gradients) drops those biases.
+    A mapping without the norm's ``running_mean`` (gradients) drops those biases. The
+    mapping's order is free (a sorted state dict converts the same).
     """
     stages = sps_indices(pools, last_neuron=False)
-    out: dict[str, Tensor] = {}
-    folded: dict[str, Tensor] = {}  # a norm's name -> the bias of the conv before it
-    for key, value in state.items():
-        new = _sj_name(key, stages)
-        convs = {f"patch_split.{conv}.bias": f"patch_split.{norm}" for conv, norm, _ in stages}
+    convs = {f"patch_split.{conv}.bias": f"patch_split.{norm}" for conv, norm, _ in stages}
+    renamed = {key: _sj_name(key, stages) for key in state}
+    # A norm's name -> the bias of the conv before it, gathered first: the mapping's
+    # order is free (a sorted state dict has a "proj_bn.running_mean" before its
+    # "proj_conv.bias").
+    folded: dict[str, Tensor] = {}
+    for key, new in renamed.items():
         if new in convs or new.endswith(".attention.proj.bias"):
-            norm = convs.get(new, new.removesuffix("proj.bias") + "proj_norm")
-            folded[norm] = value
+            folded[convs.get(new, new.removesuffix("proj.bias") + "proj_norm")] = state[key]
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        new = renamed[key]
+        if new in convs or new.endswith(".attention.proj.bias"):
             continue
         if new.endswith(".running_mean") and new.removesuffix(".running_mean") in folded:
             value = value - folded[new.removesuffix(".running_mean")]
