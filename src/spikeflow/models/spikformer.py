@@ -279,7 +279,11 @@ ratio 4, attention scale 0.125, each SPS max-pool before its stage's neuron
 authors). ``kwargs`` are :class:`Spikformer`'s other arguments (any size may be
 changed). SpikingJelly's weights load through :func:`convert_spikingjelly_state_dict`
 with ``pools={pools}``; its ``T`` is not an argument: the input ``[T, B, C, H, W]``
-carries it (repeat a static image ``T`` times)."""
+carries it (repeat a static image ``T`` times). One difference: with its default neuron
+(no ``spiking_neuron``) SpikingJelly keeps its attention neurons (``qkv_lif``,
+``attn_lif``, ``proj_lif``) at ``tau=2``, ``detach_reset=True`` whatever its keywords;
+here a ``tau`` or ``detach_reset`` in ``neuron_kwargs`` sets those too (its other
+keywords, ``v_threshold`` included, set them in both)."""
 
 
 def _register_sj(name: str, title: str, sizes: dict[str, int], num_classes: int,
