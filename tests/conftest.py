@@ -26,7 +26,8 @@ def _share_the_cores_among_workers() -> None:
     threads and OpenMP's, children included): n workers of torch's default thread count
     each oversubscribe the machine, and small operations then wait on spinning threads
     (on 2 cores, 2 workers x 2 threads made the suite ~10-40% slower). Tests that need
-    several threads set them themselves (``tests/test_kernels_blocks.py``)."""
+    several threads set them themselves (``tests/test_kernels_blocks.py``,
+    ``tests/test_kernel_threads.py``)."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not workers or not workers.isdigit() or int(workers) < 2:
         return
