@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -419,6 +419,15 @@ def _number(value: object) -> object:
     return value
 
 
+def _values(owner: str, name: str, value: object, what: str) -> list[object]:
+    """The items of ``value``, a sequence (a list, a tuple, a 1-d tensor), or a
+    ConfigurationError naming ``owner``'s argument ``name`` (None, a string: their
+    iteration raised a bare TypeError or gave characters)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{owner}: {name} must be a sequence of {what}, got {value!r}")
+    return list(value)
+
+
 def decolle_u_regularisation(u_t: Sequence[Tensor], strength: Sequence[float]) -> Tensor:
     """The reference code's regularisation of the membranes of one step (nmi-lab/
     decolle-public, ``DECOLLELoss`` with ``reg_l``), summed over the layers::
@@ -434,14 +443,20 @@ def decolle_u_regularisation(u_t: Sequence[Tensor], strength: Sequence[float]) -
         strength: ``λ_l >= 0``, one per layer.
 
     Raises:
-        ConfigurationError: not one strength per layer, or a negative one.
+        ConfigurationError: ``u_t`` not a sequence of tensors or empty, ``strength`` not
+            a sequence (a number, None, a string), not one strength per layer, or a
+            negative one.
     """
-    u_t = list(u_t)
+    owner = "decolle_u_regularisation"
+    u_t = _values(owner, "u_t", u_t, "membranes (one tensor per layer)")
+    strange = [type(u).__name__ for u in u_t if not isinstance(u, Tensor)]
+    if strange:
+        raise ConfigurationError(f"{owner}: u_t must hold tensors, got {strange}")
     if isinstance(strength, numbers.Real) or (isinstance(strength, Tensor) and strength.dim() == 0):
         raise ConfigurationError(
             f"decolle_u_regularisation: strength must hold one value per layer, got {strength!r}"
         )
-    strength = [_number(lam) for lam in strength]
+    strength = [_number(lam) for lam in _values(owner, "strength", strength, "strengths")]
     if not u_t:
         raise ConfigurationError(
             "decolle_u_regularisation: u_t holds no layer's membrane (it needs at least one)"
@@ -494,7 +509,8 @@ class DECOLLE:
 
     Raises:
         ConfigurationError: a network that is not a DECOLLENetwork, an unknown loss or
-            update, a negative burn-in, a negative strength or not one per layer.
+            update, a negative burn-in, a ``reg_u`` neither a number nor a sequence,
+            a negative strength or not one per layer.
     """
 
     def __init__(
@@ -520,7 +536,8 @@ class DECOLLE:
         self.update = update
         layers = len(network.layers)
         one = isinstance(reg_u, numbers.Real) or (isinstance(reg_u, Tensor) and reg_u.dim() == 0)
-        strengths = [_number(lam) for lam in ([reg_u] * layers if one else reg_u)]
+        many = [reg_u] * layers if one else _values("DECOLLE", "reg_u", reg_u, "strengths")
+        strengths = [_number(lam) for lam in many]
         if len(strengths) != layers:
             raise ConfigurationError(
                 f"DECOLLE: reg_u must be one strength or one per layer ({layers}), got "
