@@ -14,7 +14,9 @@ def test_the_detection_example_trains_and_reports_coco_and_voc(capsys):
     module = load_example("detect_nmnist")
     result = module.main(["--root", str(root), "--train-samples", "4", "--test-samples", "2",
                           "--epochs", "1", "--batch-size", "4", "--test-batch-size", "4",
-                          "--widths", "4", "8", "--T", "1"])  # fmt: skip
+                          "--widths", "4", "8", "--T", "1",
+                          # not the default 1: under xdist a worker may run on 1 already
+                          "--threads", str(threads + 1)])  # fmt: skip
     assert torch.get_num_threads() == threads  # --threads does not leak out of main()
     out = capsys.readouterr().out
     for line in ("oracle boxes, no class", "untrained network", "trained network", "epoch 1"):
