@@ -142,7 +142,8 @@ def test_neuron_choice_and_defaults():
 def test_every_neuron_name_builds_and_runs(neuron):
     extra = {"psn": {"T": T}, "masked_psn": {"T": T, "k": 1}, "sliding_psn": {"k": 2},
              "glif": {"T": T}, "refractory_lif": {"refractory_steps": 1},
-             "refractory_cuba_lif": {"refractory_steps": 1}, "dsr_if": {"T": T}}  # fmt: skip
+             "refractory_cuba_lif": {"refractory_steps": 1}, "dsr_if": {"T": T},
+             "refractory_adex_lif": {"refractory_steps": 1}}  # fmt: skip
     model = create_model("plif_nmnist", channels=4, neuron=neuron, neuron_kwargs=extra.get(neuron))
     with torch.no_grad():
         assert model(torch.rand(T, B, 2, 34, 34)).shape == (T, B, 10)

@@ -226,3 +226,18 @@ def test_grouping_errors_name_what_was_wrong():
         assert {"cnf", "base_width", "stem"} & set(model_arguments(name))
     with pytest.raises(ConfigurationError, match="fixes groups=32 and width_per_group=4"):
         spiking_resnext50_32x4d(width_per_group=8)
+
+
+def test_a_block_without_groups_is_named_when_groups_are_asked() -> None:
+    """A custom block written for ``(in_planes, planes, stride, downsample, neuron)``
+    still builds with the defaults, and is named (not a bare TypeError) when the
+    skeleton is asked for groups."""
+    from spikeflow.models.resnet import ResNetSkeleton, SpikingBasicBlock
+
+    class OldBlock(SpikingBasicBlock):
+        def __init__(self, in_planes, planes, stride, downsample, neuron):
+            super().__init__(in_planes, planes, stride, downsample, neuron)
+
+    ResNetSkeleton(OldBlock, [1, 1, 1, 1], num_classes=3)
+    with pytest.raises(ConfigurationError, match="'OldBlock' takes no groups"):
+        ResNetSkeleton(OldBlock, [1, 1, 1, 1], num_classes=3, groups=2)

@@ -301,3 +301,18 @@ def test_errors_and_repr():
     with pytest.raises(ConfigurationError, match="delta_T"):
         RefractoryAdExLIFNode(1, delta_T=0.0)
     assert "refractory_steps=4, delta_T=0.5" in repr(RefractoryAdExLIFNode(4))
+
+
+def test_zoo_name() -> None:
+    """``--neuron refractory_adex_lif`` builds zoo models with the neuron (the refractory
+    period given, as the other refractory neurons need it)."""
+    from spikeflow.models import NEURONS, create_model
+
+    assert NEURONS["refractory_adex_lif"] is RefractoryAdExLIFNode
+    model = create_model(
+        "plif_digits", neuron="refractory_adex_lif", neuron_kwargs={"refractory_steps": 2}
+    )
+    nodes = [m for m in model.modules() if isinstance(m, RefractoryAdExLIFNode)]
+    assert nodes and all(n.refractory_steps == 2 for n in nodes)
+    with torch.no_grad():
+        assert model(torch.rand(4, 2, 1, 8, 8)).shape == (4, 2, 10)

@@ -54,6 +54,7 @@ from spikeflow.neurons import (
     ParametricLIFNode,
     QIFNode,
     RAFNode,
+    RefractoryAdExLIFNode,
     RefractoryCubaLIFNode,
     RefractoryLIFNode,
     SlidingPSN,
@@ -127,6 +128,7 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
     "refractory_lif": RefractoryLIFNode,
     "refractory_cuba_lif": RefractoryCubaLIFNode,
     "adex_lif": AdExLIFNode,
+    "refractory_adex_lif": RefractoryAdExLIFNode,
     "alpha": AlphaNode,
     # act(H) with ReLU: with act(H - θ) a layer whose membrane stays below θ (the output
     # layer of a fresh network, often) outputs zeros and passes no gradient at all.

@@ -29,6 +29,7 @@ conv3x3/1-BN-SN without max pool, the usual choice for 32x32 images (feature map
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -377,6 +378,16 @@ class ResNetSkeleton(FourStageNet):
             if (groups, width_per_group) == (1, 64)
             else {"groups": groups, "width_per_group": width_per_group}
         )
+        if grouping:
+            accepted = inspect.signature(block).parameters
+            if not {"groups", "width_per_group"} <= accepted.keys() and not any(
+                p.kind is p.VAR_KEYWORD for p in accepted.values()
+            ):
+                raise ConfigurationError(
+                    f"ResNetSkeleton: the block {getattr(block, '__name__', block)!r} takes no "
+                    f"groups or width_per_group, got groups={groups}, "
+                    f"width_per_group={width_per_group}"
+                )
         factory = NeuronFactory(
             neuron,
             neuron_kwargs,
