@@ -27,20 +27,28 @@ the batch ``[T*B, ...]`` with :attr:`steps` set (as
 independently (as every per-sample network does). The tests check each operator against
 its formula on random streams, and against SpikingJelly 2.0's ``TDLayerNorm``,
 ``TDSoftmax``, ``TDGELU`` and ``SNNMatrixOperator``.
+
+They stream (:func:`spikeflow.functional.streaming`, :func:`spikeflow.functional.run`):
+each carries what the next chunk of a sequence needs, the running sums of its stream
+inputs and, for a temporal difference, ``f`` of them (``f(X_{t-1})`` for the chunk's
+first step); a :class:`StepBias` remembers that it has sent its bias. Running sums are
+taken left to right from the carried ones, so a sequence fed in chunks gives the same
+numbers as fed whole (on the CPU, bit for bit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from spikeflow.base import MemoryModule
 from spikeflow.conversion._checks import check_positive_int
 from spikeflow.conversion.snn import TimeFolded
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 
 __all__ = ["SpikeProduct", "StepBias", "TemporalDifference", "impulse_input"]
 
@@ -54,12 +62,14 @@ def impulse_input(x: Tensor, steps: int) -> Tensor:
     return out
 
 
-class _Folding(TimeFolded):
+class _Folding(TimeFolded, MemoryModule):
     """Shared by the operators: the sequence layout of their streams (``[T, B, ...]``
-    standalone, ``[T*B, ...]`` with :attr:`steps` set inside a converted network)."""
+    standalone, ``[T*B, ...]`` with :attr:`steps` set inside a converted network), and
+    the state they carry while streaming, one tensor per stream or output whose dim 0
+    is the samples ``N`` (the batch, times whatever the network folded into it)."""
 
     def __init__(self, name: str) -> None:
-        nn.Module.__init__(self)
+        MemoryModule.__init__(self, "m")
         self.write_back = False
         self.steps: int | None = None
         self.batch: int | None = None
@@ -86,11 +96,54 @@ class _Folding(TimeFolded):
         """``[T, N, ...]`` back to the layout of the inputs."""
         return seq if self.steps is None else seq.flatten(0, 1)
 
+    def _start(self, samples: int) -> dict[str, Tensor] | None:
+        """The state this call starts from (None: the sequence's first step)."""
+        return self._carried_state(torch.Size([samples]))
 
-def _difference(y: Tensor, steps: int) -> Tensor:
-    """``[T*N, ...]`` running values -> ``[T, N, ...]`` changes (the first one as is)."""
-    seq = y.unflatten(0, (steps, -1))
-    return torch.cat([seq[:1], seq[1:] - seq[:-1]])
+    def _check_state_fits(
+        self, state: Mapping[str, Tensor], step_shape: torch.Size, what: str
+    ) -> None:
+        """Every tensor of the state holds one entry per sample on dim 0."""
+        for name, value in state.items():
+            if value.dim() == 0 or value.shape[0] % step_shape[0]:
+                raise StateError(
+                    f"{self._name}: {what} '{name}' has shape {tuple(value.shape)}, but this "
+                    f"call has {step_shape[0]} samples. A new sequence started: call "
+                    "spikeflow.functional.reset_net(net) between sequences."
+                )
+
+    def _state_tensor(self, state: Mapping[str, Tensor], key: str, like: Tensor) -> Tensor:
+        """``state[key]`` checked against the step it continues, ``like`` ``[N, ...]``."""
+        value = state.get(key)
+        if value is None or value.shape != like.shape:
+            got = "missing" if value is None else f"of shape {tuple(value.shape)}"
+            raise StateError(
+                f"{self._name}: carried state '{key}' is {got}, but this call's steps have "
+                f"shape {tuple(like.shape)}; call spikeflow.functional.reset_net(net) "
+                "between sequences"
+            )
+        return value
+
+
+def _shifted(sums: Tensor, start: Tensor | None) -> Tensor:
+    """The running sums one step back, ``X_{t-1}`` ``[T, N, ...]`` (``X_0``: ``start``,
+    or 0)."""
+    first = torch.zeros_like(sums[:1]) if start is None else start.unsqueeze(0)
+    return torch.cat([first, sums[:-1]])
+
+
+def _running_sums(seq: Tensor, start: Tensor | None) -> Tensor:
+    """``X_t = start + x_1 + ... + x_t`` ``[T, N, ...]``, summed left to right, so that a
+    sequence in chunks gives the whole sequence's sums."""
+    first = torch.zeros_like(seq[:1]) if start is None else start.unsqueeze(0)
+    return torch.cat([first, seq]).cumsum(0)[1:]
+
+
+def _difference(values: Tensor, before: Tensor | None) -> Tensor:
+    """``[T, N, ...]`` running values -> their changes, the first from ``before`` (the
+    value before the first step; None: 0)."""
+    first = values[:1] if before is None else values[:1] - before.unsqueeze(0)
+    return torch.cat([first, values[1:] - values[:-1]])
 
 
 class TemporalDifference(_Folding):
@@ -136,20 +189,24 @@ class TemporalDifference(_Folding):
                 )
         if not positions:
             raise ConfigurationError(f"{self._name}: called without a stream argument")
-        steps = None
-        for i in positions:
-            seq = self._unfold(flat[i], f"argument {i}")
-            if steps is None:
-                steps = seq.shape[0]
-            elif seq.shape[0] != steps:
+        seqs = {i: self._unfold(flat[i], f"argument {i}") for i in positions}
+        steps = seqs[positions[0]].shape[0]
+        for seq in seqs.values():
+            if seq.shape[0] != steps:
                 raise ShapeError(
                     f"{self._name}: the streams have {steps} and {seq.shape[0]} time steps"
                 )
-            flat[i] = seq.cumsum(0).flatten(0, 1)
+        state = self._start(seqs[positions[0]].shape[1])
+        kept: dict[str, Tensor] = {}
+        for i, seq in seqs.items():
+            start = None if state is None else self._state_tensor(state, f"sum{i}", seq[0])
+            sums = _running_sums(seq, start)
+            kept[f"sum{i}"] = sums[-1]
+            flat[i] = sums.flatten(0, 1)
         call_args, call_kwargs = tree_unflatten(flat, spec)
-        out = self.fn(*call_args, **call_kwargs)
+        leaves, out_spec = tree_flatten(self.fn(*call_args, **call_kwargs))
 
-        def change(y: Any) -> Any:
+        def change(j: int, y: Any) -> Any:
             if not isinstance(y, Tensor):
                 return y
             if not y.is_floating_point():
@@ -164,9 +221,14 @@ class TemporalDifference(_Folding):
                     f"samples on dim 0 (time folded in: {steps} steps); the operation must "
                     "treat the samples of a batch independently"
                 )
-            return self._fold(_difference(y, steps))
+            values = y.unflatten(0, (steps, -1))  # f(X_t), t = 1..T
+            before = None if state is None else self._state_tensor(state, f"out{j}", values[0])
+            kept[f"out{j}"] = values[-1]
+            return self._fold(_difference(values, before))
 
-        return tree_map(change, out)
+        changes = [change(j, y) for j, y in enumerate(leaves)]
+        self._keep_state(kept)
+        return tree_unflatten(changes, out_spec)
 
     def extra_repr(self) -> str:
         return f"{self._name}, streams={self.streams}"
@@ -201,8 +263,15 @@ class SpikeProduct(_Folding):
             raise ShapeError(
                 f"{self._name}: the factors have {a_seq.shape[0]} and {b_seq.shape[0]} steps"
             )
-        a_before = a_seq.cumsum(0) - a_seq  # A_{t-1}
-        b_before = b_seq.cumsum(0) - b_seq
+        state = self._start(a_seq.shape[1])
+        starts = [
+            None if state is None else self._state_tensor(state, key, seq[0])
+            for key, seq in (("sum_a", a_seq), ("sum_b", b_seq))
+        ]
+        a_sums, b_sums = _running_sums(a_seq, starts[0]), _running_sums(b_seq, starts[1])
+        self._keep_state({"sum_a": a_sums[-1], "sum_b": b_sums[-1]})
+        a_before = _shifted(a_sums, starts[0])  # A_{t-1}
+        b_before = _shifted(b_sums, starts[1])
         a_f, b_f = a_seq.flatten(0, 1), b_seq.flatten(0, 1)
         out = (
             self.op(a_f, b_before.flatten(0, 1))
@@ -234,7 +303,8 @@ class StepBias(_Folding):
         self.layer = layer
 
     def forward(self, x: Tensor) -> Tensor:
-        """``W x_t`` at every step, plus the bias at the first."""
+        """``W x_t`` at every step, plus the bias at the sequence's first (while
+        streaming, only in the first chunk)."""
         seq = self._unfold(x, "the input")
         flat = seq.flatten(0, 1)
         layer = self.layer
@@ -243,7 +313,9 @@ class StepBias(_Folding):
         else:
             out = layer._conv_forward(flat, layer.weight, None)
         out = out.unflatten(0, seq.shape[:2])
-        if layer.bias is not None:
+        state = self._start(seq.shape[1])
+        self._keep_state({"bias_sent": seq.new_ones(seq.shape[1])})
+        if layer.bias is not None and state is None:  # the sequence's first step
             shape = (-1,) + (1,) * (out.dim() - 3) if not isinstance(layer, nn.Linear) else (-1,)
             first = out[0] + layer.bias.reshape(shape)
             out = torch.cat([first.unsqueeze(0), out[1:]])

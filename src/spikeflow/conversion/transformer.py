@@ -179,10 +179,7 @@ def _plain(value: Any) -> Any:
 
 def _source(node: fx.Node, gm: fx.GraphModule) -> str:
     if node.op == "call_module":
-        module = gm.get_submodule(node.target)
-        kind = type(module)
-        prefix = "nn." if kind.__module__.startswith("torch.nn") else ""
-        return prefix + kind.__name__
+        return _source_of(gm.get_submodule(node.target))
     if node.op == "call_method":
         return f"Tensor.{node.target}"
     target = node.target
@@ -225,11 +222,15 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
     streams: set[fx.Node] = set()
     spikes: set[fx.Node] = set()  # streams of spikes (neuron outputs, through views)
     replaced: dict[str, bool] = {}  # module target -> whether called on a stream
+    originals: dict[str, nn.Module] = {}  # replaced by a stateful module: the ANN's
     count = 0
 
     def add_module(prefix: str, module: nn.Module) -> str:
         nonlocal count
         name = f"{prefix}_{count}"
+        while hasattr(gm, name):  # never replace one of the model's own
+            count += 1
+            name = f"{prefix}_{count}"
         count += 1
         gm.add_submodule(name, module)
         return name
@@ -251,6 +252,17 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
                 )
             if positions:
                 streams.add(node)
+                target = node.target
+                original = originals.get(target)
+                if original is not None:  # stateful: this call gets its own copy
+                    source = _source_of(original)
+                    spiking = all(flat[i] in spikes for i in positions)
+                    copy, action, detail = _replacement(
+                        original, positions, source, spiking, target
+                    )
+                    copy_name = add_module(target.replace(".", "_"), copy)
+                    _call_module(gm, node, copy_name, tuple(node.args), dict(node.kwargs))
+                    report.add(copy_name, source, action, f"{detail} (another call of {target})")
                 if type(gm.get_submodule(node.target)) is TimeFolded:  # a neuron
                     spikes.add(node)
             continue
@@ -280,28 +292,19 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             replaced[node.target] = True
-            if isinstance(module, _QUANTIZERS):
-                try:
-                    neuron = SignedIFNeuron.from_quantizer(module)
-                except ConfigurationError as err:
-                    raise ConversionError(f"{node.target} ({source}): {err}") from err
-                set_submodule(gm, node.target, TimeFolded(neuron))
-                spikes.add(node)
-                report.add(
-                    node.target, source, "converted",
-                    f"SignedIFNeuron(θ={float(torch.as_tensor(neuron.v_threshold)):.4g}, "
-                    f"counts {neuron.min_level}..{neuron.levels}, V0={neuron.shift:g}·θ)",
-                )  # fmt: skip
-            elif isinstance(module, _AFFINE):
-                set_submodule(gm, node.target, StepBias(module))
-                report.add(node.target, source, "replaced", "weights every step, bias once")
-            elif isinstance(module, _PER_STEP_MODULES):
+            if isinstance(module, _PER_STEP_MODULES) and not isinstance(module, _QUANTIZERS):
                 if spiking and isinstance(module, (nn.Identity, nn.Dropout, nn.Flatten)):
                     spikes.add(node)
                 report.add(node.target, source, "kept", "linear: runs on every step")
-            else:
-                set_submodule(gm, node.target, TemporalDifference(module, positions, source))
-                report.add(node.target, source, "replaced", _td_detail(spiking))
+                continue
+            replacement, action, detail = _replacement(
+                module, positions, source, spiking, node.target
+            )
+            originals[node.target] = module
+            set_submodule(gm, node.target, replacement)
+            if type(replacement) is TimeFolded:  # a neuron
+                spikes.add(node)
+            report.add(node.target, source, action, detail)
             continue
         if node.op == "call_function" and node.target is getattr:
             if node.args[1] not in _VIEW_ATTRS:
@@ -368,6 +371,32 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
     gm.delete_all_unused_submodules()
     gm.recompile()
     return TransformerConversion(DifferenceSNN(gm, report), report)
+
+
+def _replacement(
+    module: nn.Module, positions: list[int], source: str, spiking: bool, where: str
+) -> tuple[nn.Module, str, str]:
+    """The spiking form of a module called on a stream: ``(module, action, detail)``
+    for the report (a neuron, a :class:`StepBias` or a :class:`TemporalDifference`)."""
+    if isinstance(module, _QUANTIZERS):
+        try:
+            neuron = SignedIFNeuron.from_quantizer(module)
+        except ConfigurationError as err:
+            raise ConversionError(f"{where} ({source}): {err}") from err
+        detail = (
+            f"SignedIFNeuron(θ={float(torch.as_tensor(neuron.v_threshold)):.4g}, "
+            f"counts {neuron.min_level}..{neuron.levels}, V0={neuron.shift:g}·θ)"
+        )
+        return TimeFolded(neuron), "converted", detail
+    if isinstance(module, _AFFINE):
+        return StepBias(module), "replaced", "weights every step, bias once"
+    return TemporalDifference(module, positions, source), "replaced", _td_detail(spiking)
+
+
+def _source_of(module: nn.Module) -> str:
+    """A module's type as the report names it."""
+    kind = type(module)
+    return ("nn." if kind.__module__.startswith("torch.nn") else "") + kind.__name__
 
 
 def _td_detail(spiking: bool) -> str:
