@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_conversion_transformer import TinyViT, quant
 from torch import nn
 
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.conversion.transformer import convert_transformer
 from spikeflow.errors import StateError
 from spikeflow.functional import reset_net, run, streaming
+from test_conversion_transformer import TinyViT, quant
 
 F64 = torch.float64
 
