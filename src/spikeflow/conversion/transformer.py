@@ -128,6 +128,11 @@ class DifferenceSNN(nn.Module):
     sum is the input works) and returns the change of the output at each step
     ``[T, B, ...]``; its running sum is the SNN's answer (:meth:`accumulate`).
 
+    Each call starts from the initial state; under
+    :func:`spikeflow.functional.streaming` (or :func:`spikeflow.functional.run` with
+    the state passed on) a sequence may come in chunks, which give the whole sequence's
+    numbers.
+
     The network is inference only: its body stays in eval mode whatever
     :meth:`train` is told (a batch norm or dropout inside must act as the ANN's did in
     eval mode, and batch statistics of running sums would overwrite the ANN's).
