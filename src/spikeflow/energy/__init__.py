@@ -105,10 +105,12 @@ from spikeflow.energy.report import (
     NeuronOperations,
     OperationReport,
 )
+from spikeflow.energy.simple import E_MEMORY_BYTE, SimpleEnergy, simple_energy
 
 __all__ = [
     "E_AC",
     "E_MAC",
+    "E_MEMORY_BYTE",
     "E_MUL",
     "HOROWITZ_45NM",
     "HOROWITZ_SRAM_45NM",
@@ -121,11 +123,13 @@ __all__ = [
     "NeuronOperations",
     "OperationCounter",
     "OperationReport",
+    "SimpleEnergy",
     "StepOperations",
     "Technology",
     "ann_counts",
     "count_operations",
     "memory_energy_report",
+    "simple_energy",
     "snn_counts",
     "step_operations",
 ]

@@ -222,7 +222,10 @@ class OperationCounter:
             pairs = transposed_pairs(module, mask, output)
         else:
             pairs = conv_pairs(module, mask)
-        self._add(self._layers[module], x, pairs, spikes, counts, graded)
+        record = self._layers[module]
+        self._add(record, x, pairs, spikes, counts, graded)
+        if getattr(module, "bias", None) is not None and isinstance(output, Tensor):
+            record.bias_reads += output.numel()
 
     @_unobserved
     def _count_neuron(self, module: nn.Module, args: tuple, output: object) -> None:
@@ -248,6 +251,7 @@ class OperationCounter:
         record.additions += step.additions * steps
         record.multiplications += step.multiplications * steps
         record.comparisons += step.comparisons * steps
+        record.state_words += step.states * steps
         for op, count in step.other:
             record.other[op] = record.other.get(op, 0) + count * steps
         if step.reset != "declared":

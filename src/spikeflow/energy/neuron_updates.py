@@ -63,6 +63,7 @@ class StepOperations:
         other: operations of other kinds per neuron and step, by name.
         reset: ``"soft"`` (one addition per spike), ``"hard"`` (an assignment per
             spike) or ``"declared"`` (the declaration's own, in the counts above).
+        states: the state variables a step reads and writes (the membrane first).
     """
 
     additions: int
@@ -70,6 +71,7 @@ class StepOperations:
     comparisons: int
     other: tuple[tuple[str, int], ...]
     reset: str
+    states: int = 1
 
 
 def counted_neuron(module: nn.Module) -> str | None:
@@ -143,7 +145,7 @@ def step_operations(module: BaseNode, step_shape: torch.Size, dtype: torch.dtype
     multiplications = sum(counts.pop(op, 0) for op in _MULTIPLICATIONS)
     comparisons = sum(counts.pop(op, 0) for op in _COMPARISONS) + int(shared_fire)
     return StepOperations(additions, multiplications, comparisons,
-                          tuple(sorted(counts.items())), reset)  # fmt: skip
+                          tuple(sorted(counts.items())), reset, len(decl.state_names))  # fmt: skip
 
 
 def _varying(node: Expr, known: dict[tuple, bool]) -> bool:

@@ -27,7 +27,8 @@ class LayerOperations:
     ``kind`` is the layer's class name, or ``"products"`` for the products between
     activations a module's own forward computed (its row is named
     ``<module> (activation products)``); ``input_elements`` and ``input_nonzero`` then
-    sum over both operands of each product.
+    sum over both operands of each product. ``bias_reads``: the output entries of the
+    calls of a layer with a bias (one bias read each, :func:`~spikeflow.energy.simple_energy`).
     """
 
     name: str
@@ -40,6 +41,7 @@ class LayerOperations:
     macs: int = 0
     input_elements: int = 0
     input_nonzero: int = 0
+    bias_reads: int = 0
 
     @property
     def input_density(self) -> float:
@@ -70,7 +72,9 @@ class NeuronOperations:
     reset acts per spike (``resets``, the output's nonzero entries): a soft reset
     ``H - θ`` is one addition each, a hard reset an assignment (no arithmetic).
     ``other`` counts the operations of other kinds (``exp``, ``sigmoid``, ``where``,
-    ...) by name: listed, not priced.
+    ...) by name: listed, not priced. ``state_words``: the state variables the updates
+    read (and write back), per neuron and step (the membrane, and a declared neuron's
+    auxiliary states: ``CubaLIFNode``'s current too).
     """
 
     name: str
@@ -82,6 +86,7 @@ class NeuronOperations:
     multiplications: int = 0
     comparisons: int = 0
     other: dict[str, int] = field(default_factory=dict)
+    state_words: int = 0
 
     def energy(self, e_add: float = E_AC, e_mul: float = E_MUL) -> float:
         """Joules of the counted updates (all calls): ``e_add`` per addition and per
