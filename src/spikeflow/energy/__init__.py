@@ -106,6 +106,12 @@ from spikeflow.energy.report import (
     OperationReport,
 )
 from spikeflow.energy.simple import E_MEMORY_BYTE, SimpleEnergy, simple_energy
+from spikeflow.energy.spikesim import (
+    SpikeSimCosts,
+    SpikeSimLayer,
+    SpikeSimReport,
+    spikesim_energy_report,
+)
 
 __all__ = [
     "E_AC",
@@ -124,6 +130,9 @@ __all__ = [
     "OperationCounter",
     "OperationReport",
     "SimpleEnergy",
+    "SpikeSimCosts",
+    "SpikeSimLayer",
+    "SpikeSimReport",
     "StepOperations",
     "Technology",
     "ann_counts",
@@ -131,5 +140,6 @@ __all__ = [
     "memory_energy_report",
     "simple_energy",
     "snn_counts",
+    "spikesim_energy_report",
     "step_operations",
 ]
