@@ -78,6 +78,16 @@ value as above.
 adds to the operations the addressing and the memory reads and writes of weights,
 membrane potentials, inputs and outputs, priced by memory size, for the spiking network
 and the formal network of the same architecture.
+
+**The simple estimate with memory traffic** (:mod:`spikeflow.energy.simple`,
+:func:`simple_energy`): the ACs and MACs priced as above plus a weight read per synaptic
+operation, a bias read per output entry and a read and a write of each neuron state
+per neuron and step, at 24.96 pJ per byte (SpikingJelly 2.0's
+``estimate_simple_energy``), computed from an :class:`OperationReport`.
+
+**SpikeSim** (:mod:`spikeflow.energy.spikesim`, :func:`spikesim_energy_report`): Moitra
+et al.'s (TCAD 2023) compute-in-memory crossbar model of the ``Conv2d`` layers, dense
+(the released model) or event-driven (SpikingJelly 2.0's reading).
 """
 
 from spikeflow.energy.counter import OperationCounter, count_operations
