@@ -319,12 +319,14 @@ CASES = [
         len(DAT) + 2,
         "truncated",
     ),
+    # the polarity is bit 28 alone, as Prophesee's loaders read it (bits 29-31 ignored)
+    ("dat-headerless-truncated", decode_dat, dat_event(1, 1, 1, 1)[:5], 0, "truncated: 5"),
     (
-        "dat-polarity",
+        "dat-not-a-wrap",
         decode_dat,
-        DAT + bytes([0, 8]) + dat_event(1, 1, 1, 1) + dat_event(2, 1, 1, 2),
+        DAT + bytes([0, 8]) + dat_event(2**31, 1, 1, 1) + dat_event(2, 1, 1, 0),
         len(DAT) + 10,
-        "polarity 2",
+        r"backwards at event 1 \(2147483648 us -> 2 us\), and is no 32-bit wrap-around",
     ),
     (
         "dat-backwards",

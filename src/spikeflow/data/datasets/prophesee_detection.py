@@ -30,7 +30,7 @@ from spikeflow.data.datasets._common import how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import checked_recording, empty_file_error
-from spikeflow.data.io.prophesee import parse_prophesee_header
+from spikeflow.data.io.prophesee import DAT_HEADER_START, parse_prophesee_header
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = [
@@ -164,7 +164,8 @@ def _dat_layout(path: Path) -> tuple[int, int]:
         raise empty_file_error(path)
     with open(path, "rb") as f:
         head = f.read(_HEADER_PROBE)
-    while True:
+    start = -2  # headerless (Event2D events from byte 0) unless a "% " line starts it
+    while head.startswith(DAT_HEADER_START):
         try:
             _, start = parse_prophesee_header(head, path)
             # the probe may end at a line end inside the header, or before the type
@@ -176,14 +177,15 @@ def _dat_layout(path: Path) -> tuple[int, int]:
                 raise
         with open(path, "rb") as f:  # a header longer than the probe: read it all
             head = f.read(min(size, 4 * len(head)))
-    if size - start < 2:
-        raise format_error(path, start, "truncated: no event type/size bytes after the header")
-    etype, esize = head[start], head[start + 1]
-    if etype not in (0, 12) or esize != 8:
-        raise format_error(
-            path, start, f"unsupported event type {etype} / size {esize} (expected CD events: "
-            "type 0 or 12, size 8)"
-        )  # fmt: skip
+    if start >= 0:
+        if size - start < 2:
+            raise format_error(path, start, "truncated: no event type/size bytes after the header")
+        etype, esize = head[start], head[start + 1]
+        if etype not in (0, 12) or esize != 8:
+            raise format_error(
+                path, start, f"unsupported event type {etype} / size {esize} (expected CD "
+                "events: type 0 or 12, size 8)"
+            )  # fmt: skip
     body = start + 2
     extra = (size - body) % 8
     if extra:
@@ -201,13 +203,17 @@ def read_dat_window(
     decoding only that window: the records are found by binary search on the
     memory-mapped file (timestamps are sorted), as
     :func:`~spikeflow.data.io.prophesee.read_dat` decodes them (``t``: the record's
-    low 32 bits; ``x`` bits 32-45, ``y`` 46-59, polarity 60-63).
+    low 32 bits; ``x`` bits 32-45, ``y`` 46-59, polarity bit 60; a file without a
+    ``"% "`` first line is headerless, events from byte 0). The binary search needs the
+    raw 32-bit times sorted: a recording past ``2**32`` µs (71.6 min, whose times wrap
+    around) is for :func:`~spikeflow.data.io.prophesee.read_dat`, which unwraps them
+    (Gen1 and 1Mpx recordings last a minute or a few).
 
     Raises:
         DataFormatError: an empty file, a bad or truncated header, an event type other
             than CD or a size other than 8, a truncated last event, and, inside the
-            window, a polarity other than 0/1, a pixel outside ``sensor_size`` or a time
-            that goes backwards (naming the file and the byte offset).
+            window, a pixel outside ``sensor_size`` or a time that goes backwards
+            (naming the file and the byte offset).
     """
     path = Path(path)
     body, n = _dat_layout(path)
@@ -223,17 +229,11 @@ def read_dat_window(
     chunk = np.array(words[lo:hi])
     t = (chunk & 0xFFFFFFFF).astype(np.int64)
     a = chunk >> 32
-    x, y, p = a & 0x3FFF, (a >> 14) & 0x3FFF, a >> 28
+    x, y, p = a & 0x3FFF, (a >> 14) & 0x3FFF, (a >> 28) & 1
 
     def offset_of(i: int) -> int:
         return body + 8 * (lo + i)
 
-    bad = np.flatnonzero(p > 1)
-    if bad.size:
-        i = int(bad[0])
-        raise format_error(
-            path, offset_of(i), f"event {lo + i} has polarity {int(p[i])}, not 0 or 1"
-        )
     return checked_recording(t, x, y, p.astype(np.int8), sensor_size, path, offset_of)
 
 

@@ -17,7 +17,10 @@ binary data:
   skipped.
 * **.dat** (N-CARS, ATIS/Gen1): after the header, one byte event type (0 or 12 = CD)
   and one byte event size (8), then 8-byte events: uint32 timestamp (µs) and uint32
-  with ``x`` in bits 13-0, ``y`` in 27-14, polarity in 31-28.
+  with ``x`` in bits 13-0, ``y`` in 27-14, polarity in bit 28 (bits 31-28 are
+  Metavision's 4-bit ``p`` field; Prophesee's loaders read bit 28 only). A file without
+  a ``"% "`` first line has no header and no type/size bytes (Event2D, 8 bytes), and
+  timestamps past ``2**32`` µs wrap around (see :func:`decode_dat`).
 
 The EVT words are decoded in chunks with the state carried across chunk borders
 (:mod:`spikeflow.data.io._evt`), or by the compiled decoders (``_decoders.c``). The
@@ -42,6 +45,7 @@ from spikeflow.data.io._common import (
     PathArg,
     RawBytes,
     as_bytes,
+    check_monotonic,
     checked_recording,
     decode_line,
     empty_file_error,
@@ -51,8 +55,10 @@ from spikeflow.data.io._common import (
 )
 from spikeflow.data.io._evt import decode_evt2_words, decode_evt3_words
 from spikeflow.data.io._native import compiled, native_events, new_events
+from spikeflow.data.io.aedat2 import _NOT_A_WRAP, _unwrap_u32
 
 __all__ = [
+    "DAT_HEADER_START",
     "PROPHESEE_PLUGIN_SENSORS",
     "decode_dat",
     "decode_evt2",
@@ -63,6 +69,10 @@ __all__ = [
     "read_evt3",
     "read_prophesee_raw",
 ]
+
+#: How a ``.dat`` file with a header starts: Prophesee's loaders take the file for
+#: headerless (Event2D events from byte 0) when its first line does not start so.
+DAT_HEADER_START = b"% "
 
 #: Sensor size of the camera plugins seen in the sample files (when no geometry line).
 PROPHESEE_PLUGIN_SENSORS: dict[str, tuple[int, int]] = {
@@ -276,7 +286,19 @@ def read_prophesee_raw(
 def decode_dat(
     raw: RawBytes, sensor_size: tuple[int, int] | None = None, path: PathArg = None
 ) -> EventRecording:
-    """Decode a Prophesee ``.dat`` file of CD events (N-CARS, ATIS).
+    """Decode a Prophesee ``.dat`` file of CD events (N-CARS, ATIS, Gen1/1Mpx Automotive).
+
+    Read as Prophesee's own loaders read it (``src/io/dat_events_tools.py`` of the
+    automotive dataset toolbox, ``metavision_core.event_io.dat_tools``): a file that
+    starts with a ``"% "`` line has a header, then the event type and size bytes; a file
+    that does not is headerless, Event2D (type 0) events of 8 bytes from byte 0. The
+    polarity is bit 60 of each event (bit 28 of its second word: their ``P_MASK``); bits
+    61-63 (the rest of Metavision's 4-bit ``p`` field, 0 in CD files) are ignored, as
+    they are there. The 32-bit timestamps are unwrapped past ``2**32`` µs (71.6 min):
+    Metavision writes ``uint32(t - origin)``, so a longer recording wraps around; a
+    decrease counts as one wrap when at most ``2**24`` µs pass across it (from near
+    ``2**32`` to near 0), as in :func:`~spikeflow.data.io.read_aedat2`; any other
+    decrease is an error (Prophesee's loaders return the wrapped times as they are).
 
     Args:
         raw: the whole file's bytes.
@@ -286,38 +308,41 @@ def decode_dat(
         path: the file name, for error messages.
 
     Raises:
-        DataFormatError: an empty file, a missing type/size header, an event type other
-            than CD or a size other than 8, a truncated last event, a polarity other than
-            0/1, coordinates outside the sensor, timestamps that go backwards, or no
-            events and no sensor size to be had.
+        DataFormatError: an empty file, a header without the type/size bytes, an event
+            type other than CD (0 or 12) or a size other than 8, a truncated last event,
+            coordinates outside the sensor, timestamps that go backwards other than by
+            a 32-bit wrap-around, or no events and no sensor size to be had (naming the
+            file and the byte offset).
     """
     data = as_bytes(raw)
-    fields, start = parse_prophesee_header(data, path)  # refuses an empty file
-    if len(data) - start < 2:
-        raise format_error(path, start, "truncated: no event type/size bytes after the header")
-    etype, esize = data[start], data[start + 1]
-    if etype not in (0, 12) or esize != 8:
-        raise format_error(
-            path, start, f"unsupported event type {etype} / size {esize} (expected CD events: "
-            "type 0 or 12, size 8)"
-        )  # fmt: skip
-    body = start + 2
+    if not data:
+        raise empty_file_error(path)
+    fields: dict[str, str] = {}
+    body = 0  # headerless: Event2D (type 0, 8 bytes) from byte 0, as Prophesee's loaders
+    if data.startswith(DAT_HEADER_START):
+        fields, start = parse_prophesee_header(data, path)
+        if len(data) - start < 2:
+            raise format_error(path, start, "truncated: no event type/size bytes after the header")
+        etype, esize = data[start], data[start + 1]
+        if etype not in (0, 12) or esize != 8:
+            raise format_error(
+                path, start, f"unsupported event type {etype} / size {esize} (expected CD "
+                "events: type 0 or 12, size 8)"
+            )  # fmt: skip
+        body = start + 2
     words = _words(data, body, "<u8", path)
-    t = (words & 0xFFFFFFFF).astype(np.int64)
+    t = _unwrap_u32(words & 0xFFFFFFFF)
     a = words >> 32
     x = a & 0x3FFF
     y = (a >> 14) & 0x3FFF
-    p = a >> 28
+    p = ((a >> 28) & 1).astype(np.int8)
 
     def offset_of(i: int) -> int:
         return body + 8 * i
 
-    bad = np.flatnonzero(p > 1)
-    if bad.size:
-        i = int(bad[0])
-        raise format_error(path, offset_of(i), f"event {i} has polarity {int(p[i])}, not 0 or 1")
+    check_monotonic(t, path, offset_of, note=_NOT_A_WRAP)
     size = sensor_size or _sensor_from_header(fields)
-    return checked_recording(t, x, y, p.astype(np.int8), size, path, offset_of)
+    return checked_recording(t, x, y, p, size, path, offset_of)
 
 
 def read_dat(path: str | PathLike, sensor_size: tuple[int, int] | None = None) -> EventRecording:
