@@ -67,6 +67,9 @@ def test_dat_without_header_is_event2d_from_byte_zero(tmp_path):
     path.write_bytes(body)
     assert tuples(read_dat(path)) == events
     assert tuples(read_dat_window(path, 5, 10, (64, 48))) == events[1:]
+    # and takes the polarity from bit 28 alone too
+    path.write_bytes(word(1, 3, 4, 0b1110) + word(2, 5, 6, 0b0011))
+    assert tuples(read_dat_window(path, 0, 10, (64, 48))) == [(1, 3, 4, 0), (2, 5, 6, 1)]
 
 
 def test_dat_times_past_2_32_us_are_unwrapped(tmp_path):

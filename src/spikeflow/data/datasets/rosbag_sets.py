@@ -2,16 +2,18 @@
 MVSEC (``MVSEC``) and event-based visual place recognition (``VPR``), read with
 spikeflow's own ROS 1 bag reader (:mod:`spikeflow.data.io.rosbag`).
 
-Each item is one recording: its events (times in µs from the recording's first event,
-as Tonic makes them) and a target: the motion-capture or ground-truth pose (DAVISDATA,
-MVSEC) or the GPS track (VPR). The images, IMU and depth maps of Tonic's classes are
-not read here.
+Each item is one recording: its events (times in µs from the recording's earliest
+event, which is Tonic's first event when the messages are in time order) and a target:
+the motion-capture or ground-truth pose (DAVISDATA, MVSEC) or the GPS track (VPR). The
+images, IMU and depth maps of Tonic's classes are not read here.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,10 +22,10 @@ import numpy as np
 from spikeflow._checks import check_flag
 from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
-from spikeflow.data.datasets.dsec import read_h5_datasets
+from spikeflow.data.datasets.dsec import _HDF5_SIGNATURE, read_h5_datasets
 from spikeflow.data.download import download_url
-from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, check_in_sensor, sort_by_time
+from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error
+from spikeflow.data.io._common import import_optional, sort_by_time
 from spikeflow.data.io.rosbag import decode_pose_stamped, read_rosbag, read_rosbag_events
 from spikeflow.errors import ConfigurationError
 
@@ -31,6 +33,7 @@ __all__ = [
     "DAVISDATA",
     "DAVISDATA_RECORDINGS",
     "MVSEC",
+    "MVSEC_ROWS_PER_READ",
     "MVSEC_SCENES",
     "VPR",
     "VPR_RECORDINGS",
@@ -123,9 +126,11 @@ VPR_RECORDINGS: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = (
 def read_bag_pose(path: str | os.PathLike, topic: str) -> np.ndarray | None:
     """The ``geometry_msgs/PoseStamped`` poses of ``topic`` in a bag as a float64 array
     ``[N, 8]`` of rows ``(t, x, y, z, qx, qy, qz, qw)``: ``t`` in µs from the topic's
-    first stamp (Tonic's origin for its pose targets), the quaternion in ROS's order
-    (Tonic's ``rotation`` is ``(qw, qx, qy, qz)``). ``None`` when the bag has no such
-    topic (Tonic's ``DAVISDATA`` target for recordings without motion capture).
+    earliest stamp, rows stably sorted by it (Tonic counts from the first stamp in
+    message order, ``ts - ts[0]``, which is the earliest in a bag written in time order;
+    out of order, Tonic's times go negative), the quaternion in ROS's order (Tonic's
+    ``rotation`` is ``(qw, qx, qy, qz)``). ``None`` when the bag has no such topic
+    (Tonic's ``DAVISDATA`` target for recordings without motion capture).
 
     Raises:
         DataFormatError: a bad bag (:func:`~spikeflow.data.io.rosbag.read_rosbag`) or
@@ -135,6 +140,8 @@ def read_bag_pose(path: str | os.PathLike, topic: str) -> np.ndarray | None:
     if topic not in found:
         return None
     t_ns, pose = decode_pose_stamped(found[topic], path)
+    order = np.argsort(t_ns, kind="stable")
+    t_ns, pose = t_ns[order], pose[order]
     return np.column_stack([(t_ns - t_ns[0]) / 1000.0, pose])
 
 
@@ -217,41 +224,101 @@ def read_nmea_track(path: str | os.PathLike) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
+@contextmanager
+def _h5_dataset(path: Path, name: str) -> Iterator[Any]:
+    """The h5py dataset ``name`` of ``path``, its file open (not read) while in use.
+
+    Raises:
+        DataFormatError: not an HDF5 file, no such dataset, or a file h5py cannot read.
+    """
+    h5py = import_optional("h5py", "MVSEC event files", "h5py")
+    with open(path, "rb") as f:
+        if f.read(8) != _HDF5_SIGNATURE:
+            raise format_error(path, 0, "not an HDF5 file (no HDF5 signature at offset 0)")
+    try:
+        with h5py.File(path, "r") as f:
+            if name not in f:
+                raise format_error(path, None, f"no dataset {name!r}")
+            yield f[name]
+    except OSError as exc:
+        raise format_error(path, None, f"h5py cannot read the file ({exc})") from None
+
+
+#: Rows of MVSEC's ``[N, 4]`` event dataset that :func:`read_mvsec_hdf5_events` reads
+#: per slice (8 MiB of float64): the memory is the events plus one slice's temporaries.
+MVSEC_ROWS_PER_READ = 1 << 18
+
+
 def read_mvsec_hdf5_events(
     path: str | os.PathLike, camera: str = "left", sensor_size: tuple[int, int] = (346, 260)
 ) -> EventRecording:
     """The events of MVSEC's HDF5 release, ``<name>_data.hdf5``: dataset
     ``davis/<camera>/events`` of ``[N, 4]`` rows ``(x, y, t, p)``, ``t`` in seconds
-    (float64) and ``p`` -1/+1. Times become µs from the first event, rounded to the
-    nearest µs (the bag's are floored from exact nanoseconds; float seconds of
-    epoch times hold about 0.2 µs); ``p`` becomes 0/1 (a stored 0 is 0); events are
-    stably sorted by time when the file's are not.
+    (float64) and ``p`` -1/+1. Times become µs from the earliest event: each rounded to
+    the nearest µs from the first row's time (the bag's are floored from exact
+    nanoseconds; float seconds of epoch times hold about 0.2 µs), then shifted by the
+    smallest (0 when the rows are in time order, as MVSEC's are); ``p`` becomes 0/1 (a
+    stored 0 is 0); events are stably sorted by time when the file's are not.
+
+    The dataset is read through h5py in slices of :data:`MVSEC_ROWS_PER_READ` rows,
+    each checked and decoded into the output, so the memory is the events (13 bytes
+    each) and one slice, not the whole ``[N, 4]`` float64 array and its columns
+    (about 6.6x less at 20 M events; ``docs/datasets.md``).
 
     Raises:
-        DataFormatError: not HDF5, no such dataset, another shape, a fractional or
-            out-of-sensor pixel, a non-finite time, or a polarity other than -1, 0, 1
-            (naming the file, dataset and row).
+        DataFormatError: not HDF5, no such dataset, another shape or a non-numeric
+            dtype, a fractional, non-finite or out-of-sensor pixel, a non-finite time,
+            or a polarity other than -1, 0, 1 (naming the file, dataset and row).
     """
     path = Path(path)
     name = f"davis/{camera}/events"
-    raw = read_h5_datasets(path, (name,), "MVSEC")[name]
-    if raw.ndim != 2 or raw.shape[1] != 4:
-        raise format_error(path, None, f"{name} has shape {raw.shape}, not [N, 4] (x, y, t, p)")
-    x = as_int64(raw[:, 0], f"{name}[:, 0] (x)", path, non_negative=True)
-    y = as_int64(raw[:, 1], f"{name}[:, 1] (y)", path, non_negative=True)
-    p = as_int64(raw[:, 3], f"{name}[:, 3] (p)", path)
-    t = np.asarray(raw[:, 2], np.float64)
-    bad = np.flatnonzero(~np.isfinite(t) | (p < -1) | (p > 1))
+    with _h5_dataset(path, name) as data:
+        if data.ndim != 2 or data.shape[1] != 4:
+            raise format_error(
+                path, None, f"{name} has shape {data.shape}, not [N, 4] (x, y, t, p)"
+            )
+        if data.dtype.kind not in "iuf":
+            raise format_error(path, None, f"{name} has non-numeric dtype {data.dtype}")
+        n = int(data.shape[0])
+        events = np.empty(n, EVENT_DTYPE)
+        t0, low = 0.0, 0
+        for lo in range(0, n, MVSEC_ROWS_PER_READ):
+            rows = np.asarray(data[lo : lo + MVSEC_ROWS_PER_READ], dtype=np.float64)
+            if lo == 0:
+                t0 = float(rows[0, 2])
+            us = _mvsec_rows(rows, lo, t0, sensor_size, name, path, events)
+            low = min(low, int(us.min()))
+    if low < 0:  # rows out of time order, an earlier one below the first
+        events["t"] -= low
+    return EventRecording(sort_by_time(events), (*sensor_size, 2), str(path))
+
+
+def _mvsec_rows(
+    rows: np.ndarray, lo: int, t0: float, sensor_size: tuple[int, int], name: str,
+    path: Path, events: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Check MVSEC rows ``lo...`` (float64 ``[k, 4]``) and decode them into
+    ``events[lo:lo + k]`` (``t``: µs from ``t0`` s, rounded); returns those times."""
+    x, y, t, p = rows.T
+    bad = np.flatnonzero(~np.isfinite(t) | ~np.isin(p, (-1.0, 0.0, 1.0)))
     if bad.size:
         i = int(bad[0])
         raise format_error(
-            path, None, f"{name} row {i}: t = {t[i]!r} s, p = {p[i]} (a finite time and a "
-            "polarity of -1, 0 or 1 expected)"
+            path, None, f"{name} row {lo + i}: t = {float(t[i])!r} s, p = {float(p[i])!r} "
+            "(a finite time and a polarity of -1, 0 or 1 expected)"
         )  # fmt: skip
-    check_in_sensor(x, y, *sensor_size, path, lambda i: None, f"{name} row")
-    us = np.rint((t - t[0]) * 1e6) if t.size else t
-    events = make_events(us.astype(np.int64), x, y, (p > 0).astype(np.int8))
-    return EventRecording(sort_by_time(events), (*sensor_size, 2), str(path))
+    for what, v, size in (("x", x, sensor_size[0]), ("y", y, sensor_size[1])):
+        bad = np.flatnonzero(~((v >= 0) & (v < size) & (v == np.floor(v))))
+        if bad.size:
+            i = int(bad[0])
+            raise format_error(
+                path, None, f"{name} row {lo + i}: {what} = {float(v[i])!r} is no pixel of the "
+                f"{sensor_size[0]}x{sensor_size[1]} sensor (a whole number in [0, {size}))"
+            )  # fmt: skip
+    us = np.rint((t - t0) * 1e6).astype(np.int64)
+    out = events[lo : lo + len(rows)]
+    out["t"], out["x"], out["y"], out["p"] = us, x, y, p > 0
+    return us
 
 
 def pose_matrices_to_rows(t_us: np.ndarray, matrices: np.ndarray) -> np.ndarray:

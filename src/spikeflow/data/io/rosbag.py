@@ -354,8 +354,14 @@ def read_rosbag_events(
     sensor_size: tuple[int, int] | None = None,
 ) -> tuple[EventRecording, int]:
     """The events of one ``dvs_msgs/EventArray`` topic of a bag, with times in µs from
-    the first event (Tonic's ``DAVISDATA``, ``MVSEC`` and ``VPR`` make them so), in
-    integer arithmetic: ``(t_ns - t_ns[0]) // 1000``.
+    the earliest event, in integer arithmetic: ``(t_ns - t_ns.min()) // 1000``.
+
+    Tonic's ``DAVISDATA``, ``MVSEC`` and ``VPR`` count from the first event in message
+    order (``ts - ts[0]``) and keep that order; for a bag whose messages are in time
+    order (as a recorder writes them) that is the earliest event and the two agree. A
+    bag with messages out of time order gave Tonic (and spikeflow before) negative
+    times; here the origin is the earliest event and the events are sorted, so every
+    time is ``>= 0`` (Tonic's times minus their minimum, stably sorted).
 
     Args:
         path: the ``.bag`` file.
@@ -364,8 +370,8 @@ def read_rosbag_events(
 
     Returns:
         The recording (2 polarities; events stably sorted by time when the messages
-        are not in time order) and the first event's absolute time in ns (0 without
-        events), to align other topics with it.
+        are not in time order) and the origin, the earliest event's absolute time in ns
+        (0 without events), to align other topics with it.
 
     Raises:
         DataFormatError: the topic is missing or of another type, a bad record or
@@ -379,7 +385,7 @@ def read_rosbag_events(
     t_ns, x, y, p, declared = decode_event_arrays(found[topic], path)
     width, height = sensor_size or declared
     check_in_sensor(x, y, width, height, path, lambda i: None, f"{topic} event")
-    first = int(t_ns[0]) if len(t_ns) else 0
-    t = (t_ns - first) // 1000
+    origin = int(t_ns.min()) if len(t_ns) else 0
+    t = (t_ns - origin) // 1000
     events = make_events(t, x, y, p)
-    return EventRecording(_sort_by_time(events), (width, height, 2), str(path)), first
+    return EventRecording(_sort_by_time(events), (width, height, 2), str(path)), origin
