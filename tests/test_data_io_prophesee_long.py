@@ -21,7 +21,7 @@ import pytest
 
 from conftest import require_shared_data
 from spikeflow.data.datasets.prophesee_detection import read_dat_window
-from spikeflow.data.io import decode_dat, decode_evt2, decode_evt3, read_dat
+from spikeflow.data.io import decode_dat, decode_evt2, decode_evt3, read_dat, read_events
 from spikeflow.errors import DataFormatError
 
 HEADER = b"% Data file containing Event2D events.\n% Version 2\n% Width 64\n% Height 48\n"
@@ -67,6 +67,10 @@ def test_dat_without_header_is_event2d_from_byte_zero(tmp_path):
     path.write_bytes(body)
     assert tuples(read_dat(path)) == events
     assert tuples(read_dat_window(path, 5, 10, (64, 48))) == events[1:]
+    # read_events goes by the extension, even when the first byte is "#" (AEDAT's mark)
+    hashed = word(0x23, 1, 1, 1) + word(0x24, 2, 2, 0)
+    path.write_bytes(hashed)
+    assert hashed[:1] == b"#" and tuples(read_events(path)) == [(0x23, 1, 1, 1), (0x24, 2, 2, 0)]
     # and takes the polarity from bit 28 alone too
     path.write_bytes(word(1, 3, 4, 0b1110) + word(2, 5, 6, 0b0011))
     assert tuples(read_dat_window(path, 0, 10, (64, 48))) == [(1, 3, 4, 0), (2, 5, 6, 1)]

@@ -167,10 +167,10 @@ def read_events(path: str | PathLike) -> EventRecording:
         return read_bs1(path)
     if suffix == ".raw":
         return read_prophesee_raw(path)
+    if suffix == ".dat":  # a headerless .dat's first byte is a timestamp's, "#" or not
+        return read_dat(path)
     if head.startswith(b"#") or suffix == ".aedat":  # AEDAT 1.0 may have no version line
         return read_aedat2(path)
-    if suffix == ".dat":
-        return read_dat(path)
     raise ValueError(
         f"{path}: cannot choose a reader for {suffix!r} files (neither the first bytes nor "
         "the extension name a format read_events reads); call the format's reader "
