@@ -3,9 +3,11 @@ symmetric, 2-16 bits, per output channel or per layer, straight-through gradient
 :func:`integer_weights` gives the integers and scales for hardware) and membrane
 potentials (:func:`apply_membrane_quantization`, a signed fixed-point register of 2-24
 bits relative to the threshold). See ``docs/quantization.md``. Loihi's fixed-point CUBA
-neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`): ``docs/loihi.md``."""
+neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`), and training on Loihi's grids
+as Lava-DL's blocks train (:func:`loihi_grid`): ``docs/loihi.md``."""
 
 from spikeflow.quant.loihi import LoihiCubaLIFNode, LoihiCubaState, loihi_cuba_lif
+from spikeflow.quant.loihi_grid import LoihiCubaGrid, LoihiWeightGrid, loihi_grid
 from spikeflow.quant.membrane import (
     MembraneQuantizer,
     apply_membrane_quantization,
@@ -15,14 +17,17 @@ from spikeflow.quant.membrane import (
 from spikeflow.quant.weights import WeightQuantizer, apply_weight_quantization, integer_weights
 
 __all__ = [
+    "LoihiCubaGrid",
     "LoihiCubaLIFNode",
     "LoihiCubaState",
+    "LoihiWeightGrid",
     "MembraneQuantizer",
     "WeightQuantizer",
     "apply_membrane_quantization",
     "apply_weight_quantization",
     "integer_weights",
     "loihi_cuba_lif",
+    "loihi_grid",
     "quantize_membrane",
     "remove_membrane_quantization",
 ]
