@@ -36,6 +36,7 @@ from spikeflow.quant import (
     loihi_cuba_lif,
     loihi_grid,
 )
+from spikeflow.quant.loihi import cuba_device_params
 from spikeflow.quant.loihi_grid import loihi_cuba_charge, loihi_weight_integers
 
 
@@ -131,6 +132,23 @@ def test_straight_through_gradients():
     assert (u.detach() * 4096).tolist() == u_int
 
 
+def test_decays_round_as_the_export_rounds_them():
+    """The decay levels of the charge are ``cuba_device_params``' ``iDecay`` / ``vDecay``
+    (``torch.round`` of a float32 ``4096 / tau``: halves to even), for fixed (Python
+    float) and learned (tensor) decays alike."""
+    from spikeflow.quant.loihi_grid import _decay_level
+
+    for level in (1365.5, 1364.5, 0.5, 1.5, 4095.5, 1024.0, 1000.25, 2730.75):
+        want = float(torch.round(torch.tensor(level, dtype=torch.float32)))
+        assert _decay_level(level / 4096)[0] == want, level
+        assert float(_decay_level(torch.tensor(level / 4096))[0]) == want, level
+    for tau in (1.0, 1.5, 3.0, 4.0, 7.3, 100.0, 5000.0):
+        node = _cuba(tau, tau + 1.0)
+        params = cuba_device_params(node)
+        assert _decay_level(1.0 / tau)[0] == params["i_decay"], tau
+        assert float(_decay_level(1.0 / torch.tensor(tau))[0]) == params["i_decay"], tau
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_population_equals_lavas_bit_accurate_lif(dtype):
     torch.manual_seed(5)
@@ -192,6 +210,12 @@ def test_float_states_drift_by_the_truncation():
         else:
             assert 0 < u_error.max() < 30 and (v_error < steps * (steps + 3) / 2).all()
             assert v_error.max() > 10  # the truncations add up over the steps
+            # ... and they are Lava-DL's float CUBA on the decays' grid (1365, 585), by hand
+            u = v = torch.zeros(4, 16, dtype=torch.float64)
+            for t in range(30):
+                u = (1 - 1365 / 4096) * u + a[t].double() / 64
+                v = (1 - 585 / 4096) * v + u
+                assert torch.allclose(node.v_seq[t], v, rtol=1e-13, atol=0), t
 
 
 def _equal_per_layer(net, fixed, x):
