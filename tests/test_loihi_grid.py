@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import require_shared_data
+from conftest import load_example, require_shared_data
 from lava_checks import netx_dense_synapse, netx_optimize_weight_bits
 from spikeflow import functional, layers, neurons
 from spikeflow.errors import ConfigurationError, DTypeError
@@ -369,3 +369,18 @@ def test_state_dict_round_trip_and_finalize(tmp_path):
     assert finalize(restored) == ["0", "4"]  # plain layers holding the grid weights
     assert torch.equal(restored[4].weight * 64, lava_dl_weights(restored[4].weight).float())
     assert torch.equal(restored(x), want)
+
+
+def test_the_example_runs_the_grid_network_as_its_export(capsys):
+    """examples/loihi_nmnist.py (docs/loihi.md's table), a tiny run: the grid-trained
+    network's float simulation and its netx export share every spike."""
+    module = load_example("loihi_nmnist")
+    root = require_shared_data("nmnist-small")
+    results = module.main(["--root", str(root), "--epochs", "1", "--train-samples", "24",
+                           "--test-samples", "12", "--hidden", "8", "--T", "6"])  # fmt: skip
+    grid = results["grid (fixed-point states)"]
+    assert grid["same_prediction"] == grid["hidden_spikes_equal"] == 1.0
+    assert grid["output_spikes_equal"] == 1.0
+    assert grid["float_accuracy"] == grid["fixed_accuracy"]
+    assert set(results) == {"float", "grid (fixed-point states)", "grid (float states)"}
+    assert "grid (float states): float_accuracy" in capsys.readouterr().out

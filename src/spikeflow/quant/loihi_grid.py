@@ -44,6 +44,7 @@ from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.prune.reparam import PRUNABLE_TYPES, REPARAMETERISATIONS
 from spikeflow.quant.loihi import STATE_SCALE, UV_LIMIT, cuba_device_params
+from spikeflow.quant.weights import WeightQuantizer
 
 __all__ = [
     "LoihiCubaGrid",
@@ -313,8 +314,9 @@ def _check_synapse(name: str, layer: nn.Module) -> None:
             f"padding={layer.padding!r}, padding_mode={layer.padding_mode!r}"
         )
     if parametrize.is_parametrized(layer, "weight"):
-        names = [type(p).__name__ for p in layer.parametrizations.weight]
-        if "LoihiWeightGrid" in names or "WeightQuantizer" in names:
+        chain = list(layer.parametrizations.weight)
+        if any(isinstance(p, (LoihiWeightGrid, WeightQuantizer)) for p in chain):
+            names = ", ".join(type(p).__name__ for p in chain)
             raise ConfigurationError(f"{owner}: its weight is quantized already ({names})")
 
 
