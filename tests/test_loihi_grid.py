@@ -173,6 +173,31 @@ def test_a_population_equals_lavas_bit_accurate_lif(dtype):
             assert torch.equal((u_last * 4096).long(), u_ref[-1]), (tau_syn, backend)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's masked-off lanes
+def test_the_triton_kernel_computes_lavas_integers_too():
+    """The GPU kernel generated from the charge (on CPU tensors through Triton's
+    interpreter, tests/conftest.py): the same spikes and voltages, and the reference
+    loop's gradient."""
+    from spikeflow.kernels.triton_backend import triton_available
+
+    if not triton_available():
+        pytest.skip("triton (the 'triton' extra) is not installed")
+    torch.manual_seed(6)
+    a = torch.randint(-300, 400, (16, 2, 12))
+    a[3:9, 0] = torch.randint(-(1 << 16), 1 << 16, (6, 12))  # large slowly decaying states
+    node = _cuba(40.0, 30.0, 3.0, store_v_seq=True, backend="triton")
+    loihi_grid(nn.Sequential(layers.Linear(1, 1, bias=False), node))
+    lava = LoihiCubaLIFNode.from_cuba(node)
+    s_ref, _, v_ref = loihi_cuba_lif(a, du=lava.du, dv=lava.dv, vth=lava.vth)
+    x = (a.float() / 64).requires_grad_()
+    s = node(x)
+    assert torch.equal(s.long(), s_ref) and torch.equal((node.v_seq * 4096).long(), v_ref)
+    (grad,) = torch.autograd.grad(s.sum(), x)
+    node.backend = "torch"
+    (want,) = torch.autograd.grad(node(x).sum(), x)
+    assert torch.allclose(grad, want, rtol=1e-5, atol=1e-6)
+
+
 def test_streaming_continues_as_lavas_state():
     torch.manual_seed(2)
     node = _cuba(4.0, 8.0, 0.5, backend="torch")
