@@ -36,6 +36,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
+from spikeflow.surrogate import SURROGATES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
@@ -44,6 +45,9 @@ TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
 # blocks are listed here (not marked in the page) until the page is fixed; an entry
 # whose page then passes fails as XPASS (strict), so it is removed with the fix.
 PENDING: dict[str, str] = {}
+
+# Peers and optional extras a block may import: absent, the page is skipped from there.
+OPTIONAL = {"snntorch", "norse", "spikingjelly", "tonic", "lava", "triton", "nir", "nirtorch"}
 
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARKER = re.compile(r"<!--\s*docs-test:(.*?)-->", re.S)
@@ -277,6 +281,7 @@ def test_page_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict[str, Any] = {"__name__": "__main__", "__docs_check__": check_value}
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    surrogates = dict(SURROGATES)  # docs/surrogates.md registers one
     try:
         for block in page_blocks(page):
             if block.skip:
@@ -286,11 +291,18 @@ def test_page_blocks_run(page, tmp_path, monkeypatch):
                 if not SHARED_DATA.exists():
                     pytest.skip(f"docs/{page}:{block.line} reads {DATA}, absent at {SHARED_DATA}")
                 code = code.replace(DATA, str(SHARED_DATA))
-            exec(instrument(code, f"docs/{page}:{block.line}"), namespace)
+            try:
+                exec(instrument(code, f"docs/{page}:{block.line}"), namespace)
+            except ModuleNotFoundError as exc:
+                if exc.name is None or exc.name.split(".")[0] not in OPTIONAL:
+                    raise
+                pytest.skip(f"docs/{page}:{block.line} needs {exc.name}, not installed")
     finally:
         torch.set_default_dtype(dtype)
         torch.set_num_threads(threads)
         torch.set_grad_enabled(True)
+        SURROGATES.clear()
+        SURROGATES.update(surrogates)
 
 
 MARKED = [b for p in pages() for b in page_blocks(p) if b.skip]
