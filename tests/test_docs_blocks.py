@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,29 @@ from spikeflow.surrogate import SURROGATES
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
 
-# Pages other helpers were editing when this test was written: their failing or slow
-# blocks are listed here (not marked in the page) until the page is fixed; an entry
-# whose page then passes fails as XPASS (strict), so it is removed with the fix.
-PENDING: dict[str, str] = {}
+# Pages that other changes were editing when this test was written, whose blocks fail
+# or are slow: "xfail" (strict: once the page runs, the XPASS says to drop the entry)
+# or "skip" (too slow to run until the page is changed). Fix the page, then remove it.
+PENDING: dict[str, tuple[str, str]] = {
+    "data_formats.md": ("xfail", "a block reads 'sample.bin', which no block writes"),
+    "datasets.md": ("xfail", "a block needs ImageNet (a manual download): needs a marker"),
+    "energy.md": (
+        "xfail",
+        "blocks use model, x, loader and dataset, which the page never defines, and "
+        "examples/nmnist_loop.py with a trained /tmp/nmnist_plif.pt",
+    ),
+    "memory.md": ("xfail", "create_model is used without its import"),
+    "detection.md": (
+        "skip",
+        "its block computes 2,000 NMNISTDetection canvases and runs the detector over "
+        "them (10-40 s on 2 loaded cores): needs a smaller num_samples or a marker",
+    ),
+    "training.md": (
+        "skip",
+        "a block trains 40 epochs (~45 s), and the SpikeMonitor block uses net and "
+        "loader, which the page never defines",
+    ),
+}
 
 # Peers and optional extras a block may import: absent, the page is skipped from there.
 OPTIONAL = {"snntorch", "norse", "spikingjelly", "tonic", "lava", "triton", "nir", "nirtorch"}
@@ -165,10 +185,12 @@ def check_value(where: str, value: Any, comment: str) -> None:
             assert abs(got - number) <= tol, f"{where}: {got}"
 
 
-def instrument(code: str, filename: str) -> Any:
+def instrument(code: str, filename: str, first_line: int = 1) -> Any:
     """Compile ``code`` so that each top-level bare expression or one-name assignment
     whose line ends in a comment that states a value (``stated``) is checked against it
-    by ``__docs_check__`` in the namespace."""
+    by ``__docs_check__`` in the namespace. ``code`` starts on line ``first_line`` of
+    ``filename``, which errors and tracebacks name."""
+    code = "\n" * (first_line - 1) + code
     tree = ast.parse(code, filename)
     lines = code.splitlines()
     body = []
@@ -189,7 +211,7 @@ def instrument(code: str, filename: str) -> Any:
             target = ast.Name(node.targets[0].id, ast.Load())
         else:
             continue
-        where = f"{filename}, line {end}: {comment}"
+        where = f"{filename}:{end}: {comment}"
         call = ast.Call(
             ast.Name("__docs_check__", ast.Load()),
             [ast.Constant(where), target, ast.Constant(comment)],
@@ -201,6 +223,11 @@ def instrument(code: str, filename: str) -> Any:
 
 
 # -- the tests -----------------------------------------------------------------------
+
+
+def test_pending_pages_exist():
+    assert set(PENDING) <= set(pages())
+    assert {kind for kind, _ in PENDING.values()} <= {"skip", "xfail"}
 
 
 def test_markers_are_well_formed_and_the_skips_few():
@@ -246,8 +273,9 @@ def test_a_marker_skips_its_block_only(tmp_path, monkeypatch):
 ])  # fmt: skip
 def test_a_wrong_stated_value_fails(code, error):
     namespace = {"torch": torch, "__docs_check__": check_value}
-    with pytest.raises(AssertionError, match=error):
-        exec(instrument(code, "page.md:1"), namespace)
+    with pytest.raises(AssertionError, match=error) as excinfo:
+        exec(instrument(code, "page.md", 3), namespace)
+    assert excinfo.value.args[0].startswith("page.md:3: #")
 
 
 def test_right_or_unstated_values_pass():
@@ -262,17 +290,16 @@ sum([48, 48])  # 96: prose
 torch.equal(x, x)  # True: prose
 """
     namespace = {"torch": torch, "__docs_check__": check_value}
-    exec(instrument(code, "page.md:1"), namespace)
+    exec(instrument(code, "page.md", 3), namespace)
     assert namespace["y"][0] is namespace["x"]
 
 
-def _marked(param: str) -> Any:
-    reason = PENDING.get(param)
-    return (
-        pytest.param(param, marks=pytest.mark.xfail(strict=True, reason=reason))
-        if reason
-        else param
-    )
+def _marked(page: str) -> Any:
+    if page not in PENDING:
+        return page
+    kind, reason = PENDING[page]
+    mark = pytest.mark.skip if kind == "skip" else pytest.mark.xfail(strict=True, raises=Exception)
+    return pytest.param(page, marks=mark(reason=f"docs/{page}: {reason}"))
 
 
 @pytest.mark.parametrize("page", [_marked(p) for p in pages()])
@@ -292,7 +319,7 @@ def test_page_blocks_run(page, tmp_path, monkeypatch):
                     pytest.skip(f"docs/{page}:{block.line} reads {DATA}, absent at {SHARED_DATA}")
                 code = code.replace(DATA, str(SHARED_DATA))
             try:
-                exec(instrument(code, f"docs/{page}:{block.line}"), namespace)
+                exec(instrument(code, f"docs/{page}", block.line + 1), namespace)
             except ModuleNotFoundError as exc:
                 if exc.name is None or exc.name.split(".")[0] not in OPTIONAL:
                     raise
@@ -303,6 +330,8 @@ def test_page_blocks_run(page, tmp_path, monkeypatch):
         torch.set_grad_enabled(True)
         SURROGATES.clear()
         SURROGATES.update(surrogates)
+        if "matplotlib.pyplot" in sys.modules:  # the figures the blocks drew
+            sys.modules["matplotlib.pyplot"].close("all")
 
 
 MARKED = [b for p in pages() for b in page_blocks(p) if b.skip]
