@@ -226,6 +226,9 @@ def instrument(code: str, filename: str, first_line: int = 1) -> Any:
             tail = lines[end - 1][node.end_col_offset :]
             if tail.strip().startswith("#"):
                 comment = tail.strip()
+            elif isinstance(node, ast.Expr) and end < len(lines):
+                if lines[end].strip().startswith("#"):  # the value on the next line
+                    comment, end = lines[end].strip(), end + 1
         if comment is None or stated(comment) is None:
             continue
         if isinstance(node, ast.Expr):
@@ -296,13 +299,14 @@ def test_a_marker_skips_its_block_only(tmp_path, monkeypatch):
     ("sum([48, 47])  # 96: prose", "95"),
     ("np.array([502, 510])  # [502 511]", "502"),
     ("np.array([[0, 5], [4, 9]])  # [[0, 5], [4, 8]]", "4"),
+    ("torch.tensor([1, 2])\n# tensor([1, 3])", "tensor"),
     ("torch.equal(torch.zeros(1), torch.ones(1))  # True: prose", "False"),
 ])  # fmt: skip
 def test_a_wrong_stated_value_fails(code, error):
     namespace = {"np": np, "torch": torch, "__docs_check__": check_value}
     with pytest.raises(AssertionError, match=error) as excinfo:
         exec(instrument(code, "page.md", 3), namespace)
-    assert excinfo.value.args[0].startswith("page.md:3: #")
+    assert re.match(r"page\.md:[34]: #", excinfo.value.args[0])
 
 
 def test_right_or_unstated_values_pass():
@@ -316,6 +320,8 @@ y = [x, x]  # [T, B, classes], 2 items
 sum([48, 48])  # 96: prose
 np.array([502, 510])  # [502 510]
 np.array([[0, 5], [4, 9]])  # [[0, 5], [4, 9]]
+torch.tensor([1, 2])
+# tensor([1, 2]), on the next line
 torch.equal(x, x)  # True: prose
 """
     namespace = {"np": np, "torch": torch, "__docs_check__": check_value}
