@@ -52,13 +52,17 @@ TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
 # or "skip" (too slow to run until the page is changed). Fix the page, then remove it.
 PENDING: dict[str, tuple[str, str]] = {
     "data_formats.md": ("xfail", "a block reads 'sample.bin', which no block writes"),
-    "datasets.md": ("xfail", "a block needs ImageNet (a manual download): needs a marker"),
+    "datasets.md": (
+        "xfail",
+        "blocks read ImageNet (a manual download) and DVS128 Gesture and SHD (downloads) "
+        "from data/: they need markers",
+    ),
     "energy.md": (
         "xfail",
         "blocks use model, x, loader and dataset, which the page never defines, and "
         "examples/nmnist_loop.py with a trained /tmp/nmnist_plif.pt",
     ),
-    "memory.md": ("xfail", "create_model is used without its import"),
+    "memory.md": ("xfail", "create_model is used without its import (spikeflow.models)"),
     "detection.md": (
         "skip",
         "its block computes 2,000 NMNISTDetection canvases and runs the detector over "
@@ -66,8 +70,8 @@ PENDING: dict[str, tuple[str, str]] = {
     ),
     "training.md": (
         "skip",
-        "a block trains 40 epochs (~45 s), and the SpikeMonitor block uses net and "
-        "loader, which the page never defines",
+        "a block trains 40 epochs on digits (~45 s), and the SpikeMonitor block uses net "
+        "and loader, which the page never defines",
     ),
 }
 
