@@ -62,6 +62,7 @@ PENDING: dict[str, tuple[str, str]] = {
         "blocks use model, x, loader and dataset, which the page never defines, and "
         "examples/nmnist_loop.py with a trained /tmp/nmnist_plif.pt",
     ),
+    "loihi.md": ("xfail", "the loihi_grid block starts from net = ... and uses x, undefined"),
     "memory.md": ("xfail", "create_model is used without its import (spikeflow.models)"),
     "detection.md": (
         "skip",
