@@ -5,6 +5,8 @@ replacement per call."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from torch import nn
@@ -138,3 +140,17 @@ def test_a_state_of_another_batch_given_to_run_is_refused_by_name():
     _, state = run(snn, torch.randn(2, 3, 8, 8, dtype=F64))
     with pytest.raises(StateError, match="this call has 2 samples"):
         run(snn, torch.randn(2, 2, 8, 8, dtype=F64), state)
+
+
+def test_a_streaming_net_pickles_and_its_copy_continues_the_sequence():
+    # TinyViT is written under `from __future__ import annotations`: its forward's
+    # annotation is the string "torch.Tensor", which fx's code made a global that
+    # pickle could not name (AttributeError: 'str' object has no attribute '__name__')
+    torch.manual_seed(6)
+    snn = convert_transformer(TinyViT("cls").to(F64).eval()).snn
+    seq = torch.randn(6, 2, 8, 8, dtype=F64) * 0.3
+    whole = snn(seq)
+    with streaming(snn):
+        first = snn(seq[:2])
+        copy = pickle.loads(pickle.dumps(snn))
+    assert torch.cat([first, copy(seq[2:])]).equal(whole)

@@ -372,6 +372,9 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             f"{type(model).__name__} has no SymmetricQuant or QCFS activation: nothing would "
             "spike (put quantisers where the values should become spikes)"
         )
+    for node in gm.graph.nodes:  # a model written under `from __future__ import
+        if isinstance(node.type, str):  # annotations` has string annotations, which
+            node.type = None  # fx's generated code makes globals pickle cannot name
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
