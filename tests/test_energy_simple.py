@@ -197,3 +197,29 @@ def test_products_between_activations_read_no_weights():
     energy = simple_energy(report)
     assert (energy.weight_reads, energy.bias_reads, energy.state_words) == (6, 0, 0)
     assert energy.parameters == pytest.approx(4 * E_MEMORY_BYTE * 6, rel=1e-12)
+
+
+def test_biases_applied_outside_a_layers_forward_are_read():
+    """nn.MultiheadAttention, Recurrent and LinearRecurrentContainer add their biases
+    with F.linear, not through a Linear's forward: one bias read per output entry all
+    the same (their weight reads were counted, their bias reads were 0)."""
+    b, length, e, t = 2, 3, 4, 5
+
+    class Attend(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(e, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x.flatten(0, 1)  # [T*B, L, E]
+            return self.mha(y, y, y, need_weights=False)[0]
+
+    energy = simple_energy(count_operations(Attend().eval(), torch.rand(t, b, length, e)))
+    # per sample: Q, K, V (3 · L · E) and the output projection (L · E), every step
+    assert energy.bias_reads == t * (3 * length * e + length * e)
+    rnn = layers.Recurrent(neurons.LIFNode(step_mode="s"), e, bias=True)
+    assert simple_energy(count_operations(rnn, torch.rand(t, b, e))).bias_reads == t * e
+    rc = layers.LinearRecurrentContainer(neurons.LIFNode(step_mode="s"), e, e)
+    assert simple_energy(count_operations(rc, torch.rand(t, b, e))).bias_reads == t * e
+    unbiased = layers.Recurrent(neurons.LIFNode(step_mode="s"), e)
+    assert simple_energy(count_operations(unbiased, torch.rand(t, b, e))).bias_reads == 0

@@ -302,10 +302,15 @@ class OperationCounter:
                 mask, spikes, counts = self._classify(x)
                 pairs = linear_pairs(layer_weight(module.rc)[:, :split], mask)
                 self._add(self._layers[module.rc], x, pairs, spikes, counts)
+                if module.rc.bias is not None:  # added to every step's drive
+                    rows = x.numel() // split
+                    self._layers[module.rc].bias_reads += rows * module.rc.out_features
         fed = torch.cat([i.reshape(-1, width) for i in inputs])
         mask, spikes, counts = self._classify(fed)
         pairs = linear_pairs(feedback, mask)
         self._add(self._layers[record], fed, pairs, spikes, counts)
+        if isinstance(module, Recurrent) and module.recurrent.bias is not None:
+            self._layers[record].bias_reads += y.numel()  # added at every step
 
     def _keep_spikes(self, net: EPropRSNN, output: object) -> None:
         """The spikes an EPropRSNN passed through its tap: a whole sequence's, kept for
@@ -375,6 +380,8 @@ class OperationCounter:
         axis = 1 if batched and mha.batch_first else 0
         batch = query.shape[1 - axis] if batched else 1
         length, source = query.shape[axis], key.shape[axis]
+        if mha.in_proj_bias is not None:  # one bias read per entry of Q, K and V
+            record.bias_reads += batch * (length + 2 * source) * e
         products = self._attention[mha]
         products.calls += 1
         products.macs += 2 * batch * length * source * e
@@ -386,6 +393,8 @@ class OperationCounter:
         out.macs += linear_pairs(mha.out_proj.weight, attended)
         out.input_elements += batch * length * e
         out.input_nonzero += batch * length * e
+        if mha.out_proj.bias is not None:
+            out.bias_reads += batch * length * e
 
     @_unobserved
     def _count_eprop(self, net: EPropRSNN, args: tuple, output: object) -> None:
