@@ -154,3 +154,19 @@ def test_a_streaming_net_pickles_and_its_copy_continues_the_sequence():
         first = snn(seq[:2])
         copy = pickle.loads(pickle.dumps(snn))
     assert torch.cat([first, copy(seq[2:])]).equal(whole)
+
+
+def test_the_carried_state_holds_one_step_not_the_chunk():
+    # a view of the last step kept the whole chunk's sums and outputs alive (and in a
+    # pickle): 64x the state for a chunk of 64 steps
+    snn = convert_transformer(TinyViT("cls").to(F64).eval()).snn
+    with streaming(snn):
+        snn(torch.randn(8, 2, 8, 8, dtype=F64))
+        states = [
+            m.state for m in snn.modules() if isinstance(m, (SpikeProduct, TemporalDifference))
+        ]
+        assert states and all(
+            v.untyped_storage().nbytes() == v.numel() * v.element_size()
+            for state in states
+            for v in state.values()
+        )

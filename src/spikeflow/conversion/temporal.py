@@ -201,7 +201,7 @@ class TemporalDifference(_Folding):
         for i, seq in seqs.items():
             start = None if state is None else self._state_tensor(state, f"sum{i}", seq[0])
             sums = _running_sums(seq, start)
-            kept[f"sum{i}"] = sums[-1]
+            kept[f"sum{i}"] = sums[-1].clone()  # (a view would hold the chunk's sums)
             flat[i] = sums.flatten(0, 1)
         call_args, call_kwargs = tree_unflatten(flat, spec)
         leaves, out_spec = tree_flatten(self.fn(*call_args, **call_kwargs))
@@ -223,7 +223,7 @@ class TemporalDifference(_Folding):
                 )
             values = y.unflatten(0, (steps, -1))  # f(X_t), t = 1..T
             before = None if state is None else self._state_tensor(state, f"out{j}", values[0])
-            kept[f"out{j}"] = values[-1]
+            kept[f"out{j}"] = values[-1].clone()
             return self._fold(_difference(values, before))
 
         changes = [change(j, y) for j, y in enumerate(leaves)]
@@ -269,7 +269,7 @@ class SpikeProduct(_Folding):
             for key, seq in (("sum_a", a_seq), ("sum_b", b_seq))
         ]
         a_sums, b_sums = _running_sums(a_seq, starts[0]), _running_sums(b_seq, starts[1])
-        self._keep_state({"sum_a": a_sums[-1], "sum_b": b_sums[-1]})
+        self._keep_state({"sum_a": a_sums[-1].clone(), "sum_b": b_sums[-1].clone()})
         a_before = _shifted(a_sums, starts[0])  # A_{t-1}
         b_before = _shifted(b_sums, starts[1])
         a_f, b_f = a_seq.flatten(0, 1), b_seq.flatten(0, 1)
