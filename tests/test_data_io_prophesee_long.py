@@ -152,3 +152,14 @@ def test_dat_equals_prophesee_mask_on_the_real_ncars_file():
     np.testing.assert_array_equal(rec.events["x"], ref["_"] & 16383)
     np.testing.assert_array_equal(rec.events["y"], (ref["_"] & 268419072) >> 14)
     np.testing.assert_array_equal(rec.events["p"], (ref["_"] & 268435456) >> 28)
+
+
+def test_dat_window_refuses_times_that_wrap(tmp_path):
+    # raw times sorted no longer: the binary search found no event in [top - 200, top)
+    # (two are there) and returned an empty window
+    top = 1 << 32
+    path = tmp_path / "long_td.dat"
+    path.write_bytes(b"".join(word(t, 1, 1, 1) for t in (top - 100, top - 1, 5, 1000)))
+    assert [int(t) for t in read_dat(path).events["t"]] == [top - 100, top - 1, top + 5, top + 1000]
+    with pytest.raises(DataFormatError, match=r"byte offset 24: event 3's 32-bit timestamp"):
+        read_dat_window(path, top - 200, top, (64, 48))

@@ -211,9 +211,10 @@ def read_dat_window(
 
     Raises:
         DataFormatError: an empty file, a bad or truncated header, an event type other
-            than CD or a size other than 8, a truncated last event, and, inside the
-            window, a pixel outside ``sensor_size`` or a time that goes backwards
-            (naming the file and the byte offset).
+            than CD or a size other than 8, a truncated last event, a last timestamp
+            below the first (times that wrap around 2**32 µs), and, inside the window, a
+            pixel outside ``sensor_size`` or a time that goes backwards (naming the file
+            and the byte offset).
     """
     path = Path(path)
     body, n = _dat_layout(path)
@@ -224,6 +225,13 @@ def read_dat_window(
     def time_of(i: int) -> int:
         return int(words[i]) & 0xFFFFFFFF
 
+    if time_of(n - 1) < time_of(0):  # unsorted raw times: the search would miss events
+        raise format_error(
+            path, body + 8 * (n - 1), f"event {n - 1}'s 32-bit timestamp {time_of(n - 1)} "
+            f"us is below event 0's {time_of(0)} us: the times wrap around 2**32 us (a "
+            "recording past 71.6 min), which read_dat_window cannot search; read the file "
+            "whole with spikeflow.data.io.read_dat, which unwraps them"
+        )  # fmt: skip
     lo = bisect.bisect_left(range(n), t_start, key=time_of)
     hi = bisect.bisect_left(range(lo, n), t_end, key=time_of) + lo
     chunk = np.array(words[lo:hi])
