@@ -629,3 +629,28 @@ def test_the_converted_network_stays_in_eval_mode():
         nn.Sequential(snn).train()
         assert snn.training and not any(m.training for m in snn.body.modules())
         torch.testing.assert_close(snn(constant_input(x, 16)), before)
+
+
+class AnnotatedNet(nn.Module):
+    """Written under ``from __future__ import annotations`` (this file is): the traced
+    graph's nodes carry the string annotation ``"torch.Tensor"``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(F.relu(self.a(x)))
+
+
+def test_a_converted_network_of_an_annotated_model_saves_and_loads(tmp_path):
+    import io
+
+    torch.manual_seed(0)
+    snn = convert(AnnotatedNet(), torch.randn(16, 4)).snn
+    buffer = io.BytesIO()
+    torch.save(snn, buffer)  # AttributeError before: fx made the annotation a global
+    buffer.seek(0)
+    back = torch.load(buffer, weights_only=False)
+    x = torch.rand(8, 2, 4)
+    assert torch.equal(back(x), snn(x))

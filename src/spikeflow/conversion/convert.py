@@ -74,7 +74,7 @@ from spikeflow.conversion.classify import (
     own_forward_text,
 )
 from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
-from spikeflow.conversion.fold import probe_output_shapes, set_submodule
+from spikeflow.conversion.fold import graph_module, probe_output_shapes, set_submodule
 from spikeflow.conversion.group import GroupNeuron
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
@@ -127,7 +127,7 @@ class _Tracer(fx.Tracer):
 def _trace(module: nn.Module) -> fx.GraphModule:
     tracer = _Tracer()
     graph = tracer.trace(module)
-    return fx.GraphModule(tracer.root, graph, type(module).__name__)
+    return graph_module(tracer.root, graph, type(module).__name__)
 
 
 class _CallWatcher(TorchFunctionMode):

@@ -209,6 +209,17 @@ def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
     return fused
 
 
+def graph_module(root: nn.Module, graph: fx.Graph, name: str) -> fx.GraphModule:
+    """``fx.GraphModule(root, graph, name)`` that pickles: a model written under ``from
+    __future__ import annotations`` leaves string annotations on the traced nodes, which
+    fx's generated code turns into globals pickle cannot name (``torch.save`` of the
+    converted network failed with AttributeError)."""
+    for node in graph.nodes:
+        if isinstance(node.type, str):
+            node.type = None
+    return fx.GraphModule(root, graph, name)
+
+
 def set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
     """Put ``module`` at the dotted path ``target`` of ``root`` (replacing what is there)."""
     parent_name, _, name = target.rpartition(".")

@@ -46,7 +46,7 @@ from torch import Tensor, fx, nn
 from torch.utils._pytree import tree_flatten
 
 from spikeflow.base import check_time_major
-from spikeflow.conversion.fold import set_submodule
+from spikeflow.conversion.fold import graph_module, set_submodule
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionError, ConversionReport
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant
@@ -222,7 +222,7 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
         raise ConversionError(
             f"torch.fx could not trace {type(model).__name__}: {type(err).__name__}: {err}"
         ) from err
-    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    gm = graph_module(tracer.root, graph, type(model).__name__)
     report = ConversionReport()
     streams: set[fx.Node] = set()
     spikes: set[fx.Node] = set()  # streams of spikes (neuron outputs, through views)
@@ -372,9 +372,6 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             f"{type(model).__name__} has no SymmetricQuant or QCFS activation: nothing would "
             "spike (put quantisers where the values should become spikes)"
         )
-    for node in gm.graph.nodes:  # a model written under `from __future__ import
-        if isinstance(node.type, str):  # annotations` has string annotations, which
-            node.type = None  # fx's generated code makes globals pickle cannot name
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
