@@ -51,18 +51,6 @@ TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
 # or are slow: "xfail" (strict: once the page runs, the XPASS says to drop the entry)
 # or "skip" (too slow to run until the page is changed). Fix the page, then remove it.
 PENDING: dict[str, tuple[str, str]] = {
-    "data_formats.md": ("xfail", "a block reads 'sample.bin', which no block writes"),
-    "datasets.md": (
-        "xfail",
-        "blocks read ImageNet (a manual download) and DVS128 Gesture and SHD (downloads) "
-        "from data/: they need markers",
-    ),
-    "energy.md": (
-        "xfail",
-        "blocks use model, x, loader and dataset, which the page never defines, and "
-        "examples/nmnist_loop.py with a trained /tmp/nmnist_plif.pt",
-    ),
-    "loihi.md": ("xfail", "the loihi_grid block starts from net = ... and uses x, undefined"),
     "memory.md": ("xfail", "create_model is used without its import (spikeflow.models)"),
     "detection.md": (
         "skip",
