@@ -1,12 +1,20 @@
 """Training memory: recompute blocks in the backward pass (gradient checkpointing made
 exact for spiking networks) and keep spike tensors at one bit per element; SpikingJelly's
 bit packing (``bit_*``) and Linear on packed or binary spikes (``packed_spike_linear``,
-``sparse_linear``).
+``sparse_linear``); :func:`optimize` chooses the blocks to recompute for a memory budget
+by measurement.
 
 See ``docs/memory.md``.
 """
 
-from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
+from spikeflow.memory.optimize import BlockCost, MemoryPlan, optimize, step_peak_memory
+from spikeflow.memory.packing import (
+    PackedSpikes,
+    is_binary,
+    pack_counts,
+    pack_spikes,
+    unpack_spikes,
+)
 from spikeflow.memory.recompute import (
     Recomputed,
     has_recomputed_blocks,
@@ -24,6 +32,8 @@ from spikeflow.memory.spike_linear import (
 )
 
 __all__ = [
+    "BlockCost",
+    "MemoryPlan",
     "PackedSpikes",
     "Recomputed",
     "bit_pack_spike_dense",
@@ -32,11 +42,14 @@ __all__ = [
     "has_recomputed_blocks",
     "is_binary",
     "is_recomputing",
+    "optimize",
+    "pack_counts",
     "pack_spikes",
     "packed_spike_linear",
     "recompute_blocks",
     "reruns_forward",
     "sparse_linear",
+    "step_peak_memory",
     "undo_recompute",
     "unpack_spikes",
 ]

@@ -1,9 +1,14 @@
-"""Spike tensors kept at one bit per element.
+"""Spike tensors kept at one bit per element, spike counts at one byte.
 
 A spike tensor holds only 0 and 1, yet a float32 one takes 32 bits per element. Where a
 spike tensor must be kept (the input of a recomputed block, saved until the backward
 pass), :func:`pack_spikes` stores it as bits, eight to a byte, and :func:`unpack_spikes`
 gives back the same values in the same shape, dtype and device.
+
+A tensor of small counts (the sum of spikes and a shortcut in a SEW ResNet's ADD block,
+multi-level spikes, event counts) is not 0/1 but holds integers: :func:`pack_counts`
+stores it as uint8 when every element is an integer from 0 to 255 (SpikingJelly's
+``Uint8SpikeCompressor``), a quarter of float32, and ``.to(dtype)`` gives it back.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, DTypeError
 
-__all__ = ["PackedSpikes", "is_binary", "pack_spikes", "try_pack_spikes", "unpack_spikes"]
+__all__ = [
+    "PackedSpikes",
+    "is_binary",
+    "pack_counts",
+    "pack_spikes",
+    "try_pack_counts",
+    "try_pack_spikes",
+    "unpack_spikes",
+]
 
 
 class PackedSpikes(NamedTuple):
@@ -130,3 +143,42 @@ def unpack_spikes(packed: PackedSpikes) -> Tensor:
     table = _table(packed.dtype, packed.bits.device)
     flat = torch.nn.functional.embedding(packed.bits.long(), table).view(-1)
     return flat[: packed.shape.numel()].view(packed.shape)
+
+
+def try_pack_counts(x: Tensor) -> Tensor | None:
+    """``x`` as uint8 (same shape) if every element is an integer from 0 to 255 (not
+    -0.0), else None: converting back with ``.to(x.dtype)`` gives ``x`` bit for bit
+    (checked a slice at a time, by converting back)."""
+    if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
+        return None
+    flat = x.detach().reshape(-1)
+    counts = torch.empty(flat.shape, dtype=torch.uint8, device=flat.device)
+    for start in range(0, flat.numel(), _CHUNK):
+        part = flat[start : start + _CHUNK]
+        as_bytes = part.to(torch.uint8)
+        if not _same_bits(as_bytes.to(part.dtype), part):
+            return None
+        counts[start : start + _CHUNK] = as_bytes
+    return counts.view(x.shape)
+
+
+def pack_counts(x: Tensor) -> Tensor:
+    """``x`` (every element an integer from 0 to 255, floating-point or bool dtype) as a
+    uint8 tensor of its shape; ``.to(x.dtype)`` gives ``x`` back bit for bit.
+
+    Raises:
+        DTypeError: ``x`` is complex or an integer tensor.
+        ConfigurationError: an element is not an integer from 0 to 255, or is -0.0 (the
+            error gives one such value).
+    """
+    if x.is_complex() or not (x.is_floating_point() or x.dtype == torch.bool):
+        raise DTypeError(f"pack_counts takes a floating-point or bool tensor, got dtype {x.dtype}")
+    counts = try_pack_counts(x)
+    if counts is None:
+        odd = (x != torch.round(x)) | (x < 0) | (x > 255) | torch.isnan(x) | torch.signbit(x)
+        bad = x[odd].flatten()[0].item()
+        raise ConfigurationError(
+            f"pack_counts takes a tensor of integers from 0 to 255 (spike counts), but "
+            f"this one (shape {tuple(x.shape)}, dtype {x.dtype}) holds {bad}"
+        )
+    return counts

@@ -6,8 +6,9 @@ the backward pass, so memory grows with depth x ``T``. A :class:`Recomputed` blo
 only its input; in the backward pass it runs its forward again to rebuild what its
 gradients need (PyTorch's non-reentrant :func:`torch.utils.checkpoint.checkpoint`).
 Spiking blocks take spikes, so the kept input is packed at one bit per element
-(:mod:`spikeflow.memory.packing`): a float32 input costs 1/32 of its size. The price is
-one more forward pass of the recomputed blocks.
+(:mod:`spikeflow.memory.packing`): a float32 input costs 1/32 of its size; an input of
+small counts (a SEW ResNet block's, spikes plus its shortcut) is kept as bytes, 1/4.
+The price is one more forward pass of the recomputed blocks.
 
 What makes recomputing a *spiking* block exact:
 
@@ -47,7 +48,14 @@ from torch.utils.checkpoint import checkpoint
 from spikeflow._compile_marks import eager_under_compile
 from spikeflow.base import MemoryModule, _ExplicitState
 from spikeflow.errors import ConfigurationError
-from spikeflow.memory.packing import PackedSpikes, pack_spikes, try_pack_spikes, unpack_spikes
+from spikeflow.memory.packing import (
+    PackedSpikes,
+    pack_counts,
+    pack_spikes,
+    try_pack_counts,
+    try_pack_spikes,
+    unpack_spikes,
+)
 
 __all__ = [
     "Recomputed",
@@ -57,8 +65,8 @@ __all__ = [
     "undo_recompute",
 ]
 
-PackMode = Literal["auto", "bits", "none"]
-_PACK_MODES = ("auto", "bits", "none")
+PackMode = Literal["auto", "bits", "uint8", "none"]
+_PACK_MODES = ("auto", "bits", "uint8", "none")
 
 _local = threading.local()
 
@@ -97,6 +105,15 @@ class _ZeroProxy(torch.autograd.Function):
         return grad
 
 
+def _unpack(kept: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """The kept input back: bits (a 1-D uint8 tensor of ``ceil(numel / 8)`` bytes) or
+    counts (uint8, of the input's shape), told apart by ``shape``'s type: a
+    ``torch.Size`` for bits, a tuple for counts."""
+    if isinstance(shape, torch.Size):
+        return unpack_spikes(PackedSpikes(kept, shape, dtype))
+    return kept.to(dtype)
+
+
 class _Unpacked(torch.autograd.Function):
     """The packed input unpacked, its gradient passed to the proxy (and so to ``x``)."""
 
@@ -104,7 +121,7 @@ class _Unpacked(torch.autograd.Function):
     def forward(
         ctx: Any, bits: Tensor, shape: torch.Size, dtype: torch.dtype, proxy: Tensor
     ) -> Tensor:
-        return unpack_spikes(PackedSpikes(bits, shape, dtype))
+        return _unpack(bits, shape, dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None, Tensor]:
@@ -232,8 +249,10 @@ class Recomputed(nn.Module):
         module: the block (any ``nn.Module``; its first positional argument is the input
             that is kept).
         pack: how the kept input is stored. ``"auto"`` (default): as bits when every
-            element is 0 or 1 (spikes), else as it is. ``"bits"``: always as bits; an
-            input with another value raises a ConfigurationError. ``"none"``: as it is.
+            element is 0 or 1 (spikes), as bytes when every element is an integer from
+            0 to 255 (spike counts), else as it is. ``"bits"``: always as bits;
+            ``"uint8"``: always as bytes; an input with another value raises a
+            ConfigurationError. ``"none"``: as it is.
     """
 
     def __init__(self, module: nn.Module, pack: PackMode = "auto") -> None:
@@ -255,14 +274,12 @@ class Recomputed(nn.Module):
             return self.module(x, *args, **kwargs)
         snapshot = _Snapshot(self.module)
         run = self._runner(snapshot, kwargs)
-        bits = None
-        if isinstance(x, Tensor) and self.pack == "bits":
-            bits = pack_spikes(x)
-        elif isinstance(x, Tensor) and self.pack == "auto" and x.numel() > 0:
-            bits = try_pack_spikes(x)
-        if bits is not None:
+        kept: tuple[Tensor, Any] | None = None
+        if isinstance(x, Tensor):
+            kept = _kept_input(x, self.pack)
+        if kept is not None:
             proxy = _ZeroProxy.apply(x) if x.requires_grad else None
-            inputs: tuple[Any, ...] = (bits.bits, bits.shape, bits.dtype, proxy)
+            inputs: tuple[Any, ...] = (kept[0], kept[1], x.dtype, proxy)
         else:
             inputs = (x, None, None, None)
         try:
@@ -284,7 +301,7 @@ class Recomputed(nn.Module):
             if shape is not None and proxy is not None:  # packed; x's gradient to proxy
                 x = _Unpacked.apply(x, shape, dtype, proxy)
             elif shape is not None:  # packed
-                x = unpack_spikes(PackedSpikes(x, shape, dtype))
+                x = _unpack(x, shape, dtype)
             if not snapshot.active:
                 return module(x, *args, **kwargs)
             buffers = {name: b.clone() for name, b in snapshot.changed_buffers.items()}
@@ -294,6 +311,23 @@ class Recomputed(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pack={self.pack!r}"
+
+
+def _kept_input(x: Tensor, pack: PackMode) -> tuple[Tensor, Any] | None:
+    """What :class:`Recomputed` keeps of its input ``x`` under ``pack``: (bits, its
+    ``torch.Size``) or (counts, its shape as a tuple), or None to keep ``x`` itself."""
+    if pack == "bits":
+        return pack_spikes(x).bits, x.shape
+    if pack == "uint8":
+        return pack_counts(x), tuple(x.shape)
+    if pack == "auto" and x.numel() > 0:
+        bits = try_pack_spikes(x)
+        if bits is not None:
+            return bits.bits, x.shape
+        counts = try_pack_counts(x)
+        if counts is not None:
+            return counts, tuple(x.shape)
+    return None
 
 
 def _strip_prefix(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:
@@ -327,22 +361,36 @@ def _keeps_spikes(module: nn.Module) -> bool:
     return isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten))
 
 
+#: Which segments of a segmented ``nn.Sequential`` are recomputed, by the names of their
+#: children, and how each keeps its input; None: every segment, packed alike.
+SegmentPlan = dict[tuple[str, ...], PackMode] | None
+
+
+def _segment_children(segment: nn.Module) -> nn.Sequential:
+    return segment.module if isinstance(segment, Recomputed) else segment  # type: ignore[return-value]
+
+
 class _SegmentedSequential(nn.Sequential):
-    """An ``nn.Sequential`` run as recomputed segments (its class after
-    :func:`recompute_blocks` chose it; its children, names and ``state_dict`` are
-    unchanged). The segments are kept outside the module tree, and cut again when the
-    children change (one replaced, appended or removed, or a slice of it)."""
+    """An ``nn.Sequential`` run as segments, recomputed (all, or those of its plan) (its
+    class after :func:`recompute_blocks` chose it; its children, names and
+    ``state_dict`` are unchanged). The segments are kept outside the module tree, and
+    cut again when the children change (one replaced, appended or removed, or a slice
+    of it)."""
 
     def forward(self, x: Any) -> Any:  # type: ignore[override]
         segments = self.__dict__.get("_recompute_segments")
         children = list(self._modules.values())
-        cut = [m for segment in segments or () for m in segment.module]
+        cut = [m for segment in segments or () for m in _segment_children(segment)]
         if (
             segments is None
             or len(cut) != len(children)
             or any(a is not b for a, b in zip(cut, children))
         ):
-            _segment_sequential(self, self.__dict__.get("_recompute_pack", "auto"))
+            _segment_sequential(
+                self,
+                self.__dict__.get("_recompute_pack", "auto"),
+                self.__dict__.get("_recompute_plan"),
+            )
             segments = self.__dict__["_recompute_segments"]
         for segment in segments:
             x = segment(x)
@@ -352,6 +400,7 @@ class _SegmentedSequential(nn.Sequential):
         item = super().__getitem__(idx)
         if isinstance(item, _SegmentedSequential):  # a slice: packed as this one
             item.__dict__["_recompute_pack"] = self.__dict__.get("_recompute_pack", "auto")
+            item.__dict__["_recompute_plan"] = self.__dict__.get("_recompute_plan")
         return item
 
 
@@ -369,13 +418,26 @@ def _segments(seq: nn.Sequential) -> list[list[str]]:
     return [c for c in cuts if c]
 
 
-def _segment_sequential(seq: nn.Sequential, pack: PackMode) -> list[list[str]]:
+def _segment_sequential(
+    seq: nn.Sequential, pack: PackMode, plan: SegmentPlan = None
+) -> list[list[str]]:
+    """Cut ``seq`` into segments (:func:`_segments`) and recompute them: every one with
+    ``pack`` (``plan`` None), or those ``plan`` names, each with its own pack mode (the
+    others run as they are)."""
     cuts = _segments(seq)
     modules = dict(seq.named_children())
     seq.__dict__["_recompute_pack"] = pack
-    seq.__dict__["_recompute_segments"] = [
-        Recomputed(nn.Sequential(*(modules[n] for n in names)), pack=pack) for names in cuts
-    ]
+    seq.__dict__["_recompute_plan"] = plan
+    segments: list[nn.Module] = []
+    for names in cuts:
+        segment = nn.Sequential(*(modules[n] for n in names))
+        if plan is None:
+            segments.append(Recomputed(segment, pack=pack))
+        elif tuple(names) in plan:
+            segments.append(Recomputed(segment, pack=plan[tuple(names)]))
+        else:
+            segments.append(segment)
+    seq.__dict__["_recompute_segments"] = segments
     seq.__class__ = _SegmentedSequential
     return cuts
 
@@ -497,6 +559,7 @@ def undo_recompute(model: nn.Module) -> nn.Module:
             module.__class__ = nn.Sequential
             module.__dict__.pop("_recompute_segments", None)
             module.__dict__.pop("_recompute_pack", None)
+            module.__dict__.pop("_recompute_plan", None)
         for name, child in list(module.named_children()):
             if isinstance(child, Recomputed):
                 setattr(module, name, child.module)
