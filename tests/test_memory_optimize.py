@@ -91,7 +91,13 @@ def test_a_block_fed_counts_keeps_bytes_and_equals_plain():
 
 
 def test_tensor_memory_counts_allocations_and_frees():
+    """Hand-counted: 1000 floats, freed, then 500; views and in-place operations, and
+    views of a storage from before (a parameter's, as a recomputation detaches it),
+    allocate nothing."""
+    weight = torch.ones(2000)
     with _TensorMemory() as tracker:
+        weight.detach().view(2, 1000).mul_(1)
+        assert tracker.peak == 0
         a = torch.empty(1000)
         b = a.view(10, 100)  # a view: no new storage
         del a, b

@@ -134,10 +134,11 @@ class MemoryPlan:
                 of the plan.
         """
         _refuse_recomputed(model)
-        names = [b.name for b in self.blocks]
-        named = dict(model.named_modules())
-        explicit = all(n in named for n in names)  # (a segment's name is no module's)
-        _apply(model, _candidates(model, names if explicit else None), self.recomputed)
+        names = list(self.recomputed)
+        if names:
+            named = dict(model.named_modules())
+            explicit = all(n in named for n in names)  # (a segment's name is no module's)
+            _apply(model, _candidates(model, names if explicit else None), self.recomputed)
 
     def __str__(self) -> str:
         width = max([len("block"), *(len(b.name) for b in self.blocks)]) + 2
@@ -179,7 +180,8 @@ def _how_kept(kind: str, pack: PackMode) -> str:
 class _TensorMemory(TorchDispatchMode):
     """The bytes of the tensor storages the operations run under it allocate, live and
     at their peak (a storage counts from the operation that returned it until it is
-    freed)."""
+    freed). An output sharing the storage of an input (a view, ``detach``, an in-place
+    operation) allocates nothing, nor does one of a storage allocated before."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -195,15 +197,23 @@ class _TensorMemory(TorchDispatchMode):
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, Tensor) and t.device.type != "meta"
+        }
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             if not isinstance(t, Tensor) or t.device.type == "meta":
                 continue
             storage = t.untyped_storage()
-            key, size = id(storage), storage.nbytes()
-            grown = size - self._sizes.get(key, 0)
-            if key not in self._refs:
+            key, size = storage.data_ptr(), storage.nbytes()
+            if key == 0 or (key in inputs and key not in self._sizes):
+                continue  # empty, or a storage from before (a parameter's, viewed)
+            if key not in self._sizes:
                 self._refs[key] = weakref.ref(storage, lambda _, k=key: self._freed(k))
+                self._sizes[key] = 0
+            grown = size - self._sizes[key]
             if grown > 0:  # new, or resized by an out= operation
                 self._sizes[key] = size
                 self.live += grown
