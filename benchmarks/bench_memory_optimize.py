@@ -13,7 +13,7 @@ Runners:
 - ``spikeflow recompute all``: ``recompute_blocks(net)`` (every block, "auto").
 - ``spikeflow optimize``: ``memory.optimize(net, x, loss_fn=...)``: as little memory as
   recomputing gives, measured (no budget).
-- ``spikeflow optimize 0.5``: ``memory.optimize(net, x, 0.5, ...)``: at most half the
+- ``spikeflow optimize 0.75``: ``memory.optimize(net, x, 0.75, ...)``: at most 3/4 of the
   plain network's peak, with as little recomputation as measured to fit.
 - ``spikingjelly bptt``: its ``sew_resnet18`` (``IFNode``, multi-step).
 - ``spikingjelly optimize_memory``: ``memopt.optimize_memory(net, BasicBlock,
@@ -60,7 +60,7 @@ RUNNERS = (
     "spikeflow bptt",
     "spikeflow recompute all",
     "spikeflow optimize",
-    "spikeflow optimize 0.5",
+    "spikeflow optimize 0.75",
     "spikingjelly bptt",
     "spikingjelly optimize_memory",
 )
@@ -144,7 +144,7 @@ def plan_child(args: argparse.Namespace) -> dict:
     """Run ``optimize`` for the two spikeflow optimize runners; pickle the plans."""
     x, y = data(args.T, args.batch, args.size)
     plans, shown = {}, {}
-    for name, budget in (("spikeflow optimize", None), ("spikeflow optimize 0.5", 0.5)):
+    for name, budget in (("spikeflow optimize", None), ("spikeflow optimize 0.75", 0.75)):
         net = build("spikeflow bptt", x, y, None)
         start = time.perf_counter()
         try:
