@@ -234,3 +234,16 @@ def test_optimize_bad_arguments():
     recompute_blocks(net)
     with pytest.raises(ConfigurationError, match="undo_recompute"):
         optimize(net, x)
+
+
+def test_counts_and_bits_are_spikingjellys_compressors():
+    """The bytes kept for counts are SpikingJelly 2.0's ``Uint8SpikeCompressor``'s, and
+    the bits kept for spikes its ``BitSpikeCompressor``'s."""
+    memopt = pytest.importorskip("spikingjelly.activation_based.memopt")
+    from spikeflow.memory import pack_spikes
+
+    g = torch.Generator().manual_seed(3)
+    counts = (torch.rand(3, 5, 7, generator=g) * 4).floor()
+    assert torch.equal(pack_counts(counts), memopt.Uint8SpikeCompressor().compress(counts)[0])
+    spikes = (torch.rand(3, 5, 7, generator=g) < 0.3).float()
+    assert torch.equal(pack_spikes(spikes).bits, memopt.BitSpikeCompressor().compress(spikes)[0])
