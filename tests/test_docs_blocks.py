@@ -51,7 +51,6 @@ TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
 # or are slow: "xfail" (strict: once the page runs, the XPASS says to drop the entry)
 # or "skip" (too slow to run until the page is changed). Fix the page, then remove it.
 PENDING: dict[str, tuple[str, str]] = {
-    "memory.md": ("xfail", "create_model is used without its import (spikeflow.models)"),
     "detection.md": (
         "skip",
         "its block computes 2,000 NMNISTDetection canvases and runs the detector over "
