@@ -32,6 +32,8 @@ The family (methods document, section 2; default parameters in brackets):
   :class:`SquarewaveFourierSeries` (n=2, T_period=8), :class:`Rect` (alpha=1),
   :class:`Triangle` (gamma=1), :class:`LogTailedReLU` (alpha=0, >= 0),
   :class:`DeterministicPass` (the straight-through estimator, no parameters);
+- :class:`DSpike` (alpha=3; SpikeDHS's, from :mod:`~spikeflow.surrogate.dspike`; not named
+  in :data:`SURROGATES`: pass the class or an instance);
 - derivative only (``has_primitive = False``, so no ``spiking=False``):
   :class:`SuperSpike` (alpha=1), :class:`LeakyKReLU` (leak=0, k=1),
   :class:`FakeNumericalGradient` (alpha=0.3);
@@ -58,6 +60,7 @@ public is importable from ``spikeflow.surrogate``.
 """
 
 from spikeflow.surrogate.base import Surrogate, heaviside
+from spikeflow.surrogate.dspike import DSpike
 from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
 from spikeflow.surrogate.registry import SURROGATES, get_surrogate, surrogate_class
 from spikeflow.surrogate.snntorch_style import (
@@ -94,6 +97,7 @@ __all__ = [
     "S2NN",
     "SURROGATES",
     "ATan",
+    "DSpike",
     "DeterministicPass",
     "Erf",
     "FakeNumericalGradient",
