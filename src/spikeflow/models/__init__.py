@@ -24,6 +24,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.eprop_rsnn`: Bellec et al.'s LIF/ALIF network (BPTT or e-prop).
 * :mod:`~spikeflow.models.ottt_vgg`: OTTT's spiking VGG (weight standardisation, online training).
 * :mod:`~spikeflow.models.snasnet`: SNASNet, the searched cells of spiking architecture search.
+* :mod:`~spikeflow.models.spike_dhs`: SpikeDHS, searched cells with a surrogate gradient search.
 * :mod:`~spikeflow.models.max_resnet`: Max-ResNet (membrane shortcuts, max-pool downsampling).
 * :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
 * :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
@@ -50,6 +51,7 @@ from spikeflow.models import (
     sew_dvs,
     sew_resnet,
     snasnet,
+    spike_dhs,
     spike_driven,
     spikformer,
     vgg,
@@ -92,6 +94,7 @@ __all__ = [
     "sew_dvs",
     "sew_resnet",
     "snasnet",
+    "spike_dhs",
     "spike_driven",
     "spikformer",
     "vgg",
