@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 import torch
 
+from conftest import fused_backends, kernel_device
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models import create_model
 from spikeflow.models.spike_dhs import SpikeDHS, convert_spikingjelly_state_dict
@@ -32,8 +34,8 @@ def sj():
     return types.SimpleNamespace(module=module, functional=functional)
 
 
-def _args(filter_multiplier: int) -> types.SimpleNamespace:
-    return types.SimpleNamespace(fea_step=3, fea_num_layers=8, fea_block_multiplier=3,
+def _args(filter_multiplier: int, layers: int = 8) -> types.SimpleNamespace:
+    return types.SimpleNamespace(fea_step=3, fea_num_layers=layers, fea_block_multiplier=3,
                                  fea_filter_multiplier=filter_multiplier)  # fmt: skip
 
 
@@ -47,6 +49,11 @@ def _theirs(sj) -> torch.nn.Module:
     model.classifier = sj.module.SpikingLinear(width, 100, spiking=False)
     model.feature.auxiliary_head = sj.module.AuxiliaryHeadCIFAR(width, 100)
     sj.functional.set_step_mode(model, "m")
+    _draw_batch_norms(model)
+    return model
+
+
+def _draw_batch_norms(model: torch.nn.Module) -> None:
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for m in model.modules():
@@ -55,7 +62,6 @@ def _theirs(sj) -> torch.nn.Module:
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-    return model
 
 
 def _ours(theirs, **kwargs) -> SpikeDHS:
@@ -188,6 +194,29 @@ def test_surrogate_search_equals_spikingjellys(sj, float64):
     compare()
 
 
+def test_a_path_that_goes_up_again_equals_spikingjellys_cells(sj, float64):
+    """Levels 0, 1, 2, 1, 0 on a 9x9 input (9 → 5 → 3, then up to 5 and 9: the odd
+    sides' rule, and ``s0`` resized to ``s1``): the cells' output is that of
+    SpikingJelly's ``newFeature`` built on that path (eval mode, its weights)."""
+    path = (0, 1, 2, 1, 0)
+    cell = [[1, 1], [0, 1], [3, 2], [2, 1], [7, 1], [8, 1]]
+    theirs = sj.module.newFeature(3, sj.module.network_layer_to_space(np.array(path)),
+                                  np.array(cell), args=_args(FM, len(path)))  # fmt: skip
+    sj.functional.set_step_mode(theirs, "m")
+    _draw_batch_norms(theirs)
+    ours = SpikeDHS(filter_multiplier=FM, levels=path, auxiliary_after=None).eval()
+    state = {f"feature.{k}": v for k, v in theirs.state_dict().items() if "auxiliary" not in k}
+    missing, unexpected = ours.load_state_dict(convert_spikingjelly_state_dict(state), strict=False)
+    assert not unexpected and all(k.startswith("head.") for k in missing)
+    x = torch.rand(T, 2, 3, 9, 9) * 2
+    expected, _ = theirs.eval()(x)
+    prev_prev = prev = ours.stem(x)
+    for module in ours.cells:
+        prev_prev, prev = prev, module(prev_prev, prev)
+    assert prev.shape == expected.shape == (T, 2, 3 * FM, 9, 9)
+    assert torch.equal(prev, expected) and expected.sum() > 0
+
+
 def test_the_search_goes_down_to_the_box_where_spikingjelly_divides_by_zero(sj, float64):
     """Stages that each lower alpha stop at 0.2; the next stage's lower copy has alpha 0,
     Dspike's box (SpikingJelly: ZeroDivisionError in its backward)."""
@@ -272,16 +301,18 @@ def test_dspike_equals_spikingjellys(sj, float64):
         DSpike(-1.0)
 
 
-def test_dspike_lif_fused_kernel_equals_the_reference_loop(float64):
-    """SpikeDHS's LIF with Dspike on the fused CPU kernel (alpha a run-time parameter:
-    one kernel for every alpha the search visits, 0 included) and on the reference loop."""
-    x = torch.rand(6, 3, 40).requires_grad_(True)
-    g = torch.randn(6, 3, 40)
+@pytest.mark.parametrize("backend", fused_backends())
+def test_dspike_lif_fused_kernel_equals_the_reference_loop(backend, float64):
+    """SpikeDHS's LIF with Dspike on the fused kernels (alpha a run-time parameter: one
+    kernel for every alpha the search visits, 0 included) and on the reference loop."""
+    device = kernel_device(backend)
+    x = torch.rand(6, 3, 40, device=device).requires_grad_(True)
+    g = torch.randn(6, 3, 40, device=device)
     for alpha in (0.0, 0.2, 3.0):
         out = []
-        for backend in ("auto", "torch"):
+        for name in (backend, "torch"):
             neuron = LIFNode(tau=1.25, decay_input=False, v_threshold=0.5, detach_reset=True,
-                             surrogate_function=DSpike(alpha), backend=backend)  # fmt: skip
+                             surrogate_function=DSpike(alpha), backend=name)  # fmt: skip
             y = neuron(x)
             out.append((y, torch.autograd.grad((y * g).sum(), x)[0]))
         assert torch.equal(out[0][0], out[1][0]) and out[0][0].sum() > 0
@@ -309,6 +340,7 @@ def test_neurons_are_spikingjellys_and_can_be_chosen():
     [
         ({"levels": (0, 2)}, r"levels \(0, 2\) must start at 0 or 1 and change by at most one"),
         ({"levels": (2,)}, "must start at 0 or 1"),
+        ({"levels": (0, 1, 2, 0)}, "change by at most one level"),
         ({"levels": (0, -1)}, "levels must be a non-empty sequence"),
         ({"levels": "001"}, "levels must be a non-empty sequence"),
         ({"cell_inputs": ((0, 1), (0, 3))}, r"cell_inputs\[1\] must name states before"),
