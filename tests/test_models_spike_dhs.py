@@ -5,7 +5,9 @@ surrogate against SpikingJelly's, and argument and input errors."""
 
 from __future__ import annotations
 
+import re
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,8 +157,8 @@ def test_surrogate_search_equals_spikingjellys(sj, float64):
     assert {k: bool(v) for k, v in flags.items()} == {
         k: p.requires_grad for k, p in ours.named_parameters()
     }
-    image = torch.rand(2, 3, 8, 8, generator=g) * 2
-    grad = torch.randn(2, 100, generator=g)
+    image = torch.rand(1, 3, 8, 8, generator=g) * 2
+    grad = torch.randn(1, 100, generator=g)
 
     def compare(copies_apart: bool = False) -> None:
         x1, x2 = image.clone().requires_grad_(True), image.clone().requires_grad_(True)
@@ -380,3 +382,18 @@ def test_bad_calls_are_named():
         )
     with pytest.raises(ConfigurationError, match=r"'feature\.stem0\.conv_x\.weight' is not a name"):
         convert_spikingjelly_state_dict({"feature.stem0.conv_x.weight": torch.zeros(1)})
+
+
+def test_the_documented_search_stage_runs():
+    """The sketch in docs/models_convnets.md: a stage moves each unit's alpha by at
+    most one step and leaves every parameter trainable and the main branches alone."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models_convnets.md").read_text()
+    section = text[text.index("## SpikeDHS") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/models_convnets.md", "exec"), namespace)
+    model = namespace["model"]
+    assert len(namespace["alphas"]) == 25 and set(namespace["alphas"]) <= {2.8, 3.0, 3.2}
+    assert set(namespace["alphas"]) != {3.0}  # (Adam moves every weight: some choose)
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(unit.searching for unit in model.units())
