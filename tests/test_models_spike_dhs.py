@@ -352,7 +352,7 @@ def test_neurons_are_spikingjellys_and_can_be_chosen():
         ({"levels": "001"}, "levels must be a non-empty sequence"),
         ({"cell_inputs": ((0, 1), (0, 3))}, r"cell_inputs\[1\] must name states before"),
         ({"cell_inputs": ()}, "cell_inputs must give each node's input states"),
-        ({"block_multiplier": 4}, r"block_multiplier \(4\) .* the cell has 3 nodes"),
+        ({"block_multiplier": 4}, r"last block_multiplier \(4\) nodes, but cell_inputs gives it 3"),
         ({"auxiliary_after": 8}, "auxiliary_after must be a cell's index"),
         ({"dgs_step": 0.0}, "dgs_step must be a positive number"),
         ({"filter_multiplier": 0}, "filter_multiplier must be a positive integer"),

@@ -352,8 +352,8 @@ def _check_cell(cell_inputs: Any, block_multiplier: int) -> tuple[tuple[int, ...
             )
     if block_multiplier > len(nodes):
         raise ConfigurationError(
-            f"SpikeDHS: block_multiplier ({block_multiplier}) cells' last nodes make a cell's "
-            f"output, but the cell has {len(nodes)} nodes"
+            f"SpikeDHS: a cell outputs its last block_multiplier ({block_multiplier}) nodes, "
+            f"but cell_inputs gives it {len(nodes)}"
         )
     return tuple(tuple(node) for node in nodes)
 
