@@ -106,6 +106,15 @@ def _online_bntt_worker(rank: int, world_size: int, port: int, root: str) -> Non
         dist.destroy_process_group()
 
 
+def _unused_parameters_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    """SpikeDHS with its surrogate-search copies: a plain step leaves them without
+    gradients (DDP stopped at the second step before the model could say so)."""
+    _join(rank, world_size, port)
+    config = {**_config(output_dir), "model": "spike_dhs", "batch_size": 12, "loss": "ce",
+              "model_kwargs": {"filter_multiplier": 2, "auxiliary_after": None}}  # fmt: skip
+    Trainer(config_from_dict(config), log=None).fit()
+
+
 def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     """A run on 23 samples (not a multiple of 2) whose messages go to messages.txt."""
     _join(rank, world_size, port)
@@ -336,3 +345,9 @@ def test_event_driven_calibration_averages_the_processes_scales(tmp_path):
              for r in (0, 1)]  # fmt: skip
     assert alone[0] != pytest.approx(alone[1], rel=0.05)
     assert first["scales"]["0"] == pytest.approx(math.sqrt(alone[0] * alone[1]), rel=1e-9)
+
+
+def test_a_model_with_parameters_a_step_does_not_reach_trains_under_ddp(tmp_path):
+    _spawn(_unused_parameters_worker, str(tmp_path))
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["world_size"] == 2 and checkpoint["global_step"] == 2

@@ -444,6 +444,8 @@ class SpikeDHS(nn.Module):
         self.cells = nn.ModuleList(cells)
         if auxiliary_after is not None:
             self.auxiliary = DHSAuxiliaryHead(out[2 + auxiliary_after], num_classes, make)
+        # a plain step leaves the search copies and the auxiliary head without gradients
+        self.ddp_find_unused_parameters = search or auxiliary_after is not None
         self.head_pool = layers.AdaptiveAvgPool2d(1)
         self.head_neuron = make()
         self.head = nn.Sequential(

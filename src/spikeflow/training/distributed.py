@@ -17,7 +17,19 @@ import torch.distributed as dist
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["DistContext", "pick_device", "setup_distributed"]
+__all__ = ["DistContext", "ddp_options", "pick_device", "setup_distributed"]
+
+
+def ddp_options(model: torch.nn.Module) -> dict[str, Any]:
+    """Keyword arguments for ``DistributedDataParallel`` that ``model`` asks for: a model
+    with parameters that a plain training step leaves without a gradient (SpikeDHS's
+    search copies and auxiliary head) sets ``ddp_find_unused_parameters = True``, else
+    DDP stops at the second step, waiting for their gradients."""
+    return (
+        {"find_unused_parameters": True}
+        if getattr(model, "ddp_find_unused_parameters", False)
+        else {}
+    )
 
 
 def pick_device(device: str, local_rank: int = 0) -> torch.device:

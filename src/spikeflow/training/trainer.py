@@ -50,7 +50,7 @@ from spikeflow.training.decolle import (
     decolle_rule,
     decolle_train_step,
 )
-from spikeflow.training.distributed import setup_distributed
+from spikeflow.training.distributed import ddp_options, setup_distributed
 from spikeflow.training.eprop import eprop_rule, eprop_train_step
 from spikeflow.training.eventprop import check_eventprop_model
 from spikeflow.training.loop import (
@@ -281,7 +281,9 @@ class Trainer(CheckpointMixin, PlotsMixin):
         if ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
-            self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=device_ids)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.raw_model, device_ids=device_ids, **ddp_options(self.raw_model)
+            )
         if cfg.compile:  # training steps only: evaluation and checkpoints use raw_model
             self.model = torch.compile(self.model)
         # The pruning arguments with their defaults (checked already by resolve()).
