@@ -409,3 +409,24 @@ def test_the_example_runs_the_grid_network_as_its_export(capsys):
     assert grid["float_accuracy"] == grid["fixed_accuracy"]
     assert set(results) == {"float", "grid (fixed-point states)", "grid (float states)"}
     assert "grid (float states): float_accuracy" in capsys.readouterr().out
+
+
+def test_learned_time_constants_pushed_below_dt_export_as_the_forward_clamps_them(tmp_path):
+    """Training may push a learned time constant below ``dt``; the forward clamps it to
+    ``dt`` (decay 4096/4096), and the export must write that decay, not ``4096 / tau``
+    (beyond netx's 12 bits: ``iDecay = 5120`` for ``tau = 0.8``)."""
+    torch.manual_seed(3)
+    net = nn.Sequential(layers.Linear(6, 5, bias=False), _cuba(4.0, 8.0, 0.5, backend="torch"))
+    net[1].tau_syn = nn.Parameter(torch.tensor(0.8))
+    net[1].tau_mem = nn.Parameter(torch.tensor(0.5))
+    loihi_grid(net)
+    with torch.no_grad():
+        net[0].parametrizations.weight.original.normal_(0.3, 0.5)
+    params = cuba_device_params(net[1])
+    assert (params["i_decay"], params["v_decay"]) == (4096, 4096)
+    x = (torch.rand(9, 3, 6) < 0.5).float()
+    fixed = import_netx(export_netx(net, tmp_path / "c.net", (6,)))
+    with torch.no_grad():
+        s = net(x)
+    assert s.any() and not s.all()
+    assert torch.equal(s.long(), fixed(x.long()))

@@ -398,7 +398,9 @@ def cuba_device_params(node: nn.Module, weight_scale: int = 64) -> dict[str, int
     """``iDecay``, ``vDecay`` and ``vThMant`` of a float CUBA neuron, as Lava-DL's
     ``cuba.Neuron.device_params`` computes them (``torch.round`` of ``4096 / tau`` in
     float32, ``int(weight_scale · θ)``, which truncates); the keys are the arguments of
-    :meth:`LoihiCubaLIFNode.from_netx` (``i_decay``, ``v_decay``, ``v_th_mant``).
+    :meth:`LoihiCubaLIFNode.from_netx` (``i_decay``, ``v_decay``, ``v_th_mant``). A
+    learned time constant is taken as the neuron's forward takes it, clamped to ``>= dt``
+    (so the decays stay within ``[0, 4096]``).
 
     Raises:
         ConfigurationError: ``node`` is not a Lava-DL-style ``CubaLIFNode`` (see
@@ -424,8 +426,9 @@ def cuba_device_params(node: nn.Module, weight_scale: int = 64) -> dict[str, int
         raise ConfigurationError(
             f"{owner}: the CubaLIFNode is not Lava-DL's CUBA neuron: " + "; ".join(problems)
         )
-    tau_syn = _scalar(owner, "tau_syn", node.tau_syn)
-    tau_mem = _scalar(owner, "tau_mem", node.tau_mem)
+    # As the forward uses them: a learned time constant pushed below dt acts as dt.
+    tau_syn = _scalar(owner, "tau_syn", node._time_constant("tau_syn"))
+    tau_mem = _scalar(owner, "tau_mem", node._time_constant("tau_mem"))
     theta = _scalar(owner, "v_threshold", node.v_threshold)
     if not 1 <= theta * weight_scale < (1 << 17) + 1:
         raise ConfigurationError(
