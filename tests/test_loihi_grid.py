@@ -430,3 +430,24 @@ def test_learned_time_constants_pushed_below_dt_export_as_the_forward_clamps_the
         s = net(x)
     assert s.any() and not s.all()
     assert torch.equal(s.long(), fixed(x.long()))
+
+
+def test_float64_learned_decays_round_in_float32_as_the_export():
+    """A float64 network's learned ``4096 / tau`` just below a half (``1365.5 − 1e-9``)
+    is ``1365.5`` in float32, which the export rounds to 1366; the charge must use 1366
+    too (float64's own rounding gives 1365)."""
+    tau = 4096 / (1365.5 - 1e-9)
+    node = _cuba(4.0, 8.0, 0.5, store_v_seq=True)
+    node.tau_syn = nn.Parameter(torch.tensor(tau, dtype=torch.float64))
+    loihi_grid(nn.Sequential(layers.Linear(1, 1, bias=False), node))
+    lava = LoihiCubaLIFNode.from_cuba(node)
+    assert lava.i_decay == 1366
+    torch.manual_seed(8)
+    a = torch.randint(-2000, 2000, (12, 2, 5))
+    a[0] = 1 << 14  # a large current: the two decays differ by a unit after a step
+    s_ref, _, v_ref = loihi_cuba_lif(a, du=lava.du, dv=lava.dv, vth=lava.vth)
+    for backend in ("torch", "auto"):
+        node.backend = backend
+        s = node(a.double() / 64)
+        assert torch.equal(s.long(), s_ref), backend
+        assert torch.equal((node.v_seq * 4096).long(), v_ref), backend

@@ -114,13 +114,16 @@ REPARAMETERISATIONS.append(LoihiWeightGrid)
 
 def _decay_level(decay: Tensor | float) -> tuple[Tensor | float, Tensor | float]:
     """``(level, fraction)`` of a decay ``dt / tau``: ``level = round(4096 decay)`` (half
-    to even, as ``torch.round`` in the export; no gradient) and ``fraction = level /
-    4096`` with the straight-through gradient of ``decay``."""
+    to even, as ``torch.round`` in the export, of ``4096 decay`` rounded to float32 as
+    the export rounds it, whatever the network's dtype; no gradient) and ``fraction =
+    level / 4096`` with the straight-through gradient of ``decay``."""
     if not isinstance(decay, Tensor) and not hasattr(decay, "detach"):
         # A fixed time constant: rounded as the export rounds it (float32, half to even).
         level = float(np.round(np.float32(decay * _UNITS)))
         return level, level * _INV_UNITS
-    scaled = (decay * _UNITS).detach()
+    # A learned one: in float32 too (a float64 4096/tau just below a half rounds to the
+    # half in float32, which the export then rounds to even).
+    scaled = (decay * _UNITS).detach().to(torch.float32)
     level = torch.floor(scaled + 0.5)
     tie = (level - scaled) == 0.5
     odd = (level - 2.0 * torch.floor(level * 0.5)) == 1.0
