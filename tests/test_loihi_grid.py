@@ -358,6 +358,10 @@ def test_refuses_what_the_chip_cannot_hold():
         loihi_grid(other)
     with pytest.raises(ConfigurationError, match=r"membrane.*quantized already"):
         apply_membrane_quantization(twice)
+    # nor a second weight quantizer on the grid (its levels would leave Loihi's grid)
+    with pytest.raises(ConfigurationError, match=r"'0': its weight is quantized already \(Loihi"):
+        apply_weight_quantization(twice, bits=4)
+    assert len(twice[0].parametrizations.weight) == 1
     with pytest.raises(ConfigurationError, match="fixed_point must be a bool"):
         loihi_grid(net(layers.Linear(4, 3, bias=False), _cuba()), fixed_point=1)
     with pytest.raises(ConfigurationError, match=r"24-bit states do not fit a torch\.float16"):

@@ -168,11 +168,14 @@ def apply_weight_quantization(
     """
     bits = check_bits(bits)
     chosen = chosen_layers(model, layers, what="quantize", stack=True)
+    from spikeflow.quant.loihi_grid import LoihiWeightGrid  # (it imports this module)
+
     for name, layer in chosen:
         if parametrize.is_parametrized(layer, "weight") and any(
-            isinstance(p, WeightQuantizer) for p in layer.parametrizations.weight
+            isinstance(p, (WeightQuantizer, LoihiWeightGrid)) for p in layer.parametrizations.weight
         ):
-            raise ConfigurationError(f"layer {name!r}: its weight is quantized already")
+            names = ", ".join(type(p).__name__ for p in layer.parametrizations.weight)
+            raise ConfigurationError(f"layer {name!r}: its weight is quantized already ({names})")
 
     def make(layer: nn.Module) -> WeightQuantizer:
         # A transposed convolution's weight is [in, out/groups, ...]: outputs on dim 1.
