@@ -455,3 +455,16 @@ def test_float64_learned_decays_round_in_float32_as_the_export():
         s = node(a.double() / 64)
         assert torch.equal(s.long(), s_ref), backend
         assert torch.equal((node.v_seq * 4096).long(), v_ref), backend
+
+
+def test_nir_export_names_the_loihi_grid():
+    """NIR cannot express Loihi's integer states: the refusal names the grid (not
+    apply_membrane_quantization, which was not called) and the export that can."""
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from spikeflow.interop import export_to_nir
+
+    net = nn.Sequential(layers.Linear(4, 3, bias=False), _cuba())
+    loihi_grid(net)
+    with pytest.raises(ConfigurationError, match=r"membranes of 1 are quantized \(LoihiCubaGrid: "
+                       r"spikeflow\.quant\.loihi_grid\).*interop\.export_netx"):  # fmt: skip
+        export_to_nir(net, torch.zeros(2, 1, 4))

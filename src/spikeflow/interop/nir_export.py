@@ -519,14 +519,20 @@ def export_to_nir(
 
 def _refuse_quantized_membranes(net: nn.Module) -> None:
     """Raise a ConfigurationError naming the neurons whose membranes are quantized."""
-    quantized = [name or type(net).__name__ for name, module in net.named_modules()
-                 if module._modules.get("membrane_quantizer") is not None]  # fmt: skip
-    if quantized:
+    quantizers = {name or type(net).__name__: module._modules["membrane_quantizer"]
+                  for name, module in net.named_modules()
+                  if module._modules.get("membrane_quantizer") is not None}  # fmt: skip
+    if quantizers:
+        kinds = sorted({type(q).__name__ for q in quantizers.values()})
+        loihi = "LoihiCubaGrid" in kinds  # (quant.loihi_grid: Loihi's integer states)
+        source = "loihi_grid" if loihi else "apply_membrane_quantization"
+        to_loihi = "; a network on Loihi's grids goes to Loihi by interop.export_netx"
         raise ConfigurationError(
-            f"NIR export: the membranes of {', '.join(quantized)} are quantized "
-            "(spikeflow.quant.apply_membrane_quantization), which NIR cannot express: the "
+            f"NIR export: the membranes of {', '.join(quantizers)} are quantized "
+            f"({', '.join(kinds)}: spikeflow.quant.{source}), which NIR cannot express: the "
             "exported neurons would not reproduce their spikes. Export the float model "
             "(quant.remove_membrane_quantization) if that is what the target runs"
+            + (to_loihi if loihi else "")
         )
 
 
