@@ -152,7 +152,7 @@ def test_decays_round_as_the_export_rounds_them():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_population_equals_lavas_bit_accurate_lif(dtype):
     torch.manual_seed(5)
-    big = 1 << (16 if dtype == torch.float32 else 23)  # float32: exact below 2^17
+    big = 1 << 17  # exact below 2^17 weight units; larger inputs are refused
     for tau_syn, tau_mem, theta in ((4.0, 8.0, 1.0), (1.0, 1.0, 0.3), (3.0, 700.0, 40.0),
                                     (2.5, 1.6, 2047.0)):  # fmt: skip
         a = torch.randint(-300, 400, (40, 3, 25))
@@ -468,3 +468,26 @@ def test_nir_export_names_the_loihi_grid():
     with pytest.raises(ConfigurationError, match=r"membranes of 1 are quantized \(LoihiCubaGrid: "
                        r"spikeflow\.quant\.loihi_grid\).*interop\.export_netx"):  # fmt: skip
         export_to_nir(net, torch.zeros(2, 1, 4))
+
+
+def test_inputs_beyond_the_exact_range_are_refused():
+    """Beyond a synaptic sum of ``2^17`` weight units (``|x| >= 2048``) the float32
+    charge rounds and Lava's int32 arithmetic overflows: the states silently left
+    Lava's (by hundreds of units after a few such steps); now the call is refused,
+    naming the neuron (just below it the population test above holds)."""
+    for dtype in (torch.float32, torch.float64):
+        net = nn.Sequential(
+            layers.Linear(1, 1, bias=False), _cuba(40.0, 30.0, 3.0, backend="torch")
+        )
+        loihi_grid(net)
+        below = torch.full((3, 1, 1), (2**17 - 1) / 64, dtype=dtype)
+        net[1](below)
+        for bad in (2048.0, -2048.0, 5000.0, float("nan")):
+            x = below.clone()
+            x[1, 0, 0] = bad
+            with pytest.raises(ConfigurationError, match=r"'1' receives a synaptic input of "):
+                net[1](x)
+    # float states have no such limit
+    net = nn.Sequential(layers.Linear(1, 1, bias=False), _cuba(40.0, 30.0, 3.0, backend="torch"))
+    loihi_grid(net, fixed_point=False)
+    net[1](torch.full((3, 1, 1), 5000.0))

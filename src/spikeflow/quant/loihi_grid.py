@@ -32,6 +32,7 @@ See ``docs/loihi.md``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.kernels.fused import functorch_active
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.prune.reparam import PRUNABLE_TYPES, REPARAMETERISATIONS
@@ -208,6 +210,39 @@ def loihi_cuba_grid_charge(
 
 #: The float dtypes whose significand holds Loihi's 24-bit states.
 _STATE_DTYPES = (torch.float32, torch.float64)
+#: The largest synaptic input (float units) for which the fixed-point charge is Loihi's:
+#: a sum below ``2^17`` weight units (``2^23`` state units), so that the current before
+#: its one wrap stays below ``2^24`` (exact in float32; no int32 overflow in Lava).
+INPUT_LIMIT = float(1 << 11)
+
+
+def _refuse_inexact_input(name: str, neuron: nn.Module, args: tuple[Any, ...]) -> None:
+    """A forward pre-hook that :func:`loihi_grid` puts on each neuron: a ConfigurationError
+    naming the neuron for a synaptic input of ``|x| >= 2048`` (or NaN) while its charge
+    computes Loihi's integers, where the float forward would silently differ from the
+    chip. Skipped inside ``torch.compile``, ``torch.func`` transforms and tracing (no
+    value to read there)."""
+    grid = neuron._modules.get("membrane_quantizer")
+    x = args[0] if args else None
+    if (
+        not isinstance(grid, LoihiCubaGrid)
+        or not grid.fixed_point
+        or not isinstance(x, Tensor)
+        or not x.is_floating_point()
+        or x.numel() == 0
+        or torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or functorch_active()
+    ):
+        return
+    peak = float(x.detach().abs().amax())
+    if not peak < INPUT_LIMIT:  # (NaN too)
+        raise ConfigurationError(
+            f"loihi_grid: {name!r} receives a synaptic input of {peak:g} (|x| must stay "
+            f"below {INPUT_LIMIT:g}, a sum of 2^17 weight units): beyond it the float charge "
+            "no longer computes Loihi's integers exactly (float32 rounds the current, Lava's "
+            "int32 arithmetic overflows); scale the weights or the input down"
+        )
 
 
 class LoihiCubaGrid(nn.Module):
@@ -376,7 +411,10 @@ def loihi_grid(model: nn.Module, fixed_point: bool = True) -> list[str]:
             layer type, a layer bias, a learnable or per-neuron threshold, per-neuron
             decays, a neuron that is not Lava-DL's CUBA, a threshold outside Loihi's 17
             bits, an interpolating delay, a layer or neuron already quantized; or no
-            synapse or neuron at all.
+            synapse or neuron at all. Later, at a call with ``fixed_point=True``: a
+            synaptic input of ``|x| >= 2048`` (a sum of ``2^17`` weight units) or NaN,
+            where the float charge would no longer be Loihi's arithmetic (a forward
+            pre-hook on each neuron, naming it).
     """
     if not isinstance(fixed_point, bool):
         raise ConfigurationError(f"loihi_grid: fixed_point must be a bool, got {fixed_point!r}")
@@ -408,4 +446,5 @@ def loihi_grid(model: nn.Module, fixed_point: bool = True) -> list[str]:
         tensors = [*neuron.parameters(), *neuron.buffers()]
         grid = LoihiCubaGrid(fixed_point)
         neuron.membrane_quantizer = grid.to(tensors[0].device) if tensors else grid
+        neuron.register_forward_pre_hook(functools.partial(_refuse_inexact_input, name))
     return [name for name, _ in found]
