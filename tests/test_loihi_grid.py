@@ -348,6 +348,14 @@ def test_refuses_what_the_chip_cannot_hold():
         with pytest.raises(ConfigurationError, match=match):
             loihi_grid(model)
         assert not any(isinstance(m, (LoihiWeightGrid, LoihiCubaGrid)) for m in model.modules())
+    zero_bias = net(layers.Linear(4, 3), _cuba())
+    with torch.no_grad():
+        zero_bias[0].bias.zero_()
+    # a zero bias that trains would move (and export_netx refuse the trained network)
+    with pytest.raises(ConfigurationError, match="'0': the layer has a bias \\(a trainable"):
+        loihi_grid(zero_bias)
+    zero_bias[0].bias.requires_grad_(False)  # a frozen zero bias is no bias
+    loihi_grid(zero_bias)
     twice = net(layers.Linear(4, 3, bias=False), _cuba())
     loihi_grid(twice)
     with pytest.raises(ConfigurationError, match="'1': its membrane is quantized already"):

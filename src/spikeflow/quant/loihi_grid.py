@@ -339,10 +339,13 @@ def _check_synapse(name: str, layer: nn.Module) -> None:
             "convolutions (Linear, Conv2d)"
         )
     bias = getattr(layer, "bias", None)
-    if bias is not None and bool(bias.ne(0).any()):
+    # A zero bias that trains would leave zero at the first step (and the export then
+    # refuses the trained network): only a frozen zero bias is the chip's.
+    if bias is not None and (bias.requires_grad or bool(bias.ne(0).any())):
+        trainable = " (a trainable one, zero or not)" if bias.requires_grad else ""
         raise ConfigurationError(
-            f"{owner}: the layer has a bias; Loihi adds a bias to the voltage, not to the "
-            "current: build it with bias=False"
+            f"{owner}: the layer has a bias{trainable}; Loihi adds a bias to the voltage, "
+            "not to the current: build it with bias=False"
         )
     if isinstance(layer, nn.Conv2d) and (
         layer.padding_mode != "zeros" or isinstance(layer.padding, str)
