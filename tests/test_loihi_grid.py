@@ -341,6 +341,17 @@ def test_refuses_what_the_chip_cannot_hold():
          "'2' \\(MaxPool1d\\) has no counterpart"),
         (net(layers.Linear(4, 3, bias=False), _cuba(), layers.AxonalDelay(3, 5)),
          "'2' \\(AxonalDelay\\) interpolates"),
+        # delays the export would refuse after the training: learnable beyond netx's 62,
+        # fixed beyond it, one per neuron instead of one per channel
+        (net(layers.Linear(4, 3, bias=False), _cuba(),
+             layers.AxonalDelay(3, 100, init=1.0, interpolate=False)),
+         "'2' \\(AxonalDelay\\) may learn delays up to max_delay=100 steps; netx .* 62"),
+        (net(layers.Linear(4, 3, bias=False), _cuba(),
+             layers.AxonalDelay(3, 100, init=63.0, learnable=False, interpolate=False)),
+         "'2' \\(AxonalDelay\\) has delays up to 63 steps"),
+        (net(layers.Conv2d(2, 3, 3, bias=False), _cuba(),
+             layers.AxonalDelay((3, 2, 2), 5, interpolate=False)),
+         "'2' \\(AxonalDelay\\) has delays of shape \\(3, 2, 2\\); netx stores one delay per"),
         (net(layers.Linear(4, 3, bias=False)), "no CubaLIFNode"),
         (net(_cuba()), "no Linear or Conv2d"),
     ]  # fmt: skip
@@ -356,6 +367,8 @@ def test_refuses_what_the_chip_cannot_hold():
         loihi_grid(zero_bias)
     zero_bias[0].bias.requires_grad_(False)  # a frozen zero bias is no bias
     loihi_grid(zero_bias)
+    fixed_delay = layers.AxonalDelay(3, 100, init=62.9, learnable=False, interpolate=False)
+    loihi_grid(net(layers.Linear(4, 3, bias=False), _cuba(), fixed_delay))  # exported as 62
     twice = net(layers.Linear(4, 3, bias=False), _cuba())
     loihi_grid(twice)
     with pytest.raises(ConfigurationError, match="'1': its membrane is quantized already"):

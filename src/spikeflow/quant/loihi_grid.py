@@ -363,6 +363,7 @@ def _check_synapse(name: str, layer: nn.Module) -> None:
 
 def _walk(module: nn.Module, prefix: str, found: list[tuple[str, nn.Module]]) -> None:
     """The neurons and synapses under ``module``; refuses what the chip cannot hold."""
+    from spikeflow.interop.netx import NETX_MAX_DELAY
     from spikeflow.layers import AxonalDelay, Flatten
 
     for child_name, child in module.named_children():
@@ -375,6 +376,23 @@ def _walk(module: nn.Module, prefix: str, found: list[tuple[str, nn.Module]]) ->
                     f"loihi_grid: {name!r} (AxonalDelay) interpolates between whole delays; "
                     "Loihi's delays are whole steps (the export floors them): build it with "
                     "interpolate=False"
+                )
+            # What export_netx writes, checked now rather than after the training.
+            if len(child.shape) != 1:
+                raise ConfigurationError(
+                    f"loihi_grid: {name!r} (AxonalDelay) has delays of shape {child.shape}; "
+                    "netx stores one delay per channel: build it with AxonalDelay(channels, ...)"
+                )
+            if child.learnable:
+                reach = f"may learn delays up to max_delay={child.max_delay}"
+                beyond = child.max_delay > NETX_MAX_DELAY
+            else:
+                largest = float(child.delay.detach().clamp(0, child.max_delay).max())
+                reach, beyond = f"has delays up to {largest:g}", largest >= NETX_MAX_DELAY + 1
+            if beyond:
+                raise ConfigurationError(
+                    f"loihi_grid: {name!r} (AxonalDelay) {reach} steps; netx accepts at most "
+                    f"{NETX_MAX_DELAY}: build it with max_delay <= {NETX_MAX_DELAY}"
                 )
         elif isinstance(child, (Flatten, nn.Flatten, nn.Dropout, nn.Identity)):
             continue
@@ -411,10 +429,12 @@ def loihi_grid(model: nn.Module, fixed_point: bool = True) -> list[str]:
 
     Raises:
         ConfigurationError: a module the chip cannot hold (named): another neuron or
-            layer type, a layer bias, a learnable or per-neuron threshold, per-neuron
-            decays, a neuron that is not Lava-DL's CUBA, a threshold outside Loihi's 17
-            bits, an interpolating delay, a layer or neuron already quantized; or no
-            synapse or neuron at all. Later, at a call with ``fixed_point=True``: a
+            layer type, a layer bias (a trainable zero one too), a learnable or
+            per-neuron threshold, per-neuron decays, a neuron that is not Lava-DL's CUBA,
+            a threshold outside Loihi's 17 bits, an interpolating delay, delays netx
+            cannot store (per neuron, beyond 62 steps, or learnable up to a
+            ``max_delay`` beyond), a layer or neuron already quantized; or no synapse or
+            neuron at all. Later, at a call with ``fixed_point=True``: a
             synaptic input of ``|x| >= 2048`` (a sum of ``2^17`` weight units) or NaN,
             where the float charge would no longer be Loihi's arithmetic (a forward
             pre-hook on each neuron, naming it).
