@@ -168,7 +168,8 @@ def loihi_cuba_charge(
     values are exact in float32 while ``|u|`` before the wrap stays below ``2^24`` (any
     synaptic sum below ``2^17`` weight units). The gradient is that of the float
     recurrence ``u = (1 − iDecay/4096) u + x``, ``h = (1 − vDecay/4096) v + u`` (Lava-DL's
-    backward), through the truncations as if they were not there. ``i`` holds ``u``
+    backward for the input; for the decays the derivative, where Lava-DL's differs, see
+    ``docs/loihi.md``), through the truncations as if they were not there. ``i`` holds ``u``
     (Lava-DL's current, ``tau_syn`` times the ``CubaLIFNode``'s ``I``).
     """
     du, alpha = _decay_level(syn_decay)
