@@ -512,3 +512,28 @@ def test_inputs_beyond_the_exact_range_are_refused():
     net = nn.Sequential(layers.Linear(1, 1, bias=False), _cuba(40.0, 30.0, 3.0, backend="torch"))
     loihi_grid(net, fixed_point=False)
     net[1](torch.full((3, 1, 1), 5000.0))
+
+
+def test_what_loihi_grid_takes_export_netx_writes(tmp_path):
+    """loihi_grid trains nested Sequentials, Dropout and Identity; export_netx refused
+    them (after the training): it unrolls the one and leaves the others out (no-ops at
+    inference), naming a refused module by its dotted name."""
+    torch.manual_seed(9)
+    net = nn.Sequential(
+        nn.Sequential(layers.Linear(6, 5, bias=False), _cuba(2.0, 3.0, 0.3), nn.Dropout(0.2)),
+        nn.Identity(),
+        nn.Sequential(layers.Linear(5, 4, bias=False), _cuba(2.0, 2.0, 0.2)),
+    )
+    assert loihi_grid(net) == ["0.0", "0.1", "2.0", "2.1"]
+    with torch.no_grad():
+        for layer in (net[0][0], net[2][0]):
+            layer.parametrizations.weight.original.normal_(0.4, 0.5)
+    fixed = import_netx(export_netx(net.eval(), tmp_path / "n.net", (6,)))
+    assert len(fixed) == 4
+    x = (torch.rand(8, 3, 6) < 0.5).float()
+    with torch.no_grad():
+        s = net(x)
+    assert s.any() and torch.equal(s.long(), fixed(x.long()))
+    net[2].append(layers.MaxPool1d(2))
+    with pytest.raises(ConfigurationError, match=r"module 2\.2 \(MaxPool1d\)"):
+        export_netx(net, tmp_path / "m.net", (6,))

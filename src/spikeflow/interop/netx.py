@@ -216,17 +216,34 @@ def _delays(module: AxonalDelay, channels: int, where: str) -> np.ndarray:
     return delay.numpy().astype(np.float32)
 
 
+def _blocks(model: nn.Sequential, prefix: str = "") -> tuple[list[str], list[nn.Module]]:
+    """The modules of ``model`` in order with their names, nested ``nn.Sequential``
+    unrolled and the modules that do nothing at inference (``Dropout``, ``Identity``,
+    which :func:`~spikeflow.quant.loihi_grid` trains with) left out."""
+    names: list[str] = []
+    modules: list[nn.Module] = []
+    for name, module in model.named_children():
+        if isinstance(module, nn.Sequential) and not isinstance(module, NetxNetwork):
+            inner_names, inner = _blocks(module, f"{prefix}{name}.")
+            names.extend(inner_names)
+            modules.extend(inner)
+        elif not isinstance(module, (nn.Dropout, nn.Identity)):
+            names.append(prefix + name)
+            modules.append(module)
+    return names, modules
+
+
 def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
     if not isinstance(model, nn.Sequential):
         raise ConfigurationError(
             f"export_netx expects an nn.Sequential (or NetxNetwork), got {type(model).__name__}"
         )
-    modules = list(model)
+    names, modules = _blocks(model)
     groups: list[dict[str, Any]] = [{"type": "input", "shape": list(input_shape)}]
     shape = input_shape
     i = 0
     while i < len(modules):
-        module, where = modules[i], f"module {i} ({type(modules[i]).__name__})"
+        module, where = modules[i], f"module {names[i]} ({type(modules[i]).__name__})"
         if isinstance(module, (Flatten, nn.Flatten)):
             if i == 0:
                 raise ConfigurationError(
@@ -245,14 +262,14 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
                 f"export_netx: {where} must be followed by a CubaLIFNode or "
                 "LoihiCubaLIFNode (a netx block is a synapse and its neurons)"
             )
-        neuron = _neuron_params(modules[i + 1], f"module {i + 1}")
+        neuron = _neuron_params(modules[i + 1], f"module {names[i + 1]}")
         bias = neuron.pop("bias")
         if bias is not None:
-            layer["bias"] = _channel_bias(bias, layer["shape"][0], f"module {i + 1}")
+            layer["bias"] = _channel_bias(bias, layer["shape"][0], f"module {names[i + 1]}")
         layer["neuron"] = {"type": "CUBA", **neuron, "refDelay": 1, "gradedSpike": False}
         i += 2
         if i < len(modules) and isinstance(modules[i], AxonalDelay):
-            layer["delay"] = _delays(modules[i], layer["shape"][0], f"module {i}")
+            layer["delay"] = _delays(modules[i], layer["shape"][0], f"module {names[i]}")
             i += 1
         groups.append(layer)
         shape = tuple(layer["shape"])
@@ -281,7 +298,9 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     (``Linear`` / ``Conv2d`` without bias, or ``LoihiDense`` / ``LoihiConv2d``), its
     neurons (``CubaLIFNode`` as Lava-DL's CUBA, or ``LoihiCubaLIFNode``), optionally an
     ``AxonalDelay`` (exported as whole steps, ``floor(d)``, as Lava-DL does), with
-    ``Flatten`` between a convolution and a dense block. Float weights are quantised as
+    ``Flatten`` between a convolution and a dense block; nested ``nn.Sequential`` are
+    unrolled and ``Dropout`` / ``Identity`` (no-ops at inference, which
+    :func:`~spikeflow.quant.loihi_grid` trains with) left out. Float weights are quantised as
     :func:`lava_dl_weights`, the neurons as
     :meth:`~spikeflow.quant.loihi.LoihiCubaLIFNode.from_cuba`.
 
