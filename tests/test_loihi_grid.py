@@ -33,6 +33,7 @@ from spikeflow.quant import (
     LoihiWeightGrid,
     apply_membrane_quantization,
     apply_weight_quantization,
+    integer_weights,
     loihi_cuba_lif,
     loihi_grid,
 )
@@ -383,6 +384,8 @@ def test_refuses_what_the_chip_cannot_hold():
     with pytest.raises(ConfigurationError, match=r"'0': its weight is quantized already \(Loihi"):
         apply_weight_quantization(twice, bits=4)
     assert len(twice[0].parametrizations.weight) == 1
+    with pytest.raises(ConfigurationError, match=r"on Loihi's grid .*loihi_weight_integers"):
+        integer_weights(twice[0])  # (not "apply_weight_quantization" only)
     with pytest.raises(ConfigurationError, match="fixed_point must be a bool"):
         loihi_grid(net(layers.Linear(4, 3, bias=False), _cuba()), fixed_point=1)
     with pytest.raises(ConfigurationError, match=r"24-bit states do not fit a torch\.float16"):

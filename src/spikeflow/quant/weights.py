@@ -217,6 +217,14 @@ def integer_weights(layer: nn.Module, *, name: str | None = None) -> tuple[Tenso
             _check_finite(weight, f"layer {name!r}" if name is not None
                           else f"{type(layer).__name__} (weight {shape})")  # fmt: skip
             return chain[-1].integers(weight)
+        from spikeflow.quant.loihi_grid import LoihiWeightGrid  # (it imports this module)
+
+        if any(isinstance(p, LoihiWeightGrid) for p in chain):
+            raise ConfigurationError(
+                f"{type(layer).__name__} is not quantized by apply_weight_quantization: its "
+                "weight is on Loihi's grid (spikeflow.quant.loihi_grid), whose integers are "
+                "spikeflow.quant.loihi_grid.loihi_weight_integers(layer.weight)"
+            )
     raise ConfigurationError(
         f"{type(layer).__name__} is not quantized (spikeflow.quant.apply_weight_quantization)"
     )
