@@ -1,0 +1,705 @@
+"""Which layer of a network is slow, and which one keeps the memory: a layer-wise profile
+of one training step (SpikingJelly 2.0's ``activation_based.profiler``, on any device).
+
+:func:`profile_layers` runs ``model(x)``, a loss and its backward pass ``repeat`` times
+and reports, per layer (leaf modules, spiking neurons, recomputed blocks, or the modules
+you name):
+
+* **forward time**: from the layer's forward pre-hook to its forward hook (inclusive of
+  the layers it contains), summed over its calls in one step;
+* **backward time**: the time of the autograd nodes the layer's forward created. When a
+  call of the layer ends, its output's graph is walked back to the nodes that existed
+  before the call (told apart by their sequence numbers) and to its inputs; the nodes
+  found (and the gradient accumulators of parameters reached from them) are the
+  layer's, unless a layer inside it claimed them first. Each node is timed from its
+  pre-hook to its hook, so nothing is counted twice and the engine's own time between
+  nodes is in no layer. A container's backward time is that of its own nodes and its
+  layers'. Nodes no layer created (the loss, operations in a parent's ``forward``) go
+  to the row ``(other)``;
+* **saved bytes**: the tensors autograd keeps for the backward pass while the layer
+  runs (:class:`torch.autograd.graph.saved_tensors_hooks`), each storage counted once
+  however many views of it are saved, parameters and buffers left out (they are
+  counted under parameters and buffers). A fused spiking neuron's kernel saves real
+  tensors (its input and its state every few steps) and they are counted as such;
+* **output bytes** (the size of the tensors the layer returns) and **calls**.
+
+Plus a summary by category as SpikingJelly's ``CategoryMemoryProfiler`` gives it: bytes
+of parameters, gradients, buffers, optimizer state and saved activations.
+
+On CUDA the device is synchronized at every hook (as SpikingJelly's profilers do), so
+the times are those of the kernels the layer launched; that path is written but has not
+been run on a GPU here. Times are means over the ``repeat`` measured steps, after
+``warmup`` steps; bytes and calls are those of the last step.
+
+A block recomputed in the backward pass (:mod:`spikeflow.memory`) keeps only its input
+(packed to bits when it is spikes): its saved bytes are those, and its layers' are 0
+(the recomputation saves into the checkpoint, not through these hooks). Its
+recomputation runs inside its backward nodes and is timed as its backward time; forward
+hooks skip it (:func:`spikeflow.memory.reruns_forward`).
+
+A model compiled with ``torch.compile`` runs its layers inside one graph: there are no
+layer calls to time, so the report has one row, the whole compiled model, whose saved
+bytes are what the compiled graph keeps for its backward pass.
+
+See ``docs/profiling.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.base import MemoryModule
+from spikeflow.errors import ConfigurationError
+from spikeflow.memory import Recomputed, reruns_forward
+from spikeflow.memory import recompute as _recompute
+
+__all__ = ["LayerProfile", "MemoryCategories", "ProfileReport", "profile_layers"]
+
+#: The row of what no profiled layer did (the loss, a parent's own operations).
+OTHER = "(other)"
+
+LayerChoice = str | Sequence[str] | Callable[[str, nn.Module], bool]
+_MODES = ("leaves", "children", "all")
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """One layer's share of a training step (see :mod:`spikeflow.profiling`).
+
+    Attributes:
+        name: the module's name in ``model.named_modules()`` (``"(other)"``: what no
+            profiled layer did; ``"(model)"``: the model itself).
+        type: the module's class name.
+        calls: forward calls in one step.
+        forward_s: seconds of forward per step, the layers inside it included.
+        backward_s: seconds of its autograd nodes per step, the layers inside it
+            included.
+        saved_bytes: bytes autograd keeps for the backward pass from the layer's
+            calls (each storage once; parameters and buffers not counted).
+        output_bytes: bytes of the tensors its calls return.
+        backward_nodes: the names of its own autograd nodes (not those of layers
+            inside it), sorted, one entry per node, of the last step.
+        depth: how many profiled layers contain it.
+    """
+
+    name: str
+    type: str
+    calls: int
+    forward_s: float
+    backward_s: float
+    saved_bytes: int
+    output_bytes: int
+    backward_nodes: tuple[str, ...]
+    depth: int
+
+
+@dataclass(frozen=True)
+class MemoryCategories:
+    """Bytes by category after the backward pass of the last step (SpikingJelly's
+    ``CategoryMemoryProfiler``'s categories), each storage counted once.
+
+    Attributes:
+        parameters: the model's parameters.
+        gradients: their ``.grad`` tensors.
+        buffers: the model's buffers (running statistics, ...).
+        optimizer_state: the tensors the optimizer keeps for these parameters (0
+            without an optimizer, or before its first step).
+        saved_activations: what autograd kept for the backward pass (all layers and
+            ``(other)``; parameters and buffers not counted).
+    """
+
+    parameters: int
+    gradients: int
+    buffers: int
+    optimizer_state: int
+    saved_activations: int
+
+    @property
+    def total(self) -> int:
+        """The sum of the categories."""
+        return (
+            self.parameters
+            + self.gradients
+            + self.buffers
+            + self.optimizer_state
+            + self.saved_activations
+        )
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """What :func:`profile_layers` measured.
+
+    Attributes:
+        layers: one :class:`LayerProfile` per profiled layer that ran, in the order
+            of their first call, then ``(other)``.
+        categories: the memory by category.
+        forward_s, backward_s: seconds of the whole forward pass (the loss included)
+            and of the whole backward pass, per step.
+        repeat, warmup: steps measured and steps run before.
+        device: the device the model ran on.
+        compiled: whether the model was compiled (one row for the whole model).
+    """
+
+    layers: tuple[LayerProfile, ...]
+    categories: MemoryCategories
+    forward_s: float
+    backward_s: float
+    repeat: int
+    warmup: int
+    device: str
+    compiled: bool = False
+
+    def layer(self, name: str) -> LayerProfile:
+        """The row of the layer ``name``; a ConfigurationError listing the rows if none."""
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise ConfigurationError(
+            f"no profiled layer named {name!r}; the rows are {[r.name for r in self.layers]}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain Python values (JSON-serialisable)."""
+        out = asdict(self)
+        out["layers"] = [
+            {**asdict(r), "backward_nodes": list(r.backward_nodes)} for r in self.layers
+        ]
+        out["categories"]["total"] = self.categories.total
+        return out
+
+    def table(self, sort_by: str | None = None) -> str:
+        """A printable table: a row per layer (nested layers indented), the whole step,
+        and the categories. ``sort_by`` is a numeric column (``"forward_s"``,
+        ``"backward_s"``, ``"saved_bytes"``, ``"output_bytes"``, ``"calls"``), largest
+        first; ``None`` keeps the order of the calls."""
+        rows = list(self.layers)
+        if sort_by is not None:
+            keys = ("forward_s", "backward_s", "saved_bytes", "output_bytes", "calls")
+            if sort_by not in keys:
+                raise ConfigurationError(f"sort_by must be one of {keys}, got {sort_by!r}")
+            rows.sort(key=lambda r: getattr(r, sort_by), reverse=True)
+        names = [("  " * r.depth if sort_by is None else "") + r.name for r in rows]
+        width = max([len(n) for n in names] + [len("layer")])
+        tw = max([len(r.type) for r in rows] + [len("type")])
+        head = (
+            f"{'layer':<{width}}  {'type':<{tw}}  {'calls':>5}  {'forward ms':>10}  "
+            f"{'backward ms':>11}  {'saved':>10}  {'output':>10}"
+        )
+        lines = [f"layer-wise profile ({self.device}, mean of {self.repeat} steps)", head]
+        lines.append("-" * len(head))
+        for n, r in zip(names, rows):
+            lines.append(
+                f"{n:<{width}}  {r.type:<{tw}}  {r.calls:>5}  {r.forward_s * 1e3:>10.3f}  "
+                f"{r.backward_s * 1e3:>11.3f}  {_size(r.saved_bytes):>10}  "
+                f"{_size(r.output_bytes):>10}"
+            )
+        lines.append("-" * len(head))
+        lines.append(
+            f"{'whole step':<{width}}  {'':<{tw}}  {'':>5}  {self.forward_s * 1e3:>10.3f}  "
+            f"{self.backward_s * 1e3:>11.3f}  {_size(self.categories.saved_activations):>10}"
+        )
+        c = self.categories
+        lines.append("")
+        lines.append("memory by category")
+        for label, value in (
+            ("parameters", c.parameters),
+            ("gradients", c.gradients),
+            ("buffers", c.buffers),
+            ("optimizer state", c.optimizer_state),
+            ("saved activations", c.saved_activations),
+            ("total", c.total),
+        ):
+            lines.append(f"  {label:<18} {_size(value):>10}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _size(n: int) -> str:
+    """Bytes in B, KiB, MiB or GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+# --------------------------------------------------------------------------------------
+# choosing the layers
+
+
+def _is_recomputed_block(m: nn.Module) -> bool:
+    segmented = getattr(_recompute, "_SegmentedSequential", None)
+    return isinstance(m, Recomputed) or (segmented is not None and isinstance(m, segmented))
+
+
+def _choose(model: nn.Module, layers: LayerChoice) -> list[tuple[str, nn.Module]]:
+    """The profiled modules, in ``named_modules`` order (each module once)."""
+    named = list(model.named_modules())
+    if isinstance(layers, str):
+        if layers not in _MODES:
+            raise ConfigurationError(
+                f"layers must be one of {_MODES}, a list of module names or a predicate "
+                f"(name, module) -> bool, got {layers!r}"
+            )
+        if layers == "all":
+            return named
+        if layers == "children":
+            return list(model.named_children())
+        chosen, inside = [], []
+        for name, m in named:
+            if any(name.startswith(p + ".") for p in inside):
+                continue  # (a neuron's surrogate, ...)
+            if isinstance(m, MemoryModule) or not any(True for _ in m.children()):
+                chosen.append((name, m))
+                if isinstance(m, MemoryModule):
+                    inside.append(name)
+            elif _is_recomputed_block(m):
+                chosen.append((name, m))
+        return chosen
+    by_name = dict(named)
+    if callable(layers):
+        return [(n, m) for n, m in named if layers(n, m)]
+    if not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
+        raise ConfigurationError(
+            f"layers must be a mode, a list of module names or a predicate, got {layers!r}"
+        )
+    missing = [n for n in layers if n not in by_name]
+    if missing:
+        top = [n for n, _ in model.named_children()]
+        raise ConfigurationError(
+            f"no submodule named {missing} in {type(model).__name__}; its top-level "
+            f"submodules are {top} ('' is the model itself)"
+        )
+    wanted = set(layers)
+    return [(n, m) for n, m in named if n in wanted]
+
+
+# --------------------------------------------------------------------------------------
+# the recorder
+
+
+def _tensors(value: Any) -> Iterator[Tensor]:
+    """The tensors in ``value`` (nested tuples, lists, dicts)."""
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
+def _storage_key(t: Tensor) -> tuple[int, int]:
+    """(address, bytes) of the storage ``t`` keeps alive (``t``'s own size where it has
+    no plain storage)."""
+    try:
+        s = t.untyped_storage()
+        return s.data_ptr(), s.nbytes()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return id(t), t.numel() * t.element_size()
+
+
+class _Row:
+    """A profiled layer's counters of one step."""
+
+    def __init__(self, name: str, module: nn.Module) -> None:
+        self.name = name
+        self.type = type(module).__name__
+        self.order = math.inf
+        self.depth = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls = 0
+        self.forward_s = 0.0
+        self.backward_s = 0.0
+        self.saved: dict[tuple[int, int], None] = {}
+        self.output_bytes = 0
+        self.nodes: list[str] = []
+
+
+class _Call:
+    """One running forward call of a profiled layer."""
+
+    __slots__ = ("inputs", "row", "seq", "skip", "start")
+
+    def __init__(self, row: _Row | None, start: float, seq: int, inputs: Any) -> None:
+        self.row = row
+        self.start = start
+        self.seq = seq
+        self.inputs = inputs
+        self.skip = row is None
+
+
+_PROBE = torch.zeros(1, requires_grad=True)
+
+
+def _next_sequence_nr() -> int:
+    """The sequence number the next autograd node will get (a probe node takes one)."""
+    return _PROBE.view(1).grad_fn._sequence_nr() + 1  # type: ignore[union-attr]
+
+
+class _Recorder:
+    """Hooks on the chosen modules, the saved-tensor hooks and the autograd node hooks."""
+
+    def __init__(self, chosen: list[tuple[str, nn.Module]], exclude: set[tuple[int, int]],
+                 sync: Callable[[], None]) -> None:  # fmt: skip
+        self.rows = {id(m): _Row(name, m) for name, m in chosen}
+        self.chosen = chosen
+        self.other = _Row(OTHER, nn.Module())
+        self.other.type = ""
+        self.exclude = exclude
+        self.sync = sync
+        self.stack: list[_Call] = []
+        self.claimed: dict[Any, tuple[_Row, ...]] = {}
+        self.started: dict[Any, float] = {}
+        self.saved_all: dict[tuple[int, int], None] = {}
+        self.handles: list[Any] = []
+        self.order = 0
+
+    # forward ------------------------------------------------------------------------
+    def install(self) -> None:
+        for _, m in self.chosen:
+            self.handles.append(m.register_forward_pre_hook(self._pre))
+            self.handles.append(m.register_forward_hook(self._post, always_call=True))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def new_step(self) -> None:
+        for row in [*self.rows.values(), self.other]:
+            row.reset()
+        self.claimed.clear()
+        self.started.clear()
+        self.saved_all.clear()
+        self.stack.clear()
+
+    def _active(self) -> tuple[_Row, ...]:
+        return tuple(c.row for c in self.stack if c.row is not None)
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        if reruns_forward():  # a recomputation in the backward pass: its nodes time it
+            self.stack.append(_Call(None, 0.0, 0, ()))
+            return
+        row = self.rows[id(module)]
+        if row.order == math.inf:
+            row.order = self.order
+            self.order += 1
+            row.depth = len(self._active())
+        seq = _next_sequence_nr() if torch.is_grad_enabled() else 0
+        self.sync()
+        self.stack.append(_Call(row, time.perf_counter(), seq, args))
+
+    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.sync()
+        end = time.perf_counter()
+        call = self.stack.pop()
+        if call.skip or call.row is None:
+            return
+        row = call.row
+        row.calls += 1
+        row.forward_s += end - call.start
+        outs = list(_tensors(output))
+        row.output_bytes += sum(t.numel() * t.element_size() for t in outs)
+        if torch.is_grad_enabled():
+            self._claim(outs, call, (*self._active(), row))
+
+    def _claim(self, outs: list[Tensor], call: _Call, rows: tuple[_Row, ...]) -> None:
+        """Claim for ``rows`` the autograd nodes this call created that no layer inside
+        it claimed, and hook them for timing."""
+        inputs = {id(t) for t in _tensors(call.inputs)}
+        todo = [t.grad_fn for t in outs if t.grad_fn is not None]
+        seen: set[Any] = set()
+        while todo:
+            node = todo.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            variable = getattr(node, "variable", None)
+            if variable is not None:  # a gradient accumulator: a parameter's, not an input's
+                if id(variable) in inputs:
+                    continue
+            elif node._sequence_nr() < call.seq:
+                continue  # created before this call
+            if node not in self.claimed:
+                self._hook_node(node, rows)
+            todo.extend(n for n, _ in node.next_functions)
+
+    def _hook_node(self, node: Any, rows: tuple[_Row, ...]) -> None:
+        self.claimed[node] = rows
+        rows[-1].nodes.append(type(node).__name__)
+
+        def pre(grad_outputs: Any) -> None:
+            self.sync()
+            self.started[node] = time.perf_counter()
+
+        def post(grad_inputs: Any, grad_outputs: Any) -> None:
+            self.sync()
+            elapsed = time.perf_counter() - self.started.pop(node, time.perf_counter())
+            for r in self.claimed.get(node, ()):
+                r.backward_s += elapsed
+
+        node.register_prehook(pre)
+        node.register_hook(post)
+
+    def claim_rest(self, loss: Tensor) -> None:
+        """Hook the nodes of ``loss``'s graph no layer claimed, for ``(other)``."""
+        todo = [loss.grad_fn]
+        seen: set[Any] = set()
+        while todo:
+            node = todo.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            if node not in self.claimed:
+                self._hook_node(node, (self.other,))
+            todo.extend(n for n, _ in node.next_functions)
+
+    # saved tensors --------------------------------------------------------------------
+    def pack(self, t: Tensor) -> Tensor:
+        key = _storage_key(t)
+        if key not in self.exclude:
+            self.saved_all[key] = None
+            active = self._active() if self.stack and not self.stack[-1].skip else ()
+            for row in active or (self.other,):
+                row.saved[key] = None
+        return t
+
+    def profiles(self, sums: dict[str, list[float]]) -> tuple[LayerProfile, ...]:
+        ran = sorted((r for r in self.rows.values() if r.order != math.inf), key=lambda r: r.order)
+        out = []
+        for r in [*ran, self.other]:
+            fwd, bwd = sums.get(r.name, [0.0, 0.0])
+            out.append(
+                LayerProfile(
+                    name=r.name or "(model)",
+                    type=r.type,
+                    calls=r.calls,
+                    forward_s=fwd,
+                    backward_s=bwd,
+                    saved_bytes=sum(n for _, n in r.saved),
+                    output_bytes=r.output_bytes,
+                    backward_nodes=tuple(sorted(r.nodes)),
+                    depth=r.depth,
+                )
+            )
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------------------
+# the step
+
+
+def _default_loss(output: Any) -> Tensor:
+    """The sum of every floating-point output that requires grad."""
+    parts = [t.sum() for t in _tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not parts:
+        raise ConfigurationError(
+            "the model's output has no floating-point tensor that requires grad (no "
+            "parameter requires grad, or gradients are disabled): pass backward=False "
+            "to profile the forward pass only"
+        )
+    return torch.stack(parts).sum() if len(parts) > 1 else parts[0]
+
+
+def _device(model: nn.Module, args: tuple) -> torch.device:
+    for t in (*model.parameters(), *model.buffers(), *_tensors(args)):
+        return t.device
+    return torch.device("cpu")
+
+
+def _is_compiled(model: nn.Module) -> bool:
+    return type(model).__name__ == "OptimizedModule" and isinstance(
+        getattr(model, "_orig_mod", None), nn.Module
+    )
+
+
+def _nbytes(tensors: Iterator[Tensor]) -> int:
+    seen: dict[tuple[int, int], None] = {}
+    for t in tensors:
+        seen[_storage_key(t)] = None
+    return sum(n for _, n in seen)
+
+
+def _optimizer_tensors(
+    optimizer: torch.optim.Optimizer | None, params: set[int]
+) -> Iterator[Tensor]:
+    if optimizer is None:
+        return
+    for p, state in optimizer.state.items():
+        if id(p) in params:
+            yield from (v for v in state.values() if isinstance(v, Tensor))
+
+
+def _check_count(name: str, value: Any, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{name} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def profile_layers(
+    model: nn.Module,
+    x: Any,
+    loss_fn: Callable[[Any], Tensor] | None = None,
+    *,
+    layers: LayerChoice = "leaves",
+    repeat: int = 3,
+    warmup: int = 1,
+    backward: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
+    reset: bool = True,
+) -> ProfileReport:
+    """Profile ``warmup + repeat`` training steps of ``model`` on ``x``, layer by layer.
+
+    Each step resets the network's carried state (``reset``), runs ``model(x)`` (or
+    ``model(*x)`` for a tuple), ``loss_fn`` of the output and the backward pass. The
+    model is left as it was: its buffers (batch norm's running statistics) and its
+    parameters' ``.grad`` are put back, its carried state reset. The optimizer is not
+    stepped; pass it to count its state.
+
+    Args:
+        model: the network (on any device; a ``torch.compile``\\ d model is profiled as
+            one row, see the module docstring).
+        x: the input tensor, or a tuple of positional inputs.
+        loss_fn: the output to a scalar loss; default, the sum of the floating-point
+            outputs that require grad.
+        layers: which modules get a row. ``"leaves"`` (default): modules without
+            submodules, spiking neurons (stateful modules, as one row with their
+            surrogate) and recomputed blocks; ``"children"``: the model's direct
+            submodules (SpikingJelly's default ``search_mode``); ``"all"``: every
+            module (containers include their layers); or a list of names as
+            ``model.named_modules()`` gives them (``""`` is the model), or a predicate
+            ``(name, module) -> bool``.
+        repeat: steps measured (times are their means), >= 1.
+        warmup: steps run first and not measured, >= 0.
+        backward: run the loss and the backward pass (else forward only).
+        optimizer: counted under optimizer state.
+        reset: reset the carried state of the network before each step (and after).
+
+    Returns:
+        A :class:`ProfileReport`; ``print`` it for a table, ``to_dict()`` for values.
+
+    Raises:
+        ConfigurationError: a bad argument (naming it), a layer name that is not a
+            submodule (listing the top-level ones), or ``backward`` with an output that
+            does not require grad.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigurationError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_count("repeat", repeat, 1)
+    _check_count("warmup", warmup, 0)
+    if loss_fn is not None and not callable(loss_fn):
+        raise ConfigurationError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigurationError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    args = x if isinstance(x, tuple) else (x,)
+    compiled = _is_compiled(model)
+    if compiled:
+        chosen: list[tuple[str, nn.Module]] = [("", model)]
+    else:
+        chosen = _choose(model, layers)
+    device = _device(model, args)
+    sync: Callable[[], None] = (
+        (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    )
+    params = list(model.parameters())
+    buffers = list(model.buffers())
+    exclude = {_storage_key(t) for t in (*params, *buffers)}
+    recorder = _Recorder(chosen, exclude, sync)
+    grads = [p.grad for p in params]
+    kept_buffers = [b.detach().clone() for b in buffers]
+    loss = _default_loss if loss_fn is None else loss_fn
+    sums: dict[str, list[float]] = {}
+    step_f = step_b = 0.0
+    recorder.install()
+    try:
+        for k in range(warmup + repeat):
+            if reset:
+                _reset(model)
+            for p in params:
+                p.grad = None
+            recorder.new_step()
+            sync()
+            t0 = time.perf_counter()
+            with torch.autograd.graph.saved_tensors_hooks(recorder.pack, _unpack):
+                out = model(*args)
+                value = loss(out) if backward else None
+            sync()
+            t1 = time.perf_counter()
+            if value is not None:
+                if not isinstance(value, Tensor) or value.numel() != 1:
+                    raise ConfigurationError(
+                        "loss_fn must return a one-element tensor, got "
+                        f"{type(value).__name__}{tuple(getattr(value, 'shape', ()))}"
+                    )
+                if value.grad_fn is None:
+                    _default_loss(value)  # (raises, saying why)
+                recorder.claim_rest(value)
+                value.backward()
+                sync()
+            t2 = time.perf_counter()
+            del out, value
+            if k >= warmup:
+                step_f += t1 - t0
+                step_b += t2 - t1
+                for r in [*recorder.rows.values(), recorder.other]:
+                    s = sums.setdefault(r.name or "(model)", [0.0, 0.0])
+                    s[0] += r.forward_s / repeat
+                    s[1] += r.backward_s / repeat
+        ids = {id(p) for p in params}
+        categories = MemoryCategories(
+            parameters=_nbytes(iter(params)),
+            gradients=_nbytes(p.grad for p in params if p.grad is not None),
+            buffers=_nbytes(iter(buffers)),
+            optimizer_state=_nbytes(_optimizer_tensors(optimizer, ids)),
+            saved_activations=sum(n for _, n in recorder.saved_all),
+        )
+        for r in recorder.rows.values():
+            if not r.name:
+                r.name = "(model)"
+        rows = recorder.profiles(sums)
+    finally:
+        recorder.remove()
+        with torch.no_grad():
+            for b, kept in zip(buffers, kept_buffers):
+                b.copy_(kept)
+        for p, g in zip(params, grads):
+            p.grad = g
+        if reset:
+            _reset(model)
+    if layers in ("leaves", "all") or compiled:
+        rows = tuple(r for r in rows if r.calls or r.name == OTHER)
+    return ProfileReport(
+        layers=rows,
+        categories=categories,
+        forward_s=step_f / repeat,
+        backward_s=step_b / repeat,
+        repeat=repeat,
+        warmup=warmup,
+        device=str(device),
+        compiled=compiled,
+    )
+
+
+def _unpack(t: Tensor) -> Tensor:
+    return t
+
+
+def _reset(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, MemoryModule):
+            m.reset()
