@@ -256,3 +256,23 @@ def test_bad_arguments_are_named():
         report.table(sort_by="name")
     with pytest.raises(ConfigurationError, match="no profiled layer named"):
         report.layer("fc")
+
+
+def test_a_compiled_model_is_one_row_with_what_its_graph_saves():
+    """Under torch.compile the layers run inside one graph: one row, the compiled
+    model, whose saved bytes are what the compiled graph keeps (AOTAutograd saves
+    through the same hooks): at least the fused kernel's input and membrane rows, and
+    its one backward node."""
+    T, B = 4, 3
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(8, 16), LIFNode(tau=2.0))
+    x = torch.rand(T, B, 8)
+    torch._dynamo.reset()
+    report = profile_layers(torch.compile(net, backend="aot_eager"), x, repeat=1, warmup=1)
+    assert report.compiled and [r.name for r in report.layers] == ["(model)", OTHER]
+    row = report.layer("(model)")
+    assert (row.type, row.calls, row.output_bytes) == ("OptimizedModule", 1, T * B * 16 * F32)
+    assert row.backward_nodes == ("AccumulateGrad", "AccumulateGrad", "CompiledFunctionBackward")
+    eager = T * B * 8 * F32 + T * B * 16 * F32 + B * 16 * F32  # as in the eager test
+    assert row.saved_bytes == report.categories.saved_activations >= eager
+    torch._dynamo.reset()
