@@ -20,7 +20,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.functional import streaming
 from spikeflow.kernels.codegen_c import CHECKPOINT
 from spikeflow.memory import recompute_blocks
-from spikeflow.neurons import LIFNode
+from spikeflow.neurons import IFNode, LIFNode
 from spikeflow.profiling import OTHER, profile_layers
 
 F32 = 4
@@ -62,6 +62,48 @@ def test_linear_lif_saved_bytes_are_what_autograd_keeps_by_hand(T):
     c = report.categories
     assert (c.parameters, c.gradients, c.buffers, c.optimizer_state) == (params, params, 0, 0)
     assert c.total == 2 * params + sum(expected.values())
+
+
+def _graph_saved_bytes(loss: torch.Tensor, exclude: list[torch.Tensor]) -> int:
+    """What the graph of ``loss`` keeps, read back off its nodes (no hooks): built-in
+    nodes' ``_saved_*`` attributes and custom Functions' ``saved_tensors``, each storage
+    once, those of ``exclude`` left out."""
+    left_out = {t.untyped_storage().data_ptr() for t in exclude}
+    storages: dict[int, int] = {}
+    todo, seen = [loss.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        values = [getattr(node, a) for a in dir(node) if a.startswith("_saved_")]
+        values += list(getattr(node, "saved_tensors", ()))
+        while values:
+            v = values.pop()
+            if isinstance(v, (list, tuple)):
+                values.extend(v)
+            elif isinstance(v, torch.Tensor) and v.untyped_storage().data_ptr() not in left_out:
+                storages[v.untyped_storage().data_ptr()] = v.untyped_storage().nbytes()
+        todo.extend(n for n, _ in node.next_functions)
+    return sum(storages.values())
+
+
+def test_a_spiking_conv_net_keeps_what_its_graph_holds():
+    """Conv, batch norm, IF (fused kernel), max pooling, Linear, LIF: the profile's
+    saved activations equal the tensors read back off the autograd graph."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1), layers.BatchNorm2d(4), IFNode(),
+        layers.MaxPool2d(2), layers.Flatten(), layers.Linear(4 * 4 * 4, 5), LIFNode(tau=2.0),
+    )  # fmt: skip
+    x = torch.rand(3, 2, 2, 8, 8)
+    report = profile_layers(net, x, repeat=1, warmup=0)
+    loss = net(x).sum()
+    expected = _graph_saved_bytes(loss, [*net.parameters(), *net.buffers()])
+    assert report.categories.saved_activations == expected
+    rows = {r.name: r for r in report.layers}
+    assert rows["0"].saved_bytes == x.numel() * F32  # the conv keeps its input
+    assert sum(r.saved_bytes for r in report.layers) >= expected  # shared storages
 
 
 def test_backward_nodes_go_to_the_layer_that_created_them():
