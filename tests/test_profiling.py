@@ -298,6 +298,14 @@ def test_bad_arguments_are_named():
         report.table(sort_by="name")
     with pytest.raises(ConfigurationError, match="no profiled layer named"):
         report.layer("fc")
+    # a named layer that never runs is shown with no calls; a mode shows only those run
+    report = profile_layers(_Stepped(), torch.rand(2, 1, 3), layers=["lif.surrogate_function",
+                            "fc"], repeat=1, warmup=0)  # fmt: skip
+    assert [(r.name, r.calls) for r in report.layers] == [
+        ("fc", 2), ("lif.surrogate_function", 0), (OTHER, 0)
+    ]  # fmt: skip
+    report = profile_layers(_Stepped(), torch.rand(2, 1, 3), layers="all", repeat=1, warmup=0)
+    assert [r.name for r in report.layers] == ["(model)", "fc", "lif", OTHER]
 
 
 def test_a_compiled_model_is_one_row_with_what_its_graph_saves():

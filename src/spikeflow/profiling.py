@@ -477,10 +477,12 @@ class _Recorder:
                 row.saved[key] = None
         return t
 
-    def profiles(self, sums: dict[str, list[float]]) -> tuple[LayerProfile, ...]:
-        ran = sorted((r for r in self.rows.values() if r.order != math.inf), key=lambda r: r.order)
+    def profiles(self, sums: dict[str, list[float]], uncalled: bool) -> tuple[LayerProfile, ...]:
+        """The rows in the order of their first call (then, with ``uncalled``, those never
+        called, in ``named_modules`` order), then ``(other)``."""
+        rows = [r for r in self.rows.values() if uncalled or r.order != math.inf]
         out = []
-        for r in [*ran, self.other]:
+        for r in [*sorted(rows, key=lambda r: r.order), self.other]:
             fwd, bwd = sums.get(r.name, [0.0, 0.0])
             out.append(
                 LayerProfile(
@@ -671,7 +673,8 @@ def profile_layers(
         for r in recorder.rows.values():
             if not r.name:
                 r.name = "(model)"
-        rows = recorder.profiles(sums)
+        # named layers are all shown (0 calls: it never ran); chosen by a mode, those that ran
+        rows = recorder.profiles(sums, uncalled=not isinstance(layers, str) and not compiled)
     finally:
         recorder.remove()
         with torch.no_grad():
@@ -681,8 +684,6 @@ def profile_layers(
             p.grad = g
         if reset:
             _reset(model)
-    if layers in ("leaves", "all") or compiled:
-        rows = tuple(r for r in rows if r.calls or r.name == OTHER)
     return ProfileReport(
         layers=rows,
         categories=categories,
