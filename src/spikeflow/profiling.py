@@ -583,7 +583,8 @@ def profile_layers(
             submodules (SpikingJelly's default ``search_mode``); ``"all"``: every
             module (containers include their layers); or a list of names as
             ``model.named_modules()`` gives them (``""`` is the model), or a predicate
-            ``(name, module) -> bool``.
+            ``(name, module) -> bool``. A mode gives the layers that ran; names and a
+            predicate give every layer chosen (0 calls: it never ran).
         repeat: steps measured (times are their means), >= 1.
         warmup: steps run first and not measured, >= 0.
         backward: run the loss and the backward pass (else forward only).
