@@ -190,6 +190,21 @@ def test_spikeflow_eval_counts_operations(tmp_path, capsys):
         sum(n["neuron_steps"] * (3 * E_AC + E_MUL) for n in neurons) / samples
     )
     assert "neuron layer" in text and "features.5" in text and "adds/sample" in text
+    # the simple estimate with memory traffic: a float32 weight read per operation, a
+    # bias read per output entry, a state read and write per neuron and step
+    from spikeflow.energy import E_MEMORY_BYTE
+
+    simple = ops["simple_energy"]
+    assert simple["weight_reads"] == pytest.approx(ops["acs_per_sample"] + ops["macs_per_sample"])
+    word = 4 * E_MEMORY_BYTE
+    assert simple["parameters"] == pytest.approx(
+        word * (simple["weight_reads"] + simple["bias_reads"])
+    )
+    assert simple["state_words"] == pytest.approx(sum(n["neuron_steps"] for n in neurons) / samples)
+    assert simple["total"] == pytest.approx(
+        ops["energy_per_sample_j"] + simple["parameters"] + 2 * word * simple["state_words"]
+    )
+    assert "with memory traffic (simple_energy" in text
 
 
 def test_counts_stay_exact_under_autocast():

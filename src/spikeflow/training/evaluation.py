@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
-from spikeflow.energy import E_AC, E_MAC, E_MUL, NeuronOperations, OperationCounter
+from spikeflow.energy import E_AC, E_MAC, E_MUL, NeuronOperations, OperationCounter, simple_energy
 from spikeflow.energy.report import format_neurons
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.build import build_model
@@ -156,6 +156,8 @@ def evaluate_checkpoint(
             "neuron_energy_per_sample_j": report.neuron_energy(),
             "neurons": [asdict(n) for n in report.neurons],
             "neurons_not_counted": report.neurons_not_counted,
+            "simple_energy": {**asdict(simple := simple_energy(report)),
+                              "memory": simple.memory, "total": simple.total},
         }  # fmt: skip
     return {
         "checkpoint": str(path),
@@ -242,6 +244,14 @@ def format_evaluation(result: dict[str, Any]) -> str:
             f"({E_AC * 1e12:g} pJ per AC, {E_MAC * 1e12:g} pJ per MAC, 45 nm)"
             + ("; whole-number inputs read as spike counts" if ops.get("spike_counts") else "")
         )
+        simple = ops.get("simple_energy")
+        if simple:
+            lines.append(
+                f"  with memory traffic (simple_energy, SpikingJelly's estimate_simple_energy):"
+                f" {simple['total'] * 1e6:.4g} µJ per sample, of which weight and bias reads "
+                f"{simple['parameters'] * 1e6:.4g} µJ and neuron state reads and writes "
+                f"{simple['neuron_states'] * 1e6:.4g} µJ (3.12 pJ per bit, float32 words)"
+            )
         if ops["not_counted"]:
             lines.append(f"  not counted: {', '.join(ops['not_counted'])}")
         neurons = [NeuronOperations(**n) for n in ops.get("neurons", [])]
