@@ -271,6 +271,10 @@ def test_forward_only_and_the_report_as_values():
         report = profile_layers(net, torch.rand(2, 1, 8), backward=False, repeat=1, warmup=0)
     assert report.categories.saved_activations == 0 and report.backward_s >= 0
     assert all(r.backward_nodes == () for r in report.layers)
+    # with gradients on, the forward alone gives what is kept (as by hand above)
+    kept = profile_layers(net, torch.rand(4, 3, 8), backward=False, repeat=1, warmup=0)
+    assert [r.saved_bytes for r in kept.layers] == [384, 960, 768, 240, 0]
+    assert kept.categories.gradients == 0
     values = json.loads(json.dumps(report.to_dict()))
     assert [r["name"] for r in values["layers"]] == ["0", "1", "2", "3", OTHER]
     assert values["categories"]["total"] == report.categories.total
