@@ -315,11 +315,12 @@ def test_bad_arguments_are_named():
 def test_a_compiled_model_is_one_row_with_what_its_graph_saves():
     """Under torch.compile the layers run inside one graph: one row, the compiled
     model, whose saved bytes are what the compiled graph keeps (AOTAutograd saves
-    through the same hooks): at least the fused kernel's input and membrane rows, and
-    its one backward node."""
+    through the same hooks): for Linear + ReLU, the input (for the weight gradient) and
+    the ReLU's output (for its mask), as eager PyTorch keeps them. (A spiking neuron
+    compiles too, but for seconds: docs/profiling.md has its numbers.)"""
     T, B = 4, 3
     torch.manual_seed(0)
-    net = nn.Sequential(layers.Linear(8, 16), LIFNode(tau=2.0))
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
     x = torch.rand(T, B, 8)
     torch._dynamo.reset()
     report = profile_layers(torch.compile(net, backend="aot_eager"), x, repeat=1, warmup=1)
@@ -327,6 +328,7 @@ def test_a_compiled_model_is_one_row_with_what_its_graph_saves():
     row = report.layer("(model)")
     assert (row.type, row.calls, row.output_bytes) == ("OptimizedModule", 1, T * B * 16 * F32)
     assert row.backward_nodes == ("AccumulateGrad", "AccumulateGrad", "CompiledFunctionBackward")
-    eager = T * B * 8 * F32 + T * B * 16 * F32 + B * 16 * F32  # as in the eager test
-    assert row.saved_bytes == report.categories.saved_activations >= eager
+    kept = T * B * 8 * F32 + T * B * 16 * F32
+    assert row.saved_bytes == report.categories.saved_activations == kept
+    assert profile_layers(net, x, repeat=1, warmup=0).categories.saved_activations == kept
     torch._dynamo.reset()
