@@ -329,16 +329,15 @@ class _Row:
 
 
 class _Call:
-    """One running forward call of a profiled layer."""
+    """One running forward call of a profiled layer (``row`` None: a recomputation)."""
 
-    __slots__ = ("inputs", "row", "seq", "skip", "start")
+    __slots__ = ("inputs", "row", "seq", "start")
 
     def __init__(self, row: _Row | None, start: float, seq: int, inputs: Any) -> None:
         self.row = row
         self.start = start
         self.seq = seq
         self.inputs = inputs
-        self.skip = row is None
 
 
 _PROBE = torch.zeros(1, requires_grad=True)
@@ -406,7 +405,7 @@ class _Recorder:
         self.sync()
         end = time.perf_counter()
         call = self.stack.pop()
-        if call.skip or call.row is None:
+        if call.row is None:  # (a recomputation)
             return
         row = call.row
         row.calls += 1
@@ -472,7 +471,7 @@ class _Recorder:
         key = _storage_key(t)
         if key not in self.exclude:
             self.saved_all[key] = None
-            active = self._active() if self.stack and not self.stack[-1].skip else ()
+            active = self._active() if self.stack and self.stack[-1].row is not None else ()
             for row in active or (self.other,):
                 row.saved[key] = None
         return t
