@@ -193,7 +193,8 @@ class ProfileReport:
             f"{'layer':<{width}}  {'type':<{tw}}  {'calls':>5}  {'forward ms':>10}  "
             f"{'backward ms':>11}  {'saved':>10}  {'output':>10}"
         )
-        lines = [f"layer-wise profile ({self.device}, mean of {self.repeat} steps)", head]
+        steps = f"{self.repeat} step{'s' if self.repeat != 1 else ''}"
+        lines = [f"layer-wise profile ({self.device}, mean of {steps})", head]
         lines.append("-" * len(head))
         for n, r in zip(names, rows):
             lines.append(
