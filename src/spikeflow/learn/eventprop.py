@@ -43,6 +43,11 @@ term ``Σ_i W_rec[i, n] λJ_i[t+1]``, and the input weights' gradient
 ``Σ_t λJ[t+1]ᵀ x[t]`` (one step later than the current ``W_in x[t]`` enters; its
 input gradient uses ``λJ[t]``). Kept to compare with, and for Norse users.
 
+Both loops run as fused C kernels on CPU float32/float64 tensors (``backend="auto"``,
+the default, or ``"c"``; :data:`EVENTPROP_BACKENDS`, ``_eventprop.c``), the same
+arithmetic as the PyTorch loops here (``backend="torch"``, the reference, on any device
+and dtype) but for the recurrent sums, which the C kernels take over the spikes.
+
 See ``docs/learning.md`` (EventProp) for what was checked against what.
 """
 
@@ -60,6 +65,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
 
 __all__ = [
+    "EVENTPROP_BACKENDS",
     "EVENTPROP_JUMPS",
     "NORSE_DEFAULTS",
     "EventPropLIF",
@@ -71,6 +77,14 @@ __all__ = [
 
 #: The adjoints :func:`lif_adjoint` offers (module docstring).
 EVENTPROP_JUMPS = ("eventprop", "norse")
+#: Where :func:`lif_adjoint` runs: ``"auto"`` (default), the C kernels for CPU
+#: float32/float64 tensors when a C compiler is found (a failed build warns once and
+#: runs the PyTorch loop), else the PyTorch loop; ``"c"``: the C kernels or an error
+#: (no compiler: :class:`~spikeflow.kernels.cpu.CompilerNotFoundError`; another device
+#: or dtype: :class:`~spikeflow.errors.ConfigurationError`); ``"torch"``: the PyTorch
+#: loop (the reference) on any device and dtype.
+EVENTPROP_BACKENDS = ("auto", "c", "torch")
+_WARNED: set[str] = set()
 
 
 class LIFAdjointParameters(NamedTuple):
@@ -116,6 +130,40 @@ def _check_jumps(owner: str, jumps: object) -> str:
     if not isinstance(jumps, str) or jumps not in EVENTPROP_JUMPS:
         raise ConfigurationError(f"{owner}: jumps must be one of {EVENTPROP_JUMPS}, got {jumps!r}")
     return jumps
+
+
+def _check_backend(owner: str, backend: object) -> str:
+    if not isinstance(backend, str) or backend not in EVENTPROP_BACKENDS:
+        raise ConfigurationError(
+            f"{owner}: backend must be one of {EVENTPROP_BACKENDS}, got {backend!r}"
+        )
+    return backend
+
+
+def _use_c(owner: str, x: Tensor, backend: str) -> bool:
+    """Whether ``backend`` runs the C kernels on ``x`` (see :data:`EVENTPROP_BACKENDS`)."""
+    from spikeflow._cbuild import library_or_fallback
+    from spikeflow.learn import _eventprop_c
+
+    if backend == "torch":
+        return False
+    if not _eventprop_c.supports(x):
+        if backend == "c":
+            raise ConfigurationError(
+                f"{owner}(backend='c') runs on CPU float32/float64 tensors, got {x.dtype} "
+                f"on {x.device}; use backend='auto' or 'torch'"
+            )
+        return False
+    if backend == "c":
+        _eventprop_c._library()  # a missing compiler or a failed build raises, naming it
+        return True
+    return library_or_fallback(
+        _eventprop_c._library,
+        "EventProp's C kernels could not be built, so it runs as a PyTorch loop; fix the "
+        "compiler set-up ($CC) or choose backend='torch'",
+        _WARNED,
+        stacklevel=4,
+    )
 
 
 def parameters_from_cuba(node: nn.Module) -> LIFAdjointParameters:
@@ -187,9 +235,17 @@ class _LIFAdjoint(torch.autograd.Function):
         p: LIFAdjointParameters,
         jumps: str,
         spike_input: bool,
+        use_c: bool,
     ) -> tuple[Tensor, Tensor]:
         a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
         current = x if w_in is None else torch.matmul(x, w_in.t())
+        ctx.p, ctx.jumps, ctx.spike_input, ctx.use_c = p, jumps, spike_input, use_c
+        # the input is kept for the input weights' gradient only (a current needs none)
+        to_save = [t for t in (x if w_in is not None else None, w_in, w_rec) if t is not None]
+        ctx.has = (w_in is not None, w_rec is not None)
+        ctx.save_for_backward(*to_save)
+        if use_c:
+            return _c_forward(ctx, current, w_rec, p, jumps)
         steps, batch, n = current.shape
         v = current.new_full((batch, n), p.v_leak)
         i = current.new_zeros(batch, n)
@@ -221,12 +277,6 @@ class _LIFAdjoint(torch.autograd.Function):
             a * ((p.v_leak - before[fired]) + base[fired]),  # in time order
             a * ((p.v_leak - p.v_reset) + base[fired]),
         )
-        del base, before
-        ctx.p, ctx.jumps, ctx.spike_input = p, jumps, spike_input
-        # the input is kept for the input weights' gradient only (a current needs none)
-        to_save = [t for t in (x if w_in is not None else None, w_in, w_rec) if t is not None]
-        ctx.has = (w_in is not None, w_rec is not None)
-        ctx.save_for_backward(*to_save)
         return spikes, voltage
 
     @staticmethod
@@ -241,6 +291,10 @@ class _LIFAdjoint(torch.autograd.Function):
         x = tensors.pop(0) if ctx.has[0] else None
         w_in = tensors.pop(0) if ctx.has[0] else None
         w_rec = tensors.pop(0) if ctx.has[1] else None
+        if ctx.use_c:
+            d_current, d_time, d_rec = _c_backward(ctx, grad_spikes, grad_voltage, w_rec)
+            return (*_input_gradients(ctx, x, w_in, d_current, d_time), d_rec, None, None,
+                    None, None)  # fmt: skip
         z_all = unpack_spikes(saved.spikes)
         steps, batch, n = z_all.shape
         norse = ctx.jumps == "norse"
@@ -286,20 +340,76 @@ class _LIFAdjoint(torch.autograd.Function):
             if d_h is not None:
                 d_h[t] = lam_h
             lam_i = lam_j
-        d_x = d_in = None
-        if w_in is None:
-            d_x = d_current
-        else:
-            if ctx.needs_input_grad[0] and d_h is not None:  # spike_input
-                d_x = x * torch.matmul(a * d_h - b * d_current, w_in)
-            elif ctx.needs_input_grad[0]:
-                d_x = torch.matmul(d_current, w_in)
-            if ctx.needs_input_grad[1]:
-                paired = d_current
-                if norse:  # Norse pairs x[t] with λJ[t+1]
-                    paired = torch.cat([d_current[1:], torch.zeros_like(d_current[:1])])
-                d_in = torch.einsum("tbn,tbi->ni", paired, x)
-        return d_x, d_in, d_rec, None, None, None
+        d_time = None if d_h is None else a * d_h - b * d_current
+        return (*_input_gradients(ctx, x, w_in, d_current, d_time), d_rec, None, None, None,
+                None)  # fmt: skip
+
+
+def _c_forward(
+    ctx: Any, current: Tensor, w_rec: Tensor | None, p: LIFAdjointParameters, jumps: str
+) -> tuple[Tensor, Tensor]:
+    """:meth:`_LIFAdjoint.forward`'s loop by the C kernel; fills ``ctx.saved``."""
+    from spikeflow.learn import _eventprop_c
+
+    a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
+    constants = (a, dt * a, -dt * b, p.v_leak, p.v_th, p.v_reset, p.v_leak - p.v_reset)
+    spikes, voltage, slope_minus, slope_plus = _eventprop_c.c_forward(
+        current.contiguous(), w_rec, constants, jumps == "norse"
+    )
+    fired = spikes.bool()
+    ctx.saved = _Saved(
+        PackedSpikes(_eventprop_c.c_pack(spikes), spikes.shape, torch.bool),
+        [],  # the C backward counts the spikes itself
+        slope_minus[fired],
+        slope_plus[fired],
+    )
+    return spikes, voltage
+
+
+def _c_backward(
+    ctx: Any, grad_spikes: Tensor, grad_voltage: Tensor, w_rec: Tensor | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(λJ, a λh − b λJ or None, ∂L/∂W_rec or None)`` by the C kernel."""
+    from spikeflow.learn import _eventprop_c
+
+    saved: _Saved = ctx.saved
+    p: LIFAdjointParameters = ctx.p
+    a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
+    norse = ctx.jumps == "norse"
+    # the reference loop's scalar products, in its order
+    constants = (a, b, dt * b, a * dt, 0.0) if norse else (a, b, dt * a, 1 - dt * b, 1 - dt * a)
+    return _eventprop_c.c_backward(
+        tuple(saved.spikes.shape),  # type: ignore[arg-type]
+        saved.spikes.bits,
+        saved.slope_minus,
+        saved.slope_plus,
+        grad_spikes.contiguous(),
+        grad_voltage.contiguous(),
+        w_rec,
+        constants,
+        norse,
+        ctx.spike_input,
+    )
+
+
+def _input_gradients(
+    ctx: Any, x: Tensor | None, w_in: Tensor | None, d_current: Tensor, d_time: Tensor | None
+) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients of ``x`` (or of the current, without ``W_in``) and of ``W_in`` from
+    ``λJ`` (``d_current``) and, with ``spike_input``, ``a λh − b λJ`` (``d_time``)."""
+    if w_in is None or x is None:
+        return d_current, None
+    d_x = d_in = None
+    if ctx.needs_input_grad[0] and d_time is not None:  # spike_input
+        d_x = x * torch.matmul(d_time, w_in)
+    elif ctx.needs_input_grad[0]:
+        d_x = torch.matmul(d_current, w_in)
+    if ctx.needs_input_grad[1]:
+        paired = d_current
+        if ctx.jumps == "norse":  # Norse pairs x[t] with λJ[t+1]
+            paired = torch.cat([d_current[1:], torch.zeros_like(d_current[:1])])
+        d_in = torch.einsum("tbn,tbi->ni", paired, x)
+    return d_x, d_in
 
 
 def _check_sequence(owner: str, name: str, x: object, width: int | None = None) -> Tensor:
@@ -336,6 +446,7 @@ def lif_adjoint(
     current: Tensor,
     p: LIFAdjointParameters = NORSE_DEFAULTS,
     jumps: str = "eventprop",
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Feed-forward current-based LIF over a whole sequence, differentiated by the
     adjoint method (module docstring): Norse's ``lif_feed_forward_adjoint_step`` over
@@ -345,21 +456,27 @@ def lif_adjoint(
         current: the input current ``c[t]`` added to the synaptic current, ``[T, B, N]``.
         p: the neuron's parameters (default Norse's).
         jumps: ``"eventprop"`` (default) or ``"norse"`` (module docstring).
+        backend: ``"auto"`` (default), ``"c"`` or ``"torch"`` (:data:`EVENTPROP_BACKENDS`).
 
     Returns:
         ``(spikes, v)``, both ``[T, B, N]``: the spikes ``z[t]`` and the membrane after
         the reset ``v[t]``; a loss may use either.
 
     Raises:
-        ConfigurationError: bad parameters or ``jumps``.
+        ConfigurationError: bad parameters, ``jumps`` or ``backend``; ``backend="c"`` on
+            a tensor that is not a CPU float32/float64 one.
+        CompilerNotFoundError, BuildError: ``backend="c"`` without a C compiler, or its
+            build failed.
         ShapeError: ``current`` is not ``[T, B, N]`` with ``T >= 1``.
         DTypeError: ``current`` is not floating-point.
     """
     owner = "lif_adjoint"
     p = _check_parameters(owner, p)
     jumps = _check_jumps(owner, jumps)
+    backend = _check_backend(owner, backend)
     current = _check_sequence(owner, "current", current)
-    spikes, v = _LIFAdjoint.apply(current, None, None, p, jumps, False)
+    use_c = _use_c(owner, current, backend)
+    spikes, v = _LIFAdjoint.apply(current, None, None, p, jumps, False, use_c)
     return spikes, v
 
 
@@ -370,6 +487,7 @@ def lif_recurrent_adjoint(
     p: LIFAdjointParameters = NORSE_DEFAULTS,
     jumps: str = "eventprop",
     spike_input: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """A Linear -> LIF layer (optionally recurrent) over a whole sequence, differentiated
     by the adjoint method: Norse's ``lif_adjoint_step`` over every step. The input current
@@ -387,12 +505,16 @@ def lif_recurrent_adjoint(
             derivative with respect to each input spike's time (what the layer before
             needs for its jumps: exact EventProp across layers), instead of ``∂L/∂x``.
             ``jumps="eventprop"`` only (default False).
+        backend: ``"auto"`` (default), ``"c"`` or ``"torch"`` (:data:`EVENTPROP_BACKENDS`).
 
     Returns:
         ``(spikes, v)``, both ``[T, B, N]``.
 
     Raises:
-        ConfigurationError: bad parameters or ``jumps``, a weight that is not a tensor.
+        ConfigurationError: bad parameters, ``jumps`` or ``backend``, a weight that is not
+            a tensor; ``backend="c"`` on a tensor that is not a CPU float32/float64 one.
+        CompilerNotFoundError, BuildError: ``backend="c"`` without a C compiler, or its
+            build failed.
         ShapeError: a shape that does not fit.
         DTypeError: weights of another dtype or device than ``x``, integer ``x``.
     """
@@ -400,6 +522,7 @@ def lif_recurrent_adjoint(
     p = _check_parameters(owner, p)
     jumps = _check_jumps(owner, jumps)
     spike_input = check_flag(owner, "spike_input", spike_input)
+    backend = _check_backend(owner, backend)
     if spike_input and jumps != "eventprop":
         raise ConfigurationError(
             f"{owner}: spike_input=True needs jumps='eventprop' (Norse's adjoint passes "
@@ -421,7 +544,8 @@ def lif_recurrent_adjoint(
         _check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
     if spike_input and not is_binary(x):
         raise ConfigurationError(f"{owner}: spike_input=True but x holds values other than 0 and 1")
-    spikes, v = _LIFAdjoint.apply(x, input_weights, recurrent_weights, p, jumps, spike_input)
+    use_c = _use_c(owner, x, backend)
+    spikes, v = _LIFAdjoint.apply(x, input_weights, recurrent_weights, p, jumps, spike_input, use_c)
     return spikes, v
 
 
@@ -443,12 +567,14 @@ class EventPropLIF(nn.Module):
             (``W_rec``: ``2/out_features``); default 1.
         spike_input: the input is the spikes of another EventProp layer; pass it the
             spike-time gradient (see :func:`lif_recurrent_adjoint`; default False).
+        backend: ``"auto"`` (default: the C kernels on CPU float32/float64 tensors),
+            ``"c"`` or ``"torch"`` (the PyTorch loop; :data:`EVENTPROP_BACKENDS`).
 
     ``forward(x)`` returns the spikes; ``forward(x, return_voltage=True)`` the spikes and the
     membrane ``v`` (a loss may use either; both backpropagate by the adjoint).
 
     Raises:
-        ConfigurationError: a count below 1, bad parameters or ``jumps``.
+        ConfigurationError: a count below 1, bad parameters, ``jumps`` or ``backend``.
     """
 
     #: ``forward`` always starts from the resting state (``v = v_leak``, no current).
@@ -463,6 +589,7 @@ class EventPropLIF(nn.Module):
         jumps: str = "eventprop",
         weight_scale: float = 1.0,
         spike_input: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -472,6 +599,7 @@ class EventPropLIF(nn.Module):
         self.p = _check_parameters(owner, p)
         self.jumps = _check_jumps(owner, jumps)
         self.spike_input = check_flag(owner, "spike_input", spike_input)
+        self.backend = _check_backend(owner, backend)
         if self.spike_input and self.jumps != "eventprop":
             raise ConfigurationError(f"{owner}: spike_input=True needs jumps='eventprop'")
         scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
@@ -489,7 +617,13 @@ class EventPropLIF(nn.Module):
     def forward(self, x: Tensor, return_voltage: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Spikes ``[T, B, out_features]`` of ``x`` ``[T, B, in_features]`` (and ``v``)."""
         spikes, v = lif_recurrent_adjoint(
-            x, self.input_weights, self.recurrent_weights, self.p, self.jumps, self.spike_input
+            x,
+            self.input_weights,
+            self.recurrent_weights,
+            self.p,
+            self.jumps,
+            self.spike_input,
+            self.backend,
         )
         return (spikes, v) if return_voltage else spikes
 
@@ -497,7 +631,7 @@ class EventPropLIF(nn.Module):
         p = self.p
         return (
             f"{self.in_features}, {self.out_features}, recurrent={self.recurrent}, "
-            f"jumps={self.jumps!r}, spike_input={self.spike_input}, "
+            f"jumps={self.jumps!r}, spike_input={self.spike_input}, backend={self.backend!r}, "
             f"tau_syn_inv={p.tau_syn_inv}, tau_mem_inv={p.tau_mem_inv}, "
             f"v_leak={p.v_leak}, v_th={p.v_th}, v_reset={p.v_reset}, dt={p.dt}"
         )

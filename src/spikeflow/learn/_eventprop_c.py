@@ -1,0 +1,124 @@
+"""EventProp's fused CPU kernels (``_eventprop.c``): the forward over T and the adjoint
+backward, compiled once with OpenMP through the builder of spikeflow's other CPU
+kernels (:func:`spikeflow.kernels.cpu.load_openmp_library`; cached under
+``kernels/eventprop_*.so``), called through ctypes on raw data pointers.
+
+Callers pass contiguous CPU float32/float64 tensors (:func:`supports`); the arithmetic
+is :mod:`spikeflow.learn.eventprop`'s loop's, element for element (``_eventprop.c``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from importlib import resources
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeflow.kernels.cpu import kernel_threads, load_openmp_library
+
+__all__ = ["c_backward", "c_forward", "c_pack", "supports"]
+
+_P, _I, _D, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+#: Elements per chunk of a feed-forward layer (a recurrent one's chunk is a batch row).
+BLOCK = 256
+
+
+@functools.cache
+def _library() -> Any:
+    source = resources.files("spikeflow.learn").joinpath("_eventprop.c").read_text()
+    lib = load_openmp_library(source, "eventprop")
+    for suffix in _SUFFIX.values():
+        forward = getattr(lib, f"ep_forward_{suffix}")
+        forward.argtypes = [_I, _I, _I, _INT, _P, _P, _P, _P, _P, _P, *[_D] * 7, _INT]
+        forward.restype = _INT
+        backward = getattr(lib, f"ep_backward_{suffix}")
+        backward.argtypes = [_I, _I, _I, _INT, *[_P] * 9, *[_D] * 5, _INT]
+        backward.restype = _INT
+        pack = getattr(lib, f"ep_pack_{suffix}")
+        pack.argtypes = [_I, _INT, _P, _P]
+        pack.restype = None
+    return lib
+
+
+def supports(x: Tensor) -> bool:
+    """Whether the C kernels take ``x``: a CPU float32/float64 tensor."""
+    return x.device.type == "cpu" and x.dtype in _SUFFIX
+
+
+def _width(plane: int, n: int, recurrent: bool) -> int:
+    return n if recurrent else min(BLOCK, plane)
+
+
+def c_forward(
+    current: Tensor, w_rec: Tensor | None, constants: tuple[float, ...], norse: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(spikes, voltage, slope_minus, slope_plus)``, all ``[T, B, N]``, of the
+    contiguous ``current`` ``[T, B, N]`` (not empty); the slopes are written at the
+    spikes only (the rest is uninitialised). ``constants``: ``a``, ``dt a``, ``-dt b``,
+    ``v_leak``, ``v_th``, ``v_reset``, ``v_leak - v_reset``."""
+    steps, batch, n = current.shape
+    plane = batch * n
+    spikes, voltage = torch.empty_like(current), torch.empty_like(current)
+    slope_minus, slope_plus = torch.empty_like(current), torch.empty_like(current)
+    wt = None if w_rec is None else w_rec.t().contiguous()
+    failed = getattr(_library(), f"ep_forward_{_SUFFIX[current.dtype]}")(
+        steps, plane, _width(plane, n, wt is not None), kernel_threads(current.numel()),
+        current.data_ptr(), None if wt is None else wt.data_ptr(), spikes.data_ptr(),
+        voltage.data_ptr(), slope_minus.data_ptr(), slope_plus.data_ptr(), *constants,
+        int(norse),
+    )  # fmt: skip
+    if failed:
+        raise MemoryError("EventProp's C forward could not allocate its work buffers")
+    return spikes, voltage, slope_minus, slope_plus
+
+
+def c_pack(spikes: Tensor) -> Tensor:
+    """The contiguous 0/1 ``spikes`` as bits, :func:`spikeflow.memory.pack_spikes`'s
+    ``bits`` (uint8, ``ceil(numel / 8)``)."""
+    bits = torch.empty((spikes.numel() + 7) // 8, dtype=torch.uint8)
+    getattr(_library(), f"ep_pack_{_SUFFIX[spikes.dtype]}")(
+        spikes.numel(), kernel_threads(spikes.numel()), spikes.data_ptr(), bits.data_ptr()
+    )
+    return bits
+
+
+def c_backward(
+    shape: tuple[int, int, int],
+    bits: Tensor,
+    slope_minus: Tensor,
+    slope_plus: Tensor,
+    grad_spikes: Tensor,
+    grad_voltage: Tensor,
+    w_rec: Tensor | None,
+    constants: tuple[float, ...],
+    norse: bool,
+    spike_time: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(λJ, a λh − b λJ or None, ∂L/∂W_rec or None)``: the adjoint backward over the
+    spikes ``bits`` of a ``shape`` ``[T, B, N]`` run, the slopes at its spikes (time
+    order), and the contiguous output gradients. ``constants``: ``a``, ``b`` and
+    ``dt a``, ``1 - dt b``, ``1 - dt a`` (EventProp's jumps) or ``dt b``, ``a dt``, 0
+    (Norse's)."""
+    steps, batch, n = shape
+    plane = batch * n
+    dtype = grad_spikes.dtype
+    d_current = torch.empty(shape, dtype=dtype)
+    d_time = torch.empty(shape, dtype=dtype) if spike_time else None
+    threads = kernel_threads(steps * plane)
+    wt = None if w_rec is None else w_rec.t().contiguous()
+    d_rec_t = None if w_rec is None else torch.zeros(threads, n, n, dtype=dtype)
+    failed = getattr(_library(), f"ep_backward_{_SUFFIX[dtype]}")(
+        steps, plane, _width(plane, n, wt is not None), threads, bits.data_ptr(),
+        slope_minus.data_ptr(), slope_plus.data_ptr(), grad_spikes.data_ptr(),
+        grad_voltage.data_ptr(), None if wt is None else wt.data_ptr(), d_current.data_ptr(),
+        None if d_time is None else d_time.data_ptr(),
+        None if d_rec_t is None else d_rec_t.data_ptr(), *constants, int(norse),
+    )  # fmt: skip
+    if failed:
+        raise MemoryError("EventProp's C backward could not allocate its work buffers")
+    d_rec = None if d_rec_t is None else d_rec_t.sum(0).t()
+    return d_current, d_time, d_rec
