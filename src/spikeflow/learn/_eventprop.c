@@ -12,10 +12,12 @@
  * within a step, rows never are. W_rec is passed transposed (wt[m * N + n] =
  * W_rec[n, m]): a spike of neuron m adds the row wt[m] to the currents of its row.
  *
- * The backward reads the spikes as bits (spikeflow.memory.packing: element e in bit
- * e % 8 of byte e / 8) and the slopes at the spikes in time order (the forward's
- * order: step, then element), and finds each chunk's first slope of every step from a
- * table of spike counts per (step, chunk) it builds first.
+ * The forward keeps the two slopes at each spike (V̇⁻, V̇⁺) in a list per chunk and
+ * counts the spikes of each (step, chunk); ep_gather then puts them in time order (step,
+ * then element: the PyTorch loop's order). The backward reads the spikes as bits
+ * (spikeflow.memory.packing: element e in bit e % 8 of byte e / 8), the slopes in time
+ * order and, for each (step, chunk), the index of its first slope (the counts' prefix
+ * sums).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,10 +37,12 @@ static int thread_id(void) {
 static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (e & 7)) & 1; }
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                          \
-  /* Returns 0, or 1 when a work buffer could not be allocated. */                         \
+  /* Returns 0, or 1 when a work buffer could not be allocated (lists then holds what  */  \
+  /* was allocated: ep_gather frees it). counts [steps * chunks]: the spikes of each   */  \
+  /* (step, chunk); lists [chunks]: each chunk's slopes (V̇⁻, V̇⁺ pairs) in time order. */  \
   int ep_forward_##SUFFIX(int64_t steps, int64_t plane, int64_t width, int threads,        \
                           const T *current, const T *wt, T *spikes, T *voltage,             \
-                          T *slope_minus, T *slope_plus, double a_, double charge_,         \
+                          int64_t *counts, T **lists, double a_, double charge_,            \
                           double leak_, double v_leak_, double v_th_, double v_reset_,      \
                           double leak_minus_reset_, int norse) {                            \
     const T a = (T)a_, charge = (T)charge_, leak = (T)leak_, v_leak = (T)v_leak_;           \
@@ -46,14 +50,22 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
     const int64_t chunks = (plane + width - 1) / width;                                    \
     int failed = 0;                                                                        \
     _Pragma("omp parallel num_threads(threads) reduction(|| : failed)") {                  \
-      T *v = malloc(3 * width * sizeof(T));                                                \
+      T *v = malloc(5 * width * sizeof(T));                                                \
       if (!v) failed = 1;                                                                  \
       T *i = v ? v + width : NULL, *rec = v ? v + 2 * width : NULL;                        \
+      T *minus = v ? v + 3 * width : NULL, *plus = v ? v + 4 * width : NULL;               \
       _Pragma("omp for schedule(static)")                                                  \
       for (int64_t c = 0; c < chunks; ++c) {                                               \
-        if (!v) continue;                                                                  \
+        lists[c] = NULL;                                                                   \
+        if (!v || failed) continue;                                                        \
         const int64_t start = c * width;                                                   \
         const int64_t w = plane - start < width ? plane - start : width;                   \
+        int64_t size = 0, capacity = 64;                                                   \
+        T *list = malloc(2 * capacity * sizeof(T));                                        \
+        if (!list) {                                                                       \
+          failed = 1;                                                                      \
+          continue;                                                                        \
+        }                                                                                  \
         for (int64_t j = 0; j < w; ++j) {                                                  \
           v[j] = v_leak;                                                                   \
           i[j] = (T)0;                                                                     \
@@ -68,62 +80,81 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
               if (z[m] != (T)0)                                                            \
                 for (int64_t j = 0; j < w; ++j) rec[j] += wt[m * w + j];                   \
           }                                                                                \
+          if (capacity - size < w) { /* room for a spike of every element */               \
+            while (capacity - size < w) capacity *= 2;                                     \
+            T *grown = realloc(list, 2 * capacity * sizeof(T));                            \
+            if (!grown) {                                                                  \
+              failed = 1;                                                                  \
+              break;                                                                       \
+            }                                                                              \
+            list = grown;                                                                  \
+          }                                                                                \
+          /* the dynamics (vectorised), then the spikes' slopes appended in order */     \
           for (int64_t j = 0; j < w; ++j) {                                                \
             T J = i[j] + current[row + j];                                                 \
             if (wt) J = J + rec[j];                                                        \
             const T base = norse ? i[j] : J;                                               \
             const T before = v[j];                                                         \
             const T h = before + charge * ((v_leak - before) + J);                         \
-            const int fired = h > v_th;                                                    \
-            v[j] = fired ? v_reset : h;                                                    \
+            const T z = h > v_th ? (T)1 : (T)0;                                            \
+            v[j] = h > v_th ? v_reset : h;                                                 \
             i[j] = J + leak * J;                                                           \
-            spikes[row + j] = fired ? (T)1 : (T)0;                                         \
+            spikes[row + j] = z;                                                           \
             voltage[row + j] = v[j];                                                       \
-            if (fired) {                                                                   \
-              slope_minus[row + j] = a * ((v_leak - before) + base);                       \
-              slope_plus[row + j] = a * (rest + base);                                     \
-            }                                                                              \
+            minus[j] = a * ((v_leak - before) + base);                                     \
+            plus[j] = a * (rest + base);                                                   \
           }                                                                                \
+          const int64_t first = size;                                                      \
+          for (int64_t j = 0; j < w; ++j) {                                                \
+            list[2 * size] = minus[j];                                                     \
+            list[2 * size + 1] = plus[j];                                                  \
+            size += spikes[row + j] != (T)0;                                               \
+          }                                                                                \
+          counts[t * chunks + c] = size - first;                                           \
         }                                                                                  \
+        lists[c] = list;                                                                   \
       }                                                                                    \
       free(v);                                                                             \
     }                                                                                      \
     return failed;                                                                         \
   }                                                                                        \
                                                                                            \
-  /* Returns 0, or 1 when a work buffer could not be allocated. d_rec_t: one [N, N]    */  \
-  /* block per thread, zeroed, accumulating d_rec transposed; d_time may be NULL.      */  \
+  /* The forward's slopes in time order (step, then element) into slope_minus and      */  \
+  /* slope_plus; frees the chunks' lists (also after a failed forward).                */  \
+  void ep_gather_##SUFFIX(int64_t steps, int64_t chunks, const int64_t *counts, T **lists, \
+                          T *slope_minus, T *slope_plus, int copy) {                        \
+    if (copy) {                                                                            \
+      int64_t *at = calloc((size_t)chunks, sizeof(int64_t));                               \
+      int64_t out = 0;                                                                     \
+      for (int64_t t = 0; t < steps && at; ++t)                                            \
+        for (int64_t c = 0; c < chunks; ++c)                                               \
+          for (int64_t k = 0; k < counts[t * chunks + c]; ++k, ++out, ++at[c]) {           \
+            slope_minus[out] = lists[c][2 * at[c]];                                        \
+            slope_plus[out] = lists[c][2 * at[c] + 1];                                     \
+          }                                                                                \
+      free(at);                                                                            \
+    }                                                                                      \
+    for (int64_t c = 0; c < chunks; ++c) free(lists[c]);                                   \
+  }                                                                                        \
+                                                                                           \
+  /* Returns 0, or 1 when a work buffer could not be allocated. offset [steps *       */  \
+  /* chunks]: the index of each (step, chunk)'s first slope; d_rec_t: one [N, N] block */  \
+  /* per thread, zeroed, accumulating d_rec transposed; d_time may be NULL, and so   */  \
+  /* may grad_spikes and grad_voltage (zero).                                          */  \
   int ep_backward_##SUFFIX(int64_t steps, int64_t plane, int64_t width, int threads,       \
-                           const uint8_t *bits, const T *slope_minus, const T *slope_plus,  \
+                           const uint8_t *bits, const int64_t *offset,                      \
+                           const T *slope_minus, const T *slope_plus,                       \
                            const T *grad_spikes, const T *grad_voltage, const T *wt,        \
                            T *d_current, T *d_time, T *d_rec_t, double a_, double b_,       \
                            double c1_, double c2_, double c3_, int norse) {                 \
     /* eventprop: c1 = dt a, c2 = 1 - dt b, c3 = 1 - dt a; norse: c1 = dt b, c2 = a dt */  \
     const T a = (T)a_, b = (T)b_, c1 = (T)c1_, c2 = (T)c2_, c3 = (T)c3_;                   \
     const int64_t chunks = (plane + width - 1) / width;                                    \
-    int64_t *offset = malloc((size_t)(steps * chunks) * sizeof(int64_t));                  \
-    if (!offset) return 1;                                                                 \
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")                      \
-    for (int64_t c = 0; c < chunks; ++c) {                                                 \
-      const int64_t start = c * width;                                                     \
-      const int64_t w = plane - start < width ? plane - start : width;                     \
-      for (int64_t t = 0; t < steps; ++t) {                                                \
-        int64_t count = 0;                                                                 \
-        for (int64_t j = 0; j < w; ++j) count += fired_bit(bits, t * plane + start + j);   \
-        offset[t * chunks + c] = count;                                                    \
-      }                                                                                    \
-    }                                                                                      \
-    int64_t total = 0;                                                                     \
-    for (int64_t k = 0; k < steps * chunks; ++k) {                                         \
-      const int64_t count = offset[k];                                                     \
-      offset[k] = total;                                                                   \
-      total += count;                                                                      \
-    }                                                                                      \
     int failed = 0;                                                                        \
     _Pragma("omp parallel num_threads(threads) reduction(|| : failed)") {                  \
-      T *lam_v = malloc(4 * width * sizeof(T));                                            \
+      T *lam_v = malloc(5 * width * sizeof(T));                                            \
       T *lam_i = lam_v ? lam_v + width : NULL, *u_next = lam_v ? lam_v + 2 * width : NULL; \
-      T *u_now = lam_v ? lam_v + 3 * width : NULL;                                         \
+      T *u_now = lam_v ? lam_v + 3 * width : NULL, *lam_h = lam_v ? lam_v + 4 * width : NULL; \
       T *d_rec = d_rec_t ? d_rec_t + (int64_t)thread_id() * width * width : NULL;          \
       if (!lam_v) failed = 1;                                                              \
       _Pragma("omp for schedule(static)")                                                  \
@@ -138,33 +169,37 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
             for (int64_t m = 0; m < w; ++m)                                                \
               if (fired_bit(bits, row + m))                                                \
                 for (int64_t j = 0; j < w; ++j) d_rec[m * w + j] += lam_i[j];              \
-          int64_t at = offset[t * chunks + c];                                             \
+          /* λh before the jumps (vectorised), the jumps at the spikes, then λJ, λv */     \
           for (int64_t j = 0; j < w; ++j) {                                                \
-            const T lv = lam_v[j] + grad_voltage[row + j];                                 \
-            const T li = lam_i[j];                                                         \
-            T lj = (T)0, lh;                                                               \
+            const T lv = grad_voltage ? lam_v[j] + grad_voltage[row + j] : lam_v[j];       \
             if (norse) {                                                                   \
-              lj = li + c1 * (lv - li);                                                    \
-              lh = lv - c2 * lv;                                                           \
+              u_now[j] = lam_i[j] + c1 * (lv - lam_i[j]); /* λJ, set before the jump */    \
+              lam_h[j] = lv - c2 * lv;                                                     \
             } else {                                                                       \
-              lh = lv;                                                                     \
+              lam_h[j] = lv;                                                               \
             }                                                                              \
+          }                                                                                \
+          int64_t at = offset[t * chunks + c];                                             \
+          for (int64_t j = 0; j < w; ++j)                                                  \
             if (fired_bit(bits, row + j)) {                                                \
               T g_rec = (T)0; /* Σ_i W_rec[i, n] u_i[t+1] */                               \
               if (wt) {                                                                    \
                 const T *column = wt + j * w;                                              \
                 for (int64_t k = 0; k < w; ++k) g_rec += u_next[k] * column[k];            \
               }                                                                            \
-              const T g = grad_spikes[row + j] + g_rec;                                    \
+              const T g = (grad_spikes ? grad_spikes[row + j] : (T)0) + g_rec;             \
               const T sm = slope_minus[at], sp = slope_plus[at];                           \
               ++at;                                                                        \
-              lh = lh * (sp / sm) + g / sm;                                                \
+              lam_h[j] = lam_h[j] * (sp / sm) + g / sm;                                    \
             }                                                                              \
+          for (int64_t j = 0; j < w; ++j) {                                                \
+            const T lh = lam_h[j];                                                         \
+            T lj;                                                                          \
             if (norse) {                                                                   \
+              lj = u_now[j];                                                               \
               lam_v[j] = lh;                                                               \
-              u_now[j] = lj;                                                               \
             } else {                                                                       \
-              lj = c1 * lh + c2 * li;                                                      \
+              lj = c1 * lh + c2 * lam_i[j];                                                \
               lam_v[j] = c3 * lh;                                                          \
               u_now[j] = a * lh - b * lj;                                                  \
             }                                                                              \
@@ -185,7 +220,6 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
       }                                                                                    \
       free(lam_v);                                                                         \
     }                                                                                      \
-    free(offset);                                                                          \
     return failed;                                                                         \
   }                                                                                        \
                                                                                            \

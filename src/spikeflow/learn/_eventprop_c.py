@@ -35,8 +35,11 @@ def _library() -> Any:
         forward = getattr(lib, f"ep_forward_{suffix}")
         forward.argtypes = [_I, _I, _I, _INT, _P, _P, _P, _P, _P, _P, *[_D] * 7, _INT]
         forward.restype = _INT
+        gather = getattr(lib, f"ep_gather_{suffix}")
+        gather.argtypes = [_I, _I, _P, _P, _P, _P, _INT]
+        gather.restype = None
         backward = getattr(lib, f"ep_backward_{suffix}")
-        backward.argtypes = [_I, _I, _I, _INT, *[_P] * 9, *[_D] * 5, _INT]
+        backward.argtypes = [_I, _I, _I, _INT, *[_P] * 10, *[_D] * 5, _INT]
         backward.restype = _INT
         pack = getattr(lib, f"ep_pack_{suffix}")
         pack.argtypes = [_I, _INT, _P, _P]
@@ -55,25 +58,40 @@ def _width(plane: int, n: int, recurrent: bool) -> int:
 
 def c_forward(
     current: Tensor, w_rec: Tensor | None, constants: tuple[float, ...], norse: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(spikes, voltage, slope_minus, slope_plus)``, all ``[T, B, N]``, of the
-    contiguous ``current`` ``[T, B, N]`` (not empty); the slopes are written at the
-    spikes only (the rest is uninitialised). ``constants``: ``a``, ``dt a``, ``-dt b``,
-    ``v_leak``, ``v_th``, ``v_reset``, ``v_leak - v_reset``."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(spikes, voltage, slope_minus, slope_plus, counts)`` of the contiguous
+    ``current`` ``[T, B, N]`` (not empty): spikes and voltage ``[T, B, N]``, the slopes
+    ``V̇⁻``, ``V̇⁺`` at the spikes in time order, and the spikes of each chunk of each
+    step (int64 ``[T, chunks]``, what :func:`c_backward` takes). ``constants``: ``a``,
+    ``dt a``, ``-dt b``, ``v_leak``, ``v_th``, ``v_reset``, ``v_leak - v_reset``."""
     steps, batch, n = current.shape
     plane = batch * n
+    width = _width(plane, n, w_rec is not None)
+    chunks = -(-plane // width)
     spikes, voltage = torch.empty_like(current), torch.empty_like(current)
-    slope_minus, slope_plus = torch.empty_like(current), torch.empty_like(current)
+    counts = torch.empty(steps, chunks, dtype=torch.int64)
+    lists = (ctypes.c_void_p * chunks)()
     wt = None if w_rec is None else w_rec.t().contiguous()
-    failed = getattr(_library(), f"ep_forward_{_SUFFIX[current.dtype]}")(
-        steps, plane, _width(plane, n, wt is not None), kernel_threads(current.numel()),
-        current.data_ptr(), None if wt is None else wt.data_ptr(), spikes.data_ptr(),
-        voltage.data_ptr(), slope_minus.data_ptr(), slope_plus.data_ptr(), *constants,
-        int(norse),
-    )  # fmt: skip
+    lib, suffix = _library(), _SUFFIX[current.dtype]
+    failed = 1
+    try:
+        failed = getattr(lib, f"ep_forward_{suffix}")(
+            steps, plane, width, kernel_threads(current.numel()), current.data_ptr(),
+            None if wt is None else wt.data_ptr(), spikes.data_ptr(), voltage.data_ptr(),
+            counts.data_ptr(), lists, *constants, int(norse),
+        )  # fmt: skip
+        total = 0 if failed else int(counts.sum())
+        slope_minus = current.new_empty(total)
+        slope_plus = current.new_empty(total)
+    finally:  # the chunks' lists are freed whatever happened
+        getattr(lib, f"ep_gather_{suffix}")(
+            steps, chunks, counts.data_ptr(), lists,
+            None if failed else slope_minus.data_ptr(),
+            None if failed else slope_plus.data_ptr(), int(not failed),
+        )  # fmt: skip
     if failed:
         raise MemoryError("EventProp's C forward could not allocate its work buffers")
-    return spikes, voltage, slope_minus, slope_plus
+    return spikes, voltage, slope_minus, slope_plus, counts
 
 
 def c_pack(spikes: Tensor) -> Tensor:
@@ -89,34 +107,39 @@ def c_pack(spikes: Tensor) -> Tensor:
 def c_backward(
     shape: tuple[int, int, int],
     bits: Tensor,
+    counts: Tensor,
     slope_minus: Tensor,
     slope_plus: Tensor,
-    grad_spikes: Tensor,
-    grad_voltage: Tensor,
+    grad_spikes: Tensor | None,
+    grad_voltage: Tensor | None,
     w_rec: Tensor | None,
     constants: tuple[float, ...],
     norse: bool,
     spike_time: bool,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(λJ, a λh − b λJ or None, ∂L/∂W_rec or None)``: the adjoint backward over the
-    spikes ``bits`` of a ``shape`` ``[T, B, N]`` run, the slopes at its spikes (time
-    order), and the contiguous output gradients. ``constants``: ``a``, ``b`` and
-    ``dt a``, ``1 - dt b``, ``1 - dt a`` (EventProp's jumps) or ``dt b``, ``a dt``, 0
-    (Norse's)."""
+    spikes ``bits`` of a ``shape`` ``[T, B, N]`` run, its spike ``counts`` and slopes
+    (:func:`c_forward`'s), and the contiguous output gradients (None: zero).
+    ``constants``: ``a``, ``b`` and ``dt a``, ``1 - dt b``, ``1 - dt a`` (EventProp's
+    jumps) or ``dt b``, ``a dt``, 0 (Norse's)."""
     steps, batch, n = shape
     plane = batch * n
-    dtype = grad_spikes.dtype
+    dtype = slope_minus.dtype
     d_current = torch.empty(shape, dtype=dtype)
     d_time = torch.empty(shape, dtype=dtype) if spike_time else None
     threads = kernel_threads(steps * plane)
     wt = None if w_rec is None else w_rec.t().contiguous()
     d_rec_t = None if w_rec is None else torch.zeros(threads, n, n, dtype=dtype)
+    offset = counts.view(-1).cumsum(0) - counts.view(-1)  # each (step, chunk)'s first slope
+
+    def pointer(t: Tensor | None) -> int | None:
+        return None if t is None else t.data_ptr()
+
     failed = getattr(_library(), f"ep_backward_{_SUFFIX[dtype]}")(
         steps, plane, _width(plane, n, wt is not None), threads, bits.data_ptr(),
-        slope_minus.data_ptr(), slope_plus.data_ptr(), grad_spikes.data_ptr(),
-        grad_voltage.data_ptr(), None if wt is None else wt.data_ptr(), d_current.data_ptr(),
-        None if d_time is None else d_time.data_ptr(),
-        None if d_rec_t is None else d_rec_t.data_ptr(), *constants, int(norse),
+        offset.data_ptr(), slope_minus.data_ptr(), slope_plus.data_ptr(), pointer(grad_spikes),
+        pointer(grad_voltage), pointer(wt), d_current.data_ptr(), pointer(d_time),
+        pointer(d_rec_t), *constants, int(norse),
     )  # fmt: skip
     if failed:
         raise MemoryError("EventProp's C backward could not allocate its work buffers")

@@ -240,6 +240,7 @@ class _LIFAdjoint(torch.autograd.Function):
         a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
         current = x if w_in is None else torch.matmul(x, w_in.t())
         ctx.p, ctx.jumps, ctx.spike_input, ctx.use_c = p, jumps, spike_input, use_c
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None
         # the input is kept for the input weights' gradient only (a current needs none)
         to_save = [t for t in (x if w_in is not None else None, w_in, w_rec) if t is not None]
         ctx.has = (w_in is not None, w_rec is not None)
@@ -282,7 +283,7 @@ class _LIFAdjoint(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(  # type: ignore[override]
-        ctx: Any, grad_spikes: Tensor, grad_voltage: Tensor
+        ctx: Any, grad_spikes: Tensor | None, grad_voltage: Tensor | None
     ) -> tuple[Tensor | None, ...]:
         saved: _Saved = ctx.saved
         p: LIFAdjointParameters = ctx.p
@@ -296,6 +297,11 @@ class _LIFAdjoint(torch.autograd.Function):
             return (*_input_gradients(ctx, x, w_in, d_current, d_time), d_rec, None, None,
                     None, None)  # fmt: skip
         z_all = unpack_spikes(saved.spikes)
+        if grad_spikes is None or grad_voltage is None:
+            given = grad_spikes if grad_spikes is not None else grad_voltage
+            zeros = torch.zeros_like(given)  # type: ignore[arg-type]
+            grad_spikes = zeros if grad_spikes is None else grad_spikes
+            grad_voltage = zeros if grad_voltage is None else grad_voltage
         steps, batch, n = z_all.shape
         norse = ctx.jumps == "norse"
         lam_v = grad_spikes.new_zeros(batch, n)
@@ -353,21 +359,21 @@ def _c_forward(
 
     a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
     constants = (a, dt * a, -dt * b, p.v_leak, p.v_th, p.v_reset, p.v_leak - p.v_reset)
-    spikes, voltage, slope_minus, slope_plus = _eventprop_c.c_forward(
+    spikes, voltage, slope_minus, slope_plus, counts = _eventprop_c.c_forward(
         current.contiguous(), w_rec, constants, jumps == "norse"
     )
-    fired = spikes.bool()
     ctx.saved = _Saved(
         PackedSpikes(_eventprop_c.c_pack(spikes), spikes.shape, torch.bool),
-        [],  # the C backward counts the spikes itself
-        slope_minus[fired],
-        slope_plus[fired],
+        counts.sum(1).tolist(),
+        slope_minus,
+        slope_plus,
     )
+    ctx.chunk_counts = counts  # the spikes of each chunk of each step
     return spikes, voltage
 
 
 def _c_backward(
-    ctx: Any, grad_spikes: Tensor, grad_voltage: Tensor, w_rec: Tensor | None
+    ctx: Any, grad_spikes: Tensor | None, grad_voltage: Tensor | None, w_rec: Tensor | None
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(λJ, a λh − b λJ or None, ∂L/∂W_rec or None)`` by the C kernel."""
     from spikeflow.learn import _eventprop_c
@@ -381,10 +387,11 @@ def _c_backward(
     return _eventprop_c.c_backward(
         tuple(saved.spikes.shape),  # type: ignore[arg-type]
         saved.spikes.bits,
+        ctx.chunk_counts,
         saved.slope_minus,
         saved.slope_plus,
-        grad_spikes.contiguous(),
-        grad_voltage.contiguous(),
+        None if grad_spikes is None else grad_spikes.contiguous(),
+        None if grad_voltage is None else grad_voltage.contiguous(),
         w_rec,
         constants,
         norse,
@@ -408,7 +415,9 @@ def _input_gradients(
         paired = d_current
         if ctx.jumps == "norse":  # Norse pairs x[t] with λJ[t+1]
             paired = torch.cat([d_current[1:], torch.zeros_like(d_current[:1])])
-        d_in = torch.einsum("tbn,tbi->ni", paired, x)
+        # Σ_t λJᵀ x as one [N, T·B] x [T·B, I] product (einsum took a batched path
+        # with copies of both operands: 2x slower)
+        d_in = torch.mm(paired.reshape(-1, paired.shape[-1]).t(), x.reshape(-1, x.shape[-1]))
     return d_x, d_in
 
 
