@@ -27,10 +27,14 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 BLOCK = 256
 
 
+def _source() -> str:
+    """The kernels' C source (``_eventprop.c``, shipped with the package)."""
+    return resources.files("spikeflow.learn").joinpath("_eventprop.c").read_text()
+
+
 @functools.cache
 def _library() -> Any:
-    source = resources.files("spikeflow.learn").joinpath("_eventprop.c").read_text()
-    lib = load_openmp_library(source, "eventprop")
+    lib = load_openmp_library(_source(), "eventprop")
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"ep_forward_{suffix}")
         forward.argtypes = [_I, _I, _I, _INT, _P, _P, _P, _P, _P, _P, *[_D] * 7, _INT]
