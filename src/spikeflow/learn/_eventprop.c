@@ -137,6 +137,21 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
     for (int64_t c = 0; c < chunks; ++c) free(lists[c]);                                   \
   }                                                                                        \
                                                                                            \
+  /* The jump of λh at the spike of element j of a chunk's row (module docstring of    */  \
+  /* eventprop.py); slopes: the next spike's V̇⁻ and V̇⁺, moved on by one.              */  \
+  static inline void jump_##SUFFIX(int64_t j, int64_t row, int64_t w, T *lam_h,            \
+                                   const T *u_next, const T *wt, const T *grad_spikes,     \
+                                   const T *slopes[2]) {                                   \
+    T g_rec = (T)0; /* Σ_i W_rec[i, n] u_i[t+1] */                                         \
+    if (wt) {                                                                              \
+      const T *column = wt + j * w;                                                        \
+      for (int64_t k = 0; k < w; ++k) g_rec += u_next[k] * column[k];                      \
+    }                                                                                      \
+    const T g = (grad_spikes ? grad_spikes[row + j] : (T)0) + g_rec;                       \
+    const T sm = *slopes[0]++, sp = *slopes[1]++;                                          \
+    lam_h[j] = lam_h[j] * (sp / sm) + g / sm;                                              \
+  }                                                                                        \
+                                                                                           \
   /* Returns 0, or 1 when a work buffer could not be allocated. offset [steps *       */  \
   /* chunks]: the index of each (step, chunk)'s first slope; d_rec_t: one [N, N] block */  \
   /* per thread, zeroed, accumulating d_rec transposed; d_time may be NULL, and so   */  \
@@ -179,19 +194,21 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
               lam_h[j] = lv;                                                               \
             }                                                                              \
           }                                                                                \
-          int64_t at = offset[t * chunks + c];                                             \
-          for (int64_t j = 0; j < w; ++j)                                                  \
-            if (fired_bit(bits, row + j)) {                                                \
-              T g_rec = (T)0; /* Σ_i W_rec[i, n] u_i[t+1] */                               \
-              if (wt) {                                                                    \
-                const T *column = wt + j * w;                                              \
-                for (int64_t k = 0; k < w; ++k) g_rec += u_next[k] * column[k];            \
-              }                                                                            \
-              const T g = (grad_spikes ? grad_spikes[row + j] : (T)0) + g_rec;             \
-              const T sm = slope_minus[at], sp = slope_plus[at];                           \
-              ++at;                                                                        \
-              lam_h[j] = lam_h[j] * (sp / sm) + g / sm;                                    \
+          const T *slopes[2] = {slope_minus + offset[t * chunks + c],                     \
+                                slope_plus + offset[t * chunks + c]};                      \
+          for (int64_t j = 0; j < w;) { /* the spikes in order, a byte at a time */        \
+            const int64_t e = row + j;                                                     \
+            if ((e & 7) == 0 && j + 8 <= w) {                                              \
+              for (unsigned byte = bits[e >> 3]; byte; byte &= byte - 1)                   \
+                jump_##SUFFIX(j + __builtin_ctz(byte), row, w, lam_h, u_next, wt,         \
+                              grad_spikes, slopes);                                        \
+              j += 8;                                                                      \
+            } else {                                                                       \
+              if (fired_bit(bits, e))                                                      \
+                jump_##SUFFIX(j, row, w, lam_h, u_next, wt, grad_spikes, slopes);          \
+              ++j;                                                                         \
             }                                                                              \
+          }                                                                                \
           for (int64_t j = 0; j < w; ++j) {                                                \
             const T lh = lam_h[j];                                                         \
             T lj;                                                                          \
