@@ -46,7 +46,9 @@ input gradient uses ``λJ[t]``). Kept to compare with, and for Norse users.
 Both loops run as fused C kernels on CPU float32/float64 tensors (``backend="auto"``,
 the default, or ``"c"``; :data:`EVENTPROP_BACKENDS`, ``_eventprop.c``), the same
 arithmetic as the PyTorch loops here (``backend="torch"``, the reference, on any device
-and dtype) but for the recurrent sums, which the C kernels take over the spikes.
+and dtype) but for the recurrent sums, which the C kernels take over the spikes (in
+another order: a membrane within rounding of ``v_th`` may fire in one and not the
+other).
 
 See ``docs/learning.md`` (EventProp) for what was checked against what.
 """
@@ -162,7 +164,7 @@ def _use_c(owner: str, x: Tensor, backend: str) -> bool:
         "EventProp's C kernels could not be built, so it runs as a PyTorch loop; fix the "
         "compiler set-up ($CC) or choose backend='torch'",
         _WARNED,
-        stacklevel=4,
+        stacklevel=3,  # the warning names the line that called lif_adjoint (or the layer)
     )
 
 
