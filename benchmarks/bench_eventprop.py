@@ -14,6 +14,8 @@ weights (``zero_grad`` before each call). Runners, each on the same input and we
   not run, the fused kernel has no recurrent weights);
 - ``matmul floor``: the same matmuls without a neuron (the currents ``W_in x`` go to the
   readout): what every runner pays besides its neuron;
+- ``neuron alone c`` / ``torch`` (feed-forward only): ``lif_adjoint`` on the layer's
+  currents, backward into them: the adjoint's own loops without the matmuls;
 - ``norse adjoint``: Norse 1.1's ``LIF(p=LIFParameters(method="adjoint"))`` where it
   runs; in Norse 1.1 it raises (its adjoint step hands ``method="adjoint"`` on to the
   threshold function, which has no such method), so the runner calls the adjoint step
@@ -41,7 +43,7 @@ from _common import measure
 from _common import start as start_benchmark
 from torch import Tensor, nn
 
-from spikeflow.learn import EventPropLIF
+from spikeflow.learn import EventPropLIF, lif_adjoint
 from spikeflow.learn.eventprop import NORSE_DEFAULTS
 
 IN, HIDDEN, OUT = 700, 256, 20
@@ -126,11 +128,13 @@ def main() -> None:
             for batch in args.batch:
                 rows.append(_one_size(steps, batch, recurrent, args, gen, device))
     print("\nsummary: median ms of forward+backward (ratio: time / eventprop c); the")
-    print("neuron's part (time - matmul floor) of eventprop c and eventprop torch")
+    print("neuron's part (time - matmul floor) of eventprop c and eventprop torch, and")
+    print("the neuron alone (lif_adjoint on the currents) by the C kernels and the loop")
     names = ("eventprop torch", "bptt fused", "norse adjoint", "matmul floor")
     print(f"  {'layer':<10} {'T':>4} {'B':>4} {'rate':>5} {'eventprop c':>12} "
           + " ".join(f"{name:>16}" for name in names)
-          + f" {'neuron c':>9} {'neuron torch':>13}")  # fmt: skip
+          + f" {'neuron c':>9} {'neuron torch':>13}"
+          + f" {'alone c':>8} {'alone torch':>12}")  # fmt: skip
     for kind, steps, batch, rate, ms in rows:
         base, floor = ms["eventprop c"], ms["matmul floor"]
         cells = [
@@ -139,9 +143,12 @@ def main() -> None:
         ]
         assert base is not None and floor is not None
         own_c, own_torch = base - floor, ms["eventprop torch"] - floor  # type: ignore[operator]
+        alone = [ms.get(f"neuron alone {b}") for b in ("c", "torch")]
+        alone_cells = ["-" if a is None else f"{a:.0f}" for a in alone]
         print(f"  {kind:<10} {steps:>4} {batch:>4} {rate:>5.3f} {base:>12.0f} "
               + " ".join(f"{cell:>16}" for cell in cells)
-              + f" {own_c:>9.0f} {own_torch:>13.0f}")  # fmt: skip
+              + f" {own_c:>9.0f} {own_torch:>13.0f}"
+              + f" {alone_cells[0]:>8} {alone_cells[1]:>12}")  # fmt: skip
 
 
 def _one_size(
@@ -209,6 +216,19 @@ def _one_size(
     print(f"\n{kind} 700->256->20, T={steps}, batch {batch}: hidden spike rate {rate:.3f}; "
           + agree + ("" if isinstance(norse_run, str) else "; Norse's spikes equal the loop's")
           + (f" ({norse_run.note})" if not isinstance(norse_run, str) else ""))  # fmt: skip
+
+    # the neuron alone: lif_adjoint on the layer's currents, backward into them
+    current = torch.matmul(x, layer.input_weights.t()).detach().requires_grad_()
+    gz = torch.randn(current.shape, generator=gen)
+    if not recurrent:
+        for backend in ("c", "torch"):
+
+            def alone(b: str = backend) -> None:
+                current.grad = None
+                z, _ = lif_adjoint(current, layer.p, backend=b)
+                (z * gz).sum().backward()
+
+            runners[f"neuron alone {backend}"] = alone  # type: ignore[assignment]
 
     ms: dict[str, float | None] = {}
     for name, run in runners.items():
