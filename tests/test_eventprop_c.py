@@ -16,6 +16,7 @@ from spikeflow import _cbuild
 from spikeflow.errors import ConfigurationError
 from spikeflow.learn import LIFAdjointParameters, _eventprop_c, lif_adjoint, lif_recurrent_adjoint
 from spikeflow.learn.eventprop import EventPropLIF
+from spikeflow.memory import pack_spikes
 
 pytestmark = pytest.mark.skipif(
     not any(_cbuild._runnable(c) for c in ("cc", "gcc", "clang")), reason="no C compiler"
@@ -109,6 +110,10 @@ def test_feed_forward_chunks_and_threads() -> None:
             assert torch.equal(z, results[0][0]) and torch.equal(v, results[0][1])
             torch.testing.assert_close(g, results[0][2], rtol=1e-12, atol=1e-12)
         assert 0.05 < float(results[0][0].detach().mean()) < 0.5
+        # the kernels' bits are spikeflow.memory.pack_spikes's (also for a partial byte)
+        spikes = results[1][0].detach().reshape(-1)
+        for part in (spikes, spikes[:-3]):
+            assert torch.equal(_eventprop_c.c_pack(part), pack_spikes(part).bits)
         torch.set_num_threads(2)  # 8 x 33 x 257 neuron-steps: two threads
         x, w_in, w_rec, gz, gv = _layer_inputs(torch.float64, 8, 33, 4, 257, seed=4)
         _compare(x, w_in * 0.5, w_rec * 0.1, "eventprop", False, gz, gv, spikes_at_least=500)
