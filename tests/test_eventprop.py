@@ -71,7 +71,10 @@ def test_linear_lif_equals_norse(recurrent: bool) -> None:
     w_rec = torch.randn(4, 4, dtype=F64).requires_grad_()
     cz, cv = torch.randn(2, 30, 2, 4, dtype=F64)
     zero_rec = torch.zeros(4, 4, dtype=F64)  # Norse's feed-forward cell has no W_rec
-    z, v = lif_recurrent_adjoint(x, w_in, w_rec if recurrent else None, PARAMS, "norse")
+    # the reference loop, bit for bit (the C kernel sums W_rec z spike by spike, another
+    # order: tests/test_eventprop_c.py compares it with this loop)
+    z, v = lif_recurrent_adjoint(x, w_in, w_rec if recurrent else None, PARAMS, "norse",
+                                 backend="torch")  # fmt: skip
     zn, vn = _norse_run(x, PARAMS, w_in, w_rec if recurrent else zero_rec)
     assert torch.equal(z, zn) and torch.equal(v, vn) and z.sum() > 10
     wrt = (x, w_in, w_rec) if recurrent else (x, w_in)
