@@ -40,7 +40,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> int:
     from spikeflow.training import checkpoint as ckpt
     from spikeflow.training.config import config_from_dict, decode_tables, load_config_file
-    from spikeflow.training.trainer import Trainer, config_for_resume
+    from spikeflow.training.detection_trainer import trainer_for
+    from spikeflow.training.trainer import config_for_resume
 
     overrides = _overrides(args)
     from_file = decode_tables(load_config_file(args.config)) if hasattr(args, "config") else {}
@@ -72,10 +73,21 @@ def _train(args: argparse.Namespace) -> int:
     else:
         resume_dir = None
         config = config_from_dict(overrides, file_config)
-    result = Trainer(config, resume=payload, resume_dir=resume_dir).fit()
+    result = trainer_for(config, resume=payload, resume_dir=resume_dir).fit()
     if result.interrupted:
         return 130
-    if result.history and int(os.environ.get("RANK", "0")) == 0:
+    if (
+        result.history
+        and int(os.environ.get("RANK", "0")) == 0
+        and "test_map" in result.history[-1]
+    ):
+        last = result.history[-1]  # a detection run
+        print(
+            f"test COCO mAP: {last['test_map']:.4f}, mAP@0.5 {last['test_map_50']:.4f} (epoch "
+            f"{last['epoch']}; best mAP {result.best_test_acc:.4f} at epoch "
+            f"{result.best_epoch}); results in {result.output_dir}"
+        )
+    elif result.history and int(os.environ.get("RANK", "0")) == 0:
         last = result.history[-1]
         print(
             f"test accuracy: {last['test_acc']:.4f} (epoch {last['epoch']}; best "

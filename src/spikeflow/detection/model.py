@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow.detection.head import (
     HEAD_NEURON_DEFAULTS,
+    DetectionLoss,
     SpikingDetectionHead,
     _check_stride,
     decode,
@@ -69,6 +70,30 @@ class SpikingDetector(nn.Module):
             )
         return self.head(features)
 
+    def criterion(self, **kwargs: Any) -> DetectionLoss:
+        """The training loss of this detector's output: :class:`DetectionLoss` on its
+        classes and stride, with ``kwargs`` (``center_radius``, ``box_loss``, weights)."""
+        return DetectionLoss(self.num_classes, self.stride, **kwargs)
+
+    def decode_output(
+        self,
+        out: Tensor,
+        score_threshold: float = 0.05,
+        iou_threshold: float = 0.5,
+        max_detections: int = 100,
+        image_size: Sequence[int] | None = None,
+    ) -> list[Detections]:
+        """Detections from this detector's output ``out`` (:func:`decode` on its stride),
+        clipped to ``image_size`` (height, width) where given."""
+        return decode(
+            out,
+            self.stride,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            image_size=image_size,
+        )
+
     def detect(
         self,
         x: Tensor,
@@ -78,9 +103,8 @@ class SpikingDetector(nn.Module):
     ) -> list[Detections]:
         """Boxes, scores and classes per image (see :func:`~spikeflow.detection.decode`),
         clipped to the input's size. Runs the network; put it in eval mode first."""
-        return decode(
+        return self.decode_output(
             self(x),
-            self.stride,
             score_threshold=score_threshold,
             iou_threshold=iou_threshold,
             max_detections=max_detections,

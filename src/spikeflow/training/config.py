@@ -300,11 +300,15 @@ def resolve(config: TrainConfig) -> TrainConfig:
             invalid value.
     """
     from spikeflow.training.data import list_datasets
+    from spikeflow.training.detection_task import detection_task
 
     values = dataclasses.replace(config)
     for name in PATH_FIELDS:  # a pathlib.Path from the Python API: written as a string
         if isinstance(getattr(values, name), os.PathLike):
             setattr(values, name, os.fspath(getattr(values, name)))
+    task = detection_task(values.dataset)
+    if task is not None:  # a detection dataset: the task's defaults and refusals
+        return task.resolve(values)
     if not isinstance(values.dataset, str) or values.dataset.lower() not in list_datasets():
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"

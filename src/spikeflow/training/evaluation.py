@@ -18,6 +18,11 @@ from spikeflow.training.build import build_model
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import config_from_dict, resolve, resolved_readout
 from spikeflow.training.data import build_datasets, even_subset, static_layout
+from spikeflow.training.detection_task import (
+    detection_task,
+    evaluate_detection_checkpoint,
+    format_detection_evaluation,
+)
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.loop import evaluate
 
@@ -128,6 +133,15 @@ def evaluate_checkpoint(
         raise ConfigurationError(
             f"test_samples must be a positive integer or 'all', got {test_samples!r}"
         )
+    if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
+        if operations:
+            raise ConfigurationError("--operations: not counted for detection runs yet")
+        result = evaluate_detection_checkpoint(
+            path, payload, config, count=count, device=device, batch_size=batch_size,
+            chosen_by="run" if test_samples is None else "argument", workers=workers,
+            progress=progress,
+        )  # fmt: skip
+        return {**result, "run_folder": None if run_folder is None else str(run_folder)}
     config = resolve(replace(config, test_samples=None))
     _, full_test_set, info = build_datasets(config, with_train=False)
     test_set = even_subset(full_test_set, count)
@@ -182,6 +196,8 @@ def evaluate_checkpoint(
 
 def format_evaluation(result: dict[str, Any]) -> str:
     """The report ``spikeflow eval`` prints for a result of :func:`evaluate_checkpoint`."""
+    if "map" in result:  # a detection run's
+        return format_detection_evaluation(result)
     samples, split = result["samples"], result["split_samples"]
     if samples == split:
         which = f"all {split} test samples"

@@ -247,7 +247,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
                 )
             self._replaces = found
 
-        self.train_set, self.test_set, self.info = build_datasets(cfg)
+        self.train_set, self.test_set, self.info = self._build_datasets()
         extra = -len(self.train_set) % ctx.world_size  # type: ignore[arg-type]
         if extra:
             self.log(
@@ -259,7 +259,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
         seed_everything(cfg.seed)
         # A resume builds the checkpoint's model as its run did (build_model's ``saved``).
         with reading_saved_run() if self.resume_payload is not None else contextlib.nullcontext():
-            self.raw_model = build_model(cfg, self.info).to(ctx.device)
+            self.raw_model = self._build_model().to(ctx.device)
         # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
         seed_everything(cfg.seed + ctx.rank)
         self.model: nn.Module = self.raw_model
@@ -302,7 +302,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
             self.steps_per_epoch * updates, lambda: epoch_learning_rates(cfg),
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
-        self.loss_fn = run_loss(cfg, self.raw_model, self.info)  # checked with the model
+        self.loss_fn = self._run_loss()  # checked with the model
         # An online or e-prop run is evaluated with the loss it trains (the mean of
         # per-step losses), a truncated-BPTT run with its windows' losses.
         self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
@@ -315,11 +315,11 @@ class Trainer(CheckpointMixin, PlotsMixin):
             if cfg.mixup or cfg.cutmix
             else None
         )
-        self.readout = resolved_readout(cfg)
+        self.readout = self._resolved_readout()
         # (under --compile too: its hooks add to tensors, which the graph does not guard
         # on the values of, so recording recompiles nothing after the first steps)
         self.train_monitor = SpikeMonitor(self.raw_model)
-        self.epoch_sums = EpochSums()
+        self.epoch_sums = self.sums_class()
         resume_epoch = None
         if self.resume_payload is not None:
             resume_epoch = self._restore(self.resume_payload)
@@ -342,10 +342,31 @@ class Trainer(CheckpointMixin, PlotsMixin):
             if self.resume_payload is not None:
                 self._repair_best(self.resume_payload)
             self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch, history=self.history,
-                                 columns=epoch_columns(tracks_sparsity(cfg)))  # fmt: skip
+                                 columns=self._metric_columns())  # fmt: skip
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
+
+    # -- what a task other than classification replaces (DetectionTrainer) ------------
+
+    #: The running sums of an epoch; the DataLoader's ``collate_fn`` (None: default).
+    sums_class: type[EpochSums] = EpochSums
+    collate_fn: Any = None
+
+    def _build_datasets(self) -> tuple[Any, Any, Any]:
+        return build_datasets(self.config)
+
+    def _build_model(self) -> nn.Module:
+        return build_model(self.config, self.info)
+
+    def _run_loss(self) -> Any:
+        return run_loss(self.config, self.raw_model, self.info)
+
+    def _resolved_readout(self) -> str:
+        return resolved_readout(self.config)
+
+    def _metric_columns(self) -> tuple[str, ...]:
+        return epoch_columns(tracks_sparsity(self.config))
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -510,7 +531,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
         start = self.step_in_epoch
         self._epoch_start = time.perf_counter()
         if start == 0:
-            self.epoch_sums = EpochSums()
+            self.epoch_sums = self.sums_class()
             self.train_monitor.reset()
         indices = list(sampler)
         steps = math.ceil(len(indices) / self.per_rank_batch)
@@ -518,7 +539,7 @@ class Trainer(CheckpointMixin, PlotsMixin):
             self.train_set, batch_size=self.per_rank_batch,
             sampler=indices[start * self.per_rank_batch:], num_workers=cfg.workers,
             generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch),
-            pin_memory=ctx.device.type == "cuda",
+            pin_memory=ctx.device.type == "cuda", collate_fn=self.collate_fn,
         )  # fmt: skip
         self._set_mask_lambda()
         if set_delay_sigma(self.raw_model, self.epoch, cfg.epochs) and start == 0:

@@ -101,7 +101,7 @@ class CheckpointMixin:
         self._checkpoint = (None, checkpoint_position(payload))
         running = ckpt.epoch_state_for_rank(payload, self.ctx.rank, self.ctx.world_size)
         if running is not None:
-            self.epoch_sums = EpochSums(**running[0])
+            self.epoch_sums = getattr(self, "sums_class", EpochSums)(**running[0])
             self.train_monitor.load_state_dict(running[1])
             if "rank_epoch_state" not in payload and int(payload["world_size"]) > 1:
                 self.log(f"note: the checkpoint (of an older spikeflow) holds process 0's "

@@ -1,0 +1,591 @@
+"""Object detection as a ``spikeflow train`` task: which datasets are detection datasets,
+what a detection run refuses, and the task object that owns the run's data, model,
+loss, collate function and evaluation (COCO mAP on the test split).
+
+The classification trainer stays as it is; :class:`~spikeflow.training.detection_trainer.
+DetectionTrainer` asks a :class:`DetectionTask` for each of these instead
+(docs/detection.md, "From the command line").
+
+Datasets:
+
+* ``nmnist_detection``: :class:`~spikeflow.data.datasets.nmnist_detection.NMNISTDetection`
+  canvases (``--data-dir`` is the N-MNIST folder); ``--train-samples``/``--test-samples``
+  are the numbers of canvases drawn (default 2000 / 300, as ``examples/detect_nmnist.py``),
+  training canvases from seed ``s`` and test canvases from ``10000 + s`` (``s`` =
+  ``--dataset-kwargs seed=...``, default 0), so a run sees the example's canvases.
+* ``gen1`` and ``1mpx``: :class:`~spikeflow.data.datasets.prophesee_detection.Gen1Automotive`
+  and ``OneMpxAutomotive`` (``--data-dir`` holds ``train``/``val``/``test``): each
+  sample's event window becomes ``T`` frames as any neuromorphic dataset's do
+  (``data_type="frame"``, ``frames_number=T``, ``--split-by``), test split ``test``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from spikeflow.detection import MeanAveragePrecision, collate
+from spikeflow.detection.metrics import Detections
+from spikeflow.errors import ConfigurationError
+from spikeflow.training.config import TrainConfig
+from spikeflow.training.data import DataInfo, StaticLayout, even_subset, to_time_major
+from spikeflow.training.distributed import DistContext
+from spikeflow.training.loop import EpochSums, autocast_context, reduce_monitor
+from spikeflow.training.monitors import LayerStats, SpikeMonitor
+
+__all__ = [
+    "COCO_KEYS",
+    "DETECTION_DATASETS",
+    "DetectionSums",
+    "DetectionTask",
+    "detection_task",
+    "refuse_classification_options",
+]
+
+#: The 12 numbers of COCOeval.stats, in order, as :class:`MeanAveragePrecision` names them.
+COCO_KEYS = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
+
+
+@dataclass(frozen=True)
+class _DatasetSpec:
+    """How a detection dataset is built and what a run on it defaults to."""
+
+    T: int
+    batch_size: int
+    lr: float
+    description: str
+
+
+#: The ``spikeflow train --dataset`` names of the detection datasets.
+DETECTION_DATASETS: dict[str, _DatasetSpec] = {
+    "nmnist_detection": _DatasetSpec(4, 32, 1e-2, "NMNISTDetection canvases of N-MNIST digits"),
+    "gen1": _DatasetSpec(5, 8, 1e-3, "Prophesee Gen1 Automotive (304x240, 2 classes)"),
+    "1mpx": _DatasetSpec(5, 4, 1e-3, "Prophesee 1Mpx Automotive (1280x720, 7 classes)"),
+}
+#: The model a detection run builds (``--model``).
+DETECTION_MODEL = "spiking_detector"
+#: The loss a detection run trains (``--loss``): spikeflow.detection's.
+DETECTION_LOSS = "detection"
+#: NMNISTDetection's canvases per split unless ``--train-samples``/``--test-samples``.
+NMNIST_DETECTION_SAMPLES = (2000, 300)
+
+
+def detection_task(dataset: Any) -> DetectionTask | None:
+    """The :class:`DetectionTask` of ``--dataset`` ``dataset``, or None for a
+    classification dataset."""
+    if isinstance(dataset, str) and dataset.lower() in DETECTION_DATASETS:
+        return DetectionTask(dataset.lower())
+    return None
+
+
+def _given(config: TrainConfig) -> list[tuple[str, str]]:
+    """``(option, why)`` for each classification-only (or, for detection, not yet
+    supported) option ``config`` sets."""
+    d = TrainConfig()
+    label = "a classification readout (how a class is read from output spikes)"
+    smoothing = "label_smoothing" in config.loss_kwargs
+    checks = [
+        ("--readout", config.readout != d.readout, label),
+        ("--mixup", config.mixup != d.mixup, "mixes class labels"),
+        ("--cutmix", config.cutmix != d.cutmix, "mixes class labels"),
+        ("--loss-kwargs label_smoothing", smoothing, "smooths class labels"),
+        ("--decolle", config.decolle, "DECOLLE's local classification losses"),
+        ("--eventprop", config.eventprop is not None, "EventProp's classifier"),
+        ("--eprop", config.eprop is not None, "e-prop's recurrent classifier"),
+        ("--online", config.online, "per-step classification losses"),
+        ("--tbptt", config.tbptt is not None, "per-window classification losses"),
+        ("--prune", config.prune != d.prune, "not supported for detection yet"),
+        ("--weight-bits", config.weight_bits is not None, "not supported for detection yet"),
+        ("--membrane-bits", config.membrane_bits is not None, "not supported for detection yet"),
+        ("--recompute", config.recompute, "not supported for detection yet"),
+        ("--tensorboard", config.tensorboard, "not supported for detection yet (metrics.csv is)"),
+        ("--plots on", config.plots == "on", "no plots for detection runs yet"),
+    ]
+    return [(option, why) for option, used, why in checks if used]
+
+
+def refuse_classification_options(config: TrainConfig) -> None:
+    """Raise a ConfigurationError naming every option of ``config`` a detection run
+    cannot take (classification-only ones: ``--readout``, ``--mixup``/``--cutmix``, label
+    smoothing, DECOLLE, EventProp, e-prop, online and truncated-BPTT training; and those
+    not supported for detection yet: pruning, quantization, ``--recompute``,
+    ``--tensorboard``, ``--plots on``), a ``--model`` other than ``spiking_detector`` and
+    a ``--loss`` other than ``detection``."""
+    name = config.dataset
+    if config.model not in (None, DETECTION_MODEL):
+        raise ConfigurationError(
+            f"--model {config.model}: dataset {name!r} is a detection task, which trains "
+            f"--model {DETECTION_MODEL} (spikeflow.detection.spiking_detector; its options go "
+            "in --model-kwargs, e.g. widths=[16,32,64] strides=[8,16])"
+        )
+    if config.loss not in (None, DETECTION_LOSS):
+        raise ConfigurationError(
+            f"--loss {config.loss}: dataset {name!r} is a detection task, trained with "
+            f"--loss {DETECTION_LOSS} (spikeflow.detection.DetectionLoss: GIoU + objectness + "
+            "class BCE; its weights go in --loss-kwargs, e.g. box_weight=5)"
+        )
+    given = _given(config)
+    if given:
+        listed = "; ".join(f"{option} ({why})" for option, why in given)
+        raise ConfigurationError(
+            f"dataset {name!r} is a detection task, which does not take {listed}: leave "
+            f"{'it' if len(given) == 1 else 'them'} out"
+        )
+
+
+@dataclass
+class DetectionSums(EpochSums):
+    """:class:`~spikeflow.training.loop.EpochSums` with the detection loss's parts (each
+    times the batch size) and the positive cells; ``correct`` stays 0."""
+
+    box: float = 0.0
+    obj: float = 0.0
+    cls: float = 0.0
+    positives: float = 0.0
+
+    def add_parts(self, loss: float, parts: dict[str, Tensor], count: int) -> None:
+        """Add one batch: its mean loss and parts (:class:`DetectionLoss`'s) times ``count``."""
+        self.add(loss * count, 0.0, count)
+        self.box += float(parts["box"]) * count
+        self.obj += float(parts["obj"]) * count
+        self.cls += float(parts["cls"]) * count
+        self.positives += float(parts["positives"])
+
+    def reduced(self, ctx: DistContext) -> DetectionSums:
+        """The sums over all processes."""
+        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        return DetectionSums(*ctx.all_reduce_sum(values))
+
+    @property
+    def accuracy(self) -> float:
+        return math.nan  # no class accuracy in detection
+
+    def means(self) -> dict[str, float]:
+        """The mean loss and parts per sample."""
+        n = self.count
+        return {
+            key: (getattr(self, attr) / n if n else math.nan)
+            for key, attr in (("loss", "loss"), ("box", "box"), ("obj", "obj"), ("cls", "cls"))
+        }
+
+
+class DetectionTask:
+    """What a detection run needs beyond the classification trainer: its datasets, its
+    model (:func:`~spikeflow.detection.spiking_detector`), loss
+    (:class:`~spikeflow.detection.DetectionLoss`, or the multi-scale one for a
+    multi-scale detector), collate function (:func:`spikeflow.detection.collate`) and
+    evaluation (COCO mAP with :class:`~spikeflow.detection.MeanAveragePrecision`).
+
+    Args:
+        dataset: one of :data:`DETECTION_DATASETS`.
+    """
+
+    collate: Callable[..., Any] = staticmethod(collate)
+
+    def __init__(self, dataset: str) -> None:
+        if dataset not in DETECTION_DATASETS:
+            raise ConfigurationError(
+                f"unknown detection dataset {dataset!r}; available: {', '.join(DETECTION_DATASETS)}"
+            )
+        self.dataset = dataset
+        self.spec = DETECTION_DATASETS[dataset]
+
+    def resolve(self, config: TrainConfig) -> TrainConfig:
+        """``config`` (a copy) with the detection defaults where it holds None (model
+        ``spiking_detector``, loss ``detection``, the dataset's ``T``, batch size and
+        learning rate, ``split_by="number"``), validated, after refusing the options a
+        detection run cannot take (:func:`refuse_classification_options`)."""
+        refuse_classification_options(config)
+        values = dataclasses.replace(config, dataset=self.dataset)
+        defaults = {
+            "model": DETECTION_MODEL,
+            "loss": DETECTION_LOSS,
+            "T": self.spec.T,
+            "batch_size": self.spec.batch_size,
+            "lr": self.spec.lr,
+            "split_by": "number",
+        }
+        for key, value in defaults.items():
+            if getattr(values, key) is None:
+                setattr(values, key, value)
+        return values.validate()
+
+    # -- data -------------------------------------------------------------------------
+
+    def build_datasets(
+        self, config: TrainConfig, with_train: bool = True
+    ) -> tuple[Dataset | None, Dataset, DataInfo]:
+        """The train split (None unless ``with_train``), the test split and their
+        :class:`~spikeflow.training.data.DataInfo` (classes, polarities, sensor size).
+
+        Raises:
+            ConfigurationError: no ``--data-dir``, a ``--dataset-kwargs`` key the dataset
+                does not take (or another option sets); DatasetNotFoundError: no data.
+        """
+        if config.data_dir is None:
+            raise ConfigurationError(
+                f"dataset {self.dataset!r} needs --data-dir ("
+                + (
+                    "the N-MNIST folder"
+                    if self.dataset == "nmnist_detection"
+                    else "the folder holding train/, val/ and test/"
+                )
+                + ")"
+            )
+        if self.dataset == "nmnist_detection":
+            train, test = self._nmnist(config, with_train)
+        else:
+            train, test = self._prophesee(config, with_train)
+        width, height, polarities = test.sensor_size
+        classes = len(getattr(test, "classes", range(10)))  # NMNISTDetection: the 10 digits
+        info = DataInfo(classes, polarities, (height, width), static=False)
+        if train is not None and self.dataset != "nmnist_detection":
+            train = even_subset(train, config.train_samples)
+        if self.dataset != "nmnist_detection":
+            test = even_subset(test, config.test_samples)
+        return train, test, info
+
+    def _kwargs(self, config: TrainConfig, cls: type, set_here: dict[str, str]) -> dict[str, Any]:
+        given = dict(config.dataset_kwargs)
+        accepted = {
+            name
+            for klass in cls.__mro__
+            if "__init__" in vars(klass) and klass is not object
+            for name in list(inspect.signature(vars(klass)["__init__"]).parameters)[1:]
+        }
+        for key in given:
+            if key in set_here:
+                raise ConfigurationError(f"--dataset-kwargs {key}=...: {set_here[key]}, not here")
+            if key not in accepted or key in ("args", "kwargs"):
+                options = sorted(accepted - set(set_here) - {"args", "kwargs", "self"})
+                raise ConfigurationError(
+                    f"--dataset-kwargs: {cls.__name__} takes no argument {key!r}; it takes "
+                    f"{', '.join(options)}"
+                )
+        return given
+
+    def _nmnist(self, config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Dataset]:
+        from spikeflow.data.datasets.nmnist_detection import NMNISTDetection
+
+        set_here = {
+            "root": "set by --data-dir",
+            "train": "set by the run (both splits)",
+            "num_samples": "set by --train-samples/--test-samples",
+            "frames_number": "set by --T",
+            "split_by": "set by --split-by",
+            "data_type": "set by the run (frames)",
+            "download": "set by --download",
+            "transform": "Python only (a function)",
+        }
+        kwargs = self._kwargs(config, NMNISTDetection, set_here)
+        seed = kwargs.pop("seed", 0)
+        n_train, n_test = NMNIST_DETECTION_SAMPLES
+        common = dict(
+            frames_number=config.T, split_by=config.split_by, download=config.download, **kwargs
+        )
+        train = (
+            NMNISTDetection(
+                config.data_dir,
+                True,
+                num_samples=config.train_samples or n_train,
+                seed=seed,
+                **common,
+            )
+            if with_train
+            else None
+        )
+        test = NMNISTDetection(
+            config.data_dir,
+            False,
+            num_samples=config.test_samples or n_test,
+            seed=10_000 + seed,
+            **common,
+        )
+        return train, test
+
+    def _prophesee(self, config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Dataset]:
+        from spikeflow.data.datasets.prophesee_detection import Gen1Automotive, OneMpxAutomotive
+
+        cls = Gen1Automotive if self.dataset == "gen1" else OneMpxAutomotive
+        set_here = {
+            "root": "set by --data-dir",
+            "split": "set by the run (train and test)",
+            "train": "set by the run",
+            "data_type": "set by the run (frames)",
+            "frames_number": "set by --T",
+            "split_by": "set by --split-by",
+            "cache_dir": "set by --cache-dir",
+            "download": "not downloadable",
+            "transform": "Python only (a function)",
+            "event_transform": "Python only (a function)",
+            "target_transform": "Python only (a function)",
+        }
+        if config.download:
+            raise ConfigurationError(
+                f"--download: {cls.__name__} cannot be downloaded automatically (its host "
+                f"needs a form); see help(spikeflow.data.datasets.prophesee_detection)"
+            )
+        kwargs = self._kwargs(config, cls, set_here)
+        common = dict(
+            data_type="frame",
+            frames_number=config.T,
+            split_by=config.split_by,
+            cache_dir=config.cache_dir,
+            **kwargs,
+        )
+        train = cls(config.data_dir, "train", **common) if with_train else None
+        return train, cls(config.data_dir, "test", **common)
+
+    # -- model and loss ---------------------------------------------------------------
+
+    def build_model(self, config: TrainConfig, info: DataInfo) -> nn.Module:
+        """:func:`~spikeflow.detection.spiking_detector` for the dataset's classes and
+        polarities, with ``--model-kwargs``, ``--neuron`` and ``--neuron-kwargs``.
+
+        Raises:
+            ConfigurationError: an argument the builder does not take, or a bad value.
+        """
+        from spikeflow.detection import spiking_detector
+
+        kwargs = dict(config.model_kwargs)
+        kwargs.setdefault("num_classes", info.num_classes)
+        kwargs.setdefault("in_channels", info.in_channels)
+        if config.neuron is not None:
+            kwargs.setdefault("neuron", config.neuron)
+        if config.neuron_kwargs:
+            kwargs.setdefault("neuron_kwargs", dict(config.neuron_kwargs))
+        accepted = set(inspect.signature(spiking_detector).parameters)
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise ConfigurationError(
+                f"--model-kwargs: spiking_detector takes no argument {unknown}; it takes "
+                f"{', '.join(sorted(accepted))}"
+            )
+        if kwargs["num_classes"] < info.num_classes:
+            raise ConfigurationError(
+                f"model_kwargs num_classes ({kwargs['num_classes']}) is fewer than the "
+                f"{info.num_classes} classes of dataset {config.dataset}"
+            )
+        try:
+            return spiking_detector(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"spiking_detector cannot be built with model_kwargs {config.model_kwargs}: {exc}"
+            ) from exc
+
+    def make_loss(self, config: TrainConfig, model: nn.Module) -> nn.Module:
+        """The detector's loss (``model.criterion(**loss_kwargs)``: DetectionLoss on its
+        stride(s)), with ``--loss-kwargs``.
+
+        Raises:
+            ConfigurationError: an argument the loss does not take.
+        """
+        try:
+            return model.criterion(**config.loss_kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"--loss-kwargs {config.loss_kwargs}: the detection loss takes center_radius, "
+                f"box_loss, box_weight, obj_weight, cls_weight ({exc})"
+            ) from exc
+
+    # -- evaluation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model: nn.Module,
+        dataset: Dataset,
+        loss_fn: Callable[..., tuple[Tensor, dict[str, Tensor]]],
+        *,
+        T: int,
+        static: StaticLayout,
+        batch_size: int,
+        ctx: DistContext,
+        amp: str = "off",
+        workers: int = 0,
+        progress: bool = False,
+    ) -> tuple[DetectionSums, dict[str, Any], float, list[LayerStats]]:
+        """The loss (and its parts), COCO/VOC metrics
+        (:meth:`MeanAveragePrecision.compute`), mean firing rate and per-layer
+        statistics of ``model`` (in eval mode) on ``dataset``. Each process runs every
+        ``world_size``-th sample; the detections are gathered, so every process gets
+        the metrics of the whole split."""
+        was_training = model.training
+        model.eval()
+        indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
+        loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=indices, num_workers=workers, collate_fn=collate
+        )
+        sums = DetectionSums()
+        monitor = SpikeMonitor(model)
+        found: list[tuple[list[Detections], list[Tensor]]] = []
+        bar = tqdm(
+            total=len(loader),
+            desc="test",
+            disable=not (progress and ctx.is_main),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        try:
+            for x, targets in loader:
+                x = to_time_major(x.to(ctx.device), T, static)
+                targets = [t.to(ctx.device) for t in targets]
+                with autocast_context(ctx.device, amp):
+                    out = model(x)
+                out = _as_float(out)
+                loss, parts = loss_fn(out, targets)
+                sums.add_parts(float(loss), parts, len(targets))
+                size = (int(x.shape[-2]), int(x.shape[-1]))
+                dets = model.decode_output(out, image_size=size)
+                found.append(([_cpu(d) for d in dets], [t.cpu() for t in targets]))
+                bar.update(1)
+            reduce_monitor(monitor, ctx)
+            layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
+        finally:
+            bar.close()
+            monitor.remove()
+            model.train(was_training)
+        metric = MeanAveragePrecision()
+        for part in ctx.all_gather_object(found):
+            for dets, targets in part:
+                metric.update(dets, targets)
+        return sums.reduced(ctx), metric.compute(), rate, layer_stats
+
+
+def _as_float(out: Any) -> Any:
+    """The head's output(s) in float32 at least (after autocast)."""
+    if isinstance(out, Tensor):
+        return out.float()
+    return type(out)(o.float() for o in out)
+
+
+def _cpu(d: Detections) -> Detections:
+    return Detections(d.boxes.cpu(), d.scores.cpu(), d.classes.cpu())
+
+
+def evaluate_detection_checkpoint(
+    path: Any,
+    payload: dict[str, Any],
+    config: TrainConfig,
+    *,
+    count: int | None,
+    chosen_by: str,
+    device: str = "auto",
+    batch_size: int | None = None,
+    workers: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """``spikeflow eval`` of a detection run's checkpoint ``path`` (its ``payload`` and
+    saved ``config``): the model on ``count`` samples of the test split (None: all the
+    run tested). Returns what :func:`~spikeflow.training.evaluation.evaluate_checkpoint`
+    returns for a classification run, with ``test_loss`` and its parts (``test_box``,
+    ``test_obj``, ``test_cls``), the 12 COCO numbers (:data:`COCO_KEYS`), ``map_voc50``
+    and ``map_50_per_class`` in place of the accuracy."""
+    from spikeflow.models.common import reading_saved_run
+    from spikeflow.training.checkpoint import load_weights
+    from spikeflow.training.config import resolve
+    from spikeflow.training.distributed import pick_device
+
+    config = resolve(config)
+    task = DetectionTask(config.dataset)
+    _, full, info = task.build_datasets(config, with_train=False)
+    test_set = even_subset(full, count)
+    ctx = DistContext(device=pick_device(device))
+    with reading_saved_run():
+        model = task.build_model(config, info).to(ctx.device)
+    load_weights(model, payload, path)
+    sums, metrics, rate, layers = task.evaluate(
+        model,
+        test_set,
+        task.make_loss(config, model),
+        T=config.T,  # type: ignore[arg-type]
+        static=False,
+        batch_size=batch_size or config.batch_size,  # type: ignore[arg-type]
+        ctx=ctx,
+        amp=config.amp,
+        workers=workers,
+        progress=progress,
+    )
+    means = sums.means()
+    return {
+        "checkpoint": str(path),
+        "dataset": config.dataset,
+        "model": config.model,
+        "T": config.T,
+        "epoch": int(payload["epoch"]),
+        "epochs": config.epochs,
+        "samples": int(sums.count),
+        "split_samples": len(full),  # type: ignore[arg-type]
+        "samples_chosen_by": chosen_by,
+        "test_loss": means["loss"],
+        "test_box": means["box"],
+        "test_obj": means["obj"],
+        "test_cls": means["cls"],
+        **{key: float(metrics[key]) for key in COCO_KEYS},
+        "map_voc50": float(metrics["map_voc50"]),
+        "map_50_per_class": {int(k): float(v) for k, v in metrics["map_50_per_class"].items()},
+        "test_rate": rate,
+        "layers": [dataclasses.asdict(s) for s in layers],
+    }
+
+
+#: How ``spikeflow eval`` labels the 12 COCO numbers (pycocotools' summary lines).
+_COCO_LABELS = (
+    "AP  @[IoU=0.50:0.95 | area=   all | maxDets=100]",
+    "AP  @[IoU=0.50      | area=   all | maxDets=100]",
+    "AP  @[IoU=0.75      | area=   all | maxDets=100]",
+    "AP  @[IoU=0.50:0.95 | area= small | maxDets=100]",
+    "AP  @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+    "AP  @[IoU=0.50:0.95 | area= large | maxDets=100]",
+    "AR  @[IoU=0.50:0.95 | area=   all | maxDets=  1]",
+    "AR  @[IoU=0.50:0.95 | area=   all | maxDets= 10]",
+    "AR  @[IoU=0.50:0.95 | area=   all | maxDets=100]",
+    "AR  @[IoU=0.50:0.95 | area= small | maxDets=100]",
+    "AR  @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+    "AR  @[IoU=0.50:0.95 | area= large | maxDets=100]",
+)
+
+
+def format_detection_evaluation(result: dict[str, Any]) -> str:
+    """The report ``spikeflow eval`` prints for a detection run: the 12 COCO numbers
+    (as pycocotools' ``summarize()`` labels them; ``nan`` where pycocotools prints -1),
+    VOC AP@0.5, the loss and its parts, the firing rate."""
+    lines = [
+        f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
+        f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
+        f"  {result['samples']} of the {result['split_samples']} test samples",
+        f"  loss {result['test_loss']:.4f} (box {result['test_box']:.4f}, obj "
+        f"{result['test_obj']:.4f}, cls {result['test_cls']:.4f})   mean firing rate "
+        f"{result['test_rate']:.4f} spikes/neuron/step",
+        "",
+    ]
+    for key, label in zip(COCO_KEYS, _COCO_LABELS, strict=True):
+        lines.append(
+            f"  Average {'Precision' if key.startswith('map') else 'Recall   '}  "
+            f"{label} = {result[key]:.4f}   ({key})"
+        )
+    lines.append(f"  VOC AP@0.5 = {result['map_voc50']:.4f}")
+    lines.append(f"test COCO mAP: {result['map']:.4f}, mAP@0.5 {result['map_50']:.4f}")
+    return "\n".join(lines)

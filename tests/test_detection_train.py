@@ -1,0 +1,171 @@
+"""``spikeflow train`` / ``spikeflow eval`` on a detection dataset: a tiny nmnist_detection
+run end to end (files, metrics, mAP against an independent evaluation), the best
+checkpoint chosen by mAP, exact resume from within an epoch, and the options a
+detection run refuses before writing anything."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import require_shared_data
+from spikeflow.cli import main
+from spikeflow.data.datasets.nmnist_detection import NMNISTDetection
+from spikeflow.detection import MeanAveragePrecision, collate, spiking_detector
+from spikeflow.training.checkpoint import load_checkpoint, save_checkpoint
+from spikeflow.training.config import TrainConfig
+from spikeflow.training.detection_task import COCO_KEYS, DetectionTask
+from spikeflow.training.detection_trainer import DETECTION_COLUMNS, DetectionTrainer
+from spikeflow.training.metric_logs import read_csv
+
+
+@pytest.fixture(scope="module")
+def root():
+    return str(require_shared_data("nmnist-small"))
+
+
+def tiny_args(root, out, *extra):
+    return [
+        "train", "--dataset", "nmnist_detection", "--data-dir", root, "--output-dir", str(out),
+        "--train-samples", "16", "--test-samples", "8", "--batch-size", "8", "-T", "2",
+        "--epochs", "2", "--model-kwargs", "widths=[4,8,16]", "--dataset-kwargs",
+        "canvas_size=72", "digits=[1,2]", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def metrics(run):
+    """metrics.csv without the wall-clock column."""
+    return [
+        {k: v for k, v in row.items() if k != "epoch_time_s"}
+        for row in read_csv(run / "metrics.csv")
+    ]
+
+
+def tiny_config(root, out, **kw):
+    return TrainConfig(
+        dataset="nmnist_detection", data_dir=root, output_dir=str(out), train_samples=16,
+        test_samples=8, batch_size=8, T=2, epochs=2, model_kwargs={"widths": [4, 8, 16]},
+        dataset_kwargs={"canvas_size": 72, "digits": [1, 2]}, progress=False, **kw,
+    )  # fmt: skip
+
+
+def test_cli_trains_logs_checkpoints_and_eval_reports_the_coco_numbers(root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_args(root, out)) == 0
+    printed = capsys.readouterr().out
+    assert "test COCO mAP" in printed
+    assert {p.name for p in out.iterdir()} >= {"config.toml", "last.pt", "best.pt", "metrics.csv"}
+    rows = read_csv(out / "metrics.csv")
+    assert len(rows) == 2 and tuple(rows[0]) == DETECTION_COLUMNS
+    for row in rows:  # the loss is the sum of its weighted parts (YOLOX's 5, 1, 1)
+        parts = 5 * float(row["train_box"]) + float(row["train_obj"]) + float(row["train_cls"])
+        assert float(row["train_loss"]) == pytest.approx(parts, rel=1e-5)
+        assert 0 <= float(row["test_map"]) <= float(row["test_map_50"]) <= 1
+    config = (out / "config.toml").read_text()
+    assert 'model = "spiking_detector"' in config and 'loss = "detection"' in config
+    # spikeflow eval: the 12 COCO numbers, and the same as an evaluation written here. Two
+    # epochs on 16 canvases detect nothing yet: the read-out's biases are set to give boxes
+    # of about a digit's size (21 px) at every cell, all of the test split's commonest digit.
+    test = NMNISTDetection(root, False, num_samples=8, seed=10_000, canvas_size=72, digits=(1, 2),
+                           frames_number=2)  # fmt: skip
+    digits = torch.cat([test[i][1][:, 0] for i in range(len(test))]).long()
+    payload = load_checkpoint(out / "last.pt")
+    payload["model"]["head.readout.bias"][:4] = 1.0
+    payload["model"]["head.readout.bias"][4:] = 0.0
+    payload["model"]["head.readout.bias"][5 + int(digits.bincount().argmax())] = 1.0
+    save_checkpoint(payload, tmp_path / "edited.pt")
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(tmp_path / "edited.pt"), "--no-progress",
+                 "--json", str(report)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.count("Average Precision") == 6 and printed.count("Average Recall") == 6
+    result = json.loads(report.read_text())
+    assert result["map_50"] > 0 and result["mar_100"] > 0  # not an all-zero comparison
+    net = spiking_detector(10, 2, widths=(4, 8, 16))
+    net.load_state_dict(payload["model"])
+    net.eval()
+    metric = MeanAveragePrecision()
+    with torch.no_grad():
+        for frames, targets in DataLoader(test, batch_size=3, collate_fn=collate):
+            metric.update(net.detect(frames.transpose(0, 1)), targets)
+    expected = metric.compute()
+    for key in COCO_KEYS:
+        a, b = result[key], float(expected[key])
+        assert (a is None and math.isnan(b)) or a == pytest.approx(b, abs=1e-6), key
+    # ... and eval of the run's own checkpoint repeats the mAP its last epoch logged
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--no-progress", "--json",
+                 str(report)]) == 0  # fmt: skip
+    assert json.loads(report.read_text())["map"] == pytest.approx(float(rows[-1]["test_map"]))
+
+
+def test_the_best_checkpoint_is_the_epoch_of_highest_map(root, tmp_path, monkeypatch):
+    real = DetectionTask.evaluate
+    maps = iter([0.3, 0.1])  # epoch 1 scores higher than epoch 2, whatever the losses
+
+    def scored(self, *args, **kwargs):
+        sums, metrics, rate, layers = real(self, *args, **kwargs)
+        return sums, {**metrics, "map": next(maps)}, rate, layers
+
+    monkeypatch.setattr(DetectionTask, "evaluate", scored)
+    result = DetectionTrainer(tiny_config(root, tmp_path / "run"), log=None).fit()
+    assert (result.best_epoch, result.best_test_acc) == (1, 0.3)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+
+
+class _CtrlC:
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (1, 0):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resume_from_within_an_epoch_is_exact(root, tmp_path):
+    DetectionTrainer(tiny_config(root, tmp_path / "full"), log=None).fit()
+    cut = DetectionTrainer(tiny_config(root, tmp_path / "cut"), callbacks=[_CtrlC()], log=None)
+    assert cut.fit().interrupted
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 1)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    full = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    resumed = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    for name, value in full.items():
+        assert torch.equal(value, resumed[name]), name
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--readout", "rate"], "--readout"),
+        (["--mixup", "0.2"], "--mixup"),
+        (["--cutmix", "1.0"], "--cutmix"),
+        (["--loss-kwargs", "label_smoothing=0.1"], "label_smoothing"),
+        (["--decolle"], "--decolle"),
+        (["--eventprop", "eventprop"], "--eventprop"),
+        (["--tbptt", "2"], "--tbptt"),
+        (["--online"], "--online"),
+        (["--model", "plif_net"], "--model plif_net"),
+        (["--loss", "ce"], "--loss ce"),
+    ],
+)
+def test_classification_options_are_refused_by_name_before_writing(tmp_path, capsys, options,
+                                                                   named):  # fmt: skip
+    out = tmp_path / "sub" / "run"
+    args = ["train", "--dataset", "nmnist_detection", "--data-dir", str(tmp_path / "none"),
+            "--output-dir", str(out), *options]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert named in err and "detection" in err
+    assert not (tmp_path / "sub").exists()
+
+
+def test_a_detection_dataset_needs_its_data_dir(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "gen1", "--output-dir", str(out)]) == 2
+    assert "--data-dir" in capsys.readouterr().err and not out.exists()
