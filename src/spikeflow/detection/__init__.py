@@ -6,6 +6,8 @@
 * :mod:`~spikeflow.detection.metrics`: COCO mAP and VOC AP@0.5, accumulated by batch.
 * :mod:`~spikeflow.detection.head`: the anchor-free spiking head, its loss and decoder.
 * :mod:`~spikeflow.detection.model`: :class:`SpikingDetector` and a small builder.
+* :mod:`~spikeflow.detection.multiscale`: the multi-scale (FPN) detector, its per-level
+  assignment by object size (FCOS), loss and decoder.
 
 The composed N-MNIST detection task is
 :class:`spikeflow.data.datasets.nmnist_detection.NMNISTDetection`.
@@ -32,6 +34,13 @@ from spikeflow.detection.head import (
 )
 from spikeflow.detection.metrics import Detections, MeanAveragePrecision
 from spikeflow.detection.model import SpikingDetector, spiking_detector
+from spikeflow.detection.multiscale import (
+    MultiScaleDetectionLoss,
+    SpikingFPNDetector,
+    assign_targets_multiscale,
+    decode_multiscale,
+    fcos_size_ranges,
+)
 from spikeflow.detection.targets import check_target, collate, pad_targets, split_target
 
 __all__ = [
@@ -39,9 +48,12 @@ __all__ = [
     "DetectionLoss",
     "Detections",
     "MeanAveragePrecision",
+    "MultiScaleDetectionLoss",
     "SpikingDetectionHead",
     "SpikingDetector",
+    "SpikingFPNDetector",
     "assign_targets",
+    "assign_targets_multiscale",
     "batched_nms",
     "box_area",
     "box_convert",
@@ -52,7 +64,9 @@ __all__ = [
     "collate",
     "decode",
     "decode_boxes",
+    "decode_multiscale",
     "elementwise_box_iou",
+    "fcos_size_ranges",
     "generalized_box_iou",
     "nms",
     "pad_targets",

@@ -292,8 +292,16 @@ class DetectionLoss(nn.Module):
         boxes_pred = decode_boxes(pred, self.stride)  # [B, HW, 4]
         flat = pred.permute(0, 2, 3, 1).reshape(b, h * w, -1)
         owner = _assign(gt_boxes, valid, h, w, self.stride, self.center_radius)  # [B, HW]
+        return self._loss_terms(flat, boxes_pred, owner, gt_boxes, gt_classes)
+
+    def _loss_terms(
+        self, flat: Tensor, boxes_pred: Tensor, owner: Tensor, gt_boxes: Tensor, gt_classes: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss from the cells' outputs ``flat [B, N, 5 + C]``, their decoded boxes
+        ``[B, N, 4]`` and owners ``[B, N]`` (-1: background; the cells of every level of
+        a multi-scale head concatenated), and the padded ground truth."""
         pos = owner >= 0
-        n_pos = pos.sum().to(pred.dtype)
+        n_pos = pos.sum().to(flat.dtype)
         norm = n_pos.clamp(min=1.0)
         index = owner.clamp(min=0)
         matched = torch.gather(gt_boxes, 1, index[..., None].expand(-1, -1, 4))[pos]
@@ -302,11 +310,11 @@ class DetectionLoss(nn.Module):
         onehot = F.one_hot(torch.gather(gt_classes, 1, index)[pos], self.num_classes)
         cls = (
             F.binary_cross_entropy_with_logits(
-                flat[..., 5:][pos], onehot.to(pred.dtype), reduction="sum"
+                flat[..., 5:][pos], onehot.to(flat.dtype), reduction="sum"
             )
             / norm
         )
-        obj_target = pos.to(pred.dtype)
+        obj_target = pos.to(flat.dtype)
         obj = F.binary_cross_entropy_with_logits(flat[..., 4], obj_target, reduction="sum") / norm
         total = self.box_weight * box + self.obj_weight * obj + self.cls_weight * cls
         parts = {"box": box.detach(), "obj": obj.detach(), "cls": cls.detach(), "positives": n_pos}
@@ -352,6 +360,21 @@ def decode(
     boxes = decode_boxes(pred.detach(), s)
     b = pred.shape[0]
     flat = pred.detach().permute(0, 2, 3, 1).reshape(b, -1, pred.shape[1])
+    return _decode_cells(boxes, flat, score_threshold, iou_threshold, top_k, keep_n, image_size)
+
+
+def _decode_cells(
+    boxes: Tensor,
+    flat: Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    top_k: int,
+    keep_n: int,
+    image_size: Sequence[int] | None,
+) -> list[Detections]:
+    """:func:`decode` from the cells' boxes ``[B, N, 4]`` and outputs ``[B, N, 5 + C]``
+    (the cells of every level of a multi-scale head concatenated: one NMS over all)."""
+    b = flat.shape[0]
     cls_prob, classes = torch.sigmoid(flat[..., 5:]).max(-1)
     scores = torch.sigmoid(flat[..., 4]) * cls_prob
     out = []

@@ -3,6 +3,7 @@ and :func:`spiking_detector`, a small one built from spikeflow's layers and neur
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from spikeflow.detection.head import (
     decode,
 )
 from spikeflow.detection.metrics import Detections
+from spikeflow.detection.multiscale import SpikingFPNDetector, check_strides
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.common import (
     NeuronFactory,
@@ -120,8 +122,12 @@ def spiking_detector(
     head_depth: int = 1,
     neuron: NeuronSpec = "lif",
     neuron_kwargs: Mapping[str, Any] | None = None,
-) -> SpikingDetector:
-    """A small spiking detector for event frames, stride ``2**len(widths)``.
+    strides: Sequence[int] | None = None,
+    fpn_channels: int | None = None,
+    size_ranges: Sequence[Sequence[float]] | None = None,
+) -> SpikingDetector | SpikingFPNDetector:
+    """A small spiking detector for event frames, stride ``2**len(widths)``; with
+    ``strides``, a multi-scale one (:class:`~spikeflow.detection.multiscale.SpikingFPNDetector`).
 
     Backbone: for each width, conv3x3/2-BN-neuron (each halves the resolution); then
     ``extra_units`` conv3x3/1-BN-neuron units at the last width. Head:
@@ -136,6 +142,14 @@ def spiking_detector(
         head_depth: spiking units in the head.
         neuron, neuron_kwargs: the neuron everywhere (default LIF τ = 2, detached reset,
             ATan surrogate), as in the model zoo.
+        strides: None (one scale, above), or the levels of a feature pyramid, e.g.
+            ``(8, 16)``: powers of two; ``2**k`` is taken after the ``k``-th downsampling
+            unit, and strides past ``2**len(widths)`` come from further conv3x3/2 units
+            at the last width (FCOS's P6/P7). ``extra_units`` then follow the last
+            downsampling unit of ``widths`` as before.
+        fpn_channels: channels of every pyramid level (default the last width).
+        size_ranges: the levels' ``(lo, hi)`` size ranges for the targets (default
+            FCOS's, :func:`~spikeflow.detection.multiscale.fcos_size_ranges`).
     """
     check_positive_int("in_channels", in_channels)
     widths = tuple(widths)
@@ -146,6 +160,15 @@ def spiking_detector(
     if isinstance(extra_units, bool) or not isinstance(extra_units, int) or extra_units < 0:
         raise ConfigurationError(f"extra_units must be an integer >= 0, got {extra_units!r}")
     factory = NeuronFactory(neuron, neuron_kwargs, HEAD_NEURON_DEFAULTS)
+    if strides is not None:
+        return _fpn_detector(
+            num_classes, in_channels, widths, extra_units, head_depth, neuron, neuron_kwargs,
+            strides, fpn_channels, size_ranges, factory,
+        )  # fmt: skip
+    if fpn_channels is not None or size_ranges is not None:
+        raise ConfigurationError(
+            "fpn_channels and size_ranges need strides (a multi-scale detector)"
+        )
     units: list[nn.Module] = []
     c = in_channels
     for w in widths:
@@ -159,3 +182,39 @@ def spiking_detector(
         c, num_classes, depth=head_depth, neuron=neuron, neuron_kwargs=neuron_kwargs
     )
     return SpikingDetector(backbone, head, stride=2 ** len(widths), in_channels=in_channels)
+
+
+def _fpn_detector(
+    num_classes: int,
+    in_channels: int,
+    widths: tuple[int, ...],
+    extra_units: int,
+    head_depth: int,
+    neuron: NeuronSpec,
+    neuron_kwargs: Mapping[str, Any] | None,
+    strides: Sequence[int],
+    fpn_channels: int | None,
+    size_ranges: Sequence[Sequence[float]] | None,
+    factory: NeuronFactory,
+) -> SpikingFPNDetector:
+    """:func:`spiking_detector`'s multi-scale form."""
+    strides = check_strides(strides)
+    depth = max(len(widths), int(math.log2(strides[-1])))
+    stages: list[nn.Module] = []
+    channels: list[int] = []
+    c = in_channels
+    for i in range(depth):
+        w = widths[i] if i < len(widths) else widths[-1]
+        units = [layers.Conv2d(c, w, 3, 2, 1, bias=False), layers.BatchNorm2d(w), factory()]
+        if i == len(widths) - 1:
+            for _ in range(extra_units):
+                units += [layers.Conv2d(w, w, 3, 1, 1, bias=False), layers.BatchNorm2d(w),
+                          factory()]  # fmt: skip
+        stage = nn.Sequential(*units)
+        init_conv_linear(stage)
+        stages.append(stage)
+        channels.append(w)
+        c = w
+    fpn = widths[-1] if fpn_channels is None else check_positive_int("fpn_channels", fpn_channels)
+    return SpikingFPNDetector(stages, channels, strides, num_classes, fpn, head_depth, neuron,
+                              neuron_kwargs, size_ranges, in_channels)  # fmt: skip
