@@ -57,7 +57,7 @@ def tiny_config(root, out, **kw):
 
 def test_cli_trains_logs_checkpoints_and_eval_reports_the_coco_numbers(root, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(tiny_args(root, out)) == 0
+    assert main(tiny_args(root, out, "--threads", "1")) == 0
     printed = capsys.readouterr().out
     assert "test COCO mAP" in printed
     assert {p.name for p in out.iterdir()} >= {"config.toml", "last.pt", "best.pt", "metrics.csv"}
@@ -69,6 +69,7 @@ def test_cli_trains_logs_checkpoints_and_eval_reports_the_coco_numbers(root, tmp
         assert 0 <= float(row["test_map"]) <= float(row["test_map_50"]) <= 1
     config = (out / "config.toml").read_text()
     assert 'model = "spiking_detector"' in config and 'loss = "detection"' in config
+    assert "threads = 1" in config
     # spikeflow eval: the 12 COCO numbers, and the same as an evaluation written here. Two
     # epochs on 16 canvases detect nothing yet: the read-out's biases are set to give boxes
     # of about a digit's size (21 px) at every cell, all of the test split's commonest digit.
@@ -113,7 +114,15 @@ def test_the_best_checkpoint_is_the_epoch_of_highest_map(root, tmp_path, monkeyp
         return sums, {**metrics, "map": next(maps)}, rate, layers
 
     monkeypatch.setattr(DetectionTask, "evaluate", scored)
-    result = DetectionTrainer(tiny_config(root, tmp_path / "run"), log=None).fit()
+    threads, seen = torch.get_num_threads(), set()
+
+    class Threads:  # --threads holds during the run, and is restored after it
+        def on_step_end(self, trainer, epoch, step, loss):
+            seen.add(torch.get_num_threads())
+
+    config = tiny_config(root, tmp_path / "run", threads=threads + 1)
+    result = DetectionTrainer(config, callbacks=[Threads()], log=None).fit()
+    assert seen == {threads + 1} and torch.get_num_threads() == threads
     assert (result.best_epoch, result.best_test_acc) == (1, 0.3)
     assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
@@ -169,3 +178,41 @@ def test_a_detection_dataset_needs_its_data_dir(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--dataset", "gen1", "--output-dir", str(out)]) == 2
     assert "--data-dir" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_gen1_run_frames_the_event_windows(tmp_path):
+    """Gen1 from the shared Prophesee .dat sample: two labelled timestamps per split; the
+    windows become T frames of the 304x240 sensor and the detector has Gen1's 2 classes."""
+    import numpy as np
+
+    folder = require_shared_data("event-files", "prophesee-dat")
+    dtype = np.dtype([("ts", "<u8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), ("h", "<f4"),
+                      ("class_id", "u1"), ("confidence", "<f4"), ("track_id", "<u4")])  # fmt: skip
+    boxes = np.array([(40_000, 10, 20, 30, 40, 0, 0.9, 1), (95_000, 100, 50, 60, 30, 1, 0.8, 2)],
+                     dtype)  # fmt: skip
+    root = tmp_path / "gen1"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        (root / split / "rec_td.dat").write_bytes((folder / "NCARS_obj_004397_td.dat").read_bytes())
+        np.save(root / split / "rec_bbox.npy", boxes)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "gen1", "--data-dir", str(root), "--output-dir", str(out),
+            "-T", "2", "--epochs", "1", "--batch-size", "2", "--model-kwargs", "widths=[4,8]",
+            "--dataset-kwargs", "window_us=30000", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    (row,) = read_csv(out / "metrics.csv")
+    assert math.isfinite(float(row["test_loss"])) and float(row["test_map"]) >= 0
+    weights = load_checkpoint(out / "last.pt")["model"]
+    assert weights["head.readout.weight"].shape[0] == 5 + 2
+    _, test, info = DetectionTask("gen1").build_datasets(
+        TrainConfig(
+            dataset="gen1",
+            data_dir=str(root),
+            T=2,
+            split_by="number",
+            dataset_kwargs={"window_us": 30000},
+        )
+    )
+    frames, target = test[1]
+    assert frames.shape == (2, 2, 240, 304) and info.input_size == (240, 304)
+    assert target.tolist() == [[1.0, 100, 50, 160, 80]]

@@ -385,6 +385,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")
     r.add_argument("--workers", type=int, default=s, help="DataLoader worker processes")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=s,
+        metavar="N",
+        help="torch CPU threads for the run (default: torch's; on a busy shared CPU 1 is "
+        "often fastest)",
+    )
     r.add_argument("--output-dir", default=s, help="default runs/<dataset>-<date-time>")
     r.add_argument(
         "--overwrite",

@@ -60,7 +60,7 @@ READOUT_MODES = ("auto", *READOUTS)
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
-    "overwrite", "data_dir", "cache_dir", "download", "compile", "recompute",
+    "overwrite", "data_dir", "cache_dir", "download", "compile", "recompute", "threads",
 )  # fmt: skip
 
 
@@ -190,6 +190,9 @@ class TrainConfig:
     # execution
     device: str = "auto"
     workers: int = 0
+    #: torch's CPU threads for the run (``torch.set_num_threads``, restored after it);
+    #: None: torch's default. On a busy shared CPU one thread is often fastest.
+    threads: int | None = None
     output_dir: str | None = None
     #: Let a new run replace the files of an earlier run in ``output_dir`` (else an error).
     overwrite: bool = False
@@ -231,7 +234,7 @@ class TrainConfig:
         for name in ("epochs", "step_size"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
-                     "online_steps", "tbptt"):  # fmt: skip
+                     "online_steps", "tbptt", "threads"):  # fmt: skip
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _check_online(self)

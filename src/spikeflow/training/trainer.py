@@ -412,7 +412,17 @@ class Trainer(CheckpointMixin, PlotsMixin):
     # -- the run ----------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Train until ``epochs`` (or ``stop_after``) epochs are complete, or Ctrl-C."""
+        """Train until ``epochs`` (or ``stop_after``) epochs are complete, or Ctrl-C; on
+        ``config.threads`` CPU threads where it is set (restored afterwards)."""
+        threads = torch.get_num_threads()
+        if self.config.threads is not None:
+            torch.set_num_threads(self.config.threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self) -> TrainResult:
         try:
             self._setup()
         except BaseException:
