@@ -48,6 +48,8 @@ __all__ = [
     "DetectionSums",
     "DetectionTask",
     "detection_task",
+    "evaluate_detection_checkpoint",
+    "format_detection_evaluation",
     "refuse_classification_options",
 ]
 
