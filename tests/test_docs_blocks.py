@@ -50,18 +50,7 @@ TESTED_ELSEWHERE = {"migration.md"}  # tests/test_migration*.py run its tables
 # Pages that other changes were editing when this test was written, whose blocks fail
 # or are slow: "xfail" (strict: once the page runs, the XPASS says to drop the entry)
 # or "skip" (too slow to run until the page is changed). Fix the page, then remove it.
-PENDING: dict[str, tuple[str, str]] = {
-    "detection.md": (
-        "skip",
-        "its block computes 2,000 NMNISTDetection canvases and runs the detector over "
-        "them (10-40 s on 2 loaded cores): needs a smaller num_samples or a marker",
-    ),
-    "training.md": (
-        "skip",
-        "a block trains 40 epochs on digits (~45 s), and the SpikeMonitor block uses net "
-        "and loader, which the page never defines",
-    ),
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 # Peers and optional extras a block may import: absent, the page is skipped from there.
 OPTIONAL = {"snntorch", "norse", "spikingjelly", "tonic", "lava", "triton", "nir", "nirtorch"}
