@@ -211,3 +211,24 @@ def test_kernels_are_built_once_and_cached(tmp_path, monkeypatch) -> None:
         assert len(built) == 1 and built[0].with_suffix(".c").read_text().endswith("changed */\n")
     finally:
         _eventprop_c._library.cache_clear()  # the next call loads the real source's build
+
+
+@pytest.mark.parametrize("backend", ["torch"])
+def test_empty_batch_or_layer(backend) -> None:
+    """A batch of 0 samples, a layer of 0 neurons or of 0 inputs: empty spikes and
+    gradients of the right shapes (``_input_gradients`` reshaped to ``[-1, 0]``)."""
+    for shape in ((3, 0, 4), (3, 2, 0)):
+        current = torch.rand(shape, dtype=torch.float64).requires_grad_()
+        z, v = lif_adjoint(current, PARAMS, backend=backend)
+        assert z.shape == v.shape == shape
+        (grad,) = torch.autograd.grad(z.sum() + v.sum(), current)
+        assert grad.shape == shape
+    for batch, inputs, n in ((0, 3, 4), (2, 3, 0), (2, 0, 4)):
+        x = torch.rand(3, batch, inputs).requires_grad_()
+        w_in = torch.randn(n, inputs).requires_grad_()
+        w_rec = torch.randn(n, n).requires_grad_()
+        z, v = lif_recurrent_adjoint(x, w_in, w_rec, PARAMS, backend=backend)
+        assert z.shape == v.shape == (3, batch, n)
+        grads = torch.autograd.grad(z.sum() + v.sum(), (x, w_in, w_rec), allow_unused=True)
+        assert [tuple(g.shape) for g in grads] == [(3, batch, inputs), (n, inputs), (n, n)]
+        assert not any(g.abs().sum() for g in grads)  # no sample, no neuron or no input

@@ -419,7 +419,8 @@ def _input_gradients(
             paired = torch.cat([d_current[1:], torch.zeros_like(d_current[:1])])
         # Σ_t λJᵀ x as one [N, T·B] x [T·B, I] product (einsum took a batched path
         # with copies of both operands: 2x slower)
-        d_in = torch.mm(paired.reshape(-1, paired.shape[-1]).t(), x.reshape(-1, x.shape[-1]))
+        rows = x.shape[0] * x.shape[1]  # not -1: a layer of 0 neurons or 0 inputs
+        d_in = torch.mm(paired.reshape(rows, paired.shape[-1]).t(), x.reshape(rows, x.shape[-1]))
     return d_x, d_in
 
 
