@@ -213,10 +213,11 @@ def test_kernels_are_built_once_and_cached(tmp_path, monkeypatch) -> None:
         _eventprop_c._library.cache_clear()  # the next call loads the real source's build
 
 
-@pytest.mark.parametrize("backend", ["torch"])
+@pytest.mark.parametrize("backend", ["c", "torch"])
 def test_empty_batch_or_layer(backend) -> None:
     """A batch of 0 samples, a layer of 0 neurons or of 0 inputs: empty spikes and
-    gradients of the right shapes (``_input_gradients`` reshaped to ``[-1, 0]``)."""
+    gradients of the right shapes (the C kernels' blocks were ``min(256, B·N) = 0`` wide,
+    a division by zero; ``_input_gradients`` reshaped to ``[-1, 0]``)."""
     for shape in ((3, 0, 4), (3, 2, 0)):
         current = torch.rand(shape, dtype=torch.float64).requires_grad_()
         z, v = lif_adjoint(current, PARAMS, backend=backend)

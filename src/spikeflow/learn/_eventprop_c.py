@@ -57,7 +57,8 @@ def supports(x: Tensor) -> bool:
 
 
 def _width(plane: int, n: int, recurrent: bool) -> int:
-    return n if recurrent else min(BLOCK, plane)
+    # at least 1: an empty plane (no sample or no neuron) has no chunk, not a 0-wide one
+    return max(1, n if recurrent else min(BLOCK, plane))
 
 
 def c_forward(
