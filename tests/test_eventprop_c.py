@@ -233,3 +233,17 @@ def test_empty_batch_or_layer(backend) -> None:
         grads = torch.autograd.grad(z.sum() + v.sum(), (x, w_in, w_rec), allow_unused=True)
         assert [tuple(g.shape) for g in grads] == [(3, batch, inputs), (n, inputs), (n, n)]
         assert not any(g.abs().sum() for g in grads)  # no sample, no neuron or no input
+
+
+def test_forward_slopes_allocation_error_propagates() -> None:
+    """An allocation that raises after the C forward ran (the slopes) reaches the caller
+    as itself, the chunks' lists freed (was: an UnboundLocalError from the cleanup)."""
+
+    class NoRoom(torch.Tensor):
+        def new_empty(self, *args, **kwargs):
+            raise MemoryError("no room for the slopes (test)")
+
+    current = (torch.rand(4, 2, 3, dtype=torch.float64) * 30).as_subclass(NoRoom)
+    constants = (100.0, 0.1, -0.2, 0.0, 1.0, 0.0, 0.0)
+    with pytest.raises(MemoryError, match="no room for the slopes"):
+        _eventprop_c.c_forward(current, None, constants, False)

@@ -79,24 +79,25 @@ def c_forward(
     wt = None if w_rec is None else w_rec.t().contiguous()
     lib, suffix = _library(), _SUFFIX[current.dtype]
     failed = 1
+    slopes: tuple[Tensor, Tensor] | None = None  # set once both are allocated
     try:
         failed = getattr(lib, f"ep_forward_{suffix}")(
             steps, plane, width, kernel_threads(current.numel()), current.data_ptr(),
             None if wt is None else wt.data_ptr(), spikes.data_ptr(), voltage.data_ptr(),
             counts.data_ptr(), lists, *constants, int(norse),
         )  # fmt: skip
-        total = 0 if failed else int(counts.sum())
-        slope_minus = current.new_empty(total)
-        slope_plus = current.new_empty(total)
-    finally:  # the chunks' lists are freed whatever happened
+        if not failed:
+            total = int(counts.sum())
+            slopes = (current.new_empty(total), current.new_empty(total))
+    finally:  # the chunks' lists are freed whatever happened (an allocation that raised)
         getattr(lib, f"ep_gather_{suffix}")(
             steps, chunks, counts.data_ptr(), lists,
-            None if failed else slope_minus.data_ptr(),
-            None if failed else slope_plus.data_ptr(), int(not failed),
+            None if slopes is None else slopes[0].data_ptr(),
+            None if slopes is None else slopes[1].data_ptr(), int(slopes is not None),
         )  # fmt: skip
-    if failed:
+    if failed or slopes is None:
         raise MemoryError("EventProp's C forward could not allocate its work buffers")
-    return spikes, voltage, slope_minus, slope_plus, counts
+    return spikes, voltage, *slopes, counts
 
 
 def c_pack(spikes: Tensor) -> Tensor:
