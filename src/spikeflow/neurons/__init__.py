@@ -19,6 +19,7 @@
 * :mod:`~spikeflow.neurons.adex`: the adaptive exponential integrate-and-fire neuron
   (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
+* :mod:`~spikeflow.neurons.lava_dl`: Lava-DL's SLAYER neurons beyond CUBA (ALIF).
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
 * :mod:`~spikeflow.neurons.adex_refractory`: the AdEx with an absolute refractory
@@ -71,6 +72,7 @@ from spikeflow.neurons.gated_lif import GatedLIFNode, GLIFNode
 from spikeflow.neurons.ilif import ILIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.izhikevich import IZHIKEVICH_PRESETS, Izhikevich2003Node, IzhikevichPreset
+from spikeflow.neurons.lava_dl import LAVA_P_SCALE, LavaALIFNode, lava_decay_keep
 from spikeflow.neurons.liaf import LIAFNode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
 from spikeflow.neurons.loop import LoopNode
@@ -105,6 +107,7 @@ from spikeflow.neurons.ternary import TernaryIFNode, TernaryLIFNode
 
 __all__ = [
     "IZHIKEVICH_PRESETS",
+    "LAVA_P_SCALE",
     "PSN",
     "ALIFNode",
     "ActivationAwareIFNode",
@@ -136,6 +139,7 @@ __all__ = [
     "LIFNode",
     "LINode",
     "LapicqueNode",
+    "LavaALIFNode",
     "LeakyIntegrator",
     "LeakyNode",
     "LeakyParallel",
@@ -172,6 +176,7 @@ __all__ = [
     "TernaryLIFNode",
     "band_mask",
     "declare",
+    "lava_decay_keep",
     "lif_no_reset_matrix",
     "linear_scan",
     "mask_lambda",

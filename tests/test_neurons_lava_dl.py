@@ -1,0 +1,253 @@
+"""Lava-DL's SLAYER neurons (``spikeflow.neurons.lava_dl``) against Lava-DL's dynamics.
+
+Lava-DL cannot be installed here (not on PyPI, incompatible torch): its dynamics are
+transcribed into float64 loops in Lava-DL's time-last layout ``[N, C, T]`` below, read
+from ``lava-nc/lava-dl`` (not copied):
+
+* ``src/lava/lib/dl/slayer/neuron/alif.py`` at commit
+  ``1b57cba7eb53fe74f7703b383d692b5e08bfcb14`` (``Neuron.dynamics``: two leaky
+  integrators then ``adaptive_threshold.dynamics``; ``Neuron.spike``: ``Spike.apply(
+  voltage, threshold + refractory, ...)``; the decays ``quantize``-d 4096ths, the
+  threshold step ``int(threshold_step * w_scale) / w_scale``);
+* ``dynamics/leaky_integrator.py`` at ``56a0dcdc8b376675c0ca50c0c314e310b1e4b2db``
+  (``_li_dynamics_fwd`` without a threshold: ``y[t] = (1 - decay) y[t-1] + x[t]``, its
+  backward the float recurrence);
+* ``dynamics/adaptive_threshold.py`` at ``766ef5ef219e603cc451a014f61a699428cc0fa9``
+  (``_ath_dynamics_fwd``: ``θ_new = (θ - θ0)(1 - α_θ) + θ0``, ``r_new = r (1 - α_r)``,
+  ``s = v >= θ_new + r_new``, then ``θ = θ_new + θ_step s``, ``r = r_new + 2 θ_new s``;
+  its backward returns ``None``: no gradient through the threshold);
+* ``slayer/spike/spike.py`` at ``1fd064712f56a9c82c62098dedc0fe9e2e30317c``
+  (``spikes = voltage >= threshold``);
+* ``slayer/utils/quantize.py`` at ``192996f2e376148ef1f5f61e55bfd70665b508a2``
+  (``torch.round``, straight-through).
+
+The loops run Lava-DL's floating-point dynamics (its fixed-point grid dropped, as for
+the CUBA mapping in ``tests/test_neurons_learnable_tau_peers.py``) with the neuron's
+surrogate in place of Lava-DL's exponential spike derivative.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import fused_backends, kernel_device
+from gradchecks import gradcheck_backend
+from spikeflow import functional as F
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.neurons import LavaALIFNode, lava_decay_keep
+from spikeflow.surrogate import Sigmoid
+
+BACKENDS = fused_backends("torch")
+F64 = torch.float64
+
+
+def _quantize_keep(decay):
+    """``1 - quantize(4096 decay) / 4096`` (Lava-DL stores ``p_scale * decay``)."""
+    decay = torch.as_tensor(decay, dtype=F64)
+    level = decay * 4096
+    return 1 - (torch.round(level.detach()) + (level - level.detach())) / 4096
+
+
+def lava_alif(
+    x,
+    current_decay,
+    voltage_decay,
+    threshold_decay,
+    refractory_decay,
+    threshold,
+    threshold_step,
+    spike,
+    scale=64,
+    detach=True,
+):
+    """``alif.Neuron`` over ``x[n, c, t]`` from its initial state, float dynamics;
+    per-channel decays ``[C]`` (or scalars). Returns spikes, current, voltage, threshold
+    and refractory state per step (``[N, C, T]``, the states after the spike's update
+    for the threshold and refractory state, as ``persistent_state`` keeps them)."""
+    th0 = int(threshold * scale) / scale
+    th_step = int(threshold_step * scale) / scale
+    k_u, k_v, k_th, k_r = (
+        _quantize_keep(d) for d in (current_decay, voltage_decay, threshold_decay, refractory_decay)
+    )
+    if detach:  # Lava-DL's adaptive threshold has no backward
+        k_th, k_r = k_th.detach(), k_r.detach()
+    u = torch.zeros_like(x[..., 0])
+    v = torch.zeros_like(x[..., 0])
+    th = torch.full_like(x[..., 0], th0)
+    r = torch.zeros_like(x[..., 0])
+    out = {"s": [], "u": [], "v": [], "th": [], "r": []}
+    for t in range(x.shape[-1]):
+        u = k_u * u + x[..., t]
+        v = k_v * v + u
+        th_new = (th - th0) * k_th + th0
+        r_new = r * k_r
+        s = spike(v - (th_new + r_new))
+        fired = s.detach() if detach else s
+        th = th_new + th_step * fired
+        r = r_new + 2 * th_new * fired
+        for name, value in zip(out, (s, u, v, th, r)):
+            out[name].append(value)
+    return {name: torch.stack(values, -1) for name, values in out.items()}
+
+
+def _time_major(y):
+    return y.permute(2, 0, 1)
+
+
+DECAYS = {  # per channel, [C] = [3]; 0.1 and 0.3 are not whole 4096ths
+    "current_decay": torch.tensor([0.1, 0.25, 0.5], dtype=F64),
+    "voltage_decay": torch.tensor([0.05, 0.3, 0.0], dtype=F64),
+    "threshold_decay": torch.tensor([0.02, 0.1, 0.2], dtype=F64),
+    "refractory_decay": torch.tensor([0.3, 0.15, 0.5], dtype=F64),
+}
+
+
+def _input(steps=24, batch=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(steps, batch, 3, dtype=F64, generator=generator) * 0.8 - 0.1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("detach", [True, False])
+def test_alif_equals_lava_dl_loop_in_spikes_states_and_gradients(backend, detach):
+    device = kernel_device(backend)
+    node = LavaALIFNode(
+        1.01,
+        0.52,
+        **DECAYS,
+        shared_param=False,
+        requires_grad=True,
+        detach_adaptation=detach,
+        backend=backend,
+        store_v_seq=True,
+    )
+    node = node.double().to(device)
+    x = _input().to(device).requires_grad_()
+    with F.streaming(node):
+        s = node(x)
+        state = {k: v.detach().cpu() for k, v in node.state.items()}
+    grads = torch.autograd.grad(
+        (s * torch.linspace(-1, 1, s.numel(), dtype=F64, device=device).view_as(s)).sum(),
+        [x, node.current_decay, node.voltage_decay, node.threshold_decay, node.refractory_decay],
+        allow_unused=True,
+    )
+
+    decays = {k: v.clone().requires_grad_() for k, v in DECAYS.items()}
+    x_lava = x.detach().cpu().permute(1, 2, 0).clone().requires_grad_()
+    ref = lava_alif(x_lava, *decays.values(), 1.01, 0.52, node.surrogate_function, detach=detach)
+    g = torch.linspace(-1, 1, s.numel(), dtype=F64).view(s.shape)
+    want = torch.autograd.grad(
+        (_time_major(ref["s"]) * g).sum(), [x_lava, *decays.values()], allow_unused=True
+    )
+
+    assert torch.equal(s.detach().cpu(), _time_major(ref["s"]).detach())
+    assert 0.05 < s.mean() < 0.6 and ref["r"].max() > 0
+    torch.testing.assert_close(node.v_seq.cpu(), _time_major(ref["v"]).detach(), atol=1e-12, rtol=0)
+    for name, key in (("i", "u"), ("v", "v"), ("th", "th"), ("r", "r")):
+        torch.testing.assert_close(state[name], ref[key][..., -1].detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(grads[0].cpu(), want[0].permute(2, 0, 1), atol=1e-12, rtol=1e-10)
+    for name, a, b in zip(DECAYS, grads[1:], want[1:]):
+        if b is None or (detach and name in ("threshold_decay", "refractory_decay")):
+            assert b is None or not b.any(), name
+            assert a is None or not a.any(), name
+            continue
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a.cpu(), b, atol=1e-11, rtol=1e-10, msg=name)
+
+
+def test_alif_by_hand_threshold_and_refractory_after_a_spike():
+    # decays 0 except the refractory's (1/2); θ0 = 1, θ_step = 0.5:
+    # t0: u = 1.2, v = 1.2 >= 1 fires; θ = 1.5, r = 2
+    # t1: u = 1.2, v = 2.4, r = 1, 2.4 < 1.5 + 1 silent
+    # t2: u = 1.2, v = 3.6, r = 0.5, 3.6 >= 2.0 fires; θ = 2.0, r = 0.5 + 3
+    node = LavaALIFNode(1.0, 0.5, 0.0, 0.0, 0.0, 0.5, store_v_seq=True, backend="torch")
+    with F.streaming(node):
+        s = node(torch.tensor([[1.2], [0.0], [0.0]], dtype=F64))
+        assert s.view(-1).tolist() == [1.0, 0.0, 1.0]
+        assert node.v_seq.view(-1).tolist() == pytest.approx([1.2, 2.4, 3.6], abs=1e-12)
+        assert node.state["th"].item() == pytest.approx(2.0, abs=1e-12)
+        assert node.state["r"].item() == pytest.approx(3.5, abs=1e-12)
+
+
+def test_decays_are_rounded_to_4096ths_and_threshold_to_the_weight_grid():
+    assert lava_decay_keep(0.1) == 1 - 410 / 4096
+    assert lava_decay_keep(0.5 / 4096) == 1.0  # half to even: 0.5 -> 0
+    decay = torch.tensor(0.1, dtype=F64, requires_grad=True)
+    keep = lava_decay_keep(decay)
+    assert keep.item() == 1 - 410 / 4096
+    (grad,) = torch.autograd.grad(keep, decay)
+    assert grad.item() == -1.0  # straight through
+    node = LavaALIFNode(1.0199, 0.2999, 0.1, 0.1, 0.1, 0.1)
+    assert float(node.v_threshold) == 65 / 64 and node.threshold_step == 19 / 64
+    node = LavaALIFNode(1.0199, 0.2999, 0.1, 0.1, 0.1, 0.1, scale=1 << 8)
+    assert float(node.v_threshold) == 261 / 256
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+def test_alif_fused_kernel_float64_gradcheck(backend):
+    # A smooth surrogate forward (spiking=False) and full BPTT (detach_adaptation=False:
+    # a detached adaptation is not the derivative of the forward, which gradcheck
+    # needs; its gradients on the fused kernels are checked against Lava-DL's above).
+    # The input's gradient only: the decays are rounded to 4096ths (straight-through).
+    device = kernel_device(backend)
+    x = (_input(steps=6, batch=1, seed=1) * 1.5).to(device).requires_grad_()
+
+    def run(which):
+        node = (
+            LavaALIFNode(
+                0.5,
+                0.25,
+                0.1,
+                0.2,
+                0.1,
+                0.3,
+                detach_adaptation=False,
+                surrogate_function=Sigmoid(alpha=2.0, spiking=False),
+                backend=which,
+                store_v_seq=True,
+            )
+            .double()
+            .to(device)
+        )
+
+        def fn(x):
+            return torch.cat([node(x), node.v_seq])
+
+        return fn
+
+    gradcheck_backend(backend, run(backend), (x,), run("torch"))
+
+
+def test_alif_errors_name_the_argument():
+    with pytest.raises(ConfigurationError, match="current_decay"):
+        LavaALIFNode(1.0, 0.5, 1.5, 0.1, 0.1, 0.1)
+    with pytest.raises(ConfigurationError, match="shared_param"):
+        LavaALIFNode(1.0, 0.5, torch.tensor([0.1, 0.2]), 0.1, 0.1, 0.1)
+    with pytest.raises(DTypeError, match="voltage_decay"):
+        LavaALIFNode(1.0, 0.5, 0.1, torch.tensor([0, 1]), 0.1, 0.1, shared_param=False)
+    with pytest.raises(ConfigurationError, match="threshold must be > 0"):
+        LavaALIFNode(0.01, 0.5, 0.1, 0.1, 0.1, 0.1)  # int(0.64) = 0 on the grid
+    with pytest.raises(ConfigurationError, match="threshold_step"):
+        LavaALIFNode(1.0, -0.5, 0.1, 0.1, 0.1, 0.1)
+    with pytest.raises(ConfigurationError, match="scale"):
+        LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, scale=0)
+    with pytest.raises(ConfigurationError, match="v_reset is set by the class"):
+        LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, v_reset=None)
+    with pytest.raises(ConfigurationError, match="persistent_state"):
+        LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, persistent_state="yes")
+    node = LavaALIFNode(1.0, 0.5, torch.tensor([0.1, 0.2]), 0.1, 0.1, 0.1, shared_param=False)
+    with pytest.raises(ShapeError, match="current_decay"):
+        node(torch.zeros(2, 1, 3))
+
+
+def test_persistent_state_carries_the_state_between_calls():
+    x = _input(steps=10, batch=1)
+    whole = LavaALIFNode(0.5, 0.25, 0.1, 0.2, 0.1, 0.3, persistent_state=True).double()
+    assert whole.streaming
+    s_whole = whole(x)
+    chunked = LavaALIFNode(0.5, 0.25, 0.1, 0.2, 0.1, 0.3, persistent_state=True).double()
+    s_chunks = torch.cat([chunked(x[:4]), chunked(x[4:])])
+    assert torch.equal(s_whole, s_chunks) and s_whole.any()
+    once = LavaALIFNode(0.5, 0.25, 0.1, 0.2, 0.1, 0.3).double()
+    assert torch.equal(once(x[4:]), once(x[4:]))  # not persistent: each call starts fresh
