@@ -35,7 +35,7 @@ from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons import LavaALIFNode, lava_decay_keep
+from spikeflow.neurons import LavaALIFNode, LavaRFIzNode, lava_decay_keep
 from spikeflow.surrogate import Sigmoid
 
 BACKENDS = fused_backends("torch")
@@ -251,3 +251,152 @@ def test_persistent_state_carries_the_state_between_calls():
     assert torch.equal(s_whole, s_chunks) and s_whole.any()
     once = LavaALIFNode(0.5, 0.25, 0.1, 0.2, 0.1, 0.3).double()
     assert torch.equal(once(x[4:]), once(x[4:]))  # not persistent: each call starts fresh
+
+
+# -- RF-IZ -------------------------------------------------------------------------------
+# ``src/lava/lib/dl/slayer/neuron/rf_iz.py`` at ``550de8e558f25813ca8c27b04458ed7076627d52``
+# (``sin_decay = sin(2π/period)(1 - decay)`` and ``cos_decay`` as 4096ths, ``clamp()``,
+# ``dynamics``: ``resonator.dynamics(..., self.threshold)``, ``spike``:
+# ``Spike.apply(imag, threshold)``) and ``dynamics/resonator.py`` at
+# ``592acf716bbd368b92527e70d1476d73a58e9933`` (``_res_dynamics_fwd`` with its
+# Izhikevich reset ``real = 0, imag = threshold - 1`` in state units of ``1 / s_scale``;
+# ``_res_dynamics_bwd``: the linear recurrence, no reset, the decays' gradient from the
+# saved pre-reset states).
+
+S_SCALE = 64 * 64  # s_scale = scale * (1 << 6) at the default scale
+
+
+class _LavaResonator(torch.autograd.Function):
+    """``_ResDynamics`` in float64: forward with the reset, Lava-DL's backward."""
+
+    @staticmethod
+    def forward(ctx, real_input, imag_input, sin_decay, cos_decay, threshold):
+        real_old = torch.zeros_like(real_input[..., 0])
+        imag_old = torch.zeros_like(real_input[..., 0])
+        real, imag = torch.zeros_like(real_input), torch.zeros_like(imag_input)
+        for n in range(real_input.shape[-1]):
+            real_new = cos_decay * real_old - sin_decay * imag_old + real_input[..., n]
+            imag_new = sin_decay * real_old + cos_decay * imag_old + imag_input[..., n]
+            spike_new = (imag_new >= threshold).to(real.dtype)
+            real_old = (1 - spike_new) * real_new
+            imag_old = spike_new * (threshold - 1 / S_SCALE) + (1 - spike_new) * imag_new
+            real[..., n], imag[..., n] = real_new, imag_new
+        ctx.save_for_backward(real, imag, sin_decay, cos_decay)
+        return real, imag
+
+    @staticmethod
+    def backward(ctx, grad_real, grad_imag):
+        real, imag, sin_decay, cos_decay = ctx.saved_tensors
+        g_re, g_im = torch.zeros_like(grad_real), torch.zeros_like(grad_imag)
+        steps = grad_real.shape[-1]
+        g_re[..., -1], g_im[..., -1] = grad_real[..., -1], grad_imag[..., -1]
+        for n in range(steps - 1)[::-1]:
+            g_re[..., n] = (
+                cos_decay * g_re[..., n + 1] + sin_decay * g_im[..., n + 1] + grad_real[..., n]
+            )
+            g_im[..., n] = (
+                -sin_decay * g_re[..., n + 1] + cos_decay * g_im[..., n + 1] + grad_imag[..., n]
+            )
+        g_sin = -g_re[..., 1:] * imag[..., :-1] + g_im[..., 1:] * real[..., :-1]
+        g_cos = g_re[..., 1:] * real[..., :-1] + g_im[..., 1:] * imag[..., :-1]
+        return g_re, g_im, g_sin.sum(dim=[0, -1]), g_cos.sum(dim=[0, -1]), None
+
+
+def lava_rf_iz(real_input, imag_input, sin_decay, cos_decay, threshold, spike, scale=64):
+    """``rf_iz.Neuron`` over ``[N, C, T]`` inputs with per-channel decays (fractions,
+    ``[C]``, clamped): the spikes and the pre-reset real and imaginary states."""
+    theta = int(threshold * scale) / scale
+    sin_q = (
+        torch.round(sin_decay.detach() * 4096) + (sin_decay - sin_decay.detach()) * 4096
+    ) / 4096
+    cos_q = (
+        torch.round(cos_decay.detach() * 4096) + (cos_decay - cos_decay.detach()) * 4096
+    ) / 4096
+    real, imag = _LavaResonator.apply(real_input, imag_input, sin_q, cos_q, theta)
+    return spike(imag - theta), real, imag
+
+
+def _lava_clamped(period, decay):
+    """``rf_iz.Neuron.__init__`` then ``clamp()``: the decays as fractions."""
+    sin_p = torch.sin(2 * torch.pi / period) * (1 - decay) * 4096
+    cos_p = torch.cos(2 * torch.pi / period) * (1 - decay) * 4096
+    gain = torch.sqrt(sin_p**2 + cos_p**2)
+    factor = gain.clamp(0, 4095) / gain
+    return (sin_p * factor).clamp(min=1) / 4096, (cos_p * factor).clamp(min=0) / 4096
+
+
+PERIODS = torch.tensor([5.0, 8.0, 12.5], dtype=F64)
+RF_DECAYS = torch.tensor([0.1, 0.0, 0.05], dtype=F64)  # 0.0: the gain clamp acts
+
+
+def test_rf_iz_equals_lava_dl_loop_in_spikes_states_and_gradients():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(F64)  # the decays computed and clamped in float64
+    try:
+        node = LavaRFIzNode(
+            0.3, PERIODS, RF_DECAYS, shared_param=False, requires_grad=True, store_v_seq=True
+        )
+    finally:
+        torch.set_default_dtype(default)
+    generator = torch.Generator().manual_seed(3)
+    real = (torch.rand(30, 2, 3, dtype=F64, generator=generator) - 0.45).requires_grad_()
+    imag = (torch.rand(30, 2, 3, dtype=F64, generator=generator) - 0.45).requires_grad_()
+    with F.streaming(node):
+        s = node((real, imag))
+        state = {k: v.detach() for k, v in node.state.items()}
+    g = torch.linspace(-1, 1, s.numel(), dtype=F64).view(s.shape)
+    loss = (s * g).sum() + 0.1 * node.v_seq.sum()
+    grads = torch.autograd.grad(loss, [real, imag, node.sin_decay, node.cos_decay])
+
+    sin_ref, cos_ref = (d.clone().requires_grad_() for d in _lava_clamped(PERIODS, RF_DECAYS))
+    torch.testing.assert_close(node.sin_decay.detach(), sin_ref.detach(), atol=1e-15, rtol=0)
+    torch.testing.assert_close(node.cos_decay.detach(), cos_ref.detach(), atol=1e-15, rtol=0)
+    re_l, im_l = (t.detach().permute(1, 2, 0).clone().requires_grad_() for t in (real, imag))
+    s_l, real_l, imag_l = lava_rf_iz(re_l, im_l, sin_ref, cos_ref, 0.3, node.surrogate_function)
+    fired = s_l.detach()
+    v_after = fired * (0.296875 - 1 / S_SCALE) + (1 - fired) * imag_l  # θ on the grid
+    assert torch.equal(s.detach(), s_l.detach().permute(2, 0, 1))
+    assert 0.05 < s.mean() < 0.5
+    torch.testing.assert_close(
+        node.v_seq.detach(), v_after.detach().permute(2, 0, 1), atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(
+        state["u"], (real_l * (1 - fired))[..., -1].detach(), atol=1e-12, rtol=0
+    )
+    # Lava-DL's backward does not see the reset: the membrane loss passes as on imag_l
+    loss_l = (s_l * g.permute(1, 2, 0)).sum() + 0.1 * (imag_l + (v_after - imag_l).detach()).sum()
+    want = torch.autograd.grad(loss_l, [re_l, im_l, sin_ref, cos_ref])
+    for name, a, b in zip(["real", "imag", "sin_decay", "cos_decay"], grads, want):
+        b = b.permute(2, 0, 1) if b.dim() == 3 else b
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-10, msg=name)
+
+
+def test_rf_iz_real_input_and_chunks():
+    x = torch.rand(12, 1, 3, dtype=F64) - 0.2
+    node = LavaRFIzNode(0.2, 6.0, 0.1, persistent_state=True).double()
+    whole = node(x)
+    node.reset()
+    chunks = torch.cat([node(x[:5]), node((x[5:], torch.zeros_like(x[5:])))])
+    assert torch.equal(whole, chunks) and whole.any()
+    single = LavaRFIzNode(0.2, 6.0, 0.1, step_mode="s", persistent_state=True).double()
+    assert torch.equal(torch.stack([single(x_t) for x_t in x]), whole)
+
+
+def test_rf_iz_errors_name_the_argument():
+    with pytest.raises(ConfigurationError, match="period"):
+        LavaRFIzNode(0.5, 3.0, 0.1)
+    with pytest.raises(ConfigurationError, match="decay"):
+        LavaRFIzNode(0.5, 8.0, -0.1)
+    with pytest.raises(ConfigurationError, match="shared_param"):
+        LavaRFIzNode(0.5, torch.tensor([8.0, 9.0]), 0.1)
+    with pytest.raises(ConfigurationError, match="threshold"):
+        LavaRFIzNode(0.001, 8.0, 0.1)
+    node = LavaRFIzNode(0.5, 8.0, 0.1)
+    with pytest.raises(ShapeError, match="imaginary input"):
+        node((torch.zeros(3, 1, 2), torch.zeros(3, 1, 3)))
+    with pytest.raises(DTypeError, match="real input"):
+        node(torch.zeros(3, 1, 2, dtype=torch.int64))
+    node = LavaRFIzNode(0.5, torch.tensor([8.0, 9.0]), 0.1, shared_param=False)
+    with pytest.raises(ShapeError, match="sin_decay"):
+        node(torch.zeros(3, 1, 3))
