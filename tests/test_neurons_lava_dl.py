@@ -35,6 +35,8 @@ from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.losses import get_loss
+from spikeflow.models import create_model, list_neurons
 from spikeflow.neurons import LavaALIFNode, LavaRFIzNode, lava_decay_keep
 from spikeflow.surrogate import Sigmoid
 
@@ -234,6 +236,9 @@ def test_alif_errors_name_the_argument():
         LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, scale=0)
     with pytest.raises(ConfigurationError, match="v_reset is set by the class"):
         LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, v_reset=None)
+    with pytest.raises(ConfigurationError, match="strict_firing is set by the class"):
+        LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, strict_firing=True)
+    assert float(LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, v_threshold=0.5).v_threshold) == 0.5
     with pytest.raises(ConfigurationError, match="persistent_state"):
         LavaALIFNode(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, persistent_state="yes")
     node = LavaALIFNode(1.0, 0.5, torch.tensor([0.1, 0.2]), 0.1, 0.1, 0.1, shared_param=False)
@@ -400,3 +405,17 @@ def test_rf_iz_errors_name_the_argument():
     node = LavaRFIzNode(0.5, torch.tensor([8.0, 9.0]), 0.1, shared_param=False)
     with pytest.raises(ShapeError, match="sin_decay"):
         node(torch.zeros(3, 1, 3))
+
+
+def test_lava_alif_by_name_trains_a_step_of_a_zoo_network():
+    torch.manual_seed(0)
+    model = create_model(
+        "plif_digits", num_classes=4, neuron="lava_alif", channels=4, hidden=8, dropout=0.0
+    )
+    layers = [m for m in model.modules() if isinstance(m, LavaALIFNode)]
+    assert len(layers) == 4 and "lava_alif" in list_neurons()
+    assert layers[0].threshold_step == 0.25 and layers[0].refractory_decay == 0.5
+    x, y = torch.rand(6, 8, 1, 8, 8) * 3.0, torch.arange(8) % 4
+    get_loss("ce")(model(x), y).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n

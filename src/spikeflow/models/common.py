@@ -59,6 +59,7 @@ from spikeflow.neurons import (
     IzhikevichNode,
     KLIFNode,
     LapicqueNode,
+    LavaALIFNode,
     LeakyNode,
     LIAFNode,
     LIFNode,
@@ -167,6 +168,17 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
     "leaky": functools.partial(LeakyNode, beta=0.9),
     "synaptic": functools.partial(SynapticNode, alpha=0.9, beta=0.8),
     "lapicque": _zoo_lapicque,
+    # Lava-DL's ALIF (slayer.neuron.alif), which has no defaults: decays of a few steps
+    # (spikeflow's choice; docs/neuron_zoo_lava.md).
+    "lava_alif": functools.partial(
+        LavaALIFNode,
+        threshold=1.0,
+        threshold_step=0.25,
+        current_decay=0.25,
+        voltage_decay=0.03,
+        threshold_decay=0.03,
+        refractory_decay=0.5,
+    ),
 }
 
 #: Neurons of :mod:`spikeflow.neurons` the zoo does not offer by name, and why: models

@@ -183,8 +183,10 @@ class LavaALIFNode(BaseNode):
         detach_adaptation: no gradient through the threshold and refractory states
             (default True: Lava-DL's backward).
         **kwargs: ``surrogate_function``, ``step_mode``, ``backend``, ``store_v_seq``
-            of :class:`~spikeflow.neurons.base.BaseNode` (``v_threshold``, ``v_reset``
-            and ``strict_firing`` are set by this class).
+            of :class:`~spikeflow.neurons.base.BaseNode`; ``v_threshold``, when given,
+            replaces ``threshold`` (spikeflow's name, which the zoo's models pass);
+            ``v_reset``, ``strict_firing`` and ``learnable_threshold`` are refused (the
+            class fires on ``v >= θ + r`` and never resets its voltage).
 
     State: ``v``, the current ``i``, the threshold ``th`` and the refractory state
     ``r`` (``node.state[...]`` while streaming).
@@ -215,11 +217,13 @@ class LavaALIFNode(BaseNode):
         **kwargs: object,
     ) -> None:
         owner = type(self).__name__
-        for fixed in ("v_threshold", "v_reset", "strict_firing", "learnable_threshold"):
+        if "v_threshold" in kwargs:  # spikeflow's name (the zoo's models pass it)
+            threshold = kwargs.pop("v_threshold")  # type: ignore[assignment]
+        for fixed in ("v_reset", "strict_firing", "learnable_threshold"):
             if fixed in kwargs:
                 raise ConfigurationError(
                     f"{owner}: {fixed} is set by the class (Lava-DL's ALIF fires on "
-                    f"v >= θ + r and never resets its voltage); pass threshold= instead"
+                    f"v >= θ + r and never resets its voltage)"
                 )
         self.scale = _check_scale(owner, scale)
         theta0 = _on_grid(owner, "threshold", threshold, self.scale)
