@@ -37,7 +37,7 @@ from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.losses import get_loss
 from spikeflow.models import create_model, list_neurons
-from spikeflow.neurons import LavaALIFNode, LavaRFIzNode, lava_decay_keep
+from spikeflow.neurons import LavaALIFNode, LavaRFIzNode, LavaRFNode, lava_decay_keep
 from spikeflow.surrogate import Sigmoid
 
 BACKENDS = fused_backends("torch")
@@ -282,9 +282,12 @@ class _LavaResonator(torch.autograd.Function):
         for n in range(real_input.shape[-1]):
             real_new = cos_decay * real_old - sin_decay * imag_old + real_input[..., n]
             imag_new = sin_decay * real_old + cos_decay * imag_old + imag_input[..., n]
-            spike_new = (imag_new >= threshold).to(real.dtype)
-            real_old = (1 - spike_new) * real_new
-            imag_old = spike_new * (threshold - 1 / S_SCALE) + (1 - spike_new) * imag_new
+            if threshold is None:  # no reset (RF)
+                real_old, imag_old = real_new, imag_new
+            else:
+                spike_new = (imag_new >= threshold).to(real.dtype)
+                real_old = (1 - spike_new) * real_new
+                imag_old = spike_new * (threshold - 1 / S_SCALE) + (1 - spike_new) * imag_new
             real[..., n], imag[..., n] = real_new, imag_new
         ctx.save_for_backward(real, imag, sin_decay, cos_decay)
         return real, imag
@@ -419,3 +422,89 @@ def test_lava_alif_by_name_trains_a_step_of_a_zoo_network():
     get_loss("ce")(model(x), y).backward()
     for n, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
+
+
+# -- RF (phase spike) ----------------------------------------------------------------
+# ``src/lava/lib/dl/slayer/neuron/rf.py`` at ``56a0dcdc8b376675c0ca50c0c314e310b1e4b2db``
+# (``resonator.dynamics`` without a threshold; ``complex.Spike.apply(real, imag,
+# threshold, tau_rho * 0.5, scale_rho * 10, ...)``, ``tau_rho = tau_grad * threshold``
+# from ``neuron/base.py``) and ``slayer/spike/complex.py`` at
+# ``9800bc79686c76ddd3f618c58c2bb5be330bf246``.
+
+
+class _LavaComplexSpike(torch.autograd.Function):
+    """``complex.Spike`` (not graded) over ``[N, C, T]``, the imaginary part before the
+    first step 0."""
+
+    @staticmethod
+    def forward(ctx, real, imag, threshold, tau_rho, scale_rho):
+        imag_del = torch.zeros_like(imag)
+        imag_del[..., 1:] = imag[..., :-1]
+        ctx.save_for_backward(real, imag)
+        ctx.constants = threshold, tau_rho, scale_rho
+        return ((real >= threshold) * (imag_del < 0) * (imag >= 0)).to(real.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        real, imag = ctx.saved_tensors
+        threshold, tau_rho, scale_rho = ctx.constants
+        delta_real = 1 / 2 / tau_rho * torch.exp(-torch.abs(real - threshold) / tau_rho)
+        delta_imag = 1 / 2 / tau_rho * torch.exp(-torch.abs(imag) / tau_rho)
+        step_real = 1 / 2 * (1 + torch.sign(real - threshold) * (1 - 2 * tau_rho * delta_real))
+        grad_real = scale_rho * delta_real * delta_imag
+        grad_imag = -scale_rho / tau_rho * torch.sign(imag) * delta_imag * step_real
+        return grad_output * grad_real, grad_output * grad_imag, None, None, None
+
+
+def test_rf_equals_lava_dl_loop_in_spikes_states_and_gradients():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(F64)
+    try:
+        node = LavaRFNode(
+            0.25,
+            PERIODS,
+            RF_DECAYS,
+            tau_grad=1.5,
+            scale_grad=0.5,
+            shared_param=False,
+            requires_grad=True,
+            store_v_seq=True,
+        )
+    finally:
+        torch.set_default_dtype(default)
+    generator = torch.Generator().manual_seed(5)
+    real = (torch.rand(40, 2, 3, dtype=F64, generator=generator) - 0.4).requires_grad_()
+    imag = (torch.rand(40, 2, 3, dtype=F64, generator=generator) - 0.4).requires_grad_()
+    with F.streaming(node):
+        s = node((real, imag))
+        state = {k: v.detach() for k, v in node.state.items()}
+    g = torch.linspace(-1, 1, s.numel(), dtype=F64).view(s.shape)
+    grads = torch.autograd.grad((s * g).sum(), [real, imag, node.sin_decay, node.cos_decay])
+
+    sin_ref, cos_ref = (d.clone().requires_grad_() for d in _lava_clamped(PERIODS, RF_DECAYS))
+    re_l, im_l = (t.detach().permute(1, 2, 0).clone().requires_grad_() for t in (real, imag))
+    sin_q = (torch.round(sin_ref.detach() * 4096) + (sin_ref - sin_ref.detach()) * 4096) / 4096
+    cos_q = (torch.round(cos_ref.detach() * 4096) + (cos_ref - cos_ref.detach()) * 4096) / 4096
+    real_l, imag_l = _LavaResonator.apply(re_l, im_l, sin_q, cos_q, None)
+    theta = 0.25  # on the grid
+    s_l = _LavaComplexSpike.apply(real_l, imag_l, theta, 1.5 * theta * 0.5, 0.5 * 10)
+    assert torch.equal(s.detach(), s_l.detach().permute(2, 0, 1))
+    assert 0.02 < s.mean() < 0.3
+    torch.testing.assert_close(
+        node.v_seq.detach(), imag_l.detach().permute(2, 0, 1), atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(state["u"], real_l[..., -1].detach(), atol=1e-12, rtol=0)
+    want = torch.autograd.grad((s_l * g.permute(1, 2, 0)).sum(), [re_l, im_l, sin_ref, cos_ref])
+    for name, a, b in zip(["real", "imag", "sin_decay", "cos_decay"], grads, want):
+        b = b.permute(2, 0, 1) if b.dim() == 3 else b
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-10, msg=name)
+
+
+def test_rf_errors_name_the_argument():
+    with pytest.raises(ConfigurationError, match="tau_grad"):
+        LavaRFNode(0.5, 8.0, 0.1, tau_grad=0.0)
+    with pytest.raises(ConfigurationError, match="scale_grad"):
+        LavaRFNode(0.5, 8.0, 0.1, scale_grad=-1.0)
+    with pytest.raises(ConfigurationError, match="period"):
+        LavaRFNode(0.5, 2.0, 0.1)

@@ -1,8 +1,9 @@
-"""Lava-DL's resonate-and-fire neuron with Izhikevich's reset (``slayer.neuron.rf_iz``).
+"""Lava-DL's resonate-and-fire neurons: with Izhikevich's reset (``slayer.neuron.rf_iz``)
+and with the phase spike (``slayer.neuron.rf``).
 
 Lava-DL's resonators take a *complex* input (its complex synapses give a real and an
 imaginary part), which the neuron declaration (one real input per neuron and step)
-cannot take: this neuron is stepped by a loop (:class:`~spikeflow.neurons.LoopNode`),
+cannot take: these neurons are stepped by a loop (:class:`~spikeflow.neurons.LoopNode`),
 with autograd through the loop, and takes ``(real, imag)`` or a real tensor (an
 imaginary input of 0). Lava-DL's names and semantics are kept (see
 :mod:`spikeflow.neurons.lava_dl`): time-major input ``[T, B, ...]``, its floating-point
@@ -17,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_flag
+from spikeflow._checks import check_flag, check_real
 from spikeflow.base import StepMode
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import check_sequence, check_step_shape
@@ -25,7 +26,7 @@ from spikeflow.neurons.lava_dl import LAVA_P_SCALE, _check_scale, _on_grid
 from spikeflow.neurons.loop import LoopNode, check_surrogate
 from spikeflow.surrogate import Surrogate
 
-__all__ = ["LavaRFIzNode"]
+__all__ = ["RF_SCALE_RHO_MULT", "RF_TAU_RHO_MULT", "LavaRFIzNode", "LavaRFNode"]
 
 
 def _round_ste(value: Tensor) -> Tensor:
@@ -274,4 +275,130 @@ class LavaRFIzNode(LoopNode):
             f"threshold={self.threshold:g}, scale={self.scale}, "
             f"shared_param={self.shared_param}, persistent_state={self.persistent_state}, "
             f"requires_grad={self.requires_grad}"
+        )
+
+
+#: Lava-DL's ``rf.py`` multipliers of the phase spike's derivative: its relaxation is
+#: ``tau_grad θ · 0.5`` and its scale ``scale_grad · 10``.
+RF_TAU_RHO_MULT, RF_SCALE_RHO_MULT = 0.5, 10.0
+
+
+class _PhaseSpike(torch.autograd.Function):
+    """Lava-DL's phase spike ``H(Re z − θ) [Im z[t−1] < 0] [Im z[t] >= 0]`` and its
+    relaxed derivative (``slayer/spike/complex.py``): with ``δ(y) = exp(−|y| / τ) / (2τ)``,
+    ``∂/∂Re = scale δ(Re − θ) δ(Im)`` and ``∂/∂Im = −(scale / τ) sign(Im) δ(Im) step``,
+    ``step = (1 + sign(Re − θ)(1 − 2τ δ(Re − θ))) / 2``; none through ``Im z[t−1]``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        real: Tensor,
+        imag: Tensor,
+        imag_before: Tensor,
+        threshold: float,
+        tau: float,
+        scale: float,
+    ) -> Tensor:
+        ctx.save_for_backward(real, imag)
+        ctx.constants = (threshold, tau, scale)  # type: ignore[attr-defined]
+        crossed = (real >= threshold) & (imag_before < 0) & (imag >= 0)
+        return crossed.to(real.dtype)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        real, imag = ctx.saved_tensors  # type: ignore[attr-defined]
+        threshold, tau, scale = ctx.constants  # type: ignore[attr-defined]
+        above = real - threshold
+        delta_real = torch.exp(-torch.abs(above) / tau) / (2 * tau)
+        delta_imag = torch.exp(-torch.abs(imag) / tau) / (2 * tau)
+        step = (1 + torch.sign(above) * (1 - 2 * tau * delta_real)) / 2
+        d_real = scale * delta_real * delta_imag
+        d_imag = -(scale / tau) * torch.sign(imag) * delta_imag * step
+        return grad * d_real, grad * d_imag, None, None, None, None
+
+
+class LavaRFNode(LavaRFIzNode):
+    """Lava-DL's resonate-and-fire neuron with the phase spike (``slayer.neuron.rf``),
+    on a complex input ``x = x_re + i x_im``::
+
+        Re z[t] = c Re z[t-1] - s Im z[t-1] + x_re[t]
+        Im z[t] = s Re z[t-1] + c Im z[t-1] + x_im[t]
+        S[t] = [Re z[t] >= θ] [Im z[t-1] < 0] [Im z[t] >= 0]
+
+    (it fires where ``z`` crosses the positive real axis above the threshold, and is
+    never reset), with the decays and threshold of :class:`LavaRFIzNode` (``period``,
+    ``decay``, the clamp, 4096ths, ``int(scale θ) / scale``). Its gradient is Lava-DL's:
+    the resonator's linear recurrence, and the phase spike's own relaxed derivative
+    (``slayer/spike/complex.py``; no spikeflow surrogate has two inputs) with Lava-DL's
+    ``tau_grad`` and ``scale_grad``: relaxation ``0.5 tau_grad θ``, scale ``10
+    scale_grad``. The membrane (``v``) is ``Im z``, ``u`` the real part.
+
+    Mapping: Lava-DL ``rf.Neuron(threshold, period, decay, tau_grad=1, scale_grad=1,
+    scale=1 << 6, shared_param=True, persistent_state=False, requires_grad=False)``,
+    the same names and values (see :class:`LavaRFIzNode` for ``shared_param``; its
+    ``log_init`` draw is not reproduced).
+
+    Args:
+        threshold, period, decay, scale, shared_param, persistent_state,
+        requires_grad, step_mode, store_v_seq: as :class:`LavaRFIzNode`.
+        tau_grad: the relaxation of the spike's derivative, in units of θ (> 0).
+        scale_grad: the scale of the spike's derivative (> 0).
+
+    Raises:
+        ConfigurationError: as :class:`LavaRFIzNode`, or ``tau_grad`` / ``scale_grad``
+            not a finite number > 0.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        period: float | Tensor,
+        decay: float | Tensor,
+        tau_grad: float = 1.0,
+        scale_grad: float = 1.0,
+        scale: int = 1 << 6,
+        *,
+        shared_param: bool = True,
+        persistent_state: bool = False,
+        requires_grad: bool = False,
+        step_mode: StepMode = "m",
+        store_v_seq: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            period,
+            decay,
+            scale,
+            shared_param=shared_param,
+            persistent_state=persistent_state,
+            requires_grad=requires_grad,
+            step_mode=step_mode,
+            store_v_seq=store_v_seq,
+        )
+        owner = type(self).__name__
+        self.tau_grad = check_real(f"{owner}: tau_grad", tau_grad, 0.0, low_open=True)
+        self.scale_grad = check_real(f"{owner}: scale_grad", scale_grad, 0.0, low_open=True)
+        del self.surrogate_function  # the phase spike has its own derivative
+
+    def initial_values(self) -> dict[str, float]:
+        return {"v": 0.0, "u": 0.0}
+
+    def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step of the complex input ``x`` (``[2, B, ...]``: real, imaginary)."""
+        sin_q, cos_q = self.__dict__["_step_decays"]
+        real, imag = state["u"], state["v"]
+        real_new = cos_q * real - sin_q * imag + x[0]
+        imag_new = sin_q * real + cos_q * imag + x[1]
+        tau = self.tau_grad * self.threshold * RF_TAU_RHO_MULT
+        spike = _PhaseSpike.apply(
+            real_new, imag_new, imag.detach(), self.threshold, tau,
+            self.scale_grad * RF_SCALE_RHO_MULT,
+        )  # fmt: skip
+        return spike, {"v": imag_new, "u": real_new}
+
+    def extra_repr(self) -> str:
+        return (
+            super().extra_repr() + f", tau_grad={self.tau_grad:g}, scale_grad={self.scale_grad:g}"
         )
