@@ -37,7 +37,13 @@ from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.losses import get_loss
 from spikeflow.models import create_model, list_neurons
-from spikeflow.neurons import LavaALIFNode, LavaRFIzNode, LavaRFNode, lava_decay_keep
+from spikeflow.neurons import (
+    LavaADRFIzNode,
+    LavaALIFNode,
+    LavaRFIzNode,
+    LavaRFNode,
+    lava_decay_keep,
+)
 from spikeflow.surrogate import Sigmoid
 
 BACKENDS = fused_backends("torch")
@@ -508,3 +514,114 @@ def test_rf_errors_name_the_argument():
         LavaRFNode(0.5, 8.0, 0.1, scale_grad=-1.0)
     with pytest.raises(ConfigurationError, match="period"):
         LavaRFNode(0.5, 2.0, 0.1)
+
+
+# -- ADRF-IZ -----------------------------------------------------------------------------
+# ``src/lava/lib/dl/slayer/neuron/adrf_iz.py`` at ``9800bc79686c76ddd3f618c58c2bb5be330bf246``
+# (``dynamics``: ``adaptive_resonator.dynamics``; ``spike``: ``Spike.apply(imag,
+# threshold + refractory)``) and ``dynamics/adaptive_resonator.py`` at
+# ``192996f2e376148ef1f5f61e55bfd70665b508a2`` (``_AdResDynamicsFwd``: the resonator
+# never reset, ALIF's threshold and refractory dynamics on ``imag``;
+# ``_AdResDynamicsBwd``: the resonator's backward, none for the threshold and refractory
+# state).
+
+
+class _LavaAdaptiveResonator(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, real_input, imag_input, sin_decay, cos_decay, ref_keep, th_keep, th_step, th0):
+        real_old = torch.zeros_like(real_input[..., 0])
+        imag_old = torch.zeros_like(real_input[..., 0])
+        threshold_old = torch.full_like(real_input[..., 0], th0)
+        refractory_old = torch.zeros_like(real_input[..., 0])
+        real, imag = torch.zeros_like(real_input), torch.zeros_like(imag_input)
+        threshold, refractory = torch.zeros_like(real_input), torch.zeros_like(real_input)
+        for n in range(real_input.shape[-1]):
+            refractory_new = refractory_old * ref_keep
+            threshold_new = (threshold_old - th0) * th_keep + th0
+            real_new = cos_decay * real_old - sin_decay * imag_old + real_input[..., n]
+            imag_new = sin_decay * real_old + cos_decay * imag_old + imag_input[..., n]
+            spike_new = (imag_new >= threshold_new + refractory_new).to(real.dtype)
+            real_old, imag_old = real_new, imag_new
+            threshold_old = threshold_new + th_step * spike_new
+            refractory_old = refractory_new + 2 * threshold_new * spike_new
+            real[..., n], imag[..., n] = real_new, imag_new
+            threshold[..., n], refractory[..., n] = threshold_new, refractory_new
+        ctx.save_for_backward(real, imag, sin_decay, cos_decay)
+        return real, imag, threshold, refractory
+
+    @staticmethod
+    def backward(ctx, grad_real, grad_imag, *_):
+        # the resonator's backward (_AdResDynamicsBwd is _res_dynamics_bwd)
+        real, imag, sin_decay, cos_decay = ctx.saved_tensors
+        ctx_res = type("Ctx", (), {"saved_tensors": (real, imag, sin_decay, cos_decay)})
+        grads = _LavaResonator.backward(ctx_res, grad_real, grad_imag)
+        return (*grads[:4], None, None, None, None)
+
+
+def test_adrf_iz_equals_lava_dl_loop_in_spikes_states_and_gradients():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(F64)
+    try:
+        node = LavaADRFIzNode(
+            0.2,
+            0.1,
+            PERIODS,
+            RF_DECAYS,
+            DECAYS["threshold_decay"],
+            DECAYS["refractory_decay"],
+            shared_param=False,
+            requires_grad=True,
+            store_v_seq=True,
+        )
+    finally:
+        torch.set_default_dtype(default)
+    generator = torch.Generator().manual_seed(7)
+    real = (torch.rand(30, 2, 3, dtype=F64, generator=generator) - 0.35).requires_grad_()
+    imag = (torch.rand(30, 2, 3, dtype=F64, generator=generator) - 0.35).requires_grad_()
+    with F.streaming(node):
+        s = node((real, imag))
+        state = {k: v.detach() for k, v in node.state.items()}
+    g = torch.linspace(-1, 1, s.numel(), dtype=F64).view(s.shape)
+    grads = torch.autograd.grad((s * g).sum(), [real, imag, node.sin_decay, node.cos_decay])
+
+    sin_ref, cos_ref = (d.clone().requires_grad_() for d in _lava_clamped(PERIODS, RF_DECAYS))
+    re_l, im_l = (t.detach().permute(1, 2, 0).clone().requires_grad_() for t in (real, imag))
+    sin_q = (torch.round(sin_ref.detach() * 4096) + (sin_ref - sin_ref.detach()) * 4096) / 4096
+    cos_q = (torch.round(cos_ref.detach() * 4096) + (cos_ref - cos_ref.detach()) * 4096) / 4096
+    real_l, imag_l, th_l, ref_l = _LavaAdaptiveResonator.apply(
+        re_l,
+        im_l,
+        sin_q,
+        cos_q,
+        _quantize_keep(DECAYS["refractory_decay"]),
+        _quantize_keep(DECAYS["threshold_decay"]),
+        6 / 64,
+        0.2 * 64 // 1 / 64,
+    )
+    s_l = node.surrogate_function(imag_l - (th_l + ref_l))
+    assert torch.equal(s.detach(), s_l.detach().permute(2, 0, 1))
+    assert 0.05 < s.mean() < 0.5 and ref_l.max() > 0 and th_l.max() > 0.2
+    torch.testing.assert_close(
+        node.v_seq.detach(), imag_l.detach().permute(2, 0, 1), atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(state["u"], real_l[..., -1].detach(), atol=1e-12, rtol=0)
+    fired = s_l.detach()[..., -1]
+    torch.testing.assert_close(state["th"], th_l[..., -1] + 6 / 64 * fired, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        state["r"], ref_l[..., -1] + 2 * th_l[..., -1] * fired, atol=1e-12, rtol=0
+    )
+    want = torch.autograd.grad((s_l * g.permute(1, 2, 0)).sum(), [re_l, im_l, sin_ref, cos_ref])
+    for name, a, b in zip(["real", "imag", "sin_decay", "cos_decay"], grads, want):
+        b = b.permute(2, 0, 1) if b.dim() == 3 else b
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-10, msg=name)
+
+
+def test_adrf_iz_errors_name_the_argument():
+    with pytest.raises(ConfigurationError, match="threshold_step"):
+        LavaADRFIzNode(0.5, -0.1, 8.0, 0.1, 0.1, 0.1)
+    with pytest.raises(ConfigurationError, match="refractory_decay"):
+        LavaADRFIzNode(0.5, 0.1, 8.0, 0.1, 0.1, 2.0)
+    node = LavaADRFIzNode(0.5, 0.1, 8.0, 0.1, torch.tensor([0.1, 0.2]), 0.1, shared_param=False)
+    with pytest.raises(ShapeError, match="threshold_decay"):
+        node(torch.zeros(3, 1, 3))

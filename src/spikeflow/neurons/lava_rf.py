@@ -1,5 +1,6 @@
 """Lava-DL's resonate-and-fire neurons: with Izhikevich's reset (``slayer.neuron.rf_iz``)
-and with the phase spike (``slayer.neuron.rf``).
+with the phase spike (``slayer.neuron.rf``), and the adaptive one with Izhikevich firing
+(``slayer.neuron.adrf_iz``).
 
 Lava-DL's resonators take a *complex* input (its complex synapses give a real and an
 imaginary part), which the neuron declaration (one real input per neuron and step)
@@ -22,11 +23,23 @@ from spikeflow._checks import check_flag, check_real
 from spikeflow.base import StepMode
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import check_sequence, check_step_shape
-from spikeflow.neurons.lava_dl import LAVA_P_SCALE, _check_scale, _on_grid
+from spikeflow.neurons.lava_dl import (
+    LAVA_P_SCALE,
+    _check_decay,
+    _check_scale,
+    _on_grid,
+    lava_decay_keep,
+)
 from spikeflow.neurons.loop import LoopNode, check_surrogate
 from spikeflow.surrogate import Surrogate
 
-__all__ = ["RF_SCALE_RHO_MULT", "RF_TAU_RHO_MULT", "LavaRFIzNode", "LavaRFNode"]
+__all__ = [
+    "RF_SCALE_RHO_MULT",
+    "RF_TAU_RHO_MULT",
+    "LavaADRFIzNode",
+    "LavaRFIzNode",
+    "LavaRFNode",
+]
 
 
 def _round_ste(value: Tensor) -> Tensor:
@@ -402,3 +415,119 @@ class LavaRFNode(LavaRFIzNode):
         return (
             super().extra_repr() + f", tau_grad={self.tau_grad:g}, scale_grad={self.scale_grad:g}"
         )
+
+
+class LavaADRFIzNode(LavaRFIzNode):
+    """Lava-DL's adaptive resonate-and-fire neuron with Izhikevich firing
+    (``slayer.neuron.adrf_iz``, dynamics ``dynamics/adaptive_resonator.py``), on a
+    complex input::
+
+        Re z[t] = c Re z[t-1] - s Im z[t-1] + x_re[t]       (never reset)
+        Im z[t] = s Re z[t-1] + c Im z[t-1] + x_im[t]
+        θ[t] = (1 - α_θ) (θ[t-1] - θ0) + θ0;   r[t] = (1 - α_r) r[t-1]
+        S[t] = Im z[t] >= θ[t] + r[t]
+        r[t] += 2 θ[t] S[t];   θ[t] += θ_step S[t]
+
+    the resonator of :class:`LavaRFIzNode` (``period``, ``decay``, the clamp, 4096ths)
+    with the adaptive threshold and refractory state of
+    :class:`~spikeflow.neurons.LavaALIFNode` in place of the reset (``θ_step`` on the
+    threshold's grid, ``threshold_decay`` and ``refractory_decay`` rounded to 4096ths),
+    from ``z = r = 0``, ``θ = θ0``. Its gradient is Lava-DL's: the resonator's linear
+    recurrence, none through the threshold and refractory state (Lava-DL's
+    ``_AdResDynamics`` returns none for them), the module's surrogate on ``Im z - (θ +
+    r)``. ``requires_grad`` learns ``sin_decay`` and ``cos_decay``; the threshold and
+    refractory decays get no gradient in Lava-DL and are fixed here.
+
+    Mapping: Lava-DL ``adrf_iz.Neuron(threshold, threshold_step, period, decay,
+    threshold_decay, refractory_decay, scale=1 << 6, shared_param=True,
+    persistent_state=False, requires_grad=False)``, the same names and values.
+
+    Args:
+        threshold: θ0 (> 0 on the grid).
+        threshold_step: the threshold raise per spike (>= 0).
+        period, decay: the resonator's, as :class:`LavaRFIzNode`.
+        threshold_decay: α_θ in [0, 1] (a tensor with ``shared_param=False``).
+        refractory_decay: α_r in [0, 1].
+        scale, shared_param, persistent_state, requires_grad, surrogate_function,
+        step_mode, store_v_seq: as :class:`LavaRFIzNode`.
+
+    State: ``v`` (``Im z``), ``u`` (``Re z``), ``th``, ``r``.
+
+    Raises:
+        ConfigurationError: as :class:`LavaRFIzNode`, ``threshold_step < 0`` or a
+            threshold or refractory decay outside [0, 1].
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        threshold_step: float,
+        period: float | Tensor,
+        decay: float | Tensor,
+        threshold_decay: float | Tensor,
+        refractory_decay: float | Tensor,
+        scale: int = 1 << 6,
+        *,
+        shared_param: bool = True,
+        persistent_state: bool = False,
+        requires_grad: bool = False,
+        surrogate_function: Surrogate | None = None,
+        step_mode: StepMode = "m",
+        store_v_seq: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            period,
+            decay,
+            scale,
+            shared_param=shared_param,
+            persistent_state=persistent_state,
+            requires_grad=requires_grad,
+            surrogate_function=surrogate_function,
+            step_mode=step_mode,
+            store_v_seq=store_v_seq,
+        )
+        owner = type(self).__name__
+        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
+        if self.threshold_step < 0:
+            raise ConfigurationError(
+                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
+            )
+        for name, value in (("threshold_decay", threshold_decay),
+                            ("refractory_decay", refractory_decay)):  # fmt: skip
+            checked = _check_decay(owner, name, value, self.shared_param)
+            if isinstance(checked, Tensor):
+                self.register_buffer(name, checked)
+            else:
+                setattr(self, name, checked)
+
+    def initial_values(self) -> dict[str, float]:
+        return {"v": 0.0, "u": 0.0, "th": self.threshold, "r": 0.0}
+
+    def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step of the complex input ``x`` (``[2, B, ...]``: real, imaginary)."""
+        sin_q, cos_q = self.__dict__["_step_decays"]
+        real, imag = state["u"], state["v"]
+        real_new = cos_q * real - sin_q * imag + x[0]
+        imag_new = sin_q * real + cos_q * imag + x[1]
+        th0 = self.threshold
+        th_new = (state["th"] - th0) * lava_decay_keep(self.threshold_decay) + th0
+        r_new = state["r"] * lava_decay_keep(self.refractory_decay)
+        spike = self.surrogate_function(imag_new - (th_new + r_new))
+        fired = spike.detach()
+        new_state = {
+            "v": imag_new,
+            "u": real_new,
+            "th": th_new + self.threshold_step * fired,
+            "r": r_new + 2.0 * th_new * fired,
+        }
+        return spike, new_state
+
+    def _complex_input(self, x: object) -> Tensor:
+        x_seq = super()._complex_input(x)
+        for what in ("threshold_decay", "refractory_decay"):
+            check_step_shape(type(self).__name__, what, getattr(self, what), x_seq.shape[2:])
+        return x_seq
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", threshold_step={self.threshold_step:g}"
