@@ -6,6 +6,8 @@
 * :mod:`~spikeflow.layers.norm`, :mod:`~spikeflow.layers.neunorm`: tdBN, BNTT, TEBN
   and NeuNorm.
 * :mod:`~spikeflow.layers.dropout`: dropout with one mask per sequence.
+* :mod:`~spikeflow.layers.lava_norm`: Lava-DL's neuron normalisations (mean-only and
+  power-of-two-scaled batch norm).
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
 * :mod:`~spikeflow.layers.recurrent`: recurrent containers and the recurrent layer of
   RSNNs.
@@ -66,6 +68,7 @@ from spikeflow.layers.delay import (
 from spikeflow.layers.drop_connect import DropConnectLinear
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.graded_spikes import GradedSpikes
+from spikeflow.layers.lava_norm import MeanOnlyBatchNorm, WgtScaleBatchNorm
 from spikeflow.layers.misc import Delay, VotingLayer
 from spikeflow.layers.multicompartment import (
     LIFMC,
@@ -201,6 +204,7 @@ __all__ = [
     "MaxUnpool1d",
     "MaxUnpool2d",
     "MaxUnpool3d",
+    "MeanOnlyBatchNorm",
     "MultiDimensionalAttention",
     "MultiStepContainer",
     "NeuNorm",
@@ -242,6 +246,7 @@ __all__ = [
     "VotingLayer",
     "WSConv2d",
     "WSLinear",
+    "WgtScaleBatchNorm",
     "axonal_delay",
     "clamp_delays",
     "delay_sigma",
