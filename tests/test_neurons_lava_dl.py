@@ -39,6 +39,7 @@ from spikeflow.losses import get_loss
 from spikeflow.models import create_model, list_neurons
 from spikeflow.neurons import (
     LavaADRFIzNode,
+    LavaADRFNode,
     LavaALIFNode,
     LavaRFIzNode,
     LavaRFNode,
@@ -625,3 +626,90 @@ def test_adrf_iz_errors_name_the_argument():
     node = LavaADRFIzNode(0.5, 0.1, 8.0, 0.1, torch.tensor([0.1, 0.2]), 0.1, shared_param=False)
     with pytest.raises(ShapeError, match="threshold_decay"):
         node(torch.zeros(3, 1, 3))
+
+
+# -- ADRF (phase spike) ------------------------------------------------------------------
+# ``src/lava/lib/dl/slayer/neuron/adrf.py`` at ``37ce65dacc10176db77f16f0a55d6421bdc36498``
+# (``resonator.dynamics`` without reset, ``adaptive_phase_th.dynamics``, ``complex.Spike(
+# real, imag, threshold + refractory, tau_rho * 100, scale_rho * 0.1, ...)``) and
+# ``dynamics/adaptive_phase_th.py`` at ``56a0dcdc8b376675c0ca50c0c314e310b1e4b2db``
+# (``_APTHDynamicsFwd``; its backward returns ``None``).
+
+
+def lava_adaptive_phase_th(real, imag, ref_keep, th_keep, th_step, th0):
+    """``_APTHDynamicsFwd`` in float: the threshold and refractory state per step."""
+    threshold_old = torch.full_like(real[..., 0], th0)
+    refractory_old = torch.zeros_like(real[..., 0])
+    im_old = torch.zeros_like(imag[..., 0])
+    threshold, refractory = torch.zeros_like(real), torch.zeros_like(real)
+    for n in range(real.shape[-1]):
+        refractory_new = refractory_old * ref_keep
+        threshold_new = (threshold_old - th0) * th_keep + th0
+        spike_new = (
+            (real[..., n] >= threshold_new + refractory_new) * (imag[..., n] >= 0) * (im_old < 0)
+        ).to(real.dtype)
+        threshold_old = threshold_new + th_step * spike_new
+        refractory_old = refractory_new + 2 * threshold_new * spike_new
+        threshold[..., n], refractory[..., n] = threshold_new, refractory_new
+        im_old = imag[..., n]
+    return threshold, refractory
+
+
+def test_adrf_equals_lava_dl_loop_in_spikes_states_and_gradients():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(F64)
+    try:
+        node = LavaADRFNode(
+            0.25,
+            0.1,
+            PERIODS,
+            RF_DECAYS,
+            DECAYS["threshold_decay"],
+            DECAYS["refractory_decay"],
+            tau_grad=0.02,
+            scale_grad=3.0,
+            shared_param=False,
+            requires_grad=True,
+            store_v_seq=True,
+        )
+    finally:
+        torch.set_default_dtype(default)
+    generator = torch.Generator().manual_seed(11)
+    real = (torch.rand(40, 2, 3, dtype=F64, generator=generator) - 0.3).requires_grad_()
+    imag = (torch.rand(40, 2, 3, dtype=F64, generator=generator) - 0.3).requires_grad_()
+    with F.streaming(node):
+        s = node((real, imag))
+        state = {k: v.detach() for k, v in node.state.items()}
+    g = torch.linspace(-1, 1, s.numel(), dtype=F64).view(s.shape)
+    grads = torch.autograd.grad((s * g).sum(), [real, imag, node.sin_decay, node.cos_decay])
+
+    sin_ref, cos_ref = (d.clone().requires_grad_() for d in _lava_clamped(PERIODS, RF_DECAYS))
+    re_l, im_l = (t.detach().permute(1, 2, 0).clone().requires_grad_() for t in (real, imag))
+    sin_q = (torch.round(sin_ref.detach() * 4096) + (sin_ref - sin_ref.detach()) * 4096) / 4096
+    cos_q = (torch.round(cos_ref.detach() * 4096) + (cos_ref - cos_ref.detach()) * 4096) / 4096
+    real_l, imag_l = _LavaResonator.apply(re_l, im_l, sin_q, cos_q, None)
+    th_l, ref_l = lava_adaptive_phase_th(
+        real_l.detach(),
+        imag_l.detach(),
+        _quantize_keep(DECAYS["refractory_decay"]),
+        _quantize_keep(DECAYS["threshold_decay"]),
+        6 / 64,
+        0.25,
+    )
+    s_l = _LavaComplexSpike.apply(real_l, imag_l, th_l + ref_l, 0.02 * 0.25 * 100, 3.0 * 0.1)
+    assert torch.equal(s.detach(), s_l.detach().permute(2, 0, 1))
+    assert 0.02 < s.mean() < 0.3 and ref_l.max() > 0
+    torch.testing.assert_close(
+        node.v_seq.detach(), imag_l.detach().permute(2, 0, 1), atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(state["u"], real_l[..., -1].detach(), atol=1e-12, rtol=0)
+    fired = s_l.detach()[..., -1]
+    torch.testing.assert_close(state["th"], th_l[..., -1] + 6 / 64 * fired, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        state["r"], ref_l[..., -1] + 2 * th_l[..., -1] * fired, atol=1e-12, rtol=0
+    )
+    want = torch.autograd.grad((s_l * g.permute(1, 2, 0)).sum(), [re_l, im_l, sin_ref, cos_ref])
+    for name, a, b in zip(["real", "imag", "sin_decay", "cos_decay"], grads, want):
+        b = b.permute(2, 0, 1) if b.dim() == 3 else b
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-10, msg=name)

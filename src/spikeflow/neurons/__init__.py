@@ -20,7 +20,7 @@
   (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.lava_dl`: Lava-DL's SLAYER neurons beyond CUBA (ALIF;
-  :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF and ADRF-IZ, complex input, stepped by a loop).
+  :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF, ADRF-IZ and ADRF, complex input, stepped by a loop).
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
 * :mod:`~spikeflow.neurons.adex_refractory`: the AdEx with an absolute refractory
@@ -74,7 +74,7 @@ from spikeflow.neurons.ilif import ILIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.izhikevich import IZHIKEVICH_PRESETS, Izhikevich2003Node, IzhikevichPreset
 from spikeflow.neurons.lava_dl import LAVA_P_SCALE, LavaALIFNode, lava_decay_keep
-from spikeflow.neurons.lava_rf import LavaADRFIzNode, LavaRFIzNode, LavaRFNode
+from spikeflow.neurons.lava_rf import LavaADRFIzNode, LavaADRFNode, LavaRFIzNode, LavaRFNode
 from spikeflow.neurons.liaf import LIAFNode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
 from spikeflow.neurons.loop import LoopNode
@@ -142,6 +142,7 @@ __all__ = [
     "LINode",
     "LapicqueNode",
     "LavaADRFIzNode",
+    "LavaADRFNode",
     "LavaALIFNode",
     "LavaRFIzNode",
     "LavaRFNode",

@@ -1,6 +1,6 @@
 """Lava-DL's resonate-and-fire neurons: with Izhikevich's reset (``slayer.neuron.rf_iz``)
 with the phase spike (``slayer.neuron.rf``), and the adaptive one with Izhikevich firing
-(``slayer.neuron.adrf_iz``).
+(``slayer.neuron.adrf_iz``) and with the phase spike (``slayer.neuron.adrf``).
 
 Lava-DL's resonators take a *complex* input (its complex synapses give a real and an
 imaginary part), which the neuron declaration (one real input per neuron and step)
@@ -34,9 +34,12 @@ from spikeflow.neurons.loop import LoopNode, check_surrogate
 from spikeflow.surrogate import Surrogate
 
 __all__ = [
+    "ADRF_SCALE_RHO_MULT",
+    "ADRF_TAU_RHO_MULT",
     "RF_SCALE_RHO_MULT",
     "RF_TAU_RHO_MULT",
     "LavaADRFIzNode",
+    "LavaADRFNode",
     "LavaRFIzNode",
     "LavaRFNode",
 ]
@@ -308,7 +311,7 @@ class _PhaseSpike(torch.autograd.Function):
         real: Tensor,
         imag: Tensor,
         imag_before: Tensor,
-        threshold: float,
+        threshold: float | Tensor,
         tau: float,
         scale: float,
     ) -> Tensor:
@@ -514,6 +517,124 @@ class LavaADRFIzNode(LavaRFIzNode):
         th_new = (state["th"] - th0) * lava_decay_keep(self.threshold_decay) + th0
         r_new = state["r"] * lava_decay_keep(self.refractory_decay)
         spike = self.surrogate_function(imag_new - (th_new + r_new))
+        fired = spike.detach()
+        new_state = {
+            "v": imag_new,
+            "u": real_new,
+            "th": th_new + self.threshold_step * fired,
+            "r": r_new + 2.0 * th_new * fired,
+        }
+        return spike, new_state
+
+    def _complex_input(self, x: object) -> Tensor:
+        x_seq = super()._complex_input(x)
+        for what in ("threshold_decay", "refractory_decay"):
+            check_step_shape(type(self).__name__, what, getattr(self, what), x_seq.shape[2:])
+        return x_seq
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", threshold_step={self.threshold_step:g}"
+
+
+#: Lava-DL's ``adrf.py`` multipliers of the phase spike's derivative (relaxation
+#: ``tau_grad θ · 100``, scale ``scale_grad · 0.1``).
+ADRF_TAU_RHO_MULT, ADRF_SCALE_RHO_MULT = 100.0, 0.1
+
+
+class LavaADRFNode(LavaRFNode):
+    """Lava-DL's adaptive resonate-and-fire neuron with the phase spike
+    (``slayer.neuron.adrf``, threshold dynamics ``dynamics/adaptive_phase_th.py``), on a
+    complex input: :class:`LavaRFNode`'s resonator (never reset) and phase spike, with
+    :class:`LavaADRFIzNode`'s adaptive threshold and refractory state::
+
+        θ[t] = (1 - α_θ)(θ[t-1] - θ0) + θ0;   r[t] = (1 - α_r) r[t-1]
+        S[t] = [Re z[t] >= θ[t] + r[t]] [Im z[t-1] < 0] [Im z[t] >= 0]
+        r[t] += 2 θ[t] S[t];   θ[t] += θ_step S[t]
+
+    Its gradient is Lava-DL's: the resonator's linear recurrence and the phase spike's
+    relaxed derivative (relaxation ``100 tau_grad θ0``, scale ``0.1 scale_grad``: the
+    multipliers of its ``adrf.py``), measured from ``θ[t] + r[t]``, none through the
+    threshold and refractory state.
+
+    Mapping: Lava-DL ``adrf.Neuron(threshold, threshold_step, period, decay,
+    threshold_decay, refractory_decay, tau_grad=1, scale_grad=1, scale=1 << 6,
+    shared_param=True, persistent_state=False, requires_grad=False)``, the same names.
+
+    Args:
+        threshold, threshold_step, period, decay, threshold_decay, refractory_decay:
+            as :class:`LavaADRFIzNode`.
+        tau_grad, scale_grad: as :class:`LavaRFNode`.
+        scale, shared_param, persistent_state, requires_grad, step_mode, store_v_seq:
+            as :class:`LavaRFIzNode`.
+
+    State: ``v`` (``Im z``), ``u`` (``Re z``), ``th``, ``r``.
+
+    Raises:
+        ConfigurationError: as :class:`LavaADRFIzNode` and :class:`LavaRFNode`.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        threshold_step: float,
+        period: float | Tensor,
+        decay: float | Tensor,
+        threshold_decay: float | Tensor,
+        refractory_decay: float | Tensor,
+        tau_grad: float = 1.0,
+        scale_grad: float = 1.0,
+        scale: int = 1 << 6,
+        *,
+        shared_param: bool = True,
+        persistent_state: bool = False,
+        requires_grad: bool = False,
+        step_mode: StepMode = "m",
+        store_v_seq: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            period,
+            decay,
+            tau_grad,
+            scale_grad,
+            scale,
+            shared_param=shared_param,
+            persistent_state=persistent_state,
+            requires_grad=requires_grad,
+            step_mode=step_mode,
+            store_v_seq=store_v_seq,
+        )
+        owner = type(self).__name__
+        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
+        if self.threshold_step < 0:
+            raise ConfigurationError(
+                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
+            )
+        for name, value in (("threshold_decay", threshold_decay),
+                            ("refractory_decay", refractory_decay)):  # fmt: skip
+            checked = _check_decay(owner, name, value, self.shared_param)
+            if isinstance(checked, Tensor):
+                self.register_buffer(name, checked)
+            else:
+                setattr(self, name, checked)
+
+    def initial_values(self) -> dict[str, float]:
+        return {"v": 0.0, "u": 0.0, "th": self.threshold, "r": 0.0}
+
+    def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step of the complex input ``x`` (``[2, B, ...]``: real, imaginary)."""
+        sin_q, cos_q = self.__dict__["_step_decays"]
+        real, imag = state["u"], state["v"]
+        real_new = cos_q * real - sin_q * imag + x[0]
+        imag_new = sin_q * real + cos_q * imag + x[1]
+        th0 = self.threshold
+        th_new = (state["th"] - th0) * lava_decay_keep(self.threshold_decay) + th0
+        r_new = state["r"] * lava_decay_keep(self.refractory_decay)
+        tau = self.tau_grad * th0 * ADRF_TAU_RHO_MULT
+        spike = _PhaseSpike.apply(
+            real_new, imag_new, imag.detach(), (th_new + r_new).detach(), tau,
+            self.scale_grad * ADRF_SCALE_RHO_MULT,
+        )  # fmt: skip
         fired = spike.detach()
         new_state = {
             "v": imag_new,
