@@ -247,3 +247,12 @@ def test_counts_and_bits_are_spikingjellys_compressors():
     assert torch.equal(pack_counts(counts), memopt.Uint8SpikeCompressor().compress(counts)[0])
     spikes = (torch.rand(3, 5, 7, generator=g) < 0.3).float()
     assert torch.equal(pack_spikes(spikes).bits, memopt.BitSpikeCompressor().compress(spikes)[0])
+
+
+def test_probe_leaves_out_parameters_autograd_saves():
+    """A Linear(64, 64) fed a hidden layer saves its input (3 x 64 floats: 768 bytes)
+    and its weight; recomputing the block frees the input only, so that is its cost."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 64), nn.Linear(64, 64, bias=False), nn.Tanh())
+    plan = optimize(net, torch.randn(3, 8), blocks=["1"], repeat=0)
+    assert [(b.name, b.saved_bytes, b.input_bytes) for b in plan.blocks] == [("1", 768, 768)]

@@ -85,7 +85,8 @@ class BlockCost:
         input_kind: ``"spikes"`` (every element 0 or 1: kept as bits when recomputed),
             ``"counts"`` (integers 0-255: kept as bytes) or ``"other"`` (kept as it is).
         saved_bytes: bytes of the tensor storages autograd saved for backward during its
-            forward (first saved there): what recomputing it frees.
+            forward (first saved there; parameters and buffers, which stay in memory
+            either way, not counted): what recomputing it frees.
         forward_ms: its forward time: what recomputing it costs.
     """
 
@@ -450,7 +451,8 @@ def _probe(
     saved: dict[str, int] = {c.name: 0 for c in candidates}
     ms: dict[str, float] = {c.name: 0.0 for c in candidates}
     started: dict[str, float] = {}
-    seen: set[int] = set()
+    # a parameter or buffer autograd saves stays in memory however its block runs
+    seen: set[int] = {id(t.untyped_storage()) for t in (*model.parameters(), *model.buffers())}
     handles = []
 
     def pre(name: str) -> Callable[..., None]:
