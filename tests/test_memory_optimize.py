@@ -20,9 +20,11 @@ from spikeflow.memory import (
     pack_counts,
     recompute_blocks,
     step_peak_memory,
+    undo_recompute,
 )
 from spikeflow.memory.optimize import _TensorMemory
 from spikeflow.memory.packing import try_pack_counts
+from spikeflow.profiling import profile_layers
 
 # -- spike counts kept as bytes ----------------------------------------------------------------
 
@@ -256,3 +258,5 @@ def test_probe_leaves_out_parameters_autograd_saves():
     net = nn.Sequential(nn.Linear(8, 64), nn.Linear(64, 64, bias=False), nn.Tanh())
     plan = optimize(net, torch.randn(3, 8), blocks=["1"], repeat=0)
     assert [(b.name, b.saved_bytes, b.input_bytes) for b in plan.blocks] == [("1", 768, 768)]
+    undo_recompute(net)  # profile_layers measures it the same way (one implementation)
+    assert profile_layers(net, torch.randn(3, 8), layers=["1"]).layer("1").saved_bytes == 768

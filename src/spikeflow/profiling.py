@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeflow._saved_tensors import model_storages, recording_saved, storage_key
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory import Recomputed, reruns_forward
@@ -300,16 +301,6 @@ def _tensors(value: Any) -> Iterator[Tensor]:
             yield from _tensors(v)
 
 
-def _storage_key(t: Tensor) -> tuple[int, int]:
-    """(address, bytes) of the storage ``t`` keeps alive (``t``'s own size where it has
-    no plain storage)."""
-    try:
-        s = t.untyped_storage()
-        return s.data_ptr(), s.nbytes()
-    except (RuntimeError, NotImplementedError, TypeError):
-        return id(t), t.numel() * t.element_size()
-
-
 class _Row:
     """A profiled layer's counters of one step."""
 
@@ -352,13 +343,11 @@ def _next_sequence_nr() -> int:
 class _Recorder:
     """Hooks on the chosen modules, the saved-tensor hooks and the autograd node hooks."""
 
-    def __init__(self, chosen: list[tuple[str, nn.Module]], exclude: set[tuple[int, int]],
-                 sync: Callable[[], None]) -> None:  # fmt: skip
+    def __init__(self, chosen: list[tuple[str, nn.Module]], sync: Callable[[], None]) -> None:
         self.rows = {id(m): _Row(name, m) for name, m in chosen}
         self.chosen = chosen
         self.other = _Row(OTHER, nn.Module())
         self.other.type = ""
-        self.exclude = exclude
         self.sync = sync
         self.stack: list[_Call] = []
         self.claimed: dict[Any, tuple[_Row, ...]] = {}
@@ -468,14 +457,12 @@ class _Recorder:
             todo.extend(n for n, _ in node.next_functions)
 
     # saved tensors --------------------------------------------------------------------
-    def pack(self, t: Tensor) -> Tensor:
-        key = _storage_key(t)
-        if key not in self.exclude:
-            self.saved_all[key] = None
-            active = self._active() if self.stack and self.stack[-1].row is not None else ()
-            for row in active or (self.other,):
-                row.saved[key] = None
-        return t
+    def saved(self, key: tuple[int, int]) -> None:
+        """A storage autograd saved (not a parameter's or buffer's): the running layers'."""
+        self.saved_all[key] = None
+        active = self._active() if self.stack and self.stack[-1].row is not None else ()
+        for row in active or (self.other,):
+            row.saved[key] = None
 
     def profiles(self, sums: dict[str, list[float]], uncalled: bool) -> tuple[LayerProfile, ...]:
         """The rows in the order of their first call (then, with ``uncalled``, those never
@@ -531,7 +518,7 @@ def _is_compiled(model: nn.Module) -> bool:
 def _nbytes(tensors: Iterator[Tensor]) -> int:
     seen: dict[tuple[int, int], None] = {}
     for t in tensors:
-        seen[_storage_key(t)] = None
+        seen[storage_key(t)] = None
     return sum(n for _, n in seen)
 
 
@@ -621,8 +608,8 @@ def profile_layers(
     )
     params = list(model.parameters())
     buffers = list(model.buffers())
-    exclude = {_storage_key(t) for t in (*params, *buffers)}
-    recorder = _Recorder(chosen, exclude, sync)
+    exclude = model_storages(model)
+    recorder = _Recorder(chosen, sync)
     grads = [p.grad for p in params]
     kept_buffers = [b.detach().clone() for b in buffers]
     loss = _default_loss if loss_fn is None else loss_fn
@@ -638,7 +625,7 @@ def profile_layers(
             recorder.new_step()
             sync()
             t0 = time.perf_counter()
-            with torch.autograd.graph.saved_tensors_hooks(recorder.pack, _unpack):
+            with recording_saved(recorder.saved, exclude):
                 out = model(*args)
                 value = loss(out) if backward else None
             sync()
@@ -695,10 +682,6 @@ def profile_layers(
         device=str(device),
         compiled=compiled,
     )
-
-
-def _unpack(t: Tensor) -> Tensor:
-    return t
 
 
 def _reset(model: nn.Module) -> None:

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from spikeflow._saved_tensors import StorageKey, model_storages, recording_saved
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory.packing import try_pack_counts, try_pack_spikes
@@ -451,8 +452,7 @@ def _probe(
     saved: dict[str, int] = {c.name: 0 for c in candidates}
     ms: dict[str, float] = {c.name: 0.0 for c in candidates}
     started: dict[str, float] = {}
-    # a parameter or buffer autograd saves stays in memory however its block runs
-    seen: set[int] = {id(t.untyped_storage()) for t in (*model.parameters(), *model.buffers())}
+    seen: set[StorageKey] = set()
     handles = []
 
     def pre(name: str) -> Callable[..., None]:
@@ -474,12 +474,10 @@ def _probe(
 
         return hook
 
-    def pack(t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        if current[0] is not None and id(storage) not in seen:
-            seen.add(id(storage))
-            saved[current[0]] += storage.nbytes()
-        return t
+    def on_saved(key: StorageKey) -> None:
+        if current[0] is not None and key not in seen:
+            seen.add(key)
+            saved[current[0]] += key[1]
 
     for c in candidates:
         if c.segment:
@@ -490,7 +488,8 @@ def _probe(
         handles.append(first.register_forward_pre_hook(pre(c.name)))
         handles.append(last.register_forward_hook(post(c.name)))
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        # a parameter or buffer autograd saves stays in memory however its block runs
+        with recording_saved(on_saved, model_storages(model)):
             _step(model, example_input, loss_fn)
     finally:
         for h in handles:
