@@ -60,6 +60,7 @@ from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory import Recomputed, reruns_forward
 from spikeflow.memory import recompute as _recompute
+from spikeflow.memory.optimize import _Restore
 
 __all__ = ["LayerProfile", "MemoryCategories", "ProfileReport", "profile_layers"]
 
@@ -554,8 +555,9 @@ def profile_layers(
 
     Each step resets the network's carried state (``reset``), runs ``model(x)`` (or
     ``model(*x)`` for a tuple), ``loss_fn`` of the output and the backward pass. The
-    model is left as it was: its buffers (batch norm's running statistics) and its
-    parameters' ``.grad`` are put back, its carried state reset. The optimizer is not
+    model is left as it was: its buffers (batch norm's running statistics), its
+    parameters' ``.grad``, train/eval modes, carried state (reset, with ``reset``) and
+    the random generators (dropout's draws) are put back. The optimizer is not
     stepped; pass it to count its state.
 
     Args:
@@ -576,7 +578,8 @@ def profile_layers(
         warmup: steps run first and not measured, >= 0.
         backward: run the loss and the backward pass (else forward only).
         optimizer: counted under optimizer state.
-        reset: reset the carried state of the network before each step (and after).
+        reset: reset the carried state of the network before each step (and after;
+            else the steps carry it on and it is put back as it was after them).
 
     Returns:
         A :class:`ProfileReport`; ``print`` it for a table, ``to_dict()`` for values.
@@ -610,8 +613,8 @@ def profile_layers(
     buffers = list(model.buffers())
     exclude = model_storages(model)
     recorder = _Recorder(chosen, sync)
-    grads = [p.grad for p in params]
-    kept_buffers = [b.detach().clone() for b in buffers]
+    # carried state, buffers, .grad, train/eval, random generators: put back after
+    restore = _Restore(model)
     loss = _default_loss if loss_fn is None else loss_fn
     sums: dict[str, list[float]] = {}
     step_f = step_b = 0.0
@@ -665,11 +668,7 @@ def profile_layers(
         rows = recorder.profiles(sums, uncalled=not isinstance(layers, str) and not compiled)
     finally:
         recorder.remove()
-        with torch.no_grad():
-            for b, kept in zip(buffers, kept_buffers):
-                b.copy_(kept)
-        for p, g in zip(params, grads):
-            p.grad = g
+        restore.finish()
         if reset:
             _reset(model)
     return ProfileReport(
