@@ -130,6 +130,15 @@ def test_step_peak_memory_is_the_hand_derived_one():
     assert model.w.grad is None  # the gradients are put back
 
 
+def test_an_input_that_requires_grad_is_left_without_one():
+    """The input's gradient (n more floats) is the step's, and is put back as it was."""
+    n = 1 << 10
+    x = torch.randn(n, requires_grad=True)
+    assert 12 * n <= step_peak_memory(_Scale(n), x) <= 12 * n + 64 and x.grad is None
+    optimize(nn.Sequential(_Scale(n), nn.Tanh()), x, blocks=["0"], repeat=1)
+    assert x.grad is None
+
+
 # -- choosing ----------------------------------------------------------------------------------
 
 

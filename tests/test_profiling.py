@@ -335,14 +335,16 @@ def test_a_compiled_model_is_one_row_with_what_its_graph_saves():
 
 
 def test_random_draws_and_carried_state_are_put_back():
-    """Dropout's draws do not move the global generator on, and without ``reset`` a
-    streaming neuron's carried state is what it was before profiling."""
+    """Dropout's draws do not move the global generator on, without ``reset`` a
+    streaming neuron's carried state is what it was before profiling, and the input
+    keeps no gradient."""
     torch.manual_seed(0)
     net = nn.Sequential(layers.Linear(8, 16), nn.Dropout(0.5), LIFNode())
     net[2].streaming = True
-    x = torch.rand(4, 3, 8) * 3
+    x = (torch.rand(4, 3, 8) * 3).requires_grad_()
     with torch.no_grad():
         net(x)
     v, rng = net[2].v.clone(), torch.get_rng_state()
     profile_layers(net, x, repeat=1, warmup=0, reset=False)
     assert torch.equal(torch.get_rng_state(), rng) and torch.equal(net[2].v, v)
+    assert x.grad is None  # (the input's gradient too)

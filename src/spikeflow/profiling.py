@@ -614,7 +614,7 @@ def profile_layers(
     exclude = model_storages(model)
     recorder = _Recorder(chosen, sync)
     # carried state, buffers, .grad, train/eval, random generators: put back after
-    restore = _Restore(model)
+    restore = _Restore(model, args)
     loss = _default_loss if loss_fn is None else loss_fn
     sums: dict[str, list[float]] = {}
     step_f = step_b = 0.0

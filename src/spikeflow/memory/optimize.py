@@ -225,14 +225,20 @@ class _TensorMemory(TorchDispatchMode):
 
 class _Restore:
     """The network's state before a measured step, put back after it: carried state,
-    buffers, gradients (None during the step), train/eval modes, random generators."""
+    buffers, gradients (None during the step; those of the parameters and of the input
+    tensors that are leaves requiring grad), train/eval modes, random generators."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, inputs: Any = ()) -> None:
         self.model = model
         self.memories = [m for m in model.modules() if isinstance(m, MemoryModule)]
         self.states = [_attributes(m) for m in self.memories]
         self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
-        self.grads = [(p, p.grad) for p in model.parameters()]
+        leaves = [
+            t
+            for t in tree_flatten(inputs)[0]
+            if isinstance(t, Tensor) and t.is_leaf and t.requires_grad
+        ]
+        self.grads = [(p, p.grad) for p in dict.fromkeys([*model.parameters(), *leaves])]
         self.modes = [(m, m.training) for m in model.modules()]
         self.rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
@@ -343,7 +349,7 @@ def step_peak_memory(model: nn.Module, example_input: Any, loss_fn: LossFn | Non
     (carried state, buffers, gradients, random generators) is put back afterwards.
 
     ``loss_fn`` defaults to the sum of the output's floating-point tensors."""
-    restore = _Restore(model)
+    restore = _Restore(model, example_input)
     try:
         return _peak(model, example_input, loss_fn, restore)
     finally:
@@ -580,7 +586,7 @@ def optimize(
     if not torch.is_grad_enabled():
         raise ConfigurationError("optimize measures training steps: call it with grad enabled")
     candidates = _candidates(model, None if blocks is None else list(blocks))
-    restore = _Restore(model)
+    restore = _Restore(model, example_input)
     trials = 0
 
     def measure(plan: dict[str, PackMode]) -> int:
