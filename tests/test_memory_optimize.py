@@ -206,6 +206,9 @@ def test_optimize_fits_a_budget_with_less_recomputation():
     fits = optimize(_net(), x, 1.0, repeat=0)
     assert fits.recomputed == {} and fits.peak_bytes == plain_peak == fits.budget_bytes
     least = optimize(_net(), x, repeat=0)
+    # the least peak runs the last block plainly: recomputing every block is above it
+    exact = optimize(_net(), x, least.peak_bytes, repeat=0)
+    assert exact.peak_bytes <= least.peak_bytes == exact.budget_bytes
     budget = (least.peak_bytes + plain_peak) // 2
     net = _net()
     plan = optimize(net, x, budget, repeat=0)

@@ -22,9 +22,11 @@ How it chooses:
   packing does not lower the peak is kept as it is (the network's input, which the
   caller holds anyway, costs its bits on top).
 * A budget: blocks are recomputed, the most saved bytes per millisecond of forward
-  first, until the measured peak fits; then, the most expensive first, each one that
-  is not needed to fit is run plainly again, and each kept input that need not be
-  packed to fit is kept as it is (packing costs a pass over it).
+  first, until the measured peak fits (if recomputing every block does not, the search
+  without a budget is made, whose least peak may run some blocks plainly); then, the
+  most expensive first, each one that is not needed to fit is run plainly again, and
+  each kept input that need not be packed to fit is kept as it is (packing costs a pass
+  over it).
 
 Peak memory is measured on CUDA by the caching allocator
 (``torch.cuda.max_memory_allocated`` less what was allocated before the step), on other
@@ -571,8 +573,8 @@ def optimize(
 
     Raises:
         ConfigurationError: a bad argument, a model with recomputed blocks already, no
-            candidate blocks, or a budget that recomputing every candidate does not meet
-            (the message gives the lowest peak measured; the model is left plain).
+            candidate blocks, or a budget below the least peak recomputing gives (the
+            message gives that peak; the model is left plain).
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"optimize takes an nn.Module, got {type(model).__name__}")
@@ -604,45 +606,56 @@ def optimize(
         target = _budget_bytes(budget, plain)
         everything = {c.name: pack for c in candidates}
         expensive = sorted(costs, key=lambda b: (-b.forward_ms, b.name))
+
+        def prune(
+            plan: dict[str, PackMode], peak: int, limit: int | None
+        ) -> tuple[dict[str, PackMode], int]:
+            """Run plainly what need not be recomputed, then keep as it is what need
+            not be packed (an input the caller keeps anyway costs its bits on top): what
+            keeps the peak within ``limit`` (None: not above the least found so far)."""
+            least = limit is None
+            limit = peak if limit is None else limit
+            trials_left = [(b.name, None) for b in expensive if b.name in plan]
+            if pack == "auto":
+                packed = sorted(
+                    (b for b in costs if b.input_kind != "other"), key=lambda b: -b.input_bytes
+                )
+                trials_left += [(b.name, "none") for b in packed]
+            for name, how in trials_left:
+                if name not in plan:
+                    continue
+                if how is None:
+                    trial = {n: p for n, p in plan.items() if n != name}
+                else:
+                    trial = {**plan, name: how}
+                found = measure(trial)
+                if found <= limit:
+                    plan, peak = trial, found
+                    if least:  # as little as found so far
+                        limit = found
+            return plan, peak
+
         if target is None:
-            plan, peak = dict(everything), measure(everything)
-            limit = peak
+            plan, peak = prune(dict(everything), measure(everything), None)
         elif plain <= target:
-            plan, peak, limit = {}, plain, target
+            plan, peak = {}, plain
         else:
-            plan, peak, limit = {}, plain, target
+            plan, peak = {}, plain
             gain = sorted(costs, key=lambda b: -b.saved_bytes / max(b.forward_ms, 1e-3))
             for b in gain:
                 plan[b.name] = pack
                 peak = measure(plan)
                 if peak <= target:
                     break
-            if peak > target:
-                raise ConfigurationError(
-                    f"budget {target} bytes ({target / 2**20:.1f} MB) cannot be met: "
-                    f"recomputing every block gives a peak of {peak} bytes "
-                    f"({peak / 2**20:.1f} MB; plain: {plain / 2**20:.1f} MB)"
-                )
-        # Run plainly what need not be recomputed, then keep as it is what need not
-        # be packed (an input the caller keeps anyway costs its bits on top).
-        trials_left = [(b.name, None) for b in expensive if b.name in plan]
-        if pack == "auto":
-            packed = sorted(
-                (b for b in costs if b.input_kind != "other"), key=lambda b: -b.input_bytes
-            )
-            trials_left += [(b.name, "none") for b in packed]
-        for name, how in trials_left:
-            if name not in plan:
-                continue
-            if how is None:
-                trial = {n: p for n, p in plan.items() if n != name}
-            else:
-                trial = {**plan, name: how}
-            found = measure(trial)
-            if found <= limit:
-                plan, peak = trial, found
-                if target is None:  # no budget: as little as found so far
-                    limit = found
+            if peak > target:  # the least peak may run a block plainly (the last one)
+                plan, peak = prune(plan, peak, None)
+                if peak > target:
+                    raise ConfigurationError(
+                        f"budget {target} bytes ({target / 2**20:.1f} MB) cannot be met: "
+                        f"the least peak recomputing can give is {peak} bytes "
+                        f"({peak / 2**20:.1f} MB; plain: {plain / 2**20:.1f} MB)"
+                    )
+            plan, peak = prune(plan, peak, target)
         step_plain = _step_ms(model, example_input, loss_fn, restore, repeat) if repeat else 0.0
         _apply(model, candidates, plan)
         try:
