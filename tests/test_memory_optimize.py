@@ -110,6 +110,19 @@ def test_tensor_memory_counts_allocations_and_frees():
     assert tracker.live == 0
 
 
+def test_tensor_memory_counts_a_sparse_tensors_indices_and_values():
+    """``s * 2`` of a coalesced sparse COO tensor with 3 entries: new indices (2 x 3
+    int64: 48 bytes) and values (3 floats: 12 bytes), freed with it."""
+    i = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    s = torch.sparse_coo_tensor(i, torch.ones(3), (16, 16), check_invariants=True)
+    s = s.coalesce()
+    with _TensorMemory() as tracker:
+        y = s * 2
+    assert tracker.peak == tracker.live == 48 + 12
+    del y
+    assert tracker.live == 0
+
+
 class _Scale(nn.Module):
     def __init__(self, n: int) -> None:
         super().__init__()

@@ -181,6 +181,30 @@ def _how_kept(kind: str, pack: PackMode) -> str:
 # -- measuring ---------------------------------------------------------------------------------
 
 
+_SPARSE_PARTS: dict[torch.layout, tuple[str, ...]] = {
+    torch.sparse_coo: ("_indices", "_values"),
+    torch.sparse_csr: ("crow_indices", "col_indices", "values"),
+    torch.sparse_bsr: ("crow_indices", "col_indices", "values"),
+    torch.sparse_csc: ("ccol_indices", "row_indices", "values"),
+    torch.sparse_bsc: ("ccol_indices", "row_indices", "values"),
+}
+
+
+def _storages(values: list[Any]) -> list[torch.UntypedStorage]:
+    """The storages of the tensors among ``values`` (a sparse tensor's: those of its
+    indices and values); none for meta tensors."""
+    found = []
+    for t in values:
+        if not isinstance(t, Tensor) or t.device.type == "meta":
+            continue
+        if t.layout == torch.strided:
+            found.append(t.untyped_storage())
+        else:
+            parts = _SPARSE_PARTS.get(t.layout, ())
+            found.extend(getattr(t, part)().untyped_storage() for part in parts)
+    return found
+
+
 class _TensorMemory(TorchDispatchMode):
     """The bytes of the tensor storages the operations run under it allocate, live and
     at their peak (a storage counts from the operation that returned it until it is
@@ -201,16 +225,9 @@ class _TensorMemory(TorchDispatchMode):
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
-        inputs = {
-            t.untyped_storage().data_ptr()
-            for t in tree_flatten((args, kwargs))[0]
-            if isinstance(t, Tensor) and t.device.type != "meta"
-        }
+        inputs = {s.data_ptr() for s in _storages(tree_flatten((args, kwargs))[0])}
         out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, Tensor) or t.device.type == "meta":
-                continue
-            storage = t.untyped_storage()
+        for storage in _storages(tree_flatten(out)[0]):
             key, size = storage.data_ptr(), storage.nbytes()
             if key == 0 or (key in inputs and key not in self._sizes):
                 continue  # empty, or a storage from before (a parameter's, viewed)
