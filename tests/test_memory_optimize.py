@@ -143,6 +143,27 @@ def test_step_peak_memory_is_the_hand_derived_one():
     assert model.w.grad is None  # the gradients are put back
 
 
+class _Counter(nn.Module):
+    """Counts its calls in a buffer it replaces (``self.calls = self.calls + 1``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls = self.calls + 1
+        return x
+
+
+def test_a_buffer_the_step_replaces_is_put_back():
+    net = nn.Sequential(_Scale(4), _Counter())
+    kept = net[1].calls
+    step_peak_memory(net, torch.randn(4))
+    assert net[1].calls is kept and net[1].calls == 0
+    profile_layers(net, torch.randn(4), repeat=1, warmup=0)
+    assert net[1].calls is kept and net[1].calls == 0
+
+
 def test_an_input_that_requires_grad_is_left_without_one():
     """The input's gradient (n more floats) is the step's, and is put back as it was."""
     n = 1 << 10

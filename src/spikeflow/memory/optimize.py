@@ -251,7 +251,13 @@ class _Restore:
         self.model = model
         self.memories = [m for m in model.modules() if isinstance(m, MemoryModule)]
         self.states = [_attributes(m) for m in self.memories]
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        # (the module, the name, the buffer and its value: a step may replace a buffer)
+        self.buffers = [
+            (m, name, b, b.detach().clone())
+            for m in model.modules()
+            for name, b in m._buffers.items()
+            if b is not None
+        ]
         leaves = [
             t
             for t in tree_flatten(inputs)[0]
@@ -268,8 +274,9 @@ class _Restore:
         for m, attributes in zip(self.memories, self.states):
             _set_attributes(m, attributes)
         with torch.no_grad():
-            for b, value in self.buffers:
+            for m, name, b, value in self.buffers:
                 b.copy_(value)
+                m._buffers[name] = b
         for p, _ in self.grads:
             p.grad = None
         for m, training in self.modes:
