@@ -164,6 +164,20 @@ def test_a_buffer_the_step_replaces_is_put_back():
     assert net[1].calls is kept and net[1].calls == 0
 
 
+def test_a_spikingjelly_networks_state_is_put_back():
+    """A SpikingJelly LIF keeps its membrane in ``_memories``: put back after each
+    measured step (else the next step backpropagates into the freed graph of the
+    last), and reset between profiled steps."""
+    layer = pytest.importorskip("spikingjelly.activation_based.layer")
+    neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
+    net = nn.Sequential(layer.Linear(8, 16), neuron.LIFNode(step_mode="m"))
+    x = torch.rand(4, 3, 8) * 3
+    assert step_peak_memory(net, x) == step_peak_memory(net, x) > 0
+    assert net[1].v == 0.0
+    assert profile_layers(net, x, layers=["1"], repeat=2, warmup=1).layer("1").calls == 1
+    assert net[1].v == 0.0
+
+
 def test_an_input_that_requires_grad_is_left_without_one():
     """The input's gradient (n more floats) is the step's, and is put back as it was."""
     n = 1 << 10

@@ -60,7 +60,7 @@ from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory import Recomputed, reruns_forward
 from spikeflow.memory import recompute as _recompute
-from spikeflow.memory.optimize import _Restore
+from spikeflow.memory.optimize import _foreign_memories, _Restore
 
 __all__ = ["LayerProfile", "MemoryCategories", "ProfileReport", "profile_layers"]
 
@@ -684,6 +684,7 @@ def profile_layers(
 
 
 def _reset(model: nn.Module) -> None:
+    foreign = {id(m) for m, _ in _foreign_memories(model)}  # (a SpikingJelly neuron)
     for m in model.modules():
-        if isinstance(m, MemoryModule):
+        if isinstance(m, MemoryModule) or (id(m) in foreign and callable(m.reset)):
             m.reset()

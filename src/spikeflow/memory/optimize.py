@@ -242,6 +242,16 @@ class _TensorMemory(TorchDispatchMode):
         return out
 
 
+def _foreign_memories(model: nn.Module) -> list[tuple[nn.Module, dict[str, Any]]]:
+    """The stateful modules of another library (SpikingJelly's ``MemoryModule``: its
+    carried state in a ``_memories`` dict), with that dict."""
+    return [
+        (m, m.__dict__["_memories"])
+        for m in model.modules()
+        if not isinstance(m, MemoryModule) and isinstance(m.__dict__.get("_memories"), dict)
+    ]
+
+
 class _Restore:
     """The network's state before a measured step, put back after it: carried state,
     buffers, gradients (None during the step; those of the parameters and of the input
@@ -251,6 +261,7 @@ class _Restore:
         self.model = model
         self.memories = [m for m in model.modules() if isinstance(m, MemoryModule)]
         self.states = [_attributes(m) for m in self.memories]
+        self.foreign = [(m, dict(memories)) for m, memories in _foreign_memories(model)]
         # (the module, the name, the buffer and its value: a step may replace a buffer)
         self.buffers = [
             (m, name, b, b.detach().clone())
@@ -273,6 +284,9 @@ class _Restore:
         """Before (and after) a measured step: the state of the start, no gradients."""
         for m, attributes in zip(self.memories, self.states):
             _set_attributes(m, attributes)
+        for m, memories in self.foreign:
+            m._memories.clear()
+            m._memories.update(memories)
         with torch.no_grad():
             for m, name, b, value in self.buffers:
                 b.copy_(value)
