@@ -656,3 +656,21 @@ def test_on_cuda_equals_plain():
     out_r, gx_r = _run(recomputed, x)
     assert torch.equal(out, out_r) and torch.equal(gx, gx_r)
     _same(plain, recomputed)
+
+
+def test_a_layer_placed_twice_in_a_sequential_runs_twice_when_recomputed():
+    # named_children() lists a module once: the segments dropped its second place
+    torch.manual_seed(0)
+    shared = layers.Linear(8, 8)
+    net = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode(v_threshold=0.05), shared,
+                        neurons.LIFNode(v_threshold=0.05), shared,
+                        neurons.LIFNode(v_threshold=0.05))  # fmt: skip
+    plain = copy.deepcopy(net)
+    x = torch.rand(4, 3, 8) * 20
+    assert recompute_blocks(net) == ["<model>[0,1|2,3|4,5]"]
+    out, ref = net(x), plain(x)
+    assert out.equal(ref) and ref.sum() > 0
+    out.sum().backward()
+    ref.sum().backward()
+    for a, b in zip(net.parameters(), plain.parameters()):
+        assert a.grad.equal(b.grad)

@@ -408,7 +408,8 @@ def _segments(seq: nn.Sequential) -> list[list[str]]:
     """The children of ``seq`` cut after each child holding a neuron (and the max
     pooling or flattening after it, so that a segment's input is small spikes)."""
     cuts: list[list[str]] = [[]]
-    children = list(seq.named_children())
+    # _modules, not named_children(): that skips a module placed twice (seq[2] is seq[4])
+    children = [(name, m) for name, m in seq._modules.items() if m is not None]
     for k, (name, child) in enumerate(children):
         cuts[-1].append(name)
         ends = _has_neuron(child) or (k > 0 and _keeps_spikes(child) and _has_neuron(seq[k - 1]))
@@ -425,7 +426,7 @@ def _segment_sequential(
     ``pack`` (``plan`` None), or those ``plan`` names, each with its own pack mode (the
     others run as they are)."""
     cuts = _segments(seq)
-    modules = dict(seq.named_children())
+    modules = {name: m for name, m in seq._modules.items() if m is not None}
     seq.__dict__["_recompute_pack"] = pack
     seq.__dict__["_recompute_plan"] = plan
     segments: list[nn.Module] = []
