@@ -178,9 +178,12 @@ def test_fit_by_hand_and_exponential_average() -> None:
 def test_fit_equals_lava_transcription_over_refits() -> None:
     gen = np.random.default_rng(1)
     sampler, old = AnnSampler(num_centers=4), None
-    for _ in range(3):
+    for round_ in range(3):
         z = gen.uniform(-0.5, 2.0, 400)
         a = np.clip(np.floor(16 * z * gen.uniform(0.8, 1.0, 400)) / 16, 0, 1)
+        if round_ == 0:  # rates on the bin edges, falling with the input (|slopes|)
+            a = gen.choice(np.append(np.linspace(0.1, 0.9, 5), 1.0), 400)
+            z = -a + gen.uniform(0, 0.01, 400)
         sampler.z, sampler.a = z, a
         sampler.fit()
         centers, slopes, max_ = _lava_fit(z, a, old, num_centers=4)
