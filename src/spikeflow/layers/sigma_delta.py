@@ -60,6 +60,7 @@ __all__ = [
     "check_delta_threshold",
     "delta_activity",
     "delta_encode",
+    "delta_encode_cumulative",
     "sigma_decode",
 ]
 
@@ -110,27 +111,42 @@ def _is_zero(theta: float | Tensor) -> bool:
 
 class _Delta(torch.autograd.Function):
     """The delta encoder's loop in the forward pass, straight-through in the backward:
-    ``∂s[t]/∂a[t] = 1``, ``∂s[t]/∂a[t-1] = -1`` (the carried-in reference: none)."""
+    ``∂s[t]/∂a[t] = 1``, ``∂s[t]/∂a[t-1] = -1`` (the carried-in reference: none).
+    ``error`` (Lava-DL's ``cum_error``): the running sum of the unsent changes, which
+    decides the sending instead of the change itself; ``None`` when off."""
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, theta: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx: Any, a: Tensor, theta: Tensor, ref: Tensor, error: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         if bool((theta == 0).all()):  # every change is sent: s = a[t] - a[t-1], ref = a
             out = a - torch.cat((ref.unsqueeze(0), a[:-1]))
             ref = a[-1].clone()
+            if error is not None:  # |e| >= 0 everywhere: sent, and the error cleared
+                error = torch.zeros_like(error)
         else:
             out = torch.empty_like(a)
             for t in range(a.shape[0]):
                 d = a[t] - ref
-                send = ~(d.abs() < theta)  # |d| >= θ (a NaN is sent, so it shows)
+                if error is None:
+                    send = ~(d.abs() < theta)  # |d| >= θ (a NaN is sent, so it shows)
+                else:
+                    error = error + d
+                    send = ~(error.abs() < theta)
+                    error = torch.where(send, torch.zeros_like(error), error)
                 out[t] = torch.where(send, d, torch.zeros_like(d))
                 ref = torch.where(send, a[t], ref)
         ctx.mark_non_differentiable(ref)
-        return out, ref
+        if error is not None:
+            ctx.mark_non_differentiable(error)
+        return out, ref, error
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, _grad_ref: Tensor) -> tuple[Tensor, None, None]:
+    def backward(
+        ctx: Any, grad: Tensor, _grad_ref: Tensor, _grad_error: Tensor | None
+    ) -> tuple[Tensor, None, None, None]:
         shifted = torch.cat((grad[1:], torch.zeros_like(grad[:1])))
-        return grad - shifted, None, None
+        return grad - shifted, None, None, None
 
 
 def delta_encode(
@@ -148,7 +164,33 @@ def delta_encode(
     check_time_major(x, "delta_encode", min_dims=1, single_step=False)
     ref = torch.zeros_like(x[0]) if reference is None else reference.detach().to(x.dtype)
     theta_t = torch.as_tensor(theta, dtype=x.dtype, device=x.device)
-    return _Delta.apply(x, theta_t, ref)
+    out, ref, _ = _Delta.apply(x, theta_t, ref, None)
+    return out, ref
+
+
+def delta_encode_cumulative(
+    x: Tensor,
+    threshold: float | Tensor = 0.0,
+    reference: Tensor | None = None,
+    error: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Delta-encode ``x`` ``[T, B, ...]`` with Lava-DL's cumulative error (``cum_error``).
+
+    Each step the unsent change ``d = a[t] - ref`` is added to an error ``e``; the change
+    is sent (``s[t] = d``, ``ref = a[t]``) where ``|e| >= θ``, and ``e`` is cleared there.
+    So a change held back below θ still gets sent once it has stood long enough (its
+    running sum reaches θ), where :func:`delta_encode` waits for the change itself to
+    reach θ. Returns ``(s, ref, e)``, the last two after the last step (``reference``
+    and ``error`` carried in, zeros by default). Straight-through gradient as
+    :func:`delta_encode`.
+    """
+    _check_float(x, "delta_encode_cumulative")
+    theta = check_delta_threshold(threshold, "delta_encode_cumulative")
+    check_time_major(x, "delta_encode_cumulative", min_dims=1, single_step=False)
+    ref = torch.zeros_like(x[0]) if reference is None else reference.detach().to(x.dtype)
+    err = torch.zeros_like(x[0]) if error is None else error.detach().to(x.dtype)
+    theta_t = torch.as_tensor(theta, dtype=x.dtype, device=x.device)
+    return _Delta.apply(x, theta_t, ref, err)
 
 
 def sigma_decode(x: Tensor, accumulator: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -186,30 +228,48 @@ class DeltaEncoder(MemoryModule):
             change accumulated since the last one sent reaches it. Default 0: every
             change is sent exactly. Not learned (a buffer when a tensor).
         step_mode: ``'m'`` (``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``, streaming).
+        cum_error: Lava-DL's cumulative error: send where the running sum of the unsent
+            changes reaches θ, not the change itself (:func:`delta_encode_cumulative`).
+            Default False.
 
-    State: ``ref``, the accumulated output (what the receiver holds).
+    State: ``ref``, the accumulated output (what the receiver holds); with
+    ``cum_error``, also ``error``, the running sum of the unsent changes.
     """
 
-    def __init__(self, threshold: float | Tensor = 0.0, step_mode: StepMode = "m") -> None:
+    def __init__(
+        self, threshold: float | Tensor = 0.0, step_mode: StepMode = "m", cum_error: bool = False
+    ) -> None:
         super().__init__(step_mode)
         theta = check_delta_threshold(threshold, type(self).__name__)
         if isinstance(theta, Tensor):
             self.register_buffer("threshold", theta)
         else:
             self.threshold = theta
+        if not isinstance(cum_error, bool):
+            raise ConfigurationError(
+                f"{type(self).__name__}: cum_error must be a bool, got {cum_error!r}"
+            )
+        self.cum_error = cum_error
 
     def forward(self, x: Tensor) -> Tensor:
         """The graded spikes: ``[T, B, ...]`` (multi-step) or ``[B, ...]`` (single-step)."""
         x_seq = _sequence(self, x)
         state = self._carried_state(x_seq.shape[1:])
-        out, ref = delta_encode(x_seq, self.threshold, None if state is None else state["ref"])
-        self._keep_state({"ref": ref})
+        ref = None if state is None else state["ref"]
+        if self.cum_error:
+            error = None if state is None else state["error"]
+            out, ref, error = delta_encode_cumulative(x_seq, self.threshold, ref, error)
+            self._keep_state({"ref": ref, "error": error})
+        else:
+            out, ref = delta_encode(x_seq, self.threshold, ref)
+            self._keep_state({"ref": ref})
         return _result(self, out)
 
     def extra_repr(self) -> str:
         theta = self.threshold
         shown = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
-        return f"threshold={shown}, step_mode={self.step_mode!r}"
+        extra = ", cum_error=True" if self.cum_error else ""
+        return f"threshold={shown}, step_mode={self.step_mode!r}{extra}"
 
 
 class SigmaDecoder(MemoryModule):
