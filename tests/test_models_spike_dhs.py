@@ -5,6 +5,7 @@ surrogate against SpikingJelly's, and argument and input errors."""
 
 from __future__ import annotations
 
+import io
 import re
 import types
 from pathlib import Path
@@ -260,6 +261,9 @@ def test_paper_size_tensors_are_spikingjellys(sj):
             count = sum(p.numel() for p in ours.parameters())
             converted = convert_spikingjelly_state_dict(theirs, search)
             mine = ours.state_dict()
+            search_state = [k for k in mine if k.endswith(("surrogate_alpha", "dgs_searching"))]
+            assert len(search_state) == 25 * (1 + search)  # (SpikingJelly keeps no alpha)
+            mine = {k: v for k, v in mine.items() if k not in search_state}
             assert sorted(converted) == sorted(mine)
             assert all(mine[k].shape == v.shape for k, v in converted.items())
             assert count == (43_468_611 if search else 14_892_600)
@@ -402,3 +406,52 @@ def test_the_documented_search_stage_runs():
     assert set(namespace["alphas"]) != {3.0}  # (Adam moves every weight: some choose)
     assert all(p.requires_grad for p in model.parameters())
     assert not any(unit.searching for unit in model.units())
+
+
+def _search_state(model: SpikeDHS) -> list:
+    alphas = [[b.neuron.surrogate_function.alpha for b in u.branches] for u in model.units()]
+    return [alphas, [u.searching for u in model.units()]]
+
+
+def test_the_search_state_is_saved_and_restored():
+    """The units' alphas (the search's result) and a running stage travel with the state
+    dict (and a checkpoint file): a fresh model loading it has the same gradients, and
+    in a stage the same mixed outputs; the main alphas also load into a model without
+    the search; a state dict without them (SpikingJelly's, converted) keeps the model's."""
+    model = SpikeDHS(filter_multiplier=1, levels=(0, 1), auxiliary_after=None)
+    model.dgs_init_stage()
+    model.dgs_finish_stage([0, 2, 0, 2, 1, 0, 2])
+    model.dgs_init_stage()  # a checkpoint in the middle of the next stage
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for unit in model.units():
+            unit.dgs_alpha.copy_(torch.randn(3, generator=g))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = SpikeDHS(filter_multiplier=1, levels=(0, 1), auxiliary_after=None)
+    fresh.load_state_dict(torch.load(buffer))
+    assert _search_state(fresh) == _search_state(model)
+    assert model.stem.alpha == pytest.approx(2.8) and model.cells[0].nodes[0].alpha == 3.2
+    x = torch.rand(4, 2, 3, 6, 6, generator=g) * 2
+    grads = []
+    for net in (model, fresh):
+        xi = x.clone().requires_grad_(True)
+        y = net.eval()(xi)
+        grads.append((y, torch.autograd.grad((y * y).sum(), xi)[0]))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+    lean = SpikeDHS(filter_multiplier=1, levels=(0, 1), auxiliary_after=None,
+                    surrogate_search=False)  # fmt: skip
+    model.dgs_finish_stage([1] * 7)
+    names = lean.state_dict().keys()
+    lean.load_state_dict({k: v for k, v in model.state_dict().items() if k in names})
+    assert [u.alpha for u in lean.units()] == [u.alpha for u in model.units()]
+
+    state = {k: v for k, v in model.state_dict().items() if "surrogate_alpha" not in k}
+    other = SpikeDHS(filter_multiplier=1, levels=(0, 1), auxiliary_after=None)
+    other.load_state_dict(state)
+    assert [u.alpha for u in other.units()] == [3.0] * 7
+    state["stem.surrogate_alpha"] = torch.ones(2)
+    with pytest.raises(RuntimeError, match=r"stem\.surrogate_alpha: the branches' surrogate"):
+        other.load_state_dict(state)

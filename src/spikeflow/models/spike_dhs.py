@@ -89,6 +89,10 @@ SPIKE_DHS_CELL: tuple[tuple[int, ...], ...] = ((0, 1), (0, 1), (2, 3))
 #: The lowest surrogate temperature a search stage leaves (SpikingJelly's).
 MIN_ALPHA = 0.2
 
+#: A unit's state-dict entries of the search's state: each branch's surrogate alpha
+#: (float64, main branch first) and whether a stage is running (search units only).
+_ALPHAS, _SEARCHING = "surrogate_alpha", "dgs_searching"
+
 
 class _Branch(nn.Module):
     """``neuron(Σ_i norms[i](convs[i](x_i)))`` on ``[T, B, C_i, H, W]`` inputs."""
@@ -128,6 +132,13 @@ class DGSUnit(nn.Module):
     ``branches[0]`` is the main branch, ``branches[1]`` and ``branches[2]`` the copies for
     the temperature lowered and raised by ``dgs_step``; ``dgs_alpha`` their mixing
     weights in the order (lowered, main, raised).
+
+    Its state dict also keeps the search's state, which no tensor of the unit holds:
+    ``surrogate_alpha`` (float64, each branch's surrogate ``alpha``, the main branch's
+    first: the search's result) and, with ``search``, ``dgs_searching`` (a stage is
+    running). A state dict without them (SpikingJelly's, converted: it keeps no alpha)
+    leaves the unit's as they are; between a unit with the search copies and one
+    without, the main branch's alpha loads.
 
     Args:
         in_channels: each input's channels.
@@ -218,6 +229,54 @@ class DGSUnit(nn.Module):
         alpha = surrogate.alpha + (-self.dgs_step, 0, self.dgs_step)[direction]
         surrogate.alpha = MIN_ALPHA if alpha < MIN_ALPHA else alpha
         self.searching = False
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        # The search's state, which is no tensor of the unit: each branch's surrogate
+        # alpha (the search's result) and whether a stage is running.
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        alphas = [getattr(b.neuron, "surrogate_function", None) for b in self.branches]
+        if all(isinstance(getattr(s, "alpha", None), (int, float)) for s in alphas):
+            values = [float(s.alpha) for s in alphas]
+            destination[prefix + _ALPHAS] = torch.tensor(values, dtype=torch.float64)
+        if self.search:
+            destination[prefix + _SEARCHING] = torch.tensor(self.searching)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # A state dict without the search's state (SpikingJelly's, converted, or one
+        # saved before it was kept) leaves the alphas and the stage as they are.
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)  # fmt: skip
+        for name in (_ALPHAS, _SEARCHING):
+            if prefix + name in unexpected_keys:
+                unexpected_keys.remove(prefix + name)
+        alphas = state_dict.get(prefix + _ALPHAS)
+        if alphas is not None:
+            if alphas.dim() != 1 or len(alphas) not in (1, 3):
+                error_msgs.append(
+                    f"{prefix}{_ALPHAS}: the branches' surrogate alphas (1 or 3, the main "
+                    f"branch's first) expected, got shape {tuple(alphas.shape)}"
+                )
+            else:  # (between a search unit and one without: the main branch's alpha)
+                values = alphas.tolist()[: len(self.branches)]
+                for branch, value in zip(self.branches, values, strict=False):
+                    _surrogate_of(branch).alpha = float(value)
+        searching = state_dict.get(prefix + _SEARCHING)
+        if searching is not None and bool(searching) and not self.search:
+            error_msgs.append(
+                f"{prefix}{_SEARCHING}: a unit in a search stage, but this unit was built "
+                "with surrogate_search=False"
+            )
+        elif searching is not None and self.search:
+            self.searching = bool(searching)
 
     def extra_repr(self) -> str:
         return f"search={self.search}, dgs_step={self.dgs_step:g}"
