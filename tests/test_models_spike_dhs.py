@@ -455,3 +455,20 @@ def test_the_search_state_is_saved_and_restored():
     state["stem.surrogate_alpha"] = torch.ones(2)
     with pytest.raises(RuntimeError, match=r"stem\.surrogate_alpha: the branches' surrogate"):
         other.load_state_dict(state)
+
+
+def test_dspike_at_a_vanishing_alpha_is_the_box():
+    """An alpha so small that ``tanh(alpha / 2)`` underflows (float64's subnormals) is
+    the box, as alpha = 0 is: no ZeroDivisionError, no inf or NaN in the primitive
+    (float32 too, whose ``1 / tanh`` overflowed from alpha 3e-38 down)."""
+    for dtype in (torch.float64, torch.float32):
+        x = torch.linspace(-1, 1, 41, dtype=dtype)
+        box = (x.abs() <= 0.5).to(dtype)
+        for alpha in (5e-324, 1e-310, 1e-39, 1e-9):
+            torch.testing.assert_close(DSpike.derivative(x, alpha=alpha), box, rtol=0, atol=0)
+            c = x.clone().requires_grad_(True)
+            y = DSpike(alpha, spiking=False)(c)
+            torch.testing.assert_close(y, x.clamp(-0.5, 0.5) + 0.5, rtol=0, atol=1e-7)
+            y.sum().backward()
+            inside = (x.abs() - 0.5).abs() > 1e-6
+            torch.testing.assert_close(c.grad[inside], box[inside], rtol=0, atol=1e-7)

@@ -13,13 +13,20 @@ from spikeflow.surrogate.base import Surrogate, _mask, _require
 __all__ = ["DSpike"]
 
 
+#: At or below this ``alpha`` (a number), Dspike is computed as its ``alpha = 0`` limit,
+#: the box: they differ by about ``alpha² / 12`` relative (1e-17 here, below float64's
+#: rounding), and ``tanh(alpha / 2)`` underflows to 0 for the smallest (5e-324) and
+#: ``1 / tanh(alpha / 2)`` overflows below about 1e-308 (float32's, 3e-38).
+_BOX_BELOW = 1e-8
+
+
 def _scale(alpha: float | Tensor) -> float | Tensor:
     """``alpha / (2 tanh(alpha / 2))``, and its limit 1 at ``alpha = 0``; ``alpha`` a
     number, or a traced one (a fused kernel's run-time parameter, so that a new ``alpha``
     needs no new kernel), where ``h / tanh(h)`` is taken at ``h + 1e-30`` (the same
     number for any ``h`` above 1e-14, 1 at 0, in float32 too)."""
     if isinstance(alpha, (int, float)):
-        return alpha / (2.0 * math.tanh(alpha / 2.0)) if alpha > 0 else 1.0
+        return alpha / (2.0 * math.tanh(alpha / 2.0)) if alpha > _BOX_BELOW else 1.0
     h = alpha * 0.5 + 1e-30
     return h / torch.tanh(h)
 
@@ -33,7 +40,8 @@ class DSpike(Surrogate):
 
     ``alpha = 0`` is the limit of the family, a unit box on ``|x| <= 1/2`` (its primitive
     ``x + 1/2`` there): SpikeDHS's surrogate search lowers alpha in steps down to 0.2 and
-    tries one step below, where SpikingJelly divides by ``tanh(0)``.
+    tries one step below, where SpikingJelly divides by ``tanh(0)``. An ``alpha`` of
+    1e-8 or less is computed as that box (the same curve to float64's precision).
 
     Raises:
         ConfigurationError: a negative ``alpha`` (the curve depends on ``|alpha|`` only).
@@ -51,6 +59,6 @@ class DSpike(Surrogate):
     @staticmethod
     def primitive(x: Tensor, alpha: float) -> Tensor:
         xc = torch.clamp(x, -0.5, 0.5)
-        if alpha > 0:
+        if alpha > _BOX_BELOW:
             return torch.tanh(alpha * xc) * (1.0 / (2.0 * math.tanh(alpha / 2.0))) + 0.5
         return xc + 0.5
