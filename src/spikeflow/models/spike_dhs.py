@@ -208,8 +208,9 @@ class DGSUnit(nn.Module):
 
     def dgs_finish_stage(self, direction: int | None = None) -> None:
         """End a search stage: move the main surrogate's ``alpha`` by ``-dgs_step``,
-        0 or ``+dgs_step`` (``direction`` 0, 1 or 2; None: the largest of ``dgs_alpha``),
-        to at least 0.2, and use the main branch alone again.
+        0 or ``+dgs_step`` (``direction`` 0, 1 or 2; None: the largest of ``dgs_alpha``,
+        1 where the main branch's weight is among the largest, as when ``dgs_alpha``
+        never moved), to at least 0.2, and use the main branch alone again.
 
         Raises:
             ConfigurationError: no stage was started, or ``direction`` not 0, 1 or 2.
@@ -218,8 +219,9 @@ class DGSUnit(nn.Module):
             raise ConfigurationError(
                 "SpikeDHS: dgs_finish_stage without a search stage (call dgs_init_stage first)"
             )
-        if direction is None:
-            direction = int(torch.argmax(self.dgs_alpha.detach()))
+        if direction is None:  # (a tie with the main branch keeps alpha: no evidence)
+            weights = self.dgs_alpha.detach()
+            direction = 1 if bool(weights[1] == weights.max()) else int(torch.argmax(weights))
         if isinstance(direction, bool) or direction not in (0, 1, 2):
             raise ConfigurationError(
                 f"SpikeDHS: direction must be 0 (lower alpha), 1 (keep) or 2 (raise), "
