@@ -488,3 +488,15 @@ def test_a_stage_without_evidence_keeps_alpha():
                 unit.dgs_alpha.copy_(torch.tensor(values) + unit.dgs_alpha)
         model.dgs_finish_stage()
         assert [u.alpha for u in model.units()] == pytest.approx([expected] * 4), values
+
+
+def test_a_refused_finish_leaves_the_stage_running():
+    """A bad direction for one unit refuses the whole call before any unit changes (the
+    units before it left the stage, their alphas moved, and the corrected call failed)."""
+    model = SpikeDHS(filter_multiplier=1, levels=(0,), auxiliary_after=None)
+    model.dgs_init_stage()
+    with pytest.raises(ConfigurationError, match=r"unit 3 of 4: .*direction must be 0 .* got 5"):
+        model.dgs_finish_stage([0, 2, 0, 5])
+    assert all(u.searching for u in model.units()) and {u.alpha for u in model.units()} == {3.0}
+    model.dgs_finish_stage([0, 2, 0, 1])
+    assert [u.alpha for u in model.units()] == pytest.approx([2.8, 3.2, 2.8, 3.0])

@@ -215,6 +215,14 @@ class DGSUnit(nn.Module):
         Raises:
             ConfigurationError: no stage was started, or ``direction`` not 0, 1 or 2.
         """
+        direction = self._stage_direction(direction)
+        surrogate = _surrogate_of(self.branches[0])
+        alpha = surrogate.alpha + (-self.dgs_step, 0, self.dgs_step)[direction]
+        surrogate.alpha = MIN_ALPHA if alpha < MIN_ALPHA else alpha
+        self.searching = False
+
+    def _stage_direction(self, direction: int | None) -> int:
+        """The direction :meth:`dgs_finish_stage` takes for ``direction`` (checked)."""
         if not self.searching:
             raise ConfigurationError(
                 "SpikeDHS: dgs_finish_stage without a search stage (call dgs_init_stage first)"
@@ -227,10 +235,8 @@ class DGSUnit(nn.Module):
                 f"SpikeDHS: direction must be 0 (lower alpha), 1 (keep) or 2 (raise), "
                 f"got {direction!r}"
             )
-        surrogate = _surrogate_of(self.branches[0])
-        alpha = surrogate.alpha + (-self.dgs_step, 0, self.dgs_step)[direction]
-        surrogate.alpha = MIN_ALPHA if alpha < MIN_ALPHA else alpha
-        self.searching = False
+        _surrogate_of(self.branches[0])
+        return int(direction)
 
     def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
         # The search's state, which is no tensor of the unit: each branch's surrogate
@@ -534,10 +540,12 @@ class SpikeDHS(nn.Module):
     def dgs_finish_stage(self, directions: Sequence[int] | None = None) -> None:
         """:meth:`DGSUnit.dgs_finish_stage` of every unit, with its direction from
         ``directions`` (one per unit, :meth:`units` order) or, when None, its own
-        largest weight.
+        largest weight. Every unit's is checked before any changes (a refused call
+        leaves the stage running).
 
         Raises:
-            ConfigurationError: ``directions`` not one per unit, or as the units'.
+            ConfigurationError: ``directions`` not one per unit, or as the units' (naming
+                the unit's index).
         """
         units = self.units()
         if directions is not None and len(directions) != len(units):
@@ -545,8 +553,14 @@ class SpikeDHS(nn.Module):
                 f"SpikeDHS: directions must give one direction per unit ({len(units)}), "
                 f"got {len(directions)}"
             )
+        chosen = []
         for i, unit in enumerate(units):
-            unit.dgs_finish_stage(None if directions is None else directions[i])
+            try:
+                chosen.append(unit._stage_direction(None if directions is None else directions[i]))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"unit {i} of {len(units)}: {exc}") from exc
+        for unit, direction in zip(units, chosen, strict=True):
+            unit.dgs_finish_stage(direction)
 
     def dgs_freeze_weights(self) -> None:
         """No parameter requires a gradient (SpikingJelly's ``dgs_freeze_weights``: then
