@@ -456,6 +456,10 @@ def test_the_search_state_is_saved_and_restored():
     state["stem.surrogate_alpha"] = torch.ones(2)
     with pytest.raises(RuntimeError, match=r"stem\.surrogate_alpha: the branches' surrogate"):
         other.load_state_dict(state)
+    with torch.device("meta"):  # (a meta state dict has no alphas to give: kept)
+        state = SpikeDHS(filter_multiplier=1, levels=(0, 1), auxiliary_after=None).state_dict()
+    model.load_state_dict(state, assign=True)
+    assert model.stem.alpha == pytest.approx(2.8)
 
 
 def test_dspike_at_a_vanishing_alpha_is_the_box():

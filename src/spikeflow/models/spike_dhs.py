@@ -267,7 +267,7 @@ class DGSUnit(nn.Module):
             if prefix + name in unexpected_keys:
                 unexpected_keys.remove(prefix + name)
         alphas = state_dict.get(prefix + _ALPHAS)
-        if alphas is not None:
+        if alphas is not None and not alphas.is_meta:  # (meta: no values to load)
             if alphas.dim() != 1 or len(alphas) not in (1, 3):
                 error_msgs.append(
                     f"{prefix}{_ALPHAS}: the branches' surrogate alphas (1 or 3, the main "
@@ -278,6 +278,7 @@ class DGSUnit(nn.Module):
                 for branch, value in zip(self.branches, values, strict=False):
                     _surrogate_of(branch).alpha = float(value)
         searching = state_dict.get(prefix + _SEARCHING)
+        searching = None if searching is None or searching.is_meta else searching
         if searching is not None and bool(searching) and not self.search:
             error_msgs.append(
                 f"{prefix}{_SEARCHING}: a unit in a search stage, but this unit was built "
