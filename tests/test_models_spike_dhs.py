@@ -391,6 +391,14 @@ def test_bad_calls_are_named():
         )
     with pytest.raises(ConfigurationError, match=r"'feature\.stem0\.conv_x\.weight' is not a name"):
         convert_spikingjelly_state_dict({"feature.stem0.conv_x.weight": torch.zeros(1)})
+    # (the stem's one input has no index, a cell unit's two do: these mapped onto
+    # stem.branches.0.convs.0, cells.0.nodes.0.branches.0.norms.-1 and ...convs.2)
+    unit = "feature.cells.0._ops.0"
+    bad = ["feature.stem0.conv1_m.weight", f"{unit}.bn0_m.bias", f"{unit}.conv3_m.weight",
+           f"{unit}.conv_m.weight"]  # fmt: skip
+    for name in bad:
+        with pytest.raises(ConfigurationError, match=re.escape(f"{name!r} is not a name")):
+            convert_spikingjelly_state_dict({name: torch.zeros(1)})
 
 
 def test_the_documented_search_stage_runs():

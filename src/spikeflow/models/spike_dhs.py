@@ -614,8 +614,9 @@ def spike_dhs(**kwargs: Any) -> SpikeDHS:
     return SpikeDHS(**kwargs)
 
 
-_UNIT = re.compile(
-    r"(?:feature\.stem0|feature\.cells\.(\d+)\._ops\.(\d+))\.(conv|bn)(\d?)_([msb])\.(.+)"
+_UNIT = re.compile(  # the stem's conv_m, ..., a cell unit's conv1_m / conv2_m, ...
+    r"(?:feature\.stem0\.(conv|bn)|feature\.cells\.(\d+)\._ops\.(\d+)\.(conv|bn)([12]))"
+    r"_([msb])\.(.+)"
 )
 _ALPHA = re.compile(r"(?:feature\.stem0|feature\.cells\.(\d+)\._ops\.(\d+))\.dgs_alpha")
 _HEAD = {
@@ -657,10 +658,10 @@ def convert_spikingjelly_state_dict(
         unit = _UNIT.fullmatch(key)
         alpha = _ALPHA.fullmatch(key)
         if unit is not None:
-            cell, op, kind, index, branch, rest = unit.groups()
+            stem_kind, cell, op, cell_kind, index, branch, rest = unit.groups()
             if branch != "m" and not surrogate_search:
                 continue
-            part = "convs" if kind == "conv" else "norms"
+            part = "convs" if (stem_kind or cell_kind) == "conv" else "norms"
             slot = int(index) - 1 if index else 0
             new = f"{_unit_prefix(cell, op)}.branches.{_BRANCH[branch]}.{part}.{slot}.{rest}"
         elif alpha is not None:
