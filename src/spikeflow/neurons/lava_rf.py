@@ -403,13 +403,10 @@ class LavaRFNode(LavaRFIzNode):
 
     def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """One step of the complex input ``x`` (``[2, B, ...]``: real, imaginary)."""
-        sin_q, cos_q = self.__dict__["_step_decays"]
-        real, imag = state["u"], state["v"]
-        real_new = cos_q * real - sin_q * imag + x[0]
-        imag_new = sin_q * real + cos_q * imag + x[1]
+        real_new, imag_new = _rotate(self, x, state)
         tau = self.tau_grad * self.threshold * RF_TAU_RHO_MULT
         spike = _PhaseSpike.apply(
-            real_new, imag_new, imag.detach(), self.threshold, tau,
+            real_new, imag_new, state["v"].detach(), self.threshold, tau,
             self.scale_grad * RF_SCALE_RHO_MULT,
         )  # fmt: skip
         return spike, {"v": imag_new, "u": real_new}
@@ -420,7 +417,74 @@ class LavaRFNode(LavaRFIzNode):
         )
 
 
-class LavaADRFIzNode(LavaRFIzNode):
+def _rotate(node: LoopNode, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The resonator's step: the state ``u + i v`` rotated by the decays, plus ``x``."""
+    sin_q, cos_q = node.__dict__["_step_decays"]
+    real, imag = state["u"], state["v"]
+    return cos_q * real - sin_q * imag + x[0], sin_q * real + cos_q * imag + x[1]
+
+
+class _Adaptation:
+    """What the adaptive resonators (ADRF-IZ, ADRF) add to their base: a threshold that
+    steps up at each spike and decays back, and a refractory term ``2θ`` at each spike
+    (Lava-DL's ``adaptive_threshold`` / ``adaptive_phase_th`` dynamics). Listed before
+    the base class, so ``super()`` reaches the neuron's own methods."""
+
+    threshold: float
+    scale: int
+    shared_param: bool
+    threshold_step: float
+    threshold_decay: float | Tensor
+    refractory_decay: float | Tensor
+
+    def _init_adaptation(
+        self,
+        threshold_step: float,
+        threshold_decay: float | Tensor,
+        refractory_decay: float | Tensor,
+    ) -> None:
+        owner = type(self).__name__
+        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
+        if self.threshold_step < 0:
+            raise ConfigurationError(
+                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
+            )
+        for name, value in (("threshold_decay", threshold_decay),
+                            ("refractory_decay", refractory_decay)):  # fmt: skip
+            checked = _check_decay(owner, name, value, self.shared_param)
+            if isinstance(checked, Tensor):
+                self.register_buffer(name, checked)  # type: ignore[attr-defined]
+            else:
+                setattr(self, name, checked)
+
+    def initial_values(self) -> dict[str, float]:
+        return {"v": 0.0, "u": 0.0, "th": self.threshold, "r": 0.0}
+
+    def _decayed_adaptation(self, state: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The threshold and refractory term decayed one step (before this step's spike)."""
+        th0 = self.threshold
+        th_new = (state["th"] - th0) * lava_decay_keep(self.threshold_decay) + th0
+        return th_new, state["r"] * lava_decay_keep(self.refractory_decay)
+
+    def _adapted_state(
+        self, real: Tensor, imag: Tensor, th: Tensor, r: Tensor, fired: Tensor
+    ) -> dict[str, Tensor]:
+        """The next state: the threshold up by its step and the refractory term up by
+        ``2θ`` where the neuron fired."""
+        return {"v": imag, "u": real, "th": th + self.threshold_step * fired,
+                "r": r + 2.0 * th * fired}  # fmt: skip
+
+    def _complex_input(self, x: object) -> Tensor:
+        x_seq = super()._complex_input(x)  # type: ignore[misc]
+        for what in ("threshold_decay", "refractory_decay"):
+            check_step_shape(type(self).__name__, what, getattr(self, what), x_seq.shape[2:])
+        return x_seq
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", threshold_step={self.threshold_step:g}"  # type: ignore[misc]
+
+
+class LavaADRFIzNode(_Adaptation, LavaRFIzNode):
     """Lava-DL's adaptive resonate-and-fire neuron with Izhikevich firing
     (``slayer.neuron.adrf_iz``, dynamics ``dynamics/adaptive_resonator.py``), on a
     complex input::
@@ -490,50 +554,15 @@ class LavaADRFIzNode(LavaRFIzNode):
             step_mode=step_mode,
             store_v_seq=store_v_seq,
         )
-        owner = type(self).__name__
-        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
-        if self.threshold_step < 0:
-            raise ConfigurationError(
-                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
-            )
-        for name, value in (("threshold_decay", threshold_decay),
-                            ("refractory_decay", refractory_decay)):  # fmt: skip
-            checked = _check_decay(owner, name, value, self.shared_param)
-            if isinstance(checked, Tensor):
-                self.register_buffer(name, checked)
-            else:
-                setattr(self, name, checked)
-
-    def initial_values(self) -> dict[str, float]:
-        return {"v": 0.0, "u": 0.0, "th": self.threshold, "r": 0.0}
+        self._init_adaptation(threshold_step, threshold_decay, refractory_decay)
 
     def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """One step of the complex input ``x`` (``[2, B, ...]``: real, imaginary)."""
-        sin_q, cos_q = self.__dict__["_step_decays"]
-        real, imag = state["u"], state["v"]
-        real_new = cos_q * real - sin_q * imag + x[0]
-        imag_new = sin_q * real + cos_q * imag + x[1]
-        th0 = self.threshold
-        th_new = (state["th"] - th0) * lava_decay_keep(self.threshold_decay) + th0
-        r_new = state["r"] * lava_decay_keep(self.refractory_decay)
+        real_new, imag_new = _rotate(self, x, state)
+        th_new, r_new = self._decayed_adaptation(state)
         spike = self.surrogate_function(imag_new - (th_new + r_new))
         fired = spike.detach()
-        new_state = {
-            "v": imag_new,
-            "u": real_new,
-            "th": th_new + self.threshold_step * fired,
-            "r": r_new + 2.0 * th_new * fired,
-        }
-        return spike, new_state
-
-    def _complex_input(self, x: object) -> Tensor:
-        x_seq = super()._complex_input(x)
-        for what in ("threshold_decay", "refractory_decay"):
-            check_step_shape(type(self).__name__, what, getattr(self, what), x_seq.shape[2:])
-        return x_seq
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", threshold_step={self.threshold_step:g}"
+        return spike, self._adapted_state(real_new, imag_new, th_new, r_new, fired)
 
 
 #: Lava-DL's ``adrf.py`` multipliers of the phase spike's derivative (relaxation
@@ -541,7 +570,7 @@ class LavaADRFIzNode(LavaRFIzNode):
 ADRF_TAU_RHO_MULT, ADRF_SCALE_RHO_MULT = 100.0, 0.1
 
 
-class LavaADRFNode(LavaRFNode):
+class LavaADRFNode(_Adaptation, LavaRFNode):
     """Lava-DL's adaptive resonate-and-fire neuron with the phase spike
     (``slayer.neuron.adrf``, threshold dynamics ``dynamics/adaptive_phase_th.py``), on a
     complex input: :class:`LavaRFNode`'s resonator (never reset) and phase spike, with
@@ -604,51 +633,16 @@ class LavaADRFNode(LavaRFNode):
             step_mode=step_mode,
             store_v_seq=store_v_seq,
         )
-        owner = type(self).__name__
-        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
-        if self.threshold_step < 0:
-            raise ConfigurationError(
-                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
-            )
-        for name, value in (("threshold_decay", threshold_decay),
-                            ("refractory_decay", refractory_decay)):  # fmt: skip
-            checked = _check_decay(owner, name, value, self.shared_param)
-            if isinstance(checked, Tensor):
-                self.register_buffer(name, checked)
-            else:
-                setattr(self, name, checked)
-
-    def initial_values(self) -> dict[str, float]:
-        return {"v": 0.0, "u": 0.0, "th": self.threshold, "r": 0.0}
+        self._init_adaptation(threshold_step, threshold_decay, refractory_decay)
 
     def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """One step of the complex input ``x`` (``[2, B, ...]``: real, imaginary)."""
-        sin_q, cos_q = self.__dict__["_step_decays"]
-        real, imag = state["u"], state["v"]
-        real_new = cos_q * real - sin_q * imag + x[0]
-        imag_new = sin_q * real + cos_q * imag + x[1]
-        th0 = self.threshold
-        th_new = (state["th"] - th0) * lava_decay_keep(self.threshold_decay) + th0
-        r_new = state["r"] * lava_decay_keep(self.refractory_decay)
-        tau = self.tau_grad * th0 * ADRF_TAU_RHO_MULT
+        real_new, imag_new = _rotate(self, x, state)
+        th_new, r_new = self._decayed_adaptation(state)
+        tau = self.tau_grad * self.threshold * ADRF_TAU_RHO_MULT
         spike = _PhaseSpike.apply(
-            real_new, imag_new, imag.detach(), (th_new + r_new).detach(), tau,
+            real_new, imag_new, state["v"].detach(), (th_new + r_new).detach(), tau,
             self.scale_grad * ADRF_SCALE_RHO_MULT,
         )  # fmt: skip
         fired = spike.detach()
-        new_state = {
-            "v": imag_new,
-            "u": real_new,
-            "th": th_new + self.threshold_step * fired,
-            "r": r_new + 2.0 * th_new * fired,
-        }
-        return spike, new_state
-
-    def _complex_input(self, x: object) -> Tensor:
-        x_seq = super()._complex_input(x)
-        for what in ("threshold_decay", "refractory_decay"):
-            check_step_shape(type(self).__name__, what, getattr(self, what), x_seq.shape[2:])
-        return x_seq
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", threshold_step={self.threshold_step:g}"
+        return spike, self._adapted_state(real_new, imag_new, th_new, r_new, fired)
