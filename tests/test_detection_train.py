@@ -180,21 +180,27 @@ def test_a_detection_dataset_needs_its_data_dir(tmp_path, capsys):
     assert "--data-dir" in capsys.readouterr().err and not out.exists()
 
 
-def test_a_gen1_run_frames_the_event_windows(tmp_path):
-    """Gen1 from the shared Prophesee .dat sample: two labelled timestamps per split; the
-    windows become T frames of the 304x240 sensor and the detector has Gen1's 2 classes."""
+def gen1_root(tmp_path, rows):
+    """A Gen1 folder (train/ and test/) of the shared Prophesee .dat sample with the
+    boxes ``rows`` of ``(ts, x, y, w, h, class_id)``: one labelled window per timestamp."""
     import numpy as np
 
     folder = require_shared_data("event-files", "prophesee-dat")
     dtype = np.dtype([("ts", "<u8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), ("h", "<f4"),
                       ("class_id", "u1"), ("confidence", "<f4"), ("track_id", "<u4")])  # fmt: skip
-    boxes = np.array([(40_000, 10, 20, 30, 40, 0, 0.9, 1), (95_000, 100, 50, 60, 30, 1, 0.8, 2)],
-                     dtype)  # fmt: skip
+    boxes = np.array([(*row, 0.9, i) for i, row in enumerate(rows)], dtype)
     root = tmp_path / "gen1"
     for split in ("train", "test"):
         (root / split).mkdir(parents=True)
         (root / split / "rec_td.dat").write_bytes((folder / "NCARS_obj_004397_td.dat").read_bytes())
         np.save(root / split / "rec_bbox.npy", boxes)
+    return root
+
+
+def test_a_gen1_run_frames_the_event_windows(tmp_path):
+    """Gen1 from the shared Prophesee .dat sample: two labelled timestamps per split; the
+    windows become T frames of the 304x240 sensor and the detector has Gen1's 2 classes."""
+    root = gen1_root(tmp_path, [(40_000, 10, 20, 30, 40, 0), (95_000, 100, 50, 60, 30, 1)])
     out = tmp_path / "run"
     args = ["train", "--dataset", "gen1", "--data-dir", str(root), "--output-dir", str(out),
             "-T", "2", "--epochs", "1", "--batch-size", "2", "--model-kwargs", "widths=[4,8]",
@@ -216,3 +222,24 @@ def test_a_gen1_run_frames_the_event_windows(tmp_path):
     frames, target = test[1]
     assert frames.shape == (2, 2, 240, 304) and info.input_size == (240, 304)
     assert target.tolist() == [[1.0, 100, 50, 160, 80]]
+
+
+def test_eval_of_a_gen1_run_with_test_samples_reaches_the_whole_split(tmp_path):
+    """A run tested on 2 of the split's 4 windows: ``spikeflow eval`` repeats those 2 by
+    default, and ``--test-samples all`` (or 3) takes them from the whole split, not from
+    the run's 2."""
+    rows = [(40_000 + 15_000 * i, 10 + 20 * i, 20, 30, 40, i % 2) for i in range(4)]
+    root = gen1_root(tmp_path, rows)
+    out, report = tmp_path / "run", tmp_path / "eval.json"
+    assert main(["train", "--dataset", "gen1", "--data-dir", str(root), "--output-dir", str(out),
+                 "-T", "2", "--epochs", "1", "--batch-size", "2", "--test-samples", "2",
+                 "--model-kwargs", "widths=[4,8]", "--dataset-kwargs", "window_us=30000",
+                 "--no-progress"]) == 0  # fmt: skip
+    seen = {}
+    for given in (None, "all", "3"):
+        extra = [] if given is None else ["--test-samples", given]
+        assert main(["eval", "--checkpoint", str(out / "last.pt"), "--no-progress", "--json",
+                     str(report), *extra]) == 0  # fmt: skip
+        result = json.loads(report.read_text())
+        seen[given] = (result["samples"], result["split_samples"])
+    assert seen == {None: (2, 4), "all": (4, 4), "3": (3, 4)}

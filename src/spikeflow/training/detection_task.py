@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -512,7 +512,12 @@ def evaluate_detection_checkpoint(
 
     config = resolve(config)
     task = DetectionTask(config.dataset)
-    _, full, info = task.build_datasets(config, with_train=False)
+    # The whole split, then ``count`` of it (the run's test_samples, or the argument's):
+    # a Prophesee run's test_samples chose a subset of the split, which "all" (or a
+    # larger count) must not stop at. NMNISTDetection's test_samples is how many
+    # canvases its test split holds.
+    whole = config if task.dataset == "nmnist_detection" else replace(config, test_samples=None)
+    _, full, info = task.build_datasets(whole, with_train=False)
     test_set = even_subset(full, count)
     ctx = DistContext(device=pick_device(device))
     with reading_saved_run():
