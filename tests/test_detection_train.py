@@ -161,6 +161,7 @@ def test_resume_from_within_an_epoch_is_exact(root, tmp_path):
         (["--online"], "--online"),
         (["--model", "plif_net"], "--model plif_net"),
         (["--loss", "ce"], "--loss ce"),
+        (["--cache-dir", "frames"], "--cache-dir"),
     ],
 )
 def test_classification_options_are_refused_by_name_before_writing(tmp_path, capsys, options,

@@ -218,8 +218,15 @@ class DetectionTask:
         """``config`` (a copy) with the detection defaults where it holds None (model
         ``spiking_detector``, loss ``detection``, the dataset's ``T``, batch size and
         learning rate, ``split_by="number"``), validated, after refusing the options a
-        detection run cannot take (:func:`refuse_classification_options`)."""
+        detection run cannot take (:func:`refuse_classification_options`; for
+        ``nmnist_detection`` also ``--cache-dir``, which it has no use for)."""
         refuse_classification_options(config)
+        if self.dataset == "nmnist_detection" and config.cache_dir is not None:
+            raise ConfigurationError(
+                f"--cache-dir {config.cache_dir}: dataset 'nmnist_detection' composes its "
+                "canvases from the N-MNIST events as they are read and caches no frames: "
+                "leave it out"
+            )
         values = dataclasses.replace(config, dataset=self.dataset)
         defaults = {
             "model": DETECTION_MODEL,
