@@ -130,6 +130,7 @@ def test_the_builder_shapes_and_refusals():
         ({"strides": (6,)}, "power of two"),
         ({"strides": (16, 8)}, "increasing"),
         ({"fpn_channels": 8}, "need strides"),
+        ({"strides": (2, 4), "extra_units": 1}, "stages past stride 4 would never run"),
         ({"strides": (8, 16), "size_ranges": [(0, 10)]}, "one \\(lo, hi\\) per level"),
         ({"strides": (8, 16), "size_ranges": [(0, 10), (10, 5)]}, "lo < hi"),
     ]:

@@ -145,8 +145,9 @@ def spiking_detector(
         strides: None (one scale, above), or the levels of a feature pyramid, e.g.
             ``(8, 16)``: powers of two; ``2**k`` is taken after the ``k``-th downsampling
             unit, and strides past ``2**len(widths)`` come from further conv3x3/2 units
-            at the last width (FCOS's P6/P7). ``extra_units`` then follow the last
-            downsampling unit of ``widths`` as before.
+            at the last width (FCOS's P6/P7); the last stride is at least
+            ``2**len(widths)`` (else a ConfigurationError: stages that never run).
+            ``extra_units`` then follow the last downsampling unit of ``widths`` as before.
         fpn_channels: channels of every pyramid level (default the last width).
         size_ranges: the levels' ``(lo, hi)`` size ranges for the targets (default
             FCOS's, :func:`~spikeflow.detection.multiscale.fcos_size_ranges`).

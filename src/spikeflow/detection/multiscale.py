@@ -338,7 +338,7 @@ class SpikingFPNDetector(nn.Module):
 
     Args:
         stages: modules ``[T, B, C, H, W] -> [T, B, C', H/2, W/2]``, in order; stage
-            ``i`` ends at stride ``2**(i + 1)``.
+            ``i`` ends at stride ``2**(i + 1)``; the last ends at the last stride.
         channels: the channels each stage puts out.
         strides: the levels (powers of two, each a stage's stride).
         num_classes: object classes.
@@ -372,6 +372,13 @@ class SpikingFPNDetector(nn.Module):
                 f"strides {self.strides} go past the stages' last stride {reach}"
             )
         self.levels = [int(math.log2(s)) - 1 for s in self.strides]  # stage index per level
+        if self.levels[-1] < len(stages) - 1:
+            raise ConfigurationError(
+                f"strides {self.strides} end before the stages' last stride {reach}: the "
+                f"stages past stride {self.strides[-1]} would never run (their parameters, "
+                f"extra units among them, never trained); end the strides at {reach} or "
+                "give fewer stages (widths)"
+            )
         self.stages = nn.ModuleList(stages)
         check_positive_int("fpn_channels", fpn_channels)
         factory = NeuronFactory(neuron, neuron_kwargs, HEAD_NEURON_DEFAULTS)
