@@ -244,3 +244,45 @@ def test_eval_of_a_gen1_run_with_test_samples_reaches_the_whole_split(tmp_path):
         result = json.loads(report.read_text())
         seen[given] = (result["samples"], result["split_samples"])
     assert seen == {None: (2, 4), "all": (4, 4), "3": (3, 4)}
+
+
+class _FixedDetections(torch.nn.Module):
+    """A stand-in detector: every image gets the detections ``dets``."""
+
+    def __init__(self, dets):
+        super().__init__()
+        self.dets = dets
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.zeros(x.shape[1], 7, 1, 1) + self.bias
+
+    def decode_output(self, out, image_size):
+        return [self.dets] * out.shape[0]
+
+
+@pytest.mark.parametrize(("filter_labels", "map_50"), [(True, 1.0), (False, 0.5)])
+def test_filtered_prophesee_labels_filter_the_detections_too(tmp_path, filter_labels, map_50):
+    """Prophesee's protocol (and RVT's) filters detections by the labels' size filter: the
+    small detection (5x5 px, under Gen1's side 10 and diagonal 30) that outranks the one
+    matching the car is dropped with filter_labels (AP@0.5 1), and a false positive
+    without it (ranked first, then the true positive: precision 0.5 at every recall)."""
+    from spikeflow.data.datasets.prophesee_detection import Gen1Automotive
+    from spikeflow.detection.metrics import Detections
+    from spikeflow.training.distributed import DistContext
+
+    root = gen1_root(tmp_path, [(40_000, 100, 50, 60, 30, 0)])
+    test = Gen1Automotive(root, "test", data_type="frame", frames_number=2, window_us=30_000,
+                          filter_labels=filter_labels, skip_ts=0)  # fmt: skip
+    dets = Detections(torch.tensor([[10.0, 10, 15, 15], [100, 50, 160, 80]]),
+                      torch.tensor([0.9, 0.5]), torch.tensor([0, 0]))  # fmt: skip
+
+    def loss_fn(out, targets):
+        parts = {k: torch.tensor(0.0) for k in ("box", "obj", "cls", "positives")}
+        return out.sum(), parts
+
+    _, metrics, _, _ = DetectionTask("gen1").evaluate(
+        _FixedDetections(dets), torch.utils.data.Subset(test, [0]), loss_fn, T=2,
+        static=False, batch_size=1, ctx=DistContext(),
+    )  # fmt: skip
+    assert float(metrics["map_50"]) == pytest.approx(map_50)

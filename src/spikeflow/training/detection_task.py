@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from spikeflow.detection import MeanAveragePrecision, collate
@@ -440,9 +440,15 @@ class DetectionTask:
         (:meth:`MeanAveragePrecision.compute`), mean firing rate and per-layer
         statistics of ``model`` (in eval mode) on ``dataset``. Each process runs every
         ``world_size``-th sample; the detections are gathered, so every process gets
-        the metrics of the whole split."""
+        the metrics of the whole split.
+
+        On a Prophesee dataset whose labels are filtered (``filter_labels=True``), the
+        detections are filtered by the same sizes (``min_box_diag``, ``min_box_side``)
+        before they are scored, as Prophesee's evaluation (and RVT's) filters both: a
+        detection of an object too small to be labelled is not a false positive."""
         was_training = model.training
         model.eval()
+        size_filter = _label_filter(dataset)
         indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
         loader = DataLoader(
             dataset, batch_size=batch_size, sampler=indices, num_workers=workers, collate_fn=collate
@@ -468,6 +474,8 @@ class DetectionTask:
                 sums.add_parts(float(loss), parts, len(targets))
                 size = (int(x.shape[-2]), int(x.shape[-1]))
                 dets = model.decode_output(out, image_size=size)
+                if size_filter is not None:  # Prophesee's protocol: as the labels were
+                    dets = [_filter_detections(d, *size_filter) for d in dets]
                 found.append(([_cpu(d) for d in dets], [t.cpu() for t in targets]))
                 bar.update(1)
             reduce_monitor(monitor, ctx)
@@ -488,6 +496,25 @@ def _as_float(out: Any) -> Any:
     if isinstance(out, Tensor):
         return out.float()
     return type(out)(o.float() for o in out)
+
+
+def _label_filter(dataset: Dataset) -> tuple[float, float] | None:
+    """``(min_box_diag, min_box_side)`` of a dataset (or a Subset of one) whose labels
+    are filtered by size (Prophesee's ``filter_labels``); None for any other."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    if not getattr(dataset, "filter_labels", False):
+        return None
+    return float(dataset.min_box_diag), float(dataset.min_box_side)  # type: ignore[attr-defined]
+
+
+def _filter_detections(d: Detections, min_box_diag: float, min_box_side: float) -> Detections:
+    """The detections of ``d`` that Prophesee's ``filter_boxes`` keeps: width and height
+    at least ``min_box_side``, diagonal at least ``min_box_diag`` (pixels)."""
+    w = d.boxes[:, 2] - d.boxes[:, 0]
+    h = d.boxes[:, 3] - d.boxes[:, 1]
+    keep = (w * w + h * h >= min_box_diag**2) & (w >= min_box_side) & (h >= min_box_side)
+    return Detections(d.boxes[keep], d.scores[keep], d.classes[keep])
 
 
 def _cpu(d: Detections) -> Detections:
