@@ -18,6 +18,7 @@ from conftest import require_shared_data
 from spikeflow.cli import main
 from spikeflow.data.datasets.nmnist_detection import NMNISTDetection
 from spikeflow.detection import MeanAveragePrecision, collate, spiking_detector
+from spikeflow.errors import ConfigurationError
 from spikeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.detection_task import COCO_KEYS, DetectionTask
@@ -286,3 +287,16 @@ def test_filtered_prophesee_labels_filter_the_detections_too(tmp_path, filter_la
         static=False, batch_size=1, ctx=DistContext(),
     )  # fmt: skip
     assert float(metrics["map_50"]) == pytest.approx(map_50)
+
+
+def test_the_classification_trainer_refuses_a_detection_dataset(root, tmp_path):
+    """Trainer (exported by spikeflow.training) names the detection trainer instead of
+    calling nmnist_detection an unknown dataset, and writes nothing."""
+    from spikeflow.training import Trainer
+    from spikeflow.training.detection_trainer import trainer_for
+
+    config = tiny_config(root, tmp_path / "sub" / "run")
+    with pytest.raises(ConfigurationError, match=r"detection task.*DetectionTrainer"):
+        Trainer(config, log=None)
+    assert not (tmp_path / "sub").exists()
+    assert isinstance(trainer_for(config, log=None), DetectionTrainer)

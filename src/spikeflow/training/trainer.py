@@ -144,6 +144,10 @@ class Trainer(CheckpointMixin, PlotsMixin):
         resume_dir: the folder the ``resume`` checkpoint was read from: a resume that
             writes into another folder is refused there if it holds an earlier run
             (unless ``overwrite``), as a new run is.
+
+    Raises:
+        ConfigurationError: an invalid ``config``, or a detection dataset (trained by
+            :class:`~spikeflow.training.detection_trainer.DetectionTrainer`).
     """
 
     def __init__(
@@ -155,6 +159,15 @@ class Trainer(CheckpointMixin, PlotsMixin):
         resume_dir: str | os.PathLike | None = None,
     ) -> None:
         self.config = resolve(config)
+        if type(self)._build_datasets is Trainer._build_datasets:  # classification data
+            from spikeflow.training.detection_task import detection_task
+
+            if detection_task(self.config.dataset) is not None:
+                raise ConfigurationError(
+                    f"dataset {self.config.dataset!r} is a detection task, which Trainer "
+                    "(classification) does not train: use spikeflow.training."
+                    "detection_trainer.DetectionTrainer, or trainer_for(config)"
+                )
         self.resume_payload = resume
         self.resume_dir = resume_dir
         self.callbacks = list(callbacks)
