@@ -125,6 +125,7 @@ def test_the_best_checkpoint_is_the_epoch_of_highest_map(root, tmp_path, monkeyp
     result = DetectionTrainer(config, callbacks=[Threads()], log=None).fit()
     assert seen == {threads + 1} and torch.get_num_threads() == threads
     assert (result.best_epoch, result.best_test_acc) == (1, 0.3)
+    assert result.final_test_acc == 0.1  # the last epoch's mAP
     assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
 

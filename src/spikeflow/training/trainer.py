@@ -125,7 +125,12 @@ class TrainResult:
 
     @property
     def final_test_acc(self) -> float:
-        return float(self.history[-1]["test_acc"]) if self.history else math.nan
+        """The last epoch's test accuracy (a detection run's: its test COCO mAP, as
+        ``best_test_acc`` holds the best); NaN before the first epoch."""
+        if not self.history:
+            return math.nan
+        row = self.history[-1]
+        return float(row["test_map"] if "test_map" in row else row["test_acc"])
 
 
 class Trainer(CheckpointMixin, PlotsMixin):
