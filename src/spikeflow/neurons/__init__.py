@@ -20,7 +20,8 @@
   (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.lava_dl`: Lava-DL's SLAYER neurons beyond CUBA (ALIF;
-  :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF, ADRF-IZ and ADRF, complex input, stepped by a loop).
+  :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF, ADRF-IZ and ADRF, complex input, stepped by a loop;
+  :mod:`~spikeflow.neurons.lava_hoyer`: CUBA with Hoyer spiking).
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
 * :mod:`~spikeflow.neurons.adex_refractory`: the AdEx with an absolute refractory
@@ -74,6 +75,7 @@ from spikeflow.neurons.ilif import ILIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.izhikevich import IZHIKEVICH_PRESETS, Izhikevich2003Node, IzhikevichPreset
 from spikeflow.neurons.lava_dl import LAVA_P_SCALE, LavaALIFNode, lava_decay_keep
+from spikeflow.neurons.lava_hoyer import LavaCubaHoyerNode, hoyer_extremum, hoyer_regularizer
 from spikeflow.neurons.lava_rf import LavaADRFIzNode, LavaADRFNode, LavaRFIzNode, LavaRFNode
 from spikeflow.neurons.liaf import LIAFNode
 from spikeflow.neurons.lif import IFNode, LIFNode, ParametricLIFNode, PLIFNode
@@ -144,6 +146,7 @@ __all__ = [
     "LavaADRFIzNode",
     "LavaADRFNode",
     "LavaALIFNode",
+    "LavaCubaHoyerNode",
     "LavaRFIzNode",
     "LavaRFNode",
     "LeakyIntegrator",
@@ -182,6 +185,8 @@ __all__ = [
     "TernaryLIFNode",
     "band_mask",
     "declare",
+    "hoyer_extremum",
+    "hoyer_regularizer",
     "lava_decay_keep",
     "lif_no_reset_matrix",
     "linear_scan",
