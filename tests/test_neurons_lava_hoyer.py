@@ -221,6 +221,11 @@ def test_plain_mode_resets_at_the_fixed_threshold_and_learnable_threshold_is_cla
     # u = 0.6, 0.6, 1.1; v = 0.6, 1.2 (fires, resets), 1.1 (fires)
     assert s.view(-1).tolist() == [0.0, 1.0, 1.0]
     assert node.v_seq.view(-1).tolist() == pytest.approx([0.6, 1.2, 1.1], abs=1e-12)
+    # exactly θ does not fire (Lava-DL's threshold_eps = 0.01 / (64 scale)): u = 1, 0, 0
+    node = LavaCubaHoyerNode(1.0, 1.0, 0.0, T=3, hoyer_mode=False, store_v_seq=True).double()
+    s = node(torch.tensor([[[1.0]], [[0.0]], [[0.0]]], dtype=F64))
+    assert s.view(-1).tolist() == [0.0, 0.0, 0.0]
+    assert node.v_seq.view(-1).tolist() == [1.0, 1.0, 1.0]
     hoyer = LavaCubaHoyerNode(1.0, 0.0, 0.0, T=3, requires_grad=True).double()
     with torch.no_grad():
         hoyer.learnable_thr.fill_(-1.0)
