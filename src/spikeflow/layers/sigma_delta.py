@@ -61,6 +61,7 @@ __all__ = [
     "delta_activity",
     "delta_encode",
     "delta_encode_cumulative",
+    "delta_threshold_grad",
     "sigma_decode",
 ]
 
@@ -105,6 +106,15 @@ def _check_float(x: object, owner: str) -> Tensor:
     return x
 
 
+def _check_positive(owner: str, name: str, value: object) -> float:
+    """A finite number > 0, or a ConfigurationError naming ``owner``'s ``name``."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{owner}: {name} must be a number > 0, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{owner}: {name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
 def _is_zero(theta: float | Tensor) -> bool:
     return bool((theta == 0).all()) if isinstance(theta, Tensor) else theta == 0.0
 
@@ -113,21 +123,34 @@ class _Delta(torch.autograd.Function):
     """The delta encoder's loop in the forward pass, straight-through in the backward:
     ``∂s[t]/∂a[t] = 1``, ``∂s[t]/∂a[t-1] = -1`` (the carried-in reference: none).
     ``error`` (Lava-DL's ``cum_error``): the running sum of the unsent changes, which
-    decides the sending instead of the change itself; ``None`` when off."""
+    decides the sending instead of the change itself; ``None`` when off. A threshold
+    that requires grad gets Lava-DL's relaxed gradient (:func:`delta_threshold_grad`)
+    with ``tau_grad`` and ``scale_grad``."""
 
     @staticmethod
     def forward(
-        ctx: Any, a: Tensor, theta: Tensor, ref: Tensor, error: Tensor | None
+        ctx: Any,
+        a: Tensor,
+        theta: Tensor,
+        ref: Tensor,
+        error: Tensor | None,
+        tau_grad: float = 1.0,
+        scale_grad: float = 1.0,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
+        learn = ctx.needs_input_grad[1]
         if bool((theta == 0).all()):  # every change is sent: s = a[t] - a[t-1], ref = a
             out = a - torch.cat((ref.unsqueeze(0), a[:-1]))
+            changes = out
             ref = a[-1].clone()
             if error is not None:  # |e| >= 0 everywhere: sent, and the error cleared
                 error = torch.zeros_like(error)
         else:
             out = torch.empty_like(a)
+            changes = torch.empty_like(a) if learn else out
             for t in range(a.shape[0]):
                 d = a[t] - ref
+                if learn:
+                    changes[t] = d
                 if error is None:
                     send = ~(d.abs() < theta)  # |d| >= θ (a NaN is sent, so it shows)
                 else:
@@ -139,14 +162,38 @@ class _Delta(torch.autograd.Function):
         ctx.mark_non_differentiable(ref)
         if error is not None:
             ctx.mark_non_differentiable(error)
+        if learn:
+            ctx.save_for_backward(changes, theta)
+            ctx.relax = (tau_grad, scale_grad)
         return out, ref, error
 
     @staticmethod
     def backward(
         ctx: Any, grad: Tensor, _grad_ref: Tensor, _grad_error: Tensor | None
-    ) -> tuple[Tensor, None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, None, None, None, None]:
         shifted = torch.cat((grad[1:], torch.zeros_like(grad[:1])))
-        return grad - shifted, None, None, None
+        grad_theta = None
+        if ctx.needs_input_grad[1]:
+            changes, theta = ctx.saved_tensors
+            local = delta_threshold_grad(changes, theta, *ctx.relax)
+            grad_theta = (local * grad).sum_to_size(theta.shape)
+        return grad - shifted, grad_theta, None, None, None, None
+
+
+def delta_threshold_grad(
+    changes: Tensor, threshold: Tensor, tau_grad: float = 1.0, scale_grad: float = 1.0
+) -> Tensor:
+    """Lava-DL's derivative of a sent delta with respect to its threshold θ
+    (``axon/delta.py``, ``_DeltaUnit.backward``), elementwise for the changes
+    ``d = a[t] - ref`` the encoder saw: with ``e = |d| - θ``,
+    ``-d · scale_grad · exp(-|e| / tau_grad) / θ`` where ``e > 0`` (a sent change: the
+    exponential relaxation of the jump at ``|d| = θ``) and ``-sign(d)`` elsewhere.
+    The threshold's gradient is this times the output's gradient, summed over what θ
+    broadcasts over.
+    """
+    excess = changes.abs() - threshold
+    relaxed = -changes * scale_grad * torch.exp(-excess.abs() / tau_grad) / threshold
+    return torch.where(excess > 0, relaxed, -torch.sign(changes))
 
 
 def delta_encode(
@@ -226,35 +273,73 @@ class DeltaEncoder(MemoryModule):
         threshold: θ >= 0, a number or a tensor broadcastable to one step (per channel:
             ``[C, 1, 1]``); a change smaller than θ in magnitude is held back until the
             change accumulated since the last one sent reaches it. Default 0: every
-            change is sent exactly. Not learned (a buffer when a tensor).
+            change is sent exactly. A buffer when a tensor; a parameter with
+            ``requires_grad``.
         step_mode: ``'m'`` (``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``, streaming).
         cum_error: Lava-DL's cumulative error: send where the running sum of the unsent
             changes reaches θ, not the change itself (:func:`delta_encode_cumulative`).
             Default False.
+        requires_grad: learn θ (Lava-DL's ``Delta(requires_grad=True)``): ``threshold``
+            becomes an ``nn.Parameter`` (a 0-d one for a number), clamped in place to
+            ``>= min_threshold`` at each call, whose gradient is Lava-DL's relaxed one
+            (:func:`delta_threshold_grad`). Default False.
+        tau_grad: the relaxation's width (Lava-DL's ``tau_grad``, default 1).
+        scale_grad: the relaxation's scale (Lava-DL's ``scale_grad``, default 1).
+        min_threshold: the least learned θ (> 0; default ``1 / 4096``, Lava-DL's
+            ``1 / scale`` for a sigma-delta neuron's delta at its default scale).
 
     State: ``ref``, the accumulated output (what the receiver holds); with
     ``cum_error``, also ``error``, the running sum of the unsent changes.
+
+    Raises:
+        ConfigurationError: a threshold that is negative, not finite or not a number
+            (with ``requires_grad``: below ``min_threshold``), a flag that is not a bool,
+            or ``tau_grad``/``scale_grad``/``min_threshold`` not a number > 0.
     """
 
     def __init__(
-        self, threshold: float | Tensor = 0.0, step_mode: StepMode = "m", cum_error: bool = False
+        self,
+        threshold: float | Tensor = 0.0,
+        step_mode: StepMode = "m",
+        cum_error: bool = False,
+        *,
+        requires_grad: bool = False,
+        tau_grad: float = 1.0,
+        scale_grad: float = 1.0,
+        min_threshold: float = 1.0 / 4096,
     ) -> None:
         super().__init__(step_mode)
-        theta = check_delta_threshold(threshold, type(self).__name__)
-        if isinstance(theta, Tensor):
+        owner = type(self).__name__
+        theta = check_delta_threshold(threshold, owner)
+        for name, flag in (("cum_error", cum_error), ("requires_grad", requires_grad)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{owner}: {name} must be a bool, got {flag!r}")
+        self.cum_error = cum_error
+        self.requires_grad = requires_grad
+        self.tau_grad = _check_positive(owner, "tau_grad", tau_grad)
+        self.scale_grad = _check_positive(owner, "scale_grad", scale_grad)
+        self.min_threshold = _check_positive(owner, "min_threshold", min_threshold)
+        if requires_grad:
+            if bool((torch.as_tensor(theta) < self.min_threshold).any()):
+                shown = f"{theta:g}" if isinstance(theta, float) else "a tensor below it"
+                raise ConfigurationError(
+                    f"{owner}: a learned threshold must be >= min_threshold "
+                    f"({self.min_threshold:g}) everywhere (its gradient divides by it), got "
+                    f"{shown}"
+                )
+            as_tensor = torch.as_tensor(theta, dtype=torch.get_default_dtype())
+            self.threshold = nn.Parameter(as_tensor.clone())
+        elif isinstance(theta, Tensor):
             self.register_buffer("threshold", theta)
         else:
             self.threshold = theta
-        if not isinstance(cum_error, bool):
-            raise ConfigurationError(
-                f"{type(self).__name__}: cum_error must be a bool, got {cum_error!r}"
-            )
-        self.cum_error = cum_error
 
     def forward(self, x: Tensor) -> Tensor:
         """The graded spikes: ``[T, B, ...]`` (multi-step) or ``[B, ...]`` (single-step)."""
         x_seq = _sequence(self, x)
         state = self._carried_state(x_seq.shape[1:])
+        if self.requires_grad:
+            return self._learned(x_seq, state)
         ref = None if state is None else state["ref"]
         if self.cum_error:
             error = None if state is None else state["error"]
@@ -265,10 +350,35 @@ class DeltaEncoder(MemoryModule):
             self._keep_state({"ref": ref})
         return _result(self, out)
 
+    def _learned(self, x_seq: Tensor, state: dict[str, Tensor] | None) -> Tensor:
+        """The forward pass with θ a parameter (clamped in place, as Lava-DL's ``clamp``)."""
+        theta = self.threshold
+        assert isinstance(theta, Tensor)
+        with torch.no_grad():
+            theta.clamp_(min=self.min_threshold)
+        zeros = torch.zeros_like(x_seq[0])
+        ref = zeros if state is None else state["ref"].detach().to(x_seq.dtype)
+        error = None
+        if self.cum_error:
+            error = zeros if state is None else state["error"].detach().to(x_seq.dtype)
+        out, ref, error = _Delta.apply(
+            x_seq, theta.to(x_seq.dtype), ref, error, self.tau_grad, self.scale_grad
+        )
+        self._keep_state({"ref": ref} if error is None else {"ref": ref, "error": error})
+        return _result(self, out)
+
     def extra_repr(self) -> str:
         theta = self.threshold
-        shown = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
+        if isinstance(theta, Tensor):
+            shown = (
+                f"{float(theta.detach()):g}" if theta.dim() == 0 else f"tensor{tuple(theta.shape)}"
+            )
+        else:
+            shown = f"{theta:g}"
         extra = ", cum_error=True" if self.cum_error else ""
+        if self.requires_grad:
+            extra += f", requires_grad=True, tau_grad={self.tau_grad:g}"
+            extra += f", scale_grad={self.scale_grad:g}"
         return f"threshold={shown}, step_mode={self.step_mode!r}{extra}"
 
 
@@ -312,6 +422,9 @@ class SigmaDelta(StepModule, nn.Module):
         threshold: θ of the delta encoder (see :class:`DeltaEncoder`), default 0.
         step_mode: ``'m'`` (``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``, streaming);
             setting it sets the sigma's and the delta's.
+        **delta_options: ``cum_error``, ``requires_grad`` (learn θ: Lava-DL's
+            sigma-delta neuron's ``requires_grad``), ``tau_grad``, ``scale_grad`` and
+            ``min_threshold`` of the :class:`DeltaEncoder`.
 
     State (in the children): the sigma's sum and the delta's reference.
     """
@@ -325,6 +438,7 @@ class SigmaDelta(StepModule, nn.Module):
         activation: nn.Module | Callable[[Tensor], Tensor] | None = None,
         threshold: float | Tensor = 0.0,
         step_mode: StepMode = "m",
+        **delta_options: Any,
     ) -> None:
         nn.Module.__init__(self)
         if activation is None:
@@ -338,7 +452,13 @@ class SigmaDelta(StepModule, nn.Module):
             check_inner_modules("SigmaDelta", [activation], stateless=True)
         self.activation = activation
         self.sigma = SigmaDecoder(step_mode)
-        self.delta = DeltaEncoder(threshold, step_mode)
+        known = {"cum_error", "requires_grad", "tau_grad", "scale_grad", "min_threshold"}
+        unknown = sorted(set(delta_options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"SigmaDelta: unknown option(s) {unknown}; the delta encoder takes {sorted(known)}"
+            )
+        self.delta = DeltaEncoder(threshold, step_mode, **delta_options)
         self.step_mode = step_mode
 
     @property
