@@ -327,8 +327,8 @@ class DeltaEncoder(MemoryModule):
                     f"({self.min_threshold:g}) everywhere (its gradient divides by it), got "
                     f"{shown}"
                 )
-            as_tensor = torch.as_tensor(theta, dtype=torch.get_default_dtype())
-            self.threshold = nn.Parameter(as_tensor.clone())
+            dtype = theta.dtype if isinstance(theta, Tensor) else torch.get_default_dtype()
+            self.threshold = nn.Parameter(torch.as_tensor(theta, dtype=dtype).clone())
         elif isinstance(theta, Tensor):
             self.register_buffer("threshold", theta)
         else:
