@@ -113,6 +113,7 @@ def test_threshold_gradient_by_hand():
     assert local.tolist() == pytest.approx(expected, abs=1e-15)
     scaled = delta_threshold_grad(d, torch.tensor(0.5, dtype=F64), tau_grad=0.25, scale_grad=3)
     assert scaled[0].item() == pytest.approx(-3 * 0.75 * torch.exp(torch.tensor(-1.0)).item() / 0.5)
+    assert scaled[1:].tolist() == [1.0, -1.0]  # at |d| = θ: -sign(d), not the relaxation's -3
 
 
 def test_learned_threshold_is_clamped_trained_and_streams():
