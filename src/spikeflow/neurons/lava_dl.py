@@ -69,6 +69,26 @@ def _check_decay(owner: str, name: str, value: object, shared_param: bool) -> fl
     return check_real(f"{owner}: {name}", value, 0.0, 1.0)
 
 
+def store_decays(
+    module: nn.Module,
+    owner: str,
+    decays: dict[str, object],
+    shared_param: bool,
+    learnable: bool,
+) -> None:
+    """Check each decay (:func:`_check_decay`) and put it on ``module``: a parameter when
+    ``learnable`` (Lava-DL's ``requires_grad``), a buffer when a tensor, else a float."""
+    for name, value in decays.items():
+        checked = _check_decay(owner, name, value, shared_param)
+        if learnable:
+            as_tensor = torch.as_tensor(checked, dtype=torch.get_default_dtype())
+            setattr(module, name, nn.Parameter(as_tensor.clone()))
+        elif isinstance(checked, Tensor):
+            module.register_buffer(name, checked)
+        else:
+            setattr(module, name, checked)
+
+
 def _on_grid(owner: str, name: str, value: object, scale: int) -> float:
     """Lava-DL's ``int(value * scale) / scale`` (truncation towards zero)."""
     checked = check_real(f"{owner}: {name}", value)
@@ -248,15 +268,7 @@ class LavaALIFNode(BaseNode):
             "threshold_decay": threshold_decay,
             "refractory_decay": refractory_decay,
         }
-        for name, value in decays.items():
-            checked = _check_decay(owner, name, value, self.shared_param)
-            if self.requires_grad:
-                as_tensor = torch.as_tensor(checked, dtype=torch.get_default_dtype())
-                setattr(self, name, nn.Parameter(as_tensor.clone()))
-            elif isinstance(checked, Tensor):
-                self.register_buffer(name, checked)
-            else:
-                setattr(self, name, checked)
+        store_decays(self, owner, decays, self.shared_param, self.requires_grad)
         if self.persistent_state:
             self.streaming = True
 

@@ -27,7 +27,7 @@ from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import check_sequence, checked_surrogate
-from spikeflow.neurons.lava_dl import _check_decay, lava_decay_keep
+from spikeflow.neurons.lava_dl import lava_decay_keep, store_decays
 
 __all__ = ["LavaCubaHoyerNode", "hoyer_extremum", "hoyer_regularizer"]
 
@@ -191,15 +191,8 @@ class LavaCubaHoyerNode(MemoryModule):
         self.requires_grad = check_flag(owner, "requires_grad", requires_grad)
         self.store_v_seq = check_flag(owner, "store_v_seq", store_v_seq)
         self.surrogate_function = checked_surrogate(surrogate_function)
-        for name, value in (("current_decay", current_decay), ("voltage_decay", voltage_decay)):
-            checked = _check_decay(owner, name, value, self.shared_param)
-            if self.requires_grad:
-                as_tensor = torch.as_tensor(checked, dtype=torch.get_default_dtype())
-                setattr(self, name, nn.Parameter(as_tensor.clone()))
-            elif isinstance(checked, Tensor):
-                self.register_buffer(name, checked)
-            else:
-                setattr(self, name, checked)
+        decays = {"current_decay": current_decay, "voltage_decay": voltage_decay}
+        store_decays(self, owner, decays, self.shared_param, self.requires_grad)
         self.learnable_thr = nn.Parameter(
             torch.tensor([self.threshold], dtype=torch.get_default_dtype()),
             requires_grad=self.requires_grad,

@@ -25,10 +25,10 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons.base import check_sequence, check_step_shape
 from spikeflow.neurons.lava_dl import (
     LAVA_P_SCALE,
-    _check_decay,
     _check_scale,
     _on_grid,
     lava_decay_keep,
+    store_decays,
 )
 from spikeflow.neurons.loop import LoopNode, check_surrogate
 from spikeflow.surrogate import Surrogate
@@ -449,13 +449,8 @@ class _Adaptation:
             raise ConfigurationError(
                 f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
             )
-        for name, value in (("threshold_decay", threshold_decay),
-                            ("refractory_decay", refractory_decay)):  # fmt: skip
-            checked = _check_decay(owner, name, value, self.shared_param)
-            if isinstance(checked, Tensor):
-                self.register_buffer(name, checked)  # type: ignore[attr-defined]
-            else:
-                setattr(self, name, checked)
+        decays = {"threshold_decay": threshold_decay, "refractory_decay": refractory_decay}
+        store_decays(self, owner, decays, self.shared_param, learnable=False)  # type: ignore[arg-type]
 
     def initial_values(self) -> dict[str, float]:
         return {"v": 0.0, "u": 0.0, "th": self.threshold, "r": 0.0}
