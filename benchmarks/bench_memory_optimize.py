@@ -48,10 +48,9 @@ import types
 
 import torch
 from _common import start as start_benchmark
-from bench_memory import _status_bytes, per_step_ce
+from bench_memory import _status_bytes, per_step_ce, train_step
 from torch import Tensor, nn
 
-from spikeflow import functional
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory import optimize, recompute_blocks, step_peak_memory
 from spikeflow.models import create_model
@@ -121,23 +120,6 @@ def build(name: str, x: Tensor, y: Tensor, plan_file: str | None) -> nn.Module:
         with open(plan_file, "rb") as f:
             pickle.load(f)[name].apply(net)
     return net
-
-
-def reset(net: nn.Module) -> None:
-    functional.reset_net(net)
-    try:
-        from spikingjelly.activation_based import functional as sj_functional
-
-        sj_functional.reset_net(net)
-    except ImportError:
-        pass
-
-
-def train_step(net: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    per_step_ce(net(x), y).backward()
-    optimizer.step()
-    reset(net)
 
 
 def plan_child(args: argparse.Namespace) -> dict:
