@@ -248,3 +248,16 @@ def test_bad_arguments_and_inputs_are_named():
         LavaCubaHoyerNode(1.0, 0.1, 0.1, T=2, num_features=3)(torch.rand(2, 1, 4, 2, 2))
     with pytest.raises(ShapeError, match="channelwise"):
         hoyer_extremum(torch.rand(2, 3, 4), channelwise=True)
+
+
+def test_learnable_threshold_survives_two_calls_before_one_backward():
+    # the clamp must not bump learnable_thr's version: a node used twice builds one
+    # graph over two calls, whose gradient is the sum of the two calls' gradients
+    node = LavaCubaHoyerNode(1.0, 0.2, 0.1, T=3, requires_grad=True).double().eval()
+    generator = torch.Generator().manual_seed(5)
+    node.running_hoyer_ext.fill_(0.5)
+    first, second = torch.rand(2, 3, 2, 4, dtype=F64, generator=generator) * 2
+    parts = [torch.autograd.grad(node(x).sum(), node.learnable_thr)[0] for x in (first, second)]
+    (grad,) = torch.autograd.grad(node(first).sum() + node(second).sum(), node.learnable_thr)
+    torch.testing.assert_close(grad, parts[0] + parts[1], atol=1e-12, rtol=0)
+    assert grad.abs().item() > 0

@@ -283,8 +283,10 @@ class LavaCubaHoyerNode(MemoryModule):
             x_seq = self.bn(x_seq.flatten(0, 1)).unflatten(0, (steps, batch))
         v = self._voltage(x_seq)
         self.hoyer_loss = hoyer_regularizer(v)
-        with torch.no_grad():
-            self.learnable_thr.clamp_(min=1.0 / self.scale)
+        # through .data, as Lava-DL's clamp: an in-place clamp of the parameter itself
+        # would bump its version and break backward() through an earlier call's graph
+        # (the node called twice, or stepped, before one backward)
+        self.learnable_thr.data.clamp_(min=1.0 / self.scale)
         v_norm = v / self.learnable_thr
         channelwise = self.hoyer_type == "cw"
         if self.training:
