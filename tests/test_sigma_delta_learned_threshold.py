@@ -147,3 +147,22 @@ def test_learned_threshold_refusals_name_the_argument():
         DeltaEncoder(0.1, requires_grad=True, tau_grad=0)
     with pytest.raises(ConfigurationError, match="unknown option"):
         SigmaDelta(threshold=0.1, requires_gradient=True)
+
+
+def test_learned_threshold_survives_two_calls_before_one_backward():
+    # the clamp must not bump θ's version: single steps, or a shared encoder, build one
+    # graph over several calls; θ's gradient is then the sum of the calls' gradients
+    encoder = DeltaEncoder(torch.tensor([0.1, 0.2]), requires_grad=True).double()
+    first, second = _walk((6, 2, 2), seed=3), _walk((6, 2, 2), seed=4)
+    parts = [
+        torch.autograd.grad(_weighted_sum(encoder(x)), encoder.threshold)[0]
+        for x in (first, second)
+    ]
+    both = _weighted_sum(encoder(first)) + _weighted_sum(encoder(second))
+    (grad,) = torch.autograd.grad(both, encoder.threshold)
+    torch.testing.assert_close(grad, parts[0] + parts[1], atol=1e-12, rtol=0)
+    stepped = DeltaEncoder(0.1, requires_grad=True, step_mode="s").double()
+    with F.streaming(stepped):
+        total = sum(_weighted_sum(stepped(x_t)) for x_t in first)
+    (grad,) = torch.autograd.grad(total, stepped.threshold)
+    assert grad.shape == () and grad != 0

@@ -354,8 +354,10 @@ class DeltaEncoder(MemoryModule):
         """The forward pass with θ a parameter (clamped in place, as Lava-DL's ``clamp``)."""
         theta = self.threshold
         assert isinstance(theta, Tensor)
-        with torch.no_grad():
-            theta.clamp_(min=self.min_threshold)
+        # through .data, as Lava-DL's clamp: an in-place clamp of the parameter itself
+        # would bump its version and break backward() through an earlier call's graph
+        # (single steps, or the encoder called twice, before one backward)
+        theta.data.clamp_(min=self.min_threshold)
         zeros = torch.zeros_like(x_seq[0])
         ref = zeros if state is None else state["ref"].detach().to(x_seq.dtype)
         error = None
