@@ -32,6 +32,7 @@ the derivative. The fixed-point grid is dropped, as in ``tests/test_neurons_lava
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -261,3 +262,18 @@ def test_learnable_threshold_survives_two_calls_before_one_backward():
     (grad,) = torch.autograd.grad(node(first).sum() + node(second).sum(), node.learnable_thr)
     torch.testing.assert_close(grad, parts[0] + parts[1], atol=1e-12, rtol=0)
     assert grad.abs().item() > 0
+
+
+def test_copies_after_a_training_call_keep_the_running_extremum_and_hoyer_loss():
+    node = LavaCubaHoyerNode(1.0, 0.2, 0.1, T=2, num_features=2, hoyer_type="cw")
+    node = node.double()
+    x = torch.rand(2, 3, 2, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(6))
+    node(x)  # hoyer_loss is part of this call's graph (through the batch norm)
+    replica = copy.deepcopy(node)  # an EMA copy, the NIR export
+    assert replica.hoyer_loss.grad_fn is None
+    assert replica.hoyer_loss.item() == node.hoyer_loss.item()
+    restored = LavaCubaHoyerNode(1.0, 0.2, 0.1, T=2, num_features=2, hoyer_type="cw")
+    restored.double().load_state_dict(node.state_dict())
+    for other in (replica, restored, pickle.loads(pickle.dumps(node))):
+        assert torch.equal(other.running_hoyer_ext, node.running_hoyer_ext)
+        torch.testing.assert_close(other.eval()(x), node.eval()(x), atol=0, rtol=0)

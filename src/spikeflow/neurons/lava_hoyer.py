@@ -138,7 +138,7 @@ class LavaCubaHoyerNode(MemoryModule):
     """
 
     output_is_spikes: ClassVar[bool] = True
-    _graph_attributes = ("v_seq",)
+    _graph_attributes = ("v_seq", "hoyer_loss")
 
     def __init__(
         self,
