@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from spikeflow import functional as F
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers.sigma_delta import DeltaEncoder, SigmaDelta, delta_threshold_grad
 
 F64 = torch.float64
@@ -166,3 +166,14 @@ def test_learned_threshold_survives_two_calls_before_one_backward():
         total = sum(_weighted_sum(stepped(x_t)) for x_t in first)
     (grad,) = torch.autograd.grad(total, stepped.threshold)
     assert grad.shape == () and grad != 0
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_threshold_that_does_not_fit_the_input_is_named(requires_grad):
+    encoder = DeltaEncoder(torch.full((3,), 0.1), requires_grad=requires_grad)
+    with pytest.raises(ShapeError, match=r"threshold of shape \(3,\).*\(2, 5\)"):
+        encoder(torch.zeros(4, 2, 5))
+    deeper = DeltaEncoder(torch.full((2, 1, 1), 0.1), requires_grad=requires_grad)
+    with pytest.raises(ShapeError, match=r"threshold of shape \(2, 1, 1\)"):
+        deeper(torch.zeros(4, 2, 5))  # would broadcast, but to a larger step
+    assert encoder(torch.zeros(4, 2, 3)).shape == (4, 2, 3)

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
 from spikeflow.base import MemoryModule, StepMode, StepModule, check_time_major
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers._time import check_inner_modules, fold_time
 
 __all__ = [
@@ -295,6 +295,8 @@ class DeltaEncoder(MemoryModule):
         ConfigurationError: a threshold that is negative, not finite or not a number
             (with ``requires_grad``: below ``min_threshold``), a flag that is not a bool,
             or ``tau_grad``/``scale_grad``/``min_threshold`` not a number > 0.
+        ShapeError (at the call): a tensor threshold that does not broadcast to one
+            step of the input (its shape kept).
     """
 
     def __init__(
@@ -337,6 +339,22 @@ class DeltaEncoder(MemoryModule):
     def forward(self, x: Tensor) -> Tensor:
         """The graded spikes: ``[T, B, ...]`` (multi-step) or ``[B, ...]`` (single-step)."""
         x_seq = _sequence(self, x)
+        theta = self.threshold
+        if isinstance(theta, Tensor):
+            step = x_seq.shape[1:]
+            shape = list(theta.shape)
+            while len(shape) > len(step) and shape[0] == 1:
+                shape.pop(0)  # leading ones: the output keeps the step's shape
+            try:
+                fits = torch.broadcast_shapes(tuple(shape), step) == step
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ShapeError(
+                    f"{type(self).__name__}: threshold of shape {tuple(theta.shape)} does not "
+                    f"broadcast to one step of the input, of shape {tuple(step)} (a per-channel "
+                    "θ behind a convolution is [C, 1, 1])"
+                )
         state = self._carried_state(x_seq.shape[1:])
         if self.requires_grad:
             return self._learned(x_seq, state)
