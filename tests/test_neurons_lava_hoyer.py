@@ -37,7 +37,7 @@ import pickle
 import pytest
 import torch
 
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons import LavaCubaHoyerNode, hoyer_extremum, hoyer_regularizer
 
 F64 = torch.float64
@@ -277,3 +277,12 @@ def test_copies_after_a_training_call_keep_the_running_extremum_and_hoyer_loss()
     for other in (replica, restored, pickle.loads(pickle.dumps(node))):
         assert torch.equal(other.running_hoyer_ext, node.running_hoyer_ext)
         torch.testing.assert_close(other.eval()(x), node.eval()(x), atol=0, rtol=0)
+
+
+def test_hoyer_extremum_refuses_a_vector_and_integers():
+    # a 1-D v would be summed over everything: one number, not one per step
+    with pytest.raises(ShapeError, match=r"at least 2-D.*\(3,\)"):
+        hoyer_extremum(torch.tensor([0.5, 1.0, 0.2]))
+    with pytest.raises(DTypeError, match=r"floating-point.*torch.int64"):
+        hoyer_extremum(torch.tensor([[1], [2]]))
+    assert hoyer_extremum(torch.tensor([[0.5], [1.0], [0.25]])).tolist() == [0.5, 1.0, 0.25]

@@ -40,8 +40,17 @@ def hoyer_extremum(v: Tensor, channelwise: bool = False) -> Tensor:
     ``nan_to_num(nan=1)``). No gradient: the extremum is a statistic.
 
     Raises:
-        ShapeError: ``channelwise`` with ``v`` not 5-D.
+        DTypeError: ``v`` not a floating-point tensor.
+        ShapeError: ``v`` with fewer than 2 dimensions (its sum over no dimension
+            would be over everything), or ``channelwise`` with ``v`` not 5-D.
     """
+    if not isinstance(v, Tensor) or not v.is_floating_point():
+        got = v.dtype if isinstance(v, Tensor) else type(v).__name__
+        raise DTypeError(f"hoyer_extremum: v must be a floating-point tensor, got {got}")
+    if v.dim() < 2:
+        raise ShapeError(
+            f"hoyer_extremum: v must be [T, B, ...] (at least 2-D), got shape {tuple(v.shape)}"
+        )
     c = torch.clamp(v.detach(), 0.0, 1.0)
     if channelwise:
         if c.dim() != 5:
