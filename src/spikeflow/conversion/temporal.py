@@ -125,18 +125,12 @@ class _Folding(TimeFolded, MemoryModule):
         return value
 
 
-def _shifted(sums: Tensor, start: Tensor | None) -> Tensor:
-    """The running sums one step back, ``X_{t-1}`` ``[T, N, ...]`` (``X_0``: ``start``,
-    or 0)."""
-    first = torch.zeros_like(sums[:1]) if start is None else start.unsqueeze(0)
-    return torch.cat([first, sums[:-1]])
-
-
 def _running_sums(seq: Tensor, start: Tensor | None) -> Tensor:
-    """``X_t = start + x_1 + ... + x_t`` ``[T, N, ...]``, summed left to right, so that a
-    sequence in chunks gives the whole sequence's sums."""
+    """``X_0, ..., X_T`` ``[T + 1, N, ...]`` with ``X_0 = start`` (or 0) and
+    ``X_t = X_{t-1} + x_t``, summed left to right, so that a sequence in chunks gives
+    the whole sequence's sums: ``[1:]`` are the sums after each step, ``[:-1]`` before."""
     first = torch.zeros_like(seq[:1]) if start is None else start.unsqueeze(0)
-    return torch.cat([first, seq]).cumsum(0)[1:]
+    return torch.cat([first, seq]).cumsum(0)
 
 
 def _difference(values: Tensor, before: Tensor | None) -> Tensor:
@@ -200,7 +194,7 @@ class TemporalDifference(_Folding):
         kept: dict[str, Tensor] = {}
         for i, seq in seqs.items():
             start = None if state is None else self._state_tensor(state, f"sum{i}", seq[0])
-            sums = _running_sums(seq, start)
+            sums = _running_sums(seq, start)[1:]
             kept[f"sum{i}"] = sums[-1].clone()  # (a view would hold the chunk's sums)
             flat[i] = sums.flatten(0, 1)
         call_args, call_kwargs = tree_unflatten(flat, spec)
@@ -270,8 +264,7 @@ class SpikeProduct(_Folding):
         ]
         a_sums, b_sums = _running_sums(a_seq, starts[0]), _running_sums(b_seq, starts[1])
         self._keep_state({"sum_a": a_sums[-1].clone(), "sum_b": b_sums[-1].clone()})
-        a_before = _shifted(a_sums, starts[0])  # A_{t-1}
-        b_before = _shifted(b_sums, starts[1])
+        a_before, b_before = a_sums[:-1], b_sums[:-1]  # A_{t-1}, B_{t-1}
         a_f, b_f = a_seq.flatten(0, 1), b_seq.flatten(0, 1)
         out = (
             self.op(a_f, b_before.flatten(0, 1))
