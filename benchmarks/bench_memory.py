@@ -274,8 +274,14 @@ def _run_child(name: str, what: str, args: argparse.Namespace) -> dict | None:
     command = [sys.executable, __file__, "--child", f"{name}:{what}", "--T", str(args.T),
                "--batch", str(args.batch), "--repeat", str(args.repeat),
                "--device", args.device]  # fmt: skip
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
+    return run_child_process(command, name, what, args.threads)
+
+
+def run_child_process(command: list[str], name: str, what: str, threads: int | None) -> dict | None:
+    """Run one runner's ``what`` ("memory" or "time") in a fresh process; its last
+    stdout line is the JSON result (None, and a message, if it failed)."""
+    if threads is not None:
+        command = [*command, "--threads", str(threads)]
     env = dict(os.environ)
     if what == "memory":  # freed tensors leave the resident set
         env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)

@@ -40,7 +40,6 @@ import json
 import os
 import pickle
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ import types
 
 import torch
 from _common import start as start_benchmark
-from bench_memory import _status_bytes, per_step_ce, train_step
+from bench_memory import _status_bytes, per_step_ce, run_child_process, train_step
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
@@ -171,17 +170,7 @@ def _run_child(name: str, what: str, args: argparse.Namespace) -> dict | None:
     command = [sys.executable, __file__, "--child", f"{name}:{what}", "--T", str(args.T),
                "--batch", str(args.batch), "--size", str(args.size), "--repeat",
                str(args.repeat), "--plan-file", args.plan_file]  # fmt: skip
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    env = dict(os.environ)
-    if what == "memory":  # freed tensors leave the resident set
-        env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"{name} ({what}): failed ({last})")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child_process(command, name, what, args.threads)
 
 
 def main() -> None:
