@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spikeflow.errors import SpikeflowError
+from spikeflow.errors import ConfigurationError, SpikeflowError
 
 __all__ = [
     "BuildError",
@@ -40,6 +40,7 @@ __all__ = [
     "cache_root",
     "find_compiler",
     "library_or_fallback",
+    "use_c_kernels",
 ]
 
 _LOCK = threading.Lock()
@@ -333,3 +334,29 @@ def library_or_fallback(
             warnings.warn(f"{fallback}: {error}", RuntimeWarning, stacklevel=stacklevel + 1)
         return False
     return True
+
+
+def use_c_kernels(
+    backend: str,
+    runs: bool,
+    load: Callable[[], object],
+    refusal: Callable[[], str],
+    fallback: str,
+    warned: set[str],
+    stacklevel: int = 2,
+    worth_it: Callable[[], bool] | None = None,
+) -> bool:
+    """Whether a layer with C kernels runs them: ``backend`` ``"c"`` raises a
+    ConfigurationError (``refusal()``'s message) where they cannot run on its tensors (``runs``
+    False) and lets ``load()`` name a missing compiler or a failed build; ``"auto"``
+    runs them where they can, ``worth_it()`` (if given) says they pay, and they build
+    (:func:`library_or_fallback`, ``fallback`` naming what runs instead); any other
+    backend (``"torch"``, ``"triton"``) runs no C."""
+    if backend == "c":
+        if not runs:
+            raise ConfigurationError(refusal())
+        load()  # a missing compiler or a failed build raises, naming it
+        return True
+    if backend != "auto" or not runs or (worth_it is not None and not worth_it()):
+        return False
+    return library_or_fallback(load, fallback, warned, stacklevel=stacklevel + 1)

@@ -142,23 +142,17 @@ def _use_triton(x: Tensor, neuron: EventDrivenNeuron) -> bool:
 
 def _use_c(x: Tensor, neuron: EventDrivenNeuron) -> bool:
     """Whether ``neuron``'s backend runs the C kernels on ``x`` (see :data:`BACKENDS`)."""
-    from spikeflow._cbuild import library_or_fallback
+    from spikeflow._cbuild import use_c_kernels
     from spikeflow.event_driven import cpu
 
-    if neuron.backend in ("torch", "triton"):
-        return False
-    if not cpu.supports(x):
-        if neuron.backend == "c":
-            raise ConfigurationError(
-                f"EventDrivenNeuron(backend='c') runs on CPU float32/float64 tensors, got "
-                f"{x.dtype} on {x.device}; use backend='auto' or 'torch'"
-            )
-        return False
-    if neuron.backend == "c":
-        cpu._library()  # a missing compiler or a failed build raises, naming it
-        return True
-    return library_or_fallback(
+    return use_c_kernels(
+        neuron.backend,
+        cpu.supports(x),
         cpu._library,
+        lambda: (
+            f"EventDrivenNeuron(backend='c') runs on CPU float32/float64 tensors, got "
+            f"{x.dtype} on {x.device}; use backend='auto' or 'torch'"
+        ),
         "the event-driven neuron's C kernels could not be built, so it runs as a PyTorch "
         "loop; fix the compiler set-up ($CC) or choose backend='torch'",
         _WARNED,

@@ -144,23 +144,17 @@ def _check_backend(owner: str, backend: object) -> str:
 
 def _use_c(owner: str, x: Tensor, backend: str) -> bool:
     """Whether ``backend`` runs the C kernels on ``x`` (see :data:`EVENTPROP_BACKENDS`)."""
-    from spikeflow._cbuild import library_or_fallback
+    from spikeflow._cbuild import use_c_kernels
     from spikeflow.learn import _eventprop_c
 
-    if backend == "torch":
-        return False
-    if not _eventprop_c.supports(x):
-        if backend == "c":
-            raise ConfigurationError(
-                f"{owner}(backend='c') runs on CPU float32/float64 tensors, got {x.dtype} "
-                f"on {x.device}; use backend='auto' or 'torch'"
-            )
-        return False
-    if backend == "c":
-        _eventprop_c._library()  # a missing compiler or a failed build raises, naming it
-        return True
-    return library_or_fallback(
+    return use_c_kernels(
+        backend,
+        _eventprop_c.supports(x),
         _eventprop_c._library,
+        lambda: (
+            f"{owner}(backend='c') runs on CPU float32/float64 tensors, got {x.dtype} "
+            f"on {x.device}; use backend='auto' or 'torch'"
+        ),
         "EventProp's C kernels could not be built, so it runs as a PyTorch loop; fix the "
         "compiler set-up ($CC) or choose backend='torch'",
         _WARNED,

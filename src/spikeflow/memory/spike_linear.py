@@ -136,29 +136,23 @@ def _use_c(weight: Tensor, backend: str, rate: Callable[[], float] | None = None
     cannot, ``"auto"`` falls back where it cannot run, where ``rate()`` (the fraction of
     bits set) exceeds :data:`AUTO_MAX_RATE`, or (warning once) where a compiler is found
     but the build fails."""
-    from spikeflow._cbuild import library_or_fallback
+    from spikeflow._cbuild import use_c_kernels
 
     if backend not in BACKENDS:
         raise ConfigurationError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return False
-    runs = weight.device.type == "cpu" and weight.dtype in _SUFFIX
-    if backend == "c":
-        if not runs:
-            raise ConfigurationError(
-                f"backend='c' runs on CPU float32/float64 weights, got {weight.dtype} on "
-                f"{weight.device}; use backend='auto' or 'torch'"
-            )
-        _library()  # a missing compiler or a failed build raises, naming it
-        return True
-    if not runs or (rate is not None and rate() > AUTO_MAX_RATE):
-        return False
-    return library_or_fallback(
+    return use_c_kernels(
+        backend,
+        weight.device.type == "cpu" and weight.dtype in _SUFFIX,
         _library,
+        lambda: (
+            f"backend='c' runs on CPU float32/float64 weights, got {weight.dtype} on "
+            f"{weight.device}; use backend='auto' or 'torch'"
+        ),
         "the packed spike Linear's C kernel could not be built, so it unpacks and runs a "
         "dense matmul; fix the compiler set-up ($CC) or pass backend='torch'",
         _WARNED,
         stacklevel=4,
+        worth_it=None if rate is None else lambda: not rate() > AUTO_MAX_RATE,
     )
 
 
