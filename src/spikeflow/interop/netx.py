@@ -39,22 +39,20 @@ from spikeflow._files import give_mode
 from spikeflow.errors import (
     ConfigurationError,
     DataFormatError,
-    DTypeError,
     MissingExtraError,
     ShapeError,
 )
 from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
 from spikeflow.layers import AxonalDelay, Flatten
 from spikeflow.neurons import CubaLIFNode
-from spikeflow.quant.loihi import LoihiCubaLIFNode, cuba_device_params
+from spikeflow.quant.loihi import (
+    LoihiCubaLIFNode,
+    cuba_device_params,
+    lava_weight_integers,
+)
 
 __all__ = ["NETX_MAX_DELAY", "export_netx", "import_netx", "lava_dl_weights"]
 
-#: Lava-DL's weight scale for CUBA blocks (``scale=1<<6``): a float weight ``w`` is the
-#: integer ``64 w``.
-WEIGHT_SCALE = 64
-#: The integer weight range of Lava-DL's ``quantize_8bit`` (even values in it).
-WEIGHT_MIN, WEIGHT_MAX = -256, 254
 #: The largest axonal delay Lava-DL's ``netx`` accepts (``num_delay_bits``: < 63).
 NETX_MAX_DELAY = 62
 #: The neuron ``netx`` gives a dense layer that has none: a non-leaky integrator
@@ -76,10 +74,7 @@ def lava_dl_weights(weight: Tensor) -> Tensor:
     ``quantize_8bit(w, descale=True)``: step ``2/64``, clamped to ``[-256, 254] / 64``,
     times 64): ``clamp(2 round(32 w), -256, 254)`` as ``int64`` (``torch.round``: halves
     to even)."""
-    if not isinstance(weight, Tensor) or not weight.is_floating_point():
-        raise DTypeError(f"lava_dl_weights expects a float tensor, got {weight!r}")
-    scaled = torch.round(weight.detach().to(torch.float64) * (WEIGHT_SCALE / 2)) * 2
-    return scaled.clamp(WEIGHT_MIN, WEIGHT_MAX).to(torch.int64)
+    return lava_weight_integers(weight, "lava_dl_weights")
 
 
 # -- export -----------------------------------------------------------------------------

@@ -69,6 +69,11 @@ UV_LIMIT = 1 << 23
 #: A Loihi state in units of Lava-DL's float state: weight scale 64 times the 6-bit
 #: input shift.
 STATE_SCALE = 1 << 12
+#: Lava-DL's weight scale for CUBA blocks (``scale = 1 << 6``): a float weight ``w`` is
+#: the integer ``64 w`` on the chip (weight exponent 0).
+WEIGHT_SCALE = 64
+#: The integers of Lava-DL's ``quantize_8bit``: even values from -256 to 254.
+WEIGHT_MIN, WEIGHT_MAX = -256, 254
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 _INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -392,6 +397,20 @@ def _scalar(owner: str, name: str, value: object) -> float:
             )
         return float(value.detach().reshape(()))
     return float(value)  # type: ignore[arg-type]
+
+
+def lava_weight_integers(weight: Tensor, owner: str) -> Tensor:
+    """Lava-DL's ``quantize_8bit(w, descale=True)`` integers of float weights:
+    ``clamp(2 round(32 w), -256, 254)`` as ``int64`` (``torch.round``: halves to even),
+    what ``netx`` stores; ``owner`` names the caller in the error.
+
+    Raises:
+        DTypeError: ``weight`` is not a floating-point tensor.
+    """
+    if not isinstance(weight, Tensor) or not weight.is_floating_point():
+        raise DTypeError(f"{owner} expects a float tensor, got {weight!r}")
+    scaled = torch.round(weight.detach().to(torch.float64) * (WEIGHT_SCALE / 2)) * 2
+    return scaled.clamp(WEIGHT_MIN, WEIGHT_MAX).to(torch.int64)
 
 
 def cuba_device_params(node: nn.Module, weight_scale: int = 64) -> dict[str, int]:

@@ -40,12 +40,20 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.fused import functorch_active
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.prune.reparam import PRUNABLE_TYPES, REPARAMETERISATIONS
-from spikeflow.quant.loihi import STATE_SCALE, UV_LIMIT, cuba_device_params
+from spikeflow.quant.loihi import (
+    STATE_SCALE,
+    UV_LIMIT,
+    WEIGHT_MAX,
+    WEIGHT_MIN,
+    WEIGHT_SCALE,
+    cuba_device_params,
+    lava_weight_integers,
+)
 from spikeflow.quant.weights import WeightQuantizer
 
 __all__ = [
@@ -56,11 +64,6 @@ __all__ = [
     "loihi_weight_integers",
 ]
 
-#: Lava-DL's weight scale for CUBA blocks (``scale = 1 << 6``): a float weight ``w`` is
-#: the integer ``64 w`` on the chip (weight exponent 0).
-WEIGHT_SCALE = 64
-#: The integers of Lava-DL's ``quantize_8bit``: even values from -256 to 254.
-WEIGHT_MIN, WEIGHT_MAX = -256, 254
 _UNITS = float(STATE_SCALE)  # a float unit of state is 4096 Loihi units
 _INV_UNITS = 1.0 / _UNITS  # exact: a power of two
 _LIMIT = float(UV_LIMIT)
@@ -74,10 +77,7 @@ def loihi_weight_integers(weight: Tensor) -> Tensor:
     Raises:
         DTypeError: ``weight`` is not a floating-point tensor.
     """
-    if not isinstance(weight, Tensor) or not weight.is_floating_point():
-        raise DTypeError(f"loihi_weight_integers expects a float tensor, got {weight!r}")
-    scaled = torch.round(weight.detach().to(torch.float64) * (WEIGHT_SCALE / 2)) * 2
-    return scaled.clamp(WEIGHT_MIN, WEIGHT_MAX).to(torch.int64)
+    return lava_weight_integers(weight, "loihi_weight_integers")
 
 
 class LoihiWeightGrid(nn.Module):
