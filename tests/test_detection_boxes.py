@@ -18,6 +18,7 @@ from spikeflow.detection import (
     generalized_box_iou,
     nms,
 )
+from spikeflow.detection import boxes as boxes_module
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 
@@ -103,6 +104,58 @@ def test_nms_by_hand_and_against_a_brute_force_reference():
             expected = _nms_reference(rand_boxes, rand_scores, threshold)
             assert nms(rand_boxes, rand_scores, threshold).tolist() == expected
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).shape == (0,)
+
+
+def _nms_full_matrix(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> list[int]:
+    """One greedy pass over the whole ``[N, N]`` IoU matrix (NMS before it went by blocks)."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    over = box_iou(boxes[order], boxes[order]) > threshold
+    removed = torch.zeros(len(order), dtype=torch.bool)
+    keep = []
+    for i in range(len(order)):
+        if not removed[i]:
+            keep.append(int(order[i]))
+            removed |= over[i]
+    return keep
+
+
+def _detector_boxes(n: int, objects: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` boxes jittered around ``objects`` objects of a 640x480 image, scores with ties."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(objects, 2, generator=g) * torch.tensor([640.0, 480.0])
+    sizes = 10 + torch.rand(objects, 2, generator=g) * 100
+    pick = torch.randint(0, objects, (n,), generator=g)
+    c = centres[pick] + torch.randn(n, 2, generator=g) * 8
+    s = sizes[pick] * (1 + 0.2 * torch.randn(n, 2, generator=g)).clamp(0.5, 1.5)
+    scores = torch.randint(0, 50, (n,), generator=g).float() / 50  # many equal scores
+    return torch.cat((c - s / 2, c + s / 2), 1), scores
+
+
+def test_nms_in_blocks_equals_one_pass_over_the_full_iou_matrix(monkeypatch):
+    # Default blocks (256 boxes, 2^20 pairs) on 1000 detector-like boxes, then tiny
+    # blocks and pair slices so that every boundary case is crossed many times.
+    boxes, scores = _detector_boxes(1000, 80, seed=3)
+    for threshold in (0.0, 0.5, 0.9):
+        keep = nms(boxes, scores, threshold).tolist()
+        assert keep == _nms_full_matrix(boxes, scores, threshold)
+        assert len(set(keep)) == len(keep) and 0 < len(keep) < 1000
+    monkeypatch.setattr(boxes_module, "_NMS_BLOCK", 7)
+    monkeypatch.setattr(boxes_module, "_NMS_PAIRS", 20)
+    for seed in range(3):
+        small, small_scores = _detector_boxes(300, 15, seed)
+        classes = torch.randint(0, 3, (300,), generator=torch.Generator().manual_seed(seed))
+        for threshold in (0.3, 0.7):
+            assert nms(small, small_scores, threshold).tolist() == _nms_full_matrix(
+                small, small_scores, threshold
+            )
+            per_class = set()
+            for c in range(3):
+                members = torch.nonzero(classes == c).flatten()
+                kept = _nms_full_matrix(small[members], small_scores[members], threshold)
+                per_class.update(members[kept].tolist())
+            batched = batched_nms(small, small_scores, classes, threshold)
+            assert set(batched.tolist()) == per_class and len(batched) == len(per_class)
+            assert bool((small_scores[batched].diff() <= 0).all())
 
 
 def test_batched_nms_only_suppresses_within_a_class():

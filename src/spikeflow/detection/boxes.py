@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -212,6 +213,24 @@ def _check_scores(scores: Tensor, count: int, name: str = "scores") -> None:
         raise ShapeError(f"{name} must have shape [{count}] (one per box), got {shape}")
 
 
+#: Boxes NMS takes at a time (its greedy pass among them builds their IoU matrix).
+_NMS_BLOCK = 256
+#: The most box pairs whose IoU NMS computes at once (about 40 bytes of temporaries each).
+_NMS_PAIRS = 1 << 20
+
+
+def _suppressed(kept: Tensor, candidates: Tensor, threshold: float) -> Tensor:
+    """``[M]`` bool: whether some box of ``kept`` ``[K, 4]`` has an IoU greater than
+    ``threshold`` with each of ``candidates`` ``[M, 4]`` (``kept`` in slices of at most
+    ``_NMS_PAIRS`` pairs: memory O(M), not O(K M))."""
+    hit = torch.zeros(candidates.shape[0], dtype=torch.bool, device=candidates.device)
+    step = max(1, _NMS_PAIRS // max(1, candidates.shape[0]))
+    for start in range(0, kept.shape[0], step):
+        inter, union = _inter_union(kept[start : start + step], candidates)
+        hit |= (_divide(inter, union) > threshold).any(0)
+    return hit
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression; the indices of the kept boxes, by decreasing score.
 
@@ -239,17 +258,26 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
     ordered = boxes[order]
-    inter, union = _inter_union(ordered, ordered)
-    overlaps = (_divide(inter, union) > threshold).cpu().numpy()
-    n = overlaps.shape[0]
-    removed = overlaps[0] & False
-    keep: list[int] = []
-    for i in range(n):
-        if removed[i]:
-            continue
-        keep.append(i)
-        removed |= overlaps[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
+    kept: list[Tensor] = []  # positions in ``ordered``, block by block
+    kept_boxes = ordered[:0]
+    for start in range(0, ordered.shape[0], _NMS_BLOCK):
+        block = ordered[start : start + _NMS_BLOCK]
+        # the block's boxes no kept box of an earlier block suppresses, then the greedy
+        # pass among them (in score order, as one pass over all boxes would go)
+        alive = torch.nonzero(~_suppressed(kept_boxes, block, threshold)).flatten()
+        candidates = block[alive]
+        inter, union = _inter_union(candidates, candidates)
+        overlaps = (_divide(inter, union) > threshold).cpu().numpy()
+        removed = np.zeros(len(overlaps), dtype=bool)
+        chosen: list[int] = []
+        for i in range(len(overlaps)):
+            if not removed[i]:
+                chosen.append(i)
+                removed |= overlaps[i]
+        chosen_t = torch.tensor(chosen, dtype=torch.long, device=boxes.device)
+        kept.append(start + alive[chosen_t])
+        kept_boxes = torch.cat((kept_boxes, candidates[chosen_t]))
+    return order[torch.cat(kept)]
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
