@@ -247,3 +247,43 @@ def test_forward_slopes_allocation_error_propagates() -> None:
     constants = (100.0, 0.1, -0.2, 0.0, 1.0, 0.0, 0.0)
     with pytest.raises(MemoryError, match="no room for the slopes"):
         _eventprop_c.c_forward(current, None, constants, False)
+
+
+@pytest.mark.parametrize("jumps", ["eventprop", "norse"])
+def test_recurrent_weight_gradient_independent_of_the_threads(jumps) -> None:
+    """The W_rec gradient sums into one [N, N] buffer whose rows the threads share out
+    (was: one buffer per thread, summed at the end: threads x N² floats): the same bits
+    on one and on two threads, and the loop's gradient within the tolerance."""
+    x, w_in, w_rec, gz, gv = _layer_inputs(torch.float64, 8, 33, 4, 257, seed=5)
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)  # 8 x 33 x 257 neuron-steps: two threads
+            grads.append(_run("c", x, w_in * 0.5, w_rec * 0.1, jumps, False, gz, gv)[2][2])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(grads[0], grads[1])
+    want = _run("torch", x, w_in * 0.5, w_rec * 0.1, jumps, False, gz, gv)
+    assert int(want[0].sum()) >= 500
+    scale = float(want[2][2].abs().max())
+    torch.testing.assert_close(grads[0], want[2][2], rtol=1e-12, atol=1e-12 * max(scale, 1.0))
+
+
+def test_slope_gathering_allocation_failure_is_a_memory_error(monkeypatch) -> None:
+    """ep_gather's cursors not allocated (it returns 1, the lists still freed): a
+    MemoryError naming them, not slopes left unwritten."""
+    real = _eventprop_c._library()
+
+    class FailingGather:
+        def __getattr__(self, name):
+            function = getattr(real, name)
+            if not name.startswith("ep_gather_"):
+                return function
+            return lambda *args: function(*args) or 1
+
+    monkeypatch.setattr(_eventprop_c, "_library", lambda: FailingGather())
+    current = torch.rand(4, 2, 3, dtype=torch.float64) * 30
+    constants = (100.0, 0.1, -0.2, 0.0, 1.0, 0.0, 0.0)
+    with pytest.raises(MemoryError, match="could not allocate the cursors"):
+        _eventprop_c.c_forward(current, None, constants, False)

@@ -17,22 +17,12 @@
  * then element: the PyTorch loop's order). The backward reads the spikes as bits
  * (spikeflow.memory.packing: element e in bit e % 8 of byte e / 8), the slopes in time
  * order and, for each (step, chunk), the index of its first slope (the counts' prefix
- * sums).
+ * sums). ep_rec_grad then sums the W_rec gradient from the spikes and λJ, each thread
+ * owning whole rows of it (one [N, N] buffer, whatever the thread count).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int thread_id(void) {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
 
 static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (e & 7)) & 1; }
 
@@ -120,11 +110,14 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
   }                                                                                        \
                                                                                            \
   /* The forward's slopes in time order (step, then element) into slope_minus and      */  \
-  /* slope_plus; frees the chunks' lists (also after a failed forward).                */  \
-  void ep_gather_##SUFFIX(int64_t steps, int64_t chunks, const int64_t *counts, T **lists, \
-                          T *slope_minus, T *slope_plus, int copy) {                        \
+  /* slope_plus; frees the chunks' lists (also after a failed forward). Returns 0, or  */  \
+  /* 1 when copy is set and its cursors could not be allocated (nothing copied).       */  \
+  int ep_gather_##SUFFIX(int64_t steps, int64_t chunks, const int64_t *counts, T **lists, \
+                         T *slope_minus, T *slope_plus, int copy) {                         \
+    int failed = 0;                                                                        \
     if (copy) {                                                                            \
-      int64_t *at = calloc((size_t)chunks, sizeof(int64_t));                               \
+      int64_t *at = calloc(chunks > 0 ? (size_t)chunks : 1, sizeof(int64_t));              \
+      failed = at == NULL;                                                                 \
       int64_t out = 0;                                                                     \
       for (int64_t t = 0; t < steps && at; ++t)                                            \
         for (int64_t c = 0; c < chunks; ++c)                                               \
@@ -135,6 +128,7 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
       free(at);                                                                            \
     }                                                                                      \
     for (int64_t c = 0; c < chunks; ++c) free(lists[c]);                                   \
+    return failed;                                                                         \
   }                                                                                        \
                                                                                            \
   /* The jump of λh at the spike of element j of a chunk's row (module docstring of    */  \
@@ -159,14 +153,13 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
   }                                                                                        \
                                                                                            \
   /* Returns 0, or 1 when a work buffer could not be allocated. offset [steps *       */  \
-  /* chunks]: the index of each (step, chunk)'s first slope; d_rec_t: one [N, N] block */  \
-  /* per thread, zeroed, accumulating d_rec transposed; d_time may be NULL, and so   */  \
-  /* may grad_spikes and grad_voltage (zero).                                          */  \
+  /* chunks]: the index of each (step, chunk)'s first slope; d_time may be NULL, and   */  \
+  /* so may grad_spikes and grad_voltage (zero). The W_rec gradient: ep_rec_grad.      */  \
   int ep_backward_##SUFFIX(int64_t steps, int64_t plane, int64_t width, int threads,       \
                            const uint8_t *bits, const int64_t *offset,                      \
                            const T *slope_minus, const T *slope_plus,                       \
                            const T *grad_spikes, const T *grad_voltage, const T *wt,        \
-                           T *d_current, T *d_time, T *d_rec_t, double a_, double b_,       \
+                           T *d_current, T *d_time, double a_, double b_,                   \
                            double c1_, double c2_, double c3_, int norse) {                 \
     /* eventprop: c1 = dt a, c2 = 1 - dt b, c3 = 1 - dt a; norse: c1 = dt b, c2 = a dt */  \
     const T a = (T)a_, b = (T)b_, c1 = (T)c1_, c2 = (T)c2_, c3 = (T)c3_;                   \
@@ -176,7 +169,6 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
       T *lam_v = malloc(5 * width * sizeof(T));                                            \
       T *lam_i = lam_v ? lam_v + width : NULL, *u_next = lam_v ? lam_v + 2 * width : NULL; \
       T *u_now = lam_v ? lam_v + 3 * width : NULL, *lam_h = lam_v ? lam_v + 4 * width : NULL; \
-      T *d_rec = d_rec_t ? d_rec_t + (int64_t)thread_id() * width * width : NULL;          \
       if (!lam_v) failed = 1;                                                              \
       _Pragma("omp for schedule(static)")                                                  \
       for (int64_t c = 0; c < chunks; ++c) {                                               \
@@ -186,10 +178,6 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
         for (int64_t j = 0; j < w; ++j) lam_v[j] = lam_i[j] = u_next[j] = (T)0;            \
         for (int64_t t = steps - 1; t >= 0; --t) {                                         \
           const int64_t row = t * plane + start;                                           \
-          if (norse && d_rec) /* d_rec += λJ[t+1]ᵀ z[t] */                                 \
-            for (int64_t m = 0; m < w; ++m)                                                \
-              if (fired_bit(bits, row + m))                                                \
-                for (int64_t j = 0; j < w; ++j) d_rec[m * w + j] += lam_i[j];              \
           /* λh before the jumps (vectorised), the jumps at the spikes, then λJ, λv */     \
           for (int64_t j = 0; j < w; ++j) {                                                \
             const T lv = grad_voltage ? lam_v[j] + grad_voltage[row + j] : lam_v[j];       \
@@ -231,10 +219,6 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
             lam_i[j] = lj;                                                                 \
           }                                                                                \
           if (wt) {                                                                        \
-            if (!norse && d_rec && t > 0) /* d_rec += λJ[t]ᵀ z[t-1] */                     \
-              for (int64_t m = 0; m < w; ++m)                                              \
-                if (fired_bit(bits, row - plane + m))                                      \
-                  for (int64_t j = 0; j < w; ++j) d_rec[m * w + j] += lam_i[j];            \
             T *swap = u_next;                                                              \
             u_next = u_now;                                                                \
             u_now = swap;                                                                  \
@@ -244,6 +228,25 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
       free(lam_v);                                                                         \
     }                                                                                      \
     return failed;                                                                         \
+  }                                                                                        \
+                                                                                           \
+  /* d_rec_t [N, N] (zeroed) += Σ_s z[s]ᵀ λJ[s+1] over s < steps - 1, the W_rec       */  \
+  /* gradient transposed (both rules: EventProp's λJ[t]ᵀ z[t-1], Norse's λJ[t+1]ᵀ z[t]); */  \
+  /* lam_j = d_current [steps, batch, N]. Row m is one thread's, summed over the batch */  \
+  /* rows, then the steps from the last down: one thread's order for any count.        */  \
+  void ep_rec_grad_##SUFFIX(int64_t steps, int64_t batch, int64_t n, int threads,          \
+                            const uint8_t *bits, const T *lam_j, T *d_rec_t) {              \
+    const int64_t plane = batch * n;                                                       \
+    _Pragma("omp parallel for schedule(static) num_threads(threads)")                      \
+    for (int64_t m = 0; m < n; ++m) {                                                      \
+      T *out = d_rec_t + m * n;                                                            \
+      for (int64_t r = 0; r < batch; ++r)                                                  \
+        for (int64_t s = steps - 2; s >= 0; --s)                                           \
+          if (fired_bit(bits, s * plane + r * n + m)) {                                    \
+            const T *lam = lam_j + (s + 1) * plane + r * n;                                \
+            for (int64_t j = 0; j < n; ++j) out[j] += lam[j];                              \
+          }                                                                                \
+    }                                                                                      \
   }                                                                                        \
                                                                                            \
   /* The spikes [n] as bits (spikeflow.memory.packing's layout), bytes [ceil(n / 8)]. */  \

@@ -41,10 +41,13 @@ def _library() -> Any:
         forward.restype = _INT
         gather = getattr(lib, f"ep_gather_{suffix}")
         gather.argtypes = [_I, _I, _P, _P, _P, _P, _INT]
-        gather.restype = None
+        gather.restype = _INT
         backward = getattr(lib, f"ep_backward_{suffix}")
-        backward.argtypes = [_I, _I, _I, _INT, *[_P] * 10, *[_D] * 5, _INT]
+        backward.argtypes = [_I, _I, _I, _INT, *[_P] * 9, *[_D] * 5, _INT]
         backward.restype = _INT
+        rec_grad = getattr(lib, f"ep_rec_grad_{suffix}")
+        rec_grad.argtypes = [_I, _I, _I, _INT, _P, _P, _P]
+        rec_grad.restype = None
         pack = getattr(lib, f"ep_pack_{suffix}")
         pack.argtypes = [_I, _INT, _P, _P]
         pack.restype = None
@@ -78,7 +81,7 @@ def c_forward(
     lists = (ctypes.c_void_p * chunks)()
     wt = None if w_rec is None else w_rec.t().contiguous()
     lib, suffix = _library(), _SUFFIX[current.dtype]
-    failed = 1
+    failed = gather_failed = 1
     slopes: tuple[Tensor, Tensor] | None = None  # set once both are allocated
     try:
         failed = getattr(lib, f"ep_forward_{suffix}")(
@@ -90,13 +93,18 @@ def c_forward(
             total = int(counts.sum())
             slopes = (current.new_empty(total), current.new_empty(total))
     finally:  # the chunks' lists are freed whatever happened (an allocation that raised)
-        getattr(lib, f"ep_gather_{suffix}")(
+        gather_failed = getattr(lib, f"ep_gather_{suffix}")(
             steps, chunks, counts.data_ptr(), lists,
             None if slopes is None else slopes[0].data_ptr(),
             None if slopes is None else slopes[1].data_ptr(), int(slopes is not None),
         )  # fmt: skip
     if failed or slopes is None:
         raise MemoryError("EventProp's C forward could not allocate its work buffers")
+    if gather_failed:
+        raise MemoryError(
+            f"EventProp's C forward could not allocate the cursors ({chunks} int64) that put "
+            "the spikes' slopes in time order"
+        )
     return spikes, voltage, *slopes, counts
 
 
@@ -135,7 +143,6 @@ def c_backward(
     d_time = torch.empty(shape, dtype=dtype) if spike_time else None
     threads = kernel_threads(steps * plane)
     wt = None if w_rec is None else w_rec.t().contiguous()
-    d_rec_t = None if w_rec is None else torch.zeros(threads, n, n, dtype=dtype)
     offset = counts.view(-1).cumsum(0) - counts.view(-1)  # each (step, chunk)'s first slope
 
     def pointer(t: Tensor | None) -> int | None:
@@ -145,9 +152,16 @@ def c_backward(
         steps, plane, _width(plane, n, wt is not None), threads, bits.data_ptr(),
         offset.data_ptr(), slope_minus.data_ptr(), slope_plus.data_ptr(), pointer(grad_spikes),
         pointer(grad_voltage), pointer(wt), d_current.data_ptr(), pointer(d_time),
-        pointer(d_rec_t), *constants, int(norse),
+        *constants, int(norse),
     )  # fmt: skip
     if failed:
         raise MemoryError("EventProp's C backward could not allocate its work buffers")
-    d_rec = None if d_rec_t is None else d_rec_t.sum(0).t()
-    return d_current, d_time, d_rec
+    if w_rec is None:
+        return d_current, d_time, None
+    # one [N, N] buffer (its rows split between the threads), not one per thread
+    d_rec_t = torch.zeros(n, n, dtype=dtype)
+    getattr(_library(), f"ep_rec_grad_{_SUFFIX[dtype]}")(
+        steps, batch, n, max(1, min(threads, n)), bits.data_ptr(), d_current.data_ptr(),
+        d_rec_t.data_ptr(),
+    )  # fmt: skip
+    return d_current, d_time, d_rec_t.t()
