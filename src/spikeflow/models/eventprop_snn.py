@@ -20,6 +20,7 @@ from spikeflow.learn.eventprop import EVENTPROP_JUMPS, EventPropLIF, LIFAdjointP
 from spikeflow.models.common import flat_features, flat_steps
 from spikeflow.models.registry import register_model
 from spikeflow.neurons import SpikeTap
+from spikeflow.neurons.parallel_lif import linear_scan
 
 __all__ = ["EVENTPROP_GRADIENTS", "EventPropClassifier", "eventprop_snn"]
 
@@ -133,12 +134,8 @@ class EventPropClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The readout ``y`` ``[T, B, num_classes]`` of ``x`` ``[T, B, ...]``."""
-        u = self.readout(self.spikes(x)[-1])
-        y, ys = torch.zeros_like(u[0]), []
-        for u_t in u:
-            y = self.kappa * y + u_t
-            ys.append(y)
-        return torch.stack(ys)
+        # y[t] = κ y[t-1] + u[t] from y[-1] = 0, all steps at once: ceil(log2 T) passes
+        return linear_scan(self.readout(self.spikes(x)[-1]), self.kappa)
 
     def _bptt(self, layer: EventPropLIF, x: Tensor) -> Tensor:
         # The adjoint's forward equations (spikeflow.learn.eventprop) through autograd,
