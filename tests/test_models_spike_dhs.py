@@ -251,6 +251,37 @@ def test_the_search_goes_down_to_the_box_where_spikingjelly_divides_by_zero(sj, 
         y.sum().backward()
 
 
+def test_a_dgs_step_above_alpha_is_refused_before_any_unit_starts():
+    """SpikingJelly's step is 0.2, alpha's floor, so its lower copy never goes below 0;
+    a larger ``dgs_step`` would give it a negative alpha, the curve of ``|alpha|`` (not
+    a lower temperature), or (was) 0 where the search then cannot move: refused, naming
+    the unit, and no unit starts. A step that lands on 0 by rounding is the box."""
+    model = SpikeDHS(filter_multiplier=1, levels=(0,), auxiliary_after=None, dgs_step=0.5)
+    unit = model.stem
+    for expected in (2.5, 2.0, 1.5, 1.0, 0.5):
+        model.dgs_init_stage()
+        assert unit.branches[1].neuron.surrogate_function.alpha == expected
+        model.dgs_finish_stage([0] * len(model.units()))
+        assert unit.alpha == expected
+    model.dgs_init_stage()  # 0.5 - 0.5: the box
+    assert unit.branches[1].neuron.surrogate_function.alpha == 0.0
+    model.dgs_finish_stage([0] * len(model.units()))
+    assert unit.alpha == 0.2
+    unit.branches[0].neuron.surrogate_function.alpha = 3.0  # the first unit could start
+    with pytest.raises(
+        ConfigurationError,
+        match=r"unit 1 of \d+: SpikeDHS: dgs_step=0\.5 is above the main surrogate's "
+        r"alpha=0\.2: the lower copy's alpha would be -0\.3",
+    ):
+        model.dgs_init_stage()
+    assert not any(u.searching for u in model.units())
+    rounded = SpikeDHS(filter_multiplier=1, levels=(0,), auxiliary_after=None, dgs_step=0.3)
+    for u in rounded.units():
+        u.branches[0].neuron.surrogate_function.alpha = 0.3 - 1e-16  # a step that rounded below
+    rounded.dgs_init_stage()
+    assert rounded.stem.branches[1].neuron.surrogate_function.alpha == 0.0
+
+
 def test_paper_size_tensors_are_spikingjellys(sj):
     """``spike_dhs`` has SpikingJelly's tensors at the paper's size (43,468,611
     parameters), renamed by the converter; without the search copies 14,892,600."""

@@ -182,29 +182,47 @@ class DGSUnit(nn.Module):
     def dgs_init_stage(self) -> None:
         """Start a search stage: the copies take the main branch's convolutions and
         batch norms (running statistics too), their surrogates the main ``alpha`` minus
-        and plus ``dgs_step`` (at least 0, Dspike's box), ``dgs_alpha`` restarts at
-        ``1e-3`` each, and every parameter of the unit requires a gradient.
+        and plus ``dgs_step`` (0 is Dspike's box), ``dgs_alpha`` restarts at ``1e-3``
+        each, and every parameter of the unit requires a gradient.
 
         Raises:
-            ConfigurationError: a unit built without ``search``, or neurons whose
-                surrogate has no ``alpha``.
+            ConfigurationError: a unit built without ``search``, neurons whose surrogate
+                has no ``alpha``, or a ``dgs_step`` above the main ``alpha``: the lower
+                copy's would be negative, and Dspike's curve depends on ``|alpha|`` only,
+                so it would not be a lower temperature (any ``dgs_step <= 0.2``, the
+                floor of ``alpha``, never gets there).
         """
-        if not self.search:
-            raise ConfigurationError(
-                "SpikeDHS: this unit was built with surrogate_search=False (no search copies)"
-            )
+        lowered = self._lower_alpha()
         main, lower, upper = self.branches
         alpha = self.alpha
         for copy in (lower, upper):
             copy.convs.load_state_dict(main.convs.state_dict())
             copy.norms.load_state_dict(main.norms.state_dict())
-        _surrogate_of(lower).alpha = max(alpha - self.dgs_step, 0.0)
+        _surrogate_of(lower).alpha = lowered
         _surrogate_of(upper).alpha = alpha + self.dgs_step
         with torch.no_grad():
             self.dgs_alpha.fill_(1e-3)
         for p in self.parameters():
             p.requires_grad_(True)
         self.searching = True
+
+    def _lower_alpha(self) -> float:
+        """The lower copy's ``alpha`` for :meth:`dgs_init_stage` (its checks)."""
+        if not self.search:
+            raise ConfigurationError(
+                "SpikeDHS: this unit was built with surrogate_search=False (no search copies)"
+            )
+        alpha = self.alpha
+        lowered = alpha - self.dgs_step
+        if lowered < -1e-9 * self.dgs_step:  # (a rounding below 0 is 0)
+            raise ConfigurationError(
+                f"SpikeDHS: dgs_step={self.dgs_step:g} is above the main surrogate's "
+                f"alpha={alpha:g}: the lower copy's alpha would be {lowered:g}, and a "
+                "negative Dspike alpha is the curve of |alpha|, not a lower temperature "
+                f"(SpikingJelly's fixed step 0.2 never gets there): use dgs_step <= "
+                f"{MIN_ALPHA:g} (alpha's floor) or at most alpha"
+            )
+        return max(lowered, 0.0)
 
     def dgs_finish_stage(self, direction: int | None = None) -> None:
         """End a search stage: move the main surrogate's ``alpha`` by ``-dgs_step``,
@@ -534,8 +552,19 @@ class SpikeDHS(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def dgs_init_stage(self) -> None:
-        """:meth:`DGSUnit.dgs_init_stage` of every unit."""
-        for unit in self.units():
+        """:meth:`DGSUnit.dgs_init_stage` of every unit, each checked before any starts
+        (a refused call starts none).
+
+        Raises:
+            ConfigurationError: as the units' (naming the unit's index).
+        """
+        units = self.units()
+        for i, unit in enumerate(units):
+            try:
+                unit._lower_alpha()
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"unit {i} of {len(units)}: {exc}") from exc
+        for unit in units:
             unit.dgs_init_stage()
 
     def dgs_finish_stage(self, directions: Sequence[int] | None = None) -> None:
