@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from spikeflow.surrogate import (
     SURROGATES,
     ATan,
     DeterministicPass,
+    DSpike,
     Erf,
     FakeNumericalGradient,
     FastSigmoid,
@@ -240,6 +242,14 @@ def leaky_spike_operator_d(x, slope):
     return 1.0 if x > 0 else slope
 
 
+def dspike_d(x, alpha):  # Li et al. 2021: the derivative of dspike_p on |x| <= 1/2
+    return alpha / (2 * math.tanh(alpha / 2)) / math.cosh(alpha * x) ** 2 if abs(x) <= 0.5 else 0.0
+
+
+def dspike_p(x, alpha):
+    return math.tanh(alpha * min(max(x, -0.5), 0.5)) / (2 * math.tanh(alpha / 2)) + 0.5
+
+
 # --------------------------------------------------------------------------------------
 # The table.
 
@@ -351,6 +361,16 @@ SPECS = [
     ),
     Spec(Triangular, {"threshold": 1.0}, {"threshold": 0.3}, triangular_d),
     Spec(LeakySpikeOperator, {"slope": 0.1}, {"slope": 0.0}, leaky_spike_operator_d),
+    Spec(
+        DSpike,
+        {"alpha": 3.0},
+        {"alpha": 0.7},
+        dspike_d,
+        dspike_p,
+        True,
+        True,
+        kinks=lambda q: [-0.5, 0.5],
+    ),
 ]
 WITH_PRIMITIVE = [s for s in SPECS if s.p is not None]
 WITHOUT_PRIMITIVE = [s for s in SPECS if s.p is None]
@@ -395,7 +415,7 @@ def test_table_covers_the_family():
     # (MultiLevelSpikeCount, a count and not a step, has its own tests:
     # test_surrogate_multilevel.py)
     assert {s.id for s in SPECS} | {"MultiLevelSpikeCount"} == set(SURROGATES)
-    assert len(SURROGATES) == 24
+    assert len(SURROGATES) == 25
     for name, cls in SURROGATES.items():
         assert cls.__name__ == name
         assert name in sg_module.__all__
@@ -403,6 +423,26 @@ def test_table_covers_the_family():
         assert cls.has_primitive == (name not in {s.id for s in WITHOUT_PRIMITIVE})
     for extra in ("SURROGATES", "get_surrogate", "Surrogate", "heaviside"):
         assert extra in sg_module.__all__
+
+
+def test_dspike_is_built_by_name_as_the_command_line_gives_it():
+    """``--neuron-kwargs surrogate_function=dspike`` (or a table with its alpha) reaches
+    the model's neurons as a DSpike (was: an unknown surrogate name)."""
+    from spikeflow.models import create_model
+
+    assert type(get_surrogate("dspike")) is DSpike and get_surrogate("D_Spike").alpha == 3.0
+    for value, alpha in (("dspike", 3.0), ({"name": "dspike", "alpha": 0.5}, 0.5)):
+        model = create_model("plif_digits", neuron_kwargs={"surrogate_function": value})
+        found = [m.surrogate_function for m in model.modules() if hasattr(m, "surrogate_function")]
+        assert found and all(type(f) is DSpike and f.alpha == alpha for f in found)
+
+
+def test_the_docs_page_lists_every_registered_surrogate():
+    """docs/surrogates.md names every class of SURROGATES (in its tables or text) and
+    shows it (a formula row or a section)."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "surrogates.md").read_text()
+    missing = [name for name in SURROGATES if not re.search(rf"`{name}[`(]", page)]
+    assert missing == []
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
@@ -619,8 +659,9 @@ BAD = [
     (s.cls, {"alpha": bad})
     for s in SPECS
     if "alpha" in s.defaults
-    # LogTailedReLU's alpha is a slope below the threshold: 0 (its default) is fine.
-    for bad in ((-1.0,) if s.cls is LogTailedReLU else (-1.0, 0.0))
+    # LogTailedReLU's alpha is a slope below the threshold: 0 (its default) is fine;
+    # DSpike's alpha 0 is its limit, the unit box.
+    for bad in ((-1.0,) if s.cls in (LogTailedReLU, DSpike) else (-1.0, 0.0))
 ]
 
 

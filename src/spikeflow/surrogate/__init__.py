@@ -32,8 +32,8 @@ The family (methods document, section 2; default parameters in brackets):
   :class:`SquarewaveFourierSeries` (n=2, T_period=8), :class:`Rect` (alpha=1),
   :class:`Triangle` (gamma=1), :class:`LogTailedReLU` (alpha=0, >= 0),
   :class:`DeterministicPass` (the straight-through estimator, no parameters);
-- :class:`DSpike` (alpha=3; SpikeDHS's, from :mod:`~spikeflow.surrogate.dspike`; not named
-  in :data:`SURROGATES`: pass the class or an instance);
+- :class:`DSpike` (alpha=3, >= 0; SpikeDHS's, from :mod:`~spikeflow.surrogate.dspike`;
+  ``"dspike"`` in :data:`SURROGATES`);
 - derivative only (``has_primitive = False``, so no ``spiking=False``):
   :class:`SuperSpike` (alpha=1), :class:`LeakyKReLU` (leak=0, k=1),
   :class:`FakeNumericalGradient` (alpha=0.3);

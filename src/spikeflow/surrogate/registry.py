@@ -8,6 +8,7 @@ from typing import Any
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.surrogate.base import Surrogate
+from spikeflow.surrogate.dspike import DSpike
 from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
 from spikeflow.surrogate.snntorch_style import (
     FastSigmoid,
@@ -65,6 +66,7 @@ SURROGATES: dict[str, type[Surrogate]] = {
         SparseFastSigmoid,
         Triangular,
         LeakySpikeOperator,
+        DSpike,
     )
 }
 
