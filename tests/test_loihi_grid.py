@@ -401,6 +401,44 @@ def test_threshold_and_firing_on_the_grid():
     assert node(x).flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
+def test_a_threshold_changed_after_gridding_is_checked_at_the_next_call():
+    """Lava-DL truncates the threshold to ``int(64 θ) / 64`` when the neuron is built;
+    one set after ``loihi_grid`` (a float, a scalar tensor, the tensor changed in
+    place, a state dict loaded) is checked by the next call: on the grid it runs and
+    fires on ``v > θ``, off it (or per neuron, or learnable) the call is refused."""
+    for fixed_point in (True, False):
+        node = _cuba(1.0, 1.0, threshold=0.7, backend="torch")  # v = x at each step
+        loihi_grid(nn.Sequential(layers.Linear(1, 1, bias=False), node), fixed_point)
+        x = torch.tensor([[[44 / 64]], [[48 / 64]], [[49 / 64]]])
+        assert node(x).flatten().tolist() == [0.0, 1.0, 1.0]
+        node.v_threshold = 48 / 64
+        assert node(x).flatten().tolist() == [0.0, 0.0, 1.0]
+        off = r"'1': v_threshold=0\.7 \(changed after loihi_grid\) is off Loihi's threshold grid"
+        for bad, message in (
+            (
+                0.7,
+                off
+                + r": 64 θ must be an integer vThMant in \[1, 131072\]; int\(64 θ\) / 64 = 0\.6875",
+            ),
+            (0.0, r"v_threshold=0 \(changed after loihi_grid\) is off"),
+            (2049.0, r"v_threshold=2049 .* is off"),
+            (float("nan"), r"v_threshold=nan .* is off"),
+            (torch.tensor(0.7), off),
+            (torch.full((3,), 0.75), r"'1': its v_threshold became a tensor of shape \(3,\)"),
+        ):
+            node.v_threshold = bad
+            with pytest.raises(ConfigurationError, match=message):
+                node(x)
+        node.v_threshold = torch.tensor(48 / 64)
+        assert node(x).flatten().tolist() == [0.0, 0.0, 1.0]
+        node.v_threshold.fill_(0.7)  # in place: the same tensor, a new version
+        with pytest.raises(ConfigurationError, match=off):
+            node(x)
+        node.v_threshold = nn.Parameter(torch.tensor(0.75))
+        with pytest.raises(ConfigurationError, match=r"'1': its v_threshold became a learnable"):
+            node(x)
+
+
 def test_state_dict_round_trip_and_finalize(tmp_path):
     net = _conv_net()
     loihi_grid(net)

@@ -33,6 +33,7 @@ See ``docs/loihi.md``.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -246,6 +247,56 @@ def _refuse_inexact_input(name: str, neuron: nn.Module, args: tuple[Any, ...]) -
         )
 
 
+def _refuse_off_grid_threshold(name: str, neuron: nn.Module, args: tuple[Any, ...]) -> None:
+    """A forward pre-hook that :func:`loihi_grid` puts on each neuron: a
+    ConfigurationError naming the neuron when its ``v_threshold`` was changed after
+    :func:`loihi_grid` to a value off Loihi's grid (``64 θ`` an integer in ``[1, 2^17]``),
+    to a per-neuron tensor or to a learnable one. Cheap: a threshold already checked (the
+    same float, or the same tensor at the same in-place version) is not read again; a
+    tensor threshold is skipped inside ``torch.func`` transforms and tracing (no value
+    to read there), any inside ``torch.compile``."""
+    grid = neuron._modules.get("membrane_quantizer")
+    theta = neuron.v_threshold
+    if not isinstance(grid, LoihiCubaGrid) or torch.compiler.is_compiling():
+        return
+    if isinstance(theta, Tensor):
+        key: Any = (theta, theta._version)
+        checked = grid.checked_threshold
+        if isinstance(checked, tuple) and checked[0] is theta and checked[1] == theta._version:
+            return
+        if torch.jit.is_tracing() or functorch_active():
+            return
+    elif theta == grid.checked_threshold:
+        return
+    else:
+        key = theta
+    owner = f"loihi_grid: {name!r}"
+    if isinstance(theta, nn.Parameter):
+        raise ConfigurationError(
+            f"{owner}: its v_threshold became a learnable parameter after loihi_grid; "
+            "Lava-DL's CUBA threshold is fixed on Loihi's grid"
+        )
+    if isinstance(theta, Tensor) and theta.numel() != 1:
+        raise ConfigurationError(
+            f"{owner}: its v_threshold became a tensor of shape {tuple(theta.shape)} after "
+            "loihi_grid; Loihi's LIF takes one threshold for all neurons"
+        )
+    value = float(theta.detach().reshape(())) if isinstance(theta, Tensor) else float(theta)
+    mantissa = value * WEIGHT_SCALE
+    if not (math.isfinite(mantissa) and mantissa == int(mantissa) and 1 <= mantissa <= 1 << 17):
+        nearest = (
+            f"; int(64 θ) / 64 = {int(mantissa) / WEIGHT_SCALE:g}"
+            if math.isfinite(mantissa)
+            else ""
+        )
+        raise ConfigurationError(
+            f"{owner}: v_threshold={value:g} (changed after loihi_grid) is off Loihi's "
+            f"threshold grid: 64 θ must be an integer vThMant in [1, {1 << 17}]{nearest}; "
+            "set it to a multiple of 1/64"
+        )
+    grid.checked_threshold = key
+
+
 class LoihiCubaGrid(nn.Module):
     """A :class:`~spikeflow.neurons.CubaLIFNode` on Loihi's grids (set by
     :func:`loihi_grid` as the neuron's ``membrane_quantizer``): its charge equation
@@ -267,6 +318,9 @@ class LoihiCubaGrid(nn.Module):
             )
         self.fixed_point = fixed_point
         self.register_buffer("settings", torch.tensor([int(fixed_point)]))
+        #: the neuron's threshold last found on the grid (its float, or its tensor and
+        #: in-place version): :func:`loihi_grid`'s pre-hook does not check it again
+        self.checked_threshold: Any = None
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         saved = state_dict.get(prefix + "settings")
@@ -471,4 +525,5 @@ def loihi_grid(model: nn.Module, fixed_point: bool = True) -> list[str]:
         grid = LoihiCubaGrid(fixed_point)
         neuron.membrane_quantizer = grid.to(tensors[0].device) if tensors else grid
         neuron.register_forward_pre_hook(functools.partial(_refuse_inexact_input, name))
+        neuron.register_forward_pre_hook(functools.partial(_refuse_off_grid_threshold, name))
     return [name for name, _ in found]
