@@ -1,0 +1,262 @@
+"""The checks of :class:`~spikeflow.training.train_config.TrainConfig`'s fields that
+belong to a training method (online, e-prop, truncated BPTT, DECOLLE, EventProp) or to
+warm-up and batch mixing: each field against the others, ``T`` and the loss.
+:meth:`TrainConfig.validate <spikeflow.training.train_config.TrainConfig.validate>`
+runs them; the checks that need the model run with it
+(:mod:`spikeflow.training.run_checks` and the methods' modules).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.losses import loss_key
+
+if TYPE_CHECKING:
+    from spikeflow.training.train_config import TrainConfig
+
+
+def _check_warmup_and_mixing(config: TrainConfig) -> None:
+    """``warmup_epochs`` against ``epochs``; mixup/CutMix against the loss."""
+    warmup = config.warmup_epochs
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigurationError(f"warmup_epochs must be an integer >= 0, got {warmup!r}")
+    if warmup >= config.epochs:
+        raise ConfigurationError(
+            f"warmup_epochs ({warmup}) must be fewer than epochs ({config.epochs}): the "
+            "schedule runs over the epochs after the warm-up"
+        )
+    if not (config.mixup or config.cutmix):
+        return
+    # With --online the mixed target feeds each step's loss as it feeds BPTT's: every
+    # per-step loss (PER_STEP_LOSSES) is one of MIXABLE_LOSSES.
+    from spikeflow.training.mixing import MIXABLE_LOSSES
+
+    if config.loss is not None and loss_key(config.loss) not in MIXABLE_LOSSES:
+        raise ConfigurationError(
+            f"mixup/cutmix train on class distributions: loss must be one of "
+            f"{', '.join(MIXABLE_LOSSES)}, got {config.loss!r}"
+        )
+
+
+def _check_online(config: TrainConfig) -> None:
+    """The online-training fields against each other, the loss and ``T``."""
+    if config.online and config.recompute:
+        raise ConfigurationError(
+            "recompute cannot be combined with online training: an online step keeps only "
+            "that step's graph, so there is nothing to recompute (and OTTT's trace hooks "
+            "cannot run twice)"
+        )
+    if config.online_steps is not None and not config.online:
+        raise ConfigurationError("online_steps (SLTT-K) needs online training: add --online")
+    if config.online_trace_decay is not None:
+        if not config.online:
+            raise ConfigurationError(
+                "online_trace_decay (OTTT) needs online training: add --online"
+            )
+        from spikeflow.training.traces import check_trace_decay
+
+        check_trace_decay(config.online_trace_decay)
+        if config.compile:
+            raise ConfigurationError(
+                "online_trace_decay (OTTT) cannot be combined with compile: its trace hooks "
+                "are installed for every batch, which would recompile the model each time"
+            )
+    if not config.online or config.loss is None:  # None: checked once resolved
+        return
+    from spikeflow.training.online import PER_STEP_LOSSES
+
+    if loss_key(config.loss) not in PER_STEP_LOSSES:
+        raise ConfigurationError(
+            f"online training optimises a per-step loss: loss must be one of "
+            f"{', '.join(PER_STEP_LOSSES)}, got {config.loss!r} (a loss of the whole spike "
+            "train has no per-step form: spike counts and first-spike times need every "
+            "step's output, ce_max_membrane the maximum over all steps, tcl the pairs of "
+            "steps, and each step's graph is gone before the next step runs)"
+        )
+    if config.T is not None and config.online_steps is not None and config.online_steps > config.T:
+        raise ConfigurationError(
+            f"online_steps must be at most T = {config.T} (the steps of a sample), "
+            f"got {config.online_steps}"
+        )
+
+
+#: The settings e-prop's forward-in-time rule does not combine with (config name, flag).
+_NOT_WITH_EPROP = (
+    ("online", "--online"), ("recompute", "--recompute"), ("compile", "--compile"),
+    ("mixup", "--mixup"), ("cutmix", "--cutmix"), ("weight_bits", "--weight-bits"),
+    ("membrane_bits", "--membrane-bits"),
+)  # fmt: skip
+
+
+def _check_eprop(config: TrainConfig) -> None:
+    """The e-prop fields against each other and against the settings it cannot take."""
+    if config.eprop is None:
+        for name in ("eprop_rate_strength", "eprop_feedback_decay"):
+            if getattr(config, name):
+                raise ConfigurationError(f"{name} needs e-prop training: add --eprop")
+        return
+    from spikeflow.learn.eprop import FEEDBACKS
+
+    _choice("eprop", config.eprop, FEEDBACKS)
+    if config.eprop_feedback_decay and config.eprop != "adaptive":
+        raise ConfigurationError(
+            f"eprop_feedback_decay is adaptive feedback's weight decay: it needs --eprop "
+            f"adaptive, got --eprop {config.eprop}"
+        )
+    used = [flag for name, flag in _NOT_WITH_EPROP if getattr(config, name) not in (None, False, 0)]
+    if config.amp != "off":
+        used.append(f"--amp {config.amp}")
+    if config.prune != "none":
+        used.append(f"--prune {config.prune}")
+    if used:
+        raise ConfigurationError(
+            f"e-prop (--eprop) computes the gradients forward in time, without autograd, "
+            f"for the plain float network: it cannot be combined with {', '.join(used)}"
+        )
+    if config.loss is not None and loss_key(config.loss) != "ce":
+        raise ConfigurationError(
+            f"e-prop descends the per-step cross-entropy of the readout (Bellec et al.'s "
+            f"classification loss): loss must be ce, got {config.loss!r}"
+        )
+
+
+#: The settings truncated BPTT does not combine with (config name, flag, why).
+_NOT_WITH_TBPTT = (
+    ("online", "--online", "online training is its own truncation, at every step"),
+    ("eprop", "--eprop", "e-prop computes its gradients forward in time, without windows"),
+    ("recompute", "--recompute", "a window's graph is freed after its backward already"),
+)
+
+
+def _check_tbptt(config: TrainConfig) -> None:
+    """The truncated-BPTT fields against each other, the other training modes, ``T``
+    and the loss (the loss's window arguments are checked with the model, in
+    :func:`spikeflow.training.run_checks.check_tbptt_run`)."""
+    if config.tbptt is None:
+        if config.tbptt_update != "window":
+            raise ConfigurationError("tbptt_update needs truncated BPTT: add --tbptt K")
+        return
+    from spikeflow.training.tbptt import UPDATES, check_window_loss
+
+    _choice("tbptt_update", config.tbptt_update, UPDATES)
+    used = [(flag, why) for name, flag, why in _NOT_WITH_TBPTT
+            if getattr(config, name) not in (None, False)]  # fmt: skip
+    if used:
+        flags = ", ".join(flag for flag, _ in used)
+        raise ConfigurationError(
+            f"truncated BPTT (--tbptt) cannot be combined with {flags}: "
+            + "; ".join(f"{flag}: {why}" for flag, why in used)
+        )
+    if config.T is not None and config.tbptt > config.T:
+        raise ConfigurationError(
+            f"tbptt (the window K) must be at most T = {config.T} (the steps of a sample; "
+            f"K = T is BPTT), got {config.tbptt}"
+        )
+    if config.loss is not None:  # None: checked once resolved
+        check_window_loss(config.loss)
+
+
+#: The settings DECOLLE and EventProp do not combine with (config name, flag).
+_NOT_WITH_LOCAL = (
+    ("online", "--online"), ("tbptt", "--tbptt"), ("eprop", "--eprop"),
+    ("decolle", "--decolle"), ("eventprop", "--eventprop"), ("recompute", "--recompute"),
+    ("compile", "--compile"), ("weight_bits", "--weight-bits"),
+    ("membrane_bits", "--membrane-bits"),
+)  # fmt: skip
+
+
+def _settings_in_use(config: TrainConfig, own: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The flags of :data:`_NOT_WITH_LOCAL` (and ``extra``) that ``config`` sets, but
+    ``own``'s."""
+    used = [flag for name, flag in _NOT_WITH_LOCAL
+            if name != own and getattr(config, name) not in (None, False, 0)]  # fmt: skip
+    used += [flag for flag in extra if getattr(config, flag[2:].replace("-", "_"))]
+    if config.amp != "off":
+        used.append(f"--amp {config.amp}")
+    if config.prune != "none":
+        used.append(f"--prune {config.prune}")
+    return used
+
+
+def _check_decolle(config: TrainConfig) -> None:
+    """The DECOLLE fields against each other, ``T``, the loss and the settings DECOLLE
+    cannot take (the model and the per-layer lists' lengths: with the model, in
+    :func:`spikeflow.training.decolle.check_decolle_model`)."""
+    for name in ("decolle_reg_u", "decolle_layer_lr"):
+        values = getattr(config, name)
+        if not isinstance(values, (list, tuple)) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            for v in values
+        ):
+            raise ConfigurationError(f"{name} must be a list of finite numbers, got {values!r}")
+    if any(v < 0 for v in config.decolle_reg_u):
+        raise ConfigurationError(f"decolle_reg_u must be >= 0, got {config.decolle_reg_u}")
+    if any(v <= 0 for v in config.decolle_layer_lr):
+        raise ConfigurationError(f"decolle_layer_lr must be > 0, got {config.decolle_layer_lr}")
+    burnin = config.decolle_burnin
+    if isinstance(burnin, bool) or not isinstance(burnin, int) or burnin < 0:
+        raise ConfigurationError(f"decolle_burnin must be an integer >= 0, got {burnin!r}")
+    if not config.decolle:
+        changed = [name for name, default in (
+            ("decolle_loss", "smooth_l1"), ("decolle_burnin", 0), ("decolle_update", "step"),
+            ("decolle_reg_u", []), ("decolle_layer_lr", []),
+        ) if getattr(config, name) != default]  # fmt: skip
+        if changed:
+            raise ConfigurationError(f"{', '.join(changed)} needs DECOLLE training: add --decolle")
+        return
+    from spikeflow.learn.decolle import DECOLLE_LOSSES, DECOLLE_UPDATES
+
+    _choice("decolle_loss", config.decolle_loss, DECOLLE_LOSSES)
+    _choice("decolle_update", config.decolle_update, DECOLLE_UPDATES)
+    used = _settings_in_use(config, "decolle", ("--mixup", "--cutmix"))
+    if used:
+        raise ConfigurationError(
+            f"DECOLLE (--decolle) trains every layer on its own readout's loss, one step "
+            f"at a time, for the plain float network: it cannot be combined with "
+            f"{', '.join(used)}"
+        )
+    if config.readout == "first_spike":
+        raise ConfigurationError(
+            "--readout first_spike cannot be combined with --decolle: DECOLLE's output is "
+            "its last layer's real-valued readout, which has no spikes to time (use "
+            "rate, count or max)"
+        )
+    if config.T is not None and burnin >= config.T:
+        raise ConfigurationError(
+            f"decolle_burnin ({burnin}) must be below T = {config.T}: DECOLLE learns from "
+            "the steps after the burn-in"
+        )
+    if config.loss is not None and loss_key(config.loss) != "mse":
+        raise ConfigurationError(
+            f"DECOLLE trains each layer on its local loss, chosen with --decolle-loss "
+            f"(smooth_l1 or mse): leave --loss out, got {config.loss!r}"
+        )
+
+
+def _check_eventprop(config: TrainConfig) -> None:
+    """The EventProp field against the settings the adjoint cannot take (the model: in
+    :func:`spikeflow.training.eventprop.check_eventprop_model`)."""
+    if config.eventprop is None:
+        return
+    from spikeflow.learn.eventprop import EVENTPROP_JUMPS
+
+    _choice("eventprop", config.eventprop, EVENTPROP_JUMPS)
+    used = _settings_in_use(config, "eventprop")
+    if used:
+        raise ConfigurationError(
+            f"EventProp (--eventprop) differentiates whole float sequences by the adjoint "
+            f"method: it cannot be combined with {', '.join(used)}"
+        )
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
