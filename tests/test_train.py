@@ -498,7 +498,7 @@ def test_progress_bars_show_loss_accuracy_and_firing_rate(tmp_path, monkeypatch)
     import tqdm as tqdm_module
 
     import spikeflow.training.loop as loop_module
-    import spikeflow.training.trainer as trainer_module
+    import spikeflow.training.trainer_steps as steps_module
 
     shown: list[tuple[str, dict[str, str]]] = []
 
@@ -507,7 +507,7 @@ def test_progress_bars_show_loss_accuracy_and_firing_rate(tmp_path, monkeypatch)
             shown.append((self.desc, dict(kwargs)))
             super().set_postfix(ordered_dict, refresh, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "tqdm", RecordingBar)
+    monkeypatch.setattr(steps_module, "tqdm", RecordingBar)
     monkeypatch.setattr(loop_module, "tqdm", RecordingBar)
     Trainer(tiny(tmp_path, "bars", epochs=1, progress=True), log=None).fit()
     row = read_csv(tmp_path / "bars" / "metrics.csv")[0]

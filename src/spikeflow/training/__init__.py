@@ -1,10 +1,13 @@
 """Training spiking networks: the machinery behind ``spikeflow train`` and ``spikeflow eval``.
 
-* :mod:`~spikeflow.training.config`: :class:`TrainConfig`, config files (TOML/YAML/JSON).
+* :mod:`~spikeflow.training.config`: :class:`TrainConfig`, config files (TOML/YAML/JSON);
+  every name of :mod:`~spikeflow.training.train_config`,
+  :mod:`~spikeflow.training.config_checks` and :mod:`~spikeflow.training.config_files`.
 * :mod:`~spikeflow.training.data`: the datasets the command line knows.
 * :mod:`~spikeflow.training.defaults`: each dataset's default model, T, batch size and
   ``split_by`` (the published recipes).
-* :mod:`~spikeflow.training.trainer`: :class:`Trainer` (one process or ``torchrun``).
+* :mod:`~spikeflow.training.trainer`: :class:`Trainer` (one process or ``torchrun``), with
+  its mixins in ``trainer_setup``, ``trainer_steps``, ``trainer_checkpoints``, ``trainer_plots``.
 * :mod:`~spikeflow.training.build`: the zoo model a config names, built for its dataset.
 * :mod:`~spikeflow.training.resume`: the configuration a ``--resume`` continues.
 * :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.

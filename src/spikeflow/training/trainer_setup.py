@@ -1,0 +1,262 @@
+"""The setup of a :class:`~spikeflow.training.trainer.Trainer` run, before its first
+step: the processes, the output folder and its refusals, the data, the model and the
+checks of the training method against it, the optimizer, the schedules, the losses,
+the monitors and the loggers (or, on ``--resume``, the state restored)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.layers.delay import DelayedLinear
+from spikeflow.models.common import reading_saved_run
+from spikeflow.training.config import save_config
+from spikeflow.training.data import static_layout
+from spikeflow.training.decolle import (
+    check_decolle_model,
+    decolle_output_loss,
+    decolle_parameter_groups,
+    decolle_rule,
+)
+from spikeflow.training.distributed import ddp_options, setup_distributed
+from spikeflow.training.eprop import eprop_rule
+from spikeflow.training.eventprop import check_eventprop_model
+from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
+from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
+from spikeflow.training.mixing import BatchMixer
+from spikeflow.training.monitors import SpikeMonitor
+from spikeflow.training.online import check_online_model, per_step_loss, trains_per_step
+from spikeflow.training.pruning import (
+    ignore_fixed_buffers,
+    make_grad_rewiring,
+    make_threshold_schedule,
+    prune_settings,
+)
+from spikeflow.training.run_checks import check_tbptt_run
+from spikeflow.training.run_folder import (
+    carry_history,
+    check_output_dir,
+    claim_for_launch,
+    claimed_by_this_launch,
+    earlier_run_files,
+    remove_run_outputs,
+    reserve_default_output_dir,
+)
+from spikeflow.training.tbptt import tbptt_windows, windowed_loss
+from spikeflow.training.trainer_checkpoints import seed_everything
+
+__all__ = ["SetupMixin"]
+
+
+class SetupMixin:
+    """The :class:`~spikeflow.training.trainer.Trainer`'s setup methods (they read and
+    set its attributes)."""
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.plots == "on":
+            from spikeflow.training.plots import check_matplotlib
+
+            check_matplotlib()
+        if cfg.tensorboard:
+            check_tensorboard()
+        self.ctx = ctx = setup_distributed(cfg.device)
+        if cfg.amp == "fp16" and ctx.device.type != "cuda":
+            raise ConfigurationError(
+                "amp='fp16' needs a CUDA GPU (gradient scaling); on the CPU use amp='bf16' or 'off'"
+            )
+        if cfg.batch_size % ctx.world_size:  # type: ignore[operator]
+            raise ConfigurationError(
+                f"batch_size {cfg.batch_size} (the global batch) must be a multiple of the "
+                f"number of processes ({ctx.world_size})"
+            )
+        self.per_rank_batch = cfg.batch_size // ctx.world_size  # type: ignore[operator]
+        # Rank 0 decides (and, for the default, reserves) the folder for every process;
+        # all of them then refuse together instead of some waiting forever.
+        out, problem = None, None
+        if ctx.is_main:
+            try:
+                if cfg.output_dir:
+                    out = cfg.output_dir
+                    top = check_output_dir(Path(out))  # created now, or refused
+                    self._created = None if top is None else (Path(out), top)
+                else:  # checked there, before it is created
+                    out, top = reserve_default_output_dir(cfg.dataset)
+                    self._created = (Path(out), top)
+            except ConfigurationError as exc:
+                problem = str(exc)
+        out, problem = ctx.all_gather_object((out, problem))[0]
+        if problem:
+            raise ConfigurationError(problem)
+        self.output_dir = Path(out)
+        cfg.output_dir = str(self.output_dir)
+        # A new run, or a resume written into another run's folder, must not mix with
+        # (or silently replace) the results there; rank 0's view decides for every process.
+        self._replaces: list[str] = []
+        self._first_attempts = False  # what _replaces holds is a first attempt's
+        if self.resume_payload is None or (
+            self.resume_dir is not None
+            and self.output_dir.resolve() != Path(self.resume_dir).resolve()
+        ):
+            found = earlier_run_files(self.output_dir) if ctx.is_main else []
+            # A torchrun restart whose first attempt claimed the folder and died before
+            # its first checkpoint: those files are the first attempt's, to replace.
+            own = ctx.is_main and bool(found) and claimed_by_this_launch(self.output_dir)
+            found, own = ctx.all_gather_object((found, own))[0]
+            self._first_attempts = own
+            if found and not cfg.overwrite and not own:
+                how = (f"continue that run with --resume {self.output_dir}, "
+                       if "last.pt" in found else "")  # fmt: skip
+                raise ConfigurationError(
+                    f"output_dir {self.output_dir} holds an earlier run ({', '.join(found)}); "
+                    f"choose another --output-dir, {how}or pass --overwrite (overwrite=true) "
+                    "to replace it"
+                )
+            self._replaces = found
+
+        self.train_set, self.test_set, self.info = self._build_datasets()
+        extra = -len(self.train_set) % ctx.world_size  # type: ignore[arg-type]
+        if extra:
+            self.log(
+                f"note: {len(self.train_set)} training samples do not split evenly over "  # type: ignore[arg-type]
+                f"{ctx.world_size} processes: each epoch repeats {extra} of them to even "
+                "the shards (DistributedSampler), so its last step differs from a "
+                "one-process run's"
+            )
+        seed_everything(cfg.seed)
+        # A resume builds the checkpoint's model as its run did (build_model's ``saved``).
+        with reading_saved_run() if self.resume_payload is not None else contextlib.nullcontext():
+            self.raw_model = self._build_model().to(ctx.device)
+        # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
+        seed_everything(cfg.seed + ctx.rank)
+        self.model: nn.Module = self.raw_model
+        self.layout = static_layout(self.raw_model, self.info, cfg.T)
+        self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
+        if cfg.online:
+            check_online_model(self.raw_model, self._takes_target)
+        check_tbptt_run(cfg, self.raw_model, self._takes_target)  # (only with --tbptt)
+        self.eprop = eprop_rule(cfg, self.raw_model, ctx.distributed)
+        check_decolle_model(cfg, self.raw_model, ctx.distributed)
+        self.decolle = decolle_rule(cfg, self.raw_model)
+        check_eventprop_model(cfg, self.raw_model)
+        if self._takes_target and (cfg.mixup or cfg.cutmix):
+            raise ConfigurationError(
+                f"{type(self.raw_model).__name__} supervises its output spikes from the "
+                "labels (event-driven training: a teacher spike for each sample's class), "
+                "which a mixed batch does not have: train it without --mixup/--cutmix"
+            )
+        if ctx.distributed:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            ignore_fixed_buffers(self.raw_model)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.raw_model, device_ids=device_ids, **ddp_options(self.raw_model)
+            )
+        if cfg.compile:  # training steps only: evaluation and checkpoints use raw_model
+            self.model = torch.compile(self.model)
+        # The pruning arguments with their defaults (checked already by resolve()).
+        self.prune_settings = prune_settings(cfg.prune, cfg.prune_kwargs, cfg.optimizer,
+                                             cfg.epochs)  # fmt: skip
+        self.optimizer = self._make_optimizer()
+        self.scheduler = self._make_scheduler()
+        self.steps_per_epoch = math.ceil(
+            math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]
+        )
+        # Truncated BPTT with per-window updates steps the optimizer once per window.
+        per_window = cfg.tbptt is not None and cfg.tbptt_update == "window"
+        updates = len(tbptt_windows(cfg.T, cfg.tbptt)) if per_window else 1  # type: ignore[arg-type]
+        self.pruning = make_threshold_schedule(
+            cfg.prune, self.prune_settings, self.raw_model, self.optimizer, cfg.epochs,
+            self.steps_per_epoch * updates, lambda: epoch_learning_rates(cfg),
+        )  # fmt: skip
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
+        self.loss_fn = self._run_loss()  # checked with the model
+        # An online or e-prop run is evaluated with the loss it trains (the mean of
+        # per-step losses), a truncated-BPTT run with its windows' losses.
+        self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
+        if cfg.tbptt is not None:
+            self.eval_loss_fn = windowed_loss(self.loss_fn, cfg.tbptt)
+        if cfg.decolle:  # the last layer's local loss, as the training logs it
+            self.eval_loss_fn = decolle_output_loss(cfg.decolle_loss)
+        self.mixer = (
+            BatchMixer(self.info.num_classes, cfg.mixup, cfg.cutmix)
+            if cfg.mixup or cfg.cutmix
+            else None
+        )
+        self.readout = self._resolved_readout()
+        # (under --compile too: its hooks add to tensors, which the graph does not guard
+        # on the values of, so recording recompiles nothing after the first steps)
+        self.train_monitor = SpikeMonitor(self.raw_model)
+        self.epoch_sums = self.sums_class()
+        resume_epoch = None
+        if self.resume_payload is not None:
+            resume_epoch = self._restore(self.resume_payload)
+        self.csv = self.tensorboard = None
+        if ctx.is_main:
+            # Only now: a run refused above (unknown model, bad kwargs) leaves no folder,
+            # and one with --overwrite keeps the earlier run until it is about to write.
+            if self._replaces:
+                remove_run_outputs(self.output_dir)
+                self.log(
+                    f"torchrun restart: replaced what the first attempt wrote in {self.output_dir}"
+                    if self._first_attempts
+                    else f"--overwrite: removed the earlier run in {self.output_dir}"
+                )
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            claim_for_launch(self.output_dir)
+            if resume_epoch is not None and self.resume_dir is not None:
+                recorded_best = int(self.resume_payload["best"]["epoch"])
+                carry_history(Path(self.resume_dir), self.output_dir, recorded_best)
+            if self.resume_payload is not None:
+                self._repair_best(self.resume_payload)
+            self.csv = CSVLogger(self.output_dir, resume_epoch=resume_epoch, history=self.history,
+                                 columns=self._metric_columns())  # fmt: skip
+            if cfg.tensorboard:
+                self.tensorboard = TensorBoardLogger(self.output_dir)
+            save_config(cfg, self.output_dir / "config.toml")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        # Learnable synaptic delays get their own learning rate, without weight decay.
+        delays = {id(m.delay): m.delay for m in self.raw_model.modules()
+                  if isinstance(m, DelayedLinear)}  # fmt: skip
+        params: Any = self._trained_parameters()
+        groups = decolle_parameter_groups(cfg, self.raw_model)  # --decolle-layer-lr
+        if groups is not None:
+            params = groups
+        if delays:
+            params = [
+                {"params": [p for p in params if id(p) not in delays]},
+                {"params": list(delays.values()), "lr": cfg.lr * cfg.delay_lr_scale,
+                 "weight_decay": 0.0},
+            ]  # fmt: skip
+        if cfg.prune == "grad_r":
+            return make_grad_rewiring(self.raw_model, cfg.lr, cfg.weight_decay,
+                                      self.prune_settings)  # fmt: skip
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)  # fmt: skip
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _trained_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer updates and the clipping scales: the model's parameters and,
+        with e-prop's adaptive feedback, ``B`` (it takes ``W_out``'s steps)."""
+        extra = [] if self.eprop is None else list(self.eprop.parameters())
+        return [*self.raw_model.parameters(), *extra]
+
+    def _run_lr(self) -> float:
+        """The run's learning rate now (``--lr`` as scheduled), which the metrics log:
+        the first parameter group's, over its multiple of ``lr`` where it has one
+        (``--decolle-layer-lr``'s groups)."""
+        group = self.optimizer.param_groups[0]
+        return float(group["lr"]) / float(group.get("lr_scale", 1.0))
+
+    def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        return make_lr_scheduler(self.optimizer, self.config)
