@@ -75,6 +75,7 @@ class DetectionTrainer(Trainer):
             a detection run refuses (before anything is written).
     """
 
+    task_kind = "detection"
     sums_class = DetectionSums
     collate_fn = staticmethod(DetectionTask.collate)
 

@@ -106,7 +106,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         resume_dir: str | os.PathLike | None = None,
     ) -> None:
         self.config = resolve(config)
-        if type(self)._build_datasets is Trainer._build_datasets:  # classification data
+        if self.task_kind == "classification":
             from spikeflow.training.detection_task import detection_task
 
             if detection_task(self.config.dataset) is not None:
@@ -147,6 +147,9 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
 
     # -- what a task other than classification replaces (DetectionTrainer) ------------
 
+    #: The task this trainer trains: a classification trainer refuses a detection
+    #: dataset (DetectionTrainer's is "detection").
+    task_kind: str = "classification"
     #: The running sums of an epoch; the DataLoader's ``collate_fn`` (None: default).
     sums_class: type[EpochSums] = EpochSums
     collate_fn: Any = None
