@@ -30,7 +30,7 @@ from spikeflow.training.detection_task import (
     _as_float,
     detection_task,
 )
-from spikeflow.training.loop import autocast_context, reduce_monitor
+from spikeflow.training.loop import autocast_context
 from spikeflow.training.monitors import LayerStats
 from spikeflow.training.trainer import Trainer
 
@@ -118,13 +118,7 @@ class DetectionTrainer(Trainer):
             out = self.model(x)
         loss, parts = self.loss_fn(_as_float(out), targets)
         value = float(loss.detach())
-        bad, stop = ctx.all_reduce_sum(
-            [0.0 if math.isfinite(value) else 1.0, float(self._stop_requested)]
-        )
-        self._stop_all = stop > 0
-        if bad:
-            self._phase = "idle"
-            self._raise_non_finite(value, step, steps)
+        self._check_step_loss(value, step, steps)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self._phase = "update"
@@ -137,12 +131,8 @@ class DetectionTrainer(Trainer):
 
     def _end_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
-        lr = self._run_lr()
-        train: DetectionSums = self.epoch_sums.reduced(ctx)  # type: ignore[assignment]
-        reduce_monitor(self.train_monitor, ctx)
-        train_layers = self.train_monitor.summary()
-        train_rate = self.train_monitor.mean_firing_rate()
-        ctx.broadcast_buffers(self.raw_model)  # evaluate (and save) rank 0's BN statistics
+        lr, totals, train_layers, train_rate = self._epoch_train_totals()
+        train: DetectionSums = totals  # type: ignore[assignment]
         test, metrics, test_rate, test_layers = self.task.evaluate(
             self.raw_model,
             self.test_set,
@@ -178,19 +168,13 @@ class DetectionTrainer(Trainer):
         best = score > self.best_test_acc or self.best_epoch == 0
         if best:
             self.best_test_acc, self.best_epoch = score, self.epoch + 1
-        self._check_finite_model()
-        if self.scheduler is not None:  # after the evaluation, just before the checkpoint
-            self.scheduler.step()
         layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
-        if self.csv is not None:
-            self.csv.log_epoch(row, layers)
-        self.save(complete=True, best=best)
-        self.log(
+        self._close_epoch(
+            row,
+            layers,
+            best,
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {tr['loss']:.4f} (box {tr['box']:.3f} "
             f"obj {tr['obj']:.3f} cls {tr['cls']:.3f})  rate {train_rate:.3f} | test loss "
             f"{te['loss']:.4f}  mAP {row['test_map']:.4f}  mAP@0.5 {row['test_map_50']:.4f}  "
-            f"rate {test_rate:.3f}"
+            f"rate {test_rate:.3f}",
         )
-        for callback in self.callbacks:
-            if hasattr(callback, "on_epoch_end"):
-                callback.on_epoch_end(self, self.epoch, row)

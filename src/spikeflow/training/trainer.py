@@ -286,12 +286,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
 
     def _end_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
-        lr = self._run_lr()
-        train = self.epoch_sums.reduced(ctx)
-        reduce_monitor(self.train_monitor, ctx)
-        train_layers = self.train_monitor.summary()
-        train_rate = self.train_monitor.mean_firing_rate()
-        ctx.broadcast_buffers(self.raw_model)  # evaluate (and save) rank 0's BN statistics
+        lr, train, train_layers, train_rate = self._epoch_train_totals()
         test, test_rate, test_layers = evaluate(
             self.raw_model, self.test_set, self.eval_loss_fn, T=cfg.T,  # type: ignore[arg-type]
             static=self.layout,
@@ -315,20 +310,51 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         best = test.accuracy > self.best_test_acc
         if best:
             self.best_test_acc, self.best_epoch = test.accuracy, self.epoch + 1
+        layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
+        self._close_epoch(
+            row,
+            layers,
+            best,
+            f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
+            f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f} | test loss "
+            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}{pruned}",
+            layer_sparsity,
+        )
+
+    def _epoch_train_totals(self) -> tuple[float, EpochSums, list[LayerStats], float]:
+        """The end of an epoch's training (the detection trainer's too): the learning
+        rate it ran at, its sums over every process, the monitor's layer statistics and
+        mean firing rate over every process; rank 0's BN statistics then go to every
+        process, to be evaluated and saved."""
+        ctx = self.ctx
+        lr = self._run_lr()
+        train = self.epoch_sums.reduced(ctx)
+        reduce_monitor(self.train_monitor, ctx)
+        train_layers = self.train_monitor.summary()
+        train_rate = self.train_monitor.mean_firing_rate()
+        ctx.broadcast_buffers(self.raw_model)  # evaluate (and save) rank 0's BN statistics
+        return lr, train, train_layers, train_rate
+
+    def _close_epoch(
+        self,
+        row: dict[str, Any],
+        layers: dict[str, list[LayerStats]],
+        best: bool,
+        message: str,
+        layer_sparsity: dict[str, float] | None = None,
+    ) -> None:
+        """The end of an evaluated epoch whose ``row`` is in the history (the detection
+        trainer's too): the model checked finite, the schedule stepped, the logs
+        written, the checkpoints saved, ``message`` logged, the callbacks called."""
         self._check_finite_model()
         if self.scheduler is not None:  # after the evaluation, just before the checkpoint
             self.scheduler.step()
-        layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
         if self.csv is not None:
             self.csv.log_epoch(row, layers)
         if self.tensorboard is not None:
-            self.tensorboard.log_epoch(row, layers, layer_sparsity)
+            self.tensorboard.log_epoch(row, layers, layer_sparsity or {})
         self.save(complete=True, best=best)
-        self.log(
-            f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
-            f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f} | test loss "
-            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}{pruned}"
-        )
+        self.log(message)
         for callback in self.callbacks:
             if hasattr(callback, "on_epoch_end"):
                 callback.on_epoch_end(self, self.epoch, row)

@@ -144,15 +144,7 @@ class StepsMixin:
                 out = self.model(x, target=y) if self._takes_target else self.model(x)
             loss = self.loss_fn(out.float(), target)
         value = float(loss.detach())
-        # One reduction tells every process whether any has a bad loss or was asked to
-        # stop, so all of them stop at the same step.
-        bad, stop = ctx.all_reduce_sum(
-            [0.0 if math.isfinite(value) else 1.0, float(self._stop_requested)]
-        )
-        self._stop_all = stop > 0
-        if bad:
-            self._phase = "idle"
-            self._raise_non_finite(value, step, steps)
+        self._check_step_loss(value, step, steps)
         if not trains_per_step(cfg) and cfg.tbptt is None and self.decolle is None:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -205,6 +197,19 @@ class StepsMixin:
             self.optimizer.zero_grad(set_to_none=True)
 
         return after_window
+
+    def _check_step_loss(self, value: float, step: int, steps: int) -> None:
+        """After a step's forward (the detection trainer's too): one reduction tells
+        every process whether any has a bad loss or was asked to stop, so all of them
+        stop at the same step; raise :class:`NonFiniteLossError` where a loss is not
+        finite."""
+        bad, stop = self.ctx.all_reduce_sum(
+            [0.0 if math.isfinite(value) else 1.0, float(self._stop_requested)]
+        )
+        self._stop_all = stop > 0
+        if bad:
+            self._phase = "idle"
+            self._raise_non_finite(value, step, steps)
 
     def _raise_non_finite(self, value: float, step: int, steps: int) -> None:
         kept = self._last_good_checkpoint()
