@@ -61,7 +61,7 @@ from spikeflow.models.common import (
     per_stage,
 )
 from spikeflow.models.registry import register_builder
-from spikeflow.models.spikformer import init_trunc_normal
+from spikeflow.models.spikformer import SJ_SSA_RENAMES, init_trunc_normal, split_fused_qkv
 
 __all__ = [
     "ATTENTION_THRESHOLD",
@@ -296,12 +296,6 @@ class QKFormer(nn.Module):
 
 _SSA_QKV = {"qkv_conv_bn.0": "qkv.linear.{}", "qkv_conv_bn.1": "qkv.norm.{}",
             "qkv_lif": "qkv.neuron.{}"}  # fmt: skip
-_SSA_RENAMES = {
-    "attn_lif.": "attention_neuron.",
-    "proj_conv_bn.0.": "proj.",
-    "proj_conv_bn.1.": "proj_norm.",
-    "proj_lif.": "proj_neuron.",
-}
 
 
 def convert_spikingjelly_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -339,33 +333,19 @@ def convert_spikingjelly_state_dict(state: Mapping[str, Tensor]) -> dict[str, Te
         if fused is not None:
             held = (f"{prefix}.{fused}", held[1])
             tail = rest.removeprefix(f"{fused}.")
-            for i, part in enumerate(_split_qkv(key, fused, value)):
+            for i, part in enumerate(split_fused_qkv(key, fused, value)):
                 held[1][i][f"{prefix}.attn.{_SSA_QKV[fused].format(i)}.{tail}"] = part
             continue
         if sep and prefix.startswith("stage3."):
-            old = next((o for o in _SSA_RENAMES if rest.startswith(o)), None)
+            old = next((o for o in SJ_SSA_RENAMES if rest.startswith(o)), None)
             if old is not None:
-                key = f"{prefix}.attn.{_SSA_RENAMES[old]}{rest.removeprefix(old)}"
+                key = f"{prefix}.attn.{SJ_SSA_RENAMES[old]}{rest.removeprefix(old)}"
         if value.dim() == 3 and (".mlp.fc" in key or key.endswith(".attn.proj.weight")):
             value = value[..., 0]  # a 1x1 Conv1d's weight [out, in, 1] -> [out, in]
         out[key] = value
     for parts in held[1]:
         out.update(parts)
     return out
-
-
-def _split_qkv(key: str, module: str, value: Tensor) -> tuple[Tensor, ...]:
-    """The fused ``Q, K, V`` tensor ``value`` of ``module`` in three (a 1x1 conv weight
-    also as a linear one), or three references to a tensor of the one neuron
-    ``qkv_lif`` or to a batch norm's step count."""
-    if module == "qkv_lif" or value.dim() == 0:
-        return (value, value, value)
-    if value.shape[0] % 3:
-        raise ShapeError(
-            f"{key}: a fused Q, K, V tensor needs a first dim that is a multiple of 3, got "
-            f"shape {tuple(value.shape)}"
-        )
-    return tuple(p[..., 0] if p.dim() == 3 else p for p in value.chunk(3, dim=0))
 
 
 _DOC = """QKFormer-10-{dim}, the paper's ImageNet model of {params} parameters (the

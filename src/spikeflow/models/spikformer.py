@@ -321,7 +321,9 @@ spikformer_cifar10 = _register_sj(
     "32x32 images, two pools (4x4 patches), ``embed_dim=384``, 12 heads, depth 4",
 )  # fmt: skip
 
-_SJ_SSA_RENAMES = {
+#: SpikingJelly's names in a spiking self-attention (after ``.attn.``) that become
+#: :class:`~spikeflow.layers.SpikingSelfAttention`'s (QKFormer's converter shares them).
+SJ_SSA_RENAMES = {
     "attn_lif.": "attention_neuron.",
     "proj_conv_bn.0.": "proj.",
     "proj_conv_bn.1.": "proj_norm.",
@@ -393,7 +395,7 @@ def convert_spikingjelly_state_dict(
             release()
             holding = f"{prefix}.{fused}" if fused else ""
         if fused is not None:
-            for i, part in enumerate(_split_qkv(key, fused.rstrip("."), value)):
+            for i, part in enumerate(split_fused_qkv(key, fused.rstrip("."), value)):
                 name = f"{prefix}.attention.{_SJ_QKV[fused].format(i)}{rest[len(fused) :]}"
                 held[i][name] = part
             continue
@@ -414,8 +416,8 @@ def convert_spikingjelly_state_dict(
             else:  # the neuron
                 new = "position.2." + tail.partition(".")[2]
         elif sep:
-            old = next((o for o in _SJ_SSA_RENAMES if rest.startswith(o)), None)
-            new = f"{prefix}.attention.{_SJ_SSA_RENAMES[old]}{rest[len(old):]}" if old else \
+            old = next((o for o in SJ_SSA_RENAMES if rest.startswith(o)), None)
+            new = f"{prefix}.attention.{SJ_SSA_RENAMES[old]}{rest[len(old):]}" if old else \
                 f"{prefix}.attention.{rest}"  # fmt: skip
         elif ".mlp." in key:
             prefix, _, rest = key.partition(".mlp.")
@@ -431,10 +433,11 @@ def convert_spikingjelly_state_dict(
     return out
 
 
-def _split_qkv(key: str, module: str, value: Tensor) -> tuple[Tensor, ...]:
+def split_fused_qkv(key: str, module: str, value: Tensor) -> tuple[Tensor, ...]:
     """The fused ``Q, K, V`` tensor ``value`` of ``module`` in three (a 1x1 conv weight
     also as a linear one), or three references to a tensor of the one neuron
-    ``qkv_lif`` or to a batch norm's step count."""
+    ``qkv_lif`` or to a batch norm's step count (Spikformer's and QKFormer's
+    converters)."""
     if module == "qkv_lif" or value.dim() == 0:
         return (value, value, value)
     if value.shape[0] % 3:
