@@ -186,7 +186,25 @@ class _SpikingRNNCellBase(nn.Module):
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, bias={self.bias}"
 
 
-class SpikingLSTMCell(_SpikingRNNCellBase):
+class _TwoSurrogateCell(_SpikingRNNCellBase):
+    """A cell with two spike functions (LSTM, GRU): ``surrogate_function1`` for the
+    gates, ``surrogate_function2`` (``None``: the first) for the candidate."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        surrogate_function1: Surrogate | None = None,
+        surrogate_function2: Surrogate | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias)
+        self.surrogate_function1, self.surrogate_function2 = _gate_surrogates(
+            type(self).__name__, surrogate_function1, surrogate_function2
+        )
+
+
+class SpikingLSTMCell(_TwoSurrogateCell):
     r"""One step of a spiking LSTM (SpikingJelly's ``rnn.SpikingLSTMCell``).
 
     With ``Θ`` the spike function (Heaviside forward, surrogate derivative backward)::
@@ -228,19 +246,6 @@ class SpikingLSTMCell(_SpikingRNNCellBase):
 
     gates = 4
     state_names = ("h", "c")
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        surrogate_function1: Surrogate | None = None,
-        surrogate_function2: Surrogate | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias)
-        self.surrogate_function1, self.surrogate_function2 = _gate_surrogates(
-            type(self).__name__, surrogate_function1, surrogate_function2
-        )
 
     def _step(self, x_proj: Tensor, states: _States) -> _States:
         h, c = states
@@ -313,7 +318,7 @@ class _SingleStateCell(_SpikingRNNCellBase):
         return self._step(self.linear_ih(x), states)[0]
 
 
-class SpikingGRUCell(_SingleStateCell):
+class SpikingGRUCell(_SingleStateCell, _TwoSurrogateCell):
     r"""One step of a spiking GRU (SpikingJelly's ``rnn.SpikingGRUCell``).
 
     With ``Θ`` the spike function (Heaviside forward, surrogate derivative backward)::
@@ -343,19 +348,6 @@ class SpikingGRUCell(_SingleStateCell):
     """
 
     gates = 3
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        surrogate_function1: Surrogate | None = None,
-        surrogate_function2: Surrogate | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias)
-        self.surrogate_function1, self.surrogate_function2 = _gate_surrogates(
-            type(self).__name__, surrogate_function1, surrogate_function2
-        )
 
     def _step(self, x_proj: Tensor, states: _States) -> _States:
         (h,) = states
