@@ -96,8 +96,9 @@ class MeanOnlyBatchNorm(nn.Module):
         """The neuron bias it stands for: ``−running_mean``."""
         return -self.running_mean
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x − pre_hook_fx(mean)`` per channel (see the class docstring)."""
+    def _subtract_mean(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The checked input and ``x − pre_hook_fx(mean)``: this input's channel means
+        (``running_mean`` updated) in training with ``update``, else ``running_mean``."""
         x = _check_input(type(self).__name__, x, self.num_features)
         if self.num_features is None:
             self.num_features = x.shape[2]
@@ -107,7 +108,11 @@ class MeanOnlyBatchNorm(nn.Module):
                 self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
         else:
             mean = self.running_mean
-        return x - _per_channel(self._hook(mean), x)
+        return x, x - _per_channel(self._hook(mean), x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x − pre_hook_fx(mean)`` per channel (see the class docstring)."""
+        return self._subtract_mean(x)[1]
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, momentum={self.momentum:g}"
@@ -173,21 +178,17 @@ class WgtScaleBatchNorm(MeanOnlyBatchNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(x − pre_hook_fx(mean)) / 2^e`` (see the class docstring)."""
-        x = _check_input(type(self).__name__, x, self.num_features)
-        if self.num_features is None:
-            self.num_features = x.shape[2]
+        x, centred = self._subtract_mean(x)
         if self.training and self.update:
-            mean = _channel_mean(x)
             var = torch.var(x, unbiased=False)
             n = x.numel() / x.shape[2]
             with torch.no_grad():
-                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
                 self.running_var = (
                     1 - self.momentum
                 ) * self.running_var + self.momentum * var * n / (n + 1)
         else:
-            mean, var = self.running_mean, self.running_var
-        return (x - _per_channel(self._hook(mean), x)) / self.std(var.detach())
+            var = self.running_var
+        return centred / self.std(var.detach())
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", weight_exp_bits={self.weight_exp_bits}, eps={self.eps:g}"
