@@ -70,7 +70,7 @@ from spikeflow.models.common import (
     per_stage,
 )
 from spikeflow.models.registry import register_model
-from spikeflow.models.spikformer import init_trunc_normal
+from spikeflow.models.spikformer import check_sizes_without_zero_init, init_trunc_normal
 
 __all__ = [
     "CifarAttention",
@@ -302,11 +302,10 @@ class MaxFormer(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
-                            ("embed_dim", embed_dim)):  # fmt: skip
-            check_positive_int(name, value)
-        if zero_init_residual:
-            raise ConfigurationError("MaxFormer: zero_init_residual is not supported")
+        check_sizes_without_zero_init(
+            "MaxFormer", zero_init_residual, num_classes=num_classes, in_channels=in_channels,
+            embed_dim=embed_dim,
+        )  # fmt: skip
         if not isinstance(cifar, bool):
             raise ConfigurationError(f"MaxFormer: cifar must be True or False, got {cifar!r}")
         depths = per_stage("MaxFormer", "depths", depths, STAGES)

@@ -57,11 +57,15 @@ from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
     check_input,
-    check_positive_int,
     per_stage,
 )
 from spikeflow.models.registry import register_builder
-from spikeflow.models.spikformer import SJ_SSA_RENAMES, init_trunc_normal, split_fused_qkv
+from spikeflow.models.spikformer import (
+    SJ_SSA_RENAMES,
+    check_sizes_without_zero_init,
+    init_trunc_normal,
+    split_fused_qkv,
+)
 
 __all__ = [
     "ATTENTION_THRESHOLD",
@@ -219,11 +223,10 @@ class QKFormer(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
-                            ("embed_dim", embed_dim)):  # fmt: skip
-            check_positive_int(name, value)
-        if zero_init_residual:
-            raise ConfigurationError("QKFormer: zero_init_residual is not supported")
+        check_sizes_without_zero_init(
+            "QKFormer", zero_init_residual, num_classes=num_classes, in_channels=in_channels,
+            embed_dim=embed_dim,
+        )  # fmt: skip
         heads = per_stage("QKFormer", "num_heads", num_heads, STAGES)
         depths = per_stage("QKFormer", "depths", depths, STAGES)
         if embed_dim % 4 or embed_dim < 8:

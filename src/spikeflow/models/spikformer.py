@@ -60,15 +60,22 @@ __all__ = [
 ]
 
 
+def check_sizes_without_zero_init(owner: str, zero_init_residual: bool, **sizes: int) -> None:
+    """Each of ``sizes`` a positive integer (checked in the order given, a
+    ConfigurationError naming it), then ``zero_init_residual`` refused (one naming
+    ``owner``): the spiking transformers have no residual branch to zero-init."""
+    for name, value in sizes.items():
+        check_positive_int(name, value)
+    if zero_init_residual:
+        raise ConfigurationError(f"{owner}: zero_init_residual is not supported")
+
+
 def check_transformer_arguments(
     owner: str, zero_init_residual: bool, pools: int, **sizes: int
 ) -> None:
     """The spiking transformers' arguments: positive sizes, ``pools`` in 0-4,
     ``embed_dim`` a multiple of 8 and of ``num_heads``; no ``zero_init_residual``."""
-    for name, value in sizes.items():
-        check_positive_int(name, value)
-    if zero_init_residual:
-        raise ConfigurationError(f"{owner}: zero_init_residual is not supported")
+    check_sizes_without_zero_init(owner, zero_init_residual, **sizes)
     if isinstance(pools, bool) or not isinstance(pools, int) or not 0 <= pools <= 4:
         raise ConfigurationError(f"pools must be an integer from 0 to 4, got {pools!r}")
     embed_dim, heads = sizes["embed_dim"], sizes["num_heads"]
