@@ -206,6 +206,8 @@ def test_an_input_too_small_for_the_pools_is_named(tmp_path):
         create_model("ottt_spiking_vgg11", input_size=16, hidden_features=4)
     with pytest.raises(ConfigurationError, match=r"input_size \(8, 4\) is too small for its 3"):
         create_model("ottt_spiking_vggws", input_size=(8, 4))
+    with pytest.raises(ConfigurationError, match=r"^input_size must be a positive integer, got 0"):
+        create_model("ottt_spiking_vggws", input_size=(8, 0))
     assert OTTTSpikingVGG(TINY, input_size=(8, 4)).pools == 2
     model = OTTTSpikingVGG(TINY, num_classes=3)  # no input_size: checked at the call
     with pytest.raises(ShapeError, match=r"the input's 8x2 maps are too small for its 2 2x2 "

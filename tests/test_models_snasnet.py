@@ -143,6 +143,7 @@ def test_neurons_and_a_backward_cell_cannot_stream():
                                     r"num_classes \(10\)"),
         ({"input_size": 3}, "input_size 3 leaves nothing"),
         ({"input_size": (32, 8, 8)}, r"input_size must be a side or \(H, W\)"),
+        ({"input_size": (32, 0)}, "SNASNet: input_size must be a positive integer, got 0"),
         ({"first_channels": 0}, "first_channels must be a positive integer"),
         ({"zero_init_residual": True}, "no residual blocks"),
     ],

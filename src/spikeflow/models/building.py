@@ -24,6 +24,7 @@ __all__ = [
     "conv_bn",
     "flat_features",
     "flat_steps",
+    "image_sides",
     "init_conv_linear",
     "output_steps",
     "per_stage",
@@ -38,16 +39,25 @@ def check_positive_int(name: str, value: Any) -> int:
     return value
 
 
-def check_pooled_size(owner: str, input_size: int | Sequence[int], pools: int) -> None:
-    """Raise a ConfigurationError naming ``owner`` when an input of ``input_size`` (a
-    side or ``(H, W)``) leaves nothing after ``pools`` 2x2 pools (max or average)."""
+def image_sides(
+    owner: str, input_size: int | Sequence[int], side_name: str = "input_size"
+) -> tuple[int, int]:
+    """``input_size``, one side or ``(H, W)``, as ``(H, W)``: a ConfigurationError naming
+    ``owner`` unless it has two sides, one naming ``side_name`` for a side that is not a
+    positive integer."""
     sides = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
     if len(sides) != 2:
         raise ConfigurationError(
             f"{owner}: input_size must be a side or (H, W), got {input_size!r}"
         )
-    for side in sides:
-        check_positive_int("input_size", side)
+    height, width = (check_positive_int(side_name, side) for side in sides)
+    return height, width
+
+
+def check_pooled_size(owner: str, input_size: int | Sequence[int], pools: int) -> None:
+    """Raise a ConfigurationError naming ``owner`` when an input of ``input_size`` (a
+    side or ``(H, W)``) leaves nothing after ``pools`` 2x2 pools (max or average)."""
+    sides = image_sides(owner, input_size)
     if min(sides) < 2**pools:
         raise ConfigurationError(
             f"{owner}: input_size {input_size} is too small for its {pools} 2x2 pools "

@@ -42,7 +42,13 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
+from spikeflow.models.common import (
+    NeuronFactory,
+    NeuronSpec,
+    check_input,
+    check_positive_int,
+    image_sides,
+)
 from spikeflow.models.registry import register_model
 
 __all__ = [
@@ -252,13 +258,7 @@ class SNASNet(nn.Module):
                 f"SNASNet: num_final_neurons ({num_final_neurons}) must be a multiple of "
                 f"num_classes ({num_classes}): each class averages a cluster of them"
             )
-        sides = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
-        if len(sides) != 2:
-            raise ConfigurationError(
-                f"SNASNet: input_size must be a side or (H, W), got {input_size!r}"
-            )
-        for value in sides:
-            check_positive_int("SNASNet: input_size", value)
+        sides = image_sides("SNASNet", input_size, "SNASNet: input_size")
         # the stem's convolution (3x3, padding 1) gives ⌈side / stride⌉, then the pools
         # 2 and second_avgpooling floor: an odd side under stride 2 keeps its last row
         pooled = [((side - 1) // stem_stride + 1) // 2 // second_avgpooling for side in sides]
@@ -271,7 +271,7 @@ class SNASNet(nn.Module):
         backward = cell_type == "backward"
         wide = 2 * first_channels
         self.in_channels, self.num_classes, self.cell_type = in_channels, num_classes, cell_type
-        self.input_size = (sides[0], sides[1])
+        self.input_size = sides
         self.stem = nn.Sequential(
             layers.Conv2d(in_channels, first_channels, 3, stem_stride, 1, bias=False),
             StepBatchNorm2d(first_channels),
