@@ -244,6 +244,19 @@ def test_bad_arguments_are_named(name, kwargs, message):
         create_model(name, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((10, 3), r"^CifarAttention: dim \(10\) must be a multiple of num_heads \(3\)$"),
+        ((0, 2), r"^CifarAttention: dim must be a positive integer, got 0$"),
+        ((8, True), r"^CifarAttention: num_heads must be a positive integer, got True$"),
+    ],
+)
+def test_cifar_attention_bad_sizes_are_named(args, message):
+    with pytest.raises(ConfigurationError, match=message):
+        CifarAttention(*args)
+
+
 def test_bad_inputs_are_named_with_their_shape():
     model = create_model("maxformer_cifar", **TINY)
     with pytest.raises(ShapeError, match=r"\[T, B, C, H, W\]; got shape \(2, 3, 32, 32\) "

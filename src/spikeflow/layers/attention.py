@@ -57,6 +57,8 @@ def _neurons(neuron: Any, neuron_kwargs: Mapping[str, Any] | None) -> Any:
 
 
 def _check_sizes(owner: str, dim: int, num_heads: int) -> None:
+    """Raise a ConfigurationError naming ``owner`` unless ``dim`` and ``num_heads`` are
+    positive integers and ``dim`` is a multiple of ``num_heads``."""
     for name, value in (("dim", dim), ("num_heads", num_heads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigurationError(f"{owner}: {name} must be a positive integer, got {value!r}")

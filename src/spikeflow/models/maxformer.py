@@ -58,6 +58,7 @@ from spikeflow.layers.attention import (
     FeatureBatchNorm,
     SpikingQKV,
     SpikingSelfAttention,
+    _check_sizes,
     check_tokens,
     merge_heads,
 )
@@ -212,12 +213,7 @@ class CifarAttention(nn.Module):
         neuron_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("CifarAttention: dim", dim)
-        check_positive_int("CifarAttention: num_heads", num_heads)
-        if dim % num_heads:
-            raise ConfigurationError(
-                f"CifarAttention: dim ({dim}) must be a multiple of num_heads ({num_heads})"
-            )
+        _check_sizes("CifarAttention", dim, num_heads)
         make = NeuronFactory(neuron, neuron_kwargs, defaults=ATTENTION_NEURON_DEFAULTS)
         self.dim, self.num_heads, self.scale = dim, num_heads, float(scale)
         self.input_neuron = make()
