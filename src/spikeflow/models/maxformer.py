@@ -305,11 +305,7 @@ class MaxFormer(nn.Module):
         if not isinstance(cifar, bool):
             raise ConfigurationError(f"MaxFormer: cifar must be True or False, got {cifar!r}")
         depths = per_stage("MaxFormer", "depths", depths, STAGES)
-        if embed_dim % 4 or embed_dim < 8:
-            raise ConfigurationError(
-                f"MaxFormer: embed_dim ({embed_dim}) must be a multiple of 4 and at least 8 "
-                "(the stages have D/4, D/2 and D features, the stem's first convolution D/8)"
-            )
+        widths = qkformer.stage_widths("MaxFormer", embed_dim)
         if num_heads is None:
             num_heads = 8 if cifar else max(1, embed_dim // 64)
         check_positive_int("MaxFormer: num_heads", num_heads)
@@ -319,7 +315,6 @@ class MaxFormer(nn.Module):
             )
         ratio = check_real("MaxFormer: mlp_ratio", mlp_ratio, 0.0, low_open=True)
         scale = check_real("MaxFormer: attention_scale", attention_scale, 0.0, low_open=True)
-        widths = (embed_dim // 4, embed_dim // 2, embed_dim)
         if int(widths[0] * ratio) < 1:
             raise ConfigurationError(
                 f"MaxFormer: mlp_ratio {mlp_ratio} leaves stage 1's MLP ({widths[0]} "

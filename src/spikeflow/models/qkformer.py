@@ -97,6 +97,18 @@ def attention_threshold(neuron_kwargs: Mapping[str, Any] | None) -> Any:
     return (neuron_kwargs or {}).get("v_threshold", ATTENTION_THRESHOLD)
 
 
+def stage_widths(owner: str, embed_dim: int) -> tuple[int, int, int]:
+    """The three stages' features ``D/4, D/2, D`` (QKFormer's and Max-Former's), or a
+    ConfigurationError naming ``owner`` unless ``D`` is a multiple of 4 and at least 8
+    (the stem's first convolution has ``D/8``)."""
+    if embed_dim % 4 or embed_dim < 8:
+        raise ConfigurationError(
+            f"{owner}: embed_dim ({embed_dim}) must be a multiple of 4 and at least 8 (the "
+            "stages have D/4, D/2 and D features, the stem's first convolution D/8)"
+        )
+    return embed_dim // 4, embed_dim // 2, embed_dim
+
+
 def _conv_bn(
     in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
 ) -> tuple[layers.Conv2d, layers.BatchNorm2d]:
@@ -229,12 +241,7 @@ class QKFormer(nn.Module):
         )  # fmt: skip
         heads = per_stage("QKFormer", "num_heads", num_heads, STAGES)
         depths = per_stage("QKFormer", "depths", depths, STAGES)
-        if embed_dim % 4 or embed_dim < 8:
-            raise ConfigurationError(
-                f"QKFormer: embed_dim ({embed_dim}) must be a multiple of 4 and at least 8 (the "
-                "stages have D/4, D/2 and D features, the stem's first convolution D/8)"
-            )
-        widths = (embed_dim // 4, embed_dim // 2, embed_dim)
+        widths = stage_widths("QKFormer", embed_dim)
         for stage, (width, head) in enumerate(zip(widths, heads, strict=True), start=1):
             if width % head:
                 raise ConfigurationError(
