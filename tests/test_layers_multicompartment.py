@@ -152,6 +152,31 @@ def test_streaming_continues_one_call():
     assert whole.sum() > 0
 
 
+@pytest.mark.parametrize(
+    ("make", "carried"),
+    [
+        (lambda: layers.LIFMC(3), ()),
+        (lambda: layers.LIFMCRecurrent(3, 3), ("z",)),
+        (lambda: layers.LIFMCRefrac(3), ("rho",)),
+        (lambda: layers.LIFMCRefracRecurrent(3, 3), ("z", "rho")),
+    ],
+)
+def test_carried_state_properties(make, carried):
+    """Each layer has the properties of its state (v, i, and z / rho where it keeps
+    them), None until a streamed call, then the carried tensors."""
+    torch.manual_seed(0)
+    layer = make()
+    assert {n for n in ("z", "rho") if hasattr(layer, n)} == set(carried)
+    names = ("v", "i", *carried)
+    assert all(getattr(layer, n) is None for n in names)
+    with functional.streaming(layer):
+        out = layer(torch.rand(6, 2, 3) * 4.0)
+        for n in names:
+            assert getattr(layer, n) is layer.state[n]
+        if "z" in carried:
+            assert torch.equal(layer.z, out[-1])
+
+
 def test_bad_input_is_named():
     with pytest.raises(ShapeError, match=r"g_coupling must have shape \(4, 4\)"):
         layers.LIFMC(4, torch.zeros(3, 3))

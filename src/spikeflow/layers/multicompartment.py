@@ -84,6 +84,7 @@ def _check_weights_dtype(owner: str, x: Tensor, weight: Tensor) -> None:
 class _LIFMCBase(MemoryModule):
     """The parameters, checks and time loop shared by the four layers."""
 
+    # set by the subclasses with these parts (_RecurrentLIFMC, _RefractoryLIFMC)
     _recurrent = False
     _refractory = False
 
@@ -219,6 +220,28 @@ class _LIFMCBase(MemoryModule):
         return ", ".join(parts)
 
 
+class _RecurrentLIFMC(_LIFMCBase):
+    """Input and recurrent weights; the last spikes ``z`` are part of the state."""
+
+    _recurrent = True
+
+    @property
+    def z(self) -> Tensor | None:
+        """The last spikes carried to the next call (only while streaming)."""
+        return self._state_value("z")
+
+
+class _RefractoryLIFMC(_LIFMCBase):
+    """An absolute refractory period; the counters ``rho`` are part of the state."""
+
+    _refractory = True
+
+    @property
+    def rho(self) -> Tensor | None:
+        """The refractory counters carried to the next call (only while streaming)."""
+        return self._state_value("rho")
+
+
 _ARGS_DOC = """
         tau_syn: the synaptic time constant in seconds, ``>= dt`` (default ``5e-3``:
             Norse's ``tau_syn_inv = 200``).
@@ -295,7 +318,7 @@ class LIFMC(_LIFMCBase):
         return {"v": v, "i": i, "z": z}
 
 
-class LIFMCRecurrent(_LIFMCBase):
+class LIFMCRecurrent(_RecurrentLIFMC):
     """Recurrent multicompartment LIF (Norse's ``LIFMCRecurrentCell``, ``lif_mc_step``)::
 
         i = i + W_in x[t] + W_rec z[t-1]
@@ -325,7 +348,6 @@ class LIFMCRecurrent(_LIFMCBase):
     """
 
     __doc__ = (__doc__ or "") + _ARGS_DOC
-    _recurrent = True
 
     def __init__(
         self,
@@ -363,14 +385,9 @@ class LIFMCRecurrent(_LIFMCBase):
         v = v + self.dt * F.linear(v, self.g_coupling)
         return {"v": v, "i": i, "z": z}
 
-    @property
-    def z(self) -> Tensor | None:
-        """The last spikes carried to the next call (only while streaming)."""
-        return self._state_value("z")
-
 
 def _refractory_update(
-    layer: _LIFMCBase, state: dict[str, Tensor]
+    layer: _RefractoryLIFMC, state: dict[str, Tensor]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Norse's refractory multicompartment step up to the spike: ``(z, v, i, rho)``, the
     current decayed but without this step's input."""
@@ -386,7 +403,7 @@ def _refractory_update(
     return z, v, i, rho
 
 
-class LIFMCRefrac(_LIFMCBase):
+class LIFMCRefrac(_RefractoryLIFMC):
     """Multicompartment LIF with an absolute refractory period, on input currents
     (Norse's ``lif_mc_refrac_feed_forward_step``)::
 
@@ -410,7 +427,6 @@ class LIFMCRefrac(_LIFMCBase):
     """
 
     __doc__ = (__doc__ or "") + _ARGS_DOC
-    _refractory = True
 
     def __init__(
         self,
@@ -436,13 +452,8 @@ class LIFMCRefrac(_LIFMCBase):
         z, v, i, rho = _refractory_update(self, state)
         return {"v": v, "i": i + x, "rho": rho, "z": z}
 
-    @property
-    def rho(self) -> Tensor | None:
-        """The refractory counters carried to the next call (only while streaming)."""
-        return self._state_value("rho")
 
-
-class LIFMCRefracRecurrent(_LIFMCBase):
+class LIFMCRefracRecurrent(_RecurrentLIFMC, _RefractoryLIFMC):
     """Recurrent multicompartment LIF with an absolute refractory period (Norse's
     ``LIFMCRefracRecurrentCell``, ``lif_mc_refrac_step``): :class:`LIFMCRefrac`'s step
     with the current jump ``W_in x[t] + W_rec z[t-1]`` after the spike (``z[t-1]`` the
@@ -463,8 +474,6 @@ class LIFMCRefracRecurrent(_LIFMCBase):
     """
 
     __doc__ = (__doc__ or "") + _ARGS_DOC
-    _recurrent = True
-    _refractory = True
 
     def __init__(
         self,
@@ -492,13 +501,3 @@ class LIFMCRefracRecurrent(_LIFMCBase):
         z, v, i, rho = _refractory_update(self, state)
         i = i + F.linear(x, self.input_weight) + F.linear(state["z"], self._recurrent_matrix())
         return {"v": v, "i": i, "rho": rho, "z": z}
-
-    @property
-    def z(self) -> Tensor | None:
-        """The last spikes carried to the next call (only while streaming)."""
-        return self._state_value("z")
-
-    @property
-    def rho(self) -> Tensor | None:
-        """The refractory counters carried to the next call (only while streaming)."""
-        return self._state_value("rho")
