@@ -272,3 +272,9 @@ def test_the_public_qkv_and_merge_heads_name_bad_sizes_and_inputs():
     assert torch.equal(merge_heads(q).reshape(2, 3, 5, 2, 4).transpose(2, 3), q)
     with pytest.raises(ShapeError, match=r"merge_heads: expects heads \[T, B, H, N, d\], got"):
         merge_heads(torch.rand(2, 3, 5, 8))
+
+
+@pytest.mark.parametrize("layer", [SpikingSelfAttention, SpikeDrivenSelfAttention])
+def test_attention_refuses_neuron_kwargs_that_are_not_a_dict(layer):
+    with pytest.raises(ConfigurationError, match="neuron_kwargs must be a dict, got list"):
+        layer(16, 2, neuron_kwargs=[("tau", 2.0)])

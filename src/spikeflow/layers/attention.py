@@ -49,6 +49,10 @@ class FeatureBatchNorm(nn.BatchNorm1d):
 def _neurons(neuron: Any, neuron_kwargs: Mapping[str, Any] | None) -> Any:
     from spikeflow.models.common import NeuronFactory
 
+    if neuron_kwargs is not None and not isinstance(neuron_kwargs, Mapping):
+        raise ConfigurationError(
+            f"neuron_kwargs must be a dict, got {type(neuron_kwargs).__name__}"
+        )
     # A threshold a layer sets for one of its neurons (the attention neuron's 0.5)
     # wins over neuron_kwargs, which set every neuron.
     return lambda **extra: NeuronFactory(
