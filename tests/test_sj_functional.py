@@ -173,6 +173,26 @@ def test_t_last_forward_errors():
         F.multi_step_forward(torch.rand(0, 2, 3), neurons.IFNode(step_mode="s"))
 
 
+def test_per_step_forwards_refuse_what_would_misread_time():
+    # a default (multi-step) neuron called on one step [B, N] reads B as time and
+    # restarts at every step: the stacked output was silently not the neuron's
+    x = torch.rand(6, 2, 5)
+    for node in (neurons.IFNode(), layers.Conv1d(2, 2, 1)):
+        with pytest.raises(ConfigurationError, match=r"multi_step_forward.*step_mode='m'"):
+            F.multi_step_forward(x, node)
+        with pytest.raises(ConfigurationError, match=r"multi_step_forward.*step_mode='m'"):
+            F.t_last_multi_step_forward(x.permute(1, 2, 0), [nn.Identity(), node])
+    # folding time into the batch mixes the steps of a stateful module (a multi-step
+    # neuron read T*B as time; a single-step one raised a misleading StateError)
+    for node in (neurons.IFNode(), neurons.IFNode(step_mode="s")):
+        with pytest.raises(ConfigurationError, match="seq_to_ann_forward folds time"):
+            F.seq_to_ann_forward(x, node)
+        with pytest.raises(ConfigurationError, match="seq_to_ann_forward folds time"):
+            F.t_last_seq_to_ann_forward(x.permute(1, 2, 0), [nn.Linear(5, 5), node])
+    # what they accept is unchanged: a single-step neuron, step by step, is the neuron
+    assert torch.equal(F.multi_step_forward(x, neurons.IFNode(step_mode="s")), neurons.IFNode()(x))
+
+
 # -- kaiming_normal_conv_linear_weight -----------------------------------------------------
 
 

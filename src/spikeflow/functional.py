@@ -232,10 +232,18 @@ def streaming(net: nn.Module) -> Iterator[nn.Module]:
 def seq_to_ann_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
     """Run a stateless per-step ``module`` (or a sequence of them) on ``x_seq``
     (``[T, B, ...]``) with time folded into the batch: one call on ``[T*B, ...]``
-    (SpikingJelly's name; what :class:`~spikeflow.layers.SeqToANNContainer` does)."""
-    from spikeflow.layers._time import fold_time
+    (SpikingJelly's name; what :class:`~spikeflow.layers.SeqToANNContainer` does).
 
-    return fold_time(_chain(module), x_seq)
+    Raises:
+        ConfigurationError: ``module`` holds a neuron or other module that carries
+            state from step to step (folding time would mix the steps), or a
+            spikeflow module in multi-step mode (it would read ``T*B`` as time).
+    """
+    from spikeflow.layers._time import check_inner_modules, fold_time
+
+    chained = _chain(module)
+    check_inner_modules("seq_to_ann_forward", [chained], stateless=True)
+    return fold_time(chained, x_seq)
 
 
 def multi_step_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
@@ -243,10 +251,14 @@ def multi_step_forward(x_seq: Tensor, module: nn.Module) -> Tensor:
     (``[T, B, ...]``) and stack the outputs (SpikingJelly's name; what
     :class:`~spikeflow.layers.MultiStepContainer` does). Stateful modules start from
     their initial state and keep nothing after the call, unless they are streaming.
-    A sequence of 0 steps raises a :class:`~spikeflow.errors.ShapeError`."""
-    from spikeflow.layers._time import run_steps, stepping_memory
+    A sequence of 0 steps raises a :class:`~spikeflow.errors.ShapeError`; a spikeflow
+    module in multi-step mode (the default) a
+    :class:`~spikeflow.errors.ConfigurationError`, since it would read each step's batch
+    dim as time (build it with ``step_mode="s"``, or call it on ``x_seq`` directly)."""
+    from spikeflow.layers._time import check_inner_modules, run_steps, stepping_memory
 
     chained = _chain(module)
+    check_inner_modules("multi_step_forward", [chained], stateless=False)
     with stepping_memory([chained]):
         return run_steps(chained, x_seq)
 
