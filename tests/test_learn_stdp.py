@@ -177,6 +177,36 @@ def test_single_steps_continue_the_traces_as_one_sequence():
     torch.testing.assert_close(first + rest, whole, rtol=1e-14, atol=1e-13)
 
 
+def test_the_traces_are_spikingjellys_trace_pre_and_trace_post():
+    # SpikingJelly's stdp_trace example plots learner.trace_pre / trace_post step by step
+    torch.manual_seed(4)
+    x = (torch.rand(12, 2, 4) > 0.6).double()
+    theirs_fc = sj_layer.Linear(4, 3, bias=False).double()
+    nn.init.constant_(theirs_fc.weight, 0.6)
+    theirs_sn = sj_neuron.IFNode(v_threshold=0.5)
+    theirs = sj.STDPLearner("s", theirs_fc, theirs_sn, tau_pre=2.0, tau_post=3.0)
+    fc = layers.Linear(4, 3, bias=False, step_mode="s").double()
+    nn.init.constant_(fc.weight, 0.6)
+    sn = neurons.IFNode(v_threshold=0.5, step_mode="s")
+    net = nn.Sequential(fc, sn)
+    learner = STDPLearner(fc, sn, tau_pre=2.0, tau_post=3.0)
+    assert learner.trace_pre is None and learner.trace_post is None
+    fired = 0.0
+    with torch.no_grad(), functional.streaming(net):
+        for x_t in x:
+            theirs_sn(theirs_fc(x_t))
+            theirs.step(on_grad=False)
+            fired += float(net(x_t).sum())
+            learner.step(on_grad=False)
+            assert learner.trace_pre.shape == (2, 4) and learner.trace_post.shape == (2, 3)
+            torch.testing.assert_close(learner.trace_pre, theirs.trace_pre, rtol=0, atol=1e-15)
+            torch.testing.assert_close(learner.trace_post, theirs.trace_post, rtol=0, atol=1e-15)
+    assert fired > 0
+    theirs.close()
+    learner.reset()
+    assert learner.trace_pre is None and learner.trace_post is None
+
+
 def test_explicit_state_runs_continue_the_traces_as_streaming_does():
     """A step loop of functional.run is one sequence for the learner too (its traces
     restarted at every step: the neurons are not streaming there)."""

@@ -382,6 +382,22 @@ class STDPLearner:
         self._missed = False
 
     @property
+    def trace_pre(self) -> Tensor | None:
+        """The presynaptic trace ``x`` after the last step that :meth:`step` learned
+        from (SpikingJelly's ``trace_pre``): ``[B, *input step]`` (for a convolution the
+        unpadded input, SpikingJelly's is padded); None before the first
+        :meth:`step` and after :meth:`reset`. Read-only: the next streamed call
+        continues from it."""
+        return self._traces[0]
+
+    @property
+    def trace_post(self) -> Tensor | None:
+        """The postsynaptic trace ``y`` after the last step that :meth:`step` learned
+        from (SpikingJelly's ``trace_post``): ``[B, *output step]``; None before the
+        first :meth:`step` and after :meth:`reset`."""
+        return self._traces[1]
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` removed the hooks."""
         return not self._handles
