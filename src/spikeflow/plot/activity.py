@@ -353,7 +353,7 @@ def feature_maps(
     figsize: tuple[float, float] | None = None,
 ) -> Any:
     """A grid of channel images, one per channel of a convolutional layer's spikes or
-    rates (SpikingJelly's ``plot_2d_spiking_feature_map``), on one shared colour scale.
+    rates (SpikingJelly's ``plot_2d_feature_map``), on one shared colour scale.
 
     Args:
         x: ``[C, H, W]``; or ``[T, C, H, W]`` (``[T, B, C, H, W]``: sample ``sample``),
