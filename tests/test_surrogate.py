@@ -614,6 +614,26 @@ def test_spiking_false_without_primitive_raises(spec: Spec):
         spec.cls(spiking=False)
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
+def test_set_spiking_mode_switches_as_the_constructor_does(spec: Spec):
+    # SpikingJelly's surrogate tutorial switches a built surrogate with set_spiking_mode
+    x = GRID.clone()
+    sg = spec.cls(**spec.other)
+    spikes = sg(x)
+    if spec.p is None:
+        with pytest.raises(ConfigurationError, match=spec.id):
+            sg.set_spiking_mode(False)
+        assert sg.spiking and torch.equal(sg(x), spikes)
+        return
+    sg.set_spiking_mode(False)
+    assert not sg.spiking
+    assert torch.equal(sg(x), spec.cls(**spec.other, spiking=False)(x))
+    sg.set_spiking_mode(True)
+    assert torch.equal(sg(x), spikes)
+    with pytest.raises(ConfigurationError, match="spiking"):
+        sg.set_spiking_mode(0)
+
+
 def test_squarewave_n1_is_rejected():
     """n = 1 is an empty sum, a zero gradient everywhere: a network could not learn."""
     with pytest.raises(ConfigurationError, match=r"SquarewaveFourierSeries.*n"):

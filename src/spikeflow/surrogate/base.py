@@ -116,6 +116,22 @@ class Surrogate(nn.Module):
                 "primitive, so spiking=False is not available for it"
             )
 
+    def set_spiking_mode(self, spiking: bool) -> None:
+        """Switch between spikes (``True``: the Heaviside step, surrogate backward) and
+        the smooth primitive (``False``) after construction (SpikingJelly's name).
+
+        Raises:
+            ConfigurationError: ``spiking`` is not a bool, or ``False`` for a surrogate
+                with no primitive.
+        """
+        spiking = check_flag(f"{type(self).__name__}.set_spiking_mode", "spiking", spiking)
+        if not spiking and not type(self).has_primitive:
+            raise ConfigurationError(
+                f"{type(self).__name__} defines only a pseudo-derivative, no smooth "
+                "primitive, so spiking=False is not available for it"
+            )
+        self.spiking = spiking
+
     @property
     def params(self) -> dict[str, float]:
         """The named parameters, as passed to :meth:`derivative` and :meth:`primitive`."""
