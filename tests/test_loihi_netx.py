@@ -331,7 +331,11 @@ def test_export_errors_name_the_module(tmp_path):
         (torch.nn.Sequential(layers.Linear(4, 3, bias=False)), "must be followed by"),
         (
             torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.LIFNode()),
-            "must be followed by",
+            r"must be followed by .*got module 1 \(LIFNode\).*CubaLIFNode\(",
+        ),
+        (
+            torch.nn.Sequential(layers.Linear(4, 3, bias=False)),
+            "must be followed by .*got nothing",
         ),
         (
             torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.CubaLIFNode(2.0, 2.0)),

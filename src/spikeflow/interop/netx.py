@@ -253,9 +253,16 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             continue
         layer = _synapse(module, shape, where)
         if i + 1 >= len(modules) or not isinstance(modules[i + 1], (CubaLIFNode, LoihiCubaLIFNode)):
+            found = (
+                "nothing"
+                if i + 1 >= len(modules)
+                else f"module {names[i + 1]} ({type(modules[i + 1]).__name__})"
+            )
             raise ConfigurationError(
                 f"export_netx: {where} must be followed by a CubaLIFNode or "
-                "LoihiCubaLIFNode (a netx block is a synapse and its neurons)"
+                f"LoihiCubaLIFNode (a netx block is a synapse and its neurons), got {found}; "
+                "other neurons (IFNode, LIFNode) are not exported: train with "
+                "CubaLIFNode(..., r='tau_syn*tau_mem', v_reset=0.0), Lava-DL's CUBA neuron"
             )
         neuron = _neuron_params(modules[i + 1], f"module {names[i + 1]}")
         bias = neuron.pop("bias")
