@@ -320,6 +320,28 @@ def test_nmnist_fixed_point_equals_lava_and_agrees_with_float(tmp_path, nmnist_s
     assert min(agree[:2]) > 0.8 and min(agree[2:]) > 0.98, agree
 
 
+def test_if_and_lif_export_as_the_cuba_neuron_spikingjelly_maps_them_to(tmp_path):
+    # SpikingJelly's lava_exchange: IF / LIF (decay_input=False, hard reset to 0) as CUBA
+    # with current_decay = 1 (the voltage adds each step's input) and voltage_decay = 1/tau
+    torch.manual_seed(5)
+    weight = torch.randint(-8, 12, (6, 10)).double() / 32  # on Lava-DL's 8-bit grid
+    x = torch.rand(30, 4, 10) < 0.4
+    cases = [
+        (neurons.IFNode(v_threshold=0.75, strict_firing=True), 0),
+        (neurons.LIFNode(tau=2.0, decay_input=False, v_threshold=0.75, strict_firing=True), 2048),
+    ]
+    for node, v_decay in cases:
+        fc = layers.Linear(10, 6, bias=False).double()
+        fc.weight.data.copy_(weight)
+        fixed = import_netx(export_netx(torch.nn.Sequential(fc, node), tmp_path / "n.net", (10,)))
+        assert (fixed[1].du, fixed[1].dv, fixed[1].vth) == (4095, v_decay, 48)
+        with torch.no_grad():
+            spikes = node(fc(x.double()))
+        assert 0.05 < float(spikes.mean()) < 0.5
+        # Loihi fires on v > vth: the float neuron with strict firing, spike for spike
+        assert torch.equal(fixed(x.long()).double(), spikes)
+
+
 def test_export_errors_name_the_module(tmp_path):
     path = tmp_path / "x.net"
     cases = [
@@ -330,8 +352,20 @@ def test_export_errors_name_the_module(tmp_path):
         ),
         (torch.nn.Sequential(layers.Linear(4, 3, bias=False)), "must be followed by"),
         (
+            torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.ParametricLIFNode()),
+            r"must be followed by .*got module 1 \(ParametricLIFNode\)",
+        ),
+        (
             torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.LIFNode()),
-            r"must be followed by .*got module 1 \(LIFNode\).*CubaLIFNode\(",
+            "module 1: this LIFNode has no CUBA equivalent: decay_input=True",
+        ),
+        (
+            torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.IFNode(v_reset=None)),
+            "module 1: this IFNode has no CUBA equivalent: v_reset=None",
+        ),
+        (
+            torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.IFNode(v_threshold=0.01)),
+            "module 1: v_threshold=0.01 gives vThMant=0.64",
         ),
         (
             torch.nn.Sequential(layers.Linear(4, 3, bias=False)),

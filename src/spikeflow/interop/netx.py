@@ -44,7 +44,7 @@ from spikeflow.errors import (
 )
 from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
 from spikeflow.layers import AxonalDelay, Flatten
-from spikeflow.neurons import CubaLIFNode
+from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
 from spikeflow.quant.loihi import (
     LoihiCubaLIFNode,
     cuba_device_params,
@@ -95,6 +95,8 @@ def _neuron_params(module: nn.Module, where: str) -> dict[str, Any]:
             "vThMant": module.vth,
             "bias": bias,
         }
+    if type(module) in (IFNode, LIFNode):
+        return _if_lif_params(module, where)
     try:
         params = cuba_device_params(module)
     except ConfigurationError as error:
@@ -105,6 +107,42 @@ def _neuron_params(module: nn.Module, where: str) -> dict[str, Any]:
         "vThMant": params["v_th_mant"],
         "bias": None,
     }
+
+
+def _if_lif_params(module: IFNode | LIFNode, where: str) -> dict[str, Any]:
+    """An IF or LIF neuron as the CUBA neuron that computes it, as SpikingJelly's
+    ``lava_exchange`` maps them: the current decays fully each step (``iDecay = 4096``,
+    so the voltage adds the step's input) and the voltage by ``1/tau`` (``vDecay =
+    round(4096/tau)``; IF: 0). Needs a hard reset to 0 and, for LIF, ``decay_input=False``
+    (Loihi adds the input undecayed) and a fixed ``tau``."""
+    name = type(module).__name__
+    problems = []
+    if module.v_reset is None or float(module.v_reset) != 0.0:
+        problems.append(f"v_reset={module.v_reset} (Loihi resets the voltage to 0)")
+    if isinstance(module, LIFNode):
+        if module.decay_input:
+            problems.append("decay_input=True (Loihi adds the input undecayed: decay_input=False)")
+        if not isinstance(module.tau, (int, float)) or isinstance(module.tau, bool):
+            problems.append("a tau that is not one number")
+    theta = module.v_threshold
+    if isinstance(theta, Tensor):
+        if theta.numel() != 1:
+            problems.append("a threshold that is not one number")
+        theta = float(theta.detach().reshape(-1)[0]) if theta.numel() else 0.0
+    if problems:
+        raise ConfigurationError(
+            f"export_netx: {where}: this {name} has no CUBA equivalent: " + "; ".join(problems)
+        )
+    theta = float(theta)
+    if not 1 <= theta * 64 < (1 << 17) + 1:
+        raise ConfigurationError(
+            f"export_netx: {where}: v_threshold={theta:g} gives vThMant={theta * 64:g}, outside "
+            f"Loihi's 17-bit threshold (0, {1 << 17}]"
+        )
+    v_decay = 0
+    if isinstance(module, LIFNode):  # Lava-DL: a float32 parameter, torch.round
+        v_decay = int(torch.round(torch.tensor([4096 / module.tau], dtype=torch.float32)))
+    return {"iDecay": 4096, "vDecay": v_decay, "vThMant": int(theta * 64), "bias": None}
 
 
 def _synapse(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str, Any]:
@@ -252,17 +290,16 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             i += 1
             continue
         layer = _synapse(module, shape, where)
-        if i + 1 >= len(modules) or not isinstance(modules[i + 1], (CubaLIFNode, LoihiCubaLIFNode)):
-            found = (
-                "nothing"
-                if i + 1 >= len(modules)
-                else f"module {names[i + 1]} ({type(modules[i + 1]).__name__})"
-            )
+        follower = modules[i + 1] if i + 1 < len(modules) else None
+        if not (
+            isinstance(follower, (CubaLIFNode, LoihiCubaLIFNode))
+            or type(follower) in (IFNode, LIFNode)
+        ):
+            found = f"module {names[i + 1]} ({type(follower).__name__})" if follower else "nothing"
             raise ConfigurationError(
-                f"export_netx: {where} must be followed by a CubaLIFNode or "
-                f"LoihiCubaLIFNode (a netx block is a synapse and its neurons), got {found}; "
-                "other neurons (IFNode, LIFNode) are not exported: train with "
-                "CubaLIFNode(..., r='tau_syn*tau_mem', v_reset=0.0), Lava-DL's CUBA neuron"
+                f"export_netx: {where} must be followed by a CubaLIFNode, "
+                f"LoihiCubaLIFNode, IFNode or LIFNode (a netx block is a synapse and its "
+                f"neurons), got {found}"
             )
         neuron = _neuron_params(modules[i + 1], f"module {names[i + 1]}")
         bias = neuron.pop("bias")
@@ -298,7 +335,9 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
     ``model`` is an ``nn.Sequential`` (or a :class:`NetxNetwork`) of blocks: a synapse
     (``Linear`` / ``Conv2d`` without bias, or ``LoihiDense`` / ``LoihiConv2d``), its
-    neurons (``CubaLIFNode`` as Lava-DL's CUBA, or ``LoihiCubaLIFNode``), optionally an
+    neurons (``CubaLIFNode`` as Lava-DL's CUBA, ``LoihiCubaLIFNode``, or an ``IFNode`` /
+    ``LIFNode(decay_input=False)`` with a hard reset to 0, as the CUBA neuron whose current
+    decays fully each step, SpikingJelly's ``lava_exchange`` mapping), optionally an
     ``AxonalDelay`` (exported as whole steps, ``floor(d)``, as Lava-DL does), with
     ``Flatten`` between a convolution and a dense block; nested ``nn.Sequential`` are
     unrolled and ``Dropout`` / ``Identity`` (no-ops at inference, which
