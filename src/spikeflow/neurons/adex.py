@@ -39,7 +39,7 @@ from torch import Tensor
 
 from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError
-from spikeflow.neurons.base import check_step_shape
+from spikeflow.neurons.base import check_step_shape, show_float_or_shape
 from spikeflow.neurons.current import CubaLIFNode, _check_time_constant, _check_value
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
@@ -205,9 +205,7 @@ class AdExLIFNode(CubaLIFNode):
 
     def extra_repr(self) -> str:
         def show(value: float | Tensor | None) -> str:
-            if value is None:
-                return "v_threshold"
-            return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
+            return "v_threshold" if value is None else show_float_or_shape(value)
 
         return (
             f"delta_T={show(self.delta_T)}, theta_rh={show(self.theta_rh)}, "

@@ -25,6 +25,12 @@ def _check_finite(name: str, value: float | Tensor) -> None:
         raise ConfigurationError(f"{name} must be finite, got {value}")
 
 
+def show_float_or_shape(value: float | Tensor) -> str:
+    """A neuron parameter for ``extra_repr``: a float by its value (``%g``), a tensor
+    (per neuron or channel, or learnt) by its shape, ``tensor(C, 1, 1)``."""
+    return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
+
+
 def check_sequence(x: Tensor, owner: str) -> None:
     """Raise a :class:`ShapeError` unless ``x`` is a time-major ``[T >= 1, B, ...]``."""
     check_time_major(x, owner)
@@ -392,9 +398,8 @@ class BaseNode(MemoryModule):
 
     def extra_repr(self) -> str:
         theta = self.v_threshold
-        theta_repr = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
         parts = [
-            f"v_threshold={theta_repr}",
+            f"v_threshold={show_float_or_shape(theta)}",
             f"v_reset={self.v_reset}",
             f"detach_reset={self.detach_reset}",
             f"step_mode={self.step_mode!r}",

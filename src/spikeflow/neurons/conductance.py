@@ -47,7 +47,12 @@ from torch import Tensor
 
 from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.neurons.base import BaseNode, check_float_input, check_step_shape
+from spikeflow.neurons.base import (
+    BaseNode,
+    check_float_input,
+    check_step_shape,
+    show_float_or_shape,
+)
 from spikeflow.neurons.current import _check_dt, _check_time_constant, _check_value
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
@@ -140,10 +145,6 @@ def _coba_pair_reset(
     """The hard reset after the second sub-step; after the first (the next phase is 1)
     the membrane is kept, and its spike (dropped) has no effect."""
     return torch.where(phase > 0.5, h, h * (1.0 - s) + v_reset * s)
-
-
-def _show(value: float | Tensor) -> str:
-    return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
 
 
 class CobaLIFNode(BaseNode):
@@ -363,7 +364,7 @@ class CobaLIFNode(BaseNode):
 
     def extra_repr(self) -> str:
         names = ("tau_syn_exc", "tau_syn_inh", "c_m", "g_leak", "e_rev_exc", "e_rev_inh", "v_leak")
-        parts = [f"{n}={_show(getattr(self, n))}" for n in names]
-        v_init = "v_leak" if self.v_init is None else _show(self.v_init)
+        parts = [f"{n}={show_float_or_shape(getattr(self, n))}" for n in names]
+        v_init = "v_leak" if self.v_init is None else show_float_or_shape(self.v_init)
         parts += [f"dt={self.dt:g}", f"input_split={self.input_split!r}", f"v_init={v_init}"]
         return ", ".join(parts) + ", " + super().extra_repr()

@@ -18,7 +18,7 @@ from torch import Tensor
 from spikeflow._checks import check_flag
 from spikeflow.base import MemoryModule, StepMode, set_constants
 from spikeflow.errors import DTypeError
-from spikeflow.neurons.base import as_sequence, check_step_shape
+from spikeflow.neurons.base import as_sequence, check_step_shape, show_float_or_shape
 from spikeflow.neurons.current import _check_value
 from spikeflow.neurons.lif import learnable_time_constant
 
@@ -111,9 +111,7 @@ class LINode(MemoryModule):
         return torch.stack(outputs) if self.step_mode == "m" else outputs[0]
 
     def extra_repr(self) -> str:
-        def show(value: float | Tensor) -> str:
-            return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
-
+        show = show_float_or_shape
         learned = ", learnable_tau=True" if "tau" in self._parameters else ""
         return (
             f"tau={show(self.tau)}, decay_input={self.decay_input}, "

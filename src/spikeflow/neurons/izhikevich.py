@@ -37,7 +37,7 @@ from torch import Tensor
 
 from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError
-from spikeflow.neurons.base import BaseNode, check_step_shape
+from spikeflow.neurons.base import BaseNode, check_step_shape, show_float_or_shape
 from spikeflow.neurons.current import _check_dt, _check_value
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
@@ -131,10 +131,6 @@ IZHIKEVICH_PRESETS: Mapping[str, IzhikevichPreset] = types.MappingProxyType(
         "inhibition_induced_bursting": _preset(-0.026, -1.0, -45, -2, -63.8),
     }
 )
-
-
-def _show(value: float | Tensor) -> str:
-    return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
 
 
 class Izhikevich2003Node(BaseNode):
@@ -290,12 +286,12 @@ class Izhikevich2003Node(BaseNode):
         return x_seq
 
     def extra_repr(self) -> str:
-        parts = [f"{n}={_show(getattr(self, n))}" for n in ("a", "b", "c", "d", "sq", "mn", "bias")]
-        u = "b*v_init" if self.u_init is None else _show(self.u_init)
-        parts += [f"dt={self.dt:g}", f"v_init={_show(self.v_init)}", f"u_init={u}"]
+        show = show_float_or_shape
+        parts = [f"{n}={show(getattr(self, n))}" for n in ("a", "b", "c", "d", "sq", "mn", "bias")]
+        u = "b*v_init" if self.u_init is None else show(self.u_init)
+        parts += [f"dt={self.dt:g}", f"v_init={show(self.v_init)}", f"u_init={u}"]
         theta = self.v_threshold
-        theta_repr = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
-        parts += [f"v_threshold={theta_repr}", f"detach_reset={self.detach_reset}",
+        parts += [f"v_threshold={show(theta)}", f"detach_reset={self.detach_reset}",
                   f"step_mode={self.step_mode!r}", f"backend={self.backend!r}"]  # fmt: skip
         if self.strict_firing:
             parts.append("strict_firing=True")

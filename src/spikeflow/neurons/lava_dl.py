@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_real
 from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.neurons.base import BaseNode, check_step_shape
+from spikeflow.neurons.base import BaseNode, check_step_shape, show_float_or_shape
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
 __all__ = ["LAVA_P_SCALE", "LavaALIFNode", "lava_decay_keep"]
@@ -313,11 +313,8 @@ class LavaALIFNode(BaseNode):
         return x_seq
 
     def extra_repr(self) -> str:
-        def show(value: float | Tensor) -> str:
-            return f"{value:g}" if isinstance(value, float) else f"tensor{tuple(value.shape)}"
-
         decays = ", ".join(
-            f"{name}={show(getattr(self, name))}"
+            f"{name}={show_float_or_shape(getattr(self, name))}"
             for name in ("current_decay", "voltage_decay", "threshold_decay", "refractory_decay")
         )
         return (

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.base import StepMode
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.neurons.base import show_float_or_shape
 from spikeflow.neurons.lif import _check_tau
 from spikeflow.neurons.loop import LoopNode, check_surrogate
 from spikeflow.surrogate import Surrogate
@@ -261,10 +262,8 @@ class MPBNBaseNode(LoopNode):
         return spike, {"v": v}
 
     def extra_repr(self) -> str:
-        theta = self.v_threshold
-        theta_repr = f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
         parts = [
-            f"v_threshold={theta_repr}",
+            f"v_threshold={show_float_or_shape(self.v_threshold)}",
             f"v_reset={self.v_reset}",
             f"detach_reset={self.detach_reset}",
             f"step_mode={self.step_mode!r}",
