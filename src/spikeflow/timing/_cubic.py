@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.timing._events import check_events, pad_events
+from spikeflow.timing._events import check_events, check_features, initial_weight, pad_events
 from spikeflow.timing.solver import first_spike_time
 
 __all__ = ["CubicConv2d", "CubicSRM", "cubic_conv2d", "cubic_srm"]
@@ -332,13 +332,11 @@ class CubicSRM(nn.Module):
         v_threshold: float = 1.0,
     ) -> None:
         super().__init__()
-        self.in_features = check_int("CubicSRM: in_features", in_features, 1)
-        self.out_features = check_int("CubicSRM: out_features", out_features, 1)
+        self.in_features, self.out_features = check_features("CubicSRM", in_features, out_features)
         self.duration, self.support, self.v_threshold = _check_params(
             "CubicSRM", duration, support, v_threshold
         )
-        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
-        nn.init.normal_(self.weight, mean=0.0, std=0.001)
+        self.weight = initial_weight(self.out_features, self.in_features)
 
     def forward(
         self, spike_times: Tensor, input_indices: Tensor, batch_offsets: Tensor
@@ -396,8 +394,7 @@ class CubicConv2d(nn.Module):
             "CubicConv2d", duration, support, v_threshold
         )
         k = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, k, k))
-        nn.init.normal_(self.weight, mean=0.0, std=0.001)
+        self.weight = initial_weight(self.out_channels, self.in_channels, k, k)
 
     def forward(
         self,

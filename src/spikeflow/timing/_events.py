@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["PSPKernel", "check_events", "pad_events"]
@@ -107,6 +107,23 @@ class PSPKernel:
         return (
             torch.exp(-s / self.slow) / self.slow**2 - torch.exp(-s / self.fast) / self.fast**2
         ) / self.v0
+
+
+def check_features(owner: str, in_features: int, out_features: int) -> tuple[int, int]:
+    """``(I, O)`` of a dense timing layer (its weights ``[O, I]``), each an integer >= 1
+    (the error names ``owner`` and the argument)."""
+    return (
+        check_int(f"{owner}: in_features", in_features, 1),
+        check_int(f"{owner}: out_features", out_features, 1),
+    )
+
+
+def initial_weight(*shape: int) -> nn.Parameter:
+    """Trainable weights of ``shape``, drawn N(0, 0.001²) as SpikingJelly's timing-based
+    layers start theirs."""
+    weight = nn.Parameter(torch.empty(*shape))
+    nn.init.normal_(weight, mean=0.0, std=0.001)
+    return weight
 
 
 def check_events(

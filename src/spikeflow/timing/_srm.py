@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.timing._events import check_events, pad_events
+from spikeflow.timing._events import check_events, check_features, initial_weight, pad_events
 
 __all__ = ["SRM", "srm"]
 
@@ -126,13 +126,11 @@ class SRM(nn.Module):
         max_spikes: int = 64,
     ) -> None:
         super().__init__()
-        self.in_features = check_int("SRM: in_features", in_features, 1)
-        self.out_features = check_int("SRM: out_features", out_features, 1)
+        self.in_features, self.out_features = check_features("SRM", in_features, out_features)
         self.duration = check_real("SRM: duration", duration, 0.0, low_open=True)
         self.v_threshold = check_real("SRM: v_threshold", v_threshold, 0.0, low_open=True)
         self.max_spikes = check_int("SRM: max_spikes", max_spikes, 1)
-        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
-        nn.init.normal_(self.weight, mean=0.0, std=0.001)
+        self.weight = initial_weight(self.out_features, self.in_features)
 
     def forward(
         self, spike_times: Tensor, input_indices: Tensor, batch_offsets: Tensor

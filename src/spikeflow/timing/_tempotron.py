@@ -24,9 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeflow._checks import check_int, check_real
+from spikeflow._checks import check_real
 from spikeflow.errors import DTypeError, ShapeError
-from spikeflow.timing._events import PSPKernel, check_events, linear_scan, pad_events
+from spikeflow.timing._events import (
+    PSPKernel,
+    check_events,
+    check_features,
+    initial_weight,
+    linear_scan,
+    pad_events,
+)
 
 __all__ = ["Tempotron", "tempotron", "tempotron_classification_loss", "tempotron_loss"]
 
@@ -282,14 +289,12 @@ class Tempotron(nn.Module):
         v_threshold: float = 1.0,
     ) -> None:
         super().__init__()
-        self.in_features = check_int("Tempotron: in_features", in_features, 1)
-        self.out_features = check_int("Tempotron: out_features", out_features, 1)
+        self.in_features, self.out_features = check_features("Tempotron", in_features, out_features)
         self.duration = check_real("Tempotron: duration", duration, 0.0, low_open=True)
         PSPKernel(tau, tau_s)
         self.tau, self.tau_s = float(tau), float(tau_s)
         self.v_threshold = check_real("Tempotron: v_threshold", v_threshold, 0.0, low_open=True)
-        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
-        nn.init.normal_(self.weight, mean=0.0, std=0.001)
+        self.weight = initial_weight(self.out_features, self.in_features)
 
     def forward(
         self, spike_times: Tensor, input_indices: Tensor, batch_offsets: Tensor
