@@ -54,16 +54,19 @@ def _check_sequence(owner: str, x: object, features: int, what: str) -> Tensor:
     return x
 
 
-def _threshold_and_factor(
+def _init_firing(
     module: nn.Module,
     owner: str,
     threshold: float | Tensor,
     learn_threshold: bool,
     graded_spikes_factor: float | Tensor,
     learn_graded_spikes_factor: bool,
+    surrogate_function: Surrogate | None,
+    store_v_seq: bool,
 ) -> None:
-    """Keep ``threshold`` and ``graded_spikes_factor`` under snnTorch's names, as
-    buffers or (``learn_*``) parameters."""
+    """Set up what fires the membrane (:func:`_record_and_fire`): ``threshold`` and
+    ``graded_spikes_factor`` under snnTorch's names, as buffers or (``learn_*``)
+    parameters, the surrogate (default ``ATan()``) and ``store_v_seq``."""
     for name, value, learn in (
         ("threshold", threshold, learn_threshold),
         ("graded_spikes_factor", graded_spikes_factor, learn_graded_spikes_factor),
@@ -73,11 +76,17 @@ def _threshold_and_factor(
             setattr(module, name, nn.Parameter(tensor))
         else:
             module.register_buffer(name, tensor)
+    module.surrogate_function = checked_surrogate(surrogate_function, ATan)
+    module.store_v_seq = check_flag(owner, "store_v_seq", store_v_seq)
+    module.v_seq = None
 
 
-def _fire(module: nn.Module, mem: Tensor) -> Tensor:
+def _record_and_fire(module: nn.Module, mem: Tensor) -> Tensor:
     """``Θ(U - θ) · g`` (fires on ``U > θ``, snnTorch's), θ and ``g`` checked to
-    broadcast to one step of ``mem``."""
+    broadcast to one step of ``mem``; the membrane kept in ``v_seq`` first if
+    ``store_v_seq``."""
+    if module.store_v_seq:
+        module.v_seq = mem
     owner = type(module).__name__
     for name in ("threshold", "graded_spikes_factor"):
         check_step_shape(owner, name, getattr(module, name), mem.shape[1:])
@@ -135,6 +144,8 @@ class LeakyParallel(nn.Module):
             that does not broadcast to ``[B, H]`` (in :meth:`forward`).
     """
 
+    v_seq: Tensor | None  # the membrane of the last call, with store_v_seq
+
     def __init__(
         self,
         input_size: int,
@@ -180,13 +191,10 @@ class LeakyParallel(nn.Module):
                 weight.mul_(torch.eye(hidden_size, dtype=weight.dtype, device=weight.device))
         weight.requires_grad_(learn_beta)
         self._keep_diagonal()
-        _threshold_and_factor(
+        _init_firing(
             self, owner, threshold, learn_threshold, graded_spikes_factor,
-            learn_graded_spikes_factor,
+            learn_graded_spikes_factor, surrogate_function, store_v_seq,
         )  # fmt: skip
-        self.surrogate_function = checked_surrogate(surrogate_function, ATan)
-        self.store_v_seq = check_flag(owner, "store_v_seq", store_v_seq)
-        self.v_seq: Tensor | None = None
         if device is not None:  # θ, g and beta with the RNN (not left on the CPU)
             self.to(device)
 
@@ -210,9 +218,7 @@ class LeakyParallel(nn.Module):
         (``[T, B, input_size]``)."""
         x = _check_sequence(type(self).__name__, x, self.rnn.input_size, "input_size")
         mem, _ = self.rnn(x)
-        if self.store_v_seq:
-            self.v_seq = mem
-        return _fire(self, mem)
+        return _record_and_fire(self, mem)
 
     def extra_repr(self) -> str:
         beta = "None" if self.beta is None else show_value(self.beta.reshape(-1)[0])
@@ -297,6 +303,8 @@ class StateLeakyNode(nn.Module):
         ShapeError: an input that is not ``[T, B, channels]`` (in :meth:`forward`).
     """
 
+    v_seq: Tensor | None  # the membrane of the last call, with store_v_seq
+
     def __init__(
         self,
         beta: float | Tensor,
@@ -333,13 +341,10 @@ class StateLeakyNode(nn.Module):
             self.tau = nn.Parameter(tau)
         else:
             self.register_buffer("tau", tau)
-        _threshold_and_factor(
+        _init_firing(
             self, owner, threshold, learn_threshold, graded_spikes_factor,
-            learn_graded_spikes_factor,
+            learn_graded_spikes_factor, surrogate_function, store_v_seq,
         )  # fmt: skip
-        self.surrogate_function = checked_surrogate(surrogate_function, ATan)
-        self.store_v_seq = check_flag(owner, "store_v_seq", store_v_seq)
-        self.v_seq: Tensor | None = None
 
     @property
     def beta(self) -> Tensor:
@@ -354,10 +359,7 @@ class StateLeakyNode(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The spikes ``[T, B, C]`` (times ``graded_spikes_factor``) of ``x``."""
-        mem = self.membrane(x)
-        if self.store_v_seq:
-            self.v_seq = mem
-        return _fire(self, mem)
+        return _record_and_fire(self, self.membrane(x))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         _drop_snntorch_only(state_dict, prefix, ("beta", "reset_mechanism_val"))
