@@ -38,10 +38,14 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.base import StepMode
-from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.neurons.base import BaseNode, check_step_shape
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons.base import BaseNode, check_step_shape, show_float_or_shape
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
-from spikeflow.neurons.snntorch_base import inhibition_backend
+from spikeflow.neurons.snntorch_base import (
+    check_inhibited_steps,
+    inhibition_backend,
+    show_value,
+)
 from spikeflow.neurons.snntorch_equations import inhibited_spikes
 from spikeflow.neurons.snntorch_style import snntorch_factor
 from spikeflow.surrogate import Surrogate
@@ -322,30 +326,22 @@ class AlphaNode(BaseNode):
 
     def _check_input(self, x: Tensor) -> Tensor:
         x_seq = super()._check_input(x)
-        if self.inhibition and x_seq.dim() != 3:
-            raise ShapeError(
-                f"{type(self).__name__}: inhibition=True takes steps of shape [B, N] (the "
-                f"neurons of each sample compete along N, as snnTorch's fire_inhibition's "
-                f"argmax over dim 1), got one step of shape {tuple(x_seq.shape[1:])}"
-            )
+        if self.inhibition:
+            check_inhibited_steps(type(self).__name__, x_seq)
         for name in ("alpha", "beta"):
             check_step_shape(type(self).__name__, name, getattr(self, name), x_seq.shape[1:])
         return x_seq
 
     def extra_repr(self) -> str:
-        def show(value: Tensor) -> str:
-            return f"{value.item():g}" if value.dim() == 0 else f"tensor{tuple(value.shape)}"
-
         theta = self.v_threshold
         parts = [
-            f"alpha={show(self.alpha)}",
-            f"beta={show(self.beta)}",
+            f"alpha={show_value(self.alpha)}",
+            f"beta={show_value(self.beta)}",
             f"reset_mechanism={self.reset_mechanism!r}",
-            f"v_threshold={theta:g}" if isinstance(theta, float) else
-            f"v_threshold=tensor{tuple(theta.shape)}",
+            f"v_threshold={show_float_or_shape(theta)}",
             f"step_mode={self.step_mode!r}",
             f"backend={self.backend!r}",
-        ]  # fmt: skip
+        ]
         if self.strict_firing:
             parts.append("strict_firing=True")
         if isinstance(theta, nn.Parameter):

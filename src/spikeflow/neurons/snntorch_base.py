@@ -20,6 +20,7 @@ from spikeflow.surrogate import ATan, Surrogate
 __all__ = [
     "RESET_MECHANISMS",
     "SnnTorchNode",
+    "check_inhibited_steps",
     "inhibition_backend",
     "show_value",
     "snntorch_factor",
@@ -79,6 +80,17 @@ def inhibition_backend(owner: str, backend: str) -> str:
 
 
 # -- the modules -----------------------------------------------------------------------------
+
+
+def check_inhibited_steps(owner: str, x_seq: Tensor) -> None:
+    """Raise a :class:`ShapeError` unless the steps of ``x_seq`` (``[T, ...]``) are
+    ``[B, N]``, what an inhibited neuron (``inhibition=True``) takes."""
+    if x_seq.dim() != 3:
+        raise ShapeError(
+            f"{owner}: inhibition=True takes steps of shape [B, N] (the neurons of each "
+            f"sample compete along N, as snnTorch's fire_inhibition's argmax over dim 1), "
+            f"got one step of shape {tuple(x_seq.shape[1:])}"
+        )
 
 
 class SnnTorchNode(BaseNode):
@@ -172,12 +184,8 @@ class SnnTorchNode(BaseNode):
 
     def _check_input(self, x: Tensor) -> Tensor:
         x_seq = super()._check_input(x)
-        if self.inhibition and x_seq.dim() != 3:
-            raise ShapeError(
-                f"{type(self).__name__}: inhibition=True takes steps of shape [B, N] (the "
-                f"neurons of each sample compete along N, as snnTorch's fire_inhibition's "
-                f"argmax over dim 1), got one step of shape {tuple(x_seq.shape[1:])}"
-            )
+        if self.inhibition:
+            check_inhibited_steps(type(self).__name__, x_seq)
         for name in self._factors:
             check_step_shape(type(self).__name__, name, getattr(self, name), x_seq.shape[1:])
         return x_seq
