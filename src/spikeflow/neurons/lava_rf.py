@@ -260,25 +260,13 @@ class LavaRFIzNode(LoopNode):
     def forward(self, x: Tensor | tuple[Tensor, Tensor]) -> Tensor:  # type: ignore[override]
         """Spikes for the complex input ``(real, imag)`` (or a real tensor): ``[T, B,
         ...]`` in multi-step mode, ``[B, ...]`` in single-step mode."""
-        x_seq = self._complex_input(x)
-        step_shape = x_seq.shape[2:]
-        state = self._carried_state(step_shape)
-        if state is None:
-            state = {k: torch.full_like(x_seq[0, 0], v) for k, v in self.initial_values().items()}
+        x_seq = self._complex_input(x)  # [T, 2, B, ...]
+        state = self._start_state(x_seq[0, 0])
         self.__dict__["_step_decays"] = self._decays()
         try:
-            outputs, membranes = [], []
-            for x_t in x_seq.unbind(0):
-                y, state = self.step(x_t, state)
-                outputs.append(y)
-                if self.store_v_seq:
-                    membranes.append(state["v"])
+            out = self._run_steps(x_seq, state)
         finally:
             del self.__dict__["_step_decays"]
-        self._keep_state(state)
-        if self.store_v_seq:
-            self.v_seq = torch.stack(membranes)
-        out = torch.stack(outputs)
         return out if self.step_mode == "m" else out[0]
 
     @property

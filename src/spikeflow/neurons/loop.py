@@ -97,9 +97,21 @@ class LoopNode(MemoryModule):
         """The output for ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in
         single-step mode."""
         x_seq = self._check_input(x)
-        state = self._carried_state(x_seq.shape[1:])
+        out = self._run_steps(x_seq, self._start_state(x_seq[0]))
+        return out if self.step_mode == "m" else out[0]
+
+    def _start_state(self, like: Tensor) -> dict[str, Tensor]:
+        """The state carried from the last call (streaming, ``run(x, state)``), else
+        :meth:`initial_values`, each the shape of ``like`` (one step's membrane)."""
+        state = self._carried_state(like.shape)
         if state is None:
-            state = {k: torch.full_like(x_seq[0], v) for k, v in self.initial_values().items()}
+            state = {k: torch.full_like(like, v) for k, v in self.initial_values().items()}
+        return state
+
+    def _run_steps(self, x_seq: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """The outputs of :meth:`step` over the steps of ``x_seq`` from ``state``,
+        stacked; the last state is kept (for streaming), the membranes in ``v_seq`` with
+        ``store_v_seq``."""
         outputs, membranes = [], []
         for x_t in x_seq.unbind(0):
             y, state = self.step(x_t, state)
@@ -109,5 +121,4 @@ class LoopNode(MemoryModule):
         self._keep_state(state)
         if self.store_v_seq:
             self.v_seq = torch.stack(membranes)
-        out = torch.stack(outputs)
-        return out if self.step_mode == "m" else out[0]
+        return torch.stack(outputs)
