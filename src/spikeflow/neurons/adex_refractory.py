@@ -151,15 +151,14 @@ class RefractoryAdExLIFNode(_Refractory, AdExLIFNode):
         b: float | Tensor = 0.2,
         **kwargs: object,
     ) -> None:
-        owner = type(self).__name__
-        steps = _check_refractory_steps(owner, refractory_steps)
-        if kwargs.get("v_reset", 0.0) is None:
-            _check_hard_reset(owner, None)  # named for the refractory period first
+        if kwargs.get("v_reset", 0.0) is None:  # named for the refractory period, not AdEx's
+            owner = type(self).__name__
+            _check_refractory_steps(owner, refractory_steps)
+            _check_hard_reset(owner, None)
         super().__init__(
-            tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, dt=dt, delta_T=delta_T,
-            theta_rh=theta_rh, tau_w=tau_w, a=a, b=b, **kwargs,
+            refractory_steps, tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, dt=dt,
+            delta_T=delta_T, theta_rh=theta_rh, tau_w=tau_w, a=a, b=b, **kwargs,
         )  # fmt: skip
-        self.refractory_steps = steps
 
     def declaration(self) -> NeuronDeclaration:
         return declare(
@@ -168,8 +167,4 @@ class RefractoryAdExLIFNode(_Refractory, AdExLIFNode):
         )  # fmt: skip
 
     def neuron_params(self) -> dict[str, Tensor | float]:
-        return {
-            **super().neuron_params(),
-            "v_reset": self.v_reset,
-            "refractory_steps": float(self.refractory_steps),
-        }
+        return {**super().neuron_params(), **self._refractory_params()}

@@ -131,11 +131,26 @@ def _check_counter_dtype(owner: str, refractory_steps: int, dtype: torch.dtype) 
 
 
 class _Refractory:
-    """What both refractory neurons add to their base neuron: the counter's start value,
-    its reading while streaming, the input-dtype check and the repr. Listed before the
-    base class, so ``super()`` reaches the neuron's own methods."""
+    """What the refractory neurons add to their base neuron: the period's checks, the
+    charge's refractory parameters, the counter's start value, its reading while
+    streaming, the input-dtype check and the repr. Listed before the base class, so
+    ``super()`` reaches the neuron's own methods."""
 
     refractory_steps: int
+    v_reset: float
+
+    def __init__(self, refractory_steps: int, **kwargs: object) -> None:
+        """Check ``refractory_steps``, build the base neuron from ``kwargs``, then
+        require its hard reset (the value the membrane is held at)."""
+        owner = type(self).__name__
+        steps = _check_refractory_steps(owner, refractory_steps)
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+        _check_hard_reset(owner, self.v_reset)
+        self.refractory_steps = steps
+
+    def _refractory_params(self) -> dict[str, float]:
+        """What the refractory charge and update read: the value held, the period."""
+        return {"v_reset": self.v_reset, "refractory_steps": float(self.refractory_steps)}
 
     def initial_values(self) -> dict[str, float]:
         return {**super().initial_values(), "refractory": 0.0}  # type: ignore[misc]
@@ -197,11 +212,7 @@ class RefractoryLIFNode(_Refractory, LIFNode):
         decay_input: bool = True,
         **kwargs: object,
     ) -> None:
-        owner = type(self).__name__
-        steps = _check_refractory_steps(owner, refractory_steps)
-        super().__init__(tau=tau, decay_input=decay_input, **kwargs)
-        _check_hard_reset(owner, self.v_reset)
-        self.refractory_steps = steps
+        super().__init__(refractory_steps, tau=tau, decay_input=decay_input, **kwargs)
 
     def declaration(self) -> NeuronDeclaration:
         charge = _refractory_lif_decay_input if self.decay_input else _refractory_lif_no_decay_input
@@ -209,11 +220,7 @@ class RefractoryLIFNode(_Refractory, LIFNode):
         return declare(charge, _refractory_lif_update, name, threshold=_refractory_lif_threshold)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
-        return {
-            "decay": self.decay(),
-            "v_reset": self.v_reset,
-            "refractory_steps": float(self.refractory_steps),
-        }
+        return {"decay": self.decay(), **self._refractory_params()}
 
 
 class RefractoryCubaLIFNode(_Refractory, CubaLIFNode):
@@ -265,11 +272,9 @@ class RefractoryCubaLIFNode(_Refractory, CubaLIFNode):
         dt: float = 1.0,
         **kwargs: object,
     ) -> None:
-        owner = type(self).__name__
-        steps = _check_refractory_steps(owner, refractory_steps)
-        super().__init__(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, dt=dt, **kwargs)
-        _check_hard_reset(owner, self.v_reset)
-        self.refractory_steps = steps
+        super().__init__(
+            refractory_steps, tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, dt=dt, **kwargs
+        )
 
     @staticmethod
     def charge(  # type: ignore[override]
@@ -306,8 +311,4 @@ class RefractoryCubaLIFNode(_Refractory, CubaLIFNode):
         return _blocked(theta, refractory, v_reset)
 
     def neuron_params(self) -> dict[str, Tensor | float]:
-        return {
-            **super().neuron_params(),
-            "v_reset": self.v_reset,
-            "refractory_steps": float(self.refractory_steps),
-        }
+        return {**super().neuron_params(), **self._refractory_params()}
