@@ -95,6 +95,25 @@ def _on_grid(owner: str, name: str, value: object, scale: int) -> float:
     return int(checked * scale) / scale
 
 
+def _grid_threshold(owner: str, threshold: object, scale: int) -> float:
+    """The firing threshold θ0 on the grid (:func:`_on_grid`), checked > 0 there."""
+    theta0 = _on_grid(owner, "threshold", threshold, scale)
+    if not theta0 > 0:
+        raise ConfigurationError(
+            f"{owner}: threshold must be > 0 on the grid int(scale θ)/scale, got "
+            f"{threshold!r} (scale {scale})"
+        )
+    return theta0
+
+
+def _grid_threshold_step(owner: str, threshold_step: object, scale: int) -> float:
+    """The threshold's raise per spike on the grid (:func:`_on_grid`), checked >= 0."""
+    step = _on_grid(owner, "threshold_step", threshold_step, scale)
+    if step < 0:
+        raise ConfigurationError(f"{owner}: threshold_step must be >= 0, got {threshold_step!r}")
+    return step
+
+
 def _check_scale(owner: str, scale: object) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ConfigurationError(f"{owner}: scale must be an int >= 1, got {scale!r}")
@@ -246,18 +265,9 @@ class LavaALIFNode(BaseNode):
                     f"v >= θ + r and never resets its voltage)"
                 )
         self.scale = _check_scale(owner, scale)
-        theta0 = _on_grid(owner, "threshold", threshold, self.scale)
-        if not theta0 > 0:
-            raise ConfigurationError(
-                f"{owner}: threshold must be > 0 on the grid int(scale θ)/scale, got "
-                f"{threshold!r} (scale {self.scale})"
-            )
+        theta0 = _grid_threshold(owner, threshold, self.scale)
         super().__init__(v_threshold=theta0, v_reset=0.0, **kwargs)  # type: ignore[arg-type]
-        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
-        if self.threshold_step < 0:
-            raise ConfigurationError(
-                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
-            )
+        self.threshold_step = _grid_threshold_step(owner, threshold_step, self.scale)
         self.shared_param = check_flag(owner, "shared_param", shared_param)
         self.persistent_state = check_flag(owner, "persistent_state", persistent_state)
         self.requires_grad = check_flag(owner, "requires_grad", requires_grad)

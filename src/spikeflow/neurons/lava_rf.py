@@ -26,7 +26,8 @@ from spikeflow.neurons.base import check_sequence, check_step_shape
 from spikeflow.neurons.lava_dl import (
     LAVA_P_SCALE,
     _check_scale,
-    _on_grid,
+    _grid_threshold,
+    _grid_threshold_step,
     lava_decay_keep,
     store_decays,
 )
@@ -149,12 +150,7 @@ class LavaRFIzNode(LoopNode):
         super().__init__(step_mode, store_v_seq)
         owner = type(self).__name__
         self.scale = _check_scale(owner, scale)
-        self.threshold = _on_grid(owner, "threshold", threshold, self.scale)
-        if not self.threshold > 0:
-            raise ConfigurationError(
-                f"{owner}: threshold must be > 0 on the grid int(scale θ)/scale, got "
-                f"{threshold!r} (scale {self.scale})"
-            )
+        self.threshold = _grid_threshold(owner, threshold, self.scale)
         self.shared_param = check_flag(owner, "shared_param", shared_param)
         self.persistent_state = check_flag(owner, "persistent_state", persistent_state)
         self.requires_grad = check_flag(owner, "requires_grad", requires_grad)
@@ -432,11 +428,7 @@ class _Adaptation:
         refractory_decay: float | Tensor,
     ) -> None:
         owner = type(self).__name__
-        self.threshold_step = _on_grid(owner, "threshold_step", threshold_step, self.scale)
-        if self.threshold_step < 0:
-            raise ConfigurationError(
-                f"{owner}: threshold_step must be >= 0, got {threshold_step!r}"
-            )
+        self.threshold_step = _grid_threshold_step(owner, threshold_step, self.scale)
         decays = {"threshold_decay": threshold_decay, "refractory_decay": refractory_decay}
         store_decays(self, owner, decays, self.shared_param, learnable=False)  # type: ignore[arg-type]
 
