@@ -24,8 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_int, check_real
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.timing._events import check_events, check_features, initial_weight, pad_events
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.timing._events import (
+    check_dense_events,
+    check_events,
+    check_features,
+    initial_weight,
+    pad_events,
+)
 from spikeflow.timing.solver import first_spike_time
 
 __all__ = ["CubicConv2d", "CubicSRM", "cubic_conv2d", "cubic_srm"]
@@ -96,15 +102,7 @@ def cubic_srm(
     """
     owner = "cubic_srm"
     dur, sup, theta = _check_params(owner, duration, support, v_threshold)
-    if not isinstance(weight, Tensor) or weight.ndim != 2 or min(weight.shape) < 1:
-        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise ShapeError(f"{owner}: weight must have shape [O, I] with O, I >= 1, got {got}")
-    check_events(owner, spike_times, input_indices, batch_offsets, weight.shape[1], dur)
-    if weight.dtype != spike_times.dtype or weight.device != spike_times.device:
-        raise DTypeError(
-            f"{owner}: weight ({weight.dtype}, {weight.device}) must match spike_times' "
-            f"dtype and device ({spike_times.dtype}, {spike_times.device})"
-        )
+    check_dense_events(owner, spike_times, input_indices, batch_offsets, weight, dur)
     bsz, out = batch_offsets.numel() - 1, weight.shape[0]
     if spike_times.numel() == 0:
         empty = spike_times.new_empty(0) + 0 * weight.sum()

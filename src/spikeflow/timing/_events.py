@@ -194,6 +194,32 @@ def check_events(
         )
 
 
+def check_dense_events(
+    owner: str,
+    spike_times: Tensor,
+    input_indices: Tensor,
+    batch_offsets: Tensor,
+    weight: Tensor,
+    duration: float,
+) -> None:
+    """Check a dense layer's call: ``weight`` ``[O, I]`` (``O, I >= 1``), the event batch
+    (:func:`check_events`, ``I`` inputs, the window ``[0, duration]``), and the weight's
+    dtype and device against the times'.
+
+    Raises:
+        ShapeError, DTypeError: naming ``owner`` and what is wrong.
+    """
+    if not isinstance(weight, Tensor) or weight.ndim != 2 or min(weight.shape) < 1:
+        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        raise ShapeError(f"{owner}: weight must have shape [O, I] with O, I >= 1, got {got}")
+    check_events(owner, spike_times, input_indices, batch_offsets, weight.shape[1], duration)
+    if weight.dtype != spike_times.dtype or weight.device != spike_times.device:
+        raise DTypeError(
+            f"{owner}: weight ({weight.dtype}, {weight.device}) must match spike_times' "
+            f"dtype and device ({spike_times.dtype}, {spike_times.device})"
+        )
+
+
 @dataclass(frozen=True)
 class PaddedEvents:
     """A compact event batch sorted by time within each trial and padded to ``[B, N]``.

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_int, check_real
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.timing._events import check_events, check_features, initial_weight, pad_events
+from spikeflow.errors import ConfigurationError
+from spikeflow.timing._events import check_dense_events, check_features, initial_weight, pad_events
 
 __all__ = ["SRM", "srm"]
 
@@ -57,15 +57,7 @@ def srm(
     dur = check_real(f"{owner}: duration", duration, 0.0, low_open=True)
     theta = check_real(f"{owner}: v_threshold", v_threshold, 0.0, low_open=True)
     cap = check_int(f"{owner}: max_spikes", max_spikes, 1)
-    if not isinstance(weight, Tensor) or weight.ndim != 2 or min(weight.shape) < 1:
-        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise ShapeError(f"{owner}: weight must have shape [O, I] with O, I >= 1, got {got}")
-    check_events(owner, spike_times, input_indices, batch_offsets, weight.shape[1], dur)
-    if weight.dtype != spike_times.dtype or weight.device != spike_times.device:
-        raise DTypeError(
-            f"{owner}: weight ({weight.dtype}, {weight.device}) must match spike_times' "
-            f"dtype and device ({spike_times.dtype}, {spike_times.device})"
-        )
+    check_dense_events(owner, spike_times, input_indices, batch_offsets, weight, dur)
     ev = pad_events(spike_times, input_indices, batch_offsets, dur)
     bsz, n = ev.times.shape
     out = weight.shape[0]

@@ -28,7 +28,7 @@ from spikeflow._checks import check_real
 from spikeflow.errors import DTypeError, ShapeError
 from spikeflow.timing._events import (
     PSPKernel,
-    check_events,
+    check_dense_events,
     check_features,
     initial_weight,
     linear_scan,
@@ -205,15 +205,7 @@ def tempotron(
     check_real(f"{owner}: duration", duration, 0.0, low_open=True)
     kernel = PSPKernel(tau, tau_s)
     check_real(f"{owner}: v_threshold", v_threshold, 0.0, low_open=True)
-    if not isinstance(weight, Tensor) or weight.ndim != 2 or min(weight.shape) < 1:
-        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise ShapeError(f"{owner}: weight must have shape [O, I] with O, I >= 1, got {got}")
-    check_events(owner, spike_times, input_indices, batch_offsets, weight.shape[1], duration)
-    if weight.dtype != spike_times.dtype or weight.device != spike_times.device:
-        raise DTypeError(
-            f"{owner}: weight ({weight.dtype}, {weight.device}) must match spike_times' "
-            f"dtype and device ({spike_times.dtype}, {spike_times.device})"
-        )
+    check_dense_events(owner, spike_times, input_indices, batch_offsets, weight, duration)
     duration = float(duration)
     ev = pad_events(spike_times, input_indices, batch_offsets, duration)
     w_det = (weight.detach().double()[:, ev.index] * ev.valid).permute(1, 0, 2)
