@@ -339,11 +339,8 @@ class AlphaNode(BaseNode):
             f"beta={show_value(self.beta)}",
             f"reset_mechanism={self.reset_mechanism!r}",
             f"v_threshold={show_float_or_shape(theta)}",
-            f"step_mode={self.step_mode!r}",
-            f"backend={self.backend!r}",
+            *self._mode_repr(),
         ]
-        if self.strict_firing:
-            parts.append("strict_firing=True")
         if isinstance(theta, nn.Parameter):
             parts.append("learnable_threshold=True")
         if self.inhibition:

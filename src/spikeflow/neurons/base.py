@@ -396,17 +396,21 @@ class BaseNode(MemoryModule):
             cache.update(shape=step_shape, params=params)
         return params
 
+    def _mode_repr(self) -> list[str]:
+        """The repr's ``step_mode`` and ``backend``, and ``strict_firing=True`` when set."""
+        parts = [f"step_mode={self.step_mode!r}", f"backend={self.backend!r}"]
+        if self.strict_firing:
+            parts.append("strict_firing=True")
+        return parts
+
     def extra_repr(self) -> str:
         theta = self.v_threshold
         parts = [
             f"v_threshold={show_float_or_shape(theta)}",
             f"v_reset={self.v_reset}",
             f"detach_reset={self.detach_reset}",
-            f"step_mode={self.step_mode!r}",
-            f"backend={self.backend!r}",
+            *self._mode_repr(),
         ]
-        if self.strict_firing:
-            parts.append("strict_firing=True")
         if isinstance(theta, nn.Parameter):
             parts.append("learnable_threshold=True")
         return ", ".join(parts)

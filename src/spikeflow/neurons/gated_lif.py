@@ -273,11 +273,8 @@ class GatedLIFNode(BaseNode):
             f"T={self.T}",
             f"inplane={self.inplane}",
             f"detach_reset={self.detach_reset}",
-            f"step_mode={self.step_mode!r}",
-            f"backend={self.backend!r}",
+            *self._mode_repr(),
         ]
-        if self.strict_firing:
-            parts.append("strict_firing=True")
         return ", ".join(parts)
 
 

@@ -290,9 +290,6 @@ class Izhikevich2003Node(BaseNode):
         parts = [f"{n}={show(getattr(self, n))}" for n in ("a", "b", "c", "d", "sq", "mn", "bias")]
         u = "b*v_init" if self.u_init is None else show(self.u_init)
         parts += [f"dt={self.dt:g}", f"v_init={show(self.v_init)}", f"u_init={u}"]
-        theta = self.v_threshold
-        parts += [f"v_threshold={show(theta)}", f"detach_reset={self.detach_reset}",
-                  f"step_mode={self.step_mode!r}", f"backend={self.backend!r}"]  # fmt: skip
-        if self.strict_firing:
-            parts.append("strict_firing=True")
+        parts += [f"v_threshold={show(self.v_threshold)}", f"detach_reset={self.detach_reset}",
+                  *self._mode_repr()]  # fmt: skip
         return ", ".join(parts)
