@@ -161,6 +161,23 @@ def test_bad_inputs_raise():
         spike_count_loss(out, torch.rand(3, 4))
 
 
+@pytest.mark.parametrize("name", ["mse_count", "ce_count", "tet", "mse_membrane", "accuracy"])
+def test_a_batch_first_output_is_named_as_such(name):
+    # snnTorch users stack their per-step records batch-first or pass [B, T, K]; the
+    # error named only the labels' shape, which are right, not the output's layout.
+    from spikeflow.losses import accuracy
+
+    fn = accuracy if name == "accuracy" else get_loss(name)
+    batch_first = torch.rand(4, 25, 10)  # [B=4, T=25, K=10]
+    labels = torch.tensor([1, 2, 3, 4])
+    with pytest.raises(ShapeError, match=r"time-major \[T, B, \.\.\.\].*transpose\(0, 1\)"):
+        fn(batch_first, labels)
+    fn(batch_first.transpose(0, 1), labels)  # the hint's fix works
+    # a plain wrong batch size keeps the plain message
+    with pytest.raises(ShapeError, match=r"shape \[B\] = \[25\], got \(3,\)$"):
+        fn(batch_first, labels[:3])
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [("tet", {"phi": float("nan")}, "phi must be a finite real number"),

@@ -77,13 +77,30 @@ def check_real(
     return float(value)
 
 
-def check_labels(owner: str, target: Tensor, batch: int, classes: int | None) -> None:
+def check_labels(
+    owner: str,
+    target: Tensor,
+    batch: int,
+    classes: int | None,
+    out_shape: Sequence[int] | None = None,
+) -> None:
     """Integer class labels: shape ``[batch]``, every one in ``[0, classes)`` (``>= 0``
-    for ``classes=None``); else a ShapeError or ConfigurationError naming ``owner``."""
+    for ``classes=None``); else a ShapeError or ConfigurationError naming ``owner``.
+
+    ``out_shape``: the time-major ``[T, B, ...]`` output the labels go with; when the
+    labels' length is its ``T`` instead of its ``B``, the error says that the output looks
+    batch-first (snnTorch's and PyTorch's habit) and how to make it time-major."""
     if tuple(target.shape) != (batch,):
+        hint = ""
+        if out_shape is not None and target.dim() == 1 and target.shape[0] == out_shape[0]:
+            hint = (
+                f"; the output {tuple(out_shape)} has {out_shape[0]} along dim 0, which is "
+                f"time: spikeflow's outputs are time-major [T, B, ...], so a batch-first "
+                f"[B, T, ...] output needs .transpose(0, 1)"
+            )
         raise ShapeError(
             f"{owner}: integer class labels must have shape [B] = [{batch}], "
-            f"got {tuple(target.shape)}"
+            f"got {tuple(target.shape)}{hint}"
         )
     if classes is None:
         if target.numel() > 0 and int(target.min()) < 0:

@@ -43,7 +43,7 @@ def _check(out_seq: Tensor, target: Tensor, loss: str) -> None:
                 f"distribution, got {tuple(target.shape)}"
             )
     elif target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        check_labels(loss, target, batch, classes)
+        check_labels(loss, target, batch, classes, out_seq.shape)
     else:
         raise DTypeError(f"{loss}: target must be integer labels or float, got {target.dtype}")
 

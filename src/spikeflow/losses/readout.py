@@ -78,7 +78,7 @@ def accuracy(out_seq: Tensor, target: Tensor, readout: str = "rate") -> float:
         raise ShapeError(f"accuracy: out_seq has no steps or no samples ({tuple(out_seq.shape)})")
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
         raise DTypeError("accuracy: target must be integer class labels [B]")
-    check_labels("accuracy", target, out_seq.shape[1], out_seq.shape[2])
+    check_labels("accuracy", target, out_seq.shape[1], out_seq.shape[2], out_seq.shape)
     return float((predict(out_seq, readout) == target.to(out_seq.device)).double().mean())
 
 
