@@ -12,7 +12,10 @@ against Norse in float64 (outputs, states and gradients):
   spikes; not the same gradients (Norse's flow only through the spikes that happened);
 - ``RegularizationCell`` with ``spike_accumulator``: ``losses.l1_rate_sparsity(spikes,
   strength=1.0, reduction="sum")``; with ``voltage_accumulator``: ``v_seq.sum(0)`` of a
-  node built with ``store_v_seq=True``.
+  node built with ``store_v_seq=True``;
+- the online STDP (``stdp_step_linear`` / ``stdp_step_conv2d`` after every step):
+  ``learn.STDPLearner`` on the streamed layer, ``Δw`` added after every step (spikes and
+  weights).
 """
 
 from __future__ import annotations
@@ -232,3 +235,73 @@ def test_regularization_cell(float64, kind):
     torch.testing.assert_close(got, term, **F64)
     g = torch.randn_like(term)
     _close_all(_grads(got, [x_sf], g), _grads(term, [x_norse], g))
+
+
+def _norse_stdp_rule(algorithm: str, p, dt: float):
+    """docs/norse_equivalents.md's ``f_pre``/``f_post`` and trace constants for Norse's
+    ``STDPParameters``: Norse's traces are ``k·a`` times the learner's (``k = dt·τ⁻¹``)."""
+    k_pre, k_post = dt * float(p.tau_pre_inv), dt * float(p.tau_post_inv)
+    plus, minus = p.eta_plus * k_pre * float(p.a_pre), p.eta_minus * k_post * float(p.a_post)
+    if algorithm == "additive":
+        f_post, f_pre = (lambda w: torch.full_like(w, plus)), (lambda w: torch.full_like(w, minus))
+    else:  # multiplicative_relu
+        f_post = lambda w: plus * (p.w_max - w).clamp(min=0)  # noqa: E731
+        f_pre = lambda w: minus * (w - p.w_min).clamp(min=0)  # noqa: E731
+    return dict(tau_pre=1 / k_pre, tau_post=1 / k_post, f_pre=f_pre, f_post=f_post)
+
+
+@pytest.mark.parametrize("algorithm", ["additive", "multiplicative_relu"])
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+def test_stdp_step_online(float64, algorithm, kind):
+    """Norse's online STDP (``stdp_step_linear`` / ``stdp_step_conv2d`` after every step
+    of a LIF layer, weights clamped) is ``learn.STDPLearner`` on the streamed layer, its
+    ``Δw`` added after every step: the same spikes and weights."""
+    norse = _norse()
+    from norse.torch.functional.stdp import (
+        STDPParameters,
+        STDPState,
+        stdp_step_conv2d,
+        stdp_step_linear,
+    )
+
+    from spikeflow import functional
+    from spikeflow.learn import STDPLearner
+
+    steps, batch = 60, 2
+    conv = kind == "conv2d"
+    p = STDPParameters(eta_plus=2e-2, eta_minus=1.5e-2, a_pre=torch.as_tensor(2.0),
+                       stdp_algorithm=algorithm, convolutional=conv, padding=1)  # fmt: skip
+    if conv:
+        pre = (torch.rand(steps, batch, 2, 6, 6) < 0.3).double()
+        w0, norse_step = torch.rand(3, 2, 3, 3) * 0.5, stdp_step_conv2d
+        layer = layers.Conv2d(2, 3, 3, padding=1, bias=False, step_mode="s")
+        synapse = lambda x, w: torch.nn.functional.conv2d(x, w, padding=1)  # noqa: E731
+        post_shape, scale = (batch, 3, 6, 6), 1.0
+    else:
+        pre = (torch.rand(steps, batch, 12) < 0.3).double()
+        w0, norse_step = torch.rand(4, 12) * 0.5, stdp_step_linear
+        layer = layers.Linear(12, 4, bias=False, step_mode="s")
+        synapse, post_shape, scale = torch.nn.functional.linear, (batch, 4), 2.0
+    cell = norse.LIFCell(norse.LIFParameters(), dt=DT)
+    w, state, s, want = w0.clone(), None, None, []
+    for x_t in pre:
+        if state is None:
+            state = STDPState(torch.zeros_like(x_t), torch.zeros(post_shape))
+        z, s = cell(synapse(x_t, w) * scale, s)
+        w, state = norse_step(x_t, z, w, state, p, DT)
+        want.append(z)
+
+    node = _cuba_lif(step_mode="s")
+    with torch.no_grad():
+        layer.weight.copy_(w0)
+    learner = STDPLearner(layer, node, **_norse_stdp_rule(algorithm, p, DT))
+    got = []
+    with functional.streaming(node), torch.no_grad():
+        for x_t in pre:
+            got.append(node(layer(x_t) * scale))
+            layer.weight += learner.step(on_grad=False)
+            layer.weight.clamp_(p.w_min, p.w_max)
+    want, got = torch.stack(want), torch.stack(got)
+    assert torch.equal(got, want) and 0.02 < got.mean() < 0.98
+    assert (w - w0).abs().max() > 0.05  # the weights moved
+    torch.testing.assert_close(layer.weight, w, **F64)
