@@ -150,3 +150,29 @@ def test_count_loss_errors_name_what_is_wrong():
         mse_count_loss(out, torch.tensor([0, 1]), incorrect_rate=-0.1)
     with pytest.raises(ConfigurationError, match="takes no argument"):
         get_loss("ce_count", population_code=True)
+
+
+@pytest.mark.parametrize(("correct", "incorrect"), [(1.0, 0.0), (0.5, 0.2)])
+def test_population_code_is_a_voting_layer_with_a_squared_group_scale(
+    monkeypatch, float64, correct, incorrect
+):
+    """docs/models.md: snnTorch's ``population_code=True, num_classes=K`` is
+    ``layers.VotingLayer(N // K)`` before the loss; snnTorch sums each group of
+    ``G = N / K`` neurons where the layer averages it, so its ``mse_count_loss`` (value
+    and gradient) is ``G²`` times spikeflow's, and the accuracy is the same."""
+    from spikeflow.layers import VotingLayer
+    from spikeflow.losses import accuracy
+
+    sf = snntorch_functional(monkeypatch)
+    steps, batch, classes, group = 10, 6, 4, 10
+    out = _spikes((steps, batch, classes * group), p=0.4)
+    labels = torch.randint(0, classes, (batch,))
+    vote = VotingLayer(group)
+    theirs = sf.mse_count_loss(correct, incorrect, population_code=True, num_classes=classes)
+    assert_same(
+        lambda x: group**2 * mse_count_loss(vote(x), labels, correct, incorrect),
+        lambda x: theirs(x, labels),
+        out,
+    )
+    want = sf.accuracy_rate(out, labels, population_code=True, num_classes=classes)
+    assert accuracy(vote(out), labels) == pytest.approx(want)

@@ -396,3 +396,41 @@ def test_spikegen():
     snn_rate = spikegen.rate(p, num_steps=50).mean().item()
     ours_rate = encoding.PoissonEncoder(50)(p).mean().item()
     assert abs(snn_rate - 0.3) < 0.01 and abs(ours_rate - 0.3) < 0.01
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+def test_stdp_learner(float64, kind):
+    """snnTorch's ``functional.stdp_learner.STDPLearner`` (its STDP tutorial), stepped per
+    time step, is ``learn.STDPLearner`` on the whole sequence: the same spikes and Δw."""
+    snn = snntorch()
+    from snntorch import utils
+    from snntorch.functional.stdp_learner import STDPLearner as TheirLearner
+
+    from spikeflow.learn import STDPLearner
+
+    steps, batch = 30, 3
+    if kind == "conv2d":
+        theirs = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+        ours = layers.Conv2d(2, 4, 3, padding=1, bias=False)
+        pre = (torch.rand(steps, batch, 2, 6, 6) < 0.3).double()
+    else:
+        theirs, ours = nn.Linear(12, 5, bias=False), layers.Linear(12, 5, bias=False)
+        pre = (torch.rand(steps, batch, 12) < 0.3).double()
+    nn.init.uniform_(theirs.weight, 0.0, 0.6)
+    ours.load_state_dict(theirs.state_dict())
+    leaky = snn.Leaky(beta=0.9, init_hidden=True)
+    _float64_spikes(leaky)
+    node = neurons.LeakyNode(0.9)
+    rule = dict(tau_pre=2.0, tau_post=3.0, f_pre=lambda w: w.clamp(min=0),
+                f_post=lambda w: (1 - w).clamp(min=0))  # fmt: skip
+    their_learner = TheirLearner(theirs, leaky, **rule)
+    our_learner = STDPLearner(ours, node, **rule)
+    net = nn.Sequential(theirs, leaky)
+    utils.reset(net)
+    with torch.no_grad():
+        want = torch.stack([net(x_t) for x_t in pre])
+        got = nn.Sequential(ours, node)(pre)
+    assert_same_spikes(got, want, low=0.05)
+    torch.testing.assert_close(
+        our_learner.step(on_grad=False), their_learner.step(on_grad=False), **F64_RTOL
+    )
