@@ -127,6 +127,15 @@ def test_parameters_load_from_snntorch(float64):
     x = torch.randn(3, 2, 3, 6, 7, dtype=F64)
     theirs.spike_grad = ATan()  # spikeflow's surrogate in snnTorch's layer: same forward
     assert ours(x).shape == (3, 2, 4, 6, 7)
+    # docs/layers.md: snnTorch's extra entries are refused by a plain load; the documented
+    # filter loads the weights
+    theirs, ours = snntorch.SLSTM(5, 6, threshold=0.4), SLSTM(5, 6, v_threshold=0.4)
+    with pytest.raises(RuntimeError, match=r"graded_spikes_factor.*reset_mechanism_val"):
+        ours.load_state_dict(theirs.state_dict())
+    ours.load_state_dict(
+        {k: v for k, v in theirs.state_dict().items() if k.startswith(("lstm_cell.", "conv."))}
+    )
+    assert torch.equal(ours.lstm_cell.weight_hh, theirs.lstm_cell.weight_hh)
 
 
 def test_hand_computed_step():

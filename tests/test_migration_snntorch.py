@@ -434,3 +434,23 @@ def test_stdp_learner(float64, kind):
     torch.testing.assert_close(
         our_learner.step(on_grad=False), their_learner.step(on_grad=False), **F64_RTOL
     )
+
+
+def test_per_step_batch_norm_and_dropout():
+    """The "Plots, probes and utilities" rows: an ``nn.BatchNorm2d`` called at every step
+    of snnTorch's loop is ``layers.MultiStepContainer(nn.BatchNorm2d)`` (statistics and
+    running statistics per step), not ``layers.BatchNorm2d`` (statistics over ``T·B``);
+    ``layers.Dropout`` shares its mask over the steps, ``nn.Dropout`` draws per element."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, 3, 6, 6) * torch.arange(1.0, 6.0).view(5, 1, 1, 1, 1)
+    loop_bn, per_step = nn.BatchNorm2d(3), layers.MultiStepContainer(nn.BatchNorm2d(3))
+    folded = layers.BatchNorm2d(3)
+    want = torch.stack([loop_bn(x_t) for x_t in x])
+    torch.testing.assert_close(per_step(x), want)
+    torch.testing.assert_close(per_step[0].running_var, loop_bn.running_var)
+    assert (folded(x) - want).abs().max() > 0.5  # one normalisation for all steps
+    ones = torch.ones(6, 2, 400)
+    shared = layers.Dropout(0.5)(ones)
+    assert torch.equal(shared, shared[:1].expand_as(shared))
+    fresh = nn.Dropout(0.5)(ones)
+    assert not torch.equal(fresh, fresh[:1].expand_as(fresh))
