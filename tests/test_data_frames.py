@@ -264,6 +264,20 @@ def test_pad_collate_pads_and_masks():
         pad_collate([a, torch.ones(2, 2, 2, 2)])
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_pad_collate_is_tonics_pad_tensors_plus_a_mask(batch_first):
+    """docs/migration.md: Tonic's ``collation.PadTensors(batch_first=b)`` (snnTorch's
+    tutorial 7) is ``pad_collate(..., time_major=not b)``: the same padded frames and
+    labels, with the mask as a third item."""
+    collation = pytest.importorskip("tonic.collation")
+    gen = torch.Generator().manual_seed(0)
+    batch = [(torch.rand(5, 2, 3, 3, generator=gen), 1), (torch.rand(3, 2, 3, 3, generator=gen), 4)]
+    want_frames, want_labels = collation.PadTensors(batch_first=batch_first)(batch)
+    frames, labels, mask = pad_collate(batch, time_major=not batch_first)
+    assert torch.equal(frames, want_frames) and torch.equal(labels, want_labels)
+    assert mask.sum().item() == 8
+
+
 # -- voxel grid and time surfaces -------------------------------------------------------
 def test_voxel_grid_by_hand():
     # bins = 3, t_first = 0, t_last = 10: τ = 2t/10. t=0 -> bin 0; t=2.5 -> half in bins 0
