@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -305,3 +306,40 @@ def test_stdp_step_online(float64, algorithm, kind):
     assert torch.equal(got, want) and 0.02 < got.mean() < 0.98
     assert (w - w0).abs().max() > 0.05  # the weights moved
     torch.testing.assert_close(layer.weight, w, **F64)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Norse's
+def test_plots_and_probes_rows():
+    """docs/migration.md's table of Norse's plots and hooks: ``plot.heatmap`` draws Norse's
+    ``plot_heatmap_2d`` / ``plot_spikes_2d`` image, and the other rows run as written."""
+    _norse()
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from norse.torch.utils.plot.plot import plot_heatmap_2d, plot_spikes_2d
+
+    from spikeflow import monitor, plot
+
+    torch.manual_seed(0)
+    node = _cuba_lif(store_v_seq=True)
+    spikes = node(torch.rand(40, 1, 6) * 4)[:, 0]  # [T, N]
+    assert 0 < spikes.sum() < spikes.numel()
+    for norse_plot, ours in (
+        (plot_heatmap_2d, lambda x, ax: plot.heatmap(x, ax, colorbar=False)),
+        (plot_spikes_2d, lambda x, ax: plot.heatmap(x, ax, colorbar=False, cmap="binary")),
+    ):
+        fig, (ax_norse, ax_ours) = plt.subplots(1, 2)
+        plt.sca(ax_norse)  # Norse draws with plt.imshow on the current Axes
+        norse_plot(spikes, ax_norse)
+        ours(spikes, ax_ours)
+        want, got = ax_norse.images[-1], ax_ours.images[-1]
+        assert np.array_equal(np.asarray(got.get_array()), np.asarray(want.get_array()))
+        assert got.get_cmap().name == want.get_cmap().name
+        plt.close(fig)
+    plot.raster(spikes)
+    plot.membrane(node.v_seq[:, 0], spikes, 1.0)
+    plt.close("all")
+    net = nn.Sequential(layers.Linear(6, 4), _cuba_lif())
+    with monitor.OutputMonitor(net, neurons.BaseNode, lambda s: s.mean().item()) as probe:
+        out = net(torch.rand(10, 2, 6) * 4)
+    assert probe.records == [out.mean().item()]
