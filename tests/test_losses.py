@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -159,6 +160,19 @@ def test_bad_inputs_raise():
         tet_loss(out, torch.tensor([0, 1, 2]), lamb=1.5)
     with pytest.raises(DTypeError, match="integer class labels"):
         spike_count_loss(out, torch.rand(3, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("ce_rate", "is 'tet' with lamb=0"), ("CE_RATE_LOSS", "is 'tet' with lamb=0"),
+     ("mse_count_loss", "did you mean 'mse_count'"), ("tet-loss", "did you mean 'tet'")],
+)  # fmt: skip
+def test_a_peer_loss_name_gets_its_spikeflow_name(name, hint):
+    # snnTorch's names (ce_rate_loss, mse_count_loss) were refused with the list alone
+    with pytest.raises(ConfigurationError, match=re.escape(hint)):
+        get_loss(name)
+    with pytest.raises(ConfigurationError, match=r"unknown loss 'hinge'; available"):
+        get_loss("hinge")
 
 
 @pytest.mark.parametrize("name", ["mse_count", "ce_count", "tet", "mse_membrane", "accuracy"])

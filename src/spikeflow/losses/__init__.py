@@ -209,10 +209,25 @@ def loss_key(name: object) -> object:
     return name.lower().replace("-", "_") if isinstance(name, str) else name
 
 
+#: Peer loss names with another spikeflow name (docs/models.md, docs/migration.md).
+_PEER_NAMES = {
+    "ce_rate": "snnTorch's ce_rate_loss is 'tet' with lamb=0 (--loss tet --loss-kwargs lamb=0)",
+}
+
+
 def _key(name: str) -> str:
     key = loss_key(name)
     if key not in _LOSSES:
-        raise ConfigurationError(f"unknown loss {name!r}; available: {', '.join(list_losses())}")
+        stem = key.removesuffix("_loss") if isinstance(key, str) else key
+        if stem in _PEER_NAMES:
+            hint = f" ({_PEER_NAMES[stem]})"
+        elif stem in _LOSSES:
+            hint = f" (did you mean {stem!r}? the names drop '_loss')"
+        else:
+            hint = ""
+        raise ConfigurationError(
+            f"unknown loss {name!r}{hint}; available: {', '.join(list_losses())}"
+        )
     return key
 
 
