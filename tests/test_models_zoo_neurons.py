@@ -148,3 +148,12 @@ def test_lapicque_by_name_is_snntorchs_tutorial_neuron_and_takes_beta():
                for m in by_beta.modules() if isinstance(m, LapicqueNode))  # fmt: skip
     with pytest.raises(ConfigurationError, match=r"LapicqueNode does not accept \['tau'\]"):
         create_model("plif_digits", neuron="lapicque", neuron_kwargs={"tau": 2.0})
+
+
+def test_a_registry_neuron_is_named_as_written_with_the_peer_argument_hint():
+    from spikeflow.models.common import NeuronFactory
+
+    # "leaky" is a functools.partial in the registry: the error names it, not the partial
+    with pytest.raises(ConfigurationError, match=r"neuron leaky does not accept \['spike_grad'\]"
+                       r".*\(spike_grad: spikeflow's surrogate_function\)"):  # fmt: skip
+        NeuronFactory("leaky", {"spike_grad": "atan"})

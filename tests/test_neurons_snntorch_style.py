@@ -29,7 +29,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.kernels import resolve_backend
 from spikeflow.kernels.codegen_c import CHECKPOINT
 from spikeflow.models import NEURONS, create_model
-from spikeflow.neurons import LapicqueNode, LeakyNode, SynapticNode
+from spikeflow.neurons import LapicqueNode, LeakyNode, LIFNode, SynapticNode
 from spikeflow.surrogate import ATan, LeakyKReLU, Sigmoid
 from streaming_checks import check_chunked_streaming
 
@@ -622,3 +622,13 @@ def test_per_neuron_shape_is_checked():
         LapicqueNode(R=torch.ones(4), C=1.0)(torch.rand(3, 2, 5))
     with pytest.raises(TypeError, match="v_reset"):
         LeakyNode(0.9, v_reset=0.0)
+
+
+@pytest.mark.parametrize("make", [lambda: LeakyNode(beta=0.9), lambda: LIFNode()])
+def test_snntorch_style_state_argument_is_refused_with_the_way_to_carry_state(make):
+    neuron = make()
+    with pytest.raises(ConfigurationError, match=r"after x.*lif\.run\(x, state\)"):
+        neuron(torch.rand(3, 2, 4), torch.zeros(2, 4))
+    # the documented replacement: state in, state out
+    out, state = neuron.run(torch.rand(3, 2, 4), None)
+    assert out.shape == (3, 2, 4) and state is not None

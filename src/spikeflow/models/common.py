@@ -512,6 +512,22 @@ def _build_surrogate(value: Any) -> Surrogate:
     return get_surrogate(value)
 
 
+#: Neuron arguments of the peers under another name here (for the error hint).
+PEER_NEURON_ARGUMENTS = {
+    "spike_grad": "surrogate_function",  # snnTorch
+    "threshold": "v_threshold",  # snnTorch, Lava-DL
+}
+
+
+def _neuron_name(spec: Any, resolved: Any) -> str:
+    """The name errors give a neuron: the registry name the user wrote, else the class's
+    (through a ``functools.partial``), else its repr."""
+    if isinstance(spec, str):
+        return spec
+    target = resolved.func if isinstance(resolved, functools.partial) else resolved
+    return getattr(target, "__name__", repr(target))
+
+
 class NeuronFactory:
     """Builds a fresh neuron module per call: ``factory()`` → ``neuron(**kwargs)``.
 
@@ -538,6 +554,7 @@ class NeuronFactory:
         defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.neuron = resolve_neuron(neuron)
+        self.name = _neuron_name(neuron, self.neuron)
         if neuron_kwargs is not None and not isinstance(neuron_kwargs, Mapping):
             raise ConfigurationError(
                 f"neuron_kwargs must be a dict, got {type(neuron_kwargs).__name__}"
@@ -545,12 +562,17 @@ class NeuronFactory:
         parameters = _accepted_parameters(self.neuron)
         accepted = None if parameters is None else set(parameters)
         user = dict(neuron_kwargs or {})
-        name = getattr(self.neuron, "__name__", repr(self.neuron))
+        name = self.name
         if accepted is not None:
             unknown = sorted(set(user) - accepted)
             if unknown:
+                hint = "".join(
+                    f" ({peer}: spikeflow's {ours})"
+                    for peer, ours in PEER_NEURON_ARGUMENTS.items()
+                    if peer in unknown and ours in accepted
+                )
                 raise ConfigurationError(
-                    f"neuron {name} does not accept {unknown}; it accepts {sorted(accepted)}"
+                    f"neuron {name} does not accept {unknown}; it accepts {sorted(accepted)}{hint}"
                 )
         # Defaults go only where they are known to be accepted (a factory taking
         # ``**kwargs`` of unknown use gets ``neuron_kwargs`` alone), and not over what a
@@ -617,9 +639,8 @@ class NeuronFactory:
         neuron = self.neuron(**kwargs)
         mode = getattr(neuron, "step_mode", "m")
         if mode != "m":  # a class defaulting to 's' (SpikingJelly's) or a partial binding it
-            name = getattr(self.neuron, "__name__", repr(self.neuron))
             raise ConfigurationError(
-                f"neuron {name} was built in step_mode={mode!r}; the models run their "
+                f"neuron {self.name} was built in step_mode={mode!r}; the models run their "
                 "neurons in multi-step mode ([T, B, ...] input): build it with "
                 "step_mode='m'"
             )

@@ -113,6 +113,18 @@ def membrane_as_charged(h: Tensor, s: Tensor, theta: Tensor | float, spike: Tens
     return h
 
 
+def refuse_state_inputs(module: nn.Module, state: tuple[object, ...]) -> None:
+    """Raise a ConfigurationError if a neuron was called with inputs after ``x``
+    (snnTorch's ``lif(x, mem)``): spikeflow's neurons carry their state themselves."""
+    if state:
+        raise ConfigurationError(
+            f"{type(module).__name__}: called with {len(state)} input(s) after x; a "
+            "spikeflow neuron takes one input and carries its state itself "
+            "(snnTorch's lif(x, mem) is out, state = lif.run(x, state), or a loop "
+            "inside functional.streaming(lif): docs/migration.md)"
+        )
+
+
 class BaseNode(MemoryModule):
     """Base class of spiking neurons declared by a charge equation.
 
@@ -304,8 +316,14 @@ class BaseNode(MemoryModule):
         )  # fmt: skip
         return self.v_threshold
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Spikes for ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step."""
+    def forward(self, x: Tensor, *state: object) -> Tensor:
+        """Spikes for ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single-step.
+
+        Raises:
+            ConfigurationError: a state passed after ``x`` (snnTorch's ``lif(x, mem)``):
+                the neuron carries its state itself; :meth:`run` takes and returns it.
+        """
+        refuse_state_inputs(self, state)
         x_seq = self._check_input(x)
         spikes, v_seq = self._run_steps(x_seq, self.store_v_seq)
         if self.store_v_seq:

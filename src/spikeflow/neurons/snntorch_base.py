@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag
 from spikeflow.base import StepMode
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.neurons.base import BaseNode, check_step_shape
+from spikeflow.neurons.base import BaseNode, check_step_shape, refuse_state_inputs
 from spikeflow.surrogate import ATan, Surrogate
 
 __all__ = [
@@ -173,9 +173,11 @@ class SnnTorchNode(BaseNode):
         """``{"theta": θ}`` where the charge reads the threshold (a reset), else empty."""
         return {} if self.reset_mechanism == "none" else {"theta": self.v_threshold}
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *state: object) -> Tensor:
         """Spikes for ``x`` (``[T, B, ...]``, or ``[B, ...]`` in single-step mode), times
-        ``graded_spikes_factor`` as in snnTorch."""
+        ``graded_spikes_factor`` as in snnTorch (``lif(x, mem)`` is refused: the
+        neuron carries its state; :meth:`run` takes and returns it)."""
+        refuse_state_inputs(self, state)
         spikes = super().forward(x)
         factor = self.graded_spikes_factor
         if isinstance(factor, Tensor) or factor != 1.0:
