@@ -38,6 +38,8 @@
 * :mod:`~spikeflow.neurons.parallel`: the parallel spiking neurons (PSN, masked PSN,
   sliding PSN); :mod:`~spikeflow.neurons.parallel_lif`: the LIF without reset computed
   in parallel over time.
+* :mod:`~spikeflow.neurons.ilc`: neurons with intra-layer connections (ILC-SAN's
+  populations: IF, LIF, current-based LIF).
 * :mod:`~spikeflow.neurons.noisy`: the noisy spiking neurons of NoisySAN (coloured
   exploration noise for reinforcement learning, :func:`powerlaw_psd_gaussian`);
   :mod:`~spikeflow.neurons.nonspiking`: non-spiking read-outs with a decoded membrane.
@@ -71,6 +73,7 @@ from spikeflow.neurons.few_spike import (
     OutlierAwareThresholdNode,
 )
 from spikeflow.neurons.gated_lif import GatedLIFNode, GLIFNode
+from spikeflow.neurons.ilc import ILCBaseNode, ILCCubaLIFNode, ILCIFNode, ILCLIFNode
 from spikeflow.neurons.ilif import ILIFNode
 from spikeflow.neurons.integrator import LeakyIntegrator, LINode
 from spikeflow.neurons.izhikevich import IZHIKEVICH_PRESETS, Izhikevich2003Node, IzhikevichPreset
@@ -134,6 +137,10 @@ __all__ = [
     "HGNode",
     "HalfThresholdIFNode",
     "IFNode",
+    "ILCBaseNode",
+    "ILCCubaLIFNode",
+    "ILCIFNode",
+    "ILCLIFNode",
     "ILIFNode",
     "Izhikevich2003Node",
     "IzhikevichNode",

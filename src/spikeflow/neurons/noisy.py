@@ -46,6 +46,7 @@ from spikeflow._checks import check_int, check_real
 from spikeflow.base import SequenceOnly
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.neurons.base import check_float_input, checked_surrogate
+from spikeflow.neurons.ilc import intra_layer_input, population_conn
 from spikeflow.neurons.nonspiking import check_decode, decode_membrane
 from spikeflow.surrogate import Rect, Surrogate
 
@@ -509,7 +510,8 @@ class NoisyILCBaseNode(NoisyBaseNode):
     ``nn.Conv1d(act_dim, num_node, dec_pop_dim, groups=act_dim)`` (a dense
     ``dec_pop_dim x dec_pop_dim`` weight and a bias per population; PyTorch's
     initialisation). ``num_node = act_dim * dec_pop_dim``, neuron ``j`` of population
-    ``a`` at index ``a dec_pop_dim + j``. A subclass gives the charge.
+    ``a`` at index ``a dec_pop_dim + j``. ``conn`` and its product are those of the
+    noise-free ILC neurons (:mod:`spikeflow.neurons.ilc`). A subclass gives the charge.
 
     Args:
         act_dim: the number of populations (action dimensions).
@@ -532,22 +534,16 @@ class NoisyILCBaseNode(NoisyBaseNode):
         v_reset: float | None = 0.0,
         surrogate_function: Surrogate | None = None,
     ) -> None:
-        self.act_dim = check_int("act_dim", act_dim, 1)
-        self.dec_pop_dim = check_int("dec_pop_dim", dec_pop_dim, 1)
+        conn = population_conn(act_dim, dec_pop_dim)  # checks the sizes
+        self.act_dim, self.dec_pop_dim = int(act_dim), int(dec_pop_dim)
         num_node = self.act_dim * self.dec_pop_dim
         super().__init__(num_node, T, sigma_init, beta, v_threshold, v_reset, surrogate_function)
-        self.conn = nn.Conv1d(self.act_dim, num_node, self.dec_pop_dim, groups=self.act_dim)
+        self.conn = conn
 
     def after_spike(self, t: int, out: Tensor) -> Tensor | None:
         if t + 1 == self.T:
             return None
-        # conn as a batched product (a [pop, pop] matrix per population): the grouped
-        # convolution it is, without the slow float64 convolution path of the CPU.
-        act, pop = self.act_dim, self.dec_pop_dim
-        weight = self.conn.weight.to(out.dtype).view(act, pop, pop)  # [group, out, in]
-        grouped = out.reshape(out.shape[0], act, pop)
-        recurrent = torch.einsum("bgi,goi->bgo", grouped, weight).reshape(out.shape)
-        return recurrent + self.conn.bias.to(out.dtype)
+        return intra_layer_input(self.conn, out, self.act_dim, self.dec_pop_dim)
 
     def extra_repr(self) -> str:
         return f"act_dim={self.act_dim}, dec_pop_dim={self.dec_pop_dim}, {super().extra_repr()}"
