@@ -16,6 +16,13 @@ neurons per feature, deterministic spikes over T = 5 steps) -> Linear ->
 updates every second step, soft targets τ = 0.005, Adam 1e-3, batch 100, γ = 0.99,
 1000 uniformly random first actions, a buffer holding every transition).
 
+``--actor ilcsan`` replaces the actor by the ILC-SAN one (SpikingJelly's ``ilc_san``
+example; Chen et al., TNNLS 2024): the same encoder, two ``CubaLIFNode`` layers (64)
+without noise, a Linear to ``--dec-pop`` (10) output neurons with intra-layer
+connections (``ILCCubaLIFNode(1, 10)``), a learnable population decoder (a ``Conv1d``
+over the population, a non-spiking IF read out at the last step) and ``2 tanh``; it
+explores by ``gaussian`` action noise (or ``none``).
+
 ``--exploration`` chooses how the actor explores:
 
 * ``noisysan``: the neurons' coloured noise (``--beta``, ``--sigma-init``), drawn per
@@ -30,6 +37,7 @@ from fixed starts, and the mean return is printed.
 
     python examples/noisysan_pendulum.py --exploration noisysan --seed 0
     python examples/noisysan_pendulum.py --exploration none --steps 15000
+    python examples/noisysan_pendulum.py --actor ilcsan --exploration gaussian --steps 5000
 """
 
 from __future__ import annotations
@@ -44,7 +52,14 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.encoding import LearnablePopulationEncoder
-from spikeflow.neurons import NoisyCubaLIFNode, NoisyNonSpikingIFNode
+from spikeflow.neurons import (
+    CubaLIFNode,
+    ILCCubaLIFNode,
+    NoisyCubaLIFNode,
+    NoisyNonSpikingIFNode,
+    NonSpikingIFNode,
+)
+from spikeflow.surrogate import Rect
 
 EPISODE = 200
 MAX_TORQUE = 2.0
@@ -118,13 +133,42 @@ class Actor(nn.Module):
             start += width
 
 
+class ILCActor(nn.Module):
+    """The ILC-SAN actor (SpikingJelly's ``ilc_san`` example): population-coded input,
+    two current-based LIF layers (SpikingJelly's ``CUBALIFNode``: decays 0.5, 0.75,
+    θ 0.5, ``Rect``), a Linear to ``dec_pop`` output neurons with intra-layer
+    connections (``ILCCubaLIFNode(1, dec_pop)``), a learnable population decoder (a
+    grouped ``Conv1d`` per action dimension, then a non-spiking IF read out at the last
+    step, ``decode="last-mem"``) and ``2 tanh``. No neuron noise: it explores by the
+    action noise of TD3 (``--exploration gaussian``)."""
+
+    def __init__(self, T: int, hidden: int, dec_pop: int) -> None:
+        super().__init__()
+        self.T, self.dec_pop = T, dec_pop
+        self.encoder = LearnablePopulationEncoder(3, 10, T, mean_range=(-1.0, 1.0), std=0.15)
+        self.fc1, self.fc2 = nn.Linear(30, hidden), nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, dec_pop)
+        cuba = {"tau_syn": 2.0, "tau_mem": 4.0, "r": 8.0, "v_threshold": 0.5}
+        self.lif1 = CubaLIFNode(**cuba, surrogate_function=Rect())
+        self.lif2 = CubaLIFNode(**cuba, surrogate_function=Rect())
+        self.out_pop = ILCCubaLIFNode(1, dec_pop)
+        self.decoder = nn.Conv1d(1, 1, dec_pop)  # one action: one group
+        self.readout = NonSpikingIFNode(decode="last-mem")
+
+    def forward(self, obs: Tensor) -> Tensor:
+        x = self.lif1(self.fc1(self.encoder(obs)))
+        spikes = self.out_pop(self.fc3(self.lif2(self.fc2(x))))  # [T, B, dec_pop]
+        pop = self.decoder(spikes.reshape(-1, 1, self.dec_pop)).view(self.T, -1, 1)
+        return MAX_TORQUE * torch.tanh(self.readout(pop))
+
+
 def critic() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                          nn.Linear(256, 1))  # fmt: skip
 
 
 @torch.no_grad()
-def evaluate(actor: Actor, starts: np.ndarray) -> float:
+def evaluate(actor: nn.Module, starts: np.ndarray) -> float:
     """The mean return of the noise-free (eval-mode) actor from each start (``[n, 2]``)."""
     actor.eval()
     env = Pendulum(np.random.default_rng(0), len(starts))
@@ -139,7 +183,9 @@ def evaluate(actor: Actor, starts: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> list[float]:
     """Train as the module docstring says; returns the evaluation returns."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--actor", choices=("noisysan", "ilcsan"), default="noisysan")
     p.add_argument("--exploration", choices=("noisysan", "gaussian", "none"), default="noisysan")
+    p.add_argument("--dec-pop", type=int, default=10, help="ILC-SAN: output neurons")
     p.add_argument("--steps", type=int, default=15000)
     p.add_argument("--eval-every", type=int, default=2500)
     p.add_argument("--seed", type=int, default=0)
@@ -153,7 +199,12 @@ def main(argv: list[str] | None = None) -> list[float]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     noisy = args.exploration == "noisysan"
-    actor = Actor(args.T, args.hidden, args.sigma_init if noisy else 0.0, args.beta)
+    if args.actor == "ilcsan":
+        if noisy:
+            p.error("the ILC-SAN actor has no neuron noise: use --exploration gaussian or none")
+        actor: nn.Module = ILCActor(args.T, args.hidden, args.dec_pop)
+    else:
+        actor = Actor(args.T, args.hidden, args.sigma_init if noisy else 0.0, args.beta)
     actor_target = copy.deepcopy(actor).eval()
     critics = nn.ModuleList([critic(), critic()])
     critics_target = copy.deepcopy(critics)
@@ -217,9 +268,10 @@ def main(argv: list[str] | None = None) -> list[float]:
                             w_t.lerp_(w, 0.005)
         if (step + 1) % args.eval_every == 0:
             returns.append(evaluate(actor, starts))
-            sigma = float(actor.decoder.sigma.detach().mean())
-            print(f"{args.exploration} seed {args.seed} step {step + 1}: eval return "
-                  f"{returns[-1]:.1f} (decoder sigma {sigma:.3f}, "
+            sigma = getattr(actor.decoder, "sigma", None)
+            noise = "" if sigma is None else f"decoder sigma {float(sigma.detach().mean()):.3f}, "
+            print(f"{args.actor} actor, {args.exploration} seed {args.seed} step {step + 1}: "
+                  f"eval return {returns[-1]:.1f} ({noise}"
                   f"{time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
     return returns
 
