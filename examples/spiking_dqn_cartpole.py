@@ -17,19 +17,20 @@ it starts from ``(x, ẋ, θ, θ̇) ~ U(-0.05, 0.05)``. The observation is the s
 of 500 is the maximum; Gymnasium calls the task solved at an average of 475; a random
 policy averages about 22.
 
-The Q network is spiking: the observation is the input current of every one of ``T``
-steps, Linear -> ``LIFNode`` -> Linear -> ``LIFNode`` -> Linear -> a non-spiking LIF
-integrator (``NonSpikingLIFNode(tau=2)``) whose membrane at the last step is the Q value
-of each action (SpikingJelly's example has one IF hidden layer and the same read-out).
-DQN: ε-greedy actions (ε from 1 to 0.05 over ``--eps-steps``), a replay buffer of every
-transition, a target network copied every ``--target-every`` steps, the Huber loss on
-``r + γ max_a Q_target(s', a)`` (no bootstrap past termination; bootstrap past the time
-limit), Adam, one update of a batch per step after ``--learning-starts`` steps.
+The Q network is spiking: the observation, divided by ``OBS_SCALE``, is the input
+current of every one of ``T`` steps, Linear -> ``LIFNode`` -> Linear -> ``LIFNode`` ->
+Linear -> a non-spiking LIF integrator (``NonSpikingLIFNode(tau=2)``) whose membrane at
+the last step is the Q value of each action (SpikingJelly's example has one IF hidden
+layer and the same read-out). DQN: ε-greedy actions (ε from 1 to 0.05 over
+``--eps-steps``), a replay buffer of every transition, a target network copied every
+``--target-every`` steps, the Huber loss on ``r + γ max_a Q_target(s', a)`` (no bootstrap
+past termination; bootstrap past the time limit), Adam, one update of a batch per step
+after ``--learning-starts`` steps.
 
 Every ``--eval-every`` steps the greedy policy is run on 10 episodes from fixed starts
 and the mean return is printed.
 
-    python examples/spiking_dqn_cartpole.py --steps 30000 --seed 0
+    python examples/spiking_dqn_cartpole.py --steps 20000 --seed 0
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from spikeflow.surrogate import ATan
 GRAVITY, CART_MASS, POLE_MASS, HALF_LENGTH = 9.8, 1.0, 0.1, 0.5
 FORCE, DT, MAX_STEPS = 10.0, 0.02, 500
 X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * math.pi / 360
+#: What the Q network divides the observation by: the limits of x and θ, and speeds of
+#: a typical magnitude, so that every feature drives the first layer alike.
+OBS_SCALE = (X_LIMIT, 2.0, THETA_LIMIT, 2.0)
 
 
 class CartPole:
@@ -102,6 +106,7 @@ class SpikingQNetwork(nn.Module):
     def __init__(self, T: int, hidden: int, obs_dim: int = 4, actions: int = 2) -> None:
         super().__init__()
         self.T = T
+        self.register_buffer("obs_scale", torch.tensor(OBS_SCALE), persistent=False)
         self.net = nn.Sequential(
             nn.Linear(obs_dim, hidden),
             LIFNode(tau=2.0, surrogate_function=ATan()),
@@ -113,7 +118,7 @@ class SpikingQNetwork(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """``[B, actions]`` Q values of observations ``[B, obs_dim]``."""
-        return self.net(obs.expand(self.T, *obs.shape))
+        return self.net((obs / self.obs_scale).expand(self.T, *obs.shape))
 
 
 @torch.no_grad()
@@ -132,17 +137,17 @@ def evaluate(q: SpikingQNetwork, starts: np.ndarray) -> float:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=30000)
+    p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--eval-every", type=int, default=2500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--T", type=int, default=8, help="time steps per Q evaluation")
     p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--gamma", type=float, default=0.99)
     p.add_argument("--eps-steps", type=int, default=10000, help="ε decays over these")
     p.add_argument("--learning-starts", type=int, default=1000)
-    p.add_argument("--target-every", type=int, default=500)
+    p.add_argument("--target-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     return p.parse_args(argv)
 

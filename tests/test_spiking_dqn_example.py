@@ -105,7 +105,7 @@ def test_q_network_is_the_readout_of_t_steps():
     torch.manual_seed(2)
     net = dqn.SpikingQNetwork(5, 8)
     obs = torch.randn(3, 4)
-    x = obs.expand(5, 3, 4)
+    x = (obs / torch.tensor([2.4, 2.0, 12 * math.pi / 180, 2.0])).expand(5, 3, 4)
     for layer in list(net.net)[:-1]:
         x = layer(x)
     v = torch.zeros(3, 2)
