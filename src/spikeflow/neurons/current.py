@@ -22,11 +22,19 @@ The time constants may be learned, one per neuron or channel (``learnable_tau_sy
 ``learnable_tau_mem``), and ``r`` may follow them (``r="tau_syn"``: Norse's current,
 which jumps by the input; ``r="tau_syn*tau_mem"``: Lava-DL's / Loihi's CUBA and
 snnTorch's ``Synaptic``, whose current and membrane both add their input unscaled).
+
+``graded_spike=True`` is Lava-DL's ``cuba.Neuron(graded_spike=True)``: the output is the
+charged membrane where it fires, ``S = H Θ(H - θ)`` (Lava-DL divides by a ``scale`` that
+its CUBA neuron passes as 1), the membrane resets to 0, and the backward is Lava-DL's:
+``∂S/∂H = scale_rho exp(min(H - θ, 0) / tau_rho)`` (``spike/spike.py``) with a reset
+that passes the gradient through unchanged (its ``leaky_integrator`` backward). Declared
+as a fire rule and a reset rule, so the fused kernels run it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -35,9 +43,10 @@ from spikeflow._checks import check_flag
 from spikeflow.base import set_constants
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.neurons.base import BaseNode, check_step_shape
+from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import learnable_time_constant
 
-__all__ = ["R_RULES", "CubaLIFNode"]
+__all__ = ["R_RULES", "CubaLIFNode", "lava_graded_fire", "lava_graded_reset"]
 
 #: The values of ``CubaLIFNode(r=...)`` that tie ``r`` to the time constants (in steps,
 #: ``tau / dt``): ``"tau_syn"`` is Norse's ``LIF`` (its current jumps by the input),
@@ -99,6 +108,32 @@ def _check_r(r: object) -> float | Tensor | str:
     return _check_value("r", r)
 
 
+def lava_graded_fire(
+    h: Tensor,
+    theta: Tensor | float,
+    spike: Callable[[Tensor], Tensor],
+    i: Tensor,
+    *,
+    tau_rho: float,
+    scale_rho: float,
+) -> Tensor:
+    """Lava-DL's graded spike: ``S = H · Θ(H - θ)`` in the forward pass, with the
+    derivative ``∂S/∂H = scale_rho · exp(min(H - θ, 0) / tau_rho)`` (not the product
+    rule): the value comes from detached terms, the gradient from ``P(u) - P(u)`` (zero)
+    with ``P' = `` that derivative, ``P(u) = scale_rho (tau_rho e^{min(u,0)/tau_rho} +
+    max(u, 0))``."""
+    u = h - theta
+    below = torch.where(u < 0.0, u, u * 0.0)  # min(u, 0), derivative 1 only where u < 0
+    primitive = scale_rho * (tau_rho * torch.exp(below / tau_rho) + (u - below))
+    return h.detach() * spike(u).detach() + (primitive - primitive.detach())
+
+
+def lava_graded_reset(h: Tensor, s: Tensor, theta: Tensor | float, i: Tensor) -> Tensor:
+    """Lava-DL's CUBA reset with graded spikes: ``V = H - S`` (0 where the neuron fired,
+    since ``S = H`` there), and ``∂V/∂H = 1``: its backward ignores the reset."""
+    return h - s.detach()
+
+
 class CubaLIFNode(BaseNode):
     """Current-based LIF with NIR ``CubaLIF`` semantics (see the module docstring)::
 
@@ -129,6 +164,14 @@ class CubaLIFNode(BaseNode):
     their input unscaled), computed from the clamped time constants at each call, so
     their gradients include its own (``current_r`` is its value now).
 
+    **Graded spikes** (``graded_spike=True``, Lava-DL's ``cuba.Neuron(graded_spike=True)``,
+    see the module docstring): the output is ``H Θ(H - θ)``, the membrane resets to 0
+    (``v_reset`` must be 0.0) and the spike's derivative is ``scale_rho exp(min(H - θ, 0)
+    / tau_rho)`` (:func:`lava_graded_fire`; the ``surrogate_function`` is not used).
+    Lava-DL's values for ``tau_grad``, ``scale_grad`` and a threshold ``θ``:
+    ``tau_rho = 100 tau_grad θ`` and ``scale_rho = 0.1 scale_grad`` (its CUBA neuron's
+    ``TAU_RHO_MULT`` and ``SCALE_RHO_MULT``, ``θ`` quantised to ``int(64 θ) / 64``).
+
     Args:
         tau_syn: synaptic time constant, >= ``dt`` (default 2): a number or a tensor.
         tau_mem: membrane time constant, >= ``dt`` (default 2): a number or a tensor.
@@ -139,11 +182,16 @@ class CubaLIFNode(BaseNode):
         dt: the time step, > 0 (default 1).
         learnable_tau_syn: make ``tau_syn`` a trainable parameter (default False).
         learnable_tau_mem: make ``tau_mem`` a trainable parameter (default False).
+        graded_spike: Lava-DL's graded spikes (default False; see above).
+        tau_rho: the graded spike derivative's width (> 0, default 1).
+        scale_rho: the graded spike derivative's scale (> 0, default 1).
         **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`.
 
     Raises:
         ConfigurationError: ``dt <= 0``, a time constant below ``dt``, a non-finite
-            value, an ``r`` string that names no rule, a flag that is not a bool.
+            value, an ``r`` string that names no rule, a flag that is not a bool; with
+            ``graded_spike``: a ``v_reset`` other than 0.0, a ``tau_rho`` or
+            ``scale_rho`` that is not a number > 0, or a subclass with other equations.
         ShapeError (at the call): a tensor that does not broadcast to one step.
     """
 
@@ -159,11 +207,27 @@ class CubaLIFNode(BaseNode):
         *,
         learnable_tau_syn: bool = False,
         learnable_tau_mem: bool = False,
+        graded_spike: bool = False,
+        tau_rho: float = 1.0,
+        scale_rho: float = 1.0,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         owner = type(self).__name__
         self.dt = _check_dt(dt)
+        self.graded_spike = check_flag(owner, "graded_spike", graded_spike)
+        self.tau_rho = _check_dt(tau_rho, f"{owner}: tau_rho")
+        self.scale_rho = _check_dt(scale_rho, f"{owner}: scale_rho")
+        if self.graded_spike and self.v_reset != 0.0:
+            raise ConfigurationError(
+                f"{owner}: graded_spike=True resets the membrane to 0 (Lava-DL's CUBA), so "
+                f"v_reset must be 0.0; got v_reset={self.v_reset!r}"
+            )
+        if self.graded_spike and type(self).charge is not CubaLIFNode.charge:
+            raise ConfigurationError(
+                f"{owner}: graded_spike=True is Lava-DL's CUBA neuron's; {owner} has "
+                "equations of its own"
+            )
         learnable = {
             "tau_syn": check_flag(owner, "learnable_tau_syn", learnable_tau_syn),
             "tau_mem": check_flag(owner, "learnable_tau_mem", learnable_tau_mem),
@@ -195,6 +259,15 @@ class CubaLIFNode(BaseNode):
         h = v + (v_leak - v + r * i_new) * mem_decay
         return h, i_new
 
+    def declaration(self) -> NeuronDeclaration:
+        """The CUBA equations; with ``graded_spike``, Lava-DL's graded fire and reset."""
+        if not self.graded_spike:
+            return super().declaration()
+        return declare(
+            CubaLIFNode.charge, None, "CubaLIFNodeGraded", True, None,
+            lava_graded_reset, lava_graded_fire,
+        )  # fmt: skip
+
     def _time_constant(self, name: str) -> float | Tensor:
         """A time constant as this call uses it: a learned one clamped to ``>= dt``."""
         value = getattr(self, name)
@@ -220,12 +293,15 @@ class CubaLIFNode(BaseNode):
 
     def neuron_params(self) -> dict[str, Tensor | float]:
         tau_syn, tau_mem = self._time_constant("tau_syn"), self._time_constant("tau_mem")
-        return {
+        params = {
             "syn_decay": self.dt / tau_syn,
             "mem_decay": self.dt / tau_mem,
             "r": self._resistance(tau_syn, tau_mem),
             "v_leak": self.v_leak,
         }
+        if self.graded_spike:
+            params.update(tau_rho=self.tau_rho, scale_rho=self.scale_rho)
+        return params
 
     def initial_values(self) -> dict[str, float]:
         return {**super().initial_values(), "i": 0.0}
@@ -250,6 +326,10 @@ class CubaLIFNode(BaseNode):
 
         learned = [f"learnable_{n}=True" for n in ("tau_syn", "tau_mem")
                    if n in self._parameters]  # fmt: skip
+        if self.graded_spike:
+            learned.append(
+                f"graded_spike=True, tau_rho={self.tau_rho:g}, scale_rho={self.scale_rho:g}"
+            )
         return (
             f"tau_syn={show(self.tau_syn)}, tau_mem={show(self.tau_mem)}, r={show(self.r)}, "
             f"v_leak={show(self.v_leak)}, dt={self.dt:g}, "

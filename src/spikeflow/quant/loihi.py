@@ -432,6 +432,13 @@ def cuba_device_params(node: nn.Module, weight_scale: int = 64) -> dict[str, int
         raise ConfigurationError(
             f"{owner}: expected a neurons.CubaLIFNode, got {type(node).__name__}"
         )
+    if getattr(node, "graded_spike", False):
+        raise ConfigurationError(
+            f"{owner}: the CubaLIFNode has graded_spike=True, which netx cannot carry: "
+            "netx builds a CUBA layer as Lava's LIF process from iDecay, vDecay and "
+            "vThMant with binary spikes (it does not read the gradedSpike that Lava-DL "
+            "writes); export graded activations as a sigma-delta network instead"
+        )
     problems = []
     if node.r != "tau_syn*tau_mem":
         problems.append(f"r={node.r!r} (Loihi's CUBA needs r='tau_syn*tau_mem')")
