@@ -19,7 +19,13 @@ NIR support needs the ``nir`` extra (``pip install 'spikeflow[nir]'``: ``nir`` a
 """
 
 from spikeflow.interop.netx import export_netx, import_netx, lava_dl_weights
-from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
+from spikeflow.interop.netx_layers import (
+    LoihiConv2d,
+    LoihiDense,
+    LoihiSigmaDelta,
+    LoihiSigmaDeltaInput,
+    NetxNetwork,
+)
 from spikeflow.interop.nir_export import export_to_nir, write_nir
 from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
 from spikeflow.interop.nir_import import import_from_nir, read_nir
@@ -34,6 +40,8 @@ __all__ = [
     "CONVENTIONS",
     "LoihiConv2d",
     "LoihiDense",
+    "LoihiSigmaDelta",
+    "LoihiSigmaDeltaInput",
     "NIRGraphNetwork",
     "NetxNetwork",
     "OffDiagonalLinear",

@@ -17,8 +17,9 @@ Float weights are quantised as Lava-DL's ``quantize_8bit`` does for export (``sc
 :func:`import_netx` reads such a file (Lava-DL's own exports included) into a
 :class:`~spikeflow.interop.netx_layers.NetxNetwork` of integer layers and
 :class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` populations, which computes what Lava's
-bit-accurate processes compute. Needs ``h5py`` (``pip install 'spikeflow[loihi]'``).
-See ``docs/loihi.md``.
+bit-accurate processes compute. Sigma-delta networks (a ``DeltaEncoder`` first, netx's
+``SDNN`` neurons) go through :mod:`spikeflow.interop.netx_sdnn`. Needs ``h5py``
+(``pip install 'spikeflow[loihi]'``). See ``docs/loihi.md``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ from spikeflow.errors import (
     MissingExtraError,
     ShapeError,
 )
-from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
+from spikeflow.interop.netx_layers import (
+    LoihiConv2d,
+    LoihiDense,
+    LoihiSigmaDelta,
+    NetxNetwork,
+)
+from spikeflow.interop.netx_sdnn import is_sdnn, sdnn_input_neuron, sdnn_layers, sdnn_neuron
 from spikeflow.layers import AxonalDelay, Flatten
 from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
 from spikeflow.quant.loihi import (
@@ -272,6 +279,8 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             f"export_netx expects an nn.Sequential (or NetxNetwork), got {type(model).__name__}"
         )
     names, modules = _blocks(model)
+    if is_sdnn(modules):
+        return sdnn_layers(names, modules, input_shape)
     groups: list[dict[str, Any]] = [{"type": "input", "shape": list(input_shape)}]
     shape = input_shape
     i = 0
@@ -345,6 +354,14 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     :func:`lava_dl_weights`, the neurons as
     :meth:`~spikeflow.quant.loihi.LoihiCubaLIFNode.from_cuba`.
 
+    A sigma-delta network (:func:`~spikeflow.conversion.to_sigma_delta`'s, or an
+    ``nn.Sequential`` of a ``DeltaEncoder``, then ``DeltaSynapse`` layers of Linear / Conv2d
+    layers each followed by a ReLU ``SigmaDelta``, ``Flatten`` modules between, and a last
+    synapse without bias followed by a ``SigmaDecoder``) is written as Lava-DL's SDNN
+    blocks: ``neuron/type = 'SDNN'``, ``activation = 'relu'``, ``vThMant = int(64 θ)``,
+    the bias as ``round(64 b)``, the last layer with ``sigma_output`` (see
+    :mod:`spikeflow.interop.netx_sdnn`).
+
     Args:
         model: the network.
         path: the ``.net`` / ``.h5`` file to write (replaced if it exists).
@@ -357,7 +374,9 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
     Raises:
         ConfigurationError: a module netx cannot represent (named with its index), a
-            neuron that is not Lava-DL's CUBA, a layer bias.
+            neuron that is not Lava-DL's CUBA (graded spikes included), a layer bias; in
+            a sigma-delta network an activation other than ReLU, ``cum_error``, one
+            threshold per neuron, a bias on the output layer.
         ShapeError: layers whose shapes do not chain from ``input_shape``.
         MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
         FileNotFoundError: ``path``'s folder does not exist.
@@ -443,16 +462,19 @@ class _Reader:
         return int(value[0]), int(value[1])
 
 
-def _neuron(reader: _Reader, group: Any, kind: str, bias: Tensor | None) -> LoihiCubaLIFNode:
+def _neuron(reader: _Reader, group: Any, kind: str, bias: Tensor | None) -> nn.Module:
     if "neuron" not in group:  # netx's default for a dense layer without one
         if kind == "dense":
             return LoihiCubaLIFNode.from_netx(**_NETX_DEFAULT_NEURON, bias=_bias(bias))
         raise reader.fail(f"{group.name}/neuron", "missing")
     neuron = group["neuron"]
     kind = reader.string(neuron, "type")
+    if kind == "SDNN":
+        return sdnn_neuron(reader, neuron, bias)
     if kind not in ("CUBA", "LOIHI"):
         raise reader.fail(
-            f"{neuron.name}/type", f"neuron type {kind!r} is not supported (only CUBA / LOIHI)"
+            f"{neuron.name}/type",
+            f"neuron type {kind!r} is not supported (only CUBA / LOIHI / SDNN)",
         )
     if "messageBits" in neuron and reader.integer(neuron, "messageBits") != 0:
         raise reader.fail(f"{neuron.name}/messageBits", "graded spikes are not supported")
@@ -515,6 +537,8 @@ def _layer(
             raise reader.fail(f"{where}/bias", f"{values.numel()} values for {channels} channels")
         bias = values.reshape(channels, *([1] * (len(out) - 1))) if values.numel() > 1 else values
     modules = [synapse, _neuron(reader, group, kind, bias)]
+    if "delay" in group and isinstance(modules[1], LoihiSigmaDelta):
+        raise reader.fail(f"{where}/delay", "delays of sigma-delta layers are not supported")
     if "delay" in group:
         delay = torch.from_numpy(reader.integers(group, "delay")).reshape(-1).to(torch.float32)
         if delay.numel() != out[0] or float(delay.min()) < 0 or float(delay.max()) > 62:
@@ -536,12 +560,17 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
     :class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` (``du = iDecay − 1``, ``dv =
     vDecay``, ``vth = vThMant``, the layer's ``bias`` as ``bias_mant`` with
     ``bias_exp = 6``), a ``delay`` an ``AxonalDelay(interpolate=False)`` of whole steps.
+    A sigma-delta file (``SDNN`` neurons) gives an input
+    :class:`~spikeflow.interop.netx_layers.LoihiSigmaDeltaInput` (netx's ``Delta``) and
+    :class:`~spikeflow.interop.netx_layers.LoihiSigmaDelta` layers (``SigmaDelta``, the
+    ``sigma_output`` layer's ``Sigma``): its input is ``round(64 x)``, its output the
+    last layer's sums, ``2^18`` per unit.
 
     Raises:
         DataFormatError: a missing or malformed dataset, or a layer or neuron type
             netx files may hold that is not supported here (``pool``, ``average``,
-            ``concat``, sigma-delta or resonator neurons, graded spikes), named with the
-            file and the dataset.
+            ``concat``, resonator neurons, graded CUBA spikes, sigma-delta activations
+            other than ReLU or delays), named with the file and the dataset.
         MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
     """
     h5py = require_h5py("netx import")
@@ -568,24 +597,25 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
                     f"{group.name}/type", f"layer type {kind!r} is not supported ({_SUPPORTED})"
                 )
             if kind == "input":
-                if "neuron" in group:
-                    raise reader.fail(
-                        f"{group.name}/neuron", "an input layer with neurons is not supported"
-                    )
                 if modules or input_shape is not None:
                     raise reader.fail(group.name, "an input layer after the first layer")
+                if "neuron" in group:
+                    modules.append(sdnn_input_neuron(reader, group))
                 input_shape = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+                shape = input_shape
             elif kind == "flatten":
-                if input_shape is None or not modules:
+                if not any(isinstance(m, (LoihiDense, LoihiConv2d)) for m in modules):
                     raise reader.fail(group.name, "a flatten before any dense or conv layer")
                 modules.append(Flatten())
                 shape = (int(np.prod(shape)),)
             else:
-                block, out = _layer(reader, group, kind, shape if modules else input_shape)
+                block, out = _layer(reader, group, kind, shape if input_shape else None)
                 if input_shape is None:
                     input_shape = (int(block[0].weight.shape[1]),)
                 modules.extend(block)
                 shape = out
-        if input_shape is None or not modules:
+        if input_shape is None or not any(
+            isinstance(m, (LoihiDense, LoihiConv2d)) for m in modules
+        ):
             raise reader.fail("/layer", "no input shape and dense/conv layer found")
         return NetxNetwork(input_shape, *modules)

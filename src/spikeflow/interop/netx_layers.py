@@ -20,7 +20,21 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers import AxonalDelay, Flatten
 from spikeflow.quant.loihi import LoihiCubaLIFNode, _integers_as_int64
 
-__all__ = ["LoihiConv2d", "LoihiDense", "NetxNetwork"]
+__all__ = [
+    "SDNN_SPIKE_EXP",
+    "SDNN_STATE_EXP",
+    "LoihiConv2d",
+    "LoihiDense",
+    "LoihiSigmaDelta",
+    "LoihiSigmaDeltaInput",
+    "NetxNetwork",
+]
+
+#: netx's sigma-delta exponents (``get_neuron_params``: ``spike_exp = state_exp = 6``):
+#: a graded spike carries ``2^(6+6)`` units per unit of activation, a state ``2^18``
+#: (weights are 64 per unit, so ``w_int · message`` is in the state's units).
+SDNN_SPIKE_EXP = 6
+SDNN_STATE_EXP = 6
 
 
 def _integer_input(owner: str, x: Tensor, step_dims: int, layout: str) -> Tensor:
@@ -159,6 +173,106 @@ class LoihiConv2d(nn.Module):
         )
 
 
+def _check_mantissa(owner: str, name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(
+            f"{owner}: {name} must be an integer in [{low}, {high}], got {value!r}"
+        )
+    return value
+
+
+class LoihiSigmaDeltaInput(nn.Module):
+    """netx's sigma-delta input layer (Lava's ``Delta`` process, fixed point, as
+    ``get_neuron_params(input=True)`` builds it): the input integers ``q`` (the float
+    input times 64: netx's ``Quantize(exp=6)``) are delta encoded, a change sent where
+    ``|q - ref| >= vThMant``, as the graded spike ``(q - ref) · 2^6`` (``(q << 12) >> 6``),
+    and ``ref`` set to ``q`` there (Lava's residue: the unsent changes stay in it).
+
+    Args:
+        vth: ``vThMant``, the threshold in input units (``int(64 θ)``), in [0, 2^23].
+    """
+
+    def __init__(self, vth: int) -> None:
+        super().__init__()
+        self.vth = _check_mantissa(type(self).__name__, "vth", vth, 0, 1 << 23)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The graded spikes ``[T, B, ...]`` (``int64``) of integer inputs ``[T, B, ...]``."""
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            raise ShapeError(f"LoihiSigmaDeltaInput expects [T, B, ...], got {x!r}")
+        x = _integers_as_int64(type(self).__name__, "the input", x)
+        ref = torch.zeros_like(x[0])
+        out = []
+        for q in x.unbind(0):
+            delta = q - ref
+            send = delta.abs() >= self.vth
+            out.append(torch.where(send, delta << SDNN_SPIKE_EXP, 0))
+            ref = torch.where(send, q, ref)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        return f"vth={self.vth}"
+
+
+class LoihiSigmaDelta(nn.Module):
+    """netx's sigma-delta neurons (Lava's ``SigmaDelta`` process, fixed point, with
+    ``spike_exp = state_exp = 6`` and ReLU), or with ``sigma_output`` its ``Sigma``
+    output layer, on the integer synaptic input ``a[t]`` ``[T, B, ...]``::
+
+        sigma += a[t]                          (2^18 units per unit of activation)
+        act    = max(sigma + bias << 12, 0)
+        d      = act - ref
+        s[t]   = (d >> 6) where |d| >= vThMant << 12, else 0
+        ref   += s[t] << 6
+
+    (``PySigmaDeltaModelFixedCorrected``: ``ref`` is what the receivers have summed, so
+    the floor of ``>> 6`` is not lost). A ``Sigma`` output returns ``sigma`` itself.
+
+    Args:
+        vth: ``vThMant`` (``int(64 θ)``), in [0, 2^23].
+        bias: the bias mantissa (64 per unit), a number or one per channel (``[C]``, or
+            ``[C, 1, 1]`` for a convolution's ``[C, H, W]``), within Lava's 16 bits.
+        sigma_output: a ``Sigma`` process (the network's output layer).
+    """
+
+    def __init__(self, vth: int, bias: Tensor | int = 0, sigma_output: bool = False) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.vth = _check_mantissa(owner, "vth", vth, 0, 1 << 23)
+        bias_t = torch.as_tensor(bias)
+        bias_t = _integers_as_int64(owner, "bias", bias_t)
+        if bool((bias_t.abs() >= 1 << 15).any()):
+            raise ConfigurationError(f"{owner}: bias must fit Lava's 16 bits (|bias| < 2^15)")
+        self.register_buffer("bias", bias_t)
+        if not isinstance(sigma_output, bool):
+            raise ConfigurationError(f"{owner}: sigma_output must be a bool, got {sigma_output!r}")
+        self.sigma_output = sigma_output
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The graded spikes (or, ``sigma_output``, the sums) ``[T, B, ...]``, ``int64``."""
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            raise ShapeError(f"LoihiSigmaDelta expects [T, B, ...], got {x!r}")
+        x = _integers_as_int64(type(self).__name__, "the input", x)
+        sigma = torch.cumsum(x, dim=0)
+        if self.sigma_output:
+            return sigma
+        shift = SDNN_SPIKE_EXP + SDNN_STATE_EXP
+        act = torch.clamp(sigma + (self.bias << shift), min=0)
+        ref = torch.zeros_like(x[0])
+        vth = self.vth << shift
+        out = []
+        for a in act.unbind(0):
+            d = a - ref
+            s = torch.where(d.abs() >= vth, d >> SDNN_STATE_EXP, 0)
+            ref = ref + (s << SDNN_STATE_EXP)
+            out.append(s)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        bias = int(self.bias) if self.bias.numel() == 1 else f"tensor{tuple(self.bias.shape)}"
+        return f"vth={self.vth}, bias={bias}, sigma_output={self.sigma_output}"
+
+
 def _layer_output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The sample shape ``layer`` of a :class:`NetxNetwork` makes from ``shape``."""
     if isinstance(layer, LoihiDense):
@@ -169,7 +283,7 @@ def _layer_output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, 
         # nn.Flatten's dims count from the batch dim: flatten a meta sample batch.
         sample = torch.empty((1, *shape), device="meta")
         return tuple(sample.flatten(layer.start_dim, layer.end_dim).shape[1:])
-    if isinstance(layer, (LoihiCubaLIFNode, AxonalDelay)):
+    if isinstance(layer, (LoihiCubaLIFNode, AxonalDelay, LoihiSigmaDelta, LoihiSigmaDeltaInput)):
         return shape
     raise ConfigurationError(
         f"NetxNetwork: cannot slice after a {type(layer).__name__} layer, whose output "
@@ -179,8 +293,9 @@ def _layer_output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, 
 
 
 class NetxNetwork(nn.Sequential):
-    """A fixed-point Loihi network: integer synapses, Loihi CUBA populations, flattens
-    and axonal delays in order, on time-major integer spikes ``[T, B, *input_shape]``.
+    """A fixed-point Loihi network: integer synapses, Loihi CUBA populations (or
+    sigma-delta units: :class:`LoihiSigmaDeltaInput`, :class:`LoihiSigmaDelta`), flattens
+    and axonal delays in order, on time-major integers ``[T, B, *input_shape]``.
 
     Each call starts from zero neuron state. The layers run in the same time step (Lava
     delays each layer's output by one step: see ``docs/loihi.md``).

@@ -1,0 +1,277 @@
+"""``export_netx`` / ``import_netx`` of sigma-delta networks (Lava-DL's SDNN blocks).
+
+Lava and Lava-DL cannot be installed here; what they write and compute is transcribed
+from reading their code:
+
+* the layout: ``lava-nc/lava-dl`` ``slayer/block/sigma_delta.py`` (``Output.export_hdf5``:
+  a dense group whose ``neuron/*`` are the sigma-delta neuron's ``device_params`` plus
+  ``sigma_output = True``), ``slayer/block/base.py`` (``AbstractInput.export_hdf5``:
+  ``type`` ``(1,)`` ``S10``, ``shape``, ``neuron/*``; the dense and conv blocks as for
+  CUBA), ``slayer/neuron/sigma_delta.py`` (``device_params``: ``type = 'SDNN'``,
+  ``activation`` the function's ``__name__``, ``vThMant``); ``netx/hdf5.py`` at
+  ``4919a66a`` (``get_neuron_params``: ``SDNN`` input -> ``Delta``, ``sigma_output``
+  -> ``Sigma``, else ``SigmaDelta``, each with ``vth = vThMant``, ``spike_exp = 6``,
+  ``state_exp = 6``);
+* the fixed-point processes: ``lava-nc/lava`` ``proc/sdn/process.py`` (``vth`` and
+  ``bias`` scaled by ``2^(spike_exp + state_exp)``) and ``proc/sdn/models.py``
+  (``PyDeltaModelFixed``, ``PySigmaModelFixed``, ``PySigmaDeltaModelFixedCorrected``):
+  ``_lava_sdnn`` below, with netx's dense weight path from ``tests/lava_checks.py``
+  (without the one-step buffer of each Dense process, which ``NetxNetwork`` leaves out).
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lava_checks import netx_dense_synapse
+from spikeflow import layers
+from spikeflow.conversion import to_sigma_delta
+from spikeflow.errors import ConfigurationError, DataFormatError
+from spikeflow.interop import LoihiSigmaDelta, export_netx, import_netx, lava_dl_weights
+
+sklearn_datasets = pytest.importorskip("sklearn.datasets")
+
+T = 8
+UNIT = 2**18  # netx's state / output scale per unit of activation (2^(6 + 6 + 6))
+
+
+def _lava_sdnn(q: np.ndarray, vth_in: int, dense: list[tuple]) -> np.ndarray:
+    """Lava's fixed-point SDNN as netx builds it, on input integers ``q`` ``[T, N]``:
+    the ``Delta`` input, then per layer a ``Dense`` and a ``SigmaDelta`` (``dense``:
+    ``(stored_weight, bias, vThMant)``) or, for ``bias is None``, the ``Sigma`` output.
+    Returns the output sigma ``[T, K]``."""
+    act = np.zeros(q.shape[1], np.int64)
+    residue = np.zeros_like(act)
+    spikes = []
+    for a_in in q.astype(np.int64):  # PyDeltaModelFixed.run_spk
+        a = np.left_shift(a_in, 12)
+        delta = a - act + residue
+        s_scaled = np.where(np.abs(delta) >= vth_in << 12, delta, 0)
+        residue = delta - s_scaled
+        act = a
+        spikes.append(np.right_shift(s_scaled, 6))
+    x = np.stack(spikes)
+    for stored, bias, vth in dense:
+        weights = netx_dense_synapse(stored)
+        # (Lava's Dense sends a step's sums at the next step, which delays each layer
+        # by one step and lets a bias act before the input arrives; as NetxNetwork,
+        # the sums are delivered in the step)
+        sigma = np.cumsum(x @ weights.T, axis=0)  # PySigmaModelFixed: a_in + sigma
+        if bias is None:
+            x = sigma
+            continue
+        act = np.zeros(weights.shape[0], np.int64)
+        out = []
+        for total in sigma:  # PySigmaDeltaModelFixedCorrected.run_spk
+            act_new = np.maximum(total + (bias.astype(np.int64) << 12), 0)
+            delta = act_new - act
+            s_out = np.right_shift(np.where(np.abs(delta) >= vth << 12, delta, 0), 6)
+            act = act + np.left_shift(s_out, 6)
+            out.append(s_out)
+        x = np.stack(out)
+    return x
+
+
+@pytest.fixture(scope="module")
+def digits_mlp() -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
+    """A 64-32-10 ReLU network trained on the real 8x8 digits, its weights and biases
+    on Lava-DL's grids, and the test images on the input grid (1/64)."""
+    data = sklearn_datasets.load_digits()
+    x = torch.tensor(data.data, dtype=torch.float32) / 16
+    y = torch.tensor(data.target)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10, bias=False))
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x[:1500]), y[:1500]).backward()
+        opt.step()
+    with torch.no_grad():
+        for layer in (net[0], net[2]):
+            layer.weight.copy_(lava_dl_weights(layer.weight).float() / 64)
+        net[0].bias.copy_(torch.round(net[0].bias * 64) / 64)
+    return net, torch.round(x[1500:] * 64) / 64, y[1500:]
+
+
+def _fade_in(images: torch.Tensor) -> torch.Tensor:
+    """A real image fading in over ``T`` steps, on the 1/64 input grid: ``[T, B, 64]``."""
+    ramp = torch.arange(1, T + 1, dtype=torch.float32).reshape(T, 1, 1) / T
+    return torch.round(images.unsqueeze(0) * ramp * 64) / 64
+
+
+@pytest.mark.parametrize("theta", [0.0, 3 / 64])
+def test_digits_sdnn_round_trip_within_the_format_quantisation(
+    digits_mlp: tuple, theta: float, tmp_path
+) -> None:
+    net, images, labels = digits_mlp
+    sdnn, _ = to_sigma_delta(net, theta)
+    x = _fade_in(images)
+    with torch.no_grad():
+        expected = sdnn(x).double()
+    path = export_netx(sdnn, tmp_path / "digits_sdnn.net", (64,))
+    fixed = import_netx(path)
+    out = fixed(torch.round(x * 64).long())
+    assert out.dtype == torch.int64
+    got = out.double() / UNIT
+    # The format's quantisation: a graded spike carries 2^-12 of a unit (floored), so
+    # each hidden unit's accumulated output is below its activation by < 2^-12 (θ = 0),
+    # or within θ + 2^-12 (the float encoder's: θ); propagated by the weights' row sums.
+    w2 = net[2].weight.detach().double().abs().sum(1).max()
+    hidden = 2.0**-12 + 2 * theta
+    bound = float(w2 * hidden)
+    error = (got - expected).abs().max().item()
+    assert error <= bound, (error, bound)
+    agree = (got[-1].argmax(-1) == expected[-1].argmax(-1)).double().mean().item()
+    assert agree >= (0.99 if theta == 0 else 0.95)
+    accuracy = (got[-1].argmax(-1) == labels).double().mean().item()
+    assert accuracy > 0.85  # a trained network, read back from the file
+    if theta == 0:  # the last step's output is the ANN's on the last image within it
+        ann = net(x[-1]).double()
+        assert (got[-1] - ann).abs().max().item() <= bound + 1e-6
+        # one hidden layer on these grids (input 1/64, weights 1/32, bias 1/64) has its
+        # activations on 1/2048: the 2^-12 floor loses nothing, the output is exact
+        assert error == 0.0
+
+
+def test_fixed_point_network_equals_lava_processes_transcribed(digits_mlp: tuple, tmp_path) -> None:
+    net, images, _ = digits_mlp
+    theta = 2 / 64
+    sdnn, _ = to_sigma_delta(net, theta, input_threshold=1 / 64)
+    path = export_netx(sdnn, tmp_path / "s.net", (64,))
+    fixed = import_netx(path)
+    q = torch.round(_fade_in(images[:6]) * 64).long()
+    out = fixed(q).numpy()
+    with h5py.File(path, "r") as f:
+        vth_in = int(f["layer/0/neuron/vThMant"][()])
+        dense = [
+            (
+                f[f"layer/{i}/weight"][()],
+                f[f"layer/{i}/bias"][()] if "bias" in f[f"layer/{i}"] else None,
+                int(f[f"layer/{i}/neuron/vThMant"][()]),
+            )
+            for i in (1, 2)
+        ]
+    assert vth_in == 1 and dense[0][2] == 2 and dense[1][1] is None
+    dense[1] = (dense[1][0], None, 0)
+    for b in range(q.shape[1]):
+        lava = _lava_sdnn(q[:, b].numpy(), vth_in, dense)
+        assert np.array_equal(out[:, b], lava), b
+    assert np.abs(out).max() > UNIT // 16  # outputs of a real size
+
+
+def test_file_layout_is_lava_dl_sdnn_export(tmp_path) -> None:
+    torch.manual_seed(2)
+    conv = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 8 * 8, 10, bias=False)
+    )
+    sdnn, _ = to_sigma_delta(conv, 1 / 64)
+    path = export_netx(sdnn, tmp_path / "c.net", (1, 8, 8))
+    with h5py.File(path, "r") as f:
+        assert sorted(f["layer"]) == ["0", "1", "2", "3"]
+        kinds = [f[f"layer/{i}/type"][()] for i in range(4)]
+        assert all(k.dtype == np.dtype("S10") and k.shape == (1,) for k in kinds)
+        assert [k[0].decode() for k in kinds] == ["input", "conv", "flatten", "dense"]
+        for i in (0, 1, 3):
+            neuron = f[f"layer/{i}/neuron"]
+            assert neuron["type"][()].decode("ascii") == "SDNN"
+            assert neuron["activation"][()].decode("ascii") == "relu"
+            assert neuron["vThMant"].dtype.kind in "iu" and neuron["vThMant"].shape == ()
+        assert set(f["layer/0/neuron"]) == {"type", "activation", "vThMant"}
+        assert set(f["layer/1/neuron"]) == {"type", "activation", "vThMant"}
+        assert bool(f["layer/3/neuron/sigma_output"][()]) is True
+        assert int(f["layer/0/neuron/vThMant"][()]) == 1
+        assert f["layer/0/shape"][()].tolist() == [1, 8, 8]
+        assert f["layer/1/shape"][()].tolist() == [3, 8, 8]
+        assert f["layer/2/shape"][()].tolist() == [192, 1, 1]
+        bias = f["layer/1/bias"][()]
+        assert bias.dtype.kind == "f"
+        assert np.array_equal(bias, np.round(conv[0].bias.detach().numpy() * 64))
+        weight = f["layer/3/weight"][()]
+        assert weight.dtype.kind == "f" and weight.shape == (10, 192)
+        assert np.array_equal(weight.astype(int), lava_dl_weights(conv[3].weight).numpy())
+    # an imported network writes the same file back
+    again = export_netx(import_netx(path), tmp_path / "again.net", (1, 8, 8))
+    with h5py.File(path, "r") as a, h5py.File(again, "r") as b:
+        names: list[str] = []
+        a.visit(names.append)
+        for name in names:
+            if isinstance(a[name], h5py.Dataset):
+                assert np.array_equal(a[name][()], b[name][()]), name
+
+
+def test_import_of_a_lava_dl_style_file(tmp_path) -> None:
+    """A file written as Lava-DL's blocks write it, with two hidden layers (the second
+    one's graded spikes lose bits to the ``>> 6``, which its reference carries) and
+    hidden biases."""
+    path = tmp_path / "lava.net"
+    rng = np.random.default_rng(0)
+    weights = [rng.integers(-128, 128, shape) * 2 for shape in ((6, 4), (5, 6), (3, 5))]
+    biases = [rng.integers(-300, 300, 6), rng.integers(-300, 300, 5), None]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layer/0/type", (1,), "S10", [b"input"])
+        f.create_dataset("layer/0/shape", data=np.array([4]))
+        for key, value in {"type": "SDNN", "activation": "relu", "vThMant": 1}.items():
+            f.create_dataset(f"layer/0/neuron/{key}", data=value)
+        for i, (w, b) in enumerate(zip(weights, biases), start=1):
+            f.create_dataset(f"layer/{i}/type", (1,), "S10", [b"dense"])
+            f.create_dataset(f"layer/{i}/shape", data=np.array([w.shape[0]]))
+            f.create_dataset(f"layer/{i}/inFeatures", data=w.shape[1])
+            f.create_dataset(f"layer/{i}/outFeatures", data=w.shape[0])
+            f.create_dataset(f"layer/{i}/weight", data=w.astype(np.float32))
+            neuron = {"type": "SDNN", "activation": "relu", "vThMant": 3}
+            if b is None:
+                neuron["sigma_output"] = True
+            else:
+                f.create_dataset(f"layer/{i}/bias", data=b.astype(np.float32))
+            for key, value in neuron.items():
+                f.create_dataset(f"layer/{i}/neuron/{key}", data=value)
+    net = import_netx(path)
+    q = torch.from_numpy(rng.integers(0, 64, (T, 1, 4)))
+    out = net(q).numpy()[:, 0]
+    dense = [(weights[0], biases[0], 3), (weights[1], biases[1], 3), (weights[2], None, 0)]
+    lava = _lava_sdnn(q[:, 0].numpy(), 1, dense)
+    assert np.array_equal(out, lava)
+    assert np.abs(out).max() > 0
+    with h5py.File(path, "a") as f:
+        del f["layer/1/neuron/activation"]
+        f.create_dataset("layer/1/neuron/activation", data="tanh")
+    with pytest.raises(DataFormatError, match=r"layer/1/neuron/activation.*ReLU only"):
+        import_netx(path)
+    with h5py.File(path, "a") as f:
+        del f["layer/1/neuron/activation"]
+        f.create_dataset("layer/3/bias", data=np.ones(3, np.float32))
+    with pytest.raises(DataFormatError, match=r"layer/3/bias.*Sigma output adds no bias"):
+        import_netx(path)
+
+
+def test_export_refusals(tmp_path) -> None:
+    def sdnn(*modules: nn.Module) -> nn.Sequential:
+        return nn.Sequential(layers.DeltaEncoder(0.0), *modules)
+
+    relu = layers.SigmaDelta(nn.ReLU())
+    linear, out = nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False)
+    theta4 = layers.DeltaEncoder(torch.tensor([0.1, 0.2, 0.1, 0.1]))
+    cases = [
+        (sdnn(nn.Linear(4, 3), layers.SigmaDecoder()), "added once"),
+        (sdnn(layers.DeltaSynapse(nn.Linear(4, 3)), layers.SigmaDecoder()), "Sigma output"),
+        (sdnn(linear, layers.SigmaDelta(nn.Tanh())), "ReLU"),
+        (sdnn(linear, relu), "must end with"),
+        (sdnn(linear, layers.SigmaDelta(nn.ReLU(), 0.1, cum_error=True), out), "cum_error"),
+        (sdnn(linear, nn.ReLU()), "followed by a SigmaDelta"),
+        (nn.Sequential(theta4, linear, layers.SigmaDecoder()), "one vThMant"),
+    ]
+    for model, message in cases:
+        with pytest.raises(ConfigurationError, match=message):
+            export_netx(model, tmp_path / "x.net", (4,))
+    assert not (tmp_path / "x.net").exists()
+
+
+def test_loihi_sigma_delta_checks() -> None:
+    with pytest.raises(ConfigurationError, match="16 bits"):
+        LoihiSigmaDelta(1, torch.tensor([1 << 15]))
+    with pytest.raises(ConfigurationError, match="vth must be an integer"):
+        LoihiSigmaDelta(-1)
