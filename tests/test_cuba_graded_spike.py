@@ -116,3 +116,12 @@ def test_netx_export_and_loihi_grid_refuse_graded_spikes(tmp_path) -> None:
     with pytest.raises(ConfigurationError, match="graded_spike=True"):
         loihi_grid(net)
     assert not (tmp_path / "g.net").exists()
+
+
+def test_nir_export_refuses_graded_spikes() -> None:
+    pytest.importorskip("nir")
+    from spikeflow.interop import export_to_nir
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), _node())
+    with pytest.raises(ConfigurationError, match=r"graded_spike=True.*NIR's CubaLIF"):
+        export_to_nir(net, torch.zeros(2, 1, 4))

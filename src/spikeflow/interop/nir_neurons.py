@@ -114,6 +114,12 @@ def neuron_to_nir(
             "soft_reset='metadata' to keep it as spikeflow metadata (read back only by "
             "spikeflow; other tools will reset to 0)"
         )
+    if getattr(module, "graded_spike", False):
+        raise ConfigurationError(
+            f"{cls.__name__} at '{name}' has graded_spike=True (Lava-DL's graded spikes, "
+            "the membrane's value), which NIR's CubaLIF cannot express: its neurons emit "
+            "0/1 spikes"
+        )
     kwargs: dict[str, Any] = _base_kwargs(module) if isinstance(module, BaseNode) else {}
     if isinstance(module, BaseNode):
         theta = full_array(module.v_threshold, shape)
