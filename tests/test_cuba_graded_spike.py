@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import fused_backends, kernel_device
 from spikeflow.errors import ConfigurationError
 from spikeflow.functional import streaming
 from spikeflow.interop import export_netx
@@ -63,13 +64,17 @@ def _node(**kwargs: object) -> CubaLIFNode:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("backend", fused_backends("torch"))
 def test_graded_spikes_states_and_gradients_equal_lava_dl(backend: str) -> None:
     torch.manual_seed(0)
-    x = (torch.randn(16, 3, 7, dtype=torch.float64) * 0.4).requires_grad_()
-    spikes = _node(backend=backend)(x)
-    ref_x = x.detach().clone().requires_grad_()
+    device = kernel_device(backend)
+    x_cpu = torch.randn(16, 3, 7, dtype=torch.float64) * 0.4
+    x = x_cpu.to(device).requires_grad_()
+    spikes = _node(backend=backend).to(device)(x)
+    ref_x = x_cpu.clone().requires_grad_()
     ref, ref_v = _lava_cuba_graded(ref_x)
+    assert _node(backend=backend).declaration().fire is not None  # the declared fire rule
+    spikes = spikes.cpu()
     torch.testing.assert_close(spikes, ref, rtol=0, atol=1e-12)
     fired = spikes != 0
     assert 0.05 < fired.double().mean() < 0.6  # both branches are exercised
@@ -77,14 +82,15 @@ def test_graded_spikes_states_and_gradients_equal_lava_dl(backend: str) -> None:
     assert spikes[fired].unique().numel() > 10
     weights = torch.randn_like(spikes)
     (grad,) = torch.autograd.grad((spikes * weights).sum(), x)
+    grad = grad.cpu()
     (ref_grad,) = torch.autograd.grad((ref * weights).sum(), ref_x)
     torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-12)
     # the carried state: streamed step by step, the final membrane is Lava-DL's
-    stream = _node(backend=backend, step_mode="s")
+    stream = _node(backend=backend, step_mode="s").to(device)
     with torch.no_grad(), streaming(stream):
         for x_t in x.detach():
             stream(x_t)
-        torch.testing.assert_close(stream.v, ref_v.detach(), rtol=0, atol=1e-12)
+        torch.testing.assert_close(stream.v.cpu(), ref_v.detach(), rtol=0, atol=1e-12)
 
 
 def test_graded_gradient_is_lava_dl_derivative_not_product_rule() -> None:
