@@ -227,6 +227,18 @@ def test_file_layout_is_lava_dl_sdnn_export(tmp_path) -> None:
         for name in names:
             if isinstance(a[name], h5py.Dataset):
                 assert np.array_equal(a[name][()], b[name][()]), name
+    # on the grids, the fixed-point convolution network computes the float one's numbers
+    with torch.no_grad():
+        for layer in (conv[0], conv[3]):
+            layer.weight.copy_(lava_dl_weights(layer.weight).float() / 64)
+        conv[0].bias.copy_(torch.round(conv[0].bias * 64) / 64)
+    sdnn, _ = to_sigma_delta(conv, 1 / 64)
+    fixed = import_netx(export_netx(sdnn, tmp_path / "grid.net", (1, 8, 8)))
+    x = torch.round(torch.rand(6, 2, 1, 8, 8) * 64) / 64
+    with torch.no_grad():
+        expected = sdnn(x).double()
+    got = fixed(torch.round(x * 64).long()).double() / UNIT
+    assert torch.equal(got, expected) and expected.abs().max() > 0.01
 
 
 def test_import_of_a_lava_dl_style_file(tmp_path) -> None:
