@@ -439,6 +439,34 @@ def test_a_threshold_changed_after_gridding_is_checked_at_the_next_call():
             node(x)
 
 
+def test_a_gridded_net_built_or_moved_under_inference_mode_runs():
+    """An inference tensor has no in-place version: a tensor threshold built (or moved
+    by ``.to``) under ``torch.inference_mode`` runs as the same net outside it (was a
+    RuntimeError from the threshold check), and an off-grid value written in place
+    there is still refused at the next call."""
+
+    def build():
+        node = _cuba(1.0, 1.0, threshold=torch.tensor(0.7), backend="torch")
+        loihi_grid(nn.Sequential(layers.Linear(1, 1, bias=False), node))
+        return node
+
+    x = torch.tensor([[[44 / 64]], [[45 / 64]], [[49 / 64]]])
+    expected = build()(x).flatten().tolist()
+    assert expected == [0.0, 1.0, 1.0]  # θ = int(64 · 0.7) / 64 = 44/64, fired on v > θ
+    with torch.inference_mode():
+        node = build()
+        assert node.v_threshold.is_inference()
+        assert node(x).flatten().tolist() == expected
+        assert node(x).flatten().tolist() == expected
+        node.v_threshold.fill_(0.7)
+        with pytest.raises(ConfigurationError, match=r"v_threshold=0\.7 .* is off"):
+            node(x)
+    node = build()
+    with torch.inference_mode():
+        node.to(torch.float64)
+        assert node(x.double()).flatten().tolist() == expected
+
+
 def test_state_dict_round_trip_and_finalize(tmp_path):
     net = _conv_net()
     loihi_grid(net)

@@ -254,15 +254,20 @@ def _refuse_off_grid_threshold(name: str, neuron: nn.Module, args: tuple[Any, ..
     to a per-neuron tensor or to a learnable one. Cheap: a threshold already checked (the
     same float, or the same tensor at the same in-place version) is not read again; a
     tensor threshold is skipped inside ``torch.func`` transforms and tracing (no value
-    to read there), any inside ``torch.compile``."""
+    to read there), any inside ``torch.compile``; an inference tensor (no in-place
+    version) is read at every call."""
     grid = neuron._modules.get("membrane_quantizer")
     theta = neuron.v_threshold
     if not isinstance(grid, LoihiCubaGrid) or torch.compiler.is_compiling():
         return
     if isinstance(theta, Tensor):
-        key: Any = (theta, theta._version)
+        # an inference tensor (built or moved under torch.inference_mode) has no version
+        # counter: it is checked at every call
+        version = None if theta.is_inference() else theta._version
+        key: Any = (theta, version)
         checked = grid.checked_threshold
-        if isinstance(checked, tuple) and checked[0] is theta and checked[1] == theta._version:
+        same = isinstance(checked, tuple) and checked[0] is theta and checked[1] == version
+        if same and version is not None:
             return
         if torch.jit.is_tracing() or functorch_active():
             return
