@@ -304,7 +304,11 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             isinstance(follower, (CubaLIFNode, LoihiCubaLIFNode))
             or type(follower) in (IFNode, LIFNode)
         ):
-            found = f"module {names[i + 1]} ({type(follower).__name__})" if follower else "nothing"
+            found = (
+                "nothing"
+                if follower is None
+                else f"module {names[i + 1]} ({type(follower).__name__})"
+            )
             raise ConfigurationError(
                 f"export_netx: {where} must be followed by a CubaLIFNode, "
                 f"LoihiCubaLIFNode, IFNode or LIFNode (a netx block is a synapse and its "
