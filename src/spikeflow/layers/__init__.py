@@ -11,6 +11,8 @@
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
 * :mod:`~spikeflow.layers.recurrent`: recurrent containers and the recurrent layer of
   RSNNs.
+* :mod:`~spikeflow.layers.ssm`, :mod:`~spikeflow.layers.ssm_block`: the S4D diagonal
+  state-space layer and the spiking S4D block (docs/ssm.md).
 * :mod:`~spikeflow.layers.spiking_rnn`: spiking LSTM, GRU and vanilla RNN (cells and
   stacked layers, SpikingJelly's ``rnn`` module).
 * :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
@@ -152,6 +154,8 @@ from spikeflow.layers.spiking_rnn import (
     SpikingVanillaRNN,
     SpikingVanillaRNNCell,
 )
+from spikeflow.layers.ssm import S4D, s4d_initial_imag, ssm_parameter_groups
+from spikeflow.layers.ssm_block import SpikingS4DBlock
 from spikeflow.layers.synapse_filter import SynapseFilter
 from spikeflow.layers.t_last import TLastMultiStepContainer, TLastSeqToANNContainer
 from spikeflow.layers.time_bins import SpikeCountToBinary, TemporalBinSum
@@ -159,6 +163,7 @@ from spikeflow.layers.weight_standardization import WSConv2d, WSLinear
 
 __all__ = [
     "LIFMC",
+    "S4D",
     "SLSTM",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
@@ -225,6 +230,7 @@ __all__ = [
     "SpikingLSTM",
     "SpikingLSTMCell",
     "SpikingQKV",
+    "SpikingS4DBlock",
     "SpikingSelfAttention",
     "SpikingVanillaRNN",
     "SpikingVanillaRNNCell",
@@ -254,10 +260,12 @@ __all__ = [
     "delta_encode",
     "merge_heads",
     "round_delays",
+    "s4d_initial_imag",
     "set_delay_sigma",
     "sigma_decode",
     "spatial_parameters",
     "spatial_receptive_field",
     "spatial_receptive_fields",
+    "ssm_parameter_groups",
     "temporal_scale_distribution",
 ]

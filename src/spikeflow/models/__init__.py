@@ -14,6 +14,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.digits`: the small PLIF net ``spikeflow train`` trains on 8x8 digits.
 * :mod:`~spikeflow.models.event_driven`: the event-driven backpropagation paper's networks.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
+* :mod:`~spikeflow.models.spiking_ssm`: spiking S4D sequence classifier, recurrent-LIF baseline.
 * :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
 * :mod:`~spikeflow.models.qkformer`: QKFormer, a hierarchical spiking transformer (Q-K attention).
@@ -54,6 +55,7 @@ from spikeflow.models import (
     spike_dhs,
     spike_driven,
     spikformer,
+    spiking_ssm,
     vgg,
 )
 from spikeflow.models.common import (
@@ -97,5 +99,6 @@ __all__ = [
     "spike_dhs",
     "spike_driven",
     "spikformer",
+    "spiking_ssm",
     "vgg",
 ]
