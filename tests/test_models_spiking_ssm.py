@@ -105,7 +105,8 @@ def test_pixel_mode_reads_pixel_t_at_step_t():
 
 
 def test_frame_and_column_modes_and_their_errors():
-    frames = SpikingSSM(in_channels=2, input_size=5, d_model=8, d_state=4, n_layers=1)
+    kwargs = {"d_model": 8, "d_state": 4, "n_layers": 1, "input_mode": "frames"}
+    frames = SpikingSSM(in_channels=2, input_size=5, **kwargs)
     assert frames.in_features == 50 and frames(torch.rand(4, B, 2, 5, 5)).shape == (1, B, 10)
     with pytest.raises(ShapeError, match="50 values per step"):
         frames(torch.rand(4, B, 2, 5, 4))
@@ -115,25 +116,28 @@ def test_frame_and_column_modes_and_their_errors():
     with pytest.raises(ConfigurationError, match="input_mode must be one of"):
         SpikingSSM(in_features=4, input_mode="rows")
     with pytest.raises(ConfigurationError, match="needs in_features, or in_channels"):
-        SpikingSSM()
+        SpikingSSM(input_mode="frames")
+    with pytest.raises(ConfigurationError, match="in_features is for input_mode='frames'"):
+        SpikingSSM(in_features=4)
+    assert SpikingSSM().in_features == 1  # default: pixels, one channel
 
 
 def test_zoo_builds_both_models_with_their_arguments():
-    ssm = create_model("spiking_ssm", in_features=3, d_model=16, n_layers=3, mixer="linear")
+    ssm = create_model("spiking_ssm", in_channels=3, d_model=16, n_layers=3, mixer="linear")
     blocks = [m for m in ssm.modules() if isinstance(m, SpikingS4DBlock)]
     assert len(blocks) == 3 and isinstance(blocks[0].mix, nn.Linear)
     assert blocks[0].ssm.lr == 1e-3 and blocks[0].ssm.d_state == 64
-    tuned = create_model("spiking_ssm", in_features=3, d_state=4, ssm_lr=None, init="inv",
+    tuned = create_model("spiking_ssm", d_state=4, ssm_lr=None, init="inv",
                          dt_min=0.5, dt_max=0.5)  # fmt: skip
     ssm = tuned.core[1].ssm
     assert ssm.lr is None and ssm.init == "inv" and ssm.d_state == 4
     assert torch.allclose(ssm.log_dt.exp(), torch.full((64,), 0.5))
-    rlif = create_model("recurrent_lif_seq", in_features=3, hidden=20, n_layers=2)
+    rlif = create_model("recurrent_lif_seq", in_channels=3, hidden=20, n_layers=2)
     cells = [m for m in rlif.modules() if isinstance(m, LIFNode)]
     assert len(cells) == 2 and all(c.step_mode == "s" for c in cells)
     kinds = [type(m).__name__ for m in rlif.core]
     assert kinds == ["LayerNorm", "Recurrent", "Linear", "LayerNorm", "Recurrent"]
-    plain = create_model("recurrent_lif_seq", in_features=3, hidden=20, n_layers=1, norm=False)
+    plain = create_model("recurrent_lif_seq", hidden=20, n_layers=1, norm=False)
     assert [type(m).__name__ for m in plain.core] == ["Recurrent"]
 
 

@@ -11,11 +11,11 @@ Both classify a whole sequence: the output is ``[1, B, num_classes]`` (one step,
 pooled read-out), so train them with ``--loss ce``. How the input becomes a sequence
 (``input_mode``):
 
-* ``"frames"``: ``[T, B, ...]``, each step flattened (``in_features`` values; N-MNIST
-  frames, or a static image repeated over T).
-* ``"pixels"``: sequential images (sMNIST-style): ``[T, B, C, H, W]`` with
+* ``"pixels"`` (default): sequential images (sMNIST-style): ``[T, B, C, H, W]`` with
   ``T = H·W``, step ``t`` reads pixel ``t`` (row-major) of frame ``t``; ``spikeflow
   train`` repeats a static image over ``-T``, so pass ``-T`` = H·W (64 for the digits).
+* ``"frames"``: ``[T, B, ...]``, each step flattened (``in_features`` values; N-MNIST
+  frames, or a static image repeated over T).
 * ``"columns"``: one image column per step (``spikeflow train`` feeds ``[W, B, C, H]``).
 """
 
@@ -63,6 +63,11 @@ class _SequenceClassifier(nn.Module):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         name = type(self).__name__
+        if in_features is not None and input_mode != "frames":
+            raise ConfigurationError(
+                f"{name}: in_features is for input_mode='frames'; with {input_mode!r} the "
+                "steps' size comes from in_channels (and input_size)"
+            )
         if input_mode == "pixels":
             self.in_features = self.in_channels
         elif input_mode == "columns":
@@ -109,7 +114,8 @@ class SpikingSSM(_SequenceClassifier):
         num_classes: output classes.
         in_channels, input_size, in_features: the input's size per step (see
             ``input_mode`` in the module docstring).
-        input_mode: ``"frames"`` (default), ``"pixels"`` or ``"columns"``.
+        input_mode: ``"pixels"`` (default: sequential images), ``"frames"`` or
+            ``"columns"``.
         d_model: channels of the blocks.
         d_state: S4D state size ``N`` (``N/2`` complex modes).
         n_layers: number of blocks.
@@ -127,7 +133,7 @@ class SpikingSSM(_SequenceClassifier):
         in_channels: int = 1,
         input_size: int | tuple[int, int] | list[int] | None = None,
         in_features: int | None = None,
-        input_mode: InputMode = "frames",
+        input_mode: InputMode = "pixels",
         d_model: int = 64,
         d_state: int = 64,
         n_layers: int = 2,
@@ -175,7 +181,7 @@ class RecurrentLIFSequenceNet(_SequenceClassifier):
         in_channels: int = 1,
         input_size: int | tuple[int, int] | list[int] | None = None,
         in_features: int | None = None,
-        input_mode: InputMode = "frames",
+        input_mode: InputMode = "pixels",
         hidden: int = 128,
         n_layers: int = 2,
         norm: bool = True,
