@@ -85,6 +85,14 @@ def test_one_mode_kernel_derived_by_hand(omega):
     assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
+@pytest.mark.parametrize("length", [1, 2, 7, 64, 65, 130])
+def test_vandermonde_powers_equal_the_direct_exponentials(length):
+    layer = _layer()
+    dt_a, _, _ = layer.discrete()
+    direct = torch.exp(dt_a.unsqueeze(-1) * torch.arange(length, dtype=torch.float64))
+    torch.testing.assert_close(layer._powers(dt_a, length), direct, atol=1e-13, rtol=1e-12)
+
+
 def test_fft_convolution_equals_the_direct_causal_convolution():
     g = torch.Generator().manual_seed(2)
     u = torch.randn(2, 3, 9, generator=g, dtype=torch.float64)

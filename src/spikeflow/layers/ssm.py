@@ -117,9 +117,18 @@ class S4D(MemoryModule):
         return dt_a, b_bar, torch.view_as_complex(self.c)
 
     def _powers(self, dt_a: Tensor, length: int) -> Tensor:
-        """The Vandermonde matrix ``Ā^k`` for ``k = 0 .. length-1``: ``[H, N/2, length]``."""
-        k = torch.arange(length, device=dt_a.device, dtype=self.log_dt.dtype)
-        return torch.exp(dt_a.unsqueeze(-1) * k)
+        """The Vandermonde matrix ``Ā^k = exp(k ΔA)`` for ``k = 0 .. length-1``:
+        ``[H, N/2, length]``. Written ``k = m q + r`` with ``m ≈ √length``, it is the
+        product ``exp(m q ΔA) · exp(r ΔA)``: about ``2√length`` complex exponentials per
+        mode instead of ``length`` (they were most of the layer's time)."""
+        m = max(1, math.isqrt(length - 1) + 1)
+        q = -(-length // m)
+        real = self.log_dt.dtype
+        r_steps = torch.arange(m, device=dt_a.device, dtype=real)
+        q_steps = torch.arange(q, device=dt_a.device, dtype=real) * m
+        small = torch.exp(dt_a.unsqueeze(-1) * r_steps)  # [H, N/2, m]
+        big = torch.exp(dt_a.unsqueeze(-1) * q_steps)  # [H, N/2, q]
+        return (big.unsqueeze(-1) * small.unsqueeze(-2)).flatten(-2)[..., :length]
 
     def kernel(self, length: int) -> Tensor:
         """The convolution kernel ``K[h, k] = 2 Re(Σ_n C B̄ Ā^k)``, ``[H, length]``."""
