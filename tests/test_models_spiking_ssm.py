@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from spikeflow import functional as F
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers import S4D, SpikingS4DBlock
 from spikeflow.models import create_model
 from spikeflow.models.spiking_ssm import RecurrentLIFSequenceNet, SpikingSSM
@@ -100,7 +100,7 @@ def test_pixel_mode_reads_pixel_t_at_step_t():
     torch.testing.assert_close(model(frames), model.classifier(pooled).unsqueeze(0))
     with pytest.raises(ShapeError, match=r"T = H·W \(pass -T H·W"):
         model(torch.randn(5, B, 2, 3, 4))
-    with pytest.raises(ShapeError, match="floating-point"):
+    with pytest.raises(DTypeError, match=r"floating-point tensor, got torch\.int64"):
         model(torch.zeros(12, B, 2, 3, 4, dtype=torch.long))
 
 

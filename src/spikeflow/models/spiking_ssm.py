@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow import layers
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.functional import set_step_mode
 from spikeflow.layers.ssm_block import SpikingS4DBlock
 from spikeflow.models.building import flat_features
@@ -84,7 +84,7 @@ class _SequenceClassifier(nn.Module):
         name = type(self).__name__
         if not isinstance(x, Tensor) or not x.is_floating_point():
             found = x.dtype if isinstance(x, Tensor) else type(x).__name__
-            raise ShapeError(f"{name} expects a floating-point tensor, got {found}")
+            raise DTypeError(f"{name} expects a floating-point tensor, got {found}")
         if self.input_mode != "pixels":
             return flat_steps(name, x, self.in_features)
         if x.dim() != 5 or x.shape[2] != self.in_channels or x.shape[0] != x.shape[3] * x.shape[4]:
