@@ -74,6 +74,10 @@ def test_block_streams_in_chunks_and_single_steps_as_one_call():
         steps = torch.stack([step_block(x[t]) for t in range(T)])
     torch.testing.assert_close(chunks, whole, atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(steps, whole, atol=1e-12, rtol=1e-10)
+    first, state = F.run(whole_block, x[:5])  # explicit state: S4D's and the neuron's
+    second, _ = F.run(whole_block, x[5:], state)
+    assert sorted(state) == ["neuron", "ssm"]
+    torch.testing.assert_close(torch.cat([first, second]), whole, atol=1e-12, rtol=1e-10)
 
 
 @pytest.mark.parametrize(
