@@ -150,10 +150,13 @@ def test_lapicque_by_name_is_snntorchs_tutorial_neuron_and_takes_beta():
         create_model("plif_digits", neuron="lapicque", neuron_kwargs={"tau": 2.0})
 
 
-def test_a_registry_neuron_is_named_as_written_with_the_peer_argument_hint():
+def test_a_registry_neuron_is_named_by_its_class_with_the_peer_argument_hint():
     from spikeflow.models.common import NeuronFactory
 
-    # "leaky" is a functools.partial in the registry: the error names it, not the partial
-    with pytest.raises(ConfigurationError, match=r"neuron leaky does not accept \['spike_grad'\]"
-                       r".*\(spike_grad: spikeflow's surrogate_function\)"):  # fmt: skip
+    # "leaky" is a functools.partial in the registry: the error names its class
+    expected = (
+        r"neuron LeakyNode does not accept \['spike_grad'\]"
+        r".*\(spike_grad: spikeflow's surrogate_function\)"
+    )
+    with pytest.raises(ConfigurationError, match=expected):
         NeuronFactory("leaky", {"spike_grad": "atan"})

@@ -519,11 +519,9 @@ PEER_NEURON_ARGUMENTS = {
 }
 
 
-def _neuron_name(spec: Any, resolved: Any) -> str:
-    """The name errors give a neuron: the registry name the user wrote, else the class's
-    (through a ``functools.partial``), else its repr."""
-    if isinstance(spec, str):
-        return spec
+def _neuron_name(resolved: Any) -> str:
+    """The name errors give a neuron: its class's (through a ``functools.partial``, as
+    the registry's ``leaky`` is), else its repr."""
     target = resolved.func if isinstance(resolved, functools.partial) else resolved
     return getattr(target, "__name__", repr(target))
 
@@ -554,7 +552,7 @@ class NeuronFactory:
         defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.neuron = resolve_neuron(neuron)
-        self.name = _neuron_name(neuron, self.neuron)
+        self.name = _neuron_name(self.neuron)
         if neuron_kwargs is not None and not isinstance(neuron_kwargs, Mapping):
             raise ConfigurationError(
                 f"neuron_kwargs must be a dict, got {type(neuron_kwargs).__name__}"
