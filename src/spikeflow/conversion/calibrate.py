@@ -18,6 +18,11 @@ output range ``[0, s]``:
   the mean and variance of the *pre-activations* (negative ones too), summed exactly in
   float64 over the batches, give the θ that minimises the expected error of the
   ``levels``-level clipped ReLU the converted neuron runs, for Gaussian pre-activations.
+* **local threshold balancing** (Bu, Li and Yu 2025; SpikingJelly's
+  ``LocalThresholdBalancingRecipe``): ``θ`` starts at 0 and each batch moves it up by
+  twice the mean overflow, ``θ ← max(ε, θ + 2·mean(relu(a − θ)))``, and the activation
+  passes on clipped, ``min(a, θ)``: calibration runs layer by layer on what the clipped
+  layers before give, so later thresholds see the clipped network.
 
 Each statistic is taken per layer (one scalar) or per channel (dim 1 of ``[B, C, ...]``;
 for ``[B, F]`` every feature is a channel). A channel with no positive activation in the
@@ -50,7 +55,9 @@ __all__ = [
     "quantile",
 ]
 
-Norm = Literal["max", "percentile", "gaussian"]
+Norm = Literal["max", "percentile", "gaussian", "ltb"]
+#: The floor of a local-threshold-balancing θ (SpikingJelly's ``eps``).
+LTB_EPS = 1e-6
 #: The robust norm's percentile when none is given (Rueckauer et al. 2017).
 DEFAULT_PERCENTILE = 99.9
 
@@ -62,10 +69,11 @@ def check_norm(norm: str, percentile: float | None = None) -> tuple[Norm, float]
     would be ignored, so it is an error (the usual slip is forgetting
     ``norm='percentile'``).
     """
-    if norm not in ("max", "percentile", "gaussian"):
+    if norm not in ("max", "percentile", "gaussian", "ltb"):
         raise ConfigurationError(
-            "norm must be 'max' (max-norm), 'percentile' (robust norm) or 'gaussian' "
-            f"(threshold for Gaussian pre-activations), got {norm!r}"
+            "norm must be 'max' (max-norm), 'percentile' (robust norm), 'gaussian' "
+            "(threshold for Gaussian pre-activations) or 'ltb' (local threshold "
+            f"balancing), got {norm!r}"
         )
     if percentile is None:
         return norm, DEFAULT_PERCENTILE  # type: ignore[return-value]
@@ -157,10 +165,12 @@ def quantile(values: Tensor, q: float) -> Tensor:
 
 
 class ActivationObserver(nn.Module):
-    """Records the statistic of the activations passing through it (identity forward).
+    """Records the statistic of the activations passing through it (identity forward,
+    except ``norm='ltb'``, which passes them on clipped at the current θ).
 
     Args:
-        norm: ``'max'`` (max-norm) or ``'percentile'`` (robust norm).
+        norm: ``'max'`` (max-norm), ``'percentile'`` (robust norm), ``'gaussian'`` or
+            ``'ltb'`` (local threshold balancing).
         percentile: p for the robust norm, in (0, 100] (default 99.9); only with
             ``norm='percentile'``.
         per_channel: one scale per channel (dim 1) instead of one per layer.
@@ -199,6 +209,7 @@ class ActivationObserver(nn.Module):
         self._sum: Tensor | None = None
         self._count: Tensor | None = None
         self._moments: Tensor | None = None  # gaussian: [rows, 3] = count, Σx, Σx² (float64)
+        self._theta: Tensor | None = None  # ltb: the balanced threshold, one per row
         self._dtype = torch.float32
         self._first_shape: tuple[int, ...] | None = None  # per channel: of the first call
 
@@ -256,6 +267,8 @@ class ActivationObserver(nn.Module):
             self.batches += 1
             return y
         rows = self._rows(y.detach())
+        if self.norm == "ltb":
+            return self._balance(y, rows)
         if self.norm == "max":
             batch_max = rows.amax(dim=1)
             self._max = batch_max if self._max is None else torch.maximum(self._max, batch_max)
@@ -273,6 +286,22 @@ class ActivationObserver(nn.Module):
         self.batches += 1
         return y
 
+    def _balance(self, y: Tensor, rows: Tensor) -> Tensor:
+        """One local-threshold-balancing step: θ rises by twice the mean overflow of
+        ``rows`` above it (floored at :data:`LTB_EPS`); ``y`` passes on clipped at the new θ."""
+        rows = rows.clamp_min(0.0)
+        theta = torch.zeros_like(rows[:, 0]) if self._theta is None else self._theta
+        theta = (theta + 2.0 * (rows - theta[:, None]).clamp_min(0.0).mean(dim=1)).clamp_min(
+            LTB_EPS
+        )
+        self._theta = theta
+        self._dtype = y.dtype
+        self.batches += 1
+        shape = [1] * y.dim()
+        if self.per_channel:
+            shape[1] = theta.numel()
+        return torch.minimum(y.clamp_min(0.0), theta.to(y.dtype).reshape(shape))
+
     def scale(self) -> Tensor:
         """The scale: shape ``[]`` per layer, ``[C, 1, ..., 1]`` per channel."""
         if self.batches == 0 or self.sample_ndim is None:
@@ -284,6 +313,13 @@ class ActivationObserver(nn.Module):
             assert self._max is not None
             values = self._max
             alive = values > 0
+        elif self.norm == "ltb":
+            # SpikingJelly's recipe: a channel that never went above 0 keeps θ = ε
+            # (its neuron stays all but silent), no fallback to the layer's scale.
+            assert self._theta is not None
+            values = self._theta
+            alive = torch.ones_like(values, dtype=torch.bool)
+            self.silent_channels = int((values <= LTB_EPS).sum())
         elif self.norm == "gaussian":
             assert self._moments is not None and self.levels is not None
             count, total, squares = self._moments.unbind(1)
@@ -296,7 +332,8 @@ class ActivationObserver(nn.Module):
             alive = self._count > 0
             values = torch.where(alive, self._sum / self._count.clamp_min(1), self._sum)
             alive = alive & (values > 0)
-        self.silent_channels = int((~alive).sum())
+        if self.norm != "ltb":
+            self.silent_channels = int((~alive).sum())
         fallback = values[alive].max() if bool(alive.any()) else torch.ones((), dtype=values.dtype)
         values = torch.where(alive, values, fallback)
         if not self.per_channel:
@@ -304,7 +341,7 @@ class ActivationObserver(nn.Module):
         return values.reshape((-1,) + (1,) * max(self.sample_ndim - 2, 0))
 
     def extra_repr(self) -> str:
-        what = {"max": "max", "gaussian": f"gaussian, levels={self.levels}"}.get(
+        what = {"max": "max", "ltb": "ltb", "gaussian": f"gaussian, levels={self.levels}"}.get(
             self.norm, f"percentile={self.percentile:g}"
         )
         if self.norm == "percentile" and self.include_zeros:

@@ -562,6 +562,8 @@ class _Converter(GraphRewriter):
     def norm_name(self) -> str:
         if self.norm == "gaussian":
             return f"gaussian(levels={self.levels})"
+        if self.norm == "ltb":
+            return "ltb"
         return "max" if self.norm == "max" else f"p{self.percentile:g}"
 
     def finalize(self, body: nn.Module) -> nn.Module:
@@ -603,7 +605,10 @@ def convert(
         norm: ``'max'`` (max-norm, Diehl 2015), ``'percentile'`` (robust norm,
             Rueckauer 2017) or ``'gaussian'`` (the threshold minimising the expected error
             of a ``levels``-level clipped ReLU for Gaussian pre-activations; Huang, Fang
-            et al. 2025) for the ReLU scales.
+            et al. 2025) or ``'ltb'`` (local threshold balancing, Bu et al. 2025:
+            calibrated layer by layer on the clipped network, as SpikingJelly's
+            ``LocalThresholdBalancingRecipe``, which is ``norm='ltb', per_channel=True,
+            initial_membrane=0.5``) for the ReLU scales.
         percentile: p of the robust norm, a percentage in (0, 100] (99.9 or 99.99
             typically; default 99.9). Only with ``norm='percentile'``: given with
             ``norm='max'`` it raises instead of being ignored.
