@@ -38,6 +38,7 @@ from spikeflow.data.datasets import (
     NCaltech101,
     NeuromorphicDataset,
     SpeechCommands,
+    SpeechCommandsWaveforms,
     SpikingHeidelbergDigits,
     SpikingSpeechCommands,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "SlicedDataset",
     "Slicer",
     "SpeechCommands",
+    "SpeechCommandsWaveforms",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
     "ToAveragedTimeSurface",

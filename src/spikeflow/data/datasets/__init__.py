@@ -26,7 +26,7 @@ from spikeflow.data.datasets.nmnist import NMNIST
 from spikeflow.data.datasets.nomniglot import NOMNIGLOT_CLASSES, NOmniglot
 from spikeflow.data.datasets.numpy_sets import HARDVS, DVSLip, ESImageNet
 from spikeflow.data.datasets.smnist import SMNIST
-from spikeflow.data.datasets.speech import FSDD, SpeechCommands
+from spikeflow.data.datasets.speech import FSDD, SpeechCommands, SpeechCommandsWaveforms
 from spikeflow.data.datasets.tactile import STMNIST
 from spikeflow.data.datasets.vision import CIFAR10DVS, CIFAR10DVS_CLASSES, NCaltech101
 
@@ -64,6 +64,7 @@ __all__ = [
     "NOmniglot",
     "NeuromorphicDataset",
     "SpeechCommands",
+    "SpeechCommandsWaveforms",
     "SpikingHeidelbergDigits",
     "SpikingSpeechCommands",
     "read_bullying10k",

@@ -1,14 +1,22 @@
 """Speech recordings (WAV files) turned into cochlear events by
 :class:`~spikeflow.data.audio.AudioToEvents`: the Free Spoken Digit Dataset and Google
-Speech Commands."""
+Speech Commands; and Speech Commands as raw waveforms
+(:class:`SpeechCommandsWaveforms`, SpikingJelly's ``SPEECHCOMMANDS``)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spikeflow.data._indexing import check_index
 from spikeflow.data.audio import AudioToEvents
 from spikeflow.data.datasets._common import (
     Archive,
@@ -23,7 +31,7 @@ from spikeflow.data.events import EventRecording
 from spikeflow.data.io.wav import read_wav, wav_info
 from spikeflow.errors import ConfigurationError, DataFormatError
 
-__all__ = ["FSDD", "KWS12_CLASSES", "SpeechCommands"]
+__all__ = ["FSDD", "KWS12_CLASSES", "SpeechCommands", "SpeechCommandsWaveforms"]
 
 
 def _encoder(value: Any) -> AudioToEvents:
@@ -420,3 +428,194 @@ class SpeechCommands(_SpeechDataset):
             if split == self.split:
                 keep.append((path, label))
         return keep
+
+
+#: The label of a silence window cut from the background noise (SpikingJelly's name).
+SILENCE = "_silence_"
+
+
+class SpeechCommandsWaveforms(torch.utils.data.Dataset):
+    """Google Speech Commands as raw waveforms, as SpikingJelly's ``SPEECHCOMMANDS``
+    with its example's ``Pad``: ``(waveform, label)``, float32 ``[1, length]``, the
+    samples divided by their largest magnitude and zero-padded on both sides (the odd
+    sample on the right; a longer clip is cut the same way; ``length=None``: as read).
+
+    Args:
+        root: the extracted release, or SpikingJelly's root above it
+            (``root/SpeechCommands/speech_commands_<version>/``).
+        split: ``"train"``, ``"valid"`` (or ``"val"``) or ``"test"``.
+        label_dict: word -> label (SpikingJelly's first argument; ``"_silence_"`` labels
+            silence). Default: the version's words alphabetically, then ``"_silence_"``.
+        silence_count: random ``silence_size`` windows of a random background-noise
+            recording appended after the recordings (drawn with torch's generator).
+        length: frames of every waveform; ``version``: ``"v0.02"`` or ``"v0.01"``.
+
+    Order (SpikingJelly's): ``"valid"``/``"test"`` follow the release's list files;
+    ``"train"`` follows ``training_list.txt`` if present, else every other
+    ``<word>/*_nohash_*.wav`` sorted by path (not written back into ``root``).
+    :attr:`weights` are SpikingJelly's ``WeightedRandomSampler`` weights.
+
+    Raises:
+        ConfigurationError: a bad argument, or a word of the split with no label.
+        DatasetNotFoundError: the release or a list file is missing.
+        DataFormatError: a file is not a 16 kHz WAV; no background noise for silence.
+    """
+
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        *,
+        label_dict: Mapping[str, int] | None = None,
+        silence_count: int = 0,
+        silence_size: int = 16000,
+        length: int | None = 16000,
+        version: str = "v0.02",
+        transform: Callable[[Tensor], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        download: bool = False,
+    ) -> None:
+        split = "valid" if split == "val" else split
+        if split not in SpeechCommands.splits:
+            raise ConfigurationError(
+                f"SpeechCommandsWaveforms: split must be one of {SpeechCommands.splits} "
+                f"(or 'val'); got {split!r}"
+            )
+        words = SpeechCommands.classes_for(version)
+        for name, value, low in (("silence_count", silence_count, 0),
+                                 ("silence_size", silence_size, 1)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(
+                    f"SpeechCommandsWaveforms: {name} must be an integer >= {low}; got {value!r}"
+                )
+        if length is not None and (
+            isinstance(length, bool) or not isinstance(length, int) or length < 1
+        ):
+            raise ConfigurationError(
+                f"SpeechCommandsWaveforms: length must be a positive number of frames or "
+                f"None; got {length!r}"
+            )
+        if label_dict is None:
+            label_dict = {**{w: i for i, w in enumerate(words)}, SILENCE: len(words)}
+        self.label_dict = dict(label_dict)
+        self.split, self.version = split, version
+        self.silence_count, self.silence_size, self.length = silence_count, silence_size, length
+        self.transform, self.target_transform = transform, target_transform
+        self.root = self._release_folder(Path(root), download)
+        self.files = self._split_files()
+        missing = sorted({f.split("/")[0] for f in self.files} - set(self.label_dict))
+        if silence_count and SILENCE not in self.label_dict:
+            missing.append(SILENCE)
+        if missing:
+            raise ConfigurationError(
+                f"SpeechCommandsWaveforms: label_dict has no label for {missing} (words of "
+                f"the {split} split in {self.root})"
+            )
+        self.noise_files = sorted((self.root / _BACKGROUND).glob("*.wav"))
+        if silence_count and not self.noise_files:
+            raise DataFormatError(
+                f"SpeechCommandsWaveforms: silence_count={silence_count} needs the "
+                f"background-noise recordings, but {self.root / _BACKGROUND} has no WAV file"
+            )
+        self.targets = [self.label_dict[f.split("/")[0]] for f in self.files]
+        if silence_count:
+            self.targets += [self.label_dict[SILENCE]] * silence_count
+        self.weights = self._weights()
+
+    def _release_folder(self, root: Path, download: bool) -> Path:
+        """``root``, or SpikingJelly's ``root/SpeechCommands/speech_commands_<version>``."""
+        nested = root / "SpeechCommands" / f"speech_commands_{self.version}"
+        if not (root / "testing_list.txt").is_file() and (nested / "testing_list.txt").is_file():
+            return nested
+        name = f"speech_commands_{self.version}.tar.gz"
+        archive = Archive(name, SpeechCommands.md5s[self.version],
+                          f"http://download.tensorflow.org/data/{name}")  # fmt: skip
+        layout = "<root>/<word>/<speaker>_nohash_<n>.wav, <root>/{validation,testing}_list.txt"
+        prepare_root(
+            f"SpeechCommands {self.version}", root, root / "testing_list.txt", [archive],
+            download=download, homepage=SpeechCommands.homepage, layout=layout,
+        )  # fmt: skip
+        return root
+
+    def _list(self, name: str) -> list[str]:
+        path = self.root / name
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"SpeechCommandsWaveforms: {path} is missing; it comes with the release"
+            )
+        return [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
+
+    def _split_files(self) -> list[str]:
+        """The split's recordings, relative to the release folder, in SpikingJelly's order."""
+        if self.split != "train":
+            return self._list(SpeechCommands._lists[self.split])
+        if (self.root / "training_list.txt").is_file():
+            return self._list("training_list.txt")
+        held_out = set(self._list("validation_list.txt")) | set(self._list("testing_list.txt"))
+        found = (
+            f"{p.parent.name}/{p.name}"
+            for p in self.root.glob("*/*.wav")
+            if "_nohash_" in p.name and p.parent.name != _BACKGROUND
+        )
+        return sorted(set(found) - held_out)
+
+    def _weights(self) -> Tensor:
+        """Per-sample weights that balance the labels, silence a label of its own."""
+        counts = Counter(self.targets[: len(self.files)])
+        inverse = {label: 1.0 / n for label, n in counts.items()}
+        silence = 1.0 / self.silence_count if self.silence_count else 0.0
+        total = sum(inverse.values()) + silence
+        weights = [inverse[label] / total for label in self.targets[: len(self.files)]]
+        return torch.tensor(weights + [silence / total] * self.silence_count, dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self.files) + self.silence_count
+
+    def _read(self, path: Path, start: int = 0, frames: int | None = None) -> Tensor:
+        clip = read_wav(path, start, frames)
+        if clip.sample_rate != self.sample_rate:
+            raise DataFormatError(
+                f"SpeechCommandsWaveforms: {path} is sampled at {clip.sample_rate} Hz; Speech "
+                f"Commands recordings are {self.sample_rate} Hz"
+            )
+        return torch.from_numpy(clip.samples.copy())
+
+    def _silence(self) -> Tensor:
+        """A random ``silence_size`` window of a random background-noise recording."""
+        path = self.noise_files[int(torch.randint(len(self.noise_files), ()))]
+        frames = wav_info(path).frames
+        if frames <= self.silence_size:
+            raise DataFormatError(
+                f"SpeechCommandsWaveforms: {path} has {frames} frames, not more than "
+                f"silence_size={self.silence_size}"
+            )
+        start = int(torch.randint(frames - self.silence_size, ()))
+        return self._read(path, start, self.silence_size)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        index = check_index(type(self).__name__, index, len(self))
+        label: Any = self.targets[index]
+        if index < len(self.files):
+            wave = self._read(self.root / self.files[index])
+        else:
+            wave = self._silence()
+        peak = wave.abs().max()
+        if peak > 0:
+            wave = wave / peak
+        if self.length is not None:
+            left = (self.length - wave.shape[-1]) // 2
+            wave = F.pad(wave, (left, self.length - wave.shape[-1] - left))
+        if self.transform is not None:
+            wave = self.transform(wave)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return wave, label
+
+    def __repr__(self) -> str:
+        return (
+            f"SpeechCommandsWaveforms(root={str(self.root)!r}, split={self.split!r}, "
+            f"recordings={len(self.files)}, silence_count={self.silence_count}, "
+            f"length={self.length})"
+        )
