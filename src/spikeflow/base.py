@@ -116,10 +116,23 @@ class SequenceOnly(StepModule):
 
 
 class MemoryModule(StepModule, nn.Module):
-    """A module whose output depends on earlier time steps.
+    """A module whose output depends on earlier time steps: the base class of your own
+    stateful modules (SpikingJelly's ``base.MemoryModule``).
 
-    Subclasses keep their carried state as a ``dict[str, Tensor]`` and use
-    :meth:`_carried_state` at the start of a call and :meth:`_keep_state` at its end.
+    Declare each state variable in ``__init__`` with :meth:`register_memory` and write
+    one time step in ``single_step_forward(x)``, reading and assigning the variables as
+    attributes (``self.v = self.v + x``). The module then runs ``[T, B, ...]`` in
+    multi-step mode (``multi_step_forward``, by default the steps in a loop; override
+    it for a faster form) and ``[B, ...]`` in single-step mode, starts every call from
+    the initial values unless it is streaming, and works with
+    :func:`~spikeflow.functional.reset_net`, :func:`~spikeflow.functional.detach_net`,
+    :func:`~spikeflow.functional.streaming`, :func:`~spikeflow.functional.run` and the
+    monitors as spikeflow's own neurons do. After a call, each variable holds its last
+    value; :meth:`reset` gives back the initial one.
+
+    spikeflow's built-in modules define ``forward`` themselves and keep their carried
+    state as a ``dict[str, Tensor]`` through :meth:`_carried_state` (at the start of a
+    call) and :meth:`_keep_state` (at its end).
     """
 
     #: Attributes that may hold tensors of the last call's autograd graph, besides the
@@ -140,11 +153,15 @@ class MemoryModule(StepModule, nn.Module):
     def _end_steps(self) -> None:
         """The steps of :meth:`_begin_steps` are done."""
 
+    def _graph_names(self) -> tuple[str, ...]:
+        """:attr:`_graph_attributes` and the registered memories."""
+        return self._graph_attributes + tuple(self.__dict__.get("_memory_initials") or ())
+
     def _graph_tensors(self) -> list[Tensor]:
         """The carried state's tensors and those of :attr:`_graph_attributes`: what may
         belong to the last call's autograd graph."""
         found = list((self.__dict__.get("_state") or {}).values())
-        for name in self._graph_attributes:
+        for name in self._graph_names():
             value = self.__dict__.get(name)
             if isinstance(value, Tensor):
                 found.append(value)
@@ -159,7 +176,7 @@ class MemoryModule(StepModule, nn.Module):
         state.pop("_explicit", None)  # a copy made inside run() is not in that run
         if state.get("_state") is not None:
             state["_state"] = {k: v.detach() for k, v in state["_state"].items()}
-        for name in self._graph_attributes:
+        for name in self._graph_names():
             if isinstance(state.get(name), Tensor):
                 state[name] = state[name].detach()
         return state
@@ -190,13 +207,110 @@ class MemoryModule(StepModule, nn.Module):
         return self._state
 
     def reset(self) -> None:
-        """Forget the carried state; the next call starts from the initial state."""
+        """Forget the carried state; the next call starts from the initial state (the
+        registered memories hold their initial values again)."""
         self._state = None
+        for name, initial in (self.__dict__.get("_memory_initials") or {}).items():
+            self.__dict__[name] = initial.clone() if isinstance(initial, Tensor) else initial
 
     def detach(self) -> None:
         """Cut the autograd graph of the carried state (truncated BPTT)."""
         if self._state is not None:
             self._state = {k: v.detach() for k, v in self._state.items()}
+        for name in self.__dict__.get("_memory_initials") or ():
+            if isinstance(self.__dict__.get(name), Tensor):
+                self.__dict__[name] = self.__dict__[name].detach()
+
+    # -- your own stateful module: register_memory + single_step_forward ------------------
+
+    def register_memory(self, name: str, initial: float | Tensor) -> None:
+        """Declare the state variable ``name`` with its initial value (a number, kept
+        as a 0-dim tensor that broadcasts, or a tensor), read and assigned as
+        ``self.<name>`` in :meth:`single_step_forward`. Not a parameter or buffer: it
+        is not in the ``state_dict``.
+
+        Raises:
+            ConfigurationError: ``name`` is not an identifier or is already an
+                attribute of the module; ``initial`` is neither a number nor a tensor;
+                called before ``MemoryModule.__init__``.
+        """
+        if "_state" not in self.__dict__:
+            raise ConfigurationError(
+                f"{type(self).__name__}.register_memory: call super().__init__() first"
+            )
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigurationError(f"register_memory: name must be an identifier, got {name!r}")
+        if hasattr(self, name):
+            raise ConfigurationError(
+                f"register_memory: {type(self).__name__} already has an attribute {name!r}"
+            )
+        if isinstance(initial, bool) or not isinstance(initial, (int, float, Tensor)):
+            raise ConfigurationError(
+                f"register_memory: the initial value of {name!r} must be a number or a "
+                f"tensor, got {type(initial).__name__}"
+            )
+        value = initial.detach().clone() if isinstance(initial, Tensor) else float(initial)
+        self.__dict__.setdefault("_memory_initials", {})[name] = value
+        self.__dict__[name] = value.clone() if isinstance(value, Tensor) else value
+
+    def single_step_forward(self, x: Tensor) -> Any:
+        """One time step ``[B, ...]`` of a module built with :meth:`register_memory`:
+        read and assign its memories as attributes; return the step's output."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: define single_step_forward(x) (one step, with the "
+            "memories of register_memory as attributes), or forward itself"
+        )
+
+    def multi_step_forward(self, x_seq: Tensor) -> Any:
+        """The steps of ``x_seq`` (``[T, B, ...]``) through :meth:`single_step_forward`,
+        outputs stacked along a new dim 0 (a tuple of outputs: each stacked)."""
+        outputs = [self.single_step_forward(x) for x in x_seq]
+        if isinstance(outputs[0], tuple):
+            return tuple(torch.stack(parts) for parts in zip(*outputs, strict=True))
+        return torch.stack(outputs)
+
+    def forward(self, x: Tensor) -> Any:
+        """Run :meth:`multi_step_forward` or :meth:`single_step_forward` from the carried
+        (or initial) memories, and keep the final ones as the carried state."""
+        memories = self.__dict__.get("_memory_initials")
+        if not memories:
+            raise NotImplementedError(
+                f"{type(self).__name__}: a MemoryModule declares its state with "
+                "register_memory(name, initial) and defines single_step_forward(x), or "
+                "defines forward itself"
+            )
+        owner = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise ConfigurationError(f"{owner}: the input must be a tensor, got {type(x).__name__}")
+        if self.step_mode == "m":
+            check_time_major(x, owner)
+            step_shape = x.shape[1:]
+        else:
+            step_shape = x.shape
+        start = self._carried_state(step_shape)
+        explicit = self._explicit_call()
+        before = {name: self.__dict__[name] for name in memories} if explicit else {}
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        for name, initial in memories.items():
+            if start is not None:
+                value = start[name]  # a missing name: run() names it
+            elif isinstance(initial, Tensor):
+                value = initial.to(x.device, dtype if initial.is_floating_point() else None)
+            else:
+                value = torch.tensor(initial, dtype=dtype, device=x.device)
+            self.__dict__[name] = value
+        try:
+            out = (
+                self.multi_step_forward(x) if self.step_mode == "m" else self.single_step_forward(x)
+            )
+            final = {}
+            for name in memories:
+                value = self.__dict__[name]
+                final[name] = value if isinstance(value, Tensor) else torch.as_tensor(value)
+            self._keep_state(final)
+        finally:
+            self.__dict__.update(before)  # run() leaves the module as it was
+        return out
 
     @property
     def _carrying(self) -> bool:
