@@ -178,6 +178,42 @@ def test_matches_spikingjelly_memory_module(float64):
     assert float(ours.trace) == 0.0 and float(ours.steps) == 0.0
 
 
+def _functional_trace(parent: type) -> type:
+    """A two-memory module in SpikingJelly 2.0's pure form, on either library's base."""
+
+    class FunctionalTrace(parent):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_memory("trace", 0.0)
+            self.register_memory("peak", 0.0)
+
+        def single_step_functional_forward(self, inputs, states):
+            (x,), (trace, peak) = inputs, states
+            trace = 0.75 * trace + x
+            peak = torch.maximum(torch.as_tensor(peak, dtype=x.dtype), trace)
+            return (trace, peak), (trace, peak)
+
+    return FunctionalTrace
+
+
+def test_functional_form_equals_spikingjelly(float64):
+    sj_base = pytest.importorskip(
+        "spikingjelly.activation_based.base", reason="spikingjelly is a test-only peer"
+    )
+    x = torch.randn(6, 2, 3)
+    theirs = _functional_trace(sj_base.MemoryModule)()
+    theirs.step_mode = "m"
+    expected = theirs(x)
+    ours = _functional_trace(base.MemoryModule)()
+    got = ours(x)
+    for mine, ref in zip(got, expected, strict=True):
+        torch.testing.assert_close(mine, ref, rtol=0, atol=0)
+    out, state = functional.run(ours, x[:2])
+    out2, state = functional.run(ours, x[2:], state)
+    torch.testing.assert_close(torch.cat([out[1], out2[1]]), expected[1])
+    torch.testing.assert_close(state[""]["peak"], theirs.peak)
+
+
 def test_bad_declarations_are_named():
     class Early(base.MemoryModule):
         def __init__(self) -> None:
@@ -194,5 +230,13 @@ def test_bad_declarations_are_named():
         module.register_memory("w", "0")
     with pytest.raises(NotImplementedError, match="register_memory"):
         base.MemoryModule()(torch.zeros(2, 1))
+
+    class NoStep(base.MemoryModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_memory("v", 0.0)
+
+    with pytest.raises(NotImplementedError, match="single_step_functional_forward"):
+        NoStep()(torch.zeros(2, 1))
     with pytest.raises(ShapeError, match="time-major"):
         module(torch.zeros(3))

@@ -255,10 +255,35 @@ class MemoryModule(StepModule, nn.Module):
 
     def single_step_forward(self, x: Tensor) -> Any:
         """One time step ``[B, ...]`` of a module built with :meth:`register_memory`:
-        read and assign its memories as attributes; return the step's output."""
+        read and assign its memories as attributes; return the step's output. By
+        default it calls :meth:`single_step_functional_forward` (SpikingJelly 2.0's
+        pure form) with the memories in registration order."""
+        if type(self).single_step_functional_forward is MemoryModule.single_step_functional_forward:
+            raise NotImplementedError(
+                f"{type(self).__name__}: define single_step_forward(x) (one step, with the "
+                "memories of register_memory as attributes), single_step_functional_forward"
+                "(inputs, states), or forward itself"
+            )
+        names = list(self.__dict__.get("_memory_initials") or ())
+        outputs, states = self.single_step_functional_forward(
+            (x,), tuple(self.__dict__[name] for name in names)
+        )
+        if len(states) != len(names):
+            raise StateError(
+                f"{type(self).__name__}.single_step_functional_forward returned "
+                f"{len(states)} states for the {len(names)} memories {names}"
+            )
+        self.__dict__.update(zip(names, states, strict=True))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def single_step_functional_forward(
+        self, inputs: tuple[Tensor, ...], states: tuple[Tensor, ...]
+    ) -> tuple[tuple[Any, ...], tuple[Tensor, ...]]:
+        """One step as a pure function (SpikingJelly 2.0's form): ``(outputs, states
+        after the step)``, the states in the order of :meth:`register_memory`. Define
+        this or :meth:`single_step_forward`."""
         raise NotImplementedError(
-            f"{type(self).__name__}: define single_step_forward(x) (one step, with the "
-            "memories of register_memory as attributes), or forward itself"
+            f"{type(self).__name__}: define single_step_forward or single_step_functional_forward"
         )
 
     def multi_step_forward(self, x_seq: Tensor) -> Any:
