@@ -70,6 +70,7 @@ import itertools
 import math
 from dataclasses import dataclass, fields
 
+from spikeflow.energy._shared import check_joules
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -100,19 +101,6 @@ HOROWITZ_SRAM_45NM: tuple[tuple[int, float], ...] = (
     (32 * 1024, 20e-12),
     (1024 * 1024, 100e-12),
 )
-
-
-def _check_energy(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigurationError(
-            f"Technology: {name} must be a finite number of joules >= 0, got {value!r}"
-        )
-    return float(value)
 
 
 def _check_int(name: str, value: object, minimum: int = 1) -> int:
@@ -148,8 +136,8 @@ class Technology:
     fifo_words: int = 1000
 
     def __post_init__(self) -> None:
-        _check_energy("e_add", self.e_add)
-        _check_energy("e_mul", self.e_mul)
+        check_joules("Technology", "e_add", self.e_add)
+        check_joules("Technology", "e_mul", self.e_mul)
         _check_int("bits", self.bits)
         _check_int("sram_width", self.sram_width)
         _check_int("fifo_words", self.fifo_words)
@@ -160,7 +148,7 @@ class Technology:
             )
         sizes = [p[0] for p in points]
         for size, energy in points:
-            _check_energy("sram energy", energy)
+            check_joules("Technology", "sram energy", energy)
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
                 raise ConfigurationError(f"Technology: sram sizes must be > 0, got {size!r}")
         if any(b <= a for a, b in itertools.pairwise(sizes)):

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.energy._pairs import is_counts, is_spikes, layer_weight
+from spikeflow.energy._shared import hooked_forward
 from spikeflow.energy.memory_model import (
     AccessCounts,
     EnergyComponents,
@@ -258,7 +259,6 @@ def memory_energy_report(
             ``samples``, a layer ran on two geometries or fed neurons of two sizes.
         ConfigurationError: ``samples`` is not a positive integer.
     """
-    from spikeflow.functional import reset_net
     from spikeflow.training.monitors import SPIKING_LAYER_TYPES  # (imports layers)
 
     if not isinstance(x, Tensor) or x.dim() < 2:
@@ -319,14 +319,7 @@ def memory_energy_report(
             handles.append(module.register_forward_hook(neuron_hook))
         elif any(p.dim() >= 2 for p in module.parameters(recurse=False)):
             not_counted.append(f"{name} ({type(module).__name__} is not a counted layer)")
-    reset_net(model)
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        reset_net(model)
+    hooked_forward(model, x, handles)
 
     assumed: set[str] = set()
     unfed: set[str] = set()

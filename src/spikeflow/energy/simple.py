@@ -25,9 +25,9 @@ al.'s :func:`~spikeflow.energy.memory_energy_report` prices them).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from spikeflow.energy._shared import check_joules
 from spikeflow.energy.report import E_AC, E_MAC, E_MUL, OperationReport
 from spikeflow.errors import ConfigurationError
 
@@ -78,19 +78,6 @@ class SimpleEnergy:
         return self.compute + self.memory
 
 
-def _cost(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigurationError(
-            f"simple_energy: {name} must be a finite number of joules >= 0, got {value!r}"
-        )
-    return float(value)
-
-
 def simple_energy(
     report: OperationReport,
     e_ac: float = E_AC,
@@ -122,7 +109,7 @@ def simple_energy(
             f"simple_energy: report must be an OperationReport (count_operations), got "
             f"{type(report).__name__}"
         )
-    e_ac, e_mac, e_byte, e_mul = (_cost(n, v) for n, v in
+    e_ac, e_mac, e_byte, e_mul = (check_joules("simple_energy", n, v) for n, v in
                                   (("e_ac", e_ac), ("e_mac", e_mac), ("e_byte", e_byte),
                                    ("e_mul", e_mul)))  # fmt: skip
     if isinstance(word_bytes, bool) or not isinstance(word_bytes, int) or word_bytes < 1:

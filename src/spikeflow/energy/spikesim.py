@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.energy._pairs import is_spikes
+from spikeflow.energy._shared import check_joules, hooked_forward
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["SpikeSimCosts", "SpikeSimLayer", "SpikeSimReport", "spikesim_energy_report"]
@@ -90,16 +91,7 @@ class SpikeSimCosts:
             )
         for name in ("tile_buffer", "temp_buffer", "sub", "adc", "htree", "mux",
                      "mem_fetch", "neuron", "rram_xbar", "sram_xbar"):  # fmt: skip
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ConfigurationError(
-                    f"SpikeSimCosts: {name} must be a finite number of joules >= 0, got {value!r}"
-                )
+            check_joules("SpikeSimCosts", name, getattr(self, name))
 
     @property
     def crossbar(self) -> float:
@@ -285,7 +277,6 @@ def spikesim_energy_report(
         ConfigurationError: ``samples`` is not a positive integer or ``costs`` not a
             :class:`SpikeSimCosts`.
     """
-    from spikeflow.functional import reset_net
     from spikeflow.neurons import IFNode, LIFNode
     from spikeflow.training.monitors import SPIKING_LAYER_TYPES  # (imports layers)
 
@@ -339,14 +330,7 @@ def spikesim_energy_report(
         elif isinstance(module, SPIKING_LAYER_TYPES) and type(module) not in (IFNode, LIFNode):
             not_counted.append(f"{label} ({type(module).__name__}: SpikeSim prices IF/LIF "
                                "neurons; priced as one)")  # fmt: skip
-    reset_net(model)
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        reset_net(model)
+    hooked_forward(model, x, handles)
     layers = [r for r in records.values() if r.calls]
     not_counted += [f"{r.name} (its forward never ran)" for r in records.values() if not r.calls]
     return SpikeSimReport(layers, samples, costs, not_counted)
