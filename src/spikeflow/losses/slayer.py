@@ -92,14 +92,8 @@ def spike_rate_loss(
     true_rate, false_rate, moving_window, reduction = _spike_rate_arguments(
         true_rate, false_rate, moving_window, reduction
     )
-    out, labels = _check(out_seq, target, "spike_rate_loss", moving_window)
-    out = _upcast(out)
-    if moving_window is None:
-        rates = out.mean(0)
-    else:
-        rates = _moving_average(out, moving_window)
-        labels = labels.expand(out.shape[:2])
-    one_hot = F.one_hot(labels, out.shape[2]).to(rates.dtype)
+    rates, labels = _rates(out_seq, target, "spike_rate_loss", moving_window)
+    one_hot = F.one_hot(labels, rates.shape[-1]).to(rates.dtype)
     wanted = false_rate + (true_rate - false_rate) * one_hot
     return F.mse_loss(rates, wanted, reduction=reduction)
 
@@ -129,18 +123,12 @@ def spike_max_loss(
         reduction: ``"sum"`` or ``"mean"`` (over the samples, or samples and steps).
     """
     moving_window, mode, reduction = _spike_max_arguments(moving_window, mode, reduction)
-    out, labels = _check(out_seq, target, "spike_max_loss", moving_window)
-    out = _upcast(out)
-    if moving_window is None:
-        rates = out.mean(0)
-    else:
-        rates = _moving_average(out, moving_window)
-        labels = labels.expand(out.shape[:2])
+    rates, labels = _rates(out_seq, target, "spike_max_loss", moving_window)
     if mode == "probability":
         log_p = _confidence(rates, mode, _EPS).log()
     else:
         log_p = _confidence(rates, "logsoftmax", _EPS)
-    return F.nll_loss(log_p.reshape(-1, out.shape[2]), labels.reshape(-1), reduction=reduction)
+    return F.nll_loss(log_p.reshape(-1, rates.shape[-1]), labels.reshape(-1), reduction=reduction)
 
 
 def spike_time_loss(
@@ -338,6 +326,19 @@ def _check(
             f"got range [{int(target.min())}, {int(target.max())}]"
         )
     return out, target.to(device=out.device, dtype=torch.int64)
+
+
+def _rates(
+    out_seq: Tensor, target: Tensor, owner: str, moving_window: int | None
+) -> tuple[Tensor, Tensor]:
+    """The checked (:func:`_check`) output's rates and their labels: the mean over the
+    sequence ``[B, K]`` with labels ``[B]``, or with ``moving_window`` the causal moving
+    average ``[T, B, K]`` with per-step labels ``[T, B]`` (labels ``[B]`` repeated)."""
+    out, labels = _check(out_seq, target, owner, moving_window)
+    out = _upcast(out)
+    if moving_window is None:
+        return out.mean(0), labels
+    return _moving_average(out, moving_window), labels.expand(out.shape[:2])
 
 
 def _reduction(owner: str, reduction: object) -> str:
