@@ -180,6 +180,20 @@ class DECOLLELayer(nn.Module):
     def _shape_input(self, x_t: Tensor) -> Tensor:
         return x_t.flatten(1) if isinstance(self.synapse, nn.Linear) else x_t
 
+    def _dynamics(self, x_t: Tensor, state: DECOLLEState | None) -> tuple[Tensor, ...]:
+        """One step's traces and membrane, shared by :meth:`step` and the BPTT step:
+        ``(Q, P, R, U before pooling, U, S)`` from ``state`` (zeros when None)."""
+        self.check_input(x_t)
+        if state is None:
+            state = self.initial_state(x_t)
+        x_t = self._shape_input(x_t)
+        q = self.beta * state.q + self.gain_q * x_t
+        p = self.alpha * state.p + self.gain_p * state.q
+        r = self.alpharp * state.r + self.wrp * state.s
+        u_full = self.synapse(p) - r
+        u = F.max_pool2d(u_full, self.pool) if self.pool > 1 else u_full
+        return q, p, r, u_full, u, self.surrogate_function(u)
+
     def step(
         self, x_t: Tensor, state: DECOLLEState | None = None
     ) -> tuple[Tensor, Tensor, DECOLLEState]:
@@ -191,16 +205,7 @@ class DECOLLELayer(nn.Module):
         Raises:
             ShapeError, DTypeError: ``x_t`` does not fit the synapse or its dtype.
         """
-        self.check_input(x_t)
-        if state is None:
-            state = self.initial_state(x_t)
-        x_t = self._shape_input(x_t)
-        q = self.beta * state.q + self.gain_q * x_t
-        p = self.alpha * state.p + self.gain_p * state.q
-        r = self.alpharp * state.r + self.wrp * state.s
-        u_full = self.synapse(p) - r
-        u = F.max_pool2d(u_full, self.pool) if self.pool > 1 else u_full
-        s = self.surrogate_function(u)
+        q, p, r, u_full, u, s = self._dynamics(x_t, state)
         with torch.no_grad():
             s_full = (u_full >= 0).to(u_full.dtype)
         new = DECOLLEState(q.detach(), p.detach(), r.detach(), s_full)
@@ -362,16 +367,7 @@ class DECOLLENetwork(nn.Module):
 def _step_attached(layer: DECOLLELayer, x_t: Tensor, state: DECOLLEState | None):
     # The layer's step with the state's graph kept (BPTT): the spikes carried to R keep
     # their surrogate gradient.
-    layer.check_input(x_t)
-    if state is None:
-        state = layer.initial_state(x_t)
-    x_t = layer._shape_input(x_t)
-    q = layer.beta * state.q + layer.gain_q * x_t
-    p = layer.alpha * state.p + layer.gain_p * state.q
-    r = layer.alpharp * state.r + layer.wrp * state.s
-    u_full = layer.synapse(p) - r
-    u = F.max_pool2d(u_full, layer.pool) if layer.pool > 1 else u_full
-    s = layer.surrogate_function(u)
+    q, p, r, u_full, u, s = layer._dynamics(x_t, state)
     s_full = layer.surrogate_function(u_full) if layer.pool > 1 else s
     return s, u, DECOLLEState(q, p, r, s_full)
 
