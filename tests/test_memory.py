@@ -674,3 +674,9 @@ def test_a_layer_placed_twice_in_a_sequential_runs_twice_when_recomputed():
     ref.sum().backward()
     for a, b in zip(net.parameters(), plain.parameters()):
         assert a.grad.equal(b.grad)
+
+
+def test_a_named_block_inside_another_is_left_to_it():
+    net = nn.Sequential(nn.Sequential(layers.Linear(3, 3), neurons.LIFNode()), layers.Linear(3, 2))
+    assert recompute_blocks(net, ["0.1", "0"]) == ["0"]
+    assert isinstance(net[0], Recomputed) and not isinstance(net[0].module[1], Recomputed)

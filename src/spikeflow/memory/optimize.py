@@ -61,8 +61,10 @@ from spikeflow.memory.recompute import (
     Recomputed,
     _attributes,
     _auto_blocks,
+    _check_block_names,
     _check_pack,
     _has_neuron,
+    _outermost,
     _own_generators,
     _segment_sequential,
     _segments,
@@ -410,15 +412,8 @@ class _Candidate:
 def _candidates(model: nn.Module, blocks: Sequence[str] | None) -> list[_Candidate]:
     named = dict(model.named_modules())
     if blocks is not None:
-        missing = [n for n in blocks if n not in named or not n]
-        if missing:
-            top = [n for n, _ in model.named_children()]
-            raise ConfigurationError(
-                f"no submodule named {missing} in {type(model).__name__}; its top-level "
-                f"submodules are {top}"
-            )
-        kept = [n for n in blocks if not any(n.startswith(o + ".") for o in blocks if o != n)]
-        return [_Candidate(n, n, (), False) for n in dict.fromkeys(kept)]
+        _check_block_names(model, named, list(blocks))
+        return [_Candidate(n, n, (), False) for n in dict.fromkeys(_outermost(blocks))]
     found: list[_Candidate] = []
     for container in _auto_blocks(model):
         module = named[container]

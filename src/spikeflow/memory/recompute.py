@@ -470,6 +470,23 @@ def _wrap_list(modules: nn.ModuleList, pack: PackMode) -> list[str]:
     return wrapped
 
 
+def _check_block_names(model: nn.Module, named: dict[str, nn.Module], names: list[str]) -> None:
+    """Raise when a name of ``names`` is empty or not in ``named`` (``model``'s
+    ``named_modules()``); the error lists ``model``'s top-level submodules."""
+    missing = [name for name in names if name not in named or not name]
+    if missing:
+        top = [name for name, _ in model.named_children()]
+        raise ConfigurationError(
+            f"no submodule named {missing} in {type(model).__name__}; its top-level "
+            f"submodules are {top}"
+        )
+
+
+def _outermost(names: Sequence[str]) -> list[str]:
+    """``names`` without those inside another of them (``"a.b"`` goes where ``"a"`` is)."""
+    return [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
+
+
 def recompute_blocks(
     model: nn.Module,
     blocks: str | Sequence[str] | Callable[[str, nn.Module], bool] = "auto",
@@ -526,14 +543,8 @@ def recompute_blocks(
         chosen = [name for name, m in named.items() if name and blocks(name, m)]
     else:
         chosen = list(blocks)
-        missing = [name for name in chosen if name not in named or not name]
-        if missing:
-            top = [name for name, _ in model.named_children()]
-            raise ConfigurationError(
-                f"no submodule named {missing} in {type(model).__name__}; its top-level "
-                f"submodules are {top}"
-            )
-    chosen = [n for n in chosen if not any(n.startswith(o + ".") for o in chosen if o != n)]
+        _check_block_names(model, named, chosen)
+    chosen = _outermost(chosen)
     chosen = [n for n in chosen if not isinstance(named[n], (Recomputed, _SegmentedSequential))]
     if not chosen:
         raise ConfigurationError(f"no block of {type(model).__name__} was chosen to recompute")
