@@ -30,7 +30,11 @@ from spikeflow.data.datasets._common import how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import checked_recording, empty_file_error
-from spikeflow.data.io.prophesee import DAT_HEADER_START, parse_prophesee_header
+from spikeflow.data.io.prophesee import (
+    DAT_HEADER_START,
+    dat_body_start,
+    parse_prophesee_header,
+)
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = [
@@ -177,16 +181,7 @@ def _dat_layout(path: Path) -> tuple[int, int]:
                 raise
         with open(path, "rb") as f:  # a header longer than the probe: read it all
             head = f.read(min(size, 4 * len(head)))
-    if start >= 0:
-        if size - start < 2:
-            raise format_error(path, start, "truncated: no event type/size bytes after the header")
-        etype, esize = head[start], head[start + 1]
-        if etype not in (0, 12) or esize != 8:
-            raise format_error(
-                path, start, f"unsupported event type {etype} / size {esize} (expected CD "
-                "events: type 0 or 12, size 8)"
-            )  # fmt: skip
-    body = start + 2
+    body = dat_body_start(head, start, size, path) if start >= 0 else 0
     extra = (size - body) % 8
     if extra:
         raise format_error(

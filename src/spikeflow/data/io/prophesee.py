@@ -81,6 +81,22 @@ PROPHESEE_PLUGIN_SENSORS: dict[str, tuple[int, int]] = {
 }
 
 
+def dat_body_start(data: bytes, start: int, size: int, path: PathArg) -> int:
+    """The offset of a ``.dat`` file's first event: past the event type and size bytes
+    at ``start`` (where its header ends), which must say CD events (type 0 or 12, 8
+    bytes). ``size`` is the file's length; ``data`` holds at least its first
+    ``min(size, start + 2)`` bytes. Raises DataFormatError (file and offset named)."""
+    if size - start < 2:
+        raise format_error(path, start, "truncated: no event type/size bytes after the header")
+    etype, esize = data[start], data[start + 1]
+    if etype not in (0, 12) or esize != 8:
+        raise format_error(
+            path, start, f"unsupported event type {etype} / size {esize} (expected CD "
+            "events: type 0 or 12, size 8)"
+        )  # fmt: skip
+    return start + 2
+
+
 def parse_prophesee_header(raw: RawBytes, path: PathArg = None) -> tuple[dict[str, str], int]:
     """Parse the ``%`` header lines.
 
@@ -321,15 +337,7 @@ def decode_dat(
     body = 0  # headerless: Event2D (type 0, 8 bytes) from byte 0, as Prophesee's loaders
     if data.startswith(DAT_HEADER_START):
         fields, start = parse_prophesee_header(data, path)
-        if len(data) - start < 2:
-            raise format_error(path, start, "truncated: no event type/size bytes after the header")
-        etype, esize = data[start], data[start + 1]
-        if etype not in (0, 12) or esize != 8:
-            raise format_error(
-                path, start, f"unsupported event type {etype} / size {esize} (expected CD "
-                "events: type 0 or 12, size 8)"
-            )  # fmt: skip
-        body = start + 2
+        body = dat_body_start(data, start, len(data), path)
     words = _words(data, body, "<u8", path)
     t = _unwrap_u32(words & 0xFFFFFFFF)
     a = words >> 32
