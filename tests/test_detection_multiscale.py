@@ -150,3 +150,20 @@ def test_cli_trains_a_multi_scale_detector(tmp_path):
     assert main(args) == 0
     (row,) = read_csv(out / "metrics.csv")
     assert math.isfinite(float(row["train_loss"])) and float(row["test_map"]) >= 0
+
+
+def test_detect_decodes_the_output_clipped_to_the_input():
+    torch.manual_seed(0)
+    net = spiking_detector(3, 2, widths=(4, 8), strides=(4, 8), fpn_channels=6).eval()
+    x = torch.rand(2, 2, 2, 64, 48)
+    kwargs = {"score_threshold": 0.0, "iou_threshold": 0.9, "max_detections": 50}
+    with torch.no_grad():
+        found = net.detect(x, **kwargs)
+        wanted = decode_multiscale(net(x), net.strides, image_size=(64, 48), **kwargs)
+        unclipped = decode_multiscale(net(x), net.strides, **kwargs)
+    assert len(found) == 2 and all(len(d.scores) == 50 for d in found)
+    for det, ref in zip(found, wanted, strict=True):
+        for got, want in zip(det, ref, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert float(det.boxes[:, 2].max()) <= 48 and float(det.boxes[:, 3].max()) <= 64
+    assert any(float(r.boxes[:, 2:].max()) > 48 for r in unclipped)  # clipping mattered

@@ -163,6 +163,29 @@ def assign_targets(
     return _assign(boxes[None], valid, height, width, s, radius)[0]
 
 
+class DetectMixin:
+    """:meth:`detect` for a detector module with a ``decode_output(out, score_threshold,
+    iou_threshold, max_detections, image_size)`` method."""
+
+    def detect(
+        self,
+        x: Tensor,
+        score_threshold: float = 0.05,
+        iou_threshold: float = 0.5,
+        max_detections: int = 100,
+    ) -> list[Detections]:
+        """Boxes, scores and classes per image (``decode_output`` of the network's
+        output), clipped to the input's size. Runs the network; put it in eval mode
+        first."""
+        return self.decode_output(  # type: ignore[attr-defined]
+            self(x),  # type: ignore[operator]
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            image_size=(int(x.shape[-2]), int(x.shape[-1])),
+        )
+
+
 class SpikingDetectionHead(nn.Module):
     """Spiking conv units and a 1x1 read-out on a spiking feature map, decoded from the
     time-mean of the read-out: ``[T, B, C, H, W] -> [B, 5 + num_classes, H, W]``.

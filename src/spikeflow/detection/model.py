@@ -13,6 +13,7 @@ from spikeflow import layers
 from spikeflow.detection.head import (
     HEAD_NEURON_DEFAULTS,
     DetectionLoss,
+    DetectMixin,
     SpikingDetectionHead,
     _check_stride,
     decode,
@@ -31,7 +32,7 @@ from spikeflow.models.common import (
 __all__ = ["SpikingDetector", "spiking_detector"]
 
 
-class SpikingDetector(nn.Module):
+class SpikingDetector(DetectMixin, nn.Module):
     """``backbone`` then ``head``: ``[T, B, C, H, W]`` -> ``[B, 5 + num_classes, H/s, W/s]``.
 
     Args:
@@ -94,23 +95,6 @@ class SpikingDetector(nn.Module):
             iou_threshold=iou_threshold,
             max_detections=max_detections,
             image_size=image_size,
-        )
-
-    def detect(
-        self,
-        x: Tensor,
-        score_threshold: float = 0.05,
-        iou_threshold: float = 0.5,
-        max_detections: int = 100,
-    ) -> list[Detections]:
-        """Boxes, scores and classes per image (see :func:`~spikeflow.detection.decode`),
-        clipped to the input's size. Runs the network; put it in eval mode first."""
-        return self.decode_output(
-            self(x),
-            score_threshold=score_threshold,
-            iou_threshold=iou_threshold,
-            max_detections=max_detections,
-            image_size=(int(x.shape[-2]), int(x.shape[-1])),
         )
 
 

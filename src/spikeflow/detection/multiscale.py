@@ -50,6 +50,7 @@ from spikeflow.detection.boxes import check_boxes
 from spikeflow.detection.head import (
     HEAD_NEURON_DEFAULTS,
     DetectionLoss,
+    DetectMixin,
     SpikingDetectionHead,
     _check_prediction,
     _decode_cells,
@@ -332,7 +333,7 @@ def decode_multiscale(
     return _decode_cells(boxes, flat, score_threshold, iou_threshold, top_k, keep_n, image_size)
 
 
-class SpikingFPNDetector(nn.Module):
+class SpikingFPNDetector(DetectMixin, nn.Module):
     """Backbone stages, a spiking FPN and one head per level (module docs):
     ``[T, B, C, H, W]`` -> a list of ``[B, 5 + num_classes, H/s_l, W/s_l]``.
 
@@ -450,23 +451,6 @@ class SpikingFPNDetector(nn.Module):
             iou_threshold=iou_threshold,
             max_detections=max_detections,
             image_size=image_size,
-        )
-
-    def detect(
-        self,
-        x: Tensor,
-        score_threshold: float = 0.05,
-        iou_threshold: float = 0.5,
-        max_detections: int = 100,
-    ) -> list[Detections]:
-        """Boxes, scores and classes per image, clipped to the input's size. Runs the
-        network; put it in eval mode first."""
-        return self.decode_output(
-            self(x),
-            score_threshold,
-            iou_threshold,
-            max_detections,
-            image_size=(int(x.shape[-2]), int(x.shape[-1])),
         )
 
     def extra_repr(self) -> str:
