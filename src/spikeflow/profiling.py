@@ -410,19 +410,30 @@ class _Recorder:
         """Claim for ``rows`` the autograd nodes this call created that no layer inside
         it claimed, and hook them for timing."""
         inputs = {id(t) for t in _tensors(call.inputs)}
-        todo = [t.grad_fn for t in outs if t.grad_fn is not None]
+
+        def outside(node: Any) -> bool:
+            variable = getattr(node, "variable", None)
+            if variable is not None:  # a gradient accumulator: a parameter's, not an input's
+                return id(variable) in inputs
+            return node._sequence_nr() < call.seq  # created before this call
+
+        self._hook_graph([t.grad_fn for t in outs if t.grad_fn is not None], rows, outside)
+
+    def _hook_graph(
+        self, roots: list[Any], rows: tuple[_Row, ...], outside: Callable[[Any], bool] | None = None
+    ) -> None:
+        """Walk the autograd graph from ``roots`` (each node once) and hook for ``rows``
+        every node not claimed yet; a node ``outside`` says is neither hooked nor walked
+        through."""
+        todo = list(roots)
         seen: set[Any] = set()
         while todo:
             node = todo.pop()
             if node is None or node in seen:
                 continue
             seen.add(node)
-            variable = getattr(node, "variable", None)
-            if variable is not None:  # a gradient accumulator: a parameter's, not an input's
-                if id(variable) in inputs:
-                    continue
-            elif node._sequence_nr() < call.seq:
-                continue  # created before this call
+            if outside is not None and outside(node):
+                continue
             if node not in self.claimed:
                 self._hook_node(node, rows)
             todo.extend(n for n, _ in node.next_functions)
@@ -446,16 +457,7 @@ class _Recorder:
 
     def claim_rest(self, loss: Tensor) -> None:
         """Hook the nodes of ``loss``'s graph no layer claimed, for ``(other)``."""
-        todo = [loss.grad_fn]
-        seen: set[Any] = set()
-        while todo:
-            node = todo.pop()
-            if node is None or node in seen:
-                continue
-            seen.add(node)
-            if node not in self.claimed:
-                self._hook_node(node, (self.other,))
-            todo.extend(n for n, _ in node.next_functions)
+        self._hook_graph([loss.grad_fn], (self.other,))
 
     # saved tensors --------------------------------------------------------------------
     def saved(self, key: tuple[int, int]) -> None:
