@@ -109,6 +109,20 @@ def check_streamable(net: nn.Module) -> None:
             )
 
 
+def check_no_temporal_only(net: nn.Module, consequence: str) -> None:
+    """Raise a ConfigurationError naming the first module of ``net`` whose input reaches
+    its output only through carried state (a delay, a resonator: it says why in its
+    ``temporal_only`` string; '' or absent: it does not), followed by ``consequence``
+    (what the caller's training does to that gradient)."""
+    for name, module in net.named_modules():
+        reason = getattr(module, "temporal_only", "")
+        if reason:
+            raise ConfigurationError(
+                f"module {name or type(net).__name__!r} ({type(module).__name__}) {reason}: "
+                f"{consequence}"
+            )
+
+
 def memory_modules(net: nn.Module) -> Iterator[MemoryModule]:
     """Yield every module of ``net`` (itself included) that carries state over time."""
     for module in net.modules():

@@ -45,7 +45,12 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.functional import check_streamable, detach_net, streaming
+from spikeflow.functional import (
+    check_no_temporal_only,
+    check_streamable,
+    detach_net,
+    streaming,
+)
 from spikeflow.training.traces import PresynapticTraces
 
 __all__ = [
@@ -98,15 +103,11 @@ def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
             "whole sequence (event-driven training) and cannot be trained online"
         )
     check_streamable(model)
-    for name, module in model.named_modules():
-        # a module says why with ``temporal_only`` (a reason string; '' or absent: it does not)
-        reason = getattr(module, "temporal_only", "")
-        if reason:
-            raise ConfigurationError(
-                f"module {name or type(model).__name__!r} ({type(module).__name__}) {reason}: "
-                "online training (SLTT) drops the gradient through carried state, so the "
-                "layers before it would get no (or almost no) gradient; train with BPTT"
-            )
+    check_no_temporal_only(
+        model,
+        "online training (SLTT) drops the gradient through carried state, so the layers "
+        "before it would get no (or almost no) gradient; train with BPTT",
+    )
 
 
 def choose_train_steps(

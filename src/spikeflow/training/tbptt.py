@@ -46,7 +46,12 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_int
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.functional import check_streamable, detach_net, streaming
+from spikeflow.functional import (
+    check_no_temporal_only,
+    check_streamable,
+    detach_net,
+    streaming,
+)
 from spikeflow.losses import (
     ce_temporal_loss,
     loss_key,
@@ -175,14 +180,11 @@ def check_tbptt_model(model: nn.Module, window: int = 2, takes_target: bool = Fa
     check_streamable(model)
     if window > 1:
         return
-    for name, module in model.named_modules():
-        reason = getattr(module, "temporal_only", "")
-        if reason:
-            raise ConfigurationError(
-                f"module {name or type(model).__name__!r} ({type(module).__name__}) {reason}: "
-                "truncated BPTT with windows of K = 1 step detaches the carried state "
-                "after every step, so the layers before it would get no gradient; use K >= 2"
-            )
+    check_no_temporal_only(
+        model,
+        "truncated BPTT with windows of K = 1 step detaches the carried state after every "
+        "step, so the layers before it would get no gradient; use K >= 2",
+    )
 
 
 def tbptt_backward(
