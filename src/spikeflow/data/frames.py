@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from spikeflow.data.events import EventRecording, format_error
+from spikeflow.data.io._common import first_decrease
 from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
 
 __all__ = [
@@ -109,15 +110,13 @@ def unpack_events(
     _check_time_field(events, source)
     if events.size:
         t = events["t"]
-        if need_sorted and t.size > 1 and (t[1:] < t[:-1]).any():
-            back = np.flatnonzero(t[1:] < t[:-1])
-            if back.size:
-                i = int(back[0]) + 1
-                raise format_error(
-                    source, None, f"events are not sorted by time: event {i} at "
-                    f"t={int(t[i])} us comes after t={int(t[i - 1])} us (sort them with "
-                    "spikeflow.data.transforms.SortEvents)"
-                )  # fmt: skip
+        i = first_decrease(t) if need_sorted else -1
+        if i >= 0:
+            raise format_error(
+                source, None, f"events are not sorted by time: event {i} at "
+                f"t={int(t[i])} us comes after t={int(t[i - 1])} us (sort them with "
+                "spikeflow.data.transforms.SortEvents)"
+            )  # fmt: skip
         width, height, _ = size
         x, y = events["x"], events["y"]
         # Two reductions in the common case; the first bad event is located only on failure.

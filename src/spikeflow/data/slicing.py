@@ -51,6 +51,7 @@ import torch
 
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.data.events import EventRecording
+from spikeflow.data.io._common import first_decrease
 from spikeflow.data.representations import user_class_key
 from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
 
@@ -131,9 +132,8 @@ def _timestamps(owner: str, data: Any) -> np.ndarray:
         # spikeflow's packed EVENT_DTYPE: np.searchsorted would copy the column on every
         # call; one native copy serves the order check and every search
         t = t.astype(t.dtype.newbyteorder("="))
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    i = first_decrease(t)
+    if i >= 0:
         raise DataFormatError(
             f"{owner}: {where} is not sorted by time: event {i} at t={int(t[i])} us comes "
             f"after t={int(t[i - 1])} us (sort it with spikeflow.data.transforms.SortEvents)"

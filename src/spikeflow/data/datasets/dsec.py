@@ -14,7 +14,7 @@ from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import Archive, prepare_dataset_root
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, import_optional
+from spikeflow.data.io._common import as_int64, first_decrease, import_optional
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["DSEC_RECORDINGS", "DSECEvents", "read_dsec_events"]
@@ -99,9 +99,8 @@ def checked_xytp(
             path, None, f"event {i} (x={x[i]}, y={y[i]}, p={p[i]}) lies outside the "
             f"{width}x{height} sensor or has a polarity other than 0/1"
         )  # fmt: skip
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    i = first_decrease(t)
+    if i >= 0:
         raise format_error(
             path, None, f"events/t row {i}: time goes backwards ({t[i - 1]} -> {t[i]} us)"
         )

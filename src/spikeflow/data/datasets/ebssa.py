@@ -15,7 +15,7 @@ from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import files_not_found
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, import_optional
+from spikeflow.data.io._common import as_int64, first_decrease, import_optional
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["EBSSA", "EBSSA_BBOX_DTYPE", "read_ebssa_recording"]
@@ -97,9 +97,8 @@ def read_ebssa_recording(
             path, None, f"{where}/TD row {i} (x={x[i] + 1}, y={y[i] + 1} 1-based, p={p[i]}) lies "
             f"outside the {width}x{height} sensor or has a polarity outside -1/0/1"
         )  # fmt: skip
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    i = first_decrease(t)
+    if i >= 0:
         raise format_error(
             path, None, f"{where}/TD/ts row {i}: time goes backwards ({t[i - 1]} -> {t[i]} us)"
         )

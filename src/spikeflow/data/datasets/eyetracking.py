@@ -14,7 +14,7 @@ from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
 from spikeflow.data.datasets._split import NamedSplitDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, import_optional
+from spikeflow.data.io._common import as_int64, first_decrease, import_optional
 
 __all__ = ["ThreeETEyetracking", "read_threeet_events", "read_threeet_labels"]
 
@@ -65,9 +65,8 @@ def read_threeet_events(
             f"a negative time, a polarity other than 0/1 or lies outside the {width}x{height} "
             "sensor"
         )  # fmt: skip
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    i = first_decrease(t)
+    if i >= 0:
         raise format_error(
             path, None, f"dataset 'events' row {i}: time goes backwards ({t[i - 1]} us -> "
             f"{t[i]} us)"

@@ -29,7 +29,7 @@ from spikeflow.data._indexing import check_index
 from spikeflow.data.datasets._common import how_to_get
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error
-from spikeflow.data.io._common import checked_recording, empty_file_error
+from spikeflow.data.io._common import checked_recording, empty_file_error, first_decrease
 from spikeflow.data.io.prophesee import (
     DAT_HEADER_START,
     dat_body_start,
@@ -122,9 +122,8 @@ def read_bbox_npy(path: str | os.PathLike) -> np.ndarray:
             f"w={out['w'][i]}, h={out['h'][i]}, class_id={out['class_id'][i]}) has a "
             "non-finite coordinate or a negative size, time or class"
         )  # fmt: skip
-    back = np.flatnonzero(out["ts"][1:] < out["ts"][:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    i = first_decrease(out["ts"])
+    if i >= 0:
         raise format_error(
             path, None, f"box row {i}: time goes backwards ({out['ts'][i - 1]} -> "
             f"{out['ts'][i]} us)"
