@@ -543,6 +543,7 @@ def evaluate_detection_checkpoint(
     from spikeflow.training.checkpoint import load_weights
     from spikeflow.training.config import resolve
     from spikeflow.training.distributed import pick_device
+    from spikeflow.training.evaluation import run_fields
 
     config = resolve(config)
     task = DetectionTask(config.dataset)
@@ -572,14 +573,7 @@ def evaluate_detection_checkpoint(
     means = sums.means()
     return {
         "checkpoint": str(path),
-        "dataset": config.dataset,
-        "model": config.model,
-        "T": config.T,
-        "epoch": int(payload["epoch"]),
-        "epochs": config.epochs,
-        "samples": int(sums.count),
-        "split_samples": len(full),  # type: ignore[arg-type]
-        "samples_chosen_by": chosen_by,
+        **run_fields(config, payload, sums.count, full, chosen_by),
         "test_loss": means["loss"],
         "test_box": means["box"],
         "test_obj": means["obj"],

@@ -133,13 +133,13 @@ def evaluate_checkpoint(
         raise ConfigurationError(
             f"test_samples must be a positive integer or 'all', got {test_samples!r}"
         )
+    chosen_by = "run" if test_samples is None else "argument"
     if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
         if operations:
             raise ConfigurationError("--operations: not counted for detection runs yet")
         result = evaluate_detection_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
-            chosen_by="run" if test_samples is None else "argument", workers=workers,
-            progress=progress,
+            chosen_by=chosen_by, workers=workers, progress=progress,
         )  # fmt: skip
         return {**result, "run_folder": None if run_folder is None else str(run_folder)}
     config = resolve(replace(config, test_samples=None))
@@ -177,20 +177,33 @@ def evaluate_checkpoint(
         "checkpoint": str(path),
         "run_folder": None if run_folder is None else str(run_folder),
         "recorded_best_epoch": _recorded_best_epoch(run_folder, path, payload),
-        "dataset": config.dataset,
-        "model": config.model,
-        "T": config.T,
-        "epoch": int(payload["epoch"]),
-        "epochs": config.epochs,
-        "samples": int(sums.count),
-        "split_samples": len(full_test_set),  # type: ignore[arg-type]
-        "samples_chosen_by": "run" if test_samples is None else "argument",
+        **run_fields(config, payload, sums.count, full_test_set, chosen_by),
         "test_loss": sums.mean_loss,
         "test_acc": sums.accuracy,
         "readout": readout,
         "test_rate": rate,
         "layers": [asdict(s) for s in layers],
         **extra,
+    }
+
+
+def run_fields(
+    config: Any, payload: dict[str, Any], samples: float, split: Any, chosen_by: str
+) -> dict[str, Any]:
+    """The fields every ``spikeflow eval`` result (classification or detection) has
+    about the run and its test samples: the run's dataset, model, T, the checkpoint's
+    epoch of the run's epochs, the ``samples`` evaluated of the ``split`` (a dataset)
+    and who chose how many (``chosen_by``: ``"run"``, its ``test_samples``, or
+    ``"argument"``)."""
+    return {
+        "dataset": config.dataset,
+        "model": config.model,
+        "T": config.T,
+        "epoch": int(payload["epoch"]),
+        "epochs": config.epochs,
+        "samples": int(samples),
+        "split_samples": len(split),
+        "samples_chosen_by": chosen_by,
     }
 
 
