@@ -144,3 +144,17 @@ def test_constructor_arguments_are_keyed_or_cannot_change_a_sample():
 
     left = constructor_arguments(TUMVIE) - set(TUMVIE.sample_options) - set(NOT_SAMPLE_CONTENT)
     assert left == {"recording"}  # selects files, as split does
+
+
+def test_select_names_takes_all_one_name_or_a_list():
+    from spikeflow.data.datasets._common import select_names
+
+    known = ("a", "b", "c")
+    assert select_names("X", "all", known, "recording", "-") == ["a", "b", "c"]
+    assert select_names("X", "b", known, "recording", "-") == ["b"]
+    assert select_names("X", ("c", "a"), known, "recording", "-") == ["c", "a"]
+    for bad in ([], (), 3, None):
+        with pytest.raises(ConfigurationError, match="X: recording must be 'all', a name or a"):
+            select_names("X", bad, known, "recording", "-")
+    with pytest.raises(ConfigurationError, match=r"^X: 'd' is not a letter \(a-c\)$"):
+        select_names("X", ["a", "d"], known, "recording", "a letter (a-c)")

@@ -7,10 +7,10 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -410,3 +410,23 @@ def subset_by_ratio(
         cut = -(-len(items) * round(train_ratio * 10**6) // 10**6)
         out += items[:cut] if train else items[cut:]
     return out
+
+
+def select_names(
+    owner: str, value: Any, known: Collection[str], what: str, unknown: str
+) -> list[str]:
+    """The names ``value`` picks from ``known``: all of them for ``"all"``, else the one
+    name or the non-empty list or tuple of names, each checked against ``known``.
+    Errors name ``owner`` and ``what`` (``"recording"``); an unknown name ``n`` gives
+    ``"{owner}: {n!r} is not {unknown}"``."""
+    if value == "all":
+        return list(known)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not names:
+        raise ConfigurationError(
+            f"{owner}: {what} must be 'all', a name or a list of names; got {value!r}"
+        )
+    for n in names:
+        if n not in known:
+            raise ConfigurationError(f"{owner}: {n!r} is not {unknown}")
+    return list(names)

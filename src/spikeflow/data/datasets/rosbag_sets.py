@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
+from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get, select_names
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dsec import _HDF5_SIGNATURE, read_h5_datasets
 from spikeflow.data.download import download_url
@@ -416,22 +416,6 @@ class _BagDataset(NeuromorphicDataset):
         return [self._target_of(i) for i in range(len(self))]
 
 
-def _names(owner: str, value: Any, known: Any, what: str) -> list[str]:
-    if value == "all":
-        return list(known)
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list | tuple) or not names:
-        raise ConfigurationError(
-            f"{owner}: {what} must be 'all', a name or a list of names; got {value!r}"
-        )
-    for n in names:
-        if n not in known:
-            raise ConfigurationError(
-                f"{owner}: {n!r} is not a {owner} {what} (one of {list(known)})"
-            )
-    return list(names)
-
-
 class DAVISDATA(_BagDataset):
     """The event-camera dataset of Mueggler et al. ("The event-camera dataset and
     simulator", IJRR 2017) as Tonic 1.7's ``DAVISDATA`` reads it: one ROS bag per
@@ -463,7 +447,10 @@ class DAVISDATA(_BagDataset):
         download: bool = False,
         **kwargs: Any,
     ) -> None:
-        self.recordings = _names("DAVISDATA", recording, DAVISDATA_RECORDINGS, "recording")
+        self.recordings = select_names(
+            "DAVISDATA", recording, DAVISDATA_RECORDINGS, "recording",
+            f"a DAVISDATA recording (one of {list(DAVISDATA_RECORDINGS)})",
+        )  # fmt: skip
         self._files = [[(f"{r}.bag", DAVISDATA_RECORDINGS[r])] for r in self.recordings]
         self.download = check_flag("DAVISDATA", "download", download)
         super().__init__(root, True, *args, **kwargs)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
+from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get, select_names
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dsec import checked_xytp, read_h5_datasets
 from spikeflow.data.download import download_url
@@ -83,26 +83,12 @@ class TUMVIE(NeuromorphicDataset):
         if camera not in ("left", "right"):
             raise ConfigurationError(f"TUMVIE: camera must be 'left' or 'right'; got {camera!r}")
         self.camera = camera
-        self.recordings = self._select(recording)
+        self.recordings = select_names(
+            "TUMVIE", recording, TUMVIE_RECORDINGS, "recording",
+            "a TUM-VIE recording (TUMVIE_RECORDINGS; 'bike-dark' is 'bike-night')",
+        )  # fmt: skip
         self.download = check_flag("TUMVIE", "download", download)
         super().__init__(root, True, *args, **kwargs)
-
-    @staticmethod
-    def _select(recording: Any) -> list[str]:
-        if recording == "all":
-            return list(TUMVIE_RECORDINGS)
-        names = [recording] if isinstance(recording, str) else recording
-        if not isinstance(names, list | tuple) or not names:
-            raise ConfigurationError(
-                f"TUMVIE: recording must be 'all', a name or a list of names; got {recording!r}"
-            )
-        for n in names:
-            if n not in TUMVIE_RECORDINGS:
-                raise ConfigurationError(
-                    f"TUMVIE: {n!r} is not a TUM-VIE recording (TUMVIE_RECORDINGS; "
-                    "'bike-dark' is 'bike-night')"
-                )
-        return list(names)
 
     @property
     def split(self) -> str:
