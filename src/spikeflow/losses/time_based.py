@@ -115,10 +115,9 @@ def spike_count_plus_loss(
     that of the label classes (counts clipped at their targets); ``balance=None`` leaves
     it out. ``target`` must be integer labels ``[B]``.
     """
-    _check_labels_only(out_seq, target, "spike_count_plus_loss")
-    desired, undesired, balance = _count_plus_arguments(desired_count, undesired_count, balance)
-    _count_within_steps("spike_count_plus_loss", desired, out_seq.shape[0])
-    return _CountPlus.apply(out_seq, target, desired, undesired, balance, False)
+    return _count_plus(
+        "spike_count_plus_loss", out_seq, target, desired_count, undesired_count, balance, False
+    )
 
 
 def spike_count_sum0_loss(
@@ -134,10 +133,9 @@ def spike_count_sum0_loss(
     over all the batch's spikes (each spike of the batch gets ``- sum g / sum O``), so the
     gradients of the batch's spikes sum to zero.
     """
-    _check_labels_only(out_seq, target, "spike_count_sum0_loss")
-    desired, undesired, balance = _sum0_arguments(desired_count, undesired_count, balance)
-    _count_within_steps("spike_count_sum0_loss", desired, out_seq.shape[0])
-    return _CountPlus.apply(out_seq, target, desired, undesired, balance, True)
+    return _count_plus(
+        "spike_count_sum0_loss", out_seq, target, desired_count, undesired_count, balance, True
+    )
 
 
 class _CEPlus(torch.autograd.Function):
@@ -225,6 +223,25 @@ def _sum0_arguments(
     desired_count: object, undesired_count: object, balance: object
 ) -> tuple[float, float, float | None]:
     return _count_plus_arguments(desired_count, undesired_count, balance, "spike_count_sum0_loss")
+
+
+def _count_plus(
+    loss: str,
+    out_seq: Tensor,
+    target: Tensor,
+    desired_count: object,
+    undesired_count: object,
+    balance: object,
+    sum0: bool,
+) -> Tensor:
+    """``count+`` (``sum0``: its zero-sum variant), its inputs and arguments checked;
+    errors name ``loss``."""
+    _check_labels_only(out_seq, target, loss)
+    desired, undesired, balance = _count_plus_arguments(
+        desired_count, undesired_count, balance, loss
+    )
+    _count_within_steps(loss, desired, out_seq.shape[0])
+    return _CountPlus.apply(out_seq, target, desired, undesired, balance, sum0)
 
 
 def _count_plus_fits(
