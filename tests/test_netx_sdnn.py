@@ -14,7 +14,9 @@ from reading their code:
   ``state_exp = 6``);
 * the fixed-point processes: ``lava-nc/lava`` ``proc/sdn/process.py`` (``vth`` and
   ``bias`` scaled by ``2^(spike_exp + state_exp)``) and ``proc/sdn/models.py``
-  (``PyDeltaModelFixed``, ``PySigmaModelFixed``, ``PySigmaDeltaModelFixedCorrected``):
+  (``PyDeltaModelFixed``, ``PySigmaModelFixed``, ``PySigmaDeltaModelFixed``: the
+  ``fixed_pt`` model Lava's run configs select, the first of the module's two, and the
+  one Lava-DL's tutorials name; not ``PySigmaDeltaModelFixedCorrected``):
   ``_lava_sdnn`` below, with netx's dense weight path from ``tests/lava_checks.py``
   (without the one-step buffer of each Dense process, which ``NetxNetwork`` leaves out).
 """
@@ -67,13 +69,15 @@ def _lava_sdnn(q: np.ndarray, vth_in: int, dense: list[tuple]) -> np.ndarray:
             x = sigma
             continue
         act = np.zeros(weights.shape[0], np.int64)
+        residue = np.zeros_like(act)
         out = []
-        for total in sigma:  # PySigmaDeltaModelFixedCorrected.run_spk
+        for total in sigma:  # PySigmaDeltaModelFixed.run_spk (AbstractSigmaDeltaModel)
             act_new = np.maximum(total + (bias.astype(np.int64) << 12), 0)
-            delta = act_new - act
-            s_out = np.right_shift(np.where(np.abs(delta) >= vth << 12, delta, 0), 6)
-            act = act + np.left_shift(s_out, 6)
-            out.append(s_out)
+            delta = act_new - act + residue
+            s_scaled = np.where(np.abs(delta) >= vth << 12, delta, 0)
+            residue = delta - s_scaled
+            act = act_new
+            out.append(np.right_shift(s_scaled, 6))
         x = np.stack(out)
     return x
 
@@ -147,14 +151,16 @@ def test_one_hidden_layer_on_the_grids_is_exact(digits_mlp: tuple, theta: float,
 
 def test_two_hidden_layers_within_the_format_quantisation(tmp_path) -> None:
     # the second hidden layer's activations are on 2^-16: each graded spike is floored
-    # to 2^-12, so a hidden unit's accumulated output is below its activation by less
-    # than 2^-12 (θ = 0): e_l <= ||W_l||∞ e_(l-1) + 2^-12, the output within ||W_L||∞ e
+    # to 2^-12 and the reference is the activation sent (PySigmaDeltaModelFixed), so a
+    # hidden unit's accumulated output falls below its activation by less than 2^-12
+    # per send, T sends at θ = 0: e_l <= ||W_l||∞ e_(l-1) + T 2^-12, the output within
+    # ||W_L||∞ e
     net, images, labels = _train_on_grid((64, 32, 16, 10))
     got, expected = _round_trip(net, images, 0.0, tmp_path)
     norms = [m.weight.detach().double().abs().sum(1).max() for m in net if isinstance(m, nn.Linear)]
     hidden = 0.0
     for norm in norms[:-1]:
-        hidden = float(norm) * hidden + 2.0**-12
+        hidden = float(norm) * hidden + T * 2.0**-12
     bound = float(norms[-1]) * hidden
     error = (got - expected).abs().max().item()
     assert 0 < error <= bound, (error, bound)
@@ -313,3 +319,16 @@ def test_loihi_sigma_delta_checks() -> None:
         LoihiSigmaDelta(1, torch.tensor([1 << 15]))
     with pytest.raises(ConfigurationError, match="vth must be an integer"):
         LoihiSigmaDelta(-1)
+
+
+def test_sigma_delta_reference_is_the_activation_sent() -> None:
+    # PySigmaDeltaModelFixed by hand: the inputs 100, 100 sum to 100, 200; step 0 sends
+    # 100 >> 6 = 1 and its reference becomes the activation 100 (residue 0: the 36
+    # floored away is lost), step 1 sends (200 - 100) >> 6 = 1. (The corrected model
+    # keeps the receiver's 64 and sends (200 - 64) >> 6 = 2 at step 1.)
+    out = LoihiSigmaDelta(0)(torch.tensor([[[100]], [[100]]]))
+    assert out.flatten().tolist() == [1, 1]
+    # vThMant = 1 (4096): the sums 5000, 8000, 11000 send 5000 >> 6, hold 3000, then
+    # send 11000 - 5000 = 6000 as 6000 >> 6 = 93
+    out = LoihiSigmaDelta(1)(torch.tensor([[[5000]], [[3000]], [[3000]]]))
+    assert out.flatten().tolist() == [78, 0, 93]

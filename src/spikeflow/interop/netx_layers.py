@@ -223,10 +223,12 @@ class LoihiSigmaDelta(nn.Module):
         act    = max(sigma + bias << 12, 0)
         d      = act - ref
         s[t]   = (d >> 6) where |d| >= vThMant << 12, else 0
-        ref   += s[t] << 6
+        ref    = act where sent
 
-    (``PySigmaDeltaModelFixedCorrected``: ``ref`` is what the receivers have summed, so
-    the floor of ``>> 6`` is not lost). A ``Sigma`` output returns ``sigma`` itself.
+    (``PySigmaDeltaModelFixed``, the ``fixed_pt`` model Lava's run configs select for
+    ``SigmaDelta``, written with its ``act`` and ``residue`` as ``ref``: the bits the
+    ``>> 6`` floors away are lost, not carried; ``PySigmaDeltaModelFixedCorrected``
+    would carry them). A ``Sigma`` output returns ``sigma`` itself.
 
     Args:
         vth: ``vThMant`` (``int(64 θ)``), in [0, 2^23].
@@ -263,9 +265,9 @@ class LoihiSigmaDelta(nn.Module):
         out = []
         for a in act.unbind(0):
             d = a - ref
-            s = torch.where(d.abs() >= vth, d >> SDNN_STATE_EXP, 0)
-            ref = ref + (s << SDNN_STATE_EXP)
-            out.append(s)
+            send = d.abs() >= vth
+            out.append(torch.where(send, d >> SDNN_STATE_EXP, 0))
+            ref = torch.where(send, a, ref)
         return torch.stack(out)
 
     def extra_repr(self) -> str:
