@@ -247,9 +247,31 @@ def test_file_layout_is_lava_dl_sdnn_export(tmp_path) -> None:
     assert torch.equal(got, expected) and expected.abs().max() > 0.01
 
 
+def test_flatten_after_the_input_layer_reads_back(tmp_path) -> None:
+    # netx flattens its Delta input for the dense layer (hdf5.py: the dense block's
+    # input is layers[-2].out.transpose([2, 1, 0]).flatten(), the input block's WHC as
+    # CHW), so an image SDNN starting with a Flatten is a file netx runs: it reads
+    # back and, on the grids, computes the float network's numbers
+    torch.manual_seed(3)
+    ann = nn.Sequential(
+        nn.Flatten(), nn.Linear(2 * 4 * 4, 8), nn.ReLU(), nn.Linear(8, 3, bias=False)
+    )
+    with torch.no_grad():
+        for layer in (ann[1], ann[3]):
+            layer.weight.copy_(lava_dl_weights(layer.weight).float() / 64)
+        ann[1].bias.copy_(torch.round(ann[1].bias * 64) / 64)
+    sdnn, _ = to_sigma_delta(ann, 1 / 64)
+    fixed = import_netx(export_netx(sdnn, tmp_path / "flat.net", (2, 4, 4)))
+    x = torch.round(torch.rand(6, 3, 2, 4, 4) * 64) / 64
+    with torch.no_grad():
+        expected = sdnn(x).double()
+    got = fixed(torch.round(x * 64).long()).double() / UNIT
+    assert torch.equal(got, expected) and expected.abs().max() > 0.01
+
+
 def test_import_of_a_lava_dl_style_file(tmp_path) -> None:
     """A file written as Lava-DL's blocks write it, with two hidden layers (the second
-    one's graded spikes lose bits to the ``>> 6``, which its reference carries) and
+    one's graded spikes lose bits to the ``>> 6``, which its reference does not keep) and
     hidden biases."""
     path = tmp_path / "lava.net"
     rng = np.random.default_rng(0)

@@ -47,6 +47,7 @@ from spikeflow.interop.netx_layers import (
     LoihiConv2d,
     LoihiDense,
     LoihiSigmaDelta,
+    LoihiSigmaDeltaInput,
     NetxNetwork,
 )
 from spikeflow.interop.netx_sdnn import is_sdnn, sdnn_input_neuron, sdnn_layers, sdnn_neuron
@@ -608,8 +609,12 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
                 input_shape = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
                 shape = input_shape
             elif kind == "flatten":
-                if not any(isinstance(m, (LoihiDense, LoihiConv2d)) for m in modules):
-                    raise reader.fail(group.name, "a flatten before any dense or conv layer")
+                # netx flattens a block's output, its sigma-delta input block's too
+                flattenable = (LoihiDense, LoihiConv2d, LoihiSigmaDeltaInput)
+                if not any(isinstance(m, flattenable) for m in modules):
+                    raise reader.fail(
+                        group.name, "a flatten before any dense, conv or sigma-delta input layer"
+                    )
                 modules.append(Flatten())
                 shape = (int(np.prod(shape)),)
             else:
