@@ -179,6 +179,10 @@ def test_module_and_cuba_mapping() -> None:
     torch.testing.assert_close(node(current), spikes)
     with pytest.raises(ConfigurationError, match="soft reset"):
         parameters_from_cuba(CubaLIFNode(r="tau_syn", v_reset=None, strict_firing=True))
+    # Lava-DL's graded spikes (S = H where it fires) are not EventProp's 0/1 spikes
+    graded = CubaLIFNode(r="tau_syn", strict_firing=True, graded_spike=True)
+    with pytest.raises(ConfigurationError, match="graded_spike=True"):
+        parameters_from_cuba(graded)
 
 
 def test_bad_input_is_named() -> None:

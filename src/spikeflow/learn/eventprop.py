@@ -165,6 +165,7 @@ def _use_c(owner: str, x: Tensor, backend: str) -> bool:
 def parameters_from_cuba(node: nn.Module) -> LIFAdjointParameters:
     """The parameters of a :class:`~spikeflow.neurons.CubaLIFNode` whose dynamics are this
     module's (and Norse's ``LIF``): ``r="tau_syn"``, hard reset, ``strict_firing=True``,
+    binary spikes (not ``graded_spike``),
     fixed scalar time constants. The node's time constants are in the units of its
     ``dt``, so ``tau_syn_inv = 1/tau_syn``, ``tau_mem_inv = 1/tau_mem`` and ``dt`` is the
     node's; both then fire on the same steps from the same input currents (the node's
@@ -187,6 +188,8 @@ def parameters_from_cuba(node: nn.Module) -> LIFAdjointParameters:
         problems.append("soft reset (needs a hard reset, v_reset a float)")
     if not node.strict_firing:
         problems.append("strict_firing=False (Norse fires on h > v_th)")
+    if getattr(node, "graded_spike", False):
+        problems.append("graded_spike=True (EventProp's spikes are 0/1)")
     values = {}
     for name in ("tau_syn", "tau_mem", "v_leak", "v_threshold"):
         value = getattr(node, name)
