@@ -121,3 +121,19 @@ def test_ltb_refuses_options_of_other_norms():
         ActivationObserver("ltb", percentile=99.0)
     with pytest.raises(ConfigurationError, match="'ltb'"):
         ActivationObserver("lbt")
+
+
+def test_bfloat16_activations_are_balanced_in_float32():
+    # In bfloat16, 2·mean(overflow) of a late batch is below half a step of θ ≈ 8 and
+    # rounds away, so θ stalls ~7% low; SpikingJelly balances 16-bit inputs in float32.
+    torch.manual_seed(0)
+    batches = [(torch.randn(32, 4, 64) * 3).to(torch.bfloat16) for _ in range(200)]
+    observer = ActivationObserver("ltb", per_channel=True)
+    theta = torch.zeros(4, dtype=torch.float64)
+    for batch in batches:
+        observer(batch)
+        rows = batch.double().clamp_min(0).transpose(0, 1).reshape(4, -1)
+        theta = (theta + 2 * (rows - theta[:, None]).clamp_min(0).mean(1)).clamp_min(1e-6)
+    scale = observer.scale()
+    assert scale.dtype == torch.bfloat16  # the activations' dtype, as before
+    torch.testing.assert_close(scale.reshape(-1).double(), theta, rtol=2**-8, atol=0)

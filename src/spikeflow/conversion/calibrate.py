@@ -288,7 +288,11 @@ class ActivationObserver(nn.Module):
 
     def _balance(self, y: Tensor, rows: Tensor) -> Tensor:
         """One local-threshold-balancing step: θ rises by twice the mean overflow of
-        ``rows`` above it (floored at :data:`LTB_EPS`); ``y`` passes on clipped at the new θ."""
+        ``rows`` above it (floored at :data:`LTB_EPS`); ``y`` passes on clipped at the new θ.
+        Half-precision activations are balanced in float32, as SpikingJelly does (in
+        bfloat16 a small overflow rounds away against a large θ, which then stalls)."""
+        if rows.dtype in (torch.float16, torch.bfloat16):
+            rows = rows.float()
         rows = rows.clamp_min(0.0)
         theta = torch.zeros_like(rows[:, 0]) if self._theta is None else self._theta
         theta = (theta + 2.0 * (rows - theta[:, None]).clamp_min(0.0).mean(dim=1)).clamp_min(
@@ -317,7 +321,7 @@ class ActivationObserver(nn.Module):
             # SpikingJelly's recipe: a channel that never went above 0 keeps θ = ε
             # (its neuron stays all but silent), no fallback to the layer's scale.
             assert self._theta is not None
-            values = self._theta
+            values = self._theta.to(self._dtype)
             alive = torch.ones_like(values, dtype=torch.bool)
             self.silent_channels = int((values <= LTB_EPS).sum())
         elif self.norm == "gaussian":
