@@ -202,6 +202,13 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
         S4D(**{"d_model": 4, **kwargs})
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_layer_is_refused_naming_its_dtype(dtype):
+    layer = S4D(4, 4).to(dtype)
+    with pytest.raises(DTypeError, match=rf"parameters are {dtype}.*float32"):
+        layer(torch.randn(6, 2, 4, dtype=dtype))
+
+
 def test_half_precision_input_runs_in_the_parameters_precision():
     layer = S4D(4, 4)
     u = torch.randn(6, 2, 4)

@@ -149,6 +149,11 @@ class S4D(MemoryModule):
         if not x.is_floating_point():  # also refuses complex tensors
             raise DTypeError(f"S4D expects a real floating-point input, got {x.dtype}")
         own = self.log_dt.dtype
+        if own not in (torch.float32, torch.float64):  # complex32 has no exp/FFT here
+            raise DTypeError(
+                f"S4D: the layer's parameters are {own}; the SSM runs in float32 or "
+                "float64 (keep it in float32, .float(), and pass half inputs as they are)"
+            )
         if x.dtype == torch.float64 and own != torch.float64:
             raise DTypeError(
                 f"S4D: the input is float64 but the layer's parameters are {own}; call "
