@@ -177,6 +177,8 @@ def test_initial_values_follow_s4d_lin_and_inv():
     [
         (torch.zeros(5, 2, 3), ShapeError, r"d_model = 4; got shape \(5, 2, 3\)"),
         (torch.zeros(2, 4), ShapeError, r"\[T, B, d_model\]"),
+        (torch.zeros(0, 2, 4), ShapeError, r"at least one time step .*\(0, 2, 4\)"),
+        (torch.zeros(3, 0, 4), ShapeError, r"one sample .*\(3, 0, 4\)"),
         (torch.zeros(5, 2, 4, dtype=torch.long), DTypeError, "real floating-point input"),
         (torch.zeros(5, 2, 4, dtype=torch.complex64), DTypeError, "real floating-point"),
         (torch.zeros(5, 2, 4, dtype=torch.float64), DTypeError, r"\.double\(\)"),

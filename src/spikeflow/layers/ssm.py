@@ -146,6 +146,11 @@ class S4D(MemoryModule):
                 f"S4D (step_mode={self.step_mode!r}) expects {form} with d_model = "
                 f"{self.d_model}; got shape {tuple(x.shape)}"
             )
+        if x.numel() == 0:  # the FFT has no empty form
+            raise ShapeError(
+                f"S4D needs at least one time step and one sample ({form}); got shape "
+                f"{tuple(x.shape)}"
+            )
         if not x.is_floating_point():  # also refuses complex tensors
             raise DTypeError(f"S4D expects a real floating-point input, got {x.dtype}")
         own = self.log_dt.dtype
