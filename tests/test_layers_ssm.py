@@ -211,6 +211,19 @@ def test_a_half_precision_layer_is_refused_naming_its_dtype(dtype):
         layer(torch.randn(6, 2, 4, dtype=dtype))
 
 
+def test_parameters_follow_the_default_dtype():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        layer = S4D(H, N)
+    finally:
+        torch.set_default_dtype(previous)
+    assert {p.dtype for p in layer.parameters()} == {torch.float64}
+    u = _x()
+    torch.testing.assert_close(layer(u), _recurrence(layer, u))
+
+
 def test_half_precision_input_runs_in_the_parameters_precision():
     layer = S4D(4, 4)
     u = torch.randn(6, 2, 4)

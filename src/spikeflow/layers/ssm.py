@@ -101,9 +101,10 @@ class S4D(MemoryModule):
         modes = d_state // 2
         u = torch.rand(d_model, dtype=torch.float64)
         log_dt = math.log(dt_min) + u * (math.log(dt_max) - math.log(dt_min))
-        self.log_dt = nn.Parameter(log_dt.float())
+        real = torch.get_default_dtype()  # as the other parameters' (torch.full, randn)
+        self.log_dt = nn.Parameter(log_dt.to(real))
         self.log_a_real = nn.Parameter(torch.full((d_model, modes), math.log(0.5)))
-        self.a_imag = nn.Parameter(s4d_initial_imag(d_state, init).float().repeat(d_model, 1))
+        self.a_imag = nn.Parameter(s4d_initial_imag(d_state, init).to(real).repeat(d_model, 1))
         # complex normal of unit variance: real and imaginary parts of variance 1/2
         self.c = nn.Parameter(torch.randn(d_model, modes, 2) * math.sqrt(0.5))
         self.d = nn.Parameter(torch.randn(d_model))
