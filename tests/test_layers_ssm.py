@@ -194,6 +194,8 @@ def test_bad_inputs_raise_clear_errors(x, error, match):
     [
         ({"d_state": 5}, "d_state must be even"),
         ({"dt_min": 0.2, "dt_max": 0.1}, "dt_min <= dt_max"),
+        ({"dt_max": float("inf")}, "dt_max < inf"),
+        ({"dt_min": float("nan")}, "dt_min <= dt_max"),
         ({"init": "legs"}, "init must be 'lin'"),
         ({"lr": -1.0}, "lr must be None or >= 0"),
         ({"d_model": 0}, "d_model must be an integer >= 1"),

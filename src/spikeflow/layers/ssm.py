@@ -91,9 +91,9 @@ class S4D(MemoryModule):
         self.d_state = check_int("d_state", d_state, 2)
         if d_state % 2:
             raise ConfigurationError(f"d_state must be even (N/2 complex modes); got {d_state}")
-        if not 0.0 < dt_min <= dt_max:
+        if not 0.0 < dt_min <= dt_max < math.inf:
             raise ConfigurationError(
-                f"need 0 < dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}"
+                f"need 0 < dt_min <= dt_max < inf; got dt_min={dt_min}, dt_max={dt_max}"
             )
         if lr is not None and not lr >= 0.0:
             raise ConfigurationError(f"lr must be None or >= 0; got {lr}")
