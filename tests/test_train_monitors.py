@@ -407,3 +407,22 @@ def test_dsr_spikes_are_counted_as_spikes_not_their_worth(cls):
     if cls is neurons.DSRIFNode:
         assert fired[:, 0].T.tolist() == [[False, True, False, False], [True, True, False, True]]
         assert (stats.spikes, stats.firing_rate, stats.spikes_per_sample) == (4.0, 0.5, 4.0)
+
+
+def test_monitor_sums_are_float32_where_the_device_has_no_float64(monkeypatch):
+    from spikeflow.training import monitors as monitor_module
+
+    assert monitor_module.sum_dtype(torch.device("mps")) == torch.float32  # no float64 there
+    assert monitor_module.sum_dtype(torch.device("cpu")) == torch.float64
+    # what an MPS run does, on the CPU: every running sum in float32, same statistics
+    monkeypatch.setattr(monitor_module, "sum_dtype", lambda device: torch.float32)
+    net = nn.Sequential(layers.Linear(5, 6), neurons.IFNode())
+    x = torch.rand(7, 4, 5) * 2
+    with SpikeMonitor(net, membrane=True) as monitor, torch.no_grad():
+        net(x)
+        s1, v1 = if_reference(net[0](x))
+        sums = monitor._acc["1"]
+        assert {sums.spikes.dtype, sums.v_sum.dtype, sums.v_sumsq.dtype} == {torch.float32}
+        stats = monitor.summary()[0]
+    assert stats.spikes == float(s1.sum())
+    assert stats.v_mean == pytest.approx(float(v1.double().mean()), abs=1e-5)

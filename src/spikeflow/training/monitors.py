@@ -120,17 +120,23 @@ class LayerStats:
     v_std: float
 
 
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of the monitors' running sums on ``device``: float64, except on Apple's
+    MPS, which has no float64 (float32 there: spike counts stay exact to 2^24 per sum)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 class _Accumulator:
-    """Running sums of one layer: 0-dim tensors (float64 sums, int64 counts) on the
-    device given, from the start, so that a hook traced by ``torch.compile`` adds to
-    them in the graph: a Python number read in a hook would be a constant that Dynamo
-    guards on, recompiling the model at every step (and a number that becomes a tensor
-    at the first call, once)."""
+    """Running sums of one layer: 0-dim tensors (float64 sums, :func:`sum_dtype`; int64
+    counts) on the device given, from the start, so that a hook traced by
+    ``torch.compile`` adds to them in the graph: a Python number read in a hook would be
+    a constant that Dynamo guards on, recompiling the model at every step (and a number
+    that becomes a tensor at the first call, once)."""
 
     __slots__ = ("elements", "neurons", "samples", "spikes", "v_count", "v_sum", "v_sumsq")
 
     def __init__(self, device: torch.device) -> None:
-        sums = {"dtype": torch.float64, "device": device}
+        sums = {"dtype": sum_dtype(device), "device": device}
         counts = {"dtype": torch.int64, "device": device}
         self.spikes = torch.zeros((), **sums)
         self.v_sum = torch.zeros((), **sums)
@@ -145,7 +151,8 @@ class _Accumulator:
         for key in self.__slots__:
             value = getattr(self, key)
             if isinstance(value, Tensor):
-                setattr(self, key, value.to(device))
+                dtype = sum_dtype(device) if value.is_floating_point() else value.dtype
+                setattr(self, key, value.to(device, dtype))
 
     def load(self, values: dict[str, float | int]) -> None:
         """Set the sums and counts given (plain numbers, as :meth:`SpikeMonitor.state_dict`
@@ -369,7 +376,7 @@ class SpikeMonitor:
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
-            acc.spikes = acc.spikes + spikes.abs().sum(dtype=torch.float64)
+            acc.spikes = acc.spikes + spikes.abs().sum(dtype=acc.spikes.dtype)
             acc.elements = acc.elements + spikes.numel()
             # Once per sequence, not per step or chunk: at its first call, or at the
             # first call recorded at all (a monitor attached or reset mid-sequence).
@@ -386,8 +393,8 @@ class SpikeMonitor:
             ):
                 # Read only: the claim's hook drops it after every monitor has read it.
                 v = module.v_seq.detach()
-                acc.v_sum = acc.v_sum + v.sum(dtype=torch.float64)
-                acc.v_sumsq = acc.v_sumsq + v.double().square().sum()
+                acc.v_sum = acc.v_sum + v.sum(dtype=acc.v_sum.dtype)
+                acc.v_sumsq = acc.v_sumsq + v.to(acc.v_sumsq.dtype).square().sum()
                 acc.v_count = acc.v_count + v.numel()
 
         return hook
