@@ -88,6 +88,9 @@ per neuron and step, at 24.96 pJ per byte (SpikingJelly 2.0's
 **SpikeSim** (:mod:`spikeflow.energy.spikesim`, :func:`spikesim_energy_report`): Moitra
 et al.'s (TCAD 2023) compute-in-memory crossbar model of the ``Conv2d`` layers, dense
 (the released model) or event-driven (SpikingJelly 2.0's reading).
+
+**NeuroBench** (:mod:`spikeflow.energy.neurobench`, :func:`neurobench_metrics`):
+NeuroBench 2.3.0's static and workload metrics under its own definitions.
 """
 
 from spikeflow.energy.counter import OperationCounter, count_operations
@@ -105,6 +108,13 @@ from spikeflow.energy.memory_report import (
     LayerMemoryEnergy,
     MemoryEnergyReport,
     memory_energy_report,
+)
+from spikeflow.energy.neurobench import (
+    NeuroBenchCounter,
+    NeuroBenchResults,
+    format_neurobench,
+    neurobench_metrics,
+    neurobench_static,
 )
 from spikeflow.energy.neuron_updates import StepOperations, step_operations
 from spikeflow.energy.report import (
@@ -136,6 +146,8 @@ __all__ = [
     "LayerMemoryEnergy",
     "LayerOperations",
     "MemoryEnergyReport",
+    "NeuroBenchCounter",
+    "NeuroBenchResults",
     "NeuronOperations",
     "OperationCounter",
     "OperationReport",
@@ -147,7 +159,10 @@ __all__ = [
     "Technology",
     "ann_counts",
     "count_operations",
+    "format_neurobench",
     "memory_energy_report",
+    "neurobench_metrics",
+    "neurobench_static",
     "simple_energy",
     "snn_counts",
     "spikesim_energy_report",

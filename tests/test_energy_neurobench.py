@@ -1,0 +1,189 @@
+"""spikeflow.energy.neurobench: NeuroBench 2.3.0's metric definitions, worked out by hand
+on small networks, and (where neurobench is importable) against neurobench itself."""
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers
+from spikeflow.energy import NeuroBenchCounter, neurobench_metrics, neurobench_static
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.neurons import LeakyNode
+
+
+def _tiny() -> nn.Sequential:
+    # W = [[1, 0, 1], [0, 0, 0]]: input 0 reaches one output, input 1 none, input 2 one.
+    net = nn.Sequential(nn.Linear(3, 2, bias=False), LeakyNode(beta=0.5))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))
+    return net
+
+
+def test_hand_derived_workload_metrics():
+    """Batch 1 (T=2, B=1): x0 = [0.5, 0, 1] (real: MACs), x1 = [1, 0, 1] (ternary: ACs).
+    Linear out [1.5, 0], [2, 0]; snnTorch Leaky (θ=1, delayed subtract):
+    U0 = [1.5, 0] → S0 = [1, 0]; U1 = 0.5·1.5 + 2 − 1 = 1.75 → S1 = [1, 0].
+    Batch 2 (T=1, B=2): zeros: no spikes, U = 0.
+    SynOps: MACs 2 (step 0), ACs 2 (step 1), Dense 2·3·2 + 1·2·3·2 = 24 → per sample /3.
+    ActivationSparsity per batch: 2/4 = 0.5 and 4/4 = 1, weighted by B: (0.5 + 2)/3.
+    MembraneUpdates: batch 1: 2 at step 0, then U changed for neuron 0 only (1);
+    batch 2: every neuron at its first step (4) → 7/3."""
+    net = _tiny()
+    batch1 = torch.tensor([[[0.5, 0.0, 1.0]], [[1.0, 0.0, 1.0]]])
+    batch2 = torch.zeros(1, 2, 3)
+    loader = [(batch1, torch.tensor([0])), (batch2, torch.tensor([1, 0]))]
+    res = neurobench_metrics(net, loader)
+    assert res.samples == 3
+    assert res.effective_macs == pytest.approx(2 / 3)
+    assert res.effective_acs == pytest.approx(2 / 3)
+    assert res.dense == pytest.approx(24 / 3)
+    assert res.activation_sparsity == pytest.approx((0.5 * 1 + 1.0 * 2) / 3)
+    assert res.activation_sparsity_by_layer == {"1": pytest.approx(6 / 8)}
+    assert res.membrane_updates == pytest.approx(7 / 3)
+    # predictions: the most-spiking class (ties to class 0): 0, then 0 and 0
+    assert res.classification_accuracy == pytest.approx(2 / 3)
+    named = res.as_neurobench()
+    assert named["SynapticOperations"]["Dense"] == pytest.approx(8.0)
+    assert named["ParameterCount"] == 6 and named["ConnectionSparsity"] == 0.6667
+    assert net[1].store_v_seq is False  # restored
+
+
+def test_conv_pairs_and_padding():
+    """A 3x3 kernel of ones with a zero centre, padding 1, on a 3x3 image with one spike
+    in the middle: the spike reaches the 8 other outputs through a nonzero weight (8
+    ACs). Dense counts the kernel entries inside the image per output: 4 corners of 4,
+    4 edges of 6, the centre 9 = 49; with circular padding every output sees 9 = 81."""
+    for mode, dense in (("zeros", 49), ("circular", 81)):
+        conv = nn.Conv2d(1, 1, 3, padding=1, bias=False, padding_mode=mode)
+        with torch.no_grad():
+            conv.weight.fill_(1.0)
+            conv.weight[0, 0, 1, 1] = 0.0
+        net = nn.Sequential(conv, nn.ReLU())
+        x = torch.zeros(1, 1, 1, 3, 3)
+        x[0, 0, 0, 1, 1] = 1.0
+        with torch.no_grad(), NeuroBenchCounter(net) as nb:
+            net(x.flatten(0, 1))  # [T·B, C, H, W]: one step of one sample
+        res = nb.results()
+        assert (res.effective_acs, res.effective_macs, res.dense) == (8, 0, dense)
+
+
+def test_static_metrics_by_hand():
+    """Linear(3, 2) with one zero weight, BatchNorm1d(2) and an RNN(2, 3) with 3 zeros:
+    parameters 8 + 4 + (6 + 9 + 3 + 3) = 33; bytes 33·4 + running mean/var 4·4 + the
+    int64 counter 8 = 156; zeros 1 + 3 over weights 6 + 21 (BatchNorm is not a
+    connection; the RNN's biases are) = 4/27 = 0.1481."""
+    lin, rnn = nn.Linear(3, 2), nn.RNN(2, 3)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.weight[0, 0] = 0.0
+        rnn.weight_hh_l0.fill_(0.5)
+        rnn.weight_hh_l0[0, :] = 0.0
+    model = nn.Sequential(lin, nn.BatchNorm1d(2), rnn)
+    assert neurobench_static(model) == {
+        "ParameterCount": 33, "Footprint": 156, "ConnectionSparsity": 0.1481,
+    }  # fmt: skip
+    assert neurobench_static(nn.Sequential(nn.ReLU()))["ConnectionSparsity"] is None
+
+
+def test_bad_inputs():
+    with pytest.raises(ConfigurationError, match=r"torch\.nn\.Module"):
+        neurobench_static("net")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="no batch"):
+        neurobench_metrics(_tiny(), [])
+    with pytest.raises(ShapeError, match=r"\[T, B, \.\.\.\]"):
+        with NeuroBenchCounter(_tiny()) as nb:
+            nb.model(torch.ones(3))
+    nb = NeuroBenchCounter(_tiny())
+    with pytest.raises(ShapeError, match="preds"):
+        nb.score(torch.zeros(2), torch.zeros(3))
+    with pytest.raises(ConfigurationError, match="not run"):
+        nb.results()
+
+
+class _SnnTorchConvNet(nn.Module):
+    """Conv2d → Leaky → Linear → Leaky in snnTorch, one step per call (NeuroBench's way)."""
+
+    def __init__(self, snn: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, padding=1)
+        self.lif1 = snn.Leaky(beta=0.9)  # type: ignore[attr-defined]
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(6 * 8 * 8, 10)
+        self.lif2 = snn.Leaky(beta=0.8)  # type: ignore[attr-defined]
+        self.reset()
+
+    def reset(self) -> None:
+        self.m1 = self.lif1.reset_mem()
+        self.m2 = self.lif2.reset_mem()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s1, self.m1 = self.lif1(self.conv(x), self.m1)
+        s2, self.m2 = self.lif2(self.fc(self.flat(s1)), self.m2)
+        return s2, self.m2
+
+
+def test_equals_neurobench_on_digits():
+    """The same network in snnTorch (through neurobench 2.3.0's own hooks and metrics) and
+    in spikeflow (LeakyNode is snnTorch's Leaky) on sklearn's real 8x8 digits: every
+    workload metric equal; the static ones equal neurobench's on the spikeflow model."""
+    pytest.importorskip("neurobench.metrics.workload", reason="neurobench is not installed")
+    snn = pytest.importorskip("snntorch", reason="snntorch is not installed")
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
+    from neurobench.metrics.manager.static_manager import StaticMetricManager
+    from neurobench.metrics.manager.workload_manager import WorkloadMetricManager
+    from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
+    from neurobench.metrics.workload import (
+        ActivationSparsity,
+        ActivationSparsityByLayer,
+        ClassificationAccuracy,
+        MembraneUpdates,
+        SynapticOperations,
+    )
+    from neurobench.models import SNNTorchModel, TorchModel
+
+    torch.manual_seed(0)
+    digits = datasets.load_digits()
+    x = torch.tensor(digits.images[:96] / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(digits.target[:96])
+    T, sizes = 6, (40, 40, 16)  # a short last batch: per-batch averaging shows
+    ref_net = _SnnTorchConvNet(snn)
+    with torch.no_grad():
+        ref_net.conv.weight.mul_(3.0)
+        ref_net.conv.weight[ref_net.conv.weight.abs() < 0.1] = 0.0  # pruned weights
+        ref_net.fc.weight.mul_(6.0)
+    net = nn.Sequential(  # spikeflow's sequence layers take [T, B, ...] in one call
+        layers.Conv2d(1, 6, 3, padding=1), LeakyNode(beta=0.9), layers.Flatten(),
+        layers.Linear(6 * 8 * 8, 10), LeakyNode(beta=0.8),
+    )  # fmt: skip
+    net[0].load_state_dict(ref_net.conv.state_dict())
+    net[3].load_state_dict(ref_net.fc.state_dict())
+
+    workload = [ClassificationAccuracy, ActivationSparsity, ActivationSparsityByLayer,
+                MembraneUpdates, SynapticOperations]  # fmt: skip
+    manager = WorkloadMetricManager(workload)
+    model = SNNTorchModel(ref_net)
+    manager.register_hooks(model)
+    manager.initialize_metrics()
+    batches = list(zip(x.split(list(sizes)), y.split(list(sizes))))
+    for xb, yb in batches:
+        data = (xb.unsqueeze(1).repeat(1, T, 1, 1, 1), yb)  # NeuroBench's [B, T, ...]
+        preds = model(data[0]).sum(1).argmax(-1)
+        manager.run_metrics(model, preds, data, len(yb), len(y))
+        manager.reset_hooks(model)
+    ref = dict(manager.results)
+    manager.cleanup_hooks(model)
+
+    loader = [(xb.unsqueeze(0).repeat(T, 1, 1, 1, 1), yb) for xb, yb in batches]
+    ours = neurobench_metrics(net, loader).as_neurobench()
+    assert ours["ClassificationAccuracy"] == pytest.approx(ref["ClassificationAccuracy"])
+    assert ours["ActivationSparsity"] == pytest.approx(ref["ActivationSparsity"])
+    by_layer = ref["ActivationSparsityByLayer"]
+    assert list(ours["ActivationSparsityByLayer"].values()) == pytest.approx(
+        [by_layer["lif1"], by_layer["lif2"]]
+    )
+    assert ours["MembraneUpdates"] == pytest.approx(ref["MembraneUpdates"])
+    assert ours["SynapticOperations"] == pytest.approx(ref["SynapticOperations"])
+    assert ours["SynapticOperations"]["Effective_MACs"] > 0  # the real-valued image
+    assert ours["SynapticOperations"]["Effective_ACs"] > 0  # the spikes
+    static = StaticMetricManager([ParameterCount, Footprint, ConnectionSparsity])
+    assert neurobench_static(net) == static.run_metrics(TorchModel(net))
