@@ -187,3 +187,32 @@ def test_equals_neurobench_on_digits():
     assert ours["SynapticOperations"]["Effective_ACs"] > 0  # the spikes
     static = StaticMetricManager([ParameterCount, Footprint, ConnectionSparsity])
     assert neurobench_static(net) == static.run_metrics(TorchModel(net))
+
+
+def test_spikeflow_eval_neurobench(tmp_path, capsys):
+    """``spikeflow eval --neurobench`` on a trained digits run, with ``--operations``: the
+    layers fed spikes ({0, 1}) give NeuroBench's Effective_ACs the counter's ACs; the
+    first convolution reads the real-valued image, where NeuroBench skips the zero
+    pixels the counter multiplies (fewer MACs); its accuracy is the run's."""
+    import json
+
+    from spikeflow.cli import main
+    from spikeflow.training import Trainer
+    from train_runs import tiny
+
+    Trainer(tiny(tmp_path, "run", epochs=1, neuron_kwargs={"v_threshold": 0.3}),
+            log=None).fit()  # fmt: skip
+    out = tmp_path / "nb.json"
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--no-progress",
+                 "--operations", "--neurobench", "--json", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    nb, ops = result["neurobench"], result["operations"]
+    synops = nb["SynapticOperations"]
+    assert synops["Effective_ACs"] == pytest.approx(ops["acs_per_sample"])
+    assert 0 < synops["Effective_MACs"] < ops["macs_per_sample"]
+    assert synops["Dense"] > synops["Effective_ACs"] + synops["Effective_MACs"]
+    assert nb["ClassificationAccuracy"] == result["test_acc"]
+    assert 0 < nb["ActivationSparsity"] < 1 and nb["MembraneUpdates"] > 0
+    assert nb["ParameterCount"] > 0 and nb["Footprint"] >= 4 * nb["ParameterCount"]
+    assert "NeuroBench metrics" in text and "Effective_ACs" in text

@@ -479,6 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the energy per sample, and count the neurons' state updates apart (docs/energy.md)",
     )
     ev.add_argument(
+        "--neurobench",
+        action="store_true",
+        help="also compute NeuroBench's metrics (parameter count, footprint, connection and "
+        "activation sparsity, membrane updates, synaptic operations: docs/energy.md)",
+    )
+    ev.add_argument(
         "--spike-counts",
         action="store_true",
         help="with --operations: read whole-number inputs (sums of spikes on a residual "

@@ -388,7 +388,7 @@ def neurobench_metrics(
 
 def format_neurobench(metrics: dict[str, Any]) -> list[str]:
     """Lines printing the metrics of :meth:`NeuroBenchResults.as_neurobench`."""
-    lines = ["NeuroBench metrics (per sample):"]
+    lines = ["NeuroBench metrics (Footprint in bytes; workload metrics per sample):"]
     for key, value in metrics.items():
         if key == "ActivationSparsityByLayer":
             continue

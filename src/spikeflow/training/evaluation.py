@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
-from spikeflow.energy import E_AC, E_MAC, E_MUL, NeuronOperations, OperationCounter, simple_energy
+from spikeflow.energy import (
+    E_AC,
+    E_MAC,
+    E_MUL,
+    NeuroBenchCounter,
+    NeuronOperations,
+    OperationCounter,
+    format_neurobench,
+    simple_energy,
+)
 from spikeflow.energy.report import format_neurons
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.build import build_model
@@ -66,6 +75,7 @@ def evaluate_checkpoint(
     progress: bool = False,
     operations: bool = False,
     spike_counts: bool = False,
+    neurobench: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, mean firing rate and per-layer statistics of the model saved in the
     checkpoint ``path``, on the test split of the dataset it was trained on.
@@ -84,6 +94,7 @@ def evaluate_checkpoint(
         operations: also count the synaptic operations (:mod:`spikeflow.energy`).
         spike_counts: with ``operations``, read whole-number inputs as that many spikes
             (:class:`~spikeflow.energy.OperationCounter`).
+        neurobench: also compute NeuroBench's metrics (:mod:`spikeflow.energy.neurobench`).
 
     Returns:
         A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when
@@ -99,7 +110,11 @@ def evaluate_checkpoint(
         products between activations as rows of kind ``products``), ``not_counted``,
         ``neuron_energy_per_sample_j`` and ``neurons`` (the declared neurons' state
         updates: :class:`~spikeflow.energy.NeuronOperations`' fields, summed over the
-        samples; not in ``energy_per_sample_j``) and ``neurons_not_counted``.
+        samples; not in ``energy_per_sample_j``) and ``neurons_not_counted``; with
+        ``neurobench``, ``neurobench``: NeuroBench's metrics by its names
+        (:meth:`~spikeflow.energy.NeuroBenchResults.as_neurobench`; its
+        ClassificationAccuracy is ``test_acc``, the run's readout's) and
+        ``neurobench_not_counted``.
 
     The model is built as the run built it: a string an older spikeflow saved for a bool
     argument (``detach_reset = "False"``) is read by its truth value, with a
@@ -135,8 +150,9 @@ def evaluate_checkpoint(
         )
     chosen_by = "run" if test_samples is None else "argument"
     if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
-        if operations:
-            raise ConfigurationError("--operations: not counted for detection runs yet")
+        if operations or neurobench:
+            flag = "--operations" if operations else "--neurobench"
+            raise ConfigurationError(f"{flag}: not counted for detection runs yet")
         result = evaluate_detection_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
             chosen_by=chosen_by, workers=workers, progress=progress,
@@ -150,7 +166,8 @@ def evaluate_checkpoint(
     load_weights(model, payload, path)
     readout = resolved_readout(config)
     counter = OperationCounter(model, spike_counts) if operations else contextlib.nullcontext()
-    with counter:
+    nb = NeuroBenchCounter(model) if neurobench else contextlib.nullcontext()
+    with counter, nb:
         sums, rate, layers = evaluate(
             model, test_set, _loss(config), T=config.T,
             static=static_layout(model, info, config.T),  # type: ignore[arg-type]
@@ -173,6 +190,13 @@ def evaluate_checkpoint(
             "simple_energy": {**asdict(simple := simple_energy(report)),
                               "memory": simple.memory, "total": simple.total},
         }  # fmt: skip
+    if neurobench:
+        nb_results = replace(nb.results(), classification_accuracy=sums.accuracy)  # type: ignore[union-attr]
+        extra["neurobench"] = nb_results.as_neurobench()
+        extra["neurobench_not_counted"] = {
+            "MembraneUpdates": nb_results.membrane_not_counted,
+            "SynapticOperations": nb_results.synops_not_counted,
+        }
     return {
         "checkpoint": str(path),
         "run_folder": None if run_folder is None else str(run_folder),
@@ -293,6 +317,11 @@ def format_evaluation(result: dict[str, Any]) -> str:
             )
         if ops.get("neurons_not_counted"):
             lines.append(f"  neuron updates not counted: {', '.join(ops['neurons_not_counted'])}")
+    if "neurobench" in result:
+        lines += ["", *(f"  {line}" for line in format_neurobench(result["neurobench"]))]
+        for metric, names in result.get("neurobench_not_counted", {}).items():
+            if names:
+                lines.append(f"    not in {metric}: {', '.join(names)}")
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
     return "\n".join(lines)
 
