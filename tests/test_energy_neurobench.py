@@ -216,3 +216,22 @@ def test_spikeflow_eval_neurobench(tmp_path, capsys):
     assert 0 < nb["ActivationSparsity"] < 1 and nb["MembraneUpdates"] > 0
     assert nb["ParameterCount"] > 0 and nb["Footprint"] >= 4 * nb["ParameterCount"]
     assert "NeuroBench metrics" in text and "Effective_ACs" in text
+
+
+def test_graded_spikes_are_macs_for_neurobench():
+    """x = [1, 0] (spikes) → W1 = [[2, 0], [0, 0]] → [2, 0] → LeakyNode firing 0.5-graded
+    spikes [0.5, 0] → W2 = [[1, 1]]. NeuroBench: the first layer 1 AC (input 0 reaches
+    one output), the second 1 MAC (0.5 is not in {0, 1, -1}); Dense 2·2 + 2·1 = 6. The
+    counter reads one magnitude as spikes: 2 ACs, no MAC."""
+    from spikeflow.energy import count_operations
+
+    net = nn.Sequential(nn.Linear(2, 2, bias=False), LeakyNode(beta=0.5, graded_spikes_factor=0.5),
+                        nn.Linear(2, 1, bias=False))  # fmt: skip
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 0.0]]))
+        net[2].weight.fill_(1.0)
+    x = torch.tensor([[[1.0, 0.0]]])  # [T=1, B=1, 2]
+    res = neurobench_metrics(net, [(x, torch.tensor([0]))], postprocess=lambda o: o[0, :, 0].long())
+    assert (res.effective_acs, res.effective_macs, res.dense) == (1, 1, 6)
+    report = count_operations(net, x)
+    assert (report.acs, report.macs) == (2, 0)

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.memory.recompute import reruns_forward
 
 __all__ = [
     "NeuroBenchCounter",
@@ -268,8 +269,8 @@ class NeuroBenchCounter:
 
     def _activation(self, name: str, module: nn.Module, output: object) -> None:
         out = output[0] if isinstance(output, (tuple, list)) else output
-        if not isinstance(out, Tensor) or self._step is None:
-            return
+        if not isinstance(out, Tensor) or self._step is None or reruns_forward():
+            return  # (a checkpointed segment's recomputation ran nothing new)
         out = out.detach()
         nonzero, total = int(torch.count_nonzero(out)), out.numel()
         self._batch_zero += total - nonzero
@@ -292,7 +293,7 @@ class NeuroBenchCounter:
             self.membrane[name] = self.membrane.get(name, 0) + updates
 
     def _connection(self, module: nn.Module, args: tuple) -> None:
-        if not args or not isinstance(args[0], Tensor):
+        if not args or not isinstance(args[0], Tensor) or reruns_forward():
             return
         with torch.no_grad():
             weight = (module.weight != 0).to(torch.float32)
