@@ -235,3 +235,71 @@ def test_graded_spikes_are_macs_for_neurobench():
     assert (res.effective_acs, res.effective_macs, res.dense) == (1, 1, 6)
     report = count_operations(net, x)
     assert (report.acs, report.macs) == (2, 0)
+
+
+def test_equals_neurobench_graded_relu_and_unchanged_membranes():
+    """Against neurobench 2.3.0: rate-coded digits (spikes: ACs) into a pruned layer and a
+    non-leaky Leaky (β = 1, reset to zero at the spiking step) whose 0.5-graded spikes
+    are MACs, a ReLU (an activation for NeuroBench), then a Leaky. Neurons without input
+    at a step keep their membrane: MembraneUpdates counts fewer than every neuron."""
+    pytest.importorskip("neurobench.metrics.workload", reason="neurobench is not installed")
+    snn = pytest.importorskip("snntorch", reason="snntorch is not installed")
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
+    from neurobench.metrics.manager.workload_manager import WorkloadMetricManager
+    from neurobench.metrics.workload import ActivationSparsity, MembraneUpdates, SynapticOperations
+    from neurobench.models import SNNTorchModel
+
+    torch.manual_seed(1)
+    digits = datasets.load_digits()
+    p = torch.tensor(digits.data[:64] / 16.0, dtype=torch.float32) * 0.3
+    T = 5
+    spikes = (torch.rand(T, *p.shape) < p).float()  # [T, B, 64]
+    kwargs = {"reset_mechanism": "zero", "reset_delay": False, "graded_spikes_factor": 0.5}
+
+    class Ref(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.lif1 = nn.Linear(64, 32), snn.Leaky(beta=1.0, **kwargs)
+            self.fc2, self.relu = nn.Linear(32, 16), nn.ReLU()
+            self.fc3, self.lif2 = nn.Linear(16, 10), snn.Leaky(beta=0.7)
+            self.reset()
+
+        def reset(self) -> None:
+            self.m1, self.m2 = self.lif1.reset_mem(), self.lif2.reset_mem()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            s, self.m1 = self.lif1(self.fc1(x), self.m1)
+            s, self.m2 = self.lif2(self.fc3(self.relu(self.fc2(s))), self.m2)
+            return s, self.m2
+
+    ref_net = Ref()
+    with torch.no_grad():
+        ref_net.fc1.weight.mul_(4.0)
+        ref_net.fc1.weight[torch.rand(32, 64) < 0.8] = 0.0
+        ref_net.fc1.bias.zero_()  # no input, no change (β = 1)
+    net = nn.Sequential(
+        layers.Linear(64, 32), LeakyNode(beta=1.0, **kwargs), layers.Linear(32, 16),
+        nn.ReLU(), layers.Linear(16, 10), LeakyNode(beta=0.7),
+    )  # fmt: skip
+    for mine, theirs in ((net[0], ref_net.fc1), (net[2], ref_net.fc2), (net[4], ref_net.fc3)):
+        mine.load_state_dict(theirs.state_dict())
+
+    manager = WorkloadMetricManager([ActivationSparsity, MembraneUpdates, SynapticOperations])
+    model = SNNTorchModel(ref_net)
+    manager.register_hooks(model)
+    manager.initialize_metrics()
+    for xb in spikes.split(32, dim=1):
+        data = (xb.transpose(0, 1), torch.zeros(xb.shape[1]))
+        manager.run_metrics(model, model(data[0]), data, xb.shape[1], spikes.shape[1])
+        manager.reset_hooks(model)
+    ref = dict(manager.results)
+    manager.cleanup_hooks(model)
+
+    batches = [(xb, torch.zeros(xb.shape[1])) for xb in spikes.split(32, dim=1)]
+    ours = neurobench_metrics(net, batches, postprocess=lambda o: o[0, :, 0]).as_neurobench()
+    assert ours["ActivationSparsity"] == pytest.approx(ref["ActivationSparsity"])
+    assert ours["MembraneUpdates"] == pytest.approx(ref["MembraneUpdates"])
+    assert ours["MembraneUpdates"] < T * (32 + 10)  # some membranes stayed
+    assert ours["SynapticOperations"] == pytest.approx(ref["SynapticOperations"])
+    synops = ours["SynapticOperations"]
+    assert synops["Effective_ACs"] > 0 and synops["Effective_MACs"] > 0
