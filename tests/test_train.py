@@ -833,6 +833,7 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
         "compile",
         "recompute",
         "decolle",
+        "no_decay_norm_bias",
     }
     for name in sorted(bools):
         for value in ("false", "no", 0, 1, None):

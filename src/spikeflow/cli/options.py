@@ -138,6 +138,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "for rsnn on the audio datasets; else 1e-3)",
     )
     o.add_argument("--weight-decay", type=float, default=s)
+    o.add_argument(
+        "--no-decay-norm-bias",
+        action="store_true",
+        default=s,
+        help="no weight decay on the normalisation layers' parameters, the biases and the "
+        "neurons' parameters (learnable time constants, thresholds), in every parameter "
+        "group, the model's own included (docs/training.md)",
+    )
     o.add_argument("--momentum", type=float, default=s, help="for sgd (default 0.9)")
     o.add_argument(
         "--schedule",

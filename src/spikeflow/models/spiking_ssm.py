@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.functional import set_step_mode
+from spikeflow.layers.ssm import ssm_parameter_groups
 from spikeflow.layers.ssm_block import SpikingS4DBlock
 from spikeflow.models.building import flat_features
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int, flat_steps
@@ -158,6 +159,13 @@ class SpikingSSM(_SequenceClassifier):
                 for _ in range(n_layers)
             )
         )
+
+    def optimizer_parameter_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """S4's optimiser groups (:func:`~spikeflow.layers.ssm_parameter_groups`): every
+        parameter at ``lr`` and ``weight_decay`` except the S4D layers' ``log_dt``,
+        ``log_a_real`` and ``a_imag``, at ``ssm_lr`` (``None``: ``lr``) without weight
+        decay. ``spikeflow train`` builds its optimizer from them."""
+        return ssm_parameter_groups(self, lr, weight_decay)
 
 
 class RecurrentLIFSequenceNet(_SequenceClassifier):

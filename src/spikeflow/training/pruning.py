@@ -35,6 +35,8 @@ from spikeflow.quant import apply_weight_quantization
 __all__ = [
     "PRUNE_METHODS",
     "apply_pruning",
+    "grad_rewiring_groups",
+    "make_grad_rewiring",
     "make_threshold_schedule",
     "prune_settings",
     "reparameterise_weights",
@@ -176,11 +178,40 @@ def tracks_sparsity(config: Any) -> bool:
     return config.prune != "none" or config.weight_bits is not None
 
 
-def make_grad_rewiring(model: nn.Module, lr: float, weight_decay: float,
-                       settings: dict[str, Any]) -> GradRewiring:  # fmt: skip
-    """Grad R's optimizer for ``model`` (prepared by :func:`apply_pruning`)."""
-    return GradRewiring(model, lr=lr, weight_decay=weight_decay, alpha=settings["alpha"],
+def make_grad_rewiring(params: nn.Module | list[dict[str, Any]], lr: float,
+                       weight_decay: float, settings: dict[str, Any]) -> GradRewiring:  # fmt: skip
+    """Grad R's optimizer for a model (prepared by :func:`apply_pruning`), or for the
+    parameter groups :func:`grad_rewiring_groups` made of it."""
+    return GradRewiring(params, lr=lr, weight_decay=weight_decay, alpha=settings["alpha"],
                         target_sparsity=settings["target_sparsity"])  # fmt: skip
+
+
+def grad_rewiring_groups(
+    model: nn.Module, groups: list[dict[str, Any]], alpha: float
+) -> list[dict[str, Any]]:
+    """``groups`` (the run's parameter groups of ``model``) split for Grad R: each into
+    its synapse strengths (the prior's ``alpha``) and its other
+    parameters (``alpha`` 0: no prior), each part keeping the group's ``lr`` and
+    ``weight_decay``.
+
+    Raises:
+        ConfigurationError: ``model`` has no Grad R layer.
+    """
+    strengths = {id(layer.parametrizations.weight.original)
+                 for _, layer, _ in pruned_layers(model, SignedStrength)}  # fmt: skip
+    if not strengths:
+        raise ConfigurationError(
+            "prune 'grad_r': the model has no Grad R layer (apply_gradient_rewiring)"
+        )
+    split: list[dict[str, Any]] = []
+    for group in groups:
+        prior = [p for p in group["params"] if id(p) in strengths]
+        plain = [p for p in group["params"] if id(p) not in strengths]
+        if prior:
+            split.append({**group, "params": prior, "alpha": alpha})
+        if plain:
+            split.append({**group, "params": plain, "alpha": 0.0})
+    return split
 
 
 def make_threshold_schedule(

@@ -93,6 +93,10 @@ class TrainConfig:
     #: audio datasets), else 1e-3.
     lr: float | None = None
     weight_decay: float = 0.0
+    #: Keep the normalisation layers' parameters, the biases and the neurons' parameters
+    #: (learnable time constants, thresholds) out of weight decay, in every parameter
+    #: group (the model's own too: ``optimizer_parameter_groups``; docs/training.md).
+    no_decay_norm_bias: bool = False
     momentum: float = 0.9
     schedule: str = "cosine"
     step_size: int = 30
