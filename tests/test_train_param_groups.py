@@ -238,3 +238,19 @@ def test_the_logged_learning_rate_is_the_runs_whichever_group_comes_first(tmp_pa
     trainer.optimizer.step()
     trainer.scheduler.step()
     assert trainer._run_lr() == pytest.approx(5e-3)
+
+
+def test_s4_groups_at_one_rate_without_decay_train_as_one_group(tmp_path, monkeypatch):
+    # docs/ssm.md: ssm_lr=None repeats the measurements' one-group training exactly.
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    from spikeflow.training import load_checkpoint
+
+    same = {**SSM, "model_kwargs": {**SSM["model_kwargs"], "ssm_lr": None}, "epochs": 2}
+    Trainer(tiny(tmp_path, "groups", **same, lr=1e-2), log=None).fit()
+    monkeypatch.delattr(SpikingSSM, "optimizer_parameter_groups")
+    Trainer(tiny(tmp_path, "one", **same, lr=1e-2), log=None).fit()
+    groups, one = (load_checkpoint(tmp_path / n / "last.pt") for n in ("groups", "one"))
+    assert len(groups["optimizer"]["param_groups"]) == 2
+    assert len(one["optimizer"]["param_groups"]) == 1
+    for key, value in one["model"].items():
+        assert torch.equal(groups["model"][key], value), key
