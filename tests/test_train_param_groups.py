@@ -14,7 +14,7 @@ from spikeflow.models.spiking_ssm import SpikingSSM
 from spikeflow.neurons import LIFNode, ParametricLIFNode
 from spikeflow.neurons.parallel import PSN
 from spikeflow.prune import GradRewiring
-from spikeflow.training import Trainer
+from spikeflow.training import Trainer, config_for_resume
 from spikeflow.training.config import config_from_dict
 from spikeflow.training.param_groups import (
     check_parameter_groups,
@@ -213,13 +213,29 @@ def test_a_models_bad_groups_are_refused_before_training(tmp_path, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
-def test_the_command_line_option():
-    args = build_parser().parse_args(["train", "--no-decay-norm-bias", "--weight-decay", "0.1"])
-    assert args.no_decay_norm_bias is True
+def test_the_command_line_option_trains_stops_and_resumes(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    from spikeflow.cli import main
+    from spikeflow.training import load_checkpoint
+
     assert not hasattr(build_parser().parse_args(["train"]), "no_decay_norm_bias")
-    assert config_from_dict({}).no_decay_norm_bias is False
     with pytest.raises(ConfigurationError, match="no_decay_norm_bias must be true or false"):
         config_from_dict({"no_decay_norm_bias": "yes"}).validate()
+    run = tmp_path / "run"
+    line = (
+        "train --model spiking_ssm --model-kwargs d_model=8 d_state=4 n_layers=1 -T 64 "
+        "--loss ce --train-samples 64 --test-samples 32 --epochs 2 --optimizer adamw "
+        "--weight-decay 0.1 --no-decay-norm-bias --no-progress --plots off"
+    ).split()
+    assert main([*line, "--output-dir", str(run), "--stop-after", "1"]) == 0
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    payload = load_checkpoint(run / "last.pt")
+    assert payload["epoch"] == 2 and payload["config"]["no_decay_norm_bias"] is True
+    groups = payload["optimizer"]["param_groups"]
+    assert [(len(g["params"]), g["weight_decay"]) for g in groups] == [(5, 0.1), (5, 0.0), (3, 0.0)]
+    # a resume without the option would train another run: refused by name
+    with pytest.raises(ConfigurationError, match=r"fixed \['no_decay_norm_bias'\]"):
+        config_for_resume(payload, {"no_decay_norm_bias": False})
 
 
 def test_the_logged_learning_rate_is_the_runs_whichever_group_comes_first(tmp_path, monkeypatch):
