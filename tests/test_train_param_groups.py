@@ -12,6 +12,7 @@ from spikeflow.cli.options import build_parser
 from spikeflow.errors import ConfigurationError
 from spikeflow.models.spiking_ssm import SpikingSSM
 from spikeflow.neurons import LIFNode, ParametricLIFNode
+from spikeflow.neurons.ilc import ILCLIFNode
 from spikeflow.neurons.parallel import PSN
 from spikeflow.prune import GradRewiring
 from spikeflow.training import Trainer, config_for_resume
@@ -57,6 +58,7 @@ class _Net(nn.Module):
         self.norm = nn.LayerNorm(4)
         self.conv = nn.Conv1d(4, 4, 1, bias=False)
         self.psn = PSN(T=3)
+        self.ilc = ILCLIFNode(act_dim=2, dec_pop_dim=2)  # its connections are synapses
         self.out = nn.Linear(4, 2)
         self.frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
 
@@ -67,7 +69,7 @@ def test_no_decay_parameters_are_the_norms_the_biases_and_the_neurons():
     found = {n for n, p in net.named_parameters() if id(p) in no_decay_parameters(net)}
     assert found == {
         "fc.bias", "bn.weight", "bn.bias", "plif.w", "lif.tau", "norm.weight", "norm.bias",
-        "psn.bias", "out.parametrizations.bias.original",
+        "psn.bias", "ilc.conn.bias", "out.parametrizations.bias.original",
     }  # fmt: skip
 
 

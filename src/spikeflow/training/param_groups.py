@@ -160,13 +160,16 @@ def check_parameter_groups(
 
 def no_decay_parameters(model: nn.Module) -> set[int]:
     """The ids of the parameters ``--no-decay-norm-bias`` keeps out of weight decay: those
-    of normalisation layers (:data:`NORM_TYPES`) and of neurons (:data:`NEURON_TYPES`),
-    and every bias (a parameter named ``bias``, ``bias_*`` or ``*_bias``, also under a
+    of normalisation layers (:data:`NORM_TYPES`), those a neuron (:data:`NEURON_TYPES`)
+    holds itself (not those of a layer inside it, such as the ILC neurons' connection
+    weights), and every bias (a parameter named ``bias``, ``bias_*`` or ``*_bias``, also under a
     parametrization)."""
     found: set[int] = set()
     for module in model.modules():
-        if isinstance(module, NORM_TYPES + NEURON_TYPES):
+        if isinstance(module, NORM_TYPES):
             found.update(id(p) for p in module.parameters())
+        elif isinstance(module, NEURON_TYPES):  # its own, not a synapse it holds (ILC's conn)
+            found.update(id(p) for p in module.parameters(recurse=False))
     for name, p in model.named_parameters():
         leaf = _leaf_name(name)
         if leaf == "bias" or leaf.startswith("bias_") or leaf.endswith("_bias"):
