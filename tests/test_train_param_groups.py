@@ -272,3 +272,27 @@ def test_s4_groups_at_one_rate_without_decay_train_as_one_group(tmp_path, monkey
     assert len(one["optimizer"]["param_groups"]) == 1
     for key, value in one["model"].items():
         assert torch.equal(groups["model"][key], value), key
+
+
+def test_a_decolle_run_refuses_per_layer_rates_over_a_models_own_groups(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    from spikeflow.training.decolle import DECOLLEClassifier
+
+    def own(self, lr, weight_decay):
+        return [{"params": list(self.parameters())}]
+
+    monkeypatch.setattr(DECOLLEClassifier, "optimizer_parameter_groups", own, raising=False)
+    net = {"channels": [4], "kernel_size": 3, "hidden": [12]}
+    config = tiny(tmp_path, "decolle", model="decolle", decolle=True, T=4, model_kwargs=net,
+                  decolle_layer_lr=[2.0, 0.5])  # fmt: skip
+    with pytest.raises(ConfigurationError, match="which --decolle-layer-lr would replace"):
+        Trainer(config, log=None).fit()
+
+
+def test_the_option_without_weight_decay_says_it_changes_nothing(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    messages: list[str] = []
+    trainer = Trainer(tiny(tmp_path, "none", **SSM, no_decay_norm_bias=True), log=messages.append)
+    trainer._setup()
+    assert any("--no-decay-norm-bias changes nothing" in m for m in messages)
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.0, 0.0]

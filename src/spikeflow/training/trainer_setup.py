@@ -276,6 +276,9 @@ class SetupMixin:
             no_decay = no_decay_parameters(self.raw_model)
             groups = groups or [{"params": self._trained_parameters()}]
             groups = without_decay(groups, no_decay, cfg.weight_decay)
+            if all(g.get("weight_decay", cfg.weight_decay) == 0 for g in groups):
+                self.log("note: --no-decay-norm-bias changes nothing: no parameter group has "
+                         "weight decay (set --weight-decay)")  # fmt: skip
         if groups is not None:
             for group in groups:
                 if "lr" in group and "lr_scale" not in group:
