@@ -43,6 +43,16 @@ def is_count(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and bool(value >= 1)
 
 
+def is_finite_nonnegative(value: Any) -> bool:
+    """Whether ``value`` is a finite real number >= 0: a Python or numpy real, not a bool."""
+    return (
+        not isinstance(value, (bool, np.bool_))
+        and isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def check_real(
     name: str,
     value: Any,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from spikeflow._checks import is_finite_nonnegative
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["check_joules", "hooked_forward"]
@@ -17,12 +17,7 @@ __all__ = ["check_joules", "hooked_forward"]
 def check_joules(owner: str, name: str, value: object) -> float:
     """``value`` as a float: a finite number of joules >= 0 (not a bool), else a
     ConfigurationError that names ``owner`` and the argument ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if not is_finite_nonnegative(value):
         raise ConfigurationError(
             f"{owner}: {name} must be a finite number of joules >= 0, got {value!r}"
         )

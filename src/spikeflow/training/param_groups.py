@@ -14,12 +14,12 @@ groups they are.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
 
+from spikeflow._checks import is_finite_nonnegative
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers import (
     BatchNormThroughTime1d,
@@ -135,12 +135,7 @@ def check_parameter_groups(
         for key in _KNOWN_KEYS:
             if key in group:
                 value = group[key]
-                if (
-                    isinstance(value, bool)
-                    or not isinstance(value, (int, float))
-                    or not math.isfinite(value)
-                    or value < 0
-                ):
+                if not is_finite_nonnegative(value):
                     raise ConfigurationError(
                         f"{where}: {key} must be a finite number >= 0, got {value!r}"
                     )
