@@ -173,6 +173,22 @@ def test_regulariser_errors_name_what_is_wrong():
         LayerSpikes(_net(), layers="0")
 
 
+def test_layer_spikes_refuses_a_network_without_spiking_layers():
+    # a sigma-delta network sends graded deltas: recording nothing would make the
+    # regulariser a silent 0 (a Lava-DL PilotNet user's event-rate loss)
+    from spikeflow.layers import DeltaEncoder, DeltaSynapse, SigmaDecoder, SigmaDelta
+
+    sdnn = nn.Sequential(
+        DeltaEncoder(0.1), DeltaSynapse(nn.Linear(4, 8)), SigmaDelta(nn.ReLU(), threshold=0.1),
+        DeltaSynapse(nn.Linear(8, 1)), SigmaDecoder(),
+    )  # fmt: skip
+    for model in (sdnn, nn.Sequential(nn.Linear(4, 2), nn.ReLU())):
+        with pytest.raises(ConfigurationError, match="no spiking layer with spikes to record"):
+            LayerSpikes(model)
+    with LayerSpikes(_net()) as recorded:  # a spiking network is still recorded
+        assert recorded.layers
+
+
 def test_accuracy_by_hand_and_with_each_readout():
     out = torch.zeros(3, 3, 2)
     out[:, 0, 1] = 1.0  # sample 0 predicts 1

@@ -139,6 +139,10 @@ class LayerSpikes:
     regularise such blocks this way.
 
     Use as a context manager (or call :meth:`remove`) to take the hooks off.
+
+    Raises:
+        ConfigurationError: a layer named in ``layers`` that is not a spiking layer, or a
+            model with no spiking layer to record (a sigma-delta network, an ANN).
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str] | str | None = None) -> None:
@@ -146,6 +150,13 @@ class LayerSpikes:
         from spikeflow.training.monitors import _claim_record, spike_layers, spike_source
 
         self.layers: dict[str, nn.Module] = spike_layers(model, layers, "LayerSpikes")
+        if not self.layers:  # a regulariser on nothing would be a silent 0
+            raise ConfigurationError(
+                f"LayerSpikes: the {type(model).__name__} has no spiking layer with spikes "
+                "to record (spikeflow.training.monitors.SPIKING_LAYER_TYPES); sigma-delta "
+                "modules (DeltaEncoder, SigmaDelta) send graded deltas, not spikes: record "
+                "their outputs with register_forward_hook to regularise them"
+            )
         self._outputs: dict[str, list[Tensor]] = {}
         self._fresh: dict[str, bool] = {}
         self._handles: list[Any] = []
