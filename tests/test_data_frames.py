@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from conftest import require_shared_data
 from spikeflow.data import (
     EventRecording,
+    SliceByTime,
     ToFrame,
     ToFrameByDuration,
+    ToFrameBySlices,
     ToTimeSurface,
     ToVoxelGrid,
     make_events,
@@ -201,6 +203,12 @@ def test_errors_name_the_problem():
         to_frames(rec([0], [0], [0], [0]), 2, "bogus")
     with pytest.raises(ConfigurationError, match="sensor_size"):
         to_frames(make_events(np.zeros(1), np.zeros(1), None, np.zeros(1)), 2)
+    # a Tonic user's plain array given to a representation object, which has no
+    # sensor_size argument: the message says how to wrap it
+    plain = make_events(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1))
+    for representation in (ToFrame(2), ToFrameBySlices(SliceByTime(10))):
+        with pytest.raises(ConfigurationError, match=r"EventRecording\(events, sensor_size\)"):
+            representation(plain)
     with pytest.raises(DataFormatError, match="structured"):
         to_frames(np.zeros(3), 2, sensor_size=SENSOR)
     with pytest.raises(ConfigurationError, match="duration"):

@@ -89,7 +89,9 @@ def unpack_events(
     if sensor_size is None:
         raise ConfigurationError(
             "sensor_size=(width, height, polarities) is needed with a plain event array "
-            "(or pass an EventRecording, which carries it)"
+            "(or pass an EventRecording, which carries it); the representation objects "
+            "(ToFrame, ToFrameBySlices, ToVoxelGrid, ...) take no sensor_size: wrap the "
+            "array first, EventRecording(events, sensor_size) (a Tonic array too)"
         )
     size = tuple(int(s) for s in sensor_size)
     if len(size) != 3 or min(size) < 1:
