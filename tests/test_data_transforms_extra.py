@@ -67,6 +67,34 @@ def test_deterministic_transforms_equal_tonic_on_real_recordings():
         np.testing.assert_array_equal(r.events, before)  # the input is never modified
 
 
+def _kept(full: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The mask of ``full``'s events that ``kept`` (a subsequence of it) holds."""
+    mask, j = np.zeros(len(full), dtype=bool), 0
+    for i, event in enumerate(zip(*(full[f] for f in "txyp"))):
+        if j < len(kept) and event == tuple(kept[f][j] for f in "txyp"):
+            mask[i], j = True, j + 1
+    assert j == len(kept)
+    return mask
+
+
+def test_denoise_against_tonic_on_real_recordings():
+    """The migration row: spikeflow's Denoise looks at 8 neighbours (Tonic: 4), so from
+    t = filter_time on it keeps every event Tonic keeps; before it, Tonic keeps every
+    event (its pixel memory starts at filter_time) and spikeflow only those with a
+    neighbour in the window."""
+    tt = tonic_transforms()
+    window, early_dropped = 10_000, 0
+    for r in nmnist_recordings():
+        e = r.events
+        ours = _kept(e, T.Denoise(window)(r).events)
+        theirs = _kept(e, tt.Denoise(filter_time=window)(to_tonic(r)))
+        early = e["t"] < window
+        assert theirs[early].all()
+        assert not (theirs & ~ours)[~early].any()
+        early_dropped += int((~ours[early]).sum())
+    assert early_dropped > 0
+
+
 @settings(max_examples=60, deadline=None)
 @given(ev=sorted_stream, lo=st.integers(-10, 3000), width=st.integers(0, 3000),
        n=st.integers(1, 4))  # fmt: skip
