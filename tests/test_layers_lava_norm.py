@@ -100,3 +100,60 @@ def test_errors_name_the_argument():
         MeanOnlyBatchNorm(3)(torch.zeros(2, 1, 4))
     with pytest.raises(ShapeError, match=r"\[T, B, C, \.\.\.\]"):
         MeanOnlyBatchNorm()(torch.zeros(2, 4))
+
+
+def _lava_cuba_with_norm(x, current_decay, voltage_decay, threshold):
+    """slayer.neuron.cuba.Neuron(norm=MeanOnlyBatchNorm) over ``x[n, c, t]``, float
+    dynamics transcribed (``neuron/cuba.py``): the norm acts on the *current*, after the
+    synaptic filter, before the voltage; spikes where ``v >= threshold + eps``, v reset
+    to 0."""
+    u = torch.zeros_like(x[..., 0])
+    currents = []
+    for t in range(x.shape[-1]):
+        u = (1 - current_decay) * u + x[..., t]
+        currents.append(u)
+    current = LavaMeanOnly(0.1)(torch.stack(currents, -1), training=True)
+    v, spikes = torch.zeros_like(x[..., 0]), []
+    for t in range(x.shape[-1]):
+        v = (1 - voltage_decay) * v + current[..., t]
+        s = (v >= threshold + 0.01 / 4096).to(x.dtype)
+        v = v * (1 - s)
+        spikes.append(s)
+    return torch.stack(spikes, -1)
+
+
+@pytest.mark.parametrize("current_decay", [1.0, 0.25])
+def test_placement_of_a_cuba_neurons_norm(current_decay):
+    """docs/neuron_zoo_lava.md: the norm before CubaLIFNode is Lava-DL's ``norm=`` (on
+    the current) when the current decay is 1 (the current is the input), not otherwise."""
+    from spikeflow.neurons import CubaLIFNode
+
+    x = torch.rand(40, 3, 5, dtype=F64, generator=torch.Generator().manual_seed(1)) * 0.6
+    node = CubaLIFNode(tau_syn=1 / current_decay, tau_mem=1 / 0.1, r="tau_syn*tau_mem",
+                       v_threshold=0.3 + 0.01 / 4096, v_reset=0.0)  # fmt: skip
+    ours = node.double()(MeanOnlyBatchNorm(5).double()(x))
+    want = _lava_cuba_with_norm(x.permute(1, 2, 0), current_decay, 0.1, 0.3).permute(2, 0, 1)
+    assert want.sum() > 0
+    assert torch.equal(ours, want) == (current_decay == 1.0)
+
+
+def test_a_sigma_delta_neurons_norm_goes_inside_the_unit():
+    """docs/neuron_zoo_lava.md: Lava-DL's sigma-delta neuron normalises its sigma (the
+    accumulated input, ``neuron/sigma_delta.py``); in spikeflow the norm goes in the
+    unit's activation, on the folded steps viewed as one ``[1, T·B, C, ...]`` sequence."""
+    from torch import nn
+
+    from spikeflow.layers import SigmaDelta
+
+    x = torch.randn(6, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(2))  # [T, B, C]
+    norm = MeanOnlyBatchNorm(3)
+    unit = SigmaDelta(nn.Sequential(nn.Unflatten(0, (1, -1)), norm, nn.Flatten(0, 1), nn.ReLU()),
+                      threshold=0.0).double()  # fmt: skip
+    ref = LavaMeanOnly(0.1)
+    sigma = ref(x.cumsum(0).permute(1, 2, 0).contiguous(), training=True).permute(2, 0, 1)
+    act = sigma.relu()  # Lava-DL: delta(activation(norm(sigma(input)))), θ = 0
+    want = act - torch.cat([torch.zeros_like(act[:1]), act[:-1]])
+    torch.testing.assert_close(unit(x), want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(norm.running_mean, ref.running_mean, atol=1e-12, rtol=0)
+    before = nn.Sequential(MeanOnlyBatchNorm(3), SigmaDelta(nn.ReLU(), threshold=0.0)).double()
+    assert not torch.allclose(before(x), want)  # on the deltas it is another network
