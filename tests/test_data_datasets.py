@@ -331,3 +331,23 @@ def test_download_from_mendeley_layout_checked_and_resumable(nmnist_root, tmp_pa
         with pytest.raises(DownloadError, match="md5 of the downloaded file"):
             NMNIST(tmp_path / "bad", train=False, download=True)
         assert not (tmp_path / "bad" / "Test.zip").exists()
+
+
+def test_tonics_first_saccade_only_is_a_crop_time(nmnist_root):
+    """docs/migration.md: Tonic's ``NMNIST(first_saccade_only=True)`` (its own
+    ``__getitem__``, run on the real files) gives the events of
+    ``NMNIST(event_transform=CropTime(max=99_999))``."""
+    tonic_nmnist = pytest.importorskip("tonic.datasets.nmnist", reason="Tonic is not installed")
+    from spikeflow.data.transforms import CropTime
+
+    ours = NMNIST(nmnist_root, train=False, event_transform=CropTime(max=99_999))
+    theirs = object.__new__(tonic_nmnist.NMNIST)  # its __init__ wants all 10,000 files
+    theirs.data, theirs.targets = [str(f) for f, _ in ours.samples], list(ours.targets)
+    theirs.first_saccade_only, theirs.stabilize = True, False
+    theirs.transform = theirs.target_transform = theirs.transforms = None
+    whole = NMNIST(nmnist_root, train=False)
+    for i in range(0, len(ours), 9):
+        (rec, label), (events, target) = ours[i], theirs[i]
+        assert label == target and len(rec) == len(events) < len(whole[i][0])
+        for name in "txyp":
+            assert (rec.events[name].astype("int64") == events[name]).all(), name
