@@ -95,6 +95,26 @@ def test_denoise_against_tonic_on_real_recordings():
     assert early_dropped > 0
 
 
+def test_stabilize_saccades_equals_tonic_and_by_hand():
+    """Tonic's ``NMNIST(stabilize=True)`` (``tonic.datasets.nmnist.stabilize``) on the real
+    recordings; by hand at the saccades' corners and across the sensor's edges."""
+    stabilize = pytest.importorskip("tonic.datasets.nmnist", reason="no Tonic").stabilize
+    for r in nmnist_recordings():
+        before = r.events.copy()
+        ours = T.StabilizeSaccades()(r)
+        assert_same(ours, stabilize(to_tonic(r)))
+        assert ours.sensor_size == r.sensor_size and 0 < len(ours) < len(r)
+        np.testing.assert_array_equal(r.events, before)
+    # t = 0: (+4, +2); t = 105 ms: (+0.5, -5); t = 210 ms: (-3, +2); t = 315 ms: (+4, +2)
+    r = rec([0, 0, 52_500, 52_500, 105_000, 210_000, 315_000], [0, 30, 29, 5, 0, 5, 0],
+            [0, 0, 4, 0, 6, 0, 0], sensor=(34, 34, 2))  # fmt: skip
+    # x = 30 + 4 = 34 is off; at 52.5 ms (29, 4) -> (31.25, 2.5) -> (31, 2) and y = 0
+    # goes to -1.5, off; 0.5 rounds to 0 (half to even)
+    assert fields(T.StabilizeSaccades()(r)) == [
+        (0, 4, 2, 0), (52_500, 31, 2, 0), (105_000, 0, 1, 0), (210_000, 2, 2, 0),
+        (315_000, 4, 2, 0)]  # fmt: skip
+
+
 @settings(max_examples=60, deadline=None)
 @given(ev=sorted_stream, lo=st.integers(-10, 3000), width=st.integers(0, 3000),
        n=st.integers(1, 4))  # fmt: skip

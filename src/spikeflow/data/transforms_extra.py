@@ -38,6 +38,7 @@ __all__ = [
     "RandomFlipPolarity",
     "RandomTimeReversal",
     "SpatialJitter",
+    "StabilizeSaccades",
     "TimeAlignment",
     "TimeReversal",
     "UniformNoise",
@@ -219,6 +220,44 @@ class CropTime(EventTransform):
         if self.max is not None:
             keep &= t <= self.max
         return events[keep], sensor_size
+
+
+class StabilizeSaccades(EventTransform):
+    """Undo the camera motion of N-MNIST's three saccades (Orchard et al. 2015's
+    stabilisation, as Tonic's ``NMNIST(stabilize=True)``): a digit that sweeps across
+    the sensor stays still.
+
+    The saccades last 105 ms each; with ``s = t / 105 ms`` (float64), an event moves to
+    ``(x + 4 − 3.5 s, y + 2 − 7 s)`` in the first, ``(x + 4 − 3.5 − 3.5 (s − 1),
+    y + 2 − 7 + 7 (s − 1))`` in the second (``105 ms < t <= 210 ms``) and
+    ``(x + 4 − 7 + 7 (s − 2), y + 2)`` after, rounded half to even (``np.round``). An
+    event whose unrounded position is off the sensor (below 0 or above ``W − 1``,
+    ``H − 1``) is dropped. Equal to Tonic's function on the real N-MNIST recordings
+    (``tests/test_data_transforms_extra.py``); the offsets are N-MNIST's, so it is meant
+    for N-MNIST only (recordings that start at ``t = 0``).
+    """
+
+    needs_sensor = True
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
+        t = events["t"].astype(np.float64)
+        x = 4.0 + events["x"].astype(np.float64)
+        y = 2.0 + events["y"].astype(np.float64)
+        first, third = t <= 105e3, t > 210e3
+        second = ~first & ~third
+        x[first] -= 3.5 * t[first] / 105e3
+        y[first] -= 7 * t[first] / 105e3
+        x[second] = x[second] - 3.5 - 3.5 * (t[second] - 105e3) / 105e3
+        y[second] = y[second] - 7 + 7 * (t[second] - 105e3) / 105e3
+        x[third] = x[third] - 7 + 7 * (t[third] - 210e3) / 105e3
+        width, height = sensor_size[0], sensor_size[1]
+        inside = (x >= 0) & (y >= 0) & (x <= width - 1) & (y <= height - 1)
+        out = events[inside]  # a copy: boolean indexing
+        out["x"], out["y"] = np.round(x[inside]), np.round(y[inside])
+        return out, sensor_size
 
 
 class TimeAlignment(EventTransform):
