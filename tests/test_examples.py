@@ -35,3 +35,17 @@ def test_the_tutorials_hand_written_loop_learns_the_real_nmnist_subset(capsys, t
     out = capsys.readouterr().out
     assert "epoch 1: loss" in out and "firing rate" in out
     assert (tmp_path / "net.pt").exists()
+
+
+def test_lava_dl_slayer_nmnist_port_learns_the_real_subset(capsys):
+    """examples/lava_slayer_nmnist.py (Lava-DL's SLAYER N-MNIST tutorial, ported as
+    docs/migration.md maps it): its input is Lava-DL's binned spikes, and a short run on
+    the real subset learns (chance: 0.1)."""
+    root = require_shared_data("nmnist-small")
+    module = load_example("lava_slayer_nmnist")
+    x = module.LavaInput(300)(module.NMNIST(root, train=False)[0][0])
+    assert x.shape == (300, 2 * 34 * 34) and set(x.unique().tolist()) == {0.0, 1.0}
+    acc = module.main(["--root", str(root), "--epochs", "1", "--train-samples", "320",
+                       "--hidden", "64"])  # fmt: skip
+    assert acc >= 0.2, f"one epoch on 320 samples reached only {acc:.2f}"
+    assert "event rates" in capsys.readouterr().out
