@@ -4,10 +4,12 @@ symmetric, 2-16 bits, per output channel or per layer, straight-through gradient
 potentials (:func:`apply_membrane_quantization`, a signed fixed-point register of 2-24
 bits relative to the threshold). See ``docs/quantization.md``. Loihi's fixed-point CUBA
 neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`), and training on Loihi's grids
-as Lava-DL's blocks train (:func:`loihi_grid`): ``docs/loihi.md``."""
+as Lava-DL's blocks train (:func:`loihi_grid`; sigma-delta networks:
+:func:`loihi_sdnn_grid`): ``docs/loihi.md``."""
 
 from spikeflow.quant.loihi import LoihiCubaLIFNode, LoihiCubaState, loihi_cuba_lif
 from spikeflow.quant.loihi_grid import LoihiCubaGrid, LoihiWeightGrid, loihi_grid
+from spikeflow.quant.loihi_sdnn_grid import LoihiBiasGrid, loihi_sdnn_grid
 from spikeflow.quant.membrane import (
     MembraneQuantizer,
     apply_membrane_quantization,
@@ -17,6 +19,7 @@ from spikeflow.quant.membrane import (
 from spikeflow.quant.weights import WeightQuantizer, apply_weight_quantization, integer_weights
 
 __all__ = [
+    "LoihiBiasGrid",
     "LoihiCubaGrid",
     "LoihiCubaLIFNode",
     "LoihiCubaState",
@@ -28,6 +31,7 @@ __all__ = [
     "integer_weights",
     "loihi_cuba_lif",
     "loihi_grid",
+    "loihi_sdnn_grid",
     "quantize_membrane",
     "remove_membrane_quantization",
 ]
