@@ -425,6 +425,7 @@ def _walk(module: nn.Module, prefix: str, found: list[tuple[str, nn.Module]]) ->
     """The neurons and synapses under ``module``; refuses what the chip cannot hold."""
     from spikeflow.interop.netx import NETX_MAX_DELAY
     from spikeflow.layers import AxonalDelay, Flatten
+    from spikeflow.layers.sigma_delta import DeltaEncoder, DeltaSynapse, SigmaDecoder, SigmaDelta
 
     for child_name, child in module.named_children():
         name = f"{prefix}.{child_name}" if prefix else child_name
@@ -456,6 +457,11 @@ def _walk(module: nn.Module, prefix: str, found: list[tuple[str, nn.Module]]) ->
                 )
         elif isinstance(child, (Flatten, nn.Flatten, nn.Dropout, nn.Identity)):
             continue
+        elif isinstance(child, (DeltaEncoder, SigmaDelta, SigmaDecoder, DeltaSynapse)):
+            raise ConfigurationError(
+                f"loihi_grid: {name!r} ({type(child).__name__}) belongs to a sigma-delta "
+                "network: put it on Loihi's grid with quant.loihi_sdnn_grid"
+            )
         elif len(child._modules):
             _walk(child, name, found)
         else:
