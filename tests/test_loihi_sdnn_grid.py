@@ -238,3 +238,30 @@ def test_inexact_sums_are_refused_at_the_call():
     assert sdnn.double()(x.double()).shape == (2, 1, 2)  # float64 holds them
     with pytest.raises(ConfigurationError, match="float16"):
         sdnn.half()(x.half())
+
+
+def test_streaming_on_the_grid_equals_one_call(digits):
+    # the hooks act on single steps too: step by step (netx's time loop) and chunks give
+    # the one call's outputs, which are the fixed-point network's
+    from spikeflow import functional
+
+    x, _ = digits
+    torch.manual_seed(8)
+    sdnn, _ = to_sigma_delta(_mlp((64, 32, 16, 10)), 1 / 64)
+    loihi_sdnn_grid(sdnn)
+    frames = _fade_in(x[1500:1600])
+    with torch.no_grad():
+        whole = sdnn(frames)
+        with functional.streaming(sdnn):
+            chunks = torch.cat([sdnn(frames[:3]), sdnn(frames[3:])])
+        functional.set_step_mode(sdnn, "s")
+        with functional.streaming(sdnn):
+            steps = torch.stack([sdnn(frame) for frame in frames])
+    assert torch.equal(chunks, whole) and torch.equal(steps, whole)
+
+
+def test_input_shape_is_checked():
+    sdnn, _ = to_sigma_delta(_mlp((8, 6, 3)), 0.0)
+    for bad in ((7,), (0,), "8", (8.0,)):
+        with pytest.raises(ConfigurationError, match="input_shape"):
+            loihi_sdnn_grid(sdnn, bad)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.fused import functorch_active
 from spikeflow.layers.sigma_delta import DeltaEncoder, DeltaSynapse, SigmaDecoder, SigmaDelta
 from spikeflow.prune.reparam import REPARAMETERISATIONS
@@ -202,6 +202,14 @@ def loihi_sdnn_grid(model: nn.Module, input_shape: tuple[int, ...] | None = None
                 "(one sample's [C, H, W]), as to export_netx"
             )
         input_shape = (inner.in_features,)
+    shape_ok = isinstance(input_shape, (tuple, list)) and len(input_shape) in (1, 3)
+    if not shape_ok or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in input_shape
+    ):
+        raise ConfigurationError(
+            f"loihi_sdnn_grid: input_shape must be one sample's [K] or [C, H, W] as "
+            f"positive ints, got {input_shape!r}"
+        )
     encoders = [(names[0], modules[0])] + [
         (f"{n}.delta", m.delta)
         for n, m in zip(names, modules, strict=True)
@@ -211,9 +219,10 @@ def loihi_sdnn_grid(model: nn.Module, input_shape: tuple[int, ...] | None = None
         _unit_theta(name, encoder)
     try:
         sdnn_layers(names, modules, tuple(input_shape))
-    except ConfigurationError as error:
+    except (ConfigurationError, ShapeError) as error:
         raise ConfigurationError(
-            f"loihi_sdnn_grid: export_netx would refuse this network: {error}"
+            f"loihi_sdnn_grid: export_netx would refuse this network (input_shape "
+            f"{tuple(input_shape)}): {error}"
         ) from error
     synapses = [
         (n, m)
