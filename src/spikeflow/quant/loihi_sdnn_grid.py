@@ -30,7 +30,6 @@ from torch.nn.utils import parametrize
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.fused import functorch_active
 from spikeflow.layers.sigma_delta import DeltaEncoder, DeltaSynapse, SigmaDecoder, SigmaDelta
-from spikeflow.prune.reparam import REPARAMETERISATIONS
 from spikeflow.quant.loihi import WEIGHT_SCALE
 from spikeflow.quant.loihi_grid import LoihiWeightGrid
 from spikeflow.quant.weights import WeightQuantizer
@@ -52,7 +51,9 @@ class LoihiBiasGrid(nn.Module):
     """Biases on Lava's grid: ``b_q = clamp(round(64 b), -(2^15 - 1), 2^15 - 1) / 64``
     (the mantissa netx stores, ``bias_exp = 6``), gradient straight through the
     rounding and zero where the clamp cuts. A ``parametrize`` parametrization of a
-    :class:`~spikeflow.layers.DeltaSynapse`'s ``bias`` (set by :func:`loihi_sdnn_grid`)."""
+    :class:`~spikeflow.layers.DeltaSynapse`'s ``bias`` (set by :func:`loihi_sdnn_grid`;
+    ``parametrize.remove_parametrizations(synapse, "bias", leave_parametrized=True)``
+    bakes it)."""
 
     def forward(self, bias: Tensor) -> Tensor:
         """The bias on the grid (straight-through gradient)."""
@@ -64,9 +65,6 @@ class LoihiBiasGrid(nn.Module):
     def right_inverse(self, bias: Tensor) -> Tensor:
         """Assigning a bias stores it as it is (it is put on the grid when used)."""
         return bias
-
-
-REPARAMETERISATIONS.append(LoihiBiasGrid)
 
 
 def floor_graded_spikes(spikes: Tensor) -> Tensor:
