@@ -34,9 +34,11 @@ __all__ = [
     "RandomCropFrames",
     "RandomHorizontalFlipFrames",
     "RandomRot90Frames",
+    "RandomRotationFrames",
     "RandomTemporalDelete",
     "RandomVerticalFlipFrames",
     "random_temporal_delete",
+    "rotate_frames",
 ]
 
 
@@ -196,6 +198,95 @@ class RandomRot90Frames(_RandomFrames):
         x = _check(x, "RandomRot90Frames")
         k = self.ks[self._randint(len(self.ks))]
         return torch.rot90(x, k, dims=(-2, -1))
+
+
+def rotate_frames(x: torch.Tensor, degrees: float, fill: float = 0.0) -> torch.Tensor:
+    """Every frame of ``x`` ``[..., H, W]`` turned by ``degrees`` about its centre,
+    counter-clockwise on screen for a positive angle: torchvision's ``F.rotate(x,
+    degrees)`` on tensors (nearest interpolation, ``expand=False``, centre rotation).
+
+    Output pixel ``(i, j)`` takes input pixel ``(cy + sin·dx + cos·dy, cx + cos·dx -
+    sin·dy)`` rounded to the nearest (``grid_sample(mode="nearest",
+    align_corners=False)``), with ``dx = j - cx``, ``dy = i - cy`` and ``(cx, cy) = ((W-1)/2,
+    (H-1)/2)``; pixels whose source is off the frame get ``fill``. Integer tensors are
+    sampled in float64 and cast back; the dtype and shape are kept.
+    """
+    x = _check(x, "rotate_frames")
+    degrees = float(degrees)
+    if not np.isfinite(degrees) or not np.isfinite(float(fill)):
+        raise ConfigurationError(
+            f"rotate_frames: degrees and fill must be finite; got {degrees!r}, {fill!r}"
+        )
+    H, W = x.shape[-2:]
+    work = x.dtype if x.is_floating_point() else torch.float64
+    rad = np.deg2rad(degrees)
+    cos, sin = float(np.cos(rad)), float(np.sin(rad))
+    # Pixel centres relative to the frame centre, then their source, normalised to
+    # [-1, 1] over the frame's edges (align_corners=False).
+    dy, dx = torch.meshgrid(
+        torch.arange(H, dtype=work, device=x.device) - (H - 1) / 2,
+        torch.arange(W, dtype=work, device=x.device) - (W - 1) / 2,
+        indexing="ij",
+    )
+    grid = torch.stack(((cos * dx - sin * dy) / (W / 2), (sin * dx + cos * dy) / (H / 2)), -1)
+    flat = x.reshape(1, -1, H, W).to(work)
+    out = F.grid_sample(flat, grid[None], mode="nearest", padding_mode="zeros", align_corners=False)
+    if fill:
+        inside = F.grid_sample(
+            torch.ones_like(flat[:, :1]), grid[None], mode="nearest", align_corners=False
+        )
+        out = torch.where(inside > 0, out, torch.as_tensor(float(fill), dtype=work))
+    return out.reshape(x.shape).to(x.dtype)
+
+
+class RandomRotationFrames(_RandomFrames):
+    """:func:`rotate_frames` by an angle drawn uniformly from ``degrees`` once per call
+    (the same for every step of a sample): torchvision's ``RandomRotation(degrees)``
+    with its defaults (nearest, ``expand=False``, centre rotation, ``fill=0``).
+
+    ``degrees`` is ``d`` for ``(-d, d)``, or a ``(low, high)`` range; the draw is
+    ``torch.empty(1).uniform_(low, high)`` from ``generator`` (torchvision draws the same
+    way from PyTorch's global generator).
+    """
+
+    def __init__(
+        self,
+        degrees: float | Sequence[float],
+        fill: float = 0.0,
+        generator: torch.Generator | int | None = None,
+    ) -> None:
+        if isinstance(degrees, numbers.Real) and not isinstance(degrees, bool):
+            if degrees < 0:
+                raise ConfigurationError(
+                    f"RandomRotationFrames: degrees as one number must be >= 0; got {degrees!r}"
+                )
+            low, high = -float(degrees), float(degrees)
+        elif (
+            isinstance(degrees, Sequence | np.ndarray)
+            and np.ndim(degrees) == 1
+            and len(degrees) == 2
+        ):
+            low, high = float(degrees[0]), float(degrees[1])
+        else:
+            raise ConfigurationError(
+                f"RandomRotationFrames: degrees must be a number or (low, high); got {degrees!r}"
+            )
+        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+            raise ConfigurationError(
+                f"RandomRotationFrames: degrees must be finite with low <= high; got {degrees!r}"
+            )
+        if not isinstance(fill, numbers.Real) or isinstance(fill, bool) or not np.isfinite(fill):
+            raise ConfigurationError(
+                f"RandomRotationFrames: fill must be a finite number; got {fill!r}"
+            )
+        super().__init__(generator, degrees=[low, high], fill=float(fill))
+        self.degrees, self.fill = (low, high), float(fill)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = _check(x, "RandomRotationFrames")
+        low, high = self.degrees
+        angle = float(torch.empty(1).uniform_(low, high, generator=self._stream()).item())
+        return rotate_frames(x, angle, self.fill)
 
 
 Frames = torch.Tensor | np.ndarray

@@ -43,10 +43,12 @@ from spikeflow.data.frame_transforms import (
     RandomCropFrames,
     RandomHorizontalFlipFrames,
     RandomRot90Frames,
+    RandomRotationFrames,
     RandomTemporalDelete,
     RandomVerticalFlipFrames,
     int_pair,
     random_temporal_delete,
+    rotate_frames,
 )
 from spikeflow.data.frames import unpack_events
 from spikeflow.data.representations import callable_key, user_class_key
@@ -70,6 +72,7 @@ __all__ = [
     "FlipLR",
     "FlipPolarity",
     "FlipUD",
+    "LavaShiftRotate",
     "MergePolarities",
     "RandomCrop",
     "RandomCropFrames",
@@ -78,10 +81,13 @@ __all__ = [
     "RandomFlipUD",
     "RandomHorizontalFlipFrames",
     "RandomRot90Frames",
+    "RandomRotationEvents",
+    "RandomRotationFrames",
     "RandomTemporalDelete",
     "RandomTimeReversal",
     "RandomVerticalFlipFrames",
     "RefractoryPeriod",
+    "RotateEvents",
     "SeededTransform",
     "SortEvents",
     "SpatialJitter",
@@ -92,6 +98,7 @@ __all__ = [
     "TimeSkew",
     "UniformNoise",
     "random_temporal_delete",
+    "rotate_frames",
 ]
 
 Size = tuple[int, int, int]
@@ -687,6 +694,11 @@ def _drop_time_window(events: np.ndarray, ratio: float, rng: np.random.Generator
 # The modules below subclass EventTransform, so they are imported once it exists (the
 # package's __init__ imports this module first, so importing them directly works too).
 from spikeflow.data.event_downsampling import EventDownsampling  # noqa: E402
+from spikeflow.data.event_rotation import (  # noqa: E402
+    LavaShiftRotate,
+    RandomRotationEvents,
+    RotateEvents,
+)
 from spikeflow.data.transforms_extra import (  # noqa: E402
     CropTime,
     Decimation,
