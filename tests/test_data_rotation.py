@@ -151,6 +151,12 @@ def test_random_rotation_events_seeded():
     assert np.array_equal(again, T.RotateEvents(angle)(rec).events)
     with pytest.raises(ConfigurationError, match="RandomRotationEvents: degrees"):
         T.RandomRotationEvents((10, 2))
+    with pytest.raises(ConfigurationError, match="one number must be >= 0"):
+        T.RandomRotationEvents(-10)
+    assert aug.random and not T.RotateEvents(30).random
+    assert not T.Compose([T.RotateEvents(30)]).random and T.Compose([aug]).random
+    assert T.RotateEvents(30).cache_key() == {"name": "RotateEvents", "degrees": 30.0}
+    assert T.RotateEvents(30).cache_key() != T.RotateEvents(31).cache_key()
     with pytest.raises(ConfigurationError, match="needs the sensor size"):
         T.RotateEvents(10)(rec.events)
 

@@ -21,6 +21,7 @@ import numpy as np
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.data.transforms import EventTransform, Size
 from spikeflow.data.transforms_extra import _real_or_range
+from spikeflow.errors import ConfigurationError
 
 __all__ = ["LavaShiftRotate", "RandomRotationEvents", "RotateEvents"]
 
@@ -86,7 +87,11 @@ class RandomRotationEvents(EventTransform):
     def __init__(self, degrees: float | tuple[float, float], seed: Seed = None) -> None:
         rng = _real_or_range("RandomRotationEvents: degrees", degrees, -360.0, 360.0)
         if not isinstance(rng, tuple):
-            rng = (-abs(rng), abs(rng))
+            if rng < 0:
+                raise ConfigurationError(
+                    f"RandomRotationEvents: degrees as one number must be >= 0; got {degrees!r}"
+                )
+            rng = (-rng, rng)
         super().__init__(seed, degrees=list(rng))
         self.degrees = rng
 
