@@ -9,8 +9,10 @@ voltage decay 0.03), the block's one-step output shift (``delay_shift``) and, on
 hidden blocks, a learned axonal delay of up to 62 steps. It trains with Lava-DL's
 ``SpikeRate`` loss (true rate 0.2, false rate 0.03) and classifies by spike rate
 (``Rate.predict``), printing each block's event rate as the tutorial's count log does.
-Lava-DL's random shift-and-rotate augmentation has no spikeflow transform and is left
-out. Small widths and a short run by default (the tutorial: 512 hidden, 200 epochs).
+The training recordings get Lava-DL's random shift-and-rotate augmentation
+(``transforms.LavaShiftRotate``: shift within ±4 pixels, rotation within ±5 degrees;
+``--no-augment`` turns it off). Small widths and a short run by default (the tutorial:
+512 hidden, 200 epochs).
 
     python examples/lava_slayer_nmnist.py                      # ../shared/data/nmnist-small
     python examples/lava_slayer_nmnist.py --hidden 512 --epochs 20
@@ -27,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from spikeflow import layers, losses, neurons
-from spikeflow.data import NMNIST, EventRecording, SliceByTime, ToFrameBySlices
+from spikeflow.data import NMNIST, EventRecording, SliceByTime, ToFrameBySlices, transforms
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nmnist-small"
 
@@ -109,11 +111,14 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-augment", action="store_true", help="no shift-and-rotate")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
 
     spikes = LavaInput(args.steps)
-    train = NMNIST(args.root, train=True, transform=spikes)
+    augment = transforms.LavaShiftRotate(max_shift=4, theta=10.0, seed=args.seed)
+    train_transform = spikes if args.no_augment else transforms.Compose([augment, spikes])
+    train = NMNIST(args.root, train=True, transform=train_transform)
     test = NMNIST(args.root, train=False, transform=spikes)
     if args.train_samples is not None:
         train = Subset(train, torch.randperm(len(train))[: args.train_samples].tolist())

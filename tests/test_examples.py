@@ -45,7 +45,9 @@ def test_lava_dl_slayer_nmnist_port_learns_the_real_subset(capsys):
     module = load_example("lava_slayer_nmnist")
     x = module.LavaInput(300)(module.NMNIST(root, train=False)[0][0])
     assert x.shape == (300, 2 * 34 * 34) and set(x.unique().tolist()) == {0.0, 1.0}
+    # (without the tutorial's shift-and-rotate: one epoch on 320 samples is too short
+    # for an augmented run to be tested against a fixed bar)
     acc = module.main(["--root", str(root), "--epochs", "1", "--train-samples", "320",
-                       "--hidden", "64"])  # fmt: skip
+                       "--hidden", "64", "--no-augment"])  # fmt: skip
     assert acc >= 0.2, f"one epoch on 320 samples reached only {acc:.2f}"
     assert "event rates" in capsys.readouterr().out
