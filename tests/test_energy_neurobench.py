@@ -303,3 +303,85 @@ def test_equals_neurobench_graded_relu_and_unchanged_membranes():
     assert ours["SynapticOperations"] == pytest.approx(ref["SynapticOperations"])
     synops = ours["SynapticOperations"]
     assert synops["Effective_ACs"] > 0 and synops["Effective_MACs"] > 0
+
+
+def test_recurrent_containers_feedback_synops_by_hand():
+    """A Recurrent's W y[t-1] and a LinearRecurrentContainer's input and feedback parts
+    run as F.linear (no module call): still counted per step, as NeuroBench counts
+    snnTorch's RLeaky recurrent Linear. y[-1] = 0 counts in Dense, not in ACs."""
+    torch.manual_seed(3)
+    T, B, n = 4, 3, 5
+    x = torch.rand(T, B, 6) * 3
+    rec = layers.Recurrent(LeakyNode(beta=0.9, step_mode="s"), n)
+    net = nn.Sequential(layers.Linear(6, n, bias=False), rec)
+    res = neurobench_metrics(net, [(x, torch.zeros(B, dtype=torch.long))])
+    with torch.no_grad():
+        y = net(x)
+    fan_out = (rec.recurrent.weight != 0).sum(0).float()  # per presynaptic neuron
+    acs = float(((y[:-1] != 0).float() * fan_out).sum())
+    assert acs > 0
+    assert res.dense == pytest.approx(T * (6 * n + n * n))
+    assert res.effective_acs == pytest.approx(acs / B)
+    assert res.effective_macs == pytest.approx(T * 6 * n)  # x is dense and real
+
+    lrc = layers.LinearRecurrentContainer(LeakyNode(beta=0.9, step_mode="s"), 6, 6, bias=False)
+    res = neurobench_metrics(nn.Sequential(lrc), [(x, torch.zeros(B, dtype=torch.long))])
+    with torch.no_grad():
+        y = lrc(x)
+    fan_out = (lrc.rc.weight[:, 6:] != 0).sum(0).float()
+    assert res.dense == pytest.approx(T * (6 * 6 + 6 * 6))
+    assert res.effective_acs == pytest.approx(float(((y[:-1] != 0).float() * fan_out).sum()) / B)
+    assert res.effective_macs == pytest.approx(T * 6 * 6)
+
+
+def test_equals_neurobench_recurrent_leaky():
+    """Against neurobench 2.3.0: snnTorch's RLeaky (its recurrent Linear called per step)
+    and spikeflow's Recurrent(LeakyNode) with the same weights: every workload metric."""
+    pytest.importorskip("neurobench.metrics.workload", reason="neurobench is not installed")
+    snn = pytest.importorskip("snntorch", reason="snntorch is not installed")
+    from neurobench.metrics.manager.workload_manager import WorkloadMetricManager
+    from neurobench.metrics.workload import ActivationSparsity, MembraneUpdates, SynapticOperations
+    from neurobench.models import SNNTorchModel
+
+    torch.manual_seed(0)
+    n, T = 12, 5
+
+    class Ref(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, n)
+            self.lif = snn.RLeaky(beta=0.9, linear_features=n)
+            self.reset()
+
+        def reset(self) -> None:
+            self.spk, self.mem = self.lif.init_rleaky()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            self.spk, self.mem = self.lif(self.fc(x), self.spk, self.mem)
+            return self.spk, self.mem
+
+    ref_net = Ref()
+    with torch.no_grad():
+        ref_net.fc.weight.mul_(3.0)
+        ref_net.lif.recurrent.bias.zero_()
+    rec = layers.Recurrent(LeakyNode(beta=0.9, step_mode="s"), n)
+    net = nn.Sequential(layers.Linear(8, n), rec)
+    net[0].load_state_dict(ref_net.fc.state_dict())
+    with torch.no_grad():
+        rec.recurrent.weight.copy_(ref_net.lif.recurrent.weight)
+    x = torch.rand(7, T, 8)  # NeuroBench's [B, T, ...]
+    manager = WorkloadMetricManager([ActivationSparsity, MembraneUpdates, SynapticOperations])
+    model = SNNTorchModel(ref_net)
+    manager.register_hooks(model)
+    manager.initialize_metrics()
+    data = (x, torch.zeros(7))
+    manager.run_metrics(model, model(x), data, 7, 7)
+    ref = dict(manager.results)
+    manager.cleanup_hooks(model)
+
+    loader = [(x.transpose(0, 1).contiguous(), torch.zeros(7, dtype=torch.long))]
+    ours = neurobench_metrics(net, loader).as_neurobench()
+    assert ours["SynapticOperations"] == pytest.approx(ref["SynapticOperations"])
+    assert ours["SynapticOperations"]["Effective_ACs"] > 0  # the fed-back spikes
+    assert ours["ActivationSparsity"] == pytest.approx(ref["ActivationSparsity"])
+    assert ours["MembraneUpdates"] == pytest.approx(ref["MembraneUpdates"])

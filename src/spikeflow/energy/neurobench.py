@@ -21,7 +21,9 @@ a dependency):
   (nonzero input, nonzero weight) pairs that reach an output, biases left out; a step's
   input counts as spikes (ACs) when its values are all in ``{0, 1, -1}``, otherwise
   as MACs (``Effective_MACs``, ``Effective_ACs``); ``Dense`` counts every (input,
-  weight) pair, zeros included (zero padding excluded); per sample.
+  weight) pair, zeros included (zero padding excluded); per sample. A ``Recurrent``'s
+  ``W y[t-1]`` (and ``LinearRecurrentContainer``'s two parts), which run as
+  ``F.linear``, count per step as snnTorch's ``RLeaky`` recurrent Linear does.
 
 Where these differ from :mod:`spikeflow.energy`'s own counts: NeuroBench's MACs skip zero
 inputs (spikeflow's counter multiplies every entry of a real-valued input); spikes
@@ -41,6 +43,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
 from spikeflow.memory.recompute import reruns_forward
 
 __all__ = [
@@ -209,6 +212,7 @@ class NeuroBenchCounter:
         self.membrane: dict[str, int] = {}
         self._last_v: dict[str, Tensor] = {}
         self.macs = self.acs = self.dense = 0
+        self._feedback_y: dict[nn.Module, Tensor | None] = {}
 
     def __enter__(self) -> NeuroBenchCounter:
         from spikeflow.training.monitors import MEMBRANE_LAYER_TYPES
@@ -224,6 +228,10 @@ class NeuroBenchCounter:
         for _, module in self._connections:
             if isinstance(module, _CONNECTIONS):
                 self._handles.append(module.register_forward_pre_hook(self._connection))
+        for module in self.model.modules():  # their Linear runs as F.linear, unhooked
+            if isinstance(module, (Recurrent, LinearRecurrentContainer)):
+                self._handles.append(module.register_forward_pre_hook(self._feedback_start))
+                self._handles.append(module.register_forward_hook(self._feedback))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -292,20 +300,54 @@ class NeuroBenchCounter:
             self._last_v[name] = last
             self.membrane[name] = self.membrane.get(name, 0) + updates
 
+    def _count(self, layer: nn.Module, steps: Iterable[Tensor], weight: Tensor) -> None:
+        """NeuroBench's synaptic operations of ``layer`` applying ``weight`` to ``steps``."""
+        nonzero = (weight != 0).to(torch.float32)
+        ones = torch.ones_like(nonzero)
+        for step in steps:
+            mask = (step != 0).to(torch.float32)
+            effective = _pairs(layer, mask, nonzero)
+            if _is_ternary(step):
+                self.acs += effective
+            else:
+                self.macs += effective
+            self.dense += _pairs(layer, torch.ones_like(mask), ones)
+
     def _connection(self, module: nn.Module, args: tuple) -> None:
         if not args or not isinstance(args[0], Tensor) or reruns_forward():
             return
         with torch.no_grad():
-            weight = (module.weight != 0).to(torch.float32)
-            ones = torch.ones_like(weight)
-            for step in self._steps(args[0].detach()):
-                mask = (step != 0).to(torch.float32)
-                effective = _pairs(module, mask, weight)
-                if _is_ternary(step):
-                    self.acs += effective
-                else:
-                    self.macs += effective
-                self.dense += _pairs(module, torch.ones_like(mask), ones)
+            self._count(module, self._steps(args[0].detach()), module.weight)
+
+    def _feedback_start(self, module: nn.Module, args: tuple) -> None:
+        """The fed-back output a recurrent container starts this call from (None: zeros)."""
+        self._feedback_y[module] = None
+        x = args[0] if args else None
+        if isinstance(x, Tensor) and (module.streaming or "_explicit" in module.__dict__):
+            step = x.shape[1:] if module.step_mode == "m" else x.shape
+            try:
+                state = module._carried_state(module._output_shape(step))
+            except Exception:  # the container's own call names the problem
+                return
+            self._feedback_y[module] = None if state is None else state["y"]
+
+    def _feedback(self, module: nn.Module, args: tuple, output: object) -> None:
+        """A ``Recurrent``'s ``W y[t-1]`` per step (and ``LinearRecurrentContainer``'s
+        input part), as NeuroBench counts snnTorch's ``RLeaky`` recurrent Linear."""
+        first = self._feedback_y.pop(module, None)
+        if not isinstance(output, Tensor) or reruns_forward():
+            return
+        with torch.no_grad():
+            y = output.detach() if module.step_mode == "m" else output.detach().unsqueeze(0)
+            x = args[0].detach() if module.step_mode == "m" else args[0].detach().unsqueeze(0)
+            first = torch.zeros_like(y[0]) if first is None else first.detach()
+            before = torch.cat((first.unsqueeze(0), y[:-1]))
+            if isinstance(module, Recurrent):
+                self._count(module.recurrent, before.unbind(0), module.feedback_weight())
+            else:
+                weight, n_in = module.rc.weight, module.in_features
+                self._count(module.rc, x.unbind(0), weight[:, :n_in])
+                self._count(module.rc, before.unbind(0), weight[:, n_in:])
 
     def score(self, preds: Tensor, labels: Tensor) -> None:
         """Add a batch's predictions to ClassificationAccuracy.
