@@ -390,3 +390,19 @@ def test_equals_neurobench_recurrent_leaky():
     assert ours["SynapticOperations"]["Effective_ACs"] > 0  # the fed-back spikes
     assert ours["ActivationSparsity"] == pytest.approx(ref["ActivationSparsity"])
     assert ours["MembraneUpdates"] == pytest.approx(ref["MembraneUpdates"])
+
+
+def test_connection_sparsity_of_a_pruned_network_is_its_applied_weights():
+    """A pruned (parametrized) layer's zero weights count, as NeuroBench counts them on
+    the baked network: not None (no leaf Linear left) as on the parametrized one."""
+    from spikeflow.prune import apply_soft_threshold, finalize, set_threshold
+
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(8, 16), LeakyNode(beta=0.9), layers.Linear(16, 4))
+    apply_soft_threshold(net)
+    set_threshold(net, 0.15)
+    zeros = sum(int((net[i].weight == 0).sum()) for i in (0, 2))
+    assert 0 < zeros < 192
+    assert neurobench_static(net)["ConnectionSparsity"] == round(zeros / 192, 4)
+    finalize(net)  # the plain layers NeuroBench reads
+    assert neurobench_static(net)["ConnectionSparsity"] == round(zeros / 192, 4)

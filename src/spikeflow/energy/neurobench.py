@@ -8,7 +8,9 @@ a dependency):
 * **ParameterCount**: the parameters' entries. **Footprint**: bytes of the parameters
   and the buffers. **ConnectionSparsity**: zero weights over all weights of the leaf
   ``Linear``/``Conv1d/2d/3d`` modules (weights only) and of the ``RNN``/``LSTM``/``GRU``
-  layers and cells (weights and biases), rounded to 4 decimals.
+  layers and cells (weights and biases), rounded to 4 decimals; a layer with a
+  ``parametrize``-d weight (pruning, ``--weight-bits``) counts with the weight it
+  applies, as NeuroBench counts it once baked (``prune.finalize``).
 * **ClassificationAccuracy**: correct predictions over samples.
 * **ActivationSparsity**: zero outputs over all outputs of the activation layers (every
   spiking layer, ``nn.ReLU``, ``nn.Sigmoid``), per batch, then the batches' values
@@ -87,8 +89,11 @@ def _find(model: nn.Module, types: tuple[type, ...]) -> list[tuple[str, nn.Modul
 def _connection_sparsity(model: nn.Module) -> float | None:
     zeros = total = 0
     for module in model.modules():
-        if module is model or next(module.children(), None) is not None:
-            continue  # NeuroBench looks at the leaves below the network
+        # NeuroBench looks at the leaves below the network; a layer with a parametrized
+        # (pruned, quantized) weight counts as one, with that weight, as once baked
+        children = (n for n, _ in module.named_children() if n != "parametrizations")
+        if module is model or next(children, None) is not None:
+            continue
         if isinstance(module, _CONNECTIONS):
             weights = [module.weight]
         elif isinstance(module, _RECURRENT):
