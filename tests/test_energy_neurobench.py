@@ -406,3 +406,12 @@ def test_connection_sparsity_of_a_pruned_network_is_its_applied_weights():
     assert neurobench_static(net)["ConnectionSparsity"] == round(zeros / 192, 4)
     finalize(net)  # the plain layers NeuroBench reads
     assert neurobench_static(net)["ConnectionSparsity"] == round(zeros / 192, 4)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_neurobench_metrics_restores_the_models_mode(training):
+    net = nn.Sequential(layers.Linear(4, 3), LeakyNode(beta=0.9))
+    net.train(training)
+    loader = [(torch.rand(5, 2, 4), torch.tensor([0, 1]))]
+    neurobench_metrics(net, loader)
+    assert net.training is training and net[1].training is training

@@ -411,7 +411,8 @@ def neurobench_metrics(
     """NeuroBench's static and workload metrics of ``model`` on ``loader``.
 
     Args:
-        model: a spikeflow model taking ``[T, B, ...]`` (put in eval mode here).
+        model: a spikeflow model taking ``[T, B, ...]`` (run in eval mode; its mode is
+            restored after).
         loader: batches ``(x, labels)`` with ``x`` time-major ``[T, B, ...]``.
         postprocess: the model's output to predictions (default: the class with the
             largest output summed over time); compared to ``labels`` for
@@ -423,12 +424,16 @@ def neurobench_metrics(
         ShapeError: an input that is not ``[T, B, ...]``.
     """
     counter = NeuroBenchCounter(model)
+    was_training = model.training
     model.eval()
-    with torch.no_grad(), counter:
-        for x, labels in loader:
-            if device is not None:
-                x, labels = x.to(device), labels.to(device)
-            counter.score(postprocess(model(x)), labels)
+    try:
+        with torch.no_grad(), counter:
+            for x, labels in loader:
+                if device is not None:
+                    x, labels = x.to(device), labels.to(device)
+                counter.score(postprocess(model(x)), labels)
+    finally:
+        model.train(was_training)
     if counter.samples == 0:
         raise ConfigurationError("neurobench_metrics: the loader gave no batch")
     return counter.results()
