@@ -234,13 +234,21 @@ def test_file_layout_is_lava_dl_sdnn_export(tmp_path) -> None:
             if isinstance(a[name], h5py.Dataset):
                 assert np.array_equal(a[name][()], b[name][()]), name
     # on the grids, the fixed-point convolution network computes the float one's numbers
+    _check_on_the_grids_reads_back(conv, (conv[0], conv[3]), (1, 8, 8), tmp_path / "grid.net")
+
+
+def _check_on_the_grids_reads_back(
+    ann: nn.Sequential, weighted: tuple[nn.Module, ...], input_shape: tuple[int, ...], path
+) -> None:
+    """Put ``ann``'s weights (of ``weighted``; the first one's bias too) on Loihi's
+    grids, convert and export it: the file read back computes the float SDNN's numbers."""
     with torch.no_grad():
-        for layer in (conv[0], conv[3]):
+        for layer in weighted:
             layer.weight.copy_(lava_dl_weights(layer.weight).float() / 64)
-        conv[0].bias.copy_(torch.round(conv[0].bias * 64) / 64)
-    sdnn, _ = to_sigma_delta(conv, 1 / 64)
-    fixed = import_netx(export_netx(sdnn, tmp_path / "grid.net", (1, 8, 8)))
-    x = torch.round(torch.rand(6, 2, 1, 8, 8) * 64) / 64
+        weighted[0].bias.copy_(torch.round(weighted[0].bias * 64) / 64)
+    sdnn, _ = to_sigma_delta(ann, 1 / 64)
+    fixed = import_netx(export_netx(sdnn, path, input_shape))
+    x = torch.round(torch.rand(6, 3, *input_shape) * 64) / 64
     with torch.no_grad():
         expected = sdnn(x).double()
     got = fixed(torch.round(x * 64).long()).double() / UNIT
@@ -256,17 +264,7 @@ def test_flatten_after_the_input_layer_reads_back(tmp_path) -> None:
     ann = nn.Sequential(
         nn.Flatten(), nn.Linear(2 * 4 * 4, 8), nn.ReLU(), nn.Linear(8, 3, bias=False)
     )
-    with torch.no_grad():
-        for layer in (ann[1], ann[3]):
-            layer.weight.copy_(lava_dl_weights(layer.weight).float() / 64)
-        ann[1].bias.copy_(torch.round(ann[1].bias * 64) / 64)
-    sdnn, _ = to_sigma_delta(ann, 1 / 64)
-    fixed = import_netx(export_netx(sdnn, tmp_path / "flat.net", (2, 4, 4)))
-    x = torch.round(torch.rand(6, 3, 2, 4, 4) * 64) / 64
-    with torch.no_grad():
-        expected = sdnn(x).double()
-    got = fixed(torch.round(x * 64).long()).double() / UNIT
-    assert torch.equal(got, expected) and expected.abs().max() > 0.01
+    _check_on_the_grids_reads_back(ann, (ann[1], ann[3]), (2, 4, 4), tmp_path / "flat.net")
 
 
 def test_import_of_a_lava_dl_style_file(tmp_path) -> None:
