@@ -28,7 +28,9 @@ past termination; bootstrap past the time limit), Adam, one update of a batch pe
 after ``--learning-starts`` steps.
 
 Every ``--eval-every`` steps the greedy policy is run on 10 episodes from fixed starts
-and the mean return is printed.
+and the mean return is printed; the network of the best evaluation (the later one on a
+tie) is the one returned (plain DQN drifts after solving the task: ``--keep-last``
+returns the last network instead).
 
     python examples/spiking_dqn_cartpole.py --steps 20000 --seed 0
 """
@@ -149,11 +151,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--target-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--keep-last",
+        action="store_true",
+        help="return the last network, not the best-evaluated one",
+    )
     return p.parse_args(argv)
 
 
 def train(args: argparse.Namespace) -> tuple[SpikingQNetwork, list[float]]:
-    """Train as the module docstring says: the Q network and the evaluation returns."""
+    """Train as the module docstring says: the Q network (the best-evaluated one unless
+    ``--keep-last``; the last one if no evaluation ran) and the evaluation returns."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -167,6 +175,7 @@ def train(args: argparse.Namespace) -> tuple[SpikingQNetwork, list[float]]:
     buf_done = torch.zeros(args.steps)  # terminated: no bootstrap
     env = CartPole(rng)
     obs, returns, t0 = env.reset()[0], [], time.perf_counter()
+    best_eval: tuple[float, int, SpikingQNetwork] | None = None
     for step in range(args.steps):
         eps = max(0.05, 1.0 - 0.95 * step / args.eps_steps)
         if rng.random() < eps:
@@ -197,6 +206,12 @@ def train(args: argparse.Namespace) -> tuple[SpikingQNetwork, list[float]]:
             returns.append(evaluate(q, starts))
             print(f"seed {args.seed} step {step + 1}: eval return {returns[-1]:.1f} "
                   f"(ε {eps:.2f}, {time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+            if best_eval is None or returns[-1] >= best_eval[0]:
+                best_eval = (returns[-1], step + 1, copy.deepcopy(q))
+    if best_eval is not None and not args.keep_last:
+        print(f"seed {args.seed}: the best evaluation, {best_eval[0]:.1f} at step {best_eval[1]}, "
+              "is the network returned", flush=True)  # fmt: skip
+        return best_eval[2], returns
     return q, returns
 
 

@@ -116,3 +116,16 @@ def test_q_network_is_the_readout_of_t_steps():
 
 def test_main_with_no_steps_returns_nothing():
     assert dqn.main(["--steps", "0"]) == []
+
+
+def test_the_best_evaluated_network_is_returned_unless_keep_last():
+    argv = ["--steps", "800", "--learning-starts", "100", "--eval-every", "100", "--T", "4",
+            "--hidden", "32", "--batch", "32", "--lr", "1e-2", "--target-every", "50",
+            "--eps-steps", "400"]  # fmt: skip
+    starts = np.random.default_rng(1234).uniform(-0.05, 0.05, (10, 4))  # train's starts
+    q, returns = dqn.train(dqn.parse_args(argv))
+    assert len(returns) == 8 and max(returns) > returns[-1]  # the run drifts after its best
+    assert dqn.evaluate(q, starts) == max(returns)
+    last, again = dqn.train(dqn.parse_args([*argv, "--keep-last"]))
+    assert again == returns  # same seed, same run
+    assert dqn.evaluate(last, starts) == returns[-1]
