@@ -240,3 +240,110 @@ def test_bad_declarations_are_named():
         NoStep()(torch.zeros(2, 1))
     with pytest.raises(ShapeError, match="time-major"):
         module(torch.zeros(3))
+
+
+def _counting_if(parent: type) -> type:
+    """An IF neuron (reset to 0) that also counts its spikes, on either library's base."""
+
+    class CountingIF(parent):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_memory("v", 0.0)
+            self.register_memory("count", 0.0)
+
+        def single_step_forward(self, x):
+            h = self.v + x
+            spike = (h >= 1.0).to(x.dtype)
+            self.v = h * (1.0 - spike)
+            self.count = self.count + spike
+            return spike
+
+    return CountingIF
+
+
+def _sj_steps(sj_module, x: torch.Tensor) -> torch.Tensor:
+    """SpikingJelly's module stepped through ``x`` from its reset values."""
+    sj_module.reset()
+    return torch.stack([sj_module(step) for step in x])
+
+
+def test_memories_and_named_memories_equal_spikingjelly(float64):
+    sj_base = pytest.importorskip(
+        "spikingjelly.activation_based.base", reason="spikingjelly is a test-only peer"
+    )
+    theirs, ours = _counting_if(sj_base.MemoryModule)(), _counting_if(base.MemoryModule)()
+    for module in (theirs, ours):  # before any call: the initial values
+        assert list(module.named_memories()) == [("v", 0.0), ("count", 0.0)]
+    x = torch.rand(9, 2, 4) * 0.7
+    expected = _sj_steps(theirs, x)
+    torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
+    assert expected.sum() > 0 and (expected.sum(0) < 9).all()
+    named, ref = list(ours.named_memories()), list(theirs.named_memories())
+    assert [n for n, _ in named] == [n for n, _ in ref] == ["v", "count"]
+    for (_, mine), (_, their) in zip(named, ref, strict=True):
+        torch.testing.assert_close(mine, their, rtol=0, atol=0)
+    torch.testing.assert_close(ours.count, expected.sum(0), rtol=0, atol=0)
+    values = list(ours.memories())
+    assert len(values) == 2 and values[0] is ours.v and values[1] is ours.count
+    assert list(neurons.IFNode().memories()) == []  # built-ins carry .state instead
+
+
+def test_set_reset_value_equals_spikingjelly(float64):
+    sj_base = pytest.importorskip(
+        "spikingjelly.activation_based.base", reason="spikingjelly is a test-only peer"
+    )
+    theirs, ours = _counting_if(sj_base.MemoryModule)(), _counting_if(base.MemoryModule)()
+    x = torch.rand(9, 2, 4) * 0.7
+    start = torch.linspace(0.0, 0.9, 8, dtype=torch.float64).reshape(2, 4)
+    for module in (theirs, ours):
+        module.set_reset_value("v", start)
+        module.set_reset_value("count", 2)
+    original = start.clone()
+    start += 5.0  # the reset value is a copy: changing the tensor passed changes nothing
+    assert ours.v == 0.0  # the current value stays until the next reset
+    expected = _sj_steps(theirs, x)
+    torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)  # a call starts from it
+    torch.testing.assert_close(ours.count, theirs.count, rtol=0, atol=0)
+    assert not torch.equal(expected, _sj_steps(_counting_if(sj_base.MemoryModule)(), x))
+    ours.reset()
+    theirs.reset()
+    for (name, mine), (_, their) in zip(
+        ours.named_memories(), theirs.named_memories(), strict=True
+    ):
+        torch.testing.assert_close(torch.as_tensor(mine), torch.as_tensor(their * 1.0), msg=name)
+    torch.testing.assert_close(ours.v, original, rtol=0, atol=0)
+    with pytest.raises(ConfigurationError, match=r"'w' is not a memory.*\['v', 'count'\]"):
+        ours.set_reset_value("w", 0.0)
+    with pytest.raises(ConfigurationError, match="value of 'v' must be a number or a tensor"):
+        ours.set_reset_value("v", [0.5])
+    with pytest.raises(ConfigurationError, match=r"'v' is not a memory.*none"):
+        neurons.IFNode().set_reset_value("v", 0.5)
+
+
+def test_reset_net_streaming_and_run_start_from_the_new_reset_value(float64):
+    sj_base = pytest.importorskip(
+        "spikingjelly.activation_based.base", reason="spikingjelly is a test-only peer"
+    )
+    theirs = _counting_if(sj_base.MemoryModule)()
+    theirs.set_reset_value("v", 0.6)
+    x = torch.rand(10, 3, 4) * 0.5
+    expected = _sj_steps(theirs, x)
+    net = torch.nn.Sequential(_counting_if(base.MemoryModule)())
+    net[0].set_reset_value("v", 0.6)
+    with functional.streaming(net):
+        chunks = torch.cat([net(x[:4]), net(x[4:])])
+        torch.testing.assert_close(net[0].count, theirs.count, rtol=0, atol=0)
+        functional.reset_net(net)
+        assert float(net[0].v) == 0.6 and float(net[0].count) == 0.0
+        torch.testing.assert_close(net(x[:4]), expected[:4], rtol=0, atol=0)
+    torch.testing.assert_close(chunks, expected, rtol=0, atol=0)
+    assert float(net[0].v) == 0.6  # streaming's exit resets to the new value
+    functional.set_step_mode(net, "s")
+    with functional.streaming(net):
+        steps = torch.stack([net(step) for step in x])
+    torch.testing.assert_close(steps, expected, rtol=0, atol=0)
+    functional.set_step_mode(net, "m")
+    out1, state = functional.run(net, x[:3])
+    out2, state = functional.run(net, x[3:], state)
+    torch.testing.assert_close(torch.cat([out1, out2]), expected, rtol=0, atol=0)
+    torch.testing.assert_close(state["0"]["count"], theirs.count, rtol=0, atol=0)

@@ -16,7 +16,7 @@ restarting or silently continuing.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import torch
@@ -244,14 +244,51 @@ class MemoryModule(StepModule, nn.Module):
             raise ConfigurationError(
                 f"register_memory: {type(self).__name__} already has an attribute {name!r}"
             )
-        if isinstance(initial, bool) or not isinstance(initial, (int, float, Tensor)):
-            raise ConfigurationError(
-                f"register_memory: the initial value of {name!r} must be a number or a "
-                f"tensor, got {type(initial).__name__}"
-            )
-        value = initial.detach().clone() if isinstance(initial, Tensor) else float(initial)
+        value = self._memory_value(initial, f"register_memory: the initial value of {name!r}")
         self.__dict__.setdefault("_memory_initials", {})[name] = value
         self.__dict__[name] = value.clone() if isinstance(value, Tensor) else value
+
+    def named_memories(self) -> Iterator[tuple[str, Any]]:
+        """``(name, current value)`` of each memory of :meth:`register_memory`, in
+        registration order (SpikingJelly's ``named_memories``). A built-in module
+        keeps its carried state in :attr:`state` instead and yields nothing here."""
+        for name in self.__dict__.get("_memory_initials") or ():
+            yield name, self.__dict__[name]
+
+    def memories(self) -> Iterator[Any]:
+        """The current value of each memory of :meth:`register_memory`, in registration
+        order (SpikingJelly's ``memories``)."""
+        for _, value in self.named_memories():
+            yield value
+
+    def set_reset_value(self, name: str, value: float | Tensor) -> None:
+        """Make ``value`` the initial value of the memory ``name``: what :meth:`reset`
+        (and ``reset_net``) gives back and what every call that does not continue a
+        sequence (not streaming, ``functional.run`` without a state) starts from. The
+        current value is left as it is. ``value`` is copied (detached), so changing
+        the tensor passed afterwards changes nothing (SpikingJelly deep-copies it).
+
+        Raises:
+            ConfigurationError: ``name`` is not a memory of :meth:`register_memory`
+                (SpikingJelly silently keeps it), or ``value`` is neither a number nor a
+                tensor.
+        """
+        initials = self.__dict__.get("_memory_initials") or {}
+        if not isinstance(name, str) or name not in initials:
+            raise ConfigurationError(
+                f"{type(self).__name__}.set_reset_value: {name!r} is not a memory of "
+                f"register_memory (memories: {list(initials) or 'none'})"
+            )
+        initials[name] = self._memory_value(value, f"set_reset_value: the value of {name!r}")
+
+    @staticmethod
+    def _memory_value(value: object, what: str) -> float | Tensor:
+        """A memory's initial value as kept: a float, or a detached copy of a tensor."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+            raise ConfigurationError(
+                f"{what} must be a number or a tensor, got {type(value).__name__}"
+            )
+        return value.detach().clone() if isinstance(value, Tensor) else float(value)
 
     def single_step_forward(self, x: Tensor) -> Any:
         """One time step ``[B, ...]`` of a module built with :meth:`register_memory`:
