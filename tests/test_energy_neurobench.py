@@ -415,3 +415,94 @@ def test_neurobench_metrics_restores_the_models_mode(training):
     loader = [(torch.rand(5, 2, 4), torch.tensor([0, 1]))]
     neurobench_metrics(net, loader)
     assert net.training is training and net[1].training is training
+
+
+def _last_step(out: torch.Tensor) -> torch.Tensor:
+    return out[-1]
+
+
+def test_regression_metrics_by_hand():
+    """Batch 1 (B=2): preds [[1, 2], [3, 0]], targets [[1, 4], [1, 0]]: squared errors
+    0, 4, 4, 0 → MSE 2; sMAPE terms 0, 2/6, 2/4 and 0/0 → the batch scores 200 whole.
+    Batch 2 (B=1): preds [[2, 1]], targets [[4, 3]]: MSE 4; sMAPE 200·(2/6 + 2/4)/2.
+    Weighted by B: MSE (2·2 + 4)/3, SMAPE (200·2 + 250/3)/3 = 1450/9.
+    R2 over the set: column 0 targets [1, 1, 4] (mean 2, spread 6), errors² 8 → −1/3;
+    column 1 targets [4, 0, 3] (mean 7/3, spread 26/3), errors² 8 → 1/13; mean −5/39."""
+    preds = (torch.tensor([[1.0, 2.0], [3.0, 0.0]]), torch.tensor([[2.0, 1.0]]))
+    targets = (torch.tensor([[1.0, 4.0], [1.0, 0.0]]), torch.tensor([[4.0, 3.0]]))
+    loader = [(p.unsqueeze(0).repeat(3, 1, 1), y) for p, y in zip(preds, targets)]
+    res = neurobench_metrics(nn.Identity(), loader, task="regression", postprocess=_last_step)
+    assert res.samples == 3 and res.classification_accuracy is None
+    assert res.mse == pytest.approx(8 / 3)
+    assert res.smape == pytest.approx(1450 / 9)
+    assert res.r2 == pytest.approx(-5 / 39)
+    named = res.as_neurobench()
+    assert (named["MSE"], named["SMAPE"], named["R2"]) == (res.mse, res.smape, res.r2)
+    assert "ClassificationAccuracy" not in named
+    # the default postprocess of a regression is the output itself ([T, B, 2] rows)
+    direct = [(x, x + 1.0) for x, _ in loader]
+    assert neurobench_metrics(nn.Identity(), direct, task="regression").mse == 1.0
+    # a classification reports no regression metric
+    classified = neurobench_metrics(_tiny(), [(torch.ones(2, 1, 3), torch.tensor([0]))])
+    assert "MSE" not in classified.as_neurobench()
+
+
+def test_regression_r2_one_column_and_bad_inputs():
+    """A 1-D prediction is one R2 column: targets [0, 2, 4] (spread 8), errors² 1 → 7/8."""
+    loader = [(torch.tensor([[0.0, 1.0]]), torch.tensor([0.0, 1.0])),
+              (torch.tensor([[5.0]]), torch.tensor([4.0]))]  # fmt: skip
+    res = neurobench_metrics(nn.Identity(), loader, task="regression", postprocess=_last_step)
+    assert res.r2 == pytest.approx(1 - 1 / ((0 - 5 / 3) ** 2 + (1 - 5 / 3) ** 2 + (4 - 5 / 3) ** 2))
+    with pytest.raises(ConfigurationError, match="task"):
+        neurobench_metrics(nn.Identity(), loader, task="detection")  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="targets"):
+        neurobench_metrics(nn.Identity(), loader, task="regression")  # [1, B] vs [B]
+    nb = NeuroBenchCounter(nn.Identity())
+    with pytest.raises(ConfigurationError, match="not run"):
+        nb.score_regression(torch.zeros(2), torch.zeros(2))
+    with torch.no_grad(), nb:
+        nb.model(torch.zeros(1, 2, 2))
+        nb.score_regression(torch.zeros(2, 2), torch.ones(2, 2))
+        nb.model(torch.zeros(1, 2, 3))
+        with pytest.raises(ShapeError, match="3 output columns"):
+            nb.score_regression(torch.zeros(2, 3), torch.ones(2, 3))
+
+
+def test_regression_equals_neurobench_on_linnerud():
+    """A least-squares readout of sklearn's real Linnerud data (exercises → weight and
+    waist), run as a spikeflow Linear over T steps, plus an all-zero sample whose 0/0
+    sMAPE sets its batch to 200; unequal batches (8, 8, 5). neurobench 2.3.0's own MSE,
+    SMAPE and R2 through its WorkloadMetricManager give the same values."""
+    pytest.importorskip("neurobench.metrics.workload", reason="neurobench is not installed")
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
+    from neurobench.metrics.manager.workload_manager import WorkloadMetricManager
+    from neurobench.metrics.workload import MSE, R2, SMAPE
+
+    data = datasets.load_linnerud()
+    x = torch.tensor(data.data, dtype=torch.float32)
+    x = torch.cat((x, torch.ones(len(x), 1)), 1)  # the intercept as a constant input
+    y = torch.tensor(data.target[:, :2], dtype=torch.float32)
+    weight = torch.linalg.lstsq(x, y).solution.T
+    x, y = torch.cat((x, torch.zeros(1, 4))), torch.cat((y, torch.zeros(1, 2)))
+    net = layers.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(weight)
+    sizes, T = [8, 8, 5], 4
+    batches = list(zip(x.split(sizes), y.split(sizes)))
+
+    manager = WorkloadMetricManager([MSE, SMAPE, R2])
+    manager.initialize_metrics()
+    for xb, yb in batches:
+        with torch.no_grad():
+            preds = net(xb.unsqueeze(0).repeat(T, 1, 1)).mean(0)
+        manager.run_metrics(None, preds, (xb, yb), len(yb), len(y))
+    ref = dict(manager.results)
+
+    loader = [(xb.unsqueeze(0).repeat(T, 1, 1), yb) for xb, yb in batches]
+    ours = neurobench_metrics(
+        net, loader, task="regression", postprocess=lambda out: out.mean(0)
+    ).as_neurobench()
+    assert 0.1 < ours["R2"] < 1  # a real fit, not a constant
+    assert ours["SMAPE"] > 0 and ours["MSE"] > 0
+    for name in ("MSE", "SMAPE", "R2"):
+        assert ours[name] == pytest.approx(ref[name], rel=1e-5), name

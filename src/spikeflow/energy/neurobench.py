@@ -12,6 +12,13 @@ a dependency):
   ``parametrize``-d weight (pruning, ``--weight-bits``) counts with the weight it
   applies, as NeuroBench counts it once baked (``prune.finalize``).
 * **ClassificationAccuracy**: correct predictions over samples.
+* Regression (``task="regression"``): **MSE**, the mean squared error of each batch's
+  entries, and **SMAPE**, ``200 · mean(|p − y| / (|p| + |y|))`` of each batch (a batch
+  with any 0/0 entry scores 200 whole: NeuroBench's ``nan_to_num(nan=200)`` of the
+  mean), both averaged over batches weighted by their sizes; **R2**, accumulated over
+  the whole set: per output column ``1 − Σ(y − p)² / Σ(y − ȳ)²``, then the columns'
+  mean (NeuroBench's class reads the columns 0 and 1 of ``[N, 2]`` outputs; with two
+  columns the two agree).
 * **ActivationSparsity**: zero outputs over all outputs of the activation layers (every
   spiking layer, ``nn.ReLU``, ``nn.Sigmoid``), per batch, then the batches' values
   averaged weighted by their sizes (NeuroBench's per-batch accumulation, not one ratio
@@ -38,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -162,12 +169,19 @@ class NeuroBenchResults:
     membrane_not_counted: list[str] = field(default_factory=list)
     #: Layers with weights that SynapticOperations does not count (RNN layers).
     synops_not_counted: list[str] = field(default_factory=list)
+    #: Regression metrics (``None`` where nothing was scored as a regression).
+    mse: float | None = None
+    smape: float | None = None
+    r2: float | None = None
 
     def as_neurobench(self) -> dict[str, Any]:
         """The metrics as NeuroBench names them."""
         out: dict[str, Any] = dict(self.static)
         if self.classification_accuracy is not None:
             out["ClassificationAccuracy"] = self.classification_accuracy
+        for name, value in (("MSE", self.mse), ("SMAPE", self.smape), ("R2", self.r2)):
+            if value is not None:
+                out[name] = value
         out["ActivationSparsity"] = self.activation_sparsity
         out["ActivationSparsityByLayer"] = dict(self.activation_sparsity_by_layer)
         out["MembraneUpdates"] = self.membrane_updates
@@ -217,6 +231,8 @@ class NeuroBenchCounter:
         self.membrane: dict[str, int] = {}
         self._last_v: dict[str, Tensor] = {}
         self.macs = self.acs = self.dense = 0
+        self._last_batch: int | None = None  # the latest batch's B (weights scores)
+        self._regression = _RegressionScores()
         self._feedback_y: dict[nn.Module, Tensor | None] = {}
 
     def __enter__(self) -> NeuroBenchCounter:
@@ -264,6 +280,7 @@ class NeuroBenchCounter:
             return
         batch = self._step[1]
         self.samples += batch
+        self._last_batch = batch
         if self._batch_total:
             self._sparsity_weighted += self._batch_zero / self._batch_total * batch
         self._step = None
@@ -368,6 +385,27 @@ class NeuroBenchCounter:
         self.correct += int((preds == labels).sum())
         self.scored += labels.numel()
 
+    def score_regression(self, preds: Tensor, targets: Tensor) -> None:
+        """Add the latest batch's predictions to MSE, SMAPE and R2 (weighted by that
+        batch's size ``B``, as NeuroBench weights by its batch). R2's columns are the
+        last dimension (a 1-D ``preds``: one column).
+
+        Raises:
+            ShapeError: ``preds`` and ``targets`` of different shapes, or a number of
+                columns other than the earlier batches'.
+            ConfigurationError: the model has not run on a batch yet.
+        """
+        if preds.shape != targets.shape:
+            raise ShapeError(
+                f"NeuroBenchCounter.score_regression: preds {tuple(preds.shape)} and "
+                f"targets {tuple(targets.shape)} must have the same shape"
+            )
+        if self._last_batch is None:
+            raise ConfigurationError(
+                "NeuroBenchCounter.score_regression: the model has not run on a batch yet"
+            )
+        self._regression.add(preds, targets, self._last_batch)
+
     def results(self) -> NeuroBenchResults:
         """The metrics so far (workload metrics per sample).
 
@@ -393,7 +431,58 @@ class NeuroBenchCounter:
             dense=self.dense / n,
             membrane_not_counted=list(self.membrane_not_counted),
             synops_not_counted=list(self.synops_not_counted),
+            **self._regression.results(),
         )
+
+
+class _RegressionScores:
+    """NeuroBench's MSE and SMAPE (per batch, weighted by batch sizes) and R2 (over
+    the set: per column, the squared errors and the targets' spread, merged batch by
+    batch with Chan et al.'s update), in float64."""
+
+    def __init__(self) -> None:
+        self.weight = 0  # the scored batches' sizes
+        self.mse = self.smape = 0.0  # per-batch values times the batch size
+        self.n = 0  # rows seen by R2
+        self.mean: Tensor | None = None  # per column: the targets' mean,
+        self.spread = torch.zeros(0, dtype=torch.float64)  # Σ(y − ȳ)²
+        self.sse = torch.zeros(0, dtype=torch.float64)  # and Σ(y − p)²
+
+    def add(self, preds: Tensor, targets: Tensor, batch: int) -> None:
+        p = preds.detach().to("cpu", torch.float64)
+        y = targets.detach().to("cpu", torch.float64)
+        rows_p = p.reshape(-1, 1) if p.dim() < 2 else p.reshape(-1, p.shape[-1])
+        rows_y = y.reshape(rows_p.shape)
+        if self.mean is not None and rows_y.shape[1] != self.mean.numel():
+            raise ShapeError(
+                f"NeuroBenchCounter.score_regression: {rows_y.shape[1]} output columns, "
+                f"the earlier batches had {self.mean.numel()}"
+            )
+        self.mse += float(((p - y) ** 2).mean()) * batch
+        smape = 200 * ((p - y).abs() / (p.abs() + y.abs())).mean()
+        self.smape += float(torch.nan_to_num(smape, nan=200.0)) * batch  # 0/0: 200
+        self.weight += batch
+        m = rows_y.shape[0]
+        mean_b = rows_y.mean(0)
+        spread_b = ((rows_y - mean_b) ** 2).sum(0)
+        if self.mean is None:
+            self.mean, self.spread, self.sse = mean_b, spread_b, torch.zeros_like(mean_b)
+        else:  # Chan et al.: merge two sets' mean and Σ(y − ȳ)² without the rows
+            delta, total = mean_b - self.mean, self.n + m
+            self.spread = self.spread + spread_b + delta**2 * (self.n * m / total)
+            self.mean = self.mean + delta * (m / total)
+        self.sse = self.sse + ((rows_y - rows_p) ** 2).sum(0)
+        self.n += m
+
+    def results(self) -> dict[str, float | None]:
+        if self.weight == 0:
+            return {"mse": None, "smape": None, "r2": None}
+        r2 = 1 - self.sse / self.spread  # a constant column: −inf (or nan), as NeuroBench
+        return {
+            "mse": self.mse / self.weight,
+            "smape": self.smape / self.weight,
+            "r2": float(r2.mean()),
+        }
 
 
 def _vote(out: Tensor) -> Tensor:
@@ -401,11 +490,16 @@ def _vote(out: Tensor) -> Tensor:
     return out.sum(0).argmax(-1)
 
 
+def _identity(out: Tensor) -> Tensor:
+    return out
+
+
 def neurobench_metrics(
     model: nn.Module,
     loader: Iterable[tuple[Tensor, Tensor]],
     *,
-    postprocess: Callable[[Tensor], Tensor] = _vote,
+    postprocess: Callable[[Tensor], Tensor] | None = None,
+    task: Literal["classification", "regression"] = "classification",
     device: str | torch.device | None = None,
 ) -> NeuroBenchResults:
     """NeuroBench's static and workload metrics of ``model`` on ``loader``.
@@ -414,16 +508,27 @@ def neurobench_metrics(
         model: a spikeflow model taking ``[T, B, ...]`` (run in eval mode; its mode is
             restored after).
         loader: batches ``(x, labels)`` with ``x`` time-major ``[T, B, ...]``.
-        postprocess: the model's output to predictions (default: the class with the
-            largest output summed over time); compared to ``labels`` for
-            ClassificationAccuracy.
+        postprocess: the model's output to predictions, compared to ``labels``
+            (default: for classification the class with the largest output summed over
+            time; for regression the output as it is).
+        task: ``"classification"`` (ClassificationAccuracy) or ``"regression"`` (MSE,
+            SMAPE and R2; R2's columns are the last dimension).
         device: where to run (default: where ``x`` is).
 
     Raises:
-        ConfigurationError: ``model`` not a module, or ``loader`` gave no batch.
-        ShapeError: an input that is not ``[T, B, ...]``.
+        ConfigurationError: ``model`` not a module, ``task`` unknown, or ``loader`` gave
+            no batch.
+        ShapeError: an input that is not ``[T, B, ...]``, or predictions of another
+            shape than ``labels``.
     """
+    if task not in ("classification", "regression"):
+        raise ConfigurationError(
+            f"neurobench_metrics: task must be 'classification' or 'regression', got {task!r}"
+        )
+    if postprocess is None:
+        postprocess = _vote if task == "classification" else _identity
     counter = NeuroBenchCounter(model)
+    score = counter.score if task == "classification" else counter.score_regression
     was_training = model.training
     model.eval()
     try:
@@ -431,7 +536,7 @@ def neurobench_metrics(
             for x, labels in loader:
                 if device is not None:
                     x, labels = x.to(device), labels.to(device)
-                counter.score(postprocess(model(x)), labels)
+                score(postprocess(model(x)), labels)
     finally:
         model.train(was_training)
     if counter.samples == 0:
