@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_flag, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["REDUCTIONS", "LayerSpikes", "l1_rate_sparsity", "l2_spike_population"]
@@ -138,25 +138,52 @@ class LayerSpikes:
     recorded: recorded outputs of a checkpointed block carry no graph, so do not
     regularise such blocks this way.
 
+    **Sigma-delta outputs** (``deltas=True``): every
+    :class:`~spikeflow.layers.DeltaEncoder` of the model is recorded as well, under its
+    module name (a :class:`~spikeflow.layers.SigmaDelta` unit's is ``<unit>.delta``, as
+    :func:`~spikeflow.layers.sigma_delta.delta_activity` names them): its graded deltas
+    ``[T, B, ...]`` as sent, with their graph, for an event-rate loss on them (Lava-DL's
+    PilotNet SDNN: ``relu(mean|Δ| - rate)^2`` per layer). ``layers`` still picks among
+    the spiking layers only; a network of sigma-delta modules alone is then accepted.
+
     Use as a context manager (or call :meth:`remove`) to take the hooks off.
 
+    Args:
+        model: the network.
+        layers: names of the spiking layers to record (default: all of them).
+        deltas: also record the outputs of the ``DeltaEncoder`` modules (default False).
+
     Raises:
-        ConfigurationError: a layer named in ``layers`` that is not a spiking layer, or a
-            model with no spiking layer to record (a sigma-delta network, an ANN).
+        ConfigurationError: a layer named in ``layers`` that is not a spiking layer,
+            ``deltas`` not a bool, or nothing to record (an ANN; a sigma-delta network
+            without ``deltas=True``).
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str] | str | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Iterable[str] | str | None = None,
+        *,
+        deltas: bool = False,
+    ) -> None:
         # (training imports losses)
+        from spikeflow.layers.sigma_delta import DeltaEncoder
         from spikeflow.training.monitors import _claim_record, spike_layers, spike_source
 
+        self.deltas = check_flag("LayerSpikes", "deltas", deltas)
         self.layers: dict[str, nn.Module] = spike_layers(model, layers, "LayerSpikes")
+        if self.deltas:  # (their graded outputs pass the hook unchanged)
+            for name, module in model.named_modules():
+                if isinstance(module, DeltaEncoder):
+                    self.layers[name or "(model)"] = module
         if not self.layers:  # a regulariser on nothing would be a silent 0
             raise ConfigurationError(
                 f"LayerSpikes: the {type(model).__name__} has no spiking layer with spikes "
-                "to record (spikeflow.training.monitors.SPIKING_LAYER_TYPES); sigma-delta "
-                "modules (DeltaEncoder, SigmaDelta) send graded deltas, not spikes: record "
-                "their outputs with register_forward_hook to regularise them"
-            )
+                "to record (spikeflow.training.monitors.SPIKING_LAYER_TYPES)"
+                + ("; nor a DeltaEncoder" if self.deltas
+                   else "; sigma-delta modules (DeltaEncoder, SigmaDelta) send graded "
+                   "deltas, not spikes: pass deltas=True to record their outputs")
+            )  # fmt: skip
         self._outputs: dict[str, list[Tensor]] = {}
         self._fresh: dict[str, bool] = {}
         self._handles: list[Any] = []
@@ -205,7 +232,8 @@ class LayerSpikes:
     @property
     def spikes(self) -> dict[str, Tensor]:
         """``{layer name: its spikes [T, B, ...]}`` of the layers that ran (the output;
-        a neuron with an analog output: its spike decision)."""
+        a neuron with an analog output: its spike decision; with ``deltas=True``, a
+        ``DeltaEncoder``'s graded deltas)."""
         return {name: torch.cat(parts) for name, parts in self._outputs.items()}
 
     def clear(self) -> None:
