@@ -248,16 +248,28 @@ def main() -> None:
         f"T={args.T}, batch={args.batch}, input {shape}, {args.rounds} rounds of "
         f"{args.repeat} timed steps (median step of each round, median of the rounds)"
     )
+    results = measure_in_rounds(
+        RUNNERS, args.rounds, lambda name, what: _run_child(name, what, args)
+    )
+    results = {k: v for k, v in results.items() if len(v) == 2}
+    _print(results)
+
+
+def measure_in_rounds(
+    runners: list[str], rounds: int, run_child: Callable[[str, str], dict | None]
+) -> dict[str, dict]:
+    """Each runner's memory (``run_child(name, "memory")``) once, then its step time
+    (``run_child(name, "time")``, a dict with ``"ms"``) in ``rounds`` rounds over the
+    runners (the machine's speed drifts: each runner sees each phase of it); the median
+    of the rounds is the result's ``"ms"``. A runner whose child fails is dropped."""
     results: dict[str, dict] = {}
     times: dict[str, list[float]] = {}
-    # Memory once per runner; times in rounds over the runners (the machine's speed
-    # drifts: each runner sees each phase of it), the median of the rounds reported.
-    for what, rounds in (("memory", 1), ("time", args.rounds)):
-        for _ in range(rounds):
-            for name in RUNNERS:
+    for what, count in (("memory", 1), ("time", rounds)):
+        for _ in range(count):
+            for name in runners:
                 if what == "time" and name not in results:
                     continue
-                found = _run_child(name, what, args)
+                found = run_child(name, what)
                 if found is None:
                     results.pop(name, None)
                 elif what == "memory":
@@ -265,9 +277,9 @@ def main() -> None:
                 else:
                     times.setdefault(name, []).append(found["ms"])
     for name, values in times.items():
-        results[name]["ms"] = statistics.median(values)
-    results = {k: v for k, v in results.items() if len(v) == 2}
-    _print(results)
+        if name in results:  # (a runner dropped after a timed round has no entry)
+            results[name]["ms"] = statistics.median(values)
+    return results
 
 
 def _run_child(name: str, what: str, args: argparse.Namespace) -> dict | None:

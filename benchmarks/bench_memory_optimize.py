@@ -47,7 +47,13 @@ import types
 
 import torch
 from _common import start as start_benchmark
-from bench_memory import _status_bytes, per_step_ce, run_child_process, train_step
+from bench_memory import (
+    _status_bytes,
+    measure_in_rounds,
+    per_step_ce,
+    run_child_process,
+    train_step,
+)
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
@@ -199,22 +205,9 @@ def main() -> None:
             shown = _run_child("plan", "plan", argparse.Namespace(**{**vars(args)}))
             for name, text in (shown or {}).items():
                 print(f"\n{name}:\n{text}")
-        results: dict[str, dict] = {}
-        times: dict[str, list[float]] = {}
-        for what, rounds in (("memory", 1), ("time", args.rounds)):
-            for _ in range(rounds):
-                for name in args.runners:
-                    if what == "time" and name not in results:
-                        continue
-                    found = _run_child(name, what, args)
-                    if found is None:
-                        results.pop(name, None)
-                    elif what == "memory":
-                        results[name] = found
-                    else:
-                        times.setdefault(name, []).append(found["ms"])
-    for name, values in times.items():
-        results[name]["ms"] = statistics.median(values)
+        results = measure_in_rounds(
+            args.runners, args.rounds, lambda name, what: _run_child(name, what, args)
+        )
     _print({k: v for k, v in results.items() if "ms" in v})
 
 
