@@ -40,6 +40,7 @@ __all__ = [
     "check_parameter_groups",
     "model_parameter_groups",
     "no_decay_parameters",
+    "split_group",
     "without_decay",
 ]
 
@@ -183,13 +184,20 @@ def without_decay(
         if group.get("weight_decay", weight_decay) == 0:
             result.append(group)
             continue
-        kept = [p for p in group["params"] if id(p) not in no_decay]
-        freed = [p for p in group["params"] if id(p) in no_decay]
+        freed, kept = split_group(group, no_decay)
         if kept:
             result.append({**group, "params": kept})
         if freed:
             result.append({**group, "params": freed, "weight_decay": 0.0})
     return result
+
+
+def split_group(group: dict[str, Any], ids: set[int]) -> tuple[list[Any], list[Any]]:
+    """``group``'s parameters whose ids are in ``ids``, and the others, each in the
+    group's order."""
+    inside = [p for p in group["params"] if id(p) in ids]
+    outside = [p for p in group["params"] if id(p) not in ids]
+    return inside, outside
 
 
 def _leaf_name(name: str) -> str:

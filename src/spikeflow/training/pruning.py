@@ -31,6 +31,7 @@ from spikeflow.prune import (
 )
 from spikeflow.prune.schedule import _check_beta
 from spikeflow.quant import apply_weight_quantization
+from spikeflow.training.param_groups import split_group
 
 __all__ = [
     "PRUNE_METHODS",
@@ -205,8 +206,7 @@ def grad_rewiring_groups(
         )
     split: list[dict[str, Any]] = []
     for group in groups:
-        prior = [p for p in group["params"] if id(p) in strengths]
-        plain = [p for p in group["params"] if id(p) not in strengths]
+        prior, plain = split_group(group, strengths)
         if prior:
             split.append({**group, "params": prior, "alpha": alpha})
         if plain:
