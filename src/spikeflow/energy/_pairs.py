@@ -51,22 +51,27 @@ def linear_pairs(weight: Tensor, mask: Tensor) -> int:
     return round(float((per_input * fan_out).sum()))
 
 
-def _step_masks(layer: nn.Module, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """The input mask with the steps folded into the batch, and the nonzero-weight mask.
+def _step_masks(
+    layer: nn.Module, mask: Tensor, weight: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The input mask with the steps folded into the batch, and the nonzero-weight mask
+    (of ``weight``, default the layer's own).
 
     0/1 masks are float32, exact: an output's count is at most C_in·k² < 2^24. Spike
     counts can sum beyond that, so they are float64.
     """
-    spatial = layer.weight.dim() - 2
+    weight = layer_weight(layer) if weight is None else weight
+    spatial = weight.dim() - 2
     dtype = torch.float32 if mask.dtype == torch.bool else torch.float64
     steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :]).to(dtype)
-    return steps, (layer_weight(layer) != 0).to(dtype)
+    return steps, (weight != 0).to(dtype)
 
 
-def conv_pairs(layer: nn.Module, mask: Tensor) -> int:
+def conv_pairs(layer: nn.Module, mask: Tensor, weight: Tensor | None = None) -> int:
     """(input entry in ``mask``, nonzero weight) pairs that reach an output of a
-    convolution: the layer's convolution of the masks, summed."""
-    steps, weight = _step_masks(layer, mask)
+    convolution: the layer's convolution of the masks, summed (``weight``: the one
+    applied, default the layer's own)."""
+    steps, weight = _step_masks(layer, mask, weight)
     with torch.autocast(mask.device.type, enabled=False):  # counts stay exact integers
         counts = layer._conv_forward(steps, weight, None)  # type: ignore[operator]
     return int(counts.sum(dtype=torch.float64).item())

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from spikeflow.energy._pairs import conv_pairs, linear_pairs
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers.recurrent import LinearRecurrentContainer, Recurrent
 from spikeflow.memory.recompute import reruns_forward
@@ -138,17 +139,11 @@ def _is_ternary(x: Tensor) -> bool:
 
 
 def _pairs(layer: nn.Module, mask: Tensor, weight: Tensor) -> int:
-    """(entry of the 0/1 ``mask``, entry of the 0/1 ``weight``) pairs that reach an
+    """(entry of the boolean ``mask``, nonzero entry of ``weight``) pairs that reach an
     output of ``layer`` (a Linear or a convolution; its padding mode applies)."""
     if isinstance(layer, nn.Linear):
-        fan_out = weight.sum(dim=0, dtype=torch.float64)
-        per_input = mask.reshape(-1, weight.shape[1]).sum(dim=0, dtype=torch.float64)
-        return round(float((per_input * fan_out).sum()))
-    spatial = weight.dim() - 2
-    steps = mask.reshape(-1, *mask.shape[-(spatial + 1) :])
-    with torch.autocast(mask.device.type, enabled=False):  # counts stay exact integers
-        counts = layer._conv_forward(steps, weight, None)  # type: ignore[operator]
-    return int(counts.sum(dtype=torch.float64).item())
+        return linear_pairs(weight, mask)
+    return conv_pairs(layer, mask, weight)
 
 
 @dataclass
@@ -324,11 +319,10 @@ class NeuroBenchCounter:
 
     def _count(self, layer: nn.Module, steps: Iterable[Tensor], weight: Tensor) -> None:
         """NeuroBench's synaptic operations of ``layer`` applying ``weight`` to ``steps``."""
-        nonzero = (weight != 0).to(torch.float32)
-        ones = torch.ones_like(nonzero)
+        ones = torch.ones_like(weight)
         for step in steps:
-            mask = (step != 0).to(torch.float32)
-            effective = _pairs(layer, mask, nonzero)
+            mask = step != 0
+            effective = _pairs(layer, mask, weight)
             if _is_ternary(step):
                 self.acs += effective
             else:
