@@ -20,23 +20,12 @@ import numpy as np
 
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.data.transforms import EventTransform, Size
-from spikeflow.data.transforms_extra import _real_or_range
+from spikeflow.data.transforms_extra import _real_or_range, move_events
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["LavaShiftRotate", "RandomRotationEvents", "RotateEvents"]
 
 Seed = int | np.random.Generator | None
-
-
-def _move(events: np.ndarray, sensor_size: Size, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The events at the new coordinates ``(x, y)`` (floats), rounded to the nearest pixel;
-    those off the ``(W, H)`` sensor dropped (a copy)."""
-    x, y = np.rint(x), np.rint(y)
-    inside = (x >= 0) & (x < sensor_size[0]) & (y >= 0) & (y < sensor_size[1])
-    out = events[inside]  # boolean indexing copies
-    out["x"] = x[inside]
-    out["y"] = y[inside]
-    return out
 
 
 def rotate_event_coordinates(
@@ -73,7 +62,7 @@ class RotateEvents(EventTransform):
 
     def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
         x, y = rotate_event_coordinates(events["x"], events["y"], self.degrees, sensor_size)
-        return _move(events, sensor_size, x, y), sensor_size
+        return move_events(events, sensor_size, x, y), sensor_size
 
 
 class RandomRotationEvents(EventTransform):
@@ -102,7 +91,7 @@ class RandomRotationEvents(EventTransform):
     def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
         angle = float(self.rng().uniform(self.degrees[0], self.degrees[1]))
         x, y = rotate_event_coordinates(events["x"], events["y"], angle, sensor_size)
-        return _move(events, sensor_size, x, y), sensor_size
+        return move_events(events, sensor_size, x, y), sensor_size
 
 
 class LavaShiftRotate(EventTransform):
@@ -158,4 +147,4 @@ class LavaShiftRotate(EventTransform):
         y = events["y"].astype(np.float64)
         new_x = x * cos - y * sin + dx
         new_y = (new_x if self.lava_y else x) * sin + y * cos + dy
-        return _move(events, sensor_size, new_x, new_y), sensor_size
+        return move_events(events, sensor_size, new_x, new_y), sensor_size

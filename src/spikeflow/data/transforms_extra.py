@@ -76,6 +76,17 @@ def _check_polarities(owner: str, sensor_size: Size | None) -> None:
         )
 
 
+def move_events(events: np.ndarray, sensor_size: Size, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The events at the new coordinates ``(x, y)`` (floats), rounded to the nearest pixel
+    (``numpy.rint``); those off the ``(W, H)`` sensor dropped (a copy)."""
+    x, y = np.rint(x), np.rint(y)
+    inside = (x >= 0) & (x < sensor_size[0]) & (y >= 0) & (y < sensor_size[1])
+    out = events[inside]  # boolean indexing copies
+    out["x"] = x[inside]
+    out["y"] = y[inside]
+    return out
+
+
 class SpatialJitter(EventTransform):
     """Move every event by its own Gaussian offset, rounded to the nearest pixel.
 
@@ -132,11 +143,7 @@ class SpatialJitter(EventTransform):
             out["x"] = np.clip(x, 0, width - 1)
             out["y"] = np.clip(y, 0, height - 1)
             return out, sensor_size
-        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        out = events[inside]  # a copy: boolean indexing
-        out["x"] = x[inside]
-        out["y"] = y[inside]
-        return out, sensor_size
+        return move_events(events, sensor_size, x, y), sensor_size
 
 
 class UniformNoise(EventTransform):
