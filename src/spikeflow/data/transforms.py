@@ -23,20 +23,21 @@ time step; and SpikingJelly's random temporal delete, which keeps random whole s
 live in :mod:`spikeflow.data.frame_transforms`; spatial jitter and noise,
 time cropping, alignment and reversal, random polarity flips, decimation, area drops
 and EventDrop in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
-:mod:`spikeflow.data.event_downsampling`. All are re-exported here.
+:mod:`spikeflow.data.event_downsampling`; the noise filters (:class:`Denoise`,
+:class:`RefractoryPeriod`) in :mod:`spikeflow.data.event_filters`. All are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from spikeflow._checks import check_flag, check_int
+from spikeflow._checks import check_int
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frame_transforms import (
     CenterCropFrames,
@@ -370,165 +371,6 @@ class RandomCrop(CenterCrop):
         return _crop(events, x0, y0, w, h), (w, h, P)
 
 
-class Denoise(EventTransform):
-    """Drop events with no recent neighbour: a background-activity filter.
-
-    Event ``i`` is kept when some earlier event ``j`` (``j < i`` in the time-sorted
-    stream, any polarity) at one of the 8 neighbouring pixels (not the event's own pixel)
-    has ``t_i − t_j < filter_time`` µs. The first event of a recording is always dropped.
-    Tonic's ``Denoise`` checks only the 4-neighbourhood.
-    """
-
-    needs_sorted = True
-
-    def __init__(self, filter_time: int) -> None:
-        if (
-            isinstance(filter_time, bool)
-            or not isinstance(filter_time, numbers.Real)
-            or not math.isfinite(filter_time)
-            or not filter_time > 0
-        ):
-            raise ConfigurationError(
-                f"filter_time must be a finite number > 0 (microseconds); got {filter_time!r}"
-            )
-        super().__init__(None, filter_time=filter_time)
-        self.filter_time = self._params["filter_time"]
-
-    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
-        n = len(events)
-        if n == 0:
-            return events.copy(), sensor_size
-        x = events["x"].astype(np.int64)
-        y = events["y"].astype(np.int64)
-        t = events["t"].astype(np.int64)
-        stride = (int(x.max()) if sensor_size is None else sensor_size[0]) + 2
-        pix = (y + 1) * stride + (x + 1)
-        order = np.lexsort((np.arange(n), pix))
-        key = pix[order] * n + order
-        idx = np.arange(n, dtype=np.int64)
-        keep = np.zeros(n, dtype=bool)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                if dx == 0 and dy == 0:
-                    continue
-                q = pix + dy * stride + dx
-                pos = np.searchsorted(key, q * n + idx, side="left") - 1
-                ok = pos >= 0
-                pos = np.maximum(pos, 0)
-                ok &= key[pos] // n == q
-                j = order[pos]
-                keep |= ok & (t - t[j] < self.filter_time)
-        return events[keep], sensor_size
-
-
-class RefractoryPeriod(EventTransform):
-    """Per pixel, drop events less than ``refractory_period`` µs after the last *kept* one.
-
-    Scanning each pixel's events in time order: the first is kept; an event is kept when
-    ``t − t_kept ≥ refractory_period``, with ``t_kept`` the time of the pixel's last kept
-    event. Dropped events do not restart the period (as in a sensor pixel, which emits
-    nothing while refractory). Tonic compares with the previous event instead, kept or
-    not. ``per_polarity=True`` runs the rule per (pixel, polarity). The period may be
-    fractional (a finite number ``>= 0``); timestamps being whole µs, the rule then acts
-    as a period of ``⌈refractory_period⌉`` (0.5 drops only events at the same ``t``).
-
-    Vectorised over pixels: each pixel's kept events form a chain ``i -> next(i)``, the
-    pixel's first event at or after ``t_i + ⌈refractory_period⌉``. The first
-    :attr:`plain_rounds` links of every chain are followed one numpy step per link; the
-    chains still running after that (busy pixels) are completed by pointer doubling, in
-    about ``2 log2(length)`` numpy steps, so a pixel with 200,000 kept events costs
-    milliseconds, not one Python iteration per event.
-    """
-
-    needs_sorted = True
-    #: Links followed one by one before the remaining chains switch to pointer doubling.
-    plain_rounds = 32
-
-    def __init__(self, refractory_period: float, per_polarity: bool = False) -> None:
-        if (
-            isinstance(refractory_period, bool)
-            or not isinstance(refractory_period, numbers.Real)
-            or not math.isfinite(refractory_period)
-            or refractory_period < 0
-        ):
-            raise ConfigurationError(
-                "refractory_period must be a finite number >= 0 (microseconds); got "
-                f"{refractory_period!r}"
-            )
-        # Timestamps are whole µs: t - t_kept >= p holds exactly when t - t_kept >= ⌈p⌉.
-        # The cache key holds that period, a plain int: 1.5 and 2 give the same events,
-        # and a cache written when 1.5 acted as 1 (the period was cut, not rounded up) is
-        # not reused.
-        self.period = math.ceil(refractory_period)
-        self.per_polarity = check_flag("RefractoryPeriod", "per_polarity", per_polarity)
-        super().__init__(None, refractory_period=self.period, per_polarity=self.per_polarity)
-
-    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
-        n = len(events)
-        if n == 0 or self.period == 0:
-            return events.copy(), sensor_size
-        x = events["x"].astype(np.int64)
-        y = events["y"].astype(np.int64)
-        group = y * (int(x.max()) + 1) + x
-        if self.per_polarity:
-            group = group * 2 + (events["p"] != 0)
-        t = events["t"].astype(np.int64)
-        t = t - t.min()
-        big = int(t.max()) + self.period + 1
-        if (int(group.max()) + 1) * big >= 2**62:
-            raise ConfigurationError(
-                "RefractoryPeriod: recording too long for the int64 keys "
-                f"({int(group.max()) + 1} pixels x {big} us)"
-            )
-        order = np.lexsort((np.arange(n), group))
-        sgroup = group[order]
-        skey = sgroup * big + t[order]  # sorted: by pixel, then time
-        starts = np.r_[True, sgroup[1:] != sgroup[:-1]]
-        group_end = np.r_[np.flatnonzero(starts)[1:], n][np.cumsum(starts) - 1]
-
-        def successor(i: np.ndarray) -> np.ndarray:
-            """The next kept event after kept events ``i``, or ``n`` (none)."""
-            nxt = np.searchsorted(skey, skey[i] + self.period, side="left")
-            return np.where(nxt < group_end[i], nxt, n)
-
-        kept = np.zeros(n, dtype=bool)
-        cur = np.flatnonzero(starts)
-        for _ in range(self.plain_rounds):  # short chains end here (most pixels)
-            if not cur.size:
-                break
-            kept[cur] = True
-            cur = successor(cur)
-            cur = cur[cur < n]
-        if cur.size:
-            kept[self._long_chains(cur, group_end, successor, n)] = True
-        keep = np.zeros(n, dtype=bool)
-        keep[order[kept]] = True
-        return events[keep], sensor_size
-
-    @staticmethod
-    def _long_chains(cur: np.ndarray, group_end: np.ndarray, successor, n: int) -> np.ndarray:
-        """Every event on the chains from ``cur`` on (pointer doubling over the rest of
-        those pixels' events)."""
-        # The events from each chain's current event to its pixel's end, in local indices.
-        lengths = group_end[cur] - cur
-        first = np.repeat(cur - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-        sub = first + np.arange(int(lengths.sum()))
-        m = sub.size
-        nxt = successor(sub)
-        step = np.empty(m + 1, dtype=np.int64)  # one link, local; m = no successor
-        step[:m] = np.where(nxt < n, np.searchsorted(sub, nxt), m)
-        step[m] = m
-        heads = np.r_[0, np.cumsum(lengths)[:-1]]
-        jumps = [step]  # jumps[k]: 2**k links
-        while (jumps[-1][heads] != m).any():
-            jumps.append(jumps[-1][jumps[-1]])
-        on_chain = heads
-        for jump in reversed(jumps[:-1]):  # adds the nodes 2**k links further, k = L-1..0
-            on_chain = np.concatenate([on_chain, jump[on_chain]])
-            on_chain = on_chain[on_chain != m]
-        return sub[on_chain]
-
-
 class TimeJitter(EventTransform):
     """Add Gaussian noise of ``std`` µs to every timestamp (rounded), then re-sort stably.
 
@@ -694,6 +536,7 @@ def _drop_time_window(events: np.ndarray, ratio: float, rng: np.random.Generator
 # The modules below subclass EventTransform, so they are imported once it exists (the
 # package's __init__ imports this module first, so importing them directly works too).
 from spikeflow.data.event_downsampling import EventDownsampling  # noqa: E402
+from spikeflow.data.event_filters import Denoise, RefractoryPeriod  # noqa: E402
 from spikeflow.data.event_rotation import (  # noqa: E402
     LavaShiftRotate,
     RandomRotationEvents,
