@@ -22,7 +22,7 @@ from spikeflow.memory import (
     step_peak_memory,
     undo_recompute,
 )
-from spikeflow.memory.optimize import _TensorMemory
+from spikeflow.memory.measure import _TensorMemory
 from spikeflow.memory.packing import try_pack_counts
 from spikeflow.profiling import profile_layers
 

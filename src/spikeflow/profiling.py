@@ -60,7 +60,7 @@ from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.memory import Recomputed, reruns_forward
 from spikeflow.memory import recompute as _recompute
-from spikeflow.memory.optimize import _foreign_memories, _Restore
+from spikeflow.memory.measure import _foreign_memories, _Restore
 
 __all__ = ["LayerProfile", "MemoryCategories", "ProfileReport", "profile_layers"]
 
