@@ -51,6 +51,16 @@ def _encoder(value: Any) -> AudioToEvents:
     return value
 
 
+def _list_file_lines(path: Path, missing: str) -> list[str]:
+    """The lines of a Speech Commands list file (``validation_list.txt``, ...) that are
+    not blank, in order and as written (SpeechCommands strips them into a set,
+    SpeechCommandsWaveforms keeps SpikingJelly's order); ``missing``: the message of
+    the :class:`DatasetNotFoundError` raised when ``path`` is no file."""
+    if not path.is_file():
+        raise DatasetNotFoundError(missing)
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
 class _SpeechDataset(NamedSplitDataset):
     """WAV files encoded to events by ``audio_to_events`` (default ``AudioToEvents()``).
 
@@ -327,13 +337,11 @@ class SpeechCommands(_SpeechDataset):
 
     def _listed(self, name: str) -> set[str]:
         path = self.root / name
-        if not path.is_file():
-            raise DatasetNotFoundError(
-                f"SpeechCommands: {path} is missing; it comes with the official archive "
-                f"(the {self.version} release lists its validation and test recordings there)"
-            )
-        lines = (line.strip() for line in path.read_text().splitlines())
-        return {line for line in lines if line}
+        missing = (
+            f"SpeechCommands: {path} is missing; it comes with the official archive "
+            f"(the {self.version} release lists its validation and test recordings there)"
+        )
+        return {line.strip() for line in _list_file_lines(path, missing)}
 
     def _find_samples(self) -> list[tuple[Path, int]]:
         if self.task == "kws12" and self.split == "test":
@@ -541,11 +549,8 @@ class SpeechCommandsWaveforms(torch.utils.data.Dataset):
 
     def _list(self, name: str) -> list[str]:
         path = self.root / name
-        if not path.is_file():
-            raise DatasetNotFoundError(
-                f"SpeechCommandsWaveforms: {path} is missing; it comes with the release"
-            )
-        return [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
+        missing = f"SpeechCommandsWaveforms: {path} is missing; it comes with the release"
+        return _list_file_lines(path, missing)
 
     def _split_files(self) -> list[str]:
         """The split's recordings, relative to the release folder, in SpikingJelly's order."""
