@@ -101,6 +101,7 @@ def _train_on_grid(sizes: tuple[int, ...]) -> tuple[nn.Sequential, torch.Tensor,
         nn.functional.cross_entropy(net(x[:1500]), y[:1500]).backward()
         opt.step()
     with torch.no_grad():
+        net[-1].weight /= 4  # the logits (argmax unchanged) inside Loihi's 24-bit output
         for layer in net:
             if isinstance(layer, nn.Linear):
                 layer.weight.copy_(lava_dl_weights(layer.weight).float() / 64)
@@ -275,6 +276,7 @@ def test_import_of_a_lava_dl_style_file(tmp_path) -> None:
     rng = np.random.default_rng(0)
     weights = [rng.integers(-128, 128, shape) * 2 for shape in ((6, 4), (5, 6), (3, 5))]
     biases = [rng.integers(-300, 300, 6), rng.integers(-300, 300, 5), None]
+    weights[2] = weights[2] // 16 * 2  # the output sigma inside Loihi's 24 bits
     with h5py.File(path, "w") as f:
         f.create_dataset("layer/0/type", (1,), "S10", [b"input"])
         f.create_dataset("layer/0/shape", data=np.array([4]))

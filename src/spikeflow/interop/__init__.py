@@ -25,6 +25,7 @@ from spikeflow.interop.netx_layers import (
     LoihiSigmaDelta,
     LoihiSigmaDeltaInput,
     NetxNetwork,
+    StateOverflowError,
 )
 from spikeflow.interop.nir_export import export_to_nir, write_nir
 from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
@@ -46,6 +47,7 @@ __all__ = [
     "NetxNetwork",
     "OffDiagonalLinear",
     "Scale",
+    "StateOverflowError",
     "Threshold",
     "export_netx",
     "export_to_nir",

@@ -21,13 +21,18 @@ from spikeflow.layers import AxonalDelay, Flatten
 from spikeflow.quant.loihi import LoihiCubaLIFNode, _integers_as_int64
 
 __all__ = [
+    "SDNN_BIAS_LIMIT",
+    "SDNN_MAX_VTH",
     "SDNN_SPIKE_EXP",
     "SDNN_STATE_EXP",
+    "SDNN_STATE_LIMIT",
     "LoihiConv2d",
     "LoihiDense",
     "LoihiSigmaDelta",
     "LoihiSigmaDeltaInput",
     "NetxNetwork",
+    "StateOverflowError",
+    "check_state_bits",
 ]
 
 #: netx's sigma-delta exponents (``get_neuron_params``: ``spike_exp = state_exp = 6``):
@@ -35,6 +40,34 @@ __all__ = [
 #: (weights are 64 per unit, so ``w_int · message`` is in the state's units).
 SDNN_SPIKE_EXP = 6
 SDNN_STATE_EXP = 6
+#: Lava's sigma-delta states (``sigma``, ``act``, ``residue``: ``precision=24`` in its
+#: fixed-point models) are signed 24-bit: ``[-2^23, 2^23 - 1]``, 32 units of activation.
+SDNN_STATE_LIMIT = 1 << 23
+#: The largest ``vThMant``: Lava stores ``vth << 12`` in a 24-bit state (``2^11 - 1``,
+#: a threshold below 32 units).
+SDNN_MAX_VTH = (SDNN_STATE_LIMIT >> (SDNN_SPIKE_EXP + SDNN_STATE_EXP)) - 1
+#: Lava's sigma-delta bias is signed 16-bit (``precision=16``): ``[-2^15, 2^15 - 1]``.
+SDNN_BIAS_LIMIT = 1 << 15
+
+
+class StateOverflowError(ConfigurationError):
+    """A fixed-point sigma-delta state left Lava's signed 24 bits; :class:`NetxNetwork`
+    re-raises it naming the layer."""
+
+
+def check_state_bits(owner: str, what: str, state: Tensor) -> None:
+    """Raise a :class:`StateOverflowError` if ``state`` ``[T, B, ...]`` leaves the signed
+    24 bits of Lava's sigma-delta states, naming ``what``, the first step and value."""
+    bad = (state < -SDNN_STATE_LIMIT) | (state >= SDNN_STATE_LIMIT)
+    if not bool(bad.any()):
+        return
+    step = int(bad.flatten(1).any(1).nonzero()[0])
+    value = int(state[step][bad[step]].flatten()[0])
+    raise StateOverflowError(
+        f"{owner}: {what} reached {value} at step {step} ({value / (1 << 18):g} units of "
+        "activation), beyond Loihi's signed 24-bit states [-2^23, 2^23 - 1] (32 units): "
+        "on the chip it would overflow; scale the weights, bias or input down"
+    )
 
 
 def _integer_input(owner: str, x: Tensor, step_dims: int, layout: str) -> Tensor:
@@ -189,18 +222,22 @@ class LoihiSigmaDeltaInput(nn.Module):
     and ``ref`` set to ``q`` there (Lava's residue: the unsent changes stay in it).
 
     Args:
-        vth: ``vThMant``, the threshold in input units (``int(64 θ)``), in [0, 2^23].
+        vth: ``vThMant``, the threshold in input units (``int(64 θ)``), in
+            [0, 2^11 - 1] (Lava keeps ``vth << 12`` in a 24-bit state).
     """
 
     def __init__(self, vth: int) -> None:
         super().__init__()
-        self.vth = _check_mantissa(type(self).__name__, "vth", vth, 0, 1 << 23)
+        self.vth = _check_mantissa(type(self).__name__, "vth", vth, 0, SDNN_MAX_VTH)
 
     def forward(self, x: Tensor) -> Tensor:
         """The graded spikes ``[T, B, ...]`` (``int64``) of integer inputs ``[T, B, ...]``."""
         if not isinstance(x, Tensor) or x.dim() < 2:
             raise ShapeError(f"LoihiSigmaDeltaInput expects [T, B, ...], got {x!r}")
         x = _integers_as_int64(type(self).__name__, "the input", x)
+        check_state_bits(
+            type(self).__name__, "the input's state q << 12", x << (SDNN_SPIKE_EXP + SDNN_STATE_EXP)
+        )
         ref = torch.zeros_like(x[0])
         out = []
         for q in x.unbind(0):
@@ -231,7 +268,7 @@ class LoihiSigmaDelta(nn.Module):
     would carry them). A ``Sigma`` output returns ``sigma`` itself.
 
     Args:
-        vth: ``vThMant`` (``int(64 θ)``), in [0, 2^23].
+        vth: ``vThMant`` (``int(64 θ)``), in [0, 2^11 - 1] (``vth << 12`` in 24 bits).
         bias: the bias mantissa (64 per unit), a number or one per channel (``[C]``, or
             ``[C, 1, 1]`` for a convolution's ``[C, H, W]``), within Lava's 16 bits.
         sigma_output: a ``Sigma`` process (the network's output layer).
@@ -240,11 +277,14 @@ class LoihiSigmaDelta(nn.Module):
     def __init__(self, vth: int, bias: Tensor | int = 0, sigma_output: bool = False) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.vth = _check_mantissa(owner, "vth", vth, 0, 1 << 23)
+        self.vth = _check_mantissa(owner, "vth", vth, 0, SDNN_MAX_VTH)
         bias_t = torch.as_tensor(bias)
         bias_t = _integers_as_int64(owner, "bias", bias_t)
-        if bool((bias_t.abs() >= 1 << 15).any()):
-            raise ConfigurationError(f"{owner}: bias must fit Lava's 16 bits (|bias| < 2^15)")
+        if bool(((bias_t < -SDNN_BIAS_LIMIT) | (bias_t >= SDNN_BIAS_LIMIT)).any()):
+            raise ConfigurationError(
+                f"{owner}: bias must fit Lava's signed 16 bits [-2^15, 2^15 - 1], got "
+                f"values from {int(bias_t.min())} to {int(bias_t.max())}"
+            )
         self.register_buffer("bias", bias_t)
         if not isinstance(sigma_output, bool):
             raise ConfigurationError(f"{owner}: sigma_output must be a bool, got {sigma_output!r}")
@@ -255,11 +295,15 @@ class LoihiSigmaDelta(nn.Module):
         if not isinstance(x, Tensor) or x.dim() < 2:
             raise ShapeError(f"LoihiSigmaDelta expects [T, B, ...], got {x!r}")
         x = _integers_as_int64(type(self).__name__, "the input", x)
+        owner = type(self).__name__
         sigma = torch.cumsum(x, dim=0)
+        check_state_bits(owner, "sigma", sigma)
         if self.sigma_output:
             return sigma
         shift = SDNN_SPIKE_EXP + SDNN_STATE_EXP
-        act = torch.clamp(sigma + (self.bias << shift), min=0)
+        act = sigma + (self.bias << shift)
+        check_state_bits(owner, "sigma + bias", act)
+        act = torch.clamp(act, min=0)
         ref = torch.zeros_like(x[0])
         vth = self.vth << shift
         out = []
@@ -344,8 +388,11 @@ class NetxNetwork(nn.Sequential):
                 f"NetxNetwork expects samples of shape {self.input_shape}, got "
                 f"{tuple(x.shape[2:])} (input [T, B, ...] {tuple(x.shape)})"
             )
-        for module in self:
-            x = module(x)
+        for name, module in self.named_children():
+            try:
+                x = module(x)
+            except StateOverflowError as error:
+                raise StateOverflowError(f"NetxNetwork layer {name}: {error}") from error
         return x
 
     def extra_repr(self) -> str:

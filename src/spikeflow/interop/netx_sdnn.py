@@ -27,6 +27,8 @@ from torch.nn import functional as F
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.interop.netx_layers import (
+    SDNN_BIAS_LIMIT,
+    SDNN_MAX_VTH,
     LoihiConv2d,
     LoihiDense,
     LoihiSigmaDelta,
@@ -55,8 +57,9 @@ def is_sdnn(modules: list[nn.Module]) -> bool:
 
 def sdnn_threshold_mantissa(encoder: DeltaEncoder, where: str) -> int:
     """``vThMant`` of a delta encoder: Lava-DL's ``int(64 θ)`` (its threshold is
-    ``int(64 θ) / 64``); one θ for the layer, no ``cum_error`` (netx builds its
-    processes without it)."""
+    ``int(64 θ) / 64``), at most ``2^11 - 1`` (Lava keeps ``vth << 12`` in a 24-bit
+    state); one θ for the layer (Lava's processes hold one ``vth``), no ``cum_error``
+    (netx's ``get_neuron_params`` passes none: the file cannot carry it)."""
     if encoder.cum_error:
         raise ConfigurationError(
             f"export_netx: {where}: cum_error=True is not carried by netx (its "
@@ -68,15 +71,16 @@ def sdnn_threshold_mantissa(encoder: DeltaEncoder, where: str) -> int:
         values = theta.detach().double().flatten().unique()
         if values.numel() != 1:
             raise ConfigurationError(
-                f"export_netx: {where}: netx stores one vThMant per layer, the threshold "
-                f"has {values.numel()} different values"
+                f"export_netx: {where}: netx stores one vThMant per layer (Lava's Delta and "
+                "SigmaDelta processes hold vth as one value, a Var of shape (1,)); the "
+                f"threshold has {values.numel()} different values"
             )
         theta = float(values[0])
     mantissa = int(theta * SDNN_INPUT_SCALE)
-    if mantissa > 1 << 23:
+    if mantissa > SDNN_MAX_VTH:
         raise ConfigurationError(
-            f"export_netx: {where}: threshold {theta:g} gives vThMant={mantissa}, beyond "
-            "Lava's 24-bit states"
+            f"export_netx: {where}: threshold {theta:g} gives vThMant={mantissa}; Lava keeps "
+            f"vThMant << 12 in a 24-bit state, so vThMant <= {SDNN_MAX_VTH} (θ < 32)"
         )
     return mantissa
 
@@ -108,10 +112,16 @@ def _bias(module: nn.Module, channels: int, where: str) -> np.ndarray | None:
     if bias is None or not bool(bias.ne(0).any()):
         return None
     values = torch.round(bias.detach().cpu().double().flatten() * SDNN_INPUT_SCALE)
-    if values.numel() != channels or bool((values.abs() >= 1 << 15).any()):
+    if values.numel() != channels:
         raise ConfigurationError(
-            f"export_netx: {where}: the bias must be one value per channel ({channels}) "
-            "with |64 b| < 2^15 (Lava's 16-bit bias)"
+            f"export_netx: {where}: the bias must be one value per channel ({channels}), "
+            f"got {values.numel()}"
+        )
+    if bool(((values < -SDNN_BIAS_LIMIT) | (values >= SDNN_BIAS_LIMIT)).any()):
+        raise ConfigurationError(
+            f"export_netx: {where}: the bias mantissa round(64 b) must fit Lava's signed "
+            f"16 bits [-2^15, 2^15 - 1], got values from {int(values.min())} to "
+            f"{int(values.max())}"
         )
     return values.numpy().astype(np.float32)
 
