@@ -113,6 +113,11 @@ def test_configuration_errors() -> None:
         CubaLIFNode(graded_spike=True, tau_rho=0.0)
     with pytest.raises(ConfigurationError, match="graded_spike must be True or False"):
         CubaLIFNode(graded_spike=1)
+    # Lava-DL's graded spike gives the threshold no gradient (Spike.backward returns
+    # None for it): a learnable threshold is refused, not silently given -dS/dH
+    with pytest.raises(ConfigurationError, match=r"learnable_threshold=True.*no gradient"):
+        CubaLIFNode(graded_spike=True, learnable_threshold=True)
+    CubaLIFNode(graded_spike=False, learnable_threshold=True)  # binary spikes learn θ
 
 
 def test_netx_export_and_loihi_grid_refuse_graded_spikes(tmp_path) -> None:

@@ -168,6 +168,10 @@ class CubaLIFNode(BaseNode):
     see the module docstring): the output is ``H Θ(H - θ)``, the membrane resets to 0
     (``v_reset`` must be 0.0) and the spike's derivative is ``scale_rho exp(min(H - θ, 0)
     / tau_rho)`` (:func:`lava_graded_fire`; the ``surrogate_function`` is not used).
+    The threshold is not learnable with it (``learnable_threshold=True`` is refused):
+    Lava-DL's graded spike returns no threshold gradient, and ``∂S/∂θ = −∂S/∂H`` would
+    push θ by the full derivative even where the spike does not depend on θ (``S = H``
+    above it).
     Lava-DL's values for ``tau_grad``, ``scale_grad`` and a threshold ``θ``:
     ``tau_rho = 100 tau_grad θ`` and ``scale_rho = 0.1 scale_grad`` (its CUBA neuron's
     ``TAU_RHO_MULT`` and ``SCALE_RHO_MULT``, ``θ`` quantised to ``int(64 θ) / 64``).
@@ -190,8 +194,9 @@ class CubaLIFNode(BaseNode):
     Raises:
         ConfigurationError: ``dt <= 0``, a time constant below ``dt``, a non-finite
             value, an ``r`` string that names no rule, a flag that is not a bool; with
-            ``graded_spike``: a ``v_reset`` other than 0.0, a ``tau_rho`` or
-            ``scale_rho`` that is not a number > 0, or a subclass with other equations.
+            ``graded_spike``: a ``v_reset`` other than 0.0, ``learnable_threshold``, a
+            ``tau_rho`` or ``scale_rho`` that is not a number > 0, or a subclass with
+            other equations.
         ShapeError (at the call): a tensor that does not broadcast to one step.
     """
 
@@ -222,6 +227,14 @@ class CubaLIFNode(BaseNode):
             raise ConfigurationError(
                 f"{owner}: graded_spike=True resets the membrane to 0 (Lava-DL's CUBA), so "
                 f"v_reset must be 0.0; got v_reset={self.v_reset!r}"
+            )
+        if self.graded_spike and isinstance(self.v_threshold, torch.nn.Parameter):
+            raise ConfigurationError(
+                f"{owner}: graded_spike=True with learnable_threshold=True: Lava-DL's graded "
+                "spike gives the threshold no gradient (its Spike.backward returns None for "
+                "it; the CUBA threshold is a fixed number), and the graded derivative "
+                "(a function of H alone) has no threshold term to learn from; build it with "
+                "learnable_threshold=False"
             )
         if self.graded_spike and type(self).charge is not CubaLIFNode.charge:
             raise ConfigurationError(
