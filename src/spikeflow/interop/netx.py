@@ -51,7 +51,7 @@ from spikeflow.interop.netx_layers import (
     NetxNetwork,
 )
 from spikeflow.interop.netx_sdnn import is_sdnn, sdnn_input_neuron, sdnn_layers, sdnn_neuron
-from spikeflow.layers import AxonalDelay, Flatten
+from spikeflow.layers import AxonalDelay, Flatten, MeanOnlyBatchNorm
 from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
 from spikeflow.quant.loihi import (
     LoihiCubaLIFNode,
@@ -113,8 +113,27 @@ def _neuron_params(module: nn.Module, where: str) -> dict[str, Any]:
         "iDecay": params["i_decay"],
         "vDecay": params["v_decay"],
         "vThMant": params["v_th_mant"],
-        "bias": None,
+        "bias": _norm_bias(module, where),
     }
+
+
+def _norm_bias(module: nn.Module, where: str) -> Tensor | None:
+    """The bias mantissa of a CUBA neuron's ``norm``, as Lava-DL's blocks export it
+    (``norm.bias``: ``-quantize_8bit(running_mean, descale=True)``): in evaluation a
+    mean-only norm of the current subtracts ``running_mean`` from the voltage's input at
+    every step, which is Loihi's voltage bias. None without a norm (or a zero one)."""
+    norm = getattr(module, "norm", None)
+    if norm is None:
+        return None
+    if type(norm) is not MeanOnlyBatchNorm:
+        raise ConfigurationError(
+            f"export_netx: {where}: the neuron's norm is a {type(norm).__name__}; netx "
+            "carries a layers.MeanOnlyBatchNorm only, as the neuron bias -running_mean "
+            "(Lava-DL's export; netx does not read the weight_exp Lava-DL writes for a "
+            "WgtScaleBatchNorm)"
+        )
+    bias = -lava_weight_integers(norm.running_mean, f"export_netx: {where}: norm")
+    return bias if bool(bias.ne(0).any()) else None
 
 
 def _if_lif_params(module: IFNode | LIFNode, where: str) -> dict[str, Any]:

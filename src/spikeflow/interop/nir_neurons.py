@@ -120,6 +120,12 @@ def neuron_to_nir(
             "the membrane's value), which NIR's CubaLIF cannot express: its neurons emit "
             "0/1 spikes"
         )
+    if getattr(module, "norm", None) is not None:
+        raise ConfigurationError(
+            f"{cls.__name__} at '{name}' has a norm on its current (Lava-DL's norm=), which "
+            "NIR's CubaLIF cannot express (it has no normalisation between its current and "
+            "its voltage)"
+        )
     kwargs: dict[str, Any] = _base_kwargs(module) if isinstance(module, BaseNode) else {}
     if isinstance(module, BaseNode):
         theta = full_array(module.v_threshold, shape)

@@ -29,6 +29,14 @@ its CUBA neuron passes as 1), the membrane resets to 0, and the backward is Lava
 ``∂S/∂H = scale_rho exp(min(H - θ, 0) / tau_rho)`` (``spike/spike.py``) with a reset
 that passes the gradient through unchanged (its ``leaky_integrator`` backward). Declared
 as a fire rule and a reset rule, so the fused kernels run it.
+
+``norm=`` is Lava-DL's ``cuba.Neuron(norm=...)``: a normalisation (a module on the
+time-major current, such as :class:`~spikeflow.layers.MeanOnlyBatchNorm`) applied to the
+whole sequence of the current *between* the current and the voltage updates. Its
+statistics span every step, so it cannot live inside a per-step fused kernel: the
+current is run first (a linear recurrence over time), normalised, and the voltage then
+runs through the declared fused kernels on the normalised current (see
+:class:`CubaLIFNode`).
 """
 
 from __future__ import annotations
@@ -37,16 +45,23 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.base import set_constants
-from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.kernels import resolve_backend
 from spikeflow.neurons.base import BaseNode, check_step_shape
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import learnable_time_constant
 
-__all__ = ["R_RULES", "CubaLIFNode", "lava_graded_fire", "lava_graded_reset"]
+__all__ = [
+    "R_RULES",
+    "CubaLIFNode",
+    "cuba_voltage_charge",
+    "lava_graded_fire",
+    "lava_graded_reset",
+]
 
 #: The values of ``CubaLIFNode(r=...)`` that tie ``r`` to the time constants (in steps,
 #: ``tau / dt``): ``"tau_syn"`` is Norse's ``LIF`` (its current jumps by the input),
@@ -134,6 +149,32 @@ def lava_graded_reset(h: Tensor, s: Tensor, theta: Tensor | float, i: Tensor) ->
     return h - s.detach()
 
 
+def cuba_voltage_charge(
+    x: Tensor,
+    v: Tensor,
+    *,
+    mem_decay: Tensor | float,
+    r: Tensor | float,
+    v_leak: Tensor | float,
+) -> Tensor:
+    """The CUBA membrane driven by a given current ``x`` (the voltage half of
+    :meth:`CubaLIFNode.charge`): ``H = V + (v_leak - V + r x) mem_decay``."""
+    return v + (v_leak - v + r * x) * mem_decay
+
+
+def _graded_fire_voltage(
+    h: Tensor, theta: Tensor | float, spike: Callable[[Tensor], Tensor], *,
+    tau_rho: float, scale_rho: float,
+) -> Tensor:  # fmt: skip
+    """:func:`lava_graded_fire` for :func:`cuba_voltage_charge` (no current state)."""
+    return lava_graded_fire(h, theta, spike, h, tau_rho=tau_rho, scale_rho=scale_rho)
+
+
+def _graded_reset_voltage(h: Tensor, s: Tensor, theta: Tensor | float) -> Tensor:
+    """:func:`lava_graded_reset` for :func:`cuba_voltage_charge` (no current state)."""
+    return lava_graded_reset(h, s, theta, h)
+
+
 class CubaLIFNode(BaseNode):
     """Current-based LIF with NIR ``CubaLIF`` semantics (see the module docstring)::
 
@@ -176,6 +217,27 @@ class CubaLIFNode(BaseNode):
     ``tau_rho = 100 tau_grad θ`` and ``scale_rho = 0.1 scale_grad`` (its CUBA neuron's
     ``TAU_RHO_MULT`` and ``SCALE_RHO_MULT``, ``θ`` quantised to ``int(64 θ) / 64``).
 
+    **Normalised current** (``norm``, Lava-DL's ``cuba.Neuron(norm=...)``): a module
+    applied to the current of the whole sequence between the current and the voltage
+    updates. It sees the current with a gain of 1 on the input, ``u = I tau_syn / dt``
+    (Lava-DL's current ``u[t] = (1 - dt/tau_syn) u[t-1] + X[t]``, whatever ``r``), as a
+    ``[T, B, ...]`` tensor, and must return its shape; the membrane is then driven by
+    ``r (dt / tau_syn) norm(u)`` (``r I`` when ``norm`` is the identity)::
+
+        u[t] = (1 - dt/tau_syn) u[t-1] + X[t]          every step, then
+        n    = norm(u[0..T-1])                          over the whole sequence
+        H[t] = V[t-1] + (dt/tau_mem) (v_leak - V[t-1] + r (dt/tau_syn) n[t])
+
+    A normalisation's statistics span the steps (a batch norm's mean over time, batch
+    and space), so the norm cannot run inside the declared per-step fused kernel: with
+    ``norm`` the neuron takes another path, exact, not an approximation: the current as
+    a loop over time in PyTorch, the norm, then the voltage, fire and reset through the
+    declared kernels of :func:`cuba_voltage_charge` (``backend`` applies to that part;
+    graded spikes too). In single-step mode (``step_mode='s'``) the norm sees one step.
+    The carried current (streaming) is the current before the norm. The norm is a child
+    module (``node.norm``): its running statistics follow ``train()`` / ``eval()`` and
+    the state dict. A membrane quantizer (``quant.loihi_grid``) refuses the neuron.
+
     Args:
         tau_syn: synaptic time constant, >= ``dt`` (default 2): a number or a tensor.
         tau_mem: membrane time constant, >= ``dt`` (default 2): a number or a tensor.
@@ -189,6 +251,9 @@ class CubaLIFNode(BaseNode):
         graded_spike: Lava-DL's graded spikes (default False; see above).
         tau_rho: the graded spike derivative's width (> 0, default 1).
         scale_rho: the graded spike derivative's scale (> 0, default 1).
+        norm: a module normalising the current between the current and the voltage
+            updates (default None; see above), e.g.
+            :class:`~spikeflow.layers.MeanOnlyBatchNorm`.
         **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`.
 
     Raises:
@@ -196,8 +261,9 @@ class CubaLIFNode(BaseNode):
             value, an ``r`` string that names no rule, a flag that is not a bool; with
             ``graded_spike``: a ``v_reset`` other than 0.0, ``learnable_threshold``, a
             ``tau_rho`` or ``scale_rho`` that is not a number > 0, or a subclass with
-            other equations.
-        ShapeError (at the call): a tensor that does not broadcast to one step.
+            other equations; a ``norm`` that is not an ``nn.Module``.
+        ShapeError (at the call): a tensor that does not broadcast to one step; a
+            ``norm`` whose output does not have its input's shape.
     """
 
     charge_returns_aux = True
@@ -215,6 +281,7 @@ class CubaLIFNode(BaseNode):
         graded_spike: bool = False,
         tau_rho: float = 1.0,
         scale_rho: float = 1.0,
+        norm: nn.Module | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -241,6 +308,12 @@ class CubaLIFNode(BaseNode):
                 f"{owner}: graded_spike=True is Lava-DL's CUBA neuron's; {owner} has "
                 "equations of its own"
             )
+        if norm is not None and not isinstance(norm, nn.Module):
+            raise ConfigurationError(
+                f"{owner}: norm must be an nn.Module applied to the current [T, B, ...] "
+                f"(e.g. layers.MeanOnlyBatchNorm()), or None; got {type(norm).__name__}"
+            )
+        self.norm = norm
         learnable = {
             "tau_syn": check_flag(owner, "learnable_tau_syn", learnable_tau_syn),
             "tau_mem": check_flag(owner, "learnable_tau_mem", learnable_tau_mem),
@@ -280,6 +353,53 @@ class CubaLIFNode(BaseNode):
             CubaLIFNode.charge, None, "CubaLIFNodeGraded", True, None,
             lava_graded_reset, lava_graded_fire,
         )  # fmt: skip
+
+    def _run_steps(self, x_seq: Tensor, record_v: bool) -> tuple[Tensor, Tensor | None]:
+        """Without ``norm``, the declared CUBA equations; with it, the current over the
+        whole sequence, the norm, then the declared voltage equations (class docstring)."""
+        if self.norm is None:
+            return super()._run_steps(x_seq, record_v)
+        owner = type(self).__name__
+        if self._modules.get("membrane_quantizer") is not None:
+            raise ConfigurationError(
+                f"{owner}: a membrane quantizer (quant.loihi_grid) does not carry the norm "
+                "between the current and the voltage; remove_membrane_quantization, or "
+                "build the neuron without norm"
+            )
+        step_shape = x_seq.shape[1:]
+        theta = self.firing_threshold(step_shape)
+        state = self._carried_state(step_shape) or self.start_state(x_seq[0])
+        params = dict(self._call_params(step_shape))
+        syn_decay = params.pop("syn_decay")
+        keep = 1.0 - syn_decay
+        u = state["i"] / syn_decay  # the carried current, at a gain of 1 on the input
+        currents = []
+        for x_t in x_seq.unbind(0):
+            u = keep * u + x_t
+            currents.append(u)
+        current = torch.stack(currents)
+        normed = self.norm(current)
+        if not isinstance(normed, Tensor) or normed.shape != current.shape:
+            got = tuple(normed.shape) if isinstance(normed, Tensor) else type(normed).__name__
+            raise ShapeError(
+                f"{owner}: norm must return the current's shape {tuple(current.shape)} "
+                f"([T, B, ...]), got {got}"
+            )
+        params["r"] = params["r"] * syn_decay
+        if self.graded_spike:
+            decl = declare(
+                cuba_voltage_charge, None, "CubaVoltageGraded", False, None,
+                _graded_reset_voltage, _graded_fire_voltage,
+            )  # fmt: skip
+        else:
+            decl = declare(cuba_voltage_charge, None, "CubaVoltage")
+        stepped = self.__dict__.get("_step_params") is not None
+        run = resolve_backend(self.backend, normed, stepped)
+        spikes, voltage, v_seq = run(
+            decl, normed, {"v": state["v"]}, params, theta, self.firing_rule, record_v
+        )
+        self._keep_state({"v": voltage["v"], "i": syn_decay * current[-1]})
+        return spikes, v_seq
 
     def _time_constant(self, name: str) -> float | Tensor:
         """A time constant as this call uses it: a learned one clamped to ``>= dt``."""
