@@ -238,6 +238,12 @@ def test_errors() -> None:
     with pytest.raises(ShapeError, match=r"norm must return the current's shape \(4, 2, 3\)"):
         node(torch.rand(4, 2, 3))
     net = nn.Sequential(nn.Linear(3, 2, bias=False), _node(MeanOnlyBatchNorm(2), False)).double()
+    with pytest.raises(ConfigurationError, match=r"with norm.*whole sequence"):
+        net[1].equations(net[1].neuron_params(), 1.0, F64)  # AOT kernels, operation counts
+    from spikeflow.learn.eventprop import parameters_from_cuba
+
+    with pytest.raises(ConfigurationError, match="a norm on the current"):
+        parameters_from_cuba(CubaLIFNode(r="tau_syn", strict_firing=True, norm=nn.Identity()))
     loihi_grid(net)
     with pytest.raises(ConfigurationError, match=r"membrane quantizer.*norm"):
         net(torch.rand(4, 1, 3, dtype=F64))

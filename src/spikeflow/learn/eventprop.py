@@ -190,6 +190,8 @@ def parameters_from_cuba(node: nn.Module) -> LIFAdjointParameters:
         problems.append("strict_firing=False (Norse fires on h > v_th)")
     if getattr(node, "graded_spike", False):
         problems.append("graded_spike=True (EventProp's spikes are 0/1)")
+    if getattr(node, "norm", None) is not None:
+        problems.append("a norm on the current (EventProp's current is not normalised)")
     values = {}
     for name in ("tau_syn", "tau_mem", "v_leak", "v_threshold"):
         value = getattr(node, name)

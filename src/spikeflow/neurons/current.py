@@ -354,6 +354,20 @@ class CubaLIFNode(BaseNode):
             lava_graded_reset, lava_graded_fire,
         )  # fmt: skip
 
+    def equations(
+        self, params: dict[str, Tensor | float], theta: float | Tensor, dtype: torch.dtype
+    ) -> tuple[NeuronDeclaration, dict[str, Tensor | float]]:
+        """As :meth:`BaseNode.equations`; refused with ``norm``, whose normalisation spans
+        the sequence and is not in one declaration (what reads the equations, such as
+        the ahead-of-time Triton kernels or the operation counts, would drop it)."""
+        if self.norm is not None:
+            raise ConfigurationError(
+                f"{type(self).__name__} with norm: the current is normalised over the whole "
+                "sequence between the current and the voltage updates, which one declared "
+                "per-step equation cannot carry; call the neuron itself"
+            )
+        return super().equations(params, theta, dtype)
+
     def _run_steps(self, x_seq: Tensor, record_v: bool) -> tuple[Tensor, Tensor | None]:
         """Without ``norm``, the declared CUBA equations; with it, the current over the
         whole sequence, the norm, then the declared voltage equations (class docstring)."""
