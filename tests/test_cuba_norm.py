@@ -244,7 +244,12 @@ def test_errors() -> None:
 
     with pytest.raises(ConfigurationError, match="a norm on the current"):
         parameters_from_cuba(CubaLIFNode(r="tau_syn", strict_firing=True, norm=nn.Identity()))
-    loihi_grid(net)
+    with pytest.raises(ConfigurationError, match=r"loihi_grid: '1' has a norm on its current"):
+        loihi_grid(net)
+    from spikeflow.quant import apply_membrane_quantization
+
+    net[1].v_threshold = 0.25  # on the membrane grid
+    apply_membrane_quantization(net, bits=16, step=1 / 256)
     with pytest.raises(ConfigurationError, match=r"membrane quantizer.*norm"):
         net(torch.rand(4, 1, 3, dtype=F64))
 

@@ -379,6 +379,11 @@ def _check_neuron(name: str, neuron: BaseNode) -> int:
         raise ConfigurationError(
             f"{owner}: its membrane is quantized already ({neuron.membrane_quantizer})"
         )
+    if neuron.norm is not None:
+        raise ConfigurationError(
+            f"{owner} has a norm on its current (Lava-DL's norm=): the grid's membrane "
+            "charge has no normalisation between the current and the voltage"
+        )
     if isinstance(neuron.v_threshold, nn.Parameter):
         raise ConfigurationError(
             f"{owner}: a learnable threshold would leave Loihi's threshold grid (Lava-DL's "
