@@ -234,6 +234,11 @@ def test_identity_norm_is_the_plain_neuron() -> None:
 def test_errors() -> None:
     with pytest.raises(ConfigurationError, match=r"norm must be an nn\.Module"):
         CubaLIFNode(norm=lambda u: u)
+    from spikeflow.neurons import AdExLIFNode, RefractoryCubaLIFNode
+
+    for build in (AdExLIFNode, lambda **k: RefractoryCubaLIFNode(refractory_steps=2, **k)):
+        with pytest.raises(ConfigurationError, match="has equations of its own"):
+            build(norm=nn.Identity())  # equations of their own
     node = CubaLIFNode(norm=nn.Flatten(0, 1))
     with pytest.raises(ShapeError, match=r"norm must return the current's shape \(4, 2, 3\)"):
         node(torch.rand(4, 2, 3))

@@ -313,6 +313,14 @@ class CubaLIFNode(BaseNode):
                 f"{owner}: norm must be an nn.Module applied to the current [T, B, ...] "
                 f"(e.g. layers.MeanOnlyBatchNorm()), or None; got {type(norm).__name__}"
             )
+        if norm is not None and (
+            type(self).charge is not CubaLIFNode.charge
+            or type(self).declaration is not CubaLIFNode.declaration
+        ):
+            raise ConfigurationError(
+                f"{owner}: norm is Lava-DL's CUBA neuron's (a norm between its current and "
+                f"voltage updates); {owner} has equations of its own"
+            )
         self.norm = norm
         learnable = {
             "tau_syn": check_flag(owner, "learnable_tau_syn", learnable_tau_syn),
