@@ -219,6 +219,9 @@ def test_streaming_carries_the_current_before_the_norm() -> None:
     for x_t in x:
         u = (1 - A_U) * u + x_t
     torch.testing.assert_close(carried, A_U * u, rtol=0, atol=1e-12)  # I = u / tau_syn
+    single = _node(norm, False, step_mode="s").eval()  # one step at a time
+    with streaming(single):
+        assert torch.equal(torch.stack([single(x_t) for x_t in x]), whole)
 
 
 def test_identity_norm_is_the_plain_neuron() -> None:
