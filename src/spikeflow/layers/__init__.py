@@ -13,6 +13,8 @@
   RSNNs.
 * :mod:`~spikeflow.layers.ssm`, :mod:`~spikeflow.layers.ssm_block`: the S4D diagonal
   state-space layer and the spiking S4D block (docs/ssm.md).
+* :mod:`~spikeflow.layers.wkv`, :mod:`~spikeflow.layers.rwkv`: RWKV's WKV recurrence and
+  SpikeGPT's spiking RWKV block (docs/language.md).
 * :mod:`~spikeflow.layers.spiking_rnn`: spiking LSTM, GRU and vanilla RNN (cells and
   stacked layers, SpikingJelly's ``rnn`` module).
 * :mod:`~spikeflow.layers.attention`: spiking self-attention (Spikformer's SSA, the
@@ -104,6 +106,7 @@ from spikeflow.layers.recurrent import (
     LinearRecurrentContainer,
     Recurrent,
 )
+from spikeflow.layers.rwkv import RWKVChannelMix, RWKVTimeMix, SpikingRWKVBlock
 from spikeflow.layers.sequence import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -215,6 +218,8 @@ __all__ = [
     "NeuNorm",
     "PrintShapeModule",
     "QKAttention",
+    "RWKVChannelMix",
+    "RWKVTimeMix",
     "Recurrent",
     "SConv2dLSTM",
     "SeqToANNContainer",
@@ -230,6 +235,7 @@ __all__ = [
     "SpikingLSTM",
     "SpikingLSTMCell",
     "SpikingQKV",
+    "SpikingRWKVBlock",
     "SpikingS4DBlock",
     "SpikingSelfAttention",
     "SpikingVanillaRNN",
