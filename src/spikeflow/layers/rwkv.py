@@ -111,7 +111,7 @@ class RWKVTimeMix(_TokenShiftMixer):
         d_model: int,
         layer_id: int = 0,
         n_layers: int = 1,
-        chunk: int = 32,
+        chunk: int = 8,
         step_mode: StepMode = "m",
     ) -> None:
         super().__init__(d_model, step_mode)
@@ -224,7 +224,7 @@ class SpikingRWKVBlock(nn.Module):
         neuron_ffn: nn.Module | None = None,
         ffn_mult: int = 4,
         dropout: float = 0.0,
-        chunk: int = 32,
+        chunk: int = 8,
     ) -> None:
         super().__init__()
         if (neuron_att is None) != (neuron_ffn is None):

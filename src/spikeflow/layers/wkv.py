@@ -151,7 +151,7 @@ def wkv_sequence(
     k: Tensor,
     v: Tensor,
     state: WKVState | None = None,
-    chunk: int = 32,
+    chunk: int = 8,
 ) -> tuple[Tensor, WKVState]:
     """The WKV of a whole sequence ``[T, B, C]`` (module docstring), ``chunk`` tokens
     at a time in parallel: equal to :func:`wkv_recurrent`, with ``O(T·chunk)`` work per

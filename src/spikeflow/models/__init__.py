@@ -15,6 +15,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.event_driven`: the event-driven backpropagation paper's networks.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.spiking_ssm`: spiking S4D sequence classifier, recurrent-LIF baseline.
+* :mod:`~spikeflow.models.spike_gpt`: SpikeGPT, a spiking RWKV language model (and sampling).
 * :mod:`~spikeflow.models.spikformer`: Spikformer, a spiking vision transformer.
 * :mod:`~spikeflow.models.spike_driven`: the Spike-driven Transformer.
 * :mod:`~spikeflow.models.qkformer`: QKFormer, a hierarchical spiking transformer (Q-K attention).
@@ -54,6 +55,7 @@ from spikeflow.models import (
     snasnet,
     spike_dhs,
     spike_driven,
+    spike_gpt,
     spikformer,
     spiking_ssm,
     vgg,
@@ -98,6 +100,7 @@ __all__ = [
     "snasnet",
     "spike_dhs",
     "spike_driven",
+    "spike_gpt",
     "spikformer",
     "spiking_ssm",
     "vgg",

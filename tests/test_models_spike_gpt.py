@@ -1,0 +1,186 @@
+"""SpikeGPT (spikeflow.models.spike_gpt): SpikeGPT's layout (binary embedding, LIF
+neurons equal to SpikingJelly's as SpikeGPT configures them), streaming equal to the
+whole sequence, generation from the carried state (N tokens, N steps, the logits of the
+full forward), top-p sampling, training on a real corpus, presets and errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import functional as F
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.models import create_model
+from spikeflow.models.spike_gpt import SpikeGPT, sample_next
+from spikeflow.neurons import LIFNode
+from spikeflow.surrogate import ATan
+
+
+def _model(**kwargs) -> SpikeGPT:
+    torch.manual_seed(0)
+    size = {"d_model": 16, "n_layers": 2, "context": 48, **kwargs}
+    model = create_model("spike_gpt", **size).double()
+    with torch.no_grad():  # at initialisation the neurons are silent: make them fire
+        for block in model.blocks:
+            block.att.output.weight.mul_(30.0)
+            block.ffn.value.weight.mul_(30.0)
+    return model
+
+
+def _tokens(steps: int, batch: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (steps, batch), generator=torch.Generator().manual_seed(seed))
+
+
+def test_layout_is_spikegpts():
+    model = _model()
+    neurons = [m for m in model.modules() if isinstance(m, LIFNode)]
+    assert len(neurons) == 4  # one per branch, two branches per block
+    for neuron in neurons:
+        assert (neuron.tau, neuron.v_threshold, neuron.v_reset) == (2.0, 1.0, 0.0)
+        assert isinstance(neuron.surrogate_function, ATan)
+        assert neuron.surrogate_function.alpha == 2.0
+    x = _tokens(20)
+    embedded = model.binary_embedding(model.emb(x))
+    assert set(embedded.unique().tolist()) == {0.0, 1.0}  # the blocks read spikes
+    outputs = []
+    for neuron in neurons:
+        neuron.register_forward_hook(lambda m, args, out: outputs.append(out.detach()))
+    model(x)
+    for spikes in outputs:  # binary, and neither silent nor saturated
+        assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+        assert 0.01 < float(spikes.mean()) < 0.99
+    rwkv = _model(spiking=False)
+    assert not any(isinstance(m, LIFNode) for m in rwkv.modules())
+    torch.testing.assert_close(rwkv.binary_embedding(rwkv.emb(x)), rwkv.emb(x))
+    # same parameters, same count: the baseline differs only by the spikes
+    assert [n for n, _ in rwkv.named_parameters()] == [n for n, _ in model.named_parameters()]
+
+
+def test_neurons_equal_spikingjellys_multistep_lif_with_atan():
+    sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
+    sj_surrogate = pytest.importorskip("spikingjelly.activation_based.surrogate")
+    model = _model()
+    ours = model.blocks[0].neuron_att
+    theirs = sj_neuron.LIFNode(
+        tau=2.0, surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m"
+    ).double()
+    drive = (torch.randn(30, 3, 16, dtype=torch.float64) * 2).requires_grad_()
+    a, b = ours(drive), theirs(drive)
+    torch.testing.assert_close(a, b)
+    assert 0 < float(a.detach().mean()) < 1
+    cotangent = torch.randn_like(a)
+    (ga,) = torch.autograd.grad(a, drive, cotangent)
+    (gb,) = torch.autograd.grad(b, drive, cotangent)
+    torch.testing.assert_close(ga, gb)
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+def test_chunks_with_carried_state_equal_the_whole_sequence(spiking):
+    model = _model(spiking=spiking)
+    x = _tokens(40)
+    whole = model(x)
+    first, state = F.run(model, x[:13])
+    second, state = F.run(model, x[13:14], state)
+    third, _ = F.run(model, x[14:], state)
+    torch.testing.assert_close(torch.cat([first, second, third]), whole, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model(x), whole)  # and no state leaks into a plain call
+    fresh, _ = F.run(model, x[14:])
+    assert (fresh - third).abs().amax() > 0.1  # the carried state matters
+
+
+def test_generation_streams_n_steps_and_matches_the_full_forward():
+    model = _model()
+    prompt = _tokens(10, batch=2)
+    processed = []
+    model.emb.register_forward_hook(lambda m, args, out: processed.append(args[0].shape[0]))
+    generator = torch.Generator().manual_seed(1)
+    new, logits = model.generate(prompt, 25, 0.9, 0.95, generator, return_logits=True)
+    assert new.shape == (25, 2) and logits.shape == (25, 2, 256)
+    assert processed == [10] + [1] * 24  # the prompt once, then one token per step
+    full = model(torch.cat([prompt, new]))
+    torch.testing.assert_close(logits, full[9:34], rtol=1e-10, atol=1e-10)
+    assert (model(new[-1:]) - full[33]).abs().amax() > 0.1  # not the last token alone
+    assert model.training  # the mode is given back
+    # greedy decoding picks each step's argmax of the full forward
+    greedy = model.generate(prompt, 8, temperature=0.0)
+    full = model(torch.cat([prompt, greedy]))
+    assert torch.equal(greedy, full[9:17].argmax(-1))
+
+
+def test_top_p_keeps_the_smallest_likely_set():
+    logits = torch.log(torch.tensor([[0.1, 0.4, 0.2, 0.3]]))
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_next(logits, 1.0, 0.5, generator) for _ in range(3000)])
+    # 0.4 alone is below 0.5: the set is {0.4, 0.3}, renormalised to 4/7 and 3/7
+    counts = torch.bincount(draws.flatten(), minlength=4).double() / draws.numel()
+    assert counts[0] == counts[2] == 0
+    assert abs(float(counts[1]) - 4 / 7) < 0.03
+    assert torch.equal(sample_next(logits, 1.0, 0.3, generator), torch.tensor([1]))
+    assert torch.equal(sample_next(logits, 0.0), torch.tensor([1]))
+    # temperature flattens: at 100 the four draws are close to uniform
+    draws = torch.stack([sample_next(logits, 100.0, 1.0, generator) for _ in range(4000)])
+    counts = torch.bincount(draws.flatten(), minlength=4).double() / draws.numel()
+    assert (counts - 0.25).abs().max() < 0.03
+
+
+def test_trains_on_the_real_corpus():
+    from pydoc_data.topics import topics
+
+    data = "".join(topics[key] for key in sorted(topics)).encode("utf-8")
+    ids = torch.tensor(list(data[:200_000]), dtype=torch.long)
+    torch.manual_seed(0)
+    model = create_model("spike_gpt", d_model=32, n_layers=1, context=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(150):
+        starts = torch.randint(0, len(ids) - 33, (8,), generator=g).tolist()
+        window = torch.stack([ids[s : s + 33] for s in starts], 1)
+        loss = nn.functional.cross_entropy(model(window[:-1]).flatten(0, 1), window[1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
+    assert first > math.log(256) - 0.5  # starts near chance (5.55 nats)
+    assert last < first - 1.5, (first, last)  # learnt the bytes' statistics
+
+
+def test_presets():
+    with torch.device("meta"):
+        medium = create_model("spike_gpt", preset="medium", vocab_size=50277)
+        small = create_model("spike_gpt", preset="small", context=64)
+    # the paper's 216M model: 18 blocks of width 768 with GPT-NeoX's vocabulary
+    assert round(sum(p.numel() for p in medium.parameters()) / 1e6) == 215
+    assert (small.d_model, small.n_layers, small.context) == (512, 12, 64)
+    with pytest.raises(ConfigurationError, match="unknown SpikeGPT preset 'large'"):
+        create_model("spike_gpt", preset="large")
+
+
+def test_errors_name_the_bad_argument():
+    model = _model()
+    with pytest.raises(ShapeError, match="49 tokens in one call, but the model's context is 48"):
+        model(_tokens(49))
+    assert model(_tokens(48)).shape == (48, 3, 256)  # the whole context is fine
+    with pytest.raises(DTypeError, match=r"integer token ids \(torch\.long\), got torch\.float32"):
+        model(torch.zeros(4, 2))
+    with pytest.raises(DTypeError, match=r"got torch\.bool"):
+        model(torch.zeros(4, 2, dtype=torch.bool))
+    with pytest.raises(ShapeError, match=r"token ids \[T, B\]; got shape \(4,\)"):
+        model(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ConfigurationError, match=r"in \[0, 256\); got values from 0 to 256"):
+        model(torch.tensor([[0], [256]]))
+    with pytest.raises(ShapeError, match=r"prompt \(40\) \+ n_tokens \(9\) = 49 tokens exceed"):
+        model.generate(_tokens(40), 9)
+    assert model.generate(_tokens(40), 9, beyond_context=True).shape == (9, 3)
+    with pytest.raises(ConfigurationError, match="n_tokens must be"):
+        model.generate(_tokens(4), 0)
+    with pytest.raises(ConfigurationError, match=r"top_p must be in \(0, 1\]; got 0"):
+        model.generate(_tokens(4), 2, top_p=0)
+    with pytest.raises(ConfigurationError, match="temperature must be a number >= 0; got -1"):
+        model.generate(_tokens(4), 2, temperature=-1)
+    with pytest.raises(ConfigurationError, match="spiking must be True or False"):
+        SpikeGPT(spiking="yes")
