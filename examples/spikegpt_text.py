@@ -163,7 +163,8 @@ def train(name: str, args: argparse.Namespace, train_ids: Tensor, val: Tensor) -
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Train the chosen models (command-line arguments ``argv``); their results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["spikegpt", "rwkv", "lstm", "all"], default="all")
     parser.add_argument("--steps", type=int, default=400)
@@ -177,7 +178,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="write the results as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train_ids, val = corpus()
     print(f"corpus: {len(train_ids)} training bytes, {len(val)} validation bytes")
@@ -186,6 +187,7 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
+    return results
 
 
 if __name__ == "__main__":
