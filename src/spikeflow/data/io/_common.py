@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
-from spikeflow.errors import MissingExtraError
+from spikeflow.errors import ConfigurationError, MissingExtraError
 
 PathArg = str | PathLike | None
 RawBytes = bytes | bytearray | memoryview | np.ndarray
@@ -33,6 +33,34 @@ DVS_SENSOR_SIZES: dict[str, tuple[int, int]] = {
     "davis240": (240, 180),
     "davis346": (346, 260),
 }
+
+
+#: The largest sensor side a file or an argument may give: event coordinates are uint16
+#: (:data:`~spikeflow.data.EVENT_DTYPE`), 0 to 65535.
+MAX_SENSOR_SIDE = 65536
+
+
+def sensor_size_arg(sensor_size: object, owner: str) -> tuple[int, int] | None:
+    """A reader's ``sensor_size`` argument as ``(width, height)`` Python ints (``None``
+    as is), checked before any byte is read: a bad size would otherwise surface as a
+    ctypes or unpacking error, or blame the file ("outside the 0x0 sensor").
+
+    Raises:
+        ConfigurationError: not ``None`` nor two integers (bools and floats refused) in
+            ``[1, MAX_SENSOR_SIDE]``; the message names ``owner`` and the value.
+    """
+    if sensor_size is None:
+        return None
+    ok = isinstance(sensor_size, (tuple, list)) and len(sensor_size) == 2
+    if ok:
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                 and 1 <= v <= MAX_SENSOR_SIDE for v in sensor_size)  # fmt: skip
+    if not ok:
+        raise ConfigurationError(
+            f"{owner}: sensor_size must be None or (width, height), two integers in "
+            f"[1, {MAX_SENSOR_SIDE}]; got {sensor_size!r}"
+        )
+    return int(sensor_size[0]), int(sensor_size[1])  # type: ignore[index]
 
 
 def read_bytes(path: str | PathLike) -> bytes:

@@ -13,6 +13,7 @@ timestamp (31 bits used) which ``eventTSOverflow << 31`` extends. Other event ty
 
 from __future__ import annotations
 
+import re
 import struct
 from os import PathLike
 from typing import Any
@@ -31,6 +32,7 @@ from spikeflow.data.io._common import (
     empty_file_error,
     read_bytes,
     sensor_recording,
+    sensor_size_arg,
     split_header_lines,
 )
 from spikeflow.data.io._native import compiled, native_events, new_events
@@ -48,6 +50,9 @@ _POLARITY = 1
 
 #: One row of a DVS128 Gesture ``*_labels.csv`` file.
 GESTURE_LABEL_DTYPE = np.dtype([("label", "<i8"), ("start", "<i8"), ("end", "<i8")])
+
+#: An integer of a label file: ASCII decimal digits, an optional sign.
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
 
 
 def _sensor_from_sources(lines: list[str]) -> tuple[int, int] | None:
@@ -96,6 +101,7 @@ def decode_aedat31(
             negative timestamps, coordinates outside the sensor, timestamps that go
             backwards, or no valid polarity event when the size must be inferred.
     """
+    sensor_size = sensor_size_arg(sensor_size, "decode_aedat31")
     data = as_bytes(raw)
     if not data:
         raise empty_file_error(path)
@@ -252,8 +258,8 @@ def read_gesture_labels(path: str | PathLike) -> np.ndarray:
         ``[start, end)`` window in microseconds.
 
     Raises:
-        DataFormatError: a wrong header line, a row that is not three integers, or a
-            window that does not end after it starts.
+        DataFormatError: a wrong header line, a row that is not three decimal integers
+            (of at most ``2**62``), or a window that does not end after it starts.
     """
     data = read_bytes(path)
     rows: list[tuple[int, int, int]] = []
@@ -271,13 +277,15 @@ def read_gesture_labels(path: str | PathLike) -> np.ndarray:
             continue
         if not text:
             continue
-        parts = text.split(",")
-        try:
-            label, start, stop = (int(v) for v in parts)
-        except ValueError:
+        parts = [v.strip() for v in text.split(",")]
+        # decimal digits only (int() would take "1_0" and "\u0661"), values int64 holds
+        if len(parts) != 3 or not all(_DECIMAL.fullmatch(v) for v in parts):
             raise format_error(
                 path, here, f"line {lineno + 1}: expected three integers, found {text!r}"
-            ) from None
+            )
+        label, start, stop = (int(v) for v in parts)
+        if max(abs(label), abs(start), abs(stop)) > 2**62:
+            raise format_error(path, here, f"line {lineno + 1}: a value out of range in {text!r}")
         if stop <= start or start < 0:
             raise format_error(path, here, f"line {lineno + 1}: window [{start}, {stop}) is empty")
         rows.append((label, start, stop))

@@ -22,6 +22,7 @@ from spikeflow.data.io._common import (
     infer_size,
     read_bytes,
     sensor_recording,
+    sensor_size_arg,
     strided,
 )
 from spikeflow.data.io._native import address, compiled, native_events, new_events
@@ -51,6 +52,7 @@ def decode_atis_bin(
             file), coordinates outside the sensor, timestamps that go backwards, or (with
             ``sensor_size=None``) no events to infer the size from.
     """
+    sensor_size = sensor_size_arg(sensor_size, "decode_atis_bin")
     raw = as_u8(raw)  # a TypeError for an array of other elements than bytes
     if len(raw) == 0:
         raise empty_file_error(path)

@@ -32,6 +32,7 @@ from spikeflow.data.io._common import (
     read_bytes,
     read_head,
     seconds_to_us,
+    sensor_size_arg,
     sort_by_time,
 )
 from spikeflow.data.io._matv5 import checked_mat5_stream
@@ -111,6 +112,7 @@ def read_asl_dvs(path: str | PathLike, sensor_size: tuple[int, int] = (240, 180)
             non-integer or negative values, a polarity other than 0/1, or coordinates
             outside ``sensor_size``.
     """
+    width, height = sensor_size_arg(sensor_size, "read_asl_dvs")  # type: ignore[misc]
     v = load_mat_variables(path, ("x", "y", "ts", "pol"))
     x, y, t, p = (as_int64(v[k], k, path, non_negative=True) for k in ("x", "y", "ts", "pol"))
     if not x.size == y.size == t.size == p.size:
@@ -119,7 +121,6 @@ def read_asl_dvs(path: str | PathLike, sensor_size: tuple[int, int] = (240, 180)
             None,
             f"x, y, ts, pol have different lengths ({x.size}, {y.size}, {t.size}, {p.size})",
         )
-    width, height = sensor_size
     bad = np.flatnonzero((x >= width) | (y >= height) | (p > 1))
     if bad.size:
         i = int(bad[0])

@@ -29,7 +29,13 @@ from os import PathLike
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, read_bytes, read_head, sort_by_time
+from spikeflow.data.io._common import (
+    as_int64,
+    read_bytes,
+    read_head,
+    sensor_size_arg,
+    sort_by_time,
+)
 
 __all__ = ["load_npy", "read_dvs_lip", "read_es_imagenet", "read_hardvs", "read_numpy_events"]
 
@@ -167,6 +173,7 @@ def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int]) -> Eve
             non-integer values, a polarity outside {-1, 0, 1}, or coordinates outside
             ``sensor_size``.
     """
+    sensor_size_arg(sensor_size, "read_numpy_events")
     names = ("t", "x", "y", "p")
     if read_head(path, len(_ZIP_MAGIC)) == _ZIP_MAGIC:
         cols = _load_npz(path, names)
@@ -208,6 +215,7 @@ def read_es_imagenet(
         DataFormatError: a wrong layout (not ``(N, 3)`` / ``(N, 4)``), a polarity other
             than 1/255, non-integer values, or coordinates outside ``sensor_size``.
     """
+    sensor_size_arg(sensor_size, "read_es_imagenet")
     if read_head(path, len(_ZIP_MAGIC)) == _ZIP_MAGIC:
         arrays = _load_npz(path, ("pos", "neg"))
         parts = []

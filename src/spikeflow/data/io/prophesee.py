@@ -42,6 +42,7 @@ import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import (
+    MAX_SENSOR_SIDE,
     PathArg,
     RawBytes,
     as_bytes,
@@ -51,6 +52,7 @@ from spikeflow.data.io._common import (
     empty_file_error,
     read_bytes,
     sensor_recording,
+    sensor_size_arg,
     split_header_lines,
 )
 from spikeflow.data.io._evt import decode_evt2_words, decode_evt3_words
@@ -142,16 +144,42 @@ def _encoding(fields: dict[str, str]) -> str | None:
     return names[0] if names else None
 
 
-def _sensor_from_header(fields: dict[str, str]) -> tuple[int, int] | None:
+def _side(text: str, line: str, path: PathArg) -> int:
+    """A sensor side the header gives (``line`` names where), checked: a malformed or
+    impossible size would otherwise be ignored (the size then inferred) or kept (a
+    sensor no array can hold)."""
+    value = text.strip()
+    if not re.fullmatch(r"[0-9]+", value) or not 1 <= int(value) <= MAX_SENSOR_SIDE:
+        raise format_error(
+            path, None, f"header line {line}: sensor side {value!r} is not an integer in "
+            f"[1, {MAX_SENSOR_SIDE}]"
+        )  # fmt: skip
+    return int(value)
+
+
+def _sensor_from_header(fields: dict[str, str], path: PathArg) -> tuple[int, int] | None:
+    """``(width, height)`` from the ``format``, ``geometry`` or ``Width``/``Height``
+    lines (in that order), else from the plugin name, else ``None``.
+
+    Raises:
+        DataFormatError: a size on one of those lines that is not a positive integer of
+            at most :data:`MAX_SENSOR_SIDE` (naming the line).
+    """
     fmt = fields.get("format", "")
-    dims = dict(re.findall(r"(width|height)=(\d+)", fmt))
+    dims = {}
+    for key, value in re.findall(r"(width|height)=([^;]*)", fmt):
+        dims[key] = _side(value, f"'% format {fmt}'", path)
     if len(dims) == 2:
-        return int(dims["width"]), int(dims["height"])
-    m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", fields.get("geometry", ""))
-    if m:
-        return int(m.group(1)), int(m.group(2))
-    if fields.get("width", "").isdigit() and fields.get("height", "").isdigit():
-        return int(fields["width"]), int(fields["height"])
+        return dims["width"], dims["height"]
+    if "geometry" in fields:
+        line = f"'% geometry {fields['geometry']}'"
+        width, sep, height = fields["geometry"].partition("x")
+        if not sep:
+            raise format_error(path, None, f"header line {line}: expected WIDTHxHEIGHT")
+        return _side(width, line, path), _side(height, line, path)
+    if "width" in fields and "height" in fields:
+        return (_side(fields["width"], f"'% Width {fields['width']}'", path),
+                _side(fields["height"], f"'% Height {fields['height']}'", path))  # fmt: skip
     return PROPHESEE_PLUGIN_SENSORS.get(fields.get("plugin_name", "").strip())
 
 
@@ -193,12 +221,13 @@ def _evt_recording(
     naming another encoding; ``header``: what :func:`parse_prophesee_header` gave for
     ``raw``, checked to name ``name`` already), then its words, compiled when possible,
     else with numpy (which also names every problem)."""
+    sensor_size = sensor_size_arg(sensor_size, f"decode_{name}")
     data = as_bytes(raw)
     if header is None:
         header = parse_prophesee_header(data, path)  # refuses an empty file
         _check_encoding(header[0], name, path)
     fields, start = header
-    sensor = sensor_size or _sensor_from_header(fields)
+    sensor = sensor_size or _sensor_from_header(fields, path)
     size = 4 if name == "evt2" else 2
     c = _decode_c("sf_" + name, data, start, size, sensor)
     if c is None:
@@ -286,6 +315,7 @@ def read_prophesee_raw(
         DataFormatError: as :func:`decode_evt2`, and a header that names no encoding or
             one other than EVT 2.0 and 3.0.
     """
+    sensor_size = sensor_size_arg(sensor_size, "read_prophesee_raw")
     data = read_bytes(path)
     header = parse_prophesee_header(data, path)
     enc = _check_encoding(header[0], None, path)
@@ -330,6 +360,7 @@ def decode_dat(
             a 32-bit wrap-around, or no events and no sensor size to be had (naming the
             file and the byte offset).
     """
+    sensor_size = sensor_size_arg(sensor_size, "decode_dat")
     data = as_bytes(raw)
     if not data:
         raise empty_file_error(path)
@@ -349,7 +380,7 @@ def decode_dat(
         return body + 8 * i
 
     check_monotonic(t, path, offset_of, note=_NOT_A_WRAP)
-    size = sensor_size or _sensor_from_header(fields)
+    size = sensor_size or _sensor_from_header(fields, path)
     return checked_recording(t, x, y, p, size, path, offset_of)
 
 

@@ -31,7 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import check_in_sensor, empty_file_error, import_optional
+from spikeflow.data.io._common import (
+    check_in_sensor,
+    empty_file_error,
+    import_optional,
+    sensor_size_arg,
+)
 from spikeflow.data.io._common import sort_by_time as _sort_by_time
 from spikeflow.errors import ConfigurationError
 
@@ -378,6 +383,7 @@ def read_rosbag_events(
             message (:func:`read_rosbag`, :func:`decode_event_arrays`), or an event
             outside the sensor (naming the file and event).
     """
+    sensor_size = sensor_size_arg(sensor_size, "read_rosbag_events")
     path = Path(path)
     found = read_rosbag(path, (topic,))
     if topic not in found:

@@ -1,0 +1,151 @@
+"""Hostile inputs the byte fuzzers (test_data_io_fuzz.py) do not reach: bad
+``sensor_size`` arguments, impossible sensor sizes in Prophesee headers and label files
+with odd integers.
+
+Every file is built here, byte for byte (no real sample is needed).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from rosbag_samples import MAGIC
+from spikeflow.data.io import (
+    decode_aedat31,
+    decode_atis_bin,
+    decode_dat,
+    decode_evt2,
+    decode_evt3,
+    read_asl_dvs,
+    read_dat,
+    read_es_imagenet,
+    read_gesture_labels,
+    read_numpy_events,
+    read_prophesee_raw,
+)
+from spikeflow.data.io.rosbag import read_rosbag_events
+from spikeflow.errors import ConfigurationError, DataFormatError
+from test_data_io_synthetic import AEDAT31_HEADER, aedat31_packet, polarity
+
+ATIS = bytes([3, 4, 0x80, 0, 7])  # one event at (3, 4), polarity 1, t = 7 us
+EVT2 = b"% evt 2.0\n" + struct.pack("<3I", 8 << 28 | 3, 1 << 28 | 9 << 11 | 5, 1 << 28 | 2 << 11)
+EVT3 = b"% evt 3.0\n" + struct.pack("<4H", 0x8001, 0x6002, 0x0003, 0x2004)
+DAT = b"% Version 2\n" + bytes([0, 8]) + struct.pack("<2I", 1, 1 << 28 | 3 << 14 | 4)
+AEDAT31 = AEDAT31_HEADER + aedat31_packet(1, [(polarity(3, 4, 1), 7)])
+
+
+def _file(tmp_path, name: str, raw: bytes):
+    path = tmp_path / name
+    path.write_bytes(raw)
+    return path
+
+
+def _npy(tmp_path):
+    arr = np.array([(1, 2, 3, 1)], dtype=[("t", "<i4"), ("x", "i1"), ("y", "i1"), ("p", "i1")])
+    np.save(tmp_path / "e.npy", arr)
+    return tmp_path / "e.npy"
+
+
+READERS = {
+    "decode_atis_bin": lambda tmp, size: decode_atis_bin(ATIS, size),
+    "decode_aedat31": lambda tmp, size: decode_aedat31(AEDAT31, size),
+    "decode_evt2": lambda tmp, size: decode_evt2(EVT2, size),
+    "decode_evt3": lambda tmp, size: decode_evt3(EVT3, size),
+    "decode_dat": lambda tmp, size: decode_dat(DAT, size),
+    "read_prophesee_raw": lambda tmp, size: read_prophesee_raw(_file(tmp, "a.raw", EVT3), size),
+    "read_numpy_events": lambda tmp, size: read_numpy_events(_npy(tmp), size),
+    "read_es_imagenet": lambda tmp, size: read_es_imagenet(_file(tmp, "x.npz", b"PK"), size),
+    "read_asl_dvs": lambda tmp, size: read_asl_dvs(_file(tmp, "x.mat", b"MATLAB"), size),
+    "read_rosbag_events": lambda tmp, size: read_rosbag_events(
+        _file(tmp, "x.bag", MAGIC), sensor_size=size
+    ),
+}
+BAD_SIZES = [(0, 0), (-1, 5), (34, 34.0), (34,), (34, 34, 2), "34x34", (2**70, 5), (True, 5),
+             (65537, 1), 34]  # fmt: skip
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("size", BAD_SIZES, ids=repr)
+def test_a_bad_sensor_size_argument_is_named_before_the_file_is_read(tmp_path, reader, size):
+    """Before: a ctypes ArgumentError (a float), an unpacking ValueError, a TypeError
+    (a string), a DataFormatError blaming the file ("outside the 0x0 sensor"), or a
+    recording of a 2**70-wide sensor that no frame can hold."""
+    with pytest.raises(ConfigurationError, match=rf"{reader}: sensor_size must be None or "
+                       r"\(width, height\).*got"):  # fmt: skip
+        READERS[reader](tmp_path, size)
+
+
+@pytest.mark.parametrize("decode", [decode_atis_bin, decode_aedat31, decode_evt2, decode_evt3,
+                                    decode_dat])  # fmt: skip
+def test_good_sensor_sizes_still_decode(decode):
+    raw = {decode_atis_bin: ATIS, decode_aedat31: AEDAT31, decode_evt2: EVT2,
+           decode_evt3: EVT3, decode_dat: DAT}[decode]  # fmt: skip
+    for size in [(34, 34), (np.int64(34), np.uint16(34)), [34, 34], (65536, 65536)]:
+        rec = decode(raw, size)
+        assert rec.sensor_size == (int(size[0]), int(size[1]), 2)
+        assert all(type(s) is int for s in rec.sensor_size)
+        assert len(rec.events) >= 1
+
+
+PROPHESEE_BAD_HEADERS = [
+    b"% geometry 99999999999999999999x5\n",  # before: kept as the sensor size
+    b"% geometry 0x0\n",  # before: every event "outside the 0x0 sensor"
+    b"% geometry -3x4\n",  # before: ignored, the size inferred from the events
+    b"% geometry 1e5x4\n",
+    b"% geometry 1_0x1_0\n",  # before: int() read 10 x 10
+    b"% geometry 640\n",
+    b"% format EVT3;height=-5;width=5\n",
+    b"% format EVT3;height=abc;width=5\n",
+    b"% format EVT3;width=1_0;height=1_0\n",  # before: the regex read 1 x 1
+    b"% format EVT3;height=70000;width=5\n",
+]
+
+
+@pytest.mark.parametrize("line", PROPHESEE_BAD_HEADERS, ids=lambda b: b.decode().strip())
+@pytest.mark.parametrize("fmt", ["evt2", "evt3", "dat"])
+def test_an_impossible_or_malformed_header_size_names_its_line(tmp_path, fmt, line):
+    raw = {"evt2": EVT2, "evt3": EVT3, "dat": DAT}[fmt]
+    first = raw.index(b"\n") + 1
+    name = "x.dat" if fmt == "dat" else "x.raw"
+    path = _file(tmp_path, name, raw[:first] + line + raw[first:])
+    reader = read_dat if fmt == "dat" else read_prophesee_raw
+    text = line.decode().strip()
+    with pytest.raises(DataFormatError, match=r"header line .*(sensor side|expected WIDTHx)") as e:
+        reader(path)
+    assert str(e.value).startswith(str(path)) and text in str(e.value)
+
+
+@pytest.mark.parametrize("line, size", [(b"% geometry 1280x720\n", (1280, 720)),
+                                        (b"% format EVT3;height=720;width=1280\n", (1280, 720)),
+                                        (b"% Width 304\n% Height 240\n", (304, 240)),
+                                        (b"% geometry  40 x 30 \n", (40, 30))])  # fmt: skip
+def test_good_header_sizes_are_read(line, size):
+    for raw, decode in [(EVT2, decode_evt2), (EVT3, decode_evt3), (DAT, decode_dat)]:
+        first = raw.index(b"\n") + 1
+        assert decode(raw[:first] + line + raw[first:]).sensor_size == (*size, 2)
+
+
+LABELS = b"class,startTime_usec,endTime_usec\n"
+
+
+@pytest.mark.parametrize("row, problem", [
+    (b"1,5,99999999999999999999", "a value out of range"),  # before: a bare OverflowError
+    (b"1,-99999999999999999999,5", "a value out of range"),
+    (b"1_0,5,9", "expected three integers"),  # before: read as class 10
+    (b"1,5,9,", "expected three integers"),
+    (b"1,0x5,9", "expected three integers"),
+    (b"\xd9\xa1,5,9", "expected three integers"),
+])  # fmt: skip
+def test_label_rows_hold_three_decimal_integers_int64_holds(tmp_path, row, problem):
+    path = _file(tmp_path, "u_labels.csv", LABELS + b"2,1,3\n" + row + b"\n")
+    with pytest.raises(DataFormatError, match=f"byte offset {len(LABELS) + 6}: line 3: {problem}"):
+        read_gesture_labels(path)
+
+
+def test_label_rows_with_spaces_and_crlf_are_read(tmp_path):
+    path = _file(tmp_path, "u_labels.csv", LABELS + b" 3 , 10 ,20\r\n+4,20,30\n\n")
+    rows = read_gesture_labels(path)
+    assert rows.tolist() == [(3, 10, 20), (4, 20, 30)]
