@@ -1,18 +1,23 @@
 """Hostile inputs the byte fuzzers (test_data_io_fuzz.py) do not reach: bad
-``sensor_size`` arguments, impossible sensor sizes in Prophesee headers and label files
-with odd integers.
+``sensor_size`` arguments, impossible sensor sizes in Prophesee headers, label files
+with odd integers, ROS bags with non-UTF-8 names, and compressed streams (gzip IDX,
+bz2/lz4 bag chunks) that expand far past the size their header declares.
 
 Every file is built here, byte for byte (no real sample is needed).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import struct
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
 
-from rosbag_samples import MAGIC
+from rosbag_samples import MAGIC, conn_record, record, write_bag
 from spikeflow.data.io import (
     decode_aedat31,
     decode_atis_bin,
@@ -26,7 +31,8 @@ from spikeflow.data.io import (
     read_numpy_events,
     read_prophesee_raw,
 )
-from spikeflow.data.io.rosbag import read_rosbag_events
+from spikeflow.data.io.images import read_idx
+from spikeflow.data.io.rosbag import read_rosbag, read_rosbag_events
 from spikeflow.errors import ConfigurationError, DataFormatError
 from test_data_io_synthetic import AEDAT31_HEADER, aedat31_packet, polarity
 
@@ -149,3 +155,90 @@ def test_label_rows_with_spaces_and_crlf_are_read(tmp_path):
     path = _file(tmp_path, "u_labels.csv", LABELS + b" 3 , 10 ,20\r\n+4,20,30\n\n")
     rows = read_gesture_labels(path)
     assert rows.tolist() == [(3, 10, 20), (4, 20, 30)]
+
+
+def _bag(tmp_path, chunk: bytes, compression: str, size: int):
+    fields = {"op": b"\x05", "compression": compression.encode(), "size": struct.pack("<I", size)}
+    return _file(tmp_path, "x.bag", MAGIC + record(fields, chunk))
+
+
+def _peak_mib(fn) -> float:
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError) as e:
+            fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20, str(e.value)
+    finally:
+        tracemalloc.stop()
+
+
+BOMB = 64 << 20  # 64 MiB of zeros: 50 KiB of bz2, 250 KiB of lz4
+
+
+@pytest.mark.parametrize("compression", ["bz2", "lz4"])
+def test_a_bag_chunk_is_not_decompressed_past_its_declared_size(tmp_path, compression):
+    """Before: the whole stream was decompressed (64 MiB here; gigabytes for a real
+    bomb), then compared with the 100 bytes the chunk header declares."""
+    if compression == "lz4":
+        lz4 = pytest.importorskip("lz4.frame")
+        packed = lz4.compress(bytes(BOMB))
+    else:
+        packed = bz2.compress(bytes(BOMB))
+    path = _bag(tmp_path, packed, compression, 100)
+    peak, message = _peak_mib(lambda: read_rosbag(path))
+    assert "holds more than 100 bytes, its header says 100" in message
+    assert peak < 8, f"{peak:.1f} MiB for a chunk that declares 100 bytes"
+
+
+def test_a_bag_chunk_whose_stream_does_not_end_is_refused(tmp_path):
+    lz4 = pytest.importorskip("lz4.frame")
+    data = conn_record(0, "/dvs/events", "dvs_msgs/EventArray")
+    packed = lz4.compress(data, store_size=False, content_checksum=True)
+    path = _bag(tmp_path, packed[:-8], "lz4", len(data))  # end mark and checksum cut
+    with pytest.raises(DataFormatError, match="lz4 chunk's stream does not end"):
+        read_rosbag(path)
+    _bag(tmp_path, packed, "lz4", len(data))
+    assert read_rosbag(path) == {}  # the whole stream: one connection, no messages
+
+
+def test_a_topic_that_is_not_utf8_is_a_format_error(tmp_path):
+    """Before: a bare UnicodeDecodeError."""
+    write_bag(tmp_path / "a.bag", [("/dvs/events", "dvs_msgs/EventArray", 10**9, b"")])
+    raw = (tmp_path / "a.bag").read_bytes()
+    path = _file(tmp_path, "b.bag", raw.replace(b"topic=/dvs", b"topic=\xffdvs"))
+    with pytest.raises(DataFormatError, match=r"connection topic b'\\xffdvs/events' is not UTF-8"):
+        read_rosbag(path)
+
+
+def _idx(shape: tuple[int, ...]) -> bytes:
+    data = np.arange(int(np.prod(shape)), dtype=np.uint8).tobytes()
+    return bytes([0, 0, 8, len(shape)]) + np.array(shape, ">u4").tobytes() + data
+
+
+def test_a_gzip_idx_is_not_decompressed_past_its_declared_shape(tmp_path):
+    """Before: gzip.decompress took the whole stream (64 MiB here) before the size check."""
+    raw = _idx((10, 28, 28))
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
+    packed = bomb.compress(raw) + bomb.compress(bytes(BOMB)) + bomb.flush()
+    path = _file(tmp_path, "bomb-idx3-ubyte.gz", packed)
+    peak, message = _peak_mib(lambda: read_idx(path))
+    assert f"more than the {len(raw)} bytes its IDX header declares" in message
+    assert peak < 8, f"{peak:.1f} MiB for an IDX file that declares {len(raw)} bytes"
+
+
+def test_gzip_idx_members_padding_and_damage(tmp_path):
+    raw = _idx((5, 7, 3))
+    want = np.arange(105, dtype=np.uint8).reshape(5, 7, 3)
+    for packed in [gzip.compress(raw), gzip.compress(raw[:30]) + gzip.compress(raw[30:]),
+                   gzip.compress(raw) + bytes(8)]:  # fmt: skip
+        np.testing.assert_array_equal(read_idx(_file(tmp_path, "a.gz", packed)), want)
+    whole = gzip.compress(raw)
+    for packed, problem in [
+        (whole + b"junk", "trailing garbage"),
+        (whole[:-6], "truncated"),
+        (whole[:-4] + b"\0\0\0\0", "incorrect length"),  # ISIZE
+        (gzip.compress(raw[:-1]), "needs 105 data bytes; the file holds 104"),
+        (gzip.compress(b"\1\2\3\4"), "IDX files start with two zero bytes"),
+    ]:
+        with pytest.raises(DataFormatError, match=problem):
+            read_idx(_file(tmp_path, "a.gz", packed))

@@ -13,9 +13,9 @@ Python or numpy, or ask for more memory than it holds data.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,69 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+#: The longest IDX header: 4 bytes, then 255 dimensions of 4 bytes.
+_IDX_MAX_HEADER = 4 + 4 * 255
+
+
+def _idx_total(head: bytes | bytearray) -> int | None:
+    """The size of a whole IDX file from its first bytes (``None``: more are needed; 0:
+    not an IDX header, which :func:`decode_idx` then names)."""
+    if len(head) < 4:
+        return None
+    if head[0] or head[1] or head[2] not in IDX_DTYPES or head[3] == 0:
+        return 0
+    header = 4 + 4 * head[3]
+    if len(head) < header:
+        return None
+    shape = np.frombuffer(bytes(head[4:header]), dtype=">u4")
+    return header + math.prod(int(d) for d in shape) * IDX_DTYPES[head[2]].itemsize
+
+
+def _gunzip_idx(raw: bytes, path: Path) -> bytes:
+    """A gzip file's IDX content, decompressed to at most one byte past the size its
+    header declares: a damaged or hostile stream (a "gzip bomb") cannot take gigabytes
+    of memory before the size check. Members are read one after another, as gunzip
+    does; the CRC-32 and length of each are checked."""
+    out = bytearray()
+    dec, pending = zlib.decompressobj(wbits=31), raw
+    try:
+        while True:
+            total = _idx_total(out)
+            if total == 0:  # not an IDX header: decode_idx names what is wrong
+                return bytes(out)
+            limit = _IDX_MAX_HEADER if total is None else total
+            if len(out) > limit:
+                raise DataFormatError(
+                    f"{path}: the gzip stream holds more than the {limit} bytes its IDX "
+                    "header declares"
+                )
+            chunk = dec.decompress(pending, min(limit + 1 - len(out), 1 << 24))
+            out += chunk
+            pending = dec.unconsumed_tail
+            if dec.eof:
+                rest = dec.unused_data
+                if rest[:2] == _GZIP_MAGIC:  # another member
+                    dec, pending = zlib.decompressobj(wbits=31), rest
+                    continue
+                if rest.strip(b"\0"):
+                    raise DataFormatError(
+                        f"{path}: {len(rest)} byte(s) of trailing garbage after the gzip stream"
+                    )
+                return bytes(out)
+            if not chunk and not pending:
+                raise DataFormatError(
+                    f"{path}: not a readable gzip file (the stream ends early: truncated)"
+                )
+    except zlib.error as exc:  # corrupt deflate data, a CRC or length mismatch
+        raise DataFormatError(f"{path}: not a readable gzip file ({exc})") from None
+
+
 def _read_maybe_gzip(path: Path) -> bytes:
     """The bytes of ``path``, decompressed when it is a gzip file (by its magic bytes)."""
     raw = path.read_bytes()
     if raw[:2] != _GZIP_MAGIC:
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError) as exc:  # truncated or corrupt stream
-        raise DataFormatError(f"{path}: not a readable gzip file ({exc})") from exc
+    return _gunzip_idx(raw, path)
 
 
 def decode_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:

@@ -137,26 +137,45 @@ def _int(fields: dict[str, bytes], name: str, fmt: str, path: Path, where: int) 
     return int(struct.unpack(fmt, value)[0])
 
 
+def _utf8(fields: dict[str, bytes], name: str, path: Path, where: int) -> str:
+    """A connection record's text field (a topic or type name), UTF-8 as ROS writes it."""
+    try:
+        return fields[name].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise format_error(
+            path, where, f"connection {name} {fields[name][:60]!r} is not UTF-8 ({exc.reason})"
+        ) from None
+
+
 def _decompress(fields: dict[str, bytes], data: bytes, path: Path, where: int) -> bytes:
+    """A chunk's records, decompressed to at most one byte more than the ``size`` its
+    header declares (a damaged or hostile chunk cannot expand to gigabytes first)."""
     kind = fields.get("compression", b"none").decode("latin-1")
     size = _int(fields, "size", "<I", path, where)
+    ended = True
     if kind == "none":
         out = data
     elif kind == "bz2":
         try:
-            out = bz2.decompress(data)
-        except (OSError, ValueError) as exc:
+            dec = bz2.BZ2Decompressor()
+            out, ended = dec.decompress(data, max_length=size + 1), dec.eof
+        except (OSError, ValueError, EOFError) as exc:
             raise format_error(path, where, f"bad bz2 chunk ({exc})") from None
     elif kind == "lz4":
         lz4 = import_optional("lz4.frame", "lz4-compressed ROS bags", "lz4")
         try:
-            out = lz4.decompress(data)
+            dec = lz4.LZ4FrameDecompressor()
+            out = dec.decompress(bytes(data), max_length=size + 1)
+            ended = dec.eof
         except RuntimeError as exc:
             raise format_error(path, where, f"bad lz4 chunk ({exc})") from None
     else:
         raise format_error(path, where, f"unknown chunk compression {kind!r} (none, bz2, lz4)")
+    if len(out) == size and not ended:
+        raise format_error(path, where, f"the {kind} chunk's stream does not end (truncated)")
     if len(out) != size:
-        raise format_error(path, where, f"the chunk holds {len(out)} bytes, its header says {size}")
+        held = f"more than {size}" if len(out) > size else str(len(out))
+        raise format_error(path, where, f"the chunk holds {held} bytes, its header says {size}")
     return out
 
 
@@ -192,7 +211,7 @@ def _walk_buffer(
                 info = _header_fields(chunk, lo, hi, path, where)
                 if "topic" not in info or "type" not in info:
                     raise format_error(path, where, "a connection record without topic or type")
-                conns[conn] = (info["topic"].decode("utf-8"), info["type"].decode("utf-8"))
+                conns[conn] = (_utf8(info, "topic", path, where), _utf8(info, "type", path, where))
             elif op == 2:
                 conn = _int(fields, "conn", "<i", path, where)
                 if conn in conns and topics is not None and conns[conn][0] not in topics:
