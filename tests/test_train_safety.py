@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -498,3 +499,58 @@ def test_a_resume_writes_again_a_stale_best_pt_of_the_best_epoch(tmp_path):
             log=messages.append).fit()  # fmt: skip
     assert load_checkpoint(run / "best.pt")["epoch"] == 2
     assert any("did not hold the best epoch (2)" in m for m in messages)
+
+
+def _left_by_a_killed_run(run: Path, age_s: float) -> list[str]:
+    """The temporary files a run killed mid-write leaves (a partial checkpoint, log, plot,
+    link and copy), ``age_s`` seconds old."""
+    half = (run / "last.pt").read_bytes()[:5000]
+    names = [".last.pt.k1lled.tmp", ".best.pt.x9.tmp", ".metrics.csv.q2.tmp",
+             ".learning_curves.z7.tmp.png", ".last.pt.link", ".best.pt.copy"]  # fmt: skip
+    for name in names:
+        (run / name).write_bytes(half)
+        os.utime(run / name, (time.time() - age_s,) * 2)
+    return names
+
+
+def test_a_resume_removes_what_killed_writes_left_and_nothing_else(tmp_path):
+    """A run killed while writing a checkpoint leaves a partial ``.last.pt.*.tmp`` as
+    large as a checkpoint (never read: the write is atomic); before, every kill of a
+    preempted job left one more."""
+    Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    run = tmp_path / "a"
+    stale = _left_by_a_killed_run(run, 120)
+    (run / ".best.pt.live.tmp").write_bytes(b"being written")  # fresh: a live writer's
+    (run / ".notes.tmp").write_bytes(b"the user's")
+    lines: list[str] = []
+    payload = load_checkpoint(run / "last.pt")
+    Trainer(config_for_resume(payload, {}), resume=payload, log=lines.append,
+            resume_dir=run).fit()  # fmt: skip
+    left = {p.name for p in run.iterdir() if p.name.startswith(".")}
+    assert not left & set(stale)
+    assert {".best.pt.live.tmp", ".notes.tmp"} <= left
+    assert any(f"removed {len(stale)} temporary file(s) that a killed run left" in line
+               for line in lines)  # fmt: skip
+    assert epochs_logged(run) == ["1", "2", "3"]
+
+
+def test_stale_temporaries_are_told_by_name_and_age(tmp_path):
+    stale = _left_by_a_killed_run_without_a_run(tmp_path, 120)
+    fresh = _left_by_a_killed_run_without_a_run(tmp_path / "fresh", 5)
+    (tmp_path / ".config.toml.a.tmp").write_bytes(b"")
+    os.utime(tmp_path / ".config.toml.a.tmp", (time.time() - 61,) * 2)
+    for other in ("last.pt.tmp", ".last.pt", ".other.pt.a.tmp", "x.copy"):
+        (tmp_path / other).write_bytes(b"")
+        os.utime(tmp_path / other, (time.time() - 999,) * 2)
+    assert run_folder.remove_stale_temporaries(tmp_path) == sorted([*stale, ".config.toml.a.tmp"])
+    assert run_folder.remove_stale_temporaries(tmp_path / "fresh") == []
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == sorted(fresh)
+    assert run_folder.remove_stale_temporaries(tmp_path / "fresh", older_than_s=0) == sorted(fresh)
+
+
+def _left_by_a_killed_run_without_a_run(folder: Path, age_s: float) -> list[str]:
+    folder.mkdir(exist_ok=True)
+    (folder / "last.pt").write_bytes(bytes(6000))
+    names = _left_by_a_killed_run(folder, age_s)
+    (folder / "last.pt").unlink()
+    return names

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "launch_identity",
     "remove_empty_folders",
     "remove_run_outputs",
+    "remove_stale_temporaries",
     "reserve_default_output_dir",
 ]
 
@@ -36,6 +38,19 @@ LAUNCH_FILE = ".spikeflow-launch"
 #: Everything a run writes there, which --overwrite removes first.
 RUN_OUTPUTS = (*RESULT_FILES, "config.toml", "learning_curves.png", "firing_rates.png",
                "raster.png", "tensorboard", LAUNCH_FILE)  # fmt: skip
+#: The temporary files a run writes its outputs through (a checkpoint or log: a unique
+#: ``.<name>.*.tmp``, then a rename; a plot ``.<stem>.*.tmp<suffix>``; the hard link of
+#: ``last.pt`` to ``best.pt``; a resume's copies), which a killed run leaves behind.
+TEMPORARY_PATTERNS = (
+    *(f".{name}.*.tmp" for name in (*RESULT_FILES, "config.toml")),
+    *(f".{Path(name).stem}.*.tmp{Path(name).suffix}"
+      for name in ("learning_curves.png", "firing_rates.png", "raster.png")),
+    *(f".{name}.copy" for name in RESULT_FILES),
+    ".last.pt.link", f"{LAUNCH_FILE}.tmp",
+)  # fmt: skip
+#: Age (seconds) after which such a file counts as left by a killed process: a live
+#: write renews its file's modification time while it writes, and renames it at once.
+STALE_TEMPORARY_S = 60.0
 
 
 def is_torchrun_restart() -> bool:
@@ -94,6 +109,24 @@ def earlier_run_files(folder: Path) -> list[str]:
     return [name for name in RESULT_FILES if (folder / name).exists()]
 
 
+def remove_stale_temporaries(folder: Path, older_than_s: float = STALE_TEMPORARY_S) -> list[str]:
+    """Delete the temporary files (:data:`TEMPORARY_PATTERNS`) that a run killed while
+    writing left in ``folder`` (a partial checkpoint is as large as a checkpoint, and a
+    job preempted at every epoch would leave one each time), when at least
+    ``older_than_s`` seconds old. Other files are left alone, and so is one that cannot
+    be deleted. Returns the names deleted."""
+    now, removed = time.time(), []
+    for pattern in TEMPORARY_PATTERNS:
+        for path in folder.glob(pattern):
+            try:
+                if path.is_file() and now - path.lstat().st_mtime >= older_than_s:
+                    path.unlink()
+                    removed.append(path.name)
+            except OSError:  # removed meanwhile, or not ours to delete
+                continue
+    return sorted(removed)
+
+
 def remove_run_outputs(folder: Path) -> None:
     """Delete what an earlier run wrote into ``folder`` (its other files stay)."""
     for name in RUN_OUTPUTS:
@@ -124,6 +157,8 @@ def carry_history(source: Path, dest: Path, best_epoch: int) -> None:
                 continue
         tmp = dest / f".{name}.copy"
         shutil.copyfile(source / name, tmp)
+        with open(tmp, "rb+") as handle:  # on disk before the rename (as every write here)
+            os.fsync(handle.fileno())
         os.replace(tmp, dest / name)
 
 

@@ -52,6 +52,7 @@ from spikeflow.training.run_folder import (
     claimed_by_this_launch,
     earlier_run_files,
     remove_run_outputs,
+    remove_stale_temporaries,
     reserve_default_output_dir,
 )
 from spikeflow.training.tbptt import tbptt_windows, windowed_loss
@@ -214,6 +215,11 @@ class SetupMixin:
                     else f"--overwrite: removed the earlier run in {self.output_dir}"
                 )
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            stale = remove_stale_temporaries(self.output_dir)
+            if stale:
+                self.log(f"removed {len(stale)} temporary file(s) that a killed run left in "
+                         f"{self.output_dir}: {', '.join(stale[:4])}"
+                         + (", ..." if len(stale) > 4 else ""))  # fmt: skip
             claim_for_launch(self.output_dir)
             if resume_epoch is not None and self.resume_dir is not None:
                 recorded_best = int(self.resume_payload["best"]["epoch"])
