@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import re
 import struct
 import tracemalloc
 import zlib
@@ -21,6 +22,7 @@ from rosbag_samples import MAGIC, conn_record, record, write_bag
 from spikeflow.data.io import (
     decode_aedat31,
     decode_atis_bin,
+    decode_bs1,
     decode_dat,
     decode_evt2,
     decode_evt3,
@@ -37,6 +39,7 @@ from spikeflow.errors import ConfigurationError, DataFormatError
 from test_data_io_synthetic import AEDAT31_HEADER, aedat31_packet, polarity
 
 ATIS = bytes([3, 4, 0x80, 0, 7])  # one event at (3, 4), polarity 1, t = 7 us
+BS1 = bytes([0, 3, 0x80, 0, 7])  # one event on channel 3, polarity 1, t = 7 us
 EVT2 = b"% evt 2.0\n" + struct.pack("<3I", 8 << 28 | 3, 1 << 28 | 9 << 11 | 5, 1 << 28 | 2 << 11)
 EVT3 = b"% evt 3.0\n" + struct.pack("<4H", 0x8001, 0x6002, 0x0003, 0x2004)
 DAT = b"% Version 2\n" + bytes([0, 8]) + struct.pack("<2I", 1, 1 << 28 | 3 << 14 | 4)
@@ -82,6 +85,22 @@ def test_a_bad_sensor_size_argument_is_named_before_the_file_is_read(tmp_path, r
     with pytest.raises(ConfigurationError, match=rf"{reader}: sensor_size must be None or "
                        r"\(width, height\).*got"):  # fmt: skip
         READERS[reader](tmp_path, size)
+
+
+@pytest.mark.parametrize("channels", [0, -1, 64.5, "64", True, 2**70, (64,)], ids=repr)
+def test_a_bad_channel_count_is_named(channels):
+    """Before: 64.5 and 2**70 gave a recording of that many channels, "64" a TypeError,
+    0 and -1 a DataFormatError blaming the file."""
+    with pytest.raises(ConfigurationError, match=r"decode_bs1: channels must be None or an "
+                       rf"integer in \[1, 65536\]; got {re.escape(repr(channels))}"):  # fmt: skip
+        decode_bs1(BS1, channels)
+
+
+def test_good_channel_counts_still_decode():
+    for channels in [4, np.int32(4), 65536]:
+        rec = decode_bs1(BS1, channels)
+        assert rec.sensor_size == (int(channels), 1, 2) and type(rec.sensor_size[0]) is int
+    assert decode_bs1(BS1, None).sensor_size == (4, 1, 2)
 
 
 @pytest.mark.parametrize("decode", [decode_atis_bin, decode_aedat31, decode_evt2, decode_evt3,

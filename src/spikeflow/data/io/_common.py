@@ -40,6 +40,12 @@ DVS_SENSOR_SIZES: dict[str, tuple[int, int]] = {
 MAX_SENSOR_SIDE = 65536
 
 
+def is_sensor_side(value: object) -> bool:
+    """Whether ``value`` is an integer (not a bool) in ``[1, MAX_SENSOR_SIDE]``."""
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and 1 <= value <= MAX_SENSOR_SIDE)  # fmt: skip
+
+
 def sensor_size_arg(sensor_size: object, owner: str) -> tuple[int, int] | None:
     """A reader's ``sensor_size`` argument as ``(width, height)`` Python ints (``None``
     as is), checked before any byte is read: a bad size would otherwise surface as a
@@ -52,10 +58,7 @@ def sensor_size_arg(sensor_size: object, owner: str) -> tuple[int, int] | None:
     if sensor_size is None:
         return None
     ok = isinstance(sensor_size, (tuple, list)) and len(sensor_size) == 2
-    if ok:
-        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                 and 1 <= v <= MAX_SENSOR_SIDE for v in sensor_size)  # fmt: skip
-    if not ok:
+    if not ok or not all(is_sensor_side(v) for v in sensor_size):  # type: ignore[union-attr]
         raise ConfigurationError(
             f"{owner}: sensor_size must be None or (width, height), two integers in "
             f"[1, {MAX_SENSOR_SIDE}]; got {sensor_size!r}"

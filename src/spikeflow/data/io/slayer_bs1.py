@@ -14,17 +14,20 @@ import numpy as np
 
 from spikeflow.data.events import EventRecording, make_events
 from spikeflow.data.io._common import (
+    MAX_SENSOR_SIDE,
     PathArg,
     RawBytes,
     as_u8,
     check_in_sensor,
     check_monotonic,
     empty_file_error,
+    is_sensor_side,
     read_bytes,
     source_name,
     strided,
 )
 from spikeflow.data.io.atis_bin import check_whole_events, polarity_and_time
+from spikeflow.errors import ConfigurationError
 
 __all__ = ["decode_bs1", "read_bs1"]
 
@@ -39,9 +42,15 @@ def decode_bs1(raw: RawBytes, channels: int | None = 64, path: PathArg = None) -
         path: the file name, for error messages.
 
     Raises:
+        ConfigurationError: ``channels`` is not None nor an integer in ``[1, 65536]``.
         DataFormatError: an empty file, a length that is not a multiple of 5
             (truncated), a channel out of range, or timestamps that go backwards.
     """
+    if channels is not None and not is_sensor_side(channels):
+        raise ConfigurationError(
+            f"decode_bs1: channels must be None or an integer in [1, {MAX_SENSOR_SIDE}]; "
+            f"got {channels!r}"
+        )
     data = as_u8(raw)
     if data.size == 0:
         raise empty_file_error(path)
@@ -53,6 +62,7 @@ def decode_bs1(raw: RawBytes, channels: int | None = 64, path: PathArg = None) -
     if channels is None:
         channels = int(ch.max()) + 1
     else:
+        channels = int(channels)
         check_in_sensor(ch, np.zeros_like(ch), channels, 1, path, offset_of)
     check_monotonic(t, path, offset_of)
     return EventRecording(make_events(t, ch, None, p), (channels, 1, 2), source_name(path))
