@@ -26,17 +26,31 @@ from spikeflow.data.io import (
     decode_dat,
     decode_evt2,
     decode_evt3,
+    parse_ntidigits_key,
+    read_aedat2,
+    read_aedat4,
+    read_aedat4_imu,
     read_asl_dvs,
     read_dat,
     read_es_imagenet,
+    read_events,
     read_gesture_labels,
     read_numpy_events,
     read_prophesee_raw,
+    read_wav,
+    set_decoder,
 )
+from spikeflow.data.io.aedat4 import StreamNotFoundError
 from spikeflow.data.io.images import read_idx
 from spikeflow.data.io.rosbag import read_rosbag, read_rosbag_events
-from spikeflow.errors import ConfigurationError, DataFormatError
-from test_data_io_synthetic import AEDAT31_HEADER, aedat31_packet, polarity
+from spikeflow.errors import ConfigurationError, DataFormatError, DTypeError
+from test_data_io_synthetic import (
+    AEDAT31_HEADER,
+    aedat4_file,
+    aedat31_packet,
+    fb_event_packet,
+    polarity,
+)
 
 ATIS = bytes([3, 4, 0x80, 0, 7])  # one event at (3, 4), polarity 1, t = 7 us
 BS1 = bytes([0, 3, 0x80, 0, 7])  # one event on channel 3, polarity 1, t = 7 us
@@ -261,3 +275,55 @@ def test_gzip_idx_members_padding_and_damage(tmp_path):
     ]:
         with pytest.raises(DataFormatError, match=problem):
             read_idx(_file(tmp_path, "a.gz", packed))
+
+
+def _aedat4(tmp_path):
+    """An AEDAT 4 file with one event stream (id 0)."""
+    packet = fb_event_packet([(1, 2, 3, True), (4, 5, 6, False)])
+    return _file(tmp_path, "x.aedat4", aedat4_file([packet]))
+
+
+@pytest.mark.parametrize("stream", [7, "0", (0, 0)], ids=repr)
+def test_an_aedat4_stream_the_file_lacks_is_named_with_the_file(tmp_path, stream):
+    """Before: a bare LookupError 'no stream 7 of kind ... in this file', no file named."""
+    path = _aedat4(tmp_path)
+    assert len(read_aedat4(path)) == 2
+    with pytest.raises(StreamNotFoundError, match=rf"^{re.escape(str(path))}: no stream ") as e:
+        read_aedat4(path, stream)
+    assert isinstance(e.value, ConfigurationError) and isinstance(e.value, LookupError)
+    with pytest.raises(StreamNotFoundError, match=re.escape(str(path))):
+        read_aedat4_imu(path, stream)
+
+
+def test_bad_reader_arguments_raise_spikeflow_errors(tmp_path):
+    """Before: bare ValueError / TypeError; now spikeflow's ConfigurationError (a
+    ValueError) and DTypeError (a TypeError), naming the function and the value."""
+    aedat2 = _file(tmp_path, "x.aedat", b"#!AER-DAT2.0\r\n" + bytes(8))
+    wav = tmp_path / "x.wav"
+    wav.write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 36 + 8)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+        + b"data"
+        + struct.pack("<I", 8)
+        + bytes(8)
+    )
+    cases = [
+        (lambda: read_aedat2(aedat2, layout="dvs64"), ConfigurationError,
+         r"decode_aedat2: layout must be one of \['davis240', 'davis346', 'dvs128'\], got 'dvs64'"),
+        (lambda: read_wav(wav, -1), ConfigurationError, "read_wav: start must be an int >= 0"),
+        (lambda: read_wav(wav, 0, 2.0), ConfigurationError, "read_wav: frames must be an int"),
+        (lambda: read_wav(wav, 2, 3), ConfigurationError,
+         r"read_wav: frames \[2, 5\) asked of .*x.wav, which has 4 frames"),
+        (lambda: read_events(_file(tmp_path, "x.mat", b"MATLAB")), ConfigurationError,
+         "cannot choose a reader for '.mat' files"),
+        (lambda: parse_ntidigits_key("x"), ConfigurationError, "sample key 'x' is not"),
+        (lambda: set_decoder("fast"), ConfigurationError, "decoder must be one of"),
+        (lambda: decode_atis_bin(np.zeros(5, np.int16)), DTypeError,
+         r"expected a 1-D uint8 array of raw bytes, got int16 \(5,\)"),
+    ]  # fmt: skip
+    assert read_wav(wav, 1, 2).frames == 2
+    for call, kind, message in cases:
+        with pytest.raises(kind, match=message):
+            call()

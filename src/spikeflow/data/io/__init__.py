@@ -67,6 +67,7 @@ from spikeflow.data.io.prophesee import (
 )
 from spikeflow.data.io.slayer_bs1 import decode_bs1, read_bs1
 from spikeflow.data.io.wav import AudioClip, WavInfo, decode_wav, read_wav, wav_info
+from spikeflow.errors import ConfigurationError
 
 __all__ = [
     "AEDAT2_LAYOUTS",
@@ -142,8 +143,8 @@ def read_events(path: str | PathLike) -> EventRecording:
     damaged thus reaches its extension's reader, which names the bad bytes.
 
     Raises:
-        ValueError: a format this function cannot tell apart on its own (``.mat``,
-            ``.npy``/``.npz``, ``.h5``): call its reader directly.
+        ConfigurationError: (a ValueError) a format this function cannot tell apart on
+            its own (``.mat``, ``.npy``/``.npz``, ``.h5``): call its reader directly.
         DataFormatError: an empty file (whatever its extension), or whatever the chosen
             reader rejects.
     """
@@ -171,7 +172,7 @@ def read_events(path: str | PathLike) -> EventRecording:
         return read_dat(path)
     if head.startswith(b"#") or suffix == ".aedat":  # AEDAT 1.0 may have no version line
         return read_aedat2(path)
-    raise ValueError(
+    raise ConfigurationError(
         f"{path}: cannot choose a reader for {suffix!r} files (neither the first bytes nor "
         "the extension name a format read_events reads); call the format's reader "
         "(read_stmnist, read_asl_dvs, read_dvs_lip, read_hardvs, read_es_imagenet, "

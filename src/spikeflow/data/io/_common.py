@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
-from spikeflow.errors import ConfigurationError, MissingExtraError
+from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError
 
 PathArg = str | PathLike | None
 RawBytes = bytes | bytearray | memoryview | np.ndarray
@@ -153,7 +153,9 @@ def as_u8(raw: RawBytes) -> np.ndarray:
     """``raw`` as a read-only uint8 view (no copy for bytes-like input)."""
     if isinstance(raw, np.ndarray):
         if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise TypeError(f"expected a 1-D uint8 array of raw bytes, got {raw.dtype} {raw.shape}")
+            raise DTypeError(
+                f"expected a 1-D uint8 array of raw bytes, got {raw.dtype} {raw.shape}"
+            )
         return raw
     return np.frombuffer(raw, dtype=np.uint8)
 

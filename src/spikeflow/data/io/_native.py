@@ -30,6 +30,7 @@ import numpy as np
 
 from spikeflow._cbuild import CompilerNotFoundError, build_library, find_compiler
 from spikeflow.data.events import EVENT_DTYPE
+from spikeflow.errors import ConfigurationError
 
 __all__ = ["DECODERS", "CompilerNotFoundError", "get_decoder", "set_decoder", "use_decoder"]
 
@@ -53,7 +54,7 @@ _state: dict[str, Any] = {}
 
 def _check(name: str) -> str:
     if name not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {name!r}")
+        raise ConfigurationError(f"decoder must be one of {DECODERS}, got {name!r}")
     return name
 
 

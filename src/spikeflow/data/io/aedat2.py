@@ -60,6 +60,7 @@ from spikeflow.data.io._common import (
     split_header_lines,
 )
 from spikeflow.data.io._native import compiled, new_events, trimmed
+from spikeflow.errors import ConfigurationError
 
 __all__ = [
     "AEDAT2_LAYOUTS",
@@ -324,7 +325,9 @@ def decode_aedat2(raw: RawBytes, layout: str | None = None, path: PathArg = None
                 f"{sorted(AEDAT2_LAYOUTS)}"
             )  # fmt: skip
     if layout not in AEDAT2_LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(AEDAT2_LAYOUTS)}, got {layout!r}")
+        raise ConfigurationError(
+            f"decode_aedat2: layout must be one of {sorted(AEDAT2_LAYOUTS)}, got {layout!r}"
+        )
     rec = _REC_V2 if header.version == "2.0" else _REC_V1
     start = header.data_start
     nbytes = len(data) - start

@@ -39,6 +39,7 @@ from spikeflow.data.io._common import (
     sensor_recording,
 )
 from spikeflow.data.io._flatbuffers import FlatBuffer
+from spikeflow.errors import ConfigurationError
 
 __all__ = [
     "AEDAT4_IMU_DTYPE",
@@ -108,13 +109,22 @@ class Aedat4Info:
     packets: tuple[tuple[int, int, int], ...]
 
     def stream(self, kind: str, stream_id: int | None = None) -> Aedat4Stream:
-        """The stream with ``stream_id`` (must be of ``kind``) or the first of ``kind``."""
+        """The stream with ``stream_id`` (must be of ``kind``) or the first of ``kind``.
+
+        Raises:
+            StreamNotFoundError: (a LookupError) no such stream.
+        """
         for s in self.streams:
             if (stream_id is None or s.id == stream_id) and s.kind == kind:
                 return s
         have = ", ".join(f"{s.id}:{s.kind}" for s in self.streams) or "none"
-        want = f"stream {stream_id} of kind {kind!r}" if stream_id is not None else kind
-        raise LookupError(f"no {want} in this file (streams: {have})")
+        want = f"stream {stream_id!r} of kind {kind!r}" if stream_id is not None else kind
+        raise StreamNotFoundError(f"no {want} in this file (streams: {have})")
+
+
+class StreamNotFoundError(ConfigurationError, LookupError):
+    """The stream an AEDAT 4 reader was asked for is not in the file (a spikeflow
+    ConfigurationError that is also the LookupError it used to be)."""
 
 
 def _streams_from_xml(text: str, path: PathArg, offset: int) -> list[dict]:
@@ -252,9 +262,9 @@ def _decompress(data: bytes, pos: int, size: int, compression: str, path: PathAr
 def _select(info: Aedat4Info, kind: str, stream: int | None, path: PathArg) -> Aedat4Stream:
     try:
         return info.stream(kind, stream)
-    except LookupError as exc:
-        if stream is not None:
-            raise
+    except StreamNotFoundError as exc:
+        if stream is not None:  # the argument names a stream the file lacks: name the file
+            raise StreamNotFoundError(f"{path}: {exc}".replace(" in this file", "")) from None
         raise format_error(path, len(MAGIC) + 4, f"no {kind} stream is declared ({exc})") from None
 
 
@@ -279,7 +289,8 @@ def decode_aedat4(raw: RawBytes, stream: int | None = None, path: PathArg = None
             packet, a bad FlatBuffer, a polarity byte other than 0/1, coordinates
             outside the stream's ``sizeX`` x ``sizeY``, timestamps that go backwards, or
             (a stream without ``sizeX``/``sizeY``) no events to infer the size from.
-        LookupError: ``stream`` is given but is not an event stream of this file.
+        StreamNotFoundError: (a ConfigurationError and LookupError) ``stream`` is given
+            but is not an event stream of this file (the message names the file).
     """
     data = as_bytes(raw)
     info = parse_aedat4(data, path)

@@ -42,12 +42,13 @@ def parse_ntidigits_key(key: str) -> dict[str, str]:
     """The parts of a sample key: ``gender``, ``speaker``, ``production`` and ``digits``.
 
     Raises:
-        ValueError: ``key`` is not ``<gender>-<speaker>-<production>-<digits>`` with
-            ``<digits>`` made of ``o``, ``1``-``9`` and ``z``.
+        ConfigurationError: (a ValueError) ``key`` is not
+            ``<gender>-<speaker>-<production>-<digits>`` with ``<digits>`` made of ``o``,
+            ``1``-``9`` and ``z``.
     """
     match = _KEY.match(key)
     if match is None:
-        raise ValueError(
+        raise ConfigurationError(
             f"sample key {key!r} is not <gender>-<speaker>-<production>-<digits> with digits "
             f"from {''.join(NTIDIGITS_DIGITS)}"
         )

@@ -41,6 +41,7 @@ from spikeflow.data.io._common import (
     read_bytes,
     source_name,
 )
+from spikeflow.errors import ConfigurationError
 
 __all__ = ["AudioClip", "WavInfo", "decode_wav", "read_wav", "wav_info"]
 
@@ -343,7 +344,7 @@ def _count_arg(name: str, value: object) -> int:
     except TypeError:
         count = -1
     if isinstance(value, bool) or count < 0:
-        raise ValueError(f"read_wav: {name} must be an int >= 0, got {value!r}")
+        raise ConfigurationError(f"read_wav: {name} must be an int >= 0, got {value!r}")
     return count
 
 
@@ -353,8 +354,8 @@ def read_wav(path: str | PathLike, start: int = 0, frames: int | None = None) ->
 
     Raises:
         DataFormatError: as :func:`decode_wav`.
-        ValueError: ``start``/``frames`` negative, or a window that ends after the
-            file's last frame.
+        ConfigurationError: (a ValueError) ``start``/``frames`` negative, or a window
+            that ends after the file's last frame.
     """
     start = _count_arg("start", start)
     frames = None if frames is None else _count_arg("frames", frames)
@@ -365,7 +366,7 @@ def read_wav(path: str | PathLike, start: int = 0, frames: int | None = None) ->
         fmt, at, total = _locate(src, path)
         count = total - start if frames is None else frames
         if start + max(count, 0) > total or start > total:
-            raise ValueError(
+            raise ConfigurationError(
                 f"read_wav: frames [{start}, {start + max(count, 0)}) asked of {path}, which "
                 f"has {total} frames"
             )
