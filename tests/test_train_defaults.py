@@ -494,3 +494,15 @@ def test_the_real_ncars_recordings_make_the_recipes_frames_and_run_its_model(nca
     with torch.no_grad():
         out = model(x)
     assert out.shape == (5, 2, 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
+def test_a_config_file_that_is_not_utf8_names_the_file_and_offset(tmp_path, suffix):
+    """Before: a bare UnicodeDecodeError (e.g. a file saved as UTF-16 or Latin-1)."""
+    path = tmp_path / f"run{suffix}"
+    path.write_bytes(b'model = "x"\n# caf\xe9\n')
+    with pytest.raises(ConfigurationError, match=rf"config file {path} is not UTF-8 text: byte "
+                       r"offset 17 \(b'\\xe9\\n'\)"):  # fmt: skip
+        load_config_file(path)
+    path.write_bytes("model = 'x'  # café\n".encode() if suffix == ".toml" else b"{}")
+    assert load_config_file(path) in ({"model": "x"}, {})

@@ -75,14 +75,22 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` config file into a dict.
 
     Raises:
-        ConfigurationError: unreadable file, unknown suffix, or not a table at the top.
+        ConfigurationError: unreadable file, text that is not UTF-8 (naming the byte
+            offset), unknown suffix, or not a table at the top.
         MissingExtraError: a YAML file without PyYAML installed (extra ``yaml``).
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"config file {path} does not exist")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"config file {path} is not UTF-8 text: byte offset {exc.start} "
+            f"({raw[exc.start : exc.start + 4]!r}): {exc.reason}"
+        ) from None
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
