@@ -327,3 +327,25 @@ def test_bad_reader_arguments_raise_spikeflow_errors(tmp_path):
     for call, kind, message in cases:
         with pytest.raises(kind, match=message):
             call()
+
+
+def test_split_listings_that_are_not_utf8_are_format_errors(tmp_path):
+    """Before: a bare UnicodeDecodeError (DVS128 Gesture read its listing in the locale's
+    encoding, 3ET in UTF-8)."""
+    from spikeflow.data.datasets import DVS128Gesture
+    from spikeflow.data.datasets.eyetracking import ThreeETEyetracking
+
+    gesture = tmp_path / "DvsGesture"
+    gesture.mkdir()
+    (gesture / "trials_to_train.txt").write_bytes(b"user01_natural.aedat\nuser02_\xe9.aedat\n")
+    threeet = tmp_path / "ThreeET_Eyetracking"
+    threeet.mkdir()
+    (threeet / "train_files.txt").write_bytes(b"\xff\xfe4\x002\x00")  # UTF-16
+    for build, listing, offset in [
+        (lambda: DVS128Gesture(tmp_path, train=True, progress=False),
+         gesture / "trials_to_train.txt", 28),
+        (lambda: ThreeETEyetracking(tmp_path, "train"), threeet / "train_files.txt", 0),
+    ]:  # fmt: skip
+        with pytest.raises(DataFormatError, match=rf"^{re.escape(str(listing))}: byte offset "
+                           rf"{offset}: a listing of file names, but not UTF-8"):  # fmt: skip
+            build()

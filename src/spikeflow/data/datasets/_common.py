@@ -30,10 +30,31 @@ __all__ = [
     "check_class_folders",
     "class_folder_samples",
     "files_not_found",
+    "listed_names",
     "prepare_dataset_root",
     "prepare_root",
     "subset_by_ratio",
 ]
+
+
+def listed_names(path: Path) -> list[str]:
+    """The names a split listing holds (``trials_to_train.txt``, ``train_files.txt``):
+    its non-blank lines, stripped (a UTF-8 byte-order mark dropped).
+
+    Raises:
+        DataFormatError: the file is not UTF-8 text (naming the byte offset), where
+            ``read_text`` raised a bare UnicodeDecodeError (or, with the locale's
+            encoding, read other names).
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{path}: byte offset {exc.start}: a listing of file names, but not UTF-8 text "
+            f"({raw[exc.start : exc.start + 4]!r}: {exc.reason})"
+        ) from None
+    return [line.strip() for line in text.removeprefix("\ufeff").splitlines() if line.strip()]
 
 
 def augment_policy(owner: str, augment: object, policies: Sequence[str]) -> str | None:

@@ -11,7 +11,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow.data._indexing import check_index
-from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
+from spikeflow.data.datasets._common import (
+    Archive,
+    files_not_found,
+    listed_names,
+    prepare_dataset_root,
+)
 from spikeflow.data.datasets._split import NamedSplitDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import as_int64, first_decrease, import_optional
@@ -170,8 +175,7 @@ class ThreeETEyetracking(NamedSplitDataset):
     def _find_samples(self) -> list[tuple[Path, int]]:
         listing = self.folder / f"{self.split}_files.txt"
         prepare_dataset_root(self, "3ET", listing, [self.archive], download=self.download)
-        names = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
-        names = [n for n in names if n]
+        names = listed_names(listing)
         if not names:
             raise files_not_found(self, "3ET", f"{listing} lists no recordings", [self.archive])
         self.label_paths: list[Path] = []

@@ -11,7 +11,12 @@ import numpy as np
 
 from spikeflow._checks import check_flag, check_int
 from spikeflow.data.cache import parallel_map
-from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
+from spikeflow.data.datasets._common import (
+    Archive,
+    files_not_found,
+    listed_names,
+    prepare_dataset_root,
+)
 from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import RatioSplitDataset
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -103,7 +108,7 @@ class DVS128Gesture(CutRecordingsDataset):
         listing = folder / ("trials_to_train.txt" if self.train else "trials_to_test.txt")
         if not listing.is_file():
             raise files_not_found(self, "DVS128 Gesture", f"{listing} is missing", [self.archive])
-        names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
+        names = listed_names(listing)
         self.recordings: list[tuple[Path, Path, np.ndarray]] = []
         self._windows: list[tuple[int, int]] = []  # (recording, row) of each sample
         samples: list[tuple[Path, int]] = []
