@@ -315,6 +315,9 @@ def test_es_imagenet(tmp_path):
     (base / "vallabel.txt").write_text("v1.npz seven\n")
     with pytest.raises(DataFormatError, match="line 1"):
         ESImageNet(tmp_path / "es", train=False)
+    (base / "vallabel.txt").write_bytes(b"v1.npz 7\n\xff")  # before: UnicodeDecodeError
+    with pytest.raises(DataFormatError, match=r"vallabel\.txt: byte offset 9: not UTF-8"):
+        ESImageNet(tmp_path / "es", train=False)
     with pytest.raises(DatasetNotFoundError, match="unrar"):
         ESImageNet(tmp_path / "none")
 

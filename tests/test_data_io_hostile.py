@@ -347,5 +347,17 @@ def test_split_listings_that_are_not_utf8_are_format_errors(tmp_path):
         (lambda: ThreeETEyetracking(tmp_path, "train"), threeet / "train_files.txt", 0),
     ]:  # fmt: skip
         with pytest.raises(DataFormatError, match=rf"^{re.escape(str(listing))}: byte offset "
-                           rf"{offset}: a listing of file names, but not UTF-8"):  # fmt: skip
+                           rf"{offset}: not UTF-8 text"):  # fmt: skip
             build()
+
+
+def test_a_nomniglot_csv_that_is_not_utf8_is_a_format_error(tmp_path):
+    """Before: read in the locale's encoding (a bare UnicodeDecodeError under UTF-8)."""
+    from spikeflow.data.datasets.nomniglot import read_nomniglot_csv
+
+    rows = "".join(f"{k},{10 * k},{10 * k + 5},x\n" for k in range(3))
+    path = _file(tmp_path, "a.csv", ("id,start,end,name\n" + rows).encode())
+    assert read_nomniglot_csv(path, rows=3).tolist() == [[0, 5], [10, 15], [20, 25]]
+    path.write_bytes(b"id,start,end,name\n0,0,5,\xe9\n")
+    with pytest.raises(DataFormatError, match=r"a\.csv: byte offset 24: not UTF-8 text"):
+        read_nomniglot_csv(path, rows=1)

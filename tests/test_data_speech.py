@@ -467,6 +467,13 @@ def test_speech_commands_background_noise_folder_is_not_a_class(sc_root):
         SpeechCommands(sc_root)
 
 
+def test_speech_commands_list_that_is_not_utf8_is_named(sc_root):
+    """Before: a bare UnicodeDecodeError (read in the locale's encoding)."""
+    (sc_root / "testing_list.txt").write_bytes(b"yes/a.wav\nno/\xe9.wav\n")
+    with pytest.raises(DataFormatError, match=r"testing_list\.txt: byte offset 13: not UTF-8"):
+        SpeechCommands(sc_root, split="train")
+
+
 @pytest.mark.parametrize("missing", ["validation_list.txt", "testing_list.txt"])
 def test_speech_commands_missing_list_file_is_named(sc_root, missing):
     (sc_root / missing).unlink()

@@ -177,6 +177,9 @@ def test_bad_arguments_and_files_are_named(release, tmp_path):
     index = data.files.index("yes/slow_nohash_0.wav")
     with pytest.raises(DataFormatError, match=r"slow_nohash_0\.wav is sampled at 8000 Hz"):
         data[index]
+    (root / "validation_list.txt").write_bytes(b"\xff\xfey\x00")  # before: UnicodeDecodeError
+    with pytest.raises(DataFormatError, match=r"validation_list\.txt: byte offset 0: not UTF-8"):
+        SpeechCommandsWaveforms(root, "valid")
     os.remove(root / "testing_list.txt")
     with pytest.raises(FileNotFoundError, match=r"testing_list\.txt"):
         SpeechCommandsWaveforms(root, "test")

@@ -31,15 +31,15 @@ __all__ = [
     "class_folder_samples",
     "files_not_found",
     "listed_names",
+    "listing_text",
     "prepare_dataset_root",
     "prepare_root",
     "subset_by_ratio",
 ]
 
 
-def listed_names(path: Path) -> list[str]:
-    """The names a split listing holds (``trials_to_train.txt``, ``train_files.txt``):
-    its non-blank lines, stripped (a UTF-8 byte-order mark dropped).
+def listing_text(path: Path) -> str:
+    """The text of a dataset's listing or label file (a UTF-8 byte-order mark dropped).
 
     Raises:
         DataFormatError: the file is not UTF-8 text (naming the byte offset), where
@@ -51,10 +51,20 @@ def listed_names(path: Path) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataFormatError(
-            f"{path}: byte offset {exc.start}: a listing of file names, but not UTF-8 text "
+            f"{path}: byte offset {exc.start}: not UTF-8 text "
             f"({raw[exc.start : exc.start + 4]!r}: {exc.reason})"
         ) from None
-    return [line.strip() for line in text.removeprefix("\ufeff").splitlines() if line.strip()]
+    return text.removeprefix("\ufeff")
+
+
+def listed_names(path: Path) -> list[str]:
+    """The names a split listing holds (``trials_to_train.txt``, ``train_files.txt``):
+    its non-blank lines, stripped.
+
+    Raises:
+        DataFormatError: the file is not UTF-8 text (:func:`listing_text`).
+    """
+    return [line.strip() for line in listing_text(path).splitlines() if line.strip()]
 
 
 def augment_policy(owner: str, augment: object, policies: Sequence[str]) -> str | None:

@@ -18,13 +18,14 @@ for the first 20 rows.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.datasets._common import names_difference
+from spikeflow.data.datasets._common import listing_text, names_difference
 from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -80,8 +81,8 @@ def read_nomniglot_csv(path: str | os.PathLike, rows: int = 20) -> np.ndarray:
         DataFormatError: fewer rows, a row with fewer than 3 columns, a timestamp that
             is not an integer, or an end before its start.
     """
-    with open(path, newline="") as fh:
-        lines = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+    text = listing_text(Path(path))
+    lines = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
     if len(lines) < rows + 1:
         raise DataFormatError(
             f"{path}: expected a header line and {rows} rows of sample timestamps, "

@@ -11,6 +11,7 @@ from spikeflow.data.datasets._common import (
     Archive,
     check_class_folders,
     files_not_found,
+    listing_text,
     prepare_dataset_root,
 )
 from spikeflow.data.datasets._names import DVSLIP_CLASSES, ES_IMAGENET_CLASSES, HARDVS_CLASSES
@@ -114,7 +115,7 @@ class ESImageNet(NeuromorphicDataset):
                     f"ES-ImageNet: {labels} is missing. Expected layout: "
                     f"{self.layout}; see {self.homepage}"
                 )
-            for lineno, line in enumerate(labels.read_text().splitlines(), 1):
+            for lineno, line in enumerate(listing_text(labels).splitlines(), 1):
                 parts = line.split()
                 if not parts:
                     continue
@@ -209,7 +210,7 @@ class HARDVS(NamedSplitDataset):
                 f"and put them in {self.root}. Expected layout: {self.layout}"
             )
         samples = []
-        for lineno, line in enumerate(listing.read_text().splitlines(), 1):
+        for lineno, line in enumerate(listing_text(listing).splitlines(), 1):
             if not line.strip():
                 continue
             m = self._line.match(line.split()[0])

@@ -22,6 +22,7 @@ from spikeflow.data.datasets._common import (
     Archive,
     check_class_folders,
     class_folder_samples,
+    listing_text,
     prepare_root,
 )
 from spikeflow.data.datasets._names import SSC_CLASSES
@@ -55,10 +56,11 @@ def _list_file_lines(path: Path, missing: str) -> list[str]:
     """The lines of a Speech Commands list file (``validation_list.txt``, ...) that are
     not blank, in order and as written (SpeechCommands strips them into a set,
     SpeechCommandsWaveforms keeps SpikingJelly's order); ``missing``: the message of
-    the :class:`DatasetNotFoundError` raised when ``path`` is no file."""
+    the :class:`DatasetNotFoundError` raised when ``path`` is no file. A file that is
+    not UTF-8 is a DataFormatError naming the byte offset (:func:`listing_text`)."""
     if not path.is_file():
         raise DatasetNotFoundError(missing)
-    return [line for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in listing_text(path).splitlines() if line.strip()]
 
 
 class _SpeechDataset(NamedSplitDataset):
