@@ -400,6 +400,9 @@ def test_hardvs_official_zip_of_action_zips_extracts_into_action_folders(tmp_pat
     ds = HARDVS(root)
     assert ds.targets == [0, 1] and len(ds[1][0]) == 9
     assert "separate downloads" in HARDVS.layout
+    (root / "train_label.txt").write_bytes(b"action_001/s10 0\n\xe9")  # was UnicodeDecodeError
+    with pytest.raises(DataFormatError, match=r"train_label\.txt: byte offset 17: not UTF-8"):
+        HARDVS(root)
 
 
 def test_spikingjellys_names_and_argument_order(shd_root):
