@@ -257,3 +257,30 @@ def test_check_loss_fits_names_what_is_wrong_with_its_own_arguments():
     with pytest.raises(ConfigurationError, match=r"needs the argument\(s\) \['true_rate'"):
         check_loss_fits("spike_rate", 4, {"moving_window": 2})
     check_loss_fits("mse", 1)  # the losses without step-dependent arguments take any T
+
+
+@pytest.mark.parametrize("model", ["spiking_ssm", "recurrent_lif_seq"])
+def test_a_pixel_model_needs_T_of_the_pixels_before_the_run_starts(model, tmp_path, capsys):
+    """``input_mode='pixels'`` reads pixel t at step t: T must be H·W (64 for the digits).
+    The check refuses exactly what the model's forward refuses, and before a run
+    writes its folder (the docs' ``spikeflow train --model spiking_ssm`` without -T)."""
+    small = {"d_model": 8} if model == "spiking_ssm" else {"hidden": 8}
+    for T, fits in ((4, False), (63, False), (65, False), (64, True)):
+        config = resolve(config_from_dict({"model": model, "T": T, "model_kwargs": small}))
+        net = build_model(config, DIGITS)
+        image = torch.rand(T, 2, 1, 8, 8)
+        if fits:
+            run_loss(config, net, DIGITS)
+            assert net(image).shape == (1, 2, 10)
+            continue
+        with pytest.raises(ConfigurationError, match=f"T must be H·W = 64 .*got T = {T}"):
+            run_loss(config, net, DIGITS)
+        with pytest.raises(ShapeError, match="T = H·W"):
+            net(image)
+    frames = resolve(config_from_dict({"model": model, "T": 4, "model_kwargs": {
+        **small, "input_mode": "frames"}}))  # fmt: skip
+    run_loss(frames, build_model(frames, DIGITS), DIGITS)  # one frame per step: any T
+    out = tmp_path / "run"
+    assert main(["train", "--model", model, "--output-dir", str(out), "--no-progress"]) == 2
+    assert "pass -T 64" in capsys.readouterr().err
+    assert not out.exists()

@@ -32,6 +32,7 @@ from spikeflow.training.data import DataInfo
 __all__ = [
     "check_classes",
     "check_neuron_steps",
+    "check_pixel_steps",
     "check_tbptt_run",
     "non_finite_advice",
     "run_loss",
@@ -53,7 +54,24 @@ def run_loss(config: TrainConfig, model: nn.Module, info: DataInfo) -> LossFn:
     check_loss_fits(config.loss, steps, config.loss_kwargs, f"the model's output{extra}")
     check_classes(config, info)
     check_neuron_steps(config, model)
+    check_pixel_steps(config, model, info)
     return get_loss(config.loss, **config.loss_kwargs)
+
+
+def check_pixel_steps(config: TrainConfig, model: nn.Module, info: DataInfo) -> None:
+    """Raise a ConfigurationError when ``model`` reads one pixel per step
+    (``input_mode == "pixels"``: step t reads pixel t of frame t) and ``config.T`` is not
+    the ``H·W`` pixels of the dataset's ``H x W`` frames, which its forward would refuse."""
+    if getattr(model, "input_mode", None) != "pixels":
+        return
+    height, width = info.input_size
+    if config.T != height * width:
+        raise ConfigurationError(
+            f"model {config.model!r} reads the input one pixel per step "
+            f"(input_mode='pixels'): T must be H·W = {height * width} for the "
+            f"{height}x{width} frames of {config.dataset!r}; got T = {config.T} (pass "
+            f"-T {height * width}, or --model-kwargs input_mode=frames for one frame per step)"
+        )
 
 
 def check_classes(config: TrainConfig, info: DataInfo) -> None:
