@@ -13,6 +13,8 @@
 * :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.
 * :mod:`~spikeflow.training.tbptt`: truncated BPTT in windows of ``K`` steps (``--tbptt``).
 * :mod:`~spikeflow.training.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
+* :mod:`~spikeflow.training.trained_model`: a run's model back in Python
+  (:func:`load_trained_model`), for export, counts or a loop of your own.
 * :mod:`~spikeflow.training.plots`: learning curves, firing rates, spike rasters (matplotlib).
 
 See ``docs/training.md``.
@@ -22,6 +24,7 @@ from spikeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from spikeflow.training.config import TrainConfig, load_config_file, resolve, save_config
 from spikeflow.training.monitors import LayerStats, SpikeMonitor, record_spikes
 from spikeflow.training.resume import config_for_resume
+from spikeflow.training.trained_model import TrainedModel, load_trained_model
 from spikeflow.training.trainer import NonFiniteLossError, Trainer, TrainResult, build_model
 
 __all__ = [
@@ -30,11 +33,13 @@ __all__ = [
     "SpikeMonitor",
     "TrainConfig",
     "TrainResult",
+    "TrainedModel",
     "Trainer",
     "build_model",
     "config_for_resume",
     "load_checkpoint",
     "load_config_file",
+    "load_trained_model",
     "record_spikes",
     "resolve",
     "save_checkpoint",

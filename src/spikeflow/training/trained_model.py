@@ -1,0 +1,104 @@
+"""A ``spikeflow train`` run's model back in Python: for export (NIR, Lava-DL netx),
+operation counts, pruning or quantization after training, or a loop of your own."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.training.train_config import TrainConfig
+
+__all__ = ["TrainedModel", "load_trained_model"]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What :func:`load_trained_model` returns.
+
+    Attributes:
+        model: the run's network with the checkpoint's weights, in evaluation mode.
+        config: the run's resolved configuration (``T``, ``dataset``, ``model``, ...).
+        checkpoint: the file the weights came from.
+        test_set: the run's test split (the samples it tested on), one sample as the
+            dataset yields it (``[T, C, H, W]`` frames, or a static ``[C, H, W]`` image).
+        static: how the trainer feeds a sample to the model (``False``: frames; ``True``:
+            a static image repeated over ``T``; ``"columns"``: one image column per step).
+    """
+
+    model: nn.Module
+    config: TrainConfig
+    checkpoint: Path
+    test_set: Dataset
+    static: Any
+
+    def batch(self, size: int = 8) -> tuple[Tensor, Tensor]:
+        """The first ``size`` test samples as the model reads them, time-major
+        ``[T, B, ...]`` (on the model's device), and their labels.
+
+        Raises:
+            ConfigurationError: ``size`` is not a positive integer.
+        """
+        from spikeflow.training.data import to_time_major
+
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigurationError(f"batch size must be a positive integer, got {size!r}")
+        x, y = next(iter(DataLoader(self.test_set, batch_size=size, shuffle=False)))
+        device = next(self.model.parameters(), torch.empty(0)).device
+        return to_time_major(x.to(device), self.config.T, self.static), y  # type: ignore[arg-type]
+
+
+def load_trained_model(
+    path: str | os.PathLike,
+    *,
+    data_dir: str | None = None,
+    device: str = "cpu",
+) -> TrainedModel:
+    """The model a ``spikeflow train`` run saved in ``path``, rebuilt from the
+    checkpoint's configuration as ``spikeflow eval`` rebuilds it, with its weights.
+
+    Args:
+        path: a ``last.pt`` or ``best.pt``, or a run folder (then its ``best.pt`` if
+            there is one, else its ``last.pt``).
+        data_dir: where the run's dataset is now (default: the run's ``data_dir``); its
+            test split is opened to size the model as the run did (classes, channels,
+            frame size).
+        device: ``"cpu"`` (default), ``"cuda"``, ``"auto"``, ...
+
+    Raises:
+        ConfigurationError: a missing or foreign checkpoint, weights that do not fit the
+            model built from its configuration, or a dataset that cannot be found.
+    """
+    from spikeflow.models.common import reading_saved_run
+    from spikeflow.training.build import build_model
+    from spikeflow.training.checkpoint import load_checkpoint, load_weights
+    from spikeflow.training.config import config_from_dict, resolve
+    from spikeflow.training.data import build_datasets, static_layout
+    from spikeflow.training.detection_task import detection_task
+    from spikeflow.training.distributed import pick_device
+    from spikeflow.training.evaluation import find_checkpoint
+
+    file = find_checkpoint(path)
+    payload = load_checkpoint(file)
+    config = config_from_dict(payload["config"])
+    if data_dir is not None:
+        config = replace(config, data_dir=data_dir)
+    config = resolve(config)
+    task = detection_task(config.dataset)
+    if task is not None:  # a detection run: its task builds the data and the model
+        _, test_set, info = task.build_datasets(config, with_train=False)
+        with reading_saved_run():
+            model = task.build_model(config, info)
+    else:
+        _, test_set, info = build_datasets(config, with_train=False)
+        model = build_model(config, info, saved=True)  # read as the run was
+    load_weights(model, payload, file)
+    model = model.to(pick_device(device)).eval()
+    static = static_layout(model, info, config.T)  # type: ignore[arg-type]
+    return TrainedModel(model, config, file, test_set, static)
