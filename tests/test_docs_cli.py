@@ -215,3 +215,36 @@ def test_documented_script_options_exist(command: Command):
             assert f'"{flag}"' in source, (
                 f"{command.page}:{command.line}: {command.program} defines no option {flag}"
             )
+
+
+def _defaults_of(program: str) -> dict[str, object]:
+    """The default of each option of ``spikeflow <program>``: ``TrainConfig``'s for
+    ``train`` (its options default to what the config says), argparse's for ``eval``."""
+    import dataclasses
+
+    from spikeflow.training import TrainConfig
+
+    if program == "eval":
+        return {a.dest: a.default for a in _subparsers()["eval"]._actions}
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        for f in dataclasses.fields(TrainConfig)
+    }
+
+
+@pytest.mark.parametrize("program", ["train", "eval"])
+def test_help_states_each_value_default(program: str):
+    """``spikeflow <program> --help`` states the default of every option that takes a
+    value and has one (the docs' option table is checked against the same defaults by
+    readers of --help)."""
+    defaults = _defaults_of(program)
+    missing = []
+    for action in _subparsers()[program]._actions:
+        value = defaults.get(action.dest)
+        if action.nargs == 0 or value is None or value is False or value in ([], {}):
+            continue
+        spelled = {str(value), f"{value:g}" if isinstance(value, float) else str(value)}
+        help_text = action.help or ""
+        if "default" not in help_text or not any(v in help_text for v in spelled):
+            missing.append(f"{action.option_strings[0]} (default {value!r}): {help_text!r}")
+    assert not missing, "--help does not state these defaults:\n" + "\n".join(missing)

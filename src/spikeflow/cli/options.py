@@ -129,7 +129,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(time-mean), count (most spikes, ties to the earlier), first_spike, max (largest "
         "maximum over time, a membrane readout)",
     )
-    o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"])
+    o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"], help="default adam")
     o.add_argument(
         "--lr",
         type=float,
@@ -137,7 +137,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="learning rate (default: the dataset's recipe with its default model, 1e-2 "
         "for rsnn on the audio datasets; else 1e-3)",
     )
-    o.add_argument("--weight-decay", type=float, default=s)
+    o.add_argument("--weight-decay", type=float, default=s, help="default 0")
     o.add_argument(
         "--no-decay-norm-bias",
         action="store_true",
@@ -153,8 +153,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         choices=["cosine", "step", "none"],
         help="learning-rate schedule per epoch (default cosine over --epochs)",
     )
-    o.add_argument("--step-size", type=int, default=s, help="epochs per step of 'step'")
-    o.add_argument("--gamma", type=float, default=s, help="factor of each 'step'")
+    o.add_argument(
+        "--step-size", type=int, default=s, help="epochs per step of 'step' (default 30)"
+    )
+    o.add_argument("--gamma", type=float, default=s, help="factor of each 'step' (default 0.1)")
     o.add_argument("--epochs", type=int, default=s, help="default 40")
     o.add_argument(
         "--warmup-epochs",
@@ -176,16 +178,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=s,
         metavar="ALPHA",
-        help="mixup of each training batch, λ ~ Beta(ALPHA, ALPHA) (e.g. 0.2; a loss that "
-        "takes class distributions: mse, ce, tet, mse_membrane, ce_max_membrane, ce_count, "
-        "mse_count)",
+        help="mixup of each training batch, λ ~ Beta(ALPHA, ALPHA) (default 0: off; e.g. "
+        "0.2; a loss that takes class distributions: mse, ce, tet, mse_membrane, "
+        "ce_max_membrane, ce_count, mse_count)",
     )
     o.add_argument(
         "--cutmix",
         type=float,
         default=s,
         metavar="ALPHA",
-        help="CutMix of each training batch (e.g. 1.0); with --mixup, one of the two per batch",
+        help="CutMix of each training batch (default 0: off; e.g. 1.0); with --mixup, one of "
+        "the two per batch",
     )
     o.add_argument(
         "--batch-size",
@@ -198,7 +201,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--amp",
         default=s,
         choices=["off", "bf16", "fp16"],
-        help="autocast: bf16 (CPU or GPU) or fp16 (GPU, with gradient scaling)",
+        help="autocast: off (default), bf16 (CPU or GPU) or fp16 (GPU, with gradient scaling)",
     )
     o.add_argument(
         "--mask-schedule",
@@ -389,10 +392,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="learning rate of the synaptic delays (DelayedLinear, model delay_snn) as a "
         "multiple of --lr (default 100, the authors'; no weight decay on delays)",
     )
-    o.add_argument("--seed", type=int, default=s)
+    o.add_argument("--seed", type=int, default=s, help="default 0")
     r = p.add_argument_group("run")
     r.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:1, ...")
-    r.add_argument("--workers", type=int, default=s, help="DataLoader worker processes")
+    r.add_argument("--workers", type=int, default=s, help="DataLoader worker processes (default 0)")
     r.add_argument(
         "--threads",
         type=int,
@@ -469,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     ev.add_argument("--batch-size", type=int, default=None, help="default: the run's")
-    ev.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ev.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes (default 0)"
+    )
     ev.add_argument(
         "--test-samples",
         default=None,
