@@ -243,11 +243,25 @@ def test_ctrl_c_during_the_evaluation_stops_after_the_epoch_and_resumes_exactly(
 
 
 def test_a_second_ctrl_c_aborts_without_saving(tmp_path):
+    said: list[str] = []
     result = Trainer(tiny(tmp_path, "abort"), callbacks=[_Interrupt(1, 2, second=True)],
-                     log=None).fit()  # fmt: skip
+                     log=said.append).fit()  # fmt: skip
     assert result.interrupted
     payload = load_checkpoint(tmp_path / "abort" / "last.pt")
     assert (payload["epoch"], payload["step"]) == (1, 0)  # epoch 1's checkpoint stands
+    assert f"the last checkpoint is {tmp_path / 'abort' / 'last.pt'} (after epoch 1)" in said[-1]
+
+
+def test_a_second_ctrl_c_before_any_checkpoint_says_none_was_written(tmp_path):
+    """Aborted in its first epoch, a run names no checkpoint (it used to name a last.pt
+    that did not exist)."""
+    said: list[str] = []
+    result = Trainer(tiny(tmp_path, "early"), callbacks=[_Interrupt(0, 1, second=True)],
+                     log=said.append).fit()  # fmt: skip
+    assert result.interrupted
+    assert not (tmp_path / "early" / "last.pt").exists()
+    assert "no checkpoint was written before" in said[-1]
+    assert "last.pt" not in said[-1]
 
 
 class _SendSigint:

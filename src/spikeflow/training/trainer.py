@@ -42,7 +42,7 @@ from spikeflow.training.loop import EpochSums, evaluate, reduce_monitor
 from spikeflow.training.metric_logs import epoch_columns
 from spikeflow.training.monitors import LayerStats
 from spikeflow.training.pruning import tracks_sparsity
-from spikeflow.training.resume import config_for_resume
+from spikeflow.training.resume import config_for_resume, describe_position
 from spikeflow.training.run_checks import run_loss
 from spikeflow.training.run_folder import remove_empty_folders
 from spikeflow.training.trainer_checkpoints import CheckpointMixin
@@ -218,7 +218,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             self._save_interrupted()
         except KeyboardInterrupt:  # a second Ctrl-C: out at once, the last checkpoint stands
             interrupted = True
-            self.log(f"aborted: nothing saved; the last checkpoint is {self._last}")
+            self.log(self._aborted_message())
         finally:
             self._restore_sigint(previous_handler)
             self.train_monitor.remove()
@@ -266,6 +266,21 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
         return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _aborted_message(self) -> str:
+        """What a run aborted by a second Ctrl-C says of the checkpoint that stands: the
+        last one written or resumed from, or that none was written yet."""
+        if self._checkpoint is None:
+            return ("aborted: nothing saved, and no checkpoint was written before: the run "
+                    "starts again from the beginning")  # fmt: skip
+        path, position = self._checkpoint
+        if path is None:
+            where = f" in {self.resume_dir}" if self.resume_dir is not None else ""
+            return (f"aborted: nothing saved; the last checkpoint is the one this run resumed "
+                    f"from{where} ({describe_position(position)})")  # fmt: skip
+        return (
+            f"aborted: nothing saved; the last checkpoint is {path} ({describe_position(position)})"
+        )
 
     @staticmethod
     def _restore_sigint(previous: dict[int, Any] | None) -> None:
