@@ -1263,3 +1263,12 @@ def test_eval_of_a_run_folder_notes_a_best_pt_the_run_no_longer_records(tmp_path
         f"note: this best.pt holds epoch {held}, but the run's last.pt records epoch "
         f"{held + 5}" in format_evaluation(result)
     )
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "done", epochs=1), log=None).fit()
+    before = weights(tmp_path / "done")
+    assert main(["train", "--resume", str(tmp_path / "done"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train: the resumed run has done 1 of its 1 epochs" in out
+    assert_same_weights(before, weights(tmp_path / "done"))

@@ -201,6 +201,10 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
                      f"{frames}, {self.ctx.world_size} process(es) on {self.ctx.device}; "
                      f"writing to {self.output_dir}")  # fmt: skip
             last_epoch = min(cfg.epochs, cfg.stop_after or cfg.epochs)
+            if self.resume_payload is not None and self.epoch >= last_epoch:
+                self.log(f"nothing to train: the resumed run has done {self.epoch} of its "
+                         f"{cfg.epochs} epochs" + ("" if self.epoch >= cfg.epochs else
+                         f" (--stop-after {cfg.stop_after})"))  # fmt: skip
             while self.epoch < last_epoch:
                 self._train_epoch()
                 self._end_epoch()
