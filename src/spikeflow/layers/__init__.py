@@ -59,6 +59,7 @@ from spikeflow.layers.attention import (
     merge_heads,
 )
 from spikeflow.layers.attention_qk import ChannelQKAttention, QKAttention, TokenQKAttention
+from spikeflow.layers.attention_tcja import TCJA
 from spikeflow.layers.attention_temporal import MultiDimensionalAttention, TemporalWiseAttention
 from spikeflow.layers.axonal_delay import AxonalDelay, axonal_delay
 from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer, StepModeContainer
@@ -168,6 +169,7 @@ __all__ = [
     "LIFMC",
     "S4D",
     "SLSTM",
+    "TCJA",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",
