@@ -10,6 +10,9 @@
 * :func:`convert_transformer`: a quantised Transformer (:class:`SymmetricQuant`
   activations) as a spiking network of signed neurons (:class:`SignedIFNeuron`) and
   temporal-difference operators whose summed output equals the ANN's exactly.
+* :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
+  (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
+  folded into the weights that read them.
 * :func:`unevenness`: per neuron layer, the share of neurons whose spike count is off
   because their input arrived unevenly (the error left at T = L for QCFS).
 
@@ -37,6 +40,7 @@ from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS, floor_ste, qcfs
+from spikeflow.conversion.real_spike import fold_real_spikes
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant, symmetric_quant
@@ -84,6 +88,7 @@ __all__ = [
     "floor_ste",
     "fold_batchnorm",
     "fold_batchnorm_in_graph",
+    "fold_real_spikes",
     "folded_weights",
     "gaussian_threshold",
     "impulse_input",

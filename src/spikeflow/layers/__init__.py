@@ -94,6 +94,7 @@ from spikeflow.layers.norm import (
     ThresholdDependentBatchNorm3d,
 )
 from spikeflow.layers.print_shape import PrintShapeModule
+from spikeflow.layers.real_spike import RealSpike
 from spikeflow.layers.receptive_field import (
     SpatialReceptiveField2d,
     TemporalReceptiveField,
@@ -222,6 +223,7 @@ __all__ = [
     "QKAttention",
     "RWKVChannelMix",
     "RWKVTimeMix",
+    "RealSpike",
     "Recurrent",
     "SConv2dLSTM",
     "SeqToANNContainer",
