@@ -1,4 +1,4 @@
-"""Activity regularisers (l1_rate_sparsity, l2_spike_population), LayerSpikes and the
+"""Activity regularisers (l1_rate_sparsity, l2_spike_population, im_loss), LayerSpikes and the
 accuracy helper: by hand, against snnTorch 1.0 (l1_rate_sparsity, accuracy_rate,
 accuracy_temporal), gradients, recording a network's layers with their graph, errors."""
 
@@ -15,6 +15,7 @@ from spikeflow.losses import (
     LayerSpikes,
     accuracy,
     get_loss,
+    im_loss,
     l1_rate_sparsity,
     l2_spike_population,
     predict,
@@ -267,3 +268,62 @@ def test_negative_spikes_of_ternary_neurons_count_as_events():
     l1.backward()
     assert s.grad.tolist() == [[[1.0, -1.0, 1.0]], [[-1.0, 1.0, 1.0]]]
     assert float(l2_spike_population(s, strength=1.0)) == 2.0**2 + 1.0**2
+
+
+def _im_loss_loop(tensors, strength, target_rate):
+    """strength/L Σ_l (Σ s_l / |s_l| − r_l)², r_l = 0.5 / T_l unless given (sums by loops)."""
+    total = 0.0
+    for s in tensors:
+        values = s.flatten().tolist()
+        mean = sum(values) / len(values)
+        r = 0.5 / s.shape[0] if target_rate is None else target_rate
+        total += (mean - r) ** 2
+    return strength * total / len(tensors)
+
+
+@pytest.mark.parametrize(("strength", "target_rate"), [(0.005, None), (1.0, 0.5), (2.0, 0.0)])
+def test_im_loss_against_the_transcribed_formula_and_its_gradient(strength, target_rate):
+    torch.manual_seed(5)
+    tensors = [_spikes((4, 3, 5), 0.1).requires_grad_(), _spikes((6, 3, 2, 2, 2), 0.6)]
+    tensors[1].requires_grad_()
+    value = im_loss(tensors, strength, target_rate)
+    expected = _im_loss_loop(tensors, strength, target_rate)
+    assert value.dtype == torch.float64 and abs(float(value) - expected) < 1e-15
+    value.backward()
+    for s in tensors:  # d/ds = strength · 2 (mean − r) / (N · L), the same for every s
+        r = 0.5 / s.shape[0] if target_rate is None else target_rate
+        grad = strength * 2 * (float(s.detach().mean()) - r) / (s.numel() * len(tensors))
+        torch.testing.assert_close(s.grad, torch.full_like(s, grad), rtol=1e-12, atol=0)
+    one = _spikes((4, 2, 3))
+    assert float(im_loss(one, 1.0)) == pytest.approx((float(one.mean()) - 0.125) ** 2)
+
+
+def test_im_loss_moves_a_silent_layer_towards_the_target_rate():
+    """Adam on the IM term alone raises a near-silent hidden layer's firing rate."""
+    torch.manual_seed(2)
+    net = _net(hidden=16)
+    x = torch.rand(8, 16, 4) * 0.3
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    with LayerSpikes(net, layers="1") as recorded:
+        net(x)
+        before = float(recorded.spikes["1"].detach().mean())
+        for _ in range(40):
+            opt.zero_grad()
+            net(x)
+            im_loss(recorded.spikes.values(), 1.0, target_rate=0.5).backward()
+            opt.step()
+        net(x)
+        after = float(recorded.spikes["1"].detach().mean())
+    assert before < 0.1 and after > before + 0.2
+
+
+def test_im_loss_errors():
+    s = _spikes((3, 2, 4))
+    with pytest.raises(ConfigurationError, match="im_loss: strength"):
+        im_loss(s, -1.0)
+    with pytest.raises(ConfigurationError, match="im_loss: target_rate"):
+        im_loss(s, 1.0, target_rate=1.5)
+    with pytest.raises(ShapeError, match="im_loss: spikes is empty"):
+        im_loss([])
+    with pytest.raises(DTypeError, match="im_loss: spikes must be floating point"):
+        im_loss(s.long())

@@ -59,9 +59,9 @@ train`` asks it before a run starts.
 :func:`non_finite_loss_cause` says why a loss is infinite where the loss explains it
 (``spike_max``'s probability mode with a silent label neuron).
 
-The regularisers :func:`l1_rate_sparsity` and :func:`l2_spike_population` are terms on
-spike tensors (e.g. a network's layers, recorded by :class:`LayerSpikes`) to add to a
-loss; :func:`accuracy` reads the accuracy with any readout.
+The regularisers :func:`l1_rate_sparsity`, :func:`l2_spike_population` and :func:`im_loss`
+(IM-Loss) are terms on spike tensors (e.g. a network's layers, recorded by
+:class:`LayerSpikes`) to add to a loss; :func:`accuracy` reads the accuracy with any readout.
 """
 
 from __future__ import annotations
@@ -93,7 +93,12 @@ from spikeflow.losses.readout import (
     predict,
     rate_confidence,
 )
-from spikeflow.losses.regularisers import LayerSpikes, l1_rate_sparsity, l2_spike_population
+from spikeflow.losses.regularisers import (
+    LayerSpikes,
+    im_loss,
+    l1_rate_sparsity,
+    l2_spike_population,
+)
 from spikeflow.losses.slayer import (
     SpikeMax,
     SpikeRate,
@@ -131,6 +136,7 @@ __all__ = [
     "exponential_kernel",
     "first_spike_steps",
     "get_loss",
+    "im_loss",
     "l1_rate_sparsity",
     "l2_spike_population",
     "list_losses",

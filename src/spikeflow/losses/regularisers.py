@@ -3,7 +3,10 @@
 - :func:`l1_rate_sparsity`: ``strength`` times the number of spikes (snnTorch's
   ``l1_rate_sparsity``), which lowers the firing of every neuron alike;
 - :func:`l2_spike_population`: ``strength`` times the sum of squared spike counts of
-  each sample's neurons, which lowers the busiest neurons most.
+  each sample's neurons, which lowers the busiest neurons most;
+- :func:`im_loss`: IM-Loss (Guo et al., NeurIPS 2022), the squared distance of each
+  layer's mean firing from a target, averaged over the layers (it raises firing in
+  silent layers and lowers it in saturated ones, towards the most informative rate).
 
 Each takes one spike tensor ``[T, B, ...]`` or several (a list, or the ``.values()`` of
 :attr:`LayerSpikes.spikes`, one per layer) and sums the term over them. ``reduction``
@@ -30,7 +33,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["REDUCTIONS", "LayerSpikes", "l1_rate_sparsity", "l2_spike_population"]
+__all__ = ["REDUCTIONS", "LayerSpikes", "im_loss", "l1_rate_sparsity", "l2_spike_population"]
 
 #: ``sum``: over the batch; ``mean``: over the batch, divided by its size.
 REDUCTIONS = ("sum", "mean")
@@ -119,6 +122,44 @@ def l2_spike_population(
     total = sum(_reduce(_events(s).sum(0).reshape(s.shape[1], -1).pow(2).sum(1), reduction)
                 for s in tensors)  # fmt: skip
     return strength * total
+
+
+def im_loss(
+    spikes: Tensor | Iterable[Tensor], strength: float = 0.005, target_rate: float | None = None
+) -> Tensor:
+    """IM-Loss (Guo et al., NeurIPS 2022): ``strength * 1/L sum_l (mean(s_l) - r)^2``.
+
+    ``mean(s_l)`` is the mean of layer ``l``'s whole spike tensor ``[T, B, ...]`` (over
+    steps, samples and neurons: its firing rate per step) and ``L`` the number of
+    tensors. The paper's argument: a binary spike carries the most information
+    (entropy) when it fires with probability 1/2. The official code
+    (yfguo91/IM-Loss-Information-Maximization-Loss-for-Spiking-Neural-Networks@c12bca3,
+    ``models/distrloss_layer.py``) takes ``r = 0.5 / T`` (``T`` the steps of the
+    tensor; its comment names ``r = 0.5`` as the alternative), averages over the
+    spiking layers but the first and the last (pick them with
+    ``LayerSpikes(net, layers=...)``) and adds ``0.005`` times the term to the
+    cross-entropy: the defaults here (``target_rate=None`` for ``0.5 / T``).
+
+    Args:
+        spikes: a spike tensor ``[T, B, ...]`` or an iterable of them (one per layer).
+        strength: the weight ``>= 0`` (the official code's 0.005).
+        target_rate: the firing rate per step ``r`` in ``[0, 1]``, or None for
+            ``0.5 / T`` of each tensor.
+
+    Raises:
+        ShapeError, DTypeError: an empty list, a tensor that is not floating
+            ``[T, B, ...]``.
+        ConfigurationError: ``strength < 0``, ``target_rate`` outside ``[0, 1]``.
+    """
+    tensors = _spike_tensors(spikes, "im_loss")
+    strength = check_real("im_loss: strength", strength, 0.0)
+    if target_rate is not None:
+        target_rate = check_real("im_loss: target_rate", target_rate, 0.0, 1.0)
+    terms = [
+        (s.mean() - (0.5 / s.shape[0] if target_rate is None else target_rate)).pow(2)
+        for s in tensors
+    ]
+    return strength * sum(terms) / len(terms)
 
 
 class LayerSpikes:
