@@ -51,3 +51,15 @@ def test_lava_dl_slayer_nmnist_port_learns_the_real_subset(capsys):
                        "--hidden", "64", "--no-augment"])  # fmt: skip
     assert acc >= 0.2, f"one epoch on 320 samples reached only {acc:.2f}"
     assert "event rates" in capsys.readouterr().out
+
+
+def test_training_tricks_example_trains_each_variant(capsys):
+    """examples/training_tricks_digits.py (docs/training_tricks.md): every variant learns
+    the digits in two epochs; Real Spike's accuracy is its folded binary network's."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    module = load_example("training_tricks_digits")
+    results = module.main(["--seeds", "0", "--epochs", "2"])
+    assert set(results) == {"plain", "im", "real_spike", "tcja"}
+    for variant, (acc,) in results.items():
+        assert acc >= 0.6, f"{variant} reached only {acc:.2f} in two epochs (chance: 0.1)"
+    assert "folded" not in capsys.readouterr().out  # the folded net agreed
