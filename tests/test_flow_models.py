@@ -1,0 +1,93 @@
+"""spikeflow.flow models: the neurons against the paper's update written out, the recurrent
+convolution against a step loop, streaming against one call, gradients, shapes, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeflow import functional as SF
+from spikeflow.errors import ShapeError
+from spikeflow.flow import ConvRecurrent, SpikingEVFlowNet, SpikingFireNet, flow_neuron
+
+
+def test_flow_neuron_initial_leak_and_threshold() -> None:
+    node = flow_neuron(64)
+    leak = 1 - torch.sigmoid(node.w.detach())  # the paper's leak = sigmoid(-4 +- 0.1)
+    low, high = 1 / (1 + math.exp(4.1)), 1 / (1 + math.exp(3.9))
+    assert leak.shape == (64, 1, 1) and bool(((leak >= low - 1e-6) & (leak <= high + 1e-6)).all())
+    assert torch.equal(node.v_threshold.detach(), torch.full((64, 1, 1), 0.8))
+    assert node.detach_reset and node.v_reset == 0.0
+
+
+def test_conv_recurrent_equals_the_papers_update() -> None:
+    torch.manual_seed(0)
+    C, T = 3, 6
+    layer = ConvRecurrent(flow_neuron(C, "s"), C).double()
+    node = layer.sub_module
+    with torch.no_grad():
+        node.w.copy_(
+            torch.tensor([-1.0, 0.0, 2.0]).view(C, 1, 1)
+        )  # leaks far from 1: memory matters
+    x = torch.rand(T, 2, C, 5, 4, dtype=torch.float64) * 2
+    got = layer(x)
+    leak = 1 - torch.sigmoid(node.w.detach())
+    thresh = node.v_threshold.detach()
+    v = torch.zeros(2, C, 5, 4, dtype=torch.float64)
+    z = torch.zeros_like(v)
+    for t in range(T):  # v = leak v (1 - z) + (1 - leak)(ff + rec(z)), z = [v >= thresh]
+        v = leak * v * (1 - z) + (1 - leak) * (
+            x[t] + F.conv2d(z, layer.recurrent.weight, padding=1)
+        )
+        z = (v >= thresh).double()
+        assert torch.equal(got[t], z), t
+    assert 0 < float(got.detach().mean()) < 1
+
+
+def test_streaming_equals_one_call_and_calls_start_from_rest() -> None:
+    torch.manual_seed(1)
+    net = SpikingFireNet(channels=8, max_flow=5.0)
+    with torch.no_grad():
+        net.flow_head.pred.bias.fill_(0.3)
+    x = (torch.rand(6, 2, 2, 12, 10) < 0.3).float() * 3
+    whole = net(x)
+    assert torch.equal(net(x), whole)  # no state leaks between calls
+    with SF.streaming(net):
+        parts = torch.cat([net(x[:2]), net(x[2:5]), net(x[5:])])
+    assert torch.equal(parts, whole)
+    assert whole.shape == (6, 2, 2, 12, 10) and float(whole.detach().abs().max()) <= 5.0
+
+
+def test_gradients_reach_every_layer() -> None:
+    torch.manual_seed(2)
+    net = SpikingFireNet(channels=8)
+    x = (torch.rand(4, 1, 2, 16, 16) < 0.4).float() * 4
+    (net(x) ** 2).sum().backward()
+    for name in ("head.0.weight", "G1.1.recurrent.weight", "R2b.0.weight", "flow_head.pred.weight"):
+        grad = dict(net.named_parameters())[name].grad
+        assert grad is not None and float(grad.abs().sum()) > 0, name
+
+
+def test_evflownet_pads_and_crops() -> None:
+    torch.manual_seed(3)
+    net = SpikingEVFlowNet(channels=4, num_encoders=3)
+    x = (torch.rand(3, 2, 2, 18, 21) < 0.3).float() * 3
+    flow = net(x)
+    assert flow.shape == (3, 2, 2, 18, 21)
+    with SF.streaming(net):
+        parts = torch.cat([net(x[:1]), net(x[1:])])
+    assert torch.equal(parts, flow)
+    flow.abs().sum().backward()
+    assert float(net.encoders[0][0][0].weight.grad.abs().sum()) > 0
+
+
+def test_errors() -> None:
+    with pytest.raises(ShapeError, match=r"\[T, B, 2, H, W\]"):
+        SpikingFireNet()(torch.zeros(2, 1, 3, 8, 8))
+    with pytest.raises(ShapeError, match=r"\[T, B, 2, H, W\]"):
+        SpikingEVFlowNet()(torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ShapeError, match="ConvRecurrent"):
+        ConvRecurrent(flow_neuron(3, "s"), 3)(torch.zeros(2, 1, 4, 5, 5))
