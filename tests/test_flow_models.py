@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from spikeflow import functional as SF
-from spikeflow.errors import ShapeError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.flow import ConvRecurrent, SpikingEVFlowNet, SpikingFireNet, flow_neuron
 
 
@@ -84,6 +84,20 @@ def test_evflownet_pads_and_crops() -> None:
     assert float(net.encoders[0][0][0].weight.grad.abs().sum()) > 0
 
 
+def test_threshold_argument_reaches_every_neuron() -> None:
+    net = SpikingFireNet(channels=4, threshold=0.5)
+    thresholds = [m.v_threshold for m in net.modules() if hasattr(m, "v_threshold")]
+    assert len(thresholds) == 7 and all(
+        torch.equal(t.detach(), torch.full((4, 1, 1), 0.5)) for t in thresholds
+    )
+    deep = SpikingEVFlowNet(channels=2, num_encoders=2, threshold=0.3)
+    assert all(
+        float(m.v_threshold.detach().max()) == pytest.approx(0.3)
+        for m in deep.modules()
+        if hasattr(m, "v_threshold")
+    )
+
+
 def test_errors() -> None:
     with pytest.raises(ShapeError, match=r"\[T, B, 2, H, W\]"):
         SpikingFireNet()(torch.zeros(2, 1, 3, 8, 8))
@@ -91,3 +105,5 @@ def test_errors() -> None:
         SpikingEVFlowNet()(torch.zeros(1, 2, 8, 8))
     with pytest.raises(ShapeError, match="ConvRecurrent"):
         ConvRecurrent(flow_neuron(3, "s"), 3)(torch.zeros(2, 1, 4, 5, 5))
+    with pytest.raises(ConfigurationError, match="threshold"):
+        SpikingFireNet(threshold=0.0)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow import layers
-from spikeflow._checks import check_int
+from spikeflow._checks import check_int, check_real
 from spikeflow.errors import ShapeError
 from spikeflow.layers.recurrent import _RecurrentContainer
 from spikeflow.neurons import ParametricLIFNode
@@ -104,17 +104,16 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> layers.Conv2d:
     return _init_conv(layers.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False))
 
 
-def _spiking(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+def _spiking(cin: int, cout: int, k: int, threshold: float, stride: int = 1) -> nn.Sequential:
     """A spiking convolution: conv then a multi-step neuron layer."""
-    return nn.Sequential(_conv(cin, cout, k, stride), flow_neuron(cout))
+    return nn.Sequential(_conv(cin, cout, k, stride), flow_neuron(cout, threshold=threshold))
 
 
-def _recurrent(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+def _recurrent(cin: int, cout: int, k: int, threshold: float) -> nn.Sequential:
     """A recurrent spiking convolution: feed-forward conv, then the neuron with
     recurrent convolutional feedback of its spikes."""
-    return nn.Sequential(
-        _conv(cin, cout, k, stride), ConvRecurrent(flow_neuron(cout, "s"), cout, k)
-    )
+    neuron = flow_neuron(cout, "s", threshold)
+    return nn.Sequential(_conv(cin, cout, k), ConvRecurrent(neuron, cout, k))
 
 
 def _check_counts(owner: str, x: Tensor, in_channels: int) -> None:
@@ -146,6 +145,9 @@ class SpikingFireNet(nn.Module):
         kernel_size: 3 in the paper.
         max_flow: flow for a saturated prediction, in pixels per window; None (default)
             uses the larger sensor side, as the paper's ``flow_scaling``.
+        threshold: the neurons' initial threshold (the paper: 0.8). Deep layers fall
+            silent at the start with few events per window; a lower one keeps them
+            spiking in short trainings.
     """
 
     def __init__(
@@ -154,18 +156,20 @@ class SpikingFireNet(nn.Module):
         channels: int = 32,
         kernel_size: int = 3,
         max_flow: float | None = None,
+        threshold: float = 0.8,
     ) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
         c = check_int("channels", channels, 1)
         k = check_int("kernel_size", kernel_size, 1)
-        self.head = _spiking(self.in_channels, c, k)
-        self.G1 = _recurrent(c, c, k)
-        self.R1a = _spiking(c, c, k)
-        self.R1b = _spiking(c, c, k)
-        self.G2 = _recurrent(c, c, k)
-        self.R2a = _spiking(c, c, k)
-        self.R2b = _spiking(c, c, k)
+        th = check_real("threshold", threshold, low=0.0, low_open=True)
+        self.head = _spiking(self.in_channels, c, k, th)
+        self.G1 = _recurrent(c, c, k, th)
+        self.R1a = _spiking(c, c, k, th)
+        self.R1b = _spiking(c, c, k, th)
+        self.G2 = _recurrent(c, c, k, th)
+        self.R2a = _spiking(c, c, k, th)
+        self.R2b = _spiking(c, c, k, th)
         self.flow_head = _FlowHead(c, max_flow)
 
     def forward(self, counts: Tensor) -> Tensor:
@@ -186,7 +190,8 @@ class SpikingEVFlowNet(nn.Module):
     are not multiples of ``2 ** num_encoders`` are zero-padded and the flow cropped back.
 
     The paper's EV-FlowNet also predicts flow at each decoder scale (the loss averages
-    them); this one predicts at full resolution only.
+    them); this one predicts at full resolution only. Arguments as
+    :class:`SpikingFireNet`'s.
     """
 
     def __init__(
@@ -196,32 +201,34 @@ class SpikingEVFlowNet(nn.Module):
         num_encoders: int = 4,
         kernel_size: int = 3,
         max_flow: float | None = None,
+        threshold: float = 0.8,
     ) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
         c = check_int("channels", channels, 1)
         self.num_encoders = check_int("num_encoders", num_encoders, 1)
         k = check_int("kernel_size", kernel_size, 1)
+        th = check_real("threshold", threshold, low=0.0, low_open=True)
         sizes = [c * 2**i for i in range(self.num_encoders + 1)]  # encoder outputs: sizes[1:]
         cin = self.in_channels
         self.encoders = nn.ModuleList()
         for i in range(self.num_encoders):
             self.encoders.append(
                 nn.Sequential(
-                    _spiking(cin, sizes[i + 1], k, stride=2),
-                    *_recurrent(sizes[i + 1], sizes[i + 1], k),
+                    _spiking(cin, sizes[i + 1], k, th, stride=2),
+                    *_recurrent(sizes[i + 1], sizes[i + 1], k, th),
                 )
             )
             cin = sizes[i + 1]
         self.residual = nn.ModuleList(
-            nn.ModuleList([_spiking(cin, cin, k), _spiking(cin, cin, k)]) for _ in range(2)
+            nn.ModuleList([_spiking(cin, cin, k, th), _spiking(cin, cin, k, th)]) for _ in range(2)
         )
         self.decoders = nn.ModuleList()
         for i in reversed(range(self.num_encoders)):
             self.decoders.append(
                 nn.Sequential(
                     layers.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                    _spiking(2 * sizes[i + 1], sizes[i], k),
+                    _spiking(2 * sizes[i + 1], sizes[i], k, th),
                 )
             )
         self.flow_head = _FlowHead(c, max_flow)
