@@ -12,7 +12,7 @@ import torch
 
 from conftest import require_shared_data
 from spikeflow.data.events import make_events
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.flow import (
     EventWindows,
     average_timestamp_loss,
@@ -171,6 +171,9 @@ def test_windows_counts_mask_and_normalised_times() -> None:
     assert torch.allclose(by_time.t[1, 0, :2], torch.tensor([0.2, 0.6]))
     both = stack_recordings([w, windows_from_events(events[:6], (4, 3), num_events=3)])
     assert both.x.shape == (2, 2, 3) and bool(both.valid.all())
+    padded = stack_recordings([w, windows_from_events(events[:4], (4, 3), duration=20)])
+    assert padded.valid[:, 1].tolist() == [[True, True, False], [True, True, False]]
+    assert torch.equal(padded.counts()[:, 1].sum((1, 2, 3)), torch.tensor([2.0, 2.0]))
 
 
 def test_real_events_loss_and_iwe() -> None:
@@ -197,6 +200,8 @@ def test_errors() -> None:
     w = random_windows(2, 1, 5, 4, 4)
     with pytest.raises(ShapeError, match=r"\[T, B, 2, H, W\]"):
         contrast_maximization_loss(torch.zeros(2, 1, 2, 4, 5), w)
+    with pytest.raises(DTypeError, match="floating-point"):
+        contrast_maximization_loss(torch.zeros(2, 1, 2, 4, 4, dtype=torch.long), w)
     with pytest.raises(ConfigurationError, match="t_ref"):
         average_timestamp_loss(torch.zeros(2, 1, 2, 4, 4), w, 2.5)
     empty = EventWindows(w.x, w.y, w.t, w.p, torch.zeros_like(w.valid), height=4, width=4)

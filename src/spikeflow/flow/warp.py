@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.flow.windows import EventWindows
 
 __all__ = ["event_flow", "event_times", "image_of_warped_events", "splat", "warp_positions"]
@@ -31,7 +31,7 @@ def _check_flow(flow: Tensor, windows: EventWindows) -> None:
             f"flow must be [T, B, 2, H, W] = {list(expected)} for these windows, got {shape}"
         )
     if not flow.is_floating_point():
-        raise ShapeError(f"flow must be floating-point, got {flow.dtype}")
+        raise DTypeError(f"flow must be floating-point, got {flow.dtype}")
 
 
 def event_flow(flow: Tensor, windows: EventWindows) -> Tensor:
