@@ -90,6 +90,18 @@ def test_loss_is_forward_plus_backward_plus_smoothness() -> None:
     assert torch.allclose(got, (fw + bw).mean().double() + 0.25 * smooth, rtol=1e-12)
 
 
+def test_a_list_of_flows_averages_their_losses() -> None:
+    w = random_windows(2, 1, 15, 6, 8, seed=4)
+    flows = [torch.randn(2, 1, 2, 6, 8, dtype=torch.float64) for _ in range(3)]
+    mask = w.mask(torch.float64)
+    each = [contrast_maximization_loss(f, w, 0.2, mask=mask) for f in flows]
+    assert torch.allclose(
+        contrast_maximization_loss(flows, w, 0.2, mask=mask), sum(each) / 3, rtol=1e-12
+    )
+    with pytest.raises(ConfigurationError, match="empty list"):
+        contrast_maximization_loss([], w)
+
+
 def test_charbonnier_smoothness_by_hand() -> None:
     # A 2x2 image, three windows, one flow jump of 3 px in window 0: per kind, the mean
     # over the pairs of rho(du) + rho(dv).

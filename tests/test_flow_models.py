@@ -84,6 +84,25 @@ def test_evflownet_pads_and_crops() -> None:
     assert float(net.encoders[0][0][0].weight.grad.abs().sum()) > 0
 
 
+def test_evflownet_multiscale_predictions() -> None:
+    torch.manual_seed(4)
+    net = SpikingEVFlowNet(channels=4, num_encoders=3, multiscale=True, threshold=0.4)
+    x = (torch.rand(2, 1, 2, 16, 24) < 0.3).float() * 3
+    flows = net(x)
+    assert isinstance(flows, list) and [tuple(f.shape) for f in flows] == [(2, 1, 2, 16, 24)] * 3
+
+    # predicted at 1/4, 1/2 and full resolution: constant over 4x4, 2x2, 1x1 blocks
+    def blocky(f: torch.Tensor, n: int) -> bool:
+        return torch.equal(f, f[..., ::n, ::n].repeat_interleave(n, 3).repeat_interleave(n, 4))
+
+    assert blocky(flows[0], 4) and not blocky(flows[0], 8)
+    assert blocky(flows[1], 2) and not blocky(flows[1], 4) and not blocky(flows[2], 2)
+    assert (
+        len(net.coarse_heads) == 2
+        and len(SpikingEVFlowNet(channels=4, num_encoders=3).coarse_heads) == 0
+    )
+
+
 def test_threshold_argument_reaches_every_neuron() -> None:
     net = SpikingFireNet(channels=4, threshold=0.5)
     thresholds = [m.v_threshold for m in net.modules() if hasattr(m, "v_threshold")]

@@ -28,6 +28,8 @@ window (the code scales a tanh output by the sensor size inside the loss).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -152,7 +154,7 @@ def charbonnier_smoothness(flow: Tensor, mask: Tensor | None = None, eps: float 
 
 
 def contrast_maximization_loss(
-    flow: Tensor,
+    flow: Tensor | Sequence[Tensor],
     windows: EventWindows,
     smoothness_weight: float = 0.1,
     *,
@@ -162,9 +164,19 @@ def contrast_maximization_loss(
     """``mean_b(L(t_ref = T) + L(t_ref = 0)) + smoothness_weight * L_smooth`` (module
     docstring). ``smoothness_weight=0.1`` on a flow in pixels with mean reductions is
     about the paper's 0.001 with its sums over 128x128 pixels of a flow in units of 128
-    pixels. Raises ShapeError for a flow that does not fit the windows and
-    ConfigurationError for a sample without events."""
+    pixels. A list of flows (one per scale) gives the mean of their losses. Raises
+    ShapeError for a flow that does not fit the windows and ConfigurationError for a
+    sample without events."""
     smoothness_weight = check_real("smoothness_weight", smoothness_weight, low=0.0)
+    if not isinstance(flow, Tensor):  # one flow per scale (multi-scale EV-FlowNet): averaged
+        flows = list(flow)
+        if not flows:
+            raise ConfigurationError("contrast_maximization_loss: an empty list of flows")
+        terms = [
+            contrast_maximization_loss(f, windows, smoothness_weight, mask=mask, eps=eps)
+            for f in flows
+        ]
+        return torch.stack(terms).mean()
     T = windows.num_windows
     loss = (
         average_timestamp_loss(flow, windows, float(T)) + average_timestamp_loss(flow, windows, 0.0)
@@ -192,9 +204,10 @@ class ContrastMaximizationLoss(nn.Module):
         self.eps = check_real("eps", eps, low=0.0)
         self.mask_smoothness = bool(mask_smoothness)
 
-    def forward(self, flow: Tensor, windows: EventWindows) -> Tensor:
-        """The loss of ``flow`` ``[T, B, 2, H, W]`` on ``windows``."""
-        mask = windows.mask(flow.dtype) if self.mask_smoothness else None
+    def forward(self, flow: Tensor | Sequence[Tensor], windows: EventWindows) -> Tensor:
+        """The loss of ``flow`` ``[T, B, 2, H, W]`` (or a list of them) on ``windows``."""
+        dtype = flow.dtype if isinstance(flow, Tensor) else flow[0].dtype
+        mask = windows.mask(dtype) if self.mask_smoothness else None
         return contrast_maximization_loss(
             flow, windows, self.smoothness_weight, mask=mask, eps=self.eps
         )

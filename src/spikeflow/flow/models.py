@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow import layers
-from spikeflow._checks import check_int, check_real
+from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ShapeError
 from spikeflow.layers.recurrent import _RecurrentContainer
 from spikeflow.neurons import ParametricLIFNode
@@ -189,8 +189,10 @@ class SpikingEVFlowNet(nn.Module):
     encoder's skip), then the 1x1 flow prediction at full resolution. Inputs whose sides
     are not multiples of ``2 ** num_encoders`` are zero-padded and the flow cropped back.
 
-    The paper's EV-FlowNet also predicts flow at each decoder scale (the loss averages
-    them); this one predicts at full resolution only. Arguments as
+    With ``multiscale=True`` every decoder predicts a flow, as the paper's EV-FlowNet
+    does; the coarser ones are upsampled to full resolution (nearest, in pixels of the
+    sensor) and the call returns the list, coarsest first, which
+    :func:`~spikeflow.flow.contrast_maximization_loss` averages. Other arguments as
     :class:`SpikingFireNet`'s.
     """
 
@@ -202,9 +204,11 @@ class SpikingEVFlowNet(nn.Module):
         kernel_size: int = 3,
         max_flow: float | None = None,
         threshold: float = 0.8,
+        multiscale: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
+        self.multiscale = check_flag(type(self).__name__, "multiscale", multiscale)
         c = check_int("channels", channels, 1)
         self.num_encoders = check_int("num_encoders", num_encoders, 1)
         k = check_int("kernel_size", kernel_size, 1)
@@ -232,9 +236,12 @@ class SpikingEVFlowNet(nn.Module):
                 )
             )
         self.flow_head = _FlowHead(c, max_flow)
+        coarse = sizes[1 : self.num_encoders][::-1] if self.multiscale else []
+        self.coarse_heads = nn.ModuleList(_FlowHead(n, max_flow) for n in coarse)
 
-    def forward(self, counts: Tensor) -> Tensor:
-        """``[T, B, in_channels, H, W]`` -> flow ``[T, B, 2, H, W]``."""
+    def forward(self, counts: Tensor) -> Tensor | list[Tensor]:
+        """``[T, B, in_channels, H, W]`` -> flow ``[T, B, 2, H, W]`` (``multiscale``: a
+        list of them, one per decoder, coarsest first)."""
         _check_counts(type(self).__name__, counts, self.in_channels)
         H, W = counts.shape[3], counts.shape[4]
         m = 2**self.num_encoders
@@ -246,6 +253,13 @@ class SpikingEVFlowNet(nn.Module):
             skips.append(x)
         for first, second in self.residual:
             x = second(first(x)) + x
-        for decoder, skip in zip(self.decoders, reversed(skips), strict=True):
+        flows = []
+        for i, (decoder, skip) in enumerate(zip(self.decoders, reversed(skips), strict=True)):
             x = decoder(torch.cat([x, skip], dim=2))
-        return self.flow_head(x, H, W)[..., :H, :W]
+            if i < len(self.coarse_heads):
+                factor = 2 ** (self.num_encoders - 1 - i)
+                flow = self.coarse_heads[i](x, H, W)
+                flows.append(flow.repeat_interleave(factor, 3).repeat_interleave(factor, 4))
+        flows.append(self.flow_head(x, H, W))
+        flows = [f[..., :H, :W] for f in flows]
+        return flows if self.multiscale else flows[0]
