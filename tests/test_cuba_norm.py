@@ -242,6 +242,14 @@ def test_errors() -> None:
     for build in (AdExLIFNode, lambda **k: RefractoryCubaLIFNode(refractory_steps=2, **k)):
         with pytest.raises(ConfigurationError, match="has equations of its own"):
             build(norm=nn.Identity())  # equations of their own
+        later = build()  # a norm set after construction is refused at the call too
+        later.norm = MeanOnlyBatchNorm(3)
+        with pytest.raises(ConfigurationError, match="has equations of its own"):
+            later(torch.rand(4, 2, 3))
+    plain = CubaLIFNode()
+    plain.norm = "mean"  # not a module: an attribute set after construction
+    with pytest.raises(ConfigurationError, match=r"norm must be an nn\.Module.*got str"):
+        plain(torch.rand(4, 2, 3))
     node = CubaLIFNode(norm=nn.Flatten(0, 1))
     with pytest.raises(ShapeError, match=r"norm must return the current's shape \(4, 2, 3\)"):
         node(torch.rand(4, 2, 3))

@@ -308,19 +308,8 @@ class CubaLIFNode(BaseNode):
                 f"{owner}: graded_spike=True is Lava-DL's CUBA neuron's; {owner} has "
                 "equations of its own"
             )
-        if norm is not None and not isinstance(norm, nn.Module):
-            raise ConfigurationError(
-                f"{owner}: norm must be an nn.Module applied to the current [T, B, ...] "
-                f"(e.g. layers.MeanOnlyBatchNorm()), or None; got {type(norm).__name__}"
-            )
-        if norm is not None and (
-            type(self).charge is not CubaLIFNode.charge
-            or type(self).declaration is not CubaLIFNode.declaration
-        ):
-            raise ConfigurationError(
-                f"{owner}: norm is Lava-DL's CUBA neuron's (a norm between its current and "
-                f"voltage updates); {owner} has equations of its own"
-            )
+        if norm is not None:
+            self._check_norm(norm)
         self.norm = norm
         learnable = {
             "tau_syn": check_flag(owner, "learnable_tau_syn", learnable_tau_syn),
@@ -376,11 +365,31 @@ class CubaLIFNode(BaseNode):
             )
         return super().equations(params, theta, dtype)
 
+    def _check_norm(self, norm: object) -> None:
+        """Refuse a ``norm`` that is not an ``nn.Module``, or one on a subclass with
+        equations of its own (the norm path runs the plain CUBA voltage). Checked at
+        construction and again at each call: ``node.norm = ...`` may come later."""
+        owner = type(self).__name__
+        if not isinstance(norm, nn.Module):
+            raise ConfigurationError(
+                f"{owner}: norm must be an nn.Module applied to the current [T, B, ...] "
+                f"(e.g. layers.MeanOnlyBatchNorm()), or None; got {type(norm).__name__}"
+            )
+        if (
+            type(self).charge is not CubaLIFNode.charge
+            or type(self).declaration is not CubaLIFNode.declaration
+        ):
+            raise ConfigurationError(
+                f"{owner}: norm is Lava-DL's CUBA neuron's (a norm between its current and "
+                f"voltage updates); {owner} has equations of its own"
+            )
+
     def _run_steps(self, x_seq: Tensor, record_v: bool) -> tuple[Tensor, Tensor | None]:
         """Without ``norm``, the declared CUBA equations; with it, the current over the
         whole sequence, the norm, then the declared voltage equations (class docstring)."""
         if self.norm is None:
             return super()._run_steps(x_seq, record_v)
+        self._check_norm(self.norm)
         owner = type(self).__name__
         if self._modules.get("membrane_quantizer") is not None:
             raise ConfigurationError(
