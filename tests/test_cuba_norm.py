@@ -262,6 +262,13 @@ def test_errors() -> None:
         parameters_from_cuba(CubaLIFNode(r="tau_syn", strict_firing=True, norm=nn.Identity()))
     with pytest.raises(ConfigurationError, match=r"loihi_grid: '1' has a norm on its current"):
         loihi_grid(net)
+    from spikeflow.quant.loihi import LoihiCubaLIFNode
+
+    with pytest.raises(ConfigurationError, match=r"from_cuba: .*MeanOnlyBatchNorm.*drop"):
+        LoihiCubaLIFNode.from_cuba(net[1])  # it built the neuron without the mean
+    net[1].norm = None
+    assert LoihiCubaLIFNode.from_cuba(net[1]).vth == int(64 * TH_EPS)
+    net[1].norm = MeanOnlyBatchNorm(2).double()
     from spikeflow.quant import apply_membrane_quantization
 
     net[1].v_threshold = 0.25  # on the membrane grid

@@ -342,9 +342,23 @@ class LoihiCubaLIFNode(nn.Module):
         ``v_leak=0``, hard reset to 0, one time constant and one threshold for all
         neurons (Lava's ``LIF`` has scalar decays).
 
+        A neuron with a ``norm`` (``CubaLIFNode(norm=...)``) is refused: its mean would
+        be the fixed-point neuron's bias, one per channel, whose layout (``[C]`` after a
+        dense layer, ``[C, 1, 1]`` after a convolution) the neuron alone does not give;
+        :func:`~spikeflow.interop.export_netx` writes it as the layer's bias.
+
         Raises:
-            ConfigurationError: a neuron that is not such a ``CubaLIFNode``.
+            ConfigurationError: a neuron that is not such a ``CubaLIFNode``, or one with
+                a ``norm``.
         """
+        if getattr(node, "norm", None) is not None:
+            raise ConfigurationError(
+                f"{cls.__name__}.from_cuba: the CubaLIFNode has a norm on its current "
+                f"({type(node.norm).__name__}), which the fixed-point neuron would drop: "
+                "its mean is a per-channel bias_mant whose layout the neuron alone does "
+                "not give; export the network with interop.export_netx (the bias "
+                "-running_mean), or build LoihiCubaLIFNode(du, dv, vth, bias_mant, 6)"
+            )
         return cls.from_netx(**cuba_device_params(node, weight_scale))
 
     @property
