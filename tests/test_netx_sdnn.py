@@ -337,8 +337,8 @@ def test_export_refusals(tmp_path) -> None:
 
 
 def test_loihi_sigma_delta_checks() -> None:
-    with pytest.raises(ConfigurationError, match="16 bits"):
-        LoihiSigmaDelta(1, torch.tensor([1 << 15]))
+    with pytest.raises(ConfigurationError, match=r"bias must be in \[-2\^11"):
+        LoihiSigmaDelta(1, torch.tensor([1 << 11]))
     with pytest.raises(ConfigurationError, match="vth must be an integer"):
         LoihiSigmaDelta(-1)
 

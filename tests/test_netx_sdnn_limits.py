@@ -1,12 +1,15 @@
 """The bit limits of netx's sigma-delta layers (Lava's fixed-point ``proc/sdn``).
 
 Read from ``lava-nc/lava`` ``proc/sdn/process.py`` and ``models.py``
-(``PySigmaDeltaModelFixed``): ``bias`` is a ``precision=16`` variable (signed:
-``[-2^15, 2^15 - 1]``), ``vth`` and ``bias`` are stored shifted left by
+(``PySigmaDeltaModelFixed``): ``vth`` and ``bias`` are stored shifted left by
 ``spike_exp + state_exp = 12``, and ``sigma``, ``act``, ``residue`` are
-``precision=24`` (signed 24 bits, ``[-2^23, 2^23 - 1]``). Lava's Python models compute
-in int32 and never wrap at 24 bits; the chip would. So export refuses what cannot be
-stored, and the imported network refuses a state that leaves 24 bits, naming the layer.
+``precision=24`` (signed 24 bits, ``[-2^23, 2^23 - 1]``); the activation is
+``sigma + (bias << 12)``, so at rest (``sigma = 0``) the shifted bias must fit 24 bits,
+as ``vth << 12`` must: both mantissas in ``[-2^11, 2^11 - 1]`` (``bias``'s own
+``precision=16``, read on the shifted value, would be narrower; Lava's Python models do
+not enforce it). Lava's Python models compute in int32 and never wrap at 24 bits; the
+chip would. So export refuses what cannot be stored, and the imported network refuses
+a state that leaves 24 bits, naming the layer.
 """
 
 from __future__ import annotations
@@ -48,17 +51,30 @@ def _sdnn(bias: float, theta: float = 1 / 64) -> nn.Sequential:
     )
 
 
-def test_the_bias_range_is_signed_16_bits(tmp_path) -> None:
-    # -512 * 64 = -2^15 fits Lava's 16-bit bias; +512 * 64 = 2^15 does not
-    net = import_netx(export_netx(_sdnn(-512.0), tmp_path / "low.net", (2,)))
-    assert int(net[2].bias.min()) == -(1 << 15) and int(net[2].bias.max()) == -(1 << 15)
-    with pytest.raises(ConfigurationError, match=r"signed 16 bits.*from 32768 to 32768"):
-        export_netx(_sdnn(512.0), tmp_path / "high.net", (2,))
-    export_netx(_sdnn(511.984375), tmp_path / "top.net", (2,))  # 2^15 - 1
+def test_the_bias_mantissa_fits_24_bits_after_the_shift(tmp_path) -> None:
+    # -32 * 64 = -2^11: bias << 12 = -2^23 fits the activation state; the network runs
+    # at rest (sigma = 0, the activation is the bias alone)
+    net = import_netx(export_netx(_sdnn(-32.0), tmp_path / "low.net", (2,)))
+    assert int(net[2].bias.min()) == -(1 << 11) and int(net[2].bias.max()) == -(1 << 11)
+    net(torch.zeros(4, 1, 2, dtype=torch.long))
+    top = import_netx(export_netx(_sdnn(31.984375), tmp_path / "top.net", (2,)))  # 2^11 - 1
+    rest = top[2](torch.zeros(4, 1, 4, dtype=torch.long))  # the unit itself, at rest
+    assert int(rest.sum()) == 4 * (((1 << 11) - 1) << 6)  # its activation sent once
+    # one more either way: refused at export, where it used to be written and then
+    # overflow on every input (the 16 bits of the unshifted mantissa allowed 2^15)
+    for bias, low, high in (
+        (32.0, 2048, 2048),
+        (-32.015625, -2049, -2049),
+        (-512.0, -32768, -32768),
+    ):
+        with pytest.raises(
+            ConfigurationError, match=rf"\[-2\^11, 2\^11 - 1\].*from {low} to {high}"
+        ):
+            export_netx(_sdnn(bias), tmp_path / "high.net", (2,))
     assert not (tmp_path / "high.net").exists()
-    LoihiSigmaDelta(1, torch.tensor([-(1 << 15), (1 << 15) - 1]))
-    for bad in (1 << 15, -(1 << 15) - 1):
-        with pytest.raises(ConfigurationError, match=r"bias must fit Lava's signed 16 bits"):
+    LoihiSigmaDelta(1, torch.tensor([-(1 << 11), (1 << 11) - 1]))
+    for bad in (1 << 11, -(1 << 11) - 1):
+        with pytest.raises(ConfigurationError, match=r"bias must be in \[-2\^11, 2\^11 - 1\]"):
             LoihiSigmaDelta(1, torch.tensor([0, bad]))
 
 

@@ -46,8 +46,12 @@ SDNN_STATE_LIMIT = 1 << 23
 #: The largest ``vThMant``: Lava stores ``vth << 12`` in a 24-bit state (``2^11 - 1``,
 #: a threshold below 32 units).
 SDNN_MAX_VTH = (SDNN_STATE_LIMIT >> (SDNN_SPIKE_EXP + SDNN_STATE_EXP)) - 1
-#: Lava's sigma-delta bias is signed 16-bit (``precision=16``): ``[-2^15, 2^15 - 1]``.
-SDNN_BIAS_LIMIT = 1 << 15
+#: The bias mantissa's bound: Lava's ``SigmaDelta`` holds ``bias << 12`` (``process.py``)
+#: and its activation is ``sigma + (bias << 12)``, a 24-bit state, which at rest
+#: (``sigma = 0``) is the shifted bias itself: ``[-2^11, 2^11 - 1]`` (``|b| < 32``), as
+#: ``vThMant``. (The ``precision=16`` of its ``bias`` Var, read on the shifted value,
+#: would be narrower still; Lava's Python models do not enforce it.)
+SDNN_BIAS_LIMIT = SDNN_STATE_LIMIT >> (SDNN_SPIKE_EXP + SDNN_STATE_EXP)
 
 
 class StateOverflowError(ConfigurationError):
@@ -270,7 +274,8 @@ class LoihiSigmaDelta(nn.Module):
     Args:
         vth: ``vThMant`` (``int(64 θ)``), in [0, 2^11 - 1] (``vth << 12`` in 24 bits).
         bias: the bias mantissa (64 per unit), a number or one per channel (``[C]``, or
-            ``[C, 1, 1]`` for a convolution's ``[C, H, W]``), within Lava's 16 bits.
+            ``[C, 1, 1]`` for a convolution's ``[C, H, W]``), in [-2^11, 2^11 - 1]
+            (``bias << 12`` in the 24-bit activation state).
         sigma_output: a ``Sigma`` process (the network's output layer).
     """
 
@@ -282,8 +287,9 @@ class LoihiSigmaDelta(nn.Module):
         bias_t = _integers_as_int64(owner, "bias", bias_t)
         if bool(((bias_t < -SDNN_BIAS_LIMIT) | (bias_t >= SDNN_BIAS_LIMIT)).any()):
             raise ConfigurationError(
-                f"{owner}: bias must fit Lava's signed 16 bits [-2^15, 2^15 - 1], got "
-                f"values from {int(bias_t.min())} to {int(bias_t.max())}"
+                f"{owner}: bias must be in [-2^11, 2^11 - 1] (Lava holds bias << 12, and "
+                "sigma + (bias << 12) is a signed 24-bit state: at rest the bias alone), "
+                f"got values from {int(bias_t.min())} to {int(bias_t.max())}"
             )
         self.register_buffer("bias", bias_t)
         if not isinstance(sigma_output, bool):

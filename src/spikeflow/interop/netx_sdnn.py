@@ -119,9 +119,10 @@ def _bias(module: nn.Module, channels: int, where: str) -> np.ndarray | None:
         )
     if bool(((values < -SDNN_BIAS_LIMIT) | (values >= SDNN_BIAS_LIMIT)).any()):
         raise ConfigurationError(
-            f"export_netx: {where}: the bias mantissa round(64 b) must fit Lava's signed "
-            f"16 bits [-2^15, 2^15 - 1], got values from {int(values.min())} to "
-            f"{int(values.max())}"
+            f"export_netx: {where}: the bias mantissa round(64 b) must be in [-2^11, "
+            "2^11 - 1] (|b| < 32): Lava holds bias << 12 and sigma + (bias << 12) is a "
+            "signed 24-bit state, which at rest is the bias alone; got values from "
+            f"{int(values.min())} to {int(values.max())}"
         )
     return values.numpy().astype(np.float32)
 

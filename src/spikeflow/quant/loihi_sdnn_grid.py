@@ -7,7 +7,7 @@ processes (:class:`~spikeflow.interop.LoihiSigmaDeltaInput`,
 
 * weights on Lava-DL's 8-bit grid, ``clamp(2 round(32 w), -256, 254) / 64`` (the
   :class:`~spikeflow.quant.loihi_grid.LoihiWeightGrid` parametrization);
-* biases on ``1/64`` within Lava's 16 bits (:class:`LoihiBiasGrid`), thresholds
+* biases on ``1/64`` with ``|64 b| < 2^11`` (:class:`LoihiBiasGrid`), thresholds
   ``int(64 θ) / 64`` and the input ``round(64 x) / 64``;
 * each hidden unit's graded spike floored to ``2^-12`` (``d >> 6``), while its delta
   reference stays the activation it sent (the floored bits are lost, as in
@@ -39,8 +39,9 @@ __all__ = ["LoihiBiasGrid", "floor_graded_spikes", "loihi_sdnn_grid"]
 #: A graded spike carries 2^12 integer units per unit of activation (``spike_exp = 6``
 #: on inputs of 64 per unit).
 SPIKE_SCALE = float(1 << 12)
-#: Lava's 16-bit bias mantissa: ``|64 b| < 2^15``.
-BIAS_LIMIT = (1 << 15) - 1
+#: The bias mantissa ``export_netx`` writes: ``|64 b| < 2^11`` (Lava holds ``bias << 12``
+#: in its 24-bit activation state; ``interop.netx_layers.SDNN_BIAS_LIMIT``).
+BIAS_LIMIT = (1 << 11) - 1
 #: The finest grid of a sum: a weight (1/32) times a graded spike (2^-12).
 _SUM_STEP_BITS = 17
 #: Float significands: below ``2^(bits - 17)`` a sum on the ``2^-17`` grid is exact.
@@ -48,7 +49,7 @@ _SIGNIFICAND = {torch.float32: 24, torch.float64: 53}
 
 
 class LoihiBiasGrid(nn.Module):
-    """Biases on Lava's grid: ``b_q = clamp(round(64 b), -(2^15 - 1), 2^15 - 1) / 64``
+    """Biases on Lava's grid: ``b_q = clamp(round(64 b), -(2^11 - 1), 2^11 - 1) / 64``
     (the mantissa netx stores, ``bias_exp = 6``), gradient straight through the
     rounding and zero where the clamp cuts. A ``parametrize`` parametrization of a
     :class:`~spikeflow.layers.DeltaSynapse`'s ``bias`` (set by :func:`loihi_sdnn_grid`;
@@ -173,8 +174,8 @@ def loihi_sdnn_grid(model: nn.Module, input_shape: tuple[int, ...] | None = None
 
     Raises:
         ConfigurationError: what ``export_netx`` refuses (``cum_error``, per-neuron
-            thresholds, a threshold beyond 2^23, an activation other than ReLU, a bias on
-            the output layer or one beyond Lava's 16 bits, a module netx does not hold,
+            thresholds, a vThMant beyond 2^11 - 1, an activation other than ReLU, a bias on
+            the output layer or one beyond |64 b| < 2^11, a module netx does not hold,
             a network not ending with a ``SigmaDecoder``, ...), a learned threshold, a
             layer already quantized, a convolution first without ``input_shape``.
     """
