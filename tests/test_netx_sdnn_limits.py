@@ -111,6 +111,12 @@ def test_sigma_leaving_24_bits_is_refused_at_its_step() -> None:
     assert LoihiSigmaDeltaInput(0)(torch.tensor([[[2047]]])).item() == 2047 << 6
     with pytest.raises(StateOverflowError, match=r"q << 12 reached 8388608 at step 0"):
         LoihiSigmaDeltaInput(0)(torch.tensor([[[2048]]]))
+    assert LoihiSigmaDeltaInput(0)(torch.tensor([[[-2048]]])).item() == -2048 << 6
+    with pytest.raises(StateOverflowError, match=r"q << 12 reached -8392704 at step 0"):
+        LoihiSigmaDeltaInput(0)(torch.tensor([[[-2049]]]))
+    # an input so large that its int64 shift would wrap back inside 24 bits
+    with pytest.raises(StateOverflowError, match=r"q << 12 reached .* at step 0"):
+        LoihiSigmaDeltaInput(0)(torch.tensor([[[1 << 52]]]))  # (1 << 52) << 12 wraps to 0
 
 
 def test_the_imported_network_names_the_layer_that_overflows(tmp_path) -> None:

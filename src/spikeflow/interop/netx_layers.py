@@ -239,9 +239,9 @@ class LoihiSigmaDeltaInput(nn.Module):
         if not isinstance(x, Tensor) or x.dim() < 2:
             raise ShapeError(f"LoihiSigmaDeltaInput expects [T, B, ...], got {x!r}")
         x = _integers_as_int64(type(self).__name__, "the input", x)
-        check_state_bits(
-            type(self).__name__, "the input's state q << 12", x << (SDNN_SPIKE_EXP + SDNN_STATE_EXP)
-        )
+        # (in float64: an int64 shift of a huge input would wrap back inside 24 bits)
+        scale = float(1 << (SDNN_SPIKE_EXP + SDNN_STATE_EXP))
+        check_state_bits(type(self).__name__, "the input's state q << 12", x.double() * scale)
         ref = torch.zeros_like(x[0])
         out = []
         for q in x.unbind(0):
