@@ -224,6 +224,25 @@ def test_streaming_carries_the_current_before_the_norm() -> None:
         assert torch.equal(torch.stack([single(x_t) for x_t in x]), whole)
 
 
+def test_a_trained_norm_without_num_features_resumes_from_its_state_dict(tmp_path) -> None:
+    # Lava-DL's default num_features=None sizes the norm at its first input; a fresh
+    # neuron must load the trained one's state (a resumed run), and then compute as it
+    x = torch.rand(10, 3, 5, dtype=F64, generator=torch.Generator().manual_seed(6))
+    trained = _node(MeanOnlyBatchNorm(momentum=0.5), False)
+    trained(x)
+    torch.save(trained.state_dict(), tmp_path / "node.pt")
+    fresh = _node(MeanOnlyBatchNorm(momentum=0.5), False)
+    fresh.load_state_dict(torch.load(tmp_path / "node.pt"))
+    assert fresh.norm.num_features == 5
+    assert torch.equal(fresh.norm.running_mean, trained.norm.running_mean)
+    assert torch.equal(fresh.eval()(x), trained.eval()(x)) and trained(x).sum() > 0
+    with pytest.raises(ShapeError, match="num_features is 5"):
+        fresh(torch.rand(4, 3, 6, dtype=F64))  # sized now: other channels are refused
+    sized = _node(MeanOnlyBatchNorm(4), False)  # a given num_features is kept: a mismatch
+    with pytest.raises(RuntimeError, match=r"size mismatch for norm\.running_mean"):
+        sized.load_state_dict(trained.state_dict())
+
+
 def test_identity_norm_is_the_plain_neuron() -> None:
     x = torch.rand(12, 3, 5, dtype=F64, generator=torch.Generator().manual_seed(4))
     for r in ("tau_syn*tau_mem", 0.7):

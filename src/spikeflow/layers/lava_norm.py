@@ -114,6 +114,23 @@ class MeanOnlyBatchNorm(nn.Module):
         """``x − pre_hook_fx(mean)`` per channel (see the class docstring)."""
         return self._subtract_mean(x)[1]
 
+    def _load_from_state_dict(
+        self, state_dict: dict[str, object], prefix: str, *args: object, **kwargs: object
+    ) -> None:
+        """As ``nn.Module``'s; a norm built with ``num_features=None`` (Lava-DL's default)
+        and not yet called takes its channels from the saved ``running_mean``, as its
+        first input would have given them (else a saved, trained norm would not load)."""
+        saved = state_dict.get(prefix + "running_mean")
+        if (
+            self.num_features is None
+            and isinstance(saved, Tensor)
+            and saved.dim() == 1
+            and saved.shape != self.running_mean.shape
+        ):
+            self.running_mean = self.running_mean.new_zeros(saved.shape)
+            self.num_features = saved.numel()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, momentum={self.momentum:g}"
 
