@@ -61,7 +61,7 @@ def test_the_bias_mantissa_fits_24_bits_after_the_shift(tmp_path) -> None:
     rest = top[2](torch.zeros(4, 1, 4, dtype=torch.long))  # the unit itself, at rest
     assert int(rest.sum()) == 4 * (((1 << 11) - 1) << 6)  # its activation sent once
     # one more either way: refused at export, where it used to be written and then
-    # overflow on every input (the 16 bits of the unshifted mantissa allowed 2^15)
+    # overflow at rest (the 16 bits of the unshifted mantissa allowed up to 2^15)
     for bias, low, high in (
         (32.0, 2048, 2048),
         (-32.015625, -2049, -2049),
@@ -104,6 +104,12 @@ def test_sigma_leaving_24_bits_is_refused_at_its_step() -> None:
     assert torch.equal(LoihiSigmaDelta(0, sigma_output=True)(low)[-1], torch.tensor([[-LIMIT]]))
     with pytest.raises(StateOverflowError, match=r"sigma reached -8388609 at step 2"):
         LoihiSigmaDelta(0, sigma_output=True)(torch.cat([low, torch.tensor([[[-1]]])]))
+    # the synaptic input itself (Lava's a_in port, precision=24): sigma swings from
+    # -2^23 + 1 to 2^23 - 1 inside 24 bits, but the step's input 2^24 - 2 does not fit
+    swing = torch.tensor([[[-LIMIT + 1]], [[2 * LIMIT - 2]]])
+    with pytest.raises(StateOverflowError, match=r"a_in reached 16777214 at step 1"):
+        LoihiSigmaDelta(0)(swing)
+    LoihiSigmaDelta(0)(torch.tensor([[[-LIMIT]], [[LIMIT - 1]], [[LIMIT - 1]]]))  # both ends
     # the bias counts: bias 1024 is 1024 << 12 = 2^22 in the state
     with pytest.raises(StateOverflowError, match=r"sigma \+ bias reached 8388608 at step 0"):
         LoihiSigmaDelta(0, torch.tensor([1024]))(torch.tensor([[[1 << 22]]]))

@@ -304,6 +304,9 @@ class LoihiSigmaDelta(nn.Module):
         owner = type(self).__name__
         sigma = torch.cumsum(x, dim=0)
         check_state_bits(owner, "sigma", sigma)
+        # Lava's a_in port is 24-bit too: a swing of sigma by more than 32 units in one
+        # step overflows it even where sigma stays inside
+        check_state_bits(owner, "the synaptic input a_in", x)
         if self.sigma_output:
             return sigma
         shift = SDNN_SPIKE_EXP + SDNN_STATE_EXP
