@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import fused_backends, kernel_device
 from spikeflow.errors import ConfigurationError
@@ -118,6 +119,11 @@ def test_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match=r"learnable_threshold=True.*no gradient"):
         CubaLIFNode(graded_spike=True, learnable_threshold=True)
     CubaLIFNode(graded_spike=False, learnable_threshold=True)  # binary spikes learn θ
+    for norm in (None, nn.Identity()):  # a threshold made learnable later: at the call
+        node = CubaLIFNode(graded_spike=True, norm=norm)
+        node.v_threshold = nn.Parameter(torch.tensor(0.5))
+        with pytest.raises(ConfigurationError, match=r"learnable_threshold=True.*no gradient"):
+            node(torch.rand(3, 2, 4))
 
 
 def test_netx_export_and_loihi_grid_refuse_graded_spikes(tmp_path) -> None:

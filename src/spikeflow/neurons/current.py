@@ -295,14 +295,7 @@ class CubaLIFNode(BaseNode):
                 f"{owner}: graded_spike=True resets the membrane to 0 (Lava-DL's CUBA), so "
                 f"v_reset must be 0.0; got v_reset={self.v_reset!r}"
             )
-        if self.graded_spike and isinstance(self.v_threshold, torch.nn.Parameter):
-            raise ConfigurationError(
-                f"{owner}: graded_spike=True with learnable_threshold=True: Lava-DL's graded "
-                "spike gives the threshold no gradient (its Spike.backward returns None for "
-                "it; the CUBA threshold is a fixed number), and the graded derivative "
-                "(a function of H alone) has no threshold term to learn from; build it with "
-                "learnable_threshold=False"
-            )
+        self._check_graded_threshold()
         if self.graded_spike and type(self).charge is not CubaLIFNode.charge:
             raise ConfigurationError(
                 f"{owner}: graded_spike=True is Lava-DL's CUBA neuron's; {owner} has "
@@ -365,6 +358,18 @@ class CubaLIFNode(BaseNode):
             )
         return super().equations(params, theta, dtype)
 
+    def _check_graded_threshold(self) -> None:
+        """Refuse a learnable threshold with graded spikes; checked at construction and
+        again at each call (``node.v_threshold = nn.Parameter(...)`` may come later)."""
+        if self.graded_spike and isinstance(self.v_threshold, nn.Parameter):
+            raise ConfigurationError(
+                f"{type(self).__name__}: graded_spike=True with learnable_threshold=True: "
+                "Lava-DL's graded spike gives the threshold no gradient (its Spike.backward "
+                "returns None for it; the CUBA threshold is a fixed number), and the graded "
+                "derivative (a function of H alone) has no threshold term to learn from; "
+                "build it with learnable_threshold=False"
+            )
+
     def _check_norm(self, norm: object) -> None:
         """Refuse a ``norm`` that is not an ``nn.Module``, or one on a subclass with
         equations of its own (the norm path runs the plain CUBA voltage). Checked at
@@ -387,6 +392,7 @@ class CubaLIFNode(BaseNode):
     def _run_steps(self, x_seq: Tensor, record_v: bool) -> tuple[Tensor, Tensor | None]:
         """Without ``norm``, the declared CUBA equations; with it, the current over the
         whole sequence, the norm, then the declared voltage equations (class docstring)."""
+        self._check_graded_threshold()
         if self.norm is None:
             return super()._run_steps(x_seq, record_v)
         self._check_norm(self.norm)
