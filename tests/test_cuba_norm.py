@@ -243,6 +243,27 @@ def test_a_trained_norm_without_num_features_resumes_from_its_state_dict(tmp_pat
         sized.load_state_dict(trained.state_dict())
 
 
+def test_a_norm_by_name_from_the_command_line() -> None:
+    # --neuron cuba_lif --neuron-kwargs norm=mean_only: Lava-DL's norm as its neuron
+    # builds it (the mean through quantize_8bit), a fresh one per neuron
+    from spikeflow.cli.kwargs import parse_kwargs
+    from spikeflow.models.common import NeuronFactory
+
+    factory = NeuronFactory("cuba_lif", parse_kwargs(["norm=mean_only"], "--neuron-kwargs"))
+    first, second = factory(), factory()
+    assert type(first.norm) is MeanOnlyBatchNorm and first.norm is not second.norm
+    assert isinstance(first.norm.pre_hook_fx, LoihiWeightGrid)
+    assert type(CubaLIFNode(norm="wgt_scale").norm) is WgtScaleBatchNorm
+    x = torch.rand(12, 3, 5, dtype=F64, generator=torch.Generator().manual_seed(7)) + 0.3
+    named = _node("mean_only", False)
+    given = _node(MeanOnlyBatchNorm(pre_hook_fx=LoihiWeightGrid()), False)
+    spikes = named(x)
+    assert torch.equal(spikes, given(x)) and spikes.sum() > 0
+    assert torch.equal(named.norm.running_mean, given.norm.running_mean)
+    with pytest.raises(ConfigurationError, match=r"'mean_only', 'wgt_scale'.*got 'batch'"):
+        CubaLIFNode(norm="batch")
+
+
 def test_identity_norm_is_the_plain_neuron() -> None:
     x = torch.rand(12, 3, 5, dtype=F64, generator=torch.Generator().manual_seed(4))
     for r in ("tau_syn*tau_mem", 0.7):

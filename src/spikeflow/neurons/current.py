@@ -56,12 +56,35 @@ from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.neurons.lif import learnable_time_constant
 
 __all__ = [
+    "NORM_NAMES",
     "R_RULES",
     "CubaLIFNode",
     "cuba_voltage_charge",
     "lava_graded_fire",
     "lava_graded_reset",
 ]
+
+#: The names ``CubaLIFNode(norm=...)`` takes for Lava-DL's norms (what a command line or a
+#: config file can give): each builds a fresh module with Lava-DL's hook on the mean
+#: (``quant.LoihiWeightGrid``, its neuron's ``quantize_8bit``) and ``num_features=None``.
+NORM_NAMES = ("mean_only", "wgt_scale")
+
+
+def _named_norm(owner: str, name: str) -> nn.Module:
+    """The Lava-DL norm ``name`` names (:data:`NORM_NAMES`), hooked as Lava-DL's neuron
+    hooks it."""
+    from spikeflow.layers.lava_norm import MeanOnlyBatchNorm, WgtScaleBatchNorm
+    from spikeflow.quant.loihi_grid import LoihiWeightGrid
+
+    builders = {"mean_only": MeanOnlyBatchNorm, "wgt_scale": WgtScaleBatchNorm}
+    if name not in builders:
+        names = ", ".join(repr(n) for n in NORM_NAMES)
+        raise ConfigurationError(
+            f"{owner}: norm must be an nn.Module applied to the current [T, B, ...], one of "
+            f"{names} (Lava-DL's MeanOnlyBatchNorm / WgtScaleBatchNorm), or None; got {name!r}"
+        )
+    return builders[name](pre_hook_fx=LoihiWeightGrid())
+
 
 #: The values of ``CubaLIFNode(r=...)`` that tie ``r`` to the time constants (in steps,
 #: ``tau / dt``): ``"tau_syn"`` is Norse's ``LIF`` (its current jumps by the input),
@@ -253,7 +276,10 @@ class CubaLIFNode(BaseNode):
         scale_rho: the graded spike derivative's scale (> 0, default 1).
         norm: a module normalising the current between the current and the voltage
             updates (default None; see above), e.g.
-            :class:`~spikeflow.layers.MeanOnlyBatchNorm`.
+            :class:`~spikeflow.layers.MeanOnlyBatchNorm`; or a name (what a command
+            line or config file can give): ``"mean_only"`` / ``"wgt_scale"`` build
+            Lava-DL's ``MeanOnlyBatchNorm`` / ``WgtScaleBatchNorm`` as its neuron does
+            (``pre_hook_fx=quant.LoihiWeightGrid()``, the channels from the input).
         **kwargs: the arguments of :class:`~spikeflow.neurons.base.BaseNode`.
 
     Raises:
@@ -261,7 +287,8 @@ class CubaLIFNode(BaseNode):
             value, an ``r`` string that names no rule, a flag that is not a bool; with
             ``graded_spike``: a ``v_reset`` other than 0.0, ``learnable_threshold``, a
             ``tau_rho`` or ``scale_rho`` that is not a number > 0, or a subclass with
-            other equations; a ``norm`` that is not an ``nn.Module``.
+            other equations; a ``norm`` that is not an ``nn.Module`` nor one of
+            :data:`NORM_NAMES`.
         ShapeError (at the call): a tensor that does not broadcast to one step; a
             ``norm`` whose output does not have its input's shape.
     """
@@ -281,7 +308,7 @@ class CubaLIFNode(BaseNode):
         graded_spike: bool = False,
         tau_rho: float = 1.0,
         scale_rho: float = 1.0,
-        norm: nn.Module | None = None,
+        norm: nn.Module | str | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -301,6 +328,8 @@ class CubaLIFNode(BaseNode):
                 f"{owner}: graded_spike=True is Lava-DL's CUBA neuron's; {owner} has "
                 "equations of its own"
             )
+        if isinstance(norm, str):
+            norm = _named_norm(owner, norm)
         if norm is not None:
             self._check_norm(norm)
         self.norm = norm
