@@ -449,6 +449,7 @@ class MemoryModule(StepModule, nn.Module):
         """
         explicit = self.__dict__.get("_explicit")
         if explicit is not None:  # run(x, state): the given state, then the last call's
+            explicit.step_shape = tuple(step_shape)
             if explicit.current is not None:
                 self._check_state_fits(explicit.current, step_shape, "the state given to run()")
             return explicit.current
@@ -525,13 +526,17 @@ class MemoryModule(StepModule, nn.Module):
 class _ExplicitState:
     """A module's state during an explicit-state call (:meth:`MemoryModule.run`,
     :func:`spikeflow.functional.run`): where its calls start (the given state, then
-    each call's end, as streaming would carry it) and what the last call kept."""
+    each call's end, as streaming would carry it), what the last call kept, and the
+    shape of one step its last call checked the state against (``step_shape``: the
+    state's trailing dims, the batch first, as :meth:`MemoryModule._check_state_fits`
+    reads them)."""
 
-    __slots__ = ("current", "final")
+    __slots__ = ("current", "final", "step_shape")
 
     def __init__(self, given: dict[str, Tensor] | None) -> None:
         self.current = given
         self.final: dict[str, Tensor] | None = None
+        self.step_shape: tuple[int, ...] | None = None
 
 
 def check_state_device(state: Mapping[str, Tensor] | None, x: Any, what: str) -> None:
@@ -567,10 +572,14 @@ def run_explicit(
     modules: dict[str, MemoryModule],
     given: dict[str, dict[str, Tensor] | None],
     call: Callable[[], Any],
+    step_shapes: dict[str, tuple[int, ...] | None] | None = None,
 ) -> tuple[Any, dict[str, dict[str, Tensor]]]:
     """Run ``call()`` with each of ``modules`` starting from its ``given`` state (None:
     the initial one) and carrying it from call to call, without touching the modules'
     own carried state: the output and the state each module kept (by name).
+    ``step_shapes``, a dict, receives for each module that kept a state the shape of
+    one step of its last call (None where the module did not say), which places the
+    samples in its state tensors (:mod:`spikeflow.inference`).
 
     Raises:
         StateError: a module already in an explicit-state call, a given state missing
@@ -598,6 +607,8 @@ def run_explicit(
         for module in modules.values():
             module.__dict__.pop("_explicit", None)
     final = {name: slot.final for name, slot in slots.items() if slot.final is not None}
+    if step_shapes is not None:
+        step_shapes.update({name: slots[name].step_shape for name in final})
     for name, state in given.items():
         kept = final.get(name)
         label = name or type(modules[name]).__name__

@@ -1,0 +1,112 @@
+"""Stepping a network one time step at a time with its state explicit, and keeping only
+some samples of that state: what early exit needs to drop the samples that are done.
+
+Every stateful module of spikeflow (the neurons, the recurrent containers, delays,
+dropout masks, the time-indexed batch norms' step counters, your own ``MemoryModule``
+subclasses) keeps its state through the explicit-state protocol of
+:func:`spikeflow.functional.run`, and says at each call the shape of one step its state
+is checked against (batch first). The state's trailing dims are that step's, so the
+samples of a state tensor sit at dim ``value.dim() - len(step)``; a tensor with fewer
+dims than the step (a step counter, a value broadcast over the batch) is shared by all
+samples and kept whole. :class:`SteppedNetwork` reads those shapes and selects rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from spikeflow.base import MemoryModule, run_explicit
+from spikeflow.errors import ShapeError, StateError
+from spikeflow.functional import check_streamable
+
+__all__ = ["NetworkState", "SteppedNetwork", "check_step_output", "selected_input"]
+
+#: The state of every stateful module of a network, by module name (as
+#: :func:`spikeflow.functional.run` returns it).
+NetworkState = dict[str, dict[str, Tensor]]
+
+
+class SteppedNetwork:
+    """``net`` called chunk by chunk with an explicit state (as
+    :func:`spikeflow.functional.run`), whose state's samples can be selected.
+
+    Raises:
+        StateError: ``net`` holds a module that cannot carry its state from one call
+            to the next (a whole-sequence module, another library's neuron:
+            :func:`spikeflow.functional.check_streamable`).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        check_streamable(net)
+        self.net = net
+        self._modules = {n: m for n, m in net.named_modules() if isinstance(m, MemoryModule)}
+        self._step_shapes: dict[str, tuple[int, ...] | None] = {}
+
+    def __call__(self, x: Tensor, state: NetworkState | None) -> tuple[Any, NetworkState]:
+        """``net(x)`` from ``state`` (None: the initial state): the output and the
+        state after the call."""
+        given: dict[str, dict[str, Tensor] | None] = dict(state or {})
+        shapes: dict[str, tuple[int, ...] | None] = {}
+        output, final = run_explicit(self._modules, given, lambda: self.net(x), shapes)
+        self._step_shapes = shapes
+        return output, final
+
+    def batch_dim(self, module: str, key: str, value: Tensor, batch: int) -> int | None:
+        """The dim of ``value`` (``state[module][key]`` after the last call, of a batch
+        of ``batch`` samples) that holds the samples, or None for a tensor shared by all
+        samples.
+
+        Raises:
+            StateError: the module did not say the shape of its steps, or the dim the
+                shape places the samples at does not have ``batch`` entries.
+        """
+        label = f"{module or '(the network)'} ({type(self._modules[module]).__name__})"
+        step = self._step_shapes.get(module)
+        if step is None:
+            raise StateError(
+                f"early exit cannot drop samples from the state of module {label}: it keeps "
+                "a state but did not say the shape of its steps (a MemoryModule subclass "
+                "should start each call from self._carried_state(step_shape))"
+            )
+        dim = value.dim() - len(step)
+        if not step or dim < 0:
+            return None  # fewer dims than a step: broadcast over the samples, shared
+        if value.shape[dim] != batch:
+            raise StateError(
+                f"early exit cannot drop samples from the state of module {label}: its "
+                f"state {key!r} has shape {tuple(value.shape)}, whose dim {dim} (where its "
+                f"steps of shape {step} place the samples) does not have the batch's "
+                f"{batch} entries"
+            )
+        return dim
+
+    def select(self, state: NetworkState, keep: Tensor, batch: int) -> NetworkState:
+        """``state`` (of a batch of ``batch`` samples) with only the samples ``keep``
+        (indices into the batch, in order)."""
+        chosen: NetworkState = {}
+        for module, tensors in state.items():
+            chosen[module] = {}
+            for key, value in tensors.items():
+                dim = self.batch_dim(module, key, value, batch)
+                index = keep.to(value.device)
+                chosen[module][key] = value if dim is None else value.index_select(dim, index)
+        return chosen
+
+
+def selected_input(x: Tensor, keep: Tensor | None) -> Tensor:
+    """The samples ``keep`` of a time-major chunk ``x`` ``[t, B, ...]`` (all if None)."""
+    return x if keep is None else x.index_select(1, keep.to(x.device))
+
+
+def check_step_output(output: object, batch: int, where: str) -> Tensor:
+    """The output of one step ``[1, B, K]`` as ``[B, K]``, else a ShapeError."""
+    if not isinstance(output, Tensor) or output.dim() != 3 or output.shape[:2] != (1, batch):
+        got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise ShapeError(
+            f"{where}: the model must return the output of every step, [T, B, K] (one "
+            f"step: [1, {batch}, K]); it returned {got}. A model that averages over time "
+            "or returns several outputs cannot be stopped early"
+        )
+    return output[0]
