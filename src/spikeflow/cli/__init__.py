@@ -111,7 +111,8 @@ def _eval(args: argparse.Namespace) -> int:
         args.checkpoint, data_dir=args.data_dir, device=args.device,
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
         progress=args.progress, operations=args.operations, spike_counts=args.spike_counts,
-        neurobench=args.neurobench,
+        neurobench=args.neurobench, early_exit=args.early_exit,
+        early_exit_accumulate=args.early_exit_accumulate,
     )  # fmt: skip
     print(format_evaluation(result))
     if args.json:

@@ -504,6 +504,23 @@ def build_parser() -> argparse.ArgumentParser:
         "stream, event counts) as that many spikes (ACs) instead of real values (MACs)",
     )
     ev.add_argument(
+        "--early-exit",
+        default=None,
+        metavar="CRITERION:THRESHOLD[,...]",
+        help="also run the test samples with early exit over time steps, each sample "
+        "stopping at the first step whose time-mean output passes: confidence:0.9 (largest "
+        "softmax probability >= 0.9, SEENN-I) or entropy:0.1 (normalised entropy <= 0.1, "
+        "DT-SNN); several thresholds separated by commas; with --operations, the "
+        "operations of the steps run (docs/training.md)",
+    )
+    ev.add_argument(
+        "--early-exit-accumulate",
+        default="mean",
+        choices=("mean", "sum"),
+        help="with --early-exit: decide on the mean (default, as the papers) or the sum (as "
+        "SEENN's code) of the outputs of the steps so far",
+    )
+    ev.add_argument(
         "--json",
         default=None,
         metavar="FILE",

@@ -33,6 +33,12 @@ from spikeflow.training.detection_task import (
     format_detection_evaluation,
 )
 from spikeflow.training.distributed import DistContext, pick_device
+from spikeflow.training.early_exit_eval import (
+    check_readout,
+    evaluate_early_exit,
+    format_early_exit,
+    parse_early_exit,
+)
 from spikeflow.training.loop import evaluate
 
 __all__ = [
@@ -76,6 +82,8 @@ def evaluate_checkpoint(
     operations: bool = False,
     spike_counts: bool = False,
     neurobench: bool = False,
+    early_exit: str | None = None,
+    early_exit_accumulate: str = "mean",
 ) -> dict[str, Any]:
     """Loss, accuracy, mean firing rate and per-layer statistics of the model saved in the
     checkpoint ``path``, on the test split of the dataset it was trained on.
@@ -95,6 +103,11 @@ def evaluate_checkpoint(
         spike_counts: with ``operations``, read whole-number inputs as that many spikes
             (:class:`~spikeflow.energy.OperationCounter`).
         neurobench: also compute NeuroBench's metrics (:mod:`spikeflow.energy.neurobench`).
+        early_exit: ``"CRITERION:THRESHOLD[,THRESHOLD...]"`` (``confidence:0.9``,
+            ``entropy:0.05,0.1``): also run the test samples with early exit over time
+            steps, one pass per threshold (:mod:`spikeflow.training.early_exit_eval`).
+        early_exit_accumulate: ``"mean"`` (SEENN's and DT-SNN's papers) or ``"sum"``
+            (SEENN's code) of the outputs of the steps so far.
 
     Returns:
         A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when
@@ -114,7 +127,9 @@ def evaluate_checkpoint(
         ``neurobench``, ``neurobench``: NeuroBench's metrics by its names
         (:meth:`~spikeflow.energy.NeuroBenchResults.as_neurobench`; its
         ClassificationAccuracy is ``test_acc``, the run's readout's) and
-        ``neurobench_not_counted``.
+        ``neurobench_not_counted``; with ``early_exit``, ``early_exit``: one dict per
+        threshold (:func:`~spikeflow.training.early_exit_eval.evaluate_early_exit`; its
+        ``operations`` with ``operations``).
 
     The model is built as the run built it: a string an older spikeflow saved for a bool
     argument (``detach_reset = "False"``) is read by its truth value, with a
@@ -132,6 +147,7 @@ def evaluate_checkpoint(
         raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if spike_counts and not operations:
         raise ConfigurationError("spike_counts (--spike-counts) needs operations (--operations)")
+    rules = None if early_exit is None else parse_early_exit(early_exit, early_exit_accumulate)  # type: ignore[arg-type]
     run_folder = Path(path) if Path(path).is_dir() else None
     path = find_checkpoint(path)
     payload = load_checkpoint(path)
@@ -150,8 +166,9 @@ def evaluate_checkpoint(
         )
     chosen_by = "run" if test_samples is None else "argument"
     if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
-        if operations or neurobench:
-            flag = "--operations" if operations else "--neurobench"
+        if operations or neurobench or rules:
+            flags = ("--operations", operations), ("--neurobench", neurobench)
+            flag = next((f for f, on in flags if on), "--early-exit")
             raise ConfigurationError(f"{flag}: not counted for detection runs yet")
         result = evaluate_detection_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
@@ -165,6 +182,8 @@ def evaluate_checkpoint(
     model = build_model(config, info, saved=True).to(ctx.device)  # read as the run was
     load_weights(model, payload, path)
     readout = resolved_readout(config)
+    if rules:
+        check_readout(readout)
     counter = OperationCounter(model, spike_counts) if operations else contextlib.nullcontext()
     nb = NeuroBenchCounter(model) if neurobench else contextlib.nullcontext()
     with counter, nb:
@@ -197,6 +216,13 @@ def evaluate_checkpoint(
             "MembraneUpdates": nb_results.membrane_not_counted,
             "SynapticOperations": nb_results.synops_not_counted,
         }
+    if rules:
+        extra["early_exit"] = evaluate_early_exit(
+            model, test_set, rules, T=config.T,
+            static=static_layout(model, info, config.T),  # type: ignore[arg-type]
+            batch_size=batch_size or config.batch_size, ctx=ctx, workers=workers,
+            progress=progress, operations=operations, spike_counts=spike_counts,
+        )  # fmt: skip
     return {
         "checkpoint": str(path),
         "run_folder": None if run_folder is None else str(run_folder),
@@ -322,6 +348,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
         for metric, names in result.get("neurobench_not_counted", {}).items():
             if names:
                 lines.append(f"    not in {metric}: {', '.join(names)}")
+    if "early_exit" in result:
+        lines += format_early_exit(result)
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
     return "\n".join(lines)
 
