@@ -114,6 +114,27 @@ def test_large_keys_stay_finite_and_equal():
         torch.testing.assert_close(out32.double(), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("chunk", [1, 4, 32])
+def test_decay_overflowing_to_inf_stays_finite(chunk):
+    # time_decay above ~88.7 makes w = exp(time_decay) inf in float32 (SpikeGPT's kernel
+    # takes -exp(time_decay) as it is): each token then sees only the one before it and
+    # itself. Both forms must stay finite, equal to the definition with w = 1e30 in
+    # float64 (0 · w = 0 for the previous token, every older one weighs e^{-w} = 0).
+    _, bonus, k, v = _inputs()
+    decay = torch.exp(torch.tensor([100.0, 90.0, 1.0], dtype=torch.float32))
+    assert torch.isinf(decay[:2]).all()
+    finite = torch.tensor([1e30, 1e30, math.e], dtype=torch.float64)
+    expected = _by_definition(finite, bonus, k, v)
+    args = (decay, bonus.float(), k.float(), v.float())
+    for out, _ in (wkv_recurrent(*args), wkv_sequence(*args, chunk=chunk)):
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    first, state = wkv_sequence(*(x[:5] if x.dim() == 3 else x for x in args), chunk=chunk)
+    assert all(torch.isfinite(part).all() for part in state[:2])
+    rest, _ = wkv_sequence(decay, bonus.float(), k[5:].float(), v[5:].float(), state, chunk)
+    torch.testing.assert_close(torch.cat([first, rest]).double(), expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("form", ["sequence", "recurrent"])
 def test_gradcheck_float64_including_decay_bonus_and_state(form):
     decay, bonus, k, v = _inputs(7, scale=1.0)

@@ -123,6 +123,13 @@ def wkv_recurrent(
     return torch.stack(outs), _check_state(state, k[0])
 
 
+def _times(count: Tensor, decay: Tensor) -> Tensor:
+    """``count · decay`` for token counts ``>= 0``, with ``0 · w = 0`` even where the
+    decay overflowed to ``inf`` (``time_decay`` above ~88.7 in float32): no decay at all
+    over zero tokens, as the one-token form has it."""
+    return torch.where(count > 0, count * decay, torch.zeros_like(decay))
+
+
 def _chunk(decay: Tensor, bonus: Tensor, k: Tensor, v: Tensor, state: WKVState) -> tuple:
     """One chunk ``[L, B, C]`` in parallel over its tokens, from ``state``."""
     a, b, p = state
@@ -130,15 +137,15 @@ def _chunk(decay: Tensor, bonus: Tensor, k: Tensor, v: Tensor, state: WKVState) 
     t = torch.arange(steps, device=k.device, dtype=k.dtype)
     lag = (t[:, None] - 1 - t[None, :])[..., None]  # [L(t), L(i), 1]: t-1-i
     # log weight of token i seen from token t: -(t-1-i) w + k_i (i < t), u + k_t (i = t)
-    log_w = torch.where(lag >= 0, -lag * decay, bonus)
+    log_w = torch.where(lag >= 0, -_times(lag, decay), bonus)
     log_w = log_w.masked_fill(lag < -1, float("-inf"))[:, :, None, :] + k[None]
-    from_state = p - t[:, None, None] * decay  # the state's weight at token t: p - t w
+    from_state = p - _times(t[:, None, None], decay)  # the state's weight at token t: p - t w
     top = torch.maximum(log_w.amax(1), from_state).detach()  # [L, B, C]
     weights = torch.exp(log_w - top[:, None])
     scale = torch.exp(from_state - top)
     out = ((weights * v[None]).sum(1) + scale * a) / (weights.sum(1) + scale * b)
     # the state after the chunk: A = e^{-L w} A_0 + Σ_i e^{-(L-1-i) w + k_i} v_i
-    log_end = -(steps - 1 - t)[:, None, None] * decay + k  # [L, B, C]
+    log_end = -_times((steps - 1 - t)[:, None, None], decay) + k  # [L, B, C]
     end_state = p - steps * decay
     top = torch.maximum(log_end.amax(0), end_state).detach()
     weights, scale = torch.exp(log_end - top), torch.exp(end_state - top)
