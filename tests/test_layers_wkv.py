@@ -264,3 +264,22 @@ def test_block_and_mixer_errors():
         RWKVChannelMix(4)(torch.ones(3, 2, 4, dtype=torch.long))
     with torch.no_grad():
         assert math.isfinite(float(RWKVTimeMix(4)(torch.randn(3, 2, 4)).sum()))
+
+
+def test_time_mix_under_bfloat16_autocast_runs_the_wkv_in_float32():
+    # Under CPU autocast the projections give bfloat16 keys and values while the decay
+    # and bonus stay float32 parameters: the WKV takes them all in float32 (SpikeGPT's
+    # kernel casts to float too), the output is autocast's bfloat16, close to float32's,
+    # and the carried WKV state stays float32 across chunks.
+    torch.manual_seed(0)
+    mix = RWKVTimeMix(16, layer_id=1, n_layers=3)
+    x = torch.randn(T, B, 16)
+    reference = mix(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = mix(x)
+        with F.streaming(mix):
+            first, rest = mix(x[:5]), mix(x[5:])
+            assert mix.state["num"].dtype == torch.float32
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), reference, rtol=0.05, atol=0.02)
+    torch.testing.assert_close(torch.cat([first, rest]), low, rtol=0.02, atol=0.01)

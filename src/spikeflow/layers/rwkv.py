@@ -143,11 +143,16 @@ class RWKVTimeMix(_TokenShiftMixer):
         v = self.value(mixed(self.time_mix_v))
         gate = torch.sigmoid(self.receptance(mixed(self.time_mix_r)))
         state = None if start is None else (start["num"], start["den"], start["log_scale"])
-        decay = torch.exp(self.time_decay)
-        wkv, end = wkv_sequence(decay, self.time_first, k, v, state, self.chunk)
+        # the WKV runs in float32 at least (as SpikeGPT's kernel): under bfloat16/float16
+        # autocast, or in a half-precision model, k and v come in lower than the decay
+        work = torch.promote_types(k.dtype, torch.float32)
+        decay = torch.exp(self.time_decay.to(work))
+        wkv, end = wkv_sequence(
+            decay, self.time_first.to(work), k.to(work), v.to(work), state, self.chunk
+        )
         if self._carrying:
             self._keep_state({"shift": seq[-1], "num": end[0], "den": end[1], "log_scale": end[2]})
-        return self._out(self.output(gate * wkv))
+        return self._out(self.output(gate * wkv.to(gate.dtype)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, chunk={self.chunk}, step_mode={self.step_mode}"
