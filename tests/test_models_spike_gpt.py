@@ -126,6 +126,55 @@ def test_top_p_keeps_the_smallest_likely_set():
     assert (counts - 0.25).abs().max() < 0.03
 
 
+def test_generation_edges_context_dtypes_and_long_prompts():
+    model = _model()
+    prompt = _tokens(48, batch=2)
+    # the last token sampled is never read: a full-context prompt can take one more
+    new, logits = model.generate(prompt, 1, temperature=0.0, return_logits=True)
+    torch.testing.assert_close(logits[0], model(prompt)[-1])
+    # any integer dtype of ids (bytes as uint8) gives the long ids' logits and samples
+    expected = model(prompt[:20])
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        torch.testing.assert_close(model(prompt[:20].to(dtype)), expected)
+        g = torch.Generator().manual_seed(3)
+        same = model.generate(prompt[:20].to(dtype), 4, generator=g)
+        assert torch.equal(same, model.generate(prompt[:20], 4, generator=g.manual_seed(3)))
+    # beyond_context: a prompt longer than the context runs in pieces, state carried
+    long_prompt = _tokens(70, batch=2, seed=5)
+    new, logits = model.generate(
+        long_prompt, 5, temperature=0.0, beyond_context=True, return_logits=True
+    )
+    _, state = F.run(model, long_prompt[:48])
+    rest, _ = F.run(model, torch.cat([long_prompt[48:], new[:-1]]), state)
+    torch.testing.assert_close(logits, rest[-5:], rtol=1e-10, atol=1e-10)
+    assert torch.equal(new, rest[-5:].argmax(-1))
+    with pytest.raises(ShapeError, match="70 tokens in one call"):
+        model.generate(long_prompt, 1)
+
+
+def test_sampling_edges_tiny_temperature_ties_and_top_p_one(monkeypatch):
+    logits = torch.tensor([[0.5, 2.0, -1.0, 1.9]])
+    # a temperature so small that logits / temperature overflow is still the argmax
+    assert torch.equal(sample_next(logits, 1e-320), torch.tensor([1]))
+    # ties enter the nucleus lowest id first: 64 equal tokens, top_p 0.5 keeps ids 0..31
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_next(torch.zeros(4, 64), 1.0, 0.5, g) for _ in range(200)])
+    assert int(draws.max()) == 31 and int(draws.min()) == 0
+    # top_p = 1 keeps every token, even one whose probability the running sum rounds away
+    weights = []
+    real = torch.multinomial
+
+    def spy(input, *args, **kwargs):
+        weights.append(input.clone())
+        return real(input, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    sample_next(torch.tensor([[0.0, -38.0]]), 1.0, 1.0)
+    assert (weights[-1] > 0).all()
+    with pytest.raises(ConfigurationError, match="temperature must be a number >= 0; got True"):
+        sample_next(logits, True)
+
+
 def test_trains_on_the_real_corpus():
     from pydoc_data.topics import topics
 
@@ -173,9 +222,9 @@ def test_errors_name_the_bad_argument():
         model(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ConfigurationError, match=r"in \[0, 256\); got values from 0 to 256"):
         model(torch.tensor([[0], [256]]))
-    with pytest.raises(ShapeError, match=r"prompt \(40\) \+ n_tokens \(9\) = 49 tokens exceed"):
-        model.generate(_tokens(40), 9)
-    assert model.generate(_tokens(40), 9, beyond_context=True).shape == (9, 3)
+    with pytest.raises(ShapeError, match=r"prompt \(40\) \+ n_tokens \(10\) - 1 = 49 tokens"):
+        model.generate(_tokens(40), 10)
+    assert model.generate(_tokens(40), 10, beyond_context=True).shape == (10, 3)
     with pytest.raises(ConfigurationError, match="n_tokens must be"):
         model.generate(_tokens(4), 0)
     with pytest.raises(ConfigurationError, match=r"top_p must be in \(0, 1\]; got 0"):

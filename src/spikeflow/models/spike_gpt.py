@@ -110,9 +110,10 @@ class SpikeGPT(nn.Module):
         self.ln_out = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
 
-    def check_tokens(self, tokens: Tensor) -> None:
-        """Raise a clear error unless ``tokens`` are integer ids ``[T, B]`` with
-        ``1 <= T <= context`` and values in ``[0, vocab_size)``."""
+    def check_tokens(self, tokens: Tensor, beyond_context: bool = False) -> None:
+        """Raise a clear error unless ``tokens`` are integer ids ``[T, B]`` (any integer
+        dtype) with ``1 <= T <= context`` (any ``T`` with ``beyond_context``) and values
+        in ``[0, vocab_size)``."""
         if not isinstance(tokens, Tensor):
             raise DTypeError(f"SpikeGPT expects a tensor of token ids, got {type(tokens).__name__}")
         if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
@@ -122,7 +123,7 @@ class SpikeGPT(nn.Module):
                 f"SpikeGPT expects non-empty time-major token ids [T, B]; got shape "
                 f"{tuple(tokens.shape)} (one sequence: tokens[:, None])"
             )
-        if tokens.shape[0] > self.context:
+        if tokens.shape[0] > self.context and not beyond_context:
             raise ShapeError(
                 f"SpikeGPT: {tokens.shape[0]} tokens in one call, but the model's context "
                 f"is {self.context} (what it was built and trained for): split the "
@@ -138,7 +139,7 @@ class SpikeGPT(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """``[T, B]`` token ids → ``[T, B, vocab_size]`` logits of the next token."""
         self.check_tokens(tokens)
-        x = self.binary_embedding(self.emb(tokens))
+        x = self.binary_embedding(self.emb(tokens.long()))  # uint8/int16 ids too
         return self.head(self.ln_out(self.blocks(x)))
 
     @torch.no_grad()
@@ -157,31 +158,36 @@ class SpikeGPT(nn.Module):
         The prompt runs once as a sequence; each new token is then one step from the
         carried state. Returns the new tokens ``[n_tokens, B]`` (and, with
         ``return_logits``, the logits each was sampled from, ``[n_tokens, B, vocab]``,
-        before temperature and top-p).
+        before temperature and top-p). There is no end-of-text token: it always samples
+        ``n_tokens``.
 
         Args:
-            prompt: token ids ``[T, B]``, ``T <= context``.
+            prompt: token ids ``[T, B]`` (any integer dtype).
             n_tokens: how many tokens to sample (>= 1).
             temperature: logits are divided by it; 0 picks the most likely token.
             top_p: nucleus sampling: sample among the most likely tokens whose
                 probabilities first sum to ``top_p`` (1: all tokens).
             generator: the random generator of the sampling.
-            beyond_context: allow prompt + new tokens beyond ``context`` (the state
-                carries on, but the model never saw such lengths in training).
+            beyond_context: allow the model to read more than ``context`` tokens, the
+                prompt and the new tokens but the last (``T + n_tokens - 1``); a prompt
+                longer than ``context`` then runs in pieces of ``context`` tokens, the
+                state carried (the model never saw such lengths in training).
         """
-        self.check_tokens(prompt)
+        self.check_tokens(prompt, beyond_context)
         check_int("n_tokens", n_tokens, 1)
-        total = prompt.shape[0] + n_tokens
-        if total > self.context and not beyond_context:
+        read = prompt.shape[0] + n_tokens - 1  # the last token sampled is never read
+        if read > self.context and not beyond_context:
             raise ShapeError(
-                f"SpikeGPT.generate: prompt ({prompt.shape[0]}) + n_tokens ({n_tokens}) = "
-                f"{total} tokens exceed the context of {self.context} the model was trained "
-                "for; pass beyond_context=True to go on anyway"
+                f"SpikeGPT.generate: the model would read prompt ({prompt.shape[0]}) + "
+                f"n_tokens ({n_tokens}) - 1 = {read} tokens, beyond the context of "
+                f"{self.context} it was trained for; pass beyond_context=True to go on anyway"
             )
         was_training = self.training
         self.eval()
         try:
-            logits, state = run(self, prompt)
+            state = None
+            for piece in prompt.split(self.context):
+                logits, state = run(self, piece, state)
             tokens, seen = [], []
             for index in range(n_tokens):
                 seen.append(logits[-1])
@@ -205,17 +211,24 @@ def sample_next(
 ) -> Tensor:
     """One token id per row of ``logits`` (``[B, vocab]``): the argmax if ``temperature``
     is 0, else a draw from ``softmax(logits / temperature)`` restricted to the smallest
-    set of most likely tokens whose probabilities reach ``top_p`` (renormalised)."""
-    if not isinstance(temperature, (int, float)) or not temperature >= 0.0:
+    set of most likely tokens whose probabilities reach ``top_p`` (renormalised; tokens
+    of equal probability enter that set lowest id first; ``top_p = 1`` keeps every
+    token)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise ConfigurationError(f"temperature must be a number >= 0; got {temperature!r}")
-    if not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
+    if not temperature >= 0.0:
+        raise ConfigurationError(f"temperature must be a number >= 0; got {temperature!r}")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
         raise ConfigurationError(f"top_p must be in (0, 1]; got {top_p!r}")
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.double() / temperature, -1)
-    ordered, order = probs.sort(-1, descending=True)
-    before = ordered.cumsum(-1) - ordered  # mass of the more likely tokens
-    ordered = ordered.masked_fill(before >= top_p, 0.0)  # the first token always stays
+    # the largest logit first subtracted: a tiny temperature gives 0 and -inf, not inf - inf
+    top = logits.double().amax(-1, keepdim=True)
+    probs = torch.softmax((logits.double() - top) / temperature, -1)
+    ordered, order = probs.sort(dim=-1, descending=True, stable=True)
+    if top_p < 1.0:  # at 1, rounding in the sum must not drop the least likely tokens
+        before = ordered.cumsum(-1) - ordered  # mass of the more likely tokens
+        ordered = ordered.masked_fill(before >= top_p, 0.0)  # the first token always stays
     pick = torch.multinomial(ordered, 1, generator=generator)
     return order.gather(-1, pick).squeeze(-1)
 
