@@ -89,6 +89,15 @@ def test_chunks_with_carried_state_equal_the_whole_sequence(spiking):
     torch.testing.assert_close(model(x), whole)  # and no state leaks into a plain call
     fresh, _ = F.run(model, x[14:])
     assert (fresh - third).abs().amax() > 0.1  # the carried state matters
+    # gradients flow through the carried state: chunked backward equals the whole one
+    whole.square().mean().backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    first, state = F.run(model, x[:13])
+    rest, _ = F.run(model, x[13:], state)
+    torch.cat([first, rest]).square().mean().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-9, atol=1e-12, msg=name)
 
 
 def test_generation_streams_n_steps_and_matches_the_full_forward():
