@@ -28,6 +28,7 @@ __all__ = [
     "init_conv_linear",
     "output_steps",
     "per_stage",
+    "pooling_2x2",
     "zero_init_bn",
 ]
 
@@ -238,3 +239,20 @@ def flat_features(
     return check_positive_int("in_channels", in_channels) * math.prod(
         check_positive_int("input_size", s) for s in sides
     )
+
+
+#: The 2x2 poolings a zoo model's ``pooling`` argument names: max (the papers'), and
+#: average and sum, which NIR expresses (AvgPool2d, SumPool2d) where max pooling has no node.
+POOLINGS_2X2 = ("max", "avg", "sum")
+
+
+def pooling_2x2(pooling: object) -> Any:
+    """A factory of the 2x2, stride-2 pooling named ``pooling`` (``"max"``, ``"avg"``,
+    ``"sum"``: average pooling times 4), or a ConfigurationError naming the argument."""
+    if pooling == "max":
+        return lambda: layers.MaxPool2d(2, 2)
+    if pooling == "avg":
+        return lambda: layers.AvgPool2d(2, 2)
+    if pooling == "sum":
+        return lambda: layers.AvgPool2d(2, 2, divisor_override=1)
+    raise ConfigurationError(f"pooling must be one of {POOLINGS_2X2}, got {pooling!r}")

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError
+from spikeflow.models.building import pooling_2x2
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
 from spikeflow.models.registry import register_model
 
@@ -57,6 +58,8 @@ class DigitsPLIFNet(nn.Module):
             take one of them gets the rest).
         zero_init_residual: accepted for the zoo's common interface; the network has no
             residual blocks, so it must be False.
+        pooling: ``"max"`` (the recipe's 2x2 max pool), ``"avg"`` or ``"sum"`` (2x2
+            average or sum pooling, which NIR can express: docs/nir.md).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class DigitsPLIFNet(nn.Module):
         neuron_kwargs: Mapping[str, Any] | None = None,
         zero_init_residual: bool = False,
         spiking_output: bool = True,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         if zero_init_residual:
@@ -90,13 +94,14 @@ class DigitsPLIFNet(nn.Module):
         ):  # fmt: skip
             check_positive_int(name, value)
         if height % 2 or width % 2:
-            raise ConfigurationError(f"input_size must be even (a 2x2 max-pool); got {input_size}")
+            raise ConfigurationError(f"input_size must be even (a 2x2 pooling); got {input_size}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1); got {dropout}")
         if not isinstance(spiking_output, bool):
             raise ConfigurationError(
                 f"spiking_output must be true or false; got {spiking_output!r}"
             )
+        pool_2x2 = pooling_2x2(pooling)
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=PLIF_DEFAULTS)
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -114,7 +119,7 @@ class DigitsPLIFNet(nn.Module):
             layers.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm),
             norm(),
             spiking(),
-            layers.MaxPool2d(2),
+            pool_2x2(),
         )
         self.classifier = nn.Sequential(
             layers.Flatten(),

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError
+from spikeflow.models.building import pooling_2x2
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
@@ -70,6 +71,8 @@ class PLIFNet(nn.Module):
         second_dropout: dropout also before the last FC (all but the CIFAR-10 net).
         voting_size: output neurons per class (10).
         zero_init_residual: must be False (no residual blocks).
+        pooling: ``"max"`` (the paper's 2x2 max pool), ``"avg"`` or ``"sum"`` (2x2
+            average or sum pooling, which NIR can express: docs/nir.md).
     """
 
     #: Arguments the registered builders set themselves (not user arguments).
@@ -89,10 +92,12 @@ class PLIFNet(nn.Module):
         second_dropout: bool = True,
         voting_size: int = 10,
         zero_init_residual: bool = False,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         if zero_init_residual:
             raise ConfigurationError("the PLIF networks have no residual blocks to zero-init")
+        pool_2x2 = pooling_2x2(pooling)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.input_size = check_positive_int("input_size", input_size)
@@ -106,12 +111,12 @@ class PLIFNet(nn.Module):
         for pool in conv_plan:
             conv += [*conv_bn(c_in, channels, 3), factory()]
             if pool:
-                conv.append(layers.MaxPool2d(2, 2))
+                conv.append(pool_2x2())
                 size //= 2
             c_in = channels
         if size < 1:
             raise ConfigurationError(
-                f"input_size {input_size} is too small for {sum(conv_plan)} max pools"
+                f"input_size {input_size} is too small for {sum(conv_plan)} poolings"
             )
         self.conv = nn.Sequential(*conv)
         fc: list[nn.Module] = [
