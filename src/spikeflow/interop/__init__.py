@@ -9,6 +9,9 @@
 * :class:`Scale`, :class:`Threshold`: NIR's elementwise nodes as modules;
   :class:`OffDiagonalLinear`: an imported recurrent weight without self-connections.
 
+* :func:`prepare_for_export`: a trained network's inference form (batch norm folded,
+  dropout removed, voting as a Linear, containers flattened) for both exports;
+
 * :func:`export_netx` / :func:`import_netx`: Lava-DL's ``netx`` HDF5 networks for
   Loihi 2 (Lava), with the fixed-point :class:`NetxNetwork` (``docs/loihi.md``; needs
   ``h5py``, the ``loihi`` extra).
@@ -32,6 +35,7 @@ from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
 from spikeflow.interop.nir_import import import_from_nir, read_nir
 from spikeflow.interop.nir_mapping import CONVENTIONS
 from spikeflow.interop.nir_modules import OffDiagonalLinear, Scale, Threshold
+from spikeflow.interop.prepare import prepare_for_export
 
 #: Short aliases, as snnTorch and Norse name them.
 to_nir = export_to_nir
@@ -56,6 +60,7 @@ __all__ = [
     "import_netx",
     "inline_subgraphs",
     "lava_dl_weights",
+    "prepare_for_export",
     "read_nir",
     "to_nir",
     "write_nir",

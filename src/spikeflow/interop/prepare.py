@@ -1,0 +1,232 @@
+"""Prepare a trained network for export (NIR, Lava-DL netx): its inference form.
+
+The zoo's networks are built for training; at inference several of their modules are
+fixed maps that NIR and netx can express once rewritten:
+
+* batch norm with running statistics (torch's and spikeflow's ``BatchNorm1d/2d/3d``,
+  and tdBN, ``ThresholdDependentBatchNorm*``, which is batch norm with an output scale)
+  is an affine map per channel, folded into the convolution or linear layer before it
+  (methods.md 7.1): ``W' = W·γ/sqrt(σ² + ε)``, ``b' = (b − μ)·γ/sqrt(σ² + ε) + β``;
+* dropout and ``nn.Identity`` do nothing in evaluation and are removed;
+* a ``VotingLayer(vs)`` (the mean of each group of ``vs`` neurons) after a linear
+  layer is the fixed linear map ``W[n, n·vs + k] = 1/vs``, exported as NIR ``Linear``;
+* ``nn.Sequential`` containers and the zoo models whose ``forward`` only runs their
+  children in order (:data:`PLAIN_SEQUENCE_MODELS`) are flattened into one
+  ``nn.Sequential``.
+
+What has no such form is refused, every module named with its path: max pooling (NIR
+has average and sum pooling only, netx no pooling), BNTT and TEBN (per-time-step
+statistics or scales: an affine map that changes with t, which no NIR or netx node
+has), and a batch norm with no convolution or linear layer right before it. Other
+modules are left as they are, for the exporter to accept or name.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from spikeflow.conversion.fold import folded_weights
+from spikeflow.errors import ConfigurationError
+from spikeflow.layers import (
+    Linear,
+    VotingLayer,
+)
+from spikeflow.layers.dropout import _SequenceDropout
+from spikeflow.layers.norm import (
+    _BatchNormThroughTime,
+    _TemporalEffectiveBatchNorm,
+    _ThresholdDependentMixin,
+)
+
+__all__ = ["PLAIN_SEQUENCE_MODELS", "prepare_for_export"]
+
+#: Zoo model classes (by name) whose ``forward`` checks its input and then runs the
+#: listed children in this order: at inference each is the sequence of what it holds.
+PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
+    "DigitsPLIFNet": ("features", "classifier"),
+    "PLIFNet": ("conv", "fc", "voting"),
+}
+
+#: What a user can train instead of max pooling (named in the refusal).
+AVERAGE_POOLING_MODELS = (
+    "plif_digits --model-kwargs pooling=avg (or pooling=sum), "
+    "plif_mnist/plif_fashion_mnist/plif_cifar10/plif_nmnist/plif_cifar10dvs/plif_dvsgesture "
+    "--model-kwargs pooling=avg (or pooling=sum)"
+)
+
+_FOLD_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_MAX_POOLS = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+
+
+def _plain_sequence(module: nn.Module) -> tuple[str, ...] | None:
+    """The children ``module`` runs in order, if it is a plain sequence (else None)."""
+    if type(module) is nn.Sequential:
+        return tuple(name for name, _ in module.named_children())
+    names = PLAIN_SEQUENCE_MODELS.get(type(module).__name__)
+    if names is None or not type(module).__module__.startswith("spikeflow.models."):
+        return None
+    children = dict(module.named_children())
+    if set(children) != set(names):  # another layout: not the model this entry means
+        return None
+    return names
+
+
+def _flatten(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
+    """``(path, module)`` of the leaves of the plain sequences inside ``module``."""
+    names = _plain_sequence(module)
+    if names is None:
+        yield prefix, module
+        return
+    for name in names:
+        yield from _flatten(module.get_submodule(name), f"{prefix}.{name}" if prefix else name)
+
+
+def _fold(layer: nn.Module, bn: _BatchNorm) -> nn.Module:
+    """A copy of ``layer`` computing ``bn(layer(x))`` (bn in evaluation)."""
+    fused = copy.deepcopy(layer)
+    with torch.no_grad():
+        weight, bias = folded_weights(layer.weight, layer.bias, bn)
+        if isinstance(bn, _ThresholdDependentMixin) and not bn.affine:
+            scale = bn.alpha * bn.v_threshold  # tdBN without γ: a fixed output scale αθ
+            weight, bias = weight * scale, bias * scale
+        fused.weight = nn.Parameter(weight, requires_grad=layer.weight.requires_grad)
+        fused.bias = nn.Parameter(bias.to(weight.dtype), requires_grad=True)
+    return fused
+
+
+def _norm_problem(layer: nn.Module | None, bn: nn.Module) -> str | None:
+    """Why ``bn`` after ``layer`` cannot be folded (None: it can)."""
+    if isinstance(bn, _BatchNormThroughTime):
+        return "BNTT has statistics and a scale per time step, an affine map that changes with t"
+    if isinstance(bn, _TemporalEffectiveBatchNorm):
+        return "TEBN scales each time step by its own p[t], an affine map that changes with t"
+    if not isinstance(bn, _BatchNorm):
+        return None
+    if bn.running_mean is None or bn.running_var is None:
+        return "no running statistics (track_running_stats=False): it is no fixed map"
+    if not isinstance(layer, _FOLD_INTO) or isinstance(layer, nn.modules.conv._ConvTransposeNd):
+        found = "nothing" if layer is None else type(layer).__name__
+        return f"no Conv1d/2d/3d or Linear right before it to fold it into (found {found})"
+    if bn.num_features != layer.weight.shape[0]:
+        return f"{bn.num_features} features, the layer before it has {layer.weight.shape[0]}"
+    return None
+
+
+def _voting_linear(voting: VotingLayer, layer: nn.Module | None) -> nn.Module | None:
+    """The fixed Linear equal to ``voting`` on the output of ``layer`` (None: no Linear)."""
+    if not isinstance(layer, nn.Linear) or layer.out_features % voting.voting_size:
+        return None
+    size = voting.voting_size
+    groups = layer.out_features // size
+    dtype, device = layer.weight.dtype, layer.weight.device
+    weight = torch.kron(
+        torch.eye(groups, dtype=dtype, device=device),
+        torch.full((1, size), 1.0 / size, dtype=dtype, device=device),
+    )
+    linear = Linear(groups * size, groups, bias=False, device=device, dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+    return linear.requires_grad_(False)
+
+
+def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: str) -> OrderedDict:
+    """The inference form of one flat sequence, problems appended to ``problems``; its
+    modules named by their paths after ``prefix`` with ``_`` for ``.``."""
+    out: list[tuple[str, nn.Module]] = []
+    last_layer: nn.Module | None = None  # the last weight layer, through neurons
+    for path, module in items:
+        where = f"'{path}' ({type(module).__name__})"
+        if isinstance(module, (*_DROPOUTS, _SequenceDropout, nn.Identity)):
+            continue
+        if isinstance(module, _MAX_POOLS):
+            problems.append(
+                f"{where}: NIR has no max pooling (its pooling nodes are AvgPool2d and "
+                f"SumPool2d) and netx no pooling; train with average pooling: "
+                f"{AVERAGE_POOLING_MODELS}"
+            )
+            continue
+        if isinstance(module, (_BatchNorm, _BatchNormThroughTime, _TemporalEffectiveBatchNorm)):
+            before = out[-1][1] if out else None
+            problem = _norm_problem(before, module)
+            if problem is not None:
+                problems.append(f"{where}: {problem}")
+                continue
+            out[-1] = (out[-1][0], _fold(before, module))  # type: ignore[arg-type]
+            continue
+        if isinstance(module, VotingLayer):
+            linear = _voting_linear(module, last_layer)
+            if linear is None:
+                problems.append(
+                    f"{where}: a voting layer is exported as the Linear map it is, which "
+                    "needs a Linear before it (through neurons) with a multiple of "
+                    f"voting_size={module.voting_size} outputs"
+                )
+                continue
+            module = linear
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            last_layer = module
+        out.append((path, module))
+    skip = len(prefix) + 1 if prefix else 0
+    return OrderedDict((path[skip:].replace(".", "_"), module) for path, module in out)
+
+
+def _prepare_inside(
+    module: nn.Module, prefix: str, problems: list[str], top: bool = True
+) -> nn.Module:
+    """``module`` with its plain sequences (and those nested inside others) prepared: the
+    top one flattened, those inside other modules with their children's names (which
+    their parent's ``forward`` may use)."""
+    if _plain_sequence(module) is not None and (top or type(module) is nn.Sequential):
+        items = list(_flatten(module, prefix))
+        return nn.Sequential(_rewrite(items, problems, "" if top else prefix))
+    for name, child in list(module.named_children()):
+        path = f"{prefix}.{name}" if prefix else name
+        setattr(module, name, _prepare_inside(child, path, problems, top=False))
+    return module
+
+
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """The inference form of ``model``, for :func:`~spikeflow.interop.export_to_nir` and
+    :func:`~spikeflow.interop.export_netx` (``model`` itself is not changed).
+
+    Folds batch norm (plain and tdBN, with running statistics) into the convolution or
+    linear layer before it, removes dropout and identities, turns a ``VotingLayer`` into
+    its fixed ``Linear`` map (no bias, ``1/voting_size`` per group) and flattens
+    ``nn.Sequential`` containers and plain-sequence zoo models
+    (:data:`PLAIN_SEQUENCE_MODELS`) into one ``nn.Sequential`` (names: paths with ``_``).
+    In evaluation mode the result computes what ``model`` computes (float rounding of the
+    folded weights aside; tested in float64 with identical spikes).
+
+    Returns:
+        A copy in evaluation mode: an ``nn.Sequential`` where ``model`` is a plain
+        sequence, else ``model``'s type with its plain sequences prepared.
+
+    Raises:
+        ConfigurationError: naming every module with no inference form NIR or netx can
+            express: max pooling (with the zoo's average-pooling alternatives), BNTT and
+            TEBN (per-step maps), a batch norm without running statistics or without a
+            Conv/Linear before it, a voting layer without a Linear before it.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    problems: list[str] = []
+    prepared = _prepare_inside(copy.deepcopy(model).eval(), "", problems)
+    if problems:
+        raise ConfigurationError(
+            f"{type(model).__name__} cannot be prepared for export: " + "; ".join(problems)
+        )
+    return prepared.eval()

@@ -1,0 +1,155 @@
+"""``interop.prepare_for_export``: a trained network's inference form (batch norm folded,
+dropout removed, voting as a Linear, containers flattened) computes what the network
+computes in evaluation (float64, identical spikes), and what has no such form is named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers, neurons
+from spikeflow.errors import ConfigurationError
+from spikeflow.functional import reset_net
+from spikeflow.interop import export_to_nir, import_from_nir, prepare_for_export
+from spikeflow.models import create_model
+
+pytest.importorskip("nirtorch")
+
+
+def _exercise(model: nn.Module, offset: float = 0.2) -> nn.Module:
+    """Random running statistics and affine parameters for every batch norm, and weights
+    that make every layer fire some (not all) of the time."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+                module.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
+                if module.weight is not None:
+                    module.weight.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
+                    module.bias.copy_(torch.rand(n, generator=gen) - 0.5)
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                fan_in = module.weight[0].numel()
+                module.weight.mul_(4).add_(offset / fan_in**0.5)
+    return model
+
+
+def _spikes(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The output of every spiking neuron layer and of the network, in call order."""
+    seen: list[torch.Tensor] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _a, out: seen.append(out))
+        for m in model.modules()
+        if isinstance(m, neurons.BaseNode)
+    ]
+    reset_net(model)
+    with torch.no_grad():
+        out = model(x)
+    for hook in hooks:
+        hook.remove()
+    return [*seen, out]
+
+
+ZOO = [
+    ("plif_digits", {"pooling": "avg"}, (6, 5, 1, 8, 8)),
+    ("plif_digits", {"pooling": "sum", "channels": 8, "dropout": 0.3}, (6, 5, 1, 8, 8)),
+    ("plif_mnist", {"pooling": "avg", "channels": 8, "input_size": 12}, (4, 3, 1, 12, 12)),
+    ("plif_nmnist", {"pooling": "avg", "channels": 6, "input_size": 16}, (4, 3, 2, 16, 16)),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "shape"), ZOO)
+def test_zoo_models_prepared_compute_the_same_in_float64(name, kwargs, shape):
+    model = _exercise(create_model(name, **kwargs).double().eval())
+    prepared = prepare_for_export(model)
+    assert isinstance(prepared, nn.Sequential) and not prepared.training
+    kinds = {type(m) for m in prepared.modules()}
+    assert not kinds & {layers.BatchNorm2d, layers.Dropout, layers.VotingLayer, nn.Identity}
+    x = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    original, rewritten = _spikes(model, x), _spikes(prepared, x)
+    assert len(original) == len(rewritten) >= 5
+    for a, b in zip(original[:-1], rewritten[:-1], strict=True):
+        assert 0 < a.mean() < 1  # the layer fires, and not always
+        assert torch.equal(a, b)
+    # the voting mean as a Linear with weights 1/vs: equal to float64 rounding
+    torch.testing.assert_close(rewritten[-1], original[-1], rtol=0, atol=1e-14)
+    assert original[-1].sum() > 0
+    # the model itself is not changed, and the prepared one exports to NIR and back
+    assert any(isinstance(m, layers.VotingLayer) for m in model.modules())
+    net = import_from_nir(export_to_nir(prepared, x), dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(net(x), rewritten[-1])
+
+
+def test_tdbn_folds_with_and_without_affine_parameters():
+    gen = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1, bias=False),
+        layers.ThresholdDependentBatchNorm2d(4, alpha=0.5, v_threshold=3.0, affine=False),
+        neurons.LIFNode(tau=2.0),
+        layers.Flatten(),
+        layers.Linear(4 * 5 * 5, 6),
+        layers.ThresholdDependentBatchNorm1d(6, alpha=0.7, v_threshold=1.5),
+        neurons.IFNode(),
+    ).double()
+    _exercise(model, offset=0.0)
+    model.eval()
+    prepared = prepare_for_export(model)
+    assert [type(m) for m in prepared] == [
+        layers.Conv2d, neurons.LIFNode, layers.Flatten, layers.Linear, neurons.IFNode,
+    ]  # fmt: skip
+    x = torch.rand(5, 3, 2, 5, 5, dtype=torch.float64, generator=gen) * 2
+    original, rewritten = _spikes(model, x), _spikes(prepared, x)
+    for a, b in zip(original, rewritten, strict=True):
+        assert 0 < a.mean() < 1
+        assert torch.equal(a, b)
+
+
+def test_sequences_inside_other_modules_keep_their_names():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                layers.Linear(4, 4), layers.BatchNorm1d(4), layers.Dropout(0.5), neurons.IFNode()
+            )
+
+        def forward(self, x):
+            return self.body(x) + x
+
+    model = _exercise(Block().double(), offset=0.0).eval()
+    prepared = prepare_for_export(model)
+    assert type(prepared) is Block and list(dict(prepared.body.named_children())) == ["0", "3"]
+    x = torch.rand(3, 2, 4, dtype=torch.float64) * 3
+    assert torch.equal(_spikes(model, x)[-1], _spikes(prepared, x)[-1])
+
+
+def test_what_has_no_inference_form_is_named():
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(create_model("plif_digits"))  # max pooling, the recipe's
+    message = str(error.value)
+    assert "'features.6' (MaxPool2d): NIR has no max pooling" in message
+    assert "plif_digits --model-kwargs pooling=avg" in message
+    model = nn.Sequential(
+        layers.Conv2d(1, 2, 3),
+        layers.BatchNormThroughTime2d(2, T=4),
+        neurons.IFNode(),
+        layers.Conv2d(2, 2, 3),
+        layers.TemporalEffectiveBatchNorm2d(2, T=4),
+        neurons.IFNode(),
+        layers.BatchNorm2d(2),
+        layers.Flatten(),
+        layers.Linear(2, 3),
+        layers.VotingLayer(2),
+    )
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(model)
+    message = str(error.value)
+    assert "'1' (BatchNormThroughTime2d): BNTT has statistics and a scale per time step" in message
+    assert "'4' (TemporalEffectiveBatchNorm2d): TEBN scales each time step" in message
+    assert "'6' (BatchNorm2d): no Conv1d/2d/3d or Linear right before it" in message
+    assert "'9' (VotingLayer)" in message and "multiple of voting_size=2" in message
+    with pytest.raises(ConfigurationError, match=r"model must be a torch\.nn\.Module"):
+        prepare_for_export("net")  # type: ignore[arg-type]
