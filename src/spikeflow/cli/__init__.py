@@ -1,4 +1,4 @@
-"""The ``spikeflow`` command: ``spikeflow train`` and ``spikeflow eval``.
+"""The ``spikeflow`` command: ``spikeflow train``, ``spikeflow eval``, ``spikeflow export``.
 
 ``spikeflow train`` with no arguments trains the PLIF network on scikit-learn's 8x8
 digits (no download). Values come from the defaults, then ``--config FILE`` (TOML,
@@ -120,6 +120,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from spikeflow.interop.export_run import export_trained_run
+
+    result = export_trained_run(
+        args.run, args.to, args.out, data_dir=args.data_dir, dt=args.dt,
+        dtype=torch.float64 if args.float64 else torch.float32,
+    )  # fmt: skip
+    what = "NIR nodes" if result.format == "nir" else "netx layers"
+    print(
+        f"wrote {result.path} ({result.format}, {result.nodes} {what}, input "
+        f"{list(result.input_shape)} per step) from {result.checkpoint}"
+    )
+    return 0
+
+
+_COMMANDS = {"train": _train, "eval": _eval, "export": _export}
+
+
 @contextlib.contextmanager
 def _saved_run_warnings(command: str) -> Iterator[None]:
     """Show each :class:`~spikeflow.models.common.SavedRunWarning` (a saved run's value
@@ -147,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with _saved_run_warnings(args.command):
-            return _train(args) if args.command == "train" else _eval(args)
+            return _COMMANDS[args.command](args)
     except NonFiniteLossError as exc:
         print(f"spikeflow {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
-"""The argument parser of the ``spikeflow`` command (``train`` and ``eval`` options)."""
+"""The argument parser of the ``spikeflow`` command (``train``, ``eval`` and ``export`` options)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from spikeflow.training.config import READOUT_MODES
 
@@ -449,7 +450,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``spikeflow`` command."""
     parser = argparse.ArgumentParser(
-        prog="spikeflow", description="Train and evaluate spiking networks (docs/training.md)."
+        prog="spikeflow",
+        description="Train, evaluate and export spiking networks (docs/training.md).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
@@ -526,7 +528,45 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write the results here (its folder must exist; written atomically)",
     )
+    _add_export_options(sub)
     return parser
+
+
+def _add_export_options(sub: Any) -> None:
+    """``spikeflow export RUN --to nir|netx --out FILE``."""
+    ex = sub.add_parser(
+        "export",
+        help="export a trained run's network to NIR or Lava-DL netx (docs/nir.md)",
+        description="Export a run's network (batch norm folded, dropout removed, voting as "
+        "a linear map) to NIR or Lava-DL's netx; see docs/nir.md and docs/loihi.md.",
+    )
+    ex.add_argument(
+        "run",
+        metavar="RUN",
+        help="a run folder (its best.pt if there is one, else its last.pt) or a checkpoint",
+    )
+    ex.add_argument("--to", required=True, choices=("nir", "netx"), help="the format: nir or netx")
+    ex.add_argument(
+        "--out", required=True, metavar="FILE", help="the file to write (its folder must exist)"
+    )
+    ex.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the run's dataset is now (default: the run's --data-dir)",
+    )
+    ex.add_argument(
+        "--dt",
+        type=float,
+        default=1.0,
+        help="NIR's time step: time constants are written as tau_steps * dt (default 1.0: "
+        "time in steps; 1e-4 for snnTorch, 1e-3 for Norse)",
+    )
+    ex.add_argument(
+        "--float64",
+        action="store_true",
+        help="NIR: write float64 weights, the folded batch norm without float32 rounding "
+        "(default: float32, the run's)",
+    )
 
 
 def _numbers(text: str) -> list[float]:

@@ -1,0 +1,98 @@
+"""``spikeflow export RUN --to nir|netx --out FILE``: a trained digits run written as NIR
+and read back computes the trained model's outputs on its test set; what NIR or netx
+cannot carry, and a missing extra, are named."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from spikeflow.cli import main
+from spikeflow.functional import reset_net
+from spikeflow.interop import import_from_nir, read_nir
+from spikeflow.training import Trainer, load_trained_model
+from train_runs import TINY, tiny
+
+pytest.importorskip("nirtorch")
+
+#: TINY with 2x2 average pooling (NIR has no max pooling) and dropout (removed for export).
+EXPORTABLE = {**TINY["model_kwargs"], "pooling": "avg", "dropout": 0.2}  # type: ignore[dict-item]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    Trainer(tiny(tmp, "avg", model_kwargs=EXPORTABLE, epochs=2), log=None).fit()
+    return tmp / "avg"
+
+
+def _outputs(model, x):
+    reset_net(model)
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nir_export_reads_back_as_the_trained_model(run_dir, tmp_path, dtype, capsys):
+    out = tmp_path / "net.nir"
+    argv = ["export", str(run_dir), "--to", "nir", "--out", str(out)]
+    assert main(argv + (["--float64"] if dtype == torch.float64 else [])) == 0
+    assert f"wrote {out} (nir, " in capsys.readouterr().out
+    trained = load_trained_model(run_dir)
+    x, _ = trained.batch(len(trained.test_set))
+    assert x.shape == (2, 96, 1, 8, 8)
+    expected = _outputs(trained.model.to(dtype), x.to(dtype))
+    got = _outputs(import_from_nir(read_nir(out), dtype=dtype), x.to(dtype))
+    assert expected.sum() > 0  # the output neurons fire
+    # the voting layer's mean of 10 spikes: spikes identical, the mean to rounding
+    assert torch.equal((got * 10).round(), (expected * 10).round())
+    torch.testing.assert_close(
+        got, expected, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-14
+    )
+    graph = read_nir(out)
+    kinds = {type(node).__name__ for node in graph.nodes.values()}
+    assert {"Conv2d", "AvgPool2d", "LIF", "Linear"} <= kinds  # PLIF as LIF, voting as Linear
+
+
+def test_netx_export_names_what_loihi_cannot_run(run_dir, tmp_path, capsys):
+    out = tmp_path / "net.net"
+    assert main(["export", str(run_dir), "--to", "netx", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "does not fit Loihi's netx format" in error
+    assert "pooling, which netx has no layer for: 'features_6' (AvgPool2d)" in error
+    assert "a layer bias (a folded batch norm" in error and "'features_0' (Conv2d)" in error
+    assert "not Loihi's CUBA neuron" in error and "(ParametricLIFNode)" in error
+    assert "a layer without spiking neurons after it" in error and "'classifier_7'" in error
+    assert not out.exists()
+
+
+def test_max_pooling_run_is_refused_with_the_alternative(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "max", epochs=1), log=None).fit()
+    out = tmp_path / "net.nir"
+    assert main(["export", str(tmp_path / "max"), "--to", "nir", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "'features.6' (MaxPool2d): NIR has no max pooling" in error
+    assert "plif_digits --model-kwargs pooling=avg" in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("to", "module", "extra"), [("nir", "nirtorch", "nir"), ("netx", "h5py", "loihi")]
+)
+def test_a_missing_extra_is_named(run_dir, tmp_path, monkeypatch, capsys, to, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    assert main(["export", str(run_dir), "--to", to, "--out", str(tmp_path / "f")]) == 2
+    assert f"pip install 'spikeflow[{extra}]'" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_named(run_dir, tmp_path, capsys):
+    missing = tmp_path / "no" / "net.nir"
+    assert main(["export", str(run_dir), "--to", "nir", "--out", str(missing)]) == 2
+    assert f"the folder {missing.parent} does not exist" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--to", "nir", "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(run_dir), "--to", "onnx", "--out", str(tmp_path / "f")])
+    assert "invalid choice: 'onnx'" in capsys.readouterr().err
