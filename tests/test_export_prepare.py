@@ -4,6 +4,10 @@ computes in evaluation (float64, identical spikes), and what has no such form is
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -153,3 +157,41 @@ def test_what_has_no_inference_form_is_named():
     assert "'9' (VotingLayer)" in message and "multiple of voting_size=2" in message
     with pytest.raises(ConfigurationError, match=r"model must be a torch\.nn\.Module"):
         prepare_for_export("net")  # type: ignore[arg-type]
+
+
+def test_a_prepared_zoo_model_runs_in_norse_spike_for_spike():
+    """Norse 1.1 reads the exported graph (LIF, Conv2d, SumPool2d, Linear; its Flatten
+    takes a batch of one) and computes the zoo model's outputs exactly."""
+    norse = pytest.importorskip("norse.torch", reason="Norse (test-only peer) is not installed")
+    model = create_model(
+        "plif_digits", pooling="sum", channels=8, hidden=32,
+        neuron_kwargs={"strict_firing": True},  # NIR fires on v > threshold
+    )  # fmt: skip
+    model = _exercise(model).eval()
+    x = torch.rand(6, 1, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 3
+    expected = _spikes(model, x)[-1]
+    assert expected.sum() > 0
+    graph = export_to_nir(prepare_for_export(model), x, dt=1e-3)  # Norse's time step
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        peer = norse.from_nir(graph, ignore_warnings=True)
+        state, steps = None, []
+        with torch.no_grad():
+            for step in x:
+                out, state = peer(step, state)
+                steps.append(out)
+    assert torch.equal(torch.stack(steps).reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("name", ["plif_digits", "plif_mnist"])
+def test_zoo_pooling_argument(name):
+    kinds = {
+        pooling: [type(m) for m in create_model(name, pooling=pooling).modules()]
+        for pooling in ("max", "avg", "sum")
+    }
+    assert layers.MaxPool2d in kinds["max"] and layers.AvgPool2d not in kinds["max"]
+    assert layers.AvgPool2d in kinds["avg"] and layers.MaxPool2d not in kinds["avg"]
+    sums = [m for m in create_model(name, pooling="sum").modules() if type(m) is layers.AvgPool2d]
+    assert sums and all(m.divisor_override == 1 for m in sums)
+    with pytest.raises(ConfigurationError, match=r"pooling must be one of \('max', 'avg', 'sum'\)"):
+        create_model(name, pooling="min")
