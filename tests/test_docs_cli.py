@@ -1,4 +1,4 @@
-"""Every ``spikeflow train`` / ``spikeflow eval`` command printed in README.md and
+"""Every ``spikeflow train`` / ``eval`` / ``export`` command printed in README.md and
 docs/*.md parses with the real ``spikeflow`` parser, and every ``python examples/...``
 or ``python benchmarks/...`` command names options its script defines.
 
@@ -27,8 +27,8 @@ from spikeflow.cli.options import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
-#: A ``spikeflow train|eval`` invocation (not the ``spikeflow train:`` of its output).
-COMMAND = re.compile(r"(?:^|[\s`(])spikeflow\s+(train|eval)(?=\s|$)([^\n]*)")
+#: A ``spikeflow train|eval|export`` invocation (not the ``spikeflow train:`` of its output).
+COMMAND = re.compile(r"(?:^|[\s`(])spikeflow\s+(train|eval|export)(?=\s|$)([^\n]*)")
 #: A script of the repository run with python.
 SCRIPT = re.compile(r"python3?\s+((?:examples|benchmarks)/\w+\.py)([^\n]*)")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
@@ -180,7 +180,7 @@ SCRIPTS = _commands(SCRIPT)
 def test_the_docs_print_commands():
     """The extraction finds the documented commands (an empty list would pass anything)."""
     subs = {c.program for c in TRAIN_EVAL}
-    assert subs == {"train", "eval"}
+    assert subs == {"train", "eval", "export"}
     assert len(TRAIN_EVAL) > 100 and len(SCRIPTS) > 20
     texts = {(c.page, c.text.strip()) for c in TRAIN_EVAL}
     assert ("training.md", "--resume runs/a") in texts  # a fenced command
@@ -219,20 +219,21 @@ def test_documented_script_options_exist(command: Command):
 
 def _defaults_of(program: str) -> dict[str, object]:
     """The default of each option of ``spikeflow <program>``: ``TrainConfig``'s for
-    ``train`` (its options default to what the config says), argparse's for ``eval``."""
+    ``train`` (its options default to what the config says), argparse's for ``eval``
+    and ``export``."""
     import dataclasses
 
     from spikeflow.training import TrainConfig
 
-    if program == "eval":
-        return {a.dest: a.default for a in _subparsers()["eval"]._actions}
+    if program in ("eval", "export"):
+        return {a.dest: a.default for a in _subparsers()[program]._actions}
     return {
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         for f in dataclasses.fields(TrainConfig)
     }
 
 
-@pytest.mark.parametrize("program", ["train", "eval"])
+@pytest.mark.parametrize("program", ["train", "eval", "export"])
 def test_help_states_each_value_default(program: str):
     """``spikeflow <program> --help`` states the default of every option that takes a
     value and has one (the docs' option table is checked against the same defaults by
