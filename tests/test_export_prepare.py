@@ -195,3 +195,24 @@ def test_zoo_pooling_argument(name):
     assert sums and all(m.divisor_override == 1 for m in sums)
     with pytest.raises(ConfigurationError, match=r"pooling must be one of \('max', 'avg', 'sum'\)"):
         create_model(name, pooling="min")
+
+
+def test_a_parametrized_layer_folds_with_the_weight_it_uses():
+    """A pruned or quantized layer (a torch parametrization) folds its effective weight."""
+
+    class Grid(nn.Module):
+        def forward(self, w):
+            return torch.round(w * 8) / 8
+
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        layers.Conv2d(1, 3, 3, padding=1), layers.BatchNorm2d(3), neurons.LIFNode(tau=2.0)
+    ).double()
+    _exercise(model, offset=0.0)
+    nn.utils.parametrize.register_parametrization(model[0], "weight", Grid())
+    model.eval()
+    prepared = prepare_for_export(model)
+    assert not nn.utils.parametrize.is_parametrized(prepared[0])
+    x = torch.rand(4, 2, 1, 6, 6, dtype=torch.float64) * 3
+    original, rewritten = _spikes(model, x), _spikes(prepared, x)
+    assert 0 < original[0].mean() < 1 and torch.equal(original[0], rewritten[0])

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import parametrize
 
 from spikeflow.conversion.fold import folded_weights
 from spikeflow.errors import ConfigurationError
@@ -98,6 +99,10 @@ def _flatten(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
 def _fold(layer: nn.Module, bn: _BatchNorm) -> nn.Module:
     """A copy of ``layer`` computing ``bn(layer(x))`` (bn in evaluation)."""
     fused = copy.deepcopy(layer)
+    if parametrize.is_parametrized(fused):  # pruned, quantized: fold the weight it uses
+        # (torch's remove_parametrizations would edit the class the original shares)
+        fused.__class__ = type(layer).__bases__[0]
+        del fused._modules["parametrizations"]
     with torch.no_grad():
         weight, bias = folded_weights(layer.weight, layer.bias, bn)
         if isinstance(bn, _ThresholdDependentMixin) and not bn.affine:
