@@ -52,6 +52,22 @@ def test_chunks_through_explicit_state_equal_one_call(make, backend):
     assert chunked.state is None and not chunked.streaming
 
 
+def test_a_whole_sequence_sent_to_a_single_step_net_says_how_to_switch_back():
+    """The newcomer's slip: set_step_mode(net, "s") for a streaming loop, then the
+    usual multi-step call; the error names the input as one step and the way back."""
+    x = inputs().detach()
+    net = torch.nn.Sequential(layers.Linear(N, N), neurons.LIFNode(tau=2.0)).double()
+    reference = net(x)
+    functional.set_step_mode(net, "s")
+    with pytest.raises(StateError) as caught:
+        net(x)
+    message = str(caught.value)
+    assert f"one step of shape {(T, B, N)}" in message
+    assert "set_step_mode(net, 'm')" in message and "functional.run(net" in message
+    functional.set_step_mode(net, "m")
+    assert torch.equal(net(x), reference)
+
+
 def test_a_single_step_loop_needs_no_streaming_and_leaves_the_module_alone():
     x = inputs().detach()
     reference = neurons.LIFNode(tau=2.0)(x)

@@ -461,7 +461,11 @@ class MemoryModule(StepModule, nn.Module):
                     "one sequence inside `with spikeflow.functional.streaming(net):` "
                     "(state is reset on entry and exit), or call "
                     "spikeflow.functional.set_streaming(net, True) and "
-                    "spikeflow.functional.reset_net(net) between sequences."
+                    "spikeflow.functional.reset_net(net) between sequences, or pass "
+                    "the state explicitly: `out, state = spikeflow.functional.run(net, "
+                    f"x_t, state)`. This call's input is one step of shape {tuple(step_shape)}; "
+                    "to run whole sequences [T, B, ...] in one call again, switch back "
+                    "with spikeflow.functional.set_step_mode(net, 'm')."
                 )
             return None
         state = self._state
