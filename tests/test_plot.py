@@ -580,6 +580,23 @@ def test_training_raster_is_drawn_by_plot_raster(tmp_path, monkeypatch):
     assert len(drawn) == 2 and len(drawn[1]) == 0
 
 
+def test_training_raster_says_when_it_shows_only_the_first_neurons(tmp_path, monkeypatch):
+    from spikeflow.training import plots as training_plots
+
+    axes = []
+
+    def spy(spikes, **kwargs):
+        axes.append(plot.raster(spikes, **kwargs))
+        return axes[-1]
+
+    monkeypatch.setattr(training_plots, "raster", spy)
+    spikes = {"conv": torch.eye(3), "fc": torch.zeros(3, 2)}
+    counts = {"conv": 147968, "fc": 2}
+    training_plots.plot_raster(spikes, tmp_path / "r.png", neuron_counts=counts)
+    assert axes[0].get_ylabel() == "conv\nfirst 3 of\n147,968 neurons"
+    assert axes[1].get_ylabel() == "fc\nneuron"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tensors_on_the_gpu():
     net = nn.Sequential(layers.Linear(4, 5), neurons.IFNode()).cuda()

@@ -73,15 +73,26 @@ def plot_firing_rates(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike
     return _save(fig, plt, path)
 
 
-def plot_raster(spikes: Mapping[str, Tensor], path: str | os.PathLike, title: str = "") -> Path:
+def plot_raster(
+    spikes: Mapping[str, Tensor],
+    path: str | os.PathLike,
+    title: str = "",
+    neuron_counts: Mapping[str, int] | None = None,
+) -> Path:
     """One raster per spiking layer: a dot at (step, neuron) for each spike of a sample
-    (``spikes`` as returned by :func:`~spikeflow.training.monitors.record_spikes`)."""
+    (``spikes`` as returned by :func:`~spikeflow.training.monitors.record_spikes`).
+
+    ``neuron_counts`` gives a layer's number of neurons; where the raster shows fewer
+    (``record_spikes`` keeps the first 256), its axis label says "first N of M"."""
     plt = _pyplot()
     n = max(len(spikes), 1)
     fig, axes = plt.subplots(n, 1, figsize=(7, 1.8 * n + 0.6), squeeze=False)
     for ax, (layer, s) in zip(axes[:, 0], spikes.items()):
         raster(s, ax=ax, marker="|", s=4, color="k")
-        ax.set(xlabel="", ylabel=f"{layer}\nneuron")
+        shown = s.shape[-1] if s.dim() > 1 else 1
+        total = (neuron_counts or {}).get(layer, shown)
+        label = f"first {shown} of\n{total:,} neurons" if total > shown else "neuron"
+        ax.set(xlabel="", ylabel=f"{layer}\n{label}")
         ax.yaxis.label.set_fontsize("small")
     axes[-1, 0].set_xlabel("time step")
     if title:

@@ -51,12 +51,14 @@ class PlotsMixin:
         """The firing rates per epoch and the raster of test sample 0, each added to
         ``written`` once drawn."""
         cfg = self.config
-        written.append(plots.plot_firing_rates(read_csv(out / "layers.csv"),
-                                               out / "firing_rates.png"))  # fmt: skip
+        rows = read_csv(out / "layers.csv")
+        written.append(plots.plot_firing_rates(rows, out / "firing_rates.png"))
+        counts = {row["layer"]: int(row["neurons"]) for row in rows if row.get("neurons")}
         x, y = self.test_set[0]
         x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
                           self.layout)  # fmt: skip
         self.raw_model.eval()
         spikes = record_spikes(self.raw_model, x)
         written.append(plots.plot_raster(spikes, out / "raster.png",
-                                         title=f"test sample 0 (label {int(y)})"))  # fmt: skip
+                                         title=f"test sample 0 (label {int(y)})",
+                                         neuron_counts=counts))  # fmt: skip
