@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import spikeflow.layers as L
-from spikeflow.errors import ShapeError
+from spikeflow.errors import DTypeError, ShapeError
 
 # (factory, one step's shape, expected multi-step layout, bad multi-step shape,
 #  bad single-step shape)
@@ -191,6 +191,35 @@ def test_missing_time_message():
     msg = str(info.value)
     assert "Conv2d in multi-step mode expects [T, B, C, H, W] (5 dims)" in msg
     assert "(8, 3, 32, 32)" in msg and "missing the time dimension" in msg
+
+
+@pytest.mark.parametrize("step_mode", ["m", "s"])
+def test_a_dtype_that_does_not_match_the_weight_is_named(step_mode):
+    """A float64 or integer input to a float32 layer is a DTypeError saying how to match
+    them, where torch says "mat1 and mat2 must have the same dtype"."""
+    shape = (4, 3, 2, 8, 8) if step_mode == "m" else (3, 2, 8, 8)
+    conv, linear = L.Conv2d(2, 4, 3, step_mode=step_mode), L.Linear(8, 5, step_mode=step_mode)
+    with pytest.raises(
+        DTypeError,
+        match=r"Conv2d's weight is torch.float32 but its input is torch.float64.*"
+        r"x.to\(torch.float32\).*net.to\(torch.float64\)",
+    ):
+        conv(torch.rand(shape, dtype=torch.float64))
+    with pytest.raises(
+        DTypeError,
+        match=r"Linear expects a floating-point input.*got dtype torch.int64.*x.float\(\)",
+    ):
+        linear(torch.ones(shape, dtype=torch.long))
+    with pytest.raises(TypeError):  # DTypeError is a TypeError, as the README says
+        linear(torch.rand(shape, dtype=torch.float64))
+    # matching dtypes run, float64 too, and autocast keeps casting by itself
+    assert conv.double()(torch.rand(shape, dtype=torch.float64)).dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(torch.rand(shape, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    assert (
+        L.MaxPool2d(2, step_mode=step_mode)(torch.rand(shape, dtype=torch.float64)).dtype
+        == torch.float64
+    )
 
 
 @pytest.mark.parametrize("make", [lambda: L.BatchNorm1d(3), lambda: L.BatchNorm2d(3)])

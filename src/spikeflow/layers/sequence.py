@@ -101,10 +101,31 @@ class SequenceLayerMixin(StepModule):
         """The torch layer on ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single."""
         layout, dims = self._step_dims()
         check_step_dims(x, type(self).__name__, layout, dims, self.step_mode)
+        self._check_input_dtype(x)
         layer_forward = super().forward  # type: ignore[misc]
         if self.step_mode == "s":
             return layer_forward(x, *args, **kwargs)
         return self._multi_step(layer_forward, x, *args, **kwargs)
+
+    def _check_input_dtype(self, x: Tensor) -> None:
+        """Name a dtype mismatch between ``x`` and the layer's weight, which torch would
+        report as a matmul or conv error (``"mat1 and mat2 must have the same dtype"``).
+        Under autocast torch casts them itself, so nothing is checked there."""
+        weight = getattr(self, "weight", None)
+        if not isinstance(weight, Tensor) or not weight.is_floating_point():
+            return
+        if x.dtype == weight.dtype or torch.is_autocast_enabled(x.device.type):
+            return
+        name = type(self).__name__
+        if not x.is_floating_point():
+            raise DTypeError(
+                f"{name} expects a floating-point input like its weight ({weight.dtype}); "
+                f"got dtype {x.dtype}: convert spikes or counts with x.float()"
+            )
+        raise DTypeError(
+            f"{name}'s weight is {weight.dtype} but its input is {x.dtype}: convert the "
+            f"input (x.to({weight.dtype})) or the network (net.to({x.dtype})) so they match"
+        )
 
     def extra_repr(self) -> str:
         base = super().extra_repr()  # type: ignore[misc]
