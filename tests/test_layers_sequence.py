@@ -220,6 +220,9 @@ def test_a_dtype_that_does_not_match_the_weight_is_named(step_mode):
         L.MaxPool2d(2, step_mode=step_mode)(torch.rand(shape, dtype=torch.float64)).dtype
         == torch.float64
     )
+    # batch norm takes a bfloat16 input with float32 weights: left to torch
+    norm = L.BatchNorm2d(2, step_mode=step_mode)
+    assert norm(torch.rand(shape, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("make", [lambda: L.BatchNorm1d(3), lambda: L.BatchNorm2d(3)])

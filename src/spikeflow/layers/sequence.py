@@ -110,7 +110,10 @@ class SequenceLayerMixin(StepModule):
     def _check_input_dtype(self, x: Tensor) -> None:
         """Name a dtype mismatch between ``x`` and the layer's weight, which torch would
         report as a matmul or conv error (``"mat1 and mat2 must have the same dtype"``).
-        Under autocast torch casts them itself, so nothing is checked there."""
+        Under autocast torch casts them itself, so nothing is checked there; nor for
+        the norms, which take a low-precision input with float32 weights."""
+        if not isinstance(self, (nn.Linear, nn.modules.conv._ConvNd)):
+            return
         weight = getattr(self, "weight", None)
         if not isinstance(weight, Tensor) or not weight.is_floating_point():
             return
