@@ -138,7 +138,7 @@ def test_real_spike_layer_errors():
     [
         (nn.Sequential(RealSpike(4), LIFNode(), layers.Linear(4, 2)), "found LIFNode"),
         (nn.Sequential(layers.Linear(3, 4), RealSpike(4)), "is the last layer"),
-        (nn.Sequential(RealSpike(4), layers.Linear(5, 2)), "do not divide"),
+        (nn.Sequential(RealSpike(4), layers.Flatten(), layers.Linear(10, 2)), "do not divide"),
         (nn.Sequential(RealSpike(4), layers.Conv2d(3, 2, 1)), "in_channels=3"),
         (nn.Sequential(RealSpike(4), layers.WSConv2d(4, 2, 1)), "weight-standardised"),
     ],
@@ -163,3 +163,116 @@ def test_fold_refuses_a_negative_amplitude_before_max_pool_and_a_loose_real_spik
 
     with pytest.raises(ConfigurationError, match=r"outside an nn\.Sequential.*spike"):
         fold_real_spikes(Loose())
+
+
+def _amplitudes(net: nn.Module) -> nn.Module:
+    net = net.double().eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, RealSpike):
+                m.amplitude.copy_(torch.rand(m.amplitude.shape, generator=g) * 3 - 1)
+    return net
+
+
+def _spikes(*shape: int) -> torch.Tensor:
+    return (torch.rand(*shape, generator=torch.Generator().manual_seed(5)) > 0.5).double()
+
+
+@pytest.mark.parametrize(
+    ("net", "shape", "message"),
+    [  # each folded to a different output before the layout was followed
+        (
+            nn.Sequential(RealSpike(4, dim=3), layers.Flatten(), layers.Linear(20, 3)),
+            (3, 2, 5, 4),
+            "merges behind dim 2",
+        ),  # channels last, not the flatten's first
+        (nn.Sequential(RealSpike(4), layers.Linear(4, 3)), (3, 2, 4, 4), "reads the last dim"),
+        (
+            nn.Sequential(RealSpike(4), layers.Flatten(2), layers.Linear(4, 3)),
+            (3, 2, 4, 2, 2),
+            "reads the last dim",
+        ),  # flattens the pixels, not the channels
+        (nn.Sequential(RealSpike(4), layers.Linear(4, 3)), (3, 2, 4, 5, 4), "reads the last dim"),
+        (
+            nn.Sequential(RealSpike(4, dim=2), nn.Conv2d(4, 3, 3)),
+            (2, 4, 4, 5),
+            "reads its channels from dim 1",
+        ),  # one step [B, C, H, W]: dim 2 is H
+    ],
+)
+def test_fold_refuses_a_real_spike_whose_channels_the_next_layer_does_not_read(net, shape, message):
+    net = _amplitudes(net)
+    net(_spikes(*shape))  # trains (runs) as built: the shapes fit, the layout does not
+    with pytest.raises(ConfigurationError, match=rf"RealSpike at '0'.*{message}"):
+        fold_real_spikes(net)
+
+
+class _Residual(nn.Module):
+    def __init__(self, shared_outside: bool) -> None:
+        super().__init__()
+        spike = RealSpike(4)
+        if shared_outside:
+            self.spike = spike
+        self.body = nn.Sequential(spike, layers.Conv2d(4, 4, 3, padding=1), layers.BatchNorm2d(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.spike(x) if hasattr(self, "spike") else x
+        return self.body(x) + skip
+
+
+@pytest.mark.parametrize(
+    ("net", "shape", "run_first"),
+    [
+        (nn.Sequential(RealSpike(4), nn.Flatten(0, 1), nn.Conv2d(4, 3, 3)), (3, 2, 4, 5, 5), True),
+        (nn.Sequential(RealSpike(4, dim=1), nn.Flatten(), nn.Linear(36, 3)), (2, 4, 3, 3), True),
+        (
+            nn.Sequential(
+                RealSpike(4), layers.Flatten(1, 2), layers.Flatten(), layers.Linear(24, 3)
+            ),
+            (3, 2, 4, 2, 3),
+            True,
+        ),
+        (
+            nn.Sequential(RealSpike(4), nn.Flatten(0, 1), nn.Flatten(), nn.Linear(24, 3)),
+            (3, 2, 4, 2, 3),
+            True,
+        ),
+        (_Residual(shared_outside=False), (3, 2, 4, 5, 5), True),  # BN after the conv
+        (
+            nn.Sequential(
+                layers.Conv2d(2, 4, 3, padding=1),
+                RealSpike(4),
+                layers.AvgPool2d(2),
+                layers.Flatten(),
+                layers.Linear(16, 3),
+            ),
+            (3, 2, 2, 4, 4),
+            False,
+        ),
+        (nn.Sequential(RealSpike(4), layers.Conv1d(4, 3, 3, groups=1)), (3, 2, 4, 6), False),
+    ],
+)
+def test_fold_follows_the_channels_through_flattens_and_step_layouts(net, shape, run_first):
+    net = _amplitudes(net)
+    x = _spikes(*shape)
+    expected = net(x)
+    if not run_first:  # a loaded model never run: the layout follows from the layers
+        for m in net.modules():
+            if isinstance(m, RealSpike):
+                m.input_ndim = None
+    torch.testing.assert_close(fold_real_spikes(net)(x), expected, **F64)
+
+
+def test_fold_refuses_a_shared_layer_a_real_spike_also_used_outside_and_an_unknown_layout():
+    conv = layers.Conv2d(4, 4, 3, padding=1)
+    shared = nn.Sequential(RealSpike(4), conv, RealSpike(4), conv)
+    with pytest.raises(ConfigurationError, match=r"Conv2d '3'.*also reads the RealSpike at '0'"):
+        fold_real_spikes(shared)
+    with pytest.raises(ConfigurationError, match=r"also registered outside one.*: spike"):
+        fold_real_spikes(_Residual(shared_outside=True))
+    never_run = nn.Sequential(RealSpike(4), layers.Linear(4, 3))
+    with pytest.raises(ConfigurationError, match="RealSpike at '0' has not run yet"):
+        fold_real_spikes(never_run)
+    never_run(torch.rand(3, 2, 4))
+    assert isinstance(fold_real_spikes(never_run)[0], nn.Identity)

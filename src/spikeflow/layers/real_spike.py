@@ -62,6 +62,9 @@ class RealSpike(nn.Module):
             raise ConfigurationError(f"{owner}: init must be a finite number, got {init!r}")
         shape = (num_channels,) if num_channels is not None else ()
         self.amplitude = nn.Parameter(torch.full(shape, float(init)))
+        #: The number of dims of the last input (None before the first call): which of
+        #: them the next layer reads is what ``fold_real_spikes`` checks.
+        self.input_ndim: int | None = None
 
     def scale_shape(self, x: Tensor) -> tuple[int, ...]:
         """The shape ``amplitude`` takes to broadcast over ``x`` (checked)."""
@@ -80,7 +83,9 @@ class RealSpike(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` times the amplitude of its channel."""
-        return x * self.amplitude.reshape(self.scale_shape(x))
+        shape = self.scale_shape(x)
+        self.input_ndim = x.dim()
+        return x * self.amplitude.reshape(shape)
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, dim={self.dim}"
