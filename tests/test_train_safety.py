@@ -554,3 +554,49 @@ def _left_by_a_killed_run_without_a_run(folder: Path, age_s: float) -> list[str]
     names = _left_by_a_killed_run(folder, age_s)
     (folder / "last.pt").unlink()
     return names
+
+
+_SAVE_STARTED, _SAVE_GOES_ON = threading.Event(), threading.Event()
+
+
+class _SlowToPickle:
+    """Holds a checkpoint write open (as a large model on slow storage does) until told."""
+
+    def __reduce__(self):
+        _SAVE_STARTED.set()
+        assert _SAVE_GOES_ON.wait(30)
+        return (int, (0,))
+
+
+def test_a_live_checkpoint_write_is_not_removed_however_old_its_file(tmp_path):
+    """Another run starting in the folder (a resume of a run still writing, a requeued
+    job) cleans temporaries a minute old; a checkpoint write that has taken longer (a
+    large model on network storage, a stalled fsync) keeps a file that old while it is
+    still being written: before, it was deleted and the write failed at its rename."""
+    _SAVE_STARTED.clear()
+    _SAVE_GOES_ON.clear()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            save_checkpoint({"format": "x", "slow": _SlowToPickle()}, tmp_path / "last.pt")
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert _SAVE_STARTED.wait(30)
+        (live,) = tmp_path.glob(".last.pt.*.tmp")
+        os.utime(live, (time.time() - 600,) * 2)  # ten minutes without a write
+        assert run_folder.remove_stale_temporaries(tmp_path) == []
+        assert live.exists()
+    finally:
+        _SAVE_GOES_ON.set()
+        writer.join(30)
+    assert errors == [] and (tmp_path / "last.pt").is_file()
+    assert list(tmp_path.glob(".last.pt.*.tmp")) == []
+    killed = tmp_path / ".last.pt.gone.tmp"  # one no process writes is still removed
+    killed.write_bytes(b"partial")
+    os.utime(killed, (time.time() - 600,) * 2)
+    assert run_folder.remove_stale_temporaries(tmp_path) == [killed.name]

@@ -1,4 +1,5 @@
-"""File permissions for spikeflow's atomic writes (cache entries, checkpoints, NIR files).
+"""File permissions for spikeflow's atomic writes (cache entries, checkpoints, NIR files),
+and the lock that marks one as live while it writes.
 
 An atomic write goes through a ``tempfile.mkstemp`` file, which is created with mode
 0o600, then renamed over the target: without a ``chmod`` the result would be readable by
@@ -11,7 +12,12 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["file_mode", "give_mode"]
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; callers fall back on file ages
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["being_written", "file_mode", "give_mode", "lock_while_writing"]
 
 
 def _umask() -> int:
@@ -47,3 +53,35 @@ def give_mode(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
         os.chmod(temporary, file_mode(path))
     except OSError:
         pass
+
+
+def lock_while_writing(fd: int) -> bool:
+    """Take an exclusive advisory lock (``flock``) on an atomic write's temporary file,
+    held until its descriptor is closed, so :func:`being_written` tells it from one a
+    killed process left. False where the system or file system has no such locks."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def being_written(path: str | os.PathLike) -> bool:
+    """Whether a live process holds ``path`` under :func:`lock_while_writing` (False
+    where locks are not available, or the file cannot be opened)."""
+    if fcntl is None:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeflow._files import give_mode
+from spikeflow._files import give_mode, lock_while_writing
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -80,11 +80,17 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            # locked until renamed: another run's cleanup never takes it for a dead
+            # write's, however long this one takes (remove_stale_temporaries)
+            locked = lock_while_writing(handle.fileno())
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        give_mode(tmp_name, path)  # not mkstemp's 0o600, which hides it from other users
-        os.replace(tmp_name, path)
+            give_mode(tmp_name, path)  # not mkstemp's 0o600, which hides it from others
+            if locked:  # (POSIX renames an open file)
+                os.replace(tmp_name, path)
+        if not locked:
+            os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from spikeflow._files import being_written
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -113,13 +114,15 @@ def remove_stale_temporaries(folder: Path, older_than_s: float = STALE_TEMPORARY
     """Delete the temporary files (:data:`TEMPORARY_PATTERNS`) that a run killed while
     writing left in ``folder`` (a partial checkpoint is as large as a checkpoint, and a
     job preempted at every epoch would leave one each time), when at least
-    ``older_than_s`` seconds old. Other files are left alone, and so is one that cannot
-    be deleted. Returns the names deleted."""
+    ``older_than_s`` seconds old and not locked by a live write (a checkpoint's, however
+    long it takes; :func:`~spikeflow._files.lock_while_writing`). Other files are left
+    alone, and so is one that cannot be deleted. Returns the names deleted."""
     now, removed = time.time(), []
     for pattern in TEMPORARY_PATTERNS:
         for path in folder.glob(pattern):
             try:
-                if path.is_file() and now - path.lstat().st_mtime >= older_than_s:
+                old = path.is_file() and now - path.lstat().st_mtime >= older_than_s
+                if old and not being_written(path):  # a checkpoint write holds a lock
                     path.unlink()
                     removed.append(path.name)
             except OSError:  # removed meanwhile, or not ours to delete
