@@ -259,6 +259,24 @@ def test_a_gzip_idx_is_not_decompressed_past_its_declared_shape(tmp_path):
     assert peak < 8, f"{peak:.1f} MiB for an IDX file that declares {len(raw)} bytes"
 
 
+def test_a_gzip_idx_whose_header_declares_more_than_gzip_can_hold_is_refused_first(tmp_path):
+    """A bomb under a header declaring 2^64 bytes: bounding the output by the declared
+    size did not bound it (64 MiB were decompressed, gigabytes for a real bomb) before
+    decode_idx refused the shape; deflate expands at most 1032 times."""
+    head = bytes([0, 0, 8, 2]) + np.array([2**32 - 1] * 2, ">u4").tobytes()
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
+    packed = bomb.compress(head) + bomb.compress(bytes(BOMB)) + bomb.flush()
+    path = _file(tmp_path, "bomb-idx3-ubyte.gz", packed)
+    peak, message = _peak_mib(lambda: read_idx(path))
+    assert "offset 4: the IDX shape (4294967295, 4294967295) declares" in message
+    assert f"more than a gzip stream of {len(packed)} bytes can hold" in message
+    assert peak < 8, f"{peak:.1f} MiB for a stream of {len(packed)} bytes"
+    zeros = bytes([0, 0, 8, 2]) + np.array([1024, 4096], ">u4").tobytes() + bytes(1 << 22)
+    packed = zlib.compress(zeros, 9, wbits=31)  # a real file near deflate's ratio still reads
+    assert len(zeros) / len(packed) > 1000
+    assert read_idx(_file(tmp_path, "zeros-idx2-ubyte.gz", packed)).shape == (1024, 4096)
+
+
 def test_gzip_idx_members_padding_and_damage(tmp_path):
     raw = _idx((5, 7, 3))
     want = np.arange(105, dtype=np.uint8).reshape(5, 7, 3)
