@@ -58,6 +58,8 @@ def test_bad_input_is_named(run_dir, tmp_path):
         load_trained_model(tmp_path)
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_trained_model(tmp_path / "nothing.pt")
+    with pytest.raises(ConfigurationError, match=r"must be a str or os\.PathLike.*got int 5"):
+        load_trained_model(5)  # before: a bare TypeError from pathlib
     trained = load_trained_model(run_dir)
     with pytest.raises(ConfigurationError, match="batch size must be a positive integer"):
         trained.batch(0)

@@ -55,9 +55,15 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     ``best.pt`` if there is one, else its ``last.pt``.
 
     Raises:
-        ConfigurationError: a folder that holds neither (a missing file is left to
-            :func:`~spikeflow.training.checkpoint.load_checkpoint`, which names it).
+        ConfigurationError: ``path`` not a str or path; a folder that holds neither (a
+            missing file is left to :func:`~spikeflow.training.checkpoint.load_checkpoint`,
+            which names it).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"checkpoint path must be a str or os.PathLike (a checkpoint file or run "
+            f"folder), got {type(path).__name__} {path!r:.80}"
+        )
     path = Path(path)
     if not path.is_dir():
         return path
