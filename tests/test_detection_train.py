@@ -19,6 +19,7 @@ from spikeflow.cli import main
 from spikeflow.data.datasets.nmnist_detection import NMNISTDetection
 from spikeflow.detection import MeanAveragePrecision, collate, spiking_detector
 from spikeflow.errors import ConfigurationError
+from spikeflow.training import load_trained_model
 from spikeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.detection_task import COCO_KEYS, DetectionTask
@@ -100,6 +101,17 @@ def test_cli_trains_logs_checkpoints_and_eval_reports_the_coco_numbers(root, tmp
     for key in COCO_KEYS:
         a, b = result[key], float(expected[key])
         assert (a is None and math.isnan(b)) or a == pytest.approx(b, abs=1e-6), key
+    # load_trained_model batches a detection run's samples as its trainer does (before:
+    # PyTorch's default collate refused targets of different sizes)
+    trained = load_trained_model(tmp_path / "edited.pt")
+    frames, targets = trained.batch(len(test))
+    assert frames.shape[:2] == (2, len(test)) and len(targets) == len(test)
+    for i in range(len(test)):
+        assert torch.equal(frames[:, i], test[i][0]) and torch.equal(targets[i], test[i][1])
+    metric = MeanAveragePrecision()
+    with torch.no_grad():
+        metric.update(trained.model.detect(frames), targets)
+    assert float(metric.compute()["map_50"]) == pytest.approx(float(expected["map_50"]))
     # ... and eval of the run's own checkpoint repeats the mAP its last epoch logged
     assert main(["eval", "--checkpoint", str(out / "last.pt"), "--no-progress", "--json",
                  str(report)]) == 0  # fmt: skip

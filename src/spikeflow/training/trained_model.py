@@ -4,6 +4,7 @@ operation counts, pruning or quantization after training, or a loop of your own.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ class TrainedModel:
             dataset yields it (``[T, C, H, W]`` frames, or a static ``[C, H, W]`` image).
         static: how the trainer feeds a sample to the model (``False``: frames; ``True``:
             a static image repeated over ``T``; ``"columns"``: one image column per step).
+        collate: the DataLoader ``collate_fn`` the run's batches go through (None:
+            PyTorch's default; a detection run: :func:`spikeflow.detection.collate`,
+            its targets a list of ``[K_i, 5]`` boxes).
     """
 
     model: nn.Module
@@ -37,10 +41,12 @@ class TrainedModel:
     checkpoint: Path
     test_set: Dataset
     static: Any
+    collate: Callable[..., Any] | None = None
 
     def batch(self, size: int = 8) -> tuple[Tensor, Tensor]:
         """The first ``size`` test samples as the model reads them, time-major
-        ``[T, B, ...]`` (on the model's device), and their labels.
+        ``[T, B, ...]`` (on the model's device), and their labels (a detection run: the
+        list of their targets, as its trainer batches them).
 
         Raises:
             ConfigurationError: ``size`` is not a positive integer.
@@ -49,7 +55,8 @@ class TrainedModel:
 
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(f"batch size must be a positive integer, got {size!r}")
-        x, y = next(iter(DataLoader(self.test_set, batch_size=size, shuffle=False)))
+        loader = DataLoader(self.test_set, batch_size=size, shuffle=False, collate_fn=self.collate)
+        x, y = next(iter(loader))
         device = next(self.model.parameters(), torch.empty(0)).device
         return to_time_major(x.to(device), self.config.T, self.static), y  # type: ignore[arg-type]
 
@@ -101,4 +108,5 @@ def load_trained_model(
     load_weights(model, payload, file)
     model = model.to(pick_device(device)).eval()
     static = static_layout(model, info, config.T)  # type: ignore[arg-type]
-    return TrainedModel(model, config, file, test_set, static)
+    collate = None if task is None else task.collate  # boxes vary in number per sample
+    return TrainedModel(model, config, file, test_set, static, collate)
