@@ -276,3 +276,13 @@ def test_fold_refuses_a_shared_layer_a_real_spike_also_used_outside_and_an_unkno
         fold_real_spikes(never_run)
     never_run(torch.rand(3, 2, 4))
     assert isinstance(fold_real_spikes(never_run)[0], nn.Identity)
+
+
+def test_a_refused_fold_in_place_leaves_the_model_unchanged():
+    """Before: the RealSpikes before the refused one were already folded into ``net``."""
+    net = _amplitudes(nn.Sequential(RealSpike(4), layers.Linear(4, 4), RealSpike(4)))
+    net(torch.rand(2, 3, 4, dtype=torch.float64))
+    weight = net[1].weight.detach().clone()
+    with pytest.raises(ConfigurationError, match="RealSpike at '2' is the last layer"):
+        fold_real_spikes(net, inplace=True)
+    assert isinstance(net[0], RealSpike) and torch.equal(net[1].weight, weight)

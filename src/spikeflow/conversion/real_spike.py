@@ -208,7 +208,8 @@ def fold_real_spikes(model: nn.Module, inplace: bool = False) -> nn.Module:
 
     Args:
         model: the trained network.
-        inplace: change ``model`` itself (default False: a deep copy).
+        inplace: change ``model`` itself (default False: a deep copy); a refusal
+            leaves it unchanged either way.
 
     Returns:
         The folded network.
@@ -225,7 +226,14 @@ def fold_real_spikes(model: nn.Module, inplace: bool = False) -> nn.Module:
         raise ConfigurationError(
             f"fold_real_spikes: model must be an nn.Module, got {type(model).__name__}"
         )
-    folded = model if inplace else copy.deepcopy(model)
+    if inplace:  # a refusal must leave the model as it was: fold a copy first
+        _fold_all(copy.deepcopy(model))
+        return _fold_all(model)
+    return _fold_all(copy.deepcopy(model))
+
+
+def _fold_all(folded: nn.Module) -> nn.Module:
+    """:func:`fold_real_spikes` on ``folded`` itself."""
     read: dict[int, str] = {}  # conv/linear layer id -> the RealSpike folded into it
     for prefix, module in list(folded.named_modules()):
         if isinstance(module, nn.Sequential):
