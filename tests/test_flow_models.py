@@ -3,8 +3,6 @@ convolution against a step loop, streaming against one call, gradients, shapes, 
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,12 +13,61 @@ from spikeflow.flow import ConvRecurrent, SpikingEVFlowNet, SpikingFireNet, flow
 
 
 def test_flow_neuron_initial_leak_and_threshold() -> None:
-    node = flow_neuron(64)
-    leak = 1 - torch.sigmoid(node.w.detach())  # the paper's leak = sigmoid(-4 +- 0.1)
-    low, high = 1 / (1 + math.exp(4.1)), 1 / (1 + math.exp(3.9))
-    assert leak.shape == (64, 1, 1) and bool(((leak >= low - 1e-6) & (leak <= high + 1e-6)).all())
-    assert torch.equal(node.v_threshold.detach(), torch.full((64, 1, 1), 0.8))
-    assert node.detach_reset and node.v_reset == 0.0
+    torch.manual_seed(0)
+    node = flow_neuron(4096)
+    leak = 1 - torch.sigmoid(node.w.detach().double())  # the official leak = sigmoid(logit)
+    logit = torch.log(leak / (1 - leak))  # drawn from N(-4, 0.1) per channel
+    assert leak.shape == (4096, 1, 1)
+    assert abs(float(logit.mean()) + 4.0) < 0.01 and abs(float(logit.std()) - 0.1) < 0.01
+    assert torch.equal(node.v_threshold.detach(), torch.full((4096, 1, 1), 0.8))
+    assert node.detach_reset and node.v_reset == 0.0 and node.strict_firing
+
+
+class _OfficialArctanSpike(torch.autograd.Function):
+    """The official code's spike: ``x > 0`` forward, ``1 / (1 + 10 x^2)`` backward."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(x)
+        return x.gt(0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (x,) = ctx.saved_tensors
+        return grad / (1 + 10.0 * x * x)
+
+
+def test_flow_neuron_equals_the_official_convlif_with_its_gradients() -> None:
+    """ConvLIF of tudelft/event_flow written out: v = v leak (1 - z) + (1 - leak) ff,
+    z = arctanspike(v - max(thresh, 0.01)); spikes and every gradient in float64."""
+    torch.manual_seed(5)
+    C, T = 4, 5
+    node = flow_neuron(C).double()
+    with torch.no_grad():  # leaks far from 0 so memory matters; one threshold below 0.01
+        node.w.copy_(torch.tensor([-1.0, 0.0, 1.0, 0.5], dtype=torch.float64).view(C, 1, 1))
+        node.v_threshold.copy_(torch.tensor([0.3, -0.2, 0.5, 0.005]).view(C, 1, 1))
+    x = (torch.rand(T, 2, C, 3, 3, dtype=torch.float64) * 1.2).requires_grad_()
+    got = node(x)
+    leak_logit = (-node.w.detach()).clone().requires_grad_()
+    thresh = node.v_threshold.detach().clone().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    leak = torch.sigmoid(leak_logit)
+    v = torch.zeros(2, C, 3, 3, dtype=torch.float64)
+    z = torch.zeros_like(v)
+    spikes = []
+    for t in range(T):
+        v = v * leak * (1 - z.detach()) + (1 - leak) * x_ref[t]
+        z = _OfficialArctanSpike.apply(v - thresh.clamp_min(0.01))
+        spikes.append(z)
+    want = torch.stack(spikes)
+    assert torch.equal(got, want) and 0 < float(want.detach().mean()) < 1
+    weights = torch.rand_like(want)
+    (got * weights).sum().backward()
+    (want * weights).sum().backward()
+    assert torch.allclose(x.grad, x_ref.grad, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(node.v_threshold.grad, thresh.grad, rtol=1e-12, atol=1e-14)
+    assert float(node.v_threshold.grad[1].abs().sum()) == 0.0  # clamped: no gradient
+    assert torch.allclose(-node.w.grad, leak_logit.grad, rtol=1e-12, atol=1e-14)
 
 
 def test_conv_recurrent_equals_the_papers_update() -> None:
@@ -101,6 +148,12 @@ def test_evflownet_multiscale_predictions() -> None:
         len(net.coarse_heads) == 2
         and len(SpikingEVFlowNet(channels=4, num_encoders=3).coarse_heads) == 0
     )
+    # the official decoders after the first also read the previous (tanh) prediction
+    in_channels = [d[1][0].in_channels for d in net.decoders]
+    assert in_channels == [2 * 32, 2 * 16 + 2, 2 * 8 + 2]
+    with torch.no_grad():
+        net.coarse_heads[0].pred.bias.fill_(3.0)
+    assert not torch.equal(net(x)[1], flows[1])  # changing a coarse head changes the next
 
 
 def test_threshold_argument_reaches_every_neuron() -> None:

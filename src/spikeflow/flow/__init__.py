@@ -26,7 +26,14 @@ from spikeflow.flow.loss import (
     contrast_maximization_loss,
 )
 from spikeflow.flow.metrics import FlowErrors, endpoint_errors, flow_warp_loss, rsat
-from spikeflow.flow.models import ConvRecurrent, SpikingEVFlowNet, SpikingFireNet, flow_neuron
+from spikeflow.flow.models import (
+    ArctanSpike,
+    ConvRecurrent,
+    FlowNeuron,
+    SpikingEVFlowNet,
+    SpikingFireNet,
+    flow_neuron,
+)
 from spikeflow.flow.warp import (
     event_flow,
     event_times,
@@ -38,10 +45,12 @@ from spikeflow.flow.windows import EventWindows, stack_recordings, windows_from_
 
 __all__ = [
     "DSEC_FLOW_SCALE",
+    "ArctanSpike",
     "ContrastMaximizationLoss",
     "ConvRecurrent",
     "EventWindows",
     "FlowErrors",
+    "FlowNeuron",
     "SpikingEVFlowNet",
     "SpikingFireNet",
     "average_timestamp_loss",

@@ -8,11 +8,13 @@ de Croon, NeurIPS 2021), built from spikeflow's neurons and layers.
 
 Both take the windows' count images ``[T, B, 2, H, W]`` (:meth:`EventWindows.counts`) and
 return one flow per window ``[T, B, 2, H, W]`` in pixels per window:
-``max_flow * tanh(prediction)``. The neurons follow the paper's: per-channel learned leak
-(:class:`~spikeflow.neurons.ParametricLIFNode` with one time constant per channel, near
-1 at the start as the paper's leak sigmoid(-4)), per-channel learned threshold 0.8,
-hard reset to 0 with the reset detached, arctangent surrogate of width 10. A multi-step
-call starts from rest; in :func:`spikeflow.functional.streaming` the state carries from
+``max_flow * tanh(prediction)``. The neurons follow the official code's ``ConvLIF``:
+per-channel learned leak (:class:`FlowNeuron`, a
+:class:`~spikeflow.neurons.ParametricLIFNode` with one time constant per channel, the
+leak's logit drawn from N(-4, 0.1)), per-channel learned threshold 0.8 clamped at 0.01,
+a spike when the membrane exceeds it, hard reset to 0 with the reset detached, and the
+arctangent surrogate ``1 / (1 + 10 x^2)`` (:class:`ArctanSpike`). A multi-step call
+starts from rest; in :func:`spikeflow.functional.streaming` the state carries from
 one call (chunk of windows) to the next, as the paper streams a recording.
 """
 
@@ -29,26 +31,68 @@ from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ShapeError
 from spikeflow.layers.recurrent import _RecurrentContainer
 from spikeflow.neurons import ParametricLIFNode
-from spikeflow.surrogate import ATan
+from spikeflow.surrogate import Surrogate
 
-__all__ = ["ConvRecurrent", "SpikingEVFlowNet", "SpikingFireNet", "flow_neuron"]
+__all__ = [
+    "ArctanSpike",
+    "ConvRecurrent",
+    "FlowNeuron",
+    "SpikingEVFlowNet",
+    "SpikingFireNet",
+    "flow_neuron",
+]
 
-#: The paper's leak sigmoid(-4 +- 0.1) as PLIF time constants 1 / (1 - leak).
-_INIT_TAU = (1.0 / (1.0 - 1.0 / (1.0 + math.exp(3.9))), 1.0 / (1.0 - 1.0 / (1.0 + math.exp(4.1))))
+#: The official code's leak logit: N(-4, 0.1) per channel (``leak = sigmoid(logit)``).
+_LEAK_LOGIT = (-4.0, 0.1)
+#: The official code clamps a learned threshold at this value before firing.
+_MIN_THRESHOLD = 0.01
 
 
-def flow_neuron(channels: int, step_mode: str = "m", threshold: float = 0.8) -> ParametricLIFNode:
+class ArctanSpike(Surrogate):
+    """The official code's ``arctanspike``: pseudo-derivative ``1 / (1 + width x^2)``
+    (height 1 at threshold; ``width`` 10), primitive ``atan(sqrt(width) x) / sqrt(width)
+    + pi / (2 sqrt(width))``. Not SpikingJelly's ``ATan``, whose height and width are tied
+    by one ``alpha``."""
+
+    def __init__(self, width: float = 10.0, spiking: bool = True) -> None:
+        super().__init__(spiking=spiking, width=check_real("width", width, low=0.0, low_open=True))
+
+    @staticmethod
+    def derivative(x: Tensor, width: float) -> Tensor:
+        return 1.0 / (1.0 + width * x * x)
+
+    @staticmethod
+    def primitive(x: Tensor, width: float) -> Tensor:
+        root = math.sqrt(width)
+        return torch.atan(root * x) / root + math.pi / (2 * root)
+
+
+class FlowNeuron(ParametricLIFNode):
+    """:class:`~spikeflow.neurons.ParametricLIFNode` whose learned threshold is clamped at
+    0.01 when it fires, as the official ``ConvLIF`` does (a threshold trained to 0 or
+    below would make the neuron fire at every step)."""
+
+    def firing_threshold(self, step_shape: torch.Size) -> float | Tensor:
+        theta = super().firing_threshold(step_shape)
+        return theta.clamp_min(_MIN_THRESHOLD) if isinstance(theta, Tensor) else theta
+
+
+def flow_neuron(channels: int, step_mode: str = "m", threshold: float = 0.8) -> FlowNeuron:
     """The paper's spiking neuron for ``channels`` channels: PLIF with one learned time
-    constant per channel (initial leak sigmoid(-4 +- 0.1)), a learned per-channel
-    threshold, hard reset to 0 (detached), ``ATan`` surrogate with slope 10 at threshold."""
+    constant per channel (leak ``sigmoid(l)``, ``l ~ N(-4, 0.1)``, i.e. ``tau = 1 +
+    exp(l)``), a learned per-channel threshold (clamped at 0.01), a spike when the
+    membrane exceeds it (``v > threshold``), hard reset to 0 (detached),
+    :class:`ArctanSpike` surrogate of width 10."""
     c = check_int("channels", channels, 1)
-    return ParametricLIFNode(
-        init_tau=(min(_INIT_TAU), max(_INIT_TAU)),
+    logit = torch.randn(c, 1, 1, dtype=torch.float64) * _LEAK_LOGIT[1] + _LEAK_LOGIT[0]
+    return FlowNeuron(
+        init_tau=(1.0 + torch.exp(logit)).float(),
         shape=(c, 1, 1),
         v_threshold=torch.full((c, 1, 1), float(threshold)),
         learnable_threshold=True,
         detach_reset=True,
-        surrogate_function=ATan(alpha=20.0 / math.pi),
+        strict_firing=True,
+        surrogate_function=ArctanSpike(10.0),
         step_mode=step_mode,  # type: ignore[arg-type]
     )
 
@@ -130,9 +174,17 @@ class _FlowHead(nn.Module):
         self.pred = _init_conv(layers.Conv2d(channels, 2, 1, bias=True), scale=0.01)
         self.max_flow = max_flow
 
+    def unit(self, x: Tensor) -> Tensor:
+        """``tanh(prediction)``: the flow in units of ``max_flow`` (what the official
+        EV-FlowNet feeds to the next decoder)."""
+        return torch.tanh(self.pred(x))
+
+    def scale(self, height: int, width: int) -> float:
+        """Pixels per window of a saturated prediction."""
+        return float(max(height, width)) if self.max_flow is None else self.max_flow
+
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:
-        scale = float(max(height, width)) if self.max_flow is None else self.max_flow
-        return scale * torch.tanh(self.pred(x))
+        return self.scale(height, width) * self.unit(x)
 
 
 class SpikingFireNet(nn.Module):
@@ -190,9 +242,12 @@ class SpikingEVFlowNet(nn.Module):
     are not multiples of ``2 ** num_encoders`` are zero-padded and the flow cropped back.
 
     With ``multiscale=True`` every decoder predicts a flow, as the paper's EV-FlowNet
-    does; the coarser ones are upsampled to full resolution (nearest, in pixels of the
-    sensor) and the call returns the list, coarsest first, which
-    :func:`~spikeflow.flow.contrast_maximization_loss` averages. Other arguments as
+    does, and each coarse prediction (``tanh``, before scaling) is concatenated to the
+    next decoder's input, ahead of its skip, as in the official code; the coarser flows
+    are upsampled to full resolution (nearest, in pixels of the sensor) and the call
+    returns the list, coarsest first, which
+    :func:`~spikeflow.flow.contrast_maximization_loss` averages. ``multiscale=False``
+    (default) is a lighter variant with the last prediction only. Other arguments as
     :class:`SpikingFireNet`'s.
     """
 
@@ -229,10 +284,11 @@ class SpikingEVFlowNet(nn.Module):
         )
         self.decoders = nn.ModuleList()
         for i in reversed(range(self.num_encoders)):
+            fed_back = 2 if self.multiscale and i < self.num_encoders - 1 else 0
             self.decoders.append(
                 nn.Sequential(
                     layers.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                    _spiking(2 * sizes[i + 1], sizes[i], k, th),
+                    _spiking(2 * sizes[i + 1] + fed_back, sizes[i], k, th),
                 )
             )
         self.flow_head = _FlowHead(c, max_flow)
@@ -254,11 +310,15 @@ class SpikingEVFlowNet(nn.Module):
         for first, second in self.residual:
             x = second(first(x)) + x
         flows = []
+        previous: Tensor | None = None  # the last coarse prediction, fed to the next decoder
         for i, (decoder, skip) in enumerate(zip(self.decoders, reversed(skips), strict=True)):
-            x = decoder(torch.cat([x, skip], dim=2))
+            parts = [x, skip] if previous is None else [previous, x, skip]
+            x = decoder(torch.cat(parts, dim=2))
             if i < len(self.coarse_heads):
                 factor = 2 ** (self.num_encoders - 1 - i)
-                flow = self.coarse_heads[i](x, H, W)
+                head = self.coarse_heads[i]
+                previous = head.unit(x)
+                flow = head.scale(H, W) * previous
                 flows.append(flow.repeat_interleave(factor, 3).repeat_interleave(factor, 4))
         flows.append(self.flow_head(x, H, W))
         flows = [f[..., :H, :W] for f in flows]
