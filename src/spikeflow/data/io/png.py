@@ -51,41 +51,77 @@ def _chunks(raw: bytes, name: str) -> list[tuple[bytes, bytes, int]]:
         pos = end
 
 
+def _unfilter_rows(filtered: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
+    """Rows filtered with None, Sub or Up only: one vectorised step per row."""
+    height, stride = filtered.shape
+    out = np.empty((height, stride), np.uint8)
+    prior = np.zeros(stride, np.uint8)
+    for r in range(height):
+        line, kind = filtered[r], kinds[r]
+        if kind == 0:
+            cur = line
+        elif kind == 1:  # Sub: running sum along each byte lane, modulo 256
+            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
+        else:  # Up
+            cur = line + prior
+        out[r] = cur
+        prior = out[r]
+    return out
+
+
+def _unfilter_wavefront(filtered: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
+    """Any mix of filters (Average and Paeth read the reconstructed left, up and
+    up-left pixels): pixel ``(r, j)`` depends only on pixels of earlier anti-diagonals
+    ``r + j``, so the image is decoded one anti-diagonal at a time, every row at once.
+    The grid is stored skewed (``[r, r + j]``) so each diagonal is a column."""
+    height, stride = filtered.shape
+    width = stride // bpp
+    diagonals = height + width - 1
+    rows = np.arange(height)[:, None]
+    cols = rows + np.arange(width)[None, :]  # skewed column of pixel (r, j)
+    skewed = np.zeros((diagonals, height, bpp), np.int16)  # diagonal-major: contiguous steps
+    skewed[cols.T, rows.T] = filtered.reshape(height, width, bpp).transpose(1, 0, 2)
+    # rec[d + 2, r + 1]: reconstructed pixel of row r on diagonal d; row 0 and the two
+    # first diagonals stay zero (the bytes before the image's first row and column)
+    rec = np.zeros((diagonals + 2, height + 1, bpp), np.int16)
+    masks = [np.broadcast_to((kinds == k)[:, None], (height, bpp)) for k in (1, 2, 3, 4)]
+    counts = [np.concatenate([[0], np.cumsum(kinds == k)]) for k in (1, 2, 3, 4)]
+    for d in range(diagonals):
+        lo, hi = max(0, d - width + 1), min(height, d + 1)
+        a = rec[d + 1, lo + 1 : hi + 1]  # left: (r, j - 1), diagonal d - 1
+        b = rec[d + 1, lo:hi]  # up: (r - 1, j), diagonal d - 1
+        c = rec[d, lo:hi]  # up-left: (r - 1, j - 1), diagonal d - 2
+        pred = np.zeros_like(a)
+        present = [int(n[hi] - n[lo]) for n in counts]
+        if present[0]:  # Sub
+            np.copyto(pred, a, where=masks[0][lo:hi])
+        if present[1]:  # Up
+            np.copyto(pred, b, where=masks[1][lo:hi])
+        if present[2]:  # Average
+            np.copyto(pred, (a + b) >> 1, where=masks[2][lo:hi])
+        if present[3]:  # Paeth: the one of a, b, c closest to a + b - c (ties: a, b, c)
+            pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+            paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+            np.copyto(pred, paeth, where=masks[3][lo:hi])
+        pred += skewed[d, lo:hi]
+        np.bitwise_and(pred, 0xFF, out=rec[d + 2, lo + 1 : hi + 1])
+    return rec[cols + 2, rows + 1].astype(np.uint8).reshape(height, stride)
+
+
 def _unfilter(
     data: bytes, height: int, stride: int, bpp: int, name: str, offset: int
 ) -> np.ndarray:
     """Undo the per-row filters (PNG spec, section 9): ``[height, stride]`` uint8."""
     rows = np.frombuffer(data, np.uint8).reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.uint8)
-    prior = np.zeros(stride, np.uint8)
-    for r in range(height):
-        kind, line = int(rows[r, 0]), rows[r, 1:]
-        if kind == 0:
-            cur = line.copy()
-        elif kind == 1:  # Sub: running sum along each byte lane, modulo 256
-            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-        elif kind == 2:  # Up
-            cur = line + prior
-        elif kind in (3, 4):
-            filt, up = line.tolist(), prior.tolist()
-            rec = [0] * stride
-            for i in range(stride):
-                a = rec[i - bpp] if i >= bpp else 0
-                b = up[i]
-                if kind == 3:  # Average
-                    pred = (a + b) >> 1
-                else:  # Paeth
-                    c = up[i - bpp] if i >= bpp else 0
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                rec[i] = (filt[i] + pred) & 0xFF
-            cur = np.array(rec, np.uint8)
-        else:
-            raise format_error(name, offset, f"row {r} has filter type {kind}; PNG defines 0 to 4")
-        out[r] = cur
-        prior = cur
-    return out
+    kinds = rows[:, 0]
+    if (kinds > 4).any():
+        r = int(np.flatnonzero(kinds > 4)[0])
+        raise format_error(
+            name, offset, f"IDAT: row {r} has filter type {int(kinds[r])}; PNG defines 0 to 4"
+        )
+    if (kinds >= 3).any():
+        return _unfilter_wavefront(rows[:, 1:], kinds, bpp)
+    return _unfilter_rows(rows[:, 1:], kinds, bpp)
 
 
 def decode_png(raw: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -126,15 +162,16 @@ def decode_png(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     try:
         data = zlib.decompress(b"".join(d for d, _ in idat))
     except zlib.error as exc:
-        raise format_error(name, idat[0][1], f"corrupt compressed image data ({exc})") from exc
+        problem = f"IDAT: corrupt compressed image data ({exc})"
+        raise format_error(name, idat[0][1], problem) from exc
     channels = _CHANNELS[colour]
     bpp = channels * depth // 8
     stride = width * bpp
     if len(data) != height * (stride + 1):
         raise format_error(
             name, idat[0][1],
-            f"image data decompresses to {len(data)} bytes; {width}x{height} at {bpp} bytes per "
-            f"pixel needs {height * (stride + 1)}",
+            f"IDAT: image data decompresses to {len(data)} bytes; {width}x{height} at {bpp} "
+            f"bytes per pixel needs {height * (stride + 1)}",
         )  # fmt: skip
     rows = _unfilter(data, height, stride, bpp, name, idat[0][1])
     if depth == 8:
