@@ -235,3 +235,55 @@ def test_errors() -> None:
     backwards = make_events(np.array([5, 0]), np.array([0, 1]), np.array([0, 0]), np.array([1, 1]))
     with pytest.raises(ConfigurationError, match="event 1 has time 0 before"):
         windows_from_events(backwards, (4, 4), num_events=1)
+
+
+def test_padding_never_reaches_the_loss_or_its_gradient() -> None:
+    """A batch of recordings with different event counts: each sample's loss equals the
+    loss of that recording alone, and the flow at pixel (0, 0), where only the padding
+    events point, gets no gradient and changes nothing."""
+    g = np.random.default_rng(3)
+
+    def recording(n: int) -> np.ndarray:
+        t, x, y = np.sort(g.integers(0, 10_000, n)), g.integers(1, 12, n), g.integers(1, 9, n)
+        return make_events(t, x, y, g.integers(0, 2, n))
+
+    one = windows_from_events(recording(60), (12, 9), num_events=20, dtype=torch.float64)
+    two = windows_from_events(recording(90), (12, 9), num_events=30, dtype=torch.float64)
+    both = stack_recordings([one, two])
+    assert int((~both.valid).sum()) == 30  # sample 0 is padded by 10 per window
+    flow = (torch.randn(3, 2, 2, 9, 12, dtype=torch.float64) * 2).requires_grad_()
+    alone = [average_timestamp_loss(flow[:, b : b + 1], w, 3.0) for b, w in enumerate((one, two))]
+    assert torch.allclose(average_timestamp_loss(flow, both, 3.0), torch.cat(alone), rtol=1e-13)
+    contrast_maximization_loss(flow, both, mask=both.mask(torch.float64)).backward()
+    assert float(flow.grad[..., 0, 0].abs().max()) == 0.0
+    moved = flow.detach().clone()
+    moved[..., 0, 0] = 1e6
+    for t_ref in (0.0, 3.0):
+        assert torch.equal(
+            average_timestamp_loss(moved, both, t_ref),
+            average_timestamp_loss(flow.detach(), both, t_ref),
+        )
+
+
+def test_border_events_lose_the_weight_that_leaves_the_sensor() -> None:
+    events = make_events([0, 10], [11, 0], [8, 0], [1, 0])  # corners of a 12x9 sensor
+    w = windows_from_events(events, (12, 9), num_events=2)
+    flow = torch.zeros(1, 1, 2, 9, 12)
+    assert float(image_of_warped_events(flow, w).sum()) == 2.0
+    flow[0, 0, 0] = 0.5  # half a pixel to the right per window
+    forward = image_of_warped_events(flow, w)  # the event at x = 11, tau = 0 moves to 11.5
+    assert float(forward[0, 0, 8, 11]) == 0.5 and float(forward.sum()) == 1.5
+    backward = image_of_warped_events(flow, w, 0.0)  # the event at x = 0, tau = 1 to -0.5
+    assert float(backward[0, 1, 0, 0]) == 0.5 and float(backward.sum()) == 1.5
+
+
+def test_float32_agrees_with_float64() -> None:
+    w = random_windows(3, 2, 40, 11, 13, seed=4)
+    flow = torch.randn(
+        3, 2, 2, 11, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(5)
+    )
+    w32 = EventWindows(w.x, w.y, w.t.float(), w.p, w.valid, height=11, width=13)
+    for t_ref in (0.0, 3.0):
+        high = average_timestamp_loss(flow, w, t_ref)
+        low = average_timestamp_loss(flow.float(), w32, t_ref)
+        assert low.dtype == torch.float32 and torch.allclose(low.double(), high, rtol=1e-5)

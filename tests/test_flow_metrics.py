@@ -154,3 +154,10 @@ def test_broken_files_name_the_problem() -> None:
         decode_png(good[:8] + chunk + good[33:])
     with pytest.raises(ConfigurationError, match="does not fit the 16-bit"):
         encode_dsec_flow(np.full((2, 1, 1), 300.0))
+
+
+def test_rsat_of_events_all_at_time_zero_is_an_error() -> None:
+    events = make_events([5], [3], [4], [1])  # one window of one event: tau = 0
+    w = windows_from_events(events, (16, 16), num_events=1)
+    with pytest.raises(ConfigurationError, match=r"rsat: sample 0 .* 0/0"):
+        rsat(torch.zeros(1, 1, 2, 16, 16), w)

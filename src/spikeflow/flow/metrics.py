@@ -118,9 +118,20 @@ def flow_warp_loss(flow: Tensor, windows: EventWindows) -> Tensor:
 
 def rsat(flow: Tensor, windows: EventWindows) -> Tensor:
     """RSAT per sample ``[B]``: forward average-timestamp loss of ``flow`` over that of
-    zero flow, events rounded to the nearest pixel."""
+    zero flow, events rounded to the nearest pixel.
+
+    Raises:
+        ConfigurationError: a sample without events, or whose zero-flow loss is 0 (every
+            event at time 0 of the chunk, e.g. one window of one event): 0/0.
+    """
     T = float(windows.num_windows)
     with torch.no_grad():
         warped = average_timestamp_loss(flow, windows, T, interpolation="nearest")
         zero = average_timestamp_loss(torch.zeros_like(flow), windows, T, interpolation="nearest")
+    if (zero == 0).any():
+        b = int((zero == 0).nonzero()[0])
+        raise ConfigurationError(
+            f"rsat: sample {b} has a zero-flow loss of 0 (all its events at time 0 of the "
+            "chunk), so the ratio is 0/0; use more windows or windows of more events"
+        )
     return warped / zero
