@@ -9,7 +9,13 @@ import torch.nn.functional as F
 
 from spikeflow import functional as SF
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.flow import ConvRecurrent, SpikingEVFlowNet, SpikingFireNet, flow_neuron
+from spikeflow.flow import (
+    ArctanSpike,
+    ConvRecurrent,
+    SpikingEVFlowNet,
+    SpikingFireNet,
+    flow_neuron,
+)
 
 
 def test_flow_neuron_initial_leak_and_threshold() -> None:
@@ -179,3 +185,12 @@ def test_errors() -> None:
         ConvRecurrent(flow_neuron(3, "s"), 3)(torch.zeros(2, 1, 4, 5, 5))
     with pytest.raises(ConfigurationError, match="threshold"):
         SpikingFireNet(threshold=0.0)
+
+
+def test_arctan_spike_primitive_is_the_antiderivative_of_its_surrogate() -> None:
+    x = torch.linspace(-3, 3, 61, dtype=torch.float64).requires_grad_()
+    smooth = ArctanSpike(10.0, spiking=False)
+    smooth(x).sum().backward()
+    assert torch.allclose(x.grad, 1 / (1 + 10 * x.detach() ** 2), rtol=1e-12)
+    assert torch.allclose(ArctanSpike.derivative(x.detach(), 10.0), x.grad, rtol=1e-12)
+    assert float(smooth(torch.tensor(-1e6, dtype=torch.float64))) == pytest.approx(0, abs=1e-6)
