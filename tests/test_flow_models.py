@@ -160,6 +160,10 @@ def test_evflownet_multiscale_predictions() -> None:
     with torch.no_grad():
         net.coarse_heads[0].pred.bias.fill_(3.0)
     assert not torch.equal(net(x)[1], flows[1])  # changing a coarse head changes the next
+    whole = net(x)
+    with SF.streaming(net):  # the fed-back predictions keep streaming equal to one call
+        first, second = net(x[:1]), net(x[1:])
+    assert all(torch.equal(torch.cat([a, b]), w) for a, b, w in zip(first, second, whole))
 
 
 def test_threshold_argument_reaches_every_neuron() -> None:
