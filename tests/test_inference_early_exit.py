@@ -311,3 +311,83 @@ def test_scores_by_hand() -> None:
     entropy = exit_scores(logits, "entropy")
     by_hand = -(0.5 * math.log(0.5) + 3 * (1 / 6) * math.log(1 / 6)) / math.log(4)
     torch.testing.assert_close(entropy, torch.tensor([1.0, by_hand]))
+
+
+class _AttributeState(nn.Module):
+    """A leaky sum kept in a plain attribute, restarted when the input's shape changes
+    (as many hand-written layers do): stepped with samples dropped, it would restart
+    silently."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.v: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.v is None or self.v.shape != x.shape[1:]:
+            self.v = torch.zeros_like(x[0])
+        out = []
+        for xt in x:
+            self.v = 0.5 * self.v + xt
+            out.append(self.v)
+        return torch.stack(out)
+
+
+class _BufferState(nn.Module):
+    """A per-feature state updated in place in a buffer at every step."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.register_buffer("v", torch.zeros(features, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = []
+        for xt in x:
+            self.v.mul_(0.5).add_(xt.mean(0))
+            out.append(xt + self.v)
+        return torch.stack(out)
+
+
+class _CacheOnce(nn.Module):
+    """Fills a cache at its first call and only reads it after: not a state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.scale is None:
+            self.scale = torch.full(x.shape[2:], 1.5, dtype=x.dtype)
+        return x * self.scale
+
+
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (_AttributeState(), r"module '2' \(_AttributeState\) .* changes its tensor 'v'"),
+        (_BufferState(48), r"module '2' \(_BufferState\) .* changes its tensor 'v'"),
+    ],
+)
+def test_state_outside_memory_modules_refused(module: nn.Module, match: str) -> None:
+    """Per-sample state in a plain module's attribute or buffer is refused, not
+    silently restarted or mixed between samples."""
+    net, x = build("mlp")
+    net = nn.Sequential(net[0], net[1], module, net[2], net[3]).double()
+    with pytest.raises(StateError, match=match):
+        early_exit(net, x, ExitRule("confidence", 1.0))
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_cache_filled_at_the_first_call_accepted(recorded: bool) -> None:
+    """A cache filled once is not a state; nor is a neuron's record of its membrane
+    (``store_v_seq``, a tensor attribute of a MemoryModule set at every call)."""
+    net, x = build("mlp")
+    net[2].store_v_seq = recorded
+    net = nn.Sequential(net[0], net[1], _CacheOnce(), net[2], net[3]).double()
+    with torch.no_grad():
+        out_seq = net(x)
+    net[2].scale = None  # as new: the first step fills it again
+    rule = ExitRule("confidence", spread_threshold(out_seq, "confidence"))
+    steps, predictions, _ = reference_exits(out_seq, rule)
+    result = early_exit(net, x, rule)
+    assert result.exit_steps.tolist() == steps
+    assert result.predictions.tolist() == predictions

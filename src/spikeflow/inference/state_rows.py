@@ -9,6 +9,11 @@ is checked against (batch first). The state's trailing dims are that step's, so 
 samples of a state tensor sit at dim ``value.dim() - len(step)``; a tensor with fewer
 dims than the step (a step counter, a value broadcast over the batch) is shared by all
 samples and kept whole. :class:`SteppedNetwork` reads those shapes and selects rows.
+
+A module that keeps a state any other way (a plain ``nn.Module``, not a MemoryModule,
+holding a tensor in an attribute or a buffer it replaces or updates at each call) cannot
+be carried or selected: :class:`SteppedNetwork` refuses it at the first step after which
+such a tensor changed again (a cache filled once, at the first call, is not a state).
 """
 
 from __future__ import annotations
@@ -43,14 +48,19 @@ class SteppedNetwork:
         self.net = net
         self._modules = {n: m for n, m in net.named_modules() if isinstance(m, MemoryModule)}
         self._step_shapes: dict[str, tuple[int, ...] | None] = {}
+        self._calls = 0
 
     def __call__(self, x: Tensor, state: NetworkState | None) -> tuple[Any, NetworkState]:
         """``net(x)`` from ``state`` (None: the initial state): the output and the
         state after the call."""
         given: dict[str, dict[str, Tensor] | None] = dict(state or {})
         shapes: dict[str, tuple[int, ...] | None] = {}
+        before = _tensor_attributes(self.net)
         output, final = run_explicit(self._modules, given, lambda: self.net(x), shapes)
         self._step_shapes = shapes
+        self._calls += 1
+        if self._calls > 1:  # the first call may fill caches; later ones must not change
+            _check_unchanged(before, _tensor_attributes(self.net))
         return output, final
 
     def batch_dim(self, module: str, key: str, value: Tensor, batch: int) -> int | None:
@@ -93,6 +103,39 @@ class SteppedNetwork:
                 index = keep.to(value.device)
                 chosen[module][key] = value if dim is None else value.index_select(dim, index)
         return chosen
+
+
+#: ``(module name, attribute)`` -> the tensor's identity and in-place version counter.
+_Attributes = dict[tuple[str, str], tuple[int, int, str]]
+
+
+def _tensor_attributes(net: nn.Module) -> _Attributes:
+    """The tensors held in plain attributes and buffers of every module of ``net``
+    but its MemoryModules (whose state is declared; their other tensors are records,
+    as a neuron's ``v_seq``)."""
+    found: _Attributes = {}
+    for name, module in net.named_modules():
+        if isinstance(module, MemoryModule):
+            continue
+        held = {k: v for k, v in vars(module).items() if isinstance(v, Tensor)}
+        held.update({k: v for k, v in module._buffers.items() if v is not None})
+        for key, value in held.items():
+            if not isinstance(value, nn.Parameter):
+                found[(name, key)] = (id(value), value._version, type(module).__name__)
+    return found
+
+
+def _check_unchanged(before: _Attributes, after: _Attributes) -> None:
+    """A StateError naming the first attribute tensor a step set, replaced or updated."""
+    for (name, key), (ident, version, kind) in after.items():
+        if before.get((name, key), (None, None, kind))[:2] != (ident, version):
+            raise StateError(
+                f"early exit cannot run module {name or '(the network)'!r} ({kind}) step by "
+                f"step: each call changes its tensor {key!r}, a state kept outside spikeflow's "
+                "MemoryModule protocol, which early exit can neither carry from one step to "
+                "the next nor select the running samples of (results would be silently "
+                "wrong). Keep the state through MemoryModule (_carried_state/_keep_state)"
+            )
 
 
 def selected_input(x: Tensor, keep: Tensor | None) -> Tensor:
