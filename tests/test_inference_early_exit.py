@@ -391,3 +391,50 @@ def test_cache_filled_at_the_first_call_accepted(recorded: bool) -> None:
     result = early_exit(net, x, rule)
     assert result.exit_steps.tolist() == steps
     assert result.predictions.tolist() == predictions
+
+
+def test_entropy_of_outputs_with_minus_infinity() -> None:
+    """Log-probability outputs may hold -inf (a class of probability 0): 0 log 0 = 0,
+    so the entropy is that of the other classes, not NaN (which never exits)."""
+    inf = float("inf")
+    logits = torch.tensor([[0.0, -inf, -inf, -inf], [0.0, 0.0, -inf, -inf]])
+    entropy = exit_scores(logits, "entropy")
+    torch.testing.assert_close(entropy, torch.tensor([0.0, math.log(2) / math.log(4)]))
+    out_seq = torch.tensor([[0.0, -inf], [0.0, 0.0]]).log_softmax(-1).expand(3, 2, 2)
+    result = exit_from_outputs(out_seq.contiguous(), ExitRule("entropy", 0.1))
+    assert result.exit_steps.tolist() == [1, 3]
+
+
+def test_outputs_with_nan_refused() -> None:
+    """A NaN in a sample's output gives no score: refused naming the sample (its index
+    in the batch given, after others left) and the step, not run on to T and predicted
+    from NaN."""
+    net, x = build("mlp")
+    net = _InputReachesOutput(net)
+    with torch.no_grad():
+        out_seq = net(x)
+    rule = ExitRule("confidence", spread_threshold(out_seq, "confidence"))
+    steps, _, _ = reference_exits(out_seq, rule)
+    last = max(i for i, s in enumerate(steps) if s == x.shape[0])  # runs all T steps
+    assert min(steps) < x.shape[0] and last > steps.index(min(steps))
+    x = x.clone()
+    x[3, last] = float("nan")
+    match = rf"sample {last} at step 4 gives no score"
+    with pytest.raises(ConfigurationError, match=match):
+        early_exit(net, x, rule)
+    with torch.no_grad():
+        out_seq = net(x)
+    with pytest.raises(ConfigurationError, match=match):
+        exit_from_outputs(out_seq, rule)
+
+
+class _InputReachesOutput(nn.Module):
+    """``net`` plus 0 times the input's sum: a NaN in the input reaches the output
+    (spikes would swallow it)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x) + 0.0 * x.flatten(2).sum(-1, keepdim=True)

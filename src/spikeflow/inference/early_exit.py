@@ -122,7 +122,27 @@ def exit_scores(accumulated: Tensor, criterion: Criterion) -> Tensor:
     classes = accumulated.shape[-1]
     if classes < 2:
         raise ShapeError("exit_scores: the entropy criterion needs at least 2 classes")
-    return -(log_p.exp() * log_p).sum(dim=-1) / math.log(classes)
+    # 0 log 0 = 0: a class at -inf (a log-probability output) adds nothing, not NaN.
+    terms = torch.where(log_p.isneginf(), 0.0, log_p.exp() * log_p)
+    return -terms.sum(dim=-1) / math.log(classes)
+
+
+def _check_scores(scores: Tensor, samples: Tensor, step: int | None, where: str) -> None:
+    """A ConfigurationError naming the first sample (and step) whose score is NaN:
+    its accumulated output holds a NaN or a +inf, and no exit or prediction of it
+    would mean anything. ``scores`` ``[b]`` (at step ``step``) or ``[T, B]``
+    (``step`` None); ``samples``: the batch index of each column."""
+    bad = scores.isnan()
+    if not bool(bad.any()):
+        return
+    if step is None:
+        t, b = (int(i) for i in bad.nonzero()[0])
+    else:
+        t, b = step, int(bad.nonzero()[0, 0])
+    raise ConfigurationError(
+        f"{where}: the accumulated output of sample {int(samples[b])} at step {t + 1} "
+        "gives no score (the model's output holds NaN or +inf there)"
+    )
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,7 @@ def exit_from_outputs(out_seq: Tensor, rule: ExitRule) -> EarlyExitResult:
 
     Raises:
         ShapeError: ``out_seq`` is not ``[T, B, K]`` with ``T, B, K >= 1``.
+        ConfigurationError: an accumulated output with NaN or +inf (no score).
     """
     _check_outputs(out_seq)
     steps = out_seq.shape[0]
@@ -160,6 +181,7 @@ def exit_from_outputs(out_seq: Tensor, rule: ExitRule) -> EarlyExitResult:
     total = out_seq.cumsum(0)
     accumulated = total / counts.view(-1, 1, 1) if rule.accumulate == "mean" else total
     scores = exit_scores(accumulated, rule.criterion)  # [T, B]
+    _check_scores(scores, torch.arange(out_seq.shape[1]), None, "exit_from_outputs")
     passed = rule.passes(scores)
     passed[-1] = True
     first = passed.to(torch.uint8).argmax(dim=0)  # the first step that passes
@@ -205,8 +227,11 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
         ShapeError: ``x_seq`` is not time-major with at least one step and one sample,
             or the model does not return ``[1, b, K]`` for a step.
         StateError: the model holds a module that cannot carry its state from one step
-            to the next (a whole-sequence module, another library's neuron), or whose
-            state's samples cannot be selected (named).
+            to the next (a whole-sequence module, another library's neuron, a plain
+            module keeping a state in a tensor attribute), or whose state's samples
+            cannot be selected (named).
+        ConfigurationError: a step's accumulated output with NaN or +inf (the sample
+            and step named).
     """
     if not isinstance(x_seq, Tensor):
         raise DTypeError(f"early_exit: x_seq must be a tensor, got {type(x_seq).__name__}")
@@ -231,6 +256,7 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
             total = out.clone() if total is None else total + out
             accumulated = _accumulated(total, t + 1, rule.accumulate)
             score = exit_scores(accumulated, rule.criterion)
+            _check_scores(score, running, t, "early_exit")
             done = rule.passes(score) if t + 1 < steps else torch.ones_like(score, dtype=bool)
             if outputs is None or scores is None:
                 outputs = accumulated.new_zeros(batch, accumulated.shape[-1])
