@@ -92,3 +92,6 @@ def test_bad_early_exit_options(tmp_path, capsys):
     assert (
         "--early-exit confidence:2: early exit: the confidence threshold" in capsys.readouterr().err
     )
+    # the accumulation alone would be ignored silently: refused
+    assert main(["eval", "--checkpoint", str(missing), "--early-exit-accumulate", "sum"]) == 2
+    assert "--early-exit-accumulate) needs early_exit (--early-exit)" in capsys.readouterr().err

@@ -153,6 +153,10 @@ def evaluate_checkpoint(
         raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if spike_counts and not operations:
         raise ConfigurationError("spike_counts (--spike-counts) needs operations (--operations)")
+    if early_exit is None and early_exit_accumulate != "mean":
+        raise ConfigurationError(
+            "early_exit_accumulate (--early-exit-accumulate) needs early_exit (--early-exit)"
+        )
     rules = None if early_exit is None else parse_early_exit(early_exit, early_exit_accumulate)  # type: ignore[arg-type]
     run_folder = Path(path) if Path(path).is_dir() else None
     path = find_checkpoint(path)
