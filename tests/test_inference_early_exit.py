@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from spikeflow import layers
 from spikeflow.base import MemoryModule
 from spikeflow.energy import OperationCounter
-from spikeflow.errors import ConfigurationError, ShapeError, StateError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 from spikeflow.inference import (
+    ACCUMULATE,
     ExitRule,
     ThresholdSweep,
     early_exit,
@@ -272,6 +273,9 @@ def test_bad_input() -> None:
         early_exit(nn.Sequential(net, _MeanOverTime()), x, rule)
     with pytest.raises(ShapeError, match="time-major"):
         early_exit(net, x[0, 0, 0, 0], rule)
+    for accumulate in ACCUMULATE:  # spike counts: refused as exit_from_outputs does
+        with pytest.raises(DTypeError, match=r"must be floating point .*, got torch\.int64"):
+            early_exit(nn.Sequential(net, _Counts()), x, ExitRule("confidence", 0.5, accumulate))
     with pytest.raises(ShapeError, match="no steps or no samples"):
         early_exit(net, x[:, :0], rule)
     with pytest.raises(ConfigurationError, match="must be an ExitRule"):
@@ -296,6 +300,11 @@ def test_bad_input() -> None:
         sweep.update(torch.zeros(5, 4, 2), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ConfigurationError, match="thresholds is empty"):
         ThresholdSweep("confidence", [])
+
+
+class _Counts(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return (x > 0).long()
 
 
 class _MeanOverTime(nn.Module):

@@ -23,7 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule, run_explicit
-from spikeflow.errors import ShapeError, StateError
+from spikeflow.errors import DTypeError, ShapeError, StateError
 from spikeflow.functional import check_streamable
 
 __all__ = ["NetworkState", "SteppedNetwork", "check_step_output", "selected_input"]
@@ -144,12 +144,18 @@ def selected_input(x: Tensor, keep: Tensor | None) -> Tensor:
 
 
 def check_step_output(output: object, batch: int, where: str) -> Tensor:
-    """The output of one step ``[1, B, K]`` as ``[B, K]``, else a ShapeError."""
+    """The output of one step ``[1, B, K]`` as ``[B, K]``, else a ShapeError (a
+    DTypeError if it is not floating point)."""
     if not isinstance(output, Tensor) or output.dim() != 3 or output.shape[:2] != (1, batch):
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ShapeError(
             f"{where}: the model must return the output of every step, [T, B, K] (one "
             f"step: [1, {batch}, K]); it returned {got}. A model that averages over time "
             "or returns several outputs cannot be stopped early"
+        )
+    if not output.is_floating_point():
+        raise DTypeError(
+            f"{where}: the model's output must be floating point (scores come from its "
+            f"softmax), got {output.dtype}"
         )
     return output[0]
