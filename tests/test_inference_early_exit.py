@@ -447,3 +447,13 @@ class _InputReachesOutput(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x) + 0.0 * x.flatten(2).sum(-1, keepdim=True)
+
+
+def test_batch_norm_without_running_statistics_refused() -> None:
+    """A batch norm with track_running_stats=False normalises with each call's batch in
+    eval mode too: one step of the running samples is not the whole run, refused."""
+    net, x = build("mlp")
+    norm = layers.BatchNorm1d(48, track_running_stats=False)
+    net = nn.Sequential(net[0], net[1], norm, net[2], net[3]).double()
+    with pytest.raises(ConfigurationError, match=r"module '2' \(BatchNorm1d\) has no running"):
+        early_exit(net, x, ExitRule("confidence", 1.0))

@@ -210,6 +210,22 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def _check_batch_independent(model: nn.Module) -> None:
+    """A ConfigurationError naming the first batch norm of ``model`` without running
+    statistics: it normalises with the statistics of each call's batch even in eval
+    mode, so one step of the samples still running computes something else than the
+    whole run (whose statistics span all steps and samples)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None:
+            raise ConfigurationError(
+                f"early_exit: module {name or type(model).__name__!r} "
+                f"({type(module).__name__}) has no running statistics "
+                "(track_running_stats=False): it normalises with the statistics of each "
+                "call's batch, so a step of the samples still running would not compute "
+                "what the whole run does"
+            )
+
+
 @torch.no_grad()
 def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResult:
     """Run ``model`` on ``x_seq`` ``[T, B, ...]`` one time step at a time and stop
@@ -231,7 +247,8 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
             module keeping a state in a tensor attribute), or whose state's samples
             cannot be selected (named).
         ConfigurationError: a step's accumulated output with NaN or +inf (the sample
-            and step named).
+            and step named), or a batch norm without running statistics (it would
+            normalise each step's running samples by themselves).
     """
     if not isinstance(x_seq, Tensor):
         raise DTypeError(f"early_exit: x_seq must be a tensor, got {type(x_seq).__name__}")
@@ -241,6 +258,7 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
         raise ShapeError(f"early_exit: x_seq has no steps or no samples ({tuple(x_seq.shape)})")
     if not isinstance(rule, ExitRule):
         raise ConfigurationError(f"early_exit: rule must be an ExitRule, got {rule!r}")
+    _check_batch_independent(model)
     net = SteppedNetwork(model)
     device = x_seq.device
     running = torch.arange(batch, device=device)  # the samples still running
