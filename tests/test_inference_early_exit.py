@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -300,6 +301,14 @@ def test_bad_input() -> None:
         sweep.update(torch.zeros(5, 4, 2), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ConfigurationError, match="thresholds is empty"):
         ThresholdSweep("confidence", [])
+    with pytest.raises(ConfigurationError, match="must be a sequence of numbers"):
+        ThresholdSweep("confidence", torch.zeros(2, 2))
+    # linspace thresholds, numpy or torch: the same rules as a list
+    for values in (np.linspace(0, 1, 5), torch.linspace(0, 1, 5, dtype=torch.float64)):
+        assert (
+            ThresholdSweep("entropy", values).rules
+            == ThresholdSweep("entropy", [0.0, 0.25, 0.5, 0.75, 1.0]).rules
+        )
 
 
 class _Counts(nn.Module):

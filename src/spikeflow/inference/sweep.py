@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -42,8 +43,9 @@ class SweepPoint:
 
 class ThresholdSweep:
     """Running counts of :class:`SweepPoint` for each of ``thresholds`` of
-    ``criterion``: feed it each batch's outputs with :meth:`update`, read the curve
-    with :meth:`points`.
+    ``criterion`` (a sequence of numbers, or a 1-D array or tensor such as
+    ``np.linspace(0, 1, 21)``): feed it each batch's outputs with :meth:`update`, read
+    the curve with :meth:`points`.
 
     Raises:
         ConfigurationError: no thresholds, or a bad criterion, threshold or
@@ -53,9 +55,12 @@ class ThresholdSweep:
     def __init__(
         self, criterion: Criterion, thresholds: Sequence[float], accumulate: Accumulate = "mean"
     ) -> None:
+        if isinstance(thresholds, (Tensor, np.ndarray)) and thresholds.ndim == 1:
+            thresholds = thresholds.tolist()  # np.linspace / torch.linspace: their floats
         if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
             raise ConfigurationError(
-                f"ThresholdSweep: thresholds must be a sequence of numbers, got {thresholds!r}"
+                "ThresholdSweep: thresholds must be a sequence of numbers (or a 1-D array "
+                f"or tensor), got {thresholds!r}"
             )
         if not thresholds:
             raise ConfigurationError("ThresholdSweep: thresholds is empty")
