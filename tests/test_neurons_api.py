@@ -183,6 +183,47 @@ def test_declaration_errors():
         declare(with_aux, bad_update)
 
 
+class _TwoCompartments(BaseNode):
+    """A charge that advances a dendrite ``d`` before firing (charge_returns_aux)."""
+
+    charge_returns_aux = True
+
+    @staticmethod
+    def charge(x, v, d, *, k):
+        d = d + x - k * v
+        return v + k * d, d
+
+    def neuron_params(self):
+        return {"k": 0.5}
+
+    def initial_values(self):
+        return {**super().initial_values(), "d": 0.0}
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_charge_returning_state_without_the_flag_is_named(backend):
+    class Forgot(_TwoCompartments):
+        charge_returns_aux = False
+
+        @staticmethod
+        def update(h, s, d, *, k):
+            return d
+
+    with pytest.raises(ConfigurationError, match=r"charge_returns_aux = True.*\(H, d\)"):
+        Forgot(backend=backend, step_mode="m")(torch.rand(3, 2, 4))
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_state_without_a_starting_value_is_named(backend):
+    class NoStart(_TwoCompartments):
+        def initial_values(self):
+            return {"v": 0.0}
+
+    with pytest.raises(ConfigurationError, match=r"NoStart.initial_values\(\).*\['d'\]"):
+        NoStart(backend=backend, step_mode="m")(torch.rand(3, 2, 4))
+    assert _TwoCompartments(backend=backend, step_mode="m")(torch.rand(3, 2, 4)).shape == (3, 2, 4)
+
+
 class QuadraticIF(BaseNode):
     """A user-written neuron: only the equation is written."""
 

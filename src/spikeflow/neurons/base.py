@@ -275,8 +275,18 @@ class BaseNode(MemoryModule):
         whose tensors are then used."""
         # (the bound method: an override set on the instance counts too)
         if getattr(self.initial_state, "__func__", None) is BaseNode.initial_state:
-            return dict(self.initial_values())
-        return self.initial_state(like)
+            state: dict[str, Tensor | float] = dict(self.initial_values())
+            where = "initial_values()"
+        else:
+            state, where = self.initial_state(like), "initial_state(like)"
+        missing = [name for name in self.declaration().state_names if name not in state]
+        if missing:
+            raise ConfigurationError(
+                f"{type(self).__name__}.{where} gives no starting value for the state "
+                f"{missing} its equations declare: add it, e.g. return "
+                f"{{**super().{where}, {missing[0]!r}: 0.0}}"
+            )
+        return state
 
     @property
     def firing_rule(self) -> FiringRule:

@@ -125,6 +125,13 @@ class NeuronDeclaration:
         """``charge``'s result as ``(H, aux)``: ``aux`` the new auxiliary state when
         ``charge_returns_aux`` (checked: one value per auxiliary state), else ``None``."""
         if not self.charge_returns_aux:
+            if isinstance(out, (tuple, list)):
+                raise ConfigurationError(
+                    f"{self.name}.charge returned {len(out)} values, but the neuron does not "
+                    "set charge_returns_aux = True: return H alone, or set the class "
+                    "attribute charge_returns_aux = True and return (H, "
+                    f"{', '.join(self.aux_names) or '*aux'}), the auxiliary state after charge"
+                )
             return out, None
         values = _as_values(out)
         if len(values) != 1 + len(self.aux_names):
