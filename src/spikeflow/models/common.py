@@ -51,6 +51,7 @@ from spikeflow.neurons import (
     AdLIFNode,
     ALIFNode,
     AlphaNode,
+    BRFNode,
     ComplementaryLIFNode,
     CubaLIFNode,
     DSRIFNode,
@@ -75,6 +76,7 @@ from spikeflow.neurons import (
     RefractoryLIFNode,
     SlidingPSN,
     SynapticNode,
+    TCLIFNode,
     TernaryIFNode,
     TernaryLIFNode,
 )
@@ -142,6 +144,10 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
     "izhikevich": IzhikevichNode,
     "cuba_lif": CubaLIFNode,
     "adlif": AdLIFNode,
+    # Recent neurons for long sequences (docs/neuron_zoo_sequence.md): learnable
+    # per-neuron dynamics (``shape``, which the sequence models pass).
+    "tc_lif": TCLIFNode,
+    "brf": BRFNode,
     "clif": ComplementaryLIFNode,
     "glif": GatedLIFNode,
     "raf": RAFNode,

@@ -202,7 +202,7 @@ class RecurrentLIFSequenceNet(_SequenceClassifier):
         factory = NeuronFactory(neuron, neuron_kwargs)
         parts: list[nn.Module] = []
         for index in range(n_layers):
-            cell = factory()
+            cell = factory(shape=hidden)  # per-neuron parameters, for neurons with them
             set_step_mode(cell, "s")  # the recurrence owns the time loop
             if index:  # the first layer's feed-forward weights are the embedding
                 parts.append(layers.Linear(hidden, hidden))

@@ -19,6 +19,8 @@
 * :mod:`~spikeflow.neurons.adex`: the adaptive exponential integrate-and-fire neuron
   (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
+* :mod:`~spikeflow.neurons.brf`: the balanced resonate-and-fire neuron (BRF).
+* :mod:`~spikeflow.neurons.tc_lif`: the two-compartment LIF (TC-LIF).
 * :mod:`~spikeflow.neurons.lava_dl`: Lava-DL's SLAYER neurons beyond CUBA (ALIF;
   :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF, ADRF-IZ and ADRF, complex input, stepped by a loop;
   :mod:`~spikeflow.neurons.lava_hoyer`: CUBA with Hoyer spiking).
@@ -61,6 +63,7 @@ from spikeflow.neurons.adex_refractory import RefractoryAdExLIFNode
 from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.alpha import AlphaNode
 from spikeflow.neurons.base import BaseNode
+from spikeflow.neurons.brf import BRFNode
 from spikeflow.neurons.conductance import CobaLIFNode
 from spikeflow.neurons.converted import ActivationAwareIFNode, HalfThresholdIFNode
 from spikeflow.neurons.current import CubaLIFNode
@@ -110,6 +113,7 @@ from spikeflow.neurons.resonator import RAFNode, ResonateAndFireNode
 from spikeflow.neurons.snntorch_parallel import LeakyParallel, LinearLeaky, StateLeakyNode
 from spikeflow.neurons.snntorch_style import LapicqueNode, LeakyNode, SynapticNode
 from spikeflow.neurons.tap import SpikeTap
+from spikeflow.neurons.tc_lif import TCLIFNode
 from spikeflow.neurons.ternary import TernaryIFNode, TernaryLIFNode
 
 __all__ = [
@@ -122,6 +126,7 @@ __all__ = [
     "AdLIFNode",
     "AdaptiveLIFNode",
     "AlphaNode",
+    "BRFNode",
     "BaseNode",
     "CLIFNode",
     "CobaLIFNode",
@@ -188,6 +193,7 @@ __all__ = [
     "SpikeTap",
     "StateLeakyNode",
     "SynapticNode",
+    "TCLIFNode",
     "TernaryIFNode",
     "TernaryLIFNode",
     "band_mask",

@@ -1,0 +1,232 @@
+"""TC-LIF (Zhang et al., AAAI 2024) and BRF (Higuchi et al., ICML 2024) on every backend.
+
+Against a transcription, written here, of each authors' step (TC-LIF's
+``TCLIFNode.neuronal_charge``/``neuronal_reset``, BRF's ``BRFCell.forward`` with
+``brf_update``; float64): identical spikes and membranes, and the gradients of the input
+and of every learnable parameter (TC-LIF's ``decay``, BRF's ``omega`` and ``b_offset``),
+per layer and per neuron, through the reference loop, the fused C kernels and Triton (its
+interpreter without a GPU). gradcheck with a smooth surrogate; streaming in chunks equals
+one call; the argument errors; the model zoo's names and their per-neuron parameters.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import fused_backends, kernel_device
+from gradchecks import gradcheck_backend
+from spikeflow import functional as F
+from spikeflow.errors import ConfigurationError
+from spikeflow.models import NEURONS, create_model
+from spikeflow.neurons import BRFNode, TCLIFNode
+from spikeflow.surrogate import Sigmoid
+
+BACKENDS = fused_backends("torch")
+F64 = torch.float64
+
+
+class _SigmoidSpike(torch.autograd.Function):
+    """Θ(u >= 0) forward, ``a σ(a u) (1 - σ(a u))`` backward (the Sigmoid surrogate)."""
+
+    @staticmethod
+    def forward(ctx, u, a):
+        ctx.save_for_backward(u)
+        ctx.a = a
+        return (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        sg = torch.sigmoid(ctx.a * u)
+        return grad * ctx.a * sg * (1 - sg), None
+
+
+def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=False):
+    """The authors' TC-LIF step: charge v1 (dendrite) then v2 (soma), fire on v2, soft
+    reset of both (v1 by gamma, v2 by θ) or hard reset of v2 alone (to 0)."""
+    v1 = torch.zeros_like(x[0])
+    v2 = torch.zeros_like(x[0])
+    spikes, somas = [], []
+    for x_t in x:
+        v1 = v1 - torch.sigmoid(decay[0]) * v2 + x_t
+        v2 = v2 + torch.sigmoid(decay[1]) * v1
+        s = _SigmoidSpike.apply(v2 - theta, 4.0)
+        sd = s.detach() if detach_reset else s
+        if hard_reset:
+            v2 = (1.0 - sd) * v2
+        else:
+            v1 = v1 - sd * gamma
+            v2 = v2 - sd * theta
+        spikes.append(s)
+        somas.append(v2)
+    return torch.stack(spikes), torch.stack(somas)
+
+
+def brf_authors_loop(x, omega_raw, b_offset_raw, dt=0.01, theta=1.0):
+    """The authors' BRF cell: |omega|, |b_offset|, b = p(omega) - b_offset - q, Euler
+    step of the complex membrane from the old (u, v), spike on u - θ - q, q ← 0.9 q + z,
+    no reset."""
+    omega = omega_raw.abs()
+    p_omega = (-1 + torch.sqrt(1 - torch.square(dt * omega))) / dt
+    b_offset = b_offset_raw.abs()
+    u = torch.zeros_like(x[0])
+    v = torch.zeros_like(x[0])
+    q = torch.zeros_like(x[0])
+    spikes, reals = [], []
+    for x_t in x:
+        b = p_omega - b_offset - q
+        u_ = u + b * u * dt - omega * v * dt + x_t * dt
+        v = v + omega * u * dt + b * v * dt
+        z = _SigmoidSpike.apply(u_ - theta - q, 4.0)
+        q = q * 0.9 + z
+        u = u_
+        spikes.append(z)
+        reals.append(u)
+    return torch.stack(spikes), torch.stack(reals)
+
+
+def _tclif(backend, shape, seed=0, **kw):
+    torch.manual_seed(seed)
+    node = TCLIFNode(shape, backend=backend, store_v_seq=True, **kw).double()
+    with torch.no_grad():
+        node.decay.add_(torch.randn_like(node.decay))  # factors away from 0.5
+    return node.to(kernel_device(backend))
+
+
+def _brf(backend, shape, seed=0, **kw):
+    torch.manual_seed(seed)
+    node = BRFNode(shape, backend=backend, store_v_seq=True, **kw).double()
+    return node.to(kernel_device(backend))
+
+
+def _compare(s, v_seq, got, s_ref, v_ref, want, names):
+    assert torch.equal(s, s_ref)
+    assert 0.05 < s.mean().item() < 0.9  # spikes and silences
+    torch.testing.assert_close(v_seq, v_ref, rtol=1e-12, atol=1e-12)
+    for name, a, b in zip(names, got, want, strict=True):
+        assert a.shape == b.shape and b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [None, 6], ids=["per-layer", "per-neuron"])
+@pytest.mark.parametrize(
+    "mode", ["soft", "soft-detach", "hard"], ids=["soft", "soft-detach", "hard"]
+)
+def test_tclif_equals_the_authors_step(backend, shape, mode):
+    device = kernel_device(backend)
+    kw = {"v_reset": 0.0} if mode == "hard" else {"detach_reset": mode == "soft-detach"}
+    node = _tclif(backend, shape, gamma=0.7, **kw)
+    torch.manual_seed(1)
+    x = (torch.rand(16, 3, 6, dtype=F64, device=device) * 1.2 - 0.3).requires_grad_()
+    g = torch.randn(16, 3, 6, dtype=F64, device=device)
+    s = node(x)
+    got = torch.autograd.grad((s * g).sum() + node.v_seq.sum(), [x, node.decay])
+    x_ref = x.detach().clone().requires_grad_()
+    decay = node.decay.detach().clone().requires_grad_()
+    s_ref, v_ref = tclif_authors_loop(
+        x_ref, decay, 0.7, 1.0, detach_reset=mode == "soft-detach", hard_reset=mode == "hard"
+    )
+    want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, decay])
+    _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "decay"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [None, 6], ids=["per-layer", "per-neuron"])
+def test_brf_equals_the_authors_step(backend, shape):
+    device = kernel_device(backend)
+    node = _brf(backend, shape)
+    torch.manual_seed(1)
+    # the authors' input enters scaled by dt: currents of order 1/dt make it fire
+    x = (torch.rand(24, 3, 6, dtype=F64, device=device) * 300 - 120).requires_grad_()
+    g = torch.randn(24, 3, 6, dtype=F64, device=device)
+    s = node(x)
+    params = [node.omega, node.b_offset]
+    got = torch.autograd.grad((s * g).sum() + node.v_seq.sum(), [x, *params])
+    x_ref = x.detach().clone().requires_grad_()
+    p_ref = [p.detach().clone().requires_grad_() for p in params]
+    s_ref, v_ref = brf_authors_loop(x_ref, *p_ref)
+    want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
+    _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "omega", "b_offset"])
+
+
+def test_brf_at_the_divergence_boundary_neither_grows_nor_decays():
+    # b_offset = 0, no input after a kick, no spike: |z| is kept by the Euler step.
+    node = BRFNode(omega_range=(30.0, 30.0), b_offset_range=(0.0, 0.0), v_threshold=1e9,
+                   backend="torch", store_v_seq=True).double()  # fmt: skip
+    x = torch.zeros(200, 1, 1, dtype=F64)
+    x[0] = 10.0  # z = dt x = 0.1 after the first step
+    with F.streaming(node):
+        node(x)
+        w = node.state["w"]
+    v = node.v_seq[-1]
+    torch.testing.assert_close(torch.sqrt(v**2 + w**2), torch.full_like(v, 0.1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["tclif", "tclif_hard", "brf"])
+def test_gradcheck_float64(kind, backend):
+    """gradcheck of spikes and membrane (input, threshold) with a smooth surrogate."""
+    device = kernel_device(backend)
+    kw = dict(surrogate_function=Sigmoid(alpha=2.0, spiking=False),
+              v_threshold=torch.tensor([0.9, 1.1]), learnable_threshold=True)  # fmt: skip
+    if kind == "brf":
+        node, scale = _brf(backend, 2, **kw), 150.0
+    else:
+        node, scale = _tclif(backend, 2, v_reset=0.0 if kind == "tclif_hard" else None, **kw), 2.0
+    node = node.to(device)
+    x = ((torch.rand(5, 1, 2, dtype=F64, device=device) - 0.2) * scale).requires_grad_()
+    theta = node.v_threshold.detach().clone().requires_grad_()
+
+    def through(name):
+        def f(x, theta):
+            node.backend = name
+            s = torch.func.functional_call(node, {"v_threshold": theta}, (x,))
+            return torch.cat([s, node.v_seq])
+
+        return f
+
+    gradcheck_backend(backend, through(backend), (x, theta), through("torch"))
+
+
+@pytest.mark.parametrize("kind", ["tclif", "brf"])
+def test_chunked_streaming_equals_one_call(kind):
+    make = _tclif if kind == "tclif" else _brf
+    scale = 2.0 if kind == "tclif" else 300.0
+    node = make("cpu", 4)
+    x = torch.rand(12, 2, 4, dtype=F64) * scale
+    whole = node(x)
+    with F.streaming(node):
+        parts = torch.cat([node(c) for c in x.split([5, 7])])
+    assert torch.equal(whole, parts)
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: TCLIFNode(gamma=float("nan")), "gamma"),
+        (lambda: TCLIFNode(shape=0), "shape"),
+        (lambda: BRFNode(dt=0.0), "dt"),
+        (lambda: BRFNode(q_decay=1.5), "q_decay"),
+        (lambda: BRFNode(omega_range=(5.0, 200.0)), "1/dt"),
+        (lambda: BRFNode(v_reset=None), "v_reset"),
+        (lambda: BRFNode(detach_reset=True), "detach_reset"),
+    ],
+)
+def test_bad_arguments_are_named(build, match):
+    with pytest.raises(ConfigurationError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("name, cls, count", [("tc_lif", TCLIFNode, 2), ("brf", BRFNode, 2)])
+def test_the_zoo_names_give_per_neuron_parameters_in_sequence_models(name, cls, count):
+    assert NEURONS[name] is cls
+    net = create_model("recurrent_lif_seq", in_channels=1, input_mode="pixels", hidden=8,
+                       neuron=name)  # fmt: skip
+    cells = [m for m in net.modules() if isinstance(m, cls)]
+    assert len(cells) == 2
+    assert all(p.shape[-1] == 8 for c in cells for p in c.parameters())
+    assert sum(p.numel() for c in cells for p in c.parameters()) == 2 * count * 8
+    out = net(torch.rand(64, 3, 1, 8, 8))
+    assert out.shape[-1] == 10
