@@ -134,19 +134,22 @@ def test_tclif_equals_the_authors_step(backend, shape, mode):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [None, 6], ids=["per-layer", "per-neuron"])
-def test_brf_equals_the_authors_step(backend, shape):
+@pytest.mark.parametrize("input_scale", [1.0, 100.0])
+def test_brf_equals_the_authors_step(backend, shape, input_scale):
+    """With ``input_scale`` k: the authors' step on the input k X."""
     device = kernel_device(backend)
-    node = _brf(backend, shape)
+    node = _brf(backend, shape, input_scale=input_scale)
     torch.manual_seed(1)
     # the authors' input enters scaled by dt: currents of order 1/dt make it fire
-    x = (torch.rand(24, 3, 6, dtype=F64, device=device) * 300 - 120).requires_grad_()
+    x = (torch.rand(24, 3, 6, dtype=F64, device=device) * 300 - 120) / input_scale
+    x.requires_grad_()
     g = torch.randn(24, 3, 6, dtype=F64, device=device)
     s = node(x)
     params = [node.omega, node.b_offset]
     got = torch.autograd.grad((s * g).sum() + node.v_seq.sum(), [x, *params])
     x_ref = x.detach().clone().requires_grad_()
     p_ref = [p.detach().clone().requires_grad_() for p in params]
-    s_ref, v_ref = brf_authors_loop(x_ref, *p_ref)
+    s_ref, v_ref = brf_authors_loop(x_ref * input_scale, *p_ref)
     want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
     _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "omega", "b_offset"])
 
@@ -209,6 +212,7 @@ def test_chunked_streaming_equals_one_call(kind):
         (lambda: TCLIFNode(shape=0), "shape"),
         (lambda: BRFNode(dt=0.0), "dt"),
         (lambda: BRFNode(q_decay=1.5), "q_decay"),
+        (lambda: BRFNode(input_scale=0.0), "input_scale"),
         (lambda: BRFNode(omega_range=(5.0, 200.0)), "1/dt"),
         (lambda: BRFNode(v_reset=None), "v_reset"),
         (lambda: BRFNode(detach_reset=True), "detach_reset"),

@@ -28,12 +28,12 @@ _OMEGA_MARGIN = 1e-3
 
 def _brf_charge(
     x: Tensor, v: Tensor, w: Tensor, q: Tensor, *,
-    omega: Tensor, p_omega: Tensor, b_offset: Tensor, dt: float,
+    omega: Tensor, p_omega: Tensor, b_offset: Tensor, dt: float, input_scale: float,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """One Euler step of ``dz/dt = (b + i omega) z + X``, ``b = p(omega) - b_offset - q``;
+    """One Euler step of ``dz/dt = (b + i omega) z + k X``, ``b = p(omega) - b_offset - q``;
     ``V`` (the real part, which fires) and ``w`` (the imaginary part) from the old pair."""
     b = p_omega - b_offset - q
-    h = v + dt * (b * v - omega * w + x)
+    h = v + dt * (b * v - omega * w + input_scale * x)
     return h, w + dt * (omega * v + b * w), q
 
 
@@ -59,7 +59,7 @@ class BRFNode(BaseNode):
     "Balanced Resonate-and-Fire Neurons")::
 
         b[t]  = p(omega) - b_offset - q[t-1],   p(omega) = (-1 + sqrt(1 - (dt omega)²)) / dt
-        H[t]  = V[t-1] + dt (b[t] V[t-1] - omega W[t-1] + X[t])     (real part: fires)
+        H[t]  = V[t-1] + dt (b[t] V[t-1] - omega W[t-1] + k X[t])   (real part: fires)
         W[t]  = W[t-1] + dt (omega V[t-1] + b[t] W[t-1])            (imaginary part)
         S[t]  = Θ(H[t] - θ - q[t-1])
         q[t]  = q_decay q[t-1] + S[t];   V[t] = H[t]                (no reset)
@@ -76,6 +76,12 @@ class BRFNode(BaseNode):
     network). Their spike function is a double-Gaussian surrogate; here the default is
     spikeflow's (Sigmoid, ``H >= θ``) unless one is passed.
 
+    The input enters scaled by ``dt`` (``k = input_scale = 1``, the authors'): their
+    networks reach currents of order ``1/dt`` through their weights, whereas unit-scale
+    inputs (a LayerNorm's, the zoo's sequence models') move the membrane by about
+    ``dt / |b + i omega|`` (~0.1) and leave it silent. ``input_scale=1/dt`` (100 here)
+    makes the input enter as ``X`` itself (not part of the paper).
+
     Args:
         shape: the per-neuron parameters' shape, broadcast against one step's input
             (``hidden`` for ``[B, hidden]``); ``None``: one value per layer.
@@ -84,6 +90,7 @@ class BRFNode(BaseNode):
         b_offset_range: the initial damping offsets' range.
         dt: the Euler step, > 0.
         q_decay: the refractory variable's decay per step, in [0, 1].
+        input_scale: ``k``, the input's gain, > 0 (1: the authors' equations).
         **kwargs: the other arguments of :class:`~spikeflow.neurons.base.BaseNode`
             except ``v_reset`` and ``detach_reset`` (the membrane is never reset).
 
@@ -92,8 +99,8 @@ class BRFNode(BaseNode):
 
     Raises:
         ConfigurationError: a bad ``shape`` or range, ``dt <= 0``, ``q_decay`` outside
-            [0, 1], ``v_reset`` or ``detach_reset`` given, or a bad argument of
-            :class:`~spikeflow.neurons.base.BaseNode`.
+            [0, 1], ``input_scale <= 0``, ``v_reset`` or ``detach_reset`` given, or a
+            bad argument of :class:`~spikeflow.neurons.base.BaseNode`.
     """
 
     charge_returns_aux = True
@@ -105,6 +112,7 @@ class BRFNode(BaseNode):
         b_offset_range: tuple[float, float] = (0.0, 3.0),
         dt: float = 0.01,
         q_decay: float = 0.9,
+        input_scale: float = 1.0,
         **kwargs: object,
     ) -> None:
         for name in ("v_reset", "detach_reset"):
@@ -118,6 +126,7 @@ class BRFNode(BaseNode):
         self.shape = _check_shape(shape)
         self.dt = check_real("dt", dt, 0.0, low_open=True)
         self.q_decay = check_real("q_decay", q_decay, 0.0, 1.0)
+        self.input_scale = check_real("input_scale", input_scale, 0.0, low_open=True)
         self.omega_range = _check_range("omega_range", omega_range, positive=True)
         self.b_offset_range = _check_range("b_offset_range", b_offset_range, positive=False)
         if self.omega_range[1] * self.dt >= 1.0:
@@ -144,6 +153,7 @@ class BRFNode(BaseNode):
             "b_offset": self.b_offset.abs(),
             "dt": self.dt,
             "q_decay": self.q_decay,
+            "input_scale": self.input_scale,
         }
 
     def initial_values(self) -> dict[str, float]:
@@ -151,4 +161,7 @@ class BRFNode(BaseNode):
 
     def extra_repr(self) -> str:
         shape = "per layer" if self.shape is None else tuple(self.shape)
-        return f"shape={shape}, dt={self.dt:g}, q_decay={self.q_decay:g}, " + super().extra_repr()
+        return (
+            f"shape={shape}, dt={self.dt:g}, q_decay={self.q_decay:g}, "
+            f"input_scale={self.input_scale:g}, " + super().extra_repr()
+        )
