@@ -15,10 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_real
+from spikeflow.base import StepMode
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.adlif import _check_range, _check_shape
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.surrogate import Surrogate
 
 __all__ = ["BRFNode"]
 
@@ -91,16 +93,17 @@ class BRFNode(BaseNode):
         dt: the Euler step, > 0.
         q_decay: the refractory variable's decay per step, in [0, 1].
         input_scale: ``k``, the input's gain, > 0 (1: the authors' equations).
-        **kwargs: the other arguments of :class:`~spikeflow.neurons.base.BaseNode`
-            except ``v_reset`` and ``detach_reset`` (the membrane is never reset).
+        v_threshold, surrogate_function, strict_firing, learnable_threshold,
+            step_mode, backend, store_v_seq: as :class:`~spikeflow.neurons.base.BaseNode`
+            (it takes no ``v_reset`` or ``detach_reset``: the membrane is never reset).
 
     State: ``v`` (the real part), ``w`` (the imaginary part) and ``q``, all starting
     at 0 (``node.state[...]`` while streaming).
 
     Raises:
         ConfigurationError: a bad ``shape`` or range, ``dt <= 0``, ``q_decay`` outside
-            [0, 1], ``input_scale <= 0``, ``v_reset`` or ``detach_reset`` given, or a
-            bad argument of :class:`~spikeflow.neurons.base.BaseNode`.
+            [0, 1], ``input_scale <= 0``, or a bad argument of
+            :class:`~spikeflow.neurons.base.BaseNode`.
     """
 
     charge_returns_aux = True
@@ -113,16 +116,20 @@ class BRFNode(BaseNode):
         dt: float = 0.01,
         q_decay: float = 0.9,
         input_scale: float = 1.0,
-        **kwargs: object,
+        v_threshold: float | Tensor = 1.0,
+        surrogate_function: Surrogate | None = None,
+        strict_firing: bool = False,
+        learnable_threshold: bool = False,
+        step_mode: StepMode = "m",
+        backend: str = "auto",
+        store_v_seq: bool = False,
     ) -> None:
-        for name in ("v_reset", "detach_reset"):
-            if name in kwargs:
-                raise ConfigurationError(
-                    f"BRFNode takes no {name}: its membrane is never reset (each spike "
-                    "raises the refractory variable q, which damps it and raises the "
-                    "threshold)"
-                )
-        super().__init__(v_reset=0.0, **kwargs)  # type: ignore[arg-type]
+        # No v_reset or detach_reset: the membrane is never reset (V = H).
+        super().__init__(
+            v_threshold=v_threshold, v_reset=0.0, surrogate_function=surrogate_function,
+            strict_firing=strict_firing, learnable_threshold=learnable_threshold,
+            step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
+        )  # fmt: skip
         self.shape = _check_shape(shape)
         self.dt = check_real("dt", dt, 0.0, low_open=True)
         self.q_decay = check_real("q_decay", q_decay, 0.0, 1.0)
