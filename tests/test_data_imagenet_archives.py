@@ -954,6 +954,17 @@ def test_kaggle_files_cut_short_or_with_foreign_digits_are_refused(tmp_path, nam
         read(tmp_path / name)
 
 
+@pytest.mark.parametrize("name", ["s.csv", "m.txt"])
+def test_kaggle_files_not_utf8_name_the_byte_offset(tmp_path, name):
+    body = SOLUTION_HEADER + "x,n01440764 1\n" if name.endswith(".csv") else "n01440764 f\n"
+    (tmp_path / name).write_bytes("\ufeff".encode() + body.encode() + b"\xff\n")
+    read = archives_module.read_val_solution if name.endswith(".csv") else functools.partial(
+        archives_module.read_synset_mapping, classes=1)  # fmt: skip
+    offset = 3 + len(body.encode())
+    with pytest.raises(DataFormatError, match=rf"{name}: byte offset {offset}: not UTF-8 text"):
+        read(tmp_path / name)
+
+
 def test_kaggle_validation_errors_are_named(kaggle, tmp_path):
     root = kaggle_copy(kaggle, tmp_path)
     solution = root / "LOC_val_solution.csv"

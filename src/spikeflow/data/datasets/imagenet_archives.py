@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeflow.data.cache import CacheCorruptionWarning, default_cache_dir
+from spikeflow.data.datasets._common import listing_text
 from spikeflow.data.datasets.image_folder import FileListing, read_npz_cache, write_npz_cache
 from spikeflow.data.io.tar_index import index_tar
 from spikeflow.errors import DataFormatError
@@ -344,12 +345,9 @@ def read_synset_mapping(path: Path, classes: int = 1000) -> dict[str, str]:
             words, or whose WNID repeats (the file and line named); not ``classes``
             lines.
     """
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
+    text = listing_text(path)
     words: dict[str, str] = {}
-    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         wnid, _, names = line.strip().replace("\t", " ", 1).partition(" ")
@@ -379,12 +377,9 @@ def read_val_solution(path: Path, wnids: Collection[str] | None = None) -> dict[
             the file and line named.
     """
     known = None if wnids is None else set(wnids)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
+    text = listing_text(path)
     # strict: a quoted field left open (a file cut short) is an error, not a row
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     labels: dict[str, str] = {}
     try:
         for row in reader:
