@@ -225,6 +225,39 @@ def test_a_dtype_that_does_not_match_the_weight_is_named(step_mode):
     assert norm(torch.rand(shape, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
+class _CountingIdentity(torch.nn.Module):
+    """A weight parametrization that counts how often the weight is computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, weight):
+        self.calls += 1
+        return weight
+
+
+@pytest.mark.parametrize("step_mode", ["m", "s"])
+def test_the_dtype_check_costs_nothing_when_the_dtypes_match(step_mode):
+    """The dtype check runs only when torch refuses the input: a parametrized (pruned,
+    quantized) layer computes its weight once per call, not once more for the check;
+    a torch error with matching dtypes (a wrong feature count) stays torch's."""
+    from torch.nn.utils import parametrize
+
+    linear = L.Linear(8, 5, step_mode=step_mode)
+    counter = _CountingIdentity()
+    parametrize.register_parametrization(linear, "weight", counter)
+    shape = (4, 3, 8) if step_mode == "m" else (3, 8)
+    counter.calls = 0  # registering computes it once
+    linear(torch.rand(shape))
+    assert counter.calls == 1
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
+        linear(torch.rand((*shape[:-1], 7)))
+    assert not isinstance(info.value, DTypeError)
+    with pytest.raises(DTypeError, match=r"weight is torch\.float32 but its input"):
+        linear(torch.rand(shape, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("make", [lambda: L.BatchNorm1d(3), lambda: L.BatchNorm2d(3)])
 def test_batchnorm_train_mode_uses_folded_batch(make):
     layer = make()

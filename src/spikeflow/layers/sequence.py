@@ -101,31 +101,36 @@ class SequenceLayerMixin(StepModule):
         """The torch layer on ``x``: ``[T, B, ...]`` in multi-step mode, ``[B, ...]`` in single."""
         layout, dims = self._step_dims()
         check_step_dims(x, type(self).__name__, layout, dims, self.step_mode)
-        self._check_input_dtype(x)
         layer_forward = super().forward  # type: ignore[misc]
-        if self.step_mode == "s":
-            return layer_forward(x, *args, **kwargs)
-        return self._multi_step(layer_forward, x, *args, **kwargs)
+        try:
+            if self.step_mode == "s":
+                return layer_forward(x, *args, **kwargs)
+            return self._multi_step(layer_forward, x, *args, **kwargs)
+        except RuntimeError as error:  # looked at only when torch refuses: no cost per call
+            problem = self._dtype_problem(x)
+            if problem is None:
+                raise
+            raise DTypeError(problem) from error
 
-    def _check_input_dtype(self, x: Tensor) -> None:
-        """Name a dtype mismatch between ``x`` and the layer's weight, which torch would
-        report as a matmul or conv error (``"mat1 and mat2 must have the same dtype"``).
-        Under autocast torch casts them itself, so nothing is checked there; nor for
-        the norms, which take a low-precision input with float32 weights."""
+    def _dtype_problem(self, x: Tensor) -> str | None:
+        """What to say when torch refused ``x`` for a dtype other than the weight's (its
+        own words: ``"mat1 and mat2 must have the same dtype"``), None for other errors.
+        Linear and convolutions only: the norms take a bfloat16 input with float32
+        weights, and under autocast torch casts by itself."""
         if not isinstance(self, (nn.Linear, nn.modules.conv._ConvNd)):
-            return
+            return None
         weight = getattr(self, "weight", None)
         if not isinstance(weight, Tensor) or not weight.is_floating_point():
-            return
+            return None
         if x.dtype == weight.dtype or torch.is_autocast_enabled(x.device.type):
-            return
+            return None
         name = type(self).__name__
         if not x.is_floating_point():
-            raise DTypeError(
+            return (
                 f"{name} expects a floating-point input like its weight ({weight.dtype}); "
                 f"got dtype {x.dtype}: convert spikes or counts with x.float()"
             )
-        raise DTypeError(
+        return (
             f"{name}'s weight is {weight.dtype} but its input is {x.dtype}: convert the "
             f"input (x.to({weight.dtype})) or the network (net.to({x.dtype})) so they match"
         )
