@@ -216,3 +216,46 @@ def test_a_parametrized_layer_folds_with_the_weight_it_uses():
     x = torch.rand(4, 2, 1, 6, 6, dtype=torch.float64) * 3
     original, rewritten = _spikes(model, x), _spikes(prepared, x)
     assert 0 < original[0].mean() < 1 and torch.equal(original[0], rewritten[0])
+
+
+def test_a_module_used_twice_in_a_sequence_keeps_both_places():
+    """nn.Sequential(lin, bn, lin) runs lin twice (named_children lists it once): the
+    prepared form has both places, the second one unfolded; a neuron used at two places
+    (its state shared) is refused by name."""
+    lin = layers.Linear(8, 8, dtype=torch.float64)
+    model = _exercise(nn.Sequential(lin, layers.BatchNorm1d(8, dtype=torch.float64), lin))
+    x = torch.rand(4, 2, 8, dtype=torch.float64)
+    prepared = prepare_for_export(model)
+    assert len(prepared) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x), model.eval()(x), rtol=1e-12, atol=1e-12)
+    node = neurons.LIFNode()
+    with pytest.raises(ConfigurationError, match=r"'2' \(LIFNode\) is the module at '0'"):
+        prepare_for_export(nn.Sequential(node, layers.Linear(8, 8), node))
+
+
+def test_forward_hooks_are_refused_by_name():
+    """A hook changes what its module computes (torch's pruning and old weight norm
+    recompute the weight before each call; flattening a hooked container drops its
+    hook): refused with the way out, not exported as the bare weights."""
+    from torch.nn.utils import prune
+
+    def sequence():
+        return nn.Sequential(layers.Linear(8, 8), layers.BatchNorm1d(8), layers.Linear(8, 3))
+
+    pruned = sequence()
+    prune.l1_unstructured(pruned[0], "weight", 0.5)
+    with pytest.raises(ConfigurationError, match=r"'0' \(Linear\).*prune\.remove"):
+        prepare_for_export(pruned)
+    normed = sequence()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.nn.utils.weight_norm(normed[2])
+    with pytest.raises(ConfigurationError, match=r"'2' \(Linear\).*remove_weight_norm"):
+        prepare_for_export(normed)
+    inner = sequence()
+    inner.register_forward_hook(lambda _m, _a, out: out * 2)
+    with pytest.raises(ConfigurationError, match=r"'0' \(Sequential\) has forward hooks"):
+        prepare_for_export(nn.Sequential(inner, layers.Linear(3, 2)))
+    prune.remove(pruned[0], "weight")  # made permanent: prepared
+    assert isinstance(prepare_for_export(pruned), nn.Sequential)

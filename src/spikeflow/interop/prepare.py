@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
+from spikeflow.base import MemoryModule
 from spikeflow.conversion.fold import folded_weights
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers import (
@@ -75,8 +76,8 @@ _MAX_POOLS = (
 
 def _plain_sequence(module: nn.Module) -> tuple[str, ...] | None:
     """The children ``module`` runs in order, if it is a plain sequence (else None)."""
-    if type(module) is nn.Sequential:
-        return tuple(name for name, _ in module.named_children())
+    if type(module) is nn.Sequential:  # _modules: named_children skips a repeated module
+        return tuple(name for name, child in module._modules.items() if child is not None)
     names = PLAIN_SEQUENCE_MODELS.get(type(module).__name__)
     if names is None or not type(module).__module__.startswith("spikeflow.models."):
         return None
@@ -153,8 +154,19 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
     modules named by their paths after ``prefix`` with ``_`` for ``.``."""
     out: list[tuple[str, nn.Module]] = []
     last_layer: nn.Module | None = None  # the last weight layer, through neurons
+    seen: dict[int, str] = {}  # id of each module placed -> its first path
     for path, module in items:
         where = f"'{path}' ({type(module).__name__})"
+        first = seen.setdefault(id(module), path)
+        if first != path:  # one module used at two places: an export node is one place
+            if isinstance(module, MemoryModule):
+                problems.append(
+                    f"{where} is the module at '{first}' used again: its state is shared "
+                    "between the two places, which no NIR or netx node has; give each "
+                    "place its own module"
+                )
+                continue
+            module = copy.deepcopy(module)  # stateless: a copy computes the same
         if isinstance(module, (*_DROPOUTS, _SequenceDropout, nn.Identity)):
             continue
         if isinstance(module, _MAX_POOLS):
@@ -204,6 +216,32 @@ def _prepare_inside(
     return module
 
 
+def _hook_problems(model: nn.Module) -> list[str]:
+    """The modules of ``model`` with forward hooks, which change what a module computes
+    from its weights (an exporter reads the weights) and which flattening or folding
+    would drop or apply to the wrong module."""
+    from torch.nn.utils.prune import BasePruningMethod
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    problems = []
+    for path, module in model.named_modules():
+        hooks = [*module._forward_pre_hooks.values(), *module._forward_hooks.values()]
+        if not hooks:
+            continue
+        where = f"'{path or type(model).__name__}' ({type(module).__name__})"
+        if any(isinstance(hook, BasePruningMethod) for hook in hooks):
+            fix = "make the pruning permanent first: torch.nn.utils.prune.remove(module, name)"
+        elif any(isinstance(hook, WeightNorm) for hook in hooks):
+            fix = (
+                "use torch.nn.utils.parametrizations.weight_norm (folded) or "
+                "torch.nn.utils.remove_weight_norm first"
+            )
+        else:
+            fix = "remove them first (handle.remove(); a monitor: its remove_hooks())"
+        problems.append(f"{where} has forward hooks, which export cannot carry: {fix}")
+    return problems
+
+
 def prepare_for_export(model: nn.Module) -> nn.Module:
     """The inference form of ``model``, for :func:`~spikeflow.interop.export_to_nir` and
     :func:`~spikeflow.interop.export_netx` (``model`` itself is not changed).
@@ -224,10 +262,18 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
         ConfigurationError: naming every module with no inference form NIR or netx can
             express: max pooling (with the zoo's average-pooling alternatives), BNTT and
             TEBN (per-step maps), a batch norm without running statistics or without a
-            Conv/Linear before it, a voting layer without a Linear before it.
+            Conv/Linear before it, a voting layer without a Linear before it, a neuron
+            used at two places of a sequence (a stateless module used twice is copied),
+            forward hooks (``torch.nn.utils.prune``, old-style ``weight_norm``, user
+            hooks: what they compute export cannot carry).
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    hooked = _hook_problems(model)
+    if hooked:
+        raise ConfigurationError(
+            f"{type(model).__name__} cannot be prepared for export: " + "; ".join(hooked)
+        )
     problems: list[str] = []
     prepared = _prepare_inside(copy.deepcopy(model).eval(), "", problems)
     if problems:
