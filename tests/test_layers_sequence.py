@@ -258,6 +258,19 @@ def test_the_dtype_check_costs_nothing_when_the_dtypes_match(step_mode):
         linear(torch.rand(shape, dtype=torch.float64))
 
 
+def test_the_dtype_error_is_named_under_torch_compile():
+    """Compiled, torch's error comes from tracing, where no except clause sees it: the
+    check runs while tracing instead (once; the dtypes become guards), and a matching
+    input compiles into one graph."""
+    linear = L.Linear(8, 5)
+    compiled = torch.compile(linear, backend="eager")
+    with pytest.raises(DTypeError, match=r"weight is torch\.float32 but its input"):
+        compiled(torch.rand(4, 3, 8, dtype=torch.float64))
+    x = torch.rand(4, 3, 8)
+    full = torch.compile(linear, backend="eager", fullgraph=True)
+    torch.testing.assert_close(full(x), linear(x), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("make", [lambda: L.BatchNorm1d(3), lambda: L.BatchNorm2d(3)])
 def test_batchnorm_train_mode_uses_folded_batch(make):
     layer = make()

@@ -102,6 +102,10 @@ class SequenceLayerMixin(StepModule):
         layout, dims = self._step_dims()
         check_step_dims(x, type(self).__name__, layout, dims, self.step_mode)
         layer_forward = super().forward  # type: ignore[misc]
+        if torch.compiler.is_compiling():  # traced once (dtypes are guards), no cost per call
+            problem = self._dtype_problem(x)
+            if problem is not None:
+                raise DTypeError(problem)
         try:
             if self.step_mode == "s":
                 return layer_forward(x, *args, **kwargs)
