@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from spikeflow import layers, neurons
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import reset_net
 from spikeflow.interop import export_to_nir, import_from_nir, prepare_for_export
 from spikeflow.models import create_model
@@ -259,3 +259,24 @@ def test_forward_hooks_are_refused_by_name():
         prepare_for_export(nn.Sequential(inner, layers.Linear(3, 2)))
     prune.remove(pruned[0], "weight")  # made permanent: prepared
     assert isinstance(prepare_for_export(pruned), nn.Sequential)
+
+
+def test_a_batch_norm_over_another_dim_than_the_linear_outputs_is_not_folded():
+    """After a Linear, BatchNorm2d normalises dim 1 of [B, C, H, W] while the Linear maps
+    W: refused even when C equals out_features. BatchNorm1d folds for [B, F] steps, and
+    the folded Linear refuses a [B, C, L] step (there BatchNorm1d normalises C)."""
+
+    def sequence(norm):
+        return _exercise(nn.Sequential(layers.Linear(8, 8), norm).double()).eval()
+
+    x4 = torch.rand(2, 3, 8, 5, 8, dtype=torch.float64)
+    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm2d\): it normalises dim 1"):
+        prepare_for_export(sequence(layers.BatchNorm2d(8)))
+    model = sequence(layers.BatchNorm1d(8))
+    prepared = prepare_for_export(model)
+    x = torch.rand(2, 3, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x), model(x), rtol=1e-12, atol=1e-12)
+        model(x4[..., 0, :])  # the original runs on [T, B, C, L], normalising C
+        with pytest.raises(ShapeError, match=r"expects \[T, B, 8\]"):
+            prepared(x4[..., 0, :])

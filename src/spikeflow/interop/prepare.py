@@ -111,6 +111,10 @@ def _fold(layer: nn.Module, bn: _BatchNorm) -> nn.Module:
             weight, bias = weight * scale, bias * scale
         fused.weight = nn.Parameter(weight, requires_grad=layer.weight.requires_grad)
         fused.bias = nn.Parameter(bias.to(weight.dtype), requires_grad=True)
+    if isinstance(fused, Linear):
+        # BatchNorm1d scales the Linear's outputs only on [B, F] steps: on [B, C, L] it
+        # normalises C, and the folded layer refuses such a step (a ShapeError)
+        fused.step_ndim = (2, 2)
     return fused
 
 
@@ -129,7 +133,21 @@ def _norm_problem(layer: nn.Module | None, bn: nn.Module) -> str | None:
         return f"no Conv1d/2d/3d or Linear right before it to fold it into (found {found})"
     if bn.num_features != layer.weight.shape[0]:
         return f"{bn.num_features} features, the layer before it has {layer.weight.shape[0]}"
+    if isinstance(layer, nn.Linear) and not _takes_features(bn):
+        return (
+            "it normalises dim 1 of a [B, C, ...] step and the Linear before it maps the "
+            "last dim: not the same features, so it is no per-output scale of the Linear"
+        )
     return None
+
+
+def _takes_features(bn: _BatchNorm) -> bool:
+    """Whether ``bn`` takes a ``[B, F]`` step (BatchNorm1d), where dim 1 is the last."""
+    try:
+        bn._check_input_dim(torch.empty(2, bn.num_features))
+    except ValueError:
+        return False
+    return True
 
 
 def _voting_linear(voting: VotingLayer, layer: nn.Module | None) -> nn.Module | None:

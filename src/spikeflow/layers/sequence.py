@@ -199,7 +199,8 @@ class Linear(SequenceLayerMixin, nn.Linear):
     step_ndim = (2, None)
 
     def _step_dims(self) -> tuple[str, tuple[int, int | None]]:
-        return f"[B, ..., {self.in_features}]", self.step_ndim
+        middle = "" if self.step_ndim[1] == 2 else "..., "  # (2, 2): a batch norm folded in
+        return f"[B, {middle}{self.in_features}]", self.step_ndim
 
 
 # -- pooling -----------------------------------------------------------------------------
