@@ -280,3 +280,23 @@ def test_a_batch_norm_over_another_dim_than_the_linear_outputs_is_not_folded():
         model(x4[..., 0, :])  # the original runs on [T, B, C, L], normalising C
         with pytest.raises(ShapeError, match=r"expects \[T, B, 8\]"):
             prepared(x4[..., 0, :])
+
+
+def test_a_single_step_network_stays_single_step():
+    """The voting layer's Linear takes the voting layer's step mode: a network switched
+    to single-step mode (streaming) runs prepared, one step at a time, as before."""
+    from spikeflow.functional import set_step_mode, streaming
+
+    model = nn.Sequential(
+        layers.Linear(8, 20), neurons.IFNode(v_threshold=0.3), layers.VotingLayer(10)
+    ).double()
+    set_step_mode(model, "s")
+    prepared = prepare_for_export(model)
+    steps = torch.rand(4, 3, 8, dtype=torch.float64)
+    with torch.no_grad():
+        with streaming(model):
+            expected = torch.stack([model(x) for x in steps])
+        with streaming(prepared):
+            got = torch.stack([prepared(x) for x in steps])
+    assert expected.sum() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -161,7 +161,8 @@ def _voting_linear(voting: VotingLayer, layer: nn.Module | None) -> nn.Module | 
         torch.eye(groups, dtype=dtype, device=device),
         torch.full((1, size), 1.0 / size, dtype=dtype, device=device),
     )
-    linear = Linear(groups * size, groups, bias=False, device=device, dtype=dtype)
+    mode = getattr(layer, "step_mode", "m")  # voting has none: it runs as the Linear did
+    linear = Linear(groups * size, groups, bias=False, device=device, dtype=dtype, step_mode=mode)
     with torch.no_grad():
         linear.weight.copy_(weight)
     return linear.requires_grad_(False)
