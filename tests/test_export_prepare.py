@@ -218,6 +218,17 @@ def test_a_parametrized_layer_folds_with_the_weight_it_uses():
     assert 0 < original[0].mean() < 1 and torch.equal(original[0], rewritten[0])
 
 
+class _Wrapper(nn.Module):
+    """A module of the user's own, running what it holds."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
 def test_a_module_used_twice_in_a_sequence_keeps_both_places():
     """nn.Sequential(lin, bn, lin) runs lin twice (named_children lists it once): the
     prepared form has both places, the second one unfolded; a neuron used at two places
@@ -232,6 +243,9 @@ def test_a_module_used_twice_in_a_sequence_keeps_both_places():
     node = neurons.LIFNode()
     with pytest.raises(ConfigurationError, match=r"'2' \(LIFNode\) is the module at '0'"):
         prepare_for_export(nn.Sequential(node, layers.Linear(8, 8), node))
+    block = _Wrapper(nn.Sequential(layers.Linear(8, 8), node))  # holding a neuron, twice
+    with pytest.raises(ConfigurationError, match=r"'1' \(_Wrapper\) is the module at '0'"):
+        prepare_for_export(nn.Sequential(block, block))
 
 
 def test_forward_hooks_are_refused_by_name():

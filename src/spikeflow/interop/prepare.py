@@ -178,11 +178,11 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
         where = f"'{path}' ({type(module).__name__})"
         first = seen.setdefault(id(module), path)
         if first != path:  # one module used at two places: an export node is one place
-            if isinstance(module, MemoryModule):
+            if any(isinstance(inner, MemoryModule) for inner in module.modules()):
                 problems.append(
-                    f"{where} is the module at '{first}' used again: its state is shared "
-                    "between the two places, which no NIR or netx node has; give each "
-                    "place its own module"
+                    f"{where} is the module at '{first}' used again: its (or its "
+                    "neurons') state is shared between the two places, which no NIR or "
+                    "netx node has; give each place its own module"
                 )
                 continue
             module = copy.deepcopy(module)  # stateless: a copy computes the same
