@@ -210,6 +210,8 @@ def test_a_dtype_that_does_not_match_the_weight_is_named(step_mode):
         match=r"Linear expects a floating-point input.*got dtype torch.int64.*x.float\(\)",
     ):
         linear(torch.ones(shape, dtype=torch.long))
+    with pytest.raises(DTypeError, match=r"input is torch.complex64: convert the input"):
+        linear(torch.rand(shape, dtype=torch.complex64))  # not "x.float()": it drops x.imag
     with pytest.raises(TypeError):  # DTypeError is a TypeError, as the README says
         linear(torch.rand(shape, dtype=torch.float64))
     # matching dtypes run, float64 too, and autocast keeps casting by itself

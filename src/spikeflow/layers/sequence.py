@@ -129,7 +129,7 @@ class SequenceLayerMixin(StepModule):
         if x.dtype == weight.dtype or torch.is_autocast_enabled(x.device.type):
             return None
         name = type(self).__name__
-        if not x.is_floating_point():
+        if not (x.is_floating_point() or x.is_complex()):
             return (
                 f"{name} expects a floating-point input like its weight ({weight.dtype}); "
                 f"got dtype {x.dtype}: convert spikes or counts with x.float()"
