@@ -314,3 +314,13 @@ def test_a_single_step_network_stays_single_step():
             got = torch.stack([prepared(x) for x in steps])
     assert expected.sum() > 0
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_batch_norm_after_a_weight_standardised_layer_is_not_folded():
+    """WSConv2d computes with the standardised weight (mean 0, variance 1 per output
+    channel), which undoes the fold's per-channel scale: refused by name."""
+    from spikeflow.layers.weight_standardization import WSConv2d
+
+    model = nn.Sequential(WSConv2d(3, 4, 3), layers.BatchNorm2d(4))
+    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm2d\): the WSConv2d before"):
+        prepare_for_export(model)

@@ -45,6 +45,7 @@ from spikeflow.layers.norm import (
     _TemporalEffectiveBatchNorm,
     _ThresholdDependentMixin,
 )
+from spikeflow.layers.sequence import SequenceLayerMixin
 
 __all__ = ["PLAIN_SEQUENCE_MODELS", "prepare_for_export"]
 
@@ -131,6 +132,12 @@ def _norm_problem(layer: nn.Module | None, bn: nn.Module) -> str | None:
     if not isinstance(layer, _FOLD_INTO) or isinstance(layer, nn.modules.conv._ConvTransposeNd):
         found = "nothing" if layer is None else type(layer).__name__
         return f"no Conv1d/2d/3d or Linear right before it to fold it into (found {found})"
+    if not _computes_its_weights(layer):
+        return (
+            f"the {type(layer).__name__} before it computes with another weight than the "
+            "one it holds (its class overrides forward, e.g. weight standardisation), so "
+            "scaling that weight does not scale its outputs"
+        )
     if bn.num_features != layer.weight.shape[0]:
         return f"{bn.num_features} features, the layer before it has {layer.weight.shape[0]}"
     if isinstance(layer, nn.Linear) and not _takes_features(bn):
@@ -139,6 +146,20 @@ def _norm_problem(layer: nn.Module | None, bn: nn.Module) -> str | None:
             "last dim: not the same features, so it is no per-output scale of the Linear"
         )
     return None
+
+
+def _computes_its_weights(layer: nn.Module) -> bool:
+    """Whether ``layer`` runs torch's own Linear/convolution forward on its ``weight``
+    (spikeflow's sequence wrapper and a parametrization, which folds, aside)."""
+    cls = type(layer).__bases__[0] if parametrize.is_parametrized(layer) else type(layer)
+    for klass in cls.__mro__:
+        if klass in _FOLD_INTO:
+            return True
+        if klass is not SequenceLayerMixin and (
+            "forward" in vars(klass) or "_conv_forward" in vars(klass)
+        ):
+            return False
+    return False
 
 
 def _takes_features(bn: _BatchNorm) -> bool:
