@@ -241,3 +241,48 @@ def test_the_zoo_names_give_per_neuron_parameters_in_sequence_models(name, cls, 
     assert sum(p.numel() for c in cells for p in c.parameters()) == 2 * count * 8
     out = net(torch.rand(64, 3, 1, 8, 8))
     assert out.shape[-1] == 10
+
+
+def _as_if_trained(net):
+    """Move every neuron parameter off its initial value (TC-LIF's starts at 0)."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if not name.endswith("weight") and not name.endswith("bias"):
+                p.add_(0.02 + 0.05 * torch.rand(p.shape))
+
+
+@pytest.mark.parametrize("name", ["adlif", "tc_lif", "brf"])
+def test_a_per_layer_checkpoint_loads_into_the_per_neuron_sequence_model(name):
+    # recurrent_lif_seq now passes shape=hidden; a checkpoint saved before (one value per
+    # layer, as shape=None builds) loads and gives the same outputs
+    kwargs = dict(in_channels=1, input_mode="pixels", input_size=4, hidden=8, neuron=name)
+    gain = {"input_scale": 100.0} if name == "brf" else {}
+    torch.manual_seed(0)
+    per_layer = create_model("recurrent_lif_seq", **kwargs, neuron_kwargs={"shape": None, **gain})
+    per_neuron = create_model("recurrent_lif_seq", **kwargs, neuron_kwargs=gain)
+    _as_if_trained(per_layer)
+    old = per_layer.state_dict()
+    assert any(v.dim() == 0 or v.shape == (2,) for k, v in old.items() if "sub_module" in k)
+    per_neuron.load_state_dict(old)
+    x = torch.rand(16, 3, 1, 4, 4)
+    assert torch.equal(per_neuron(x), per_layer(x))
+    cells = [m for m in per_neuron.modules() if isinstance(m, NEURONS[name])]
+    assert all(p.shape[-1] == 8 for c in cells for p in c.parameters())
+    new = per_neuron.state_dict()
+    for key, value in old.items():  # each neuron holds its layer's value
+        assert torch.equal(new[key], value.unsqueeze(-1).expand_as(new[key]) if
+                           value.shape != new[key].shape else value), key  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", [TCLIFNode, BRFNode])
+def test_a_per_layer_state_loads_into_per_channel_conv_neurons(cls):
+    # [T, B, C, H, W] with shape=(C, 1, 1): each channel's value is the layer's
+    torch.manual_seed(1)
+    layer = cls(step_mode="m")
+    channel = cls(shape=(4, 1, 1), step_mode="m")
+    _as_if_trained(layer)
+    channel.load_state_dict(layer.state_dict())
+    x = torch.randn(6, 2, 4, 5, 5) * 150.0
+    assert torch.equal(channel(x), layer(x))
+    with pytest.raises(RuntimeError, match="size mismatch"):  # a wrong width still fails
+        cls(shape=(4, 1, 1), step_mode="m").load_state_dict(cls(shape=(3, 1, 1)).state_dict())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -137,6 +138,32 @@ class AdLIFNode(BaseNode):
     def extra_repr(self) -> str:
         shape = "per layer" if self.shape is None else tuple(self.shape)
         return f"shape={shape}, " + super().extra_repr()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        _expand_per_layer_values(self, state_dict, prefix, ("alpha", "beta", "a", "b"))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _expand_per_layer_values(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, names: Sequence[str]
+) -> None:
+    """Let a per-neuron module (``shape`` given) load a per-layer checkpoint.
+
+    A per-layer value broadcast to every neuron is the same neuron, so a checkpoint saved
+    without ``shape`` (``recurrent_lif_seq`` before it passed its hidden width) loads and
+    gives the same outputs. The parameter's leading dimensions (TC-LIF's pair) stay.
+    """
+    shape = getattr(module, "shape", None)
+    if shape is None:
+        return
+    for name in names:
+        key = prefix + name
+        value = state_dict.get(key)
+        param = getattr(module, name)
+        lead = param.shape[: param.dim() - len(shape)]
+        if isinstance(value, Tensor) and value.shape == lead:
+            view = value.reshape(*lead, *(1,) * len(shape))
+            state_dict[key] = view.expand(param.shape).clone()
 
 
 def _check_shape(shape: int | Sequence[int] | None) -> tuple[int, ...] | None:

@@ -10,6 +10,7 @@ the gradients of the learnable frequency and damping included) come from the dec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from spikeflow._checks import check_real
 from spikeflow.base import StepMode
 from spikeflow.errors import ConfigurationError
-from spikeflow.neurons.adlif import _check_range, _check_shape
+from spikeflow.neurons.adlif import _check_range, _check_shape, _expand_per_layer_values
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.surrogate import Surrogate
@@ -172,3 +173,8 @@ class BRFNode(BaseNode):
             f"shape={shape}, dt={self.dt:g}, q_decay={self.q_decay:g}, "
             f"input_scale={self.input_scale:g}, " + super().extra_repr()
         )
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # a per-layer checkpoint loads into a per-neuron module (the same neuron)
+        _expand_per_layer_values(self, state_dict, prefix, ("omega", "b_offset"))
+        super()._load_from_state_dict(state_dict, prefix, *args)

@@ -9,12 +9,13 @@ backward, the coupling factors' gradients included) come from the declaration.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_real
-from spikeflow.neurons.adlif import _check_shape
+from spikeflow.neurons.adlif import _check_shape, _expand_per_layer_values
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
@@ -109,3 +110,8 @@ class TCLIFNode(BaseNode):
     def extra_repr(self) -> str:
         shape = "per layer" if self.shape is None else tuple(self.shape)
         return f"shape={shape}, gamma={self.gamma:g}, " + super().extra_repr()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # a per-layer checkpoint loads into a per-neuron module (the same neuron)
+        _expand_per_layer_values(self, state_dict, prefix, ("decay",))
+        super()._load_from_state_dict(state_dict, prefix, *args)
