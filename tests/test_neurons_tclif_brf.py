@@ -286,3 +286,34 @@ def test_a_per_layer_state_loads_into_per_channel_conv_neurons(cls):
     assert torch.equal(channel(x), layer(x))
     with pytest.raises(RuntimeError, match="size mismatch"):  # a wrong width still fails
         cls(shape=(4, 1, 1), step_mode="m").load_state_dict(cls(shape=(3, 1, 1)).state_dict())
+
+
+@pytest.mark.parametrize("name", ["adlif", "tc_lif"])
+def test_an_old_runs_optimizer_state_resumes_on_per_neuron_parameters(name):
+    # --resume of a run saved per layer: Adam's moments are broadcast as the weights are
+    from spikeflow.training.trainer_checkpoints import expand_optimizer_state
+
+    kwargs = dict(in_channels=1, input_mode="pixels", input_size=4, hidden=8, neuron=name)
+    x = torch.rand(16, 3, 1, 4, 4)
+    torch.manual_seed(0)
+    old = create_model("recurrent_lif_seq", **kwargs, neuron_kwargs={"shape": None})
+    old_opt = torch.optim.Adam(old.parameters(), lr=1e-2)
+    old(x).square().sum().backward()
+    old_opt.step()
+    saved_model, saved_opt = old.state_dict(), old_opt.state_dict()
+    new = create_model("recurrent_lif_seq", **kwargs)
+    new.load_state_dict(saved_model)
+    opt = torch.optim.Adam(new.parameters(), lr=1e-2)
+    opt.load_state_dict(saved_opt)
+    expand_optimizer_state(opt, new, saved_model)
+    for (key, p), (_, q) in zip(new.named_parameters(), old.named_parameters(), strict=True):
+        state, before = opt.state[p], old_opt.state[q]
+        assert torch.equal(state["step"], before["step"])
+        for moment in ("exp_avg", "exp_avg_sq"):
+            expected = before[moment]
+            if expected.shape != p.shape:  # a per-layer value, one copy per neuron
+                expected = expected.unsqueeze(-1).expand(p.shape)
+            assert torch.equal(state[moment], expected), (key, moment)
+    new(x).square().sum().backward()
+    opt.step()  # failed before: "output with shape [] doesn't match the broadcast shape [8]"
+    assert all(torch.isfinite(p).all() for p in new.parameters())

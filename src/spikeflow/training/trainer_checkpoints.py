@@ -17,7 +17,7 @@ from spikeflow.training.loop import EpochSums
 from spikeflow.training.resume import checkpoint_position
 from spikeflow.training.run_folder import launch_identity
 
-__all__ = ["CheckpointMixin", "seed_everything"]
+__all__ = ["CheckpointMixin", "expand_optimizer_state", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -25,6 +25,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - the global state user code draws from
     random.seed(seed)
+
+
+def expand_optimizer_state(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, saved: dict[str, Any]
+) -> None:
+    """Broadcast the optimizer state of parameters loaded per layer into per-neuron ones.
+
+    A neuron with ``shape`` loads a per-layer checkpoint by broadcasting each value to
+    every neuron (``recurrent_lif_seq`` runs saved before it passed its hidden width);
+    the optimizer's moments of such a parameter are broadcast the same way, so the run
+    resumes as it would have, every neuron starting from its layer's state. Scalars
+    such as Adam's ``step`` are left as they are.
+    """
+    names = {id(p): name for name, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            old = saved.get(names.get(id(param), ""))
+            state = optimizer.state.get(param)
+            if not isinstance(old, torch.Tensor) or old.shape == param.shape or not state:
+                continue
+            for key, value in state.items():
+                if key != "step" and isinstance(value, torch.Tensor) and value.shape == old.shape:
+                    view = value.reshape(*old.shape, *(1,) * (param.dim() - old.dim()))
+                    state[key] = view.expand(param.shape).clone()
 
 
 class CheckpointMixin:
@@ -78,6 +102,7 @@ class CheckpointMixin:
     def _restore(self, payload: dict[str, Any]) -> int:
         ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
         self.optimizer.load_state_dict(payload["optimizer"])
+        expand_optimizer_state(self.optimizer, self.raw_model, payload["model"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
             if int(payload["global_step"]) > 0:
