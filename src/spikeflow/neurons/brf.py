@@ -74,10 +74,13 @@ class BRFNode(BaseNode):
     or per neuron with ``shape``), drawn uniformly from ``omega_range`` and
     ``b_offset_range``; the equations use ``|omega|`` and ``|b_offset|``, as the
     authors' code, with ``|omega|`` clamped below ``1/dt`` (where ``p`` is real; the
-    authors' code does not clamp). The authors' defaults: ``dt = 0.01``, ``q_decay =
-    0.9``, ``θ = 1``, ``omega`` in [5, 10] and ``b_offset`` in [0, 3] (their SHD
-    network). Their spike function is a double-Gaussian surrogate; here the default is
-    spikeflow's (Sigmoid, ``H >= θ``) unless one is passed.
+    authors' code does not clamp). The defaults are those of the authors' ``BRFCell``:
+    ``dt = 0.01``, ``q_decay = 0.9``, ``θ = 1``, ``omega`` in [5, 10] and ``b_offset`` in
+    [0, 3]; their experiments pass other ranges (SHD: ``b_offset`` in [2, 3]; see
+    docs/neuron_zoo_sequence.md). Their ``p(omega)`` always uses ``dt = 0.01``, this one
+    the ``dt`` given. Their spike function is a double-Gaussian surrogate firing on
+    ``H > θ + q``; here the default is spikeflow's (Sigmoid, ``H >= θ + q``) unless one
+    is passed (``strict_firing=True``: ``>``).
 
     The input enters scaled by ``dt`` (``k = input_scale = 1``, the authors'): their
     networks reach currents of order ``1/dt`` through their weights, whereas unit-scale

@@ -57,8 +57,11 @@ class TCLIFNode(BaseNode):
     ``v_reset``, and the dendrite is left as it is (the authors' ``hard_reset=True``).
     ``detach_reset`` detaches the spike in both compartments' resets.
 
-    The authors' networks use a triangle surrogate (any spikeflow surrogate may be
-    passed); here the defaults are spikeflow's (Sigmoid, ``H >= θ``).
+    The authors' SHD/SSC networks use a triangle surrogate (spikeflow's ``Triangle()``)
+    and θ = 1.5, their sequential-MNIST ones a multi-Gaussian and θ = 1; here the
+    defaults are spikeflow's (Sigmoid, ``H >= θ``, θ = 1). Their soma starts at 0 also
+    with a hard reset (here at ``v_reset``), and their scripts share one ``decay``
+    tensor among the layers (here each layer or neuron has its own).
 
     Args:
         shape: the per-neuron factors' shape, broadcast against one step's input
