@@ -314,6 +314,25 @@ def test_bad_cifar_records_are_named(tmp_path):
         read_cifar_binary(tmp_path / "r.bin", 1, 10)
 
 
+def test_cifar_label_index_picks_a_label_byte_and_never_a_pixel(tmp_path):
+    """label_index is a Python index into the label bytes (CIFAR-100: coarse, fine);
+    one past them would read the first pixel as the label, so it is refused."""
+    records = np.zeros((2, 2 + 3072), np.uint8)
+    records[:, 0] = [3, 4]  # coarse
+    records[:, 1] = [7, 9]  # fine
+    records[:, 2] = 5  # the first pixel byte
+    (tmp_path / "r.bin").write_bytes(records.tobytes())
+    for index, expected in [(0, [3, 4]), (1, [7, 9]), (-1, [7, 9]), (-2, [3, 4])]:
+        images, labels = read_cifar_binary(tmp_path / "r.bin", 2, 10, label_index=index)
+        assert labels.tolist() == expected, index
+        assert images.shape == (2, 3, 32, 32) and images[0, 0, 0, 0] == 5
+    for index in (2, 3, -3, 1.0):
+        with pytest.raises(ConfigurationError, match=r"label_index must be an int in \[-2, 2\)"):
+            read_cifar_binary(tmp_path / "r.bin", 2, 10, label_index=index)
+    with pytest.raises(ConfigurationError, match="label_bytes must be an int >= 1; got 0"):
+        read_cifar_binary(tmp_path / "r.bin", 0, 10)
+
+
 def test_an_official_archive_is_checked_and_extracted(tmp_path, monkeypatch):
     source = tmp_path / "source"
     write_cifar10_python(source, per_batch=2)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from spikeflow.data.io.safe_pickle import PICKLE_ERRORS, PicklePolicy, load_numpy_pickle
-from spikeflow.errors import DataFormatError
+from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = [
     "IDX_DTYPES",
@@ -181,16 +181,29 @@ def read_cifar_binary(
     (1 for CIFAR-10; 2 for CIFAR-100: coarse, fine) then 3072 pixel bytes.
 
     Args:
-        label_index: which label byte to return (-1: the last, CIFAR-100's fine label).
+        label_bytes: label bytes at the start of each record (at least 1).
+        label_index: which label byte to return, counted as a Python index into the
+            ``label_bytes`` bytes (-1: the last, CIFAR-100's fine label).
 
     Returns:
         ``(images uint8 [N, 3, 32, 32], labels int64 [N])``.
 
     Raises:
+        ConfigurationError: ``label_bytes`` is below 1, or ``label_index`` is not in
+            ``[-label_bytes, label_bytes)`` (it would read a pixel byte as the label).
         DataFormatError: the size is not a whole number of records, or a label is not
             below ``num_classes`` (the message gives the record and its offset).
     """
     path = Path(path)
+    if not _is_int(label_bytes) or label_bytes < 1:
+        raise ConfigurationError(
+            f"read_cifar_binary: label_bytes must be an int >= 1; got {label_bytes!r}"
+        )
+    if not _is_int(label_index) or not -label_bytes <= label_index < label_bytes:
+        raise ConfigurationError(
+            f"read_cifar_binary: label_index must be an int in [{-label_bytes}, {label_bytes}) "
+            f"(one of the {label_bytes} label byte(s)); got {label_index!r}"
+        )
     raw = path.read_bytes()
     record = label_bytes + CIFAR_IMAGE_BYTES
     if not raw or len(raw) % record:
@@ -199,10 +212,15 @@ def read_cifar_binary(
             f"({label_bytes} label byte(s) + {CIFAR_IMAGE_BYTES} pixels)"
         )
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
-    labels = rows[:, label_index if label_index >= 0 else label_bytes - 1].astype(np.int64)
+    labels = rows[:, label_index % label_bytes].astype(np.int64)
     _check_labels(labels, num_classes, path, lambda i: f"record {i} (offset {i * record})")
     images = rows[:, label_bytes:].reshape(-1, 3, 32, 32)
     return images, labels
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path, where: Any) -> None:
