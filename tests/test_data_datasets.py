@@ -351,3 +351,24 @@ def test_tonics_first_saccade_only_is_a_crop_time(nmnist_root):
         assert label == target and len(rec) == len(events) < len(whole[i][0])
         for name in "txyp":
             assert (rec.events[name].astype("int64") == events[name]).all(), name
+
+
+def test_a_dataset_not_found_under_a_relative_root_names_the_folder_searched(tmp_path, monkeypatch):
+    # "data/Train does not exist" alone did not say which working directory it was under.
+    from spikeflow.data import NTIDIGITS18
+    from spikeflow.data.datasets._common import how_to_get
+
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path.resolve() / "data"
+    with pytest.raises(DatasetNotFoundError) as info:
+        NMNIST("data", train=True)
+    message = str(info.value)
+    train = absolute / "Train"
+    assert f"N-MNIST not found: data/Train (absolute: {train}) does not exist" in message
+    assert f"into data (absolute: {absolute}), or download them yourself" in message
+    with pytest.raises(DatasetNotFoundError) as info:
+        NTIDIGITS18("data", train=True)
+    assert f"(absolute: {absolute / NTIDIGITS18.filename}) does not exist" in str(info.value)
+    # An absolute root is shown as given, once.
+    advice = how_to_get("X", absolute, [], "http://h", "L")
+    assert f"in {absolute}." in advice and "absolute:" not in advice

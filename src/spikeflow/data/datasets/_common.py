@@ -34,6 +34,7 @@ __all__ = [
     "listing_text",
     "prepare_dataset_root",
     "prepare_root",
+    "shown_path",
     "subset_by_ratio",
 ]
 
@@ -115,29 +116,38 @@ class Archive:
     into: str | None = None
 
 
+def shown_path(path: Path) -> str:
+    """``path`` in a message: as given, followed by its absolute form when it is
+    relative (a relative path alone does not say which folder was searched)."""
+    path = Path(path)
+    return str(path) if path.is_absolute() else f"{path} (absolute: {path.resolve()})"
+
+
 def how_to_get(
     title: str, root: Path, archives: Sequence[Archive], homepage: str, layout: str
 ) -> str:
-    """The part of an error message that says where to get the files and where to put them."""
+    """The part of an error message that says where to get the files and where to put
+    them (``root``, absolute too when relative: :func:`shown_path`)."""
     names = ", ".join(a.name for a in archives)
+    where = shown_path(root)
     if archives and all(a.url for a in archives):
         urls = " ".join(str(a.url) for a in archives)
         checked = "MD5-checked, resumable" if all(a.md5 for a in archives) else "resumable"
         return (
             f"Pass download=True to download {names} ({checked}) from {urls} "
-            f"into {root}, or download them yourself (see {homepage}) and put them in {root}; "
+            f"into {where}, or download them yourself (see {homepage}) and put them there; "
             f"spikeflow checks and extracts them there on first use. Expected layout: {layout}"
         )
     if not archives:  # files with no archive of record (N-CARS' web form, ES-ImageNet's RAR)
         return (
             f"{title} cannot be downloaded automatically: its host needs a manual download. "
-            f"Open {homepage}, get the files and put them, extracted, in {root}. "
+            f"Open {homepage}, get the files and put them, extracted, in {where}. "
             f"Expected layout: {layout}"
         )
     checked = all(a.md5 for a in archives)  # a host that repacks its files has no MD5
     return (
         f"{title} cannot be downloaded automatically: its host needs a manual download. "
-        f"Open {homepage}, download {names or 'the files'} and put them in {root}; "
+        f"Open {homepage}, download {names or 'the files'} and put them in {where}; "
         f"spikeflow {'checks (MD5) and extracts' if checked else 'extracts'} them there "
         f"on first use. Or extract them yourself. Expected layout: {layout}"
     )
@@ -248,11 +258,11 @@ def _not_found(
 ) -> DatasetNotFoundError:  # fmt: skip
     if incomplete:
         return DatasetNotFoundError(
-            f"{title}: {target} is incomplete (an extraction was interrupted; see "
+            f"{title}: {shown_path(target)} is incomplete (an extraction was interrupted; see "
             f"{marker_path(root, archives)}) and the archives needed to extract it again "
             f"are missing. {advice}"
         )
-    return DatasetNotFoundError(f"{title} not found: {target} does not exist. {advice}")
+    return DatasetNotFoundError(f"{title} not found: {shown_path(target)} does not exist. {advice}")
 
 
 def _fetch_and_check(archives: Sequence[Archive], root: Path, homepage: str) -> None:
