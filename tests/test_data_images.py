@@ -429,7 +429,7 @@ def test_dataset_shape_follows_the_dataset_kwargs():
         ({"split_by": "time"}, ConfigurationError, "no events to split"),
         ({"dataset_kwargs": {"label": "fine"}}, ConfigurationError, "takes no argument"),
         ({"dataset_kwargs": {"augment": "yes"}}, ConfigurationError, "augment must be"),
-        ({"data_dir": "missing"}, DatasetNotFoundError, r"\(from the command line: --download\)"),
+        ({"data_dir": "missing"}, DatasetNotFoundError, "Pass --download to download "),
     ],
 )
 def test_bad_options_for_image_datasets_are_named(tmp_path, changes, error, message):

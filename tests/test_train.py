@@ -456,8 +456,8 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
         (["--split-by", "time", "--download"], r"--split-by time, --download were given, but "
                                                r"the 'digits' dataset"),
         (["--dataset", "nmnist", "--data-dir", "{tmp}"],
-         r"--data-dir .*: N-MNIST not found: .*Train does not exist.*Expected layout: "
-         r"<root>/\{Train,Test\}/<label>/<id>\.bin.*\(from the command line: --download\)"),
+         r"--data-dir .*: N-MNIST not found: .*Train does not exist\. Pass --download to "
+         r"download Train\.zip .*Expected layout: <root>/\{Train,Test\}/<label>/<id>\.bin"),
         (["--dataset", "dvs128gesture", "--model", "plif_dvsgesture", "--data-dir", "{tmp}",
           "--download"],
          r"--download: DVS128Gesture cannot be downloaded automatically"),
@@ -706,8 +706,9 @@ def test_download_option_reaches_the_dataset(tmp_path, monkeypatch, capsys):
         code = main(["train", *args, "--no-progress", "--output-dir", str(tmp_path / "o"), *flag])
         assert code == 2
         assert seen[-1] is expected
-        # the hint to pass --download only where it was not passed
-        assert ("(from the command line: --download)" in capsys.readouterr().err) is not expected
+        # the hint to pass --download only where it was not passed, before the message
+        hint = f"--data-dir {tmp_path} (from the command line: pass --download to fetch it): "
+        assert (hint in capsys.readouterr().err) is not expected
 
 
 @pytest.mark.parametrize("dataset", ["asldvs", "navgesture", "ncars"])
@@ -720,7 +721,7 @@ def test_download_is_refused_for_a_dataset_that_declares_it_cannot_download(
     assert main(["train", *args, "--download", "--output-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--download: " in err and "cannot be downloaded automatically" in err
-    assert "(from the command line: --download)" not in err
+    assert "pass --download" not in err.lower()
 
 
 def test_the_downloadable_datasets_are_those_the_docs_list():
@@ -1120,8 +1121,8 @@ def test_eval_does_not_suggest_the_download_option_it_lacks(tmp_path, capsys):
     save_checkpoint(payload, tmp_path / "nmnist.pt")
     assert main(["eval", "--checkpoint", str(tmp_path / "nmnist.pt"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "N-MNIST not found" in err and "--download)" not in err
-    assert "(spikeflow eval does not download; spikeflow train --download does)" in err
+    assert "N-MNIST not found" in err and "download=True" not in err
+    assert "spikeflow eval does not download; run spikeflow train --download to download" in err
 
 
 def test_eval_of_a_digits_run_given_a_data_dir_does_not_advise_dataset(tmp_path, capsys):

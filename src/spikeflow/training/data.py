@@ -82,16 +82,23 @@ def _neuromorphic_classes() -> dict[str, type]:
 def _not_found(
     exc: Exception, config: TrainConfig, with_train: bool, can_download: bool
 ) -> Exception:
-    """``exc`` (a dataset not found) naming ``--data-dir``, with the advice to pass
-    ``--download`` where the dataset can be downloaded (``spikeflow eval`` cannot)."""
+    """``exc`` (a dataset not found) naming ``--data-dir``, with the command line's way to
+    download where the dataset can be downloaded (``spikeflow eval`` cannot): in place
+    of the dataset's own advice to pass ``download=True``, else before its message."""
     from spikeflow.data.datasets import DatasetNotFoundError
+    from spikeflow.data.datasets._common import DOWNLOAD_ADVICE
 
-    hint = ""
+    message, prefix = str(exc), f"--data-dir {config.data_dir}"
     if can_download and with_train and not config.download:
-        hint = " (from the command line: --download)"
+        advice, hint = "Pass --download", "from the command line: pass --download to fetch it"
     elif can_download and not with_train:  # spikeflow eval, which has no --download
-        hint = " (spikeflow eval does not download; spikeflow train --download does)"
-    return DatasetNotFoundError(f"--data-dir {config.data_dir}: {exc}{hint}")
+        advice = "spikeflow eval does not download; run spikeflow train --download"
+        hint = "spikeflow eval does not download; spikeflow train --download does"
+    else:
+        return DatasetNotFoundError(f"{prefix}: {message}")
+    if DOWNLOAD_ADVICE in message:
+        return DatasetNotFoundError(f"{prefix}: {message.replace(DOWNLOAD_ADVICE, advice)}")
+    return DatasetNotFoundError(f"{prefix} ({hint}): {message}")
 
 
 def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:

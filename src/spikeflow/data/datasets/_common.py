@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows: no flock, extraction is not g
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "DOWNLOAD_ADVICE",
     "Archive",
     "augment_policy",
     "check_class_folders",
@@ -116,6 +117,11 @@ class Archive:
     into: str | None = None
 
 
+#: How a dataset's message starts its advice to download (``download=True``); the
+#: command line (:mod:`spikeflow.training.data`) puts its own option in its place.
+DOWNLOAD_ADVICE = "Pass download=True"
+
+
 def shown_path(path: Path) -> str:
     """``path`` in a message: as given, followed by its absolute form when it is
     relative (a relative path alone does not say which folder was searched)."""
@@ -134,7 +140,7 @@ def how_to_get(
         urls = " ".join(str(a.url) for a in archives)
         checked = "MD5-checked, resumable" if all(a.md5 for a in archives) else "resumable"
         return (
-            f"Pass download=True to download {names} ({checked}) from {urls} "
+            f"{DOWNLOAD_ADVICE} to download {names} ({checked}) from {urls} "
             f"into {where}, or download them yourself (see {homepage}) and put them there; "
             f"spikeflow checks and extracts them there on first use. Expected layout: {layout}"
         )

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, first_names, prepare_root, shown_path
+from spikeflow.data.datasets._common import (
+    DOWNLOAD_ADVICE,
+    Archive,
+    first_names,
+    prepare_root,
+    shown_path,
+)
 from spikeflow.data.datasets._names import SHD_CLASSES, SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset, check_train
@@ -311,8 +317,8 @@ class NTIDIGITS18(_OneFile):
         if not self.h5_path.is_file():
             if not self.download:
                 raise DatasetNotFoundError(
-                    f"N-TIDIGITS18 not found: {shown_path(self.h5_path)} does not exist. Pass "
-                    f"download=True to download it (MD5-checked, resumable) from {self.url}, "
+                    f"N-TIDIGITS18 not found: {shown_path(self.h5_path)} does not exist. "
+                    f"{DOWNLOAD_ADVICE} to download it (MD5-checked, resumable) from {self.url}, "
                     f"or download {self.filename} yourself (see {self.homepage}) and put it "
                     f"in {self.root}"
                 )
