@@ -146,5 +146,14 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
+    import os
+    import sys
+
+    from spikeflow.data import DatasetNotFoundError
+
     torch.set_num_threads(1)
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
+        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

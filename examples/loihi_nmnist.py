@@ -127,4 +127,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main()
+    import os
+    import sys
+
+    from spikeflow.data import DatasetNotFoundError
+
+    try:
+        main()
+    except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
+        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
