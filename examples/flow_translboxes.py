@@ -22,6 +22,7 @@ Measured numbers are in docs/flow.md.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -130,6 +131,18 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training time budget")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not args.file.is_file():  # one line and status 2, not a traceback from the reader
+        where = (
+            args.file
+            if args.file.is_absolute()
+            else f"{args.file} (absolute: {args.file.resolve()})"
+        )
+        print(
+            f"{parser.prog}: error: recording not found: {where}; pass --file with the path "
+            "of IMU_translBoxes.aedat (in shared/data/event-files/aedat2 beside the repository)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
 

@@ -73,3 +73,18 @@ def test_nmnist_loop_without_its_data_prints_no_traceback(tmp_path):
                                  f"(absolute: {absolute}) does not exist"), run.stderr  # fmt: skip
     assert "Pass --download to download Train.zip" in run.stderr
     assert "download=True" not in run.stderr
+
+
+def test_flow_translboxes_without_its_recording_prints_no_traceback(tmp_path):
+    """``--file`` (relative) missing: one line naming the absolute path, status 2."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent / "src"), env.get("PYTHONPATH", "")])
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "flow_translboxes.py"), "--file", "boxes.aedat"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    absolute = tmp_path.resolve() / "boxes.aedat"
+    assert run.stderr.startswith(f"flow_translboxes.py: error: recording not found: "
+                                 f"boxes.aedat (absolute: {absolute})"), run.stderr  # fmt: skip
