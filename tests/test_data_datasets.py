@@ -372,3 +372,65 @@ def test_a_dataset_not_found_under_a_relative_root_names_the_folder_searched(tmp
     # An absolute root is shown as given, once.
     advice = how_to_get("X", absolute, [], "http://h", "L")
     assert f"in {absolute}." in advice and "absolute:" not in advice
+
+
+def _problem_parts():
+    from spikeflow.data.datasets.ebssa import EBSSA
+    from spikeflow.data.datasets.image_folder import ImageFolder
+    from spikeflow.data.datasets.imagenet import ImageNet
+    from spikeflow.data.datasets.images import MNIST
+    from spikeflow.data.datasets.prophesee_detection import Gen1Automotive
+    from spikeflow.data.datasets.rosbag_sets import DAVISDATA
+    from spikeflow.data.datasets.smnist import SMNIST
+    from spikeflow.data.datasets.tumvie import TUMVIE
+
+    tumvie = "TUMVIE/mocap-1d-trans/mocap-1d-trans-events_left.h5"
+    imagenet = (
+        "ImageNet (test): no folder data/val (absolute: {a}/val) or data/ILSVRC/Data/CLS-LOC/val "
+        "(absolute: {a}/ILSVRC/Data/CLS-LOC/val), nor an archive data/ILSVRC2012_img_val.tar "
+        "(absolute: {a}/ILSVRC2012_img_val.tar)"
+    )
+    # Each dataset's own message, as it starts (``{a}``: the absolute root).
+    return {
+        "MNIST": (
+            lambda: MNIST("data", train=True),
+            "MNIST (train) not found in data (absolute: {a}): missing",
+        ),
+        "SMNIST": (
+            lambda: SMNIST("data", train=True),
+            "SMNIST (train) not found in data (absolute: {a}): missing",
+        ),
+        "Gen1": (
+            lambda: Gen1Automotive("data", split="train"),
+            "Gen1 Automotive: the split folder data/train (absolute: {a}/train) does not exist",
+        ),
+        "ImageFolder": (
+            lambda: ImageFolder("data", train=True),
+            "ImageFolder (train): no folder data/train (absolute: {a}/train).",
+        ),
+        "ImageNet": (lambda: ImageNet("data", train=False), imagenet),
+        "EBSSA": (
+            lambda: EBSSA("data"),
+            "EBSSA: data/EBSSA/labelled_ebssa.h5 (absolute: {a}/EBSSA/labelled_ebssa.h5) does",
+        ),
+        "TUMVIE": (
+            lambda: TUMVIE("data"),
+            f"TUM-VIE: 21 event file(s) missing, e.g. data/{tumvie} (absolute: {{a}}/{tumvie}).",
+        ),
+        "DAVISDATA": (
+            lambda: DAVISDATA("data"),
+            "DAVISDATA: 25 file(s) missing, e.g. data/DAVISDATA/boxes_6dof.bag (absolute: "
+            "{a}/DAVISDATA/boxes_6dof.bag).",
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_problem_parts()))
+def test_a_datasets_own_not_found_message_names_the_absolute_path(name, tmp_path, monkeypatch):
+    # Messages written in the dataset's module (not _common's) show relative paths too.
+    monkeypatch.chdir(tmp_path)
+    make, start = _problem_parts()[name]
+    with pytest.raises(DatasetNotFoundError) as info:
+        make()
+    expected = start.format(a=tmp_path.resolve() / "data")
+    assert str(info.value).startswith(expected), str(info.value)

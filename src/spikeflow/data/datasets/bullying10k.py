@@ -24,7 +24,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, files_not_found, prepare_dataset_root
+from spikeflow.data.datasets._common import (
+    Archive,
+    files_not_found,
+    prepare_dataset_root,
+    shown_path,
+)
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import as_int64, read_bytes, sort_by_time
@@ -232,7 +237,7 @@ class Bullying10K(NeuromorphicDataset):
                 empty.append(name)
             listing += [(f, self.classes.index(name)) for f in files]
         if len(empty) == len(self.classes):
-            problem = f"no .npy files under {self.root}"
+            problem = f"no .npy files under {shown_path(self.root)}"
             raise files_not_found(self, "Bullying10K", problem, self.archives)
         if empty:
             raise DataFormatError(

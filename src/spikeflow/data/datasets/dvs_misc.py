@@ -13,6 +13,7 @@ from spikeflow.data.datasets._common import (
     class_folder_samples,
     files_not_found,
     prepare_dataset_root,
+    shown_path,
 )
 from spikeflow.data.datasets._split import RatioSplitDataset
 from spikeflow.data.datasets.base import NeuromorphicDataset
@@ -50,7 +51,7 @@ class ASLDVS(RatioSplitDataset):
         prepare_dataset_root(self, "ASL-DVS", self.root / "a", [self.archive], download=False)
         samples = class_folder_samples(self.root, self.classes, "*.mat")
         if not samples:
-            problem = f"no .mat files under {self.root}"
+            problem = f"no .mat files under {shown_path(self.root)}"
             raise files_not_found(self, "ASL-DVS", problem, [self.archive])
         return samples
 
@@ -79,7 +80,7 @@ class NCARS(NeuromorphicDataset):
         prepare_dataset_root(self, "N-CARS", folder, [], download=False)
         samples = class_folder_samples(folder, self.classes, "*.dat")
         if not samples:
-            raise files_not_found(self, "N-CARS", f"no .dat files in {folder}", [])
+            raise files_not_found(self, "N-CARS", f"no .dat files in {shown_path(folder)}", [])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -159,7 +160,9 @@ class POKERDVS(NeuromorphicDataset):
             samples += [(f, self.classes.index(code)) for f in sorted(d.glob("*.npy"))]
         if not samples:
             archive = self.archives[self.split]
-            raise files_not_found(self, "POKER-DVS", f"no .npy files in {folder}", [archive])
+            raise files_not_found(
+                self, "POKER-DVS", f"no .npy files in {shown_path(folder)}", [archive]
+            )
         return sorted(samples, key=lambda s: (s[1], s[0].parent.name, s[0].name))
 
     def _read(self, path: Path) -> EventRecording:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from spikeflow.data._indexing import check_index
-from spikeflow.data.datasets._common import files_not_found
+from spikeflow.data.datasets._common import files_not_found, shown_path
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import as_int64, first_decrease, import_optional
@@ -189,8 +189,8 @@ class EBSSA(NeuromorphicDataset):
     def _find_samples(self) -> list[tuple[Path, int]]:
         if not self.h5_path.is_file():
             raise files_not_found(
-                self, "EBSSA", f"{self.h5_path} does not exist (download it by hand from "
-                f"Google Drive, file id {self.drive_id})", []
+                self, "EBSSA", f"{shown_path(self.h5_path)} does not exist (download it by hand "
+                f"from Google Drive, file id {self.drive_id})", []
             )  # fmt: skip
         with _open(self.h5_path) as f:
             self.keys: list[str] = list(f.keys())

@@ -16,6 +16,7 @@ from spikeflow.data.datasets._common import (
     files_not_found,
     listed_names,
     prepare_dataset_root,
+    shown_path,
 )
 from spikeflow.data.datasets._split import NamedSplitDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
@@ -177,7 +178,9 @@ class ThreeETEyetracking(NamedSplitDataset):
         prepare_dataset_root(self, "3ET", listing, [self.archive], download=self.download)
         names = listed_names(listing)
         if not names:
-            raise files_not_found(self, "3ET", f"{listing} lists no recordings", [self.archive])
+            raise files_not_found(
+                self, "3ET", f"{shown_path(listing)} lists no recordings", [self.archive]
+            )
         self.label_paths: list[Path] = []
         samples = []
         for number, name in enumerate(names):
@@ -186,7 +189,7 @@ class ThreeETEyetracking(NamedSplitDataset):
             for what, p in (("recording", data), ("label file", label)):
                 if not p.is_file():
                     raise files_not_found(
-                        self, "3ET", f"{listing} names {name!r}, but its {what} {p} is "
+                        self, "3ET", f"{listing} names {name!r}, but its {what} {shown_path(p)} is "
                         "missing", [self.archive]
                     )  # fmt: skip
             samples.append((data, number))

@@ -16,6 +16,7 @@ from spikeflow.data.datasets._common import (
     files_not_found,
     listed_names,
     prepare_dataset_root,
+    shown_path,
 )
 from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import RatioSplitDataset
@@ -107,7 +108,9 @@ class DVS128Gesture(CutRecordingsDataset):
         prepare_dataset_root(self, "DVS128 Gesture", folder, [self.archive], download=False)
         listing = folder / ("trials_to_train.txt" if self.train else "trials_to_test.txt")
         if not listing.is_file():
-            raise files_not_found(self, "DVS128 Gesture", f"{listing} is missing", [self.archive])
+            raise files_not_found(
+                self, "DVS128 Gesture", f"{shown_path(listing)} is missing", [self.archive]
+            )
         names = listed_names(listing)
         self.recordings: list[tuple[Path, Path, np.ndarray]] = []
         self._windows: list[tuple[int, int]] = []  # (recording, row) of each sample
@@ -117,7 +120,9 @@ class DVS128Gesture(CutRecordingsDataset):
             csv = folder / (Path(name).stem + "_labels.csv")
             for f in (aedat, csv):
                 if not f.is_file():
-                    raise DataFormatError(f"{listing} names {name!r} but {f} does not exist")
+                    raise DataFormatError(
+                        f"{listing} names {name!r} but {shown_path(f)} does not exist"
+                    )
             rows = read_gesture_labels(csv)
             bad = np.flatnonzero((rows["label"] < 1) | (rows["label"] > self.num_classes))
             if bad.size:
@@ -131,7 +136,9 @@ class DVS128Gesture(CutRecordingsDataset):
                 self._windows.append((k, row))
                 samples.append((aedat, int(label) - 1))
         if not samples:
-            raise DatasetNotFoundError(f"DVS128 Gesture: {listing} lists no labelled recording")
+            raise DatasetNotFoundError(
+                f"DVS128 Gesture: {shown_path(listing)} lists no labelled recording"
+            )
         todo = [k for k in range(len(self.recordings)) if not self._is_cut(k)]
         if todo:
             parallel_map(

@@ -29,7 +29,7 @@ import torch
 from spikeflow._checks import check_flag
 from spikeflow.data._indexing import check_index
 from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
-from spikeflow.data.datasets._common import augment_policy, first_names
+from spikeflow.data.datasets._common import augment_policy, first_names, shown_path
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.frame_transforms import int_pair
 from spikeflow.data.image_augment import imagenet_trivial_augment_transform
@@ -395,7 +395,7 @@ class ImageFolder(torch.utils.data.Dataset):
         for folder in candidates:
             if folder.is_dir():
                 return folder
-        raise self._not_found(f"no folder {' or '.join(map(str, candidates))}")
+        raise self._not_found(f"no folder {' or '.join(map(shown_path, candidates))}")
 
     def _reference_classes(self) -> list[str] | None:
         """The training split's classes, which label a test split (None: its own)."""
@@ -406,7 +406,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def _load(self) -> FileListing:
         if not class_folder_names(self.folder):
-            raise self._not_found(f"{self.folder} holds no class folder")
+            raise self._not_found(f"{shown_path(self.folder)} holds no class folder")
         listing = cached_listing(self.folder, self.extensions, self.cache_dir,
                                  self._reference_classes())  # fmt: skip
         if self.num_classes is not None and len(listing.classes) != self.num_classes:

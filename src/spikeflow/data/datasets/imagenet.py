@@ -50,7 +50,7 @@ from typing import Any, BinaryIO, ClassVar
 import numpy as np
 import torch
 
-from spikeflow.data.datasets._common import Archive
+from spikeflow.data.datasets._common import Archive, shown_path
 from spikeflow.data.datasets.image_folder import (
     IMAGE_EXTENSIONS,
     FileListing,
@@ -340,8 +340,9 @@ class ImageNet(ImageFolder):
         if archive.is_file():
             self.source = "archive"
             return archive
-        raise self._not_found(f"no folder {candidates[0][1]} or {candidates[1][1]}, nor an "
-                              f"archive {archive}")  # fmt: skip
+        raise self._not_found(f"no folder {shown_path(candidates[0][1])} or "
+                              f"{shown_path(candidates[1][1])}, nor an "
+                              f"archive {shown_path(archive)}")  # fmt: skip
 
     # -- the listing ----------------------------------------------------------------------
     def _load(self) -> FileListing:
@@ -439,9 +440,9 @@ class ImageNet(ImageFolder):
         ``n`` of the devkit's ground truth."""
         if devkit is None:
             raise self._not_found(
-                f"{self.folder} holds no class folder: its flat official layout needs the "
-                f"devkit's labels ({DEVKIT.name} or {DEVKIT_FOLDER}/ in {self.root}), or sort "
-                "the images into class folders (valprep.sh)"
+                f"{shown_path(self.folder)} holds no class folder: its flat official layout "
+                f"needs the devkit's labels ({DEVKIT.name} or {DEVKIT_FOLDER}/ in {self.root}), "
+                "or sort the images into class folders (valprep.sh)"
             )
         names, labels = self._flat_labels(self._loose_images(self.folder), devkit, self.folder)
         return _names_listing(devkit.wnids, names, labels,
@@ -453,9 +454,10 @@ class ImageNet(ImageFolder):
         solution = self.root / KAGGLE_VAL_SOLUTION
         if not solution.is_file() or reference is None:
             raise self._not_found(
-                f"{self.folder} holds no class folder: Kaggle's flat validation layout needs "
-                f"its labels ({solution}) and the class list ({self.root / KAGGLE_SYNSETS} or "
-                f"the devkit, {DEVKIT.name} or {DEVKIT_FOLDER}/ in {self.root})"
+                f"{shown_path(self.folder)} holds no class folder: Kaggle's flat validation "
+                f"layout needs its labels ({solution}) and the class list "
+                f"({self.root / KAGGLE_SYNSETS} or the devkit, {DEVKIT.name} or {DEVKIT_FOLDER}/ "
+                f"in {self.root})"
             )
         wnids = reference[0]
         wnid_of = read_val_solution(solution, wnids)
@@ -484,8 +486,10 @@ class ImageNet(ImageFolder):
         if devkit is not None:
             self.class_names = tuple(devkit.words[w] for w in devkit.wnids)
         elif not nested:
-            raise self._not_found(f"{archive} is labelled by the devkit: put {DEVKIT.name} "
-                                  f"(or {DEVKIT_FOLDER}/) in {self.root}")  # fmt: skip
+            raise self._not_found(
+                f"{shown_path(archive)} is labelled by the devkit: put {DEVKIT.name} "
+                f"(or {DEVKIT_FOLDER}/) in {self.root}"
+            )
         contents = archive_contents(archive, nested, self.extensions, self.cache_dir)
         self._reader = RangeReader(archive, contents.identity)
         if nested:

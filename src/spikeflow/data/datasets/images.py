@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from spikeflow.data._indexing import check_index
-from spikeflow.data.datasets._common import Archive, _root_lock, augment_policy, how_to_get
+from spikeflow.data.datasets._common import (
+    Archive,
+    _root_lock,
+    augment_policy,
+    how_to_get,
+    shown_path,
+)
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.download import download_url
 from spikeflow.data.io.images import read_idx
@@ -225,8 +231,8 @@ class _IDXDataset(ImageDataset):
             archives = [Archive(n, self.md5s[n], self.base_url + n) for n in names]
             advice = how_to_get(type(self).__name__, self.root, archives, self.homepage, layout)
             raise DatasetNotFoundError(
-                f"{type(self).__name__} ({self.split}) not found in {self.root}: missing "
-                f"{', '.join(names)}. {advice}"
+                f"{type(self).__name__} ({self.split}) not found in "
+                f"{shown_path(self.root)}: missing {', '.join(names)}. {advice}"
             )
         with _root_lock(self.root):  # several processes (DDP ranks) fetch once
             for name in names:

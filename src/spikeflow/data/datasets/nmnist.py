@@ -14,6 +14,7 @@ from spikeflow.data.datasets._common import (
     class_folder_samples,
     files_not_found,
     prepare_dataset_root,
+    shown_path,
 )
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording
@@ -89,7 +90,10 @@ class NMNIST(NeuromorphicDataset):
         prepare_dataset_root(self, "N-MNIST", folder, [archive], download=self.download)
         samples = class_folder_samples(folder, self.classes, "*.bin")
         if not samples:
-            problem = f"no samples in {folder}; expected {folder}/<label>/<id>.bin with labels 0-9"
+            problem = (
+                f"no samples in {shown_path(folder)}; expected {folder}/<label>/<id>.bin with "
+                "labels 0-9"
+            )
             raise files_not_found(self, "N-MNIST", problem, [archive])
         return samples
 

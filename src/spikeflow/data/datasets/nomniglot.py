@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spikeflow.data.datasets._common import listing_text, names_difference
+from spikeflow.data.datasets._common import listing_text, names_difference, shown_path
 from spikeflow.data.datasets._cut import CutRecordingsDataset
 from spikeflow.data.datasets._split import split_from_train
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -234,8 +234,8 @@ class NOmniglot(CutRecordingsDataset):
         absent = [g for g in groups if not self._set_folders(g)]
         if absent:
             raise DatasetNotFoundError(
-                f"N-Omniglot not found: {self.root / f'dvs_{absent[0]}'} does not exist. "
-                + self._advice()
+                f"N-Omniglot not found: {shown_path(self.root / f'dvs_{absent[0]}')} does not "
+                "exist. " + self._advice()
             )
         rows = range(self.drawers)
         if self._split == "train":

@@ -13,6 +13,7 @@ from spikeflow.data.datasets._common import (
     files_not_found,
     listing_text,
     prepare_dataset_root,
+    shown_path,
 )
 from spikeflow.data.datasets._names import DVSLIP_CLASSES, ES_IMAGENET_CLASSES, HARDVS_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
@@ -53,7 +54,9 @@ class DVSLip(NeuromorphicDataset):
             (p, k) for k, c in enumerate(classes) for p in sorted((folder / c).glob("*.npy"))
         ]
         if not samples:
-            raise files_not_found(self, "DVS-Lip", f"no .npy files in {folder}", [self.archive])
+            raise files_not_found(
+                self, "DVS-Lip", f"no .npy files in {shown_path(folder)}", [self.archive]
+            )
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -112,7 +115,7 @@ class ESImageNet(NeuromorphicDataset):
             labels = base / "vallabel.txt"
             if not labels.is_file():
                 raise DatasetNotFoundError(
-                    f"ES-ImageNet: {labels} is missing. Expected layout: "
+                    f"ES-ImageNet: {shown_path(labels)} is missing. Expected layout: "
                     f"{self.layout}; see {self.homepage}"
                 )
             for lineno, line in enumerate(listing_text(labels).splitlines(), 1):
@@ -130,7 +133,7 @@ class ESImageNet(NeuromorphicDataset):
                     )
                 samples.append((folder / parts[0], int(parts[1])))
         if not samples:
-            raise files_not_found(self, "ES-ImageNet", f"no samples in {folder}", [])
+            raise files_not_found(self, "ES-ImageNet", f"no samples in {shown_path(folder)}", [])
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -204,7 +207,7 @@ class HARDVS(NamedSplitDataset):
         listing = self.root / f"{self._split}_label.txt"
         if not listing.is_file():
             raise DatasetNotFoundError(
-                f"HARDVS: {listing} is missing. The split lists train_label.txt, "
+                f"HARDVS: {shown_path(listing)} is missing. The split lists train_label.txt, "
                 "val_label.txt and test_label.txt are separate downloads (they are not in "
                 f"MINI_HARDVS_files.zip): download them from the links on {self.homepage} "
                 f"and put them in {self.root}. Expected layout: {self.layout}"
@@ -222,7 +225,7 @@ class HARDVS(NamedSplitDataset):
             path = self.root / f"action_{m.group(1)}" / f"{m.group(2)}.npz"
             samples.append((path, int(m.group(1)) - 1))
         if not samples:
-            raise DatasetNotFoundError(f"HARDVS: {listing} lists no sample")
+            raise DatasetNotFoundError(f"HARDVS: {shown_path(listing)} lists no sample")
         return samples
 
     def _read(self, path: Path) -> EventRecording:

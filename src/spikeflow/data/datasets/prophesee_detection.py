@@ -26,7 +26,7 @@ import torch
 
 from spikeflow._checks import check_flag
 from spikeflow.data._indexing import check_index
-from spikeflow.data.datasets._common import how_to_get
+from spikeflow.data.datasets._common import how_to_get, shown_path
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error
 from spikeflow.data.io._common import checked_recording, empty_file_error, first_decrease
@@ -325,11 +325,11 @@ class PropheseeDetection(NeuromorphicDataset):
     def _find_samples(self) -> list[tuple[Path, int]]:
         folder = self.root / self._split
         if not folder.is_dir():
-            raise self._not_found(f"the split folder {folder} does not exist")
+            raise self._not_found(f"the split folder {shown_path(folder)} does not exist")
         dats = {p.name[: -len("_td.dat")]: p for p in folder.glob("*_td.dat")}
         boxes = {p.name[: -len("_bbox.npy")]: p for p in folder.glob("*_bbox.npy")}
         if not dats:
-            raise self._not_found(f"{folder} holds no <name>_td.dat recording")
+            raise self._not_found(f"{shown_path(folder)} holds no <name>_td.dat recording")
         for name in sorted(set(dats) ^ set(boxes)):
             have, lack = (dats, "_bbox.npy") if name in dats else (boxes, "_td.dat")
             raise format_error(have[name], None, f"has no {name}{lack} beside it")

@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get, select_names
+from spikeflow.data.datasets._common import (
+    Archive,
+    _root_lock,
+    how_to_get,
+    select_names,
+    shown_path,
+)
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dsec import _HDF5_SIGNATURE, read_h5_datasets
 from spikeflow.data.download import download_url
@@ -399,7 +405,7 @@ class _BagDataset(NeuromorphicDataset):
             advice = how_to_get(self.title, self._place(""), archives, self.homepage, self.layout)
             raise DatasetNotFoundError(
                 f"{self.title}: {len(missing)} file(s) missing, e.g. "
-                f"{self._place(missing[0][1])}. {advice}"
+                f"{shown_path(self._place(missing[0][1]))}. {advice}"
             )
         if missing:
             with _root_lock(self.root):

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get
+from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get, shown_path
 from spikeflow.data.datasets.audio import ChannelFrames
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.datasets.images import MNIST
@@ -190,7 +190,7 @@ class SMNIST(ChannelFrames):
                 )
                 advice = how_to_get("SMNIST", self.root / "smnist", archives, self.homepage, layout)
                 raise DatasetNotFoundError(
-                    f"SMNIST ({self.split}) not found in {self.root}: missing "
+                    f"SMNIST ({self.split}) not found in {shown_path(self.root)}: missing "
                     f"{', '.join(missing)}. {advice}"
                 )
             with _root_lock(self.root):

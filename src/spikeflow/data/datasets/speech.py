@@ -24,6 +24,7 @@ from spikeflow.data.datasets._common import (
     class_folder_samples,
     listing_text,
     prepare_root,
+    shown_path,
 )
 from spikeflow.data.datasets._names import SSC_CLASSES
 from spikeflow.data.datasets._split import NamedSplitDataset, split_from_train
@@ -340,7 +341,7 @@ class SpeechCommands(_SpeechDataset):
     def _listed(self, name: str) -> set[str]:
         path = self.root / name
         missing = (
-            f"SpeechCommands: {path} is missing; it comes with the official archive "
+            f"SpeechCommands: {shown_path(path)} is missing; it comes with the official archive "
             f"(the {self.version} release lists its validation and test recordings there)"
         )
         return {line.strip() for line in _list_file_lines(path, missing)}
@@ -551,7 +552,9 @@ class SpeechCommandsWaveforms(torch.utils.data.Dataset):
 
     def _list(self, name: str) -> list[str]:
         path = self.root / name
-        missing = f"SpeechCommandsWaveforms: {path} is missing; it comes with the release"
+        missing = (
+            f"SpeechCommandsWaveforms: {shown_path(path)} is missing; it comes with the release"
+        )
         return _list_file_lines(path, missing)
 
     def _split_files(self) -> list[str]:

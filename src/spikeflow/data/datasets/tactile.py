@@ -12,6 +12,7 @@ from spikeflow.data.datasets._common import (
     class_folder_samples,
     files_not_found,
     prepare_dataset_root,
+    shown_path,
 )
 from spikeflow.data.datasets._split import RatioSplitDataset
 from spikeflow.data.events import EventRecording
@@ -62,7 +63,9 @@ class STMNIST(RatioSplitDataset):
             if "LUT" not in path.name
         ]
         if not samples:
-            raise files_not_found(self, "ST-MNIST", f"no .mat files under {folder}", [self.archive])
+            raise files_not_found(
+                self, "ST-MNIST", f"no .mat files under {shown_path(folder)}", [self.archive]
+            )
         return samples
 
     def _read(self, path: Path) -> EventRecording:

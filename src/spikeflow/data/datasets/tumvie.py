@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from spikeflow._checks import check_flag
-from spikeflow.data.datasets._common import Archive, _root_lock, how_to_get, select_names
+from spikeflow.data.datasets._common import (
+    Archive,
+    _root_lock,
+    how_to_get,
+    select_names,
+    shown_path,
+)
 from spikeflow.data.datasets.base import DatasetNotFoundError, NeuromorphicDataset
 from spikeflow.data.datasets.dsec import checked_xytp, read_h5_datasets
 from spikeflow.data.download import download_url
@@ -107,8 +113,8 @@ class TUMVIE(NeuromorphicDataset):
             files = [Archive(self._path(r).name, None, self._url(r)) for r in missing]
             advice = how_to_get("TUM-VIE", self.root / "TUMVIE", files, self.homepage, self.layout)
             raise DatasetNotFoundError(
-                f"TUM-VIE: {len(missing)} event file(s) missing, e.g. {self._path(missing[0])}. "
-                f"{advice}"
+                f"TUM-VIE: {len(missing)} event file(s) missing, e.g. "
+                f"{shown_path(self._path(missing[0]))}. {advice}"
             )
         if missing:
             with _root_lock(self.root):

@@ -15,6 +15,7 @@ from spikeflow.data.datasets._common import (
     check_class_folders,
     files_not_found,
     prepare_dataset_root,
+    shown_path,
     subset_by_ratio,
 )
 from spikeflow.data.datasets._names import NCALTECH101_CLASSES
@@ -71,7 +72,9 @@ class NCaltech101(RatioSplitDataset):
             if p.is_file()
         ]
         if not samples:
-            raise files_not_found(self, "N-Caltech101", f"no samples in {folder}", [self.archive])
+            raise files_not_found(
+                self, "N-Caltech101", f"no samples in {shown_path(folder)}", [self.archive]
+            )
         return samples
 
     def _read(self, path: Path) -> EventRecording:
@@ -196,7 +199,7 @@ class CIFAR10DVS(NeuromorphicDataset):
                     )
             per_class.append([(p, label) for p in files])
         if not any(per_class):
-            problem = f"no .aedat files under {self.root}"
+            problem = f"no .aedat files under {shown_path(self.root)}"
             raise files_not_found(self, "CIFAR10-DVS", problem, list(self.archives.values()))
         if self._subset is None:
             return [s for group in per_class for s in group]
