@@ -14,7 +14,13 @@ import numpy as np
 from spikeflow.data.datasets._common import Archive, prepare_dataset_root
 from spikeflow.data.datasets.base import NeuromorphicDataset
 from spikeflow.data.events import EventRecording, format_error, make_events
-from spikeflow.data.io._common import as_int64, check_in_sensor, sort_by_time
+from spikeflow.data.io._common import (
+    as_int64,
+    check_in_sensor,
+    check_zip_member_size,
+    sort_by_time,
+)
+from spikeflow.errors import DataFormatError
 
 __all__ = ["NERDD", "read_nerdd_boxes", "read_nerdd_events"]
 
@@ -35,7 +41,11 @@ def read_nerdd_events(
         with np.load(path, allow_pickle=False) as npz:
             if "data" not in npz.files:
                 raise format_error(path, None, f"no array 'data' (arrays: {npz.files})")
+            for info in npz.zip.infolist():  # before a forged size is decompressed
+                check_zip_member_size(info, path)
             data = npz["data"]
+    except DataFormatError:
+        raise
     except (ValueError, OSError, EOFError) as exc:
         raise format_error(path, 0, f"not a readable .npz file ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 4:

@@ -11,6 +11,7 @@ import importlib
 import itertools
 import os
 import re
+import zipfile
 from collections.abc import Callable
 from os import PathLike
 from types import ModuleType
@@ -25,6 +26,33 @@ RawBytes = bytes | bytearray | memoryview | np.ndarray
 
 #: Upper bound on the decoded size of one compressed packet (AEDAT 4), against bombs.
 MAX_PACKET_BYTES = 1 << 28
+
+#: Deflate's largest expansion: a 258-byte match costs at least 2 bits, so n bytes of
+#: deflate data (gzip, zlib, a ZIP member) decompress to at most 1032 n bytes.
+DEFLATE_MAX_RATIO = 1032
+
+
+def check_zip_member_size(info: zipfile.ZipInfo, path: PathArg) -> None:
+    """Refuse a ZIP member (of an ``.npz``) whose declared size its compressed bytes
+    cannot produce, before anything is decompressed: a stored member is as long as its
+    data, a deflated one at most :data:`DEFLATE_MAX_RATIO` times longer. Without this a
+    forged size (up to 4 GB, more with ZIP64) lets a small file allocate that much.
+
+    Raises:
+        DataFormatError: naming ``path``, the member and its byte offset, and both sizes.
+    """
+    declared, packed = info.file_size, info.compress_size
+    if info.compress_type == zipfile.ZIP_STORED and declared != packed:
+        problem = f"is stored uncompressed in {packed} bytes but declares {declared}"
+    elif info.compress_type == zipfile.ZIP_DEFLATED and declared > DEFLATE_MAX_RATIO * packed:
+        problem = (
+            f"declares {declared} bytes, more than its {packed} deflate-compressed bytes can "
+            f"hold ({DEFLATE_MAX_RATIO} per compressed byte at most)"
+        )
+    else:
+        return
+    raise format_error(path, info.header_offset, f"ZIP member {info.filename!r} {problem}")
+
 
 #: ``(width, height)`` of the iniVation sensors, by the names their file headers use
 #: (jAER AEDAT 2.0 address layouts, AEDAT 3.1 ``#Source`` lines).

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from os import PathLike
 
 from spikeflow.data.events import format_error
+from spikeflow.data.io._common import DEFLATE_MAX_RATIO
 from spikeflow.errors import DataFormatError
 
 __all__ = ["checked_mat5_stream"]
@@ -185,6 +186,12 @@ def _inflate(buf: _Buffer, pos: int, size: int) -> bytes:
         kind, inner = struct.unpack(buf.order + "II", head)
         if kind != MI_MATRIX:
             raise buf.error(pos, f"compressed element holds type {kind}, expected miMATRIX (14)")
+        if inner + 8 > DEFLATE_MAX_RATIO * size:  # before a forged size is decompressed
+            raise buf.error(
+                pos,
+                f"compressed element's matrix tag declares {inner + 8} bytes, more than its "
+                f"{size} zlib bytes can hold ({DEFLATE_MAX_RATIO} per compressed byte at most)",
+            )
         body = inflater.decompress(inflater.unconsumed_tail, inner + 1)
     except zlib.error as exc:
         raise buf.error(pos, f"corrupt compressed element: zlib: {exc}") from None

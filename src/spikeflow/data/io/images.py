@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from spikeflow.data.io._common import DEFLATE_MAX_RATIO
 from spikeflow.data.io.safe_pickle import PICKLE_ERRORS, PicklePolicy, load_numpy_pickle
 from spikeflow.errors import ConfigurationError, DataFormatError
 
@@ -48,9 +49,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 #: The longest IDX header: 4 bytes, then 255 dimensions of 4 bytes.
 _IDX_MAX_HEADER = 4 + 4 * 255
-#: Deflate's largest expansion: a 258-byte match costs at least 2 bits, so a gzip stream
-#: of n bytes holds at most 1032 n (members one after another too).
-_DEFLATE_MAX_RATIO = 1032
 
 
 def _idx_total(head: bytes | bytearray) -> int | None:
@@ -80,12 +78,12 @@ def _gunzip_idx(raw: bytes, path: Path) -> bytes:
             if total == 0:  # not an IDX header: decode_idx names what is wrong
                 return bytes(out)
             limit = _IDX_MAX_HEADER if total is None else total
-            if total is not None and total > _DEFLATE_MAX_RATIO * len(raw):
+            if total is not None and total > DEFLATE_MAX_RATIO * len(raw):
                 shape = tuple(np.frombuffer(bytes(out[4 : 4 + 4 * out[3]]), dtype=">u4"))
                 raise DataFormatError(  # a header sized to let a "gzip bomb" expand
                     f"{path}: offset 4: the IDX shape {tuple(int(d) for d in shape)} "
                     f"declares {total} bytes, more than a gzip stream of {len(raw)} bytes "
-                    f"can hold ({_DEFLATE_MAX_RATIO} per compressed byte at most)"
+                    f"can hold ({DEFLATE_MAX_RATIO} per compressed byte at most)"
                 )
             if len(out) > limit:
                 raise DataFormatError(

@@ -31,6 +31,7 @@ import numpy as np
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
     as_int64,
+    check_zip_member_size,
     read_bytes,
     read_head,
     sensor_size_arg,
@@ -123,6 +124,7 @@ def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndar
             if info.compress_type not in _ZIP_METHODS:
                 raise format_error(path, None, f"{where} uses ZIP compression method "
                                    f"{info.compress_type}, which cannot be read")  # fmt: skip
+            check_zip_member_size(info, path)  # before a forged size is decompressed
             try:
                 raw = archive.read(info)
             except Exception as exc:  # zlib/lzma/bz2 errors, bad CRC, encryption, EOF, ...
