@@ -234,6 +234,56 @@ def test_a_bag_chunk_whose_stream_does_not_end_is_refused(tmp_path):
     assert read_rosbag(path) == {}  # the whole stream: one connection, no messages
 
 
+def bz2_most(packed: bytes) -> int:
+    """By hand: blocks of at least 171 bits, each at most 100 000 x level bytes before
+    the run-length stage that makes at most 259 of every 5."""
+    return -(-8 * len(packed) // 171) * (packed[3] - 48) * 100_000 * 259 // 5
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_a_bz2_chunk_declaring_more_than_bz2_can_expand_to_is_refused(tmp_path, level):
+    """Before: a chunk of a few hundred bytes could declare 4 GiB and be inflated that
+    far (decompression stops only at the declared size)."""
+    data = conn_record(0, "/dvs/events", "dvs_msgs/EventArray") * 50
+    packed = bz2.compress(data, level)
+    path = _bag(tmp_path, packed, "bz2", len(data))
+    assert read_rosbag(path) == {}  # honest: reads
+    most = bz2_most(packed)
+    assert most < 2**32 - 1
+    at = _bag(tmp_path, packed, "bz2", 2**32 - 1).read_bytes().index(packed)  # the chunk's data
+    with pytest.raises(DataFormatError) as info:
+        read_rosbag(path)
+    assert str(info.value) == (
+        f"{path} at byte offset {at}: the bz2 chunk declares 4294967295 bytes, more "
+        f"than its {len(packed)} compressed bytes can hold ({most} at most)"
+    )
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_bz2_at_its_best_ratio_is_within_the_bound(tmp_path, level):
+    # 64 MiB of zeros, bz2's best case: refused only for its content (zeros are no
+    # record), not for its declared size.
+    packed = bz2.compress(bytes(BOMB), level)
+    assert BOMB <= bz2_most(packed) < 3 * BOMB  # and not loose
+    path = _bag(tmp_path, packed, "bz2", BOMB)
+    with pytest.raises(DataFormatError, match="a record without a one-byte op field"):
+        read_rosbag(path)
+
+
+def test_an_lz4_chunk_declaring_more_than_255_per_byte_is_refused(tmp_path):
+    lz4 = pytest.importorskip("lz4.frame")
+    packed = lz4.compress(bytes(BOMB))
+    assert BOMB <= 255 * len(packed)  # LZ4's best case fits
+    path = _bag(tmp_path, packed, "lz4", 255 * len(packed) + 1)
+    with pytest.raises(DataFormatError, match=rf"the lz4 chunk declares {255 * len(packed) + 1} "
+                       rf"bytes, more than its {len(packed)} compressed bytes can hold "
+                       rf"\({255 * len(packed)} at most\)"):  # fmt: skip
+        read_rosbag(path)
+    _bag(tmp_path, packed, "lz4", BOMB)
+    with pytest.raises(DataFormatError, match="a record without a one-byte op field"):
+        read_rosbag(path)
+
+
 def test_a_topic_that_is_not_utf8_is_a_format_error(tmp_path):
     """Before: a bare UnicodeDecodeError."""
     write_bag(tmp_path / "a.bag", [("/dvs/events", "dvs_msgs/EventArray", 10**9, b"")])

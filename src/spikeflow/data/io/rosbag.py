@@ -147,12 +147,44 @@ def _utf8(fields: dict[str, bytes], name: str, path: Path, where: int) -> str:
         ) from None
 
 
+#: bzip2's largest expansion, from its format: a block holds at most 100 000 x (the
+#: level digit of ``BZh1``-``BZh9``) bytes before its last stage, which turns every 5 of
+#: them (a run of 4 and a count byte up to 255) into at most 259; a block takes at least
+#: 171 bits (48 magic, 32 CRC, 1 + 24 flags and origin, 32 symbol map, 3 + 15 group and
+#: selector counts, 2 x 8 code lengths). So ``n`` bytes hold at most ``ceil(8 n / 171)``
+#: blocks (measured: 64 MiB of zeros, 2 blocks at level 9, take 79 bytes: room for 4).
+_BZ2_BLOCK_BITS = 171
+_BZ2_BYTES_PER_LEVEL = 100_000 * 259 // 5
+#: LZ4's: a sequence of ``k`` match-length bytes (3 + k bytes with token and offset)
+#: copies at most 19 + 255 k bytes, under 255 per byte; literals copy one per byte.
+_LZ4_MAX_RATIO = 255
+
+
+def _most_expansion(kind: str, data: bytes) -> int:
+    """The most bytes a ``kind`` (bz2 or lz4) stream of ``data`` can decompress to."""
+    if kind == "lz4":
+        return _LZ4_MAX_RATIO * len(data)
+    head = bytes(data[:4])
+    level = head[3] - 48 if head[:3] == b"BZh" and b"1" <= head[3:] <= b"9" else 9
+    return -(-8 * len(data) // _BZ2_BLOCK_BITS) * level * _BZ2_BYTES_PER_LEVEL
+
+
 def _decompress(fields: dict[str, bytes], data: bytes, path: Path, where: int) -> bytes:
     """A chunk's records, decompressed to at most one byte more than the ``size`` its
-    header declares (a damaged or hostile chunk cannot expand to gigabytes first)."""
+    header declares (a damaged or hostile chunk cannot expand to gigabytes first). A
+    declared size the compressed bytes cannot produce (:func:`_most_expansion`) is
+    refused first: the bag's index records give message offsets inside a chunk, a lower
+    bound only, so the format's own ratio is the upper bound."""
     kind = fields.get("compression", b"none").decode("latin-1")
     size = _int(fields, "size", "<I", path, where)
     ended = True
+    if kind in ("bz2", "lz4") and size > (most := _most_expansion(kind, data)):
+        raise format_error(  # refused before a forged size is decompressed
+            path,
+            where,
+            f"the {kind} chunk declares {size} bytes, more than its {len(data)} compressed "
+            f"bytes can hold ({most} at most)",
+        )
     if kind == "none":
         out = data
     elif kind == "bz2":
