@@ -8,16 +8,27 @@ folded, dropout removed, voting as a Linear) and written by
 
 from __future__ import annotations
 
+import copy
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["EXPORT_FORMATS", "ExportedRun", "export_trained_run", "netx_problems"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportedRun",
+    "NetxParts",
+    "export_trained_run",
+    "netx_parts",
+    "netx_problems",
+    "on_netx_grid",
+]
 
 #: The formats ``spikeflow export --to`` writes.
 EXPORT_FORMATS = ("nir", "netx")
@@ -34,6 +45,8 @@ class ExportedRun:
         model: the prepared network that was exported (evaluation mode, the exported dtype).
         input_shape: one sample's shape per time step (the exported input).
         nodes: the number of NIR nodes, or netx layers (the input layer included).
+        parts: netx only: the host's encoder, the network in the file and the host's
+            read-out (:func:`netx_parts`); ``input_shape`` is then the file's input.
     """
 
     path: Path
@@ -42,6 +55,162 @@ class ExportedRun:
     model: nn.Module
     input_shape: tuple[int, ...]
     nodes: int
+    parts: NetxParts | None = None
+
+
+@dataclass(frozen=True)
+class NetxParts:
+    """A prepared network cut where Lava-DL's netx needs it (:func:`netx_parts`).
+
+    ``readout(chip(encoder(x)))`` computes what the prepared network computes (in
+    float64 to rounding: pooling folded into the dense layer after it).
+
+    Attributes:
+        encoder: the layers up to the first neurons, run on the host (a CUBA layer on
+            Loihi takes binary spikes, not a static image's values), or None where the
+            input is spikes.
+        chip: the blocks netx carries (written by :func:`export_netx`).
+        readout: the layers after the last neurons (the voting ``Linear``), run on the
+            host on the chip's output spikes, or None.
+        input_shape: one sample's shape per step at the chip's input.
+    """
+
+    encoder: nn.Sequential | None
+    chip: nn.Sequential
+    readout: nn.Sequential | None
+    input_shape: tuple[int, ...]
+
+
+def _sample_shapes(model: nn.Sequential, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The one-sample shape at the input of each module of ``model`` (and at its end)."""
+    from spikeflow.functional import reset_net
+
+    probe = copy.deepcopy(model).to(torch.float64)
+    reset_net(probe)
+    x = torch.zeros(1, 1, *input_shape, dtype=torch.float64)
+    shapes = [tuple(input_shape)]
+    with torch.no_grad():
+        for module in probe:
+            x = module(x)
+            shapes.append(tuple(int(n) for n in x.shape[2:]))
+    return shapes
+
+
+def _pooling_factor(pool: nn.Module) -> tuple[int, float] | None:
+    """``(k, scale)`` of a non-overlapping ``k x k`` average or sum pooling (each input
+    in one window, times ``scale``), or None for another pooling."""
+    if not isinstance(pool, nn.AvgPool2d):
+        return None
+    kernel, stride = nn.modules.utils._pair(pool.kernel_size), nn.modules.utils._pair(pool.stride)
+    if kernel[0] != kernel[1] or tuple(stride) != tuple(kernel) or pool.ceil_mode:
+        return None
+    if nn.modules.utils._pair(pool.padding) != (0, 0):
+        return None
+    k = int(kernel[0])
+    return k, 1.0 / (pool.divisor_override or k * k)
+
+
+def _folded_pooling(pool: nn.Module, linear: nn.Linear, shape: tuple[int, ...]) -> nn.Linear | None:
+    """The Linear on the unpooled, flattened ``shape`` ``(C, H, W)`` equal to ``pool``,
+    a flatten and ``linear`` (sum and average pooling are linear maps), or None."""
+    from spikeflow.layers import Linear
+
+    factor = _pooling_factor(pool)
+    if factor is None or len(shape) != 3:
+        return None
+    k, scale = factor
+    channels, height, width = shape
+    pooled = (channels, height // k, width // k)
+    if linear.in_features != channels * pooled[1] * pooled[2]:
+        return None
+    weight = linear.weight.detach().reshape(linear.out_features, *pooled) * scale
+    weight = weight.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3)
+    full = weight.new_zeros(linear.out_features, channels, height, width)
+    full[:, :, : weight.shape[2], : weight.shape[3]] = weight  # rows a floor drops: 0
+    mode = getattr(linear, "step_mode", "m")
+    folded = Linear(
+        channels * height * width,
+        linear.out_features,
+        bias=linear.bias is not None,
+        dtype=linear.weight.dtype,
+        step_mode=mode,
+    )
+    with torch.no_grad():
+        folded.weight.copy_(full.reshape(linear.out_features, -1))
+        if linear.bias is not None:
+            folded.bias.copy_(linear.bias)
+    return folded.requires_grad_(False)
+
+
+def netx_parts(
+    prepared: nn.Sequential, input_shape: tuple[int, ...], spiking_input: bool
+) -> NetxParts:
+    """Cut a prepared network (:func:`~spikeflow.interop.prepare_for_export`) where netx
+    needs it: a non-overlapping sum or average pooling followed by a flatten and a
+    Linear is folded into that Linear (on the unpooled input: each input's weight is
+    its window's, times 1, or ``1/k²`` for average pooling); the layers after the last
+    neurons are the host's read-out; without ``spiking_input`` (a static image) the
+    layers up to the first neurons are the host's encoder.
+
+    Args:
+        prepared: the prepared ``nn.Sequential``.
+        input_shape: one sample's shape per step at the network's input.
+        spiking_input: whether the input is binary spikes (else it goes through the
+            encoder first).
+    """
+    from spikeflow.layers import Flatten
+    from spikeflow.neurons.base import BaseNode
+
+    shapes = _sample_shapes(prepared, tuple(input_shape))
+    items = list(prepared.named_children())
+    kept: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    index = 0
+    while index < len(items):
+        name, module = items[index]
+        if index + 2 < len(items) and isinstance(items[index + 1][1], (Flatten, nn.Flatten)):
+            linear = items[index + 2][1]
+            flatten = items[index + 1][1]
+            folded = (
+                _folded_pooling(module, linear, shapes[index])
+                if isinstance(linear, nn.Linear)
+                and (flatten.start_dim, flatten.end_dim) in ((1, -1), (-3, -1))
+                else None
+            )
+            if folded is not None:
+                kept.append((items[index + 1][0], flatten, shapes[index]))
+                kept.append((items[index + 2][0], folded, (int(np.prod(shapes[index])),)))
+                index += 3
+                continue
+        kept.append((name, module, shapes[index]))
+        index += 1
+    neurons = [i for i, (_, module, _) in enumerate(kept) if isinstance(module, BaseNode)]
+    first = neurons[0] + 1 if neurons and not spiking_input else 0
+    last = neurons[-1] + 1 if neurons else len(kept)
+
+    def sequence(part: list[tuple[str, nn.Module, tuple[int, ...]]]) -> nn.Sequential | None:
+        return nn.Sequential(OrderedDict((n, m) for n, m, _ in part)) if part else None
+
+    chip = sequence(kept[first:last]) or nn.Sequential()
+    shape = kept[first][2] if first < len(kept) else shapes[-1]
+    return NetxParts(sequence(kept[:first]), chip, sequence(kept[last:]), tuple(shape))
+
+
+def on_netx_grid(chip: nn.Sequential) -> nn.Sequential:
+    """A float64 copy of ``chip`` (:attr:`NetxParts.chip`) with the numbers its netx file
+    holds: each Linear / Conv2d weight on Lava-DL's grid (``w_int / 64``,
+    :func:`~spikeflow.interop.lava_dl_weights`) and its bias on the neuron bias's
+    (``round(64 b) / 64``). With IF neurons (or LIF at ``tau = 2``) and ``64 θ`` whole,
+    :func:`~spikeflow.interop.import_netx`'s network gives its spikes exactly."""
+    from spikeflow.interop.netx import lava_dl_weights
+
+    grid = copy.deepcopy(chip).to(torch.float64)
+    with torch.no_grad():
+        for module in grid.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                module.weight.copy_(lava_dl_weights(module.weight).to(torch.float64) / 64)
+                if module.bias is not None:
+                    module.bias.copy_(torch.round(module.bias * 64) / 64)
+    return grid
 
 
 def _check_destination(out: str | os.PathLike) -> Path:
@@ -53,28 +222,31 @@ def _check_destination(out: str | os.PathLike) -> Path:
     return path
 
 
-def netx_problems(prepared: nn.Module) -> list[str]:
-    """What in a prepared network (:func:`~spikeflow.interop.prepare_for_export`) Lava-DL's
-    netx cannot carry, one entry per kind of problem naming its modules (empty: nothing
-    found; :func:`export_netx` checks the rest). A netx block is a bias-free synapse
-    (Linear, Conv2d) and its CUBA neurons, with no pooling."""
+def netx_problems(chip: nn.Module) -> list[str]:
+    """What in the network a netx file is to hold (:attr:`NetxParts.chip`) Lava-DL's netx
+    cannot carry, one entry per kind of problem naming its modules (empty: nothing
+    found; :func:`export_netx` checks the rest). A netx block is a synapse (Linear,
+    Conv2d) and its CUBA neurons, the synapse's bias only before IF / LIF neurons (whose
+    voltage adds it each step), with no pooling (:func:`netx_parts` folds a sum or
+    average pooling before a flatten and a Linear into the Linear)."""
     from spikeflow.interop.netx_layers import NetxNetwork
     from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
     from spikeflow.neurons.base import BaseNode
     from spikeflow.quant.loihi import LoihiCubaLIFNode
 
-    if not isinstance(prepared, nn.Sequential) or isinstance(prepared, NetxNetwork):
+    if not isinstance(chip, nn.Sequential) or isinstance(chip, NetxNetwork):
         return []
     found: dict[str, list[str]] = {kind: [] for kind in _NETX_PROBLEMS}
-    items = list(prepared.named_children())
+    items = list(chip.named_children())
     for index, (name, module) in enumerate(items):
         where = f"'{name}' ({type(module).__name__})"
-        if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        if isinstance(module, nn.modules.pooling._AvgPoolNd):
             found["pooling"].append(where)
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
-            if module.bias is not None and bool(module.bias.ne(0).any()):
-                found["bias"].append(where)
             follower = items[index + 1][1] if index + 1 < len(items) else None
+            biased = module.bias is not None and bool(module.bias.ne(0).any())
+            if biased and type(follower) not in (IFNode, LIFNode):
+                found["bias"].append(where)
             if not isinstance(follower, BaseNode):
                 found["read-out"].append(where)
         elif isinstance(module, BaseNode) and not (
@@ -86,13 +258,17 @@ def netx_problems(prepared: nn.Module) -> list[str]:
 
 #: netx's limits a zoo network meets, as :func:`netx_problems` names them.
 _NETX_PROBLEMS = {
-    "pooling": "pooling, which netx has no layer for",
-    "bias": "a layer bias (a folded batch norm, or bias=True), which netx's synapses do not "
-    "have (train with batch_norm=false and bias-free layers)",
+    "pooling": "pooling, which netx has no layer for (a non-overlapping sum or average "
+    "pooling followed by a flatten and a Linear is folded into the Linear)",
+    "bias": "a layer bias (a folded batch norm, or bias=True) before neurons other than "
+    "IFNode / LIFNode (Loihi adds a bias to the voltage; train with --neuron if, or "
+    "batch_norm=false and bias-free layers)",
     "neuron": "neurons that are not Loihi's CUBA neuron (netx takes CubaLIFNode, or "
-    "IFNode/LIFNode with decay_input=False and a hard reset to 0)",
-    "read-out": "a layer without spiking neurons after it (a netx block is a synapse and "
-    "its neurons; a voting or logit read-out is computed on the host)",
+    "IFNode/LIFNode with decay_input=False and a hard reset to 0: train with --neuron if "
+    "--neuron-kwargs strict_firing=true)",
+    "read-out": "a layer without spiking neurons after it before the last neurons (a "
+    "netx block is a synapse and its neurons; only the read-out after the last neurons "
+    "is computed on the host)",
 }
 
 
@@ -152,14 +328,21 @@ def export_trained_run(
         write_nir(graph, path)
         nodes = len(graph.nodes)
     else:
-        problems = netx_problems(prepared)
+        if not isinstance(prepared, nn.Sequential):
+            raise ConfigurationError(
+                f"{trained.checkpoint}: netx holds a chain of layers; the prepared "
+                f"{type(prepared).__name__} is not one (its forward is its own)"
+            )
+        parts = netx_parts(prepared, input_shape, spiking_input=not trained.static)
+        problems = netx_problems(parts.chip)
         if problems:
             raise ConfigurationError(
                 f"{trained.checkpoint}: the network does not fit Loihi's netx format: "
                 + "; ".join(problems)
                 + ". NIR export (--to nir) may take it (docs/loihi.md lists netx's limits)"
             )
-        export_netx(prepared, path, input_shape)
+        export_netx(parts.chip, path, parts.input_shape)
         with h5py.File(path, "r") as h5:
             nodes = len(h5["layer"])
+        return ExportedRun(path, to, trained.checkpoint, prepared, parts.input_shape, nodes, parts)
     return ExportedRun(path, to, trained.checkpoint, prepared, input_shape, nodes)

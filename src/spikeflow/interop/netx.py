@@ -172,8 +172,12 @@ def _if_lif_params(module: IFNode | LIFNode, where: str) -> dict[str, Any]:
     return {"iDecay": 4096, "vDecay": v_decay, "vThMant": int(theta * 64), "bias": None}
 
 
-def _synapse(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str, Any]:
-    """The datasets of a dense or conv synapse on an input of one-sample ``shape``."""
+def _synapse(
+    module: nn.Module, shape: tuple[int, ...], where: str, voltage_bias: bool = False
+) -> dict[str, Any]:
+    """The datasets of a dense or conv synapse on an input of one-sample ``shape``; with
+    ``voltage_bias`` (its neurons add the step's input undecayed to the voltage) a layer
+    bias is allowed, and the caller writes it as the neurons' bias."""
     if isinstance(module, (nn.Linear, LoihiDense)):
         if len(shape) != 1:
             raise ShapeError(
@@ -181,10 +185,11 @@ def _synapse(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str,
                 "put a Flatten before it"
             )
         if isinstance(module, nn.Linear):
-            if module.bias is not None and bool(module.bias.ne(0).any()):
+            if not voltage_bias and module.bias is not None and bool(module.bias.ne(0).any()):
                 raise ConfigurationError(
                     f"export_netx: {where}: the Linear layer has a bias; Loihi adds a bias to "
-                    "the voltage, not to the current: build it with bias=False"
+                    "the voltage, not to the current: build it with bias=False (or follow "
+                    "it by an IFNode / LIFNode(decay_input=False), whose voltage adds it)"
                 )
             weight = lava_dl_weights(module.weight)
         else:
@@ -203,10 +208,11 @@ def _synapse(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str,
             "weight": weight,
         }
     if isinstance(module, nn.Conv2d):
-        if module.bias is not None and bool(module.bias.ne(0).any()):
+        if not voltage_bias and module.bias is not None and bool(module.bias.ne(0).any()):
             raise ConfigurationError(
                 f"export_netx: {where}: the Conv2d layer has a bias; Loihi adds a bias to "
-                "the voltage, not to the current: build it with bias=False"
+                "the voltage, not to the current: build it with bias=False (or follow "
+                "it by an IFNode / LIFNode(decay_input=False), whose voltage adds it)"
             )
         if module.padding_mode != "zeros" or isinstance(module.padding, str):
             raise ConfigurationError(
@@ -259,6 +265,27 @@ def _channel_bias(bias: Tensor, channels: int, where: str) -> np.ndarray:
             f"one bias per channel ({channels}) or one for all"
         )
     return values.numpy().astype(np.float32)
+
+
+def _voltage_bias(module: nn.Module, where: str) -> Tensor | None:
+    """The bias of a Linear / Conv2d followed by an IF / LIF neuron as the neurons' bias
+    mantissa ``round(64 b)`` (``bias_exp = 6``: ``b`` on the weights' scale, 64 per
+    unit). The neuron's current decays fully each step, so the voltage adds ``W x + b``
+    each step, which Loihi computes as the current ``W x`` plus the voltage bias. None
+    without a bias (or a zero one)."""
+    bias = getattr(module, "bias", None)
+    if not isinstance(bias, Tensor) or not bool(bias.ne(0).any()):
+        return None
+    mant = torch.round(bias.detach().cpu().to(torch.float64) * 64)
+    if (
+        not bool(torch.isfinite(mant).all())
+        or not -4096 <= float(mant.min()) <= float(mant.max()) <= 4095
+    ):
+        raise ConfigurationError(
+            f"export_netx: {where}: bias from {float(bias.min()):g} to {float(bias.max()):g}: "
+            "Loihi's bias mantissa round(64 b) holds [-4096, 4095] (|b| < 64)"
+        )
+    return mant.to(torch.int64)
 
 
 def _delays(module: AxonalDelay, channels: int, where: str) -> np.ndarray:
@@ -318,8 +345,8 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             shape = (flat,)
             i += 1
             continue
-        layer = _synapse(module, shape, where)
         follower = modules[i + 1] if i + 1 < len(modules) else None
+        layer = _synapse(module, shape, where, voltage_bias=type(follower) in (IFNode, LIFNode))
         if not (
             isinstance(follower, (CubaLIFNode, LoihiCubaLIFNode))
             or type(follower) in (IFNode, LIFNode)
@@ -336,6 +363,8 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             )
         neuron = _neuron_params(modules[i + 1], f"module {names[i + 1]}")
         bias = neuron.pop("bias")
+        if bias is None:
+            bias = _voltage_bias(module, where)
         if bias is not None:
             layer["bias"] = _channel_bias(bias, layer["shape"][0], f"module {names[i + 1]}")
         layer["neuron"] = {"type": "CUBA", **neuron, "refDelay": 1, "gradedSpike": False}
