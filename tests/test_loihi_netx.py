@@ -37,6 +37,7 @@ from spikeflow.errors import (
     MissingExtraError,
     ShapeError,
 )
+from spikeflow.functional import reset_net
 from spikeflow.interop import (
     LoihiConv2d,
     LoihiDense,
@@ -340,6 +341,64 @@ def test_if_and_lif_export_as_the_cuba_neuron_spikingjelly_maps_them_to(tmp_path
         assert 0.05 < float(spikes.mean()) < 0.5
         # Loihi fires on v > vth: the float neuron with strict firing, spike for spike
         assert torch.equal(fixed(x.long()).double(), spikes)
+
+
+def test_a_layer_bias_before_if_or_lif_neurons_is_their_voltage_bias(tmp_path):
+    # the neuron's current decays fully each step, so W x + b reaches the voltage as
+    # Loihi's current W x plus its voltage bias round(64 b) (bias_exp 6)
+    torch.manual_seed(6)
+    weight = torch.randint(-8, 12, (6, 10)).double() / 32
+    bias = torch.tensor([-0.5, -3 / 64, 0.0, 5 / 64, 0.25, 1.0], dtype=torch.float64)
+    x = torch.rand(30, 4, 10) < 0.4
+    for node in (
+        neurons.IFNode(v_threshold=0.75, strict_firing=True),
+        neurons.LIFNode(tau=2.0, decay_input=False, v_threshold=0.75, strict_firing=True),
+    ):
+        fc = layers.Linear(10, 6).double()
+        fc.weight.data.copy_(weight)
+        fc.bias.data.copy_(bias)
+        fixed = import_netx(export_netx(torch.nn.Sequential(fc, node), tmp_path / "b.net", (10,)))
+        assert fixed[1].bias_mant.flatten().tolist() == [-32, -3, 0, 5, 16, 64]
+        with torch.no_grad():
+            spikes = node(fc(x.double()))
+        assert 0.05 < float(spikes.mean()) < 0.6
+        assert torch.equal(fixed(x.long()).double(), spikes)
+    fc.bias.data[0] = -64.01  # round(64 b) = -4097: beyond the 13-bit mantissa
+    with pytest.raises(ConfigurationError, match=r"bias mantissa round\(64 b\) holds"):
+        export_netx(torch.nn.Sequential(fc, neurons.IFNode()), tmp_path / "c.net", (10,))
+
+
+def test_netx_parts_fold_pooling_and_cut_the_host_parts():
+    from spikeflow.interop.export_run import netx_parts, netx_problems
+
+    torch.manual_seed(7)
+    net = torch.nn.Sequential(
+        layers.Conv2d(1, 3, 3, padding=1),
+        neurons.IFNode(v_threshold=0.5, strict_firing=True),
+        layers.AvgPool2d(2, 2),  # 7x7 -> 3x3: the last row and column are dropped
+        layers.Flatten(),
+        layers.Linear(27, 8),
+        neurons.IFNode(v_threshold=0.5, strict_firing=True),
+        layers.Linear(8, 2, bias=False),
+    ).double()
+    parts = netx_parts(net, (1, 7, 7), spiking_input=False)
+    assert [type(m).__name__ for m in parts.encoder] == ["Conv2d", "IFNode"]
+    assert [type(m).__name__ for m in parts.chip] == ["Flatten", "Linear", "IFNode"]
+    assert [type(m).__name__ for m in parts.readout] == ["Linear"]
+    assert parts.input_shape == (3, 7, 7) and parts.chip[1].in_features == 147
+    assert netx_problems(parts.chip) == []
+    x = torch.rand(5, 4, 1, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net(x)
+        reset_net(net)
+        got = parts.readout(parts.chip(parts.encoder(x)))
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    # spikes in: the first layer goes to the chip too
+    assert [type(m).__name__ for m in netx_parts(net, (1, 7, 7), True).chip][:2] == [
+        "Conv2d",
+        "IFNode",
+    ]
 
 
 def test_export_errors_name_the_module(tmp_path):

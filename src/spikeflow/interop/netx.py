@@ -276,7 +276,8 @@ def _voltage_bias(module: nn.Module, where: str) -> Tensor | None:
     bias = getattr(module, "bias", None)
     if not isinstance(bias, Tensor) or not bool(bias.ne(0).any()):
         return None
-    mant = torch.round(bias.detach().cpu().to(torch.float64) * 64)
+    bias = bias.detach().cpu().to(torch.float64)
+    mant = torch.round(bias * 64)
     if (
         not bool(torch.isfinite(mant).all())
         or not -4096 <= float(mant.min()) <= float(mant.max()) <= 4095
