@@ -286,7 +286,9 @@ def export_trained_run(
     Args:
         run: a run folder (its ``best.pt``, else its ``last.pt``) or a checkpoint file.
         to: ``"nir"`` (HDF5 NIR graph, :func:`~spikeflow.interop.write_nir`) or
-            ``"netx"`` (Lava-DL's HDF5 network for Loihi 2).
+            ``"netx"`` (Lava-DL's HDF5 network for Loihi 2: the part of the network
+            :func:`netx_parts` leaves for the chip; the host's encoder, for a static
+            image, and read-out are in :attr:`ExportedRun.parts`).
         out: the file to write (its folder must exist; replaced atomically).
         data_dir: where the run's dataset is now (default: the run's); its test split
             sizes the model as the run did.
