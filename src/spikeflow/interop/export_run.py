@@ -87,7 +87,8 @@ def _sample_shapes(model: nn.Sequential, input_shape: tuple[int, ...]) -> list[t
 
     probe = copy.deepcopy(model).to(torch.float64)
     reset_net(probe)
-    x = torch.zeros(1, 1, *input_shape, dtype=torch.float64)
+    device = next(probe.parameters(), torch.empty(0)).device  # (a run on a GPU)
+    x = torch.zeros(1, 1, *input_shape, dtype=torch.float64, device=device)
     shapes = [tuple(input_shape)]
     with torch.no_grad():
         for module in probe:
