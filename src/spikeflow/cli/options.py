@@ -123,6 +123,21 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="loss arguments, e.g. lamb=0.05 for tet",
     )
     o.add_argument(
+        "--spike-reg",
+        default=s,
+        choices=["none", "l1_rate_sparsity", "l2_spike_population", "im_loss"],
+        help="add a spike regulariser on the spiking layers' outputs of the same forward "
+        "to the loss (default none; docs/training_tricks.md)",
+    )
+    o.add_argument(
+        "--spike-reg-kwargs",
+        nargs="+",
+        default=s,
+        metavar="KEY=VALUE",
+        help="its arguments, e.g. strength=1e-4 reduction=mean, target_rate=0.1 for "
+        "im_loss, layers='[\"sn1\"]' for some layers only",
+    )
+    o.add_argument(
         "--readout",
         default=s,
         choices=list(READOUT_MODES),

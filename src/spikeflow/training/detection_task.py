@@ -122,6 +122,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--weight-bits", config.weight_bits is not None, "not supported for detection yet"),
         ("--membrane-bits", config.membrane_bits is not None, "not supported for detection yet"),
         ("--recompute", config.recompute, "not supported for detection yet"),
+        ("--spike-reg", config.spike_reg != "none", "not supported for detection yet"),
         ("--tensorboard", config.tensorboard, "not supported for detection yet (metrics.csv is)"),
         ("--plots on", config.plots == "on", "no plots for detection runs yet"),
     ]

@@ -34,20 +34,28 @@ __all__ = [
 
 @dataclass
 class EpochSums:
-    """Running sums of one pass: loss x samples, correct predictions, samples."""
+    """Running sums of one pass: loss x samples, correct predictions, samples, and the
+    spike regulariser's term x samples (``--spike-reg``; not in ``loss``)."""
 
     loss: float = 0.0
     correct: float = 0.0
     count: float = 0.0
+    spike_reg: float = 0.0
 
-    def add(self, loss: float, correct: float, count: float) -> None:
+    def add(self, loss: float, correct: float, count: float, spike_reg: float = 0.0) -> None:
         self.loss += loss
         self.correct += correct
         self.count += count
+        self.spike_reg += spike_reg
 
     def reduced(self, ctx: DistContext) -> EpochSums:
         """The sums over all processes."""
-        return EpochSums(*ctx.all_reduce_sum([self.loss, self.correct, self.count]))
+        values = [self.loss, self.correct, self.count, self.spike_reg]
+        return EpochSums(*ctx.all_reduce_sum(values))
+
+    @property
+    def mean_spike_reg(self) -> float:
+        return self.spike_reg / self.count if self.count else float("nan")
 
     @property
     def mean_loss(self) -> float:

@@ -19,6 +19,7 @@ __all__ = [
     "EPOCH_COLUMNS",
     "LAYER_COLUMNS",
     "PRUNE_COLUMNS",
+    "SPIKE_REG_COLUMNS",
     "CSVLogger",
     "TensorBoardLogger",
     "check_tensorboard",
@@ -32,14 +33,18 @@ EPOCH_COLUMNS = (
 )  # fmt: skip
 #: The columns a run that prunes adds: the share of zero linear/convolution weights.
 PRUNE_COLUMNS = ("sparsity",)
+#: The column a run with ``--spike-reg`` adds: the regulariser's mean term per sample.
+SPIKE_REG_COLUMNS = ("train_spike_reg",)
 LAYER_COLUMNS = (
     "epoch", "split", "layer", "firing_rate", "spikes_per_sample", "neurons", "v_mean", "v_std",
 )  # fmt: skip
 
 
-def epoch_columns(pruning: bool) -> tuple[str, ...]:
-    """The columns of ``metrics.csv`` for a run that prunes or does not."""
-    return EPOCH_COLUMNS + PRUNE_COLUMNS if pruning else EPOCH_COLUMNS
+def epoch_columns(pruning: bool, spike_reg: bool = False) -> tuple[str, ...]:
+    """The columns of ``metrics.csv`` for a run that prunes or does not, with a spike
+    regulariser or without."""
+    return (EPOCH_COLUMNS + (PRUNE_COLUMNS if pruning else ())
+            + (SPIKE_REG_COLUMNS if spike_reg else ()))  # fmt: skip
 
 
 def _fmt(value: Any) -> Any:
@@ -185,6 +190,8 @@ class TensorBoardLogger:
         self.writer.add_scalar("lr", row["lr"], epoch)
         if "sparsity" in row:
             self.writer.add_scalar("sparsity", row["sparsity"], epoch)
+        if "train_spike_reg" in row:
+            self.writer.add_scalar("spike_reg/train", row["train_spike_reg"], epoch)
         for name, value in (layer_sparsity or {}).items():
             self.writer.add_scalar(f"sparsity_layer/{name}", value, epoch)
         for split, stats in layers.items():

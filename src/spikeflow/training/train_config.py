@@ -85,6 +85,11 @@ class TrainConfig:
     #: ``rsnn`` on the audio datasets), else ``mse`` (rate vs one-hot).
     loss: str | None = None
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: A spike regulariser added to the loss ("none": off; ``l1_rate_sparsity``,
+    #: ``l2_spike_population``, ``im_loss``) on the spiking layers' outputs of the same
+    #: forward, with its arguments (and ``layers``: the names of the layers it sees).
+    spike_reg: str = "none"
+    spike_reg_kwargs: dict[str, Any] = field(default_factory=dict)
     #: How the predicted class is read from the output (accuracy): "auto" (the loss's:
     #: spikeflow.losses.loss_readout), "rate", "count", "first_spike" or "max".
     readout: str = "auto"
@@ -265,6 +270,9 @@ class TrainConfig:
                 value = getattr(self, name)
                 raise ConfigurationError(f"{name} must be a table (dict), got {value!r}")
         from spikeflow.training.pruning import prune_settings
+        from spikeflow.training.spike_reg import check_spike_reg
+
+        check_spike_reg(self)
 
         prune_settings(self.prune, self.prune_kwargs, self.optimizer, self.epochs)
         if self.weight_bits is not None:
@@ -339,7 +347,10 @@ PATH_FIELDS = ("data_dir", "cache_dir", "output_dir")
 SEED_LIMIT = 2**32
 
 #: The fields that are tables (dicts) of keyword arguments.
-TABLE_FIELDS = ("dataset_kwargs", "model_kwargs", "neuron_kwargs", "loss_kwargs", "prune_kwargs")
+TABLE_FIELDS = (
+    "dataset_kwargs", "model_kwargs", "neuron_kwargs", "loss_kwargs", "spike_reg_kwargs",
+    "prune_kwargs",
+)  # fmt: skip
 
 
 def resolved_readout(config: TrainConfig) -> str:

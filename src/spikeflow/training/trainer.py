@@ -167,7 +167,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         return resolved_readout(self.config)
 
     def _metric_columns(self) -> tuple[str, ...]:
-        return epoch_columns(tracks_sparsity(self.config))
+        return epoch_columns(tracks_sparsity(self.config), self.config.spike_reg != "none")
 
     # -- the run ----------------------------------------------------------------------
 
@@ -226,6 +226,8 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         finally:
             self._restore_sigint(previous_handler)
             self.train_monitor.remove()
+            if getattr(self, "spike_reg", None) is not None:
+                self.spike_reg.remove()
             if self.tensorboard is not None:
                 self.tensorboard.close()
             # The DDP wrapper's reducer holds the process group: released first, the group
@@ -319,6 +321,10 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             "epoch_time_s": None,
         }  # fmt: skip
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
+        regularised = ""
+        if self.spike_reg is not None:  # the term's mean over the epoch's samples
+            row["train_spike_reg"] = train.mean_spike_reg
+            regularised = f"  spike reg {train.mean_spike_reg:.4g}"
         pruned, layer_sparsity = "", {}
         if tracks_sparsity(cfg):
             report = sparsity(self.raw_model)
@@ -335,7 +341,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             layers,
             best,
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
-            f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f} | test loss "
+            f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f}{regularised} | test loss "
             f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}{pruned}",
             layer_sparsity,
         )

@@ -30,6 +30,7 @@ from spikeflow.training.eventprop import check_eventprop_model
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
+from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.monitors import SpikeMonitor
 from spikeflow.training.online import check_online_model, per_step_loss, trains_per_step
 from spikeflow.training.param_groups import (
@@ -199,6 +200,12 @@ class SetupMixin:
         # (under --compile too: its hooks add to tensors, which the graph does not guard
         # on the values of, so recording recompiles nothing after the first steps)
         self.train_monitor = SpikeMonitor(self.raw_model)
+        # --spike-reg: the hooks record the training forward's spikes for the term
+        self.spike_reg = (
+            SpikeRegulariser(self.raw_model, cfg.spike_reg, cfg.spike_reg_kwargs)
+            if cfg.spike_reg != "none"
+            else None
+        )
         self.epoch_sums = self.sums_class()
         resume_epoch = None
         if self.resume_payload is not None:

@@ -139,12 +139,19 @@ class StepsMixin:
             after = self._window_update(step, steps) if per_step else None
             out, loss = decolle_train_step(self.decolle, x, target, after)
         else:
+            if self.spike_reg is not None:
+                self.spike_reg.clear()  # (what the evaluation's forwards left)
             with autocast_context(ctx.device, cfg.amp):
                 # a model that supervises its output layer itself (event-driven nets) gets y
                 out = self.model(x, target=y) if self._takes_target else self.model(x)
             loss = self.loss_fn(out.float(), target)
-        value = float(loss.detach())
-        self._check_step_loss(value, step, steps)
+        value, regularised = float(loss.detach()), 0.0
+        if self.spike_reg is not None:  # on this forward's spikes (BPTT only: config checks)
+            term = self.spike_reg()
+            regularised = float(term.detach())
+            loss = loss + term
+        total = float(loss.detach())
+        self._check_step_loss(total, step, steps)
         if not trains_per_step(cfg) and cfg.tbptt is None and self.decolle is None:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -153,10 +160,12 @@ class StepsMixin:
             self._phase = "update"
             self._update()
         self._phase = "done"
-        self.epoch_sums.add(value * len(y), count_correct(out.detach(), y, self.readout), len(y))
+        self.epoch_sums.add(value * len(y),
+                            count_correct(out.detach(), y, self.readout), len(y),
+                            regularised * len(y))  # fmt: skip
         self.step_in_epoch = step + 1
         self.global_step += 1
-        return value
+        return total
 
     def _update(self) -> None:
         """One optimizer step on the gradients in ``.grad``: clipped (``clip_grad_norm``),
