@@ -112,7 +112,10 @@ class SpikeRegulariser:
     def __init__(self, model: nn.Module, name: str, kwargs: Mapping[str, Any]) -> None:
         layers, self.arguments = _split(kwargs)
         self.function = SPIKE_REGULARISERS[name]
-        self.recorder = LayerSpikes(model, layers)
+        try:
+            self.recorder = LayerSpikes(model, layers)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"--spike-reg-kwargs layers: {exc}") from exc
 
     def __call__(self) -> Tensor:
         """The term on the spikes of the forward that just ran (float32); the recording
