@@ -63,6 +63,17 @@ def _recompute_worker(rank: int, world_size: int, port: int, output_dir: str) ->
     Trainer(config_from_dict({**_config(output_dir), "recompute": True}), log=None).fit()
 
 
+#: --spike-reg with a batch-mean term: each process's term on its half of the batch,
+#: averaged by DDP as the loss is, is the term of the whole batch.
+_SPIKE_REG = {"spike_reg": "l1_rate_sparsity",
+              "spike_reg_kwargs": {"strength": 0.01, "reduction": "mean"}}  # fmt: skip
+
+
+def _spike_reg_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    _join(rank, world_size, port)
+    Trainer(config_from_dict({**_config(output_dir), **_SPIKE_REG}), log=None).fit()
+
+
 def _online_config(output_dir: str, trace_decay: float | None) -> dict:
     return {**_config(output_dir), "online": True, "online_steps": 2, "epochs": 2,
             "batch_size": 8, "online_trace_decay": trace_decay}  # fmt: skip
@@ -264,6 +275,23 @@ def test_recompute_under_two_gloo_processes_equals_one_plain_process(tmp_path):
     assert b["world_size"] == 2 and b["config"]["recompute"] is True
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_a_spike_regulariser_under_two_gloo_processes_equals_one_process(tmp_path):
+    """--spike-reg under DDP: the same step as one process on the global batch (and a
+    different one from the run without the term), the same logged term."""
+    one, two, plain = tmp_path / "one", tmp_path / "two", tmp_path / "plain"
+    Trainer(config_from_dict({**_config(str(one)), **_SPIKE_REG}), log=None).fit()
+    Trainer(config_from_dict(_config(str(plain))), log=None).fit()
+    _spawn(_spike_reg_worker, str(two))
+    a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
+    unregularised = load_checkpoint(plain / "last.pt")["model"]
+    assert b["world_size"] == 2
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert any((unregularised[k] - v).abs().max() > 1e-4 for k, v in a["model"].items())
+    terms = [load_checkpoint(p / "last.pt")["history"][0]["train_spike_reg"] for p in (one, two)]
+    assert terms[0] > 0 and terms[1] == pytest.approx(terms[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("trace_decay", [None, 0.5], ids=["sltt", "ottt"])

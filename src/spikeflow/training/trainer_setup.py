@@ -30,7 +30,6 @@ from spikeflow.training.eventprop import check_eventprop_model
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
-from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.monitors import SpikeMonitor
 from spikeflow.training.online import check_online_model, per_step_loss, trains_per_step
 from spikeflow.training.param_groups import (
@@ -56,6 +55,7 @@ from spikeflow.training.run_folder import (
     remove_stale_temporaries,
     reserve_default_output_dir,
 )
+from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.tbptt import tbptt_windows, windowed_loss
 from spikeflow.training.trainer_checkpoints import seed_everything
 
