@@ -206,3 +206,13 @@ def test_a_layer_that_is_not_spiking_is_named(tmp_path):
         r"named \['fc9'\]; the model has \['features.2'",
     ):
         Trainer(config, log=None).fit()
+
+
+def test_a_detection_run_refuses_it():
+    from spikeflow.training.detection_task import refuse_classification_options
+    from spikeflow.training.train_config import TrainConfig
+
+    config = TrainConfig(dataset="nmnist_detection", spike_reg="l1_rate_sparsity")
+    with pytest.raises(ConfigurationError, match=r"--spike-reg \(not supported for detection"):
+        refuse_classification_options(config)
+    refuse_classification_options(TrainConfig(dataset="nmnist_detection"))  # (without: none)

@@ -135,7 +135,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=s,
         metavar="KEY=VALUE",
         help="its arguments, e.g. strength=1e-4 reduction=mean, target_rate=0.1 for "
-        "im_loss, layers='[\"sn1\"]' for some layers only",
+        "im_loss, layers='[\"features.5\"]' for some layers only",
     )
     o.add_argument(
         "--readout",
