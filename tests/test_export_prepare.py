@@ -324,3 +324,71 @@ def test_a_batch_norm_after_a_weight_standardised_layer_is_not_folded():
     model = nn.Sequential(WSConv2d(3, 4, 3), layers.BatchNorm2d(4))
     with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm2d\): the WSConv2d before"):
         prepare_for_export(model)
+
+
+def _vgg(classifier_std: float = 2.0, **kwargs) -> nn.Module:
+    """A float64 spiking VGG-11 with average pooling, batch norm statistics set and
+    classifier weights that make its hidden layers fire some of the time."""
+    options = {"num_classes": 10, "in_channels": 2, "pool_size": 1, "hidden_features": 32}
+    model = create_model("spiking_vgg11_bn", pooling="avg", **{**options, **kwargs})
+    model = _exercise(model.double(), offset=0.0)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for module in model.classifier.modules():
+            if isinstance(module, nn.Linear):
+                std = classifier_std / module.in_features**0.5
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("side", "pool_size", "pools"),
+    [(32, 1, []), (64, 1, [(2, 2)]), (64, 2, [])],  # adaptive pool: removed, AvgPool2d(2)
+)
+def test_spiking_vgg_with_average_pooling_prepares_and_exports_exactly(side, pool_size, pools):
+    model = _vgg(pool_size=pool_size)
+    x = torch.rand(
+        3, 2, 2, side, side, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    prepared = prepare_for_export(model, x * 3)
+    assert isinstance(prepared, nn.Sequential)
+    kinds = {type(m) for m in prepared.modules()}
+    assert not kinds & {layers.BatchNorm2d, layers.Dropout, layers.AdaptiveAvgPool2d, nn.Identity}
+    # five 2x2 pools from the features, then what the adaptive pool became
+    kernels = [m.kernel_size for m in prepared if isinstance(m, nn.AvgPool2d)]
+    assert kernels[:5] == [2] * 5 and kernels[5:] == pools
+    original, rewritten = _spikes(model, x * 3), _spikes(prepared, x * 3)
+    assert len(original) == len(rewritten) == 11  # 8 conv and 2 hidden neuron layers
+    for a, b in zip(original[:-1], rewritten[:-1], strict=True):
+        assert 0 < a.mean() < 1
+        assert torch.equal(a, b)
+    torch.testing.assert_close(rewritten[-1], original[-1], rtol=0, atol=1e-12)
+    assert original[-1].abs().sum() > 0
+    assert any(isinstance(m, layers.BatchNorm2d) for m in model.modules())  # not changed
+    net = import_from_nir(export_to_nir(prepared, x), dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(net(x * 3), rewritten[-1])
+
+
+def test_spiking_vgg_pooling_argument_and_what_does_not_export():
+    small = {"num_classes": 4, "pool_size": 1, "hidden_features": 8}
+    for pooling, kind in (("max", nn.MaxPool2d), ("avg", nn.AvgPool2d), ("sum", nn.AvgPool2d)):
+        pools = [m for m in create_model("spiking_vgg11", pooling=pooling, **small).features]
+        pools = [m for m in pools if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+        assert len(pools) == 5 and all(isinstance(m, kind) for m in pools)
+        assert all(getattr(m, "divisor_override", None) == (1 if pooling == "sum" else None)
+                   for m in pools if pooling != "max")  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"pooling must be one of"):
+        create_model("spiking_vgg11", pooling="min", **small)
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(create_model("spiking_vgg11", **small), torch.rand(1, 1, 3, 32, 32))
+    assert "'features.2' (MaxPool2d): NIR has no max pooling" in str(error.value)
+    assert "spiking_vgg11/13/16/19(_bn) --model-kwargs pooling=avg" in str(error.value)
+    model = create_model("spiking_vgg11", pooling="avg", **small)
+    with pytest.raises(ConfigurationError, match=r"'avgpool' \(AdaptiveAvgPool2d\): NIR has no "
+                       r"adaptive pooling; .*pass sample_input="):  # fmt: skip
+        prepare_for_export(model)
+    uneven = nn.Sequential(layers.Conv2d(1, 2, 3), layers.AdaptiveAvgPool2d((2, 3)))
+    with pytest.raises(ConfigurationError, match=r"'1' \(AdaptiveAvgPool2d\): its output 2x3 "
+                       r"does not divide its input 4x4"):  # fmt: skip
+        prepare_for_export(uneven, torch.rand(2, 1, 1, 6, 6))

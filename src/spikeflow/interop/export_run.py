@@ -322,7 +322,7 @@ def export_trained_run(
     x, _ = trained.batch(1)
     model = trained.model.to(dtype) if to == "nir" else trained.model
     try:
-        prepared = prepare_for_export(model)
+        prepared = prepare_for_export(model, x.to(dtype) if to == "nir" else x)
     except ConfigurationError as error:
         raise ConfigurationError(f"{trained.checkpoint}: {error}") from error
     input_shape = tuple(int(n) for n in x.shape[2:])

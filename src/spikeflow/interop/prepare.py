@@ -10,6 +10,10 @@ fixed maps that NIR and netx can express once rewritten:
 * dropout and ``nn.Identity`` do nothing in evaluation and are removed;
 * a ``VotingLayer(vs)`` (the mean of each group of ``vs`` neurons) after a linear
   layer is the fixed linear map ``W[n, n·vs + k] = 1/vs``, exported as NIR ``Linear``;
+* an adaptive average pool (``AdaptiveAvgPool2d``) whose input sides are multiples of
+  its output sides is the average pool with kernel and stride ``input // output``
+  (removed where they are equal): the input sides come from one run on a
+  ``sample_input``;
 * ``nn.Sequential`` containers and the zoo models whose ``forward`` only runs their
   children in order (:data:`PLAIN_SEQUENCE_MODELS`) are flattened into one
   ``nn.Sequential``.
@@ -17,7 +21,8 @@ fixed maps that NIR and netx can express once rewritten:
 What has no such form is refused, every module named with its path: max pooling (NIR
 has average and sum pooling only, netx no pooling), BNTT and TEBN (per-time-step
 statistics or scales: an affine map that changes with t, which no NIR or netx node
-has), and a batch norm with no convolution or linear layer right before it. Other
+has), a batch norm with no convolution or linear layer right before it, and an
+adaptive average pool whose windows differ in size (or with no ``sample_input``). Other
 modules are left as they are, for the exporter to accept or name.
 """
 
@@ -28,14 +33,16 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
 from spikeflow.base import MemoryModule
 from spikeflow.conversion.fold import folded_weights
 from spikeflow.errors import ConfigurationError
+from spikeflow.functional import reset_net
 from spikeflow.layers import (
+    AvgPool2d,
     Linear,
     VotingLayer,
 )
@@ -54,13 +61,15 @@ __all__ = ["PLAIN_SEQUENCE_MODELS", "prepare_for_export"]
 PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
     "DigitsPLIFNet": ("features", "classifier"),
     "PLIFNet": ("conv", "fc", "voting"),
+    "SpikingVGG": ("features", "avgpool", "classifier"),
 }
 
 #: What a user can train instead of max pooling (named in the refusal).
 AVERAGE_POOLING_MODELS = (
     "plif_digits --model-kwargs pooling=avg (or pooling=sum), "
     "plif_mnist/plif_fashion_mnist/plif_cifar10/plif_nmnist/plif_cifar10dvs/plif_dvsgesture "
-    "--model-kwargs pooling=avg (or pooling=sum)"
+    "--model-kwargs pooling=avg (or pooling=sum), "
+    "spiking_vgg11/13/16/19(_bn) --model-kwargs pooling=avg (or pooling=sum)"
 )
 
 _FOLD_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -73,6 +82,66 @@ _MAX_POOLS = (
     nn.AdaptiveMaxPool2d,
     nn.AdaptiveMaxPool3d,
 )
+
+
+def _pool_input_sides(model: nn.Module, sample_input: Tensor) -> dict[int, tuple[int, int]]:
+    """The ``(H, W)`` each adaptive average pool of ``model`` gets, from one run on
+    ``sample_input`` (the state it leaves is reset)."""
+    sides: dict[int, tuple[int, int]] = {}
+
+    def hook(module: nn.Module, args: tuple, _out: object) -> None:
+        sides.setdefault(id(module), tuple(int(n) for n in args[0].shape[-2:]))
+
+    pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    handles = [pool.register_forward_hook(hook) for pool in pools]
+    reset_net(model)
+    try:
+        with torch.no_grad():
+            model(sample_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        reset_net(model)
+    return sides
+
+
+def _fixed_pool(
+    pool: nn.AdaptiveAvgPool2d, sides: tuple[int, int] | None
+) -> tuple[nn.Module | None, str | None]:
+    """``(the fixed module equal to pool, None)`` (an identity where it changes nothing),
+    else ``(None, why not)``."""
+    if sides is None:
+        return None, (
+            "NIR has no adaptive pooling; with its input size known (pass sample_input=) "
+            "it exports as the average pool it is, when its sides divide the input's"
+        )
+    size = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * 2
+    out = tuple(sides[i] if n is None else int(n) for i, n in enumerate(size))
+    if out == sides:
+        return nn.Identity(), None
+    if sides[0] % out[0] or sides[1] % out[1]:
+        return None, (
+            f"its output {out[0]}x{out[1]} does not divide its input {sides[0]}x{sides[1]}: "
+            "windows of different sizes, which no NIR pooling has"
+        )
+    kernel = (sides[0] // out[0], sides[1] // out[1])
+    mode = getattr(pool, "step_mode", "m")
+    return AvgPool2d(kernel, kernel, step_mode=mode), None
+
+
+def _fix_adaptive_pools(model: nn.Module, sample_input: Tensor | None, problems: list[str]) -> None:
+    """Replace (in place) each adaptive average pool of ``model`` by its fixed pool."""
+    found = [(path, m) for path, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not found:
+        return
+    sides = {} if sample_input is None else _pool_input_sides(model, sample_input)
+    for path, pool in found:
+        fixed, problem = _fixed_pool(pool, sides.get(id(pool)))
+        if problem is not None:
+            problems.append(f"'{path}' ({type(pool).__name__}): {problem}")
+            continue
+        parent, _, name = path.rpartition(".")
+        setattr(model.get_submodule(parent), name, fixed)
 
 
 def _plain_sequence(module: nn.Module) -> tuple[str, ...] | None:
@@ -282,7 +351,7 @@ def _hook_problems(model: nn.Module) -> list[str]:
     return problems
 
 
-def prepare_for_export(model: nn.Module) -> nn.Module:
+def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> nn.Module:
     """The inference form of ``model``, for :func:`~spikeflow.interop.export_to_nir` and
     :func:`~spikeflow.interop.export_netx` (``model`` itself is not changed).
 
@@ -291,6 +360,14 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     its fixed ``Linear`` map (no bias, ``1/voting_size`` per group) and flattens
     ``nn.Sequential`` containers and plain-sequence zoo models
     (:data:`PLAIN_SEQUENCE_MODELS`) into one ``nn.Sequential`` (names: paths with ``_``).
+    An ``AdaptiveAvgPool2d`` becomes the ``AvgPool2d`` it is on ``sample_input``'s size
+    (kernel and stride ``input // output``; removed where input and output are equal).
+
+    Args:
+        model: the network (not changed).
+        sample_input: an input of the size the network will be exported for (one run
+            of a copy on it gives every adaptive pool's input size); needed only if
+            ``model`` has adaptive average pools.
     In evaluation mode the result computes what ``model`` computes (float rounding of the
     folded weights aside; tested in float64 with identical spikes).
 
@@ -305,7 +382,8 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
             Conv/Linear before it, a voting layer without a Linear before it, a neuron
             used at two places of a sequence (a stateless module used twice is copied),
             forward hooks (``torch.nn.utils.prune``, old-style ``weight_norm``, user
-            hooks: what they compute export cannot carry).
+            hooks: what they compute export cannot carry), an adaptive average pool
+            with no ``sample_input`` or whose output sides do not divide its input's.
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -315,7 +393,9 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
             f"{type(model).__name__} cannot be prepared for export: " + "; ".join(hooked)
         )
     problems: list[str] = []
-    prepared = _prepare_inside(copy.deepcopy(model).eval(), "", problems)
+    copied = copy.deepcopy(model).eval()
+    _fix_adaptive_pools(copied, sample_input, problems)
+    prepared = _prepare_inside(copied, "", problems)
     if problems:
         raise ConfigurationError(
             f"{type(model).__name__} cannot be prepared for export: " + "; ".join(problems)

@@ -1,7 +1,8 @@
 """Spiking VGG 11/13/16/19, with and without batch norm (SpikingJelly's spiking_vgg).
 
 ``features``: the torchvision VGG configurations, each conv3x3 followed by BN (the
-``_bn`` variants) and a spiking neuron, max pool 2 between blocks. ``classifier``:
+``_bn`` variants) and a spiking neuron, 2x2 pooling between blocks (max, as in the
+paper; ``pooling="avg"`` or ``"sum"`` for a network NIR can express). ``classifier``:
 adaptive average pool to ``pool_size`` x ``pool_size`` (7 as in torchvision; use 1 for
 32x32 inputs, where the features end at 1x1), then FC-SN-dropout-FC-SN-dropout-FC
 with ``hidden_features`` (4096) units; dropout masks are shared over T. Output
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError
+from spikeflow.models.building import pooling_2x2
 from spikeflow.models.common import (
     NeuronFactory,
     NeuronSpec,
@@ -29,7 +31,7 @@ from spikeflow.models.resnet import IMAGENET_NEURON_DEFAULTS
 
 __all__ = ["VGG_CONFIGS", "SpikingVGG"]
 
-#: Convolution widths per depth; "M" is a 2x2 max pool.
+#: Convolution widths per depth; "M" is a 2x2 pooling (max unless ``pooling`` says).
 VGG_CONFIGS: dict[int, list[int | str]] = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -51,12 +53,15 @@ class SpikingVGG(nn.Module):
         dropout: dropout probability in the classifier (0.5).
         zero_init_residual: accepted for a uniform interface; VGG has no residual
             blocks, so it must be False.
-        input_size: the input's side (or ``(H, W)``), checked against the max pools
+        input_size: the input's side (or ``(H, W)``), checked against the pools
             (each halves it, rounding down: a side must stay at least 1); None: not
             checked (``spikeflow train`` gives its dataset's).
+        pooling: the 2x2, stride-2 pooling at each ``"M"``: ``"max"`` (default, the
+            paper's), ``"avg"`` or ``"sum"`` (average pooling times 4); the last two
+            export to NIR (docs/nir.md).
 
     Raises:
-        ConfigurationError: a bad argument, or an input too small for the max pools.
+        ConfigurationError: a bad argument, or an input too small for the pools.
     """
 
     #: Arguments the registered builders set themselves (not user arguments).
@@ -75,8 +80,10 @@ class SpikingVGG(nn.Module):
         dropout: float = 0.5,
         zero_init_residual: bool = False,
         input_size: int | tuple[int, int] | list[int] | None = None,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
+        pool_2x2 = pooling_2x2(pooling)
         if zero_init_residual:
             raise ConfigurationError("SpikingVGG has no residual blocks to zero-init")
         if input_size is not None:
@@ -90,7 +97,7 @@ class SpikingVGG(nn.Module):
         channels = in_channels
         for item in config:
             if item == "M":
-                feats.append(layers.MaxPool2d(2, 2))
+                feats.append(pool_2x2())
                 continue
             if not isinstance(item, int) or isinstance(item, bool) or item < 1:
                 raise ConfigurationError(f"VGG config entries must be widths or 'M', got {item!r}")
