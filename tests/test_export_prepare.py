@@ -392,3 +392,48 @@ def test_spiking_vgg_pooling_argument_and_what_does_not_export():
     with pytest.raises(ConfigurationError, match=r"'1' \(AdaptiveAvgPool2d\): its output 2x3 "
                        r"does not divide its input 4x4"):  # fmt: skip
         prepare_for_export(uneven, torch.rand(2, 1, 1, 6, 6))
+
+
+@pytest.mark.parametrize(
+    ("name", "neuron_layers"),
+    [("sew_resnet18", 20), ("spiking_resnet18", 17), ("spiking_resnet50", 49)],
+)
+def test_residual_nets_prepare_and_export_exactly(name, neuron_layers):
+    """Spiking and SEW (ADD) ResNets, cifar stem (no max pool): each block becomes a
+    ResidualBlockForExport with its batch norms folded; NIR sums the two paths."""
+    from spikeflow.interop.prepare import ResidualBlockForExport
+
+    model = create_model(name, stem="cifar", num_classes=10, in_channels=2, base_width=8)
+    model = _exercise(model.double(), offset=0.0).eval()
+    x = torch.rand(3, 2, 2, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    prepared = prepare_for_export(model, x)
+    assert isinstance(prepared, nn.Sequential)
+    assert sum(isinstance(m, ResidualBlockForExport) for m in prepared) == len(model.blocks())
+    assert not {type(m) for m in prepared.modules()} & {layers.BatchNorm2d, nn.Identity}
+    assert [m.kernel_size for m in prepared if isinstance(m, nn.AvgPool2d)] == [(2, 2)]
+    original, rewritten = _spikes(model, x * 3), _spikes(prepared, x * 3)
+    assert len(original) == len(rewritten) == neuron_layers + 1
+    for a, b in zip(original[:-1], rewritten[:-1], strict=True):
+        assert 0 < a.mean() < 1
+        assert torch.equal(a, b)
+    torch.testing.assert_close(rewritten[-1], original[-1], rtol=0, atol=1e-12)
+    graph = export_to_nir(prepared, x)
+    # a block with a downsample: both paths end in edges into one node (NIR sums them)
+    assert any(len([e for e in graph.edges if e[1] == n]) == 2 for n in graph.nodes)
+    net = import_from_nir(graph, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(net(x * 3), rewritten[-1])
+
+
+def test_residual_nets_that_do_not_export_are_named():
+    small = {"num_classes": 4, "base_width": 4, "stem": "cifar"}
+    x = torch.rand(2, 1, 3, 8, 8)
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(create_model("sew_resnet18", cnf="IAND", **small), x)
+    message = str(error.value)
+    assert "'layer1.0' (SEWBasicBlock): the SEW connect function cnf='IAND' multiplies" in message
+    assert "'layer4.1' (SEWBasicBlock)" in message and "train with cnf=ADD" in message
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(create_model("spiking_resnet18", **{**small, "stem": "imagenet"}), x)
+    assert "'stem.3' (MaxPool2d): NIR has no max pooling" in str(error.value)
+    assert "--model-kwargs stem=cifar" in str(error.value)

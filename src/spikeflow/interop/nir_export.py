@@ -359,7 +359,9 @@ def _check_supported(module: nn.Module, prefix: str, ctx: _Context, bad: list[st
                     _check_supported(inner, inner_name, ctx, bad)
             continue
         container = isinstance(child, nn.Sequential | nn.ModuleList | nn.ModuleDict)
-        library = type(child).__module__.startswith(("torch.", "spikeflow."))
+        library = type(child).__module__.startswith(("torch.", "spikeflow.")) and not getattr(
+            child, "nir_trace_inside", False
+        )  # a prepared residual block is traced into, as a user's own module
         if not container and (library or isinstance(child, StepModule)):
             bad.append(f"'{qualified}' ({type(child).__name__})")
             continue

@@ -14,6 +14,9 @@ fixed maps that NIR and netx can express once rewritten:
   its output sides is the average pool with kernel and stride ``input // output``
   (removed where they are equal): the input sides come from one run on a
   ``sample_input``;
+* a zoo residual block (spiking ResNet, SEW ResNet with ``cnf="ADD"``) is
+  :class:`ResidualBlockForExport`, its batch norms folded: a sum of two paths, which
+  NIR expresses as two edges into one node (SEW's AND/IAND multiply spikes: refused);
 * ``nn.Sequential`` containers and the zoo models whose ``forward`` only runs their
   children in order (:data:`PLAIN_SEQUENCE_MODELS`) are flattened into one
   ``nn.Sequential``.
@@ -54,7 +57,7 @@ from spikeflow.layers.norm import (
 )
 from spikeflow.layers.sequence import SequenceLayerMixin
 
-__all__ = ["PLAIN_SEQUENCE_MODELS", "prepare_for_export"]
+__all__ = ["PLAIN_SEQUENCE_MODELS", "ResidualBlockForExport", "prepare_for_export"]
 
 #: Zoo model classes (by name) whose ``forward`` checks its input and then runs the
 #: listed children in this order: at inference each is the sequence of what it holds.
@@ -62,6 +65,7 @@ PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
     "DigitsPLIFNet": ("features", "classifier"),
     "PLIFNet": ("conv", "fc", "voting"),
     "SpikingVGG": ("features", "avgpool", "classifier"),
+    "ResNetSkeleton": ("stem", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"),
 }
 
 #: What a user can train instead of max pooling (named in the refusal).
@@ -69,7 +73,8 @@ AVERAGE_POOLING_MODELS = (
     "plif_digits --model-kwargs pooling=avg (or pooling=sum), "
     "plif_mnist/plif_fashion_mnist/plif_cifar10/plif_nmnist/plif_cifar10dvs/plif_dvsgesture "
     "--model-kwargs pooling=avg (or pooling=sum), "
-    "spiking_vgg11/13/16/19(_bn) --model-kwargs pooling=avg (or pooling=sum)"
+    "spiking_vgg11/13/16/19(_bn) --model-kwargs pooling=avg (or pooling=sum), "
+    "spiking_resnet*/sew_resnet* (SEW: cnf=ADD) --model-kwargs stem=cifar (no max pool)"
 )
 
 _FOLD_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -142,6 +147,69 @@ def _fix_adaptive_pools(model: nn.Module, sample_input: Tensor | None, problems:
             continue
         parent, _, name = path.rpartition(".")
         setattr(model.get_submodule(parent), name, fixed)
+
+
+class ResidualBlockForExport(nn.Module):
+    """A zoo residual block in its inference form, which NIR export traces into:
+    ``neuron(branch(x) + shortcut(x))`` (spiking ResNet) or ``branch(x) + shortcut(x)``
+    (SEW ResNet with ``cnf="ADD"``, the branch ending with its neuron); the shortcut is
+    the identity or ``downsample``. NIR sums a node's inputs: the sum is two edges."""
+
+    #: NIR export traces inside this module (a spikeflow module, so named explicitly).
+    nir_trace_inside: bool = True
+
+    def __init__(
+        self, branch: nn.Sequential, downsample: nn.Module | None, neuron: nn.Module | None
+    ) -> None:
+        super().__init__()
+        self.branch = branch
+        self.downsample = downsample
+        self.neuron = neuron
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The block's output spikes (SEW ADD: their sum with the shortcut's)."""
+        shortcut = x if self.downsample is None else self.downsample(x)
+        total = self.branch(x) + shortcut
+        return total if self.neuron is None else self.neuron(total)
+
+
+def _residual_block(
+    block: nn.Module, path: str, problems: list[str]
+) -> tuple[bool, nn.Module | None]:
+    """``(True, its export form or None on a problem)`` for a zoo residual block,
+    ``(False, None)`` for any other module."""
+    from spikeflow.models.resnet import SpikingResidual
+    from spikeflow.models.sew_resnet import _SEWBlockMixin
+
+    sew = isinstance(block, _SEWBlockMixin)
+    if not (sew or isinstance(block, SpikingResidual)):
+        return False, None
+    if type(block).forward not in (SpikingResidual.forward, _SEWBlockMixin.forward):
+        return False, None  # a subclass computing something else: left to the exporter
+    if sew and block.cnf != "ADD":
+        problems.append(
+            f"'{path}' ({type(block).__name__}): the SEW connect function "
+            f"cnf={block.cnf!r} multiplies spikes (AND: A*S, IAND: S*(1-A)), and NIR only "
+            "sums the inputs of a node: train with cnf=ADD"
+        )
+        return True, None
+    last = block.last_neuron
+    items = [
+        (f"{path}.{name}", child)
+        for name, child in block.named_children()
+        if name != "downsample" and (sew or child is not last)
+    ]
+    before = len(problems)
+    branch = nn.Sequential(_rewrite(items, problems, path))
+    downsample = None
+    if block.downsample is not None:
+        inner = f"{path}.downsample"
+        downsample = nn.Sequential(
+            _rewrite(list(_flatten(block.downsample, inner)), problems, inner)
+        )
+    if len(problems) > before:
+        return True, None
+    return True, ResidualBlockForExport(branch, downsample, None if sew else last)
 
 
 def _plain_sequence(module: nn.Module) -> tuple[str, ...] | None:
@@ -278,6 +346,11 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
             module = copy.deepcopy(module)  # stateless: a copy computes the same
         if isinstance(module, (*_DROPOUTS, _SequenceDropout, nn.Identity)):
             continue
+        is_block, block = _residual_block(module, path, problems)
+        if is_block:
+            if block is not None:
+                out.append((path, block))
+            continue
         if isinstance(module, _MAX_POOLS):
             problems.append(
                 f"{where}: NIR has no max pooling (its pooling nodes are AvgPool2d and "
@@ -360,7 +433,8 @@ def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> 
     its fixed ``Linear`` map (no bias, ``1/voting_size`` per group) and flattens
     ``nn.Sequential`` containers and plain-sequence zoo models
     (:data:`PLAIN_SEQUENCE_MODELS`) into one ``nn.Sequential`` (names: paths with ``_``).
-    An ``AdaptiveAvgPool2d`` becomes the ``AvgPool2d`` it is on ``sample_input``'s size
+    A zoo residual block becomes a :class:`ResidualBlockForExport` (batch norms
+    folded). An ``AdaptiveAvgPool2d`` becomes the ``AvgPool2d`` it is on ``sample_input``'s size
     (kernel and stride ``input // output``; removed where input and output are equal).
 
     Args:
@@ -383,7 +457,8 @@ def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> 
             used at two places of a sequence (a stateless module used twice is copied),
             forward hooks (``torch.nn.utils.prune``, old-style ``weight_norm``, user
             hooks: what they compute export cannot carry), an adaptive average pool
-            with no ``sample_input`` or whose output sides do not divide its input's.
+            with no ``sample_input`` or whose output sides do not divide its input's,
+            a SEW block whose connect function is not ADD.
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
