@@ -437,3 +437,29 @@ def test_residual_nets_that_do_not_export_are_named():
         prepare_for_export(create_model("spiking_resnet18", **{**small, "stem": "imagenet"}), x)
     assert "'stem.3' (MaxPool2d): NIR has no max pooling" in str(error.value)
     assert "--model-kwargs stem=cifar" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["sew_resnet18", "spiking_resnet18"])
+def test_a_prepared_residual_net_runs_in_snntorch(name):
+    """snnTorch 1.0 reads the exported ResNet (its sums: several edges into one node) and
+    computes the prepared network's outputs, to float32 rounding of the last Linear (a
+    spike that differed would move an output by a weight, about 0.1 or more)."""
+    pytest.importorskip("snntorch", reason="snnTorch (test-only peer) is not installed")
+    from snntorch.import_nir import import_from_nir as snntorch_import
+
+    from test_nir_peers import _quiet, _step_through
+
+    lif = {"tau": 2.0, "decay_input": False, "strict_firing": True}  # snnTorch's Leaky
+    model = create_model(
+        name, stem="cifar", num_classes=10, in_channels=2, base_width=4,
+        neuron="lif", neuron_kwargs=lif,
+    )  # fmt: skip
+    model = _exercise(model, offset=0.0).eval()
+    x = torch.rand(4, 1, 2, 16, 16, generator=torch.Generator().manual_seed(3)) * 3  # B = 1:
+    prepared = prepare_for_export(model, x)  # snnTorch's Flatten flattens the batch too
+    expected = _spikes(prepared, x)[-1]
+    assert expected.abs().sum() > 0
+    graph = export_to_nir(prepared, x, dt=1e-4)  # snnTorch's time step
+    with _quiet(), torch.no_grad():
+        got = _step_through(snntorch_import(graph), x)
+    torch.testing.assert_close(got.reshape(expected.shape), expected, rtol=0, atol=1e-5)
