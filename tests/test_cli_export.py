@@ -145,3 +145,23 @@ def test_bad_arguments_are_named(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(run_dir), "--to", "onnx", "--out", str(tmp_path / "f")])
     assert "invalid choice: 'onnx'" in capsys.readouterr().err
+
+
+def test_a_sew_resnet_run_exports_and_reads_back_as_the_trained_model(tmp_path, capsys):
+    """A residual zoo net (SEW ADD, cifar stem: no max pool) trained on digits: its
+    blocks' sums export as edges into one node, its adaptive pool as the run's size."""
+    sew = {"stem": "cifar", "base_width": 4}
+    Trainer(tiny(tmp_path, "sew", model="sew_resnet18", model_kwargs=sew, epochs=1), log=None).fit()
+    out = tmp_path / "sew.nir"
+    argv = ["export", str(tmp_path / "sew"), "--to", "nir", "--out", str(out), "--float64"]
+    assert main(argv) == 0
+    assert f"wrote {out} (nir, " in capsys.readouterr().out
+    trained = load_trained_model(tmp_path / "sew")
+    x, _ = trained.batch(len(trained.test_set))
+    x = x.to(torch.float64)
+    expected = _outputs(trained.model.to(torch.float64), x)
+    got = _outputs(import_from_nir(read_nir(out), dtype=torch.float64), x)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    edges = read_nir(out).edges
+    assert any(sum(b == node for _, b in edges) >= 2 for _, node in edges)  # a sum
