@@ -34,6 +34,10 @@ The family (methods document, section 2; default parameters in brackets):
   :class:`DeterministicPass` (the straight-through estimator, no parameters);
 - :class:`DSpike` (alpha=3, >= 0; SpikeDHS's, from :mod:`~spikeflow.surrogate.dspike`;
   ``"dspike"`` in :data:`SURROGATES`);
+- the Gaussian mixtures of the long-sequence neurons' authors (from
+  :mod:`~spikeflow.surrogate.gaussian_mixture`; sigma=0.5, p=0.15, scale=6, gamma=0.5):
+  :class:`DoubleGaussian` (BRF's) and :class:`MultiGaussian` (the adaptive SRNN's and
+  TC-LIF's sequential-MNIST one);
 - derivative only (``has_primitive = False``, so no ``spiking=False``):
   :class:`SuperSpike` (alpha=1), :class:`LeakyKReLU` (leak=0, k=1),
   :class:`FakeNumericalGradient` (alpha=0.3);
@@ -61,6 +65,7 @@ public is importable from ``spikeflow.surrogate``.
 
 from spikeflow.surrogate.base import Surrogate, heaviside
 from spikeflow.surrogate.dspike import DSpike
+from spikeflow.surrogate.gaussian_mixture import DoubleGaussian, MultiGaussian
 from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
 from spikeflow.surrogate.registry import SURROGATES, get_surrogate, surrogate_class
 from spikeflow.surrogate.snntorch_style import (
@@ -99,12 +104,14 @@ __all__ = [
     "ATan",
     "DSpike",
     "DeterministicPass",
+    "DoubleGaussian",
     "Erf",
     "FakeNumericalGradient",
     "FastSigmoid",
     "LeakyKReLU",
     "LeakySpikeOperator",
     "LogTailedReLU",
+    "MultiGaussian",
     "MultiLevelSpikeCount",
     "NonzeroSignLogAbs",
     "PiecewiseExp",

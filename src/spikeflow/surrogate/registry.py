@@ -9,6 +9,7 @@ from typing import Any
 from spikeflow.errors import ConfigurationError
 from spikeflow.surrogate.base import Surrogate
 from spikeflow.surrogate.dspike import DSpike
+from spikeflow.surrogate.gaussian_mixture import DoubleGaussian, MultiGaussian
 from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
 from spikeflow.surrogate.snntorch_style import (
     FastSigmoid,
@@ -67,6 +68,8 @@ SURROGATES: dict[str, type[Surrogate]] = {
         Triangular,
         LeakySpikeOperator,
         DSpike,
+        DoubleGaussian,
+        MultiGaussian,
     )
 }
 
