@@ -20,7 +20,8 @@ from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError
 from spikeflow.models import NEURONS, create_model
 from spikeflow.neurons import BRFNode, TCLIFNode
-from spikeflow.surrogate import Sigmoid
+from spikeflow.surrogate import DoubleGaussian, MultiGaussian, Sigmoid
+from test_surrogate_gaussian_mixture import BRFDoubleGaussianSpike, TCLIFMultiGaussianSpike
 
 BACKENDS = fused_backends("torch")
 F64 = torch.float64
@@ -42,7 +43,12 @@ class _SigmoidSpike(torch.autograd.Function):
         return grad * ctx.a * sg * (1 - sg), None
 
 
-def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=False):
+def _sigmoid_spike(u):
+    return _SigmoidSpike.apply(u, 4.0)
+
+
+def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=False,
+                       spike=_sigmoid_spike):  # fmt: skip
     """The authors' TC-LIF step: charge v1 (dendrite) then v2 (soma), fire on v2, soft
     reset of both (v1 by gamma, v2 by θ) or hard reset of v2 alone (to 0)."""
     v1 = torch.zeros_like(x[0])
@@ -51,7 +57,7 @@ def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=Fa
     for x_t in x:
         v1 = v1 - torch.sigmoid(decay[0]) * v2 + x_t
         v2 = v2 + torch.sigmoid(decay[1]) * v1
-        s = _SigmoidSpike.apply(v2 - theta, 4.0)
+        s = spike(v2 - theta)
         sd = s.detach() if detach_reset else s
         if hard_reset:
             v2 = (1.0 - sd) * v2
@@ -63,7 +69,7 @@ def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=Fa
     return torch.stack(spikes), torch.stack(somas)
 
 
-def brf_authors_loop(x, omega_raw, b_offset_raw, dt=0.01, theta=1.0):
+def brf_authors_loop(x, omega_raw, b_offset_raw, dt=0.01, theta=1.0, spike=_sigmoid_spike):
     """The authors' BRF cell: |omega|, |b_offset|, b = p(omega) - b_offset - q, Euler
     step of the complex membrane from the old (u, v), spike on u - θ - q, q ← 0.9 q + z,
     no reset."""
@@ -78,7 +84,7 @@ def brf_authors_loop(x, omega_raw, b_offset_raw, dt=0.01, theta=1.0):
         b = p_omega - b_offset - q
         u_ = u + b * u * dt - omega * v * dt + x_t * dt
         v = v + omega * u * dt + b * v * dt
-        z = _SigmoidSpike.apply(u_ - theta - q, 4.0)
+        z = spike(u_ - theta - q)
         q = q * 0.9 + z
         u = u_
         spikes.append(z)
@@ -152,6 +158,44 @@ def test_brf_equals_the_authors_step(backend, shape, input_scale):
     s_ref, v_ref = brf_authors_loop(x_ref * input_scale, *p_ref)
     want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
     _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "omega", "b_offset"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["tclif", "brf"])
+def test_the_authors_surrogate_gives_their_gradients(backend, kind):
+    """TC-LIF with MultiGaussian, BRF with DoubleGaussian, both strict_firing (the
+    authors fire on >): the authors' step with their own spike function, exactly. The
+    TC-LIF's first input puts somas exactly on the threshold (where >= would fire and
+    they do not)."""
+    device = kernel_device(backend)
+    torch.manual_seed(1)
+    if kind == "tclif":
+        node = _tclif(backend, 6, gamma=0.5, surrogate_function=MultiGaussian(),
+                      strict_firing=True)  # fmt: skip
+        with torch.no_grad():
+            node.decay.zero_()  # both factors 0.5
+        x = torch.randint(-2, 8, (16, 3, 6), dtype=F64, device=device) / 8
+        x[0, 0] = 2.0  # the first soma is 0.5 x = 1: exactly at the threshold
+        params, spike = [node.decay], TCLIFMultiGaussianSpike.apply
+    else:
+        node = _brf(backend, 6, input_scale=100.0, surrogate_function=DoubleGaussian(),
+                    strict_firing=True)  # fmt: skip
+        x = (torch.rand(24, 3, 6, dtype=F64, device=device) * 300 - 120) / 100
+        params, spike = [node.omega, node.b_offset], BRFDoubleGaussianSpike.apply
+    x.requires_grad_()
+    g = torch.randn(x.shape, dtype=F64, device=device)
+    s = node(x)
+    got = torch.autograd.grad((s * g).sum() + node.v_seq.sum(), [x, *params])
+    x_ref = x.detach().clone().requires_grad_()
+    p_ref = [p.detach().clone().requires_grad_() for p in params]
+    if kind == "tclif":
+        s_ref, v_ref = tclif_authors_loop(x_ref, *p_ref, 0.5, 1.0, spike=spike)
+        assert (v_ref == 1.0).any()  # at the threshold: no spike, as theirs
+    else:
+        s_ref, v_ref = brf_authors_loop(x_ref * 100, *p_ref, spike=spike)
+    want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
+    names = ["x", "decay"] if kind == "tclif" else ["x", "omega", "b_offset"]
+    _compare(s, node.v_seq, got, s_ref, v_ref, want, names)
 
 
 def test_brf_at_the_divergence_boundary_neither_grows_nor_decays():

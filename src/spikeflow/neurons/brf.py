@@ -79,8 +79,8 @@ class BRFNode(BaseNode):
     [0, 3]; their experiments pass other ranges (SHD: ``b_offset`` in [2, 3]; see
     docs/neuron_zoo_sequence.md). Their ``p(omega)`` always uses ``dt = 0.01``, this one
     the ``dt`` given. Their spike function is a double-Gaussian surrogate firing on
-    ``H > θ + q``; here the default is spikeflow's (Sigmoid, ``H >= θ + q``) unless one
-    is passed (``strict_firing=True``: ``>``).
+    ``H > θ + q`` (``surrogate_function=DoubleGaussian(), strict_firing=True``); here
+    the default is spikeflow's (Sigmoid, ``H >= θ + q``).
 
     The input enters scaled by ``dt`` (``k = input_scale = 1``, the authors'): their
     networks reach currents of order ``1/dt`` through their weights, whereas unit-scale

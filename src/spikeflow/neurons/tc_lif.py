@@ -58,7 +58,8 @@ class TCLIFNode(BaseNode):
     ``detach_reset`` detaches the spike in both compartments' resets.
 
     The authors' SHD/SSC networks use a triangle surrogate (spikeflow's ``Triangle()``)
-    and θ = 1.5, their sequential-MNIST ones a multi-Gaussian and θ = 1; here the
+    and θ = 1.5, their sequential-MNIST ones a multi-Gaussian firing on ``H > θ``
+    (``surrogate_function=MultiGaussian(), strict_firing=True``) and θ = 1; here the
     defaults are spikeflow's (Sigmoid, ``H >= θ``, θ = 1). Their soma starts at 0 also
     with a hard reset (here at ``v_reset``), and their scripts share one ``decay``
     tensor among the layers (here each layer or neuron has its own).
