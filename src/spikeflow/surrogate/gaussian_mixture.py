@@ -10,6 +10,7 @@ for sequential MNIST. Both fire on ``x > 0`` in the authors' code: pass
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -38,7 +39,38 @@ def _check(surrogate: Surrogate) -> None:
     _require(surrogate, "p", surrogate.p >= 0, ">= 0")
 
 
-class DoubleGaussian(Surrogate):
+def _mixture(
+    f: Callable[[Tensor, float, float], Tensor],
+    x: Tensor,
+    sigma: float,
+    p: float,
+    scale: float,
+    gamma: float,
+    centre: float,
+) -> Tensor:
+    """``gamma ((1 + p) f(x; 0, sigma) - p f(x; centre, w) - p f(x; -centre, w))``,
+    ``w = scale sigma``: the density (``f`` = pdf) or its primitive (``f`` = cdf)."""
+    wide = scale * sigma
+    wings = f(x, centre, wide) + f(x, -centre, wide)
+    return gamma * ((1 + p) * f(x, 0.0, sigma) - p * wings)
+
+
+class _GaussianMixture(Surrogate):
+    """The two surrogates' shared parameters (defaults the authors')."""
+
+    def __init__(
+        self,
+        sigma: float = 0.5,
+        p: float = 0.15,
+        scale: float = 6.0,
+        gamma: float = 0.5,
+        spiking: bool = True,
+    ) -> None:
+        super().__init__(spiking=spiking, sigma=sigma, p=p, scale=scale, gamma=gamma)
+        _check(self)
+
+
+class DoubleGaussian(_GaussianMixture):
     """BRF's double-Gaussian surrogate (AdaptiveAILab/brf-neurons,
     ``StepDoubleGaussianGrad``): derivative ``gamma ((1 + p) N(x; 0, sigma) - 2 p N(x; 0,
     scale sigma))``, ``N`` the normal density: a peak of width ``sigma`` with negative
@@ -52,31 +84,16 @@ class DoubleGaussian(Surrogate):
         ConfigurationError: ``sigma``, ``scale`` or ``gamma`` not > 0, or ``p < 0``.
     """
 
-    def __init__(
-        self,
-        sigma: float = 0.5,
-        p: float = 0.15,
-        scale: float = 6.0,
-        gamma: float = 0.5,
-        spiking: bool = True,
-    ) -> None:
-        super().__init__(spiking=spiking, sigma=sigma, p=p, scale=scale, gamma=gamma)
-        _check(self)
-
     @staticmethod
     def derivative(x: Tensor, sigma: float, p: float, scale: float, gamma: float) -> Tensor:
-        peak = _normal_pdf(x, 0.0, sigma)
-        wings = _normal_pdf(x, 0.0, scale * sigma)
-        return gamma * ((1 + p) * peak - 2 * p * wings)
+        return _mixture(_normal_pdf, x, sigma, p, scale, gamma, 0.0)
 
     @staticmethod
     def primitive(x: Tensor, sigma: float, p: float, scale: float, gamma: float) -> Tensor:
-        peak = _normal_cdf(x, 0.0, sigma)
-        wings = _normal_cdf(x, 0.0, scale * sigma)
-        return gamma * ((1 + p) * peak - 2 * p * wings)
+        return _mixture(_normal_cdf, x, sigma, p, scale, gamma, 0.0)
 
 
-class MultiGaussian(Surrogate):
+class MultiGaussian(_GaussianMixture):
     """The multi-Gaussian surrogate of Yin, Corradi & Bohté's adaptive SRNN (2021), used
     by TC-LIF for sequential MNIST (ZhangShimin1/TC-LIF, ``ActFun_adp``, ``--sg gau``):
     derivative ``gamma ((1 + p) N(x; 0, sigma) - p N(x; sigma, scale sigma) - p N(x;
@@ -91,27 +108,10 @@ class MultiGaussian(Surrogate):
         ConfigurationError: ``sigma``, ``scale`` or ``gamma`` not > 0, or ``p < 0``.
     """
 
-    def __init__(
-        self,
-        sigma: float = 0.5,
-        p: float = 0.15,
-        scale: float = 6.0,
-        gamma: float = 0.5,
-        spiking: bool = True,
-    ) -> None:
-        super().__init__(spiking=spiking, sigma=sigma, p=p, scale=scale, gamma=gamma)
-        _check(self)
-
     @staticmethod
     def derivative(x: Tensor, sigma: float, p: float, scale: float, gamma: float) -> Tensor:
-        peak = _normal_pdf(x, 0.0, sigma)
-        wide = scale * sigma
-        wings = _normal_pdf(x, sigma, wide) + _normal_pdf(x, -sigma, wide)
-        return gamma * ((1 + p) * peak - p * wings)
+        return _mixture(_normal_pdf, x, sigma, p, scale, gamma, sigma)
 
     @staticmethod
     def primitive(x: Tensor, sigma: float, p: float, scale: float, gamma: float) -> Tensor:
-        peak = _normal_cdf(x, 0.0, sigma)
-        wide = scale * sigma
-        wings = _normal_cdf(x, sigma, wide) + _normal_cdf(x, -sigma, wide)
-        return gamma * ((1 + p) * peak - p * wings)
+        return _mixture(_normal_cdf, x, sigma, p, scale, gamma, sigma)
