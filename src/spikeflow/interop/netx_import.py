@@ -1,0 +1,259 @@
+"""Lava-DL ``netx`` HDF5 import: a file's layers as a fixed-point :class:`NetxNetwork`.
+
+:func:`import_netx` reads the layout :func:`~spikeflow.interop.netx.export_netx` writes
+(Lava-DL's own exports included) as netx's ``hdf5.Network`` reads it, with errors naming
+the file and the dataset; sigma-delta layers go through
+:mod:`spikeflow.interop.netx_sdnn`. :data:`NETX_MAX_DELAY` (netx's delay limit) and
+:func:`require_h5py` live here and are shared with the export. Needs ``h5py``
+(``pip install 'spikeflow[loihi]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError, DataFormatError, MissingExtraError, ShapeError
+from spikeflow.interop.netx_layers import (
+    LoihiConv2d,
+    LoihiDense,
+    LoihiSigmaDelta,
+    LoihiSigmaDeltaInput,
+    NetxNetwork,
+)
+from spikeflow.interop.netx_sdnn import sdnn_input_neuron, sdnn_neuron
+from spikeflow.layers import AxonalDelay, Flatten
+from spikeflow.quant.loihi import LoihiCubaLIFNode
+
+__all__ = ["NETX_MAX_DELAY", "import_netx", "require_h5py"]
+
+#: The largest axonal delay Lava-DL's ``netx`` accepts (``num_delay_bits``: < 63).
+NETX_MAX_DELAY = 62
+#: The neuron ``netx`` gives a dense layer that has none: a non-leaky integrator
+#: (``create_dense``; ``1 << 18 - 1`` is ``1 << 17`` by Python's precedence).
+_NETX_DEFAULT_NEURON = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}
+_SUPPORTED = ("input", "dense", "conv", "flatten")
+
+
+def require_h5py(feature: str) -> ModuleType:
+    """The ``h5py`` module, or :class:`MissingExtraError` naming the ``loihi`` extra."""
+    try:
+        return importlib.import_module("h5py")
+    except ImportError as error:
+        raise MissingExtraError(feature, "h5py", "loihi") from error
+
+
+class _Reader:
+    """Reads one netx file's datasets as netx's ``NetDict`` does, with errors naming
+    the file and the dataset."""
+
+    def __init__(self, path: Path, h5: Any) -> None:
+        self.path, self.h5 = path, h5
+
+    def fail(self, key: str, problem: str) -> DataFormatError:
+        return DataFormatError(f"{self.path}: netx dataset {key!r}: {problem}")
+
+    def get(self, group: Any, name: str) -> Any:
+        if name not in group:
+            raise self.fail(f"{group.name}/{name}", "missing")
+        return group[name][()]
+
+    def string(self, group: Any, name: str) -> str:
+        value = self.get(group, name)
+        if isinstance(value, np.ndarray):
+            value = value.reshape(-1)[0] if value.size else b""
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        return str(value)
+
+    def integers(self, group: Any, name: str) -> np.ndarray:
+        value = np.asarray(self.get(group, name))
+        if value.dtype.kind not in "iufb" or (
+            value.dtype.kind == "f" and not np.all(np.isfinite(value) & (value == np.round(value)))
+        ):
+            raise self.fail(f"{group.name}/{name}", f"expected integers, got {value!r}")
+        return value.astype(np.int64)
+
+    def integer(self, group: Any, name: str) -> int:
+        value = self.integers(group, name)
+        if value.size != 1:
+            raise self.fail(f"{group.name}/{name}", f"expected one value, got {value.shape}")
+        return int(value.reshape(-1)[0])
+
+    def pair(self, group: Any, name: str) -> tuple[int, int]:
+        value = self.integers(group, name).reshape(-1)  # netx: a scalar means both dims
+        if value.size == 1:
+            return int(value[0]), int(value[0])
+        if value.size != 2:
+            raise self.fail(f"{group.name}/{name}", f"expected 1 or 2 values, got {value}")
+        return int(value[0]), int(value[1])
+
+
+def _neuron(reader: _Reader, group: Any, kind: str, bias: Tensor | None) -> nn.Module:
+    if "neuron" not in group:  # netx's default for a dense layer without one
+        if kind == "dense":
+            return LoihiCubaLIFNode.from_netx(**_NETX_DEFAULT_NEURON, bias=_bias(bias))
+        raise reader.fail(f"{group.name}/neuron", "missing")
+    neuron = group["neuron"]
+    kind = reader.string(neuron, "type")
+    if kind == "SDNN":
+        return sdnn_neuron(reader, neuron, bias)
+    if kind not in ("CUBA", "LOIHI"):
+        raise reader.fail(
+            f"{neuron.name}/type",
+            f"neuron type {kind!r} is not supported (only CUBA / LOIHI / SDNN)",
+        )
+    if "messageBits" in neuron and reader.integer(neuron, "messageBits") != 0:
+        raise reader.fail(f"{neuron.name}/messageBits", "graded spikes are not supported")
+    try:
+        return LoihiCubaLIFNode.from_netx(
+            i_decay=reader.integer(neuron, "iDecay"),
+            v_decay=reader.integer(neuron, "vDecay"),
+            v_th_mant=reader.integer(neuron, "vThMant"),
+            bias=_bias(bias),
+        )
+    except ConfigurationError as error:
+        raise reader.fail(neuron.name, str(error)) from error
+
+
+def _bias(bias: Tensor | None) -> Tensor | int:
+    return 0 if bias is None else bias
+
+
+def _layer(
+    reader: _Reader, group: Any, kind: str, shape: tuple[int, ...] | None
+) -> tuple[list[nn.Module], tuple[int, ...]]:
+    """The modules of one netx layer and its output shape (``(C, H, W)`` or ``(K,)``)."""
+    where = group.name
+    out = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+    weight = torch.from_numpy(reader.integers(group, "weight"))
+    if shape is None and kind == "dense":  # Lava-DL's exports start with the first block
+        shape = (int(np.prod(weight.shape)) // int(np.prod(out)),)
+    if shape is None:
+        raise reader.fail(where, f"a {kind} layer before the input shape is known")
+    if kind == "dense":
+        if len(shape) != 1:
+            raise reader.fail(where, f"a dense layer on an unflattened input of shape {shape}")
+        size = int(np.prod(out))
+        synapse: nn.Module = LoihiDense(weight.reshape(size, -1))
+        if synapse.weight.shape[1] != shape[0]:
+            raise reader.fail(f"{where}/weight", f"{synapse.weight.shape[1]} inputs for {shape}")
+        out = (size,)
+    else:
+        if weight.dim() == 5:  # Lava-DL's own [out, in, kH, kW, 1]
+            weight = weight[..., 0]
+        try:
+            synapse = LoihiConv2d(
+                weight,
+                reader.pair(group, "stride"),
+                reader.pair(group, "padding"),
+                reader.pair(group, "dilation"),
+                reader.integer(group, "groups"),
+            )
+        except (ConfigurationError, ShapeError) as error:
+            raise reader.fail(where, str(error)) from error
+        if len(shape) != 3 or tuple(synapse.output_shape(shape)) != out:
+            raise reader.fail(
+                f"{where}/shape", f"{list(out)} is not the convolution's output for {shape}"
+            )
+    bias = None
+    if "bias" in group:
+        values = torch.from_numpy(reader.integers(group, "bias")).reshape(-1)
+        channels = out[0]
+        if values.numel() not in (1, channels):
+            raise reader.fail(f"{where}/bias", f"{values.numel()} values for {channels} channels")
+        bias = values.reshape(channels, *([1] * (len(out) - 1))) if values.numel() > 1 else values
+    modules = [synapse, _neuron(reader, group, kind, bias)]
+    if "delay" in group and isinstance(modules[1], LoihiSigmaDelta):
+        raise reader.fail(f"{where}/delay", "delays of sigma-delta layers are not supported")
+    if "delay" in group:
+        delay = torch.from_numpy(reader.integers(group, "delay")).reshape(-1).to(torch.float32)
+        if delay.numel() != out[0] or float(delay.min()) < 0 or float(delay.max()) > 62:
+            raise reader.fail(
+                f"{where}/delay", f"expected {out[0]} delays from 0 to {NETX_MAX_DELAY}"
+            )
+        modules.append(
+            AxonalDelay(out[0], NETX_MAX_DELAY, init=delay, learnable=False, interpolate=False)
+        )
+    return modules, out
+
+
+def import_netx(path: str | os.PathLike) -> NetxNetwork:
+    """Read a Lava-DL ``netx`` HDF5 network into a fixed-point :class:`NetxNetwork`.
+
+    The layers are read as netx's ``hdf5.Network`` reads them: ``input`` (its ``shape``
+    gives the input; an input layer with neurons is not supported), ``dense``,
+    ``conv``, ``flatten``; each CUBA neuron group becomes a
+    :class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` (``du = iDecay − 1``, ``dv =
+    vDecay``, ``vth = vThMant``, the layer's ``bias`` as ``bias_mant`` with
+    ``bias_exp = 6``), a ``delay`` an ``AxonalDelay(interpolate=False)`` of whole steps.
+    A sigma-delta file (``SDNN`` neurons) gives an input
+    :class:`~spikeflow.interop.netx_layers.LoihiSigmaDeltaInput` (netx's ``Delta``) and
+    :class:`~spikeflow.interop.netx_layers.LoihiSigmaDelta` layers (``SigmaDelta``, the
+    ``sigma_output`` layer's ``Sigma``): its input is ``round(64 x)``, its output the
+    last layer's sums, ``2^18`` per unit.
+
+    Raises:
+        DataFormatError: a missing or malformed dataset, or a layer or neuron type
+            netx files may hold that is not supported here (``pool``, ``average``,
+            ``concat``, resonator neurons, graded CUBA spikes, sigma-delta activations
+            other than ReLU or delays), named with the file and the dataset.
+        MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
+    """
+    h5py = require_h5py("netx import")
+    path = Path(path)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({error})") from error
+    with h5:
+        reader = _Reader(path, h5)
+        if "layer" not in h5:
+            raise reader.fail("/layer", "missing: not a netx network file")
+        layers = h5["layer"]
+        input_shape: tuple[int, ...] | None = None
+        shape: tuple[int, ...] = ()
+        modules: list[nn.Module] = []
+        for index in range(len(layers)):
+            if str(index) not in layers:
+                raise reader.fail(f"/layer/{index}", "missing (layers are numbered 0, 1, ...)")
+            group = layers[str(index)]
+            kind = reader.string(group, "type")
+            if kind not in _SUPPORTED:
+                raise reader.fail(
+                    f"{group.name}/type", f"layer type {kind!r} is not supported ({_SUPPORTED})"
+                )
+            if kind == "input":
+                if modules or input_shape is not None:
+                    raise reader.fail(group.name, "an input layer after the first layer")
+                if "neuron" in group:
+                    modules.append(sdnn_input_neuron(reader, group))
+                input_shape = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+                shape = input_shape
+            elif kind == "flatten":
+                # netx flattens a block's output, its sigma-delta input block's too
+                flattenable = (LoihiDense, LoihiConv2d, LoihiSigmaDeltaInput)
+                if not any(isinstance(m, flattenable) for m in modules):
+                    raise reader.fail(
+                        group.name, "a flatten before any dense, conv or sigma-delta input layer"
+                    )
+                modules.append(Flatten())
+                shape = (int(np.prod(shape)),)
+            else:
+                block, out = _layer(reader, group, kind, shape if input_shape else None)
+                if input_shape is None:
+                    input_shape = (int(block[0].weight.shape[1]),)
+                modules.extend(block)
+                shape = out
+        if input_shape is None or not any(
+            isinstance(m, (LoihiDense, LoihiConv2d)) for m in modules
+        ):
+            raise reader.fail("/layer", "no input shape and dense/conv layer found")
+        return NetxNetwork(input_shape, *modules)
