@@ -175,7 +175,7 @@ def _layer(
         raise reader.fail(f"{where}/delay", "delays of sigma-delta layers are not supported")
     if "delay" in group:
         delay = torch.from_numpy(reader.integers(group, "delay")).reshape(-1).to(torch.float32)
-        if delay.numel() != out[0] or float(delay.min()) < 0 or float(delay.max()) > 62:
+        if delay.numel() != out[0] or float(delay.min()) < 0 or float(delay.max()) > NETX_MAX_DELAY:
             raise reader.fail(
                 f"{where}/delay", f"expected {out[0]} delays from 0 to {NETX_MAX_DELAY}"
             )
