@@ -225,6 +225,9 @@ def test_a_dtype_that_does_not_match_the_weight_is_named(step_mode):
     # batch norm takes a bfloat16 input with float32 weights: left to torch
     norm = L.BatchNorm2d(2, step_mode=step_mode)
     assert norm(torch.rand(shape, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    # a float64 input it refuses ("mixed dtype") is named as the linear layers' is
+    with pytest.raises(DTypeError, match=r"BatchNorm2d's weight is torch\.float32 but its in"):
+        norm(torch.rand(shape, dtype=torch.float64))
 
 
 class _CountingIdentity(torch.nn.Module):

@@ -103,7 +103,7 @@ class SequenceLayerMixin(StepModule):
         check_step_dims(x, type(self).__name__, layout, dims, self.step_mode)
         layer_forward = super().forward  # type: ignore[misc]
         if torch.compiler.is_compiling():  # traced once (dtypes are guards), no cost per call
-            problem = self._dtype_problem(x)
+            problem = self._dtype_problem(x, torch_refused=False)
             if problem is not None:
                 raise DTypeError(problem)
         try:
@@ -111,17 +111,18 @@ class SequenceLayerMixin(StepModule):
                 return layer_forward(x, *args, **kwargs)
             return self._multi_step(layer_forward, x, *args, **kwargs)
         except RuntimeError as error:  # looked at only when torch refuses: no cost per call
-            problem = self._dtype_problem(x)
+            problem = self._dtype_problem(x, torch_refused=True)
             if problem is None:
                 raise
             raise DTypeError(problem) from error
 
-    def _dtype_problem(self, x: Tensor) -> str | None:
+    def _dtype_problem(self, x: Tensor, torch_refused: bool) -> str | None:
         """What to say when torch refused ``x`` for a dtype other than the weight's (its
-        own words: ``"mat1 and mat2 must have the same dtype"``), None for other errors.
-        Linear and convolutions only: the norms take a bfloat16 input with float32
-        weights, and under autocast torch casts by itself."""
-        if not isinstance(self, (nn.Linear, nn.modules.conv._ConvNd)):
+        own words: ``"mat1 and mat2 must have the same dtype"``, for a norm ``"mixed
+        dtype"``), None for other errors. Before torch has run (compiling), Linear and
+        convolutions only: the norms take a bfloat16 input with float32 weights, and
+        under autocast torch casts by itself."""
+        if not torch_refused and not isinstance(self, (nn.Linear, nn.modules.conv._ConvNd)):
             return None
         weight = getattr(self, "weight", None)
         if not isinstance(weight, Tensor) or not weight.is_floating_point():
