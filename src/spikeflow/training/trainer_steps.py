@@ -145,12 +145,13 @@ class StepsMixin:
                 # a model that supervises its output layer itself (event-driven nets) gets y
                 out = self.model(x, target=y) if self._takes_target else self.model(x)
             loss = self.loss_fn(out.float(), target)
-        value, regularised = float(loss.detach()), 0.0
+        value = total = float(loss.detach())
+        regularised = 0.0
         if self.spike_reg is not None:  # on this forward's spikes (BPTT only: config checks)
             term = self.spike_reg()
             regularised = float(term.detach())
             loss = loss + term
-        total = float(loss.detach())
+            total = float(loss.detach())
         self._check_step_loss(total, step, steps)
         if not trains_per_step(cfg) and cfg.tbptt is None and self.decolle is None:
             self.optimizer.zero_grad(set_to_none=True)
