@@ -25,7 +25,7 @@ from spikeflow.energy.report import format_neurons
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.build import build_model
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
-from spikeflow.training.config import config_from_dict, resolve, resolved_readout
+from spikeflow.training.config import TrainConfig, config_from_dict, resolve, resolved_readout
 from spikeflow.training.data import build_datasets, even_subset, static_layout
 from spikeflow.training.detection_task import (
     detection_task,
@@ -74,6 +74,24 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         f"checkpoint {path} is a folder without best.pt or last.pt: pass a run folder "
         "written by spikeflow train, or a checkpoint file"
     )
+
+
+def read_run_checkpoint(
+    path: str | os.PathLike, data_dir: str | None = None
+) -> tuple[Path, dict[str, Any], TrainConfig]:
+    """The checkpoint file ``path`` names (:func:`find_checkpoint`), its payload, and
+    the run's configuration as saved, its ``data_dir`` replaced by ``data_dir`` if given.
+
+    Raises:
+        ConfigurationError: as :func:`find_checkpoint` and
+            :func:`~spikeflow.training.checkpoint.load_checkpoint`.
+    """
+    file = find_checkpoint(path)
+    payload = load_checkpoint(file)
+    config = config_from_dict(payload["config"])
+    if data_dir is not None:
+        config = replace(config, data_dir=data_dir)
+    return file, payload, config
 
 
 def evaluate_checkpoint(
@@ -159,11 +177,7 @@ def evaluate_checkpoint(
         )
     rules = None if early_exit is None else parse_early_exit(early_exit, early_exit_accumulate)  # type: ignore[arg-type]
     run_folder = Path(path) if Path(path).is_dir() else None
-    path = find_checkpoint(path)
-    payload = load_checkpoint(path)
-    config = config_from_dict(payload["config"])
-    if data_dir is not None:
-        config = replace(config, data_dir=data_dir)
+    path, payload, config = read_run_checkpoint(path, data_dir)
     if test_samples is None:
         count = config.test_samples
     elif test_samples == "all":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,18 +84,14 @@ def load_trained_model(
     """
     from spikeflow.models.common import reading_saved_run
     from spikeflow.training.build import build_model
-    from spikeflow.training.checkpoint import load_checkpoint, load_weights
-    from spikeflow.training.config import config_from_dict, resolve
+    from spikeflow.training.checkpoint import load_weights
+    from spikeflow.training.config import resolve
     from spikeflow.training.data import build_datasets, static_layout
     from spikeflow.training.detection_task import detection_task
     from spikeflow.training.distributed import pick_device
-    from spikeflow.training.evaluation import find_checkpoint
+    from spikeflow.training.evaluation import read_run_checkpoint
 
-    file = find_checkpoint(path)
-    payload = load_checkpoint(file)
-    config = config_from_dict(payload["config"])
-    if data_dir is not None:
-        config = replace(config, data_dir=data_dir)
+    file, payload, config = read_run_checkpoint(path, data_dir)
     config = resolve(config)
     task = detection_task(config.dataset)
     if task is not None:  # a detection run: its task builds the data and the model
