@@ -89,6 +89,11 @@ per neuron and step, at 24.96 pJ per byte (SpikingJelly 2.0's
 et al.'s (TCAD 2023) compute-in-memory crossbar model of the ``Conv2d`` layers, dense
 (the released model) or event-driven (SpikingJelly 2.0's reading).
 
+**NeuroMC** (:mod:`spikeflow.energy.neuromc`, :func:`neuromc_energy_report`): Li et
+al.'s multi-core SNN training accelerator's energy of a forward pass, its backward and
+the optimizer's update, through registers and SRAMs (SpikingJelly 2.0's
+``estimate_neuromc_runtime_energy``).
+
 **NeuroBench** (:mod:`spikeflow.energy.neurobench`, :func:`neurobench_metrics`):
 NeuroBench 2.3.0's static and workload metrics under its own definitions.
 """
@@ -116,6 +121,8 @@ from spikeflow.energy.neurobench import (
     neurobench_metrics,
     neurobench_static,
 )
+from spikeflow.energy.neuromc import NeuroMCReport, NeuroMCWork, neuromc_energy_report
+from spikeflow.energy.neuromc_costs import NEUROMC_MEMORIES, NeuroMCMemory
 from spikeflow.energy.neuron_updates import StepOperations, step_operations
 from spikeflow.energy.report import (
     E_AC,
@@ -140,6 +147,7 @@ __all__ = [
     "E_MUL",
     "HOROWITZ_45NM",
     "HOROWITZ_SRAM_45NM",
+    "NEUROMC_MEMORIES",
     "AccessCounts",
     "EnergyComponents",
     "LayerGeometry",
@@ -148,6 +156,9 @@ __all__ = [
     "MemoryEnergyReport",
     "NeuroBenchCounter",
     "NeuroBenchResults",
+    "NeuroMCMemory",
+    "NeuroMCReport",
+    "NeuroMCWork",
     "NeuronOperations",
     "OperationCounter",
     "OperationReport",
@@ -163,6 +174,7 @@ __all__ = [
     "memory_energy_report",
     "neurobench_metrics",
     "neurobench_static",
+    "neuromc_energy_report",
     "simple_energy",
     "snn_counts",
     "spikesim_energy_report",

@@ -1,0 +1,474 @@
+"""NeuroMC's energy of one training step (or one forward pass) of a spiking network.
+
+Li et al.'s NeuroMC (arXiv 2412.05302; Nature Communications 2026,
+doi:10.1038/s41467-026-70586-x) trains SNNs on chip: each core has a forward engine, a
+backward engine and a weight-gradient engine over registers and per-core SRAMs, with
+shared 2 MB (batch-norm statistics) and 6 MB (optimizer state) SRAMs.
+:func:`neuromc_energy_report` runs the model once as it is (its real input), and, given
+a loss and a target, the backward pass, and given an optimizer its update (priced, not
+applied), and prices every layer's work on those engines with the released model's
+costs (:mod:`spikeflow.energy.neuromc_costs`; SpikingJelly 2.0's
+``estimate_neuromc_runtime_energy``)::
+
+    report = neuromc_energy_report(model, x, target=y, loss_fn=F.mse_loss, optimizer=opt)
+    report.total, report.compute, report.memory       # joules of the step (the batch)
+    report.by_phase()                                  # forward / backward / optimizer
+    print(report)                                      # per layer and phase
+
+Priced: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` of one group, ``nn.BatchNorm1d/2d/3d``
+(spikeflow's sequence layers are subclasses) and the declared spiking neurons
+(:class:`~spikeflow.neurons.BaseNode`: NeuroMC's soma). Reshapes (``Flatten``,
+``Unflatten``, ``Identity``) and containers cost nothing; a container's own arithmetic
+(a residual sum) is not priced. Any other module is a :class:`ConfigurationError`
+naming it, before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.energy.neuromc_costs import NeuroMCMemory, Priced, Work, check_memories, price
+from spikeflow.errors import ConfigurationError, ShapeError
+
+__all__ = ["NeuroMCReport", "NeuroMCWork", "neuromc_energy_report"]
+
+_PRODUCTS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_FREE = (nn.Flatten, nn.Unflatten, nn.Identity)
+_PRIMITIVES = ("mux", "add", "mul", "comp", "sqrt")
+
+
+@dataclass
+class NeuroMCWork:
+    """One priced piece of work: a layer's pass on one engine, or the optimizer's update.
+
+    Attributes:
+        name: the module's name in the model (``"(optimizer)"`` for the update).
+        phase: ``"forward"``, ``"backward"`` or ``"optimizer"``.
+        op: what ran: ``linear.forward``, ``conv.backward.grad_input``,
+            ``conv.backward.grad_weight``, ``soma.forward``, ``bn.backward``, ``sgd``, ...
+        engine: the NeuroMC core type (``fp_soma``, ``ann_fe``, ``bp_grad``, ``wg``, ...).
+        process: ``with_nothing`` (a product), ``with_sg`` (a soma), ``with_bn``,
+            ``with_opt``: the released model's process keys.
+        dims: the loop dims ``B, T, C, K, OY, OX, FY, FX``.
+        priced: its operations, memory bits and joules.
+    """
+
+    name: str
+    phase: str
+    op: str
+    engine: str
+    process: str
+    dims: dict[str, int]
+    priced: Priced
+
+    @property
+    def memory(self) -> float:
+        """Joules of its memory traffic."""
+        return sum(self.priced.base_j.values()) + sum(self.priced.extra_j.values())
+
+    @property
+    def compute(self) -> float:
+        """Joules of its MACs and elementwise operations."""
+        return self.priced.mac_j + self.priced.ops_j
+
+    @property
+    def total(self) -> float:
+        """Joules in all."""
+        return self.compute + self.memory
+
+
+def _sum_by(works: list[NeuroMCWork], key: Callable[[NeuroMCWork], str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for work in works:
+        out[key(work)] = out.get(key(work), 0.0) + work.total
+    return out
+
+
+@dataclass
+class NeuroMCReport:
+    """NeuroMC's energy of one run (see :mod:`spikeflow.energy.neuromc`), in joules for
+    the whole batch of ``samples``: ``works`` hold each priced piece of work."""
+
+    works: list[NeuroMCWork]
+    samples: int
+    memories: Mapping[str, NeuroMCMemory] = field(repr=False)
+
+    @property
+    def mac_energy(self) -> float:
+        """Joules of the MACs of the products."""
+        return sum(w.priced.mac_j for w in self.works)
+
+    @property
+    def ops_energy(self) -> float:
+        """Joules of the elementwise operations (somas, batch norm, optimizer)."""
+        return sum(w.priced.ops_j for w in self.works)
+
+    @property
+    def base_memory(self) -> float:
+        """Joules of the products' dataflow through registers and SRAMs."""
+        return sum(sum(w.priced.base_j.values()) for w in self.works)
+
+    @property
+    def extra_memory(self) -> float:
+        """Joules of the elementwise work's variables' reads and writes."""
+        return sum(sum(w.priced.extra_j.values()) for w in self.works)
+
+    @property
+    def compute(self) -> float:
+        """``mac_energy + ops_energy``."""
+        return self.mac_energy + self.ops_energy
+
+    @property
+    def memory(self) -> float:
+        """``base_memory + extra_memory``."""
+        return self.base_memory + self.extra_memory
+
+    @property
+    def total(self) -> float:
+        """Joules of the run: ``compute + memory``."""
+        return self.compute + self.memory
+
+    def by_phase(self) -> dict[str, float]:
+        """Joules by phase (``forward``, ``backward``, ``optimizer``)."""
+        return _sum_by(self.works, lambda w: w.phase)
+
+    def by_op(self) -> dict[str, float]:
+        """Joules by operation (``conv.forward``, ``soma.backward``, ``sgd``, ...)."""
+        return _sum_by(self.works, lambda w: w.op)
+
+    def by_engine(self) -> dict[str, float]:
+        """Joules by NeuroMC core type."""
+        return _sum_by(self.works, lambda w: w.engine)
+
+    def by_process(self) -> dict[str, float]:
+        """Joules by process key."""
+        return _sum_by(self.works, lambda w: w.process)
+
+    def by_layer(self) -> dict[str, float]:
+        """Joules by module name (all its phases)."""
+        return _sum_by(self.works, lambda w: w.name)
+
+    def memory_energy(self) -> dict[tuple[str, str], float]:
+        """Joules by ``(level, direction)``: levels ``reg`` and ``sram``."""
+        out: dict[tuple[str, str], float] = {}
+        for work in self.works:
+            for part in (work.priced.base_j, work.priced.extra_j):
+                for key, value in part.items():
+                    out[key] = out.get(key, 0.0) + value
+        return out
+
+    def memory_bits(self) -> dict[tuple[str, str], int]:
+        """Bits moved by ``(level, direction)``."""
+        out: dict[tuple[str, str], int] = {}
+        for work in self.works:
+            for key, value in work.priced.bits.items():
+                out[key] = out.get(key, 0) + value
+        return out
+
+    def primitives(self) -> dict[str, int]:
+        """Counts of MACs and of the elementwise mux, add, mul, comp and sqrt."""
+        out = {"mac": sum(w.priced.macs for w in self.works)}
+        for name in _PRIMITIVES:
+            out[name] = sum(w.priced.ops[name] for w in self.works)
+        return out
+
+    def __str__(self) -> str:
+        rows: dict[tuple[str, str], float] = {}
+        for work in self.works:
+            rows[(work.name, work.phase)] = rows.get((work.name, work.phase), 0.0) + work.total
+        width = max([len("layer"), *(len(name) for name, _ in rows)])
+        lines = [f"{'layer':<{width}} {'phase':<9} {'nJ':>10}"]
+        lines += [f"{n:<{width}} {p:<9} {j * 1e9:>10.4g}" for (n, p), j in rows.items()]
+        phases = ", ".join(f"{p} {j * 1e6:.4g} µJ" for p, j in self.by_phase().items())
+        lines.append(
+            f"total: {self.total * 1e6:.4g} µJ for {self.samples} samples ({phases}); "
+            f"compute {self.compute * 1e6:.4g} µJ, memory {self.memory * 1e6:.4g} µJ"
+        )
+        return "\n".join(lines)
+
+
+def _is_spikes(x: Tensor) -> bool:
+    """1-bit spikes: a bool tensor or every entry 0 or 1."""
+    if x.dtype == torch.bool:
+        return True
+    return x.numel() > 0 and bool(((x == 0) | (x == 1)).all())
+
+
+def _steps(module: nn.Module, x: Tensor) -> int:
+    """``T``: the leading dim of a multi-step module's input, else 1."""
+    return int(x.shape[0]) if getattr(module, "step_mode", "s") == "m" and x.dim() >= 2 else 1
+
+
+def _dims(bt: int, steps: int, c: int, k: int, oy: int = 1, ox: int = 1,
+          fy: int = 1, fx: int = 1) -> dict[str, int]:  # fmt: skip
+    return {"B": bt // steps, "T": steps, "C": c, "K": k, "OY": oy, "OX": ox, "FY": fy, "FX": fx}
+
+
+def _product_dims(module: nn.Module, x: Tensor, out: Tensor) -> dict[str, int]:
+    """Loop dims of a Linear or Conv1d/2d call (``B·T`` all the rows or images it ran)."""
+    steps = _steps(module, x)
+    if isinstance(module, nn.Linear):
+        return _dims(out.numel() // module.out_features, steps, module.in_features,
+                     module.out_features)  # fmt: skip
+    spatial = tuple(out.shape[-(module.weight.dim() - 2) :])
+    kernel = tuple(module.kernel_size)
+    oy, ox = (spatial[0], 1) if len(spatial) == 1 else spatial
+    fy, fx = (kernel[0], 1) if len(kernel) == 1 else kernel
+    bt = out.numel() // (module.out_channels * oy * ox)
+    return _dims(bt, steps, module.in_channels, module.out_channels, oy, ox, fy, fx)
+
+
+def _macs(d: dict[str, int]) -> int:
+    return d["B"] * d["T"] * d["C"] * d["K"] * d["OY"] * d["OX"] * d["FY"] * d["FX"]
+
+
+class _Recorder:
+    """Forward hooks that price each call, and (training) tensor hooks on the outputs
+    that price the backward when the output's gradient arrives."""
+
+    def __init__(self, names: dict[nn.Module, str], memories: Mapping[str, NeuroMCMemory],
+                 reuse: bool, backward: bool) -> None:  # fmt: skip
+        self.names, self.memories, self.reuse, self.backward = names, memories, reuse, backward
+        self.works: list[NeuroMCWork] = []
+
+    def add(self, module: nn.Module, phase: str, op: str, work: Work, process: str,
+            dims: dict[str, int]) -> None:  # fmt: skip
+        priced = price(work, self.memories)
+        self.works.append(NeuroMCWork(self.names[module], phase, op, work.engine, process,
+                                      dims, priced))  # fmt: skip
+
+    def hook(self, module: nn.Module, args: tuple, out: Any) -> None:
+        if not args or not isinstance(args[0], Tensor) or not isinstance(out, Tensor):
+            raise ShapeError(
+                f"NeuroMC: {self.names[module]} ({type(module).__name__}) must take and "
+                "return one tensor"
+            )
+        x = args[0]
+        if isinstance(module, _PRODUCTS):
+            self._product(module, x, out)
+        elif isinstance(module, _NORMS):
+            self._norm(module, x, out, backward=False)
+        else:
+            self._soma(module, x, out, backward=False)
+        if self.backward and out.requires_grad:
+            out.register_hook(self._on_grad(module, x, out))
+
+    def _on_grad(self, module: nn.Module, x: Tensor, out: Tensor) -> Callable[[Tensor], None]:
+        spikes = _is_spikes(x) if isinstance(module, _PRODUCTS) else False
+        shapes = (x.detach(), out.detach(), x.requires_grad, spikes)
+
+        def on_grad(_grad: Tensor) -> None:
+            x_, out_, needs_input_grad, spikes_ = shapes
+            if isinstance(module, _PRODUCTS):
+                self._product_backward(module, x_, out_, needs_input_grad, spikes_)
+            elif isinstance(module, _NORMS):
+                self._norm(module, x_, out_, backward=True)
+            else:
+                self._soma(module, x_, out_, backward=True)
+
+        return on_grad
+
+    def _kind(self, module: nn.Module) -> str:
+        return "linear" if isinstance(module, nn.Linear) else "conv"
+
+    def _product(self, module: nn.Module, x: Tensor, out: Tensor) -> None:
+        d = _product_dims(module, x, out)
+        spikes = _is_spikes(x)
+        work = Work("mac", "fp_soma" if spikes else "ann_fe", macs=_macs(d), reduce=(d["C"], 1),
+                    taps=d["FY"] * d["FX"], weight_numel=module.weight.numel(),
+                    output_numel=out.numel(), input_bits=1 if spikes else 16,
+                    reuse=self.reuse)  # fmt: skip
+        self.add(module, "forward", f"{self._kind(module)}.forward", work, "with_nothing", d)
+
+    def _product_backward(self, module: nn.Module, x: Tensor, out: Tensor,
+                          needs_input_grad: bool, spikes: bool) -> None:  # fmt: skip
+        d, kind = _product_dims(module, x, out), self._kind(module)
+        taps = d["FY"] * d["FX"]
+        if needs_input_grad:  # dX = W^T dY on the backward engine, reducing over K
+            work = Work("mac", "bp_grad" if spikes else "ann_be", True, _macs(d),
+                        (d["K"], 1), taps, module.weight.numel(), x.numel())  # fmt: skip
+            self.add(module, "backward", f"{kind}.backward.grad_input", work, "with_nothing", d)
+        if module.weight.requires_grad:  # dW = dY X^T on the weight-gradient engine
+            work = Work("mac", "wg" if spikes else "ann_we", True, _macs(d), (d["C"], d["K"]),
+                        taps, out.numel(), module.weight.numel(), 1 if spikes else 16)  # fmt: skip
+            self.add(module, "backward", f"{kind}.backward.grad_weight", work, "with_nothing", d)
+
+    def _norm(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool) -> None:
+        steps = _steps(module, x)
+        lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
+        c = int(x.shape[lead])
+        d = _dims(x.numel() // (c * _inner(x, lead)), steps, c, c, _inner(x, lead))
+        spikes = _is_spikes(x)
+        if backward:
+            engine = "bp_bn" if spikes else "ann_bn_bp"
+        else:
+            engine = "fp_bn" if spikes else "ann_bn"
+        work = Work("norm", engine, backward, elements=out.numel(), channel_steps=c * steps)
+        phase = "backward" if backward else "forward"
+        self.add(module, phase, f"bn.{phase}", work, "with_bn", d)
+
+    def _soma(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool) -> None:
+        steps = _steps(module, out)
+        lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
+        c = int(out.shape[lead]) if out.dim() > lead else 1
+        d = _dims(out.numel() // (c * _inner(out, lead)), steps, c, c, _inner(out, lead))
+        engine = "bp_grad" if backward else "fp_soma"
+        work = Work("soma", engine, backward, elements=out.numel())
+        phase = "backward" if backward else "forward"
+        self.add(module, phase, f"soma.{phase}", work, "with_sg", d)
+
+
+def _inner(x: Tensor, lead: int) -> int:
+    """The product of the dims after the channel dim ``lead`` (1 if none)."""
+    n = 1
+    for size in x.shape[lead + 1 :]:
+        n *= int(size)
+    return n
+
+
+def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
+    """The modules to hook, by name; a ConfigurationError names one NeuroMC cannot price."""
+    from spikeflow.neurons import BaseNode
+
+    priced: dict[nn.Module, str] = {}
+    inside: set[nn.Module] = set()  # a priced module's own parts (a neuron's surrogate)
+    for name, module in model.named_modules():
+        label = name or "(model)"
+        if module in inside:
+            continue
+        if isinstance(module, (*_PRODUCTS, *_NORMS, BaseNode)):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups != 1:
+                raise ConfigurationError(
+                    f"NeuroMC: {label} ({type(module).__name__}) has {module.groups} groups; "
+                    "NeuroMC's mapping prices dense convolutions (groups=1) only"
+                )
+            priced[module] = label
+            inside.update(module.modules())
+            continue
+        leaf = next(module.children(), None) is None
+        own = [n for n, _ in module.named_parameters(recurse=False)]
+        if own or (leaf and not isinstance(module, _FREE)):
+            why = f"parameters {own} of its own" if own else "work NeuroMC has no cost for"
+            raise ConfigurationError(
+                f"NeuroMC cannot price {label} ({type(module).__name__}: {why}); it prices "
+                "Linear, Conv1d/Conv2d (groups=1), BatchNorm1d/2d/3d and spiking neurons "
+                "(BaseNode), with Flatten, Unflatten and Identity free"
+            )
+    return priced
+
+
+def _optimizer_works(optimizer: torch.optim.Optimizer, memories: Mapping[str, NeuroMCMemory]
+                     ) -> list[NeuroMCWork]:  # fmt: skip
+    """The update of the parameters that got a gradient: SGD per (momentum, weight decay,
+    momentum buffer) group, Adam/AdamW over all of them."""
+    params = [(g, p) for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    name = type(optimizer).__name__.lower()
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        groups = {(False, False, False): sum(p.numel() for _, p in params)}
+    else:
+        groups = {}
+        for group, p in params:
+            momentum = float(group.get("momentum", 0.0)) > 0.0
+            key = (momentum, float(group.get("weight_decay", 0.0)) > 0.0,
+                   momentum and "momentum_buffer" in optimizer.state.get(p, {}))  # fmt: skip
+            groups[key] = groups.get(key, 0) + p.numel()
+    works = []
+    for (momentum, decay, buffer), count in groups.items():
+        if count == 0:
+            continue
+        kind = "adam" if name in ("adam", "adamw") else "sgd"
+        work = Work(kind, "bp_grad_opt", elements=count, momentum=momentum,
+                    weight_decay=decay, momentum_buffer=buffer)  # fmt: skip
+        dims = _dims(1, 1, 1, 1, fx=count)
+        works.append(NeuroMCWork("(optimizer)", "optimizer", name, "bp_grad_opt", "with_opt",
+                                 dims, price(work, memories)))  # fmt: skip
+    return works
+
+
+def _check_optimizer(optimizer: object) -> None:
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise ConfigurationError(
+            f"NeuroMC prices SGD, Adam and AdamW updates; got optimizer {type(optimizer).__name__}"
+        )
+    for i, group in enumerate(optimizer.param_groups):
+        for key, fine in (("nesterov", False), ("dampening", 0.0), ("maximize", False)):
+            if group.get(key, fine) != fine:
+                raise ConfigurationError(
+                    f"NeuroMC prices plain SGD: param group {i} has {key}={group[key]!r} "
+                    f"(needs {fine!r})"
+                )
+
+
+def neuromc_energy_report(
+    model: nn.Module,
+    x: Tensor,
+    target: Any = None,
+    loss_fn: Callable[[Any, Any], Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    reuse_weights: bool = False,
+    memories: Mapping[str, NeuroMCMemory] | None = None,
+) -> NeuroMCReport:
+    """Run ``model(x)`` once and price it on NeuroMC (:mod:`spikeflow.energy.neuromc`).
+
+    With ``loss_fn`` (and ``target``) the backward of ``loss_fn(model(x), target)`` runs
+    and is priced (the input and weight gradients of each layer whose output got a
+    gradient, each neuron's and batch norm's backward); with ``optimizer`` (SGD without
+    Nesterov, dampening or maximize; Adam; AdamW) its update of every parameter that got
+    a gradient is priced but not applied. The parameters' ``.grad`` and the model's state
+    are as before afterwards; train/eval mode is kept. ``x`` is time-major ``[T, B,
+    ...]`` for spikeflow's multi-step layers; ``samples`` is ``B`` (``x.shape[1]``).
+
+    ``reuse_weights``: a layer's weights stay in its engine's weight SRAM from an earlier
+    pass when they fit (the forward reads no weights). ``memories``: other memory costs
+    (every name of :data:`~spikeflow.energy.neuromc_costs.NEUROMC_MEMORIES`).
+
+    Raises:
+        ConfigurationError: a module NeuroMC cannot price (named), an optimizer it does
+            not model, an optimizer or target without ``loss_fn``, bad ``memories``.
+        ShapeError: ``x`` is not a tensor of 2 or more dims.
+    """
+    from spikeflow.functional import reset_net
+
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"neuromc_energy_report: x must be a tensor [T, B, ...], got {shape}")
+    if loss_fn is None and (optimizer is not None or target is not None):
+        what = "optimizer" if optimizer is not None else "target"
+        raise ConfigurationError(f"neuromc_energy_report: {what} needs loss_fn (a backward)")
+    if loss_fn is not None and target is None:
+        raise ConfigurationError("neuromc_energy_report: loss_fn needs target")
+    if optimizer is not None:
+        _check_optimizer(optimizer)
+    memories = check_memories(memories)
+    names = _priced_modules(model)
+    training = loss_fn is not None
+    recorder = _Recorder(names, memories, bool(reuse_weights), training)
+    saved = {p: p.grad for p in model.parameters()}
+    handles = [m.register_forward_hook(recorder.hook) for m in names]
+    reset_net(model)
+    try:
+        for p in saved:
+            p.grad = None
+        with torch.set_grad_enabled(training):
+            out = model(x)
+            if loss_fn is not None:
+                loss_fn(out, target).backward()
+        works = recorder.works
+        if optimizer is not None:
+            works += _optimizer_works(optimizer, memories)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, grad in saved.items():
+            p.grad = grad
+        reset_net(model)
+    return NeuroMCReport(works, int(x.shape[1]), memories)
