@@ -84,6 +84,15 @@ def test_reuse_weights_drops_the_weight_reads():
     assert plain.total - reuse.total == pytest.approx(saved * PJ, rel=1e-9)
 
 
+def test_reuse_weights_needs_them_to_fit():
+    """A weight SRAM holds 18432 x 256 bits (294,912 16-bit weights): 300,000 do not fit
+    and are read again."""
+    net = nn.Sequential(layers.Linear(600, 500, bias=False), neurons.LIFNode())
+    x = _spikes(1, 1, 600)
+    plain, reuse = neuromc_energy_report(net, x), neuromc_energy_report(net, x, reuse_weights=True)
+    assert reuse.total == plain.total
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -348,3 +357,27 @@ def test_real_nmnist_batch_equals_spikingjelly(sj):
         mine = neuromc_energy_report(ours, x, y, F.mse_loss, opt)
         _assert_equal(mine, sj(theirs, x, y, F.mse_loss, their_opt))
     assert mine.works[0].engine == "fp_soma" and math.isfinite(mine.total)
+
+
+def test_plain_linear_over_a_sequence_counts_every_row(sj):
+    """A torch nn.Linear (no step_mode) on [T, B, F] runs T·B rows: spikeflow prices
+    T·B·C·K MACs; SpikingJelly prices a module call over a batch of T (reading [T, B, F]
+    as [B, C]) and again the traced addmm over T·B rows."""
+    x = _spikes(3, 4, 20)
+    mine = neuromc_energy_report(nn.Sequential(nn.Linear(20, 5), neurons.LIFNode()), x)
+    their = sj(nn.Sequential(nn.Linear(20, 5), sj_neuron.LIFNode(step_mode="m")), x, dedupe=False)
+    assert mine.primitives()["mac"] == 3 * 4 * 20 * 5
+    assert their.primitive_counts["totals"]["mac"] == 3 * 4 * 20 * 5 + 3 * 20 * 5
+
+
+def test_frozen_first_layer_equals_spikingjelly(sj):
+    """A frozen first layer fed data gets no gradient: its forward is priced, no backward;
+    the optimizer updates only the parameters that got a gradient."""
+    ours, theirs = _conv_net(True), _conv_net(False)
+    for net in (ours, theirs):
+        net[0].requires_grad_(False)
+    x, y = _spikes(2, 3, 2, 6, 6), torch.rand(2, 3, 5)
+    opt = torch.optim.SGD(ours.parameters(), lr=0.1)
+    mine = neuromc_energy_report(ours, x, y, F.mse_loss, opt)
+    assert [w.phase for w in mine.works if w.name == "0"] == ["forward"]
+    _assert_equal(mine, sj(theirs, x, y, F.mse_loss, torch.optim.SGD(theirs.parameters(), lr=0.1)))
