@@ -59,6 +59,9 @@ def test_tiny_linear_lif_forward_by_hand():
     assert bits[("sram", "wl2h")] == 16 + 16 + 16 + 1 + 1
     assert report.primitives() == {"mac": 2, "mux": 1, "add": 1, "mul": 1, "comp": 3, "sqrt": 0}
     assert report.samples == 1
+    text = str(report)
+    assert "0     forward" in text and "1     forward" in text and "for 1 samples" in text
+    assert report.by_layer().keys() == {"0", "1"}
 
 
 def test_sgd_update_by_hand():

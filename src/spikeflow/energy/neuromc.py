@@ -183,8 +183,8 @@ class NeuroMCReport:
         for work in self.works:
             rows[(work.name, work.phase)] = rows.get((work.name, work.phase), 0.0) + work.total
         width = max([len("layer"), *(len(name) for name, _ in rows)])
-        lines = [f"{'layer':<{width}} {'phase':<9} {'nJ':>10}"]
-        lines += [f"{n:<{width}} {p:<9} {j * 1e9:>10.4g}" for (n, p), j in rows.items()]
+        lines = [f"{'layer':<{width}} {'phase':<9} {'nJ':>12}"]
+        lines += [f"{n:<{width}} {p:<9} {j * 1e9:>12.4g}" for (n, p), j in rows.items()]
         phases = ", ".join(f"{p} {j * 1e6:.4g} µJ" for p, j in self.by_phase().items())
         lines.append(
             f"total: {self.total * 1e6:.4g} µJ for {self.samples} samples ({phases}); "
