@@ -64,6 +64,34 @@ def test_tiny_linear_lif_forward_by_hand():
     assert report.by_layer().keys() == {"0", "1"}
 
 
+def test_tiny_linear_lif_backward_by_hand():
+    """The same net's backward: the LIF's surrogate backward and the weight gradient on
+    the WG engine (the input, data, needs no gradient: no BP work)."""
+    net = nn.Sequential(layers.Linear(2, 1, bias=False), neurons.LIFNode())
+    report = neuromc_energy_report(
+        net, torch.tensor([[[1.0, 0.0]]]), torch.ones(1, 1, 1), F.mse_loss
+    )
+    backward = [w for w in report.works if w.phase == "backward"]
+    assert [(w.name, w.op, w.engine) for w in backward] == [
+        ("1", "soma.backward", "bp_grad"),
+        ("0", "linear.backward.grad_weight", "wg"),
+    ]
+    reg1, reg16 = 0.00901 / 7.1 * 2, 0.14416 / 7.1 * 2
+    in_s, dw, values, grads, spikes = 0.44854798, 5.302477904, 5.792676768, 92.68282828, 7.176767677
+    soma, wg = backward
+    # soma: residual, u, s, mask, du read once each; u written to SRAM, du to the register
+    soma_mem = reg16 + values + reg16 + 2 * 16 / 256 * grads + 2 * (reg1 + spikes / 16)
+    soma_mem += reg16 + 16 / 256 * grads + reg16
+    assert soma.priced.ops == {"mux": 1, "add": 2, "mul": 4, "comp": 0, "sqrt": 0}
+    assert soma.memory == pytest.approx(soma_mem * PJ, rel=1e-12)
+    # WG: M = 2, O = 2 weight gradients, C = 2, K = 1
+    wg_reg = 2 * 2 * reg1 + 2 * 2 * reg16 + 2 * reg16 + 2 * reg16  # spikes, du; rl2h, wl2h
+    wg_sram = 2 * in_s + values + 2 * dw  # ⌈2/1⌉ spike bits, ⌈2/2⌉ du words, 2 dW words
+    assert wg.priced.macs == 2
+    assert wg.compute == pytest.approx(2 * (0.548 + 0.548 / 16) * PJ, rel=1e-12)
+    assert wg.memory == pytest.approx((wg_reg + wg_sram) * PJ, rel=1e-12)
+
+
 def test_sgd_update_by_hand():
     """SGD with momentum (first step: no buffer yet) and weight decay on the 6 MB SRAM:
     per parameter 2 additions and multiplications, 2 reads and 2 writes of 32 bits."""
@@ -384,3 +412,23 @@ def test_frozen_first_layer_equals_spikingjelly(sj):
     mine = neuromc_energy_report(ours, x, y, F.mse_loss, opt)
     assert [w.phase for w in mine.works if w.name == "0"] == ["forward"]
     _assert_equal(mine, sj(theirs, x, y, F.mse_loss, torch.optim.SGD(theirs.parameters(), lr=0.1)))
+
+
+def test_sgd_momentum_buffer_from_an_earlier_step_equals_spikingjelly(sj):
+    """After a real step the momentum buffers exist: the update reads them and adds a
+    multiply-add per parameter; equal to SpikingJelly, and dearer than the first step."""
+    ours, theirs = _conv_net(True), _conv_net(False)
+    x, y = _spikes(2, 2, 2, 6, 6), torch.rand(2, 2, 5)
+    opts = [torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9) for net in (ours, theirs)]
+    first = neuromc_energy_report(ours, x, y, F.mse_loss, opts[0])
+    for net, opt in zip((ours, theirs), opts, strict=True):
+        F.mse_loss(net(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+    sj_functional.reset_net(theirs)
+    mine = neuromc_energy_report(ours, x, y, F.mse_loss, opts[0])
+    _assert_equal(mine, sj(theirs, x, y, F.mse_loss, opts[1]))
+    (update,) = [w for w in mine.works if w.phase == "optimizer"]
+    params = sum(p.numel() for p in ours.parameters())
+    assert update.priced.ops["add"] == 2 * params
+    assert mine.by_phase()["optimizer"] > first.by_phase()["optimizer"]

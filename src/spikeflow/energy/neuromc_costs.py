@@ -34,6 +34,7 @@ __all__ = [
     "NeuroMCMemory",
     "Priced",
     "Work",
+    "check_memories",
     "price",
 ]
 
