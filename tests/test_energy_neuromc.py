@@ -432,3 +432,31 @@ def test_sgd_momentum_buffer_from_an_earlier_step_equals_spikingjelly(sj):
     params = sum(p.numel() for p in ours.parameters())
     assert update.priced.ops["add"] == 2 * params
     assert mine.by_phase()["optimizer"] > first.by_phase()["optimizer"]
+
+
+def test_conv1d_and_batchnorm1d_equal_spikingjelly(sj):
+    """Conv1d (kernel and length read as FY and OY) and BatchNorm1d on [T, B, C, L] and
+    on [T, B, C] (after flattening)."""
+
+    def net(sf):
+        L, N = (layers, neurons) if sf else (sj_layer, sj_neuron)
+        kw = {} if sf else {"step_mode": "m"}
+        return nn.Sequential(
+            L.Conv1d(3, 6, 5, stride=2, **kw), L.BatchNorm1d(6, **kw), N.LIFNode(**kw),
+            L.Flatten(**kw), L.Linear(6 * 8, 7, **kw), L.BatchNorm1d(7, **kw), N.LIFNode(**kw),
+        )  # fmt: skip
+
+    x, y = _spikes(3, 2, 3, 20), torch.rand(3, 2, 7)
+    ours, theirs = net(True), net(False)
+    mine = neuromc_energy_report(ours, x, y, F.mse_loss)
+    assert mine.works[0].dims == {
+        "B": 2,
+        "T": 3,
+        "C": 3,
+        "K": 6,
+        "OY": 8,
+        "OX": 1,
+        "FY": 5,
+        "FX": 1,
+    }
+    _assert_equal(mine, sj(theirs, x, y, F.mse_loss))
