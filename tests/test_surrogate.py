@@ -21,6 +21,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.surrogate import (
     S2NN,
     SURROGATES,
+    ArctanSpike,
     ATan,
     DeterministicPass,
     DoubleGaussian,
@@ -252,6 +253,14 @@ def dspike_p(x, alpha):
     return math.tanh(alpha * min(max(x, -0.5), 0.5)) / (2 * math.tanh(alpha / 2)) + 0.5
 
 
+def arctan_spike_d(x, width):  # the flow networks' arctanspike (Hagenaars et al. 2021)
+    return 1 / (1 + width * x * x)
+
+
+def arctan_spike_p(x, width):  # its antiderivative, 0 at -inf
+    return (math.atan(math.sqrt(width) * x) + math.pi / 2) / math.sqrt(width)
+
+
 def _npdf(x, mu, width):
     return math.exp(-((x - mu) ** 2) / (2 * width**2)) / (width * math.sqrt(2 * math.pi))
 
@@ -418,6 +427,14 @@ SPECS = [
         multi_gaussian_p,
         exact_at_zero=False,
     ),
+    Spec(
+        ArctanSpike,
+        {"width": 10.0},
+        {"width": 2.5},
+        arctan_spike_d,
+        arctan_spike_p,
+        exact_at_zero=False,
+    ),
 ]
 WITH_PRIMITIVE = [s for s in SPECS if s.p is not None]
 WITHOUT_PRIMITIVE = [s for s in SPECS if s.p is None]
@@ -462,7 +479,7 @@ def test_table_covers_the_family():
     # (MultiLevelSpikeCount, a count and not a step, has its own tests:
     # test_surrogate_multilevel.py)
     assert {s.id for s in SPECS} | {"MultiLevelSpikeCount"} == set(SURROGATES)
-    assert len(SURROGATES) == 27
+    assert len(SURROGATES) == 28
     for name, cls in SURROGATES.items():
         assert cls.__name__ == name
         assert name in sg_module.__all__
@@ -482,6 +499,25 @@ def test_dspike_is_built_by_name_as_the_command_line_gives_it():
         model = create_model("plif_digits", neuron_kwargs={"surrogate_function": value})
         found = [m.surrogate_function for m in model.modules() if hasattr(m, "surrogate_function")]
         assert found and all(type(f) is DSpike and f.alpha == alpha for f in found)
+
+
+def test_arctan_spike_is_registered_and_keeps_its_flow_import_path():
+    """The optical flow networks' surrogate is built by name (as ``--neuron-kwargs
+    surrogate_function=arctan_spike`` gives it) and is still importable from
+    ``spikeflow.flow``, the same class."""
+    from spikeflow.flow import ArctanSpike as FlowArctanSpike
+    from spikeflow.flow.models import ArctanSpike as ModelsArctanSpike
+    from spikeflow.models import create_model
+
+    assert FlowArctanSpike is ArctanSpike and ModelsArctanSpike is ArctanSpike
+    assert type(get_surrogate("arctan_spike")) is ArctanSpike
+    assert get_surrogate("ArctanSpike", width=4.0).width == 4.0
+    with pytest.raises(ConfigurationError, match="width"):
+        get_surrogate("arctanspike", width=0.0)
+    value = {"name": "arctan_spike", "width": 3.0}
+    model = create_model("plif_digits", neuron_kwargs={"surrogate_function": value})
+    found = [m.surrogate_function for m in model.modules() if hasattr(m, "surrogate_function")]
+    assert found and all(type(f) is ArctanSpike and f.width == 3.0 for f in found)
 
 
 def test_the_docs_page_lists_every_registered_surrogate():

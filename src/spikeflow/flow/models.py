@@ -31,7 +31,7 @@ from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ShapeError
 from spikeflow.layers.recurrent import _RecurrentContainer
 from spikeflow.neurons import ParametricLIFNode
-from spikeflow.surrogate import Surrogate
+from spikeflow.surrogate import ArctanSpike  # here before it joined the registry
 
 __all__ = [
     "ArctanSpike",
@@ -46,25 +46,6 @@ __all__ = [
 _LEAK_LOGIT = (-4.0, 0.1)
 #: The official code clamps a learned threshold at this value before firing.
 _MIN_THRESHOLD = 0.01
-
-
-class ArctanSpike(Surrogate):
-    """The official code's ``arctanspike``: pseudo-derivative ``1 / (1 + width x^2)``
-    (height 1 at threshold; ``width`` 10), primitive ``atan(sqrt(width) x) / sqrt(width)
-    + pi / (2 sqrt(width))``. Not SpikingJelly's ``ATan``, whose height and width are tied
-    by one ``alpha``."""
-
-    def __init__(self, width: float = 10.0, spiking: bool = True) -> None:
-        super().__init__(spiking=spiking, width=check_real("width", width, low=0.0, low_open=True))
-
-    @staticmethod
-    def derivative(x: Tensor, width: float) -> Tensor:
-        return 1.0 / (1.0 + width * x * x)
-
-    @staticmethod
-    def primitive(x: Tensor, width: float) -> Tensor:
-        root = math.sqrt(width)
-        return torch.atan(root * x) / root + math.pi / (2 * root)
 
 
 class FlowNeuron(ParametricLIFNode):

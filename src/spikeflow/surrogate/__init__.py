@@ -38,6 +38,8 @@ The family (methods document, section 2; default parameters in brackets):
   :mod:`~spikeflow.surrogate.gaussian_mixture`; sigma=0.5, p=0.15, scale=6, gamma=0.5):
   :class:`DoubleGaussian` (BRF's) and :class:`MultiGaussian` (the adaptive SRNN's and
   TC-LIF's sequential-MNIST one);
+- :class:`ArctanSpike` (width=10, > 0; the event-based optical flow networks',
+  :mod:`~spikeflow.surrogate.arctan_spike`, used by :mod:`spikeflow.flow`);
 - derivative only (``has_primitive = False``, so no ``spiking=False``):
   :class:`SuperSpike` (alpha=1), :class:`LeakyKReLU` (leak=0, k=1),
   :class:`FakeNumericalGradient` (alpha=0.3);
@@ -63,6 +65,7 @@ function), :mod:`~spikeflow.surrogate.spikingjelly`, :mod:`~spikeflow.surrogate.
 public is importable from ``spikeflow.surrogate``.
 """
 
+from spikeflow.surrogate.arctan_spike import ArctanSpike
 from spikeflow.surrogate.base import Surrogate, heaviside
 from spikeflow.surrogate.dspike import DSpike
 from spikeflow.surrogate.gaussian_mixture import DoubleGaussian, MultiGaussian
@@ -102,6 +105,7 @@ __all__ = [
     "S2NN",
     "SURROGATES",
     "ATan",
+    "ArctanSpike",
     "DSpike",
     "DeterministicPass",
     "DoubleGaussian",

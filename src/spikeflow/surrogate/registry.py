@@ -7,6 +7,7 @@ import inspect
 from typing import Any
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.surrogate.arctan_spike import ArctanSpike
 from spikeflow.surrogate.base import Surrogate
 from spikeflow.surrogate.dspike import DSpike
 from spikeflow.surrogate.gaussian_mixture import DoubleGaussian, MultiGaussian
@@ -70,6 +71,7 @@ SURROGATES: dict[str, type[Surrogate]] = {
         DSpike,
         DoubleGaussian,
         MultiGaussian,
+        ArctanSpike,
     )
 }
 
