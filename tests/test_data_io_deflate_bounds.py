@@ -126,3 +126,37 @@ def test_a_mat_compressed_element_declaring_more_than_deflate_can_hold_is_refuse
         f"{path} at byte offset 128: compressed element's matrix tag declares 4294967295 "
         f"bytes, more than its {payload} zlib bytes can hold (1032 per compressed byte at most)"
     )
+
+
+def rezipped(source, path, method: int) -> None:
+    """The members of the ``.npz`` ``source`` written again to ``path`` with ZIP
+    compression ``method`` (as a zip tool other than numpy may write them)."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", method) as out:
+        for info in src.infolist():
+            out.writestr(info.filename, src.read(info))
+
+
+@pytest.mark.parametrize("method, name", [(12, "bzip2"), (14, "LZMA")])
+def test_npz_members_compressed_with_bzip2_or_lzma_are_refused_by_name(tmp_path, method, name):
+    """bzip2 and LZMA members (no bound on their expansion: zipfile decompresses a
+    chunk of one whole) are refused before a byte is decompressed, naming the member and
+    the method; numpy's own stored and deflate files still read."""
+    source = tmp_path / "numpy.npz"
+    hardvs_npz(source, 2000, compressed=True)
+    path = tmp_path / "rezipped.npz"
+    rezipped(source, path, method)
+    with pytest.raises(DataFormatError) as info:
+        read_hardvs(path)
+    assert str(info.value).startswith(f"{path} at byte offset 0: ZIP member 't.npy' uses "
+                                      f"compression method {method} ({name}); only stored "
+                                      "and deflate members are read")  # fmt: skip
+    nerdd = tmp_path / "output_events.npz"
+    np.savez(tmp_path / "plain.npz", data=np.array([[1, 2, 1, 5], [3, 4, 0, 9]]))
+    rezipped(tmp_path / "plain.npz", nerdd, method)
+    with pytest.raises(DataFormatError, match=rf"ZIP member 'data\.npy' uses compression "
+                       rf"method {method} \({name}\)"):  # fmt: skip
+        read_nerdd_events(nerdd)
+    rezipped(source, path, 8)  # deflate, written by zipfile: reads
+    assert len(read_hardvs(path)) == 2000 and len(read_nerdd_events(tmp_path / "plain.npz")) == 2

@@ -32,17 +32,34 @@ MAX_PACKET_BYTES = 1 << 28
 DEFLATE_MAX_RATIO = 1032
 
 
+#: Names of the ZIP compression methods, for messages.
+_ZIP_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "deflate64",
+                     93: "zstd", 99: "AES encryption"}  # fmt: skip
+
+
 def check_zip_member_size(info: zipfile.ZipInfo, path: PathArg) -> None:
-    """Refuse a ZIP member (of an ``.npz``) whose declared size its compressed bytes
-    cannot produce, before anything is decompressed: a stored member is as long as its
-    data, a deflated one at most :data:`DEFLATE_MAX_RATIO` times longer. Without this a
-    forged size (up to 4 GB, more with ZIP64) lets a small file allocate that much.
+    """Refuse a ZIP member (of an ``.npz``) that could expand without bound, before
+    anything is decompressed: a stored member must be as long as its data, a deflated
+    one at most :data:`DEFLATE_MAX_RATIO` times longer. Without this a forged size (up
+    to 4 GB, more with ZIP64) lets a small file allocate that much. Any other method
+    (bzip2, LZMA: numpy writes neither, but other zip tools can) is refused: zipfile
+    decompresses each chunk of such a member whole, and bzip2 expands a million-fold
+    (178 bytes of it hold 200 MB of zeros), so no ratio bounds what a read allocates.
 
     Raises:
-        DataFormatError: naming ``path``, the member and its byte offset, and both sizes.
+        DataFormatError: naming ``path``, the member and its byte offset, and both sizes
+            (or the compression method).
     """
     declared, packed = info.file_size, info.compress_size
-    if info.compress_type == zipfile.ZIP_STORED and declared != packed:
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = info.compress_type
+        problem = (
+            f"uses compression method {method} ({_ZIP_METHOD_NAMES.get(method, 'unknown')}); "
+            "only stored and deflate members are read, as numpy writes "
+            "them (the others have no bound on how far a few bytes expand). Save the arrays "
+            "again with numpy.savez or numpy.savez_compressed"
+        )
+    elif info.compress_type == zipfile.ZIP_STORED and declared != packed:
         problem = f"is stored uncompressed in {packed} bytes but declares {declared}"
     elif info.compress_type == zipfile.ZIP_DEFLATED and declared > DEFLATE_MAX_RATIO * packed:
         problem = (

@@ -91,17 +91,15 @@ def _parse_npy(raw: bytes, path: str | PathLike, member: str | None) -> tuple[np
 #: The first bytes of a ZIP archive (an ``.npz``), as opposed to a ``.npy``'s ``\x93NUMPY``.
 _ZIP_MAGIC = b"PK\x03\x04"
 
-#: The ZIP compression methods Python's zipfile can read (others raise NotImplementedError).
-_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-
 
 def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The arrays ``names`` of an ``.npz`` (a ZIP of ``<name>.npy`` members), read
     member by member with zipfile (CRC-checked) and parsed by :func:`_parse_npy`.
 
-    Every failure of the archive -- a damaged directory, an unsupported compression
-    method or encryption, a corrupt compressed stream, a CRC mismatch -- is a
-    DataFormatError naming the file (and the member).
+    Every failure of the archive -- a damaged directory, a compression method other
+    than stored or deflate (bzip2, LZMA, ...: :func:`check_zip_member_size`) or
+    encryption, a corrupt compressed stream, a CRC mismatch -- is a DataFormatError
+    naming the file (and the member).
     """
     try:
         archive = zipfile.ZipFile(path)
@@ -121,10 +119,7 @@ def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndar
         for n in names:
             info = members[n]
             where = f"member {info.filename!r} (at byte offset {info.header_offset})"
-            if info.compress_type not in _ZIP_METHODS:
-                raise format_error(path, None, f"{where} uses ZIP compression method "
-                                   f"{info.compress_type}, which cannot be read")  # fmt: skip
-            check_zip_member_size(info, path)  # before a forged size is decompressed
+            check_zip_member_size(info, path)  # before a forged size or a bomb is decompressed
             try:
                 raw = archive.read(info)
             except Exception as exc:  # zlib/lzma/bz2 errors, bad CRC, encryption, EOF, ...
