@@ -600,3 +600,69 @@ def test_a_live_checkpoint_write_is_not_removed_however_old_its_file(tmp_path):
     killed.write_bytes(b"partial")
     os.utime(killed, (time.time() - 600,) * 2)
     assert run_folder.remove_stale_temporaries(tmp_path) == [killed.name]
+
+
+_HOLD_LOCK = """
+import sys, time
+from spikeflow.training.run_lock import lock_run_folder
+lock = lock_run_folder(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _holding_process(folder: Path):
+    """A process that takes ``folder``'s run lock and sleeps (as a live run would)."""
+    import subprocess
+    import sys
+
+    import spikeflow
+
+    src = str(Path(spikeflow.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(folder)], env=env,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_second_live_run_in_the_folder_is_refused_and_a_killed_runs_lock_does_not_block(
+    tmp_path,
+):
+    import signal
+
+    from spikeflow.training.run_lock import RUN_LOCK_FILE
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    proc = _holding_process(folder)
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+        message = str(info.value)
+        assert f"output_dir {folder} is in use by another live training run (pid {proc.pid} " in (
+            message
+        )
+        assert sorted(p.name for p in folder.iterdir()) == [RUN_LOCK_FILE]  # nothing written
+    finally:
+        proc.send_signal(signal.SIGKILL)  # killed: its lock file stays, unlocked
+        proc.wait()
+        proc.stdout.close()
+    assert (folder / RUN_LOCK_FILE).is_file()
+    result = Trainer(tiny(tmp_path, "a", stop_after=1), log=None).fit()
+    assert result.epochs_completed == 1 and (folder / "last.pt").is_file()
+    assert not (folder / RUN_LOCK_FILE).exists()  # released at the end of the run
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_the_run_lock_is_exclusive_within_one_process_too(tmp_path):
+    from spikeflow.training.run_lock import lock_run_folder
+
+    first = lock_run_folder(tmp_path)
+    with pytest.raises(ConfigurationError, match=rf"pid {os.getpid()} on "):
+        lock_run_folder(tmp_path)
+    first.release()
+    first.release()  # a second release does nothing
+    lock_run_folder(tmp_path).release()
+    assert list(tmp_path.iterdir()) == []

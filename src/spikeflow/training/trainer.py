@@ -45,6 +45,7 @@ from spikeflow.training.pruning import tracks_sparsity
 from spikeflow.training.resume import config_for_resume, describe_position
 from spikeflow.training.run_checks import run_loss
 from spikeflow.training.run_folder import remove_empty_folders
+from spikeflow.training.run_lock import RunLock
 from spikeflow.training.trainer_checkpoints import CheckpointMixin
 from spikeflow.training.trainer_plots import PlotsMixin
 from spikeflow.training.trainer_setup import SetupMixin
@@ -131,6 +132,8 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         self._step_start_rng: dict[str, Any] | None = None
         #: The output folder this run created, and the topmost folder created with it.
         self._created: tuple[Path, Path] | None = None
+        #: Rank 0's lock on the output folder while the run lives (run_lock.py).
+        self._run_lock: RunLock | None = None
         #: The last checkpoint written or resumed from: its file (None: the resumed
         #: one) and (epoch, step).
         self._checkpoint: tuple[Path | None, tuple[int, int]] | None = None
@@ -181,11 +184,18 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             return self._fit()
         finally:
             torch.set_num_threads(threads)
+            self._release_run_lock()
+
+    def _release_run_lock(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     def _fit(self) -> TrainResult:
         try:
             self._setup()
         except BaseException:
+            self._release_run_lock()  # (its file first: the folder may be removed)
             if self._created is not None:  # a refused run leaves no folder of its own
                 remove_empty_folders(*self._created)
             if hasattr(self, "ctx"):

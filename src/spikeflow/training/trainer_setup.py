@@ -55,6 +55,7 @@ from spikeflow.training.run_folder import (
     remove_stale_temporaries,
     reserve_default_output_dir,
 )
+from spikeflow.training.run_lock import lock_run_folder
 from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.tbptt import tbptt_windows, windowed_loss
 from spikeflow.training.trainer_checkpoints import seed_everything
@@ -97,6 +98,8 @@ class SetupMixin:
                 else:  # checked there, before it is created
                     out, top = reserve_default_output_dir(cfg.dataset)
                     self._created = (Path(out), top)
+                # held until the run's last file is written: a second live run is refused
+                self._run_lock = lock_run_folder(Path(out))
             except ConfigurationError as exc:
                 problem = str(exc)
         out, problem = ctx.all_gather_object((out, problem))[0]
