@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import require_shared_data
-from spikeflow.data import NMNIST, DatasetNotFoundError, EventRecording, pad_collate
+from spikeflow.data import NMNIST, DatasetNotFoundError, EventRecording, download, pad_collate
 from spikeflow.data.datasets._common import LOCK_FILE, Archive, marker_path, prepare_root
 from spikeflow.data.download import DownloadError, file_hash
 from spikeflow.data.transforms import Compose, Denoise, RandomFlipLR, RandomHorizontalFlipFrames
@@ -205,19 +205,19 @@ def test_an_interrupted_extraction_leaves_no_partial_dataset(nmnist_root, tmp_pa
     root = tmp_path / "nmnist"
     archive = _test_archive(nmnist_root, root / "Test.zip")
     monkeypatch.setitem(NMNIST.archives, "Test", Archive("Test.zip", file_hash(archive, "md5")))
-    real_copy, calls = shutil.copyfileobj, [0]
+    real_copy, calls = download._copy_declared, [0]
 
-    def interrupted(src, dst, *args):  # Ctrl-C while the 6th file is written
+    def interrupted(*args):  # Ctrl-C while the 6th file is written
         calls[0] += 1
         if calls[0] == 6:
             raise KeyboardInterrupt
-        return real_copy(src, dst, *args)
+        return real_copy(*args)
 
-    monkeypatch.setattr(shutil, "copyfileobj", interrupted)
+    monkeypatch.setattr(download, "_copy_declared", interrupted)
     with pytest.raises(KeyboardInterrupt):
         NMNIST(root, train=False)
     assert _visible(root) == ["Test.zip"]  # no half-filled Test/, no staging folder
-    monkeypatch.setattr(shutil, "copyfileobj", real_copy)
+    monkeypatch.setattr(download, "_copy_declared", real_copy)
     ds = NMNIST(root, train=False)
     assert len(ds) == ARCHIVE_SAMPLES
     assert _visible(root) == ["Test", "Test.zip"]

@@ -191,6 +191,7 @@ def test_chained_symlink_escape_rejected(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="outside"):
         extract_archive(tar, tmp_path / "root")
     assert not (tmp_path / "x").exists()
+    assert list((tmp_path / "root").iterdir()) == []  # "d", written first, is gone too
 
 
 def test_symlink_made_to_escape_by_a_later_member_is_removed_and_refused(tmp_path):
@@ -222,3 +223,131 @@ def test_unsafe_zip_members_rejected(tmp_path):
         with pytest.raises(UnsafeArchiveError, match=match):
             extract_archive(zpath, tmp_path / "zout")
     assert not (tmp_path / "evil.txt").exists()
+
+
+# -- bounds and atomicity ----------------------------------------------------------------
+def _central_size(raw: bytes, member: str, declared: int) -> bytes:
+    """The zip ``raw`` with ``member``'s uncompressed size in its central header forged."""
+    pos = raw.find(b"PK\x01\x02")
+    while raw[pos + 46 : pos + 46 + len(member)] != member.encode():
+        pos = raw.find(b"PK\x01\x02", pos + 4)
+    return raw[: pos + 24] + declared.to_bytes(4, "little") + raw[pos + 28 :]
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_members_without_an_expansion_bound_are_refused(tmp_path, method):
+    # bzip2 expands a million-fold: no bound holds, so such members are not read at all
+    zpath = tmp_path / "other.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("a/ok.bin", b"fine")
+        zf.writestr("a/zeros.bin", bytes(1 << 20), compress_type=method)
+    with pytest.raises(UnsafeArchiveError) as info:
+        extract_archive(zpath, tmp_path / "out")
+    message = str(info.value)
+    assert "member 'a/zeros.bin' (at byte offset " in message
+    assert f"uses ZIP compression method {method} " in message
+    assert "only stored and deflate members are extracted" in message
+    assert list((tmp_path / "out").iterdir()) == []  # not even the deflate member
+
+
+def test_a_zip_member_declaring_more_than_deflate_can_hold_is_refused(tmp_path):
+    zpath = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("first.bin", b"x" * 100)
+        zf.writestr("zeros.bin", bytes(2_000_000))  # deflate's best: ~1000 per byte
+    info = zipfile.ZipFile(zpath).getinfo("zeros.bin")
+    assert info.file_size <= 1032 * info.compress_size
+    extract_archive(zpath, tmp_path / "honest")  # at deflate's best ratio: extracts
+    assert (tmp_path / "honest" / "zeros.bin").stat().st_size == 2_000_000
+    forged = 1032 * info.compress_size + 1
+    zpath.write_bytes(_central_size(zpath.read_bytes(), "zeros.bin", forged))
+    where = r"member 'zeros\.bin' \(at byte offset \d+\)"
+    with pytest.raises(UnsafeArchiveError, match=rf"{where} declares {forged} bytes, more than "
+                       rf"its {info.compress_size} "):  # fmt: skip
+        extract_archive(zpath, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_declared_sizes_beyond_max_bytes_or_the_free_space_are_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from spikeflow.data import download
+
+    tgz = make_tar(tmp_path / "big.tar.gz", [
+        {"name": "small.bin", "data": b"abc"},
+        {"name": "d/zeros.bin", "data": bytes(3_000_000)},
+    ], "w:gz")  # fmt: skip
+    assert tgz.stat().st_size < 20_000
+    largest = r"the largest, 'd/zeros\.bin', 3000000 bytes"
+    with pytest.raises(UnsafeArchiveError, match=rf"its files declare 3000003 bytes in all; "
+                       rf"{largest}, more than max_bytes=3000002"):  # fmt: skip
+        extract_archive(tgz, tmp_path / "out", max_bytes=3_000_002)
+    assert list((tmp_path / "out").iterdir()) == []
+    extract_archive(tgz, tmp_path / "out", max_bytes=3_000_003)
+    assert (tmp_path / "out" / "d" / "zeros.bin").stat().st_size == 3_000_000
+    real = shutil.disk_usage
+    monkeypatch.setattr(download.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=2_999_999))  # fmt: skip
+    with pytest.raises(UnsafeArchiveError, match=rf"more than the 2999999 bytes free in "
+                       rf"{tmp_path / 'full'}"):  # fmt: skip
+        extract_archive(tgz, tmp_path / "full")
+    assert list((tmp_path / "full").iterdir()) == []
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigurationError, match="max_bytes"):
+            extract_archive(tgz, tmp_path / "out", max_bytes=bad)
+
+
+def test_a_member_longer_than_it_declares_is_refused(tmp_path):
+    from spikeflow.data.download import _copy_declared, _Entry
+
+    out = io.BytesIO()
+    _copy_declared(io.BytesIO(b"12345"), out, _Entry(("f",), "file", size=5), tmp_path)
+    assert out.getvalue() == b"12345"
+    with pytest.raises(UnsafeArchiveError, match="'a/f' holds more than the 4 bytes it declares"):
+        _copy_declared(io.BytesIO(b"12345"), io.BytesIO(), _Entry(("a", "f"), "file", size=4),
+                       tmp_path)  # fmt: skip
+
+
+def test_an_interrupted_extraction_leaves_the_destination_as_it_was(tmp_path, monkeypatch):
+    from spikeflow.data import download
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "kept.txt").write_text("before")
+    tgz = make_tar(tmp_path / "a.tar.gz", [
+        {"name": "Train/0/a.bin", "data": b"abc"},
+        {"name": "Train/1/b.bin", "data": b"xyz"},
+    ], "w:gz")  # fmt: skip
+    copy, calls = download._copy_declared, []
+
+    def killed_on_the_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        copy(*args)
+
+    monkeypatch.setattr(download, "_copy_declared", killed_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        extract_archive(tgz, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["kept.txt"]  # no half of Train/
+    monkeypatch.undo()
+    extract_archive(tgz, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["Train", "kept.txt"]
+    assert (dest / "Train/1/b.bin").read_bytes() == b"xyz"
+
+
+def test_an_existing_link_in_the_destination_is_not_written_through(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "Train").symlink_to(outside)
+    (dest / "inner").mkdir()
+    (dest / "Test").symlink_to("inner")  # a link inside the destination: merged through
+    ok = make_tar(tmp_path / "ok.tar", [{"name": "Test/a.bin", "data": b"a"}])
+    extract_archive(ok, dest)
+    assert (dest / "inner" / "a.bin").read_bytes() == b"a"
+    bad = make_tar(tmp_path / "bad.tar", [{"name": "Train/a.bin", "data": b"a"}])
+    with pytest.raises(UnsafeArchiveError, match=r"existing link .*Train to outside"):
+        extract_archive(bad, dest)
+    assert list(outside.iterdir()) == []

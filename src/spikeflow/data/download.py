@@ -13,6 +13,15 @@ each write is checked again against the real (symlink-resolved) destination, and
 all members are written every symlink created is resolved again (a later member, such
 as ``d -> .``, can change where an earlier link such as ``x -> d/../f`` leads): one that
 now resolves outside is removed and the extraction refused.
+
+Nothing is decompressed without a bound: a ZIP member compressed with anything but
+stored or deflate (bzip2 and LZMA expand without limit) is refused, as is one declaring
+more bytes than its compressed ones can produce (deflate: 1032 per byte), before any
+member is read; the files' declared sizes together must fit under ``max_bytes`` and in
+the free space of the destination; and each file is copied up to its declared size
+only. The members are written into a hidden staging folder inside the destination and
+moved into place only once all of them are written and checked, so a refused or killed
+extraction never leaves a part of the archive where the whole is expected.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import os
 import shutil
 import stat
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from http.client import HTTPException
@@ -220,8 +230,33 @@ def _link_escapes(member_parts: tuple[str, ...], target: str) -> bool:
 
 
 class _Entry:
-    def __init__(self, parts: tuple[str, ...], kind: str, link: str = "", mode: int = 0o644):
+    def __init__(
+        self, parts: tuple[str, ...], kind: str, link: str = "", mode: int = 0o644, size: int = 0
+    ) -> None:
         self.parts, self.kind, self.link, self.mode = parts, kind, link, mode
+        self.size = size  # a file's declared size in bytes
+
+
+def _check_zip_member(info: zipfile.ZipInfo, archive: Path) -> None:
+    """Refuse a member that could decompress without bound, before it is read: another
+    method than stored or deflate, or a declared size its compressed bytes cannot give."""
+    from spikeflow.data.io._common import DEFLATE_MAX_RATIO
+
+    declared, packed, method = info.file_size, info.compress_size, info.compress_type
+    where = f"{archive}: member {info.filename!r} (at byte offset {info.header_offset})"
+    if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise UnsafeArchiveError(
+            f"{where} uses ZIP compression method {method} (8 is deflate, 12 bzip2, 14 "
+            "LZMA); only stored and deflate members are extracted, whose expansion is "
+            "bounded: extract this archive with another tool"
+        )
+    if method == zipfile.ZIP_STORED and declared != packed:
+        raise UnsafeArchiveError(f"{where} is stored in {packed} bytes but declares {declared}")
+    if method == zipfile.ZIP_DEFLATED and declared > DEFLATE_MAX_RATIO * packed:
+        raise UnsafeArchiveError(
+            f"{where} declares {declared} bytes, more than its {packed} deflate-compressed "
+            f"bytes can hold ({DEFLATE_MAX_RATIO} per byte at most): a forged size or a bomb"
+        )
 
 
 def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
@@ -245,11 +280,14 @@ def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, A
         elif m.isdir():
             yield _Entry(parts, "dir"), m
         else:
-            yield _Entry(parts, "file", mode=m.mode), m
+            yield _Entry(parts, "file", mode=m.mode, size=m.size), m
 
 
 def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
-    for info in zf.infolist():
+    infos = zf.infolist()
+    for info in infos:  # every member, before any is read
+        _check_zip_member(info, archive)
+    for info in infos:
         parts = _member_parts(info.filename, archive)
         mode = info.external_attr >> 16
         kind = stat.S_IFMT(mode)
@@ -265,7 +303,7 @@ def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, A
         elif info.is_dir():
             yield _Entry(parts, "dir"), info
         else:
-            yield _Entry(parts, "file", mode=mode & 0o777 or 0o644), info
+            yield _Entry(parts, "file", mode=mode & 0o777 or 0o644, size=info.file_size), info
 
 
 def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) -> str | None:
@@ -312,13 +350,79 @@ def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) ->
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                      (entry.mode & 0o755) | 0o600)  # fmt: skip
         with os.fdopen(fd, "wb") as out, source:
-            shutil.copyfileobj(source, out, _CHUNK)
+            _copy_declared(source, out, entry, archive)
     return None
 
 
-def _check_links(root: str, links: list[str], archive: Path) -> None:
+def _copy_declared(source: IO[bytes], out: IO[bytes], entry: _Entry, archive: Path) -> None:
+    """Copy a member's data, refusing more bytes than it declares (what the size checks
+    counted on)."""
+    left = entry.size
+    while block := source.read(min(_CHUNK, left + 1)):
+        if len(block) > left:
+            raise UnsafeArchiveError(
+                f"{archive}: member {'/'.join(entry.parts)!r} holds more than the {entry.size} "
+                "bytes it declares"
+            )
+        out.write(block)
+        left -= len(block)
+
+
+def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: int | None) -> None:
+    """Refuse an archive whose files declare more bytes than ``max_bytes`` or than the
+    free space where ``dest`` lies, before anything is written."""
+    total = sum(e.size for e in entries if e.kind == "file")
+    largest = max((e for e in entries if e.kind == "file"), key=lambda e: e.size, default=None)
+    biggest = "" if largest is None else (
+        f"; the largest, {'/'.join(largest.parts)!r}, {largest.size} bytes"
+    )  # fmt: skip
+    if max_bytes is not None and total > max_bytes:
+        raise UnsafeArchiveError(
+            f"{archive}: its files declare {total} bytes in all{biggest}, more than "
+            f"max_bytes={max_bytes}"
+        )
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise UnsafeArchiveError(
+            f"{archive}: its files declare {total} bytes in all{biggest}, more than the "
+            f"{free} bytes free in {dest}; free space there or extract elsewhere"
+        )
+
+
+#: Prefix of :func:`extract_archive`'s staging folder inside the destination.
+_UNPACKING = ".spikeflow-unpacking-"
+
+
+def _check_merge(source: Path, dest: Path, root: str, archive: Path) -> None:
+    """Refuse to merge ``source`` into ``dest`` (:func:`move_into`) through a link of
+    ``dest`` that leads outside ``root``, before anything moves."""
+    for entry in source.iterdir():
+        target = dest / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            if target.is_symlink() and not _inside(root, os.path.realpath(target)):
+                raise UnsafeArchiveError(
+                    f"{archive}: folder {entry.name!r} would be written through the existing "
+                    f"link {target} to outside {root}"
+                )
+            _check_merge(entry, target, root, archive)
+
+
+def move_into(source: Path, dest: Path) -> None:
+    """Move every entry of ``source`` into ``dest`` by renaming, merging folders that
+    exist on both sides (a file there is replaced)."""
+    for entry in sorted(source.iterdir()):
+        target = dest / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            move_into(entry, target)
+        else:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+
+
+def _check_links(root: str, links: list[str], archive: Path, shown: Path) -> None:
     """Resolve every created symlink again now that all members exist; remove those
-    that lead outside ``root`` and raise."""
+    that lead outside ``root`` (the staging folder of ``shown``) and raise."""
     escaping = [link for link in links if not _inside(root, os.path.realpath(link))]
     if escaping:
         for link in escaping:
@@ -326,41 +430,63 @@ def _check_links(root: str, links: list[str], archive: Path) -> None:
                 os.unlink(link)
         names = ", ".join(repr(os.path.relpath(link, root)) for link in escaping[:5])
         raise UnsafeArchiveError(
-            f"{archive}: symlink(s) {names} resolve outside the root {root} through other "
+            f"{archive}: symlink(s) {names} resolve outside the root {shown} through other "
             "members (e.g. a later link to '.'); they were removed"
         )
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+def extract_archive(
+    archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int | None = None
+) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` safely; returns ``dest``.
+
+    The members go to a staging folder inside ``dest`` and move into ``dest`` once all
+    are written and checked: a refused extraction leaves ``dest`` as it was.
+
+    Args:
+        max_bytes: the most bytes the archive's files may declare in all (``None``: no
+            limit but the free space in ``dest``, which always applies).
 
     Raises:
         UnsafeArchiveError: a member would escape ``dest`` or is a device file, FIFO or
-            socket (checked for all members before anything is written), or a symlink
-            resolves outside ``dest`` once every member is written (such links are
-            removed).
+            socket (checked for all members before anything is written), a symlink
+            resolves outside ``dest`` once every member is written, a ZIP member is
+            compressed with bzip2 or LZMA or declares more than its compressed bytes can
+            hold, or the files declare more bytes than ``max_bytes`` or the free space.
         DataFormatError: the file is neither a zip nor a tar archive.
     """
     from spikeflow.errors import DataFormatError
 
     archive = Path(archive)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = os.path.realpath(dest)
-    written: list[str | None] = []
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            entries = list(_zip_entries(zf, archive))
-            for entry, info in entries:
-                source = zf.open(info) if entry.kind == "file" else None
-                written.append(_write(root, entry, source, archive))
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive, "r:*") as tf:
-            entries = list(_tar_entries(tf, archive))
-            for entry, m in entries:
-                source = tf.extractfile(m) if entry.kind == "file" else None
-                written.append(_write(root, entry, source, archive))
-    else:
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
+                                  or max_bytes < 0):  # fmt: skip
+        raise ConfigurationError(f"max_bytes must be None or an integer >= 0; got {max_bytes!r}")
+    is_zip = zipfile.is_zipfile(archive)
+    if not is_zip and not tarfile.is_tarfile(archive):
         raise DataFormatError(f"{archive}: not a zip or tar archive")
-    _check_links(root, [link for link in written if link is not None], archive)
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest, prefix=_UNPACKING))
+    try:
+        root = os.path.realpath(staging)
+        written: list[str | None] = []
+        if is_zip:
+            with zipfile.ZipFile(archive) as zf:
+                entries = list(_zip_entries(zf, archive))
+                _check_total([e for e, _ in entries], archive, dest, max_bytes)
+                for entry, info in entries:
+                    source = zf.open(info) if entry.kind == "file" else None
+                    written.append(_write(root, entry, source, archive))
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                entries = list(_tar_entries(tf, archive))
+                _check_total([e for e, _ in entries], archive, dest, max_bytes)
+                for entry, m in entries:
+                    source = tf.extractfile(m) if entry.kind == "file" else None
+                    written.append(_write(root, entry, source, archive))
+        _check_links(root, [link for link in written if link is not None], archive, dest)
+        _check_merge(staging, dest, os.path.realpath(dest), archive)
+        move_into(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dest

@@ -4,7 +4,6 @@ that say where to get the files, and class-folder listings."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -16,7 +15,7 @@ import numpy as np
 
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.data.datasets.base import DatasetNotFoundError
-from spikeflow.data.download import check_integrity, download_url, extract_archive
+from spikeflow.data.download import check_integrity, download_url, extract_archive, move_into
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 try:
@@ -218,19 +217,6 @@ def _root_lock(root: Path) -> Iterator[None]:
         yield  # closing the file releases the lock (also when the process dies)
 
 
-def _move_into(source: Path, dest: Path) -> None:
-    """Move every entry of ``source`` into ``dest`` by renaming, merging folders that
-    exist on both sides (a file there is replaced)."""
-    for entry in sorted(source.iterdir()):
-        target = dest / entry.name
-        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
-            _move_into(entry, target)
-        else:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
-
-
 def _extract_all(archives: Sequence[Archive], root: Path, marker: Path) -> None:
     """Extract every archive into a fresh staging folder under ``root``, then rename
     its contents into ``root``. Call with the root lock held.
@@ -246,7 +232,7 @@ def _extract_all(archives: Sequence[Archive], root: Path, marker: Path) -> None:
         for a in archives:
             _extract(root / a.name, staging, a)
         atomic_write_bytes(marker, b"extracting\n")
-        _move_into(staging, root)
+        move_into(staging, root)
         atomic_write_bytes(marker, _COMPLETE.encode() + b"\n")  # last: the tree is whole
     finally:
         shutil.rmtree(staging, ignore_errors=True)
