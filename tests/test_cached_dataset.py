@@ -450,3 +450,46 @@ def test_what_crashed_processes_left_is_removed_at_construction_when_old(tmp_pat
     os.utime(folder / ".last-clean-up", (hour_ago, hour_ago))
     DiskCachedDataset(Kinds(), tmp_path)
     assert not tmp.exists() and entry.exists()
+
+
+class FilesByPath(torch.utils.data.Dataset):
+    """A dataset as Tonic's are written: its files' paths in a list, read at each item."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = sorted(str(p) for p in root.glob("*.npy"))
+        self.targets = list(range(len(self.data)))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        return np.load(self.data[i]), self.targets[i]
+
+
+def test_a_dataset_naming_its_files_misses_once_a_file_changes(tmp_path, monkeypatch):
+    """A dataset that keeps its files' paths (Tonic's all do) is keyed by each file's
+    size and mtime, not by its path alone: a file rewritten in place (same name, same
+    size, new content) makes the dataset a miss, while unchanged files keep it a hit.
+    (Tonic's own DiskCachedDataset keys by index only, SpikingJelly's frame folders by
+    the frame options only: both would return the old sample.)"""
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        np.save(data / f"{k}.npy", np.full(4, k, np.int16))
+
+    def first_values() -> list[int]:
+        cached = DiskCachedDataset(FilesByPath(data), tmp_path / "cache")
+        return [int(cached[k][0][0]) for k in range(3)]
+
+    assert first_values() == [0, 1, 2]
+    reads = []
+    original = FilesByPath.__getitem__
+    monkeypatch.setattr(FilesByPath, "__getitem__",
+                        lambda self, i: reads.append(i) or original(self, i))  # fmt: skip
+    assert first_values() == [0, 1, 2] and reads == []  # unchanged: every read a hit
+    path = data / "1.npy"
+    before = path.stat()
+    np.save(path, np.full(4, 7, np.int16))  # same name, same size, new content
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
+    assert path.stat().st_size == before.st_size
+    assert first_values() == [0, 7, 2] and reads == [0, 1, 2]  # the dataset's new folder

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,25 @@ def _is_dataset(value: Any) -> bool:
     )
 
 
+def _file_key(value: str | os.PathLike) -> dict[str, Any] | None:
+    """The identity of the regular file ``value`` names (absolute path, size and
+    modification time: one ``stat``, no read), or None when it names none (most
+    strings, and without a ``stat`` those with neither a separator nor a dot; a folder;
+    a name too long or with a NUL byte)."""
+    try:
+        text = os.fspath(value)
+        if not isinstance(text, str) or not text or len(text) > 4096:
+            return None
+        if isinstance(value, str) and os.sep not in text and "." not in text:
+            return None  # "train", "label3": not worth a failed stat each
+        st = os.stat(text)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return {"file": os.path.abspath(text), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
     """A JSON-able identity of a map-style dataset, for the slice metadata cache.
 
@@ -59,11 +79,14 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
     - any other dataset: its class, its length and its attributes (arrays and tensors by
       content, datasets among them, such as a ``Subset``'s, by this same rule, objects
       with a ``cache_key()`` by it, dataclasses such as EventRecordings field by field,
-      lists, tuples and dicts item by item, other values by their repr). Files such a
-      dataset reads by path count by their path only, a value whose repr elides its
-      content (a pandas DataFrame) counts by what its repr shows, and an attribute that
-      changes as it is used (a counter, a memo) makes every construction a miss: give
-      such a dataset a ``cache_key()``.
+      lists, tuples and dicts item by item, a string or path that names an existing
+      file by that file's path, size and modification time (:func:`_file_key`: Tonic's
+      datasets keep their files' paths in a list, so an edited file is a miss), other
+      values by their repr). Files such a dataset finds itself (by listing a folder it
+      holds) count by the folder's name only, a value whose repr elides its content (a
+      pandas DataFrame) counts by what its repr shows, and an attribute that changes as
+      it is used (a counter, a memo) makes every construction a miss: give such a
+      dataset a ``cache_key()``.
     """
     if id(dataset) in _seen:
         return f"<recursive {type(dataset).__qualname__}>"
@@ -101,6 +124,10 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
         if isinstance(v, dict):
             return {repr(k): value(x, inside | {id(v)})
                     for k, x in sorted(v.items(), key=repr)}  # fmt: skip
+        if isinstance(v, (str, os.PathLike)):
+            found = _file_key(v)
+            if found is not None:
+                return found
         if callable(getattr(v, "cache_key", None)) and not callable(v):  # a slicer, say
             return {"class": f"{type(v).__module__}.{type(v).__qualname__}",
                     "cache_key": v.cache_key()}  # fmt: skip
