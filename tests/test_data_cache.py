@@ -410,3 +410,43 @@ def test_kernels_decoders_and_datasets_share_one_cache_folder(monkeypatch, tmp_p
     assert cache_root() == default_cache_dir() == tmp_path / "spikeflow"
     monkeypatch.setenv("SPIKEFLOW_CACHE_DIR", str(tmp_path / "own"))
     assert cache_root() == default_cache_dir() == tmp_path / "own"
+
+
+def test_content_hashes_are_recorded_so_a_later_run_hashes_nothing(tmp_path, monkeypatch):
+    """``cache_identity="content"`` hashes each file once and records the hash in the
+    cache's root with the file's stat signature: a new instance (a later run) hashes
+    nothing while the files stay as they are, and hashes again a file rewritten with
+    its size and mtime kept (as ``cp -p`` or ``rsync -t`` keep them; its ctime moves),
+    which the default ``"stat"`` identity cannot see."""
+    from spikeflow.data.datasets import base as base_module
+
+    root = fake_nmnist(tmp_path / "nmnist", per_label=1)
+    hashed = []
+    real = base_module.file_identity
+
+    def counted(path, content_hash=False):
+        if content_hash:
+            hashed.append(Path(path).name)
+        return real(path, content_hash)
+
+    monkeypatch.setattr(base_module, "file_identity", counted)
+
+    def make(identity: str) -> NMNIST:
+        return NMNIST(root, data_type="frame", frames_number=4, cache_dir=tmp_path / "cache",
+                      cache_identity=identity)  # fmt: skip
+
+    assert make("content").preprocess(workers=1, progress=False) == 10
+    assert len(hashed) == 10
+    hashed.clear()
+    later = make("content")
+    assert later.preprocess(workers=1, progress=False) == 0 and hashed == []  # recorded
+    assert make("stat").preprocess(workers=1, progress=False) == 10
+    path = later.samples[0][0]
+    before, raw = path.stat(), bytearray(path.read_bytes())
+    raw[0] = (raw[0] + 1) % 34  # the first event's x: same size, other content
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the mtime kept
+    assert make("stat").preprocess(workers=1, progress=False) == 0  # stat: fooled
+    again = make("content")
+    assert again.preprocess(workers=1, progress=False) == 1 and hashed == [path.name]
+    assert not np.array_equal(again[0][0].numpy(), make("stat")[0][0].numpy())

@@ -53,6 +53,9 @@ __all__ = [
     "encode_entry",
     "file_identity",
     "parallel_map",
+    "recall_content_identity",
+    "remember_content_identity",
+    "stat_signature",
 ]
 
 #: Bump when a representation's numbers change, so old entries miss.
@@ -95,6 +98,64 @@ def file_identity(path: str | os.PathLike, content_hash: bool = False) -> dict[s
                 h.update(block)
         return {"size": st.st_size, "sha256": h.hexdigest()}
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stat_signature(path: str | os.PathLike) -> dict[str, Any]:
+    """What changes whenever the file at ``path`` is written, replaced or moved: its
+    resolved path, size, mtime, ctime (which no tool can set back: ``touch -d``,
+    ``cp -p`` and ``rsync -t`` leave it at the time of their write), inode and device."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev}  # fmt: skip
+
+
+def _memo_path(memo_root: Path, path: str | os.PathLike) -> Path:
+    name = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
+    return Path(memo_root) / "content-hashes" / name[:2] / f"{name}.json"
+
+
+def recall_content_identity(
+    path: str | os.PathLike, memo_root: str | os.PathLike
+) -> dict[str, Any] | None:
+    """The content identity (:func:`file_identity` with ``content_hash=True``) recorded
+    for ``path`` under ``memo_root`` by :func:`remember_content_identity`, if the file's
+    :func:`stat_signature` is still the one recorded with it; else None (never
+    recorded, or the file changed since: hash it again). A damaged record is None too."""
+    try:
+        record = json.loads(_memo_path(Path(memo_root), path).read_bytes())
+        if record["signature"] == stat_signature(path):
+            identity = record["identity"]
+            if isinstance(identity, dict) and isinstance(identity.get("sha256"), str):
+                return identity
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def remember_content_identity(
+    path: str | os.PathLike,
+    identity: Mapping[str, Any],
+    signature: Mapping[str, Any],
+    memo_root: str | os.PathLike,
+) -> None:
+    """Record the content ``identity`` of ``path`` under ``memo_root``, with the
+    ``signature`` taken before it was hashed, so that later runs skip the hashing while
+    the file stays as it is (:func:`recall_content_identity`). Nothing is recorded when
+    the file changed during the hashing, or when ``memo_root`` cannot be written (the
+    next run hashes again). Not fsync-ed: a record lost in a crash is only hashed again."""
+    try:
+        if stat_signature(path) != dict(signature):
+            return
+        target = _memo_path(Path(memo_root), path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"signature": dict(signature), "identity": dict(identity)})
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError:
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

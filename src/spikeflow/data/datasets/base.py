@@ -33,6 +33,9 @@ from spikeflow.data.cache import (
     default_cache_dir,
     file_identity,
     parallel_map,
+    recall_content_identity,
+    remember_content_identity,
+    stat_signature,
 )
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frames import SplitFunction
@@ -231,15 +234,35 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
 
         With ``cache_identity="content"`` the file is hashed once per dataset instance
         and the result reused (content mode means the files do not change; hashing a
-        whole HDF5 file or recording per sample would read it again for every sample).
+        whole HDF5 file or recording per sample would read it again for every sample),
+        and recorded in the cache's root with the file's
+        :func:`~spikeflow.data.cache.stat_signature` (path, size, mtime, ctime, inode),
+        so later runs read the record instead of hashing again while that signature
+        holds (a moved or rewritten file, even one whose mtime a tool set back, is
+        hashed again).
         ``"stat"`` is cheap and looked up each time, so an edited file is a miss.
         """
         if self.cache_identity != "content":
             return file_identity(path)
         found = self._content_ids.get(path)
         if found is None:
-            found = self._content_ids[path] = file_identity(path, True)
+            memo = self._content_memo_root()
+            found = None if memo is None else recall_content_identity(path, memo)
+            if found is None:
+                signature = stat_signature(path)
+                found = file_identity(path, True)
+                if memo is not None:
+                    remember_content_identity(path, found, signature, memo)
+            self._content_ids[path] = found
         return found
+
+    def _content_memo_root(self) -> Path | None:
+        """Where the content hashes of this dataset's files are recorded between runs:
+        the root of its frames cache, else of its cut cache (None: no cache, no record)."""
+        for cache in (self.cache, getattr(self, "cut_cache", None)):
+            if cache is not None:
+                return cache.directory.parent
+        return None
 
     def cache_entry_key(self, index: int) -> dict[str, Any]:
         """The cache key of sample ``index`` within :meth:`cache_namespace`: its file."""
