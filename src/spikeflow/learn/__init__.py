@@ -1,7 +1,7 @@
 """Learning rules: spike-timing-dependent plasticity (:class:`STDPLearner`,
-:func:`stdp_update`), also reward-modulated (MSTDP, MSTDP-ET with
-:func:`eligibility_reward`), e-prop for recurrent spiking networks (:class:`EProp`,
-:class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
+:func:`stdp_update`; triplet STDP, :class:`TripletSTDPLearner`), also reward-modulated
+(MSTDP, MSTDP-ET with :func:`eligibility_reward`), e-prop for recurrent spiking
+networks (:class:`EProp`, :class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
 (:class:`EventPropLIF`, :func:`lif_adjoint`), and DECOLLE's layer-local learning
 (:class:`DECOLLE`, :class:`DECOLLENetwork`), and Norse's correlation sensors
 (:class:`CorrelationSensor`, :class:`LIFCorrelation`). See ``docs/learning.md``."""
@@ -43,9 +43,17 @@ from spikeflow.learn.eventprop import (
 )
 from spikeflow.learn.stdp import STDPLearner
 from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
+from spikeflow.learn.triplet import (
+    TRIPLET_PRESETS,
+    TripletParameters,
+    TripletSTDPLearner,
+    triplet_preset,
+    triplet_stdp_update,
+)
 
 __all__ = [
     "DECOLLE",
+    "TRIPLET_PRESETS",
     "CorrelationSensor",
     "CorrelationSensorState",
     "DECOLLELayer",
@@ -63,6 +71,8 @@ __all__ = [
     "RSNNStep",
     "STDPLearner",
     "STDPSensorState",
+    "TripletParameters",
+    "TripletSTDPLearner",
     "WinnerTakeAll",
     "correlation_based_update",
     "correlation_sensor_step",
@@ -76,4 +86,6 @@ __all__ = [
     "rate_regularization",
     "stdp_sensor_step",
     "stdp_update",
+    "triplet_preset",
+    "triplet_stdp_update",
 ]

@@ -126,6 +126,9 @@ class STDPLearner:
             ``process_group`` that is not one.
     """
 
+    #: The carried traces before any step (one None per trace of the rule).
+    _no_traces: tuple[None, ...] = (None, None)
+
     def __init__(
         self,
         synapse: nn.Module,
@@ -171,7 +174,7 @@ class STDPLearner:
         #: (post spikes, is one step, starts a new sequence)
         self._post: list[tuple[Tensor, bool, bool]] = []
         self._call: tuple[bool, bool, tuple[int, int] | None] = (False, True, None)
-        self._traces: tuple[Tensor | None, Tensor | None] = (None, None)
+        self._traces: tuple[Tensor | None, ...] = self._no_traces
         self._handles = [
             synapse.register_forward_pre_hook(_Hook(self, "_record_pre")),
             neuron.register_forward_pre_hook(_Hook(self, "_before_neuron")),
@@ -303,17 +306,8 @@ class STDPLearner:
             if single:
                 pre, post = pre.unsqueeze(0), post.unsqueeze(0)
             if fresh:
-                traces, eligibility = (None, None), None
-            if self.tau_eligibility is None:
-                change, traces = stdp_update(
-                    self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
-                    self.f_post, traces, reward=r, pre_offset=self.pre_offset,
-                )  # fmt: skip
-            else:
-                change, traces, eligibility = eligibility_stdp_update(
-                    self.synapse, pre, post, r, self.tau_pre, self.tau_post,
-                    self.tau_eligibility, self.f_pre, self.f_post, traces, eligibility,
-                )  # fmt: skip
+                traces, eligibility = self._no_traces, None
+            change, traces, eligibility = self._rule(pre, post, r, traces, eligibility)
             delta += change
         recorded = bool(self._pre)
         if averaging:  # every process comes here, also one that recorded nothing
@@ -330,6 +324,27 @@ class STDPLearner:
         weight = self.synapse.weight
         weight.grad = -delta if weight.grad is None else weight.grad - delta
         return None
+
+    def _rule(
+        self,
+        pre: Tensor,
+        post: Tensor,
+        reward: Any,
+        traces: tuple[Tensor | None, ...],
+        eligibility: Tensor | None,
+    ) -> tuple[Tensor, tuple[Tensor | None, ...], Tensor | None]:
+        """One record's ``Δw``, its final traces and eligibility (a subclass's rule
+        replaces this: :class:`~spikeflow.learn.TripletSTDPLearner`)."""
+        if self.tau_eligibility is None:
+            change, traces = stdp_update(
+                self.synapse, pre, post, self.tau_pre, self.tau_post, self.f_pre,
+                self.f_post, traces, reward=reward, pre_offset=self.pre_offset,
+            )  # fmt: skip
+            return change, traces, eligibility
+        return eligibility_stdp_update(
+            self.synapse, pre, post, reward, self.tau_pre, self.tau_post,
+            self.tau_eligibility, self.f_pre, self.f_post, traces, eligibility,
+        )  # fmt: skip
 
     def _averaging(self) -> tuple[bool, dist.ProcessGroup | None]:
         """Whether :meth:`step` averages over processes, and the group (None: default)."""
@@ -377,7 +392,7 @@ class STDPLearner:
         (the weight is kept)."""
         self._pre.clear()
         self._post.clear()
-        self._traces = (None, None)
+        self._traces = self._no_traces
         self._eligibility = None
         self._missed = False
 
