@@ -6,7 +6,7 @@ networks (:class:`EProp`, :class:`EPropRSNN`), EventProp, the adjoint method for
 (:class:`DECOLLE`, :class:`DECOLLENetwork`), and Norse's correlation sensors
 (:class:`CorrelationSensor`, :class:`LIFCorrelation`). See ``docs/learning.md``."""
 
-from spikeflow.learn.competitive import WinnerTakeAll
+from spikeflow.learn.competitive import ConvWinnerTakeAll, WinnerTakeAll
 from spikeflow.learn.correlation_sensor import (
     CorrelationSensor,
     CorrelationSensorState,
@@ -54,6 +54,7 @@ from spikeflow.learn.triplet import (
 __all__ = [
     "DECOLLE",
     "TRIPLET_PRESETS",
+    "ConvWinnerTakeAll",
     "CorrelationSensor",
     "CorrelationSensorState",
     "DECOLLELayer",

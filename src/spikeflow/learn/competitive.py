@@ -11,7 +11,10 @@ so that no few neurons take every input). Together with STDP
 the unsupervised network of Diehl and Cook (2015): a hard winner-take-all resetting
 every neuron instead of their inhibitory population, current-based LIF neurons.
 
-The layer is for local learning: it has no surrogate gradient (its output carries none).
+:class:`ConvWinnerTakeAll` is its convolutional form: feature maps that compete at each
+position (and, optionally, across a neighbourhood of positions).
+
+The layers are for local learning: no surrogate gradient (their output carries none).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.learn._processes import check_process_group, processes_to_sync
 
-__all__ = ["WinnerTakeAll"]
+__all__ = ["ConvWinnerTakeAll", "WinnerTakeAll"]
 
 
 class WinnerTakeAll(nn.Module):
@@ -150,3 +154,92 @@ class WinnerTakeAll(nn.Module):
             f"{self.num_neurons}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, "
             f"k={self.k}, theta_plus={self.theta_plus:g}, theta_decay={self.theta_decay:g}"
         )
+
+
+class ConvWinnerTakeAll(WinnerTakeAll):
+    """Convolutional feature maps of LIF neurons that compete at each position.
+
+    At each step and spatial position at most ``k`` feature maps fire, those whose
+    membrane exceeds its threshold by the most, and then every map at that position is
+    reset (lateral inhibition across maps, Kheradpisheh et al. 2018; Diehl-style
+    convolutional STDP networks). With ``inhibition_radius = r > 0`` a position fires
+    only if its best excess is the largest within its ``(2r+1) x (2r+1)`` neighbourhood
+    (equal excesses: both fire), and a spike resets every map in that neighbourhood
+    (Kheradpisheh et al.'s inhibition of the neighbouring positions of a winner, in
+    all maps). In training mode a map's threshold rises by ``theta_plus`` at each spike
+    of that map (summed over the batch and positions) and relaxes by ``theta_decay``
+    per step, as :class:`WinnerTakeAll`'s (its ``theta`` is per map). No surrogate
+    gradient: it is for local learning, e.g. after a ``Conv2d`` learned by
+    :class:`~spikeflow.learn.STDPLearner`.
+
+    Args:
+        channels: the feature maps ``C``.
+        tau, v_threshold, k, theta_plus, theta_decay, sync_processes, process_group:
+            as :class:`WinnerTakeAll`'s (``k`` maps per position; ``theta_plus`` 0 by
+            default: a map spikes at many positions).
+        inhibition_radius: ``r`` above (0: competition within a position only).
+
+    Input currents ``[T, B, C, H, W]``, output spikes of the same shape.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        tau: float = 8.0,
+        v_threshold: float = 1.0,
+        k: int = 1,
+        inhibition_radius: int = 0,
+        theta_plus: float = 0.0,
+        theta_decay: float = 0.9995,
+        sync_processes: bool = True,
+        process_group: dist.ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(channels, tau, v_threshold, k, theta_plus, theta_decay,
+                         sync_processes, process_group)  # fmt: skip
+        self.inhibition_radius = check_int(
+            "ConvWinnerTakeAll: inhibition_radius", inhibition_radius, 0)  # fmt: skip
+
+    def _neighbourhood_max(self, x: Tensor) -> Tensor:
+        """The maximum of ``x [B, H, W]`` over each position's neighbourhood."""
+        r = self.inhibition_radius
+        return F.max_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """Currents ``[T, B, C, H, W]`` -> spikes ``[T, B, C, H, W]``."""
+        if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[2] != self.num_neurons or (
+                x.shape[0] == 0):  # fmt: skip
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ShapeError(
+                f"ConvWinnerTakeAll: expects currents [T, B, C, H, W] with C = "
+                f"{self.num_neurons} and T >= 1, got {shape}"
+            )
+        if not x.is_floating_point():
+            raise DTypeError(f"ConvWinnerTakeAll: currents must be floating point, got {x.dtype}")
+        x = x.detach()
+        v = torch.zeros_like(x[0])
+        out = torch.zeros_like(x)
+        theta = start = self.theta.to(torch.promote_types(self.theta.dtype, torch.float32))
+        for t in range(x.shape[0]):
+            v = v + (x[t] - v) / self.tau
+            excess = v - (self.v_threshold + theta).to(v.dtype)[:, None, None]
+            top, index = excess.topk(self.k, dim=1)  # the k best maps of each position
+            fire = top > 0
+            if self.inhibition_radius:
+                best = top[:, 0].masked_fill(~fire[:, 0], -torch.inf)
+                fire = fire & (best >= self._neighbourhood_max(best))[:, None]
+            spikes = torch.zeros_like(v).scatter_(1, index, fire.to(v.dtype))
+            out[t] = spikes
+            fired = fire[:, 0].to(v.dtype)  # a position fired iff its best map did
+            if self.inhibition_radius:
+                fired = self._neighbourhood_max(fired)
+            v = v * (1 - fired[:, None])
+            if self.training and self.theta_plus > 0:
+                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(
+                    dim=(0, 2, 3)).to(theta.dtype)  # fmt: skip
+        if self.training and self.theta_plus > 0:
+            self.theta.copy_(self._synced(theta, start, x.shape[0]))
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, inhibition_radius={self.inhibition_radius}"
