@@ -18,6 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: Each script, with the arguments that point it at N-MNIST under a given root.
 SCRIPTS = {
     "bootstrap_nmnist": ["--nmnist-root"],
+    "conv_stdp_nmnist": ["--nmnist-root"],
     "convert_digits": ["--dataset", "nmnist", "--nmnist-root"],
     "convert_vit_digits": ["--dataset", "nmnist", "--nmnist-root"],
     "decolle_nmnist": ["--nmnist-root"],

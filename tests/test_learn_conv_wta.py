@@ -106,3 +106,25 @@ def test_errors_and_repr():
     with pytest.raises(ConfigurationError, match="k"):
         ConvWinnerTakeAll(3, k=4)
     assert "inhibition_radius=1" in repr(wta)
+
+
+def test_the_nmnist_example_learns_on_real_recordings():
+    import argparse
+
+    from conftest import load_example, require_shared_data
+    from spikeflow.data import NMNIST
+
+    root = require_shared_data("nmnist-small")
+    example = load_example("conv_stdp_nmnist")
+    data = NMNIST(root, train=False, data_type="frame", frames_number=10, split_by="number")
+    x = (torch.stack([data[i][0] for i in range(40)], 1) > 0).float()  # [10, 40, 2, 34, 34]
+    x = torch.nn.functional.max_pool2d(x.flatten(0, 1), 2).unflatten(0, (10, 40))
+    conv, wta = example.build(0, 6.0, 0, 5e-4)
+    start = conv.weight.detach().clone()
+    args = argparse.Namespace(lr=3e-3, seed=0, batch=10)
+    example.train(conv, wta, x, args)
+    moved = (conv.weight - start).abs()
+    assert moved.mean() > 1e-3 and 0 <= conv.weight.min() and conv.weight.max() <= 1
+    assert float(wta.theta.sum()) > 0  # the maps fired and adapted
+    features = example.features(conv, wta, x)
+    assert features.shape == (40, 256) and features.sum() > 0

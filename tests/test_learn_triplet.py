@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import load_example
 from spikeflow import functional, layers, neurons
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.learn import (
@@ -328,3 +329,19 @@ def test_errors_name_what_is_wrong():
         lif(syn(torch.ones(3, 1, 2)))
     with pytest.raises(ConfigurationError, match="takes no reward"):
         learner.step(reward=1.0)
+
+
+def test_the_frequency_example_skips_silent_time_exactly(monkeypatch):
+    example = load_example("triplet_stdp_frequency")
+    monkeypatch.setattr(example, "PAIRS", 3)
+    monkeypatch.setattr(example, "SIMULATED_MS", 60.0)  # skip most of each 500 ms period
+    params = triplet_preset("visual_cortex_all_to_all_full", dt=1.0)
+    got = example.simulated(2.0, params, 1.0)
+    syn = nn.Linear(1, 1, bias=False).double()
+    for value, lag in zip(got, example.LAGS, strict=True):  # every step of the protocol
+        start = example._onset(lag)
+        pre = _trains([[round(start + 500 * k) for k in range(3)]], 1500)
+        post = _trains([[round(start + lag + 500 * k) for k in range(3)]], 1500)
+        delta, _ = triplet_stdp_update(syn, pre, post, **params)
+        assert value == pytest.approx(float(delta), rel=1e-9)
+        assert value != 0

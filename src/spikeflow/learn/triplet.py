@@ -65,9 +65,10 @@ def _set(interaction: str, tau_x, tau_y, a2p, a3p, a2m, a3m) -> TripletParameter
     return TripletParameters(16.8, 33.7, tau_x, tau_y, a2p, a3p, a2m, a3m, interaction)
 
 
-#: The fitted sets of Pfister and Gerstner (2006), their Tables 3 and 4 (visual cortex:
-#: Sjöström et al. 2001; hippocampal cultures: Wang et al. 2005), by data set, spike
-#: interaction and model (full: the four amplitudes; minimal: the fewest that fit).
+#: The fitted sets of Pfister and Gerstner (2006) (visual cortex: Sjöström et al. 2001;
+#: hippocampal cultures: Wang et al. 2005), by data set, spike interaction and model
+#: (full: the four amplitudes; minimal: the fewest that fit). See docs/learning.md for
+#: the sources the values were checked against and where they disagree.
 TRIPLET_PRESETS: dict[str, TripletParameters] = {
     "visual_cortex_all_to_all_full": _set("all_to_all", 101.0, 125.0, 5e-10, 6.2e-3, 7e-3, 2.3e-4),
     "visual_cortex_all_to_all_minimal": _set("all_to_all", None, 125.0, 0.0, 6.5e-3, 7.1e-3, 0.0),
