@@ -324,6 +324,8 @@ def test_errors_name_what_is_wrong():
     with pytest.raises(ConfigurationError, match="unknown preset 'v1'"):
         triplet_preset("v1")
     lif = neurons.LIFNode()
+    with pytest.raises(ConfigurationError, match="TripletSTDPLearner: tau_minus"):
+        TripletSTDPLearner(syn, lif, **dict(P, tau_minus=0.0))
     learner = TripletSTDPLearner(syn, lif, **P)
     with torch.no_grad():
         lif(syn(torch.ones(3, 1, 2)))

@@ -296,6 +296,8 @@ class TripletSTDPLearner(STDPLearner):
         for name, f in (("f_pre", f_pre), ("f_post", f_post)):
             if f is not None and not callable(f):
                 raise ConfigurationError(f"TripletSTDPLearner: {name} must be callable, got {f!r}")
+        for name, tau in (("tau_plus", tau_plus), ("tau_minus", tau_minus)):
+            check_real(f"TripletSTDPLearner: {name}", tau, 1.0)
         self.tau_x, self.tau_y, amps = _check_params(tau_x, tau_y, dict(
             a2_plus=a2_plus, a3_plus=a3_plus, a2_minus=a2_minus, a3_minus=a3_minus),
             interaction)  # fmt: skip
