@@ -1,4 +1,4 @@
-"""The weight change against pairing frequency (Pfister and Gerstner 2006, Fig. 5 of
+"""The weight change against pairing frequency (Pfister and Gerstner 2006, fitted to
 the visual cortex data of Sjöström et al. 2001), which pair STDP cannot produce.
 
 Protocol: 60 pairings of one presynaptic and one postsynaptic spike, the post spike

@@ -190,6 +190,9 @@ def test_presets_are_the_papers_tables():
     hip = TRIPLET_PRESETS["hippocampal_nearest_full"]
     assert (hip.tau_x, hip.tau_y, hip.a2_plus, hip.a3_plus, hip.a2_minus, hip.a3_minus) == (
         575.0, 47.0, 4.6e-3, 9.1e-3, 3e-3, 7.5e-9)  # fmt: skip
+    minimal = TRIPLET_PRESETS["visual_cortex_all_to_all_minimal"]
+    assert (minimal.tau_y, minimal.a2_plus, minimal.a3_plus, minimal.a2_minus) == (
+        114.0, 0.0, 6.5e-3, 7.1e-3)  # fmt: skip
     assert len(TRIPLET_PRESETS) == 8
     for name, p in TRIPLET_PRESETS.items():
         assert (p.tau_plus, p.tau_minus) == (16.8, 33.7)

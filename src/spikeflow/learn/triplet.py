@@ -71,9 +71,9 @@ def _set(interaction: str, tau_x, tau_y, a2p, a3p, a2m, a3m) -> TripletParameter
 #: the sources the values were checked against and where they disagree.
 TRIPLET_PRESETS: dict[str, TripletParameters] = {
     "visual_cortex_all_to_all_full": _set("all_to_all", 101.0, 125.0, 5e-10, 6.2e-3, 7e-3, 2.3e-4),
-    "visual_cortex_all_to_all_minimal": _set("all_to_all", None, 125.0, 0.0, 6.5e-3, 7.1e-3, 0.0),
+    "visual_cortex_all_to_all_minimal": _set("all_to_all", None, 114.0, 0.0, 6.5e-3, 7.1e-3, 0.0),
     "visual_cortex_nearest_full": _set("nearest", 714.0, 40.0, 8.8e-11, 5.3e-2, 6.6e-3, 3.1e-3),
-    "visual_cortex_nearest_minimal": _set("nearest", None, 40.0, 0.0, 5.2e-2, 8e-3, 0.0),
+    "visual_cortex_nearest_minimal": _set("nearest", None, 40.0, 0.0, 5e-2, 8e-3, 0.0),
     "hippocampal_all_to_all_full": _set("all_to_all", 946.0, 27.0, 6.1e-3, 6.7e-3, 1.6e-3, 1.4e-3),
     "hippocampal_all_to_all_minimal": _set("all_to_all", None, 40.0, 5.3e-3, 8e-3, 3.5e-3, 0.0),
     "hippocampal_nearest_full": _set("nearest", 575.0, 47.0, 4.6e-3, 9.1e-3, 3e-3, 7.5e-9),
