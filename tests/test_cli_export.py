@@ -13,6 +13,7 @@ from spikeflow.cli import main
 from spikeflow.functional import reset_net
 from spikeflow.interop import import_from_nir, import_netx, read_nir
 from spikeflow.interop.export_run import export_trained_run, on_netx_grid
+from spikeflow.neurons import ParametricLIFNode
 from spikeflow.quant.loihi import LoihiCubaLIFNode
 from spikeflow.training import Trainer, load_trained_model
 from train_runs import TINY, tiny
@@ -58,19 +59,29 @@ def test_nir_export_reads_back_as_the_trained_model(run_dir, tmp_path, dtype, ca
     assert {"Conv2d", "AvgPool2d", "LIF", "Linear"} <= kinds  # PLIF as LIF, voting as Linear
 
 
-def test_netx_export_names_what_loihi_cannot_run(run_dir, tmp_path, capsys):
+def test_netx_export_of_a_plif_run_writes_each_plif_layer_as_lif(run_dir, tmp_path, capsys):
+    """The PLIF run (average pooling, folded into the dense layer after it) exports: each
+    PLIF layer is a LIF layer with Loihi's 12-bit decay round(4096 sigmoid(w)), its 1/tau
+    folded into the synapse's weights; the file's spikes are the float chip's but for
+    the grid's rounding."""
+    pytest.importorskip("h5py")
     out = tmp_path / "net.net"
-    assert main(["export", str(run_dir), "--to", "netx", "--out", str(out)]) == 2
-    error = capsys.readouterr().err
-    assert "does not fit Loihi's netx format" in error
-    # the first conv and its neurons are the host's encoder; the average pooling is folded
-    # into the Linear after the flatten; the voting Linear is the host's read-out
-    assert "pooling, which netx" not in error and "'features_0'" not in error
-    assert "a layer bias (a folded batch norm" in error and "'features_3' (Conv2d)" in error
-    assert "before neurons other than IFNode / LIFNode" in error
-    assert "not Loihi's CUBA neuron" in error and "(ParametricLIFNode)" in error
-    assert "a layer without spiking neurons" not in error
-    assert not out.exists()
+    assert main(["export", str(run_dir), "--to", "netx", "--out", str(out)]) == 0
+    assert f"wrote {out} (netx, 5 netx layers" in capsys.readouterr().out
+    parts = export_trained_run(run_dir, "netx", tmp_path / "again.net").parts
+    plifs = [m for m in parts.chip if isinstance(m, ParametricLIFNode)]
+    fixed = import_netx(out)
+    decays = [m.v_decay for m in fixed if isinstance(m, LoihiCubaLIFNode)]
+    assert len(plifs) == 3 and decays == [
+        round(4096 * float(torch.sigmoid(m.w.detach().double()))) for m in plifs
+    ]
+    trained = load_trained_model(run_dir)
+    x = trained.batch(len(trained.test_set))[0].double()
+    spikes = _outputs(parts.encoder.double(), x)
+    got = fixed(spikes.long()).double()
+    chip = _outputs(parts.chip.double(), spikes)  # the float PLIF network
+    assert chip.sum() > 0 and (got == chip).double().mean() > 0.95
+    assert (got == _outputs(on_netx_grid(parts.chip), spikes)).double().mean() > 0.98
 
 
 @pytest.fixture(scope="module")

@@ -411,8 +411,17 @@ def test_export_errors_name_the_module(tmp_path):
         ),
         (torch.nn.Sequential(layers.Linear(4, 3, bias=False)), "must be followed by"),
         (
-            torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.ParametricLIFNode()),
-            r"must be followed by .*got module 1 \(ParametricLIFNode\)",
+            torch.nn.Sequential(
+                layers.Linear(4, 3, bias=False),
+                neurons.ParametricLIFNode(init_tau=(1.5, 8.0), shape=3),
+            ),
+            r"module 1 \(ParametricLIFNode\): 3 learned time constants",
+        ),
+        (
+            torch.nn.Sequential(
+                layers.Linear(4, 3, bias=False), neurons.ParametricLIFNode(v_reset=None)
+            ),
+            r"module 1 \(ParametricLIFNode\): v_reset=None \(Loihi resets the voltage to 0\)",
         ),
         (
             torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.LIFNode()),

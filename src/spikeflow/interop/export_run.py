@@ -200,11 +200,17 @@ def on_netx_grid(chip: nn.Sequential) -> nn.Sequential:
     """A float64 copy of ``chip`` (:attr:`NetxParts.chip`) with the numbers its netx file
     holds: each Linear / Conv2d weight on Lava-DL's grid (``w_int / 64``,
     :func:`~spikeflow.interop.lava_dl_weights`) and its bias on the neuron bias's
-    (``round(64 b) / 64``). With IF neurons (or LIF at ``tau = 2``) and ``64 θ`` whole,
-    :func:`~spikeflow.interop.import_netx`'s network gives its spikes exactly."""
+    (``round(64 b) / 64``), each PLIF layer as the LIF layer of its 12-bit decay
+    (:func:`~spikeflow.interop.netx_plif.plif_as_lif`). With IF neurons (or LIF at
+    ``tau = 2``) and ``64 θ`` whole, :func:`~spikeflow.interop.import_netx`'s network
+    gives its spikes exactly."""
     from spikeflow.interop.netx import lava_dl_weights
+    from spikeflow.interop.netx_plif import plif_as_lif
 
     grid = copy.deepcopy(chip).to(torch.float64)
+    names = [name for name, _ in grid.named_children()]
+    fixed = plif_as_lif(names, [module for _, module in grid.named_children()])
+    grid = nn.Sequential(OrderedDict(zip(names, fixed, strict=True)))
     with torch.no_grad():
         for module in grid.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -231,7 +237,8 @@ def netx_problems(chip: nn.Module) -> list[str]:
     voltage adds it each step), with no pooling (:func:`netx_parts` folds a sum or
     average pooling before a flatten and a Linear into the Linear)."""
     from spikeflow.interop.netx_layers import NetxNetwork
-    from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
+    from spikeflow.interop.netx_plif import plif_problem
+    from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode, ParametricLIFNode
     from spikeflow.neurons.base import BaseNode
     from spikeflow.quant.loihi import LoihiCubaLIFNode
 
@@ -246,10 +253,14 @@ def netx_problems(chip: nn.Module) -> list[str]:
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
             follower = items[index + 1][1] if index + 1 < len(items) else None
             biased = module.bias is not None and bool(module.bias.ne(0).any())
-            if biased and type(follower) not in (IFNode, LIFNode):
+            if biased and type(follower) not in (IFNode, LIFNode, ParametricLIFNode):
                 found["bias"].append(where)
             if not isinstance(follower, BaseNode):
                 found["read-out"].append(where)
+        elif type(module) is ParametricLIFNode:
+            problem = plif_problem(module)
+            if problem is not None:
+                found["plif"].append(f"{where}: {problem}")
         elif isinstance(module, BaseNode) and not (
             isinstance(module, (CubaLIFNode, LoihiCubaLIFNode)) or type(module) in (IFNode, LIFNode)
         ):
@@ -262,11 +273,13 @@ _NETX_PROBLEMS = {
     "pooling": "pooling, which netx has no layer for (a non-overlapping sum or average "
     "pooling followed by a flatten and a Linear is folded into the Linear)",
     "bias": "a layer bias (a folded batch norm, or bias=True) before neurons other than "
-    "IFNode / LIFNode (Loihi adds a bias to the voltage; train with --neuron if, or "
-    "batch_norm=false and bias-free layers)",
+    "IFNode / LIFNode / ParametricLIFNode (Loihi adds a bias to the voltage; train with "
+    "--neuron if, or batch_norm=false and bias-free layers)",
     "neuron": "neurons that are not Loihi's CUBA neuron (netx takes CubaLIFNode, or "
-    "IFNode/LIFNode with decay_input=False and a hard reset to 0: train with --neuron if "
-    "--neuron-kwargs strict_firing=true)",
+    "IFNode/LIFNode with decay_input=False, or ParametricLIFNode with one tau per layer, "
+    "each with a hard reset to 0: train with --neuron if --neuron-kwargs "
+    "strict_firing=true)",
+    "plif": "PLIF layers netx cannot hold",
     "read-out": "a layer without spiking neurons after it before the last neurons (a "
     "netx block is a synapse and its neurons; only the read-out after the last neurons "
     "is computed on the host)",

@@ -39,6 +39,7 @@ from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.interop.netx_import import NETX_MAX_DELAY, import_netx, require_h5py
 from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
+from spikeflow.interop.netx_plif import plif_as_lif
 from spikeflow.interop.netx_sdnn import is_sdnn, sdnn_layers
 from spikeflow.layers import AxonalDelay, Flatten, MeanOnlyBatchNorm
 from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
@@ -304,6 +305,7 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
     names, modules = _blocks(model)
     if is_sdnn(modules):
         return sdnn_layers(names, modules, input_shape)
+    modules = plif_as_lif(names, modules)  # a trained PLIF: LIF with a fixed decay
     groups: list[dict[str, Any]] = [{"type": "input", "shape": list(input_shape)}]
     shape = input_shape
     i = 0
@@ -375,7 +377,9 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     (``Linear`` / ``Conv2d`` without bias, or ``LoihiDense`` / ``LoihiConv2d``), its
     neurons (``CubaLIFNode`` as Lava-DL's CUBA, ``LoihiCubaLIFNode``, or an ``IFNode`` /
     ``LIFNode(decay_input=False)`` with a hard reset to 0, as the CUBA neuron whose current
-    decays fully each step, SpikingJelly's ``lava_exchange`` mapping), optionally an
+    decays fully each step, SpikingJelly's ``lava_exchange`` mapping; a trained
+    ``ParametricLIFNode`` as that LIF with the 12-bit decay ``round(4096 sigmoid(w))``,
+    :mod:`~spikeflow.interop.netx_plif`), optionally an
     ``AxonalDelay`` (exported as whole steps, ``floor(d)``, as Lava-DL does), with
     ``Flatten`` between a convolution and a dense block; nested ``nn.Sequential`` are
     unrolled and ``Dropout`` / ``Identity`` (no-ops at inference, which

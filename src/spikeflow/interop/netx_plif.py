@@ -1,0 +1,127 @@
+"""PLIF neurons on Loihi: a trained PLIF layer is a LIF layer with a fixed decay.
+
+A :class:`~spikeflow.neurons.ParametricLIFNode` learns ``1/tau = sigmoid(w)``; once
+trained, ``w`` is fixed and the layer is a LIF layer. Loihi's CUBA neuron holds the
+voltage decay as a 12-bit integer, ``vDecay = round(4096 sigmoid(w))`` (decay per step
+``vDecay / 4096``), one per layer (Lava's LIF process has one ``dv`` for the whole
+population, and netx writes one ``vDecay`` per layer). So the PLIF layer is exported
+as ``LIFNode(tau = 4096 / vDecay, decay_input=False)`` (``IFNode`` for ``vDecay = 0``)
+with the current decaying fully each step (``iDecay = 4096``), the mapping
+:mod:`spikeflow.interop.netx` uses for LIF. With ``decay_input=True`` (PLIF's default)
+the input is divided by ``tau`` before it reaches the voltage; Loihi adds it undivided,
+so the factor ``vDecay / 4096`` is folded into the synapse before (its weight and bias,
+in float64), which is then quantised to Lava-DL's weight grid as any other.
+
+A PLIF with one ``w`` per channel or per neuron exports only where every ``vDecay``
+is the same integer; otherwise it is refused by name (netx cannot hold it).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons import IFNode, LIFNode, ParametricLIFNode
+
+__all__ = ["plif_as_lif", "plif_problem", "plif_v_decay"]
+
+#: Loihi's decays are 12-bit fractions of this.
+_DECAY_ONE = 4096
+
+
+def _decays(module: ParametricLIFNode) -> torch.Tensor:
+    """``round(4096 sigmoid(w))`` per element of ``w`` (float64, halves to even)."""
+    return torch.round(_DECAY_ONE * torch.sigmoid(module.w.detach().cpu().to(torch.float64)))
+
+
+def plif_problem(module: ParametricLIFNode) -> str | None:
+    """Why ``module`` has no netx form (None: it has one)."""
+    if module.v_reset is None or float(module.v_reset) != 0.0:
+        return f"v_reset={module.v_reset} (Loihi resets the voltage to 0)"
+    decays = _decays(module).unique()
+    if decays.numel() != 1:
+        return (
+            f"{module.w.numel()} learned time constants (w of shape {tuple(module.w.shape)}) "
+            f"give {decays.numel()} different 12-bit decays round(4096 sigmoid(w)) from "
+            f"{int(decays.min())} to {int(decays.max())}; netx holds one vDecay per layer "
+            "(Lava's LIF has one dv per population): train PLIF with one tau per layer "
+            "(shape=None)"
+        )
+    if int(decays[0]) == _DECAY_ONE:
+        return (
+            "its decay round(4096 sigmoid(w)) is 4096 (tau = 1 step: the voltage forgets "
+            "everything each step), which a LIF neuron (tau > 1) cannot be"
+        )
+    return None
+
+
+def plif_v_decay(module: ParametricLIFNode, where: str) -> int:
+    """Loihi's ``vDecay`` of a trained PLIF layer, ``round(4096 sigmoid(w))``.
+
+    Raises:
+        ConfigurationError: (naming ``where``) the layer's ``w`` gives more than one
+            decay, or a decay of 4096 (``tau = 1``), or it does not reset to 0.
+    """
+    problem = plif_problem(module)
+    if problem is not None:
+        raise ConfigurationError(f"export_netx: {where} (ParametricLIFNode): {problem}")
+    return int(_decays(module).reshape(-1)[0])
+
+
+def _fixed_neuron(module: ParametricLIFNode, v_decay: int) -> nn.Module:
+    """The LIF (or, for ``v_decay = 0``, IF) neuron with PLIF's settings and the
+    decay ``v_decay / 4096``, adding its input undivided."""
+    common = {
+        "v_threshold": module.v_threshold,
+        "v_reset": module.v_reset,
+        "surrogate_function": copy.deepcopy(module.surrogate_function),
+        "detach_reset": module.detach_reset,
+        "strict_firing": module.strict_firing,
+        "step_mode": module.step_mode,
+    }
+    if v_decay == 0:
+        return IFNode(**common)
+    return LIFNode(tau=_DECAY_ONE / v_decay, decay_input=False, **common)
+
+
+def _scaled_synapse(layer: nn.Module, factor: float) -> nn.Module:
+    """A float64 copy of ``layer`` (Linear / Conv2d) with weight and bias times ``factor``."""
+    scaled = copy.deepcopy(layer).to(torch.float64)
+    with torch.no_grad():
+        scaled.weight.mul_(factor)
+        if scaled.bias is not None:
+            scaled.bias.mul_(factor)
+    return scaled
+
+
+def plif_as_lif(names: list[str], modules: list[nn.Module]) -> list[nn.Module]:
+    """``modules`` (a flat chain, named by ``names``) with each PLIF layer replaced by the
+    LIF layer it is on Loihi's decay grid, and the synapse before a ``decay_input=True``
+    PLIF scaled by that decay (see the module's docstring); other modules as they are.
+
+    Raises:
+        ConfigurationError: a PLIF with no single decay (:func:`plif_problem`), or a
+            ``decay_input=True`` PLIF with no Linear / Conv2d right before it, or a
+            PLIF whose reset is not a hard reset to 0.
+    """
+    out = list(modules)
+    for index, module in enumerate(modules):
+        if type(module) is not ParametricLIFNode:
+            continue
+        v_decay = plif_v_decay(module, f"module {names[index]}")
+        out[index] = _fixed_neuron(module, v_decay)
+        if not module.decay_input:
+            continue
+        before = modules[index - 1] if index > 0 else None
+        if not isinstance(before, (nn.Linear, nn.Conv2d)):
+            found = "nothing" if before is None else type(before).__name__
+            raise ConfigurationError(
+                f"export_netx: module {names[index]} (ParametricLIFNode) divides its input "
+                f"by tau (decay_input=True), which Loihi does through the synapse's "
+                f"weights; it needs a Linear or Conv2d right before it, found {found}"
+            )
+        out[index - 1] = _scaled_synapse(before, v_decay / _DECAY_ONE)
+    return out

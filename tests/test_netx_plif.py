@@ -1,0 +1,138 @@
+"""PLIF layers to Lava-DL netx: a trained PLIF layer is a LIF layer whose decay is
+Loihi's 12-bit ``vDecay = round(4096 sigmoid(w))``; with ``decay_input=True`` its
+``1/tau`` is folded into the synapse before. Checked against the file's numbers
+computed here from ``w`` and the weights, against the float PLIF network on the weight
+grid (exact at tau = 2 with strict firing), and the refusals of what netx cannot hold."""
+
+from __future__ import annotations
+
+import copy
+
+import h5py
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import layers, neurons
+from spikeflow.errors import ConfigurationError
+from spikeflow.functional import reset_net
+from spikeflow.interop import export_netx, import_netx, lava_dl_weights
+from spikeflow.interop.export_run import netx_problems, on_netx_grid
+from spikeflow.quant import LoihiCubaLIFNode
+
+
+def _plif(tau: float, decay_input: bool = True, **kwargs) -> neurons.ParametricLIFNode:
+    return neurons.ParametricLIFNode(
+        init_tau=tau, decay_input=decay_input, v_threshold=0.5, strict_firing=True, **kwargs
+    )
+
+
+def _net(taus: tuple[float, float, float]) -> nn.Sequential:
+    """conv(bias)-PLIF-flatten-linear(bias)-PLIF(decay_input=False)-linear-PLIF, float64,
+    weights scaled so that every layer fires on sparse input spikes."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layers.Conv2d(2, 8, 3, padding=1), _plif(taus[0]),
+        layers.Flatten(), layers.Linear(8 * 8 * 8, 30), _plif(taus[1], decay_input=False),
+        layers.Linear(30, 10, bias=False), _plif(taus[2]),
+    ).double()  # fmt: skip
+    with torch.no_grad():
+        for index, gain in ((0, 4.0), (3, 2.0), (5, 3.0)):
+            net[index].weight.mul_(gain)
+    return net
+
+
+def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    reset_net(model)
+    with torch.no_grad():
+        return model(x)
+
+
+def _spikes(steps: int = 30) -> torch.Tensor:
+    torch.manual_seed(1)
+    return (torch.rand(steps, 16, 2, 8, 8) < 0.3).double()
+
+
+def test_plif_layers_are_written_with_their_12_bit_decay_and_folded_input(tmp_path):
+    net = _net((2.7, 3.3, 1.6))
+    path = export_netx(net, tmp_path / "plif.net", (2, 8, 8))
+    decays = [round(4096 * float(torch.sigmoid(net[i].w.detach()))) for i in (1, 4, 6)]
+    assert decays == [1517, 1241, 2560]
+    with h5py.File(path, "r") as f:
+        # layer/0 is the input, layer/2 the flatten
+        for layer, synapse, decay, folded in ((1, 0, decays[0], True), (3, 3, decays[1], False),
+                                              (4, 5, decays[2], True)):  # fmt: skip
+            group = f[f"layer/{layer}"]
+            assert int(group["neuron/vDecay"][()]) == decay
+            assert int(group["neuron/iDecay"][()]) == 4096  # the voltage adds the input
+            factor = decay / 4096 if folded else 1.0  # decay_input: input / tau
+            weight = net[synapse].weight.detach() * factor
+            assert torch.equal(
+                torch.from_numpy(group["weight"][()]).long(), lava_dl_weights(weight)
+            )
+            if net[synapse].bias is not None:
+                bias = torch.round(net[synapse].bias.detach() * factor * 64)
+                assert torch.equal(torch.from_numpy(group["bias"][()]).double(), bias)
+    fixed = import_netx(path)
+    assert [m.v_decay for m in fixed if isinstance(m, LoihiCubaLIFNode)] == decays
+    # the fixed-point network against the float PLIF network on the file's grid (Loihi
+    # rounds the decayed voltage towards zero: a few spikes differ) and the float one
+    x = _spikes()
+    got = fixed(x.long()).double()
+    grid, float_out = _run(on_netx_grid(net), x), _run(net, x)
+    assert got.mean() > 0.03
+    assert (got == grid).double().mean() > 0.99
+    assert (got == float_out).double().mean() > 0.9
+
+
+def test_at_tau_2_the_file_gives_the_float_plif_spikes_on_the_grid_exactly(tmp_path):
+    """At tau = 2 Loihi's halving is exact for 6 steps (the voltage starts a multiple of
+    2^6 in its units, each step's input too, and each halving drops one factor 2; the
+    digits run 4); the reference is the float
+    PLIF network itself, with its weights w and biases b set to 2 q(w/2) and
+    2 round(64 b / 2) / 64 (q: Lava-DL's grid), so that it adds what the file adds."""
+    net = _net((2.0, 2.0, 2.0))
+    path = export_netx(net, tmp_path / "plif.net", (2, 8, 8))
+    reference = copy.deepcopy(net)
+    with torch.no_grad():
+        for index in (0, 5):  # decay_input=True: the synapse's input is halved
+            layer = reference[index]
+            layer.weight.copy_(2 * lava_dl_weights(layer.weight / 2).double() / 64)
+            if layer.bias is not None:
+                layer.bias.copy_(2 * torch.round(64 * layer.bias / 2) / 64)
+        layer = reference[3]  # decay_input=False: as LIF
+        layer.weight.copy_(lava_dl_weights(layer.weight).double() / 64)
+        layer.bias.copy_(torch.round(64 * layer.bias) / 64)
+    x = _spikes(6)
+    got = import_netx(path)(x.long()).double()
+    expected = _run(reference, x)
+    assert expected.mean() > 0.05 and torch.equal(got, expected)
+    assert torch.equal(_run(on_netx_grid(net), x), expected)
+
+
+def test_one_decay_per_layer_per_channel_w_of_one_value_exports(tmp_path):
+    uniform = nn.Sequential(layers.Linear(6, 4, bias=False), _plif(3.0, shape=(4,)))
+    fixed = import_netx(export_netx(uniform, tmp_path / "u.net", (6,)))
+    assert fixed[1].v_decay == round(4096 / 3)
+
+
+@pytest.mark.parametrize(
+    ("neuron", "message"),
+    [
+        (_plif((1.5, 8.0), shape=(4,)), "module 1 (ParametricLIFNode): 4 learned time constants"),
+        (_plif(1.0 + 1e-6), "its decay round(4096 sigmoid(w)) is 4096"),
+    ],
+)
+def test_plif_layers_netx_cannot_hold_are_refused_by_name(tmp_path, neuron, message):
+    net = nn.Sequential(layers.Linear(6, 4, bias=False), neuron)
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        export_netx(net, tmp_path / "bad.net", (6,))
+    assert not (tmp_path / "bad.net").exists()
+    (problem,) = netx_problems(net)
+    assert problem.startswith("PLIF layers netx cannot hold: '1' (ParametricLIFNode): ")
+
+
+def test_a_decay_input_plif_needs_a_synapse_right_before_it(tmp_path):
+    net = nn.Sequential(layers.Linear(6, 4, bias=False), _plif(2.0), _plif(2.0))
+    with pytest.raises(ConfigurationError, match=r"module 2 .*found ParametricLIFNode"):
+        export_netx(net, tmp_path / "bad.net", (6,))
