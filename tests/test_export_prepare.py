@@ -428,11 +428,13 @@ def test_residual_nets_prepare_and_export_exactly(name, neuron_layers):
 def test_residual_nets_that_do_not_export_are_named():
     small = {"num_classes": 4, "base_width": 4, "stem": "cifar"}
     x = torch.rand(2, 1, 3, 8, 8)
+    iand = create_model("sew_resnet18", cnf="IAND", **small)
+    iand.layer2[0].downsample[-1] = nn.Identity()  # a shortcut of batch norm values
     with pytest.raises(ConfigurationError) as error:
-        prepare_for_export(create_model("sew_resnet18", cnf="IAND", **small), x)
+        prepare_for_export(iand, x)
     message = str(error.value)
-    assert "'layer1.0' (SEWBasicBlock): the SEW connect function cnf='IAND' multiplies" in message
-    assert "'layer4.1' (SEWBasicBlock)" in message and "train with cnf=ADD" in message
+    assert "'layer2.0.downsample': SEW's cnf='IAND' exports on 0/1 spikes only" in message
+    assert "'layer1.0'" not in message and "'layer2.1'" not in message
     with pytest.raises(ConfigurationError) as error:
         prepare_for_export(create_model("spiking_resnet18", **{**small, "stem": "imagenet"}), x)
     assert "'stem.3' (MaxPool2d): NIR has no max pooling" in str(error.value)

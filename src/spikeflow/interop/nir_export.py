@@ -32,6 +32,7 @@ from spikeflow.base import StepModule
 from spikeflow.conversion.snn import ConvertedSNN
 from spikeflow.errors import ConfigurationError, ShapeError, SpikeflowError
 from spikeflow.interop._nir_deps import require_nir, require_nirtorch
+from spikeflow.interop.nir_attention import attention_reason
 from spikeflow.interop.nir_converted import converted_to_nir
 from spikeflow.interop.nir_graph import inline_subgraphs
 from spikeflow.interop.nir_mapping import check_dt
@@ -363,7 +364,9 @@ def _check_supported(module: nn.Module, prefix: str, ctx: _Context, bad: list[st
             child, "nir_trace_inside", False
         )  # a prepared residual block is traced into, as a user's own module
         if not container and (library or isinstance(child, StepModule)):
-            bad.append(f"'{qualified}' ({type(child).__name__})")
+            bad.append(
+                f"'{qualified}' ({type(child).__name__})" + attention_reason(child, qualified)
+            )
             continue
         _check_supported(child, qualified, ctx, bad)
 
@@ -502,7 +505,7 @@ def export_to_nir(
     ctx.names[id(view)] = type(view).__name__
     bad: list[str] = []
     if _handler(view) is None and isinstance(view, StepModule) and not isinstance(view, _SEQUENCES):
-        bad.append(f"the network itself ({type(view).__name__})")
+        bad.append(f"the network itself ({type(view).__name__})" + attention_reason(view, ""))
     elif _handler(view) is None:
         _check_supported(view, "", ctx, bad)
     else:  # one supported module, e.g. a recurrent container: check what it holds

@@ -66,7 +66,10 @@ PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
     "PLIFNet": ("conv", "fc", "voting"),
     "SpikingVGG": ("features", "avgpool", "classifier"),
     "ResNetSkeleton": ("stem", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"),
-}
+    "MSResNet": (
+        "stem", "layer1", "layer2", "layer3", "layer4", "sn", "avgpool", "flatten", "dropout", "fc",
+    ),
+}  # fmt: skip
 
 #: What a user can train instead of max pooling (named in the refusal).
 AVERAGE_POOLING_MODELS = (
@@ -151,53 +154,112 @@ def _fix_adaptive_pools(model: nn.Module, sample_input: Tensor | None, problems:
 
 class ResidualBlockForExport(nn.Module):
     """A zoo residual block in its inference form, which NIR export traces into:
-    ``neuron(branch(x) + shortcut(x))`` (spiking ResNet) or ``branch(x) + shortcut(x)``
-    (SEW ResNet with ``cnf="ADD"``, the branch ending with its neuron); the shortcut is
-    the identity or ``downsample``. NIR sums a node's inputs: the sum is two edges."""
+    ``neuron(branch(x) + shortcut(x))`` (spiking ResNet), ``branch(x) + shortcut(x)``
+    (SEW ResNet with ``cnf="ADD"``, the branch ending with its neuron; MS-ResNet, the
+    branch starting with its neuron: a sum of real values), or for SEW's AND and IAND
+    on spikes ``A`` (branch) and ``S`` (shortcut) a NIR ``Threshold`` of a sum:
+    ``A·S = Θ(A + S − 1.5)``, ``S·(1 − A) = Θ(S − A − 0.5)`` (exact for 0/1 values);
+    the shortcut is the identity or ``downsample``. NIR sums a node's inputs: the sum
+    is two edges (``−A`` through a ``Scale(−1)``).
+
+    Args:
+        branch: the residual branch.
+        downsample: the shortcut's path, or None for the identity.
+        neuron: the neuron after the sum (spiking ResNet), or None.
+        connect: ``"ADD"`` (default), ``"AND"`` or ``"IAND"`` (SEW's connect function).
+    """
 
     #: NIR export traces inside this module (a spikeflow module, so named explicitly).
     nir_trace_inside: bool = True
 
     def __init__(
-        self, branch: nn.Sequential, downsample: nn.Module | None, neuron: nn.Module | None
+        self,
+        branch: nn.Sequential,
+        downsample: nn.Module | None,
+        neuron: nn.Module | None,
+        connect: str = "ADD",
     ) -> None:
+        from spikeflow.interop.nir_modules import Threshold
+
         super().__init__()
+        if connect not in _CONNECT_THRESHOLDS:
+            raise ConfigurationError(
+                f"connect must be one of {sorted(_CONNECT_THRESHOLDS)}, got {connect!r}"
+            )
         self.branch = branch
         self.downsample = downsample
         self.neuron = neuron
+        self.connect = connect
+        threshold = _CONNECT_THRESHOLDS[connect]
+        self.spike = None if threshold is None else Threshold(threshold, strict=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The block's output spikes (SEW ADD: their sum with the shortcut's)."""
+        """The block's output (SEW ADD and MS-ResNet: the sum with the shortcut's)."""
         shortcut = x if self.downsample is None else self.downsample(x)
-        total = self.branch(x) + shortcut
+        branch = self.branch(x)
+        if self.connect == "IAND":
+            total = shortcut - branch
+        else:
+            total = branch + shortcut
+        if self.spike is not None:
+            total = self.spike(total)
         return total if self.neuron is None else self.neuron(total)
+
+    def extra_repr(self) -> str:
+        return f"connect={self.connect}"
+
+
+#: The threshold on ``A + S`` (AND) or ``S - A`` (IAND) giving SEW's connect function on
+#: 0/1 spikes (None: ADD, the sum itself).
+_CONNECT_THRESHOLDS: dict[str, float | None] = {"ADD": None, "AND": 1.5, "IAND": 0.5}
+
+
+def _spiking(module: nn.Module | None) -> bool:
+    """Whether ``module``'s output is 0/1 spikes: a neuron with binary spikes, or an
+    exported SEW AND / IAND block."""
+    from spikeflow.neurons.base import BaseNode
+
+    if isinstance(module, nn.Sequential) and len(module) > 0:
+        return _spiking(module[-1])
+    if isinstance(module, ResidualBlockForExport):
+        return module.connect in ("AND", "IAND")
+    if getattr(module, "cnf", None) in ("AND", "IAND"):  # a SEW block refused for its input
+        return True
+    return isinstance(module, BaseNode) and not getattr(module, "graded_spike", False)
 
 
 def _residual_block(
-    block: nn.Module, path: str, problems: list[str]
+    block: nn.Module, path: str, problems: list[str], previous: nn.Module | None = None
 ) -> tuple[bool, nn.Module | None]:
     """``(True, its export form or None on a problem)`` for a zoo residual block,
-    ``(False, None)`` for any other module."""
+    ``(False, None)`` for any other module (``previous``: the module before it, whose
+    output a SEW AND / IAND block needs to be spikes)."""
+    from spikeflow.models.ms_resnet import MSBasicBlock
     from spikeflow.models.resnet import SpikingResidual
     from spikeflow.models.sew_resnet import _SEWBlockMixin
 
     sew = isinstance(block, _SEWBlockMixin)
-    if not (sew or isinstance(block, SpikingResidual)):
+    membrane = type(block) is MSBasicBlock
+    if not (sew or membrane or isinstance(block, SpikingResidual)):
         return False, None
-    if type(block).forward not in (SpikingResidual.forward, _SEWBlockMixin.forward):
+    if type(block).forward not in (SpikingResidual.forward, _SEWBlockMixin.forward) and not (
+        membrane and _is_plain_ms_block(block)
+    ):
         return False, None  # a subclass computing something else: left to the exporter
-    if sew and block.cnf != "ADD":
+    if sew and block.cnf != "ADD" and not _spiking(previous):
+        found = "nothing" if previous is None else type(previous).__name__
         problems.append(
             f"'{path}' ({type(block).__name__}): the SEW connect function "
-            f"cnf={block.cnf!r} multiplies spikes (AND: A*S, IAND: S*(1-A)), and NIR only "
-            "sums the inputs of a node: train with cnf=ADD"
+            f"cnf={block.cnf!r} multiplies spikes (AND: A*S, IAND: S*(1-A)), which exports "
+            "as a NIR Threshold of their sum only on 0/1 spikes; its input comes from "
+            f"{found}, not a spiking neuron (or an AND/IAND block)"
         )
         return True, None
-    last = block.last_neuron
+    last = None if membrane else block.last_neuron
     items = [
         (f"{path}.{name}", child)
         for name, child in block.named_children()
-        if name != "downsample" and (sew or child is not last)
+        if name != "downsample" and (sew or membrane or child is not last)
     ]
     before = len(problems)
     branch = nn.Sequential(_rewrite(items, problems, path))
@@ -207,9 +269,26 @@ def _residual_block(
         downsample = nn.Sequential(
             _rewrite(list(_flatten(block.downsample, inner)), problems, inner)
         )
+    if sew and block.cnf != "ADD" and downsample is not None and not _spiking(downsample):
+        problems.append(
+            f"'{path}.downsample': SEW's cnf={block.cnf!r} exports on 0/1 spikes only, and "
+            "this shortcut does not end with a spiking neuron"
+        )
     if len(problems) > before:
         return True, None
-    return True, ResidualBlockForExport(branch, downsample, None if sew else last)
+    connect = block.cnf if sew else "ADD"
+    return True, ResidualBlockForExport(branch, downsample, None if sew else last, connect)
+
+
+def _is_plain_ms_block(block: nn.Module) -> bool:
+    """Whether ``block`` computes MS-ResNet's ``shortcut(x) + residual(x)`` as defined."""
+    from spikeflow.models.ms_resnet import MSBasicBlock
+
+    cls = type(block)
+    return all(
+        getattr(cls, name) is getattr(MSBasicBlock, name)
+        for name in ("forward", "residual", "shortcut")
+    )
 
 
 def _plain_sequence(module: nn.Module) -> tuple[str, ...] | None:
@@ -332,6 +411,7 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
     out: list[tuple[str, nn.Module]] = []
     last_layer: nn.Module | None = None  # the last weight layer, through neurons
     seen: dict[int, str] = {}  # id of each module placed -> its first path
+    refused: nn.Module | None = None  # a residual block just refused (no place in out)
     for path, module in items:
         where = f"'{path}' ({type(module).__name__})"
         first = seen.setdefault(id(module), path)
@@ -346,7 +426,9 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
             module = copy.deepcopy(module)  # stateless: a copy computes the same
         if isinstance(module, (*_DROPOUTS, _SequenceDropout, nn.Identity)):
             continue
-        is_block, block = _residual_block(module, path, problems)
+        previous = out[-1][1] if out and refused is None else refused
+        is_block, block = _residual_block(module, path, problems, previous)
+        refused = module if is_block and block is None else None
         if is_block:
             if block is not None:
                 out.append((path, block))
