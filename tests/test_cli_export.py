@@ -16,6 +16,7 @@ from spikeflow.interop.export_run import export_trained_run, on_netx_grid
 from spikeflow.neurons import ParametricLIFNode
 from spikeflow.quant.loihi import LoihiCubaLIFNode
 from spikeflow.training import Trainer, load_trained_model
+from test_export_prepare import _spikes
 from train_runs import TINY, tiny
 
 pytest.importorskip("nirtorch")
@@ -82,6 +83,32 @@ def test_netx_export_of_a_plif_run_writes_each_plif_layer_as_lif(run_dir, tmp_pa
     chip = _outputs(parts.chip.double(), spikes)  # the float PLIF network
     assert chip.sum() > 0 and (got == chip).double().mean() > 0.95
     assert (got == _outputs(on_netx_grid(parts.chip), spikes)).double().mean() > 0.98
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs"),
+    [("ms_resnet18", {}), ("sew_resnet18", {"cnf": "IAND"})],
+)
+def test_nir_export_of_residual_runs_reads_back_as_the_trained_model(
+    tmp_path, capsys, model, kwargs
+):
+    """MS-ResNet (membrane shortcuts) and SEW IAND (a Threshold of S - A) runs on the
+    digits: the file read back gives the trained model's outputs (float64)."""
+    model_kwargs = {"stem": "cifar", "base_width": 4, **kwargs}
+    low = {"v_threshold": 0.1}  # (at the defaults one TINY epoch leaves the blocks silent)
+    config = tiny(tmp_path, "run", model=model, model_kwargs=model_kwargs, neuron_kwargs=low, T=4)
+    Trainer(config, log=None).fit()
+    out = tmp_path / "net.nir"
+    assert (
+        main(["export", str(tmp_path / "run"), "--to", "nir", "--out", str(out), "--float64"]) == 0
+    )
+    assert f"wrote {out} (nir, " in capsys.readouterr().out
+    trained = load_trained_model(tmp_path / "run")
+    x = trained.batch(len(trained.test_set))[0].double()
+    *layer_spikes, expected = _spikes(trained.model.double(), x)
+    assert all(0 < spikes.mean() < 1 for spikes in layer_spikes)  # every layer fires
+    got = _outputs(import_from_nir(read_nir(out), dtype=torch.float64), x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
