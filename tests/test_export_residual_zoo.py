@@ -78,6 +78,22 @@ def test_ms_resnet_exports_its_membrane_shortcuts_and_spikingjelly_runs_it(frame
     torch.testing.assert_close(got.reshape(expected.shape), expected, rtol=0, atol=1e-12)
 
 
+def test_ms_resnet104_pools_its_shortcut_without_ceil_where_no_window_is_partial(frames):
+    """MS-ResNet-104's shortcut is avgpool2(ceil_mode=True)-conv1x1-tdBN: on 32x32 (the
+    digits cropped) every pooled side is even, and the pool is the same with
+    ceil_mode=False, which NIR has; on the full 34x34 a 17x17 side is refused."""
+    model = _model("ms_resnet104", base_width=4, zero_init_residual=False)
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(model, frames)
+    message = str(error.value)
+    assert "'layer3.0.downsample.0' (AvgPool2d): ceil_mode=True on a 17x17 input" in message
+    assert "partial last window" in message and "'layer2.0.downsample.0'" not in message
+    prepared, graph = _check_round_trip(model, frames[..., 1:33, 1:33])
+    pools = [m for m in prepared.modules() if isinstance(m, nn.AvgPool2d)]
+    assert len(pools) == 4 and not any(p.ceil_mode for p in pools)  # 3 shortcuts, the head
+    assert sum(type(n).__name__ == "LIF" for n in graph.nodes.values()) == 103
+
+
 @pytest.mark.parametrize("cnf", ["AND", "IAND"])
 def test_sew_and_iand_export_as_a_threshold_of_a_sum_of_spikes(frames, cnf):
     """A·S = Θ(A + S − 1.5) and S·(1 − A) = Θ(S − A − 0.5) on 0/1 spikes: one NIR

@@ -14,9 +14,12 @@ fixed maps that NIR and netx can express once rewritten:
   its output sides is the average pool with kernel and stride ``input // output``
   (removed where they are equal): the input sides come from one run on a
   ``sample_input``;
-* a zoo residual block (spiking ResNet, SEW ResNet with ``cnf="ADD"``) is
+* an average pool with ``ceil_mode=True`` (MS-ResNet-104's shortcut) is the same pool
+  with ``ceil_mode=False`` where no window is partial on ``sample_input``'s sizes;
+* a zoo residual block (spiking ResNet, SEW ResNet, MS-ResNet) is
   :class:`ResidualBlockForExport`, its batch norms folded: a sum of two paths, which
-  NIR expresses as two edges into one node (SEW's AND/IAND multiply spikes: refused);
+  NIR expresses as two edges into one node (SEW's AND/IAND on spikes: a NIR
+  ``Threshold`` of that sum);
 * ``nn.Sequential`` containers and the zoo models whose ``forward`` only runs their
   children in order (:data:`PLAIN_SEQUENCE_MODELS`) are flattened into one
   ``nn.Sequential``.
@@ -100,7 +103,7 @@ def _pool_input_sides(model: nn.Module, sample_input: Tensor) -> dict[int, tuple
     def hook(module: nn.Module, args: tuple, _out: object) -> None:
         sides.setdefault(id(module), tuple(int(n) for n in args[0].shape[-2:]))
 
-    pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    pools = [m for m in model.modules() if _needs_sides(m)]
     handles = [pool.register_forward_hook(hook) for pool in pools]
     reset_net(model)
     try:
@@ -137,14 +140,55 @@ def _fixed_pool(
     return AvgPool2d(kernel, kernel, step_mode=mode), None
 
 
+def _needs_sides(module: nn.Module) -> bool:
+    """An adaptive average pool, or an average pool with ``ceil_mode=True``: what each
+    computes depends on its input's sides."""
+    return isinstance(module, nn.AdaptiveAvgPool2d) or (
+        isinstance(module, nn.AvgPool2d) and module.ceil_mode
+    )
+
+
+def _floor_pool(
+    pool: nn.AvgPool2d, sides: tuple[int, int] | None
+) -> tuple[nn.Module | None, str | None]:
+    """``(the pool with ceil_mode=False, None)`` where no window is partial on ``sides``
+    (each side minus the kernel, padding included, a multiple of the stride), else
+    ``(None, why not)``: NIR's pooling has no ceil mode."""
+    if sides is None:
+        return None, (
+            "NIR pooling has no ceil_mode=True; with its input size known (pass "
+            "sample_input=) it exports as the pool it is where no window is partial"
+        )
+    kernel, stride, padding = (
+        nn.modules.utils._pair(v)
+        for v in (pool.kernel_size, pool.stride or pool.kernel_size, pool.padding)
+    )
+    if any(
+        (n + 2 * p - k) % st for n, k, st, p in zip(sides, kernel, stride, padding, strict=True)
+    ):
+        return None, (
+            f"ceil_mode=True on a {sides[0]}x{sides[1]} input leaves a partial last window "
+            f"(kernel {kernel[0]}x{kernel[1]}, stride {stride[0]}x{stride[1]}), which NIR's "
+            "pooling has not"
+        )
+    fixed = copy.deepcopy(pool)
+    fixed.ceil_mode = False
+    return fixed, None
+
+
 def _fix_adaptive_pools(model: nn.Module, sample_input: Tensor | None, problems: list[str]) -> None:
-    """Replace (in place) each adaptive average pool of ``model`` by its fixed pool."""
-    found = [(path, m) for path, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    """Replace (in place) each adaptive average pool of ``model`` by its fixed pool, and
+    each average pool with ``ceil_mode=True`` by the same pool with ``ceil_mode=False``
+    where that computes the same on ``sample_input``'s sizes."""
+    found = [(path, m) for path, m in model.named_modules() if _needs_sides(m)]
     if not found:
         return
     sides = {} if sample_input is None else _pool_input_sides(model, sample_input)
     for path, pool in found:
-        fixed, problem = _fixed_pool(pool, sides.get(id(pool)))
+        if isinstance(pool, nn.AvgPool2d):
+            fixed, problem = _floor_pool(pool, sides.get(id(pool)))
+        else:
+            fixed, problem = _fixed_pool(pool, sides.get(id(pool)))
         if problem is not None:
             problems.append(f"'{path}' ({type(pool).__name__}): {problem}")
             continue
@@ -540,7 +584,8 @@ def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> 
             forward hooks (``torch.nn.utils.prune``, old-style ``weight_norm``, user
             hooks: what they compute export cannot carry), an adaptive average pool
             with no ``sample_input`` or whose output sides do not divide its input's,
-            a SEW block whose connect function is not ADD.
+            an average pool with ``ceil_mode=True`` and a partial window (or no
+            ``sample_input``), a SEW AND / IAND block whose inputs are not spikes.
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
