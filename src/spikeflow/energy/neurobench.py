@@ -43,7 +43,8 @@ A layer that runs once for all steps (on ``[B, ...]``) is counted once here, as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -198,6 +199,8 @@ class NeuroBenchCounter:
         nb.results()
 
     While it is open, the declared neurons record their membrane (``store_v_seq``).
+    A batch run a few steps per call (early exit: :func:`spikeflow.inference.early_exit`)
+    is counted as one batch inside :meth:`stepped`.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -229,6 +232,53 @@ class NeuroBenchCounter:
         self._last_batch: int | None = None  # the latest batch's B (weights scores)
         self._regression = _RegressionScores()
         self._feedback_y: dict[nn.Module, Tensor | None] = {}
+        self._stepped: int | None = None  # inside stepped(): the batch's samples
+
+    @contextmanager
+    def stepped(self, batch: int) -> Iterator[NeuroBenchCounter]:
+        """Count the model's calls inside the block as the steps of one batch of
+        ``batch`` samples, run a chunk of steps per call and continuing from the call
+        before (NeuroBench's own step-by-step run): the membrane of a call is compared
+        with the previous call's last step, the batch's ActivationSparsity spans all the
+        calls, and the workload metrics are divided by ``batch`` samples, not by the
+        samples of each call. Samples that stop early (early exit) are dropped from the
+        comparison with :meth:`select`; their workload is what they ran.
+
+        Raises:
+            ConfigurationError: ``batch`` is not a positive integer, or a stepped
+                block is already open.
+        """
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigurationError(
+                f"NeuroBenchCounter.stepped: batch must be a positive integer, got {batch!r}"
+            )
+        if self._stepped is not None:
+            raise ConfigurationError("NeuroBenchCounter.stepped: a stepped batch is already open")
+        self._stepped = batch
+        self._batch_zero = self._batch_total = 0
+        self._last_v.clear()
+        try:
+            yield self
+        finally:
+            self._stepped = None
+            self._step = None
+            self._last_v.clear()
+        self.samples += batch
+        self._last_batch = batch
+        if self._batch_total:
+            self._sparsity_weighted += self._batch_zero / self._batch_total * batch
+
+    def select(self, keep: Tensor) -> None:
+        """Inside :meth:`stepped`: keep only the samples at positions ``keep`` (of
+        those the last call ran) for the next call's membrane comparison.
+
+        Raises:
+            ConfigurationError: called outside :meth:`stepped`.
+        """
+        if self._stepped is None:
+            raise ConfigurationError("NeuroBenchCounter.select: only inside stepped()")
+        for name, last in self._last_v.items():
+            self._last_v[name] = last[keep.to(last.device)]
 
     def __enter__(self) -> NeuroBenchCounter:
         from spikeflow.training.monitors import MEMBRANE_LAYER_TYPES
@@ -267,11 +317,13 @@ class NeuroBenchCounter:
                 f"got {got}"
             )
         self._step = (x.shape[0], x.shape[1])
-        self._batch_zero = self._batch_total = 0
-        self._last_v.clear()
+        if self._stepped is None:  # (inside stepped(), a call continues the batch)
+            self._batch_zero = self._batch_total = 0
+            self._last_v.clear()
 
     def _batch_end(self, model: nn.Module, args: tuple, output: object) -> None:
-        if self._step is None:
+        if self._step is None or self._stepped is not None:
+            self._step = None
             return
         batch = self._step[1]
         self.samples += batch

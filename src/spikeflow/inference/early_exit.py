@@ -20,7 +20,7 @@ fact (what a threshold sweep needs: :mod:`spikeflow.inference.sweep`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -227,7 +227,13 @@ def _check_batch_independent(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResult:
+def early_exit(
+    model: nn.Module,
+    x_seq: Tensor,
+    rule: ExitRule,
+    *,
+    on_select: Callable[[Tensor], None] | None = None,
+) -> EarlyExitResult:
     """Run ``model`` on ``x_seq`` ``[T, B, ...]`` one time step at a time and stop
     each sample at the first step whose accumulated output passes ``rule``.
 
@@ -237,7 +243,12 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
     streaming flags are left as they were. After each step the samples that exited are
     dropped from the input and from every stateful module's state, so the next step
     runs (and an :class:`~spikeflow.energy.OperationCounter` counts) only the samples
-    still running. The model must return every step's output ``[T, B, K]``.
+    still running. The model must return every step's output ``[T, B, K]``; a float16
+    or bfloat16 output (a model run under ``torch.autocast``) is accumulated in float32.
+    ``on_select``, if given, is called with the positions (among the samples that ran
+    the step) of the samples kept, each time some exit before the last step: what an
+    observer holding per-sample rows needs to drop the same rows
+    (:meth:`~spikeflow.energy.NeuroBenchCounter.select`).
 
     Raises:
         ShapeError: ``x_seq`` is not time-major with at least one step and one sample,
@@ -271,6 +282,8 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
         for t in range(steps):
             out, state = net(selected_input(x_seq[t : t + 1], running if t else None), state)
             out = check_step_output(out, len(running), "early_exit")
+            if out.dtype in (torch.float16, torch.bfloat16):
+                out = out.float()  # (autocast) sums of half floats lose the small terms
             total = out.clone() if total is None else total + out
             accumulated = _accumulated(total, t + 1, rule.accumulate)
             score = exit_scores(accumulated, rule.criterion)
@@ -288,6 +301,8 @@ def early_exit(model: nn.Module, x_seq: Tensor, rule: ExitRule) -> EarlyExitResu
             if bool(done.any()):
                 keep = (~done).nonzero().flatten()
                 state = net.select(state, keep, len(running))
+                if on_select is not None:
+                    on_select(keep)
                 running, total = running[keep], total[keep]
     assert outputs is not None and scores is not None
     return EarlyExitResult(outputs.argmax(-1), exit_steps, outputs, scores)

@@ -1,7 +1,8 @@
 """``spikeflow eval --early-exit CRITERION:THRESHOLD[,THRESHOLD...]``: the test split
 run with early exit over time steps (:mod:`spikeflow.inference`), one pass per
-threshold, with the accuracy, the mean steps and, with ``--operations``, the synaptic
-operations of the steps actually run."""
+threshold, with the accuracy, the mean steps and, with ``--operations`` and
+``--neurobench``, the synaptic operations and NeuroBench's metrics of the steps actually
+run; under the run's ``--amp`` autocast, as the full evaluation."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from spikeflow.energy import E_AC, E_MAC, OperationCounter
+from spikeflow.energy import E_AC, E_MAC, NeuroBenchCounter, OperationCounter
 from spikeflow.errors import ConfigurationError
 from spikeflow.inference import CRITERIA, ExitRule, early_exit
 from spikeflow.inference.early_exit import Accumulate
 from spikeflow.training.data import StaticLayout, to_time_major
 from spikeflow.training.distributed import DistContext
+from spikeflow.training.loop import autocast_context
 
 __all__ = ["evaluate_early_exit", "format_early_exit", "parse_early_exit"]
 
@@ -68,13 +70,21 @@ def evaluate_early_exit(
     progress: bool = False,
     operations: bool = False,
     spike_counts: bool = False,
+    neurobench: bool = False,
+    amp: str = "off",
 ) -> list[dict[str, Any]]:
     """For each rule, one pass over ``dataset`` with :func:`~spikeflow.inference.early_exit`
     (each process takes every ``world_size``-th sample; the sums are reduced): a dict
     with ``rule``, ``criterion``, ``threshold``, ``samples``, ``accuracy``,
     ``mean_steps``, ``exits`` (samples that stopped at each step, 1 to ``T``) and with
     ``operations`` the counts of the steps run per sample (``acs_per_sample``,
-    ``macs_per_sample``, ``energy_per_sample_j``, as ``spikeflow eval --operations``)."""
+    ``macs_per_sample``, ``energy_per_sample_j``, as ``spikeflow eval --operations``);
+    with ``neurobench``, ``neurobench``: NeuroBench's metrics of the steps run
+    (:meth:`~spikeflow.energy.NeuroBenchCounter.stepped`: a sample's workload is that
+    of its steps, each batch one batch; ClassificationAccuracy the early exit's) and
+    ``neurobench_not_counted``. ``amp``: the run's autocast (``"off"``, ``"bf16"``,
+    ``"fp16"``), as the full evaluation runs it; the outputs are accumulated in float32.
+    The NeuroBench metrics are those of this process's samples (not reduced)."""
     indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
     loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
                         pin_memory=ctx.device.type == "cuda")  # fmt: skip
@@ -83,12 +93,24 @@ def evaluate_early_exit(
         correct, steps, samples = 0.0, 0.0, 0.0
         exits = torch.zeros(T, dtype=torch.float64)
         counter = OperationCounter(model, spike_counts) if operations else None
+        nb = NeuroBenchCounter(model) if neurobench else None
         bar = tqdm(total=len(loader), desc=f"early exit {rule}", leave=False,
                    disable=not (progress and ctx.is_main), dynamic_ncols=True)  # fmt: skip
-        with counter if counter is not None else contextlib.nullcontext(), bar:
+        with (
+            counter if counter is not None else contextlib.nullcontext(),
+            nb if nb is not None else contextlib.nullcontext(),
+            bar,
+        ):
             for x, y in loader:
                 x = to_time_major(x.to(ctx.device), T, static)
-                result = early_exit(model, x, rule)
+                with (
+                    nb.stepped(len(y)) if nb is not None else contextlib.nullcontext(),
+                    autocast_context(ctx.device, amp),
+                ):
+                    result = early_exit(model, x, rule,
+                                        on_select=None if nb is None else nb.select)  # fmt: skip
+                if nb is not None:
+                    nb.score(result.predictions.cpu(), y)
                 correct += float((result.predictions.cpu() == y).sum())
                 steps += float(result.exit_steps.sum())
                 samples += len(y)
@@ -107,6 +129,13 @@ def evaluate_early_exit(
             report = counter.report(max(1, len(indices)))
             entry["operations"] = {"acs_per_sample": report.acs, "macs_per_sample": report.macs,
                                    "energy_per_sample_j": report.energy()}  # fmt: skip
+        if nb is not None:
+            nb_results = nb.results()
+            entry["neurobench"] = nb_results.as_neurobench()
+            entry["neurobench_not_counted"] = {
+                "MembraneUpdates": nb_results.membrane_not_counted,
+                "SynapticOperations": nb_results.synops_not_counted,
+            }
         results.append(entry)
     return results
 
@@ -153,4 +182,19 @@ def format_early_exit(result: dict[str, Any]) -> list[str]:
             f"  (operations of the steps actually run; {E_AC * 1e12:g} pJ per AC, "
             f"{E_MAC * 1e12:g} pJ per MAC)"
         )
+    if "neurobench" in first:
+        lines += ["", "  NeuroBench's workload metrics of the steps actually run (per sample):",
+                  f"  {'threshold':>10} {'act. sparsity':>13} {'membrane upd.':>14} "
+                  f"{'Effective_ACs':>14} {'Effective_MACs':>14} {'Dense':>14}"]  # fmt: skip
+        for p in [*points, {"threshold": None, "neurobench": result.get("neurobench")}]:
+            nb = p["neurobench"]
+            if nb is None:  # the full run's, when --neurobench ran it
+                continue
+            ops = nb["SynapticOperations"]
+            label = "all steps" if p["threshold"] is None else f"{p['threshold']:g}"
+            lines.append(
+                f"  {label:>10} {nb['ActivationSparsity']:13.4f} {nb['MembraneUpdates']:14,.0f} "
+                f"{ops['Effective_ACs']:14,.0f} {ops['Effective_MACs']:14,.0f} "
+                f"{ops['Dense']:14,.0f}"
+            )
     return lines

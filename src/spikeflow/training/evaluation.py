@@ -134,26 +134,28 @@ def evaluate_checkpoint(
             (SEENN's code) of the outputs of the steps so far.
 
     Returns:
-        A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when
-        it is a run folder, else ``None``), ``dataset``, ``model``, ``T``, ``epoch`` (epochs
+        A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when it is
+        a run folder, else ``None``), ``dataset``, ``model``, ``T``, ``epoch`` (epochs
         done), ``epochs`` (the run's total), ``samples``, ``split_samples`` (the whole
         split's size), ``samples_chosen_by`` (``"run"``: the run's own ``test_samples``;
         ``"argument"``: ``test_samples`` given here), ``test_loss``, ``test_acc``,
-        ``test_rate`` and ``layers`` (one dict per spiking layer: ``name``,
-        ``firing_rate``, ``spikes``, ``spikes_per_sample``, ``neurons``, ``v_mean``,
-        ``v_std``); with ``operations``, ``operations``: ``acs_per_sample``,
+        ``test_rate``, ``amp`` (the run's ``--amp``: the model runs under that autocast,
+        early exit too, as the run trained and tested) and ``layers`` (one dict per spiking
+        layer: ``name``, ``firing_rate``, ``spikes``, ``spikes_per_sample``, ``neurons``,
+        ``v_mean``, ``v_std``); with ``operations``, ``operations``: ``acs_per_sample``,
         ``macs_per_sample``, ``energy_per_sample_j``, ``layers`` (``name``, ``kind``,
-        ``acs``, ``macs``, ``input_density``, counts summed over the samples; the
-        products between activations as rows of kind ``products``), ``not_counted``,
-        ``neuron_energy_per_sample_j`` and ``neurons`` (the declared neurons' state
-        updates: :class:`~spikeflow.energy.NeuronOperations`' fields, summed over the
-        samples; not in ``energy_per_sample_j``) and ``neurons_not_counted``; with
-        ``neurobench``, ``neurobench``: NeuroBench's metrics by its names
+        ``acs``, ``macs``, ``input_density``, counts summed over the samples; the products
+        between activations as rows of kind ``products``), ``not_counted``,
+        ``neuron_energy_per_sample_j`` and ``neurons`` (the declared neurons' state updates:
+        :class:`~spikeflow.energy.NeuronOperations`' fields, summed over the samples; not in
+        ``energy_per_sample_j``) and ``neurons_not_counted``; with ``neurobench``,
+        ``neurobench``: NeuroBench's metrics by its names
         (:meth:`~spikeflow.energy.NeuroBenchResults.as_neurobench`; its
         ClassificationAccuracy is ``test_acc``, the run's readout's) and
         ``neurobench_not_counted``; with ``early_exit``, ``early_exit``: one dict per
         threshold (:func:`~spikeflow.training.early_exit_eval.evaluate_early_exit`; its
-        ``operations`` with ``operations``).
+        ``operations`` with ``operations``, NeuroBench's metrics of the steps run as
+        ``neurobench`` with ``neurobench``).
 
     The model is built as the run built it: a string an older spikeflow saved for a bool
     argument (``detach_reset = "False"``) is read by its truth value, with a
@@ -246,6 +248,7 @@ def evaluate_checkpoint(
             static=static_layout(model, info, config.T),  # type: ignore[arg-type]
             batch_size=batch_size or config.batch_size, ctx=ctx, workers=workers,
             progress=progress, operations=operations, spike_counts=spike_counts,
+            neurobench=neurobench, amp=config.amp,
         )  # fmt: skip
     return {
         "checkpoint": str(path),
@@ -256,6 +259,7 @@ def evaluate_checkpoint(
         "test_acc": sums.accuracy,
         "readout": readout,
         "test_rate": rate,
+        "amp": config.amp,
         "layers": [asdict(s) for s in layers],
         **extra,
     }
@@ -317,7 +321,12 @@ def format_evaluation(result: dict[str, Any]) -> str:
     lines += [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
         f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
-        f"  {which}",
+        f"  {which}"
+        + (
+            ""
+            if result.get("amp", "off") == "off"
+            else f"; under {result['amp']} autocast, as the run trained (--amp {result['amp']})"
+        ),
         f"  loss {result['test_loss']:.4f}   accuracy {100 * result['test_acc']:.2f}%{how}   "
         f"mean firing rate {result['test_rate']:.4f} spikes/neuron/step",
         "",
