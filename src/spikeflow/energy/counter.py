@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
 
 from spikeflow._checks import check_flag
@@ -65,7 +66,10 @@ def _unobserved(hook: Callable[..., None]) -> Callable[..., None]:
 
 def _holds_weights(module: nn.Module) -> bool:
     """A module of another kind with weights of its own of 2 or more dims (a matrix, a
-    kernel): its work is not counted. (Batch/layer/group norm parameters are 1-D.)"""
+    kernel): its work is not counted. (Batch/layer/group norm parameters are 1-D; a
+    parametrization's ``original`` weight is its layer's, counted with the layer.)"""
+    if isinstance(module, parametrize.ParametrizationList):
+        return False
     return any(p.dim() >= 2 for p in module.parameters(recurse=False))
 
 
@@ -149,6 +153,11 @@ class OperationCounter:
                 self.not_counted.append(name or "(model)")
             # Last: the module's other hooks run while the mode still follows its values.
             self._handles.append(module.register_forward_hook(leave, always_call=True))
+        from spikeflow.quant.weights import weight_bits  # (quant imports the layers)
+
+        for module, record in self._layers.items():  # a quantized weight's bits
+            layer = module.rc if isinstance(module, LinearRecurrentContainer) else module
+            record.weight_bits = weight_bits(layer)
 
     def _watch_neuron(self, name: str, module: nn.Module, analog: bool) -> None:
         """Hooks on a spiking layer: its updates (a declared neuron's), and for a model

@@ -170,7 +170,12 @@ class Technology:
     def access(self, words: float) -> float:
         """Joules of one read or write of a ``bits``-bit word in a memory of ``words``
         words (0 words: none)."""
-        size = words * self.bits / 8  # bytes
+        return self.access_bits(words * self.bits / 8, self.bits)
+
+    def access_bits(self, size: float, bits: float) -> float:
+        """Joules of one read or write of ``bits`` bits in a memory of ``size`` bytes
+        (0 bytes: none): the energy per bit at that size times ``bits`` (a quantized
+        weight narrower than the words)."""
         if size <= 0:
             return 0.0
         points = ((0.0, 0.0), *((float(b), float(e)) for b, e in self.sram))
@@ -178,7 +183,7 @@ class Technology:
                      len(points) - 1)  # fmt: skip
         (x0, y0), (x1, y1) = points[upper - 1], points[upper]
         energy = y0 + (y1 - y0) * (size - x0) / (x1 - x0)
-        return energy * self.bits / self.sram_width
+        return energy * bits / self.sram_width
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,11 @@ class AccessCounts:
         queue_reads: of the input reads, the spikes ``θ_in`` read from the input queue,
             of ``queue_words`` words (0: ``input_words``), which differs from the input
             map's when the layer is fed real values at some steps and spikes at others.
+        weight_bits: the bits of each weight of a quantized layer (0: a word of the
+            technology's ``bits``); of the parameter memory's ``parameter_words``
+            entries, ``bias_words`` are biases, which stay words. The parameter memory
+            then holds ``(parameter_words - bias_words)·weight_bits + bias_words·bits``
+            bits, and a weight read moves ``weight_bits`` of them.
     """
 
     macs: float = 0.0
@@ -326,12 +336,19 @@ class AccessCounts:
     neuron_words: int = 0
     queue_reads: float = 0.0
     queue_words: int = 0
+    weight_bits: int = 0
+    bias_words: int = 0
 
     def energy(self, technology: Technology | None = None) -> EnergyComponents:
         """The joules of these counts at ``technology`` (default: :class:`Technology`)."""
         tech = Technology() if technology is None else technology
         mac = tech.e_mul + tech.e_add
-        parameter = tech.access(self.parameter_words)
+        parameter = weight = tech.access(self.parameter_words)
+        if self.weight_bits and self.weight_bits != tech.bits:  # quantized weights
+            weights = self.parameter_words - self.bias_words
+            size = (weights * self.weight_bits + self.bias_words * tech.bits) / 8
+            parameter = tech.access_bits(size, tech.bits)
+            weight = tech.access_bits(size, self.weight_bits)
         potential = tech.access(self.potential_words)
         accesses = self.potential_reads + self.potential_writes
         if self.neuron_words in (0, self.potential_words):
@@ -348,7 +365,7 @@ class AccessCounts:
             operations=self.macs * mac + self.accumulates * tech.e_add,
             addressing=self.address_macs * mac + self.address_adds * tech.e_add,
             inputs=inputs,
-            weights=self.weight_reads * parameter,
+            weights=self.weight_reads * weight,
             biases=self.bias_reads * parameter,
             potentials=potentials,
             outputs=self.output_writes * tech.access(self.output_words),

@@ -205,10 +205,11 @@ def _steps(
 
 
 def _repeated(counts: AccessCounts, times: float) -> AccessCounts:
-    """``counts`` of ``times`` runs: every count multiplied, the memories' sizes kept."""
+    """``counts`` of ``times`` runs: every count multiplied, the memories' sizes (and
+    the weights' bits) kept."""
     return replace(counts, **{
         f.name: getattr(counts, f.name) * times
-        for f in fields(counts) if not f.name.endswith("_words")
+        for f in fields(counts) if not f.name.endswith(("_words", "_bits"))
     })  # fmt: skip
 
 
@@ -360,6 +361,8 @@ def memory_energy_report(
         record.leak = leak
     not_counted += sorted(assumed) + sorted(unfed)
 
+    from spikeflow.quant.weights import weight_bits  # (quant imports the layers)
+
     layers = []
     for record in records.values():
         if record.geometry is None:  # its weights may still be used (F.linear in a loop)
@@ -370,11 +373,17 @@ def memory_energy_report(
         steps, real = record.steps * per, record.real_steps * per
         theta_in, theta_out = record.input_spikes * per, record.output_spikes * per
         passes = max(1.0, steps / timesteps)  # a module called twice per step: twice
+        g = record.geometry
+        # A quantized layer's weights at their bits, in the SNN and the formal network
+        wb = weight_bits(record.module)
+        bits = {} if wb is None else {"weight_bits": wb,
+                                      "bias_words": g.out_channels if g.bias else 0}  # fmt: skip
         layers.append(LayerMemoryEnergy(
-            record.name, type(record.module).__name__, record.geometry, steps, real,
+            record.name, type(record.module).__name__, g, steps, real,
             theta_in, theta_out, record.neurons, record.leak,
-            snn_counts(record.geometry, steps, theta_in, theta_out, record.leak, real,
-                       record.neurons is not None, tech.fifo_words, record.neuron_count),
-            _repeated(ann_counts(record.geometry), passes), passes,
+            replace(snn_counts(g, steps, theta_in, theta_out, record.leak, real,
+                               record.neurons is not None, tech.fifo_words,
+                               record.neuron_count), **bits),
+            replace(_repeated(ann_counts(g), passes), **bits), passes,
         ))  # fmt: skip
     return MemoryEnergyReport(layers, samples, tech, not_counted)

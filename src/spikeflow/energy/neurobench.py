@@ -6,7 +6,12 @@ definitions followed here are its own, transcribed (not imported: ``neurobench``
 a dependency):
 
 * **ParameterCount**: the parameters' entries. **Footprint**: bytes of the parameters
-  and the buffers. **ConnectionSparsity**: zero weights over all weights of the leaf
+  and the buffers; a quantized layer's weight (:func:`spikeflow.quant.weight_bits`:
+  ``--weight-bits``, Loihi's grid) counts as deployed, its integers packed at their bits
+  (``ceil(entries·bits / 8)`` bytes) plus its scales (one per output channel, or one,
+  in float32), in place of the float weight and the quantizer's settings that training
+  keeps (NeuroBench reads ``element_size()``, 4 bytes for a fake-quantized weight).
+  **ConnectionSparsity**: zero weights over all weights of the leaf
   ``Linear``/``Conv1d/2d/3d`` modules (weights only) and of the ``RNN``/``LSTM``/``GRU``
   layers and cells (weights and biases), rounded to 4 decimals; a layer with a
   ``parametrize``-d weight (pruning, ``--weight-bits``) counts with the weight it
@@ -126,12 +131,39 @@ def neurobench_static(model: nn.Module) -> dict[str, Any]:
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = list(model.parameters())
-    buffers = list(model.buffers())
     return {
         "ParameterCount": sum(p.numel() for p in params),
-        "Footprint": sum(t.numel() * t.element_size() for t in (*params, *buffers)),
+        "Footprint": _footprint(model),
         "ConnectionSparsity": _connection_sparsity(model),
     }
+
+
+def _footprint(model: nn.Module) -> int:
+    """Bytes of the parameters and buffers, a quantized weight as deployed: its integers
+    packed at its bits and its float32 scales (see the module doc)."""
+    from spikeflow.quant.weights import WeightQuantizer, weight_bits  # (imports layers)
+
+    replaced: set[int] = set()
+    deployed = 0
+    for module in model.modules():
+        bits = weight_bits(module)
+        if bits is None:
+            continue
+        chain = module.parametrizations.weight
+        replaced |= {id(t) for t in (*chain.parameters(), *chain.buffers())}
+        with torch.no_grad():
+            weight = module.weight
+        deployed += -(-weight.numel() * bits // 8)  # packed, whole bytes
+        quantizer = next((q for q in chain if isinstance(q, WeightQuantizer)), None)
+        if quantizer is not None:  # Loihi's grid has a fixed scale
+            scales = 1
+            if quantizer.per_channel and weight.dim() >= 2:
+                scales = weight.shape[quantizer.channel_dim]
+                if quantizer.channel_dim == 1:  # a grouped transposed convolution
+                    scales *= quantizer.groups
+            deployed += scales * max(4, weight.element_size())
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if id(t) not in replaced]
+    return deployed + sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _is_ternary(x: Tensor) -> bool:

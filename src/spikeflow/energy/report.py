@@ -29,6 +29,8 @@ class LayerOperations:
     ``<module> (activation products)``); ``input_elements`` and ``input_nonzero`` then
     sum over both operands of each product. ``bias_reads``: the output entries of the
     calls of a layer with a bias (one bias read each, :func:`~spikeflow.energy.simple_energy`).
+    ``weight_bits``: the bits of the layer's quantized weight
+    (:func:`spikeflow.quant.weight_bits`; ``None``: not quantized, a float word).
     """
 
     name: str
@@ -42,6 +44,7 @@ class LayerOperations:
     input_elements: int = 0
     input_nonzero: int = 0
     bias_reads: int = 0
+    weight_bits: int | None = None
 
     @property
     def input_density(self) -> float:

@@ -11,10 +11,13 @@ the logical memory traffic of a neuromorphic inference (as the STEP benchmark do
 * per neuron and step, one read and one write of each state variable (the membrane,
   and a declared neuron's auxiliary states);
 
-each a word of ``word_bytes`` bytes (4: float32)::
+each a word of ``word_bytes`` bytes (4: float32), except the weights of a quantized
+layer (:func:`spikeflow.quant.weight_bits`: ``--weight-bits``, Loihi's grid), each read at
+its ``bits / 8`` bytes (a 4-bit weight: half a byte; its biases and the neurons' states
+stay words)::
 
-    E = E_AC·ACs + E_MAC·MACs + e_byte·word_bytes·(weight reads + bias reads
-        + 2·state words)
+    E = E_AC·ACs + E_MAC·MACs + e_byte·(Σ_layers weight reads·bytes per weight
+        + word_bytes·(bias reads + 2·state words))
 
 :func:`simple_energy` computes it from an :class:`~spikeflow.energy.OperationReport`
 (what :func:`~spikeflow.energy.count_operations` or an
@@ -49,8 +52,11 @@ class SimpleEnergy:
             :meth:`OperationReport.neuron_energy`).
         parameters: joules of the weight and bias reads.
         neuron_states: joules of the state reads and writes.
-        weight_reads, bias_reads: words read per sample.
+        weight_reads, bias_reads: words read per sample (a quantized weight counts
+            as one read).
         state_words: state words read per sample (as many are written).
+        weight_bytes: bytes of the weight reads per sample (a quantized layer's at its
+            bits, the others' at ``word_bytes``).
     """
 
     mac: float
@@ -61,6 +67,7 @@ class SimpleEnergy:
     weight_reads: float
     bias_reads: float
     state_words: float
+    weight_bytes: float = 0.0
 
     @property
     def compute(self) -> float:
@@ -96,7 +103,8 @@ def simple_energy(
             float32: 0.9 and 4.6 pJ; SpikingJelly's fp16 preset is 0.4 and 1.5 pJ, its
             int8 preset 0.03 and 0.23 pJ).
         e_byte: joules per byte of memory traffic (:data:`E_MEMORY_BYTE`).
-        word_bytes: bytes of a weight, a bias and a state variable (4: float32).
+        word_bytes: bytes of a weight, a bias and a state variable (4: float32); a
+            quantized layer's weight takes its ``weight_bits / 8`` bytes instead.
         neurons: add the neurons' updates (additions and comparisons at ``e_ac``,
             multiplications at ``e_mul``), as ``report.energy(neurons=True)``.
 
@@ -121,7 +129,12 @@ def simple_energy(
     samples = report.samples
     # Each synaptic operation of a layer reads its weight; products between
     # activations read none.
-    weights = sum(r.acs + r.macs for r in report.layers if r.kind != "products") / samples
+    synaptic = [r for r in report.layers if r.kind != "products"]
+    weights = sum(r.acs + r.macs for r in synaptic) / samples
+    # A quantized layer's weight is read at its own bits (a 4-bit weight: half a byte).
+    weight_bytes = sum((r.acs + r.macs) * (word_bytes if r.weight_bits is None
+                                           else r.weight_bits / 8)
+                       for r in synaptic) / samples  # fmt: skip
     biases = sum(r.bias_reads for r in report.layers) / samples
     states = sum(n.state_words for n in report.neurons) / samples
     word = e_byte * word_bytes
@@ -129,9 +142,10 @@ def simple_energy(
         mac=e_mac * report.macs,
         ac=e_ac * report.acs,
         neurons=report.neuron_energy(e_ac, e_mul) if neurons else 0.0,
-        parameters=word * (weights + biases),
+        parameters=e_byte * weight_bytes + word * biases,
         neuron_states=word * 2 * states,
         weight_reads=weights,
         bias_reads=biases,
         state_words=states,
+        weight_bytes=weight_bytes,
     )

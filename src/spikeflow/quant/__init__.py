@@ -16,7 +16,12 @@ from spikeflow.quant.membrane import (
     quantize_membrane,
     remove_membrane_quantization,
 )
-from spikeflow.quant.weights import WeightQuantizer, apply_weight_quantization, integer_weights
+from spikeflow.quant.weights import (
+    WeightQuantizer,
+    apply_weight_quantization,
+    integer_weights,
+    weight_bits,
+)
 
 __all__ = [
     "LoihiBiasGrid",
@@ -34,4 +39,5 @@ __all__ = [
     "loihi_sdnn_grid",
     "quantize_membrane",
     "remove_membrane_quantization",
+    "weight_bits",
 ]

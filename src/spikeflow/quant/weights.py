@@ -26,7 +26,7 @@ from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
 from spikeflow.prune.reparam import REPARAMETERISATIONS, chosen_layers, reparameterise
 
-__all__ = ["WeightQuantizer", "apply_weight_quantization", "integer_weights"]
+__all__ = ["WeightQuantizer", "apply_weight_quantization", "integer_weights", "weight_bits"]
 
 #: Bits a weight may have: 2 (ternary: -s, 0, s) to 16.
 MIN_BITS, MAX_BITS = 2, 16
@@ -228,6 +228,30 @@ def integer_weights(layer: nn.Module, *, name: str | None = None) -> tuple[Tenso
     raise ConfigurationError(
         f"{type(layer).__name__} is not quantized (spikeflow.quant.apply_weight_quantization)"
     )
+
+
+#: Bits of a weight on Loihi's grid (:class:`~spikeflow.quant.LoihiWeightGrid`): 8.
+LOIHI_WEIGHT_BITS = 8
+
+
+def weight_bits(layer: nn.Module) -> int | None:
+    """The bits each entry of ``layer``'s weight takes once deployed: the ``bits`` of its
+    :class:`WeightQuantizer` (:func:`apply_weight_quantization`), 8 for a weight on
+    Loihi's grid (:func:`~spikeflow.quant.loihi_grid`), ``None`` for a weight that is
+    not quantized (stored in its dtype). What the energy and memory reports price a
+    quantized layer's weights at (``docs/quantization.md``); a layer whose quantization
+    was baked in (:func:`spikeflow.prune.finalize`) is a float layer again.
+    """
+    if not isinstance(layer, nn.Module) or not parametrize.is_parametrized(layer, "weight"):
+        return None
+    from spikeflow.quant.loihi_grid import LoihiWeightGrid  # (it imports this module)
+
+    for reparam in reversed(list(layer.parametrizations.weight)):
+        if isinstance(reparam, WeightQuantizer):
+            return reparam.bits
+        if isinstance(reparam, LoihiWeightGrid):
+            return LOIHI_WEIGHT_BITS
+    return None
 
 
 def _check_finite(weight: Tensor, what: str) -> None:

@@ -362,7 +362,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
                 f"  with memory traffic (simple_energy, SpikingJelly's estimate_simple_energy):"
                 f" {simple['total'] * 1e6:.4g} µJ per sample, of which weight and bias reads "
                 f"{simple['parameters'] * 1e6:.4g} µJ and neuron state reads and writes "
-                f"{simple['neuron_states'] * 1e6:.4g} µJ (3.12 pJ per bit, float32 words)"
+                f"{simple['neuron_states'] * 1e6:.4g} µJ (3.12 pJ per bit, float32 words; "
+                "quantized weights at their bits)"
             )
         if ops["not_counted"]:
             lines.append(f"  not counted: {', '.join(ops['not_counted'])}")
