@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,8 +48,6 @@ __all__ = [
     "DetectionSums",
     "DetectionTask",
     "detection_task",
-    "evaluate_detection_checkpoint",
-    "format_detection_evaluation",
     "refuse_classification_options",
 ]
 
@@ -520,108 +518,3 @@ def _filter_detections(d: Detections, min_box_diag: float, min_box_side: float) 
 
 def _cpu(d: Detections) -> Detections:
     return Detections(d.boxes.cpu(), d.scores.cpu(), d.classes.cpu())
-
-
-def evaluate_detection_checkpoint(
-    path: Any,
-    payload: dict[str, Any],
-    config: TrainConfig,
-    *,
-    count: int | None,
-    chosen_by: str,
-    device: str = "auto",
-    batch_size: int | None = None,
-    workers: int = 0,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """``spikeflow eval`` of a detection run's checkpoint ``path`` (its ``payload`` and
-    saved ``config``): the model on ``count`` samples of the test split (None: all the
-    run tested). Returns what :func:`~spikeflow.training.evaluation.evaluate_checkpoint`
-    returns for a classification run, with ``test_loss`` and its parts (``test_box``,
-    ``test_obj``, ``test_cls``), the 12 COCO numbers (:data:`COCO_KEYS`), ``map_voc50``
-    and ``map_50_per_class`` in place of the accuracy."""
-    from spikeflow.models.common import reading_saved_run
-    from spikeflow.training.checkpoint import load_weights
-    from spikeflow.training.config import resolve
-    from spikeflow.training.distributed import pick_device
-    from spikeflow.training.evaluation import run_fields
-
-    config = resolve(config)
-    task = DetectionTask(config.dataset)
-    # The whole split, then ``count`` of it (the run's test_samples, or the argument's):
-    # a Prophesee run's test_samples chose a subset of the split, which "all" (or a
-    # larger count) must not stop at. NMNISTDetection's test_samples is how many
-    # canvases its test split holds.
-    whole = config if task.dataset == "nmnist_detection" else replace(config, test_samples=None)
-    _, full, info = task.build_datasets(whole, with_train=False)
-    test_set = even_subset(full, count)
-    ctx = DistContext(device=pick_device(device))
-    with reading_saved_run():
-        model = task.build_model(config, info).to(ctx.device)
-    load_weights(model, payload, path)
-    sums, metrics, rate, layers = task.evaluate(
-        model,
-        test_set,
-        task.make_loss(config, model),
-        T=config.T,  # type: ignore[arg-type]
-        static=False,
-        batch_size=batch_size or config.batch_size,  # type: ignore[arg-type]
-        ctx=ctx,
-        amp=config.amp,
-        workers=workers,
-        progress=progress,
-    )
-    means = sums.means()
-    return {
-        "checkpoint": str(path),
-        **run_fields(config, payload, sums.count, full, chosen_by),
-        "test_loss": means["loss"],
-        "test_box": means["box"],
-        "test_obj": means["obj"],
-        "test_cls": means["cls"],
-        **{key: float(metrics[key]) for key in COCO_KEYS},
-        "map_voc50": float(metrics["map_voc50"]),
-        "map_50_per_class": {int(k): float(v) for k, v in metrics["map_50_per_class"].items()},
-        "test_rate": rate,
-        "layers": [dataclasses.asdict(s) for s in layers],
-    }
-
-
-#: How ``spikeflow eval`` labels the 12 COCO numbers (pycocotools' summary lines).
-_COCO_LABELS = (
-    "AP  @[IoU=0.50:0.95 | area=   all | maxDets=100]",
-    "AP  @[IoU=0.50      | area=   all | maxDets=100]",
-    "AP  @[IoU=0.75      | area=   all | maxDets=100]",
-    "AP  @[IoU=0.50:0.95 | area= small | maxDets=100]",
-    "AP  @[IoU=0.50:0.95 | area=medium | maxDets=100]",
-    "AP  @[IoU=0.50:0.95 | area= large | maxDets=100]",
-    "AR  @[IoU=0.50:0.95 | area=   all | maxDets=  1]",
-    "AR  @[IoU=0.50:0.95 | area=   all | maxDets= 10]",
-    "AR  @[IoU=0.50:0.95 | area=   all | maxDets=100]",
-    "AR  @[IoU=0.50:0.95 | area= small | maxDets=100]",
-    "AR  @[IoU=0.50:0.95 | area=medium | maxDets=100]",
-    "AR  @[IoU=0.50:0.95 | area= large | maxDets=100]",
-)
-
-
-def format_detection_evaluation(result: dict[str, Any]) -> str:
-    """The report ``spikeflow eval`` prints for a detection run: the 12 COCO numbers
-    (as pycocotools' ``summarize()`` labels them; ``nan`` where pycocotools prints -1),
-    VOC AP@0.5, the loss and its parts, the firing rate."""
-    lines = [
-        f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
-        f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
-        f"  {result['samples']} of the {result['split_samples']} test samples",
-        f"  loss {result['test_loss']:.4f} (box {result['test_box']:.4f}, obj "
-        f"{result['test_obj']:.4f}, cls {result['test_cls']:.4f})   mean firing rate "
-        f"{result['test_rate']:.4f} spikes/neuron/step",
-        "",
-    ]
-    for key, label in zip(COCO_KEYS, _COCO_LABELS, strict=True):
-        lines.append(
-            f"  Average {'Precision' if key.startswith('map') else 'Recall   '}  "
-            f"{label} = {result[key]:.4f}   ({key})"
-        )
-    lines.append(f"  VOC AP@0.5 = {result['map_voc50']:.4f}")
-    lines.append(f"test COCO mAP: {result['map']:.4f}, mAP@0.5 {result['map_50']:.4f}")
-    return "\n".join(lines)

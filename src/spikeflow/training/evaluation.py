@@ -11,27 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from spikeflow.data.cache import atomic_write_bytes
-from spikeflow.energy import (
-    E_AC,
-    E_MAC,
-    E_MUL,
-    NeuroBenchCounter,
-    NeuronOperations,
-    OperationCounter,
-    format_neurobench,
-    simple_energy,
-)
-from spikeflow.energy.report import format_neurons
+from spikeflow.energy import NeuroBenchCounter, OperationCounter
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.build import build_model
 from spikeflow.training.checkpoint import load_checkpoint, load_weights
 from spikeflow.training.config import TrainConfig, config_from_dict, resolve, resolved_readout
 from spikeflow.training.data import build_datasets, even_subset, static_layout
-from spikeflow.training.detection_task import (
-    detection_task,
+from spikeflow.training.detection_eval import (
     evaluate_detection_checkpoint,
     format_detection_evaluation,
+    refuse_early_exit,
 )
+from spikeflow.training.detection_task import detection_task
 from spikeflow.training.distributed import DistContext, pick_device
 from spikeflow.training.early_exit_eval import (
     check_readout,
@@ -39,6 +30,7 @@ from spikeflow.training.early_exit_eval import (
     format_early_exit,
     parse_early_exit,
 )
+from spikeflow.training.eval_counts import format_counts, neurobench_fields, operations_fields
 from spikeflow.training.loop import evaluate
 
 __all__ = [
@@ -192,13 +184,12 @@ def evaluate_checkpoint(
         )
     chosen_by = "run" if test_samples is None else "argument"
     if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
-        if operations or neurobench or rules:
-            flags = ("--operations", operations), ("--neurobench", neurobench)
-            flag = next((f for f, on in flags if on), "--early-exit")
-            raise ConfigurationError(f"{flag}: not counted for detection runs yet")
+        if rules:
+            refuse_early_exit()
         result = evaluate_detection_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
-            chosen_by=chosen_by, workers=workers, progress=progress,
+            chosen_by=chosen_by, workers=workers, progress=progress, operations=operations,
+            spike_counts=spike_counts, neurobench=neurobench,
         )  # fmt: skip
         return {**result, "run_folder": None if run_folder is None else str(run_folder)}
     config = resolve(replace(config, test_samples=None))
@@ -219,29 +210,13 @@ def evaluate_checkpoint(
             batch_size=batch_size or config.batch_size, ctx=ctx, amp=config.amp,
             workers=workers, progress=progress, readout=readout,
         )  # fmt: skip
-    extra = {}
+    extra: dict[str, Any] = {}
     if operations:
         report = counter.report(int(sums.count))  # type: ignore[union-attr]
-        extra["operations"] = {
-            "acs_per_sample": report.acs, "macs_per_sample": report.macs,
-            "energy_per_sample_j": report.energy(),
-            "spike_counts": spike_counts,
-            "layers": [{"name": r.name, "kind": r.kind, "acs": r.acs, "macs": r.macs,
-                        "input_density": r.input_density} for r in report.layers],
-            "not_counted": report.not_counted,
-            "neuron_energy_per_sample_j": report.neuron_energy(),
-            "neurons": [asdict(n) for n in report.neurons],
-            "neurons_not_counted": report.neurons_not_counted,
-            "simple_energy": {**asdict(simple := simple_energy(report)),
-                              "memory": simple.memory, "total": simple.total},
-        }  # fmt: skip
+        extra["operations"] = operations_fields(report, spike_counts)
     if neurobench:
         nb_results = replace(nb.results(), classification_accuracy=sums.accuracy)  # type: ignore[union-attr]
-        extra["neurobench"] = nb_results.as_neurobench()
-        extra["neurobench_not_counted"] = {
-            "MembraneUpdates": nb_results.membrane_not_counted,
-            "SynapticOperations": nb_results.synops_not_counted,
-        }
+        extra.update(neurobench_fields(nb_results))
     if rules:
         extra["early_exit"] = evaluate_early_exit(
             model, test_set, rules, T=config.T,
@@ -339,49 +314,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
             f"{layer['spikes_per_sample']:14.1f} {layer['neurons']:8d} "
             f"{_membrane_stat(layer['v_mean'], '+8.3f')} {_membrane_stat(layer['v_std'], '7.3f')}"
         )
-    if "operations" in result:
-        ops = result["operations"]
-        width = max([28, *(len(layer["name"]) for layer in ops["layers"])])
-        lines += ["", f"  {'layer (synaptic operations)':<{width}} {'input density':>13} "
-                      f"{'ACs/sample':>14} {'MACs/sample':>14}"]  # fmt: skip
-        for layer in ops["layers"]:
-            lines.append(
-                f"  {layer['name']:<{width}} {layer['input_density']:13.4f} "
-                f"{layer['acs'] / result['samples']:14,.0f} "
-                f"{layer['macs'] / result['samples']:14,.0f}"
-            )
-        lines.append(
-            f"  per sample: {ops['acs_per_sample']:,.0f} ACs, {ops['macs_per_sample']:,.0f} "
-            f"MACs; energy estimate {ops['energy_per_sample_j'] * 1e6:.4g} µJ "
-            f"({E_AC * 1e12:g} pJ per AC, {E_MAC * 1e12:g} pJ per MAC, 45 nm)"
-            + ("; whole-number inputs read as spike counts" if ops.get("spike_counts") else "")
-        )
-        simple = ops.get("simple_energy")
-        if simple:
-            lines.append(
-                f"  with memory traffic (simple_energy, SpikingJelly's estimate_simple_energy):"
-                f" {simple['total'] * 1e6:.4g} µJ per sample, of which weight and bias reads "
-                f"{simple['parameters'] * 1e6:.4g} µJ and neuron state reads and writes "
-                f"{simple['neuron_states'] * 1e6:.4g} µJ (3.12 pJ per bit, float32 words; "
-                "quantized weights at their bits)"
-            )
-        if ops["not_counted"]:
-            lines.append(f"  not counted: {', '.join(ops['not_counted'])}")
-        neurons = [NeuronOperations(**n) for n in ops.get("neurons", [])]
-        if neurons:
-            lines += ["", *format_neurons(neurons, result["samples"], indent="  ")]
-            lines.append(
-                f"  neuron updates per sample: {ops['neuron_energy_per_sample_j'] * 1e6:.4g} µJ "
-                f"({E_AC * 1e12:g} pJ per addition or comparison, {E_MUL * 1e12:g} pJ per "
-                "multiplication), not in the energy estimate above"
-            )
-        if ops.get("neurons_not_counted"):
-            lines.append(f"  neuron updates not counted: {', '.join(ops['neurons_not_counted'])}")
-    if "neurobench" in result:
-        lines += ["", *(f"  {line}" for line in format_neurobench(result["neurobench"]))]
-        for metric, names in result.get("neurobench_not_counted", {}).items():
-            if names:
-                lines.append(f"    not in {metric}: {', '.join(names)}")
+    lines += format_counts(result)
     if "early_exit" in result:
         lines += format_early_exit(result)
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
