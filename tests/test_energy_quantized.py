@@ -126,6 +126,28 @@ def test_lemaire_memory_by_hand():
     assert report.snn_energy().weights < before / 4
 
 
+class _Twice(nn.Module):
+    """A quantized Linear(4, 4) applied twice per step: two passes in the formal network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = layers.Linear(4, 4)
+        self.lif = IFNode()
+        quant.apply_weight_quantization(self, bits=5, layers=[self.fc])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(self.fc(self.fc(x)))
+
+
+def test_a_layer_run_twice_keeps_its_bits():
+    net, x = _Twice(), torch.rand(3, 2, 4)
+    report = memory_energy_report(net, x)
+    [layer] = report.layers
+    assert layer.ann_passes == 2  # every count doubled, the memory and the bits kept
+    assert layer.ann.weight_bits == layer.snn.weight_bits == 5
+    assert layer.ann.bias_words == 4
+
+
 def test_eval_of_a_weight_bits_run(tmp_path):
     """``spikeflow eval --operations --neurobench`` of a ``--weight-bits 4`` run: every
     linear and convolution layer's weight read at half a byte, its Footprint packed."""
