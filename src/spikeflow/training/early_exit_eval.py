@@ -20,6 +20,7 @@ from spikeflow.inference import CRITERIA, ExitRule, early_exit
 from spikeflow.inference.early_exit import Accumulate
 from spikeflow.training.data import StaticLayout, to_time_major
 from spikeflow.training.distributed import DistContext
+from spikeflow.training.eval_counts import neurobench_fields
 from spikeflow.training.loop import autocast_context
 
 __all__ = ["evaluate_early_exit", "format_early_exit", "parse_early_exit"]
@@ -130,12 +131,7 @@ def evaluate_early_exit(
             entry["operations"] = {"acs_per_sample": report.acs, "macs_per_sample": report.macs,
                                    "energy_per_sample_j": report.energy()}  # fmt: skip
         if nb is not None:
-            nb_results = nb.results()
-            entry["neurobench"] = nb_results.as_neurobench()
-            entry["neurobench_not_counted"] = {
-                "MembraneUpdates": nb_results.membrane_not_counted,
-                "SynapticOperations": nb_results.synops_not_counted,
-            }
+            entry.update(neurobench_fields(nb.results()))
         results.append(entry)
     return results
 
