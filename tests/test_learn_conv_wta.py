@@ -103,9 +103,32 @@ def test_errors_and_repr():
         wta(torch.zeros(2, 1, 3, 5, 5, dtype=torch.int64))
     with pytest.raises(ConfigurationError, match="inhibition_radius"):
         ConvWinnerTakeAll(3, inhibition_radius=-1)
-    with pytest.raises(ConfigurationError, match="k"):
+    with pytest.raises(ConfigurationError, match=r"ConvWinnerTakeAll: k \(4\) must not exceed "
+                       r"channels \(3\)"):  # fmt: skip
         ConvWinnerTakeAll(3, k=4)
+    with pytest.raises(ConfigurationError, match="ConvWinnerTakeAll: channels must be"):
+        ConvWinnerTakeAll(0)
+    with pytest.raises(ConfigurationError, match="ConvWinnerTakeAll: theta_decay"):
+        ConvWinnerTakeAll(3, theta_decay=1.5)
+    for empty in ((2, 1, 3, 0, 5), (2, 1, 3, 5, 0)):  # an empty map, not max_pool2d's error
+        with pytest.raises(ShapeError, match="T, H, W >= 1"):
+            wta(torch.zeros(empty))
+    with pytest.raises(ShapeError, match="no single-step mode"):
+        wta(torch.zeros(1, 3, 5, 5))
     assert "inhibition_radius=1" in repr(wta)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 3, 1, 7), (3, 1, 3, 2, 2)])
+def test_a_radius_beyond_the_map_is_one_winner_per_map(shape):
+    # every position within r of every other: at most one position fires per step
+    # (bar exact ties) and its spike resets the whole map
+    torch.manual_seed(9)
+    wta = ConvWinnerTakeAll(3, tau=1.0, v_threshold=0.2, inhibition_radius=9).double()
+    x = torch.rand(shape, dtype=torch.float64) + 0.3
+    out = wta(x)
+    assert (out.flatten(2).sum(-1) == 1).all()  # each step and sample: one spike
+    expected, _ = _by_loop(x, wta, train=False)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
 def test_the_nmnist_example_learns_on_real_recordings():

@@ -62,6 +62,9 @@ class WinnerTakeAll(nn.Module):
     no guaranteed order).
     """
 
+    #: The size argument's name in error messages.
+    _size_name = "num_neurons"
+
     def __init__(
         self,
         num_neurons: int,
@@ -74,20 +77,19 @@ class WinnerTakeAll(nn.Module):
         process_group: dist.ProcessGroup | None = None,
     ) -> None:
         super().__init__()
-        self.num_neurons = check_int("WinnerTakeAll: num_neurons", num_neurons, 1)
-        self.tau = check_real("WinnerTakeAll: tau", tau, 1.0)
-        self.v_threshold = check_real("WinnerTakeAll: v_threshold", v_threshold, 0.0,
-                                      low_open=True)  # fmt: skip
-        self.k = check_int("WinnerTakeAll: k", k, 1)
+        # errors name the class and its size argument (ConvWinnerTakeAll: channels)
+        cls, size = type(self).__name__, self._size_name
+        self.num_neurons = check_int(f"{cls}: {size}", num_neurons, 1)
+        self.tau = check_real(f"{cls}: tau", tau, 1.0)
+        self.v_threshold = check_real(f"{cls}: v_threshold", v_threshold, 0.0, low_open=True)
+        self.k = check_int(f"{cls}: k", k, 1)
         if self.k > self.num_neurons:
-            raise ConfigurationError(
-                f"WinnerTakeAll: k ({k}) must not exceed num_neurons ({num_neurons})"
-            )
-        self.theta_plus = check_real("WinnerTakeAll: theta_plus", theta_plus, 0.0)
-        self.theta_decay = check_real("WinnerTakeAll: theta_decay", theta_decay, 0.0, 1.0,
+            raise ConfigurationError(f"{cls}: k ({k}) must not exceed {size} ({num_neurons})")
+        self.theta_plus = check_real(f"{cls}: theta_plus", theta_plus, 0.0)
+        self.theta_decay = check_real(f"{cls}: theta_decay", theta_decay, 0.0, 1.0,
                                       low_open=True)  # fmt: skip
-        self.sync_processes = check_flag("WinnerTakeAll", "sync_processes", sync_processes)
-        self.process_group = check_process_group("WinnerTakeAll", process_group)
+        self.sync_processes = check_flag(cls, "sync_processes", sync_processes)
+        self.process_group = check_process_group(cls, process_group)
         self.register_buffer("theta", torch.zeros(num_neurons))
 
     @torch.no_grad()
@@ -179,8 +181,11 @@ class ConvWinnerTakeAll(WinnerTakeAll):
             default: a map spikes at many positions).
         inhibition_radius: ``r`` above (0: competition within a position only).
 
-    Input currents ``[T, B, C, H, W]``, output spikes of the same shape.
+    Input currents ``[T, B, C, H, W]`` (whole sequences: the membranes start at zero in
+    each call, there is no single-step mode), output spikes of the same shape.
     """
+
+    _size_name = "channels"
 
     def __init__(
         self,
@@ -208,11 +213,12 @@ class ConvWinnerTakeAll(WinnerTakeAll):
     def forward(self, x: Tensor) -> Tensor:
         """Currents ``[T, B, C, H, W]`` -> spikes ``[T, B, C, H, W]``."""
         if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[2] != self.num_neurons or (
-                x.shape[0] == 0):  # fmt: skip
+                x.shape[0] == 0 or x.shape[3] == 0 or x.shape[4] == 0):  # fmt: skip
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ShapeError(
                 f"ConvWinnerTakeAll: expects currents [T, B, C, H, W] with C = "
-                f"{self.num_neurons} and T >= 1, got {shape}"
+                f"{self.num_neurons} and T, H, W >= 1 (a whole sequence: it has no "
+                f"single-step mode), got {shape}"
             )
         if not x.is_floating_point():
             raise DTypeError(f"ConvWinnerTakeAll: currents must be floating point, got {x.dtype}")
