@@ -314,8 +314,22 @@ class TripletSTDPLearner(STDPLearner):
     def from_preset(
         cls, synapse: nn.Module, neuron: nn.Module, name: str, dt: float = 1.0, **kwargs: Any
     ) -> TripletSTDPLearner:
-        """A learner with the parameters of ``TRIPLET_PRESETS[name]``, steps of ``dt`` ms."""
-        return cls(synapse, neuron, **triplet_preset(name, dt), **kwargs)
+        """A learner with the parameters of ``TRIPLET_PRESETS[name]``, steps of ``dt`` ms;
+        ``kwargs``: the learner's other arguments (``f_pre``, ``f_post``,
+        ``average_processes``, ``process_group``).
+
+        Raises:
+            ConfigurationError: an unknown preset, or a ``kwargs`` entry the preset sets.
+        """
+        params = triplet_preset(name, dt)
+        overlap = sorted(set(kwargs) & set(params))
+        if overlap:
+            raise ConfigurationError(
+                f"TripletSTDPLearner.from_preset: {', '.join(overlap)} set by the preset "
+                f"{name!r} (a fitted set is one package); to change them, pass "
+                "TripletSTDPLearner(synapse, neuron, **{**triplet_preset(name, dt), ...})"
+            )
+        return cls(synapse, neuron, **params, **kwargs)
 
     @property
     def tau_plus(self) -> float:
