@@ -76,6 +76,13 @@ def features(conv: nn.Conv2d, wta: ConvWinnerTakeAll, x: Tensor, batch: int = 10
     return torch.cat(out)
 
 
+def batches(x: Tensor, args: argparse.Namespace) -> list[Tensor]:
+    """The recordings of ``x`` in one shuffled pass (``args.seed``), ``args.batch`` at a
+    time: the same order for the learned layer and the frozen control."""
+    order = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(args.seed))
+    return [order[i : i + args.batch] for i in range(0, x.shape[1], args.batch)]
+
+
 def train(conv: nn.Conv2d, wta: ConvWinnerTakeAll, x: Tensor, args: argparse.Namespace) -> None:
     """One unsupervised pass of STDP over ``x`` (no labels)."""
 
@@ -85,17 +92,27 @@ def train(conv: nn.Conv2d, wta: ConvWinnerTakeAll, x: Tensor, args: argparse.Nam
     learner = STDPLearner(conv, wta, tau_pre=2.0, tau_post=2.0,
                           f_pre=lambda w: 0.75 * soft_bound(w), f_post=soft_bound)  # fmt: skip
     optimizer = torch.optim.SGD(conv.parameters(), lr=args.lr)
-    order = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(args.seed))
     wta.train()
-    for i in range(0, x.shape[1], args.batch):
+    for batch in batches(x, args):
         with torch.no_grad():
-            run(conv, wta, x[:, order[i : i + args.batch]])
+            run(conv, wta, x[:, batch])
         optimizer.zero_grad()
         learner.step()
         optimizer.step()
         with torch.no_grad():
             conv.weight.clamp_(0, 1)
     learner.close()
+
+
+def frozen_pass(
+    conv: nn.Conv2d, wta: ConvWinnerTakeAll, x: Tensor, args: argparse.Namespace
+) -> None:
+    """The control: :func:`train`'s pass (same batches, same order, thresholds adapting)
+    with the weights left as they are."""
+    wta.train()
+    with torch.no_grad():
+        for batch in batches(x, args):
+            run(conv, wta, x[:, batch])
 
 
 def score(train_f: Tensor, y_train: Tensor, test_f: Tensor, y_test: Tensor) -> tuple[float, float]:
@@ -132,11 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         conv, wta = build(args.seed, args.threshold, args.radius, args.theta_plus)
         if name == "STDP":
             train(conv, wta, x_train, args)
-        else:  # the same homeostasis pass, without learning: thresholds alike
-            with torch.no_grad():
-                wta.train()
-                for i in range(0, x_train.shape[1], args.batch):
-                    run(conv, wta, x_train[:, i : i + args.batch])
+        else:
+            frozen_pass(conv, wta, x_train, args)
         f_train, f_test = features(conv, wta, x_train), features(conv, wta, x_test)
         rate = float(f_train.mean()) / args.frames * 16  # maps firing per position and step
         results[name] = score(f_train, y_train, f_test, y_test)

@@ -151,3 +151,10 @@ def test_the_nmnist_example_learns_on_real_recordings():
     assert float(wta.theta.sum()) > 0  # the maps fired and adapted
     features = example.features(conv, wta, x)
     assert features.shape == (40, 256) and features.sum() > 0
+    # the frozen control adapts its thresholds as the learned layer would with lr = 0:
+    # the same batches in the same order
+    still, control = example.build(0, 6.0, 0, 5e-4), example.build(0, 6.0, 0, 5e-4)
+    example.train(*still, x, argparse.Namespace(lr=0.0, seed=1, batch=10))
+    example.frozen_pass(*control, x, argparse.Namespace(lr=3e-3, seed=1, batch=10))
+    torch.testing.assert_close(control[1].theta, still[1].theta, rtol=0, atol=0)
+    assert float(still[1].theta.sum()) > 0
