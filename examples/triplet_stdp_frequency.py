@@ -12,7 +12,7 @@ not take 600 s of steps. Each row also prints the continuous-time value of the p
 equations (an event loop over the spike times with ``exp(-Δt/τ)``), the reference.
 Weight changes in % of an initial weight of 1 (the rule is additive).
 
-    python examples/triplet_stdp_frequency.py             # dt = 0.1 ms, ~1 min
+    python examples/triplet_stdp_frequency.py             # dt = 0.1 ms, ~2 min
     python examples/triplet_stdp_frequency.py --dt 0.5
 """
 
