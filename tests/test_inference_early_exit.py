@@ -411,6 +411,36 @@ def test_cache_filled_at_the_first_call_accepted(recorded: bool) -> None:
     assert result.predictions.tolist() == predictions
 
 
+def test_one_walk_of_the_network_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step records the network's tensor attributes once (the record after a step
+    is the next step's starting point), not before and after every step; the exits and
+    a state kept outside MemoryModules are found as before."""
+    from spikeflow.inference import state_rows
+
+    walks = []
+    real = state_rows._tensor_attributes
+
+    def counted(net: nn.Module) -> state_rows._Attributes:
+        walks.append(1)
+        return real(net)
+
+    monkeypatch.setattr(state_rows, "_tensor_attributes", counted)
+    net, x = build("mlp")
+    with torch.no_grad():
+        out_seq = net(x)
+    rule = ExitRule("confidence", spread_threshold(out_seq, "confidence"))
+    steps, predictions, _ = reference_exits(out_seq, rule)
+    result = early_exit(net, x, rule)
+    assert result.exit_steps.tolist() == steps
+    assert result.predictions.tolist() == predictions
+    assert len(walks) == max(steps) > 1  # one walk per step run
+    walks.clear()
+    stateful = nn.Sequential(net[0], net[1], _BufferState(48), net[2], net[3]).double()
+    with pytest.raises(StateError, match="changes its tensor 'v'"):
+        early_exit(stateful, x, rule)
+    assert len(walks) == 2  # refused at the second step
+
+
 def test_entropy_of_outputs_with_minus_infinity() -> None:
     """Log-probability outputs may hold -inf (a class of probability 0): 0 log 0 = 0,
     so the entropy is that of the other classes, not NaN (which never exits)."""

@@ -37,6 +37,11 @@ class SteppedNetwork:
     """``net`` called chunk by chunk with an explicit state (as
     :func:`spikeflow.functional.run`), whose state's samples can be selected.
 
+    After each call the network's tensor attributes are recorded once; a call after the
+    first that set, replaced or updated one of them (a state kept outside the
+    MemoryModule protocol) is refused. The record of one call is the next call's
+    starting point, so code between two calls must not change those attributes either.
+
     Raises:
         StateError: ``net`` holds a module that cannot carry its state from one call
             to the next (a whole-sequence module, another library's neuron:
@@ -48,19 +53,21 @@ class SteppedNetwork:
         self.net = net
         self._modules = {n: m for n, m in net.named_modules() if isinstance(m, MemoryModule)}
         self._step_shapes: dict[str, tuple[int, ...] | None] = {}
-        self._calls = 0
+        #: The network's tensor attributes after the last call (None before the first):
+        #: the next call's "before", so each call walks the network once.
+        self._attributes: _Attributes | None = None
 
     def __call__(self, x: Tensor, state: NetworkState | None) -> tuple[Any, NetworkState]:
         """``net(x)`` from ``state`` (None: the initial state): the output and the
         state after the call."""
         given: dict[str, dict[str, Tensor] | None] = dict(state or {})
         shapes: dict[str, tuple[int, ...] | None] = {}
-        before = _tensor_attributes(self.net)
         output, final = run_explicit(self._modules, given, lambda: self.net(x), shapes)
         self._step_shapes = shapes
-        self._calls += 1
-        if self._calls > 1:  # the first call may fill caches; later ones must not change
-            _check_unchanged(before, _tensor_attributes(self.net))
+        after = _tensor_attributes(self.net)
+        if self._attributes is not None:  # the first call may fill caches; later ones must not
+            _check_unchanged(self._attributes, after)
+        self._attributes = after
         return output, final
 
     def batch_dim(self, module: str, key: str, value: Tensor, batch: int) -> int | None:
