@@ -450,3 +450,64 @@ def test_content_hashes_are_recorded_so_a_later_run_hashes_nothing(tmp_path, mon
     again = make("content")
     assert again.preprocess(workers=1, progress=False) == 1 and hashed == [path.name]
     assert not np.array_equal(again[0][0].numpy(), make("stat")[0][0].numpy())
+
+
+def test_entry_paths_and_stored_keys_are_those_of_the_full_keys_json(cache):
+    """An entry's file and stored key come from the canonical JSON of the namespace and
+    the entry's key together (built from the namespace's JSON made once): entries
+    written before, by that definition, are still found and read."""
+    import hashlib
+
+    from spikeflow.data.cache import canonical_key
+
+    odd = ArrayCache(cache.directory.parent, {"name": "ü/x", "z": [1, (2, 3)], "a": {"b": None}})
+    keys = [{"file": {"path": "/d/ä.bin", "size": 3, "mtime_ns": 7}},
+            {"recording": {"size": 1}, "csv": {"sha256": "ab"}, "ts": 1.5}]  # fmt: skip
+    for store, key in ((cache, keys[0]), (odd, keys[0]), (odd, keys[1])):
+        text = canonical_key(store.full_key(key))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        path = store.directory / digest[:2] / f"{digest}.sfc"
+        assert store.path_for(key) == path
+        array = np.arange(6, dtype=np.int16).reshape(2, 3) - 2
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_entry(array, store.full_key(key)))
+        loaded = store.load(key)
+        assert loaded is not None and np.array_equal(loaded, array)
+    with pytest.warns(CacheCorruptionWarning, match="another key"):  # the stored key checked
+        other = cache.path_for(keys[1])
+        other.parent.mkdir(parents=True, exist_ok=True)
+        other.write_bytes(encode_entry(np.zeros(2), cache.full_key(keys[0])))
+        assert cache.load(keys[1]) is None
+
+
+def test_a_dataset_resolves_each_file_once_and_stats_it_at_every_read(tmp_path, monkeypatch):
+    """Cache keys of a dataset's files: the resolved path (symbolic links followed, as
+    file_identity gives it: caches written before still hit) looked up once per file and
+    dataset, the size and mtime at every read (a file touched during the run misses)."""
+    from spikeflow.data.cache import file_identity
+
+    real = fake_nmnist(tmp_path / "real", per_label=1)
+    (tmp_path / "link").symlink_to(real)
+    data = NMNIST(tmp_path / "link", data_type="frame", frames_number=4,
+                  cache_dir=tmp_path / "cache")  # fmt: skip
+    path = data.samples[0][0]
+    identity = data.source_identity(path)
+    assert identity == file_identity(path) and identity["path"].startswith(str(real.resolve()))
+    resolved = []
+    original = Path.resolve
+
+    def counted(self: Path, strict: bool = False) -> Path:
+        resolved.append(self)
+        return original(self, strict)
+
+    monkeypatch.setattr(Path, "resolve", counted)
+    computed = []
+    compute = data.representation
+    data.representation = lambda rec: computed.append(1) or compute(rec)
+    first = [data[0][0] for _ in range(3)]
+    assert len(computed) == 1 and not resolved  # resolved at the identity above
+    os.utime(path, ns=(5, 5))
+    assert data.source_identity(path)["mtime_ns"] == 5
+    touched = data[0][0]
+    assert len(computed) == 2 and not resolved
+    assert all(torch.equal(x, touched) for x in first)

@@ -55,6 +55,7 @@ __all__ = [
     "parallel_map",
     "recall_content_identity",
     "remember_content_identity",
+    "stat_identity",
     "stat_signature",
 ]
 
@@ -90,14 +91,23 @@ def file_identity(path: str | os.PathLike, content_hash: bool = False) -> dict[s
     that keep mtimes; reads the whole file once).
     """
     p = Path(path).resolve()
-    st = p.stat()
     if content_hash:
+        st = p.stat()
         h = hashlib.sha256()
         with open(p, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
         return {"size": st.st_size, "sha256": h.hexdigest()}
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return stat_identity(p, str(p))
+
+
+def stat_identity(path: str | os.PathLike, resolved: str) -> dict[str, Any]:
+    """:func:`file_identity` of ``path`` by stat, its resolved path given (``resolved``,
+    as ``str(Path(path).resolve())``): a caller that keys many reads of the same files
+    resolves each path once (resolving walks every component of the path) and stats it
+    at every read."""
+    st = os.stat(path)
+    return {"path": resolved, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def stat_signature(path: str | os.PathLike) -> dict[str, Any]:
@@ -222,6 +232,11 @@ def decode_entry(raw: bytes, key: Mapping[str, Any] | None = None, path: Any = N
     Raises:
         DataFormatError: naming ``path`` and what is wrong (magic, length, digest, key).
     """
+    return _decode_entry(raw, None if key is None else canonical_key(key), path)
+
+
+def _decode_entry(raw: bytes, key_text: str | None, path: Any) -> np.ndarray:
+    """:func:`decode_entry` with the key as its canonical JSON (:func:`canonical_key`)."""
     where = path or "<cache entry>"
     if len(raw) < len(_MAGIC) + 4 + _DIGEST or raw[: len(_MAGIC)] != _MAGIC:
         raise DataFormatError(f"{where}: not a spikeflow cache entry (bad magic or too short)")
@@ -236,7 +251,7 @@ def decode_entry(raw: bytes, key: Mapping[str, Any] | None = None, path: Any = N
         stored_key = header["key"]
     except (ValueError, KeyError, TypeError) as exc:
         raise DataFormatError(f"{where}: unreadable header ({type(exc).__name__}: {exc})") from None
-    if key is not None and stored_key != canonical_key(key):
+    if key_text is not None and stored_key != key_text:
         raise DataFormatError(f"{where}: entry belongs to another key")
     payload = raw[start + hlen : -_DIGEST]
     if len(payload) != stored.itemsize * int(np.prod(shape, dtype=np.int64)):
@@ -258,6 +273,7 @@ class ArrayCache:
     def __init__(self, root: str | os.PathLike, namespace: Mapping[str, Any]) -> None:
         self.namespace = dict(namespace)
         text = canonical_key(self.namespace)
+        self._namespace_text = text
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         name = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(
             self.namespace.get("name", "cache")))[:40]  # fmt: skip
@@ -267,14 +283,23 @@ class ArrayCache:
         """The key stored in an entry: the namespace plus the entry's own key."""
         return {"namespace": self.namespace, "entry": dict(key)}
 
+    def _key_text(self, key: Mapping[str, Any]) -> str:
+        """``canonical_key(self.full_key(key))``, from the namespace's JSON made once:
+        the canonical JSON of a dict is its sorted items' JSON ("entry" < "namespace")."""
+        return f'{{"entry":{canonical_key(dict(key))},"namespace":{self._namespace_text}}}'
+
     def path_for(self, key: Mapping[str, Any]) -> Path:
         """Where the entry for ``key`` lives (it may not exist)."""
-        digest = hashlib.sha256(canonical_key(self.full_key(key)).encode()).hexdigest()
+        return self._path_for(self._key_text(key))
+
+    def _path_for(self, key_text: str) -> Path:
+        digest = hashlib.sha256(key_text.encode()).hexdigest()
         return self.directory / digest[:2] / (digest + _SUFFIX)
 
     def load(self, key: Mapping[str, Any]) -> np.ndarray | None:
         """The cached array, or ``None`` on a miss or a corrupt entry (deleted, warned)."""
-        path = self.path_for(key)
+        key_text = self._key_text(key)
+        path = self._path_for(key_text)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -284,7 +309,7 @@ class ArrayCache:
                           RuntimeWarning, stacklevel=2)  # fmt: skip
             return None
         try:
-            return decode_entry(raw, self.full_key(key), path)
+            return _decode_entry(raw, key_text, path)
         except DataFormatError as exc:
             try:
                 path.unlink()

@@ -35,6 +35,7 @@ from spikeflow.data.cache import (
     parallel_map,
     recall_content_identity,
     remember_content_identity,
+    stat_identity,
     stat_signature,
 )
 from spikeflow.data.events import EventRecording
@@ -174,6 +175,7 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         self.target_transform = target_transform
         self.cache_identity = cache_identity
         self._content_ids: dict[Path, dict[str, Any]] = {}  # path -> its SHA-256 identity
+        self._resolved: dict[Path, str] = {}  # absolute path -> its resolved path
         self.representation: Representation | None = None
         self.cache: ArrayCache | None = None
         if data_type == "frame":
@@ -240,10 +242,16 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         so later runs read the record instead of hashing again while that signature
         holds (a moved or rewritten file, even one whose mtime a tool set back, is
         hashed again).
-        ``"stat"`` is cheap and looked up each time, so an edited file is a miss.
+        ``"stat"`` is cheap and looked up each time, so an edited file is a miss; an
+        absolute path is resolved (its symbolic links followed) once per dataset instance.
         """
         if self.cache_identity != "content":
-            return file_identity(path)
+            if not os.path.isabs(path):  # (resolved against the working directory of now)
+                return file_identity(path)
+            resolved = self._resolved.get(path)
+            if resolved is None:
+                resolved = self._resolved[path] = str(Path(path).resolve())
+            return stat_identity(path, resolved)
         found = self._content_ids.get(path)
         if found is None:
             memo = self._content_memo_root()
