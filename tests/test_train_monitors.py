@@ -426,3 +426,41 @@ def test_monitor_sums_are_float32_where_the_device_has_no_float64(monkeypatch):
         stats = monitor.summary()[0]
     assert stats.spikes == float(s1.sum())
     assert stats.v_mean == pytest.approx(float(v1.double().mean()), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kind", ["binary", "ternary", "counts", "bfloat16", "real", "nan", "empty"]
+)
+def test_spike_magnitude_sum_is_the_float64_sum_bit_for_bit(kind: str) -> None:
+    """The monitors' spike sum equals ``abs().sum(dtype=float64)`` exactly: integer
+    magnitudes summed in float32 chunks that stay below 2^24 (counts of 1,000 whose odd
+    total, ~4e7, float32 cannot hold in one sum), anything else in float64."""
+    from spikeflow.training.monitors import spike_magnitude_sum
+
+    g = torch.Generator().manual_seed(0)
+    shape = (4, 8, 3, 17, 17)
+    if kind == "binary":
+        x = (torch.rand(shape, generator=g) < 0.3).float()
+    elif kind == "ternary":
+        x = torch.randint(-1, 2, shape, generator=g).float()
+    elif kind == "counts":
+        x = torch.full((40_000,), 1000.0)
+        x[7] = -1.0
+    elif kind == "bfloat16":
+        x = (torch.rand(shape, generator=g) < 0.3).to(torch.bfloat16)
+    elif kind == "real":
+        x = torch.rand(shape, generator=g) * (torch.rand(shape, generator=g) < 0.5)
+    elif kind == "nan":
+        x = (torch.rand(shape, generator=g) < 0.3).float()
+        x[0, 0, 0, 0, 0] = float("nan")
+    else:
+        x = torch.zeros(0, 5)
+    expected = x.abs().sum(dtype=torch.float64)
+    got = spike_magnitude_sum(x, torch.float64)
+    assert got.dtype == torch.float64 and got.dim() == 0
+    assert torch.equal(got, expected) or (kind == "nan" and got.isnan() and expected.isnan())
+    if kind == "counts":
+        assert float(got) == 39_999_001 and float(x.abs().sum()) != 39_999_001
+    assert torch.equal(spike_magnitude_sum(x, torch.float32), x.abs().sum(dtype=torch.float32)) or (
+        kind == "nan"
+    )

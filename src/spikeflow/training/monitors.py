@@ -126,6 +126,44 @@ def sum_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
+#: float32 holds every integer up to 2^24 exactly (and float64 up to 2^53).
+_EXACT_FLOAT32 = 2**24
+
+
+def spike_magnitude_sum(spikes: Tensor, dtype: torch.dtype) -> Tensor:
+    """``spikes.abs().sum(dtype=dtype)`` (a 0-dim tensor), the same number faster on the
+    CPU for the usual spikes.
+
+    On the CPU a float32 tensor summed into float64 takes ~100x the float32 sum (the
+    conversion is not vectorised: 55 ms against 0.55 ms for 5.4 M elements), the largest
+    cost of a monitored training step of a conv net. Spikes whose magnitudes are all
+    integers (binary, ternary, spike counts: checked) are summed exactly in float32, in
+    chunks whose sums cannot pass 2^24, and the chunks' sums added in ``dtype``: every
+    partial sum is then an exactly represented integer, so the result equals the
+    float64 sum bit for bit. Other spikes (real-valued ones, NaN), other devices and
+    traced code (``torch.compile``) take the plain float64 sum.
+    """
+    fast = (
+        dtype == torch.float64
+        and spikes.device.type == "cpu"
+        and spikes.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        and spikes.numel() > 0
+        and not torch.compiler.is_compiling()
+    )
+    if fast:
+        flat = spikes.reshape(-1).float()  # (exact from float16 and bfloat16)
+        low, high = (float(v) for v in torch.aminmax(flat))
+        magnitude = flat if low >= 0 else flat.abs()  # (no copy for non-negative spikes)
+        top = max(high, -low)
+        if top <= _EXACT_FLOAT32:  # (False for NaN)
+            gap = torch.floor(magnitude).sub_(magnitude)  # <= 0; 0 where an integer
+            if float(gap.min()) == 0:
+                chunk = int(_EXACT_FLOAT32 // max(top, 1.0))
+                parts = [part.sum() for part in magnitude.split(chunk)]
+                return torch.stack(parts).sum(dtype=dtype)
+    return spikes.abs().sum(dtype=dtype)
+
+
 class _Accumulator:
     """Running sums of one layer: 0-dim tensors (float64 sums, :func:`sum_dtype`; int64
     counts) on the device given, from the start, so that a hook traced by
@@ -376,7 +414,7 @@ class SpikeMonitor:
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
-            acc.spikes = acc.spikes + spikes.abs().sum(dtype=acc.spikes.dtype)
+            acc.spikes = acc.spikes + spike_magnitude_sum(spikes, acc.spikes.dtype)
             acc.elements = acc.elements + spikes.numel()
             # Once per sequence, not per step or chunk: at its first call, or at the
             # first call recorded at all (a monitor attached or reset mid-sequence).
