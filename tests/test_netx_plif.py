@@ -65,7 +65,8 @@ def test_plif_layers_are_written_with_their_12_bit_decay_and_folded_input(tmp_pa
             group = f[f"layer/{layer}"]
             assert int(group["neuron/vDecay"][()]) == decay
             assert int(group["neuron/iDecay"][()]) == 4096  # the voltage adds the input
-            factor = decay / 4096 if folded else 1.0  # decay_input: input / tau
+            w = net[synapse + 1].w.detach()  # decay_input: input / tau, the trained tau
+            factor = float(torch.sigmoid(w)) if folded else 1.0
             weight = net[synapse].weight.detach() * factor
             assert torch.equal(
                 torch.from_numpy(group["weight"][()]).long(), lava_dl_weights(weight)
@@ -108,6 +109,32 @@ def test_at_tau_2_the_file_gives_the_float_plif_spikes_on_the_grid_exactly(tmp_p
     expected = _run(reference, x)
     assert expected.mean() > 0.05 and torch.equal(got, expected)
     assert torch.equal(_run(on_netx_grid(net), x), expected)
+
+
+@pytest.mark.parametrize("tau", [5000.0, 10000.0])
+def test_a_long_tau_keeps_its_trained_input_scale(tmp_path, tau):
+    """With tau = 5000 (vDecay = round(0.82) = 1) and 10000 (vDecay = 0: an IF layer)
+    the fold is the trained 1/tau, not vDecay/4096 (1.22 times it at 5000, and 0, a
+    layer without input, at 10000): the file's weights are round(32 W/tau)·2 and the
+    chip fires as the float PLIF layer does (its leak over 40 steps is < 1 %)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layers.Linear(20, 10, bias=False),
+        neurons.ParametricLIFNode(init_tau=tau, v_threshold=1.0, strict_firing=True),
+    ).double()
+    with torch.no_grad():
+        net[0].weight.mul_(2 * tau)  # W/tau of order 1: the float layer fires
+    path = export_netx(net, tmp_path / "long.net", (20,))
+    factor = float(torch.sigmoid(net[1].w.detach()))
+    with h5py.File(path, "r") as f:
+        weight = torch.from_numpy(f["layer/1/weight"][()]).long()
+        assert int(f["layer/1/neuron/vDecay"][()]) == round(4096 / tau)
+    assert torch.equal(weight, lava_dl_weights(net[0].weight.detach() * factor))
+    x = (torch.rand(40, 8, 20) < 0.3).double()
+    got, expected = import_netx(path)(x.long()).double(), _run(net, x)
+    assert expected.mean() > 0.02
+    assert abs(float(got.mean() - expected.mean())) < 0.1 * float(expected.mean())
+    assert (got == expected).double().mean() > 0.97
 
 
 def test_one_decay_per_layer_per_channel_w_of_one_value_exports(tmp_path):

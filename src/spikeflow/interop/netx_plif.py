@@ -9,8 +9,14 @@ as ``LIFNode(tau = 4096 / vDecay, decay_input=False)`` (``IFNode`` for ``vDecay 
 with the current decaying fully each step (``iDecay = 4096``), the mapping
 :mod:`spikeflow.interop.netx` uses for LIF. With ``decay_input=True`` (PLIF's default)
 the input is divided by ``tau`` before it reaches the voltage; Loihi adds it undivided,
-so the factor ``vDecay / 4096`` is folded into the synapse before (its weight and bias,
-in float64), which is then quantised to Lava-DL's weight grid as any other.
+so the trained factor ``1/tau = sigmoid(w)`` is folded into the synapse before (its
+weight and bias, in float64), which is then quantised to Lava-DL's weight grid as any
+other. Lava's CUBA neuron has no input decay (its current adds the synaptic input as it
+is), so nothing ties the fold to the 12-bit decay: the grid forces only the leak to
+``vDecay / 4096``, and the input keeps the trained scale. (Folding ``vDecay / 4096``
+instead would scale the input by ``vDecay / (4096 sigmoid(w))``: by up to 1.5 for a
+long ``tau`` with ``vDecay = 1``, and by 0, a layer that never gets input, for
+``tau > 8192``, where ``vDecay`` rounds to 0.)
 
 A PLIF with one ``w`` per channel or per neuron exports only where every ``vDecay``
 is the same integer; otherwise it is refused by name (netx cannot hold it).
@@ -87,6 +93,12 @@ def _fixed_neuron(module: ParametricLIFNode, v_decay: int) -> nn.Module:
     return LIFNode(tau=_DECAY_ONE / v_decay, decay_input=False, **common)
 
 
+def _input_factor(module: ParametricLIFNode) -> float:
+    """PLIF's input factor ``1/tau = sigmoid(w)`` in float64 (one ``w``, or several giving
+    one decay: their mean, within ``1/8192`` of each)."""
+    return float(torch.sigmoid(module.w.detach().cpu().to(torch.float64)).mean())
+
+
 def _scaled_synapse(layer: nn.Module, factor: float) -> nn.Module:
     """A float64 copy of ``layer`` (Linear / Conv2d) with weight and bias times ``factor``."""
     scaled = copy.deepcopy(layer).to(torch.float64)
@@ -100,7 +112,8 @@ def _scaled_synapse(layer: nn.Module, factor: float) -> nn.Module:
 def plif_as_lif(names: list[str], modules: list[nn.Module]) -> list[nn.Module]:
     """``modules`` (a flat chain, named by ``names``) with each PLIF layer replaced by the
     LIF layer it is on Loihi's decay grid, and the synapse before a ``decay_input=True``
-    PLIF scaled by that decay (see the module's docstring); other modules as they are.
+    PLIF scaled by its trained ``1/tau = sigmoid(w)`` (see the module's docstring);
+    other modules as they are.
 
     Raises:
         ConfigurationError: a PLIF with no single decay (:func:`plif_problem`), or a
@@ -113,6 +126,7 @@ def plif_as_lif(names: list[str], modules: list[nn.Module]) -> list[nn.Module]:
             continue
         v_decay = plif_v_decay(module, f"module {names[index]}")
         out[index] = _fixed_neuron(module, v_decay)
+        # the trained 1/tau (one value: plif_v_decay checked that w gives one decay)
         if not module.decay_input:
             continue
         before = modules[index - 1] if index > 0 else None
@@ -123,5 +137,5 @@ def plif_as_lif(names: list[str], modules: list[nn.Module]) -> list[nn.Module]:
                 f"by tau (decay_input=True), which Loihi does through the synapse's "
                 f"weights; it needs a Linear or Conv2d right before it, found {found}"
             )
-        out[index - 1] = _scaled_synapse(before, v_decay / _DECAY_ONE)
+        out[index - 1] = _scaled_synapse(before, _input_factor(module))
     return out
