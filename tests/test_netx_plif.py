@@ -148,6 +148,10 @@ def test_one_decay_per_layer_per_channel_w_of_one_value_exports(tmp_path):
     [
         (_plif((1.5, 8.0), shape=(4,)), "module 1 (ParametricLIFNode): 4 learned time constants"),
         (_plif(1.0 + 1e-6), "its decay round(4096 sigmoid(w)) is 4096"),
+        (  # named as the PLIF it is (it was named as the LIFNode export made of it)
+            neurons.ParametricLIFNode(v_threshold=torch.full((4,), 0.5)),
+            "module 1 (ParametricLIFNode): a threshold of shape (4,); netx holds one vThMant",
+        ),
     ],
 )
 def test_plif_layers_netx_cannot_hold_are_refused_by_name(tmp_path, neuron, message):

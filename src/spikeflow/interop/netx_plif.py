@@ -47,6 +47,12 @@ def plif_problem(module: ParametricLIFNode) -> str | None:
     """Why ``module`` has no netx form (None: it has one)."""
     if module.v_reset is None or float(module.v_reset) != 0.0:
         return f"v_reset={module.v_reset} (Loihi resets the voltage to 0)"
+    theta = module.v_threshold
+    if isinstance(theta, torch.Tensor) and theta.numel() != 1:
+        return (
+            f"a threshold of shape {tuple(theta.shape)}; netx holds one vThMant per layer "
+            "(Lava's LIF has one vth for a population)"
+        )
     decays = _decays(module).unique()
     if decays.numel() != 1:
         return (
@@ -69,7 +75,8 @@ def plif_v_decay(module: ParametricLIFNode, where: str) -> int:
 
     Raises:
         ConfigurationError: (naming ``where``) the layer's ``w`` gives more than one
-            decay, or a decay of 4096 (``tau = 1``), or it does not reset to 0.
+            decay, or a decay of 4096 (``tau = 1``), or it does not reset to 0, or it
+            has more than one threshold.
     """
     problem = plif_problem(module)
     if problem is not None:
