@@ -8,6 +8,8 @@ convolutions or Threshold / Scale nodes)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -152,3 +154,62 @@ def test_attention_is_refused_naming_the_layer_and_the_product(name, attention, 
     message = str(error.value)
     assert f"'blocks.0.attention' ({attention}) computes" in message and why in message
     assert "which no NIR node computes" in message
+
+
+def test_prepare_names_attention_with_the_max_pooling_it_refuses():
+    """Spikformer has max pooling in its patch splitting and attention in each block:
+    prepare_for_export (the first step of 'spikeflow export') names both, so that a run
+    retrained with average pooling is not refused for its attention afterwards."""
+    model = create_model("spikformer", input_size=16, embed_dim=32, num_heads=2, depth=2,
+                         num_classes=4)  # fmt: skip
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(model, torch.rand(2, 1, 3, 16, 16))
+    message = str(error.value)
+    assert "(MaxPool2d): NIR has no max pooling" in message
+    for block in (0, 1):
+        assert (
+            f"'blocks.{block}.attention' (SpikingSelfAttention) computes Q·(Kᵀ·V): products "
+            "of spike matrices, which no NIR node (nor netx) computes"
+        ) in message
+
+
+def test_one_attention_layer_among_exportable_ones_writes_no_file(tmp_path):
+    """Linear-LIF layers with one QK attention between them: refused by prepare and by
+    export (naming it and its product), and no file (nor a temporary one) is left."""
+    from spikeflow import layers, neurons
+    from spikeflow.interop import write_nir
+
+    model = nn.Sequential(
+        layers.Linear(8, 16), neurons.LIFNode(),
+        layers.QKAttention(16, 2), layers.Linear(16, 4), neurons.LIFNode(),
+    )  # fmt: skip
+    x = torch.rand(3, 2, 5, 8)
+    why = re.escape("'2' (QKAttention) computes mask ⊙ K: a product of spikes")
+    with pytest.raises(ConfigurationError, match=why):
+        prepare_for_export(model, x)
+    with pytest.raises(ConfigurationError, match=why):
+        write_nir(export_to_nir(model, x), tmp_path / "net.nir")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_attention_built_for_a_fixed_t_is_named_not_the_probe_s_shape_error():
+    """MA-SNN's attention takes exactly its T steps; NIR export's shape probe runs 2, and
+    its ShapeError came out instead of the refusal naming the attention."""
+    sizes = {"channels": (8, 8, 8), "fc_hidden": 16, "reduction_t": 4, "reduction_c": 4}
+    model = create_model("masnn_dvs128_gesture", num_classes=4, T=8, input_size=16, **sizes)
+    with pytest.raises(ConfigurationError) as error:
+        export_to_nir(model.eval(), torch.rand(8, 1, 2, 16, 16))
+    message = str(error.value)
+    assert "'conv_blocks.0.attn' (MultiDimensionalAttention) computes x ⊙ scores(x)" in message
+    assert "'fc_blocks.1.attn' (TemporalWiseAttention) computes" in message
+    assert "the shape probe on [2, 3, ...] zeros failed too (ShapeError: MASNN was" in message
+
+
+def test_spike_gpt_s_rwkv_time_mixing_is_named_as_attention():
+    model = create_model("spike_gpt", vocab_size=16, d_model=16, n_layers=2)
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(model, torch.randint(0, 16, (4, 2)))
+    for block in (0, 1):
+        assert f"'blocks.{block}.att' (RWKVTimeMix) computes sigmoid(r) ⊙ wkv(k, v)" in str(
+            error.value
+        )

@@ -32,7 +32,7 @@ from spikeflow.base import StepModule
 from spikeflow.conversion.snn import ConvertedSNN
 from spikeflow.errors import ConfigurationError, ShapeError, SpikeflowError
 from spikeflow.interop._nir_deps import require_nir, require_nirtorch
-from spikeflow.interop.nir_attention import attention_reason
+from spikeflow.interop.nir_attention import attention_reason, attention_refusal
 from spikeflow.interop.nir_converted import converted_to_nir
 from spikeflow.interop.nir_graph import inline_subgraphs
 from spikeflow.interop.nir_mapping import check_dt
@@ -498,7 +498,14 @@ def export_to_nir(
     view = copy.deepcopy(net)
     if has_recomputed_blocks(view):  # recomputation is for training: export the network
         view = undo_recompute(view)
-    ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes=_record_shapes(view, sample_input))
+    try:
+        shapes = _record_shapes(view, sample_input)
+    except (SpikeflowError, RuntimeError) as error:  # e.g. attention built for a fixed T
+        refusal = attention_refusal(view, f"[{_PROBE_T}, {_PROBE_B}, ...]", error)
+        if refusal is None:
+            raise
+        raise refusal from error
+    ctx = _Context(nir=nir, dt=dt, soft_reset=soft_reset, shapes=shapes)
     ctx.dtype = next(
         (p.dtype for p in view.parameters() if p.is_floating_point()), sample_input.dtype
     )

@@ -585,7 +585,8 @@ def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> 
             hooks: what they compute export cannot carry), an adaptive average pool
             with no ``sample_input`` or whose output sides do not divide its input's,
             an average pool with ``ceil_mode=True`` and a partial window (or no
-            ``sample_input``), a SEW AND / IAND block whose inputs are not spikes.
+            ``sample_input``), a SEW AND / IAND block whose inputs are not spikes,
+            attention layers (each named with the product of signals it computes).
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -594,7 +595,15 @@ def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> 
         raise ConfigurationError(
             f"{type(model).__name__} cannot be prepared for export: " + "; ".join(hooked)
         )
-    problems: list[str] = []
+    from spikeflow.interop.nir_attention import attention_layers
+
+    # attention has no inference form either: named with the rest, so that a run is
+    # not retrained (e.g. without max pooling) to meet this refusal only afterwards
+    problems = [
+        f"{layer}, which no NIR node (nor netx) computes: a node sums its inputs and "
+        "maps each element of one signal"
+        for layer in attention_layers(model)
+    ]
     copied = copy.deepcopy(model).eval()
     _fix_adaptive_pools(copied, sample_input, problems)
     prepared = _prepare_inside(copied, "", problems)
