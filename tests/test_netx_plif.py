@@ -137,6 +137,33 @@ def test_a_long_tau_keeps_its_trained_input_scale(tmp_path, tau):
     assert (got == expected).double().mean() > 0.97
 
 
+def test_a_learned_threshold_off_the_64ths_is_on_the_file_s_grid_in_on_netx_grid(tmp_path):
+    """A learned θ = 0.49 is written as vThMant = int(64 θ) = 31; on_netx_grid, the float
+    network with the file's numbers, takes 31/64 too: at tau = 2 (exact halvings) the
+    file's spikes are its own (with θ = 0.49 left, 0.8 % of them differed)."""
+    torch.manual_seed(0)
+
+    def plif(decay_input: bool = True) -> neurons.ParametricLIFNode:
+        return neurons.ParametricLIFNode(decay_input=decay_input, v_threshold=0.49,
+                                         strict_firing=True, learnable_threshold=True)  # fmt: skip
+
+    net = nn.Sequential(
+        layers.Conv2d(2, 8, 3, padding=1), plif(),
+        layers.Flatten(), layers.Linear(8 * 8 * 8, 30), plif(decay_input=False),
+        layers.Linear(30, 10, bias=False), plif(),
+    ).double()  # fmt: skip
+    with torch.no_grad():
+        for index, gain in ((0, 4.0), (3, 2.0), (5, 3.0)):
+            net[index].weight.mul_(gain)
+    path = export_netx(net, tmp_path / "theta.net", (2, 8, 8))
+    with h5py.File(path, "r") as f:
+        assert [int(f[f"layer/{i}/neuron/vThMant"][()]) for i in (1, 3, 4)] == [31] * 3
+    x = _spikes(6)
+    got, grid = import_netx(path)(x.long()).double(), _run(on_netx_grid(net), x)
+    assert got.mean() > 0.05 and torch.equal(got, grid)
+    assert abs(float(net[1].v_threshold.detach()) - 0.49) < 1e-6  # the network is unchanged
+
+
 def test_one_decay_per_layer_per_channel_w_of_one_value_exports(tmp_path):
     uniform = nn.Sequential(layers.Linear(6, 4, bias=False), _plif(3.0, shape=(4,)))
     fixed = import_netx(export_netx(uniform, tmp_path / "u.net", (6,)))

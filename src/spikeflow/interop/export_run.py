@@ -201,11 +201,13 @@ def on_netx_grid(chip: nn.Sequential) -> nn.Sequential:
     holds: each Linear / Conv2d weight on Lava-DL's grid (``w_int / 64``,
     :func:`~spikeflow.interop.lava_dl_weights`) and its bias on the neuron bias's
     (``round(64 b) / 64``), each PLIF layer as the LIF layer of its 12-bit decay
-    (:func:`~spikeflow.interop.netx_plif.plif_as_lif`). With IF neurons (or LIF at
-    ``tau = 2``) and ``64 θ`` whole, :func:`~spikeflow.interop.import_netx`'s network
-    gives its spikes exactly."""
+    (:func:`~spikeflow.interop.netx_plif.plif_as_lif`), each IF / LIF threshold as the
+    file's ``vThMant / 64 = int(64 θ) / 64`` (a learned θ is rarely on that grid). With
+    IF neurons (or LIF at ``tau = 2``), :func:`~spikeflow.interop.import_netx`'s
+    network gives its spikes exactly."""
     from spikeflow.interop.netx import lava_dl_weights
     from spikeflow.interop.netx_plif import plif_as_lif
+    from spikeflow.neurons import IFNode, LIFNode
 
     grid = copy.deepcopy(chip).to(torch.float64)
     names = [name for name, _ in grid.named_children()]
@@ -217,6 +219,12 @@ def on_netx_grid(chip: nn.Sequential) -> nn.Sequential:
                 module.weight.copy_(lava_dl_weights(module.weight).to(torch.float64) / 64)
                 if module.bias is not None:
                     module.bias.copy_(torch.round(module.bias * 64) / 64)
+            elif type(module) in (IFNode, LIFNode):  # netx's vThMant = int(64 θ)
+                theta = module.v_threshold
+                if isinstance(theta, torch.Tensor):
+                    theta.copy_(torch.trunc(theta * 64) / 64)
+                else:
+                    module.v_threshold = int(theta * 64) / 64
     return grid
 
 
