@@ -306,6 +306,17 @@ def test_a_failed_write_leaves_the_existing_file(tmp_path):
     assert torch.equal(import_from_nir(path)(x), net(x))
 
 
+def test_a_missing_folder_is_named_not_the_temporary_file(tmp_path):
+    graph = export_to_nir(nn.Sequential(layers.Linear(4, 3), neurons.LIFNode()), _drive(2, 1, 4))
+    missing = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError) as error:
+        write_nir(graph, missing / "net.nir")
+    assert str(error.value) == (
+        f"cannot write {missing / 'net.nir'}: the folder {missing} does not exist"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_read_nir_names_a_damaged_file(tmp_path):
     import h5py
 

@@ -599,6 +599,7 @@ def write_nir(graph: Any, path: str | Path) -> None:
     Raises:
         ConfigurationError: ``graph`` is not a NIR graph, or holds a value (e.g. a
             ``None`` in its metadata) that HDF5 cannot store.
+        FileNotFoundError: ``path``'s folder does not exist (named).
     """
     nir = require_nir("NIR export")
     if not isinstance(graph, nir.NIRNode):
@@ -606,10 +607,14 @@ def write_nir(graph: Any, path: str | Path) -> None:
             f"write_nir expects a nir.NIRGraph (from export_to_nir), got {type(graph).__name__}"
         )
     path = Path(path)
+    if not path.parent.is_dir():  # (mkstemp's error would name the temporary file)
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         nir.write(temporary, graph)
+        with open(temporary, "rb") as written:  # on disk before it replaces the file
+            os.fsync(written.fileno())
         give_mode(temporary, path)  # not mkstemp's 0o600, which hides it from other users
         os.replace(temporary, path)
     except BaseException as error:
