@@ -465,3 +465,28 @@ def test_a_prepared_residual_net_runs_in_snntorch(name):
     with _quiet(), torch.no_grad():
         got = _step_through(snntorch_import(graph), x)
     torch.testing.assert_close(got.reshape(expected.shape), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("side", "kernel", "padding", "exports"),
+    [(5, 2, 1, True), (3, 2, 1, True), (7, 3, 1, True), (6, 3, 1, False), (17, 2, 0, False)],
+)
+def test_a_ceil_mode_pool_whose_extra_window_would_start_in_the_padding_exports(
+    side, kernel, padding, exports
+):
+    """torch drops ceil mode's last window where it would start in the right padding: on
+    5x5 with kernel 2, stride 2, padding 1 both modes give 3 windows, and the same values
+    (it was refused as partial); on 6x6 with kernel 3 and on 17x17 ceil mode adds one."""
+    pool = layers.AvgPool2d(kernel, 2, padding, ceil_mode=True)
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Conv2d(1, 2, 1, bias=False), pool, neurons.IFNode(v_threshold=0.4))
+    nn.init.ones_(net[0].weight)
+    x = torch.rand(2, 3, 1, side, side)  # the padded windows' averages are lower
+    if not exports:
+        with pytest.raises(ConfigurationError, match=f"ceil_mode=True on a {side}x{side} input"):
+            prepare_for_export(net, x)
+        return
+    prepared = prepare_for_export(net, x)
+    assert not prepared[1].ceil_mode
+    expected, got = _spikes(net.eval(), x)[-1], _spikes(prepared, x)[-1]
+    assert 0 < expected.mean() < 1 and torch.equal(got, expected)

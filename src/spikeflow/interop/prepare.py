@@ -152,8 +152,10 @@ def _floor_pool(
     pool: nn.AvgPool2d, sides: tuple[int, int] | None
 ) -> tuple[nn.Module | None, str | None]:
     """``(the pool with ceil_mode=False, None)`` where no window is partial on ``sides``
-    (each side minus the kernel, padding included, a multiple of the stride), else
-    ``(None, why not)``: NIR's pooling has no ceil mode."""
+    (torch's ceil mode adds a last window where the side minus the kernel, padding
+    included, is no multiple of the stride, unless that window would start in the right
+    padding: then it is the floor mode's), else ``(None, why not)``: NIR's pooling has
+    no ceil mode."""
     if sides is None:
         return None, (
             "NIR pooling has no ceil_mode=True; with its input size known (pass "
@@ -164,7 +166,8 @@ def _floor_pool(
         for v in (pool.kernel_size, pool.stride or pool.kernel_size, pool.padding)
     )
     if any(
-        (n + 2 * p - k) % st for n, k, st, p in zip(sides, kernel, stride, padding, strict=True)
+        _ceil_adds_a_window(n, k, st, p)
+        for n, k, st, p in zip(sides, kernel, stride, padding, strict=True)
     ):
         return None, (
             f"ceil_mode=True on a {sides[0]}x{sides[1]} input leaves a partial last window "
@@ -174,6 +177,18 @@ def _floor_pool(
     fixed = copy.deepcopy(pool)
     fixed.ceil_mode = False
     return fixed, None
+
+
+def _ceil_adds_a_window(side: int, kernel: int, stride: int, padding: int) -> bool:
+    """Whether ``ceil_mode=True`` gives a pool on ``side`` one more (partial) window
+    than floor mode: torch's output sizes, the ceil mode's last window dropped where it
+    would start in the right padding."""
+    span = side + 2 * padding - kernel
+    floor_out = span // stride + 1
+    ceil_out = -(-span // stride) + 1
+    if (ceil_out - 1) * stride >= side + padding:
+        ceil_out -= 1
+    return ceil_out != floor_out
 
 
 def _fix_adaptive_pools(model: nn.Module, sample_input: Tensor | None, problems: list[str]) -> None:
