@@ -441,9 +441,10 @@ def test_residual_nets_that_do_not_export_are_named():
     assert "--model-kwargs stem=cifar" in str(error.value)
 
 
-@pytest.mark.parametrize("name", ["sew_resnet18", "spiking_resnet18"])
+@pytest.mark.parametrize("name", ["sew_resnet18", "spiking_resnet18", "ms_resnet18"])
 def test_a_prepared_residual_net_runs_in_snntorch(name):
-    """snnTorch 1.0 reads the exported ResNet (its sums: several edges into one node) and
+    """snnTorch 1.0 reads the exported ResNet (its sums: several edges into one node; for
+    MS-ResNet sums of real values into the next neurons and downsample convolutions) and
     computes the prepared network's outputs, to float32 rounding of the last Linear (a
     spike that differed would move an output by a weight, about 0.1 or more)."""
     pytest.importorskip("snntorch", reason="snnTorch (test-only peer) is not installed")
