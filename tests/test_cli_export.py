@@ -203,3 +203,13 @@ def test_a_sew_resnet_run_exports_and_reads_back_as_the_trained_model(tmp_path, 
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     edges = read_nir(out).edges
     assert any(sum(b == node for _, b in edges) >= 2 for _, node in edges)  # a sum
+    # netx has no sums: the blocks are named (it named the stem's convolution only,
+    # or failed in export_netx on the first block as 'expected a Linear or Conv2d')
+    pytest.importorskip("h5py")
+    netx = tmp_path / "sew.net"
+    assert main(["export", str(tmp_path / "sew"), "--to", "netx", "--out", str(netx)]) != 0
+    error = capsys.readouterr().err
+    assert "residual blocks (the sum of a branch and a shortcut; a netx file is a chain" in error
+    assert "'layer1_0' (ResidualBlockForExport), 'layer1_1' (ResidualBlockForExport)" in error
+    assert "'stem_0'" not in error and "NIR export (--to nir) may take it" in error
+    assert not netx.exists()

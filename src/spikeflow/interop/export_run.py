@@ -159,6 +159,7 @@ def netx_parts(
         spiking_input: whether the input is binary spikes (else it goes through the
             encoder first).
     """
+    from spikeflow.interop.prepare import ResidualBlockForExport
     from spikeflow.layers import Flatten
     from spikeflow.neurons.base import BaseNode
 
@@ -184,8 +185,15 @@ def netx_parts(
                 continue
         kept.append((name, module, shapes[index]))
         index += 1
-    neurons = [i for i, (_, module, _) in enumerate(kept) if isinstance(module, BaseNode)]
-    first = neurons[0] + 1 if neurons and not spiking_input else 0
+    # a residual block holds neurons: kept on the chip, where netx_problems names it
+    # (cut into the read-out, a SEW net's chip was empty: "no dense or conv layer")
+    neurons = [
+        i
+        for i, (_, module, _) in enumerate(kept)
+        if isinstance(module, (BaseNode, ResidualBlockForExport))
+    ]
+    cut = neurons and not spiking_input and isinstance(kept[neurons[0]][1], BaseNode)
+    first = neurons[0] + 1 if cut else 0
     last = neurons[-1] + 1 if neurons else len(kept)
 
     def sequence(part: list[tuple[str, nn.Module, tuple[int, ...]]]) -> nn.Sequential | None:
@@ -246,6 +254,7 @@ def netx_problems(chip: nn.Module) -> list[str]:
     average pooling before a flatten and a Linear into the Linear)."""
     from spikeflow.interop.netx_layers import NetxNetwork
     from spikeflow.interop.netx_plif import plif_problem
+    from spikeflow.interop.prepare import ResidualBlockForExport
     from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode, ParametricLIFNode
     from spikeflow.neurons.base import BaseNode
     from spikeflow.quant.loihi import LoihiCubaLIFNode
@@ -256,10 +265,14 @@ def netx_problems(chip: nn.Module) -> list[str]:
     items = list(chip.named_children())
     for index, (name, module) in enumerate(items):
         where = f"'{name}' ({type(module).__name__})"
+        follower = items[index + 1][1] if index + 1 < len(items) else None
         if isinstance(module, nn.modules.pooling._AvgPoolNd):
             found["pooling"].append(where)
+        elif isinstance(module, ResidualBlockForExport):
+            found["residual"].append(where)
+        elif isinstance(follower, ResidualBlockForExport):
+            continue  # what feeds a residual block: named with the block
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
-            follower = items[index + 1][1] if index + 1 < len(items) else None
             biased = module.bias is not None and bool(module.bias.ne(0).any())
             if biased and type(follower) not in (IFNode, LIFNode, ParametricLIFNode):
                 found["bias"].append(where)
@@ -288,6 +301,8 @@ _NETX_PROBLEMS = {
     "each with a hard reset to 0: train with --neuron if --neuron-kwargs "
     "strict_firing=true)",
     "plif": "PLIF layers netx cannot hold",
+    "residual": "residual blocks (the sum of a branch and a shortcut; a netx file is a "
+    "chain of blocks, each fed by the one before, with no sums)",
     "read-out": "a layer without spiking neurons after it before the last neurons (a "
     "netx block is a synapse and its neurons; only the read-out after the last neurons "
     "is computed on the host)",
