@@ -213,3 +213,23 @@ def test_spike_gpt_s_rwkv_time_mixing_is_named_as_attention():
         assert f"'blocks.{block}.att' (RWKVTimeMix) computes sigmoid(r) ⊙ wkv(k, v)" in str(
             error.value
         )
+
+
+def test_a_sew_and_block_after_an_add_block_is_refused_naming_the_sum(frames):
+    """SEW blocks of mixed connect functions: AND / IAND blocks pass spikes on, so any
+    block may follow them (the first four here); an AND or IAND block after an ADD block
+    gets its sums and is refused, naming them (it was named as 'ResidualBlockForExport')."""
+    model = _model("sew_resnet18", base_width=4, cnf="ADD")
+    for (stage, index), cnf in zip(((1, 0), (1, 1), (2, 0), (3, 1)), ("AND", "IAND", "AND", "IAND"),
+                                   strict=True):  # fmt: skip
+        getattr(model, f"layer{stage}")[index].cnf = cnf
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(model, frames)
+    message = str(error.value)
+    assert "'layer3.1' (SEWBasicBlock): the SEW connect function cnf='IAND'" in message
+    assert "its input comes from a residual block adding its paths (values 0, 1, 2" in message
+    assert "'layer2.0'" not in message  # fed by the IAND block's spikes
+    model.layer3[1].cnf = "ADD"
+    prepared, _ = _check_round_trip(model, frames)
+    blocks = [m for m in prepared if isinstance(m, ResidualBlockForExport)]
+    assert [b.connect for b in blocks] == ["AND", "IAND", "AND"] + ["ADD"] * 5

@@ -307,6 +307,8 @@ def _residual_block(
         return False, None  # a subclass computing something else: left to the exporter
     if sew and block.cnf != "ADD" and not _spiking(previous):
         found = "nothing" if previous is None else type(previous).__name__
+        if isinstance(previous, ResidualBlockForExport):  # an ADD (or MS-ResNet) block
+            found = "a residual block adding its paths (values 0, 1, 2, ...)"
         problems.append(
             f"'{path}' ({type(block).__name__}): the SEW connect function "
             f"cnf={block.cnf!r} multiplies spikes (AND: A*S, IAND: S*(1-A)), which exports "
