@@ -103,7 +103,13 @@ def test_mv_scale_neurons_are_refused_by_name_with_the_reason(name, reason):
     with pytest.raises(ConfigurationError, match=rf"neuron '{name}' is not offered .*{reason}"):
         create_model("plif_digits", neuron=name)
     assert name.lower() not in list_neurons()
-    assert set(NOT_IN_ZOO) == {"coba_lif", "izhikevich2003"}
+    assert set(NOT_IN_ZOO) == {"coba_lif", "izhikevich2003", "dh_lif"}
+
+
+def test_dh_lif_is_refused_by_name_with_the_model_to_use():
+    with pytest.raises(ConfigurationError, match=r"neuron 'dh-lif' is not offered .*dh_srnn_seq"):
+        create_model("recurrent_lif_seq", neuron="dh-lif")
+    assert "dh_lif" not in list_neurons()
 
 
 # name -> (class, its decays as built by name: snnTorch's documented values)

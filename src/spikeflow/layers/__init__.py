@@ -70,6 +70,7 @@ from spikeflow.layers.delay import (
     round_delays,
     set_delay_sigma,
 )
+from spikeflow.layers.dendritic import DendriticLinear, DendriticRecurrent, dendritic_mask
 from spikeflow.layers.drop_connect import DropConnectLinear
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.graded_spikes import GradedSpikes
@@ -195,6 +196,8 @@ __all__ = [
     "DelayedLinear",
     "DeltaEncoder",
     "DeltaSynapse",
+    "DendriticLinear",
+    "DendriticRecurrent",
     "DropConnectLinear",
     "Dropout",
     "Dropout2d",
@@ -268,6 +271,7 @@ __all__ = [
     "delay_sigma",
     "delta_activity",
     "delta_encode",
+    "dendritic_mask",
     "merge_heads",
     "round_delays",
     "s4d_initial_imag",

@@ -194,8 +194,18 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
 #: in physical units (mV, ms) whose input is scaled for those units, so the zoo's
 #: batch-normalised inputs (about ±1 per step, a few steps) leave them silent, without
 #: spikes or gradient (measured on ``plif_digits``). The class itself may still be
-#: passed (``neuron=CobaLIFNode``) with ``neuron_kwargs`` that rescale it.
+#: passed (``neuron=CobaLIFNode``) with ``neuron_kwargs`` that rescale it. And DH-LIF,
+#: whose input is one current per dendritic branch (``[..., N, K]``), which only a
+#: dendritic layer gives: the zoo's networks feed ``[..., N]``.
 NOT_IN_ZOO: dict[str, str] = {
+    "dh_lif": (
+        "DHLIFNode takes one current per dendritic branch ([T, B, N, K]), which only a "
+        "dendritic layer gives (layers.DendriticLinear, layers.DendriticRecurrent); the "
+        "zoo's networks feed one current per neuron. Train the DH-SRNN sequence model "
+        "instead (--model dh_srnn_seq, --model-kwargs branches=4; its DH-LIF arguments "
+        "through --neuron-kwargs), or build the layers from Python "
+        "(docs/neuron_zoo_sequence.md)"
+    ),
     "coba_lif": (
         "CobaLIFNode is Norse's conductance-based LIF in mV (rest -20, threshold -10, "
         "reversal potentials 60 and -100, dt = 1e-3, c_m = 0.2): an input opens a "

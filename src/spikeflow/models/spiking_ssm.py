@@ -6,6 +6,8 @@ layout of the spiking SSM papers' sequence classifiers (Stan & Rhodes 2024; Shen
 SpikingSSMs, 2025) and of S4's own example. ``recurrent_lif_seq``: the same embedding,
 pooling and classifier around ``n_layers`` recurrent LIF layers (LayerNorm →
 :class:`~spikeflow.layers.Recurrent` LIF), the baseline docs/ssm.md compares it with.
+``dh_srnn_seq``: the same around DH-SRNN layers (LayerNorm →
+:class:`~spikeflow.layers.DendriticRecurrent` DH-LIF, docs/neuron_zoo_sequence.md).
 
 Both classify a whole sequence: the output is ``[1, B, num_classes]`` (one step, the
 pooled read-out), so train them with ``--loss ce``. How the input becomes a sequence
@@ -35,8 +37,16 @@ from spikeflow.layers.ssm_block import SpikingS4DBlock
 from spikeflow.models.building import flat_features
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int, flat_steps
 from spikeflow.models.registry import register_model
+from spikeflow.neurons.dh_lif import DHLIFNode
 
-__all__ = ["RecurrentLIFSequenceNet", "SpikingSSM", "recurrent_lif_seq", "spiking_ssm"]
+__all__ = [
+    "DHRecurrentSequenceNet",
+    "RecurrentLIFSequenceNet",
+    "SpikingSSM",
+    "dh_srnn_seq",
+    "recurrent_lif_seq",
+    "spiking_ssm",
+]
 
 InputMode = Literal["frames", "pixels", "columns"]
 _MODES = ("frames", "pixels", "columns")
@@ -212,6 +222,65 @@ class RecurrentLIFSequenceNet(_SequenceClassifier):
         self.core = nn.Sequential(*parts)
 
 
+class DHRecurrentSequenceNet(_SequenceClassifier):
+    """Embedding → ``n_layers`` × (LayerNorm → DH-SRNN layer) → mean over T →
+    classifier: :class:`RecurrentLIFSequenceNet` with the recurrent LIF layers replaced
+    by the DH-SRNN layers of Zheng et al. (Nature Communications 2024): each a
+    :class:`~spikeflow.layers.DendriticRecurrent` (each branch reads its share of the
+    layer's input and of its own previous spikes) of
+    :class:`~spikeflow.neurons.DHLIFNode` neurons with per-neuron timing factors.
+
+    The dendritic weights are stored dense and masked: each layer holds ``branches``
+    times the weights it learns (:meth:`effective_parameters` counts those it learns).
+
+    Args:
+        num_classes, in_channels, input_size, in_features, input_mode: as
+            :class:`SpikingSSM`.
+        hidden: neurons per layer (also the embedding's width).
+        n_layers: DH-SRNN layers.
+        branches: dendritic branches per neuron (``K``).
+        norm: a LayerNorm before each layer.
+        neuron_kwargs: arguments of :class:`~spikeflow.neurons.DHLIFNode` (the
+            surrogate, ``tau_n_range``, ...).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int | tuple[int, int] | list[int] | None = None,
+        in_features: int | None = None,
+        input_mode: InputMode = "pixels",
+        hidden: int = 128,
+        n_layers: int = 2,
+        branches: int = 4,
+        norm: bool = True,
+        neuron_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_positive_int("hidden", hidden)
+        check_positive_int("n_layers", n_layers)
+        check_positive_int("branches", branches)
+        super().__init__(num_classes, in_channels, input_size, in_features, input_mode, hidden)
+        factory = NeuronFactory(DHLIFNode, neuron_kwargs)
+        parts: list[nn.Module] = []
+        for _ in range(n_layers):
+            cell = factory(branches=branches, shape=hidden)
+            set_step_mode(cell, "s")  # the recurrence owns the time loop
+            if norm:
+                parts.append(nn.LayerNorm(hidden))
+            parts.append(layers.DendriticRecurrent(cell, hidden, hidden, branches))
+        self.core = nn.Sequential(*parts)
+
+    def effective_parameters(self) -> int:
+        """The parameters the network learns: all but the masked-out dendritic weights."""
+        masked = sum(
+            m.dense.weight.numel() - int(m.dense.mask.sum().item())
+            for m in self.modules()
+            if isinstance(m, layers.DendriticRecurrent)
+        )
+        return sum(p.numel() for p in self.parameters()) - masked
+
+
 @register_model("spiking_ssm")
 def spiking_ssm(**kwargs: Any) -> SpikingSSM:
     """A spiking S4D sequence classifier (:class:`SpikingSSM`); kwargs are its arguments."""
@@ -222,3 +291,9 @@ def spiking_ssm(**kwargs: Any) -> SpikingSSM:
 def recurrent_lif_seq(**kwargs: Any) -> RecurrentLIFSequenceNet:
     """The recurrent-LIF sequence classifier (:class:`RecurrentLIFSequenceNet`)."""
     return RecurrentLIFSequenceNet(**kwargs)
+
+
+@register_model("dh_srnn_seq")
+def dh_srnn_seq(**kwargs: Any) -> DHRecurrentSequenceNet:
+    """The DH-SRNN sequence classifier (:class:`DHRecurrentSequenceNet`)."""
+    return DHRecurrentSequenceNet(**kwargs)

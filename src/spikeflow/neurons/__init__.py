@@ -21,6 +21,7 @@
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
 * :mod:`~spikeflow.neurons.brf`: the balanced resonate-and-fire neuron (BRF).
 * :mod:`~spikeflow.neurons.tc_lif`: the two-compartment LIF (TC-LIF).
+* :mod:`~spikeflow.neurons.dh_lif`: the LIF with dendritic heterogeneity (DH-LIF).
 * :mod:`~spikeflow.neurons.lava_dl`: Lava-DL's SLAYER neurons beyond CUBA (ALIF;
   :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF, ADRF-IZ and ADRF, complex input, stepped by a loop;
   :mod:`~spikeflow.neurons.lava_hoyer`: CUBA with Hoyer spiking).
@@ -68,6 +69,7 @@ from spikeflow.neurons.conductance import CobaLIFNode
 from spikeflow.neurons.converted import ActivationAwareIFNode, HalfThresholdIFNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.dh_lif import DendriticBranches, DHLIFNode
 from spikeflow.neurons.dsr import DSRIFNode, DSRLIFNode
 from spikeflow.neurons.few_spike import (
     FewSpikeNode,
@@ -132,8 +134,10 @@ __all__ = [
     "CobaLIFNode",
     "ComplementaryLIFNode",
     "CubaLIFNode",
+    "DHLIFNode",
     "DSRIFNode",
     "DSRLIFNode",
+    "DendriticBranches",
     "EIFNode",
     "FewSpikeNode",
     "FewSpikeTable",
