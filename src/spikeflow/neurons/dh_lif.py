@@ -56,12 +56,12 @@ class _BranchFilter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, beta: Tensor, d0: Tensor) -> Tensor:
+        driven = (1 - beta) * x  # every step's input term at once
+        d_seq = torch.empty(torch.broadcast_shapes(driven.shape, d0.shape), dtype=x.dtype,
+                            device=x.device)  # fmt: skip
         d = d0
-        out = []
-        for x_t in x.unbind(0):
-            d = beta * d + (1 - beta) * x_t  # the authors' expression, in their order
-            out.append(d)
-        d_seq = torch.stack(out)
+        for t in range(x.shape[0]):  # one fused op per step
+            d = torch.addcmul(driven[t], beta, d, out=d_seq[t])
         ctx.save_for_backward(x, beta, d0, d_seq)
         return d_seq
 
@@ -69,15 +69,14 @@ class _BranchFilter(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x, beta, d0, d_seq = ctx.saved_tensors
-        acc = torch.zeros_like(grad[0])
-        grad_x = torch.empty_like(grad)
-        grad_beta = torch.zeros_like(grad[0])
+        acc_seq = torch.empty_like(d_seq)  # a[t]: the gradient reaching d[t]
+        acc = torch.zeros_like(d_seq[0])
         for t in range(grad.shape[0] - 1, -1, -1):
-            acc = grad[t] + beta * acc
-            grad_x[t] = (1 - beta) * acc
-            previous = d_seq[t - 1] if t > 0 else d0
-            grad_beta = grad_beta + acc * (previous - x[t])
-        return grad_x, _sum_to(grad_beta, beta.shape), _sum_to(beta * acc, d0.shape)
+            acc = torch.addcmul(grad[t], beta, acc, out=acc_seq[t])
+        previous = torch.cat([d0.expand_as(d_seq[0]).unsqueeze(0), d_seq[:-1]])
+        grad_beta = (acc_seq * (previous - x)).sum(0)
+        grad_d0 = _sum_to(beta * acc_seq[0], d0.shape)
+        return (1 - beta) * acc_seq, _sum_to(grad_beta, beta.shape), grad_d0
 
 
 class DendriticBranches(MemoryModule):
