@@ -228,6 +228,14 @@ def test_dh_srnn_seq_model():
     total = sum(p.numel() for p in net.parameters())
     # each neuron's branches share its 24 inputs: 12 x 24 weights learned of 36 x 24
     assert net.effective_parameters() == total - 2 * (36 * 24 - 12 * 24)
+    # the masks are saved with the weights: a checkpoint rebuilds the same network
+    torch.manual_seed(1)
+    other = create_model("dh_srnn_seq", hidden=12, branches=3, in_channels=1)
+    assert not torch.equal(other.core[1].dense.mask, net.core[1].dense.mask)
+    other.load_state_dict(net.state_dict())
+    assert torch.equal(other.core[1].dense.mask, net.core[1].dense.mask)
+    x = torch.rand(16, 2, 1, 4, 4)
+    assert torch.equal(other(x), net(x))
 
 
 @pytest.mark.parametrize(
