@@ -130,7 +130,8 @@ def test_reuse_weights_needs_them_to_fit():
 @pytest.mark.parametrize(
     ("module", "words"),
     [
-        (layers.MaxPool2d(2), ["1 (MaxPool2d", "cannot price"]),
+        (nn.ReLU(), ["1 (ReLU", "cannot price"]),
+        (layers.Upsample(scale_factor=2), ["1 (Upsample", "work NeuroMC has no cost for"]),
         (layers.Conv2d(4, 4, 3, groups=2), ["1 (Conv2d", "2 groups"]),
         (layers.Conv3d(4, 4, 1), ["1 (Conv3d"]),
     ],
@@ -460,3 +461,21 @@ def test_conv1d_and_batchnorm1d_equal_spikingjelly(sj):
         "FX": 1,
     }
     _assert_equal(mine, sj(theirs, x, y, F.mse_loss))
+
+
+def test_sgd_param_groups_equal_spikingjelly(sj):
+    """Two param groups with their own lr, momentum and weight decay: each group's
+    update priced with its own options, as SpikingJelly does."""
+    ours, theirs = _conv_net(True), _conv_net(False)
+    x, y = _spikes(2, 2, 2, 6, 6), torch.rand(2, 2, 5)
+
+    def sgd(net):
+        params = list(net.parameters())
+        return torch.optim.SGD(
+            [{"params": params[:4], "lr": 0.01, "weight_decay": 1e-4, "momentum": 0.9},
+             {"params": params[4:], "lr": 0.1}], lr=0.1,
+        )  # fmt: skip
+
+    mine = neuromc_energy_report(ours, x, y, F.mse_loss, sgd(ours))
+    assert len([w for w in mine.works if w.phase == "optimizer"]) == 2
+    _assert_equal(mine, sj(theirs, x, y, F.mse_loss, sgd(theirs)))

@@ -17,14 +17,19 @@ costs (:mod:`spikeflow.energy.neuromc_costs`; SpikingJelly 2.0's
 
 Priced: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` of one group, ``nn.BatchNorm1d/2d/3d``
 (spikeflow's sequence layers are subclasses) and the declared spiking neurons
-(:class:`~spikeflow.neurons.BaseNode`: NeuroMC's soma). Reshapes (``Flatten``,
-``Unflatten``, ``Identity``) and containers cost nothing; a container's own arithmetic
-(a residual sum) is not priced. Any other module is a :class:`ConfigurationError`
-naming it, before anything runs.
+(:class:`~spikeflow.neurons.BaseNode`: NeuroMC's soma); max and average pooling and
+:class:`~spikeflow.layers.VotingLayer` by spikeflow's convention
+(:mod:`spikeflow.energy.neuromc_pooling`: the released model has no cost for them).
+Reshapes (``Flatten``, ``Unflatten``, ``Identity``), dropout (its kept spikes stay
+spikes) and containers cost nothing; a container's own elementwise arithmetic (a
+residual sum) is not priced. Any other module is a :class:`ConfigurationError` naming
+it, before anything runs; so are matrix products run outside the priced layers (an
+attention's ``Q Kᵀ``, :mod:`spikeflow.energy.neuromc_run`), after the forward.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,13 +38,26 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.energy.neuromc_costs import NeuroMCMemory, Priced, Work, check_memories, price
+from spikeflow.energy.neuromc_pooling import POOLS, is_max_pool, pool_dims, pool_windows
+from spikeflow.energy.neuromc_run import UnpricedProducts, preserved
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["NeuroMCReport", "NeuroMCWork", "neuromc_energy_report"]
 
 _PRODUCTS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_FREE = (nn.Flatten, nn.Unflatten, nn.Identity)
+_FREE = (nn.Flatten, nn.Unflatten, nn.Identity, nn.modules.dropout._DropoutNd)
+
+
+def _free_types() -> tuple[type[nn.Module], ...]:
+    """Modules that cost nothing: reshapes, the identity, dropout (its mask is folded
+    into the values the next layer reads), spikeflow's sequence dropout and spike taps."""
+    from spikeflow.layers.dropout import _SequenceDropout
+    from spikeflow.neurons.tap import SpikeTap
+
+    return (*_FREE, _SequenceDropout, SpikeTap)
+
+
 _PRIMITIVES = ("mux", "add", "mul", "comp", "sqrt")
 
 
@@ -236,6 +254,18 @@ class _Recorder:
                  reuse: bool, backward: bool) -> None:  # fmt: skip
         self.names, self.memories, self.reuse, self.backward = names, memories, reuse, backward
         self.works: list[NeuroMCWork] = []
+        self.passed: dict[int, Tensor] = {}  # spikes a dropout scaled (kept alive: ids)
+
+    def spikes(self, x: Tensor) -> bool:
+        """1-bit spikes: 0/1 entries, or the output of a free module (a dropout scaling
+        kept spikes by ``1/(1 − p)``, a reshape) fed spikes."""
+        return self.passed.get(id(x)) is x or _is_spikes(x)
+
+    def pass_through(self, module: nn.Module, args: tuple, out: Any) -> None:
+        """A free module's hook: its output is spikes when its input was."""
+        if args and isinstance(args[0], Tensor) and isinstance(out, Tensor):
+            if self.spikes(args[0]):
+                self.passed[id(out)] = out
 
     def add(self, module: nn.Module, phase: str, op: str, work: Work, process: str,
             dims: dict[str, int]) -> None:  # fmt: skip
@@ -250,25 +280,33 @@ class _Recorder:
                 "return one tensor"
             )
         x = args[0]
+        spikes = self.spikes(x)
         if isinstance(module, _PRODUCTS):
-            self._product(module, x, out)
+            self._product(module, x, out, spikes)
         elif isinstance(module, _NORMS):
-            self._norm(module, x, out, backward=False)
+            self._norm(module, x, out, False, spikes)
+        elif isinstance(module, POOLS):
+            self._pool(module, x, out, False, spikes)
+            if spikes and is_max_pool(module):  # the max of scaled spikes is one of them
+                self.passed[id(out)] = out
         else:
             self._soma(module, x, out, backward=False)
         if self.backward and out.requires_grad:
-            out.register_hook(self._on_grad(module, x, out))
+            out.register_hook(self._on_grad(module, x, out, spikes))
 
-    def _on_grad(self, module: nn.Module, x: Tensor, out: Tensor) -> Callable[[Tensor], None]:
-        spikes = _is_spikes(x) if isinstance(module, _PRODUCTS) else False
-        shapes = (x.detach(), out.detach(), x.requires_grad, spikes)
+    def _on_grad(self, module: nn.Module, x: Tensor, out: Tensor, spikes: bool
+                 ) -> Callable[[Tensor], None]:  # fmt: skip
+        shapes = (x.detach(), out.detach(), x.requires_grad)
 
         def on_grad(_grad: Tensor) -> None:
-            x_, out_, needs_input_grad, spikes_ = shapes
+            x_, out_, needs_input_grad = shapes
             if isinstance(module, _PRODUCTS):
-                self._product_backward(module, x_, out_, needs_input_grad, spikes_)
+                self._product_backward(module, x_, out_, needs_input_grad, spikes)
+            elif isinstance(module, POOLS):
+                if needs_input_grad:  # no weights: nothing to do unless the input needs it
+                    self._pool(module, x_, out_, True, spikes)
             elif isinstance(module, _NORMS):
-                self._norm(module, x_, out_, backward=True)
+                self._norm(module, x_, out_, True, spikes)
             else:
                 self._soma(module, x_, out_, backward=True)
 
@@ -277,9 +315,8 @@ class _Recorder:
     def _kind(self, module: nn.Module) -> str:
         return "linear" if isinstance(module, nn.Linear) else "conv"
 
-    def _product(self, module: nn.Module, x: Tensor, out: Tensor) -> None:
+    def _product(self, module: nn.Module, x: Tensor, out: Tensor, spikes: bool) -> None:
         d = _product_dims(module, x, out)
-        spikes = _is_spikes(x)
         work = Work("mac", "fp_soma" if spikes else "ann_fe", macs=_macs(d), reduce=(d["C"], 1),
                     taps=d["FY"] * d["FX"], weight_numel=module.weight.numel(),
                     output_numel=out.numel(), input_bits=1 if spikes else 16,
@@ -299,12 +336,13 @@ class _Recorder:
                         taps, out.numel(), module.weight.numel(), 1 if spikes else 16)  # fmt: skip
             self.add(module, "backward", f"{kind}.backward.grad_weight", work, "with_nothing", d)
 
-    def _norm(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool) -> None:
+    def _norm(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
+              spikes: bool) -> None:  # fmt: skip
         steps = _steps(module, x)
         lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
-        c = int(x.shape[lead])
-        d = _dims(x.numel() // (c * _inner(x, lead)), steps, c, c, _inner(x, lead))
-        spikes = _is_spikes(x)
+        c = int(module.num_features)  # a norm over the last dim has it elsewhere
+        inner = _inner(x, lead) if x.dim() > lead and x.shape[lead] == c else 1
+        d = _dims(x.numel() // (c * inner), steps, c, c, inner)
         if backward:
             engine = "bp_bn" if spikes else "ann_bn_bp"
         else:
@@ -312,6 +350,27 @@ class _Recorder:
         work = Work("norm", engine, backward, elements=out.numel(), channel_steps=c * steps)
         phase = "backward" if backward else "forward"
         self.add(module, phase, f"bn.{phase}", work, "with_bn", d)
+
+    def _pool(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
+              spikes: bool) -> None:  # fmt: skip
+        kind = "maxpool" if is_max_pool(module) else "avgpool"
+        if backward:
+            engine = "bp_grad" if spikes else "ann_be"
+        else:
+            engine = "fp_soma" if spikes else "ann_fe"
+        windows = pool_windows(module, x, out)
+        work = Work(kind, engine, backward, elements=out.numel(), window_inputs=windows,
+                    input_numel=x.numel(), input_bits=1 if spikes else 16)  # fmt: skip
+        steps, pooled = _steps(module, out), pool_dims(module)
+        spatial = [int(n) for n in out.shape[out.dim() - pooled :]]
+        lead = out.dim() - pooled - 1  # the channel dim, if there is one
+        multi = getattr(module, "step_mode", "s") == "m"
+        c = int(out.shape[lead]) if lead >= 1 + multi else 1  # after [T,] B
+        oy, ox = spatial[0], math.prod(spatial[1:])
+        d = _dims(out.numel() // (c * oy * ox), steps, c, c, oy, ox)
+        d["FY"] = round(windows / max(out.numel(), 1))  # the mean window, for the record
+        phase = "backward" if backward else "forward"
+        self.add(module, phase, f"{kind}.{phase}", work, "with_pool", d)
 
     def _soma(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool) -> None:
         steps = _steps(module, out)
@@ -336,13 +395,14 @@ def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
     """The modules to hook, by name; a ConfigurationError names one NeuroMC cannot price."""
     from spikeflow.neurons import BaseNode
 
+    free = _free_types()
     priced: dict[nn.Module, str] = {}
     inside: set[nn.Module] = set()  # a priced module's own parts (a neuron's surrogate)
     for name, module in model.named_modules():
         label = name or "(model)"
         if module in inside:
             continue
-        if isinstance(module, (*_PRODUCTS, *_NORMS, BaseNode)):
+        if isinstance(module, (*_PRODUCTS, *_NORMS, *POOLS, BaseNode)):
             if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups != 1:
                 raise ConfigurationError(
                     f"NeuroMC: {label} ({type(module).__name__}) has {module.groups} groups; "
@@ -353,21 +413,23 @@ def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
             continue
         leaf = next(module.children(), None) is None
         own = [n for n, _ in module.named_parameters(recurse=False)]
-        if own or (leaf and not isinstance(module, _FREE)):
+        if own or (leaf and not isinstance(module, free)):
             why = f"parameters {own} of its own" if own else "work NeuroMC has no cost for"
             raise ConfigurationError(
                 f"NeuroMC cannot price {label} ({type(module).__name__}: {why}); it prices "
-                "Linear, Conv1d/Conv2d (groups=1), BatchNorm1d/2d/3d and spiking neurons "
-                "(BaseNode), with Flatten, Unflatten and Identity free"
+                "Linear, Conv1d/Conv2d (groups=1), BatchNorm1d/2d/3d, max and average "
+                "pooling (VotingLayer too) and spiking neurons (BaseNode), with Flatten, "
+                "Unflatten, Identity and dropout free"
             )
     return priced
 
 
-def _optimizer_works(optimizer: torch.optim.Optimizer, memories: Mapping[str, NeuroMCMemory]
-                     ) -> list[NeuroMCWork]:  # fmt: skip
-    """The update of the parameters that got a gradient: SGD per (momentum, weight decay,
-    momentum buffer) group, Adam/AdamW over all of them."""
-    params = [(g, p) for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+def _optimizer_works(optimizer: torch.optim.Optimizer, memories: Mapping[str, NeuroMCMemory],
+                     stepped: set[Tensor]) -> list[NeuroMCWork]:  # fmt: skip
+    """The update of the parameters in ``stepped`` (the model's that got a gradient; an
+    optimizer's other parameters, with stale gradients or none, are not updated by this
+    step): SGD per (momentum, weight decay, momentum buffer) group, Adam/AdamW over all."""
+    params = [(g, p) for g in optimizer.param_groups for p in g["params"] if p in stepped]
     name = type(optimizer).__name__.lower()
     if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
         groups = {(False, False, False): sum(p.numel() for _, p in params)}
@@ -414,33 +476,45 @@ def neuromc_energy_report(
     loss_fn: Callable[[Any, Any], Tensor] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     *,
+    samples: int | None = None,
+    batch_first: bool = False,
     reuse_weights: bool = False,
     memories: Mapping[str, NeuroMCMemory] | None = None,
 ) -> NeuroMCReport:
     """Run ``model(x)`` once and price it on NeuroMC (:mod:`spikeflow.energy.neuromc`).
 
-    With ``loss_fn`` (and ``target``) the backward of ``loss_fn(model(x), target)`` runs
-    and is priced (the input and weight gradients of each layer whose output got a
-    gradient, each neuron's and batch norm's backward); with ``optimizer`` (SGD without
-    Nesterov, dampening or maximize; Adam; AdamW) its update of every parameter that got
-    a gradient is priced but not applied. The parameters' ``.grad`` and the model's state
-    are as before afterwards; train/eval mode is kept. ``x`` is time-major ``[T, B,
-    ...]`` for spikeflow's multi-step layers; ``samples`` is ``B`` (``x.shape[1]``).
+    With ``loss_fn`` (and ``target``) the backward of ``loss_fn(model(x), target)`` (a
+    scalar) runs and is priced (the input and weight gradients of each layer whose
+    output got a gradient, each neuron's, batch norm's and pooling's backward); with
+    ``optimizer`` (SGD without Nesterov, dampening or maximize; Adam; AdamW) its update
+    of every parameter of ``model`` that got a gradient is priced but not applied.
+    Afterwards the parameters' ``.grad``, the buffers (batch norm's running statistics),
+    the optimizer's state and the random number generators are as before; the neurons'
+    state is reset (before and after); train/eval mode is kept.
+
+    ``x`` is time-major ``[T, B, ...]``, as spikeflow's multi-step layers take it;
+    ``batch_first=True`` reads it as ``[B, T, ...]`` (a DataLoader's batch) and runs the
+    model on it made time-major. ``samples``: the batch the joules are for (default
+    ``B``: ``x.shape[1]``, or ``x.shape[0]`` with ``batch_first``).
 
     ``reuse_weights``: a layer's weights stay in its engine's weight SRAM from an earlier
     pass when they fit (the forward reads no weights). ``memories``: other memory costs
     (every name of :data:`~spikeflow.energy.neuromc_costs.NEUROMC_MEMORIES`).
 
     Raises:
-        ConfigurationError: a module NeuroMC cannot price (named), an optimizer it does
-            not model, an optimizer or target without ``loss_fn``, bad ``memories``.
-        ShapeError: ``x`` is not a tensor of 2 or more dims.
+        ConfigurationError: a module NeuroMC cannot price (named), matrix products run
+            outside the priced layers (named), an optimizer it does not model, an
+            optimizer or target without ``loss_fn``, a loss with no gradient to
+            propagate, bad ``samples`` or ``memories``.
+        ShapeError: ``x`` is not a tensor of 2 or more dims; ``loss_fn`` did not return
+            a scalar tensor.
     """
     from spikeflow.functional import reset_net
 
     if not isinstance(x, Tensor) or x.dim() < 2:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ShapeError(f"neuromc_energy_report: x must be a tensor [T, B, ...], got {shape}")
+        layout = "[B, T, ...]" if batch_first else "[T, B, ...]"
+        raise ShapeError(f"neuromc_energy_report: x must be a tensor {layout}, got {shape}")
     if loss_fn is None and (optimizer is not None or target is not None):
         what = "optimizer" if optimizer is not None else "target"
         raise ConfigurationError(f"neuromc_energy_report: {what} needs loss_fn (a backward)")
@@ -448,27 +522,52 @@ def neuromc_energy_report(
         raise ConfigurationError("neuromc_energy_report: loss_fn needs target")
     if optimizer is not None:
         _check_optimizer(optimizer)
+    if batch_first:
+        x = x.transpose(0, 1)
+    samples = int(x.shape[1]) if samples is None else samples
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigurationError(
+            f"neuromc_energy_report: samples must be a positive integer, got {samples!r}"
+        )
     memories = check_memories(memories)
     names = _priced_modules(model)
     training = loss_fn is not None
     recorder = _Recorder(names, memories, bool(reuse_weights), training)
-    saved = {p: p.grad for p in model.parameters()}
     handles = [m.register_forward_hook(recorder.hook) for m in names]
+    free = _free_types()
+    handles += [m.register_forward_hook(recorder.pass_through)
+                for m in model.modules() if isinstance(m, free)]  # fmt: skip
+    watch = UnpricedProducts(model, names)
     reset_net(model)
     try:
-        for p in saved:
-            p.grad = None
-        with torch.set_grad_enabled(training):
-            out = model(x)
+        with preserved(model, x.device), torch.set_grad_enabled(training):
+            with watch:
+                out = model(x)
+            watch.check()
             if loss_fn is not None:
-                loss_fn(out, target).backward()
-        works = recorder.works
-        if optimizer is not None:
-            works += _optimizer_works(optimizer, memories)
+                _backward(loss_fn(out, target))
+            if optimizer is not None:
+                stepped = {p for p in model.parameters() if p.grad is not None}
+                recorder.works += _optimizer_works(optimizer, memories, stepped)
     finally:
+        watch.remove()
         for handle in handles:
             handle.remove()
-        for p, grad in saved.items():
-            p.grad = grad
         reset_net(model)
-    return NeuroMCReport(works, int(x.shape[1]), memories)
+    return NeuroMCReport(recorder.works, samples, memories)
+
+
+def _backward(loss: Any) -> None:
+    """``loss.backward()`` of a scalar loss that has a gradient to propagate."""
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise ShapeError(
+            f"neuromc_energy_report: loss_fn must return a scalar tensor (the batch's loss), "
+            f"got {got}; reduce it (.mean() or .sum())"
+        )
+    if not loss.requires_grad:
+        raise ConfigurationError(
+            "neuromc_energy_report: the loss needs no gradient (no parameter that requires "
+            "one and no input that does): there is no backward to price"
+        )
+    loss.reshape(()).backward()

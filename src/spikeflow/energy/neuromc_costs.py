@@ -181,15 +181,19 @@ _ADAM = (
 class Work:
     """One piece of work for :func:`price` (see the module docstring).
 
-    ``kind``: ``"mac"`` (a product on ``engine``), ``"soma"``, ``"norm"``, ``"sgd"`` or
-    ``"adam"``. For ``"mac"``: ``macs``; ``reduce`` the channels summed per output
-    (``C`` forward, ``K`` for the input gradient; for the weight gradient ``C`` and
-    ``K``), ``taps`` the kernel's ``FY·FX``, ``weight_numel`` the weights read,
+    ``kind``: ``"mac"`` (a product on ``engine``), ``"soma"``, ``"norm"``, ``"sgd"``,
+    ``"adam"``, ``"maxpool"`` or ``"avgpool"``. For ``"mac"``: ``macs``; ``reduce`` the
+    channels summed per output (``C`` forward, ``K`` for the input gradient; for the
+    weight gradient ``C`` and ``K``), ``taps`` the kernel's ``FY·FX``, ``weight_numel``
+    the weights read,
     ``output_numel`` the outputs written, ``input_bits`` 1 for spikes else 16,
     ``reuse`` whether the weights stay in the weight SRAM. For ``"soma"``/``"norm"``:
     ``elements`` and (norm) ``channel_steps``, ``backward``. For the optimizer:
     ``elements`` the parameters updated; SGD's ``momentum``, ``weight_decay``,
-    ``momentum_buffer`` (a buffer from an earlier step is read).
+    ``momentum_buffer`` (a buffer from an earlier step is read). For ``"maxpool"`` and
+    ``"avgpool"`` (spikeflow's convention, :mod:`spikeflow.energy.neuromc_pooling`):
+    ``elements`` the outputs, ``window_inputs`` the sum of their windows' real inputs,
+    ``input_numel``, ``input_bits`` and ``backward``.
     """
 
     kind: str
@@ -207,6 +211,8 @@ class Work:
     momentum: bool = False
     weight_decay: bool = False
     momentum_buffer: bool = False
+    window_inputs: int = 0
+    input_numel: int = 0
 
 
 @dataclass
@@ -289,6 +295,15 @@ def _elementwise_ops(work: Work) -> dict[str, int]:
         return {"mux": 0, "add": 3 * n + 2 * ct, "mul": 3 * n + 4 * ct, "comp": 0, "sqrt": ct}
     if work.kind == "adam":
         return {"mux": 0, "add": 4 * n, "mul": 11 * n, "comp": 0, "sqrt": n}
+    if work.kind in ("maxpool", "avgpool"):  # n outputs; window_inputs - n pairs reduced
+        ops = dict.fromkeys(("mux", "add", "mul", "comp", "sqrt"), 0)
+        if work.backward:  # route (max) or scale (avg) each output's gradient
+            ops["mux" if work.kind == "maxpool" else "mul"] = n
+        elif work.kind == "maxpool":
+            ops["comp"] = work.window_inputs - n
+        else:
+            ops["add"], ops["mul"] = work.window_inputs - n, n
+        return ops
     steps = 1 + work.weight_decay + (work.momentum and work.momentum_buffer)  # sgd
     return {"mux": 0, "add": steps * n, "mul": steps * n, "comp": 0, "sqrt": 0}
 
@@ -301,8 +316,25 @@ def _variables(work: Work) -> tuple[tuple, ...]:
     return _ADAM
 
 
+def _pool_traffic(work: Work, flow: _Traffic) -> None:
+    """A pooling's register reads and writes (no SRAM: see neuromc_pooling)."""
+    spike_reg = "reg_1b" if work.input_bits == 1 else _R16
+    if work.backward:  # each output's gradient in, every input's gradient out
+        flow.add("reg", "rh2l", work.elements * 16, _R16)
+        flow.add("reg", "wl2h", work.input_numel * 16, _R16)
+        return
+    flow.add("reg", "rh2l", work.window_inputs * work.input_bits, spike_reg)
+    if work.kind == "maxpool":  # the max of spikes is a spike
+        flow.add("reg", "wl2h", work.elements * work.input_bits, spike_reg)
+    else:
+        flow.add("reg", "wl2h", work.elements * 16, _R16)
+
+
 def _elementwise_traffic(work: Work, flow: _Traffic) -> None:
     """The elementwise work's reads and writes of its variables."""
+    if work.kind in ("maxpool", "avgpool"):
+        _pool_traffic(work, flow)
+        return
     if work.kind == "sgd":  # 32-bit value and gradient in the 6 MB SRAM
         bits = work.elements * 32
         reads = 2 + (work.momentum and work.momentum_buffer)

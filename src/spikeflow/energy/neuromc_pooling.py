@@ -1,0 +1,95 @@
+"""Pooling on NeuroMC: spikeflow's convention (the released model has no cost for it).
+
+Neither Li et al.'s released NeuroMC model nor SpikingJelly 2.0's estimate of it prices
+pooling (SpikingJelly raises on the pooling's aten operation). spikeflow prices it at
+the register level of the engine that holds the layer's outputs, with the model's own
+per-operation costs, and no SRAM traffic (the pooled values are read from and written
+to the registers between the layer that produced them and the next one). Per output
+whose window holds ``w`` real inputs (padding excluded):
+
+* max pooling: ``w − 1`` comparisons; avg pooling (and :class:`VotingLayer`): ``w − 1``
+  additions and one multiplication (by the divisor);
+* the forward reads the ``w`` inputs (1 bit each for spikes, else 16) and writes the
+  output (1 bit for the max of spikes, else 16);
+* the backward (when the input needs a gradient) reads each output's 16-bit gradient
+  and writes every input's gradient (16 bits): max pooling routes it with one mux per
+  output, avg pooling scales it with one multiplication per output.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.layers.misc import VotingLayer
+
+__all__ = ["POOLS", "is_max_pool", "pool_dims", "pool_windows"]
+
+_MAX = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+_AVG = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_ADAPTIVE_MAX = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+_ADAPTIVE_AVG = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+
+
+#: The pooling modules NeuroMC prices by spikeflow's convention.
+POOLS: tuple[type[nn.Module], ...] = (*_MAX, *_AVG, *_ADAPTIVE_MAX, *_ADAPTIVE_AVG, VotingLayer)
+
+
+def is_max_pool(module: nn.Module) -> bool:
+    """Whether ``module`` takes a maximum (else it averages)."""
+    return isinstance(module, (*_MAX, *_ADAPTIVE_MAX))
+
+
+def pool_dims(module: nn.Module) -> int:
+    """How many trailing dims the pooling ``module`` pools (1, 2 or 3)."""
+    if isinstance(module, VotingLayer):
+        return 1
+    for dims, kinds in enumerate(zip(_MAX, _AVG, _ADAPTIVE_MAX, _ADAPTIVE_AVG, strict=True), 1):
+        if isinstance(module, kinds):
+            return dims
+    raise ConfigurationError(f"NeuroMC: {type(module).__name__} is not a pooling layer")
+
+
+def _per_dim(value: object, dims: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * dims  # type: ignore[arg-type]
+
+
+def _window_sizes(module: nn.Module, dim: int, size_in: int, size_out: int) -> list[int]:
+    """The real inputs (padding excluded) of each output's window along one dim."""
+    if isinstance(module, (*_ADAPTIVE_MAX, *_ADAPTIVE_AVG)):
+        return [
+            math.ceil((i + 1) * size_in / size_out) - (i * size_in) // size_out
+            for i in range(size_out)
+        ]
+    if isinstance(module, VotingLayer):
+        kernel, stride, padding, dilation = (module.voting_size,) * 2 + (0, 1)
+    else:
+        dims = pool_dims(module)
+        kernel = _per_dim(module.kernel_size, dims)[dim]
+        stride = _per_dim(module.stride or module.kernel_size, dims)[dim]
+        padding = _per_dim(module.padding, dims)[dim]
+        dilation = _per_dim(getattr(module, "dilation", 1), dims)[dim]
+    sizes = []
+    for i in range(size_out):
+        taps = (i * stride - padding + j * dilation for j in range(kernel))
+        sizes.append(sum(1 for t in taps if 0 <= t < size_in))
+    return sizes
+
+
+def pool_windows(module: nn.Module, x: Tensor, out: Tensor) -> int:
+    """The sum over ``out``'s entries of their windows' real inputs (``Σ w``), for one
+    call of the pooling ``module`` on ``x`` (any leading dims)."""
+    dims = pool_dims(module)
+    if x.dim() < dims or out.dim() < dims:
+        raise ConfigurationError(
+            f"NeuroMC: {type(module).__name__} ran on {tuple(x.shape)}, fewer than its "
+            f"{dims} pooled dims"
+        )
+    total = 1
+    for d in range(dims):
+        size_in, size_out = int(x.shape[x.dim() - dims + d]), int(out.shape[out.dim() - dims + d])
+        total *= sum(_window_sizes(module, d, size_in, size_out))
+    per_window_set = math.prod(int(s) for s in out.shape[out.dim() - dims :])
+    return out.numel() // per_window_set * total if per_window_set else 0

@@ -1,0 +1,115 @@
+"""What :func:`~spikeflow.energy.neuromc_energy_report`'s run leaves as it was, and the
+matrix products it cannot price.
+
+* :func:`preserved` keeps the parameters' gradients, the model's buffers (batch norm's
+  running statistics: a training-mode forward updates them) and the random number
+  generators (a dropout draws its mask) as they were before the run.
+* :class:`UnpricedProducts` watches the forward for matrix products and convolutions
+  run outside the layers NeuroMC prices (an attention's ``q @ kᵀ`` in its module's own
+  ``forward``): NeuroMC's model maps a product onto weights held in an engine, and
+  such a product has none, so the report refuses it rather than leave it out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from spikeflow.errors import ConfigurationError
+
+__all__ = ["UnpricedProducts", "preserved"]
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Run the body with the parameters' ``.grad`` cleared, then give back the gradients,
+    the buffers' values (the same tensors, their contents copied back) and the CPU's
+    (and ``device``'s, on CUDA) random number generator state."""
+    grads = {p: p.grad for p in model.parameters()}
+    buffers = [
+        (module, name, buffer, buffer.detach().clone())
+        for module in model.modules()
+        for name, buffer in module.named_buffers(recurse=False)
+    ]
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            for p in grads:
+                p.grad = None
+            yield
+        finally:
+            for p, grad in grads.items():
+                p.grad = grad
+            with torch.no_grad():
+                for module, name, buffer, value in buffers:
+                    module._buffers[name] = buffer
+                    buffer.copy_(value)
+
+
+_PRODUCT_FUNCTIONS = {
+    torch.matmul, Tensor.matmul, Tensor.__matmul__, Tensor.__rmatmul__, torch.mm, Tensor.mm,
+    torch.bmm, Tensor.bmm, torch.addmm, Tensor.addmm, torch.baddbmm, Tensor.baddbmm,
+    torch.einsum, torch.tensordot, torch.inner, torch.outer, F.linear, F.bilinear,
+    F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
+}  # fmt: skip
+
+
+class UnpricedProducts(TorchFunctionMode):
+    """A torch function mode that, with module hooks keeping the stack of running
+    modules, records the products run while no priced module is running: by the name
+    of the innermost running module, the functions and their count."""
+
+    def __init__(self, model: nn.Module, priced: dict[nn.Module, str]) -> None:
+        super().__init__()
+        self.priced = priced
+        self.stack: list[nn.Module] = []
+        self.found: dict[tuple[str, str], dict[str, int]] = {}
+        self.names = {module: name or "(model)" for name, module in model.named_modules()}
+        self.handles = []
+        for module in self.names:
+            self.handles.append(module.register_forward_pre_hook(self._enter))
+            self.handles.append(module.register_forward_hook(self._leave, always_call=True))
+
+    def _enter(self, module: nn.Module, _args: Any) -> None:
+        self.stack.append(module)
+
+    def _leave(self, module: nn.Module, _args: Any, _out: Any) -> None:
+        if self.stack and self.stack[-1] is module:
+            self.stack.pop()
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        """Record ``func`` if it is a product run outside the priced modules; run it."""
+        if func in _PRODUCT_FUNCTIONS and not any(m in self.priced for m in self.stack):
+            module = self.stack[-1] if self.stack else None
+            key = (self.names.get(module, "(model)"), type(module).__name__)
+            name = getattr(func, "__name__", str(func))
+            counts = self.found.setdefault(key, {})
+            counts[name] = counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+    def remove(self) -> None:
+        """Remove the module hooks."""
+        for handle in self.handles:
+            handle.remove()
+
+    def check(self) -> None:
+        """Raise a ConfigurationError naming each module that ran unpriced products."""
+        if not self.found:
+            return
+        where = "; ".join(
+            f"{name} ({kind}): " + ", ".join(f"{f} x{n}" for f, n in counts.items())
+            for (name, kind), counts in self.found.items()
+        )
+        raise ConfigurationError(
+            f"NeuroMC cannot price matrix products run outside the layers it prices ({where}): "
+            "its model maps a product onto an engine's stored weights (Linear, Conv1d/Conv2d), "
+            "and a product of two activations (attention) has none"
+        )

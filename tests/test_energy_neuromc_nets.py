@@ -1,0 +1,292 @@
+"""NeuroMC's estimate on real networks (spikeflow.energy.neuromc): pooling by hand and
+its windows against a brute-force count, dropout, the zoo's models (their MACs against
+torch's FlopCounterMode), the input layout, what the run leaves as it was, and the
+errors for what it cannot price."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from spikeflow import layers, neurons
+from spikeflow.energy import neuromc_energy_report
+from spikeflow.energy.neuromc_pooling import pool_windows
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.functional import reset_net
+
+torch.set_num_threads(1)
+PJ = 1e-12
+REG1, REG16 = 0.00901 / 7.1 * 2, 0.14416 / 7.1 * 2  # pJ per register access
+
+
+def _spikes(*shape: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < 0.3).float()
+
+
+# ---------------------------------------------------------------- pooling
+
+
+@pytest.mark.parametrize(
+    ("pool", "shape"),
+    [
+        (nn.MaxPool2d(3, 2, padding=1), (2, 3, 7, 6)),
+        (nn.MaxPool2d(2, ceil_mode=True), (1, 2, 5, 7)),
+        (nn.MaxPool2d(3, 1, padding=1, dilation=2), (1, 1, 8, 9)),
+        (nn.AvgPool2d(3, 2, padding=1), (2, 2, 7, 7)),
+        (nn.AvgPool2d((2, 3), (1, 2), padding=(1, 1), ceil_mode=True), (1, 1, 6, 9)),
+        (nn.AvgPool1d(4, 3, padding=2), (2, 3, 11)),
+        (nn.AdaptiveAvgPool2d((2, 3)), (1, 2, 5, 7)),
+        (nn.AdaptiveMaxPool1d(4), (2, 1, 10)),
+        (layers.MaxPool2d(2), (3, 2, 1, 4, 6)),
+        (layers.VotingLayer(3), (2, 4, 12)),
+    ],
+)
+def test_pool_windows_equal_a_brute_force_count(pool, shape):
+    """Σ over outputs of their windows' real inputs: each input position, alone at 1
+    among zeros, reaches the outputs whose window holds it."""
+    x = torch.rand(*shape)
+    pooled = 2 if isinstance(pool, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)) else 1
+    plane = shape[len(shape) - pooled :]
+    probes = torch.eye(torch.Size(plane).numel()).reshape(-1, *plane)
+    if isinstance(pool, layers.MaxPool2d):
+        probes = probes[None, :, None]  # [1, P, 1, H, W]: one step of P images
+    reached = int((pool(probes) != 0).sum())
+    planes = torch.Size(shape[: len(shape) - pooled]).numel()
+    assert pool_windows(pool, x, pool(x)) == reached * planes
+
+
+def test_max_pool_on_spikes_by_hand():
+    """conv 1→2 + LIF + MaxPool2d(2) over [2, 1, 1, 4, 4] spikes: 16 outputs of 4-input
+    windows; forward 48 comparisons, 64 spike bits read and 16 written at the 1-bit
+    register; backward 16 muxes, 16 gradients read and 64 written (16 bits)."""
+    net = nn.Sequential(layers.Conv2d(1, 2, 3, padding=1, bias=False), neurons.LIFNode(),
+                        layers.MaxPool2d(2), layers.Flatten(), layers.Linear(8, 3))  # fmt: skip
+    report = neuromc_energy_report(net, _spikes(2, 1, 1, 4, 4), torch.rand(2, 1, 3), F.mse_loss)
+    forward, backward = [w for w in report.works if w.name == "2"]
+    assert (forward.op, forward.engine, forward.process) == ("maxpool.forward", "fp_soma",
+                                                             "with_pool")  # fmt: skip
+    assert forward.priced.ops == {"mux": 0, "add": 0, "mul": 0, "comp": 48, "sqrt": 0}
+    assert forward.priced.bits == {("reg", "rh2l"): 64, ("reg", "wl2h"): 16}
+    assert forward.total == pytest.approx((48 * 0.056 + 80 * REG1) * PJ, rel=1e-12)
+    assert forward.dims == {"B": 1, "T": 2, "C": 2, "K": 2, "OY": 2, "OX": 2, "FY": 4, "FX": 1}
+    assert (backward.op, backward.engine) == ("maxpool.backward", "bp_grad")
+    assert backward.priced.ops == {"mux": 16, "add": 0, "mul": 0, "comp": 0, "sqrt": 0}
+    assert backward.priced.bits == {("reg", "rh2l"): 16 * 16, ("reg", "wl2h"): 64 * 16}
+    assert backward.total == pytest.approx((16 * 0.548 / 16 + 80 * REG16) * PJ, rel=1e-12)
+    # the next layer still reads 1-bit spikes
+    assert [w.engine for w in report.works if w.op == "linear.forward"] == ["fp_soma"]
+
+
+def test_adaptive_avg_pool_on_values_by_hand():
+    """BN + AdaptiveAvgPool2d((2, 3)) over [1, 2, 3, 5, 7] values: windows of 3 rows
+    and 3 columns, Σw = 6·9 per plane, 6 planes: 324 inputs, 36 outputs; forward 288
+    additions and 36 multiplications on 16-bit values; backward 36 multiplications."""
+    net = nn.Sequential(layers.BatchNorm2d(3), layers.AdaptiveAvgPool2d((2, 3)), neurons.LIFNode())
+    report = neuromc_energy_report(net, torch.rand(1, 2, 3, 5, 7), torch.rand(1, 2, 3, 2, 3),
+                                   F.mse_loss)  # fmt: skip
+    forward, backward = [w for w in report.works if w.name == "1"]
+    assert (forward.op, forward.engine) == ("avgpool.forward", "ann_fe")
+    assert forward.priced.ops == {"mux": 0, "add": 288, "mul": 36, "comp": 0, "sqrt": 0}
+    assert forward.priced.bits == {("reg", "rh2l"): 324 * 16, ("reg", "wl2h"): 36 * 16}
+    expected = 288 * 0.548 + 36 * 0.812 + (324 + 36) * REG16
+    assert forward.total == pytest.approx(expected * PJ, rel=1e-12)
+    assert (backward.op, backward.engine) == ("avgpool.backward", "ann_be")
+    assert backward.priced.ops == {"mux": 0, "add": 0, "mul": 36, "comp": 0, "sqrt": 0}
+    assert backward.total == pytest.approx((36 * 0.812 + (36 + 210) * REG16) * PJ, rel=1e-12)
+
+
+def test_pool_on_the_data_has_no_backward():
+    """A pool fed the data (no gradient needed) has a forward alone."""
+    net = nn.Sequential(layers.AvgPool2d(2), layers.Conv2d(1, 2, 3), neurons.LIFNode())
+    report = neuromc_energy_report(net, torch.rand(2, 1, 1, 8, 8), torch.rand(2, 1, 2, 2, 2),
+                                   F.mse_loss)  # fmt: skip
+    assert [w.phase for w in report.works if w.name == "0"] == ["forward"]
+
+
+def test_dropout_is_free_and_keeps_spikes():
+    """Dropout in training scales the kept spikes by 1/(1 − p): free, and the next
+    layer still reads 1-bit spikes, so the step costs what it costs without it."""
+
+    def net(drop: bool) -> nn.Sequential:
+        torch.manual_seed(0)
+        first = layers.Dropout(0.5) if drop else nn.Identity()
+        second = nn.Dropout(0.3) if drop else nn.Identity()
+        return nn.Sequential(layers.Linear(20, 16), neurons.LIFNode(), first, layers.Flatten(),
+                             second, layers.Linear(16, 4), neurons.LIFNode())  # fmt: skip
+
+    x, y = _spikes(3, 2, 20), torch.rand(3, 2, 4)
+    with_drop = neuromc_energy_report(net(True), x, y, F.mse_loss)
+    without = neuromc_energy_report(net(False), x, y, F.mse_loss)
+    assert [(w.name, w.op, w.engine) for w in with_drop.works] == [
+        (w.name, w.op, w.engine) for w in without.works
+    ]
+    assert [w.engine for w in with_drop.works if w.op == "linear.forward"] == ["fp_soma"] * 2
+    assert with_drop.total == pytest.approx(without.total, rel=1e-12)
+
+
+# ---------------------------------------------------------------- the zoo's models
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "shape"),
+    [
+        ("plif_mnist", {}, (2, 2, 1, 28, 28)),  # max pools, dropout, voting
+        ("sew_resnet18", {"num_classes": 10, "base_width": 16}, (2, 2, 3, 32, 32)),
+        ("ms_resnet18", {"num_classes": 10, "base_width": 16}, (1, 2, 3, 32, 32)),
+        ("spiking_vgg11_bn", {"num_classes": 10, "input_size": 32, "hidden_features": 64},
+         (2, 1, 3, 32, 32)),
+    ],
+)  # fmt: skip
+def test_zoo_models_macs_equal_torch_flop_counter(name, kwargs, shape):
+    """A zoo model's training step: its forward and backward MACs equal half the FLOPs
+    torch's FlopCounterMode counts for the same forward and backward; every pooling
+    module is priced."""
+    from spikeflow.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    x, y = _spikes(*shape), torch.randint(0, 10, (shape[1],))
+
+    def loss(out, y):
+        return F.cross_entropy(out.mean(0), y)
+
+    report = neuromc_energy_report(model, x, y, loss, torch.optim.SGD(model.parameters(), 0.1))
+    macs = {"forward": 0, "backward": 0, "optimizer": 0}
+    for work in report.works:
+        macs[work.phase] += work.priced.macs
+    reset_net(model)
+    with FlopCounterMode(display=False) as forward:
+        out = loss(model(x), y)
+    with FlopCounterMode(display=False) as backward:
+        out.backward()
+    reset_net(model)
+    assert macs == {"forward": forward.get_total_flops() // 2,
+                    "backward": backward.get_total_flops() // 2, "optimizer": 0}  # fmt: skip
+    pools = {n for n, m in model.named_modules() if "Pool" in type(m).__name__}
+    assert pools and pools <= report.by_layer().keys()
+    assert report.samples == shape[1] and report.by_phase()["optimizer"] > 0
+
+
+# ---------------------------------------------------------------- layout, state, errors
+
+
+def _conv_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        layers.Conv2d(2, 4, 3, padding=1), layers.BatchNorm2d(4), neurons.LIFNode(),
+        layers.Dropout(0.2), layers.MaxPool2d(2), layers.Flatten(),
+        layers.Linear(4 * 3 * 3, 5), neurons.LIFNode(),
+    )  # fmt: skip
+
+
+def test_batch_first_input_and_samples():
+    net, x = _conv_net(), _spikes(3, 2, 2, 6, 6)
+    time_major = neuromc_energy_report(net, x)
+    batch_first = neuromc_energy_report(net, x.transpose(0, 1), batch_first=True)
+    assert batch_first.samples == time_major.samples == 2
+    assert [(w.name, w.op, w.dims) for w in batch_first.works] == [
+        (w.name, w.op, w.dims) for w in time_major.works
+    ]
+    assert batch_first.total == time_major.total
+    assert neuromc_energy_report(net, x, samples=7).samples == 7
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ConfigurationError, match="samples must be a positive integer"):
+            neuromc_energy_report(net, x, samples=bad)
+    with pytest.raises(ShapeError, match=r"\[B, T, \.\.\.\]"):
+        neuromc_energy_report(net, torch.zeros(4), batch_first=True)
+
+
+def test_the_run_leaves_buffers_grads_optimizer_and_rng_as_they_were():
+    """Batch norm's running statistics, the gradients, the optimizer's momentum buffers
+    and the random number generator (dropout draws a mask) are as before; a second call
+    prices the same."""
+    net, x, y = _conv_net(), _spikes(3, 2, 2, 6, 6), torch.rand(3, 2, 5)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    F.mse_loss(net(x), y).backward()
+    opt.step()  # momentum buffers exist; the gradients stay set
+    reset_net(net)
+    state, opt_state = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    grads = [p.grad.clone() for p in net.parameters()]
+    rng = torch.get_rng_state()
+    first = neuromc_energy_report(net, x, y, F.mse_loss, opt)
+    second = neuromc_energy_report(net, x, y, F.mse_loss, opt)
+    assert first.total == second.total
+    assert torch.equal(torch.get_rng_state(), rng)
+    after = net.state_dict()
+    assert after.keys() == state.keys()
+    assert all(torch.equal(after[k], state[k]) for k in state)
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), grads, strict=True))
+    assert repr(opt.state_dict()) == repr(opt_state)
+
+
+def test_optimizer_prices_only_the_models_parameters_that_got_a_gradient():
+    """Param groups with their own lr and weight decay; a parameter of another model
+    with a stale gradient is not part of this step's update."""
+    net, x, y = _conv_net(), _spikes(2, 2, 2, 6, 6), torch.rand(2, 2, 5)
+    other = nn.Linear(30, 30)
+    other.weight.grad = torch.ones_like(other.weight)
+    params = list(net.parameters())
+    groups = [{"params": params[:2], "lr": 0.01, "weight_decay": 1e-4},
+              {"params": params[2:], "lr": 0.1}]  # fmt: skip
+    plain = neuromc_energy_report(net, x, y, F.mse_loss, torch.optim.SGD(groups, lr=0.1))
+    mixed = torch.optim.SGD([*groups, {"params": other.parameters(), "lr": 1.0}], lr=0.1)
+    report = neuromc_energy_report(net, x, y, F.mse_loss, mixed)
+    updates = [w for w in report.works if w.phase == "optimizer"]
+    assert sum(w.dims["FX"] for w in updates) == sum(p.numel() for p in params)
+    assert report.total == plain.total
+    decayed = [w for w in updates if w.priced.ops["add"] == 2 * w.dims["FX"]]
+    assert [w.dims["FX"] for w in decayed] == [params[0].numel() + params[1].numel()]
+
+
+def test_feature_batch_norm_reads_its_channels_from_the_last_dim():
+    """Spikformer's FeatureBatchNorm(D) over tokens [T, B, N, D]: D channels (D square
+    roots), priced as a BatchNorm1d(D) over the same values as rows [T·B·N, D]."""
+    from spikeflow.layers.attention import FeatureBatchNorm
+
+    x = torch.rand(3, 2, 5, 16)
+    tokens = neuromc_energy_report(nn.Sequential(FeatureBatchNorm(16), neurons.LIFNode()), x)
+    rows = neuromc_energy_report(nn.Sequential(nn.BatchNorm1d(16), neurons.LIFNode()),
+                                 x.reshape(-1, 16), samples=2)  # fmt: skip
+    bn = tokens.works[0]
+    assert bn.priced.ops["sqrt"] == 16 and bn.dims["C"] == 16
+    assert bn.priced.ops["mul"] == 3 * x.numel() + 4 * 16
+    assert bn.total == pytest.approx(rows.works[0].total, rel=1e-12)
+
+
+def test_loss_must_be_a_scalar_with_a_gradient():
+    net, x, y = _conv_net(), _spikes(2, 2, 2, 6, 6), torch.rand(2, 2, 5)
+    with pytest.raises(ShapeError, match=r"scalar tensor .* got shape \(2, 2, 5\)"):
+        neuromc_energy_report(net, x, y, lambda out, t: (out - t) ** 2)
+    net.requires_grad_(False)
+    with pytest.raises(ConfigurationError, match="no backward to price"):
+        neuromc_energy_report(net, x, y, F.mse_loss)
+
+
+class _Attention(nn.Module):
+    """Spike Q, K, V and Q Kᵀ V computed in the module's own forward."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.q, self.k, self.v = (layers.Linear(dim, dim) for _ in range(3))
+        self.sq, self.sk, self.sv = (neurons.LIFNode() for _ in range(3))
+
+    def forward(self, x):
+        q, k, v = self.sq(self.q(x)), self.sk(self.k(x)), self.sv(self.v(x))
+        return q @ (k.transpose(-2, -1) @ v)
+
+
+def test_products_outside_the_priced_layers_are_refused():
+    """An attention's activation products are named, not left out."""
+    from spikeflow.layers.attention import SpikingSelfAttention
+
+    net = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode(), _Attention(), neurons.LIFNode())
+    with pytest.raises(ConfigurationError, match=r"2 \(_Attention\): matmul x2"):
+        neuromc_energy_report(net, _spikes(2, 3, 5, 8))
+    with pytest.raises(ConfigurationError, match=r"\(SpikingSelfAttention\): matmul"):
+        neuromc_energy_report(SpikingSelfAttention(8, 2), _spikes(2, 3, 5, 8))
