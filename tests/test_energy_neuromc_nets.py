@@ -117,10 +117,14 @@ def test_dropout_is_free_and_keeps_spikes():
         torch.manual_seed(0)
         first = layers.Dropout(0.5) if drop else nn.Identity()
         second = nn.Dropout(0.3) if drop else nn.Identity()
-        return nn.Sequential(layers.Linear(20, 16), neurons.LIFNode(), first, layers.Flatten(),
-                             second, layers.Linear(16, 4), neurons.LIFNode())  # fmt: skip
+        model = nn.Sequential(layers.Linear(20, 16), neurons.LIFNode(), first, layers.Flatten(),
+                              second, layers.Linear(16, 4), neurons.LIFNode())  # fmt: skip
+        nn.init.uniform_(model[0].weight, 0.0, 1.0)  # the first neurons fire
+        return model
 
     x, y = _spikes(3, 2, 20), torch.rand(3, 2, 4)
+    fired = net(True)[:3](x)  # the first dropout's output: spikes scaled to 2
+    assert set(fired.unique().tolist()) == {0.0, 2.0}
     with_drop = neuromc_energy_report(net(True), x, y, F.mse_loss)
     without = neuromc_energy_report(net(False), x, y, F.mse_loss)
     assert [(w.name, w.op, w.engine) for w in with_drop.works] == [

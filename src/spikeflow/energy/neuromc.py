@@ -302,9 +302,8 @@ class _Recorder:
             x_, out_, needs_input_grad = shapes
             if isinstance(module, _PRODUCTS):
                 self._product_backward(module, x_, out_, needs_input_grad, spikes)
-            elif isinstance(module, POOLS):
-                if needs_input_grad:  # no weights: nothing to do unless the input needs it
-                    self._pool(module, x_, out_, True, spikes)
+            elif isinstance(module, POOLS):  # no weights: its input needs the gradient
+                self._pool(module, x_, out_, True, spikes)
             elif isinstance(module, _NORMS):
                 self._norm(module, x_, out_, True, spikes)
             else:
