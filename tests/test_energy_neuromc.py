@@ -479,3 +479,25 @@ def test_sgd_param_groups_equal_spikingjelly(sj):
     mine = neuromc_energy_report(ours, x, y, F.mse_loss, sgd(ours))
     assert len([w for w in mine.works if w.phase == "optimizer"]) == 2
     _assert_equal(mine, sj(theirs, x, y, F.mse_loss, sgd(theirs)))
+
+
+def test_global_average_pool_is_free_in_spikingjelly(sj):
+    """AdaptiveAvgPool2d(1) runs as aten.mean, which SpikingJelly does not price (its
+    max and avg pools raise): everything else equal, spikeflow adds the pool's work."""
+
+    def net(sf):
+        L, N = (layers, neurons) if sf else (sj_layer, sj_neuron)
+        kw = {} if sf else {"step_mode": "m"}
+        return nn.Sequential(L.Conv2d(2, 4, 3, **kw), N.LIFNode(**kw),
+                             L.AdaptiveAvgPool2d(1, **kw), L.Flatten(**kw),
+                             L.Linear(4, 3, **kw), N.LIFNode(**kw))  # fmt: skip
+
+    x, y = _spikes(2, 3, 2, 8, 8), torch.rand(2, 3, 3)
+    mine = neuromc_energy_report(net(True), x, y, F.mse_loss)
+    their = sj(net(False), x, y, F.mse_loss)
+    pool = [w for w in mine.works if w.name == "2"]
+    assert [w.op for w in pool] == ["avgpool.forward", "avgpool.backward"]
+    assert pool[0].priced.ops["add"] == 2 * 3 * 4 * (36 - 1)
+    rest = sum(w.total for w in mine.works if w.name != "2")
+    assert rest == pytest.approx(their.energy_total_pj * PJ, rel=1e-9)
+    assert mine.primitives()["mac"] == their.primitive_counts["totals"]["mac"]
