@@ -112,7 +112,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
         progress=args.progress, operations=args.operations, spike_counts=args.spike_counts,
         neurobench=args.neurobench, early_exit=args.early_exit,
-        early_exit_accumulate=args.early_exit_accumulate,
+        early_exit_accumulate=args.early_exit_accumulate, energy=args.energy,
     )  # fmt: skip
     print(format_evaluation(result))
     if args.json:

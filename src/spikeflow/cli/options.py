@@ -515,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
         "activation sparsity, membrane updates, synaptic operations: docs/energy.md)",
     )
     ev.add_argument(
+        "--energy",
+        default=None,
+        choices=("neuromc",),
+        help="also price one training step (forward, backward, the run's optimizer update) "
+        "of the model on the first batch of the test samples on NeuroMC's training "
+        "accelerator (docs/energy.md)",
+    )
+    ev.add_argument(
         "--spike-counts",
         action="store_true",
         help="with --operations: read whole-number inputs (sums of spikes on a residual "

@@ -32,6 +32,7 @@ from spikeflow.training.early_exit_eval import (
 )
 from spikeflow.training.eval_counts import format_counts, neurobench_fields, operations_fields
 from spikeflow.training.loop import evaluate
+from spikeflow.training.neuromc_eval import ENERGY_MODELS, format_neuromc, price_training_step
 
 __all__ = [
     "check_json_destination",
@@ -100,6 +101,7 @@ def evaluate_checkpoint(
     neurobench: bool = False,
     early_exit: str | None = None,
     early_exit_accumulate: str = "mean",
+    energy: str | None = None,
 ) -> dict[str, Any]:
     """Loss, accuracy, mean firing rate and per-layer statistics of the model saved in the
     checkpoint ``path``, on the test split of the dataset it was trained on.
@@ -124,6 +126,9 @@ def evaluate_checkpoint(
             steps, one pass per threshold (:mod:`spikeflow.training.early_exit_eval`).
         early_exit_accumulate: ``"mean"`` (SEENN's and DT-SNN's papers) or ``"sum"``
             (SEENN's code) of the outputs of the steps so far.
+        energy: ``"neuromc"``: also price one training step (forward, backward and the
+            run's optimizer update) of the model on the first batch of the test samples
+            on NeuroMC's accelerator (:mod:`spikeflow.training.neuromc_eval`).
 
     Returns:
         A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when it is
@@ -147,7 +152,8 @@ def evaluate_checkpoint(
         ``neurobench_not_counted``; with ``early_exit``, ``early_exit``: one dict per
         threshold (:func:`~spikeflow.training.early_exit_eval.evaluate_early_exit`; its
         ``operations`` with ``operations``, NeuroBench's metrics of the steps run as
-        ``neurobench`` with ``neurobench``).
+        ``neurobench`` with ``neurobench``); with ``energy="neuromc"``, ``neuromc``
+        (:func:`~spikeflow.training.neuromc_eval.price_training_step`).
 
     The model is built as the run built it: a string an older spikeflow saved for a bool
     argument (``detach_reset = "False"``) is read by its truth value, with a
@@ -169,6 +175,10 @@ def evaluate_checkpoint(
         raise ConfigurationError(
             "early_exit_accumulate (--early-exit-accumulate) needs early_exit (--early-exit)"
         )
+    if energy is not None and energy not in ENERGY_MODELS:
+        raise ConfigurationError(
+            f"energy (--energy) must be one of {', '.join(ENERGY_MODELS)}, got {energy!r}"
+        )
     rules = None if early_exit is None else parse_early_exit(early_exit, early_exit_accumulate)  # type: ignore[arg-type]
     run_folder = Path(path) if Path(path).is_dir() else None
     path, payload, config = read_run_checkpoint(path, data_dir)
@@ -186,6 +196,8 @@ def evaluate_checkpoint(
     if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
         if rules:
             refuse_early_exit()
+        if energy:
+            raise ConfigurationError("--energy: not priced for detection runs yet")
         result = evaluate_detection_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
             chosen_by=chosen_by, workers=workers, progress=progress, operations=operations,
@@ -224,6 +236,11 @@ def evaluate_checkpoint(
             batch_size=batch_size or config.batch_size, ctx=ctx, workers=workers,
             progress=progress, operations=operations, spike_counts=spike_counts,
             neurobench=neurobench, amp=config.amp,
+        )  # fmt: skip
+    if energy == "neuromc":
+        extra["neuromc"] = price_training_step(
+            model, test_set, config, _loss(config), static_layout(model, info, config.T),
+            batch_size=batch_size or config.batch_size, device=ctx.device,
         )  # fmt: skip
     return {
         "checkpoint": str(path),
@@ -315,6 +332,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
             f"{_membrane_stat(layer['v_mean'], '+8.3f')} {_membrane_stat(layer['v_std'], '7.3f')}"
         )
     lines += format_counts(result)
+    if "neuromc" in result:
+        lines += format_neuromc(result["neuromc"])
     if "early_exit" in result:
         lines += format_early_exit(result)
     lines.append(f"test accuracy: {result['test_acc']:.4f}")
