@@ -294,3 +294,16 @@ def test_products_outside_the_priced_layers_are_refused():
         neuromc_energy_report(net, _spikes(2, 3, 5, 8))
     with pytest.raises(ConfigurationError, match=r"\(SpikingSelfAttention\): matmul"):
         neuromc_energy_report(SpikingSelfAttention(8, 2), _spikes(2, 3, 5, 8))
+
+
+def test_a_batch_norm_fed_a_whole_sequence_has_statistics_per_step():
+    """snasnet's StepBatchNorm2d (an nn.BatchNorm2d over each step of [T, B, C, H, W])
+    is priced as spikeflow's multi-step BatchNorm2d: C·T channel-steps."""
+    from spikeflow.models.snasnet import StepBatchNorm2d
+
+    x = torch.rand(3, 2, 4, 5, 5)
+    step = neuromc_energy_report(nn.Sequential(StepBatchNorm2d(4), neurons.LIFNode()), x)
+    multi = neuromc_energy_report(nn.Sequential(layers.BatchNorm2d(4), neurons.LIFNode()), x)
+    assert step.works[0].priced.ops["sqrt"] == 4 * 3
+    assert step.works[0].dims == multi.works[0].dims
+    assert step.total == pytest.approx(multi.total, rel=1e-12)

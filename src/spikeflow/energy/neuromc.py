@@ -337,9 +337,11 @@ class _Recorder:
 
     def _norm(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
               spikes: bool) -> None:  # fmt: skip
-        steps = _steps(module, x)
-        lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
         c = int(module.num_features)  # a norm over the last dim has it elsewhere
+        steps = _steps(module, x)
+        if steps == 1 and x.dim() == _NORM_STEP_DIMS[_norm_kind(module)] + 1 and x.shape[2] == c:
+            steps = int(x.shape[0])  # a whole [T, B, C, ...] sequence, normalised per step
+        lead = 2 if steps > 1 or getattr(module, "step_mode", "s") == "m" else 1
         inner = _inner(x, lead) if x.dim() > lead and x.shape[lead] == c else 1
         d = _dims(x.numel() // (c * inner), steps, c, c, inner)
         if backward:
@@ -380,6 +382,15 @@ class _Recorder:
         work = Work("soma", engine, backward, elements=out.numel())
         phase = "backward" if backward else "forward"
         self.add(module, phase, f"soma.{phase}", work, "with_sg", d)
+
+
+#: The dims of one step's batch a batch norm takes ([B, C] and [B, C, L] for 1-d: the
+#: larger), by its kind.
+_NORM_STEP_DIMS = {nn.BatchNorm1d: 3, nn.BatchNorm2d: 4, nn.BatchNorm3d: 5}
+
+
+def _norm_kind(module: nn.Module) -> type[nn.Module]:
+    return next(kind for kind in _NORM_STEP_DIMS if isinstance(module, kind))
 
 
 def _inner(x: Tensor, lead: int) -> int:
