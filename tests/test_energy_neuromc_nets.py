@@ -307,3 +307,21 @@ def test_a_batch_norm_fed_a_whole_sequence_has_statistics_per_step():
     assert step.works[0].priced.ops["sqrt"] == 4 * 3
     assert step.works[0].dims == multi.works[0].dims
     assert step.total == pytest.approx(multi.total, rel=1e-12)
+
+
+class _Attend(nn.Module):
+    """A projection, then torch's fused attention in the module's own forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = layers.Linear(8, 8)
+
+    def forward(self, x):
+        q = self.proj(x)
+        return F.scaled_dot_product_attention(q, q, q)
+
+
+def test_fused_attention_is_refused():
+    net = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode(), _Attend(), neurons.LIFNode())
+    with pytest.raises(ConfigurationError, match=r"2 \(_Attend\): scaled_dot_product_attention"):
+        neuromc_energy_report(net, _spikes(2, 3, 5, 8))

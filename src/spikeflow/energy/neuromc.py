@@ -548,8 +548,8 @@ def neuromc_energy_report(
     handles += [m.register_forward_hook(recorder.pass_through)
                 for m in model.modules() if isinstance(m, free)]  # fmt: skip
     watch = UnpricedProducts(model, names)
-    reset_net(model)
     try:
+        reset_net(model)
         with preserved(model, x.device), torch.set_grad_enabled(training):
             with watch:
                 out = model(x)

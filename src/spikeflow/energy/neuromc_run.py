@@ -57,6 +57,7 @@ _PRODUCT_FUNCTIONS = {
     torch.bmm, Tensor.bmm, torch.addmm, Tensor.addmm, torch.baddbmm, Tensor.baddbmm,
     torch.einsum, torch.tensordot, torch.inner, torch.outer, F.linear, F.bilinear,
     F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
+    F.scaled_dot_product_attention, F.multi_head_attention_forward,
 }  # fmt: skip
 
 
