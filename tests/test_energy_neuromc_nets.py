@@ -325,3 +325,14 @@ def test_fused_attention_is_refused():
     net = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode(), _Attend(), neurons.LIFNode())
     with pytest.raises(ConfigurationError, match=r"2 \(_Attend\): scaled_dot_product_attention"):
         neuromc_energy_report(net, _spikes(2, 3, 5, 8))
+
+
+def test_a_compiled_model_is_priced_as_the_eager_one():
+    """torch.compile(model): the run is eager (no compilation), priced the same."""
+    net, x, y = _conv_net(), _spikes(2, 2, 2, 6, 6), torch.rand(2, 2, 5)
+    eager = neuromc_energy_report(net, x, y, F.mse_loss)
+    compiled = neuromc_energy_report(torch.compile(net), x, y, F.mse_loss)
+    assert [(w.name, w.op) for w in compiled.works] == [
+        (f"_orig_mod.{w.name}", w.op) for w in eager.works
+    ]
+    assert compiled.total == pytest.approx(eager.total, rel=1e-12)

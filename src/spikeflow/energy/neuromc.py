@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from spikeflow.energy.neuromc_costs import NeuroMCMemory, Priced, Work, check_memories, price
 from spikeflow.energy.neuromc_pooling import POOLS, is_max_pool, pool_dims, pool_windows
-from spikeflow.energy.neuromc_run import UnpricedProducts, preserved
+from spikeflow.energy.neuromc_run import UnpricedProducts, eager, preserved
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["NeuroMCReport", "NeuroMCWork", "neuromc_energy_report"]
@@ -551,7 +551,7 @@ def neuromc_energy_report(
     try:
         reset_net(model)
         with preserved(model, x.device), torch.set_grad_enabled(training):
-            with watch:
+            with eager(), watch:  # a compiled model too: the hooks see every call
                 out = model(x)
             watch.check()
             if loss_fn is not None:

@@ -4,6 +4,7 @@ matrix products it cannot price.
 * :func:`preserved` keeps the parameters' gradients, the model's buffers (batch norm's
   running statistics: a training-mode forward updates them) and the random number
   generators (a dropout draws its mask) as they were before the run.
+* :func:`eager` runs a compiled model eagerly, so that the hooks see every call.
 * :class:`UnpricedProducts` watches the forward for matrix products and convolutions
   run outside the layers NeuroMC prices (an attention's ``q @ kᵀ`` in its module's own
   ``forward``): NeuroMC's model maps a product onto weights held in an engine, and
@@ -23,7 +24,20 @@ from torch.overrides import TorchFunctionMode
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["UnpricedProducts", "preserved"]
+__all__ = ["UnpricedProducts", "eager", "preserved"]
+
+
+def eager() -> contextlib.AbstractContextManager[Any]:
+    """A context in which ``torch.compile``'d models and functions run eagerly (Dynamo
+    turned off while it lasts), so that module hooks and torch function modes see every
+    call; nothing to do when Dynamo was never imported (nothing can be compiled)."""
+    from spikeflow._compile_marks import dynamo_loaded
+
+    if not dynamo_loaded():
+        return contextlib.nullcontext()
+    import torch._dynamo
+
+    return torch._dynamo.config.patch(disable=True)
 
 
 @contextlib.contextmanager
