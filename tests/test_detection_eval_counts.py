@@ -73,3 +73,8 @@ def test_early_exit_on_a_detection_run_is_refused_with_the_reason(run, capsys):
     err = capsys.readouterr().err
     assert "--early-exit: not for detection runs" in err
     assert "a detector outputs boxes" in err
+
+
+def test_energy_neuromc_on_a_detection_run_is_refused(run, capsys):
+    assert main(["eval", "--checkpoint", str(run), "--energy", "neuromc"]) == 2
+    assert "--energy: not priced for detection runs yet" in capsys.readouterr().err
