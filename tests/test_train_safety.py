@@ -666,3 +666,52 @@ def test_the_run_lock_is_exclusive_within_one_process_too(tmp_path):
     first.release()  # a second release does nothing
     lock_run_folder(tmp_path).release()
     assert list(tmp_path.iterdir()) == []
+
+
+_FORK_HOLDING_LOCK = """
+import os, sys, time
+from spikeflow.training.run_lock import lock_run_folder
+lock = lock_run_folder(sys.argv[1])
+child = os.fork()
+if child == 0:  # a forked worker (a DataLoader's): a release here must change nothing
+    lock.release()
+    time.sleep(120)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_neither_keeps_nor_drops_the_run_lock(tmp_path):
+    """A run's forked children (DataLoader workers outlive a SIGKILL-ed run for
+    seconds) do not hold its lock, and a release in one leaves the run's lock alone."""
+    import signal
+    import subprocess
+    import sys
+
+    import spikeflow
+    from spikeflow.training.run_lock import RUN_LOCK_FILE, lock_run_folder
+
+    src = str(Path(spikeflow.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", _FORK_HOLDING_LOCK, str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    child = int(proc.stdout.readline())
+    try:
+        time.sleep(0.2)  # the child's release() has run by now
+        assert (tmp_path / RUN_LOCK_FILE).is_file()
+        with pytest.raises(ConfigurationError, match=rf"pid {proc.pid} on "):
+            lock_run_folder(tmp_path)  # the run still holds it
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        os.kill(child, 0)  # the forked child lives on ...
+        lock_run_folder(tmp_path).release()  # ... and the folder is free at once
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -7,7 +7,11 @@ given the same ``--output-dir``) would interleave its checkpoints and logs with 
 first's; it is refused instead, naming the folder and the process that holds it (the
 lock file records the holder's pid, host, start time and command). The kernel drops a
 ``flock`` when its process dies, however it dies, so a lock left by a killed run never
-blocks the next one. Where ``fcntl`` is missing (Windows) nothing is locked.
+blocks the next one. A process forked from the run (a DataLoader worker, a fork-started
+pool) closes its copy of the lock's descriptor at once: the lock belongs to the open file,
+which a forked child would otherwise share and keep locked after the run itself died
+(until the child noticed, seconds later), refusing a ``--resume`` in the meantime. Where
+``fcntl`` is missing (Windows) nothing is locked.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import socket
 import sys
 import time
+import weakref
 from pathlib import Path
 
 from spikeflow.errors import ConfigurationError
@@ -32,11 +37,17 @@ __all__ = ["RUN_LOCK_FILE", "RunLock", "lock_run_folder"]
 RUN_LOCK_FILE = ".spikeflow-run.lock"
 
 
+#: The locks this process holds, closed in a forked child (:func:`_close_in_child`).
+_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()
+
+
 class RunLock:
     """A held run lock (:func:`lock_run_folder`); :meth:`release` gives it up."""
 
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path, self._fd = path, fd
+        if fd is not None:
+            _HELD.add(self)
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (again: nothing). The file goes
@@ -49,6 +60,25 @@ class RunLock:
             pass
         os.close(self._fd)
         self._fd = None
+        _HELD.discard(self)
+
+
+def _close_in_child() -> None:
+    """After a fork, in the child: close its copies of the held locks' descriptors
+    (closing, never unlocking, which would free the parent's lock too) and forget them,
+    so the child neither keeps the folder locked nor removes the parent's lock file."""
+    for lock in list(_HELD):
+        if lock._fd is not None:
+            try:
+                os.close(lock._fd)
+            except OSError:
+                pass
+            lock._fd = None
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 def _holder(path: Path) -> str:
