@@ -351,3 +351,79 @@ def test_an_existing_link_in_the_destination_is_not_written_through(tmp_path):
     with pytest.raises(UnsafeArchiveError, match=r"existing link .*Train to outside"):
         extract_archive(bad, dest)
     assert list(outside.iterdir()) == []
+
+
+def test_hard_links_count_at_the_size_of_the_file_they_copy(tmp_path):
+    # each link is written as a copy: one 1000-byte file and 10 links are 11000 bytes
+    members = [{"name": "d/a.bin", "data": bytes(range(250)) * 4}]
+    members += [{"name": f"h{i}", "type": tarfile.LNKTYPE, "link": "d/a.bin"} for i in range(10)]
+    tar = make_tar(tmp_path / "links.tar", members)
+    with pytest.raises(UnsafeArchiveError, match=r"declare 11000 bytes in all; .* more than "
+                       r"max_bytes=10999"):  # fmt: skip
+        extract_archive(tar, tmp_path / "out", max_bytes=10_999)
+    assert list((tmp_path / "out").iterdir()) == []
+    extract_archive(tar, tmp_path / "out", max_bytes=11_000)
+    assert (tmp_path / "out" / "h9").read_bytes() == bytes(range(250)) * 4
+    for link in ("later.bin", "d"):  # a member after the link, a folder
+        bad = make_tar(tmp_path / "bad.tar", [
+            {"name": "d", "type": tarfile.DIRTYPE},
+            {"name": "h", "type": tarfile.LNKTYPE, "link": link},
+            {"name": "later.bin", "data": b"x"},
+        ])  # fmt: skip
+        with pytest.raises(UnsafeArchiveError, match=rf"hard link 'h' -> '{link}' does not name "
+                           "an earlier file member"):  # fmt: skip
+            extract_archive(bad, tmp_path / "bad")
+
+
+def test_a_tar_whose_last_member_is_a_zip_is_extracted_as_the_tar(tmp_path):
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("inner.txt", b"inner")
+    tar = make_tar(tmp_path / "outer.tar", [
+        {"name": "data.txt", "data": b"outer"},
+        {"name": "sub.zip", "data": inner.getvalue()},
+    ])  # fmt: skip
+    assert zipfile.is_zipfile(tar)  # zipfile finds the ZIP's directory at the end
+    dest = extract_archive(tar, tmp_path / "out")
+    assert sorted(p.name for p in dest.iterdir()) == ["data.txt", "sub.zip"]
+    assert (dest / "sub.zip").read_bytes() == inner.getvalue()
+    stub = tmp_path / "selfextracting.zip"  # a ZIP behind a program stub is still one
+    stub.write_bytes(b"MZ" + bytes(510) + inner.getvalue())
+    assert (extract_archive(stub, tmp_path / "zout") / "inner.txt").read_bytes() == b"inner"
+
+
+@pytest.mark.parametrize("members,match", [
+    ([{"name": "x", "type": tarfile.DIRTYPE}, {"name": "x", "data": b"abc"}],
+     "member 'x' is a file, but an earlier member made it a folder"),
+    ([{"name": "x", "data": b"abc"}, {"name": "x", "type": tarfile.DIRTYPE}],
+     "member 'x' is a folder, but an earlier member is a file of that name"),
+    ([{"name": "x", "data": b"abc"}, {"name": "x/y", "data": b"abc"}],
+     "member 'x/y' lies in a folder that an earlier member made a file"),
+])  # fmt: skip
+def test_a_name_that_is_both_a_file_and_a_folder_is_named(tmp_path, members, match):
+    from spikeflow.errors import DataFormatError
+
+    tar = make_tar(tmp_path / "both.tar", [{"name": "ok.txt", "data": b"ok"}, *members])
+    with pytest.raises(DataFormatError, match=rf"both\.tar: {match}"):
+        extract_archive(tar, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_folder_of_the_archive_replaces_a_file_of_the_destination(tmp_path):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "x").write_text("an older file")
+    (dest / "w").write_text("kept")
+    (dest / "y").symlink_to("w")
+    (dest / "z").write_text("old")
+    tar = make_tar(tmp_path / "a.tar", [
+        {"name": "a", "data": b"1"},
+        {"name": "x/in.txt", "data": b"2"},
+        {"name": "y/in.txt", "data": b"3"},
+        {"name": "z", "data": b"new"},
+    ])  # fmt: skip
+    extract_archive(tar, dest)  # was: NotADirectoryError with "a" moved in, "z" not
+    assert (dest / "x" / "in.txt").read_bytes() == b"2"
+    assert not (dest / "y").is_symlink() and (dest / "y" / "in.txt").read_bytes() == b"3"
+    assert (dest / "z").read_bytes() == b"new" and (dest / "a").read_bytes() == b"1"
+    assert (dest / "w").read_text() == "kept"

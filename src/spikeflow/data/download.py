@@ -41,7 +41,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from spikeflow.errors import ConfigurationError, SpikeflowError
+from spikeflow.errors import ConfigurationError, DataFormatError, SpikeflowError
 
 __all__ = [
     "DownloadError",
@@ -260,6 +260,7 @@ def _check_zip_member(info: zipfile.ZipInfo, archive: Path) -> None:
 
 
 def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
+    sizes: dict[tuple[str, ...], int] = {}  # the file members so far: their sizes
     for m in tf.getmembers():
         parts = _member_parts(m.name, archive)
         if m.ischr() or m.isblk() or m.isfifo() or not (m.isfile() or m.isdir() or
@@ -270,16 +271,29 @@ def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, A
                 raise UnsafeArchiveError(
                     f"{archive}: symlink {m.name!r} -> {m.linkname!r} points outside the root"
                 )
+            sizes.pop(parts, None)
             yield _Entry(parts, "symlink", m.linkname), m
         elif m.islnk():
             if _link_escapes(("",), m.linkname):
                 raise UnsafeArchiveError(
                     f"{archive}: hard link {m.name!r} -> {m.linkname!r} points outside the root"
                 )
-            yield _Entry(parts, "hardlink", m.linkname), m
+            # A hard link is written as a copy of the file member it names, so it counts
+            # at that file's size (a 1 GB file and 1000 links to it are 1 TB to write);
+            # naming no earlier file member (as tar writes them) it is refused.
+            size = sizes.get(_member_parts(m.linkname, archive))
+            if size is None:
+                raise UnsafeArchiveError(
+                    f"{archive}: hard link {m.name!r} -> {m.linkname!r} does not name an "
+                    "earlier file member of the archive"
+                )
+            sizes[parts] = size
+            yield _Entry(parts, "hardlink", m.linkname, size=size), m
         elif m.isdir():
+            sizes.pop(parts, None)
             yield _Entry(parts, "dir"), m
         else:
+            sizes[parts] = m.size
             yield _Entry(parts, "file", mode=m.mode, size=m.size), m
 
 
@@ -306,6 +320,17 @@ def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, A
             yield _Entry(parts, "file", mode=mode & 0o777 or 0o644, size=info.file_size), info
 
 
+def _make_folders(folder: str, name: str, archive: Path) -> None:
+    """Create ``folder`` (and its parents) for member ``name``; a file member on the way
+    is a DataFormatError naming ``name``."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataFormatError(
+            f"{archive}: member {name!r} lies in a folder that an earlier member made a file"
+        ) from None
+
+
 def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) -> str | None:
     """Write one member; returns the path of the symlink it created, if it made one."""
     if not entry.parts:
@@ -320,13 +345,23 @@ def _write(root: str, entry: _Entry, source: IO[bytes] | None, archive: Path) ->
             "to outside the root"
         )
     target = os.path.join(parent, entry.parts[-1])
+    name = "/".join(entry.parts)
     if entry.kind == "dir":
         if os.path.islink(target):
             raise UnsafeArchiveError(f"{archive}: directory {target!r} is an existing link")
-        os.makedirs(target, exist_ok=True)
+        if os.path.lexists(target) and not os.path.isdir(target):
+            raise DataFormatError(
+                f"{archive}: member {name!r} is a folder, but an earlier member is a file "
+                "of that name"
+            )
+        _make_folders(target, name, archive)
         return None
-    os.makedirs(parent, exist_ok=True)
-    if os.path.lexists(target) and not os.path.isdir(target):
+    _make_folders(parent, name, archive)
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise DataFormatError(
+            f"{archive}: member {name!r} is a {entry.kind}, but an earlier member made it a folder"
+        )
+    if os.path.lexists(target):
         os.unlink(target)  # replace, never write through an existing link
     if entry.kind == "symlink":
         resolved = os.path.realpath(os.path.join(parent, entry.link))
@@ -371,8 +406,9 @@ def _copy_declared(source: IO[bytes], out: IO[bytes], entry: _Entry, archive: Pa
 def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: int | None) -> None:
     """Refuse an archive whose files declare more bytes than ``max_bytes`` or than the
     free space where ``dest`` lies, before anything is written."""
-    total = sum(e.size for e in entries if e.kind == "file")
-    largest = max((e for e in entries if e.kind == "file"), key=lambda e: e.size, default=None)
+    files = [e for e in entries if e.kind in ("file", "hardlink")]  # (a link: a copy)
+    total = sum(e.size for e in files)
+    largest = max(files, key=lambda e: e.size, default=None)
     biggest = "" if largest is None else (
         f"; the largest, {'/'.join(largest.parts)!r}, {largest.size} bytes"
     )  # fmt: skip
@@ -409,7 +445,7 @@ def _check_merge(source: Path, dest: Path, root: str, archive: Path) -> None:
 
 def move_into(source: Path, dest: Path) -> None:
     """Move every entry of ``source`` into ``dest`` by renaming, merging folders that
-    exist on both sides (a file there is replaced)."""
+    exist on both sides (anything else there is replaced: a file by a folder too)."""
     for entry in sorted(source.iterdir()):
         target = dest / entry.name
         if entry.is_dir() and not entry.is_symlink() and target.is_dir():
@@ -417,6 +453,8 @@ def move_into(source: Path, dest: Path) -> None:
         else:
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
+            elif entry.is_dir() and not entry.is_symlink() and os.path.lexists(target):
+                target.unlink()  # a file or link there: rename() cannot put a folder on it
             os.replace(entry, target)
 
 
@@ -433,6 +471,13 @@ def _check_links(root: str, links: list[str], archive: Path, shown: Path) -> Non
             f"{archive}: symlink(s) {names} resolve outside the root {shown} through other "
             "members (e.g. a later link to '.'); they were removed"
         )
+
+
+def _is_zip(archive: Path) -> bool:
+    """Whether ``archive`` is a ZIP file and no tar archive: ``zipfile`` looks for a
+    ZIP's directory at the end of the file, so it also finds that of a ZIP stored last
+    in an uncompressed tar, and would extract that ZIP instead of the tar."""
+    return zipfile.is_zipfile(archive) and not tarfile.is_tarfile(archive)
 
 
 def extract_archive(
@@ -453,16 +498,15 @@ def extract_archive(
             resolves outside ``dest`` once every member is written, a ZIP member is
             compressed with bzip2 or LZMA or declares more than its compressed bytes can
             hold, or the files declare more bytes than ``max_bytes`` or the free space.
-        DataFormatError: the file is neither a zip nor a tar archive.
+        DataFormatError: the file is neither a zip nor a tar archive, or its members
+            make one name both a file and a folder.
     """
-    from spikeflow.errors import DataFormatError
-
     archive = Path(archive)
     dest = Path(dest)
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
                                   or max_bytes < 0):  # fmt: skip
         raise ConfigurationError(f"max_bytes must be None or an integer >= 0; got {max_bytes!r}")
-    is_zip = zipfile.is_zipfile(archive)
+    is_zip = _is_zip(archive)
     if not is_zip and not tarfile.is_tarfile(archive):
         raise DataFormatError(f"{archive}: not a zip or tar archive")
     dest.mkdir(parents=True, exist_ok=True)
