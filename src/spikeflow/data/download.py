@@ -32,6 +32,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from http.client import HTTPException
@@ -41,6 +42,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
+from spikeflow._files import lock_while_writing
 from spikeflow.errors import ConfigurationError, DataFormatError, SpikeflowError
 
 __all__ = [
@@ -427,6 +429,8 @@ def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: in
 
 #: Prefix of :func:`extract_archive`'s staging folder inside the destination.
 _UNPACKING = ".spikeflow-unpacking-"
+#: Age (seconds) after which an unlocked staging folder counts as a killed call's.
+STALE_STAGING_S = 60.0
 
 
 def _check_merge(source: Path, dest: Path, root: str, archive: Path) -> None:
@@ -486,7 +490,9 @@ def extract_archive(
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` safely; returns ``dest``.
 
     The members go to a staging folder inside ``dest`` and move into ``dest`` once all
-    are written and checked: a refused extraction leaves ``dest`` as it was.
+    are written and checked: a refused extraction leaves ``dest`` as it was (and no
+    ``dest`` where there was none). The staging folders of killed calls found there
+    (unlocked, over a minute old) are deleted first.
 
     Args:
         max_bytes: the most bytes the archive's files may declare in all (``None``: no
@@ -509,8 +515,16 @@ def extract_archive(
     is_zip = _is_zip(archive)
     if not is_zip and not tarfile.is_tarfile(archive):
         raise DataFormatError(f"{archive}: not a zip or tar archive")
+    top = dest  # the topmost folder this call creates, removed again if it fails
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(dest)
     staging = Path(tempfile.mkdtemp(dir=dest, prefix=_UNPACKING))
+    held = os.open(staging, os.O_RDONLY)  # locked while this call lives
+    lock_while_writing(held)
+    done = False
     try:
         root = os.path.realpath(staging)
         written: list[str | None] = []
@@ -531,6 +545,42 @@ def extract_archive(
         _check_links(root, [link for link in written if link is not None], archive, dest)
         _check_merge(staging, dest, os.path.realpath(dest), archive)
         move_into(staging, dest)
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(held)
+        if made and not done:  # a refused call leaves no folder of its own either
+            _remove_empty(dest, top)
     return dest
+
+
+def _remove_stale_staging(dest: Path) -> None:
+    """Delete the staging folders that a killed :func:`extract_archive` left in ``dest``
+    (a part of an archive, possibly gigabytes): those not locked by a live call and at
+    least :data:`STALE_STAGING_S` old (a call locks its folder just after making it)."""
+    now = time.time()
+    for folder in dest.glob(f"{_UNPACKING}*"):
+        try:
+            if folder.is_symlink() or now - folder.lstat().st_mtime < STALE_STAGING_S:
+                continue
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if not lock_while_writing(fd):  # a live call holds it (or no locks here)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty."""
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top or folder.parent == folder:
+            return
+        folder = folder.parent
