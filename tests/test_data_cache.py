@@ -418,8 +418,10 @@ def test_content_hashes_are_recorded_so_a_later_run_hashes_nothing(tmp_path, mon
     nothing while the files stay as they are, and hashes again a file rewritten with
     its size and mtime kept (as ``cp -p`` or ``rsync -t`` keep them; its ctime moves),
     which the default ``"stat"`` identity cannot see."""
+    from spikeflow.data import cache as cache_module
     from spikeflow.data.datasets import base as base_module
 
+    monkeypatch.setattr(cache_module, "RACY_WINDOW_S", 0.0)  # files written just now
     root = fake_nmnist(tmp_path / "nmnist", per_label=1)
     hashed = []
     real = base_module.file_identity
@@ -511,3 +513,44 @@ def test_a_dataset_resolves_each_file_once_and_stats_it_at_every_read(tmp_path, 
     touched = data[0][0]
     assert len(computed) == 2 and not resolved
     assert all(torch.equal(x, touched) for x in first)
+
+
+def test_a_content_hash_is_not_recorded_for_a_racily_fresh_file_nor_leaves_a_temporary(
+    tmp_path, monkeypatch
+):
+    """A file changed within ``RACY_WINDOW_S`` of the recording is not recorded (where
+    times are kept coarsely, a same-size rewrite then would keep its signature); a write
+    that fails leaves no temporary file."""
+    from spikeflow.data import cache as cache_module
+    from spikeflow.data.cache import (
+        file_identity,
+        recall_content_identity,
+        remember_content_identity,
+        stat_signature,
+    )
+
+    path, memo = tmp_path / "a.bin", tmp_path / "memo"
+    path.write_bytes(b"events")
+    identity, signature = file_identity(path, True), stat_signature(path)
+    remember_content_identity(path, identity, signature, memo)
+    assert recall_content_identity(path, memo) is None and not memo.exists()
+    real = cache_module.time.time_ns
+    monkeypatch.setattr(cache_module.time, "time_ns", lambda: real() + 4 * 10**9)
+
+    def disk_full(fd, mode):
+        os.close(fd)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_module.os, "fdopen", disk_full)
+    remember_content_identity(path, identity, signature, memo)
+    assert [p.name for p in memo.rglob("*") if p.is_file()] == []
+    monkeypatch.undo()
+    monkeypatch.setattr(cache_module.time, "time_ns", lambda: real() + 4 * 10**9)
+    remember_content_identity(path, identity, signature, memo)
+    assert recall_content_identity(path, memo) == identity
+    (record,) = memo.rglob("*.json")
+    for damaged in (b"\xff\xfe{", b'{"signature": 1}', b"[]", record.read_bytes()[:40]):
+        record.write_bytes(damaged)  # a torn or foreign record: hashed again, replaced
+        assert recall_content_identity(path, memo) is None
+    remember_content_identity(path, identity, signature, memo)
+    assert recall_content_identity(path, memo) == identity

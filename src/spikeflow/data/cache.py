@@ -120,6 +120,14 @@ def stat_signature(path: str | os.PathLike) -> dict[str, Any]:
             "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev}  # fmt: skip
 
 
+#: A file changed less than this many seconds before its hash would be recorded is not
+#: recorded (git's "racily clean" files): where a file system keeps times coarsely
+#: (FAT: 2 s; HFS+ and some NFS servers: 1 s; ext4 before Linux 6.13: a clock tick), a
+#: rewrite of the same size within that time keeps the whole signature, and the record
+#: would name the old content forever. Such a file is hashed again by the next run.
+RACY_WINDOW_S = 3.0
+
+
 def _memo_path(memo_root: Path, path: str | os.PathLike) -> Path:
     name = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
     return Path(memo_root) / "content-hashes" / name[:2] / f"{name}.json"
@@ -152,20 +160,30 @@ def remember_content_identity(
     """Record the content ``identity`` of ``path`` under ``memo_root``, with the
     ``signature`` taken before it was hashed, so that later runs skip the hashing while
     the file stays as it is (:func:`recall_content_identity`). Nothing is recorded when
-    the file changed during the hashing, or when ``memo_root`` cannot be written (the
-    next run hashes again). Not fsync-ed: a record lost in a crash is only hashed again."""
+    the file changed during the hashing or within :data:`RACY_WINDOW_S` seconds before
+    now, or when ``memo_root`` cannot be written (the next run hashes again; no
+    temporary file is left). Not fsync-ed: a record lost in a crash is only hashed again."""
     try:
         if stat_signature(path) != dict(signature):
+            return
+        changed = max(int(signature["mtime_ns"]), int(signature["ctime_ns"]))
+        if time.time_ns() - changed < RACY_WINDOW_S * 1e9:
             return
         target = _memo_path(Path(memo_root), path)
         target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"signature": dict(signature), "identity": dict(identity)})
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError:
+        return
+    try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
-    except OSError:
-        pass
+    except OSError:  # a full disk, say
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
