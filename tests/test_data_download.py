@@ -480,3 +480,33 @@ def test_a_refused_extraction_leaves_no_destination_it_created(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="absolute"):
         extract_archive(bad, tmp_path / "kept")
     assert (tmp_path / "kept").is_dir()  # there before: stays
+
+
+def test_a_truncated_or_damaged_archive_is_named(tmp_path, monkeypatch):
+    from spikeflow.data import download
+    from spikeflow.errors import DataFormatError
+
+    data = bytes(range(256)) * 2000  # (compresses: the gzip stream is cut mid-member)
+    tgz = make_tar(tmp_path / "cut.tar.gz", [{"name": "big.bin", "data": data}], "w:gz")
+    tgz.write_bytes(tgz.read_bytes()[: tgz.stat().st_size // 2])  # an interrupted download
+    with pytest.raises(DataFormatError, match=r"cut\.tar\.gz is damaged or truncated: EOFError"):
+        extract_archive(tgz, tmp_path / "out")
+    zpath = tmp_path / "bad.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.bin", data)
+    raw = bytearray(zpath.read_bytes())
+    raw[100] ^= 0xFF  # inside a.bin's deflate data
+    zpath.write_bytes(bytes(raw))
+    with pytest.raises(DataFormatError, match=r"bad\.zip is damaged or truncated \(reading "
+                       r"member 'a\.bin'\): (BadZipFile|error)"):  # fmt: skip
+        extract_archive(zpath, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(download, "_copy_declared", disk_full)
+    with pytest.raises(OSError, match="No space left") as info:  # the disk's: as it is
+        extract_archive(make_tar(tmp_path / "ok.tar", [{"name": "a", "data": b"1"}]),
+                        tmp_path / "out")  # fmt: skip
+    assert not isinstance(info.value, DataFormatError)

@@ -27,6 +27,7 @@ extraction never leaves a part of the archive where the whole is expected.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import shutil
 import stat
@@ -34,6 +35,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
@@ -504,8 +506,8 @@ def extract_archive(
             resolves outside ``dest`` once every member is written, a ZIP member is
             compressed with bzip2 or LZMA or declares more than its compressed bytes can
             hold, or the files declare more bytes than ``max_bytes`` or the free space.
-        DataFormatError: the file is neither a zip nor a tar archive, or its members
-            make one name both a file and a folder.
+        DataFormatError: the file is neither a zip nor a tar archive, is damaged or
+            truncated, or its members make one name both a file and a folder.
     """
     archive = Path(archive)
     dest = Path(dest)
@@ -514,7 +516,7 @@ def extract_archive(
         raise ConfigurationError(f"max_bytes must be None or an integer >= 0; got {max_bytes!r}")
     is_zip = _is_zip(archive)
     if not is_zip and not tarfile.is_tarfile(archive):
-        raise DataFormatError(f"{archive}: not a zip or tar archive")
+        raise DataFormatError(f"{archive}: not a zip or tar archive (or a truncated one)")
     top = dest  # the topmost folder this call creates, removed again if it fails
     while not top.parent.exists() and top.parent != top:
         top = top.parent
@@ -527,22 +529,8 @@ def extract_archive(
     done = False
     try:
         root = os.path.realpath(staging)
-        written: list[str | None] = []
-        if is_zip:
-            with zipfile.ZipFile(archive) as zf:
-                entries = list(_zip_entries(zf, archive))
-                _check_total([e for e, _ in entries], archive, dest, max_bytes)
-                for entry, info in entries:
-                    source = zf.open(info) if entry.kind == "file" else None
-                    written.append(_write(root, entry, source, archive))
-        else:
-            with tarfile.open(archive, "r:*") as tf:
-                entries = list(_tar_entries(tf, archive))
-                _check_total([e for e, _ in entries], archive, dest, max_bytes)
-                for entry, m in entries:
-                    source = tf.extractfile(m) if entry.kind == "file" else None
-                    written.append(_write(root, entry, source, archive))
-        _check_links(root, [link for link in written if link is not None], archive, dest)
+        links = _unpack(archive, is_zip, root, dest, max_bytes)
+        _check_links(root, links, archive, dest)
         _check_merge(staging, dest, os.path.realpath(dest), archive)
         move_into(staging, dest)
         done = True
@@ -552,6 +540,44 @@ def extract_archive(
         if made and not done:  # a refused call leaves no folder of its own either
             _remove_empty(dest, top)
     return dest
+
+
+#: What a damaged or truncated archive raises while it is read (and OSErrors without
+#: an errno, such as gzip's BadGzipFile and bz2's "Invalid data stream").
+_DAMAGED = (EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError)
+
+
+def _unpack(archive: Path, is_zip: bool, root: str, dest: Path, max_bytes: int | None) -> list[str]:
+    """Check every member, then write them into ``root``; returns the symlinks made.
+    A damaged or truncated archive raises a DataFormatError naming it and the member."""
+    written: list[str | None] = []
+    name = None
+    try:
+        if is_zip:
+            with zipfile.ZipFile(archive) as zf:
+                entries = list(_zip_entries(zf, archive))
+                _check_total([e for e, _ in entries], archive, dest, max_bytes)
+                for entry, info in entries:
+                    name = info.filename
+                    source = zf.open(info) if entry.kind == "file" else None
+                    written.append(_write(root, entry, source, archive))
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                entries = list(_tar_entries(tf, archive))
+                _check_total([e for e, _ in entries], archive, dest, max_bytes)
+                for entry, m in entries:
+                    name = m.name
+                    source = tf.extractfile(m) if entry.kind == "file" else None
+                    written.append(_write(root, entry, source, archive))
+    except (*_DAMAGED, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the data's
+            raise
+        where = "" if name is None else f" (reading member {name!r})"
+        raise DataFormatError(
+            f"{archive} is damaged or truncated{where}: {type(exc).__name__}: {exc}; download "
+            "it again"
+        ) from exc
+    return [link for link in written if link is not None]
 
 
 def _remove_stale_staging(dest: Path) -> None:
