@@ -510,3 +510,19 @@ def test_a_truncated_or_damaged_archive_is_named(tmp_path, monkeypatch):
         extract_archive(make_tar(tmp_path / "ok.tar", [{"name": "a", "data": b"1"}]),
                         tmp_path / "out")  # fmt: skip
     assert not isinstance(info.value, DataFormatError)
+
+
+def test_an_encrypted_zip_member_is_named_before_anything_is_written(tmp_path):
+    from spikeflow.errors import DataFormatError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("plain.txt", b"ok")
+        zf.writestr("secret.txt", b"hello")
+    raw = bytearray(buffer.getvalue())
+    for header in (raw.rfind(b"PK\x03\x04"), raw.rfind(b"PK\x01\x02")):  # secret.txt's
+        raw[header + (6 if raw[header + 2] == 3 else 8)] |= 1  # the "encrypted" flag
+    (tmp_path / "enc.zip").write_bytes(bytes(raw))
+    with pytest.raises(DataFormatError, match=r"member 'secret\.txt' .* is encrypted"):
+        extract_archive(tmp_path / "enc.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -254,6 +254,10 @@ def _check_zip_member(info: zipfile.ZipInfo, archive: Path) -> None:
             "LZMA); only stored and deflate members are extracted, whose expansion is "
             "bounded: extract this archive with another tool"
         )
+    if info.flag_bits & 0x1:  # (zipfile would raise a RuntimeError at its first read)
+        raise DataFormatError(
+            f"{where} is encrypted: extract this archive with a tool that asks for its password"
+        )
     if method == zipfile.ZIP_STORED and declared != packed:
         raise UnsafeArchiveError(f"{where} is stored in {packed} bytes but declares {declared}")
     if method == zipfile.ZIP_DEFLATED and declared > DEFLATE_MAX_RATIO * packed:
@@ -506,8 +510,8 @@ def extract_archive(
             resolves outside ``dest`` once every member is written, a ZIP member is
             compressed with bzip2 or LZMA or declares more than its compressed bytes can
             hold, or the files declare more bytes than ``max_bytes`` or the free space.
-        DataFormatError: the file is neither a zip nor a tar archive, is damaged or
-            truncated, or its members make one name both a file and a folder.
+        DataFormatError: the file is neither a zip nor a tar archive, is damaged,
+            truncated or encrypted, or its members make one name both a file and a folder.
     """
     archive = Path(archive)
     dest = Path(dest)
