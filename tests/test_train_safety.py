@@ -715,3 +715,35 @@ def test_a_forked_child_neither_keeps_nor_drops_the_run_lock(tmp_path):
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_lock_file_this_user_cannot_write_still_locks(tmp_path, monkeypatch):
+    """In a shared folder the lock file may be another user's (0644): it is opened
+    read-only and locked, never taken for a file system without locks (unguarded)."""
+    from spikeflow.training import run_lock
+
+    real_open = os.open
+
+    def not_writable(path, flags, *args):
+        if flags & os.O_RDWR and Path(path).name == run_lock.RUN_LOCK_FILE:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    proc = _holding_process(tmp_path)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "open", not_writable)
+            with pytest.raises(ConfigurationError, match=rf"pid {proc.pid} on "):
+                run_lock.lock_run_folder(tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", not_writable)
+        held = run_lock.lock_run_folder(tmp_path)
+    with pytest.raises(ConfigurationError, match="in use by another live training run"):
+        run_lock.lock_run_folder(tmp_path)
+    held.release()
+    assert list(tmp_path.iterdir()) == []

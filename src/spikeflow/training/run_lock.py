@@ -94,9 +94,14 @@ def _holder(path: Path) -> str:
 def _open_locked(path: Path) -> int | None:
     """A descriptor of ``path`` (created if missing) holding its exclusive lock, or None
     when another open file description holds it. Retried when the file was replaced
-    between the open and the lock (its holder released it: unlinked, then unlocked)."""
+    between the open and the lock (its holder released it: unlinked, then unlocked).
+    Another user's lock file (a shared folder) is opened read-only: it locks as well."""
+    cloexec = getattr(os, "O_CLOEXEC", 0)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, 0o644)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY | cloexec)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -129,7 +134,7 @@ def lock_run_folder(folder: str | os.PathLike) -> RunLock:
         return RunLock(path, None)
     try:
         fd = _open_locked(path)
-    except OSError:  # no locks on this file system (or the file cannot be made)
+    except OSError:  # no locks on this file system (or the file cannot be opened)
         return RunLock(path, None)
     if fd is None:
         raise ConfigurationError(
@@ -144,6 +149,9 @@ def lock_run_folder(folder: str | os.PathLike) -> RunLock:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(sys.argv)[:500],
     }
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+    except OSError:  # opened read-only (another user's file): locked, not recorded
+        pass
     return RunLock(path, fd)
