@@ -526,3 +526,16 @@ def test_an_encrypted_zip_member_is_named_before_anything_is_written(tmp_path):
     with pytest.raises(DataFormatError, match=r"member 'secret\.txt' .* is encrypted"):
         extract_archive(tmp_path / "enc.zip", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_symlink_declaring_a_target_longer_than_a_path_is_refused_unread(tmp_path):
+    # the target is read whole into memory and counts in no total: 1032x its bytes
+    zpath = tmp_path / "link.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("ln")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, b"a/" * 50_000)
+    assert zpath.stat().st_size < 1000
+    with pytest.raises(UnsafeArchiveError, match="symlink 'ln' declares a 100000-byte target"):
+        extract_archive(zpath, tmp_path / "out")

@@ -305,6 +305,10 @@ def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, A
             yield _Entry(parts, "file", mode=m.mode, size=m.size), m
 
 
+#: The longest symlink target a ZIP member may declare (Linux's PATH_MAX).
+_MAX_LINK_TARGET = 4096
+
+
 def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
     infos = zf.infolist()
     for info in infos:  # every member, before any is read
@@ -316,6 +320,11 @@ def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> Iterator[tuple[_Entry, A
         if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device file")
         if kind == stat.S_IFLNK:
+            if info.file_size > _MAX_LINK_TARGET:  # read whole, into memory, uncounted
+                raise UnsafeArchiveError(
+                    f"{archive}: symlink {info.filename!r} declares a {info.file_size}-byte "
+                    f"target (a path is at most {_MAX_LINK_TARGET})"
+                )
             target = zf.read(info).decode("utf-8", "surrogateescape")
             if _link_escapes(parts, target):
                 raise UnsafeArchiveError(
