@@ -160,3 +160,23 @@ def test_npz_members_compressed_with_bzip2_or_lzma_are_refused_by_name(tmp_path,
         read_nerdd_events(nerdd)
     rezipped(source, path, 8)  # deflate, written by zipfile: reads
     assert len(read_hardvs(path)) == 2000 and len(read_nerdd_events(tmp_path / "plain.npz")) == 2
+
+
+def test_an_npy_and_an_npz_each_given_for_the_other_are_named(tmp_path):
+    """NeRDD's events are an ``.npz`` and Prophesee's boxes an ``.npy``; each read of
+    the other kind is a DataFormatError naming the file (was: a TypeError, since an
+    array has no ``with``; an AttributeError of the lazily opened NpzFile)."""
+    from spikeflow.data.datasets.prophesee_detection import read_bbox_npy
+
+    events = np.array([[1, 2, 1, 5], [3, 4, 0, 9]])
+    np.save(tmp_path / "array.npy", events)
+    (tmp_path / "output_events.npz").write_bytes((tmp_path / "array.npy").read_bytes())
+    with pytest.raises(DataFormatError, match=r"output_events\.npz at byte offset 0: an \.npy "
+                       r"array, not an \.npz archive"):  # fmt: skip
+        read_nerdd_events(tmp_path / "output_events.npz")
+    np.savez(tmp_path / "zipped.npz", data=events)
+    (tmp_path / "boxes_bbox.npy").write_bytes((tmp_path / "zipped.npz").read_bytes())
+    with pytest.raises(DataFormatError, match=r"boxes_bbox\.npy at byte offset 0: an \.npz "
+                       r"archive, not an \.npy box file"):  # fmt: skip
+        read_bbox_npy(tmp_path / "boxes_bbox.npy")
+    assert len(read_nerdd_events(tmp_path / "zipped.npz")) == 2

@@ -38,7 +38,10 @@ def read_nerdd_events(
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # (which has no `with`: a TypeError)
+            raise format_error(path, 0, "an .npy array, not an .npz archive holding 'data'")
+        with loaded as npz:
             if "data" not in npz.files:
                 raise format_error(path, None, f"no array 'data' (arrays: {npz.files})")
             for info in npz.zip.infolist():  # before a forged size is decompressed

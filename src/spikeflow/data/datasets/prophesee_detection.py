@@ -84,6 +84,9 @@ def read_bbox_npy(path: str | os.PathLike) -> np.ndarray:
         raw = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise format_error(path, 0, f"not a readable .npy box file ({exc})") from None
+    if not isinstance(raw, np.ndarray):  # an .npz (a ZIP): np.load opens it lazily
+        raw.close()
+        raise format_error(path, 0, "an .npz archive, not an .npy box file")
     names = raw.dtype.names
     if names is None or raw.ndim != 1:
         raise format_error(
