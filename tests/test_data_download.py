@@ -539,3 +539,22 @@ def test_a_zip_symlink_declaring_a_target_longer_than_a_path_is_refused_unread(t
     assert zpath.stat().st_size < 1000
     with pytest.raises(UnsafeArchiveError, match="symlink 'ln' declares a 100000-byte target"):
         extract_archive(zpath, tmp_path / "out")
+
+
+def test_the_free_space_check_counts_each_file_in_whole_blocks(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from spikeflow.data import download
+
+    tar = make_tar(tmp_path / "small.tar", [{"name": f"f{i}", "data": b"x"} for i in range(200)])
+    monkeypatch.setattr(download.os, "statvfs", lambda p: SimpleNamespace(f_frsize=4096))
+    for free in (200 * 4096 - 1, 200 * 4096):  # 200 bytes declared, 200 blocks needed
+        monkeypatch.setattr(download.shutil, "disk_usage",
+                            lambda p, free=free: SimpleNamespace(free=free))  # fmt: skip
+        if free < 200 * 4096:
+            with pytest.raises(UnsafeArchiveError, match=r"declare 200 bytes in all; .* "
+                               rf"\(819200 on disk in 4096-byte blocks\), more than the {free} "
+                               "bytes free"):  # fmt: skip
+                extract_archive(tar, tmp_path / "out")
+        else:
+            assert len(list(extract_archive(tar, tmp_path / "out").iterdir())) == 200

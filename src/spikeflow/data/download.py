@@ -421,8 +421,9 @@ def _copy_declared(source: IO[bytes], out: IO[bytes], entry: _Entry, archive: Pa
 
 
 def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: int | None) -> None:
-    """Refuse an archive whose files declare more bytes than ``max_bytes`` or than the
-    free space where ``dest`` lies, before anything is written."""
+    """Refuse an archive whose files declare more bytes than ``max_bytes``, or need more
+    than the free space where ``dest`` lies (counted in whole blocks of its file
+    system), before anything is written."""
     files = [e for e in entries if e.kind in ("file", "hardlink")]  # (a link: a copy)
     total = sum(e.size for e in files)
     largest = max(files, key=lambda e: e.size, default=None)
@@ -434,11 +435,17 @@ def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: in
             f"{archive}: its files declare {total} bytes in all{biggest}, more than "
             f"max_bytes={max_bytes}"
         )
+    try:  # each file takes whole blocks: 10^5 files of 10 bytes fill 400 MB, not 1 MB
+        block = max(int(os.statvfs(dest).f_frsize), 1)
+    except (AttributeError, OSError):  # (no statvfs on Windows)
+        block = 1
+    need = sum(-(-e.size // block) * block for e in files)
     free = shutil.disk_usage(dest).free
-    if total > free:
+    if need > free:
         raise UnsafeArchiveError(
-            f"{archive}: its files declare {total} bytes in all{biggest}, more than the "
-            f"{free} bytes free in {dest}; free space there or extract elsewhere"
+            f"{archive}: its files declare {total} bytes in all{biggest} ({need} on disk in "
+            f"{block}-byte blocks), more than the {free} bytes free in {dest}; free space "
+            "there or extract elsewhere"
         )
 
 
