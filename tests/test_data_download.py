@@ -454,7 +454,7 @@ def test_a_killed_extractions_staging_folder_is_removed_and_a_live_ones_kept(tmp
 def test_a_running_extraction_locks_its_staging_folder(tmp_path, monkeypatch):
     import time
 
-    from spikeflow.data import download
+    from spikeflow.data import _staging, download
 
     dest = tmp_path / "out"
     copy = download._copy_declared
@@ -462,7 +462,7 @@ def test_a_running_extraction_locks_its_staging_folder(tmp_path, monkeypatch):
     def another_call_starts(*args):  # mid-way, however long it has been running
         (staging,) = dest.glob(".spikeflow-unpacking-*")
         os.utime(staging, (time.time() - 600,) * 2)
-        download._remove_stale_staging(dest)
+        _staging.remove_stale_staging(dest, download._UNPACKING)
         copy(*args)
 
     monkeypatch.setattr(download, "_copy_declared", another_call_starts)

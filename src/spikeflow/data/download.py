@@ -33,7 +33,6 @@ import shutil
 import stat
 import tarfile
 import tempfile
-import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -44,7 +43,12 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from spikeflow._files import lock_while_writing
+from spikeflow.data._staging import (
+    lock_folder,
+    move_into,
+    remove_empty_folders,
+    remove_stale_staging,
+)
 from spikeflow.errors import ConfigurationError, DataFormatError, SpikeflowError
 
 __all__ = [
@@ -451,8 +455,6 @@ def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: in
 
 #: Prefix of :func:`extract_archive`'s staging folder inside the destination.
 _UNPACKING = ".spikeflow-unpacking-"
-#: Age (seconds) after which an unlocked staging folder counts as a killed call's.
-STALE_STAGING_S = 60.0
 
 
 def _check_merge(source: Path, dest: Path, root: str, archive: Path) -> None:
@@ -467,21 +469,6 @@ def _check_merge(source: Path, dest: Path, root: str, archive: Path) -> None:
                     f"link {target} to outside {root}"
                 )
             _check_merge(entry, target, root, archive)
-
-
-def move_into(source: Path, dest: Path) -> None:
-    """Move every entry of ``source`` into ``dest`` by renaming, merging folders that
-    exist on both sides (anything else there is replaced: a file by a folder too)."""
-    for entry in sorted(source.iterdir()):
-        target = dest / entry.name
-        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
-            move_into(entry, target)
-        else:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif entry.is_dir() and not entry.is_symlink() and os.path.lexists(target):
-                target.unlink()  # a file or link there: rename() cannot put a folder on it
-            os.replace(entry, target)
 
 
 def _check_links(root: str, links: list[str], archive: Path, shown: Path) -> None:
@@ -514,7 +501,7 @@ def extract_archive(
     The members go to a staging folder inside ``dest`` and move into ``dest`` once all
     are written and checked: a refused extraction leaves ``dest`` as it was (and no
     ``dest`` where there was none). The staging folders of killed calls found there
-    (unlocked, over a minute old) are deleted first.
+    (unlocked, over a minute old: :mod:`spikeflow.data._staging`) are deleted first.
 
     Args:
         max_bytes: the most bytes the archive's files may declare in all (``None``: no
@@ -542,10 +529,9 @@ def extract_archive(
         top = top.parent
     made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(dest)
+    remove_stale_staging(dest, _UNPACKING)
     staging = Path(tempfile.mkdtemp(dir=dest, prefix=_UNPACKING))
-    held = os.open(staging, os.O_RDONLY)  # locked while this call lives
-    lock_while_writing(held)
+    held = lock_folder(staging)  # locked while this call lives
     done = False
     try:
         root = os.path.realpath(staging)
@@ -558,7 +544,7 @@ def extract_archive(
         shutil.rmtree(staging, ignore_errors=True)
         os.close(held)
         if made and not done:  # a refused call leaves no folder of its own either
-            _remove_empty(dest, top)
+            remove_empty_folders(dest, top)
     return dest
 
 
@@ -598,35 +584,3 @@ def _unpack(archive: Path, is_zip: bool, root: str, dest: Path, max_bytes: int |
             "it again"
         ) from exc
     return [link for link in written if link is not None]
-
-
-def _remove_stale_staging(dest: Path) -> None:
-    """Delete the staging folders that a killed :func:`extract_archive` left in ``dest``
-    (a part of an archive, possibly gigabytes): those not locked by a live call and at
-    least :data:`STALE_STAGING_S` old (a call locks its folder just after making it)."""
-    now = time.time()
-    for folder in dest.glob(f"{_UNPACKING}*"):
-        try:
-            if folder.is_symlink() or now - folder.lstat().st_mtime < STALE_STAGING_S:
-                continue
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if not lock_while_writing(fd):  # a live call holds it (or no locks here)
-                continue
-            shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            os.close(fd)
-
-
-def _remove_empty(folder: Path, top: Path) -> None:
-    """Remove ``folder`` and its parents up to ``top`` while they are empty."""
-    while True:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        if folder == top or folder.parent == folder:
-            return
-        folder = folder.parent
