@@ -175,7 +175,13 @@ def test_content_identity_hashes_each_source_file_once_per_dataset(shd_root, tmp
         calls.append((Path(path).name, content_hash))
         return real(path, content_hash)
 
+    def stated(path, resolved):
+        calls.append((Path(path).name, False))
+        return real_stat(path, resolved)
+
+    real_stat = base_module.stat_identity
     monkeypatch.setattr(base_module, "file_identity", counted)
+    monkeypatch.setattr(base_module, "stat_identity", stated)  # (an absolute path's)
     ds = SHD(root, data_type="frame", frames_number=3, cache_dir=tmp_path / "c",
              cache_identity="content")  # fmt: skip
     for _ in range(2):
