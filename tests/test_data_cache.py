@@ -554,3 +554,29 @@ def test_a_content_hash_is_not_recorded_for_a_racily_fresh_file_nor_leaves_a_tem
         assert recall_content_identity(path, memo) is None
     remember_content_identity(path, identity, signature, memo)
     assert recall_content_identity(path, memo) == identity
+
+
+def test_a_link_pointed_elsewhere_during_a_run_is_a_miss(tmp_path):
+    """A dataset's folder is a symbolic link pointed, during the run, at another copy
+    whose files have the same names, sizes and mtimes but other events: the memo of
+    resolved paths sees the other inode and resolves again, so frames come from the
+    files read now (a stale hit of the first copy's frames otherwise)."""
+    import shutil
+
+    first = fake_nmnist(tmp_path / "v1", per_label=1)
+    second = shutil.copytree(first, tmp_path / "v2", copy_function=shutil.copy2)
+    for path in sorted(Path(second).rglob("*.bin")):
+        before, raw = path.stat(), bytearray(path.read_bytes())
+        raw[0] = (raw[0] + 1) % 34  # the first event's x: same size, other content
+        path.write_bytes(bytes(raw))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    link = tmp_path / "link"
+    link.symlink_to(first)
+    data = NMNIST(link, data_type="frame", frames_number=4, cache_dir=tmp_path / "cache")
+    old = data[0][0]
+    link.unlink()
+    link.symlink_to(second)
+    now = data[0][0]
+    fresh = NMNIST(second, data_type="frame", frames_number=4, cache_dir=tmp_path / "other")
+    assert torch.equal(now, fresh[0][0]) and not torch.equal(now, old)
+    assert data.source_identity(data.samples[0][0])["path"].startswith(str(Path(second).resolve()))

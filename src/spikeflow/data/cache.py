@@ -98,16 +98,24 @@ def file_identity(path: str | os.PathLike, content_hash: bool = False) -> dict[s
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
         return {"size": st.st_size, "sha256": h.hexdigest()}
-    return stat_identity(p, str(p))
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def stat_identity(path: str | os.PathLike, resolved: str) -> dict[str, Any]:
-    """:func:`file_identity` of ``path`` by stat, its resolved path given (``resolved``,
-    as ``str(Path(path).resolve())``): a caller that keys many reads of the same files
-    resolves each path once (resolving walks every component of the path) and stats it
-    at every read."""
+def stat_identity(
+    path: str | os.PathLike, resolved: dict[Any, tuple[str, tuple[int, int]]]
+) -> dict[str, Any]:
+    """:func:`file_identity` of ``path`` by stat, for a caller that keys many reads of
+    the same files: ``resolved`` (the caller's, ``path`` -> its resolved path and the
+    device and inode it named) spares resolving the path (which walks every component)
+    at every read. The file is stated at every read and its path resolved again when
+    the file it names is another one (a symbolic link pointed elsewhere, the file
+    replaced), so the identity is always that of the file read now."""
     st = os.stat(path)
-    return {"path": resolved, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    known = resolved.get(path)
+    if known is None or known[1] != (st.st_dev, st.st_ino):
+        known = resolved[path] = (str(Path(path).resolve()), (st.st_dev, st.st_ino))
+    return {"path": known[0], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def stat_signature(path: str | os.PathLike) -> dict[str, Any]:

@@ -175,7 +175,8 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         self.target_transform = target_transform
         self.cache_identity = cache_identity
         self._content_ids: dict[Path, dict[str, Any]] = {}  # path -> its SHA-256 identity
-        self._resolved: dict[Path, str] = {}  # absolute path -> its resolved path
+        # absolute path -> its resolved path and the (device, inode) it named then
+        self._resolved: dict[Path, tuple[str, tuple[int, int]]] = {}
         self.representation: Representation | None = None
         self.cache: ArrayCache | None = None
         if data_type == "frame":
@@ -243,15 +244,13 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
         holds (a moved or rewritten file, even one whose mtime a tool set back, is
         hashed again).
         ``"stat"`` is cheap and looked up each time, so an edited file is a miss; an
-        absolute path is resolved (its symbolic links followed) once per dataset instance.
+        absolute path is resolved (its symbolic links followed) once per dataset instance
+        and again when it names another file (a link pointed elsewhere, a file replaced).
         """
         if self.cache_identity != "content":
             if not os.path.isabs(path):  # (resolved against the working directory of now)
                 return file_identity(path)
-            resolved = self._resolved.get(path)
-            if resolved is None:
-                resolved = self._resolved[path] = str(Path(path).resolve())
-            return stat_identity(path, resolved)
+            return stat_identity(path, self._resolved)
         found = self._content_ids.get(path)
         if found is None:
             memo = self._content_memo_root()
