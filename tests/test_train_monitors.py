@@ -464,3 +464,31 @@ def test_spike_magnitude_sum_is_the_float64_sum_bit_for_bit(kind: str) -> None:
     assert torch.equal(spike_magnitude_sum(x, torch.float32), x.abs().sum(dtype=torch.float32)) or (
         kind == "nan"
     )
+
+
+@pytest.mark.parametrize("top", [2.0**20, 2.0**24])
+def test_spike_magnitude_sum_of_large_integer_magnitudes_is_exact_in_few_ops(top: float) -> None:
+    """Large integer magnitudes (graded spikes, counts; mixed signs that cancel in a
+    plain sum) make the float32 chunks short (2^24 / top elements): the sum stays the
+    float64 sum bit for bit, and the chunks are summed by a few tensor operations, not
+    one per chunk (a Python loop of 4,096 sums here, 2^16 at top = 2^24: seconds for a
+    real layer)."""
+    from torch.overrides import TorchFunctionMode
+
+    from spikeflow.training.monitors import spike_magnitude_sum
+
+    x = torch.full((2**16 + 3,), top)
+    x[1::2] = -top  # ternary-like graded spikes: the signed sum is ~0
+    x[5], x[8] = 3.0, -7.0  # odd magnitudes, so every chunk's sum matters
+    calls = []
+
+    class Count(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            calls.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        got = spike_magnitude_sum(x, torch.float64)
+    assert torch.equal(got, x.abs().sum(dtype=torch.float64))
+    assert float(got) == (x.numel() - 2) * top + 10  # by hand
+    assert len(calls) < 50
