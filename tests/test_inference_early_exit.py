@@ -19,6 +19,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateEr
 from spikeflow.inference import (
     ACCUMULATE,
     ExitRule,
+    SteppedNetwork,
     ThresholdSweep,
     early_exit,
     exit_from_outputs,
@@ -439,6 +440,77 @@ def test_one_walk_of_the_network_per_step(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(StateError, match="changes its tensor 'v'"):
         early_exit(stateful, x, rule)
     assert len(walks) == 2  # refused at the second step
+
+
+class _ReplacedState(nn.Module):
+    """A state kept outside MemoryModules in a buffer dropped and set anew at each
+    call: the new tensor may take the freed one's id (and version 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("last", torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x + self.last
+        self.last = None
+        self.last = x.detach().mean().reshape(1)
+        return out
+
+
+class _Scale(nn.Module):
+    """Multiplies by a buffer that only code outside the network changes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(1, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def test_a_state_replaced_at_each_call_is_refused_whatever_its_id() -> None:
+    """The record holds the tensors it saw, so a buffer replaced at each call is
+    refused at the second call even where the freed tensor's id would be reused."""
+    net, x = build("mlp")
+    stepped = SteppedNetwork(nn.Sequential(net[0], net[1], _ReplacedState(), net[2], net[3]))
+    with torch.no_grad():
+        _, state = stepped(x[:1], None)
+        with pytest.raises(StateError, match="changes its tensor 'last'"):
+            stepped(x[1:2], state)
+
+
+def test_a_change_between_two_calls_is_not_the_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code between two calls that updates or replaces a recorded tensor (a buffer
+    scaled, set anew) is not a state the call keeps: the next call is run, its output
+    that of the changed network, at the cost of one more walk; a call that changes a
+    tensor is still refused after it."""
+    from spikeflow.functional import run
+    from spikeflow.inference import state_rows
+
+    walks = []
+    real = state_rows._tensor_attributes
+    monkeypatch.setattr(state_rows, "_tensor_attributes", lambda n: walks.append(1) or real(n))
+    net, x = build("mlp")
+    scaled = nn.Sequential(net[0], net[1], _Scale(), net[2], net[3])
+    stepped = SteppedNetwork(scaled)
+    with torch.no_grad():
+        _, state = stepped(x[:1], None)
+        _, reference = run(scaled, x[:1])
+        scaled[2].scale.mul_(2.0)  # in place, between the calls
+        out, state = stepped(x[1:2], state)
+        expected, reference = run(scaled, x[1:2], reference)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        assert len(walks) == 3  # one per call, one more for the change
+        scaled[2].scale = torch.full((1,), 0.5, dtype=torch.float64)  # replaced
+        out, state = stepped(x[2:3], state)
+        expected, _ = run(scaled, x[2:3], reference)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        stateful = nn.Sequential(net[0], net[1], scaled[2], _BufferState(48), net[2], net[3])
+        stepped = SteppedNetwork(stateful)
+        _, state = stepped(x[:1], None)
+        scaled[2].scale.mul_(2.0)
+        with pytest.raises(StateError, match="changes its tensor 'v'"):
+            stepped(x[1:2], state)
 
 
 def test_entropy_of_outputs_with_minus_infinity() -> None:

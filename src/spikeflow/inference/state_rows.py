@@ -40,7 +40,10 @@ class SteppedNetwork:
     After each call the network's tensor attributes are recorded once; a call after the
     first that set, replaced or updated one of them (a state kept outside the
     MemoryModule protocol) is refused. The record of one call is the next call's
-    starting point, so code between two calls must not change those attributes either.
+    starting point: the recorded tensors (held, so that a new tensor cannot take the
+    id of a freed one) are checked before a call, and the network walked again only
+    where code between two calls replaced or updated one of them (a change between
+    calls is not the call's; an attribute added between calls is taken for the call's).
 
     Raises:
         StateError: ``net`` holds a module that cannot carry its state from one call
@@ -62,11 +65,14 @@ class SteppedNetwork:
         state after the call."""
         given: dict[str, dict[str, Tensor] | None] = dict(state or {})
         shapes: dict[str, tuple[int, ...] | None] = {}
+        before = self._attributes
+        if before is not None and not _still_held(before):  # changed between two calls
+            before = _tensor_attributes(self.net)
         output, final = run_explicit(self._modules, given, lambda: self.net(x), shapes)
         self._step_shapes = shapes
         after = _tensor_attributes(self.net)
-        if self._attributes is not None:  # the first call may fill caches; later ones must not
-            _check_unchanged(self._attributes, after)
+        if before is not None:  # the first call may fill caches; later ones must not
+            _check_unchanged(before, after)
         self._attributes = after
         return output, final
 
@@ -112,8 +118,9 @@ class SteppedNetwork:
         return chosen
 
 
-#: ``(module name, attribute)`` -> the tensor's identity and in-place version counter.
-_Attributes = dict[tuple[str, str], tuple[int, int, str]]
+#: ``(module name, attribute)`` -> the module, the tensor (held: its id cannot be
+#: reused while recorded) and its in-place version counter then.
+_Attributes = dict[tuple[str, str], tuple[nn.Module, Tensor, int]]
 
 
 def _tensor_attributes(net: nn.Module) -> _Attributes:
@@ -128,14 +135,25 @@ def _tensor_attributes(net: nn.Module) -> _Attributes:
         held.update({k: v for k, v in module._buffers.items() if v is not None})
         for key, value in held.items():
             if not isinstance(value, nn.Parameter):
-                found[(name, key)] = (id(value), value._version, type(module).__name__)
+                found[(name, key)] = (module, value, value._version)
     return found
+
+
+def _still_held(record: _Attributes) -> bool:
+    """Whether every tensor of ``record`` is still its module's, not updated since."""
+    for (_, key), (module, value, version) in record.items():
+        held = module._buffers[key] if key in module._buffers else vars(module).get(key)
+        if held is not value or value._version != version:
+            return False
+    return True
 
 
 def _check_unchanged(before: _Attributes, after: _Attributes) -> None:
     """A StateError naming the first attribute tensor a step set, replaced or updated."""
-    for (name, key), (ident, version, kind) in after.items():
-        if before.get((name, key), (None, None, kind))[:2] != (ident, version):
+    for (name, key), (module, value, version) in after.items():
+        then = before.get((name, key))
+        if then is None or then[1] is not value or then[2] != version:
+            kind = type(module).__name__
             raise StateError(
                 f"early exit cannot run module {name or '(the network)'!r} ({kind}) step by "
                 f"step: each call changes its tensor {key!r}, a state kept outside spikeflow's "
