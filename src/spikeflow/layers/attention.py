@@ -11,6 +11,7 @@ and attend without softmax, so that the products are between spikes:
   per head (only masks and additions), in the membrane-shortcut style of its paper: a
   spiking neuron first turns the (real-valued) residual stream into spikes, and the
   output is the projection's batch-normalised values, to be added to that stream.
+  ``erode=True`` adds the 3x3 max-pools ("Erode") of the authors' DVS variant.
 
 The neurons are spikeflow neurons built by name (``neuron="lif"``, the papers' LIF with
 τ = 2 and a detached reset by default) and run in multi-step mode.
@@ -18,9 +19,11 @@ The neurons are spikeflow neurons built by name (``neuron="lif"``, the papers' L
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
@@ -31,6 +34,8 @@ __all__ = [
     "SpikingQKV",
     "SpikingSelfAttention",
     "check_tokens",
+    "erode_grid",
+    "erode_heads",
     "merge_heads",
 ]
 
@@ -186,6 +191,51 @@ class SpikingSelfAttention(nn.Module):
         return f"dim={self.dim}, num_heads={self.num_heads}, scale={self.scale:g}"
 
 
+def erode_grid(x: Tensor, grid: tuple[int, int]) -> Tensor:
+    """The 3x3 max over each token's neighbours on the ``h x w`` grid of positions, per
+    head and channel: heads ``[T, B, H, N, d]`` with ``N = h·w`` tokens in row-major
+    order (stride 1, padding that never wins). The Spike-driven Transformer's DVS
+    "Erode" of its keys and values, 3x3 spatial windows in its ``[T, B, C, h, w]``
+    layout."""
+    steps, batch, heads, tokens, width = x.shape
+    height, wide = grid
+    maps = x.transpose(3, 4).reshape(steps * batch, heads * width, height, wide)
+    pooled = F.max_pool2d(maps, 3, stride=1, padding=1)
+    return pooled.reshape(steps, batch, heads, width, tokens).transpose(3, 4)
+
+
+def erode_heads(x: Tensor) -> Tensor:
+    """The 3x3 max over (token index, channel within the head) of heads
+    ``[T, B, H, N, d]``: neighbouring tokens in their flattened order (a window crosses
+    the ends of the grid's rows) and neighbouring channels of the same head. The
+    Spike-driven Transformer's DVS "Erode" of ``K ⊙ V`` and of the attention, as the
+    authors' code applies its ``MaxPool3d((1, 3, 3))`` to that 5-d layout."""
+    steps, batch, heads, tokens, width = x.shape
+    flat = x.reshape(steps * batch * heads, 1, tokens, width)
+    return F.max_pool2d(flat, 3, stride=1, padding=1).reshape(x.shape)
+
+
+def _token_grid(owner: str, tokens: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    """``grid`` checked against ``tokens``, or the square grid of ``tokens`` positions."""
+    if grid is None:
+        side = math.isqrt(tokens)
+        if side * side != tokens:
+            raise ShapeError(
+                f"{owner}: erode needs the grid of positions (grid=(h, w)) for {tokens} "
+                f"tokens, which are not a square"
+            )
+        return side, side
+    sizes_ok = isinstance(grid, tuple | list) and len(grid) == 2
+    if not sizes_ok or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grid):
+        raise ShapeError(f"{owner}: grid must be two positive integers (h, w), got {grid!r}")
+    if grid[0] * grid[1] != tokens:
+        raise ShapeError(
+            f"{owner}: grid {tuple(grid)} has {grid[0] * grid[1]} positions, the input "
+            f"{tokens} tokens"
+        )
+    return int(grid[0]), int(grid[1])
+
+
 class SpikeDrivenSelfAttention(nn.Module):
     """The Spike-driven Transformer's self-attention, SDSA (Yao et al., NeurIPS 2023).
 
@@ -195,9 +245,17 @@ class SpikeDrivenSelfAttention(nn.Module):
     values agree often enough: threshold ``kv_threshold``), then ``BN(A W_o)``: real
     values, added to the residual stream by the block (membrane shortcut).
 
+    With ``erode=True`` (the authors' DVS variant, their ``dvs=True``), ``K`` and ``V``
+    are max-pooled over 3x3 neighbourhoods of the grid of positions
+    (:func:`erode_grid`), and ``K ⊙ V`` (before the sum) and the attention
+    ``Q ⊙ SN_kv(·)`` over 3x3 windows of (token index, channel) per head
+    (:func:`erode_heads`), as their code does. The grid is ``forward``'s ``grid``
+    (the models pass it), else the square one of ``N`` tokens.
+
     Args:
         dim, num_heads, neuron, neuron_kwargs: as :class:`SpikingSelfAttention`.
         kv_threshold: the threshold of the neuron on the summed ``K ⊙ V`` (0.5).
+        erode: the DVS variant's max-pools (off by default).
 
     Input ``[T, B, N, D]`` (any real values), output ``[T, B, N, D]`` real values.
     """
@@ -209,23 +267,35 @@ class SpikeDrivenSelfAttention(nn.Module):
         kv_threshold: float = 0.5,
         neuron: Any = "lif",
         neuron_kwargs: Mapping[str, Any] | None = None,
+        erode: bool = False,
     ) -> None:
         super().__init__()
         _check_sizes("SpikeDrivenSelfAttention", dim, num_heads)
+        if not isinstance(erode, bool):
+            raise ConfigurationError(
+                f"SpikeDrivenSelfAttention: erode must be True or False, got {erode!r}"
+            )
         make = _neurons(neuron, neuron_kwargs)
-        self.dim, self.num_heads = dim, num_heads
+        self.dim, self.num_heads, self.erode = dim, num_heads, erode
         self.input_neuron = make()
         self.qkv = SpikingQKV(dim, num_heads, make)
         self.kv_neuron = make(v_threshold=kv_threshold)
         self.proj = nn.Linear(dim, dim, bias=False)
         self.proj_norm = FeatureBatchNorm(dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[T, B, N, D]`` -> ``[T, B, N, D]``."""
+    def forward(self, x: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+        """``[T, B, N, D]`` -> ``[T, B, N, D]``; ``grid`` ``(h, w)`` (``N = h·w``, the
+        tokens in row-major order) is read with ``erode`` only."""
         check_tokens("SpikeDrivenSelfAttention", x, self.dim)
         q, k, v = self.qkv(self.input_neuron(x))
-        kv = self.kv_neuron((k * v).sum(dim=-2, keepdim=True))  # [T, B, H, 1, d]
-        return self.proj_norm(self.proj(merge_heads(q * kv)))
+        if not self.erode:
+            kv = self.kv_neuron((k * v).sum(dim=-2, keepdim=True))  # [T, B, H, 1, d]
+            return self.proj_norm(self.proj(merge_heads(q * kv)))
+        grid = _token_grid("SpikeDrivenSelfAttention", x.shape[2], grid)
+        k, v = erode_grid(k, grid), erode_grid(v, grid)
+        kv = self.kv_neuron(erode_heads(k * v).sum(dim=-2, keepdim=True))
+        return self.proj_norm(self.proj(merge_heads(erode_heads(q * kv))))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_heads={self.num_heads}"
+        erode = ", erode=True" if self.erode else ""
+        return f"dim={self.dim}, num_heads={self.num_heads}{erode}"
