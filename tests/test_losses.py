@@ -128,16 +128,16 @@ def test_a_desired_count_above_T_is_refused_naming_both():
 
 def test_get_loss_names_and_binding():
     assert list_losses() == [
-        "ce", "ce+", "ce_count", "ce_max_membrane", "ce_temporal", "count", "count+", "mse",
-        "mse_count", "mse_membrane", "mse_temporal", "spike_max", "spike_rate", "sum0", "tcl",
-        "tet", "ttfs",
+        "ce", "ce+", "ce_count", "ce_max_membrane", "ce_temporal", "count", "count+", "kernel",
+        "mse", "mse_count", "mse_membrane", "mse_temporal", "spike_max", "spike_rate", "sum0",
+        "tcl", "tet", "timing", "ttfs",
     ]  # fmt: skip
     assert get_loss("mse") is rate_mse_loss
     assert get_loss("CE") is ce_mean_loss
     out = torch.randn(2, 2, 3)
     target = torch.tensor([0, 2])
     torch.testing.assert_close(get_loss("tet", lamb=0.5)(out, target), tet_loss(out, target, 0.5))
-    names = r"available: ce, ce\+, ce_count, ce_max_membrane, ce_temporal, count, count\+, mse,"
+    names = r"available: ce, ce\+, ce_count, ce_max_membrane, ce_temporal, count, count\+, kernel,"
     with pytest.raises(ConfigurationError, match=names):
         get_loss("hinge")
     with pytest.raises(ConfigurationError, match="gamma"):

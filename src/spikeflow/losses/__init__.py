@@ -20,12 +20,15 @@ name          function                            loss (readout)
 ``sum0``      :func:`spike_count_sum0_loss`       ``count+`` with zero-sum spike gradients (count)
 ``ce+``       :func:`ce_plus_loss`                CE on ``2 n / T``, shared over spikes (count)
 ``ttfs``      :func:`ttfs_loss`                   CE on first-spike times (first_spike)
+``timing``    :func:`spike_timing_loss`           spike times vs a target train (count)
+``kernel``    :func:`spike_kernel_loss`           PSP-filtered MSE vs a target train (count)
 ============  ==================================  =============================================
 
 ``count+``, ``sum0``, ``ce+`` and ``ttfs`` are the time-based losses
 (:mod:`spikeflow.losses.time_based`): their gradients reach the output spikes only, for
-the event-driven layers. The losses of snnTorch's ``snntorch.functional`` that spikeflow
-had no equal of (docs/models.md maps the others):
+the event-driven layers; ``timing`` and ``kernel`` are the same paper's losses on target
+spike trains (:mod:`spikeflow.losses.target_trains`). The losses of snnTorch's
+``snntorch.functional`` that spikeflow had no equal of (docs/models.md maps the others):
 
 ===================  ==================================  ======================================
 name                 function                            loss (readout)
@@ -75,7 +78,16 @@ from torch import Tensor
 
 from spikeflow._checks import check_int
 from spikeflow.errors import ConfigurationError
-from spikeflow.losses import contrastive, count, membrane, rate, slayer, temporal, time_based
+from spikeflow.losses import (
+    contrastive,
+    count,
+    membrane,
+    rate,
+    slayer,
+    target_trains,
+    temporal,
+    time_based,
+)
 from spikeflow.losses.contrastive import tcl_loss, temporal_contrastive_loss
 from spikeflow.losses.count import ce_count_loss, mse_count_loss
 from spikeflow.losses.membrane import ce_max_membrane_loss, mse_membrane_loss
@@ -108,6 +120,11 @@ from spikeflow.losses.slayer import (
     spike_rate_loss,
     spike_time_loss,
 )
+from spikeflow.losses.target_trains import (
+    desired_spike_train,
+    spike_kernel_loss,
+    spike_timing_loss,
+)
 from spikeflow.losses.temporal import ce_temporal_loss, mse_temporal_loss, spike_times
 from spikeflow.losses.time_based import (
     ce_plus_loss,
@@ -133,6 +150,7 @@ __all__ = [
     "ce_plus_loss",
     "ce_temporal_loss",
     "check_loss_fits",
+    "desired_spike_train",
     "exponential_kernel",
     "first_spike_steps",
     "get_loss",
@@ -155,10 +173,12 @@ __all__ = [
     "spike_count_loss",
     "spike_count_plus_loss",
     "spike_count_sum0_loss",
+    "spike_kernel_loss",
     "spike_max_loss",
     "spike_rate_loss",
     "spike_time_loss",
     "spike_times",
+    "spike_timing_loss",
     "tcl_loss",
     "temporal_contrastive_loss",
     "tet_loss",
@@ -178,6 +198,8 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     "sum0": (spike_count_sum0_loss, time_based._sum0_arguments, "count"),
     "ce+": (ce_plus_loss, time_based._ce_plus_arguments, "count"),
     "ttfs": (ttfs_loss, time_based._ttfs_arguments, "first_spike"),
+    "timing": (spike_timing_loss, target_trains._timing_arguments, "count"),
+    "kernel": (spike_kernel_loss, target_trains._kernel_arguments, "count"),
     # snnTorch's (snntorch.functional) that spikeflow had no equal of.
     "mse_membrane": (mse_membrane_loss, membrane._mse_membrane_arguments, "rate"),
     "ce_max_membrane": (ce_max_membrane_loss, membrane._ce_max_membrane_arguments, "max"),
@@ -240,9 +262,9 @@ def _key(name: str) -> str:
 def loss_readout(name: str) -> str:
     """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
     ``mse``/``ce``/``tet``/``tcl``/``mse_membrane`` and Lava-DL's ``spike_rate`` and
-    ``spike_max`` (its ``Rate.predict``), ``"count"`` for the counting losses, ``ce+``
-    and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the temporal losses, ``"max"``
-    for ``ce_max_membrane``."""
+    ``spike_max`` (its ``Rate.predict``), ``"count"`` for the counting losses, ``ce+``,
+    ``timing``, ``kernel`` and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the
+    temporal losses, ``"max"`` for ``ce_max_membrane``."""
     return _LOSSES[_key(name)][2]
 
 

@@ -31,8 +31,10 @@ a count relative to the window's length or every step (``mse``, ``ce``, ``tet``,
 a window. Those of the whole sequence are refused (:data:`WHOLE_SEQUENCE_LOSSES`):
 first-spike times (``ttfs``, ``mse_temporal``, ``ce_temporal``: a window holds at most
 part of the train and its times restart at 0), absolute spike counts for the ``T``
-steps (``count``, ``count+``, ``sum0``) and ``tcl``, which contrasts every pair of the
-sequence's steps. A batch norm normalises each window over its own steps and samples.
+steps (``count``, ``count+``, ``sum0``), target spike trains of ``T`` steps
+(``timing``, ``kernel``: the spikes' order and the filter's state run over the whole
+train) and ``tcl``, which contrasts every pair of the sequence's steps. A batch norm
+normalises each window over its own steps and samples.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from spikeflow.losses import (
     spike_count_loss,
     spike_count_plus_loss,
     spike_count_sum0_loss,
+    spike_kernel_loss,
+    spike_timing_loss,
     tcl_loss,
     ttfs_loss,
 )
@@ -88,12 +92,14 @@ WHOLE_SEQUENCE_LOSSES: dict[str, str] = {
     "count": _COUNTS,
     "count+": _COUNTS,
     "sum0": _COUNTS,
+    "timing": "the target spike train of all T steps (the k-th spike's time)",
+    "kernel": "the target spike train of all T steps (its filter runs over them)",
     "tcl": "pairs of all the sequence's steps (its temporal contrast)",
 }
 _FUNCTIONS = {
     "ttfs": ttfs_loss, "mse_temporal": mse_temporal_loss, "ce_temporal": ce_temporal_loss,
     "count": spike_count_loss, "count+": spike_count_plus_loss, "sum0": spike_count_sum0_loss,
-    "tcl": tcl_loss,
+    "timing": spike_timing_loss, "kernel": spike_kernel_loss, "tcl": tcl_loss,
 }  # fmt: skip
 
 
