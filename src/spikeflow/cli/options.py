@@ -109,7 +109,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--loss",
         default=s,
-        help="mse (rate vs one-hot), ce, tet, tcl, count; time-based (event-driven nets): "
+        help="mse (rate vs one-hot), ce, tet, tcl, stcl (tcl over two augmented views), "
+        "count; time-based (event-driven nets): "
         "count+, sum0, ce+, ttfs, timing, kernel (target spike trains); snnTorch's: "
         "mse_membrane, ce_max_membrane, ce_count, mse_count, mse_temporal, ce_temporal; "
         "Lava-DL's: spike_rate (needs --loss-kwargs true_rate=R false_rate=R), spike_max. "

@@ -15,6 +15,7 @@ name          function                            loss (readout)
 ``ce``        :func:`ce_mean_loss`                cross-entropy of the time-mean (rate)
 ``tet``       :func:`tet_loss`                    per-step CE plus a MSE regulariser (rate)
 ``tcl``       :func:`tcl_loss`                    CE plus temporal contrastive loss (rate)
+``stcl``      :func:`stcl_loss`                   ``tcl`` over two augmented views (rate)
 ``count``     :func:`spike_count_loss`            squared spike-count error with margins (count)
 ``count+``    :func:`spike_count_plus_loss`       ``count``, gradient shared over spikes (count)
 ``sum0``      :func:`spike_count_sum0_loss`       ``count+`` with zero-sum spike gradients (count)
@@ -88,7 +89,7 @@ from spikeflow.losses import (
     temporal,
     time_based,
 )
-from spikeflow.losses.contrastive import tcl_loss, temporal_contrastive_loss
+from spikeflow.losses.contrastive import stcl_loss, tcl_loss, temporal_contrastive_loss
 from spikeflow.losses.count import ce_count_loss, mse_count_loss
 from spikeflow.losses.membrane import ce_max_membrane_loss, mse_membrane_loss
 from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
@@ -179,6 +180,7 @@ __all__ = [
     "spike_time_loss",
     "spike_times",
     "spike_timing_loss",
+    "stcl_loss",
     "tcl_loss",
     "temporal_contrastive_loss",
     "tet_loss",
@@ -193,6 +195,7 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     "ce": (ce_mean_loss, rate._ce_arguments, "rate"),
     "tet": (tet_loss, rate._tet_arguments, "rate"),
     "tcl": (tcl_loss, contrastive._tcl_arguments, "rate"),
+    "stcl": (stcl_loss, contrastive._tcl_arguments, "rate"),
     "count": (spike_count_loss, rate._count_arguments, "count"),
     "count+": (spike_count_plus_loss, time_based._count_plus_arguments, "count"),
     "sum0": (spike_count_sum0_loss, time_based._sum0_arguments, "count"),
@@ -261,7 +264,7 @@ def _key(name: str) -> str:
 
 def loss_readout(name: str) -> str:
     """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
-    ``mse``/``ce``/``tet``/``tcl``/``mse_membrane`` and Lava-DL's ``spike_rate`` and
+    ``mse``/``ce``/``tet``/``tcl``/``stcl``/``mse_membrane`` and Lava-DL's ``spike_rate`` and
     ``spike_max`` (its ``Rate.predict``), ``"count"`` for the counting losses, ``ce+``,
     ``timing``, ``kernel`` and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the
     temporal losses, ``"max"`` for ``ce_max_membrane``."""

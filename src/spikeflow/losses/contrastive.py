@@ -7,8 +7,13 @@ supervised contrastive loss (Khosla et al. 2020) over the ``T·B`` per-step
 representations. :func:`tcl_loss` adds it to the cross-entropy of the time-mean output.
 
 The paper's projection head, temperature and weighting are not verified (methods.md 9);
-the defaults here are SupCon's usual temperature 0.1 and weight 1 (docs/models.md). The
-Siamese variant (STCL), which adds a second augmented view, is not implemented.
+the defaults here are SupCon's usual temperature 0.1 and weight 1 (docs/models.md).
+
+:func:`stcl_loss` is the Siamese variant (STCL): two augmented views of each sample,
+stacked along the batch, their per-step representations contrasted all together (the
+two views of a sample are positives of each other at every step) and the CE of each
+view's time-mean averaged. No code of the authors' is public: this follows the paper's
+description (docs/models.md says what is read into it).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from torch import Tensor
 
 from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import DTypeError, ShapeError
-from spikeflow.losses.rate import _check_labels_only, _real
+from spikeflow.losses.rate import _check_labels_only, _check_output, _real
 
-__all__ = ["tcl_loss", "temporal_contrastive_loss"]
+__all__ = ["stcl_loss", "tcl_loss", "temporal_contrastive_loss"]
 
 
 def temporal_contrastive_loss(features: Tensor, target: Tensor, temperature: float = 0.1) -> Tensor:
@@ -104,6 +109,45 @@ def tcl_loss(
     if lamb == 0.0:
         return ce
     return ce + lamb * temporal_contrastive_loss(out_seq, target, temperature)
+
+
+def stcl_loss(
+    out_seq: Tensor, target: Tensor, lamb: float = 1.0, temperature: float = 0.1
+) -> Tensor:
+    """STCL: TCL over two augmented views of each sample, stacked along the batch.
+
+    ``out_seq`` ``[T, V·B, K]`` holds ``V`` views of the ``B`` samples of ``target``
+    (integer labels ``[B]``): samples ``v·B .. (v+1)·B - 1`` are view ``v``. ``V = 2``
+    in training (``spikeflow train --loss stcl`` feeds the model two augmented views,
+    :mod:`spikeflow.training.views`); ``V = 1`` (evaluation, one view) makes it
+    :func:`tcl_loss`. The value is
+    ``mean_v CE(mean_t O^v, y) + lamb * temporal_contrastive_loss(O, [y; y], temperature)``:
+    every ``(step, view, sample)`` is an anchor whose positives are all the others of
+    its label, the other view of the same sample at every step included.
+    """
+    views = _check_views(out_seq, target)
+    lamb, temperature = _tcl_arguments(lamb, temperature)
+    labels = target.long().repeat(views)
+    ce = F.cross_entropy(out_seq.mean(dim=0), labels)  # = the mean of each view's CE
+    if lamb == 0.0:
+        return ce
+    return ce + lamb * temporal_contrastive_loss(out_seq, labels, temperature)
+
+
+def _check_views(out_seq: Tensor, target: Tensor) -> int:
+    """The number of views (1 or 2) ``out_seq`` ``[T, V·B, K]`` holds of the samples of
+    ``target`` (integer labels ``[B]``), or a ShapeError / DTypeError naming stcl_loss."""
+    _check_output(out_seq, "stcl_loss")
+    if not isinstance(target, Tensor) or target.is_floating_point() or target.dim() != 1:
+        raise DTypeError("stcl_loss: target must be integer class labels [B]")
+    batch, total = target.shape[0], out_seq.shape[1]
+    if batch == 0 or total not in (batch, 2 * batch):
+        raise ShapeError(
+            f"stcl_loss: out_seq [T, V·B, K] must hold one or two views of the B = {batch} "
+            f"samples of target (V·B = {batch} or {2 * batch}), got {total}"
+        )
+    check_labels("stcl_loss", target, batch, out_seq.shape[2])
+    return total // batch
 
 
 def _tcl_arguments(lamb: object, temperature: object) -> tuple[float, float]:

@@ -33,8 +33,8 @@ first-spike times (``ttfs``, ``mse_temporal``, ``ce_temporal``: a window holds a
 part of the train and its times restart at 0), absolute spike counts for the ``T``
 steps (``count``, ``count+``, ``sum0``), target spike trains of ``T`` steps
 (``timing``, ``kernel``: the spikes' order and the filter's state run over the whole
-train) and ``tcl``, which contrasts every pair of the sequence's steps. A batch norm
-normalises each window over its own steps and samples.
+train) and ``tcl`` and ``stcl``, which contrast every pair of the sequence's steps. A
+batch norm normalises each window over its own steps and samples.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from spikeflow.losses import (
     spike_count_sum0_loss,
     spike_kernel_loss,
     spike_timing_loss,
+    stcl_loss,
     tcl_loss,
     ttfs_loss,
 )
@@ -95,11 +96,13 @@ WHOLE_SEQUENCE_LOSSES: dict[str, str] = {
     "timing": "the target spike train of all T steps (the k-th spike's time)",
     "kernel": "the target spike train of all T steps (its filter runs over them)",
     "tcl": "pairs of all the sequence's steps (its temporal contrast)",
+    "stcl": "pairs of all the sequence's steps (its temporal contrast)",
 }
 _FUNCTIONS = {
     "ttfs": ttfs_loss, "mse_temporal": mse_temporal_loss, "ce_temporal": ce_temporal_loss,
     "count": spike_count_loss, "count+": spike_count_plus_loss, "sum0": spike_count_sum0_loss,
     "timing": spike_timing_loss, "kernel": spike_kernel_loss, "tcl": tcl_loss,
+    "stcl": stcl_loss,
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.delay import DelayedLinear
+from spikeflow.losses import loss_key
 from spikeflow.models.common import reading_saved_run
 from spikeflow.training.config import save_config
 from spikeflow.training.data import static_layout
@@ -59,6 +60,7 @@ from spikeflow.training.run_lock import lock_run_folder
 from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.tbptt import tbptt_windows, windowed_loss
 from spikeflow.training.trainer_checkpoints import seed_everything
+from spikeflow.training.views import TWO_VIEW_LOSSES, TwoViews
 
 __all__ = ["SetupMixin"]
 
@@ -199,6 +201,8 @@ class SetupMixin:
             if cfg.mixup or cfg.cutmix
             else None
         )
+        # --loss stcl: the model sees two augmented views of each batch
+        self.views = TwoViews() if loss_key(cfg.loss) in TWO_VIEW_LOSSES else None
         self.readout = self._resolved_readout()
         # (under --compile too: its hooks add to tensors, which the graph does not guard
         # on the values of, so recording recompiles nothing after the first steps)

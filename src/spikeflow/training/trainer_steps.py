@@ -108,6 +108,9 @@ class StepsMixin:
         if self.mixer is not None:  # drawn from the run's seed and step: a resume mixes alike
             draws = torch.Generator().manual_seed(cfg.seed * 1_000_033 + self.global_step)
             x, target, _ = self.mixer(x, y, draws)
+        if self.views is not None:  # STCL: [2B, ...], then the loss reads both halves
+            draws = torch.Generator().manual_seed(cfg.seed * 1_000_037 + self.global_step)
+            x = self.views(x, draws)
         x = to_time_major(x, cfg.T, self.layout)
         if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
             self.optimizer.zero_grad(set_to_none=True)
@@ -143,8 +146,10 @@ class StepsMixin:
                 self.spike_reg.clear()  # (what the evaluation's forwards left)
             with autocast_context(ctx.device, cfg.amp):
                 # a model that supervises its output layer itself (event-driven nets) gets y
-                out = self.model(x, target=y) if self._takes_target else self.model(x)
+                model_y = y if self.views is None else y.repeat(2)
+                out = self.model(x, target=model_y) if self._takes_target else self.model(x)
             loss = self.loss_fn(out.float(), target)
+            out = out[:, : len(y)]  # (two views: the accuracy reads the first)
         value = total = float(loss.detach())
         regularised = 0.0
         if self.spike_reg is not None:  # on this forward's spikes (BPTT only: config checks)

@@ -1,0 +1,67 @@
+"""Two augmented views of a training batch, for STCL (``--loss stcl``; Qiu et al. 2023).
+
+:class:`TwoViews` turns a batch ``[B, ..., H, W]`` (images ``[B, C, H, W]`` or frames
+``[B, T, C, H, W]``) into ``[2B, ..., H, W]``: two independent random augmentations of
+each sample, the first ``B`` the first view, the next ``B`` the second. Each view of a
+sample is shifted by whole pixels (up to ``H // 8`` and ``W // 8``, at least 1; the
+uncovered border filled with zeros, what a random crop of a zero-padded image gives)
+and flipped left-right with probability 1/2, the same at every time step of a frame
+sequence. This comes on top of the dataset's own training augmentation. The draws come
+from a generator the caller seeds (the trainer: from the run's seed and step, so a
+resumed run draws as an uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ShapeError
+
+__all__ = ["TWO_VIEW_LOSSES", "TwoViews"]
+
+#: The losses the trainer feeds two augmented views of each batch.
+TWO_VIEW_LOSSES = ("stcl",)
+
+
+def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """``x`` ``[..., H, W]`` moved by ``dy`` rows and ``dx`` columns, zeros filling in."""
+    out = torch.zeros_like(x)
+    height, width = x.shape[-2:]
+    rows_to = slice(max(dy, 0), height + min(dy, 0))
+    rows_from = slice(max(-dy, 0), height + min(-dy, 0))
+    cols_to = slice(max(dx, 0), width + min(dx, 0))
+    cols_from = slice(max(-dx, 0), width + min(-dx, 0))
+    out[..., rows_to, cols_to] = x[..., rows_from, cols_from]
+    return out
+
+
+class TwoViews:
+    """Two random views of each sample of a batch (see the module docstring)."""
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """``[B, ..., H, W]`` (at least 4-d) -> ``[2B, ..., H, W]``.
+
+        Raises:
+            ShapeError: a batch without two spatial dims after the channels (audio
+                features ``[B, T, F]``, a flat vector).
+        """
+        if x.dim() < 4:
+            raise ShapeError(
+                f"stcl's two views shift and flip images [B, C, H, W] or frames "
+                f"[B, T, C, H, W]; got a batch of shape {tuple(x.shape)}"
+            )
+        height, width = x.shape[-2:]
+        reach_y, reach_x = max(height // 8, 1), max(width // 8, 1)
+        views = []
+        for _ in range(2):
+            dy = torch.randint(-reach_y, reach_y + 1, (len(x),), generator=generator)
+            dx = torch.randint(-reach_x, reach_x + 1, (len(x),), generator=generator)
+            flip = torch.rand(len(x), generator=generator) < 0.5
+            samples = []
+            for sample, rows, cols, mirror in zip(x, dy.tolist(), dx.tolist(), flip.tolist(),
+                                                  strict=True):  # fmt: skip
+                moved = _shift(sample, rows, cols)
+                samples.append(moved.flip(-1) if mirror else moved)
+            views.append(torch.stack(samples))
+        return torch.cat(views)

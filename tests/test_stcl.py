@@ -1,0 +1,131 @@
+"""STCL, the Siamese TCL (Qiu et al. 2023): the loss against a loop over its anchors and
+``gradcheck``, the two augmented views the trainer makes, and a ``--loss stcl`` run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.losses import get_loss, loss_readout, stcl_loss, tcl_loss
+from spikeflow.training.views import TwoViews
+
+
+def _stcl_by_hand(out: torch.Tensor, target: torch.Tensor, lamb: float, tau: float) -> float:
+    """The mean over views of CE(time-mean, y), plus ``lamb`` times the supervised
+    contrast over every (view, step, sample): positives all the others of its label
+    (the other view of the same sample included), the denominator all the others."""
+    steps, total, _ = out.shape
+    batch = len(target)
+    ce = sum(-F.log_softmax(out[:, i].mean(0), dim=0)[int(target[i % batch])].item()
+             for i in range(total)) / total  # fmt: skip
+    items = [(out[t, i] / out[t, i].norm(), int(target[i % batch]))
+             for t in range(steps) for i in range(total)]  # fmt: skip
+    contrast, anchors = 0.0, 0
+    for a, (z, label) in enumerate(items):
+        others = [j for j in range(len(items)) if j != a]
+        positives = [j for j in others if items[j][1] == label]
+        if not positives:
+            continue
+        denominator = sum(math.exp(float(z @ items[j][0]) / tau) for j in others)
+        contrast -= sum(math.log(math.exp(float(z @ items[p][0]) / tau) / denominator)
+                        for p in positives) / len(positives)  # fmt: skip
+        anchors += 1
+    return ce + lamb * contrast / anchors
+
+
+@pytest.mark.parametrize(("steps", "lamb", "tau"), [(1, 1.0, 0.1), (3, 0.5, 0.2)])
+def test_stcl_by_hand(steps, lamb, tau):
+    g = torch.Generator().manual_seed(steps)
+    target = torch.tensor([0, 1, 1, 2, 3])  # class 3 alone: positives only in its other view
+    out = torch.randn(steps, 10, 4, generator=g, dtype=torch.float64)
+    got = stcl_loss(out, target, lamb=lamb, temperature=tau).item()
+    assert got == pytest.approx(_stcl_by_hand(out, target, lamb, tau), rel=1e-10)
+
+
+def test_stcl_gradcheck_float64():
+    target = torch.tensor([0, 1, 0])
+    out = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda o: stcl_loss(o, target, 0.7, 0.3), (out,))
+
+
+def test_one_view_is_tcl_and_the_second_view_counts():
+    g = torch.Generator().manual_seed(5)
+    target = torch.tensor([0, 1, 2, 1])
+    one = torch.randn(3, 4, 3, generator=g, dtype=torch.float64)
+    assert stcl_loss(one, target) == tcl_loss(one, target)
+    two = torch.cat([one, torch.randn(3, 4, 3, generator=g, dtype=torch.float64)], dim=1)
+    assert stcl_loss(two, target) != tcl_loss(one, target)
+    same = torch.cat([one, one], dim=1)  # identical views: same CE, other positives
+    ce = F.cross_entropy(one.mean(0), target)
+    assert stcl_loss(same, target, lamb=0.0) == pytest.approx(ce.item(), rel=1e-12)
+
+
+def test_registry_and_errors():
+    assert loss_readout("stcl") == "rate"
+    out, target = torch.randn(2, 6, 3), torch.tensor([0, 1, 2])
+    assert get_loss("stcl", lamb=0.2)(out, target) == stcl_loss(out, target, lamb=0.2)
+    with pytest.raises(ShapeError, match=r"one or two views of the B = 3 samples .* got 5"):
+        stcl_loss(torch.randn(2, 5, 3), target)
+    with pytest.raises(DTypeError, match="stcl_loss: target must be integer class labels"):
+        stcl_loss(out, torch.rand(3))
+    with pytest.raises(ConfigurationError, match="temperature"):
+        get_loss("stcl", temperature=0.0)
+
+
+def _shifted_and_flipped(view: torch.Tensor, sample: torch.Tensor) -> bool | None:
+    """Whether ``view`` is ``sample`` moved by some shift within reach (zeros coming in)
+    and mirrored left-right (True) or not (False); None if it is neither."""
+    height, width = sample.shape[-2:]
+    padded = F.pad(sample, (width, width, height, height))
+    for mirror in (False, True):
+        candidate = view.flip(-1) if mirror else view
+        for dy in range(-(height // 8 or 1), (height // 8 or 1) + 1):
+            for dx in range(-(width // 8 or 1), (width // 8 or 1) + 1):
+                window = padded[..., height - dy : 2 * height - dy, width - dx : 2 * width - dx]
+                if torch.equal(candidate, window):
+                    return mirror
+    return None
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 16, 16), (4, 3, 2, 8, 8)])
+def test_two_views_shift_and_flip_each_sample(shape):
+    x = torch.rand(shape)
+    g = torch.Generator().manual_seed(0)
+    views = TwoViews()(x, g)
+    assert views.shape == (2 * shape[0], *shape[1:])
+    mirrored = [_shifted_and_flipped(views[i], x[i % shape[0]]) for i in range(2 * shape[0])]
+    assert None not in mirrored and True in mirrored and False in mirrored
+    assert not torch.equal(views[: shape[0]], views[shape[0] :])  # independent draws
+    again = TwoViews()(x, torch.Generator().manual_seed(0))
+    assert torch.equal(views, again)  # the generator decides
+    with pytest.raises(ShapeError, match=r"images \[B, C, H, W\] or frames"):
+        TwoViews()(torch.rand(4, 10, 20), g)
+
+
+def test_a_stcl_run_trains_on_two_views(tmp_path, monkeypatch):
+    """``--loss stcl``: every training batch reaches the model as 2B samples (``tcl``:
+    B), and the run ends with finite losses."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    from spikeflow.training import Trainer, trainer_steps
+    from train_runs import tiny
+
+    seen: list[int] = []
+    original = trainer_steps.to_time_major
+
+    def recording(x, *args):
+        seen.append(x.shape[0])
+        return original(x, *args)
+
+    monkeypatch.setattr(trainer_steps, "to_time_major", recording)
+    for loss, size in (("stcl", 64), ("tcl", 32)):  # batch 32
+        seen.clear()
+        config = tiny(tmp_path, loss, loss=loss, epochs=1, train_samples=64, test_samples=32,
+                      model_kwargs={"channels": 8, "hidden": 32, "dropout": 0.0,
+                                    "spiking_output": False})  # fmt: skip
+        result = Trainer(config, log=None).fit()
+        assert set(seen) == {size}, loss
+        assert all(math.isfinite(row["train_loss"]) for row in result.history)
