@@ -439,9 +439,9 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
                                     r"sew_resnet18.*spiking_vgg19_bn"),
         (["--neuron", "relu"], r"unknown neuron 'relu'; available: .*lif.*plif.*psn"),
         (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, ce\+, ce_count, "
-                              r"ce_max_membrane, ce_temporal, count, count\+, mse, mse_count, "
-                              r"mse_membrane, mse_temporal, spike_max, spike_rate, sum0, tcl, "
-                              r"tet, ttfs"),
+                              r"ce_max_membrane, ce_temporal, count, count\+, kernel, mse, "
+                              r"mse_count, mse_membrane, mse_temporal, spike_max, spike_rate, "
+                              r"stcl, sum0, tcl, tet, timing, ttfs"),
         (["--model-kwargs", "channelz=8"], r"'plif_digits' does not accept the argument\(s\) "
                                            r"\['channelz'\]; it accepts .*channels"),
         (["--neuron-kwargs", "taux=2"], r"does not accept \['taux'\]; it accepts .*init_tau"),
