@@ -4,11 +4,13 @@
 ``[B, T, C, H, W]``) into ``[2B, ..., H, W]``: two independent random augmentations of
 each sample, the first ``B`` the first view, the next ``B`` the second. Each view of a
 sample is shifted by whole pixels (up to ``H // 8`` and ``W // 8``, at least 1; the
-uncovered border filled with zeros, what a random crop of a zero-padded image gives)
-and flipped left-right with probability 1/2, the same at every time step of a frame
-sequence. This comes on top of the dataset's own training augmentation. The draws come
-from a generator the caller seeds (the trainer: from the run's seed and step, so a
-resumed run draws as an uninterrupted one).
+uncovered border filled with zeros, what a random crop of a zero-padded image gives),
+the same at every time step of a frame sequence. No mirror: whether one keeps the
+label depends on the data (not for digits: with a mirror in the views STCL lost 2 to
+6 points on them, docs/models.md), so it is left to the dataset's own training
+augmentation, which comes before. The draws come from a generator the caller seeds
+(the trainer: from the run's seed and step, so a resumed run draws as an
+uninterrupted one).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class TwoViews:
         """
         if x.dim() < 4:
             raise ShapeError(
-                f"stcl's two views shift and flip images [B, C, H, W] or frames "
+                f"stcl's two views shift images [B, C, H, W] or frames "
                 f"[B, T, C, H, W]; got a batch of shape {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
@@ -57,11 +59,6 @@ class TwoViews:
         for _ in range(2):
             dy = torch.randint(-reach_y, reach_y + 1, (len(x),), generator=generator)
             dx = torch.randint(-reach_x, reach_x + 1, (len(x),), generator=generator)
-            flip = torch.rand(len(x), generator=generator) < 0.5
-            samples = []
-            for sample, rows, cols, mirror in zip(x, dy.tolist(), dx.tolist(), flip.tolist(),
-                                                  strict=True):  # fmt: skip
-                moved = _shift(sample, rows, cols)
-                samples.append(moved.flip(-1) if mirror else moved)
-            views.append(torch.stack(samples))
+            pairs = zip(x, dy.tolist(), dx.tolist(), strict=True)
+            views.append(torch.stack([_shift(sample, rows, cols) for sample, rows, cols in pairs]))
         return torch.cat(views)
