@@ -200,3 +200,20 @@ def test_eval_of_an_amp_run_says_so(tmp_path, capsys):
     assert "under bf16 autocast, as the run trained (--amp bf16)" in text
     # every step run: the early exit's predictions are the full evaluation's
     assert result["early_exit"][0]["accuracy"] == result["test_acc"]
+
+
+@pytest.mark.parametrize(("operations", "neurobench", "named"), [
+    (True, False, "operations would"), (False, True, "neurobench would"),
+    (True, True, "operations and neurobench would"),
+])  # fmt: skip
+def test_counts_in_several_processes_are_refused(operations, neurobench, named):
+    """Rank 1 of 2: the accuracy and steps are reduced over the processes, the counters
+    are not, so their per-sample numbers would be one process's: refused by name
+    (before any process group is needed)."""
+    net, x = _net(), _input(steps=4, batch=4)
+    dataset = torch.utils.data.TensorDataset(x.transpose(0, 1), torch.zeros(4, dtype=torch.long))
+    ctx = DistContext(rank=1, world_size=2, device=torch.device("cpu"))
+    with pytest.raises(ConfigurationError, match=f"{named} count this process's samples only"):
+        evaluate_early_exit(net, dataset, [ExitRule("confidence", 0.5)], T=4, static=False,
+                            batch_size=2, ctx=ctx, operations=operations,
+                            neurobench=neurobench)  # fmt: skip

@@ -85,7 +85,19 @@ def evaluate_early_exit(
     of its steps, each batch one batch; ClassificationAccuracy the early exit's) and
     ``neurobench_not_counted``. ``amp``: the run's autocast (``"off"``, ``"bf16"``,
     ``"fp16"``), as the full evaluation runs it; the outputs are accumulated in float32.
-    The NeuroBench metrics are those of this process's samples (not reduced)."""
+    ``operations`` and ``neurobench`` need one process (the counters are not reduced).
+
+    Raises:
+        ConfigurationError: ``operations`` or ``neurobench`` in a distributed ``ctx``.
+    """
+    if ctx.distributed and (operations or neurobench):
+        asked = " and ".join(n for n, on in (("operations", operations),
+                                              ("neurobench", neurobench)) if on)  # fmt: skip
+        raise ConfigurationError(
+            f"evaluate_early_exit: {asked} would count this process's samples only: the "
+            f"counters are not reduced over the {ctx.world_size} processes (the accuracy "
+            "and steps are); run the evaluation in one process"
+        )
     indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
     loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
                         pin_memory=ctx.device.type == "cuda")  # fmt: skip
