@@ -217,3 +217,19 @@ def test_counts_in_several_processes_are_refused(operations, neurobench, named):
         evaluate_early_exit(net, dataset, [ExitRule("confidence", 0.5)], T=4, static=False,
                             batch_size=2, ctx=ctx, operations=operations,
                             neurobench=neurobench)  # fmt: skip
+
+
+def test_a_float16_overflow_is_named():
+    """Under float16 autocast (CPU autocast supports it) an output past 65504 is inf:
+    the error names the float16 output and its range; in float32 the same model runs."""
+    net = _net()
+    with torch.no_grad():
+        net[5].weight.mul_(1e5)  # outputs of order 1e5
+    x = _input(steps=3, batch=4)
+    with pytest.raises(ConfigurationError, match=r"output is torch.float16, whose largest "
+                       r"value is 65504: an output past it is inf \(run in float32, or "
+                       r"bfloat16\)"):  # fmt: skip
+        with autocast_context(torch.device("cpu"), "fp16"):
+            early_exit(net, x, ExitRule("confidence", 0.5))
+    result = early_exit(net, x, ExitRule("confidence", 0.5))
+    assert result.outputs.abs().max() > 65504 and result.outputs.isfinite().all()

@@ -127,11 +127,19 @@ def exit_scores(accumulated: Tensor, criterion: Criterion) -> Tensor:
     return -terms.sum(dim=-1) / math.log(classes)
 
 
-def _check_scores(scores: Tensor, samples: Tensor, step: int | None, where: str) -> None:
+def _check_scores(
+    scores: Tensor,
+    samples: Tensor,
+    step: int | None,
+    where: str,
+    half: torch.dtype | None = None,
+) -> None:
     """A ConfigurationError naming the first sample (and step) whose score is NaN:
     its accumulated output holds a NaN or a +inf, and no exit or prediction of it
     would mean anything. ``scores`` ``[b]`` (at step ``step``) or ``[T, B]``
-    (``step`` None); ``samples``: the batch index of each column."""
+    (``step`` None); ``samples``: the batch index of each column; ``half``: the dtype
+    of the step's output when autocast made it float16 or bfloat16 (then named: an
+    output past its range is inf)."""
     bad = scores.isnan()
     if not bool(bad.any()):
         return
@@ -139,9 +147,16 @@ def _check_scores(scores: Tensor, samples: Tensor, step: int | None, where: str)
         t, b = (int(i) for i in bad.nonzero()[0])
     else:
         t, b = step, int(bad.nonzero()[0, 0])
+    overflow = (
+        ""
+        if half is None
+        else f"; the step's output is {half}, whose largest value is "
+        f"{torch.finfo(half).max:g}: an output past it is inf (run in float32"
+        + (", or bfloat16)" if half == torch.float16 else ")")
+    )
     raise ConfigurationError(
         f"{where}: the accumulated output of sample {int(samples[b])} at step {t + 1} "
-        "gives no score (the model's output holds NaN or +inf there)"
+        f"gives no score (the model's output holds NaN or +inf there{overflow})"
     )
 
 
@@ -282,12 +297,13 @@ def early_exit(
         for t in range(steps):
             out, state = net(selected_input(x_seq[t : t + 1], running if t else None), state)
             out = check_step_output(out, len(running), "early_exit")
-            if out.dtype in (torch.float16, torch.bfloat16):
+            half = out.dtype if out.dtype in (torch.float16, torch.bfloat16) else None
+            if half is not None:
                 out = out.float()  # (autocast) sums of half floats lose the small terms
             total = out.clone() if total is None else total + out
             accumulated = _accumulated(total, t + 1, rule.accumulate)
             score = exit_scores(accumulated, rule.criterion)
-            _check_scores(score, running, t, "early_exit")
+            _check_scores(score, running, t, "early_exit", half)
             done = rule.passes(score) if t + 1 < steps else torch.ones_like(score, dtype=bool)
             if outputs is None or scores is None:
                 outputs = accumulated.new_zeros(batch, accumulated.shape[-1])
