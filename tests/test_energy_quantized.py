@@ -71,6 +71,31 @@ def test_footprint_by_hand():
     assert neurobench_static(float_net)["Footprint"] == 4 * (18 + 36 + 15)
 
 
+def test_footprint_departs_from_neurobench_by_the_deployed_weights():
+    """neurobench 2.3.0's own Footprint reads ``element_size()``: the quantized net's
+    float originals (4 bytes each) and its quantizers' settings (4 int64 each), 340
+    bytes; spikeflow's (119, above) departs by exactly the deployed weights (docs:
+    "Where spikeflow departs"); the baked float net is equal to neurobench's."""
+    pytest.importorskip("neurobench.metrics.static", reason="neurobench is not installed")
+    from neurobench.metrics.manager.static_manager import StaticMetricManager
+    from neurobench.metrics.static import Footprint, ParameterCount
+    from neurobench.models import TorchModel
+
+    def theirs(model: nn.Module) -> dict:
+        return StaticMetricManager([ParameterCount, Footprint]).run_metrics(TorchModel(model))
+
+    net = _net()
+    ref = theirs(net)
+    assert ref["ParameterCount"] == neurobench_static(net)["ParameterCount"] == 69
+    floats = 4 * (18 + 32 + 4 + 15) + 2 * 4 * 8  # parameters, two settings buffers
+    assert ref["Footprint"] == floats == 340
+    deployed = (7 + 4) + (16 + 16)  # packed integers and scales of the two layers
+    replaced = 4 * (18 + 32) + 2 * 4 * 8  # their float weights and settings
+    assert neurobench_static(net)["Footprint"] == ref["Footprint"] - replaced + deployed
+    prune.finalize(net)
+    assert neurobench_static(net)["Footprint"] == theirs(net)["Footprint"] == 4 * 69
+
+
 def test_simple_energy_by_hand():
     net, x = _net(), _input()
     report = count_operations(net, x)
