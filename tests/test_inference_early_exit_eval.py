@@ -233,3 +233,23 @@ def test_a_float16_overflow_is_named():
             early_exit(net, x, ExitRule("confidence", 0.5))
     result = early_exit(net, x, ExitRule("confidence", 0.5))
     assert result.outputs.abs().max() > 65504 and result.outputs.isfinite().all()
+
+
+def test_thresholds_in_one_pass_count_as_alone():
+    """Several thresholds in one ``evaluate_early_exit``: each threshold's operations
+    and NeuroBench metrics equal those of a call with that threshold alone (no counter
+    state carried from one threshold to the next); the all-at-step-1 and never-exiting
+    thresholds included, in batches of 5, 5 and 2."""
+    net, x = _net(), _input(steps=6, batch=12)
+    dataset = torch.utils.data.TensorDataset(x.transpose(0, 1), torch.arange(12) % 10)
+    ctx = DistContext(device=torch.device("cpu"))
+    rules = [ExitRule("confidence", t) for t in (0.0, 0.15, 1.0)]
+    kwargs = dict(T=6, static=False, batch_size=5, ctx=ctx, operations=True, neurobench=True)
+    together = evaluate_early_exit(net, dataset, rules, **kwargs)
+    assert [e["mean_steps"] for e in together][::2] == [1.0, 6.0]
+    for rule, entry in zip(rules, together, strict=True):
+        [alone] = evaluate_early_exit(net, dataset, [rule], **kwargs)
+        assert entry["neurobench"] == alone["neurobench"]
+        assert entry["operations"] == alone["operations"]
+    assert together[0]["neurobench"]["MembraneUpdates"] < together[2]["neurobench"][
+        "MembraneUpdates"]  # fmt: skip
