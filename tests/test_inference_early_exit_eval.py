@@ -253,3 +253,34 @@ def test_thresholds_in_one_pass_count_as_alone():
         assert entry["operations"] == alone["operations"]
     assert together[0]["neurobench"]["MembraneUpdates"] < together[2]["neurobench"][
         "MembraneUpdates"]  # fmt: skip
+
+
+@pytest.mark.parametrize("accumulate", ["mean", "sum"])
+def test_exits_read_off_a_bfloat16_run_equal_the_early_exit(accumulate):
+    """``exit_from_outputs`` (and ``ThresholdSweep``) on the bfloat16 outputs of a run
+    under autocast accumulate in float32, as ``early_exit`` under the same autocast
+    does: the same exits, outputs and scores (in bfloat16 the running sums drift by
+    ~2e-2 and, summed, some exits move)."""
+    from spikeflow.inference import ThresholdSweep, exit_from_outputs
+
+    net, x = _net(), _input(steps=6, batch=40)
+    with torch.no_grad(), autocast_context(torch.device("cpu"), "bf16"):
+        functional.reset_net(net)
+        out_seq = net(x)
+    assert out_seq.dtype == torch.bfloat16
+    middle = spread_threshold(out_seq.float(), "confidence", accumulate)
+    rules = [ExitRule("confidence", min(0.99, middle * f), accumulate) for f in (0.9, 1, 1.1)]
+    for rule in rules:
+        with autocast_context(torch.device("cpu"), "bf16"):
+            stepped = early_exit(net, x, rule)
+        read = exit_from_outputs(out_seq, rule)
+        assert read.outputs.dtype == torch.float32
+        assert torch.equal(read.exit_steps, stepped.exit_steps)
+        torch.testing.assert_close(read.outputs, stepped.outputs, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(read.scores, stepped.scores, rtol=1e-6, atol=1e-6)
+    labels = out_seq.float().mean(0).argmax(-1)
+    sweep = ThresholdSweep("confidence", [r.threshold for r in rules], accumulate)
+    sweep.update(out_seq, labels)
+    for point, rule in zip(sweep.points(), rules, strict=True):
+        expected = exit_from_outputs(out_seq.float(), rule)
+        assert point.mean_steps == expected.mean_steps

@@ -184,19 +184,23 @@ def exit_from_outputs(out_seq: Tensor, rule: ExitRule) -> EarlyExitResult:
     """The exits of ``rule`` read off a whole run's outputs ``out_seq`` ``[T, B, K]``
     after the fact: for each sample the first step whose accumulated output passes
     (else ``T``). Equals :func:`early_exit` on the same network and input, which only
-    runs the steps needed.
+    runs the steps needed; float16 or bfloat16 outputs (a run under ``torch.autocast``)
+    are accumulated in float32, as :func:`early_exit` accumulates them.
 
     Raises:
         ShapeError: ``out_seq`` is not ``[T, B, K]`` with ``T, B, K >= 1``.
         ConfigurationError: an accumulated output with NaN or +inf (no score).
     """
     _check_outputs(out_seq)
+    half = out_seq.dtype if out_seq.dtype in (torch.float16, torch.bfloat16) else None
+    if half is not None:
+        out_seq = out_seq.float()  # (autocast) sums of half floats lose the small terms
     steps = out_seq.shape[0]
     counts = torch.arange(1, steps + 1, device=out_seq.device, dtype=out_seq.dtype)
     total = out_seq.cumsum(0)
     accumulated = total / counts.view(-1, 1, 1) if rule.accumulate == "mean" else total
     scores = exit_scores(accumulated, rule.criterion)  # [T, B]
-    _check_scores(scores, torch.arange(out_seq.shape[1]), None, "exit_from_outputs")
+    _check_scores(scores, torch.arange(out_seq.shape[1]), None, "exit_from_outputs", half)
     passed = rule.passes(scores)
     passed[-1] = True
     first = passed.to(torch.uint8).argmax(dim=0)  # the first step that passes
