@@ -71,6 +71,30 @@ def test_footprint_by_hand():
     assert neurobench_static(float_net)["Footprint"] == 4 * (18 + 36 + 15)
 
 
+def test_footprint_of_other_quantized_layers_by_hand():
+    """A grouped transposed convolution (weight [4, 3, 3, 3], groups 2): 6 output
+    channels, so 6 scales, not the weight's 3 columns; a pruned then quantized Linear:
+    the pruning's sign buffer and the float original are replaced by the deployed
+    weights too; Loihi's grid: 8-bit weights, no scale."""
+    conv = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, groups=2))
+    quant.apply_weight_quantization(conv, bits=4)
+    # 108 weights at 4 bits = 54 bytes, 6 scales (24), bias 6 x 4 (24)
+    assert neurobench_static(conv)["Footprint"] == 54 + 24 + 24
+    pruned = nn.Sequential(layers.Linear(10, 6), IFNode())
+    prune.apply_gradient_rewiring(pruned)
+    quant.apply_weight_quantization(pruned, bits=3)
+    # 60 weights at 3 bits = 180 bits -> 23 bytes, 6 scales (24), bias 6 x 4 (24)
+    assert neurobench_static(pruned)["Footprint"] == 23 + 24 + 24
+    grid = nn.Sequential(
+        layers.Linear(5, 3, bias=False),
+        CubaLIFNode(tau_syn=4.0, tau_mem=8.0, r="tau_syn*tau_mem"),
+    )  # fmt: skip
+    quant.loihi_grid(grid)
+    settings = sum(b.numel() * b.element_size() for b in grid[1].buffers())
+    # 15 weights at a byte each, no scale; the neuron's quantizer settings as they are
+    assert neurobench_static(grid)["Footprint"] == 15 + settings
+
+
 def test_footprint_departs_from_neurobench_by_the_deployed_weights():
     """neurobench 2.3.0's own Footprint reads ``element_size()``: the quantized net's
     float originals (4 bytes each) and its quantizers' settings (4 int64 each), 340
