@@ -226,7 +226,7 @@ def test_a_float16_overflow_is_named():
     with torch.no_grad():
         net[5].weight.mul_(1e5)  # outputs of order 1e5
     x = _input(steps=3, batch=4)
-    with pytest.raises(ConfigurationError, match=r"output is torch.float16, whose largest "
+    with pytest.raises(ConfigurationError, match=r"it is torch.float16, whose largest "
                        r"value is 65504: an output past it is inf \(run in float32, or "
                        r"bfloat16\)"):  # fmt: skip
         with autocast_context(torch.device("cpu"), "fp16"):

@@ -150,7 +150,7 @@ def _check_scores(
     overflow = (
         ""
         if half is None
-        else f"; the step's output is {half}, whose largest value is "
+        else f"; it is {half}, whose largest value is "
         f"{torch.finfo(half).max:g}: an output past it is inf (run in float32"
         + (", or bfloat16)" if half == torch.float16 else ")")
     )
