@@ -254,8 +254,6 @@ def test_refused_layers_and_arguments():
     lif = neurons.LIFNode()
     with pytest.raises(ConfigurationError, match=r"nn\.Linear, nn\.Conv1d and nn\.Conv2d"):
         STDPLearner(nn.Conv3d(1, 1, 3), lif, 2.0, 2.0)
-    with pytest.raises(ConfigurationError, match="groups=1"):
-        STDPLearner(nn.Conv2d(2, 2, 3, groups=2), lif, 2.0, 2.0)
     for bad in (0.5, math.nan, "2"):
         with pytest.raises(ConfigurationError, match="tau_pre"):
             STDPLearner(nn.Linear(2, 2), lif, bad, 2.0)

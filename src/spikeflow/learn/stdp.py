@@ -100,8 +100,9 @@ class STDPLearner:
     learner holds the hooks' only reference to itself: keep it.
 
     Args:
-        synapse: an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (groups=1; any
-            stride, padding, dilation), or spikeflow's sequence version of one.
+        synapse: an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (any stride,
+            padding, dilation and groups, depthwise included), or spikeflow's sequence
+            version of one.
         neuron: the module whose output spikes (a tensor) are the synapse's
             postsynaptic spikes.
         tau_pre, tau_post: trace time constants in steps (>= 1).
@@ -121,7 +122,7 @@ class STDPLearner:
         process_group: the group to average over (None: the default group).
 
     Raises:
-        ConfigurationError: another layer type, grouped convolution, a pruned weight, a
+        ConfigurationError: another layer type, a pruned weight, a
             ``neuron`` that is no module, a time constant below 1, or a
             ``process_group`` that is not one.
     """

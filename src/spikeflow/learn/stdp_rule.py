@@ -55,8 +55,6 @@ def check_synapse(synapse: nn.Module) -> int:
             f"STDP: the {type(synapse).__name__}'s weight is reparameterised (pruned?); "
             "STDP updates plain weights"
         )
-    if isinstance(synapse, nn.Conv1d | nn.Conv2d) and synapse.groups != 1:
-        raise ConfigurationError(f"STDP: convolutions with groups=1 only, got {synapse.groups}")
     return dims
 
 
@@ -106,9 +104,10 @@ def _check_shapes(synapse: nn.Module, pre: Tensor, post: Tensor, dims: int) -> N
                 f"{weight.shape[0]} features, got {tuple(pre.shape)} and {tuple(post.shape)}"
             )
         return
-    if pre.dim() != dims + 1 or pre.shape[2] != weight.shape[1]:
+    channels = weight.shape[1] * synapse.groups
+    if pre.dim() != dims + 1 or pre.shape[2] != channels:
         raise ShapeError(
-            f"STDP on a {name} with {weight.shape[1]} input channels: pre spikes must be "
+            f"STDP on a {name} with {channels} input channels: pre spikes must be "
             f"[T, B, C, ...] with {dims + 1} dims, got {tuple(pre.shape)}"
         )
     # _reversed_padding_repeated_twice holds (before, after) pairs, last dim first.
@@ -141,11 +140,12 @@ def _pair_sums(synapse: nn.Module, pre: Tensor, post: Tensor) -> Tensor:
     steps = pre.shape[0] * pre.shape[1]
     pre = _padded(synapse, pre.reshape(steps, *pre.shape[2:]))
     post = post.reshape(steps, *post.shape[2:])
-    # The weight gradient of a convolution is exactly this sum (no unfolded copies).
+    # The weight gradient of a convolution is exactly this sum (no unfolded copies); a
+    # grouped one pairs each group's inputs with its own outputs only.
     grad = torch.nn.grad.conv1d_weight if isinstance(synapse, nn.Conv1d) else (
         torch.nn.grad.conv2d_weight)  # fmt: skip
     return grad(pre, weight.shape, post, stride=synapse.stride, padding=0,
-                dilation=synapse.dilation)  # fmt: skip
+                dilation=synapse.dilation, groups=synapse.groups)  # fmt: skip
 
 
 def _reward_steps(reward: Tensor | float, steps: int, batch: int, like: Tensor) -> Tensor:

@@ -188,7 +188,7 @@ def triplet_stdp_update(
 
     Args:
         synapse: the layer whose weight learns (``nn.Linear``, ``nn.Conv1d``,
-            ``nn.Conv2d`` with groups=1, any stride, padding and dilation).
+            ``nn.Conv2d`` with any stride, padding, dilation and groups).
         pre: its input spikes ``[T, B, ...]``; post: the spikes of the neurons it
             drives (the layer's output shape per step), as for
             :func:`~spikeflow.learn.stdp_update`.
