@@ -95,7 +95,7 @@ def test_conv_stdp_learns_through_the_layer():
 
 def test_errors_and_repr():
     wta = ConvWinnerTakeAll(3, inhibition_radius=1)
-    with pytest.raises(ShapeError, match=r"\[T, B, C, H, W\] with C = 3"):
+    with pytest.raises(ShapeError, match=r"\[T, B, C, H, W\] or \[T, B, C, L\] with C = 3"):
         wta(torch.zeros(2, 1, 4, 5, 5))
     with pytest.raises(ShapeError, match="got"):
         wta(torch.zeros(2, 3, 5, 5))
@@ -111,10 +111,13 @@ def test_errors_and_repr():
     with pytest.raises(ConfigurationError, match="ConvWinnerTakeAll: theta_decay"):
         ConvWinnerTakeAll(3, theta_decay=1.5)
     for empty in ((2, 1, 3, 0, 5), (2, 1, 3, 5, 0)):  # an empty map, not max_pool2d's error
-        with pytest.raises(ShapeError, match="T, H, W >= 1"):
+        with pytest.raises(ShapeError, match=r"T, H, W \(L\) >= 1"):
             wta(torch.zeros(empty))
-    with pytest.raises(ShapeError, match="no single-step mode"):
-        wta(torch.zeros(1, 3, 5, 5))
+    with pytest.raises(ShapeError, match=r"got \(1, 3, 5, 5, 5, 5\)"):
+        wta(torch.zeros(1, 3, 5, 5, 5, 5))
+    wta.step_mode = "s"
+    with pytest.raises(ShapeError, match=r"step_mode 's'\): expects one step \[B, C, H, W\]"):
+        wta(torch.zeros(2, 1, 3, 5, 5))
     assert "inhibition_radius=1" in repr(wta)
 
 

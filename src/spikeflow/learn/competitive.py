@@ -24,16 +24,17 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikeflow._checks import check_flag, check_int, check_real
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.learn._processes import check_process_group, processes_to_sync
 
 __all__ = ["ConvWinnerTakeAll", "WinnerTakeAll"]
 
 
-class WinnerTakeAll(nn.Module):
+class WinnerTakeAll(MemoryModule):
     """LIF neurons with hard winner-take-all and adaptive thresholds.
 
     Args:
@@ -52,14 +53,20 @@ class WinnerTakeAll(nn.Module):
             keeps its own ``theta`` (under DDP with ``broadcast_buffers=True`` rank 0's
             then overwrites the others' at each forward).
         process_group: the group to synchronise over (None: the default group).
+        step_mode: ``'m'`` (a call is a sequence ``[T, B, N]``) or ``'s'`` (one step
+            ``[B, N]``, which carries the membranes to the next call: streaming only).
 
-    Input currents ``[T, B, N]``, output spikes ``[T, B, N]``. ``theta`` (a buffer,
-    saved with the model) is the learned threshold increase of each neuron; it changes
-    in training mode only, by the spikes of the whole batch (summed) and decays once per
-    step, so the samples of a training batch share it (and the batch size sets how many
-    samples one decay spans). ``theta`` is float32 or wider, also after ``.half()`` or
-    ``.to(torch.bfloat16)`` of the model. Equal excesses are broken by ``torch.topk`` (in
-    no guaranteed order).
+    Input currents ``[T, B, N]``, output spikes ``[T, B, N]``. The membranes are state
+    as a spikeflow neuron's (a :class:`~spikeflow.base.MemoryModule`): each call starts
+    them at zero unless the network is streaming (:func:`spikeflow.functional.streaming`,
+    where calls continue one sequence until :func:`~spikeflow.functional.reset_net`) or
+    run with an explicit state (:func:`spikeflow.functional.run`, state ``{"v": ...}``).
+    ``theta`` (a buffer, saved with the model) is the learned threshold increase of each
+    neuron; it changes in training mode only, by the spikes of the whole batch (summed)
+    and decays once per step, so the samples of a training batch share it (and the batch
+    size sets how many samples one decay spans). ``theta`` is float32 or wider, also
+    after ``.half()`` or ``.to(torch.bfloat16)`` of the model. Equal excesses are broken
+    by ``torch.topk`` (in no guaranteed order).
     """
 
     #: The size argument's name in error messages.
@@ -75,8 +82,9 @@ class WinnerTakeAll(nn.Module):
         theta_decay: float = 0.9995,
         sync_processes: bool = True,
         process_group: dist.ProcessGroup | None = None,
+        step_mode: str = "m",
     ) -> None:
-        super().__init__()
+        super().__init__(step_mode)
         # errors name the class and its size argument (ConvWinnerTakeAll: channels)
         cls, size = type(self).__name__, self._size_name
         self.num_neurons = check_int(f"{cls}: {size}", num_neurons, 1)
@@ -94,38 +102,60 @@ class WinnerTakeAll(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
-        """Currents ``[T, B, N]`` -> spikes ``[T, B, N]``."""
+        """Currents ``[T, B, N]`` -> spikes ``[T, B, N]`` (one step ``[B, N]`` in
+        single-step mode)."""
+        x = self._checked(x)
+        return self._run(x)
+
+    def _checked(self, x: Tensor) -> Tensor:
+        """``x`` as a detached sequence ``[T, B, N]``, or a ShapeError / DTypeError."""
+        single = self.step_mode == "s"
+        dims = 2 if single else 3
         if (
             not isinstance(x, Tensor)
-            or x.dim() != 3
+            or x.dim() != dims
             or x.shape[-1] != self.num_neurons
-            or (x.shape[0] == 0)
+            or (not single and x.shape[0] == 0)
         ):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            expected = "one step [B, N]" if single else "currents [T, B, N]"
             raise ShapeError(
-                f"WinnerTakeAll: expects currents [T, B, N] with N = {self.num_neurons} "
-                f"and T >= 1, got {shape}"
+                f"WinnerTakeAll (step_mode {self.step_mode!r}): expects {expected} with N = "
+                f"{self.num_neurons} and T >= 1, got {shape}"
             )
         if not x.is_floating_point():
             raise DTypeError(f"WinnerTakeAll: currents must be floating point, got {x.dtype}")
-        x = x.detach()
-        v = torch.zeros_like(x[0])
+        return x.detach()[None] if single else x.detach()
+
+    def _fire(self, v: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """One step's competition: ``(spikes, membranes after the reset)``."""
+        excess = v - (self.v_threshold + theta).to(v.dtype)
+        top, index = excess.topk(self.k, dim=-1)
+        spikes = torch.zeros_like(v).scatter_(-1, index, (top > 0).to(v.dtype))
+        v = torch.where(spikes.any(dim=-1, keepdim=True), torch.zeros_like(v), v)
+        return spikes, v
+
+    def _run(self, x: Tensor) -> Tensor:
+        """The steps of ``x [T, B, N, ...]`` from the carried (or zero) membranes; the
+        last membranes are carried to the next call while streaming (or in
+        ``functional.run``), as a spikeflow neuron's."""
+        start_state = self._carried_state(x.shape[1:])
+        v = torch.zeros_like(x[0]) if start_state is None else start_state["v"].to(x.dtype)
         out = torch.zeros_like(x)
         # thresholds in float32 or wider (a bfloat16 decay of 0.9995 would be 1)
         theta = start = self.theta.to(torch.promote_types(self.theta.dtype, torch.float32))
+        per_map = [0, *range(2, x.dim() - 1)]  # a map's spikes: over batch and positions
         for t in range(x.shape[0]):
             v = v + (x[t] - v) / self.tau
-            excess = v - (self.v_threshold + theta).to(v.dtype)
-            top, index = excess.topk(self.k, dim=-1)
-            spikes = torch.zeros_like(v).scatter_(-1, index, (top > 0).to(v.dtype))
+            spikes, v = self._fire(v, theta)
             out[t] = spikes
-            v = torch.where(spikes.any(dim=-1, keepdim=True), torch.zeros_like(v), v)
             if self.training and self.theta_plus > 0:
-                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(dim=0).to(
-                    theta.dtype)  # fmt: skip
+                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(
+                    dim=per_map).to(theta.dtype)  # fmt: skip
         if self.training and self.theta_plus > 0:
             self.theta.copy_(self._synced(theta, start, x.shape[0]))
-        return out
+        self._keep_state({"v": v})
+        return out[0] if self.step_mode == "s" else out
 
     def _synced(self, theta: Tensor, start: Tensor, steps: int) -> Tensor:
         """``theta`` after a call of ``steps`` steps from ``start``, with the rises of
@@ -180,9 +210,12 @@ class ConvWinnerTakeAll(WinnerTakeAll):
             as :class:`WinnerTakeAll`'s (``k`` maps per position; ``theta_plus`` 0 by
             default: a map spikes at many positions).
         inhibition_radius: ``r`` above (0: competition within a position only).
+        step_mode: as :class:`WinnerTakeAll`'s.
 
-    Input currents ``[T, B, C, H, W]`` (whole sequences: the membranes start at zero in
-    each call, there is no single-step mode), output spikes of the same shape.
+    Input currents ``[T, B, C, H, W]`` after a ``Conv2d``, or ``[T, B, C, L]`` after a
+    ``Conv1d`` (its neighbourhood is then ``2r+1`` positions), output spikes of the same
+    shape; one step ``[B, C, ...]`` in single-step mode. The membranes are carried from
+    call to call while streaming, as :class:`WinnerTakeAll`'s.
     """
 
     _size_name = "channels"
@@ -198,9 +231,10 @@ class ConvWinnerTakeAll(WinnerTakeAll):
         theta_decay: float = 0.9995,
         sync_processes: bool = True,
         process_group: dist.ProcessGroup | None = None,
+        step_mode: str = "m",
     ) -> None:
         super().__init__(channels, tau, v_threshold, k, theta_plus, theta_decay,
-                         sync_processes, process_group)  # fmt: skip
+                         sync_processes, process_group, step_mode)  # fmt: skip
         self.inhibition_radius = check_int(
             "ConvWinnerTakeAll: inhibition_radius", inhibition_radius, 0)  # fmt: skip
 
@@ -211,41 +245,50 @@ class ConvWinnerTakeAll(WinnerTakeAll):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
-        """Currents ``[T, B, C, H, W]`` -> spikes ``[T, B, C, H, W]``."""
-        if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[2] != self.num_neurons or (
-                x.shape[0] == 0 or x.shape[3] == 0 or x.shape[4] == 0):  # fmt: skip
+        """Currents ``[T, B, C, H, W]`` or ``[T, B, C, L]`` -> spikes of the same shape
+        (one step ``[B, C, ...]`` in single-step mode)."""
+        return self._run(self._checked(x))
+
+    def _checked(self, x: Tensor) -> Tensor:
+        """``x`` as a detached sequence ``[T, B, C, ...]``, or a ShapeError / DTypeError."""
+        single = self.step_mode == "s"
+        lead = 1 if single else 2  # the dims before the channels
+        ok = isinstance(x, Tensor) and x.dim() in (lead + 2, lead + 3)
+        if not ok or x.shape[lead] != self.num_neurons or 0 in x.shape[lead + 1:] or (
+                not single and x.shape[0] == 0):  # fmt: skip
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            expected = "one step [B, C, H, W] or [B, C, L]" if single else (
+                "currents [T, B, C, H, W] or [T, B, C, L]")  # fmt: skip
             raise ShapeError(
-                f"ConvWinnerTakeAll: expects currents [T, B, C, H, W] with C = "
-                f"{self.num_neurons} and T, H, W >= 1 (a whole sequence: it has no "
-                f"single-step mode), got {shape}"
+                f"ConvWinnerTakeAll (step_mode {self.step_mode!r}): expects {expected} with "
+                f"C = {self.num_neurons} and T, H, W (L) >= 1, got {shape}"
             )
         if not x.is_floating_point():
             raise DTypeError(f"ConvWinnerTakeAll: currents must be floating point, got {x.dtype}")
-        x = x.detach()
-        v = torch.zeros_like(x[0])
-        out = torch.zeros_like(x)
-        theta = start = self.theta.to(torch.promote_types(self.theta.dtype, torch.float32))
-        for t in range(x.shape[0]):
-            v = v + (x[t] - v) / self.tau
-            excess = v - (self.v_threshold + theta).to(v.dtype)[:, None, None]
-            top, index = excess.topk(self.k, dim=1)  # the k best maps of each position
-            fire = top > 0
-            if self.inhibition_radius:
-                best = top[:, 0].masked_fill(~fire[:, 0], -torch.inf)
-                fire = fire & (best >= self._neighbourhood_max(best))[:, None]
-            spikes = torch.zeros_like(v).scatter_(1, index, fire.to(v.dtype))
-            out[t] = spikes
-            fired = fire[:, 0].to(v.dtype)  # a position fired iff its best map did
-            if self.inhibition_radius:
-                fired = self._neighbourhood_max(fired)
-            v = v * (1 - fired[:, None])
-            if self.training and self.theta_plus > 0:
-                theta = theta * self.theta_decay + self.theta_plus * spikes.sum(
-                    dim=(0, 2, 3)).to(theta.dtype)  # fmt: skip
-        if self.training and self.theta_plus > 0:
-            self.theta.copy_(self._synced(theta, start, x.shape[0]))
-        return out
+        return x.detach()[None] if single else x.detach()
+
+    def _neighbourhood_max(self, x: Tensor) -> Tensor:
+        """The maximum of ``x [B, H, W]`` or ``[B, L]`` over each position's
+        neighbourhood."""
+        r = self.inhibition_radius
+        pool = F.max_pool2d if x.dim() == 3 else F.max_pool1d
+        return pool(x[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+
+    def _fire(self, v: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """One step's competition across maps at each position: ``(spikes, membranes
+        after the reset)``."""
+        positions = [1] * (v.dim() - 2)
+        excess = v - (self.v_threshold + theta).to(v.dtype).view(-1, *positions)
+        top, index = excess.topk(self.k, dim=1)  # the k best maps of each position
+        fire = top > 0
+        if self.inhibition_radius:
+            best = top[:, 0].masked_fill(~fire[:, 0], -torch.inf)
+            fire = fire & (best >= self._neighbourhood_max(best))[:, None]
+        spikes = torch.zeros_like(v).scatter_(1, index, fire.to(v.dtype))
+        fired = fire[:, 0].to(v.dtype)  # a position fired iff its best map did
+        if self.inhibition_radius:
+            fired = self._neighbourhood_max(fired)
+        return spikes, v * (1 - fired[:, None])
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, inhibition_radius={self.inhibition_radius}"
