@@ -174,7 +174,6 @@ def test_one_decay_per_layer_per_channel_w_of_one_value_exports(tmp_path):
     ("neuron", "message"),
     [
         (_plif((1.5, 8.0), shape=(4,)), "module 1 (ParametricLIFNode): 4 learned time constants"),
-        (_plif(1.0 + 1e-6), "its decay round(4096 sigmoid(w)) is 4096"),
         (  # named as the PLIF it is (it was named as the LIFNode export made of it)
             neurons.ParametricLIFNode(v_threshold=torch.full((4,), 0.5)),
             "module 1 (ParametricLIFNode): a threshold of shape (4,); netx holds one vThMant",
@@ -194,3 +193,55 @@ def test_a_decay_input_plif_needs_a_synapse_right_before_it(tmp_path):
     net = nn.Sequential(layers.Linear(6, 4, bias=False), _plif(2.0), _plif(2.0))
     with pytest.raises(ConfigurationError, match=r"module 2 .*found ParametricLIFNode"):
         export_netx(net, tmp_path / "bad.net", (6,))
+
+
+def test_tau_1_is_loihis_full_leak_vdecay_4096(tmp_path):
+    """A PLIF at tau ~ 1 (round(4096 sigmoid(w)) = 4096) is Loihi's vDecay = 4096, whose
+    decay v·(4096 - 4096) >> 12 is 0: the voltage is each step's input alone. The chip's
+    spikes are (W' x + b' > θ) step by step, W', b' the grid's weights and biases of the
+    folded synapse, and on_netx_grid's network gives them exactly."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layers.Linear(20, 12), _plif(1.0 + 1e-6),
+        layers.Linear(12, 6, bias=False), _plif(1.0 + 1e-5, decay_input=False),
+    ).double()  # fmt: skip
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+        net[2].weight.mul_(4.0)
+    path = export_netx(net, tmp_path / "tau1.net", (20,))
+    with h5py.File(path, "r") as f:
+        for layer in (1, 2):
+            assert int(f[f"layer/{layer}/neuron/vDecay"][()]) == 4096
+            assert int(f[f"layer/{layer}/neuron/iDecay"][()]) == 4096
+    x = (torch.rand(25, 8, 20) < 0.4).double()
+    got = import_netx(path)(x.long()).double()
+    factor = float(torch.sigmoid(net[1].w.detach()))
+    w1 = lava_dl_weights(net[0].weight.detach() * factor).double() / 64
+    b1 = torch.round(net[0].bias.detach() * factor * 64) / 64
+    hidden = ((x @ w1.T + b1) > 0.5).double()  # memoryless: this step's input only
+    w2 = lava_dl_weights(net[2].weight.detach()).double() / 64
+    expected = ((hidden @ w2.T) > 0.5).double()
+    assert 0.05 < hidden.mean() < 0.95 and 0.05 < expected.mean() < 0.95
+    assert torch.equal(got, expected)
+    assert torch.equal(_run(on_netx_grid(net), x), expected)
+    # the float PLIF itself (tau ~ 1, its weights off the 1/32 grid): nearly the same
+    assert (_run(net, x) == expected).double().mean() > 0.95
+
+
+def test_a_fold_that_rounds_every_weight_to_zero_is_refused_naming_the_tau(tmp_path):
+    """tau = 1e5 with decay_input=True scales weights of ~0.2 by 1e-5: all round to 0 on
+    the 1/32 grid, a layer without input. Refused naming the layer and the tau (export,
+    on_netx_grid, netx_problems); the same layer without the fold exports."""
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(20, 10, bias=False), _plif(1e5)).double()
+    message = r"module 1 \(ParametricLIFNode\) after module 0 \(Linear\): its trained tau = 100000"
+    with pytest.raises(ConfigurationError, match=message):
+        export_netx(net, tmp_path / "zero.net", (20,))
+    assert not (tmp_path / "zero.net").exists()
+    with pytest.raises(ConfigurationError, match="every one rounds to 0"):
+        on_netx_grid(net)
+    (problem,) = netx_problems(net)
+    assert problem.startswith("PLIF layers netx cannot hold: '1' (ParametricLIFNode): its trained")
+    net[1].decay_input = False  # nothing folded: the weights stay as they are
+    assert netx_problems(net) == []
+    export_netx(net, tmp_path / "kept.net", (20,))

@@ -253,7 +253,7 @@ def netx_problems(chip: nn.Module) -> list[str]:
     voltage adds it each step), with no pooling (:func:`netx_parts` folds a sum or
     average pooling before a flatten and a Linear into the Linear)."""
     from spikeflow.interop.netx_layers import NetxNetwork
-    from spikeflow.interop.netx_plif import plif_problem
+    from spikeflow.interop.netx_plif import plif_fold_problem, plif_problem
     from spikeflow.interop.prepare import ResidualBlockForExport
     from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode, ParametricLIFNode
     from spikeflow.neurons.base import BaseNode
@@ -279,7 +279,8 @@ def netx_problems(chip: nn.Module) -> list[str]:
             if not isinstance(follower, BaseNode):
                 found["read-out"].append(where)
         elif type(module) is ParametricLIFNode:
-            problem = plif_problem(module)
+            before = items[index - 1][1] if index > 0 else None
+            problem = plif_problem(module) or plif_fold_problem(before, module)
             if problem is not None:
                 found["plif"].append(f"{where}: {problem}")
         elif isinstance(module, BaseNode) and not (

@@ -20,6 +20,12 @@ long ``tau`` with ``vDecay = 1``, and by 0, a layer that never gets input, for
 
 A PLIF with one ``w`` per channel or per neuron exports only where every ``vDecay``
 is the same integer; otherwise it is refused by name (netx cannot hold it).
+
+``vDecay = 4096`` (``tau`` within 1.00013 of 1) is Loihi's full leak: the voltage
+keeps nothing of the last step and is the step's input alone, LIF's charge at
+``tau = 1``. A very long ``tau`` with ``decay_input=True`` folds so small a factor into
+the synapse that its weights may all round to 0 on the weight grid: refused, naming
+the layer and its ``tau`` (:func:`plif_fold_problem`).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons import IFNode, LIFNode, ParametricLIFNode
+from spikeflow.quant.loihi import lava_weight_integers
 
-__all__ = ["plif_as_lif", "plif_problem", "plif_v_decay"]
+__all__ = ["plif_as_lif", "plif_fold_problem", "plif_problem", "plif_v_decay"]
 
 #: Loihi's decays are 12-bit fractions of this.
 _DECAY_ONE = 4096
@@ -62,12 +69,30 @@ def plif_problem(module: ParametricLIFNode) -> str | None:
             "(Lava's LIF has one dv per population): train PLIF with one tau per layer "
             "(shape=None)"
         )
-    if int(decays[0]) == _DECAY_ONE:
-        return (
-            "its decay round(4096 sigmoid(w)) is 4096 (tau = 1 step: the voltage forgets "
-            "everything each step), which a LIF neuron (tau > 1) cannot be"
-        )
     return None
+
+
+def plif_fold_problem(synapse: nn.Module, module: ParametricLIFNode) -> str | None:
+    """Why folding ``module``'s trained ``1/tau`` into ``synapse`` (the Linear / Conv2d
+    before a ``decay_input=True`` PLIF) leaves no input: every weight that is not 0 on
+    Lava-DL's grid rounds to 0 once scaled (None: some weight survives, or there is no
+    fold)."""
+    if not module.decay_input or not isinstance(synapse, (nn.Linear, nn.Conv2d)):
+        return None
+    weight = synapse.weight.detach().to(torch.float64)
+    factor = _input_factor(module)
+    if not bool(lava_weight_integers(weight, "export_netx").ne(0).any()):
+        return None  # nothing on the grid before the fold either: not the fold's doing
+    if bool(lava_weight_integers(weight * factor, "export_netx").ne(0).any()):
+        return None
+    largest = float(weight.abs().max())
+    return (
+        f"its trained tau = {1 / factor:.6g} steps (decay_input=True: the input is "
+        f"divided by tau) scales the weights of the synapse before it by 1/tau = "
+        f"{factor:.3g}, and every one rounds to 0 on Lava-DL's weight grid (steps of 1/32; "
+        f"the largest, {largest:.3g}, becomes {largest * factor:.3g}): the layer would never "
+        "get input. Train it with decay_input=False, a shorter tau or larger weights"
+    )
 
 
 def plif_v_decay(module: ParametricLIFNode, where: str) -> int:
@@ -75,8 +100,7 @@ def plif_v_decay(module: ParametricLIFNode, where: str) -> int:
 
     Raises:
         ConfigurationError: (naming ``where``) the layer's ``w`` gives more than one
-            decay, or a decay of 4096 (``tau = 1``), or it does not reset to 0, or it
-            has more than one threshold.
+            decay, or it does not reset to 0, or it has more than one threshold.
     """
     problem = plif_problem(module)
     if problem is not None:
@@ -97,6 +121,14 @@ def _fixed_neuron(module: ParametricLIFNode, v_decay: int) -> nn.Module:
     }
     if v_decay == 0:
         return IFNode(**common)
+    if v_decay == _DECAY_ONE:
+        # Loihi's vDecay = 4096 is a full leak, decay(v) = v·(4096 − 4096) >> 12 = 0: the
+        # voltage is each step's input alone. That is LIF's charge with 1/tau = 1,
+        # H = V − (V − 0)·1 + X = X, exactly; LIFNode's constructor takes tau > 1 (a
+        # leak that keeps something), so tau = 1 is set after it (its forward takes it).
+        neuron = LIFNode(tau=2.0, decay_input=False, **common)
+        neuron.tau = 1.0
+        return neuron
     return LIFNode(tau=_DECAY_ONE / v_decay, decay_input=False, **common)
 
 
@@ -124,8 +156,9 @@ def plif_as_lif(names: list[str], modules: list[nn.Module]) -> list[nn.Module]:
 
     Raises:
         ConfigurationError: a PLIF with no single decay (:func:`plif_problem`), or a
-            ``decay_input=True`` PLIF with no Linear / Conv2d right before it, or a
-            PLIF whose reset is not a hard reset to 0.
+            ``decay_input=True`` PLIF with no Linear / Conv2d right before it or whose
+            fold rounds every weight of that synapse to 0 (:func:`plif_fold_problem`),
+            or a PLIF whose reset is not a hard reset to 0.
     """
     out = list(modules)
     for index, module in enumerate(modules):
@@ -143,6 +176,12 @@ def plif_as_lif(names: list[str], modules: list[nn.Module]) -> list[nn.Module]:
                 f"export_netx: module {names[index]} (ParametricLIFNode) divides its input "
                 f"by tau (decay_input=True), which Loihi does through the synapse's "
                 f"weights; it needs a Linear or Conv2d right before it, found {found}"
+            )
+        problem = plif_fold_problem(before, module)
+        if problem is not None:
+            raise ConfigurationError(
+                f"export_netx: module {names[index]} (ParametricLIFNode) after module "
+                f"{names[index - 1]} ({type(before).__name__}): {problem}"
             )
         out[index - 1] = _scaled_synapse(before, _input_factor(module))
     return out
