@@ -236,13 +236,25 @@ def test_single_node_and_streaming_through_cycles():
         net(x)
 
 
+def test_the_export_keeps_its_import_paths_after_the_node_builders_moved():
+    import spikeflow.interop as interop
+    from spikeflow.interop import nir_export, nir_nodes
+
+    assert interop.export_to_nir is nir_export.export_to_nir
+    assert interop.write_nir is nir_export.write_nir
+    assert nir_export.__all__ == ["export_to_nir", "write_nir"]
+    # the builders the exporter dispatches to are nir_nodes' (one definition of each)
+    assert nir_export._LAYER_BASES[torch.nn.Linear] is nir_nodes._linear
+    assert nir_export._LAYER_BASES[torch.nn.Conv2d] is nir_nodes._conv
+
+
 def test_one_broadcast_helper_for_export_and_neurons():
     import importlib
 
     from spikeflow.interop.nir_neurons import full_array
 
-    export = importlib.import_module("spikeflow.interop.nir_export")
-    assert export.full_array is full_array and not hasattr(export, "_full_like")
+    nodes = importlib.import_module("spikeflow.interop.nir_nodes")  # the export's builders
+    assert nodes.full_array is full_array and not hasattr(nodes, "_full_like")
     from_float = full_array(0.5, (2, 3))
     from_tensor = full_array(torch.tensor([[1.0], [2.0]]), (2, 3))
     assert from_float.shape == from_tensor.shape == (2, 3)

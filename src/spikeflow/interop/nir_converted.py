@@ -332,7 +332,8 @@ def converted_to_nir(
 ) -> tuple[dict[str, Any], list[Any]]:
     """The NIR nodes and edges of a converted SNN (see the module docstring).
 
-    ``ctx`` and ``handlers`` are :mod:`.nir_export`'s context and its node builders for
+    ``ctx`` and ``handlers`` are :mod:`.nir_nodes`'s context and node builders (typed by
+    :mod:`.nir_export`) for
     ``linear``, ``conv``, ``pool``, ``flatten`` and ``neuron``.
     """
     body = snn.body
