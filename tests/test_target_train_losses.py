@@ -159,3 +159,65 @@ def test_truncated_bptt_refuses_them(name):
         check_window_loss(name)
     with pytest.raises(ConfigurationError, match="needs the target spike train"):
         check_window_loss(get_loss(name))
+
+
+def test_timing_constants_keep_float64():
+    """A spike of another class gets exactly ``1/sqrt(K) / B`` in float64 (K = 3: not a
+    float32 number), and the value is the loops' to the last bits."""
+    out = _spikes(7, 2, 3, p=0.5, seed=4).requires_grad_(True)
+    labels = torch.tensor([2, 0])
+    value = spike_timing_loss(out, labels)
+    value.backward()
+    want_value, want_grad = _timing_by_loops(out.detach(), labels)
+    assert value.item() == pytest.approx(want_value, rel=1e-15)
+    torch.testing.assert_close(out.grad, want_grad, rtol=1e-15, atol=0.0)
+    assert (out.grad == 1.0 / math.sqrt(3) / 2).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_outputs_are_computed_in_float32(dtype):
+    """Autocast's half-precision spikes: both losses as on float32 spikes, a float32
+    value, gradients in the outputs' dtype. At T = 300, B = 64, K = 10 the kernel loss's
+    sum (~1e5) overflows float16, and bfloat16 cannot hold the timing loss's t + 1/2."""
+    g = torch.Generator().manual_seed(3)
+    spikes = (torch.rand(300, 64, 10, generator=g) < 0.5).float()
+    labels = torch.randint(0, 10, (64,), generator=g)
+    for loss in (spike_timing_loss, spike_kernel_loss):
+        full = spikes.clone().requires_grad_(True)
+        half = spikes.to(dtype).requires_grad_(True)
+        want, got = loss(full, labels), loss(half, labels)
+        assert got.dtype == torch.float32 and math.isfinite(got.item())
+        assert got.item() == pytest.approx(want.item(), rel=1e-6)
+        (2.0 * want).backward()
+        (2.0 * got).backward()
+        assert half.grad.dtype == dtype
+        torch.testing.assert_close(half.grad.float(), full.grad.to(dtype).float())
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Heaviside spikes in the drive's dtype, the gradient passed straight through."""
+
+    @staticmethod
+    def forward(ctx, drive):  # type: ignore[override]
+        return (drive > 0).to(drive.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad
+
+
+def test_under_cpu_autocast():
+    """Spikes from a layer run under ``torch.autocast`` (bfloat16) train through both."""
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(16, 4, generator=g, requires_grad=True)
+    inputs = torch.rand(25, 3, 16, generator=g)
+    labels = torch.tensor([0, 3, 1])
+    for loss in (spike_timing_loss, spike_kernel_loss):
+        weight.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            drive = inputs @ weight
+            spikes = _StraightThrough.apply(drive)
+            assert spikes.dtype == torch.bfloat16
+            value = loss(spikes, labels)
+        value.backward()
+        assert value.dtype == torch.float32 and weight.grad.abs().sum() > 0

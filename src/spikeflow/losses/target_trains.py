@@ -17,6 +17,9 @@ sum over the batch: their values and gradients are ``B`` times these); the gradi
 a spike is the gradient with respect to its presence (the event-driven layers read it
 as minus the gradient with respect to its time, which is what the authors' code
 returns); the backward multiplies by the incoming gradient.
+Half-precision outputs (float16, bfloat16: under autocast) are computed on in float32,
+and the value is float32 (as autocast runs PyTorch's own losses): a float16 sum of
+``T·B·K`` squared errors overflows, and bfloat16 cannot hold ``t + 1/2`` past ``t = 128``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ def desired_spike_train(steps: int, dtype: torch.dtype = torch.float32,
     else:
         train[steps % 2 + 1 :: 2] = 1.0
     return train
+
+
+def _compute_dtype(out_seq: Tensor) -> torch.dtype:
+    """float32 for half-precision outputs, else their own dtype (float32, float64)."""
+    return torch.promote_types(out_seq.dtype, torch.float32)
 
 
 def _target_trains(out_seq: Tensor, target: Tensor) -> Tensor:
@@ -84,6 +92,7 @@ def spike_kernel_loss(out_seq: Tensor, target: Tensor, tau_s: float = 3.0) -> Te
     """
     _check_labels_only(out_seq, target, "spike_kernel_loss")
     tau_s = _kernel_arguments(tau_s)
+    out_seq = out_seq.to(_compute_dtype(out_seq))  # (a float16 sum overflows)
     filtered = _psp(out_seq - _target_trains(out_seq, target), tau_s)
     return 0.5 * filtered.pow(2).sum() / out_seq.shape[1]
 
@@ -101,28 +110,31 @@ class _Timing(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out_seq, target):  # type: ignore[override]
         steps, batch, classes = out_seq.shape
+        dtype = _compute_dtype(out_seq)
         out_times = _slot_times(out_seq)
         target_times = _slot_times(_target_trains(out_seq, target))
-        delta = (out_times - target_times + 0.5).to(out_seq.dtype) / steps  # [B, K, T]
+        delta = (out_times - target_times).to(dtype).add(0.5).div(steps)  # [B, K, T]
         is_label = F.one_hot(target.long(), classes).to(torch.bool).unsqueeze(-1)
         # The label neuron: only spikes later than their targets (or missing) count;
-        # the others: a spike (earlier than "never") counts -1/sqrt(K), none counts 0.
+        # the others: a spike (earlier than "never") counts -1/sqrt(K), none counts 0
+        # (constants in delta's dtype: a bare Python float would be float32's).
+        early = delta.new_tensor(-1.0 / math.sqrt(classes))
         delta = torch.where(is_label, delta.clamp(min=0.0),
-                            torch.where(delta < 0, -1.0 / math.sqrt(classes), 0.0))  # fmt: skip
+                            torch.where(delta < 0, early, delta.new_zeros(())))  # fmt: skip
         value = 0.5 * delta.pow(2).sum() / batch
         fired = out_times <= steps
         # d value / d time of the j-th spike is delta / B; its presence gradient is minus that
-        slot_grad = torch.where(fired, -delta / batch, 0.0)
-        spike_grad = torch.zeros(batch, classes, steps, dtype=out_seq.dtype,
-                                 device=out_seq.device)  # fmt: skip
+        slot_grad = torch.where(fired, -delta / batch, delta.new_zeros(()))
+        spike_grad = torch.zeros(batch, classes, steps, dtype=dtype, device=out_seq.device)
         spike_grad.scatter_add_(-1, (out_times - 1).clamp(max=steps - 1), slot_grad)
         ctx.save_for_backward(spike_grad.permute(2, 0, 1))
+        ctx.out_dtype = out_seq.dtype
         return value
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (spike_grad,) = ctx.saved_tensors
-        return grad * spike_grad, None
+        return (grad * spike_grad).to(ctx.out_dtype), None
 
 
 def spike_timing_loss(out_seq: Tensor, target: Tensor) -> Tensor:
