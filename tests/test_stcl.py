@@ -81,8 +81,8 @@ def _shift_of(view: torch.Tensor, sample: torch.Tensor) -> tuple[int, int] | Non
     None if none does."""
     height, width = sample.shape[-2:]
     padded = F.pad(sample, (width, width, height, height))
-    for dy in range(-(height // 8 or 1), (height // 8 or 1) + 1):
-        for dx in range(-(width // 8 or 1), (width // 8 or 1) + 1):
+    for dy in range(-(height // 8), height // 8 + 1):
+        for dx in range(-(width // 8), width // 8 + 1):
             window = padded[..., height - dy : 2 * height - dy, width - dx : 2 * width - dx]
             if torch.equal(view, window):
                 return dy, dx
@@ -106,6 +106,20 @@ def test_two_views_shift_each_sample(shape):
     assert torch.equal(views, again)  # the generator decides
     with pytest.raises(ShapeError, match=r"images \[B, C, H, W\] or frames"):
         TwoViews()(torch.rand(4, 10, 20), g)
+
+
+def test_two_views_of_a_one_row_input_shift_along_the_row_only():
+    """A 1-D sensor's frames ``[B, T, 1, 1, C]``: no row shift (one of a single row
+    left the sample all zeros), shifts along ``C`` up to ``C // 8``; an input shorter
+    than 8 on both axes is refused, not given two identical views."""
+    x = torch.rand(16, 3, 1, 1, 40) + 0.1
+    views = TwoViews()(x, torch.Generator().manual_seed(1))
+    shifts = [_shift_of(views[i], x[i % 16]) for i in range(32)]
+    assert None not in shifts and {dy for dy, _ in shifts} == {0}
+    assert len({dx for _, dx in shifts}) > 3 and all(abs(dx) <= 5 for _, dx in shifts)
+    assert bool((views.flatten(1) != 0).any(dim=1).all())  # no view blanked
+    with pytest.raises(ShapeError, match=r"H x W = 4 x 7 .* cannot be shifted"):
+        TwoViews()(torch.rand(2, 1, 4, 7), torch.Generator().manual_seed(0))
 
 
 def test_a_stcl_run_trains_on_two_views(tmp_path, monkeypatch):

@@ -3,13 +3,15 @@
 :class:`TwoViews` turns a batch ``[B, ..., H, W]`` (images ``[B, C, H, W]`` or frames
 ``[B, T, C, H, W]``) into ``[2B, ..., H, W]``: two independent random augmentations of
 each sample, the first ``B`` the first view, the next ``B`` the second. Each view of a
-sample is shifted by whole pixels (up to ``H // 8`` and ``W // 8``, at least 1; the
-uncovered border filled with zeros, what a random crop of a zero-padded image gives),
-the same at every time step of a frame sequence. No mirror: whether one keeps the
-label depends on the data (not for digits: with a mirror in the views STCL lost 2 to
-6 points on them, docs/models.md), so it is left to the dataset's own training
-augmentation, which comes before. The draws come from a generator the caller seeds
-(the trainer: from the run's seed and step, so a resumed run draws as an
+sample is shifted by whole pixels (up to ``H // 8`` and ``W // 8``; the uncovered border
+filled with zeros, what a random crop of a zero-padded image gives), the same at every
+time step of a frame sequence. An axis shorter than 8 is not shifted (a shift of one
+row of a 1-row input, a 1-D sensor's ``[.., 1, C]`` frames, left it all zeros), and an
+input shorter than 8 on both is refused (its views would be the same). No mirror:
+whether one keeps the label depends on the data (not for digits: with a mirror in the
+views STCL lost 2 to 6 points on them, docs/models.md), so it is left to the dataset's
+own training augmentation, which comes before. The draws come from a generator the
+caller seeds (the trainer: from the run's seed and step, so a resumed run draws as an
 uninterrupted one).
 """
 
@@ -46,7 +48,7 @@ class TwoViews:
 
         Raises:
             ShapeError: a batch without two spatial dims after the channels (audio
-                features ``[B, T, F]``, a flat vector).
+                features ``[B, T, F]``, a flat vector), or shorter than 8 on both.
         """
         if x.dim() < 4:
             raise ShapeError(
@@ -54,7 +56,13 @@ class TwoViews:
                 f"[B, T, C, H, W]; got a batch of shape {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
-        reach_y, reach_x = max(height // 8, 1), max(width // 8, 1)
+        reach_y, reach_x = height // 8, width // 8
+        if reach_y == reach_x == 0:
+            raise ShapeError(
+                f"stcl's two views shift by up to 1/8 of the height and width: an input of "
+                f"H x W = {height} x {width} (batch of shape {tuple(x.shape)}) cannot be "
+                f"shifted, its two views would be the same (at least 8 on one axis)"
+            )
         views = []
         for _ in range(2):
             dy = torch.randint(-reach_y, reach_y + 1, (len(x),), generator=generator)
