@@ -122,6 +122,20 @@ def test_two_views_of_a_one_row_input_shift_along_the_row_only():
         TwoViews()(torch.rand(2, 1, 4, 7), torch.Generator().manual_seed(0))
 
 
+def test_each_process_takes_its_share_of_the_global_batchs_views():
+    """Process ``r`` of ``W`` holds the global samples ``j·W + r`` (a DistributedSampler's
+    split): with the same generator state, its views are those one process makes of the
+    whole batch, so no two processes shift their samples alike."""
+    x = torch.rand(12, 2, 16, 16) + 0.1
+    whole = TwoViews()(x, torch.Generator().manual_seed(7))
+    shares = [TwoViews()(x[r::3], torch.Generator().manual_seed(7), r, 3) for r in range(3)]
+    for r, share in enumerate(shares):
+        torch.testing.assert_close(share[:4], whole[:12][r::3], rtol=0, atol=0)
+        torch.testing.assert_close(share[4:], whole[12:][r::3], rtol=0, atol=0)
+    with pytest.raises(ShapeError, match=r"rank 3 is not in \[0, world_size = 3\)"):
+        TwoViews()(x, torch.Generator(), 3, 3)
+
+
 def test_a_stcl_run_trains_on_two_views(tmp_path, monkeypatch):
     """``--loss stcl``: every training batch reaches the model as 2B samples (``tcl``:
     B), and the run ends with finite losses."""

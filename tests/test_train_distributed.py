@@ -136,6 +136,31 @@ def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> N
         Path(output_dir, "messages.txt").write_text("\n".join(messages))
 
 
+def _record_views(output_dir: str, name: str) -> None:
+    """Save every batch the model gets (before the time-major transpose) to
+    ``output_dir/name``, at the end of the run."""
+    from spikeflow.training import trainer_steps
+
+    seen: list[torch.Tensor] = []
+    original = trainer_steps.to_time_major
+
+    def recording(x, *args):
+        seen.append(x.clone())
+        return original(x, *args)
+
+    trainer_steps.to_time_major = recording
+    try:
+        Trainer(config_from_dict({**_config(output_dir), "loss": "stcl"}), log=None).fit()
+    finally:
+        trainer_steps.to_time_major = original
+    torch.save(seen, Path(output_dir, name))
+
+
+def _stcl_views_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    _join(rank, world_size, port)
+    _record_views(output_dir, f"views{rank}.pt")
+
+
 class _StopAt:
     """Process ``rank`` is asked to stop (Ctrl-C, SIGTERM) after step ``step`` of epoch
     ``epoch``, or, with ``step=None``, during that epoch's evaluation."""
@@ -379,3 +404,18 @@ def test_a_model_with_parameters_a_step_does_not_reach_trains_under_ddp(tmp_path
     _spawn(_unused_parameters_worker, str(tmp_path))
     checkpoint = load_checkpoint(tmp_path / "last.pt")
     assert checkpoint["world_size"] == 2 and checkpoint["global_step"] == 2
+
+
+def test_stcl_views_of_two_processes_are_one_process_views_of_the_global_batch(tmp_path):
+    """--loss stcl under DDP: each process's two views of its samples are those one
+    process makes of the global batch (no two processes shift their samples alike)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    _record_views(str(one), "views.pt")
+    _spawn(_stcl_views_worker, str(two))
+    (whole,) = torch.load(one / "views.pt")  # one step: [2 x 24, 1, 8, 8]
+    assert whole.shape[0] == 48
+    for rank in range(2):
+        (share,) = torch.load(two / f"views{rank}.pt")
+        torch.testing.assert_close(share[:12], whole[:24][rank::2], rtol=0, atol=0)
+        torch.testing.assert_close(share[12:], whole[24:][rank::2], rtol=0, atol=0)

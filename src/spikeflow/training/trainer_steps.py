@@ -110,7 +110,7 @@ class StepsMixin:
             x, target, _ = self.mixer(x, y, draws)
         if self.views is not None:  # STCL: [2B, ...], then the loss reads both halves
             draws = torch.Generator().manual_seed(cfg.seed * 1_000_037 + self.global_step)
-            x = self.views(x, draws)
+            x = self.views(x, draws, ctx.rank, ctx.world_size)  # (the global batch's draws)
         x = to_time_major(x, cfg.T, self.layout)
         if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
             self.optimizer.zero_grad(set_to_none=True)

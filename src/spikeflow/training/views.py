@@ -43,8 +43,17 @@ def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
 class TwoViews:
     """Two random views of each sample of a batch (see the module docstring)."""
 
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self, x: Tensor, generator: torch.Generator, rank: int = 0, world_size: int = 1
+    ) -> Tensor:
         """``[B, ..., H, W]`` (at least 4-d) -> ``[2B, ..., H, W]``.
+
+        In data-parallel training, ``x`` is process ``rank``'s share of a global batch
+        of ``world_size·B`` samples, its sample ``j`` the global ``j·world_size + rank``
+        (a ``DistributedSampler``'s split): the shifts are drawn for the global batch,
+        every process with the same ``generator`` state, and each takes its samples',
+        so no two processes shift their samples alike and the views are those of one
+        process on the global batch.
 
         Raises:
             ShapeError: a batch without two spatial dims after the channels (audio
@@ -63,10 +72,12 @@ class TwoViews:
                 f"H x W = {height} x {width} (batch of shape {tuple(x.shape)}) cannot be "
                 f"shifted, its two views would be the same (at least 8 on one axis)"
             )
-        views = []
+        if not 0 <= rank < world_size:
+            raise ShapeError(f"TwoViews: rank {rank} is not in [0, world_size = {world_size})")
+        views, drawn = [], (world_size * len(x),)
         for _ in range(2):
-            dy = torch.randint(-reach_y, reach_y + 1, (len(x),), generator=generator)
-            dx = torch.randint(-reach_x, reach_x + 1, (len(x),), generator=generator)
+            dy = torch.randint(-reach_y, reach_y + 1, drawn, generator=generator)[rank::world_size]
+            dx = torch.randint(-reach_x, reach_x + 1, drawn, generator=generator)[rank::world_size]
             pairs = zip(x, dy.tolist(), dx.tolist(), strict=True)
             views.append(torch.stack([_shift(sample, rows, cols) for sample, rows, cols in pairs]))
         return torch.cat(views)
