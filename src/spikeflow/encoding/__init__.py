@@ -51,6 +51,12 @@ from spikeflow.encoding.learnable_population import LearnablePopulationEncoder
 from spikeflow.encoding.lif import ConstantCurrentLIFEncoder, FirstSpikeFilter
 from spikeflow.encoding.population import GaussianPopulationEncoder, population_rbf
 from spikeflow.encoding.rate import PoissonEncoder, SignedPoissonEncoder
+from spikeflow.encoding.spike_wave import (
+    DoGFilter,
+    dog_kernel,
+    intensity_to_latency,
+    local_normalization,
+)
 from spikeflow.encoding.targets import FIRING_PATTERNS, ramp_targets, target_spike_trains
 from spikeflow.encoding.temporal import LatencyEncoder, PeriodicEncoder, WeightedPhaseEncoder
 
@@ -58,6 +64,7 @@ __all__ = [
     "FIRING_PATTERNS",
     "ConstantCurrentLIFEncoder",
     "DeltaModulationEncoder",
+    "DoGFilter",
     "FirstSpikeFilter",
     "GaussianPopulationEncoder",
     "LatencyEncoder",
@@ -69,6 +76,9 @@ __all__ = [
     "StatelessEncoder",
     "WeightedPhaseEncoder",
     "delta_modulation",
+    "dog_kernel",
+    "intensity_to_latency",
+    "local_normalization",
     "population_rbf",
     "ramp_targets",
     "target_spike_trains",

@@ -4,7 +4,9 @@
 networks (:class:`EProp`, :class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
 (:class:`EventPropLIF`, :func:`lif_adjoint`), and DECOLLE's layer-local learning
 (:class:`DECOLLE`, :class:`DECOLLENetwork`), and Norse's correlation sensors
-(:class:`CorrelationSensor`, :class:`LIFCorrelation`). See ``docs/learning.md``."""
+(:class:`CorrelationSensor`, :class:`LIFCorrelation`), and one-spike-per-neuron
+convolutional STDP and R-STDP (Kheradpisheh et al. 2018, Mozafari et al. 2019:
+:func:`first_spike_stdp`, :func:`reward_stdp`, :func:`k_winners`). See ``docs/learning.md``."""
 
 from spikeflow.learn.competitive import ConvWinnerTakeAll, WinnerTakeAll
 from spikeflow.learn.correlation_sensor import (
@@ -41,6 +43,16 @@ from spikeflow.learn.eventprop import (
     lif_adjoint,
     lif_recurrent_adjoint,
 )
+from spikeflow.learn.first_spike import (
+    adaptive_rstdp_rates,
+    decide,
+    fire_once,
+    first_spike_stdp,
+    k_winners,
+    kheradpisheh_rates,
+    pointwise_inhibition,
+    reward_stdp,
+)
 from spikeflow.learn.stdp import STDPLearner
 from spikeflow.learn.stdp_rule import eligibility_reward, stdp_update
 from spikeflow.learn.triplet import (
@@ -75,16 +87,24 @@ __all__ = [
     "TripletParameters",
     "TripletSTDPLearner",
     "WinnerTakeAll",
+    "adaptive_rstdp_rates",
     "correlation_based_update",
     "correlation_sensor_step",
+    "decide",
     "decolle_loss",
     "decolle_u_regularisation",
     "eligibility_reward",
     "eligibility_stdp_update",
     "eprop_loss",
+    "fire_once",
+    "first_spike_stdp",
+    "k_winners",
+    "kheradpisheh_rates",
     "lif_adjoint",
     "lif_recurrent_adjoint",
+    "pointwise_inhibition",
     "rate_regularization",
+    "reward_stdp",
     "stdp_sensor_step",
     "stdp_update",
     "triplet_preset",
