@@ -240,8 +240,10 @@ def _loop_stdp(weight, pre, post, winners, valid, ap, an, stabilizer, lo, hi):
     return (weight + delta).clamp(lo, hi)
 
 
-@pytest.mark.parametrize("stabilizer", [True, False])
-def test_first_spike_stdp_matches_spyketorch_and_the_papers_loop(stabilizer):
+@pytest.mark.parametrize(
+    "stabilizer,lo,hi", [(True, 0.0, 1.0), (False, 0.0, 1.0), (True, 0.1, 0.9)]
+)
+def test_first_spike_stdp_matches_spyketorch_and_the_papers_loop(stabilizer, lo, hi):
     pre, weight, pot = _potentials(6, 3, 5, 7, seed=4)
     weight = 0.2 + 0.6 * weight
     pot = F.conv2d(pre.flatten(0, 1), weight).unflatten(0, (6, 3))
@@ -249,17 +251,17 @@ def test_first_spike_stdp_matches_spyketorch_and_the_papers_loop(stabilizer):
     kept = pointwise_inhibition(kept)
     spikes = kept.sign()
     winners, valid = k_winners(kept, spikes, 3, 1)
-    new = first_spike_stdp(weight, pre, spikes, winners, valid, 0.004, -0.003, stabilizer)
+    new = first_spike_stdp(weight, pre, spikes, winners, valid, 0.004, -0.003, stabilizer, (lo, hi))
     ap = [[0.004] * 5] * 3
     an = [[-0.003] * 5] * 3
     torch.testing.assert_close(
-        new, _loop_stdp(weight, pre, spikes, winners, valid, ap, an, stabilizer, 0.0, 1.0)
+        new, _loop_stdp(weight, pre, spikes, winners, valid, ap, an, stabilizer, lo, hi)
     )
     for b in range(3):  # one sample per call: SpykeTorch's STDP on that image
         ws = [tuple(w) for w, v in zip(winners[b].tolist(), valid[b].tolist()) if v]
         one = first_spike_stdp(weight, pre[:, b:b + 1], spikes[:, b:b + 1], winners[b:b + 1],
-                               valid[b:b + 1], 0.004, -0.003, stabilizer)  # fmt: skip
-        ref = ref_stdp(weight, pre[:, b], spikes[:, b], ws, 0.004, -0.003, stabilizer)
+                               valid[b:b + 1], 0.004, -0.003, stabilizer, (lo, hi))  # fmt: skip
+        ref = ref_stdp(weight, pre[:, b], spikes[:, b], ws, 0.004, -0.003, stabilizer, lo, hi)
         torch.testing.assert_close(one, ref)
         assert not torch.equal(one, weight)
 
