@@ -13,15 +13,20 @@ per neuron, one map per position (pointwise inhibition), 5 winners per image at 
 schedule (``a+`` from 0.004 doubling every 500 images up to 0.15, ``a− = −0.75 a+``),
 one image at a time, ``--epochs`` passes. Pooling by first spike (2x2, then 3x3 to 4x4).
 
+``--dataset nmnist``: the real N-MNIST subset (``--nmnist-root``, 1,000 / 100
+recordings) instead, each recording's events counted per pixel (both polarities) into
+one 34x34 image scaled to 0-255, then the same stages (pooled to 30 x 5 x 5).
+
 Read-outs: (a) logistic regression on each pooled neuron's earliness (``T − t_first``,
 480 features), standardised; (b) a decision layer ``Conv2d(30, 100, 4)`` (10 neurons
 per class, weights ``N(0.8, 0.05)``, infinite threshold: the neuron with the largest
 final potential decides) learned by R-STDP (reward: STDP 0.004 / −0.003; punishment:
 anti-STDP −0.004 / 0.0005; weights in [0.2, 0.8]; Mozafari's adaptive rates per
 100-image batch), ``--rl-epochs`` passes. The control runs the same read-outs on the
-layer with its initial weights (STDP with rate 0). Split 1437 / 360 (shuffled by seed).
+layer with its initial weights (STDP with rate 0). Digits split 1437 / 360 (shuffled).
 
     python examples/stdp_convnet_digits.py --seed 0
+    python examples/stdp_convnet_digits.py --dataset nmnist  # ../shared/data/nmnist-small
 """
 
 from __future__ import annotations
@@ -48,20 +53,52 @@ from spikeflow.learn import (
 STEPS = 15
 
 
-def load_waves(seed: int, dog_threshold: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The digits as cumulative spike waves ``[T, N, 4, 24, 24]``, split 1437 / 360."""
+def to_waves(images: Tensor, dog_threshold: float) -> Tensor:
+    """Grayscale images ``[N, 1, H, W]`` (0-255) -> cumulative waves ``[T, N, 4, H, W]``."""
+    dog = DoGFilter.on_off([(3, 3 / 9, 6 / 9), (7, 7 / 9, 14 / 9)], padding=3,
+                           threshold=dog_threshold)  # fmt: skip
+    return intensity_to_latency(local_normalization(dog(images), 4), STEPS)
+
+
+def load_digits_images(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The digits (0-255) upsampled to 24x24, shuffled, split 1437 / 360."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32)[:, None] * (255 / 16)
     x = F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False)
-    dog = DoGFilter.on_off([(3, 3 / 9, 6 / 9), (7, 7 / 9, 14 / 9)], padding=3,
-                           threshold=dog_threshold)  # fmt: skip
-    waves = intensity_to_latency(local_normalization(dog(x), 4), STEPS)
     y = torch.tensor(digits.target)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    waves, y = waves[:, order], y[order]
-    return waves[:, :1437], y[:1437], waves[:, 1437:], y[1437:]
+    x, y = x[order], y[order]
+    return x[:1437], y[:1437], x[1437:], y[1437:]
+
+
+def load_nmnist_images(root: str, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """N-MNIST recordings accumulated to one 34x34 image each (events of both
+    polarities counted per pixel, scaled to 0-255 per image); training order shuffled."""
+    from spikeflow.data.datasets import NMNIST
+
+    def split(train: bool) -> tuple[Tensor, Tensor]:
+        data = NMNIST(root, train=train, data_type="frame", frames_number=1,
+                      split_by="number")  # fmt: skip
+        xs, ys = zip(*(data[i] for i in range(len(data))))
+        counts = torch.stack([torch.as_tensor(f).float() for f in xs]).sum(dim=(1, 2))
+        peak = counts.amax(dim=(1, 2), keepdim=True).clamp(min=1)
+        return (255 * counts / peak)[:, None], torch.tensor(ys)
+
+    x_tr, y_tr = split(True)
+    order = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(seed))
+    return (x_tr[order], y_tr[order], *split(False))
+
+
+def load_waves(seed: int, dog_threshold: float, nmnist_root: str | None = None
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Training and test waves ``[T, N, 4, H, W]`` and labels (digits, or N-MNIST)."""
+    if nmnist_root is None:
+        x_tr, y_tr, x_te, y_te = load_digits_images(seed)
+    else:
+        x_tr, y_tr, x_te, y_te = load_nmnist_images(nmnist_root, seed)
+    return to_waves(x_tr, dog_threshold), y_tr, to_waves(x_te, dog_threshold), y_te
 
 
 def layer1(weight: Tensor, waves: Tensor, threshold: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -87,7 +124,8 @@ def train_layer1(weight: Tensor, waves: Tensor, threshold: float, epochs: int) -
 
 
 def pooled(weight: Tensor, waves: Tensor, threshold: float) -> Tensor:
-    """Layer 1's spikes pooled by first spike to ``[T, N, 30, 4, 4]``."""
+    """Layer 1's spikes pooled by first spike (2x2, then 3x3: ``[T, N, 30, 4, 4]`` for
+    the digits, ``[T, N, 30, 5, 5]`` for N-MNIST)."""
     out = []
     for chunk in waves.split(200, dim=1):
         spikes = layer1(weight, chunk, threshold)[2]
@@ -111,7 +149,8 @@ def rstdp_score(p_train: Tensor, y_train: Tensor, p_test: Tensor, y_test: Tensor
                 seed: int, epochs: int) -> float:  # fmt: skip
     """Test accuracy (%) of Mozafari's R-STDP decision layer (silence counts wrong)."""
     g = torch.Generator().manual_seed(seed + 1)
-    weight = (0.8 + 0.05 * torch.randn(100, 30, 4, 4, generator=g)).clamp(0.2, 0.8)
+    size = tuple(p_train.shape[-2:])  # one decision neuron per map covers the whole layer
+    weight = (0.8 + 0.05 * torch.randn(100, 30, *size, generator=g)).clamp(0.2, 0.8)
     decision_map = torch.arange(10).repeat_interleave(10)
     rates = adaptive_rstdp_rates(0.1, 0.9)  # Mozafari's start: chance hit rate
     for _ in range(epochs):
@@ -136,6 +175,8 @@ def rstdp_score(p_train: Tensor, y_train: Tensor, p_test: Tensor, y_test: Tensor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=("digits", "nmnist"), default="digits")
+    parser.add_argument("--nmnist-root", default="../shared/data/nmnist-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=1, help="STDP passes of layer 1")
     parser.add_argument("--rl-epochs", type=int, default=5, help="R-STDP passes")
@@ -143,7 +184,8 @@ def main() -> None:
     parser.add_argument("--dog-threshold", type=float, default=15.0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    x_tr, y_tr, x_te, y_te = load_waves(args.seed, args.dog_threshold)
+    root = args.nmnist_root if args.dataset == "nmnist" else None
+    x_tr, y_tr, x_te, y_te = load_waves(args.seed, args.dog_threshold, root)
     g = torch.Generator().manual_seed(args.seed)
     initial = (0.8 + 0.05 * torch.randn(30, 4, 5, 5, generator=g)).clamp(0, 1)
     start = time.perf_counter()
@@ -162,4 +204,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import os
+    import sys
+
+    from spikeflow.data import DatasetNotFoundError
+
+    try:
+        main()
+    except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
+        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

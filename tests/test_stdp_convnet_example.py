@@ -17,7 +17,7 @@ def example():
 
 
 def test_layer1_stdp_and_the_rstdp_decision_layer_learn(example):
-    x_tr, y_tr, _, _ = example.load_waves(0, 15.0)
+    x_tr, y_tr, _, _ = example.load_waves(0, 15.0)  # the digits
     x, y = x_tr[:, :120], y_tr[:120]
     g = torch.Generator().manual_seed(0)
     initial = (0.8 + 0.05 * torch.randn(30, 4, 5, 5, generator=g)).clamp(0, 1)
