@@ -5,6 +5,8 @@ the Conv1d form equals the Conv2d form on a one-row map."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -116,3 +118,26 @@ def test_stdp_through_a_streamed_conv_winner_take_all_equals_the_whole_sequence(
         streamed = learner.step(on_grad=False)
     torch.testing.assert_close(torch.cat(chunks), whole_spikes, rtol=0, atol=0)
     torch.testing.assert_close(streamed, whole, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("which", [0, 2])
+def test_a_module_pickled_before_it_carried_state_loads_and_runs(which):
+    # torch.save(model) before WinnerTakeAll became a MemoryModule pickled a dict with
+    # neither `streaming` nor `_state` (nor `_step_mode`): unpickled into the new class,
+    # every call, reset_net and streaming raised AttributeError
+    wta, step = _wtas()[which]
+    torch.manual_seed(1)
+    x = torch.rand(9, *step, dtype=torch.float64)
+    wta.train()
+    wta(x)  # a learned theta
+    old = {k: v for k, v in wta.__getstate__().items()
+           if k not in ("streaming", "_state", "_step_mode", "_carried_shape")}  # fmt: skip
+    loaded = type(wta).__new__(type(wta))
+    loaded.__setstate__(old)  # what pickle does with the old file's dict
+    assert torch.equal(loaded.theta, wta.theta) and loaded.step_mode == "m"
+    fresh = copy.deepcopy(wta)
+    assert torch.equal(loaded(x), fresh(x)) and torch.equal(loaded.theta, fresh.theta)
+    functional.reset_net(loaded)
+    with functional.streaming(loaded), functional.streaming(fresh):
+        for a, b in CHUNKS:
+            assert torch.equal(loaded(x[a:b]), fresh(x[a:b]))

@@ -20,6 +20,7 @@ The layers are for local learning: no surrogate gradient (their output carries n
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -168,6 +169,14 @@ class WinnerTakeAll(MemoryModule):
         rise = theta - decayed
         dist.all_reduce(rise, op=dist.ReduceOp.SUM, group=group)
         return decayed + rise
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle (``torch.load`` of a whole model), also a module pickled before
+        it became a :class:`~spikeflow.base.MemoryModule`: its dict has no carried
+        state nor ``streaming`` flag, which then start empty and off."""
+        super().__setstate__(state)
+        self.__dict__.setdefault("streaming", False)
+        self.__dict__.setdefault("_state", None)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> WinnerTakeAll:
         """As :meth:`torch.nn.Module._apply` (``.to``, ``.half()``, ``.cuda()``, ...), but
