@@ -173,7 +173,7 @@ def test_learners_stream_grouped_convolutions_in_chunks_as_whole_sequences(tripl
 
 def test_grouped_spikes_that_do_not_fit_name_the_channels():
     conv = nn.Conv2d(4, 6, 3, groups=2)
-    with pytest.raises(ShapeError, match="4 input channels"):
+    with pytest.raises(ShapeError, match=r"4 input channels \(2 groups of 2\).*C = 4"):
         stdp_update(conv, torch.zeros(2, 1, 2, 5, 5), torch.zeros(2, 1, 6, 3, 3), 2.0, 2.0)
     with pytest.raises(ShapeError, match="4 input channels"):
         triplet_stdp_update(conv, torch.zeros(2, 1, 2, 5, 5), torch.zeros(2, 1, 6, 3, 3),

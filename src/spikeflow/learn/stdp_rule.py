@@ -106,9 +106,11 @@ def _check_shapes(synapse: nn.Module, pre: Tensor, post: Tensor, dims: int) -> N
         return
     channels = weight.shape[1] * synapse.groups
     if pre.dim() != dims + 1 or pre.shape[2] != channels:
+        # a grouped weight holds one group's channels: name the whole count and the split
+        split = f" ({synapse.groups} groups of {weight.shape[1]})" if synapse.groups > 1 else ""
         raise ShapeError(
-            f"STDP on a {name} with {channels} input channels: pre spikes must be "
-            f"[T, B, C, ...] with {dims + 1} dims, got {tuple(pre.shape)}"
+            f"STDP on a {name} with {channels} input channels{split}: pre spikes must be "
+            f"[T, B, C, ...] with C = {channels} and {dims + 1} dims, got {tuple(pre.shape)}"
         )
     # _reversed_padding_repeated_twice holds (before, after) pairs, last dim first.
     padding, n = synapse._reversed_padding_repeated_twice, dims - 2
