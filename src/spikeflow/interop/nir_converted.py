@@ -332,9 +332,9 @@ def converted_to_nir(
 ) -> tuple[dict[str, Any], list[Any]]:
     """The NIR nodes and edges of a converted SNN (see the module docstring).
 
-    ``ctx`` and ``handlers`` are :mod:`.nir_nodes`'s context and node builders (typed by
-    :mod:`.nir_export`) for
-    ``linear``, ``conv``, ``pool``, ``flatten`` and ``neuron``.
+    ``ctx`` and ``handlers`` are :mod:`.nir_nodes`'s context and node builders for
+    ``linear``, ``conv``, ``pool``, ``flatten`` and ``neuron``, which :mod:`.nir_export`
+    passes in (typed there).
     """
     body = snn.body
     if snn.coding != "rate":
