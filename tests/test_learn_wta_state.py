@@ -141,3 +141,20 @@ def test_a_module_pickled_before_it_carried_state_loads_and_runs(which):
     with functional.streaming(loaded), functional.streaming(fresh):
         for a, b in CHUNKS:
             assert torch.equal(loaded(x[a:b]), fresh(x[a:b]))
+
+
+def test_early_exit_of_a_winner_take_all_model_is_its_whole_run_cut():
+    # early_exit runs one-step chunks with the state carried explicitly and drops the
+    # samples that exit: the membranes must follow, or the exits are not the whole run's
+    from spikeflow.inference import ExitRule, early_exit, exit_from_outputs
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 4), WinnerTakeAll(4, tau=2.0, v_threshold=0.2)).eval()
+    x = torch.rand(12, 16, 10)
+    whole = net(x)
+    for threshold in (0.3, 0.5):
+        rule = ExitRule.parse(f"confidence:{threshold}", accumulate="sum")
+        stepped, cut = early_exit(net, x, rule), exit_from_outputs(whole, rule)
+        assert torch.equal(stepped.exit_steps, cut.exit_steps)
+        assert torch.equal(stepped.outputs, cut.outputs)
+        assert 1 < stepped.exit_steps.float().mean() < 12  # some exit early, not all
