@@ -159,6 +159,21 @@ def test_branch_filter_gradcheck():
     assert torch.autograd.gradcheck(_BranchFilter.apply, (x, beta_layer, d0))
 
 
+def test_reset_and_detach_reach_the_branches():
+    """``node.reset()`` forgets the branch currents too (a new sequence starts from 0),
+    and ``node.detach()`` cuts their graph (truncated BPTT)."""
+    node = _node("torch", 4)
+    x = (torch.rand(6, 2, 4, 3, dtype=F64) * 2).requires_grad_()
+    fresh = node(x)
+    with F.streaming(node):
+        node(x)
+        node.detach()
+        assert not node.dendrites.state["d"].requires_grad
+        node.reset()
+        assert node.dendrites.state is None
+        assert torch.equal(node(x), fresh)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradcheck_float64(backend):
     """Spikes and membrane against the input, both timing factors and the threshold,

@@ -234,6 +234,16 @@ class DHLIFNode(BaseNode):
     def initial_values(self) -> dict[str, float]:
         return {**super().initial_values(), "spike": 0.0}
 
+    def reset(self) -> None:
+        """Forget the carried state: the soma's and the branch currents'."""
+        super().reset()
+        self.dendrites.reset()
+
+    def detach(self) -> None:
+        """Cut the autograd graph of the carried state, the branch currents' included."""
+        super().detach()
+        self.dendrites.detach()
+
     def forward(self, x: Tensor, *state: object) -> Tensor:
         """Spikes ``[T, B, ..., N]`` for the branch currents ``[T, B, ..., N, K]``
         (single-step: ``[B, ..., N]`` for ``[B, ..., N, K]``)."""
