@@ -8,7 +8,9 @@ neuron, through the reference loop, the fused C kernels and Triton (its interpre
 without a GPU), with spikeflow's Sigmoid and with the authors' multi-Gaussian. The whole
 DH-SRNN layer (masked dense over ``[x, previous spikes]``) against the authors' layer,
 weights' gradient included. gradcheck of the branch filter's own backward and of the
-neuron; chunked and single-step streaming equal one call; the mask; the errors.
+neuron; the filter's C kernel against its torch loop (and gradcheck), and which backend
+runs it; chunked and single-step streaming equal one call; reset and detach reach the
+branches; the mask; the errors.
 """
 
 from __future__ import annotations
@@ -157,6 +159,60 @@ def test_branch_filter_gradcheck():
     assert torch.autograd.gradcheck(_BranchFilter.apply, (x, beta, d0))
     beta_layer = torch.rand(4, dtype=F64, requires_grad=True)
     assert torch.autograd.gradcheck(_BranchFilter.apply, (x, beta_layer, d0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize(
+    "shape, beta_shape, d0_shape",
+    [((7, 3, 5, 4), (5, 4), (3, 5, 4)),  # per neuron, carried start
+     ((1, 4, 3), (3,), (4, 3)),  # one step (a recurrent layer's call), per layer
+     ((9, 2, 700, 2), (700, 2), (1, 700, 2))],  # 2800 elements: several blocks, a partial one
+)  # fmt: skip
+def test_branch_filter_kernel_equals_the_loop(dtype, shape, beta_shape, d0_shape):
+    """The C kernel against the torch loop: every d[t], dx and dd0 to rounding (the
+    same operations), dbeta to the order of its sum over time."""
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    beta = torch.rand(beta_shape, dtype=dtype, requires_grad=True)
+    d0 = torch.randn(d0_shape, dtype=dtype).expand(shape[1:]).clone().requires_grad_()
+    g = torch.randn(shape, dtype=dtype)
+    runs = []
+    for fused in (False, True):
+        d = _BranchFilter.apply(x, beta, d0, fused)
+        runs.append((d, *torch.autograd.grad(d, (x, beta, d0), g)))
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-5}
+    for name, want, got in zip(["d", "x", "beta", "d0"], *runs, strict=True):
+        assert want.abs().sum() > 0, name
+        torch.testing.assert_close(got, want, **tol, msg=name)
+
+
+def test_branch_filter_kernel_gradcheck():
+    torch.manual_seed(0)
+    x = torch.randn(6, 2, 3, 4, dtype=F64, requires_grad=True)
+    beta = torch.rand(3, 4, dtype=F64, requires_grad=True)
+    d0 = torch.randn(2, 3, 4, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: _BranchFilter.apply(*a, True), (x, beta, d0))
+
+
+def test_branch_filter_backend_choice(monkeypatch):
+    """'auto' and 'cpu' run the C kernel on CPU float32/float64, 'torch' the loop, and
+    mixed dtypes (autocast's bfloat16 currents, float32 factors) the loop; 'cpu' names
+    what it cannot run."""
+    from spikeflow.neurons import dh_lif
+
+    calls = []
+    kernel = dh_lif.branch_filter_forward
+    monkeypatch.setattr(dh_lif, "branch_filter_forward", lambda *a: calls.append(1) or kernel(*a))
+    x = torch.rand(4, 2, 5, 3)
+    for backend, expected in [("auto", 1), ("cpu", 1), ("torch", 0)]:
+        calls.clear()
+        DHLIFNode(3, 5, backend=backend)(x)
+        assert len(calls) == expected, backend
+    calls.clear()
+    out = DHLIFNode(3, 5)(x.bfloat16())
+    assert not calls and out.dtype == torch.float32
+    with pytest.raises(ConfigurationError, match=r"backend='cpu'.*torch.bfloat16"):
+        DHLIFNode(3, 5, backend="cpu").bfloat16()(x.bfloat16())
 
 
 def test_reset_and_detach_reach_the_branches():

@@ -22,6 +22,7 @@ from torch.autograd.function import once_differentiable
 
 from spikeflow.base import MemoryModule, StepMode
 from spikeflow.errors import ShapeError
+from spikeflow.kernels import check_backend
 from spikeflow.layers._checks import check_int
 from spikeflow.neurons.adlif import _check_range, _check_shape
 from spikeflow.neurons.base import (
@@ -34,6 +35,11 @@ from spikeflow.neurons.base import (
     membrane_as_charged,
 )
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.dh_lif_kernel import (
+    branch_filter_backward,
+    branch_filter_forward,
+    c_runs,
+)
 from spikeflow.surrogate import Surrogate
 
 __all__ = ["DHLIFNode", "DendriticBranches"]
@@ -55,7 +61,15 @@ class _BranchFilter(torch.autograd.Function):
     ``dx[t] = (1 - beta) a[t]``, ``dbeta = Σ a[t] (d[t-1] - x[t])``, ``dd0 = beta a[0]``."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, beta: Tensor, d0: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, beta: Tensor, d0: Tensor, fused: bool = False) -> Tensor:
+        ctx.fused = fused
+        if fused:  # the C kernel: beta and d0 per element of a step, one pass each way
+            step = x.shape[1:]
+            beta_e = beta.expand(step).contiguous()
+            d0_e = d0.expand(step).contiguous()
+            d_seq = branch_filter_forward(x, beta_e, d0_e)
+            ctx.save_for_backward(x, beta, d0, d_seq, beta_e, d0_e)
+            return d_seq
         driven = (1 - beta) * x  # every step's input term at once
         d_seq = torch.empty(torch.broadcast_shapes(driven.shape, d0.shape), dtype=x.dtype,
                             device=x.device)  # fmt: skip
@@ -67,7 +81,11 @@ class _BranchFilter(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+        if ctx.fused:
+            x, beta, d0, d_seq, beta_e, d0_e = ctx.saved_tensors
+            dx, dbeta, dd0 = branch_filter_backward(grad, x, beta_e, d0_e, d_seq)
+            return dx, _sum_to(dbeta, beta.shape), _sum_to(dd0, d0.shape), None
         x, beta, d0, d_seq = ctx.saved_tensors
         acc_seq = torch.empty_like(d_seq)  # a[t]: the gradient reaching d[t]
         acc = torch.zeros_like(d_seq[0])
@@ -76,7 +94,7 @@ class _BranchFilter(torch.autograd.Function):
         previous = torch.cat([d0.expand_as(d_seq[0]).unsqueeze(0), d_seq[:-1]])
         grad_beta = (acc_seq * (previous - x)).sum(0)
         grad_d0 = _sum_to(beta * acc_seq[0], d0.shape)
-        return (1 - beta) * acc_seq, _sum_to(grad_beta, beta.shape), grad_d0
+        return (1 - beta) * acc_seq, _sum_to(grad_beta, beta.shape), grad_d0, None
 
 
 class DendriticBranches(MemoryModule):
@@ -96,6 +114,11 @@ class DendriticBranches(MemoryModule):
         tau_n_range: the initial ``tau_n`` are drawn uniformly in this range (the
             authors' default ``(0, 4)``: ``beta`` in [0.5, 0.98]).
         step_mode: ``'m'`` or ``'s'``.
+        backend: ``'auto'`` (default): the fused C kernel (one pass forward, one
+            backward) on CPU float32/float64 where a C compiler is found, else the torch
+            loop; ``'cpu'``: the C kernel or an error; ``'torch'`` and ``'triton'``: the
+            torch loop. The same results (the kernel's rounding is the loop's but for
+            the order of the sum over time in the gradient of ``tau_n``).
 
     State: the branch currents ``d`` (``node.state["d"]`` while streaming), from 0.
 
@@ -111,8 +134,10 @@ class DendriticBranches(MemoryModule):
         shape: int | Sequence[int] | None = None,
         tau_n_range: tuple[float, float] = (0.0, 4.0),
         step_mode: StepMode = "m",
+        backend: str = "auto",
     ) -> None:
         super().__init__(step_mode)
+        self.backend = check_backend(backend)
         self.branches = check_int("branches", branches, 1)
         self.shape = _check_shape(shape)
         self.tau_n_range = _check_range("tau_n_range", tau_n_range, positive=False)
@@ -134,14 +159,18 @@ class DendriticBranches(MemoryModule):
         state = self._carried_state(step_shape)
         d0 = x_seq.new_zeros(step_shape) if state is None else state["d"]
         beta = torch.sigmoid(self.tau_n)
-        d_seq = _BranchFilter.apply(x_seq, beta, d0)
+        fused = beta.dtype == x_seq.dtype == d0.dtype and c_runs(self.backend, x_seq)
+        d_seq = _BranchFilter.apply(x_seq, beta, d0, fused)
         self._keep_state({"d": d_seq[-1]})
         total = d_seq.sum(-1)
         return total if self.step_mode == "m" else total[0]
 
     def extra_repr(self) -> str:
         shape = "per layer" if self.shape is None else tuple(self.shape)
-        return f"branches={self.branches}, shape={shape}, step_mode={self.step_mode!r}"
+        return (
+            f"branches={self.branches}, shape={shape}, step_mode={self.step_mode!r}, "
+            f"backend={self.backend!r}"
+        )
 
 
 def _dh_soma_charge(x: Tensor, v: Tensor, spike: Tensor, *, alpha: Tensor, v_th: Tensor) -> Tensor:
@@ -180,7 +209,9 @@ class DHLIFNode(BaseNode):
             scripts draw ``tau_n`` in ``(2, 6)``).
         v_threshold, surrogate_function, detach_reset, strict_firing,
             learnable_threshold, step_mode, backend, store_v_seq: as
-            :class:`~spikeflow.neurons.base.BaseNode` (the reset is soft: no ``v_reset``).
+            :class:`~spikeflow.neurons.base.BaseNode` (the reset is soft: no ``v_reset``);
+            ``backend`` also picks the branches' filter (:class:`DendriticBranches`: the
+            C kernel with ``'auto'``/``'cpu'`` on CPU, else the torch loop).
 
     State: the soma ``v`` and the previous spike ``spike`` (``node.state``), and the
     branch currents in ``node.dendrites.state["d"]``, all from 0.
@@ -214,7 +245,7 @@ class DHLIFNode(BaseNode):
         )  # fmt: skip
         self.shape = _check_shape(shape)
         self.tau_m_range = _check_range("tau_m_range", tau_m_range, positive=False)
-        self.dendrites = DendriticBranches(branches, shape, tau_n_range, step_mode)
+        self.dendrites = DendriticBranches(branches, shape, tau_n_range, step_mode, backend)
         size = self.shape if self.shape is not None else ()
         self.tau_m = nn.Parameter(torch.empty(size).uniform_(*self.tau_m_range))
 
