@@ -25,7 +25,7 @@ from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers import DendriticLinear, DendriticRecurrent, dendritic_mask
 from spikeflow.models import create_model
 from spikeflow.neurons import DendriticBranches, DHLIFNode
-from spikeflow.neurons.dh_lif import _BranchFilter
+from spikeflow.neurons.dh_lif import _BranchCurrent, _BranchFilter
 from spikeflow.surrogate import MultiGaussian, Sigmoid
 from test_surrogate_gaussian_mixture import TCLIFMultiGaussianSpike
 
@@ -162,36 +162,43 @@ def test_branch_filter_gradcheck():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("last_grad", [True, False], ids=["state-grad", "no-state-grad"])
 @pytest.mark.parametrize(
     "shape, beta_shape, d0_shape",
     [((7, 3, 5, 4), (5, 4), (3, 5, 4)),  # per neuron, carried start
      ((1, 4, 3), (3,), (4, 3)),  # one step (a recurrent layer's call), per layer
-     ((9, 2, 700, 2), (700, 2), (1, 700, 2))],  # 2800 elements: several blocks, a partial one
+     ((9, 2, 700, 2), (700, 2), (1, 700, 2)),  # 1400 neurons: full blocks and a partial one
+     ((3, 2, 3, 600), (600,), (2, 3, 600))],  # K over a block: one neuron per block
 )  # fmt: skip
-def test_branch_filter_kernel_equals_the_loop(dtype, shape, beta_shape, d0_shape):
-    """The C kernel against the torch loop: every d[t], dx and dd0 to rounding (the
-    same operations), dbeta to the order of its sum over time."""
+def test_branch_kernel_equals_the_loop(dtype, last_grad, shape, beta_shape, d0_shape):
+    """The C kernel (filter and sum over the branches) against the torch loop and
+    ``sum(-1)``: the sums, the carried d[T-1], dx and dd0 to rounding (the same
+    operations), dbeta to the order of its sum over time; with and without a gradient
+    reaching the carried state (a later chunk's)."""
     torch.manual_seed(0)
     x = torch.randn(shape, dtype=dtype, requires_grad=True)
     beta = torch.rand(beta_shape, dtype=dtype, requires_grad=True)
     d0 = torch.randn(d0_shape, dtype=dtype).expand(shape[1:]).clone().requires_grad_()
-    g = torch.randn(shape, dtype=dtype)
+    g, g_last = torch.randn(shape[:-1], dtype=dtype), torch.randn(shape[1:], dtype=dtype)
+    d = _BranchFilter.apply(x, beta, d0)
+    loop = (d.sum(-1), d[-1])
+    fused = _BranchCurrent.apply(x, beta, d0)
     runs = []
-    for fused in (False, True):
-        d = _BranchFilter.apply(x, beta, d0, fused)
-        runs.append((d, *torch.autograd.grad(d, (x, beta, d0), g)))
+    for total, last in (loop, fused):
+        loss = (total * g).sum() + ((last * g_last).sum() if last_grad else 0)
+        runs.append((total, last, *torch.autograd.grad(loss, (x, beta, d0))))
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-5}
-    for name, want, got in zip(["d", "x", "beta", "d0"], *runs, strict=True):
+    for name, want, got in zip(["sum", "d_last", "x", "beta", "d0"], *runs, strict=True):
         assert want.abs().sum() > 0, name
         torch.testing.assert_close(got, want, **tol, msg=name)
 
 
-def test_branch_filter_kernel_gradcheck():
+def test_branch_kernel_gradcheck():
     torch.manual_seed(0)
     x = torch.randn(6, 2, 3, 4, dtype=F64, requires_grad=True)
     beta = torch.rand(3, 4, dtype=F64, requires_grad=True)
     d0 = torch.randn(2, 3, 4, dtype=F64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *a: _BranchFilter.apply(*a, True), (x, beta, d0))
+    assert torch.autograd.gradcheck(_BranchCurrent.apply, (x, beta, d0))
 
 
 def test_branch_filter_backend_choice(monkeypatch):

@@ -61,15 +61,7 @@ class _BranchFilter(torch.autograd.Function):
     ``dx[t] = (1 - beta) a[t]``, ``dbeta = Σ a[t] (d[t-1] - x[t])``, ``dd0 = beta a[0]``."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, beta: Tensor, d0: Tensor, fused: bool = False) -> Tensor:
-        ctx.fused = fused
-        if fused:  # the C kernel: beta and d0 per element of a step, one pass each way
-            step = x.shape[1:]
-            beta_e = beta.expand(step).contiguous()
-            d0_e = d0.expand(step).contiguous()
-            d_seq = branch_filter_forward(x, beta_e, d0_e)
-            ctx.save_for_backward(x, beta, d0, d_seq, beta_e, d0_e)
-            return d_seq
+    def forward(ctx: Any, x: Tensor, beta: Tensor, d0: Tensor) -> Tensor:
         driven = (1 - beta) * x  # every step's input term at once
         d_seq = torch.empty(torch.broadcast_shapes(driven.shape, d0.shape), dtype=x.dtype,
                             device=x.device)  # fmt: skip
@@ -81,11 +73,7 @@ class _BranchFilter(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        if ctx.fused:
-            x, beta, d0, d_seq, beta_e, d0_e = ctx.saved_tensors
-            dx, dbeta, dd0 = branch_filter_backward(grad, x, beta_e, d0_e, d_seq)
-            return dx, _sum_to(dbeta, beta.shape), _sum_to(dd0, d0.shape), None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x, beta, d0, d_seq = ctx.saved_tensors
         acc_seq = torch.empty_like(d_seq)  # a[t]: the gradient reaching d[t]
         acc = torch.zeros_like(d_seq[0])
@@ -94,7 +82,34 @@ class _BranchFilter(torch.autograd.Function):
         previous = torch.cat([d0.expand_as(d_seq[0]).unsqueeze(0), d_seq[:-1]])
         grad_beta = (acc_seq * (previous - x)).sum(0)
         grad_d0 = _sum_to(beta * acc_seq[0], d0.shape)
-        return (1 - beta) * acc_seq, _sum_to(grad_beta, beta.shape), grad_d0, None
+        return (1 - beta) * acc_seq, _sum_to(grad_beta, beta.shape), grad_d0
+
+
+class _BranchCurrent(torch.autograd.Function):
+    """:class:`_BranchFilter` and the sum over the branches in the C kernel: returns
+    ``Σ_k d_k[t]`` (``[T, ..., N]``) and ``d[T-1]`` (``[..., N, K]``, the carried
+    state), one pass forward and one backward, no ``[T, ..., N, K]`` sum or broadcast
+    around them (CPU float32/float64; the same arithmetic as the torch loop)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, beta: Tensor, d0: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.set_materialize_grads(False)
+        beta_e = beta.expand(x.shape[1:]).contiguous()
+        d0_e = d0.expand(x.shape[1:]).contiguous()
+        d_seq, total = branch_filter_forward(x, beta_e, d0_e)
+        ctx.save_for_backward(x, beta, d0, d_seq, beta_e, d0_e)
+        return total, d_seq[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad_total: Tensor | None, grad_last: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        x, beta, d0, d_seq, beta_e, d0_e = ctx.saved_tensors
+        if grad_total is None:
+            grad_total = x.new_zeros(x.shape[:-1])
+        dx, dbeta, dd0 = branch_filter_backward(grad_total, grad_last, x, beta_e, d0_e, d_seq)
+        return dx, _sum_to(dbeta, beta.shape), _sum_to(dd0, d0.shape)
 
 
 class DendriticBranches(MemoryModule):
@@ -159,10 +174,12 @@ class DendriticBranches(MemoryModule):
         state = self._carried_state(step_shape)
         d0 = x_seq.new_zeros(step_shape) if state is None else state["d"]
         beta = torch.sigmoid(self.tau_n)
-        fused = beta.dtype == x_seq.dtype == d0.dtype and c_runs(self.backend, x_seq)
-        d_seq = _BranchFilter.apply(x_seq, beta, d0, fused)
-        self._keep_state({"d": d_seq[-1]})
-        total = d_seq.sum(-1)
+        if beta.dtype == x_seq.dtype == d0.dtype and c_runs(self.backend, x_seq):
+            total, d_last = _BranchCurrent.apply(x_seq, beta, d0)
+        else:
+            d_seq = _BranchFilter.apply(x_seq, beta, d0)
+            total, d_last = d_seq.sum(-1), d_seq[-1]
+        self._keep_state({"d": d_last})
         return total if self.step_mode == "m" else total[0]
 
     def extra_repr(self) -> str:

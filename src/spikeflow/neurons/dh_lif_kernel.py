@@ -22,22 +22,27 @@ from torch import Tensor
 __all__ = ["branch_filter_backward", "branch_filter_forward", "c_runs"]
 
 _SOURCE = r"""
-/* DH-LIF branch filter over x [T, E] (E elements, contiguous): forward
- *   d[t] = b d[t-1] + (1 - b) x[t]        (d[-1] = d0)
- * backward, a[t] the gradient reaching d[t] (a[T] = 0):
+/* DH-LIF branch filter over x [T, M, K] (M neurons of K branches, contiguous):
+ *   d[t] = b d[t-1] + (1 - b) x[t]        (d[-1] = d0; b, d0 [M, K])
+ * and out[t, m] = sum_k d[t, m, k] (k in order). Backward, a[t] the gradient reaching
+ * d[t]: g [T, M], out's gradient, reaches every branch; glast (or NULL) an extra
+ * gradient of d[T-1] (the carried state):
  *   a[t] = g[t] + b a[t+1],  dx[t] = (1 - b) a[t],
  *   db = sum_t a[t] (d[t-1] - x[t]),  dd0 = b a[0].
- * Elements are cut into blocks of BLOCK, one thread per block; a block walks time. */
+ * Blocks of whole neurons, one thread per block; a block walks time. db and dd0 hold the
+ * running sums while it does. */
 #include <stdint.h>
+#include <stdlib.h>
 
-#define BLOCK 512
+#define BLOCK 512 /* elements per block (at least one neuron) */
 
-#define DEFINE_KERNELS(T, SUFFIX, FMA)                                                      \
-  void bf_forward_##SUFFIX(int64_t steps, int64_t e, int threads, const T *x,          \
-                           const T *b, const T *d0, T *d) {                              \
+#define DEFINE_KERNELS(T, SUFFIX, FMA)                                                   \
+  void bf_forward_##SUFFIX(int64_t steps, int64_t m, int64_t k, int threads,            \
+                           const T *x, const T *b, const T *d0, T *d, T *out) {          \
+    const int64_t e = m * k, nb = BLOCK / k > 0 ? BLOCK / k : 1;                          \
     _Pragma("omp parallel for schedule(static) num_threads(threads)")                    \
-    for (int64_t e0 = 0; e0 < e; e0 += BLOCK) {                                          \
-      const int64_t e1 = e0 + BLOCK < e ? e0 + BLOCK : e;                                \
+    for (int64_t m0 = 0; m0 < m; m0 += nb) {                                             \
+      const int64_t m1 = m0 + nb < m ? m0 + nb : m, e0 = m0 * k, e1 = m1 * k;            \
       const T *prev = d0;                                                                \
       for (int64_t t = 0; t < steps; ++t) {                                              \
         const T *xt = x + t * e;                                                         \
@@ -45,29 +50,45 @@ _SOURCE = r"""
         for (int64_t i = e0; i < e1; ++i)                                                \
           dt[i] = FMA(b[i], prev[i], ((T)1 - b[i]) * xt[i]);                             \
         prev = dt;                                                                       \
+        T *ot = out + t * m;                                                             \
+        for (int64_t n = m0; n < m1; ++n) {                                              \
+          T acc = dt[n * k];                                                             \
+          for (int64_t j = 1; j < k; ++j) acc += dt[n * k + j];                          \
+          ot[n] = acc;                                                                   \
+        }                                                                                \
       }                                                                                  \
     }                                                                                    \
   }                                                                                      \
-  void bf_backward_##SUFFIX(int64_t steps, int64_t e, int threads, const T *g,          \
-                            const T *x, const T *b, const T *d0, const T *d, T *dx,      \
-                            T *db, T *dd0) {                                             \
+  void bf_backward_##SUFFIX(int64_t steps, int64_t m, int64_t k, int threads,           \
+                            const T *g, const T *glast, const T *x,                      \
+                            const T *b, const T *d0, const T *d, T *dx, T *db, T *dd0) { \
+    const int64_t e = m * k, nb = BLOCK / k > 0 ? BLOCK / k : 1;                          \
     _Pragma("omp parallel for schedule(static) num_threads(threads)")                    \
-    for (int64_t e0 = 0; e0 < e; e0 += BLOCK) {                                          \
-      const int64_t e1 = e0 + BLOCK < e ? e0 + BLOCK : e;                                \
-      T a[BLOCK], s[BLOCK];                                                              \
-      for (int64_t i = e0; i < e1; ++i) { a[i - e0] = (T)0; s[i - e0] = (T)0; }         \
+    for (int64_t m0 = 0; m0 < m; m0 += nb) {                                             \
+      const int64_t m1 = m0 + nb < m ? m0 + nb : m, e0 = m0 * k, e1 = m1 * k;            \
+      T *a = dd0, *s = db;                                                               \
+      /* each step's g of the block's neurons spread over their branches */             \
+      T *spread = (T *)malloc(sizeof(T) * (size_t)(e1 - e0));                            \
+      for (int64_t i = e0; i < e1; ++i) { a[i] = (T)0; s[i] = (T)0; }                    \
       for (int64_t t = steps - 1; t >= 0; --t) {                                         \
-        const T *gt = g + t * e, *xt = x + t * e;                                        \
+        const T *xt = x + t * e;                                                         \
         const T *prev = t > 0 ? d + (t - 1) * e : d0;                                    \
         T *dxt = dx + t * e;                                                             \
+        if (spread) {                                                                    \
+          for (int64_t n = m0; n < m1; ++n)                                              \
+            for (int64_t j = 0; j < k; ++j) spread[(n - m0) * k + j] = g[t * m + n];     \
+        }                                                                                \
         for (int64_t i = e0; i < e1; ++i) {                                              \
-          const T acc = FMA(b[i], a[i - e0], gt[i]);                                     \
-          a[i - e0] = acc;                                                               \
+          const T gi = spread ? spread[i - e0] : g[t * m + i / k];                       \
+          const T acc = t == steps - 1 ? (glast ? gi + glast[i] : gi)                    \
+                                       : FMA(b[i], a[i], gi);                            \
+          a[i] = acc;                                                                    \
           dxt[i] = ((T)1 - b[i]) * acc;                                                  \
-          s[i - e0] += acc * (prev[i] - xt[i]);                                          \
+          s[i] += acc * (prev[i] - xt[i]);                                               \
         }                                                                                \
       }                                                                                  \
-      for (int64_t i = e0; i < e1; ++i) { db[i] = s[i - e0]; dd0[i] = b[i] * a[i - e0]; }\
+      for (int64_t i = e0; i < e1; ++i) dd0[i] = b[i] * a[i];                            \
+      free(spread);                                                                      \
     }                                                                                    \
   }
 
@@ -87,10 +108,10 @@ def _library() -> Any:
     p, i = ctypes.c_void_p, ctypes.c_int64
     for suffix in _SUFFIX.values():
         forward = getattr(lib, f"bf_forward_{suffix}")
-        forward.argtypes = [i, i, ctypes.c_int, p, p, p, p]
+        forward.argtypes = [i, i, i, ctypes.c_int, p, p, p, p, p]
         forward.restype = None
         backward = getattr(lib, f"bf_backward_{suffix}")
-        backward.argtypes = [i, i, ctypes.c_int, p, p, p, p, p, p, p, p]
+        backward.argtypes = [i, i, i, ctypes.c_int, *[p] * 9]
         backward.restype = None
     return lib
 
@@ -134,29 +155,36 @@ def _threads(work: int) -> int:
     return kernel_threads(work)
 
 
-def branch_filter_forward(x: Tensor, beta: Tensor, d0: Tensor) -> Tensor:
-    """Every ``d[t]`` (``[T, *step]``) for ``x`` ``[T, *step]``; ``beta`` and ``d0``
-    contiguous, of the step's shape, same dtype."""
+def branch_filter_forward(x: Tensor, beta: Tensor, d0: Tensor) -> tuple[Tensor, Tensor]:
+    """Every ``d[t]`` (``[T, *step]``) for ``x`` ``[T, *step]`` (``step = [..., K]``),
+    and their sums over the branches (``[T, *step[:-1]]``); ``beta`` and ``d0``
+    contiguous, of the step's shape, same dtype as ``x``."""
     x = x.contiguous()
-    steps, e = x.shape[0], beta.numel()
+    steps, k = x.shape[0], x.shape[-1]
+    m = beta.numel() // k
     d = torch.empty_like(x)
+    total = x.new_empty(x.shape[:-1])
     fn = getattr(_library(), f"bf_forward_{_SUFFIX[x.dtype]}")
-    fn(steps, e, _threads(steps * e), x.data_ptr(), beta.data_ptr(), d0.data_ptr(),
-       d.data_ptr())  # fmt: skip
-    return d
+    fn(steps, m, k, _threads(steps * m * k), x.data_ptr(), beta.data_ptr(), d0.data_ptr(),
+       d.data_ptr(), total.data_ptr())  # fmt: skip
+    return d, total
 
 
 def branch_filter_backward(
-    grad: Tensor, x: Tensor, beta: Tensor, d0: Tensor, d: Tensor
+    grad: Tensor, grad_last: Tensor | None, x: Tensor, beta: Tensor, d0: Tensor, d: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dbeta, dd0)`` for the output gradient ``grad`` ``[T, *step]``; ``dbeta``
+    """``(dx, dbeta, dd0)`` for the gradient ``grad`` of the sums over the branches
+    (``[T, *step[:-1]]``) plus ``grad_last`` (or None) reaching ``d[T-1]``; ``dbeta``
     and ``dd0`` per element (``[*step]``), to be summed over broadcast dims."""
     grad, x = grad.contiguous(), x.contiguous()
-    steps, e = x.shape[0], beta.numel()
+    last = None if grad_last is None else grad_last.contiguous()
+    steps, k = x.shape[0], x.shape[-1]
+    m = beta.numel() // k
     dx = torch.empty_like(x)
     dbeta, dd0 = torch.empty_like(beta), torch.empty_like(beta)
     fn = getattr(_library(), f"bf_backward_{_SUFFIX[x.dtype]}")
-    fn(steps, e, _threads(steps * e), grad.data_ptr(), x.data_ptr(), beta.data_ptr(),
+    fn(steps, m, k, _threads(steps * m * k), grad.data_ptr(),
+       None if last is None else last.data_ptr(), x.data_ptr(), beta.data_ptr(),
        d0.data_ptr(), d.data_ptr(), dx.data_ptr(), dbeta.data_ptr(),
        dd0.data_ptr())  # fmt: skip
     return dx, dbeta, dd0
