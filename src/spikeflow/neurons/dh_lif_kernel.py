@@ -59,37 +59,44 @@ _SOURCE = r"""
       }                                                                                  \
     }                                                                                    \
   }                                                                                      \
-  void bf_backward_##SUFFIX(int64_t steps, int64_t m, int64_t k, int threads,           \
-                            const T *g, const T *glast, const T *x,                      \
-                            const T *b, const T *d0, const T *d, T *dx, T *db, T *dd0) { \
+  int bf_backward_##SUFFIX(int64_t steps, int64_t m, int64_t k, int threads,            \
+                           const T *g, const T *glast, const T *x, const T *b,           \
+                           const T *d0, const T *d, T *dx, T *db, T *dd0) {              \
     const int64_t e = m * k, nb = BLOCK / k > 0 ? BLOCK / k : 1;                          \
+    int failed = 0;                                                                      \
     _Pragma("omp parallel for schedule(static) num_threads(threads)")                    \
     for (int64_t m0 = 0; m0 < m; m0 += nb) {                                             \
       const int64_t m1 = m0 + nb < m ? m0 + nb : m, e0 = m0 * k, e1 = m1 * k;            \
-      T *a = dd0, *s = db;                                                               \
-      /* each step's g of the block's neurons spread over their branches */             \
-      T *spread = (T *)malloc(sizeof(T) * (size_t)(e1 - e0));                            \
-      for (int64_t i = e0; i < e1; ++i) { a[i] = (T)0; s[i] = (T)0; }                    \
+      /* gs: a step's g of the block's neurons spread over their branches; the block's  \
+       * a[t] and the running dbeta live in dd0 and db until the end */                 \
+      T *gs = (T *)malloc(sizeof(T) * (size_t)(e1 - e0)), *a = dd0 + e0, *s = db + e0;   \
+      if (!gs) {                                                                         \
+        _Pragma("omp atomic write") failed = 1;                                          \
+        continue;                                                                        \
+      }                                                                                  \
+      const T *bb = b + e0;                                                              \
       for (int64_t t = steps - 1; t >= 0; --t) {                                         \
-        const T *xt = x + t * e;                                                         \
-        const T *prev = t > 0 ? d + (t - 1) * e : d0;                                    \
-        T *dxt = dx + t * e;                                                             \
-        if (spread) {                                                                    \
-          for (int64_t n = m0; n < m1; ++n)                                              \
-            for (int64_t j = 0; j < k; ++j) spread[(n - m0) * k + j] = g[t * m + n];     \
+        const T *xt = x + t * e + e0, *prev = (t > 0 ? d + (t - 1) * e : d0) + e0;       \
+        T *dxt = dx + t * e + e0;                                                        \
+        for (int64_t n = m0; n < m1; ++n)                                                \
+          for (int64_t j = 0; j < k; ++j) gs[(n - m0) * k + j] = g[t * m + n];           \
+        if (t == steps - 1) { /* a[T] = 0; d[T-1] also gets the state's gradient */     \
+          for (int64_t i = 0; i < e1 - e0; ++i) {                                        \
+            a[i] = glast ? gs[i] + glast[e0 + i] : gs[i];                                \
+            s[i] = (T)0;                                                                 \
+          }                                                                              \
+        } else {                                                                         \
+          for (int64_t i = 0; i < e1 - e0; ++i) a[i] = FMA(bb[i], a[i], gs[i]);          \
         }                                                                                \
-        for (int64_t i = e0; i < e1; ++i) {                                              \
-          const T gi = spread ? spread[i - e0] : g[t * m + i / k];                       \
-          const T acc = t == steps - 1 ? (glast ? gi + glast[i] : gi)                    \
-                                       : FMA(b[i], a[i], gi);                            \
-          a[i] = acc;                                                                    \
-          dxt[i] = ((T)1 - b[i]) * acc;                                                  \
-          s[i] += acc * (prev[i] - xt[i]);                                               \
+        for (int64_t i = 0; i < e1 - e0; ++i) {                                          \
+          dxt[i] = ((T)1 - bb[i]) * a[i];                                                \
+          s[i] += a[i] * (prev[i] - xt[i]);                                              \
         }                                                                                \
       }                                                                                  \
-      for (int64_t i = e0; i < e1; ++i) dd0[i] = b[i] * a[i];                            \
-      free(spread);                                                                      \
+      for (int64_t i = 0; i < e1 - e0; ++i) dd0[e0 + i] = bb[i] * a[i];                  \
+      free(gs);                                                                          \
     }                                                                                    \
+    return failed;                                                                       \
   }
 
 DEFINE_KERNELS(float, f32, __builtin_fmaf)
@@ -112,7 +119,7 @@ def _library() -> Any:
         forward.restype = None
         backward = getattr(lib, f"bf_backward_{suffix}")
         backward.argtypes = [i, i, i, ctypes.c_int, *[p] * 9]
-        backward.restype = None
+        backward.restype = ctypes.c_int  # 0, or 1: a block's buffer was not allocated
     return lib
 
 
@@ -183,8 +190,12 @@ def branch_filter_backward(
     dx = torch.empty_like(x)
     dbeta, dd0 = torch.empty_like(beta), torch.empty_like(beta)
     fn = getattr(_library(), f"bf_backward_{_SUFFIX[x.dtype]}")
-    fn(steps, m, k, _threads(steps * m * k), grad.data_ptr(),
+    failed = fn(steps, m, k, _threads(steps * m * k), grad.data_ptr(),
        None if last is None else last.data_ptr(), x.data_ptr(), beta.data_ptr(),
        d0.data_ptr(), d.data_ptr(), dx.data_ptr(), dbeta.data_ptr(),
        dd0.data_ptr())  # fmt: skip
+    if failed:
+        raise MemoryError(
+            f"DendriticBranches' C backward could not allocate its work buffers (K = {k})"
+        )
     return dx, dbeta, dd0
