@@ -130,6 +130,21 @@ def test_sequences_inside_other_modules_keep_their_names():
     assert torch.equal(_spikes(model, x)[-1], _spikes(prepared, x)[-1])
 
 
+def test_the_max_pooling_refusal_names_the_residual_nets_that_export():
+    """The refusal's list of alternatives names MS-ResNet and SEW's AND/IAND (both
+    export since the membrane-shortcut and spike-product blocks did), and they prepare."""
+    with pytest.raises(ConfigurationError) as error:
+        prepare_for_export(create_model("plif_digits"))
+    message = str(error.value)
+    assert "(SEW: cnf=ADD, AND or IAND) --model-kwargs stem=cifar" in message
+    assert "ms_resnet18/34/104" in message
+    images = torch.rand(2, 1, 3, 16, 16)
+    for name, kwargs in (("ms_resnet18", {}), ("sew_resnet18", {"cnf": "AND"})):
+        net = create_model(name, stem="cifar", base_width=4, num_classes=10, **kwargs).eval()
+        prepared = prepare_for_export(net, images)
+        assert torch.allclose(prepared(images), net(images), atol=1e-5)
+
+
 def test_what_has_no_inference_form_is_named():
     with pytest.raises(ConfigurationError) as error:
         prepare_for_export(create_model("plif_digits"))  # max pooling, the recipe's

@@ -80,7 +80,8 @@ AVERAGE_POOLING_MODELS = (
     "plif_mnist/plif_fashion_mnist/plif_cifar10/plif_nmnist/plif_cifar10dvs/plif_dvsgesture "
     "--model-kwargs pooling=avg (or pooling=sum), "
     "spiking_vgg11/13/16/19(_bn) --model-kwargs pooling=avg (or pooling=sum), "
-    "spiking_resnet*/sew_resnet* (SEW: cnf=ADD) --model-kwargs stem=cifar (no max pool)"
+    "spiking_resnet*/sew_resnet* (SEW: cnf=ADD, AND or IAND) --model-kwargs stem=cifar "
+    "(no max pool), ms_resnet18/34/104 (no max pool in any stem)"
 )
 
 _FOLD_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
