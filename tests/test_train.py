@@ -1007,6 +1007,19 @@ def test_eval_takes_a_run_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["eval", "--checkpoint", str(tmp_path / "empty"), "--no-progress"]) == 2
     assert "is a folder without best.pt or last.pt" in capsys.readouterr().err
+    # the run as `spikeflow export RUN` takes it: the same evaluation as --checkpoint
+    assert main(["eval", str(run), "--no-progress", "--json", str(tmp_path / "p.json")]) == 0
+    assert capsys.readouterr().out.startswith(f"{run} is a run folder: evaluating its last.pt")
+    positional = json.loads((tmp_path / "p.json").read_text())
+    assert positional["checkpoint"] == str(run / "last.pt")
+    assert positional["test_acc"] == json.loads((tmp_path / "r.json").read_text())["test_acc"]
+    for argv, named in (
+        ([], "one of the arguments RUN --checkpoint is required"),
+        ([str(run), "--checkpoint", str(run)], "not allowed with argument RUN"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["eval", *argv])
+        assert named in capsys.readouterr().err
 
 
 def test_a_failed_config_write_leaves_no_temporary_file(tmp_path, monkeypatch):

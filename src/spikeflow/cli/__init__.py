@@ -108,7 +108,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:  # before the evaluation, which may take long
         check_json_destination(args.json, "--json")
     result = evaluate_checkpoint(
-        args.checkpoint, data_dir=args.data_dir, device=args.device,
+        args.checkpoint or args.run, data_dir=args.data_dir, device=args.device,
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
         progress=args.progress, operations=args.operations, spike_counts=args.spike_counts,
         neurobench=args.neurobench, early_exit=args.early_exit,

@@ -478,9 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_options(train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's test split")
-    ev.add_argument(
+    # The run as `spikeflow export RUN` takes it, or as --checkpoint (one of the two).
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "run", nargs="?", default=None, metavar="RUN", help="the same as --checkpoint RUN"
+    )
+    which.add_argument(
         "--checkpoint",
-        required=True,
         help="a last.pt or best.pt of a run, or its run folder (then its best.pt if there "
         "is one, else its last.pt)",
     )
