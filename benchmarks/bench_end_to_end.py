@@ -423,7 +423,7 @@ def data_pipeline(args, cache_dir: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--jobs", nargs="+", default=["digits", "nmnist"],
                     choices=["digits", "nmnist"])  # fmt: skip
     ap.add_argument("--steps", type=int, default=10, help="timed steps per runner and round")
@@ -432,7 +432,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--channels", type=int, default=32, help="plif_nmnist's conv width")
     ap.add_argument("--peers", nargs="*", default=["spikingjelly", "snntorch", "norse"])
-    ap.add_argument("--data-dir", default=str(NMNIST_DIR))
+    ap.add_argument("--data-dir", default=str(NMNIST_DIR), help="the N-MNIST subset (job b)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="step times in wall time or this process's CPU time")  # fmt: skip
     args = ap.parse_args()
