@@ -187,5 +187,10 @@ if __name__ == "__main__":
     try:
         main()
     except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
-        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+        advice = str(exc).replace(  # this script has no download option
+            "Pass download=True",
+            "This script does not download: point --root at the folder that holds "
+            "N-MNIST, or pass download=True in Python",
+        )
+        print(f"{os.path.basename(sys.argv[0])}: error: {advice}", file=sys.stderr)
         raise SystemExit(2) from None

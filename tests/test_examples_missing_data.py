@@ -57,6 +57,12 @@ def test_a_missing_root_is_one_line_and_status_2(name, tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"{name}.py: error: N-MNIST not found: {root / 'Train'}"), err
+    # the script's own way to the data, not the library's download=True, as the advice
+    assert "Pass download=True" not in err, err
+    if name == "nmnist_loop":  # the one with a --download option
+        assert "Pass --download to download Train.zip" in err, err
+    else:
+        assert f"This script does not download: point {SCRIPTS[name][-1]} at the" in err, err
 
 
 def test_nmnist_loop_without_its_data_prints_no_traceback(tmp_path):
