@@ -77,4 +77,6 @@ def test_early_exit_on_a_detection_run_is_refused_with_the_reason(run, capsys):
 
 def test_energy_neuromc_on_a_detection_run_is_refused(run, capsys):
     assert main(["eval", "--checkpoint", str(run), "--energy", "neuromc"]) == 2
-    assert "--energy: not priced for detection runs yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--energy: not priced for detection runs yet" in err
+    assert "--operations and --neurobench count a detection run's inference" in err

@@ -197,7 +197,11 @@ def evaluate_checkpoint(
         if rules:
             refuse_early_exit()
         if energy:
-            raise ConfigurationError("--energy: not priced for detection runs yet")
+            raise ConfigurationError(
+                "--energy: not priced for detection runs yet (NeuroMC prices a training "
+                "step with a classification run's loss on labels, not the detector's loss "
+                "on boxes); --operations and --neurobench count a detection run's inference"
+            )
         result = evaluate_detection_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
             chosen_by=chosen_by, workers=workers, progress=progress, operations=operations,
