@@ -1,0 +1,201 @@
+"""Loading SpikeGPT's published checkpoints (ridgerchu/SpikeGPT) into ``spike_gpt``.
+
+SpikeGPT's training model (``GPT`` in its ``src/model.py``) saves a plain state dict:
+
+===============================================  ================  ==========================
+official key                                     official shape    spikeflow
+===============================================  ================  ==========================
+``emb.weight``                                   ``[V, C]``        same key and shape
+``blocks.0.ln0.{weight,bias}`` (block 0 only)    ``[C]``           same
+``blocks.N.ln1/ln2.{weight,bias}``               ``[C]``           same
+``blocks.N.att.time_decay``, ``.time_first``     ``[C]``           same (stored as trained)
+``blocks.N.att.time_mix_{k,v,r}``                ``[1, 1, C]``     ``[C]``
+``blocks.N.att.{key,value,receptance,output}``   ``[C, C]``        same
+``blocks.N.ffn.time_mix_{k,r}``                  ``[1, 1, C]``     ``[C]``
+``blocks.N.ffn.key.weight``                      ``[4C, C]``       same (``ffn_mult`` = 4)
+``blocks.N.ffn.receptance.weight``               ``[C, C]``        same
+``blocks.N.ffn.value.weight``                    ``[C, 4C]``       same
+``ln_out.{weight,bias}``, ``head.weight``        ``[C]``, ``[V, C]``  same
+===============================================  ================  ==========================
+
+Its spiking neurons (SpikingJelly's ``MultiStepLIFNode``) and the arctangent of the
+embedding hold no parameters, so nothing else is stored. The decay is stored as trained,
+``time_decay``: their kernel uses ``w = -exp(time_decay)`` (added to the log scale),
+spikeflow ``w = exp(time_decay)`` (subtracted), so it is copied as is; their inference
+script's ``-exp`` is applied at load time there, to its own copy, not to the file.
+
+:func:`convert_spikegpt_state_dict` maps such a state dict (a ``module.`` prefix left by
+``DataParallel``/Accelerate removed) to spikeflow's keys and shapes, refusing any other
+layout with the key at fault; :func:`load_spikegpt` builds the matching ``spike_gpt``
+(sizes read from the tensors) and loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.models.spike_gpt import SpikeGPT
+
+__all__ = ["convert_spikegpt_state_dict", "load_spikegpt", "spikegpt_sizes"]
+
+_TOKEN_SHIFT = re.compile(r"blocks\.\d+\.(att|ffn)\.time_mix_[kvr]")
+_UNSUPPORTED = {
+    "head_q": "the head-QK copy mechanism (RWKV_HEAD_QK_DIM > 0), which SpikeGPT's "
+    "released models leave off",
+    "head_k": "the head-QK copy mechanism (RWKV_HEAD_QK_DIM > 0)",
+    "copy_mask": "the head-QK copy mechanism (RWKV_HEAD_QK_DIM > 0)",
+    "ffnPre": "the 'RWKV-ffnPre' first block (a channel mix in place of block 0's time "
+    "mix), which SpikeGPT's released checkpoint does not use",
+}
+
+
+def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    if not isinstance(state, Mapping) or not state:
+        raise ConfigurationError(
+            f"SpikeGPT checkpoint: expected a non-empty state dict (str → tensor); got "
+            f"{type(state).__name__}"
+        )
+    keys = list(state)
+    strip = all(isinstance(k, str) and k.startswith("module.") for k in keys)
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise ConfigurationError(
+                f"SpikeGPT checkpoint: entry {key!r} is not a tensor under a string key "
+                f"({type(value).__name__})"
+            )
+        out[key[len("module.") :] if strip else key] = value
+    return out
+
+
+def spikegpt_sizes(state_dict: Mapping[str, Any]) -> dict[str, int]:
+    """``vocab_size``, ``d_model``, ``n_layers`` and ``ffn_mult`` of an official SpikeGPT
+    state dict, read from ``emb.weight``, the block indices and
+    ``blocks.0.ffn.key.weight``."""
+    state = _strip_prefix(state_dict)
+    for key, parts in _UNSUPPORTED.items():
+        found = [k for k in state if key in k.split(".")]
+        if found:
+            raise ConfigurationError(
+                f"SpikeGPT checkpoint: key {found[0]!r} belongs to {parts}; spikeflow's "
+                "spike_gpt does not build it"
+            )
+    emb = state.get("emb.weight")
+    if emb is None or emb.dim() != 2:
+        raise ConfigurationError(
+            "SpikeGPT checkpoint: no 2-D 'emb.weight' [vocab, d_model]; is this a SpikeGPT "
+            f"(RWKV-4) state dict? first keys: {sorted(state)[:5]}"
+        )
+    vocab, width = emb.shape
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
+    if not blocks:
+        raise ConfigurationError("SpikeGPT checkpoint: no 'blocks.N.' keys")
+    hidden = state.get("blocks.0.ffn.key.weight")
+    if hidden is None or hidden.dim() != 2 or hidden.shape[0] % width:
+        raise ConfigurationError(
+            "SpikeGPT checkpoint: 'blocks.0.ffn.key.weight' must be [ffn_mult * d_model, "
+            f"d_model] with d_model = {width}; got "
+            f"{None if hidden is None else tuple(hidden.shape)}"
+        )
+    return {
+        "vocab_size": int(vocab),
+        "d_model": int(width),
+        "n_layers": max(blocks) + 1,
+        "ffn_mult": int(hidden.shape[0]) // int(width),
+    }
+
+
+def convert_spikegpt_state_dict(
+    state_dict: Mapping[str, Any], model: SpikeGPT | None = None
+) -> dict[str, Tensor]:
+    """Map an official SpikeGPT state dict to ``spike_gpt``'s keys and shapes.
+
+    The token-shift mixes ``time_mix_*`` go from ``[1, 1, C]`` to ``[C]``; every other
+    tensor keeps its key and shape (module docstring). Each key is checked against
+    ``model`` (by default a ``spike_gpt`` of the sizes :func:`spikegpt_sizes` reads):
+    a missing key, an extra key or a tensor of the wrong shape is a
+    ``ConfigurationError``/``ShapeError`` naming the key. dtypes are kept (loading
+    casts to the model's).
+    """
+    state = _strip_prefix(state_dict)
+    if model is None:
+        with torch.device("meta"):  # shapes only: nothing allocated
+            model = SpikeGPT(**spikegpt_sizes(state), context=1)
+    else:
+        spikegpt_sizes(state)  # the unsupported-variant checks
+    expected = model.state_dict()
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ConfigurationError(
+            f"SpikeGPT checkpoint: unexpected key {extra[0]!r} ({len(extra)} unexpected in "
+            f"all) for a spike_gpt of {model.n_layers} blocks, width {model.d_model}"
+        )
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ConfigurationError(
+            f"SpikeGPT checkpoint: missing key {missing[0]!r} ({len(missing)} missing in "
+            f"all) for a spike_gpt of {model.n_layers} blocks, width {model.d_model}"
+        )
+    out: dict[str, Tensor] = {}
+    for key, target in expected.items():
+        value = state[key]
+        if _TOKEN_SHIFT.fullmatch(key) and value.dim() == 3:
+            if tuple(value.shape[:2]) != (1, 1):
+                raise ShapeError(
+                    f"SpikeGPT checkpoint: {key!r} must be [1, 1, {target.shape[0]}] (or "
+                    f"[{target.shape[0]}]); got {tuple(value.shape)}"
+                )
+            value = value.reshape(-1)
+        if tuple(value.shape) != tuple(target.shape):
+            raise ShapeError(
+                f"SpikeGPT checkpoint: {key!r} has shape {tuple(value.shape)}, expected "
+                f"{tuple(target.shape)}"
+            )
+        if not value.is_floating_point():
+            raise ConfigurationError(
+                f"SpikeGPT checkpoint: {key!r} must be floating point; got {value.dtype}"
+            )
+        out[key] = value
+    return out
+
+
+def load_spikegpt(
+    checkpoint: Mapping[str, Any] | str | os.PathLike,
+    context: int = 1024,
+    dtype: torch.dtype | None = None,
+    **kwargs: Any,
+) -> SpikeGPT:
+    """A ``spike_gpt`` holding an official SpikeGPT checkpoint, in eval mode.
+
+    Args:
+        checkpoint: the state dict, or the path of the ``.pth`` file (read with
+            ``torch.load(..., map_location="cpu", weights_only=True)``: tensors only).
+        context: the model's context (SpikeGPT's released model: 1024).
+        dtype: the parameters' dtype (default: PyTorch's default, float32; the file's
+            may be float16/bfloat16).
+        kwargs: further :class:`~spikeflow.models.spike_gpt.SpikeGPT` arguments (not
+            the sizes, which come from the tensors).
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"SpikeGPT checkpoint: no file {os.fspath(checkpoint)!r}")
+        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    sizes = spikegpt_sizes(checkpoint)
+    clash = sorted(set(sizes) & set(kwargs))
+    if clash:
+        raise ConfigurationError(
+            f"load_spikegpt: {clash[0]!r} comes from the checkpoint's tensors "
+            f"({sizes[clash[0]]}); do not pass it"
+        )
+    model = SpikeGPT(**sizes, context=context, **kwargs)
+    if dtype is not None:
+        model = model.to(dtype)
+    model.load_state_dict(convert_spikegpt_state_dict(checkpoint, model))
+    return model.eval()
