@@ -91,6 +91,7 @@ from spikeflow.losses import (
 )
 from spikeflow.losses.contrastive import stcl_loss, tcl_loss, temporal_contrastive_loss
 from spikeflow.losses.count import ce_count_loss, mse_count_loss
+from spikeflow.losses.l2wrap import l2wrap, l2wrap_penalty
 from spikeflow.losses.membrane import ce_max_membrane_loss, mse_membrane_loss
 from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
 from spikeflow.losses.readout import (
@@ -158,6 +159,8 @@ __all__ = [
     "im_loss",
     "l1_rate_sparsity",
     "l2_spike_population",
+    "l2wrap",
+    "l2wrap_penalty",
     "list_losses",
     "loss_key",
     "loss_readout",
