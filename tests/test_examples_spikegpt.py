@@ -65,3 +65,20 @@ def test_a_short_run_reports_everything(tmp_path, capsys):
         "binary_embedding", "blocks.0.neuron_att", "blocks.0.neuron_ffn"
     }  # fmt: skip
     assert 0.3 < result["firing_rates"]["binary_embedding"] < 0.7
+
+
+def test_l2wrap_flag_wraps_every_training_loss(monkeypatch):
+    module = load_example("spikegpt_text")
+    calls, real = [], module.l2wrap
+
+    def spy(loss, logits):
+        calls.append(tuple(logits.shape))
+        return real(loss, logits)
+
+    monkeypatch.setattr(module, "l2wrap", spy)
+    argv = ["--model", "rwkv", "--steps", "2", "--d-model", "8", "--layers", "1",
+            "--context", "16", "--batch", "4", "--sample-bytes", "2"]  # fmt: skip
+    (plain,) = module.main(argv)
+    assert calls == [] and plain["l2wrap"] is False
+    (wrapped,) = module.main([*argv, "--l2wrap"])
+    assert calls == [(16, 4, 256)] * 2 and wrapped["l2wrap"] is True
