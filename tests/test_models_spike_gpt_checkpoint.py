@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.models.spike_gpt import SpikeGPT
 from spikeflow.models.spike_gpt_checkpoint import (
     convert_spikegpt_state_dict,
     load_spikegpt,
@@ -188,3 +189,17 @@ def test_other_layouts_are_refused_naming_the_key(tmp_path):
         load_spikegpt(sd, d_model=8)
     with pytest.raises(FileNotFoundError, match=r"SpikeGPT-216M\.pth"):
         load_spikegpt(tmp_path / "SpikeGPT-216M.pth")
+
+
+def test_the_published_216m_layout_is_read_as_the_medium_preset():
+    # SpikeGPT-216M.pth's shapes (18 x 768, GPT-NeoX's 50277 tokens), on the meta device
+    with torch.device("meta"):
+        ours = SpikeGPT(vocab_size=50277, d_model=768, n_layers=18, context=1)
+    official = {
+        k: v.reshape(1, 1, -1) if ".time_mix_" in k else v for k, v in ours.state_dict().items()
+    }
+    assert official["blocks.17.att.time_mix_k"].shape == (1, 1, 768)
+    sizes = spikegpt_sizes(official)
+    assert sizes == {"vocab_size": 50277, "d_model": 768, "n_layers": 18, "ffn_mult": 4}
+    converted = convert_spikegpt_state_dict(official)
+    assert sum(v.numel() for v in converted.values()) == 215_399_424  # the paper's "216M"
