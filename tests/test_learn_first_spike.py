@@ -156,6 +156,21 @@ def test_local_normalization_matches_spyketorch():
         local_normalization(x[0], 2)
 
 
+def test_local_normalization_in_float16_keeps_zero_neighbourhoods_zero():
+    # a thresholded DoG output is mostly 0; eps = 1e-12 is 0 in float16, so a zero
+    # neighbourhood gave 0/0 = NaN and the latency coding then refused the image
+    g = torch.Generator().manual_seed(3)
+    img = 255 * torch.rand(2, 1, 28, 28, generator=g)
+    img[:, :, :, 14:] = 0  # a blank half: its DoG output is 0
+    dog = DoGFilter.on_off([(3, 3 / 9, 6 / 9), (7, 7 / 9, 14 / 9)], padding=3, threshold=50)
+    x = dog(img)
+    out = local_normalization(x.half(), 4)
+    assert out.dtype == torch.float16 and not bool(out.isnan().any())
+    ref = torch.cat([ref_local_norm(x[b : b + 1].double(), 4) for b in range(2)])
+    torch.testing.assert_close(out.double(), ref, rtol=2e-3, atol=2e-3)
+    assert intensity_to_latency(out, 15).shape == (15, 2, 4, 28, 28)
+
+
 @pytest.mark.parametrize("steps", [1, 4, 15])
 def test_intensity_to_latency_matches_spyketorchs_spike_waves(steps):
     g = torch.Generator().manual_seed(steps)

@@ -132,13 +132,17 @@ class DoGFilter(nn.Module):
 def local_normalization(x: Tensor, radius: int, eps: float = 1e-12) -> Tensor:
     """Each value of ``x [B, C, H, W]`` divided by the mean of its channel over the
     ``(2r+1) x (2r+1)`` window around it (zeros outside the image count in the mean),
-    plus ``eps`` (SpykeTorch's ``local_normalization``)."""
+    plus ``eps`` (SpykeTorch's ``local_normalization``). float16 is computed in float32
+    (``eps = 1e-12`` is 0 in float16, so a zero neighbourhood would give 0/0 = NaN)."""
     if x.dim() != 4:
         raise ShapeError(f"local_normalization: expects x [B, C, H, W], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise DTypeError(f"local_normalization: x must be floating point, got {x.dtype}")
     r = check_int("local_normalization: radius", radius, 0)
     b, c, h, w = x.shape
+    dtype = x.dtype
+    if dtype == torch.float16:
+        x = x.float()
     means = (
         F.avg_pool2d(
             x.reshape(b * c, 1, h, w), 2 * r + 1, stride=1, padding=r, count_include_pad=True
@@ -146,7 +150,7 @@ def local_normalization(x: Tensor, radius: int, eps: float = 1e-12) -> Tensor:
         if r
         else x.reshape(b * c, 1, h, w)
     )
-    return x / (means.reshape(b, c, h, w) + eps)
+    return (x / (means.reshape(b, c, h, w) + eps)).to(dtype)
 
 
 def intensity_to_latency(x: Tensor, time_steps: int, to_spike: bool = True) -> Tensor:
