@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from spikeflow.encoding import DoGFilter, dog_kernel, intensity_to_latency, local_normalization
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.learn import (
     adaptive_rstdp_rates,
     decide,
@@ -332,3 +332,44 @@ def test_shape_errors_name_the_argument():
         decide(pot, [0, 1])
     with pytest.raises(ShapeError, match="k_winners"):
         k_winners(kept[0], spikes[0])
+
+
+def test_first_spike_stdp_refuses_one_hot_trains_and_bad_winners():
+    pre, weight, pot = _potentials(5, 2, 3, 6, seed=8)
+    spikes, kept = fire_once(pot, 2.0)
+    winners, valid = k_winners(kept, spikes, 2)
+    assert valid.any()
+    # a one-spike train (not cumulative) read as latencies would give every input that
+    # ever fired the winner's potentiation: refused, naming the argument
+    one_hot_pre = torch.cat([pre[:1], pre[1:] - pre[:-1]])
+    one_hot_post = torch.cat([spikes[:1], spikes[1:] - spikes[:-1]])
+    with pytest.raises(ConfigurationError, match="pre_spikes must be a cumulative"):
+        first_spike_stdp(weight, one_hot_pre, spikes, winners, valid)
+    with pytest.raises(ConfigurationError, match="post_spikes must be a cumulative"):
+        first_spike_stdp(weight, pre, one_hot_post, winners, valid)
+    # the advertised conversion gives back the wave and the same update
+    back = one_hot_pre.cumsum(0).clamp(max=1)
+    torch.testing.assert_close(
+        first_spike_stdp(weight, back, spikes, winners, valid),
+        first_spike_stdp(weight, pre, spikes, winners, valid),
+    )
+    # a winner outside the output maps (a negative column wrapped to another receptive
+    # field before) and winners/valid of the wrong dtype name what was wrong
+    bad = winners.clone()
+    bad[0, 0] = torch.tensor([0, 1, -1])
+    valid_bad = valid.clone()
+    valid_bad[0, 0] = True
+    with pytest.raises(ShapeError, match=r"winners\[0, 0\] = \[0, 1, -1\]"):
+        first_spike_stdp(weight, pre, spikes, bad, valid_bad)
+    bad[0, 0] = torch.tensor([3, 0, 0])  # map 3 of 3
+    with pytest.raises(ShapeError, match=r"outside the output maps"):
+        first_spike_stdp(weight, pre, spikes, bad, valid_bad)
+    bad[0, 0] = torch.tensor([0, 0, 6])  # H' = W' = 8 - 3 + 1 = 6
+    with pytest.raises(ShapeError, match=r"\[C_out, H', W'\] = \[3, 6, 6\]"):
+        first_spike_stdp(weight, pre, spikes, bad, valid_bad)
+    valid_bad[0, 0] = False  # an invalid row is ignored, whatever it holds
+    first_spike_stdp(weight, pre, spikes, bad, valid_bad)
+    with pytest.raises(DTypeError, match="valid bool"):
+        first_spike_stdp(weight, pre, spikes, winners, valid.long())
+    with pytest.raises(DTypeError, match="winners int64"):
+        first_spike_stdp(weight, pre, spikes, winners.float(), valid)

@@ -211,6 +211,27 @@ def first_spike_stdp(
             f"first_spike_stdp: expects winners [B, k, 3] and valid [B, k] "
             f"with B = {batch}, got {tuple(winners.shape)}, {tuple(valid.shape)}"
         )
+    if winners.dtype not in (torch.int32, torch.int64) or valid.dtype != torch.bool:
+        raise DTypeError(
+            f"first_spike_stdp: expects winners int64 and valid bool (from k_winners), "
+            f"got {winners.dtype}, {valid.dtype}"
+        )
+    limits = torch.tensor([c_out, height - kh + 1, width - kw + 1], device=winners.device)
+    outside = valid[..., None] & ((winners < 0) | (winners >= limits))
+    if bool(outside.any()):
+        b, i = outside.any(-1).nonzero()[0].tolist()
+        raise ShapeError(
+            f"first_spike_stdp: winners[{b}, {i}] = {winners[b, i].tolist()} lies outside "
+            f"the output maps [C_out, H', W'] = {limits.tolist()}"
+        )
+    winners = winners.long() * valid[..., None]  # invalid rows: any content, read as 0
+    for name, wave in (("pre_spikes", pre_spikes), ("post_spikes", post_spikes)):
+        if bool((wave[1:] < wave[:-1]).any()):
+            raise ConfigurationError(
+                f"first_spike_stdp: {name} must be a cumulative spike wave (1 from the "
+                f"first spike on, non-decreasing in time); a one-spike-per-neuron train "
+                f"becomes one with wave.cumsum(0).clamp(max=1)"
+            )
     lo, hi = (
         check_real("first_spike_stdp: bounds[0]", bounds[0]),
         check_real("first_spike_stdp: bounds[1]", bounds[1]),
