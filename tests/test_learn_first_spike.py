@@ -373,3 +373,18 @@ def test_first_spike_stdp_refuses_one_hot_trains_and_bad_winners():
         first_spike_stdp(weight, pre, spikes, winners, valid.long())
     with pytest.raises(DTypeError, match="winners int64"):
         first_spike_stdp(weight, pre, spikes, winners.float(), valid)
+
+
+def test_k_winners_and_decide_refuse_nan_potentials():
+    # one NaN potential made its sample's keys NaN: the sample was reported silent
+    # (valid all False, decide's class -1) instead of an error
+    _, _, pot = _potentials(5, 3, 4, 6, seed=9)
+    spikes, kept = fire_once(pot, 2.0)
+    assert k_winners(kept, spikes, 2)[1].all()
+    kept[2, 1, 0, 3, 3] = math.nan
+    with pytest.raises(ConfigurationError, match=r"NaN \(samples \[1\]\)"):
+        k_winners(kept, spikes, 2)
+    pot[:, 2, 1, 0, 0] = math.nan
+    for threshold in (None, 2.0):  # the decision layer's threshold swallowed the NaN
+        with pytest.raises(ConfigurationError, match=r"fire_once: potentials hold NaN"):
+            decide(pot, [0, 1, 0, 1], threshold)

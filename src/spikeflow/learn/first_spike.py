@@ -65,6 +65,8 @@ def fire_once(potentials: Tensor, threshold: float | None) -> tuple[Tensor, Tens
     True)``.
     """
     _check_wave("fire_once", potentials)
+    if bool(potentials.isnan().any()):  # NaN never crosses a threshold: silent neurons
+        raise ConfigurationError("fire_once: potentials hold NaN")
     if threshold is None:
         last = potentials[-1:]
         kept = torch.cat(
@@ -117,6 +119,11 @@ def k_winners(
         raise ShapeError(
             f"k_winners: spikes {tuple(spikes.shape)} and potentials "
             f"{tuple(potentials.shape)} differ"
+        )
+    bad = potentials.isnan().flatten(2).any(0).any(-1) | spikes.isnan().flatten(2).any(0).any(-1)
+    if bool(bad.any()):  # a NaN key would make the whole sample look silent
+        raise ConfigurationError(
+            f"k_winners: potentials or spikes hold NaN (samples {bad.nonzero()[:, 0].tolist()})"
         )
     k = check_int("k_winners: k", k, 1)
     r = check_int("k_winners: inhibition_radius", inhibition_radius, 0)
