@@ -190,7 +190,8 @@ def first_spike_stdp(
     fired no later than the winner, else by ``a−`` (also where it never fired), times
     ``(w − lo)(hi − w)`` with ``stabilizer``. The changes of the samples (computed from
     the same weights) add up, then the weights are clipped to ``bounds``; with one
-    sample per call it is SpykeTorch's ``STDP``. ``a_plus``, ``a_minus``: numbers,
+    sample per call it is SpykeTorch's ``STDP`` (whose stabilizer is ``w(1 − w)``
+    whatever the bounds: the same for bounds ``(0, 1)``). ``a_plus``, ``a_minus``: numbers,
     per map ``[C_out]`` or per sample and map ``[B, C_out]``.
     """
     if weight.dim() != 4:
