@@ -392,3 +392,13 @@ def test_k_winners_and_decide_refuse_nan_potentials():
     for threshold in (None, 2.0):  # the decision layer's threshold swallowed the NaN
         with pytest.raises(ConfigurationError, match=r"fire_once: potentials hold NaN"):
             decide(pot, [0, 1, 0, 1], threshold)
+
+
+def test_decide_refuses_fractional_or_negative_classes():
+    _, _, pot = _potentials(4, 2, 4, 5, seed=10)
+    classes = decide(pot, torch.tensor([0.0, 1.0, 0.0, 1.0]))[0]  # whole floats are classes
+    torch.testing.assert_close(classes, decide(pot, [0, 1, 0, 1])[0])
+    with pytest.raises(ConfigurationError, match=r"whole classes >= 0, got \[0.5, 1.0"):
+        decide(pot, [0.5, 1.0, 0.0, 1.0])  # was truncated to class 0
+    with pytest.raises(ConfigurationError, match="decision_map"):
+        decide(pot, [0, -1, 0, 1])  # -1 is decide's answer for silence

@@ -358,11 +358,16 @@ def decide(
     ``winners``, ``valid`` (:func:`k_winners` with ``k = 1``) for :func:`reward_stdp`.
     """
     _check_wave("decide", potentials)
-    dmap = torch.as_tensor(decision_map, device=potentials.device).long()
-    if dmap.shape != (potentials.shape[2],):
+    raw = torch.as_tensor(decision_map, device=potentials.device)
+    if raw.shape != (potentials.shape[2],):
         raise ShapeError(
             f"decide: decision_map must have one class per map ({potentials.shape[2]}), "
-            f"got shape {tuple(dmap.shape)}"
+            f"got shape {tuple(raw.shape)}"
+        )
+    dmap = raw.long()
+    if raw.is_complex() or bool((dmap != raw).any()) or bool((dmap < 0).any()):
+        raise ConfigurationError(  # -1 means silence; 0.5 used to become class 0
+            f"decide: decision_map must hold whole classes >= 0, got {raw.tolist()}"
         )
     spikes, kept = fire_once(potentials, threshold)
     winners, valid = k_winners(kept, spikes, 1)
