@@ -402,3 +402,16 @@ def test_decide_refuses_fractional_or_negative_classes():
         decide(pot, [0.5, 1.0, 0.0, 1.0])  # was truncated to class 0
     with pytest.raises(ConfigurationError, match="decision_map"):
         decide(pot, [0, -1, 0, 1])  # -1 is decide's answer for silence
+
+
+def test_stdp_refuses_non_finite_rates():
+    pre, weight, pot = _potentials(4, 2, 3, 5, seed=11)
+    spikes, kept = fire_once(pot, 2.0)
+    winners, valid = k_winners(kept, spikes, 2)
+    with pytest.raises(ConfigurationError, match="a_plus: must be finite"):
+        first_spike_stdp(weight, pre, spikes, winners, valid, math.nan)
+    with pytest.raises(ConfigurationError, match="a_minus: must be finite"):
+        first_spike_stdp(weight, pre, spikes, winners, valid, 0.004, torch.tensor([0, math.inf, 0]))
+    with pytest.raises(ConfigurationError, match="a_minus: must be finite"):
+        reward_stdp(weight, pre, spikes, winners, valid, torch.tensor([1, -1]),
+                    anti_stdp_rates=(-0.004, math.nan))  # fmt: skip

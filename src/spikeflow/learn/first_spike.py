@@ -166,6 +166,8 @@ def _rates(name: str, rate: float | Tensor, batch: int, channels: int, like: Ten
         raise ShapeError(
             f"{name}: expects a number, [C] or [B, C] with C = {channels}, got {tuple(rate.shape)}"
         )
+    if not bool(torch.isfinite(rate).all()):  # would turn every weight it touches to NaN
+        raise ConfigurationError(f"{name}: must be finite, got {rate.tolist()}")
     return rate.expand(batch, channels)
 
 
