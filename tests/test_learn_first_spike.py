@@ -352,11 +352,23 @@ def test_first_spike_stdp_refuses_one_hot_trains_and_bad_winners():
     with pytest.raises(ConfigurationError, match="post_spikes must be a cumulative"):
         first_spike_stdp(weight, pre, one_hot_post, winners, valid)
     # the advertised conversion gives back the wave and the same update
-    back = one_hot_pre.cumsum(0).clamp(max=1)
+    back = torch.cummax((one_hot_pre > 0).to(pre.dtype), 0).values
     torch.testing.assert_close(
         first_spike_stdp(weight, back, spikes, winners, valid),
         first_spike_stdp(weight, pre, spikes, winners, valid),
     )
+    # negative weights: a potential falls below 0 after firing, so kept.sign() (the
+    # recipe for non-negative weights) drops to -1 and its sum is no latency
+    signed = weight - 0.5
+    pot = F.conv2d(pre.flatten(0, 1), signed).unflatten(0, pre.shape[:2])
+    s, kept = fire_once(pot, 0.5)
+    w, v = k_winners(kept, s, 2)
+    assert bool((kept.sign()[1:] < kept.sign()[:-1]).any())  # it does fall here
+    with pytest.raises(ConfigurationError, match=r"post_spikes .*\(negative weights\)"):
+        first_spike_stdp(signed, pre, kept.sign(), w, v, bounds=(-1.0, 1.0))
+    fixed = torch.cummax((kept.sign() > 0).to(pre.dtype), 0).values
+    torch.testing.assert_close(fixed, s)
+    first_spike_stdp(signed, pre, fixed, w, v, bounds=(-1.0, 1.0))
     # a winner outside the output maps (a negative column wrapped to another receptive
     # field before) and winners/valid of the wrong dtype name what was wrong
     bad = winners.clone()

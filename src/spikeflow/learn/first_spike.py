@@ -239,8 +239,10 @@ def first_spike_stdp(
         if bool((wave[1:] < wave[:-1]).any()):
             raise ConfigurationError(
                 f"first_spike_stdp: {name} must be a cumulative spike wave (1 from the "
-                f"first spike on, non-decreasing in time); a one-spike-per-neuron train "
-                f"becomes one with wave.cumsum(0).clamp(max=1)"
+                f"first spike on, non-decreasing in time), got one that falls; a "
+                f"one-spike train, or the sign of potentials that fall after firing "
+                f"(negative weights), becomes one with torch.cummax((x > 0).to(x.dtype), 0)"
+                f".values"
             )
     lo, hi = (
         check_real("first_spike_stdp: bounds[0]", bounds[0]),
