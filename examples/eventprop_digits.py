@@ -125,18 +125,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import os
-    import sys
+    from spikeflow.data import exit_on_missing_data
 
-    from spikeflow.data import DatasetNotFoundError
-
-    try:
-        main()
-    except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
-        advice = str(exc).replace(  # this script has no download option
-            "Pass download=True",
-            "This script does not download: point --nmnist-root at the folder that holds "
-            "N-MNIST, or pass download=True in Python",
-        )
-        print(f"{os.path.basename(sys.argv[0])}: error: {advice}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_missing_data(main, root_option="--nmnist-root")

@@ -141,14 +141,6 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    import os
-    import sys
+    from spikeflow.data import exit_on_missing_data
 
-    from spikeflow.data import DatasetNotFoundError
-
-    try:
-        main()
-    except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
-        advice = str(exc).replace("Pass download=True", "Pass --download")  # this script's flag
-        print(f"{os.path.basename(sys.argv[0])}: error: {advice}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_missing_data(main, download_option="--download")

@@ -204,13 +204,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import os
-    import sys
+    from spikeflow.data import exit_on_missing_data
 
-    from spikeflow.data import DatasetNotFoundError
-
-    try:
-        main()
-    except DatasetNotFoundError as exc:  # data missing: one line and status 2, as argparse
-        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_missing_data(main, root_option="--nmnist-root")

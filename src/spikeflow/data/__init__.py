@@ -77,6 +77,7 @@ from spikeflow.data.representations_extra import (
     to_image,
     to_sparse_frames,
 )
+from spikeflow.data.scripts import exit_on_missing_data
 from spikeflow.data.sliced_dataset import SlicedDataset
 from spikeflow.data.slicing import (
     SliceAtIndices,
@@ -154,6 +155,7 @@ __all__ = [
     "bina_rep",
     "default_cache_dir",
     "download_url",
+    "exit_on_missing_data",
     "extract_archive",
     "file_identity",
     "format_error",
