@@ -88,9 +88,29 @@ def test_bad_arguments():
         l2wrap(torch.zeros(()), torch.zeros(3, 5, dtype=torch.long))
     with pytest.raises(ShapeError, match=r"non-empty \[\.\.\., vocab\]"):
         l2wrap(torch.zeros(()), torch.zeros(0, 5))
-    with pytest.raises(ConfigurationError, match="scale must be a number >= 0"):
+    with pytest.raises(ConfigurationError, match="scale must be a finite number >= 0"):
         l2wrap(torch.zeros(()), y, -1.0)
-    with pytest.raises(ConfigurationError, match="scale must be a number >= 0"):
+    with pytest.raises(ConfigurationError, match="scale must be a finite number >= 0"):
         l2wrap_penalty(y, float("nan"))
+    with pytest.raises(ConfigurationError, match="scale must be a finite number >= 0"):
+        l2wrap(torch.zeros(()), y, float("inf"))
     with pytest.raises(ConfigurationError, match="scaled must be True or False"):
         l2wrap(torch.zeros(()), y, 1e-4, 1)
+
+
+@pytest.mark.parametrize("loss_scale", [1024.0, 65536.0])
+def test_scaled_float16_logits_under_a_loss_scaler(loss_scale):
+    # SpikeGPT's 32 x 1024 positions: scale/N = 3e-9 underflows in float16 unless the
+    # scaler's factor (65536 itself overflows float16) is applied before the cast
+    T, B, V = 1024, 32, 8
+    logits = (torch.randn(T, B, V, generator=torch.Generator().manual_seed(0)) * 2).half()
+    logits.requires_grad_()
+    (loss_scale * l2wrap(torch.zeros(()), logits, scaled=True)).backward()
+    y = logits.detach().float()
+    where = y.argmax(-1, keepdim=True)
+    want = y.gather(-1, where) * (1e-4 / (T * B) * loss_scale)
+    got = logits.grad.float()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.gather(-1, where), want, rtol=2e-3, atol=1e-7)
+    # nothing lost but what float16 cannot hold (below its subnormals, ~6e-8)
+    assert bool((got.gather(-1, where) != 0)[want.abs() > 1e-6].all())

@@ -19,7 +19,9 @@ not the regulariser's (``scale`` is the knob for that), and a loss scaler (float
 training's ``GradScaler``) leaves it unscaled, so the unscaling shrinks it.
 ``scaled=True`` multiplies it by that incoming gradient: then the backward is exactly
 the gradient of ``loss + P`` (``torch.autograd.gradcheck`` passes), which the default
-equals whenever the loss itself is backpropagated (incoming gradient 1).
+equals whenever the loss itself is backpropagated (incoming gradient 1). The term is
+computed in (at least) float32 and cast to the logits' dtype last, so float16 logits
+under a loss scaler keep it with ``scaled=True`` (``1e-4 / N`` alone underflows).
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ def _check(loss: Tensor, logits: Tensor, scale: float) -> None:
             f"l2wrap: logits must be non-empty [..., vocab] (e.g. [T, B, vocab]); "
             f"got shape {tuple(logits.shape)}"
         )
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
-        raise ConfigurationError(f"l2wrap: scale must be a number >= 0; got {scale!r}")
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not 0 <= scale < float("inf")
+    ):
+        raise ConfigurationError(f"l2wrap: scale must be a finite number >= 0; got {scale!r}")
 
 
 class _L2Wrap(torch.autograd.Function):
@@ -66,10 +72,14 @@ class _L2Wrap(torch.autograd.Function):
         (logits,) = ctx.saved_tensors
         positions = logits.numel() // logits.shape[-1]
         top, where = logits.max(-1, keepdim=True)
-        top = top * (ctx.scale / positions)
+        # at least float32 until the end: in float16, scale/N (3e-9 for 32 x 1024) makes
+        # the term underflow to 0 before a loss scaler's factor could lift it, and the
+        # factor itself (65536) overflows to inf
+        work = torch.promote_types(top.dtype, torch.float32)
+        top = top.to(work) * (ctx.scale / positions)
         if ctx.scaled:
-            top = top * grad_loss.to(top.dtype)
-        grad_logits = torch.zeros_like(logits).scatter_(-1, where, top)
+            top = top * grad_loss.to(work)
+        grad_logits = torch.zeros_like(logits).scatter_(-1, where, top.to(logits.dtype))
         return grad_loss, grad_logits, None, None
 
 
