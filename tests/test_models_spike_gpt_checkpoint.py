@@ -187,6 +187,15 @@ def test_other_layouts_are_refused_naming_the_key(tmp_path):
         convert_spikegpt_state_dict({"weight": torch.zeros(3, 3)})
     with pytest.raises(ConfigurationError, match="'d_model' comes from the checkpoint"):
         load_spikegpt(sd, d_model=8)
+    nan = {k: v.clone() for k, v in sd.items()}
+    nan["blocks.1.att.time_decay"][3] = float("nan")
+    with pytest.raises(ConfigurationError, match=r"'blocks.1.att.time_decay' holds 1 non-fin"):
+        load_spikegpt(nan)
+    inf = {**sd, "head.weight": sd["head.weight"].clone().fill_(float("inf"))}
+    with pytest.raises(ConfigurationError, match=r"'head.weight' holds 800 non-finite"):
+        convert_spikegpt_state_dict(inf)
+    with pytest.raises(ConfigurationError, match=r"dtype must be a floating-point.*int64"):
+        load_spikegpt(sd, dtype=torch.int64)
     with pytest.raises(FileNotFoundError, match=r"SpikeGPT-216M\.pth"):
         load_spikegpt(tmp_path / "SpikeGPT-216M.pth")
 

@@ -121,8 +121,8 @@ def convert_spikegpt_state_dict(
     tensor keeps its key and shape (module docstring). Each key is checked against
     ``model`` (by default a ``spike_gpt`` of the sizes :func:`spikegpt_sizes` reads):
     a missing key, an extra key or a tensor of the wrong shape is a
-    ``ConfigurationError``/``ShapeError`` naming the key. dtypes are kept (loading
-    casts to the model's).
+    ``ConfigurationError``/``ShapeError`` naming the key, and so is a NaN or infinite
+    value. dtypes are kept (loading casts to the model's).
     """
     state = _strip_prefix(state_dict)
     if model is None:
@@ -162,6 +162,12 @@ def convert_spikegpt_state_dict(
             raise ConfigurationError(
                 f"SpikeGPT checkpoint: {key!r} must be floating point; got {value.dtype}"
             )
+        if value.device.type != "meta" and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ConfigurationError(
+                f"SpikeGPT checkpoint: {key!r} holds {bad} non-finite value(s) (NaN/inf: "
+                "a diverged or corrupted checkpoint); refusing to load it"
+            )
         out[key] = value
     return out
 
@@ -183,6 +189,10 @@ def load_spikegpt(
         kwargs: further :class:`~spikeflow.models.spike_gpt.SpikeGPT` arguments (not
             the sizes, which come from the tensors).
     """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ConfigurationError(
+            f"load_spikegpt: dtype must be a floating-point torch.dtype; got {dtype!r}"
+        )
     if isinstance(checkpoint, (str, os.PathLike)):
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"SpikeGPT checkpoint: no file {os.fspath(checkpoint)!r}")
