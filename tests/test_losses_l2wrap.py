@@ -114,3 +114,11 @@ def test_scaled_float16_logits_under_a_loss_scaler(loss_scale):
     torch.testing.assert_close(got.gather(-1, where), want, rtol=2e-3, atol=1e-7)
     # nothing lost but what float16 cannot hold (below its subnormals, ~6e-8)
     assert bool((got.gather(-1, where) != 0)[want.abs() > 1e-6].all())
+
+
+def test_penalty_of_float16_logits_is_finite():
+    # 32 x 1024 positions: the float16 sum of squared maxima (~8e5) passes 65504
+    y = torch.randn(1024, 32, 16, generator=torch.Generator().manual_seed(0)) * 2
+    value = l2wrap_penalty(y.half())
+    assert value.dtype == torch.float16
+    torch.testing.assert_close(value.double(), l2wrap_penalty(y.half().double()), rtol=1e-3, atol=0)

@@ -112,7 +112,9 @@ def l2wrap(
 def l2wrap_penalty(logits: Tensor, scale: float = L2WRAP_SCALE) -> Tensor:
     """``scale / (2 N) · Σ max_j(logits)²`` over the ``N`` positions of ``logits``
     (``[..., vocab]``): the penalty whose gradient :func:`l2wrap` adds (at ties of the
-    largest logit, autograd's choice of subgradient may differ)."""
+    largest logit, autograd's choice of subgradient may differ). Summed in (at least)
+    float32 and returned in the logits' dtype (a float16 sum of squares overflows)."""
     _check(torch.zeros(()), logits, scale)
     positions = logits.numel() // logits.shape[-1]
-    return logits.amax(-1).square().sum() * (scale / (2 * positions))
+    top = logits.amax(-1).to(torch.promote_types(logits.dtype, torch.float32))
+    return (top.square().sum() * (scale / (2 * positions))).to(logits.dtype)
