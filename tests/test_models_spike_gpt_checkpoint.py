@@ -194,6 +194,9 @@ def test_other_layouts_are_refused_naming_the_key(tmp_path):
     inf = {**sd, "head.weight": sd["head.weight"].clone().fill_(float("inf"))}
     with pytest.raises(ConfigurationError, match=r"'head.weight' holds 800 non-finite"):
         convert_spikegpt_state_dict(inf)
+    empty = {**sd, "blocks.0.ffn.key.weight": torch.zeros(0, WIDTH)}  # ffn_mult 0
+    with pytest.raises(ConfigurationError, match=r"'blocks.0.ffn.key.weight' must be.*\(0, 16\)"):
+        spikegpt_sizes(empty)
     with pytest.raises(ConfigurationError, match=r"dtype must be a floating-point.*int64"):
         load_spikegpt(sd, dtype=torch.int64)
     with pytest.raises(FileNotFoundError, match=r"SpikeGPT-216M\.pth"):

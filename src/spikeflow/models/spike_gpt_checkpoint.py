@@ -98,7 +98,7 @@ def spikegpt_sizes(state_dict: Mapping[str, Any]) -> dict[str, int]:
     if not blocks:
         raise ConfigurationError("SpikeGPT checkpoint: no 'blocks.N.' keys")
     hidden = state.get("blocks.0.ffn.key.weight")
-    if hidden is None or hidden.dim() != 2 or hidden.shape[0] % width:
+    if hidden is None or hidden.dim() != 2 or hidden.shape[0] % width or not hidden.shape[0]:
         raise ConfigurationError(
             "SpikeGPT checkpoint: 'blocks.0.ffn.key.weight' must be [ffn_mult * d_model, "
             f"d_model] with d_model = {width}; got "
