@@ -432,12 +432,12 @@ def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: in
     total = sum(e.size for e in files)
     largest = max(files, key=lambda e: e.size, default=None)
     biggest = "" if largest is None else (
-        f"; the largest, {'/'.join(largest.parts)!r}, {largest.size} bytes"
+        f" (the largest file: {'/'.join(largest.parts)!r}, {largest.size} bytes)"
     )  # fmt: skip
     if max_bytes is not None and total > max_bytes:
         raise UnsafeArchiveError(
-            f"{archive}: its files declare {total} bytes in all{biggest}, more than "
-            f"max_bytes={max_bytes}"
+            f"{archive}: its files declare {total} bytes in all, more than "
+            f"max_bytes={max_bytes}{biggest}"
         )
     try:  # each file takes whole blocks: 10^5 files of 10 bytes fill 400 MB, not 1 MB
         block = max(int(os.statvfs(dest).f_frsize), 1)
@@ -447,9 +447,9 @@ def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: in
     free = shutil.disk_usage(dest).free
     if need > free:
         raise UnsafeArchiveError(
-            f"{archive}: its files declare {total} bytes in all{biggest} ({need} on disk in "
-            f"{block}-byte blocks), more than the {free} bytes free in {dest}; free space "
-            "there or extract elsewhere"
+            f"{archive}: its files declare {total} bytes in all ({need} on disk in "
+            f"{block}-byte blocks), more than the {free} bytes free in {dest}{biggest}; "
+            "free space there or extract elsewhere"
         )
 
 
