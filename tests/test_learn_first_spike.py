@@ -140,9 +140,14 @@ def test_dog_filter_pads_kernels_and_thresholds_like_spyketorchs_filter():
     kernels = [ref_dog(3, 3 / 9, 6 / 9), ref_dog(3, 6 / 9, 3 / 9), ref_dog(7, 7 / 9, 14 / 9),
                ref_dog(7, 14 / 9, 7 / 9)]  # fmt: skip
     bank = torch.stack([F.pad(k, [(7 - k.shape[0]) // 2] * 4) for k in kernels])[:, None]
-    expect = F.conv2d(img, bank.float().double(), padding=3)
+    # float64 images are filtered with the float64 kernels (a float32 copy was off by ~1e-7)
+    expect = F.conv2d(img, bank, padding=3)
     expect = torch.where(expect < 50, torch.zeros_like(expect), expect)
-    torch.testing.assert_close(filt(img), expect)
+    torch.testing.assert_close(filt(img), expect, rtol=1e-12, atol=1e-12)
+    out32 = filt(img.float())  # float32 images: the kernels rounded to float32
+    assert out32.dtype == torch.float32
+    expect32 = F.conv2d(img.float(), bank.float(), padding=3)
+    torch.testing.assert_close(out32, torch.where(expect32 < 50, 0.0, expect32))
     assert filt(img[:, 0]).shape == (2, 4, 20, 20)
     with pytest.raises(ShapeError, match=r"\[B, 1, H, W\]"):
         filt(torch.rand(2, 3, 8, 8))

@@ -67,7 +67,8 @@ class DoGFilter(nn.Module):
         threshold: outputs below it become 0 (None: none).
         use_abs: the absolute value of the outputs (after the threshold).
 
-    Input ``[B, 1, H, W]`` (or ``[B, H, W]``), output ``[B, len(kernels), H', W']``.
+    Input ``[B, 1, H, W]`` (or ``[B, H, W]``), output ``[B, len(kernels), H', W']``, in
+    the input's dtype (the kernels are kept in float64, :attr:`weight`, and cast to it).
     :meth:`on_off` makes the usual on/off pairs. Kheradpisheh et al. and Mozafari et al.
     use ``DoGFilter.on_off([(3, 3/9, 6/9), (7, 7/9, 14/9), (13, 13/9, 26/9)],
     padding=6, threshold=50)`` on pixels in 0-255.
@@ -88,7 +89,9 @@ class DoGFilter(nn.Module):
         made = [dog_kernel(*k) for k in kernels]
         size = max(k.shape[-1] for k in made)
         padded = [F.pad(k, [(size - k.shape[-1]) // 2] * 4) for k in made]
-        self.register_buffer("weight", torch.stack(padded)[:, None].float())
+        # kept in float64 (dog_kernel's dtype) and cast to the input's dtype in forward:
+        # a float32 copy rounded the kernel of float64 inputs to ~1e-7
+        self.register_buffer("weight", torch.stack(padded)[:, None])
         self.padding = check_int("DoGFilter: padding", padding, 0)
         self.threshold = (
             None if threshold is None else check_real("DoGFilter: threshold", threshold)
