@@ -136,6 +136,43 @@ def test_each_process_takes_its_share_of_the_global_batchs_views():
         TwoViews()(x, torch.Generator(), 3, 3)
 
 
+def _loop_views(x, generator, rank=0, world_size=1):
+    """The views as the first TwoViews made them: a loop over samples, each shifted by
+    slicing into zeros, the same draws in the same order."""
+    height, width = x.shape[-2:]
+    reach_y, reach_x = height // 8, width // 8
+    views, drawn = [], (world_size * len(x),)
+    for _ in range(2):
+        dy = torch.randint(-reach_y, reach_y + 1, drawn, generator=generator)[rank::world_size]
+        dx = torch.randint(-reach_x, reach_x + 1, drawn, generator=generator)[rank::world_size]
+        for sample, a, b in zip(x, dy.tolist(), dx.tolist(), strict=True):
+            out = torch.zeros_like(sample)
+            out[..., max(a, 0) : height + min(a, 0), max(b, 0) : width + min(b, 0)] = sample[
+                ..., max(-a, 0) : height + min(-a, 0), max(-b, 0) : width + min(-b, 0)
+            ]
+            views.append(out)
+    return torch.stack(views)
+
+
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [((16, 4, 2, 64, 48), torch.float32), ((6, 3, 16, 16), torch.float64),
+     ((9, 3, 1, 1, 40), torch.float32), ((5, 2, 9, 30), torch.bool)],
+)  # fmt: skip
+def test_two_views_equal_the_per_sample_loop(shape, dtype):
+    """The vectorised views equal the old loop's, value for value, for the same seed
+    (and each process's share), with infinities and NaNs moved like any value."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    x = x > 0 if dtype == torch.bool else x.to(dtype)
+    if x.is_floating_point():
+        x[0, ..., 0, 5], x[-1, ..., -1, -4] = float("inf"), float("nan")
+    for rank, world in [(0, 1), (0, 2), (1, 2)]:
+        expect = _loop_views(x, torch.Generator().manual_seed(11), rank, world)
+        got = TwoViews()(x, torch.Generator().manual_seed(11), rank, world)
+        assert got.dtype == dtype and got.shape == expect.shape
+        torch.testing.assert_close(got, expect, rtol=0, atol=0, equal_nan=True)
+
+
 def test_a_stcl_run_trains_on_two_views(tmp_path, monkeypatch):
     """``--loss stcl``: every training batch reaches the model as 2B samples (``tcl``:
     B), and the run ends with finite losses."""

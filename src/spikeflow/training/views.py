@@ -18,6 +18,7 @@ uninterrupted one).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow.errors import ShapeError
@@ -28,16 +29,25 @@ __all__ = ["TWO_VIEW_LOSSES", "TwoViews"]
 TWO_VIEW_LOSSES = ("stcl",)
 
 
-def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
-    """``x`` ``[..., H, W]`` moved by ``dy`` rows and ``dx`` columns, zeros filling in."""
-    out = torch.zeros_like(x)
-    height, width = x.shape[-2:]
-    rows_to = slice(max(dy, 0), height + min(dy, 0))
-    rows_from = slice(max(-dy, 0), height + min(-dy, 0))
-    cols_to = slice(max(dx, 0), width + min(dx, 0))
-    cols_from = slice(max(-dx, 0), width + min(-dx, 0))
-    out[..., rows_to, cols_to] = x[..., rows_from, cols_from]
-    return out
+def _shifted(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
+    """``[B, ..., H, W]`` -> ``[2B, ..., H, W]``: sample ``i % B`` moved by ``dy[i]`` rows
+    and ``dx[i]`` columns (``|dy| <= H // 8``, ``|dx| <= W // 8``), zeros filling in.
+
+    One gather per view from the zero-padded batch: output pixel ``(r, c)`` of sample
+    ``i`` reads padded pixel ``(r + reach_y - dy[i], c + reach_x - dx[i])``.
+    """
+    batch, (height, width) = len(x), x.shape[-2:]
+    reach_y, reach_x = height // 8, width // 8
+    flat = x.reshape(batch, -1, height, width)
+    padded = F.pad(flat, (reach_x, reach_x, reach_y, reach_y)).flatten(2)  # [B, M, Hp*Wp]
+    rows = torch.arange(height, device=x.device) + reach_y - dy.to(x.device)[:, None]
+    cols = torch.arange(width, device=x.device) + reach_x - dx.to(x.device)[:, None]
+    index = (rows[:, :, None] * (width + 2 * reach_x) + cols[:, None, :]).flatten(1)
+    out = x.new_empty((2 * batch, flat.shape[1], height * width))
+    for view in range(2):  # into the output's halves: no stack or cat copy after
+        part = slice(view * batch, (view + 1) * batch)
+        torch.gather(padded, 2, index[part, None].expand(-1, flat.shape[1], -1), out=out[part])
+    return out.view(2 * batch, *x.shape[1:])
 
 
 class TwoViews:
@@ -74,10 +84,9 @@ class TwoViews:
             )
         if not 0 <= rank < world_size:
             raise ShapeError(f"TwoViews: rank {rank} is not in [0, world_size = {world_size})")
-        views, drawn = [], (world_size * len(x),)
-        for _ in range(2):
-            dy = torch.randint(-reach_y, reach_y + 1, drawn, generator=generator)[rank::world_size]
-            dx = torch.randint(-reach_x, reach_x + 1, drawn, generator=generator)[rank::world_size]
-            pairs = zip(x, dy.tolist(), dx.tolist(), strict=True)
-            views.append(torch.stack([_shift(sample, rows, cols) for sample, rows, cols in pairs]))
-        return torch.cat(views)
+        dys, dxs, drawn = [], [], (world_size * len(x),)
+        for _ in range(2):  # (the draws in this order: view 1's dy then dx, then view 2's)
+            dys.append(torch.randint(-reach_y, reach_y + 1, drawn, generator=generator))
+            dxs.append(torch.randint(-reach_x, reach_x + 1, drawn, generator=generator))
+        share = slice(rank, None, world_size)
+        return _shifted(x, torch.cat([d[share] for d in dys]), torch.cat([d[share] for d in dxs]))
