@@ -196,3 +196,40 @@ def test_a_stcl_run_trains_on_two_views(tmp_path, monkeypatch):
         result = Trainer(config, log=None).fit()
         assert set(seen) == {size}, loss
         assert all(math.isfinite(row["train_loss"]) for row in result.history)
+
+
+def test_a_stcl_run_on_audio_features_is_refused_before_training(tmp_path, monkeypatch):
+    """SHD's frames ``[T, 700]`` batch to ``[B, T, 700]``, which the two views cannot
+    shift: ``Trainer`` refuses the run at setup with the message the first step gave
+    (that of TwoViews on a real batch of the dataset), having trained nothing."""
+    pytest.importorskip("h5py", reason="SHD files need h5py")
+    import numpy as np
+
+    from spikeflow.data import SHD
+    from spikeflow.training import Trainer, trainer_steps
+    from test_data_datasets_audio_numpy import audio_samples, write_spiking_audio
+    from train_runs import tiny
+
+    root = tmp_path / "shd"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 4)):
+        samples, labels = audio_samples(rng, n, 20)
+        write_spiking_audio(root / f"shd_{split}.h5", samples, labels, SHD.classes)
+    config = tiny(tmp_path, "run", dataset="shd", data_dir=str(root), model="rsnn",
+                  loss="stcl", T=12, epochs=1, batch_size=4, train_samples=None,
+                  test_samples=None, model_kwargs={"hidden": 8, "hidden_layers": 1})  # fmt: skip
+
+    def no_step(*args):
+        raise AssertionError("a training step ran: the run was not refused at setup")
+
+    monkeypatch.setattr(trainer_steps.StepsMixin, "_train_step", no_step)
+    with pytest.raises(ShapeError) as refused:
+        Trainer(config, log=None).fit()
+    data = SHD(root, train=True, data_type="frame", frames_number=12, split_by="number")
+    batch = torch.stack([data[i][0] for i in range(4)])
+    with pytest.raises(ShapeError) as at_step:
+        TwoViews()(batch, torch.Generator().manual_seed(0))
+    assert str(refused.value) == str(at_step.value)
+    assert "got a batch of shape (4, 12, 700)" in str(refused.value)
+    assert not (tmp_path / "run" / "last.pt").exists()

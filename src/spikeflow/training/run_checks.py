@@ -17,6 +17,9 @@ run has written nothing and, with ``--overwrite``, removed nothing
 - The neurons built for a fixed number of steps (PSN, masked PSN, GLIF, DSR: their
   ``check_steps``) against the steps their layer sees: ``T``, in a model that keeps the
   steps of its input, or what the model's ``layer_steps`` says (``delay_snn``).
+
+And, with ``--loss stcl`` (:func:`check_two_view_data`), the dataset's batch shape
+against what its two views can shift (not audio features ``[B, T, F]``).
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.losses import LossFn, check_loss_fits, get_loss, non_finite_loss_cause
 from spikeflow.models.common import output_steps
 from spikeflow.training.config import TrainConfig
-from spikeflow.training.data import DataInfo
+from spikeflow.training.data import DataInfo, dataset_shape
+from spikeflow.training.views import check_two_view_batch
 
 __all__ = [
     "check_classes",
     "check_neuron_steps",
     "check_pixel_steps",
     "check_tbptt_run",
+    "check_two_view_data",
     "non_finite_advice",
     "run_loss",
 ]
@@ -56,6 +61,16 @@ def run_loss(config: TrainConfig, model: nn.Module, info: DataInfo) -> LossFn:
     check_neuron_steps(config, model)
     check_pixel_steps(config, model, info)
     return get_loss(config.loss, **config.loss_kwargs)
+
+
+def check_two_view_data(config: TrainConfig, info: DataInfo, batch: int) -> None:
+    """Raise the ShapeError the first ``--loss stcl`` step would (its two views,
+    :func:`~spikeflow.training.views.check_two_view_batch`) for the batches of
+    ``batch`` samples of the dataset: ``[B, *step]`` for static images, else frames
+    ``[B, T, *step]`` (the step shape from
+    :func:`~spikeflow.training.data.dataset_shape`; no file is opened)."""
+    _, step = dataset_shape(config.dataset, config.dataset_kwargs)
+    check_two_view_batch((batch, *step) if info.static else (batch, config.T, *step))
 
 
 def check_pixel_steps(config: TrainConfig, model: nn.Module, info: DataInfo) -> None:

@@ -45,7 +45,7 @@ from spikeflow.training.pruning import (
     make_threshold_schedule,
     prune_settings,
 )
-from spikeflow.training.run_checks import check_tbptt_run
+from spikeflow.training.run_checks import check_tbptt_run, check_two_view_data
 from spikeflow.training.run_folder import (
     carry_history,
     check_output_dir,
@@ -203,6 +203,8 @@ class SetupMixin:
         )
         # --loss stcl: the model sees two augmented views of each batch
         self.views = TwoViews() if loss_key(cfg.loss) in TWO_VIEW_LOSSES else None
+        if self.views is not None:  # refused now, not at the first step (audio [B, T, F])
+            check_two_view_data(cfg, self.info, self.per_rank_batch)
         self.readout = self._resolved_readout()
         # (under --compile too: its hooks add to tensors, which the graph does not guard
         # on the values of, so recording recompiles nothing after the first steps)

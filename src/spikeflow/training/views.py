@@ -23,10 +23,32 @@ from torch import Tensor
 
 from spikeflow.errors import ShapeError
 
-__all__ = ["TWO_VIEW_LOSSES", "TwoViews"]
+__all__ = ["TWO_VIEW_LOSSES", "TwoViews", "check_two_view_batch"]
 
 #: The losses the trainer feeds two augmented views of each batch.
 TWO_VIEW_LOSSES = ("stcl",)
+
+
+def check_two_view_batch(shape: tuple[int, ...]) -> None:
+    """Raise the ShapeError :class:`TwoViews` gives a batch of ``shape`` it cannot make
+    two views of (the trainer checks the dataset's batch shape with it before training).
+
+    Raises:
+        ShapeError: fewer than 4 dims (audio features ``[B, T, F]``, a flat vector), or
+            ``H x W`` shorter than 8 on both axes.
+    """
+    if len(shape) < 4:
+        raise ShapeError(
+            f"stcl's two views shift images [B, C, H, W] or frames "
+            f"[B, T, C, H, W]; got a batch of shape {shape}"
+        )
+    height, width = shape[-2:]
+    if height < 8 and width < 8:
+        raise ShapeError(
+            f"stcl's two views shift by up to 1/8 of the height and width: an input of "
+            f"H x W = {height} x {width} (batch of shape {shape}) cannot be "
+            f"shifted, its two views would be the same (at least 8 on one axis)"
+        )
 
 
 def _shifted(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
@@ -69,19 +91,8 @@ class TwoViews:
             ShapeError: a batch without two spatial dims after the channels (audio
                 features ``[B, T, F]``, a flat vector), or shorter than 8 on both.
         """
-        if x.dim() < 4:
-            raise ShapeError(
-                f"stcl's two views shift images [B, C, H, W] or frames "
-                f"[B, T, C, H, W]; got a batch of shape {tuple(x.shape)}"
-            )
-        height, width = x.shape[-2:]
-        reach_y, reach_x = height // 8, width // 8
-        if reach_y == reach_x == 0:
-            raise ShapeError(
-                f"stcl's two views shift by up to 1/8 of the height and width: an input of "
-                f"H x W = {height} x {width} (batch of shape {tuple(x.shape)}) cannot be "
-                f"shifted, its two views would be the same (at least 8 on one axis)"
-            )
+        check_two_view_batch(tuple(x.shape))
+        reach_y, reach_x = x.shape[-2] // 8, x.shape[-1] // 8
         if not 0 <= rank < world_size:
             raise ShapeError(f"TwoViews: rank {rank} is not in [0, world_size = {world_size})")
         dys, dxs, drawn = [], [], (world_size * len(x),)
