@@ -245,3 +245,22 @@ def test_a_fold_that_rounds_every_weight_to_zero_is_refused_naming_the_tau(tmp_p
     net[1].decay_input = False  # nothing folded: the weights stay as they are
     assert netx_problems(net) == []
     export_netx(net, tmp_path / "kept.net", (20,))
+
+
+def test_a_fold_that_keeps_only_the_bias_says_the_layer_gets_a_constant_drive(tmp_path):
+    """tau = 1e5 rounds every folded weight to 0, but a bias of 1000 folds to 0.01,
+    mantissa round(64 * 0.01) = 1: the layer still gets its bias each step, so the
+    refusal says so instead of "never get input" (a bias of 1 folds to 0: it does)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(20, 10), _plif(1e5)).double()
+    with torch.no_grad():
+        net[0].bias.zero_()
+        net[0].bias[:3] = 1000.0
+    constant = r"only the constant drive of its bias \(3 of 10 bias values survive the fold\)"
+    with pytest.raises(ConfigurationError, match=constant) as refused:
+        export_netx(net, tmp_path / "bias.net", (20,))
+    assert "never get input" not in str(refused.value)
+    with torch.no_grad():
+        net[0].bias[:3] = 1.0  # 1e-5: mantissa 0, nothing left
+    with pytest.raises(ConfigurationError, match="the layer would never get input"):
+        on_netx_grid(net)

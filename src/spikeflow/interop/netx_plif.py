@@ -86,12 +86,22 @@ def plif_fold_problem(synapse: nn.Module, module: ParametricLIFNode) -> str | No
     if bool(lava_weight_integers(weight * factor, "export_netx").ne(0).any()):
         return None
     largest = float(weight.abs().max())
+    # the bias, folded too, is the neurons' bias mantissa round(64 b) (netx._voltage_bias)
+    bias = synapse.bias
+    mant = torch.zeros(0) if bias is None else torch.round(bias.detach().double() * factor * 64)
+    kept = int(mant.ne(0).sum())
+    outcome = (
+        "the layer would never get input"
+        if kept == 0
+        else f"the layer would get no input from the layer before it, only the constant "
+        f"drive of its bias ({kept} of {mant.numel()} bias values survive the fold)"
+    )
     return (
         f"its trained tau = {1 / factor:.6g} steps (decay_input=True: the input is "
         f"divided by tau) scales the weights of the synapse before it by 1/tau = "
         f"{factor:.3g}, and every one rounds to 0 on Lava-DL's weight grid (steps of 1/32; "
-        f"the largest, {largest:.3g}, becomes {largest * factor:.3g}): the layer would never "
-        "get input. Train it with decay_input=False, a shorter tau or larger weights"
+        f"the largest, {largest:.3g}, becomes {largest * factor:.3g}): {outcome}. Train it "
+        "with decay_input=False, a shorter tau or larger weights"
     )
 
 
