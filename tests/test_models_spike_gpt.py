@@ -135,6 +135,71 @@ def test_top_p_keeps_the_smallest_likely_set():
     assert (counts - 0.25).abs().max() < 0.03
 
 
+def test_banned_tokens_are_never_sampled_and_leave_the_others_odds():
+    # SpikeGPT's run.py never samples token 0 (<|endoftext|>): the ban's use
+    logits = torch.log(torch.tensor([[0.5, 0.1, 0.2, 0.2], [0.1, 0.6, 0.1, 0.2]]))
+    before = logits.clone()
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_next(logits, 1.0, 1.0, g, [0]) for _ in range(4000)])
+    assert torch.equal(logits, before)  # the ban works on a copy
+    # row 0 without token 0: 0.1, 0.2, 0.2 renormalised to 1/5, 2/5, 2/5; row 1: 2/3, 1/9, 2/9
+    expected = torch.tensor([[0.0, 0.2, 0.4, 0.4], [0.0, 6 / 9, 1 / 9, 2 / 9]], dtype=torch.float64)
+    for row in range(2):
+        counts = torch.bincount(draws[:, row], minlength=4).double() / draws.shape[0]
+        assert counts[0] == 0
+        assert (counts - expected[row]).abs().max() < 0.03
+    # before top-p: without token 0, {0.2, 0.2} of 0.5 are the nucleus of row 0 at 0.6
+    draws = torch.stack([sample_next(logits, 1.0, 0.6, g, torch.tensor([0])) for _ in range(500)])
+    assert set(draws[:, 0].tolist()) == {2, 3}
+    assert torch.equal(sample_next(logits, 0.0, banned_tokens=[0, 1]), torch.tensor([2, 3]))
+    assert torch.equal(sample_next(logits, 1e-320, banned_tokens=[0, 3]), torch.tensor([2, 1]))
+    # generate: the model's likely tokens banned, never drawn; the logits it returns are
+    # the model's (the full forward's), the ban applied in the sampling only
+    model = _model()
+    prompt = _tokens(10, batch=2)
+    free = model.generate(prompt, 30, 2.0, generator=torch.Generator().manual_seed(1))
+    banned = torch.bincount(free.flatten(), minlength=256).topk(3).indices.tolist()
+    g = torch.Generator().manual_seed(1)
+    new, seen = model.generate(
+        prompt, 30, 2.0, generator=g, return_logits=True, banned_tokens=banned
+    )
+    assert not torch.isin(new, torch.tensor(banned)).any()
+    full = model(torch.cat([prompt, new]))
+    torch.testing.assert_close(seen, full[9:39], rtol=1e-10, atol=1e-10)
+    assert torch.isfinite(seen).all()
+    greedy = model.generate(prompt, 8, temperature=0.0, banned_tokens=banned)
+    full = model(torch.cat([prompt, greedy]))[9:17].index_fill(-1, torch.tensor(banned), -1e9)
+    assert torch.equal(greedy, full.argmax(-1))
+    # an empty ban is no ban: the same draws as without one
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.equal(
+        model.generate(prompt, 6, generator=g1),
+        model.generate(prompt, 6, generator=g2, banned_tokens=[]),
+    )
+
+
+@pytest.mark.parametrize(
+    "banned, message",
+    [
+        ([256], r"id 256 is outside the vocabulary \[0, 256\)"),
+        ([3, -1], r"id -1 is outside the vocabulary"),
+        ([1.0], r"int token ids; got 1\.0 \(float\)"),
+        ([True], r"int token ids; got True \(bool\)"),
+        (torch.tensor([1.0]), r"integer token ids; got a torch\.float32 tensor"),
+        (torch.ones(2, 2, dtype=torch.long), r"1-D integer tensor.*shape \(2, 2\)"),
+        (5, r"sequence of int token ids.*got int"),
+        (list(range(256)), r"bans all 256 tokens"),
+        (torch.arange(256).repeat(2), r"bans all 256 tokens"),
+    ],
+)
+def test_banned_tokens_errors(banned, message):
+    model = _model(n_layers=1)
+    with pytest.raises(ConfigurationError, match=message):
+        model.generate(_tokens(4), 2, banned_tokens=banned)
+    with pytest.raises(ConfigurationError, match=message):
+        sample_next(torch.zeros(1, 256), banned_tokens=banned)
+
+
 def test_generation_edges_context_dtypes_and_long_prompts():
     model = _model()
     prompt = _tokens(48, batch=2)

@@ -23,7 +23,7 @@ and the logits it samples from equal the whole-sequence forward's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -37,7 +37,7 @@ from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_in
 from spikeflow.models.registry import register_model
 from spikeflow.surrogate import ATan
 
-__all__ = ["PRESETS", "SpikeGPT", "sample_next", "spike_gpt"]
+__all__ = ["PRESETS", "SpikeGPT", "check_banned_tokens", "sample_next", "spike_gpt"]
 
 #: SpikeGPT's neurons: SpikingJelly's MultiStepLIFNode(tau=2, ATan(alpha=2), threshold 1).
 _SPIKEGPT_LIF: dict[str, Any] = {
@@ -152,14 +152,15 @@ class SpikeGPT(nn.Module):
         generator: torch.Generator | None = None,
         beyond_context: bool = False,
         return_logits: bool = False,
+        banned_tokens: Sequence[int] | Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Sample ``n_tokens`` tokens after ``prompt`` (``[T, B]`` ids), in eval mode.
 
         The prompt runs once as a sequence; each new token is then one step from the
         carried state. Returns the new tokens ``[n_tokens, B]`` (and, with
         ``return_logits``, the logits each was sampled from, ``[n_tokens, B, vocab]``,
-        before temperature and top-p). There is no end-of-text token: it always samples
-        ``n_tokens``.
+        before the ban, temperature and top-p). There is no end-of-text token: it always
+        samples ``n_tokens``.
 
         Args:
             prompt: token ids ``[T, B]`` (any integer dtype).
@@ -172,9 +173,14 @@ class SpikeGPT(nn.Module):
                 prompt and the new tokens but the last (``T + n_tokens - 1``); a prompt
                 longer than ``context`` then runs in pieces of ``context`` tokens, the
                 state carried (the model never saw such lengths in training).
+            return_logits: also return the logits each token was sampled from.
+            banned_tokens: token ids never sampled (their logits set to ``-inf`` before
+                temperature and top-p), e.g. ``[0]`` for GPT-NeoX's ``<|endoftext|>`` as
+                SpikeGPT's ``run.py`` does; ids in ``[0, vocab_size)``, not all of them.
         """
         self.check_tokens(prompt, beyond_context)
         check_int("n_tokens", n_tokens, 1)
+        banned = check_banned_tokens(banned_tokens, self.vocab_size)
         read = prompt.shape[0] + n_tokens - 1  # the last token sampled is never read
         if read > self.context and not beyond_context:
             raise ShapeError(
@@ -191,7 +197,7 @@ class SpikeGPT(nn.Module):
             tokens, seen = [], []
             for index in range(n_tokens):
                 seen.append(logits[-1])
-                tokens.append(sample_next(logits[-1], temperature, top_p, generator))
+                tokens.append(sample_next(logits[-1], temperature, top_p, generator, banned))
                 if index + 1 < n_tokens:
                     logits, state = run(self, tokens[-1].unsqueeze(0), state)
         finally:
@@ -203,23 +209,75 @@ class SpikeGPT(nn.Module):
         return f"vocab_size={self.vocab_size}, context={self.context}, spiking={self.spiking}"
 
 
+def check_banned_tokens(
+    banned_tokens: Sequence[int] | Tensor | None, vocab_size: int
+) -> Tensor | None:
+    """``banned_tokens`` as a 1-D ``torch.long`` tensor of ids (None if None or empty),
+    or a ``ConfigurationError`` unless each is an integer in ``[0, vocab_size)`` and at
+    least one token of the vocabulary is left to sample."""
+    if banned_tokens is None:
+        return None
+    if isinstance(banned_tokens, Tensor):
+        if banned_tokens.is_floating_point() or banned_tokens.is_complex():
+            raise ConfigurationError(
+                f"banned_tokens must be integer token ids; got a {banned_tokens.dtype} tensor"
+            )
+        if banned_tokens.dtype == torch.bool or banned_tokens.dim() > 1:
+            raise ConfigurationError(
+                "banned_tokens must be a 1-D integer tensor or a sequence of ints; got a "
+                f"{banned_tokens.dtype} tensor of shape {tuple(banned_tokens.shape)}"
+            )
+        ids = banned_tokens.reshape(-1).long()
+    else:
+        if isinstance(banned_tokens, (str, bytes)) or not isinstance(banned_tokens, Sequence):
+            raise ConfigurationError(
+                "banned_tokens must be a sequence of int token ids or a 1-D integer tensor; "
+                f"got {type(banned_tokens).__name__}"
+            )
+        for value in banned_tokens:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(
+                    f"banned_tokens must hold int token ids; got {value!r} ({type(value).__name__})"
+                )
+        ids = torch.tensor(list(banned_tokens), dtype=torch.long)
+    if ids.numel() == 0:
+        return None
+    outside = ids[(ids < 0) | (ids >= vocab_size)]
+    if outside.numel():
+        raise ConfigurationError(
+            f"banned_tokens: id {int(outside[0])} is outside the vocabulary [0, {vocab_size})"
+        )
+    if ids.unique().numel() == vocab_size:
+        raise ConfigurationError(
+            f"banned_tokens bans all {vocab_size} tokens of the vocabulary: none is left to sample"
+        )
+    return ids
+
+
 def sample_next(
     logits: Tensor,
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    banned_tokens: Sequence[int] | Tensor | None = None,
 ) -> Tensor:
     """One token id per row of ``logits`` (``[B, vocab]``): the argmax if ``temperature``
     is 0, else a draw from ``softmax(logits / temperature)`` restricted to the smallest
     set of most likely tokens whose probabilities reach ``top_p`` (renormalised; tokens
     of equal probability enter that set lowest id first; ``top_p = 1`` keeps every
-    token)."""
+    token). ``banned_tokens`` (ids, :func:`check_banned_tokens`) get the logit ``-inf``
+    first, in a copy: they are never drawn and the others' probabilities are theirs
+    renormalised (``logits`` itself is left unchanged)."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise ConfigurationError(f"temperature must be a number >= 0; got {temperature!r}")
     if not temperature >= 0.0:
         raise ConfigurationError(f"temperature must be a number >= 0; got {temperature!r}")
     if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
         raise ConfigurationError(f"top_p must be in (0, 1]; got {top_p!r}")
+    banned = check_banned_tokens(banned_tokens, logits.shape[-1])
+    if banned is not None:
+        banned = banned.to(logits.device)
+        logits = logits.index_fill(-1, banned, float("-inf"))  # a copy
     if temperature == 0:
         return logits.argmax(-1)
     # the largest logit first subtracted: a tiny temperature gives 0 and -inf, not inf - inf
