@@ -163,6 +163,35 @@ def test_file_prefix_and_half_precision(tmp_path):
     assert torch.equal(mix, sd["blocks.2.ffn.time_mix_r"].half().float().reshape(-1))
 
 
+def test_lightning_style_checkpoint(tmp_path):
+    # {'state_dict': ..., 'epoch': ...}: load_spikegpt reads the weights from it (file or
+    # dict); the converter, given a state dict's name, refuses it saying what to pass
+    sd = official_state_dict(seed=3)
+    ckpt = {
+        "epoch": 4,
+        "global_step": 1200,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": sd,
+        "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": []}],
+    }
+    path = tmp_path / "epoch=4-step=1200.ckpt"
+    torch.save(ckpt, path)
+    expected = load_spikegpt(sd, context=16).state_dict()
+    for source in (path, ckpt):
+        got = load_spikegpt(source, context=16).state_dict()
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+    hint = r"training checkpoint.*'epoch', 'global_step'.*pass ckpt\['state_dict'\]"
+    with pytest.raises(ConfigurationError, match=hint):
+        convert_spikegpt_state_dict(ckpt)
+    with pytest.raises(ConfigurationError, match=hint):
+        spikegpt_sizes(ckpt)
+    # only that shape is unwrapped: a tensor beside 'state_dict' is no such checkpoint
+    odd = {"state_dict": sd, "emb.weight": sd["emb.weight"]}
+    with pytest.raises(ConfigurationError, match=r"entry 'state_dict' is not a tensor"):
+        load_spikegpt(odd)
+
+
 def test_other_layouts_are_refused_naming_the_key(tmp_path):
     sd = official_state_dict()
     missing = dict(sd)

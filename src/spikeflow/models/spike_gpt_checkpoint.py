@@ -25,7 +25,8 @@ spikeflow ``w = exp(time_decay)`` (subtracted), so it is copied as is; their inf
 script's ``-exp`` is applied at load time there, to its own copy, not to the file.
 
 :func:`convert_spikegpt_state_dict` maps such a state dict (a ``module.`` prefix left by
-``DataParallel``/Accelerate removed) to spikeflow's keys and shapes, refusing any other
+``DataParallel``/Accelerate removed; a whole training checkpoint is refused, naming
+``ckpt['state_dict']``) to spikeflow's keys and shapes, refusing any other
 layout with the key at fault; :func:`load_spikegpt` builds the matching ``spike_gpt``
 (sizes read from the tensors) and loads it.
 """
@@ -56,7 +57,24 @@ _UNSUPPORTED = {
 }
 
 
+def _is_training_checkpoint(checkpoint: Any) -> bool:
+    """A PyTorch Lightning-style checkpoint: a dict whose ``'state_dict'`` is a dict and
+    that holds no tensor itself (``{'state_dict': {...}, 'epoch': ..., ...}``)."""
+    return (
+        isinstance(checkpoint, Mapping)
+        and isinstance(checkpoint.get("state_dict"), Mapping)
+        and not any(isinstance(value, Tensor) for value in checkpoint.values())
+    )
+
+
 def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    if _is_training_checkpoint(state):
+        others = sorted(str(k) for k in state if k != "state_dict")[:4]
+        raise ConfigurationError(
+            "SpikeGPT checkpoint: got a training checkpoint (a dict holding the weights "
+            f"under 'state_dict', as PyTorch Lightning saves; other entries: {others}), "
+            "not a state dict: pass ckpt['state_dict'] (load_spikegpt unwraps it itself)"
+        )
     if not isinstance(state, Mapping) or not state:
         raise ConfigurationError(
             f"SpikeGPT checkpoint: expected a non-empty state dict (str → tensor); got "
@@ -183,6 +201,8 @@ def load_spikegpt(
     Args:
         checkpoint: the state dict, or the path of the ``.pth`` file (read with
             ``torch.load(..., map_location="cpu", weights_only=True)``: tensors only).
+            A PyTorch Lightning-style checkpoint (``{'state_dict': {...}, 'epoch': ...}``,
+            no tensor outside ``'state_dict'``) is read from its ``'state_dict'``.
         context: the model's context (SpikeGPT's released model: 1024).
         dtype: the parameters' dtype (default: PyTorch's default, float32; the file's
             may be float16/bfloat16).
@@ -197,6 +217,8 @@ def load_spikegpt(
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"SpikeGPT checkpoint: no file {os.fspath(checkpoint)!r}")
         checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if _is_training_checkpoint(checkpoint):
+        checkpoint = checkpoint["state_dict"]
     sizes = spikegpt_sizes(checkpoint)
     clash = sorted(set(sizes) & set(kwargs))
     if clash:
