@@ -132,7 +132,6 @@ def test_reuse_weights_needs_them_to_fit():
     [
         (nn.ReLU(), ["1 (ReLU", "cannot price"]),
         (layers.Upsample(scale_factor=2), ["1 (Upsample", "work NeuroMC has no cost for"]),
-        (layers.Conv2d(4, 4, 3, groups=2), ["1 (Conv2d", "2 groups"]),
         (layers.Conv3d(4, 4, 1), ["1 (Conv3d"]),
     ],
 )

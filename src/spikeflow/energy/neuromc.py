@@ -15,8 +15,9 @@ costs (:mod:`spikeflow.energy.neuromc_costs`; SpikingJelly 2.0's
     report.by_phase()                                  # forward / backward / optimizer
     print(report)                                      # per layer and phase
 
-Priced: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` of one group, ``nn.BatchNorm1d/2d/3d``
-(spikeflow's sequence layers are subclasses) and the declared spiking neurons
+Priced: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` (a grouped one as its ``G``
+independent convolutions), ``nn.BatchNorm1d/2d/3d`` (spikeflow's sequence layers are
+subclasses) and the declared spiking neurons
 (:class:`~spikeflow.neurons.BaseNode`: NeuroMC's soma); max and average pooling and
 :class:`~spikeflow.layers.VotingLayer` by spikeflow's convention
 (:mod:`spikeflow.energy.neuromc_pooling`: the released model has no cost for them).
@@ -229,7 +230,8 @@ def _dims(bt: int, steps: int, c: int, k: int, oy: int = 1, ox: int = 1,
 
 
 def _product_dims(module: nn.Module, x: Tensor, out: Tensor) -> dict[str, int]:
-    """Loop dims of a Linear or Conv1d/2d call (``B·T`` all the rows or images it ran)."""
+    """Loop dims of a Linear or Conv1d/2d call (``B·T`` all the rows or images it ran;
+    ``C``, ``K`` one group's channels and ``G`` the groups of a grouped convolution)."""
     steps = _steps(module, x)
     if isinstance(module, nn.Linear):
         return _dims(out.numel() // module.out_features, steps, module.in_features,
@@ -239,7 +241,11 @@ def _product_dims(module: nn.Module, x: Tensor, out: Tensor) -> dict[str, int]:
     oy, ox = (spatial[0], 1) if len(spatial) == 1 else spatial
     fy, fx = (kernel[0], 1) if len(kernel) == 1 else kernel
     bt = out.numel() // (module.out_channels * oy * ox)
-    return _dims(bt, steps, module.in_channels, module.out_channels, oy, ox, fy, fx)
+    g = module.groups  # one group's channels (and G) for a grouped convolution
+    d = _dims(bt, steps, module.in_channels // g, module.out_channels // g, oy, ox, fy, fx)
+    if g > 1:
+        d["G"] = g
+    return d
 
 
 def _macs(d: dict[str, int]) -> int:
@@ -316,23 +322,26 @@ class _Recorder:
 
     def _product(self, module: nn.Module, x: Tensor, out: Tensor, spikes: bool) -> None:
         d = _product_dims(module, x, out)
+        g = d.get("G", 1)  # a grouped convolution: one group's numbers, G times
         work = Work("mac", "fp_soma" if spikes else "ann_fe", macs=_macs(d), reduce=(d["C"], 1),
-                    taps=d["FY"] * d["FX"], weight_numel=module.weight.numel(),
-                    output_numel=out.numel(), input_bits=1 if spikes else 16,
-                    reuse=self.reuse)  # fmt: skip
+                    taps=d["FY"] * d["FX"], weight_numel=module.weight.numel() // g,
+                    output_numel=out.numel() // g, input_bits=1 if spikes else 16,
+                    reuse=self.reuse, groups=g)  # fmt: skip
         self.add(module, "forward", f"{self._kind(module)}.forward", work, "with_nothing", d)
 
     def _product_backward(self, module: nn.Module, x: Tensor, out: Tensor,
                           needs_input_grad: bool, spikes: bool) -> None:  # fmt: skip
         d, kind = _product_dims(module, x, out), self._kind(module)
-        taps = d["FY"] * d["FX"]
+        taps, g = d["FY"] * d["FX"], d.get("G", 1)
+        weights = module.weight.numel() // g  # one group's
         if needs_input_grad:  # dX = W^T dY on the backward engine, reducing over K
             work = Work("mac", "bp_grad" if spikes else "ann_be", True, _macs(d),
-                        (d["K"], 1), taps, module.weight.numel(), x.numel())  # fmt: skip
+                        (d["K"], 1), taps, weights, x.numel() // g, groups=g)  # fmt: skip
             self.add(module, "backward", f"{kind}.backward.grad_input", work, "with_nothing", d)
         if module.weight.requires_grad:  # dW = dY X^T on the weight-gradient engine
             work = Work("mac", "wg" if spikes else "ann_we", True, _macs(d), (d["C"], d["K"]),
-                        taps, out.numel(), module.weight.numel(), 1 if spikes else 16)  # fmt: skip
+                        taps, out.numel() // g, weights, 1 if spikes else 16,
+                        groups=g)  # fmt: skip
             self.add(module, "backward", f"{kind}.backward.grad_weight", work, "with_nothing", d)
 
     def _norm(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
@@ -413,11 +422,6 @@ def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
         if module in inside:
             continue
         if isinstance(module, (*_PRODUCTS, *_NORMS, *POOLS, BaseNode)):
-            if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups != 1:
-                raise ConfigurationError(
-                    f"NeuroMC: {label} ({type(module).__name__}) has {module.groups} groups; "
-                    "NeuroMC's mapping prices dense convolutions (groups=1) only"
-                )
             priced[module] = label
             inside.update(module.modules())
             continue
@@ -427,7 +431,7 @@ def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
             why = f"parameters {own} of its own" if own else "work NeuroMC has no cost for"
             raise ConfigurationError(
                 f"NeuroMC cannot price {label} ({type(module).__name__}: {why}); it prices "
-                "Linear, Conv1d/Conv2d (groups=1), BatchNorm1d/2d/3d, max and average "
+                "Linear, Conv1d/Conv2d, BatchNorm1d/2d/3d, max and average "
                 "pooling (VotingLayer too) and spiking neurons (BaseNode), with Flatten, "
                 "Unflatten, Identity and dropout free"
             )

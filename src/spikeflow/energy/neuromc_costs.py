@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from spikeflow.errors import ConfigurationError
 
@@ -187,7 +187,9 @@ class Work:
     weight gradient ``C`` and ``K``), ``taps`` the kernel's ``FY·FX``, ``weight_numel``
     the weights read,
     ``output_numel`` the outputs written, ``input_bits`` 1 for spikes else 16,
-    ``reuse`` whether the weights stay in the weight SRAM. For ``"soma"``/``"norm"``:
+    ``reuse`` whether the weights stay in the weight SRAM; ``groups`` ``G``: a grouped
+    convolution is ``G`` independent ones, so the fields above are one group's and the
+    price is ``G`` times that group's. For ``"soma"``/``"norm"``:
     ``elements`` and (norm) ``channel_steps``, ``backward``. For the optimizer:
     ``elements`` the parameters updated; SGD's ``momentum``, ``weight_decay``,
     ``momentum_buffer`` (a buffer from an earlier step is read). For ``"maxpool"`` and
@@ -213,6 +215,7 @@ class Work:
     momentum_buffer: bool = False
     window_inputs: int = 0
     input_numel: int = 0
+    groups: int = 1
 
 
 @dataclass
@@ -369,6 +372,8 @@ def check_memories(memories: Mapping[str, NeuroMCMemory] | None) -> Mapping[str,
 
 def price(work: Work, memories: Mapping[str, NeuroMCMemory] = NEUROMC_MEMORIES) -> Priced:
     """The operations, memory traffic and joules of one :class:`Work`."""
+    if work.kind == "mac" and work.groups > 1:  # G identical groups, one after another
+        return _times(price(replace(work, groups=1), memories), work.groups)
     base, extra = _Traffic(memories), _Traffic(memories)
     if work.kind == "mac":
         ops = dict.fromkeys(("mux", "add", "mul", "comp", "sqrt"), 0)
@@ -384,3 +389,16 @@ def price(work: Work, memories: Mapping[str, NeuroMCMemory] = NEUROMC_MEMORIES) 
         bits[key] = bits.get(key, 0) + value
     ops_j = sum(count * NEUROMC_OP_J[op] for op, count in ops.items())
     return Priced(work.macs, mac_j, ops, ops_j, bits, base.joules, extra.joules)
+
+
+def _times(one: Priced, count: int) -> Priced:
+    """``count`` copies of the work priced as ``one``."""
+    return Priced(
+        one.macs * count,
+        one.mac_j * count,
+        {op: n * count for op, n in one.ops.items()},
+        one.ops_j * count,
+        {key: n * count for key, n in one.bits.items()},
+        {key: j * count for key, j in one.base_j.items()},
+        {key: j * count for key, j in one.extra_j.items()},
+    )
