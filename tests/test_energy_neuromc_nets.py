@@ -263,6 +263,33 @@ def test_feature_batch_norm_reads_its_channels_from_the_last_dim():
     assert bn.total == pytest.approx(rows.works[0].total, rel=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 16, 16), (4, 16, 16), (2, 3, 4, 5, 16)])
+def test_feature_batch_norm_has_one_statistic_per_feature_by_hand(shape):
+    """FeatureBatchNorm(D) takes each feature's mean and variance over every other entry
+    (all steps together: one [rows, D] batch), so D statistics, never D·T, whatever the
+    other dims (here N = D and B = D, which look like a [T, B, C, L] sequence), forward
+    and backward: by hand, N entries, D channel-steps."""
+    from spikeflow.layers.attention import FeatureBatchNorm
+
+    bn = FeatureBatchNorm(16)
+    x = torch.rand(*shape, requires_grad=True)
+    flat = x.detach().reshape(-1, 16)  # what the module normalises: D stats over the rows
+    assert torch.allclose(bn(x).detach().reshape(-1, 16),
+                          F.batch_norm(flat, None, None, training=True), atol=1e-5)  # fmt: skip
+    report = neuromc_energy_report(bn, x, 0.0, lambda out, y: out.square().mean())
+    n, d = x.numel(), 16
+    forward, backward = report.works
+    assert forward.priced.ops == {"mux": 0, "add": 3 * n + 2 * d, "mul": 3 * n + 4 * d,
+                                  "comp": 0, "sqrt": d}  # fmt: skip
+    assert backward.priced.ops == {"mux": 0, "add": 7 * n, "mul": 3 * n + 22 * d,
+                                   "comp": 0, "sqrt": 0}  # fmt: skip
+    # the 2 MB SRAM's 16-bit reads: per entry n, x_hat; per channel the mean twice, the
+    # variance, the square root, gamma, beta
+    assert forward.priced.bits[("sram", "rh2l")] == 16 * (2 * n + 6 * d)
+    assert forward.dims == {"B": n // d, "T": 1, "C": d, "K": d, "OY": 1, "OX": 1, "FY": 1,
+                            "FX": 1}  # fmt: skip
+
+
 def test_loss_must_be_a_scalar_with_a_gradient():
     net, x, y = _conv_net(), _spikes(2, 2, 2, 6, 6), torch.rand(2, 2, 5)
     with pytest.raises(ShapeError, match=r"scalar tensor .* got shape \(2, 2, 5\)"):

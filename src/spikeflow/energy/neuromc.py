@@ -346,18 +346,12 @@ class _Recorder:
 
     def _norm(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
               spikes: bool) -> None:  # fmt: skip
-        c = int(module.num_features)  # a norm over the last dim has it elsewhere
-        steps = _steps(module, x)
-        if steps == 1 and x.dim() == _NORM_STEP_DIMS[_norm_kind(module)] + 1 and x.shape[2] == c:
-            steps = int(x.shape[0])  # a whole [T, B, C, ...] sequence, normalised per step
-        lead = 2 if steps > 1 or getattr(module, "step_mode", "s") == "m" else 1
-        inner = _inner(x, lead) if x.dim() > lead and x.shape[lead] == c else 1
-        d = _dims(x.numel() // (c * inner), steps, c, c, inner)
+        d = _norm_dims(module, x)
         if backward:
             engine = "bp_bn" if spikes else "ann_bn_bp"
         else:
             engine = "fp_bn" if spikes else "ann_bn"
-        work = Work("norm", engine, backward, elements=out.numel(), channel_steps=c * steps)
+        work = Work("norm", engine, backward, elements=out.numel(), channel_steps=d["C"] * d["T"])
         phase = "backward" if backward else "forward"
         self.add(module, phase, f"bn.{phase}", work, "with_bn", d)
 
@@ -396,6 +390,22 @@ class _Recorder:
 #: The dims of one step's batch a batch norm takes ([B, C] and [B, C, L] for 1-d: the
 #: larger), by its kind.
 _NORM_STEP_DIMS = {nn.BatchNorm1d: 3, nn.BatchNorm2d: 4, nn.BatchNorm3d: 5}
+
+
+def _norm_dims(module: nn.Module, x: Tensor) -> dict[str, int]:
+    """A batch norm's loop dims; ``C·T`` its statistics (``T`` the steps normalised
+    apart)."""
+    from spikeflow.layers.attention import FeatureBatchNorm
+
+    c = int(module.num_features)
+    if isinstance(module, FeatureBatchNorm):  # one [rows, D] batch: all steps together
+        return _dims(x.numel() // c, 1, c, c)
+    steps = _steps(module, x)
+    if steps == 1 and x.dim() == _NORM_STEP_DIMS[_norm_kind(module)] + 1 and x.shape[2] == c:
+        steps = int(x.shape[0])  # a whole [T, B, C, ...] sequence, normalised per step
+    lead = 2 if steps > 1 or getattr(module, "step_mode", "s") == "m" else 1
+    inner = _inner(x, lead) if x.dim() > lead and x.shape[lead] == c else 1
+    return _dims(x.numel() // (c * inner), steps, c, c, inner)
 
 
 def _norm_kind(module: nn.Module) -> type[nn.Module]:
