@@ -143,3 +143,23 @@ def test_maxformer_depthwise_stages_are_priced():
     for name, n in forward.items():
         assert macs[(name, "backward.grad_weight")] == n
         assert macs.get((name, "backward.grad_input")) == (None if name == first else n)
+
+
+def test_reuse_weights_needs_all_groups_to_fit():
+    """``reuse_weights`` keeps a layer's weights in the weight SRAM (294,912 16-bit
+    weights) only if all of them fit: the G groups run one after another on one engine,
+    so a group's weights fitting alone is not enough. Conv1d(1024, 1024, 1, groups=2)
+    holds 524,288 weights (262,144 a group): read again each pass, as the dense layer's;
+    with groups=4 (262,144 in all) they stay and the forward reads none."""
+    x = _input((1, 1, 1024, 3), spikes=True)
+    for groups, fits in ((2, False), (4, True)):
+        net = nn.Sequential(layers.Conv1d(1024, 1024, 1, groups=groups, bias=False),
+                            neurons.LIFNode())  # fmt: skip
+        plain = neuromc_energy_report(net, x.detach())
+        reuse = neuromc_energy_report(net, x.detach(), reuse_weights=True)
+        weight_reads = [work.priced.bits.get(("sram", "rh2l"), 0) for report in (plain, reuse)
+                        for work in report.works if work.op == "conv.forward"]  # fmt: skip
+        if fits:
+            assert reuse.total < plain.total and weight_reads[1] < weight_reads[0]
+        else:
+            assert reuse.total == plain.total and weight_reads[1] == weight_reads[0]

@@ -251,6 +251,13 @@ class _Traffic:
         self.joules[key] = self.joules.get(key, 0.0) + cost
 
 
+def _weights_fit(work: Work, memories: Mapping[str, NeuroMCMemory]) -> bool:
+    """Whether the layer's weights, all ``groups`` of them, fit in its engine's weight
+    SRAM (16 bits each): what ``reuse`` needs to keep them there between passes."""
+    sram_w = _ENGINES[work.engine][1][1]
+    return work.weight_numel * work.groups * 16 <= memories[sram_w].size_bits
+
+
 def _dataflow(work: Work, memories: Mapping[str, NeuroMCMemory], flow: _Traffic) -> None:
     """The weight-stationary mapping of a product (``kind == "mac"``)."""
     (reg_i, reg_w, reg_o), (sram_i, sram_w, sram_o) = _ENGINES[work.engine]
@@ -271,8 +278,7 @@ def _dataflow(work: Work, memories: Mapping[str, NeuroMCMemory], flow: _Traffic)
     partial, streamed = out * (chunks - 1), out * chunks
     for direction in ("rh2l", "wh2l"):
         flow.add("reg", direction, m * bits_i, reg_i)
-    fits = work.weight_numel * 16 <= memories[sram_w].size_bits
-    if not (work.reuse and fits):
+    if not (work.reuse and _weights_fit(work, memories)):
         for direction in ("rh2l", "wh2l"):
             flow.add("reg", direction, work.weight_numel * 16, reg_w)
         flow.add("sram", "rh2l", work.weight_numel * 16, sram_w)
@@ -373,7 +379,9 @@ def check_memories(memories: Mapping[str, NeuroMCMemory] | None) -> Mapping[str,
 def price(work: Work, memories: Mapping[str, NeuroMCMemory] = NEUROMC_MEMORIES) -> Priced:
     """The operations, memory traffic and joules of one :class:`Work`."""
     if work.kind == "mac" and work.groups > 1:  # G identical groups, one after another
-        return _times(price(replace(work, groups=1), memories), work.groups)
+        # the weights stay in the SRAM across passes only if all G groups' fit there
+        one = replace(work, groups=1, reuse=work.reuse and _weights_fit(work, memories))
+        return _times(price(one, memories), work.groups)
     base, extra = _Traffic(memories), _Traffic(memories)
     if work.kind == "mac":
         ops = dict.fromkeys(("mux", "add", "mul", "comp", "sqrt"), 0)
