@@ -6,6 +6,8 @@ equations, and through the converted spike_gpt: the same logits in float64."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -190,6 +192,22 @@ def test_lightning_style_checkpoint(tmp_path):
     odd = {"state_dict": sd, "emb.weight": sd["emb.weight"]}
     with pytest.raises(ConfigurationError, match=r"entry 'state_dict' is not a tensor"):
         load_spikegpt(odd)
+
+
+def test_checkpoint_holding_python_objects_names_the_file_and_the_way(tmp_path):
+    # Lightning's save_hyperparameters() keeps e.g. an argparse.Namespace, which the
+    # tensors-only load refuses: the error names the file and how to load it (trusted)
+    sd = official_state_dict(seed=4)
+    ckpt = {"epoch": 1, "state_dict": sd, "hyper_parameters": {"args": argparse.Namespace(lr=1)}}
+    path = tmp_path / "last.ckpt"
+    torch.save(ckpt, path)
+    hint = r"last\.ckpt.*not only tensors \(argparse\.Namespace.*trust.*weights_only=False.*pass"
+    with pytest.raises(ConfigurationError, match=hint):
+        load_spikegpt(path, context=16)
+    loaded = torch.load(path, map_location="cpu", weights_only=False)  # the way it names
+    got = load_spikegpt(loaded, context=16).state_dict()
+    expected = load_spikegpt(sd, context=16).state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
 def test_other_layouts_are_refused_naming_the_key(tmp_path):

@@ -34,6 +34,7 @@ layout with the key at fault; :func:`load_spikegpt` builds the matching ``spike_
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -200,7 +201,8 @@ def load_spikegpt(
 
     Args:
         checkpoint: the state dict, or the path of the ``.pth`` file (read with
-            ``torch.load(..., map_location="cpu", weights_only=True)``: tensors only).
+            ``torch.load(..., map_location="cpu", weights_only=True)``: tensors only; a
+            file holding other Python objects is refused, naming how to load it).
             A PyTorch Lightning-style checkpoint (``{'state_dict': {...}, 'epoch': ...}``,
             no tensor outside ``'state_dict'``) is read from its ``'state_dict'``.
         context: the model's context (SpikeGPT's released model: 1024).
@@ -216,7 +218,18 @@ def load_spikegpt(
     if isinstance(checkpoint, (str, os.PathLike)):
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"SpikeGPT checkpoint: no file {os.fspath(checkpoint)!r}")
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:  # e.g. Lightning's saved hyperparameters
+            found = re.search(r"GLOBAL (\S+)", str(error))
+            held = found.group(1) if found else "Python objects"
+            raise ConfigurationError(
+                f"SpikeGPT checkpoint: {os.fspath(checkpoint)!r} holds not only tensors "
+                f"({held}, e.g. a training checkpoint's hyperparameters), which a "
+                "tensors-only load refuses; if you trust the file, load it with "
+                "torch.load(path, map_location='cpu', weights_only=False) and pass the "
+                "loaded dict to load_spikegpt"
+            ) from error
     if _is_training_checkpoint(checkpoint):
         checkpoint = checkpoint["state_dict"]
     sizes = spikegpt_sizes(checkpoint)
