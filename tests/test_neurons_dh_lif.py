@@ -20,6 +20,7 @@ import torch
 
 from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
+from neuron_references import compare_with_reference, sigmoid_spike
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers import DendriticLinear, DendriticRecurrent, dendritic_mask
@@ -33,21 +34,6 @@ BACKENDS = fused_backends("torch")
 F64 = torch.float64
 
 
-class _SigmoidSpike(torch.autograd.Function):
-    """Θ(u >= 0) forward, ``a σ(a u) (1 - σ(a u))`` backward (the Sigmoid surrogate)."""
-
-    @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
-        return (u >= 0).to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        sg = torch.sigmoid(4.0 * u)
-        return grad * 4.0 * sg * (1 - sg)
-
-
 def authors_step(x_t, d, mem, spike, tau_n, tau_m, theta, spike_fn, detach=False):
     """One step of the authors' DH-LIF: branch currents, their sum, ``mem_update_pra``
     (``mem = mem α + (1 - α) I - θ S'``, then ``S = spike(mem - θ)``)."""
@@ -59,7 +45,7 @@ def authors_step(x_t, d, mem, spike, tau_n, tau_m, theta, spike_fn, detach=False
     return d, mem, spike_fn(mem - theta)
 
 
-def authors_loop(x, tau_n, tau_m, theta=1.0, spike_fn=_SigmoidSpike.apply, detach=False):
+def authors_loop(x, tau_n, tau_m, theta=1.0, spike_fn=sigmoid_spike, detach=False):
     d = torch.zeros_like(x[0])
     mem = torch.zeros_like(x[0, ..., 0])
     spike = torch.zeros_like(mem)
@@ -77,15 +63,6 @@ def _node(backend, shape, branches=3, seed=0, **kw):
     return node.to(kernel_device(backend))
 
 
-def _compare(s, v_seq, got, s_ref, v_ref, want, names):
-    assert torch.equal(s, s_ref)
-    assert 0.05 < s.mean().item() < 0.9  # spikes and silences
-    torch.testing.assert_close(v_seq, v_ref, rtol=1e-12, atol=1e-12)
-    for name, a, b in zip(names, got, want, strict=True):
-        assert a.shape == b.shape and b.abs().sum() > 0, name
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [None, 5], ids=["per-layer", "per-neuron"])
 @pytest.mark.parametrize("mode", ["sigmoid", "sigmoid-detach", "authors-mg"])
@@ -93,7 +70,7 @@ def test_equals_the_authors_step(backend, shape, mode):
     """The authors' multi-Gaussian fires on ``>``: with MultiGaussian and strict_firing,
     their spike function exactly."""
     device = kernel_device(backend)
-    kw, spike_fn = {"detach_reset": mode == "sigmoid-detach"}, _SigmoidSpike.apply
+    kw, spike_fn = {"detach_reset": mode == "sigmoid-detach"}, sigmoid_spike
     if mode == "authors-mg":
         kw = {"surrogate_function": MultiGaussian(), "strict_firing": True}
         spike_fn = TCLIFMultiGaussianSpike.apply
@@ -108,7 +85,7 @@ def test_equals_the_authors_step(backend, shape, mode):
     p_ref = [p.detach().clone().requires_grad_() for p in params]
     s_ref, v_ref = authors_loop(x_ref, *p_ref, spike_fn=spike_fn, detach=mode == "sigmoid-detach")
     want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
-    _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "tau_n", "tau_m"])
+    compare_with_reference(s, node.v_seq, got, s_ref, v_ref, want, ["x", "tau_n", "tau_m"])
 
 
 def test_dh_srnn_layer_equals_the_authors_layer():

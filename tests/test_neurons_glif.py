@@ -20,6 +20,7 @@ import torch
 
 from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
+from neuron_references import sigmoid_spike
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.models import NEURONS, create_model
@@ -29,22 +30,6 @@ from spikeflow.surrogate import ATan, Sigmoid
 BACKENDS = fused_backends("torch")
 F64 = torch.float64
 NAMES = ("alpha", "beta", "gamma", "tau", "v_threshold", "linear_decay", "v_subreset", "conduct")
-
-
-class _SigmoidSpike(torch.autograd.Function):
-    """Θ(u >= 0) forward, ``a σ(a u) (1 - σ(a u))`` backward (the Sigmoid surrogate)."""
-
-    @staticmethod
-    def forward(ctx, u, a):
-        ctx.save_for_backward(u)
-        ctx.a = a
-        return (u >= 0).to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        sg = torch.sigmoid(ctx.a * u)
-        return grad * ctx.a * sg * (1 - sg), None
 
 
 def glif_loop(x, p, per_channel, detach_reset=False, start=0, v=None, last=None):
@@ -71,7 +56,7 @@ def glif_loop(x, p, per_channel, detach_reset=False, start=0, v=None, last=None)
         o = last.detach() if detach_reset else last
         reset = gamma * kept * o + (1 - gamma) * v_sub * o
         v = kept - (1 - a) * lin + (1 - b * (1 - g)) * x_t - reset
-        last = _SigmoidSpike.apply(v - theta, 4.0)
+        last = sigmoid_spike(v - theta)
         spikes.append(last)
         membranes.append(v)
     return torch.stack(spikes), torch.stack(membranes), (v, last)

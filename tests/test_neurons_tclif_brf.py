@@ -16,6 +16,7 @@ import torch
 
 from conftest import fused_backends, kernel_device
 from gradchecks import gradcheck_backend
+from neuron_references import compare_with_reference, sigmoid_spike
 from spikeflow import functional as F
 from spikeflow.errors import ConfigurationError
 from spikeflow.models import NEURONS, create_model
@@ -27,28 +28,8 @@ BACKENDS = fused_backends("torch")
 F64 = torch.float64
 
 
-class _SigmoidSpike(torch.autograd.Function):
-    """Θ(u >= 0) forward, ``a σ(a u) (1 - σ(a u))`` backward (the Sigmoid surrogate)."""
-
-    @staticmethod
-    def forward(ctx, u, a):
-        ctx.save_for_backward(u)
-        ctx.a = a
-        return (u >= 0).to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        sg = torch.sigmoid(ctx.a * u)
-        return grad * ctx.a * sg * (1 - sg), None
-
-
-def _sigmoid_spike(u):
-    return _SigmoidSpike.apply(u, 4.0)
-
-
 def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=False,
-                       spike=_sigmoid_spike):  # fmt: skip
+                       spike=sigmoid_spike):  # fmt: skip
     """The authors' TC-LIF step: charge v1 (dendrite) then v2 (soma), fire on v2, soft
     reset of both (v1 by gamma, v2 by θ) or hard reset of v2 alone (to 0)."""
     v1 = torch.zeros_like(x[0])
@@ -69,7 +50,7 @@ def tclif_authors_loop(x, decay, gamma, theta, detach_reset=False, hard_reset=Fa
     return torch.stack(spikes), torch.stack(somas)
 
 
-def brf_authors_loop(x, omega_raw, b_offset_raw, dt=0.01, theta=1.0, spike=_sigmoid_spike):
+def brf_authors_loop(x, omega_raw, b_offset_raw, dt=0.01, theta=1.0, spike=sigmoid_spike):
     """The authors' BRF cell: |omega|, |b_offset|, b = p(omega) - b_offset - q, Euler
     step of the complex membrane from the old (u, v), spike on u - θ - q, q ← 0.9 q + z,
     no reset."""
@@ -106,15 +87,6 @@ def _brf(backend, shape, seed=0, **kw):
     return node.to(kernel_device(backend))
 
 
-def _compare(s, v_seq, got, s_ref, v_ref, want, names):
-    assert torch.equal(s, s_ref)
-    assert 0.05 < s.mean().item() < 0.9  # spikes and silences
-    torch.testing.assert_close(v_seq, v_ref, rtol=1e-12, atol=1e-12)
-    for name, a, b in zip(names, got, want, strict=True):
-        assert a.shape == b.shape and b.abs().sum() > 0, name
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [None, 6], ids=["per-layer", "per-neuron"])
 @pytest.mark.parametrize(
@@ -135,7 +107,7 @@ def test_tclif_equals_the_authors_step(backend, shape, mode):
         x_ref, decay, 0.7, 1.0, detach_reset=mode == "soft-detach", hard_reset=mode == "hard"
     )
     want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, decay])
-    _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "decay"])
+    compare_with_reference(s, node.v_seq, got, s_ref, v_ref, want, ["x", "decay"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -157,7 +129,7 @@ def test_brf_equals_the_authors_step(backend, shape, input_scale):
     p_ref = [p.detach().clone().requires_grad_() for p in params]
     s_ref, v_ref = brf_authors_loop(x_ref * input_scale, *p_ref)
     want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
-    _compare(s, node.v_seq, got, s_ref, v_ref, want, ["x", "omega", "b_offset"])
+    compare_with_reference(s, node.v_seq, got, s_ref, v_ref, want, ["x", "omega", "b_offset"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -195,7 +167,7 @@ def test_the_authors_surrogate_gives_their_gradients(backend, kind):
         s_ref, v_ref = brf_authors_loop(x_ref * 100, *p_ref, spike=spike)
     want = torch.autograd.grad((s_ref * g).sum() + v_ref.sum(), [x_ref, *p_ref])
     names = ["x", "decay"] if kind == "tclif" else ["x", "omega", "b_offset"]
-    _compare(s, node.v_seq, got, s_ref, v_ref, want, names)
+    compare_with_reference(s, node.v_seq, got, s_ref, v_ref, want, names)
 
 
 def test_brf_at_the_divergence_boundary_neither_grows_nor_decays():
