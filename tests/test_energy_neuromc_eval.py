@@ -5,7 +5,6 @@ batch, loss and optimizer; bad uses named."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -21,22 +20,12 @@ def _by_hand(checkpoint, optimizer: str):
     one real step, so that the momentum buffers exist)."""
     from spikeflow.energy import neuromc_energy_report
     from spikeflow.losses import get_loss
-    from spikeflow.training.build import build_model
-    from spikeflow.training.checkpoint import load_checkpoint, load_weights
-    from spikeflow.training.config import config_from_dict, resolve
-    from spikeflow.training.data import build_datasets, even_subset, static_layout, to_time_major
+    from spikeflow.training import load_trained_model
 
-    payload = load_checkpoint(checkpoint)
-    config = config_from_dict(payload["config"])
-    count = config.test_samples
-    config = resolve(replace(config, test_samples=None))
-    _, test_set, info = build_datasets(config, with_train=False)
-    test_set = even_subset(test_set, count)
-    model = build_model(config, info, saved=True).train()
-    load_weights(model, payload, checkpoint)
-    xs, ys = zip(*(test_set[i] for i in range(32)), strict=True)
-    x = to_time_major(torch.stack(xs), config.T, static_layout(model, info, config.T))
-    y, loss = torch.as_tensor(ys), get_loss(config.loss)
+    run = load_trained_model(checkpoint)
+    model = run.model.train()
+    x, y = run.batch(32)
+    loss = get_loss(run.config.loss)
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
         loss(model(x), y).backward()

@@ -5,7 +5,6 @@ per-sample loop; the operations count only the steps run; bad options are named.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -20,23 +19,12 @@ from train_runs import tiny
 
 def _outputs_and_labels(checkpoint) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's model on its test samples, all T steps: outputs [T, N, K], labels [N]."""
-    from spikeflow.training.build import build_model
-    from spikeflow.training.checkpoint import load_checkpoint, load_weights
-    from spikeflow.training.config import config_from_dict, resolve
-    from spikeflow.training.data import build_datasets, even_subset, static_layout, to_time_major
+    from spikeflow.training import load_trained_model
 
-    payload = load_checkpoint(checkpoint)
-    config = config_from_dict(payload["config"])
-    count = config.test_samples
-    config = resolve(replace(config, test_samples=None))
-    _, test_set, info = build_datasets(config, with_train=False)
-    test_set = even_subset(test_set, count)
-    model = build_model(config, info, saved=True).eval()
-    load_weights(model, payload, checkpoint)
-    xs, ys = zip(*(test_set[i] for i in range(len(test_set))), strict=True)
-    x = to_time_major(torch.stack(xs), config.T, static_layout(model, info, config.T))
+    run = load_trained_model(checkpoint)
+    x, labels = run.batch(len(run.test_set))
     with torch.no_grad():
-        return model(x), torch.as_tensor(ys)
+        return run.model(x), labels
 
 
 def test_eval_early_exit_equals_the_reference(tmp_path, capsys):
