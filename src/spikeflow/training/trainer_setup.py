@@ -8,13 +8,11 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.layers.delay import DelayedLinear
 from spikeflow.losses import loss_key
 from spikeflow.models.common import reading_saved_run
 from spikeflow.training.config import save_config
@@ -22,7 +20,6 @@ from spikeflow.training.data import static_layout
 from spikeflow.training.decolle import (
     check_decolle_model,
     decolle_output_loss,
-    decolle_parameter_groups,
     decolle_rule,
 )
 from spikeflow.training.distributed import ddp_options, setup_distributed
@@ -33,15 +30,8 @@ from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_t
 from spikeflow.training.mixing import BatchMixer
 from spikeflow.training.monitors import SpikeMonitor
 from spikeflow.training.online import check_online_model, per_step_loss, trains_per_step
-from spikeflow.training.param_groups import (
-    model_parameter_groups,
-    no_decay_parameters,
-    without_decay,
-)
 from spikeflow.training.pruning import (
-    grad_rewiring_groups,
     ignore_fixed_buffers,
-    make_grad_rewiring,
     make_threshold_schedule,
     prune_settings,
 )
@@ -57,6 +47,7 @@ from spikeflow.training.run_folder import (
     reserve_default_output_dir,
 )
 from spikeflow.training.run_lock import lock_run_folder
+from spikeflow.training.run_optimizer import build_run_optimizer, trained_parameters
 from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.tbptt import tbptt_windows, windowed_loss
 from spikeflow.training.trainer_checkpoints import seed_everything
@@ -249,69 +240,15 @@ class SetupMixin:
             save_config(cfg, self.output_dir / "config.toml")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        groups = self._parameter_groups()
-        if cfg.prune == "grad_r":
-            alpha = self.prune_settings["alpha"]
-            params = (self.raw_model if groups is None
-                      else grad_rewiring_groups(self.raw_model, groups, alpha))  # fmt: skip
-            return make_grad_rewiring(params, cfg.lr, cfg.weight_decay, self.prune_settings)
-        params: Any = self._trained_parameters() if groups is None else groups
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)  # fmt: skip
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def _parameter_groups(self) -> list[dict[str, Any]] | None:
-        """The optimizer's parameter groups (None: one group of every trained parameter
-        at ``lr`` and ``weight_decay``): the model's own (``optimizer_parameter_groups``,
-        checked) or ``--decolle-layer-lr``'s, the synaptic delays moved into a group of
-        their own (unless the model gives its groups), then with ``--no-decay-norm-bias``
-        the norms', biases' and neurons' parameters out of weight decay. A group with its
-        own ``lr`` records its multiple of ``lr`` as ``"lr_scale"`` (see :meth:`_run_lr`)."""
-        cfg = self.config
-        own = model_parameter_groups(self.raw_model, cfg.lr, cfg.weight_decay)
-        groups = decolle_parameter_groups(cfg, self.raw_model)  # --decolle-layer-lr
-        if own is not None and groups is not None:
-            raise ConfigurationError(
-                f"{type(self.raw_model).__name__} gives its own optimizer parameter groups "
-                "(optimizer_parameter_groups), which --decolle-layer-lr would replace: "
-                "leave --decolle-layer-lr out, or set the layers' rates in those groups"
-            )
-        groups = own if own is not None else groups
-        feedback = [] if self.eprop is None else list(self.eprop.parameters())
-        if groups is not None and feedback:  # e-prop's adaptive B, at the run's lr
-            groups = [*groups, {"params": feedback}]
-        # Learnable synaptic delays get their own learning rate, without weight decay.
-        delays = {id(m.delay) for m in self.raw_model.modules() if isinstance(m, DelayedLinear)}
-        if own is None and delays:
-            groups = [
-                *[{**g, "params": [p for p in g["params"] if id(p) not in delays]}
-                  for g in groups or [{"params": self._trained_parameters()}]],
-                {"params": [p for p in self.raw_model.parameters() if id(p) in delays],
-                 "lr": cfg.lr * cfg.delay_lr_scale, "weight_decay": 0.0},
-            ]  # fmt: skip
-            groups = [g for g in groups if g["params"]]
-        if cfg.no_decay_norm_bias:
-            no_decay = no_decay_parameters(self.raw_model)
-            groups = groups or [{"params": self._trained_parameters()}]
-            groups = without_decay(groups, no_decay, cfg.weight_decay)
-            if all(g.get("weight_decay", cfg.weight_decay) == 0 for g in groups):
-                self.log("note: --no-decay-norm-bias changes nothing: no parameter group has "
-                         "weight decay (set --weight-decay)")  # fmt: skip
-        if groups is not None:
-            for group in groups:
-                if "lr" in group and "lr_scale" not in group:
-                    group["lr_scale"] = float(group["lr"]) / float(cfg.lr)  # type: ignore[arg-type]
-        return groups
+        """The run's optimizer (:func:`~spikeflow.training.run_optimizer.build_run_optimizer`,
+        which ``spikeflow eval --energy neuromc`` prices too)."""
+        return build_run_optimizer(self.config, self.raw_model, eprop=self.eprop,
+                                   settings=self.prune_settings, log=self.log)  # fmt: skip
 
     def _trained_parameters(self) -> list[nn.Parameter]:
-        """What the optimizer updates and the clipping scales: the model's parameters and,
-        with e-prop's adaptive feedback, ``B`` (it takes ``W_out``'s steps)."""
-        extra = [] if self.eprop is None else list(self.eprop.parameters())
-        return [*self.raw_model.parameters(), *extra]
+        """What the optimizer updates and the clipping scales
+        (:func:`~spikeflow.training.run_optimizer.trained_parameters`)."""
+        return trained_parameters(self.raw_model, self.eprop)
 
     def _run_lr(self) -> float:
         """The run's learning rate now (``--lr`` as scheduled), which the metrics log:
