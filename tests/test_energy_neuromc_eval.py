@@ -64,3 +64,74 @@ def test_eval_energy_refuses_other_models(tmp_path):
         main(["eval", "--checkpoint", str(tmp_path), "--energy", "spikesim"])
     with pytest.raises(ConfigurationError, match=r"energy \(--energy\) must be one of neuromc"):
         evaluate_checkpoint(tmp_path, energy="spikesim")
+
+
+def _sgd_update_j(elements: int, decay: bool) -> float:
+    """NeuroMC's joules of an SGD update (momentum, its buffer read) of ``elements``
+    parameters, with or without weight decay, priced as one piece of work."""
+    from spikeflow.energy.neuromc_costs import NEUROMC_MEMORIES, Work, price
+
+    work = Work("sgd", "bp_grad_opt", elements=elements, momentum=True, weight_decay=decay,
+                momentum_buffer=True)  # fmt: skip
+    priced = price(work, NEUROMC_MEMORIES)
+    return priced.mac_j + priced.ops_j + sum(priced.base_j.values()) + sum(priced.extra_j.values())
+
+
+def test_eval_energy_neuromc_prices_the_runs_own_parameter_groups(tmp_path):
+    """An SGD run with --no-decay-norm-bias: the update priced is its trainer's optimizer
+    (no weight-decay work on the batch norms, biases and PLIF w), equal to the report by
+    hand with the trainer's own optimizer, and cheaper than the one group the eval
+    priced before (weight decay on every parameter)."""
+    from spikeflow.energy import neuromc_energy_report
+    from spikeflow.losses import get_loss
+    from spikeflow.training import Trainer, load_trained_model
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    trainer = Trainer(tiny(tmp_path, "run", optimizer="sgd", weight_decay=1e-3, epochs=1,
+                           no_decay_norm_bias=True), log=None)  # fmt: skip
+    trainer.fit()
+    checkpoint = tmp_path / "run" / "last.pt"
+    step = evaluate_checkpoint(checkpoint, energy="neuromc")["neuromc"]
+    run = load_trained_model(checkpoint)
+    x, y = run.batch(32)
+    loss = get_loss(run.config.loss)
+    model = trainer.raw_model.train()
+    mine = neuromc_energy_report(model, x, y, loss, trainer.optimizer)
+    assert step["total_j"] == pytest.approx(mine.total, rel=1e-12)
+    assert step["by_phase_j"] == pytest.approx(mine.by_phase(), rel=1e-12)
+    # the update by hand: the conv/linear weights with decay, the rest without
+    named = dict(model.named_parameters())
+    weights = ("features.0.weight", "features.3.weight", "classifier.2.weight",
+               "classifier.5.weight")  # fmt: skip
+    decayed = sum(named[n].numel() for n in weights)
+    free = sum(p.numel() for p in model.parameters()) - decayed
+    assert 0 < free < decayed
+    expected = _sgd_update_j(decayed, True) + _sgd_update_j(free, False)
+    assert step["by_phase_j"]["optimizer"] == pytest.approx(expected, rel=1e-12)
+    # what the eval priced before: one group, every parameter decayed
+    one = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=1e-3)
+    for p in model.parameters():
+        one.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    before = neuromc_energy_report(model, x, y, loss, one)
+    assert before.by_phase()["optimizer"] == pytest.approx(_sgd_update_j(decayed + free, True))
+    assert step["by_phase_j"]["optimizer"] < before.by_phase()["optimizer"]
+    assert step["by_phase_j"]["forward"] == pytest.approx(before.by_phase()["forward"], rel=1e-12)
+
+
+def test_eval_energy_neuromc_refuses_a_checkpoint_whose_optimizer_differs(tmp_path):
+    """A checkpoint whose optimizer has other groups than the run's options build (as an
+    older spikeflow's might): refused by name, not priced as something else."""
+    from spikeflow.training import Trainer, load_checkpoint, save_checkpoint
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    Trainer(tiny(tmp_path, "run", optimizer="sgd", epochs=1, no_decay_norm_bias=True,
+                 weight_decay=1e-3), log=None).fit()  # fmt: skip
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    groups = payload["optimizer"]["param_groups"]
+    merged = {**groups[0], "params": [i for g in groups for i in g["params"]]}
+    payload["optimizer"]["param_groups"] = [merged]
+    save_checkpoint(payload, tmp_path / "run" / "last.pt")
+    with pytest.raises(ConfigurationError, match=r"the optimizer in .*last.pt has parameter "
+                       r"groups of sizes \[12\], the run's options build groups of "
+                       r"sizes \[4, 8\]"):  # fmt: skip
+        evaluate_checkpoint(tmp_path / "run" / "last.pt", energy="neuromc")

@@ -245,6 +245,7 @@ def evaluate_checkpoint(
         extra["neuromc"] = price_training_step(
             model, test_set, config, _loss(config), static_layout(model, info, config.T),
             batch_size=batch_size or config.batch_size, device=ctx.device,
+            saved_optimizer=payload.get("optimizer"), source=str(path),
         )  # fmt: skip
     return {
         "checkpoint": str(path),

@@ -3,9 +3,13 @@ NeuroMC's accelerator (:func:`spikeflow.energy.neuromc_energy_report`).
 
 The step is the one the run would take next: its model (the checkpoint's weights) in
 training mode on the first ``batch_size`` test samples, as the trainer feeds them
-(time-major, a static image repeated over the ``T`` steps), the run's loss, and its
-optimizer (``--optimizer``, ``--momentum``, ``--weight-decay``) with SGD's momentum
-buffers present, as after the first step. Nothing is updated.
+(time-major, a static image repeated over the ``T`` steps), the run's loss, and the
+optimizer the run trained with: built by the trainer's own builder
+(:mod:`~spikeflow.training.run_optimizer`: ``--optimizer``, ``--momentum``,
+``--weight-decay`` and the run's parameter groups, e.g. ``--no-decay-norm-bias``'s
+groups without weight decay, the delays' and DECOLLE's layers' own rates), in the
+state the checkpoint saved (SGD's momentum buffers as the run left them). Nothing is
+updated.
 """
 
 from __future__ import annotations
@@ -18,28 +22,49 @@ from torch.utils.data import Dataset
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["ENERGY_MODELS", "format_neuromc", "price_training_step"]
+__all__ = ["ENERGY_MODELS", "format_neuromc", "price_training_step", "trained_optimizer"]
 
 #: The names ``--energy`` takes.
 ENERGY_MODELS = ("neuromc",)
 
 
-def _optimizer(config: Any, model: nn.Module) -> torch.optim.Optimizer:
-    """The run's optimizer over the model's trained parameters, SGD's momentum buffers
-    present (a step of a run under way reads them)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                              weight_decay=config.weight_decay)  # fmt: skip
-        if config.momentum > 0:
-            for p in params:
-                opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
-        return opt
-    if config.optimizer in ("adam", "adamw"):
-        cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        return cls(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ConfigurationError(f"--energy neuromc: the run's optimizer {config.optimizer!r} "
-                             "is not one NeuroMC prices (sgd, adam, adamw)")  # fmt: skip
+def trained_optimizer(
+    config: Any,
+    model: nn.Module,
+    saved: dict[str, Any] | None = None,
+    source: str = "the checkpoint",
+) -> torch.optim.Optimizer:
+    """The optimizer the run trained ``model`` with, as its trainer builds it
+    (:func:`~spikeflow.training.run_optimizer.build_run_optimizer`: its parameter groups,
+    their learning rates and weight decay, Grad R's optimizer, e-prop's feedback), in
+    the state the checkpoint saved (``saved``, its ``"optimizer"``; SGD's momentum
+    buffers as the run left them, which its next step reads), else in its first step's.
+
+    Raises:
+        ConfigurationError: the checkpoint's optimizer (from ``source``) has other
+            groups than the run's options build (an older spikeflow's run), or the
+            run's optimizer is not one NeuroMC prices.
+    """
+    from spikeflow.training.eprop import eprop_rule
+    from spikeflow.training.run_optimizer import build_run_optimizer
+
+    if config.optimizer not in ("sgd", "adam", "adamw"):
+        raise ConfigurationError(f"--energy neuromc: the run's optimizer {config.optimizer!r} "
+                                 "is not one NeuroMC prices (sgd, adam, adamw)")  # fmt: skip
+    eprop = eprop_rule(config, model, distributed=False)  # its adaptive B is stepped too
+    optimizer = build_run_optimizer(config, model, eprop=eprop)
+    if saved:
+        try:
+            optimizer.load_state_dict(saved)
+        except ValueError as exc:
+            built = [len(g["params"]) for g in optimizer.param_groups]
+            held = [len(g["params"]) for g in saved.get("param_groups", [])]
+            raise ConfigurationError(
+                f"--energy neuromc: the optimizer in {source} has parameter groups of "
+                f"sizes {held}, the run's options build groups of sizes {built} ({exc}): "
+                "a run of another spikeflow version? Its optimizer cannot be priced"
+            ) from None
+    return optimizer
 
 
 def price_training_step(
@@ -51,11 +76,15 @@ def price_training_step(
     *,
     batch_size: int,
     device: torch.device,
+    saved_optimizer: dict[str, Any] | None = None,
+    source: str = "the checkpoint",
 ) -> dict[str, Any]:
     """NeuroMC's joules of one training step of ``model`` on the first ``batch_size``
-    samples of ``test_set`` (fewer if it is smaller), for ``spikeflow eval``'s result:
-    ``samples``, ``total_j``, ``per_sample_j``, ``compute_j``, ``memory_j``,
-    ``by_phase_j`` and ``layers`` (``name``, ``phase``, ``joules``)."""
+    samples of ``test_set`` (fewer if it is smaller), with the run's optimizer
+    (:func:`trained_optimizer`, its state ``saved_optimizer`` from ``source``), for
+    ``spikeflow eval``'s result: ``samples``, ``total_j``, ``per_sample_j``,
+    ``compute_j``, ``memory_j``, ``by_phase_j`` and ``layers`` (``name``, ``phase``,
+    ``joules``)."""
     from spikeflow.energy import neuromc_energy_report
     from spikeflow.training.data import to_time_major
 
@@ -66,7 +95,8 @@ def price_training_step(
     was_training = model.training
     model.train()
     try:
-        report = neuromc_energy_report(model, x, y, loss_fn, _optimizer(config, model))
+        optimizer = trained_optimizer(config, model, saved_optimizer, source)
+        report = neuromc_energy_report(model, x, y, loss_fn, optimizer)
     finally:
         model.train(was_training)
     rows: dict[tuple[str, str], float] = {}
