@@ -370,20 +370,13 @@ def _recorded_best_epoch(
 
 
 def _loss(config: Any) -> Any:
-    """The run's loss; an online or e-prop run's applied per step, a truncated-BPTT
-    run's per window, as it was trained; a DECOLLE run's the loss it logged."""
+    """The run's loss as it logged it (:func:`~spikeflow.training.run_checks.logged_loss`:
+    an online or e-prop run's applied per step, a truncated-BPTT run's per window, a
+    DECOLLE run's last layer's local loss), as its trainer evaluates it."""
     from spikeflow.losses import get_loss
-    from spikeflow.training.online import per_step_loss, trains_per_step
-    from spikeflow.training.tbptt import windowed_loss
+    from spikeflow.training.run_checks import logged_loss
 
-    if getattr(config, "decolle", False):  # the last layer's local loss
-        from spikeflow.training.decolle import decolle_output_loss
-
-        return decolle_output_loss(config.decolle_loss)
-    loss = get_loss(config.loss, **config.loss_kwargs)
-    if getattr(config, "tbptt", None) is not None:
-        return windowed_loss(loss, config.tbptt)
-    return per_step_loss(loss) if trains_per_step(config) else loss
+    return logged_loss(config, get_loss(config.loss, **config.loss_kwargs))
 
 
 def check_json_destination(path: str | os.PathLike, option: str = "--json") -> Path:

@@ -20,6 +20,9 @@ run has written nothing and, with ``--overwrite``, removed nothing
 
 And, with ``--loss stcl`` (:func:`check_two_view_data`), the dataset's batch shape
 against what its two views can shift (not audio features ``[B, T, F]``).
+
+The loss a run logs and is evaluated with (:func:`logged_loss`), for its trainer and
+``spikeflow eval`` alike.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "check_pixel_steps",
     "check_tbptt_run",
     "check_two_view_data",
+    "logged_loss",
     "non_finite_advice",
     "run_loss",
 ]
@@ -61,6 +65,24 @@ def run_loss(config: TrainConfig, model: nn.Module, info: DataInfo) -> LossFn:
     check_neuron_steps(config, model)
     check_pixel_steps(config, model, info)
     return get_loss(config.loss, **config.loss_kwargs)
+
+
+def logged_loss(config: TrainConfig, loss: LossFn) -> LossFn:
+    """The loss a run of ``config`` logs and is evaluated with, from its loss function
+    ``loss`` (:func:`run_loss`'s): a DECOLLE run's last layer's local loss
+    (:func:`~spikeflow.training.decolle.decolle_output_loss`), a truncated-BPTT run's
+    ``loss`` per window (:func:`~spikeflow.training.tbptt.windowed_loss`), an online or
+    e-prop run's ``loss`` per step (:func:`~spikeflow.training.online.per_step_loss`),
+    else ``loss`` itself. The trainer's evaluation and ``spikeflow eval`` both use it."""
+    from spikeflow.training.decolle import decolle_output_loss
+    from spikeflow.training.online import per_step_loss, trains_per_step
+    from spikeflow.training.tbptt import windowed_loss
+
+    if getattr(config, "decolle", False):
+        return decolle_output_loss(config.decolle_loss)
+    if getattr(config, "tbptt", None) is not None:
+        return windowed_loss(loss, config.tbptt)
+    return per_step_loss(loss) if trains_per_step(config) else loss
 
 
 def check_two_view_data(config: TrainConfig, info: DataInfo, batch: int) -> None:

@@ -17,11 +17,7 @@ from spikeflow.losses import loss_key
 from spikeflow.models.common import reading_saved_run
 from spikeflow.training.config import save_config
 from spikeflow.training.data import static_layout
-from spikeflow.training.decolle import (
-    check_decolle_model,
-    decolle_output_loss,
-    decolle_rule,
-)
+from spikeflow.training.decolle import check_decolle_model, decolle_rule
 from spikeflow.training.distributed import ddp_options, setup_distributed
 from spikeflow.training.eprop import eprop_rule
 from spikeflow.training.eventprop import check_eventprop_model
@@ -29,13 +25,13 @@ from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
 from spikeflow.training.monitors import SpikeMonitor
-from spikeflow.training.online import check_online_model, per_step_loss, trains_per_step
+from spikeflow.training.online import check_online_model
 from spikeflow.training.pruning import (
     ignore_fixed_buffers,
     make_threshold_schedule,
     prune_settings,
 )
-from spikeflow.training.run_checks import check_tbptt_run, check_two_view_data
+from spikeflow.training.run_checks import check_tbptt_run, check_two_view_data, logged_loss
 from spikeflow.training.run_folder import (
     carry_history,
     check_output_dir,
@@ -49,7 +45,7 @@ from spikeflow.training.run_folder import (
 from spikeflow.training.run_lock import lock_run_folder
 from spikeflow.training.run_optimizer import build_run_optimizer, trained_parameters
 from spikeflow.training.spike_reg import SpikeRegulariser
-from spikeflow.training.tbptt import tbptt_windows, windowed_loss
+from spikeflow.training.tbptt import tbptt_windows
 from spikeflow.training.trainer_checkpoints import seed_everything
 from spikeflow.training.views import TWO_VIEW_LOSSES, TwoViews
 
@@ -181,12 +177,9 @@ class SetupMixin:
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         self.loss_fn = self._run_loss()  # checked with the model
         # An online or e-prop run is evaluated with the loss it trains (the mean of
-        # per-step losses), a truncated-BPTT run with its windows' losses.
-        self.eval_loss_fn = per_step_loss(self.loss_fn) if trains_per_step(cfg) else self.loss_fn
-        if cfg.tbptt is not None:
-            self.eval_loss_fn = windowed_loss(self.loss_fn, cfg.tbptt)
-        if cfg.decolle:  # the last layer's local loss, as the training logs it
-            self.eval_loss_fn = decolle_output_loss(cfg.decolle_loss)
+        # per-step losses), a truncated-BPTT run with its windows' losses, a DECOLLE
+        # run with its last layer's local loss (spikeflow eval's too).
+        self.eval_loss_fn = logged_loss(cfg, self.loss_fn)
         self.mixer = (
             BatchMixer(self.info.num_classes, cfg.mixup, cfg.cutmix)
             if cfg.mixup or cfg.cutmix
