@@ -118,6 +118,34 @@ def test_eval_energy_neuromc_prices_the_runs_own_parameter_groups(tmp_path):
     assert step["by_phase_j"]["forward"] == pytest.approx(before.by_phase()["forward"], rel=1e-12)
 
 
+def test_eval_energy_neuromc_prices_a_grad_r_run_as_its_adam(tmp_path):
+    """A Grad R run trains with GradRewiring (Adam with a prior on the strengths): the
+    eval prices that optimizer, as the report with the trainer's own does, and its
+    update as Adam's over the same parameters (the prior's step is not priced; an Adam
+    subclass was priced as SGD without momentum before)."""
+    from spikeflow.energy import neuromc_energy_report
+    from spikeflow.losses import get_loss
+    from spikeflow.prune import GradRewiring
+    from spikeflow.training import Trainer, load_trained_model
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    grad_r = {"prune": "grad_r", "prune_kwargs": {"alpha": 0.5, "target_sparsity": 0.9}}
+    trainer = Trainer(tiny(tmp_path, "run", epochs=1, **grad_r), log=None)
+    trainer.fit()
+    assert type(trainer.optimizer) is GradRewiring
+    checkpoint = tmp_path / "run" / "last.pt"
+    step = evaluate_checkpoint(checkpoint, energy="neuromc")["neuromc"]
+    run = load_trained_model(checkpoint)
+    x, y = run.batch(32)
+    loss = get_loss(run.config.loss)
+    model = trainer.raw_model.train()
+    mine = neuromc_energy_report(model, x, y, loss, trainer.optimizer)
+    assert step["total_j"] == pytest.approx(mine.total, rel=1e-12)
+    adam = neuromc_energy_report(model, x, y, loss, torch.optim.Adam(model.parameters()))
+    assert step["by_phase_j"] == pytest.approx(adam.by_phase(), rel=1e-12)
+    assert {w.op for w in mine.works if w.phase == "optimizer"} == {"adam"}
+
+
 def test_eval_energy_neuromc_refuses_a_checkpoint_whose_optimizer_differs(tmp_path):
     """A checkpoint whose optimizer has other groups than the run's options build (as an
     older spikeflow's might): refused by name, not priced as something else."""

@@ -454,8 +454,10 @@ def _optimizer_works(optimizer: torch.optim.Optimizer, memories: Mapping[str, Ne
     optimizer's other parameters, with stale gradients or none, are not updated by this
     step): SGD per (momentum, weight decay, momentum buffer) group, Adam/AdamW over all."""
     params = [(g, p) for g in optimizer.param_groups for p in g["params"] if p in stepped]
-    name = type(optimizer).__name__.lower()
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+    # By the class it is: a subclass (Grad R's GradRewiring, an Adam) is priced as it.
+    adam = isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW))
+    name = "adamw" if isinstance(optimizer, torch.optim.AdamW) else "adam" if adam else "sgd"
+    if adam:
         groups = {(False, False, False): sum(p.numel() for _, p in params)}
     else:
         groups = {}
@@ -468,7 +470,7 @@ def _optimizer_works(optimizer: torch.optim.Optimizer, memories: Mapping[str, Ne
     for (momentum, decay, buffer), count in groups.items():
         if count == 0:
             continue
-        kind = "adam" if name in ("adam", "adamw") else "sgd"
+        kind = "adam" if adam else "sgd"
         work = Work(kind, "bp_grad_opt", elements=count, momentum=momentum,
                     weight_decay=decay, momentum_buffer=buffer)  # fmt: skip
         dims = _dims(1, 1, 1, 1, fx=count)
