@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.energy.neuromc_costs import NeuroMCMemory, Priced, Work, check_memories, price
+from spikeflow.energy.neuromc_optim import check_optimizer, optimizer_works
 from spikeflow.energy.neuromc_pooling import POOLS, is_max_pool, pool_dims, pool_windows
 from spikeflow.energy.neuromc_run import UnpricedProducts, eager, preserved
 from spikeflow.errors import ConfigurationError, ShapeError
@@ -275,9 +276,13 @@ class _Recorder:
 
     def add(self, module: nn.Module, phase: str, op: str, work: Work, process: str,
             dims: dict[str, int]) -> None:  # fmt: skip
+        self.record(self.names[module], phase, op, work, process, dims)
+
+    def record(self, name: str, phase: str, op: str, work: Work, process: str,
+               dims: dict[str, int]) -> None:  # fmt: skip
+        """Price ``work`` and keep it under ``name``."""
         priced = price(work, self.memories)
-        self.works.append(NeuroMCWork(self.names[module], phase, op, work.engine, process,
-                                      dims, priced))  # fmt: skip
+        self.works.append(NeuroMCWork(name, phase, op, work.engine, process, dims, priced))
 
     def hook(self, module: nn.Module, args: tuple, out: Any) -> None:
         if not args or not isinstance(args[0], Tensor) or not isinstance(out, Tensor):
@@ -448,53 +453,6 @@ def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
     return priced
 
 
-def _optimizer_works(optimizer: torch.optim.Optimizer, memories: Mapping[str, NeuroMCMemory],
-                     stepped: set[Tensor]) -> list[NeuroMCWork]:  # fmt: skip
-    """The update of the parameters in ``stepped`` (the model's that got a gradient; an
-    optimizer's other parameters, with stale gradients or none, are not updated by this
-    step): SGD per (momentum, weight decay, momentum buffer) group, Adam/AdamW over all."""
-    params = [(g, p) for g in optimizer.param_groups for p in g["params"] if p in stepped]
-    # By the class it is: a subclass (Grad R's GradRewiring, an Adam) is priced as it.
-    adam = isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW))
-    name = "adamw" if isinstance(optimizer, torch.optim.AdamW) else "adam" if adam else "sgd"
-    if adam:
-        groups = {(False, False, False): sum(p.numel() for _, p in params)}
-    else:
-        groups = {}
-        for group, p in params:
-            momentum = float(group.get("momentum", 0.0)) > 0.0
-            key = (momentum, float(group.get("weight_decay", 0.0)) > 0.0,
-                   momentum and "momentum_buffer" in optimizer.state.get(p, {}))  # fmt: skip
-            groups[key] = groups.get(key, 0) + p.numel()
-    works = []
-    for (momentum, decay, buffer), count in groups.items():
-        if count == 0:
-            continue
-        kind = "adam" if adam else "sgd"
-        work = Work(kind, "bp_grad_opt", elements=count, momentum=momentum,
-                    weight_decay=decay, momentum_buffer=buffer)  # fmt: skip
-        dims = _dims(1, 1, 1, 1, fx=count)
-        works.append(NeuroMCWork("(optimizer)", "optimizer", name, "bp_grad_opt", "with_opt",
-                                 dims, price(work, memories)))  # fmt: skip
-    return works
-
-
-def _check_optimizer(optimizer: object) -> None:
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
-        return
-    if not isinstance(optimizer, torch.optim.SGD):
-        raise ConfigurationError(
-            f"NeuroMC prices SGD, Adam and AdamW updates; got optimizer {type(optimizer).__name__}"
-        )
-    for i, group in enumerate(optimizer.param_groups):
-        for key, fine in (("nesterov", False), ("dampening", 0.0), ("maximize", False)):
-            if group.get(key, fine) != fine:
-                raise ConfigurationError(
-                    f"NeuroMC prices plain SGD: param group {i} has {key}={group[key]!r} "
-                    f"(needs {fine!r})"
-                )
-
-
 def neuromc_energy_report(
     model: nn.Module,
     x: Tensor,
@@ -547,7 +505,7 @@ def neuromc_energy_report(
     if loss_fn is not None and target is None:
         raise ConfigurationError("neuromc_energy_report: loss_fn needs target")
     if optimizer is not None:
-        _check_optimizer(optimizer)
+        check_optimizer(optimizer)
     if batch_first:
         x = x.transpose(0, 1)
     samples = int(x.shape[1]) if samples is None else samples
@@ -574,7 +532,8 @@ def neuromc_energy_report(
                 _backward(loss_fn(out, target))
             if optimizer is not None:
                 stepped = {p for p in model.parameters() if p.grad is not None}
-                recorder.works += _optimizer_works(optimizer, memories, stepped)
+                for op, work, dims in optimizer_works(optimizer, stepped):
+                    recorder.record("(optimizer)", "optimizer", op, work, "with_opt", dims)
     finally:
         watch.remove()
         for handle in handles:
