@@ -23,9 +23,11 @@ subclasses) and the declared spiking neurons
 (:mod:`spikeflow.energy.neuromc_pooling`: the released model has no cost for them).
 Reshapes (``Flatten``, ``Unflatten``, ``Identity``), dropout (its kept spikes stay
 spikes) and containers cost nothing; a container's own elementwise arithmetic (a
-residual sum) is not priced. Any other module is a :class:`ConfigurationError` naming
-it, before anything runs; so are matrix products run outside the priced layers (an
-attention's ``Q Kᵀ``, :mod:`spikeflow.energy.neuromc_run`), after the forward.
+residual sum) is not priced, but its products of two activations (an attention's
+``Q Kᵀ`` and ``· V`` by ``matmul``/``mm``/``bmm``) are, as a Linear's
+(:mod:`spikeflow.energy.neuromc_matmul`). Any other module is a
+:class:`ConfigurationError` naming it, before anything runs; so are other products run
+outside the priced layers (:mod:`spikeflow.energy.neuromc_run`), after the forward.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.energy.neuromc_costs import NeuroMCMemory, Priced, Work, check_memories, price
+from spikeflow.energy.neuromc_matmul import (
+    MatmulShape,
+    matmul_backward_works,
+    matmul_forward_work,
+)
 from spikeflow.energy.neuromc_optim import check_optimizer, optimizer_works
 from spikeflow.energy.neuromc_pooling import POOLS, is_max_pool, pool_dims, pool_windows
 from spikeflow.energy.neuromc_run import UnpricedProducts, eager, preserved
@@ -305,6 +312,22 @@ class _Recorder:
         if self.backward and out.requires_grad:
             out.register_hook(self._on_grad(module, x, out, spikes))
 
+    def matmul(self, name: str, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """Price ``out = a @ b``, run in module ``name`` outside the priced layers, and
+        (training) its backward when ``out``'s gradient arrives (neuromc_matmul)."""
+        shape, spikes = MatmulShape(a, b), self.spikes(a)
+        self.record(name, "forward", "matmul.forward", matmul_forward_work(shape, spikes),
+                    "with_nothing", shape.dims())  # fmt: skip
+        if not (self.backward and out.requires_grad):
+            return
+        grads = (a.requires_grad, b.requires_grad)
+
+        def on_grad(_grad: Tensor) -> None:
+            for op, work in matmul_backward_works(shape, spikes, *grads):
+                self.record(name, "backward", op, work, "with_nothing", shape.dims())
+
+        out.register_hook(on_grad)
+
     def _on_grad(self, module: nn.Module, x: Tensor, out: Tensor, spikes: bool
                  ) -> Callable[[Tensor], None]:  # fmt: skip
         shapes = (x.detach(), out.detach(), x.requires_grad)
@@ -521,7 +544,7 @@ def neuromc_energy_report(
     free = _free_types()
     handles += [m.register_forward_hook(recorder.pass_through)
                 for m in model.modules() if isinstance(m, free)]  # fmt: skip
-    watch = UnpricedProducts(model, names)
+    watch = UnpricedProducts(model, names, recorder.matmul)
     try:
         reset_net(model)
         with preserved(model, x.device), torch.set_grad_enabled(training):

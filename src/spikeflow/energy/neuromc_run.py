@@ -7,14 +7,16 @@ matrix products it cannot price.
 * :func:`eager` runs a compiled model eagerly, so that the hooks see every call.
 * :class:`UnpricedProducts` watches the forward for matrix products and convolutions
   run outside the layers NeuroMC prices (an attention's ``q @ kᵀ`` in its module's own
-  ``forward``): NeuroMC's model maps a product onto weights held in an engine, and
-  such a product has none, so the report refuses it rather than leave it out.
+  ``forward``): ``matmul`` (``@``), ``mm`` and ``bmm`` go to a pricing callback
+  (:mod:`spikeflow.energy.neuromc_matmul`); any other (``einsum``, ``addmm``, a
+  functional convolution, torch's fused attention with its softmax) is refused, named,
+  rather than left out.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -73,16 +75,32 @@ _PRODUCT_FUNCTIONS = {
     F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
     F.scaled_dot_product_attention, F.multi_head_attention_forward,
 }  # fmt: skip
+#: The products priced as ``A @ B`` (``__rmatmul__``: its operands the other way round).
+MATMULS = {
+    torch.matmul, Tensor.matmul, Tensor.__matmul__, Tensor.__rmatmul__, torch.mm, Tensor.mm,
+    torch.bmm, Tensor.bmm,
+}  # fmt: skip
+#: ``on_matmul(module name, A, B, A @ B)``.
+MatmulPricer = Callable[[str, Tensor, Tensor, Tensor], None]
+
+
+def _operands(func: Any, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+    """``(A, B)`` of a call of one of :data:`MATMULS`."""
+    a = args[0] if args else kwargs.get("input")
+    b = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+    return (b, a) if func is Tensor.__rmatmul__ else (a, b)
 
 
 class UnpricedProducts(TorchFunctionMode):
     """A torch function mode that, with module hooks keeping the stack of running
     modules, records the products run while no priced module is running: by the name
-    of the innermost running module, the functions and their count."""
+    of the innermost running module, the functions and their count. With ``on_matmul``
+    a product of :data:`MATMULS` is handed to it (priced) instead."""
 
-    def __init__(self, model: nn.Module, priced: dict[nn.Module, str]) -> None:
+    def __init__(self, model: nn.Module, priced: dict[nn.Module, str],
+                 on_matmul: MatmulPricer | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.priced = priced
+        self.priced, self.on_matmul = priced, on_matmul
         self.stack: list[nn.Module] = []
         self.found: dict[tuple[str, str], dict[str, int]] = {}
         self.names = {module: name or "(model)" for name, module in model.named_modules()}
@@ -101,14 +119,21 @@ class UnpricedProducts(TorchFunctionMode):
     def __torch_function__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
-        """Record ``func`` if it is a product run outside the priced modules; run it."""
+        """Record ``func`` if it is a product run outside the priced modules (price it,
+        if one of :data:`MATMULS`); run it."""
+        kwargs = kwargs or {}
         if func in _PRODUCT_FUNCTIONS and not any(m in self.priced for m in self.stack):
             module = self.stack[-1] if self.stack else None
+            a, b = _operands(func, args, kwargs) if func in MATMULS else (None, None)
+            if self.on_matmul is not None and isinstance(a, Tensor) and isinstance(b, Tensor):
+                out = func(*args, **kwargs)
+                self.on_matmul(self.names.get(module, "(model)"), a, b, out)
+                return out
             key = (self.names.get(module, "(model)"), type(module).__name__)
             name = getattr(func, "__name__", str(func))
             counts = self.found.setdefault(key, {})
             counts[name] = counts.get(name, 0) + 1
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
     def remove(self) -> None:
         """Remove the module hooks."""
@@ -124,7 +149,8 @@ class UnpricedProducts(TorchFunctionMode):
             for (name, kind), counts in self.found.items()
         )
         raise ConfigurationError(
-            f"NeuroMC cannot price matrix products run outside the layers it prices ({where}): "
-            "its model maps a product onto an engine's stored weights (Linear, Conv1d/Conv2d), "
-            "and a product of two activations (attention) has none"
+            f"NeuroMC cannot price products run outside the layers it prices ({where}): it "
+            "prices matmul (@), mm and bmm of two activations as a Linear's product (the "
+            "right operand as its weights); einsum, addmm, baddbmm, a functional linear or "
+            "convolution and torch's fused attention (a softmax) have no cost in its model"
         )
