@@ -18,9 +18,11 @@ costs (:mod:`spikeflow.energy.neuromc_costs`; SpikingJelly 2.0's
 Priced: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` (a grouped one as its ``G``
 independent convolutions), ``nn.BatchNorm1d/2d/3d`` (spikeflow's sequence layers are
 subclasses) and the declared spiking neurons
-(:class:`~spikeflow.neurons.BaseNode`: NeuroMC's soma); max and average pooling and
-:class:`~spikeflow.layers.VotingLayer` by spikeflow's convention
-(:mod:`spikeflow.energy.neuromc_pooling`: the released model has no cost for them).
+(:class:`~spikeflow.neurons.BaseNode`: NeuroMC's soma); max and average pooling,
+:class:`~spikeflow.layers.VotingLayer`, ``AdjustedAvgPool2d`` and constant scales
+(:mod:`spikeflow.energy.neuromc_pooling`) and DECOLLE's layers
+(:mod:`spikeflow.energy.neuromc_modules`) by spikeflow's convention (the released model
+has no cost for them).
 Reshapes (``Flatten``, ``Unflatten``, ``Identity``), dropout (its kept spikes stay
 spikes) and containers cost nothing; a container's own elementwise arithmetic (a
 residual sum) is not priced, but its products of two activations (an attention's
@@ -46,26 +48,25 @@ from spikeflow.energy.neuromc_matmul import (
     matmul_backward_works,
     matmul_forward_work,
 )
+from spikeflow.energy.neuromc_modules import (
+    NORMS,
+    PRODUCTS,
+    DecolleHooks,
+    free_types,
+    priced_modules,
+)
 from spikeflow.energy.neuromc_optim import check_optimizer, optimizer_works
-from spikeflow.energy.neuromc_pooling import POOLS, is_max_pool, pool_dims, pool_windows
+from spikeflow.energy.neuromc_pooling import (
+    POOLS,
+    is_max_pool,
+    pool_dims,
+    pool_kind,
+    pool_windows,
+)
 from spikeflow.energy.neuromc_run import UnpricedProducts, eager, preserved
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = ["NeuroMCReport", "NeuroMCWork", "neuromc_energy_report"]
-
-_PRODUCTS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_FREE = (nn.Flatten, nn.Unflatten, nn.Identity, nn.modules.dropout._DropoutNd)
-
-
-def _free_types() -> tuple[type[nn.Module], ...]:
-    """Modules that cost nothing: reshapes, the identity, dropout (its mask is folded
-    into the values the next layer reads), spikeflow's sequence dropout and spike taps."""
-    from spikeflow.layers.dropout import _SequenceDropout
-    from spikeflow.neurons.tap import SpikeTap
-
-    return (*_FREE, _SequenceDropout, SpikeTap)
-
 
 _PRIMITIVES = ("mux", "add", "mul", "comp", "sqrt")
 
@@ -299,9 +300,9 @@ class _Recorder:
             )
         x = args[0]
         spikes = self.spikes(x)
-        if isinstance(module, _PRODUCTS):
+        if isinstance(module, PRODUCTS):
             self._product(module, x, out, spikes)
-        elif isinstance(module, _NORMS):
+        elif isinstance(module, NORMS):
             self._norm(module, x, out, False, spikes)
         elif isinstance(module, POOLS):
             self._pool(module, x, out, False, spikes)
@@ -334,11 +335,11 @@ class _Recorder:
 
         def on_grad(_grad: Tensor) -> None:
             x_, out_, needs_input_grad = shapes
-            if isinstance(module, _PRODUCTS):
+            if isinstance(module, PRODUCTS):
                 self._product_backward(module, x_, out_, needs_input_grad, spikes)
             elif isinstance(module, POOLS):  # no weights: its input needs the gradient
                 self._pool(module, x_, out_, True, spikes)
-            elif isinstance(module, _NORMS):
+            elif isinstance(module, NORMS):
                 self._norm(module, x_, out_, True, spikes)
             else:
                 self._soma(module, x_, out_, backward=True)
@@ -385,7 +386,7 @@ class _Recorder:
 
     def _pool(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
               spikes: bool) -> None:  # fmt: skip
-        kind = "maxpool" if is_max_pool(module) else "avgpool"
+        kind = pool_kind(module)
         if backward:
             engine = "bp_grad" if spikes else "ann_be"
         else:
@@ -394,15 +395,19 @@ class _Recorder:
         work = Work(kind, engine, backward, elements=out.numel(), window_inputs=windows,
                     input_numel=x.numel(), input_bits=1 if spikes else 16)  # fmt: skip
         steps, pooled = _steps(module, out), pool_dims(module)
-        spatial = [int(n) for n in out.shape[out.dim() - pooled :]]
-        lead = out.dim() - pooled - 1  # the channel dim, if there is one
-        multi = getattr(module, "step_mode", "s") == "m"
-        c = int(out.shape[lead]) if lead >= 1 + multi else 1  # after [T,] B
-        oy, ox = spatial[0], math.prod(spatial[1:])
-        d = _dims(out.numel() // (c * oy * ox), steps, c, c, oy, ox)
-        d["FY"] = round(windows / max(out.numel(), 1))  # the mean window, for the record
+        if pooled == 0:  # a scale: its elements
+            d = _dims(out.numel(), 1, 1, 1)
+        else:
+            spatial = [int(n) for n in out.shape[out.dim() - pooled :]]
+            lead = out.dim() - pooled - 1  # the channel dim, if there is one
+            multi = getattr(module, "step_mode", "s") == "m"
+            c = int(out.shape[lead]) if lead >= 1 + multi else 1  # after [T,] B
+            oy, ox = spatial[0], math.prod(spatial[1:])
+            d = _dims(out.numel() // (c * oy * ox), steps, c, c, oy, ox)
+            d["FY"] = round(windows / max(out.numel(), 1))  # the mean window, for the record
         phase = "backward" if backward else "forward"
-        self.add(module, phase, f"{kind}.{phase}", work, "with_pool", d)
+        process = "with_scale" if kind == "scale" else "with_pool"
+        self.add(module, phase, f"{kind}.{phase}", work, process, d)
 
     def _soma(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool) -> None:
         steps = _steps(module, out)
@@ -446,34 +451,6 @@ def _inner(x: Tensor, lead: int) -> int:
     for size in x.shape[lead + 1 :]:
         n *= int(size)
     return n
-
-
-def _priced_modules(model: nn.Module) -> dict[nn.Module, str]:
-    """The modules to hook, by name; a ConfigurationError names one NeuroMC cannot price."""
-    from spikeflow.neurons import BaseNode
-
-    free = _free_types()
-    priced: dict[nn.Module, str] = {}
-    inside: set[nn.Module] = set()  # a priced module's own parts (a neuron's surrogate)
-    for name, module in model.named_modules():
-        label = name or "(model)"
-        if module in inside:
-            continue
-        if isinstance(module, (*_PRODUCTS, *_NORMS, *POOLS, BaseNode)):
-            priced[module] = label
-            inside.update(module.modules())
-            continue
-        leaf = next(module.children(), None) is None
-        own = [n for n, _ in module.named_parameters(recurse=False)]
-        if own or (leaf and not isinstance(module, free)):
-            why = f"parameters {own} of its own" if own else "work NeuroMC has no cost for"
-            raise ConfigurationError(
-                f"NeuroMC cannot price {label} ({type(module).__name__}: {why}); it prices "
-                "Linear, Conv1d/Conv2d, BatchNorm1d/2d/3d, max and average "
-                "pooling (VotingLayer too) and spiking neurons (BaseNode), with Flatten, "
-                "Unflatten, Identity and dropout free"
-            )
-    return priced
 
 
 def neuromc_energy_report(
@@ -537,13 +514,14 @@ def neuromc_energy_report(
             f"neuromc_energy_report: samples must be a positive integer, got {samples!r}"
         )
     memories = check_memories(memories)
-    names = _priced_modules(model)
+    names = priced_modules(model)
     training = loss_fn is not None
     recorder = _Recorder(names, memories, bool(reuse_weights), training)
     handles = [m.register_forward_hook(recorder.hook) for m in names]
-    free = _free_types()
+    free = free_types()
     handles += [m.register_forward_hook(recorder.pass_through)
                 for m in model.modules() if isinstance(m, free)]  # fmt: skip
+    decolle = DecolleHooks(model, recorder.record, recorder.spikes, training, recorder.works)
     watch = UnpricedProducts(model, names, recorder.matmul)
     try:
         reset_net(model)
@@ -559,6 +537,7 @@ def neuromc_energy_report(
                     recorder.record("(optimizer)", "optimizer", op, work, "with_opt", dims)
     finally:
         watch.remove()
+        decolle.remove()
         for handle in handles:
             handle.remove()
         reset_net(model)

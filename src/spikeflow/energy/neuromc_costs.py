@@ -182,7 +182,8 @@ class Work:
     """One piece of work for :func:`price` (see the module docstring).
 
     ``kind``: ``"mac"`` (a product on ``engine``), ``"soma"``, ``"norm"``, ``"sgd"``,
-    ``"adam"``, ``"maxpool"`` or ``"avgpool"``. For ``"mac"``: ``macs``; ``reduce`` the
+    ``"adam"``, ``"trace"``, ``"maxpool"``, ``"avgpool"``, ``"adjavgpool"`` or ``"scale"``. For
+    ``"mac"``: ``macs``; ``reduce`` the
     channels summed per output (``C`` forward, ``K`` for the input gradient; for the
     weight gradient ``C`` and ``K``), ``taps`` the kernel's ``FY·FX``, ``weight_numel``
     the weights read,
@@ -192,8 +193,8 @@ class Work:
     price is ``G`` times that group's. For ``"soma"``/``"norm"``:
     ``elements`` and (norm) ``channel_steps``, ``backward``. For the optimizer:
     ``elements`` the parameters updated; SGD's ``momentum``, ``weight_decay``,
-    ``momentum_buffer`` (a buffer from an earlier step is read). For ``"maxpool"`` and
-    ``"avgpool"`` (spikeflow's convention, :mod:`spikeflow.energy.neuromc_pooling`):
+    ``momentum_buffer`` (a buffer from an earlier step is read). For the pools and the
+    scale (spikeflow's convention, :mod:`spikeflow.energy.neuromc_pooling`):
     ``elements`` the outputs, ``window_inputs`` the sum of their windows' real inputs,
     ``input_numel``, ``input_bits`` and ``backward``.
     """
@@ -304,10 +305,14 @@ def _elementwise_ops(work: Work) -> dict[str, int]:
         return {"mux": 0, "add": 3 * n + 2 * ct, "mul": 3 * n + 4 * ct, "comp": 0, "sqrt": ct}
     if work.kind == "adam":
         return {"mux": 0, "add": 4 * n, "mul": 11 * n, "comp": 0, "sqrt": n}
-    if work.kind in ("maxpool", "avgpool"):  # n outputs; window_inputs - n pairs reduced
+    if work.kind == "trace":  # Q = βQ + g x, P = αP + g Q
+        return {"mux": 0, "add": 2 * n, "mul": 4 * n, "comp": 0, "sqrt": 0}
+    if work.kind in _POOL_KINDS:  # n outputs; window_inputs - n pairs reduced
         ops = dict.fromkeys(("mux", "add", "mul", "comp", "sqrt"), 0)
-        if work.backward:  # route (max) or scale (avg) each output's gradient
+        if work.backward:  # route (max) or scale (avg, scale) each output's gradient
             ops["mux" if work.kind == "maxpool" else "mul"] = n
+            if work.kind == "adjavgpool":  # a window with spikes? 1 / its count (table)
+                ops["comp"], ops["mux"] = n, n
         elif work.kind == "maxpool":
             ops["comp"] = work.window_inputs - n
         else:
@@ -317,19 +322,30 @@ def _elementwise_ops(work: Work) -> dict[str, int]:
     return {"mux": 0, "add": steps * n, "mul": steps * n, "comp": 0, "sqrt": 0}
 
 
+# DECOLLE's presynaptic traces Q and P per input (spikeflow's convention:
+# spikeflow.energy.neuromc_modules), beside the soma's potential.
+_TRACES = (
+    ("q", "N", 16, _R16, "sram_fp_soma_u", 1, True),
+    ("p", "N", 16, _R16, "sram_fp_soma_u", 1, True),
+)
+#: Spikeflow's register-level elementwise work (:mod:`spikeflow.energy.neuromc_pooling`).
+_POOL_KINDS = ("maxpool", "avgpool", "adjavgpool", "scale")
+
+
 def _variables(work: Work) -> tuple[tuple, ...]:
     if work.kind == "soma":
         return _SOMA_BACKWARD if work.backward else _SOMA_FORWARD
     if work.kind == "norm":
         return _NORM_BACKWARD if work.backward else _NORM_FORWARD
-    return _ADAM
+    return _TRACES if work.kind == "trace" else _ADAM
 
 
 def _pool_traffic(work: Work, flow: _Traffic) -> None:
     """A pooling's register reads and writes (no SRAM: see neuromc_pooling)."""
     spike_reg = "reg_1b" if work.input_bits == 1 else _R16
-    if work.backward:  # each output's gradient in, every input's gradient out
-        flow.add("reg", "rh2l", work.elements * 16, _R16)
+    if work.backward:  # each output's gradient in (and an adjusted pool's mean), every
+        reads = 2 if work.kind == "adjavgpool" else 1  # input's gradient out
+        flow.add("reg", "rh2l", reads * work.elements * 16, _R16)
         flow.add("reg", "wl2h", work.input_numel * 16, _R16)
         return
     flow.add("reg", "rh2l", work.window_inputs * work.input_bits, spike_reg)
@@ -341,7 +357,7 @@ def _pool_traffic(work: Work, flow: _Traffic) -> None:
 
 def _elementwise_traffic(work: Work, flow: _Traffic) -> None:
     """The elementwise work's reads and writes of its variables."""
-    if work.kind in ("maxpool", "avgpool"):
+    if work.kind in _POOL_KINDS:
         _pool_traffic(work, flow)
         return
     if work.kind == "sgd":  # 32-bit value and gradient in the 6 MB SRAM
@@ -350,6 +366,9 @@ def _elementwise_traffic(work: Work, flow: _Traffic) -> None:
         flow.add("sram", "rh2l", reads * bits, "sram_6MB")
         flow.add("sram", "wl2h", (1 + work.momentum) * bits, "sram_6MB")
         return
+    if work.kind == "trace":  # the input, 1 bit if spikes
+        reg = "reg_1b" if work.input_bits == 1 else _R16
+        flow.add("reg", "rh2l", work.elements * work.input_bits, reg)
     counts = {"N": work.elements, "CT": work.channel_steps, "P": work.elements}
     for _name, count, width, reg, sram, reads, written in _variables(work):
         bits = counts[count] * width

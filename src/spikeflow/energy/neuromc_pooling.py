@@ -14,6 +14,16 @@ whose window holds ``w`` real inputs (padding excluded):
 * the backward (when the input needs a gradient) reads each output's 16-bit gradient
   and writes every input's gradient (16 bits): max pooling routes it with one mux per
   output, avg pooling scales it with one multiplication per output.
+
+:class:`~spikeflow.event_driven.AdjustedAvgPool2d` (``k x k`` windows, stride ``k``) is
+an average pool forward; its backward divides each output's gradient by the window's
+spike count instead of ``k²``: per output one comparison (a window without spikes
+passes nothing), one mux (the count's reciprocal from a ``k²``-entry table) and one
+multiplication, reading the gradient and the saved mean (16 bits each). A constant
+scale (OTTT's ``Scale``, NIR's ``Scale``: ``x · s``) is a window of one: one
+multiplication per element forward (reading 1-bit spikes or 16-bit values, writing
+16-bit values: the scaled spikes are not spikes for the next layer) and, when its
+input needs a gradient, backward (the gradient scaled alike, 16 bits in and out).
 """
 
 from __future__ import annotations
@@ -23,9 +33,12 @@ import math
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.event_driven.pooling import AdjustedAvgPool2d
+from spikeflow.interop.nir_modules import Scale as NIRScale
 from spikeflow.layers.misc import VotingLayer
+from spikeflow.models.ottt_vgg import Scale as OTTTScale
 
-__all__ = ["POOLS", "is_max_pool", "pool_dims", "pool_windows"]
+__all__ = ["POOLS", "SCALES", "is_max_pool", "pool_dims", "pool_kind", "pool_windows"]
 
 _MAX = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _AVG = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -33,8 +46,21 @@ _ADAPTIVE_MAX = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3
 _ADAPTIVE_AVG = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 
 
-#: The pooling modules NeuroMC prices by spikeflow's convention.
-POOLS: tuple[type[nn.Module], ...] = (*_MAX, *_AVG, *_ADAPTIVE_MAX, *_ADAPTIVE_AVG, VotingLayer)
+#: The constant scales, priced as windows of one input.
+SCALES: tuple[type[nn.Module], ...] = (OTTTScale, NIRScale)
+#: The pooling modules (and scales) NeuroMC prices by spikeflow's convention.
+POOLS: tuple[type[nn.Module], ...] = (
+    *_MAX, *_AVG, *_ADAPTIVE_MAX, *_ADAPTIVE_AVG, VotingLayer, AdjustedAvgPool2d, *SCALES,
+)  # fmt: skip
+
+
+def pool_kind(module: nn.Module) -> str:
+    """``"maxpool"``, ``"avgpool"``, ``"adjavgpool"`` (adjusted average) or ``"scale"``."""
+    if isinstance(module, SCALES):
+        return "scale"
+    if isinstance(module, AdjustedAvgPool2d):
+        return "adjavgpool"
+    return "maxpool" if is_max_pool(module) else "avgpool"
 
 
 def is_max_pool(module: nn.Module) -> bool:
@@ -43,9 +69,13 @@ def is_max_pool(module: nn.Module) -> bool:
 
 
 def pool_dims(module: nn.Module) -> int:
-    """How many trailing dims the pooling ``module`` pools (1, 2 or 3)."""
+    """How many trailing dims the pooling ``module`` pools (1, 2 or 3; 0 for a scale)."""
+    if isinstance(module, SCALES):
+        return 0
     if isinstance(module, VotingLayer):
         return 1
+    if isinstance(module, AdjustedAvgPool2d):
+        return 2
     for dims, kinds in enumerate(zip(_MAX, _AVG, _ADAPTIVE_MAX, _ADAPTIVE_AVG, strict=True), 1):
         if isinstance(module, kinds):
             return dims
@@ -63,8 +93,9 @@ def _window_sizes(module: nn.Module, dim: int, size_in: int, size_out: int) -> l
             math.ceil((i + 1) * size_in / size_out) - (i * size_in) // size_out
             for i in range(size_out)
         ]
-    if isinstance(module, VotingLayer):
-        kernel, stride, padding, dilation = (module.voting_size,) * 2 + (0, 1)
+    if isinstance(module, (VotingLayer, AdjustedAvgPool2d)):
+        size = module.voting_size if isinstance(module, VotingLayer) else module.kernel_size
+        kernel, stride, padding, dilation = size, size, 0, 1
     else:
         dims = pool_dims(module)
         kernel = _per_dim(module.kernel_size, dims)[dim]
@@ -80,8 +111,11 @@ def _window_sizes(module: nn.Module, dim: int, size_in: int, size_out: int) -> l
 
 def pool_windows(module: nn.Module, x: Tensor, out: Tensor) -> int:
     """The sum over ``out``'s entries of their windows' real inputs (``Σ w``), for one
-    call of the pooling ``module`` on ``x`` (any leading dims)."""
+    call of the pooling ``module`` on ``x`` (any leading dims; a scale's windows hold one
+    input each)."""
     dims = pool_dims(module)
+    if dims == 0:
+        return out.numel()
     if x.dim() < dims or out.dim() < dims:
         raise ConfigurationError(
             f"NeuroMC: {type(module).__name__} ran on {tuple(x.shape)}, fewer than its "
