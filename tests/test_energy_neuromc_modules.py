@@ -225,3 +225,27 @@ def test_zoo_models_once_refused_are_priced(name, kwargs, shape):
     expected = {"ottt_spiking_vggws": "scale.backward", "spike_dhs": "conv.backward.grad_weight",
                 "decolle": "decolle.traces.backward"}  # fmt: skip
     assert expected[name] in ops and report.by_phase()["optimizer"] > 0
+
+
+# ---------------------------------------------------------------- AMSGrad
+
+
+def test_amsgrad_reads_and_writes_its_maximum():
+    """Adam(amsgrad=True) over P parameters: Adam's update plus P comparisons and the
+    32-bit running maximum read and written at the register and the 6 MB SRAM (458.2 /
+    375.0 pJ per 256-bit read / write); a param group without it is priced as Adam."""
+    net = nn.Sequential(layers.Linear(4, 3), neurons.LIFNode())
+    x, y = _spikes(2, 2, 4), torch.rand(2, 2, 3)
+    adam = neuromc_energy_report(net, x, y, F.mse_loss, torch.optim.Adam(net.parameters()))
+    ams = neuromc_energy_report(
+        net, x, y, F.mse_loss, torch.optim.Adam(net.parameters(), amsgrad=True)
+    )
+    (plain,), (maximum,) = _works(adam, "adam"), _works(ams, "adam")
+    count = 4 * 3 + 3
+    assert maximum.priced.ops == {**plain.priced.ops, "comp": count}
+    extra = count * (0.056 + 2 * 2 * REG16 + 32 / 256 * (458.1830181 + 375.0422185))
+    assert maximum.total - plain.total == pytest.approx(extra * PJ, rel=1e-9)
+    groups = [{"params": [net[0].weight], "amsgrad": True}, {"params": [net[0].bias]}]
+    mixed = neuromc_energy_report(net, x, y, F.mse_loss, torch.optim.Adam(groups))
+    assert sorted(w.priced.ops["comp"] for w in _works(mixed, "adam")) == [0, 12]
+    assert sum(w.priced.ops["sqrt"] for w in _works(mixed, "adam")) == count

@@ -175,6 +175,8 @@ _ADAM = (
     ("v_hat", "P", 32, "reg_32b", "sram_6MB", 1, True),
     ("w_new", "P", 32, "reg_32b", "sram_6MB", 0, True),
 )
+# AMSGrad's running maximum of the second moment, read and written (spikeflow's).
+_AMSGRAD = (*_ADAM, ("v_max", "P", 32, "reg_32b", "sram_6MB", 1, True))
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,9 @@ class Work:
     price is ``G`` times that group's. For ``"soma"``/``"norm"``:
     ``elements`` and (norm) ``channel_steps``, ``backward``. For the optimizer:
     ``elements`` the parameters updated; SGD's ``momentum``, ``weight_decay``,
-    ``momentum_buffer`` (a buffer from an earlier step is read). For the pools and the
-    scale (spikeflow's convention, :mod:`spikeflow.energy.neuromc_pooling`):
+    ``momentum_buffer`` (a buffer from an earlier step is read); Adam's ``amsgrad``
+    (the running maximum of the second moments: a comparison, read and written). For
+    the pools and the scale (spikeflow's convention, :mod:`spikeflow.energy.neuromc_pooling`):
     ``elements`` the outputs, ``window_inputs`` the sum of their windows' real inputs,
     ``input_numel``, ``input_bits`` and ``backward``.
     """
@@ -217,6 +220,7 @@ class Work:
     window_inputs: int = 0
     input_numel: int = 0
     groups: int = 1
+    amsgrad: bool = False
 
 
 @dataclass
@@ -303,8 +307,8 @@ def _elementwise_ops(work: Work) -> dict[str, int]:
         if work.backward:
             return {"mux": 0, "add": 7 * n, "mul": 3 * n + 22 * ct, "comp": 0, "sqrt": 0}
         return {"mux": 0, "add": 3 * n + 2 * ct, "mul": 3 * n + 4 * ct, "comp": 0, "sqrt": ct}
-    if work.kind == "adam":
-        return {"mux": 0, "add": 4 * n, "mul": 11 * n, "comp": 0, "sqrt": n}
+    if work.kind == "adam":  # AMSGrad: the maximum of the second moments, one comparison
+        return {"mux": 0, "add": 4 * n, "mul": 11 * n, "comp": n * work.amsgrad, "sqrt": n}
     if work.kind == "trace":  # Q = βQ + g x, P = αP + g Q
         return {"mux": 0, "add": 2 * n, "mul": 4 * n, "comp": 0, "sqrt": 0}
     if work.kind in _POOL_KINDS:  # n outputs; window_inputs - n pairs reduced
@@ -337,7 +341,9 @@ def _variables(work: Work) -> tuple[tuple, ...]:
         return _SOMA_BACKWARD if work.backward else _SOMA_FORWARD
     if work.kind == "norm":
         return _NORM_BACKWARD if work.backward else _NORM_FORWARD
-    return _TRACES if work.kind == "trace" else _ADAM
+    if work.kind == "trace":
+        return _TRACES
+    return _AMSGRAD if work.amsgrad else _ADAM
 
 
 def _pool_traffic(work: Work, flow: _Traffic) -> None:

@@ -2,7 +2,9 @@
 
 SGD (momentum, weight decay, per param group; no Nesterov, dampening or maximize) is
 priced per (momentum, weight decay, momentum buffer) group, Adam and AdamW over all the
-parameters updated (:mod:`spikeflow.energy.neuromc_costs` has the costs).
+parameters updated (those of AMSGrad groups apart: their running maximum of the second
+moments costs a comparison and a 32-bit read and write more per element);
+:mod:`spikeflow.energy.neuromc_costs` has the costs.
 """
 
 from __future__ import annotations
@@ -43,22 +45,23 @@ def optimizer_works(optimizer: torch.optim.Optimizer, stepped: set[Tensor]
     # By the class it is: a subclass (Grad R's GradRewiring, an Adam) is priced as it.
     adam = isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW))
     name = "adamw" if isinstance(optimizer, torch.optim.AdamW) else "adam" if adam else "sgd"
-    if adam:
-        groups = {(False, False, False): sum(p.numel() for _, p in params)}
-    else:
-        groups = {}
-        for group, p in params:
+    groups: dict[tuple[bool, bool, bool, bool], int] = {}
+    for group, p in params:
+        if adam:  # all alike, but AMSGrad's (its extra state)
+            key = (False, False, False, bool(group.get("amsgrad", False)))
+        else:
             momentum = float(group.get("momentum", 0.0)) > 0.0
-            key = (momentum, float(group.get("weight_decay", 0.0)) > 0.0,
-                   momentum and "momentum_buffer" in optimizer.state.get(p, {}))  # fmt: skip
-            groups[key] = groups.get(key, 0) + p.numel()
+            decay = float(group.get("weight_decay", 0.0)) > 0.0
+            buffer = momentum and "momentum_buffer" in optimizer.state.get(p, {})
+            key = (momentum, decay, buffer, False)
+        groups[key] = groups.get(key, 0) + p.numel()
     works = []
-    for (momentum, decay, buffer), count in groups.items():
+    for (momentum, decay, buffer, amsgrad), count in groups.items():
         if count == 0:
             continue
         kind = "adam" if adam else "sgd"
         work = Work(kind, "bp_grad_opt", elements=count, momentum=momentum,
-                    weight_decay=decay, momentum_buffer=buffer)  # fmt: skip
+                    weight_decay=decay, momentum_buffer=buffer, amsgrad=amsgrad)  # fmt: skip
         dims = {"B": 1, "T": 1, "C": 1, "K": 1, "OY": 1, "OX": 1, "FY": 1, "FX": count}
         works.append((name, work, dims))
     return works
