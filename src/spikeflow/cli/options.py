@@ -315,6 +315,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(snnTorch's TBPTT); 'batch' accumulates the windows' gradients, one update per batch",
     )
     o.add_argument(
+        "--fptt",
+        type=float,
+        default=s,
+        metavar="ALPHA",
+        help="with --tbptt K: forward propagation through time (Kag & Saligrama 2021; Yin "
+        "et al. 2023), each window's loss plus a pull of strength ALPHA (e.g. 0.1) towards "
+        "a running mean of the weights (docs/training_methods.md)",
+    )
+    o.add_argument(
         "--eprop",
         default=s,
         choices=["symmetric", "random", "adaptive"],

@@ -138,6 +138,11 @@ def _check_tbptt(config: TrainConfig) -> None:
     if config.tbptt is None:
         if config.tbptt_update != "window":
             raise ConfigurationError("tbptt_update needs truncated BPTT: add --tbptt K")
+        if config.fptt is not None:
+            raise ConfigurationError(
+                "fptt runs as truncated BPTT with an update after every window: add "
+                "--tbptt K (K = 1: an update at every step, as the FPTT papers)"
+            )
         return
     from spikeflow.training.tbptt import UPDATES, check_window_loss
 
@@ -150,6 +155,14 @@ def _check_tbptt(config: TrainConfig) -> None:
             f"truncated BPTT (--tbptt) cannot be combined with {flags}: "
             + "; ".join(f"{flag}: {why}" for flag, why in used)
         )
+    if config.fptt is not None:
+        if config.tbptt_update != "window":
+            raise ConfigurationError(
+                "fptt updates the weights after every window: it cannot take --tbptt-update batch"
+            )
+        from spikeflow.training.fptt import _positive
+
+        _positive("alpha (--fptt)", config.fptt)
     if config.T is not None and config.tbptt > config.T:
         raise ConfigurationError(
             f"tbptt (the window K) must be at most T = {config.T} (the steps of a sample; "

@@ -152,6 +152,10 @@ class TrainConfig:
     #: With ``tbptt``: "window" (an optimizer step after every window, snnTorch's TBPTT)
     #: or "batch" (the windows' gradients accumulated, one optimizer step per batch).
     tbptt_update: str = "window"
+    #: With ``tbptt`` (per-window updates): FPTT (docs/training_methods.md), each window's
+    #: loss plus a pull of this strength alpha towards a running mean of the weights;
+    #: None: plain truncated BPTT.
+    fptt: float | None = None
     #: E-prop (Bellec et al. 2020; docs/training_methods.md): train ``--model eprop_rsnn``
     #: forward in time with this feedback, "symmetric", "random" or "adaptive" (memory
     #: independent of T); None: backpropagation through time.

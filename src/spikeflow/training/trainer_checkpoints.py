@@ -75,6 +75,7 @@ class CheckpointMixin:
             "scaler": self.scaler.state_dict(),
             "pruning": {} if self.pruning is None else self.pruning.state_dict(),
             "eprop": {} if self.eprop is None else self.eprop.state_dict(),
+            "fptt": {} if self.fptt is None else self.fptt.state_dict(),
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
             **running,
@@ -114,6 +115,13 @@ class CheckpointMixin:
         self.scaler.load_state_dict(payload["scaler"])
         if self.eprop is not None:  # random or adaptive feedback: B
             self.eprop.load_state_dict(payload.get("eprop", {}))
+        if self.fptt is not None:  # FPTT's running mean and multiplier
+            if not payload.get("fptt"):
+                raise ConfigurationError(
+                    f"{self.resume_dir or 'the checkpoint'} was not trained with --fptt and "
+                    "holds no running mean to resume FPTT from"
+                )
+            self.fptt.load_state_dict(payload["fptt"])
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
         self.global_step = int(payload["global_step"])
         if self.pruning is not None:

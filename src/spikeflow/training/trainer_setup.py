@@ -21,6 +21,7 @@ from spikeflow.training.decolle import check_decolle_model, decolle_rule
 from spikeflow.training.distributed import ddp_options, setup_distributed
 from spikeflow.training.eprop import eprop_rule
 from spikeflow.training.eventprop import check_eventprop_model
+from spikeflow.training.fptt import FPTTRegulariser
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
@@ -163,6 +164,9 @@ class SetupMixin:
         self.prune_settings = prune_settings(cfg.prune, cfg.prune_kwargs, cfg.optimizer,
                                              cfg.epochs)  # fmt: skip
         self.optimizer = self._make_optimizer()
+        self.fptt = (  # FPTT's running mean and multiplier, of the trained parameters
+            None if cfg.fptt is None else FPTTRegulariser.for_optimizer(self.optimizer, cfg.fptt)
+        )
         self.scheduler = self._make_scheduler()
         self.steps_per_epoch = math.ceil(
             math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]

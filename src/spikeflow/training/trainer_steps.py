@@ -128,7 +128,7 @@ class StepsMixin:
             result = tbptt_backward(
                 self.model, x, target, self.loss_fn, cfg.tbptt,
                 step=self._window_update(step, steps) if per_window else None,
-                backward=lambda window_loss: self.scaler.scale(window_loss).backward(),
+                backward=self._window_backward,
                 autocast=lambda: autocast_context(ctx.device, cfg.amp),
             )  # fmt: skip
             out, loss = result.output, result.loss
@@ -195,6 +195,13 @@ class StepsMixin:
             self.decolle is not None and cfg.decolle_update == "step"
         )
 
+    def _window_backward(self, window_loss: Tensor) -> None:
+        """Backpropagate a truncated-BPTT window's loss (through the gradient scaler),
+        with FPTT's penalty added under ``--fptt``."""
+        if self.fptt is not None:
+            window_loss = window_loss + self.fptt.penalty().to(window_loss.dtype)
+        self.scaler.scale(window_loss).backward()
+
     def _window_update(self, step: int, steps: int) -> Any:
         """What truncated BPTT with per-window updates (and DECOLLE with per-step
         updates) calls after each window's (step's) backward: stop (on every process) if
@@ -208,7 +215,12 @@ class StepsMixin:
                 self._phase = "idle"
                 self._raise_non_finite(value, step, steps)
             self._phase = "update"
+            scale = self.scaler.get_scale()
             self._update()
+            # FPTT's mean and multiplier follow the weights, unless the scaler skipped
+            # the step (fp16 overflow: the scale dropped and the weights did not move)
+            if self.fptt is not None and self.scaler.get_scale() >= scale:
+                self.fptt.update()
             self.optimizer.zero_grad(set_to_none=True)
 
         return after_window
