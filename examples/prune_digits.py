@@ -8,10 +8,12 @@ share of zero weights of each.
     python examples/prune_digits.py                 # 40 epochs per run
     python examples/prune_digits.py --epochs 10 --settings dense grad_r:alpha=0.2
     python examples/prune_digits.py --weight-bits 4 --settings dense grad_r:alpha=0.2
+    python examples/prune_digits.py --weight-bits 4 --weight-quant lsq --settings dense
 
 A setting is ``dense`` or ``METHOD:KEY=VALUE,...`` with the method's ``--prune-kwargs``;
 ``--weight-bits`` trains every setting with weights quantized to that many bits
-(docs/quantization.md).
+(``--weight-quant lsq``: learned step sizes; ``--input-bits``: the input quantized too;
+docs/quantization.md).
 Runs are written under ``--output-dir`` (default: a temporary folder).
 """
 
@@ -64,11 +66,15 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--test-samples", type=int, default=None)
     parser.add_argument("--weight-bits", type=int, default=None)
+    parser.add_argument("--weight-quant", choices=["fixed", "lsq"], default=None)
+    parser.add_argument("--input-bits", type=int, default=None)
     parser.add_argument("--output-dir", default=None)
     args = parser.parse_args(argv)
     extra = {k: v for k, v in (("train_samples", args.train_samples),
                                 ("test_samples", args.test_samples),
-                                ("weight_bits", args.weight_bits)) if v is not None}  # fmt: skip
+                                ("weight_bits", args.weight_bits),
+                                ("weight_quant", args.weight_quant),
+                                ("input_bits", args.input_bits)) if v is not None}  # fmt: skip
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.output_dir or scratch)

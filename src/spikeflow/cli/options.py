@@ -253,6 +253,20 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(2-16, symmetric, per output channel; docs/quantization.md)",
     )
     o.add_argument(
+        "--weight-quant",
+        default=s,
+        choices=["fixed", "lsq"],
+        help="with --weight-bits: fixed scales max|w|/q (default) or learned step sizes "
+        "(LSQ, Esser et al. 2020; docs/quantization.md)",
+    )
+    o.add_argument(
+        "--input-bits",
+        type=int,
+        default=s,
+        help="quantize the real-valued input of the first layer to this many bits "
+        "(2-16, unsigned, learned step: LSQ; docs/quantization.md)",
+    )
+    o.add_argument(
         "--membrane-bits",
         type=int,
         default=s,

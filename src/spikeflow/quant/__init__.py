@@ -1,15 +1,22 @@
 """Quantization-aware training: synaptic weights (:func:`apply_weight_quantization`,
-symmetric, 2-16 bits, per output channel or per layer, straight-through gradient;
-:func:`integer_weights` gives the integers and scales for hardware) and membrane
-potentials (:func:`apply_membrane_quantization`, a signed fixed-point register of 2-24
-bits relative to the threshold). See ``docs/quantization.md``. Loihi's fixed-point CUBA
-neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`), and training on Loihi's grids
-as Lava-DL's blocks train (:func:`loihi_grid`; sigma-delta networks:
-:func:`loihi_sdnn_grid`): ``docs/loihi.md``."""
+2-16 bits, per output channel or per layer, fixed scales or learned steps (LSQ,
+:class:`LSQWeightQuantizer`); :func:`integer_weights` gives the integers and scales for
+hardware), the real-valued input (:func:`apply_input_quantization`), and membrane
+potentials (:func:`apply_membrane_quantization`, a signed fixed-point
+register of 2-24 bits relative to the threshold). See ``docs/quantization.md``.
+Loihi's fixed-point CUBA neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`), and
+training on Loihi's grids as Lava-DL's blocks train (:func:`loihi_grid`; sigma-delta
+networks: :func:`loihi_sdnn_grid`): ``docs/loihi.md``."""
 
+from spikeflow.quant.activation import (
+    InputQuantizer,
+    apply_input_quantization,
+    remove_input_quantization,
+)
 from spikeflow.quant.loihi import LoihiCubaLIFNode, LoihiCubaState, loihi_cuba_lif
 from spikeflow.quant.loihi_grid import LoihiCubaGrid, LoihiWeightGrid, loihi_grid
 from spikeflow.quant.loihi_sdnn_grid import LoihiBiasGrid, loihi_sdnn_grid
+from spikeflow.quant.lsq import LSQWeightQuantizer
 from spikeflow.quant.membrane import (
     MembraneQuantizer,
     apply_membrane_quantization,
@@ -24,6 +31,8 @@ from spikeflow.quant.weights import (
 )
 
 __all__ = [
+    "InputQuantizer",
+    "LSQWeightQuantizer",
     "LoihiBiasGrid",
     "LoihiCubaGrid",
     "LoihiCubaLIFNode",
@@ -31,6 +40,7 @@ __all__ = [
     "LoihiWeightGrid",
     "MembraneQuantizer",
     "WeightQuantizer",
+    "apply_input_quantization",
     "apply_membrane_quantization",
     "apply_weight_quantization",
     "integer_weights",
@@ -38,6 +48,7 @@ __all__ = [
     "loihi_grid",
     "loihi_sdnn_grid",
     "quantize_membrane",
+    "remove_input_quantization",
     "remove_membrane_quantization",
     "weight_bits",
 ]

@@ -30,6 +30,8 @@ __all__ = ["WeightQuantizer", "apply_weight_quantization", "integer_weights", "w
 
 #: Bits a weight may have: 2 (ternary: -s, 0, s) to 16.
 MIN_BITS, MAX_BITS = 2, 16
+#: How a weight's scale is set: ``max|w|/q`` of the current weights, or learned (LSQ).
+WEIGHT_METHODS = ("fixed", "lsq")
 
 
 def is_integer_from(value: object, low: int, high: int) -> bool:
@@ -79,26 +81,26 @@ class WeightQuantizer(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         saved = state_dict.get(prefix + "settings")
-        if (
-            isinstance(saved, Tensor)
-            and saved.shape == (4,)
-            and not torch.equal(saved.cpu(), self._settings())
-        ):
-            error_msgs = args[-1]
-            error_msgs.append(f"{prefix}settings: {self._mismatch(saved.cpu())}")
-            return
+        if isinstance(saved, Tensor) and saved.dim() == 1 and saved.shape[0] in (4, 6):
+            mine = self._settings()
+            if saved.shape != mine.shape or not torch.equal(saved.cpu(), mine):
+                error_msgs = args[-1]
+                error_msgs.append(f"{prefix}settings: {self._mismatch(saved.cpu())}")
+                return
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _mismatch(self, saved: Tensor) -> str:
         """What differs between the saved ``settings`` buffer and this quantizer: bits
-        and per_channel always, channel_dim and groups where they differ."""
-        names = ("bits", "per_channel", "channel_dim", "groups")
-        theirs = dict(zip(names, (int(saved[0]), bool(saved[1]), int(saved[2]), int(saved[3]))))
-        ours = dict(zip(names, (self.bits, self.per_channel, self.channel_dim, self.groups)))
+        and per_channel always, the others (channel_dim, groups, fixed or learned
+        steps, asymmetric levels) where they differ."""
+        from spikeflow.quant.lsq import settings_described
+
+        theirs, ours = settings_described(saved), settings_described(self._settings())
+        names = ("bits", "per_channel", "channel_dim", "groups", "method", "asymmetric")
         differ = [name for name in names if theirs[name] != ours[name]]
 
         def described(values: dict[str, Any]) -> str:
-            shown = ["per_channel"] + [n for n in ("channel_dim", "groups") if n in differ]
+            shown = ["per_channel"] + [n for n in names[2:] if n in differ]
             options = ", ".join(f"{n}={values[n]}" for n in shown)
             return f"{values['bits']} bits ({options})"
 
@@ -154,19 +156,38 @@ def apply_weight_quantization(
     bits: int = 8,
     per_channel: bool = True,
     layers: Iterable[nn.Module] | None = None,
+    *,
+    method: str = "fixed",
+    asymmetric: bool = False,
 ) -> list[str]:
     """Quantize the weights of ``model``'s linear and convolution layers (or of
     ``layers``) to ``bits`` bits while it trains; returns the layer names.
+
+    ``method="fixed"`` (default): symmetric levels with the scale ``max|w|/q`` of the
+    current weights (:class:`WeightQuantizer`). ``method="lsq"``: a learned step
+    (:class:`~spikeflow.quant.LSQWeightQuantizer`, initialised from the weights as
+    they are now), symmetric or, with ``asymmetric=True``, all ``2^bits`` codes around
+    an integer zero point.
 
     Works on pruned layers too (apply pruning first): the pruned weight is quantized,
     and pruned synapses stay zero. :func:`spikeflow.prune.finalize` bakes the quantized
     weights into plain layers.
 
     Raises:
-        ConfigurationError: bits outside 2-16, no such layer, or a layer quantized
-            already.
+        ConfigurationError: bits outside 2-16, an unknown method, asymmetric levels
+            with fixed scales, no such layer, or a layer quantized already.
     """
     bits = check_bits(bits)
+    if method not in WEIGHT_METHODS:
+        raise ConfigurationError(
+            f"weight quantization: method must be one of {WEIGHT_METHODS}, got {method!r}"
+        )
+    asymmetric = check_flag("apply_weight_quantization", "asymmetric", asymmetric)
+    if asymmetric and method != "lsq":
+        raise ConfigurationError(
+            "weight quantization: asymmetric levels need learned steps (method='lsq'); "
+            "the fixed scale max|w|/q is symmetric"
+        )
     chosen = chosen_layers(model, layers, what="quantize", stack=True)
     from spikeflow.quant.loihi_grid import LoihiWeightGrid  # (it imports this module)
 
@@ -180,8 +201,15 @@ def apply_weight_quantization(
     def make(layer: nn.Module) -> WeightQuantizer:
         # A transposed convolution's weight is [in, out/groups, ...]: outputs on dim 1.
         transposed = isinstance(layer, _ConvTransposeNd)
-        return WeightQuantizer(bits, per_channel, channel_dim=1 if transposed else 0,
-                               groups=layer.groups if transposed else 1)  # fmt: skip
+        channel_dim, groups = (1, layer.groups) if transposed else (0, 1)
+        if method == "lsq":
+            from spikeflow.quant.lsq import LSQWeightQuantizer  # (it imports this module)
+
+            with torch.no_grad():
+                weight = layer.weight  # (pruned already, where pruning comes first)
+            return LSQWeightQuantizer(bits, weight, per_channel, channel_dim, groups,
+                                      asymmetric=asymmetric)  # fmt: skip
+        return WeightQuantizer(bits, per_channel, channel_dim=channel_dim, groups=groups)
 
     return reparameterise(chosen, make)
 

@@ -133,6 +133,10 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
         ) from exc
     _set_training_method(model, config)
     reparameterise_weights(model, config)
+    if config.input_bits is not None:
+        from spikeflow.quant.activation import apply_input_quantization
+
+        apply_input_quantization(model, config.input_bits)
     if config.membrane_bits is not None:
         from spikeflow.quant.membrane import apply_membrane_quantization
 

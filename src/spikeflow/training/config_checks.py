@@ -87,7 +87,7 @@ def _check_online(config: TrainConfig) -> None:
 _NOT_WITH_EPROP = (
     ("online", "--online"), ("recompute", "--recompute"), ("compile", "--compile"),
     ("mixup", "--mixup"), ("cutmix", "--cutmix"), ("weight_bits", "--weight-bits"),
-    ("membrane_bits", "--membrane-bits"),
+    ("membrane_bits", "--membrane-bits"), ("input_bits", "--input-bits"),
 )  # fmt: skip
 
 
@@ -177,7 +177,7 @@ _NOT_WITH_LOCAL = (
     ("online", "--online"), ("tbptt", "--tbptt"), ("eprop", "--eprop"),
     ("decolle", "--decolle"), ("eventprop", "--eventprop"), ("recompute", "--recompute"),
     ("compile", "--compile"), ("weight_bits", "--weight-bits"),
-    ("membrane_bits", "--membrane-bits"),
+    ("membrane_bits", "--membrane-bits"), ("input_bits", "--input-bits"),
 )  # fmt: skip
 
 

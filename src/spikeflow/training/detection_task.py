@@ -119,6 +119,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--prune", config.prune != d.prune, "not supported for detection yet"),
         ("--weight-bits", config.weight_bits is not None, "not supported for detection yet"),
         ("--membrane-bits", config.membrane_bits is not None, "not supported for detection yet"),
+        ("--input-bits", config.input_bits is not None, "not supported for detection yet"),
         ("--recompute", config.recompute, "not supported for detection yet"),
         ("--spike-reg", config.spike_reg != "none", "not supported for detection yet"),
         ("--tensorboard", config.tensorboard, "not supported for detection yet (metrics.csv is)"),

@@ -171,7 +171,7 @@ def reparameterise_weights(model: nn.Module, config: Any) -> None:
         )
     apply_pruning(model, config.prune, config.prune_kwargs.get("exclude", []))
     if config.weight_bits is not None:
-        apply_weight_quantization(model, config.weight_bits)
+        apply_weight_quantization(model, config.weight_bits, method=config.weight_quant)
 
 
 def tracks_sparsity(config: Any) -> bool:

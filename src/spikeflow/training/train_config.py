@@ -128,6 +128,12 @@ class TrainConfig:
     #: Quantization-aware training of the linear and convolution weights to this many
     #: bits (2-16, per output channel; docs/quantization.md); None: float weights.
     weight_bits: int | None = None
+    #: How the weight scales are set: "fixed" (max|w|/q of the current weights) or
+    #: "lsq" (learned steps, Esser et al. 2020); docs/quantization.md.
+    weight_quant: str = "fixed"
+    #: Quantize the real-valued input of the first layer to this many bits (unsigned,
+    #: learned step, LSQ); None: float input. docs/quantization.md.
+    input_bits: int | None = None
     #: Quantization-aware training of the neurons' membranes: a signed register of this
     #: many bits (2-24) whose level 2^membrane_fraction_bits is the threshold (default
     #: bits - 2: the register spans [-2θ, 2θ)); docs/quantization.md. None: float.
@@ -283,6 +289,20 @@ class TrainConfig:
             from spikeflow.quant.weights import check_bits
 
             check_bits(self.weight_bits)
+        from spikeflow.quant.weights import WEIGHT_METHODS
+
+        if self.weight_quant not in WEIGHT_METHODS:
+            raise ConfigurationError(
+                f"weight_quant must be one of {WEIGHT_METHODS}, got {self.weight_quant!r}"
+            )
+        if self.weight_quant != "fixed" and self.weight_bits is None:
+            raise ConfigurationError(
+                f"weight_quant={self.weight_quant!r} needs weight quantization: add --weight-bits"
+            )
+        if self.input_bits is not None:
+            from spikeflow.quant.activation import InputQuantizer
+
+            InputQuantizer(self.input_bits)  # checks the bits
         if self.membrane_fraction_bits is not None and self.membrane_bits is None:
             raise ConfigurationError(
                 "membrane_fraction_bits needs membrane quantization: add --membrane-bits"
