@@ -302,11 +302,17 @@ def finalize(model: nn.Module) -> list[str]:
         if id(module) in seen:  # several reparameterisations (pruned and quantized)
             continue
         seen.add(id(module))
-        # torch removes the ``weight`` property from the layer's class, which a deep copy
-        # shares with its original: give this layer a class of its own first.
-        cls = type(module)
-        own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
-        module.__class__ = type(cls.__name__, cls.__bases__, own)
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        bake_weight(module)
         names.append(name)
     return names
+
+
+def bake_weight(module: nn.Module) -> None:
+    """Replace ``module``'s parametrized weight by its current value (a plain
+    parameter), leaving any deep copy of ``module`` parametrized."""
+    # torch removes the ``weight`` property from the layer's class, which a deep copy
+    # shares with its original: give this layer a class of its own first.
+    cls = type(module)
+    own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, own)
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)

@@ -1,8 +1,9 @@
 """Quantization-aware training: synaptic weights (:func:`apply_weight_quantization`,
 2-16 bits, per output channel or per layer, fixed scales or learned steps (LSQ,
 :class:`LSQWeightQuantizer`); :func:`integer_weights` gives the integers and scales for
-hardware), the real-valued input (:func:`apply_input_quantization`), and membrane
-potentials (:func:`apply_membrane_quantization`, a signed fixed-point
+hardware), the real-valued input (:func:`apply_input_quantization`), integer-only
+deployment with the scales folded into IF/LIF thresholds (:func:`fold_weight_scales`),
+and membrane potentials (:func:`apply_membrane_quantization`, a signed fixed-point
 register of 2-24 bits relative to the threshold). See ``docs/quantization.md``.
 Loihi's fixed-point CUBA neuron, bit for bit as Lava's (:class:`LoihiCubaLIFNode`), and
 training on Loihi's grids as Lava-DL's blocks train (:func:`loihi_grid`; sigma-delta
@@ -13,6 +14,7 @@ from spikeflow.quant.activation import (
     apply_input_quantization,
     remove_input_quantization,
 )
+from spikeflow.quant.fold import FoldedLayer, fold_weight_scales
 from spikeflow.quant.loihi import LoihiCubaLIFNode, LoihiCubaState, loihi_cuba_lif
 from spikeflow.quant.loihi_grid import LoihiCubaGrid, LoihiWeightGrid, loihi_grid
 from spikeflow.quant.loihi_sdnn_grid import LoihiBiasGrid, loihi_sdnn_grid
@@ -31,6 +33,7 @@ from spikeflow.quant.weights import (
 )
 
 __all__ = [
+    "FoldedLayer",
     "InputQuantizer",
     "LSQWeightQuantizer",
     "LoihiBiasGrid",
@@ -43,6 +46,7 @@ __all__ = [
     "apply_input_quantization",
     "apply_membrane_quantization",
     "apply_weight_quantization",
+    "fold_weight_scales",
     "integer_weights",
     "loihi_cuba_lif",
     "loihi_grid",
