@@ -97,3 +97,19 @@ def test_bad_inputs_are_refused_by_name():
         quant.apply_input_quantization(torch.nn.Linear(2, 2), 4, layer=torch.nn.Linear(2, 2))
     with pytest.raises(ConfigurationError, match="no linear or convolution layer"):
         quant.apply_input_quantization(torch.nn.ReLU(), 4)
+
+
+def test_nir_export_refuses_a_quantized_input_by_name():
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from torch import nn
+
+    from spikeflow import layers
+    from spikeflow.interop import export_to_nir
+    from spikeflow.neurons import LIFNode
+
+    net = nn.Sequential(layers.Linear(6, 4), LIFNode())
+    quant.apply_input_quantization(net, 4)
+    with pytest.raises(ConfigurationError, match="inputs of 0 are quantized"):
+        export_to_nir(net, torch.zeros(2, 1, 6))
+    quant.remove_input_quantization(net)
+    export_to_nir(net, torch.zeros(2, 1, 6))

@@ -334,6 +334,7 @@ def export_to_nir(
             f"sample_input must be a time-major tensor [T, B, ...], got {shape or sample_input!r}"
         )
     _refuse_quantized_membranes(net)
+    _refuse_quantized_inputs(net)
     if isinstance(net, ConvertedSNN):
         return _export_converted(net, sample_input, nir, dt, soft_reset)
     view = copy.deepcopy(net)
@@ -386,6 +387,20 @@ def _refuse_quantized_membranes(net: nn.Module) -> None:
             "exported neurons would not reproduce their spikes. Export the float model "
             "(quant.remove_membrane_quantization) if that is what the target runs"
             + (to_loihi if loihi else "")
+        )
+
+
+def _refuse_quantized_inputs(net: nn.Module) -> None:
+    """Raise a ConfigurationError naming the layers whose inputs are quantized (a
+    forward pre-hook, which the exported graph would leave out)."""
+    quantized = [name or type(net).__name__ for name, module in net.named_modules()
+                 if module._modules.get("input_quantizer") is not None]  # fmt: skip
+    if quantized:
+        raise ConfigurationError(
+            f"NIR export: the inputs of {', '.join(quantized)} are quantized "
+            "(spikeflow.quant.apply_input_quantization), which NIR cannot express: the "
+            "exported graph would take the input unrounded. Quantize the input before the "
+            "exported model (or export after quant.remove_input_quantization on purpose)"
         )
 
 
