@@ -113,3 +113,17 @@ def test_nir_export_refuses_a_quantized_input_by_name():
         export_to_nir(net, torch.zeros(2, 1, 6))
     quant.remove_input_quantization(net)
     export_to_nir(net, torch.zeros(2, 1, 6))
+
+
+def test_a_fixed_step_inside_its_range_equals_spikingjellys_step_quantize():
+    from sj_checks import TIGHT, sj
+
+    quantize = sj("quantize")
+    x = (_images(4) - 0.5) * 6  # within ±(2^15 - 1)·0.05: no level saturates
+    x.requires_grad_()
+    c = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ours = quant.InputQuantizer(16, signed=True, step=0.05).double()(x)
+    theirs = quantize.step_quantize(x, 0.05)
+    assert torch.equal(ours, theirs)
+    ours_grad, theirs_grad = (torch.autograd.grad((y * c).sum(), x)[0] for y in (ours, theirs))
+    torch.testing.assert_close(ours_grad, theirs_grad, **TIGHT)  # ((x/s)·s: an ulp)

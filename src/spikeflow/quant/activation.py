@@ -79,7 +79,8 @@ class InputQuantizer(nn.Module):
                 raise ConfigurationError(
                     f"input quantization: step must be a positive finite number, got {step!r}"
                 )
-            self.register_buffer("step", torch.tensor(float(step)))
+            # float64, so a float64 model keeps the step as given (module.to casts it).
+            self.register_buffer("step", torch.tensor(float(step), dtype=torch.float64))
             self.register_buffer("initialized", torch.tensor(True))
 
     def _values_per_sample(self, x: Tensor) -> int:
