@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from spikeflow import layers, quant
+from spikeflow import layers, prune, quant
 from spikeflow.energy import neurobench_static
 from spikeflow.errors import ConfigurationError
 from spikeflow.quant import lsq
@@ -132,6 +132,9 @@ def test_a_learned_step_trains_and_the_state_dict_holds_it():
     quant.apply_weight_quantization(fixed, 3, per_channel=False)
     with pytest.raises(RuntimeError, match="they differ in method"):
         fixed.load_state_dict(state)
+    quantized = net[0].weight.detach().clone()
+    assert prune.finalize(net) == ["0", "2"]  # baked: plain layers holding k·s
+    assert torch.equal(net[0].weight, quantized) and quant.weight_bits(net[0]) is None
 
 
 def test_the_footprint_counts_the_integers_and_one_scale_per_channel():
