@@ -52,6 +52,11 @@ from spikeflow.neurons import (
     SlidingPSN,
     SpikeTap,
 )
+from spikeflow.training.monitor_sums import (
+    Float64Scratch,
+    magnitude_sum_c,
+    spike_magnitude_sum,
+)
 
 __all__ = [
     "MEMBRANE_LAYER_TYPES",
@@ -124,49 +129,6 @@ def sum_dtype(device: torch.device) -> torch.dtype:
     """The dtype of the monitors' running sums on ``device``: float64, except on Apple's
     MPS, which has no float64 (float32 there: spike counts stay exact to 2^24 per sum)."""
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
-
-
-#: float32 holds every integer up to 2^24 exactly (and float64 up to 2^53).
-_EXACT_FLOAT32 = 2**24
-
-
-def spike_magnitude_sum(spikes: Tensor, dtype: torch.dtype) -> Tensor:
-    """``spikes.abs().sum(dtype=dtype)`` (a 0-dim tensor), the same number faster on the
-    CPU for the usual spikes.
-
-    On the CPU a float32 tensor summed into float64 takes ~50x the float32 sum (the
-    conversion is not vectorised: 26 ms against 0.5 ms of CPU time for 5.9 M elements),
-    a fifth of a monitored training step of a small conv net. Spikes whose magnitudes are all
-    integers (binary, ternary, spike counts: checked) are summed exactly in float32, in
-    chunks whose sums cannot pass 2^24 (one reduction over rows of a chunk each, however
-    short large magnitudes make them), and the chunks' sums added in ``dtype``: every
-    partial sum is then an exactly represented integer, so the result equals the
-    float64 sum bit for bit. Other spikes (real-valued ones, NaN), other devices and
-    traced code (``torch.compile``) take the plain float64 sum.
-    """
-    fast = (
-        dtype == torch.float64
-        and spikes.device.type == "cpu"
-        and spikes.dtype in (torch.float32, torch.float16, torch.bfloat16)
-        and spikes.numel() > 0
-        and not torch.compiler.is_compiling()
-    )
-    if fast:
-        flat = spikes.reshape(-1).float()  # (exact from float16 and bfloat16)
-        low, high = (float(v) for v in torch.aminmax(flat))
-        magnitude = flat if low >= 0 else flat.abs()  # (no copy for non-negative spikes)
-        top = max(high, -low)
-        # frac of a magnitude is in [0, 1), 0 exactly where it is an integer
-        if top <= _EXACT_FLOAT32 and float(torch.frac(magnitude).max()) == 0:  # (NaN: no)
-            # Rows of `chunk` magnitudes, each summed in float32 by one vectorised
-            # reduction (a Python loop over chunks would take seconds for large
-            # magnitudes, whose chunks are short), then the rows' sums in `dtype`.
-            chunk = int(_EXACT_FLOAT32 // max(top, 1.0))
-            rows = magnitude.numel() // chunk
-            full = magnitude[: rows * chunk].view(rows, chunk).sum(dim=1)
-            rest = magnitude[rows * chunk :].sum().reshape(1)
-            return torch.cat((full, rest)).sum(dtype=dtype)
-    return spikes.abs().sum(dtype=dtype)
 
 
 class _Accumulator:
@@ -376,6 +338,8 @@ class SpikeMonitor:
         # Layers whose current sequence's samples are not counted yet (set by the
         # pre-hook at a sequence's first call; kept through calls made while paused).
         self._uncounted: dict[str, bool] = {}
+        # The float64 buffer the membrane's sums convert into (membrane=True).
+        self._scratch = Float64Scratch()
         for name, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
@@ -418,13 +382,25 @@ class SpikeMonitor:
                 self._device = spikes.device
             multi = getattr(module, "step_mode", "m") == "m" and spikes.dim() >= 2
             batch = spikes.shape[1] if multi else spikes.shape[0]
+            # Eager on the CPU: plain numbers where they are exact, added to the sums
+            # (the same float64 additions); traced or on another device: all in tensors.
+            eager_cpu = spikes.device.type == "cpu" and not torch.compiler.is_compiling()
             # Magnitudes: a ternary neuron's -1 spikes are events too, not negative ones.
-            acc.spikes = acc.spikes + spike_magnitude_sum(spikes, acc.spikes.dtype)
+            exact = None
+            if eager_cpu and spikes.dtype == torch.float32 and spikes.is_contiguous():
+                exact = magnitude_sum_c(spikes) if acc.spikes.dtype == torch.float64 else None
+            if exact is None:
+                acc.spikes = acc.spikes + spike_magnitude_sum(spikes, acc.spikes.dtype)
+            else:  # (binary, ternary, counts: one pass of the C loop, exact)
+                acc.spikes = acc.spikes + exact
             acc.elements = acc.elements + spikes.numel()
             # Once per sequence, not per step or chunk: at its first call, or at the
             # first call recorded at all (a monitor attached or reset mid-sequence).
             if self._uncounted.pop(name, False):
                 acc.samples = acc.samples + batch
+            elif eager_cpu:
+                if int(acc.samples) == 0:
+                    acc.samples = acc.samples + batch
             else:  # (in the tensors: a test of a Python number would be a guard)
                 acc.samples = torch.where(acc.samples == 0, acc.samples + batch, acc.samples)
             # (from the shape: an empty batch has no element to index)
@@ -436,8 +412,13 @@ class SpikeMonitor:
             ):
                 # Read only: the claim's hook drops it after every monitor has read it.
                 v = module.v_seq.detach()
-                acc.v_sum = acc.v_sum + v.sum(dtype=acc.v_sum.dtype)
-                acc.v_sumsq = acc.v_sumsq + v.to(acc.v_sumsq.dtype).square().sum()
+                if acc.v_sum.dtype == torch.float64:  # (the definitions, bit for bit)
+                    v_sum, v_sumsq = self._scratch.sums(v)
+                else:  # (float32 sums: MPS)
+                    v_sum = v.sum(dtype=acc.v_sum.dtype)
+                    v_sumsq = v.to(acc.v_sumsq.dtype).square().sum()
+                acc.v_sum = acc.v_sum + v_sum
+                acc.v_sumsq = acc.v_sumsq + v_sumsq
                 acc.v_count = acc.v_count + v.numel()
 
         return hook
@@ -499,6 +480,7 @@ class SpikeMonitor:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._scratch.release()
         for module, attribute in self._claimed:
             _release_record(module, attribute)
         self._claimed.clear()
