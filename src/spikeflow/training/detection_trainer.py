@@ -21,7 +21,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import to_time_major
 from spikeflow.training.detection_task import (
@@ -110,7 +109,6 @@ class DetectionTrainer(Trainer):
 
     def _train_step(self, x: Tensor, y: Sequence[Tensor], step: int, steps: int) -> float:
         cfg, ctx = self.config, self.ctx
-        self._step_start_rng = ckpt.capture_rng_state()
         self._phase = "forward"
         x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.layout)
         targets = [t.to(ctx.device) for t in y]

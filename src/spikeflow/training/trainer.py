@@ -129,7 +129,6 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         self.best_epoch = 0
         self._phase = "idle"
         self._stop_all = False
-        self._step_start_rng: dict[str, Any] | None = None
         #: The output folder this run created, and the topmost folder created with it.
         self._created: tuple[Path, Path] | None = None
         #: Rank 0's lock on the output folder while the run lives (run_lock.py).
@@ -304,13 +303,16 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             signal.signal(sig, handler)
 
     def _save_interrupted(self) -> None:
-        if self._phase == "update":
+        """Save the run as of the end of the step just finished (Ctrl-C, SIGTERM): a
+        stop is raised only between steps, so the weights, running sums and random
+        states captured now are those the next step starts from. (No capture per step:
+        the RNG state as of a step's start was once kept for a save in the middle of a
+        step, which no interruption makes since a second Ctrl-C aborts unsaved.)"""
+        if self._phase not in ("done", "idle"):  # (mid-step: never saved)
             self.log(f"interrupted while updating the weights: nothing saved; the last "
                      f"checkpoint is {self.output_dir / 'last.pt'}")  # fmt: skip
             return
-        # Mid-step: the weights are those before the step; the RNG as it was then.
-        rng = self._step_start_rng if self._phase == "forward" else None
-        self.save(complete=False, rng=rng)
+        self.save(complete=False)
         self.log(f"interrupted in epoch {self.epoch + 1} after {self.step_in_epoch} steps: "
                  f"saved {self.output_dir / 'last.pt'}; continue with  spikeflow train "
                  f"--resume {self.output_dir / 'last.pt'}")  # fmt: skip

@@ -84,12 +84,13 @@ class CheckpointMixin:
             "launch": launch_identity(),  # which torchrun launch wrote it (None: none)
         }
 
-    def save(self, complete: bool, best: bool = False, rng: dict[str, Any] | None = None) -> None:
+    def save(self, complete: bool, best: bool = False) -> None:
         """Write ``best.pt`` (when ``best``), then ``last.pt``, on rank 0
         (:func:`~spikeflow.training.checkpoint.write_run_checkpoint`); every rank
-        contributes its RNG states and, inside an epoch, its running sums."""
+        contributes its RNG states (as they are now) and, inside an epoch, its running
+        sums."""
         mine = {
-            "rng": rng if rng is not None else ckpt.capture_rng_state(),
+            "rng": ckpt.capture_rng_state(),
             "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
             "monitor": {} if complete else self.train_monitor.state_dict(),
         }

@@ -18,7 +18,6 @@ from spikeflow.errors import SpikeflowError
 from spikeflow.layers.delay import DelayedLinear, clamp_delays, set_delay_sigma
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule
-from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.data import to_time_major
 from spikeflow.training.decolle import decolle_train_step
 from spikeflow.training.eprop import eprop_train_step
@@ -86,7 +85,7 @@ class StepsMixin:
             for step, (x, y) in enumerate(loader, start=start):
                 loss = self._train_step(x, y, step, steps)
                 bar.update(1)
-                if step % 10 == 0 or step == steps - 1:
+                if not bar.disable and (step % 10 == 0 or step == steps - 1):
                     bar.set_postfix(loss=f"{self.epoch_sums.mean_loss:.4f}",
                                     acc=f"{self.epoch_sums.accuracy:.3f}",
                                     rate=f"{self.train_monitor.mean_firing_rate():.3f}",
@@ -101,7 +100,8 @@ class StepsMixin:
 
     def _train_step(self, x: Tensor, y: Tensor, step: int, steps: int) -> float:
         cfg, ctx = self.config, self.ctx
-        self._step_start_rng = ckpt.capture_rng_state()
+        # (No RNG capture here: a stop is only ever raised between steps, where the
+        # checkpoint captures the state as it is; see Trainer._save_interrupted.)
         self._phase = "forward"
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         target = y
