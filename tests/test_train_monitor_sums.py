@@ -65,6 +65,14 @@ def test_the_c_loop_refuses_anything_but_integer_magnitudes(value: float, positi
     assert magnitude_sum_c(x) is None
 
 
+def test_the_c_loop_takes_contiguous_float32_only() -> None:
+    """Other tensors get None (the caller's torch paths), never a pointer misread."""
+    x = (torch.rand(64, 33, generator=torch.Generator().manual_seed(6)) < 0.5).float()
+    for other in (x.t(), x[:, ::2], x.double(), x.half(), x.bool()):
+        assert magnitude_sum_c(other) is None
+    assert magnitude_sum_c(x) in (None, x.sum().item())  # (None: no C compiler)
+
+
 @needs_c
 def test_the_c_loop_refuses_a_sum_float64_could_round() -> None:
     """Integer magnitudes whose sum passes 2^52: partial sums could round, so None."""
