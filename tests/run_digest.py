@@ -57,11 +57,13 @@ def _feed(h: Any, value: Any) -> None:
 
 
 def checkpoint_digest(path: Path) -> str:
-    """SHA-256 of every number in the checkpoint ``path`` (not its config, launch, or
-    epoch times)."""
+    """SHA-256 of every number in the checkpoint ``path`` (not its config, launch, epoch
+    times, or entries left empty)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     h = hashlib.sha256()
-    _feed(h, {k: v for k, v in payload.items() if k not in _NOT_NUMBERS})
+    # (an empty entry is a feature the run does not use: a feature added later leaves
+    # the digest of a run without it as it was)
+    _feed(h, {k: v for k, v in payload.items() if k not in _NOT_NUMBERS and v != {}})
     return h.hexdigest()
 
 
