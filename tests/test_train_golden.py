@@ -5,10 +5,10 @@ checkpoint and the run resumed from it are unchanged.
 
 The golden digests were printed by spikeflow at commit 534bef2 (before those changes)
 with ``OMP_NUM_THREADS=1 PYTHONPATH=src python3 tests/run_digest.py`` (torch
-2.13.0+cpu, AVX512; the digest of this file's version, which leaves out a checkpoint's
-empty entries, run on 534bef2's src). Floating-point results may differ in their last bits with another
-torch or another CPU instruction set, so the comparison runs only where they match; the
-resumed run equals the uninterrupted one everywhere.
+2.13.0+cpu, AVX512; the digest of this file's version, which leaves out a
+checkpoint's empty entries, run on 534bef2's src). Floating-point results may differ in
+their last bits with another torch or another CPU instruction set, so the comparison
+runs only where they match; the resumed run equals the uninterrupted one everywhere.
 """
 
 from __future__ import annotations
