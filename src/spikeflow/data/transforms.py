@@ -24,7 +24,8 @@ live in :mod:`spikeflow.data.frame_transforms`; spatial jitter and noise,
 time cropping, alignment and reversal, random polarity flips, decimation, area drops
 and EventDrop in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
 :mod:`spikeflow.data.event_downsampling`; the noise filters (:class:`Denoise`,
-:class:`RefractoryPeriod`) in :mod:`spikeflow.data.event_filters`. All are re-exported
+:class:`RefractoryPeriod`) in :mod:`spikeflow.data.event_filters`; :class:`DropPixel`
+and the hot-pixel functions in :mod:`spikeflow.data.hot_pixels`. All are re-exported
 here.
 """
 
@@ -98,6 +99,9 @@ __all__ = [
     "TimeReversal",
     "TimeSkew",
     "UniformNoise",
+    "drop_pixels_raster",
+    "identify_hot_pixels",
+    "identify_hot_pixels_raster",
     "random_temporal_delete",
     "rotate_frames",
 ]
@@ -451,40 +455,6 @@ class DropEvent(EventTransform):
         return _drop_events(events, round(self.fraction * len(events)), self.rng()), sensor_size
 
 
-class DropPixel(EventTransform):
-    """Drop every event at some pixels: the listed ``coordinates`` ``[(x, y), ...]``, or
-    (random) ``round(fraction·W·H)`` pixels drawn uniformly from the sensor per call."""
-
-    def __init__(
-        self, coordinates: Sequence[tuple[int, int]] | None = None,
-        fraction: float | None = None, seed: int | np.random.Generator | None = None,
-    ) -> None:  # fmt: skip
-        if (coordinates is None) == (fraction is None):
-            raise ConfigurationError("DropPixel needs exactly one of coordinates or fraction")
-        if fraction is not None and not 0.0 <= fraction <= 1.0:
-            raise ConfigurationError(f"fraction must be in [0, 1]; got {fraction!r}")
-        coords = None if coordinates is None else [tuple(map(int, c)) for c in coordinates]
-        super().__init__(seed, coordinates=coords, fraction=fraction)
-        self.coordinates, self.fraction = coords, fraction
-        self.needs_sensor = fraction is not None
-
-    @property
-    def random(self) -> bool:
-        return self.fraction is not None and 0.0 < self.fraction < 1.0
-
-    def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
-        x = events["x"].astype(np.int64)
-        y = events["y"].astype(np.int64)
-        if self.coordinates is not None:
-            width = max([int(x.max()) + 1 if x.size else 1] + [c[0] + 1 for c in self.coordinates])
-            bad = np.array([c[1] * width + c[0] for c in self.coordinates], dtype=np.int64)
-        else:
-            width, height = sensor_size[0], sensor_size[1]
-            count = round(self.fraction * width * height)
-            bad = self.rng().choice(width * height, size=count, replace=False)
-        return events[~np.isin(y * width + x, bad)], sensor_size
-
-
 class DropTimeWindow(EventTransform):
     """Drop the events of one random time window of the recording (Tonic's
     ``DropEventByTime``).
@@ -541,6 +511,12 @@ from spikeflow.data.event_rotation import (  # noqa: E402
     LavaShiftRotate,
     RandomRotationEvents,
     RotateEvents,
+)
+from spikeflow.data.hot_pixels import (  # noqa: E402
+    DropPixel,
+    drop_pixels_raster,
+    identify_hot_pixels,
+    identify_hot_pixels_raster,
 )
 from spikeflow.data.transforms_extra import (  # noqa: E402
     CropTime,

@@ -1,0 +1,132 @@
+"""Hot pixels (spikeflow.data.hot_pixels, DropPixel's hot_pixel_frequency / max_count):
+against Tonic's functional.drop_pixel and DropPixel on real N-MNIST and N-CARS recordings
+with injected hot pixels, and by hand at the threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_shared_data
+from spikeflow.data import EventRecording, make_events, to_frames
+from spikeflow.data import transforms as T
+from spikeflow.errors import ConfigurationError, ShapeError
+from tonic_events import assert_same, nmnist_recordings, rec, to_tonic, tonic_transforms
+
+#: Injected hot pixels (x, y) and their firing periods in µs (1 kHz to 4 kHz).
+HOT = [((3, 30), 1000), ((17, 2), 250), ((33, 33), 500)]
+
+
+def _tonic_functional():
+    tonic_transforms()
+    from tonic.functional import drop_pixel
+
+    return drop_pixel
+
+
+def _with_hot_pixels(r: EventRecording, hot=HOT) -> EventRecording:
+    """``r`` plus regular events at each hot pixel over its span, merged in time order."""
+    t0, t1 = int(r.events["t"].min()), int(r.events["t"].max())
+    parts = [r.events]
+    for k, ((x, y), period) in enumerate(hot):
+        t = np.arange(t0 + 7 * k, t1 + 1, period)
+        parts.append(make_events(t, np.full(t.size, x), np.full(t.size, y), t % 2))
+    merged = np.concatenate(parts)
+    return EventRecording(merged[np.argsort(merged["t"], kind="stable")], r.sensor_size, r.source)
+
+
+def _ncars() -> EventRecording:
+    from spikeflow.data.io import read_dat
+
+    return read_dat(require_shared_data("event-files", "prophesee-dat", "sample_ncars.dat"))
+
+
+def test_identify_and_drop_equal_tonic_on_real_recordings_with_hot_pixels():
+    fn = _tonic_functional()
+    tt = tonic_transforms()
+    recordings = [*nmnist_recordings()[:6], _ncars()]
+    for r in recordings:
+        w, h = r.sensor_size[:2]
+        hot = [((min(x, w - 1), min(y, h - 1)), p) for (x, y), p in HOT]
+        noisy = _with_hot_pixels(r, hot)
+        theirs_events = to_tonic(noisy)
+        found = T.identify_hot_pixels(noisy.events, hot_pixel_frequency=900)
+        assert {tuple(p) for p in found.tolist()} >= {c for c, _ in hot}, r.source
+        for freq in (5, 30, 120, 900, 3000):  # 5-120 Hz also flag busy real pixels
+            ours = T.identify_hot_pixels(noisy.events, hot_pixel_frequency=freq)
+            theirs = fn.identify_hot_pixel(theirs_events, freq)
+            np.testing.assert_array_equal(ours, np.asarray(theirs).reshape(-1, 2))
+            kept = T.DropPixel(hot_pixel_frequency=freq)(noisy)
+            assert_same(kept, tt.DropPixel(hot_pixel_frequency=freq)(theirs_events))
+            assert kept.sensor_size == noisy.sensor_size
+        clean = T.DropPixel(hot_pixel_frequency=900)(noisy)  # the injected ones, not more
+        assert len(clean) == len(r) - np.isin(
+            r.events["y"].astype(int) * w + r.events["x"], [y * w + x for (x, y), _ in hot]
+        ).sum()
+
+
+def test_raster_functions_equal_tonic_on_real_frames():
+    fn = _tonic_functional()
+    tt = tonic_transforms()
+    noisy = _with_hot_pixels(nmnist_recordings()[0])
+    frames = torch.from_numpy(to_frames(noisy, 8))  # [8, 2, 34, 34] counts
+    for data in (frames, frames[3]):  # [T, C, H, W] and [C, H, W]
+        for k in (0, 5, 40, 300):
+            ours = T.identify_hot_pixels_raster(data, k)
+            theirs = fn.identify_hot_pixel_raster(data.numpy(), k)
+            assert [tuple(p) for p in ours.tolist()] == [tuple(map(int, p)) for p in theirs]
+            dropped = T.DropPixel(max_count=k)(data)
+            if k:  # Tonic's DropPixel takes 0 for "not given" and then fails
+                want = tt.DropPixel(hot_pixel_frequency=k)(data.numpy().copy())
+            else:
+                want = fn.drop_pixel_raster(data.numpy().copy(), theirs)
+            assert isinstance(dropped, torch.Tensor) and dropped.dtype == data.dtype
+            np.testing.assert_array_equal(dropped.numpy(), want)
+        coords = [(3, 30), (0, 0), (33, 1)]
+        want = fn.drop_pixel_raster(data.numpy().copy(), coords)
+        np.testing.assert_array_equal(T.drop_pixels_raster(data.numpy(), coords), want)
+        np.testing.assert_array_equal(T.DropPixel(coordinates=coords)(data).numpy(), want)
+    assert T.identify_hot_pixels_raster(frames, 40).tolist()[:1] and frames.sum() > 0
+
+
+def test_threshold_by_hand_and_events_by_count():
+    # span 1,000,000 µs: at 3 Hz the limit is 3 events; a pixel with 4 is hot, 3 is not
+    t = [0, 1, 2, 3, 4, 5, 6, 1_000_000]
+    x = [1, 1, 1, 1, 2, 2, 2, 0]
+    r = rec(t, x, [0] * 8, sensor=(3, 1, 2))
+    assert T.identify_hot_pixels(r.events, hot_pixel_frequency=3).tolist() == [[1, 0]]
+    assert T.identify_hot_pixels(r.events, hot_pixel_frequency=2.5).tolist() == [[1, 0], [2, 0]]
+    assert T.identify_hot_pixels(r.events, max_count=3).tolist() == [[1, 0]]
+    assert T.DropPixel(max_count=2)(r).events["x"].tolist() == [0]
+    assert T.DropPixel(hot_pixel_frequency=3)(r).events["x"].tolist() == [2, 2, 2, 0]
+    assert T.identify_hot_pixels(r.events[:0], hot_pixel_frequency=1).shape == (0, 2)
+    assert len(T.DropPixel(hot_pixel_frequency=1)(r.events[:0])) == 0
+    one = T.identify_hot_pixels(r.events[:1], hot_pixel_frequency=1e9)  # span 0: limit 0
+    assert one.tolist() == [[1, 0]]
+    key = T.DropPixel(hot_pixel_frequency=3).cache_key()
+    assert key["hot_pixel_frequency"] == 3.0 and not T.DropPixel(max_count=2).random
+    assert T.DropPixel(coordinates=[(0, 0)]).cache_key() == {
+        "name": "DropPixel", "coordinates": [(0, 0)], "fraction": None
+    }  # fmt: skip
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        T.DropPixel(coordinates=[(0, 0)], hot_pixel_frequency=5)
+    with pytest.raises(ConfigurationError, match="hot_pixel_frequency must be"):
+        T.DropPixel(hot_pixel_frequency=0)
+    with pytest.raises(ConfigurationError, match="max_count must be"):
+        T.DropPixel(max_count=-1)
+    with pytest.raises(ConfigurationError, match=r"coordinates\[1\]"):
+        T.DropPixel(coordinates=[(0, 0), (-1, 2)])
+    frames = torch.zeros(4, 2, 5, 6)
+    with pytest.raises(ShapeError, match=r"coordinates\[1\] = \(6, 0\) is outside the 6x5"):
+        T.drop_pixels_raster(frames, [(5, 4), (6, 0)])
+    with pytest.raises(ShapeError, match="got shape"):
+        T.identify_hot_pixels_raster(torch.zeros(5, 6), 1)
+    with pytest.raises(ConfigurationError, match="on frames"):
+        T.DropPixel(hot_pixel_frequency=5)(frames)
+    with pytest.raises(ConfigurationError, match="fields"):
+        T.identify_hot_pixels(np.zeros(3), hot_pixel_frequency=5)
+    assert torch.equal(T.DropPixel(coordinates=[(1, 1)])(frames), frames)
