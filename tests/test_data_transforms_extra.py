@@ -696,7 +696,7 @@ def test_migration_page_maps_every_tonic_transform():
                and getattr(tt, n).__module__.startswith("tonic")}  # fmt: skip
     listed = classes & set(re.findall(r"`(\w+)`", rest)) - mapped
     assert mapped <= classes and mapped | listed == classes, sorted(classes - mapped - listed)
-    assert listed == {"NumpyAsType", "Repeat", "ToOneHotEncoding", "ToFrame",
+    assert listed == {"NumpyAsType", "ToOneHotEncoding", "ToFrame",
                       "ToImage", "ToSparseTensor", "ToTimesurface", "ToAveragedTimesurface",
                       "ToVoxelGrid", "ToBinaRep"}  # fmt: skip
     assert {"SpatialJitter", "UniformNoise", "CropTime", "Decimation", "RandomTimeReversal",

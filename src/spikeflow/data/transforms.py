@@ -25,7 +25,8 @@ time cropping, alignment and reversal, random polarity flips, decimation, area d
 and EventDrop in :mod:`spikeflow.data.transforms_extra`; spatio-temporal downsampling in
 :mod:`spikeflow.data.event_downsampling`; the noise filters (:class:`Denoise`,
 :class:`RefractoryPeriod`) in :mod:`spikeflow.data.event_filters`; :class:`DropPixel`
-and the hot-pixel functions in :mod:`spikeflow.data.hot_pixels`. All are re-exported
+and the hot-pixel functions in :mod:`spikeflow.data.hot_pixels`; the target transform
+:class:`Repeat` in :mod:`spikeflow.data.target_transforms`. All are re-exported
 here.
 """
 
@@ -54,6 +55,7 @@ from spikeflow.data.frame_transforms import (
 )
 from spikeflow.data.frames import unpack_events
 from spikeflow.data.representations import callable_key, user_class_key
+from spikeflow.data.target_transforms import Repeat
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -89,6 +91,7 @@ __all__ = [
     "RandomTimeReversal",
     "RandomVerticalFlipFrames",
     "RefractoryPeriod",
+    "Repeat",
     "RotateEvents",
     "SeededTransform",
     "SortEvents",
