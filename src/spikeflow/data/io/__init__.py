@@ -6,6 +6,8 @@ magic bytes and extension. The formats, what each reader validates and which ext
 needs are listed in ``docs/data_formats.md``. The hot decoders (ATIS ``.bin``, AEDAT
 3.x, AEDAT 1.0/2.0) also have a compiled C fast path: :func:`set_decoder` /
 :func:`use_decoder` (or ``SPIKEFLOW_DECODER``) choose ``"auto"``, ``"numpy"`` or ``"c"``.
+The 40-bit spike files and Lava-DL's ``.npy`` spike arrays also have writers, and dense
+spike tensors a converter to events (:mod:`spikeflow.data.io.spike_files`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ from spikeflow.data.io.prophesee import (
     read_prophesee_raw,
 )
 from spikeflow.data.io.slayer_bs1 import decode_bs1, read_bs1
+from spikeflow.data.io.spike_files import (
+    encode_atis_bin,
+    encode_bs1,
+    read_np_spikes,
+    spikes_to_events,
+    write_atis_bin,
+    write_bs1,
+    write_np_spikes,
+)
 from spikeflow.data.io.wav import AudioClip, WavInfo, decode_wav, read_wav, wav_info
 from spikeflow.errors import ConfigurationError
 
@@ -93,6 +104,8 @@ __all__ = [
     "decode_evt2",
     "decode_evt3",
     "decode_wav",
+    "encode_atis_bin",
+    "encode_bs1",
     "get_decoder",
     "load_mat_variables",
     "load_npy",
@@ -118,15 +131,20 @@ __all__ = [
     "read_evt3",
     "read_gesture_labels",
     "read_hardvs",
+    "read_np_spikes",
     "read_numpy_events",
     "read_prophesee_raw",
     "read_spiking_audio",
     "read_stmnist",
     "read_wav",
     "set_decoder",
+    "spikes_to_events",
     "split_by_labels",
     "use_decoder",
     "wav_info",
+    "write_atis_bin",
+    "write_bs1",
+    "write_np_spikes",
 ]
 
 
