@@ -23,14 +23,13 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from spikeflow._files import give_mode
+from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import read_bytes, sensor_size_arg
 from spikeflow.data.io.numpy_layouts import _parse_npy
@@ -130,23 +129,14 @@ def encode_bs1(events: EventRecording | np.ndarray) -> bytes:
     return _pack40(f["x"], f["p"], f["t"])
 
 
-def _write_atomic(path: str | os.PathLike, write: Any) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then
-    rename it over ``path``; on any failure the temporary file is removed."""
+def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename
+    it over ``path`` (:func:`~spikeflow.data.cache.atomic_write_bytes`); a missing
+    folder is an error, not created."""
     path = Path(path)
     if not path.parent.is_dir():  # (mkstemp's error would name the temporary file)
         raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        give_mode(temporary, path)  # not mkstemp's 0o600
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return path
 
 
@@ -154,13 +144,13 @@ def write_atis_bin(path: str | os.PathLike, events: EventRecording | np.ndarray)
     """Write ``events`` to ``path`` as an ATIS ``.bin`` file (:func:`encode_atis_bin`),
     atomically. Returns the path."""
     data = encode_atis_bin(events)  # checked before any file is made
-    return _write_atomic(path, lambda fh: fh.write(data))
+    return _write_atomic(path, data)
 
 
 def write_bs1(path: str | os.PathLike, events: EventRecording | np.ndarray) -> Path:
     """Write ``events`` to ``path`` as a ``.bs1`` file (:func:`encode_bs1`), atomically."""
     data = encode_bs1(events)
-    return _write_atomic(path, lambda fh: fh.write(data))
+    return _write_atomic(path, data)
 
 
 def _time_unit(value: Any, owner: str) -> float:
@@ -200,7 +190,7 @@ def write_np_spikes(
     table = np.stack([*(c.astype(np.float64) for c in columns), f["t"] / unit_us], axis=1)
     buffer = io.BytesIO()
     np.save(buffer, table.reshape(-1, dim + 2))
-    return _write_atomic(path, lambda fh: fh.write(buffer.getvalue()))
+    return _write_atomic(path, buffer.getvalue())
 
 
 def read_np_spikes(
