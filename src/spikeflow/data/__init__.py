@@ -8,6 +8,7 @@ so make a batch ``[T, B, C, H, W]`` with ``x = x.transpose(0, 1)``.
 """
 
 from spikeflow.data.audio import AudioToEvents, level_crossings, mel_filterbank, mel_spectrogram
+from spikeflow.data.aug_cached_dataset import AugDiskCachedDataset
 from spikeflow.data.cache import ArrayCache, default_cache_dir, file_identity, parallel_map
 from spikeflow.data.cached_dataset import DiskCachedDataset, MemoryCachedDataset
 from spikeflow.data.datasets import (
@@ -109,6 +110,7 @@ __all__ = [
     "STMNIST",
     "ArrayCache",
     "AudioToEvents",
+    "AugDiskCachedDataset",
     "Bullying10K",
     "Compose",
     "CustomRepresentation",

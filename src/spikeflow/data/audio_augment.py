@@ -14,12 +14,13 @@ vocoder, STFT and inverse STFT in numpy (the same frames, window and normalisati
 equal to librosa to float64 rounding), resamples with ``scipy.signal.resample`` (FFT)
 where librosa's default is soxr (a library of its own), and draws from one numpy
 Generator per transform. Tonic's ``caching`` / ``aug_index`` (a fixed choice per cached
-copy) has no counterpart: spikeflow's caches never store random transforms' outputs; to
-fix a choice, pass a one-element ``factors``.
+copy) is ``transform.at(index)``, which :class:`~spikeflow.data.AugDiskCachedDataset`
+calls for copy ``index``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Sequence
@@ -204,6 +205,20 @@ class _RandomChoice(AudioTransform):
     def draw(self) -> float:
         """A uniform draw from ``factors`` (this call's)."""
         return self.factors[int(self.rng().integers(len(self.factors)))]
+
+    def at(self, index: int) -> _RandomChoice:
+        """This transform with its choice fixed to ``factors[index]`` (Tonic's
+        ``aug_index`` with ``caching=True``): the augmentation of copy ``index`` in
+        :class:`~spikeflow.data.AugDiskCachedDataset`. Its cache key names the factor."""
+        i = check_int(f"{type(self).__name__}.at: index", index, 0)
+        if i >= len(self.factors):
+            raise ConfigurationError(
+                f"{type(self).__name__}.at: index {i} is past the {len(self.factors)} factors"
+            )
+        fixed = copy.copy(self)
+        fixed.factors = [self.factors[i]]
+        fixed._params = {**self._params, "factors": fixed.factors}
+        return fixed
 
 
 class RandomTimeStretch(_RandomChoice):

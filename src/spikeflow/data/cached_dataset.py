@@ -373,11 +373,21 @@ class DiskCachedDataset(_Transformed):
 
     def _cached(self, i: int) -> tuple[Any, Any]:
         which = 0 if self.num_copies == 1 else self._draw_copy()
+        return self._entry(i, which)
+
+    def _compute(self, i: int, which: int) -> tuple[Any, Any]:
+        """Sample ``i`` of copy ``which`` as the cache stores it: here the wrapped
+        dataset's item (a random dataset gives each copy a draw of its own)."""
+        return _pair(self.dataset[i], i, self.owner)
+
+    def _entry(self, i: int, which: int, refresh: bool = False) -> tuple[Any, Any]:
+        """Copy ``which`` of sample ``i``: read from the cache, or (on a miss, or always
+        with ``refresh``) computed, stored and returned as a later read will return it."""
         entry = {"index": i, "copy": which}
-        raw = self.cache.load(entry)
+        raw = None if refresh else self.cache.load(entry)
         if raw is not None:
             return _unpack(raw.astype(np.uint8, copy=False).tobytes())
-        data, target = _pair(self.dataset[i], i, self.owner)
+        data, target = self._compute(i, which)
         blob = _pack(self.owner, data, target)
         try:  # one entry, written atomically: a sample is whole or missing
             self.cache.store(entry, np.frombuffer(blob, dtype=np.uint8))
