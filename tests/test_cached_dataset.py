@@ -493,3 +493,101 @@ def test_a_dataset_naming_its_files_misses_once_a_file_changes(tmp_path, monkeyp
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
     assert path.stat().st_size == before.st_size
     assert first_values() == [0, 7, 2] and reads == [0, 1, 2]  # the dataset's new folder
+
+
+class FilesInFolder(torch.utils.data.Dataset):
+    """A dataset that keeps only its folder and lists the files itself at each read."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = root
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, i: int):
+        return np.load(os.path.join(self.root, f"{i}.npy")), i
+
+
+def twin_copies(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders of three .npy files with the same names, sizes and mtimes (as
+    ``cp -p`` or ``rsync -t`` leave them) but other values: 0, 1, 2 and 10, 11, 12."""
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    for folder, base in ((first, 0), (second, 10)):
+        folder.mkdir()
+        for k in range(3):
+            np.save(folder / f"{k}.npy", np.full(4, base + k, np.int16))
+            os.utime(folder / f"{k}.npy", ns=(1_700_000_000_000_000_000,) * 2)
+    return first, second
+
+
+@pytest.mark.parametrize("holds", ["files", "folder"])
+def test_a_link_pointed_at_another_copy_is_a_miss(tmp_path, holds):
+    """The dataset's folder is a symbolic link, pointed between two runs at another copy
+    whose files have the same names, sizes and mtimes: its key follows the real files,
+    so the second run reads the new copy (a key by the link's path, as before, was a
+    stale hit returning the first copy's values)."""
+    first, second = twin_copies(tmp_path)
+    link = tmp_path / "data"
+    link.symlink_to(first)
+    make = FilesByPath if holds == "files" else (lambda root: FilesInFolder(str(root)))
+
+    def values() -> list[int]:
+        cached = DiskCachedDataset(make(link), tmp_path / "cache")
+        return [int(cached[k][0][0]) for k in range(3)]
+
+    assert values() == [0, 1, 2]
+    link.unlink()
+    link.symlink_to(second)
+    assert values() == [10, 11, 12]
+    link.unlink()
+    link.symlink_to(first)
+    assert values() == [0, 1, 2]  # the first copy's entries again: a hit, not a rebuild
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_a_relative_path_counts_by_the_folder_it_names_now(tmp_path, monkeypatch):
+    """A relative path counts by what it names from the working directory: from
+    another folder holding another copy it is another key; the same real data named
+    by a relative or an absolute path, directly or through a link, is one key."""
+    from spikeflow.data.sliced_dataset import dataset_key
+
+    first, second = twin_copies(tmp_path)
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "data").symlink_to(first)
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "run2" / "data").symlink_to(second)
+    keys = {}
+    for run in ("run1", "run2"):
+        monkeypatch.chdir(tmp_path / run)
+        for name, dataset in (("folder", FilesInFolder("./data")),
+                              ("files", FilesByPath(Path("data")))):  # fmt: skip
+            keys[run, name] = dataset_key(dataset)
+            real = first if run == "run1" else second
+            same = FilesInFolder(str(real)) if name == "folder" else FilesByPath(real)
+            assert keys[run, name] == dataset_key(same)
+    assert keys["run1", "folder"] != keys["run2", "folder"]
+    assert keys["run1", "files"] != keys["run2", "files"]
+    monkeypatch.chdir(tmp_path / "run1")
+    cached = DiskCachedDataset(FilesInFolder("./data"), tmp_path / "cache")
+    assert [int(cached[k][0][0]) for k in range(3)] == [0, 1, 2]
+    monkeypatch.chdir(tmp_path / "run2")
+    cached = DiskCachedDataset(FilesInFolder("./data"), tmp_path / "cache")
+    assert [int(cached[k][0][0]) for k in range(3)] == [10, 11, 12]
+
+
+def test_the_key_of_real_paths_is_the_one_earlier_versions_wrote(tmp_path, monkeypatch):
+    """Paths without links keep the key format they always had (an existing cache of
+    such a dataset stays a hit): a file by its absolute path, size and mtime, a folder
+    by the repr of its absolute path."""
+    from spikeflow.data.sliced_dataset import dataset_key
+
+    first, _ = twin_copies(tmp_path)
+    real = Path(os.path.realpath(first))
+    files = dataset_key(FilesByPath(real))["attributes"]["data"]
+    assert files == [{"file": str(real / f"{k}.npy"), "size": 136,
+                      "mtime_ns": 1_700_000_000_000_000_000} for k in range(3)]  # fmt: skip
+    assert dataset_key(FilesInFolder(str(real)))["attributes"]["root"] == repr(str(real))
+    assert dataset_key(FilesInFolder(real))["attributes"]["root"] == repr(real)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train").mkdir()  # no separator nor dot: a name, never looked up
+    assert dataset_key(FilesInFolder("train"))["attributes"]["root"] == "'train'"

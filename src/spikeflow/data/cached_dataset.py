@@ -12,10 +12,10 @@ part) and augments the converted sample at every epoch::
 about and rebuilt), in a folder keyed by the wrapped dataset's identity
 (:func:`~spikeflow.data.sliced_dataset.dataset_key`: for a spikeflow dataset its
 options, transforms and every file's path, size and modification time; for another
-dataset its attributes, a path among them by its file's size and modification time), so
-changing the dataset or its files is a miss, never a stale hit. With ``num_copies = n``
-it keeps ``n`` draws of a random wrapped dataset per sample and reads one of them at
-random.
+dataset its attributes, a path among them by its real file's path, size and
+modification time), so changing the dataset or its files is a miss, never a stale hit.
+With ``num_copies = n`` it keeps ``n`` draws of a random wrapped dataset per sample and
+reads one of them at random.
 
 A sample is stored as one cache entry, written atomically (a crash or a concurrent
 writer leaves a whole sample or none): a small JSON manifest (what kind of value each

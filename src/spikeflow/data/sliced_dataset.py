@@ -19,7 +19,7 @@ import os
 import stat
 import warnings
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -46,26 +46,53 @@ def _is_dataset(value: Any) -> bool:
     )
 
 
-def _file_key(value: str | os.PathLike) -> dict[str, Any] | None:
-    """The identity of the regular file ``value`` names (absolute path, size and
-    modification time: one ``stat``, no read), or None when it names none (most
-    strings, and without a ``stat`` those with neither a separator nor a dot; a folder;
-    a name too long or with a NUL byte)."""
+def _real_path(text: str, st: os.stat_result, dirs: dict[str, str]) -> str:
+    """The real (symlink-free, absolute) path of ``text``, which ``os.lstat`` gave ``st``:
+    its folder's real path (resolved once per folder, in ``dirs``) and its own name, or,
+    for a link, the link resolved (``os.path.realpath`` walks every component: ~60 us a
+    path, which a list of 10^5 files would pay ten times over)."""
+    head, name = os.path.split(text)
+    if stat.S_ISLNK(st.st_mode) or name in ("", ".", ".."):
+        return os.path.realpath(text)
+    folder = dirs.get(head)
+    if folder is None:
+        folder = dirs[head] = os.path.realpath(head or os.curdir)
+    return os.path.join(folder, name)
+
+
+def _path_key(value: str | os.PathLike, dirs: dict[str, str]) -> Any:
+    """The key of a string or path that names an existing file or folder, or None when
+    it names none (most strings, and without a ``stat`` those with neither a separator
+    nor a dot; a name too long or with a NUL byte).
+
+    Both count by their real path (symbolic links followed, a relative path resolved
+    against the working directory: the file a read would open now), so a link pointed
+    at another copy, or a relative path used from another folder, is another key. A
+    file: ``{"file": real path, "size", "mtime_ns"}`` (one ``stat``, no read). A folder:
+    the key its real path would have as a plain value (the repr of that path), so a
+    folder named by its real absolute path keeps the key it always had."""
     try:
         text = os.fspath(value)
         if not isinstance(text, str) or not text or len(text) > 4096:
             return None
         if isinstance(value, str) and os.sep not in text and "." not in text:
             return None  # "train", "label3": not worth a failed stat each
-        st = os.stat(text)
+        st = os.lstat(text)
+        real = _real_path(text, st, dirs)
+        if stat.S_ISLNK(st.st_mode):
+            st = os.stat(real)
     except (OSError, ValueError, TypeError):
         return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return {"file": os.path.abspath(text), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if stat.S_ISREG(st.st_mode):
+        return {"file": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if stat.S_ISDIR(st.st_mode) and isinstance(value, (str, PurePath)):
+        return repr(real if isinstance(value, str) else type(value)(real))
+    return None
 
 
-def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
+def dataset_key(
+    dataset: Any, _seen: frozenset[int] = frozenset(), _dirs: dict[str, str] | None = None
+) -> Any:
     """A JSON-able identity of a map-style dataset, for the slice metadata cache.
 
     - a dataset with a ``cache_key()`` method: what it returns;
@@ -80,17 +107,20 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
       content, datasets among them, such as a ``Subset``'s, by this same rule, objects
       with a ``cache_key()`` by it, dataclasses such as EventRecordings field by field,
       lists, tuples and dicts item by item, a string or path that names an existing
-      file by that file's path, size and modification time (:func:`_file_key`: Tonic's
-      datasets keep their files' paths in a list, so an edited file is a miss), other
-      values by their repr). Files such a dataset finds itself (by listing a folder it
-      holds) count by the folder's name only, a value whose repr elides its content (a
-      pandas DataFrame) counts by what its repr shows, and an attribute that changes as
-      it is used (a counter, a memo) makes every construction a miss: give such a
-      dataset a ``cache_key()``.
+      file by that file's real path (symbolic links followed, a relative path resolved
+      against the working directory), size and modification time (:func:`_path_key`:
+      Tonic's datasets keep their files' paths in a list, so an edited file, or a link
+      pointed at another copy, is a miss), one that names a folder by the folder's real
+      path, other values by their repr). Files such a dataset finds itself (by listing
+      a folder it holds) count by the folder's real path only, a value whose repr
+      elides its content (a pandas DataFrame) counts by what its repr shows, and an
+      attribute that changes as it is used (a counter, a memo) makes every construction
+      a miss: give such a dataset a ``cache_key()``.
     """
     if id(dataset) in _seen:
         return f"<recursive {type(dataset).__qualname__}>"
     seen = _seen | {id(dataset)}
+    dirs: dict[str, str] = {} if _dirs is None else _dirs  # folder -> its real path
     cls = f"{type(dataset).__module__}.{type(dataset).__qualname__}"
     if callable(getattr(dataset, "cache_key", None)):
         return {"class": cls, "cache_key": dataset.cache_key()}
@@ -116,7 +146,7 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
 
     def value(v: Any, inside: frozenset[int] = seen) -> Any:
         if _is_dataset(v):
-            return dataset_key(v, inside)
+            return dataset_key(v, inside, dirs)
         if id(v) in inside:
             return f"<recursive {type(v).__qualname__}>"
         if isinstance(v, (list, tuple)):
@@ -125,7 +155,7 @@ def dataset_key(dataset: Any, _seen: frozenset[int] = frozenset()) -> Any:
             return {repr(k): value(x, inside | {id(v)})
                     for k, x in sorted(v.items(), key=repr)}  # fmt: skip
         if isinstance(v, (str, os.PathLike)):
-            found = _file_key(v)
+            found = _path_key(v, dirs)
             if found is not None:
                 return found
         if callable(getattr(v, "cache_key", None)) and not callable(v):  # a slicer, say
