@@ -454,6 +454,61 @@ def test_content_hashes_are_recorded_so_a_later_run_hashes_nothing(tmp_path, mon
     assert not np.array_equal(again[0][0].numpy(), make("stat")[0][0].numpy())
 
 
+def test_a_content_record_holds_on_another_machine_mounting_the_same_files(tmp_path, monkeypatch):
+    """Data and cache on a network file system shared by several machines: each client
+    numbers the mount (``st_dev``) as it mounts it, so the same file shows another
+    device number there. The recorded hashes still hold (a signature keyed on the
+    device was hashed again on every machine), records written with the device
+    number by earlier versions too, and a file rewritten in place is still hashed
+    again."""
+    import json
+
+    from spikeflow.data import cache as cache_module
+    from spikeflow.data.datasets import base as base_module
+
+    monkeypatch.setattr(cache_module, "RACY_WINDOW_S", 0.0)
+    root = fake_nmnist(tmp_path / "nmnist", per_label=1)
+    hashed = []
+    real = base_module.file_identity
+
+    def counted(path, content_hash=False):
+        if content_hash:
+            hashed.append(Path(path).name)
+        return real(path, content_hash)
+
+    monkeypatch.setattr(base_module, "file_identity", counted)
+
+    def run() -> int:
+        data = NMNIST(root, data_type="frame", frames_number=4, cache_dir=tmp_path / "cache",
+                      cache_identity="content")  # fmt: skip
+        hashed.clear()
+        data.preprocess(workers=1, progress=False)
+        return len(hashed)
+
+    assert run() == 10  # machine A hashes every file once
+    records = sorted((tmp_path / "cache" / "content-hashes").rglob("*.json"))
+    assert len(records) == 10
+    stat = Path.stat
+
+    class OtherMount:  # what machine B's stat shows: the same file, its own device number
+        def __init__(self, st):
+            self.st = st
+
+        def __getattr__(self, name):
+            return getattr(self.st, name) + (7 if name == "st_dev" else 0)
+
+    monkeypatch.setattr(Path, "stat", lambda self, **kw: OtherMount(stat(self, **kw)))
+    assert run() == 0  # machine B: every record holds
+    for record in records:  # as an earlier version wrote them: with A's device number
+        text = json.loads(record.read_text())
+        text["signature"]["device"] = stat(Path(text["signature"]["path"])).st_dev
+        record.write_text(json.dumps(text))
+    assert run() == 0
+    victim = NMNIST(root).samples[0][0]
+    victim.write_bytes(victim.read_bytes())  # rewritten: its ctime moves
+    assert run() == 1
+
+
 def test_entry_paths_and_stored_keys_are_those_of_the_full_keys_json(cache):
     """An entry's file and stored key come from the canonical JSON of the namespace and
     the entry's key together (built from the namespace's JSON made once): entries

@@ -121,11 +121,20 @@ def stat_identity(
 def stat_signature(path: str | os.PathLike) -> dict[str, Any]:
     """What changes whenever the file at ``path`` is written, replaced or moved: its
     resolved path, size, mtime, ctime (which no tool can set back: ``touch -d``,
-    ``cp -p`` and ``rsync -t`` leave it at the time of their write), inode and device."""
+    ``cp -p`` and ``rsync -t`` leave it at the time of their write) and inode.
+
+    Not the device number: the kernel numbers each mount as it mounts it (an NFS or
+    other network file system gets a different one on every client, and may get
+    another at its next mount), so a record keyed on it would be hashed again on
+    every machine sharing the data (and rewritten by each in turn). Leaving it out
+    cannot name a changed file as unchanged: every write or replacement on one file
+    system moves the ctime (or the inode), and another file system mounted at the same
+    path shows the same inode, size, mtime and ctime to the nanosecond only as a block
+    copy of this one (a snapshot, an image), which holds the same bytes."""
     p = Path(path).resolve()
     st = p.stat()
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev}  # fmt: skip
+            "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}  # fmt: skip
 
 
 #: A file changed less than this many seconds before its hash would be recorded is not
@@ -147,10 +156,14 @@ def recall_content_identity(
     """The content identity (:func:`file_identity` with ``content_hash=True``) recorded
     for ``path`` under ``memo_root`` by :func:`remember_content_identity`, if the file's
     :func:`stat_signature` is still the one recorded with it; else None (never
-    recorded, or the file changed since: hash it again). A damaged record is None too."""
+    recorded, or the file changed since: hash it again). A damaged record is None too.
+    A record written before the signature left out the device number (its
+    ``"device"`` entry) is read as if it had none (see :func:`stat_signature`)."""
     try:
         record = json.loads(_memo_path(Path(memo_root), path).read_bytes())
-        if record["signature"] == stat_signature(path):
+        signature = dict(record["signature"])
+        signature.pop("device", None)
+        if signature == stat_signature(path):
             identity = record["identity"]
             if isinstance(identity, dict) and isinstance(identity.get("sha256"), str):
                 return identity
