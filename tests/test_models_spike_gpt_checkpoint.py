@@ -158,7 +158,8 @@ def test_file_prefix_and_half_precision(tmp_path):
     sd = official_state_dict(seed=2)
     path = tmp_path / "SpikeGPT-tiny.pth"
     torch.save({"module." + k: v.half() for k, v in sd.items()}, path)
-    model = load_spikegpt(path, context=32)
+    with pytest.warns(UserWarning, match=r"removed the prefix 'module\.' that all 60 keys"):
+        model = load_spikegpt(path, context=32)
     assert model.emb.weight.dtype == torch.get_default_dtype() and not model.training
     torch.testing.assert_close(model.head.weight, sd["head.weight"].half().float())
     mix = model.blocks[2].ffn.time_mix_r
@@ -192,6 +193,48 @@ def test_lightning_style_checkpoint(tmp_path):
     odd = {"state_dict": sd, "emb.weight": sd["emb.weight"]}
     with pytest.raises(ConfigurationError, match=r"entry 'state_dict' is not a tensor"):
         load_spikegpt(odd)
+
+
+def test_a_lightning_module_prefix_is_removed_only_from_every_key(tmp_path):
+    # A LightningModule holding the network as `self.model` saves `model.emb.weight`,
+    # ...: one prefix on every key is removed, named in a warning, once per call
+    sd = official_state_dict(seed=5)
+    prefixed = {"model." + k: v for k, v in sd.items()}
+    ckpt = {"epoch": 2, "global_step": 40, "state_dict": prefixed}
+    path = tmp_path / "epoch=2-step=40.ckpt"
+    torch.save(ckpt, path)
+    expected = load_spikegpt(sd, context=16).state_dict()
+    for source in (path, ckpt, prefixed):
+        with pytest.warns(UserWarning, match=r"removed the prefix 'model\.'") as caught:
+            got = load_spikegpt(source, context=16).state_dict()
+        assert len(caught) == 1 and "'model.emb.weight'" in str(caught[0].message)
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+    with pytest.warns(UserWarning, match=r"'model\.'"):
+        converted = convert_spikegpt_state_dict(prefixed)
+    assert converted.keys() == convert_spikegpt_state_dict(sd).keys()
+    with pytest.warns(UserWarning, match=r"'model\.'"):
+        assert spikegpt_sizes(prefixed) == spikegpt_sizes(sd)
+    # not on every key (a loss module's buffer beside the network): nothing removed,
+    # the error names the prefixed key and a key without it
+    beside = {**prefixed, "criterion.weight": torch.ones(VOCAB)}
+    hint = r"'model\.emb\.weight' looks like it under a prefix 'model\.'.*criterion\.weight"
+    with pytest.raises(ConfigurationError, match=hint):
+        load_spikegpt(beside)
+    # one level only: a prefix under the prefix stays, and is named
+    nested = {"model.module." + k: v for k, v in sd.items()}
+    with pytest.warns(UserWarning, match=r"'model\.'"):
+        with pytest.raises(ConfigurationError, match=r"'module\.emb\.weight' looks like"):
+            load_spikegpt(nested)
+    for read in (convert_spikegpt_state_dict, spikegpt_sizes):
+        with pytest.warns(UserWarning, match=r"'model\.'") as caught:
+            with pytest.raises(ConfigurationError, match=r"'module\.emb\.weight' looks"):
+                read(nested)
+        assert len(caught) == 1
+    # SpikeGPT's own first names are no prefix: only blocks (no emb) are not stripped
+    blocks = {k: v for k, v in sd.items() if k.startswith("blocks.")}
+    with pytest.raises(ConfigurationError, match=r"no 2-D 'emb\.weight'.*'blocks\.0\."):
+        spikegpt_sizes(blocks)
 
 
 def test_checkpoint_holding_python_objects_names_the_file_and_the_way(tmp_path):

@@ -24,11 +24,13 @@ embedding hold no parameters, so nothing else is stored. The decay is stored as 
 spikeflow ``w = exp(time_decay)`` (subtracted), so it is copied as is; their inference
 script's ``-exp`` is applied at load time there, to its own copy, not to the file.
 
-:func:`convert_spikegpt_state_dict` maps such a state dict (a ``module.`` prefix left by
-``DataParallel``/Accelerate removed; a whole training checkpoint is refused, naming
-``ckpt['state_dict']``) to spikeflow's keys and shapes, refusing any other
-layout with the key at fault; :func:`load_spikegpt` builds the matching ``spike_gpt``
-(sizes read from the tensors) and loads it.
+:func:`convert_spikegpt_state_dict` maps such a state dict (one prefix that every key
+carries removed, with a warning naming it: ``module.`` left by ``DataParallel`` or
+Accelerate, ``model.`` by a PyTorch Lightning module holding the network as an
+attribute; a whole training checkpoint is refused, naming ``ckpt['state_dict']``) to
+spikeflow's keys and shapes, refusing any other layout with the key at fault;
+:func:`load_spikegpt` builds the matching ``spike_gpt`` (sizes read from the tensors)
+and loads it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +51,8 @@ from spikeflow.models.spike_gpt import SpikeGPT
 __all__ = ["convert_spikegpt_state_dict", "load_spikegpt", "spikegpt_sizes"]
 
 _TOKEN_SHIFT = re.compile(r"blocks\.\d+\.(att|ffn)\.time_mix_[kvr]")
+#: The first dotted component of SpikeGPT's own keys (never taken for a wrapper's prefix).
+_OWN_NAMES = frozenset({"emb", "blocks", "ln_out", "head", "head_q", "head_k", "copy_mask"})
 _UNSUPPORTED = {
     "head_q": "the head-QK copy mechanism (RWKV_HEAD_QK_DIM > 0), which SpikeGPT's "
     "released models leave off",
@@ -81,24 +86,45 @@ def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Tensor]:
             f"SpikeGPT checkpoint: expected a non-empty state dict (str → tensor); got "
             f"{type(state).__name__}"
         )
-    keys = list(state)
-    strip = all(isinstance(k, str) and k.startswith("module.") for k in keys)
-    out: dict[str, Tensor] = {}
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, Tensor):
             raise ConfigurationError(
                 f"SpikeGPT checkpoint: entry {key!r} is not a tensor under a string key "
                 f"({type(value).__name__})"
             )
-        out[key[len("module.") :] if strip else key] = value
-    return out
+    prefix = _common_prefix(list(state))
+    if prefix is None:
+        return dict(state)
+    warnings.warn(
+        f"SpikeGPT checkpoint: removed the prefix {prefix!r} that all {len(state)} keys "
+        f"carry (e.g. {next(iter(state))!r}: a network saved inside a wrapper)",
+        stacklevel=3,
+    )
+    return {key[len(prefix) :]: value for key, value in state.items()}
+
+
+def _common_prefix(keys: list[str]) -> str | None:
+    """The first dotted component (``"model."``) when every key starts with the same one
+    and it is no name of SpikeGPT's own (``emb``, ``blocks``, ...), else None: the
+    attribute a wrapper kept the network in (a PyTorch Lightning module's ``model.``,
+    ``DataParallel``'s or Accelerate's ``module.``). One level only."""
+    heads = {key.split(".", 1)[0] for key in keys}
+    if len(heads) != 1 or not all("." in key for key in keys):
+        return None
+    (head,) = heads
+    return None if head in _OWN_NAMES else f"{head}."
 
 
 def spikegpt_sizes(state_dict: Mapping[str, Any]) -> dict[str, int]:
     """``vocab_size``, ``d_model``, ``n_layers`` and ``ffn_mult`` of an official SpikeGPT
     state dict, read from ``emb.weight``, the block indices and
-    ``blocks.0.ffn.key.weight``."""
-    state = _strip_prefix(state_dict)
+    ``blocks.0.ffn.key.weight``. A prefix on every key (``model.``, ``module.``) is
+    removed, with a warning naming it."""
+    return _sizes(_strip_prefix(state_dict))
+
+
+def _sizes(state: dict[str, Tensor]) -> dict[str, int]:
+    """:func:`spikegpt_sizes` of a state dict whose prefix is already removed."""
     for key, parts in _UNSUPPORTED.items():
         found = [k for k in state if key in k.split(".")]
         if found:
@@ -108,9 +134,19 @@ def spikegpt_sizes(state_dict: Mapping[str, Any]) -> dict[str, int]:
             )
     emb = state.get("emb.weight")
     if emb is None or emb.dim() != 2:
+        nested = sorted(k for k in state if k.endswith(".emb.weight"))
+        hint = ""
+        if nested:  # a wrapper's prefix on the network's keys only: nothing was removed
+            prefix = nested[0][: -len("emb.weight")]
+            others = sorted(k for k in state if not k.startswith(prefix))[:3]
+            hint = (
+                f"; {nested[0]!r} looks like it under a prefix {prefix!r} that not every "
+                f"key carries (not {others}), so none was removed: pass only the entries "
+                f"under {prefix!r}"
+            )
         raise ConfigurationError(
             "SpikeGPT checkpoint: no 2-D 'emb.weight' [vocab, d_model]; is this a SpikeGPT "
-            f"(RWKV-4) state dict? first keys: {sorted(state)[:5]}"
+            f"(RWKV-4) state dict? first keys: {sorted(state)[:5]}{hint}"
         )
     vocab, width = emb.shape
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
@@ -141,14 +177,20 @@ def convert_spikegpt_state_dict(
     ``model`` (by default a ``spike_gpt`` of the sizes :func:`spikegpt_sizes` reads):
     a missing key, an extra key or a tensor of the wrong shape is a
     ``ConfigurationError``/``ShapeError`` naming the key, and so is a NaN or infinite
-    value. dtypes are kept (loading casts to the model's).
+    value. dtypes are kept (loading casts to the model's). A prefix that every key
+    carries, and only such a one (a PyTorch Lightning module's ``model.``,
+    ``DataParallel``'s ``module.``), is removed, one level, with a warning naming it.
     """
-    state = _strip_prefix(state_dict)
+    return _convert(_strip_prefix(state_dict), model)
+
+
+def _convert(state: dict[str, Tensor], model: SpikeGPT | None) -> dict[str, Tensor]:
+    """:func:`convert_spikegpt_state_dict` of a state dict whose prefix is removed."""
     if model is None:
         with torch.device("meta"):  # shapes only: nothing allocated
-            model = SpikeGPT(**spikegpt_sizes(state), context=1)
+            model = SpikeGPT(**_sizes(state), context=1)
     else:
-        spikegpt_sizes(state)  # the unsupported-variant checks
+        _sizes(state)  # the unsupported-variant checks
     expected = model.state_dict()
     extra = sorted(set(state) - set(expected))
     if extra:
@@ -204,7 +246,9 @@ def load_spikegpt(
             ``torch.load(..., map_location="cpu", weights_only=True)``: tensors only; a
             file holding other Python objects is refused, naming how to load it).
             A PyTorch Lightning-style checkpoint (``{'state_dict': {...}, 'epoch': ...}``,
-            no tensor outside ``'state_dict'``) is read from its ``'state_dict'``.
+            no tensor outside ``'state_dict'``) is read from its ``'state_dict'``, and
+            a prefix that all its keys carry (``model.``: the LightningModule's
+            attribute) is removed with a warning naming it.
         context: the model's context (SpikeGPT's released model: 1024).
         dtype: the parameters' dtype (default: PyTorch's default, float32; the file's
             may be float16/bfloat16).
@@ -232,7 +276,8 @@ def load_spikegpt(
             ) from error
     if _is_training_checkpoint(checkpoint):
         checkpoint = checkpoint["state_dict"]
-    sizes = spikegpt_sizes(checkpoint)
+    state = _strip_prefix(checkpoint)  # (one prefix, named once)
+    sizes = _sizes(state)
     clash = sorted(set(sizes) & set(kwargs))
     if clash:
         raise ConfigurationError(
@@ -242,5 +287,5 @@ def load_spikegpt(
     model = SpikeGPT(**sizes, context=context, **kwargs)
     if dtype is not None:
         model = model.to(dtype)
-    model.load_state_dict(convert_spikegpt_state_dict(checkpoint, model))
+    model.load_state_dict(_convert(state, model))
     return model.eval()
