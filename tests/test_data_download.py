@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import tarfile
 import threading
@@ -561,3 +562,97 @@ def test_the_free_space_check_counts_each_file_in_whole_blocks(tmp_path, monkeyp
                 extract_archive(tar, tmp_path / "out")
         else:
             assert len(list(extract_archive(tar, tmp_path / "out").iterdir())) == 200
+
+
+# -- member counts ------------------------------------------------------------------------
+def _zip_of_empty_files(path, count: int, folder: str = "") -> bytes:
+    with zipfile.ZipFile(path, "w") as zf:
+        for k in range(count):
+            zf.writestr(f"{folder}f{k}", b"")
+    return path.read_bytes()
+
+
+def _declared_count(raw: bytes, count: int) -> bytes:
+    """The zip ``raw`` (no comment) with its end record declaring ``count`` members."""
+    assert raw[-22:-18] == b"PK\x05\x06"
+    field = count.to_bytes(2, "little")
+    return raw[:-14] + field + field + raw[-10:]
+
+
+def test_more_members_than_max_members_are_refused_before_anything_is_written(
+    tmp_path, monkeypatch
+):
+    """A million empty files (a ZIP of tens of MB) would cost a million inodes and
+    minutes: an archive of more members than ``max_members`` is refused naming it and
+    the count, before any member is written (a ZIP before zipfile parses it)."""
+    from spikeflow.data import download
+
+    zpath = tmp_path / "many.zip"
+    raw = _zip_of_empty_files(zpath, 11)
+    tpath = make_tar(tmp_path / "many.tar.gz", [{"name": f"f{k}"} for k in range(11)], "w:gz")
+    with pytest.raises(UnsafeArchiveError, match=rf"^{re.escape(str(zpath))}: holds 11 "
+                       r"members \(its central directory\), more than max_members=10; pass "
+                       "a larger"):  # fmt: skip
+        extract_archive(zpath, tmp_path / "out", max_members=10)
+    stopped = r"\(counting stopped at member 11, 'f10', at byte offset 5120 "
+    with pytest.raises(UnsafeArchiveError, match=rf"^{re.escape(str(tpath))}: holds more than "
+                       rf"max_members=10 members {stopped}"):  # fmt: skip
+        extract_archive(tpath, tmp_path / "out", max_members=10)
+    assert not (tmp_path / "out").exists()
+    for archive in (zpath, tpath):
+        out = tmp_path / archive.name.split(".")[0] / archive.suffix
+        assert extract_archive(archive, out, max_members=11) == out
+        assert sorted(p.name for p in out.iterdir()) == sorted(f"f{k}" for k in range(11))
+    # an end record declaring fewer members than its central directory holds: counted
+    # there (what zipfile parses), behind 1000 bytes of a self-extractor's stub too
+    lying = tmp_path / "lying.zip"
+    lying.write_bytes(b"\x7fELF" + bytes(996) + _declared_count(raw, 1))
+    assert len(zipfile.ZipFile(lying).infolist()) == 11
+
+    def never(*args, **kwargs):
+        raise AssertionError("the archive was parsed before it was counted")
+
+    monkeypatch.setattr(download.zipfile, "ZipFile", never)
+    with pytest.raises(UnsafeArchiveError, match=r"holds more than 10 members \(its central"):
+        extract_archive(lying, tmp_path / "out", max_members=10)
+    assert not (tmp_path / "out").exists()
+    for bad in (0, -1, 1.5, True, "10"):
+        with pytest.raises(ConfigurationError, match="max_members must be None or an integer"):
+            extract_archive(zpath, tmp_path / "out", max_members=bad)
+
+
+def test_a_zip64_archive_is_counted_from_its_64_bit_records(tmp_path):
+    """Past 65,535 members a ZIP's end record defers to its ZIP64 one (64-bit counts);
+    one declaring a million members is refused by default (250,000), unread."""
+    from spikeflow.data._archive_limits import zip_member_count
+
+    path = tmp_path / "zip64.zip"
+    raw = _zip_of_empty_files(path, 65_536)
+    assert raw[-22:-18] == b"PK\x05\x06" and raw[-42:-38] == b"PK\x06\x07"
+    assert zip_member_count(path, 100) == (65_536, True)  # the declared count
+    assert zip_member_count(path, 70_000) == (65_536, True)  # the records walked
+    path.write_bytes(b"stub" * 250 + raw)  # behind a self-extractor's stub
+    assert zip_member_count(path, 70_000) == (65_536, True)
+    end64 = len(raw) - 42 - 56  # the ZIP64 end record; its total count at byte 32
+    assert raw[end64 : end64 + 4] == b"PK\x06\x06"
+    million = raw[: end64 + 32] + (10**6).to_bytes(8, "little") + raw[end64 + 40 :]
+    path.write_bytes(million)
+    with pytest.raises(UnsafeArchiveError, match=r"holds 1000000 members .*max_members=250000;"):
+        extract_archive(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_folders_member_paths_imply_count_too(tmp_path):
+    """Three files five folders deep create eight entries: with max_members=7 the
+    archive is refused, though it holds only three members."""
+    zpath = tmp_path / "deep.zip"
+    _zip_of_empty_files(zpath, 3, folder="a/b/c/d/e/")
+    tpath = make_tar(tmp_path / "deep.tar", [{"name": f"a/b/c/d/e/f{k}"} for k in range(3)])
+    for archive in (zpath, tpath):
+        with pytest.raises(UnsafeArchiveError, match=rf"^{re.escape(str(archive))}: its 3 "
+                           r"members create more than max_members=7 files, folders and "
+                           "links, counting the folders their paths imply"):  # fmt: skip
+            extract_archive(archive, tmp_path / "out", max_members=7)
+        assert not (tmp_path / "out").exists()
+        out = extract_archive(archive, tmp_path / archive.suffix[1:], max_members=8)
+        assert len(list(out.rglob("*"))) == 8

@@ -19,7 +19,10 @@ stored or deflate (bzip2 and LZMA expand without limit) is refused, as is one de
 more bytes than its compressed ones can produce (deflate: 1032 per byte), before any
 member is read; the files' declared sizes together must fit under ``max_bytes`` and in
 the free space of the destination; and each file is copied up to its declared size
-only. The members are written into a hidden staging folder inside the destination and
+only. Nor is an archive extracted whose members, or the files, folders and links they
+create, outnumber ``max_members`` (:data:`DEFAULT_MAX_MEMBERS` by default): a ZIP's are
+counted from its central directory before it is parsed. The members are written into a
+hidden staging folder inside the destination and
 moved into place only once all of them are written and checked, so a refused or killed
 extraction never leaves a part of the archive where the whole is expected.
 """
@@ -43,6 +46,14 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
+from spikeflow.data._archive_limits import (
+    DEFAULT_MAX_MEMBERS,
+    UnsafeArchiveError,
+    check_max_members,
+    check_paths,
+    check_total,
+    check_zip_count,
+)
 from spikeflow.data._staging import (
     lock_folder,
     move_into,
@@ -52,6 +63,7 @@ from spikeflow.data._staging import (
 from spikeflow.errors import ConfigurationError, DataFormatError, SpikeflowError
 
 __all__ = [
+    "DEFAULT_MAX_MEMBERS",
     "DownloadError",
     "UnsafeArchiveError",
     "check_integrity",
@@ -65,10 +77,6 @@ _CHUNK = 1 << 20
 
 class DownloadError(SpikeflowError, OSError):
     """A download failed, or the file's checksum is not the expected one."""
-
-
-class UnsafeArchiveError(SpikeflowError, ValueError):
-    """An archive member would be written outside the destination, or is a device file."""
 
 
 def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -271,9 +279,17 @@ def _check_zip_member(info: zipfile.ZipInfo, archive: Path) -> None:
         )
 
 
-def _tar_entries(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[_Entry, Any]]:
+def _tar_entries(
+    tf: tarfile.TarFile, archive: Path, max_members: int | None
+) -> Iterator[tuple[_Entry, Any]]:
     sizes: dict[tuple[str, ...], int] = {}  # the file members so far: their sizes
-    for m in tf.getmembers():
+    for index, m in enumerate(tf):  # listed lazily: a bound stops the listing itself
+        if max_members is not None and index >= max_members:
+            raise UnsafeArchiveError(
+                f"{archive}: holds more than max_members={max_members} members (counting "
+                f"stopped at member {index + 1}, {m.name!r}, at byte offset {m.offset} of "
+                "the tar stream); pass a larger max_members (or None) if you trust it"
+            )
         parts = _member_parts(m.name, archive)
         if m.ischr() or m.isblk() or m.isfifo() or not (m.isfile() or m.isdir() or
                                                          m.issym() or m.islnk()):  # fmt: skip
@@ -424,35 +440,6 @@ def _copy_declared(source: IO[bytes], out: IO[bytes], entry: _Entry, archive: Pa
         left -= len(block)
 
 
-def _check_total(entries: list[_Entry], archive: Path, dest: Path, max_bytes: int | None) -> None:
-    """Refuse an archive whose files declare more bytes than ``max_bytes``, or need more
-    than the free space where ``dest`` lies (counted in whole blocks of its file
-    system), before anything is written."""
-    files = [e for e in entries if e.kind in ("file", "hardlink")]  # (a link: a copy)
-    total = sum(e.size for e in files)
-    largest = max(files, key=lambda e: e.size, default=None)
-    biggest = "" if largest is None else (
-        f" (the largest file: {'/'.join(largest.parts)!r}, {largest.size} bytes)"
-    )  # fmt: skip
-    if max_bytes is not None and total > max_bytes:
-        raise UnsafeArchiveError(
-            f"{archive}: its files declare {total} bytes in all, more than "
-            f"max_bytes={max_bytes}{biggest}"
-        )
-    try:  # each file takes whole blocks: 10^5 files of 10 bytes fill 400 MB, not 1 MB
-        block = max(int(os.statvfs(dest).f_frsize), 1)
-    except (AttributeError, OSError):  # (no statvfs on Windows)
-        block = 1
-    need = sum(-(-e.size // block) * block for e in files)
-    free = shutil.disk_usage(dest).free
-    if need > free:
-        raise UnsafeArchiveError(
-            f"{archive}: its files declare {total} bytes in all ({need} on disk in "
-            f"{block}-byte blocks), more than the {free} bytes free in {dest}{biggest}; "
-            "free space there or extract elsewhere"
-        )
-
-
 #: Prefix of :func:`extract_archive`'s staging folder inside the destination.
 _UNPACKING = ".spikeflow-unpacking-"
 
@@ -494,7 +481,11 @@ def _is_zip(archive: Path) -> bool:
 
 
 def extract_archive(
-    archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int | None = None
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    max_members: int | None = DEFAULT_MAX_MEMBERS,
 ) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` safely; returns ``dest``.
 
@@ -506,13 +497,18 @@ def extract_archive(
     Args:
         max_bytes: the most bytes the archive's files may declare in all (``None``: no
             limit but the free space in ``dest``, which always applies).
+        max_members: the most entries the archive may create: its members, and its
+            members with the folders their paths imply (:data:`DEFAULT_MAX_MEMBERS`,
+            250,000; ``None``: no limit). A ZIP's are counted from its central
+            directory, a tar's as they are listed; either before anything is written.
 
     Raises:
         UnsafeArchiveError: a member would escape ``dest`` or is a device file, FIFO or
             socket (checked for all members before anything is written), a symlink
             resolves outside ``dest`` once every member is written, a ZIP member is
             compressed with bzip2 or LZMA or declares more than its compressed bytes can
-            hold, or the files declare more bytes than ``max_bytes`` or the free space.
+            hold, the files declare more bytes than ``max_bytes`` or the free space, or
+            the members (or the entries they create) outnumber ``max_members``.
         DataFormatError: the file is neither a zip nor a tar archive, is damaged,
             truncated or encrypted, or its members make one name both a file and a folder.
     """
@@ -521,9 +517,12 @@ def extract_archive(
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
                                   or max_bytes < 0):  # fmt: skip
         raise ConfigurationError(f"max_bytes must be None or an integer >= 0; got {max_bytes!r}")
+    check_max_members(max_members)
     is_zip = _is_zip(archive)
     if not is_zip and not tarfile.is_tarfile(archive):
         raise DataFormatError(f"{archive}: not a zip or tar archive (or a truncated one)")
+    if is_zip:  # before dest is made (a tar's are counted as its listing is read)
+        check_zip_count(archive, max_members)
     top = dest  # the topmost folder this call creates, removed again if it fails
     while not top.parent.exists() and top.parent != top:
         top = top.parent
@@ -535,7 +534,7 @@ def extract_archive(
     done = False
     try:
         root = os.path.realpath(staging)
-        links = _unpack(archive, is_zip, root, dest, max_bytes)
+        links = _unpack(archive, is_zip, root, dest, max_bytes, max_members)
         _check_links(root, links, archive, dest)
         _check_merge(staging, dest, os.path.realpath(dest), archive)
         move_into(staging, dest)
@@ -553,7 +552,14 @@ def extract_archive(
 _DAMAGED = (EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError)
 
 
-def _unpack(archive: Path, is_zip: bool, root: str, dest: Path, max_bytes: int | None) -> list[str]:
+def _unpack(
+    archive: Path,
+    is_zip: bool,
+    root: str,
+    dest: Path,
+    max_bytes: int | None,
+    max_members: int | None,
+) -> list[str]:
     """Check every member, then write them into ``root``; returns the symlinks made.
     A damaged or truncated archive raises a DataFormatError naming it and the member."""
     written: list[str | None] = []
@@ -562,15 +568,17 @@ def _unpack(archive: Path, is_zip: bool, root: str, dest: Path, max_bytes: int |
         if is_zip:
             with zipfile.ZipFile(archive) as zf:
                 entries = list(_zip_entries(zf, archive))
-                _check_total([e for e, _ in entries], archive, dest, max_bytes)
+                check_paths([e for e, _ in entries], archive, max_members)
+                check_total([e for e, _ in entries], archive, dest, max_bytes)
                 for entry, info in entries:
                     name = info.filename
                     source = zf.open(info) if entry.kind == "file" else None
                     written.append(_write(root, entry, source, archive))
         else:
             with tarfile.open(archive, "r:*") as tf:
-                entries = list(_tar_entries(tf, archive))
-                _check_total([e for e, _ in entries], archive, dest, max_bytes)
+                entries = list(_tar_entries(tf, archive, max_members))
+                check_paths([e for e, _ in entries], archive, max_members)
+                check_total([e for e, _ in entries], archive, dest, max_bytes)
                 for entry, m in entries:
                     name = m.name
                     source = tf.extractfile(m) if entry.kind == "file" else None
