@@ -31,6 +31,7 @@ from spikeflow.data.io import (
     read_evt2,
     read_evt3,
     read_gesture_labels,
+    read_numpy_events,
     read_prophesee_raw,
     read_stmnist,
 )
@@ -264,6 +265,32 @@ def test_dat_equals_reference_decode():
         100,
         2,
     )
+
+
+def test_numpy_events_without_a_sensor_size_infer_it(tmp_path):
+    # The reference decode of an N-CARS .dat, a structured .npy: without a size it is
+    # the largest coordinates plus one, as read_dat infers it (a TypeError before);
+    # without events it is unknown, a negative coordinate is named with its offset
+    path = ef("prophesee-dat", "dat_sample.npy")
+    rec = read_numpy_events(path, None)
+    dat = read_dat(ef("prophesee-dat", "NCARS_obj_004397_td.dat"))
+    assert rec.sensor_size == dat.sensor_size == (
+        int(dat.events["x"].max()) + 1, int(dat.events["y"].max()) + 1, 2
+    )  # fmt: skip
+    assert rec.events.tobytes() == dat.events.tobytes()
+    assert read_numpy_events(path, (304, 240)).sensor_size == (304, 240, 2)
+    ref = np.load(path)
+    np.save(tmp_path / "none.npy", ref[:0])
+    with pytest.raises(DataFormatError, match=r"none\.npy.*no events.*sensor size is unknown"):
+        read_numpy_events(tmp_path / "none.npy", None)
+    bad = ref.copy()
+    bad["y"][7] = -1
+    np.save(tmp_path / "negative.npy", bad)
+    header = (tmp_path / "negative.npy").stat().st_size - bad.nbytes
+    offset = header + 7 * ref.dtype.itemsize
+    with pytest.raises(DataFormatError, match=rf"negative\.npy at byte offset {offset}: event 7 "
+                       r"at \(x=\d+, y=-1\) has a negative coordinate"):  # fmt: skip
+        read_numpy_events(tmp_path / "negative.npy", None)
 
 
 def test_bs1_ntidigits():

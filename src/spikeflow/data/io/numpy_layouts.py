@@ -32,10 +32,12 @@ from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
     as_int64,
     check_zip_member_size,
+    infer_size,
     read_bytes,
     read_head,
     sensor_size_arg,
     sort_by_time,
+    unknown_size_error,
 )
 
 __all__ = ["load_npy", "read_dvs_lip", "read_es_imagenet", "read_hardvs", "read_numpy_events"]
@@ -132,22 +134,29 @@ def _load_npz(path: str | PathLike, names: tuple[str, ...]) -> dict[str, np.ndar
 
 def _build(
     t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
-    sensor_size: tuple[int, int], path: str | PathLike, offset_of=None,
+    sensor_size: tuple[int, int] | None, path: str | PathLike, offset_of=None,
 ) -> EventRecording:  # fmt: skip
+    """The recording of the columns, with ``sensor_size`` (``None``: the largest
+    coordinates plus one, and no events is an error: the size is unknown)."""
     if not t.size == x.size == y.size == p.size:
         raise format_error(
             path,
             None,
             f"t, x, y, p have different lengths ({t.size}, {x.size}, {y.size}, {p.size})",
         )
-    width, height = sensor_size
+    width, height = infer_size(x, y) if sensor_size is None else sensor_size
     bad = np.flatnonzero((x < 0) | (y < 0) | (x >= width) | (y >= height))
     if bad.size:
         i = int(bad[0])
-        raise format_error(
-            path, offset_of(i) if offset_of else None, f"event {i} at (x={x[i]}, y={y[i]}) is "
-            f"outside the {width}x{height} sensor"
+        where = "has a negative coordinate" if sensor_size is None else (
+            f"is outside the {width}x{height} sensor"
         )  # fmt: skip
+        raise format_error(
+            path, offset_of(i) if offset_of else None, f"event {i} at (x={x[i]}, y={y[i]}) "
+            f"{where}"
+        )  # fmt: skip
+    if sensor_size is None and t.size == 0:
+        raise unknown_size_error(path)
     events = sort_by_time(make_events(t, x, y, p.astype(np.int8)))
     return EventRecording(events, (width, height, 2), str(path))
 
@@ -162,15 +171,19 @@ def _polarity(p: np.ndarray, path: str | PathLike, offset_of=None) -> np.ndarray
     return np.where(p > 0, 1, 0)
 
 
-def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int]) -> EventRecording:
+def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int] | None) -> EventRecording:
     """Read a fields-layout ``.npy`` (structured) or ``.npz`` (four arrays) file.
+
+    ``sensor_size``: ``(width, height)``, or ``None`` to take the largest coordinates
+    plus one (as the other readers do without a size).
 
     Raises:
         DataFormatError: an empty file, not a readable .npy/.npz, missing fields,
-            non-integer values, a polarity outside {-1, 0, 1}, or coordinates outside
+            non-integer values, a polarity outside {-1, 0, 1}, coordinates outside
+            ``sensor_size`` (negative ones, without it), or no events and no
             ``sensor_size``.
     """
-    sensor_size_arg(sensor_size, "read_numpy_events")
+    sensor_size = sensor_size_arg(sensor_size, "read_numpy_events")
     names = ("t", "x", "y", "p")
     if read_head(path, len(_ZIP_MAGIC)) == _ZIP_MAGIC:
         cols = _load_npz(path, names)
