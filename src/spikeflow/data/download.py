@@ -22,9 +22,9 @@ the free space of the destination; and each file is copied up to its declared si
 only. Nor is an archive extracted whose members, or the files, folders and links they
 create, outnumber ``max_members`` (:data:`DEFAULT_MAX_MEMBERS` by default): a ZIP's are
 counted from its central directory before it is parsed. The members are written into a
-hidden staging folder inside the destination and
-moved into place only once all of them are written and checked, so a refused or killed
-extraction never leaves a part of the archive where the whole is expected.
+hidden staging folder inside the destination and moved into place only once all of them
+are written and checked, so a refused or killed extraction never leaves a part of the
+archive where the whole is expected.
 """
 
 from __future__ import annotations
@@ -500,7 +500,8 @@ def extract_archive(
         max_members: the most entries the archive may create: its members, and its
             members with the folders their paths imply (:data:`DEFAULT_MAX_MEMBERS`,
             250,000; ``None``: no limit). A ZIP's are counted from its central
-            directory, a tar's as they are listed; either before anything is written.
+            directory before the destination is made, a tar's as they are listed;
+            either before any member is written.
 
     Raises:
         UnsafeArchiveError: a member would escape ``dest`` or is a device file, FIFO or
