@@ -129,8 +129,8 @@ def test_a_desired_count_above_T_is_refused_naming_both():
 def test_get_loss_names_and_binding():
     assert list_losses() == [
         "ce", "ce+", "ce_count", "ce_max_membrane", "ce_temporal", "count", "count+", "kernel",
-        "mse", "mse_count", "mse_membrane", "mse_temporal", "spike_max", "spike_rate", "stcl",
-        "sum0", "tcl", "tet", "timing", "ttfs",
+        "mse", "mse_count", "mse_membrane", "mse_temporal", "spike_max", "spike_moid", "spike_rate",
+        "stcl", "sum0", "tcl", "tet", "timing", "ttfs",
     ]  # fmt: skip
     assert get_loss("mse") is rate_mse_loss
     assert get_loss("CE") is ce_mean_loss

@@ -440,7 +440,8 @@ def test_bad_options_exit_with_status_2(tmp_path, capsys):
         (["--neuron", "relu"], r"unknown neuron 'relu'; available: .*lif.*plif.*psn"),
         (["--loss", "hinge"], r"unknown loss 'hinge'; available: ce, ce\+, ce_count, "
                               r"ce_max_membrane, ce_temporal, count, count\+, kernel, mse, "
-                              r"mse_count, mse_membrane, mse_temporal, spike_max, spike_rate, "
+                              r"mse_count, mse_membrane, mse_temporal, spike_max, spike_moid, "
+                              r"spike_rate, "
                               r"stcl, sum0, tcl, tet, timing, ttfs"),
         (["--model-kwargs", "channelz=8"], r"'plif_digits' does not accept the argument\(s\) "
                                            r"\['channelz'\]; it accepts .*channels"),

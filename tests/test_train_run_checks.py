@@ -165,6 +165,7 @@ def test_a_neuron_built_for_fixed_steps_gets_the_runs_T(neuron, cls):
     [
         ("spike_rate", {"true_rate": 0.6, "false_rate": 0.1}, "moving_window", range(1, 6)),
         ("spike_max", {"mode": "softmax"}, "moving_window", range(1, 6)),
+        ("spike_moid", {"alpha": 0.5}, "moving_window", range(1, 6)),
         ("mse_temporal", {}, "on_target", [-5, -4, -3, -1, 0, 2, 3, 4, [0, 1], [0, 4]]),
         ("mse_temporal", {"on_target": 0}, "off_target", [-4, -3, 2, 3]),
         ("count", {}, "desired_count", [1, 2, 3.5, 4, 5, 10]),

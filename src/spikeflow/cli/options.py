@@ -113,7 +113,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "count; time-based (event-driven nets): "
         "count+, sum0, ce+, ttfs, timing, kernel (target spike trains); snnTorch's: "
         "mse_membrane, ce_max_membrane, ce_count, mse_count, mse_temporal, ce_temporal; "
-        "Lava-DL's: spike_rate (needs --loss-kwargs true_rate=R false_rate=R), spike_max. "
+        "Lava-DL's: spike_rate (needs --loss-kwargs true_rate=R false_rate=R), spike_max, "
+        "spike_moid. "
         "Default: the dataset's recipe with its default model (ce for rsnn on the audio "
         "datasets), else mse",
     )

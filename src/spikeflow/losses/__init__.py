@@ -50,11 +50,13 @@ name                 function                            loss (readout)
 ===================  ==================================  ======================================
 ``spike_rate``       :func:`spike_rate_loss`             rate squared error, moving window (rate)
 ``spike_max``        :func:`spike_max_loss`              NLL of the rate's probability (rate)
+``spike_moid``       :func:`spike_moid_loss`             BCE of sigmoid((rate - theta)/alpha) (rate)
 ===================  ==================================  ======================================
 
 :func:`spike_time_loss` (a filtered spike-train distance; its target is a spike train,
 so it is not in the registry) and the classes :class:`SpikeRate`, :class:`SpikeMax`,
-:class:`SpikeTime`, :class:`Rate` and :class:`MovingWindow` are Lava-DL's, time-major.
+:class:`SpikeMoid` (multi-label targets too), :class:`SpikeTime`, :class:`Rate` and
+:class:`MovingWindow` are Lava-DL's, time-major.
 
 :func:`check_loss_fits` checks, before any output exists, what a loss's arguments would
 refuse on an output of ``T`` steps (a ``moving_window`` longer than ``T``, target steps
@@ -85,6 +87,7 @@ from spikeflow.losses import (
     membrane,
     rate,
     slayer,
+    spike_moid,
     target_trains,
     temporal,
     time_based,
@@ -122,6 +125,7 @@ from spikeflow.losses.slayer import (
     spike_rate_loss,
     spike_time_loss,
 )
+from spikeflow.losses.spike_moid import SpikeMoid, spike_moid_loss
 from spikeflow.losses.target_trains import (
     desired_spike_train,
     spike_kernel_loss,
@@ -143,6 +147,7 @@ __all__ = [
     "MovingWindow",
     "Rate",
     "SpikeMax",
+    "SpikeMoid",
     "SpikeRate",
     "SpikeTime",
     "accuracy",
@@ -179,6 +184,7 @@ __all__ = [
     "spike_count_sum0_loss",
     "spike_kernel_loss",
     "spike_max_loss",
+    "spike_moid_loss",
     "spike_rate_loss",
     "spike_time_loss",
     "spike_times",
@@ -216,6 +222,7 @@ _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
     # Lava-DL's SLAYER losses.
     "spike_rate": (spike_rate_loss, slayer._spike_rate_arguments, "rate"),
     "spike_max": (spike_max_loss, slayer._spike_max_arguments, "rate"),
+    "spike_moid": (spike_moid_loss, spike_moid._spike_moid_arguments, "rate"),
 }
 
 
@@ -229,6 +236,7 @@ _FITS: dict[str, Callable[..., None]] = {
     "mse_temporal": temporal._mse_temporal_fits,
     "spike_rate": slayer._spike_rate_fits,
     "spike_max": slayer._spike_max_fits,
+    "spike_moid": spike_moid._spike_moid_fits,
 }
 
 
@@ -319,8 +327,8 @@ def check_loss_fits(
     """Check, before any output exists, what loss ``name`` with its arguments ``kwargs``
     would refuse at its first call on an output of ``steps`` time steps with integer
     class labels ``[B]`` as the target (what ``spikeflow train`` gives it): a
-    ``moving_window`` longer than ``T`` (``spike_rate``, ``spike_max``), target spike
-    steps outside ``[-T, T-1]`` or ``target_is_time`` (``mse_temporal``), a
+    ``moving_window`` longer than ``T`` (``spike_rate``, ``spike_max``, ``spike_moid``),
+    target spike steps outside ``[-T, T-1]`` or ``target_is_time`` (``mse_temporal``), a
     ``desired_count`` above ``T`` (``count``, ``count+``, ``sum0``). The other losses
     take any number of steps. ``of`` names what has the steps, in the message.
 

@@ -27,8 +27,8 @@ Two ways to use the windows' gradients:
 The loss is applied to each window's outputs ``[len, B, ...]``: the losses read a rate,
 a count relative to the window's length or every step (``mse``, ``ce``, ``tet``,
 ``mse_membrane``, ``ce_max_membrane`` (the window's maximum), ``ce_count``,
-``mse_count``, ``ce+``, Lava-DL's ``spike_rate`` and ``spike_max``) mean the same over
-a window. Those of the whole sequence are refused (:data:`WHOLE_SEQUENCE_LOSSES`):
+``mse_count``, ``ce+``, Lava-DL's ``spike_rate``, ``spike_max`` and ``spike_moid``) mean
+the same over a window. Those of the whole sequence are refused (:data:`WHOLE_SEQUENCE_LOSSES`):
 first-spike times (``ttfs``, ``mse_temporal``, ``ce_temporal``: a window holds at most
 part of the train and its times restart at 0), absolute spike counts for the ``T``
 steps (``count``, ``count+``, ``sum0``), target spike trains of ``T`` steps
@@ -152,7 +152,7 @@ def check_window_loss(loss: str | Callable[..., Tensor]) -> None:
             f"truncated BPTT applies the loss to each window of K steps, but loss {name!r} "
             f"needs {WHOLE_SEQUENCE_LOSSES[name]}: train it with BPTT, or use a loss of "
             "rates, per-window counts or every step (mse, ce, tet, mse_membrane, "
-            "ce_max_membrane, ce_count, mse_count, ce+, spike_rate, spike_max)"
+            "ce_max_membrane, ce_count, mse_count, ce+, spike_rate, spike_max, spike_moid)"
         )
 
 
