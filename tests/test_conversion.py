@@ -123,6 +123,37 @@ def test_percentile_per_channel_conv_shape_by_hand():
     assert scale.flatten().tolist() == pytest.approx([2.5, 5.0])
 
 
+def test_fraction_and_moving_average_by_hand():
+    b1 = torch.tensor([[0.0, 2.0, 1.0], [3.0, 0.5, 0.0]])  # max 3; channel maxima 3, 2, 1
+    b2 = torch.tensor([[1.0, 4.0, 0.0], [0.0, 0.0, 0.0]])  # max 4; channel maxima 1, 4, 0
+    half = ActivationObserver("max", fraction=0.5)
+    ema = ActivationObserver("max", momentum=0.25)
+    channel = ActivationObserver("max", per_channel=True, momentum=0.25)
+    for batch in (b1, b2):
+        half(batch)
+        ema(batch)
+        channel(batch)
+    assert float(half.scale()) == 2.0  # 0.5 of the max over both batches
+    assert float(ema.scale()) == pytest.approx(0.75 * 3 + 0.25 * 4)
+    # a channel silent in one batch takes that batch's 0 into its average (SpikingJelly)
+    assert channel.scale().tolist() == pytest.approx([2.5, 2.5, 0.75])
+    # percentile: a channel with no positive value in a batch keeps its average
+    b3 = torch.tensor([[2.0, 0.0], [4.0, 0.0]])  # channel 1 silent
+    b4 = torch.tensor([[6.0, 1.0], [6.0, 3.0]])
+    pct = ActivationObserver("percentile", percentile=50.0, per_channel=True, momentum=0.5)
+    pct(b3)
+    pct(b4)
+    assert pct.scale().tolist() == pytest.approx([0.5 * 3.0 + 0.5 * 6.0, 2.0])
+    with pytest.raises(ConfigurationError, match=r"fraction=0\.5 scales the max-norm"):
+        ActivationObserver("percentile", fraction=0.5)
+    with pytest.raises(ConfigurationError, match=r"fraction must be in \(0, 1\]"):
+        ActivationObserver("max", fraction=1.5)
+    with pytest.raises(ConfigurationError, match=r"momentum=0\.1 averages the max or percentile"):
+        ActivationObserver("ltb", momentum=0.1)
+    with pytest.raises(ConfigurationError, match=r"momentum must be in \(0, 1\]"):
+        ActivationObserver("max", momentum=0.0)
+
+
 def test_observer_without_data_and_bad_settings():
     with pytest.raises(StateError, match="no calibration data"):
         ActivationObserver().scale()

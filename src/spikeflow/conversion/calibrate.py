@@ -5,7 +5,8 @@ the value one spike carries), so the neuron's firing rate ``rate·s`` covers the
 output range ``[0, s]``:
 
 * **max-norm** (Diehl et al. 2015): ``s`` is the largest activation seen on the
-  calibration data (the running maximum over all batches, exact);
+  calibration data (the running maximum over all batches, exact); ``fraction=f`` takes
+  ``f`` times it (SpikingJelly's ``RateCodingRecipe(mode=f)``);
 * **robust norm** (Rueckauer et al. 2017): ``s`` is the p-th percentile (99.9 or 99.99)
   of the *positive* activations, as the authors' SNN toolbox takes it (zeros are the
   silent neurons; counting them would push the percentile down in sparse layers). It is
@@ -13,6 +14,9 @@ output range ``[0, s]``:
   batches, each batch with weight 1 (SpikingJelly keeps an EMA with momentum 0.1
   instead; with one calibration batch both are the exact percentile).
   ``include_zeros=True`` counts the zeros too, as SpikingJelly does.
+* ``momentum=m`` (max or percentile) replaces the aggregation over batches by
+  SpikingJelly's moving average of each batch's statistic: the first batch's value,
+  then ``s ← (1 − m)·s + m·s_batch``.
 
 * **Gaussian threshold** (Huang, Fang et al. 2025; :mod:`spikeflow.conversion.gaussian`):
   the mean and variance of the *pre-activations* (negative ones too), summed exactly in
@@ -51,6 +55,7 @@ __all__ = [
     "batch_input",
     "check_include_zeros",
     "check_levels",
+    "check_momentum",
     "check_norm",
     "quantile",
 ]
@@ -138,6 +143,46 @@ def check_include_zeros(norm: str, include_zeros: bool) -> None:
         )
 
 
+def check_fraction(norm: str, fraction: float | None) -> float | None:
+    """``fraction`` (a number in (0, 1], SpikingJelly's ``mode=0.5``) scales the max-norm
+    and nothing else: an error with another norm or a value outside (0, 1]."""
+    if fraction is None:
+        return None
+    if norm != "max":
+        raise ConfigurationError(
+            f"fraction={fraction!r} scales the max-norm (s = fraction · max): pass "
+            f"norm='max' with it (got norm={norm!r})"
+        )
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise ConfigurationError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    value = float(fraction)
+    if not 0.0 < value <= 1.0:
+        raise ConfigurationError(
+            f"fraction must be in (0, 1] (the share of the largest activation), got {fraction!r}"
+        )
+    return value
+
+
+def check_momentum(norm: str, momentum: float | None) -> float | None:
+    """``momentum`` (a number in (0, 1]) makes the max or percentile a moving average
+    over batches; an error with another norm or a value outside (0, 1]."""
+    if momentum is None:
+        return None
+    if norm not in ("max", "percentile"):
+        raise ConfigurationError(
+            f"momentum={momentum!r} averages the max or percentile over batches: pass "
+            f"norm='max' or norm='percentile' with it (got norm={norm!r})"
+        )
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise ConfigurationError(f"momentum must be a number in (0, 1], got {momentum!r}")
+    value = float(momentum)
+    if not 0.0 < value <= 1.0:
+        raise ConfigurationError(
+            f"momentum must be in (0, 1] (the weight of each new batch), got {momentum!r}"
+        )
+    return value
+
+
 def quantile(values: Tensor, q: float) -> Tensor:
     """The ``q``-quantile of each row of ``values`` (last dim), ignoring NaNs.
 
@@ -178,6 +223,10 @@ class ActivationObserver(nn.Module):
             SpikingJelly), instead of over the positive ones (as the SNN toolbox).
         levels: the converted neuron's number of output levels; only, and needed, with
             ``norm='gaussian'``.
+        fraction: with ``norm='max'``, the scale is this share (in (0, 1]) of the max.
+        momentum: with ``norm='max'`` or ``'percentile'``, a moving average of each
+            batch's statistic (``s ← (1 − m)·s + m·s_batch`` from the first batch's)
+            instead of the running max or the plain mean.
         owner: what errors call the activation observed (``"'act' (nn.ReLU)"``).
 
     Raises:
@@ -194,12 +243,16 @@ class ActivationObserver(nn.Module):
         include_zeros: bool = False,
         levels: int | None = None,
         owner: str | None = None,
+        fraction: float | None = None,
+        momentum: float | None = None,
     ) -> None:
         super().__init__()
         self.owner = owner
         self.norm, self.percentile = check_norm(norm, percentile)
         check_include_zeros(self.norm, include_zeros)
         self.levels = check_levels(self.norm, levels)
+        self.fraction = check_fraction(self.norm, fraction)
+        self.momentum = check_momentum(self.norm, momentum)
         self.per_channel = bool(per_channel)
         self.include_zeros = bool(include_zeros)
         self.batches = 0
@@ -271,20 +324,42 @@ class ActivationObserver(nn.Module):
             return self._balance(y, rows)
         if self.norm == "max":
             batch_max = rows.amax(dim=1)
-            self._max = batch_max if self._max is None else torch.maximum(self._max, batch_max)
+            if self.fraction is not None:  # per batch, as SpikingJelly (the same rounding)
+                batch_max = batch_max * self.fraction
+            if self._max is None:
+                self._max = batch_max
+            elif self.momentum is None:
+                self._max = torch.maximum(self._max, batch_max)
+            else:
+                self._max = (1 - self.momentum) * self._max + self.momentum * batch_max
         else:
             if not self.include_zeros:
                 rows = torch.where(rows > 0, rows, torch.full_like(rows, math.nan))
             value = quantile(rows, self.percentile / 100.0)
             valid = ~torch.isnan(value)
             value = torch.where(valid, value, torch.zeros_like(value))
-            if self._sum is None or self._count is None:
+            if self.momentum is not None:
+                self._moving_average(value, valid)
+            elif self._sum is None or self._count is None:
                 self._sum, self._count = value, valid.to(value.dtype)
             else:
                 self._sum = self._sum + value
                 self._count = self._count + valid.to(value.dtype)
         self.batches += 1
         return y
+
+    def _moving_average(self, value: Tensor, valid: Tensor) -> None:
+        """The percentile's moving average, per row: a row's first batch with a value
+        sets it, each later one moves it by ``momentum`` (a batch in which a row had no
+        positive activation leaves it). Kept in ``_sum``, ``_count`` says whether set."""
+        assert self.momentum is not None
+        if self._sum is None or self._count is None:
+            self._sum, self._count = value, valid.to(value.dtype)
+            return
+        seen = self._count > 0
+        moved = (1 - self.momentum) * self._sum + self.momentum * value
+        self._sum = torch.where(valid, torch.where(seen, moved, value), self._sum)
+        self._count = self._count + valid.to(value.dtype)
 
     def _balance(self, y: Tensor, rows: Tensor) -> Tensor:
         """One local-threshold-balancing step: θ rises by twice the mean overflow of
@@ -334,7 +409,10 @@ class ActivationObserver(nn.Module):
         else:
             assert self._sum is not None and self._count is not None
             alive = self._count > 0
-            values = torch.where(alive, self._sum / self._count.clamp_min(1), self._sum)
+            if self.momentum is not None:  # _sum holds the moving average itself
+                values = self._sum
+            else:
+                values = torch.where(alive, self._sum / self._count.clamp_min(1), self._sum)
             alive = alive & (values > 0)
         if self.norm != "ltb":
             self.silent_channels = int((~alive).sum())
@@ -350,4 +428,8 @@ class ActivationObserver(nn.Module):
         )
         if self.norm == "percentile" and self.include_zeros:
             what += ", include_zeros=True"
+        if self.fraction is not None:
+            what += f", fraction={self.fraction:g}"
+        if self.momentum is not None:
+            what += f", momentum={self.momentum:g}"
         return f"{what}, per_channel={self.per_channel}, batches={self.batches}"

@@ -55,8 +55,10 @@ from spikeflow.conversion._checks import (
 )
 from spikeflow.conversion.calibrate import (
     ActivationObserver,
+    check_fraction,
     check_include_zeros,
     check_levels,
+    check_momentum,
     check_norm,
 )
 from spikeflow.conversion.calibration_pass import CalibrationPass
@@ -132,6 +134,8 @@ class _Converter(GraphRewriter, CalibrationPass):
         per_channel: bool,
         include_zeros: bool,
         levels: int | None,
+        fraction: float | None,
+        momentum: float | None,
         initial_membrane: float | None,
         group_size: int | None,
         multi_threshold: int | None,
@@ -143,6 +147,8 @@ class _Converter(GraphRewriter, CalibrationPass):
         self.norm, self.percentile = check_norm(norm, percentile)
         check_include_zeros(self.norm, include_zeros)
         self.levels = check_levels(self.norm, levels)
+        self.fraction = check_fraction(self.norm, fraction)
+        self.momentum = check_momentum(self.norm, momentum)
         self.per_channel = bool(per_channel)
         self.include_zeros = bool(include_zeros)
         self.initial_membrane = (
@@ -213,7 +219,8 @@ class _Converter(GraphRewriter, CalibrationPass):
                 warnings.filterwarnings("ignore", r"percentile=.* is a percentage", UserWarning)
                 observer = ActivationObserver(
                     self.norm, percentile, self.per_channel, self.include_zeros, self.levels,
-                    owner=f"{name!r} ({source})",
+                    owner=f"{name!r} ({source})", fraction=self.fraction,
+                    momentum=self.momentum,
                 )  # fmt: skip
         write_back = untraced and isinstance(ann, nn.ReLU) and ann.inplace
         site = Site(kind, name, source, ann, observer, write_back)
@@ -396,7 +403,10 @@ class _Converter(GraphRewriter, CalibrationPass):
             return f"gaussian(levels={self.levels})"
         if self.norm == "ltb":
             return "ltb"
-        return "max" if self.norm == "max" else f"p{self.percentile:g}"
+        name = "max" if self.norm == "max" else f"p{self.percentile:g}"
+        if self.fraction is not None:
+            name = f"{self.fraction:g}·max"
+        return name if self.momentum is None else f"{name} (EMA {self.momentum:g})"
 
     def finalize(self, body: nn.Module) -> nn.Module:
         built: dict[int, nn.Module] = {}
@@ -419,6 +429,8 @@ def convert(
     per_channel: bool = False,
     include_zeros: bool = False,
     levels: int | None = None,
+    fraction: float | None = None,
+    momentum: float | None = None,
     initial_membrane: float | None = None,
     group_size: int | None = None,
     multi_threshold: int | None = None,
@@ -451,6 +463,12 @@ def convert(
         levels: the output levels the converted neurons resolve (``T`` for IF neurons
             run ``T`` steps, ``T·group_size`` for group neurons); needed by, and only
             used with, ``norm='gaussian'``.
+        fraction: with ``norm='max'``, the scale is this share (in (0, 1]) of the
+            largest activation (SpikingJelly's ``RateCodingRecipe(mode=0.5)``).
+        momentum: with ``norm='max'`` or ``'percentile'``, the scale is a moving
+            average over the batches of each batch's statistic, ``s ← (1 − m)·s +
+            m·s_batch`` from the first batch's (SpikingJelly's, ``m = 0.1``), instead of
+            the maximum over all batches (max) or their plain mean (percentile).
         initial_membrane: the membrane at t = 0 in units of the threshold; default 0 for
             ReLU sites and ``φ`` (1/2) for QCFS sites.
         group_size: replace every neuron by a group neuron of this many members
@@ -488,6 +506,8 @@ def convert(
         per_channel=per_channel,
         include_zeros=include_zeros,
         levels=levels,
+        fraction=fraction,
+        momentum=momentum,
         initial_membrane=initial_membrane,
         group_size=group_size,
         multi_threshold=multi_threshold,
