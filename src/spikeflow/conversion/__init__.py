@@ -13,6 +13,8 @@
 * :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
+* :func:`estimate_delay_start`: the warm-up steps to skip before reading out a
+  converted network (``snn.rate(x, T, delay=d)``; SpikingJelly's delayed read-out).
 * :func:`unevenness`: per neuron layer, the share of neurons whose spike count is off
   because their input arrived unevenly (the error left at T = L for QCFS).
 
@@ -21,6 +23,7 @@ See ``docs/conversion.md``.
 
 from spikeflow.conversion.calibrate import ActivationObserver, quantile
 from spikeflow.conversion.convert import Conversion, convert
+from spikeflow.conversion.delay import estimate_delay_start
 from spikeflow.conversion.diagnose import uneven_counts, unevenness
 from spikeflow.conversion.differential import (
     DifferentialMaxPool,
@@ -85,6 +88,7 @@ __all__ = [
     "convert_transformer",
     "differential_decode",
     "differential_encode",
+    "estimate_delay_start",
     "floor_ste",
     "fold_batchnorm",
     "fold_batchnorm_in_graph",

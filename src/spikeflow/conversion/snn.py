@@ -11,6 +11,8 @@ the batch) cannot be converted: :func:`~spikeflow.conversion.convert` refuses th
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -166,17 +168,35 @@ class ConvertedSNN(nn.Module):
         self.body.eval()
         return self
 
-    def rate(self, x: Tensor, steps: int) -> Tensor:
-        """Mean output over ``steps`` steps for the constant analog input ``x`` ``[B, ...]``."""
-        return self(constant_input(x, steps)).mean(0)
+    def rate(self, x: Tensor, steps: int, delay: int = 0) -> Tensor:
+        """Mean output over ``steps`` steps for the constant analog input ``x`` ``[B, ...]``;
+        with ``delay`` (in ``[0, steps)``) the mean of the steps after the first ``delay``
+        only (the delayed read-out, :func:`~spikeflow.conversion.estimate_delay_start`)."""
+        check_positive_int(steps, "steps (T)")
+        _check_delay(delay, steps)
+        return self(constant_input(x, steps))[delay:].mean(0)
 
     @torch.no_grad()
-    def running_rate(self, x: Tensor, steps: int) -> Tensor:
+    def running_rate(self, x: Tensor, steps: int, delay: int = 0) -> Tensor:
         """Mean output after each of ``1..steps`` steps, ``[steps, B, ...]``, in one run.
 
         Entry ``t-1`` equals ``rate(x, t)``: each call starts from the initial state and
         the network is causal, so one run of ``steps`` steps answers every shorter T.
+        With ``delay`` the first ``delay`` steps are not read: ``[steps − delay, B, ...]``,
+        entry ``i`` the mean of steps ``delay + 1 .. delay + i + 1``, which is
+        ``rate(x, delay + i + 1, delay=delay)``.
         """
-        out = self(constant_input(x, steps))
-        counts = torch.arange(1, steps + 1, dtype=out.dtype, device=out.device)
+        check_positive_int(steps, "steps (T)")
+        _check_delay(delay, steps)
+        out = self(constant_input(x, steps))[delay:]
+        counts = torch.arange(1, steps - delay + 1, dtype=out.dtype, device=out.device)
         return out.cumsum(0) / counts.reshape((-1,) + (1,) * (out.dim() - 1))
+
+
+def _check_delay(delay: object, steps: int) -> None:
+    """``delay`` is an integer in ``[0, steps)``: at least one step is read out."""
+    if isinstance(delay, bool) or not isinstance(delay, numbers.Integral) or not 0 <= delay < steps:
+        raise ConfigurationError(
+            f"delay must be an integer in [0, steps) = [0, {steps}) (the warm-up steps "
+            f"skipped before reading out; at least one step is read), got {delay!r}"
+        )
