@@ -13,6 +13,9 @@
 * :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
+* :func:`fine_tunable`: a converted network fine-tuned with surrogate gradients through
+  time (hybrid training, Rathi et al. 2020; learnable thresholds, DIET-SNN);
+  :func:`frozen` gives plain neurons back.
 * :func:`estimate_delay_start`: the warm-up steps to skip before reading out a
   converted network (``snn.rate(x, T, delay=d)``; SpikingJelly's delayed read-out).
 * :func:`unevenness`: per neuron layer, the share of neurons whose spike count is off
@@ -39,6 +42,7 @@ from spikeflow.conversion.fold import (
 )
 from spikeflow.conversion.gaussian import gaussian_threshold
 from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.hybrid import TrainableIFNode, fine_tunable, frozen
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
@@ -82,6 +86,7 @@ __all__ = [
     "SymmetricQuant",
     "TemporalDifference",
     "TimeFolded",
+    "TrainableIFNode",
     "TransformerConversion",
     "constant_input",
     "convert",
@@ -89,11 +94,13 @@ __all__ = [
     "differential_decode",
     "differential_encode",
     "estimate_delay_start",
+    "fine_tunable",
     "floor_ste",
     "fold_batchnorm",
     "fold_batchnorm_in_graph",
     "fold_real_spikes",
     "folded_weights",
+    "frozen",
     "gaussian_threshold",
     "impulse_input",
     "layer_output_shapes",

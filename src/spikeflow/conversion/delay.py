@@ -141,7 +141,7 @@ def estimate_delay_start(
             f"{MIN_READOUT_STEPS} of T = {steps} steps to read out; returning "
             f"max(T - {MIN_READOUT_STEPS + 1}, 0) (SpikingJelly's rule): run more steps",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller's line (torch.no_grad wraps this function)
         )
         return max(steps - MIN_READOUT_STEPS - 1, 0)
     return min(raw, steps - 1)

@@ -1,0 +1,189 @@
+"""Hybrid training: a converted network fine-tuned with surrogate gradients through time.
+
+Rathi, Srinivasan, Panda and Roy (ICLR 2020) convert a trained ANN with
+threshold balancing and then train the SNN itself for a few epochs with
+backpropagation through time at a small T; DIET-SNN (Rathi and Roy 2021) also learns
+the thresholds. The conversion gives the starting point, the fine-tuning repairs what
+rate coding loses at small T (a max-norm SNN of the digits is at chance at T = 1..4).
+
+:func:`fine_tunable` makes a :class:`~spikeflow.conversion.snn.ConvertedSNN` trainable:
+each :class:`~spikeflow.conversion.neuron.ConversionIFNode` becomes a
+:class:`TrainableIFNode`, the same IF neuron (soft reset, spikes worth ``θ``, membrane
+from ``V0 = initial_membrane·θ``) whose spike has a surrogate derivative taken on the
+membrane *relative to the threshold*, ``z = (H − θ)/θ`` (DIET-SNN's normalisation):
+
+    S = Θ(z)        ∂S/∂H = σ'(z)/θ        output θ·S        V ← H − θ·S
+
+so the gradient through a neuron's output, ``∂(θS)/∂H = σ'(z)``, does not depend on the
+layer's scale. ``σ'`` is ``Triangle()`` by default, DIET-SNN's ``max(0, 1 − |z|)``.
+With ``learnable_threshold=True`` every ``θ`` (per layer or per channel, as
+calibrated) is an ``nn.Parameter``, reached through the fire rule, the reset, ``V0``
+and the output. The weights train as they are (the body's parameters). The forward
+pass is the converted network's, spike for spike; :func:`frozen` turns a fine-tuned
+network back into plain ``ConversionIFNode`` s (thresholds as buffers), which the NIR
+export and the other conversion tools take.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import Tensor, nn
+
+from spikeflow._checks import check_flag
+from spikeflow.conversion.neuron import ConversionIFNode
+from spikeflow.conversion.pooling import GatedMaxPool
+from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
+from spikeflow.errors import ConfigurationError
+from spikeflow.neurons.base import checked_surrogate
+from spikeflow.surrogate import Surrogate, Triangle
+
+__all__ = ["TrainableIFNode", "fine_tunable", "frozen"]
+
+
+def _relative_fire(h: Tensor, theta: Tensor, spike) -> Tensor:
+    """The spike of the membrane relative to the threshold, ``Θ((H − θ)/θ)``: the same
+    spikes as ``Θ(H − θ)`` for ``θ > 0``, with the surrogate taken on ``z``."""
+    return spike((h - theta) / theta)
+
+
+class TrainableIFNode(ConversionIFNode):
+    """A :class:`ConversionIFNode` trained with a surrogate gradient on ``(H − θ)/θ``.
+
+    Args:
+        v_threshold: θ, a float or a tensor (``[C, 1, ...]`` per channel).
+        initial_membrane: ``V0/θ`` in [0, 1).
+        weighted: output ``θ·S`` (default) or ``S``.
+        surrogate_function: σ, applied to ``z = (H − θ)/θ`` (default ``Triangle()``:
+            ``σ'(z) = max(0, 1 − |z|)``, DIET-SNN's).
+        learnable_threshold: θ as an ``nn.Parameter``.
+        **kwargs: ``step_mode``, ``backend`` (of :class:`~spikeflow.neurons.IFNode`).
+    """
+
+    fire = staticmethod(_relative_fire)
+
+    def __init__(
+        self,
+        v_threshold: float | Tensor = 1.0,
+        initial_membrane: float = 0.0,
+        weighted: bool = True,
+        surrogate_function: Surrogate | None = None,
+        learnable_threshold: bool = True,
+        **kwargs: object,
+    ) -> None:
+        for name in ("detach_reset", "strict_firing"):
+            if name in kwargs:
+                raise ConfigurationError(
+                    f"TrainableIFNode keeps the converted neuron's {name}=False (the "
+                    "forward must stay the converted network's)"
+                )
+        super().__init__(
+            v_threshold,
+            initial_membrane,
+            weighted,
+            surrogate_function=checked_surrogate(surrogate_function, Triangle),
+            learnable_threshold=check_flag(
+                "TrainableIFNode", "learnable_threshold", learnable_threshold
+            ),
+            **kwargs,
+        )
+
+    @classmethod
+    def from_neuron(
+        cls,
+        neuron: ConversionIFNode,
+        surrogate_function: Surrogate | None = None,
+        learnable_threshold: bool = True,
+    ) -> TrainableIFNode:
+        """The trainable form of a converted ``neuron`` (its θ, V0, weighting, step mode
+        and backend; θ copied)."""
+        theta = neuron.v_threshold
+        theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
+        return cls(
+            theta,
+            neuron.initial_membrane,
+            neuron.weighted,
+            surrogate_function=surrogate_function,
+            learnable_threshold=learnable_threshold,
+            step_mode=neuron.step_mode,
+            backend=neuron.backend,
+        )
+
+
+def _refuse(name: str, module: nn.Module) -> None:
+    raise ConfigurationError(
+        f"fine_tunable: {name!r} is a {type(module).__name__}; only IF neurons "
+        "(ConversionIFNode, the default of convert) are trained with surrogate gradients "
+        "here: convert without group_size, multi_threshold or coding='differential'"
+    )
+
+
+def fine_tunable(
+    snn: ConvertedSNN,
+    surrogate_function: Surrogate | None = None,
+    learnable_threshold: bool = True,
+) -> ConvertedSNN:
+    """A copy of the converted ``snn`` to fine-tune with surrogate gradients through time.
+
+    Every :class:`ConversionIFNode` becomes a :class:`TrainableIFNode` (same θ, V0 and
+    spikes); the weights are the body's parameters, trained as they are. Train it as
+    any SNN: ``loss(snn(constant_input(x, T)).mean(0), y).backward()``. Batch norms
+    kept from the ANN (those not folded) stay in eval mode, on the ANN's statistics.
+
+    Args:
+        snn: a rate-coded network from :func:`~spikeflow.conversion.convert` (not
+            modified).
+        surrogate_function: σ on ``(H − θ)/θ``; each neuron gets its own copy (default
+            ``Triangle()``, DIET-SNN's).
+        learnable_threshold: make every θ a trainable parameter (DIET-SNN).
+
+    Raises:
+        ConfigurationError: ``snn`` is not a rate-coded ``ConvertedSNN`` of IF neurons
+            (group, multi-threshold and differential neurons are named).
+    """
+    if not isinstance(snn, ConvertedSNN):
+        raise ConfigurationError(
+            f"fine_tunable expects a ConvertedSNN (from convert), got {type(snn).__name__}"
+        )
+    if snn.coding != "rate":
+        raise ConfigurationError(
+            "fine_tunable: a differentially coded network is not trained here (its neurons "
+            "have no surrogate gradient); convert with coding='rate'"
+        )
+    if surrogate_function is not None and not isinstance(surrogate_function, Surrogate):
+        checked_surrogate(surrogate_function)  # raises, naming the type
+    learnable = check_flag("fine_tunable", "learnable_threshold", learnable_threshold)
+    trainable = copy.deepcopy(snn)
+    for name, module in trainable.body.named_modules():
+        if not isinstance(module, TimeFolded):
+            continue
+        inner = module.module
+        if isinstance(inner, ConversionIFNode):
+            if not isinstance(inner, TrainableIFNode):
+                surrogate = copy.deepcopy(surrogate_function)
+                module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable)
+        elif not isinstance(inner, GatedMaxPool):
+            _refuse(name, inner)
+    return trainable
+
+
+def frozen(snn: ConvertedSNN) -> ConvertedSNN:
+    """A copy of a fine-tuned ``snn`` with plain :class:`ConversionIFNode` s (θ as
+    buffers, no gradient): the same outputs, for inference, NIR export and the other
+    conversion tools."""
+    if not isinstance(snn, ConvertedSNN):
+        raise ConfigurationError(f"frozen expects a ConvertedSNN, got {type(snn).__name__}")
+    plain = copy.deepcopy(snn)
+    for module in plain.body.modules():
+        if isinstance(module, TimeFolded) and isinstance(module.module, TrainableIFNode):
+            neuron = module.module
+            theta = neuron.v_threshold
+            theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
+            module.module = ConversionIFNode(
+                theta,
+                neuron.initial_membrane,
+                neuron.weighted,
+                step_mode=neuron.step_mode,
+                backend=neuron.backend,
+            )
+    return plain

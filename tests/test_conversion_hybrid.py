@@ -1,0 +1,180 @@
+"""Hybrid training: converted IF neurons fine-tuned with a surrogate on (H − θ)/θ."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.conversion import (
+    ConversionIFNode,
+    TrainableIFNode,
+    constant_input,
+    convert,
+    fine_tunable,
+    frozen,
+)
+from spikeflow.conversion.snn import TimeFolded
+from spikeflow.errors import ConfigurationError
+from spikeflow.surrogate import Sigmoid, Triangle
+
+
+class _TriangleSpike(torch.autograd.Function):
+    """Θ(z) forward, DIET-SNN's max(0, 1 − |z|) backward (written here from the paper)."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return (z >= 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * (1 - z.abs()).clamp_min(0)
+
+
+def _reference(x_seq, theta, initial_membrane):
+    """The trainable IF neuron as a float64 loop: z = (H − θ)/θ, soft reset, output θS."""
+    v = torch.zeros_like(x_seq[0]) + initial_membrane * theta
+    out = []
+    for x in x_seq:
+        h = v + x
+        s = _TriangleSpike.apply((h - theta) / theta)
+        v = h - theta * s
+        out.append(theta * s)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("initial_membrane", [0.0, 0.5])
+def test_gradients_match_a_float64_reference_loop(backend, per_channel, initial_membrane):
+    torch.manual_seed(0)
+    x = (torch.randn(8, 3, 4, 5, dtype=torch.float64) * 0.6 + 0.3).requires_grad_()
+    theta0 = (
+        torch.rand(4, 1, dtype=torch.float64) + 0.3
+        if per_channel
+        else torch.tensor(0.7, dtype=torch.float64)
+    )
+    neuron = TrainableIFNode(theta0, initial_membrane, backend=backend)
+    out = neuron(x)
+    theta = theta0.clone().requires_grad_()
+    expected = _reference(x, theta, initial_membrane)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    # the forward is the converted neuron's, spike for spike
+    torch.testing.assert_close(out, ConversionIFNode(theta0, initial_membrane)(x), rtol=0, atol=0)
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), [x, neuron.v_threshold])
+    want = torch.autograd.grad((expected * weights).sum(), [x, theta])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    assert float(want[1].abs().sum()) > 0.1 and float((want[0] != 0).double().mean()) > 0.3
+
+
+def test_gradcheck_with_the_smooth_surrogate():
+    # spiking=False: the forward is the surrogate's smooth primitive, so autograd's
+    # gradient (the backends') must match finite differences, for x and θ.
+    torch.manual_seed(1)
+    x = (torch.randn(5, 2, 3, dtype=torch.float64) * 0.5 + 0.4).requires_grad_()
+    neuron = TrainableIFNode(
+        torch.rand(3, dtype=torch.float64) + 0.5, 0.5, surrogate_function=Triangle(spiking=False)
+    )
+    # θ is passed as the neuron's own parameter: gradcheck perturbs it in place
+    assert torch.autograd.gradcheck(lambda x, _theta: neuron(x), (x, neuron.v_threshold))
+
+
+def _cnn(pool: nn.Module) -> nn.Module:
+    torch.manual_seed(2)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), pool,
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 5),
+    ).eval()  # fmt: skip
+
+
+@pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.MaxPool2d(2)])
+def test_fine_tunable_keeps_the_outputs_and_trains_weights_and_thresholds(pool):
+    net = _cnn(pool)
+    x = torch.rand(16, 1, 6, 6)
+    snn, _ = convert(net, x, per_channel=True, initial_membrane=0.5)
+    tuned = fine_tunable(snn, surrogate_function=Sigmoid(alpha=2.0))
+    neurons = [m.module for m in tuned.body.modules() if isinstance(m, TimeFolded)]
+    trainable = [n for n in neurons if isinstance(n, TrainableIFNode)]
+    assert len(trainable) == 2 and all(isinstance(n.v_threshold, nn.Parameter) for n in trainable)
+    assert trainable[0].surrogate_function is not trainable[1].surrogate_function
+    x_seq = constant_input(x, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x_seq), snn(x_seq), rtol=0, atol=0)
+    nn.functional.cross_entropy(tuned(x_seq).mean(0), torch.arange(16) % 5).backward()
+    first_conv = next(m for m in tuned.body.modules() if isinstance(m, nn.Conv2d))
+    assert float(first_conv.weight.grad.abs().sum()) > 0
+    assert all(float(n.v_threshold.grad.abs().sum()) > 0 for n in trainable)
+    # the converted network is left as it was; frozen() gives plain neurons back
+    assert not any(isinstance(p, nn.Parameter) for p in _thresholds(snn))
+    plain = frozen(tuned)
+    assert all(type(n) is ConversionIFNode for n in _neurons(plain))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x_seq), tuned(x_seq), rtol=0, atol=0)
+    fixed = fine_tunable(snn, learnable_threshold=False)
+    assert not any(isinstance(p, nn.Parameter) for p in _thresholds(fixed))
+
+
+def _neurons(snn):
+    return [m.module for m in snn.body.modules() if isinstance(m, TimeFolded)
+            and isinstance(m.module, ConversionIFNode)]  # fmt: skip
+
+
+def _thresholds(snn):
+    return [n.v_threshold for n in _neurons(snn)]
+
+
+def test_fine_tuning_raises_small_t_accuracy_on_the_digits():
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn: the 'examples' extra")
+    digits = datasets.load_digits()
+    x = torch.tensor(digits.images / 16.0, dtype=torch.float32).reshape(-1, 64)
+    y = torch.tensor(digits.target)
+    x_tr, y_tr, x_te, y_te = x[:1400], y[:1400], x[1400:], y[1400:]
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                        nn.Linear(64, 10))  # fmt: skip
+    opt = torch.optim.Adam(ann.parameters(), lr=3e-3)
+    for _ in range(8):
+        for i in range(0, 1400, 50):
+            loss = nn.functional.cross_entropy(ann(x_tr[i : i + 50]), y_tr[i : i + 50])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    snn, _ = convert(ann.eval(), x_tr)
+    steps = 2
+    with torch.no_grad():
+        before = float((snn.rate(x_te, steps).argmax(1) == y_te).float().mean())
+    tuned = fine_tunable(snn)
+    opt = torch.optim.Adam(tuned.parameters(), lr=1e-3)
+    for i in range(0, 1400, 50):
+        loss = nn.functional.cross_entropy(tuned.rate(x_tr[i : i + 50], steps), y_tr[i : i + 50])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float((tuned.rate(x_te, steps).argmax(1) == y_te).float().mean())
+    assert after > before + 0.2 and after > 0.7, (before, after)
+
+
+def test_bad_networks_are_named():
+    net = _cnn(nn.AvgPool2d(2))
+    x = torch.rand(16, 1, 6, 6)
+    with pytest.raises(ConfigurationError, match="expects a ConvertedSNN"):
+        fine_tunable(net)
+    group, _ = convert(net, x, group_size=4)
+    with pytest.raises(ConfigurationError, match="is a GroupNeuron; only IF neurons"):
+        fine_tunable(group)
+    multi, _ = convert(net, x, multi_threshold=4)
+    with pytest.raises(ConfigurationError, match="is a MultiThresholdNeuron"):
+        fine_tunable(multi)
+    differential, _ = convert(net, x, coding="differential")
+    with pytest.raises(ConfigurationError, match="differentially coded"):
+        fine_tunable(differential)
+    snn, _ = convert(net, x)
+    with pytest.raises(ConfigurationError, match="surrogate_function must be"):
+        fine_tunable(snn, surrogate_function="triangle")
+    with pytest.raises(ConfigurationError, match="keeps the converted neuron's detach_reset"):
+        TrainableIFNode(1.0, detach_reset=True)
