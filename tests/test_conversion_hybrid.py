@@ -159,6 +159,24 @@ def test_fine_tuning_raises_small_t_accuracy_on_the_digits():
     assert after > before + 0.2 and after > 0.7, (before, after)
 
 
+def test_nir_export_asks_for_the_frozen_network():
+    pytest.importorskip("nir", reason="NIR export needs the 'nir' extra")
+    from spikeflow.interop import export_to_nir, import_from_nir
+
+    ann = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    x = torch.rand(64, 16)
+    snn, _ = convert(ann, x)
+    tuned = fine_tunable(snn)
+    x_seq = constant_input(x[:4], 4)
+    with pytest.raises(ConfigurationError, match=r"TrainableIFNode .* export frozen\(snn\)"):
+        export_to_nir(tuned, x_seq, soft_reset="metadata")
+    graph = export_to_nir(frozen(tuned), x_seq, soft_reset="metadata")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            import_from_nir(graph)(x_seq), tuned(x_seq), rtol=1e-5, atol=1e-6
+        )
+
+
 def test_bad_networks_are_named():
     net = _cnn(nn.AvgPool2d(2))
     x = torch.rand(16, 1, 6, 6)

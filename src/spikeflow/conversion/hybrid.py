@@ -61,6 +61,8 @@ class TrainableIFNode(ConversionIFNode):
     """
 
     fire = staticmethod(_relative_fire)
+    #: What the NIR export says when it meets one (spikeflow.interop).
+    nir_hint = "a fine-tuned converted neuron: export frozen(snn), its plain form"
 
     def __init__(
         self,

@@ -106,7 +106,11 @@ def neuron_to_nir(
     """The NIR node of a spikeflow neuron whose per-sample shape is ``shape``."""
     cls = type(module)
     if cls not in NEURON_TYPES:  # before the reset check: no reset makes it expressible
-        raise ConfigurationError(f"'{name}': {cls.__name__} is not a neuron NIR can express")
+        hint = getattr(module, "nir_hint", "")  # a class's own advice (TrainableIFNode's)
+        raise ConfigurationError(
+            f"'{name}': {cls.__name__} is not a neuron NIR can express"
+            + (f" ({hint})" if hint else "")
+        )
     if isinstance(module, BaseNode) and module.v_reset is None and soft_reset != "metadata":
         raise ConfigurationError(
             f"{cls.__name__} at '{name}' uses soft reset (v_reset=None), which NIR cannot "
