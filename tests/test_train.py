@@ -850,6 +850,9 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
         "recompute",
         "decolle",
         "no_decay_norm_bias",
+        "model_ema",
+        "sync_bn",
+        "ra_sampler",
     }
     for name in sorted(bools):
         for value in ("false", "no", 0, 1, None):

@@ -112,7 +112,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, test_samples=args.test_samples,
         progress=args.progress, operations=args.operations, spike_counts=args.spike_counts,
         neurobench=args.neurobench, early_exit=args.early_exit,
-        early_exit_accumulate=args.early_exit_accumulate, energy=args.energy,
+        early_exit_accumulate=args.early_exit_accumulate, energy=args.energy, ema=args.ema,
     )  # fmt: skip
     print(format_evaluation(result))
     if args.json:
@@ -127,7 +127,7 @@ def _export(args: argparse.Namespace) -> int:
 
     result = export_trained_run(
         args.run, args.to, args.out, data_dir=args.data_dir, dt=args.dt,
-        dtype=torch.float64 if args.float64 else torch.float32,
+        dtype=torch.float64 if args.float64 else torch.float32, ema=args.ema,
     )  # fmt: skip
     what = "NIR nodes" if result.format == "nir" else "netx layers"
     print(

@@ -193,6 +193,49 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="clip the gradients' global L2 norm to MAX before each update",
     )
     o.add_argument(
+        "--model-ema",
+        action="store_true",
+        default=s,
+        help="keep an exponential moving average of the weights and buffers (torchvision's "
+        "recipe), evaluated each epoch as test_acc_ema; spikeflow eval --ema reads it",
+    )
+    o.add_argument(
+        "--model-ema-steps",
+        type=int,
+        default=s,
+        metavar="N",
+        help="update the average after every N-th batch of an epoch (default 32)",
+    )
+    o.add_argument(
+        "--model-ema-decay",
+        type=float,
+        default=s,
+        metavar="DECAY",
+        help="the recipe's decay (default 0.99998), adjusted by batch_size * N / epochs "
+        "(docs/training.md)",
+    )
+    o.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=s,
+        help="under torchrun: batch norms use the statistics of the global batch "
+        "(every process's samples)",
+    )
+    o.add_argument(
+        "--ra-sampler",
+        action="store_true",
+        default=s,
+        help="repeated augmentation (DeiT's RASampler): each sample --ra-reps times per "
+        "epoch, the copies on different processes; an epoch of len // 256 * 256 draws",
+    )
+    o.add_argument(
+        "--ra-reps",
+        type=int,
+        default=s,
+        metavar="K",
+        help="with --ra-sampler: the copies of each sample per epoch (default 3)",
+    )
+    o.add_argument(
         "--mixup",
         type=float,
         default=s,
@@ -576,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
         "SEENN's code) of the outputs of the steps so far",
     )
     ev.add_argument(
+        "--ema",
+        action="store_true",
+        help="evaluate the moving average of the weights a --model-ema run kept",
+    )
+    ev.add_argument(
         "--json",
         default=None,
         metavar="FILE",
@@ -613,6 +661,11 @@ def _add_export_options(sub: Any) -> None:
         default=1.0,
         help="NIR's time step: time constants are written as tau_steps * dt (default 1.0: "
         "time in steps; 1e-4 for snnTorch, 1e-3 for Norse)",
+    )
+    ex.add_argument(
+        "--ema",
+        action="store_true",
+        help="export the moving average of the weights a --model-ema run kept",
     )
     ex.add_argument(
         "--float64",

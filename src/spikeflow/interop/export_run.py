@@ -318,6 +318,7 @@ def export_trained_run(
     data_dir: str | None = None,
     dt: float = 1.0,
     dtype: torch.dtype = torch.float32,
+    ema: bool = False,
 ) -> ExportedRun:
     """Write the network of a ``spikeflow train`` run to ``out`` as NIR or netx.
 
@@ -333,6 +334,7 @@ def export_trained_run(
         dt: NIR's time step (time constants written as ``tau_steps * dt``; NIR only).
         dtype: the dtype of the exported weights (NIR only): ``torch.float64`` writes the
             batch norm folded into the weights without float32 rounding.
+        ema: export the moving average of the weights a ``--model-ema`` run kept.
 
     Raises:
         MissingExtraError: the ``nir`` extra (``nir``, ``nirtorch``) for NIR, or the
@@ -355,7 +357,7 @@ def export_trained_run(
     if to == "nir":
         require_nirtorch("spikeflow export --to nir")
     path = _check_destination(out)
-    trained = load_trained_model(run, data_dir=data_dir)
+    trained = load_trained_model(run, data_dir=data_dir, ema=ema)
     x, _ = trained.batch(1)
     model = trained.model.to(dtype) if to == "nir" else trained.model
     try:

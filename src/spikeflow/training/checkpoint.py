@@ -193,15 +193,28 @@ _KEYS = ("config", "epoch", "step", "global_step", "model", "optimizer", "schedu
          "rng", "world_size", "epoch_sums", "monitor", "history", "best")  # fmt: skip
 
 
-def load_weights(model: torch.nn.Module, payload: dict[str, Any], source: object) -> None:
-    """Load ``payload``'s weights into ``model`` (built from the payload's config).
+def load_weights(
+    model: torch.nn.Module, payload: dict[str, Any], source: object, ema: bool = False
+) -> None:
+    """Load ``payload``'s weights into ``model`` (built from the payload's config); with
+    ``ema``, the weights' moving average that a ``--model-ema`` run kept instead.
 
     Raises:
         ConfigurationError: they do not fit (a checkpoint of another model or spikeflow
-            version); the message names ``source`` (the checkpoint file or folder).
+            version), or ``ema`` for a run without a model EMA; the message names
+            ``source`` (the checkpoint file or folder).
     """
+    state = payload["model"]
+    if ema:
+        held = payload.get("model_ema") or {}
+        if "module" not in held:
+            raise ConfigurationError(
+                f"{source}: the run was trained without --model-ema, so its checkpoint "
+                "holds no EMA weights (leave out --ema / ema=True)"
+            )
+        state = held["module"]
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(state)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:400]
         raise ConfigurationError(

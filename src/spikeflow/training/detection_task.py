@@ -121,6 +121,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--membrane-bits", config.membrane_bits is not None, "not supported for detection yet"),
         ("--input-bits", config.input_bits is not None, "not supported for detection yet"),
         ("--recompute", config.recompute, "not supported for detection yet"),
+        ("--model-ema", config.model_ema, "not supported for detection yet"),
         ("--spike-reg", config.spike_reg != "none", "not supported for detection yet"),
         ("--tensorboard", config.tensorboard, "not supported for detection yet (metrics.csv is)"),
         ("--plots on", config.plots == "on", "no plots for detection runs yet"),

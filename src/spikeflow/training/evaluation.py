@@ -102,6 +102,7 @@ def evaluate_checkpoint(
     early_exit: str | None = None,
     early_exit_accumulate: str = "mean",
     energy: str | None = None,
+    ema: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, mean firing rate and per-layer statistics of the model saved in the
     checkpoint ``path``, on the test split of the dataset it was trained on.
@@ -129,13 +130,16 @@ def evaluate_checkpoint(
         energy: ``"neuromc"``: also price one training step (forward, backward and the
             run's optimizer update) of the model on the first batch of the test samples
             on NeuroMC's accelerator (:mod:`spikeflow.training.neuromc_eval`).
+        ema: evaluate the moving average of the weights a ``--model-ema`` run kept
+            (the checkpoint's ``model_ema``) instead of its trained weights.
 
     Returns:
         A dict with ``checkpoint`` (the file evaluated), ``run_folder`` (``path`` when it is
         a run folder, else ``None``), ``dataset``, ``model``, ``T``, ``epoch`` (epochs
         done), ``epochs`` (the run's total), ``samples``, ``split_samples`` (the whole
         split's size), ``samples_chosen_by`` (``"run"``: the run's own ``test_samples``;
-        ``"argument"``: ``test_samples`` given here), ``test_loss``, ``test_acc``,
+        ``"argument"``: ``test_samples`` given here), ``weights`` (``"ema"`` or
+        ``"model"``), ``test_loss``, ``test_acc``,
         ``test_rate``, ``amp`` (the run's ``--amp``: the model runs under that autocast,
         early exit too, as the run trained and tested) and ``layers`` (one dict per spiking
         layer: ``name``, ``firing_rate``, ``spikes``, ``spikes_per_sample``, ``neurons``,
@@ -194,6 +198,8 @@ def evaluate_checkpoint(
         )
     chosen_by = "run" if test_samples is None else "argument"
     if detection_task(config.dataset) is not None:  # a detection run: COCO mAP
+        if ema:
+            raise ConfigurationError("--ema: detection runs keep no model EMA")
         if rules:
             refuse_early_exit()
         if energy:
@@ -213,7 +219,7 @@ def evaluate_checkpoint(
     test_set = even_subset(full_test_set, count)
     ctx = DistContext(device=pick_device(device))
     model = build_model(config, info, saved=True).to(ctx.device)  # read as the run was
-    load_weights(model, payload, path)
+    load_weights(model, payload, path, ema=ema)
     readout = resolved_readout(config)
     if rules:
         check_readout(readout)
@@ -252,6 +258,7 @@ def evaluate_checkpoint(
         "run_folder": None if run_folder is None else str(run_folder),
         "recorded_best_epoch": _recorded_best_epoch(run_folder, path, payload),
         **run_fields(config, payload, sums.count, full_test_set, chosen_by),
+        "weights": "ema" if ema else "model",
         "test_loss": sums.mean_loss,
         "test_acc": sums.accuracy,
         "readout": readout,
@@ -317,7 +324,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
     how = "" if readout == "rate" else f" ({readout} readout)"
     lines += [
         f"{result['checkpoint']}: {result['model']} (T={result['T']}) after epoch "
-        f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split",
+        f"{result['epoch']} of {result['epochs']}, {result['dataset']} test split"
+        + ("; the model EMA's weights (--ema)" if result.get("weights") == "ema" else ""),
         f"  {which}"
         + (
             ""

@@ -16,6 +16,7 @@ from spikeflow.errors import MissingExtraError
 from spikeflow.training.monitors import LayerStats
 
 __all__ = [
+    "EMA_COLUMNS",
     "EPOCH_COLUMNS",
     "LAYER_COLUMNS",
     "PRUNE_COLUMNS",
@@ -35,16 +36,18 @@ EPOCH_COLUMNS = (
 PRUNE_COLUMNS = ("sparsity",)
 #: The column a run with ``--spike-reg`` adds: the regulariser's mean term per sample.
 SPIKE_REG_COLUMNS = ("train_spike_reg",)
+#: The model EMA's evaluation (``--model-ema``).
+EMA_COLUMNS = ("test_loss_ema", "test_acc_ema", "test_rate_ema")
 LAYER_COLUMNS = (
     "epoch", "split", "layer", "firing_rate", "spikes_per_sample", "neurons", "v_mean", "v_std",
 )  # fmt: skip
 
 
-def epoch_columns(pruning: bool, spike_reg: bool = False) -> tuple[str, ...]:
+def epoch_columns(pruning: bool, spike_reg: bool = False, ema: bool = False) -> tuple[str, ...]:
     """The columns of ``metrics.csv`` for a run that prunes or does not, with a spike
-    regulariser or without."""
+    regulariser or without, with a model EMA or without."""
     return (EPOCH_COLUMNS + (PRUNE_COLUMNS if pruning else ())
-            + (SPIKE_REG_COLUMNS if spike_reg else ()))  # fmt: skip
+            + (SPIKE_REG_COLUMNS if spike_reg else ()) + (EMA_COLUMNS if ema else ()))  # fmt: skip
 
 
 def _fmt(value: Any) -> Any:

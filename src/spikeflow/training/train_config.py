@@ -118,6 +118,21 @@ class TrainConfig:
     #: set: one of the two per batch); the loss must take class distributions.
     mixup: float = 0.0
     cutmix: float = 0.0
+    #: Model EMA (torchvision's reference recipe; docs/training.md): keep an exponential
+    #: moving average of the weights and buffers, updated after every
+    #: ``model_ema_steps``-th batch of an epoch with ``model_ema_decay`` adjusted to the
+    #: run (``spikeflow.training.model_ema``), evaluated each epoch (``test_acc_ema``).
+    model_ema: bool = False
+    model_ema_steps: int = 32
+    model_ema_decay: float = 0.99998
+    #: Under torchrun: batch norms with statistics over the global batch (every
+    #: process's samples), ``spikeflow.training.sync_bn``; one process: no change.
+    sync_bn: bool = False
+    #: Repeated augmentation (DeiT's RASampler, the recipe's ``--ra-sampler``): each
+    #: sample ``ra_reps`` times per epoch, the copies on different processes, an epoch
+    #: of ``len // 256 * 256`` draws (``spikeflow.training.ra_sampler``).
+    ra_sampler: bool = False
+    ra_reps: int = 3
     #: The masked PSN's progressive mask λ per epoch (models with MaskedPSN neurons):
     #: "paper" min(1, 8 epoch / (epochs - 1)), "linear" (epoch + 1) / epochs, "none".
     mask_schedule: str = "paper"
@@ -236,7 +251,7 @@ class TrainConfig:
         if self.split_by is not None:
             _choice("split_by", self.split_by, ("number", "time"))
         _choice("readout", self.readout, READOUT_MODES)
-        for name in ("epochs", "step_size"):
+        for name in ("epochs", "step_size", "model_ema_steps", "ra_reps"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
                      "online_steps", "tbptt", "threads"):  # fmt: skip
@@ -271,6 +286,10 @@ class TrainConfig:
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigurationError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
         _check_warmup_and_mixing(self)
+        if self.model_ema_decay > 1:
+            raise ConfigurationError(
+                f"model_ema_decay must be in [0, 1], got {self.model_ema_decay}"
+            )
         if self.lr is not None and self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
         if self.momentum >= 1:
@@ -358,7 +377,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _FLOAT_FIELDS = {
     "lr", "weight_decay", "momentum", "gamma", "delay_lr_scale", "clip_grad_norm", "mixup",
-    "cutmix", "eprop_rate_target", "eprop_rate_strength", "eprop_feedback_decay",
+    "cutmix", "model_ema_decay", "eprop_rate_target", "eprop_rate_strength", "eprop_feedback_decay",
 }  # fmt: skip
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")

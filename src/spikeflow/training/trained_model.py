@@ -66,6 +66,7 @@ def load_trained_model(
     *,
     data_dir: str | None = None,
     device: str = "cpu",
+    ema: bool = False,
 ) -> TrainedModel:
     """The model a ``spikeflow train`` run saved in ``path``, rebuilt from the
     checkpoint's configuration as ``spikeflow eval`` rebuilds it, with its weights.
@@ -77,6 +78,8 @@ def load_trained_model(
             test split is opened to size the model as the run did (classes, channels,
             frame size).
         device: ``"cpu"`` (default), ``"cuda"``, ``"auto"``, ...
+        ema: the moving average of the weights a ``--model-ema`` run kept instead of
+            its trained weights.
 
     Raises:
         ConfigurationError: a missing or foreign checkpoint, weights that do not fit the
@@ -101,7 +104,7 @@ def load_trained_model(
     else:
         _, test_set, info = build_datasets(config, with_train=False)
         model = build_model(config, info, saved=True)  # read as the run was
-    load_weights(model, payload, file)
+    load_weights(model, payload, file, ema=ema)
     model = model.to(pick_device(device)).eval()
     static = static_layout(model, info, config.T)  # type: ignore[arg-type]
     collate = None if task is None else task.collate  # boxes vary in number per sample

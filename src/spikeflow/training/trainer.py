@@ -42,6 +42,7 @@ from spikeflow.training.loop import EpochSums, evaluate, reduce_monitor
 from spikeflow.training.metric_logs import epoch_columns
 from spikeflow.training.monitors import LayerStats
 from spikeflow.training.pruning import tracks_sparsity
+from spikeflow.training.ra_sampler import repeated_augmentation_indices
 from spikeflow.training.resume import config_for_resume, describe_position
 from spikeflow.training.run_checks import run_loss
 from spikeflow.training.run_folder import remove_empty_folders
@@ -169,7 +170,31 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         return resolved_readout(self.config)
 
     def _metric_columns(self) -> tuple[str, ...]:
-        return epoch_columns(tracks_sparsity(self.config), self.config.spike_reg != "none")
+        cfg = self.config
+        return epoch_columns(tracks_sparsity(cfg), cfg.spike_reg != "none", cfg.model_ema)
+
+    def _epoch_indices(self, sampler: Any) -> list[int]:
+        """This process's training indices for the epoch: ``sampler``'s (a
+        ``DistributedSampler`` set to the epoch), or with ``--ra-sampler`` the repeated
+        augmentation's (:mod:`~spikeflow.training.ra_sampler`)."""
+        cfg, ctx = self.config, self.ctx
+        if not cfg.ra_sampler:
+            return list(sampler)
+        return repeated_augmentation_indices(
+            len(self.train_set),
+            ctx.world_size,
+            ctx.rank,
+            cfg.seed,
+            self.epoch,
+            cfg.ra_reps,  # type: ignore[arg-type]
+        )
+
+    def _update_ema(self, step: int) -> None:
+        """After a batch's weight update: ``--model-ema``'s average takes the weights at
+        every ``model_ema_steps``-th batch of the epoch (copies them in the warm-up)."""
+        cfg = self.config
+        if self.ema is not None and step % cfg.model_ema_steps == 0:
+            self.ema.update(self.raw_model, copy_only=self.epoch < cfg.warmup_epochs)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -326,6 +351,15 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
             progress=cfg.progress, readout=self.readout,
         )  # fmt: skip
+        ema = ""
+        if self.ema is not None:  # the average, evaluated alike (rank 0's buffers)
+            ctx.broadcast_buffers(self.ema.module)
+            test_ema, rate_ema, _ = evaluate(
+                self.ema.module, self.test_set, self.eval_loss_fn, T=cfg.T,  # type: ignore[arg-type]
+                static=self.layout, batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp,
+                workers=cfg.workers, progress=cfg.progress, readout=self.readout,
+            )  # fmt: skip
+            ema = f" | EMA acc {100 * test_ema.accuracy:5.2f}%"
         row = {
             "epoch": self.epoch + 1, "lr": lr,
             "train_loss": train.mean_loss, "train_acc": train.accuracy, "train_rate": train_rate,
@@ -333,6 +367,9 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             "epoch_time_s": None,
         }  # fmt: skip
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
+        if self.ema is not None:
+            row.update(test_loss_ema=test_ema.mean_loss, test_acc_ema=test_ema.accuracy,
+                       test_rate_ema=rate_ema)  # fmt: skip
         regularised = ""
         if self.spike_reg is not None:  # the term's mean over the epoch's samples
             row["train_spike_reg"] = train.mean_spike_reg
@@ -354,7 +391,8 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
             best,
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {train.mean_loss:.4f}  "
             f"acc {100 * train.accuracy:5.2f}%  rate {train_rate:.3f}{regularised} | test loss "
-            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}{pruned}",
+            f"{test.mean_loss:.4f}  acc {100 * test.accuracy:5.2f}%  rate {test_rate:.3f}"
+            f"{pruned}{ema}",
             layer_sparsity,
         )
 

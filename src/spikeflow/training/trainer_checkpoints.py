@@ -76,6 +76,7 @@ class CheckpointMixin:
             "pruning": {} if self.pruning is None else self.pruning.state_dict(),
             "eprop": {} if self.eprop is None else self.eprop.state_dict(),
             "fptt": {} if self.fptt is None else self.fptt.state_dict(),
+            "model_ema": {} if self.ema is None else self.ema.state_dict(),
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
             **running,
@@ -123,6 +124,8 @@ class CheckpointMixin:
                     "holds no running mean to resume FPTT from"
                 )
             self.fptt.load_state_dict(payload["fptt"])
+        if self.ema is not None:
+            self.ema.load_state_dict(payload.get("model_ema", {}))
         self.epoch, self.step_in_epoch = int(payload["epoch"]), int(payload["step"])
         self.global_step = int(payload["global_step"])
         if self.pruning is not None:

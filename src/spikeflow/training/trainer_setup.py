@@ -25,6 +25,7 @@ from spikeflow.training.fptt import FPTTRegulariser
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
+from spikeflow.training.model_ema import ModelEMA, adjusted_ema_decay
 from spikeflow.training.monitors import SpikeMonitor
 from spikeflow.training.online import check_online_model
 from spikeflow.training.pruning import (
@@ -32,6 +33,7 @@ from spikeflow.training.pruning import (
     make_threshold_schedule,
     prune_settings,
 )
+from spikeflow.training.ra_sampler import repeated_augmentation_length
 from spikeflow.training.run_checks import check_tbptt_run, check_two_view_data, logged_loss
 from spikeflow.training.run_folder import (
     carry_history,
@@ -46,6 +48,7 @@ from spikeflow.training.run_folder import (
 from spikeflow.training.run_lock import lock_run_folder
 from spikeflow.training.run_optimizer import build_run_optimizer, trained_parameters
 from spikeflow.training.spike_reg import SpikeRegulariser
+from spikeflow.training.sync_bn import convert_sync_batchnorm
 from spikeflow.training.tbptt import tbptt_windows
 from spikeflow.training.trainer_checkpoints import seed_everything
 from spikeflow.training.views import TWO_VIEW_LOSSES, TwoViews
@@ -152,6 +155,20 @@ class SetupMixin:
                 "labels (event-driven training: a teacher spike for each sample's class), "
                 "which a mixed batch does not have: train it without --mixup/--cutmix"
             )
+        if cfg.sync_bn:  # (refuses what it cannot sync in one process too)
+            synced = convert_sync_batchnorm(self.raw_model)
+            if ctx.distributed:
+                self.log(f"--sync-bn: {len(synced)} batch norm(s) normalise over the "
+                         f"global batch of {ctx.world_size} processes")  # fmt: skip
+        # --model-ema: a copy made now, before the monitors' hooks are on the model
+        self.ema = None
+        if cfg.model_ema:
+            decay = adjusted_ema_decay(cfg.model_ema_decay, cfg.batch_size, cfg.model_ema_steps,
+                                       cfg.epochs)  # type: ignore[arg-type]  # fmt: skip
+            self.ema = ModelEMA(self.raw_model, decay)
+            self.log(f"--model-ema: decay {decay:.6g} per update (every "
+                     f"{cfg.model_ema_steps} steps; --model-ema-decay {cfg.model_ema_decay} "
+                     "adjusted to the run)")  # fmt: skip
         if ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
@@ -168,9 +185,12 @@ class SetupMixin:
             None if cfg.fptt is None else FPTTRegulariser.for_optimizer(self.optimizer, cfg.fptt)
         )
         self.scheduler = self._make_scheduler()
-        self.steps_per_epoch = math.ceil(
-            math.ceil(len(self.train_set) / ctx.world_size) / self.per_rank_batch  # type: ignore[arg-type]
+        per_rank = (  # (--ra-sampler: refused here for fewer than 256 samples)
+            repeated_augmentation_length(len(self.train_set), ctx.world_size)  # type: ignore[arg-type]
+            if cfg.ra_sampler
+            else math.ceil(len(self.train_set) / ctx.world_size)  # type: ignore[arg-type]
         )
+        self.steps_per_epoch = math.ceil(per_rank / self.per_rank_batch)
         # Truncated BPTT with per-window updates steps the optimizer once per window.
         per_window = cfg.tbptt is not None and cfg.tbptt_update == "window"
         updates = len(tbptt_windows(cfg.T, cfg.tbptt)) if per_window else 1  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ class StepsMixin:
         if start == 0:
             self.epoch_sums = self.sums_class()
             self.train_monitor.reset()
-        indices = list(sampler)
+        indices = self._epoch_indices(sampler)
         steps = math.ceil(len(indices) / self.per_rank_batch)
         loader = DataLoader(
             self.train_set, batch_size=self.per_rank_batch,
@@ -165,6 +165,7 @@ class StepsMixin:
         if not self._updates_within_batch():
             self._phase = "update"
             self._update()
+        self._update_ema(step)
         self._phase = "done"
         self.epoch_sums.add(value * len(y),
                             count_correct(out.detach(), y, self.readout), len(y),

@@ -1,0 +1,160 @@
+"""--model-ema: the moving average of the weights torchvision's reference recipe (and
+SpikingJelly's train_classify.py) keeps, checked against torch's own AveragedModel with
+get_ema_multi_avg_fn updated at the same steps, through resumes, in the metrics and in
+spikeflow eval --ema."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from spikeflow.cli import main
+from spikeflow.errors import ConfigurationError
+from spikeflow.training import Trainer, config_for_resume, load_checkpoint
+from spikeflow.training.evaluation import evaluate_checkpoint
+from spikeflow.training.metric_logs import read_csv
+from spikeflow.training.model_ema import ModelEMA, adjusted_ema_decay
+from train_runs import tiny
+
+pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+
+#: 6 steps of 32 per epoch, 3 epochs: updates at steps 0, 2, 4; epoch 1 a warm-up.
+EMA = {"model_ema": True, "model_ema_steps": 2, "model_ema_decay": 0.99, "warmup_epochs": 1}
+
+
+def test_the_decay_is_adjusted_as_torchvisions_recipe_does():
+    # adjust = world_size * batch_per_process * steps / epochs = 256 * 32 / 600
+    assert adjusted_ema_decay(0.99998, 256, 32, 600) == pytest.approx(
+        1 - 0.00002 * 256 * 32 / 600, rel=1e-12
+    )
+    assert adjusted_ema_decay(0.9, 1024, 32, 10) == 0.0  # alpha capped at 1: a copy
+    assert adjusted_ema_decay(1.0, 64, 4, 3) == 1.0
+    with pytest.raises(ConfigurationError, match="model_ema_decay"):
+        adjusted_ema_decay(1.5, 64, 4, 3)
+    with pytest.raises(ConfigurationError, match="model_ema_steps"):
+        adjusted_ema_decay(0.9, 64, 0, 3)
+
+
+def test_the_average_equals_torchs_averaged_model_in_float64():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
+    model = model.double()
+    decay = 0.8
+    ours = ModelEMA(model, decay)
+    reference = AveragedModel(
+        copy.deepcopy(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for step in range(12):
+        x = torch.randn(16, 5, dtype=torch.float64)
+        loss = model(x).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 3 == 0:
+            warm_up = step < 4
+            ours.update(model, copy_only=warm_up)
+            reference.update_parameters(model)
+            if warm_up:  # the recipe's warm-up: the next update copies again
+                reference.n_averaged.fill_(0)
+    mine, theirs = ours.module.state_dict(), reference.module.state_dict()
+    for key, value in theirs.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(mine[key], value, rtol=1e-14, atol=0, msg=key)
+    # a count is copied, not blended (AveragedModel truncates decay * n + (1 - decay) * m)
+    # (the last update was after step 9: the 10th batch)
+    assert int(mine["1.num_batches_tracked"]) == 10
+    # it averaged: the average is not the last weights
+    assert not torch.allclose(mine["0.weight"], model[0].weight)
+
+
+class _Reference:
+    """torch's AveragedModel, updated as the recipe's loop does after each step."""
+
+    def __init__(self, decay: float, steps: int, warmup: int) -> None:
+        self.decay, self.steps, self.warmup, self.model = decay, steps, warmup, None
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if self.model is None:
+            self.model = AveragedModel(
+                copy.deepcopy(trainer.raw_model), use_buffers=True,
+                multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+            )  # fmt: skip
+        if step % self.steps == 0:
+            self.model.update_parameters(trainer.raw_model)
+            if epoch < self.warmup:
+                self.model.n_averaged.fill_(0)
+
+
+def test_the_trainers_average_equals_averaged_model_at_the_recipes_steps(tmp_path):
+    decay = 1 - min(1.0, (1 - 0.99) * 32 * 2 / 3)  # the recipe's adjustment, by hand
+    reference = _Reference(decay, 2, 1)
+    Trainer(tiny(tmp_path, "run", **EMA), callbacks=[reference], log=None).fit()
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    saved = payload["model_ema"]["module"]
+    expected = reference.model.module.state_dict()
+    assert saved.keys() == expected.keys()
+    for key, value in expected.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(saved[key], value, rtol=1e-6, atol=1e-7, msg=key)
+    moved = max(float((saved[k] - payload["model"][k]).abs().max())
+                for k in saved if saved[k].is_floating_point())  # fmt: skip
+    assert moved > 1e-4  # the average lags the weights
+    # metrics.csv: the average evaluated each epoch, beside the model
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert len(rows) == 3 and all(row["test_acc_ema"] != "" for row in rows)
+    # spikeflow eval --ema reads the average: the run's last EMA accuracy and loss
+    last = payload["history"][-1]
+    result = evaluate_checkpoint(tmp_path / "run" / "last.pt", ema=True)
+    assert result["weights"] == "ema"
+    assert result["test_acc"] == pytest.approx(last["test_acc_ema"], abs=1e-12)
+    assert result["test_loss"] == pytest.approx(last["test_loss_ema"], rel=1e-6)
+    plain = evaluate_checkpoint(tmp_path / "run" / "last.pt")
+    assert plain["test_loss"] == pytest.approx(last["test_loss"], rel=1e-6)
+    assert plain["test_loss"] != pytest.approx(result["test_loss"], rel=1e-6)
+
+
+class _StopAt:
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (self.epoch, self.step):
+            trainer._stop_requested = True
+
+
+@pytest.mark.parametrize("where", [(1, 3), (0, 1)], ids=["mid-epoch-2", "in-warm-up"])
+def test_a_resumed_run_keeps_the_same_average(tmp_path, where):
+    Trainer(tiny(tmp_path, "full", **EMA), log=None).fit()
+    Trainer(tiny(tmp_path, "cut", **EMA), callbacks=[_StopAt(*where)], log=None).fit()
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (where[0], where[1] + 1)
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full, cut = (load_checkpoint(tmp_path / n / "last.pt") for n in ("full", "cut"))
+    assert full["model_ema"]["updates"] == cut["model_ema"]["updates"] == 6
+    for key, value in full["model_ema"]["module"].items():
+        assert torch.equal(cut["model_ema"]["module"][key], value), key
+    assert [r["test_acc_ema"] for r in full["history"]] == [
+        r["test_acc_ema"] for r in cut["history"]
+    ]
+
+
+def test_eval_ema_of_a_run_without_it_is_refused_by_name(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "plain", epochs=1), log=None).fit()
+    assert "model_ema" not in read_csv(tmp_path / "plain" / "metrics.csv")[0]
+    with pytest.raises(ConfigurationError, match="without --model-ema"):
+        evaluate_checkpoint(tmp_path / "plain", ema=True)
+    assert main(["eval", str(tmp_path / "plain"), "--ema"]) == 2
+    assert "without --model-ema" in capsys.readouterr().err
+
+
+def test_bad_model_ema_options_are_named(tmp_path, capsys):
+    for args, message in ((["--model-ema-decay", "1.5"], "model_ema_decay"),
+                          (["--model-ema-steps", "0"], "model_ema_steps")):  # fmt: skip
+        code = main(["train", "--model-ema", *args, "--output-dir", str(tmp_path / "x")])
+        assert code == 2
+        assert message in capsys.readouterr().err
