@@ -100,10 +100,13 @@ def _train_worker(rank: int, world_size: int, port: int, output_dir: str) -> Non
 def _bn_config(output_dir: str, sync: bool) -> dict:
     config = _config(output_dir)
     config["model_kwargs"] = {**config["model_kwargs"], "batch_norm": True}
-    return {**config, "sync_bn": sync, "epochs": 2, "batch_size": 12}
+    # with a model EMA, whose buffers (BN statistics) are the same in every process
+    ema = {"model_ema": True, "model_ema_steps": 1, "model_ema_decay": 0.9}
+    return {**config, "sync_bn": sync, "epochs": 2, "batch_size": 12, **ema}
 
 
 def test_a_sync_bn_run_of_two_processes_equals_one_process_on_the_global_batch(tmp_path):
+    """(With --model-ema: its average under torchrun equals one process's too.)"""
     one, two = tmp_path / "one", tmp_path / "two"
     Trainer(config_from_dict(_bn_config(str(one), sync=False)), log=None).fit()
     _spawn(_train_worker, str(two))
@@ -112,8 +115,14 @@ def test_a_sync_bn_run_of_two_processes_equals_one_process_on_the_global_batch(t
     assert any(key.endswith("running_var") for key in a["model"])
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    for key, value in a["model_ema"]["module"].items():
+        torch.testing.assert_close(
+            b["model_ema"]["module"][key], value, rtol=1e-4, atol=1e-5, msg=f"EMA {key}"
+        )
+    assert a["model_ema"]["updates"] == b["model_ema"]["updates"] == 4  # 2 steps x 2 epochs
     for x, y in zip(a["history"], b["history"], strict=True):
         assert x["test_acc"] == pytest.approx(y["test_acc"], abs=1e-12)
+        assert x["test_loss_ema"] == pytest.approx(y["test_loss_ema"], rel=1e-4)
         assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-4)
 
 

@@ -22,6 +22,8 @@ refused by name.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -32,11 +34,26 @@ from spikeflow.errors import ConfigurationError
 __all__ = ["SyncedStatistics", "convert_sync_batchnorm", "synced_batch_norm"]
 
 
-def _all_reduce(t: Tensor) -> Tensor:
-    """Sum of ``t`` over the processes, differentiable (its gradient is summed too)."""
-    from torch.distributed.nn.functional import all_reduce
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes; the gradient of each process's input is the sum of the
+    processes' output gradients (every process's loss depends on the sum)."""
 
-    return all_reduce(t)
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        out = grad.contiguous().clone()
+        dist.all_reduce(out)
+        return out
+
+
+def _all_reduce(t: Tensor) -> Tensor:
+    """Sum of ``t`` over the processes, differentiable."""
+    return _AllReduceSum.apply(t)
 
 
 def synced_batch_norm(
