@@ -161,3 +161,12 @@ def test_bad_model_ema_options_are_named(tmp_path, capsys):
         code = main(["train", "--model-ema", *args, "--output-dir", str(tmp_path / "x")])
         assert code == 2
         assert message in capsys.readouterr().err
+
+
+def test_detection_runs_refuse_model_ema_by_name():
+    from spikeflow.training import TrainConfig
+    from spikeflow.training.detection_task import refuse_classification_options
+
+    config = TrainConfig(dataset="nmnist_detection", model_ema=True)
+    with pytest.raises(ConfigurationError, match=r"--model-ema \(not supported for detection"):
+        refuse_classification_options(config)
