@@ -7,6 +7,8 @@
 * :mod:`~spikeflow.neurons.alpha`: snnTorch's alpha neuron.
 * :mod:`~spikeflow.neurons.snntorch_style`: snnTorch's ``Leaky``, ``Synaptic`` and
   ``Lapicque``.
+* :mod:`~spikeflow.neurons.delta_leaky`: snnTorch's ``DeltaLeaky`` (fires on a change of
+  the membrane).
 * :mod:`~spikeflow.neurons.snntorch_parallel`: snnTorch's ``LeakyParallel``,
   ``StateLeaky`` and ``LinearLeaky`` (all steps at once).
 * :mod:`~spikeflow.neurons.adlif`: the adaptive LIF of Bittar & Garner (adLIF).
@@ -16,6 +18,8 @@
 * :mod:`~spikeflow.neurons.izhikevich`: the classic Izhikevich (2003) neuron in mV, with
   Izhikevich's (2004) named behaviours.
 * :mod:`~spikeflow.neurons.liaf`: leaky integrate and analog fire (LIAF).
+* :mod:`~spikeflow.neurons.ada_lif`: the LIF with an adaptation current subtracted from
+  its drive (Norse's ``ada_lif_step``).
 * :mod:`~spikeflow.neurons.adex`: the adaptive exponential integrate-and-fire neuron
   (AdEx, Norse's ``LIFAdEx``).
 * :mod:`~spikeflow.neurons.resonator`: the resonate-and-fire neuron (RAF).
@@ -52,6 +56,7 @@
 See ``docs/neurons.md`` and ``docs/neuron_zoo.md``.
 """
 
+from spikeflow.neurons.ada_lif import AdaLIFNode
 from spikeflow.neurons.adaptive import (
     AdaptiveLIFNode,
     ALIFNode,
@@ -69,6 +74,7 @@ from spikeflow.neurons.conductance import CobaLIFNode
 from spikeflow.neurons.converted import ActivationAwareIFNode, HalfThresholdIFNode
 from spikeflow.neurons.current import CubaLIFNode
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
+from spikeflow.neurons.delta_leaky import DeltaLeakyNode
 from spikeflow.neurons.dh_lif import DendriticBranches, DHLIFNode
 from spikeflow.neurons.dsr import DSRIFNode, DSRLIFNode
 from spikeflow.neurons.few_spike import (
@@ -126,6 +132,7 @@ __all__ = [
     "ActivationAwareIFNode",
     "AdExLIFNode",
     "AdLIFNode",
+    "AdaLIFNode",
     "AdaptiveLIFNode",
     "AlphaNode",
     "BRFNode",
@@ -137,6 +144,7 @@ __all__ = [
     "DHLIFNode",
     "DSRIFNode",
     "DSRLIFNode",
+    "DeltaLeakyNode",
     "DendriticBranches",
     "EIFNode",
     "FewSpikeNode",
