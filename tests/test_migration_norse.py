@@ -323,52 +323,6 @@ def test_norse_recurrent_initialisation():
 # -- LIFParameters(method=...): Norse's surrogates --------------------------------------
 
 
-class NorseTanh(surrogate.Surrogate):
-    """Norse's ``method="tanh"``: derivative ``1 - tanh(alpha x)^2`` (height 1)."""
-
-    def __init__(self, alpha: float = 100.0, spiking: bool = True) -> None:
-        super().__init__(spiking=spiking, alpha=alpha)
-
-    @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        t = torch.tanh(alpha * x)
-        return 1 - t * t
-
-
-class NorseTriangle(surrogate.Surrogate):
-    """Norse's ``method="triangle"``: derivative ``alpha max(1 - |x|, 0)``."""
-
-    def __init__(self, alpha: float = 100.0, spiking: bool = True) -> None:
-        super().__init__(spiking=spiking, alpha=alpha)
-
-    @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return alpha * torch.clamp(1 - torch.abs(x), min=0.0)
-
-
-class NorseErfc(surrogate.Surrogate):
-    """Norse's ``method="heavi_erfc"``: derivative ``2 exp(-(alpha x)^2) / sqrt(pi)``."""
-
-    def __init__(self, alpha: float = 100.0, spiking: bool = True) -> None:
-        super().__init__(spiking=spiking, alpha=alpha)
-
-    @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        u = alpha * x
-        return (2 / math.sqrt(math.pi)) * torch.exp(-u * u)
-
-
-class NorseCirc(surrogate.Surrogate):
-    """Norse's ``method="circ"``: derivative ``alpha^3 / (alpha^2 + x^2)^(3/2)``."""
-
-    def __init__(self, alpha: float = 100.0, spiking: bool = True) -> None:
-        super().__init__(spiking=spiking, alpha=alpha)
-
-    @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return alpha**3 / (alpha * alpha + x * x) ** 1.5
-
-
 GRID = torch.cat([torch.linspace(-3, 3, 601), torch.tensor([0.0, 1.0, -1.0, 1e-9, -1e-9])])
 
 
@@ -421,12 +375,12 @@ def test_norse_surrogate_scales(float64, alpha):
 
 @pytest.mark.parametrize(
     ("method", "recipe"),
-    [("tanh", NorseTanh), ("triangle", NorseTriangle), ("heavi_erfc", NorseErfc),
-     ("circ", NorseCirc)],
+    [("tanh", surrogate.HeaviTanh), ("triangle", surrogate.NorseTriangle),
+     ("heavi_erfc", surrogate.HeaviErfc), ("circ", surrogate.HeaviCirc)],
 )  # fmt: skip
 def test_norse_surrogate_recipes(float64, method, recipe):
-    """Any alpha: a four-line Surrogate subclass, on the grid and in Norse's LIF (the
-    default backend: the fused kernels are generated from the subclass)."""
+    """Any alpha: the built-in of each method, on the grid and in Norse's LIF (the
+    default backend: the fused kernels are generated from it)."""
     norse = _norse()
     for alpha in (0.5, 100.0):
         got, want = _derivatives(method, alpha, recipe(alpha))

@@ -29,11 +29,15 @@ from spikeflow.surrogate import (
     Erf,
     FakeNumericalGradient,
     FastSigmoid,
+    HeaviCirc,
+    HeaviErfc,
+    HeaviTanh,
     LeakyKReLU,
     LeakySpikeOperator,
     LogTailedReLU,
     MultiGaussian,
     NonzeroSignLogAbs,
+    NorseTriangle,
     PiecewiseExp,
     PiecewiseLeakyReLU,
     PiecewiseQuadratic,
@@ -253,6 +257,23 @@ def dspike_p(x, alpha):
     return math.tanh(alpha * min(max(x, -0.5), 0.5)) / (2 * math.tanh(alpha / 2)) + 0.5
 
 
+def heavi_tanh_d(x, alpha):  # Norse's HeaviTanh backward, 1 - tanh² = sech² by hand
+    e = math.exp(-2 * abs(alpha * x))  # sech²(u) = 4 e^{-2|u|} / (1 + e^{-2|u|})²
+    return 4 * e / (1 + e) ** 2
+
+
+def heavi_erfc_d(x, alpha):  # Norse's HeaviErfc backward
+    return 2 / math.sqrt(math.pi) * math.exp(-((alpha * x) ** 2))
+
+
+def heavi_circ_d(x, alpha):  # Norse's HeaviCirc backward, simplified by hand
+    return alpha**3 / (alpha**2 + x**2) ** 1.5
+
+
+def norse_triangle_d(x, alpha):  # Norse's Triangle backward
+    return alpha * max(1 - abs(x), 0.0)
+
+
 def arctan_spike_d(x, width):  # the flow networks' arctanspike (Hagenaars et al. 2021)
     return 1 / (1 + width * x * x)
 
@@ -435,6 +456,16 @@ SPECS = [
         arctan_spike_p,
         exact_at_zero=False,
     ),
+    Spec(HeaviTanh, {"alpha": 100.0}, {"alpha": 0.7}, heavi_tanh_d),
+    Spec(HeaviErfc, {"alpha": 100.0}, {"alpha": 0.6}, heavi_erfc_d),
+    Spec(HeaviCirc, {"alpha": 100.0}, {"alpha": 1.5}, heavi_circ_d),
+    Spec(
+        NorseTriangle,
+        {"alpha": 100.0},
+        {"alpha": 0.3},
+        norse_triangle_d,
+        kinks=lambda q: [-1.0, 0.0, 1.0],
+    ),
 ]
 WITH_PRIMITIVE = [s for s in SPECS if s.p is not None]
 WITHOUT_PRIMITIVE = [s for s in SPECS if s.p is None]
@@ -479,7 +510,7 @@ def test_table_covers_the_family():
     # (MultiLevelSpikeCount, a count and not a step, has its own tests:
     # test_surrogate_multilevel.py)
     assert {s.id for s in SPECS} | {"MultiLevelSpikeCount"} == set(SURROGATES)
-    assert len(SURROGATES) == 28
+    assert len(SURROGATES) == 32
     for name, cls in SURROGATES.items():
         assert cls.__name__ == name
         assert name in sg_module.__all__

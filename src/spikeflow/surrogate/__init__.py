@@ -46,6 +46,10 @@ The family (methods document, section 2; default parameters in brackets):
 - a multi-level count instead of a step (``heaviside_forward = False``):
   :class:`MultiLevelSpikeCount` (max_spike_count=4, grad_window=(0, max_spike_count)),
   the spike function of the multi-level (integer) neurons;
+- Norse's shapes, any alpha, derivative only (:mod:`~spikeflow.surrogate.norse_style`;
+  alpha=100, Norse's default): :class:`HeaviTanh`, :class:`HeaviErfc`,
+  :class:`HeaviCirc`, :class:`NorseTriangle`, and its random :class:`Logistic` and
+  :class:`CircDist` (not named in :data:`SURROGATES`, refused by the fused kernels);
 - a random draw instead of a step (``heaviside_forward = False``): :class:`PoissonPass`
   (fires with probability ``x``, straight-through gradient; random: not named in
   :data:`SURROGATES`, refused by the fused kernels).
@@ -70,6 +74,14 @@ from spikeflow.surrogate.base import Surrogate, heaviside
 from spikeflow.surrogate.dspike import DSpike
 from spikeflow.surrogate.gaussian_mixture import DoubleGaussian, MultiGaussian
 from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
+from spikeflow.surrogate.norse_style import (
+    CircDist,
+    HeaviCirc,
+    HeaviErfc,
+    HeaviTanh,
+    Logistic,
+    NorseTriangle,
+)
 from spikeflow.surrogate.registry import SURROGATES, get_surrogate, surrogate_class
 from spikeflow.surrogate.snntorch_style import (
     FastSigmoid,
@@ -106,18 +118,24 @@ __all__ = [
     "SURROGATES",
     "ATan",
     "ArctanSpike",
+    "CircDist",
     "DSpike",
     "DeterministicPass",
     "DoubleGaussian",
     "Erf",
     "FakeNumericalGradient",
     "FastSigmoid",
+    "HeaviCirc",
+    "HeaviErfc",
+    "HeaviTanh",
     "LeakyKReLU",
     "LeakySpikeOperator",
     "LogTailedReLU",
+    "Logistic",
     "MultiGaussian",
     "MultiLevelSpikeCount",
     "NonzeroSignLogAbs",
+    "NorseTriangle",
     "PiecewiseExp",
     "PiecewiseLeakyReLU",
     "PiecewiseQuadratic",

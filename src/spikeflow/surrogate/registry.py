@@ -12,6 +12,7 @@ from spikeflow.surrogate.base import Surrogate
 from spikeflow.surrogate.dspike import DSpike
 from spikeflow.surrogate.gaussian_mixture import DoubleGaussian, MultiGaussian
 from spikeflow.surrogate.multilevel import MultiLevelSpikeCount
+from spikeflow.surrogate.norse_style import HeaviCirc, HeaviErfc, HeaviTanh, NorseTriangle
 from spikeflow.surrogate.snntorch_style import (
     FastSigmoid,
     LeakySpikeOperator,
@@ -72,6 +73,10 @@ SURROGATES: dict[str, type[Surrogate]] = {
         DoubleGaussian,
         MultiGaussian,
         ArctanSpike,
+        HeaviTanh,
+        HeaviErfc,
+        HeaviCirc,
+        NorseTriangle,
     )
 }
 
