@@ -113,8 +113,9 @@ class LeakyNode(SnnTorchNode):
         step_mode, backend, store_v_seq: as :class:`~spikeflow.neurons.base.BaseNode`.
 
     State: the membrane ``v`` (and, with ``reset_delay=False`` and a reset, ``reset``:
-    ``R[t]``), starting at 0. snnTorch's ``init_hidden``, ``state_quant`` and
-    ``surrogate_disable`` are not offered (docs/neurons.md).
+    ``R[t]``), starting at 0. snnTorch's ``init_hidden`` and ``surrogate_disable`` are
+    not offered (docs/neurons.md); its ``state_quant=q`` is
+    ``quant.apply_state_quantization(node, quant.snntorch_state_levels(...))``.
 
     Raises:
         ConfigurationError: an unknown ``reset_mechanism``, ``beta`` outside ``[0, 1]``,

@@ -25,6 +25,11 @@ from spikeflow.quant.membrane import (
     quantize_membrane,
     remove_membrane_quantization,
 )
+from spikeflow.quant.state_levels import (
+    LevelQuantizer,
+    apply_state_quantization,
+    snntorch_state_levels,
+)
 from spikeflow.quant.weights import (
     WeightQuantizer,
     apply_weight_quantization,
@@ -36,6 +41,7 @@ __all__ = [
     "FoldedLayer",
     "InputQuantizer",
     "LSQWeightQuantizer",
+    "LevelQuantizer",
     "LoihiBiasGrid",
     "LoihiCubaGrid",
     "LoihiCubaLIFNode",
@@ -45,6 +51,7 @@ __all__ = [
     "WeightQuantizer",
     "apply_input_quantization",
     "apply_membrane_quantization",
+    "apply_state_quantization",
     "apply_weight_quantization",
     "fold_weight_scales",
     "integer_weights",
@@ -54,5 +61,6 @@ __all__ = [
     "quantize_membrane",
     "remove_input_quantization",
     "remove_membrane_quantization",
+    "snntorch_state_levels",
     "weight_bits",
 ]
