@@ -7,6 +7,8 @@
 * :mod:`~spikeflow.neurons.alpha`: snnTorch's alpha neuron.
 * :mod:`~spikeflow.neurons.snntorch_style`: snnTorch's ``Leaky``, ``Synaptic`` and
   ``Lapicque``.
+* :mod:`~spikeflow.neurons.associative`: snnTorch's ``AssociativeLeaky`` (a matrix
+  state written by outer products, each entry a spiking neuron).
 * :mod:`~spikeflow.neurons.delta_leaky`: snnTorch's ``DeltaLeaky`` (fires on a change of
   the membrane).
 * :mod:`~spikeflow.neurons.snntorch_parallel`: snnTorch's ``LeakyParallel``,
@@ -68,6 +70,7 @@ from spikeflow.neurons.adex import AdExLIFNode
 from spikeflow.neurons.adex_refractory import RefractoryAdExLIFNode
 from spikeflow.neurons.adlif import AdLIFNode
 from spikeflow.neurons.alpha import AlphaNode
+from spikeflow.neurons.associative import AssociativeLeaky
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.brf import BRFNode
 from spikeflow.neurons.conductance import CobaLIFNode
@@ -135,6 +138,7 @@ __all__ = [
     "AdaLIFNode",
     "AdaptiveLIFNode",
     "AlphaNode",
+    "AssociativeLeaky",
     "BRFNode",
     "BaseNode",
     "CLIFNode",
