@@ -106,6 +106,27 @@ def test_a_lif_network_trains_as_the_authors_loop(k, optimizer):
     assert not torch.allclose(plain[0], params[0], rtol=1e-6, atol=1e-8)
 
 
+def test_the_added_gradient_is_the_penaltys_autograd_gradient():
+    """add_gradient (outside autograd, so that DDP does not see the penalty) adds, scaled,
+    the gradient autograd takes of penalty(); a frozen parameter gets none."""
+    g = torch.Generator().manual_seed(3)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).double()
+    net[1].bias.requires_grad_(False)
+    reg = FPTTRegulariser(net.parameters(), 0.3, 0.5, rho=0.4)
+    with torch.no_grad():
+        for p, lam in zip(net.parameters(), reg.multiplier):
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+            lam.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    trained = [p for p in net.parameters() if p.requires_grad]
+    expected = torch.autograd.grad(reg.penalty(), trained)
+    net[0].weight.grad = torch.ones_like(net[0].weight)  # a task gradient already there
+    reg.add_gradient(scale=8.0)
+    torch.testing.assert_close(net[0].weight.grad, 1 + 8 * expected[0], rtol=1e-14, atol=0)
+    for p, e in zip(trained[1:], expected[1:]):
+        torch.testing.assert_close(p.grad, 8 * e, rtol=1e-14, atol=0)
+    assert net[1].bias.grad is None and all(e.abs().sum() > 0 for e in expected)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -162,6 +183,58 @@ def test_the_trainers_step_is_fptt_step(tmp_path):
     for a, b in zip(trainer.fptt.mean + trainer.fptt.multiplier, reg.mean + reg.multiplier):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert any(m.abs().sum() > 0 for m in trainer.fptt.multiplier)
+
+
+def test_the_trainer_scales_the_penaltys_gradient_with_the_loss(tmp_path):
+    """Under fp16's gradient scaler the window's loss is scaled: the penalty's gradient,
+    added after the backward, is scaled alike (then unscaled with it before the step)."""
+    cfg = tiny(tmp_path, "one", tbptt=1, fptt=0.5, train_samples=32)
+    trainer = Trainer(cfg, log=None)
+    trainer._setup()
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    params = trainer.fptt.parameters
+    with torch.no_grad():
+        for p, lam in zip(params, trainer.fptt.multiplier):
+            p.add_(0.1)
+            lam.fill_(0.2)
+    loss = sum((p * (i + 1)).sum() for i, p in enumerate(params))
+    expected = torch.autograd.grad(loss + trainer.fptt.penalty(), params, retain_graph=True)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer._window_backward(loss)
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p.grad, 1024.0 * e, rtol=1e-6, atol=1e-6)
+
+
+def test_a_step_the_fp16_scaler_skips_moves_no_mean_and_a_grown_scale_does(tmp_path):
+    """After each window: a step with an overflow (skipped, the scale halved) leaves the
+    weights, the running means and the multipliers; a good step that grows the scale
+    (growth interval 1) moves all three."""
+    cfg = tiny(tmp_path, "one", tbptt=1, fptt=0.5, train_samples=32)
+    trainer = Trainer(cfg, log=None)
+    trainer._setup()
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=1)
+    trainer.scaler.scale(torch.ones(()))  # (the scale is created at the first use)
+    after_window = trainer._window_update(0, 1)
+    params, reg = trainer.fptt.parameters, trainer.fptt
+    for lam in reg.multiplier:  # (at the start W = W̄ and λ = 0: an update moves nothing)
+        lam.fill_(0.1)
+
+    def snapshot():
+        return [t.clone() for t in [*params, *reg.mean, *reg.multiplier]]
+
+    for overflow, scale in ((True, 128.0), (False, 256.0)):
+        before = snapshot()
+        for i, p in enumerate(params):
+            p.grad = torch.full_like(p, 256.0 * (i + 1))
+        if overflow:
+            params[0].grad[0] = float("inf")
+        after_window(0, torch.tensor(0.5))
+        assert trainer.scaler.get_scale() == scale
+        moved = [not torch.equal(a, b) for a, b in zip(before, snapshot())]
+        n = len(params)
+        assert (any(moved[:n]), any(moved[n : 2 * n]), any(moved[2 * n :])) == (
+            (False, False, False) if overflow else (True, True, True)
+        )
 
 
 def test_an_fptt_run_resumes_exactly(tmp_path):

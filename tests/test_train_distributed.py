@@ -126,6 +126,28 @@ def _unused_parameters_worker(rank: int, world_size: int, port: int, output_dir:
     Trainer(config_from_dict(config), log=None).fit()
 
 
+#: FPTT (--tbptt 1 --fptt): the penalty's gradient is the same on every process
+_FPTT = {"tbptt": 1, "fptt": 0.3}
+
+
+def _fptt_configs(root: str) -> dict[str, dict]:
+    """The plain network (one process on the global batch takes the same steps) and
+    SpikeDHS (parameters its forward leaves unused: DDP with find_unused_parameters)."""
+    dhs = {"model": "spike_dhs", "loss": "ce",
+           "model_kwargs": {"filter_multiplier": 2, "auxiliary_after": None}}  # fmt: skip
+    return {"plain": {**_config(f"{root}/plain"), **_FPTT},
+            "dhs": {**_config(f"{root}/dhs"), **dhs, **_FPTT}}  # fmt: skip
+
+
+def _fptt_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    """Both FPTT runs; each process saves its running means and multipliers."""
+    _join(rank, world_size, port)
+    for name, config in _fptt_configs(root).items():
+        trainer = Trainer(config_from_dict(config), log=None)
+        trainer.fit()
+        torch.save(trainer.fptt.state_dict(), f"{root}/{name}/fptt{rank}.pt")
+
+
 def _logging_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
     """A run on 23 samples (not a multiple of 2) whose messages go to messages.txt."""
     _join(rank, world_size, port)
@@ -404,6 +426,34 @@ def test_a_model_with_parameters_a_step_does_not_reach_trains_under_ddp(tmp_path
     _spawn(_unused_parameters_worker, str(tmp_path))
     checkpoint = load_checkpoint(tmp_path / "last.pt")
     assert checkpoint["world_size"] == 2 and checkpoint["global_step"] == 2
+
+
+def test_fptt_under_two_gloo_processes_equals_one_process(tmp_path):
+    """--fptt under DDP: the same weights, running means and multipliers on both
+    processes as one process on the global batch; SpikeDHS, whose forward leaves
+    parameters unused, trains too (the penalty backpropagated with the loss reached
+    them a second time, which DDP refused at the first window)."""
+    one = Trainer(config_from_dict(_fptt_configs(str(tmp_path / "one"))["plain"]), log=None)
+    one.fit()
+    _spawn(_fptt_worker, str(tmp_path / "two"))
+    a, b = (
+        load_checkpoint(tmp_path / "one/plain/last.pt"),
+        load_checkpoint(tmp_path / "two/plain/last.pt"),
+    )
+    assert b["world_size"] == 2 and b["global_step"] == 1
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    for name in ("plain", "dhs"):
+        first, second = (torch.load(tmp_path / f"two/{name}/fptt{r}.pt") for r in (0, 1))
+        for key in ("mean", "multiplier"):
+            for x, y in zip(first[key], second[key]):
+                assert torch.equal(x, y), (name, key)
+    ours = torch.load(tmp_path / "two/plain/fptt0.pt")
+    for key in ("mean", "multiplier"):
+        for x, y in zip(ours[key], one.fptt.state_dict()[key]):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+    assert any(m.abs().sum() > 0 for m in ours["multiplier"])
+    assert load_checkpoint(tmp_path / "two/dhs/last.pt")["global_step"] == 1
 
 
 def test_stcl_views_of_two_processes_are_one_process_views_of_the_global_batch(tmp_path):

@@ -111,6 +111,31 @@ class FPTTRegulariser:
         return torch.stack([t.to(terms[0].dtype) for t in terms]).sum()
 
     @torch.no_grad()
+    def add_gradient(self, scale: float = 1.0) -> None:
+        """Add ``scale`` times the gradient of :meth:`penalty`, ``α (W − W̄) + (ρ − 1) λ``,
+        to the ``.grad`` of every parameter that requires one (set where it is None).
+
+        The same as backpropagating the penalty with the loss, but outside autograd: under
+        DistributedDataParallel the task's gradient is averaged over the processes during
+        ``loss.backward()`` and this term, the same on every process, is added after (a
+        penalty in the graph reached the parameters a model's forward leaves unused a
+        second time, which DDP with ``find_unused_parameters`` refuses). ``scale``: the
+        gradient scaler's factor when the loss was scaled (fp16).
+        """
+        for w, mean, lam in zip(self.parameters, self.mean, self.multiplier):
+            if not w.requires_grad:
+                continue
+            grad = (w - mean).mul_(self.alpha)
+            if self.rho != 1.0:
+                grad.add_(lam, alpha=self.rho - 1.0)
+            if scale != 1.0:
+                grad.mul_(scale)
+            if w.grad is None:
+                w.grad = grad
+            else:
+                w.grad.add_(grad)
+
+    @torch.no_grad()
     def update(self) -> None:
         """The updates of ``λ`` and ``W̄`` after an optimizer step (module docstring)."""
         for w, mean, lam in zip(self.parameters, self.mean, self.multiplier):
@@ -167,8 +192,9 @@ def fptt_step(
     target_per_step: bool = False,
 ) -> TBPTTResult:
     """Train ``model`` on one batch ``inputs`` ``[T, B, ...]`` by FPTT: windows of
-    ``window`` steps (1: the papers'), after each an optimizer step on the window's loss
-    plus ``regulariser.penalty()``, then ``regulariser.update()``.
+    ``window`` steps (1: the papers'), after each an optimizer step on the gradient of
+    the window's loss plus ``regulariser.penalty()`` (its gradient added by
+    ``regulariser.add_gradient()``), then ``regulariser.update()``.
 
     The result's losses are the task losses (without the penalty). See
     :func:`spikeflow.training.tbptt.tbptt_backward` for the other arguments and what
@@ -176,7 +202,8 @@ def fptt_step(
     """
 
     def backward(loss: Tensor) -> None:
-        (loss + regulariser.penalty().to(loss.dtype)).backward()
+        loss.backward()
+        regulariser.add_gradient()  # the penalty's gradient
 
     def after_window(index: int, loss: Tensor) -> None:
         optimizer.step()

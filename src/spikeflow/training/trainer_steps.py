@@ -198,10 +198,11 @@ class StepsMixin:
 
     def _window_backward(self, window_loss: Tensor) -> None:
         """Backpropagate a truncated-BPTT window's loss (through the gradient scaler),
-        with FPTT's penalty added under ``--fptt``."""
-        if self.fptt is not None:
-            window_loss = window_loss + self.fptt.penalty().to(window_loss.dtype)
+        then under ``--fptt`` add the gradient of FPTT's penalty, scaled alike: after
+        DDP averaged the task's gradient (the penalty's is the same on every process)."""
         self.scaler.scale(window_loss).backward()
+        if self.fptt is not None:
+            self.fptt.add_gradient(self.scaler.get_scale())
 
     def _window_update(self, step: int, steps: int) -> Any:
         """What truncated BPTT with per-window updates (and DECOLLE with per-step
