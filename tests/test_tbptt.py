@@ -19,10 +19,12 @@ from spikeflow import layers, neurons
 from spikeflow.cli import main
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.losses import get_loss, ttfs_loss
+from spikeflow.models.spiking_ssm import RecurrentLIFSequenceNet
 from spikeflow.training import Trainer, load_checkpoint
 from spikeflow.training.config import config_from_dict, resolve
 from spikeflow.training.evaluation import _loss
 from spikeflow.training.tbptt import (
+    check_tbptt_model,
     tbptt_backward,
     tbptt_step,
     tbptt_windows,
@@ -204,6 +206,15 @@ def test_what_cannot_run_in_windows_is_refused():
         tbptt_backward(delayed.double(), x, y, get_loss("ce"), 1)
     tbptt_backward(delayed.double(), x, y, get_loss("ce"), 2)  # within windows it learns
     assert delayed[0].weight.grad.abs().max() > 0
+    # a sequence classifier: one output per call, so windows of one step only; with
+    # input_mode='pixels' none (it reads pixel t of frame t from the whole input)
+    frames = RecurrentLIFSequenceNet(3, 1, input_size=4, input_mode="frames", hidden=4)
+    check_tbptt_model(frames, 1)
+    with pytest.raises(ConfigurationError, match=r"one output per call.*K = 2 steps"):
+        check_tbptt_model(frames, 2)
+    pixels = RecurrentLIFSequenceNet(3, 1, input_size=4, hidden=4)
+    with pytest.raises(ConfigurationError, match="input_mode='pixels' builds its sequence"):
+        check_tbptt_model(pixels, 1)
     with pytest.raises(ShapeError, match="time-major input"):
         tbptt_backward(net, x[0, 0], y, get_loss("ce"), 1)
     with pytest.raises(ConfigurationError, match="update must be one of window, batch"):
@@ -310,6 +321,10 @@ def test_what_tbptt_cannot_take_is_refused_by_name(changes, message):
         resolve(config_from_dict(values))
 
 
+#: recurrent_lif_seq (default input_mode='pixels') on the digits
+_SEQ = ["--model", "recurrent_lif_seq", "--loss", "ce", "--model-kwargs", "hidden=8"]
+
+
 def test_cli_trains_with_tbptt_and_refuses_before_overwriting(tmp_path, capsys):
     args = ["train", "--train-samples", "64", "--test-samples", "32", "--batch-size", "32",
             "-T", "2", "--epochs", "1", "--model-kwargs", "channels=8", "hidden=32",
@@ -325,6 +340,17 @@ def test_cli_trains_with_tbptt_and_refuses_before_overwriting(tmp_path, capsys):
         (["-T", "3", "--tbptt", "2", "--loss", "spike_rate", "--loss-kwargs", "true_rate=0.5",
           "false_rate=0.1", "moving_window=2"], "the shortest TBPTT window (1 of the T = 3"),
         (["--tbptt", "1", "--neuron", "psn", "--neuron-kwargs", "T=2"], "whole sequences"),
+        # a sequence classifier that builds its sequence from the whole input (it failed
+        # at the first window), or reads out one output per call for K >= 2
+        ([*_SEQ, "-T", "64", "--tbptt", "8"], "model 'recurrent_lif_seq': module "
+         "'RecurrentLIFSequenceNet' (RecurrentLIFSequenceNet) with input_mode='pixels' "
+         "builds its sequence from the whole input"),
+        ([*_SEQ, "-T", "64", "--online"], "input_mode='pixels' builds its sequence from "
+         "the whole input (step t reads pixel t of frame t: the T = H·W frames in one "
+         "call): online training calls it one step at a time"),
+        ([*_SEQ, "input_mode=frames", "-T", "4", "--tbptt", "2"], "reads out the mean over "
+         "all the steps of a call: one output per call, and truncated BPTT takes each "
+         "window's loss on an output per step: windows of K = 2 steps cannot be trained"),
     ]  # fmt: skip
     for extra, message in cases:
         assert main([*args, "--overwrite", *extra]) == 2, extra

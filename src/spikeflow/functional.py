@@ -57,6 +57,7 @@ __all__ = [
     "bit_pack_spike_dense",
     "bit_spike_compress",
     "bit_spike_decompress",
+    "check_not_whole_sequence",
     "check_streamable",
     "chunk_multi_step_forward",
     "delay",
@@ -116,6 +117,20 @@ def check_no_temporal_only(net: nn.Module, consequence: str) -> None:
     (what the caller's training does to that gradient)."""
     for name, module in net.named_modules():
         reason = getattr(module, "temporal_only", "")
+        if reason:
+            raise ConfigurationError(
+                f"module {name or type(net).__name__!r} ({type(module).__name__}) {reason}: "
+                f"{consequence}"
+            )
+
+
+def check_not_whole_sequence(net: nn.Module, consequence: str) -> None:
+    """Raise a ConfigurationError naming the first module of ``net`` that needs a whole
+    sequence in one call (it says why in its ``whole_sequence`` string, e.g. a sequence
+    classifier that reads out the mean over all the steps; '' or absent: it does not),
+    followed by ``consequence`` (what the caller's training does instead)."""
+    for name, module in net.named_modules():
+        reason = getattr(module, "whole_sequence", "")
         if reason:
             raise ConfigurationError(
                 f"module {name or type(net).__name__!r} ({type(module).__name__}) {reason}: "

@@ -90,6 +90,20 @@ class _SequenceClassifier(nn.Module):
         self.embed = nn.Linear(self.in_features, width)
         self.classifier = nn.Linear(width, self.num_classes)
 
+    #: Why a call returns one output for all its steps (truncated BPTT's windows of
+    #: K >= 2 steps need one per step: :func:`spikeflow.training.tbptt.check_tbptt_model`).
+    pooled_output = "reads out the mean over all the steps of a call: one output per call"
+
+    @property
+    def whole_sequence(self) -> str:
+        """Why the model needs the whole sequence in one call ('' where it does not), which
+        truncated BPTT and online training refuse
+        (:func:`spikeflow.functional.check_not_whole_sequence`)."""
+        if self.input_mode != "pixels":
+            return ""
+        return ("with input_mode='pixels' builds its sequence from the whole input (step t "
+                "reads pixel t of frame t: the T = H·W frames in one call)")  # fmt: skip
+
     def sequence(self, x: Tensor) -> Tensor:
         """The input as ``[T, B, in_features]`` (see the module docstring)."""
         name = type(self).__name__

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import (
     check_no_temporal_only,
+    check_not_whole_sequence,
     check_streamable,
     detach_net,
     streaming,
@@ -92,7 +93,8 @@ def trains_per_step(config: object) -> bool:
 def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
     """Raise if ``model`` cannot be trained online: it needs whole sequences (parallel
     spiking neurons, another library's neurons: StateError), supervises its own output
-    layer from the target (``takes_target``, the event-driven nets), or holds a module
+    layer from the target (``takes_target``, the event-driven nets), needs the whole
+    sequence in one call (a module's ``whole_sequence`` reason), or holds a module
     whose input reaches its output only through carried state (a delay, a resonator),
     through which online training passes no gradient: the layers before it would not
     learn (ConfigurationError).
@@ -102,6 +104,10 @@ def check_online_model(model: nn.Module, takes_target: bool = False) -> None:
             f"{type(model).__name__} supervises its output spikes from the target over the "
             "whole sequence (event-driven training) and cannot be trained online"
         )
+    check_not_whole_sequence(
+        model, "online training calls it one step at a time, so it cannot be trained "
+        "online; train it with BPTT",
+    )  # fmt: skip
     check_streamable(model)
     check_no_temporal_only(
         model,

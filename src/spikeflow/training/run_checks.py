@@ -183,7 +183,8 @@ def check_tbptt_run(config: TrainConfig, model: nn.Module, takes_target: bool = 
     ``model`` or the loss cannot run in those windows (nothing for other runs): a model
     that cannot stream (StateError, naming the module), supervises its output from the
     target (``takes_target``) or, for K = 1, passes its input on only through carried
-    state (:func:`spikeflow.training.tbptt.check_tbptt_model`); a model whose output
+    state, needs the whole sequence in one call, or returns one output per call for
+    K >= 2 (:func:`spikeflow.training.tbptt.check_tbptt_model`); a model whose output
     has other steps than its input; a loss argument that the shortest window (``T mod
     K`` steps, else K) cannot take (a ``moving_window`` longer than it).
 
@@ -196,7 +197,10 @@ def check_tbptt_run(config: TrainConfig, model: nn.Module, takes_target: bool = 
     from spikeflow.training.tbptt import check_tbptt_model
 
     assert config.loss is not None and config.T is not None  # resolved
-    check_tbptt_model(model, config.tbptt, takes_target)
+    try:
+        check_tbptt_model(model, config.tbptt, takes_target)
+    except ConfigurationError as exc:  # named by the run's --model
+        raise ConfigurationError(f"model {config.model!r}: {exc}") from None
     if output_steps(model, config.T) != config.T:
         raise ConfigurationError(
             f"model {config.model!r} outputs {output_steps(model, config.T)} steps for "

@@ -50,6 +50,7 @@ from spikeflow._checks import check_int
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import (
     check_no_temporal_only,
+    check_not_whole_sequence,
     check_streamable,
     detach_net,
     streaming,
@@ -175,7 +176,11 @@ def check_tbptt_model(model: nn.Module, window: int = 2, takes_target: bool = Fa
     """Raise if ``model`` cannot be trained in windows: it needs whole sequences
     (parallel spiking neurons, another library's neurons: StateError, naming the
     module), supervises its own output layer from the target over the whole sequence
-    (``takes_target``, the event-driven nets: ConfigurationError), or, for windows of
+    (``takes_target``, the event-driven nets: ConfigurationError), needs the whole
+    sequence in one call (a module's ``whole_sequence`` reason: the sequence classifiers
+    with ``input_mode='pixels'``; ConfigurationError), returns one output per call
+    (``pooled_output``: the sequence classifiers) for windows of K >= 2 steps
+    (ConfigurationError), or, for windows of
     one step, holds a module whose input reaches its output only through carried state
     (a delay, a resonator): the gradient stops at every window boundary, so the layers
     before it would learn nothing (ConfigurationError). With longer windows a delay
@@ -186,7 +191,18 @@ def check_tbptt_model(model: nn.Module, window: int = 2, takes_target: bool = Fa
             f"{type(model).__name__} supervises its output spikes from the target over the "
             "whole sequence (event-driven training) and cannot be trained in TBPTT windows"
         )
+    check_not_whole_sequence(
+        model, "truncated BPTT calls it on windows of K steps, so it cannot be trained in "
+        "TBPTT windows; train it with BPTT",
+    )  # fmt: skip
     check_streamable(model)
+    pooled = getattr(model, "pooled_output", "")
+    if window > 1 and pooled:
+        raise ConfigurationError(
+            f"{type(model).__name__} {pooled}, and truncated BPTT takes each window's loss "
+            f"on an output per step: windows of K = {window} steps cannot be trained; use "
+            "K = 1 (one step per call) or BPTT"
+        )
     if window > 1:
         return
     check_no_temporal_only(
