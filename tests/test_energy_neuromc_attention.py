@@ -170,6 +170,63 @@ def test_a_product_with_data_prices_only_the_gradients_needed():
     assert [w.op for w in inference.works if w.op.startswith("matmul")] == ["matmul.forward"]
 
 
+class _SharedRight(nn.Module):
+    """Spikes of a Linear and a LIF, then a second Linear's product: called, or written
+    ``s @ W.T`` (the weights broadcast over every row, as a tied output head does)."""
+
+    def __init__(self, as_matmul: bool) -> None:
+        super().__init__()
+        self.first, self.spike = layers.Linear(8, 8), neurons.LIFNode()
+        self.head = nn.Linear(8, 6, bias=False)
+        self.as_matmul = as_matmul
+
+    def forward(self, x):
+        s = self.spike(self.first(x))
+        return s @ self.head.weight.t() if self.as_matmul else self.head(s)
+
+
+def test_a_shared_right_operand_is_priced_as_a_linear():
+    """``s @ W.T`` with ``W`` ``[6, 8]`` shared by the ``T·B·N`` rows is a Linear: its
+    forward and both gradients cost what ``nn.Linear``'s do, work by work (the weight
+    gradient writes ``6·8`` outputs, not one per row's matrix)."""
+    x, y = _spikes(2, 3, 5, 8), torch.rand(2, 3, 5, 6)
+    torch.manual_seed(0)
+    as_linear = _SharedRight(False)
+    as_matmul = _SharedRight(True)
+    as_matmul.load_state_dict(as_linear.state_dict())
+    linear = neuromc_energy_report(as_linear, x, y, F.mse_loss)
+    product = neuromc_energy_report(as_matmul, x, y, F.mse_loss)
+    rename = {"linear.forward": "matmul.forward", "linear.backward.grad_input":
+              "matmul.backward.grad_left", "linear.backward.grad_weight":
+              "matmul.backward.grad_right"}  # fmt: skip
+    ours = [(rename[w.op] if w.name == "head" else w.op, w.engine, w.priced.macs,
+             w.priced.bits) for w in linear.works]  # fmt: skip
+    theirs = [(w.op, w.engine, w.priced.macs, w.priced.bits) for w in product.works]
+    assert sorted(ours, key=str) == sorted(theirs, key=str)
+    assert {w.op for w in product.works} >= set(rename.values())
+    assert product.total == pytest.approx(linear.total, rel=1e-12)
+
+
+def test_a_shared_left_operand_gets_one_gradient_per_entry():
+    """``A`` ``[5, 4]`` times ``B`` ``[2, 3, 4, 6]``: ``G = 6`` matrices share ``A``.
+    ``dA`` has 20 outputs, each summing ``6·6 = 36`` products (3 chunks of 16: 2
+    partial sums each); ``dB`` one output per entry of ``B`` (144)."""
+    from spikeflow.energy.neuromc_matmul import MatmulShape, matmul_backward_works
+
+    a, b = _spikes(5, 4), torch.rand(2, 3, 4, 6)
+    shape = MatmulShape(a, b)
+    assert (shape.g, shape.m, shape.k, shape.n, shape.macs) == (6, 5, 4, 6, 720)
+    (_, left), (_, right) = matmul_backward_works(shape, True, True, True)
+    assert (left.output_numel, left.reduce, left.weight_numel) == (20, (36, 1), 144)
+    assert (right.output_numel, right.reduce) == (144, (4, 6))
+    from spikeflow.energy.neuromc_costs import price
+
+    bits = price(left).bits
+    assert bits[("sram", "wl2h")] == 20 * 3 * 16  # O·⌈36/16⌉ streamed outputs
+    assert bits[("sram", "rh2l")] == 144 * 16 + 20 * 3 * 16 + 20 * 2 * 16  # W, S, P
+    assert price(right).bits[("sram", "wl2h")] == 144 * 16
+
+
 def test_other_products_are_still_refused():
     class Einsum(nn.Module):
         def __init__(self) -> None:

@@ -14,10 +14,15 @@ spikeflow prices it the same way, with the same counts:
   between passes (``reuse_weights`` does not apply: it is a fresh activation).
 * Backward, when the output gets a gradient: ``dA = dY Bᵀ`` (if ``A`` needs one) on BP
   as a Linear's input gradient (``bp_grad`` if ``A`` was spikes, else ``ann_be``;
-  reduced over ``N``, ``B`` as the weights, ``G·M·K`` outputs); ``dB = Aᵀ dY`` (if
-  ``B`` needs one) on WG as a Linear's weight gradient (``wg`` if ``A`` was spikes,
-  else ``ann_we``; ``A`` the input, ``dY`` the gradients, reduced over the ``G·M``
-  rows with ``C = K`` and ``K = N``, ``G·K·N`` outputs).
+  reduced over ``N``, ``B`` as the weights, one output per entry of ``A``); ``dB = Aᵀ
+  dY`` (if ``B`` needs one) on WG as a Linear's weight gradient (``wg`` if ``A`` was
+  spikes, else ``ann_we``; ``A`` the input, ``dY`` the gradients, reduced over the
+  ``G·M`` rows with ``C = K`` and ``K = N``, one output per entry of ``B``).
+* An operand broadcast over the ``G`` matrices (a ``[K, N]`` right operand shared by
+  every row, as a Linear's weights: ``x @ W.T`` is priced as ``nn.Linear``) gets one
+  gradient per entry, summed over the matrices that share it: ``dB`` has ``K·N``
+  outputs, not ``G·K·N``; a shared left operand's ``dA`` sums ``N·G/G_A`` products per
+  output (``G_A`` the matrices ``A`` holds).
 
 The dataflow convention is thus the released model's weight-stationary one with the
 right operand stationary. 1-d operands are read as a row (left) or a column (right).
@@ -47,7 +52,7 @@ class MatmulShape:
         self.g = math.prod(max(i, j) for i, j in zip(lead_a, lead_b, strict=True))
         self.m, self.k = int(a_shape[-2]), int(a_shape[-1])
         self.n = int(b_shape[-1])
-        self.right_numel = int(b.numel())
+        self.left_numel, self.right_numel = int(a.numel()), int(b.numel())
 
     @property
     def macs(self) -> int:
@@ -72,15 +77,16 @@ def matmul_backward_works(shape: MatmulShape, left_spikes: bool, left_grad: bool
                           right_grad: bool) -> list[tuple[str, Work]]:  # fmt: skip
     """``(op, work)`` of the gradients of ``A`` (BP) and ``B`` (WG) that are needed."""
     works = []
-    if left_grad:  # dA = dY Bᵀ, reducing over N
+    if left_grad:  # dA = dY Bᵀ, reducing over N (and the matrices sharing A's entries)
         engine = "bp_grad" if left_spikes else "ann_be"
-        work = Work("mac", engine, True, shape.macs, (shape.n, 1), 1, shape.right_numel,
-                    shape.g * shape.m * shape.k)  # fmt: skip
+        shared = shape.g * shape.m * shape.k // max(shape.left_numel, 1)
+        work = Work("mac", engine, True, shape.macs, (shape.n * shared, 1), 1,
+                    shape.right_numel, shape.left_numel)  # fmt: skip
         works.append(("matmul.backward.grad_left", work))
-    if right_grad:  # dB = Aᵀ dY, reducing over the G·M rows
+    if right_grad:  # dB = Aᵀ dY, reducing over the G·M rows: one output per entry of B
         engine = "wg" if left_spikes else "ann_we"
         work = Work("mac", engine, True, shape.macs, (shape.k, shape.n), 1,
-                    shape.g * shape.m * shape.n, shape.g * shape.k * shape.n,
+                    shape.g * shape.m * shape.n, shape.right_numel,
                     1 if left_spikes else 16)  # fmt: skip
         works.append(("matmul.backward.grad_right", work))
     return works
