@@ -249,3 +249,27 @@ def test_amsgrad_reads_and_writes_its_maximum():
     mixed = neuromc_energy_report(net, x, y, F.mse_loss, torch.optim.Adam(groups))
     assert sorted(w.priced.ops["comp"] for w in _works(mixed, "adam")) == [0, 12]
     assert sum(w.priced.ops["sqrt"] for w in _works(mixed, "adam")) == count
+
+
+# ---------------------------------------------------------------- refused by name
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_event_driven_layers_are_refused_before_anything_runs(training):
+    """An event-driven layer is a Conv2d/Linear subclass that runs its own neuron: it is
+    refused by name (it was priced as a bare convolution, its neuron left out). In
+    training, before the network's first forward calibrates the layers' gains in place
+    (that forward's functional convolutions were reported under ``body``, and the gains
+    stayed scaled while the ``calibrated`` flag was restored)."""
+    from spikeflow.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("event_driven_nmnist").train(training)
+    gains = [m.gain.detach().clone() for m in net.modules() if hasattr(m, "gain")]
+    x, y = _spikes(2, 2, 2, 34, 34), torch.randint(0, 10, (2,))
+    loss = (lambda out, y: F.cross_entropy(out.mean(0), y)) if training else None
+    with pytest.raises(ConfigurationError, match=r"body\.0 \(EventDrivenConv2d\): an event"):
+        neuromc_energy_report(net, x, y if training else None, loss)
+    assert not bool(net.calibrated)
+    after = [m.gain for m in net.modules() if hasattr(m, "gain")]
+    assert all(torch.equal(a, b) for a, b in zip(gains, after, strict=True))

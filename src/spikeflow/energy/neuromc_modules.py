@@ -72,6 +72,7 @@ def _own_parameters_allowed(module: nn.Module, label: str) -> bool:
 
 def priced_modules(model: nn.Module) -> dict[nn.Module, str]:
     """The modules to hook, by name; a ConfigurationError names one NeuroMC cannot price."""
+    from spikeflow.event_driven.layers import EventDrivenLayer
     from spikeflow.learn.decolle import DECOLLELayer
     from spikeflow.neurons import BaseNode
 
@@ -82,6 +83,13 @@ def priced_modules(model: nn.Module) -> dict[nn.Module, str]:
         label = name or "(model)"
         if module in inside:
             continue
+        if isinstance(module, EventDrivenLayer):  # a Linear/Conv2d, but not only one
+            raise ConfigurationError(
+                f"NeuroMC cannot price {label} ({type(module).__name__}): an event-driven "
+                "layer runs its own neuron (a synaptic current and a membrane per output) "
+                "on a standardised weight, and its backward through the spike times is no "
+                "surrogate gradient; NeuroMC has a product and a soma, not this neuron"
+            )
         if isinstance(module, (*PRODUCTS, *NORMS, *POOLS, BaseNode)):
             priced[module] = label
             inside.update(module.modules())
