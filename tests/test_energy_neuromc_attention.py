@@ -410,3 +410,28 @@ def test_zoo_transformers_are_priced_end_to_end(name, kwargs, shape, attentions)
         assert sorted(ops) == sorted(["matmul.forward"] * 2 + ["matmul.backward.grad_left"] * 2
                                      + ["matmul.backward.grad_right"] * 2)  # fmt: skip
     assert report.total > 0 and math.isfinite(report.total)
+
+
+def test_the_dvs_spike_driven_transformers_erode_pools_are_priced():
+    """``sdt_cifar10dvs`` (``erode=True``) max-pools in its attention's own forward:
+    ``K`` and ``V`` ``[T, B, H, N, d] = [1, 2, 2, 16, 8]`` over the 4x4 grid (32 maps,
+    3x3 windows, stride 1, padding 1: 2+3+3+2 = 10 inputs a row, Σw = 100 a map:
+    3200 − 512 comparisons), and ``K ⊙ V`` and the attention over (token, channel)
+    (4 maps of 16x8: (2+14·3+2)(2+6·3+2) = 1012, 4048 − 512); backward one mux per
+    output (512) each. All on spikes, under the attention's name (they were unpriced)."""
+    from spikeflow.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("sdt_cifar10dvs", input_size=16, embed_dim=16, depth=1, num_heads=2)
+    x, y = _spikes(1, 2, 2, 16, 16), torch.randint(0, 10, (2,))
+    report = neuromc_energy_report(model, x, y, lambda out, y: F.cross_entropy(out.mean(0), y))
+    erode = [w for w in report.works if w.name == "blocks.0.attention"]
+    forward = [(w.op, w.engine, w.priced.ops["comp"], w.priced.bits) for w in erode
+               if w.phase == "forward"]  # fmt: skip
+    grid, heads = (3200, 512), (4048, 512)
+    assert forward == [
+        ("maxpool.forward", "fp_soma", read - out, {("reg", "rh2l"): read, ("reg", "wl2h"): out})
+        for read, out in (grid, grid, heads, heads)
+    ]
+    backward = [(w.op, w.engine, w.priced.ops["mux"]) for w in erode if w.phase == "backward"]
+    assert backward == [("maxpool.backward", "bp_grad", 512)] * 4

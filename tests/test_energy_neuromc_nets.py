@@ -109,6 +109,61 @@ def test_pool_on_the_data_has_no_backward():
     assert [w.phase for w in report.works if w.name == "0"] == ["forward"]
 
 
+class _PoolCall(nn.Module):
+    """A module whose own forward pools its input with ``call``, then a LIF."""
+
+    def __init__(self, call) -> None:
+        super().__init__()
+        self.call, self.spike = call, neurons.LIFNode()
+
+    def forward(self, x):
+        out = self.call(x.flatten(0, 1))
+        out = out[0] if isinstance(out, tuple) else out
+        return self.spike(out.unflatten(0, x.shape[:2]))
+
+
+_POOL_CALLS = [
+    (lambda x: F.max_pool2d(x, 3, stride=1, padding=1), layers.MaxPool2d(3, 1, 1)),
+    (lambda x: F.max_pool2d(x, 2, 2, 0, 1, True, return_indices=True),
+     layers.MaxPool2d(2, ceil_mode=True)),
+    (lambda x: torch.max_pool2d(x, [3], [], [1], [2]), layers.MaxPool2d(3, 3, 1, 2)),
+    (lambda x: F.avg_pool2d(x, 2, padding=1, count_include_pad=False),
+     layers.AvgPool2d(2, padding=1, count_include_pad=False)),
+    (lambda x: F.adaptive_avg_pool2d(x, (2, 3)), layers.AdaptiveAvgPool2d((2, 3))),
+    (lambda x: F.adaptive_max_pool1d(x.flatten(2), 4), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "module"), _POOL_CALLS)
+def test_a_pooling_function_is_priced_as_its_module(call, module):
+    """A pooling function a module runs in its own forward (the Spike-driven
+    Transformer's DVS erode) is priced as the pooling module with the same arguments,
+    forward and backward, under the calling module's name (it was left out)."""
+    first = [layers.Conv2d(2, 4, 3, padding=1), neurons.LIFNode()]
+    net = nn.Sequential(*first, _PoolCall(call))
+    x = _spikes(2, 3, 2, 7, 7)
+    with torch.no_grad():
+        shape = net(x).shape
+    reset_net(net)
+    y = torch.rand(shape)
+    report = neuromc_energy_report(net, x, y, F.mse_loss)
+    pools = [w for w in report.works if "pool" in w.op]
+    kind = pools[0].op.split(".")[0]
+    assert [(w.name, w.op) for w in pools] == [("2", f"{kind}.forward"), ("2", f"{kind}.backward")]
+    assert pools[0].engine == "fp_soma" and pools[0].priced.ops != pools[1].priced.ops
+    if module is None:  # the 1-d adaptive max: 7·7 = 49 inputs into 4 windows of 13
+        assert pools[0].priced.ops["comp"] == 2 * 3 * 4 * (4 * 13 - 4)
+        return
+    unflat = _PoolCall(lambda z: z)  # the same LIF after the pooling module
+    reference = nn.Sequential(*first, module, unflat)
+    theirs = neuromc_energy_report(reference, x, y, F.mse_loss)
+    expected = [w for w in theirs.works if "pool" in w.op]
+    assert [(w.op, w.engine, w.priced.ops, w.priced.bits) for w in pools] == [
+        (w.op, w.engine, w.priced.ops, w.priced.bits) for w in expected
+    ]  # (the loop dims: the multi-step module's B, T are the function's B·T rows)
+    assert report.total == pytest.approx(theirs.total, rel=1e-12)
+
+
 def test_dropout_is_free_and_keeps_spikes():
     """Dropout in training scales the kept spikes by 1/(1 − p): free, and the next
     layer still reads 1-bit spikes, so the step costs what it costs without it."""

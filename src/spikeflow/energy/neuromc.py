@@ -27,7 +27,8 @@ Reshapes (``Flatten``, ``Unflatten``, ``Identity``), dropout (its kept spikes st
 spikes) and containers cost nothing; a container's own elementwise arithmetic (a
 residual sum) is not priced, but its products of two activations (an attention's
 ``Q Kᵀ`` and ``· V`` by ``matmul``/``mm``/``bmm``) are, as a Linear's
-(:mod:`spikeflow.energy.neuromc_matmul`). Any other module is a
+(:mod:`spikeflow.energy.neuromc_matmul`), and so are its pooling functions, as the
+pooling modules. Any other module is a
 :class:`ConfigurationError` naming it, before anything runs; so are other products run
 outside the priced layers (:mod:`spikeflow.energy.neuromc_run`), after the forward.
 """
@@ -329,6 +330,17 @@ class _Recorder:
 
         out.register_hook(on_grad)
 
+    def functional_pool(self, name: str, pool: nn.Module, x: Tensor, out: Tensor) -> None:
+        """Price a pooling function run in module ``name`` (as the module ``pool``), and
+        (training) its backward when ``out``'s gradient arrives."""
+        spikes = self.spikes(x)
+        self._pool(pool, x, out, False, spikes, name)
+        if spikes and is_max_pool(pool):
+            self.passed[id(out)] = out
+        if self.backward and out.requires_grad:
+            x_, out_ = x.detach(), out.detach()
+            out.register_hook(lambda _grad: self._pool(pool, x_, out_, True, spikes, name))
+
     def _on_grad(self, module: nn.Module, x: Tensor, out: Tensor, spikes: bool
                  ) -> Callable[[Tensor], None]:  # fmt: skip
         shapes = (x.detach(), out.detach(), x.requires_grad)
@@ -385,7 +397,7 @@ class _Recorder:
         self.add(module, phase, f"bn.{phase}", work, "with_bn", d)
 
     def _pool(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool,
-              spikes: bool) -> None:  # fmt: skip
+              spikes: bool, name: str | None = None) -> None:  # fmt: skip
         kind = pool_kind(module)
         if backward:
             engine = "bp_grad" if spikes else "ann_be"
@@ -407,7 +419,8 @@ class _Recorder:
             d["FY"] = round(windows / max(out.numel(), 1))  # the mean window, for the record
         phase = "backward" if backward else "forward"
         process = "with_scale" if kind == "scale" else "with_pool"
-        self.add(module, phase, f"{kind}.{phase}", work, process, d)
+        name = self.names[module] if name is None else name
+        self.record(name, phase, f"{kind}.{phase}", work, process, d)
 
     def _soma(self, module: nn.Module, x: Tensor, out: Tensor, backward: bool) -> None:
         steps = _steps(module, out)
@@ -522,7 +535,8 @@ def neuromc_energy_report(
     handles += [m.register_forward_hook(recorder.pass_through)
                 for m in model.modules() if isinstance(m, free)]  # fmt: skip
     decolle = DecolleHooks(model, recorder.record, recorder.spikes, training, recorder.works)
-    watch = UnpricedProducts(model, names, recorder.matmul)
+    watch = UnpricedProducts(model, names, recorder.matmul, recorder.functional_pool,
+                             busy=lambda: decolle.running > 0)  # fmt: skip
     try:
         reset_net(model)
         with preserved(model, x.device), torch.set_grad_enabled(training):

@@ -129,6 +129,7 @@ class DecolleHooks:
         from spikeflow.learn.decolle import DECOLLELayer
 
         self.record, self.spikes, self.backward = record, spikes, backward
+        self.running = 0  # layers' steps running (their max pool of U is priced here)
         self.inputs: dict[nn.Module, tuple[int, bool, tuple[int, ...]]] = {}
         self.handles = []
         self.layers = []
@@ -137,10 +138,23 @@ class DecolleHooks:
                 label = name or "(model)"
                 self.layers.append(layer)
                 layer.initial_state = _unpriced(layer.initial_state, works)
+                layer._dynamics = self._running(layer._dynamics)
                 hook = self._synapse(layer, label)
                 self.handles.append(layer.synapse.register_forward_hook(hook))
                 hook = self._spike(layer, label)
                 self.handles.append(layer.surrogate_function.register_forward_hook(hook))
+
+    def _running(self, dynamics: Callable[..., Any]) -> Callable[..., Any]:
+        """A layer's step dynamics that count as running while they do."""
+
+        def counted(*args: Any) -> Any:
+            self.running += 1
+            try:
+                return dynamics(*args)
+            finally:
+                self.running -= 1
+
+        return counted
 
     def _synapse(self, layer: nn.Module, label: str) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple, out: Any) -> None:
@@ -201,7 +215,7 @@ class DecolleHooks:
         for handle in self.handles:
             handle.remove()
         for layer in self.layers:
-            del layer.initial_state  # the class's again
+            del layer.initial_state, layer._dynamics  # the class's again
 
 
 def _unpriced(initial_state: Callable[[Tensor], Any], works: list) -> Callable[[Tensor], Any]:

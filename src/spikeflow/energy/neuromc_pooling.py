@@ -24,13 +24,21 @@ scale (OTTT's ``Scale``, NIR's ``Scale``: ``x · s``) is a window of one: one
 multiplication per element forward (reading 1-bit spikes or 16-bit values, writing
 16-bit values: the scaled spikes are not spikes for the next layer) and, when its
 input needs a gradient, backward (the gradient scaled alike, 16 bits in and out).
+
+A pooling function a module calls in its own ``forward`` (``F.max_pool2d``: the
+Spike-driven Transformer's DVS "erode", ``F.avg_pool1d``, ``F.adaptive_avg_pool2d``,
+...) is priced as the pooling module with the same arguments
+(:func:`functional_pool`), under the calling module's name.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.event_driven.pooling import AdjustedAvgPool2d
@@ -38,7 +46,16 @@ from spikeflow.interop.nir_modules import Scale as NIRScale
 from spikeflow.layers.misc import VotingLayer
 from spikeflow.models.ottt_vgg import Scale as OTTTScale
 
-__all__ = ["POOLS", "SCALES", "is_max_pool", "pool_dims", "pool_kind", "pool_windows"]
+__all__ = [
+    "POOLS",
+    "POOL_FUNCTIONS",
+    "SCALES",
+    "functional_pool",
+    "is_max_pool",
+    "pool_dims",
+    "pool_kind",
+    "pool_windows",
+]
 
 _MAX = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _AVG = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -127,3 +144,40 @@ def pool_windows(module: nn.Module, x: Tensor, out: Tensor) -> int:
         total *= sum(_window_sizes(module, d, size_in, size_out))
     per_window_set = math.prod(int(s) for s in out.shape[out.dim() - dims :])
     return out.numel() // per_window_set * total if per_window_set else 0
+
+
+_MAX_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+_AVG_ARGS = ("kernel_size", "stride", "padding", "ceil_mode")
+#: Pooling functions, the module each computes as, and the module's arguments in the
+#: function's positional order (after the input).
+POOL_FUNCTIONS: dict[Any, tuple[type[nn.Module], tuple[str, ...]]] = {
+    F.max_pool1d: (nn.MaxPool1d, _MAX_ARGS), F.max_pool2d: (nn.MaxPool2d, _MAX_ARGS),
+    F.max_pool3d: (nn.MaxPool3d, _MAX_ARGS), torch.max_pool1d: (nn.MaxPool1d, _MAX_ARGS),
+    torch.max_pool2d: (nn.MaxPool2d, _MAX_ARGS), torch.max_pool3d: (nn.MaxPool3d, _MAX_ARGS),
+    F.max_pool1d_with_indices: (nn.MaxPool1d, _MAX_ARGS),
+    F.max_pool2d_with_indices: (nn.MaxPool2d, _MAX_ARGS),
+    F.max_pool3d_with_indices: (nn.MaxPool3d, _MAX_ARGS),
+    F.avg_pool1d: (nn.AvgPool1d, _AVG_ARGS), F.avg_pool2d: (nn.AvgPool2d, _AVG_ARGS),
+    F.avg_pool3d: (nn.AvgPool3d, _AVG_ARGS),
+    F.adaptive_max_pool1d: (nn.AdaptiveMaxPool1d, ("output_size",)),
+    F.adaptive_max_pool2d: (nn.AdaptiveMaxPool2d, ("output_size",)),
+    F.adaptive_max_pool3d: (nn.AdaptiveMaxPool3d, ("output_size",)),
+    F.adaptive_avg_pool1d: (nn.AdaptiveAvgPool1d, ("output_size",)),
+    F.adaptive_avg_pool2d: (nn.AdaptiveAvgPool2d, ("output_size",)),
+    F.adaptive_avg_pool3d: (nn.AdaptiveAvgPool3d, ("output_size",)),
+}  # fmt: skip
+
+
+def functional_pool(func: Any, args: tuple, kwargs: dict) -> tuple[nn.Module, Tensor]:
+    """``(module, input)``: the pooling module a call ``func(*args, **kwargs)`` of one
+    of :data:`POOL_FUNCTIONS` computes as (the same windows), and the call's input."""
+    kind, names = POOL_FUNCTIONS[func]
+    x = args[0] if args else kwargs["input"]
+    given = dict(zip(names, args[1:], strict=False))
+    given.update((k, v) for k, v in kwargs.items() if k in names)
+    for name, value in given.items():  # [k] for every dim, as torch reads it
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            given[name] = value[0]
+    if given.get("stride") in ((), []):  # torch.max_pool2d's default: the kernel's
+        given["stride"] = None
+    return kind(**given), x

@@ -10,7 +10,8 @@ matrix products it cannot price.
   ``forward``): ``matmul`` (``@``), ``mm`` and ``bmm`` go to a pricing callback
   (:mod:`spikeflow.energy.neuromc_matmul`); any other (``einsum``, ``addmm``, a
   functional convolution, torch's fused attention with its softmax) is refused, named,
-  rather than left out.
+  rather than left out. A pooling function (``F.max_pool2d``, ...) goes to a pool
+  pricing callback (:func:`~spikeflow.energy.neuromc_pooling.functional_pool`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from spikeflow.energy.neuromc_pooling import POOL_FUNCTIONS, functional_pool
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["UnpricedProducts", "eager", "preserved"]
@@ -82,6 +84,8 @@ MATMULS = {
 }  # fmt: skip
 #: ``on_matmul(module name, A, B, A @ B)``.
 MatmulPricer = Callable[[str, Tensor, Tensor, Tensor], None]
+#: ``on_pool(module name, the pooling module it computes as, input, output)``.
+PoolPricer = Callable[[str, nn.Module, Tensor, Tensor], None]
 
 
 def _operands(func: Any, args: tuple, kwargs: dict) -> tuple[Any, Any]:
@@ -95,12 +99,15 @@ class UnpricedProducts(TorchFunctionMode):
     """A torch function mode that, with module hooks keeping the stack of running
     modules, records the products run while no priced module is running: by the name
     of the innermost running module, the functions and their count. With ``on_matmul``
-    a product of :data:`MATMULS` is handed to it (priced) instead."""
+    a product of :data:`MATMULS` is handed to it (priced) instead; with ``on_pool`` a
+    pooling function. ``busy()``: a priced layer run without its module call (a DECOLLE
+    layer's step) is running, whose work is priced already."""
 
     def __init__(self, model: nn.Module, priced: dict[nn.Module, str],
-                 on_matmul: MatmulPricer | None = None) -> None:  # fmt: skip
+                 on_matmul: MatmulPricer | None = None, on_pool: PoolPricer | None = None,
+                 busy: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         super().__init__()
-        self.priced, self.on_matmul = priced, on_matmul
+        self.priced, self.on_matmul, self.on_pool, self.busy = priced, on_matmul, on_pool, busy
         self.stack: list[nn.Module] = []
         self.found: dict[tuple[str, str], dict[str, int]] = {}
         self.names = {module: name or "(model)" for name, module in model.named_modules()}
@@ -122,8 +129,15 @@ class UnpricedProducts(TorchFunctionMode):
         """Record ``func`` if it is a product run outside the priced modules (price it,
         if one of :data:`MATMULS`); run it."""
         kwargs = kwargs or {}
-        if func in _PRODUCT_FUNCTIONS and not any(m in self.priced for m in self.stack):
+        watched = func in _PRODUCT_FUNCTIONS or (self.on_pool and func in POOL_FUNCTIONS)
+        if watched and not self.busy() and not any(m in self.priced for m in self.stack):
             module = self.stack[-1] if self.stack else None
+            if func in POOL_FUNCTIONS:
+                pool, x = functional_pool(func, args, kwargs)
+                out = func(*args, **kwargs)  # (with_indices: (values, indices))
+                value = out[0] if isinstance(out, tuple) else out
+                self.on_pool(self.names.get(module, "(model)"), pool, x, value)  # type: ignore[misc]
+                return out
             a, b = _operands(func, args, kwargs) if func in MATMULS else (None, None)
             if self.on_matmul is not None and isinstance(a, Tensor) and isinstance(b, Tensor):
                 out = func(*args, **kwargs)
