@@ -348,6 +348,69 @@ def test_spikingjelly_reduces_an_operand_gradient_over_the_wrong_dim(sj_products
     assert as_theirs.total - right.total == pytest.approx(their.energy_total_pj * PJ - products)
 
 
+def _as_spikingjelly_chunks(monkeypatch):
+    """Make spikeflow chunk ``dA``'s sum by ``A``'s width, as SpikingJelly does."""
+    from spikeflow.energy import neuromc, neuromc_matmul
+
+    def by_width(shape, *args):
+        works = neuromc_matmul.matmul_backward_works(shape, *args)
+        swap = {"matmul.backward.grad_left": (shape.k, 1)}
+        return [(op, replace(w, reduce=swap.get(op, w.reduce))) for op, w in works]
+
+    monkeypatch.setattr(neuromc, "matmul_backward_works", by_width)
+
+
+_SJ_ZOO = [
+    ("spikformer", {"input_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2},
+     (2, 2, 3, 16, 16)),
+    ("spikformer_ti", {"input_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2},
+     (1, 2, 3, 16, 16)),
+    ("maxformer_cifar", {"embed_dim": 16, "num_heads": 2}, (1, 2, 3, 32, 32)),
+    ("qkformer_10_384", {"embed_dim": 16, "num_heads": 2, "depths": (1, 1, 1), "num_classes": 10},
+     (1, 2, 3, 32, 32)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "kwargs", "shape"), _SJ_ZOO)
+def test_zoo_attention_products_equal_spikingjelly(name, kwargs, shape, monkeypatch):
+    """The zoo transformers' attention products, a training step of the zoo model
+    itself: equal per component to SpikingJelly's pricing of the ``aten.bmm`` it traces
+    (its tracer runs on spikeflow's model; the other operations, which it cannot price
+    or prices otherwise, are set aside), with spikeflow chunking ``dA`` as it does."""
+    from spikeflow.models import create_model
+
+    monkeypatch.setattr(sj_core, "_AUXILIARY_ATEN_OPS",
+                        sj_core._AUXILIARY_ATEN_OPS | {"aten.neg.default"})  # fmt: skip
+    traced = sj_core.NeuroMCEnergyProfiler._fallback_fragments_from_trace
+    report = sj_core.NeuroMCEnergyProfiler.get_report
+
+    def bmm_only(self, *, supplemental_only=False):
+        self._trace_events = [e for e in self._trace_events if e.op_name == "aten.bmm.default"]
+        return traced(self)
+
+    def get_report(self):
+        self._fragments = []
+        return report(self)
+
+    profiler = sj_core.NeuroMCEnergyProfiler
+    monkeypatch.setattr(profiler, "_fallback_fragments_from_trace", bmm_only)
+    monkeypatch.setattr(profiler, "get_report", get_report)
+    monkeypatch.setattr(profiler, "_unsupported_ops", lambda self: {})
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    x, y = _spikes(*shape), torch.randint(0, 10, (shape[1],))
+
+    def loss(out, y):
+        return F.cross_entropy(out.mean(0), y)
+
+    reset_net(model)
+    theirs = sj_neuromc.estimate_neuromc_runtime_energy(model, x, target=y, loss_fn=loss)
+    _as_spikingjelly_chunks(monkeypatch)
+    ours = neuromc_energy_report(model, x, y, loss)
+    assert sum(w.op.startswith("matmul") for w in ours.works) >= 6
+    _assert_products_equal(ours, theirs)
+
+
 # ---------------------------------------------------------------- the zoo's transformers
 
 _ZOO = [
