@@ -414,3 +414,43 @@ def test_a_compiled_model_is_priced_as_the_eager_one():
         (f"_orig_mod.{w.name}", w.op) for w in eager.works
     ]
     assert compiled.total == pytest.approx(eager.total, rel=1e-12)
+
+
+class _Checkpointed(nn.Module):
+    """A spiking layer, then two more run through ``torch.utils.checkpoint`` (or not),
+    then a readout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode())
+        self.block = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode(),
+                                   layers.Linear(8, 8), neurons.LIFNode())  # fmt: skip
+        self.readout = layers.Linear(8, 4)
+        self.reentrant: bool | None = None
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        x = self.first(x)
+        if self.reentrant is not None:
+            x = checkpoint(self.block, x, use_reentrant=self.reentrant)
+        else:
+            x = self.block(x)
+        return self.readout(x)
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_a_checkpointed_block_is_priced_once(reentrant):
+    """The backward's recomputation of a checkpointed block is not priced again: the
+    same works and joules as without the checkpoint (its layers' forward was priced
+    twice; a reentrant checkpoint's first run is gradient-free, so its backward hooks
+    come from the recomputation)."""
+    torch.manual_seed(0)
+    net = _Checkpointed()
+    x, y = _spikes(2, 3, 8), torch.rand(2, 3, 4)
+    plain = neuromc_energy_report(net, x, y, F.mse_loss)
+    net.reentrant = reentrant
+    checkpointed = neuromc_energy_report(net, x, y, F.mse_loss)
+    assert [(w.name, w.op) for w in checkpointed.works] == [(w.name, w.op) for w in plain.works]
+    assert checkpointed.total == pytest.approx(plain.total, rel=1e-12)
+    assert sum(w.name.startswith("block") for w in plain.works) == 10

@@ -66,6 +66,7 @@ from spikeflow.energy.neuromc_pooling import (
 )
 from spikeflow.energy.neuromc_run import UnpricedProducts, eager, preserved
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.memory.recompute import reruns_forward
 
 __all__ = ["NeuroMCReport", "NeuroMCWork", "neuromc_energy_report"]
 
@@ -301,7 +302,9 @@ class _Recorder:
             )
         x = args[0]
         spikes = self.spikes(x)
-        if isinstance(module, PRODUCTS):
+        if reruns_forward():  # a checkpoint's recomputation: its forward was priced once
+            pass  # (reentrant: the first run was gradient-free; the backward hooks are here)
+        elif isinstance(module, PRODUCTS):
             self._product(module, x, out, spikes)
         elif isinstance(module, NORMS):
             self._norm(module, x, out, False, spikes)
