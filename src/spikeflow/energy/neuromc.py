@@ -317,12 +317,14 @@ class _Recorder:
         if self.backward and out.requires_grad:
             out.register_hook(self._on_grad(module, x, out, spikes))
 
-    def matmul(self, name: str, a: Tensor, b: Tensor, out: Tensor) -> None:
-        """Price ``out = a @ b``, run in module ``name`` outside the priced layers, and
-        (training) its backward when ``out``'s gradient arrives (neuromc_matmul)."""
+    def matmul(self, name: str, a: Tensor, b: Tensor, out: Tensor, rerun: bool = False) -> None:
+        """Price ``out = a @ b``, run in module ``name`` outside the priced layers (not
+        again when ``rerun``), and (training) its backward when ``out``'s gradient
+        arrives (neuromc_matmul)."""
         shape, spikes = MatmulShape(a, b), self.spikes(a)
-        self.record(name, "forward", "matmul.forward", matmul_forward_work(shape, spikes),
-                    "with_nothing", shape.dims())  # fmt: skip
+        if not rerun:
+            self.record(name, "forward", "matmul.forward", matmul_forward_work(shape, spikes),
+                        "with_nothing", shape.dims())  # fmt: skip
         if not (self.backward and out.requires_grad):
             return
         grads = (a.requires_grad, b.requires_grad)
@@ -333,11 +335,14 @@ class _Recorder:
 
         out.register_hook(on_grad)
 
-    def functional_pool(self, name: str, pool: nn.Module, x: Tensor, out: Tensor) -> None:
-        """Price a pooling function run in module ``name`` (as the module ``pool``), and
-        (training) its backward when ``out``'s gradient arrives."""
+    def functional_pool(self, name: str, pool: nn.Module, x: Tensor, out: Tensor,
+                        rerun: bool = False) -> None:  # fmt: skip
+        """Price a pooling function run in module ``name`` (as the module ``pool``; not
+        again when ``rerun``), and (training) its backward when ``out``'s gradient
+        arrives."""
         spikes = self.spikes(x)
-        self._pool(pool, x, out, False, spikes, name)
+        if not rerun:
+            self._pool(pool, x, out, False, spikes, name)
         if spikes and is_max_pool(pool):
             self.passed[id(out)] = out
         if self.backward and out.requires_grad:
@@ -547,7 +552,9 @@ def neuromc_energy_report(
                 out = model(x)
             watch.check()
             if loss_fn is not None:
-                _backward(loss_fn(out, target))
+                watch.backward = True  # a checkpoint's recomputation, seen again
+                with eager():
+                    _backward(loss_fn(out, target))
             if optimizer is not None:
                 stepped = {p for p in model.parameters() if p.grad is not None}
                 for op, work, dims in optimizer_works(optimizer, stepped):

@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from spikeflow.energy.neuromc_pooling import POOL_FUNCTIONS, functional_pool
 from spikeflow.errors import ConfigurationError
+from spikeflow.memory.recompute import reruns_forward
 
 __all__ = ["UnpricedProducts", "eager", "preserved"]
 
@@ -82,10 +83,11 @@ MATMULS = {
     torch.matmul, Tensor.matmul, Tensor.__matmul__, Tensor.__rmatmul__, torch.mm, Tensor.mm,
     torch.bmm, Tensor.bmm,
 }  # fmt: skip
-#: ``on_matmul(module name, A, B, A @ B)``.
-MatmulPricer = Callable[[str, Tensor, Tensor, Tensor], None]
-#: ``on_pool(module name, the pooling module it computes as, input, output)``.
-PoolPricer = Callable[[str, nn.Module, Tensor, Tensor], None]
+#: ``on_matmul(module name, A, B, A @ B, rerun)``; ``rerun``: a checkpoint's
+#: recomputation in the backward (its forward priced already).
+MatmulPricer = Callable[[str, Tensor, Tensor, Tensor, bool], None]
+#: ``on_pool(module name, the pooling module it computes as, input, output, rerun)``.
+PoolPricer = Callable[[str, nn.Module, Tensor, Tensor, bool], None]
 
 
 def _operands(func: Any, args: tuple, kwargs: dict) -> tuple[Any, Any]:
@@ -108,6 +110,11 @@ class UnpricedProducts(TorchFunctionMode):
                  busy: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         super().__init__()
         self.priced, self.on_matmul, self.on_pool, self.busy = priced, on_matmul, on_pool, busy
+        #: Set for the backward: the mode is entered again only for a checkpoint's
+        #: recomputation of the forward (by the module hooks), whose products and pools
+        #: register their backward (a reentrant checkpoint's first run is
+        #: gradient-free) without being priced again.
+        self.backward = False
         self.stack: list[nn.Module] = []
         self.found: dict[tuple[str, str], dict[str, int]] = {}
         self.names = {module: name or "(model)" for name, module in model.named_modules()}
@@ -117,11 +124,17 @@ class UnpricedProducts(TorchFunctionMode):
             self.handles.append(module.register_forward_hook(self._leave, always_call=True))
 
     def _enter(self, module: nn.Module, _args: Any) -> None:
+        if self.backward and not self.stack:
+            if not reruns_forward():
+                return
+            self.__enter__()  # a recomputation, in the autograd engine: watch it
         self.stack.append(module)
 
     def _leave(self, module: nn.Module, _args: Any, _out: Any) -> None:
         if self.stack and self.stack[-1] is module:
             self.stack.pop()
+            if self.backward and not self.stack:
+                self.__exit__(None, None, None)
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
@@ -136,13 +149,15 @@ class UnpricedProducts(TorchFunctionMode):
                 pool, x = functional_pool(func, args, kwargs)
                 out = func(*args, **kwargs)  # (with_indices: (values, indices))
                 value = out[0] if isinstance(out, tuple) else out
-                self.on_pool(self.names.get(module, "(model)"), pool, x, value)  # type: ignore[misc]
+                self.on_pool(self.names.get(module, "(model)"), pool, x, value, self.backward)  # type: ignore[misc]
                 return out
             a, b = _operands(func, args, kwargs) if func in MATMULS else (None, None)
             if self.on_matmul is not None and isinstance(a, Tensor) and isinstance(b, Tensor):
                 out = func(*args, **kwargs)
-                self.on_matmul(self.names.get(module, "(model)"), a, b, out)
+                self.on_matmul(self.names.get(module, "(model)"), a, b, out, self.backward)
                 return out
+            if self.backward:  # (found in the forward already)
+                return func(*args, **kwargs)
             key = (self.names.get(module, "(model)"), type(module).__name__)
             name = getattr(func, "__name__", str(func))
             counts = self.found.setdefault(key, {})
