@@ -264,6 +264,23 @@ def test_a_checkpointed_attention_is_priced_as_the_plain_one(reentrant):
     assert checkpointed.total == pytest.approx(plain.total, rel=1e-12)
 
 
+def test_a_recomputed_attention_is_priced_as_the_plain_one():
+    """spikeflow's ``Recomputed`` wrapper packs the spikes it keeps into bits with a
+    matrix product of its own: not the model's work (it was priced as an attention
+    product under the wrapper's name); the attention's works are the plain ones."""
+    from spikeflow.memory import Recomputed
+
+    torch.manual_seed(0)
+    first, attention = nn.Sequential(layers.Linear(8, 8), neurons.LIFNode()), _Attention(8)
+    x, y = _spikes(2, 3, 5, 8), torch.rand(2, 3, 5, 8)
+    plain = neuromc_energy_report(nn.Sequential(first, attention), x, y, F.mse_loss)
+    wrapped = neuromc_energy_report(nn.Sequential(first, Recomputed(attention)), x, y,
+                                    F.mse_loss)  # fmt: skip
+    names = [(w.name.replace("1.module", "1"), w.op) for w in wrapped.works]
+    assert sorted(names) == sorted((w.name, w.op) for w in plain.works)
+    assert wrapped.total == pytest.approx(plain.total, rel=1e-12)
+
+
 def test_other_products_are_still_refused():
     class Einsum(nn.Module):
         def __init__(self) -> None:

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from spikeflow.energy.neuromc_pooling import POOL_FUNCTIONS, functional_pool
 from spikeflow.errors import ConfigurationError
-from spikeflow.memory.recompute import reruns_forward
+from spikeflow.memory.recompute import Recomputed, reruns_forward
 
 __all__ = ["UnpricedProducts", "eager", "preserved"]
 
@@ -142,6 +142,8 @@ class UnpricedProducts(TorchFunctionMode):
         """Record ``func`` if it is a product run outside the priced modules (price it,
         if one of :data:`MATMULS`); run it."""
         kwargs = kwargs or {}
+        if self.stack and isinstance(self.stack[-1], Recomputed):
+            return func(*args, **kwargs)  # its own bit packing of the kept input
         watched = func in _PRODUCT_FUNCTIONS or (self.on_pool and func in POOL_FUNCTIONS)
         if watched and not self.busy() and not any(m in self.priced for m in self.stack):
             module = self.stack[-1] if self.stack else None
