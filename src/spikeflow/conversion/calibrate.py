@@ -44,7 +44,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_int
+from spikeflow._checks import check_int, check_real
 from spikeflow.conversion.gaussian import gaussian_threshold
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
 
@@ -153,14 +153,8 @@ def check_fraction(norm: str, fraction: float | None) -> float | None:
             f"fraction={fraction!r} scales the max-norm (s = fraction · max): pass "
             f"norm='max' with it (got norm={norm!r})"
         )
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise ConfigurationError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    value = float(fraction)
-    if not 0.0 < value <= 1.0:
-        raise ConfigurationError(
-            f"fraction must be in (0, 1] (the share of the largest activation), got {fraction!r}"
-        )
-    return value
+    return check_real("fraction (the share of the largest activation)", fraction, 0.0, 1.0,
+                      low_open=True)  # fmt: skip
 
 
 def check_momentum(norm: str, momentum: float | None) -> float | None:
@@ -173,14 +167,8 @@ def check_momentum(norm: str, momentum: float | None) -> float | None:
             f"momentum={momentum!r} averages the max or percentile over batches: pass "
             f"norm='max' or norm='percentile' with it (got norm={norm!r})"
         )
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise ConfigurationError(f"momentum must be a number in (0, 1], got {momentum!r}")
-    value = float(momentum)
-    if not 0.0 < value <= 1.0:
-        raise ConfigurationError(
-            f"momentum must be in (0, 1] (the weight of each new batch), got {momentum!r}"
-        )
-    return value
+    return check_real("momentum (the weight of each new batch)", momentum, 0.0, 1.0,
+                      low_open=True)  # fmt: skip
 
 
 def quantile(values: Tensor, q: float) -> Tensor:
