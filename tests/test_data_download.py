@@ -8,6 +8,7 @@ import io
 import os
 import re
 import stat
+import struct
 import tarfile
 import threading
 import zipfile
@@ -656,3 +657,49 @@ def test_the_folders_member_paths_imply_count_too(tmp_path):
         assert not (tmp_path / "out").exists()
         out = extract_archive(archive, tmp_path / archive.suffix[1:], max_members=8)
         assert len(list(out.rglob("*"))) == 8
+
+
+def _with_comment(raw: bytes, comment_size: int, trailing: bytes = b"") -> bytes:
+    """The zip ``raw`` (no comment) with a ``comment_size``-byte comment, then
+    ``trailing`` bytes the comment length does not cover."""
+    assert raw[-22:-18] == b"PK\x05\x06"
+    return raw[:-2] + comment_size.to_bytes(2, "little") + b"c" * comment_size + trailing
+
+
+def _as_zip64(raw: bytes) -> bytes:
+    """The zip ``raw`` (no comment) with its counts and directory in ZIP64 end records,
+    and an end record whose own fields (which zipfile then ignores) declare nothing."""
+    count, cd_size, cd_offset = struct.unpack("<HLL", raw[-12:-2])
+    at = len(raw) - 22
+    record = struct.pack("<4sQHHLLQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count,
+                         cd_size, cd_offset)  # fmt: skip
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, at, 1)
+    end = struct.pack("<4sHHHHLLH", b"PK\x05\x06", 0, 0, 0, 0, 0, 0xFFFFFFFF, 0)
+    return raw[:at] + record + locator + end
+
+
+@pytest.mark.parametrize(
+    "layout", ["end record 65,558 bytes from the end", "zip64 behind a comment"]
+)
+def test_a_zip_is_counted_from_the_end_record_zipfile_finds(tmp_path, layout):
+    """The count must be of the directory zipfile parses: an end record that zipfile
+    finds (the last 64 KiB + 22 bytes) but a narrower search misses, or ZIP64 records
+    before the bytes searched (behind a 64 KiB comment) while the end record's own
+    fields declare nothing, counted none and let zipfile parse every record."""
+    from spikeflow.data._archive_limits import zip_member_count
+
+    raw = _zip_of_empty_files(tmp_path / "plain.zip", 11)
+    if layout.startswith("end record"):
+        crafted = _with_comment(raw, 0xFFFF, trailing=b"x")  # 22 + 65535 + 1 bytes
+    else:
+        crafted = _with_comment(_as_zip64(raw), 0xFFFF)
+    path = tmp_path / "crafted.zip"
+    path.write_bytes(crafted)
+    assert len(zipfile.ZipFile(path).infolist()) == 11  # what zipfile parses
+    assert zip_member_count(path, 100) == (11, True)
+    assert zip_member_count(path, 10) == (11, True)
+    with pytest.raises(UnsafeArchiveError, match=r"holds 11 members \(its central"):
+        extract_archive(path, tmp_path / "out", max_members=10)
+    assert not (tmp_path / "out").exists()
+    out = extract_archive(path, tmp_path / "ok", max_members=11)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"f{k}" for k in range(11))

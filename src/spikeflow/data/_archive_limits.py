@@ -69,20 +69,27 @@ def check_max_members(value: object) -> None:
 def _end_record(fh: BinaryIO, size: int) -> tuple[int, int, int] | None:
     """The declared member count, the central directory's start and its size, from
     the end record (ZIP64's where the end record defers to it); None when there is
-    no end record (``zipfile`` then names the damage)."""
-    tail_size = min(size, 22 + 0xFFFF)
+    no end record (``zipfile`` then names the damage).
+
+    Found as ``zipfile`` finds it (CPython 3.10-3.13), or the count would be of
+    another directory than the one it parses: the last 22 bytes when they are an end
+    record without comment, else the last signature in the last 64 KiB + 22 bytes;
+    the ZIP64 locator and record at fixed places before it, read from the file (they
+    may lie before the bytes searched, behind a 64 KiB comment)."""
+    tail_size = min(size, 22 + (1 << 16))
     fh.seek(size - tail_size)
     tail = fh.read(tail_size)
-    at = len(tail) - 22 if tail[-22:-18] == _EOCD else tail.rfind(_EOCD)
+    no_comment = tail[-22:-18] == _EOCD and tail[-2:] == b"\0\0"
+    at = len(tail) - 22 if no_comment else tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < 22:
         return None
     total, cd_size = struct.unpack("<HL", tail[at + 10 : at + 16])
     end = size - tail_size + at
     cd_start = end - cd_size
-    if at >= 20 and tail[at - 20 : at - 16] == _ZIP64_LOCATOR and end >= 76:
+    if end >= 76:
         fh.seek(end - 76)
-        record = fh.read(56)
-        if record[:4] == _ZIP64_EOCD:
+        record = fh.read(76)  # the ZIP64 end record (56 bytes), then its locator (20)
+        if record[56:60] == _ZIP64_LOCATOR and record[:4] == _ZIP64_EOCD:
             total, cd_size = struct.unpack("<QQ", record[32:48])
             cd_start = end - 76 - cd_size
     return total, cd_start, cd_size
