@@ -167,3 +167,20 @@ def test_real_compressed_stmnist_unchanged():
     rec = read_stmnist(path)
     spikes = scipy_io.loadmat(path)["spiketrain"]  # the file is valid: scipy reads it
     assert len(rec) == int(np.count_nonzero(spikes[:100]))
+
+
+def test_asl_dvs_without_a_sensor_size_infers_it_as_the_other_readers(tmp_path):
+    """``sensor_size=None``, which the argument check accepts, takes the largest
+    coordinates plus one (as read_numpy_events, read_dat, ...; a bare TypeError from
+    unpacking None before); a file without events then has no size and is named."""
+    path = write(tmp_path, asl_bytes(tmp_path))
+    rec = read_asl_dvs(path, None)
+    width, height = int(ARRAYS["x"].max()) + 1, int(ARRAYS["y"].max()) + 1
+    assert rec.sensor_size == (width, height, 2) == (36, 16, 2)
+    np.testing.assert_array_equal(rec.events, read_asl_dvs(path).events)
+    assert read_asl_dvs(path, [40, 20]).sensor_size == (40, 20, 2)
+    empty = {k: np.zeros((0, 1), np.int64) for k in ARRAYS}
+    scipy_io.savemat(tmp_path / "empty.mat", empty)
+    assert read_asl_dvs(tmp_path / "empty.mat").sensor_size == (240, 180, 2)
+    with pytest.raises(DataFormatError, match=r"empty\.mat.*no events.*sensor size is unknown"):
+        read_asl_dvs(tmp_path / "empty.mat", None)

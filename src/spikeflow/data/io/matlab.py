@@ -29,11 +29,13 @@ from spikeflow.data.events import EventRecording, format_error, make_events
 from spikeflow.data.io._common import (
     as_int64,
     import_optional,
+    infer_size,
     read_bytes,
     read_head,
     seconds_to_us,
     sensor_size_arg,
     sort_by_time,
+    unknown_size_error,
 )
 from spikeflow.data.io._matv5 import checked_mat5_stream
 
@@ -104,15 +106,21 @@ def read_stmnist(path: str | PathLike) -> EventRecording:
     return EventRecording(sort_by_time(events), (10, 10, 2), str(path))
 
 
-def read_asl_dvs(path: str | PathLike, sensor_size: tuple[int, int] = (240, 180)) -> EventRecording:
+def read_asl_dvs(
+    path: str | PathLike, sensor_size: tuple[int, int] | None = (240, 180)
+) -> EventRecording:
     """Read an ASL-DVS sample (variables ``x``, ``y``, ``ts``, ``pol``).
+
+    ``sensor_size``: ``(width, height)`` (the DAVIS240c's by default), or ``None`` to
+    take the largest coordinates plus one, as the other readers do without a size (a
+    lower bound, which differs between samples: pass the size to batch frames).
 
     Raises:
         DataFormatError: a missing variable, variables of different lengths,
-            non-integer or negative values, a polarity other than 0/1, or coordinates
-            outside ``sensor_size``.
+            non-integer or negative values, a polarity other than 0/1, coordinates
+            outside ``sensor_size``, or no events and no ``sensor_size``.
     """
-    width, height = sensor_size_arg(sensor_size, "read_asl_dvs")  # type: ignore[misc]
+    size = sensor_size_arg(sensor_size, "read_asl_dvs")
     v = load_mat_variables(path, ("x", "y", "ts", "pol"))
     x, y, t, p = (as_int64(v[k], k, path, non_negative=True) for k in ("x", "y", "ts", "pol"))
     if not x.size == y.size == t.size == p.size:
@@ -121,6 +129,9 @@ def read_asl_dvs(path: str | PathLike, sensor_size: tuple[int, int] = (240, 180)
             None,
             f"x, y, ts, pol have different lengths ({x.size}, {y.size}, {t.size}, {p.size})",
         )
+    if size is None and x.size == 0:
+        raise unknown_size_error(path)
+    width, height = infer_size(x, y) if size is None else size
     bad = np.flatnonzero((x >= width) | (y >= height) | (p > 1))
     if bad.size:
         i = int(bad[0])

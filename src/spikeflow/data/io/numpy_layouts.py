@@ -175,7 +175,9 @@ def read_numpy_events(path: str | PathLike, sensor_size: tuple[int, int] | None)
     """Read a fields-layout ``.npy`` (structured) or ``.npz`` (four arrays) file.
 
     ``sensor_size``: ``(width, height)``, or ``None`` to take the largest coordinates
-    plus one (as the other readers do without a size).
+    plus one, as the other readers do without a size: a lower bound (a recording whose
+    events miss the sensor's last rows or columns gets a smaller size, and recordings
+    of one sensor get different ones), so pass the size to batch frames.
 
     Raises:
         DataFormatError: an empty file, not a readable .npy/.npz, missing fields,
@@ -215,17 +217,20 @@ def read_hardvs(path: str | PathLike) -> EventRecording:
 
 
 def read_es_imagenet(
-    path: str | PathLike, sensor_size: tuple[int, int] = (256, 256)
+    path: str | PathLike, sensor_size: tuple[int, int] | None = (256, 256)
 ) -> EventRecording:
     """Read an ES-ImageNet sample (``.npz`` ``pos``/``neg`` or release-1.0 ``.npy``).
 
     ``x`` is the column and ``y`` the row; ``t`` is the time step (1-8).
+    ``sensor_size``: ``(width, height)``, or ``None`` for the largest coordinates plus
+    one (as :func:`read_numpy_events`).
 
     Raises:
         DataFormatError: a wrong layout (not ``(N, 3)`` / ``(N, 4)``), a polarity other
-            than 1/255, non-integer values, or coordinates outside ``sensor_size``.
+            than 1/255, non-integer values, coordinates outside ``sensor_size``
+            (negative ones, without it), or no events and no ``sensor_size``.
     """
-    sensor_size_arg(sensor_size, "read_es_imagenet")
+    sensor_size = sensor_size_arg(sensor_size, "read_es_imagenet")
     if read_head(path, len(_ZIP_MAGIC)) == _ZIP_MAGIC:
         arrays = _load_npz(path, ("pos", "neg"))
         parts = []
