@@ -7,6 +7,7 @@ equations, and through the converted spike_gpt: the same logits in float64."""
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 import torch
@@ -221,16 +222,24 @@ def test_a_lightning_module_prefix_is_removed_only_from_every_key(tmp_path):
     hint = r"'model\.emb\.weight' looks like it under a prefix 'model\.'.*criterion\.weight"
     with pytest.raises(ConfigurationError, match=hint):
         load_spikegpt(beside)
-    # one level only: a prefix under the prefix stays, and is named
-    nested = {"model.module." + k: v for k, v in sd.items()}
-    with pytest.warns(UserWarning, match=r"'model\.'"):
-        with pytest.raises(ConfigurationError, match=r"'module\.emb\.weight' looks like"):
-            load_spikegpt(nested)
-    for read in (convert_spikegpt_state_dict, spikegpt_sizes):
-        with pytest.warns(UserWarning, match=r"'model\.'") as caught:
-            with pytest.raises(ConfigurationError, match=r"'module\.emb\.weight' looks"):
-                read(nested)
+    # wrappers nested (Lightning holding a torch.compile'd network: `model._orig_mod.`;
+    # one level removed left `_orig_mod.emb.weight`, "under a prefix that not every key
+    # carries (not [])"): the whole common prefix is removed, named once
+    for prefix in ("model._orig_mod.", "model.model.", "module.model._orig_mod."):
+        nested = {prefix + k: v for k, v in sd.items()}
+        with pytest.warns(UserWarning, match=rf"removed the prefix {re.escape(repr(prefix))} "
+                          "that all 60 keys") as caught:  # fmt: skip
+            got = load_spikegpt(nested, context=16).state_dict()
         assert len(caught) == 1
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+        for read in (convert_spikegpt_state_dict, spikegpt_sizes):
+            with pytest.warns(UserWarning, match=re.escape(repr(prefix))) as caught:
+                read(nested)
+            assert len(caught) == 1
+    # mixed wrappers (no prefix every key carries): nothing removed, the first named
+    mixed = {("model." if "blocks" in k else "module.") + k: v for k, v in sd.items()}
+    with pytest.raises(ConfigurationError, match=r"'model\.emb|'module\.emb"):
+        load_spikegpt(mixed)
     # SpikeGPT's own first names are no prefix: only blocks (no emb) are not stripped
     blocks = {k: v for k, v in sd.items() if k.startswith("blocks.")}
     with pytest.raises(ConfigurationError, match=r"no 2-D 'emb\.weight'.*'blocks\.0\."):

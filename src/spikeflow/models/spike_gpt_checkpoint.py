@@ -24,13 +24,13 @@ embedding hold no parameters, so nothing else is stored. The decay is stored as 
 spikeflow ``w = exp(time_decay)`` (subtracted), so it is copied as is; their inference
 script's ``-exp`` is applied at load time there, to its own copy, not to the file.
 
-:func:`convert_spikegpt_state_dict` maps such a state dict (one prefix that every key
+:func:`convert_spikegpt_state_dict` maps such a state dict (the prefix that every key
 carries removed, with a warning naming it: ``module.`` left by ``DataParallel`` or
 Accelerate, ``model.`` by a PyTorch Lightning module holding the network as an
-attribute; a whole training checkpoint is refused, naming ``ckpt['state_dict']``) to
-spikeflow's keys and shapes, refusing any other layout with the key at fault;
-:func:`load_spikegpt` builds the matching ``spike_gpt`` (sizes read from the tensors)
-and loads it.
+attribute, ``_orig_mod.`` by ``torch.compile``, or several nested; a whole training
+checkpoint is refused, naming ``ckpt['state_dict']``) to spikeflow's keys and shapes,
+refusing any other layout with the key at fault; :func:`load_spikegpt` builds the
+matching ``spike_gpt`` (sizes read from the tensors) and loads it.
 """
 
 from __future__ import annotations
@@ -104,15 +104,22 @@ def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Tensor]:
 
 
 def _common_prefix(keys: list[str]) -> str | None:
-    """The first dotted component (``"model."``) when every key starts with the same one
-    and it is no name of SpikeGPT's own (``emb``, ``blocks``, ...), else None: the
-    attribute a wrapper kept the network in (a PyTorch Lightning module's ``model.``,
-    ``DataParallel``'s or Accelerate's ``module.``). One level only."""
-    heads = {key.split(".", 1)[0] for key in keys}
-    if len(heads) != 1 or not all("." in key for key in keys):
-        return None
-    (head,) = heads
-    return None if head in _OWN_NAMES else f"{head}."
+    """The leading dotted components (``"model."``, ``"model._orig_mod."``) that every
+    key carries and that are no names of SpikeGPT's own (``emb``, ``blocks``, ...),
+    else None: the attributes wrappers kept the network in (a PyTorch Lightning
+    module's ``model.``, ``DataParallel``'s or Accelerate's ``module.``,
+    ``torch.compile``'s ``_orig_mod.``, one inside another). What remains must still
+    be SpikeGPT's layout, key for key, or the conversion refuses it."""
+    prefix = ""
+    while True:
+        heads = {key[len(prefix) :].split(".", 1)[0] for key in keys}
+        if len(heads) != 1 or not all("." in key[len(prefix) :] for key in keys):
+            break
+        (head,) = heads
+        if head in _OWN_NAMES:
+            break
+        prefix += f"{head}."
+    return prefix or None
 
 
 def spikegpt_sizes(state_dict: Mapping[str, Any]) -> dict[str, int]:
@@ -179,7 +186,8 @@ def convert_spikegpt_state_dict(
     ``ConfigurationError``/``ShapeError`` naming the key, and so is a NaN or infinite
     value. dtypes are kept (loading casts to the model's). A prefix that every key
     carries, and only such a one (a PyTorch Lightning module's ``model.``,
-    ``DataParallel``'s ``module.``), is removed, one level, with a warning naming it.
+    ``DataParallel``'s ``module.``, ``torch.compile``'s ``_orig_mod.``, or several of
+    them nested), is removed, with a warning naming it.
     """
     return _convert(_strip_prefix(state_dict), model)
 
@@ -276,7 +284,7 @@ def load_spikegpt(
             ) from error
     if _is_training_checkpoint(checkpoint):
         checkpoint = checkpoint["state_dict"]
-    state = _strip_prefix(checkpoint)  # (one prefix, named once)
+    state = _strip_prefix(checkpoint)  # (the prefix named once)
     sizes = _sizes(state)
     clash = sorted(set(sizes) & set(kwargs))
     if clash:
