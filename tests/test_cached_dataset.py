@@ -589,5 +589,32 @@ def test_the_key_of_real_paths_is_the_one_earlier_versions_wrote(tmp_path, monke
     assert dataset_key(FilesInFolder(str(real)))["attributes"]["root"] == repr(str(real))
     assert dataset_key(FilesInFolder(real))["attributes"]["root"] == repr(real)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "train").mkdir()  # no separator nor dot: a name, never looked up
-    assert dataset_key(FilesInFolder("train"))["attributes"]["root"] == "'train'"
+    (tmp_path / "train").mkdir()  # no separator nor dot, an attribute: looked up
+    assert dataset_key(FilesInFolder("train"))["attributes"]["root"] == repr(
+        os.path.realpath(tmp_path / "train")
+    )
+
+
+def test_a_bare_relative_folder_name_counts_by_the_folder_it_names_now(tmp_path, monkeypatch):
+    """``root="data"`` (no separator, no dot) names ``./data`` as much as ``"./data"``
+    does: run from another folder holding another copy it is another key (it was kept
+    as the string "'data'", one key from every folder: a stale hit returning the first
+    copy's values). Inside a list such a string is a label, not looked up."""
+    from spikeflow.data.sliced_dataset import dataset_key
+
+    first, second = twin_copies(tmp_path)
+    for run, real in (("run1", first), ("run2", second)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "data").symlink_to(real)
+    monkeypatch.chdir(tmp_path / "run1")
+    assert dataset_key(FilesInFolder("data")) == dataset_key(FilesInFolder(str(first)))
+    cached = DiskCachedDataset(FilesInFolder("data"), tmp_path / "cache")
+    assert [int(cached[k][0][0]) for k in range(3)] == [0, 1, 2]
+    monkeypatch.chdir(tmp_path / "run2")
+    assert dataset_key(FilesInFolder("data")) == dataset_key(FilesInFolder(str(second)))
+    cached = DiskCachedDataset(FilesInFolder("data"), tmp_path / "cache")
+    assert [int(cached[k][0][0]) for k in range(3)] == [10, 11, 12]
+    listed = FilesInFolder(str(second))
+    listed.labels = ["data", "cat"]  # names in a list: never looked up
+    assert dataset_key(listed)["attributes"]["labels"] == ["'data'", "'cat'"]
+    assert dataset_key(FilesInFolder("cat"))["attributes"]["root"] == "'cat'"  # names none

@@ -60,10 +60,11 @@ def _real_path(text: str, st: os.stat_result, dirs: dict[str, str]) -> str:
     return os.path.join(folder, name)
 
 
-def _path_key(value: str | os.PathLike, dirs: dict[str, str]) -> Any:
+def _path_key(value: str | os.PathLike, dirs: dict[str, str], bare: bool = False) -> Any:
     """The key of a string or path that names an existing file or folder, or None when
     it names none (most strings, and without a ``stat`` those with neither a separator
-    nor a dot; a name too long or with a NUL byte).
+    nor a dot unless ``bare``, as a dataset's own attribute is: its ``root="data"``;
+    a name too long or with a NUL byte).
 
     Both count by their real path (symbolic links followed, a relative path resolved
     against the working directory: the file a read would open now), so a link pointed
@@ -75,8 +76,8 @@ def _path_key(value: str | os.PathLike, dirs: dict[str, str]) -> Any:
         text = os.fspath(value)
         if not isinstance(text, str) or not text or len(text) > 4096:
             return None
-        if isinstance(value, str) and os.sep not in text and "." not in text:
-            return None  # "train", "label3": not worth a failed stat each
+        if not bare and isinstance(value, str) and os.sep not in text and "." not in text:
+            return None  # "train", "label3" in a list: not worth a failed stat each
         st = os.lstat(text)
         real = _real_path(text, st, dirs)
         if stat.S_ISLNK(st.st_mode):
@@ -111,11 +112,12 @@ def dataset_key(
       against the working directory), size and modification time (:func:`_path_key`:
       Tonic's datasets keep their files' paths in a list, so an edited file, or a link
       pointed at another copy, is a miss), one that names a folder by the folder's real
-      path, other values by their repr). Files such a dataset finds itself (by listing
-      a folder it holds) count by the folder's real path only, a value whose repr
-      elides its content (a pandas DataFrame) counts by what its repr shows, and an
-      attribute that changes as it is used (a counter, a memo) makes every construction
-      a miss: give such a dataset a ``cache_key()``.
+      path (a bare name such as ``"data"`` is looked up as an attribute of its own, not
+      inside a list: labels), other values by their repr). Files such a dataset finds
+      itself (by listing a folder it holds) count by the folder's real path only, a
+      value whose repr elides its content (a pandas DataFrame) counts by what its repr
+      shows, and an attribute that changes as it is used (a counter, a memo) makes every
+      construction a miss: give such a dataset a ``cache_key()``.
     """
     if id(dataset) in _seen:
         return f"<recursive {type(dataset).__qualname__}>"
@@ -144,7 +146,7 @@ def dataset_key(
                         for i, (_, label) in enumerate(dataset.samples)],
         }  # fmt: skip
 
-    def value(v: Any, inside: frozenset[int] = seen) -> Any:
+    def value(v: Any, inside: frozenset[int] = seen, attribute: bool = False) -> Any:
         if _is_dataset(v):
             return dataset_key(v, inside, dirs)
         if id(v) in inside:
@@ -155,7 +157,7 @@ def dataset_key(
             return {repr(k): value(x, inside | {id(v)})
                     for k, x in sorted(v.items(), key=repr)}  # fmt: skip
         if isinstance(v, (str, os.PathLike)):
-            found = _path_key(v, dirs)
+            found = _path_key(v, dirs, bare=attribute)
             if found is not None:
                 return found
         if callable(getattr(v, "cache_key", None)) and not callable(v):  # a slicer, say
@@ -173,7 +175,7 @@ def dataset_key(
     return {
         "class": cls,
         "length": len(dataset),
-        "attributes": {k: value(v) for k, v in attributes},
+        "attributes": {k: value(v, attribute=True) for k, v in attributes},
     }
 
 
