@@ -703,3 +703,20 @@ def test_a_zip_is_counted_from_the_end_record_zipfile_finds(tmp_path, layout):
     assert not (tmp_path / "out").exists()
     out = extract_archive(path, tmp_path / "ok", max_members=11)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"f{k}" for k in range(11))
+
+
+def test_a_zip_spanning_several_disks_is_a_data_format_error_naming_it(tmp_path):
+    """zipfile refuses a ZIP64 locator naming several disks with a BadZipFile raised
+    from is_zipfile (which catches OSErrors only): it escaped extract_archive bare,
+    without the archive's name; nothing is written."""
+    from spikeflow.errors import DataFormatError
+
+    raw = _as_zip64(_zip_of_empty_files(tmp_path / "plain.zip", 3))
+    at = raw.rfind(b"PK\x06\x07")
+    split = raw[: at + 16] + (2).to_bytes(4, "little") + raw[at + 20 :]  # total disks: 2
+    path = tmp_path / "split.zip"
+    path.write_bytes(split)
+    with pytest.raises(DataFormatError, match=rf"^{re.escape(str(path))} is a ZIP that cannot "
+                       "be read: zipfiles that span multiple disks"):  # fmt: skip
+        extract_archive(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -476,8 +476,20 @@ def _check_links(root: str, links: list[str], archive: Path, shown: Path) -> Non
 def _is_zip(archive: Path) -> bool:
     """Whether ``archive`` is a ZIP file and no tar archive: ``zipfile`` looks for a
     ZIP's directory at the end of the file, so it also finds that of a ZIP stored last
-    in an uncompressed tar, and would extract that ZIP instead of the tar."""
-    return zipfile.is_zipfile(archive) and not tarfile.is_tarfile(archive)
+    in an uncompressed tar, and would extract that ZIP instead of the tar.
+
+    Raises:
+        DataFormatError: ``zipfile`` refuses the end records it found (a ZIP64 locator
+            naming several disks: a split archive), naming the archive.
+    """
+    try:
+        is_zip = zipfile.is_zipfile(archive)
+    except zipfile.BadZipFile as exc:  # (is_zipfile catches OSErrors only)
+        raise DataFormatError(
+            f"{archive} is a ZIP that cannot be read: {exc} (join a split archive's parts "
+            "into one with `zip -s 0` first)"
+        ) from exc
+    return is_zip and not tarfile.is_tarfile(archive)
 
 
 def extract_archive(
