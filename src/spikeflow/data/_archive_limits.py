@@ -66,10 +66,11 @@ def check_max_members(value: object) -> None:
         raise ConfigurationError(f"max_members must be None or an integer >= 1; got {value!r}")
 
 
-def _end_record(fh: BinaryIO, size: int) -> tuple[int, int, int] | None:
-    """The declared member count, the central directory's start and its size, from
-    the end record (ZIP64's where the end record defers to it); None when there is
-    no end record (``zipfile`` then names the damage).
+def _end_record(fh: BinaryIO, size: int) -> tuple[int, int] | None:
+    """The central directory's start and size, from the end record (ZIP64's where
+    the end record defers to it); None when there is no end record (``zipfile`` then
+    names the damage). Its member count is not read: ``zipfile`` parses the records
+    whatever it declares (:func:`zip_member_count` walks them).
 
     Found as ``zipfile`` finds it (CPython 3.10-3.13), or the count would be of
     another directory than the one it parses: the last 22 bytes when they are an end
@@ -83,30 +84,29 @@ def _end_record(fh: BinaryIO, size: int) -> tuple[int, int, int] | None:
     at = len(tail) - 22 if no_comment else tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < 22:
         return None
-    total, cd_size = struct.unpack("<HL", tail[at + 10 : at + 16])
+    (cd_size,) = struct.unpack("<L", tail[at + 12 : at + 16])
     end = size - tail_size + at
     cd_start = end - cd_size
     if end >= 76:
         fh.seek(end - 76)
         record = fh.read(76)  # the ZIP64 end record (56 bytes), then its locator (20)
         if record[56:60] == _ZIP64_LOCATOR and record[:4] == _ZIP64_EOCD:
-            total, cd_size = struct.unpack("<QQ", record[32:48])
+            (cd_size,) = struct.unpack("<Q", record[40:48])
             cd_start = end - 76 - cd_size
-    return total, cd_start, cd_size
+    return cd_start, cd_size
 
 
 def zip_member_count(archive: Path, limit: int) -> tuple[int, bool]:
-    """The members of ZIP ``archive``: ``(count, exact)``. The count its end record
-    declares when that is over ``limit``; else the central directory's records
-    walked one by one (what ``zipfile`` parses, whatever the end record says), the
-    walk stopping at ``limit + 1`` (``exact`` False: there are more)."""
+    """The members of ZIP ``archive``: ``(count, exact)``. The central directory's
+    records walked one by one (what ``zipfile`` parses, whatever the end record
+    declares: a count declared too low or too high is not taken), the walk stopping
+    at ``limit + 1`` (``exact`` False: there are more); ``(0, True)`` without an end
+    record. Walking 250,001 records takes about 0.4 s (zipfile: 6 s to parse them)."""
     with open(archive, "rb") as fh:
         found = _end_record(fh, os.fstat(fh.fileno()).st_size)
         if found is None:
             return 0, True
-        declared, pos, cd_size = found
-        if declared > limit:
-            return declared, True
+        pos, cd_size = found
         end, count = pos + cd_size, 0
         fh.seek(max(pos, 0))
         while pos < end:
@@ -138,8 +138,9 @@ def count_paths(parts: Iterable[tuple[str, ...]], limit: int) -> int:
 
 
 def check_zip_count(archive: Path, max_members: int | None) -> None:
-    """Refuse a ZIP of more than ``max_members`` members, counted from its central
-    directory before ``zipfile`` parses it (a million records: half a GB of objects, 20 s)."""
+    """Refuse a ZIP of more than ``max_members`` members, its central directory's
+    records counted (:func:`zip_member_count`) before ``zipfile`` parses them (a million
+    records: half a GB of objects, 20 s)."""
     if max_members is None:
         return
     count, exact = zip_member_count(archive, max_members)
