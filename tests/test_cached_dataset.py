@@ -618,3 +618,22 @@ def test_a_bare_relative_folder_name_counts_by_the_folder_it_names_now(tmp_path,
     listed.labels = ["data", "cat"]  # names in a list: never looked up
     assert dataset_key(listed)["attributes"]["labels"] == ["'data'", "'cat'"]
     assert dataset_key(FilesInFolder("cat"))["attributes"]["root"] == "'cat'"  # names none
+
+
+def test_a_path_with_the_alternative_separator_is_looked_up(tmp_path, monkeypatch):
+    """On Windows ``os.sep`` is a backslash and ``/`` the alternative separator: a
+    file listed as ``"data/sample0"`` (no dot) was taken for a name, never looked up,
+    so a rewritten file kept its key. Emulated here by setting ``os.sep``/``os.altsep``
+    (``os.path`` keeps its own)."""
+    from spikeflow.data.sliced_dataset import dataset_key
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sample0").write_bytes(b"abc")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "sep", "\\")
+    monkeypatch.setattr(os, "altsep", "/")
+    key = dataset_key([("data/sample0", 0)])  # a list of (data, target) pairs
+    real = os.path.realpath(tmp_path / "data" / "sample0")
+    assert key["items"][0][0] == {"file": real, "size": 3, "mtime_ns": os.stat(real).st_mtime_ns}
+    assert key["items"][0][1] == "0"
+    assert dataset_key([("sample0", 0)])["items"][0][0] == "'sample0'"  # a name: not looked up

@@ -76,7 +76,9 @@ def _path_key(value: str | os.PathLike, dirs: dict[str, str], bare: bool = False
         text = os.fspath(value)
         if not isinstance(text, str) or not text or len(text) > 4096:
             return None
-        if not bare and isinstance(value, str) and os.sep not in text and "." not in text:
+        altsep = os.altsep or os.sep  # Windows: "/" beside "\\"
+        if (not bare and isinstance(value, str) and "." not in text
+                and os.sep not in text and altsep not in text):  # fmt: skip
             return None  # "train", "label3" in a list: not worth a failed stat each
         st = os.lstat(text)
         real = _real_path(text, st, dirs)
