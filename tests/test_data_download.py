@@ -724,3 +724,27 @@ def test_a_zip_spanning_several_disks_is_a_data_format_error_naming_it(tmp_path)
                        "be read: zipfiles that span multiple disks"):  # fmt: skip
         extract_archive(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_zip64_record_where_its_locator_points_is_counted_too(tmp_path):
+    """A ZIP64 end record followed by extensible data is not at the fixed place before
+    its locator: CPython up to 3.13.0 then takes the end record's own fields (here:
+    nothing), later versions (gh-126834) the record the locator points at. Counted
+    only at the fixed place, such a directory was 0 members for a Python that parses
+    all of it: every place is counted, the most kept."""
+    from spikeflow.data._archive_limits import check_zip_count, zip_member_count
+
+    raw = _as_zip64(_zip_of_empty_files(tmp_path / "plain.zip", 11))
+    record_at = raw.rfind(b"PK\x06\x06")
+    record, tail = raw[record_at : record_at + 56], raw[record_at + 56 :]
+    extensible = b"\x00" * 40
+    record = record[:4] + (44 + len(extensible)).to_bytes(8, "little") + record[12:]
+    crafted = raw[:record_at] + record + extensible + tail
+    assert crafted[-42 : -42 + 4] == b"PK\x06\x07"  # the locator, pointing at record_at
+    assert int.from_bytes(crafted[-34:-26], "little") == record_at
+    path = tmp_path / "extensible.zip"
+    path.write_bytes(crafted)
+    assert zip_member_count(path, 100) == (11, True)
+    assert zip_member_count(path, 10) == (11, False)
+    with pytest.raises(UnsafeArchiveError, match=r"holds more than 10 members \(its central"):
+        check_zip_count(path, 10)

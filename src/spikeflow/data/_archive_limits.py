@@ -66,60 +66,77 @@ def check_max_members(value: object) -> None:
         raise ConfigurationError(f"max_members must be None or an integer >= 1; got {value!r}")
 
 
-def _end_record(fh: BinaryIO, size: int) -> tuple[int, int] | None:
-    """The central directory's start and size, from the end record (ZIP64's where
-    the end record defers to it); None when there is no end record (``zipfile`` then
-    names the damage). Its member count is not read: ``zipfile`` parses the records
-    whatever it declares (:func:`zip_member_count` walks them).
+def _directories(fh: BinaryIO, size: int) -> list[tuple[int, int]]:
+    """Where a ``zipfile`` may look for the central directory: ``(start, size)`` pairs
+    from the end record and from a ZIP64 end record; none without an end record
+    (``zipfile`` then names the damage). The member counts they declare are not read:
+    ``zipfile`` parses the records whatever they declare.
 
-    Found as ``zipfile`` finds it (CPython 3.10-3.13), or the count would be of
-    another directory than the one it parses: the last 22 bytes when they are an end
-    record without comment, else the last signature in the last 64 KiB + 22 bytes;
-    the ZIP64 locator and record at fixed places before it, read from the file (they
-    may lie before the bytes searched, behind a 64 KiB comment)."""
+    The end record is found as ``zipfile`` finds it (the last 22 bytes when they are
+    one without comment, else the last signature in the last 64 KiB + 22 bytes). A
+    ZIP64 end record is taken both at the fixed place before its locator (CPython
+    3.10-3.13.0) and where the locator points (later versions read it there when it
+    carries extensible data), read from the file: they may lie before the bytes
+    searched, behind a 64 KiB comment. Counting each candidate and keeping the most
+    leaves no layout that one Python version parses in full behind a small count."""
     tail_size = min(size, 22 + (1 << 16))
     fh.seek(size - tail_size)
     tail = fh.read(tail_size)
     no_comment = tail[-22:-18] == _EOCD and tail[-2:] == b"\0\0"
     at = len(tail) - 22 if no_comment else tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < 22:
-        return None
+        return []
     (cd_size,) = struct.unpack("<L", tail[at + 12 : at + 16])
     end = size - tail_size + at
-    cd_start = end - cd_size
-    if end >= 76:
-        fh.seek(end - 76)
-        record = fh.read(76)  # the ZIP64 end record (56 bytes), then its locator (20)
-        if record[56:60] == _ZIP64_LOCATOR and record[:4] == _ZIP64_EOCD:
-            (cd_size,) = struct.unpack("<Q", record[40:48])
-            cd_start = end - 76 - cd_size
-    return cd_start, cd_size
+    found = [(end - cd_size, cd_size)]
+    if end < 20:
+        return found
+    fh.seek(end - 20)
+    locator = fh.read(20)
+    if locator[:4] != _ZIP64_LOCATOR:
+        return found
+    (pointed,) = struct.unpack("<Q", locator[8:16])
+    for record_at in {end - 76, pointed}:
+        if 0 <= record_at <= end - 20 - 56:
+            fh.seek(record_at)
+            record = fh.read(56)
+            if record[:4] == _ZIP64_EOCD:
+                (cd_size,) = struct.unpack("<Q", record[40:48])
+                found.append((record_at - cd_size, cd_size))
+    return found
+
+
+def _walk(fh: BinaryIO, pos: int, cd_size: int, limit: int) -> int:
+    """The central directory records from ``pos`` on, ``cd_size`` bytes, as
+    ``zipfile`` walks them; stops at a damaged one (``zipfile`` says where) or at
+    ``limit + 1``."""
+    end, count = pos + cd_size, 0
+    fh.seek(max(pos, 0))
+    while pos < end:
+        header = fh.read(46)
+        if len(header) < 46 or header[:4] != _CENTRAL:
+            break
+        count += 1
+        if count > limit:
+            break
+        skip = sum(struct.unpack("<HHH", header[28:34]))
+        fh.seek(skip, os.SEEK_CUR)
+        pos += 46 + skip
+    return count
 
 
 def zip_member_count(archive: Path, limit: int) -> tuple[int, bool]:
     """The members of ZIP ``archive``: ``(count, exact)``. The central directory's
-    records walked one by one (what ``zipfile`` parses, whatever the end record
-    declares: a count declared too low or too high is not taken), the walk stopping
-    at ``limit + 1`` (``exact`` False: there are more); ``(0, True)`` without an end
-    record. Walking 250,001 records takes about 0.4 s (zipfile: 6 s to parse them)."""
+    records walked one by one (what ``zipfile`` parses, whatever the end records
+    declare: a count declared too low or too high is not taken; the most of the
+    places a ``zipfile`` may take the directory from, :func:`_directories`), the walk
+    stopping at ``limit + 1`` (``exact`` False: there are more); ``(0, True)``
+    without an end record. Walking 250,001 records takes about 0.4 s (``zipfile``:
+    6 s to parse them)."""
     with open(archive, "rb") as fh:
-        found = _end_record(fh, os.fstat(fh.fileno()).st_size)
-        if found is None:
-            return 0, True
-        pos, cd_size = found
-        end, count = pos + cd_size, 0
-        fh.seek(max(pos, 0))
-        while pos < end:
-            header = fh.read(46)
-            if len(header) < 46 or header[:4] != _CENTRAL:
-                break  # damaged: zipfile says where
-            count += 1
-            if count > limit:
-                return count, False
-            skip = sum(struct.unpack("<HHH", header[28:34]))
-            fh.seek(skip, os.SEEK_CUR)
-            pos += 46 + skip
-    return count, True
+        places = _directories(fh, os.fstat(fh.fileno()).st_size)
+        count = max((_walk(fh, pos, cd_size, limit) for pos, cd_size in places), default=0)
+    return count, count <= limit
 
 
 def count_paths(parts: Iterable[tuple[str, ...]], limit: int) -> int:
