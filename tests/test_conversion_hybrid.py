@@ -33,14 +33,15 @@ class _TriangleSpike(torch.autograd.Function):
         return grad * (1 - z.abs()).clamp_min(0)
 
 
-def _reference(x_seq, theta, initial_membrane):
-    """The trainable IF neuron as a float64 loop: z = (H − θ)/θ, soft reset, output θS."""
+def _reference(x_seq, theta, initial_membrane, detach_reset=False):
+    """The trainable IF neuron as a float64 loop: z = (H − θ)/θ, soft reset, output θS;
+    ``detach_reset``: the reset's spike without gradient, θ with (DIET-SNN's code)."""
     v = torch.zeros_like(x_seq[0]) + initial_membrane * theta
     out = []
     for x in x_seq:
         h = v + x
         s = _TriangleSpike.apply((h - theta) / theta)
-        v = h - theta * s
+        v = h - theta * (s.detach() if detach_reset else s)
         out.append(theta * s)
     return torch.stack(out)
 
@@ -194,5 +195,53 @@ def test_bad_networks_are_named():
     snn, _ = convert(net, x)
     with pytest.raises(ConfigurationError, match="surrogate_function must be"):
         fine_tunable(snn, surrogate_function="triangle")
-    with pytest.raises(ConfigurationError, match="keeps the converted neuron's detach_reset"):
-        TrainableIFNode(1.0, detach_reset=True)
+    with pytest.raises(ConfigurationError, match="keeps the converted neuron's strict_firing"):
+        TrainableIFNode(1.0, strict_firing=True)
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_detach_reset_matches_diet_snns_hard_reset(backend, per_channel):
+    # DIET-SNN's code resets by θ·(V/θ − 1 > 0): a hard comparison, so no surrogate
+    # gradient through the reset's spike, while θ still gets one there.
+    torch.manual_seed(3)
+    x = (torch.randn(10, 3, 4, dtype=torch.float64) * 0.6 + 0.4).requires_grad_()
+    theta0 = (
+        torch.rand(4, dtype=torch.float64) + 0.3
+        if per_channel
+        else torch.tensor(0.6, dtype=torch.float64)
+    )
+    neuron = TrainableIFNode(theta0, 0.5, backend=backend, detach_reset=True)
+    attached = TrainableIFNode(theta0, 0.5, backend=backend)
+    theta = theta0.clone().requires_grad_()
+    expected = _reference(x, theta, 0.5, detach_reset=True)
+    out = neuron(x)
+    torch.testing.assert_close(out, attached(x), rtol=0, atol=0)  # the same forward
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), [x, neuron.v_threshold])
+    want = torch.autograd.grad((expected * weights).sum(), [x, theta])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    other = torch.autograd.grad((attached(x) * weights).sum(), [x, attached.v_threshold])
+    assert float((other[0] - got[0]).abs().max()) > 1e-3  # the flag changes the backward
+    snn, _ = convert(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),
+                     torch.rand(32, 4))  # fmt: skip
+    assert all(n.detach_reset for n in _neurons(fine_tunable(snn, detach_reset=True)))
+    assert not any(n.detach_reset for n in _neurons(fine_tunable(snn)))
+    with pytest.raises(ConfigurationError, match="detach_reset"):
+        fine_tunable(snn, detach_reset="yes")
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.2, float("nan")])
+def test_a_learnt_threshold_at_or_below_zero_is_named(bad):
+    net = _cnn(nn.AvgPool2d(2))
+    x = torch.rand(8, 1, 6, 6)
+    snn, _ = convert(net, x, per_channel=True)
+    tuned = fine_tunable(snn)
+    theta = _neurons(tuned)[1].v_threshold
+    with torch.no_grad():
+        theta[2] = bad  # what an optimiser step with too large a rate can do
+    with pytest.raises(ConfigurationError, match=r"TrainableIFNode: threshold 1 of 8 entries"):
+        tuned.rate(x, 3)
+    with pytest.raises(ConfigurationError, match=r"frozen: the threshold of '5': 1 of 8"):
+        frozen(tuned)

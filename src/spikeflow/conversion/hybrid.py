@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
+from spikeflow.conversion._checks import threshold_problem
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
@@ -57,7 +59,14 @@ class TrainableIFNode(ConversionIFNode):
         surrogate_function: σ, applied to ``z = (H − θ)/θ`` (default ``Triangle()``:
             ``σ'(z) = max(0, 1 − |z|)``, DIET-SNN's).
         learnable_threshold: θ as an ``nn.Parameter``.
+        detach_reset: no surrogate gradient through the spike of the reset ``θ·S``
+            (θ itself still gets one there), as DIET-SNN's code resets: the forward is
+            the same, only the backward changes.
         **kwargs: ``step_mode``, ``backend`` (of :class:`~spikeflow.neurons.IFNode`).
+
+    Raises:
+        ConfigurationError: at a call, a θ is no longer finite and > 0 (a learnt θ
+            pushed to 0 or below: ``(H − θ)/θ`` then flips the fire rule).
     """
 
     fire = staticmethod(_relative_fire)
@@ -71,14 +80,14 @@ class TrainableIFNode(ConversionIFNode):
         weighted: bool = True,
         surrogate_function: Surrogate | None = None,
         learnable_threshold: bool = True,
+        detach_reset: bool = False,
         **kwargs: object,
     ) -> None:
-        for name in ("detach_reset", "strict_firing"):
-            if name in kwargs:
-                raise ConfigurationError(
-                    f"TrainableIFNode keeps the converted neuron's {name}=False (the "
-                    "forward must stay the converted network's)"
-                )
+        if "strict_firing" in kwargs:
+            raise ConfigurationError(
+                "TrainableIFNode keeps the converted neuron's strict_firing=False (the "
+                "forward must stay the converted network's)"
+            )
         super().__init__(
             v_threshold,
             initial_membrane,
@@ -87,8 +96,23 @@ class TrainableIFNode(ConversionIFNode):
             learnable_threshold=check_flag(
                 "TrainableIFNode", "learnable_threshold", learnable_threshold
             ),
+            detach_reset=check_flag("TrainableIFNode", "detach_reset", detach_reset),
             **kwargs,
         )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """As :meth:`ConversionIFNode.forward`, after checking that every θ is still
+        finite and > 0 (a learnt θ at 0 or below would flip the fire rule silently)."""
+        if not torch.compiler.is_compiling():
+            theta = self.v_threshold
+            problem = threshold_problem(theta.detach() if isinstance(theta, Tensor) else theta)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"TrainableIFNode: threshold {problem}; a learnt θ went to 0 or below "
+                    "(the spike Θ((H − θ)/θ) is then not the converted neuron's): lower the "
+                    "learning rate, or clamp the thresholds after each step"
+                )
+        return super().forward(x)
 
     @classmethod
     def from_neuron(
@@ -96,6 +120,7 @@ class TrainableIFNode(ConversionIFNode):
         neuron: ConversionIFNode,
         surrogate_function: Surrogate | None = None,
         learnable_threshold: bool = True,
+        detach_reset: bool = False,
     ) -> TrainableIFNode:
         """The trainable form of a converted ``neuron`` (its θ, V0, weighting, step mode
         and backend; θ copied)."""
@@ -107,6 +132,7 @@ class TrainableIFNode(ConversionIFNode):
             neuron.weighted,
             surrogate_function=surrogate_function,
             learnable_threshold=learnable_threshold,
+            detach_reset=detach_reset,
             step_mode=neuron.step_mode,
             backend=neuron.backend,
         )
@@ -124,6 +150,7 @@ def fine_tunable(
     snn: ConvertedSNN,
     surrogate_function: Surrogate | None = None,
     learnable_threshold: bool = True,
+    detach_reset: bool = False,
 ) -> ConvertedSNN:
     """A copy of the converted ``snn`` to fine-tune with surrogate gradients through time.
 
@@ -138,6 +165,9 @@ def fine_tunable(
         surrogate_function: σ on ``(H − θ)/θ``; each neuron gets its own copy (default
             ``Triangle()``, DIET-SNN's).
         learnable_threshold: make every θ a trainable parameter (DIET-SNN).
+        detach_reset: no surrogate gradient through the spike in the soft reset, as
+            DIET-SNN's code (its reset ``θ·(V/θ − 1 > 0)`` is a hard comparison); the
+            default keeps it (the reset's spike is differentiated as the output's).
 
     Raises:
         ConfigurationError: ``snn`` is not a rate-coded ``ConvertedSNN`` of IF neurons
@@ -155,6 +185,7 @@ def fine_tunable(
     if surrogate_function is not None and not isinstance(surrogate_function, Surrogate):
         checked_surrogate(surrogate_function)  # raises, naming the type
     learnable = check_flag("fine_tunable", "learnable_threshold", learnable_threshold)
+    detached = check_flag("fine_tunable", "detach_reset", detach_reset)
     trainable = copy.deepcopy(snn)
     for name, module in trainable.body.named_modules():
         if not isinstance(module, TimeFolded):
@@ -163,7 +194,7 @@ def fine_tunable(
         if isinstance(inner, ConversionIFNode):
             if not isinstance(inner, TrainableIFNode):
                 surrogate = copy.deepcopy(surrogate_function)
-                module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable)
+                module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable, detached)
         elif not isinstance(inner, GatedMaxPool):
             _refuse(name, inner)
     return trainable
@@ -176,11 +207,17 @@ def frozen(snn: ConvertedSNN) -> ConvertedSNN:
     if not isinstance(snn, ConvertedSNN):
         raise ConfigurationError(f"frozen expects a ConvertedSNN, got {type(snn).__name__}")
     plain = copy.deepcopy(snn)
-    for module in plain.body.modules():
+    for name, module in plain.body.named_modules():
         if isinstance(module, TimeFolded) and isinstance(module.module, TrainableIFNode):
             neuron = module.module
             theta = neuron.v_threshold
             theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
+            problem = threshold_problem(theta)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"frozen: the threshold of {name!r}: {problem} (a learnt θ went to 0 "
+                    "or below; an IF neuron needs θ > 0)"
+                )
             module.module = ConversionIFNode(
                 theta,
                 neuron.initial_membrane,
