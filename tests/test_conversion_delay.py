@@ -114,3 +114,41 @@ def test_bad_delays_and_networks_are_named():
         estimate_delay_start(differential, batches, 8)
     with pytest.warns(RuntimeWarning, match="leaves fewer than 4 of T = 3 steps"):
         assert estimate_delay_start(snn, batches, 3) == 0
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_uneven_batches_and_small_t_match_spikingjelly(per_channel):
+    # batches of 7, 20 and 3 samples at three input scales (each batch's ratio weighs
+    # the same on both sides, whatever its size)
+    # and T below SpikingJelly's 4 read-out steps + 1, where both clamp to max(T - 5, 0)
+    ann2snn = pytest.importorskip(
+        "spikingjelly.activation_based.ann2snn", reason="spikingjelly is a test-only peer"
+    )
+    net, batches = _net().double(), _batches()
+    recipe = ann2snn.RateCodingRecipe(
+        dataloader=[(b, None) for b in batches], channel_wise=per_channel,
+        half_threshold=per_channel,
+    )  # fmt: skip
+    sj_snn = ann2snn.FXConverter(recipe=recipe).convert(net)
+    options = {"per_channel": True, "initial_membrane": 0.5} if per_channel else {}
+    snn, _ = convert(net, batches, momentum=0.1, **options)
+    data = torch.cat(batches)
+    uneven = [(data[:7] * 0.3, 0), (data[7:27], 1), (data[27:30] * 2.5, 2)]
+    estimates = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for steps in (1, 2, 4, 5, 6, 200):
+            expected = ann2snn.estimate_delay_start(sj_snn, uneven, "cpu", steps, 3)
+            estimates.append(estimate_delay_start(snn, uneven, steps, num_batches=3))
+            assert estimates[-1] == expected, steps
+    assert estimates[:4] == [0, 0, 0, 0] and estimates[-1] > 1
+
+
+def test_no_calibration_batch_is_an_error():
+    net, batches = _net().double(), _batches()
+    snn, _ = convert(net, batches)
+    consumed = iter(batches)
+    list(consumed)
+    for empty in ([], consumed):
+        with pytest.raises(ConfigurationError, match="calibration_data gave no batch"):
+            estimate_delay_start(snn, empty, 64)

@@ -103,7 +103,8 @@ def estimate_delay_start(
 
     Raises:
         ConfigurationError: ``snn`` is not a rate-coded ``ConvertedSNN`` of IF neurons,
-            ``steps`` or ``num_batches`` is not an integer >= 1.
+            ``steps`` or ``num_batches`` is not an integer >= 1, ``calibration_data``
+            gave no batch.
     """
     if not isinstance(snn, ConvertedSNN):
         raise ConfigurationError(
@@ -127,12 +128,19 @@ def estimate_delay_start(
 
     batches = [calibration_data] if isinstance(calibration_data, Tensor) else calibration_data
     handles = [neuron.register_forward_hook(probe) for _, neuron in neurons]
+    probed = 0
     try:
         for batch in islice(batches, num_batches):
             snn(constant_input(batch_input(batch), 1))
+            probed += 1
     finally:
         for handle in handles:
             handle.remove()
+    if probed == 0:  # SpikingJelly warns and returns 0: a silent "no delay"
+        raise ConfigurationError(
+            "estimate_delay_start: calibration_data gave no batch (an empty or exhausted "
+            "iterable, e.g. a generator already consumed): nothing to estimate the delay on"
+        )
     delay = sum(sum(values) / len(values) for values in ratios.values() if values)
     raw = math.ceil(delay) if math.isfinite(delay) else steps
     if steps < raw + MIN_READOUT_STEPS:
