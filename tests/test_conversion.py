@@ -13,6 +13,7 @@ from spikeflow.conversion import (
     ConversionIFNode,
     GatedMaxPool,
     GroupNeuron,
+    convert,
     fold_batchnorm,
     qcfs,
     quantile,
@@ -152,6 +153,15 @@ def test_fraction_and_moving_average_by_hand():
         ActivationObserver("ltb", momentum=0.1)
     with pytest.raises(ConfigurationError, match=r"momentum .* number in \(0, 1\]"):
         ActivationObserver("max", momentum=0.0)
+    # a QCFS-only network has no ReLU scale to shape: the options would be ignored
+    qcfs_only = nn.Sequential(nn.Linear(4, 6), QCFS(4), nn.Linear(6, 2)).eval()
+    for options in ({"fraction": 0.5}, {"momentum": 0.1}):
+        with pytest.raises(ConfigurationError, match="no ReLU to calibrate"):
+            convert(qcfs_only, torch.rand(8, 4), **options)
+        with pytest.raises(ConfigurationError, match="no ReLU to calibrate"):
+            convert(qcfs_only, **options)
+    mixed = nn.Sequential(nn.Linear(4, 6), QCFS(4), nn.Linear(6, 6), nn.ReLU()).eval()
+    convert(mixed, torch.rand(8, 4), fraction=0.5, momentum=0.1)  # the ReLU takes them
 
 
 def test_observer_without_data_and_bad_settings():

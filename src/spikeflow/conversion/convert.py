@@ -523,6 +523,13 @@ def convert(
     body = converter.convert_tree(ann, "")
     sites = [m for m in body.modules() if isinstance(m, Site)]
     needs_data = any(s.observer is not None for s in sites)
+    if not needs_data and (fraction is not None or momentum is not None):
+        given = "fraction" if fraction is not None else "momentum"
+        raise ConfigurationError(
+            f"{given}={fraction if fraction is not None else momentum!r} shapes the "
+            "calibrated ReLU scales, and this model has no ReLU to calibrate (QCFS "
+            "activations keep their trained λ): it would be ignored; leave it out"
+        )
     if calibration_data is None:
         if needs_data:
             names = ", ".join(s.site_name for s in sites if s.observer is not None)
