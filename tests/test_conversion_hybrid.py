@@ -16,7 +16,7 @@ from spikeflow.conversion import (
 )
 from spikeflow.conversion.snn import TimeFolded
 from spikeflow.errors import ConfigurationError
-from spikeflow.surrogate import Sigmoid, Triangle
+from spikeflow.surrogate import PoissonPass, Sigmoid, Triangle
 
 
 class _TriangleSpike(torch.autograd.Function):
@@ -195,6 +195,11 @@ def test_bad_networks_are_named():
     snn, _ = convert(net, x)
     with pytest.raises(ConfigurationError, match="surrogate_function must be"):
         fine_tunable(snn, surrogate_function="triangle")
+    # a smooth or non-Heaviside forward would train another network than frozen() gives
+    with pytest.raises(ConfigurationError, match="has spiking=False: the network trained"):
+        fine_tunable(snn, surrogate_function=Triangle(spiking=False))
+    with pytest.raises(ConfigurationError, match="a forward that is not Θ"):
+        fine_tunable(snn, surrogate_function=PoissonPass())
     with pytest.raises(ConfigurationError, match="keeps the converted neuron's strict_firing"):
         TrainableIFNode(1.0, strict_firing=True)
 

@@ -171,7 +171,9 @@ def fine_tunable(
 
     Raises:
         ConfigurationError: ``snn`` is not a rate-coded ``ConvertedSNN`` of IF neurons
-            (group, multi-threshold and differential neurons are named).
+            (group, multi-threshold and differential neurons are named), or
+            ``surrogate_function`` does not spike with the Heaviside step
+            (``spiking=False``, a multi-level count, a random draw).
     """
     if not isinstance(snn, ConvertedSNN):
         raise ConfigurationError(
@@ -184,6 +186,15 @@ def fine_tunable(
         )
     if surrogate_function is not None and not isinstance(surrogate_function, Surrogate):
         checked_surrogate(surrogate_function)  # raises, naming the type
+    if surrogate_function is not None and not (
+        surrogate_function.spiking and type(surrogate_function).heaviside_forward
+    ):
+        what = "spiking=False" if not surrogate_function.spiking else "a forward that is not Θ"
+        raise ConfigurationError(
+            f"fine_tunable: surrogate_function {surrogate_function!r} has {what}: the "
+            "network trained would not be the converted one spike for spike (nor what "
+            "frozen() gives back); pass a spiking surrogate with the Heaviside forward"
+        )
     learnable = check_flag("fine_tunable", "learnable_threshold", learnable_threshold)
     detached = check_flag("fine_tunable", "detach_reset", detach_reset)
     trainable = copy.deepcopy(snn)
