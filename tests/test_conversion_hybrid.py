@@ -250,3 +250,24 @@ def test_a_learnt_threshold_at_or_below_zero_is_named(bad):
         tuned.rate(x, 3)
     with pytest.raises(ConfigurationError, match=r"frozen: the threshold of '5': 1 of 8"):
         frozen(tuned)
+
+
+def test_a_fine_tuned_network_passed_again_gets_the_new_arguments():
+    # (they were ignored: the TrainableIFNodes were kept as they were)
+    net = _cnn(nn.AvgPool2d(2))
+    x = torch.rand(8, 1, 6, 6)
+    snn, _ = convert(net, x, per_channel=True)
+    tuned = fine_tunable(snn, surrogate_function=Sigmoid(alpha=2.0))
+    with torch.no_grad():
+        for theta in _thresholds(tuned):
+            theta.mul_(0.8)  # as trained
+    again = fine_tunable(tuned, learnable_threshold=False, detach_reset=True)
+    neurons = _neurons(again)
+    assert all(type(n) is TrainableIFNode and n.detach_reset for n in neurons)
+    assert not any(isinstance(t, nn.Parameter) for t in _thresholds(again))
+    assert all(isinstance(n.surrogate_function, Triangle) for n in neurons)
+    for kept, trained in zip(_thresholds(again), _thresholds(tuned)):
+        torch.testing.assert_close(kept, trained.detach(), rtol=0, atol=0)
+    x_seq = constant_input(x, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x_seq), tuned(x_seq), rtol=0, atol=0)

@@ -155,7 +155,9 @@ def fine_tunable(
     """A copy of the converted ``snn`` to fine-tune with surrogate gradients through time.
 
     Every :class:`ConversionIFNode` becomes a :class:`TrainableIFNode` (same θ, V0 and
-    spikes); the weights are the body's parameters, trained as they are. Train it as
+    spikes); the weights are the body's parameters, trained as they are. A network
+    fine-tuned already gets the arguments given now (its θ kept as trained): e.g.
+    ``learnable_threshold=False`` for a second phase with the thresholds fixed. Train it as
     any SNN: ``loss(snn(constant_input(x, T)).mean(0), y).backward()``. Batch norms
     kept from the ANN (those not folded) stay in eval mode, on the ANN's statistics.
 
@@ -202,10 +204,9 @@ def fine_tunable(
         if not isinstance(module, TimeFolded):
             continue
         inner = module.module
-        if isinstance(inner, ConversionIFNode):
-            if not isinstance(inner, TrainableIFNode):
-                surrogate = copy.deepcopy(surrogate_function)
-                module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable, detached)
+        if isinstance(inner, ConversionIFNode):  # a TrainableIFNode too: rebuilt as asked
+            surrogate = copy.deepcopy(surrogate_function)
+            module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable, detached)
         elif not isinstance(inner, GatedMaxPool):
             _refuse(name, inner)
     return trainable
