@@ -233,4 +233,36 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     write_atis_bin(target, rec)
     assert target.read_bytes() == encode_atis_bin(rec)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        write_bs1(tmp_path / "missing" / "a.bs1", rec.events[:0])
+        write_bs1(tmp_path / "missing" / "a.bs1", make_events([0], [1], None, [1]))
+
+
+def test_writers_refuse_what_their_own_readers_refuse_or_read_otherwise(tmp_path):
+    """Every file a writer makes reads back equal: a time going backwards and an empty
+    recording (which read_atis_bin / read_bs1 refuse), and values read_np_spikes refuses
+    or float64 cannot carry, are refused before any file is made."""
+    t = np.array([0, 7, 7, 3, 9])  # event 3 goes back in time
+    unsorted = make_events(t, np.arange(5), None, np.zeros(5, int))
+    for encode, write in ((encode_atis_bin, write_atis_bin), (encode_bs1, write_bs1)):
+        with pytest.raises(ConfigurationError, match=r"event 3 has t = 3 µs, before event 2"):
+            encode(unsorted)
+        with pytest.raises(ConfigurationError, match="no events"):
+            write(tmp_path / "empty", unsorted[:0])
+    ordered = np.sort(unsorted)  # sorted by t, the readers' order
+    for back in (read_atis_bin(write_atis_bin(tmp_path / "ok", ordered), sensor_size=None),
+                 read_bs1(write_bs1(tmp_path / "ok", ordered))):  # fmt: skip
+        np.testing.assert_array_equal(back.events, ordered)
+    wide = [("t", "<i8"), ("x", "<i8"), ("y", "<i8"), ("p", "<i8")]
+    good = np.array([(1, 2, 3, 1), (5, 4, 3, 0), (9, 1, 1, 1)], wide)
+    for name, value in (("t", -4), ("x", 65536), ("y", -1), ("p", 128), ("p", -1)):
+        bad = good.copy()
+        bad[name][1] = value
+        with pytest.raises(ConfigurationError, match=rf"write_np_spikes: event 1 has {name} ="):
+            write_np_spikes(tmp_path / "bad.npy", bad)
+    huge = good.copy()
+    huge["t"] = [1, 2**55 + 1, 2**55 + 3]  # float64 ms cannot hold these µs
+    with pytest.raises(ConfigurationError, match=r"event 1 has t = 36028797018963969 µs"):
+        write_np_spikes(tmp_path / "bad.npy", huge)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]  # nothing else written
+    huge["t"] = [1, 2**55, 2**55 + 8]  # multiples of 8 survive / 1000 and * 1000
+    back = read_np_spikes(write_np_spikes(tmp_path / "big.npy", huge)).events
+    np.testing.assert_array_equal(back["t"], huge["t"])

@@ -84,6 +84,24 @@ def _check_field(owner: str, name: str, values: np.ndarray, high: int, what: str
         )
 
 
+def _check_40bit_order(owner: str, t: np.ndarray) -> None:
+    """Refuse an empty recording or times that go backwards: the 40-bit readers
+    (:func:`~spikeflow.data.io.read_atis_bin`, :func:`~spikeflow.data.io.read_bs1`)
+    refuse both files, an empty one as no recording and a backwards time as corrupt."""
+    if t.size == 0:
+        raise ConfigurationError(
+            f"{owner}: no events; a 0-byte file is not a recording (the readers refuse it)"
+        )
+    back = np.flatnonzero(t[1:] < t[:-1])
+    if back.size:
+        i = int(back[0]) + 1
+        raise ConfigurationError(
+            f"{owner}: event {i} has t = {int(t[i])} µs, before event {i - 1}'s "
+            f"{int(t[i - 1])} µs; the format's times must not decrease (sort the events "
+            "by t first, stably)"
+        )
+
+
 def _pack40(address: np.ndarray, p: np.ndarray, t: np.ndarray) -> bytes:
     """5 bytes per event: the 16-bit ``address`` (big-endian), then ``p << 23 | t``."""
     out = np.empty((address.size, 5), dtype=np.uint8)
@@ -102,7 +120,8 @@ def encode_atis_bin(events: EventRecording | np.ndarray) -> bytes:
     Raises:
         ConfigurationError: ``x`` outside 0-255, ``y`` outside 0-239 (240 and up would
             read back as timestamp-overflow markers), ``p`` not 0 or 1, or ``t`` outside
-            0 to 2**23 - 1 µs: naming the field and the first such event.
+            0 to 2**23 - 1 µs: naming the field and the first such event; no events,
+            or a time before the previous event's (the readers refuse both files).
     """
     owner = "encode_atis_bin"
     f = _fields(events, owner)
@@ -110,6 +129,7 @@ def encode_atis_bin(events: EventRecording | np.ndarray) -> bytes:
     _check_field(owner, "y", f["y"], 239, "y field (240 is the overflow marker)")
     _check_field(owner, "p", f["p"], 1, "1-bit polarity field")
     _check_field(owner, "t", f["t"], _T_MAX, "23-bit timestamp field (µs)")
+    _check_40bit_order(owner, f["t"])
     return _pack40(f["x"] << 8 | f["y"], f["p"], f["t"])
 
 
@@ -118,7 +138,8 @@ def encode_bs1(events: EventRecording | np.ndarray) -> bytes:
 
     Raises:
         ConfigurationError: ``x`` outside 0-65535, ``y`` not 0 (a 1-D sensor), ``p`` not
-            0 or 1, or ``t`` outside 0 to 2**23 - 1 µs: naming the field and event.
+            0 or 1, or ``t`` outside 0 to 2**23 - 1 µs: naming the field and event;
+            no events, or a time before the previous event's.
     """
     owner = "encode_bs1"
     f = _fields(events, owner)
@@ -126,6 +147,7 @@ def encode_bs1(events: EventRecording | np.ndarray) -> bytes:
     _check_field(owner, "y", f["y"], 0, "1-D layout, which has no y")
     _check_field(owner, "p", f["p"], 1, "1-bit polarity field")
     _check_field(owner, "t", f["t"], _T_MAX, "23-bit timestamp field (µs)")
+    _check_40bit_order(owner, f["t"])
     return _pack40(f["x"], f["p"], f["t"])
 
 
@@ -178,6 +200,12 @@ def write_np_spikes(
             be 0).
         time_unit: the unit of the ``t`` column in seconds (1e-3: ms, Lava-DL's
             ``Event`` times, which its ``encode_np_spikes`` writes as they are).
+
+    Raises:
+        ConfigurationError: a value :func:`read_np_spikes` would refuse or read back
+            otherwise: ``x``/``y`` outside 0-65535, ``p`` outside 0-127, ``t`` < 0, or
+            a ``t`` that ``t / time_unit`` in float64 does not hold exactly enough to
+            read back (huge times, odd units), naming the field and the first event.
     """
     owner = "write_np_spikes"
     if dim not in (1, 2) or isinstance(dim, bool):
@@ -186,8 +214,22 @@ def write_np_spikes(
     f = _fields(events, owner)
     if dim == 1:
         _check_field(owner, "y", f["y"], 0, "1-D layout, which has no y")
+    for name in "xy":
+        _check_field(owner, name, f[name], 65535, "coordinates read_np_spikes reads")
+    _check_field(owner, "p", f["p"], 127, "polarities read_np_spikes reads")
+    _check_field(owner, "t", f["t"], 2**62, "times read_np_spikes reads (µs)")
+    times = f["t"] / unit_us
+    back = np.rint(times * unit_us).astype(np.int64)  # the reader's arithmetic
+    lost = np.flatnonzero(back != f["t"])
+    if lost.size:
+        i = int(lost[0])
+        raise ConfigurationError(
+            f"{owner}: event {i} has t = {int(f['t'][i])} µs, which t / time_unit in float64 "
+            f"does not keep (reads back as {int(back[i])}); "
+            f"{lost.size} event(s) affected: use a smaller time_unit or times below 2**53"
+        )
     columns = [f["x"], f["y"], f["p"]] if dim == 2 else [f["x"], f["p"]]
-    table = np.stack([*(c.astype(np.float64) for c in columns), f["t"] / unit_us], axis=1)
+    table = np.stack([*(c.astype(np.float64) for c in columns), times], axis=1)
     buffer = io.BytesIO()
     np.save(buffer, table.reshape(-1, dim + 2))
     return _write_atomic(path, buffer.getvalue())
