@@ -162,3 +162,38 @@ def test_bad_input_is_named(tmp_path):
         G.RandomTimeStretch(8000, 1).at(4)
     fixed = G.RandomTimeStretch(8000, 1).at(2)
     assert fixed.factors == [1.1] and fixed.cache_key()["factors"] == [1.1]
+
+
+class _Scale:
+    """A user augmentation without cache_key() or repr: its instances repr alike."""
+
+    def __init__(self, k: float) -> None:
+        self.k = k
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.k
+
+
+def test_augmentations_that_repr_alike_get_caches_of_their_own(tmp_path):
+    """Reusing a cache folder with other augmentations is a miss, never a stale hit,
+    also when the augmentations' reprs match (instances of a class without __repr__,
+    partials of builtins, whose reprs hold addresses; modules with other weights)."""
+    import functools
+
+    data = [(torch.arange(1.0, 4.0), 0), (torch.arange(4.0, 7.0), 1)]
+    torch.manual_seed(0)
+    linear_a, linear_b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    for first, second in (
+        ([_Scale(2), _Scale(3)], [_Scale(5), _Scale(7)]),
+        ([functools.partial(torch.mul, other=2)], [functools.partial(torch.mul, other=3)]),
+        ([functools.partial(torch.mul, other=2)], [functools.partial(torch.add, other=2)]),
+        ([linear_a], [linear_b]),
+    ):
+        for augmentations in (first, second):
+            ds = AugDiskCachedDataset(data, tmp_path, augmentations)
+            for i, (x, _) in enumerate(data):
+                for c, fn in enumerate(augmentations):
+                    with torch.no_grad():
+                        torch.testing.assert_close(ds.cached_copy(i, c)[0], fn(x))
+    again = AugDiskCachedDataset(data, tmp_path, [_Scale(2), _Scale(3)], post_augment=_Scale(-1))
+    torch.testing.assert_close(again.cached_copy(1, 1)[0], -3 * data[1][0])

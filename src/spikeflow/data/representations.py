@@ -19,7 +19,9 @@ Count images, Bina-Rep, HATS and sparse frames are in
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -150,7 +152,8 @@ def _value_key(value: Any, seen: frozenset[int] = frozenset()) -> Any:
     """A value as cache-key material, the same in every process: arrays and tensors by
     content (their repr elides the middle), containers element by element (sets
     sorted), callables by :func:`callable_key` (once: a function whose closure holds
-    itself), anything else by repr, or by type when the repr holds an address."""
+    itself) or, where it refuses them, by :func:`_opaque_callable_key`, anything else by
+    repr, or by type when the repr holds an address."""
     if isinstance(value, torch.Tensor):
         try:
             t = value.detach().cpu()
@@ -172,12 +175,36 @@ def _value_key(value: Any, seen: frozenset[int] = frozenset()) -> Any:
             return f"<recursive {getattr(value, '__qualname__', type(value).__qualname__)}>"
         try:
             return callable_key(value, seen)
-        except ConfigurationError:  # a builtin, a ufunc, a module instance: by repr below
-            pass
+        except ConfigurationError:  # a builtin, a partial of one, a callable instance
+            return _opaque_callable_key(value, seen)
     text = repr(value)
     if " at 0x" in text:  # an address: differs in every process
         return f"<{type(value).__module__}.{type(value).__qualname__}>"
     return text
+
+
+def _opaque_callable_key(fn: Any, seen: frozenset[int]) -> Any:
+    """A callable :func:`callable_key` refuses, by what it computes rather than by its
+    repr (which two instances of one class often share, or which holds an address):
+    a ``functools.partial`` by its function and arguments; an instance of a Python class
+    with ``__call__`` (an ``nn.Module`` too) by its class, that method's code and its
+    attributes; a builtin by its module and qualified name (``torch.mul`` vs
+    ``torch.add``, whose reprs differ only in the name); else by repr or type."""
+    if isinstance(fn, functools.partial):
+        kw = {k: _value_key(v, seen) for k, v in sorted(fn.keywords.items())}
+        return {"partial": _value_key(fn.func, seen),
+                "args": [_value_key(a, seen) for a in fn.args], "kw": kw}  # fmt: skip
+    cls = type(fn)
+    if inspect.isfunction(inspect.getattr_static(cls, "__call__", None)):
+        return {"class": f"{cls.__module__}.{cls.__qualname__}",
+                "call": callable_key(fn.__call__, seen)}  # fmt: skip
+    text = repr(fn)
+    if " at 0x" not in text:
+        return text
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str):
+        return f"<{getattr(fn, '__module__', None) or cls.__module__}.{name}>"
+    return f"<{cls.__module__}.{cls.__qualname__}>"
 
 
 def _digest(array: np.ndarray) -> str:
