@@ -106,6 +106,30 @@ def test_raster_functions_equal_tonic_on_real_frames():
     assert T.identify_hot_pixels_raster(frames, 40).tolist()[:1] and frames.sum() > 0
 
 
+def test_a_stray_far_event_costs_no_dense_grid():
+    """One event at a far coordinate (a corrupt word, a 16-bit sensor) must not make a
+    width x height grid (65535^2 would be 32 GiB): the pixels are counted from the
+    events then, with the same result as Tonic's dense histogram on the rest."""
+    import tracemalloc
+
+    fn = _tonic_functional()
+    noisy = _with_hot_pixels(nmnist_recordings()[0]).events
+    t_end = int(noisy["t"][-1])
+    far = make_events([t_end] * 3, [5000] * 3, [4000] * 3, [1] * 3)  # 20M-pixel grid
+    events = np.concatenate([noisy, far])
+    for freq in (30, 900):
+        tracemalloc.start()
+        ours = T.identify_hot_pixels(events, hot_pixel_frequency=freq)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16 * 2**20, peak  # the dense grid alone: 160 MB
+        theirs = np.asarray(fn.identify_hot_pixel(to_tonic(noisy), freq)).reshape(-1, 2)
+        span_limit = freq * (t_end - int(noisy["t"][0])) * 1e-6
+        want = [*theirs.tolist(), *([[5000, 4000]] if 3 > span_limit else [])]
+        assert ours.tolist() == want
+    assert len(T.DropPixel(max_count=2)(events)) == len(T.DropPixel(max_count=2)(noisy))
+
+
 def test_threshold_by_hand_and_events_by_count():
     # span 1,000,000 µs: at 3 Hz the limit is 3 events; a pixel with 4 is hot, 3 is not
     t = [0, 1, 2, 3, 4, 5, 6, 1_000_000]

@@ -64,8 +64,9 @@ def count_threshold(value: Any) -> float:
     return float(value)
 
 
-def pixel_counts(events: np.ndarray) -> np.ndarray:
-    """Events per pixel, ``[x_max + 1, y_max + 1]`` (int64; Tonic's ``histogram2d``)."""
+def _pixel_keys(events: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Each event's pixel as ``x · height + y`` (int64), and ``(width, height)`` from the
+    largest coordinates; a negative coordinate is refused, naming the event."""
     x = events["x"].astype(np.int64)
     y = events["y"].astype(np.int64)
     if x.size and (x.min() < 0 or y.min() < 0):
@@ -73,8 +74,30 @@ def pixel_counts(events: np.ndarray) -> np.ndarray:
         raise ConfigurationError(f"event {bad} has a negative coordinate ({x[bad]}, {y[bad]})")
     width = int(x.max()) + 1 if x.size else 0
     height = int(y.max()) + 1 if y.size else 0
-    counts = np.bincount(x * height + y, minlength=width * height)
-    return counts.reshape(width, height)
+    return x * height + y, width, height
+
+
+def pixel_counts(events: np.ndarray) -> np.ndarray:
+    """Events per pixel, ``[x_max + 1, y_max + 1]`` (int64; Tonic's ``histogram2d``).
+    Dense: one stray event at ``(65535, 65535)`` makes it 32 GiB
+    (:func:`identify_hot_pixels` does not build it)."""
+    keys, width, height = _pixel_keys(events)
+    return np.bincount(keys, minlength=width * height).reshape(width, height)
+
+
+def _pixels_above(events: np.ndarray, limit: float) -> np.ndarray:
+    """``(x, y)`` of the pixels with more than ``limit`` events, sorted by ``x``, then
+    ``y``: one ``bincount`` over the grid when it is small next to the events, else
+    ``np.unique`` of the events' pixels (memory bounded by the events, not by the
+    largest coordinates)."""
+    keys, width, height = _pixel_keys(events)
+    if width * height <= max(4 * keys.size, 1 << 22):
+        counts = np.bincount(keys, minlength=width * height)
+        pixels = np.flatnonzero(counts > limit)
+    else:
+        pixels, counts = np.unique(keys, return_counts=True)
+        pixels = pixels[counts > limit]
+    return _pairs(np.stack([pixels // max(height, 1), pixels % max(height, 1)], axis=1))
 
 
 def _pairs(rows: np.ndarray) -> np.ndarray:
@@ -121,7 +144,7 @@ def identify_hot_pixels(
         limit = frequency * span * 1e-6  # Tonic's expression, in its order (float rounding)
     else:
         limit = count_threshold(max_count)
-    return _pairs(np.argwhere(pixel_counts(events) > limit))
+    return _pixels_above(events, limit)
 
 
 def _frames_array(frames: Any, owner: str) -> np.ndarray:
