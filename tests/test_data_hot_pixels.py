@@ -130,6 +130,23 @@ def test_a_stray_far_event_costs_no_dense_grid():
     assert len(T.DropPixel(max_count=2)(events)) == len(T.DropPixel(max_count=2)(noisy))
 
 
+def test_raster_counts_are_exact_in_half_precision_frames():
+    """A pixel's total is summed in float64 / int64, not in the frames' dtype: float16
+    sums stop growing at 2048 (Tonic's sum would call a pixel with 6000 counts cold);
+    bfloat16 tensors, which numpy lacks, are counted too."""
+    frames = torch.zeros(3000, 2, 4, 5, dtype=torch.float16)  # [T, C=2 polarities, H, W]
+    frames[:, :, 1, 2] = 1  # 6000 events at (x=2, y=1)
+    frames[:, 0, 3, 4] = 1  # 3000 at (4, 3)
+    for data in (frames, frames.numpy(), frames.bfloat16(), frames.to(torch.uint8)):
+        assert T.identify_hot_pixels_raster(data, 5000).tolist() == [[2, 1]]
+        assert T.identify_hot_pixels_raster(data, 2999).tolist() == [[2, 1], [4, 3]]
+        dropped = T.DropPixel(max_count=5000)(data)
+        assert type(dropped) is type(data) and dropped.dtype == data.dtype
+        kept = torch.as_tensor(np.asarray(dropped, dtype=np.float32)) if isinstance(
+            dropped, np.ndarray) else dropped.float()  # fmt: skip
+        assert kept[:, :, 1, 2].sum() == 0 and kept.sum() == 3000
+
+
 def test_threshold_by_hand_and_events_by_count():
     # span 1,000,000 µs: at 3 Hz the limit is 3 events; a pixel with 4 is hot, 3 is not
     t = [0, 1, 2, 3, 4, 5, 6, 1_000_000]

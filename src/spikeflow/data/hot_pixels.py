@@ -149,9 +149,13 @@ def identify_hot_pixels(
 
 def _frames_array(frames: Any, owner: str) -> np.ndarray:
     """``frames`` (``[C, H, W]`` or ``[T, C, H, W]``, array or tensor) as a numpy array."""
-    array = (
-        frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    )
+    if isinstance(frames, torch.Tensor):
+        tensor = frames.detach().cpu()
+        if tensor.dtype == torch.bfloat16:  # no numpy dtype; float32 holds its values
+            tensor = tensor.float()
+        array = tensor.numpy()
+    else:
+        array = np.asarray(frames)
     if array.ndim not in (3, 4):
         raise ShapeError(
             f"{owner}: frames must be [C, H, W] or [T, C, H, W]; got shape {tuple(array.shape)}"
@@ -177,7 +181,8 @@ def identify_hot_pixels_raster(frames: Any, max_count: float) -> np.ndarray:
     """
     limit = count_threshold(max_count)
     array = _frames_array(frames, "identify_hot_pixels_raster")
-    total = array.reshape(-1, *array.shape[-2:]).sum(axis=0)
+    wide = np.float64 if array.dtype.kind in "fc" else np.int64  # float16 sums saturate
+    total = array.reshape(-1, *array.shape[-2:]).sum(axis=0, dtype=wide)
     return _pairs(np.argwhere(total > limit)[:, ::-1])
 
 
