@@ -277,6 +277,43 @@ def test_a_tbptt_run_resumes_exactly(tmp_path):
     check_resume_is_exact(tmp_path, tbptt=1, epochs=2, train_samples=32, test_samples=16)
 
 
+def test_a_stop_asked_between_windows_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    """Ctrl-C (the stop flag) arriving between the per-window updates of a batch stops
+    the run after that batch, and the checkpoint's random states are those the next
+    batch starts from: resumed, the run equals an uninterrupted one bit for bit, with
+    dropout drawing from the global generator in every window (and FPTT's state)."""
+    from spikeflow.training import config_for_resume
+
+    net = {**TINY["model_kwargs"], "dropout": 0.5}
+    changes = {"tbptt": 1, "fptt": 0.1, "epochs": 2, "train_samples": 96,
+               "test_samples": 16, "model_kwargs": net}  # fmt: skip
+    Trainer(tiny(tmp_path, "full", **changes), log=None).fit()
+    trainer = Trainer(tiny(tmp_path, "split", **changes), log=None)
+    windows = trainer._window_update
+
+    def stop_inside_batch_2(step: int, steps: int):
+        after = windows(step, steps)
+
+        def after_window(index: int, loss: torch.Tensor) -> None:
+            after(index, loss)
+            if trainer.epoch == 0 and step == 1 and index == 0:  # the first of 2 windows
+                trainer._stop_requested = True
+
+        return after_window
+
+    trainer._window_update = stop_inside_batch_2
+    assert trainer.fit().interrupted
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (0, 2)  # after the whole batch
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full, split = (load_checkpoint(tmp_path / n / "last.pt") for n in ("full", "split"))
+    for key, value in full["model"].items():
+        assert torch.equal(value, split["model"][key]), key
+    for row, again in zip(full["history"], split["history"], strict=True):
+        row.pop("epoch_time_s"), again.pop("epoch_time_s")
+        assert row == again
+
+
 def test_the_trainers_step_is_tbptt_step(tmp_path):
     """One batch of a run (SGD, per-window updates, K = 1 of T = 2) moves the weights as
     tbptt_step with the same loss moves a copy of the model."""
