@@ -103,6 +103,53 @@ def test_spike_magnitude_sum_is_the_definition_on_either_path(
     assert torch.equal(got, expected) or (kind == "nan" and got.isnan() and expected.isnan())
 
 
+@pytest.mark.parametrize("failure", ["no compiler", "build fails"])
+def test_without_the_c_loop_the_sums_fall_back_as_the_other_c_kernels_do(
+    failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No C compiler: the torch sums, silently (a performance path); a compiler whose
+    build fails: the torch sums and one RuntimeWarning naming the fallback and the
+    compiler's error (``_cbuild.library_or_fallback``, as the neuron kernels)."""
+    import warnings
+
+    from spikeflow._cbuild import BuildError, CompilerNotFoundError
+
+    def broken() -> None:
+        if failure == "no compiler":
+            raise CompilerNotFoundError("found no C compiler")
+        raise BuildError("cc -O3 ... failed: monitor_sums.c:3: error: bad flag")
+
+    monkeypatch.setattr(monitor_sums, "_library", broken)
+    monkeypatch.setattr(monitor_sums, "_C_STATE", {})
+    monkeypatch.setattr(monitor_sums, "_WARNED", set())
+    x = _spikes("ternary", 10_000, torch.Generator().manual_seed(4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert magnitude_sum_c(x) is None
+            got = spike_magnitude_sum(x, torch.float64)
+            assert torch.equal(got, x.abs().sum(dtype=torch.float64))
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if failure == "no compiler":
+        assert messages == []
+    else:
+        assert len(messages) == 1 and "error: bad flag" in messages[0]
+        assert "sum spikes with torch instead" in messages[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64])
+def test_integer_and_boolean_spikes_sum_as_the_definition(dtype: torch.dtype) -> None:
+    """Integer spikes by the definition; boolean ones (whose abs() torch lacks) by
+    their count."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-1 if dtype.is_signed else 0, 2, (3, 7, 11), generator=g).to(dtype)
+    got = spike_magnitude_sum(x, torch.float64)
+    want = x.long().abs().sum().double()
+    assert got.dtype == torch.float64 and torch.equal(got, want)
+    if dtype != torch.bool:
+        assert torch.equal(got, x.abs().sum(dtype=torch.float64))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_the_float64_buffer_gives_the_membrane_sums_bit_for_bit(dtype: torch.dtype) -> None:
     """Real-valued membranes (no exact shortcut): the buffer's sums are the definitions'

@@ -7,7 +7,9 @@ and equal bit for bit to their definitions.
   them: ~19 µs of CPU time for 262,144 float32 spikes and 0.6 ms for 5.9 M, where the
   float64 sum takes ~50-70 µs and ~20 ms, and the float32-chunk path used before ~120
   µs and ~3.3 ms (one thread, 2-core AMD EPYC VM). Without a C compiler: those float32
-  chunks, which cannot round; other spikes: the float64 sum itself.
+  chunks, which cannot round (silently; a build that fails warns once, as spikeflow's
+  other C kernels do); other spikes: the float64 sum itself. Boolean spikes: their
+  count.
 - :class:`Float64Scratch`: ``v.sum(dtype=float64)`` and ``v.to(float64).square().sum()``
   of a membrane, the same numbers from a float64 buffer reused from call to call. On
   the CPU both definitions convert the whole tensor into a fresh float64 temporary
@@ -74,20 +76,21 @@ def _library() -> Any:
 
 
 _C_STATE: dict[str, bool] = {}  # "usable": whether the C reduction loaded
+_WARNED: set[str] = set()  # (one warning per process for a failed build)
 
 
 def _c_usable() -> bool:
-    """Whether the C reduction can run here (built once; no compiler or a failed build:
-    False, silently: the torch paths give the same numbers)."""
+    """Whether the C reduction can run here, decided once, as spikeflow's other C
+    kernels with ``backend="auto"`` decide (``_cbuild.library_or_fallback``): no C
+    compiler: False, silently (the torch paths give the same numbers); a compiler whose
+    build fails: False and one RuntimeWarning with the compiler's error."""
     usable = _C_STATE.get("usable")
     if usable is None:
-        from spikeflow._cbuild import BuildError, CompilerNotFoundError
+        from spikeflow._cbuild import library_or_fallback
 
-        try:
-            _library()
-            usable = True
-        except (CompilerNotFoundError, BuildError):
-            usable = False
+        fallback = ("SpikeMonitor: the C spike-sum loop could not be built; the monitors "
+                    "sum spikes with torch instead (the same numbers, slower)")  # fmt: skip
+        usable = library_or_fallback(_library, fallback, _WARNED, stacklevel=4)
         _C_STATE["usable"] = usable
     return usable
 
@@ -124,6 +127,8 @@ def spike_magnitude_sum(spikes: Tensor, dtype: torch.dtype) -> Tensor:
     bit. Other spikes (real-valued ones, NaN), other devices and traced code
     (``torch.compile``) take the plain float64 sum.
     """
+    if spikes.dtype == torch.bool:  # (abs() has no bool kernel): the count, exact
+        return spikes.sum(dtype=dtype)
     fast = (
         dtype == torch.float64
         and spikes.device.type == "cpu"
