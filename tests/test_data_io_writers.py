@@ -207,6 +207,10 @@ def test_out_of_range_values_name_the_field_and_index(tmp_path):
         spikes_to_events(np.array([[[0, 0, 0]], [[0, 0, 0.5]]]), counts=True, time_last=False)
     with pytest.raises(ConfigurationError, match="sampling_time"):
         spikes_to_events(np.zeros((1, 2, 3)), sampling_time=0.5)
+    last = spikes_to_events(np.ones((1, 1, 3)), sampling_time=2**62 - 1).events["t"]
+    assert last.tolist() == [0, 2**62 - 1, 2**63 - 2]  # the last step that fits int64
+    with pytest.raises(ConfigurationError, match="3 steps of 4611686018427387904 µs end past"):
+        spikes_to_events(np.ones((1, 1, 3)), sampling_time=2**62)  # (wrapped negative)
     np.save(tmp_path / "bad.npy", np.array([[1, 2, 0, 3.0], [1.5, 2, 0, 4.0]]))
     with pytest.raises(DataFormatError, match="row 1"):
         read_np_spikes(tmp_path / "bad.npy")

@@ -314,7 +314,8 @@ def spikes_to_events(
     Raises:
         ShapeError: a tensor of another rank. ConfigurationError: with ``counts``, an
         entry that is not a whole number >= 0 (named by its index); a sampling time
-        that is not an integer >= 1; more than 128 channels or 65536 pixels per side.
+        that is not an integer >= 1, or steps that end past int64 µs; more than 128
+        channels or 65536 pixels per side.
     """
     owner = "spikes_to_events"
     array = (
@@ -343,7 +344,12 @@ def spikes_to_events(
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 3:
         array = array[:, None]
-    channels, height, width, _ = array.shape
+    channels, height, width, steps = array.shape
+    if max(steps - 1, 1) * int(sampling_time) > np.iinfo(np.int64).max:  # (exact ints)
+        raise ConfigurationError(
+            f"{owner}: {steps} steps of {int(sampling_time)} µs end past the int64 "
+            "timestamps (2**63 - 1 µs); give a smaller sampling_time"
+        )
     if channels > 128 or height > 65536 or width > 65536:
         raise ConfigurationError(f"{owner}: {channels} channels of {width}x{height} do not fit "
                                  "the event fields (p: 128 channels, x and y: 65536)")  # fmt: skip
