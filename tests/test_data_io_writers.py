@@ -270,3 +270,40 @@ def test_writers_refuse_what_their_own_readers_refuse_or_read_otherwise(tmp_path
     huge["t"] = [1, 2**55, 2**55 + 8]  # multiples of 8 survive / 1000 and * 1000
     back = read_np_spikes(write_np_spikes(tmp_path / "big.npy", huge)).events
     np.testing.assert_array_equal(back["t"], huge["t"])
+
+
+def test_times_past_the_23_bit_field_are_written_with_overflow_markers(tmp_path):
+    """A real N-MNIST recording stretched to ~30 s (past 2**23 µs, 8.4 s): refused
+    without markers, naming the first event and the option; with them, read back equal
+    by both of spikeflow's decoders and by Tonic's read_mnist_file (each y = 240 event
+    adds 2**13 µs to every later time); a file that needs none is unchanged."""
+    from spikeflow._cbuild import CompilerNotFoundError
+    from spikeflow.data.io import use_decoder
+
+    real = read_atis_bin(_nmnist_files()[0])
+    events = real.events.copy()
+    events["t"] = events["t"] * 97 + 5  # 300 ms -> ~30 s, still sorted
+    late = int(np.argmax(events["t"] > 2**23 - 1))
+    with pytest.raises(ConfigurationError, match=rf"event {late} has t = .*overflow_markers"):
+        encode_atis_bin(events)
+    path = write_atis_bin(tmp_path / "long.bin", events, overflow_markers=True)
+    raw = path.read_bytes()
+    marks = np.frombuffer(raw, np.uint8).reshape(-1, 5)[:, 1] == 240
+    assert marks.sum() == -(-(int(events["t"][-1]) - (2**23 - 1)) // 2**13)
+    decoders = ["numpy"]
+    try:
+        with use_decoder("c"):
+            decoders.append("c")
+    except CompilerNotFoundError:  # (no C compiler: the numpy decoder only)
+        pass
+    for decoder in decoders:
+        with use_decoder(decoder):
+            np.testing.assert_array_equal(read_atis_bin(path).events, events)
+    tonic_io = pytest.importorskip("tonic.io", reason="Tonic's reader is the reference")
+    dtype = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
+    theirs = tonic_io.read_mnist_file(str(path), dtype=dtype)
+    for name in "txyp":
+        np.testing.assert_array_equal(theirs[name], events[name])
+    assert encode_atis_bin(real, overflow_markers=True) == _nmnist_files()[0].read_bytes()
+    with pytest.raises(ConfigurationError, match="at most 67108864 markers"):
+        encode_atis_bin(make_events([0, 2**40], [1, 1], [1, 1], [0, 0]), overflow_markers=True)

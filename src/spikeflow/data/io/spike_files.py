@@ -5,7 +5,8 @@ spike tensors turned into events (Lava-DL's ``slayer.io.encode_2d_spikes``,
 * **ATIS ``.bin``** (N-MNIST, N-Caltech101; Lava-DL's 2-D files): 5 bytes per event,
   ``x`` (8 bits), ``y`` (8 bits), polarity (1 bit), time (23 bits, µs), the layout
   :func:`~spikeflow.data.io.read_atis_bin` reads. ``y = 240`` is the format's
-  timestamp-overflow marker, so ``y`` may be 0-239.
+  timestamp-overflow marker, so ``y`` may be 0-239; ``overflow_markers=True`` writes
+  such markers for times past the 23-bit field.
 * **``.bs1``** (N-TIDIGITS; Lava-DL's 1-D files): a 16-bit channel (``x``), polarity,
   23-bit time; :func:`~spikeflow.data.io.read_bs1` reads it. ``y`` must be 0.
 * **``.npy``** (Lava-DL's ``encode_np_spikes``): float64 ``[N, 4]`` rows ``(x, y, p, t)``
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 _T_MAX = 2**23 - 1  # the 23-bit timestamp field, µs
+_MARK_US = 2**13  # what each ATIS overflow marker (y = 240) adds to later times, µs
+_MAX_MARKS = 2**26  # (5 bytes each: 320 MiB of markers, times up to ~6.4 days)
 
 
 def _fields(events: Any, owner: str) -> dict[str, np.ndarray]:
@@ -114,23 +117,48 @@ def _pack40(address: np.ndarray, p: np.ndarray, t: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def encode_atis_bin(events: EventRecording | np.ndarray) -> bytes:
+def encode_atis_bin(
+    events: EventRecording | np.ndarray, *, overflow_markers: bool = False
+) -> bytes:
     """The bytes of an ATIS ``.bin`` file holding ``events`` (in their order).
+
+    Args:
+        events: the events (times in µs, not decreasing).
+        overflow_markers: write times past the 23-bit field (2**23 - 1 µs, 8.4 s) with
+            the format's overflow markers: events with ``y = 240``, each adding 2**13
+            µs to every later timestamp (Orchard's reader, Tonic's ``read_mnist_file``
+            and :func:`~spikeflow.data.io.read_atis_bin` apply them; Lava-DL's
+            ``read_2d_spikes`` does not). Each event is preceded by as many markers as
+            it needs beyond the previous event's; the markers' own fields are 0.
 
     Raises:
         ConfigurationError: ``x`` outside 0-255, ``y`` outside 0-239 (240 and up would
-            read back as timestamp-overflow markers), ``p`` not 0 or 1, or ``t`` outside
-            0 to 2**23 - 1 µs: naming the field and the first such event; no events,
-            or a time before the previous event's (the readers refuse both files).
+            read back as timestamp-overflow markers), ``p`` not 0 or 1, or ``t`` below
+            0 or (without ``overflow_markers``) above 2**23 - 1 µs: naming the field and
+            the first such event; no events, or a time before the previous event's (the
+            readers refuse both files); with markers, a time needing more than 2**26.
     """
     owner = "encode_atis_bin"
     f = _fields(events, owner)
     _check_field(owner, "x", f["x"], 255, "8-bit x field")
     _check_field(owner, "y", f["y"], 239, "y field (240 is the overflow marker)")
     _check_field(owner, "p", f["p"], 1, "1-bit polarity field")
-    _check_field(owner, "t", f["t"], _T_MAX, "23-bit timestamp field (µs)")
+    if not overflow_markers:
+        t_field = "23-bit timestamp field (µs; overflow_markers=True writes later times)"
+        _check_field(owner, "t", f["t"], _T_MAX, t_field)
+    _check_field(owner, "t", f["t"], _T_MAX + _MAX_MARKS * _MARK_US, "times overflow "
+                 f"markers reach (at most {_MAX_MARKS} markers, µs)")  # fmt: skip
     _check_40bit_order(owner, f["t"])
-    return _pack40(f["x"] << 8 | f["y"], f["p"], f["t"])
+    address = f["x"] << 8 | f["y"]
+    marks = np.maximum(0, -((_T_MAX - f["t"]) // _MARK_US))  # ceil((t - T_MAX) / 2**13)
+    if not marks[-1]:  # (sorted times: no event needs a marker)
+        return _pack40(address, f["p"], f["t"])
+    # Event i goes to row i + marks[i]; every other row is a marker (y = 240).
+    rows = np.zeros(len(address) + int(marks[-1]), dtype=np.int64)
+    address_rows, p_rows, t_rows = rows + 240, rows.copy(), rows.copy()
+    at = np.arange(len(address)) + marks
+    address_rows[at], p_rows[at], t_rows[at] = address, f["p"], f["t"] - marks * _MARK_US
+    return _pack40(address_rows, p_rows, t_rows)
 
 
 def encode_bs1(events: EventRecording | np.ndarray) -> bytes:
@@ -162,10 +190,12 @@ def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def write_atis_bin(path: str | os.PathLike, events: EventRecording | np.ndarray) -> Path:
-    """Write ``events`` to ``path`` as an ATIS ``.bin`` file (:func:`encode_atis_bin`),
-    atomically. Returns the path."""
-    data = encode_atis_bin(events)  # checked before any file is made
+def write_atis_bin(
+    path: str | os.PathLike, events: EventRecording | np.ndarray, *, overflow_markers: bool = False
+) -> Path:
+    """Write ``events`` to ``path`` as an ATIS ``.bin`` file (:func:`encode_atis_bin`,
+    ``overflow_markers`` for times past 2**23 - 1 µs), atomically. Returns the path."""
+    data = encode_atis_bin(events, overflow_markers=overflow_markers)  # checked first
     return _write_atomic(path, data)
 
 
