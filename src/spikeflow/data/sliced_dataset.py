@@ -115,7 +115,9 @@ def dataset_key(
       Tonic's datasets keep their files' paths in a list, so an edited file, or a link
       pointed at another copy, is a miss), one that names a folder by the folder's real
       path (a bare name such as ``"data"`` is looked up as an attribute of its own, not
-      inside a list: labels), other values by their repr). Files such a dataset finds
+      inside a list: labels), callables by what they compute (a function's code,
+      defaults and closure; an instance with ``__call__`` by its class, that method's
+      code and its attributes), other values by their repr). Files such a dataset finds
       itself (by listing a folder it holds) count by the folder's real path only, a
       value whose repr elides its content (a pandas DataFrame) counts by what its repr
       shows, and an attribute that changes as it is used (a counter, a memo) makes every
