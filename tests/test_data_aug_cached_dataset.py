@@ -4,6 +4,7 @@ and its cache behaviour: hits, misses when the augmentations change, regeneratio
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -178,8 +179,6 @@ def test_augmentations_that_repr_alike_get_caches_of_their_own(tmp_path):
     """Reusing a cache folder with other augmentations is a miss, never a stale hit,
     also when the augmentations' reprs match (instances of a class without __repr__,
     partials of builtins, whose reprs hold addresses; modules with other weights)."""
-    import functools
-
     data = [(torch.arange(1.0, 4.0), 0), (torch.arange(4.0, 7.0), 1)]
     torch.manual_seed(0)
     linear_a, linear_b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
@@ -197,3 +196,21 @@ def test_augmentations_that_repr_alike_get_caches_of_their_own(tmp_path):
                         torch.testing.assert_close(ds.cached_copy(i, c)[0], fn(x))
     again = AugDiskCachedDataset(data, tmp_path, [_Scale(2), _Scale(3)], post_augment=_Scale(-1))
     torch.testing.assert_close(again.cached_copy(1, 1)[0], -3 * data[1][0])
+
+
+def test_dataloader_workers_read_the_copies_the_cache_holds(tmp_path):
+    """Two DataLoader workers, each with its own copy draws (a torch.Generator is
+    replaced by one of the worker's seed): every sample read is one of its cached
+    copies (the workers' entries land in the shared folder), and the copies vary."""
+    torch.manual_seed(0)
+    data = [(torch.randn(1, 64), i) for i in range(24)]
+    scales = [functools.partial(torch.mul, other=k) for k in (1.0, -2.0, 3.0)]
+    ds = AugDiskCachedDataset(data, tmp_path, scales, generator=torch.Generator().manual_seed(1))
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, shuffle=False)
+    picked = []
+    for x, i in loader:
+        i = int(i)
+        matches = [c for c in range(3) if torch.equal(x, ds.cached_copy(i, c)[0])]
+        assert matches and torch.equal(x, data[i][0] * [1.0, -2.0, 3.0][matches[0]]), i
+        picked.append(matches[0])
+    assert len(picked) == 24 and len(set(picked)) == 3
