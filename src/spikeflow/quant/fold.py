@@ -17,7 +17,8 @@ network then runs in integers only. A soft reset subtracts the threshold and nee
 :func:`fold_weight_scales` refuses by name where this is not exact: a batch norm (or any
 module but dropout, max pooling, flatten) between a layer and its neuron, a nonzero
 ``v_reset``, a bias off the grid ``s·ℤ``, a neuron whose dynamics are not IF/LIF's, a
-layer whose input is not integers, a quantized layer with no neuron after it.
+layer whose input is not integers, a quantized layer with no neuron after it, a step
+of the model's forward (a residual addition, a scaling) between a layer and its neuron.
 See ``docs/quantization.md``.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -77,26 +79,49 @@ def _units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
-def _call_order(model: nn.Module, example: Tensor) -> list[tuple[str, nn.Module]]:
-    """The units of ``model`` in the order one forward of ``example`` calls them."""
+@dataclass
+class _Call:
+    """One call of a unit in the example's forward: its name, the module, the tensor it
+    took (after its input quantizer) and the one it gave."""
+
+    name: str
+    module: nn.Module
+    taken: object = None
+    given: object = None
+
+
+def _call_order(model: nn.Module, example: Tensor) -> list[_Call]:
+    """The units of ``model`` in the order one forward of ``example`` calls them, with the
+    tensors each took and gave (to see what flows between them)."""
     units = _units(model)
-    calls: list[int] = []
-    handles = [m.register_forward_pre_hook(lambda *_, i=i: calls.append(i))
-               for i, (_, m) in enumerate(units)]  # fmt: skip
+    calls: list[_Call] = []
+
+    def before(module: nn.Module, args: tuple, *, name: str) -> None:
+        calls.append(_Call(name, module, args[0] if args else None))
+
+    def after(module: nn.Module, args: tuple, output: object) -> None:
+        calls[-1].given = output
+
+    handles = []
+    for name, module in units:
+        # (registered last, so it sees the input after an input quantizer's pre-hook)
+        handles.append(module.register_forward_pre_hook(partial(before, name=name)))
+        handles.append(module.register_forward_hook(after))
     try:
         with torch.no_grad():
             model(example)
     finally:
         for handle in handles:
             handle.remove()
-    repeated = sorted({units[i][0] for i in calls if calls.count(i) > 1})
+    names = [call.name for call in calls]
+    repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ConfigurationError(
             f"fold_weight_scales: {repeated} run more than once in a forward (a recurrent "
             "or shared module, or single-step mode): folding needs a feed-forward chain "
             "of multi-step modules"
         )
-    return [units[i] for i in calls]
+    return calls
 
 
 def _quantizer(layer: nn.Module, name: str) -> WeightQuantizer:
@@ -186,8 +211,33 @@ def _set_threshold(neuron: BaseNode, value: Tensor | float, dtype: torch.dtype) 
         neuron.v_threshold = float(value)
 
 
+def _input_scale(call: _Call, target: nn.Module, flowing: Tensor | None) -> Tensor:
+    """The scale of one unit of layer ``call``'s integer input: its input quantizer's
+    step (``target``'s, the folded copy's), else that of the integers flowing in
+    (``flowing``: 1 after a neuron), checked whole on the example: a step in the model's
+    forward (an average pooling, a scaling) may have made them fractions."""
+    quantizer = target._modules.get("input_quantizer")
+    if isinstance(quantizer, InputQuantizer):
+        if not bool(quantizer.initialized):
+            raise ConfigurationError(
+                f"fold_weight_scales: the input quantizer of layer {call.name!r} has not "
+                "seen an input yet (its step is set from the first batch): run or train "
+                "the model first"
+            )
+        return quantizer.step.detach().double().reshape(())
+    taken = call.taken
+    if flowing is None or not (isinstance(taken, Tensor) and torch.equal(taken, taken.round())):
+        raise ConfigurationError(
+            f"fold_weight_scales: the input of layer {call.name!r} is not integers: "
+            "quantize the network's input (apply_input_quantization), or pass "
+            "integer_input=True for spikes or event counts; between neurons and layers "
+            "only steps that keep spikes whole numbers fold (no average pooling, scaling)"
+        )
+    return flowing
+
+
 def fold_weight_scales(
-    model: nn.Module, example: Tensor, *, integer_input: bool = False
+    model: nn.Module, example: Tensor, *, integer_input: bool = False, verify: bool = True
 ) -> tuple[nn.Module, list[FoldedLayer]]:
     """An integer-weight copy of ``model`` (in eval mode) that fires the same spikes.
 
@@ -198,12 +248,17 @@ def fold_weight_scales(
 
     Args:
         model: a feed-forward chain of modules (``nn.Sequential`` and the model zoo's
-            plain conv nets; residual additions or other functional steps between
-            modules are not seen), every linear and convolution layer quantized.
+            plain conv nets), every linear and convolution layer quantized. Steps of
+            its forward between modules are checked on ``example``: a neuron must take
+            its layer's output as it is, and every layer's input must be integers.
         example: an input the model takes; one forward of it (on a copy) gives the
             order the modules run in.
         integer_input: the input is integers already (spikes, event counts), of scale
             1, when the first layer's input is not quantized.
+        verify: run the folded copy on ``example`` and refuse it if a neuron fires
+            other spikes than in ``model`` (a membrane within float rounding of the
+            threshold, a tie the float network decides by its rounding error); False
+            keeps the fold, exact in real arithmetic.
 
     Returns:
         ``(folded model, [FoldedLayer, ...])``.
@@ -216,17 +271,7 @@ def fold_weight_scales(
     modules = dict(folded.named_modules())
     report: list[FoldedLayer] = []
     input_scale: Tensor | None = None  # the scale of the integers flowing, None: not integers
-    # (the folded copy's: the forward that gave the order set an unset input step)
-    first = next((modules[n] for n, m in order if isinstance(m, PRUNABLE_TYPES)), None)
-    if first is not None and isinstance(first._modules.get("input_quantizer"), InputQuantizer):
-        quantizer = first.input_quantizer
-        if not bool(quantizer.initialized):
-            raise ConfigurationError(
-                "fold_weight_scales: the input quantizer has not seen an input yet (its "
-                "step is set from the first batch): run or train the model first"
-            )
-        input_scale = quantizer.step.detach().double().reshape(())
-    elif integer_input:
+    if integer_input:
         if not torch.equal(example, torch.round(example)):
             raise ConfigurationError(
                 "fold_weight_scales: integer_input=True, but the example input has values "
@@ -234,7 +279,15 @@ def fold_weight_scales(
             )
         input_scale = torch.ones((), dtype=torch.float64)
     pending: tuple[str, nn.Module, Tensor, WeightQuantizer, bool] | None = None
-    for name, module in order:
+    for index, call in enumerate(order):
+        name, module = call.name, call.module
+        if pending is not None and call.taken is not order[index - 1].given:
+            raise ConfigurationError(
+                f"fold_weight_scales: {type(module).__name__} {name!r} does not take the "
+                f"output of {order[index - 1].name!r} as it is: a step in the model's "
+                f"forward (a residual addition, a scaling, ...) between layer {pending[0]!r} "
+                "and its neuron, which the scale does not fold through"
+            )
         if isinstance(module, PRUNABLE_TYPES):
             if pending is not None:
                 raise ConfigurationError(
@@ -242,12 +295,7 @@ def fold_weight_scales(
                     "neuron between them: its scale has no threshold to fold into"
                 )
             quantizer = _quantizer(module, name)
-            if input_scale is None:
-                raise ConfigurationError(
-                    f"fold_weight_scales: the input of layer {name!r} is not integers: "
-                    "quantize the network's input (apply_input_quantization), or pass "
-                    "integer_input=True for spikes or event counts"
-                )
+            input_scale = _input_scale(call, modules[name], input_scale)
             _, step = integer_weights(module, name=name)
             scale = input_scale * _channel_scale(step.double(), module.weight.dim(), quantizer)
             pending = (name, module, scale, quantizer, False)
@@ -292,7 +340,43 @@ def fold_weight_scales(
         quantizer = module._modules.get("input_quantizer")
         if isinstance(quantizer, InputQuantizer):
             quantizer.integer_output = True
+    if verify:
+        _verify(order, folded, example, report)
     return folded, report
+
+
+def _verify(order: list[_Call], folded: nn.Module, example: Tensor,
+            report: list[FoldedLayer]) -> None:  # fmt: skip
+    """Refuse ``folded`` if a neuron of it fires other spikes on ``example`` than it did
+    in the forward that gave ``order`` (run on a copy: ``folded`` keeps its state)."""
+    probe = copy.deepcopy(folded)
+    fired: dict[str, object] = {}
+    modules = dict(probe.named_modules())
+    handles = [modules[r.neuron].register_forward_hook(
+                   lambda m, i, out, name=r.neuron: fired.__setitem__(name, out))
+               for r in report]  # fmt: skip
+    try:
+        with torch.no_grad():
+            probe(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    given = {call.name: call.given for call in order}
+    for r in report:
+        theirs, ours = given[r.neuron], fired.get(r.neuron)
+        if isinstance(theirs, Tensor) and isinstance(ours, Tensor) and torch.equal(theirs, ours):
+            continue
+        differ = int((theirs != ours).sum()) if isinstance(ours, Tensor) else -1
+        total = theirs.numel() if isinstance(theirs, Tensor) else 0
+        ratio = torch.as_tensor(r.threshold).flatten()[:3].tolist()
+        raise ConfigurationError(
+            f"fold_weight_scales: on the example, neuron {r.neuron!r} fires {differ} of "
+            f"{total} spikes otherwise once folded (threshold {ratio} units of layer "
+            f"{r.layer!r}'s sums): a membrane within float rounding of the threshold (a "
+            "threshold that is a whole number of steps) is decided by the float "
+            "network's rounding error; move the threshold off the grid of the steps, or "
+            "pass verify=False to keep the fold (exact in real arithmetic)"
+        )
 
 
 def _fold_layer(target: nn.Module, source: nn.Module, name: str, scale: Tensor) -> None:
