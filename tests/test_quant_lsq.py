@@ -111,6 +111,23 @@ def test_the_forward_is_on_the_integer_grid_with_the_papers_initial_step(asymmet
     assert quant.weight_bits(layer) == bits
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_weight_is_k_times_s_rounded_to_its_dtype(dtype):
+    # The quotient w/s was taken in the weight's dtype, whose rounding moved weights to
+    # other levels than integer_weights gives (67 of 16384 in bfloat16, 5 in float16):
+    # the deployed integers were not those the network trained with.
+    torch.manual_seed(0)
+    layer = layers.Linear(256, 64)
+    quant.apply_weight_quantization(layer, 4, method="lsq")
+    layer = layer.to(dtype)
+    k, s = quant.integer_weights(layer)
+    assert layer.weight.dtype == dtype
+    assert torch.equal(layer.weight, (k * s).to(dtype))
+    layer(torch.randn(2, 8, 256, dtype=dtype)).float().pow(2).sum().backward()
+    step = layer.parametrizations.weight[0].step
+    assert step.grad is not None and step.grad.dtype == dtype and bool(step.grad.isfinite().all())
+
+
 def test_a_learned_step_trains_and_the_state_dict_holds_it():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2))

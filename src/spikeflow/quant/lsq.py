@@ -156,9 +156,15 @@ class LSQWeightQuantizer(WeightQuantizer):
         return k.to(torch.int32), s
 
     def forward(self, weight: Tensor) -> Tensor:
-        """The quantized weight, with LSQ's gradients to ``weight`` and ``step``."""
-        low, high = (b.to(weight.dtype) for b in self.bounds())
-        return lsq_quantize(weight, self.step.to(weight.dtype), low, high, self.gradient_scale)
+        """The quantized weight, with LSQ's gradients to ``weight`` and ``step``.
+
+        Computed in float32 or wider, as :meth:`integers` (a float16/bfloat16 quotient
+        ``w/s`` would round to other levels), then rounded to the weight's dtype."""
+        wide = torch.promote_types(weight.dtype, torch.float32)
+        low, high = (b.to(wide) for b in self.bounds())
+        quantized = lsq_quantize(weight.to(wide), self.step.to(wide), low, high,
+                                 self.gradient_scale)  # fmt: skip
+        return quantized.to(weight.dtype)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, learned step (LSQ), asymmetric={self.asymmetric}"
