@@ -74,6 +74,16 @@ def _spike_reg_worker(rank: int, world_size: int, port: int, output_dir: str) ->
     Trainer(config_from_dict({**_config(output_dir), **_SPIKE_REG}), log=None).fit()
 
 
+#: Learned steps (LSQ) of the weights and of the input, whose initial step is taken from
+#: the first batch.
+_LSQ = {"weight_bits": 3, "weight_quant": "lsq", "input_bits": 4}
+
+
+def _lsq_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    _join(rank, world_size, port)
+    Trainer(config_from_dict({**_config(output_dir), **_LSQ}), log=None).fit()
+
+
 def _online_config(output_dir: str, trace_decay: float | None) -> dict:
     return {**_config(output_dir), "online": True, "online_steps": 2, "epochs": 2,
             "batch_size": 8, "online_trace_decay": trace_decay}  # fmt: skip
@@ -310,6 +320,18 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     # the evaluation splits the test set without counting any sample twice
     assert a["history"][0]["test_acc"] == pytest.approx(b["history"][0]["test_acc"], abs=1e-12)
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
+
+
+def test_learned_steps_under_two_gloo_processes_equal_one_process(tmp_path):
+    """The input's step starts from the first batch: each process took it from its own
+    half, and the copies kept different steps (DDP averages gradients only)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    Trainer(config_from_dict({**_config(str(one)), **_LSQ}), log=None).fit()
+    _spawn(_lsq_worker, str(two))
+    a, b = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
+    assert b["world_size"] == 2 and "features.0.input_quantizer.step" in a["model"]
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_recompute_under_two_gloo_processes_equals_one_plain_process(tmp_path):

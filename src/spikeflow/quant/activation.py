@@ -9,7 +9,8 @@ is the input of the first layer (direct encoding of an image, event counts per f
                                             Qn = Qp = 2^(bits-1) - 1    (signed)
 
 with a learned step (LSQ, :func:`~spikeflow.quant.lsq.lsq_quantize`: initialised from
-the first batch as ``2·mean|x| / sqrt(Qp)``, gradient scale ``1/sqrt(N·Qp)`` for ``N``
+the first batch as ``2·mean|x| / sqrt(Qp)``, of all processes' first batches in a
+distributed training run, gradient scale ``1/sqrt(N·Qp)`` for ``N``
 values per sample and step) or a fixed one (``step=``: ``1/255`` for 8-bit images in
 ``[0, 1]``, ``1`` for event counts). See ``docs/quantization.md``.
 """
@@ -94,7 +95,13 @@ class InputQuantizer(nn.Module):
                 "input quantization: the first input (which sets the initial step) has NaN "
                 "or infinite values"
             )
-        mean = float(x.abs().double().mean())
+        total = torch.stack([x.abs().double().sum(), torch.tensor(float(x.numel()),
+                             dtype=torch.float64, device=x.device)])  # fmt: skip
+        if self.training and _distributed():
+            # Every process starts from the step of all processes' first batches (each
+            # from its own would keep the copies' steps apart: DDP averages gradients).
+            torch.distributed.all_reduce(total)
+        mean = float(total[0] / total[1])
         self.step.fill_(2 * mean / math.sqrt(self.high) if mean > 0 else 1.0)
         self.initialized.fill_(True)
 
@@ -119,6 +126,12 @@ class InputQuantizer(nn.Module):
     def extra_repr(self) -> str:
         kind = "learned step (LSQ)" if self.learned else f"step={float(self.step)}"
         return f"bits={self.bits}, signed={self.signed}, {kind}"
+
+
+def _distributed() -> bool:
+    """Whether this process is one of several of a torch.distributed group."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _quantize_input(layer: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
