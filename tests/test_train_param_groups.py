@@ -73,6 +73,19 @@ def test_no_decay_parameters_are_the_norms_the_biases_and_the_neurons():
     }  # fmt: skip
 
 
+def test_learned_quantization_steps_are_out_of_decay_and_the_weights_in():
+    # (the steps decayed with --no-decay-norm-bias, pulling every quantized weight and
+    # input toward zero as a norm's decayed gain would)
+    from spikeflow import quant
+
+    net = nn.Sequential(nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False))
+    quant.apply_weight_quantization(net, 4, method="lsq", layers=[net[0]])
+    quant.apply_weight_quantization(net, 4, layers=[net[1]])  # fixed scales: no step
+    quant.apply_input_quantization(net, 4)
+    found = {n for n, p in net.named_parameters() if id(p) in no_decay_parameters(net)}
+    assert found == {"0.parametrizations.weight.0.step", "0.input_quantizer.step"}
+
+
 def test_without_decay_splits_each_decayed_group_after_itself():
     net = _Net()
     weights = [net.fc.weight, net.fc.bias]

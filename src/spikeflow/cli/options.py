@@ -161,9 +161,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--no-decay-norm-bias",
         action="store_true",
         default=s,
-        help="no weight decay on the normalisation layers' parameters, the biases and the "
-        "neurons' parameters (learnable time constants, thresholds), in every parameter "
-        "group, the model's own included (docs/training.md)",
+        help="no weight decay on the normalisation layers' parameters, the biases, the "
+        "neurons' parameters (learnable time constants, thresholds) and the learned "
+        "quantization steps (LSQ), in every parameter group, the model's own included "
+        "(docs/training.md)",
     )
     o.add_argument("--momentum", type=float, default=s, help="for sgd (default 0.9)")
     o.add_argument(

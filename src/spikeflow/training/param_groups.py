@@ -7,9 +7,9 @@ it differs from the run's, its own ``"lr"`` or ``"weight_decay"`` (S4's SSM para
 their own learning rate, no weight decay). The trainer checks them
 (:func:`check_parameter_groups`: every trainable parameter of the model in exactly one
 group) and uses them instead of its single group. ``--no-decay-norm-bias``
-(:func:`without_decay`) then takes the normalisation layers' parameters, the biases and
-the neurons' parameters (:func:`no_decay_parameters`) out of weight decay, in whichever
-groups they are.
+(:func:`without_decay`) then takes the normalisation layers' parameters, the biases, the
+neurons' parameters and the learned quantization steps (:func:`no_decay_parameters`)
+out of weight decay, in whichever groups they are.
 """
 
 from __future__ import annotations
@@ -159,10 +159,14 @@ def no_decay_parameters(model: nn.Module) -> set[int]:
     of normalisation layers (:data:`NORM_TYPES`), those a neuron (:data:`NEURON_TYPES`)
     holds itself (not those of a layer inside it, such as the ILC neurons' connection
     weights), and every bias (a parameter named ``bias``, ``bias_*`` or ``*_bias``, also under a
-    parametrization)."""
+    parametrization), and the learned steps of quantized weights and inputs (LSQ: a
+    scale, like a norm's gain)."""
+    from spikeflow.quant.activation import InputQuantizer
+    from spikeflow.quant.lsq import LSQWeightQuantizer
+
     found: set[int] = set()
     for module in model.modules():
-        if isinstance(module, NORM_TYPES):
+        if isinstance(module, (NORM_TYPES, LSQWeightQuantizer, InputQuantizer)):
             found.update(id(p) for p in module.parameters())
         elif isinstance(module, NEURON_TYPES):  # its own, not a synapse it holds (ILC's conn)
             found.update(id(p) for p in module.parameters(recurse=False))
