@@ -554,3 +554,34 @@ def test_a_slice_of_the_network_takes_the_shape_its_first_layer_receives():
         fixed[::2]
     with pytest.raises(ConfigurationError, match="cannot slice after a ReLU"):
         NetxNetwork((4,), torch.nn.ReLU(), LoihiDense(torch.ones(2, 4, dtype=torch.int64)))[1:]
+
+
+def test_quantized_weights_export_only_on_lavas_grid_and_quantized_inputs_not(tmp_path):
+    # Both were exported without a word: the input unrounded, and LSQ's levels k·s
+    # rounded again onto Lava's grid (159 of 200 weights moved to other values).
+    from spikeflow import quant
+
+    torch.manual_seed(5)
+    x = torch.rand(30, 4, 10) < 0.4
+
+    def net() -> torch.nn.Sequential:
+        fc = layers.Linear(10, 6, bias=False).double()
+        return torch.nn.Sequential(fc, neurons.IFNode(v_threshold=0.75, strict_firing=True))
+
+    off = net()
+    quant.apply_weight_quantization(off, 4, method="lsq")
+    with pytest.raises(ConfigurationError, match=r"module 0 .*\d+ of 60 are not on Lava's grid"):
+        export_netx(off, tmp_path / "n.net", (10,))
+    quant.apply_input_quantization(off, 4, step=1.0)
+    with pytest.raises(ConfigurationError, match="the inputs of 0 are quantized"):
+        export_netx(off, tmp_path / "n.net", (10,))
+    on = net()  # a step of 2/64: the levels k·s are Lava's integers, exported as they are
+    quant.apply_weight_quantization(on, 4, method="lsq", per_channel=False)
+    on[0].parametrizations.weight[0].step.data.fill_(1 / 16)
+    fixed = import_netx(export_netx(on, tmp_path / "n.net", (10,)))
+    k, _ = quant.integer_weights(on[0])
+    assert torch.equal(torch.as_tensor(fixed[0].weight).long(), 4 * k.long())
+    with torch.no_grad():
+        spikes = on(x.double())
+    assert 0.05 < float(spikes.mean()) < 0.5
+    assert torch.equal(fixed(x.long()).double(), spikes)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError, ShapeError
@@ -44,10 +45,12 @@ from spikeflow.interop.netx_sdnn import is_sdnn, sdnn_layers
 from spikeflow.layers import AxonalDelay, Flatten, MeanOnlyBatchNorm
 from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
 from spikeflow.quant.loihi import (
+    WEIGHT_SCALE,
     LoihiCubaLIFNode,
     cuba_device_params,
     lava_weight_integers,
 )
+from spikeflow.quant.weights import WeightQuantizer, integer_weights
 
 # (import_netx, NETX_MAX_DELAY and require_h5py: re-exported from netx_import)
 __all__ = ["NETX_MAX_DELAY", "export_netx", "import_netx", "lava_dl_weights"]
@@ -62,6 +65,40 @@ def lava_dl_weights(weight: Tensor) -> Tensor:
 
 
 # -- export -----------------------------------------------------------------------------
+
+
+def _float_weights(module: nn.Module, where: str) -> Tensor:
+    """:func:`lava_dl_weights` of a layer's weights; a layer whose weights were quantized
+    by :func:`~spikeflow.quant.apply_weight_quantization` (``k·s``) only where they are
+    on Lava's grid already (rounding them again would lose the trained levels)."""
+    integers = lava_dl_weights(module.weight)
+    if parametrize.is_parametrized(module, "weight") and any(
+        isinstance(p, WeightQuantizer) for p in module.parametrizations.weight
+    ):
+        weight = module.weight.detach().to(torch.float64)
+        moved = int((integers.to(torch.float64) / WEIGHT_SCALE != weight).sum())
+        if moved:
+            _, step = integer_weights(module)
+            raise ConfigurationError(
+                f"export_netx: {where}: its weights are quantized (apply_weight_quantization, "
+                f"steps {step.flatten()[:3].tolist()}), and {moved} of {weight.numel()} are "
+                f"not on Lava's grid (multiples of 2/{WEIGHT_SCALE}): netx would round them "
+                "again to other levels than the network trained with; train on Loihi's grid "
+                "(spikeflow.quant.loihi_grid) for netx"
+            )
+    return integers
+
+
+def _refuse_quantized_inputs(model: nn.Module) -> None:
+    """Refuse a model with a quantized input (a forward pre-hook netx leaves out)."""
+    quantized = [name or type(model).__name__ for name, module in model.named_modules()
+                 if module._modules.get("input_quantizer") is not None]  # fmt: skip
+    if quantized:
+        raise ConfigurationError(
+            f"export_netx: the inputs of {', '.join(quantized)} are quantized "
+            "(spikeflow.quant.apply_input_quantization), which netx cannot express: the "
+            "exported network would take the input unrounded; quantize the input before it"
+        )
 
 
 def _neuron_params(module: nn.Module, where: str) -> dict[str, Any]:
@@ -167,7 +204,7 @@ def _synapse(
                     "the voltage, not to the current: build it with bias=False (or follow "
                     "it by an IFNode / LIFNode(decay_input=False), whose voltage adds it)"
                 )
-            weight = lava_dl_weights(module.weight)
+            weight = _float_weights(module, where)
         else:
             weight = module.weight
         if weight.shape[1] != shape[0]:
@@ -196,7 +233,7 @@ def _synapse(
                 f"padding={module.padding!r}, padding_mode={module.padding_mode!r}"
             )
         conv = LoihiConv2d(
-            lava_dl_weights(module.weight),
+            _float_weights(module, where),
             module.stride,  # type: ignore[arg-type]
             module.padding,  # type: ignore[arg-type]
             module.dilation,  # type: ignore[arg-type]
@@ -426,6 +463,7 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
             f"export_netx: input_shape must be (C, H, W) or (K,) positive integers, got "
             f"{input_shape!r}"
         )
+    _refuse_quantized_inputs(model)
     layers = _network_layers(model, tuple(input_shape))
     path = Path(path)
     if not path.parent.is_dir():  # (mkstemp's error would name the temporary file)
