@@ -192,7 +192,8 @@ def test_an_input_quantizer_on_a_later_layer_joins_that_layer_s_scale(nmnist_bat
 class _Functional(nn.Module):
     """Two quantized conv layers with a step of the forward between them: ``"residual"``
     adds the first layer's spikes to the second layer's sum, ``"scaled"`` halves that
-    sum, ``"average"`` average-pools the spikes (functionally) before the second layer."""
+    sum (``"in_place"``: in place), ``"average"`` average-pools the spikes (functionally)
+    before the second layer."""
 
     def __init__(self, step: str) -> None:
         super().__init__()
@@ -206,6 +207,8 @@ class _Functional(nn.Module):
             y = torch.nn.functional.avg_pool2d(y.flatten(0, 1), 3, 1, 1).reshape(y.shape)
         h = self.conv2(y)
         h = h + y if self.step == "residual" else h * 0.5 if self.step == "scaled" else h
+        if self.step == "in_place":
+            h.mul_(0.5)
         return self.if2(h)
 
 
@@ -217,6 +220,7 @@ def _conv_same() -> nn.Module:
     "step,match",
     [("residual", "IFNode 'if2' does not take the output of 'conv2' as it is"),
      ("scaled", "IFNode 'if2' does not take the output of 'conv2' as it is"),
+     ("in_place", "IFNode 'if2' does not take the output of 'conv2' as it is"),
      ("average", "the input of layer 'conv2' is not integers")],
 )  # fmt: skip
 def test_steps_of_the_forward_between_modules_are_refused(nmnist_batch, step, match):
@@ -255,3 +259,16 @@ def test_a_threshold_on_the_grid_of_the_steps_ties_and_is_refused(nmnist_batch, 
     reference, spikes = _spikes(exact, x), _spikes(folded, x)
     assert float(reference[0].mean()) > 0.001
     assert all(torch.equal(a, b) for a, b in zip(reference, spikes))
+
+
+def test_a_container_reshaping_a_layer_s_output_folds(nmnist_batch):
+    # (a reshape or view of the layer's output is no step between it and its neuron)
+    torch.manual_seed(0)
+    conv = layers.SeqToANNContainer(nn.Conv2d(2, 4, 3, padding=1, bias=False))
+    model = nn.Sequential(conv, IFNode(v_threshold=0.5)).double()
+    quant.apply_weight_quantization(model, 4, method="lsq")
+    folded, report = quant.fold_weight_scales(model.eval(), nmnist_batch, integer_input=True)
+    assert [(r.layer, r.neuron) for r in report] == [("0.0", "1")]
+    with torch.no_grad():
+        spikes, reference = folded(nmnist_batch), model(nmnist_batch)
+    assert float(spikes.mean()) > 0.001 and torch.equal(spikes, reference)

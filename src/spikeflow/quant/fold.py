@@ -82,12 +82,26 @@ def _units(model: nn.Module) -> list[tuple[str, nn.Module]]:
 @dataclass
 class _Call:
     """One call of a unit in the example's forward: its name, the module, the tensor it
-    took (after its input quantizer) and the one it gave."""
+    took (after its input quantizer), the one it gave and a copy of its values then."""
 
     name: str
     module: nn.Module
     taken: object = None
     given: object = None
+    given_values: Tensor | None = None
+
+    def feeds(self, taken: object) -> bool:
+        """Whether ``taken`` is this call's output as it was given (the same storage, a
+        view or reshape of it, and the same values: no step of the forward between)."""
+        given, values = self.given, self.given_values
+        return (
+            isinstance(taken, Tensor)
+            and isinstance(given, Tensor)
+            and values is not None
+            and taken.untyped_storage().data_ptr() == given.untyped_storage().data_ptr()
+            and taken.numel() == values.numel()
+            and torch.equal(taken.reshape(-1), values.reshape(-1))
+        )
 
 
 def _call_order(model: nn.Module, example: Tensor) -> list[_Call]:
@@ -100,7 +114,10 @@ def _call_order(model: nn.Module, example: Tensor) -> list[_Call]:
         calls.append(_Call(name, module, args[0] if args else None))
 
     def after(module: nn.Module, args: tuple, output: object) -> None:
-        calls[-1].given = output
+        call = next(c for c in reversed(calls) if c.module is module)
+        call.given = output
+        if isinstance(output, Tensor):
+            call.given_values = output.detach().clone()
 
     handles = []
     for name, module in units:
@@ -281,7 +298,7 @@ def fold_weight_scales(
     pending: tuple[str, nn.Module, Tensor, WeightQuantizer, bool] | None = None
     for index, call in enumerate(order):
         name, module = call.name, call.module
-        if pending is not None and call.taken is not order[index - 1].given:
+        if pending is not None and not order[index - 1].feeds(call.taken):
             raise ConfigurationError(
                 f"fold_weight_scales: {type(module).__name__} {name!r} does not take the "
                 f"output of {order[index - 1].name!r} as it is: a step in the model's "
