@@ -82,25 +82,29 @@ def _units(model: nn.Module) -> list[tuple[str, nn.Module]]:
 @dataclass
 class _Call:
     """One call of a unit in the example's forward: its name, the module, the tensor it
-    took (after its input quantizer), the one it gave and a copy of its values then."""
+    took (after its input quantizer) and the one it gave, with copies of their values
+    then (a later in-place step changes the tensors, not the copies)."""
 
     name: str
     module: nn.Module
     taken: object = None
     given: object = None
+    taken_values: Tensor | None = None
     given_values: Tensor | None = None
 
-    def feeds(self, taken: object) -> bool:
-        """Whether ``taken`` is this call's output as it was given (the same storage, a
-        view or reshape of it, and the same values: no step of the forward between)."""
-        given, values = self.given, self.given_values
+    def feeds(self, then: _Call) -> bool:
+        """Whether call ``then`` took this call's output as it was given (the same
+        storage, a view or reshape of it, and the same values: no step between)."""
+        given, taken = self.given, then.taken
+        ours, theirs = self.given_values, then.taken_values
         return (
             isinstance(taken, Tensor)
             and isinstance(given, Tensor)
-            and values is not None
+            and ours is not None
+            and theirs is not None
             and taken.untyped_storage().data_ptr() == given.untyped_storage().data_ptr()
-            and taken.numel() == values.numel()
-            and torch.equal(taken.reshape(-1), values.reshape(-1))
+            and ours.numel() == theirs.numel()
+            and torch.equal(ours.reshape(-1), theirs.reshape(-1))
         )
 
 
@@ -111,7 +115,9 @@ def _call_order(model: nn.Module, example: Tensor) -> list[_Call]:
     calls: list[_Call] = []
 
     def before(module: nn.Module, args: tuple, *, name: str) -> None:
-        calls.append(_Call(name, module, args[0] if args else None))
+        taken = args[0] if args else None
+        values = taken.detach().clone() if isinstance(taken, Tensor) else None
+        calls.append(_Call(name, module, taken, taken_values=values))
 
     def after(module: nn.Module, args: tuple, output: object) -> None:
         call = next(c for c in reversed(calls) if c.module is module)
@@ -242,8 +248,8 @@ def _input_scale(call: _Call, target: nn.Module, flowing: Tensor | None) -> Tens
                 "the model first"
             )
         return quantizer.step.detach().double().reshape(())
-    taken = call.taken
-    if flowing is None or not (isinstance(taken, Tensor) and torch.equal(taken, taken.round())):
+    taken = call.taken_values
+    if flowing is None or taken is None or not torch.equal(taken, taken.round()):
         raise ConfigurationError(
             f"fold_weight_scales: the input of layer {call.name!r} is not integers: "
             "quantize the network's input (apply_input_quantization), or pass "
@@ -298,7 +304,7 @@ def fold_weight_scales(
     pending: tuple[str, nn.Module, Tensor, WeightQuantizer, bool] | None = None
     for index, call in enumerate(order):
         name, module = call.name, call.module
-        if pending is not None and not order[index - 1].feeds(call.taken):
+        if pending is not None and not order[index - 1].feeds(call):
             raise ConfigurationError(
                 f"fold_weight_scales: {type(module).__name__} {name!r} does not take the "
                 f"output of {order[index - 1].name!r} as it is: a step in the model's "
