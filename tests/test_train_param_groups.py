@@ -309,3 +309,20 @@ def test_the_option_without_weight_decay_says_it_changes_nothing(tmp_path):
     trainer._setup()
     assert any("--no-decay-norm-bias changes nothing" in m for m in messages)
     assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.0, 0.0]
+
+
+def test_a_resume_whose_groups_differ_says_so(tmp_path):
+    # A run of LSQ with --no-decay-norm-bias saved before the steps left the decayed
+    # group: torch's bare ValueError about group sizes.
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    from spikeflow.training import load_checkpoint
+
+    options = {"weight_bits": 3, "weight_quant": "lsq", "weight_decay": 0.1,
+               "no_decay_norm_bias": True, "epochs": 1}  # fmt: skip
+    Trainer(tiny(tmp_path, "run", **options), log=None).fit()
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    decayed, free = payload["optimizer"]["param_groups"]
+    decayed["params"].append(free["params"].pop())  # (as the run before saved them)
+    with pytest.raises(ConfigurationError, match=r"groups of sizes \[\d+, \d+\], this run"):
+        Trainer(config_for_resume(payload, {}), resume=payload,
+                resume_dir=str(tmp_path / "run"), log=None).fit()  # fmt: skip

@@ -104,7 +104,17 @@ class CheckpointMixin:
 
     def _restore(self, payload: dict[str, Any]) -> int:
         ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
-        self.optimizer.load_state_dict(payload["optimizer"])
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except ValueError as exc:  # torch's: the groups' sizes differ
+            built = [len(g["params"]) for g in self.optimizer.param_groups]
+            held = [len(g["params"]) for g in payload["optimizer"].get("param_groups", [])]
+            raise ConfigurationError(
+                f"--resume: the checkpoint's optimizer has parameter groups of sizes {held}, "
+                f"this run builds groups of sizes {built} ({exc}): a run of another "
+                "spikeflow version? (--no-decay-norm-bias takes the learned quantization "
+                "steps out of weight decay since LSQ's first release)"
+            ) from None
         expand_optimizer_state(self.optimizer, self.raw_model, payload["model"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
