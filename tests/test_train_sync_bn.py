@@ -78,8 +78,27 @@ def _sync_worker(rank: int, world_size: int, port: int) -> None:
             synced.eval()  # eval: the running statistics, no communication
             reference.eval()
             torch.testing.assert_close(synced(x), reference(x), rtol=1e-12, atol=1e-12)
+        _half_inputs(rank, world_size)
     finally:
         dist.destroy_process_group()
+
+
+def _half_inputs(rank: int, world_size: int) -> None:
+    """bfloat16/float16 inputs (autocast's): statistics reduced in float32, the output
+    in the input's dtype as torch's batch norm gives it (not float32), equal to one
+    process's float32 batch norm of the whole batch to the half precision."""
+    for dtype in (torch.bfloat16, torch.float16):
+        torch.manual_seed(2)
+        reference = sequence_norm.BatchNorm2d(C)
+        synced = _copy(reference)
+        convert_sync_batchnorm(synced)
+        x = (1.0 + 2.0 * torch.randn(T, B, C, 4, 4)).to(dtype)
+        mine = slice(rank * B // world_size, (rank + 1) * B // world_size)
+        got = synced(x[:, mine])
+        assert got.dtype == dtype, (dtype, got.dtype)
+        expected = reference(x.float())[:, mine]
+        torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(synced.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
 
 
 def _copy(module: nn.Module) -> nn.Module:

@@ -67,7 +67,8 @@ def synced_batch_norm(
 ) -> Tensor:
     """Batch norm of ``x`` (``[N, C, ...]``) in training mode with the statistics of every
     process's ``x``; the running statistics (when given) move by ``momentum`` towards
-    the global mean and the global unbiased variance."""
+    the global mean and the global unbiased variance. A float16/bfloat16 ``x`` is
+    reduced in float32 and its output has ``x``'s dtype (as torch's batch norm's)."""
     dims = [d for d in range(x.dim()) if d != 1]
     shape = [1, -1] + [1] * (x.dim() - 2)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
@@ -87,7 +88,7 @@ def synced_batch_norm(
         y = y * weight.reshape(shape)
     if bias is not None:
         y = y + bias.reshape(shape)
-    return y
+    return y.to(x.dtype)  # (half inputs: computed in float32, returned as given, as torch's)
 
 
 class SyncedStatistics(_BatchNorm):
