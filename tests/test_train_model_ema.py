@@ -17,7 +17,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.training import Trainer, config_for_resume, load_checkpoint, load_trained_model
 from spikeflow.training.evaluation import evaluate_checkpoint
 from spikeflow.training.metric_logs import read_csv
-from spikeflow.training.model_ema import ModelEMA, adjusted_ema_decay
+from spikeflow.training.model_ema import ModelEMA, adjusted_ema_decay, ema_start_share
 from train_runs import tiny
 
 pytest.importorskip("sklearn", reason="the digits need scikit-learn")
@@ -70,6 +70,79 @@ def test_the_average_equals_torchs_averaged_model_in_float64():
     assert int(mine["1.num_batches_tracked"]) == 10
     # it averaged: the average is not the last weights
     assert not torch.allclose(mine["0.weight"], model[0].weight)
+
+
+def test_scheduled_values_are_copied_and_run_time_noise_is_left_alone():
+    from spikeflow.layers import DelayedLinear, set_delay_sigma
+    from spikeflow.neurons import MaskedPSN, NoisyCubaLIFNode
+    from spikeflow.neurons.parallel import set_mask_lambda
+    from spikeflow.prune import apply_soft_threshold
+    from spikeflow.prune.reparam import set_threshold
+
+    torch.manual_seed(0)
+    T = 4
+    model = nn.Sequential(
+        DelayedLinear(5, 6, max_delay=3), nn.Linear(6, 6), MaskedPSN(2, T),
+        NoisyCubaLIFNode(6, T=T),
+    )  # fmt: skip
+    apply_soft_threshold(model, 0.0, layers=[model[1]])
+    ema = ModelEMA(model, 0.9)
+    model[3].reset_noise(4, random_state=0)  # per-episode noise: a buffer set as it runs
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(4):  # the trainer's schedules move between epochs
+        set_delay_sigma(model, epoch, 4)
+        set_mask_lambda(model, min(1.0, 0.4 * epoch))
+        set_threshold(model, 0.01 * epoch)
+        hidden = model[:2](torch.randn(T, 3, 5))
+        loss = hidden.square().mean() + model[2](hidden).mean() + model[3](hidden).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        ema.update(model)
+    average = ema.module
+    # the schedule's current point, not an average of its past points
+    assert float(average[0].sigma) == float(model[0].sigma) == 0.5
+    assert float(average[2].mask_lambda) == 1.0
+    assert float(average[1].parametrizations.weight[0].threshold) == pytest.approx(0.03)
+    # the trained weights are averaged
+    assert not torch.equal(average[0].delay, model[0].delay)
+    assert not torch.equal(
+        average[1].parametrizations.weight.original, model[1].parametrizations.weight.original
+    )
+    # the noise drawn for the episode is the model's own, not in the average
+    assert model[3].eps_v_seq is not None and average[3].eps_v_seq is None
+    # what eval --ema loads is what was averaged
+    fresh = copy.deepcopy(average)
+    fresh.load_state_dict(ema.state_dict()["module"])
+
+
+def test_the_share_of_the_start_in_the_last_average_is_what_the_updates_leave():
+    # a weight of 1 at the first update after the warm-up, 0 at every other: the last
+    # average is that update's share
+    steps_per_epoch, steps, epochs, warmup, decay = 7, 2, 5, 1, 0.8
+    model = nn.Linear(1, 1, bias=False)
+    ema = ModelEMA(model, decay)
+    first = True
+    for epoch in range(epochs):
+        for _ in range(0, steps_per_epoch, steps):
+            model.weight.data.fill_(1.0 if epoch >= warmup and first else 5.0 * (epoch < warmup))
+            first = first and epoch < warmup
+            ema.update(model, copy_only=epoch < warmup)
+    share = ema_start_share(decay, steps_per_epoch, steps, epochs, warmup)
+    assert float(ema.module.weight) == pytest.approx(share, rel=1e-6)
+    assert share == pytest.approx(0.8**15, rel=1e-12)  # 4 updates x 4 epochs, the first a copy
+
+
+def test_a_decay_that_keeps_the_start_is_warned_of(tmp_path):
+    lines: list[str] = []
+    # d = 0.787 and 6 updates after the warm-up (one epoch run: the warning comes first)
+    Trainer(tiny(tmp_path, "slow", **EMA, stop_after=1), log=lines.append).fit()
+    warned = [line for line in lines if "warning" in line and "--model-ema-decay" in line]
+    assert len(warned) == 1 and "hold 30%" in warned[0], lines
+    lines.clear()
+    fast = tiny(tmp_path, "fast", **{**EMA, "model_ema_decay": 0.9}, stop_after=1)
+    Trainer(fast, log=lines.append).fit()  # d = 0: each update copies
+    assert not [line for line in lines if "warning" in line], lines
 
 
 class _Reference:

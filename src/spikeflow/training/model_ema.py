@@ -16,19 +16,57 @@ The recipe's rules, kept here:
 * parameters and buffers are averaged alike (``use_buffers=True``): ``ema <- decay * ema
   + (1 - decay) * w`` (as ``torch.lerp(ema, w, 1 - decay)``), the first update a copy.
   Integer buffers (batch norms' ``num_batches_tracked``) are copied, not averaged.
+
+Two departures, for what torchvision's models do not hold:
+
+* values the trainer sets from the epoch, not trained (a schedule's position: the
+  delays' Gaussian width ``sigma``, the masked PSN's ``mask_lambda``, STDS/LATS's pruning
+  ``threshold``; :data:`SCHEDULED_BUFFERS`), are copied at every update: the average
+  is evaluated at the run's current point of the schedule (a lagging ``mask_lambda < 1``
+  would unmask future steps, a lagging ``sigma`` keep the delay kernels wider than the
+  run made them);
+* non-persistent buffers (constants, or per-episode noise drawn as the model runs) are
+  not averaged: they are not in checkpoints, so ``eval --ema`` could not see them.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.layers.delay import DelayedLinear
+from spikeflow.neurons.parallel import MaskedPSN
+from spikeflow.prune.reparam import SoftThreshold
 
-__all__ = ["ModelEMA", "adjusted_ema_decay"]
+__all__ = ["SCHEDULED_BUFFERS", "ModelEMA", "adjusted_ema_decay", "ema_start_share"]
+
+#: Buffers a schedule sets (module class, buffer name): copied by each update.
+SCHEDULED_BUFFERS: tuple[tuple[type, str], ...] = (
+    (DelayedLinear, "sigma"),
+    (MaskedPSN, "mask_lambda"),
+    (SoftThreshold, "threshold"),
+)
+
+
+def _averaged_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """``model``'s parameters and persistent buffers by name, and the names of those
+    a schedule sets (:data:`SCHEDULED_BUFFERS`)."""
+    tensors = dict(model.named_parameters())
+    scheduled = set()
+    for prefix, module in model.named_modules():
+        for name, buffer in module._buffers.items():
+            if buffer is None or name in module._non_persistent_buffers_set:
+                continue
+            full = f"{prefix}.{name}" if prefix else name
+            tensors.setdefault(full, buffer)
+            if any(isinstance(module, cls) and name == n for cls, n in SCHEDULED_BUFFERS):
+                scheduled.add(full)
+    return tensors, scheduled
 
 
 def adjusted_ema_decay(decay: float, global_batch: int, steps: int, epochs: int) -> float:
@@ -48,8 +86,26 @@ def adjusted_ema_decay(decay: float, global_batch: int, steps: int, epochs: int)
     return 1.0 - min(1.0, (1.0 - decay) * adjust)
 
 
+def ema_start_share(
+    decay: float, steps_per_epoch: int, steps: int, epochs: int, warmup_epochs: int = 0
+) -> float:
+    """The weight the run's last average still gives the weights of its first averaging
+    update (the copy after the warm-up): ``decay ** (U - 1)``, with ``U =
+    ceil(steps_per_epoch / steps) * (epochs - warmup_epochs)`` updates after the warm-up.
+
+    The recipe's adjustment leaves the dataset out (its ``adjust`` is ``1 / total
+    updates`` only up to the number of samples, constant on ImageNet), so
+    ``decay ** U ~ exp(-(1 - D) * samples_per_epoch * (epochs - warmup) / epochs)``:
+    the default ``D = 0.99998`` forgets its start on ImageNet's 1.28M samples
+    (``e^-25``) but keeps most of it on a dataset of a few thousand.
+    """
+    updates = math.ceil(steps_per_epoch / steps) * max(0, epochs - warmup_epochs)
+    return 1.0 if updates <= 1 else float(decay ** (updates - 1))
+
+
 class ModelEMA:
-    """The moving average of ``model``'s parameters and buffers, held in a copy of it.
+    """The moving average of ``model``'s parameters and persistent buffers (those a
+    schedule sets copied), held in a copy of it.
 
     Args:
         model: the trained model (not a DDP or compiled wrapper); copied now, so build
@@ -69,28 +125,28 @@ class ModelEMA:
         self.module.requires_grad_(False)
         self.updates = 0
 
-    def _pairs(self, model: nn.Module) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-        """(name, average, current) for every parameter and buffer, matched by name."""
-        mine = dict(self.module.named_parameters())
-        mine.update(self.module.named_buffers())
-        theirs = dict(model.named_parameters())
-        theirs.update(model.named_buffers())
+    def _pairs(self, model: nn.Module) -> list[tuple[bool, torch.Tensor, torch.Tensor]]:
+        """(scheduled, average, current) for every parameter and persistent buffer,
+        matched by name (scheduled: a buffer a schedule sets, copied)."""
+        mine, scheduled = _averaged_tensors(self.module)
+        theirs, _ = _averaged_tensors(model)
         missing = sorted(set(mine) ^ set(theirs))
         if missing:
             raise ConfigurationError(
                 f"model EMA: the model's parameters and buffers no longer match its "
                 f"average's (differ: {', '.join(missing[:5])})"
             )
-        return [(name, mine[name], theirs[name]) for name in mine]
+        return [(name in scheduled, mine[name], theirs[name]) for name in mine]
 
     @torch.no_grad()
     def update(self, model: nn.Module, copy_only: bool = False) -> None:
         """Average ``model``'s weights in (the first time, or with ``copy_only``: copy
         them, and the next update copies again, as the recipe's warm-up does)."""
         first = self.updates == 0
-        for _, average, current in self._pairs(model):
+        for scheduled, average, current in self._pairs(model):
             current = current.detach().to(average.device)
-            if first or not average.is_floating_point() or average.shape != current.shape:
+            copied = first or scheduled or not average.is_floating_point()
+            if copied or average.shape != current.shape:
                 if average.shape != current.shape:  # a state resized by the last batch
                     average.resize_(current.shape)
                 average.copy_(current)

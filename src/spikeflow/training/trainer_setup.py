@@ -25,7 +25,7 @@ from spikeflow.training.fptt import FPTTRegulariser
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
-from spikeflow.training.model_ema import ModelEMA, adjusted_ema_decay
+from spikeflow.training.model_ema import ModelEMA, adjusted_ema_decay, ema_start_share
 from spikeflow.training.monitors import SpikeMonitor
 from spikeflow.training.online import check_online_model
 from spikeflow.training.pruning import (
@@ -191,6 +191,8 @@ class SetupMixin:
             else math.ceil(len(self.train_set) / ctx.world_size)  # type: ignore[arg-type]
         )
         self.steps_per_epoch = math.ceil(per_rank / self.per_rank_batch)
+        if self.ema is not None:
+            self._log_ema_start_share()
         # Truncated BPTT with per-window updates steps the optimizer once per window.
         per_window = cfg.tbptt is not None and cfg.tbptt_update == "window"
         updates = len(tbptt_windows(cfg.T, cfg.tbptt)) if per_window else 1  # type: ignore[arg-type]
@@ -280,3 +282,17 @@ class SetupMixin:
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         return make_lr_scheduler(self.optimizer, self.config)
+
+    def _log_ema_start_share(self) -> None:
+        """--model-ema: say how much of its start the last average keeps (the recipe's
+        decay is set for ImageNet's size; a small dataset barely moves it)."""
+        cfg = self.config
+        share = ema_start_share(self.ema.decay, self.steps_per_epoch, cfg.model_ema_steps,  # type: ignore[union-attr]
+                                cfg.epochs, cfg.warmup_epochs)  # type: ignore[arg-type]  # fmt: skip
+        if share > 0.05:
+            self.log(
+                f"--model-ema: warning: the last average will still hold {100 * share:.0f}% "
+                "of the weights at its first update after the warm-up (the default decay "
+                "suits ImageNet's 1.28M samples): lower --model-ema-decay, e.g. to "
+                "1 - 5 / (training samples per epoch)"
+            )
