@@ -228,6 +228,14 @@ def test_eval_ema_of_a_run_without_it_is_refused_by_name(tmp_path, capsys):
     assert "without --model-ema" in capsys.readouterr().err
 
 
+def test_neuromc_pricing_of_the_average_is_refused_by_name(tmp_path, capsys):
+    Trainer(tiny(tmp_path, "run", **{**EMA, "epochs": 1, "warmup_epochs": 0}), log=None).fit()
+    with pytest.raises(ConfigurationError, match="--energy neuromc with --ema"):
+        evaluate_checkpoint(tmp_path / "run", ema=True, energy="neuromc")
+    assert main(["eval", str(tmp_path / "run"), "--ema", "--energy", "neuromc"]) == 2
+    assert "the moving average is never trained" in capsys.readouterr().err
+
+
 def test_bad_model_ema_options_are_named(tmp_path, capsys):
     for args, message in ((["--model-ema-decay", "1.5"], "model_ema_decay"),
                           (["--model-ema-steps", "0"], "model_ema_steps")):  # fmt: skip

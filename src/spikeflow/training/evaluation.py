@@ -183,6 +183,12 @@ def evaluate_checkpoint(
         raise ConfigurationError(
             f"energy (--energy) must be one of {', '.join(ENERGY_MODELS)}, got {energy!r}"
         )
+    if energy == "neuromc" and ema:
+        raise ConfigurationError(
+            "--energy neuromc with --ema: NeuroMC prices a training step of the trained "
+            "weights with the run's optimizer state, and the moving average is never "
+            "trained (its weights are not the ones that state belongs to): leave out --ema"
+        )
     rules = None if early_exit is None else parse_early_exit(early_exit, early_exit_accumulate)  # type: ignore[arg-type]
     run_folder = Path(path) if Path(path).is_dir() else None
     path, payload, config = read_run_checkpoint(path, data_dir)
