@@ -79,6 +79,7 @@ def _sync_worker(rank: int, world_size: int, port: int) -> None:
             reference.eval()
             torch.testing.assert_close(synced(x), reference(x), rtol=1e-12, atol=1e-12)
         _half_inputs(rank, world_size)
+        _uneven_batches(rank)
     finally:
         dist.destroy_process_group()
 
@@ -99,6 +100,30 @@ def _half_inputs(rank: int, world_size: int) -> None:
         expected = reference(x.float())[:, mine]
         torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2)
         torch.testing.assert_close(synced.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
+
+
+def _uneven_batches(rank: int) -> None:
+    """A last batch split 3 + 5 (or a process with no sample): the statistics weigh each
+    process by its count, as one process's batch norm on the 8 samples (float64)."""
+    for sizes in ((3, 5), (0, 8)):
+        torch.manual_seed(3)
+        reference = sequence_norm.BatchNorm2d(C).double()
+        synced = _copy(reference)
+        convert_sync_batchnorm(synced)
+        x = 1.0 + 2.0 * torch.randn(T, sum(sizes), C, 3, 3, dtype=torch.float64)
+        start = sum(sizes[:rank])
+        mine = slice(start, start + sizes[rank])
+        xs = x[:, mine].clone().requires_grad_(True)
+        xr = x.clone().requires_grad_(True)
+        weights = torch.randn_like(x)
+        (synced(xs) * weights[:, mine]).sum().backward()
+        expected = reference(xr)
+        (expected * weights).sum().backward()
+        torch.testing.assert_close(
+            synced(x[:, mine]), reference(x)[:, mine], rtol=1e-10, atol=1e-12
+        )
+        torch.testing.assert_close(xs.grad, xr.grad[:, mine], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(synced.running_var, reference.running_var, rtol=1e-12, atol=0)
 
 
 def _copy(module: nn.Module) -> nn.Module:
