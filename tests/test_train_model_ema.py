@@ -194,6 +194,21 @@ def test_the_trainers_average_equals_averaged_model_at_the_recipes_steps(tmp_pat
     assert plain["test_loss"] != pytest.approx(result["test_loss"], rel=1e-6)
 
 
+def test_per_window_updates_average_once_per_batch(tmp_path):
+    """--tbptt 1 --fptt: T optimizer steps a batch; the average still takes the weights
+    after the batch, at every N-th batch (N counts the recipe's iterations, which its
+    adjustment assumes), as AveragedModel updated from the step callback."""
+    decay = 1 - min(1.0, (1 - 0.99) * 32 * 2 / 3)
+    reference = _Reference(decay, 2, 1)
+    config = tiny(tmp_path, "fptt", **EMA, tbptt=1, fptt=0.5)
+    Trainer(config, callbacks=[reference], log=None).fit()
+    payload = load_checkpoint(tmp_path / "fptt" / "last.pt")
+    assert payload["model_ema"]["updates"] == 6  # 3 per epoch after the warm-up epoch
+    for key, value in reference.model.module.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(payload["model_ema"]["module"][key], value, msg=key)
+
+
 class _StopAt:
     def __init__(self, epoch: int, step: int) -> None:
         self.epoch, self.step = epoch, step
