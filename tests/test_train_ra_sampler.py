@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.training import Trainer, load_checkpoint
+from spikeflow.training import Trainer, config_for_resume, load_checkpoint
 from spikeflow.training.ra_sampler import (
     repeated_augmentation_indices,
     repeated_augmentation_length,
@@ -67,3 +67,27 @@ def test_the_trainer_draws_its_epochs_from_it(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "ra" / "last.pt")["global_step"] == 16
     with pytest.raises(ConfigurationError, match="at least 256"):
         Trainer(tiny(tmp_path, "few", ra_sampler=True), log=None).fit()
+
+
+class _StopAt:
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (self.epoch, self.step):
+            trainer._stop_requested = True
+
+
+def test_a_run_resumed_inside_an_epoch_trains_on_the_same_order(tmp_path):
+    import torch
+
+    ra = {"train_samples": 300, "epochs": 2, "ra_sampler": True, "ra_reps": 3}
+    Trainer(tiny(tmp_path, "full", **ra), log=None).fit()
+    Trainer(tiny(tmp_path, "cut", **ra), callbacks=[_StopAt(1, 2)], log=None).fit()
+    payload = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (payload["epoch"], payload["step"]) == (1, 3)
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    full, cut = (load_checkpoint(tmp_path / n / "last.pt") for n in ("full", "cut"))
+    assert full["global_step"] == cut["global_step"] == 16
+    for key, value in full["model"].items():
+        assert torch.equal(cut["model"][key], value), key
