@@ -31,6 +31,8 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
 * :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
+* :mod:`~spikeflow.models.torchvision_weights`: torchvision's ImageNet ANN weights into the
+  spiking/SEW ResNets and VGGs (:func:`load_torchvision_weights`).
 """
 
 from spikeflow.models import (
@@ -58,6 +60,7 @@ from spikeflow.models import (
     spike_gpt,
     spikformer,
     spiking_ssm,
+    torchvision_weights,
     vgg,
 )
 from spikeflow.models.common import (
@@ -68,11 +71,16 @@ from spikeflow.models.common import (
     resolve_neuron,
 )
 from spikeflow.models.registry import create_model, list_models, model_arguments, register_model
+from spikeflow.models.torchvision_weights import (
+    TorchvisionWeightsReport,
+    load_torchvision_weights,
+)
 
 __all__ = [
     "NEURONS",
     "NOT_IN_ZOO",
     "NeuronFactory",
+    "TorchvisionWeightsReport",
     "create_model",
     "decolle_net",
     "delays",
@@ -82,6 +90,7 @@ __all__ = [
     "eventprop_snn",
     "list_models",
     "list_neurons",
+    "load_torchvision_weights",
     "masnn",
     "max_resnet",
     "maxformer",
@@ -103,5 +112,6 @@ __all__ = [
     "spike_gpt",
     "spikformer",
     "spiking_ssm",
+    "torchvision_weights",
     "vgg",
 ]

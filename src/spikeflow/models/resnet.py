@@ -30,6 +30,7 @@ conv3x3/1-BN-SN without max pool, the usual choice for 32x32 images (feature map
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -469,6 +470,14 @@ def grouped_variant(name: str, kwargs: Mapping[str, Any]) -> tuple[int, dict[str
     return depth, {**kwargs, "groups": groups, "width_per_group": width_per_group}
 
 
+def with_pretrained(model: Any, pretrained: str | os.PathLike[str] | None) -> Any:
+    """``model`` with torchvision's ImageNet weights from the file ``pretrained`` (None:
+    as built); see :func:`spikeflow.models.torchvision_weights.load_torchvision_weights`."""
+    from spikeflow.models.torchvision_weights import load_pretrained  # imports this module
+
+    return load_pretrained(model, pretrained)
+
+
 def _spiking_resnet(depth: int, **kwargs: Any) -> ResNetSkeleton:
     block, depths = RESNET_DEPTHS[depth]
     return ResNetSkeleton(block, depths, **kwargs)
@@ -478,7 +487,9 @@ _DOC = """Spiking ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]`
 
     Keyword arguments: ``num_classes`` (1000), ``in_channels`` (3), ``neuron`` ("if"),
     ``neuron_kwargs``, ``zero_init_residual`` (False), ``stem`` ("imagenet" or "cifar"),
-    ``base_width`` (64); see :class:`ResNetSkeleton`. Default neuron: IF, detach_reset, ATan(α=2).
+    ``base_width`` (64), ``pretrained`` (None, or the path of torchvision's
+    ``resnet{depth}`` ImageNet weights file: docs/models.md); see :class:`ResNetSkeleton`.
+    Default neuron: IF, detach_reset, ATan(α=2).
     """
 
 _GROUPED_DOC = """Spiking {title} (SpikingJelly's ``spiking_{name}``): ``[T, B, C, H, W]`` →
@@ -487,8 +498,9 @@ _GROUPED_DOC = """Spiking {title} (SpikingJelly's ``spiking_{name}``): ``[T, B, 
     The bottleneck ResNet-{depth} with ``groups={groups}``, ``width_per_group={width}``
     (fixed by the name). Keyword arguments: ``num_classes`` (1000), ``in_channels`` (3),
     ``neuron`` ("if"), ``neuron_kwargs``, ``zero_init_residual`` (False), ``stem``
-    ("imagenet" or "cifar"), ``base_width`` (64); see :class:`ResNetSkeleton`. Default
-    neuron: IF, detach_reset, ATan(α=2).
+    ("imagenet" or "cifar"), ``base_width`` (64), ``pretrained`` (None, or the path of
+    torchvision's ``{name}`` ImageNet weights file: docs/models.md); see
+    :class:`ResNetSkeleton`. Default neuron: IF, detach_reset, ATan(α=2).
     """
 
 
@@ -504,8 +516,8 @@ def grouped_title(name: str) -> str:
 def _register(depth: int) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``spiking_resnet{depth}``."""
 
-    def build(**kwargs: Any) -> ResNetSkeleton:
-        return _spiking_resnet(depth, **kwargs)
+    def build(pretrained: str | os.PathLike[str] | None = None, **kwargs: Any) -> ResNetSkeleton:
+        return with_pretrained(_spiking_resnet(depth, **kwargs), pretrained)
 
     return register_builder(f"spiking_resnet{depth}", build, _DOC.format(depth=depth))
 
@@ -513,9 +525,9 @@ def _register(depth: int) -> Callable[..., ResNetSkeleton]:
 def _register_grouped(name: str) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``spiking_{name}`` for a key of :data:`GROUPED_VARIANTS`."""
 
-    def build(**kwargs: Any) -> ResNetSkeleton:
+    def build(pretrained: str | os.PathLike[str] | None = None, **kwargs: Any) -> ResNetSkeleton:
         depth, options = grouped_variant(name, kwargs)
-        return _spiking_resnet(depth, **options)
+        return with_pretrained(_spiking_resnet(depth, **options), pretrained)
 
     depth, groups, width = GROUPED_VARIANTS[name]
     doc = _GROUPED_DOC.format(

@@ -19,6 +19,7 @@ see :mod:`spikeflow.models.resnet`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ from spikeflow.models.resnet import (
     conv1x1,
     grouped_title,
     grouped_variant,
+    with_pretrained,
 )
 
 __all__ = [
@@ -172,9 +174,10 @@ _DOC = """SEW ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]``.
 
     Keyword arguments: ``cnf`` ("ADD", "AND" or "IAND"), ``num_classes`` (1000),
     ``in_channels`` (3), ``neuron`` ("if"), ``neuron_kwargs``, ``zero_init_residual``
-    (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64); see
-    :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default neuron: IF,
-    detach_reset, ATan(α=2).
+    (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64), ``pretrained``
+    (None, or the path of torchvision's ``resnet{depth}`` ImageNet weights file:
+    docs/models.md); see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default
+    neuron: IF, detach_reset, ATan(α=2).
     """
 
 
@@ -184,17 +187,20 @@ _GROUPED_DOC = """SEW {title} (SpikingJelly's ``sew_{name}``): ``[T, B, C, H, W]
     The SEW bottleneck ResNet-{depth} with ``groups={groups}``, ``width_per_group={width}``
     (fixed by the name). Keyword arguments: ``cnf`` ("ADD", "AND" or "IAND"),
     ``num_classes`` (1000), ``in_channels`` (3), ``neuron`` ("if"), ``neuron_kwargs``,
-    ``zero_init_residual`` (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64);
-    see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default neuron: IF,
-    detach_reset, ATan(α=2).
+    ``zero_init_residual`` (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64),
+    ``pretrained`` (None, or the path of torchvision's ``{name}`` ImageNet weights file:
+    docs/models.md); see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default
+    neuron: IF, detach_reset, ATan(α=2).
     """
 
 
 def _register(depth: int) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``sew_resnet{depth}``."""
 
-    def build(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
-        return _sew_resnet(depth, cnf, **kwargs)
+    def build(
+        cnf: str = "ADD", pretrained: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> ResNetSkeleton:
+        return with_pretrained(_sew_resnet(depth, cnf, **kwargs), pretrained)
 
     return register_builder(f"sew_resnet{depth}", build, _DOC.format(depth=depth))
 
@@ -210,9 +216,11 @@ def _register_grouped(name: str) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``sew_{name}`` for a key of
     :data:`~spikeflow.models.resnet.GROUPED_VARIANTS`."""
 
-    def build(cnf: str = "ADD", **kwargs: Any) -> ResNetSkeleton:
+    def build(
+        cnf: str = "ADD", pretrained: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> ResNetSkeleton:
         depth, options = grouped_variant(name, kwargs)
-        return _sew_resnet(depth, cnf, **options)
+        return with_pretrained(_sew_resnet(depth, cnf, **options), pretrained)
 
     depth, groups, width = GROUPED_VARIANTS[name]
     doc = _GROUPED_DOC.format(

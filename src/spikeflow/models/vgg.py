@@ -11,6 +11,7 @@ with ``hidden_features`` (4096) units; dropout masks are shared over T. Output
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ from spikeflow.models.common import (
     check_positive_int,
 )
 from spikeflow.models.registry import register_builder
-from spikeflow.models.resnet import IMAGENET_NEURON_DEFAULTS
+from spikeflow.models.resnet import IMAGENET_NEURON_DEFAULTS, with_pretrained
 
 __all__ = ["VGG_CONFIGS", "SpikingVGG"]
 
@@ -135,12 +136,14 @@ class SpikingVGG(nn.Module):
 def _register(depth: int, batch_norm: bool) -> None:
     name = f"spiking_vgg{depth}{'_bn' if batch_norm else ''}"
 
-    def build(**kwargs: Any) -> SpikingVGG:
-        return SpikingVGG(VGG_CONFIGS[depth], batch_norm=batch_norm, **kwargs)
+    def build(pretrained: str | os.PathLike[str] | None = None, **kwargs: Any) -> SpikingVGG:
+        model = SpikingVGG(VGG_CONFIGS[depth], batch_norm=batch_norm, **kwargs)
+        return with_pretrained(model, pretrained)
 
     doc = (
         f"Spiking VGG-{depth}{' with batch norm' if batch_norm else ''}; kwargs of "
-        ":class:`SpikingVGG`."
+        f":class:`SpikingVGG` and ``pretrained`` (None, or the path of torchvision's "
+        f"``vgg{depth}{'_bn' if batch_norm else ''}`` ImageNet weights file: docs/models.md)."
     )
     globals()[name] = register_builder(name, build, doc)
     __all__.append(name)
