@@ -299,8 +299,11 @@ def test_pretrained_file_into_builders(tmp_path):
         create_model("spiking_resnet18", pretrained=str(tmp_path / "missing.pth"))
     with pytest.raises(ConfigurationError, match="downloads nothing"):
         create_model("spiking_resnet18", pretrained=True)
-    with pytest.raises(ShapeError, match=r"'fc.weight' has shape \(1000, 512\).*\(10, 512\)"):
+    with pytest.raises(
+        ShapeError, match=r"'fc.weight' has shape \(1000, 512\).*\(10, 512\)"
+    ) as info:
         create_model("spiking_resnet18", pretrained=path, num_classes=10)
+    assert "load_torchvision_weights(model, path, classifier='skip_last')" in str(info.value)
 
 
 def test_classifier_skipped_and_reported():

@@ -324,5 +324,12 @@ def load_pretrained(model: nn.Module, pretrained: Any) -> nn.Module:
         raise FileNotFoundError(
             f"pretrained file {os.fspath(pretrained)!r} does not exist; " + _weights_hint(arch)
         )
-    load_torchvision_weights(model, pretrained)
+    try:
+        load_torchvision_weights(model, pretrained)
+    except ShapeError as exc:
+        raise ShapeError(
+            f"pretrained={os.fspath(pretrained)!r}: {exc} (pretrained= loads the whole "
+            "network; for another head build the model without it and call "
+            "spikeflow.models.load_torchvision_weights(model, path, classifier='skip_last'))"
+        ) from exc
     return model
