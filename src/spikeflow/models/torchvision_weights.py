@@ -123,6 +123,8 @@ def _resnet_architecture(model: ResNetSkeleton) -> str:
 
 
 def _vgg_architecture(model: SpikingVGG) -> str:
+    """torchvision's name of the VGG with ``model``'s convolution widths (pool positions
+    are checked by the keys: ``features.i`` indices shift with them)."""
     convs = [m.out_channels for m in model.features if isinstance(m, nn.Conv2d)]
     batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.features)
     for depth, config in VGG_CONFIGS.items():
