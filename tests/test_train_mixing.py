@@ -184,7 +184,10 @@ def test_a_mixed_run_resumes_exactly_and_differs_from_an_unmixed_one(tmp_path):
     assert any(not torch.equal(plain[k], mixed[k]) for k in plain)
 
 
-def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
+@pytest.mark.parametrize("loss", ["ce", "spike_moid"])
+def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch, loss):
+    """spike_moid (Lava-DL's SpikeMoid) takes the mixed distribution as per-class BCE
+    targets: each recorded loss is the BCE of sigmoid((rate - theta)/alpha) against it."""
     from spikeflow.training import run_checks  # where the trainer gets its loss
 
     seen, made = [], []
@@ -192,7 +195,13 @@ def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
 
     def recording_get_loss(*args, **kwargs):
         loss_fn = get_loss(*args, **kwargs)
-        return lambda out, target: seen.append(target) or loss_fn(out, target)
+
+        def recording(out, target):
+            value = loss_fn(out, target)
+            seen.append((target, out.detach(), value.detach()))
+            return value
+
+        return recording
 
     def recording_mix(self, x, y, generator):
         result = mix(self, x, y, generator)
@@ -201,11 +210,17 @@ def test_the_loss_receives_the_mixed_targets(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_checks, "get_loss", recording_get_loss)
     monkeypatch.setattr(BatchMixer, "__call__", recording_mix)
-    Trainer(tiny(tmp_path, "seen", loss="ce", mixup=1.0, epochs=1), log=None).fit()
-    train_targets = [t for t in seen if t.dim() == 2]  # the evaluation passes labels
-    assert len(train_targets) == len(made) == 6
-    for got, expected in zip(train_targets, made):
+    kwargs = {"alpha": 0.25, "theta": 0.5} if loss == "spike_moid" else {}
+    Trainer(tiny(tmp_path, "seen", loss=loss, loss_kwargs=kwargs, mixup=1.0, cutmix=1.0,
+                 epochs=1), log=None).fit()  # fmt: skip
+    train = [s for s in seen if s[0].dim() == 2]  # the evaluation passes labels
+    assert len(train) == len(made) == 6
+    for (got, out, value), expected in zip(train, made):
         assert torch.equal(got, expected)
+        if loss == "spike_moid":  # by hand, summed over the samples and classes
+            p = torch.sigmoid((out.double().mean(0) - 0.5) / 0.25)
+            bce = -(got * p.log() + (1 - got) * (1 - p).log()).sum()
+            assert value.item() == pytest.approx(bce.item(), rel=1e-5)
 
 
 # -- online training (SLTT) with mixing ---------------------------------------------------

@@ -24,8 +24,11 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 __all__ = ["MIXABLE_LOSSES", "BatchMixer"]
 
 #: The losses that take a class distribution as their target (spikeflow.losses: the
-#: rate losses, the membrane losses and snnTorch's spike-count losses).
-MIXABLE_LOSSES = ("mse", "ce", "tet", "mse_membrane", "ce_max_membrane", "ce_count", "mse_count")
+#: rate losses, the membrane losses, snnTorch's spike-count losses and Lava-DL's
+#: SpikeMoid, whose binary cross-entropy reads each class's share as that class's target).
+MIXABLE_LOSSES = (
+    "mse", "ce", "tet", "mse_membrane", "ce_max_membrane", "ce_count", "mse_count", "spike_moid",
+)  # fmt: skip
 
 
 def _beta(alpha: float, generator: torch.Generator) -> float:
