@@ -80,6 +80,28 @@ def test_integer_labels_are_one_hot_and_train_a_classifier_by_rate():
     assert loss_readout("spike_moid") == "rate"
 
 
+@pytest.mark.parametrize("window", [None, 2])
+def test_spatial_outputs_take_targets_flat_or_in_their_shape_as_lava_dl(window):
+    """[T, B, C, H, W] outputs: Lava-DL's forward flattens [N, C, H, W, T] to [N, C*H*W, T]
+    and its target with ``label.flatten()``, so a multi-hot target [B, C, H, W] (per step
+    [T, B, C, H, W] with a window) is the flat [B, C*H*W] one."""
+    torch.manual_seed(3)
+    x = _spikes((2, 2, 3, 2, 5))  # Lava-DL's [N, C, H, W, T]
+    out = x.permute(4, 0, 1, 2, 3)  # [T, B, C, H, W]
+    target = (torch.rand(2, 2, 3, 2) < 0.5).double()
+    flat_x, flat_target = x.reshape(2, 12, 5), target.reshape(2, 12)
+    expected = _lava_spike_moid(flat_x, flat_target, window, "sum", 0.5, 0.1)
+    for given in (target, flat_target, target.bool()):
+        got = spike_moid_loss(out, given, window, "sum", 0.5, 0.1)
+        assert got.item() == pytest.approx(float(expected), rel=1e-12)
+    if window is not None:
+        per_step = (torch.rand(2, 2, 3, 2, 5) < 0.5).double()  # Lava-DL's [N, C, H, W, T]
+        expected = _lava_spike_moid(flat_x, per_step.reshape(2, 12, 5), window, "sum", 0.5, 0.1)
+        for given in (per_step.permute(4, 0, 1, 2, 3), _time_major(per_step.reshape(2, 12, 5))):
+            got = spike_moid_loss(out, given, window, "sum", 0.5, 0.1)
+            assert got.item() == pytest.approx(float(expected), rel=1e-12)
+
+
 def test_saturated_sigmoid_stays_exact():
     """alpha = 1e-3: logits of 1000; Lava-DL's BCE of the rounded sigmoid clamps its log at
     -100, the logits form gives the exact softplus."""
@@ -111,7 +133,13 @@ def test_half_outputs_are_computed_in_float32():
         (torch.tensor([[0.5, 1.5, 0.0]]), ConfigurationError, r"must lie in \[0, 1\]"),
         (torch.tensor([3]), ConfigurationError, r"labels must lie in \[0, 2\]"),
         (torch.zeros(2, 3), ShapeError, r"integer labels \[1\] or targets \[1, 3\]"),
-        (torch.zeros(1, 3, dtype=torch.int64), ShapeError, r"got torch.int64 \(1, 3\)"),
+        (
+            torch.zeros(1, 3, dtype=torch.int64),
+            DTypeError,
+            r"multi-hot target \[1, 3\] must be floating point or bool, got torch.int64",
+        ),
+        (torch.tensor([[0.5, float("nan"), 0.0]]), ConfigurationError, r"\[0, 1\], got NaN"),
+        (torch.zeros(1, 3, 1), ShapeError, r"for out_seq \[4, 1, 3\] .*got torch.float32"),
         ([0], DTypeError, "target must be a tensor"),
     ],
 )
