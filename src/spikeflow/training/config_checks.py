@@ -74,7 +74,9 @@ def _check_online(config: TrainConfig) -> None:
             f"{', '.join(PER_STEP_LOSSES)}, got {config.loss!r} (a loss of the whole spike "
             "train has no per-step form: spike counts and first-spike times need every "
             "step's output, ce_max_membrane the maximum over all steps, tcl the pairs of "
-            "steps, and each step's graph is gone before the next step runs)"
+            "steps, Lava-DL's spike_rate, spike_max and spike_moid the rates of the sequence "
+            "or of a moving window over past steps (Lava-DL defines no per-step form of "
+            "them), and each step's graph is gone before the next step runs)"
         )
     if config.T is not None and config.online_steps is not None and config.online_steps > config.T:
         raise ConfigurationError(
