@@ -275,10 +275,10 @@ def _key(name: str) -> str:
 
 def loss_readout(name: str) -> str:
     """The readout (:func:`predict`) that matches loss ``name``: ``"rate"`` for
-    ``mse``/``ce``/``tet``/``tcl``/``stcl``/``mse_membrane`` and Lava-DL's ``spike_rate`` and
-    ``spike_max`` (its ``Rate.predict``), ``"count"`` for the counting losses, ``ce+``,
-    ``timing``, ``kernel`` and ``ce_count``, ``"first_spike"`` for ``ttfs`` and the
-    temporal losses, ``"max"`` for ``ce_max_membrane``."""
+    ``mse``/``ce``/``tet``/``tcl``/``stcl``/``mse_membrane`` and Lava-DL's ``spike_rate``,
+    ``spike_max`` and ``spike_moid`` (its ``Rate.predict``), ``"count"`` for the counting
+    losses, ``ce+``, ``timing``, ``kernel`` and ``ce_count``, ``"first_spike"`` for
+    ``ttfs`` and the temporal losses, ``"max"`` for ``ce_max_membrane``."""
     return _LOSSES[_key(name)][2]
 
 

@@ -7,8 +7,8 @@ run has written nothing and, with ``--overwrite``, removed nothing
 (:class:`~spikeflow.training.Trainer` removes the earlier run only after these checks):
 
 - The loss's arguments that depend on the number of steps of the model's output
-  (:func:`spikeflow.losses.check_loss_fits`: ``spike_rate``'s and ``spike_max``'s
-  ``moving_window``, ``mse_temporal``'s target steps) against the steps the model
+  (:func:`spikeflow.losses.check_loss_fits`: ``spike_rate``'s, ``spike_max``'s and
+  ``spike_moid``'s ``moving_window``, ``mse_temporal``'s target steps) against the steps the model
   outputs for ``T`` (:func:`spikeflow.models.common.output_steps`), and what cannot take
   the trainer's class labels (``mse_temporal``'s ``target_is_time``).
 - The model's ``num_classes`` (``--model-kwargs``) against the dataset's classes: no
