@@ -442,10 +442,10 @@ def test_encoders_as_in_spikingjelly():
 
 SF_MODULES = tuple(
     "neurons layers functional surrogate encoding learn training conversion losses models "
-    "monitor".split()
+    "monitor quant".split()
 )
 SJ_MODULES = tuple(
-    "neuron layer functional surrogate encoding learning monitor ann2snn rnn".split()
+    "neuron layer functional surrogate encoding learning monitor ann2snn rnn quantize".split()
 )
 
 
