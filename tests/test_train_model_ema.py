@@ -266,3 +266,19 @@ def test_detection_runs_refuse_model_ema_by_name():
     config = TrainConfig(dataset="nmnist_detection", model_ema=True)
     with pytest.raises(ConfigurationError, match=r"--model-ema \(not supported for detection"):
         refuse_classification_options(config)
+
+
+@pytest.mark.parametrize("option, value, switch", [
+    ("model_ema_steps", 4, "--model-ema"),
+    ("model_ema_decay", 0.99, "--model-ema"),
+    ("ra_reps", 2, "--ra-sampler"),
+])  # fmt: skip
+def test_a_setting_of_an_option_left_off_is_refused(option, value, switch):
+    from spikeflow.training import TrainConfig
+
+    with pytest.raises(ConfigurationError, match=f"{option} needs {switch} "):
+        TrainConfig(**{option: value}).validate()
+    on = {"--model-ema": "model_ema", "--ra-sampler": "ra_sampler"}[switch]
+    TrainConfig(**{option: value, on: True}).validate()  # with its switch: accepted
+    TrainConfig(**{on: False}).validate()  # the defaults without it: accepted
+    assert main(["train", f"--{option.replace('_', '-')}", str(value)]) == 2

@@ -8,6 +8,7 @@ runs them; the checks that need the model run with it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -249,6 +250,20 @@ def _check_decolle(config: TrainConfig) -> None:
             f"DECOLLE trains each layer on its local loss, chosen with --decolle-loss "
             f"(smooth_l1 or mse): leave --loss out, got {config.loss!r}"
         )
+
+
+def _check_recipe_options(config: TrainConfig) -> None:
+    """``--model-ema-steps/-decay`` without ``--model-ema`` and ``--ra-reps`` without
+    ``--ra-sampler`` are refused (they were ignored without a word)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    pairs = (("model_ema", "model_ema_steps"), ("model_ema", "model_ema_decay"),
+             ("ra_sampler", "ra_reps"))  # fmt: skip
+    for switch, name in pairs:
+        if not getattr(config, switch) and getattr(config, name) != defaults[name]:
+            flag = switch.replace("_", "-")
+            raise ConfigurationError(
+                f"{name} needs --{flag} ({switch} = true): add it, or leave {name} out"
+            )
 
 
 def _check_eventprop(config: TrainConfig) -> None:

@@ -23,6 +23,7 @@ from spikeflow.training.config_checks import (
     _check_eprop,
     _check_eventprop,
     _check_online,
+    _check_recipe_options,
     _check_tbptt,
     _check_warmup_and_mixing,
     _choice,
@@ -290,6 +291,7 @@ class TrainConfig:
             raise ConfigurationError(
                 f"model_ema_decay must be in [0, 1], got {self.model_ema_decay}"
             )
+        _check_recipe_options(self)
         if self.lr is not None and self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
         if self.momentum >= 1:
