@@ -94,16 +94,27 @@ def main(argv: list[str] | None = None) -> Results:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20, help="ANN training epochs")
     parser.add_argument("--lr", type=float, default=0.05, help="ANN learning rate (SGD)")
-    parser.add_argument("--finetune-epochs", type=int, default=10)
-    parser.add_argument("--finetune-lr", type=float, default=5e-3, help="Adam")
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=10, help="SNN fine-tuning epochs per T"
+    )
+    parser.add_argument(
+        "--finetune-lr", type=float, default=5e-3, help="fine-tuning learning rate (Adam)"
+    )
     parser.add_argument(
         "--initial-membrane", type=float, default=0.0, help="V0/θ of the converted neurons"
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=parse_steps, default=STEPS)
-    parser.add_argument("--finetune-steps", type=parse_steps, default=FINETUNE_STEPS)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=64, help="ANN and fine-tuning")
+    parser.add_argument("--seed", type=int, default=0, help="data split and weights")
+    parser.add_argument(
+        "--steps", type=parse_steps, default=STEPS, help="T evaluated, e.g. 1,2,4,8"
+    )
+    parser.add_argument(
+        "--finetune-steps",
+        type=parse_steps,
+        default=FINETUNE_STEPS,
+        help="one fine-tuned copy per T (the largest also with θ fixed), e.g. 2",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps: tuple[int, ...] = args.steps
