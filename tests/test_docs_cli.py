@@ -253,3 +253,29 @@ def test_help_states_each_value_default(program: str):
         if "default" not in help_text or not any(v in help_text for v in spelled):
             missing.append(f"{action.option_strings[0]} (default {value!r}): {help_text!r}")
     assert not missing, "--help does not state these defaults:\n" + "\n".join(missing)
+
+
+def test_training_option_table_lists_every_train_option():
+    """docs/training.md's option table (the one after ``| option | default | meaning |``)
+    names each option of ``spikeflow train --help`` (in a row of its own or, with its
+    default, in the row of the option it goes with: ``--momentum`` under
+    ``--optimizer``), and each row is headed by options the parser has."""
+    lines = (ROOT / "docs" / "training.md").read_text().splitlines()
+    start = lines.index("| option | default | meaning |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    flag = re.compile(r"--[A-Za-z0-9][a-z0-9-]*")
+    named = {f for row in rows for f in flag.findall(row)}
+    headed = {f for row in rows for f in flag.findall(row.split("|")[1])}
+    train = _subparsers()["train"]
+    flags = {
+        option
+        for action in train._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+    assert not flags - named, f"not in training.md's option table: {sorted(flags - named)}"
+    assert not headed - flags, f"rows for options train lacks: {sorted(headed - flags)}"
