@@ -131,6 +131,57 @@ def test_snntorch_float32_defaults():
     assert torch.equal(node(x), torch.stack(spikes))
 
 
+#: snnTorch grids whose geometric gaps fall below float64's resolution: repeated levels.
+REPEATING = [
+    {"num_bits": 6, "uniform": False, "multiplier": 0.3},
+    {"num_bits": 5, "uniform": False, "multiplier": 0.05, "threshold": 1.5, "lower_limit": 0.5},
+]
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("kwargs", REPEATING, ids=["thr6", "thr5"])
+def test_repeated_levels_of_snntorch_grids_are_kept_once(float64, backend, kwargs):
+    """snnTorch's own grid with repeated levels: taken (each level once), the same rounding
+    and the same Leaky spikes, membranes and gradients as snn.Leaky(state_quant=q)."""
+    snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
+    q = _snntorch_quant(**kwargs)
+    levels = quant.snntorch_state_levels(**kwargs)
+    distinct = torch.unique(levels)
+    assert levels.numel() == 2 ** kwargs["num_bits"] and distinct.numel() < levels.numel()
+    probe = torch.linspace(-1.5, 1.5, 3001, dtype=F64)
+    assert torch.equal(nearest_level(probe, levels=tuple(levels.tolist())), q(probe))
+    assert torch.equal(LevelQuantizer(levels.flip(0)).levels, distinct)
+    torch.manual_seed(5)
+    theta = kwargs.get("threshold", 1.0)
+    x = (torch.rand(12, 3, 4, dtype=F64) * 1.2 * theta).requires_grad_()
+    theirs = snn.Leaky(beta=0.8, threshold=theta, spike_grad=atan64, state_quant=q)
+    spikes, mems, mem = [], [], theirs.init_leaky()
+    for x_t in x:
+        spk, mem = theirs(x_t, mem)
+        spikes.append(spk)
+        mems.append(mem)
+    spk, mem = torch.stack(spikes), torch.stack(mems)
+    node = LeakyNode(0.8, threshold=theta, store_v_seq=True, backend=backend)
+    quant.apply_state_quantization(node, levels)
+    assert node.membrane_quantizer.levels.numel() == distinct.numel()
+    xx = x.detach().requires_grad_()
+    s = node(xx)
+    assert torch.equal(s.detach(), spk.detach()) and 0.05 < spk.mean() < 0.9
+    torch.testing.assert_close(node.v_seq.detach(), mem.detach(), atol=1e-12, rtol=0)
+    (got,) = torch.autograd.grad(s.sum() + node.v_seq.sum(), xx)
+    (want,) = torch.autograd.grad(spk.sum() + mem.sum(), x)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+
+
+def test_nearest_level_refuses_unsorted_levels():
+    h = torch.tensor([0.9, -0.9])
+    assert nearest_level(h, levels=(-1.0, 0.0, 0.0, 1.0)).tolist() == [1.0, -1.0]  # repeats
+    with pytest.raises(ConfigurationError, match="sorted ascending"):
+        nearest_level(h, levels=(1.0, 0.0, -1.0))
+    with pytest.raises(ConfigurationError, match="sorted ascending"):
+        nearest_level(h, levels=())
+
+
 def test_state_dict_remove_and_errors():
     levels = quant.snntorch_state_levels(num_bits=3)
     node = LeakyNode(0.5)
@@ -151,8 +202,10 @@ def test_state_dict_remove_and_errors():
         quant.apply_state_quantization(torch.nn.Linear(2, 2), levels)
     with pytest.raises(ConfigurationError, match="2 to 256"):
         LevelQuantizer([0.5])
-    with pytest.raises(ConfigurationError, match="distinct"):
-        LevelQuantizer([0.0, 0.5, 0.5])
+    with pytest.raises(ConfigurationError, match="2 to 256 distinct values, got 1"):
+        LevelQuantizer([0.5, 0.5])
+    with pytest.raises(ConfigurationError, match="1-d list"):
+        LevelQuantizer([[0.0, 0.5]])
     with pytest.raises(ConfigurationError, match="finite"):
         LevelQuantizer([0.0, float("nan")])
     with pytest.raises(ConfigurationError, match="num_bits must be from 1 to 8"):

@@ -70,7 +70,10 @@ def snntorch_state_levels(
     upper_limit: float = 0.2,
     multiplier: float | None = None,
 ) -> Tensor:
-    """The levels of snnTorch's ``state_quant`` with the same arguments (float64, sorted).
+    """The levels of snnTorch's ``state_quant`` with the same arguments (float64, sorted;
+    ``2^num_bits`` of them, as snnTorch's, a level repeated where a geometric grid's
+    gaps fall below float64's resolution, as at 8 bits with ``multiplier=0.8``:
+    :class:`LevelQuantizer` keeps each once).
 
     ``2^num_bits`` levels from ``-threshold (1 + lower_limit)`` to
     ``threshold (1 + upper_limit)``: evenly spaced (``uniform=True``), or packed
@@ -124,13 +127,21 @@ def snntorch_state_levels(
 
 
 def nearest_level(h: Tensor, *, levels: Sequence[float]) -> Tensor:
-    """``h`` rounded to the nearest of ``levels`` (two or more, sorted ascending), the
-    gradient passing straight through. The distances are compared as snnTorch's
-    ``argmin`` does (``|l - h|``, the first level of equal distance wins), so a value
-    halfway between two levels rounds as it does. A value far beyond the end levels
-    (infinite too) goes to the end level on its side (snnTorch's gives its lowest level
-    once every distance rounds to the same number). Elementwise (one step per level),
-    so it runs inside the fused kernels' charge equation."""
+    """``h`` rounded to the nearest of ``levels`` (sorted ascending; a repeated level
+    changes nothing), the gradient passing straight through. The distances are compared
+    as snnTorch's ``argmin`` does (``|l - h|``, the first level of equal distance wins),
+    so a value halfway between two levels rounds as it does. A value far beyond the end
+    levels (infinite too) goes to the end level on its side (snnTorch's gives its lowest
+    level once every distance rounds to the same number). Elementwise (one step per
+    level), so it runs inside the fused kernels' charge equation.
+
+    Raises:
+        ConfigurationError: ``levels`` empty or not sorted ascending.
+    """
+    if not levels or any(high < low for low, high in itertools.pairwise(levels)):
+        raise ConfigurationError(
+            f"nearest_level: levels must be a non-empty sequence sorted ascending, got {levels}"
+        )
     span = levels[-1] - levels[0]
     near = torch.clamp(h, levels[0] - span, levels[-1] + span)  # the same nearest level
     # |l - h| along the sorted levels falls, then rises (rounding is monotone), so the
@@ -177,23 +188,33 @@ class LevelQuantizer(nn.Module):
 
     Args:
         levels: the levels (a 1-d tensor or a sequence of numbers, in membrane units),
-            2 to 256 distinct finite values, in any order (kept sorted, as float64 in
-            the buffer ``levels``, saved in the state dict).
+            2 to 256 distinct finite values, in any order (kept sorted, each once, as
+            float64 in the buffer ``levels``, saved in the state dict). A repeated value
+            is kept once (it changes no rounding): snnTorch's geometric grids repeat
+            levels where ``multiplier^j`` falls below float64's resolution.
+
+    Raises:
+        ConfigurationError: levels that are not 1-d, not finite, or fewer than 2 or
+            more than 256 distinct values.
     """
 
     def __init__(self, levels: Tensor | Sequence[float]) -> None:
         super().__init__()
         values = torch.as_tensor(levels, dtype=torch.float64).detach().cpu()
-        if values.dim() != 1 or not 2 <= values.numel() <= MAX_LEVELS:
+        if values.dim() != 1:
             raise ConfigurationError(
-                f"state quantization: levels must be a 1-d list of 2 to {MAX_LEVELS} values, "
-                f"got shape {tuple(values.shape)}"
+                f"state quantization: levels must be a 1-d list, got shape {tuple(values.shape)}"
             )
         if not bool(torch.isfinite(values).all()):
             raise ConfigurationError(f"state quantization: the levels must be finite, got {values}")
-        values = values.sort().values
-        if bool((values[1:] == values[:-1]).any()):
-            raise ConfigurationError("state quantization: the levels must be distinct")
+        # A repeated level changes no rounding (snnTorch's argmin returns the same value):
+        # its geometric grids repeat levels where the gaps fall below float64's resolution.
+        values = torch.unique_consecutive(values.sort().values)
+        if not 2 <= values.numel() <= MAX_LEVELS:
+            raise ConfigurationError(
+                f"state quantization: levels must hold 2 to {MAX_LEVELS} distinct values, "
+                f"got {values.numel()}"
+            )
         self.register_buffer("levels", values)
         self._values = tuple(values.tolist())
 
