@@ -2,7 +2,8 @@
 LIAF (an analog output) trains in a zoo network; SpikingJelly 2.0's ternary, integer
 and DSR neurons build a zoo network and train a step; the mV-scale models (COBA LIF,
 Izhikevich 2003) are refused by name with the reason; snnTorch's Leaky, Synaptic and
-Lapicque by name, with its documented decays."""
+Lapicque by name, with its documented decays; its DeltaLeaky by name (a step of training,
+the membrane by hand); Norse's AdaLIF refused by name with the reason."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.losses import get_loss
 from spikeflow.models import NOT_IN_ZOO, create_model, list_neurons, resolve_neuron
 from spikeflow.neurons import (
+    AdaLIFNode,
+    DeltaLeakyNode,
     DSRIFNode,
     ILIFNode,
     LapicqueNode,
@@ -103,7 +106,7 @@ def test_mv_scale_neurons_are_refused_by_name_with_the_reason(name, reason):
     with pytest.raises(ConfigurationError, match=rf"neuron '{name}' is not offered .*{reason}"):
         create_model("plif_digits", neuron=name)
     assert name.lower() not in list_neurons()
-    assert set(NOT_IN_ZOO) == {"coba_lif", "izhikevich2003", "dh_lif"}
+    assert set(NOT_IN_ZOO) == {"coba_lif", "izhikevich2003", "dh_lif", "ada_lif"}
 
 
 def test_dh_lif_is_refused_by_name_with_the_model_to_use():
@@ -117,6 +120,7 @@ SNNTORCH = {
     "leaky": (LeakyNode, {"beta": 0.9}),
     "synaptic": (SynapticNode, {"alpha": 0.9, "beta": 0.8}),
     "lapicque": (LapicqueNode, {"R": 5.0, "C": 1e-3, "time_step": 1e-3}),
+    "delta_leaky": (DeltaLeakyNode, {"beta": 0.9, "v_threshold": 1.0}),
 }
 
 
@@ -166,3 +170,28 @@ def test_a_registry_neuron_is_named_by_its_class_with_the_peer_argument_hint():
     )
     with pytest.raises(ConfigurationError, match=expected):
         NeuronFactory("leaky", {"spike_grad": "atan"})
+
+
+def test_delta_leaky_by_name_is_snntorchs_with_beta_0_9():
+    """U = 0.9 U + X, fires on |U[t] - U[t-1]| > 1 (no reset): X = 1.5, 0, 0, 2 gives
+    U = 1.5, 1.35, 1.215, 3.0935 and changes 1.5, -0.15, -0.135, 1.8785."""
+    node = resolve_neuron("delta-leaky")(store_v_seq=True)
+    spikes = node(torch.tensor([1.5, 0.0, 0.0, 2.0], dtype=torch.float64).view(4, 1, 1))
+    hand = torch.tensor([1.5, 1.35, 1.215, 3.0935], dtype=torch.float64)
+    torch.testing.assert_close(node.v_seq.flatten(), hand)
+    assert spikes.flatten().tolist() == [1.0, 0.0, 0.0, 1.0]
+    layers = [m for m in create_model("plif_digits", neuron="delta_leaky", channels=4, hidden=8,
+                                      neuron_kwargs={"delta_threshold": 0.5}).modules()
+              if isinstance(m, DeltaLeakyNode)]  # fmt: skip
+    assert len(layers) == 4 and all(float(m.v_threshold) == 0.5 for m in layers)
+    with pytest.raises(ConfigurationError, match=r"DeltaLeakyNode does not accept \['tau'\]"):
+        create_model("plif_digits", neuron="delta_leaky", neuron_kwargs={"tau": 2.0})
+
+
+def test_ada_lif_is_refused_by_name_with_the_reason():
+    with pytest.raises(ConfigurationError, match=r"neuron 'ada_lif' is not offered .*1% of"):
+        create_model("plif_digits", neuron="ada_lif")
+    assert "ada_lif" not in list_neurons()
+    # the class itself is taken, as the message says
+    model = create_model("plif_digits", channels=4, hidden=8, neuron=AdaLIFNode)
+    assert len([m for m in model.modules() if isinstance(m, AdaLIFNode)]) == 4

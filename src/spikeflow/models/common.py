@@ -54,6 +54,7 @@ from spikeflow.neurons import (
     BRFNode,
     ComplementaryLIFNode,
     CubaLIFNode,
+    DeltaLeakyNode,
     DSRIFNode,
     EIFNode,
     GatedLIFNode,
@@ -177,6 +178,9 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
     "leaky": functools.partial(LeakyNode, beta=0.9),
     "synaptic": functools.partial(SynapticNode, alpha=0.9, beta=0.8),
     "lapicque": _zoo_lapicque,
+    # DeltaLeaky fires on a change of its membrane by more than delta_threshold (1,
+    # snnTorch's default); beta as "leaky"'s.
+    "delta_leaky": functools.partial(DeltaLeakyNode, beta=0.9),
     # Lava-DL's ALIF (slayer.neuron.alif), which has no defaults: decays of a few steps
     # (spikeflow's choice; docs/neuron_zoo_lava.md).
     "lava_alif": functools.partial(
@@ -196,8 +200,20 @@ NEURONS: dict[str, Callable[..., nn.Module]] = {
 #: spikes or gradient (measured on ``plif_digits``). The class itself may still be
 #: passed (``neuron=CobaLIFNode``) with ``neuron_kwargs`` that rescale it. And DH-LIF,
 #: whose input is one current per dendritic branch (``[..., N, K]``), which only a
-#: dendritic layer gives: the zoo's networks feed ``[..., N]``.
+#: dendritic layer gives: the zoo's networks feed ``[..., N]``. And Norse's AdaLIF, whose
+#: time constants in steps (its input delayed and scaled by ``dt / tau_mem``) leave the
+#: zoo's layers as silent.
 NOT_IN_ZOO: dict[str, str] = {
+    "ada_lif": (
+        "AdaLIFNode is Norse's ada_lif_step with its time constants in steps (tau_syn 5, "
+        "tau_mem 10, tau_adapt 800): the input reaches the membrane one step late, through "
+        "a synaptic current, scaled by dt / tau_mem = 0.1, so in the zoo's few steps of "
+        "batch-normalised input its layers stay all but silent (plif_digits, T = 6: 1% of "
+        "the first layer fires, none of the others, and the classifier's weights get no "
+        "gradient); use 'cuba_lif' or 'alif', or pass the class "
+        "(neuron=spikeflow.neurons.AdaLIFNode) from Python with neuron_kwargs that suit "
+        "the network (tau_syn, tau_mem, dt)"
+    ),
     "dh_lif": (
         "DHLIFNode takes one current per dendritic branch ([T, B, N, K]), which only a "
         "dendritic layer gives (layers.DendriticLinear, layers.DendriticRecurrent); the "
