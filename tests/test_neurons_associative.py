@@ -2,7 +2,8 @@
 after loading its state dict (outputs and float64 gradients of the input and every
 weight; with and without the ``Q`` readout, square and oblong states); the recurrence
 by hand (``decay="exact"``); where snnTorch's cumulative-product form leaves the
-recurrence (its ``1e-8``) and where they agree; float64 gradcheck; the errors.
+recurrence (its ``1e-8``) and where they agree; the form in half precision (computed in
+float32: no NaN); float64 gradcheck; the errors.
 """
 
 from __future__ import annotations
@@ -89,6 +90,24 @@ def test_exact_equals_the_snntorch_form_while_the_decays_stay_large():
     assert not torch.allclose(torch.sigmoid(exact.to_alpha(x))[..., 0],
                               torch.sigmoid(exact.to_alpha(x))[..., 1])  # fmt: skip
     torch.testing.assert_close(exact.membrane(x), form.membrane(x), atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_snntorch_form_in_half_precision_is_computed_in_float32(dtype):
+    """In float16 snnTorch's 1e-8 is 0: P = Π α underflowing made 0 · inf = NaN
+    membranes (and gradients) within a dozen steps, the spikes silently 0. Computed in
+    float32, the half-precision layer gives the float32 layer's membrane, rounded."""
+    torch.manual_seed(8)
+    layer = AssociativeLeaky(8, 4, 4)
+    x = torch.randn(40, 2, 8).to(dtype)
+    want = layer.membrane(x.float())
+    half = layer.to(dtype)
+    xx = x.clone().requires_grad_()
+    got = half.membrane(xx)
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+    half(xx).float().sum().backward()
+    assert torch.isfinite(xx.grad).all() and xx.grad.abs().sum() > 0
 
 
 def test_gradcheck_exact():

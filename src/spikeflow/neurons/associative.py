@@ -17,8 +17,9 @@ clamped below at ``1e-8`` first). The ``1e-8`` makes that differ from the recurr
 once ``P`` comes near it (after a few tens of steps of ``α ≈ 1/2``, the sum's early
 terms are scaled by up to ``P/(P + 1e-8)``, and then by nothing as ``P`` underflows).
 ``decay="snntorch"`` (the default) computes snnTorch's formula, so that a snnTorch layer's
-weights give its outputs; ``decay="exact"`` steps the recurrence above (a loop over
-time on the ``[B, d_value, d_key]`` state), which long sequences need.
+weights give its outputs (in float32 for a float16 or bfloat16 input, where snnTorch's
+gives NaN membranes once ``P`` underflows); ``decay="exact"`` steps the recurrence above
+(a loop over time on the ``[B, d_value, d_key]`` state), which long sequences need.
 """
 
 from __future__ import annotations
@@ -167,8 +168,13 @@ class AssociativeLeaky(nn.Module):
         alpha = torch.sigmoid(self.to_alpha(x))  # [T, B, n], decay of each key column
         writes = v.unsqueeze(-1) * k.unsqueeze(-2)  # [T, B, d, n]
         if self.decay == "snntorch":
-            prefix = torch.cumsum(alpha.clamp_min(_EPS).log(), dim=0).exp().unsqueeze(2)
-            states = torch.cumsum(writes / (prefix + _EPS), dim=0) * prefix
+            # In float32 at least: 1/P spans more than half precision holds (float16's
+            # 1e-8 is 0, so P underflowing to 0 gave 0 · inf = NaN membranes within a
+            # dozen steps, silent in the spikes: NaN > θ is False).
+            work = torch.promote_types(writes.dtype, torch.float32)
+            writes_w, alpha_w = writes.to(work), alpha.to(work)
+            prefix = torch.cumsum(alpha_w.clamp_min(_EPS).log(), dim=0).exp().unsqueeze(2)
+            states = (torch.cumsum(writes_w / (prefix + _EPS), dim=0) * prefix).to(writes.dtype)
         else:
             state = writes.new_zeros(writes.shape[1:])
             steps_out = []
