@@ -173,6 +173,37 @@ def test_repeated_levels_of_snntorch_grids_are_kept_once(float64, backend, kwarg
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("kwargs", [GRIDS[0], GRIDS[1]], ids=["uniform4", "thr3"])
+def test_float32_levels_are_snntorchs_bit_for_bit(backend, kwargs):
+    """snnTorch in float32 (its default dtype) builds float32 levels: with
+    dtype=torch.float32 they are its levels bit for bit, and LeakyNode's float32
+    membranes are snn.Leaky(state_quant=q)'s exactly. (A float32 linspace is not the
+    float64 one rounded: the uniform grid's float64 levels miss by an ulp.)"""
+    snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
+    q = _snntorch_quant(**kwargs)
+    theirs_levels = _their_levels(q)
+    assert theirs_levels.dtype == torch.float32
+    levels = quant.snntorch_state_levels(**kwargs, dtype=torch.float32)
+    assert levels.dtype == F64 and torch.equal(levels, theirs_levels.double().sort().values)
+    if kwargs["uniform"]:  # the float64 grid, rounded, is not snnTorch's float32 one
+        rounded = quant.snntorch_state_levels(**kwargs).float()
+        assert not torch.equal(rounded, theirs_levels)
+    theta = kwargs.get("threshold", 1.0)
+    torch.manual_seed(6)
+    x = torch.rand(16, 3, 8) * 1.2 * theta
+    cell = snn.Leaky(beta=0.8, threshold=theta, state_quant=q)
+    spikes, mems, mem = [], [], cell.init_leaky()
+    for x_t in x:
+        spk, mem = cell(x_t, mem)
+        spikes.append(spk)
+        mems.append(mem)
+    node = LeakyNode(0.8, threshold=theta, store_v_seq=True, backend=backend)
+    quant.apply_state_quantization(node, levels)
+    assert torch.equal(node(x), torch.stack(spikes))
+    assert torch.equal(node.v_seq, torch.stack(mems))
+
+
 def test_nearest_level_refuses_unsorted_levels():
     h = torch.tensor([0.9, -0.9])
     assert nearest_level(h, levels=(-1.0, 0.0, 0.0, 1.0)).tolist() == [1.0, -1.0]  # repeats
@@ -208,6 +239,8 @@ def test_state_dict_remove_and_errors():
         LevelQuantizer([[0.0, 0.5]])
     with pytest.raises(ConfigurationError, match="finite"):
         LevelQuantizer([0.0, float("nan")])
+    with pytest.raises(ConfigurationError, match="dtype must be a floating torch dtype"):
+        quant.snntorch_state_levels(dtype=torch.int32)
     with pytest.raises(ConfigurationError, match="num_bits must be from 1 to 8"):
         quant.snntorch_state_levels(num_bits=9)
     with pytest.raises(ConfigurationError, match="threshold must be finite and > 0"):

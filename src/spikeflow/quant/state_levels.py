@@ -69,11 +69,17 @@ def snntorch_state_levels(
     lower_limit: float = 0.0,
     upper_limit: float = 0.2,
     multiplier: float | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
     """The levels of snnTorch's ``state_quant`` with the same arguments (float64, sorted;
     ``2^num_bits`` of them, as snnTorch's, a level repeated where a geometric grid's
     gaps fall below float64's resolution, as at 8 bits with ``multiplier=0.8``:
     :class:`LevelQuantizer` keeps each once).
+
+    snnTorch builds its levels in torch's default dtype (float32 unless a script sets
+    another): ``dtype`` is that dtype, for its levels bit for bit (its float32
+    ``linspace`` is not the float64 one rounded: a uniform grid's levels differ by an
+    ulp). The levels are returned as float64 all the same.
 
     ``2^num_bits`` levels from ``-threshold (1 + lower_limit)`` to
     ``threshold (1 + upper_limit)``: evenly spaced (``uniform=True``), or packed
@@ -84,8 +90,13 @@ def snntorch_state_levels(
 
     Raises:
         ConfigurationError: ``num_bits`` not an integer from 1 to 8, a non-finite or
-            non-positive ``threshold``, a negative limit, ``multiplier`` not in (0, 1].
+            non-positive ``threshold``, a negative limit, ``multiplier`` not in (0, 1],
+            ``dtype`` not a floating dtype.
     """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigurationError(
+            f"snntorch_state_levels: dtype must be a floating torch dtype, got {dtype!r}"
+        )
     if isinstance(num_bits, bool) or not isinstance(num_bits, numbers.Integral):
         raise ConfigurationError(
             f"snntorch_state_levels: num_bits must be an int, got {num_bits!r}"
@@ -110,7 +121,7 @@ def snntorch_state_levels(
     low = -(threshold + threshold * lower_limit)
     high = threshold + threshold * upper_limit
     if uniform:
-        return torch.linspace(low, high, count, dtype=torch.float64)
+        return torch.linspace(low, high, count, dtype=dtype).double()
     ratio = _MULTIPLIERS.get(num_bits, 0.95) if multiplier is None else multiplier
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
         raise ConfigurationError(
@@ -123,7 +134,7 @@ def snntorch_state_levels(
         levels += _geometric(low, centre - low, below, ratio, rising=True)
     if count - below:
         levels += _geometric(centre, high - centre, count - below, ratio, rising=False)
-    return torch.tensor(levels, dtype=torch.float64).sort().values
+    return torch.tensor(levels, dtype=dtype).double().sort().values
 
 
 def nearest_level(h: Tensor, *, levels: Sequence[float]) -> Tensor:
