@@ -1,6 +1,7 @@
 """Norse's surrogate shapes as built-ins (``spikeflow.surrogate.norse_style``): each
 against Norse 1.1's own function in float64 on a grid at several ``alpha`` (the same
-spikes, the same gradients), the random pair with the same seed, the older built-ins
+spikes, the same gradients), HeaviCirc's tails against the exact value (where Norse's
+formula cancels), the random pair with the same seed, the older built-ins
 they equal at one ``alpha`` only, the fused C kernel against the reference loop, the
 registry names and the errors.
 """
@@ -77,6 +78,31 @@ def test_random_pair_equals_norse_with_the_same_seed(cls, alpha):
     assert torch.equal(z, z_n)
     assert 0.2 < z.mean().item() < 0.8 and ((z == 1) & (x < 0)).any()  # random: not Θ(x)
     torch.testing.assert_close(g, g_n, rtol=1e-12, atol=1e-15)
+
+
+def _circ_exact(x: float, alpha: float) -> float:
+    """α³ / (α² + x²)^(3/2) with 50 significant digits."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 50
+        a, u = Decimal(alpha), Decimal(x)
+        return float(a**3 / (a * a + u * u) ** Decimal("1.5"))
+
+
+def test_heavi_circ_tails_are_exact_where_norses_formula_cancels(float64):
+    """Norse's backward subtracts two terms near 1/(2|x|) whose difference is the
+    α²/(2|x|³) tail: in float64 it loses digits as |x|/α grows (relative 1e-7 at 1e5).
+    HeaviCirc's (1 + (x/α)²)^(-3/2) keeps the exact value to a few ulps."""
+    threshold = _threshold()
+    cases = [(1e3, 0.01), (-1e5, 1.0), (40.0, 0.3), (2.5, 1.5), (7e6, 0.05)]
+    x = torch.tensor([c[0] for c in cases], dtype=F64)
+    for (value, alpha), xi in zip(cases, x, strict=True):
+        want = _circ_exact(value, alpha)
+        _, g = _spike_and_grad(lambda v, a=alpha: HeaviCirc(alpha=a)(v), xi.reshape(1))
+        assert abs(g.item() - want) <= 4e-16 * want, (value, alpha)
+    _, g_n = _spike_and_grad(lambda v: threshold.heavi_circ_fn(v, 1.0), x[1:2])
+    assert abs(g_n.item() - _circ_exact(-1e5, 1.0)) > 1e-8 * _circ_exact(-1e5, 1.0)
 
 
 def test_older_built_ins_equal_only_at_one_alpha():
