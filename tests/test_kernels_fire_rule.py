@@ -198,7 +198,12 @@ def test_a_fire_rule_is_checked():
 
 def test_membrane_quantization_refuses_a_declared_fire_rule():
     # The quantized declaration does not carry the fire rule: it would fire by Θ(H - θ).
+    # Refused when put on (naming the layer), and by the forward when set by hand.
     net = nn.Sequential(TwoLevelIF(v_reset=None))
-    apply_membrane_quantization(net, bits=8, fraction_bits=4)
+    with pytest.raises(ConfigurationError, match=r"quantization of 0: TwoLevelIF fires .* own"):
+        apply_membrane_quantization(net, bits=8, fraction_bits=4)
+    from spikeflow.quant import MembraneQuantizer
+
+    net[0].membrane_quantizer = MembraneQuantizer(8, 4)
     with pytest.raises(ConfigurationError, match=r"membrane quantization of TwoLevelIF: .* own"):
         net(torch.ones(2, 1))

@@ -204,6 +204,20 @@ def test_float32_levels_are_snntorchs_bit_for_bit(backend, kwargs):
     assert torch.equal(node.v_seq, torch.stack(mems))
 
 
+def test_a_neuron_with_its_own_fire_rule_is_refused_when_quantized():
+    """DeltaLeakyNode fires on |U[t] - U[t-1]| (and snnTorch's DeltaLeaky ignores its
+    state_quant): both quantizers refuse it when put on, naming it, and change nothing
+    (the forward's own refusal came only at the first call)."""
+    from spikeflow.neurons import DeltaLeakyNode
+
+    net = torch.nn.Sequential(LeakyNode(0.5), DeltaLeakyNode(0.9, 0.5))
+    with pytest.raises(ConfigurationError, match=r"state quantization of 1: DeltaLeakyNode fires"):
+        quant.apply_state_quantization(net, [-1.0, 0.0, 1.0])
+    with pytest.raises(ConfigurationError, match=r"quantization of 1: DeltaLeakyNode fires"):
+        quant.apply_membrane_quantization(net, bits=8)
+    assert all(m._modules.get("membrane_quantizer") is None for m in net)
+
+
 def test_nearest_level_refuses_unsorted_levels():
     h = torch.tensor([0.9, -0.9])
     assert nearest_level(h, levels=(-1.0, 0.0, 0.0, 1.0)).tolist() == [1.0, -1.0]  # repeats

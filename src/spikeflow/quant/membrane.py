@@ -170,6 +170,17 @@ def _refuse_grid_names(decl: NeuronDeclaration, who: str) -> None:
         )
 
 
+def refuse_own_fire(decl: NeuronDeclaration, who: str) -> None:
+    """Raise a ConfigurationError (``who``: ...) if ``decl`` fires by a rule of its own
+    (``fire``: a delta or ternary neuron's), which a quantized declaration would drop
+    (the neuron's forward refuses it too; this says so when the quantizer is put on)."""
+    if decl.fire is not None:
+        raise ConfigurationError(
+            f"{who}: {decl.name} fires by a rule of its own (fire), which the quantized "
+            "declaration would drop (it would fire by Θ(H - θ)); leave it unquantized"
+        )
+
+
 def _is_whole(value: float) -> bool:
     return math.isfinite(value) and value == math.floor(value)
 
@@ -304,6 +315,7 @@ class MembraneQuantizer(nn.Module):
         reset are on this grid (the fire rule and the reset then keep the membrane on it),
         and its equations take no parameter of :data:`QUANT_PARAMS`."""
         _refuse_grid_names(neuron.declaration(), f"membrane quantization of {name}")
+        refuse_own_fire(neuron.declaration(), f"membrane quantization of {name}")
         theta = _threshold(neuron)
         tensor = isinstance(theta, Tensor)
         values = theta.detach().double().flatten().tolist() if tensor else [theta]
@@ -398,8 +410,9 @@ def apply_membrane_quantization(
     arguments). Returns the names of the neurons quantized.
 
     Raises:
-        ConfigurationError: no such neuron in ``model``, a neuron already quantized, or
-            a threshold / ``v_reset`` off the grid (named).
+        ConfigurationError: no such neuron in ``model``, a neuron already quantized,
+            one that fires by a rule of its own (``fire``: ``DeltaLeakyNode``, the
+            ternary neurons), or a threshold / ``v_reset`` off the grid (named).
     """
     quantizer = MembraneQuantizer(bits, fraction_bits, step)
     neurons = [(n or type(m).__name__, m) for n, m in model.named_modules()

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.neurons.declaration import NeuronDeclaration, _codes, declare
+from spikeflow.quant.membrane import refuse_own_fire
 
 __all__ = ["LevelQuantizer", "apply_state_quantization", "nearest_level", "snntorch_state_levels"]
 
@@ -269,8 +270,10 @@ def apply_state_quantization(model: nn.Module, levels: Tensor | Sequence[float])
     :func:`~spikeflow.quant.remove_membrane_quantization` takes them off.
 
     Raises:
-        ConfigurationError: no such neuron in ``model``, a neuron quantized already, bad
-            levels (see :class:`LevelQuantizer`).
+        ConfigurationError: no such neuron in ``model``, a neuron quantized already, one
+            that fires by a rule of its own (``DeltaLeakyNode``, the ternary neurons:
+            the rounded declaration would drop it), bad levels (see
+            :class:`LevelQuantizer`); nothing is changed then.
     """
     LevelQuantizer(levels)  # checks them before any neuron changes
     found = [(n or type(m).__name__, m) for n, m in model.named_modules()
@@ -286,6 +289,7 @@ def apply_state_quantization(model: nn.Module, levels: Tensor | Sequence[float])
                 f"state quantization: {name} is quantized already "
                 f"({neuron.membrane_quantizer}); remove_membrane_quantization first"
             )
+        refuse_own_fire(neuron.declaration(), f"state quantization of {name}")
     for _, neuron in found:
         tensors = [*neuron.parameters(), *neuron.buffers()]
         quantizer = LevelQuantizer(levels)
