@@ -2,7 +2,7 @@
 against Norse 1.1's own function in float64 on a grid at several ``alpha`` (the same
 spikes, the same gradients), HeaviCirc's tails against the exact value (where Norse's
 formula cancels), the random pair with the same seed, the older built-ins
-they equal at one ``alpha`` only, the fused C kernel against the reference loop, the
+they equal at one ``alpha`` only, the fused C and Triton kernels against the reference loop, the
 registry names and the errors.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import fused_backends, kernel_device
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.expr import TraceError
 from spikeflow.neurons import LIFNode
@@ -117,18 +118,21 @@ def test_older_built_ins_equal_only_at_one_alpha():
         assert not torch.allclose(cls.derivative(x, alpha=3 * alpha), want)
 
 
+@pytest.mark.parametrize("backend", fused_backends())
 @pytest.mark.parametrize("cls", [HeaviTanh, HeaviErfc, HeaviCirc, NorseTriangle])
-def test_fused_c_kernel_equals_reference(cls):
+def test_fused_kernels_equal_reference(cls, backend):
     torch.manual_seed(12)
     x = torch.rand(12, 2, 5, dtype=F64) * 1.5
     g = torch.randn_like(x)
     runs = []
-    for backend in ("torch", "cpu"):
-        xx = x.clone().requires_grad_()
+    for name in ("torch", backend):
+        device = kernel_device(name)
+        xx = x.clone().to(device).requires_grad_()
         node = LIFNode(tau=2.0, strict_firing=True, surrogate_function=cls(alpha=1.5),
-                       backend=backend)  # fmt: skip
+                       backend=name)  # fmt: skip
         s = node(xx)
-        runs.append((s.detach(), torch.autograd.grad((s * g).sum(), xx)[0]))
+        grad = torch.autograd.grad((s * g.to(device)).sum(), xx)[0]
+        runs.append((s.detach().cpu(), grad.cpu()))
     assert torch.equal(runs[0][0], runs[1][0]) and 0.05 < runs[0][0].mean() < 0.9
     assert runs[0][1].abs().sum() > 0
     torch.testing.assert_close(runs[1][1], runs[0][1], rtol=1e-10, atol=1e-12)
