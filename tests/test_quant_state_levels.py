@@ -218,6 +218,31 @@ def test_a_neuron_with_its_own_fire_rule_is_refused_when_quantized():
     assert all(m._modules.get("membrane_quantizer") is None for m in net)
 
 
+def test_compiled_before_any_eager_call_and_inside_a_recurrent_layer():
+    """torch.compile(fullgraph=True) of a rounding charge no earlier call built, and of a
+    rounded neuron inside layers.Recurrent on the C kernel (its parameter cache mutates a
+    dict first: reading the wrapper's signature then was refused by Dynamo)."""
+    from spikeflow import functional, layers, neurons
+
+    class Fresh(neurons.BaseNode):
+        @staticmethod
+        def charge(x, v):
+            return v + 0.75 * x
+
+    levels = quant.snntorch_state_levels(num_bits=3)
+    torch.manual_seed(0)
+    x = torch.rand(8, 2, 6) * 1.5
+    node = Fresh(v_reset=None)
+    quant.apply_state_quantization(node, levels)
+    compiled = torch.compile(node, backend="aot_eager", fullgraph=True)(x)
+    assert torch.equal(compiled, node(x)) and 0.05 < compiled.mean() < 0.9
+    rec = layers.Recurrent(neurons.LIFNode(step_mode="s", backend="cpu"), 6)
+    quant.apply_state_quantization(rec, levels)
+    eager = rec(x)
+    functional.reset_net(rec)
+    assert torch.equal(torch.compile(rec, backend="aot_eager", fullgraph=True)(x), eager)
+
+
 def test_nearest_level_refuses_unsorted_levels():
     h = torch.tensor([0.9, -0.9])
     assert nearest_level(h, levels=(-1.0, 0.0, 0.0, 1.0)).tolist() == [1.0, -1.0]  # repeats
