@@ -294,3 +294,7 @@ def test_ada_lif_errors():
         AdaLIFNode(dt=0.0)
     with pytest.raises(ConfigurationError, match="beta must be finite"):
         AdaLIFNode(beta=float("nan"))
+    # Norse's names (a TypeError of BaseNode.__init__ before) name what to pass instead
+    with pytest.raises(ConfigurationError, match=r"\['tau_adapt_inv', 'v_th'\] are Norse's .*"
+                       r"tau_adapt=1/tau_adapt_inv, v_th: v_threshold=v_th"):  # fmt: skip
+        AdaLIFNode(tau_adapt_inv=1 / 800, v_th=1.0)

@@ -30,6 +30,16 @@ from spikeflow.neurons.declaration import NeuronDeclaration, declare
 
 __all__ = ["AdaLIFNode"]
 
+#: Norse's ``LSNNParameters`` names, with what this neuron takes for them (the error hint).
+_NORSE_NAMES = {
+    "tau_syn_inv": "tau_syn=1/tau_syn_inv",
+    "tau_mem_inv": "tau_mem=1/tau_mem_inv",
+    "tau_adapt_inv": "tau_adapt=1/tau_adapt_inv",
+    "v_th": "v_threshold=v_th",
+    "method": "surrogate_function (method='super' is SuperSpike(alpha=1.0))",
+    "alpha": "the surrogate's own alpha (surrogate_function=...)",
+}
+
 
 def _ada_lif_charge(
     x: Tensor,
@@ -96,7 +106,8 @@ class AdaLIFNode(BaseNode):
 
     Raises:
         ConfigurationError: ``v_reset=None``, a time constant below ``dt``, ``dt <= 0``,
-            a non-finite value.
+            a non-finite value, a Norse parameter name (``tau_mem_inv``, ``v_th``, ...:
+            the message gives the argument to use).
     """
 
     def __init__(
@@ -110,6 +121,13 @@ class AdaLIFNode(BaseNode):
         **kwargs: object,
     ) -> None:
         owner = type(self).__name__
+        norse = [name for name in kwargs if name in _NORSE_NAMES]
+        if norse:
+            raise ConfigurationError(
+                f"{owner}: {norse} are Norse's LSNNParameters names; here "
+                + ", ".join(f"{name}: {_NORSE_NAMES[name]}" for name in norse)
+                + " (with Norse's dt)"
+            )
         if "v_reset" in kwargs and kwargs["v_reset"] is None:
             raise ConfigurationError(
                 f"{owner}: v_reset must be a float (the reset subtracts v_threshold - "
