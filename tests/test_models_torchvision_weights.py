@@ -8,6 +8,8 @@ torchvision's state dict into them by name (their key names are torchvision's).
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -303,7 +305,73 @@ def test_pretrained_file_into_builders(tmp_path):
         ShapeError, match=r"'fc.weight' has shape \(1000, 512\).*\(10, 512\)"
     ) as info:
         create_model("spiking_resnet18", pretrained=path, num_classes=10)
-    assert "load_torchvision_weights(model, path, classifier='skip_last')" in str(info.value)
+    assert "pretrained_classifier='skip_last'" in str(info.value)
+
+
+def test_pretrained_classifier_leaves_the_head_for_other_classes(tmp_path):
+    """``pretrained_classifier=`` (a builder argument, so ``--model-kwargs`` reaches it)
+    loads a file into a model with another head: the rest equals the file."""
+    path = tmp_path / "resnet18.pth"
+    state = torchvision_resnet_state(18)
+    torch.save(state, path)
+    model = create_model(
+        "sew_resnet18", pretrained=path, pretrained_classifier="skip_last", num_classes=10
+    )
+    assert torch.equal(model.stem[0].weight, state["conv1.weight"])
+    assert torch.equal(model.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
+    assert model.fc.weight.shape == (10, 512)
+    vgg_path = tmp_path / "vgg11.pth"
+    vgg_state = torchvision_vgg_state(11, False, hidden=4096, num_classes=1000, pool=7)
+    torch.save(vgg_state, vgg_path)
+    vgg = create_model(
+        "spiking_vgg11", pretrained=str(vgg_path), pretrained_classifier="skip_all",
+        num_classes=10, pool_size=1, hidden_features=32,
+    )  # fmt: skip
+    assert torch.equal(vgg.features[3].weight, vgg_state["features.3.weight"])
+    with pytest.raises(ConfigurationError, match="pretrained_classifier must be one of"):
+        create_model("spiking_resnet18", pretrained=path, pretrained_classifier="drop")
+    with pytest.raises(ConfigurationError, match="pretrained_classifier='skip_last' needs"):
+        create_model("spiking_resnet18", pretrained_classifier="skip_last")
+
+
+def test_command_line_pretrained_path_and_saved_runs(tmp_path):
+    """``--model-kwargs pretrained=/abs/path pretrained_classifier=skip_last`` builds the
+    run's model with the file's weights; a run read back (eval, resume) is built without
+    reading the file again: its checkpoint holds the weights, the file may be gone."""
+    from spikeflow.cli import parse_kwargs
+    from spikeflow.training.build import build_model
+    from spikeflow.training.config import TrainConfig, resolve
+    from spikeflow.training.data import DataInfo
+
+    path = tmp_path / "resnet18.pth"
+    state = torchvision_resnet_state(18)
+    torch.save(state, path)
+    kwargs = parse_kwargs([f"pretrained={path}", "pretrained_classifier=skip_last"], "-m")
+    assert kwargs == {"pretrained": str(path), "pretrained_classifier": "skip_last"}
+    config = resolve(TrainConfig(model="spiking_resnet18", model_kwargs=kwargs))
+    info = DataInfo(10, 3, (32, 32), static=True)
+    model = build_model(config, info)
+    assert torch.equal(model.stem[0].weight, state["conv1.weight"])
+    assert model.fc.weight.shape == (10, 512)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"resnet18\.pth"):
+        build_model(config, info)
+    saved = build_model(config, info, saved=True)
+    assert not torch.equal(saved.stem[0].weight, state["conv1.weight"])
+
+
+def test_vgg_with_other_pooling_warns():
+    """torchvision's VGGs max-pool: an average- or sum-pooling VGG loads with a warning."""
+    state = torchvision_vgg_state(11, True, hidden=32, num_classes=10, pool=1)
+    options = {"num_classes": 10, "pool_size": 1, "hidden_features": 32}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_torchvision_weights(create_model("spiking_vgg11_bn", **options), state)
+    for pooling in ("avg", "sum"):
+        model = create_model("spiking_vgg11_bn", pooling=pooling, **options)
+        with pytest.warns(UserWarning, match=r"vgg11_bn was trained with max pooling"):
+            load_torchvision_weights(model, state)
+        assert torch.equal(model.features[0].weight, state["features.0.weight"])
 
 
 def test_classifier_skipped_and_reported():

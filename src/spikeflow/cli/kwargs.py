@@ -23,8 +23,9 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
     JSON's ``null``) are those constants, as the whole value and as a value inside a list
     or table (``{name = "atan", spiking = False}``, ``[32, None]``; never inside a quoted
     string, nor as a key); a bare name such as ``atan`` or ``torch.float16`` is taken as a
-    string, and anything else (``2.O``) is an error. A single item that is a JSON object
-    is also accepted.
+    string, as is a path beginning ``/``, ``./`` or ``../`` (``pretrained=/data/r18.pth``),
+    and anything else (``2.O``) is an error. A single item that is a JSON object is also
+    accepted.
     """
     from spikeflow.training.config import tomllib
 
@@ -48,11 +49,11 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
         try:
             out[key.strip()] = _toml_value(text)
         except tomllib.TOMLDecodeError as exc:
-            if not _BARE_NAME.fullmatch(text):
+            if not (_BARE_NAME.fullmatch(text) or _BARE_PATH.fullmatch(text)):
                 raise ConfigurationError(
                     f"{option}: {item!r} is neither a TOML value (number, true/false, "
                     f'"string", [list], {{table}}; Python\'s True, False and None are '
-                    f"read in lists and tables too) nor a bare name: "
+                    f"read in lists and tables too) nor a bare name or path: "
                     f"{_located(str(exc), text)}"
                 ) from exc
             out[key.strip()] = text
@@ -60,6 +61,8 @@ def parse_kwargs(items: Sequence[str], option: str) -> dict[str, Any]:
 
 
 _BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+#: A file path written bare (``pretrained=/data/resnet18.pth``, ``./w.pth``, ``../w.pth``).
+_BARE_PATH = re.compile(r"(?:\.\.?)?/[A-Za-z0-9_.\-/+~]*")
 #: The constants as Python (and JSON, for null) spell them; TOML's true/false are TOML
 #: values. Without this, ``batch_norm=False`` would be the (truthy) string 'False'.
 _CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "null": None}

@@ -25,6 +25,7 @@ __all__ = [
     "SavedRunWarning",
     "annotated_signature",
     "check_bool_arguments",
+    "is_reading_saved_run",
     "reading_saved_run",
 ]
 
@@ -173,6 +174,11 @@ def reading_saved_run() -> Iterator[None]:
         yield
     finally:
         _READING_SAVED_RUN.reset(token)
+
+
+def is_reading_saved_run() -> bool:
+    """Whether the caller is inside :func:`reading_saved_run` (a run read back)."""
+    return _READING_SAVED_RUN.get()
 
 
 def check_bool_arguments(

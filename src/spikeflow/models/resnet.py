@@ -470,12 +470,15 @@ def grouped_variant(name: str, kwargs: Mapping[str, Any]) -> tuple[int, dict[str
     return depth, {**kwargs, "groups": groups, "width_per_group": width_per_group}
 
 
-def with_pretrained(model: Any, pretrained: str | os.PathLike[str] | None) -> Any:
+def with_pretrained(
+    model: Any, pretrained: str | os.PathLike[str] | None, classifier: str = "load"
+) -> Any:
     """``model`` with torchvision's ImageNet weights from the file ``pretrained`` (None:
-    as built); see :func:`spikeflow.models.torchvision_weights.load_torchvision_weights`."""
+    as built), its head loaded or left as ``classifier`` says ("load", "skip_last",
+    "skip_all"); see :func:`spikeflow.models.torchvision_weights.load_torchvision_weights`."""
     from spikeflow.models.torchvision_weights import load_pretrained  # imports this module
 
-    return load_pretrained(model, pretrained)
+    return load_pretrained(model, pretrained, classifier)
 
 
 def _spiking_resnet(depth: int, **kwargs: Any) -> ResNetSkeleton:
@@ -488,7 +491,8 @@ _DOC = """Spiking ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]`
     Keyword arguments: ``num_classes`` (1000), ``in_channels`` (3), ``neuron`` ("if"),
     ``neuron_kwargs``, ``zero_init_residual`` (False), ``stem`` ("imagenet" or "cifar"),
     ``base_width`` (64), ``pretrained`` (None, or the path of torchvision's
-    ``resnet{depth}`` ImageNet weights file: docs/models.md); see :class:`ResNetSkeleton`.
+    ``resnet{depth}`` ImageNet weights file: docs/models.md), ``pretrained_classifier`` ("load",
+    "skip_last": leave ``fc`` for other classes); see :class:`ResNetSkeleton`.
     Default neuron: IF, detach_reset, ATan(α=2).
     """
 
@@ -499,7 +503,8 @@ _GROUPED_DOC = """Spiking {title} (SpikingJelly's ``spiking_{name}``): ``[T, B, 
     (fixed by the name). Keyword arguments: ``num_classes`` (1000), ``in_channels`` (3),
     ``neuron`` ("if"), ``neuron_kwargs``, ``zero_init_residual`` (False), ``stem``
     ("imagenet" or "cifar"), ``base_width`` (64), ``pretrained`` (None, or the path of
-    torchvision's ``{name}`` ImageNet weights file: docs/models.md); see
+    torchvision's ``{name}`` ImageNet weights file: docs/models.md),
+    ``pretrained_classifier`` ("load", "skip_last": leave ``fc`` for other classes); see
     :class:`ResNetSkeleton`. Default neuron: IF, detach_reset, ATan(α=2).
     """
 
@@ -516,8 +521,13 @@ def grouped_title(name: str) -> str:
 def _register(depth: int) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``spiking_resnet{depth}``."""
 
-    def build(pretrained: str | os.PathLike[str] | None = None, **kwargs: Any) -> ResNetSkeleton:
-        return with_pretrained(_spiking_resnet(depth, **kwargs), pretrained)
+    def build(
+        pretrained: str | os.PathLike[str] | None = None,
+        pretrained_classifier: str = "load",
+        **kwargs: Any,
+    ) -> ResNetSkeleton:
+        model = _spiking_resnet(depth, **kwargs)
+        return with_pretrained(model, pretrained, pretrained_classifier)
 
     return register_builder(f"spiking_resnet{depth}", build, _DOC.format(depth=depth))
 
@@ -525,9 +535,14 @@ def _register(depth: int) -> Callable[..., ResNetSkeleton]:
 def _register_grouped(name: str) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``spiking_{name}`` for a key of :data:`GROUPED_VARIANTS`."""
 
-    def build(pretrained: str | os.PathLike[str] | None = None, **kwargs: Any) -> ResNetSkeleton:
+    def build(
+        pretrained: str | os.PathLike[str] | None = None,
+        pretrained_classifier: str = "load",
+        **kwargs: Any,
+    ) -> ResNetSkeleton:
         depth, options = grouped_variant(name, kwargs)
-        return with_pretrained(_spiking_resnet(depth, **options), pretrained)
+        model = _spiking_resnet(depth, **options)
+        return with_pretrained(model, pretrained, pretrained_classifier)
 
     depth, groups, width = GROUPED_VARIANTS[name]
     doc = _GROUPED_DOC.format(

@@ -176,7 +176,8 @@ _DOC = """SEW ResNet-{depth}: ``[T, B, C, H, W]`` → ``[T, B, num_classes]``.
     ``in_channels`` (3), ``neuron`` ("if"), ``neuron_kwargs``, ``zero_init_residual``
     (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64), ``pretrained``
     (None, or the path of torchvision's ``resnet{depth}`` ImageNet weights file:
-    docs/models.md); see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default
+    docs/models.md), ``pretrained_classifier`` ("load", "skip_last": leave ``fc`` for
+    other classes); see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default
     neuron: IF, detach_reset, ATan(α=2).
     """
 
@@ -189,8 +190,9 @@ _GROUPED_DOC = """SEW {title} (SpikingJelly's ``sew_{name}``): ``[T, B, C, H, W]
     ``num_classes`` (1000), ``in_channels`` (3), ``neuron`` ("if"), ``neuron_kwargs``,
     ``zero_init_residual`` (False), ``stem`` ("imagenet" or "cifar"), ``base_width`` (64),
     ``pretrained`` (None, or the path of torchvision's ``{name}`` ImageNet weights file:
-    docs/models.md); see :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default
-    neuron: IF, detach_reset, ATan(α=2).
+    docs/models.md), ``pretrained_classifier`` ("load", "skip_last"); see
+    :class:`~spikeflow.models.resnet.ResNetSkeleton`. Default neuron: IF, detach_reset,
+    ATan(α=2).
     """
 
 
@@ -198,9 +200,13 @@ def _register(depth: int) -> Callable[..., ResNetSkeleton]:
     """Register the builder ``sew_resnet{depth}``."""
 
     def build(
-        cnf: str = "ADD", pretrained: str | os.PathLike[str] | None = None, **kwargs: Any
+        cnf: str = "ADD",
+        pretrained: str | os.PathLike[str] | None = None,
+        pretrained_classifier: str = "load",
+        **kwargs: Any,
     ) -> ResNetSkeleton:
-        return with_pretrained(_sew_resnet(depth, cnf, **kwargs), pretrained)
+        model = _sew_resnet(depth, cnf, **kwargs)
+        return with_pretrained(model, pretrained, pretrained_classifier)
 
     return register_builder(f"sew_resnet{depth}", build, _DOC.format(depth=depth))
 
@@ -217,10 +223,14 @@ def _register_grouped(name: str) -> Callable[..., ResNetSkeleton]:
     :data:`~spikeflow.models.resnet.GROUPED_VARIANTS`."""
 
     def build(
-        cnf: str = "ADD", pretrained: str | os.PathLike[str] | None = None, **kwargs: Any
+        cnf: str = "ADD",
+        pretrained: str | os.PathLike[str] | None = None,
+        pretrained_classifier: str = "load",
+        **kwargs: Any,
     ) -> ResNetSkeleton:
         depth, options = grouped_variant(name, kwargs)
-        return with_pretrained(_sew_resnet(depth, cnf, **options), pretrained)
+        model = _sew_resnet(depth, cnf, **options)
+        return with_pretrained(model, pretrained, pretrained_classifier)
 
     depth, groups, width = GROUPED_VARIANTS[name]
     doc = _GROUPED_DOC.format(

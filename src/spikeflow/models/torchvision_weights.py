@@ -24,6 +24,7 @@ norm or weight standardisation), so its weights would load by shape but mean not
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +132,22 @@ def _vgg_architecture(model: SpikingVGG) -> str:
         if [c for c in config if c != "M"] == convs:
             return f"vgg{depth}{'_bn' if batch_norm else ''}"
     raise ConfigurationError(f"the model is no torchvision VGG: convolution widths {convs}")
+
+
+def _warn_pooling(model: nn.Module, arch: str) -> None:
+    """Warn when a VGG pools otherwise than torchvision's (max): its weights load by
+    shape, but the network computes another function until fine-tuned."""
+    if not isinstance(model, SpikingVGG):
+        return
+    pools = [m for m in model.features if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    if pools and not all(isinstance(m, nn.MaxPool2d) for m in pools):
+        warnings.warn(
+            f"torchvision's {arch} was trained with max pooling; the model pools with "
+            f"{type(pools[0]).__name__} (pooling='avg' or 'sum'), so the loaded network "
+            "is no longer the ImageNet one: fine-tune it, or build it with pooling='max'",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _key_map(model: nn.Module) -> tuple[str, dict[str, str], list[str]]:
@@ -300,6 +317,7 @@ def load_torchvision_weights(
             f"torchvision's {theirs!r} has shape {tuple(state[theirs].shape)}, the model's "
             f"{ours!r} {tuple(targets[ours].shape)} ({len(wrong)} tensor(s) differ){hint}"
         )
+    _warn_pooling(model, arch)
     report = TorchvisionWeightsReport(arch, skipped=skipped)
     with torch.no_grad():
         for ours, theirs in pairs.items():
@@ -310,12 +328,23 @@ def load_torchvision_weights(
     return report
 
 
-def load_pretrained(model: nn.Module, pretrained: Any) -> nn.Module:
-    """The zoo builders' ``pretrained=`` argument: None leaves ``model`` as built; a path
-    loads that torchvision weights file (:func:`load_torchvision_weights`, the whole
-    network); anything else (``True``: there is no download) is a ConfigurationError."""
+def load_pretrained(model: nn.Module, pretrained: Any, classifier: str = "load") -> nn.Module:
+    """The zoo builders' ``pretrained=`` and ``pretrained_classifier=`` arguments: None
+    leaves ``model`` as built; a path loads that torchvision weights file
+    (:func:`load_torchvision_weights` with ``classifier``, the whole network by default);
+    anything else (``True``: there is no download) is a ConfigurationError."""
     if pretrained is None:
+        if classifier != "load":
+            raise ConfigurationError(
+                f"pretrained_classifier={classifier!r} needs pretrained=<path of "
+                "torchvision's weights file>"
+            )
         return model
+    if classifier not in CLASSIFIER_CHOICES:
+        raise ConfigurationError(
+            f"pretrained_classifier must be one of {', '.join(CLASSIFIER_CHOICES)}, got "
+            f"{classifier!r}"
+        )
     arch, _, _ = _key_map(model)
     if not isinstance(pretrained, (str, os.PathLike)):
         raise ConfigurationError(
@@ -327,11 +356,12 @@ def load_pretrained(model: nn.Module, pretrained: Any) -> nn.Module:
             f"pretrained file {os.fspath(pretrained)!r} does not exist; " + _weights_hint(arch)
         )
     try:
-        load_torchvision_weights(model, pretrained)
+        load_torchvision_weights(model, pretrained, classifier)
     except ShapeError as exc:
         raise ShapeError(
-            f"pretrained={os.fspath(pretrained)!r}: {exc} (pretrained= loads the whole "
-            "network; for another head build the model without it and call "
-            "spikeflow.models.load_torchvision_weights(model, path, classifier='skip_last'))"
+            f"pretrained={os.fspath(pretrained)!r}: {exc} (for another head pass "
+            "pretrained_classifier='skip_last', or 'skip_all' for a VGG's whole classifier; "
+            "on the command line: --model-kwargs pretrained=PATH "
+            "pretrained_classifier=skip_last)"
         ) from exc
     return model

@@ -136,14 +136,20 @@ class SpikingVGG(nn.Module):
 def _register(depth: int, batch_norm: bool) -> None:
     name = f"spiking_vgg{depth}{'_bn' if batch_norm else ''}"
 
-    def build(pretrained: str | os.PathLike[str] | None = None, **kwargs: Any) -> SpikingVGG:
+    def build(
+        pretrained: str | os.PathLike[str] | None = None,
+        pretrained_classifier: str = "load",
+        **kwargs: Any,
+    ) -> SpikingVGG:
         model = SpikingVGG(VGG_CONFIGS[depth], batch_norm=batch_norm, **kwargs)
-        return with_pretrained(model, pretrained)
+        return with_pretrained(model, pretrained, pretrained_classifier)
 
     doc = (
         f"Spiking VGG-{depth}{' with batch norm' if batch_norm else ''}; kwargs of "
         f":class:`SpikingVGG` and ``pretrained`` (None, or the path of torchvision's "
-        f"``vgg{depth}{'_bn' if batch_norm else ''}`` ImageNet weights file: docs/models.md)."
+        f"``vgg{depth}{'_bn' if batch_norm else ''}`` ImageNet weights file: docs/models.md) "
+        'and ``pretrained_classifier`` ("load", "skip_last" or "skip_all": leave the '
+        "last or every Linear)."
     )
     globals()[name] = register_builder(name, build, doc)
     __all__.append(name)

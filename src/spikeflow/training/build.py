@@ -10,6 +10,7 @@ from collections.abc import Callable
 from torch import nn
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.models.bool_arguments import is_reading_saved_run
 from spikeflow.models.common import reading_saved_run
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo
@@ -35,7 +36,8 @@ def build_model(config: TrainConfig, info: DataInfo, *, saved: bool = False) -> 
     saved for ``--neuron-kwargs detach_reset=False``) is then read as that run read it,
     by its truth value (so ``"False"`` is True), with a
     :class:`~spikeflow.models.common.SavedRunWarning` naming it; new input
-    (``saved=False``) is refused there.
+    (``saved=False``) is refused there. A saved run's ``pretrained`` (torchvision's
+    weights file) is left out: its checkpoint's weights replace them.
     """
     with reading_saved_run() if saved else contextlib.nullcontext():
         return _build_model(config, info)
@@ -95,6 +97,11 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
 
     assert config.model is not None
     kwargs = dict(config.model_kwargs)
+    if is_reading_saved_run():
+        # The checkpoint holds the trained weights: torchvision's file is not read again
+        # (nor needed where the run is evaluated or resumed).
+        kwargs.pop("pretrained", None)
+        kwargs.pop("pretrained_classifier", None)
     kwargs.setdefault("num_classes", info.num_classes)
     kwargs.setdefault("in_channels", info.in_channels)
     accepted = model_arguments(config.model) or []
