@@ -256,6 +256,32 @@ def test_resnets_equal_spikingjelly_loaded_by_name(
     torch.testing.assert_close(_as_ann(model, x)[0], expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize(("name", "cnf"), [("sew_resnet18", "AND"), ("sew_resnet18", "IAND"),
+                                         ("sew_resnet50", "AND")])  # fmt: skip
+def test_sew_spiking_forward_equals_spikingjelly(spikingjelly_models, name, cnf):
+    """With the same IF neurons, SpikingJelly's SEW ResNet holding torchvision's keys and
+    ours loaded from them emit the same logits over T steps (spikes, not ReLU). IAND's
+    bottleneck is left out: SpikingJelly swaps its arguments (methods.md 3.1)."""
+    from spikingjelly.activation_based.functional import set_step_mode
+
+    sj = spikingjelly_models
+    theirs = getattr(sj.sew_resnet, name)(
+        spiking_neuron=sj.neuron.IFNode, detach_reset=True, num_classes=10, cnf=cnf
+    )
+    set_step_mode(theirs, "m")  # x is [T, B, C, H, W]
+    state = _sj_state(theirs)
+    theirs.load_state_dict(state)
+    model = create_model(name, num_classes=10, cnf=cnf)
+    load_torchvision_weights(model, state)
+    x = torch.rand(3, 2, 3, 32, 32, dtype=torch.float64) * 2
+    theirs.double().eval()
+    model.double().eval()
+    with torch.no_grad():
+        expected, out = theirs(x), model(x)
+    assert expected.std() > 0.05  # spikes reach the head
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
 _ALL_RESNETS = [f"resnet{d}" for d in (18, 34, 50, 101, 152)] + list(GROUPED_VARIANTS)
 _ALL_VGGS = [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
 
