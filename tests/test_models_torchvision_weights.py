@@ -459,3 +459,8 @@ def test_wrong_architecture_and_bad_inputs(tmp_path):
     report = load_torchvision_weights(model, old)
     assert report.kept and all(k.endswith("num_batches_tracked") for k in report.kept)
     assert torch.equal(model.fc.bias, state["fc.bias"])
+    # A torch.compile'd model (compiled lazily: nothing runs) and a compiled model's keys.
+    compiled = torch.compile(create_model("sew_resnet18"))
+    report = load_torchvision_weights(compiled, {f"_orig_mod.{k}": v for k, v in state.items()})
+    assert len(report.loaded) == len(state)
+    assert torch.equal(compiled.stem[0].weight, state["conv1.weight"])

@@ -222,8 +222,9 @@ def _read_source(source: Mapping[str, Tensor] | str | os.PathLike[str]) -> dict[
             "the weights are a checkpoint holding a 'state_dict': pass ckpt['state_dict']"
         )
     state = dict(source)
-    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    for prefix in ("module.", "_orig_mod."):  # saved from DataParallel, torch.compile
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     for key, value in state.items():
         if not isinstance(value, Tensor):
             raise DataFormatError(
@@ -259,7 +260,8 @@ def load_torchvision_weights(
         source: torchvision's state dict (``torchvision.models.resnet18(
             weights="IMAGENET1K_V1").state_dict()``) or the path of a file ``torch.save``
             wrote it to, read tensors-only (``weights_only=True``). Keys prefixed
-            ``module.`` (DataParallel) are taken without it.
+            ``module.`` (DataParallel) or ``_orig_mod.`` (``torch.compile``) are taken
+            without it; a ``torch.compile``'d ``model`` loads into its module.
         classifier: ``"load"`` (default) loads the head too, so ``num_classes`` must be
             1000 (and a VGG's ``pool_size`` 7, ``hidden_features`` 4096);
             ``"skip_last"`` leaves the last Linear (``fc``, the VGG's ``classifier.7``)
@@ -282,6 +284,7 @@ def load_torchvision_weights(
         raise ConfigurationError(
             f"classifier must be one of {', '.join(CLASSIFIER_CHOICES)}, got {classifier!r}"
         )
+    model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: its module
     arch, modules, heads = _key_map(model)
     skip = {"load": [], "skip_last": heads[-1:], "skip_all": heads}[classifier]
     pairs, targets = _pairs(model, {k: v for k, v in modules.items() if k not in skip})
