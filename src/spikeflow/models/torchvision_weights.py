@@ -316,6 +316,11 @@ def load_torchvision_weights(
             if any(ours.startswith(f"{h}.") for h in heads)
             else ""
         )
+        if ours in ("stem.0.weight", "features.0.weight"):
+            hint = (
+                f"; torchvision's {arch} takes RGB images: build the model with "
+                "in_channels=3 (a dataset of other channels cannot use these weights)"
+            )
         raise ShapeError(
             f"torchvision's {theirs!r} has shape {tuple(state[theirs].shape)}, the model's "
             f"{ours!r} {tuple(targets[ours].shape)} ({len(wrong)} tensor(s) differ){hint}"
@@ -361,10 +366,15 @@ def load_pretrained(model: nn.Module, pretrained: Any, classifier: str = "load")
     try:
         load_torchvision_weights(model, pretrained, classifier)
     except ShapeError as exc:
+        head = "the classifier differs" in str(exc)
         raise ShapeError(
-            f"pretrained={os.fspath(pretrained)!r}: {exc} (for another head pass "
-            "pretrained_classifier='skip_last', or 'skip_all' for a VGG's whole classifier; "
-            "on the command line: --model-kwargs pretrained=PATH "
-            "pretrained_classifier=skip_last)"
+            f"pretrained={os.fspath(pretrained)!r}: {exc}"
+            + (
+                " (as pretrained_classifier='skip_last', or 'skip_all' for a VGG's whole "
+                "classifier; on the command line: --model-kwargs pretrained=PATH "
+                "pretrained_classifier=skip_last)"
+                if head
+                else ""
+            )
         ) from exc
     return model
