@@ -6,6 +6,8 @@
 * :mod:`~spikeflow.layers.norm`, :mod:`~spikeflow.layers.neunorm`: tdBN, BNTT, TEBN
   and NeuNorm.
 * :mod:`~spikeflow.layers.dropout`: dropout with one mask per sequence.
+* :mod:`~spikeflow.layers.lava_blocks`: Lava-DL's k-winners-take-all block (``KWTA``)
+  and ``TimeDecimation``.
 * :mod:`~spikeflow.layers.lava_norm`: Lava-DL's neuron normalisations (mean-only and
   power-of-two-scaled batch norm).
 * :mod:`~spikeflow.layers.misc`: output voting and delay.
@@ -74,6 +76,7 @@ from spikeflow.layers.dendritic import DendriticLinear, DendriticRecurrent, dend
 from spikeflow.layers.drop_connect import DropConnectLinear
 from spikeflow.layers.dropout import Dropout, Dropout2d
 from spikeflow.layers.graded_spikes import GradedSpikes
+from spikeflow.layers.lava_blocks import KWTA, TimeDecimation, lava_quantize_8bit
 from spikeflow.layers.lava_norm import MeanOnlyBatchNorm, WgtScaleBatchNorm
 from spikeflow.layers.misc import Delay, VotingLayer
 from spikeflow.layers.multicompartment import (
@@ -168,6 +171,7 @@ from spikeflow.layers.time_bins import SpikeCountToBinary, TemporalBinSum
 from spikeflow.layers.weight_standardization import WSConv2d, WSLinear
 
 __all__ = [
+    "KWTA",
     "LIFMC",
     "S4D",
     "SLSTM",
@@ -260,6 +264,7 @@ __all__ = [
     "ThresholdDependentBatchNorm1d",
     "ThresholdDependentBatchNorm2d",
     "ThresholdDependentBatchNorm3d",
+    "TimeDecimation",
     "TokenQKAttention",
     "Upsample",
     "VotingLayer",
@@ -272,6 +277,7 @@ __all__ = [
     "delta_activity",
     "delta_encode",
     "dendritic_mask",
+    "lava_quantize_8bit",
     "merge_heads",
     "round_delays",
     "s4d_initial_imag",
