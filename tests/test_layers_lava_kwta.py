@@ -191,6 +191,11 @@ def test_kwta_streaming_matches_one_call():
     with functional.streaming(kwta):
         parts = torch.cat([kwta(x[:7]), kwta(x[7:])])
     assert torch.equal(whole, parts)
+    single = layers.KWTA(_node(), 10, 8, 3, step_mode="s", threshold=THETA).double()
+    single.load_state_dict(kwta.state_dict())
+    with functional.streaming(single):
+        steps = torch.stack([single(x[t]) for t in range(20)])
+    assert torch.equal(whole, steps)
 
 
 def test_kwta_bad_arguments():
