@@ -38,7 +38,7 @@ samples of a batch must be independent, as for :func:`~spikeflow.conversion.conv
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -51,6 +51,7 @@ from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionError, ConversionReport
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant
 from spikeflow.conversion.snn import TimeFolded, run_time_folded
+from spikeflow.conversion.sta import STA_SITES, STAEncoder, calibrate_sta, traceable_encoders
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.errors import ConfigurationError, ShapeError
 
@@ -192,7 +193,17 @@ def _source(node: fx.Node, gm: fx.GraphModule) -> str:
     return f"{module}.{getattr(target, '__name__', repr(target))}".lstrip(".")
 
 
-def convert_transformer(model: nn.Module) -> TransformerConversion:
+def convert_transformer(
+    model: nn.Module,
+    *,
+    encoders: str | None = None,
+    calibration: Iterable[Any] | None = None,
+    steps: int | None = None,
+    threshold: str = "mse",
+    threshold_scale: float = 1.0,
+    momentum: float = 0.1,
+    calibration_batches: int | None = None,
+) -> TransformerConversion:
     """Convert a quantised Transformer (or any traceable per-sample network) into a
     spiking network whose summed output equals the ANN's exactly once settled (see the
     module docstring).
@@ -202,6 +213,24 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             trace with ``torch.fx``; its quantisers are
             :class:`~spikeflow.conversion.signed.SymmetricQuant` or
             :class:`~spikeflow.conversion.qcfs.QCFS` modules.
+        encoders: None (default): spikes come from the model's quantisers, which it
+            must have. ``"sta"``: a float model (no quantisers needed) gets a calibrated
+            :class:`~spikeflow.conversion.sta.STAEncoder` after every ``nn.LayerNorm``,
+            ``nn.GELU`` and ``nn.MultiheadAttention`` output called on the input's
+            stream (Spatio-Temporal Approximation; SpikingJelly's
+            ``STATransformerRecipe(mode="spiking_encoder")``). ``"none"``: no spikes
+            at all, the accumulate-difference network whose running sums are the
+            float model's output at every step (SpikingJelly's ``mode="equivalent"``).
+            With either, ``nn.TransformerEncoder(Layer)`` modules are traced through
+            (called without masks).
+        calibration: ``encoders="sta"``: batches of inputs (tensors, or tuples whose
+            first item is the input) on which the float model's activations are seen.
+        steps: ``encoders="sta"``: the time steps ``T`` the SNN will run (thresholds
+            are ``∝ 1/T``).
+        threshold: ``"mse"`` or ``"max"`` (:func:`~spikeflow.conversion.sta.sta_threshold`).
+        threshold_scale: multiplies every STA threshold (> 0).
+        momentum: weight of each new batch in the running mean of thresholds, in [0, 1].
+        calibration_batches: use at most this many calibration batches (None: all).
 
     Returns:
         ``(snn, report)``: the :class:`DifferenceSNN` and the report (``converted``:
@@ -209,12 +238,31 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
         and step-bias layers; ``kept``: linear operations run on every step).
 
     Raises:
-        ConversionError: the model does not trace, has no quantiser, changes a stream in
-            place, or returns something other than one stream.
+        ConversionError: the model does not trace, has no quantiser (with
+            ``encoders=None``), changes a stream in place, or returns something other
+            than one stream.
+        ConfigurationError: a bad STA option (unknown ``encoders`` or ``threshold``,
+            ``steps`` missing or not positive, no ``calibration``).
     """
     import copy
 
+    _check_sta_options(encoders, calibration, steps, threshold, threshold_scale, momentum)
     ann = copy.deepcopy(model).eval()
+    if encoders is not None:
+        ann = traceable_encoders(ann).eval()
+    thresholds: dict[str, Tensor] = {}
+    if encoders == "sta":
+        sites = [n for n, m in ann.named_modules() if isinstance(m, STA_SITES)]
+        if not sites:
+            raise ConversionError(
+                f"{type(model).__name__} has no nn.LayerNorm, nn.GELU or "
+                "nn.MultiheadAttention: encoders='sta' would put no encoder"
+            )
+        assert calibration is not None and steps is not None
+        thresholds = calibrate_sta(
+            ann, sites, calibration, steps, threshold, momentum, calibration_batches
+        )
+        thresholds = {k: v * threshold_scale for k, v in thresholds.items()}
     try:
         tracer = _Tracer()
         graph = tracer.trace(ann)
@@ -268,6 +316,17 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
                     copy_name = add_module(target.replace(".", "_"), copy)
                     _call_module(gm, node, copy_name, tuple(node.args), dict(node.kwargs))
                     report.add(copy_name, source, action, f"{detail} (another call of {target})")
+                if target in thresholds:
+                    _add_encoder(
+                        gm,
+                        node,
+                        thresholds[target],
+                        add_module,
+                        streams,
+                        spikes,
+                        report,
+                        isinstance(originals[target], nn.MultiheadAttention),
+                    )
                 if type(gm.get_submodule(node.target)) is TimeFolded:  # a neuron
                     spikes.add(node)
             continue
@@ -310,6 +369,17 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
             if type(replacement) is TimeFolded:  # a neuron
                 spikes.add(node)
             report.add(node.target, source, action, detail)
+            if node.target in thresholds:
+                _add_encoder(
+                    gm,
+                    node,
+                    thresholds[node.target],
+                    add_module,
+                    streams,
+                    spikes,
+                    report,
+                    isinstance(module, nn.MultiheadAttention),
+                )
             continue
         if node.op == "call_function" and node.target is getattr:
             if node.args[1] not in _VIEW_ATTRS:
@@ -367,7 +437,7 @@ def convert_transformer(model: nn.Module) -> TransformerConversion:
         raise ConversionError(
             f"{type(model).__name__} must return one tensor computed from its input, got {result!r}"
         )
-    if not report.converted:
+    if not report.converted and encoders is None:
         raise ConversionError(
             f"{type(model).__name__} has no SymmetricQuant or QCFS activation: nothing would "
             "spike (put quantisers where the values should become spikes)"
@@ -435,3 +505,57 @@ def _call_module(gm: fx.GraphModule, node: fx.Node, target: str, args: tuple, kw
     """Make ``node`` a call of the submodule ``target`` with these arguments."""
     node.op, node.target = "call_module", target
     node.args, node.kwargs = args, kwargs
+
+
+def _check_sta_options(
+    encoders: str | None,
+    calibration: Iterable[Any] | None,
+    steps: int | None,
+    threshold: str,
+    threshold_scale: float,
+    momentum: float,
+) -> None:
+    if encoders not in (None, "sta", "none"):
+        raise ConfigurationError(f"encoders must be None, 'sta' or 'none', got {encoders!r}")
+    if encoders != "sta":
+        return
+    if calibration is None:
+        raise ConfigurationError("encoders='sta' needs calibration= (batches of inputs)")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigurationError(f"encoders='sta' needs steps= a positive int, got {steps!r}")
+    if threshold not in ("mse", "max"):
+        raise ConfigurationError(f"threshold must be 'mse' or 'max', got {threshold!r}")
+    if not (isinstance(threshold_scale, (int, float)) and 0 < threshold_scale < float("inf")):
+        raise ConfigurationError(f"threshold_scale must be positive, got {threshold_scale!r}")
+    if not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
+        raise ConfigurationError(f"momentum must be in [0, 1], got {momentum!r}")
+
+
+def _add_encoder(
+    gm: fx.GraphModule,
+    node: fx.Node,
+    threshold: Tensor,
+    add_module: Callable[[str, nn.Module], str],
+    streams: set[fx.Node],
+    spikes: set[fx.Node],
+    report: ConversionReport,
+    attention: bool,
+) -> None:
+    """An :class:`STAEncoder` on ``node``'s output (an attention's: on its first
+    output, ``node[0]``), every later use of it reading the encoder's spikes."""
+    site = node
+    if attention:
+        firsts = [u for u in node.users if u.target is operator.getitem and u.args[1] == 0]
+        if not firsts:
+            raise ConversionError(f"{node.name}: its attention output is never read")
+        site = firsts[0]
+        for other in firsts[1:]:
+            other.replace_all_uses_with(site)
+    name = add_module(f"{node.name}_sta", STAEncoder(threshold))
+    with gm.graph.inserting_after(site):
+        encoded = gm.graph.call_module(name, (site,))
+    site.replace_all_uses_with(encoded, delete_user_cb=lambda user: user is not encoded)
+    streams.add(site)
+    streams.add(encoded)
+    spikes.add(encoded)
+    report.add(name, "STAEncoder", "converted", f"STA encoder on {node.name}, θ per channel")

@@ -1,0 +1,180 @@
+"""STA conversion of float Transformers (``convert_transformer(encoders="sta")``):
+against SpikingJelly 2.0's ``STATransformerRecipe``, the threshold rule by hand, the
+accumulate-difference baseline against the float model, nn.TransformerEncoder traced."""
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.conversion import convert_transformer, impulse_input
+from spikeflow.conversion.sta import STAEncoder, sta_threshold, traceable_encoders
+from spikeflow.errors import ConfigurationError
+from spikeflow.functional import streaming
+
+torch.set_num_threads(1)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.fc1, self.act, self.fc2 = nn.Linear(d, 32), nn.GELU(), nn.Linear(32, d)
+
+    def forward(self, x):
+        y = self.ln1(x)
+        a, _w = self.attn(y, y, y, need_weights=False)
+        x = x + a
+        return x + self.fc2(self.act(self.fc1(self.ln2(x))))
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.block, self.head = nn.Linear(8, 16), _Block(), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.block(self.emb(x)).mean(1))
+
+
+def _net_and_batches():
+    torch.manual_seed(0)
+    net = _Net().double().eval()
+    batches = [torch.randn(4, 5, 8, dtype=torch.float64) for _ in range(3)]
+    return net, batches
+
+
+@pytest.mark.parametrize("mode", ["mse", "max"])
+def test_sta_equals_spikingjelly_recipe(mode):
+    sj_conv = pytest.importorskip("spikingjelly.activation_based.ann2snn.converter")
+    from spikingjelly.activation_based import functional as sjf
+    from spikingjelly.activation_based.ann2snn.recipes.sta_transformer import (
+        STATransformerRecipe,
+    )
+
+    net, batches = _net_and_batches()
+    steps = 8
+    recipe = STATransformerRecipe(
+        batches, time_steps=steps, mode="spiking_encoder", threshold_mode=mode,
+        threshold_scale=1.5,
+    )  # fmt: skip
+    sj = sj_conv.FXConverter(recipe).convert(net)
+    sjf.set_step_mode(sj, "m")
+    snn, report = convert_transformer(
+        net, encoders="sta", calibration=batches, steps=steps, threshold=mode,
+        threshold_scale=1.5,
+    )  # fmt: skip
+    ours = {n: m.threshold for n, m in snn.body.named_modules() if isinstance(m, STAEncoder)}
+    theirs = {n: m.v_threshold for n, m in sj.named_modules() if hasattr(m, "v_threshold")}
+    assert len(ours) == len(theirs) == 4 == len(report.converted)
+    pairs = {"b_ln1": "block.ln1", "b_attn": "getitem", "b_ln2": "block.ln2", "b_act": "block.act"}
+    for ours_name, sj_name in pairs.items():
+        (a,) = [t for n, t in ours.items() if n.startswith(ours_name.replace("b_", "block_"))]
+        torch.testing.assert_close(a, theirs[f"{sj_name}_sta_encoder"], rtol=0, atol=0)
+    x = torch.randn(6, 5, 8, dtype=torch.float64)
+    seq = impulse_input(x, steps)
+    with torch.no_grad():
+        torch.testing.assert_close(snn(seq), sj(seq), rtol=0, atol=1e-12)
+    sjf.reset_net(sj)
+
+
+def test_threshold_rule_by_hand():
+    torch.manual_seed(1)
+    a = torch.randn(7, 3, dtype=torch.float64) * torch.tensor([1.0, 3.0, 0.1], dtype=torch.float64)
+    steps = 4
+    got_max = sta_threshold(a, steps, "max")
+    got = sta_threshold(a, steps, "mse")
+    for c in range(3):
+        values = a[:, c]
+        peak = values.abs().max().item()
+        assert got_max[c].item() == pytest.approx(peak / steps, rel=1e-15)
+        best, best_err = None, float("inf")
+        for i in range(31):
+            theta = peak * (0.125 + i * 1.875 / 30) / steps
+            q = torch.trunc(values / theta) * theta
+            err = (values - q).square().mean().item()
+            if err < best_err - 1e-15:
+                best, best_err = theta, err
+        assert got[c].item() == pytest.approx(best, rel=1e-12)
+
+
+def test_encoder_rule_and_streaming():
+    torch.manual_seed(2)
+    theta = torch.tensor([0.3, 0.05], dtype=torch.float64)
+    x = torch.randn(9, 4, 2, dtype=torch.float64)
+    enc = STAEncoder(theta)
+    out = enc(x)
+    v = torch.zeros(4, 2, dtype=torch.float64)
+    for t in range(9):
+        v = v + x[t]
+        s = torch.trunc(v / theta) * theta
+        v = v - s
+        torch.testing.assert_close(out[t], s, rtol=0, atol=1e-15)
+    enc2 = STAEncoder(theta)
+    with streaming(enc2):
+        chunks = torch.cat([enc2(c) for c in x.split(4)])
+    torch.testing.assert_close(chunks, out, rtol=0, atol=0)
+
+
+def test_equivalent_mode_is_the_float_model_at_every_step():
+    net, batches = _net_and_batches()
+    snn, report = convert_transformer(net, encoders="none")
+    assert not report.converted
+    x = batches[0]
+    sums = snn.accumulate(x, 5)
+    for t in range(5):
+        torch.testing.assert_close(sums[t], net(x), rtol=0, atol=1e-12)
+
+
+def _encoder(norm_first: bool, activation) -> nn.Module:
+    torch.manual_seed(3)
+    layer = nn.TransformerEncoderLayer(
+        16, 2, 32, dropout=0.1, activation=activation, batch_first=True, norm_first=norm_first
+    )
+    return (
+        nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False)
+        .double()
+        .eval()
+    )
+
+
+@pytest.mark.parametrize(("norm_first", "activation"), [(False, "gelu"), (True, nn.GELU())])
+def test_transformer_encoder_traced_and_converted(norm_first, activation):
+    import copy
+
+    model = _encoder(norm_first, activation)
+    x = torch.randn(3, 6, 16, dtype=torch.float64)
+    traced = traceable_encoders(copy.deepcopy(model)).eval()
+    torch.testing.assert_close(traced(x), model(x), rtol=0, atol=1e-12)
+    snn, _ = convert_transformer(model, encoders="none")
+    torch.testing.assert_close(snn.accumulate(x, 3)[-1], model(x), rtol=0, atol=1e-12)
+    batches = [torch.randn(8, 6, 16, dtype=torch.float64) for _ in range(2)]
+    errors = []
+    for steps in (4, 64):
+        snn, report = convert_transformer(model, encoders="sta", calibration=batches, steps=steps)
+        # per layer: 2 LayerNorms, the attention output and the GELU; then the final norm
+        assert len(report.converted) == 9
+        errors.append((snn.accumulate(x, steps)[-1] - model(x)).abs().mean().item())
+    assert errors[1] < errors[0] / 4
+
+
+def test_bad_options_are_named():
+    net, batches = _net_and_batches()
+    with pytest.raises(ConfigurationError, match="encoders"):
+        convert_transformer(net, encoders="spiking")
+    with pytest.raises(ConfigurationError, match="calibration"):
+        convert_transformer(net, encoders="sta", steps=4)
+    with pytest.raises(ConfigurationError, match="steps"):
+        convert_transformer(net, encoders="sta", calibration=batches, steps=0)
+    with pytest.raises(ConfigurationError, match="threshold"):
+        convert_transformer(net, encoders="sta", calibration=batches, steps=4, threshold="p99")
+    with pytest.raises(ConfigurationError, match="calibration batch 0"):
+        convert_transformer(net, encoders="sta", calibration=[[None]], steps=4)
+    with pytest.raises(ConfigurationError, match="threshold"):
+        STAEncoder(torch.tensor([0.1, 0.0]))
+
+
+def test_mse_ties_take_the_smallest_factor():
+    # a constant channel: c = 1/8, 1/4, 1/2 and 1 all truncate it exactly; the first wins
+    a = torch.ones(5, 1, dtype=torch.float64)
+    assert sta_threshold(a, 1, "mse").item() == 0.125
