@@ -178,3 +178,23 @@ def test_mse_ties_take_the_smallest_factor():
     # a constant channel: c = 1/8, 1/4, 1/2 and 1 all truncate it exactly; the first wins
     a = torch.ones(5, 1, dtype=torch.float64)
     assert sta_threshold(a, 1, "mse").item() == 0.125
+
+
+def test_digits_example_runs_and_prints_its_table(capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    import convert_float_transformer_digits as example
+
+    monkeypatch.setattr(sys, "argv", ["x", "--epochs", "3", "--steps", "4", "16"])
+    example.main()
+    out = capsys.readouterr().out
+    ann = float(out.split("float model: ")[1].split(" %")[0])
+    assert ann > 50  # 3 epochs learn the digits well above chance (10 %)
+    rows = [line for line in out.splitlines() if line.startswith("| threshold=")]
+    assert len(rows) == 2
+    mse_t16 = float(rows[0].split("|")[-2])
+    assert abs(mse_t16 - ann) < 10  # the MSE rule at T=16 keeps the float accuracy

@@ -9,7 +9,9 @@
   layers send the changes of their activations; Lava-DL's SDNN).
 * :func:`convert_transformer`: a quantised Transformer (:class:`SymmetricQuant`
   activations) as a spiking network of signed neurons (:class:`SignedIFNeuron`) and
-  temporal-difference operators whose summed output equals the ANN's exactly.
+  temporal-difference operators whose summed output equals the ANN's exactly; with
+  ``encoders="sta"`` a float Transformer with calibrated :class:`STAEncoder` spike
+  encoders (Spatio-Temporal Approximation, no training).
 * :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
@@ -52,6 +54,7 @@ from spikeflow.conversion.report import ConversionError, ConversionReport, Repor
 from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant, symmetric_quant
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded, constant_input
+from spikeflow.conversion.sta import STAEncoder, sta_threshold
 from spikeflow.conversion.temporal import (
     SpikeProduct,
     StepBias,
@@ -79,6 +82,7 @@ __all__ = [
     "GroupNeuron",
     "MultiThresholdNeuron",
     "ReportEntry",
+    "STAEncoder",
     "SigmaDeltaNetwork",
     "SignedIFNeuron",
     "SpikeProduct",
@@ -106,6 +110,7 @@ __all__ = [
     "layer_output_shapes",
     "qcfs",
     "quantile",
+    "sta_threshold",
     "symmetric_quant",
     "to_sigma_delta",
     "uneven_counts",
