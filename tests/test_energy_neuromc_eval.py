@@ -163,3 +163,27 @@ def test_eval_energy_neuromc_refuses_a_checkpoint_whose_optimizer_differs(tmp_pa
                        r"groups of sizes \[12\], the run's options build groups of "
                        r"sizes \[4, 8\]"):  # fmt: skip
         evaluate_checkpoint(tmp_path / "run" / "last.pt", energy="neuromc")
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"online": True}, r"online training \(SLTT, --online\): a backward per time step"),
+        ({"online": True, "online_trace_decay": 0.5},
+         r"online training \(OTTT, --online --online-trace-decay\).*presynaptic traces"),
+        ({"model": "eprop_rsnn", "eprop": "random", "loss": "ce"},
+         r"e-prop \(--eprop random\): eligibility traces"),
+        ({"model": "decolle", "decolle": True},
+         r"DECOLLE \(--decolle, --decolle-update step\): every layer's local readout loss"),
+    ],
+)  # fmt: skip
+def test_eval_energy_neuromc_refuses_runs_not_trained_by_bptt(tmp_path, changes, named):
+    """Online (SLTT, OTTT), e-prop and DECOLLE runs do not take one BPTT step: refused by
+    name rather than priced as one; a BPTT run of the same options passes."""
+    from spikeflow.training.neuromc_eval import refuse_unpriced_training
+
+    with pytest.raises(ConfigurationError, match="prices one BPTT step.*" + named):
+        refuse_unpriced_training(tiny(tmp_path, "run", **changes))
+    plain = {k: v for k, v in changes.items() if k not in ("online", "eprop", "decolle")}
+    plain.pop("online_trace_decay", None)
+    refuse_unpriced_training(tiny(tmp_path, "run", **plain))  # BPTT: priced

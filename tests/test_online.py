@@ -347,6 +347,9 @@ def test_the_command_line_reads_online_and_online_steps(tmp_path, capsys):
     config = load_checkpoint(tmp_path / "run" / "last.pt")["config"]
     assert (config["online"], config["online_steps"]) == (True, 2)
     capsys.readouterr()
+    # NeuroMC prices one BPTT step: an online run is refused by name, not priced as one
+    assert main(["eval", run, "--energy", "neuromc", "--no-progress"]) == 2
+    assert "this run trained with online training (SLTT, --online)" in capsys.readouterr().err
     bad = str(tmp_path / "bad")
     assert main([*args, "--online", "--loss", "count", "--output-dir", bad]) == 2
     assert "loss must be one of mse, ce, tet, mse_membrane, got 'count'" in capsys.readouterr().err

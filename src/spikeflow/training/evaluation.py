@@ -220,17 +220,10 @@ def evaluate_checkpoint(
             spike_counts=spike_counts, neurobench=neurobench,
         )  # fmt: skip
         return {**result, "run_folder": None if run_folder is None else str(run_folder)}
-    if energy and config.tbptt is not None:
-        fptt = "" if config.fptt is None else f" --fptt {config.fptt:g},"
-        raise ConfigurationError(
-            f"--energy neuromc prices one BPTT step (a forward over the T steps, one "
-            f"backward, one update); this run trained with truncated BPTT (--tbptt "
-            f"{config.tbptt},{fptt} --tbptt-update {config.tbptt_update}): a backward per "
-            f"window of K steps"
-            + (", an update after each" if config.tbptt_update == "window" else "")
-            + (" and FPTT's penalty and running-mean updates" if fptt else "")
-            + ", which it does not price"
-        )
+    if energy:
+        from spikeflow.training.neuromc_eval import refuse_unpriced_training
+
+        refuse_unpriced_training(config)
     config = resolve(replace(config, test_samples=None))
     _, full_test_set, info = build_datasets(config, with_train=False)
     test_set = even_subset(full_test_set, count)

@@ -22,10 +22,60 @@ from torch.utils.data import Dataset
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["ENERGY_MODELS", "format_neuromc", "price_training_step", "trained_optimizer"]
+__all__ = [
+    "ENERGY_MODELS",
+    "format_neuromc",
+    "price_training_step",
+    "refuse_unpriced_training",
+    "trained_optimizer",
+]
 
 #: The names ``--energy`` takes.
 ENERGY_MODELS = ("neuromc",)
+
+
+def refuse_unpriced_training(config: Any) -> None:
+    """Refuse a run whose training step is not one BPTT step (a forward over the ``T``
+    steps, one backward, one update), the only step NeuroMC's report prices.
+
+    Raises:
+        ConfigurationError: naming the run's training method: truncated BPTT or FPTT
+            (``--tbptt``, ``--fptt``), online training (``--online``: SLTT, OTTT with
+            ``--online-trace-decay``), e-prop (``--eprop``) or DECOLLE (``--decolle``).
+    """
+    base = "--energy neuromc prices one BPTT step (a forward over the T steps, one backward, "
+    base += "one update); this run trained with "
+    if config.tbptt is not None:
+        fptt = "" if config.fptt is None else f" --fptt {config.fptt:g},"
+        raise ConfigurationError(
+            f"{base}truncated BPTT (--tbptt {config.tbptt},{fptt} --tbptt-update "
+            f"{config.tbptt_update}): a backward per window of K steps"
+            + (", an update after each" if config.tbptt_update == "window" else "")
+            + (" and FPTT's penalty and running-mean updates" if fptt else "")
+            + ", which it does not price"
+        )
+    if config.online:
+        method = "SLTT" if config.online_trace_decay is None else "OTTT"
+        flags = "--online" + ("" if method == "SLTT" else " --online-trace-decay")
+        raise ConfigurationError(
+            f"{base}online training ({method}, {flags}): a backward per time step with "
+            "no gradient through the carried state"
+            + (" and the presynaptic traces' updates" if method == "OTTT" else "")
+            + ", which it does not price"
+        )
+    if config.eprop is not None:
+        raise ConfigurationError(
+            f"{base}e-prop (--eprop {config.eprop}): eligibility traces updated forward "
+            "in time and the learning signal's feedback in place of a backward pass, "
+            "which it does not price"
+        )
+    if config.decolle:
+        raise ConfigurationError(
+            f"{base}DECOLLE (--decolle, --decolle-update {config.decolle_update}): every "
+            "layer's local readout loss backpropagated one step at a time"
+            + (", an update after each" if config.decolle_update == "step" else "")
+            + ", which it does not price"
+        )
 
 
 def trained_optimizer(
