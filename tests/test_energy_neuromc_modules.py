@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from spikeflow import layers, neurons
 from spikeflow.energy import neuromc_energy_report
 from spikeflow.errors import ConfigurationError
-from spikeflow.event_driven import AdjustedAvgPool2d
+from spikeflow.event_driven import AdjustedAvgPool2d, pooling
 from spikeflow.functional import reset_net
 from spikeflow.interop.nir_modules import Scale as NIRScale
 from spikeflow.models.ottt_vgg import Scale
@@ -273,3 +273,78 @@ def test_event_driven_layers_are_refused_before_anything_runs(training):
     assert not bool(net.calibrated)
     after = [m.gain for m in net.modules() if hasattr(m, "gain")]
     assert all(torch.equal(a, b) for a, b in zip(gains, after, strict=True))
+
+
+# ---------------------------------------------------------------- custom leaf modules
+
+
+class _Gram(nn.Module):
+    """A parameter-free leaf: its forward is one matmul of two activations."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ x.transpose(-1, -2)
+
+
+class _GramWithChild(_Gram):
+    """The same matmul in a module with a (free) child: not a leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tap = nn.Identity()
+
+
+class _FunctionalAdjustedPool(nn.Module):
+    """adjusted_avg_pool2d called as a function in a module's own forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from spikeflow.event_driven import adjusted_avg_pool2d
+
+        return adjusted_avg_pool2d(x, 2)
+
+
+def _summary(report) -> list[tuple[str, str, str, float]]:
+    return [(w.name, w.phase, w.op, w.total) for w in report.works]
+
+
+def test_a_leaf_module_is_priced_by_its_matmul_as_a_module_with_children():
+    """A parameter-free leaf whose forward is ``x @ xᵀ`` is priced as the same matmul in
+    a module with children (forward and both operands' backward), not refused; a leaf
+    whose forward runs no priced product or pool is still refused, named."""
+    x, y = _spikes(2, 1, 4, 6), torch.rand(2, 1, 4, 4)
+
+    def net(gram: nn.Module) -> nn.Sequential:
+        torch.manual_seed(0)
+        return nn.Sequential(layers.Linear(6, 6), neurons.LIFNode(), gram)
+
+    leaf = neuromc_energy_report(net(_Gram()), x, y, F.mse_loss)
+    parent = neuromc_energy_report(net(_GramWithChild()), x, y, F.mse_loss)
+    assert _summary(leaf) == _summary(parent)
+    ops = {w.op for w in leaf.works if w.name == "2"}
+    assert ops == {"matmul.forward", "matmul.backward.grad_left", "matmul.backward.grad_right"}
+
+    class Clamp(nn.Module):
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            return v.clamp(0.0, 1.0)
+
+    with pytest.raises(ConfigurationError, match=r"cannot price 2 \(Clamp: work NeuroMC has no"):
+        neuromc_energy_report(net(Clamp()), x, y, F.mse_loss)
+
+
+def test_adjusted_avg_pool2d_called_as_a_function_is_priced_as_the_module():
+    """``adjusted_avg_pool2d(x, 2)`` in a module's forward costs what AdjustedAvgPool2d(2)
+    does: its adjusted backward included (not a plain average pool's)."""
+    conv = layers.Conv2d(2, 2, 1, bias=False)
+    nn.init.constant_(conv.weight, 1.0)
+
+    def net(pool: nn.Module) -> nn.Sequential:
+        return nn.Sequential(conv, neurons.LIFNode(v_threshold=0.5), pool, layers.Flatten(),
+                             layers.Linear(8, 2), neurons.LIFNode())  # fmt: skip
+
+    x, y = _spikes(1, 1, 2, 4, 4), torch.rand(1, 1, 2)
+    function = neuromc_energy_report(net(_FunctionalAdjustedPool()), x, y, F.mse_loss)
+    module = neuromc_energy_report(net(AdjustedAvgPool2d(2)), x, y, F.mse_loss)
+    assert _summary(function) == _summary(module)
+    assert [w.op for w in function.works if w.name == "2"] == [
+        "adjavgpool.forward", "adjavgpool.backward",
+    ]  # fmt: skip
+    assert not pooling._OBSERVERS  # the report's observer is gone

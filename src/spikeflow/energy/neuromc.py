@@ -55,6 +55,7 @@ from spikeflow.energy.neuromc_modules import (
     DecolleHooks,
     free_types,
     priced_modules,
+    unpriced_module,
 )
 from spikeflow.energy.neuromc_optim import check_optimizer, optimizer_works
 from spikeflow.energy.neuromc_pooling import (
@@ -535,7 +536,8 @@ def neuromc_energy_report(
             f"neuromc_energy_report: samples must be a positive integer, got {samples!r}"
         )
     memories = check_memories(memories)
-    names = priced_modules(model)
+    leaves: dict[nn.Module, str] = {}  # priced by their products and pools, if any
+    names = priced_modules(model, leaves)
     training = loss_fn is not None
     recorder = _Recorder(names, memories, bool(reuse_weights), training)
     handles = [m.register_forward_hook(recorder.hook) for m in names]
@@ -551,6 +553,7 @@ def neuromc_energy_report(
             with eager(), watch:  # a compiled model too: the hooks see every call
                 out = model(x)
             watch.check()
+            watch.check_leaves(leaves, unpriced_module)
             if loss_fn is not None:
                 watch.backward = True  # a checkpoint's recomputation, seen again
                 with eager():

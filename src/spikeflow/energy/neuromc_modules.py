@@ -37,7 +37,14 @@ from spikeflow.energy.neuromc_costs import Work
 from spikeflow.energy.neuromc_pooling import POOLS
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["NORMS", "PRODUCTS", "DecolleHooks", "free_types", "priced_modules"]
+__all__ = [
+    "NORMS",
+    "PRODUCTS",
+    "DecolleHooks",
+    "free_types",
+    "priced_modules",
+    "unpriced_module",
+]
 
 PRODUCTS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -70,8 +77,32 @@ def _own_parameters_allowed(module: nn.Module, label: str) -> bool:
     return True
 
 
-def priced_modules(model: nn.Module) -> dict[nn.Module, str]:
-    """The modules to hook, by name; a ConfigurationError names one NeuroMC cannot price."""
+def unpriced_module(
+    label: str, module: nn.Module, own: list[str] | None = None
+) -> ConfigurationError:
+    """The error naming a module NeuroMC cannot price (``own``: its own parameters)."""
+    why = f"parameters {own} of its own" if own else "work NeuroMC has no cost for"
+    return ConfigurationError(
+        f"NeuroMC cannot price {label} ({type(module).__name__}: {why}); it prices "
+        "Linear, Conv1d/Conv2d, BatchNorm1d/2d/3d, max and average "
+        "pooling (VotingLayer, AdjustedAvgPool2d too), constant scales, spiking "
+        "neurons (BaseNode), DECOLLE layers and attention's matmul, with Flatten, "
+        "Unflatten, Identity and dropout free"
+    )
+
+
+def priced_modules(
+    model: nn.Module, leaves: dict[nn.Module, str] | None = None
+) -> dict[nn.Module, str]:
+    """The modules to hook, by name; a ConfigurationError names one NeuroMC cannot price.
+
+    A parameter-free leaf module of no priced kind (a custom module whose ``forward``
+    runs ``q @ k.T`` or ``F.max_pool2d``) is, as a module with children, priced by the
+    products and pools its forward runs: with ``leaves`` given it goes there (by name),
+    for the run to refuse it if its forward runs none
+    (:meth:`~spikeflow.energy.neuromc_run.UnpricedProducts.check_leaves`); without,
+    it is refused here.
+    """
     from spikeflow.event_driven.layers import EventDrivenLayer
     from spikeflow.learn.decolle import DECOLLELayer
     from spikeflow.neurons import BaseNode
@@ -100,15 +131,12 @@ def priced_modules(model: nn.Module) -> dict[nn.Module, str]:
         own = [n for n, _ in module.named_parameters(recurse=False)]
         if own and _own_parameters_allowed(module, label):
             own = []
-        if own or (leaf and not isinstance(module, free)):
-            why = f"parameters {own} of its own" if own else "work NeuroMC has no cost for"
-            raise ConfigurationError(
-                f"NeuroMC cannot price {label} ({type(module).__name__}: {why}); it prices "
-                "Linear, Conv1d/Conv2d, BatchNorm1d/2d/3d, max and average "
-                "pooling (VotingLayer, AdjustedAvgPool2d too), constant scales, spiking "
-                "neurons (BaseNode), DECOLLE layers and attention's matmul, with Flatten, "
-                "Unflatten, Identity and dropout free"
-            )
+        if own:
+            raise unpriced_module(label, module, own)
+        if leaf and not isinstance(module, free):
+            if leaves is None:
+                raise unpriced_module(label, module)
+            leaves[module] = label
     return priced
 
 

@@ -27,6 +27,8 @@ from torch.overrides import TorchFunctionMode
 
 from spikeflow.energy.neuromc_pooling import POOL_FUNCTIONS, functional_pool
 from spikeflow.errors import ConfigurationError
+from spikeflow.event_driven import pooling
+from spikeflow.event_driven.pooling import AdjustedAvgPool2d
 from spikeflow.memory.recompute import Recomputed, reruns_forward
 
 __all__ = ["UnpricedProducts", "eager", "preserved"]
@@ -118,7 +120,12 @@ class UnpricedProducts(TorchFunctionMode):
         self.stack: list[nn.Module] = []
         self.found: dict[tuple[str, str], dict[str, int]] = {}
         self.names = {module: name or "(model)" for name, module in model.named_modules()}
+        #: The modules that ran, and those in which a product or pool was priced.
+        self.ran: set[nn.Module] = set()
+        self.pricing: set[nn.Module | None] = set()
         self.handles = []
+        if on_pool is not None:  # adjusted_avg_pool2d called as a function
+            pooling._OBSERVERS.append(self._adjusted_pool)
         for module in self.names:
             self.handles.append(module.register_forward_pre_hook(self._enter))
             self.handles.append(module.register_forward_hook(self._leave, always_call=True))
@@ -129,6 +136,23 @@ class UnpricedProducts(TorchFunctionMode):
                 return
             self.__enter__()  # a recomputation, in the autograd engine: watch it
         self.stack.append(module)
+        self.ran.add(module)
+
+    def _watching(self) -> bool:
+        """Whether a call now runs outside the priced modules and is to be watched."""
+        if self.stack and isinstance(self.stack[-1], Recomputed):
+            return False
+        if self.backward and not self.stack:
+            return False  # the autograd engine, outside a recomputation
+        return not self.busy() and not any(m in self.priced for m in self.stack)
+
+    def _adjusted_pool(self, x: Tensor, kernel_size: int, out: Tensor) -> None:
+        """Price a call of ``adjusted_avg_pool2d`` as :class:`AdjustedAvgPool2d`."""
+        if self.on_pool is not None and self._watching():
+            module = self.stack[-1] if self.stack else None
+            self.pricing.add(module)
+            name = self.names.get(module, "(model)")  # type: ignore[arg-type]
+            self.on_pool(name, AdjustedAvgPool2d(kernel_size), x, out, self.backward)
 
     def _leave(self, module: nn.Module, _args: Any, _out: Any) -> None:
         if self.stack and self.stack[-1] is module:
@@ -144,10 +168,13 @@ class UnpricedProducts(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.stack and isinstance(self.stack[-1], Recomputed):
             return func(*args, **kwargs)  # its own bit packing of the kept input
+        if pooling.adjusted_pool_running():
+            return func(*args, **kwargs)  # priced whole, as AdjustedAvgPool2d
         watched = func in _PRODUCT_FUNCTIONS or (self.on_pool and func in POOL_FUNCTIONS)
         if watched and not self.busy() and not any(m in self.priced for m in self.stack):
             module = self.stack[-1] if self.stack else None
             if func in POOL_FUNCTIONS:
+                self.pricing.add(module)
                 pool, x = functional_pool(func, args, kwargs)
                 out = func(*args, **kwargs)  # (with_indices: (values, indices))
                 value = out[0] if isinstance(out, tuple) else out
@@ -155,6 +182,7 @@ class UnpricedProducts(TorchFunctionMode):
                 return out
             a, b = _operands(func, args, kwargs) if func in MATMULS else (None, None)
             if self.on_matmul is not None and isinstance(a, Tensor) and isinstance(b, Tensor):
+                self.pricing.add(module)
                 out = func(*args, **kwargs)
                 self.on_matmul(self.names.get(module, "(model)"), a, b, out, self.backward)
                 return out
@@ -167,9 +195,21 @@ class UnpricedProducts(TorchFunctionMode):
         return func(*args, **kwargs)
 
     def remove(self) -> None:
-        """Remove the module hooks."""
+        """Remove the module hooks (and the adjusted pooling's observer)."""
         for handle in self.handles:
             handle.remove()
+        if self._adjusted_pool in pooling._OBSERVERS:
+            pooling._OBSERVERS.remove(self._adjusted_pool)
+
+    def check_leaves(
+        self, leaves: dict[nn.Module, str], refuse: Callable[[str, nn.Module], Exception]
+    ) -> None:
+        """Raise ``refuse(label, module)`` for the first of ``leaves`` (parameter-free
+        leaf modules of no priced kind) that ran without a priced product or pool in
+        its own forward: its work is none NeuroMC has a cost for."""
+        for module, label in leaves.items():
+            if module in self.ran and module not in self.pricing:
+                raise refuse(label, module)
 
     def check(self) -> None:
         """Raise a ConfigurationError naming each module that ran unpriced products."""

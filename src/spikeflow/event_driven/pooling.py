@@ -9,6 +9,8 @@ A window without spikes passes no gradient.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,6 +21,19 @@ from spikeflow._checks import check_int
 from spikeflow.errors import ShapeError
 
 __all__ = ["AdjustedAvgPool2d", "adjusted_avg_pool2d"]
+
+#: Called as ``observer(x, kernel_size, out)`` after each call of
+#: :func:`adjusted_avg_pool2d` (NeuroMC's watch of functional pooling, which prices the
+#: call as the module, adjusted backward included).
+_OBSERVERS: list[Callable[[Tensor, int, Tensor], None]] = []
+#: True while :func:`adjusted_avg_pool2d` runs with observers: its inner ``avg_pool2d``
+#: is part of it, not a plain average pool of its own.
+_RUNNING = contextvars.ContextVar("adjusted_avg_pool2d_running", default=False)
+
+
+def adjusted_pool_running() -> bool:
+    """Whether an observed :func:`adjusted_avg_pool2d` is running (its inner pool)."""
+    return _RUNNING.get()
 
 
 class _AdjustGradient(torch.autograd.Function):
@@ -57,7 +72,20 @@ def adjusted_avg_pool2d(x: Tensor, kernel_size: int) -> Tensor:
             f"adjusted_avg_pool2d: the {height}x{width} input is smaller than the "
             f"{kernel_size}x{kernel_size} window"
         )
-    lead = x.shape[:-2]
+    if not _OBSERVERS:
+        return _adjusted(x, kernel_size)
+    token = _RUNNING.set(True)
+    try:
+        out = _adjusted(x, kernel_size)
+    finally:
+        _RUNNING.reset(token)
+    for observer in list(_OBSERVERS):
+        observer(x, kernel_size, out)
+    return out
+
+
+def _adjusted(x: Tensor, kernel_size: int) -> Tensor:
+    lead, (height, width) = x.shape[:-2], x.shape[-2:]
     pooled = F.avg_pool2d(x.reshape(-1, 1, height, width), kernel_size)
     pooled = _AdjustGradient.apply(pooled, kernel_size * kernel_size)
     return pooled.reshape(*lead, *pooled.shape[-2:])
