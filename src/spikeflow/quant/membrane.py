@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spikeflow._compile_marks import assume_constant_result
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
-from spikeflow.neurons.declaration import NeuronDeclaration, _codes, declare
+from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.quant.charge_wrappers import quantized_declaration, register_wrapper, wrapped_charge
 from spikeflow.quant.weights import is_integer_from
 
 __all__ = [
@@ -80,20 +80,15 @@ def quantize_membrane(
     return level * membrane_step + (finite - finite.detach())
 
 
-#: (charge, returns_aux, the code behind charge) -> the quantized charge: one function
-#: per declaration, so the fused kernels' caches (keyed on the declaration's functions)
-#: build each once; a charge whose code is replaced in place (IPython's autoreload, which
-#: may change its signature) gets a new one.
-_CHARGES: dict[tuple, Callable[..., object]] = {}
-
-
 def quantized_charge(charge: Callable[..., object], returns_aux: bool) -> Callable[..., object]:
     """``charge`` followed by :func:`quantize_membrane` of the membrane it returns; its
-    signature is ``charge``'s plus the keyword parameters :data:`QUANT_PARAMS`."""
-    key = (charge, returns_aux, _codes((charge,)))
-    cached = _CHARGES.get(key)
-    if cached is not None:
-        return cached
+    signature is ``charge``'s plus the keyword parameters :data:`QUANT_PARAMS` (one
+    function per charge and its code: :func:`~spikeflow.quant.charge_wrappers.wrapped_charge`)."""
+    return wrapped_charge("membrane", charge, returns_aux)
+
+
+def _build_quantized(charge: Callable[..., object], returns_aux: bool) -> Callable[..., object]:
+    """The wrapper :func:`quantized_charge` returns (built once per charge)."""
     signature = inspect.signature(charge)  # its callers refuse a clash (_refuse_grid_names)
 
     def charge_quantized(
@@ -121,28 +116,10 @@ def quantized_charge(charge: Callable[..., object], returns_aux: bool) -> Callab
     charge_quantized.__wrapped__ = charge  # type: ignore[attr-defined]
     name = getattr(charge, "__qualname__", "charge")
     charge_quantized.__qualname__ = charge_quantized.__name__ = f"{name}_quantized"
-    _CHARGES[key] = charge_quantized
     return charge_quantized
 
 
-#: The quantized charges by a name, for code Dynamo traces (see _compiled_charge_name).
-_NAMED: dict[str, Callable[..., object]] = {}
-
-
-@assume_constant_result
-def _compiled_charge_name(fn: object, instance: object, bound: tuple | None,
-                          returns_aux: bool) -> str:  # fmt: skip
-    """:func:`quantized_charge` while Dynamo traces, run as a constant of the graph (the
-    charge as :func:`~spikeflow.kernels.registry._function_parts`): the wrapper is made
-    and kept outside the trace, and its name in :data:`_NAMED` returned, which the traced
-    code then reads like the eager cache (a function made inside the trace would lose its
-    ``__signature__`` and ``__wrapped__``)."""
-    from spikeflow.kernels.registry import _function_of
-
-    charge = quantized_charge(_function_of(fn, instance, bound), returns_aux)
-    name = f"{charge.__qualname__}@{id(charge):x}"
-    _NAMED[name] = charge
-    return name
+register_wrapper("membrane", _build_quantized)
 
 
 def _float_bits(value: float) -> int:
@@ -368,32 +345,7 @@ class MembraneQuantizer(nn.Module):
                 :data:`QUANT_PARAMS` (whose value the grid's would replace).
         """
         _refuse_grid_names(decl, "membrane quantization")
-        if torch.compiler.is_compiling():
-            from spikeflow.kernels.registry import _function_parts
-
-            parts = _function_parts(decl.charge)
-            charge = _NAMED[_compiled_charge_name(*parts, decl.charge_returns_aux)]
-            # What declare() would build from the signatures, which Dynamo is not made to
-            # read: a __signature__'s parameters are a mappingproxy, which it refuses to
-            # read after the traced code mutated any dict (a container's parameter cache).
-            return NeuronDeclaration(
-                name=f"{decl.name}_quantized",
-                charge=charge,
-                update=decl.update,
-                state_names=decl.state_names,
-                charge_params=(*decl.charge_params, *QUANT_PARAMS),
-                update_params=decl.update_params,
-                charge_returns_aux=decl.charge_returns_aux,
-                threshold=decl.threshold,
-                threshold_params=decl.threshold_params,
-                reset_membrane=decl.reset_membrane,
-                reset_params=decl.reset_params,
-            )
-        charge = quantized_charge(decl.charge, decl.charge_returns_aux)
-        return declare(
-            charge, decl.update, f"{decl.name}_quantized", decl.charge_returns_aux,
-            decl.threshold, decl.reset_membrane,
-        )  # fmt: skip
+        return quantized_declaration(decl, "membrane", "quantized", QUANT_PARAMS)
 
     def extra_repr(self) -> str:
         return self._describe(self._settings())

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeflow._compile_marks import assume_constant_result
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
-from spikeflow.neurons.declaration import NeuronDeclaration, _codes, declare
+from spikeflow.neurons.declaration import NeuronDeclaration
+from spikeflow.quant.charge_wrappers import quantized_declaration, register_wrapper
 from spikeflow.quant.membrane import refuse_own_fire
 
 __all__ = ["LevelQuantizer", "apply_state_quantization", "nearest_level", "snntorch_state_levels"]
@@ -167,18 +167,11 @@ def nearest_level(h: Tensor, *, levels: Sequence[float]) -> Tensor:
     return best + (finite - finite.detach())
 
 
-#: (charge, returns_aux, its code, levels) -> the charge rounding to those levels.
-_CHARGES: dict[tuple, Callable[..., object]] = {}
-
-
 def _level_charge(charge: Callable[..., object], returns_aux: bool,
                   levels: tuple[float, ...]) -> Callable[..., object]:  # fmt: skip
     """``charge`` followed by :func:`nearest_level` of the membrane it returns (the same
-    signature: the levels are constants of the wrapper)."""
-    key = (charge, returns_aux, _codes((charge,)), levels)
-    cached = _CHARGES.get(key)
-    if cached is not None:
-        return cached
+    signature: the levels are constants of the wrapper). Built once per charge, code and
+    levels (:func:`~spikeflow.quant.charge_wrappers.wrapped_charge`)."""
 
     def charge_on_levels(x: Tensor, v: Tensor, *state: Tensor, **params: Any) -> object:
         out = charge(x, v, *state, **params)
@@ -191,29 +184,10 @@ def _level_charge(charge: Callable[..., object], returns_aux: bool,
     charge_on_levels.__wrapped__ = charge  # type: ignore[attr-defined]
     name = getattr(charge, "__qualname__", "charge")
     charge_on_levels.__qualname__ = charge_on_levels.__name__ = f"{name}_on_levels"
-    _CHARGES[key] = charge_on_levels
     return charge_on_levels
 
 
-#: The rounding charges by a name, for code Dynamo traces (see _compiled_charge_name).
-_NAMED: dict[str, Callable[..., object]] = {}
-
-
-@assume_constant_result
-def _compiled_charge_name(fn: object, instance: object, bound: tuple | None, returns_aux: bool,
-                          levels: tuple[float, ...]) -> str:  # fmt: skip
-    """:func:`_level_charge` while Dynamo traces, run as a constant of the graph (the
-    charge as :func:`~spikeflow.kernels.registry._function_parts`): the wrapper is made
-    outside the trace and read back by name, as the eager cache returns it (one made
-    inside the trace loses its ``__signature__`` and ``__wrapped__``, and reading a
-    signature after the traced code mutated a dict, a container's parameter cache, is
-    refused by Dynamo)."""
-    from spikeflow.kernels.registry import _function_of
-
-    charge = _level_charge(_function_of(fn, instance, bound), returns_aux, levels)
-    name = f"{charge.__qualname__}@{id(charge):x}"
-    _NAMED[name] = charge
-    return name
+register_wrapper("levels", _level_charge)
 
 
 class LevelQuantizer(nn.Module):
@@ -266,31 +240,8 @@ class LevelQuantizer(nn.Module):
 
     def quantized(self, decl: NeuronDeclaration) -> NeuronDeclaration:
         """``decl`` with the membrane rounded to the levels after its charge equation."""
-        if torch.compiler.is_compiling():
-            from spikeflow.kernels.registry import _function_parts
-
-            parts = _function_parts(decl.charge)
-            charge = _NAMED[_compiled_charge_name(*parts, decl.charge_returns_aux, self._values)]
-            # What declare() builds from the signatures (the rounding adds no parameter),
-            # which Dynamo is not made to read (see _compiled_charge_name).
-            return NeuronDeclaration(
-                name=f"{decl.name}_on_levels",
-                charge=charge,
-                update=decl.update,
-                state_names=decl.state_names,
-                charge_params=decl.charge_params,
-                update_params=decl.update_params,
-                charge_returns_aux=decl.charge_returns_aux,
-                threshold=decl.threshold,
-                threshold_params=decl.threshold_params,
-                reset_membrane=decl.reset_membrane,
-                reset_params=decl.reset_params,
-            )
-        charge = _level_charge(decl.charge, decl.charge_returns_aux, self._values)
-        return declare(
-            charge, decl.update, f"{decl.name}_on_levels", decl.charge_returns_aux,
-            decl.threshold, decl.reset_membrane,
-        )  # fmt: skip
+        # (the rounding adds no parameter: the levels are constants of the wrapper)
+        return quantized_declaration(decl, "levels", "on_levels", constants=(self._values,))
 
     def grid(self, theta: Tensor | float) -> dict[str, Tensor | float]:
         """No parameters added to the charge (the levels are constants of it)."""
