@@ -46,9 +46,11 @@ def _spike(h: torch.Tensor) -> torch.Tensor:
     return (h >= 1.0).to(h) + (s - s.detach())
 
 
-def _hand_sltt(net: nn.Sequential, x, y, steps, v_reset, decay_input):
+def _hand_sltt(net: nn.Sequential, x, y, steps, v_reset, decay_input, step_loss=None):
     """The method by its definition: the LIF loop with ``v`` detached before every
-    charge, loss ``sum over steps of CE(s[t]) / T``, one backward at the end."""
+    charge, loss ``sum over steps of CE(s[t]) / T`` (or ``step_loss(s[t], y)``), one
+    backward at the end."""
+    step_loss = step_loss or nn.functional.cross_entropy
     w1, b1, w2, b2 = (p.detach().clone().requires_grad_() for p in net.parameters())
     vr = 0.0 if v_reset is None else v_reset
     v = [torch.full((B, N_HID), vr, dtype=x.dtype), torch.full((B, N_OUT), vr, dtype=x.dtype)]
@@ -66,7 +68,7 @@ def _hand_sltt(net: nn.Sequential, x, y, steps, v_reset, decay_input):
             v[i] = h - s if v_reset is None else h * (1 - s) + vr * s
             inp = s
         if t in steps:
-            total = total + nn.functional.cross_entropy(inp, y) / T
+            total = total + step_loss(inp, y) / T
     total.backward()
     return [w1.grad, b1.grad, w2.grad, b2.grad]
 
@@ -272,7 +274,7 @@ def test_train_steps_out_of_range_are_refused(k):
 def test_config_checks_name_the_online_fields():
     with pytest.raises(ConfigurationError, match="needs online training"):
         config_from_dict({"online_steps": 2}).validate()
-    with pytest.raises(ConfigurationError, match=r"mse_membrane, got 'count'.* no per-step form"):
+    with pytest.raises(ConfigurationError, match=r"spike_moid, got 'count'.* no per-step form"):
         config_from_dict({"online": True, "loss": "count"}).validate()
     with pytest.raises(ConfigurationError, match="at most T = 4"):
         resolve(config_from_dict({"online": True, "online_steps": 5}))
@@ -352,7 +354,10 @@ def test_the_command_line_reads_online_and_online_steps(tmp_path, capsys):
     assert "this run trained with online training (SLTT, --online)" in capsys.readouterr().err
     bad = str(tmp_path / "bad")
     assert main([*args, "--online", "--loss", "count", "--output-dir", bad]) == 2
-    assert "loss must be one of mse, ce, tet, mse_membrane, got 'count'" in capsys.readouterr().err
+    assert (
+        "loss must be one of mse, ce, tet, mse_membrane, spike_rate, spike_max, spike_moid, got "
+        "'count'" in capsys.readouterr().err
+    )
     assert main([*args, "--online", "--online-steps", "3", "--output-dir", bad]) == 2
     assert "online_steps must be at most T = 2" in capsys.readouterr().err
 
@@ -412,3 +417,39 @@ def test_a_compiled_ddp_model_steps_without_reductions(tmp_path):
         assert torch.equal(net.unused.grad, torch.zeros(3))  # averaged once, as zeros
     finally:
         dist.destroy_process_group()
+
+
+def test_lava_dl_rate_losses_train_per_step_on_each_steps_rate():
+    """spike_rate, spike_max (softmax mode) and spike_moid online: the loss of each step's
+    output alone (its rate over that one step), checked against the LIF loop with the
+    membrane detached and spike_rate's sum of squared errors written by hand; a moving
+    window (the steps before, whose graphs are gone) and spike_max's probability mode
+    (infinite wherever the label neuron is silent) are refused, named."""
+    rates = {"true_rate": 0.6, "false_rate": 0.1}
+    net, (x, y) = _mlp(), _data()
+    online_backward(net, x, y, get_loss("spike_rate", **rates))
+
+    def by_hand(s: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        wanted = torch.full_like(s, 0.1).scatter(1, labels[:, None], 0.6)
+        return ((s - wanted) ** 2).sum()
+
+    expected = _hand_sltt(_mlp(), x, y, set(range(T)), 0.0, True, step_loss=by_hand)
+    for (name, p), g in zip(net.named_parameters(), expected):
+        assert g.abs().max() > 0, name
+        torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-15, msg=name)
+
+    def config(loss: str, **kwargs) -> object:
+        return config_from_dict({"online": True, "loss": loss, "loss_kwargs": kwargs})
+
+    for loss, kwargs in (
+        ("spike_rate", rates),
+        ("spike_max", {"mode": "softmax"}),
+        ("spike_moid", {}),
+        ("spike_rate", {**rates, "moving_window": 1}),
+    ):
+        config(loss, **kwargs).validate()  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"spike_rate to each step's output alone.*"
+                       r"moving_window=3 averages the steps before it"):  # fmt: skip
+        config("spike_rate", **rates, moving_window=3).validate()
+    with pytest.raises(ConfigurationError, match=r"'probability' mode .* infinite .*mode=softmax"):
+        config("spike_max").validate()

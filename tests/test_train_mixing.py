@@ -100,7 +100,10 @@ def test_bad_mixing_inputs_are_named():
     [
         ({"mixup": 0.2, "loss": "count"}, "loss must be one of mse, ce, tet, mse_membrane, "),
         ({"online": True, "loss": "ce_max_membrane"}, "ce_max_membrane the maximum over all"),
-        ({"online": True, "loss": "spike_moid"}, "spike_moid the rates of the sequence or of a"),
+        (
+            {"online": True, "loss": "spike_moid", "loss_kwargs": {"moving_window": 2}},
+            "spike_moid to each step's output alone",
+        ),
         ({"warmup_epochs": 3, "epochs": 3}, r"warmup_epochs \(3\) must be fewer than epochs"),
         ({"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
         ({"clip_grad_norm": 0.0}, "clip_grad_norm must be > 0"),

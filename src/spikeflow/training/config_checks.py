@@ -67,18 +67,32 @@ def _check_online(config: TrainConfig) -> None:
             )
     if not config.online or config.loss is None:  # None: checked once resolved
         return
-    from spikeflow.training.online import PER_STEP_LOSSES
+    from spikeflow.training.online import PER_STEP_LOSSES, RATE_LOSSES
 
-    if loss_key(config.loss) not in PER_STEP_LOSSES:
+    key = loss_key(config.loss)
+    if key not in PER_STEP_LOSSES:
         raise ConfigurationError(
             f"online training optimises a per-step loss: loss must be one of "
             f"{', '.join(PER_STEP_LOSSES)}, got {config.loss!r} (a loss of the whole spike "
             "train has no per-step form: spike counts and first-spike times need every "
             "step's output, ce_max_membrane the maximum over all steps, tcl the pairs of "
-            "steps, Lava-DL's spike_rate, spike_max and spike_moid the rates of the sequence "
-            "or of a moving window over past steps (Lava-DL defines no per-step form of "
-            "them), and each step's graph is gone before the next step runs)"
+            "steps, and each step's graph is gone before the next step runs)"
         )
+    if key in RATE_LOSSES:
+        window = config.loss_kwargs.get("moving_window")
+        if window is not None and window != 1:
+            raise ConfigurationError(
+                f"online training applies {key} to each step's output alone (the rate over "
+                f"that one step): moving_window={window!r} averages the steps before it, "
+                "whose graphs are gone; drop moving_window, or train with BPTT or "
+                "--tbptt K (K at least the window)"
+            )
+        if key == "spike_max" and config.loss_kwargs.get("mode", "probability") == "probability":
+            raise ConfigurationError(
+                "online training applies spike_max to each step's output alone: its "
+                "'probability' mode (the default, Lava-DL's) is infinite at every step where "
+                "the label neuron is silent; add --loss-kwargs mode=softmax"
+            )
     if config.T is not None and config.online_steps is not None and config.online_steps > config.T:
         raise ConfigurationError(
             f"online_steps must be at most T = {config.T} (the steps of a sample), "

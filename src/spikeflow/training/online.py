@@ -27,7 +27,14 @@ length one), averaged over the ``T`` steps: for ``ce`` and ``tet`` that is the m
 the steps' cross-entropies (TET's objective, the loss the authors train with), for
 ``mse`` the mean of the steps' squared errors against the one-hot target, for
 ``mse_membrane`` (already a mean over steps of each step's squared error) the loss
-itself. The target may be labels ``[B]`` or class distributions ``[B, K]`` (mixup and
+itself, and for Lava-DL's ``spike_rate``, ``spike_max`` and ``spike_moid`` the loss of
+the rates over that one step (each output 0 or 1 spikes): the same relation to the
+sequence's rates as ``mse``'s per-step form to BPTT's ``mse`` (the squared errors of
+the steps, not of their mean: ``Σ_t (s_t − r)² = T (s̄ − r)² + Σ_t (s_t − s̄)²``). A
+``moving_window`` over past steps is refused (their graphs are gone; Lava-DL's window
+is a BPTT loss), and so is ``spike_max``'s ``probability`` mode (its default), infinite
+at every step where the label neuron is silent: ``mode=softmax`` is finite. The target
+may be labels ``[B]`` or class distributions ``[B, K]`` (mixup and
 CutMix: the one mixed target of the batch feeds every step's loss, as it feeds the
 whole sequence's in BPTT). Losses of a whole spike train (spike counts, first-spike
 times, the maximum of the membrane over time, the contrastive TCL) have no per-step
@@ -65,7 +72,9 @@ __all__ = [
 ]
 
 #: The losses whose per-step form online training optimises (see the module docstring).
-PER_STEP_LOSSES = ("mse", "ce", "tet", "mse_membrane")
+PER_STEP_LOSSES = ("mse", "ce", "tet", "mse_membrane", "spike_rate", "spike_max", "spike_moid")
+#: Lava-DL's rate losses: per step, the rate over that one step (no moving window).
+RATE_LOSSES = ("spike_rate", "spike_max", "spike_moid")
 
 
 @dataclass(frozen=True)
