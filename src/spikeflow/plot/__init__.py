@@ -10,6 +10,9 @@
   :func:`event_scatter`: its events as points in x-y, x-t or y-t.
 - :func:`animate`: ``[T, (P,) H, W]`` frames (or a recording through a representation)
   to a GIF or an MP4, written atomically.
+- :func:`bars_3d`, :func:`scatter_3d`, :func:`layers_3d`: ``[T, N]`` as 3-D bars,
+  activity as points in (time, column, row) or (map, column, row); :func:`histogram`:
+  a value histogram; :func:`izhikevich`: an Izhikevich behaviour's membrane and current.
 - :func:`record`: run a forward and collect the spikes and membranes of chosen layers.
 
 Inputs are torch tensors on any device or numpy arrays, time-major (``[T, B, ...]``:
@@ -24,17 +27,23 @@ from spikeflow.plot.activity import feature_maps, heatmap, membrane, raster, spi
 from spikeflow.plot.animation import WriterNotFoundError, animate
 from spikeflow.plot.events import event_grid, event_scatter
 from spikeflow.plot.recording import LayerRecord, record
+from spikeflow.plot.three_d import bars_3d, histogram, izhikevich, layers_3d, scatter_3d
 
 __all__ = [
     "LayerRecord",
     "WriterNotFoundError",
     "animate",
+    "bars_3d",
     "event_grid",
     "event_scatter",
     "feature_maps",
     "heatmap",
+    "histogram",
+    "izhikevich",
+    "layers_3d",
     "membrane",
     "raster",
     "record",
+    "scatter_3d",
     "spike_counts",
 ]
