@@ -678,10 +678,12 @@ def test_docs_visualization_runs(tmp_path, monkeypatch):
     for i, code in enumerate(blocks):
         exec(compile(code, f"docs/visualization.md python block {i}", "exec"), ns)
     written = ["conv_rates.png", "conv_step10.png", "grid.png", "layer.png", "nmnist.gif",
-               "scatter.png"]  # fmt: skip
+               "scatter.png", "three_d.png"]  # fmt: skip
     assert sorted(os.listdir(".")) == written
     # the values the text states
     assert ns["counts"] == [711, 399, 812, 466, 332, 424, 638, 407, 735, 468, 315, 437]
     assert sum(ns["counts"]) == len(ns["rec"]) == 6144
     assert tuple(ns["conv"].spikes.shape) == (20, 1, 8, 17, 17) and ns["fc"].threshold == 0.5
     assert gif_frames(Path("nmnist.gif"))[0] == 20
+    assert sum(bar.get_height() for bar in ns["ax"].patches) == 1280  # the histogram
+    assert len(ns["fig"].axes[0].collections[0].get_offsets()) == 18  # izhikevich's spikes
