@@ -45,10 +45,10 @@ def _node() -> neurons.CubaLIFNode:
 
 def _q8(x: torch.Tensor, w_scale: int = 64) -> torch.Tensor:
     """Lava-DL's ``quantize_8bit``: round to steps of ``2 / w_scale`` (straight through),
-    then ``clamp(-256 / w_scale, 255 / w_scale)``."""
+    then ``clamp(-256 / w_scale, 254 / w_scale)`` (``neuron/base.py``)."""
     step = 2 / w_scale
     q = x + (torch.round(x.detach() / step) * step - x.detach())
-    return torch.clamp(q, -256 / w_scale, 255 / w_scale)
+    return torch.clamp(q, -256 / w_scale, 254 / w_scale)
 
 
 def _lava_kwta(x_nct, weight, a, num_winners, surrogate, v_th, quantize=True):
@@ -242,10 +242,23 @@ def test_time_decimation_bad_input():
 
 
 def test_lava_quantize_8bit_grid_and_gradient():
-    """Steps of 2/64, clamped to [-256/64, 255/64]; straight-through inside, 0 outside."""
-    w = torch.tensor([0.3, -0.02, 0.0159, 5.0, -5.0], dtype=torch.float64, requires_grad=True)
+    """Steps of 2/64, clamped to [-256/64, 254/64] (Lava-DL's ``neuron/base.py``: its
+    8-bit weights are the even integers -256..254); halves to even; straight-through
+    inside, 0 outside."""
+    w = torch.tensor(
+        [0.3, -0.02, 0.0159, 5.0, -5.0, 3.98, 1 / 64, 3 / 64],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
     q = layers.lava_quantize_8bit(w)
-    expected = torch.tensor([10 / 32, -1 / 32, 1 / 32, 255 / 64, -4.0], dtype=torch.float64)
+    expected = torch.tensor(
+        [10 / 32, -1 / 32, 1 / 32, 254 / 64, -4.0, 254 / 64, 0.0, 2 / 32], dtype=torch.float64
+    )
     assert torch.equal(q.detach(), expected)
     q.sum().backward()
-    assert torch.equal(w.grad, torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    assert torch.equal(w.grad, torch.tensor([1.0, 1, 1, 0, 0, 1, 1, 1], dtype=torch.float64))
+    # on the grid of quant.loihi_grid's integers (64 q even, in [-256, 254])
+    big = torch.linspace(-6, 6, 1001, dtype=torch.float64)
+    ints = layers.lava_quantize_8bit(big) * 64
+    assert torch.equal(ints, torch.round(ints)) and bool((ints % 2 == 0).all())
+    assert ints.max().item() == 254.0 and ints.min().item() == -256.0

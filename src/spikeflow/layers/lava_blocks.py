@@ -28,11 +28,13 @@ __all__ = ["KWTA", "TimeDecimation", "lava_quantize_8bit"]
 
 def lava_quantize_8bit(value: Tensor, weight_scale: int = 64) -> Tensor:
     """Lava-DL's ``neuron.quantize_8bit``: ``clamp(round(w / s) s, -256 / w_scale,
-    255 / w_scale)`` with ``s = 2 / w_scale``, a straight-through gradient inside the
-    clamp range and 0 outside it (``torch.clamp``'s)."""
+    254 / w_scale)`` with ``s = 2 / w_scale`` (``torch.round``: halves to even), a
+    straight-through gradient inside the clamp range and 0 outside it
+    (``torch.clamp``'s). The bounds are the even integers -256 and 254 of its 8-bit
+    weights, as ``quant.loihi_grid``'s."""
     step = 2.0 / weight_scale
     rounded = value + (torch.round(value.detach() / step) * step - value.detach())
-    return rounded.clamp(-256.0 / weight_scale, 255.0 / weight_scale)
+    return rounded.clamp(-256.0 / weight_scale, 254.0 / weight_scale)
 
 
 class KWTA(_RecurrentContainer):
