@@ -58,7 +58,8 @@ def _lava_kwta(x_nct, weight, a, num_winners, surrogate, v_th, quantize=True):
     z = torch.einsum("oc,nct->not", weight, x_nct)
     a = a.clamp(0, 1)  # clamp() acts on .data: the gradient is a's own
     rec_w = (1 + a) * torch.eye(n_out, dtype=z.dtype) - 1
-    rec_b = torch.tensor(THETA * (n_out - 2 * num_winners) / n_out / 64, dtype=z.dtype)
+    theta = int(THETA * 64) / 64  # neuron.threshold, on its 1/w_scale grid
+    rec_b = torch.tensor(theta * (n_out - 2 * num_winners) / n_out / 64, dtype=z.dtype)
     if quantize:
         rec_w, rec_b = _q8(rec_w), _q8(rec_b)
     u = torch.zeros_like(z[..., 0])
@@ -180,6 +181,21 @@ def test_kwta_recurrent_weight_and_bias_by_hand():
     kwta.quantize = False
     assert kwta.recurrent_bias().item() == pytest.approx(2.5 * 2 / 4 / 64, rel=1e-15)
     assert kwta.recurrent_weight()[0, 0].item() == pytest.approx(0.3, rel=1e-6)
+
+
+def test_kwta_bias_truncates_threshold_as_lava():
+    """Lava-DL's neuron keeps ``int(θ w_scale) / w_scale`` (``neuron/base.py``), which its
+    KWTA's bias reads: θ = 1.0205 is 65/64 there, so with N = 100, K = 1 the bias
+    0.98 θ / 64 falls below the half step 1/64 of the grid and rounds to 0 (1/32 for the
+    untruncated θ)."""
+    kwta = layers.KWTA(_node(), 3, 100, 1, threshold=1.0205).double()
+    assert kwta.recurrent_bias().item() == 0.0
+    kwta.quantize = False
+    assert kwta.recurrent_bias().item() == (65 / 64) * 98 / 100 / 64
+    # the default θ, the CUBA mapping's v_threshold = θ + 0.01/4096, gives θ's bias
+    default = layers.KWTA(_node(), 3, 4, 1, quantize=False).double()
+    explicit = layers.KWTA(_node(), 3, 4, 1, threshold=THETA, quantize=False).double()
+    assert default.recurrent_bias().item() == explicit.recurrent_bias().item()
 
 
 def test_kwta_streaming_matches_one_call():

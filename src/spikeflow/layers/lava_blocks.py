@@ -14,6 +14,8 @@ spikeflow's other Lava-DL blocks, follow :class:`KWTA` with ``layers.Delay(1)``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,7 +44,7 @@ class KWTA(_RecurrentContainer):
 
         s[t] = f(W x[t] + R s[t-1] + b),   s[-1] = 0
         R = (1 + a) I - 1                   (a on the diagonal, -1 elsewhere)
-        b = θ (N - 2K) / N / w_scale
+        b = θ (N - 2K) / N / w_scale,       θ = int(threshold w_scale) / w_scale
 
     with ``f`` the spiking neuron (stepped once per step, its state carried), ``W`` a
     bias-free ``nn.Linear(in_features, out_features)`` (``self.synapse``), ``N =
@@ -72,6 +74,8 @@ class KWTA(_RecurrentContainer):
         num_winners: ``K`` in ``[1, N]``.
         self_excitation: ``a``'s initial value in ``[0, 1]`` (default 0.5).
         threshold: ``θ`` of the bias; default the neuron's ``v_threshold`` (a float).
+            Truncated to a multiple of ``1 / w_scale`` in ``b``, as Lava-DL's neuron
+            keeps its threshold (so the CUBA mapping's ``θ + 0.01/4096`` gives ``θ``).
         weight_scale: Lava-DL's ``w_scale`` (default 64): the bias's divisor and the
             8-bit grid's scale.
         quantize: ``R`` and ``b`` on the 8-bit grid (default True).
@@ -134,9 +138,12 @@ class KWTA(_RecurrentContainer):
         return lava_quantize_8bit(weight, self.weight_scale) if self.quantize else weight
 
     def recurrent_bias(self) -> Tensor:
-        """``b = θ (N - 2K) / N / w_scale`` (on the grid if ``quantize``)."""
-        n, k = self.out_features, self.num_winners
-        value = self.threshold * (n - 2 * k) / n / self.weight_scale
+        """``b = θ (N - 2K) / N / w_scale`` (on the grid if ``quantize``), with ``θ``
+        truncated to a multiple of ``1 / w_scale`` as Lava-DL's neuron stores its
+        threshold (``int(θ w_scale) / w_scale``)."""
+        n, k, scale = self.out_features, self.num_winners, self.weight_scale
+        theta = math.trunc(self.threshold * scale) / scale
+        value = theta * (n - 2 * k) / n / scale
         bias = torch.tensor(value, dtype=self.self_excitation.dtype, device=self.eye.device)
         return lava_quantize_8bit(bias, self.weight_scale) if self.quantize else bias
 
