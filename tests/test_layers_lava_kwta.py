@@ -51,9 +51,12 @@ def _q8(x: torch.Tensor, w_scale: int = 64) -> torch.Tensor:
     return torch.clamp(q, -256 / w_scale, 254 / w_scale)
 
 
-def _lava_kwta(x_nct, weight, a, num_winners, surrogate, v_th, quantize=True):
+def _lava_kwta(x_nct, weight, a, num_winners, surrogate, v_th, quantize=True, detach=True):
     """Lava-DL's KWTA block over time-last ``x[n, c, t]`` with a float CUBA neuron;
-    returns the delayed spikes ``[N, out, T]``."""
+    returns the delayed spikes ``[N, out, T]``. The neuron runs one step per call with
+    ``persistent_state=True``, which it stores under ``no_grad`` (``neuron/cuba.py``;
+    ``_LIDynamics.backward`` gives the state no gradient): ``detach`` cuts ``u`` and
+    ``v`` between steps as it does (``False``: full BPTT, spikeflow's option)."""
     n_out = weight.shape[0]
     z = torch.einsum("oc,nct->not", weight, x_nct)
     a = a.clamp(0, 1)  # clamp() acts on .data: the gradient is a's own
@@ -68,6 +71,8 @@ def _lava_kwta(x_nct, weight, a, num_winners, surrogate, v_th, quantize=True):
     out = []
     for t in range(z.shape[-1]):
         inp = z[..., t] + s @ rec_w.T + rec_b
+        if detach:
+            u, v = u.detach(), v.detach()
         u = (1 - DU) * u + inp
         v = (1 - DV) * v + u
         soft = surrogate(v - v_th)
@@ -78,7 +83,7 @@ def _lava_kwta(x_nct, weight, a, num_winners, surrogate, v_th, quantize=True):
     return torch.nn.functional.pad(x, (1, 0))[..., :-1]  # delay(x, 1)
 
 
-def _spikeflow_kwta(weight, a, num_winners, quantize=True):
+def _spikeflow_kwta(weight, a, num_winners, quantize=True, detach=True):
     kwta = layers.KWTA(
         _node(),
         weight.shape[1],
@@ -87,21 +92,24 @@ def _spikeflow_kwta(weight, a, num_winners, quantize=True):
         self_excitation=a,
         threshold=THETA,
         quantize=quantize,
+        detach_neuron_state=detach,
     ).double()
     with torch.no_grad():
         kwta.synapse.weight.copy_(weight)
     return kwta
 
 
-@pytest.mark.parametrize("quantize", [True, False])
+@pytest.mark.parametrize(
+    "quantize,detach", [(True, True), (False, True), (True, False), (False, False)]
+)
 @pytest.mark.parametrize("a0,k", [(0.5, 2), (0.3, 5), (0.8, 1)])
-def test_kwta_spikes_and_gradients_equal_lava(quantize, a0, k):
+def test_kwta_spikes_and_gradients_equal_lava(quantize, detach, a0, k):
     torch.manual_seed(k)
     n_in, n_out, steps, batch = 24, 12, 40, 3
     weight = torch.randn(n_out, n_in, dtype=torch.float64) * 0.6
     x = (torch.rand(steps, batch, n_in, dtype=torch.float64) < 0.3).double()
 
-    net = nn.Sequential(_spikeflow_kwta(weight, a0, k, quantize), layers.Delay(1))
+    net = nn.Sequential(_spikeflow_kwta(weight, a0, k, quantize, detach), layers.Delay(1))
     y = net(x)
     kwta = net[0]
     w_ref = weight.clone().requires_grad_(True)
@@ -109,7 +117,14 @@ def test_kwta_spikes_and_gradients_equal_lava(quantize, a0, k):
     a_ref = kwta.self_excitation.detach().clone().requires_grad_(True)
     node = kwta.sub_module
     ref = _lava_kwta(
-        x.permute(1, 2, 0), w_ref, a_ref, k, node.surrogate_function, node.v_threshold, quantize
+        x.permute(1, 2, 0),
+        w_ref,
+        a_ref,
+        k,
+        node.surrogate_function,
+        node.v_threshold,
+        quantize,
+        detach,
     )
     ref = ref.permute(2, 0, 1)
     assert y.sum() > 10, "the check needs spikes"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeflow.base import SequenceOnly, StepMode, check_time_major
+from spikeflow.base import MemoryModule, SequenceOnly, StepMode, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.layers._checks import check_int, check_real
 from spikeflow.layers.recurrent import _RecurrentContainer
@@ -52,7 +52,8 @@ class KWTA(_RecurrentContainer):
     parameter clamped to ``[0, 1]`` in place at every call (Lava-DL's ``clamp()``) and
     learned when ``requires_grad``. A neuron that fires inhibits the others by 1 and
     excites itself by ``a``, so on a steady input the neurons with the largest drive
-    keep firing while the rest are held down.
+    keep firing while the rest are held down. As in Lava-DL, the gradient through time
+    flows through the fed-back spikes only (``detach_neuron_state``).
 
     Mapping (Lava-DL ``cuba.KWTA(neuron_params, in_neurons, out_neurons, num_winners,
     self_excitation=0.5, requires_grad=True)``): ``nn.Sequential(KWTA(CubaLIFNode(...,
@@ -80,6 +81,11 @@ class KWTA(_RecurrentContainer):
             8-bit grid's scale.
         quantize: ``R`` and ``b`` on the 8-bit grid (default True).
         requires_grad: learn ``a`` (default True).
+        detach_neuron_state: cut the gradient through the neuron's state from one step
+            to the next (default True, Lava-DL's: its KWTA calls the neuron once per
+            step, and the neuron stores its persistent state under ``no_grad``), so the
+            gradient through time flows only through the fed-back spikes ``R s[t-1]``;
+            ``False``: full BPTT through the neuron's state as well.
         step_mode: ``'m'`` (``[T, B, in_features]``, default) or ``'s'``.
 
     Raises:
@@ -100,6 +106,7 @@ class KWTA(_RecurrentContainer):
         weight_scale: int = 64,
         quantize: bool = True,
         requires_grad: bool = True,
+        detach_neuron_state: bool = True,
         step_mode: StepMode = "m",
     ) -> None:
         super().__init__(neuron, step_mode)
@@ -121,10 +128,16 @@ class KWTA(_RecurrentContainer):
                     f"neuron {type(neuron).__name__} has no float v_threshold"
                 )
         self.threshold = check_real("KWTA: threshold", threshold)
-        for name, flag in (("quantize", quantize), ("requires_grad", requires_grad)):
+        flags = (
+            ("quantize", quantize),
+            ("requires_grad", requires_grad),
+            ("detach_neuron_state", detach_neuron_state),
+        )
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"KWTA: {name} must be True or False, got {flag!r}")
         self.quantize = quantize
+        self.detach_neuron_state = detach_neuron_state
         self.synapse = nn.Linear(self.in_features, self.out_features, bias=False)
         self.self_excitation = nn.Parameter(
             torch.tensor(excitation, dtype=torch.get_default_dtype()),
@@ -174,6 +187,10 @@ class KWTA(_RecurrentContainer):
         return torch.Size((*step_shape[:-1], self.out_features))
 
     def _step(self, drive: Tensor, y: Tensor) -> Tensor:
+        if self.detach_neuron_state:  # Lava-DL's state from the last step: no gradient
+            for module in self.sub_module.modules():
+                if isinstance(module, MemoryModule):
+                    module.detach()
         return drive + F.linear(y, self._weight) + self._bias
 
     def _check_output(self, y: Tensor, x_t: Tensor) -> None:
@@ -190,6 +207,7 @@ class KWTA(_RecurrentContainer):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"num_winners={self.num_winners}, threshold={self.threshold}, "
             f"weight_scale={self.weight_scale}, quantize={self.quantize}, "
+            f"detach_neuron_state={self.detach_neuron_state}, "
             f"step_mode={self.step_mode}"
         )
 
