@@ -240,6 +240,16 @@ def test_kwta_bad_arguments():
         layers.KWTA(_node(), 4, 4, 2, quantize=1)
     with pytest.raises(ShapeError, match="in_features=4"):
         layers.KWTA(_node(), 4, 4, 2)(torch.zeros(3, 1, 5))
+    # Lava-DL's KWTA on NCHWT is dense over C*H*W with one competition: an image
+    # input must be flattened, not compete along its last dim only
+    with pytest.raises(ShapeError, match=r"\[T, B, in_features\].*flatten"):
+        layers.KWTA(_node(), 4, 4, 2)(torch.zeros(3, 1, 2, 3, 4))
+    single = layers.KWTA(_node(), 4, 4, 2, step_mode="s")
+    with (
+        pytest.raises(ShapeError, match=r"\[B, in_features\], got \(1, 3, 4\)"),
+        functional.streaming(single),
+    ):
+        single(torch.zeros(1, 3, 4))
 
 
 def _lava_time_decimation(x, factor):

@@ -92,7 +92,9 @@ class KWTA(_RecurrentContainer):
         ConfigurationError: a size that is not a positive integer, ``num_winners``
             outside ``[1, out_features]``, ``self_excitation`` outside ``[0, 1]``, no
             float ``threshold`` to be found, or a flag that is not a bool.
-        ShapeError: (at the call) an input whose last dim is not ``in_features``.
+        ShapeError: (at the call) an input that is not ``[T, B, in_features]`` (or
+            ``[B, in_features]`` in single-step mode): flatten a ``[T, B, C, H, W]``
+            input first, as Lava-DL's dense synapse covers ``C*H*W`` on NCHWT.
     """
 
     def __init__(
@@ -173,6 +175,14 @@ class KWTA(_RecurrentContainer):
             del self._weight, self._bias
 
     def _drive(self, x_seq: Tensor) -> Tensor:
+        if x_seq.dim() != 3:  # one competition over all N neurons, as Lava-DL's
+            expected = "[T, B, in_features]" if self.step_mode == "m" else "[B, in_features]"
+            shape = tuple(x_seq.shape if self.step_mode == "m" else x_seq.shape[1:])
+            raise ShapeError(
+                f"KWTA expects {expected}, got {shape}: flatten the feature dims first "
+                "(nn.Flatten(2) on [T, B, C, H, W]); Lava-DL's KWTA on NCHWT is dense "
+                "over C*H*W, with one competition among its out_neurons"
+            )
         if x_seq.shape[-1] != self.in_features:
             raise ShapeError(
                 f"KWTA(in_features={self.in_features}) got an input whose last dim is "
