@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from spikeflow.conversion import convert_transformer, impulse_input
+from spikeflow.conversion.report import ConversionError
 from spikeflow.conversion.sta import STAEncoder, sta_threshold, traceable_encoders
 from spikeflow.errors import ConfigurationError
 from spikeflow.functional import streaming
@@ -198,3 +199,131 @@ def test_digits_example_runs_and_prints_its_table(capsys, monkeypatch):
     assert len(rows) == 2
     mse_t16 = float(rows[0].split("|")[-2])
     assert abs(mse_t16 - ann) < 10  # the MSE rule at T=16 keeps the float accuracy
+
+
+def _layer(batch_first: bool = True) -> nn.TransformerEncoderLayer:
+    torch.manual_seed(4)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=batch_first)
+    return layer.double().eval()
+
+
+class _RawSequenceFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2)  # batch_first=False: dim 0 the tokens
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("encoders", ["none", "sta"])
+def test_sequence_first_attention_is_refused(encoders):
+    # time is folded into dim 0: a batch_first=False attention reads it as the tokens, its
+    # steps attending to each other (the running sums were silently wrong, 0.9 off)
+    x = torch.randn(3, 5, 16, dtype=torch.float64)
+    options = {"encoders": encoders}
+    if encoders == "sta":
+        options |= {"calibration": [x], "steps": 4}
+    for model in (_layer(batch_first=False), _RawSequenceFirst().double()):
+        with pytest.raises(ConversionError, match="batch_first=False"):
+            convert_transformer(model, **options)
+
+
+class _Masked(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.enc = nn.TransformerEncoder(_layer(), 1, enable_nested_tensor=False)
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "padding":
+            return self.enc(x, src_key_padding_mask=x[..., 0] > 2)
+        if self.how == "causal":
+            return self.enc.layers[0](x, None, None, True)
+        return self.enc(x, mask=None, src_key_padding_mask=None)
+
+
+def test_masks_are_refused_by_name():
+    x = torch.randn(3, 5, 16, dtype=torch.float64)
+    with pytest.raises(ConversionError, match="src_key_padding_mask"):
+        convert_transformer(_Masked("padding"), encoders="none")
+    with pytest.raises(ConversionError, match="is_causal"):
+        convert_transformer(_Masked("causal"), encoders="none")
+    model = _Masked("none").double().eval()  # masks given as None: the unmasked model
+    snn, _ = convert_transformer(model, encoders="none")
+    torch.testing.assert_close(snn.accumulate(x, 2)[-1], model(x), rtol=0, atol=1e-12)
+
+
+class _Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln, self.spare, self.fc = nn.LayerNorm(16), nn.LayerNorm(16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(self.ln(x))
+
+
+def test_a_norm_the_forward_never_calls_gets_no_encoder():
+    x = torch.randn(4, 5, 16)
+    _snn, report = convert_transformer(_Unused(), encoders="sta", calibration=[x], steps=8)
+    assert [e.detail for e in report.converted] == ["STA encoder on ln, θ per channel"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_zero_channel_is_finite_and_as_spikingjelly(dtype):
+    # a channel of zeros gets θ = 1e-6/T, 0 in fp16: v/θ was 0/0 = nan
+    enc = STAEncoder(torch.tensor([1e-6 / 64, 0.05, 0.3]))
+    x = torch.randn(6, 4, 3).to(dtype)
+    x[..., 0] = 0
+    out = enc(x)
+    assert torch.isfinite(out).all()
+    sj = pytest.importorskip("spikingjelly.activation_based.ann2snn.recipes.sta_transformer")
+    ref = sj._STASpikeEncoder(enc.threshold.to(dtype))
+    (mem,) = ref.materialize_states((x[0],), (None,), "s")
+    for t in range(6):
+        (s,), (mem,) = ref.single_step_functional_forward((x[t],), (mem,))
+        torch.testing.assert_close(out[t], s, rtol=0, atol=0)
+
+
+class _ViT(nn.Module):
+    """Tokens embedded, a class token and position embedding (parameters), dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Linear(8, 16)
+        self.cls = nn.Parameter(torch.randn(1, 1, 16))
+        self.pos = nn.Parameter(torch.randn(1, 6, 16))
+        layer = nn.TransformerEncoderLayer(16, 2, 32, 0.5, "gelu", batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = self.emb(x)
+        h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], 1) + self.pos
+        return self.head(self.enc(h)[:, 0])
+
+
+def test_vit_like_model_in_train_mode_with_labelled_batches():
+    import copy
+
+    torch.manual_seed(5)
+    model = _ViT().double().train()  # dropout on: calibration must run in eval mode
+    batches = [(torch.randn(8, 5, 8, dtype=torch.float64), torch.zeros(8)) for _ in range(2)]
+    x, other = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(3, 5, 8).double()
+    options = {"encoders": "sta", "calibration": batches, "steps": 64}
+    snn, report = convert_transformer(model, **options)
+    assert model.training and len(report.converted) == 8
+    calibrated = {n: m.threshold for n, m in snn.named_modules() if isinstance(m, STAEncoder)}
+    in_eval, _ = convert_transformer(copy.deepcopy(model).eval(), **options)
+    for name, module in in_eval.named_modules():  # dropout off while calibrating
+        if isinstance(module, STAEncoder):
+            torch.testing.assert_close(calibrated[name], module.threshold, rtol=0, atol=0)
+    reference = model.eval()(x)
+    with torch.no_grad():
+        first = snn.accumulate(x, 64)[-1]
+        snn.accumulate(other, 64)  # no state kept from one call to the next
+        again = snn.accumulate(x, 64)[-1]
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    assert (first - reference).abs().max() < 0.05 * reference.abs().max()
+    snn, _ = convert_transformer(model, encoders="none")
+    torch.testing.assert_close(snn.accumulate(x, 3)[-1], reference, rtol=0, atol=1e-12)

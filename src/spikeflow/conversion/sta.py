@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeflow.conversion.report import ConversionError
 from spikeflow.conversion.temporal import _Folding
 from spikeflow.errors import ConfigurationError, ShapeError
 
@@ -125,11 +126,12 @@ def calibrate_sta(
             h.remove()
     if seen == 0:
         raise ConfigurationError("calibration gave no batch: STA thresholds need data")
-    out = {}
-    for name, obs in observers.items():
-        if obs.threshold is None:
-            raise ConfigurationError(f"{name} was not called on the calibration batches")
-        out[name] = obs.threshold
+    # a site the forward never calls (an unused norm) gets no threshold and no encoder
+    out = {name: obs.threshold for name, obs in observers.items() if obs.threshold is not None}
+    if not out:
+        raise ConfigurationError(
+            f"none of {sites} was called on the calibration batches: no STA threshold"
+        )
     return out
 
 
@@ -161,7 +163,8 @@ class STAEncoder(_Folding):
                 f"STAEncoder: input's last dim is {seq.shape[-1]}, its threshold has "
                 f"{self.threshold.numel()} channels"
             )
-        theta = self.threshold.to(seq.dtype)
+        # as SpikingJelly: θ at least the dtype's eps (a zero channel's 1e-6/T is 0 in fp16)
+        theta = self.threshold.to(seq.dtype).clamp(min=torch.finfo(seq.dtype).eps)
         state = self._start(seq.shape[1])
         v = torch.zeros_like(seq[0]) if state is None else self._state_tensor(state, "v", seq[0])
         out = []
@@ -177,13 +180,39 @@ class STAEncoder(_Folding):
         return f"channels={self.threshold.numel()}"
 
 
-class _TracedEncoderLayer(nn.Module):
+class _MaskFree(nn.Module):
+    """Called as the torch module it replaces, refusing by name any mask (or
+    ``is_causal=True``) given: only ``x`` reaches ``forward`` (and ``torch.fx``)."""
+
+    _owner = ""
+    _mask_args: tuple[str, ...] = ()
+
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(self._mask_args):
+            raise ConversionError(f"{self._owner} called with {1 + len(args)} positional args")
+        given = dict(zip(self._mask_args, args)) | kwargs
+        for name, value in given.items():
+            if name not in self._mask_args:
+                raise ConversionError(f"{self._owner} got an unknown argument {name}=")
+            if value is not None and value is not False:
+                raise ConversionError(
+                    f"{self._owner} called with {name}=: masks are not supported by the "
+                    "spiking conversion (call it without masks)"
+                )
+        return super().__call__(x)
+
+
+class _TracedEncoderLayer(_MaskFree):
     """``nn.TransformerEncoderLayer``'s forward without masks, written so ``torch.fx``
     traces it (torch's own checks its fast path on concrete tensors); shares the
     layer's modules, a function activation made its module (``F.gelu`` -> ``nn.GELU``)."""
 
+    _owner = "nn.TransformerEncoderLayer"
+    _mask_args = ("src_mask", "src_key_padding_mask", "is_causal")
+
     def __init__(self, layer: nn.TransformerEncoderLayer) -> None:
         super().__init__()
+        _check_batch_first(layer.self_attn, "nn.TransformerEncoderLayer")
         self.self_attn, self.norm1, self.norm2 = layer.self_attn, layer.norm1, layer.norm2
         self.linear1, self.linear2 = layer.linear1, layer.linear2
         self.dropout, self.dropout1, self.dropout2 = layer.dropout, layer.dropout1, layer.dropout2
@@ -215,8 +244,11 @@ class _TracedEncoderLayer(nn.Module):
         return self.norm2(x + self._ff(x))
 
 
-class _TracedEncoder(nn.Module):
+class _TracedEncoder(_MaskFree):
     """``nn.TransformerEncoder`` (no masks) over traceable layers."""
+
+    _owner = "nn.TransformerEncoder"
+    _mask_args = ("mask", "src_key_padding_mask", "is_causal")
 
     def __init__(self, encoder: nn.TransformerEncoder) -> None:
         super().__init__()
@@ -227,6 +259,16 @@ class _TracedEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x if self.norm is None else self.norm(x)
+
+
+def _check_batch_first(attention: nn.Module, owner: str) -> None:
+    """Refuse a sequence-first ``nn.MultiheadAttention``: time is folded into dim 0,
+    which it reads as the tokens (the steps would attend to each other silently)."""
+    if isinstance(attention, nn.MultiheadAttention) and not attention.batch_first:
+        raise ConversionError(
+            f"{owner} has batch_first=False: its dim 0 is the sequence, but the converted "
+            "network folds time into dim 0 (the batch); build it with batch_first=True"
+        )
 
 
 def traceable_encoders(model: nn.Module) -> nn.Module:

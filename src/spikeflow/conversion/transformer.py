@@ -51,7 +51,13 @@ from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionError, ConversionReport
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant
 from spikeflow.conversion.snn import TimeFolded, run_time_folded
-from spikeflow.conversion.sta import STA_SITES, STAEncoder, calibrate_sta, traceable_encoders
+from spikeflow.conversion.sta import (
+    STA_SITES,
+    STAEncoder,
+    _check_batch_first,
+    calibrate_sta,
+    traceable_encoders,
+)
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.errors import ConfigurationError, ShapeError
 
@@ -271,6 +277,9 @@ def convert_transformer(
             f"torch.fx could not trace {type(model).__name__}: {type(err).__name__}: {err}"
         ) from err
     gm = graph_module(tracer.root, graph, type(model).__name__)
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            _check_batch_first(gm.get_submodule(node.target), node.target)
     report = ConversionReport()
     streams: set[fx.Node] = set()
     spikes: set[fx.Node] = set()  # streams of spikes (neuron outputs, through views)
