@@ -173,6 +173,15 @@ def test_bad_options_are_named():
         convert_transformer(net, encoders="sta", calibration=[[None]], steps=4)
     with pytest.raises(ConfigurationError, match="threshold"):
         STAEncoder(torch.tensor([0.1, 0.0]))
+    with pytest.raises(ConfigurationError, match=r"iterable of batches.*\(4, 5, 8\)"):
+        convert_transformer(net, encoders="sta", calibration=batches[0], steps=4)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigurationError, match="calibration_batches"):
+            convert_transformer(
+                net, encoders="sta", calibration=batches, steps=4, calibration_batches=bad
+            )
+    with pytest.raises(ConfigurationError, match=r"batch 0 \(shape \(4, 5, 8\), torch.float32"):
+        convert_transformer(net, encoders="sta", calibration=[batches[0].float()], steps=4)
 
 
 def test_mse_ties_take_the_smallest_factor():
@@ -249,6 +258,8 @@ def test_masks_are_refused_by_name():
         convert_transformer(_Masked("padding"), encoders="none")
     with pytest.raises(ConversionError, match="is_causal"):
         convert_transformer(_Masked("causal"), encoders="none")
+    with pytest.raises(ConversionError, match="src_key_padding_mask"):  # while calibrating
+        convert_transformer(_Masked("padding"), encoders="sta", calibration=[x], steps=4)
     model = _Masked("none").double().eval()  # masks given as None: the unmasked model
     snn, _ = convert_transformer(model, encoders="none")
     torch.testing.assert_close(snn.accumulate(x, 2)[-1], model(x), rtol=0, atol=1e-12)

@@ -119,7 +119,15 @@ def calibrate_sta(
                         f"calibration batch {seen} is {type(x).__name__}, not a tensor "
                         "(or a tuple whose first item is the input tensor)"
                     )
-                model(x)
+                try:
+                    model(x)
+                except ConversionError:  # a mask refused: as without calibration
+                    raise
+                except Exception as err:
+                    raise ConfigurationError(
+                        f"calibration batch {seen} (shape {tuple(x.shape)}, {x.dtype}) fails "
+                        f"in the float model: {type(err).__name__}: {err}"
+                    ) from err
                 seen += 1
     finally:
         for h in handles:

@@ -252,7 +252,9 @@ def convert_transformer(
     """
     import copy
 
-    _check_sta_options(encoders, calibration, steps, threshold, threshold_scale, momentum)
+    _check_sta_options(
+        encoders, calibration, steps, threshold, threshold_scale, momentum, calibration_batches
+    )
     ann = copy.deepcopy(model).eval()
     if encoders is not None:
         ann = traceable_encoders(ann).eval()
@@ -523,6 +525,7 @@ def _check_sta_options(
     threshold: str,
     threshold_scale: float,
     momentum: float,
+    calibration_batches: int | None,
 ) -> None:
     if encoders not in (None, "sta", "none"):
         raise ConfigurationError(f"encoders must be None, 'sta' or 'none', got {encoders!r}")
@@ -530,6 +533,19 @@ def _check_sta_options(
         return
     if calibration is None:
         raise ConfigurationError("encoders='sta' needs calibration= (batches of inputs)")
+    if isinstance(calibration, Tensor):  # would be iterated sample by sample
+        raise ConfigurationError(
+            f"calibration must be an iterable of batches, got one tensor of shape "
+            f"{tuple(calibration.shape)} (pass [tensor], or a DataLoader)"
+        )
+    if calibration_batches is not None and (
+        not isinstance(calibration_batches, int)
+        or isinstance(calibration_batches, bool)
+        or calibration_batches < 1
+    ):
+        raise ConfigurationError(
+            f"calibration_batches must be None or a positive int, got {calibration_batches!r}"
+        )
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigurationError(f"encoders='sta' needs steps= a positive int, got {steps!r}")
     if threshold not in ("mse", "max"):
