@@ -48,6 +48,12 @@ from torch.utils.checkpoint import checkpoint
 from spikeflow._compile_marks import eager_under_compile
 from spikeflow.base import MemoryModule, _ExplicitState
 from spikeflow.errors import ConfigurationError
+from spikeflow.memory.chunking import (
+    _explicit_call,
+    check_chunkable,
+    check_time_chunks,
+    run_in_time_chunks,
+)
 from spikeflow.memory.packing import (
     PackedSpikes,
     pack_counts,
@@ -253,9 +259,18 @@ class Recomputed(nn.Module):
             0 to 255 (spike counts), else as it is. ``"bits"``: always as bits;
             ``"uint8"``: always as bytes; an input with another value raises a
             ConfigurationError. ``"none"``: as it is.
+        time_chunks: run a ``[T, B, ...]`` input as this many windows of time (sizes
+            differing by at most one step), each checkpointed on its own with the
+            neuron state entering it, its neurons carrying their state from one to the
+            next: the block's live activations in the backward pass are those of
+            ``T / time_chunks`` steps (:mod:`spikeflow.memory.chunking`). 1 (default):
+            the whole call. A block holding a module that needs the whole sequence
+            (PSN, temporal attention; a batch norm in training mode, at the call) is
+            refused with a ConfigurationError naming it. Calls inside
+            :func:`spikeflow.functional.run` are not chunked.
     """
 
-    def __init__(self, module: nn.Module, pack: PackMode = "auto") -> None:
+    def __init__(self, module: nn.Module, pack: PackMode = "auto", time_chunks: int = 1) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
             raise ConfigurationError(f"Recomputed takes an nn.Module, got {type(module).__name__}")
@@ -263,6 +278,9 @@ class Recomputed(nn.Module):
             raise ConfigurationError("this module is already Recomputed")
         self.module = module
         self.pack = _check_pack(pack)
+        self.time_chunks = check_time_chunks(time_chunks)
+        if self.time_chunks > 1:
+            check_chunkable(module, training=False)
         self.register_state_dict_post_hook(_strip_prefix)
         self.register_load_state_dict_pre_hook(_add_prefix)
 
@@ -272,6 +290,13 @@ class Recomputed(nn.Module):
         ``torch.compile`` it runs eagerly (a graph break on each side)."""
         if not torch.is_grad_enabled():
             return self.module(x, *args, **kwargs)
+        if self.time_chunks > 1 and not _explicit_call(self.module):
+            return run_in_time_chunks(self, x, args, kwargs)
+        return self._checkpointed(x, args, kwargs)
+
+    def _checkpointed(self, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One call of the block, checkpointed: its input kept (packed), the state it
+        starts from snapshotted for the recomputation."""
         snapshot = _Snapshot(self.module)
         run = self._runner(snapshot, kwargs)
         kept: tuple[Tensor, Any] | None = None
@@ -310,7 +335,8 @@ class Recomputed(nn.Module):
         return run
 
     def extra_repr(self) -> str:
-        return f"pack={self.pack!r}"
+        chunks = f", time_chunks={self.time_chunks}" if self.time_chunks > 1 else ""
+        return f"pack={self.pack!r}{chunks}"
 
 
 def _kept_input(x: Tensor, pack: PackMode) -> tuple[Tensor, Any] | None:
@@ -390,6 +416,7 @@ class _SegmentedSequential(nn.Sequential):
                 self,
                 self.__dict__.get("_recompute_pack", "auto"),
                 self.__dict__.get("_recompute_plan"),
+                self.__dict__.get("_recompute_chunks", 1),
             )
             segments = self.__dict__["_recompute_segments"]
         for segment in segments:
@@ -401,6 +428,7 @@ class _SegmentedSequential(nn.Sequential):
         if isinstance(item, _SegmentedSequential):  # a slice: packed as this one
             item.__dict__["_recompute_pack"] = self.__dict__.get("_recompute_pack", "auto")
             item.__dict__["_recompute_plan"] = self.__dict__.get("_recompute_plan")
+            item.__dict__["_recompute_chunks"] = self.__dict__.get("_recompute_chunks", 1)
         return item
 
 
@@ -420,22 +448,23 @@ def _segments(seq: nn.Sequential) -> list[list[str]]:
 
 
 def _segment_sequential(
-    seq: nn.Sequential, pack: PackMode, plan: SegmentPlan = None
+    seq: nn.Sequential, pack: PackMode, plan: SegmentPlan = None, time_chunks: int = 1
 ) -> list[list[str]]:
     """Cut ``seq`` into segments (:func:`_segments`) and recompute them: every one with
     ``pack`` (``plan`` None), or those ``plan`` names, each with its own pack mode (the
-    others run as they are)."""
+    others run as they are); each recomputed one in ``time_chunks`` windows of time."""
     cuts = _segments(seq)
     modules = {name: m for name, m in seq._modules.items() if m is not None}
     seq.__dict__["_recompute_pack"] = pack
     seq.__dict__["_recompute_plan"] = plan
+    seq.__dict__["_recompute_chunks"] = time_chunks
     segments: list[nn.Module] = []
     for names in cuts:
         segment = nn.Sequential(*(modules[n] for n in names))
         if plan is None:
-            segments.append(Recomputed(segment, pack=pack))
+            segments.append(Recomputed(segment, pack=pack, time_chunks=time_chunks))
         elif tuple(names) in plan:
-            segments.append(Recomputed(segment, pack=plan[tuple(names)]))
+            segments.append(Recomputed(segment, pack=plan[tuple(names)], time_chunks=time_chunks))
         else:
             segments.append(segment)
     seq.__dict__["_recompute_segments"] = segments
@@ -460,12 +489,12 @@ def _auto_blocks(model: nn.Module) -> list[str]:
     return chosen
 
 
-def _wrap_list(modules: nn.ModuleList, pack: PackMode) -> list[str]:
+def _wrap_list(modules: nn.ModuleList, pack: PackMode, time_chunks: int = 1) -> list[str]:
     """Wrap each element holding a spiking layer in :class:`Recomputed`."""
     wrapped = []
     for k, module in enumerate(modules):
         if _has_neuron(module) and not isinstance(module, Recomputed):
-            modules[k] = Recomputed(module, pack=pack)
+            modules[k] = Recomputed(module, pack=pack, time_chunks=time_chunks)
             wrapped.append(str(k))
     return wrapped
 
@@ -491,6 +520,7 @@ def recompute_blocks(
     model: nn.Module,
     blocks: str | Sequence[str] | Callable[[str, nn.Module], bool] = "auto",
     pack: PackMode = "auto",
+    time_chunks: int = 1,
 ) -> list[str]:
     """Recompute parts of ``model`` in the backward pass (in place).
 
@@ -509,6 +539,9 @@ def recompute_blocks(
             ``(name, module) -> bool`` choosing them; a chosen module inside another
             chosen one is left to it.
         pack: as :class:`Recomputed`.
+        time_chunks: as :class:`Recomputed`: each recomputed block runs its
+            ``[T, B, ...]`` input as this many windows of time, each recomputed on its
+            own from the neuron state entering it (1: whole calls).
 
     Returns:
         The names of the recomputed modules; for ``"auto"``, each with its segments
@@ -516,9 +549,11 @@ def recompute_blocks(
 
     Raises:
         ConfigurationError: a name is not a submodule of ``model`` (the error lists the
-            top-level ones), or nothing was chosen.
+            top-level ones), or nothing was chosen; with ``time_chunks > 1``, a chosen
+            block holds a module that needs the whole sequence (named).
     """
     _check_pack(pack)
+    check_time_chunks(time_chunks)
     named = dict(model.named_modules())
     if isinstance(blocks, str):
         if blocks != "auto":
@@ -534,9 +569,11 @@ def recompute_blocks(
         done = []
         for n in found:
             if isinstance(named[n], nn.ModuleList):
-                parts = _wrap_list(named[n], pack)
+                parts = _wrap_list(named[n], pack, time_chunks)
             else:
-                parts = [",".join(c) for c in _segment_sequential(named[n], pack)]
+                parts = [
+                    ",".join(c) for c in _segment_sequential(named[n], pack, None, time_chunks)
+                ]
             done.append(f"{n or '<model>'}[{'|'.join(parts)}]")
         return done
     if callable(blocks):
@@ -551,7 +588,7 @@ def recompute_blocks(
     for name in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Recomputed(named[name], pack=pack))
+        setattr(parent, child, Recomputed(named[name], pack=pack, time_chunks=time_chunks))
     return chosen
 
 
@@ -572,6 +609,7 @@ def undo_recompute(model: nn.Module) -> nn.Module:
             module.__dict__.pop("_recompute_segments", None)
             module.__dict__.pop("_recompute_pack", None)
             module.__dict__.pop("_recompute_plan", None)
+            module.__dict__.pop("_recompute_chunks", None)
         for name, child in list(module.named_children()):
             if isinstance(child, Recomputed):
                 setattr(module, name, child.module)

@@ -1,0 +1,147 @@
+"""Temporal chunks of a recomputed block: its ``[T, B, ...]`` call run as ``k`` windows
+of time, each window checkpointed on its own.
+
+A :class:`~spikeflow.memory.Recomputed` block with ``time_chunks=k`` splits its input
+along time into ``k`` windows and runs them one after the other, its neurons carrying
+their state from one window to the next (as :func:`spikeflow.functional.streaming`
+does). Each window is one checkpointed call: its input is kept (packed), and the neuron
+state entering it is what its recomputation starts from (the snapshot every recomputed
+call takes). The backward pass recomputes one window at a time, so the block's live
+activations are those of ``T / k`` steps instead of ``T``.
+
+Only a block whose modules can stream is chunked: a module that needs the whole
+sequence (PSN, temporal attention, a batch norm whose statistics are taken over all
+the steps in training mode) is refused by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from spikeflow.base import MemoryModule, SequenceOnly
+from spikeflow.errors import ConfigurationError, ShapeError
+
+if TYPE_CHECKING:
+    from spikeflow.memory.recompute import Recomputed
+
+__all__ = ["check_chunkable", "check_time_chunks", "run_in_time_chunks"]
+
+
+def check_time_chunks(time_chunks: int) -> int:
+    """``time_chunks`` if it is an int of at least 1, else a ConfigurationError."""
+    if isinstance(time_chunks, bool) or not isinstance(time_chunks, int) or time_chunks < 1:
+        raise ConfigurationError(f"time_chunks must be an int >= 1, got {time_chunks!r}")
+    return time_chunks
+
+
+def _whole_sequence_reason(module: nn.Module, training: bool) -> str:
+    """Why ``module`` cannot run its sequence in windows ('' if it can)."""
+    from spikeflow.functional import reset_before_call
+    from spikeflow.layers.norm import _TemporalEffectiveBatchNorm
+
+    if getattr(module, "streamable", True) is False:
+        return "runs whole sequences only"
+    reason = getattr(module, "whole_sequence", "")
+    if reason:
+        return str(reason)
+    if isinstance(module, SequenceOnly) and not getattr(module, "multi_step_only", False):
+        return str(getattr(module, "sequence_reason", "it takes a whole sequence"))
+    if any(hook is reset_before_call for hook in module._forward_pre_hooks.values()):
+        return "is another library's neuron, restarted at every call"
+    if training and isinstance(module, (_BatchNorm, _TemporalEffectiveBatchNorm)):
+        if module.training:
+            return "normalises over all the time steps in training mode (call .eval() on it)"
+    return ""
+
+
+def check_chunkable(block: nn.Module, training: bool = True) -> None:
+    """Raise a ConfigurationError naming the first module of ``block`` that cannot run
+    its sequence in windows of time (``training``: batch norms in training mode
+    too, whose statistics a window would change).
+
+    Raises:
+        ConfigurationError: a module needs the whole sequence.
+    """
+    for name, module in block.named_modules():
+        reason = _whole_sequence_reason(module, training)
+        if reason:
+            raise ConfigurationError(
+                f"time_chunks > 1: module {name or type(block).__name__!r} "
+                f"({type(module).__name__}) cannot run its sequence in windows of time: "
+                f"{reason}"
+            )
+
+
+def _explicit_call(block: nn.Module) -> bool:
+    """Whether ``block`` runs inside an explicit-state call (:func:`spikeflow.functional.run`),
+    which carries its state itself: such a call is not chunked."""
+    return any(m.__dict__.get("_explicit") is not None for m in _memories(block))
+
+
+def _memories(block: nn.Module) -> list[MemoryModule]:
+    return [m for m in block.modules() if isinstance(m, MemoryModule)]
+
+
+def _window_sizes(steps: int, chunks: int) -> list[int]:
+    """``steps`` cut into ``min(chunks, steps)`` windows differing by at most one step."""
+    count = min(chunks, steps)
+    base, extra = divmod(steps, count)
+    return [base + 1 if k < extra else base for k in range(count)]
+
+
+def _cat(outputs: list[Any]) -> Any:
+    """The windows' outputs joined along time (a tuple of outputs: each joined)."""
+    if isinstance(outputs[0], Tensor):
+        return torch.cat(outputs, dim=0)
+    if isinstance(outputs[0], tuple) and all(isinstance(o, Tensor) for o in outputs[0]):
+        return tuple(torch.cat(parts, dim=0) for parts in zip(*outputs, strict=True))
+    raise ConfigurationError(
+        "time_chunks > 1: the block must return a [T, B, ...] tensor or a tuple of them, "
+        f"got {type(outputs[0]).__name__}"
+    )
+
+
+def run_in_time_chunks(
+    recomputed: Recomputed, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``recomputed``'s block on ``x`` (``[T, B, ...]``) as ``recomputed.time_chunks``
+    checkpointed windows of time, its neurons carrying their state between windows; the
+    outputs joined along time. A block that was not streaming starts from its initial
+    state and keeps no state afterwards, as a plain call; a streaming one continues
+    from its carried state and keeps the last window's.
+
+    Raises:
+        ConfigurationError: extra arguments, a non-tensor input or output, or a module
+            that needs the whole sequence (see :func:`check_chunkable`).
+        ShapeError: ``x`` has no time dim.
+    """
+    block = recomputed.module
+    if args or kwargs:
+        raise ConfigurationError(
+            "time_chunks > 1: the block must take its [T, B, ...] input alone "
+            f"(got {len(args)} more positional and {sorted(kwargs)} keyword arguments)"
+        )
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"time_chunks > 1: the input must be a [T, B, ...] tensor, got {shape}")
+    check_chunkable(block, training=True)
+    memories = _memories(block)
+    streaming = [m.streaming for m in memories]
+    for m, was in zip(memories, streaming):
+        if not was:  # a plain call starts from the initial state
+            m._state = None
+        m.streaming = True
+    outputs = []
+    try:
+        for window in torch.split(x, _window_sizes(x.shape[0], recomputed.time_chunks)):
+            outputs.append(recomputed._checkpointed(window, (), {}))
+    finally:
+        for m, was in zip(memories, streaming):
+            m.streaming = was
+            if not was:  # a plain call keeps no state
+                m._state = None
+    return _cat(outputs)

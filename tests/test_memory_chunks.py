@@ -1,0 +1,217 @@
+"""spikeflow.memory: recomputed blocks run in windows of time (``time_chunks``) give the
+plain network's outputs and gradients bit for bit, carry the neuron state from window
+to window, lower the peak memory of the step, and refuse whole-sequence modules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow import functional, layers, neurons
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.memory import Recomputed, recompute_blocks, step_peak_memory, undo_recompute
+from spikeflow.models import create_model
+
+
+def _spikes(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < 0.3).to(dtype)
+
+
+def _run(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.detach().clone().requires_grad_()
+    out = net(x)
+    (out * torch.arange(1, out.shape[-1] + 1, dtype=out.dtype)).sum().backward()
+    return out.detach(), x.grad
+
+
+def _same_grads(a: nn.Module, b: nn.Module, exact: bool = True) -> None:
+    """``b``'s parameter gradients are ``a``'s: bit for bit, or (``exact`` False) to
+    float64 rounding (a weight's gradient summed window by window)."""
+    grads = [(n, p.grad) for n, p in a.named_parameters()]
+    assert grads and all(g is not None for _, g in grads)
+    assert sum(float(g.abs().sum()) for _, g in grads) > 0
+    for (name, g), q in zip(grads, b.parameters()):
+        if exact:
+            assert torch.equal(g, q.grad), name
+        else:
+            torch.testing.assert_close(q.grad, g, rtol=1e-13, atol=1e-15, msg=name)
+
+
+def _streamed(net: nn.Module, x: torch.Tensor, chunks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain BPTT (nothing recomputed) of ``x`` streamed in the windows time_chunks cuts,
+    the graph kept across them."""
+    from spikeflow.memory.chunking import _window_sizes
+
+    x = x.detach().clone().requires_grad_()
+    with functional.streaming(net):
+        out = torch.cat([net(w) for w in torch.split(x, _window_sizes(x.shape[0], chunks))])
+    (out * torch.arange(1, out.shape[-1] + 1, dtype=out.dtype)).sum().backward()
+    return out.detach(), x.grad
+
+
+def _conv_net(backend: str) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        layers.Conv2d(2, 6, 3, padding=1),
+        neurons.LIFNode(tau=2.0, backend=backend),
+        layers.MaxPool2d(2),
+        layers.Conv2d(6, 8, 3, padding=1),
+        neurons.PLIFNode(backend=backend),
+        layers.MaxPool2d(2),
+        layers.Flatten(),
+        layers.Linear(8 * 2 * 2, 5),
+        neurons.LIFNode(v_threshold=0.1, backend=backend),
+    ).double()
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("chunks", [2, 3, 7, 20])
+def test_chunked_conv_net_equals_plain(backend, chunks):
+    """LIF/PLIF conv net, float64, T = 7 (windows of unequal length; more chunks than
+    steps: one step each): outputs, input and weight gradients (the PLIF time constants'
+    too) bit for bit those of plain BPTT streamed in the same windows; against plain
+    BPTT of the whole sequence, outputs bit for bit, gradients to float64 rounding (a
+    weight's summed over each window, then added; the fused kernel's state gradient
+    handed from window to window). Auto segments and one block alike."""
+    plain = _conv_net(backend)
+    for how in ("auto", "whole"):
+        plain.zero_grad(set_to_none=True)
+        chunked = copy.deepcopy(plain)
+        if how == "auto":
+            recompute_blocks(chunked, time_chunks=chunks)
+        else:
+            chunked = Recomputed(chunked, time_chunks=chunks)
+        x = _spikes(7, 3, 2, 8, 8)
+        out, gx = _run(plain, x)
+        out_c, gx_c = _run(chunked, x)
+        assert out.sum() > 0 and gx.abs().sum() > 0
+        assert torch.equal(out, out_c)
+        torch.testing.assert_close(gx_c, gx, rtol=1e-13, atol=1e-18)
+        _same_grads(plain, chunked, exact=False)
+        plain.zero_grad(set_to_none=True)
+        out_s, gx_s = _streamed(plain, x, chunks)
+        assert torch.equal(out_s, out_c) and torch.equal(gx_s, gx_c)
+        _same_grads(plain, chunked)
+
+
+def _compare(plain: nn.Module, chunked: nn.Module, x: torch.Tensor, chunks: int) -> None:
+    """``chunked`` against plain BPTT streamed in the same windows, bit for bit."""
+    plain.zero_grad(set_to_none=True)
+    out, gx = _streamed(plain, x, chunks)
+    out_c, gx_c = _run(chunked, x)
+    assert gx.abs().sum() > 0
+    assert torch.equal(out, out_c) and torch.equal(gx, gx_c)
+    _same_grads(plain, chunked)
+
+
+def test_chunked_sew_resnet_equals_plain():
+    """SEW ResNet-18 (ADD blocks: their inputs are counts, kept as bytes) with frozen
+    batch norm, every auto segment in 2 windows of 2 steps."""
+    torch.manual_seed(0)
+    plain = create_model("sew_resnet18", num_classes=4, in_channels=2).double().eval()
+    chunked = copy.deepcopy(plain)
+    recompute_blocks(chunked, time_chunks=2)
+    _compare(plain, chunked, _spikes(4, 2, 2, 32, 32), 2)
+
+
+def test_chunked_recurrent_layer_equals_plain():
+    """A Recurrent layer (its cell run step by step, its output fed back) carries its
+    state from window to window."""
+    torch.manual_seed(0)
+    cell = nn.Sequential(layers.Linear(6, 6, step_mode="s"), neurons.PLIFNode(step_mode="s"))
+    plain = nn.Sequential(layers.Linear(4, 6), layers.Recurrent(cell, 6), layers.Linear(6, 3))
+    plain = plain.double()
+    chunked = Recomputed(copy.deepcopy(plain), time_chunks=3)
+    _compare(plain, chunked, torch.randn(8, 2, 4, dtype=torch.float64), 3)
+
+
+def test_gradcheck_through_a_chunked_block():
+    """float64 gradcheck of a leaky integrator (no spikes: the finite differences see
+    the gradient) run in 3 windows of 5 steps."""
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(3, 4), neurons.LINode(tau=3.0), layers.Linear(4, 2))
+    block = Recomputed(net.double(), time_chunks=3)
+    x = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda x: block(x), (x,))
+
+
+def test_streaming_and_plain_calls_keep_their_state():
+    """A plain call starts from the initial state and keeps none; while streaming, the
+    first window continues from the carried state and the last one's is kept (equal to
+    the plain network's)."""
+    plain = _conv_net("torch")
+    chunked = copy.deepcopy(plain)
+    recompute_blocks(chunked, time_chunks=3)
+    x = _spikes(6, 2, 2, 8, 8)
+    for _ in range(2):  # a second plain call starts afresh
+        assert torch.equal(_run(plain, x)[0], _run(chunked, x)[0])
+    assert all(m._state is None and not m.streaming for m in functional.memory_modules(chunked))
+    with functional.streaming(plain), functional.streaming(chunked):
+        for seed in (1, 2):
+            y = _spikes(5, 2, 2, 8, 8, seed=seed)
+            assert torch.equal(_run(plain, y)[0], _run(chunked, y)[0])
+            functional.detach_net(plain)
+            functional.detach_net(chunked)
+        for a, b in zip(functional.memory_modules(plain), functional.memory_modules(chunked)):
+            assert a.streaming and b.streaming and a.state.keys() == b.state.keys()
+            assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    _same_grads(plain, chunked, exact=False)
+
+
+def test_chunks_lower_the_peak_memory():
+    """The measured peak of a training step of a plif_nmnist-sized conv stage (T = 16,
+    batch 4, 34x34) falls as the windows shrink."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layers.Conv2d(2, 16, 3, padding=1), neurons.LIFNode(backend="torch"),
+        layers.MaxPool2d(2),
+        layers.Conv2d(16, 16, 3, padding=1), neurons.LIFNode(backend="torch"),
+        layers.MaxPool2d(2), layers.Flatten(), layers.Linear(16 * 8 * 8, 10),
+    )  # fmt: skip
+    x = _spikes(16, 4, 2, 34, 34, dtype=torch.float32)
+    peaks = []
+    for chunks in (1, 4, 16):
+        model = copy.deepcopy(net)
+        recompute_blocks(model, time_chunks=chunks)
+        peaks.append(step_peak_memory(model, x, lambda out: out.sum()))
+    assert peaks[0] > 1.5 * peaks[1] > 1.5 * peaks[2]
+
+
+def test_whole_sequence_modules_are_refused():
+    """PSN (step t reads the whole sequence), temporal attention and a batch norm in
+    training mode (its statistics over all the steps) are refused by name; a frozen
+    batch norm runs; bad time_chunks and inputs are named."""
+    psn = nn.Sequential(layers.Linear(3, 4), neurons.PSN(T=4))
+    with pytest.raises(ConfigurationError, match=r"'1' \(PSN\)"):
+        Recomputed(psn, time_chunks=2)
+    attention = nn.Sequential(layers.TemporalWiseAttention(T=4, reduction=1), neurons.LIFNode())
+    with pytest.raises(ConfigurationError, match="TemporalWiseAttention"):
+        recompute_blocks(attention, ["0"], time_chunks=2)
+    bn = nn.Sequential(layers.Linear(3, 4), layers.BatchNorm1d(4), neurons.LIFNode())
+    block = Recomputed(bn, time_chunks=2)
+    x = torch.rand(4, 2, 3, requires_grad=True)
+    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm1d\).*training mode"):
+        block(x)
+    bn.eval()
+    assert block(x).shape == (4, 2, 4)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigurationError, match="time_chunks must be"):
+            Recomputed(nn.Sequential(neurons.LIFNode()), time_chunks=bad)
+    with pytest.raises(ShapeError, match="time_chunks > 1"):
+        block(torch.rand(3, requires_grad=True))
+    with pytest.raises(ConfigurationError, match=r"its .* input alone"):
+        block(x, 1)
+
+
+def test_undo_and_repr():
+    net = _conv_net("torch")
+    recompute_blocks(net, time_chunks=2)
+    seg = net.__dict__["_recompute_segments"]
+    assert "time_chunks=2" in repr(seg[0])
+    assert net[2:].__dict__["_recompute_chunks"] == 2
+    undo_recompute(net)
+    assert type(net) is nn.Sequential and "_recompute_chunks" not in net.__dict__
