@@ -12,7 +12,14 @@ from torch import nn
 
 from spikeflow import functional, layers, neurons
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.memory import Recomputed, recompute_blocks, step_peak_memory, undo_recompute
+from spikeflow.memory import (
+    Recomputed,
+    has_recomputed_blocks,
+    optimize,
+    recompute_blocks,
+    step_peak_memory,
+    undo_recompute,
+)
 from spikeflow.models import create_model
 
 
@@ -165,13 +172,7 @@ def test_streaming_and_plain_calls_keep_their_state():
 def test_chunks_lower_the_peak_memory():
     """The measured peak of a training step of a plif_nmnist-sized conv stage (T = 16,
     batch 4, 34x34) falls as the windows shrink."""
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        layers.Conv2d(2, 16, 3, padding=1), neurons.LIFNode(backend="torch"),
-        layers.MaxPool2d(2),
-        layers.Conv2d(16, 16, 3, padding=1), neurons.LIFNode(backend="torch"),
-        layers.MaxPool2d(2), layers.Flatten(), layers.Linear(16 * 8 * 8, 10),
-    )  # fmt: skip
+    net = _stage()
     x = _spikes(16, 4, 2, 34, 34, dtype=torch.float32)
     peaks = []
     for chunks in (1, 4, 16):
@@ -179,6 +180,39 @@ def test_chunks_lower_the_peak_memory():
         recompute_blocks(model, time_chunks=chunks)
         peaks.append(step_peak_memory(model, x, lambda out: out.sum()))
     assert peaks[0] > 1.5 * peaks[1] > 1.5 * peaks[2]
+
+
+def _stage() -> nn.Sequential:
+    """A plif_nmnist-sized conv stage (34x34 input, 16 channels) without batch norm."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        layers.Conv2d(2, 16, 3, padding=1), neurons.LIFNode(backend="torch"),
+        layers.MaxPool2d(2),
+        layers.Conv2d(16, 16, 3, padding=1), neurons.LIFNode(backend="torch"),
+        layers.MaxPool2d(2), layers.Flatten(), layers.Linear(16 * 8 * 8, 10),
+    )  # fmt: skip
+
+
+def test_optimize_measures_and_applies_chunked_blocks():
+    """optimize(time_chunks=4) measures the chunked blocks (a lower least peak than
+    whole calls), says so in its plan, and plan.apply chunks another instance alike."""
+    x = _spikes(16, 2, 2, 34, 34, dtype=torch.float32)
+    whole = optimize(_stage(), x, repeat=0)
+    model = _stage()
+    plan = optimize(model, x, repeat=0, time_chunks=4)
+    assert plan.time_chunks == 4 and "4 time chunks" in str(plan)
+    assert plan.recomputed and plan.peak_bytes < 0.75 * whole.peak_bytes
+    assert plan.peak_bytes_plain == whole.peak_bytes_plain
+    other = _stage()
+    plan.apply(other)
+    chunked = [m for m in other.modules() if isinstance(m, Recomputed)] + [
+        s for s in other.__dict__.get("_recompute_segments", ()) if isinstance(s, Recomputed)
+    ]
+    assert has_recomputed_blocks(other) and chunked
+    assert all(m.time_chunks == 4 for m in chunked)
+    assert step_peak_memory(other, x, lambda out: out.sum()) == plan.peak_bytes
+    with pytest.raises(ConfigurationError, match="time_chunks must be"):
+        optimize(_stage(), x, repeat=0, time_chunks=0)
 
 
 def test_whole_sequence_modules_are_refused():

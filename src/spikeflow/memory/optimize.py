@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from spikeflow._saved_tensors import StorageKey, model_storages, recording_saved
 from spikeflow.errors import ConfigurationError
+from spikeflow.memory.chunking import check_time_chunks
 from spikeflow.memory.measure import (
     LossFn,
     _device,
@@ -119,6 +120,8 @@ class MemoryPlan:
         measured_by: how the peak was measured (``"cuda allocator"`` or ``"tensor
             storages"``).
         trials: how many training steps were measured to choose.
+        time_chunks: the windows of time each recomputed block runs its sequence in
+            (1: whole calls; see :class:`~spikeflow.memory.Recomputed`).
     """
 
     recomputed: dict[str, PackMode]
@@ -130,6 +133,7 @@ class MemoryPlan:
     budget_bytes: int | None
     measured_by: str
     trials: int = 0
+    time_chunks: int = 1
 
     def apply(self, model: nn.Module) -> None:
         """Recompute the same blocks of ``model`` (another instance of the network
@@ -144,7 +148,8 @@ class MemoryPlan:
         if names:
             named = dict(model.named_modules())
             explicit = all(n in named for n in names)  # (a segment's name is no module's)
-            _apply(model, _candidates(model, names if explicit else None), self.recomputed)
+            candidates = _candidates(model, names if explicit else None)
+            _apply(model, candidates, self.recomputed, self.time_chunks)
 
     def __str__(self) -> str:
         width = max([len("block"), *(len(b.name) for b in self.blocks)]) + 2
@@ -163,6 +168,7 @@ class MemoryPlan:
             f"step {self.step_ms_plain:.1f} -> {self.step_ms:.1f} ms "
             f"({self.step_ms / max(self.step_ms_plain, 1e-9):.2f}x); budget {budget}; "
             f"{self.trials} steps measured"
+            + (f"; {self.time_chunks} time chunks" if self.time_chunks > 1 else "")
         )
         return "\n".join(lines)
 
@@ -218,8 +224,14 @@ def _candidates(model: nn.Module, blocks: Sequence[str] | None) -> list[_Candida
     return found
 
 
-def _apply(model: nn.Module, candidates: list[_Candidate], plan: dict[str, PackMode]) -> None:
-    """Recompute the blocks of ``plan`` (the model plain before)."""
+def _apply(
+    model: nn.Module,
+    candidates: list[_Candidate],
+    plan: dict[str, PackMode],
+    time_chunks: int = 1,
+) -> None:
+    """Recompute the blocks of ``plan`` (the model plain before), each in
+    ``time_chunks`` windows of time."""
     known = {c.name for c in candidates}
     unknown = [n for n in plan if n not in known]
     if unknown:
@@ -235,10 +247,11 @@ def _apply(model: nn.Module, candidates: list[_Candidate], plan: dict[str, PackM
         else:
             parent_name, _, child = c.name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, Recomputed(model.get_submodule(c.name), pack=plan[c.name]))
+            block = Recomputed(model.get_submodule(c.name), plan[c.name], time_chunks)
+            setattr(parent, child, block)
     for container, chosen in segments.items():
         seq = model.get_submodule(container) if container else model
-        _segment_sequential(seq, "auto", chosen)  # type: ignore[arg-type]
+        _segment_sequential(seq, "auto", chosen, time_chunks)  # type: ignore[arg-type]
 
 
 def _refuse_recomputed(model: nn.Module) -> None:
@@ -360,6 +373,7 @@ def optimize(
     blocks: Sequence[str] | None = None,
     pack: PackMode = "auto",
     repeat: int = 3,
+    time_chunks: int = 1,
 ) -> MemoryPlan:
     """Recompute the blocks of ``model`` that a memory budget needs, chosen by measuring
     training steps on ``example_input`` (in place; see the module docstring).
@@ -381,6 +395,12 @@ def optimize(
             with a budget, is not needed to fit it) or ``"none"``.
         repeat: training steps timed, each for the plain network and the plan (the
             median is reported; 0 skips timing).
+        time_chunks: every recomputed block runs its ``[T, B, ...]`` sequence in this
+            many windows of time, each recomputed from the neuron state entering it
+            (measured so: the peaks and the choice are those of the chunked blocks).
+            A candidate holding a module that needs the whole sequence (a batch norm in
+            training mode: call ``.eval()`` on it to freeze it) is a ConfigurationError
+            naming it.
 
     Returns:
         The :class:`MemoryPlan` (printable as a table): the blocks recomputed and how
@@ -399,6 +419,7 @@ def optimize(
         raise ConfigurationError(f"repeat must be an int >= 0, got {repeat!r}")
     if isinstance(blocks, str):
         raise ConfigurationError(f"blocks must be None or a list of names, got {blocks!r}")
+    check_time_chunks(time_chunks)
     _refuse_recomputed(model)
     if not torch.is_grad_enabled():
         raise ConfigurationError("optimize measures training steps: call it with grad enabled")
@@ -409,7 +430,7 @@ def optimize(
     def measure(plan: dict[str, PackMode]) -> int:
         nonlocal trials
         trials += 1
-        _apply(model, candidates, plan)
+        _apply(model, candidates, plan, time_chunks)
         try:
             return _peak(model, example_input, loss_fn, restore)
         finally:
@@ -472,7 +493,7 @@ def optimize(
                     )
             plan, peak = prune(plan, peak, target)
         step_plain = _step_ms(model, example_input, loss_fn, restore, repeat) if repeat else 0.0
-        _apply(model, candidates, plan)
+        _apply(model, candidates, plan, time_chunks)
         try:
             step = _step_ms(model, example_input, loss_fn, restore, repeat) if repeat else 0.0
         except BaseException:
@@ -492,4 +513,5 @@ def optimize(
             "cuda allocator" if _device(model, example_input).type == "cuda" else "tensor storages"
         ),
         trials=trials,
+        time_chunks=time_chunks,
     )
