@@ -249,3 +249,16 @@ def test_undo_and_repr():
     assert net[2:].__dict__["_recompute_chunks"] == 2
     undo_recompute(net)
     assert type(net) is nn.Sequential and "_recompute_chunks" not in net.__dict__
+
+
+def test_explicit_state_calls_are_not_chunked():
+    """Inside functional.run (explicit state in and out) the block runs whole calls: the
+    output and final state are the plain network's."""
+    plain = _conv_net("torch")
+    chunked = copy.deepcopy(plain)
+    recompute_blocks(chunked, time_chunks=3)
+    x = _spikes(6, 2, 2, 8, 8).requires_grad_()
+    out, state = functional.run(plain, x)
+    out_c, state_c = functional.run(chunked, x)
+    assert torch.equal(out, out_c) and state.keys() == state_c.keys()
+    assert all(torch.equal(state[m][k], state_c[m][k]) for m in state for k in state[m])
