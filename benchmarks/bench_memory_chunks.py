@@ -9,8 +9,10 @@ holding one cannot be chunked), dropout and neurons in training mode, on
 ``[T, B, 2, 34, 34]`` spikes (firing rate 0.2). One step: forward, the sum of the
 output as the loss, backward. Memory: ``memory.step_peak_memory`` (the tensor storages
 the step allocates, above what was held before it). Time: the median of ``--repeat``
-steps after one. Each chunked runner is first checked to give the plain network's
-output and input gradient (float32; outputs bit for bit, gradients to rounding).
+steps after one, in ``--rounds`` rounds over the runners (interleaved, so that load
+from other work falls on all of them alike); the median of the rounds. Each chunked
+runner is first checked to give the plain network's output and input gradient
+(float32; outputs bit for bit, gradients to rounding).
 
     python benchmarks/bench_memory_chunks.py --T 16 --batch 16 --threads 1
 """
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--chunks", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -84,11 +87,11 @@ def main() -> None:
     print(f"plif_nmnist, T={args.T}, batch {args.batch}, threads {args.threads}")
     print("| runner | peak MB | vs BPTT | step ms | vs BPTT |")
     print("|---|---|---|---|---|")
-    base_peak = base_ms = 0.0
-    for name, net in runners:
-        peak = step_peak_memory(net, x, _loss) / 2**20
-        ms = _step_ms(net, x, args.repeat)
-        base_peak, base_ms = (peak, ms) if name == "BPTT" else (base_peak, base_ms)
+    peaks = [step_peak_memory(net, x, _loss) / 2**20 for _, net in runners]
+    rounds = [[_step_ms(net, x, args.repeat) for _, net in runners] for _ in range(args.rounds)]
+    times = [statistics.median(column) for column in zip(*rounds)]
+    base_peak, base_ms = peaks[0], times[0]
+    for (name, _), peak, ms in zip(runners, peaks, times):
         print(f"| {name} | {peak:.0f} | {peak / base_peak:.2f}x | {ms:.0f} | {ms / base_ms:.2f}x |")
 
 
