@@ -454,3 +454,43 @@ def test_per_step_batch_norm_and_dropout():
     assert torch.equal(shared, shared[:1].expand_as(shared))
     fresh = nn.Dropout(0.5)(ones)
     assert not torch.equal(fresh, fresh[:1].expand_as(fresh))
+
+
+def test_snntorch_tutorial_static_input_loop_port(float64):
+    """The ``snntorch-static`` block: snnTorch tutorial 5's loop (the same image at every
+    step, cross-entropy on each step's output membrane) gives the same spikes, membranes,
+    loss and gradients."""
+    snn = snntorch()
+    torch.manual_seed(0)
+    ours = run(block("snntorch-static"), "spikeflow tutorial port")
+    net, num_steps, beta = ours["net"], ours["num_steps"], ours["beta"]
+    fc1, fc2 = nn.Linear(28 * 28, 1000), nn.Linear(1000, 10)
+    lif1, lif2 = snn.Leaky(beta=beta), snn.Leaky(beta=beta)
+    _float64_spikes(lif1, lif2)
+    net[0].load_state_dict(fc1.state_dict())
+    net[2].load_state_dict(fc2.state_dict())
+
+    def tutorial_forward(x):
+        mem1, mem2 = lif1.init_leaky(), lif2.init_leaky()
+        spk2_rec, mem2_rec = [], []
+        for _ in range(num_steps):
+            spk1, mem1 = lif1(fc1(x), mem1)
+            spk2, mem2 = lif2(fc2(spk1), mem2)
+            spk2_rec.append(spk2)
+            mem2_rec.append(mem2)
+        return torch.stack(spk2_rec), torch.stack(mem2_rec)
+
+    x, targets = torch.rand(6, 28 * 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    spk_want, mem_want = tutorial_forward(x)
+    spk_got, mem_got = ours["forward"](x)
+    assert spk_got.shape == mem_got.shape == (num_steps, 6, 10)
+    assert_same_spikes(spk_got, spk_want, low=0.01)
+    torch.testing.assert_close(mem_got, mem_want.double(), **SNN_RTOL)
+    loss_want = sum(nn.functional.cross_entropy(m, targets) for m in mem_want)
+    loss_got = ours["loss"](x, targets)
+    torch.testing.assert_close(loss_got, loss_want.double(), **SNN_RTOL)
+    g_want = torch.autograd.grad(loss_want, [fc1.weight, fc2.weight])
+    g_got = torch.autograd.grad(loss_got, [net[0].weight, net[2].weight])
+    for a, b in zip(g_got, g_want):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b.double(), **SNN_RTOL)
