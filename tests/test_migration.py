@@ -434,8 +434,14 @@ def test_encoders_as_in_spikingjelly():
     assert torch.equal(sj_encoding.PoissonEncoder()(binary), binary)
     assert torch.equal(encoding.PoissonEncoder(8)(binary), binary.expand(8, -1, -1, -1))
     assert encoding.PoissonEncoder(8, step_mode="s")(binary).shape == binary.shape
-    with pytest.raises(TypeError):
-        encoding.PoissonEncoder()
+    with pytest.raises(ConfigurationError, match=r"PoissonEncoder\(1, step_mode='s'\)"):
+        encoding.PoissonEncoder()  # SpikingJelly's call: the error says how to port it
+    x = torch.rand(4, 3, 5)
+    torch.manual_seed(5)
+    want = sj_encoding.PoissonEncoder()(x)
+    torch.manual_seed(5)
+    got = encoding.PoissonEncoder(1, step_mode="s")(x)
+    assert 0.2 < want.mean() < 0.8 and torch.equal(got, want)
 
 
 # -- SpikingJelly: the tables' names and the list of what spikeflow lacks --------------

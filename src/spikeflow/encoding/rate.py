@@ -23,9 +23,17 @@ class _BernoulliEncoder(StepModule, nn.Module):
     """Shared part of the Poisson encoders: ``T``, the generator and the draws."""
 
     def __init__(
-        self, T: int, step_mode: StepMode = "m", generator: torch.Generator | None = None
+        self, T: int | None, step_mode: StepMode = "m", generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
+        if T is None:  # SpikingJelly's PoissonEncoder() takes no T: say how to port it
+            name = type(self).__name__
+            raise ConfigurationError(
+                f"{name}: T, the number of steps, is required: {name}(T)(x) returns the "
+                f"whole train [T, *x.shape] in one call (call it once, outside a step "
+                f"loop); SpikingJelly's {name}() draws one step per call, which is "
+                f"{name}(1, step_mode='s')"
+            )
         self.T = check_int("T", T, 1)
         self.step_mode = step_mode
         self.generator = check_generator(generator, type(self).__name__)
@@ -72,7 +80,9 @@ class PoissonEncoder(_BernoulliEncoder):
     is one single-step call: one draw per step and element.
 
     Args:
-        T: number of time steps of a multi-step call (``>= 1``).
+        T: number of time steps of a multi-step call (``>= 1``); required: ``None``
+            (SpikingJelly's ``PoissonEncoder()``) raises ``ConfigurationError`` saying how
+            to port it.
         step_mode: ``'m'`` (default) or ``'s'``.
         generator: a :class:`torch.Generator` on the input's device for reproducible
             spikes; ``None`` uses torch's global generator.
@@ -90,7 +100,7 @@ class PoissonEncoder(_BernoulliEncoder):
 
     def __init__(
         self,
-        T: int,
+        T: int | None = None,
         step_mode: StepMode = "m",
         generator: torch.Generator | None = None,
         *,
