@@ -494,3 +494,56 @@ def test_snntorch_tutorial_static_input_loop_port(float64):
     for a, b in zip(g_got, g_want):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, b.double(), **SNN_RTOL)
+
+
+def test_snntorch_sequential_init_hidden_port(float64):
+    """The ``snntorch-sequential`` block: tutorial 7's ``nn.Sequential`` of ``torch.nn``
+    layers and ``Leaky(init_hidden=True)`` (the last ``output=True``), stepped after
+    ``utils.reset(net)``, gives the same spikes, membranes and gradients."""
+    snn = snntorch()
+    from snntorch import utils
+
+    torch.manual_seed(0)
+    ours = run(block("snntorch-sequential"), "spikeflow sequential port")
+    net, beta = ours["net"], ours["beta"]
+    theirs = nn.Sequential(
+        nn.Conv2d(2, 12, 5), nn.MaxPool2d(2), snn.Leaky(beta=beta, init_hidden=True),
+        nn.Conv2d(12, 32, 5), nn.MaxPool2d(2), snn.Leaky(beta=beta, init_hidden=True),
+        nn.Flatten(), nn.Linear(32 * 5 * 5, 10),
+        snn.Leaky(beta=beta, init_hidden=True, output=True),
+    )  # fmt: skip
+    _float64_spikes(theirs[2], theirs[5], theirs[8])
+    for i in (0, 3, 7):
+        net[i].load_state_dict(theirs[i].state_dict())
+        with torch.no_grad():  # a trained net fires; PyTorch's init barely does here
+            net[i].weight.mul_(3)
+            theirs[i].weight.mul_(3)
+    data = (torch.rand(8, 3, 2, 34, 34) < 0.3).double()
+    utils.reset(theirs)
+    spk, mem = zip(*(theirs(x_t) for x_t in data))
+    spk_want, mem_want = torch.stack(spk), torch.stack(mem)
+    spk_got = net(data)
+    assert spk_got.shape == (8, 3, 10)
+    assert_same_spikes(spk_got, spk_want, low=0.01)
+    torch.testing.assert_close(net[-1].v_seq, mem_want.double(), **SNN_RTOL)
+    g = torch.randn(8, 3, 10)
+    g_want = grads(mem_want, [theirs[0].weight, theirs[7].weight], g)
+    g_got = grads(net[-1].v_seq, [net[0].weight, net[7].weight], g)
+    for a, b in zip(g_got, g_want):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b.double(), **SNN_RTOL)
+
+
+@pytest.mark.parametrize("steps, equal", [(10, True), (16, False)])
+def test_mse_count_loss_agrees_only_for_whole_wanted_counts(float64, steps, equal):
+    """The losses row: snnTorch wants ``int(T·rate)`` spikes, spikeflow ``T·rate``."""
+    snntorch()
+    from snntorch import functional as SF
+
+    from spikeflow import losses
+
+    spk = (torch.rand(steps, 6, 10) < 0.4).double()
+    y = torch.tensor([0, 1, 2, 3, 4, 9])
+    want = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)(spk, y)
+    got = losses.mse_count_loss(spk, y, correct_rate=0.8, incorrect_rate=0.2)
+    assert torch.isclose(got, want.double(), rtol=1e-6) == equal
