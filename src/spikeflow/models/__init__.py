@@ -27,6 +27,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.ottt_vgg`: OTTT's spiking VGG (weight standardisation, online training).
 * :mod:`~spikeflow.models.snasnet`: SNASNet, the searched cells of spiking architecture search.
 * :mod:`~spikeflow.models.spike_dhs`: SpikeDHS, searched cells with a surrogate gradient search.
+* :mod:`~spikeflow.models.mobilenet`: spiking MobileNetV2 (inverted residuals, depthwise convs).
 * :mod:`~spikeflow.models.max_resnet`: Max-ResNet (membrane shortcuts, max-pool downsampling).
 * :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
 * :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
@@ -45,6 +46,7 @@ from spikeflow.models import (
     masnn,
     max_resnet,
     maxformer,
+    mobilenet,
     ms_resnet,
     ottt_vgg,
     plif_nets,
@@ -94,6 +96,7 @@ __all__ = [
     "masnn",
     "max_resnet",
     "maxformer",
+    "mobilenet",
     "model_arguments",
     "ms_resnet",
     "ottt_vgg",
