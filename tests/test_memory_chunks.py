@@ -262,3 +262,53 @@ def test_explicit_state_calls_are_not_chunked():
     out_c, state_c = functional.run(chunked, x)
     assert torch.equal(out, out_c) and state.keys() == state_c.keys()
     assert all(torch.equal(state[m][k], state_c[m][k]) for m in state for k in state[m])
+
+
+class _FirstOut(nn.Module):
+    """The first output of a PyTorch RNN or multi-head attention (self-attention)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.inner, nn.MultiheadAttention):
+            return self.inner(x, x, x, need_weights=False)[0]
+        return self.inner(x)[0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _FirstOut(nn.GRU(8, 8)),
+        lambda: _FirstOut(nn.LSTM(8, 8)),
+        lambda: _FirstOut(nn.MultiheadAttention(8, 2)),
+        lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0),
+    ],
+    ids=["gru", "lstm", "mha", "transformer_layer"],
+)
+def test_time_first_torch_modules_are_refused(make):
+    """PyTorch's RNNs and multi-head attention with batch_first=False read dim 0 (time)
+    as their sequence: in windows an RNN would restart its hidden state and attention
+    would attend within the window (silently other outputs), so they are refused by
+    name; with batch_first=True, or marked streamable, they run (batch-first: the
+    plain network's outputs and gradients)."""
+    torch.manual_seed(0)
+    mixer = make()
+    net = nn.Sequential(layers.Linear(4, 8), neurons.LIFNode(v_threshold=0.3), mixer)
+    net = net.double()
+    with pytest.raises(ConfigurationError, match=r"'2(\.inner|\.self_attn)?' \(.*first dim"):
+        Recomputed(copy.deepcopy(net), time_chunks=2)
+    for m in mixer.modules():
+        if isinstance(m, (nn.RNNBase, nn.MultiheadAttention)):
+            m.batch_first = True  # now dim 1 (the batch here) is the sequence
+    x = torch.rand(6, 3, 4, dtype=torch.float64) * 2
+    _compare(net, Recomputed(copy.deepcopy(net), time_chunks=2), x, 2)
+    plain = _run(net, x)  # whole sequence: to float64 rounding (GEMMs of other sizes)
+    chunked = _run(Recomputed(copy.deepcopy(net), time_chunks=2), x)
+    torch.testing.assert_close(chunked, plain, rtol=1e-13, atol=1e-15)
+    for m in mixer.modules():
+        if isinstance(m, (nn.RNNBase, nn.MultiheadAttention)):
+            m.batch_first = False
+            m.streamable = True  # the caller vouches for it: runs
+    assert Recomputed(copy.deepcopy(net), time_chunks=2)(x).shape == (6, 3, 8)

@@ -10,8 +10,9 @@ call takes). The backward pass recomputes one window at a time, so the block's l
 activations are those of ``T / k`` steps instead of ``T``.
 
 Only a block whose modules can stream is chunked: a module that needs the whole
-sequence (PSN, temporal attention, a batch norm whose statistics are taken over all
-the steps in training mode) is refused by name.
+sequence (PSN, temporal attention, PyTorch's RNNs and multi-head attention reading
+dim 0 as the sequence, a batch norm whose statistics are taken over all the steps in
+training mode) is refused by name.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def check_time_chunks(time_chunks: int) -> int:
     return time_chunks
 
 
+#: PyTorch modules that read dim 0 as the sequence when ``batch_first`` is False: an RNN
+#: restarts its hidden state at every call, attention attends within the window only.
+_TIME_FIRST = (nn.RNNBase, nn.MultiheadAttention)
+
+
 def _whole_sequence_reason(module: nn.Module, training: bool) -> str:
     """Why ``module`` cannot run its sequence in windows ('' if it can)."""
     from spikeflow.functional import reset_before_call
@@ -52,6 +58,13 @@ def _whole_sequence_reason(module: nn.Module, training: bool) -> str:
         return str(getattr(module, "sequence_reason", "it takes a whole sequence"))
     if any(hook is reset_before_call for hook in module._forward_pre_hooks.values()):
         return "is another library's neuron, restarted at every call"
+    if isinstance(module, _TIME_FIRST) and not module.batch_first:
+        if module.__dict__.get("streamable") is not True:
+            return (
+                "reads its first dim (time, in a [T, B, ...] block) as the sequence, "
+                "which a window would cut (set .streamable = True on it if its input "
+                "is not time-first)"
+            )
     if training and isinstance(module, (_BatchNorm, _TemporalEffectiveBatchNorm)):
         if module.training:
             return "normalises over all the time steps in training mode (call .eval() on it)"
