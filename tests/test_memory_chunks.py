@@ -312,3 +312,21 @@ def test_time_first_torch_modules_are_refused(make):
             m.batch_first = False
             m.streamable = True  # the caller vouches for it: runs
     assert Recomputed(copy.deepcopy(net), time_chunks=2)(x).shape == (6, 3, 8)
+
+
+def test_a_block_that_does_not_keep_time_is_refused():
+    """A block starting with an encoder takes a static [B, ...] input: cut along dim 0 it
+    would be split along the batch and joined along time (a [3T, B/3, ...] output) --
+    the call raises a ShapeError naming the window and output shapes instead, and leaves
+    no state behind."""
+    from spikeflow import encoding
+
+    torch.manual_seed(0)
+    net = nn.Sequential(encoding.PoissonEncoder(T=8), layers.Linear(4, 8), neurons.LIFNode())
+    block = Recomputed(net.double(), time_chunks=3)
+    image = torch.rand(6, 4, dtype=torch.float64)
+    with pytest.raises(ShapeError, match=r"window of 2 step\(s\).*\(6, 4\).*\(8, 2, 8\)"):
+        block(image)
+    assert all(m._state is None and not m.streaming for m in functional.memory_modules(net))
+    block.time_chunks = 1  # whole calls: the encoder's [T, B, ...] output
+    assert block(image).shape == (8, 6, 8)

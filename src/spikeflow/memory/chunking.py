@@ -118,6 +118,21 @@ def _cat(outputs: list[Any]) -> Any:
     )
 
 
+def _check_window_output(out: Any, steps: int, input_shape: tuple[int, ...]) -> None:
+    """Raise a ShapeError unless every tensor of ``out`` has ``steps`` on dim 0: a block
+    whose input is not ``[T, B, ...]`` (an encoder's static ``[B, ...]`` image, a
+    batch-first sequence) would be cut along the wrong dim and joined along time."""
+    parts = out if isinstance(out, tuple) else (out,)
+    for part in parts:
+        if isinstance(part, Tensor) and (part.dim() == 0 or part.shape[0] != steps):
+            raise ShapeError(
+                f"time_chunks > 1: a window of {steps} step(s) (dim 0 of the input "
+                f"{input_shape}) gave an output of shape {tuple(part.shape)}; the block "
+                "must map [T, B, ...] to [T, B, ...] step for step (an encoder of static "
+                "input or a batch-first block cannot be chunked)"
+            )
+
+
 def run_in_time_chunks(
     recomputed: Recomputed, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -130,7 +145,8 @@ def run_in_time_chunks(
     Raises:
         ConfigurationError: extra arguments, a non-tensor input or output, or a module
             that needs the whole sequence (see :func:`check_chunkable`).
-        ShapeError: ``x`` has no time dim.
+        ShapeError: ``x`` has no time dim, or a window's output has not the window's
+            steps on dim 0 (the block changes or does not read dim 0 as time).
     """
     block = recomputed.module
     if args or kwargs:
@@ -152,6 +168,7 @@ def run_in_time_chunks(
     try:
         for window in torch.split(x, _window_sizes(x.shape[0], recomputed.time_chunks)):
             outputs.append(recomputed._checkpointed(window, (), {}))
+            _check_window_output(outputs[-1], window.shape[0], tuple(x.shape))
     finally:
         for m, was in zip(memories, streaming):
             m.streaming = was
