@@ -8,7 +8,7 @@ import torch
 
 from spikeflow.cli import main
 from spikeflow.errors import ConfigurationError
-from spikeflow.memory.recompute import _SegmentedSequential
+from spikeflow.memory.blocks import _SegmentedSequential
 from spikeflow.training import Trainer, config_for_resume, load_checkpoint
 from spikeflow.training.config import resolve
 from train_runs import tiny

@@ -7,6 +7,7 @@ by measurement.
 See ``docs/memory.md``.
 """
 
+from spikeflow.memory.blocks import has_recomputed_blocks, recompute_blocks, undo_recompute
 from spikeflow.memory.optimize import BlockCost, MemoryPlan, optimize, step_peak_memory
 from spikeflow.memory.packing import (
     PackedSpikes,
@@ -15,14 +16,7 @@ from spikeflow.memory.packing import (
     pack_spikes,
     unpack_spikes,
 )
-from spikeflow.memory.recompute import (
-    Recomputed,
-    has_recomputed_blocks,
-    is_recomputing,
-    recompute_blocks,
-    reruns_forward,
-    undo_recompute,
-)
+from spikeflow.memory.recompute import Recomputed, is_recomputing, reruns_forward
 from spikeflow.memory.spike_linear import (
     bit_pack_spike_dense,
     bit_spike_compress,

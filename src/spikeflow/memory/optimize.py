@@ -50,6 +50,16 @@ from torch import Tensor, nn
 
 from spikeflow._saved_tensors import StorageKey, model_storages, recording_saved
 from spikeflow.errors import ConfigurationError
+from spikeflow.memory.blocks import (
+    _auto_blocks,
+    _check_block_names,
+    _has_neuron,
+    _outermost,
+    _segment_sequential,
+    _segments,
+    has_recomputed_blocks,
+    undo_recompute,
+)
 from spikeflow.memory.chunking import check_time_chunks
 from spikeflow.memory.measure import (
     LossFn,
@@ -62,19 +72,7 @@ from spikeflow.memory.measure import (
     step_peak_memory,
 )
 from spikeflow.memory.packing import try_pack_counts, try_pack_spikes
-from spikeflow.memory.recompute import (
-    PackMode,
-    Recomputed,
-    _auto_blocks,
-    _check_block_names,
-    _check_pack,
-    _has_neuron,
-    _outermost,
-    _segment_sequential,
-    _segments,
-    has_recomputed_blocks,
-    undo_recompute,
-)
+from spikeflow.memory.recompute import PackMode, Recomputed, _check_pack
 
 __all__ = ["BlockCost", "MemoryPlan", "optimize", "step_peak_memory"]
 
