@@ -330,3 +330,33 @@ def test_a_block_that_does_not_keep_time_is_refused():
     assert all(m._state is None and not m.streaming for m in functional.memory_modules(net))
     block.time_chunks = 1  # whole calls: the encoder's [T, B, ...] output
     assert block(image).shape == (8, 6, 8)
+
+
+def test_recorded_membranes_span_the_whole_call():
+    """A store_v_seq neuron in a chunked block records the membranes of all T steps, not
+    the last window's: v_seq and the gradients of a loss on it (a membrane
+    regulariser) are the plain network's (to float64 rounding)."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        layers.Linear(4, 8), neurons.LIFNode(v_threshold=0.3, store_v_seq=True), layers.Linear(8, 3)
+    ).double()
+    chunked = Recomputed(copy.deepcopy(plain), time_chunks=3)
+    x = torch.rand(8, 2, 4, dtype=torch.float64) * 2
+    for net, node in ((plain, plain[1]), (chunked, chunked.module[1])):
+        out = net(x)
+        (out.sum() + node.v_seq.square().sum()).backward()
+    assert chunked.module[1].v_seq.shape == (8, 2, 8)
+    assert torch.equal(plain[1].v_seq, chunked.module[1].v_seq)
+    _same_grads(plain, chunked, exact=False)
+
+
+def test_hoyer_neuron_is_refused_by_name():
+    """Lava's Hoyer neuron runs calls of exactly its T steps (a running extremum per step)
+    and its hoyer_loss is over all of them: refused by name, not a shape error of a
+    window."""
+    node = neurons.LavaCubaHoyerNode(1.0, 0.5, 0.5, num_features=4, T=6)
+    node.bn.eval()
+    with pytest.raises(ConfigurationError, match=r"'1' \(LavaCubaHoyerNode\).*exactly its T"):
+        Recomputed(nn.Sequential(layers.Conv2d(2, 4, 3, padding=1), node), time_chunks=2)
+    block = Recomputed(nn.Sequential(layers.Conv2d(2, 4, 3, padding=1), node), time_chunks=1)
+    assert block(torch.rand(6, 2, 2, 5, 5)).shape == (6, 2, 4, 5, 5)

@@ -133,6 +133,32 @@ def _check_window_output(out: Any, steps: int, input_shape: tuple[int, ...]) -> 
             )
 
 
+def _collect_recorded(
+    memories: list[MemoryModule], steps: int, recorded: dict[tuple[int, str], list[Any]]
+) -> None:
+    """Add what each multi-step module recorded of this window (``_graph_attributes``:
+    a neuron's ``v_seq``) to ``recorded``; a value that is not a tensor of the window's
+    ``steps`` on dim 0 (a last state, a scalar) is recorded as None: not joined."""
+    for k, m in enumerate(memories):
+        if m.step_mode != "m":
+            continue
+        for name in m._graph_attributes:
+            value = m.__dict__.get(name)
+            per_step = isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == steps
+            recorded.setdefault((k, name), []).append(value if per_step else None)
+
+
+def _join_recorded(
+    memories: list[MemoryModule], recorded: dict[tuple[int, str], list[Any]]
+) -> None:
+    """Set each recorded sequence to its windows' values joined along time, as the plain
+    call records it (a ``store_v_seq`` membrane of all ``T`` steps, not the last
+    window's)."""
+    for (k, name), values in recorded.items():
+        if all(v is not None for v in values):
+            setattr(memories[k], name, torch.cat(values, dim=0))
+
+
 def run_in_time_chunks(
     recomputed: Recomputed, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -140,7 +166,8 @@ def run_in_time_chunks(
     checkpointed windows of time, its neurons carrying their state between windows; the
     outputs joined along time. A block that was not streaming starts from its initial
     state and keeps no state afterwards, as a plain call; a streaming one continues
-    from its carried state and keeps the last window's.
+    from its carried state and keeps the last window's. Sequences the modules record
+    (``store_v_seq`` membranes) are joined along time, as a plain call records them.
 
     Raises:
         ConfigurationError: extra arguments, a non-tensor input or output, or a module
@@ -165,10 +192,13 @@ def run_in_time_chunks(
             m._state = None
         m.streaming = True
     outputs = []
+    recorded: dict[tuple[int, str], list[Any]] = {}
     try:
         for window in torch.split(x, _window_sizes(x.shape[0], recomputed.time_chunks)):
             outputs.append(recomputed._checkpointed(window, (), {}))
             _check_window_output(outputs[-1], window.shape[0], tuple(x.shape))
+            _collect_recorded(memories, window.shape[0], recorded)
+        _join_recorded(memories, recorded)
     finally:
         for m, was in zip(memories, streaming):
             m.streaming = was

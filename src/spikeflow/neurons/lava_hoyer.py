@@ -148,6 +148,11 @@ class LavaCubaHoyerNode(MemoryModule):
 
     output_is_spikes: ClassVar[bool] = True
     _graph_attributes = ("v_seq", "hoyer_loss")
+    #: Why it cannot run its sequence in parts (time chunks, truncated BPTT): a call
+    #: must have the T steps it was built for, and ``hoyer_loss`` is over all of them.
+    whole_sequence: ClassVar[str] = (
+        "runs calls of exactly its T steps, its Hoyer loss over all of them"
+    )
 
     def __init__(
         self,
