@@ -164,3 +164,35 @@ def test_wrong_input_channels_are_named():
     model = SpikingMobileNetV2(num_classes=2, width_mult=0.25, in_channels=2)
     with pytest.raises(Exception, match="channel"):
         model(torch.rand(1, 1, 3, 8, 8))
+
+
+def test_exports_to_nir_with_folded_bns_and_residual_sums():
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    pytest.importorskip("nirtorch", reason="the nir extra is not installed")
+    from spikeflow.interop import export_to_nir, import_from_nir, prepare_for_export
+    from spikeflow.interop.prepare import ResidualBlockForExport
+
+    torch.manual_seed(0)
+    model = SpikingMobileNetV2(num_classes=10, width_mult=0.35, stem="cifar", in_channels=2)
+    model = model.double().eval()
+    with torch.no_grad():  # non-trivial BN statistics: the folds must be exact
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(1.0, 3.0)
+                m.bias.uniform_(0.0, 1.5)
+    x = 4.0 * torch.rand(4, 2, 2, 16, 16, dtype=torch.float64)
+    prepared = prepare_for_export(model, x)
+    sums = [m for m in prepared.modules() if isinstance(m, ResidualBlockForExport)]
+    assert len(sums) == 10  # the residual blocks, and only them
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in prepared.modules())
+    graph = export_to_nir(prepared, x)
+    kinds = [type(node).__name__ for node in graph.nodes.values()]
+    assert kinds.count("Conv2d") == 52 and kinds.count("IF") == 35
+    groups = sorted(int(n.groups) for n in graph.nodes.values() if type(n).__name__ == "Conv2d")
+    assert groups.count(1) == 35 and groups[-1] > 1  # 17 depthwise convolutions
+    y = model(x)
+    assert y.abs().max() > 0.1
+    torch.testing.assert_close(prepared(x), y, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(import_from_nir(graph).double()(x), y, rtol=1e-10, atol=1e-12)

@@ -72,6 +72,7 @@ PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
     "MSResNet": (
         "stem", "layer1", "layer2", "layer3", "layer4", "sn", "avgpool", "flatten", "dropout", "fc",
     ),
+    "SpikingMobileNetV2": ("features", "pool", "flatten", "classifier"),
 }  # fmt: skip
 
 #: What a user can train instead of max pooling (named in the refusal).
@@ -294,10 +295,13 @@ def _residual_block(
     """``(True, its export form or None on a problem)`` for a zoo residual block,
     ``(False, None)`` for any other module (``previous``: the module before it, whose
     output a SEW AND / IAND block needs to be spikes)."""
+    from spikeflow.models.mobilenet import InvertedResidual
     from spikeflow.models.ms_resnet import MSBasicBlock
     from spikeflow.models.resnet import SpikingResidual
     from spikeflow.models.sew_resnet import _SEWBlockMixin
 
+    if type(block) is InvertedResidual:
+        return True, _inverted_residual(block, path, problems)
     sew = isinstance(block, _SEWBlockMixin)
     membrane = type(block) is MSBasicBlock
     if not (sew or membrane or isinstance(block, SpikingResidual)):
@@ -340,6 +344,17 @@ def _residual_block(
         return True, None
     connect = block.cnf if sew else "ADD"
     return True, ResidualBlockForExport(branch, downsample, None if sew else last, connect)
+
+
+def _inverted_residual(block: nn.Module, path: str, problems: list[str]) -> nn.Module | None:
+    """A MobileNetV2 block's export form (None on a problem): its folded sequence, plus
+    its input where it has the residual sum (a sum of real values, as it ends with BN)."""
+    before = len(problems)
+    inner = f"{path}.conv"
+    branch = nn.Sequential(_rewrite(list(_flatten(block.conv, inner)), problems, inner))
+    if len(problems) > before:
+        return None
+    return ResidualBlockForExport(branch, None, None) if block.use_residual else branch
 
 
 def _is_plain_ms_block(block: nn.Module) -> bool:
@@ -578,7 +593,8 @@ def prepare_for_export(model: nn.Module, sample_input: Tensor | None = None) -> 
     ``nn.Sequential`` containers and plain-sequence zoo models
     (:data:`PLAIN_SEQUENCE_MODELS`) into one ``nn.Sequential`` (names: paths with ``_``).
     A zoo residual block becomes a :class:`ResidualBlockForExport` (batch norms
-    folded). An ``AdaptiveAvgPool2d`` becomes the ``AvgPool2d`` it is on ``sample_input``'s size
+    folded; a MobileNetV2 block without the residual sum, its folded sequence). An
+    ``AdaptiveAvgPool2d`` becomes the ``AvgPool2d`` it is on ``sample_input``'s size
     (kernel and stride ``input // output``; removed where input and output are equal).
 
     Args:
