@@ -147,6 +147,8 @@ def test_cifar_stem_keeps_twice_the_resolution():
     [
         (dict(width_mult=0), "width_mult"),
         (dict(width_mult="1"), "width_mult"),
+        (dict(width_mult=float("inf")), "width_mult must be finite"),
+        (dict(dropout="0.2"), "dropout must be a number"),
         (dict(stem="tiny"), "stem"),
         (dict(dropout=1.0), "dropout"),
         (dict(num_classes=0), "num_classes"),

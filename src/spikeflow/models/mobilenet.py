@@ -14,6 +14,7 @@ other convolutional zoo models; Norse's is its LIF (docs/models_convnets.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -179,10 +180,12 @@ class SpikingMobileNetV2(nn.Module):
         check_positive_int("round_nearest", round_nearest)
         if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)):
             raise ConfigurationError(f"width_mult must be a number, got {width_mult!r}")
-        if not width_mult > 0:
-            raise ConfigurationError(f"width_mult must be > 0, got {width_mult!r}")
+        if not 0 < width_mult < math.inf:
+            raise ConfigurationError(f"width_mult must be finite and > 0, got {width_mult!r}")
         if stem not in ("imagenet", "cifar"):
             raise ConfigurationError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise ConfigurationError(f"dropout must be a number, got {dropout!r}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1), got {dropout!r}")
         setting = _check_setting(
