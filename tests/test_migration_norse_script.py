@@ -15,10 +15,24 @@ def norse():
     return pytest.importorskip("norse.torch", reason="Norse is not installed")
 
 
+def _float64_parameters(*modules: torch.nn.Module) -> None:
+    """Norse's default parameter tuples hold tensors made when Norse was first imported,
+    in the default dtype of that moment (float32 if another test imported it first):
+    give the modules' ``p`` float64 tensors, so the comparison is float64 throughout."""
+    for module in modules:
+        for sub in module.modules():
+            p = getattr(sub, "p", None)
+            if isinstance(p, tuple) and hasattr(p, "_replace"):
+                fields = {k: v.double() for k, v in p._asdict().items()
+                          if isinstance(v, torch.Tensor) and v.is_floating_point()}  # fmt: skip
+                sub.p = p._replace(**fields)
+
+
 def test_norse_mnist_loop_port_gives_norses_voltages_and_gradients(float64):
     norse()
     torch.manual_seed(0)
     theirs = run(block("norse-loop"), "Norse loop")
+    _float64_parameters(theirs["encoder"], theirs["model"])
     ours = run(block("norse-port"), "spikeflow port")
     model, net = theirs["model"], ours["net"]
     with torch.no_grad():  # a trained net's hidden layer fires; PyTorch's init barely
