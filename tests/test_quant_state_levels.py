@@ -229,6 +229,7 @@ def test_compiled_before_any_eager_call_and_inside_a_recurrent_layer():
         def charge(x, v):
             return v + 0.75 * x
 
+    torch._dynamo.reset()  # (what earlier tests in this process compiled is no guide)
     levels = quant.snntorch_state_levels(num_bits=3)
     torch.manual_seed(0)
     x = torch.rand(8, 2, 6) * 1.5
