@@ -141,10 +141,7 @@ _FPTT = {"tbptt": 1, "fptt": 0.3}
 
 
 def _fptt_configs(root: str) -> dict[str, dict]:
-    """The plain network (one process on the global batch takes the same steps) and
-    SpikeDHS (parameters its forward leaves unused: DDP with find_unused_parameters)."""
-    dhs = {"model": "spike_dhs", "loss": "ce",
-           "model_kwargs": {"filter_multiplier": 2, "auxiliary_after": None}}  # fmt: skip
+    """The plain network (one process on the global batch takes the same steps)."""
     return {"plain": {**_config(f"{root}/plain"), **_FPTT}}
 
 
