@@ -36,6 +36,24 @@ def _by_hand(checkpoint, optimizer: str):
     return neuromc_energy_report(model, x, y, loss, opt)
 
 
+def _eval_and_by_hand(run_dir, trainer):
+    """``eval --energy neuromc``'s step for the run in ``run_dir``, and the report of the
+    trainer's own model and optimizer by hand on the batch eval prices (with what that
+    call took: model, batch, loss)."""
+    from spikeflow.energy import neuromc_energy_report
+    from spikeflow.losses import get_loss
+    from spikeflow.training import load_trained_model
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    checkpoint = run_dir / "last.pt"
+    step = evaluate_checkpoint(checkpoint, energy="neuromc")["neuromc"]
+    run = load_trained_model(checkpoint)
+    x, y = run.batch(32)
+    loss = get_loss(run.config.loss)
+    model = trainer.raw_model.train()
+    return step, model, x, y, loss, neuromc_energy_report(model, x, y, loss, trainer.optimizer)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_eval_energy_neuromc_equals_the_report_by_hand(tmp_path, capsys, optimizer):
     from spikeflow.training import Trainer
@@ -83,20 +101,12 @@ def test_eval_energy_neuromc_prices_the_runs_own_parameter_groups(tmp_path):
     hand with the trainer's own optimizer, and cheaper than the one group the eval
     priced before (weight decay on every parameter)."""
     from spikeflow.energy import neuromc_energy_report
-    from spikeflow.losses import get_loss
-    from spikeflow.training import Trainer, load_trained_model
-    from spikeflow.training.evaluation import evaluate_checkpoint
+    from spikeflow.training import Trainer
 
     trainer = Trainer(tiny(tmp_path, "run", optimizer="sgd", weight_decay=1e-3, epochs=1,
                            no_decay_norm_bias=True), log=None)  # fmt: skip
     trainer.fit()
-    checkpoint = tmp_path / "run" / "last.pt"
-    step = evaluate_checkpoint(checkpoint, energy="neuromc")["neuromc"]
-    run = load_trained_model(checkpoint)
-    x, y = run.batch(32)
-    loss = get_loss(run.config.loss)
-    model = trainer.raw_model.train()
-    mine = neuromc_energy_report(model, x, y, loss, trainer.optimizer)
+    step, model, x, y, loss, mine = _eval_and_by_hand(tmp_path / "run", trainer)
     assert step["total_j"] == pytest.approx(mine.total, rel=1e-12)
     assert step["by_phase_j"] == pytest.approx(mine.by_phase(), rel=1e-12)
     # the update by hand: the conv/linear weights with decay, the rest without
@@ -124,22 +134,14 @@ def test_eval_energy_neuromc_prices_a_grad_r_run_as_its_adam(tmp_path):
     update as Adam's over the same parameters (the prior's step is not priced; an Adam
     subclass was priced as SGD without momentum before)."""
     from spikeflow.energy import neuromc_energy_report
-    from spikeflow.losses import get_loss
     from spikeflow.prune import GradRewiring
-    from spikeflow.training import Trainer, load_trained_model
-    from spikeflow.training.evaluation import evaluate_checkpoint
+    from spikeflow.training import Trainer
 
     grad_r = {"prune": "grad_r", "prune_kwargs": {"alpha": 0.5, "target_sparsity": 0.9}}
     trainer = Trainer(tiny(tmp_path, "run", epochs=1, **grad_r), log=None)
     trainer.fit()
     assert type(trainer.optimizer) is GradRewiring
-    checkpoint = tmp_path / "run" / "last.pt"
-    step = evaluate_checkpoint(checkpoint, energy="neuromc")["neuromc"]
-    run = load_trained_model(checkpoint)
-    x, y = run.batch(32)
-    loss = get_loss(run.config.loss)
-    model = trainer.raw_model.train()
-    mine = neuromc_energy_report(model, x, y, loss, trainer.optimizer)
+    step, model, x, y, loss, mine = _eval_and_by_hand(tmp_path / "run", trainer)
     assert step["total_j"] == pytest.approx(mine.total, rel=1e-12)
     adam = neuromc_energy_report(model, x, y, loss, torch.optim.Adam(model.parameters()))
     assert step["by_phase_j"] == pytest.approx(adam.by_phase(), rel=1e-12)
