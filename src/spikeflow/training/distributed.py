@@ -8,6 +8,7 @@ device. Without those variables (or with ``WORLD_SIZE=1``) training runs in one 
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,10 @@ import torch.distributed as dist
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["DistContext", "ddp_options", "pick_device", "setup_distributed"]
+
+#: How many process groups this process has joined: each one's keys go under their own
+#: prefix of torchrun's store (see :func:`setup_distributed`).
+_GROUPS_JOINED = itertools.count()
 
 
 def ddp_options(model: torch.nn.Module) -> dict[str, Any]:
@@ -129,6 +134,12 @@ def setup_distributed(device: str = "auto") -> DistContext:
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     initialized = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        # torchrun's store outlives a group, and torch names the group after a counter it
+        # resets when the group is destroyed: a second run in the same job (two trainers
+        # in one script) met the first group's keys there, one process went on with them
+        # and the other waited for ever. Each group this process joins gets its own prefix.
+        store, rank, world_size = next(dist.rendezvous("env://", rank=rank, world_size=world_size))
+        store = dist.PrefixStore(f"spikeflow_group{next(_GROUPS_JOINED)}", store)
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
         initialized = True
     return DistContext(rank, world_size, local_rank, resolved, initialized=initialized)
