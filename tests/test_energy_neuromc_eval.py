@@ -175,17 +175,20 @@ def test_eval_energy_neuromc_refuses_a_checkpoint_whose_optimizer_differs(tmp_pa
          r"online training \(OTTT, --online --online-trace-decay\).*presynaptic traces"),
         ({"model": "eprop_rsnn", "eprop": "random", "loss": "ce"},
          r"e-prop \(--eprop random\): eligibility traces"),
+        ({"model": "eventprop_snn", "eventprop": "eventprop", "loss": "ce"},
+         r"EventProp \(--eventprop eventprop\): the adjoint's backward"),
         ({"model": "decolle", "decolle": True},
          r"DECOLLE \(--decolle, --decolle-update step\): every layer's local readout loss"),
     ],
 )  # fmt: skip
 def test_eval_energy_neuromc_refuses_runs_not_trained_by_bptt(tmp_path, changes, named):
-    """Online (SLTT, OTTT), e-prop and DECOLLE runs do not take one BPTT step: refused by
+    """Online (SLTT, OTTT), e-prop, EventProp and DECOLLE runs do not take one BPTT step: refused by
     name rather than priced as one; a BPTT run of the same options passes."""
     from spikeflow.training.neuromc_eval import refuse_unpriced_training
 
     with pytest.raises(ConfigurationError, match="prices one BPTT step.*" + named):
         refuse_unpriced_training(tiny(tmp_path, "run", **changes))
-    plain = {k: v for k, v in changes.items() if k not in ("online", "eprop", "decolle")}
+    dropped = ("online", "eprop", "decolle", "eventprop")
+    plain = {k: v for k, v in changes.items() if k not in dropped}
     plain.pop("online_trace_decay", None)
     refuse_unpriced_training(tiny(tmp_path, "run", **plain))  # BPTT: priced

@@ -41,7 +41,8 @@ def refuse_unpriced_training(config: Any) -> None:
     Raises:
         ConfigurationError: naming the run's training method: truncated BPTT or FPTT
             (``--tbptt``, ``--fptt``), online training (``--online``: SLTT, OTTT with
-            ``--online-trace-decay``), e-prop (``--eprop``) or DECOLLE (``--decolle``).
+            ``--online-trace-decay``), e-prop (``--eprop``), EventProp (``--eventprop``)
+            or DECOLLE (``--decolle``).
     """
     base = "--energy neuromc prices one BPTT step (a forward over the T steps, one backward, "
     base += "one update); this run trained with "
@@ -68,6 +69,12 @@ def refuse_unpriced_training(config: Any) -> None:
             f"{base}e-prop (--eprop {config.eprop}): eligibility traces updated forward "
             "in time and the learning signal's feedback in place of a backward pass, "
             "which it does not price"
+        )
+    if config.eventprop is not None:
+        raise ConfigurationError(
+            f"{base}EventProp (--eventprop {config.eventprop}): the adjoint's backward "
+            "integrates the state backward in time and jumps at the recorded spike times "
+            "in place of autograd's backward, which it does not price"
         )
     if config.decolle:
         raise ConfigurationError(
