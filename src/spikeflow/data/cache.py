@@ -15,11 +15,13 @@ a JSON header (the full key, dtype, shape, stored dtype), the raw C-order payloa
 a 32-byte SHA-256 of everything before it. Integer arrays with non-negative values are
 stored in the smallest unsigned type that holds them and restored on read.
 
-**Guarantees.** Writes are atomic: a temporary file in the same directory, ``fsync``,
-then ``os.replace``; a crash leaves at most a ``.tmp`` file, which is never read (and
-:meth:`ArrayCache.clear_temporaries` removes). On read, a wrong magic, size, digest or
-key (a truncated, bit-flipped or colliding entry) is detected, reported with a
-:class:`CacheCorruptionWarning`, deleted, and the value is recomputed and rewritten.
+**Guarantees.** Writes are atomic: a temporary file in the same directory, then
+``os.replace``; a crash leaves at most a ``.tmp`` file, which is never read (and
+:meth:`ArrayCache.clear_temporaries` removes). Entries are not fsync-ed (14x faster per
+entry here): after a power loss an entry may be short or empty. On read, a wrong magic,
+size, digest or key (a truncated, emptied, bit-flipped or colliding entry) is detected,
+reported with a :class:`CacheCorruptionWarning`, deleted, and the value is recomputed
+and rewritten, so no state of the disk gives a wrong value.
 """
 
 from __future__ import annotations
@@ -207,16 +209,22 @@ def remember_content_identity(
             pass
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, replace)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, replace).
+
+    ``durable=False`` skips the two fsyncs (the file's and its folder's): the write is
+    still atomic for a process that dies, but a power loss may leave the file empty or
+    short, so only for files a reader checks and can rebuild (cache entries: their
+    digest; about 14x faster per small file on this machine's disk)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         give_mode(tmp, path)  # not mkstemp's 0o600, which hides it from other users
         os.replace(tmp, path)
     except BaseException:
@@ -225,7 +233,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+    if durable and hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
         try:
             dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
@@ -369,7 +377,9 @@ class ArrayCache:
             text = json.dumps(self.namespace, sort_keys=True, indent=1)
             atomic_write_bytes(manifest, text.encode())
         path = self.path_for(key)
-        atomic_write_bytes(path, encode_entry(array, self.full_key(key)))
+        # Not fsync-ed (a frame cache of 70k files filled 14x faster): an entry a power
+        # loss leaves short or empty fails its digest on read and is computed again.
+        atomic_write_bytes(path, encode_entry(array, self.full_key(key)), durable=False)
         return path
 
     def get_or_compute(
