@@ -322,7 +322,9 @@ class DeltaEncoder(MemoryModule):
         self.scale_grad = _check_positive(owner, "scale_grad", scale_grad)
         self.min_threshold = _check_positive(owner, "min_threshold", min_threshold)
         if requires_grad:
-            if bool((torch.as_tensor(theta) < self.min_threshold).any()):
+            # (a number as a number: a tensor of it may be on the meta device, valueless)
+            low = theta < self.min_threshold if isinstance(theta, float) else None
+            if low if low is not None else bool((theta < self.min_threshold).any()):
                 shown = f"{theta:g}" if isinstance(theta, float) else "a tensor below it"
                 raise ConfigurationError(
                     f"{owner}: a learned threshold must be >= min_threshold "

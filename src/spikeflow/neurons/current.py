@@ -126,7 +126,10 @@ def _check_dt(dt: object, name: str = "dt", unit: str = "") -> float:
 
 def _check_time_constant(name: str, value: object, dt: float) -> float | Tensor:
     checked = _check_value(name, value)
-    if not bool(torch.all(torch.as_tensor(checked) >= dt)):
+    # (a number is compared as a number: a tensor made of it would be on the default
+    # device, the meta device included, where it has no value to compare)
+    ok = checked >= dt if isinstance(checked, float) else bool(torch.all(checked >= dt))
+    if not ok:
         raise ConfigurationError(
             f"{name} must be >= dt ({dt}) everywhere: forward Euler with dt/{name} > 1 "
             f"overshoots the decay; got {name}={value}"
