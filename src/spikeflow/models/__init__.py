@@ -31,6 +31,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.max_resnet`: Max-ResNet (membrane shortcuts, max-pool downsampling).
 * :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
 * :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
+* :mod:`~spikeflow.models.pilotnet`: Lava-DL's PilotNet SDNN and LIF steering regressors.
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 * :mod:`~spikeflow.models.torchvision_weights`: torchvision's ImageNet ANN weights into the
   spiking/SEW ResNets and VGGs (:func:`load_torchvision_weights`).
@@ -49,6 +50,7 @@ from spikeflow.models import (
     mobilenet,
     ms_resnet,
     ottt_vgg,
+    pilotnet,
     plif_nets,
     psn_seqcifar,
     qkformer,
@@ -100,6 +102,7 @@ __all__ = [
     "model_arguments",
     "ms_resnet",
     "ottt_vgg",
+    "pilotnet",
     "plif_nets",
     "psn_seqcifar",
     "qkformer",

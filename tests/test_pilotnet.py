@@ -1,0 +1,141 @@
+"""PilotNet: the driving dataset's on-disk layout as Lava-DL's tutorial reads it (files
+built here in that layout: the real dataset is not downloaded), the SDNN and LIF
+models' shapes and parameter counts against Lava-DL's definitions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spikeflow.data.datasets.base import DatasetNotFoundError
+from spikeflow.data.datasets.pilotnet import PilotNetDriving
+from spikeflow.errors import ConfigurationError
+from spikeflow.models import create_model
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def _driving_dataset(root: Path, angles: list[float], size: tuple[int, int] = (24, 64)) -> Path:
+    """``root/driving_dataset`` with one JPEG per angle and data.txt ("<file> <angle>")."""
+    folder = root / "driving_dataset"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, angle in enumerate(angles):
+        pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.jpg")
+        lines.append(f"{i}.jpg {angle:.6f}\n")
+    (folder / "data.txt").write_text("".join(lines))
+    return folder
+
+
+def test_split_angles_and_glitches_as_lava_dl(tmp_path):
+    """Runs of ``sequence`` frames permuted by RandomState(42): the first int(0.8 runs)
+    train, the last int(0.2 runs) test; angles in radians; a zero angle inside a run
+    is its neighbours' mean (Lava-DL's pilotnet_dataset.py, transcribed here)."""
+    angles = list(np.round(np.linspace(-30, 30, 43), 3))
+    angles[9] = 0.0  # inside a run of 4 (index 1 of run 2): replaced
+    angles[12] = 0.0  # the first of run 3: kept
+    _driving_dataset(tmp_path, angles)
+    train = PilotNetDriving(tmp_path, True, sequence=4, image_size=(12, 32))
+    test = PilotNetDriving(tmp_path, False, sequence=4, image_size=(12, 32))
+    runs = 43 // 4
+    order = np.random.RandomState(seed=42).permutation(runs)
+    assert train.starts == list(order[: int(runs * 0.8)] * 4)
+    assert test.starts == list(order[-int(runs * 0.2) :] * 4)
+    for split in (train, test):
+        for index, start in enumerate(split.starts):
+            _, got = split[index]
+            want = []
+            for i in range(4):
+                line = start + i
+                value = angles[line]
+                if abs(value) < 1e-5 and i != 0:
+                    value = 0.5 * (angles[line - 1] + angles[line + 1])
+                want.append(value * math.pi / 180)
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-7)
+    assert 9 in [s + i for s in train.starts + test.starts for i in range(4)]
+
+
+def test_frames_resized_and_scaled_to_minus_one_one(tmp_path):
+    """Each frame: bilinear resize to (H, W), [0, 255] -> [-1, 1], channels first."""
+    folder = _driving_dataset(tmp_path, [1.0] * 8)
+    data = PilotNetDriving(tmp_path, True, sequence=2, image_size=(12, 32))
+    frames, _ = data[0]
+    assert frames.shape == (2, 3, 12, 32) and frames.dtype == torch.float32
+    start = data.starts[0]
+    with Image.open(folder / f"{start + 1}.jpg") as img:
+        resized = np.asarray(img.convert("RGB").resize((32, 12), Image.BILINEAR), np.float64)
+    np.testing.assert_allclose(frames[1].numpy(), resized.transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+
+
+def test_bad_layout_errors_name_the_file(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"data\.txt"):
+        PilotNetDriving(tmp_path)
+    folder = _driving_dataset(tmp_path, [0.5] * 4)
+    (folder / "data.txt").write_text("0.jpg 0.5\n1.jpg 0.1,2018-07-01\n")
+    with pytest.raises(ConfigurationError, match=r"data\.txt line 2"):
+        PilotNetDriving(tmp_path, sequence=1)
+    (folder / "data.txt").write_text("0.jpg 0.5\n")
+    with pytest.raises(ConfigurationError, match="fewer than one sequence"):
+        PilotNetDriving(tmp_path, sequence=4)
+
+
+#: Lava-DL's layer tables (netx ``print(net)``: W, H, C per layer) of the two networks.
+SDNN_TABLE = [(49, 16, 24), (24, 7, 36), (22, 4, 64), (20, 2, 64)]
+LIF_TABLE = [(99, 32, 24), (49, 15, 36), (24, 7, 48), (22, 4, 64), (20, 2, 64)]
+
+
+def _conv_shapes(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(W, H, C) after each conv of ``model.blocks``, as Lava-DL's tables list them."""
+    shapes = []
+    for block in model.blocks:
+        x = block(x)
+        if isinstance(getattr(block, "layer", block), torch.nn.Conv2d):
+            shapes.append((x.shape[4], x.shape[3], x.shape[2]))
+    return shapes
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "table", "weights", "extra"),
+    [
+        # SDNN: weights; weight norm's g per output; a learned θ per unit and the input
+        ("pilotnet_sdnn", (33, 100), SDNN_TABLE,
+         3 * 24 * 9 + 24 * 36 * 9 + 36 * 64 * 9 + 64 * 64 * 9 + 2560 * 100 + 100 * 50 + 500 + 10,
+         (24 + 36 + 64 + 64 + 100 + 50 + 10 + 1) + 8),
+        # LIF: bias-free weights only (the neurons' parameters are fixed)
+        ("pilotnet_lif", (66, 200), LIF_TABLE,
+         3 * 24 * 9 + 24 * 36 * 9 + 36 * 48 * 9 + 48 * 64 * 9 + 64 * 64 * 9 + 2560 * 100
+         + 100 * 50 + 500 + 10, 0),
+    ],
+)  # fmt: skip
+def test_models_match_lava_dl_layouts(name, size, table, weights, extra):
+    torch.manual_seed(0)
+    model = create_model(name)
+    x = torch.rand(2, 1, 3, *size)
+    assert _conv_shapes(model, x) == table
+    out = model(x)
+    assert out.shape == (2, 1, 1)
+    assert sum(p.numel() for p in model.parameters()) == weights + extra
+    flat = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert flat.in_features == 64 * 40  # Lava-DL's Dense(64*40, 100)
+
+
+def test_sdnn_matches_its_ann_with_zero_thresholds():
+    """With θ = 0 and no dropout the SDNN's accumulated output is the ANN's of each
+    step's input (a sigma-delta network loses nothing), in float64."""
+    torch.manual_seed(0)
+    model = (
+        create_model("pilotnet_sdnn", threshold=0.0, dropout=0.0, learn_threshold=False)
+        .double()
+        .eval()
+    )
+    x = torch.rand(3, 2, 3, 33, 100, dtype=torch.float64)
+    out = model(x)
+    for t in range(3):
+        step = model(x[t : t + 1].expand(3, -1, -1, -1, -1))[-1]  # a constant input
+        torch.testing.assert_close(out[t], step, rtol=1e-9, atol=1e-9)
