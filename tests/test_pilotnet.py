@@ -1,6 +1,7 @@
 """PilotNet: the driving dataset's on-disk layout as Lava-DL's tutorial reads it (files
 built here in that layout: the real dataset is not downloaded), the SDNN and LIF
-models' shapes and parameter counts against Lava-DL's definitions."""
+models' shapes and parameter counts against Lava-DL's definitions, and a short
+``spikeflow train --dataset pilotnet`` run."""
 
 from __future__ import annotations
 
@@ -139,3 +140,28 @@ def test_sdnn_matches_its_ann_with_zero_thresholds():
     for t in range(3):
         step = model(x[t : t + 1].expand(3, -1, -1, -1, -1))[-1]  # a constant input
         torch.testing.assert_close(out[t], step, rtol=1e-9, atol=1e-9)
+
+
+def test_train_pilotnet_per_step_run(tmp_path):
+    """``spikeflow train --dataset pilotnet`` on frames in the tutorial's layout: a
+    per-step regression run writes its metrics, and ``best.pt`` is the lowest test loss."""
+    from spikeflow.training import TrainConfig
+    from spikeflow.training.detection_trainer import trainer_for
+
+    angles = list(np.sin(np.arange(60) / 5.0) * 20)
+    _driving_dataset(tmp_path / "data", angles, size=(20, 60))
+    config = TrainConfig(
+        dataset="pilotnet", data_dir=str(tmp_path / "data"), T=3, batch_size=4, epochs=2,
+        output_dir=str(tmp_path / "run"), progress=False, threads=1,
+    )  # fmt: skip
+    result = trainer_for(config, log=None).fit()
+    rows = result.history
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["test_mse"]) and math.isfinite(r["train_r2"]) for r in rows)
+    assert result.best_test_acc == min(r["test_loss"] for r in rows)
+    with pytest.raises(ConfigurationError, match=r"sequence=\.\.\.: set by --T"):
+        trainer_for(
+            TrainConfig(dataset="pilotnet", data_dir=str(tmp_path / "data"),
+                        dataset_kwargs={"sequence": 4}, output_dir=str(tmp_path / "r2")),
+            log=None,
+        ).fit()  # fmt: skip

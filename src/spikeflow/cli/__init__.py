@@ -87,6 +87,16 @@ def _train(args: argparse.Namespace) -> int:
             f"{last['epoch']}; best mAP {result.best_test_acc:.4f} at epoch "
             f"{result.best_epoch}); results in {result.output_dir}"
         )
+    elif (
+        result.history and int(os.environ.get("RANK", "0")) == 0 and "test_r2" in result.history[-1]
+    ):
+        last = result.history[-1]  # a regression run
+        print(
+            f"test loss: {last['test_loss']:.4f}, MSE {last['test_mse']:.4f}, MAE "
+            f"{last['test_mae']:.4f}, R^2 {last['test_r2']:.4f} (epoch {last['epoch']}; lowest "
+            f"test loss {result.best_test_acc:.4f} at epoch {result.best_epoch}); results in "
+            f"{result.output_dir}"
+        )
     elif result.history and int(os.environ.get("RANK", "0")) == 0:
         last = result.history[-1]
         print(

@@ -148,6 +148,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(time-mean), count (most spikes, ties to the earlier), first_spike, max (largest "
         "maximum over time, a membrane readout)",
     )
+    o.add_argument(
+        "--regression-readout",
+        default=s,
+        choices=["mean", "last", "per_step"],
+        help="a regression run's (--dataset diabetes, pilotnet) decoding of the output: "
+        "mean (default: over time, a rate or mean membrane), last (the last step's "
+        "membrane), per_step (every step vs the target; pilotnet's)",
+    )
     o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"], help="default adam")
     o.add_argument(
         "--lr",

@@ -108,6 +108,11 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
     smoothing = "label_smoothing" in config.loss_kwargs
     checks = [
         ("--readout", config.readout != d.readout, label),
+        (
+            "--regression-readout",
+            config.regression_readout != d.regression_readout,
+            "decodes a regression output",
+        ),
         ("--mixup", config.mixup != d.mixup, "mixes class labels"),
         ("--cutmix", config.cutmix != d.cutmix, "mixes class labels"),
         ("--loss-kwargs label_smoothing", smoothing, "smooths class labels"),

@@ -57,9 +57,16 @@ DETECTION_COLUMNS = (
 
 def trainer_for(config: TrainConfig, **kwargs: Any) -> Trainer:
     """The trainer of ``config``'s task: :class:`DetectionTrainer` for a detection
-    dataset, else :class:`~spikeflow.training.trainer.Trainer`; ``kwargs`` go to it."""
+    dataset, :class:`~spikeflow.training.regression_trainer.RegressionTrainer` for a
+    regression one, else :class:`~spikeflow.training.trainer.Trainer`; ``kwargs`` go to it."""
     if detection_task(config.dataset) is not None:
         return DetectionTrainer(config, **kwargs)
+    from spikeflow.training.regression_task import regression_task
+
+    if regression_task(config.dataset) is not None:
+        from spikeflow.training.regression_trainer import RegressionTrainer
+
+        return RegressionTrainer(config, **kwargs)
     return Trainer(config, **kwargs)
 
 

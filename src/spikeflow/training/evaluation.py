@@ -220,6 +220,24 @@ def evaluate_checkpoint(
             spike_counts=spike_counts, neurobench=neurobench,
         )  # fmt: skip
         return {**result, "run_folder": None if run_folder is None else str(run_folder)}
+    from spikeflow.training.regression_task import regression_task
+
+    if regression_task(config.dataset) is not None:  # a regression run: MSE, MAE, R^2
+        given = [name for name, used in (("--ema", ema), ("--early-exit", rules),
+                 ("--energy", energy), ("--operations", operations),
+                 ("--neurobench", neurobench)) if used]  # fmt: skip
+        if given:
+            raise ConfigurationError(
+                f"{', '.join(given)}: not for regression runs yet (spikeflow eval reports "
+                "their loss, MSE, MAE and R^2)"
+            )
+        from spikeflow.training.regression_trainer import evaluate_regression_checkpoint
+
+        result = evaluate_regression_checkpoint(
+            path, payload, config, count=count, device=device, batch_size=batch_size,
+            chosen_by=chosen_by, workers=workers, progress=progress,
+        )  # fmt: skip
+        return {**result, "run_folder": None if run_folder is None else str(run_folder)}
     if energy:
         from spikeflow.training.neuromc_eval import refuse_unpriced_training
 
@@ -303,6 +321,10 @@ def format_evaluation(result: dict[str, Any]) -> str:
     """The report ``spikeflow eval`` prints for a result of :func:`evaluate_checkpoint`."""
     if "map" in result:  # a detection run's
         return format_detection_evaluation(result)
+    if "test_r2" in result:  # a regression run's
+        from spikeflow.training.regression_trainer import format_regression_evaluation
+
+        return format_regression_evaluation(result)
     samples, split = result["samples"], result["split_samples"]
     if samples == split:
         which = f"all {split} test samples"

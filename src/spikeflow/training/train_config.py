@@ -32,8 +32,8 @@ from spikeflow.training.config_checks import (
 from spikeflow.training.defaults import RESOLVED_FIELDS, default_for, no_default_model_message
 
 __all__ = [
-    "BOOL_FIELDS", "PATH_FIELDS", "READOUT_MODES", "RUNTIME_FIELDS", "SEED_LIMIT",
-    "STR_FIELDS", "TABLE_FIELDS", "TrainConfig", "resolve", "resolved_readout",
+    "BOOL_FIELDS", "PATH_FIELDS", "READOUT_MODES", "REGRESSION_READOUTS", "RUNTIME_FIELDS",
+    "SEED_LIMIT", "STR_FIELDS", "TABLE_FIELDS", "TrainConfig", "resolve", "resolved_readout",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -42,6 +42,8 @@ AMP_MODES = ("off", "bf16", "fp16")
 PLOT_MODES = ("auto", "on", "off")
 MASK_SCHEDULES = ("paper", "linear", "none")
 READOUT_MODES = ("auto", *READOUTS)
+#: How a regression run decodes its output (spikeflow.training.regression_task).
+REGRESSION_READOUTS = ("mean", "last", "per_step")
 
 #: Fields that say how a run is executed, not what it computes: these may differ
 #: between a run and its ``--resume`` (everything else comes from the checkpoint).
@@ -94,6 +96,10 @@ class TrainConfig:
     #: How the predicted class is read from the output (accuracy): "auto" (the loss's:
     #: spikeflow.losses.loss_readout), "rate", "count", "first_spike" or "max".
     readout: str = "auto"
+    #: A regression run's (``--dataset diabetes``, ``pilotnet``) decoding of the output
+    #: ``[T, B, D]``: "mean" over time (a rate, a mean membrane), "last" step (an
+    #: integrating read-out's final membrane), "per_step" (each step vs the target).
+    regression_readout: str = "mean"
     optimizer: str = "adam"
     #: None: the recipe's with the dataset's default model (1e-2 for ``rsnn`` on the
     #: audio datasets), else 1e-3.
@@ -252,6 +258,7 @@ class TrainConfig:
         if self.split_by is not None:
             _choice("split_by", self.split_by, ("number", "time"))
         _choice("readout", self.readout, READOUT_MODES)
+        _choice("regression_readout", self.regression_readout, REGRESSION_READOUTS)
         for name in ("epochs", "step_size", "model_ema_steps", "ra_reps"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
@@ -355,6 +362,16 @@ def resolve(config: TrainConfig) -> TrainConfig:
     task = detection_task(values.dataset)
     if task is not None:  # a detection dataset: the task's defaults and refusals
         return task.resolve(values)
+    from spikeflow.training.regression_task import regression_task
+
+    regression = regression_task(values.dataset)
+    if regression is not None:  # a regression dataset: the task's defaults and refusals
+        return regression.resolve(values)
+    if values.regression_readout != TrainConfig.regression_readout:
+        raise ConfigurationError(
+            f"--regression-readout {values.regression_readout}: dataset {values.dataset!r} is "
+            "not a regression dataset (diabetes, pilotnet); a class is read by --readout"
+        )
     if not isinstance(values.dataset, str) or values.dataset.lower() not in list_datasets():
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"

@@ -96,11 +96,15 @@ def load_trained_model(
 
     file, payload, config = read_run_checkpoint(path, data_dir)
     config = resolve(config)
+    from spikeflow.training.regression_task import regression_task
+
     task = detection_task(config.dataset)
-    if task is not None:  # a detection run: its task builds the data and the model
-        _, test_set, info = task.build_datasets(config, with_train=False)
+    regression = regression_task(config.dataset)
+    if task is not None or regression is not None:  # its task builds the data and model
+        owner = task if task is not None else regression
+        _, test_set, info = owner.build_datasets(config, with_train=False)  # type: ignore[union-attr]
         with reading_saved_run():
-            model = task.build_model(config, info)
+            model = owner.build_model(config, info)  # type: ignore[union-attr]
     else:
         _, test_set, info = build_datasets(config, with_train=False)
         model = build_model(config, info, saved=True)  # read as the run was

@@ -70,11 +70,15 @@ class TrainResult:
     @property
     def final_test_acc(self) -> float:
         """The last epoch's test accuracy (a detection run's: its test COCO mAP, as
-        ``best_test_acc`` holds the best); NaN before the first epoch."""
+        ``best_test_acc`` holds the best; a regression run's: its test loss, as
+        ``best_test_acc`` holds the lowest); NaN before the first epoch."""
         if not self.history:
             return math.nan
         row = self.history[-1]
-        return float(row["test_map"] if "test_map" in row else row["test_acc"])
+        for key in ("test_map", "test_r2"):
+            if key in row:
+                return float(row["test_map"] if key == "test_map" else row["test_loss"])
+        return float(row["test_acc"])
 
 
 class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
@@ -116,6 +120,14 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
                     f"dataset {self.config.dataset!r} is a detection task, which Trainer "
                     "(classification) does not train: use spikeflow.training."
                     "detection_trainer.DetectionTrainer, or trainer_for(config)"
+                )
+            from spikeflow.training.regression_task import regression_task
+
+            if regression_task(self.config.dataset) is not None:
+                raise ConfigurationError(
+                    f"dataset {self.config.dataset!r} is a regression task, which Trainer "
+                    "(classification) does not train: use spikeflow.training."
+                    "regression_trainer.RegressionTrainer, or trainer_for(config)"
                 )
         self.resume_payload = resume
         self.resume_dir = resume_dir

@@ -1,0 +1,216 @@
+"""The training run and the ``spikeflow eval`` of a regression task (``spikeflow train
+--dataset diabetes``, ``pilotnet``): :class:`~spikeflow.training.trainer.Trainer` with
+its data, model, loss, training step and end of epoch taken from a
+:class:`~spikeflow.training.regression_task.RegressionTask`.
+
+Everything else is the trainer's: the output folder, config.toml, atomic checkpoints
+(``last.pt``, ``best.pt``: the epoch of the **lowest test loss**), exact ``--resume``,
+Ctrl-C, ``--device``, ``torchrun``, ``--amp``, ``--compile``, ``--clip-grad-norm``, the
+schedules, ``metrics.csv`` (:data:`REGRESSION_COLUMNS`) and ``layers.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from spikeflow.training.config import TrainConfig
+from spikeflow.training.data import to_time_major
+from spikeflow.training.loop import autocast_context
+from spikeflow.training.monitors import LayerStats
+from spikeflow.training.regression_task import (
+    REGRESSION_LOSSES,
+    RegressionSums,
+    RegressionTask,
+    regression_task,
+)
+from spikeflow.training.trainer import Trainer
+
+__all__ = [
+    "REGRESSION_COLUMNS",
+    "RegressionTrainer",
+    "evaluate_regression_checkpoint",
+    "format_regression_evaluation",
+]
+
+#: The columns of a regression run's ``metrics.csv``.
+REGRESSION_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_mse", "train_mae", "train_r2", "train_rate",
+    "test_loss", "test_mse", "test_mae", "test_r2", "test_rate", "epoch_time_s",
+)  # fmt: skip
+
+
+class RegressionTrainer(Trainer):
+    """Trains a model on a regression dataset; :meth:`fit` runs it. Arguments as
+    :class:`~spikeflow.training.trainer.Trainer`'s. ``best_test_acc`` of the result (and
+    the checkpoints' ``best``) holds the **lowest test loss** here, ``best_epoch`` its
+    epoch; the history's rows hold ``test_mse``, ``test_mae`` and ``test_r2``.
+
+    Raises:
+        ConfigurationError: ``config.dataset`` is not a regression dataset, or an option
+            a regression run refuses (before anything is written).
+    """
+
+    task_kind = "regression"
+    sums_class = RegressionSums
+
+    def __init__(self, config: TrainConfig, *args: Any, **kwargs: Any) -> None:
+        task = regression_task(config.dataset)
+        if task is None:
+            from spikeflow.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"RegressionTrainer: dataset {config.dataset!r} is not a regression dataset"
+            )
+        self.task = task
+        super().__init__(config, *args, **kwargs)
+
+    def _build_datasets(self) -> tuple[Any, Any, Any]:
+        return self.task.build_datasets(self.config)
+
+    def _build_model(self) -> nn.Module:
+        return self.task.build_model(self.config, self.info)
+
+    def _run_loss(self) -> Any:
+        return self.task.make_loss(self.config)
+
+    def _resolved_readout(self) -> str:
+        return self.config.regression_readout
+
+    def _metric_columns(self) -> tuple[str, ...]:
+        return REGRESSION_COLUMNS
+
+    def _plots(self) -> list[Path]:
+        return []  # (--plots on is refused for regression runs)
+
+    def _train_step(self, x: Tensor, y: Tensor, step: int, steps: int) -> float:
+        cfg, ctx = self.config, self.ctx
+        self._phase = "forward"
+        x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.layout)  # type: ignore[arg-type]
+        with autocast_context(ctx.device, cfg.amp):
+            out = self.model(x)
+        pred, target = self.loss_fn.pairs(out, y.to(ctx.device))
+        loss = REGRESSION_LOSSES[self.loss_fn.loss](pred, target, **self.loss_fn.kwargs)
+        value = float(loss.detach())
+        self._check_step_loss(value, step, steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self._phase = "update"
+        self._update()
+        self._phase = "done"
+        self.epoch_sums.add_pairs(value, pred, target, len(y))  # type: ignore[attr-defined]
+        self.step_in_epoch = step + 1
+        self.global_step += 1
+        return value
+
+    def _end_epoch(self) -> None:
+        cfg = self.config
+        lr, totals, train_layers, train_rate = self._epoch_train_totals()
+        train: RegressionSums = totals  # type: ignore[assignment]
+        test, test_rate, test_layers = self.task.evaluate(
+            self.raw_model, self.test_set, self.loss_fn, T=cfg.T,  # type: ignore[arg-type]
+            static=self.layout, batch_size=self.per_rank_batch, ctx=self.ctx, amp=cfg.amp,
+            workers=cfg.workers, progress=cfg.progress,
+        )  # fmt: skip
+        tr, te = train.metrics(), test.metrics()
+        row = {
+            "epoch": self.epoch + 1, "lr": lr, "train_loss": train.mean_loss,
+            "train_mse": tr["mse"], "train_mae": tr["mae"], "train_r2": tr["r2"],
+            "train_rate": train_rate, "test_loss": test.mean_loss, "test_mse": te["mse"],
+            "test_mae": te["mae"], "test_r2": te["r2"], "test_rate": test_rate,
+            "epoch_time_s": round(time.perf_counter() - self._epoch_start, 3),
+        }  # fmt: skip
+        self.history.append(row)
+        score = row["test_loss"] if math.isfinite(row["test_loss"]) else math.inf
+        best = self.best_epoch == 0 or score < self.best_test_acc
+        if best:
+            self.best_test_acc, self.best_epoch = score, self.epoch + 1
+        layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
+        self._close_epoch(
+            row,
+            layers,
+            best,
+            f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
+            f"R2 {tr['r2']:.4f}  rate {train_rate:.3f} | test loss {row['test_loss']:.4f}  "
+            f"MSE {te['mse']:.4f}  MAE {te['mae']:.4f}  R2 {te['r2']:.4f}  rate {test_rate:.3f}",
+        )
+
+
+def evaluate_regression_checkpoint(
+    path: Any,
+    payload: dict[str, Any],
+    config: TrainConfig,
+    *,
+    count: int | None,
+    chosen_by: str,
+    device: str = "auto",
+    batch_size: int | None = None,
+    workers: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """``spikeflow eval`` of a regression run's checkpoint ``path`` (its ``payload`` and
+    saved ``config``) on ``count`` samples of the test split (None: all the run tested):
+    what :func:`~spikeflow.training.evaluation.evaluate_checkpoint` returns for a
+    classification run, with ``test_mse``, ``test_mae``, ``test_r2`` and
+    ``regression_readout`` in place of the accuracy and its readout."""
+    from spikeflow.models.common import reading_saved_run
+    from spikeflow.training.checkpoint import load_weights
+    from spikeflow.training.config import resolve
+    from spikeflow.training.data import even_subset, static_layout
+    from spikeflow.training.distributed import DistContext, pick_device
+    from spikeflow.training.evaluation import run_fields
+
+    config = resolve(replace(config, test_samples=None))
+    task = RegressionTask(config.dataset)
+    _, full, info = task.build_datasets(config, with_train=False)
+    test_set = even_subset(full, count)
+    ctx = DistContext(device=pick_device(device))
+    with reading_saved_run():
+        model = task.build_model(config, info).to(ctx.device)
+    load_weights(model, payload, path)
+    sums, rate, layers = task.evaluate(
+        model, test_set, task.make_loss(config), T=config.T,  # type: ignore[arg-type]
+        static=static_layout(model, info, config.T),  # type: ignore[arg-type]
+        batch_size=batch_size or config.batch_size, ctx=ctx, amp=config.amp,  # type: ignore[arg-type]
+        workers=workers, progress=progress,
+    )  # fmt: skip
+    metrics = sums.metrics()
+    return {
+        "checkpoint": str(path),
+        **run_fields(config, payload, sums.count, full, chosen_by),
+        "weights": "model",
+        "test_loss": sums.mean_loss,
+        "loss": config.loss,
+        "test_mse": metrics["mse"],
+        "test_mae": metrics["mae"],
+        "test_r2": metrics["r2"],
+        "regression_readout": config.regression_readout,
+        "test_rate": rate,
+        "amp": config.amp,
+        "layers": [asdict(s) for s in layers],
+    }
+
+
+def format_regression_evaluation(result: dict[str, Any]) -> str:
+    """The report ``spikeflow eval`` prints for a regression run's result."""
+    lines = []
+    if result.get("run_folder"):
+        name = Path(result["checkpoint"]).name
+        why = "the epoch with the lowest test loss" if name == "best.pt" else "its last epoch"
+        lines.append(f"{result['run_folder']} is a run folder: evaluating its {name} ({why})")
+    lines += [
+        f"{result['checkpoint']}: {result['dataset']}, model {result['model']}, T={result['T']}, "
+        f"epoch {result['epoch']}/{result['epochs']}, {result['samples']} of the "
+        f"{result['split_samples']} test samples",
+        f"  {result['loss']} loss {result['test_loss']:.4f} (readout "
+        f"{result['regression_readout']})   MSE {result['test_mse']:.4f}   MAE "
+        f"{result['test_mae']:.4f}   R^2 {result['test_r2']:.4f}   mean firing rate "
+        f"{result['test_rate']:.4f}",
+        f"test R^2: {result['test_r2']:.4f}",
+    ]
+    return "\n".join(lines)

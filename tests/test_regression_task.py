@@ -1,0 +1,166 @@
+"""Regression in ``spikeflow train``: the decoding and losses, the metrics against numpy
+by hand, the refusals, scikit-learn's diabetes data and a short run that beats the mean
+predictor, evaluated again by ``spikeflow eval``."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.training import TrainConfig
+from spikeflow.training.config import resolve
+from spikeflow.training.regression_task import (
+    RegressionLoss,
+    RegressionSums,
+    RegressionTask,
+    regression_pairs,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_metrics_match_numpy_by_hand():
+    """MSE, MAE and R² summed batch by batch equal numpy's over all values at once."""
+    rng = np.random.default_rng(0)
+    target = rng.normal(2.0, 3.0, size=(50, 2))
+    pred = target + rng.normal(0.0, 1.5, size=target.shape)
+    sums = RegressionSums()
+    for lo in range(0, 50, 16):  # uneven batches
+        p, t = torch.tensor(pred[lo : lo + 16]), torch.tensor(target[lo : lo + 16])
+        sums.add_pairs(0.5, p, t, len(p))
+    error = pred - target
+    r2 = 1 - (error**2).sum() / ((target - target.mean()) ** 2).sum()
+    got = sums.metrics()
+    assert got["mse"] == pytest.approx((error**2).mean(), rel=1e-12)
+    assert got["mae"] == pytest.approx(np.abs(error).mean(), rel=1e-12)
+    assert got["r2"] == pytest.approx(r2, rel=1e-10)
+    assert sums.mean_loss == pytest.approx(0.5)
+    # the mean predictor scores R² = 0; constant targets have no R²
+    mean = RegressionSums()
+    mean.add_pairs(0.0, torch.full((50, 2), float(target.mean())), torch.tensor(target), 50)
+    assert mean.metrics()["r2"] == pytest.approx(0.0, abs=1e-12)
+    flat = RegressionSums()
+    flat.add_pairs(0.0, torch.zeros(4), torch.ones(4), 4)
+    assert np.isnan(flat.metrics()["r2"])
+
+
+def test_readouts_and_losses_by_hand():
+    """mean / last / per_step decode as their definitions, and each loss is torch's of
+    the decoded pairs (per_step: the mean of a loop's per-step losses)."""
+    torch.manual_seed(0)
+    out = torch.randn(5, 3, 2)  # [T, B, D]
+    target = torch.randn(3, 2)
+    pred, tgt = regression_pairs(out, target, "mean")
+    torch.testing.assert_close(pred, out.mean(0))
+    torch.testing.assert_close(tgt, target)
+    pred, _ = regression_pairs(out, target, "last")
+    torch.testing.assert_close(pred, out[4])
+    loop = sum(F.mse_loss(out[t], target) for t in range(5)) / 5
+    torch.testing.assert_close(RegressionLoss("mse", "per_step")(out, target), loop)
+    steps = torch.randn(3, 5, 2)  # a target per step, [B, T, D]
+    loop = sum(F.l1_loss(out[t], steps[:, t]) for t in range(5)) / 5
+    torch.testing.assert_close(RegressionLoss("l1", "per_step", True)(out, steps), loop)
+    huber = RegressionLoss("huber", "last", delta=0.3)(out, target)
+    torch.testing.assert_close(huber, F.huber_loss(out[4], target, delta=0.3))
+    with pytest.raises(ConfigurationError, match="per_step"):
+        regression_pairs(out, steps, "mean", per_step_targets=True)
+    with pytest.raises(ShapeError, match=r"\(4,\)"):
+        regression_pairs(out, torch.zeros(4), "mean")
+    with pytest.raises(ConfigurationError, match="delta"):
+        RegressionLoss("mse", "mean", delta=1.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"readout": "rate"}, "--readout"),
+        ({"mixup": 0.2}, "--mixup"),
+        ({"online": True}, "--online"),
+        ({"loss": "ce"}, "--loss ce"),
+        ({"loss_kwargs": {"label_smoothing": 0.1}}, "label_smoothing"),
+        ({"data_dir": "/somewhere"}, "--data-dir"),
+    ],
+)
+def test_classification_options_refused_by_name(changes, named):
+    config = TrainConfig(dataset="diabetes", **changes)
+    with pytest.raises(ConfigurationError, match=named):
+        if "data_dir" in changes:
+            RegressionTask("diabetes").build_datasets(resolve(config))
+        else:
+            resolve(config)
+
+
+def test_regression_readout_only_for_regression_and_fitting_targets():
+    with pytest.raises(ConfigurationError, match="not a regression dataset"):
+        resolve(TrainConfig(dataset="digits", regression_readout="last"))
+    with pytest.raises(ConfigurationError, match="use per_step"):
+        resolve(TrainConfig(dataset="pilotnet", regression_readout="last"))
+    assert resolve(TrainConfig(dataset="pilotnet")).regression_readout == "per_step"
+    resolved = resolve(TrainConfig(dataset="diabetes"))
+    assert (resolved.model, resolved.loss, resolved.regression_readout) == ("rsnn", "mse", "mean")
+
+
+def test_diabetes_split_and_standardisation():
+    """353 / 89 samples of sklearn's split (random_state 0), features and targets
+    standardised with the training split's statistics."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    train, test, info = RegressionTask("diabetes").build_datasets(
+        resolve(TrainConfig(dataset="diabetes"))
+    )
+    assert (len(train), len(test), info.num_classes, info.in_channels) == (353, 89, 1, 10)
+    x_tr = train.tensors[0].double().numpy()
+    y_tr, y_te = train.tensors[1].double().numpy(), test.tensors[1].double().numpy()
+    np.testing.assert_allclose(x_tr.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(x_tr.std(0), 1, atol=1e-5)
+    assert y_tr.mean() == pytest.approx(0, abs=1e-6) and y_tr.std() == pytest.approx(1, abs=1e-5)
+    data = load_diabetes()
+    _, _, raw_tr, raw_te = train_test_split(data.data, data.target, test_size=0.2, random_state=0)
+    np.testing.assert_allclose(y_te[:, 0], (raw_te - raw_tr.mean()) / raw_tr.std(), rtol=1e-5)
+
+
+def test_diabetes_run_beats_the_mean_predictor_and_eval_reports_it(tmp_path):
+    """A short run (3 epochs) on the diabetes data: its best test R² is well above the
+    mean predictor's 0; best.pt is the epoch of the lowest test loss, and ``spikeflow
+    eval`` reports the same loss, MSE, MAE and R² for it."""
+    from spikeflow.training.detection_trainer import trainer_for
+
+    config = TrainConfig(dataset="diabetes", epochs=3, output_dir=str(tmp_path / "run"),
+                         progress=False, threads=1)  # fmt: skip
+    result = trainer_for(config, log=None).fit()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    losses = [float(r["test_loss"]) for r in rows]
+    best = int(np.argmin(losses))
+    assert result.best_epoch == best + 1 and result.best_test_acc == pytest.approx(losses[best])
+    assert float(rows[best]["test_r2"]) > 0.1
+    assert float(rows[best]["test_mse"]) == pytest.approx(losses[best])  # (loss mse)
+    from spikeflow.training.evaluation import evaluate_checkpoint, format_evaluation
+
+    evaluated = evaluate_checkpoint(tmp_path / "run", progress=False)
+    for key in ("test_loss", "test_mse", "test_mae", "test_r2"):
+        assert evaluated[key] == pytest.approx(float(rows[best][key]), rel=1e-5)
+    assert f"R^2 {evaluated['test_r2']:.4f}" in format_evaluation(evaluated)
+
+
+def test_eval_cli_prints_the_metrics(tmp_path):
+    from spikeflow.training.detection_trainer import trainer_for
+
+    config = TrainConfig(dataset="diabetes", epochs=1, T=2, train_samples=64,
+                         output_dir=str(tmp_path / "run"), progress=False, threads=1)  # fmt: skip
+    trainer_for(config, log=None).fit()
+    env = {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "spikeflow", "eval", str(tmp_path / "run"), "--no-progress"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "MSE" in done.stdout and "MAE" in done.stdout and "test R^2:" in done.stdout
