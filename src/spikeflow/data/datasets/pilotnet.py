@@ -87,8 +87,6 @@ class PilotNetDriving(Dataset):
         MissingExtraError: Pillow is not installed (extra ``images``).
     """
 
-    sensor_size = None
-
     def __init__(
         self,
         root: str | os.PathLike,
