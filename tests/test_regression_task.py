@@ -164,3 +164,31 @@ def test_eval_cli_prints_the_metrics(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "MSE" in done.stdout and "MAE" in done.stdout and "test R^2:" in done.stdout
+
+
+def test_resume_within_an_epoch_gives_the_same_metrics(tmp_path):
+    """A regression run stopped within its second epoch and resumed logs the metrics of
+    a run never stopped (its running MSE/MAE/R² sums travel in the checkpoint)."""
+    from spikeflow.training.checkpoint import load_checkpoint
+    from spikeflow.training.detection_trainer import trainer_for
+    from spikeflow.training.trainer import config_for_resume
+
+    base = dict(dataset="diabetes", epochs=2, train_samples=128, test_samples=40,
+                progress=False, threads=1)  # fmt: skip
+    full = trainer_for(TrainConfig(output_dir=str(tmp_path / "a"), **base), log=None).fit()
+
+    class Stop:
+        def on_step_end(self, trainer, epoch, step, loss):
+            if (epoch, step) == (1, 1):
+                trainer._stop_requested = True
+
+    stopped = trainer_for(
+        TrainConfig(output_dir=str(tmp_path / "b"), **base), log=None, callbacks=[Stop()]
+    ).fit()
+    assert stopped.interrupted
+    payload = load_checkpoint(tmp_path / "b" / "last.pt")
+    config = config_for_resume(payload, {"output_dir": str(tmp_path / "b")})
+    resumed = trainer_for(config, resume=payload, resume_dir=tmp_path / "b", log=None).fit()
+    for key in ("train_loss", "train_mse", "train_mae", "train_r2", "test_mse", "test_r2"):
+        assert [r[key] for r in resumed.history] == [r[key] for r in full.history], key
+    assert full.history[-1]["train_r2"] != full.history[0]["train_r2"]  # it learns
