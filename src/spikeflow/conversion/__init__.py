@@ -12,6 +12,9 @@
   temporal-difference operators whose summed output equals the ANN's exactly; with
   ``encoders="sta"`` a float Transformer with calibrated :class:`STAEncoder` spike
   encoders (Spatio-Temporal Approximation, no training).
+* :func:`convert_spikezip_qann`: a QANN in the SpikeZIP-TF code's own layout (ViT or
+  RoBERTa attention modules carrying their quantisers; token embeddings and an attention
+  mask) converted the same way, with SpikeZIP-TF's bias schedule.
 * :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
@@ -54,6 +57,13 @@ from spikeflow.conversion.report import ConversionError, ConversionReport, Repor
 from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant, symmetric_quant
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded, constant_input
+from spikeflow.conversion.spikezip import (
+    SpikeZIPConversion,
+    SpikeZIPSNN,
+    SpreadBias,
+    TokenEmbedding,
+    convert_spikezip_qann,
+)
 from spikeflow.conversion.sta import STAEncoder, sta_threshold
 from spikeflow.conversion.temporal import (
     SpikeProduct,
@@ -86,14 +96,19 @@ __all__ = [
     "SigmaDeltaNetwork",
     "SignedIFNeuron",
     "SpikeProduct",
+    "SpikeZIPConversion",
+    "SpikeZIPSNN",
+    "SpreadBias",
     "StepBias",
     "SymmetricQuant",
     "TemporalDifference",
     "TimeFolded",
+    "TokenEmbedding",
     "TrainableIFNode",
     "TransformerConversion",
     "constant_input",
     "convert",
+    "convert_spikezip_qann",
     "convert_transformer",
     "differential_decode",
     "differential_encode",
