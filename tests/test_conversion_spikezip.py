@@ -171,3 +171,23 @@ def test_bad_inputs_are_named():
     snn, _ = convert_spikezip_qann(roberta, "roberta", mask_argument="attention_mask")
     with pytest.raises(ConfigurationError, match="pass mask_seq"):
         snn(impulse_input(tokens.to(F64), 2))
+
+
+def test_digits_example_trains_converts_and_matches_spikingjelly(capsys, monkeypatch):
+    """examples/convert_spikezip_digits.py, briefly: a SpikeZIP-layout ViT trained on
+    the real digits converts exactly (every test image equal from T = 32), as
+    SpikingJelly's recipe does step for step."""
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    import convert_spikezip_digits as example
+
+    result = example.main(["--epochs", "4", "--test-samples", "60"])
+    assert result["qann"] > 0.15  # 4 epochs learn well above chance (10 %)
+    assert result["exact"][-2:] == [1.0, 1.0]  # T = 32 and 64: every image equal
+    assert result["snn"][-1] == result["qann"]
+    assert result["exact"][0] == 0.0  # not at T = 1
+    versus = result["spikingjelly"]
+    assert versus != versus or versus < 1e-12  # nan: SpikingJelly not installed
+    assert "| SNN = QANN (% of images) |" in capsys.readouterr().out
