@@ -63,8 +63,9 @@ def test_roberta_with_mask_equals_spikingjelly_at_every_step():
     unmasked = _spikingjelly_steps(model, "roberta", tokens, STEPS, False)
     assert (unmasked.sum(0) - ours.sum(0)).abs().amax() > 1e-3
     names = {e.name: e for e in report.entries}
-    assert "bias over the first 8 steps" in names["model.attention.query"].detail
-    assert "bias over the first 8 steps" in names["model.classifier"].detail
+    assert "bias over the first 8 steps" in names["attention.query"].detail
+    assert "bias over the first 8 steps" in names["classifier"].detail
+    assert names["_lookup"].source == "nn.Embedding"
 
 
 def test_vit_equals_spikingjelly_at_every_step():
@@ -74,8 +75,8 @@ def test_vit_equals_spikingjelly_at_every_step():
     ours = snn(impulse_input(images, STEPS))
     torch.testing.assert_close(ours, reference, **TIGHT)
     details = {e.name: (e.source, e.detail) for e in report.entries}
-    assert details["model.blocks.0.attn.qkv"][1].endswith("bias once")
-    assert details["model.blocks.1.mlp.act"] == (
+    assert details["blocks.0.attn.qkv"][1].endswith("bias once")
+    assert details["blocks.1.mlp.act"] == (
         "nn.ReLU",
         "dropped: every use is an unsigned quantiser",
     )
@@ -110,7 +111,7 @@ def test_roberta_without_mask_and_bias_at_the_first_step():
 def test_relu_before_a_signed_quantiser_is_kept_and_exact():
     model, images = _vit(signed_after_relu=True)
     snn, report = convert_spikezip_qann(model, "vit")
-    entry = next(e for e in report.entries if e.name == "model.blocks.0.mlp.act")
+    entry = next(e for e in report.entries if e.name == "blocks.0.mlp.act")
     assert entry.action == "replaced" and "temporal difference" in entry.detail
     torch.testing.assert_close(snn.accumulate(images, 32)[-1], model(images).detach(), **TIGHT)
 

@@ -396,6 +396,9 @@ def convert_spikezip_qann(
         _amend(report, name, "nn.ReLU", "kept", "dropped: every use is an unsigned quantiser")
     schedule = _bias_schedule(qann, family, layers, attention_level, first_level, bias_steps)
     _spread_biases(snn.body, schedule, report)
+    report.entries = [  # the model's own module paths (the wrapper's "model." dropped)
+        _unwrapped(e) for e in report.entries
+    ]
     return SpikeZIPConversion(SpikeZIPSNN(snn.body, report, family, mask_argument), report)
 
 
@@ -465,6 +468,16 @@ def _spread_biases(body: nn.Module, schedule: dict[str, int], report: Conversion
             set_submodule(body, name, SpreadBias(module.layer, steps))
             detail = f"weights every step, bias over the first {steps} steps"
             _amend(report, name, f"nn.{type(module.layer).__name__}", "replaced", detail)
+
+
+def _unwrapped(entry: ReportEntry) -> ReportEntry:
+    """The entry named by the model's own module path (without the wrapper's "model."),
+    an embedding's lookup said as such."""
+    name = entry.name.removeprefix("model.")
+    if entry.source == f"{__name__}._lookup":
+        detail = "TokenEmbedding: the embedding at the first step, exactly 0 after (ids sent once)"
+        return ReportEntry(name, "nn.Embedding", entry.action, detail)
+    return ReportEntry(name, entry.source, entry.action, entry.detail)
 
 
 def _amend(report: ConversionReport, name: str, source: str, action: Any, detail: str) -> None:
