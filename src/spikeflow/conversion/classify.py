@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -21,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from spikeflow.conversion.nonlinear_names import NONLINEAR_WORDS, is_nonlinear_name
 from spikeflow.conversion.qcfs import QCFS, qcfs
+from spikeflow.conversion.rules import ConversionRule, find_rule, rule_table
 
 __all__ = [
     "KNOWN_MODULES",
@@ -328,8 +330,15 @@ def own_forward_text(cls: type) -> str | None:
     return f"the forward of {cls.__name__}, a subclass of {base.__name__} with a forward of its own"
 
 
-def classify_module(module: nn.Module) -> Kind:
+def classify_module(
+    module: nn.Module, rules: Mapping[type[nn.Module], ConversionRule] | None = None
+) -> Kind:
     """The conversion kind of a module (leaf torch modules, QCFS, or containers).
+
+    ``rules``: the conversion's rule table (:func:`~spikeflow.conversion.rules.
+    rule_table`; the built-in rules if None). A module a rule applies to
+    (:func:`~spikeflow.conversion.rules.find_rule`) is a site: ``maxpool`` for a max
+    pool (``unsupported`` if it returns indices), else ``activation``.
 
     A subclass of ``nn.ReLU``, ``QCFS``, ``nn.MaxPoolNd`` or an affine layer
     (``nn.Linear``, a convolution, a batch norm, ...) is one of them only if it keeps
@@ -339,12 +348,12 @@ def classify_module(module: nn.Module) -> Kind:
     gated pools, the parent's call in it stays the affine op, the rest is classified as
     usual), or, untraced, reported by what it calls.
     """
+    if find_rule(module, rule_table() if rules is None else rules) is not None:
+        if isinstance(module, MAXPOOL_MODULES):
+            return "unsupported" if module.return_indices else "maxpool"
+        return "activation"
     if overridden_base(module) is not None:
         return "container"
-    if isinstance(module, ACTIVATION_MODULES):
-        return "activation"
-    if isinstance(module, MAXPOOL_MODULES):
-        return "unsupported" if module.return_indices else "maxpool"
     if isinstance(module, _BatchNorm):
         # Eval mode with running statistics is a per-channel affine map.
         return "affine" if module.running_mean is not None else "unsupported"

@@ -41,7 +41,7 @@ from __future__ import annotations
 import copy
 import importlib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 
 from torch import Tensor, fx, nn
@@ -51,8 +51,8 @@ from spikeflow._checks import check_flag
 from spikeflow.conversion._checks import (
     check_initial_membrane,
     check_positive_int,
-    threshold_problem,
 )
+from spikeflow.conversion.builtin_rules import BUILTIN_RULES, RELU_RULE
 from spikeflow.conversion.calibrate import (
     ActivationObserver,
     check_fraction,
@@ -69,15 +69,18 @@ from spikeflow.conversion.classify import (
     overridden_base,
     own_forward_text,
 )
-from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
 from spikeflow.conversion.fold import graph_module, probe_output_shapes, set_submodule
-from spikeflow.conversion.group import GroupNeuron
-from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
-from spikeflow.conversion.neuron import ConversionIFNode
-from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS, qcfs
 from spikeflow.conversion.report import Action, ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.rewrite import GraphRewriter
+from spikeflow.conversion.rules import (
+    ConversionRule,
+    NeuronOptions,
+    Replacement,
+    RuleSite,
+    find_rule,
+    rule_table,
+)
 from spikeflow.conversion.site import Site
 from spikeflow.conversion.snn import CODINGS, ConvertedSNN, TimeFolded
 from spikeflow.errors import ConfigurationError
@@ -105,22 +108,28 @@ class _Tracer(fx.Tracer):
     is one call, which becomes a neuron, as a relu or max pool call does; the parent's
     ``F.linear``/``F.conv2d``/... call in it stays the affine op it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: Mapping[type[nn.Module], ConversionRule] | None = None) -> None:
         super().__init__(autowrap_functions=(qcfs,))
+        # (torch.fx builds one with no arguments to unpickle a traced module)
+        self.rules = rule_table() if rules is None else rules
         # autowrap_functions wraps qcfs where a module's forward names it; QCFS.forward
         # called through super() is no module call, so qcfs.py is searched too.
         self._autowrap_search.append(importlib.import_module(qcfs.__module__))
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (Site, TimeFolded)):
+        if isinstance(m, (Site, TimeFolded)) or find_rule(m, self.rules) is not None:
             return True
         if isinstance(m, KNOWN_MODULES):
             return overridden_base(m) is None
         return super().is_leaf_module(m, qualname)
 
 
-def _trace(module: nn.Module) -> fx.GraphModule:
-    tracer = _Tracer()
+def _trace(
+    module: nn.Module, rules: Mapping[type[nn.Module], ConversionRule] | None = None
+) -> fx.GraphModule:
+    """``module`` traced, the modules a rule applies to (built-in ones if no ``rules``)
+    kept as leaves."""
+    tracer = _Tracer(rules)
     graph = tracer.trace(module)
     return graph_module(tracer.root, graph, type(module).__name__)
 
@@ -143,7 +152,9 @@ class _Converter(GraphRewriter, CalibrationPass):
         coding: str,
         max_pool: MaxPoolMode,
         trace: TraceMode,
+        rules: Mapping[type[nn.Module], ConversionRule] | None = None,
     ) -> None:
+        self.rules = rule_table(rules)
         self.norm, self.percentile = check_norm(norm, percentile)
         check_include_zeros(self.norm, include_zeros)
         self.levels = check_levels(self.norm, levels)
@@ -191,6 +202,10 @@ class _Converter(GraphRewriter, CalibrationPass):
         if trace not in ("auto", "fx", "modules"):
             raise ConfigurationError(f"trace must be 'auto', 'fx' or 'modules', got {trace!r}")
         self.trace = trace
+        self.options = NeuronOptions(
+            self.norm_name(), self.initial_membrane, self.group_size, self.multi_threshold,
+            self.negative_spikes, self.coding, self.max_pool,
+        )  # fmt: skip
         self.report = ConversionReport()
         self.untraced: dict[int, str] = {}
         #: Untraced forwards of ReLU, QCFS and max-pool subclasses: name -> what they are.
@@ -211,8 +226,16 @@ class _Converter(GraphRewriter, CalibrationPass):
     ) -> Site:
         """The placeholder of an activation or max pool; ``untraced``: it is called by an
         untraced forward (an in-place relu there writes its result back into its input)."""
+        rule = find_rule(ann, self.rules)
+        assert rule is not None  # a site is made where a rule applies
         observer = None
-        if kind == "activation" and not isinstance(ann, QCFS):
+        if rule.observe is not None:
+            if callable(rule.observe) and self.norm in ("gaussian", "ltb"):
+                raise ConfigurationError(
+                    f"norm={self.norm!r} calibrates what an activation outputs, and rule "
+                    f"{rule.name!r} at {name!r} ({source}) observes a function of it: use "
+                    "norm='max' or 'percentile' with it (or observe='output')"
+                )
             percentile = self.percentile if self.norm == "percentile" else None
             with warnings.catch_warnings():
                 # check_norm warned about a percentile <= 1 once, in __init__.
@@ -223,7 +246,7 @@ class _Converter(GraphRewriter, CalibrationPass):
                     momentum=self.momentum,
                 )  # fmt: skip
         write_back = untraced and isinstance(ann, nn.ReLU) and ann.inplace
-        site = Site(kind, name, source, ann, observer, write_back)
+        site = Site(kind, name, source, ann, observer, write_back, rule)
         site.report_index = len(self.report.entries)  # filled in by neuron(), in graph order
         self.report.add(name, source, "unconverted", "pending")
         return site
@@ -234,7 +257,7 @@ class _Converter(GraphRewriter, CalibrationPass):
         """The replacement of a leaf module (itself if kept), or None for a container;
         ``not_folded`` says why a batch norm after a foldable layer stays; ``untraced``:
         the module is called by an untraced forward."""
-        kind = classify_module(module)
+        kind = classify_module(module, self.rules)
         source = type(module).__name__
         source = (
             f"QCFS(L={module.levels})"
@@ -277,7 +300,7 @@ class _Converter(GraphRewriter, CalibrationPass):
         has_forward = type(module).forward is not nn.Module.forward
         if self.trace != "modules" and has_forward:
             try:
-                gm = _trace(module)
+                gm = _trace(module, self.rules)
             except Exception as err:
                 if self.trace == "fx":
                     raise ConversionError(
@@ -316,81 +339,55 @@ class _Converter(GraphRewriter, CalibrationPass):
     # -- the spiking network ----------------------------------------------------------
 
     def neuron(self, site: Site) -> nn.Module:
+        """The spiking part of ``site``, as its rule gives it; its report entry settled."""
         if self.calibration_batches and site.calls == 0 and site.observer is not None:
             self.settle(site, "kept", "never called by the calibration forward passes")
             return site.ann
-        if site.kind == "maxpool":
-            if self.coding == "differential":
-                try:
-                    pool = DifferentialMaxPool.from_max_pool(site.ann)
-                except ConfigurationError as error:
-                    self.settle(site, "unconverted", str(error))
-                    return site.ann
-                self.settle(site, "replaced", "DifferentialMaxPool (rebuilt-domain maxima)")
-                return TimeFolded(pool)
-            if self.max_pool == "keep":
-                self.settle(site, "kept", "max of each step's values (overestimates the max rate)")
-                return site.ann  # stateless: runs on the folded [T*B, ...] like the convs
-            self.settle(site, "replaced", "GatedMaxPool (spike counts)")
-            return TimeFolded(GatedMaxPool.from_max_pool(site.ann))
-        # θ is a tensor, per layer too: the neuron keeps it as a buffer, so the SNN's
-        # state dict holds its calibration (a float threshold is no part of it).
-        if isinstance(site.ann, QCFS):
-            theta = site.ann.threshold.detach().clone()
-            init = site.ann.shift if self.initial_membrane is None else self.initial_membrane
-            what = f"λ={float(theta):.4g}"
+        rule = site.rule
+        assert rule is not None
+        scale = site.observer.scale() if site.observer is not None else None
+        silent = site.observer.silent_channels if site.observer is not None else 0
+        context = RuleSite(site.ann, site.site_name, scale, self.options, silent, site.shared)
+        builtin = any(rule is known for known in BUILTIN_RULES.values())
+        if builtin:
+            result = rule.replace(context)
         else:
-            assert site.observer is not None
-            scale = site.observer.scale()
-            init = 0.0 if self.initial_membrane is None else self.initial_membrane
-            theta = scale
-            if scale.dim() == 0:
-                what = f"{self.norm_name()} θ={float(scale):.4g}"
-            else:
-                what = (
-                    f"{self.norm_name()} per-channel θ[{scale.numel()}] in "
-                    f"[{float(scale.min()):.3g}, {float(scale.max()):.3g}]"
-                )
-            if site.observer.silent_channels:
-                what += f", {site.observer.silent_channels} silent in calibration"
-        problem = threshold_problem(theta)
-        if problem is not None:  # strict conversion lists every such site in one error
-            self.settle(site, "unconverted", self.bad_threshold(site, problem))
-            return site.ann
-        if self.coding == "differential":
-            neuron: nn.Module = DifferentialNeuron(theta, self.multi_threshold)
-            levels = f"k={self.multi_threshold}" if self.multi_threshold else "one threshold"
-            kind = f"DifferentialNeuron({levels})"
-            init = 0.0 if self.multi_threshold else 0.5
-        elif self.group_size is not None:
-            neuron = GroupNeuron(theta, self.group_size, init)
-            kind = f"GroupNeuron(m={self.group_size})"
-        elif self.multi_threshold is not None:
-            init = 0.0
-            neuron = MultiThresholdNeuron(theta, self.multi_threshold, self.negative_spikes)
-            sign = ", signed" if self.negative_spikes else ""
-            kind = f"MultiThresholdNeuron(k={self.multi_threshold}{sign})"
-        else:
-            neuron = ConversionIFNode(theta, init)
-            kind = "IF soft reset"
-        per = f"/{self.group_size}" if self.group_size else ""
-        if site.shared > 1:
-            what += f", shared by {site.shared} calls per forward (do not stream)"
-        self.settle(site, "converted", f"{kind}, {what}, V0={init:g}·θ{per}")
-        return TimeFolded(neuron, write_back=site.write_back)
-
-    @staticmethod
-    def bad_threshold(site: Site, problem: str) -> str:
-        """The report detail of a site whose threshold is not finite and > 0."""
-        if isinstance(site.ann, QCFS):
-            return (
-                f"λ = {problem}; it becomes the IF neuron's threshold (train with a "
-                "positive λ, e.g. clamp it after each step, or reset this layer's λ)"
+            try:
+                result = rule.replace(context)
+            except Exception as error:
+                raise ConversionError(
+                    f"rule {rule.name!r} failed at '{site.site_name}' ({site.source}): "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+        if isinstance(result, nn.Module):
+            result = Replacement(result)
+        elif not isinstance(result, Replacement):
+            raise ConversionError(
+                f"rule {rule.name!r} at '{site.site_name}' ({site.source}) returned "
+                f"{type(result).__name__}: a rule's replace must return an nn.Module (the "
+                "spiking part, [T, B, ...] in and out) or a Replacement"
             )
-        return (
-            f"calibrated θ = {problem}; it becomes the IF neuron's threshold (the "
-            "calibration data gave inf or NaN activations here)"
-        )
+        detail = result.detail if builtin else self.user_rule_detail(rule, result, scale, site)
+        self.settle(site, result.action, detail)
+        if result.action in ("kept", "unconverted") or result.steps == "folded":
+            return result.module
+        return TimeFolded(result.module, write_back=site.write_back)
+
+    def user_rule_detail(
+        self, rule: ConversionRule, result: Replacement, scale: Tensor | None, site: Site
+    ) -> str:
+        """The report detail of a user rule's site: the rule's name, then its own detail
+        (by default the module it gave and the calibrated scale)."""
+        detail = result.detail
+        if not detail:
+            detail = type(result.module).__name__
+            if scale is not None and scale.dim() == 0:
+                detail += f", {self.norm_name()} scale={float(scale):.4g}"
+            elif scale is not None:
+                detail += f", {self.norm_name()} per-channel scale[{scale.numel()}]"
+        if site.shared > 1:
+            detail += f", shared by {site.shared} calls per forward (do not stream)"
+        return f"rule {rule.name!r}: {detail}"
 
     def settle(self, site: Site, action: Action, detail: str) -> None:
         """Fill in the report entry reserved for ``site``."""
@@ -439,6 +436,7 @@ def convert(
     max_pool: MaxPoolMode = "gated",
     strict: bool = True,
     trace: TraceMode = "auto",
+    rules: Mapping[type[nn.Module], ConversionRule] | None = None,
 ) -> Conversion:
     """Convert a trained ReLU (or QCFS) network into a spiking network of IF neurons.
 
@@ -488,6 +486,12 @@ def convert(
             everything that could not be converted (otherwise only report it).
         trace: ``'auto'`` (torch.fx, module by module where tracing fails), ``'fx'``
             (tracing must succeed) or ``'modules'`` (module by module only).
+        rules: ``{module type: ConversionRule}`` for this conversion, on top of the
+            built-in rules (``nn.ReLU``, ``QCFS``, the max pools; one given here
+            overrides them) and those :func:`~spikeflow.conversion.rules.register_rule`
+            added (:mod:`~spikeflow.conversion.rules`): each site of such a type is
+            calibrated as its rule observes and replaced by what its rule gives. A rule
+            for ``nn.ReLU`` or a max pool applies to the relu and max-pool calls too.
 
     Returns:
         ``(snn, report)``: the :class:`~spikeflow.conversion.snn.ConvertedSNN` (input
@@ -515,6 +519,7 @@ def convert(
         coding=coding,
         max_pool=max_pool,
         trace=trace,
+        rules=rules,
     )
     ann = copy.deepcopy(model).eval()
     finalize(ann)  # pruned layers (spikeflow.prune) as plain layers holding the sparse weights
@@ -532,7 +537,17 @@ def convert(
         )
     if calibration_data is None:
         if needs_data:
-            names = ", ".join(s.site_name for s in sites if s.observer is not None)
+            observed = [s for s in sites if s.observer is not None]
+            names = ", ".join(s.site_name for s in observed)
+            if any(s.rule is not RELU_RULE for s in observed):
+                names = ", ".join(
+                    f"{s.site_name} (rule {s.rule.name!r})" for s in observed if s.rule
+                )
+                raise ConfigurationError(
+                    f"calibration_data is needed for the sites whose rules observe "
+                    f"activations ({names}); only QCFS activations and rules with "
+                    "observe=None convert without it"
+                )
             raise ConfigurationError(
                 f"calibration_data is needed to scale the ReLUs ({names}); only QCFS "
                 "activations convert without it"

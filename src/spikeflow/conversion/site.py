@@ -8,10 +8,14 @@ part.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from spikeflow.conversion.calibrate import ActivationObserver
+from spikeflow.conversion.report import ConversionError
+from spikeflow.conversion.rules import ConversionRule
 
 __all__ = ["Site"]
 
@@ -28,6 +32,8 @@ class Site(nn.Module):
         observer: records the activations for the threshold (None for QCFS and pools).
         write_back: write the result into the input, as an in-place relu of an untraced
             forward did (what reads the input afterwards sees the rectified values).
+        rule: the :class:`~spikeflow.conversion.rules.ConversionRule` that replaces it;
+            a callable ``rule.observe`` gives what the observer records.
     """
 
     def __init__(
@@ -38,12 +44,14 @@ class Site(nn.Module):
         ann: nn.Module,
         observer: ActivationObserver | None,
         write_back: bool = False,
+        rule: ConversionRule | None = None,
     ) -> None:
         super().__init__()
         self.kind, self.site_name, self.source = kind, name, source
         self.report_index = -1
         self.ann = ann
         self.observer = observer
+        self.rule = rule
         self.calls = 0  # during calibration
         self.shared = 1  # calls per forward pass (more than 1: a module called twice)
         #: An in-place relu in an untraced forward, which may read its input afterwards:
@@ -57,5 +65,22 @@ class Site(nn.Module):
         y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
         if self.observing:
             self.calls += 1
-            y = self.observer(y, x) if self.observer is not None else y
+            observe = self.rule.observe if self.rule is not None else "output"
+            if self.observer is not None and callable(observe):
+                self.observer(self._observed(observe, x, y), x)
+            elif self.observer is not None:
+                y = self.observer(y, x)
         return x.copy_(y) if self.write_back else y
+
+    def _observed(
+        self, observe: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        """What a rule's ``observe(x, y)`` gives, checked to be a tensor."""
+        assert self.rule is not None
+        values = observe(x, y)
+        if not isinstance(values, Tensor):
+            raise ConversionError(
+                f"rule {self.rule.name!r} at '{self.site_name}' ({self.source}): observe(x, y) "
+                f"returned {type(values).__name__}, not a tensor of the values to calibrate on"
+            )
+        return values
