@@ -3,6 +3,8 @@
 * :func:`convert`: trace a trained ReLU/QCFS network, fold batch norm, calibrate the
   scales (max-norm or percentile, per layer or per channel), replace activations by IF
   neurons with soft reset (or group neurons) and return ``(snn, report)``.
+* :class:`ConversionRule` (with :func:`register_rule` or ``convert(..., rules=...)``):
+  how convert calibrates and replaces an activation of a user's own module type.
 * :class:`QCFS`: the quantisation-clip-floor-shift activation for training the ANN.
 * :func:`constant_input`: the analog input repeated over T steps.
 * :func:`to_sigma_delta`: a trained ``nn.Sequential`` ANN as a sigma-delta network (its
@@ -54,6 +56,15 @@ from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.qcfs import QCFS, floor_ste, qcfs
 from spikeflow.conversion.real_spike import fold_real_spikes
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
+from spikeflow.conversion.rules import (
+    ConversionRule,
+    NeuronOptions,
+    Replacement,
+    RuleSite,
+    register_rule,
+    registered_rules,
+    unregister_rule,
+)
 from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant, symmetric_quant
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded, constant_input
@@ -84,6 +95,7 @@ __all__ = [
     "ConversionError",
     "ConversionIFNode",
     "ConversionReport",
+    "ConversionRule",
     "ConvertedSNN",
     "DifferenceSNN",
     "DifferentialMaxPool",
@@ -91,7 +103,10 @@ __all__ = [
     "GatedMaxPool",
     "GroupNeuron",
     "MultiThresholdNeuron",
+    "NeuronOptions",
+    "Replacement",
     "ReportEntry",
+    "RuleSite",
     "STAEncoder",
     "SigmaDeltaNetwork",
     "SignedIFNeuron",
@@ -125,9 +140,12 @@ __all__ = [
     "layer_output_shapes",
     "qcfs",
     "quantile",
+    "register_rule",
+    "registered_rules",
     "sta_threshold",
     "symmetric_quant",
     "to_sigma_delta",
     "uneven_counts",
     "unevenness",
+    "unregister_rule",
 ]

@@ -385,6 +385,8 @@ class _Converter(GraphRewriter, CalibrationPass):
                 detail += f", {self.norm_name()} scale={float(scale):.4g}"
             elif scale is not None:
                 detail += f", {self.norm_name()} per-channel scale[{scale.numel()}]"
+            if site.observer is not None and site.observer.silent_channels:
+                detail += f", {site.observer.silent_channels} silent in calibration"
         if site.shared > 1:
             detail += f", shared by {site.shared} calls per forward (do not stream)"
         return f"rule {rule.name!r}: {detail}"
