@@ -335,5 +335,6 @@ def test_a_rule_may_leave_a_site_unconverted_and_strict_refuses_it(digits):
         net, digits[:64], rules={BoundedReLU: ConversionRule(refuse)}, strict=False
     )
     assert len(report.unconverted) == 2
+    assert type(snn.body.get_submodule("1")) is BoundedReLU  # the ANN's own, on [T*B, ...]
     x = digits[1500:1504]
     torch.testing.assert_close(snn.rate(x, 3), net(x))  # the ANN's modules, run each step

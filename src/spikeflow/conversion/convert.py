@@ -30,6 +30,11 @@ Steps:
    are refused by name (:mod:`~spikeflow.conversion.batchdim`; decided on the
    calibration batches where the trace cannot tell).
 
+What a site (an activation, a max pool) becomes is its conversion rule's answer
+(:mod:`~spikeflow.conversion.rules`; the built-in ones in
+:mod:`~spikeflow.conversion.builtin_rules`, a user's through ``rules=`` or
+:func:`~spikeflow.conversion.rules.register_rule`).
+
 This module holds the public API and the orchestration (tracing, module-by-module
 conversion, calibration, the spiking parts); the passes over a traced graph are in
 :mod:`~spikeflow.conversion.rewrite`, the placeholders they leave in
