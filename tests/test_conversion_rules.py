@@ -338,3 +338,31 @@ def test_a_rule_may_leave_a_site_unconverted_and_strict_refuses_it(digits):
     assert type(snn.body.get_submodule("1")) is BoundedReLU  # the ANN's own, on [T*B, ...]
     x = digits[1500:1504]
     torch.testing.assert_close(snn.rate(x, 3), net(x))  # the ANN's modules, run each step
+
+
+def test_a_user_rule_for_nn_relu_reproduces_the_built_in_conversion(digits):
+    """SpikingJelly's rate-coding recipe as a user rule: the calibrated max as the
+    threshold of a soft-reset IF neuron; the SNN equals convert's own at every step."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 6, 3, padding=1)
+            self.bn = nn.BatchNorm2d(6)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(6 * 4 * 4, 10)
+
+        def forward(self, x: Tensor) -> Tensor:
+            y = F.avg_pool2d(F.relu(self.bn(self.conv(x))), 2)
+            return self.fc(torch.flatten(self.act(y + 0.1), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    images = digits.reshape(-1, 1, 8, 8)
+    rate_coding = ConversionRule(lambda site: ConversionIFNode(site.scale), name="rate coding")
+    mine, report = convert(net, images[:300], rules={nn.ReLU: rate_coding})
+    theirs, _ = convert(net, images[:300])
+    assert [e.detail.split(":")[0] for e in report.converted] == ["rule 'rate coding'"] * 2
+    seq = constant_input(images[1500:1532], 32)
+    with torch.no_grad():
+        assert torch.equal(mine(seq), theirs(seq))
