@@ -24,7 +24,8 @@ from spikeflow.conversion import (
     registered_rules,
     unregister_rule,
 )
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, StateError
+from spikeflow.functional import streaming
 
 
 class BoundedReLU(nn.Module):
@@ -366,3 +367,18 @@ def test_a_user_rule_for_nn_relu_reproduces_the_built_in_conversion(digits):
     seq = constant_input(images[1500:1532], 32)
     with torch.no_grad():
         assert torch.equal(mine(seq), theirs(seq))
+
+
+def test_streaming_carries_a_rule_s_neurons_or_refuses_a_module_it_cannot_carry(digits):
+    net = _mlp(LeakyClip, 1.5, 0.1)
+    snn, _ = convert(net, digits[:256], rules={LeakyClip: SIGNED_PAIR})
+    seq = constant_input(digits[1500:1516], 20)
+    with torch.no_grad():
+        whole = snn(seq)
+        with streaming(snn):  # the pair's IF neurons carry their membranes across chunks
+            chunks = torch.cat([snn(seq[:7]), snn(seq[7:])])
+    assert torch.equal(chunks, whole)
+    snn, _ = convert(_mlp(BoundedReLU, 1.0), digits[:256], rules={BoundedReLU: TWO_THRESHOLD})
+    with pytest.raises(StateError, match=r"'body\.1\.module' \(TwoThresholdIF\) runs whole"):
+        with streaming(snn):
+            pass

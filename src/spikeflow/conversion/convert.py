@@ -53,6 +53,7 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from spikeflow._checks import check_flag
+from spikeflow.base import MemoryModule
 from spikeflow.conversion._checks import (
     check_initial_membrane,
     check_positive_int,
@@ -127,6 +128,18 @@ class _Tracer(fx.Tracer):
         if isinstance(m, KNOWN_MODULES):
             return overridden_base(m) is None
         return super().is_leaf_module(m, qualname)
+
+
+def _mark_unstreamable(module: nn.Module) -> None:
+    """A user rule's sequence module with no spikeflow neuron in it (whose state
+    :func:`~spikeflow.functional.streaming` could carry) and no ``streamable`` of its
+    own gets ``streamable = False``: streaming refuses it instead of restarting it at
+    every chunk. A module that carries its state itself, or has none, says
+    ``streamable = True``."""
+    if hasattr(module, "streamable"):
+        return
+    if not any(isinstance(m, MemoryModule) for m in module.modules()):
+        module.streamable = False
 
 
 def _trace(
@@ -376,6 +389,8 @@ class _Converter(GraphRewriter, CalibrationPass):
         self.settle(site, result.action, detail)
         if result.action in ("kept", "unconverted") or result.steps == "folded":
             return result.module
+        if not builtin:
+            _mark_unstreamable(result.module)
         return TimeFolded(result.module, write_back=site.write_back)
 
     def user_rule_detail(
