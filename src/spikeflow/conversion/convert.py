@@ -53,7 +53,6 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from spikeflow._checks import check_flag
-from spikeflow.base import MemoryModule
 from spikeflow.conversion._checks import (
     check_initial_membrane,
     check_positive_int,
@@ -85,6 +84,8 @@ from spikeflow.conversion.rules import (
     Replacement,
     RuleSite,
     find_rule,
+    mark_unstreamable,
+    rule_detail,
     rule_table,
 )
 from spikeflow.conversion.site import Site
@@ -128,18 +129,6 @@ class _Tracer(fx.Tracer):
         if isinstance(m, KNOWN_MODULES):
             return overridden_base(m) is None
         return super().is_leaf_module(m, qualname)
-
-
-def _mark_unstreamable(module: nn.Module) -> None:
-    """A user rule's sequence module with no spikeflow neuron in it (whose state
-    :func:`~spikeflow.functional.streaming` could carry) and no ``streamable`` of its
-    own gets ``streamable = False``: streaming refuses it instead of restarting it at
-    every chunk. A module that carries its state itself, or has none, says
-    ``streamable = True``."""
-    if hasattr(module, "streamable"):
-        return
-    if not any(isinstance(m, MemoryModule) for m in module.modules()):
-        module.streamable = False
 
 
 def _trace(
@@ -385,31 +374,15 @@ class _Converter(GraphRewriter, CalibrationPass):
                 f"{type(result).__name__}: a rule's replace must return an nn.Module (the "
                 "spiking part, [T, B, ...] in and out) or a Replacement"
             )
-        detail = result.detail if builtin else self.user_rule_detail(rule, result, scale, site)
+        detail = result.detail
+        if not builtin:
+            detail = rule_detail(rule, result, scale, self.norm_name(), silent, site.shared)
         self.settle(site, result.action, detail)
         if result.action in ("kept", "unconverted") or result.steps == "folded":
             return result.module
         if not builtin:
-            _mark_unstreamable(result.module)
+            mark_unstreamable(result.module)
         return TimeFolded(result.module, write_back=site.write_back)
-
-    def user_rule_detail(
-        self, rule: ConversionRule, result: Replacement, scale: Tensor | None, site: Site
-    ) -> str:
-        """The report detail of a user rule's site: the rule's name, then its own detail
-        (by default the module it gave and the calibrated scale)."""
-        detail = result.detail
-        if not detail:
-            detail = type(result.module).__name__
-            if scale is not None and scale.dim() == 0:
-                detail += f", {self.norm_name()} scale={float(scale):.4g}"
-            elif scale is not None:
-                detail += f", {self.norm_name()} per-channel scale[{scale.numel()}]"
-            if site.observer is not None and site.observer.silent_channels:
-                detail += f", {site.observer.silent_channels} silent in calibration"
-        if site.shared > 1:
-            detail += f", shared by {site.shared} calls per forward (do not stream)"
-        return f"rule {rule.name!r}: {detail}"
 
     def settle(self, site: Site, action: Action, detail: str) -> None:
         """Fill in the report entry reserved for ``site``."""

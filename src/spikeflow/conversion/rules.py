@@ -24,6 +24,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "Replacement",
     "RuleSite",
     "find_rule",
+    "mark_unstreamable",
     "register_rule",
     "registered_rules",
+    "rule_detail",
     "rule_table",
     "unregister_rule",
 ]
@@ -297,3 +300,39 @@ def find_rule(
                 "its own"
             )
     return table[first]
+
+
+def rule_detail(
+    rule: ConversionRule,
+    result: Replacement,
+    scale: Tensor | None,
+    norm: str,
+    silent_channels: int = 0,
+    shared: int = 1,
+) -> str:
+    """The report detail of a user rule's site: ``rule '<name>': `` and the rule's own
+    detail, by default the module it gave and the scale calibrated with ``norm``."""
+    detail = result.detail
+    if not detail:
+        detail = type(result.module).__name__
+        if scale is not None and scale.dim() == 0:
+            detail += f", {norm} scale={float(scale):.4g}"
+        elif scale is not None:
+            detail += f", {norm} per-channel scale[{scale.numel()}]"
+        if silent_channels:
+            detail += f", {silent_channels} silent in calibration"
+    if shared > 1:
+        detail += f", shared by {shared} calls per forward (do not stream)"
+    return f"rule {rule.name!r}: {detail}"
+
+
+def mark_unstreamable(module: nn.Module) -> None:
+    """A user rule's sequence module with no spikeflow neuron in it (whose state
+    :func:`~spikeflow.functional.streaming` could carry) and no ``streamable`` of its
+    own gets ``streamable = False``: streaming refuses it instead of restarting it at
+    every chunk. A module that carries its state itself, or has none, says
+    ``streamable = True``."""
+    if hasattr(module, "streamable"):
+        return
+    if not any(isinstance(m, MemoryModule) for m in module.modules()):
+        module.streamable = False
