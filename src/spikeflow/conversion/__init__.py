@@ -17,6 +17,10 @@
 * :func:`convert_spikezip_qann`: a QANN in the SpikeZIP-TF code's own layout (ViT or
   RoBERTa attention modules carrying their quantisers; token embeddings and an attention
   mask) converted the same way, with SpikeZIP-TF's bias schedule.
+* :func:`convert_causal_lm`: a Hugging Face decoder LLM (Qwen2 / Llama layout) as a
+  spiking model: temporal-difference RMSNorm, SiLU, gated product and causal GQA
+  attention, calibrated signed spike encoders (:func:`calibrate_causal_lm`), greedy
+  generation with a KV cache (extra ``llm``: ``transformers``).
 * :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
@@ -50,6 +54,14 @@ from spikeflow.conversion.fold import (
 from spikeflow.conversion.gaussian import gaussian_threshold
 from spikeflow.conversion.group import GroupNeuron
 from spikeflow.conversion.hybrid import TrainableIFNode, fine_tunable, frozen
+from spikeflow.conversion.llm import (
+    SpikingCausalLM,
+    SpikingKVCache,
+    SpikingLMOutput,
+    calibrate_causal_lm,
+    convert_causal_lm,
+)
+from spikeflow.conversion.llm_encode import LLMCalibration, SignedSpikeEncoder
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
@@ -102,6 +114,7 @@ __all__ = [
     "DifferentialNeuron",
     "GatedMaxPool",
     "GroupNeuron",
+    "LLMCalibration",
     "MultiThresholdNeuron",
     "NeuronOptions",
     "Replacement",
@@ -110,9 +123,13 @@ __all__ = [
     "STAEncoder",
     "SigmaDeltaNetwork",
     "SignedIFNeuron",
+    "SignedSpikeEncoder",
     "SpikeProduct",
     "SpikeZIPConversion",
     "SpikeZIPSNN",
+    "SpikingCausalLM",
+    "SpikingKVCache",
+    "SpikingLMOutput",
     "SpreadBias",
     "StepBias",
     "SymmetricQuant",
@@ -121,8 +138,10 @@ __all__ = [
     "TokenEmbedding",
     "TrainableIFNode",
     "TransformerConversion",
+    "calibrate_causal_lm",
     "constant_input",
     "convert",
+    "convert_causal_lm",
     "convert_spikezip_qann",
     "convert_transformer",
     "differential_decode",

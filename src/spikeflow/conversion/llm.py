@@ -1,0 +1,478 @@
+"""Spiking conversion of Hugging Face decoder LLMs in the Qwen2 / Llama layout.
+
+A decoder layer of these models is ``h += o(attn(rope(q(n1(h))), rope(k(n1(h))),
+v(n1(h))))`` then ``h += down(silu(gate(n2(h))) * up(n2(h)))`` with RMSNorms ``n1, n2``,
+causal grouped-query attention (GQA) and a KV cache for decoding. The converted model
+runs ``T`` steps of streams ``[T, B, S, ...]`` whose running sums are the ANN's values
+(:mod:`spikeflow.conversion.temporal`): the linear layers pass changes on
+(:class:`~spikeflow.conversion.temporal.StepBias`), the RMSNorms, SiLU and the causal
+attention are temporal differences (:class:`~spikeflow.conversion.temporal.
+TemporalDifference`), the gated product is a
+:class:`~spikeflow.conversion.temporal.SpikeProduct`, and the rotary embedding, linear
+in its input, acts on each step. With a calibration, the token embeddings and, in each
+layer, the rotated queries and keys, the values and the gated product are re-sent as
+signed spikes (:class:`~spikeflow.conversion.llm_encode.SignedSpikeEncoder`) from the
+sum of their input's ``T`` steps (SpikingJelly 2.0's ``Qwen2SNNModel``, its
+"layerwise offline multi-step" schedule: a site sends its spikes once its input's ``T``
+steps are in). Summed over the steps, the logits are then those of the ANN with these
+activations quantised to ``θ · clip(round(x/θ), -T, T)``; without a calibration the
+streams carry the float values at the first step and every step's logits are the
+float model's.
+
+Entry points: :func:`calibrate_causal_lm`, :func:`convert_causal_lm`,
+:meth:`SpikingCausalLM.generate`. ``transformers`` is the ``llm`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeflow.conversion._checks import check_positive_int
+from spikeflow.conversion.llm_encode import (
+    SITES,
+    ChannelMax,
+    LLMCalibration,
+    SignedSpikeEncoder,
+    signed_quantize,
+)
+from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
+from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "SpikingCausalLM",
+    "SpikingKVCache",
+    "SpikingLMOutput",
+    "calibrate_causal_lm",
+    "convert_causal_lm",
+]
+
+SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
+MODES = ("spikes", "quantized", "exact")
+_LINEARS = {
+    "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mlp": ("gate_proj", "up_proj", "down_proj"),
+}
+_NORMS = ("input_layernorm", "post_attention_layernorm")
+
+
+def _check_source(model: object, feature: str) -> nn.Module:
+    """``model`` if it is an eval-mode Hugging Face causal LM of a supported layout."""
+    try:
+        from transformers import PreTrainedModel
+    except ImportError as error:
+        raise MissingExtraError(feature, "transformers", "llm") from error
+    if not isinstance(model, PreTrainedModel):
+        raise ConfigurationError(
+            f"{feature} takes a Hugging Face causal LM (transformers.PreTrainedModel), got "
+            f"{type(model).__name__}"
+        )
+    config = model.config
+    kind = getattr(config, "model_type", None)
+    if kind not in SUPPORTED_MODEL_TYPES:
+        raise ConfigurationError(
+            f"{feature}: model_type {kind!r} is not supported; supported: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} (RMSNorm, SiLU-gated MLP, rotary, causal GQA)"
+        )
+    if getattr(config, "hidden_act", "silu") != "silu":
+        raise ConfigurationError(f"{feature}: hidden_act must be 'silu', got {config.hidden_act!r}")
+    if getattr(config, "use_sliding_window", False):
+        raise ConfigurationError(f"{feature}: sliding-window attention is not supported")
+    if model.training:
+        raise ConfigurationError(f"{feature}: the model is in training mode; call model.eval()")
+    inner = getattr(model, "model", None)
+    if not isinstance(getattr(inner, "layers", None), nn.ModuleList) or not isinstance(
+        getattr(model, "lm_head", None), nn.Linear
+    ):
+        raise ConfigurationError(f"{feature}: the model has no model.layers and lm_head")
+    for i, layer in enumerate(inner.layers):
+        for part, names in _LINEARS.items():
+            for name in names:
+                if not isinstance(getattr(getattr(layer, part, None), name, None), nn.Linear):
+                    raise ConfigurationError(
+                        f"{feature}: layer {i} has no nn.Linear {part}.{name} (not the "
+                        "Qwen2/Llama layout)"
+                    )
+        extra = sorted(set(dict(layer.self_attn.named_children())) - set(_LINEARS["self_attn"]))
+        if extra:
+            raise ConfigurationError(
+                f"{feature}: layer {i} attention has unsupported parts {extra}"
+            )
+    return model
+
+
+class _CausalGQA(nn.Module):
+    """Masked scaled dot-product attention with the key/value heads shared by groups of
+    query heads; ``past_*`` (the cache, ``[B, kv_heads, P, D]``) come before the keys."""
+
+    def __init__(self, groups: int, scale: float) -> None:
+        super().__init__()
+        self.groups, self.scale = groups, scale
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, past_k=None, past_v=None):
+        repeat = q.shape[0] // mask.shape[0]  # time folded into the batch
+        if past_k is not None:
+            k = torch.cat([past_k.repeat(repeat, 1, 1, 1), k], dim=2)
+            v = torch.cat([past_v.repeat(repeat, 1, 1, 1), v], dim=2)
+        k = k.repeat_interleave(self.groups, dim=1)
+        v = v.repeat_interleave(self.groups, dim=1)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask.repeat(repeat, 1, 1, 1), scale=self.scale
+        )
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, heads: int) -> Tensor:
+    """The rotary embedding of ``x [T, B, S, heads*D]`` (the rotate-half convention of
+    Qwen2/Llama), ``cos, sin [B, S, D]``; returns ``[T, B, heads, S, D]``."""
+    x = x.unflatten(-1, (heads, -1)).transpose(2, 3)
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos[None, :, None] + rotated * sin[None, :, None]
+
+
+def _heads(x: Tensor, heads: int) -> Tensor:
+    return x.unflatten(-1, (heads, -1)).transpose(2, 3)
+
+
+def _merge(x: Tensor) -> Tensor:
+    return x.transpose(2, 3).flatten(-2)
+
+
+class _SpikingDecoderLayer(nn.Module):
+    """One decoder layer on streams (parameters shared with the source layer)."""
+
+    def __init__(self, layer: nn.Module, index: int) -> None:
+        super().__init__()
+        attn, mlp, config = layer.self_attn, layer.mlp, layer.self_attn.config
+        self.index = index
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads)
+        self.input_layernorm = TemporalDifference(layer.input_layernorm, name="input_layernorm")
+        self.post_attention_layernorm = TemporalDifference(
+            layer.post_attention_layernorm, name="post_attention_layernorm"
+        )
+        for part, names in _LINEARS.items():
+            for name in names:
+                setattr(self, name, StepBias(getattr(getattr(layer, part), name)))
+        groups = self.heads // self.kv_heads
+        self.attention = TemporalDifference(
+            _CausalGQA(groups, float(attn.scaling)), streams=(0, 1, 2), name="causal attention"
+        )
+        self.act = TemporalDifference(mlp.act_fn, name="silu")
+        self.product = SpikeProduct("mul")
+
+    def forward(self, hidden: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor, past, site):
+        """``hidden [T, B, S, H]`` -> (``[T, B, S, H]``, this call's keys and values summed
+        over the steps ``[B, kv_heads, S, D]``)."""
+        x = self.input_layernorm(hidden)
+        cos, sin = rope
+        q = _merge(_rotate(self.q_proj(x), cos, sin, self.heads))
+        k = _merge(_rotate(self.k_proj(x), cos, sin, self.kv_heads))
+        q, k, v = (
+            site(self.index, n, s) for n, s in (("query", q), ("key", k), ("value", self.v_proj(x)))
+        )
+        q, k, v = _heads(q, self.heads), _heads(k, self.kv_heads), _heads(v, self.kv_heads)
+        past_k, past_v = past if past is not None else (None, None)
+        attended = self.attention(q, k, v, mask, past_k=past_k, past_v=past_v)
+        hidden = hidden + self.o_proj(_merge(attended))
+        x = self.post_attention_layernorm(hidden)
+        gated = self.product(self.act(self.gate_proj(x)), self.up_proj(x))
+        hidden = hidden + self.down_proj(site(self.index, "mlp", gated))
+        return hidden, (k.sum(0), v.sum(0))
+
+
+@dataclass(frozen=True)
+class SpikingKVCache:
+    """Per layer, the keys and values of the tokens so far, summed over the steps
+    ``[B, kv_heads, P, D]`` (for a spiking model, the quantised ones its spikes sum to)."""
+
+    layers: tuple[tuple[Tensor, Tensor], ...]
+
+    @property
+    def length(self) -> int:
+        """``P``, the number of cached positions."""
+        return int(self.layers[0][0].shape[2])
+
+
+@dataclass(frozen=True)
+class SpikingLMOutput:
+    """``logits [B, S, V]`` (from the summed streams), ``step_logits [T, B, S, V]`` (from
+    the running sums after each step; None unless asked for) and the new cache (None
+    unless ``use_cache``)."""
+
+    logits: Tensor
+    step_logits: Tensor | None
+    past_key_values: SpikingKVCache | None
+
+
+class SpikingCausalLM(nn.Module):
+    """A decoder LLM as streams of changes and signed spikes (see the module docstring);
+    made by :func:`convert_causal_lm`. It shares the source model's parameters.
+
+    Args:
+        model: an eval-mode Hugging Face Qwen2 or Llama causal LM.
+        steps: ``T``, the number of time steps.
+        calibration: per-channel thresholds (:func:`calibrate_causal_lm`); None: no
+            spike encoders, only ``mode='exact'`` (the float model, step by step).
+    """
+
+    def __init__(self, model: nn.Module, steps: int, calibration: LLMCalibration | None) -> None:
+        super().__init__()
+        _check_source(model, "SpikingCausalLM")
+        self.steps = check_positive_int(steps, "steps (T)")
+        self.config = model.config
+        inner = model.model
+        self.embed_tokens, self.rotary_emb, self.lm_head = (
+            inner.embed_tokens,
+            inner.rotary_emb,
+            model.lm_head,
+        )
+        self.layers = nn.ModuleList(
+            _SpikingDecoderLayer(layer, i) for i, layer in enumerate(inner.layers)
+        )
+        self.norm = TemporalDifference(inner.norm, name="norm")
+        self.calibration = calibration
+        self.encoders = None if calibration is None else self._encoders(calibration, inner)
+        self._observers: dict | None = None
+
+    def _encoders(self, calibration: LLMCalibration, inner: nn.Module) -> nn.ModuleDict:
+        if not isinstance(calibration, LLMCalibration):
+            raise ConfigurationError(
+                f"calibration must be an LLMCalibration, got {type(calibration).__name__}"
+            )
+        if calibration.levels > self.steps:
+            raise ConfigurationError(
+                f"calibration levels ({calibration.levels}) exceed steps ({self.steps}): the "
+                "spike counts could not reach the calibrated range"
+            )
+        if len(calibration.layer_scales) != len(self.layers):
+            raise ConfigurationError(
+                f"calibration has {len(calibration.layer_scales)} layers, the model "
+                f"{len(self.layers)}"
+            )
+        encoders = {"input": SignedSpikeEncoder(calibration.input_scale, self.steps, "input")}
+        for i, (group, layer) in enumerate(zip(calibration.layer_scales, inner.layers)):
+            sizes = {
+                "query": layer.self_attn.q_proj.out_features,
+                "key": layer.self_attn.k_proj.out_features,
+                "value": layer.self_attn.v_proj.out_features,
+                "mlp": layer.mlp.down_proj.in_features,
+            }
+            for site in SITES:
+                scale = group.get(site)
+                if scale is None or scale.shape != (sizes[site],):
+                    raise ConfigurationError(
+                        f"calibration layer {i} {site}: expected a scale of shape "
+                        f"({sizes[site]},), got {None if scale is None else tuple(scale.shape)}"
+                    )
+                encoders[f"{i}_{site}"] = SignedSpikeEncoder(scale, self.steps, f"layer {i} {site}")
+        return nn.ModuleDict(encoders)
+
+    def _site(self, mode: str) -> Callable[[int | None, str, Tensor], Tensor]:
+        """What happens to a stream at an encoder site under ``mode``."""
+
+        def site(index: int | None, name: str, seq: Tensor) -> Tensor:
+            key = name if index is None else f"{index}_{name}"
+            if mode == "exact":
+                if self._observers is not None:
+                    self._observers[key].update(seq.sum(0), self._valid)
+                return seq
+            encoder = self.encoders[key]
+            dense = seq.sum(0)
+            if mode == "quantized":
+                return signed_quantize(dense, encoder.scale.to(dense.dtype), self.steps)[None]
+            return encoder(dense)
+
+        return site
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        past_key_values: SpikingKVCache | None = None,
+        use_cache: bool = False,
+        per_step: bool = False,
+        mode: str | None = None,
+    ) -> SpikingLMOutput:
+        """Run the ``T`` steps on ``input_ids [B, S]``.
+
+        Args:
+            attention_mask: ``[B, P + S]`` (1 = token, 0 = padding; P cached positions);
+                None: all tokens.
+            past_key_values: the cache a previous call returned (``use_cache=True``).
+            per_step: also return the logits of the running sums after each step.
+            mode: ``'spikes'`` (default with a calibration), ``'quantized'`` (the ANN
+                with the encoders' quantisation, no spikes: what the spikes sum to) or
+                ``'exact'`` (no encoders: the float model; the default without one).
+        """
+        mode = mode or ("exact" if self.encoders is None else "spikes")
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode != "exact" and self.encoders is None:
+            raise ConfigurationError(f"mode={mode!r} needs a calibration (convert_causal_lm)")
+        if (
+            not isinstance(input_ids, Tensor)
+            or input_ids.dim() != 2
+            or input_ids.is_floating_point()
+        ):
+            raise ShapeError(f"input_ids must be an integer tensor [B, S], got {input_ids!r}")
+        batch, length = input_ids.shape
+        past = past_key_values.length if past_key_values is not None else 0
+        if past_key_values is not None and past_key_values.layers[0][0].shape[0] != batch:
+            raise ShapeError(
+                f"past_key_values hold {past_key_values.layers[0][0].shape[0]} sequences, "
+                f"input_ids {batch}"
+            )
+        if attention_mask is None:
+            attention_mask = input_ids.new_ones(batch, past + length)
+        if tuple(attention_mask.shape) != (batch, past + length):
+            raise ShapeError(
+                f"attention_mask must be [B, P + S] = [{batch}, {past + length}], got "
+                f"{tuple(attention_mask.shape)}"
+            )
+        keep = attention_mask.to(torch.bool)
+        positions = (keep.long().cumsum(-1) - 1).clamp_min(0)[:, past:]
+        embeddings = self.embed_tokens(input_ids)
+        rope = self.rotary_emb(embeddings, positions)
+        rope = tuple(r.to(embeddings.dtype) for r in rope)
+        query_at = torch.arange(past, past + length, device=input_ids.device)[:, None]
+        causal = torch.arange(past + length, device=input_ids.device)[None] <= query_at
+        self._valid = keep[:, past:]
+        mask = (causal[None] & keep[:, None]) | ~self._valid[:, :, None]  # padded rows: all
+        mask = mask[:, None]
+        site = self._site(mode)
+        hidden = site(None, "input", embeddings[None])
+        cache = []
+        for i, layer in enumerate(self.layers):
+            layer_past = past_key_values.layers[i] if past_key_values is not None else None
+            hidden, (k, v) = layer(hidden, rope, mask, layer_past, site)
+            if use_cache:
+                if layer_past is not None:
+                    k, v = torch.cat([layer_past[0], k], 2), torch.cat([layer_past[1], v], 2)
+                cache.append((k, v))
+        normed = self.norm(hidden)
+        logits = self.lm_head(normed.sum(0))
+        step_logits = None
+        if per_step:
+            step_logits = self.lm_head(normed.cumsum(0))
+            if step_logits.shape[0] != self.steps:  # exact/quantized: one step stands for T
+                step_logits = step_logits.expand(self.steps, *logits.shape)
+        return SpikingLMOutput(
+            logits, step_logits, SpikingKVCache(tuple(cache)) if use_cache else None
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        *,
+        attention_mask: Tensor | None = None,
+        use_cache: bool = True,
+        mode: str | None = None,
+    ) -> Tensor:
+        """Greedy decoding: ``[B, S + max_new_tokens]``. With ``use_cache`` each new token
+        runs alone against the cached keys and values; without it the whole sequence is
+        run again for each token (the same tokens, at more cost)."""
+        if (
+            isinstance(max_new_tokens, bool)
+            or not isinstance(max_new_tokens, int)
+            or max_new_tokens < 0
+        ):
+            raise ConfigurationError(
+                f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}"
+            )
+        tokens = input_ids
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        cache = None
+        for _ in range(max_new_tokens):
+            step_input = tokens if cache is None else tokens[:, -1:]
+            out = self(step_input, mask, past_key_values=cache, use_cache=use_cache, mode=mode)
+            cache = out.past_key_values
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, token], 1)
+            mask = torch.cat([mask, torch.ones_like(token)], 1)
+        return tokens
+
+    def extra_repr(self) -> str:
+        kind = "exact" if self.encoders is None else f"levels={self.calibration.levels}"
+        return f"{self.config.model_type}, steps={self.steps}, {kind}"
+
+
+def _batches(batches: Iterable[object]) -> Iterable[tuple[Tensor, Tensor]]:
+    for i, batch in enumerate(batches):
+        if isinstance(batch, Tensor):
+            ids, mask = batch, None
+        elif isinstance(batch, Mapping) and isinstance(batch.get("input_ids"), Tensor):
+            ids, mask = batch["input_ids"], batch.get("attention_mask")
+        else:
+            raise DTypeError(
+                f"calibration batch {i} must be a tensor of token ids or a mapping with "
+                f"'input_ids' (and 'attention_mask'), got {type(batch).__name__}"
+            )
+        yield ids, torch.ones_like(ids) if mask is None else mask
+
+
+@torch.no_grad()
+def calibrate_causal_lm(
+    model: nn.Module, batches: Iterable[object], levels: int = 16
+) -> LLMCalibration:
+    """Per-channel spike thresholds of a Qwen2/Llama causal LM: the maximum of ``|x|``
+    over the unpadded calibration tokens at each encoder site, divided by ``levels``.
+
+    Args:
+        model: an eval-mode Hugging Face causal LM (``model_type`` in
+            :data:`SUPPORTED_MODEL_TYPES`).
+        batches: token ids ``[B, S]``, or mappings with ``'input_ids'`` and
+            ``'attention_mask'`` (a tokenizer's output).
+        levels: the spike counts the observed range is divided into (``<= steps`` of
+            the conversion).
+    """
+    levels = check_positive_int(levels, "levels")
+    probe = SpikingCausalLM(model, 1, None)
+    probe._observers = {"input": ChannelMax()}
+    probe._observers.update(
+        {f"{i}_{s}": ChannelMax() for i in range(len(probe.layers)) for s in SITES}
+    )
+    seen = 0
+    for ids, mask in _batches(batches):
+        seen += 1
+        probe(ids, mask, mode="exact")
+    if not seen:
+        raise ConfigurationError("calibrate_causal_lm: no calibration batch")
+    obs = probe._observers
+    scales = tuple(
+        {s: obs[f"{i}_{s}"].scale(levels, f"layer {i} {s}") for s in SITES}
+        for i in range(len(probe.layers))
+    )
+    return LLMCalibration(obs["input"].scale(levels, "input"), scales, levels, obs["input"].tokens)
+
+
+def convert_causal_lm(
+    model: nn.Module,
+    steps: int = 16,
+    calibration: LLMCalibration | Iterable[object] | None = None,
+    levels: int | None = None,
+) -> SpikingCausalLM:
+    """A Hugging Face Qwen2/Llama causal LM as a :class:`SpikingCausalLM` of ``steps``
+    time steps.
+
+    Args:
+        model: an eval-mode ``transformers`` causal LM (extra ``llm``).
+        steps: ``T``.
+        calibration: an :class:`LLMCalibration`, or calibration batches (passed to
+            :func:`calibrate_causal_lm` with ``levels``), or None for the exact
+            (float) time-difference form without spike encoders.
+        levels: with batches, the calibration levels (default: ``steps``).
+    """
+    steps = check_positive_int(steps, "steps (T)")
+    _check_source(model, "convert_causal_lm")
+    if calibration is not None and not isinstance(calibration, LLMCalibration):
+        calibration = calibrate_causal_lm(model, calibration, steps if levels is None else levels)
+    return SpikingCausalLM(model, steps, calibration).eval()

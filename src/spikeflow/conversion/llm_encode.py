@@ -1,0 +1,165 @@
+"""Signed spike encoding and scale calibration for converted decoder LLMs.
+
+:class:`SignedSpikeEncoder` turns a float activation ``x`` (channels last) into ``T``
+steps of signed spikes ``±θ_c``, one channel's threshold ``θ_c`` per feature, whose sum
+over the steps is ``θ_c · clip(round(x / θ_c), -T, T)``: the quantisation a QCFS-style
+ANN would apply at that point (SpikingJelly 2.0's ``SignedQCFSSequenceEncoder``). The
+spikes come from two integrate-and-fire neurons per value, one for ``relu(x)`` and one
+for ``relu(-x)``, each fed ``1/T`` of its value per step, with a membrane that starts
+half a threshold up and a soft reset, so spike ``t`` of a neuron falls when the running
+input passes ``(k - 1/2) θ``. Where floating-point rounding of the membrane (or a tie
+at exactly ``k + 1/2``, which ``round`` sends to the even count) gives a count other than
+the rounded one, that neuron fires its ``n`` spikes in the first ``n`` steps instead,
+so the sum is always the quantised value.
+
+:func:`observe_scales` turns per-channel maxima of ``|x|`` seen on calibration tokens into
+thresholds ``θ_c = max_c / levels`` (so ``levels`` spike counts span the observed range).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from spikeflow.conversion._checks import check_positive_int
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+
+__all__ = ["LLMCalibration", "SignedSpikeEncoder", "signed_quantize"]
+
+SITES = ("query", "key", "value", "mlp")
+
+
+def signed_quantize(x: Tensor, scale: Tensor, steps: int) -> Tensor:
+    """``scale · clip(round(x / scale), -steps, steps)`` with ``scale`` per channel (the
+    last dim of ``x``): what a :class:`SignedSpikeEncoder`'s spikes sum to."""
+    return torch.round(x / scale).clamp(-steps, steps) * scale
+
+
+def _if_spikes(value: Tensor, threshold: Tensor, steps: int) -> Tensor:
+    """Spikes ``[T, ...]`` (0/1) of an IF neuron fed ``value / T`` per step (``value >= 0``),
+    membrane starting at 0 with a firing offset of ``θ/2`` and soft reset; counts fixed to
+    ``clip(round(value / θ), 0, T)`` where rounding of the membrane disagrees."""
+    step_input = value / steps
+    offset = 0.5 * threshold
+    membrane = torch.zeros_like(value)
+    spikes = []
+    for _ in range(steps):
+        membrane = membrane + step_input
+        spike = (membrane + offset - threshold >= 0).to(value.dtype)
+        membrane = membrane - spike * threshold
+        spikes.append(spike)
+    seq = torch.stack(spikes)
+    wanted = torch.round(value / threshold).clamp(0, steps)
+    wrong = seq.sum(0).ne(wanted)
+    if bool(wrong.any()):
+        time = torch.arange(steps, device=value.device, dtype=value.dtype)
+        early = (time.reshape(steps, *([1] * value.dim())) < wanted).to(value.dtype)
+        seq = torch.where(wrong, early, seq)
+    return seq
+
+
+class SignedSpikeEncoder(nn.Module):
+    """Encode ``x [..., C]`` as ``T`` steps of signed spikes ``±θ_c`` ``[T, ..., C]``
+    summing to :func:`signed_quantize` ``(x, θ, T)`` (see the module docstring).
+
+    Args:
+        scale: the per-channel thresholds ``θ`` ``[C]``, finite and > 0.
+        steps: ``T``, the number of steps (and the largest spike count).
+        name: what error messages call it (e.g. ``'layer 3 query'``).
+    """
+
+    def __init__(self, scale: Tensor, steps: int, name: str = "encoder") -> None:
+        super().__init__()
+        self.steps = check_positive_int(steps, "steps (T)")
+        self.name = name
+        if not isinstance(scale, Tensor) or scale.dim() != 1 or scale.numel() == 0:
+            raise ShapeError(f"{name}: scale must be a 1-D tensor [C], got {scale!r}")
+        if not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all()):
+            raise ConfigurationError(f"{name}: scale must be finite and > 0 in every channel")
+        self.register_buffer("scale", scale.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The spike train ``[T, *x.shape]`` (values ``0`` or ``±θ_c``)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise DTypeError(f"{self.name}: input must be a floating-point tensor")
+        if x.dim() == 0 or x.shape[-1] != self.scale.numel():
+            raise ShapeError(
+                f"{self.name}: input's last dim must be the {self.scale.numel()} channels of "
+                f"the scale, got shape {tuple(x.shape)}"
+            )
+        scale = self.scale.to(x.dtype)
+        positive = _if_spikes(torch.relu(x), scale, self.steps)
+        negative = _if_spikes(torch.relu(-x), scale, self.steps)
+        return (positive - negative) * scale
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, channels={self.scale.numel()}, steps={self.steps}"
+
+
+@dataclass(frozen=True)
+class LLMCalibration:
+    """Per-channel spike thresholds of a decoder LLM, from :func:`calibrate_causal_lm`.
+
+    Attributes:
+        input_scale: ``[hidden]``, for the token embeddings.
+        layer_scales: one dict per decoder layer with ``'query'``, ``'key'`` (after the
+            rotary embedding, ``[heads * head_dim]`` / ``[kv_heads * head_dim]``),
+            ``'value'`` and ``'mlp'`` (the gated product, ``[intermediate]``).
+        levels: the spike counts the observed maxima were divided into.
+        tokens: how many (unpadded) calibration tokens were seen.
+    """
+
+    input_scale: Tensor
+    layer_scales: tuple[dict[str, Tensor], ...]
+    levels: int
+    tokens: int
+
+    def state_dict(self) -> dict[str, object]:
+        """Plain tensors and ints (for ``torch.save``; ``weights_only=True`` loads it)."""
+        tensors = {"input": self.input_scale}
+        for i, group in enumerate(self.layer_scales):
+            tensors.update({f"layer.{i}.{site}": group[site] for site in SITES})
+        return {"levels": self.levels, "tokens": self.tokens, "tensors": tensors}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, object]) -> LLMCalibration:
+        """The inverse of :meth:`state_dict` (checks that every layer has every site)."""
+        tensors = state.get("tensors")
+        if not isinstance(tensors, dict) or "input" not in tensors:
+            raise ConfigurationError("calibration state has no 'tensors' with an 'input' scale")
+        count = (len(tensors) - 1) // len(SITES)
+        layers = []
+        for i in range(count):
+            missing = [s for s in SITES if f"layer.{i}.{s}" not in tensors]
+            if missing:
+                raise ConfigurationError(f"calibration state: layer {i} lacks {missing}")
+            layers.append({s: tensors[f"layer.{i}.{s}"] for s in SITES})
+        if len(tensors) != 1 + count * len(SITES):
+            raise ConfigurationError("calibration state has tensors of no known site")
+        return cls(tensors["input"], tuple(layers), int(state["levels"]), int(state["tokens"]))
+
+
+class ChannelMax:
+    """The running per-channel maximum of ``|x|`` over the valid tokens of each batch."""
+
+    def __init__(self) -> None:
+        self.value: Tensor | None = None
+        self.tokens = 0
+
+    def update(self, x: Tensor, valid: Tensor) -> None:
+        """``x [B, S, C]``; ``valid [B, S]`` bool (padding excluded)."""
+        rows = x.detach()[valid]
+        self.tokens += int(rows.shape[0])
+        if rows.shape[0] == 0:
+            return
+        peak = rows.abs().amax(0)
+        self.value = peak if self.value is None else torch.maximum(self.value, peak)
+
+    def scale(self, levels: int, what: str) -> Tensor:
+        """``max / levels``, floored at 1e-6 (a channel that stayed 0 still gets a
+        threshold)."""
+        if self.value is None:
+            raise ConfigurationError(f"calibration saw no valid token at {what}")
+        return (self.value / levels).clamp_min(1e-6)
