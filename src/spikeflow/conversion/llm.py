@@ -344,7 +344,9 @@ class SpikingCausalLM(nn.Module):
         query_at = torch.arange(past, past + length, device=input_ids.device)[:, None]
         causal = torch.arange(past + length, device=input_ids.device)[None] <= query_at
         self._valid = keep[:, past:]
-        mask = (causal[None] & keep[:, None]) | ~self._valid[:, :, None]  # padded rows: all
+        # a padded query sees every key: no row is fully masked (which some SDPA
+        # kernels turn into NaN, and NaN values would reach the real tokens as 0 * NaN)
+        mask = (causal[None] & keep[:, None]) | ~self._valid[:, :, None]
         mask = mask[:, None]
         site = self._site(mode)
         hidden = site(None, "input", embeddings[None])
