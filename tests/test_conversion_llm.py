@@ -180,6 +180,29 @@ def test_calibration_skips_padding_and_round_trips():
     )
 
 
+def test_quantile_calibration_equals_spikingjelly_and_torch_quantile():
+    pytest.importorskip("spikingjelly.activation_based.ann2snn.recipes.qwen2")
+    from spikingjelly.activation_based.ann2snn.recipes import qwen2 as sj
+
+    model = _model()
+    ours = calibrate_causal_lm(model, _batches(), levels=8, quantile=0.9)
+    assert ours.quantile == 0.9
+    # SpikingJelly keeps a reservoir of 4096 sampled tokens: all 54 here
+    config = sj.Qwen2SNNConfig(time_steps=8, calibration_levels=8, calibration_quantile=0.9)
+    theirs = sj.calibrate_qwen2_snn(model, _batches(), config)
+    # SpikingJelly keeps the samples in float32 (to 1e-5)
+    torch.testing.assert_close(ours.input_scale, theirs.input_scale.double(), rtol=1e-5, atol=0)
+    for mine, group in zip(ours.layer_scales, theirs.layer_scales):
+        for site in ("query", "key", "value", "mlp"):
+            torch.testing.assert_close(mine[site], group[site].double(), rtol=1e-5, atol=0)
+    emb = torch.cat([model.model.embed_tokens(b["input_ids"]).flatten(0, 1) for b in _batches()])
+    expected = torch.quantile(emb.abs().detach(), 0.9, dim=0) / 8
+    torch.testing.assert_close(ours.input_scale, expected, rtol=1e-12, atol=0)
+    assert (ours.input_scale < calibrate_causal_lm(model, _batches(), levels=8).input_scale).all()
+    with pytest.raises(ConfigurationError, match=r"quantile must be a number in \(0, 1\]"):
+        calibrate_causal_lm(model, _batches(), quantile=0.0)
+
+
 def _encoder_loop(x, theta, steps):
     """Per value: IF neurons on relu(±x)/T, membrane from 0, fire at v + θ/2 >= θ, soft
     reset; counts that miss round(|x|/θ) clipped to T fire in the first steps."""

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from spikeflow.conversion._checks import check_positive_int
 from spikeflow.conversion.llm_encode import (
     SITES,
-    ChannelMax,
+    ChannelObserver,
     LLMCalibration,
     SignedSpikeEncoder,
     signed_quantize,
@@ -423,10 +423,11 @@ def _batches(batches: Iterable[object]) -> Iterable[tuple[Tensor, Tensor]]:
 
 @torch.no_grad()
 def calibrate_causal_lm(
-    model: nn.Module, batches: Iterable[object], levels: int = 16
+    model: nn.Module, batches: Iterable[object], levels: int = 16, quantile: float = 1.0
 ) -> LLMCalibration:
-    """Per-channel spike thresholds of a Qwen2/Llama causal LM: the maximum of ``|x|``
-    over the unpadded calibration tokens at each encoder site, divided by ``levels``.
+    """Per-channel spike thresholds of a Qwen2/Llama causal LM: the maximum (or the
+    ``quantile``) of ``|x|`` over the unpadded calibration tokens at each encoder site,
+    divided by ``levels``.
 
     Args:
         model: an eval-mode Hugging Face causal LM (``model_type`` in
@@ -435,13 +436,20 @@ def calibrate_causal_lm(
             ``'attention_mask'`` (a tokenizer's output).
         levels: the spike counts the observed range is divided into (``<= steps`` of
             the conversion).
+        quantile: in ``(0, 1]``; below 1, every token's ``|x|`` is kept until the end
+            (tokens x channels values per site), SpikingJelly's
+            ``calibration_quantile`` without its reservoir of sampled tokens.
     """
     levels = check_positive_int(levels, "levels")
+    if (
+        isinstance(quantile, bool)
+        or not isinstance(quantile, (int, float))
+        or not 0 < quantile <= 1
+    ):
+        raise ConfigurationError(f"quantile must be a number in (0, 1], got {quantile!r}")
     probe = SpikingCausalLM(model, 1, None)
-    probe._observers = {"input": ChannelMax()}
-    probe._observers.update(
-        {f"{i}_{s}": ChannelMax() for i in range(len(probe.layers)) for s in SITES}
-    )
+    names = ["input"] + [f"{i}_{s}" for i in range(len(probe.layers)) for s in SITES]
+    probe._observers = {name: ChannelObserver(float(quantile)) for name in names}
     seen = 0
     for ids, mask in _batches(batches):
         seen += 1
@@ -453,7 +461,8 @@ def calibrate_causal_lm(
         {s: obs[f"{i}_{s}"].scale(levels, f"layer {i} {s}") for s in SITES}
         for i in range(len(probe.layers))
     )
-    return LLMCalibration(obs["input"].scale(levels, "input"), scales, levels, obs["input"].tokens)
+    first = obs["input"]
+    return LLMCalibration(first.scale(levels, "input"), scales, levels, first.tokens, quantile)
 
 
 def convert_causal_lm(
@@ -461,6 +470,7 @@ def convert_causal_lm(
     steps: int = 16,
     calibration: LLMCalibration | Iterable[object] | None = None,
     levels: int | None = None,
+    quantile: float = 1.0,
 ) -> SpikingCausalLM:
     """A Hugging Face Qwen2/Llama causal LM as a :class:`SpikingCausalLM` of ``steps``
     time steps.
@@ -472,9 +482,11 @@ def convert_causal_lm(
             :func:`calibrate_causal_lm` with ``levels``), or None for the exact
             (float) time-difference form without spike encoders.
         levels: with batches, the calibration levels (default: ``steps``).
+        quantile: with batches, the calibration quantile (default: the maximum).
     """
     steps = check_positive_int(steps, "steps (T)")
     _check_source(model, "convert_causal_lm")
     if calibration is not None and not isinstance(calibration, LLMCalibration):
-        calibration = calibrate_causal_lm(model, calibration, steps if levels is None else levels)
+        levels = steps if levels is None else levels
+        calibration = calibrate_causal_lm(model, calibration, levels, quantile)
     return SpikingCausalLM(model, steps, calibration).eval()

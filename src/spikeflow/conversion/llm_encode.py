@@ -12,8 +12,9 @@ at exactly ``k + 1/2``, which ``round`` sends to the even count) gives a count o
 the rounded one, that neuron fires its ``n`` spikes in the first ``n`` steps instead,
 so the sum is always the quantised value.
 
-:func:`observe_scales` turns per-channel maxima of ``|x|`` seen on calibration tokens into
-thresholds ``θ_c = max_c / levels`` (so ``levels`` spike counts span the observed range).
+:class:`ChannelObserver` turns the per-channel maximum (or a quantile) of ``|x|`` seen on
+calibration tokens into thresholds ``θ_c = max_c / levels`` (so ``levels`` spike counts
+span the observed range).
 """
 
 from __future__ import annotations
@@ -109,19 +110,22 @@ class LLMCalibration:
             ``'value'`` and ``'mlp'`` (the gated product, ``[intermediate]``).
         levels: the spike counts the observed maxima were divided into.
         tokens: how many (unpadded) calibration tokens were seen.
+        quantile: the quantile of ``|x|`` the thresholds come from (1: the maximum).
     """
 
     input_scale: Tensor
     layer_scales: tuple[dict[str, Tensor], ...]
     levels: int
     tokens: int
+    quantile: float = 1.0
 
     def state_dict(self) -> dict[str, object]:
         """Plain tensors and ints (for ``torch.save``; ``weights_only=True`` loads it)."""
         tensors = {"input": self.input_scale}
         for i, group in enumerate(self.layer_scales):
             tensors.update({f"layer.{i}.{site}": group[site] for site in SITES})
-        return {"levels": self.levels, "tokens": self.tokens, "tensors": tensors}
+        meta = {"levels": self.levels, "tokens": self.tokens, "quantile": self.quantile}
+        return {**meta, "tensors": tensors}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, object]) -> LLMCalibration:
@@ -138,28 +142,48 @@ class LLMCalibration:
             layers.append({s: tensors[f"layer.{i}.{s}"] for s in SITES})
         if len(tensors) != 1 + count * len(SITES):
             raise ConfigurationError("calibration state has tensors of no known site")
-        return cls(tensors["input"], tuple(layers), int(state["levels"]), int(state["tokens"]))
+        levels, tokens = int(state["levels"]), int(state["tokens"])
+        return cls(tensors["input"], tuple(layers), levels, tokens, float(state.get("quantile", 1)))
 
 
-class ChannelMax:
-    """The running per-channel maximum of ``|x|`` over the valid tokens of each batch."""
+class ChannelObserver:
+    """Per channel, the ``quantile`` of ``|x|`` over the valid tokens seen: the running
+    maximum for ``quantile=1``, else every token's ``|x|`` is kept (tokens x channels
+    values) and the quantile taken at the end (linear interpolation, as
+    ``torch.quantile``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quantile: float = 1.0) -> None:
+        self.quantile = quantile
         self.value: Tensor | None = None
+        self.rows: list[Tensor] = []
         self.tokens = 0
 
     def update(self, x: Tensor, valid: Tensor) -> None:
         """``x [B, S, C]``; ``valid [B, S]`` bool (padding excluded)."""
-        rows = x.detach()[valid]
+        rows = x.detach()[valid].abs()
         self.tokens += int(rows.shape[0])
         if rows.shape[0] == 0:
             return
-        peak = rows.abs().amax(0)
+        if self.quantile < 1.0:
+            self.rows.append(rows)
+            return
+        peak = rows.amax(0)
         self.value = peak if self.value is None else torch.maximum(self.value, peak)
 
+    def bound(self) -> Tensor | None:
+        """The per-channel quantile (None before any token)."""
+        if self.quantile == 1.0 or not self.rows:
+            return self.value
+        ordered = torch.cat(self.rows).sort(0).values
+        position = self.quantile * (ordered.shape[0] - 1)
+        low = int(position)
+        high = min(low + 1, ordered.shape[0] - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
     def scale(self, levels: int, what: str) -> Tensor:
-        """``max / levels``, floored at 1e-6 (a channel that stayed 0 still gets a
+        """``bound / levels``, floored at 1e-6 (a channel that stayed 0 still gets a
         threshold)."""
-        if self.value is None:
+        bound = self.bound()
+        if bound is None:
             raise ConfigurationError(f"calibration saw no valid token at {what}")
-        return (self.value / levels).clamp_min(1e-6)
+        return (bound / levels).clamp_min(1e-6)
