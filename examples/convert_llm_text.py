@@ -69,12 +69,19 @@ def bits_per_byte(logits: torch.Tensor, ids: torch.Tensor) -> float:
     return float(loss) / math.log(2)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    """Run the measurement; returns the table rows ``{(L, T): (max errors at T/4, T/2, T,
+    mean error, top-1 agreement, bits per byte)}``, the float model's bits per byte and
+    whether generation with the cache equals generation without it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400, help="training steps")
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--levels", default="4,8,16,32,64", help="the L of the table")
+    parser.add_argument("--generate", type=int, default=24, help="bytes to generate")
+    args = parser.parse_args(argv)
+    levels_list = [int(x) for x in args.levels.split(",")]
+    rows: dict[tuple[int, int], tuple[float, ...]] = {}
     torch.set_num_threads(1)
     start = time.time()
     model = train(args.steps, args.context, args.seed).double()
@@ -84,13 +91,14 @@ def main() -> None:
     val = windows(val_ids, 8, args.context, gen)
     with torch.no_grad():
         ref = model(val).logits
+        float_bpb = bits_per_byte(ref, val)
         print(
             f"float model: {bits_per_byte(ref, val):.3f} bits/byte on validation, logits in "
             f"[{ref.min():.1f}, {ref.max():.1f}]"
         )
         print("| L | T | max err t=T/4 | t=T/2 | t=T | mean err t=T | top-1 = float | bits/byte |")
         print("|---|---|---|---|---|---|---|---|")
-        for levels in (4, 8, 16, 32, 64):
+        for levels in levels_list:
             scales = calibrate_causal_lm(model, calibration, levels=levels)
             for steps in (levels, 2 * levels):
                 out = convert_causal_lm(model, steps, scales)(val, per_step=True)
@@ -100,12 +108,13 @@ def main() -> None:
                 ]
                 mean = float((out.logits - ref).abs().mean())
                 agree = float((out.logits.argmax(-1) == ref.argmax(-1)).double().mean())
+                rows[(levels, steps)] = (*errs, mean, agree, bits_per_byte(out.logits, val))
                 print(
                     f"| {levels} | {steps} | {errs[0]:.3f} | {errs[1]:.3f} | {errs[2]:.3f} "
                     f"| {mean:.3f} | {100 * agree:.1f} % | {bits_per_byte(out.logits, val):.3f} |"
                 )
         # the saturation of the largest error: values beyond the calibrated range
-        for levels in (64, 256):
+        for levels in (64, 256) if levels_list[-1] >= 64 else ():
             inside = convert_causal_lm(model, levels, calibrate_causal_lm(model, [val], levels))
             err = (inside(val, mode="quantized").logits - ref).abs()
             print(
@@ -114,12 +123,16 @@ def main() -> None:
             )
         snn = convert_causal_lm(model, 32, calibrate_causal_lm(model, calibration, levels=16))
         prompt = torch.tensor([list(b"The for statement")])
-        cached, full = snn.generate(prompt, 24), snn.generate(prompt, 24, use_cache=False)
+        cached, full = (
+            snn.generate(prompt, args.generate),
+            snn.generate(prompt, args.generate, use_cache=False),
+        )
         text = bytes(cached[0, prompt.shape[1] :].tolist()).decode("utf-8", "replace")
         print(
             f"T=32, L=16 continuation: {text!r}; with cache = without: {torch.equal(cached, full)}"
         )
     print(f"wall time {time.time() - start:.0f} s")
+    return {"rows": rows, "float_bpb": float_bpb, "cache_equal": torch.equal(cached, full)}
 
 
 if __name__ == "__main__":

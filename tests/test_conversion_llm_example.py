@@ -1,0 +1,29 @@
+"""examples/convert_llm_text.py: a Qwen2 trained on real text, converted (a short run)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import load_example
+
+
+def test_convert_llm_text_example_short_run(capsys):
+    pytest.importorskip("transformers", reason="transformers (the 'llm' extra) is needed")
+    threads = torch.get_num_threads()
+    try:  # 60 training steps (loss about 2.8 nats), two of the table's levels
+        result = load_example("convert_llm_text").main(
+            ["--steps", "60", "--levels", "4,16", "--generate", "6"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    rows = result["rows"]
+    assert set(rows) == {(4, 4), (4, 8), (16, 16), (16, 32)}
+    assert result["cache_equal"]
+    # more levels: closer to the float model (mean error, top byte, bits per byte)
+    assert rows[(16, 32)][3] < rows[(4, 8)][3] / 3
+    assert rows[(16, 32)][4] > rows[(4, 8)][4]
+    assert abs(rows[(16, 32)][5] - result["float_bpb"]) < abs(rows[(4, 8)][5] - result["float_bpb"])
+    # the running logits before step T are further off than at T
+    assert rows[(16, 32)][0] > rows[(16, 32)][2]
+    assert "| 16 | 32 |" in capsys.readouterr().out
