@@ -268,6 +268,18 @@ def test_refusals_name_what_is_wrong(monkeypatch):
         convert_causal_lm(_model(hidden_act="gelu"))
     with pytest.raises(ConfigurationError, match="sliding-window"):
         convert_causal_lm(_model(use_sliding_window=True, sliding_window=4))
+    with_norms = _model()
+    with_norms.model.layers[1].self_attn.q_norm = torch.nn.LayerNorm(8)  # as Qwen3's
+    with pytest.raises(ConfigurationError, match=r"layer 1 attention has unsupported .*q_norm"):
+        convert_causal_lm(with_norms)
+    no_up = _model()
+    del no_up.model.layers[0].mlp.up_proj
+    with pytest.raises(ConfigurationError, match=r"layer 0 has no nn\.Linear mlp\.up_proj"):
+        convert_causal_lm(no_up)
+    no_norm = _model()
+    no_norm.model.layers[0].post_attention_layernorm = None
+    with pytest.raises(ConfigurationError, match="layer 0 has no post_attention_layernorm"):
+        convert_causal_lm(no_norm)
     with pytest.raises(ConfigurationError, match=r"model\.eval\(\)"):
         convert_causal_lm(_model().train())
     with pytest.raises(ConfigurationError, match=r"levels \(8\) exceed steps \(4\)"):

@@ -81,7 +81,8 @@ def _check_source(model: object, feature: str) -> nn.Module:
         )
     if getattr(config, "hidden_act", "silu") != "silu":
         raise ConfigurationError(f"{feature}: hidden_act must be 'silu', got {config.hidden_act!r}")
-    if getattr(config, "use_sliding_window", False):
+    layer_types = getattr(config, "layer_types", None) or ()
+    if getattr(config, "use_sliding_window", False) or "sliding_attention" in layer_types:
         raise ConfigurationError(f"{feature}: sliding-window attention is not supported")
     if model.training:
         raise ConfigurationError(f"{feature}: the model is in training mode; call model.eval()")
@@ -98,6 +99,10 @@ def _check_source(model: object, feature: str) -> nn.Module:
                         f"{feature}: layer {i} has no nn.Linear {part}.{name} (not the "
                         "Qwen2/Llama layout)"
                     )
+        for name in (*_NORMS, "mlp.act_fn"):
+            part, _, leaf = name.rpartition(".")
+            if not callable(getattr(getattr(layer, part) if part else layer, leaf, None)):
+                raise ConfigurationError(f"{feature}: layer {i} has no {name}")
         extra = sorted(set(dict(layer.self_attn.named_children())) - set(_LINEARS["self_attn"]))
         if extra:
             raise ConfigurationError(
