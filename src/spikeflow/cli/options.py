@@ -231,6 +231,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(every process's samples)",
     )
     o.add_argument(
+        "--fsdp",
+        action="store_true",
+        default=s,
+        help="under torchrun: shard weights, gradients and optimizer state over the "
+        "processes (torch's FSDP2) instead of DDP's whole copies; checkpoints hold full "
+        "weights",
+    )
+    o.add_argument(
         "--ra-sampler",
         action="store_true",
         default=s,

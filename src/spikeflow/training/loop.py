@@ -19,6 +19,7 @@ from tqdm import tqdm
 from spikeflow.losses.readout import predict
 from spikeflow.training.data import StaticLayout, to_time_major
 from spikeflow.training.distributed import DistContext
+from spikeflow.training.fsdp import is_sharded
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
 
 __all__ = [
@@ -140,7 +141,9 @@ def evaluate(
     and per-layer statistics; each process takes every ``world_size``-th sample and the
     sums are reduced over the processes (no sample is counted twice). ``progress``
     shows a progress bar (on rank 0) with the running loss and accuracy; ``readout``
-    reads the predicted class (:func:`spikeflow.losses.predict`)."""
+    reads the predicted class (:func:`spikeflow.losses.predict`). An FSDP-sharded
+    ``model`` gathers its weights in every forward, with every process: a process with
+    fewer batches runs its first one again, uncounted, until all have run as many."""
     was_training = model.training
     model.eval()
     indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
@@ -152,8 +155,10 @@ def evaluate(
     monitor = SpikeMonitor(model, membrane=membrane)
     bar = tqdm(total=len(loader), desc="test", disable=not (progress and ctx.is_main),
                leave=False, dynamic_ncols=True)  # fmt: skip
+    first = None
     try:
         for x, y in loader:
+            first = x if first is None else first
             x = to_time_major(x.to(ctx.device, non_blocking=True), T, static)
             y = y.to(ctx.device, non_blocking=True)
             with autocast_context(ctx.device, amp):
@@ -163,6 +168,10 @@ def evaluate(
             bar.update(1)
             bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
                             refresh=False)  # fmt: skip
+        if ctx.distributed and is_sharded(model):
+            _lockstep_forwards(model, dataset, first, len(loader), ctx, monitor,
+                               lambda x: to_time_major(x.to(ctx.device), T, static),
+                               lambda: autocast_context(ctx.device, amp))  # fmt: skip
         reduce_monitor(monitor, ctx)
         layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
     finally:
@@ -171,6 +180,34 @@ def evaluate(
         model.train(was_training)
     total = sums.reduced(ctx)
     return total, rate, layer_stats
+
+
+def _lockstep_forwards(
+    model: nn.Module,
+    dataset: Dataset,
+    first: Tensor | None,
+    batches: int,
+    ctx: DistContext,
+    monitor: SpikeMonitor,
+    prepare: Callable[[Tensor], Tensor],
+    autocast: Callable[[], Any],
+) -> None:
+    """Run ``model`` (FSDP-sharded) on this process's ``first`` batch (or the dataset's
+    first sample, for a process that had none) until it has run as many forwards as
+    the process with the most batches; ``monitor`` pauses meanwhile."""
+    most = max(ctx.all_gather_object(batches))
+    if most == batches:
+        return
+    if first is None:
+        first = torch.as_tensor(dataset[0][0]).unsqueeze(0)
+    x = prepare(first)
+    monitor.enabled = False
+    try:
+        for _ in range(most - batches):
+            with autocast():
+                model(x)
+    finally:
+        monitor.enabled = True
 
 
 def reduce_monitor(monitor: SpikeMonitor, ctx: DistContext) -> None:

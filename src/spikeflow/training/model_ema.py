@@ -141,9 +141,12 @@ class ModelEMA:
     @torch.no_grad()
     def update(self, model: nn.Module, copy_only: bool = False) -> None:
         """Average ``model``'s weights in (the first time, or with ``copy_only``: copy
-        them, and the next update copies again, as the recipe's warm-up does)."""
+        them, and the next update copies again, as the recipe's warm-up does). An
+        FSDP-sharded ``model``'s weights are gathered whole: every process calls this."""
         first = self.updates == 0
         for scheduled, average, current in self._pairs(model):
+            if hasattr(current, "full_tensor"):  # an FSDP shard: gathered (every process)
+                current = current.full_tensor()
             current = current.detach().to(average.device)
             copied = first or scheduled or not average.is_floating_point()
             if copied or average.shape != current.shape:

@@ -30,6 +30,7 @@ from spikeflow.training.config_checks import (
     _positive_int,
 )
 from spikeflow.training.defaults import RESOLVED_FIELDS, default_for, no_default_model_message
+from spikeflow.training.fsdp import check_fsdp_config
 
 __all__ = [
     "BOOL_FIELDS", "PATH_FIELDS", "READOUT_MODES", "REGRESSION_READOUTS", "RUNTIME_FIELDS",
@@ -50,6 +51,7 @@ REGRESSION_READOUTS = ("mean", "last", "per_step")
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
     "overwrite", "data_dir", "cache_dir", "download", "compile", "recompute", "threads",
+    "fsdp",
 )  # fmt: skip
 
 
@@ -135,6 +137,10 @@ class TrainConfig:
     #: Under torchrun: batch norms with statistics over the global batch (every
     #: process's samples), ``spikeflow.training.sync_bn``; one process: no change.
     sync_bn: bool = False
+    #: Under torchrun: shard the weights, gradients and optimizer state over the
+    #: processes (torch's FSDP2, ``spikeflow.training.fsdp``) instead of DDP's whole
+    #: copies; one process: no change.
+    fsdp: bool = False
     #: Repeated augmentation (DeiT's RASampler, the recipe's ``--ra-sampler``): each
     #: sample ``ra_reps`` times per epoch, the copies on different processes, an epoch
     #: of ``len // 256 * 256`` draws (``spikeflow.training.ra_sampler``).
@@ -270,6 +276,7 @@ class TrainConfig:
         _check_tbptt(self)
         _check_decolle(self)
         _check_eventprop(self)
+        check_fsdp_config(self)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
         if (

@@ -13,6 +13,12 @@ import torch
 from spikeflow.errors import ConfigurationError
 from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import config_to_dict
+from spikeflow.training.fsdp import (
+    full_model_state,
+    full_optimizer_state,
+    is_sharded,
+    shard_optimizer_state,
+)
 from spikeflow.training.loop import EpochSums
 from spikeflow.training.resume import checkpoint_position
 from spikeflow.training.run_folder import launch_identity
@@ -55,9 +61,12 @@ class CheckpointMixin:
     """The :class:`~spikeflow.training.trainer.Trainer`'s checkpoint methods (they read
     and set its attributes)."""
 
-    def _payload(self, states: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+    def _payload(
+        self, states: list[dict[str, Any]], complete: bool, gathered: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The checkpoint, from every process's ``rng`` and (inside an epoch) running
-        sums, in rank order."""
+        sums, in rank order; ``gathered``: the full ``model`` and ``optimizer`` states
+        of a sharded (FSDP) run."""
         running = {"epoch_sums": {}, "monitor": {}, "rank_epoch_state": []}
         if not complete:  # every process's own sums, and their totals
             running = ckpt.epoch_state_payload(
@@ -69,8 +78,10 @@ class CheckpointMixin:
             "epoch": self.epoch + (1 if complete else 0),
             "step": 0 if complete else self.step_in_epoch,
             "global_step": self.global_step,
-            "model": self.raw_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.raw_model.state_dict() if gathered is None else gathered["model"],
+            "optimizer": (
+                self.optimizer.state_dict() if gathered is None else gathered["optimizer"]
+            ),
             "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "pruning": {} if self.pruning is None else self.pruning.state_dict(),
@@ -96,14 +107,22 @@ class CheckpointMixin:
             "monitor": {} if complete else self.train_monitor.state_dict(),
         }
         states = self.ctx.all_gather_object(mine)
+        gathered = None
+        if is_sharded(self.raw_model):  # every process joins the gathers; rank 0 keeps
+            main = self.ctx.is_main
+            gathered = {"model": full_model_state(self.raw_model, main),
+                        "optimizer": full_optimizer_state(self.optimizer, main)}  # fmt: skip
         if self.ctx.is_main:
-            ckpt.write_run_checkpoint(self._payload(states, complete), self.output_dir, best)
+            ckpt.write_run_checkpoint(
+                self._payload(states, complete, gathered), self.output_dir, best
+            )
         self.ctx.barrier()
         position = (self.epoch + 1, 0) if complete else (self.epoch, self.step_in_epoch)
         self._checkpoint = (self._last, position)
 
     def _restore(self, payload: dict[str, Any]) -> int:
-        ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
+        if not getattr(self, "_weights_loaded", False):  # (FSDP: before the model was cut)
+            ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
         except ValueError as exc:  # torch's: the groups' sizes differ
@@ -116,6 +135,8 @@ class CheckpointMixin:
                 "steps out of weight decay since LSQ's first release)"
             ) from None
         expand_optimizer_state(self.optimizer, self.raw_model, payload["model"])
+        if is_sharded(self.raw_model):  # the full moments, cut into this process's shards
+            shard_optimizer_state(self.optimizer)
         if self.scheduler is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
             if int(payload["global_step"]) > 0:

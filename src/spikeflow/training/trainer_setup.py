@@ -15,6 +15,7 @@ from torch import nn
 from spikeflow.errors import ConfigurationError
 from spikeflow.losses import loss_key
 from spikeflow.models.common import reading_saved_run
+from spikeflow.training import checkpoint as ckpt
 from spikeflow.training.config import save_config
 from spikeflow.training.data import static_layout
 from spikeflow.training.decolle import check_decolle_model, decolle_rule
@@ -22,6 +23,7 @@ from spikeflow.training.distributed import ddp_options, setup_distributed
 from spikeflow.training.eprop import eprop_rule
 from spikeflow.training.eventprop import check_eventprop_model
 from spikeflow.training.fptt import FPTTRegulariser
+from spikeflow.training.fsdp import shard_model, shard_units
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.metric_logs import CSVLogger, TensorBoardLogger, check_tensorboard
 from spikeflow.training.mixing import BatchMixer
@@ -169,7 +171,20 @@ class SetupMixin:
             self.log(f"--model-ema: decay {decay:.6g} per update (every "
                      f"{cfg.model_ema_steps} steps; --model-ema-decay {cfg.model_ema_decay} "
                      "adjusted to the run)")  # fmt: skip
-        if ctx.distributed:
+        #: FSDP: the parameters left whole, whose gradients _update averages
+        self.replicated: list[nn.Parameter] = []
+        self._weights_loaded = False
+        if ctx.distributed and cfg.fsdp:
+            if self.resume_payload is not None:  # into the whole model, before it is cut
+                ckpt.load_weights(self.raw_model, self.resume_payload,
+                                  self.resume_dir or "the checkpoint")  # fmt: skip
+                self._weights_loaded = True
+            self.replicated = shard_model(self.raw_model)
+            self.log(f"--fsdp: weights, gradients and optimizer state sharded over "
+                     f"{ctx.world_size} processes ({len(shard_units(self.raw_model))} units "
+                     f"gathered one at a time; {len(self.replicated)} scalar parameter(s) "
+                     "kept whole)")  # fmt: skip
+        elif ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
             self.model = nn.parallel.DistributedDataParallel(

@@ -21,6 +21,7 @@ from spikeflow.prune import ThresholdSchedule
 from spikeflow.training.data import to_time_major
 from spikeflow.training.decolle import decolle_train_step
 from spikeflow.training.eprop import eprop_train_step
+from spikeflow.training.fsdp import average_replicated_grads, is_sharded, local_part
 from spikeflow.training.loop import autocast_context, count_correct
 from spikeflow.training.online import online_backward, trains_per_step
 from spikeflow.training.resume import describe_position
@@ -179,6 +180,8 @@ class StepsMixin:
         through the gradient scaler, then the delays clamped and the pruning threshold
         moved."""
         cfg = self.config
+        if self.replicated:  # FSDP: the scalar parameters it keeps whole, averaged as DDP does
+            average_replicated_grads(self.replicated, self.ctx.world_size)
         if cfg.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients (fp16 scaling)
             torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.clip_grad_norm)
@@ -265,8 +268,11 @@ class StepsMixin:
         """Raise before saving when a weight or buffer (e.g. a BN running variance) is
         NaN or Inf although every loss was finite: the last checkpoint stays good."""
         tensors = [*self.raw_model.named_parameters(), *self.raw_model.named_buffers()]
-        bad = [name for name, t in tensors
-               if t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
+        bad = [name for name, t in tensors if t.is_floating_point()
+               and not bool(torch.isfinite(local_part(t)).all())]  # fmt: skip
+        if is_sharded(self.raw_model):  # each process sees its shards: all of them decide
+            found = {name for names in self.ctx.all_gather_object(bad) for name in names}
+            bad = [name for name, _ in tensors if name in found]
         if bad:
             kept = self._last_good_checkpoint()
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
