@@ -25,8 +25,11 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 def _plain(output_dir: str) -> dict:
     """DigitsPLIFNet (its PLIF neurons learn a scalar w each: parameters FSDP cannot
     shard) without batch norm or dropout, 2 epochs of 3 steps, Adam, clipped
-    gradients and EMA: 2 processes' steps are 1 process's on the global batch."""
+    gradients and EMA: 2 processes' steps are 1 process's on the global batch. 17 test
+    samples: process 0 evaluates 3 batches of 4, process 1 only 2 (the lockstep
+    forwards)."""
     return {**_config(output_dir), "epochs": 2, "batch_size": 8, "optimizer": "adam",
+            "test_samples": 17,
             "lr": 0.01, "clip_grad_norm": 0.5, "model_ema": True, "model_ema_steps": 1,
             "model_ema_decay": 0.9}  # fmt: skip
 
@@ -136,8 +139,8 @@ def test_an_fsdp_checkpoint_resumes_in_one_process_without_fsdp(runs, tmp_path):
     shutil.copytree(runs / "cut_mid", mid)
     payload = load_checkpoint(mid / "last.pt")
     assert (payload["epoch"], payload["step"], payload["config"]["fsdp"]) == (1, 2, True)
-    Trainer(config_for_resume(payload, {"fsdp": False, "output_dir": str(mid)}), resume=payload, resume_dir=mid,
-            log=None).fit()  # fmt: skip
+    config = config_for_resume(payload, {"fsdp": False, "output_dir": str(mid)})
+    Trainer(config, resume=payload, resume_dir=mid, log=None).fit()
     one, resumed = load_checkpoint(runs / "one/last.pt"), load_checkpoint(mid / "last.pt")
     assert resumed["config"]["fsdp"] is False and resumed["world_size"] == 1
     _assert_same_state(one["model"], resumed["model"])

@@ -156,6 +156,10 @@ def evaluate(
     bar = tqdm(total=len(loader), desc="test", disable=not (progress and ctx.is_main),
                leave=False, dynamic_ncols=True)  # fmt: skip
     first = None
+    # An FSDP model gathers weights with every process in each forward: how many more
+    # forwards than its own batches this process runs (known before any forward).
+    lockstep = ctx.distributed and is_sharded(model)
+    missing = max(ctx.all_gather_object(len(loader))) - len(loader) if lockstep else 0
     try:
         for x, y in loader:
             first = x if first is None else first
@@ -168,8 +172,8 @@ def evaluate(
             bar.update(1)
             bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
                             refresh=False)  # fmt: skip
-        if ctx.distributed and is_sharded(model):
-            _lockstep_forwards(model, dataset, first, len(loader), ctx, monitor,
+        if missing:
+            _lockstep_forwards(model, dataset, first, missing, monitor,
                                lambda x: to_time_major(x.to(ctx.device), T, static),
                                lambda: autocast_context(ctx.device, amp))  # fmt: skip
         reduce_monitor(monitor, ctx)
@@ -186,24 +190,21 @@ def _lockstep_forwards(
     model: nn.Module,
     dataset: Dataset,
     first: Tensor | None,
-    batches: int,
-    ctx: DistContext,
+    missing: int,
     monitor: SpikeMonitor,
     prepare: Callable[[Tensor], Tensor],
     autocast: Callable[[], Any],
 ) -> None:
-    """Run ``model`` (FSDP-sharded) on this process's ``first`` batch (or the dataset's
-    first sample, for a process that had none) until it has run as many forwards as
-    the process with the most batches; ``monitor`` pauses meanwhile."""
-    most = max(ctx.all_gather_object(batches))
-    if most == batches:
-        return
+    """Run ``model`` (FSDP-sharded) ``missing`` more times, uncounted (``monitor``
+    paused), on this process's ``first`` batch (the dataset's first sample for a
+    process that had none), so that it joins as many forwards as the process with the
+    most batches."""
     if first is None:
         first = torch.as_tensor(dataset[0][0]).unsqueeze(0)
     x = prepare(first)
     monitor.enabled = False
     try:
-        for _ in range(most - batches):
+        for _ in range(missing):
             with autocast():
                 model(x)
     finally:
