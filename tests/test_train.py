@@ -852,6 +852,7 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
         "no_decay_norm_bias",
         "model_ema",
         "sync_bn",
+        "fsdp",
         "ra_sampler",
     }
     for name in sorted(bools):
