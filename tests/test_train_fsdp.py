@@ -173,3 +173,13 @@ def test_shard_units_are_top_level_children_or_the_items_of_a_container():
 def test_fsdp_refuses_what_it_cannot_run_by_name(tmp_path, setting, flag):
     with pytest.raises(ConfigurationError, match=f"--fsdp .* cannot be combined with {flag}"):
         config_from_dict({**_plain(str(tmp_path)), "fsdp": True, **setting}).validate()
+
+
+def test_a_detection_run_refuses_fsdp():
+    from spikeflow.training.config import TrainConfig
+    from spikeflow.training.detection_task import refuse_classification_options
+
+    config = TrainConfig(dataset="nmnist_detection", fsdp=True)
+    with pytest.raises(ConfigurationError, match=r"--fsdp \(not supported for detection"):
+        refuse_classification_options(config)
+    refuse_classification_options(TrainConfig(dataset="nmnist_detection"))  # (without: none)

@@ -127,6 +127,11 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--input-bits", config.input_bits is not None, "not supported for detection yet"),
         ("--recompute", config.recompute, "not supported for detection yet"),
         ("--model-ema", config.model_ema, "not supported for detection yet"),
+        (
+            "--fsdp",
+            config.fsdp,
+            "not supported for detection yet (its evaluation is not run in lockstep)",
+        ),
         ("--spike-reg", config.spike_reg != "none", "not supported for detection yet"),
         ("--tensorboard", config.tensorboard, "not supported for detection yet (metrics.csv is)"),
         ("--plots on", config.plots == "on", "no plots for detection runs yet"),
