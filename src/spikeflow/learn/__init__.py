@@ -2,12 +2,17 @@
 :func:`stdp_update`; triplet STDP, :class:`TripletSTDPLearner`), also reward-modulated
 (MSTDP, MSTDP-ET with :func:`eligibility_reward`), e-prop for recurrent spiking
 networks (:class:`EProp`, :class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
-(:class:`EventPropLIF`, :func:`lif_adjoint`), and DECOLLE's layer-local learning
+(:class:`EventPropLIF`, :func:`lif_adjoint`; refractory, LSNN and conductance-based
+neurons: :func:`lif_refrac_adjoint`, :func:`lsnn_adjoint`, :func:`coba_lif_adjoint`),
+and DECOLLE's layer-local learning
 (:class:`DECOLLE`, :class:`DECOLLENetwork`), and Norse's correlation sensors
 (:class:`CorrelationSensor`, :class:`LIFCorrelation`), and one-spike-per-neuron
 convolutional STDP and R-STDP (Kheradpisheh et al. 2018, Mozafari et al. 2019:
 :func:`first_spike_stdp`, :func:`reward_stdp`, :func:`k_winners`). See ``docs/learning.md``."""
 
+from spikeflow.learn.adjoint_coba import CobaLIFAdjointParameters, coba_lif_adjoint
+from spikeflow.learn.adjoint_lsnn import LSNNAdjointParameters, lsnn_adjoint
+from spikeflow.learn.adjoint_refrac import LIFRefracAdjointParameters, lif_refrac_adjoint
 from spikeflow.learn.competitive import ConvWinnerTakeAll, WinnerTakeAll
 from spikeflow.learn.correlation_sensor import (
     CorrelationSensor,
@@ -66,6 +71,7 @@ from spikeflow.learn.triplet import (
 __all__ = [
     "DECOLLE",
     "TRIPLET_PRESETS",
+    "CobaLIFAdjointParameters",
     "ConvWinnerTakeAll",
     "CorrelationSensor",
     "CorrelationSensorState",
@@ -79,6 +85,8 @@ __all__ = [
     "EventPropLIF",
     "LIFAdjointParameters",
     "LIFCorrelation",
+    "LIFRefracAdjointParameters",
+    "LSNNAdjointParameters",
     "RSNNOutput",
     "RSNNState",
     "RSNNStep",
@@ -88,6 +96,7 @@ __all__ = [
     "TripletSTDPLearner",
     "WinnerTakeAll",
     "adaptive_rstdp_rates",
+    "coba_lif_adjoint",
     "correlation_based_update",
     "correlation_sensor_step",
     "decide",
@@ -102,6 +111,8 @@ __all__ = [
     "kheradpisheh_rates",
     "lif_adjoint",
     "lif_recurrent_adjoint",
+    "lif_refrac_adjoint",
+    "lsnn_adjoint",
     "pointwise_inhibition",
     "rate_regularization",
     "reward_stdp",

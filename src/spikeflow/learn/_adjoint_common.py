@@ -1,0 +1,81 @@
+"""Argument checks and small pieces shared by the adjoint (EventProp) neurons of
+:mod:`spikeflow.learn.adjoint_refrac`, :mod:`spikeflow.learn.adjoint_lsnn` and
+:mod:`spikeflow.learn.adjoint_coba`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeflow.errors import ShapeError
+from spikeflow.learn.eventprop import _check_sequence, _check_weight
+
+
+def check_layer(
+    owner: str, x: object, input_weights: object, recurrent_weights: object
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``x`` ``[T, B, I]`` and the optional weights ``W_in`` ``[N, I]``, ``W_rec``
+    ``[N, N]`` (without ``W_in``, ``x`` is the current ``[T, B, N]``)."""
+    if input_weights is None:
+        x = _check_sequence(owner, "x", x)
+        if recurrent_weights is not None:
+            n = x.shape[2]
+            _check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
+        return x, None, recurrent_weights  # type: ignore[return-value]
+    if not isinstance(input_weights, Tensor) or input_weights.dim() != 2:
+        got = (
+            f"shape {tuple(input_weights.shape)}"
+            if isinstance(input_weights, Tensor)
+            else repr(input_weights)
+        )
+        raise ShapeError(f"{owner}: input_weights must be a [N, I] tensor, got {got}")
+    n, width = input_weights.shape
+    x = _check_sequence(owner, "x", x, width)
+    _check_weight(owner, "input_weights", input_weights, (n, width), x)
+    if recurrent_weights is not None:
+        _check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
+    return x, input_weights, recurrent_weights  # type: ignore[return-value]
+
+
+def save_layer(ctx: Any, x: Tensor, w_in: Tensor | None, w_rec: Tensor | None) -> None:
+    """Keeps ``x`` (for ``W_in``'s gradient) and the weights for the backward pass."""
+    ctx.has = (w_in is not None, w_rec is not None)
+    kept = (x if w_in is not None else None, w_in, w_rec)
+    ctx.save_for_backward(*[t for t in kept if t is not None])
+
+
+def load_layer(ctx: Any) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(x, W_in, W_rec)`` as :func:`save_layer` kept them (None where absent)."""
+    tensors = list(ctx.saved_tensors)
+    x = tensors.pop(0) if ctx.has[0] else None
+    w_in = tensors.pop(0) if ctx.has[0] else None
+    w_rec = tensors.pop(0) if ctx.has[1] else None
+    return x, w_in, w_rec
+
+
+def input_gradients(
+    ctx: Any, x: Tensor | None, w_in: Tensor | None, d_current: Tensor, paired: Tensor
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of ``x`` (or of the current, without ``W_in``) and of ``W_in``:
+    ``∂L/∂x[t] = d_current[t] W_in`` and ``∂L/∂W_in = Σ_t paired[t]ᵀ x[t]``."""
+    if w_in is None or x is None:
+        return d_current, None
+    d_x = torch.matmul(d_current, w_in) if ctx.needs_input_grad[0] else None
+    d_in = None
+    if ctx.needs_input_grad[1]:
+        rows = x.shape[0] * x.shape[1]
+        d_in = torch.mm(paired.reshape(rows, paired.shape[-1]).t(), x.reshape(rows, x.shape[-1]))
+    return d_x, d_in
+
+
+def shifted(d: Tensor) -> Tensor:
+    """``d[t+1]`` at ``t`` (zero at the last step): Norse pairs ``x[t]`` with it."""
+    return torch.cat([d[1:], torch.zeros_like(d[:1])])
+
+
+def take(values: Tensor, counts: list[int], end: int, t: int) -> tuple[Tensor, int]:
+    """The values of step ``t`` from a list kept in time order, read from its ``end``."""
+    start = end - counts[t]
+    return values[start:end], start
