@@ -263,8 +263,8 @@ def _setup(neuron: str, dt: float):
         )
     if neuron == "lsnn":  # neuron 1 never fires and observes neuron 0's spikes: ∫ v_1² dt
         p = LSNNAdjointParameters(v_th=1.0, tau_adapt_inv=50.0, beta=0.3, dt=dt)
-        w_in = torch.tensor([[1.6, 1.4, 1.5], [0.3, 0.2, 0.3]], dtype=F64)
-        w_rec = torch.tensor([[0.0, 0.0], [0.4, 0.0]], dtype=F64)
+        w_in = torch.tensor([[1.6, 1.4, 1.5], [0.0, 0.0, 0.0]], dtype=F64)
+        w_rec = torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=F64)
         return (
             lambda c, w, jumps: lsnn_adjoint(c, p, None, w, jumps),
             lambda v: dt * (v[..., 1] ** 2).sum(0),
@@ -281,6 +281,12 @@ def _setup(neuron: str, dt: float):
     )
 
 
+def _row_error(gradient: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest error in a neuron's input weights relative to their largest entry."""
+    scale = reference.abs().amax(1, keepdim=True)
+    return float(((gradient - reference).abs() / scale).max())
+
+
 def _adjoint_gradient(neuron: str, dt: float, jumps: str):
     run, loss, w_in, w_rec = _setup(neuron, dt)
     w_in = w_in.clone().requires_grad_()
@@ -288,7 +294,7 @@ def _adjoint_gradient(neuron: str, dt: float, jumps: str):
     return torch.autograd.grad(loss(v).sum(), w_in)[0], z.sum((0, 1))
 
 
-def _finite_differences(neuron: str, dt: float, eps: float = 3e-3):
+def _finite_differences(neuron: str, dt: float, eps: float):
     """Central differences in each entry of W_in, all in one batch (one run)."""
     run, loss, w_in, w_rec = _setup(neuron, dt)
     shifted = []
@@ -306,26 +312,28 @@ def _finite_differences(neuron: str, dt: float, eps: float = 3e-3):
 
 
 @pytest.mark.parametrize(
-    ("neuron", "dt", "tolerance"),
-    [("refrac", 2.5e-5, 0.15), ("lsnn", 2.5e-5, 0.05), ("coba", 1e-5, 0.15)],
+    ("neuron", "dt", "eps", "tolerance"),
+    [("refrac", 2.5e-5, 3e-2, 0.1), ("lsnn", 2.5e-5, 3e-2, 0.03), ("coba", 5e-6, 1e-2, 0.2)],
 )
 def test_continuous_gradient_by_finite_differences(
-    neuron: str, dt: float, tolerance: float
+    neuron: str, dt: float, eps: float, tolerance: float
 ) -> None:
-    """EventProp on the grid against the continuous system's gradient (central
-    differences of the forward at dt = 2 µs, spike counts unchanged); Norse's adjoint
-    (refractory LIF, LSNN) is off by more than the gradient itself."""
-    reference, counts = _finite_differences(neuron, 2e-6)
-    assert counts[0] >= 3  # neuron 0 fires several times
-    if neuron == "lsnn":
-        assert counts[1] == 0  # the observer stays below threshold
+    """EventProp on the grid against the continuous system's gradient: central
+    differences of the forward at dt = 2 µs (spike counts unchanged; ``eps`` large enough
+    that the spike times move by tens of steps). Norse's adjoint (refractory LIF, LSNN)
+    is off by about the gradient itself or more."""
+    reference, counts = _finite_differences(neuron, 2e-6, eps)
+    assert counts[0] >= 4  # neuron 0 fires several times
+    rows = slice(None)
+    if neuron == "lsnn":  # the observer stays below threshold; its own weights see no jump
+        assert counts[1] == 0
+        rows = slice(0, 1)
     mine, mine_counts = _adjoint_gradient(neuron, dt, "eventprop")
     assert torch.equal(mine_counts, counts)
-    scale = reference.abs().max()
-    assert (mine - reference).abs().max() / scale < tolerance
+    assert _row_error(mine[rows], reference[rows]) < tolerance
     if neuron != "coba":
         norse, _ = _adjoint_gradient(neuron, dt, "norse")
-        assert (norse - reference).abs().max() / scale > 0.9
+        assert _row_error(norse[rows], reference[rows]) > 0.9
 
 
 def test_bad_input_is_named() -> None:
