@@ -89,7 +89,7 @@ def _check_refrac(owner: str, p: object) -> LIFRefracAdjointParameters:
 class _Saved(NamedTuple):
     spikes: Tensor  # z[t], bool
     held: Tensor  # m[t], bool
-    rho: Tensor  # ρ[t]
+    counting: Tensor  # norse: ρ[t] > 0, bool (else empty)
     events: Tensor  # eventprop: the release steps r-1; norse: ρ[t-1] == 1 (Norse's end)
     spike_counts: list[int]
     event_counts: list[int]
@@ -115,6 +115,7 @@ class _LIFRefracAdjoint(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         save_layer(ctx, x, w_in, w_rec)
         steps, batch, n = current.shape
+        norse = jumps == "norse"
         v = current.new_full((batch, n), q.v_leak)
         i = current.new_zeros(batch, n)
         rho = current.new_zeros(batch, n)
@@ -122,10 +123,9 @@ class _LIFRefracAdjoint(torch.autograd.Function):
         spikes = current.new_empty(steps, batch, n)
         voltage = current.new_empty(steps, batch, n)
         held_all = torch.empty(steps, batch, n, dtype=torch.bool, device=current.device)
-        rho_all = current.new_empty(steps, batch, n)
+        counting = torch.empty_like(held_all) if norse else held_all.new_empty(0)
         events = torch.empty_like(held_all)
         minus, plus, at_event = [], [], []
-        norse = jumps == "norse"
         charge, leak = dt * a, -dt * b
         for t in range(steps):
             j = i + current[t]
@@ -148,11 +148,13 @@ class _LIFRefracAdjoint(torch.autograd.Function):
             i = j + leak * j
             v, rho = v_new, rho_new
             z = fired.to(h.dtype)
-            spikes[t], voltage[t], held_all[t], rho_all[t], events[t] = z, v, held, rho, event
+            spikes[t], voltage[t], held_all[t], events[t] = z, v, held, event
+            if norse:
+                counting[t] = rho > 0
         ctx.saved = _Saved(
             spikes.bool(),
             held_all,
-            rho_all,
+            counting,
             events,
             [len(m) for m in minus],
             [len(e) for e in at_event],
@@ -212,6 +214,8 @@ def _backward_eventprop(
             jump = (slope_release[fired] * lam_release[fired] + g) / slope_minus
             lam_h = lam_h.masked_scatter(fired, jump)
         lam_j = dt * a * lam_h + (1 - dt * b) * lam_i
+        # held: v[t] = v[t-1] (what reaches the spike that began the period is dropped
+        # there: the release term stands for it)
         lam_v = torch.where(held, lam_v, (1 - dt * a) * lam_h)
         if w_rec is not None and d_rec is not None:
             if t > 0:
@@ -248,7 +252,7 @@ def _backward_norse(
         d_out = grad_spikes[t] + d_z if cell else grad_spikes[t]
         if d_rec is not None:
             d_rec += lam_i.t().mm(spikes_float[t])  # Norse pairs z[t], not z[t-1]
-        free = 1 - (s.rho[t] > 0).to(lam_v.dtype)  # Norse's mask of ρ[t]
+        free = 1 - s.counting[t].to(lam_v.dtype)  # Norse's mask of ρ[t]
         lam_i = lam_i + dt * b * (free * lam_v - lam_i)
         lam_v = lam_v - free * a * dt * lam_v
         fired = s.spikes[t]
