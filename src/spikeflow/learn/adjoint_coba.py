@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
@@ -121,6 +122,7 @@ class _CobaLIFAdjoint(torch.autograd.Function):
         return spikes, voltage
 
     @staticmethod
+    @once_differentiable
     def backward(  # type: ignore[override]
         ctx: Any, grad_spikes: Tensor | None, grad_voltage: Tensor | None
     ) -> tuple[Tensor | None, None]:
