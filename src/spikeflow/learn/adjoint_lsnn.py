@@ -24,7 +24,7 @@ equations; at a spike of neuron ``n`` Wunderlich & Pehle's jump for the event
     θ̇⁻ = ρ (v_th - θ[t-1])
     G_n = ∂L/∂z_n[t] + Σ_k W_rec[k, n] (a λh_k[t+2] - b λi_k[t+1])
 
-``jumps="norse"``: Norse 1.1's ``LSNNAdjointFunction`` (with ``input_weights``) or
+``jumps="norse"``: Norse 1.1's ``LSNNAdjointFunction`` (with either weight) or
 ``LSNNFeedForwardAdjointFunction``, equation for equation: it treats the membrane and
 the threshold as two separate events, jumping ``λv`` by ``V̇⁺/V̇⁻`` and ``λθ`` by
 ``θ̇⁺/θ̇⁻`` each with ``∂L/∂z`` divided by its own slope (``θ̇⁻`` is 0 at the first
@@ -271,7 +271,7 @@ def lsnn_adjoint(
 ) -> tuple[Tensor, Tensor]:
     """An LSNN layer (adaptive threshold) over a whole sequence, differentiated by the
     adjoint method (module docstring): Norse's ``lsnn_feed_forward_adjoint_step`` (``x``
-    the current) or ``lsnn_adjoint_step`` (with ``input_weights``) over every step,
+    the current) or ``lsnn_adjoint_step`` (with either weight) over every step,
     from ``v = v_leak``, ``i = 0``, ``θ = v_th``.
 
     Args:

@@ -28,7 +28,7 @@ starts to integrate sooner: the release, not the reset, carries the spike-time s
 slope just after the spike is 0). With ``rho_reset = 0`` this is
 :func:`~spikeflow.learn.lif_adjoint`'s EventProp, step for step.
 
-``jumps="norse"``: Norse 1.1's adjoint, equation for equation: with ``input_weights``
+``jumps="norse"``: Norse 1.1's adjoint, equation for equation: with either weight
 Norse's ``LIFAdjointRefracFunction`` (the jump ``V̇⁺/V̇⁻`` with ``V̇`` from the current
 before the input, the refractory mask of ``ρ[t]`` instead of ``ρ[t-1]``, ``W_in``'s gradient
 paired one step late, the recurrent spikes' effect as counts), without them
@@ -290,7 +290,7 @@ def lif_refrac_adjoint(
 ) -> tuple[Tensor, Tensor]:
     """A refractory current-based LIF layer over a whole sequence, differentiated by the
     adjoint method (module docstring): Norse's ``lif_refrac_feed_forward_adjoint_step``
-    (``x`` the current) or ``lif_refrac_adjoint_step`` (with ``input_weights``) over
+    (``x`` the current) or ``lif_refrac_adjoint_step`` (with either weight) over
     every step, from ``v = v_leak``, ``i = 0``, not refractory.
 
     Args:
