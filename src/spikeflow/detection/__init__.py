@@ -8,6 +8,9 @@
 * :mod:`~spikeflow.detection.model`: :class:`SpikingDetector` and a small builder.
 * :mod:`~spikeflow.detection.multiscale`: the multi-scale (FPN) detector, its per-level
   assignment by object size (FCOS), loss and decoder.
+* :mod:`~spikeflow.detection.yolo`, :mod:`~spikeflow.detection.yolo_loss`: anchor-based
+  YOLO (Lava-DL's): anchors, target assignment, decoding and the CIoU-weighted loss;
+  the spiking tiny YOLOv3 is :mod:`spikeflow.models.tiny_yolov3`.
 
 The composed N-MNIST detection task is
 :class:`spikeflow.data.datasets.nmnist_detection.NMNISTDetection`.
@@ -21,6 +24,8 @@ from spikeflow.detection.boxes import (
     box_iou,
     check_boxes,
     clip_boxes_to_image,
+    complete_box_iou,
+    complete_box_iou_loss,
     elementwise_box_iou,
     generalized_box_iou,
     nms,
@@ -42,6 +47,8 @@ from spikeflow.detection.multiscale import (
     fcos_size_ranges,
 )
 from spikeflow.detection.targets import check_target, collate, pad_targets, split_target
+from spikeflow.detection.yolo import assign_yolo_targets, decode_yolo
+from spikeflow.detection.yolo_loss import YOLOLoss
 
 __all__ = [
     "BOX_FORMATS",
@@ -52,8 +59,10 @@ __all__ = [
     "SpikingDetectionHead",
     "SpikingDetector",
     "SpikingFPNDetector",
+    "YOLOLoss",
     "assign_targets",
     "assign_targets_multiscale",
+    "assign_yolo_targets",
     "batched_nms",
     "box_area",
     "box_convert",
@@ -62,9 +71,12 @@ __all__ = [
     "check_target",
     "clip_boxes_to_image",
     "collate",
+    "complete_box_iou",
+    "complete_box_iou_loss",
     "decode",
     "decode_boxes",
     "decode_multiscale",
+    "decode_yolo",
     "elementwise_box_iou",
     "fcos_size_ranges",
     "generalized_box_iou",

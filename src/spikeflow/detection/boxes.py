@@ -9,7 +9,8 @@ no "+1" (the COCO convention, which pycocotools and torchvision use). ``"xywh"``
 
 The names and semantics follow ``torchvision.ops`` (``box_convert``, ``box_area``,
 ``box_iou``, ``generalized_box_iou``, ``nms``, ``batched_nms``,
-``clip_boxes_to_image``), so code written against it ports by changing the import.
+``clip_boxes_to_image``, ``complete_box_iou``, ``complete_box_iou_loss``), so code
+written against it ports by changing the import.
 Unlike torchvision, a box with ``x_max < x_min`` (or ``y_max < y_min``) is an error, not
 a silently negative area.
 """
@@ -33,6 +34,8 @@ __all__ = [
     "box_iou",
     "check_boxes",
     "clip_boxes_to_image",
+    "complete_box_iou",
+    "complete_box_iou_loss",
     "elementwise_box_iou",
     "generalized_box_iou",
     "nms",
@@ -190,6 +193,68 @@ def elementwise_box_iou(boxes1: Tensor, boxes2: Tensor, generalized: bool = Fals
     wh_c = torch.maximum(boxes1[:, 2:], boxes2[:, 2:]) - torch.minimum(boxes1[:, :2], boxes2[:, :2])
     enclosing = wh_c[:, 0] * wh_c[:, 1]
     return iou - _divide(enclosing - union, enclosing)
+
+
+def _complete_iou(b1: Tensor, b2: Tensor) -> Tensor:
+    """CIoU of broadcastable ``[..., 4]`` xyxy boxes (the boxes are not checked)."""
+    w1, h1 = b1[..., 2] - b1[..., 0], b1[..., 3] - b1[..., 1]
+    w2, h2 = b2[..., 2] - b2[..., 0], b2[..., 3] - b2[..., 1]
+    lt = torch.maximum(b1[..., :2], b2[..., :2])
+    rb = torch.minimum(b1[..., 2:], b2[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    iou = _divide(inter, w1 * h1 + w2 * h2 - inter)
+    # squared diagonal of the enclosing box, squared distance of the centres
+    wh_c = torch.maximum(b1[..., 2:], b2[..., 2:]) - torch.minimum(b1[..., :2], b2[..., :2])
+    diagonal = wh_c[..., 0] ** 2 + wh_c[..., 1] ** 2
+    centres = (b1[..., :2] + b1[..., 2:] - b2[..., :2] - b2[..., 2:]) / 2
+    distance = centres[..., 0] ** 2 + centres[..., 1] ** 2
+    # aspect-ratio consistency; atan2(w, h) = atan(w / h), and 0 for a 0 x 0 box
+    v = (4 / math.pi**2) * (torch.atan2(w1, h1) - torch.atan2(w2, h2)) ** 2
+    with torch.no_grad():  # the trade-off weight is a constant of the gradient (the paper's)
+        alpha = _divide(v, 1 - iou + v)
+    return iou - _divide(distance, diagonal) - alpha * v
+
+
+def complete_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise complete IoU (Zheng et al., AAAI 2020), ``[N, 4], [M, 4] -> [N, M]``.
+
+    ``CIoU = IoU - ρ²/c² - α·v``: ``ρ`` the distance between the two centres, ``c`` the
+    diagonal of the smallest box enclosing both, ``v = (4/π²)·(atan(w₁/h₁) -
+    atan(w₂/h₂))²`` the aspect-ratio mismatch and ``α = v / (1 - IoU + v)``, taken as a
+    constant in the backward pass (as the paper, torchvision and Lava-DL do). In
+    ``[-1.5, 1]``; 1 only for identical boxes. torchvision adds ``eps = 1e-7`` to its
+    denominators; here ``0/0`` is 0 instead (two empty boxes: IoU 0, no penalty).
+    """
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
+    return _complete_iou(boxes1[:, None, :], boxes2[None, :, :])
+
+
+def complete_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none") -> Tensor:
+    """``1 - CIoU`` of matching rows (:func:`complete_box_iou`), ``[N, 4], [N, 4] -> [N]``,
+    or its ``"mean"``/``"sum"`` (torchvision's ``complete_box_iou_loss``; the mean of no
+    boxes is 0 here, NaN there). Differentiable.
+
+    Raises:
+        ShapeError: the two tensors have different numbers of boxes.
+        ConfigurationError: ``reduction`` not ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
+    if boxes1.shape != boxes2.shape:
+        raise ShapeError(
+            f"complete_box_iou_loss needs as many boxes in boxes1 as in boxes2, got "
+            f"{list(boxes1.shape)} and {list(boxes2.shape)}"
+        )
+    if reduction not in ("none", "mean", "sum"):
+        raise ConfigurationError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    loss = 1.0 - _complete_iou(boxes1, boxes2)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / max(1, loss.numel())
+    return loss
 
 
 def _check_threshold(iou_threshold: float) -> float:

@@ -32,6 +32,9 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
 * :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
 * :mod:`~spikeflow.models.pilotnet`: Lava-DL's PilotNet SDNN and LIF steering regressors.
+* :mod:`~spikeflow.models.tiny_yolov3`: the spiking (LIF or sigma-delta) tiny YOLOv3
+  detector, Lava-DL's; a detector, not a classifier, so not in :func:`create_model`'s
+  registry (``spikeflow train --dataset nmnist_detection --model tiny_yolov3``).
 * :mod:`~spikeflow.models.common`: neuron selection by name (:data:`NEURONS`).
 * :mod:`~spikeflow.models.torchvision_weights`: torchvision's ImageNet ANN weights into the
   spiking/SEW ResNets and VGGs (:func:`load_torchvision_weights`).
