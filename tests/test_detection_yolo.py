@@ -457,5 +457,16 @@ def test_tiny_yolov3_refuses_bad_arguments():
         tiny_yolov3(anchors=[[(0.1, 0.1)]])
     with pytest.raises(ConfigurationError, match="> 0"):
         tiny_yolov3(anchors=[[(0.1, 0.0)], [(0.2, 0.2)]])
-    with pytest.raises(ShapeError, match="at least 32x32"):
-        tiny_yolov3(width_mult=0.125)(torch.zeros(1, 1, 2, 16, 64))
+    with pytest.raises(ShapeError, match=r"\[T, B, C, H, W\]"):
+        tiny_yolov3(width_mult=0.125)(torch.zeros(1, 2, 64, 64))
+
+
+def test_tiny_yolov3_pads_its_input_to_a_multiple_of_32():
+    torch.manual_seed(2)
+    net = tiny_yolov3(num_classes=2, width_mult=0.125).eval()
+    x = (torch.rand(2, 1, 2, 72, 80) < 0.3).float()
+    padded = torch.zeros(2, 1, 2, 96, 96)
+    padded[..., :72, :80] = x
+    for a, b in zip(net(x), net(padded)):
+        assert a.shape[-2:] == b.shape[-2:] and torch.equal(a, b)
+    assert net(x)[0].shape[-2:] == (6, 6)

@@ -10,8 +10,11 @@ The layout is Lava-DL's (channels times ``width_mult``):
   (nearest) to the backbone's grid, joined to the backbone's 256 channels, a 256 unit and
   the 1x1 read-out of scale 16.
 
-A read-out has ``A·(5 + C)`` channels (:mod:`spikeflow.detection.yolo`) and runs at every
-step: the outputs are per step, ``[T, B, A·(5 + C), H_l, W_l]``, finest scale first.
+An input whose height or width is not a multiple of 32 is padded with zeros on the right
+and bottom (Gen1's 304x240 becomes 320x256), so that every cell spans exactly its stride
+and the anchors are fractions of the padded image. A read-out has ``A·(5 + C)``
+channels (:mod:`spikeflow.detection.yolo`) and runs at every step: the outputs are per
+step, ``[T, B, A·(5 + C), H_l, W_l]``, finest scale first.
 :class:`~spikeflow.detection.YOLOLoss` trains them per step or on their time-mean;
 :meth:`TinyYOLOv3.detect` decodes the time-mean.
 
@@ -47,7 +50,7 @@ from spikeflow.detection.head import HEAD_NEURON_DEFAULTS, DetectMixin
 from spikeflow.detection.metrics import Detections
 from spikeflow.detection.yolo import LAVA_TINY_YOLOV3_ANCHORS, check_anchors, decode_yolo
 from spikeflow.detection.yolo_loss import YOLOLoss
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError
 from spikeflow.layers._time import fold_time
 from spikeflow.models.building import init_conv_linear
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_input, check_positive_int
@@ -171,12 +174,14 @@ class TinyYOLOv3(DetectMixin, nn.Module):
         return nn.Sequential(layers.DeltaSynapse(nn.Conv2d(c_in, c_out, 1)), layers.SigmaDecoder())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``[T, B, C, H, W]`` -> (``[T, B, A·(5 + C), H/16, W/16]``, ``[..., H/32, W/32]``)."""
+        """``[T, B, C, H, W]`` -> (``[T, B, A·(5 + C), H/16, W/16]``, ``[..., H/32, W/32]``),
+        the input padded with zeros (right, bottom) to a multiple of 32 first."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        if x.shape[-2] < 32 or x.shape[-1] < 32:
-            raise ShapeError(
-                f"TinyYOLOv3 needs inputs of at least 32x32 pixels, got {list(x.shape)}"
-            )
+        # zeros on the right and bottom to a multiple of 32: every cell then spans exactly
+        # its stride and the boxes keep the input's coordinates
+        pad_h, pad_w = -x.shape[-2] % 32, -x.shape[-1] % 32
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         if self.input is not None:
             x = self.input(x)
         features = self.backbone(x)  # stride 16

@@ -84,10 +84,12 @@ DETECTION_DATASETS: dict[str, _DatasetSpec] = {
     "gen1": _DatasetSpec(5, 8, 1e-3, "Prophesee Gen1 Automotive (304x240, 2 classes)"),
     "1mpx": _DatasetSpec(5, 4, 1e-3, "Prophesee 1Mpx Automotive (1280x720, 7 classes)"),
 }
-#: The model a detection run builds (``--model``).
+#: The model a detection run builds unless ``--model`` (the anchor-free detector).
 DETECTION_MODEL = "spiking_detector"
-#: The loss a detection run trains (``--loss``): spikeflow.detection's.
+#: The loss a detection run trains unless ``--loss``: spikeflow.detection's.
 DETECTION_LOSS = "detection"
+#: ``--model`` of a detection run -> the ``--loss`` it trains with (the only one it takes).
+DETECTION_MODELS = {DETECTION_MODEL: DETECTION_LOSS, "tiny_yolov3": "yolo"}
 #: NMNISTDetection's canvases per split unless ``--train-samples``/``--test-samples``.
 NMNIST_DETECTION_SAMPLES = (2000, 300)
 
@@ -144,20 +146,29 @@ def refuse_classification_options(config: TrainConfig) -> None:
     cannot take (classification-only ones: ``--readout``, ``--mixup``/``--cutmix``, label
     smoothing, DECOLLE, EventProp, e-prop, online and truncated-BPTT training; and those
     not supported for detection yet: pruning, quantization, ``--recompute``,
-    ``--tensorboard``, ``--plots on``), a ``--model`` other than ``spiking_detector`` and
-    a ``--loss`` other than ``detection``."""
+    ``--tensorboard``, ``--plots on``), a ``--model`` other than ``spiking_detector`` or
+    ``tiny_yolov3``, and a ``--loss`` other than the model's (``detection``, ``yolo``:
+    :data:`DETECTION_MODELS`)."""
     name = config.dataset
-    if config.model not in (None, DETECTION_MODEL):
+    if config.model is not None and config.model not in DETECTION_MODELS:
         raise ConfigurationError(
             f"--model {config.model}: dataset {name!r} is a detection task, which trains "
             f"--model {DETECTION_MODEL} (spikeflow.detection.spiking_detector; its options go "
-            "in --model-kwargs, e.g. widths=[16,32,64] strides=[8,16])"
+            "in --model-kwargs, e.g. widths=[16,32,64] strides=[8,16]) or --model tiny_yolov3 "
+            "(spikeflow.models.tiny_yolov3, e.g. width_mult=0.25 block=sigma_delta)"
         )
-    if config.loss not in (None, DETECTION_LOSS):
+    model = config.model or DETECTION_MODEL
+    if config.loss is not None and config.loss != DETECTION_MODELS[model]:
+        losses = {
+            "detection": "spikeflow.detection.DetectionLoss: GIoU + objectness + class BCE; "
+            "its weights go in --loss-kwargs, e.g. box_weight=5",
+            "yolo": "spikeflow.detection.YOLOLoss: CIoU + coordinates + objectness + class "
+            "CE; its weights go in --loss-kwargs, e.g. lambda_iou=2",
+        }
+        loss = DETECTION_MODELS[model]
         raise ConfigurationError(
-            f"--loss {config.loss}: dataset {name!r} is a detection task, trained with "
-            f"--loss {DETECTION_LOSS} (spikeflow.detection.DetectionLoss: GIoU + objectness + "
-            "class BCE; its weights go in --loss-kwargs, e.g. box_weight=5)"
+            f"--loss {config.loss}: dataset {name!r} is a detection task, and --model {model} "
+            f"is trained with --loss {loss} ({losses[loss]})"
         )
     given = _given(config)
     if given:
@@ -227,7 +238,8 @@ class DetectionTask:
 
     def resolve(self, config: TrainConfig) -> TrainConfig:
         """``config`` (a copy) with the detection defaults where it holds None (model
-        ``spiking_detector``, loss ``detection``, the dataset's ``T``, batch size and
+        ``spiking_detector``, the model's loss (``detection``; ``yolo`` for
+        ``tiny_yolov3``), the dataset's ``T``, batch size and
         learning rate, ``split_by="number"``), validated, after refusing the options a
         detection run cannot take (:func:`refuse_classification_options`; for
         ``nmnist_detection`` also ``--cache-dir``, which it has no use for)."""
@@ -239,9 +251,10 @@ class DetectionTask:
                 "leave it out"
             )
         values = dataclasses.replace(config, dataset=self.dataset)
+        model = values.model or DETECTION_MODEL
         defaults = {
-            "model": DETECTION_MODEL,
-            "loss": DETECTION_LOSS,
+            "model": model,
+            "loss": DETECTION_MODELS[model],
             "T": self.spec.T,
             "batch_size": self.spec.batch_size,
             "lr": self.spec.lr,
@@ -381,14 +394,18 @@ class DetectionTask:
     # -- model and loss ---------------------------------------------------------------
 
     def build_model(self, config: TrainConfig, info: DataInfo) -> nn.Module:
-        """:func:`~spikeflow.detection.spiking_detector` for the dataset's classes and
+        """:func:`~spikeflow.detection.spiking_detector` (or, for ``--model tiny_yolov3``,
+        :func:`~spikeflow.models.tiny_yolov3.tiny_yolov3`) for the dataset's classes and
         polarities, with ``--model-kwargs``, ``--neuron`` and ``--neuron-kwargs``.
 
         Raises:
             ConfigurationError: an argument the builder does not take, or a bad value.
         """
         from spikeflow.detection import spiking_detector
+        from spikeflow.models.tiny_yolov3 import tiny_yolov3
 
+        builder = tiny_yolov3 if config.model == "tiny_yolov3" else spiking_detector
+        name = builder.__name__
         kwargs = dict(config.model_kwargs)
         kwargs.setdefault("num_classes", info.num_classes)
         kwargs.setdefault("in_channels", info.in_channels)
@@ -396,11 +413,11 @@ class DetectionTask:
             kwargs.setdefault("neuron", config.neuron)
         if config.neuron_kwargs:
             kwargs.setdefault("neuron_kwargs", dict(config.neuron_kwargs))
-        accepted = set(inspect.signature(spiking_detector).parameters)
+        accepted = set(inspect.signature(builder).parameters)
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             raise ConfigurationError(
-                f"--model-kwargs: spiking_detector takes no argument {unknown}; it takes "
+                f"--model-kwargs: {name} takes no argument {unknown}; it takes "
                 f"{', '.join(sorted(accepted))}"
             )
         if kwargs["num_classes"] < info.num_classes:
@@ -409,10 +426,10 @@ class DetectionTask:
                 f"{info.num_classes} classes of dataset {config.dataset}"
             )
         try:
-            return spiking_detector(**kwargs)
+            return builder(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(
-                f"spiking_detector cannot be built with model_kwargs {config.model_kwargs}: {exc}"
+                f"{name} cannot be built with model_kwargs {config.model_kwargs}: {exc}"
             ) from exc
 
     def make_loss(self, config: TrainConfig, model: nn.Module) -> nn.Module:
@@ -425,9 +442,14 @@ class DetectionTask:
         try:
             return model.criterion(**config.loss_kwargs)
         except TypeError as exc:
+            takes = (
+                "lambda_coord, lambda_obj, lambda_noobj, lambda_cls, lambda_iou, alpha_iou, "
+                "label_smoothing, ignore_iou_threshold, time_reduction, clamp_max"
+                if config.loss == "yolo"
+                else "center_radius, box_loss, box_weight, obj_weight, cls_weight"
+            )
             raise ConfigurationError(
-                f"--loss-kwargs {config.loss_kwargs}: the detection loss takes center_radius, "
-                f"box_loss, box_weight, obj_weight, cls_weight ({exc})"
+                f"--loss-kwargs {config.loss_kwargs}: the {config.loss} loss takes {takes} ({exc})"
             ) from exc
 
     # -- evaluation -------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""``spikeflow train --model tiny_yolov3`` on the real N-MNIST detection task: a tiny run
+end to end (the YOLO loss, its parts, the mAP of the decoded boxes, ``spikeflow eval``),
+and the model/loss pairs a detection run refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import require_shared_data
+from spikeflow.cli import main
+from spikeflow.training.metric_logs import read_csv
+
+
+@pytest.fixture(scope="module")
+def root():
+    return str(require_shared_data("nmnist-small"))
+
+
+def yolo_args(root, out, *extra):
+    return [
+        "train", "--dataset", "nmnist_detection", "--data-dir", root, "--output-dir", str(out),
+        "--train-samples", "16", "--test-samples", "8", "--batch-size", "8", "-T", "2",
+        "--epochs", "1", "--model", "tiny_yolov3", "--model-kwargs", "width_mult=0.125",
+        "--dataset-kwargs", "canvas_size=72", "digits=[1,2]", "--no-progress", "--threads", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_a_tiny_yolov3_run_trains_with_the_yolo_loss_and_is_evaluated(root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(yolo_args(root, out, "--loss-kwargs", "time_reduction=mean")) == 0
+    config = (out / "config.toml").read_text()
+    assert 'model = "tiny_yolov3"' in config and 'loss = "yolo"' in config
+    assert "time_reduction" in config
+    (row,) = read_csv(out / "metrics.csv")
+    # the logged loss is the sum of its weighted parts (box, obj, cls), not 5·box + ...
+    parts = float(row["train_box"]) + float(row["train_obj"]) + float(row["train_cls"])
+    assert float(row["train_loss"]) == pytest.approx(parts, rel=1e-5)
+    assert 0 <= float(row["test_map"]) <= float(row["test_map_50"]) <= 1
+    # spikeflow eval rebuilds the model and the YOLO loss (time_reduction too) from the run
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(out), "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["test_loss"] == pytest.approx(float(row["test_loss"]), rel=1e-5)
+    assert result["map"] == pytest.approx(float(row["test_map"]), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--model", "tiny_yolov3", "--loss", "detection"], "--loss detection"),
+        (["--loss", "yolo"], "--loss yolo"),
+        (["--model", "yolo_kp"], "--model yolo_kp"),
+    ],
+)
+def test_model_and_loss_pairs_are_refused_before_writing(tmp_path, capsys, options, named):
+    out = tmp_path / "sub" / "run"
+    args = ["train", "--dataset", "nmnist_detection", "--data-dir", str(tmp_path / "none"),
+            "--output-dir", str(out), *options]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert named in err and "detection" in err
+    assert not (tmp_path / "sub").exists()
+
+
+def test_tiny_yolov3_arguments_are_checked_by_name(root, tmp_path, capsys):
+    assert main(yolo_args(root, tmp_path / "a", "--model-kwargs", "widths=[4,8]")) == 2
+    assert "tiny_yolov3 takes no argument ['widths']" in capsys.readouterr().err
+    assert main(yolo_args(root, tmp_path / "b", "--loss-kwargs", "box_weight=5")) == 2
+    assert "lambda_iou" in capsys.readouterr().err
