@@ -258,6 +258,11 @@ def test_assignment_when_objects_share_a_cell_and_with_an_ignore_threshold():
     ref = lava_targets(as_lava_objects(boxes, torch.tensor([2, 3])), ANCHORS,
                        [(w, h) for h, w in GRIDS])[0]  # fmt: skip
     assert ref[:, 1, 1, 4].tolist() == [-1, -1, -1]
+    # two boxes that want the same anchor (2): the larger, taken first, gets it
+    pair = torch.tensor([[17.0, 12.0, 33.0, 38.0], [15.0, 10.0, 33.0, 38.0]], dtype=torch.float64)
+    t = assign_yolo_targets(pair, torch.tensor([3, 1]), GRIDS, STRIDES, px)[0]
+    assert t[:, 1, 1, 4].tolist() == [-1, 1, 1]
+    assert t[:, 1, 1, 5].tolist() == [0, 3, 1]  # the smaller one (class 3) gets anchor 1
     # a threshold ignores only the anchors that overlap the box enough
     one = boxes[:1]  # wh-IoU of 18x28 with the three anchors: 0.256, 0.368, 0.990
     for threshold, state in ((0.0, [-1, -1, 1]), (0.3, [0, -1, 1]), (0.5, [0, 0, 1])):
