@@ -263,6 +263,10 @@ def test_assignment_when_objects_share_a_cell_and_with_an_ignore_threshold():
     t = assign_yolo_targets(pair, torch.tensor([3, 1]), GRIDS, STRIDES, px)[0]
     assert t[:, 1, 1, 4].tolist() == [-1, 1, 1]
     assert t[:, 1, 1, 5].tolist() == [0, 3, 1]  # the smaller one (class 3) gets anchor 1
+    with pytest.raises(ShapeError, match=r"classes must be an integer tensor \[2\]"):
+        assign_yolo_targets(pair, torch.tensor([3.0, 1.0]), GRIDS, STRIDES, px)
+    with pytest.raises(ShapeError, match="one of each per scale"):
+        assign_yolo_targets(pair, torch.tensor([3, 1]), GRIDS[:1], STRIDES, px)
     # a threshold ignores only the anchors that overlap the box enough
     one = boxes[:1]  # wh-IoU of 18x28 with the three anchors: 0.256, 0.368, 0.990
     for threshold, state in ((0.0, [-1, -1, 1]), (0.3, [0, -1, 1]), (0.5, [0, 0, 1])):

@@ -125,6 +125,10 @@ def assign_yolo_targets(
         anchors_px: ``[S, A, 2]`` anchors in pixels (:func:`anchors_in_pixels`).
         ignore_iou_threshold: in ``[0, 1]``.
 
+    Raises:
+        ShapeError: ``classes`` not one integer per box, or not one grid, stride and
+            anchor set per scale; others as :func:`~spikeflow.detection.check_boxes`.
+
     Returns:
         One ``[A, H_l, W_l, 6]`` tensor per scale (``boxes``' dtype): the centre's offset
         in its cell ``(t_x, t_y)`` in ``[0, 1)``, the box's width and height in cells,
@@ -132,6 +136,15 @@ def assign_yolo_targets(
         positive): Lava-DL's ``YOLOtarget`` layout.
     """
     check_boxes(boxes, "boxes")
+    if (
+        not isinstance(classes, Tensor)
+        or classes.is_floating_point()
+        or classes.shape != (boxes.shape[0],)
+    ):
+        what = f"{classes.dtype} {list(classes.shape)}" if isinstance(classes, Tensor) else classes
+        raise ShapeError(
+            f"classes must be an integer tensor [{boxes.shape[0]}] (one per box), got {what}"
+        )
     threshold = check_real("ignore_iou_threshold", ignore_iou_threshold, 0.0, 1.0)
     if len(grids) != len(strides) or anchors_px.shape[0] != len(grids):
         raise ShapeError(
