@@ -94,6 +94,7 @@ from spikeflow.losses import (
 )
 from spikeflow.losses.contrastive import stcl_loss, tcl_loss, temporal_contrastive_loss
 from spikeflow.losses.count import ce_count_loss, mse_count_loss
+from spikeflow.losses.distillation import distillation_loss, soft_target_loss, student_logits
 from spikeflow.losses.l2wrap import l2wrap, l2wrap_penalty
 from spikeflow.losses.membrane import ce_max_membrane_loss, mse_membrane_loss
 from spikeflow.losses.rate import ce_mean_loss, rate_mse_loss, spike_count_loss, tet_loss
@@ -158,6 +159,7 @@ __all__ = [
     "ce_temporal_loss",
     "check_loss_fits",
     "desired_spike_train",
+    "distillation_loss",
     "exponential_kernel",
     "first_spike_steps",
     "get_loss",
@@ -179,6 +181,7 @@ __all__ = [
     "predict",
     "rate_confidence",
     "rate_mse_loss",
+    "soft_target_loss",
     "spike_count_loss",
     "spike_count_plus_loss",
     "spike_count_sum0_loss",
@@ -190,6 +193,7 @@ __all__ = [
     "spike_times",
     "spike_timing_loss",
     "stcl_loss",
+    "student_logits",
     "tcl_loss",
     "temporal_contrastive_loss",
     "tet_loss",
