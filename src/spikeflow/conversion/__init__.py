@@ -62,6 +62,12 @@ from spikeflow.conversion.llm import (
     convert_causal_lm,
 )
 from spikeflow.conversion.llm_encode import LLMCalibration, SignedSpikeEncoder
+from spikeflow.conversion.loihi_activations import (
+    PiecewiseLinearSiLU,
+    ReLU1,
+    piecewise_linear_silu,
+    relu1,
+)
 from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
@@ -117,6 +123,8 @@ __all__ = [
     "LLMCalibration",
     "MultiThresholdNeuron",
     "NeuronOptions",
+    "PiecewiseLinearSiLU",
+    "ReLU1",
     "Replacement",
     "ReportEntry",
     "RuleSite",
@@ -157,10 +165,12 @@ __all__ = [
     "gaussian_threshold",
     "impulse_input",
     "layer_output_shapes",
+    "piecewise_linear_silu",
     "qcfs",
     "quantile",
     "register_rule",
     "registered_rules",
+    "relu1",
     "sta_threshold",
     "symmetric_quant",
     "to_sigma_delta",

@@ -16,9 +16,10 @@ The network is walked as a sequence of modules (nested ``nn.Sequential`` flatten
   padding, upsampling, identity) run unchanged on the deltas (time folded into the
   batch); dropout is removed (the identity at inference; on deltas it would drop a
   different part of each step's change);
-* every other per-sample function — ReLU (and QCFS, GELU, sigmoid, ... any elementwise
-  activation), max pooling, softmax over features, a batch norm that does not fold
-  (the report says why) —
+* every other per-sample function — ReLU (and QCFS, GELU, sigmoid, Lava-DL's
+  :class:`~spikeflow.conversion.PiecewiseLinearSiLU` and
+  :class:`~spikeflow.conversion.ReLU1`, ... any elementwise activation), max pooling,
+  softmax over features, a batch norm that does not fold (the report says why) —
   runs on accumulated values inside a :class:`~spikeflow.layers.sigma_delta.SigmaDelta`
   unit (θ = ``threshold``); consecutive ones share one unit (ReLU then max pooling is
   one unit);
@@ -49,6 +50,7 @@ from spikeflow.conversion.classify import (
 )
 from spikeflow.conversion.convert import Conversion
 from spikeflow.conversion.fold import fold_batchnorm, fold_problem, layer_output_shapes
+from spikeflow.conversion.loihi_activations import PiecewiseLinearSiLU, ReLU1
 from spikeflow.conversion.report import ConversionError, ConversionReport
 from spikeflow.errors import ConfigurationError
 from spikeflow.layers.containers import StepModeContainer
@@ -75,6 +77,8 @@ PER_SAMPLE_MODULES: tuple[type[nn.Module], ...] = (
     nn.CELU,
     nn.GELU,
     nn.SiLU,
+    PiecewiseLinearSiLU,
+    ReLU1,
     nn.Mish,
     nn.Sigmoid,
     nn.Tanh,

@@ -1,0 +1,95 @@
+"""Lava-DL's Loihi-friendly activations (spikeflow.conversion.PiecewiseLinearSiLU, ReLU1):
+equal to Lava-DL's formulas transcribed (its clamp and masked assignment), forward and
+gradient in float64, and inside to_sigma_delta's units equal to the ANN at θ = 0."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.conversion import (
+    PiecewiseLinearSiLU,
+    ReLU1,
+    piecewise_linear_silu,
+    relu1,
+    to_sigma_delta,
+)
+from spikeflow.errors import DTypeError
+from spikeflow.layers import SigmaDelta
+
+f64 = torch.float64
+
+
+def _lava_pl_silu(x: torch.Tensor) -> torch.Tensor:
+    """Lava-DL's PiecewiseLinearSiLU.forward transcribed: clamp below at -5, then the
+    elements below -0.5 replaced by (x + 5) * -0.1."""
+    y = x.clamp(-5.0)
+    below = y < -0.5
+    y[below] = (y[below] + 5) * -0.1
+    return y
+
+
+def _points() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    edges = torch.tensor([-7.0, -5.0, -4.999, -2.0, -0.5001, -0.5, -0.4999, 0.0, 0.3, 9.0])
+    return torch.cat([edges, 8 * torch.rand(500, generator=gen) - 7]).to(f64)
+
+
+def test_piecewise_linear_silu_equals_lava_dls_forward_and_gradient():
+    x = _points().requires_grad_()
+    ours = piecewise_linear_silu(x)
+    x_ref = x.detach().clone().requires_grad_()
+    theirs = _lava_pl_silu(x_ref)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-15)
+    weights = torch.linspace(-1, 2, len(x), dtype=f64)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=1e-15)
+    # the three pieces by hand: x, -0.1 (x + 5), 0 (and slopes 1, -0.1, 0)
+    values = piecewise_linear_silu(torch.tensor([1.5, -0.5, -3.0, -6.0], dtype=f64))
+    torch.testing.assert_close(values, torch.tensor([1.5, -0.5, -0.2, 0.0], dtype=f64))
+    assert set(x.grad.div(weights).round(decimals=9).tolist()) == {1.0, -0.1, 0.0}
+    probe = torch.tensor([-6.0, -3.0, 0.5], dtype=f64, requires_grad=True)
+    assert torch.autograd.gradcheck(piecewise_linear_silu, (probe,))
+
+
+def test_relu1_equals_lava_dls_clamp():
+    x = _points().requires_grad_()
+    ours = ReLU1()(x)
+    x_ref = x.detach().clone().requires_grad_()
+    theirs = torch.clamp(x_ref, min=0, max=1)  # Lava-DL's ReLU1.forward
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    ours.sum().backward()
+    theirs.sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=0)
+    assert ours.min() == 0 and ours.max() == 1
+
+
+def test_the_modules_are_the_functions_and_refuse_integer_input():
+    x = torch.randn(3, 4, dtype=f64)
+    torch.testing.assert_close(PiecewiseLinearSiLU()(x), piecewise_linear_silu(x))
+    torch.testing.assert_close(ReLU1()(x), relu1(x))
+    for fn in (piecewise_linear_silu, relu1):
+        with pytest.raises(DTypeError, match=r"expects a floating-point tensor, got torch\.int64"):
+            fn(torch.ones(3, dtype=torch.long))
+
+
+def test_in_a_sigma_delta_network_they_equal_the_ann_at_theta_zero():
+    torch.manual_seed(0)
+    ann = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), PiecewiseLinearSiLU(),
+        nn.Conv2d(6, 4, 3, padding=1), ReLU1(), nn.Flatten(), nn.Linear(4 * 36, 5),
+    ).double().eval()  # fmt: skip
+    with torch.no_grad():
+        ann[1].running_mean.uniform_(-1, 1)
+        ann[1].weight.uniform_(3.0, 6.0)  # inputs on all three pieces of the SiLU
+    sdnn, report = to_sigma_delta(ann)
+    actions = {e.name: e.action for e in report.entries}
+    assert report.ok and actions["2"] == actions["4"] == "converted"
+    assert sum(isinstance(m, SigmaDelta) for m in sdnn.modules()) == 2
+    x = (4 * torch.rand(7, 3, 2, 6, 6, dtype=f64) - 2).requires_grad_()
+    expected = torch.stack([ann(step) for step in x])
+    torch.testing.assert_close(sdnn(x), expected, rtol=0, atol=1e-11)
+    pieces = ann[:2](x[0].detach())
+    assert (pieces < -5).any() and ((pieces < -0.5) & (pieces > -5)).any() and (pieces > 0).any()
