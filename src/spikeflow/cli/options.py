@@ -224,6 +224,28 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "(docs/training.md)",
     )
     o.add_argument(
+        "--teacher",
+        default=s,
+        metavar="PATH",
+        help="knowledge distillation from a trained teacher: a spikeflow train run folder "
+        "(its best.pt) or checkpoint, a TorchScript file, or a module saved with "
+        "torch.save(model) returning logits [B, K] (docs/training.md)",
+    )
+    o.add_argument(
+        "--kd-alpha",
+        type=float,
+        default=s,
+        metavar="A",
+        help="with --teacher: weight of the soft-target term; 1 - A weighs --loss (default 0.5)",
+    )
+    o.add_argument(
+        "--kd-temperature",
+        type=float,
+        default=s,
+        metavar="TAU",
+        help="with --teacher: the softmax temperature of teacher and student (default 4)",
+    )
+    o.add_argument(
         "--sync-bn",
         action="store_true",
         default=s,

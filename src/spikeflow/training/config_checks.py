@@ -280,6 +280,47 @@ def _check_recipe_options(config: TrainConfig) -> None:
             )
 
 
+def _check_distillation(config: TrainConfig) -> None:
+    """``--kd-alpha``/``--kd-temperature`` in range and only with ``--teacher``; a
+    teacher only with training by BPTT on one view of each batch (the teacher itself is
+    loaded and checked against the data by the trainer: ``spikeflow.training.teacher``)."""
+    from spikeflow.losses.distillation import check_distillation_arguments
+
+    check_distillation_arguments(config.kd_alpha, config.kd_temperature)
+    if config.teacher is None:
+        defaults = {field.name: field.default for field in dataclasses.fields(config)}
+        for name in ("kd_alpha", "kd_temperature"):
+            if getattr(config, name) != defaults[name]:
+                raise ConfigurationError(
+                    f"{name} needs --teacher (teacher = PATH): add it, or leave {name} out"
+                )
+        return
+    used = _settings_in_use(config, "teacher")
+    used = [flag for flag in used if flag.split()[0] in ("--online", "--tbptt", "--eprop",
+                                                           "--decolle", "--eventprop")]  # fmt: skip
+    if used:
+        raise ConfigurationError(
+            f"--teacher distils into the loss of a whole-sequence (BPTT) step: it cannot be "
+            f"combined with {', '.join(used)}"
+        )
+    if config.loss is not None and loss_key(config.loss) == "stcl":
+        raise ConfigurationError(
+            "--teacher cannot be combined with --loss stcl (two views of each batch): use "
+            "another loss"
+        )
+    if config.loss is not None:
+        from spikeflow.losses import loss_readout
+        from spikeflow.losses.distillation import DISTILLATION_READOUTS
+
+        readout = config.readout if config.readout != "auto" else loss_readout(config.loss)
+        if readout not in DISTILLATION_READOUTS:
+            raise ConfigurationError(
+                f"--teacher reads the student's class scores as logits; readout {readout!r} "
+                f"(--loss {config.loss}) has none: use a loss or --readout of "
+                f"{', '.join(DISTILLATION_READOUTS)}"
+            )
+
+
 def _check_eventprop(config: TrainConfig) -> None:
     """The EventProp field against the settings the adjoint cannot take (the model: in
     :func:`spikeflow.training.eventprop.check_eventprop_model`)."""

@@ -134,6 +134,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
             config.fsdp,
             "not supported for detection yet (its evaluation is not run in lockstep)",
         ),
+        ("--teacher", config.teacher is not None, "distils class scores"),
         ("--spike-reg", config.spike_reg != "none", "not supported for detection yet"),
         ("--tensorboard", config.tensorboard, "not supported for detection yet (metrics.csv is)"),
         ("--plots on", config.plots == "on", "no plots for detection runs yet"),

@@ -20,6 +20,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.losses.readout import READOUTS
 from spikeflow.training.config_checks import (
     _check_decolle,
+    _check_distillation,
     _check_eprop,
     _check_eventprop,
     _check_online,
@@ -141,6 +142,14 @@ class TrainConfig:
     #: processes (torch's FSDP2, ``spikeflow.training.fsdp``) instead of DDP's whole
     #: copies; one process: no change.
     fsdp: bool = False
+    #: Knowledge distillation (docs/training.md): a trained teacher, a ``spikeflow
+    #: train`` run folder or checkpoint, TorchScript or a ``torch.save``d module
+    #: (``spikeflow.training.teacher``); the loss becomes ``kd_alpha`` times Hinton's
+    #: soft-target KL at ``kd_temperature`` plus ``1 - kd_alpha`` times ``loss``
+    #: (``spikeflow.losses.distillation_loss``). None: no teacher.
+    teacher: str | None = None
+    kd_alpha: float = 0.5
+    kd_temperature: float = 4.0
     #: Repeated augmentation (DeiT's RASampler, the recipe's ``--ra-sampler``): each
     #: sample ``ra_reps`` times per epoch, the copies on different processes, an epoch
     #: of ``len // 256 * 256`` draws (``spikeflow.training.ra_sampler``).
@@ -306,6 +315,7 @@ class TrainConfig:
                 f"model_ema_decay must be in [0, 1], got {self.model_ema_decay}"
             )
         _check_recipe_options(self)
+        _check_distillation(self)
         if self.lr is not None and self.lr <= 0:
             raise ConfigurationError(f"lr must be > 0, got {self.lr}")
         if self.momentum >= 1:
@@ -403,7 +413,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _FLOAT_FIELDS = {
     "lr", "weight_decay", "momentum", "gamma", "delay_lr_scale", "clip_grad_norm", "mixup",
-    "cutmix", "model_ema_decay", "eprop_rate_target", "eprop_rate_strength", "eprop_feedback_decay",
+    "cutmix", "model_ema_decay", "kd_alpha", "kd_temperature", "eprop_rate_target",
+    "eprop_rate_strength", "eprop_feedback_decay",
 }  # fmt: skip
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")
@@ -411,7 +422,7 @@ BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")
 STR_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type in ("str", "str | None"))
 _OPTIONAL_FIELDS = frozenset(name for name, f in _FIELDS.items() if "None" in str(f.type))
 #: The string fields that are paths: the Python API also takes ``os.PathLike`` there.
-PATH_FIELDS = ("data_dir", "cache_dir", "output_dir")
+PATH_FIELDS = ("data_dir", "cache_dir", "output_dir", "teacher")
 #: Seeds are below 2**32 (numpy's range; the trainer's derived seeds stay below 2**64).
 SEED_LIMIT = 2**32
 

@@ -52,6 +52,7 @@ from spikeflow.training.run_optimizer import build_run_optimizer, trained_parame
 from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.sync_bn import convert_sync_batchnorm
 from spikeflow.training.tbptt import tbptt_windows
+from spikeflow.training.teacher import Teacher, load_teacher
 from spikeflow.training.trainer_checkpoints import seed_everything
 from spikeflow.training.views import TWO_VIEW_LOSSES, TwoViews
 
@@ -231,6 +232,10 @@ class SetupMixin:
         if self.views is not None:  # refused now, not at the first step (audio [B, T, F])
             check_two_view_data(cfg, self.info, self.per_rank_batch)
         self.readout = self._resolved_readout()
+        # --teacher: a frozen network whose logits soften the targets (distillation)
+        self.teacher = None
+        if cfg.teacher is not None:
+            self.teacher = self._load_teacher()
         # (under --compile too: its hooks add to tensors, which the graph does not guard
         # on the values of, so recording recompiles nothing after the first steps)
         self.train_monitor = SpikeMonitor(self.raw_model)
@@ -272,6 +277,28 @@ class SetupMixin:
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
+
+    def _load_teacher(self) -> Teacher:
+        """``--teacher``, loaded (:func:`~spikeflow.training.teacher.load_teacher`) and
+        run on two training samples: its logits must be ``[2, classes]`` of this run's
+        dataset (a mismatch is named now, not at the first step)."""
+        cfg, ctx = self.config, self.ctx
+        teacher = load_teacher(cfg.teacher, cfg, ctx.device)  # type: ignore[arg-type]
+        count = min(2, len(self.train_set))  # type: ignore[arg-type]
+        probe = torch.stack([self.train_set[i][0] for i in range(count)])
+        logits = teacher(probe.to(ctx.device))
+        classes = self.info.num_classes
+        if tuple(logits.shape) != (len(probe), classes):
+            raise ConfigurationError(
+                f"--teacher {cfg.teacher}: the teacher ({teacher.source}) gives logits of shape "
+                f"{tuple(logits.shape)} for {len(probe)} samples; this run's dataset has "
+                f"{classes} classes, so [{len(probe)}, {classes}] was expected"
+            )
+        self.log(
+            f"--teacher: {teacher.source}; loss = {cfg.kd_alpha:g} x soft-target KL at "
+            f"temperature {cfg.kd_temperature:g} + {1 - cfg.kd_alpha:g} x {cfg.loss}"
+        )
+        return teacher
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """The run's optimizer (:func:`~spikeflow.training.run_optimizer.build_run_optimizer`,

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from spikeflow.errors import SpikeflowError
 from spikeflow.layers.delay import DelayedLinear, clamp_delays, set_delay_sigma
+from spikeflow.losses.distillation import distillation_loss
 from spikeflow.neurons.parallel import mask_lambda, set_mask_lambda
 from spikeflow.prune import ThresholdSchedule
 from spikeflow.training.data import to_time_major
@@ -112,6 +113,8 @@ class StepsMixin:
         if self.views is not None:  # STCL: [2B, ...], then the loss reads both halves
             draws = torch.Generator().manual_seed(cfg.seed * 1_000_037 + self.global_step)
             x = self.views(x, draws, ctx.rank, ctx.world_size)  # (the global batch's draws)
+        # --teacher: its logits of the same (mixed) batch, as the DataLoader yields it
+        teacher_logits = None if self.teacher is None else self.teacher(x)
         x = to_time_major(x, cfg.T, self.layout)
         if cfg.online:  # backpropagates each step as it runs (SLTT): nothing left to keep
             self.optimizer.zero_grad(set_to_none=True)
@@ -149,7 +152,13 @@ class StepsMixin:
                 # a model that supervises its output layer itself (event-driven nets) gets y
                 model_y = y if self.views is None else y.repeat(2)
                 out = self.model(x, target=model_y) if self._takes_target else self.model(x)
-            loss = self.loss_fn(out.float(), target)
+            if teacher_logits is None:
+                loss = self.loss_fn(out.float(), target)
+            else:
+                loss = distillation_loss(
+                    out.float(), target, teacher_logits, self.loss_fn,
+                    cfg.kd_alpha, cfg.kd_temperature, self.readout,
+                )  # fmt: skip
             out = out[:, : len(y)]  # (two views: the accuracy reads the first)
         value = total = float(loss.detach())
         regularised = 0.0

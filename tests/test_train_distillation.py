@@ -1,0 +1,182 @@
+"""spikeflow train --teacher: the step's loss is distillation_loss of the student's
+output and the frozen teacher's logits on the same batch (recomputed by hand from the
+initial weights), resume stays exact, eval needs no teacher, and every teacher that
+cannot be used is refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.cli import main
+from spikeflow.errors import ConfigurationError
+from spikeflow.losses import distillation_loss, get_loss
+from spikeflow.training import Trainer, load_checkpoint, load_trained_model
+from spikeflow.training.build import build_model
+from spikeflow.training.config import resolve
+from spikeflow.training.data import to_time_major
+from spikeflow.training.evaluation import evaluate_checkpoint
+from spikeflow.training.teacher import load_teacher
+from spikeflow.training.trainer_checkpoints import seed_everything
+from train_runs import check_resume_is_exact, tiny
+
+pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+
+
+def _float_teacher(path: Path, classes: int = 10) -> Path:
+    """A float CNN on [B, 1, 8, 8] digits, saved whole (torch.save)."""
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 64, classes))  # fmt: skip
+    net.train()  # the trainer must put it in eval mode (dropout off, running statistics)
+    torch.save(net, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory) -> Path:
+    return _float_teacher(tmp_path_factory.mktemp("teacher") / "cnn.pt")
+
+
+def test_the_step_loss_is_the_distillation_loss_of_the_batch(tmp_path, teacher_file):
+    # one step of 32 samples: the loss the callback sees is computed on the initial
+    # weights, which a model built from the same seed has again
+    losses = []
+
+    class Record:
+        def on_step_end(self, trainer, epoch, step, loss):
+            losses.append(loss)
+
+    config = tiny(tmp_path, "kd", train_samples=32, epochs=1, teacher=str(teacher_file),
+                  kd_alpha=0.7, kd_temperature=2.0)  # fmt: skip
+    trainer = Trainer(config, callbacks=[Record()], log=None)
+    trainer.fit()
+    cfg = resolve(config)
+    seed_everything(cfg.seed)
+    student = build_model(cfg, trainer.info).train()
+    x, y = zip(*[trainer.train_set[i] for i in range(len(trainer.train_set))])
+    x, y = torch.stack(x), torch.tensor(y)
+    teacher = torch.load(teacher_file, weights_only=False).eval()
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    with torch.no_grad():
+        out = student(to_time_major(x, cfg.T, True))
+    expected = distillation_loss(out, y, teacher_logits, get_loss("mse"), 0.7, 2.0, "rate")
+    assert losses == [pytest.approx(float(expected), rel=1e-5)]
+    # the teacher was frozen: in eval mode, no gradient, its weights unchanged
+    assert not trainer.teacher.module.training
+    assert all(not p.requires_grad for p in trainer.teacher.module.parameters())
+    saved = torch.load(teacher_file, weights_only=False).state_dict()
+    for key, value in trainer.teacher.module.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+
+
+def test_alpha_zero_trains_as_without_a_teacher_and_alpha_one_differs(tmp_path, teacher_file):
+    Trainer(tiny(tmp_path, "plain", epochs=1), log=None).fit()
+    Trainer(tiny(tmp_path, "zero", epochs=1, teacher=str(teacher_file), kd_alpha=0.0),
+            log=None).fit()  # fmt: skip
+    Trainer(tiny(tmp_path, "one", epochs=1, teacher=str(teacher_file), kd_alpha=1.0),
+            log=None).fit()  # fmt: skip
+    plain, zero, one = (load_checkpoint(tmp_path / n / "last.pt")["model"]
+                        for n in ("plain", "zero", "one"))  # fmt: skip
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    assert not all(torch.equal(plain[k], one[k]) for k in plain)
+
+
+def test_resume_is_exact_and_eval_needs_no_teacher(tmp_path, teacher_file):
+    payload = check_resume_is_exact(tmp_path, teacher=str(teacher_file), kd_alpha=0.5)
+    assert payload["config"]["teacher"] == str(teacher_file)
+    plain = evaluate_checkpoint(tmp_path / "full", device="cpu")  # the student alone
+    assert 0 <= plain["test_acc"] <= 1
+
+
+def test_a_spiking_run_teacher_reads_the_batch_as_its_run_did(tmp_path):
+    Trainer(tiny(tmp_path, "snn", epochs=1, T=3), log=None).fit()
+    config = resolve(tiny(tmp_path, "student", T=2))
+    teacher = load_teacher(tmp_path / "snn", config, torch.device("cpu"))
+    assert teacher.source.startswith("run ") and teacher.source.endswith("best.pt")
+    trained = load_trained_model(tmp_path / "snn")
+    x = torch.stack([trained.test_set[i][0] for i in range(4)])
+    with torch.no_grad():  # its own T (3) and readout (rate: the time-mean)
+        expected = trained.model(to_time_major(x, 3, True)).mean(0)
+    torch.testing.assert_close(teacher(x), expected)
+    # its checkpoint file is taken too; another dataset is refused by name
+    assert load_teacher(tmp_path / "snn" / "last.pt", config, torch.device("cpu"))
+    other = resolve(tiny(tmp_path, "other", dataset="mnist", model="plif_digits"))
+    with pytest.raises(
+        ConfigurationError, match="trained on dataset 'digits', this run trains on 'mnist'"
+    ):
+        load_teacher(tmp_path / "snn", other, torch.device("cpu"))
+
+
+def test_unusable_teachers_are_refused_by_name(tmp_path, teacher_file):
+    config = resolve(tiny(tmp_path, "s"))
+    cpu = torch.device("cpu")
+    with pytest.raises(ConfigurationError, match=r"nothing\.pt does not exist"):
+        load_teacher(tmp_path / "nothing.pt", config, cpu)
+    torch.save(torch.load(teacher_file, weights_only=False).state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(ConfigurationError, match=r"sd.pt holds a state_dict \(weights without"):
+        load_teacher(tmp_path / "sd.pt", config, cpu)
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigurationError, match=r"junk\.pt cannot be loaded as a checkpoint"):
+        load_teacher(tmp_path / "junk.pt", config, cpu)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError, match=r"without best\.pt or last\.pt"):
+        load_teacher(tmp_path / "empty", config, cpu)
+    # logits for 5 classes, and a spiking output [T, B, K], are named at the start
+    five = _float_teacher(tmp_path / "five.pt", classes=5)
+    with pytest.raises(
+        ConfigurationError, match=r"shape \(2, 5\) for 2 samples; this run's dataset has 10"
+    ):
+        Trainer(tiny(tmp_path, "five", teacher=str(five)), log=None).fit()
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Unflatten(0, (1, 2))),
+               tmp_path / "seq.pt")  # fmt: skip
+    with pytest.raises(
+        ConfigurationError, match=r"returned shape \(1, 2, 10\); a module teacher must"
+    ):
+        Trainer(tiny(tmp_path, "seq", teacher=str(tmp_path / "seq.pt")), log=None).fit()
+    assert not (tmp_path / "five").exists() and not (tmp_path / "seq").exists()
+
+
+def test_a_torchscript_teacher_is_loaded(tmp_path, teacher_file):
+    module = torch.load(teacher_file, weights_only=False).eval()
+    torch.jit.save(torch.jit.script(module), tmp_path / "ts.pt")
+    teacher = load_teacher(tmp_path / "ts.pt", resolve(tiny(tmp_path, "s")), torch.device("cpu"))
+    assert teacher.source.startswith("TorchScript")
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(teacher(x), module(x).detach())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kd_alpha": 0.3}, "kd_alpha needs --teacher"),
+        ({"kd_temperature": 2.0}, "kd_temperature needs --teacher"),
+        ({"teacher": "t.pt", "kd_alpha": 2.0}, r"kd_alpha must be a number in \[0, 1\]"),
+        ({"teacher": "t.pt", "kd_temperature": 0.0}, "kd_temperature must be a finite number > 0"),
+        ({"teacher": "t.pt", "online": True}, "cannot be combined with --online"),
+        ({"teacher": "t.pt", "tbptt": 1}, "cannot be combined with --tbptt"),
+        ({"teacher": "t.pt", "loss": "stcl"}, "--loss stcl"),
+        ({"teacher": "t.pt", "loss": "ttfs", "model": "plif_digits"}, "readout 'first_spike'"),
+    ],
+)
+def test_settings_distillation_cannot_take_are_refused(tmp_path, changes, message):
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(tiny(tmp_path, "r", **changes))
+
+
+def test_the_command_line_options(tmp_path, teacher_file, capsys):
+    out = tmp_path / "cli"
+    code = main([
+        "train", "--epochs", "1", "--train-samples", "64", "--test-samples", "32", "--T", "2",
+        "--no-progress", "--plots", "off", "--output-dir", str(out), "--teacher",
+        str(teacher_file), "--kd-alpha", "0.25", "--kd-temperature", "3",
+    ])  # fmt: skip
+    assert code == 0
+    saved = load_checkpoint(out / "last.pt")["config"]
+    assert (saved["teacher"], saved["kd_alpha"], saved["kd_temperature"]) == (
+        str(teacher_file), 0.25, 3.0)  # fmt: skip
+    assert "--teacher: module" in capsys.readouterr().out
