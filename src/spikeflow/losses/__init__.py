@@ -58,6 +58,10 @@ so it is not in the registry) and the classes :class:`SpikeRate`, :class:`SpikeM
 :class:`SpikeMoid` (multi-label targets too), :class:`SpikeTime`, :class:`Rate` and
 :class:`MovingWindow` are Lava-DL's, time-major.
 
+:func:`distillation_loss` (Hinton's knowledge distillation: the soft-target KL against a
+teacher's logits plus any of these losses; ``spikeflow train --teacher``) is not in the
+registry: it needs the teacher's logits.
+
 :func:`check_loss_fits` checks, before any output exists, what a loss's arguments would
 refuse on an output of ``T`` steps (a ``moving_window`` longer than ``T``, target steps
 outside ``[-T, T-1]``, a counting loss's ``desired_count`` above ``T``): ``spikeflow
