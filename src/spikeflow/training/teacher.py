@@ -95,16 +95,20 @@ def _run_teacher(path: Path, config: TrainConfig, device: torch.device) -> Teach
     student's run ``config``."""
     from spikeflow.training.config import resolved_readout
     from spikeflow.training.data import to_time_major
+    from spikeflow.training.evaluation import read_run_checkpoint
     from spikeflow.training.trained_model import load_trained_model
 
-    trained = load_trained_model(path, device=str(device))
-    taught = trained.config
-    source = f"run {trained.checkpoint}"
-    if taught.dataset != config.dataset:
+    _, _, saved = read_run_checkpoint(path)
+    if saved.dataset != config.dataset:
         raise ConfigurationError(
-            f"--teacher {path}: the teacher was trained on dataset {taught.dataset!r}, this run "
+            f"--teacher {path}: the teacher was trained on dataset {saved.dataset!r}, this run "
             f"trains on {config.dataset!r}; a teacher must read the same inputs"
         )
+    # (the same dataset: found where this run finds it, the teacher's run folder moved or not)
+    data_dir = None if config.data_dir is None else str(config.data_dir)
+    trained = load_trained_model(path, data_dir=data_dir, device=str(device))
+    taught = trained.config
+    source = f"run {trained.checkpoint}"
     if trained.static is False:  # frames [B, T, ...]: the student's batches must fit it
         for name in ("T", "split_by"):
             if getattr(taught, name) != getattr(config, name):
