@@ -180,3 +180,39 @@ def test_the_command_line_options(tmp_path, teacher_file, capsys):
     assert (saved["teacher"], saved["kd_alpha"], saved["kd_temperature"]) == (
         str(teacher_file), 0.25, 3.0)  # fmt: skip
     assert "--teacher: module" in capsys.readouterr().out
+
+
+def test_a_frames_teacher_must_read_the_students_frames(tmp_path, monkeypatch):
+    # a run teacher fed frames [B, T, ...] needs the student's T and split_by; the digits
+    # are static, so the loaded run is presented as a frames run
+    import dataclasses
+
+    from spikeflow.training import trained_model
+
+    Trainer(tiny(tmp_path, "snn", epochs=1), log=None).fit()
+    real = trained_model.load_trained_model
+
+    def as_frames(path, **kwargs):
+        trained = real(path, **kwargs)
+        config = dataclasses.replace(trained.config, T=5, split_by="time")
+        return dataclasses.replace(trained, static=False, config=config)
+
+    monkeypatch.setattr(trained_model, "load_trained_model", as_frames)
+    cpu = torch.device("cpu")
+    student = resolve(tiny(tmp_path, "student", T=2))
+    with pytest.raises(
+        ConfigurationError, match="reads frames with T = 5, this run makes them with T = 2"
+    ):
+        load_teacher(tmp_path / "snn", student, cpu)
+    student = resolve(tiny(tmp_path, "student", T=5, split_by="number"))
+    with pytest.raises(
+        ConfigurationError, match="split_by = 'time', this run makes them with split_by = 'number'"
+    ):
+        load_teacher(tmp_path / "snn", student, cpu)
+    teacher = load_teacher(
+        tmp_path / "snn", resolve(tiny(tmp_path, "s", T=5, split_by="time")), cpu
+    )
+    frames = torch.rand(3, 5, 1, 8, 8)  # [B, T, C, H, W]: transposed, not repeated
+    with torch.no_grad():
+        expected = teacher.module(frames.transpose(0, 1)).mean(0)
+    torch.testing.assert_close(teacher(frames), expected)
