@@ -27,6 +27,13 @@ what Lava-DL's code does when objects do not share a cell. Where they do, Lava-D
 a slot an earlier object merely ignored as taken, and demotes an earlier object's
 positive to ignored when the later object's anchor IoU is at most its threshold; here a
 positive is never demoted and an ignored slot can still become a positive.
+
+**Boxes outside the grid.** A box is first clipped to the image the grids cover
+(``H_l·s_l x W_l·s_l``, the padded input of :class:`~spikeflow.models.tiny_yolov3.TinyYOLOv3`),
+so every centre offset is in ``[0, 1)`` (a sigmoid can reach it) and the size targets are
+the visible part's, as YOLOv3's data pipelines clip labels. A box with zero width or
+height after clipping (a degenerate label, or one wholly outside the image) gets no
+anchor: its size target ``log(w / p_w)`` would be ``-inf``.
 """
 
 from __future__ import annotations
@@ -118,7 +125,8 @@ def assign_yolo_targets(
     """The YOLO targets of one image (the rule is in the module docs).
 
     Args:
-        boxes: ``[K, 4]`` xyxy pixels.
+        boxes: ``[K, 4]`` xyxy pixels (clipped to the grids' image; a box without area
+            there gets no anchor).
         classes: ``[K]`` integer class ids.
         grids: ``(H_l, W_l)`` per scale.
         strides: pixels per cell per scale.
@@ -157,11 +165,18 @@ def assign_yolo_targets(
     ]
     if boxes.shape[0] == 0:
         return out
+    # clip to the image all the grids cover; boxes left without area get no anchor
+    height = min(h * s for (h, _), s in zip(grids, strides))
+    width = min(w * s for (_, w), s in zip(grids, strides))
+    x, y = boxes[:, 0::2].clamp(0, width), boxes[:, 1::2].clamp(0, height)
+    boxes = torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), -1)
     wh = boxes[:, 2:] - boxes[:, :2]
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     ious = wh_iou(wh, anchors_px.reshape(-1, 2).to(boxes.dtype))  # [K, S·A]
     order = torch.sort(wh[:, 0] * wh[:, 1], descending=True, stable=True).indices
     for k in order.tolist():
+        if not bool((wh[k] > 0).all()):
+            continue
         cells = []
         for (h, w), s in zip(grids, strides):
             i = min(max(int(centre[k, 1] / s), 0), h - 1)
