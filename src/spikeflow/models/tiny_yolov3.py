@@ -78,9 +78,10 @@ class TinyYOLOv3(DetectMixin, nn.Module):
         anchors: ``[2, A, 2]`` anchors, fractions of the image (default Lava-DL's).
         width_mult: every unit's channels times this (at least 1 channel).
         block: ``"spiking"`` or ``"sigma_delta"``.
-        neuron, neuron_kwargs: the spiking units' neuron (``block="spiking"``).
-        delta_threshold: θ of every delta encoder (``block="sigma_delta"``; Lava-DL's
-            tiny YOLO uses 0.1).
+        neuron, neuron_kwargs: the spiking units' neuron (``block="spiking"`` only;
+            default LIF).
+        delta_threshold: θ of every delta encoder (``block="sigma_delta"`` only;
+            default 0.1, Lava-DL's tiny YOLO's).
         prior_prob: initial objectness probability (the read-outs' objectness bias
             starts at ``-log((1 - p)/p)``, RetinaNet's prior).
         clamp_max: the largest ``t_w``, ``t_h`` when decoding (Lava-DL's 5).
@@ -95,9 +96,9 @@ class TinyYOLOv3(DetectMixin, nn.Module):
         anchors: Sequence[Sequence[Sequence[float]]] | Tensor = LAVA_TINY_YOLOV3_ANCHORS,
         width_mult: float = 1.0,
         block: str = "spiking",
-        neuron: NeuronSpec = "lif",
+        neuron: NeuronSpec | None = None,
         neuron_kwargs: Mapping[str, Any] | None = None,
-        delta_threshold: float = 0.1,
+        delta_threshold: float | None = None,
         prior_prob: float = 0.01,
         clamp_max: float = 5.0,
     ) -> None:
@@ -109,10 +110,13 @@ class TinyYOLOv3(DetectMixin, nn.Module):
         if block not in BLOCKS:
             raise ConfigurationError(f"block must be one of {BLOCKS}, got {block!r}")
         self.block = block
-        self.delta_threshold = check_real("delta_threshold", delta_threshold, 0.0)
+        _refuse_unused(block, neuron, neuron_kwargs, delta_threshold)
+        self.delta_threshold = check_real(
+            "delta_threshold", 0.1 if delta_threshold is None else delta_threshold, 0.0
+        )
         p = check_real("prior_prob", prior_prob, 0.0, 1.0, low_open=True, high_open=True)
         self.clamp_max = check_real("clamp_max", clamp_max, 0.0, None, low_open=True)
-        self._factory = NeuronFactory(neuron, neuron_kwargs, HEAD_NEURON_DEFAULTS)
+        self._factory = NeuronFactory(neuron or "lif", neuron_kwargs, HEAD_NEURON_DEFAULTS)
 
         def ch(n: int) -> int:
             return max(1, round(n * mult))
@@ -225,6 +229,32 @@ class TinyYOLOv3(DetectMixin, nn.Module):
         )
 
 
+def _refuse_unused(
+    block: str,
+    neuron: NeuronSpec | None,
+    neuron_kwargs: Mapping[str, Any] | None,
+    delta_threshold: float | None,
+) -> None:
+    """Refuse, by name, an argument ``block`` would silently ignore."""
+    if block == "sigma_delta":
+        given = [
+            f"{name}={value!r}"
+            for name, value in (("neuron", neuron), ("neuron_kwargs", neuron_kwargs))
+            if value is not None
+        ]
+        if given:
+            raise ConfigurationError(
+                f"block='sigma_delta' has no spiking neurons (its units are SigmaDelta), so "
+                f"{', '.join(given)} (--neuron/--neuron-kwargs) would be ignored: leave "
+                f"{'it' if len(given) == 1 else 'them'} out or use block='spiking'"
+            )
+    elif delta_threshold is not None:
+        raise ConfigurationError(
+            f"delta_threshold={delta_threshold!r} is the sigma-delta units' threshold; "
+            f"block={block!r} has none: leave it out or use block='sigma_delta'"
+        )
+
+
 def _readout_conv(readout: nn.Module) -> nn.Conv2d:
     if isinstance(readout, nn.Conv2d):
         return readout
@@ -237,11 +267,16 @@ def tiny_yolov3(
     anchors: Sequence[Sequence[Sequence[float]]] | None = None,
     width_mult: float = 1.0,
     block: str = "spiking",
-    neuron: NeuronSpec = "lif",
+    neuron: NeuronSpec | None = None,
     neuron_kwargs: Mapping[str, Any] | None = None,
-    delta_threshold: float = 0.1,
+    delta_threshold: float | None = None,
 ) -> TinyYOLOv3:
-    """The spiking tiny YOLOv3 (:class:`TinyYOLOv3`; ``anchors=None``: Lava-DL's)."""
+    """The spiking tiny YOLOv3 (:class:`TinyYOLOv3`; ``anchors=None``: Lava-DL's).
+
+    Raises:
+        ConfigurationError: as :class:`TinyYOLOv3`, e.g. ``neuron`` with
+            ``block="sigma_delta"`` or ``delta_threshold`` with ``block="spiking"``.
+    """
     return TinyYOLOv3(
         num_classes,
         in_channels,
