@@ -370,7 +370,11 @@ def resolve(config: TrainConfig) -> TrainConfig:
             invalid value.
     """
     from spikeflow.training.data import list_datasets
-    from spikeflow.training.detection_task import detection_task
+    from spikeflow.training.detection_task import (
+        DETECTION_DATASETS,
+        DETECTION_MODELS,
+        detection_task,
+    )
 
     values = dataclasses.replace(config)
     for name in PATH_FIELDS:  # a pathlib.Path from the Python API: written as a string
@@ -379,6 +383,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
     task = detection_task(values.dataset)
     if task is not None:  # a detection dataset: the task's defaults and refusals
         return task.resolve(values)
+    if values.model in DETECTION_MODELS:  # a detector asked of a class/value dataset
+        raise ConfigurationError(
+            f"--model {values.model} is a detector (it outputs boxes): it trains on the "
+            f"detection datasets ({', '.join(DETECTION_DATASETS)}), not on dataset "
+            f"{values.dataset!r}"
+        )
     from spikeflow.training.regression_task import regression_task
 
     regression = regression_task(values.dataset)
