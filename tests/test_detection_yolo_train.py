@@ -70,3 +70,24 @@ def test_tiny_yolov3_arguments_are_checked_by_name(root, tmp_path, capsys):
     assert "tiny_yolov3 takes no argument ['widths']" in capsys.readouterr().err
     assert main(yolo_args(root, tmp_path / "b", "--loss-kwargs", "box_weight=5")) == 2
     assert "lambda_iou" in capsys.readouterr().err
+
+
+def test_sigma_delta_tiny_yolov3_refuses_neuron_options_by_name(root, tmp_path, capsys):
+    # a sigma-delta network has no spiking neurons: --neuron would be silently dropped
+    args = yolo_args(root, tmp_path / "sd", "--model-kwargs", "width_mult=0.125",
+                     "block=sigma_delta", "--neuron", "plif")  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "block='sigma_delta'" in err and "neuron='plif'" in err and "--neuron" in err
+    assert not (tmp_path / "sd").exists()
+
+
+@pytest.mark.parametrize("model", ["tiny_yolov3", "spiking_detector"])
+def test_a_detector_on_a_classification_dataset_is_refused_by_name(tmp_path, capsys, model):
+    out = tmp_path / "sub" / "run"
+    args = ["train", "--dataset", "nmnist", "--data-dir", str(tmp_path / "none"),
+            "--output-dir", str(out), "--model", model]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--model {model} is a detector" in err and "nmnist_detection" in err
+    assert not (tmp_path / "sub").exists()
