@@ -15,7 +15,9 @@ t_h`` clamped at ``clamp_max`` (5, Lava-DL's); score ``σ(obj)·max softmax(clas
 set serves any input size): ``anchors[l][a] = (w, h)`` for scale ``l`` (finest first);
 in pixels they are ``(w·W_l·s_l, h·H_l·s_l)``.
 
-**Assignment** (:func:`assign_yolo_targets`, YOLOv3's as Lava-DL's ``YOLOtarget``):
+**Assignment** (:func:`assign_yolo_targets`, Lava-DL's ``YOLOtarget``; the YOLOv3 paper
+instead gives each object one prior over all scales and ignores the predictions whose
+*decoded box* overlaps an object by more than 0.5):
 objects are taken by decreasing area; each object's centre cell on every scale is its
 cell there; the anchors of all scales are ranked by their IoU with the object's width and
 height (both centred, ``wh_iou``); on each scale the best-ranked anchor whose slot at
