@@ -8,7 +8,7 @@ bounds ``n_min <= 0 < n_max`` (symmetric by default, ``n_min = -n_max``). It goe
 a Transformer's values may be negative (after a linear layer, a layer norm, before the
 attention products, after the softmax), where QCFS, which clips at 0, cannot.
 
-SNN side, :class:`SignedIFNeuron` (SpikeZIP-TF's ST-BIF neuron, Gao et al., ICML 2024;
+SNN side, :class:`SignedIFNeuron` (SpikeZIP-TF's ST-BIF neuron, You et al., ICML 2024;
 SpikingJelly 2.0's ``STBIFNode``): the membrane starts at ``φ·θ`` (θ = s) and
 integrates its input; each step it fires ``+θ`` if ``v >= θ`` and its spike count ``n``
 is below ``n_max``, ``-θ`` if ``v < 0`` and ``n > n_min``, else nothing, and subtracts

@@ -1,6 +1,6 @@
 """Temporal-difference operators: nonlinear ANN operations on streams of changes.
 
-In a converted Transformer (SpikeZIP-TF, Gao et al., ICML 2024; SpikingJelly 2.0's
+In a converted Transformer (SpikeZIP-TF, You et al., ICML 2024; SpikingJelly 2.0's
 ``TDModule`` operators) every stage sends, at step ``t``, the change ``y_t`` of its
 output, so that the running sum ``Y_t = y_1 + ... + y_t`` is the stage's output on the
 running sums of its inputs, and ``Y_T`` is the ANN's output once the signed neurons

@@ -1,4 +1,4 @@
-"""Exact conversion of quantised Transformers (SpikeZIP-TF, Gao et al., ICML 2024).
+"""Exact conversion of quantised Transformers (SpikeZIP-TF, You et al., ICML 2024).
 
 >>> snn, report = convert_transformer(quantised_vit)
 >>> out = snn.accumulate(images, steps=64)[-1]   # = quantised_vit(images) once settled
