@@ -126,6 +126,35 @@ class Mlp(nn.Module):
         return self.quan2(self.fc2(self.quan1(self.act(self.fc1(x)))))
 
 
+class ZipMlp(nn.Module):
+    """SpikeZIP-TF's own ViT MLP layout: ``act = Sequential(MyQuan(sym=False), ReLU)``,
+    the unsigned quantiser before the ReLU."""
+
+    def __init__(self, dim: int, hidden: int, level: int):
+        super().__init__()
+        self.fc1, self.act = (
+            nn.Linear(dim, hidden),
+            nn.Sequential(Quan(level, sym=False), nn.ReLU()),
+        )
+        self.fc2, self.quan2 = nn.Linear(hidden, dim), Quan(level)
+
+    def forward(self, x):
+        return self.quan2(self.fc2(self.act(self.fc1(x))))
+
+
+class FullQuan(nn.Module):
+    """SpikeZIP-TF's ``MyQuan`` built with a level of 512 or more: ``pos_max = "full"``,
+    no ``neg_min``, and its forward returns its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.level, self.sym, self.pos_max = 512, True, "full"
+        self.s = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return x
+
+
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, level: int, signed_after_relu: bool = False):
         super().__init__()

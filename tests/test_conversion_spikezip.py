@@ -12,7 +12,7 @@ from spikeflow.conversion import ConversionError, impulse_input
 from spikeflow.conversion.spikezip import SpreadBias, convert_spikezip_qann
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.functional import streaming
-from spikezip_models import Roberta, ViT
+from spikezip_models import FullQuan, Roberta, ViT, ViTAttention, ZipMlp
 
 F64 = torch.float64
 TIGHT = dict(rtol=0, atol=1e-12)
@@ -35,14 +35,27 @@ def _vit(**kwargs) -> tuple[nn.Module, torch.Tensor]:
     return ViT(**kwargs).to(F64).eval(), torch.randn(2, 3, 8, 8, dtype=F64)
 
 
-def _spikingjelly_steps(model, family, x, steps, impulse, **kwargs) -> torch.Tensor:
+def _spikingjelly_steps(
+    model, family, x, steps, impulse, bias_at_once=False, **kwargs
+) -> torch.Tensor:
     """SpikingJelly's recipe run step by step (its example's loop): ``x`` at every step
-    (tokens: its embedding sends once) or only at the first (``impulse``: images)."""
+    (tokens: its embedding sends once) or only at the first (``impulse``: images).
+    ``bias_at_once``: every layer's bias sent whole at the first step, as SpikeZIP-TF's
+    ViT release does (its ``LLLinear``/``LLConv2d`` have ``steps = 1``)."""
     converter = pytest.importorskip("spikingjelly.activation_based.ann2snn")
     from spikingjelly.activation_based import functional
 
     recipe = converter.SpikeZIPTFQANNRecipe(time_steps=steps, model_family=family)
     snn = converter.ModuleConverter(recipe=recipe).convert(model).eval()
+    if bias_at_once:
+        layers = (
+            converter.recipes.spikezip_qann.SpikeZIPLinear,
+            converter.recipes.spikezip_qann.SpikeZIPConv2d,
+        )
+        for module in snn.modules():
+            if isinstance(module, layers):
+                module.bias_steps = 1
+                module.set_reset_value("realize_time", 1)
     functional.set_step_mode(snn, "s")
     functional.reset_net(snn)
     with torch.no_grad():
@@ -106,6 +119,161 @@ def test_roberta_without_mask_and_bias_at_the_first_step():
     # per step it is not SpikingJelly's (whose biases are spread over 8 steps)
     reference = _spikingjelly_steps(model, "roberta", tokens, STEPS, False)
     assert (snn(impulse_input(tokens.to(F64), STEPS)) - reference).abs().amax() > 1e-3
+
+
+def test_vit_bias_at_once_is_spikezip_tf_own_vit_schedule():
+    """SpikeZIP-TF's ViT release sends every bias at the first step (``bias_steps=1``);
+    SpikingJelly's recipe (the default ``"spikezip"``) spreads all but qkv/proj's."""
+    model, images = _vit()
+    snn, _ = convert_spikezip_qann(model, "vit", bias_steps=1)
+    ours = snn(impulse_input(images, STEPS))
+    at_once = _spikingjelly_steps(model, "vit", images, STEPS, True, bias_at_once=True)
+    torch.testing.assert_close(ours, at_once, **TIGHT)
+    spread = _spikingjelly_steps(model, "vit", images, STEPS, True)
+    assert (ours - spread).abs().amax() > 1e-3
+    torch.testing.assert_close(ours.sum(0), model(images).detach(), **TIGHT)
+
+
+def test_spikezip_tf_own_mlp_layout_drops_the_relu_after_its_unsigned_quantiser():
+    """SpikeZIP-TF's ViT puts ``Sequential(MyQuan(sym=False), ReLU)``: relu(q(x)) = q(x)."""
+    model, images = _vit()
+    for block in model.blocks:
+        block.mlp = ZipMlp(16, 32, 8).to(F64)
+    snn, report = convert_spikezip_qann(model, "vit")
+    entries = {e.name: e for e in report.entries}
+    for i in range(2):
+        entry = entries[f"blocks.{i}.mlp.act.1"]
+        assert (entry.source, entry.action) == ("nn.ReLU", "kept")
+        assert "its input is an unsigned quantiser's output" in entry.detail
+    ours = snn(impulse_input(images, STEPS))
+    torch.testing.assert_close(
+        ours, _spikingjelly_steps(model, "vit", images, STEPS, True), **TIGHT
+    )
+    torch.testing.assert_close(ours.sum(0), model(images).detach(), **TIGHT)
+
+
+def test_full_quantiser_passes_its_input_through():
+    """SpikeZIP-TF's ``MyQuan`` at level >= 512 has ``pos_max = "full"`` and returns its
+    input; SpikingJelly's recipe leaves it as it is."""
+    model, images = _vit()
+    model.blocks[0].norm2_quan = FullQuan().to(F64)
+    snn, report = convert_spikezip_qann(model, "vit")
+    entry = next(e for e in report.entries if e.name == "blocks.0.norm2_quan")
+    assert entry.action == "kept" and "passed through" in entry.detail
+    ours = snn(impulse_input(images, STEPS))
+    torch.testing.assert_close(
+        ours, _spikingjelly_steps(model, "vit", images, STEPS, True), **TIGHT
+    )
+    torch.testing.assert_close(ours.sum(0), model(images).detach(), **TIGHT)
+
+
+class _Branching(ViTAttention):
+    def forward(self, x):
+        if x.sum() > 0:  # a branch on values: torch.fx cannot trace it
+            x = 2 * x
+        return super().forward(x)
+
+
+def test_untraceable_model_names_the_module_that_failed():
+    model, _ = _vit()
+    model.blocks[1].attn = _Branching().to(F64)
+    with pytest.raises(ConversionError, match=r"trace ViT \(in blocks\.1\.attn, _Branching\)"):
+        convert_spikezip_qann(model, "vit")
+    with pytest.raises(ConversionError, match=r"trace _BranchingViT \(in its own forward\)"):
+        convert_spikezip_qann(_BranchingViT().to(F64), "vit")
+
+
+class _BranchingViT(ViT):
+    def forward(self, x):
+        return super().forward(x if x.amax() < 10 else x / 10)
+
+
+def test_hugging_face_roberta_is_refused_with_what_converts_and_that_converts():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.RobertaConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=32, max_position_embeddings=16, attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(3)
+    hf = transformers.RobertaForSequenceClassification(config).to(F64).eval()
+    for p in hf.parameters():  # weights of a trained size (its init is std 0.02)
+        p.data.normal_(0, 0.4) if p.dim() > 1 else None
+    layer = hf.roberta.encoder.layer[0]
+    attention = _HFSelfAttention().to(F64)
+    attention.query, attention.key, attention.value = (
+        layer.attention.self.query, layer.attention.self.key, layer.attention.self.value,
+    )  # fmt: skip
+    layer.attention.self = attention
+    tokens = torch.randint(3, 40, (3, 6))
+    mask = torch.ones(3, 6, dtype=F64)
+    mask[1, 4:], mask[2, 2:] = 0, 0  # a batch of 6, 4 and 2 tokens
+    tokens[mask == 0] = config.pad_token_id
+    with pytest.raises(
+        ConversionError, match="the model is a Hugging Face RobertaForSequenceClassification"
+    ):
+        convert_spikezip_qann(hf, "roberta", mask_argument="attention_mask")
+    with pytest.raises(
+        ConversionError,
+        match=r"\(in hf\.roberta, RobertaModel\).* hf is a Hugging Face .*explicit position ids",
+    ):
+        convert_spikezip_qann(_CallsWhole(hf), "roberta", mask_argument="attention_mask")
+    # what the message says converts: a forward that calls its parts
+    parts = _CallsParts(hf, 6).eval()
+    qann = parts(tokens, mask).detach()
+    expected = hf(tokens, attention_mask=mask.long()).logits.detach()
+    torch.testing.assert_close(qann, expected, **TIGHT)
+    snn, _ = convert_spikezip_qann(parts, "roberta", mask_argument="attention_mask")
+    sums = snn.accumulate(tokens, STEPS, mask=mask)
+    assert (sums[0] - qann).abs().amax() > 0.01
+    torch.testing.assert_close(sums[-1], qann, **TIGHT)
+
+
+class _HFSelfAttention(nn.Module):
+    """SpikeZIP-TF's quantised RoBERTa self-attention with Hugging Face 5's calling
+    convention (keyword arguments, ``(output, weights)`` returned)."""
+
+    def __init__(self):
+        super().__init__()
+        from spikezip_models import RobertaAttention
+
+        self.inner = RobertaAttention(16, 4, 8)
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        return self.inner(hidden_states, attention_mask=attention_mask)[0], None
+
+
+class _CallsWhole(nn.Module):
+    def __init__(self, hf):
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, tokens, attention_mask):
+        return self.hf(tokens, attention_mask=attention_mask).logits
+
+
+class _CallsParts(nn.Module):
+    """A Hugging Face RoBERTa classifier's forward written from its parts: explicit
+    position ids (no padding-dependent ones), the additive mask built from the 0/1 one."""
+
+    def __init__(self, hf, length):
+        super().__init__()
+        self.hf = hf
+        first = hf.config.pad_token_id + 1
+        self.register_buffer("positions", torch.arange(first, first + length))
+        self.lowest = torch.finfo(next(hf.parameters()).dtype).min  # the masked score
+
+    def forward(self, tokens, attention_mask):
+        embeddings = self.hf.roberta.embeddings
+        hidden = embeddings.word_embeddings(tokens)
+        hidden = hidden + embeddings.position_embeddings(self.positions)
+        hidden = hidden + embeddings.token_type_embeddings(torch.zeros_like(self.positions))
+        hidden = embeddings.LayerNorm(hidden)
+        additive = (1.0 - attention_mask[:, None, None, :]) * self.lowest
+        for layer in self.hf.roberta.encoder.layer:
+            attended = layer.attention.self(hidden, attention_mask=additive)[0]
+            attended = layer.attention.output(attended, hidden)
+            hidden = layer.output(layer.intermediate(attended), attended)
+        return self.hf.classifier(hidden)
 
 
 def test_relu_before_a_signed_quantiser_is_kept_and_exact():

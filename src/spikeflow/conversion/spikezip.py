@@ -3,7 +3,7 @@
 >>> snn, report = convert_spikezip_qann(qann, family="roberta", mask_argument="attention_mask")
 >>> logits = snn.accumulate(tokens, steps=32, mask=attention_mask)[-1]   # = qann(...)
 
-SpikeZIP-TF (Gao et al., ICML 2024) trains its quantised Transformers with quantiser
+SpikeZIP-TF (You et al., ICML 2024) trains its quantised Transformers with quantiser
 modules that carry ``s`` (the step), ``pos_max`` and ``neg_min`` (the integer bounds),
 and optionally ``level`` (``pos_max - neg_min + 1``) and ``sym``, placed inside the
 attention modules as ``quan_q/quan_k/quan_v/attn_quan/after_attn_quan/quan_proj`` (ViT,
@@ -14,23 +14,31 @@ place (``SpikeZIPTFQANNRecipe``); here it is imported into spikeflow's own conve
 1. every quantiser becomes a :class:`~spikeflow.conversion.signed.SymmetricQuant` with
    the same step and bounds (``s·clip(floor(x/s + 1/2), neg_min, pos_max)``), every
    ``nn.Embedding`` a :class:`TokenEmbedding` (the same lookup, on token ids that may
-   arrive as floats), and an ``nn.ReLU`` whose every use is an unsigned quantiser
-   (``neg_min = 0``, which clips at 0 itself) is dropped, as SpikeZIP-TF does;
+   arrive as floats), a quantiser with ``pos_max = "full"`` (SpikeZIP-TF's ``MyQuan``
+   at a level of 512 or more, which returns its input) an identity, and an ``nn.ReLU``
+   whose every use is an unsigned quantiser (``neg_min = 0``, which clips at 0 itself)
+   or whose input is one's output (SpikeZIP-TF's own ``Sequential(MyQuan(sym=False),
+   ReLU)``) is dropped;
 2. the result is converted by :func:`~spikeflow.conversion.transformer.convert_transformer`
    (signed IF neurons, temporal-difference operators, spike products), traced through
    the model's own forward (a class token, a position embedding, a mask added to the
    scores: each enters once, at the first step);
-3. biases follow SpikeZIP-TF's schedule (``bias_steps="spikezip"``): a linear or
+3. biases follow SpikingJelly's schedule (``bias_steps="spikezip"``): a linear or
    convolution layer sends ``bias / level`` at each of its first ``level`` steps
    (``level`` of the model's first quantiser; of the attention's first quantiser for a
    RoBERTa attention's ``query``/``key``/``value``), a ViT attention's ``qkv`` and
-   ``proj`` their whole bias at the first step (:class:`SpreadBias`).
+   ``proj`` their whole bias at the first step (:class:`SpreadBias`). It is SpikeZIP-TF's
+   RoBERTa code's (``LLLinear.steps = level``); SpikeZIP-TF's ViT release sends every
+   bias whole at the first step (``LLLinear.steps = 1``): ``bias_steps=1``.
 
 The token ids and the attention mask are inputs sent once, at the first step (the
 running sum of each input sequence is the input): the embedding's output is then the
 embedding at the first step and exactly 0 after, and the mask is added to the first
-step's scores, whose running sum the softmax's temporal difference keeps. The SNN's
-running sum equals the QANN's output once its neurons have settled.
+step's scores, whose running sum the softmax's temporal difference keeps (SpikeZIP-TF's
+own loop adds the mask at every step, ``t·mask`` after ``t`` steps: the same only for
+masks of -1e4 or ``finfo.min``). The SNN's running sum equals the QANN's output once its
+neurons have settled, up to floating-point rounding where a quantiser's input lies on
+(within rounding of) a rounding tie ``x/s + 1/2`` whole.
 """
 
 from __future__ import annotations
@@ -313,6 +321,34 @@ def _is_quantizer(module: nn.Module, name: str, all_names: set[str]) -> bool:
     )
 
 
+def _is_full(module: nn.Module) -> bool:
+    """A SpikeZIP-TF ``MyQuan`` built with a level too high to quantise (``pos_max =
+    "full"``): its forward returns its input."""
+    return isinstance(getattr(module, "pos_max", None), str) and module.pos_max == "full"
+
+
+def _is_hugging_face(module: nn.Module) -> bool:
+    """Whether ``module`` is a Hugging Face ``transformers.PreTrainedModel``."""
+    return any(
+        c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers.")
+        for c in type(module).__mro__
+    )
+
+
+def _hugging_face_advice(name: str, module: nn.Module) -> str:
+    """Why a Hugging Face model does not convert as it is, and what does."""
+    return (
+        f"{name} is a Hugging Face {type(module).__name__}: its forward does not trace with "
+        "torch.fx (its input checks, mask preparation and attention dispatch branch on "
+        "values; it returns a ModelOutput) and it computes position ids from the token "
+        "ids. Convert a module of your own whose forward calls its parts: the embeddings' "
+        "nn.Embedding lookups with explicit position ids, each layer's SpikeZIP-TF "
+        "self-attention (query, key, value and their quantisers) with the additive mask "
+        "[B, 1, 1, L] by keyword, the dense and LayerNorm layers and the classifier, "
+        "returning one tensor"
+    )
+
+
 def convert_spikezip_qann(
     model: nn.Module,
     family: str,
@@ -330,9 +366,10 @@ def convert_spikezip_qann(
             (:data:`SPIKEZIP_ATTENTION`).
         mask_argument: the keyword of ``model.forward`` that takes an attention mask
             (``"attention_mask"``), or None when the SNN runs without one.
-        bias_steps: ``"spikezip"`` (default): SpikeZIP-TF's schedule (module
-            docstring); a positive int: every bias spread over that many steps (1: at
-            the first step, as :func:`convert_transformer`).
+        bias_steps: ``"spikezip"`` (default): SpikingJelly's schedule, SpikeZIP-TF's
+            RoBERTa code's (module docstring); a positive int: every bias spread over
+            that many steps (1: at the first step, as :func:`convert_transformer` and
+            SpikeZIP-TF's ViT release).
 
     Returns:
         ``(snn, report)``: the :class:`SpikeZIPSNN` and the conversion report.
@@ -340,7 +377,9 @@ def convert_spikezip_qann(
     Raises:
         ConversionError: ``family`` unknown; no attention of the family; an attention
             lacking one of its quantisers; a quantiser lacking ``s``, ``pos_max`` or
-            ``neg_min``, or whose ``level`` does not match its bounds; anything
+            ``neg_min``, or whose ``level`` does not match its bounds; a forward that
+            does not trace (the message names the module whose forward failed, with
+            what a Hugging Face model needs when one is called whole); anything
             :func:`convert_transformer` refuses.
     """
     if family not in SPIKEZIP_ATTENTION:
@@ -379,8 +418,12 @@ def convert_spikezip_qann(
             "a SpikeZIP-TF QANN"
         )
     first_level = None
+    passed: list[str] = []  # quantisers with pos_max = "full": the identity
     for path, module in list(qann.named_modules()):
-        if path and _is_quantizer(module, path, every_name):
+        if path and _is_full(module):
+            set_submodule(qann, path, nn.Identity())
+            passed.append(path)
+        elif path and _is_quantizer(module, path, every_name):
             quant, level = _quantizer(module, path)
             set_submodule(qann, path, quant)
             first_level = level if first_level is None else first_level
@@ -392,8 +435,11 @@ def convert_spikezip_qann(
     wrapper = _Inputs(qann) if mask_argument is None else _MaskedInputs(qann, mask_argument)
     dropped = _drop_relus(wrapper)
     snn, report = convert_transformer(wrapper)
-    for name in dropped:
-        _amend(report, name, "nn.ReLU", "kept", "dropped: every use is an unsigned quantiser")
+    for name, why in dropped.items():
+        _amend(report, name, "nn.ReLU", "kept", f"dropped: {why}")
+    for path in passed:
+        detail = "passed through: pos_max = 'full' (a SpikeZIP-TF quantiser returns its input)"
+        _amend(report, f"model.{path}", "quantiser", "kept", detail)
     schedule = _bias_schedule(qann, family, layers, attention_level, first_level, bias_steps)
     _spread_biases(snn.body, schedule, report)
     report.entries = [  # the model's own module paths (the wrapper's "model." dropped)
@@ -402,28 +448,75 @@ def convert_spikezip_qann(
     return SpikeZIPConversion(SpikeZIPSNN(snn.body, report, family, mask_argument), report)
 
 
-def _drop_relus(wrapper: nn.Module) -> list[str]:
-    """Replace by ``nn.Identity`` each ``nn.ReLU`` whose every call feeds only unsigned
-    quantisers (``q(relu(x)) = q(x)`` when ``neg_min = 0``); their names."""
+class _NamingTracer(_Tracer):
+    """:class:`_Tracer` that remembers the modules it is inside (the innermost last),
+    so that a failed trace can name where it failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside: list[tuple[str, str]] = []
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        self.inside.append((self.path_of_module(m), type(m).__name__))
+        out = super().call_module(m, forward, args, kwargs)
+        self.inside.pop()  # left in place when the call raises: the failure's module
+        return out
+
+
+def _trace(wrapper: nn.Module) -> fx.Graph:
+    """The wrapper's graph, or a :class:`ConversionError` naming the module (path and
+    class) whose forward could not be traced."""
+    tracer = _NamingTracer()
     try:
-        graph = _Tracer().trace(wrapper)
+        return tracer.trace(wrapper)
     except Exception as err:
+        where, advice = "", ""
+        if tracer.inside:
+            path, kind = tracer.inside[-1]
+            own = path.removeprefix("model").removeprefix(".")  # "": the model's forward
+            where = f" (in {own}, {kind})" if own else " (in its own forward)"
+        for path, _ in tracer.inside:  # a Hugging Face model called whole
+            module = wrapper.get_submodule(path)
+            if _is_hugging_face(module):
+                own = path.removeprefix("model").removeprefix(".") or "the model"
+                advice = ". " + _hugging_face_advice(own, module)
+                break
         raise ConversionError(
-            f"torch.fx could not trace {type(wrapper.model).__name__}: {type(err).__name__}: {err}"
+            f"torch.fx could not trace {type(wrapper.model).__name__}{where}: "
+            f"{type(err).__name__}: {err}. Its forward must trace with torch.fx: no branch "
+            f"or loop on tensor values, no tensor-valued asserts, one tensor returned{advice}"
         ) from err
-    verdict: dict[str, bool] = {}
+
+
+def _unsigned(wrapper: nn.Module, node: Any) -> bool:
+    """Whether ``node`` is a call of an unsigned :class:`SymmetricQuant` (output >= 0)."""
+    return (
+        isinstance(node, fx.Node)
+        and node.op == "call_module"
+        and isinstance(wrapper.get_submodule(node.target), SymmetricQuant)
+        and wrapper.get_submodule(node.target).min_level == 0
+    )
+
+
+def _drop_relus(wrapper: nn.Module) -> dict[str, str]:
+    """Replace by ``nn.Identity`` each ``nn.ReLU`` whose every call feeds only unsigned
+    quantisers (``q(relu(x)) = q(x)`` when ``neg_min = 0``: SpikingJelly's example
+    layout) or takes an unsigned quantiser's output (``relu(q(x)) = q(x)``: SpikeZIP-TF's
+    own ``Sequential(MyQuan(sym=False), ReLU)``); their names and why."""
+    graph = _trace(wrapper)
+    verdict: dict[str, str | None] = {}
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(wrapper.get_submodule(node.target), nn.ReLU):
             continue
         users = list(node.users)
-        ok = bool(users) and all(
-            u.op == "call_module"
-            and isinstance(wrapper.get_submodule(u.target), SymmetricQuant)
-            and wrapper.get_submodule(u.target).min_level == 0
-            for u in users
-        )
-        verdict[node.target] = verdict.get(node.target, True) and ok
-    dropped = [name for name, ok in verdict.items() if ok]
+        why = None
+        if node.args and _unsigned(wrapper, node.args[0]):
+            why = "its input is an unsigned quantiser's output (>= 0)"
+        elif users and all(_unsigned(wrapper, u) for u in users):
+            why = "every use is an unsigned quantiser"
+        earlier = verdict.get(node.target, why)
+        verdict[node.target] = why if earlier is not None and why is not None else None
+    dropped = {name: why for name, why in verdict.items() if why is not None}
     for name in dropped:
         set_submodule(wrapper, name, nn.Identity())
     return dropped
@@ -449,7 +542,8 @@ def _bias_schedule(
             for layer in layers:
                 inner = f"model.{path}.{layer}" if path else f"model.{layer}"
                 if inner in schedule:
-                    schedule[inner] = 1 if family == "vit" else level
+                    own = level if level > 0 else default  # -1: no bounded quantiser
+                    schedule[inner] = 1 if family == "vit" else own
     return schedule
 
 
