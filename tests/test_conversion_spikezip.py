@@ -111,6 +111,19 @@ def test_running_sum_is_the_qann_output_once_settled(family):
         torch.testing.assert_close(sums[t], qann, **TIGHT)
 
 
+def test_one_causal_mask_for_the_whole_batch():
+    """A mask of batch 1 ([1, 1, L, L], causal) broadcasts over the batch, as in the QANN."""
+    model, tokens, _ = _roberta()
+    causal = torch.full((6, 6), torch.finfo(F64).min, dtype=F64).triu(1)[None, None]
+    snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    sums = snn.accumulate(tokens, STEPS, mask=causal)
+    qann = model(tokens, attention_mask=causal).detach()
+    torch.testing.assert_close(sums[-1], qann, **TIGHT)
+    assert (qann - model(tokens).detach()).abs().amax() > 1e-3  # the mask matters
+    per_sample = causal.expand(3, -1, -1, -1)
+    torch.testing.assert_close(snn.accumulate(tokens, STEPS, mask=per_sample), sums, **TIGHT)
+
+
 def test_roberta_without_mask_and_bias_at_the_first_step():
     model, tokens, _ = _roberta()
     snn, _ = convert_spikezip_qann(model, "roberta", bias_steps=1)

@@ -243,10 +243,13 @@ class SpikeZIPSNN(DifferenceSNN):
             )
         if mask_seq is not None:
             check_time_major(mask_seq, "SpikeZIPSNN mask", single_step=False)
+            if mask_seq.shape[0] == x_seq.shape[0] and mask_seq.shape[1] == 1:
+                # one mask for every sample ([1, 1, L, L] causal, say): the batch's copies
+                mask_seq = mask_seq.expand(x_seq.shape[0], x_seq.shape[1], *mask_seq.shape[2:])
             if mask_seq.shape[:2] != x_seq.shape[:2]:
                 raise ShapeError(
                     f"SpikeZIPSNN: the mask's sequence {tuple(mask_seq.shape)} must have the "
-                    f"input's steps and batch {tuple(x_seq.shape[:2])}"
+                    f"input's steps and batch {tuple(x_seq.shape[:2])} (or a batch of 1)"
                 )
             seqs.append(mask_seq.to(seqs[0].dtype))
         steps, batch = x_seq.shape[0], x_seq.shape[1]
