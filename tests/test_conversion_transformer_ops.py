@@ -25,14 +25,16 @@ F64 = torch.float64
 
 
 def signed_if_loop(x_seq, theta, low, high, shift=0.5):
-    """The ST-BIF rule, one neuron at a time in plain Python floats."""
+    """The ST-BIF rule, one neuron at a time in plain Python floats (the membrane counted
+    in thresholds, as SpikeZIP-TF's and SpikingJelly's: ``x/θ + φ``, then ``+ x/θ``)."""
     out = torch.zeros_like(x_seq)
     for index in range(x_seq[0].numel()):
-        v, count = shift * theta, 0
+        u, count = 0.0, 0
         for t in range(x_seq.shape[0]):
-            v += float(x_seq[t].reshape(-1)[index])
-            spike = 1 if (v >= theta and count < high) else -1 if (v < 0 and count > low) else 0
-            v -= spike * theta
+            x = float(x_seq[t].reshape(-1)[index])
+            u = x / theta + shift if t == 0 else u + x / theta
+            spike = 1 if (u >= 1 and count < high) else -1 if (u < 0 and count > low) else 0
+            u -= spike
             count += spike
             out[t].reshape(-1)[index] = spike * theta
     return out
@@ -81,6 +83,22 @@ def test_signed_if_neuron_rounds_ties_as_the_quantiser():
     expected = symmetric_quant(x, 0.5, 4)
     torch.testing.assert_close(total, expected, rtol=0, atol=0)
     torch.testing.assert_close(expected, torch.tensor([[-0.5, 0.0, 0.0, 0.5, 1.0, 1.5]], dtype=F64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_signed_if_neuron_rounds_as_the_quantiser_within_an_ulp_of_ties(dtype):
+    """A step that the dtype cannot hold (0.1) and inputs at, and one ulp either side
+    of, each tie ``(k + 1/2)·s``: sent at one step, the neuron's count is the
+    quantiser's ``floor(x/s + 1/2)`` however the rounding falls (SpikingJelly's
+    ``STBIFNode``, which also counts in thresholds, agrees in float32)."""
+    s = torch.tensor(0.1, dtype=dtype)
+    ties = (torch.arange(-9, 9, dtype=dtype) + 0.5) * s
+    x = torch.cat([ties, torch.nextafter(ties, ties + 1), torch.nextafter(ties, ties - 1)])
+    spikes = SignedIFNeuron(s, levels=8, min_level=-9)(impulse_input(x, 20))
+    counts = (spikes / s).round().sum(0)
+    expected = torch.clamp(torch.floor(x / s + 0.5), -9, 8)
+    torch.testing.assert_close(counts, expected, rtol=0, atol=0)
+    assert len(set(expected.tolist())) == 18  # every level reached
 
 
 def test_a_negative_learned_scale_acts_as_its_magnitude():

@@ -9,12 +9,14 @@ a Transformer's values may be negative (after a linear layer, a layer norm, befo
 attention products, after the softmax), where QCFS, which clips at 0, cannot.
 
 SNN side, :class:`SignedIFNeuron` (SpikeZIP-TF's ST-BIF neuron, You et al., ICML 2024;
-SpikingJelly 2.0's ``STBIFNode``): the membrane starts at ``φ·θ`` (θ = s) and
-integrates its input; each step it fires ``+θ`` if ``v >= θ`` and its spike count ``n``
-is below ``n_max``, ``-θ`` if ``v < 0`` and ``n > n_min``, else nothing, and subtracts
-what it fired (soft reset). Whenever its cumulative input ``X`` stops changing it keeps
-firing, one spike a step, until ``0 <= v < θ`` or a bound is reached, so its summed
-output ends at ``θ · clip(floor(X/θ + φ), n_min, n_max) = q(X)``: a network whose
+SpikingJelly 2.0's ``STBIFNode``): its membrane, counted in thresholds (θ = s), starts
+at ``φ`` and integrates ``x_t/θ``; each step it fires ``+θ`` if ``u >= 1`` and its
+spike count ``n`` is below ``n_max``, ``-θ`` if ``u < 0`` and ``n > n_min``, else
+nothing, and subtracts what it fired (soft reset: ``u - 1``, exact in floating point).
+Whenever its cumulative input ``X`` stops changing it keeps firing, one spike a step,
+until ``0 <= u < 1`` or a bound is reached, so its summed output ends at
+``θ · clip(floor(X/θ + φ), n_min, n_max) = q(X)`` (for an input sent at one step, with
+the quantiser's own arithmetic, ties and rounding included): a network whose
 stages pass on the changes of their outputs (:mod:`spikeflow.conversion.temporal`)
 then sums, after enough steps, to the quantised ANN's output exactly.
 
@@ -129,7 +131,7 @@ class SignedIFNeuron(MemoryModule):
             tensor broadcastable to one step).
         levels: ``n_max``, the most spikes its count may reach (default 8).
         min_level: ``n_min``, the lowest count (default ``-levels``).
-        shift: φ: the membrane starts at ``φ·θ`` (default 1/2).
+        shift: φ: the membrane starts at ``φ·θ`` (``φ`` thresholds; default 1/2).
         step_mode: ``'m'`` (``[T, B, ...]``, default) or ``'s'`` (``[B, ...]``, streaming).
     """
 
@@ -172,21 +174,21 @@ class SignedIFNeuron(MemoryModule):
         x_seq = current_sequence(x, "SignedIFNeuron", self.step_mode)
         theta = torch.as_tensor(self.v_threshold, dtype=x_seq.dtype, device=x_seq.device)
         state = self._carried_state(x_seq.shape[1:])
-        if state is None:
-            v = torch.zeros_like(x_seq[0]) + self.shift * theta
-            count = torch.zeros_like(v)
+        if state is None:  # u: the membrane in thresholds (x/θ then + φ, as q's floor)
+            u = torch.zeros_like(x_seq[0] / theta)
+            count = torch.zeros_like(u)
         else:
-            v, count = state["v"], state["count"]
+            u, count = state["u"], state["count"]
         out = []
-        for x_t in x_seq.unbind(0):
-            v = v + x_t
-            up = (v >= theta) & (count < self.levels)
-            down = (v < 0) & (count > self.min_level)
-            spike = up.to(v.dtype) - down.to(v.dtype)
-            v = v - spike * theta
+        for t, x_t in enumerate(x_seq.unbind(0)):
+            u = x_t / theta + self.shift + u if state is None and t == 0 else u + x_t / theta
+            up = (u >= 1) & (count < self.levels)
+            down = (u < 0) & (count > self.min_level)
+            spike = up.to(u.dtype) - down.to(u.dtype)
+            u = u - spike
             count = count + spike
             out.append(spike * theta)
-        self._keep_state({"v": v, "count": count})
+        self._keep_state({"u": u, "count": count})
         spikes = torch.stack(out)
         return spikes if self.step_mode == "m" else spikes[0]
 
