@@ -12,7 +12,7 @@ from spikeflow.conversion import ConversionError, impulse_input
 from spikeflow.conversion.spikezip import SpreadBias, convert_spikezip_qann
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.functional import streaming
-from spikezip_models import FullQuan, Roberta, ViT, ViTAttention, ZipMlp
+from spikezip_models import FullQuan, Roberta, RobertaAttention, ViT, ViTAttention, ZipMlp
 
 F64 = torch.float64
 TIGHT = dict(rtol=0, atol=1e-12)
@@ -122,6 +122,56 @@ def test_one_causal_mask_for_the_whole_batch():
     assert (qann - model(tokens).detach()).abs().amax() > 1e-3  # the mask matters
     per_sample = causal.expand(3, -1, -1, -1)
     torch.testing.assert_close(snn.accumulate(tokens, STEPS, mask=per_sample), sums, **TIGHT)
+
+
+class _CrossAttention(RobertaAttention):
+    """Keys and values from ``encoder_hidden_states`` when given (its mask then)."""
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None):
+        memory = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        q = self.split(self.query_quan(self.query(hidden_states)))
+        k = self.split(self.key_quan(self.key(memory)))
+        v = self.split(self.value_quan(self.value(memory)))
+        scores = q @ k.transpose(-1, -2) / self.attention_head_size**0.5 + attention_mask
+        context = self.after_attn_quan(self.attn_quan(scores.softmax(-1)) @ v)
+        return (context.transpose(1, 2).flatten(2),)
+
+
+class _EncoderDecoder(nn.Module):
+    """An encoder attention, then a decoder on the first 3 tokens attending to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding, self.head = nn.Embedding(32, 16), nn.Linear(16, 3)
+        self.encoder, self.decoder = _CrossAttention(), _CrossAttention()
+
+    def forward(self, tokens, attention_mask=None):
+        hidden = self.embedding(tokens)
+        memory = self.encoder(hidden, attention_mask=attention_mask)[0]
+        out = self.decoder(hidden[:, :3], attention_mask, encoder_hidden_states=memory)[0]
+        return self.head(out[:, 0])
+
+
+class _TwoMasks(_EncoderDecoder):
+    def forward(self, tokens, attention_mask, decoder_mask):
+        return super().forward(tokens, attention_mask + decoder_mask)
+
+
+def test_cross_attention_converts_and_a_second_mask_is_refused_by_name():
+    """SpikingJelly's recipe refuses cross-attention; here keys and values from another
+    stream are one more spike product. The SNN takes one mask: a forward that needs a
+    second is refused before tracing, by its parameter's name."""
+    torch.manual_seed(4)
+    model = _EncoderDecoder().to(F64).eval()
+    _, tokens, mask = _roberta()
+    snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    sums, qann = snn.accumulate(tokens, STEPS, mask=mask), model(tokens, mask).detach()
+    assert (sums[0] - qann).abs().amax() > 0.01
+    torch.testing.assert_close(sums[-1], qann, **TIGHT)
+    with pytest.raises(ConversionError, match="missing a required argument: 'decoder_mask'"):
+        convert_spikezip_qann(_TwoMasks(), "roberta", mask_argument="attention_mask")
+    with pytest.raises(ConversionError, match="unexpected keyword argument 'attn_mask'"):
+        convert_spikezip_qann(model, "roberta", mask_argument="attn_mask")
 
 
 def test_roberta_without_mask_and_bias_at_the_first_step():

@@ -44,6 +44,7 @@ neurons have settled, up to floating-point rounding where a quantiser's input li
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 from typing import Any, NamedTuple
 
@@ -330,6 +331,26 @@ def _is_full(module: nn.Module) -> bool:
     return isinstance(getattr(module, "pos_max", None), str) and module.pos_max == "full"
 
 
+def _check_call(model: nn.Module, mask_argument: str | None) -> None:
+    """A :class:`ConversionError` when ``model.forward`` cannot be called as the SNN calls
+    it: with the input and, given ``mask_argument``, one mask by that keyword."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # no signature to read: the trace will tell
+        return
+    keywords = {} if mask_argument is None else {mask_argument: None}
+    try:
+        signature.bind(None, **keywords)
+    except TypeError as err:
+        call = "its input" + ("" if mask_argument is None else f" and {mask_argument}=mask")
+        raise ConversionError(
+            f"{type(model).__name__}.forward{signature} cannot be called with {call} "
+            f"({err}): the SNN passes the input and at most one mask, by mask_argument; "
+            "give the other parameters (a second mask, encoder states) defaults, or wrap "
+            "the model in a module whose forward takes only these"
+        ) from err
+
+
 def _is_hugging_face(module: nn.Module) -> bool:
     """Whether ``module`` is a Hugging Face ``transformers.PreTrainedModel``."""
     return any(
@@ -378,7 +399,8 @@ def convert_spikezip_qann(
         ``(snn, report)``: the :class:`SpikeZIPSNN` and the conversion report.
 
     Raises:
-        ConversionError: ``family`` unknown; no attention of the family; an attention
+        ConversionError: ``family`` unknown; ``model.forward`` not callable with the
+            input and one mask by ``mask_argument``; no attention of the family; an attention
             lacking one of its quantisers; a quantiser lacking ``s``, ``pos_max`` or
             ``neg_min``, or whose ``level`` does not match its bounds; a forward that
             does not trace (the message names the module whose forward failed, with
@@ -393,6 +415,7 @@ def convert_spikezip_qann(
         )
     if mask_argument is not None and not (isinstance(mask_argument, str) and mask_argument):
         raise ConfigurationError(f"mask_argument must be a keyword name, got {mask_argument!r}")
+    _check_call(model, mask_argument)
     qann = copy.deepcopy(model).eval()
     names, layers = SPIKEZIP_ATTENTION[family]
     every_name = {n for quantizers, _ in SPIKEZIP_ATTENTION.values() for n in quantizers}
