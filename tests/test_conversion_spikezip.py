@@ -368,6 +368,25 @@ def test_spread_bias_against_its_formula():
         torch.testing.assert_close(sums[t], expected, **TIGHT)
 
 
+def test_half_precision_models_look_up_the_tokens_they_are_given():
+    """float16 holds whole numbers only to 2048, bfloat16 to 256: ids cast to the
+    network's dtype would be other tokens (3901 -> 3900 or 3904)."""
+    torch.manual_seed(5)
+    tokens = torch.randint(2049, 5000, (2, 6))
+    tokens[0, 0] = 3901  # 3901 and 3903 are both 3904 in bfloat16
+    model = Roberta(vocab=5000).to(torch.float16).eval()
+    snn, _ = convert_spikezip_qann(model, "roberta")
+    sums, qann = snn.accumulate(tokens, STEPS)[-1], model(tokens).detach()
+    assert sums.dtype == torch.float16
+    torch.testing.assert_close(sums, qann, rtol=0, atol=0.01)  # float16 rounding only
+    other = tokens.clone()
+    other[0, 0] = 3903
+    model = model.to(torch.bfloat16)
+    snn, _ = convert_spikezip_qann(model, "roberta")
+    changed = (snn.accumulate(other, STEPS)[-1] - snn.accumulate(tokens, STEPS)[-1])[0]
+    assert changed.abs().amax() > 0.01
+
+
 def test_token_ids_sent_at_every_step_are_refused():
     model, tokens, _ = _roberta()
     snn, _ = convert_spikezip_qann(model, "roberta")

@@ -231,12 +231,21 @@ class SpikeZIPSNN(DifferenceSNN):
                 return p.dtype
         return torch.get_default_dtype()
 
+    def _as_input(self, x: Tensor) -> Tensor:
+        """A float ``x`` as it is; integers (token ids) in the network's dtype when it
+        holds them exactly, else in float64 (float16 holds whole numbers to 2048, bfloat16
+        to 256: larger ids would be looked up as other tokens)."""
+        if x.is_floating_point():
+            return x
+        cast = x.to(self._dtype())
+        return cast if torch.equal(cast.to(x.dtype), x) else x.to(torch.float64)
+
     def forward(self, x_seq: Tensor, mask_seq: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """The output's change at each step ``[T, B, ...]``."""
         check_time_major(x_seq, "SpikeZIPSNN input", single_step=False)
         if x_seq.shape[0] == 0:
             raise ShapeError(f"SpikeZIPSNN needs at least one time step, got {tuple(x_seq.shape)}")
-        seqs = [x_seq if x_seq.is_floating_point() else x_seq.to(self._dtype())]
+        seqs = [self._as_input(x_seq)]
         if (mask_seq is None) != (self.mask_argument is None):
             raise ConfigurationError(
                 f"SpikeZIPSNN was converted with mask_argument={self.mask_argument!r}: "
@@ -252,7 +261,7 @@ class SpikeZIPSNN(DifferenceSNN):
                     f"SpikeZIPSNN: the mask's sequence {tuple(mask_seq.shape)} must have the "
                     f"input's steps and batch {tuple(x_seq.shape[:2])} (or a batch of 1)"
                 )
-            seqs.append(mask_seq.to(seqs[0].dtype))
+            seqs.append(mask_seq.to(self._dtype()))  # the network's, as the scores'
         steps, batch = x_seq.shape[0], x_seq.shape[1]
         folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
         for module in folded:
@@ -270,8 +279,8 @@ class SpikeZIPSNN(DifferenceSNN):
     def accumulate(self, x: Tensor, steps: int, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """The running sum of the output after each of ``1..steps`` steps
         ``[steps, B, ...]``, for the input ``x`` ``[B, ...]`` (and ``mask``) sent once."""
-        x = x if x.is_floating_point() else x.to(self._dtype())
-        mask_seq = None if mask is None else impulse_input(mask.to(x.dtype), steps)
+        x = self._as_input(x)
+        mask_seq = None if mask is None else impulse_input(mask.to(self._dtype()), steps)
         return self(impulse_input(x, steps), mask_seq).cumsum(0)
 
 
