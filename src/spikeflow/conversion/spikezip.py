@@ -44,7 +44,6 @@ neurons have settled, up to floating-point rounding where a quantiser's input li
 from __future__ import annotations
 
 import copy
-import inspect
 import numbers
 from typing import Any, NamedTuple
 
@@ -53,12 +52,13 @@ from torch import Tensor, fx, nn
 from torch.nn import functional as F
 
 from spikeflow.base import check_time_major
+from spikeflow.conversion._spikezip_checks import check_call, trace_named
 from spikeflow.conversion.fold import set_submodule
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.signed import SymmetricQuant
 from spikeflow.conversion.snn import TimeFolded
 from spikeflow.conversion.temporal import StepBias, impulse_input
-from spikeflow.conversion.transformer import DifferenceSNN, _Tracer, convert_transformer
+from spikeflow.conversion.transformer import DifferenceSNN, convert_transformer
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
@@ -340,48 +340,6 @@ def _is_full(module: nn.Module) -> bool:
     return isinstance(getattr(module, "pos_max", None), str) and module.pos_max == "full"
 
 
-def _check_call(model: nn.Module, mask_argument: str | None) -> None:
-    """A :class:`ConversionError` when ``model.forward`` cannot be called as the SNN calls
-    it: with the input and, given ``mask_argument``, one mask by that keyword."""
-    try:
-        signature = inspect.signature(model.forward)
-    except (TypeError, ValueError):  # no signature to read: the trace will tell
-        return
-    keywords = {} if mask_argument is None else {mask_argument: None}
-    try:
-        signature.bind(None, **keywords)
-    except TypeError as err:
-        call = "its input" + ("" if mask_argument is None else f" and {mask_argument}=mask")
-        raise ConversionError(
-            f"{type(model).__name__}.forward{signature} cannot be called with {call} "
-            f"({err}): the SNN passes the input and at most one mask, by mask_argument; "
-            "give the other parameters (a second mask, encoder states) defaults, or wrap "
-            "the model in a module whose forward takes only these"
-        ) from err
-
-
-def _is_hugging_face(module: nn.Module) -> bool:
-    """Whether ``module`` is a Hugging Face ``transformers.PreTrainedModel``."""
-    return any(
-        c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers.")
-        for c in type(module).__mro__
-    )
-
-
-def _hugging_face_advice(name: str, module: nn.Module) -> str:
-    """Why a Hugging Face model does not convert as it is, and what does."""
-    return (
-        f"{name} is a Hugging Face {type(module).__name__}: its forward does not trace with "
-        "torch.fx (its input checks, mask preparation and attention dispatch branch on "
-        "values; it returns a ModelOutput) and it computes position ids from the token "
-        "ids. Convert a module of your own whose forward calls its parts: the embeddings' "
-        "nn.Embedding lookups with explicit position ids, each layer's SpikeZIP-TF "
-        "self-attention (query, key, value and their quantisers) with the additive mask "
-        "[B, 1, 1, L] by keyword, the dense and LayerNorm layers and the classifier, "
-        "returning one tensor"
-    )
-
-
 def convert_spikezip_qann(
     model: nn.Module,
     family: str,
@@ -424,7 +382,7 @@ def convert_spikezip_qann(
         )
     if mask_argument is not None and not (isinstance(mask_argument, str) and mask_argument):
         raise ConfigurationError(f"mask_argument must be a keyword name, got {mask_argument!r}")
-    _check_call(model, mask_argument)
+    check_call(model, mask_argument)
     qann = copy.deepcopy(model).eval()
     names, layers = SPIKEZIP_ATTENTION[family]
     every_name = {n for quantizers, _ in SPIKEZIP_ATTENTION.values() for n in quantizers}
@@ -483,46 +441,6 @@ def convert_spikezip_qann(
     return SpikeZIPConversion(SpikeZIPSNN(snn.body, report, family, mask_argument), report)
 
 
-class _NamingTracer(_Tracer):
-    """:class:`_Tracer` that remembers the modules it is inside (the innermost last),
-    so that a failed trace can name where it failed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside: list[tuple[str, str]] = []
-
-    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
-        self.inside.append((self.path_of_module(m), type(m).__name__))
-        out = super().call_module(m, forward, args, kwargs)
-        self.inside.pop()  # left in place when the call raises: the failure's module
-        return out
-
-
-def _trace(wrapper: nn.Module) -> fx.Graph:
-    """The wrapper's graph, or a :class:`ConversionError` naming the module (path and
-    class) whose forward could not be traced."""
-    tracer = _NamingTracer()
-    try:
-        return tracer.trace(wrapper)
-    except Exception as err:
-        where, advice = "", ""
-        if tracer.inside:
-            path, kind = tracer.inside[-1]
-            own = path.removeprefix("model").removeprefix(".")  # "": the model's forward
-            where = f" (in {own}, {kind})" if own else " (in its own forward)"
-        for path, _ in tracer.inside:  # a Hugging Face model called whole
-            module = wrapper.get_submodule(path)
-            if _is_hugging_face(module):
-                own = path.removeprefix("model").removeprefix(".") or "the model"
-                advice = ". " + _hugging_face_advice(own, module)
-                break
-        raise ConversionError(
-            f"torch.fx could not trace {type(wrapper.model).__name__}{where}: "
-            f"{type(err).__name__}: {err}. Its forward must trace with torch.fx: no branch "
-            f"or loop on tensor values, no tensor-valued asserts, one tensor returned{advice}"
-        ) from err
-
-
 def _unsigned(wrapper: nn.Module, node: Any) -> bool:
     """Whether ``node`` is a call of an unsigned :class:`SymmetricQuant` (output >= 0)."""
     return (
@@ -538,7 +456,7 @@ def _drop_relus(wrapper: nn.Module) -> dict[str, str]:
     quantisers (``q(relu(x)) = q(x)`` when ``neg_min = 0``: SpikingJelly's example
     layout) or takes an unsigned quantiser's output (``relu(q(x)) = q(x)``: SpikeZIP-TF's
     own ``Sequential(MyQuan(sym=False), ReLU)``); their names and why."""
-    graph = _trace(wrapper)
+    graph = trace_named(wrapper)
     verdict: dict[str, str | None] = {}
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(wrapper.get_submodule(node.target), nn.ReLU):
