@@ -222,7 +222,7 @@ def test_full_quantiser_passes_its_input_through():
     model.blocks[0].norm2_quan = FullQuan().to(F64)
     snn, report = convert_spikezip_qann(model, "vit")
     entry = next(e for e in report.entries if e.name == "blocks.0.norm2_quan")
-    assert entry.action == "kept" and "passed through" in entry.detail
+    assert (entry.source, entry.action) == ("FullQuan", "kept") and "passed through" in entry.detail
     ours = snn(impulse_input(images, STEPS))
     torch.testing.assert_close(
         ours, _spikingjelly_steps(model, "vit", images, STEPS, True), **TIGHT

@@ -411,11 +411,11 @@ def convert_spikezip_qann(
             "a SpikeZIP-TF QANN"
         )
     first_level = None
-    passed: list[str] = []  # quantisers with pos_max = "full": the identity
+    passed: list[tuple[str, str]] = []  # quantisers with pos_max = "full": identities
     for path, module in list(qann.named_modules()):
         if path and _is_full(module):
             set_submodule(qann, path, nn.Identity())
-            passed.append(path)
+            passed.append((path, type(module).__name__))
         elif path and _is_quantizer(module, path, every_name):
             quant, level = _quantizer(module, path)
             set_submodule(qann, path, quant)
@@ -430,9 +430,9 @@ def convert_spikezip_qann(
     snn, report = convert_transformer(wrapper)
     for name, why in dropped.items():
         _amend(report, name, "nn.ReLU", "kept", f"dropped: {why}")
-    for path in passed:
+    for path, kind in passed:
         detail = "passed through: pos_max = 'full' (a SpikeZIP-TF quantiser returns its input)"
-        _amend(report, f"model.{path}", "quantiser", "kept", detail)
+        _amend(report, f"model.{path}", kind, "kept", detail)
     schedule = _bias_schedule(qann, family, layers, attention_level, first_level, bias_steps)
     _spread_biases(snn.body, schedule, report)
     report.entries = [  # the model's own module paths (the wrapper's "model." dropped)
