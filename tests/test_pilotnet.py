@@ -35,9 +35,10 @@ def _driving_dataset(root: Path, angles: list[float], size: tuple[int, int] = (2
 
 
 def test_split_angles_and_glitches_as_lava_dl(tmp_path):
-    """Runs of ``sequence`` frames permuted by RandomState(42): the first int(0.8 runs)
-    train, the last int(0.2 runs) test; angles in radians; a zero angle inside a run
-    is its neighbours' mean (Lava-DL's pilotnet_dataset.py, transcribed here)."""
+    """Runs of ``sequence`` frames permuted by RandomState(42): the first
+    int(frames / sequence * 0.8) train, the last int(frames / sequence * 0.2) test;
+    angles in radians; a zero angle inside a run is its neighbours' mean (Lava-DL's
+    pilotnet_dataset.py, transcribed here)."""
     angles = list(np.round(np.linspace(-30, 30, 43), 3))
     angles[9] = 0.0  # inside a run of 4 (index 1 of run 2): replaced
     angles[12] = 0.0  # the first of run 3: kept
@@ -46,8 +47,8 @@ def test_split_angles_and_glitches_as_lava_dl(tmp_path):
     test = PilotNetDriving(tmp_path, False, sequence=4, image_size=(12, 32))
     runs = 43 // 4
     order = np.random.RandomState(seed=42).permutation(runs)
-    assert train.starts == list(order[: int(runs * 0.8)] * 4)
-    assert test.starts == list(order[-int(runs * 0.2) :] * 4)
+    assert train.starts == list(order[: int(43 / 4 * 0.8)] * 4)
+    assert test.starts == list(order[-int(43 / 4 * 0.2) :] * 4)
     for split in (train, test):
         for index, start in enumerate(split.starts):
             _, got = split[index]
@@ -60,6 +61,34 @@ def test_split_angles_and_glitches_as_lava_dl(tmp_path):
                 want.append(value * math.pi / 180)
             np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-7)
     assert 9 in [s + i for s in train.starts + test.starts for i in range(4)]
+
+
+@pytest.mark.parametrize(("frames", "sequence", "n_train"), [(23, 2, 9), (45406, 16, 2270)])
+def test_split_shares_are_of_frames_over_sequence(tmp_path, frames, sequence, n_train):
+    """Lava-DL takes int(frames / sequence * 0.8) runs for training, a fractional count
+    of runs: 23 frames in runs of 2 give 9 training runs (not int(11 * 0.8) = 8), the
+    real dataset's 45406 frames in runs of 16 give 2270 (not 2269); the test split is
+    the last int(frames / sequence * 0.2) runs of the permutation."""
+    folder = tmp_path / "driving_dataset"
+    folder.mkdir()
+    (folder / "data.txt").write_text("".join(f"{i}.jpg 1.0\n" for i in range(frames)))
+    train = PilotNetDriving(tmp_path, True, sequence=sequence)
+    test = PilotNetDriving(tmp_path, False, sequence=sequence)
+    order = np.random.RandomState(seed=42).permutation(frames // sequence)
+    n_test = int(frames / sequence * 0.2)
+    assert len(train) == n_train
+    assert train.starts == list(order[:n_train] * sequence)
+    assert test.starts == list(order[-n_test:] * sequence)
+    assert not set(train.starts) & set(test.starts)
+
+
+def test_too_few_runs_for_a_test_split_is_refused(tmp_path):
+    """4 runs of 2: int(8 / 2 * 0.2) = 0 test runs (Lava-DL's slice [-0:] would test
+    on every run, the training runs included): the test split is refused by name."""
+    _driving_dataset(tmp_path, [1.0] * 8)
+    assert len(PilotNetDriving(tmp_path, True, sequence=2, image_size=(12, 32))) == 3
+    with pytest.raises(ConfigurationError, match="too few for a test run"):
+        PilotNetDriving(tmp_path, False, sequence=2, image_size=(12, 32))
 
 
 def test_frames_resized_and_scaled_to_minus_one_one(tmp_path):

@@ -9,7 +9,9 @@ On disk (the ``driving_dataset.zip`` the tutorials unpack, not downloaded here):
 As Lava-DL's training dataset (``slayer/pilotnet/pilotnet_dataset.py``): the frames are
 cut into runs of ``sequence`` consecutive frames (the last ``len % sequence`` frames
 unused), the runs permuted with ``numpy.random.RandomState(42)``, the first
-``int(runs · 0.8)`` for training and the last ``int(runs · 0.2)`` for testing; an angle
+``int(frames / sequence · 0.8)`` for training and the last ``int(frames / sequence · 0.2)``
+for testing (fractional runs, as Lava-DL's: 2270 + 567 of the 2837 runs of 16 of the
+45406 frames; too few frames for one test run are refused); an angle
 of magnitude below 1e-5 that is not the first of its run is a recording glitch, replaced
 by the mean of the angles on the lines before and after it (the line before only at the
 end of the file); angles are returned in radians. Each image is resized to
@@ -114,8 +116,19 @@ class PilotNetDriving(Dataset):
                 f"PilotNetDriving: {self.folder / 'data.txt'} lists {len(self.names)} frames, "
                 f"fewer than one sequence of {sequence}"
             )
+        # Lava-DL's shares are of frames / sequence as a float, not of the whole runs:
+        # 45406 frames in runs of 16 give 2270 training runs (int(2837.875 * 0.8)), not
+        # int(2837 * 0.8) = 2269; the two shares never overlap (their sum <= runs).
+        share = len(self.names) / sequence
+        n_train, n_test = int(share * 0.8), int(share * 0.2)
+        if not train and n_test == 0:
+            raise ConfigurationError(
+                f"PilotNetDriving: {self.folder / 'data.txt'} lists {len(self.names)} frames: "
+                f"{runs} run(s) of {sequence}, too few for a test run (int({share:g} * 0.2) = 0; "
+                "Lava-DL's split would then test on every run, the training runs included)"
+            )
         order = np.random.RandomState(seed=42).permutation(runs)
-        chosen = order[: int(runs * 0.8)] if train else order[len(order) - int(runs * 0.2) :]
+        chosen = order[:n_train] if train else order[len(order) - n_test :]
         self.starts = (chosen * sequence).tolist()
         self.train = train
         self.sequence = sequence
