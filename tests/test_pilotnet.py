@@ -110,6 +110,10 @@ def test_bad_layout_errors_name_the_file(tmp_path):
     (folder / "data.txt").write_text("0.jpg 0.5\n1.jpg 0.1,2018-07-01\n")
     with pytest.raises(ConfigurationError, match=r"data\.txt line 2"):
         PilotNetDriving(tmp_path, sequence=1)
+    for bad in ("nan", "inf", "-Infinity"):  # float() parses them: a target the loss turns NaN
+        (folder / "data.txt").write_text(f"0.jpg 0.5\n1.jpg 0.1\n2.jpg {bad}\n")
+        with pytest.raises(ConfigurationError, match=r"data\.txt line 3.*finite"):
+            PilotNetDriving(tmp_path, sequence=1)
     (folder / "data.txt").write_text("0.jpg 0.5\n")
     with pytest.raises(ConfigurationError, match="fewer than one sequence"):
         PilotNetDriving(tmp_path, sequence=4)

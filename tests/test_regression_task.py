@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.training import TrainConfig
 from spikeflow.training.config import resolve
 from spikeflow.training.regression_task import (
@@ -76,6 +76,26 @@ def test_readouts_and_losses_by_hand():
         regression_pairs(out, torch.zeros(4), "mean")
     with pytest.raises(ConfigurationError, match="delta"):
         RegressionLoss("mse", "mean", delta=1.0)
+
+
+def test_bad_targets_are_named():
+    """NaN / infinite targets (a damaged dataset) are refused before the loss turns NaN
+    and the run stops blaming the learning rate; bool and complex targets by dtype."""
+    out = torch.randn(4, 3, 1)
+    for value in (float("nan"), float("inf")):
+        target = torch.tensor([[0.5], [value], [1.0]])
+        with pytest.raises(ConfigurationError, match="1 NaN or infinite value"):
+            RegressionLoss("mse", "mean")(out, target)
+        with pytest.raises(ConfigurationError, match="NaN or infinite"):
+            regression_pairs(out, target.expand(3, 4), "per_step", per_step_targets=True)
+    for target in (torch.ones(3, 1, dtype=torch.bool), torch.ones(3, 1, dtype=torch.complex64)):
+        with pytest.raises(DTypeError, match=str(target.dtype)):
+            regression_pairs(out, target, "mean")
+    with pytest.raises(DTypeError, match="list"):
+        regression_pairs(out, [0.0, 1.0, 2.0], "mean")
+    # integer targets are real values: read as float32
+    _, tgt = regression_pairs(out, torch.tensor([[1], [2], [3]]), "last")
+    assert tgt.dtype == torch.float32 and tgt[:, 0].tolist() == [1.0, 2.0, 3.0]
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
-from spikeflow.errors import ConfigurationError, MissingExtraError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo, StaticLayout, even_subset, to_time_major
 from spikeflow.training.distributed import DistContext
@@ -107,7 +107,8 @@ def regression_pairs(
     repeated over the steps).
 
     Raises:
-        ConfigurationError: an unknown readout, or per-step targets without ``per_step``.
+        ConfigurationError: an unknown readout, per-step targets without ``per_step``, or
+            NaN / infinite targets. DTypeError: bool or complex targets (or not a tensor).
         ShapeError: a target whose size does not match the output's.
     """
     if readout not in REGRESSION_READOUTS:
@@ -119,7 +120,16 @@ def regression_pairs(
     steps, batch = out.shape[:2]
     out = out.reshape(steps, batch, -1).float()
     width = out.shape[-1]
+    if not isinstance(target, Tensor) or target.dtype == torch.bool or target.is_complex():
+        what = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise DTypeError(f"regression targets must be a real-valued tensor, got {what}")
     target = target.to(out.device, torch.float32)
+    bad = int((~torch.isfinite(target)).sum())
+    if bad:  # (else the loss turns NaN and the run stops blaming the learning rate)
+        raise ConfigurationError(
+            f"regression targets hold {bad} NaN or infinite value(s) of {target.numel()} "
+            f"(targets of shape {tuple(target.shape)}): check the dataset"
+        )
     if per_step_targets:
         if readout != "per_step":
             raise ConfigurationError(
@@ -217,7 +227,8 @@ class RegressionSums(EpochSums):
 
     def metrics(self) -> dict[str, float]:
         """``mse`` (mean squared error), ``mae`` (mean absolute error) and ``r2`` (1 -
-        SSE / the targets' sum of squares about their mean; NaN for constant targets)."""
+        SSE / the targets' sum of squares about their mean; NaN for constant targets).
+        With several values per target R² is pooled: one mean over all of them."""
         n = self.values
         if not n:
             return {"mse": math.nan, "mae": math.nan, "r2": math.nan}

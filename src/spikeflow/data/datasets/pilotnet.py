@@ -59,10 +59,12 @@ def read_pilotnet_angles(path: str | os.PathLike) -> tuple[list[str], np.ndarray
                 if len(fields) < 2:
                     raise ValueError("no angle")
                 angle = float(fields[1])
+                if not np.isfinite(angle):  # ("nan" and "inf" parse as floats)
+                    raise ValueError("not a finite angle")
             except ValueError:
                 raise ConfigurationError(
                     f"PilotNetDriving: {path} line {number}: expected '<image file> <angle in "
-                    f"degrees>', got {line.strip()!r}"
+                    f"degrees>' with a finite angle, got {line.strip()!r}"
                 ) from None
             names.append(fields[0])
             angles.append(angle)
